@@ -1,0 +1,333 @@
+//! `aggregator.toml`: every knob an operator has, with its default and its validation.
+//!
+//! The file is checked completely before anything binds: unknown keys, malformed addresses and
+//! capacities that would deadlock the pipeline are reported with the file, the key and the problem,
+//! and the binary exits with status 2. `config/aggregator.toml` documents every key and a test parses it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::protocol::DATA_HEADER;
+
+/// The largest frame length the config accepts, to keep per-connection buffers sane.
+const MAX_FRAME_LENGTH_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {key}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where live satellite uplinks connect.
+    #[serde(default = "ListenerConfig::uplink")]
+    pub uplink: ListenerConfig,
+    /// Where archived replay feeds connect.
+    #[serde(default = "ListenerConfig::replay")]
+    pub replay: ListenerConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub connection: ConnectionConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// One TCP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address to bind; port 0 picks a free port (tests).
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// Connections beyond this are refused with `TooManyConnections`, not queued.
+    pub max_connections: usize,
+}
+
+impl ListenerConfig {
+    fn uplink() -> Self {
+        ListenerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            max_connections: 1024,
+        }
+    }
+
+    fn replay() -> Self {
+        ListenerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7701)),
+            max_connections: 64,
+        }
+    }
+}
+
+/// Capacities of the in-memory pipeline, all counted in frames except `dashboard_capacity`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Routine frames the processor's input holds (waiting, or being processed).
+    pub processor_capacity: usize,
+    /// Emergency frames the processor's input holds, apart from routine ones so that an emergency
+    /// never waits for routine frames to drain.
+    pub emergency_capacity: usize,
+    /// Frames handed to the archive and not yet stored.
+    pub archive_capacity: usize,
+    /// Batches the dashboard may fall behind before it is told it lagged.
+    pub dashboard_capacity: usize,
+    /// Largest number of frames moved through the pipeline as one unit.
+    pub max_batch_frames: usize,
+    /// Starvation guard: after this many emergency frames in a row while routine frames wait, the
+    /// processor takes one routine batch.
+    pub emergency_streak: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            processor_capacity: 64,
+            emergency_capacity: 64,
+            archive_capacity: 1024,
+            dashboard_capacity: 64,
+            max_batch_frames: 32,
+            emergency_streak: 256,
+        }
+    }
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    /// Largest message body accepted; a larger length prefix closes the connection.
+    pub max_frame_length: usize,
+    /// Bytes read from a socket at a time; bounds each connection's undecoded input.
+    pub read_buffer: usize,
+    /// Time a new connection has to send its hello.
+    #[serde(rename = "handshake_timeout_ms", deserialize_with = "millis")]
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    #[serde(rename = "idle_timeout_ms", deserialize_with = "millis")]
+    pub idle_timeout: Duration,
+    /// Acknowledgements to one source are coalesced to at most one per interval.
+    #[serde(rename = "ack_interval_ms", deserialize_with = "millis")]
+    pub ack_interval: Duration,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            max_frame_length: 64 * 1024,
+            read_buffer: 64 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            ack_interval: Duration::from_millis(2),
+        }
+    }
+}
+
+/// The SIGTERM drain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Everything accepted must be processed and archived within this time after the signal.
+    #[serde(rename = "drain_deadline_ms", deserialize_with = "millis")]
+    pub drain_deadline: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The monitoring dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// How often a stats snapshot is published and, when it changed, logged.
+    #[serde(rename = "stats_interval_ms", deserialize_with = "millis")]
+    pub stats_interval: Duration,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            stats_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `aggregator=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Human-readable lines for a terminal, or one JSON object per line for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid socket address {text:?}: expected IP:PORT, such as 127.0.0.1:7700"
+        ))
+    })
+}
+
+fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_millis)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            uplink: ListenerConfig::uplink(),
+            replay: ListenerConfig::replay(),
+            pipeline: PipelineConfig::default(),
+            connection: ConnectionConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            dashboard: DashboardConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only names the origin in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate().map_err(|(key, problem)| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the relations serde cannot: a failure names the key and the problem.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("uplink.max_connections", self.uplink.max_connections),
+            ("replay.max_connections", self.replay.max_connections),
+            ("pipeline.processor_capacity", self.pipeline.processor_capacity),
+            ("pipeline.emergency_capacity", self.pipeline.emergency_capacity),
+            ("pipeline.archive_capacity", self.pipeline.archive_capacity),
+            ("pipeline.dashboard_capacity", self.pipeline.dashboard_capacity),
+            ("pipeline.max_batch_frames", self.pipeline.max_batch_frames),
+            ("pipeline.emergency_streak", self.pipeline.emergency_streak),
+            ("connection.read_buffer", self.connection.read_buffer),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        let durations = [
+            ("connection.handshake_timeout_ms", self.connection.handshake_timeout),
+            ("connection.idle_timeout_ms", self.connection.idle_timeout),
+            ("connection.ack_interval_ms", self.connection.ack_interval),
+            ("shutdown.drain_deadline_ms", self.shutdown.drain_deadline),
+            ("dashboard.stats_interval_ms", self.dashboard.stats_interval),
+        ];
+        for (key, value) in durations {
+            if value.is_zero() {
+                return Err((key, "must be at least 1 ms".into()));
+            }
+        }
+        let p = &self.pipeline;
+        let smallest = p
+            .processor_capacity
+            .min(p.emergency_capacity)
+            .min(p.archive_capacity);
+        if p.max_batch_frames > smallest {
+            return Err((
+                "pipeline.max_batch_frames",
+                format!(
+                    "{} exceeds the smallest frame capacity ({smallest}): a batch must fit in every queue",
+                    p.max_batch_frames
+                ),
+            ));
+        }
+        let frame = self.connection.max_frame_length;
+        if !(DATA_HEADER..=MAX_FRAME_LENGTH_LIMIT).contains(&frame) {
+            return Err((
+                "connection.max_frame_length",
+                format!("{frame} is outside {DATA_HEADER}..={MAX_FRAME_LENGTH_LIMIT} bytes"),
+            ));
+        }
+        if self.uplink.listen.port() != 0 && self.uplink.listen == self.replay.listen {
+            return Err((
+                "replay.listen",
+                format!("{} is also the uplink address", self.replay.listen),
+            ));
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(("log.level", format!("{:?} is not a valid filter: {err}", self.log.level)));
+        }
+        Ok(())
+    }
+
+    /// The most frames that can be inside the pipeline at once (accepted, not yet archived), not
+    /// counting one decoded socket read per connection waiting to be admitted.
+    pub fn pipeline_frame_bound(&self) -> usize {
+        self.pipeline.processor_capacity
+            + self.pipeline.emergency_capacity
+            + self.pipeline.archive_capacity
+    }
+}

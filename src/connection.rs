@@ -1,0 +1,523 @@
+//! One source connection: handshake, ingest with backpressure, acknowledgements, and the close.
+//!
+//! A connection reads its socket only when everything it read before has been admitted into the
+//! fan-in. When the pipeline is saturated it stops reading, the kernel's receive buffer fills, and
+//! TCP flow control slows the sender: that is the whole backpressure path, and it bounds memory to
+//! one read buffer per connection. Each read is decoded at once into batches; the emergency batches
+//! of a read are admitted before its routine ones, into their own lane, so an emergency is never
+//! held behind its own source's blocked routine frames.
+//!
+//! Every frame decoded from the socket (and not a duplicate) is accepted: whatever ends the
+//! connection, be it the drain, the peer closing, or bad input, what was accepted is admitted,
+//! processed and archived, and the last message on the connection says up to which sequence.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::frame::{Batch, Frame, Priority, SourceKind};
+use crate::protocol::{
+    split_complete, Bodies, ClientMessage, CloseReason, Hello, ProtocolError, RefuseReason,
+    ServerMessage, Split, VERSION,
+};
+use crate::router::{RegisterError, Registration, RouterHandle};
+use crate::source::{AckLedger, Source};
+use crate::stats::Stats;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Arc<Config>,
+    pub router: RouterHandle,
+    pub stats: Stats,
+    pub drain: CancellationToken,
+}
+
+/// Why an accepted connection ended.
+#[derive(Debug)]
+enum Ending {
+    Shutdown,
+    EndOfStream,
+    Idle,
+    Protocol(ProtocolError),
+    UnexpectedHello,
+    Io(io::Error),
+    PipelineClosed,
+}
+
+impl Ending {
+    fn close_reason(&self) -> CloseReason {
+        match self {
+            Ending::Shutdown | Ending::PipelineClosed => CloseReason::Shutdown,
+            Ending::EndOfStream | Ending::Io(_) => CloseReason::EndOfStream,
+            Ending::Idle => CloseReason::IdleTimeout,
+            Ending::Protocol(err) => err.close_reason(),
+            Ending::UnexpectedHello => CloseReason::UnexpectedMessage,
+        }
+    }
+
+    fn detail(&self, config: &Config) -> String {
+        match self {
+            Ending::Shutdown | Ending::PipelineClosed => "the daemon is shutting down".into(),
+            Ending::EndOfStream => "end of stream".into(),
+            Ending::Idle => format!(
+                "nothing received for {} ms",
+                config.connection.idle_timeout.as_millis()
+            ),
+            Ending::Protocol(err) => err.to_string(),
+            Ending::UnexpectedHello => "a second HELLO on an open connection".into(),
+            Ending::Io(err) => err.to_string(),
+        }
+    }
+}
+
+/// The socket halves and the read buffer, with the writes the daemon makes.
+struct Wire {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    buf: BytesMut,
+    write_timeout: Duration,
+    /// Set after a failed write: the peer is gone, stop trying.
+    writer_broken: bool,
+}
+
+impl Wire {
+    async fn send(&mut self, message: &ServerMessage) {
+        if self.writer_broken {
+            return;
+        }
+        let mut out = BytesMut::with_capacity(64);
+        message.encode(&mut out);
+        let written = timeout(self.write_timeout, self.writer.write_all(&out)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::debug!("peer stopped reading; no further messages sent");
+            self.writer_broken = true;
+        }
+    }
+
+    async fn close(&mut self) {
+        if !self.writer_broken {
+            let _ = timeout(self.write_timeout, self.writer.shutdown()).await;
+        }
+    }
+
+    /// Reads more bytes, keeping at least a quarter of a read buffer free so reads stay large.
+    async fn read_more(&mut self, read_buffer: usize) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < read_buffer / 4 + 1 {
+            self.buf.reserve(read_buffer);
+        }
+        self.reader.read_buf(&mut self.buf).await
+    }
+}
+
+/// Serves one accepted TCP connection on the listener for `listener` sources.
+#[tracing::instrument(name = "conn", skip_all, fields(%peer, listener = listener.as_str(), source_id))]
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: SourceKind,
+    shared: Arc<Shared>,
+) {
+    let _ = stream.set_nodelay(true);
+    let config = Arc::clone(&shared.config);
+    let (reader, writer) = stream.into_split();
+    let mut wire = Wire {
+        reader,
+        writer,
+        buf: BytesMut::with_capacity(config.connection.read_buffer),
+        write_timeout: config.connection.idle_timeout,
+        writer_broken: false,
+    };
+
+    let Some((hello, first)) = handshake(&mut wire, listener, &shared).await else {
+        wire.close().await;
+        return;
+    };
+    tracing::Span::current().record("source_id", hello.source_id);
+
+    let registration = match shared
+        .router
+        .register(hello.source_id, hello.kind, peer)
+        .await
+    {
+        Ok(registration) => registration,
+        Err(err) => {
+            let reason = match err {
+                RegisterError::Duplicate { .. } => RefuseReason::DuplicateSource,
+                RegisterError::ShuttingDown => RefuseReason::ShuttingDown,
+            };
+            refuse(&mut wire, &shared, reason, err.to_string(), false).await;
+            return;
+        }
+    };
+    wire.send(&ServerMessage::Welcome {
+        version: VERSION,
+        resume_after: registration.resume_after,
+    })
+    .await;
+
+    let key = (registration.source.kind, registration.source.id);
+    let source = Arc::clone(&registration.source);
+    let (end, ledger) = stream_frames(&mut wire, registration, first, &shared).await;
+    finish(&mut wire, &source, ledger, end, &shared).await;
+    let _ = shared.router.deregister(key).await;
+}
+
+/// Waits for a valid hello. `None` means the connection was refused or closed and is done.
+async fn handshake(
+    wire: &mut Wire,
+    listener: SourceKind,
+    shared: &Shared,
+) -> Option<(Hello, Split)> {
+    let cfg = &shared.config.connection;
+    let deadline = Instant::now() + cfg.handshake_timeout;
+    let split = loop {
+        let read = tokio::select! {
+            _ = shared.drain.cancelled() => {
+                refuse(wire, shared, RefuseReason::ShuttingDown, "the daemon is shutting down".into(), false).await;
+                return None;
+            }
+            _ = sleep_until(deadline) => {
+                let detail = format!("no HELLO within {} ms", cfg.handshake_timeout.as_millis());
+                refuse(wire, shared, RefuseReason::HandshakeTimeout, detail, true).await;
+                return None;
+            }
+            read = wire.read_more(cfg.read_buffer) => read,
+        };
+        match read {
+            Ok(0) if wire.buf.is_empty() => {
+                tracing::debug!("closed before sending a HELLO");
+                return None;
+            }
+            Ok(0) => {
+                let err = ProtocolError::Truncated {
+                    buffered: wire.buf.len(),
+                };
+                refuse(wire, shared, RefuseReason::HelloExpected, err.to_string(), true).await;
+                return None;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(error = %err, "read failed before the HELLO");
+                return None;
+            }
+        }
+        let split = split_complete(&mut wire.buf, cfg.max_frame_length);
+        if !split.complete.is_empty() {
+            break split;
+        }
+        if let Some(err) = split.oversize {
+            refuse(wire, shared, RefuseReason::HelloExpected, err.to_string(), true).await;
+            return None;
+        }
+    };
+
+    let mut bodies = Bodies::new(split.complete.clone());
+    let first_body = bodies.next().unwrap_or_default();
+    let consumed = first_body.len() + crate::protocol::LENGTH_PREFIX;
+    let hello = match ClientMessage::decode(first_body) {
+        Ok(ClientMessage::Hello(hello)) => hello,
+        Ok(ClientMessage::Data(_)) => {
+            let detail = "DATA before HELLO".to_string();
+            refuse(wire, shared, RefuseReason::HelloExpected, detail, true).await;
+            return None;
+        }
+        Err(err) => {
+            let detail = format!("expected HELLO: {err}");
+            refuse(wire, shared, RefuseReason::HelloExpected, detail, true).await;
+            return None;
+        }
+    };
+    if hello.version != VERSION {
+        let detail = format!(
+            "protocol version {} is not supported (this daemon speaks {VERSION})",
+            hello.version
+        );
+        refuse(wire, shared, RefuseReason::UnsupportedVersion, detail, false).await;
+        return None;
+    }
+    if hello.kind != listener {
+        let detail = format!(
+            "a {} source cannot connect to the {} listener",
+            hello.kind.as_str(),
+            listener.as_str()
+        );
+        refuse(wire, shared, RefuseReason::WrongKind, detail, false).await;
+        return None;
+    }
+    let rest = Split {
+        complete: split.complete.slice(consumed..),
+        oversize: split.oversize,
+    };
+    Some((hello, rest))
+}
+
+/// Sends a refusal, logs it and counts it: as a protocol error when the peer broke the protocol,
+/// as a refused connection when it asked for something the daemon will not give.
+async fn refuse(
+    wire: &mut Wire,
+    shared: &Shared,
+    reason: RefuseReason,
+    detail: String,
+    protocol_error: bool,
+) {
+    if protocol_error {
+        shared.stats.protocol_error();
+    } else {
+        shared.stats.refused();
+    }
+    tracing::warn!(%reason, %detail, "connection refused");
+    wire.send(&ServerMessage::Refused { reason, detail }).await;
+    wire.close().await;
+}
+
+/// Turns the frames of socket reads into batches, in arrival order, with the ledger entries that
+/// will let the connection acknowledge them.
+struct Intake {
+    source: Arc<Source>,
+    stats: Stats,
+    max_batch: usize,
+    last_sequence: Option<u64>,
+    ledger: AckLedger,
+    /// Decoded batches waiting for room in the fan-in, emergencies first.
+    pending: VecDeque<Batch>,
+}
+
+impl Intake {
+    /// Accepts every frame of `complete` up to the first bad message, whose error is returned.
+    fn take(&mut self, complete: Bytes) -> Result<(), Ending> {
+        let decoded_at = std::time::Instant::now();
+        let mut emergency = Vec::new();
+        let mut routine = Vec::new();
+        let mut current: Option<Batch> = None;
+        let (mut accepted, mut duplicates) = (0u64, 0u64);
+        let mut result = Ok(());
+        for body in Bodies::new(complete) {
+            let data = match ClientMessage::decode(body) {
+                Ok(ClientMessage::Data(data)) => data,
+                Ok(ClientMessage::Hello(_)) => {
+                    result = Err(Ending::UnexpectedHello);
+                    break;
+                }
+                Err(err) => {
+                    result = Err(Ending::Protocol(err));
+                    break;
+                }
+            };
+            if self.last_sequence.is_some_and(|last| data.sequence <= last) {
+                duplicates += 1;
+                continue;
+            }
+            self.last_sequence = Some(data.sequence);
+            accepted += 1;
+            let batch = match current.as_mut() {
+                Some(b) if b.priority == data.priority && b.len() < self.max_batch => b,
+                _ => {
+                    if let Some(full) = current.take() {
+                        self.seal(full, &mut emergency, &mut routine);
+                    }
+                    current.insert(Batch {
+                        source: Arc::clone(&self.source),
+                        priority: data.priority,
+                        frames: Vec::with_capacity(self.max_batch),
+                        decoded_at,
+                    })
+                }
+            };
+            batch.frames.push(Frame {
+                source_id: self.source.id,
+                source_kind: self.source.kind,
+                priority: data.priority,
+                sequence: data.sequence,
+                payload: data.payload,
+            });
+        }
+        if let Some(last) = current {
+            self.seal(last, &mut emergency, &mut routine);
+        }
+        self.pending.extend(emergency);
+        self.pending.extend(routine);
+        self.stats.accepted(accepted);
+        if duplicates > 0 {
+            self.stats.duplicates(duplicates);
+            tracing::debug!(duplicates, "dropped frames at or below an accepted sequence");
+        }
+        result
+    }
+
+    fn seal(&mut self, batch: Batch, emergency: &mut Vec<Batch>, routine: &mut Vec<Batch>) {
+        let last = batch.last_sequence().unwrap_or_default();
+        self.ledger.record(batch.priority, batch.len() as u64, last);
+        match batch.priority {
+            Priority::Emergency => emergency.push(batch),
+            Priority::Routine => routine.push(batch),
+        }
+    }
+}
+
+/// Acknowledgement pacing: at most one ACK per interval, and a timer to look for progress while
+/// frames are outstanding and nothing else wakes the connection.
+struct Acks {
+    interval: Duration,
+    sent: Option<u64>,
+    next_send: Instant,
+}
+
+impl Acks {
+    /// Sends an ACK if the ledger moved and the interval allows; returns when to look again.
+    async fn update(&mut self, wire: &mut Wire, source: &Source, ledger: &mut AckLedger) -> Option<Instant> {
+        if ledger.advance(source.stored_counts()) {
+            source.set_acked(ledger.acked());
+        }
+        let now = Instant::now();
+        if ledger.acked() != self.sent && now >= self.next_send {
+            if let Some(sequence) = ledger.acked() {
+                wire.send(&ServerMessage::Ack { sequence }).await;
+            }
+            self.sent = ledger.acked();
+            self.next_send = now + self.interval;
+        }
+        if ledger.acked() != self.sent {
+            Some(self.next_send)
+        } else if !ledger.is_settled() {
+            Some(now + self.interval)
+        } else {
+            None
+        }
+    }
+}
+
+/// The ingest loop. Returns why it ended and the ledger of what is still to be acknowledged.
+async fn stream_frames(
+    wire: &mut Wire,
+    registration: Registration,
+    first: Split,
+    shared: &Shared,
+) -> (Ending, AckLedger) {
+    let cfg = &shared.config;
+    let Registration {
+        source,
+        ingress,
+        resume_after,
+    } = registration;
+    let mut intake = Intake {
+        source: Arc::clone(&source),
+        stats: shared.stats.clone(),
+        max_batch: cfg.pipeline.max_batch_frames,
+        last_sequence: resume_after,
+        ledger: AckLedger::new(resume_after),
+        pending: VecDeque::new(),
+    };
+    let mut acks = Acks {
+        interval: cfg.connection.ack_interval,
+        sent: resume_after,
+        next_send: Instant::now(),
+    };
+    let idle_timeout = cfg.connection.idle_timeout;
+    let mut end = intake
+        .take(first.complete)
+        .err()
+        .or(first.oversize.map(Ending::Protocol));
+    let mut last_activity = Instant::now();
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+
+    loop {
+        let recheck = acks.update(wire, &source, &mut intake.ledger).await;
+        if end.is_some() && intake.pending.is_empty() {
+            break;
+        }
+        let reading = end.is_none() && intake.pending.is_empty();
+        let front = intake.pending.front().map(|b| (b.priority, b.len()));
+        let (lane, frames) = front.unwrap_or((Priority::Routine, 0));
+        tokio::select! {
+            biased;
+            _ = shared.drain.cancelled(), if end.is_none() => end = Some(Ending::Shutdown),
+            reservation = ingress.reserve(lane, frames), if front.is_some() => {
+                let Some(batch) = intake.pending.pop_front() else { continue };
+                source.admitted(&batch);
+                let frames = batch.len() as u64;
+                if reservation.send(batch).is_err() {
+                    end = Some(Ending::PipelineClosed);
+                    intake.pending.clear();
+                } else {
+                    shared.stats.routed(frames);
+                }
+                last_activity = Instant::now();
+            }
+            read = wire.read_more(cfg.connection.read_buffer), if reading => match read {
+                Ok(0) if wire.buf.is_empty() => end = Some(Ending::EndOfStream),
+                Ok(0) => end = Some(Ending::Protocol(ProtocolError::Truncated { buffered: wire.buf.len() })),
+                Ok(_) => {
+                    last_activity = Instant::now();
+                    let split = split_complete(&mut wire.buf, cfg.connection.max_frame_length);
+                    end = intake.take(split.complete).err().or(split.oversize.map(Ending::Protocol));
+                }
+                Err(err) => end = Some(Ending::Io(err)),
+            },
+            _ = sleep_until(recheck.unwrap_or_else(Instant::now)), if recheck.is_some() => {}
+            _ = &mut idle, if reading => {
+                let quiet_until = last_activity + idle_timeout;
+                if Instant::now() >= quiet_until {
+                    end = Some(Ending::Idle);
+                } else {
+                    idle.as_mut().reset(quiet_until);
+                }
+            }
+        }
+    }
+    drop(ingress);
+    let end = end.unwrap_or(Ending::PipelineClosed);
+    (end, intake.ledger)
+}
+
+/// Waits (within the drain deadline) until everything accepted is stored, then sends the final
+/// acknowledgement and the CLOSE, and logs why the connection ended.
+async fn finish(wire: &mut Wire, source: &Source, mut ledger: AckLedger, end: Ending, shared: &Shared) {
+    let cfg = &shared.config;
+    let mut acks = Acks {
+        interval: cfg.connection.ack_interval,
+        sent: source.last_acked(),
+        next_send: Instant::now(),
+    };
+    let give_up = Instant::now() + cfg.shutdown.drain_deadline;
+    while let Some(recheck) = acks.update(wire, source, &mut ledger).await {
+        if Instant::now() >= give_up {
+            tracing::error!(
+                acked = ?ledger.acked(),
+                "frames still unstored after the drain deadline; closing without their acknowledgement"
+            );
+            break;
+        }
+        sleep_until(recheck.min(give_up)).await;
+    }
+    let detail = end.detail(cfg);
+    match &end {
+        Ending::Shutdown | Ending::PipelineClosed => {
+            tracing::debug!(acked = ?ledger.acked(), "connection drained")
+        }
+        Ending::EndOfStream => tracing::info!(acked = ?ledger.acked(), "source closed the connection"),
+        Ending::Io(err) => tracing::info!(error = %err, acked = ?ledger.acked(), "connection lost"),
+        Ending::Idle | Ending::Protocol(_) | Ending::UnexpectedHello => {
+            shared.stats.protocol_error();
+            tracing::warn!(reason = %detail, acked = ?ledger.acked(), "closing connection on bad input");
+        }
+    }
+    wire.send(&ServerMessage::Close {
+        reason: end.close_reason(),
+        final_ack: ledger.acked(),
+        detail,
+    })
+    .await;
+    wire.close().await;
+}

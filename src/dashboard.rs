@@ -1,0 +1,83 @@
+//! The monitoring dashboard: a consumer that may fall behind but never stalls anything.
+//!
+//! It follows the processed frames through the broadcast fan-out, where a slow reader is told how
+//! much it missed instead of holding up the processor, and logs a one-line stats snapshot each time
+//! the stats publisher sends a new one. [`FrameFeed`] is the lag-tolerant subscription it uses;
+//! any other lossy consumer gets one from [`crate::Daemon::subscribe_frames`].
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
+
+use crate::frame::Batch;
+use crate::stats::{PipelineStats, Stats};
+
+/// A subscription to processed batches that survives falling behind.
+#[derive(Debug)]
+pub struct FrameFeed {
+    rx: broadcast::Receiver<Arc<Batch>>,
+    stats: Stats,
+    name: &'static str,
+}
+
+impl FrameFeed {
+    pub(crate) fn new(rx: broadcast::Receiver<Arc<Batch>>, stats: Stats, name: &'static str) -> Self {
+        FrameFeed { rx, stats, name }
+    }
+
+    /// The next batch still in the fan-out, or `None` once the processor has finished. When the
+    /// feed fell behind, the skipped batches are logged and counted, and it carries on.
+    pub async fn next(&mut self) -> Option<Arc<Batch>> {
+        loop {
+            match self.rx.recv().await {
+                Ok(batch) => return Some(batch),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    self.stats.lagged(missed);
+                    tracing::warn!(
+                        consumer = self.name,
+                        missed_batches = missed,
+                        "fell behind the fan-out; skipping to the oldest batch still held"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// Follows the fan-out and logs each published stats snapshot until the pipeline has drained.
+pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineStats>) {
+    let mut frames_seen = 0u64;
+    loop {
+        tokio::select! {
+            batch = feed.next() => match batch {
+                Some(batch) => frames_seen += batch.len() as u64,
+                None => break,
+            },
+            Ok(()) = published.changed() => {
+                let stats = *published.borrow_and_update();
+                log_line(&stats, frames_seen);
+            }
+        }
+    }
+    tracing::debug!(frames_seen, "dashboard: fan-out closed");
+}
+
+fn log_line(s: &PipelineStats, frames_seen: u64) {
+    tracing::info!(
+        target: "aggregator::dashboard",
+        "stats: accepted={} processed={} emergency={} archived={} in_flight={} bytes={} sources={} dup={} refused={} errors={} lag_events={} dashboard_seen={}",
+        s.frames_accepted,
+        s.frames_processed,
+        s.emergency_frames,
+        s.frames_archived,
+        s.in_flight(),
+        s.bytes_processed,
+        s.active_sources,
+        s.duplicates_dropped,
+        s.connections_refused,
+        s.protocol_errors,
+        s.lag_events,
+        frames_seen,
+    );
+}

@@ -1,0 +1,139 @@
+//! The domain types every stage shares.
+//!
+//! A [`Frame`] is what a consumer sees: one telemetry record with its origin, priority and per-source
+//! sequence. Frames travel through the pipeline in [`Batch`]es, the frames of one socket read that
+//! share a source and a priority, so that each channel hop and atomic update is paid once per batch
+//! rather than once per frame. Payloads are `Bytes` slices of the connection's read buffer: fan-out
+//! clones a reference count, never the data.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::source::Source;
+
+/// How urgently a frame must be processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Priority {
+    /// Standard telemetry.
+    Routine,
+    /// SAFE_MODE, ABORT and other commands that overtake queued routine telemetry.
+    Emergency,
+}
+
+impl Priority {
+    /// The wire byte (see `docs/protocol.md`).
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Priority::Routine => 0,
+            Priority::Emergency => 1,
+        }
+    }
+
+    /// Parses the wire byte; `None` for anything undefined.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0 => Some(Priority::Routine),
+            1 => Some(Priority::Emergency),
+            _ => None,
+        }
+    }
+
+    /// A short lower-case label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Routine => "routine",
+            Priority::Emergency => "emergency",
+        }
+    }
+}
+
+/// Where a source's frames come from; each kind has its own listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// A satellite uplink relayed live by a ground station.
+    LiveUplink,
+    /// A recorded feed played back for mission replay.
+    ArchivedReplay,
+}
+
+impl SourceKind {
+    /// The wire byte (see `docs/protocol.md`).
+    pub fn to_byte(self) -> u8 {
+        match self {
+            SourceKind::LiveUplink => 0,
+            SourceKind::ArchivedReplay => 1,
+        }
+    }
+
+    /// Parses the wire byte; `None` for anything undefined.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0 => Some(SourceKind::LiveUplink),
+            1 => Some(SourceKind::ArchivedReplay),
+            _ => None,
+        }
+    }
+
+    /// A short lower-case label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::LiveUplink => "live_uplink",
+            SourceKind::ArchivedReplay => "archived_replay",
+        }
+    }
+}
+
+/// One telemetry frame as downstream consumers receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The id the source announced in its hello.
+    pub source_id: u32,
+    /// Which listener the source connected to.
+    pub source_kind: SourceKind,
+    /// Decides which fan-in lane the frame takes.
+    pub priority: Priority,
+    /// Strictly increasing per source; acknowledgements are expressed in it.
+    pub sequence: u64,
+    /// The opaque telemetry, a slice of the read buffer it arrived in.
+    pub payload: Bytes,
+}
+
+/// Consecutive frames of one source and one priority, moved through the pipeline as a unit.
+///
+/// Consecutive means consecutive in arrival order: a batch never spans a frame of the other priority,
+/// which is what lets a connection express its acknowledgement as "every batch up to here is done".
+#[derive(Debug)]
+pub struct Batch {
+    /// The registered source the frames came from (counters and acknowledgement wake-up).
+    pub source: Arc<Source>,
+    /// The priority shared by every frame in the batch.
+    pub priority: Priority,
+    /// At least one frame, at most the configured batch size.
+    pub frames: Vec<Frame>,
+    /// When the frames were decoded, for daemon-side latency.
+    pub decoded_at: Instant,
+}
+
+impl Batch {
+    /// Number of frames, the unit every capacity is counted in.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether the batch holds no frame (never true for a batch in the pipeline).
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Payload bytes carried by the batch.
+    pub fn payload_bytes(&self) -> u64 {
+        self.frames.iter().map(|f| f.payload.len() as u64).sum()
+    }
+
+    /// Sequence of the last frame: what an acknowledgement names once the batch is stored.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.frames.last().map(|f| f.sequence)
+    }
+}

@@ -1,0 +1,39 @@
+//! The telemetry aggregator: a daemon that merges satellite uplinks and replay feeds into one
+//! priority-ordered, backpressured stream, fans it out to an archive that receives every frame and
+//! a dashboard that may lag, and drains everything it accepted before it exits.
+//!
+//! # Layout
+//! - [`protocol`]: the wire format (`docs/protocol.md`), shared with the simulator and benchmark.
+//! - [`frame`]: `Frame`, `Batch`, `Priority`, `SourceKind`: what moves through the pipeline.
+//! - [`config`]: `aggregator.toml`, its defaults and its validation.
+//! - [`server`]: the `Daemon`: wiring, accept loops, connection limits, the drain.
+//! - [`connection`]: one source connection: handshake, ingest, backpressure, acknowledgements.
+//! - [`router`]: the router actor that owns the table of sources and hands out fan-in lanes.
+//! - [`source`]: a source's shared counters and the ledger behind its acknowledgements.
+//! - [`fan_in`]: the two-lane priority fan-in with its starvation guard.
+//! - [`queue`]: the queue bounded in frames that every lane and the archive input use.
+//! - [`processor`]: the frame processor and the fan-out.
+//! - [`archive`]: the consumer that must receive every frame, and its `ArchiveSink` interface.
+//! - [`dashboard`]: the consumer that may lag, and the lag-tolerant `FrameFeed`.
+//! - [`stats`]: lock-free pipeline counters and their `watch` publication.
+//! - [`logging`]: text or JSON logs.
+
+pub mod archive;
+pub(crate) mod connection;
+pub mod config;
+pub mod dashboard;
+pub mod fan_in;
+pub mod frame;
+pub mod logging;
+pub mod processor;
+pub mod protocol;
+pub mod queue;
+pub mod router;
+pub mod server;
+pub mod source;
+pub mod stats;
+
+pub use config::Config;
+pub use frame::{Batch, Frame, Priority, SourceKind};
+pub use server::{Daemon, DrainReport, Listeners};
+pub use stats::{PipelineStats, Stats};

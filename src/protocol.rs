@@ -1,0 +1,596 @@
+//! The wire protocol, shared by the daemon, `uplink-sim` and the benchmark's load client.
+//!
+//! Every message is a big-endian `u32` length followed by that many body bytes: the default format
+//! of `tokio_util`'s `LengthDelimitedCodec`, so any client can use that codec. The body starts with a
+//! type byte. `docs/protocol.md` specifies every byte; this module is the only code that knows them.
+//!
+//! The daemon's ingest path does not decode message by message through the codec: [`split_complete`]
+//! cuts every complete message off a read buffer in one pass and [`Bodies`] walks them, so a socket
+//! read of hundreds of frames costs one buffer split and one `Bytes` reference per frame.
+
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+use crate::frame::{Priority, SourceKind};
+
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Bytes of the length prefix in front of every message.
+pub const LENGTH_PREFIX: usize = 4;
+/// Bytes of a DATA body before its payload: type, priority, sequence.
+pub const DATA_HEADER: usize = 1 + 1 + 8;
+
+const HELLO: u8 = 0x01;
+const DATA: u8 = 0x02;
+const WELCOME: u8 = 0x81;
+const REFUSED: u8 = 0x82;
+const ACK: u8 = 0x83;
+const CLOSE: u8 = 0x84;
+
+/// Why a message could not be framed or decoded. Each variant names the cause for the log line and
+/// for the detail text sent back to the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("length prefix {length} exceeds the maximum frame length {max}")]
+    FrameTooLarge { length: usize, max: usize },
+    #[error("connection closed in the middle of a frame ({buffered} bytes buffered)")]
+    Truncated { buffered: usize },
+    #[error("empty message (length prefix 0)")]
+    Empty,
+    #[error("unknown message type 0x{0:02x}")]
+    UnknownType(u8),
+    #[error("{message} body of {length} bytes, expected {expected}")]
+    BadLength {
+        message: &'static str,
+        length: usize,
+        expected: &'static str,
+    },
+    #[error("invalid priority byte 0x{0:02x}")]
+    InvalidPriority(u8),
+    #[error("invalid source kind byte 0x{0:02x}")]
+    InvalidSourceKind(u8),
+    #[error("unknown {what} code {code}")]
+    UnknownCode { what: &'static str, code: u8 },
+    #[error("invalid option flag 0x{0:02x}")]
+    InvalidFlag(u8),
+}
+
+/// The first message of every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// Must equal [`VERSION`].
+    pub version: u8,
+    /// Must match the listener the source connected to.
+    pub kind: SourceKind,
+    /// Unique among connected sources.
+    pub source_id: u32,
+}
+
+/// One telemetry frame as it crosses the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Data {
+    pub priority: Priority,
+    pub sequence: u64,
+    pub payload: Bytes,
+}
+
+/// What a source sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMessage {
+    Hello(Hello),
+    Data(Data),
+}
+
+/// Why the daemon refused a hello. The connection is closed after the refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    UnsupportedVersion,
+    WrongKind,
+    DuplicateSource,
+    TooManyConnections,
+    ShuttingDown,
+    HelloExpected,
+    HandshakeTimeout,
+}
+
+/// Why the daemon is closing an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The daemon is draining; the final acknowledgement says what was accepted.
+    Shutdown,
+    /// The source closed its sending side; everything it sent was handled.
+    EndOfStream,
+    /// Nothing arrived within the idle timeout.
+    IdleTimeout,
+    FrameTooLarge,
+    /// Unknown type, wrong body length or an undefined field value.
+    MalformedMessage,
+    /// A second hello.
+    UnexpectedMessage,
+    /// The source closed its side in the middle of a frame.
+    TruncatedFrame,
+}
+
+/// What the daemon sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMessage {
+    /// The hello was accepted. `resume_after` is the highest sequence of this source the daemon has
+    /// already stored: frames at or below it are dropped as duplicates, so a source resumes above it.
+    Welcome {
+        version: u8,
+        resume_after: Option<u64>,
+    },
+    Refused {
+        reason: RefuseReason,
+        detail: String,
+    },
+    /// Every frame of this source with a sequence up to `sequence` was processed and handed to every
+    /// consumer that must not lose frames.
+    Ack { sequence: u64 },
+    /// The last message on an accepted connection. `final_ack` repeats the highest acknowledged
+    /// sequence: frames above it were not accepted and must be sent again.
+    Close {
+        reason: CloseReason,
+        final_ack: Option<u64>,
+        detail: String,
+    },
+}
+
+macro_rules! wire_codes {
+    ($ty:ident, $what:literal, { $($variant:ident = $code:literal),* $(,)? }) => {
+        impl $ty {
+            /// The wire byte (see `docs/protocol.md`).
+            pub fn code(self) -> u8 {
+                match self { $($ty::$variant => $code),* }
+            }
+
+            /// Parses the wire byte.
+            pub fn from_code(code: u8) -> Result<Self, ProtocolError> {
+                match code {
+                    $($code => Ok($ty::$variant),)*
+                    _ => Err(ProtocolError::UnknownCode { what: $what, code }),
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self, f)
+            }
+        }
+    };
+}
+
+wire_codes!(RefuseReason, "refusal", {
+    UnsupportedVersion = 1,
+    WrongKind = 2,
+    DuplicateSource = 3,
+    TooManyConnections = 4,
+    ShuttingDown = 5,
+    HelloExpected = 6,
+    HandshakeTimeout = 7,
+});
+
+wire_codes!(CloseReason, "close", {
+    Shutdown = 1,
+    EndOfStream = 2,
+    IdleTimeout = 3,
+    FrameTooLarge = 4,
+    MalformedMessage = 5,
+    UnexpectedMessage = 6,
+    TruncatedFrame = 7,
+});
+
+impl ProtocolError {
+    /// The close reason that tells a peer about this error.
+    pub fn close_reason(&self) -> CloseReason {
+        match self {
+            ProtocolError::FrameTooLarge { .. } => CloseReason::FrameTooLarge,
+            ProtocolError::Truncated { .. } => CloseReason::TruncatedFrame,
+            _ => CloseReason::MalformedMessage,
+        }
+    }
+}
+
+fn expect_len(
+    message: &'static str,
+    body: &Bytes,
+    ok: bool,
+    expected: &'static str,
+) -> Result<(), ProtocolError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::BadLength {
+            message,
+            length: body.len(),
+            expected,
+        })
+    }
+}
+
+fn put_option(dst: &mut BytesMut, value: Option<u64>) {
+    dst.put_u8(u8::from(value.is_some()));
+    dst.put_u64(value.unwrap_or(0));
+}
+
+fn get_option(body: &mut Bytes) -> Result<Option<u64>, ProtocolError> {
+    let flag = body.get_u8();
+    let value = body.get_u64();
+    match flag {
+        0 => Ok(None),
+        1 => Ok(Some(value)),
+        other => Err(ProtocolError::InvalidFlag(other)),
+    }
+}
+
+/// Appends one DATA message, length prefix included, without building a [`Data`] first: the
+/// simulator's and the load client's encoding path.
+pub fn encode_data(dst: &mut BytesMut, priority: Priority, sequence: u64, payload: &[u8]) {
+    dst.reserve(LENGTH_PREFIX + DATA_HEADER + payload.len());
+    dst.put_u32((DATA_HEADER + payload.len()) as u32);
+    dst.put_u8(DATA);
+    dst.put_u8(priority.to_byte());
+    dst.put_u64(sequence);
+    dst.put_slice(payload);
+}
+
+impl ClientMessage {
+    /// Appends the message with its length prefix.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            ClientMessage::Hello(hello) => {
+                dst.put_u32(7);
+                dst.put_u8(HELLO);
+                dst.put_u8(hello.version);
+                dst.put_u8(hello.kind.to_byte());
+                dst.put_u32(hello.source_id);
+            }
+            ClientMessage::Data(data) => {
+                encode_data(dst, data.priority, data.sequence, &data.payload)
+            }
+        }
+    }
+
+    /// Decodes one body (the bytes after the length prefix).
+    pub fn decode(mut body: Bytes) -> Result<Self, ProtocolError> {
+        let Some(&kind) = body.first() else {
+            return Err(ProtocolError::Empty);
+        };
+        match kind {
+            DATA => {
+                expect_len("DATA", &body, body.len() >= DATA_HEADER, "at least 10")?;
+                body.advance(1);
+                let priority_byte = body.get_u8();
+                let priority = Priority::from_byte(priority_byte)
+                    .ok_or(ProtocolError::InvalidPriority(priority_byte))?;
+                let sequence = body.get_u64();
+                Ok(ClientMessage::Data(Data {
+                    priority,
+                    sequence,
+                    payload: body,
+                }))
+            }
+            HELLO => {
+                expect_len("HELLO", &body, body.len() == 7, "exactly 7")?;
+                body.advance(1);
+                let version = body.get_u8();
+                let kind_byte = body.get_u8();
+                let kind = SourceKind::from_byte(kind_byte)
+                    .ok_or(ProtocolError::InvalidSourceKind(kind_byte))?;
+                Ok(ClientMessage::Hello(Hello {
+                    version,
+                    kind,
+                    source_id: body.get_u32(),
+                }))
+            }
+            other => Err(ProtocolError::UnknownType(other)),
+        }
+    }
+}
+
+impl ServerMessage {
+    /// Appends the message with its length prefix.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            ServerMessage::Welcome {
+                version,
+                resume_after,
+            } => {
+                dst.put_u32(11);
+                dst.put_u8(WELCOME);
+                dst.put_u8(*version);
+                put_option(dst, *resume_after);
+            }
+            ServerMessage::Refused { reason, detail } => {
+                dst.put_u32((2 + detail.len()) as u32);
+                dst.put_u8(REFUSED);
+                dst.put_u8(reason.code());
+                dst.put_slice(detail.as_bytes());
+            }
+            ServerMessage::Ack { sequence } => {
+                dst.put_u32(9);
+                dst.put_u8(ACK);
+                dst.put_u64(*sequence);
+            }
+            ServerMessage::Close {
+                reason,
+                final_ack,
+                detail,
+            } => {
+                dst.put_u32((11 + detail.len()) as u32);
+                dst.put_u8(CLOSE);
+                dst.put_u8(reason.code());
+                put_option(dst, *final_ack);
+                dst.put_slice(detail.as_bytes());
+            }
+        }
+    }
+
+    /// Decodes one body (the bytes after the length prefix).
+    pub fn decode(mut body: Bytes) -> Result<Self, ProtocolError> {
+        let Some(&kind) = body.first() else {
+            return Err(ProtocolError::Empty);
+        };
+        let len = body.len();
+        body.advance(1);
+        match kind {
+            WELCOME => {
+                expect_len("WELCOME", &body, len == 11, "exactly 11")?;
+                let version = body.get_u8();
+                Ok(ServerMessage::Welcome {
+                    version,
+                    resume_after: get_option(&mut body)?,
+                })
+            }
+            REFUSED => {
+                expect_len("REFUSED", &body, len >= 2, "at least 2")?;
+                let reason = RefuseReason::from_code(body.get_u8())?;
+                Ok(ServerMessage::Refused {
+                    reason,
+                    detail: String::from_utf8_lossy(&body).into_owned(),
+                })
+            }
+            ACK => {
+                expect_len("ACK", &body, len == 9, "exactly 9")?;
+                Ok(ServerMessage::Ack {
+                    sequence: body.get_u64(),
+                })
+            }
+            CLOSE => {
+                expect_len("CLOSE", &body, len >= 11, "at least 11")?;
+                let reason = CloseReason::from_code(body.get_u8())?;
+                let final_ack = get_option(&mut body)?;
+                Ok(ServerMessage::Close {
+                    reason,
+                    final_ack,
+                    detail: String::from_utf8_lossy(&body).into_owned(),
+                })
+            }
+            other => Err(ProtocolError::UnknownType(other)),
+        }
+    }
+}
+
+/// What [`split_complete`] found at the front of a read buffer.
+#[derive(Debug)]
+pub struct Split {
+    /// Every complete message, length prefixes included; walk it with [`Bodies`].
+    pub complete: Bytes,
+    /// Set when the message after `complete` announces a length over the maximum: the stream cannot
+    /// be resynchronised past it, so the connection must end once `complete` is handled.
+    pub oversize: Option<ProtocolError>,
+}
+
+/// Cuts every complete message off the front of `buf`, leaving a partial message (if any) behind.
+///
+/// One pass over the length prefixes and one `split_to`: the per-message cost of the ingest path.
+pub fn split_complete(buf: &mut BytesMut, max_frame_length: usize) -> Split {
+    let mut end = 0;
+    let mut oversize = None;
+    while buf.len() - end >= LENGTH_PREFIX {
+        let prefix = [buf[end], buf[end + 1], buf[end + 2], buf[end + 3]];
+        let length = u32::from_be_bytes(prefix) as usize;
+        if length > max_frame_length {
+            oversize = Some(ProtocolError::FrameTooLarge {
+                length,
+                max: max_frame_length,
+            });
+            break;
+        }
+        if buf.len() - end - LENGTH_PREFIX < length {
+            break;
+        }
+        end += LENGTH_PREFIX + length;
+    }
+    Split {
+        complete: buf.split_to(end).freeze(),
+        oversize,
+    }
+}
+
+/// Iterates over the message bodies of [`Split::complete`].
+pub struct Bodies {
+    rest: Bytes,
+}
+
+impl Bodies {
+    pub fn new(complete: Bytes) -> Self {
+        Bodies { rest: complete }
+    }
+}
+
+impl Iterator for Bodies {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.rest.len() < LENGTH_PREFIX {
+            return None;
+        }
+        let length = self.rest.get_u32() as usize;
+        // `split_complete` only hands out whole messages; a shorter tail means a misuse, and
+        // yielding what is there keeps the decoder's error path in charge of it.
+        let take = length.min(self.rest.len());
+        Some(self.rest.split_to(take))
+    }
+}
+
+fn length_codec(max_frame_length: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame_length)
+        .new_codec()
+}
+
+fn invalid_data(err: ProtocolError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, err)
+}
+
+/// A `tokio_util` codec for the client side: encodes [`ClientMessage`]s, decodes
+/// [`ServerMessage`]s. Use it with `Framed` for anything that is not a throughput path.
+#[derive(Debug)]
+pub struct ClientCodec {
+    inner: LengthDelimitedCodec,
+}
+
+impl ClientCodec {
+    pub fn new(max_frame_length: usize) -> Self {
+        ClientCodec {
+            inner: length_codec(max_frame_length),
+        }
+    }
+}
+
+impl Decoder for ClientCodec {
+    type Item = ServerMessage;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<ServerMessage>, std::io::Error> {
+        match self.inner.decode(src)? {
+            Some(body) => ServerMessage::decode(body.freeze())
+                .map(Some)
+                .map_err(invalid_data),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Encoder<ClientMessage> for ClientCodec {
+    type Error = std::io::Error;
+
+    fn encode(&mut self, item: ClientMessage, dst: &mut BytesMut) -> Result<(), std::io::Error> {
+        item.encode(dst);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(encoded: BytesMut) -> Bytes {
+        let mut bytes = encoded.freeze();
+        let length = bytes.get_u32() as usize;
+        assert_eq!(length, bytes.len());
+        bytes
+    }
+
+    #[test]
+    fn client_messages_round_trip() {
+        for message in [
+            ClientMessage::Hello(Hello {
+                version: VERSION,
+                kind: SourceKind::ArchivedReplay,
+                source_id: 0xDEAD_BEEF,
+            }),
+            ClientMessage::Data(Data {
+                priority: Priority::Emergency,
+                sequence: u64::MAX,
+                payload: Bytes::from_static(b"SAFE_MODE"),
+            }),
+        ] {
+            let mut buf = BytesMut::new();
+            message.encode(&mut buf);
+            assert_eq!(ClientMessage::decode(body_of(buf)), Ok(message));
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        for message in [
+            ServerMessage::Welcome {
+                version: VERSION,
+                resume_after: Some(41),
+            },
+            ServerMessage::Refused {
+                reason: RefuseReason::DuplicateSource,
+                detail: "source 7 is already connected".into(),
+            },
+            ServerMessage::Ack { sequence: 9 },
+            ServerMessage::Close {
+                reason: CloseReason::Shutdown,
+                final_ack: None,
+                detail: "draining".into(),
+            },
+        ] {
+            let mut buf = BytesMut::new();
+            message.encode(&mut buf);
+            assert_eq!(ServerMessage::decode(body_of(buf)), Ok(message));
+        }
+    }
+
+    #[test]
+    fn data_layout_is_the_documented_one() {
+        let mut buf = BytesMut::new();
+        encode_data(&mut buf, Priority::Emergency, 0x0102, b"ab");
+        assert_eq!(
+            &buf[..],
+            &[0, 0, 0, 12, 0x02, 0x01, 0, 0, 0, 0, 0, 0, 0x01, 0x02, b'a', b'b']
+        );
+    }
+
+    #[test]
+    fn bad_bodies_name_their_cause() {
+        let decode = |bytes: &'static [u8]| ClientMessage::decode(Bytes::from_static(bytes));
+        assert_eq!(decode(&[]), Err(ProtocolError::Empty));
+        assert_eq!(decode(&[0x7f]), Err(ProtocolError::UnknownType(0x7f)));
+        assert_eq!(
+            decode(&[DATA, 9, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(ProtocolError::InvalidPriority(9))
+        );
+        assert!(matches!(
+            decode(&[DATA, 0, 0]),
+            Err(ProtocolError::BadLength { .. })
+        ));
+        assert_eq!(
+            decode(&[HELLO, 1, 5, 0, 0, 0, 1]),
+            Err(ProtocolError::InvalidSourceKind(5))
+        );
+    }
+
+    #[test]
+    fn split_keeps_partial_tail_and_stops_at_oversize() {
+        let mut buf = BytesMut::new();
+        encode_data(&mut buf, Priority::Routine, 1, b"x");
+        encode_data(&mut buf, Priority::Routine, 2, b"y");
+        buf.put_slice(&[0, 0, 0, 20, DATA]);
+        let split = split_complete(&mut buf, 64);
+        assert!(split.oversize.is_none());
+        assert_eq!(Bodies::new(split.complete).count(), 2);
+        assert_eq!(buf.len(), 5, "partial message stays in the buffer");
+
+        let mut buf = BytesMut::new();
+        encode_data(&mut buf, Priority::Routine, 1, b"x");
+        buf.put_u32(1_000_000);
+        let split = split_complete(&mut buf, 64);
+        assert_eq!(Bodies::new(split.complete).count(), 1);
+        assert_eq!(
+            split.oversize,
+            Some(ProtocolError::FrameTooLarge {
+                length: 1_000_000,
+                max: 64
+            })
+        );
+    }
+}

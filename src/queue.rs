@@ -1,0 +1,152 @@
+//! A queue bounded in frames rather than in messages.
+//!
+//! Batches of different sizes move through the pipeline, so a channel bounded in messages would
+//! let batching silently multiply the memory bound. Here a semaphore holds one permit per frame of
+//! capacity: a sender reserves as many permits as its batch has frames, and they return when the
+//! receiver drops the [`Admitted`] wrapper, that is when the stage is done with the batch, not when
+//! it takes it. The frames a stage is working on therefore count against its input's capacity.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+/// The sending half; clone it for every producer.
+#[derive(Debug)]
+pub struct FrameSender<T> {
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    tx: mpsc::UnboundedSender<Admitted<T>>,
+}
+
+impl<T> Clone for FrameSender<T> {
+    fn clone(&self) -> Self {
+        FrameSender {
+            permits: Arc::clone(&self.permits),
+            capacity: self.capacity,
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// The receiving half.
+#[derive(Debug)]
+pub struct FrameReceiver<T> {
+    rx: mpsc::UnboundedReceiver<Admitted<T>>,
+}
+
+/// An item inside the queue's bound; dropping it gives its frames' capacity back.
+#[derive(Debug)]
+pub struct Admitted<T> {
+    pub item: T,
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+/// Capacity reserved for one item of a known number of frames.
+#[derive(Debug)]
+pub struct Reservation<T> {
+    permit: OwnedSemaphorePermit,
+    tx: mpsc::UnboundedSender<Admitted<T>>,
+}
+
+/// The receiver is gone; the item comes back so nothing is lost silently.
+#[derive(Debug)]
+pub struct Closed<T>(pub T);
+
+/// Creates a queue holding at most `capacity` frames.
+pub fn frame_queue<T>(capacity: usize) -> (FrameSender<T>, FrameReceiver<T>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sender = FrameSender {
+        permits: Arc::new(Semaphore::new(capacity)),
+        capacity,
+        tx,
+    };
+    (sender, FrameReceiver { rx })
+}
+
+impl<T> FrameSender<T> {
+    /// Waits until `frames` frames fit. Cancel-safe: dropping the future reserves nothing.
+    ///
+    /// # Panics
+    /// If `frames` exceeds the capacity, which config validation rules out for batches.
+    pub async fn reserve(&self, frames: usize) -> Reservation<T> {
+        assert!(
+            frames <= self.capacity,
+            "{frames} frames can never fit in a queue of {}",
+            self.capacity
+        );
+        let permit = Arc::clone(&self.permits)
+            .acquire_many_owned(frames as u32)
+            .await
+            .unwrap_or_else(|_| unreachable!("the semaphore is never closed"));
+        Reservation {
+            permit,
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Reserves and sends in one step.
+    pub async fn send(&self, item: T, frames: usize) -> Result<(), Closed<T>> {
+        self.reserve(frames).await.send(item)
+    }
+
+    /// Frames currently inside the bound.
+    pub fn occupied(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+}
+
+impl<T> Reservation<T> {
+    /// Enqueues the item under the reserved capacity.
+    pub fn send(self, item: T) -> Result<(), Closed<T>> {
+        self.tx
+            .send(Admitted {
+                item,
+                permit: self.permit,
+            })
+            .map_err(|err| Closed(err.0.item))
+    }
+}
+
+impl<T> FrameReceiver<T> {
+    /// The next item, or `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Admitted<T>> {
+        self.rx.recv().await
+    }
+
+    /// The next item if one is queued right now.
+    pub fn try_recv(&mut self) -> Option<Admitted<T>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn capacity_returns_only_when_the_receiver_drops_the_item() {
+        let (tx, mut rx) = frame_queue::<&str>(4);
+        tx.send("a", 3).await.map_err(|_| ()).expect("open");
+        assert_eq!(tx.occupied(), 3);
+
+        let taken = rx.recv().await.expect("item");
+        assert_eq!(tx.occupied(), 3, "still counted while the stage holds it");
+        let blocked = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send("b", 2).await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!blocked.is_finished());
+
+        drop(taken);
+        assert!(blocked.await.expect("task"));
+        assert_eq!(tx.occupied(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_gives_the_item_back() {
+        let (tx, rx) = frame_queue::<u8>(1);
+        drop(rx);
+        assert!(matches!(tx.send(7, 1).await, Err(Closed(7))));
+    }
+}

@@ -1,0 +1,232 @@
+//! The router actor: the one owner of the table of connected sources.
+//!
+//! Connections register at runtime and the router answers with everything a source needs to feed
+//! the pipeline: its shared [`Source`] record, its [`Ingress`] into the priority fan-in, and where to
+//! resume. Frames themselves do not pass through the actor's mailbox: the router hands each source
+//! its lane into the fan-in, so the data path has one hop less and the actor is never a bottleneck
+//! or a place where frames queue outside the bounded lanes.
+//!
+//! The router keeps, per source, the last sequence stored by an earlier connection, so a source that
+//! reconnects is told where to resume and its resent frames are recognised as duplicates. When the
+//! drain starts it drops its own `Ingress` and refuses new registrations; the fan-in closes once the
+//! last connection has admitted what it read.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::fan_in::Ingress;
+use crate::frame::SourceKind;
+use crate::source::{Source, SourceSnapshot};
+use crate::stats::Stats;
+
+/// Sources are told apart by kind and id: a replay of source 7 may run while source 7 is live.
+pub type SourceKey = (SourceKind, u32);
+
+/// What a registered source receives.
+#[derive(Debug)]
+pub struct Registration {
+    pub source: Arc<Source>,
+    pub ingress: Ingress,
+    /// The highest sequence of this source already stored, if any.
+    pub resume_after: Option<u64>,
+}
+
+/// Why the router refused a registration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("source {id} ({}) is already connected from {peer}", kind.as_str())]
+    Duplicate {
+        id: u32,
+        kind: SourceKind,
+        peer: SocketAddr,
+    },
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+enum Command {
+    Register {
+        id: u32,
+        kind: SourceKind,
+        peer: SocketAddr,
+        reply: oneshot::Sender<Result<Registration, RegisterError>>,
+    },
+    Deregister {
+        key: SourceKey,
+        reply: oneshot::Sender<()>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<SourceSnapshot>>,
+    },
+}
+
+/// The cloneable handle every connection and monitor holds.
+#[derive(Debug, Clone)]
+pub struct RouterHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+struct Router {
+    commands: mpsc::Receiver<Command>,
+    sources: HashMap<SourceKey, Arc<Source>>,
+    resume: HashMap<SourceKey, u64>,
+    ingress: Option<Ingress>,
+    drain: CancellationToken,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Register { id, kind, .. } => write!(f, "Register({id}, {kind:?})"),
+            Command::Deregister { key, .. } => write!(f, "Deregister({key:?})"),
+            Command::List { .. } => f.write_str("List"),
+        }
+    }
+}
+
+/// The actor is gone: only possible once the daemon has finished.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the router has stopped")]
+pub struct RouterGone;
+
+impl RouterHandle {
+    /// Spawns the router on `tracker`. It stops admitting at `drain` and exits when every handle
+    /// is dropped.
+    pub fn spawn(
+        ingress: Ingress,
+        stats: Stats,
+        drain: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> RouterHandle {
+        let (tx, commands) = mpsc::channel(256);
+        let router = Router {
+            commands,
+            sources: HashMap::new(),
+            resume: HashMap::new(),
+            ingress: Some(ingress),
+            drain,
+            stats,
+        };
+        tracker.spawn(router.run());
+        RouterHandle { tx }
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RouterGone> {
+        let (reply, response) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| RouterGone)?;
+        response.await.map_err(|_| RouterGone)
+    }
+
+    /// Registers a connected source.
+    pub async fn register(
+        &self,
+        id: u32,
+        kind: SourceKind,
+        peer: SocketAddr,
+    ) -> Result<Registration, RegisterError> {
+        self.request(|reply| Command::Register {
+            id,
+            kind,
+            peer,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(RegisterError::ShuttingDown))
+    }
+
+    /// Removes a source once its connection is finished with it. Its last acknowledged sequence is
+    /// kept for the next connection with the same key.
+    pub async fn deregister(&self, key: SourceKey) -> Result<(), RouterGone> {
+        self.request(|reply| Command::Deregister { key, reply })
+            .await
+    }
+
+    /// Every connected source with its counters, ordered by kind and id.
+    pub async fn sources(&self) -> Result<Vec<SourceSnapshot>, RouterGone> {
+        self.request(|reply| Command::List { reply }).await
+    }
+}
+
+impl Router {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.drain.cancelled(), if self.ingress.is_some() => {
+                    tracing::debug!("router: drain started, refusing new sources");
+                    self.ingress = None;
+                }
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+            }
+        }
+        tracing::debug!("router: every handle dropped, stopping");
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Register {
+                id,
+                kind,
+                peer,
+                reply,
+            } => {
+                let _ = reply.send(self.register(id, kind, peer));
+            }
+            Command::Deregister { key, reply } => {
+                if let Some(source) = self.sources.remove(&key) {
+                    if let Some(acked) = source.last_acked() {
+                        self.resume.insert(key, acked);
+                    }
+                    self.stats.source_deregistered();
+                    tracing::info!(source_id = key.1, kind = key.0.as_str(), "source deregistered");
+                }
+                let _ = reply.send(());
+            }
+            Command::List { reply } => {
+                let mut list: Vec<_> = self.sources.values().map(|s| s.snapshot()).collect();
+                list.sort_by_key(|s| (s.kind.to_byte(), s.id));
+                let _ = reply.send(list);
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        id: u32,
+        kind: SourceKind,
+        peer: SocketAddr,
+    ) -> Result<Registration, RegisterError> {
+        let Some(ingress) = &self.ingress else {
+            return Err(RegisterError::ShuttingDown);
+        };
+        let key = (kind, id);
+        if let Some(existing) = self.sources.get(&key) {
+            return Err(RegisterError::Duplicate {
+                id,
+                kind,
+                peer: existing.peer,
+            });
+        }
+        let resume_after = self.resume.get(&key).copied();
+        let source = Arc::new(Source::new(id, kind, peer, resume_after));
+        self.sources.insert(key, Arc::clone(&source));
+        self.stats.source_registered();
+        tracing::info!(source_id = id, kind = kind.as_str(), %peer, ?resume_after, "source registered");
+        Ok(Registration {
+            source,
+            ingress: ingress.clone(),
+            resume_after,
+        })
+    }
+}

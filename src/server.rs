@@ -1,0 +1,312 @@
+//! The daemon: wires the stages together, runs the listeners, and drains on shutdown.
+//!
+//! Like mini-redis's `server::run`, nothing here binds sockets from the config or reads signals:
+//! the binary binds the [`Listeners`] and passes the shutdown future in, and tests do the same with
+//! `127.0.0.1:0` and a future of their own. [`Daemon::new`] builds the pipeline so that handles
+//! (stats, router, subscriptions) can be taken before [`Daemon::run`] starts serving.
+//!
+//! The drain, in order: the token is cancelled, so the accept loops stop and drop their listeners,
+//! connections stop reading and admit what they had decoded, and the router drops its fan-in
+//! handle. When the last handle is gone the fan-in closes; the processor empties it and drops the
+//! fan-out; the archive stores what is queued and ends; connections send their final
+//! acknowledgements. The deadline bounds the whole sequence.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, watch, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::archive::{self, ArchiveSink};
+use crate::config::Config;
+use crate::connection::{self, Shared};
+use crate::dashboard::{self, FrameFeed};
+use crate::fan_in::{priority_fan_in, FanIn};
+use crate::frame::{Batch, SourceKind};
+use crate::processor::Processor;
+use crate::protocol::{RefuseReason, ServerMessage};
+use crate::queue::{frame_queue, FrameReceiver, FrameSender};
+use crate::router::RouterHandle;
+use crate::stats::{self, PipelineStats, Stats};
+
+/// The two bound listeners.
+#[derive(Debug)]
+pub struct Listeners {
+    pub uplink: TcpListener,
+    pub replay: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both configured addresses; the error names the one that failed.
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr).await.map_err(|err| {
+                std::io::Error::new(err.kind(), format!("cannot bind the {what} listener on {addr}: {err}"))
+            })
+        };
+        Ok(Listeners {
+            uplink: bind(config.uplink.listen, "uplink").await?,
+            replay: bind(config.replay.listen, "replay").await?,
+        })
+    }
+}
+
+/// How the drain went; the binary logs it and picks its exit status from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Every task finished within the deadline.
+    pub completed: bool,
+    pub elapsed: Duration,
+    pub accepted: u64,
+    pub processed: u64,
+    pub archived: u64,
+    /// Accepted and not archived: zero after a completed drain.
+    pub lost: u64,
+    pub duplicates: u64,
+}
+
+/// The assembled pipeline, ready to serve.
+pub struct Daemon {
+    config: Arc<Config>,
+    stats: Stats,
+    router: RouterHandle,
+    fan_in: FanIn,
+    archive_tx: FrameSender<Arc<Batch>>,
+    archive_rx: FrameReceiver<Arc<Batch>>,
+    subscribers: broadcast::Sender<Arc<Batch>>,
+    published: watch::Sender<PipelineStats>,
+    sink: Box<dyn ArchiveSink>,
+    drain: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Daemon {
+    /// Builds the pipeline and starts the router. Must be called inside a Tokio runtime.
+    pub fn new(config: Config, sink: Box<dyn ArchiveSink>) -> Daemon {
+        let p = &config.pipeline;
+        let (ingress, fan_in) = priority_fan_in(
+            p.processor_capacity,
+            p.emergency_capacity,
+            p.emergency_streak,
+        );
+        let (archive_tx, archive_rx) = frame_queue(p.archive_capacity);
+        let (subscribers, _) = broadcast::channel(p.dashboard_capacity);
+        let stats = Stats::new();
+        let drain = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), &tracker);
+        let (published, _) = watch::channel(PipelineStats::default());
+        Daemon {
+            config: Arc::new(config),
+            stats,
+            router,
+            fan_in,
+            archive_tx,
+            archive_rx,
+            subscribers,
+            published,
+            sink,
+            drain,
+            tracker,
+        }
+    }
+
+    /// The live counters (lock-free reads).
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// The router, for listing sources.
+    pub fn router(&self) -> RouterHandle {
+        self.router.clone()
+    }
+
+    /// Snapshots published every stats interval.
+    pub fn subscribe_stats(&self) -> watch::Receiver<PipelineStats> {
+        self.published.subscribe()
+    }
+
+    /// A lossy subscription to every processed batch, like the dashboard's. Take it before `run`.
+    pub fn subscribe_frames(&self, name: &'static str) -> FrameFeed {
+        FrameFeed::new(self.subscribers.subscribe(), self.stats.clone(), name)
+    }
+
+    /// Serves until `shutdown` resolves, then drains within the configured deadline.
+    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> DrainReport {
+        let Daemon {
+            config,
+            stats,
+            router,
+            fan_in,
+            archive_tx,
+            archive_rx,
+            subscribers,
+            published,
+            sink,
+            drain,
+            tracker,
+        } = self;
+
+        let dashboard_feed = FrameFeed::new(subscribers.subscribe(), stats.clone(), "dashboard");
+        tracker.spawn(dashboard::run(dashboard_feed, published.subscribe()));
+        tracker.spawn(
+            Processor {
+                fan_in,
+                archive: archive_tx,
+                subscribers,
+                stats: stats.clone(),
+            }
+            .run(),
+        );
+        tracker.spawn(archive::run(archive_rx, sink, stats.clone()));
+        let publisher_stop = CancellationToken::new();
+        let publisher = tokio::spawn(stats::publish(
+            stats.clone(),
+            published,
+            config.dashboard.stats_interval,
+            publisher_stop.clone(),
+        ));
+
+        let shared = Arc::new(Shared {
+            config: Arc::clone(&config),
+            router,
+            stats: stats.clone(),
+            drain: drain.clone(),
+        });
+        for (listener, kind, limit) in [
+            (listeners.uplink, SourceKind::LiveUplink, config.uplink.max_connections),
+            (listeners.replay, SourceKind::ArchivedReplay, config.replay.max_connections),
+        ] {
+            let accept = accept_loop(listener, kind, limit, Arc::clone(&shared), tracker.clone());
+            tracker.spawn(accept);
+        }
+        drop(shared);
+
+        tokio::select! {
+            _ = shutdown => {}
+            _ = drain.cancelled() => {}
+        }
+        let started = Instant::now();
+        tracing::info!(
+            deadline_ms = config.shutdown.drain_deadline.as_millis() as u64,
+            "drain started: no new connections or frames; finishing everything accepted"
+        );
+        drain.cancel();
+        tracker.close();
+        let completed = tokio::time::timeout(config.shutdown.drain_deadline, tracker.wait())
+            .await
+            .is_ok();
+        publisher_stop.cancel();
+        let _ = publisher.await;
+
+        let s = stats.snapshot();
+        let report = DrainReport {
+            completed,
+            elapsed: started.elapsed(),
+            accepted: s.frames_accepted,
+            processed: s.frames_processed,
+            archived: s.frames_archived,
+            lost: s.in_flight(),
+            duplicates: s.duplicates_dropped,
+        };
+        if completed && report.lost == 0 {
+            tracing::info!(
+                accepted = report.accepted,
+                processed = report.processed,
+                archived = report.archived,
+                lost = report.lost,
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "drain complete"
+            );
+        } else {
+            tracing::error!(
+                accepted = report.accepted,
+                processed = report.processed,
+                archived = report.archived,
+                lost = report.lost,
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "drain incomplete: {} accepted frames were not archived",
+                report.lost
+            );
+        }
+        report
+    }
+}
+
+impl DrainReport {
+    /// Everything accepted was archived within the deadline.
+    pub fn is_clean(&self) -> bool {
+        self.completed && self.lost == 0
+    }
+}
+
+/// Accepts connections until the drain starts. Beyond `limit` open connections a new one is
+/// refused at once, with a reason, rather than left waiting in the backlog.
+#[tracing::instrument(name = "listener", skip_all, fields(kind = kind.as_str()))]
+async fn accept_loop(
+    listener: TcpListener,
+    kind: SourceKind,
+    limit: usize,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(limit));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.drain.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(10);
+                pair
+            }
+            Err(err) => {
+                // Typically out of file descriptors: wait for connections to close.
+                tracing::warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::select! {
+                    _ = shared.drain.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => {
+                let shared = Arc::clone(&shared);
+                tracker.spawn(async move {
+                    connection::serve(stream, peer, kind, shared).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                shared.stats.refused();
+                tracing::warn!(%peer, limit, "connection refused: listener is at its connection limit");
+                tracker.spawn(refuse_over_limit(stream, limit, shared.config.connection.handshake_timeout));
+            }
+        }
+    }
+    tracing::debug!("stopped accepting");
+}
+
+async fn refuse_over_limit(mut stream: TcpStream, limit: usize, write_timeout: Duration) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = bytes::BytesMut::new();
+    ServerMessage::Refused {
+        reason: RefuseReason::TooManyConnections,
+        detail: format!("the listener is at its limit of {limit} connections"),
+    }
+    .encode(&mut out);
+    let _ = tokio::time::timeout(write_timeout, async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    })
+    .await;
+}

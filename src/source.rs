@@ -1,0 +1,237 @@
+//! A registered source: its identity, its counters, and the bookkeeping behind its acknowledgements.
+//!
+//! The connection task admits frames and the archive task stores them; the two meet only through the
+//! atomics of [`Source`], so neither waits for the other and the router can list every source's
+//! counters with plain loads. The [`AckLedger`] belongs to the connection alone: it turns "so many
+//! routine and so many emergency frames stored" into "every frame up to sequence N is stored".
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::SystemTime;
+
+use crate::frame::{Batch, Priority, SourceKind};
+
+/// An `Option<u64>` in one atomic: 0 is `None`, `n + 1` is `Some(n)` (u64::MAX saturates).
+#[derive(Debug, Default)]
+struct AtomicSeq(AtomicU64);
+
+impl AtomicSeq {
+    fn store(&self, value: Option<u64>) {
+        self.0
+            .store(value.map_or(0, |v| v.saturating_add(1)), Relaxed);
+    }
+
+    fn load(&self) -> Option<u64> {
+        self.0.load(Relaxed).checked_sub(1)
+    }
+}
+
+/// One connected source, shared by its connection, the router's table and every batch it sent.
+#[derive(Debug)]
+pub struct Source {
+    pub id: u32,
+    pub kind: SourceKind,
+    pub peer: SocketAddr,
+    pub connected_at: SystemTime,
+    frames: AtomicU64,
+    emergency_frames: AtomicU64,
+    bytes: AtomicU64,
+    last_sequence: AtomicSeq,
+    last_acked: AtomicSeq,
+    routine_stored: AtomicU64,
+    emergency_stored: AtomicU64,
+}
+
+/// A source's counters at one moment, for listings and monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSnapshot {
+    pub id: u32,
+    pub kind: SourceKind,
+    pub peer: SocketAddr,
+    pub connected_at: SystemTime,
+    /// Frames admitted into the pipeline.
+    pub frames: u64,
+    pub emergency_frames: u64,
+    pub bytes: u64,
+    /// Highest sequence admitted.
+    pub last_sequence: Option<u64>,
+    /// Highest sequence acknowledged to the source.
+    pub last_acked: Option<u64>,
+    /// Frames admitted and not yet stored.
+    pub lag: u64,
+}
+
+impl Source {
+    pub fn new(id: u32, kind: SourceKind, peer: SocketAddr, resume_after: Option<u64>) -> Self {
+        let source = Source {
+            id,
+            kind,
+            peer,
+            connected_at: SystemTime::now(),
+            frames: AtomicU64::new(0),
+            emergency_frames: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            last_sequence: AtomicSeq::default(),
+            last_acked: AtomicSeq::default(),
+            routine_stored: AtomicU64::new(0),
+            emergency_stored: AtomicU64::new(0),
+        };
+        source.last_sequence.store(resume_after);
+        source.last_acked.store(resume_after);
+        source
+    }
+
+    /// Called by the connection when a batch enters the fan-in.
+    pub(crate) fn admitted(&self, batch: &Batch) {
+        let frames = batch.len() as u64;
+        self.frames.fetch_add(frames, Relaxed);
+        if batch.priority == Priority::Emergency {
+            self.emergency_frames.fetch_add(frames, Relaxed);
+        }
+        self.bytes.fetch_add(batch.payload_bytes(), Relaxed);
+        self.last_sequence.store(batch.last_sequence());
+    }
+
+    /// Called by the archive once a batch is stored.
+    pub(crate) fn stored(&self, priority: Priority, frames: u64) {
+        match priority {
+            Priority::Routine => self.routine_stored.fetch_add(frames, Relaxed),
+            Priority::Emergency => self.emergency_stored.fetch_add(frames, Relaxed),
+        };
+    }
+
+    /// Frames stored so far, per priority.
+    pub(crate) fn stored_counts(&self) -> StoredCounts {
+        StoredCounts {
+            routine: self.routine_stored.load(Relaxed),
+            emergency: self.emergency_stored.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn set_acked(&self, sequence: Option<u64>) {
+        self.last_acked.store(sequence);
+    }
+
+    /// The highest sequence acknowledged so far: what a reconnecting source resumes after.
+    pub fn last_acked(&self) -> Option<u64> {
+        self.last_acked.load()
+    }
+
+    pub fn snapshot(&self) -> SourceSnapshot {
+        let frames = self.frames.load(Relaxed);
+        let stored = self.stored_counts();
+        SourceSnapshot {
+            id: self.id,
+            kind: self.kind,
+            peer: self.peer,
+            connected_at: self.connected_at,
+            frames,
+            emergency_frames: self.emergency_frames.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            last_sequence: self.last_sequence.load(),
+            last_acked: self.last_acked.load(),
+            lag: frames.saturating_sub(stored.routine + stored.emergency),
+        }
+    }
+}
+
+/// Frames of one source stored so far, per priority.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StoredCounts {
+    pub routine: u64,
+    pub emergency: u64,
+}
+
+/// The batches a connection admitted, in arrival order, until the archive has stored them.
+///
+/// Within a source each lane is first-in first-out, so the archive stores a source's routine batches
+/// in arrival order and its emergency batches in arrival order; only the two interleave. Walking the
+/// ledger from the front and consuming each batch from its lane's stored count therefore finds the
+/// longest stored prefix of the arrival order, which is exactly what an acknowledgement may claim.
+#[derive(Debug)]
+pub(crate) struct AckLedger {
+    batches: VecDeque<(Priority, u64, u64)>,
+    consumed: StoredCounts,
+    acked: Option<u64>,
+}
+
+impl AckLedger {
+    pub fn new(resume_after: Option<u64>) -> Self {
+        AckLedger {
+            batches: VecDeque::new(),
+            consumed: StoredCounts::default(),
+            acked: resume_after,
+        }
+    }
+
+    /// Records a batch in arrival order, before it is admitted.
+    pub fn record(&mut self, priority: Priority, frames: u64, last_sequence: u64) {
+        self.batches.push_back((priority, frames, last_sequence));
+    }
+
+    /// Moves the acknowledgement forward; returns whether it moved.
+    pub fn advance(&mut self, stored: StoredCounts) -> bool {
+        let before = self.acked;
+        while let Some(&(priority, frames, last)) = self.batches.front() {
+            let (consumed, available) = match priority {
+                Priority::Routine => (&mut self.consumed.routine, stored.routine),
+                Priority::Emergency => (&mut self.consumed.emergency, stored.emergency),
+            };
+            if available - *consumed < frames {
+                break;
+            }
+            *consumed += frames;
+            self.acked = Some(last);
+            self.batches.pop_front();
+        }
+        self.acked != before
+    }
+
+    /// Whether every recorded batch is stored.
+    pub fn is_settled(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    pub fn acked(&self) -> Option<u64> {
+        self.acked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(routine: u64, emergency: u64) -> StoredCounts {
+        StoredCounts { routine, emergency }
+    }
+
+    #[test]
+    fn ack_stops_at_the_first_unstored_batch_in_arrival_order() {
+        let mut ledger = AckLedger::new(None);
+        ledger.record(Priority::Routine, 3, 2); // seq 0..=2
+        ledger.record(Priority::Emergency, 1, 3);
+        ledger.record(Priority::Routine, 2, 5);
+
+        // The emergency overtook the routine frames: nothing contiguous is stored yet.
+        assert!(!ledger.advance(counts(0, 1)));
+        assert_eq!(ledger.acked(), None);
+
+        assert!(ledger.advance(counts(3, 1)));
+        assert_eq!(ledger.acked(), Some(3), "routine 0..=2 and emergency 3");
+
+        assert!(ledger.advance(counts(5, 1)));
+        assert_eq!(ledger.acked(), Some(5));
+        assert!(ledger.is_settled());
+    }
+
+    #[test]
+    fn ack_starts_from_the_resume_point() {
+        let mut ledger = AckLedger::new(Some(99));
+        assert_eq!(ledger.acked(), Some(99));
+        ledger.record(Priority::Routine, 1, 100);
+        assert!(!ledger.advance(counts(0, 0)));
+        assert!(ledger.advance(counts(1, 0)));
+        assert_eq!(ledger.acked(), Some(100));
+    }
+}
