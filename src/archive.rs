@@ -48,7 +48,11 @@ impl ArchiveSink for CountingSink {
 }
 
 /// Stores every batch the processor hands over until the processor is gone.
-pub async fn run(mut input: FrameReceiver<Arc<Batch>>, mut sink: Box<dyn ArchiveSink>, stats: Stats) {
+pub async fn run(
+    mut input: FrameReceiver<Arc<Batch>>,
+    mut sink: Box<dyn ArchiveSink>,
+    stats: Stats,
+) {
     while let Some(admitted) = input.recv().await {
         let batch = &admitted.item;
         let frames = batch.len() as u64;

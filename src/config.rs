@@ -252,11 +252,13 @@ impl Config {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
-        config.validate().map_err(|(key, problem)| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            problem,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, problem)| ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                problem,
+            })?;
         Ok(config)
     }
 
@@ -265,10 +267,19 @@ impl Config {
         let positive = [
             ("uplink.max_connections", self.uplink.max_connections),
             ("replay.max_connections", self.replay.max_connections),
-            ("pipeline.processor_capacity", self.pipeline.processor_capacity),
-            ("pipeline.emergency_capacity", self.pipeline.emergency_capacity),
+            (
+                "pipeline.processor_capacity",
+                self.pipeline.processor_capacity,
+            ),
+            (
+                "pipeline.emergency_capacity",
+                self.pipeline.emergency_capacity,
+            ),
             ("pipeline.archive_capacity", self.pipeline.archive_capacity),
-            ("pipeline.dashboard_capacity", self.pipeline.dashboard_capacity),
+            (
+                "pipeline.dashboard_capacity",
+                self.pipeline.dashboard_capacity,
+            ),
             ("pipeline.max_batch_frames", self.pipeline.max_batch_frames),
             ("pipeline.emergency_streak", self.pipeline.emergency_streak),
             ("connection.read_buffer", self.connection.read_buffer),
@@ -279,7 +290,10 @@ impl Config {
             }
         }
         let durations = [
-            ("connection.handshake_timeout_ms", self.connection.handshake_timeout),
+            (
+                "connection.handshake_timeout_ms",
+                self.connection.handshake_timeout,
+            ),
             ("connection.idle_timeout_ms", self.connection.idle_timeout),
             ("connection.ack_interval_ms", self.connection.ack_interval),
             ("shutdown.drain_deadline_ms", self.shutdown.drain_deadline),
@@ -318,7 +332,10 @@ impl Config {
             ));
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return Err(("log.level", format!("{:?} is not a valid filter: {err}", self.log.level)));
+            return Err((
+                "log.level",
+                format!("{:?} is not a valid filter: {err}", self.log.level),
+            ));
         }
         Ok(())
     }

@@ -203,7 +203,14 @@ async fn handshake(
                 let err = ProtocolError::Truncated {
                     buffered: wire.buf.len(),
                 };
-                refuse(wire, shared, RefuseReason::HelloExpected, err.to_string(), true).await;
+                refuse(
+                    wire,
+                    shared,
+                    RefuseReason::HelloExpected,
+                    err.to_string(),
+                    true,
+                )
+                .await;
                 return None;
             }
             Ok(_) => {}
@@ -217,7 +224,14 @@ async fn handshake(
             break split;
         }
         if let Some(err) = split.oversize {
-            refuse(wire, shared, RefuseReason::HelloExpected, err.to_string(), true).await;
+            refuse(
+                wire,
+                shared,
+                RefuseReason::HelloExpected,
+                err.to_string(),
+                true,
+            )
+            .await;
             return None;
         }
     };
@@ -243,7 +257,14 @@ async fn handshake(
             "protocol version {} is not supported (this daemon speaks {VERSION})",
             hello.version
         );
-        refuse(wire, shared, RefuseReason::UnsupportedVersion, detail, false).await;
+        refuse(
+            wire,
+            shared,
+            RefuseReason::UnsupportedVersion,
+            detail,
+            false,
+        )
+        .await;
         return None;
     }
     if hello.kind != listener {
@@ -350,7 +371,10 @@ impl Intake {
         self.stats.accepted(accepted);
         if duplicates > 0 {
             self.stats.duplicates(duplicates);
-            tracing::debug!(duplicates, "dropped frames at or below an accepted sequence");
+            tracing::debug!(
+                duplicates,
+                "dropped frames at or below an accepted sequence"
+            );
         }
         result
     }
@@ -375,7 +399,12 @@ struct Acks {
 
 impl Acks {
     /// Sends an ACK if the ledger moved and the interval allows; returns when to look again.
-    async fn update(&mut self, wire: &mut Wire, source: &Source, ledger: &mut AckLedger) -> Option<Instant> {
+    async fn update(
+        &mut self,
+        wire: &mut Wire,
+        source: &Source,
+        ledger: &mut AckLedger,
+    ) -> Option<Instant> {
         if ledger.advance(source.stored_counts()) {
             source.set_acked(ledger.acked());
         }
@@ -483,7 +512,13 @@ async fn stream_frames(
 
 /// Waits (within the drain deadline) until everything accepted is stored, then sends the final
 /// acknowledgement and the CLOSE, and logs why the connection ended.
-async fn finish(wire: &mut Wire, source: &Source, mut ledger: AckLedger, end: Ending, shared: &Shared) {
+async fn finish(
+    wire: &mut Wire,
+    source: &Source,
+    mut ledger: AckLedger,
+    end: Ending,
+    shared: &Shared,
+) {
     let cfg = &shared.config;
     let mut acks = Acks {
         interval: cfg.connection.ack_interval,
@@ -506,7 +541,9 @@ async fn finish(wire: &mut Wire, source: &Source, mut ledger: AckLedger, end: En
         Ending::Shutdown | Ending::PipelineClosed => {
             tracing::debug!(acked = ?ledger.acked(), "connection drained")
         }
-        Ending::EndOfStream => tracing::info!(acked = ?ledger.acked(), "source closed the connection"),
+        Ending::EndOfStream => {
+            tracing::info!(acked = ?ledger.acked(), "source closed the connection")
+        }
         Ending::Io(err) => tracing::info!(error = %err, acked = ?ledger.acked(), "connection lost"),
         Ending::Idle | Ending::Protocol(_) | Ending::UnexpectedHello => {
             shared.stats.protocol_error();

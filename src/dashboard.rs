@@ -21,7 +21,11 @@ pub struct FrameFeed {
 }
 
 impl FrameFeed {
-    pub(crate) fn new(rx: broadcast::Receiver<Arc<Batch>>, stats: Stats, name: &'static str) -> Self {
+    pub(crate) fn new(
+        rx: broadcast::Receiver<Arc<Batch>>,
+        stats: Stats,
+        name: &'static str,
+    ) -> Self {
         FrameFeed { rx, stats, name }
     }
 

@@ -19,8 +19,8 @@
 //! - [`logging`]: text or JSON logs.
 
 pub mod archive;
-pub(crate) mod connection;
 pub mod config;
+pub(crate) mod connection;
 pub mod dashboard;
 pub mod fan_in;
 pub mod frame;

@@ -189,7 +189,11 @@ impl Router {
                         self.resume.insert(key, acked);
                     }
                     self.stats.source_deregistered();
-                    tracing::info!(source_id = key.1, kind = key.0.as_str(), "source deregistered");
+                    tracing::info!(
+                        source_id = key.1,
+                        kind = key.0.as_str(),
+                        "source deregistered"
+                    );
                 }
                 let _ = reply.send(());
             }

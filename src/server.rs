@@ -46,7 +46,10 @@ impl Listeners {
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr).await.map_err(|err| {
-                std::io::Error::new(err.kind(), format!("cannot bind the {what} listener on {addr}: {err}"))
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot bind the {what} listener on {addr}: {err}"),
+                )
             })
         };
         Ok(Listeners {
@@ -137,7 +140,11 @@ impl Daemon {
     }
 
     /// Serves until `shutdown` resolves, then drains within the configured deadline.
-    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> DrainReport {
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> DrainReport {
         let Daemon {
             config,
             stats,
@@ -179,8 +186,16 @@ impl Daemon {
             drain: drain.clone(),
         });
         for (listener, kind, limit) in [
-            (listeners.uplink, SourceKind::LiveUplink, config.uplink.max_connections),
-            (listeners.replay, SourceKind::ArchivedReplay, config.replay.max_connections),
+            (
+                listeners.uplink,
+                SourceKind::LiveUplink,
+                config.uplink.max_connections,
+            ),
+            (
+                listeners.replay,
+                SourceKind::ArchivedReplay,
+                config.replay.max_connections,
+            ),
         ] {
             let accept = accept_loop(listener, kind, limit, Arc::clone(&shared), tracker.clone());
             tracker.spawn(accept);
@@ -289,7 +304,11 @@ async fn accept_loop(
             Err(_) => {
                 shared.stats.refused();
                 tracing::warn!(%peer, limit, "connection refused: listener is at its connection limit");
-                tracker.spawn(refuse_over_limit(stream, limit, shared.config.connection.handshake_timeout));
+                tracker.spawn(refuse_over_limit(
+                    stream,
+                    limit,
+                    shared.config.connection.handshake_timeout,
+                ));
             }
         }
     }
