@@ -460,9 +460,19 @@ async fn stream_frames(
     let mut last_activity = Instant::now();
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
+    // One timer, re-armed only when an earlier wake-up is needed: registering a fresh timer on
+    // every pass would cost more than the batch it paces.
+    let recheck_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(recheck_timer);
+    let mut recheck_armed = false;
 
     loop {
-        let recheck = acks.update(wire, &source, &mut intake.ledger).await;
+        if let Some(at) = acks.update(wire, &source, &mut intake.ledger).await {
+            if !recheck_armed || at < recheck_timer.deadline() {
+                recheck_timer.as_mut().reset(at);
+                recheck_armed = true;
+            }
+        }
         if end.is_some() && intake.pending.is_empty() {
             break;
         }
@@ -494,7 +504,7 @@ async fn stream_frames(
                 }
                 Err(err) => end = Some(Ending::Io(err)),
             },
-            _ = sleep_until(recheck.unwrap_or_else(Instant::now)), if recheck.is_some() => {}
+            _ = &mut recheck_timer, if recheck_armed => recheck_armed = false,
             _ = &mut idle, if reading => {
                 let quiet_until = last_activity + idle_timeout;
                 if Instant::now() >= quiet_until {

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::fan_in::Ingress;
 use crate::frame::SourceKind;
@@ -96,14 +95,11 @@ impl std::fmt::Debug for Command {
 pub struct RouterGone;
 
 impl RouterHandle {
-    /// Spawns the router on `tracker`. It stops admitting at `drain` and exits when every handle
-    /// is dropped.
-    pub fn spawn(
-        ingress: Ingress,
-        stats: Stats,
-        drain: CancellationToken,
-        tracker: &TaskTracker,
-    ) -> RouterHandle {
+    /// Spawns the router. It stops admitting at `drain` and exits when every handle is dropped.
+    ///
+    /// It is not part of the drain's task set on purpose: connections deregister as the last step
+    /// of the drain, and a monitor may still hold a handle, so the router outlives the drain.
+    pub fn spawn(ingress: Ingress, stats: Stats, drain: CancellationToken) -> RouterHandle {
         let (tx, commands) = mpsc::channel(256);
         let router = Router {
             commands,
@@ -113,7 +109,7 @@ impl RouterHandle {
             drain,
             stats,
         };
-        tracker.spawn(router.run());
+        tokio::spawn(router.run());
         RouterHandle { tx }
     }
 

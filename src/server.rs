@@ -102,7 +102,7 @@ impl Daemon {
         let stats = Stats::new();
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), &tracker);
+        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone());
         let (published, _) = watch::channel(PipelineStats::default());
         Daemon {
             config: Arc::new(config),
