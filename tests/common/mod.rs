@@ -1,0 +1,605 @@
+//! Shared test helpers: an in-process daemon on loopback port 0, an archive sink that records the
+//! processing order and can be held closed, a protocol client, and event-driven waiting.
+//!
+//! Every integration test file includes this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use aggregator::archive::{ArchiveSink, BoxFuture};
+use aggregator::dashboard::FrameFeed;
+use aggregator::protocol::{
+    encode_data, ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage,
+    VERSION,
+};
+use aggregator::router::RouterHandle;
+use aggregator::{Batch, Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+/// How long any single wait in a test may take before the test fails. Generous: the machine is
+/// shared; a healthy run never gets near it.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The configuration most tests start from: both listeners on loopback port 0, a fast stats
+/// publisher, everything else at its documented default.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.uplink.listen = "127.0.0.1:0".parse().unwrap();
+    config.replay.listen = "127.0.0.1:0".parse().unwrap();
+    config.dashboard.stats_interval = Duration::from_millis(10);
+    config
+}
+
+/// A config whose pipeline moves every frame on its own (`max_batch_frames = 1`), so that capacities
+/// fill to exact, predictable frame counts.
+pub fn unbatched_config(processor: usize, emergency: usize, archive: usize) -> Config {
+    let mut config = test_config();
+    config.pipeline.processor_capacity = processor;
+    config.pipeline.emergency_capacity = emergency;
+    config.pipeline.archive_capacity = archive;
+    config.pipeline.max_batch_frames = 1;
+    config
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon under test.
+// ---------------------------------------------------------------------------------------------
+
+/// A daemon running in-process on loopback port 0.
+pub struct TestDaemon {
+    pub uplink: SocketAddr,
+    pub replay: SocketAddr,
+    pub config: Config,
+    pub stats: Stats,
+    pub router: RouterHandle,
+    pub token: CancellationToken,
+    handle: Option<JoinHandle<DrainReport>>,
+}
+
+impl TestDaemon {
+    /// Starts a daemon storing into `sink`.
+    pub async fn start(config: Config, sink: Box<dyn ArchiveSink>) -> TestDaemon {
+        Self::start_with(config, sink, |_| ()).await.0
+    }
+
+    /// Starts a daemon, letting `before_run` take handles (such as a frame feed) first.
+    pub async fn start_with<T>(
+        config: Config,
+        sink: Box<dyn ArchiveSink>,
+        before_run: impl FnOnce(&Daemon) -> T,
+    ) -> (TestDaemon, T) {
+        config.validate().expect("the test config is valid");
+        let listeners = Listeners::bind(&config)
+            .await
+            .expect("bind loopback port 0");
+        let uplink = listeners.uplink.local_addr().unwrap();
+        let replay = listeners.replay.local_addr().unwrap();
+        let daemon = Daemon::new(config.clone(), sink);
+        let taken = before_run(&daemon);
+        let stats = daemon.stats();
+        let router = daemon.router();
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(daemon.run(listeners, token.clone().cancelled_owned()));
+        let daemon = TestDaemon {
+            uplink,
+            replay,
+            config,
+            stats,
+            router,
+            token,
+            handle: Some(handle),
+        };
+        (daemon, taken)
+    }
+
+    /// Starts a daemon and takes a lossy frame subscription named `name` before it runs.
+    pub async fn start_with_feed(
+        config: Config,
+        sink: Box<dyn ArchiveSink>,
+        name: &'static str,
+    ) -> (TestDaemon, FrameFeed) {
+        Self::start_with(config, sink, |daemon| daemon.subscribe_frames(name)).await
+    }
+
+    /// The listener address for sources of `kind`.
+    pub fn addr(&self, kind: SourceKind) -> SocketAddr {
+        match kind {
+            SourceKind::LiveUplink => self.uplink,
+            SourceKind::ArchivedReplay => self.replay,
+        }
+    }
+
+    /// Starts the drain without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.token.cancel();
+    }
+
+    /// Waits for `run` to return (after [`Self::begin_shutdown`] or a call that cancels).
+    pub async fn join(&mut self) -> DrainReport {
+        let handle = self.handle.take().expect("joined once");
+        tokio::time::timeout(PATIENCE, handle)
+            .await
+            .expect("the daemon finished its drain in time")
+            .expect("the daemon task did not panic")
+    }
+
+    /// Cancels and waits for the drain report.
+    pub async fn shutdown(mut self) -> DrainReport {
+        self.begin_shutdown();
+        self.join().await
+    }
+
+    /// Number of sources the router lists right now.
+    pub async fn source_keys(&self) -> Vec<(SourceKind, u32)> {
+        self.router
+            .sources()
+            .await
+            .expect("router alive")
+            .into_iter()
+            .map(|s| (s.kind, s.id))
+            .collect()
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        // A failed test must not leave the daemon serving.
+        self.token.cancel();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The recording, gateable archive.
+// ---------------------------------------------------------------------------------------------
+
+/// One frame as the archive received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub kind: SourceKind,
+    pub source_id: u32,
+    pub sequence: u64,
+    pub priority: Priority,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct ArchiveState {
+    records: Mutex<Vec<Stored>>,
+    /// `store` calls currently waiting at the closed gate.
+    waiting: AtomicU64,
+    /// Batches handed to `store` (whether or not through the gate yet).
+    store_calls: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// The test's side of a [`RecordingSink`]: read what was stored, open or close the gate.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    state: Arc<ArchiveState>,
+    gate: Arc<watch::Sender<bool>>,
+}
+
+/// An [`ArchiveSink`] that appends every frame to a shared list, in the order the archive stores
+/// them (which is the processing order), and waits at a gate the test controls.
+pub struct RecordingSink {
+    state: Arc<ArchiveState>,
+    gate: watch::Receiver<bool>,
+}
+
+impl Archive {
+    /// A sink whose gate is open: it stores at once.
+    pub fn open() -> (Archive, Box<dyn ArchiveSink>) {
+        Self::with_gate(true)
+    }
+
+    /// A sink whose gate is closed: the first batch waits in `store` until [`Archive::open_gate`],
+    /// so the pipeline behind it backs up.
+    pub fn gated() -> (Archive, Box<dyn ArchiveSink>) {
+        Self::with_gate(false)
+    }
+
+    fn with_gate(open: bool) -> (Archive, Box<dyn ArchiveSink>) {
+        let (gate, rx) = watch::channel(open);
+        let state = Arc::new(ArchiveState::default());
+        let sink = RecordingSink {
+            state: Arc::clone(&state),
+            gate: rx,
+        };
+        (
+            Archive {
+                state,
+                gate: Arc::new(gate),
+            },
+            Box::new(sink),
+        )
+    }
+
+    pub fn open_gate(&self) {
+        self.gate.send_replace(true);
+    }
+
+    pub fn close_gate(&self) {
+        self.gate.send_replace(false);
+    }
+
+    /// Whether a `store` call is waiting at the closed gate right now.
+    pub fn is_blocked(&self) -> bool {
+        self.state.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether the daemon called `close` on the sink (after the last batch).
+    pub fn is_closed(&self) -> bool {
+        self.state.closed.load(Ordering::SeqCst)
+    }
+
+    pub fn records(&self) -> MutexGuard<'_, Vec<Stored>> {
+        self.state.records.lock().unwrap()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records().len()
+    }
+
+    /// The sequences of one source, in the order they were stored.
+    pub fn sequences(&self, kind: SourceKind, source_id: u32) -> Vec<u64> {
+        self.records()
+            .iter()
+            .filter(|r| r.kind == kind && r.source_id == source_id)
+            .map(|r| r.sequence)
+            .collect()
+    }
+
+    /// The sequences of one source and priority, in the order they were stored.
+    pub fn sequences_with(&self, kind: SourceKind, source_id: u32, priority: Priority) -> Vec<u64> {
+        self.records()
+            .iter()
+            .filter(|r| r.kind == kind && r.source_id == source_id && r.priority == priority)
+            .map(|r| r.sequence)
+            .collect()
+    }
+
+    /// Whether every sequence `0..=up_to` of the source is stored.
+    pub fn has_all_up_to(&self, kind: SourceKind, source_id: u32, up_to: u64) -> bool {
+        let mut seen = self.sequences(kind, source_id);
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() as u64 > up_to && seen[..=up_to as usize].iter().copied().eq(0..=up_to)
+    }
+}
+
+impl ArchiveSink for RecordingSink {
+    fn store<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            self.state.store_calls.fetch_add(1, Ordering::SeqCst);
+            if !*self.gate.borrow() {
+                self.state.waiting.fetch_add(1, Ordering::SeqCst);
+                let opened = self.gate.wait_for(|open| *open).await.map(|_| ());
+                self.state.waiting.fetch_sub(1, Ordering::SeqCst);
+                opened.map_err(|_| io::Error::other("the test dropped the archive gate"))?;
+            }
+            let mut records = self.state.records.lock().unwrap();
+            records.extend(batch.frames.iter().map(|f| Stored {
+                kind: f.source_kind,
+                source_id: f.source_id,
+                sequence: f.sequence,
+                priority: f.priority,
+                payload: f.payload.clone(),
+            }));
+            Ok(())
+        })
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        self.state.closed.store(true, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting.
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `condition` until it holds; fails the test after `timeout`, naming `what`.
+pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Like [`wait_until`] for a condition that must be awaited (the router's listing, say).
+pub async fn wait_until_async<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protocol clients.
+// ---------------------------------------------------------------------------------------------
+
+/// The payload every test frame carries: its own sequence, so a mangled payload shows.
+pub fn payload_for(sequence: u64) -> [u8; 8] {
+    sequence.to_be_bytes()
+}
+
+/// Wire bytes of DATA frames, with [`payload_for`] payloads.
+pub fn data_bytes(frames: impl IntoIterator<Item = (Priority, u64)>) -> BytesMut {
+    let mut out = BytesMut::new();
+    for (priority, sequence) in frames {
+        encode_data(&mut out, priority, sequence, &payload_for(sequence));
+    }
+    out
+}
+
+/// Wire bytes of a HELLO.
+pub fn hello_bytes(version: u8, kind: SourceKind, source_id: u32) -> BytesMut {
+    let mut out = BytesMut::new();
+    ClientMessage::Hello(Hello {
+        version,
+        kind,
+        source_id,
+    })
+    .encode(&mut out);
+    out
+}
+
+/// How an accepted connection ended, from the client's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// Every ACK received before the CLOSE, in order.
+    pub acks: Vec<u64>,
+    pub reason: CloseReason,
+    pub final_ack: Option<u64>,
+    pub detail: String,
+}
+
+/// A source connection: raw writes (so tests can also send garbage) and decoded reads.
+pub struct Client {
+    pub inbox: Inbox,
+    pub writer: OwnedWriteHalf,
+}
+
+/// The reading side of a [`Client`]: what the daemon says.
+pub struct Inbox {
+    reader: FramedRead<OwnedReadHalf, ClientCodec>,
+}
+
+impl Client {
+    /// Connects without saying anything.
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the daemon");
+        Self::from_stream(stream)
+    }
+
+    /// Connects with a small kernel send buffer, so that a daemon that stops reading blocks the
+    /// client's writes soon.
+    pub async fn connect_small_buffer(addr: SocketAddr, send_buffer: u32) -> Client {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(send_buffer).unwrap();
+        let stream = socket.connect(addr).await.expect("connect to the daemon");
+        Self::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_nodelay(true).unwrap();
+        let (read, writer) = stream.into_split();
+        Client {
+            inbox: Inbox {
+                reader: FramedRead::new(read, ClientCodec::new(1 << 20)),
+            },
+            writer,
+        }
+    }
+
+    /// Connects, says HELLO and expects WELCOME.
+    pub async fn source(addr: SocketAddr, kind: SourceKind, source_id: u32) -> Client {
+        let mut client = Self::connect(addr).await;
+        client
+            .send_raw(&hello_bytes(VERSION, kind, source_id))
+            .await;
+        client.expect_welcome().await;
+        client
+    }
+
+    /// Separates the halves, to write from one task and read from another.
+    pub fn split(self) -> (Inbox, OwnedWriteHalf) {
+        (self.inbox, self.writer)
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer
+            .write_all(bytes)
+            .await
+            .expect("write to the daemon");
+    }
+
+    /// Sends DATA frames in one write.
+    pub async fn send_frames(&mut self, frames: impl IntoIterator<Item = (Priority, u64)>) {
+        let bytes = data_bytes(frames);
+        self.send_raw(&bytes).await;
+    }
+
+    /// Sends routine frames with the given sequences in one write.
+    pub async fn send_routine(&mut self, sequences: impl IntoIterator<Item = u64>) {
+        self.send_frames(sequences.into_iter().map(|s| (Priority::Routine, s)))
+            .await;
+    }
+
+    /// Shuts down the sending side (the source is done).
+    pub async fn finish_sending(&mut self) {
+        self.writer
+            .shutdown()
+            .await
+            .expect("shut down the sending side");
+    }
+
+    pub async fn recv(&mut self) -> Option<io::Result<ServerMessage>> {
+        self.inbox.recv().await
+    }
+
+    pub async fn recv_message(&mut self) -> ServerMessage {
+        self.inbox.recv_message().await
+    }
+
+    pub async fn expect_welcome(&mut self) -> Option<u64> {
+        self.inbox.expect_welcome().await
+    }
+
+    pub async fn expect_refused(&mut self) -> (RefuseReason, String) {
+        self.inbox.expect_refused().await
+    }
+
+    pub async fn read_to_close_with(&mut self, on_ack: impl FnMut(u64)) -> Closed {
+        self.inbox.read_to_close_with(on_ack).await
+    }
+
+    pub async fn read_to_close(&mut self) -> Closed {
+        self.inbox.read_to_close().await
+    }
+
+    pub async fn expect_closed(&mut self) {
+        self.inbox.expect_closed().await
+    }
+}
+
+impl Inbox {
+    /// The next message from the daemon: `None` at a clean end of stream, `Some(Err)` when the
+    /// connection was reset or a message did not decode. Fails the test if nothing comes in time.
+    pub async fn recv(&mut self) -> Option<io::Result<ServerMessage>> {
+        tokio::time::timeout(PATIENCE, self.reader.next())
+            .await
+            .expect("the daemon answered in time")
+    }
+
+    /// The next message, which must exist and decode.
+    pub async fn recv_message(&mut self) -> ServerMessage {
+        self.recv()
+            .await
+            .expect("a message, not the end of the stream")
+            .expect("a well-formed message")
+    }
+
+    /// Expects WELCOME; returns its `resume_after`.
+    pub async fn expect_welcome(&mut self) -> Option<u64> {
+        match self.recv_message().await {
+            ServerMessage::Welcome {
+                version,
+                resume_after,
+            } => {
+                assert_eq!(version, VERSION);
+                resume_after
+            }
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    /// Expects REFUSED and then the end of the connection; returns the reason and detail.
+    pub async fn expect_refused(&mut self) -> (RefuseReason, String) {
+        let refused = match self.recv_message().await {
+            ServerMessage::Refused { reason, detail } => (reason, detail),
+            other => panic!("expected REFUSED, got {other:?}"),
+        };
+        self.expect_closed().await;
+        refused
+    }
+
+    /// Reads ACKs until CLOSE, checking that ACKs only move forward, then expects the end of the
+    /// connection. `on_ack` sees every acknowledged sequence, the CLOSE's `final_ack` too.
+    pub async fn read_to_close_with(&mut self, mut on_ack: impl FnMut(u64)) -> Closed {
+        let mut acks: Vec<u64> = Vec::new();
+        loop {
+            match self.recv_message().await {
+                ServerMessage::Ack { sequence } => {
+                    if let Some(&last) = acks.last() {
+                        assert!(sequence > last, "ACK {sequence} after ACK {last}");
+                    }
+                    on_ack(sequence);
+                    acks.push(sequence);
+                }
+                ServerMessage::Close {
+                    reason,
+                    final_ack,
+                    detail,
+                } => {
+                    if let Some(&last) = acks.last() {
+                        assert!(
+                            final_ack.is_some_and(|fin| fin >= last),
+                            "final_ack {final_ack:?} below the earlier ACK {last}"
+                        );
+                    }
+                    if let Some(fin) = final_ack {
+                        on_ack(fin);
+                    }
+                    self.expect_closed().await;
+                    return Closed {
+                        acks,
+                        reason,
+                        final_ack,
+                        detail,
+                    };
+                }
+                other => panic!("expected ACK or CLOSE, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn read_to_close(&mut self) -> Closed {
+        self.read_to_close_with(|_| ()).await
+    }
+
+    /// Expects the daemon to have closed the connection: end of stream, or a reset.
+    pub async fn expect_closed(&mut self) {
+        match self.recv().await {
+            None => {}
+            Some(Err(err)) if is_disconnect(&err) => {}
+            Some(other) => panic!("expected the connection to be closed, got {other:?}"),
+        }
+    }
+}
+
+/// Errors that mean "the peer closed the connection".
+pub fn is_disconnect(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
