@@ -1,0 +1,313 @@
+//! `aggregator.toml`: the shipped example parses to the documented defaults, each kind of mistake
+//! is reported with the file, the key and the problem, and the binary's `--check-config` and
+//! `--version` behave.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aggregator::config::ConfigError;
+use aggregator::Config;
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/aggregator.toml")
+}
+
+/// A config file with `contents` in a directory of its own under the system temp dir; removed
+/// on drop.
+struct TempConfig {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl TempConfig {
+    fn new(contents: &str) -> TempConfig {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "aggregator-config-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("aggregator.toml");
+        std::fs::write(&path, contents).unwrap();
+        TempConfig { dir, path }
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Loads `contents` from a file; the error must name the file and contain every one of `needles`.
+fn expect_error(contents: &str, needles: &[&str]) -> String {
+    let file = TempConfig::new(contents);
+    let err = Config::load(&file.path).expect_err("the config must be rejected");
+    let message = err.to_string();
+    assert!(
+        message.contains(&file.path.display().to_string()),
+        "the message names the file: {message}"
+    );
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "the message mentions {needle:?}: {message}"
+        );
+    }
+    message
+}
+
+#[test]
+fn the_example_config_parses_to_the_documented_defaults() {
+    let loaded = Config::load(&example_path()).expect("the example config is valid");
+    // `Config` has no `PartialEq`; its `Debug` form shows every field.
+    assert_eq!(format!("{loaded:#?}"), format!("{:#?}", Config::default()));
+    assert_eq!(
+        loaded.pipeline.processor_capacity, 64,
+        "the brief's capacity"
+    );
+    assert_eq!(
+        loaded.shutdown.drain_deadline.as_secs(),
+        5,
+        "the brief's deadline"
+    );
+    assert!(Config::default().validate().is_ok());
+}
+
+#[test]
+fn an_empty_config_means_the_defaults() {
+    let file = TempConfig::new("");
+    let loaded = Config::load(&file.path).expect("every section has a default");
+    assert_eq!(format!("{loaded:?}"), format!("{:?}", Config::default()));
+}
+
+#[test]
+fn an_unknown_key_is_rejected() {
+    expect_error(
+        "[uplink]\nlisten = \"127.0.0.1:7700\"\nmax_conections = 9\n",
+        &["max_conections", "unknown field"],
+    );
+    expect_error(
+        "[pipelin]\nprocessor_capacity = 8\n",
+        &["pipelin", "unknown field"],
+    );
+    expect_error(
+        "[pipeline]\nprocesor_capacity = 8\n",
+        &["procesor_capacity", "unknown field"],
+    );
+}
+
+#[test]
+fn a_bad_address_is_rejected() {
+    expect_error(
+        "[uplink]\nlisten = \"localhost:7700\"\nmax_connections = 9\n",
+        &["listen", "localhost:7700", "invalid socket address"],
+    );
+    expect_error(
+        "[replay]\nlisten = \"127.0.0.1\"\nmax_connections = 9\n",
+        &["listen", "invalid socket address"],
+    );
+    // Both listeners on one address.
+    expect_error(
+        "[uplink]\nlisten = \"127.0.0.1:7700\"\nmax_connections = 9\n\
+         [replay]\nlisten = \"127.0.0.1:7700\"\nmax_connections = 9\n",
+        &["replay.listen", "127.0.0.1:7700"],
+    );
+}
+
+#[test]
+fn a_zero_capacity_is_rejected() {
+    for key in [
+        "processor_capacity",
+        "emergency_capacity",
+        "archive_capacity",
+        "dashboard_capacity",
+        "max_batch_frames",
+        "emergency_streak",
+    ] {
+        let file = TempConfig::new(&format!("[pipeline]\n{key} = 0\n"));
+        match Config::load(&file.path) {
+            Err(err @ ConfigError::Invalid { .. }) => {
+                let message = err.to_string();
+                assert!(
+                    message.contains(&file.path.display().to_string()),
+                    "{message}"
+                );
+                assert!(message.contains(&format!("pipeline.{key}")), "{message}");
+                assert!(message.contains("must be at least 1"), "{message}");
+            }
+            other => panic!("pipeline.{key} = 0 gave {other:?}"),
+        }
+    }
+    expect_error(
+        "[uplink]\nlisten = \"127.0.0.1:7700\"\nmax_connections = 0\n",
+        &["uplink.max_connections", "must be at least 1"],
+    );
+    expect_error(
+        "[connection]\nhandshake_timeout_ms = 0\n",
+        &["connection.handshake_timeout_ms", "at least 1 ms"],
+    );
+    expect_error(
+        "[shutdown]\ndrain_deadline_ms = 0\n",
+        &["shutdown.drain_deadline_ms", "at least 1 ms"],
+    );
+}
+
+#[test]
+fn a_batch_larger_than_a_capacity_is_rejected() {
+    expect_error(
+        "[pipeline]\nmax_batch_frames = 65\n",
+        &["pipeline.max_batch_frames", "65", "64"],
+    );
+    expect_error(
+        "[pipeline]\narchive_capacity = 16\nmax_batch_frames = 32\n",
+        &["pipeline.max_batch_frames", "32", "16"],
+    );
+    expect_error(
+        "[connection]\nmax_frame_length = 4\n",
+        &["connection.max_frame_length", "4"],
+    );
+}
+
+#[test]
+fn a_bad_log_level_is_rejected() {
+    expect_error(
+        "[log]\nlevel = \"aggregator=loud\"\n",
+        &["log.level", "aggregator=loud", "not a valid filter"],
+    );
+    expect_error(
+        "[log]\nformat = \"xml\"\n",
+        &["format", "xml", "unknown variant"],
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_rejected() {
+    expect_error(
+        "[replay]\nlisten = \"127.0.0.1:7701\"\nmax_connections = \"many\"\n",
+        &["max_connections", "invalid type", "many"],
+    );
+    expect_error(
+        "[connection]\nidle_timeout_ms = -5\n",
+        &["idle_timeout_ms", "-5"],
+    );
+    expect_error(
+        "[pipeline]\nprocessor_capacity = 6.5\n",
+        &["processor_capacity", "invalid type"],
+    );
+}
+
+#[test]
+fn a_missing_file_is_reported() {
+    let file = TempConfig::new("");
+    let missing = file.dir.join("nowhere.toml");
+    let message = Config::load(&missing).unwrap_err().to_string();
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("cannot read"), "{message}");
+}
+
+fn aggregator(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(args)
+        .output()
+        .expect("run the aggregator binary")
+}
+
+#[test]
+fn check_config_exits_2_with_the_message_for_a_bad_file() {
+    for (contents, needle) in [
+        (
+            "[pipeline]\nprocessor_capacity = 0\n",
+            "pipeline.processor_capacity",
+        ),
+        (
+            "[uplink]\nlisten = \"nowhere\"\nmax_connections = 1\n",
+            "invalid socket address",
+        ),
+        ("[uplink]\nbacklog = 5\n", "backlog"),
+    ] {
+        let file = TempConfig::new(contents);
+        let output = aggregator(&["--check-config", "--config", file.path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{contents}: {stderr}");
+        assert!(
+            stderr.contains(&file.path.display().to_string()),
+            "{stderr}"
+        );
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+    let file = TempConfig::new("");
+    let missing = file.dir.join("nowhere.toml");
+    let output = aggregator(&["--check-config", "--config", missing.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn check_config_accepts_the_example() {
+    let output = aggregator(&[
+        "--check-config",
+        "--config",
+        example_path().to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("valid"));
+}
+
+#[test]
+fn a_bad_config_stops_the_daemon_before_it_binds() {
+    let file = TempConfig::new(
+        "[uplink]\nlisten = \"127.0.0.1:0\"\nmax_connections = 1\n\
+         [replay]\nlisten = \"127.0.0.1:0\"\nmax_connections = 1\n\
+         [pipeline]\nemergency_capacity = 0\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["--config", file.path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the aggregator binary");
+    // Should the daemon start after all, do not let it run on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the daemon started with an invalid config");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pipeline.emergency_capacity"), "{stderr}");
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let output = aggregator(&["--version"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("aggregator {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+}
