@@ -17,6 +17,7 @@
 //! - [`dashboard`]: the consumer that may lag, and the lag-tolerant `FrameFeed`.
 //! - [`stats`]: lock-free pipeline counters and their `watch` publication.
 //! - [`logging`]: text or JSON logs.
+//! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.
 
 pub mod archive;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod protocol;
 pub mod queue;
 pub mod router;
 pub mod server;
+pub mod sim;
 pub mod source;
 pub mod stats;
 

@@ -1,0 +1,214 @@
+//! The `uplink-sim` binary: parses the command line into a [`SimPlan`], runs it, prints the summary,
+//! and turns the outcome into the exit status. Everything else is in `aggregator::sim`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aggregator::sim::{
+    self, Amount, EmergencyMix, Profile, Progress, ProgressStyle, Rate, Scenario, SessionOptions,
+    SimPlan,
+};
+use aggregator::SourceKind;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Load and smoke-test client for the telemetry aggregator: plays live uplinks and replay feeds,
+/// resends whatever the daemon did not acknowledge, and accounts for every frame.
+///
+/// A scenario sets every option below; any option given explicitly overrides it for both kinds.
+#[derive(Debug, Parser)]
+#[command(name = "uplink-sim", version)]
+struct Cli {
+    /// Named scenario: brief (4 uplinks x 10 frames, 2 Emergency each, + 1 replay x 5), default
+    /// (48 + 2 at a realistic rate for 3 s), saturate (48 + 2 at max rate for 3 s).
+    #[arg(long, default_value = "default")]
+    scenario: Scenario,
+    /// The daemon's uplink listener.
+    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
+    uplink: String,
+    /// The daemon's replay listener.
+    #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
+    replay: String,
+    /// Number of live uplinks (ids 0..N).
+    #[arg(long, value_name = "N")]
+    uplinks: Option<u32>,
+    /// Number of replay feeds (ids 1000..1000+M).
+    #[arg(long, value_name = "M")]
+    replays: Option<u32>,
+    /// Frames per second per source, or "max" for as fast as the daemon accepts.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<Rate>,
+    /// Variation of each batch interval, as a fraction of it (0 to 1).
+    #[arg(long, value_name = "FRACTION")]
+    jitter: Option<f64>,
+    /// Payload bytes per frame.
+    #[arg(long, value_name = "BYTES")]
+    payload: Option<usize>,
+    /// Frames per source.
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    frames: Option<u64>,
+    /// Seconds each source generates frames for.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Frames generated and written together (one burst).
+    #[arg(long, value_name = "N")]
+    batch: Option<u32>,
+    /// Fraction of frames that are Emergency (0 to 1).
+    #[arg(long, value_name = "FRACTION", conflicts_with = "emergency_first")]
+    emergency_share: Option<f64>,
+    /// The first K frames of every batch are Emergency (the brief's pattern).
+    #[arg(long, value_name = "K")]
+    emergency_first: Option<u32>,
+    /// Seed of the jitter and the emergency draw.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Unacknowledged frames a source may have at once.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    max_in_flight: usize,
+    /// Seconds a source keeps trying to reconnect before it gives up.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    give_up_after: f64,
+    /// Exit non-zero if any generated frame was never acknowledged.
+    #[arg(long)]
+    require_all_acked: bool,
+    /// Progress display: auto (a live line on a terminal, plain lines otherwise), lines, or off.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "lines", "off"])]
+    progress: String,
+    /// Milliseconds between progress updates (default 200 on a terminal, 1000 otherwise).
+    #[arg(long, value_name = "MS")]
+    progress_ms: Option<u64>,
+}
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    if text == "max" {
+        return Ok(Rate::Max);
+    }
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(Rate::PerSecond(rate)),
+        _ => Err(format!(
+            "{text:?} is neither a positive number of frames/s nor \"max\""
+        )),
+    }
+}
+
+fn seconds(what: &str, secs: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("--{what}: {secs} is not a number of seconds"))
+}
+
+fn fraction(what: &str, value: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("--{what}: {value} is not between 0 and 1"))
+    }
+}
+
+impl Cli {
+    /// Applies the explicit options on top of a scenario profile.
+    fn apply(&self, profile: &mut Profile, count: Option<u32>) -> Result<(), String> {
+        if let Some(count) = count {
+            profile.count = count;
+        }
+        if let Some(rate) = self.rate {
+            profile.rate = rate;
+        }
+        if let Some(jitter) = self.jitter {
+            profile.jitter = fraction("jitter", jitter)?;
+        }
+        if let Some(payload) = self.payload {
+            profile.payload = payload;
+        }
+        if let Some(frames) = self.frames {
+            profile.amount = Amount::Frames(frames);
+        }
+        if let Some(duration) = self.duration {
+            profile.amount = Amount::Duration(seconds("duration", duration)?);
+        }
+        if let Some(batch) = self.batch {
+            profile.batch = batch.max(1);
+        }
+        if let Some(share) = self.emergency_share {
+            profile.emergency = EmergencyMix::Share(fraction("emergency-share", share)?);
+        }
+        if let Some(k) = self.emergency_first {
+            profile.emergency = EmergencyMix::FirstOfBatch(k);
+        }
+        Ok(())
+    }
+
+    fn plan(&self) -> Result<SimPlan, String> {
+        let (mut uplinks, mut replays) = self.scenario.profiles();
+        self.apply(&mut uplinks, self.uplinks)?;
+        self.apply(&mut replays, self.replays)?;
+        let mut sources = uplinks.sources(SourceKind::LiveUplink, self.seed);
+        sources.extend(replays.sources(SourceKind::ArchivedReplay, self.seed));
+        Ok(SimPlan {
+            uplink: self.uplink.clone(),
+            replay: self.replay.clone(),
+            sources,
+            session: SessionOptions {
+                give_up_after: seconds("give-up-after", self.give_up_after)?,
+                max_in_flight: self.max_in_flight.max(1),
+                ..SessionOptions::default()
+            },
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let plan = match cli.plan() {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprintln!("uplink-sim: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let style = match cli.progress.as_str() {
+        "off" => ProgressStyle::Off,
+        "lines" => ProgressStyle::Lines,
+        _ if terminal => ProgressStyle::Terminal,
+        _ => ProgressStyle::Lines,
+    };
+    let interval = Duration::from_millis(
+        cli.progress_ms
+            .unwrap_or(if terminal { 200 } else { 1000 })
+            .max(10),
+    );
+    let progress = Progress::new(style, interval, plan.sources.len());
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("uplink-sim: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(sim::run(plan, progress));
+    println!("{report}");
+    let totals = report.totals();
+    for problem in report.problems() {
+        eprintln!(
+            "uplink-sim: {:?} {}: {}",
+            problem.kind, problem.id, problem.outcome
+        );
+    }
+    if cli.require_all_acked && totals.unacked > 0 {
+        eprintln!(
+            "uplink-sim: {} frames were never acknowledged",
+            totals.unacked
+        );
+    }
+    if report.is_success(cli.require_all_acked) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,238 @@
+//! The frames one source has generated and the daemon has not acknowledged yet.
+//!
+//! The protocol makes the daemon answer for a frame only once an ACK or a CLOSE's `final_ack` covers
+//! it, so that is the only thing that may remove a frame from here. Sequences are consecutive, so the
+//! ledger is a queue indexed by `sequence - first`: acknowledging pops the front, generating pushes
+//! the back, and a reconnection rewinds the write cursor to the front to resend what is left.
+//! Payloads are not stored: every frame of a source carries the same payload bytes, so a frame is
+//! its sequence, its priority and when it was first written (for the emergency latency).
+
+use std::collections::VecDeque;
+use tokio::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::frame::Priority;
+use crate::protocol::encode_data;
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    priority: Priority,
+    /// When the frame was first encoded for the socket; `None` while it never was.
+    first_sent: Option<Instant>,
+}
+
+/// What acknowledging moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    pub frames: u64,
+    pub emergency: u64,
+}
+
+/// What writing moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Frames written for the first time.
+    pub fresh: u64,
+    /// Frames written again after a reconnection.
+    pub resent: u64,
+}
+
+/// A source's unacknowledged frames and its write cursor.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Sequence of `pending[0]`; the next sequence to generate when `pending` is empty.
+    first: u64,
+    pending: VecDeque<Pending>,
+    /// Next sequence to write on the current connection.
+    cursor: u64,
+    /// Highest sequence the daemon acknowledged.
+    acked: Option<u64>,
+    /// Whether any frame was ever written; until then the numbering may still move.
+    started: bool,
+}
+
+impl Ledger {
+    pub fn new() -> Self {
+        Ledger::default()
+    }
+
+    /// Adds a new frame; returns its sequence.
+    pub fn push(&mut self, priority: Priority) -> u64 {
+        let sequence = self.next_sequence();
+        self.pending.push_back(Pending {
+            priority,
+            first_sent: None,
+        });
+        sequence
+    }
+
+    /// The sequence the next generated frame gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.first + self.pending.len() as u64
+    }
+
+    /// Frames not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Frames not yet written on the current connection.
+    pub fn unwritten(&self) -> u64 {
+        self.next_sequence() - self.cursor
+    }
+
+    /// Highest acknowledged sequence.
+    pub fn acked(&self) -> Option<u64> {
+        self.acked
+    }
+
+    /// Continues the numbering of an earlier run of the same source: when the daemon's WELCOME says
+    /// it already stored up to `stored` and this ledger never wrote a frame, the frames generated so
+    /// far are renumbered to follow it, as a restarted source would. Returns whether it did.
+    pub fn continue_after(&mut self, stored: u64) -> bool {
+        if self.started || self.acked.is_some() {
+            return false;
+        }
+        self.first = stored.saturating_add(1);
+        self.cursor = self.first;
+        true
+    }
+
+    /// Starts a new connection: everything unacknowledged is written again, except what the
+    /// daemon's WELCOME says it already stored.
+    pub fn rewind(&mut self) {
+        self.cursor = self.first;
+    }
+
+    /// Encodes unwritten frames into `out` until it holds at least `limit` bytes or nothing is left.
+    pub fn write_into(
+        &mut self,
+        out: &mut BytesMut,
+        payload: &[u8],
+        limit: usize,
+        now: Instant,
+    ) -> Written {
+        let mut written = Written::default();
+        while out.len() < limit && self.cursor < self.next_sequence() {
+            let index = (self.cursor - self.first) as usize;
+            let Some(frame) = self.pending.get_mut(index) else {
+                break;
+            };
+            encode_data(out, frame.priority, self.cursor, payload);
+            self.started = true;
+            if frame.first_sent.is_none() {
+                frame.first_sent = Some(now);
+                written.fresh += 1;
+            } else {
+                written.resent += 1;
+            }
+            self.cursor += 1;
+        }
+        written
+    }
+
+    /// Drops every frame up to and including `sequence`, which the daemon now answers for.
+    /// Emergency frames report their latency from first write to `now` through `latency`.
+    /// Sequences never generated and acknowledgements that move backwards are ignored.
+    pub fn acknowledge(
+        &mut self,
+        sequence: u64,
+        now: Instant,
+        mut latency: impl FnMut(std::time::Duration),
+    ) -> Acked {
+        let mut acked = Acked::default();
+        if self.acked.is_some_and(|a| sequence <= a) || sequence >= self.next_sequence() {
+            return acked;
+        }
+        while self.first <= sequence {
+            let Some(frame) = self.pending.pop_front() else {
+                break;
+            };
+            self.first += 1;
+            acked.frames += 1;
+            if frame.priority == Priority::Emergency {
+                acked.emergency += 1;
+                if let Some(sent) = frame.first_sent {
+                    latency(now.saturating_duration_since(sent));
+                }
+            }
+        }
+        self.cursor = self.cursor.max(self.first);
+        self.acked = Some(sequence);
+        acked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledge_pops_and_rewind_resends_the_rest() {
+        let mut ledger = Ledger::new();
+        for _ in 0..5 {
+            ledger.push(Priority::Routine);
+        }
+        let now = Instant::now();
+        let mut out = BytesMut::new();
+        assert_eq!(ledger.write_into(&mut out, b"x", usize::MAX, now).fresh, 5);
+        assert_eq!(ledger.acknowledge(1, now, |_| {}).frames, 2);
+        assert_eq!(
+            ledger.acknowledge(0, now, |_| {}).frames,
+            0,
+            "never backwards"
+        );
+        assert_eq!(
+            ledger.acknowledge(9, now, |_| {}).frames,
+            0,
+            "never beyond what exists"
+        );
+        ledger.rewind();
+        out.clear();
+        let again = ledger.write_into(&mut out, b"x", usize::MAX, now);
+        assert_eq!(
+            again,
+            Written {
+                fresh: 0,
+                resent: 3
+            }
+        );
+        assert_eq!(ledger.unacked(), 3);
+        assert_eq!(ledger.next_sequence(), 5);
+    }
+
+    #[test]
+    fn a_fresh_source_continues_the_numbering_of_its_previous_run() {
+        let mut ledger = Ledger::new();
+        ledger.push(Priority::Routine);
+        assert!(ledger.continue_after(9));
+        assert_eq!(ledger.next_sequence(), 11);
+        let mut out = BytesMut::new();
+        ledger.write_into(&mut out, b"", usize::MAX, Instant::now());
+        assert!(
+            !ledger.continue_after(20),
+            "numbering is fixed once a frame was written"
+        );
+        assert_eq!(ledger.acknowledge(10, Instant::now(), |_| {}).frames, 1);
+    }
+
+    #[test]
+    fn emergency_latency_is_reported_once_acknowledged() {
+        let mut ledger = Ledger::new();
+        ledger.push(Priority::Emergency);
+        ledger.push(Priority::Routine);
+        let now = Instant::now();
+        ledger.write_into(&mut BytesMut::new(), b"", usize::MAX, now);
+        let mut seen = Vec::new();
+        let acked = ledger.acknowledge(1, now, |d| seen.push(d));
+        assert_eq!(
+            acked,
+            Acked {
+                frames: 2,
+                emergency: 1
+            }
+        );
+        assert_eq!(seen.len(), 1);
+    }
+}

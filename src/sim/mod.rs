@@ -1,0 +1,167 @@
+//! `uplink-sim`: the bundled client that smoke-tests a deployment and load-tests the daemon.
+//!
+//! It plays many sources at once, each an independent task with its own connection, source id and
+//! clock, and it holds the daemon to the protocol's promise: a frame counts as delivered only when an
+//! ACK (or a CLOSE's `final_ack`) covers it. Every source keeps the frames not yet covered; when the
+//! connection drops or the daemon drains, it reconnects with backoff and sends them again, so a daemon
+//! restart loses nothing and the summary can say exactly how many frames were sent twice.
+//!
+//! Every byte goes through [`crate::protocol`]; the simulator has no wire format of its own.
+//!
+//! - [`scenario`]: the named scenarios and the per-kind profiles the command line overrides.
+//! - [`source`]: one simulated source: its clock, its connections, its reconnections.
+//! - [`ledger`]: the frames a source has generated and the daemon has not acknowledged yet.
+//! - [`report`]: what each source ended with, and the summary printed at the end.
+//! - [`progress`]: the live counters and their display while the simulation runs.
+
+pub mod ledger;
+pub mod progress;
+pub mod report;
+pub mod scenario;
+pub mod source;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::frame::SourceKind;
+
+pub use progress::{Progress, ProgressStyle};
+pub use report::{Outcome, SimReport, SourceReport};
+pub use scenario::{Profile, Scenario};
+
+/// How fast a source produces frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// Frames per second, on average (see [`SourceSpec::jitter`]).
+    PerSecond(f64),
+    /// As fast as the daemon accepts: limited only by TCP and [`SessionOptions::max_in_flight`].
+    Max,
+}
+
+/// When a source has produced everything it will produce.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Amount {
+    /// This many frames.
+    Frames(u64),
+    /// Frames for this long after the source starts.
+    Duration(Duration),
+}
+
+/// Which frames are Emergency.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EmergencyMix {
+    /// This fraction of frames (0.0 to 1.0), drawn from the source's seeded generator.
+    Share(f64),
+    /// The brief's pattern: the first K frames of every batch.
+    FirstOfBatch(u32),
+}
+
+/// Everything one simulated source does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    pub kind: SourceKind,
+    /// Unique per kind; the daemon refuses a second connection with the same kind and id.
+    pub id: u32,
+    pub rate: Rate,
+    /// How much each batch interval varies, as a fraction of it (0.0 = a perfectly regular clock).
+    pub jitter: f64,
+    /// Payload bytes per frame.
+    pub payload: usize,
+    pub amount: Amount,
+    /// Frames generated together and written together: one telemetry burst. The daemon sees them in
+    /// one read, which is what makes "emergency before routine of the same batch" observable.
+    pub batch: u32,
+    pub emergency: EmergencyMix,
+    /// Seeds the jitter and the emergency draw, so a run is reproducible.
+    pub seed: u64,
+}
+
+/// How a source connects, waits and gives up; shared by every source of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionOptions {
+    /// Time a TCP connect may take.
+    pub connect_timeout: Duration,
+    /// Time the daemon has to answer the HELLO.
+    pub handshake_timeout: Duration,
+    /// First reconnection delay; doubled after every failed attempt.
+    pub backoff_initial: Duration,
+    /// Longest reconnection delay.
+    pub backoff_max: Duration,
+    /// A source that cannot get a WELCOME for this long gives up and reports the last error.
+    pub give_up_after: Duration,
+    /// After the source has sent everything and shut down its sending side, time the daemon has to
+    /// acknowledge it all and CLOSE; then the source reconnects and resends.
+    pub close_timeout: Duration,
+    /// Frames a source may have unacknowledged at once; generation waits beyond it.
+    pub max_in_flight: usize,
+    /// Largest message accepted from the daemon.
+    pub max_frame_length: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            connect_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(1),
+            give_up_after: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(15),
+            max_in_flight: 65_536,
+            max_frame_length: 65_536,
+        }
+    }
+}
+
+/// A whole run: where to connect and which sources to play.
+#[derive(Debug, Clone)]
+pub struct SimPlan {
+    /// The daemon's uplink listener (`host:port`).
+    pub uplink: String,
+    /// The daemon's replay listener (`host:port`).
+    pub replay: String,
+    pub sources: Vec<SourceSpec>,
+    pub session: SessionOptions,
+}
+
+impl SimPlan {
+    fn address(&self, kind: SourceKind) -> &str {
+        match kind {
+            SourceKind::LiveUplink => &self.uplink,
+            SourceKind::ArchivedReplay => &self.replay,
+        }
+    }
+}
+
+/// Runs every source of the plan to its end and collects their reports. `progress` receives the
+/// live counters; pass [`Progress::new`] with [`ProgressStyle::Off`] for none.
+pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
+    let started = Instant::now();
+    let ticker = tokio::spawn(progress::show(Arc::clone(&progress)));
+    let mut tasks = Vec::with_capacity(plan.sources.len());
+    for spec in &plan.sources {
+        let address = plan.address(spec.kind).to_string();
+        let task = source::SimSource::new(
+            spec.clone(),
+            address,
+            plan.session.clone(),
+            Arc::clone(&progress),
+        );
+        tasks.push((spec.clone(), tokio::spawn(task.run())));
+    }
+    let mut sources = Vec::with_capacity(tasks.len());
+    for (spec, task) in tasks {
+        let report = match task.await {
+            Ok(report) => report,
+            // A panic in a source task is a bug in the simulator; report it as that source's failure.
+            Err(err) => SourceReport::failed(&spec, format!("source task ended abnormally: {err}")),
+        };
+        sources.push(report);
+    }
+    progress.finish();
+    let _ = ticker.await;
+    SimReport {
+        sources,
+        elapsed: started.elapsed(),
+    }
+}

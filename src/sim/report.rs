@@ -1,0 +1,289 @@
+//! What each source ended with, and the summary of a run.
+//!
+//! The summary is the simulator's half of the end-to-end accounting: `sent` is every distinct frame
+//! written at least once, `acked` what the daemon answered for, `resent` how many writes were
+//! repeats after a reconnection (the daemon counts the duplicates among them on its side). The last
+//! line, `sim total: key=value ...`, is stable so scripts and tests can read it.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::frame::SourceKind;
+use crate::protocol::RefuseReason;
+
+use super::SourceSpec;
+
+/// How a source ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything generated was acknowledged and the daemon closed with EndOfStream.
+    Completed,
+    /// The daemon refused the source for a reason retrying cannot fix.
+    Refused {
+        reason: RefuseReason,
+        detail: String,
+    },
+    /// The source gave up; the text names the cause.
+    Failed(String),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Completed => f.write_str("completed"),
+            Outcome::Refused { reason, detail } => write!(f, "refused: {reason}: {detail}"),
+            Outcome::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+/// Latency samples, in microseconds, with exact percentiles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Latencies {
+    micros: Vec<u32>,
+}
+
+impl Latencies {
+    pub fn record(&mut self, latency: Duration) {
+        self.micros
+            .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+    }
+
+    pub fn merge(&mut self, other: &Latencies) {
+        self.micros.extend_from_slice(&other.micros);
+    }
+
+    pub fn len(&self) -> usize {
+        self.micros.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.micros.is_empty()
+    }
+
+    /// The `q` quantile (0.0 to 1.0), nearest rank; `None` without samples.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        if self.micros.is_empty() {
+            return None;
+        }
+        let mut sorted = self.micros.clone();
+        sorted.sort_unstable();
+        let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).max(1);
+        Some(Duration::from_micros(u64::from(sorted[rank - 1])))
+    }
+
+    /// "p50/p99/max" in milliseconds, or "-" without samples.
+    fn summary(&self) -> String {
+        match (self.quantile(0.5), self.quantile(0.99), self.quantile(1.0)) {
+            (Some(p50), Some(p99), Some(max)) => {
+                format!("{:.2}/{:.2}/{:.2}", ms(p50), ms(p99), ms(max))
+            }
+            _ => "-".into(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One source's accounting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceReport {
+    pub kind: SourceKind,
+    pub id: u32,
+    /// Distinct frames written at least once.
+    pub sent: u64,
+    /// Frames an acknowledgement covers.
+    pub acked: u64,
+    /// Emergency frames among them.
+    pub emergency_acked: u64,
+    /// Writes of a frame already written on an earlier connection.
+    pub resent: u64,
+    /// REFUSED answers, including the ShuttingDown ones that were retried.
+    pub refused: u64,
+    /// Connections that got a WELCOME.
+    pub connections: u64,
+    /// Frames generated and never acknowledged (0 unless the source failed or was refused).
+    pub unacked: u64,
+    /// From first write to the acknowledgement, for emergency frames.
+    pub emergency_latency: Latencies,
+    pub outcome: Outcome,
+}
+
+impl SourceReport {
+    /// A report for a source that could not run at all.
+    pub fn failed(spec: &SourceSpec, why: String) -> Self {
+        SourceReport {
+            kind: spec.kind,
+            id: spec.id,
+            sent: 0,
+            acked: 0,
+            emergency_acked: 0,
+            resent: 0,
+            refused: 0,
+            connections: 0,
+            unacked: 0,
+            emergency_latency: Latencies::default(),
+            outcome: Outcome::Failed(why),
+        }
+    }
+
+    fn label(&self) -> String {
+        let kind = match self.kind {
+            SourceKind::LiveUplink => "uplink",
+            SourceKind::ArchivedReplay => "replay",
+        };
+        format!("{kind}-{}", self.id)
+    }
+}
+
+/// The reports of every source of a run.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    pub sources: Vec<SourceReport>,
+    pub elapsed: Duration,
+}
+
+/// Sums over every source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub sources: u64,
+    pub completed: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub emergency_acked: u64,
+    pub resent: u64,
+    pub refused: u64,
+    pub connections: u64,
+    pub unacked: u64,
+    pub emergency_latency: Latencies,
+}
+
+impl SimReport {
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for s in &self.sources {
+            t.sources += 1;
+            t.completed += u64::from(s.outcome == Outcome::Completed);
+            t.sent += s.sent;
+            t.acked += s.acked;
+            t.emergency_acked += s.emergency_acked;
+            t.resent += s.resent;
+            t.refused += s.refused;
+            t.connections += s.connections;
+            t.unacked += s.unacked;
+            t.emergency_latency.merge(&s.emergency_latency);
+        }
+        t
+    }
+
+    /// Sources that did not complete.
+    pub fn problems(&self) -> impl Iterator<Item = &SourceReport> {
+        self.sources
+            .iter()
+            .filter(|s| s.outcome != Outcome::Completed)
+    }
+
+    /// Whether the run succeeded: every source completed (so nothing was refused for good), and,
+    /// when `require_all_acked`, no generated frame is left unacknowledged.
+    pub fn is_success(&self, require_all_acked: bool) -> bool {
+        let t = self.totals();
+        self.problems().next().is_none() && (!require_all_acked || t.unacked == 0)
+    }
+}
+
+impl fmt::Display for SimReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<12} {:>9} {:>9} {:>7} {:>7} {:>5} {:>6}  {:<24} outcome",
+            "source",
+            "sent",
+            "acked",
+            "resent",
+            "refused",
+            "conns",
+            "emerg",
+            "emerg ack ms p50/p99/max"
+        )?;
+        for s in &self.sources {
+            writeln!(
+                f,
+                "{:<12} {:>9} {:>9} {:>7} {:>7} {:>5} {:>6}  {:<24} {}",
+                s.label(),
+                s.sent,
+                s.acked,
+                s.resent,
+                s.refused,
+                s.connections,
+                s.emergency_acked,
+                s.emergency_latency.summary(),
+                s.outcome
+            )?;
+        }
+        let t = self.totals();
+        writeln!(
+            f,
+            "{:<12} {:>9} {:>9} {:>7} {:>7} {:>5} {:>6}  {:<24} {}/{} completed",
+            "total",
+            t.sent,
+            t.acked,
+            t.resent,
+            t.refused,
+            t.connections,
+            t.emergency_acked,
+            t.emergency_latency.summary(),
+            t.completed,
+            t.sources
+        )?;
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            t.acked as f64 / secs
+        } else {
+            0.0
+        };
+        let q = |q: f64| {
+            t.emergency_latency
+                .quantile(q)
+                .map_or("-".to_string(), |d| format!("{:.3}", ms(d)))
+        };
+        write!(
+            f,
+            "sim total: sources={} completed={} connections={} sent={} acked={} unacked={} resent={} refused={} \
+             emergency_acked={} emergency_ack_ms_p50={} emergency_ack_ms_p99={} emergency_ack_ms_max={} \
+             elapsed_ms={} acked_per_s={:.0}",
+            t.sources,
+            t.completed,
+            t.connections,
+            t.sent,
+            t.acked,
+            t.unacked,
+            t.resent,
+            t.refused,
+            t.emergency_acked,
+            q(0.5),
+            q(0.99),
+            q(1.0),
+            self.elapsed.as_millis(),
+            rate
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let mut l = Latencies::default();
+        for us in 1..=100 {
+            l.record(Duration::from_micros(us));
+        }
+        assert_eq!(l.quantile(0.5), Some(Duration::from_micros(50)));
+        assert_eq!(l.quantile(0.99), Some(Duration::from_micros(99)));
+        assert_eq!(l.quantile(1.0), Some(Duration::from_micros(100)));
+        assert_eq!(Latencies::default().quantile(0.5), None);
+    }
+}

@@ -1,0 +1,499 @@
+//! One simulated source: its clock, its connections and its reconnections.
+//!
+//! A source is a single task that owns its socket, its [`Ledger`] and its clock, so nothing is
+//! shared but the progress counters. On a connection it `select!`s over three things at once:
+//! reading the daemon's messages (so acknowledgements are timed when they arrive, even while the
+//! daemon's backpressure holds a write), writing its output buffer, and its clock. Frames are
+//! encoded many at a time into one buffer and written with `write_buf`, which is cancellation safe:
+//! a write cut short by an arriving ACK loses nothing and is simply polled again.
+//!
+//! The clock keeps running while the source is disconnected, like a satellite that keeps producing
+//! telemetry during a ground-station outage: what fell due meanwhile is sent on reconnection, after
+//! everything still unacknowledged. A connection ends in one of four ways ([`SessionEnd`]); only a
+//! refusal other than `ShuttingDown`, a protocol violation, or failing to get a WELCOME for
+//! [`SessionOptions::give_up_after`] ends the source without its frames acknowledged.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio_util::codec::Decoder;
+
+use crate::frame::Priority;
+use crate::protocol::{
+    ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage, VERSION,
+};
+
+use super::ledger::Ledger;
+use super::progress::Progress;
+use super::report::{Latencies, Outcome, SourceReport};
+use super::{Amount, EmergencyMix, Rate, SessionOptions, SourceSpec};
+
+/// Bytes encoded ahead of the socket: large writes, few system calls.
+const WRITE_TARGET: usize = 64 * 1024;
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// How one connection ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// Everything was acknowledged and the daemon closed with EndOfStream.
+    Finished,
+    /// Worth another connection after a backoff; the text says why.
+    Retry(String),
+    /// The daemon refused the HELLO.
+    Refused(RefuseReason, String),
+    /// Retrying cannot help; the text names the cause.
+    Fatal(String),
+}
+
+/// A small deterministic generator (SplitMix64) for jitter and the emergency draw.
+#[derive(Debug)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// When the next batch falls due, and when generation ends.
+#[derive(Debug)]
+struct Clock {
+    started: Instant,
+    /// Mean time between batches; `None` for [`Rate::Max`].
+    interval: Option<Duration>,
+    next_batch: Instant,
+    generated: u64,
+}
+
+/// One simulated source and its accounting.
+#[derive(Debug)]
+pub struct SimSource {
+    spec: SourceSpec,
+    address: String,
+    opts: SessionOptions,
+    progress: Arc<Progress>,
+    ledger: Ledger,
+    payload: Bytes,
+    rng: SplitMix,
+    clock: Clock,
+    sent: u64,
+    acked: u64,
+    emergency_acked: u64,
+    resent: u64,
+    refused: u64,
+    connections: u64,
+    latency: Latencies,
+}
+
+impl SimSource {
+    pub fn new(
+        spec: SourceSpec,
+        address: String,
+        opts: SessionOptions,
+        progress: Arc<Progress>,
+    ) -> Self {
+        let now = Instant::now();
+        let interval = match spec.rate {
+            Rate::PerSecond(rate) => Duration::try_from_secs_f64(f64::from(spec.batch) / rate).ok(),
+            Rate::Max => None,
+        };
+        let mut rng = SplitMix(spec.seed);
+        // Spread the first batches of a jittered run over one interval, so the sources do not all
+        // fire in the same instant.
+        let phase = match interval {
+            Some(i) if spec.jitter > 0.0 => i.mul_f64(rng.unit()),
+            _ => Duration::ZERO,
+        };
+        SimSource {
+            payload: Bytes::from(vec![spec.id as u8; spec.payload]),
+            rng,
+            clock: Clock {
+                started: now,
+                interval,
+                next_batch: now + phase,
+                generated: 0,
+            },
+            spec,
+            address,
+            opts,
+            progress,
+            ledger: Ledger::new(),
+            sent: 0,
+            acked: 0,
+            emergency_acked: 0,
+            resent: 0,
+            refused: 0,
+            connections: 0,
+            latency: Latencies::default(),
+        }
+    }
+
+    /// Runs the source to its end: connects, reconnects as long as retrying can help, and reports.
+    #[tracing::instrument(name = "sim_source", skip_all, fields(kind = self.spec.kind.as_str(), source_id = self.spec.id))]
+    pub async fn run(mut self) -> SourceReport {
+        let outcome = if let (Rate::PerSecond(rate), None) = (self.spec.rate, self.clock.interval) {
+            Outcome::Failed(format!("invalid rate {rate} frames/s"))
+        } else {
+            self.connect_until_done().await
+        };
+        match &outcome {
+            Outcome::Completed => {
+                tracing::debug!(sent = self.sent, acked = self.acked, "source completed")
+            }
+            Outcome::Refused { reason, detail } => {
+                tracing::warn!(%reason, %detail, "source refused")
+            }
+            Outcome::Failed(why) => tracing::error!(%why, "source failed"),
+        }
+        Progress::add(&self.progress.finished, 1);
+        SourceReport {
+            kind: self.spec.kind,
+            id: self.spec.id,
+            sent: self.sent,
+            acked: self.acked,
+            emergency_acked: self.emergency_acked,
+            resent: self.resent,
+            refused: self.refused,
+            connections: self.connections,
+            unacked: self.ledger.unacked() as u64,
+            emergency_latency: self.latency,
+            outcome,
+        }
+    }
+
+    async fn connect_until_done(&mut self) -> Outcome {
+        let mut backoff = self.opts.backoff_initial;
+        let mut last_welcome = Instant::now();
+        loop {
+            let end =
+                match timeout(self.opts.connect_timeout, TcpStream::connect(&self.address)).await {
+                    Ok(Ok(stream)) => {
+                        let welcomed_before = self.connections;
+                        let end = self.session(stream).await;
+                        if self.connections > welcomed_before {
+                            last_welcome = Instant::now();
+                            backoff = self.opts.backoff_initial;
+                        }
+                        end
+                    }
+                    Ok(Err(err)) => {
+                        SessionEnd::Retry(format!("cannot connect to {}: {err}", self.address))
+                    }
+                    Err(_) => SessionEnd::Retry(format!(
+                        "cannot connect to {}: no answer within {} ms",
+                        self.address,
+                        self.opts.connect_timeout.as_millis()
+                    )),
+                };
+            let why = match end {
+                SessionEnd::Finished => return Outcome::Completed,
+                SessionEnd::Fatal(why) => return Outcome::Failed(why),
+                SessionEnd::Refused(RefuseReason::ShuttingDown, detail) => {
+                    self.refused += 1;
+                    Progress::add(&self.progress.refused, 1);
+                    format!("refused: {}: {detail}", RefuseReason::ShuttingDown)
+                }
+                SessionEnd::Refused(reason, detail) => {
+                    self.refused += 1;
+                    Progress::add(&self.progress.refused, 1);
+                    return Outcome::Refused { reason, detail };
+                }
+                SessionEnd::Retry(why) => why,
+            };
+            if last_welcome.elapsed() >= self.opts.give_up_after {
+                return Outcome::Failed(format!(
+                    "no connection for {} ms; last error: {why}",
+                    self.opts.give_up_after.as_millis()
+                ));
+            }
+            tracing::debug!(%why, backoff_ms = backoff.as_millis() as u64, "reconnecting");
+            sleep(backoff).await;
+            backoff = (backoff * 2).min(self.opts.backoff_max);
+        }
+    }
+
+    /// Whether the source has generated everything it will.
+    fn generation_done(&self, now: Instant) -> bool {
+        match self.spec.amount {
+            Amount::Frames(n) => self.clock.generated >= n,
+            Amount::Duration(d) => {
+                let deadline = self.clock.started + d;
+                match self.clock.interval {
+                    Some(_) => self.clock.next_batch >= deadline,
+                    None => now >= deadline,
+                }
+            }
+        }
+    }
+
+    /// Generates one batch if one is due and the in-flight limit allows; returns whether it did.
+    fn generate_batch(&mut self, now: Instant) -> bool {
+        if self.generation_done(now) || self.ledger.unacked() >= self.opts.max_in_flight {
+            return false;
+        }
+        if let Some(interval) = self.clock.interval {
+            if self.clock.next_batch > now {
+                return false;
+            }
+            let swing = self.spec.jitter.clamp(0.0, 1.0) * (2.0 * self.rng.unit() - 1.0);
+            self.clock.next_batch += interval.mul_f64(1.0 + swing);
+        }
+        let frames = match self.spec.amount {
+            Amount::Frames(n) => u64::from(self.spec.batch).min(n - self.clock.generated),
+            Amount::Duration(_) => u64::from(self.spec.batch),
+        };
+        for index in 0..frames {
+            let emergency = match self.spec.emergency {
+                EmergencyMix::FirstOfBatch(k) => index < u64::from(k),
+                EmergencyMix::Share(share) => self.rng.unit() < share,
+            };
+            self.ledger.push(if emergency {
+                Priority::Emergency
+            } else {
+                Priority::Routine
+            });
+        }
+        self.clock.generated += frames;
+        true
+    }
+
+    /// Fills `out` with unwritten frames, generating due batches as it goes.
+    fn fill(&mut self, out: &mut BytesMut, now: Instant) {
+        loop {
+            let written = self
+                .ledger
+                .write_into(out, &self.payload, WRITE_TARGET, now);
+            self.sent += written.fresh;
+            self.resent += written.resent;
+            Progress::add(&self.progress.sent, written.fresh);
+            Progress::add(&self.progress.resent, written.resent);
+            if out.len() >= WRITE_TARGET || self.ledger.unwritten() > 0 || !self.generate_batch(now)
+            {
+                return;
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, sequence: u64, now: Instant) {
+        let latency = &mut self.latency;
+        let acked = self
+            .ledger
+            .acknowledge(sequence, now, |d| latency.record(d));
+        self.acked += acked.frames;
+        self.emergency_acked += acked.emergency;
+        Progress::add(&self.progress.acked, acked.frames);
+    }
+
+    /// One connection, from HELLO to its end.
+    async fn session(&mut self, stream: TcpStream) -> SessionEnd {
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let mut codec = ClientCodec::new(self.opts.max_frame_length);
+        let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
+
+        let mut out = BytesMut::with_capacity(WRITE_TARGET * 2);
+        ClientMessage::Hello(Hello {
+            version: VERSION,
+            kind: self.spec.kind,
+            source_id: self.spec.id,
+        })
+        .encode(&mut out);
+        match timeout(self.opts.handshake_timeout, wr.write_all(&out)).await {
+            Ok(Ok(())) => out.clear(),
+            Ok(Err(err)) => return SessionEnd::Retry(format!("sending HELLO: {err}")),
+            Err(_) => return SessionEnd::Retry("sending HELLO timed out".into()),
+        }
+        let answer = timeout(
+            self.opts.handshake_timeout,
+            read_message(&mut rd, &mut rbuf, &mut codec),
+        )
+        .await;
+        let resume_after = match answer {
+            Ok(Ok(Some(ServerMessage::Welcome { resume_after, .. }))) => resume_after,
+            Ok(Ok(Some(ServerMessage::Refused { reason, detail }))) => {
+                return SessionEnd::Refused(reason, detail)
+            }
+            Ok(Ok(Some(other))) => {
+                return SessionEnd::Fatal(format!("expected WELCOME or REFUSED, got {other:?}"))
+            }
+            Ok(Ok(None)) => return SessionEnd::Retry("connection closed before WELCOME".into()),
+            Ok(Err(err)) => return SessionEnd::Retry(format!("waiting for WELCOME: {err}")),
+            Err(_) => {
+                return SessionEnd::Retry(format!(
+                    "no WELCOME within {} ms",
+                    self.opts.handshake_timeout.as_millis()
+                ))
+            }
+        };
+        self.connections += 1;
+        Progress::add(&self.progress.connected, 1);
+        let end = self
+            .stream(
+                &mut rd,
+                &mut wr,
+                &mut rbuf,
+                &mut codec,
+                &mut out,
+                resume_after,
+            )
+            .await;
+        self.progress
+            .connected
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        end
+    }
+
+    /// The welcomed part of a connection: resend, generate, write, and take acknowledgements.
+    async fn stream(
+        &mut self,
+        rd: &mut OwnedReadHalf,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        rbuf: &mut BytesMut,
+        codec: &mut ClientCodec,
+        out: &mut BytesMut,
+        resume_after: Option<u64>,
+    ) -> SessionEnd {
+        if let Some(stored) = resume_after {
+            // A source that has not written yet is a restarted source: it numbers its frames after
+            // what the daemon stored. Otherwise the daemon stored some of ours: they are acknowledged.
+            if !self.ledger.continue_after(stored) {
+                self.acknowledge(stored, Instant::now());
+            }
+        }
+        self.ledger.rewind();
+        let mut close_deadline: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if close_deadline.is_none() {
+                self.fill(out, now);
+                if out.is_empty() && self.ledger.unwritten() == 0 && self.generation_done(now) {
+                    // Everything is on the wire: shut down the sending side, and the daemon answers
+                    // with its final acknowledgement and CLOSE(EndOfStream).
+                    if let Err(err) = wr.shutdown().await {
+                        return SessionEnd::Retry(format!("shutting down the sending side: {err}"));
+                    }
+                    close_deadline = Some(now + self.opts.close_timeout);
+                }
+            }
+            let next_tick = match self.clock.interval {
+                Some(_)
+                    if close_deadline.is_none()
+                        && !self.generation_done(now)
+                        && self.ledger.unacked() < self.opts.max_in_flight =>
+                {
+                    Some(self.clock.next_batch)
+                }
+                _ => None,
+            };
+            tokio::select! {
+                biased;
+                message = read_message(rd, rbuf, codec) => {
+                    let now = Instant::now();
+                    let message = match message {
+                        Ok(Some(message)) => message,
+                        Ok(None) => return SessionEnd::Retry("the daemon closed the connection without CLOSE".into()),
+                        Err(err) => return SessionEnd::Retry(format!("reading from the daemon: {err}")),
+                    };
+                    match message {
+                        ServerMessage::Ack { sequence } => self.acknowledge(sequence, now),
+                        ServerMessage::Close { reason, final_ack, detail } => {
+                            if let Some(sequence) = final_ack {
+                                self.acknowledge(sequence, now);
+                            }
+                            return self.closed(reason, detail, close_deadline.is_some(), now);
+                        }
+                        other => return SessionEnd::Fatal(format!("unexpected message from the daemon: {other:?}")),
+                    }
+                }
+                written = wr.write_buf(out), if !out.is_empty() => match written {
+                    Ok(0) => return SessionEnd::Retry("the daemon stopped accepting bytes".into()),
+                    Ok(_) => {}
+                    Err(err) => return SessionEnd::Retry(format!("writing to the daemon: {err}")),
+                },
+                _ = sleep_until(next_tick.unwrap_or(now)), if next_tick.is_some() => {}
+                _ = sleep_until(close_deadline.unwrap_or(now)), if close_deadline.is_some() => {
+                    return SessionEnd::Retry(format!(
+                        "no CLOSE within {} ms of the end of stream ({} frames unacknowledged)",
+                        self.opts.close_timeout.as_millis(),
+                        self.ledger.unacked()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// What a CLOSE means for this source.
+    fn closed(
+        &self,
+        reason: CloseReason,
+        detail: String,
+        half_closed: bool,
+        now: Instant,
+    ) -> SessionEnd {
+        match reason {
+            CloseReason::EndOfStream
+                if half_closed && self.ledger.unacked() == 0 && self.generation_done(now) =>
+            {
+                SessionEnd::Finished
+            }
+            CloseReason::EndOfStream | CloseReason::Shutdown | CloseReason::IdleTimeout => {
+                SessionEnd::Retry(format!(
+                    "daemon closed the connection ({reason}: {detail}) with {} frames unacknowledged",
+                    self.ledger.unacked()
+                ))
+            }
+            CloseReason::FrameTooLarge
+            | CloseReason::MalformedMessage
+            | CloseReason::UnexpectedMessage
+            | CloseReason::TruncatedFrame => {
+                SessionEnd::Fatal(format!("daemon closed the connection: {reason}: {detail}"))
+            }
+        }
+    }
+}
+
+/// The next message from the daemon; `None` on a clean end of stream. Cancellation safe: the read
+/// buffer and the codec live with the caller, so a cancelled read loses no byte.
+async fn read_message(
+    rd: &mut OwnedReadHalf,
+    rbuf: &mut BytesMut,
+    codec: &mut ClientCodec,
+) -> io::Result<Option<ServerMessage>> {
+    loop {
+        if let Some(message) = codec.decode(rbuf)? {
+            return Ok(Some(message));
+        }
+        if rbuf.capacity() - rbuf.len() < READ_BUFFER / 4 {
+            rbuf.reserve(READ_BUFFER);
+        }
+        if rd.read_buf(rbuf).await? == 0 {
+            return if rbuf.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed in the middle of a message ({} bytes buffered)",
+                        rbuf.len()
+                    ),
+                ))
+            };
+        }
+    }
+}

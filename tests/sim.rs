@@ -1,0 +1,501 @@
+//! `uplink-sim` against the real `aggregator` binary, over loopback TCP.
+//!
+//! Both programs run as child processes, as an operator runs them. Every wait is on something
+//! observable (a log line, a process exit) with a deadline, never a sleep.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use aggregator::protocol::{ClientMessage, Hello, ServerMessage, VERSION};
+use aggregator::SourceKind;
+use bytes::BytesMut;
+
+const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
+const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Removes the terminal colour codes of the daemon's text logs.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of `key=` in a `key=value ...` line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let pattern = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|token| token.strip_prefix(&pattern))
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+fn number(line: &str, key: &str) -> u64 {
+    field(line, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no numeric {key}= in {line:?}"))
+}
+
+/// A daemon configuration with free ports, written to a temporary file.
+struct Setup {
+    uplink: u16,
+    replay: u16,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(uplink_limit: usize) -> Setup {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let (uplink, replay) = (free_port(), free_port());
+        let config = std::env::temp_dir().join(format!(
+            "uplink-sim-test-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let text = format!(
+            "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\nmax_connections = {uplink_limit}\n\n\
+             [replay]\nlisten = \"127.0.0.1:{replay}\"\nmax_connections = 64\n\n\
+             [dashboard]\nstats_interval_ms = 50\n"
+        );
+        std::fs::write(&config, text).expect("write the test config");
+        Setup {
+            uplink,
+            replay,
+            config,
+        }
+    }
+
+    fn start(&self) -> Daemon {
+        Daemon::start(&self.config)
+    }
+
+    /// Runs the simulator against this daemon and waits for it.
+    fn sim(&self, args: &[&str]) -> SimResult {
+        self.sim_at(self.uplink, args)
+    }
+
+    /// Runs the simulator with its uplinks pointed at `uplink_port`.
+    fn sim_at(&self, uplink_port: u16, args: &[&str]) -> SimResult {
+        let uplink = format!("127.0.0.1:{uplink_port}");
+        let replay = format!("127.0.0.1:{}", self.replay);
+        let mut all = vec!["--uplink", &uplink, "--replay", &replay, "--progress", "off"];
+        all.extend_from_slice(args);
+        SimRun::spawn(&all).wait()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// The daemon as a child process, its standard error collected line by line.
+struct Daemon {
+    child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Daemon {
+    fn start(config: &PathBuf) -> Daemon {
+        let mut child = Command::new(AGGREGATOR)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,aggregator::processor=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the aggregator");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = Arc::clone(&lines);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let (lock, ready) = &*sink;
+                lock.lock().expect("log lock").push(strip_ansi(&line));
+                ready.notify_all();
+            }
+        });
+        let daemon = Daemon { child, lines };
+        daemon.wait_for_line(|l| l.contains("aggregator listening"));
+        daemon
+    }
+
+    /// Waits for a log line matching `pred` and returns it.
+    fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        let (lock, ready) = &*self.lines;
+        let until = Instant::now() + DEADLINE;
+        let mut lines = lock.lock().expect("log lock");
+        loop {
+            if let Some(line) = lines.iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no matching daemon log line; log:\n{}",
+                lines.join("\n")
+            );
+            lines = ready.wait_timeout(lines, left).expect("log lock").0;
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.lines.0.lock().expect("log lock").clone()
+    }
+
+    /// Sends SIGTERM, waits for the exit, and returns the drain summary line.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: signalling our own child process by its pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = wait_child(&mut self.child);
+        let drain =
+            self.wait_for_line(|l| l.contains("drain complete") || l.contains("drain incomplete"));
+        (status, drain)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_child(child: &mut Child) -> ExitStatus {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return status;
+        }
+        assert!(Instant::now() < until, "child process did not exit in time");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running simulator.
+struct SimRun {
+    child: Child,
+    output: mpsc::Receiver<(String, String)>,
+}
+
+/// A finished simulator: exit status, standard output and error.
+struct SimResult {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl SimRun {
+    fn spawn(args: &[&str]) -> SimRun {
+        let mut child = Command::new(SIM)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start uplink-sim");
+        let (mut out, mut err) = (
+            child.stdout.take().expect("stdout"),
+            child.stderr.take().expect("stderr"),
+        );
+        let (tx, output) = mpsc::channel();
+        thread::spawn(move || {
+            let (mut o, mut e) = (String::new(), String::new());
+            let err_reader = thread::spawn(move || {
+                let _ = err.read_to_string(&mut e);
+                e
+            });
+            let _ = out.read_to_string(&mut o);
+            let e = err_reader.join().unwrap_or_default();
+            let _ = tx.send((o, e));
+        });
+        SimRun { child, output }
+    }
+
+    fn wait(mut self) -> SimResult {
+        let status = wait_child(&mut self.child);
+        let (stdout, stderr) = self
+            .output
+            .recv_timeout(DEADLINE)
+            .expect("simulator output");
+        SimResult {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for SimRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SimResult {
+    fn total(&self) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with("sim total:"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no summary; stdout:\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+}
+
+/// A raw client that completes a handshake and keeps its connection open.
+fn hold_connection(port: u16, kind: SourceKind, source_id: u32) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    let mut out = BytesMut::new();
+    ClientMessage::Hello(Hello {
+        version: VERSION,
+        kind,
+        source_id,
+    })
+    .encode(&mut out);
+    stream.write_all(&out).expect("send HELLO");
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).expect("read the answer");
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).expect("read the answer");
+    let answer = ServerMessage::decode(bytes::Bytes::from(body)).expect("decode the answer");
+    assert!(
+        matches!(answer, ServerMessage::Welcome { .. }),
+        "holder not welcomed: {answer:?}"
+    );
+    stream
+}
+
+/// Per source id, the (priority, first_seq) of each processed batch, in processing order.
+fn processing_order(log: &[String]) -> HashMap<u32, Vec<(String, u64)>> {
+    let mut order: HashMap<u32, Vec<(String, u64)>> = HashMap::new();
+    for line in log
+        .iter()
+        .filter(|l| l.contains("aggregator::processor") && l.contains("processed"))
+    {
+        let (Some(id), Some(priority), Some(first)) = (
+            field(line, "source_id"),
+            field(line, "priority"),
+            field(line, "first_seq"),
+        ) else {
+            continue;
+        };
+        let first = first.trim_start_matches("Some(").trim_end_matches(')');
+        order
+            .entry(id.parse().expect("source id"))
+            .or_default()
+            .push((priority, first.parse().expect("sequence")));
+    }
+    order
+}
+
+#[test]
+fn brief_scenario_acknowledges_all_45_frames_and_processes_emergencies_first() {
+    let setup = Setup::new(1024);
+    let daemon = setup.start();
+    let sim = setup.sim(&["--scenario", "brief", "--require-all-acked"]);
+    assert!(
+        sim.status.success(),
+        "sim failed:\n{}\n{}",
+        sim.stdout,
+        sim.stderr
+    );
+    let total = sim.total();
+    assert_eq!(number(total, "sent"), 45);
+    assert_eq!(number(total, "acked"), 45);
+    assert_eq!(number(total, "emergency_acked"), 8);
+    assert_eq!(number(total, "completed"), 5);
+
+    let log = daemon.log();
+    let (status, drain) = daemon.terminate();
+    assert!(status.success(), "daemon exit: {status}");
+    for key in ["accepted", "processed", "archived"] {
+        assert_eq!(number(&drain, key), 45, "{key} in {drain:?}");
+    }
+    assert_eq!(number(&drain, "lost"), 0);
+
+    let order = processing_order(&log);
+    for id in 0..4u32 {
+        let batches = order
+            .get(&id)
+            .unwrap_or_else(|| panic!("source {id} never processed"));
+        let first_routine = batches.iter().position(|(p, _)| p == "routine");
+        let last_emergency = batches.iter().rposition(|(p, _)| p == "emergency");
+        assert!(
+            matches!((last_emergency, first_routine), (Some(e), Some(r)) if e < r),
+            "source {id}: emergency batches must come before routine ones: {batches:?}"
+        );
+    }
+    assert!(order
+        .get(&1000)
+        .is_some_and(|b| b.iter().all(|(p, _)| p == "routine")));
+}
+
+#[test]
+fn fifty_sources_every_frame_acknowledged_and_counted_on_both_sides() {
+    let setup = Setup::new(1024);
+    let daemon = setup.start();
+    let sim = setup.sim(&[
+        "--scenario",
+        "default",
+        "--duration",
+        "2",
+        "--require-all-acked",
+    ]);
+    assert!(
+        sim.status.success(),
+        "sim failed:\n{}\n{}",
+        sim.stdout,
+        sim.stderr
+    );
+    let total = sim.total();
+    assert_eq!(number(total, "completed"), 50);
+    let sent = number(total, "sent");
+    assert!(
+        sent > 5_000,
+        "a realistic rate for 2 s sends thousands of frames: {total}"
+    );
+    assert_eq!(number(total, "acked"), sent);
+    assert_eq!(number(total, "resent"), 0);
+
+    let (status, drain) = daemon.terminate();
+    assert!(status.success(), "daemon exit: {status}");
+    for key in ["accepted", "processed", "archived"] {
+        assert_eq!(number(&drain, key), sent, "{key} in {drain:?}");
+    }
+}
+
+#[test]
+fn a_daemon_restart_under_load_loses_nothing() {
+    let setup = Setup::new(1024);
+    let first = setup.start();
+    let uplink = format!("127.0.0.1:{}", setup.uplink);
+    let replay = format!("127.0.0.1:{}", setup.replay);
+    let sim = SimRun::spawn(&[
+        "--uplink",
+        &uplink,
+        "--replay",
+        &replay,
+        "--progress",
+        "off",
+        "--scenario",
+        "default",
+        "--rate",
+        "2000",
+        "--duration",
+        "3",
+        "--require-all-acked",
+    ]);
+    // Mid-stream: the dashboard has seen a good number of frames accepted.
+    first.wait_for_line(|l| {
+        l.contains("stats: accepted=")
+            && field(l, "accepted").and_then(|v| v.parse::<u64>().ok()) > Some(5_000)
+    });
+    let (status, drain_first) = first.terminate();
+    assert!(status.success(), "first daemon: {status}: {drain_first}");
+    let second = setup.start();
+
+    let sim = sim.wait();
+    assert!(
+        sim.status.success(),
+        "sim failed:\n{}\n{}",
+        sim.stdout,
+        sim.stderr
+    );
+    let total = sim.total().to_string();
+    let sent = number(&total, "sent");
+    assert_eq!(number(&total, "acked"), sent);
+    assert!(
+        number(&total, "connections") > 50,
+        "every source reconnected: {total}"
+    );
+    assert!(field(&total, "resent").is_some());
+
+    let (status, drain_second) = second.terminate();
+    assert!(status.success(), "second daemon: {status}: {drain_second}");
+    let processed = number(&drain_first, "processed") + number(&drain_second, "processed");
+    let accepted = number(&drain_first, "accepted") + number(&drain_second, "accepted");
+    assert!(
+        processed >= sent,
+        "every frame processed at least once: {processed} < {sent}"
+    );
+    assert_eq!(
+        accepted, sent,
+        "a frame is accepted once per daemon run it reached"
+    );
+    assert_eq!(
+        number(&drain_first, "lost") + number(&drain_second, "lost"),
+        0
+    );
+}
+
+#[test]
+fn refusals_are_reported_with_their_reason_and_end_the_run() {
+    // Two uplink connections at most: two holders fill it for the last case.
+    let setup = Setup::new(2);
+    let _daemon = setup.start();
+    let one = ["--uplinks", "1", "--replays", "0", "--frames", "5"];
+
+    // Wrong kind: a live uplink pointed at the replay listener.
+    let sim = setup.sim_at(setup.replay, &one);
+    assert!(!sim.status.success());
+    assert!(sim.stderr.contains("WrongKind"), "stderr: {}", sim.stderr);
+    assert!(
+        sim.stdout.contains("refused: WrongKind"),
+        "stdout: {}",
+        sim.stdout
+    );
+
+    // Duplicate id: uplink 0 is already connected.
+    let holder = hold_connection(setup.uplink, SourceKind::LiveUplink, 0);
+    let sim = setup.sim(&one);
+    assert!(!sim.status.success());
+    assert!(
+        sim.stderr.contains("DuplicateSource"),
+        "stderr: {}",
+        sim.stderr
+    );
+
+    // Over the limit: two connections are open.
+    let second = hold_connection(setup.uplink, SourceKind::LiveUplink, 1);
+    let mut args = vec!["--uplinks", "1", "--replays", "0", "--frames", "5"];
+    args.extend_from_slice(&["--give-up-after", "5"]);
+    let sim = setup.sim(&args);
+    assert!(!sim.status.success());
+    assert!(
+        sim.stderr.contains("TooManyConnections"),
+        "stderr: {}",
+        sim.stderr
+    );
+    drop((holder, second));
+}
