@@ -1,0 +1,257 @@
+//! What the harness's processes tell each other, and the measurements every server variant shares.
+//!
+//! The parent starts each server variant and the load client as child processes of this binary, so
+//! that the server's CPU time and peak RSS are its own. Children talk to the parent in lines on
+//! stdout that start with [`LINE_PREFIX`] followed by one JSON [`ChildMsg`]; the parent talks to a
+//! server child in plain words on its stdin (`START`, `END`, `STOP`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Every control line a child writes on stdout starts with this.
+pub const LINE_PREFIX: &str = "BENCH ";
+/// The source id of the probe connection; uplinks use 1..=N.
+pub const PROBE_SOURCE_ID: u32 = 0xFFFF_0000;
+/// Payload bytes of a probe frame; the first 8 are its send time (Unix nanoseconds, big-endian).
+pub const PROBE_PAYLOAD: usize = 64;
+/// One frame in this many of the load streams is an emergency.
+pub const EMERGENCY_EVERY: u64 = 100;
+/// Bytes a floor or reference connection reads at a time (the daemon's default too).
+pub const READ_BUFFER: usize = 64 * 1024;
+/// Largest body the floor and reference servers accept (the daemon's default too).
+pub const MAX_FRAME_LENGTH: usize = 64 * 1024;
+/// Latency samples kept per kind; beyond this, samples are dropped (and counted).
+const MAX_SAMPLES: usize = 4_000_000;
+
+/// One message from a child to the parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum ChildMsg {
+    /// A server child is accepting uplinks on `addr`.
+    Listening { addr: SocketAddr },
+    /// The load client finished connecting.
+    Connected {
+        sources: u64,
+        failed: u64,
+        first_error: Option<String>,
+    },
+    /// A server's counters, in answer to `START` and `END`.
+    Counts(Counts),
+    /// A server's last word, after `STOP`, SIGTERM or the end of its stdin.
+    Final(Box<FinalReport>),
+}
+
+/// A server's cumulative counters at one instant.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Nanoseconds since the server started (its own monotonic clock).
+    pub at_ns: u64,
+    /// Frames processed (decoded, for the floor).
+    pub processed: u64,
+    /// Payload bytes processed.
+    pub bytes: u64,
+    /// Frames the archive consumer received; `None` for the floor, which has none.
+    pub archived: Option<u64>,
+    /// Sources connected right now.
+    pub sources: u64,
+    /// User plus system CPU time of the whole server process.
+    pub cpu_ns: u64,
+}
+
+/// Percentiles of one kind of latency sample.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+impl LatencySummary {
+    pub fn of(mut samples: Vec<u64>) -> LatencySummary {
+        if samples.is_empty() {
+            return LatencySummary::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        LatencySummary {
+            count: samples.len() as u64,
+            p50_ns: at(0.50),
+            p99_ns: at(0.99),
+            max_ns: samples[samples.len() - 1],
+        }
+    }
+}
+
+/// How the daemon's drain went, from its `DrainReport`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct DrainInfo {
+    pub completed: bool,
+    pub elapsed_ms: f64,
+    pub accepted: u64,
+    pub processed: u64,
+    pub archived: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+}
+
+/// Everything a server reports when it stops.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinalReport {
+    pub counts: Counts,
+    /// Probe frames: client send to processed (the archive store, for the daemon).
+    pub probe: LatencySummary,
+    /// Emergency frames inside the load streams: decode to processed (archive store, for the daemon).
+    pub stream: LatencySummary,
+    pub samples_dropped: u64,
+    /// VmHWM of the server process.
+    pub peak_rss_kib: u64,
+    /// Connections that ended with an error other than the client going away.
+    pub connection_errors: u64,
+    pub first_error: Option<String>,
+    /// The daemon variant only.
+    pub drain: Option<DrainInfo>,
+}
+
+/// Prints one control line.
+pub fn emit(msg: &ChildMsg) {
+    match serde_json::to_string(msg) {
+        Ok(json) => println!("{LINE_PREFIX}{json}"),
+        Err(err) => eprintln!("aggregator-bench: cannot encode a control message: {err}"),
+    }
+}
+
+/// Wall-clock nanoseconds since the Unix epoch: the clock the client and the server share.
+pub fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The send time a probe payload carries, if it is long enough to carry one.
+pub fn probe_sent_ns(payload: &[u8]) -> Option<u64> {
+    let stamp: [u8; 8] = payload.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(stamp))
+}
+
+/// Latency samples, taken only inside the measurement window (between `START` and `END`).
+#[derive(Debug, Default)]
+pub struct Recorder {
+    on: AtomicBool,
+    probe: Mutex<Vec<u64>>,
+    stream: Mutex<Vec<u64>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl Recorder {
+    pub fn start(&self) {
+        self.on.store(true, Relaxed);
+    }
+
+    pub fn stop(&self) {
+        self.on.store(false, Relaxed);
+    }
+
+    pub fn recording(&self) -> bool {
+        self.on.load(Relaxed)
+    }
+
+    /// A probe frame carrying `payload` was processed now.
+    pub fn probe(&self, payload: &[u8]) {
+        if !self.recording() {
+            return;
+        }
+        if let Some(sent) = probe_sent_ns(payload) {
+            let latency = unix_ns().saturating_sub(sent);
+            self.push(&self.probe, latency, 1);
+        }
+    }
+
+    /// `frames` in-stream emergency frames were processed `latency_ns` after they were decoded.
+    pub fn stream(&self, latency_ns: u64, frames: usize) {
+        if self.recording() {
+            self.push(&self.stream, latency_ns, frames);
+        }
+    }
+
+    fn push(&self, samples: &Mutex<Vec<u64>>, latency: u64, times: usize) {
+        let Ok(mut samples) = samples.lock() else {
+            return;
+        };
+        for _ in 0..times {
+            if samples.len() >= MAX_SAMPLES {
+                self.dropped.fetch_add(1, Relaxed);
+            } else {
+                samples.push(latency);
+            }
+        }
+    }
+
+    /// Takes the samples: (probe, stream, dropped).
+    pub fn summaries(&self) -> (LatencySummary, LatencySummary, u64) {
+        let take = |m: &Mutex<Vec<u64>>| {
+            m.lock()
+                .map(|mut v| std::mem::take(&mut *v))
+                .unwrap_or_default()
+        };
+        (
+            LatencySummary::of(take(&self.probe)),
+            LatencySummary::of(take(&self.stream)),
+            self.dropped.load(Relaxed),
+        )
+    }
+}
+
+/// User plus system CPU time of this process, in nanoseconds.
+pub fn process_cpu_ns() -> u64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0;
+        }
+        usage
+    };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+/// Peak resident set size of this process (VmHWM), in KiB.
+pub fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Raises the soft open-file limit to the hard one (10,000 sources need 10,000 sockets); returns
+/// the limit in force.
+pub fn raise_nofile_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+        limit.rlim_cur
+    }
+}

@@ -1,0 +1,189 @@
+//! The load client: N uplink connections writing pre-encoded DATA frames as fast as the server takes
+//! them, and one probe connection sending one timestamped emergency frame per millisecond.
+//!
+//! Each uplink encodes a chunk of frames once; before each `write_all` it only rewrites the
+//! sequence (which must increase, or the daemon drops the frames as duplicates) and the priority
+//! byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of every frame in place. It stops when its
+//! stdin closes (the parent is done with it) or after `limit`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregator::protocol::{
+    encode_data, ClientMessage, Hello, DATA_HEADER, LENGTH_PREFIX, VERSION,
+};
+use aggregator::{Priority, SourceKind};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
+
+/// Bytes written per `write_all` with few connections; less with many, to bound client memory.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Client memory for all chunks together when there are many connections.
+const CHUNK_BUDGET: usize = 32 * 1024 * 1024;
+/// Connections being opened at once (the listen backlog is 1024).
+const CONNECTING: usize = 256;
+
+pub fn run(addr: SocketAddr, connections: usize, payload: usize, limit: Duration) -> ExitCode {
+    control::raise_nofile_limit();
+    // The parent closes our stdin when it is done with the load; the limit is a safety net.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("aggregator-bench client: time limit of {limit:?} reached; exiting");
+        std::process::exit(0);
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("aggregator-bench client: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(load(addr, connections, payload));
+    ExitCode::SUCCESS
+}
+
+async fn load(addr: SocketAddr, connections: usize, payload: usize) {
+    let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
+    let chunk_bytes = CHUNK_BYTES.min(CHUNK_BUDGET / connections.max(1));
+    let frames_per_chunk = (chunk_bytes / frame_len).max(1);
+    let mut template = BytesMut::with_capacity(frames_per_chunk * frame_len);
+    let body = vec![0xA5u8; payload];
+    for _ in 0..frames_per_chunk {
+        encode_data(&mut template, Priority::Routine, 0, &body);
+    }
+    let template: Arc<[u8]> = Arc::from(&template[..]);
+
+    let gate = Arc::new(Semaphore::new(CONNECTING));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    for index in 0..connections {
+        let (gate, tx, template) = (Arc::clone(&gate), tx.clone(), Arc::clone(&template));
+        tokio::spawn(async move {
+            let Ok(permit) = gate.acquire_owned().await else {
+                return;
+            };
+            let writer = match connect(addr, index as u32 + 1).await {
+                Ok(writer) => writer,
+                Err(err) => {
+                    let _ = tx.send(Err(err));
+                    return;
+                }
+            };
+            drop(permit);
+            let _ = tx.send(Ok(()));
+            uplink(writer, &template, frame_len).await;
+        });
+    }
+    let probe_tx = tx.clone();
+    tokio::spawn(async move {
+        match connect(addr, PROBE_SOURCE_ID).await {
+            Ok(writer) => {
+                let _ = probe_tx.send(Ok(()));
+                probe(writer).await;
+            }
+            Err(err) => {
+                let _ = probe_tx.send(Err(format!("probe: {err}")));
+            }
+        }
+    });
+    drop(tx);
+
+    let (mut sources, mut failed, mut first_error) = (0u64, 0u64, None);
+    for _ in 0..=connections {
+        match rx.recv().await {
+            Some(Ok(())) => sources += 1,
+            Some(Err(err)) => {
+                failed += 1;
+                first_error.get_or_insert(err);
+            }
+            None => break,
+        }
+    }
+    emit(&ChildMsg::Connected {
+        sources,
+        failed,
+        first_error,
+    });
+    // The load runs until the process is told to exit.
+    std::future::pending::<()>().await;
+}
+
+/// Connects, says HELLO, and leaves a task reading (and discarding) whatever the server sends.
+async fn connect(addr: SocketAddr, source_id: u32) -> Result<OwnedWriteHalf, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    tokio::spawn(discard(reader));
+    let mut hello = BytesMut::new();
+    ClientMessage::Hello(Hello {
+        version: VERSION,
+        kind: SourceKind::LiveUplink,
+        source_id,
+    })
+    .encode(&mut hello);
+    writer
+        .write_all(&hello)
+        .await
+        .map_err(|e| format!("HELLO: {e}"))?;
+    Ok(writer)
+}
+
+/// Reads WELCOME, ACKs and CLOSE so the server never blocks writing them.
+async fn discard(mut reader: OwnedReadHalf) {
+    let mut buf = vec![0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Writes the chunk over and over, renumbering its frames each time, until the server goes away.
+async fn uplink(mut writer: OwnedWriteHalf, template: &[u8], frame_len: usize) {
+    let mut chunk = template.to_vec();
+    let mut sequence = 1u64;
+    loop {
+        for frame in chunk.chunks_exact_mut(frame_len) {
+            let emergency = sequence % EMERGENCY_EVERY == EMERGENCY_EVERY / 2;
+            frame[LENGTH_PREFIX + 1] = u8::from(emergency);
+            frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
+                .copy_from_slice(&sequence.to_be_bytes());
+            sequence += 1;
+        }
+        if writer.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One emergency frame per millisecond, its payload starting with its send time.
+async fn probe(mut writer: OwnedWriteHalf) {
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut payload = [0u8; PROBE_PAYLOAD];
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + DATA_HEADER + PROBE_PAYLOAD);
+    for sequence in 1u64.. {
+        tick.tick().await;
+        payload[..8].copy_from_slice(&control::unix_ns().to_be_bytes());
+        out.clear();
+        encode_data(&mut out, Priority::Emergency, sequence, &payload);
+        if writer.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}

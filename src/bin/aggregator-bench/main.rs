@@ -1,0 +1,212 @@
+//! `aggregator-bench`: throughput, emergency latency, CPU, memory, scale and drain of the daemon,
+//! measured side by side with the physical floor and the brief's reference design.
+//!
+//! ```text
+//! cargo run --release --bin aggregator-bench -- --runs 3 --json target/bench.json
+//! cargo run --release --bin aggregator-bench -- --smoke      # ~15 s, what tests/bench_smoke.rs runs
+//! ```
+//!
+//! The parent process starts each server variant as a child (`--role server --variant X`) and the
+//! load client as another child (`--role client`), both this same binary, so that the server's CPU
+//! time (`getrusage`) and peak RSS (`VmHWM`) are its own. Probe frames carry their send time as
+//! Unix nanoseconds, the clock the two processes share. See `BENCHMARKS.md` for results.
+//!
+//! # Layout
+//! - `orchestrate`: the parent: children, measurement windows, the scale and drain runs.
+//! - `load`: the load client: saturating uplinks and the 1 ms probe.
+//! - `server`: the server role: control over stdin, SIGTERM, the final report.
+//! - `floor`, `reference`, `daemon`: the three server variants.
+//! - `control`: the messages between processes and the shared measurements.
+//! - `report`: medians, ratios, targets, the table and the JSON summary.
+
+mod control;
+mod daemon;
+mod floor;
+mod load;
+mod orchestrate;
+mod reference;
+mod report;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// Which server a measurement runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Decode the frames and discard them: the physical limit.
+    Floor,
+    /// The brief's reference design, fed by the same TCP connections.
+    Reference,
+    /// The real `aggregator::Daemon`, default config.
+    Daemon,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Floor => "floor",
+            Variant::Reference => "reference",
+            Variant::Daemon => "daemon",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// Run the benchmark (the default).
+    Bench,
+    /// Internal: one server variant, driven by the parent over stdin.
+    Server,
+    /// Internal: the load client.
+    Client,
+}
+
+/// Benchmark of the telemetry aggregator against the floor and the reference design, on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "aggregator-bench")]
+struct Cli {
+    /// Runs per variant and payload; the report gives medians with min-max.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// About a second per variant, small scale counts: checks that the harness works.
+    #[arg(long)]
+    smoke: bool,
+    /// Measurement window per variant, in seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Warm-up before each window, in seconds.
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Saturating uplink connections of the main runs.
+    #[arg(long, default_value_t = 48)]
+    connections: usize,
+    /// Payload sizes, in bytes.
+    #[arg(long, value_delimiter = ',')]
+    payloads: Option<Vec<usize>>,
+    /// Variants of the main runs.
+    #[arg(long, value_delimiter = ',')]
+    variants: Option<Vec<Variant>>,
+    /// Source counts of the scale runs (daemon, 64 B); `--scale ''` skips them.
+    #[arg(long, value_delimiter = ',')]
+    scale: Option<Vec<usize>>,
+    /// Skip the SIGTERM-under-load run.
+    #[arg(long)]
+    no_drain: bool,
+    /// Also write the summary, with every run, as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+
+    #[arg(long, value_enum, default_value = "bench", hide = true)]
+    role: Role,
+    #[arg(long, value_enum, hide = true)]
+    variant: Option<Variant>,
+    #[arg(long, hide = true)]
+    addr: Option<SocketAddr>,
+    #[arg(long, hide = true)]
+    payload: Option<usize>,
+    #[arg(long, hide = true)]
+    max_connections: Option<usize>,
+    #[arg(long, hide = true, default_value_t = 600)]
+    limit_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let limit = Duration::from_secs(cli.limit_secs);
+    match cli.role {
+        Role::Server => {
+            let Some(variant) = cli.variant else {
+                eprintln!("aggregator-bench: --role server needs --variant");
+                return ExitCode::from(2);
+            };
+            server::run(variant, cli.max_connections, limit)
+        }
+        Role::Client => {
+            let (Some(addr), Some(payload)) = (cli.addr, cli.payload) else {
+                eprintln!("aggregator-bench: --role client needs --addr and --payload");
+                return ExitCode::from(2);
+            };
+            load::run(addr, cli.connections, payload, limit)
+        }
+        Role::Bench => bench(cli),
+    }
+}
+
+fn bench(cli: Cli) -> ExitCode {
+    let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
+    let plan = orchestrate::Plan {
+        runs: if cli.smoke { 1 } else { cli.runs.max(1) },
+        warmup: secs(cli.warmup.unwrap_or(if cli.smoke { 0.3 } else { 1.0 })),
+        measure: secs(cli.duration.unwrap_or(if cli.smoke { 0.7 } else { 3.0 })),
+        connections: cli.connections.max(1),
+        payloads: cli.payloads.clone().unwrap_or_else(|| vec![64, 1024]),
+        variants: cli
+            .variants
+            .clone()
+            .unwrap_or_else(|| vec![Variant::Floor, Variant::Reference, Variant::Daemon]),
+        scale: cli.scale.clone().unwrap_or_else(|| {
+            if cli.smoke {
+                vec![100, 300]
+            } else {
+                vec![1_000, 10_000]
+            }
+        }),
+        drain: !cli.no_drain,
+    };
+    if let Some(path) = &cli.json {
+        if let Err(err) = orchestrate::check_writable(path) {
+            eprintln!("aggregator-bench: {err}");
+            return ExitCode::from(2);
+        }
+    }
+    let nofile = control::raise_nofile_limit();
+    let biggest = plan
+        .scale
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(plan.connections);
+    if (nofile as usize) < biggest + 64 {
+        eprintln!(
+            "aggregator-bench: the open-file limit is {nofile}, too low for {biggest} sources; raise the hard limit (ulimit -Hn)"
+        );
+        return ExitCode::from(2);
+    }
+    let loadavg_before = report::loadavg();
+    let command = std::iter::once("aggregator-bench".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (runs, drain) = match orchestrate::run_plan(&plan) {
+        Ok(found) => found,
+        Err(err) => {
+            eprintln!("aggregator-bench: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let machine = report::Machine::read(loadavg_before);
+    let summary = report::summarize(command, machine, &plan, runs, drain);
+    println!("{}", report::render(&summary));
+    if let Some(path) = &cli.json {
+        let written = serde_json::to_string_pretty(&summary)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(path, json + "\n").map_err(|e| e.to_string()));
+        if let Err(err) = written {
+            eprintln!("aggregator-bench: cannot write {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if !summary.daemon_archive_complete {
+        eprintln!("aggregator-bench: the daemon's archive did not receive every processed frame");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

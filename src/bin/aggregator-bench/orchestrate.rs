@@ -1,0 +1,397 @@
+//! The parent process: starts each server variant and the load client as children of this binary,
+//! drives the measurement window, and collects one [`RunResult`] per run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::control::{ChildMsg, Counts, DrainInfo, FinalReport, LatencySummary, LINE_PREFIX};
+use crate::Variant;
+
+/// What to measure and for how long.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub runs: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Saturating uplinks of the main runs (the probe connection comes on top).
+    pub connections: usize,
+    pub payloads: Vec<usize>,
+    pub variants: Vec<Variant>,
+    /// Source counts of the scale runs (daemon, 64 B).
+    pub scale: Vec<usize>,
+    pub drain: bool,
+}
+
+/// One measured window of one variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// `main` or `scale`.
+    pub section: &'static str,
+    pub variant: Variant,
+    pub payload: usize,
+    /// Uplinks the client opened (the probe comes on top).
+    pub sources: usize,
+    /// Sources the server had connected when the window opened (probe included).
+    pub connected: u64,
+    pub run: usize,
+    pub window_s: f64,
+    pub frames: u64,
+    pub frames_per_s: f64,
+    /// Payload megabytes (10^6 bytes) per second.
+    pub mb_per_s: f64,
+    pub cpu_ns_per_frame: f64,
+    /// Server CPU use over the window, in cores (1.0 = one core busy).
+    pub cpu_cores: f64,
+    pub peak_rss_mib: f64,
+    pub probe: LatencySummary,
+    pub stream: LatencySummary,
+    /// After the server stopped: everything it processed, and what its archive received.
+    pub processed_total: u64,
+    pub archived_total: Option<u64>,
+    pub connection_errors: u64,
+    pub first_error: Option<String>,
+}
+
+/// The SIGTERM-under-load run of the daemon.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainResult {
+    pub sources: usize,
+    pub payload: usize,
+    /// Throughput in the second before the signal.
+    pub frames_per_s_before: f64,
+    pub sigterm_to_exit_ms: f64,
+    pub exit_code: Option<i32>,
+    pub report: Option<DrainInfo>,
+    /// The sink's own count and the processed counter after the drain.
+    pub archived_total: Option<u64>,
+    pub processed_total: u64,
+}
+
+/// A child process of this binary, with its control lines parsed by a reader thread.
+struct ChildProc {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    msgs: mpsc::Receiver<ChildMsg>,
+}
+
+impl ChildProc {
+    fn spawn(exe: &Path, args: &[String], name: String) -> Result<ChildProc, String> {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, msgs) = mpsc::channel();
+        let reader_name = name.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match line.strip_prefix(LINE_PREFIX) {
+                    Some(json) => match serde_json::from_str::<ChildMsg>(json) {
+                        Ok(msg) => {
+                            if tx.send(msg).is_err() {
+                                break;
+                            }
+                        }
+                        Err(err) => eprintln!("[{reader_name}] bad control line ({err}): {json}"),
+                    },
+                    None => eprintln!("[{reader_name}] {line}"),
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(ChildProc {
+            name,
+            child,
+            stdin,
+            msgs,
+        })
+    }
+
+    fn send(&mut self, command: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("stdin already closed")?;
+        writeln!(stdin, "{command}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("{}: cannot send {command}: {e}", self.name))
+    }
+
+    fn recv(&self, timeout: Duration) -> Result<ChildMsg, String> {
+        self.msgs.recv_timeout(timeout).map_err(|e| match e {
+            mpsc::RecvTimeoutError::Timeout => {
+                format!("{}: no answer within {timeout:?}", self.name)
+            }
+            mpsc::RecvTimeoutError::Disconnected => {
+                format!("{}: exited without answering", self.name)
+            }
+        })
+    }
+
+    fn counts(&mut self, command: &str) -> Result<Counts, String> {
+        self.send(command)?;
+        match self.recv(Duration::from_secs(10))? {
+            ChildMsg::Counts(counts) => Ok(counts),
+            other => Err(format!("{}: expected counts, got {other:?}", self.name)),
+        }
+    }
+
+    fn final_report(&self, timeout: Duration) -> Result<FinalReport, String> {
+        match self.recv(timeout)? {
+            ChildMsg::Final(report) => Ok(*report),
+            other => Err(format!(
+                "{}: expected its final report, got {other:?}",
+                self.name
+            )),
+        }
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for the exit, polling every millisecond; kills the child after `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "{}: still running after {timeout:?}; killed",
+                        self.name
+                    ));
+                }
+                Err(err) => return Err(format!("{}: wait failed: {err}", self.name)),
+            }
+        }
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the whole plan: main runs, scale runs, then the drain run.
+pub fn run_plan(plan: &Plan) -> Result<(Vec<RunResult>, Option<DrainResult>), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let mut results = Vec::new();
+    for &payload in &plan.payloads {
+        for run in 1..=plan.runs {
+            for &variant in &plan.variants {
+                eprintln!(
+                    "[bench] {} {payload} B, {} sources, run {run}/{}",
+                    variant.name(),
+                    plan.connections,
+                    plan.runs
+                );
+                results.push(measure(
+                    &exe,
+                    plan,
+                    "main",
+                    variant,
+                    payload,
+                    plan.connections,
+                    run,
+                )?);
+            }
+        }
+    }
+    for &sources in &plan.scale {
+        eprintln!("[bench] scale: daemon 64 B, {sources} sources");
+        results.push(measure(
+            &exe,
+            plan,
+            "scale",
+            Variant::Daemon,
+            64,
+            sources,
+            1,
+        )?);
+    }
+    let drain = if plan.drain {
+        eprintln!("[bench] drain: SIGTERM to the daemon under full load");
+        Some(drain(&exe, plan, 64, plan.connections)?)
+    } else {
+        None
+    };
+    Ok((results, drain))
+}
+
+fn child_limit(plan: &Plan) -> Duration {
+    plan.warmup + plan.measure + Duration::from_secs(180)
+}
+
+fn start_server(
+    exe: &Path,
+    plan: &Plan,
+    variant: Variant,
+    sources: usize,
+) -> Result<(ChildProc, SocketAddr), String> {
+    let mut args = vec![
+        "--role".to_string(),
+        "server".into(),
+        "--variant".into(),
+        variant.name().into(),
+        "--limit-secs".into(),
+        child_limit(plan).as_secs().to_string(),
+    ];
+    // The default uplink limit is 1024 connections; only the larger scale runs raise it.
+    let default_limit = aggregator::Config::default().uplink.max_connections;
+    if sources + 1 > default_limit {
+        args.extend(["--max-connections".into(), (sources + 64).to_string()]);
+    }
+    let server = ChildProc::spawn(exe, &args, format!("{} server", variant.name()))?;
+    match server.recv(Duration::from_secs(20))? {
+        ChildMsg::Listening { addr } => Ok((server, addr)),
+        other => Err(format!("server: expected its address, got {other:?}")),
+    }
+}
+
+fn start_client(
+    exe: &Path,
+    plan: &Plan,
+    addr: SocketAddr,
+    sources: usize,
+    payload: usize,
+) -> Result<ChildProc, String> {
+    let args = [
+        "--role",
+        "client",
+        "--addr",
+        &addr.to_string(),
+        "--connections",
+        &sources.to_string(),
+        "--payload",
+        &payload.to_string(),
+        "--limit-secs",
+        &child_limit(plan).as_secs().to_string(),
+    ]
+    .map(String::from);
+    let client = ChildProc::spawn(exe, &args, "load client".into())?;
+    match client.recv(Duration::from_secs(120))? {
+        ChildMsg::Connected {
+            failed,
+            first_error,
+            ..
+        } if failed > 0 => Err(format!(
+            "load client: {failed} connections failed; first: {}",
+            first_error.unwrap_or_default()
+        )),
+        ChildMsg::Connected { .. } => Ok(client),
+        other => Err(format!("load client: expected Connected, got {other:?}")),
+    }
+}
+
+fn measure(
+    exe: &Path,
+    plan: &Plan,
+    section: &'static str,
+    variant: Variant,
+    payload: usize,
+    sources: usize,
+    run: usize,
+) -> Result<RunResult, String> {
+    let (mut server, addr) = start_server(exe, plan, variant, sources)?;
+    let mut client = start_client(exe, plan, addr, sources, payload)?;
+    std::thread::sleep(plan.warmup);
+    let start = server.counts("START")?;
+    std::thread::sleep(plan.measure);
+    let end = server.counts("END")?;
+    client.close_stdin();
+    client.wait(Duration::from_secs(10))?;
+    server.send("STOP")?;
+    let last = server.final_report(Duration::from_secs(30))?;
+    server.close_stdin();
+    server.wait(Duration::from_secs(10))?;
+
+    let window_s = (end.at_ns.saturating_sub(start.at_ns)) as f64 / 1e9;
+    let frames = end.processed.saturating_sub(start.processed);
+    let bytes = end.bytes.saturating_sub(start.bytes);
+    let cpu = end.cpu_ns.saturating_sub(start.cpu_ns) as f64;
+    Ok(RunResult {
+        section,
+        variant,
+        payload,
+        sources,
+        connected: start.sources,
+        run,
+        window_s,
+        frames,
+        frames_per_s: frames as f64 / window_s,
+        mb_per_s: bytes as f64 / window_s / 1e6,
+        cpu_ns_per_frame: if frames > 0 {
+            cpu / frames as f64
+        } else {
+            f64::NAN
+        },
+        cpu_cores: cpu / 1e9 / window_s,
+        peak_rss_mib: last.peak_rss_kib as f64 / 1024.0,
+        probe: last.probe,
+        stream: last.stream,
+        processed_total: last.counts.processed,
+        archived_total: last.counts.archived,
+        connection_errors: last.connection_errors,
+        first_error: last.first_error,
+    })
+}
+
+fn drain(exe: &Path, plan: &Plan, payload: usize, sources: usize) -> Result<DrainResult, String> {
+    let (mut server, addr) = start_server(exe, plan, Variant::Daemon, sources)?;
+    let mut client = start_client(exe, plan, addr, sources, payload)?;
+    std::thread::sleep(plan.warmup);
+    let start = server.counts("START")?;
+    std::thread::sleep(plan.measure.min(Duration::from_secs(1)));
+    let end = server.counts("END")?;
+    // SAFETY: kill(2) on the pid of our own, still running, child process.
+    if unsafe { libc::kill(server.pid(), libc::SIGTERM) } != 0 {
+        return Err(format!(
+            "cannot signal the daemon: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let signalled = Instant::now();
+    let status = server.wait(Duration::from_secs(30))?;
+    let sigterm_to_exit_ms = signalled.elapsed().as_secs_f64() * 1e3;
+    let last = server.final_report(Duration::from_secs(5))?;
+    client.close_stdin();
+    client.wait(Duration::from_secs(10))?;
+    let window_s = (end.at_ns.saturating_sub(start.at_ns)) as f64 / 1e9;
+    Ok(DrainResult {
+        sources,
+        payload,
+        frames_per_s_before: end.processed.saturating_sub(start.processed) as f64 / window_s,
+        sigterm_to_exit_ms,
+        exit_code: status.code(),
+        report: last.drain,
+        archived_total: last.counts.archived,
+        processed_total: last.counts.processed,
+    })
+}
+
+/// Where to write the JSON summary, checked before the long run starts.
+pub fn check_writable(path: &PathBuf) -> Result<(), String> {
+    std::fs::write(path, b"{}\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

@@ -1,0 +1,554 @@
+//! Medians with min-max over runs, the ratios, the issue's targets, the table on stdout and the
+//! JSON summary.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::orchestrate::{DrainResult, Plan, RunResult};
+use crate::Variant;
+
+/// Median and range of one metric over the runs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    fn of(values: impl IntoIterator<Item = f64>) -> Stat {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Stat {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+
+    /// `median (min–max)` with `scale` applied and `digits` decimals.
+    fn show(&self, scale: f64, digits: usize) -> String {
+        if self.median.is_nan() {
+            return "n/a".into();
+        }
+        let (m, lo, hi) = (self.median * scale, self.min * scale, self.max * scale);
+        if (self.max - self.min).abs() < f64::EPSILON {
+            format!("{m:.digits$}")
+        } else {
+            format!("{m:.digits$} ({lo:.digits$}–{hi:.digits$})")
+        }
+    }
+}
+
+/// One variant at one payload and source count, over its runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Aggregate {
+    pub section: &'static str,
+    pub variant: Variant,
+    pub payload: usize,
+    pub sources: usize,
+    pub runs: usize,
+    pub frames_per_s: Stat,
+    pub mb_per_s: Stat,
+    pub cpu_ns_per_frame: Stat,
+    pub cpu_cores: Stat,
+    pub peak_rss_mib: Stat,
+    pub probe_p50_us: Stat,
+    pub probe_p99_us: Stat,
+    pub probe_max_us: Stat,
+    pub stream_p50_us: Stat,
+    pub stream_p99_us: Stat,
+    pub stream_max_us: Stat,
+    /// Archive received / processed (after the server stopped), per run.
+    pub archived_over_processed: Stat,
+    /// Every run's archive received exactly what was processed (`None` without an archive).
+    pub archive_equals_processed: Option<bool>,
+}
+
+/// One of the issue's targets for the daemon.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// Everything the run found; `--json` writes this.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub command: String,
+    pub machine: Machine,
+    pub plan: Plan,
+    pub aggregates: Vec<Aggregate>,
+    pub ratios: Vec<Ratio>,
+    pub drain: Option<DrainResult>,
+    pub targets: Vec<Target>,
+    /// The daemon's archive received every processed frame in every run.
+    pub daemon_archive_complete: bool,
+    pub runs: Vec<RunResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub loadavg_before: String,
+    pub loadavg_after: String,
+}
+
+impl Machine {
+    pub fn read(loadavg_before: String) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            loadavg_before,
+            loadavg_after: loadavg(),
+        }
+    }
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// daemon/floor and daemon/reference throughput at one payload (medians).
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    pub payload: usize,
+    pub daemon_over_floor: Option<f64>,
+    pub daemon_over_reference: Option<f64>,
+}
+
+pub fn summarize(
+    command: String,
+    machine: Machine,
+    plan: &Plan,
+    runs: Vec<RunResult>,
+    drain: Option<DrainResult>,
+) -> Summary {
+    let mut aggregates: Vec<Aggregate> = Vec::new();
+    for r in &runs {
+        let key = (r.section, r.variant, r.payload, r.sources);
+        if aggregates
+            .iter()
+            .any(|a| (a.section, a.variant, a.payload, a.sources) == key)
+        {
+            continue;
+        }
+        let group: Vec<&RunResult> = runs
+            .iter()
+            .filter(|x| (x.section, x.variant, x.payload, x.sources) == key)
+            .collect();
+        let stat = |f: &dyn Fn(&RunResult) -> f64| Stat::of(group.iter().map(|r| f(r)));
+        let us = 1e-3;
+        aggregates.push(Aggregate {
+            section: r.section,
+            variant: r.variant,
+            payload: r.payload,
+            sources: r.sources,
+            runs: group.len(),
+            frames_per_s: stat(&|r| r.frames_per_s),
+            mb_per_s: stat(&|r| r.mb_per_s),
+            cpu_ns_per_frame: stat(&|r| r.cpu_ns_per_frame),
+            cpu_cores: stat(&|r| r.cpu_cores),
+            peak_rss_mib: stat(&|r| r.peak_rss_mib),
+            probe_p50_us: stat(&|r| nonzero(r.probe.count, r.probe.p50_ns as f64 * us)),
+            probe_p99_us: stat(&|r| nonzero(r.probe.count, r.probe.p99_ns as f64 * us)),
+            probe_max_us: stat(&|r| nonzero(r.probe.count, r.probe.max_ns as f64 * us)),
+            stream_p50_us: stat(&|r| nonzero(r.stream.count, r.stream.p50_ns as f64 * us)),
+            stream_p99_us: stat(&|r| nonzero(r.stream.count, r.stream.p99_ns as f64 * us)),
+            stream_max_us: stat(&|r| nonzero(r.stream.count, r.stream.max_ns as f64 * us)),
+            archived_over_processed: stat(&|r| match r.archived_total {
+                Some(a) if r.processed_total > 0 => a as f64 / r.processed_total as f64,
+                _ => f64::NAN,
+            }),
+            archive_equals_processed: if group.iter().all(|r| r.archived_total.is_none()) {
+                None
+            } else {
+                Some(
+                    group.iter().all(|r| {
+                        r.archived_total == Some(r.processed_total) && r.processed_total > 0
+                    }),
+                )
+            },
+        });
+    }
+    let find = |variant: Variant, payload: usize| {
+        aggregates
+            .iter()
+            .find(|a| a.section == "main" && a.variant == variant && a.payload == payload)
+    };
+    let ratios: Vec<Ratio> = plan
+        .payloads
+        .iter()
+        .map(|&payload| {
+            let daemon = find(Variant::Daemon, payload).map(|a| a.frames_per_s.median);
+            let over = |v| Some(daemon? / find(v, payload)?.frames_per_s.median);
+            Ratio {
+                payload,
+                daemon_over_floor: over(Variant::Floor),
+                daemon_over_reference: over(Variant::Reference),
+            }
+        })
+        .collect();
+    let daemon_archive_complete = runs
+        .iter()
+        .filter(|r| r.variant == Variant::Daemon)
+        .all(|r| r.archived_total == Some(r.processed_total) && r.processed_total > 0)
+        && match &drain {
+            Some(d) => d.archived_total == Some(d.processed_total),
+            None => true,
+        };
+    let targets = targets(
+        plan,
+        &aggregates,
+        &ratios,
+        drain.as_ref(),
+        daemon_archive_complete,
+    );
+    Summary {
+        command,
+        machine,
+        plan: plan.clone(),
+        aggregates,
+        ratios,
+        drain,
+        targets,
+        daemon_archive_complete,
+        runs,
+    }
+}
+
+fn nonzero(count: u64, value: f64) -> f64 {
+    if count == 0 {
+        f64::NAN
+    } else {
+        value
+    }
+}
+
+fn targets(
+    plan: &Plan,
+    aggregates: &[Aggregate],
+    ratios: &[Ratio],
+    drain: Option<&DrainResult>,
+    archive_complete: bool,
+) -> Vec<Target> {
+    let mut out = Vec::new();
+    let mut at_least = |name: String, goal: f64, value: Option<f64>, unit: &str| {
+        if let Some(v) = value {
+            out.push(Target {
+                name,
+                target: format!(">= {goal}{unit}"),
+                measured: format!("{v:.2}{unit} ({:+.0}%)", (v / goal - 1.0) * 100.0),
+                met: v >= goal,
+            });
+        }
+    };
+    let ratio = |payload| ratios.iter().find(|r| r.payload == payload);
+    at_least(
+        "64 B throughput, daemon/floor".into(),
+        0.5,
+        ratio(64).and_then(|r| r.daemon_over_floor),
+        "x",
+    );
+    at_least(
+        "64 B throughput, daemon/reference".into(),
+        15.0,
+        ratio(64).and_then(|r| r.daemon_over_reference),
+        "x",
+    );
+    at_least(
+        "1024 B throughput, daemon/floor".into(),
+        0.7,
+        ratio(1024).and_then(|r| r.daemon_over_floor),
+        "x",
+    );
+    let daemon_48 = aggregates.iter().find(|a| {
+        a.section == "main"
+            && a.variant == Variant::Daemon
+            && a.payload == 64
+            && a.sources == plan.connections
+    });
+    for a in aggregates
+        .iter()
+        .filter(|a| a.section == "scale" && a.sources >= 10_000)
+    {
+        at_least(
+            format!(
+                "throughput with {} sources / with {}",
+                a.sources, plan.connections
+            ),
+            0.8,
+            daemon_48.map(|d| a.frames_per_s.median / d.frames_per_s.median),
+            "x",
+        );
+    }
+    let mut at_most = |name: String, goal: f64, value: f64, unit: &str| {
+        if value.is_finite() {
+            out.push(Target {
+                name,
+                target: format!("<= {goal}{unit}"),
+                measured: format!("{value:.2}{unit} ({:.2}x the target)", value / goal),
+                met: value <= goal,
+            });
+        }
+    };
+    for a in aggregates
+        .iter()
+        .filter(|a| a.section == "main" && a.variant == Variant::Daemon)
+    {
+        let p = a.payload;
+        at_most(
+            format!("{p} B probe p99 latency"),
+            1.0,
+            a.probe_p99_us.median / 1e3,
+            " ms",
+        );
+        at_most(
+            format!("{p} B in-stream emergency p99 (decode to archive)"),
+            1.0,
+            a.stream_p99_us.median / 1e3,
+            " ms",
+        );
+        at_most(
+            format!("{p} B peak RSS, {} sources", a.sources),
+            64.0,
+            a.peak_rss_mib.median,
+            " MiB",
+        );
+    }
+    for a in aggregates
+        .iter()
+        .filter(|a| a.section == "scale" && a.sources >= 10_000)
+    {
+        at_most(
+            format!("peak RSS, {} sources", a.sources),
+            256.0,
+            a.peak_rss_mib.median,
+            " MiB",
+        );
+    }
+    if let Some(d) = drain {
+        at_most(
+            "SIGTERM under load: time to exit".into(),
+            1000.0,
+            d.sigterm_to_exit_ms,
+            " ms",
+        );
+        let lost = d.report.map_or(u64::MAX, |r| r.lost);
+        out.push(Target {
+            name: "SIGTERM under load: accepted frames lost".into(),
+            target: "0".into(),
+            measured: match d.report {
+                Some(r) => format!(
+                    "{} (accepted {}, archived {}, drain completed: {})",
+                    r.lost, r.accepted, r.archived, r.completed
+                ),
+                None => "no drain report".into(),
+            },
+            met: lost == 0 && d.report.is_some_and(|r| r.completed),
+        });
+    }
+    out.push(Target {
+        name: "daemon archive received every processed frame".into(),
+        target: "archived == processed in every run".into(),
+        measured: if archive_complete {
+            "yes".into()
+        } else {
+            "NO".into()
+        },
+        met: archive_complete,
+    });
+    out
+}
+
+/// The report for a terminal, in Markdown so that it can go into BENCHMARKS.md as it is.
+pub fn render(s: &Summary) -> String {
+    let mut o = String::new();
+    let m = &s.machine;
+    let _ = writeln!(o, "\n# aggregator-bench\n");
+    let _ = writeln!(o, "command: `{}`  ", s.command);
+    let _ = writeln!(
+        o,
+        "machine: {} cores, {}; load average before {} / after {}  ",
+        m.nproc, m.cpu_model, m.loadavg_before, m.loadavg_after
+    );
+    let _ = writeln!(
+        o,
+        "plan: {} run(s), warm-up {:.1} s + window {:.1} s per variant, {} saturating uplinks + 1 probe (1 emergency frame/ms), 1 frame in 100 emergency\n",
+        s.plan.runs,
+        s.plan.warmup.as_secs_f64(),
+        s.plan.measure.as_secs_f64(),
+        s.plan.connections
+    );
+    let _ = writeln!(
+        o,
+        "Medians over runs, (min–max) when they differ. Latencies in µs.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| payload | variant | M frames/s | MB/s | server CPU ns/frame | CPU cores | peak RSS MiB | probe p50 | probe p99 | probe max | in-stream p50 | in-stream p99 | in-stream max | archived / processed |"
+    );
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for a in s.aggregates.iter().filter(|a| a.section == "main") {
+        let archive = match a.archive_equals_processed {
+            None => "n/a (no archive)".to_string(),
+            Some(true) => "equal, every run".to_string(),
+            Some(false) => format!("{} (not equal)", a.archived_over_processed.show(1.0, 4)),
+        };
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            a.payload,
+            a.variant.name(),
+            a.frames_per_s.show(1e-6, 2),
+            a.mb_per_s.show(1.0, 0),
+            a.cpu_ns_per_frame.show(1.0, 0),
+            a.cpu_cores.show(1.0, 2),
+            a.peak_rss_mib.show(1.0, 1),
+            a.probe_p50_us.show(1.0, 0),
+            a.probe_p99_us.show(1.0, 0),
+            a.probe_max_us.show(1.0, 0),
+            a.stream_p50_us.show(1.0, 0),
+            a.stream_p99_us.show(1.0, 0),
+            a.stream_max_us.show(1.0, 0),
+            archive
+        );
+    }
+    let _ = writeln!(o, "\nProbe: client send to processed (for the daemon: stored by the archive sink), wall clock shared by the two processes. In-stream: emergency frames of the saturating streams, decode to processed (daemon: `Batch::decoded_at` to the archive store; reference: decode to the processor; floor: none).\n");
+    let _ = writeln!(o, "| payload | daemon/floor | daemon/reference |");
+    let _ = writeln!(o, "|---|---|---|");
+    let show = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}x"));
+    for r in &s.ratios {
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} |",
+            r.payload,
+            show(r.daemon_over_floor),
+            show(r.daemon_over_reference)
+        );
+    }
+    let scale: Vec<_> = s
+        .aggregates
+        .iter()
+        .filter(|a| a.section == "scale")
+        .collect();
+    if !scale.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nScale (daemon, 64 B, every source saturating, one run each):\n"
+        );
+        let _ = writeln!(o, "| sources | connected at window start | M frames/s | server CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+        for a in scale {
+            let connected = s
+                .runs
+                .iter()
+                .find(|r| r.section == "scale" && r.sources == a.sources)
+                .map_or(0, |r| r.connected);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                a.sources,
+                connected,
+                a.frames_per_s.show(1e-6, 2),
+                a.cpu_ns_per_frame.show(1.0, 0),
+                a.peak_rss_mib.show(1.0, 1),
+                a.probe_p99_us.show(1.0, 0),
+                a.stream_p99_us.show(1.0, 0),
+                if a.archive_equals_processed == Some(true) {
+                    "equal"
+                } else {
+                    "NOT equal"
+                },
+            );
+        }
+    }
+    if let Some(d) = &s.drain {
+        let _ = writeln!(
+            o,
+            "\nDrain (daemon, {} B, {} saturating sources, SIGTERM after the window):\n",
+            d.payload, d.sources
+        );
+        let _ = writeln!(o, "| M frames/s before | SIGTERM to exit ms | drain ms (daemon) | accepted | processed | archived | lost | completed | exit code |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        match d.report {
+            Some(r) => {
+                let _ = writeln!(
+                    o,
+                    "| {:.2} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
+                    d.frames_per_s_before / 1e6,
+                    d.sigterm_to_exit_ms,
+                    r.elapsed_ms,
+                    r.accepted,
+                    r.processed,
+                    r.archived,
+                    r.lost,
+                    r.completed,
+                    d.exit_code.map_or("signal".into(), |c| c.to_string())
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "| {:.2} | {:.1} | no report | | | | | | |",
+                    d.frames_per_s_before / 1e6,
+                    d.sigterm_to_exit_ms
+                );
+            }
+        }
+    }
+    let _ = writeln!(o, "\nTargets (issue 3):\n");
+    let _ = writeln!(o, "| target | goal | measured | met |");
+    let _ = writeln!(o, "|---|---|---|---|");
+    for t in &s.targets {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            t.name,
+            t.target,
+            t.measured,
+            if t.met { "yes" } else { "**no**" }
+        );
+    }
+    let errors: u64 = s.runs.iter().map(|r| r.connection_errors).sum();
+    if errors > 0 {
+        let first = s
+            .runs
+            .iter()
+            .find_map(|r| r.first_error.clone())
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "\nserver-side connection errors: {errors} (first: {first})"
+        );
+    }
+    o
+}

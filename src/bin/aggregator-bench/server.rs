@@ -1,0 +1,157 @@
+//! The server role: runs one variant, answers the parent's `START`/`END`/`STOP` on stdin with its
+//! counters, and stops on `STOP`, the end of stdin or SIGTERM (the drain run), reporting last.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::{self, emit, ChildMsg, Counts, DrainInfo, FinalReport, Recorder};
+use crate::{daemon, floor, reference, Variant};
+
+/// What a started variant hands back to the role.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// Reads the variant's counters (`at_ns` and `cpu_ns` are filled in by the role).
+    pub counts: Box<dyn Fn() -> Counts + Send + Sync>,
+    /// Ends when the variant has stopped after the stop token was cancelled.
+    pub done: JoinHandle<Option<DrainInfo>>,
+}
+
+/// What every variant shares with the role: latency samples and connection errors.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub recorder: Recorder,
+    pub errors: AtomicU64,
+    pub first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Counts a connection that ended on an error; a peer that went away is not one.
+    pub fn connection_error(&self, err: String) {
+        self.errors.fetch_add(1, Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(err);
+        }
+    }
+}
+
+/// Whether an I/O error only says that the load client went away.
+pub fn peer_gone(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+    )
+}
+
+/// Runs the server role until it is told to stop; `limit` bounds its life in any case.
+pub fn run(variant: Variant, max_connections: Option<usize>, limit: Duration) -> ExitCode {
+    control::raise_nofile_limit();
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("aggregator-bench server: time limit of {limit:?} reached; exiting");
+        std::process::exit(3);
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("aggregator-bench server: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(variant, max_connections));
+    // Connection tasks of the floor and reference may still run: do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aggregator-bench server ({variant:?}): {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The parent's commands, read by a plain thread (a blocking read the runtime need not wait for).
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+async fn serve(variant: Variant, max_connections: Option<usize>) -> Result<(), String> {
+    let started = Instant::now();
+    // Registered before listening, so that a SIGTERM is never missed.
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot register SIGTERM: {e}"))?;
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let running = match variant {
+        Variant::Floor => floor::start(Arc::clone(&shared), stop.clone()).await,
+        Variant::Reference => reference::start(Arc::clone(&shared), stop.clone()).await,
+        Variant::Daemon => daemon::start(Arc::clone(&shared), stop.clone(), max_connections).await,
+    }
+    .map_err(|e| format!("cannot start: {e}"))?;
+    let counts = || Counts {
+        at_ns: started.elapsed().as_nanos() as u64,
+        cpu_ns: control::process_cpu_ns(),
+        ..(running.counts)()
+    };
+    emit(&ChildMsg::Listening { addr: running.addr });
+
+    let mut lines = stdin_lines();
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            line = lines.recv() => match line {
+                Some(line) => match line.trim() {
+                    "START" => {
+                        shared.recorder.start();
+                        emit(&ChildMsg::Counts(counts()));
+                    }
+                    "END" => {
+                        shared.recorder.stop();
+                        emit(&ChildMsg::Counts(counts()));
+                    }
+                    "STOP" => break,
+                    other => eprintln!("aggregator-bench server: unknown command {other:?}"),
+                },
+                None => break,
+            },
+        }
+    }
+    stop.cancel();
+    let drain = running
+        .done
+        .await
+        .map_err(|e| format!("the server task failed: {e}"))?;
+    let (probe, stream, samples_dropped) = shared.recorder.summaries();
+    let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
+    emit(&ChildMsg::Final(Box::new(FinalReport {
+        counts: counts(),
+        probe,
+        stream,
+        samples_dropped,
+        peak_rss_kib: control::peak_rss_kib(),
+        connection_errors: shared.errors.load(Relaxed),
+        first_error,
+        drain,
+    })));
+    Ok(())
+}
