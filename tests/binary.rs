@@ -1,0 +1,295 @@
+//! The `aggregator` binary as a child process: it logs its listeners, takes traffic, and on SIGTERM
+//! (or SIGINT) drains within the deadline, logs a clean drain summary and exits 0, after telling
+//! every client exactly which of its frames it accepted.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aggregator::protocol::{CloseReason, ServerMessage};
+use aggregator::{Priority, SourceKind};
+use common::*;
+
+const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// A running `aggregator` child, killed if the test fails before it exits.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    lines: mpsc::Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    uplink: SocketAddr,
+    replay: SocketAddr,
+}
+
+impl Daemon {
+    /// Writes a config with both listeners on loopback port 0 and JSON logs, starts the binary,
+    /// and reads the listener addresses from its "aggregator listening" log line.
+    fn start(name: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!(
+            "aggregator-binary-test-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("aggregator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[uplink]\nlisten = \"127.0.0.1:0\"\nmax_connections = 16\n\
+                 [replay]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\n\
+                 [shutdown]\ndrain_deadline_ms = {}\n\
+                 [dashboard]\nstats_interval_ms = 50\n\
+                 [log]\nlevel = \"info\"\nformat = \"json\"\n",
+                DRAIN_DEADLINE.as_millis()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the aggregator binary");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Drain stderr continuously so the daemon never blocks on a full pipe.
+        std::thread::spawn({
+            let log = Arc::clone(&log);
+            move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            dir,
+            lines,
+            log,
+            uplink: "0.0.0.0:0".parse().unwrap(),
+            replay: "0.0.0.0:0".parse().unwrap(),
+        };
+        let listening = daemon.wait_for_line("aggregator listening");
+        daemon.uplink = json_field(&listening, "uplink").parse().unwrap();
+        daemon.replay = json_field(&listening, "replay").parse().unwrap();
+        daemon
+    }
+
+    /// The next log line containing `needle`; fails the test if none comes in time.
+    fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(err) => panic!(
+                    "no log line with {needle:?} ({err}); log so far:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                ),
+            }
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the daemon did not exit within {limit:?}; log:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The value of `"key":` in a JSON log line, as text (quotes stripped).
+fn json_field<'a>(line: &'a str, key: &str) -> &'a str {
+    let pattern = format!("\"{key}\":");
+    let start = line
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key:?} in {line}"))
+        + pattern.len();
+    let rest = &line[start..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        &quoted[..quoted.find('"').unwrap()]
+    } else {
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim()
+    }
+}
+
+fn json_u64(line: &str, key: &str) -> u64 {
+    json_field(line, key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key:?} is not a number in {line}"))
+}
+
+#[tokio::test]
+async fn sigterm_mid_stream_drains_and_exits_0() {
+    let mut daemon = Daemon::start("sigterm");
+    let sources = [
+        (SourceKind::LiveUplink, 1),
+        (SourceKind::LiveUplink, 2),
+        (SourceKind::LiveUplink, 3),
+        (SourceKind::ArchivedReplay, 1),
+    ];
+
+    let mut streams = Vec::new();
+    for (kind, id) in sources {
+        let addr = match kind {
+            SourceKind::LiveUplink => daemon.uplink,
+            SourceKind::ArchivedReplay => daemon.replay,
+        };
+        let (mut inbox, mut writer) = Client::source(addr, kind, id).await.split();
+        let sent = Arc::new(AtomicU64::new(0));
+        let acked = Arc::new(AtomicU64::new(0));
+        // The source streams until the daemon stops taking its frames.
+        let writing = tokio::spawn({
+            let sent = Arc::clone(&sent);
+            async move {
+                for start in (0..u64::MAX).step_by(200) {
+                    let frames = (start..start + 200).map(|s| {
+                        let priority = if s % 10 == 9 {
+                            Priority::Emergency
+                        } else {
+                            Priority::Routine
+                        };
+                        (priority, s)
+                    });
+                    let bytes = data_bytes(frames);
+                    if tokio::io::AsyncWriteExt::write_all(&mut writer, &bytes)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    sent.store(start + 200, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let reading = tokio::spawn({
+            let acked = Arc::clone(&acked);
+            async move {
+                inbox
+                    .read_to_close_with(|_| {
+                        acked.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .await
+            }
+        });
+        streams.push(((kind, id), sent, acked, writing, reading));
+    }
+
+    wait_until("every source has frames acknowledged", PATIENCE, || {
+        streams
+            .iter()
+            .all(|(_, _, acked, _, _)| acked.load(Ordering::SeqCst) > 0)
+    })
+    .await;
+    daemon.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+
+    let mut closes = Vec::new();
+    for (key, sent, _, writing, reading) in streams {
+        let closed = tokio::time::timeout(PATIENCE, reading)
+            .await
+            .expect("the final acknowledgement arrives")
+            .expect("reader task");
+        writing.abort();
+        assert_eq!(closed.reason, CloseReason::Shutdown, "{key:?}: {closed:?}");
+        let final_ack = closed.final_ack.expect("frames were accepted");
+        assert!(
+            final_ack < sent.load(Ordering::SeqCst),
+            "{key:?}: final_ack {final_ack} beyond what was sent"
+        );
+        closes.push((key, final_ack));
+    }
+    // Every task has finished; blocking this thread while the process exits is harmless.
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < DRAIN_DEADLINE,
+        "exited {:?} after SIGTERM, deadline {DRAIN_DEADLINE:?}",
+        signalled.elapsed()
+    );
+
+    let summary = daemon.wait_for_line("drain complete");
+    assert_eq!(json_u64(&summary, "lost"), 0, "{summary}");
+    let accepted = json_u64(&summary, "accepted");
+    assert_eq!(json_u64(&summary, "archived"), accepted, "{summary}");
+    assert_eq!(json_u64(&summary, "processed"), accepted, "{summary}");
+    // Each source's accepted frames are 0..=final_ack: the rest is for it to resend.
+    let acknowledged: u64 = closes.iter().map(|(_, final_ack)| final_ack + 1).sum();
+    assert_eq!(
+        acknowledged, accepted,
+        "the final acknowledgements {closes:?} account for every accepted frame: {summary}"
+    );
+    assert!(daemon
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|line| line.contains("SIGTERM")));
+}
+
+#[tokio::test]
+async fn sigint_on_an_idle_daemon_exits_0() {
+    let mut daemon = Daemon::start("sigint");
+    let mut client = Client::source(daemon.uplink, SourceKind::LiveUplink, 5).await;
+    client.send_routine(0..10).await;
+    loop {
+        match client.recv_message().await {
+            ServerMessage::Ack { sequence: 9 } => break,
+            ServerMessage::Ack { .. } => {}
+            other => panic!("expected ACKs, got {other:?}"),
+        }
+    }
+    daemon.signal(libc::SIGINT);
+    let closed = client.read_to_close().await;
+    assert_eq!(closed.reason, CloseReason::Shutdown);
+    assert_eq!(closed.final_ack, Some(9));
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
+    assert!(status.success(), "exit status {status:?}");
+    let summary = daemon.wait_for_line("drain complete");
+    assert_eq!(json_u64(&summary, "lost"), 0, "{summary}");
+    assert_eq!(json_u64(&summary, "accepted"), 10, "{summary}");
+}
