@@ -507,9 +507,9 @@ async fn stats_are_read_lock_free_while_frames_flow() {
         connections_accepted: 2,
         connections_refused: 0,
         protocol_errors: 0,
-        lag_events: final_stats.lag_events,
-        lagged_batches: final_stats.lagged_batches,
         archive_errors: 0,
+        // The dashboard may lag or not; any other gauge is not this test's business.
+        ..final_stats
     };
     assert_eq!(final_stats, expected);
     assert_eq!(archive.len() as u64, total);
