@@ -59,6 +59,7 @@ pub async fn run(
         match sink.store(batch).await {
             Ok(()) => {
                 stats.archived(frames);
+                stats.archive_ok();
                 batch.source.stored(batch.priority, frames);
             }
             Err(err) => {

@@ -56,6 +56,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub monitor: MonitorConfig,
 }
 
 /// One TCP listener.
@@ -183,6 +185,26 @@ impl Default for DashboardConfig {
     }
 }
 
+/// The HTTP monitoring endpoint (`/stats`, `/metrics`, `/healthz`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Serve the endpoint at all.
+    pub enabled: bool,
+    /// Loopback by default: the endpoint has no authentication.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+        }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -232,6 +254,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
+            monitor: MonitorConfig::default(),
         }
     }
 }
@@ -329,6 +352,16 @@ impl Config {
             return Err((
                 "replay.listen",
                 format!("{} is also the uplink address", self.replay.listen),
+            ));
+        }
+        let monitor = self.monitor.listen;
+        if self.monitor.enabled
+            && monitor.port() != 0
+            && (monitor == self.uplink.listen || monitor == self.replay.listen)
+        {
+            return Err((
+                "monitor.listen",
+                format!("{monitor} is also a source listener's address"),
             ));
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

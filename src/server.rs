@@ -73,6 +73,37 @@ pub struct DrainReport {
     pub duplicates: u64,
 }
 
+/// What a load balancer or orchestrator should make of the daemon right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Accepting and storing frames.
+    Ready,
+    /// Shutting down: finishing what it accepted, accepting nothing new.
+    Draining,
+    /// Running, but the archive's last write failed: frames are not being acknowledged.
+    Degraded,
+}
+
+/// Reads the daemon's health without touching the pipeline: a token check and an atomic load.
+#[derive(Debug, Clone)]
+pub struct HealthProbe {
+    drain: CancellationToken,
+    stats: Stats,
+}
+
+impl HealthProbe {
+    pub fn health(&self) -> Health {
+        if self.drain.is_cancelled() {
+            Health::Draining
+        } else if self.stats.snapshot().archive_failing != 0 {
+            Health::Degraded
+        } else {
+            Health::Ready
+        }
+    }
+}
+
 /// The assembled pipeline, ready to serve.
 pub struct Daemon {
     config: Arc<Config>,
@@ -127,6 +158,14 @@ impl Daemon {
     /// The router, for listing sources.
     pub fn router(&self) -> RouterHandle {
         self.router.clone()
+    }
+
+    /// Ready, draining or degraded, for the monitoring endpoint.
+    pub fn health(&self) -> HealthProbe {
+        HealthProbe {
+            drain: self.drain.clone(),
+            stats: self.stats.clone(),
+        }
     }
 
     /// Snapshots published every stats interval.

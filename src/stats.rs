@@ -13,12 +13,30 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// How an exporter should present a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only ever increases.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+/// One field of a snapshot, described for exporters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatField {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub help: &'static str,
+    pub value: u64,
+}
+
 macro_rules! pipeline_stats {
-    ($( $(#[$doc:meta])* $field:ident ),* $(,)?) => {
-        /// One consistent-enough reading of every counter (each field is one atomic load).
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    ($( $kind:ident $field:ident: $help:literal ),* $(,)?) => {
+        /// One reading of every counter (each field is one atomic load).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
         pub struct PipelineStats {
-            $( $(#[$doc])* pub $field: u64, )*
+            $( #[doc = $help] pub $field: u64, )*
         }
 
         #[derive(Debug, Default)]
@@ -32,38 +50,37 @@ macro_rules! pipeline_stats {
                 PipelineStats { $( $field: self.counters.$field.load(Relaxed), )* }
             }
         }
+
+        impl PipelineStats {
+            /// Every field with its kind and description, in declaration order.
+            pub fn fields(&self) -> Vec<StatField> {
+                vec![$( StatField {
+                    name: stringify!($field),
+                    kind: MetricKind::$kind,
+                    help: $help,
+                    value: self.$field,
+                }, )*]
+            }
+        }
     };
 }
 
 pipeline_stats! {
-    /// Frames decoded from a socket and past the duplicate check: the daemon answers for them.
-    frames_accepted,
-    /// Frames admitted into the priority fan-in.
-    frames_routed,
-    /// Frames the processor handled.
-    frames_processed,
-    /// Emergency frames among them.
-    emergency_frames,
-    /// Payload bytes processed.
-    bytes_processed,
-    /// Frames the archive stored.
-    frames_archived,
-    /// Frames dropped because their sequence was at or below one already accepted for the source.
-    duplicates_dropped,
-    /// Sources registered right now.
-    active_sources,
-    /// Connections that completed a hello and registered.
-    connections_accepted,
-    /// Connections refused (limit, duplicate id, wrong kind or version, no hello).
-    connections_refused,
-    /// Connections closed for malformed input or a timeout.
-    protocol_errors,
-    /// Times the dashboard fell behind the fan-out.
-    lag_events,
-    /// Batches the dashboard skipped because of it.
-    lagged_batches,
-    /// Archive writes that failed.
-    archive_errors,
+    Counter frames_accepted: "Frames read whole off a socket and not duplicates: the daemon answers for them.",
+    Counter frames_routed: "Frames admitted into the priority fan-in.",
+    Counter frames_processed: "Frames the processor handled.",
+    Counter emergency_frames: "Emergency frames the processor handled.",
+    Counter bytes_processed: "Payload bytes the processor handled.",
+    Counter frames_archived: "Frames the archive stored.",
+    Counter duplicates_dropped: "Frames dropped because their sequence was at or below one already accepted for the source.",
+    Gauge active_sources: "Sources registered right now.",
+    Counter connections_accepted: "Connections that completed a hello and registered.",
+    Counter connections_refused: "Connections refused: limit, duplicate id, wrong kind or version, shutting down.",
+    Counter protocol_errors: "Connections closed for malformed input or a timeout.",
+    Counter lag_events: "Times a lossy consumer (the dashboard) fell behind the fan-out.",
+    Counter lagged_batches: "Batches lossy consumers skipped because they fell behind.",
+    Counter archive_errors: "Archive writes that failed.",
+    Gauge archive_failing: "1 while the archive's last write failed, 0 when it succeeds.",
 }
 
 impl PipelineStats {
@@ -133,6 +150,14 @@ impl Stats {
 
     pub(crate) fn archive_error(&self) {
         self.counters.archive_errors.fetch_add(1, Relaxed);
+        self.counters.archive_failing.store(1, Relaxed);
+    }
+
+    pub(crate) fn archive_ok(&self) {
+        // A load first: the common case writes nothing to the shared line.
+        if self.counters.archive_failing.load(Relaxed) != 0 {
+            self.counters.archive_failing.store(0, Relaxed);
+        }
     }
 }
 

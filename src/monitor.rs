@@ -1,0 +1,293 @@
+//! The HTTP monitoring endpoint: what an operator's dashboards, Prometheus and load balancer read.
+//!
+//! - `GET /stats`: the latest counters as JSON, with rates and the per-source table;
+//! - `GET /metrics`: the same counters in the Prometheus text exposition format;
+//! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503).
+//!
+//! Every figure comes from atomic loads (`Stats::snapshot`, `Source::snapshot`); the per-source
+//! table is a request to the router actor, which answers from those same atomics. Serving a scrape
+//! therefore never takes a lock the pipeline uses. Rates are sampled once a second by a task of
+//! the monitor's own and kept in atomics, so a scrape does not need to remember the previous one.
+//! It runs beside the daemon, not inside its drain, so that it reports `draining` until the end.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::router::RouterHandle;
+use crate::server::{Health, HealthProbe};
+use crate::source::SourceSnapshot;
+use crate::stats::{MetricKind, PipelineStats, Stats};
+
+/// How often rates are sampled.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// What the endpoint reads: handles to the daemon, taken before it runs.
+#[derive(Debug, Clone)]
+pub struct MonitorState {
+    stats: Stats,
+    router: RouterHandle,
+    health: HealthProbe,
+    rates: Arc<Rates>,
+    started: Instant,
+}
+
+/// The latest rates, as `f64` bits in atomics.
+#[derive(Debug, Default)]
+struct Rates {
+    frames_per_sec: AtomicU64,
+    bytes_per_sec: AtomicU64,
+}
+
+impl MonitorState {
+    pub fn new(stats: Stats, router: RouterHandle, health: HealthProbe) -> Self {
+        MonitorState {
+            stats,
+            router,
+            health,
+            rates: Arc::default(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Serves the endpoint on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: MonitorState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sampling = CancellationToken::new();
+    tokio::spawn(sample_rates(
+        state.stats.clone(),
+        Arc::clone(&state.rates),
+        sampling.clone(),
+    ));
+    let app = Router::new()
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await;
+    sampling.cancel();
+    served
+}
+
+async fn sample_rates(stats: Stats, rates: Arc<Rates>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(RATE_WINDOW);
+    let mut previous = (Instant::now(), stats.snapshot());
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = (Instant::now(), stats.snapshot());
+        let seconds = now.0.duration_since(previous.0).as_secs_f64();
+        if seconds > 0.0 {
+            let per_sec = |new: u64, old: u64| (new.saturating_sub(old) as f64 / seconds).to_bits();
+            rates.frames_per_sec.store(
+                per_sec(now.1.frames_processed, previous.1.frames_processed),
+                Relaxed,
+            );
+            rates.bytes_per_sec.store(
+                per_sec(now.1.bytes_processed, previous.1.bytes_processed),
+                Relaxed,
+            );
+        }
+        previous = now;
+    }
+}
+
+#[derive(Serialize)]
+struct StatsBody {
+    health: Health,
+    uptime_seconds: f64,
+    stats: PipelineStats,
+    frames_in_flight: u64,
+    rates: RatesBody,
+    sources: Vec<SourceBody>,
+}
+
+#[derive(Serialize)]
+struct RatesBody {
+    frames_per_sec: f64,
+    bytes_per_sec: f64,
+}
+
+#[derive(Serialize)]
+struct SourceBody {
+    id: u32,
+    kind: &'static str,
+    peer: String,
+    connected_since_unix_ms: u64,
+    frames: u64,
+    emergency_frames: u64,
+    bytes: u64,
+    last_sequence: Option<u64>,
+    last_acked: Option<u64>,
+    lag: u64,
+}
+
+impl From<SourceSnapshot> for SourceBody {
+    fn from(s: SourceSnapshot) -> Self {
+        SourceBody {
+            id: s.id,
+            kind: s.kind.as_str(),
+            peer: s.peer.to_string(),
+            connected_since_unix_ms: s
+                .connected_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            frames: s.frames,
+            emergency_frames: s.emergency_frames,
+            bytes: s.bytes,
+            last_sequence: s.last_sequence,
+            last_acked: s.last_acked,
+            lag: s.lag,
+        }
+    }
+}
+
+async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
+    let snapshot = state.stats.snapshot();
+    let sources = state.router.sources().await.unwrap_or_default();
+    Json(StatsBody {
+        health: state.health.health(),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        stats: snapshot,
+        frames_in_flight: snapshot.in_flight(),
+        rates: RatesBody {
+            frames_per_sec: f64::from_bits(state.rates.frames_per_sec.load(Relaxed)),
+            bytes_per_sec: f64::from_bits(state.rates.bytes_per_sec.load(Relaxed)),
+        },
+        sources: sources.into_iter().map(SourceBody::from).collect(),
+    })
+}
+
+async fn healthz(State(state): State<MonitorState>) -> Response {
+    let health = state.health.health();
+    let status = match health {
+        Health::Ready => StatusCode::OK,
+        Health::Draining | Health::Degraded => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(serde_json::json!({ "status": health }))).into_response()
+}
+
+async fn metrics(State(state): State<MonitorState>) -> Response {
+    let snapshot = state.stats.snapshot();
+    let sources = state.router.sources().await.unwrap_or_default();
+    let body = render_metrics(&snapshot, state.health.health(), &sources);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
+    let kind = match kind {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge => "gauge",
+    };
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders the Prometheus text exposition format (version 0.0.4).
+pub fn render_metrics(stats: &PipelineStats, health: Health, sources: &[SourceSnapshot]) -> String {
+    let mut out = String::with_capacity(4096);
+    for field in stats.fields() {
+        let name = match field.kind {
+            MetricKind::Counter => format!("aggregator_{}_total", field.name),
+            MetricKind::Gauge => format!("aggregator_{}", field.name),
+        };
+        family(&mut out, &name, field.kind, field.help);
+        let _ = writeln!(out, "{name} {}", field.value);
+    }
+    family(
+        &mut out,
+        "aggregator_frames_in_flight",
+        MetricKind::Gauge,
+        "Frames accepted and not yet archived.",
+    );
+    let _ = writeln!(out, "aggregator_frames_in_flight {}", stats.in_flight());
+    family(
+        &mut out,
+        "aggregator_health",
+        MetricKind::Gauge,
+        "1 for the daemon's current health state, 0 for the others.",
+    );
+    for state in [Health::Ready, Health::Draining, Health::Degraded] {
+        let name = serde_json::to_value(state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "aggregator_health{{state=\"{name}\"}} {}",
+            u8::from(state == health)
+        );
+    }
+    type Getter = fn(&SourceSnapshot) -> u64;
+    let per_source: [(&str, MetricKind, &str, Getter); 5] = [
+        (
+            "aggregator_source_frames_total",
+            MetricKind::Counter,
+            "Frames admitted from the source.",
+            |s| s.frames,
+        ),
+        (
+            "aggregator_source_emergency_frames_total",
+            MetricKind::Counter,
+            "Emergency frames admitted from the source.",
+            |s| s.emergency_frames,
+        ),
+        (
+            "aggregator_source_bytes_total",
+            MetricKind::Counter,
+            "Payload bytes admitted from the source.",
+            |s| s.bytes,
+        ),
+        (
+            "aggregator_source_lag_frames",
+            MetricKind::Gauge,
+            "Frames of the source admitted and not yet stored.",
+            |s| s.lag,
+        ),
+        (
+            "aggregator_source_last_acked_sequence",
+            MetricKind::Gauge,
+            "Highest sequence acknowledged to the source.",
+            |s| s.last_acked.unwrap_or(0),
+        ),
+    ];
+    for (name, kind, help, get) in per_source {
+        family(&mut out, name, kind, help);
+        for source in sources {
+            let _ = writeln!(
+                out,
+                "{name}{{source=\"{}\",kind=\"{}\"}} {}",
+                source.id,
+                source.kind.as_str(),
+                get(source)
+            );
+        }
+    }
+    out
+}
