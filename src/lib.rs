@@ -16,6 +16,7 @@
 //! - [`archive`]: the consumer that must receive every frame, and its `ArchiveSink` interface.
 //! - [`dashboard`]: the consumer that may lag, and the lag-tolerant `FrameFeed`.
 //! - [`stats`]: lock-free pipeline counters and their `watch` publication.
+//! - [`monitor`]: the HTTP endpoint: `/stats`, `/metrics`, `/healthz`.
 //! - [`logging`]: text or JSON logs.
 //! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.
 
@@ -26,6 +27,7 @@ pub mod dashboard;
 pub mod fan_in;
 pub mod frame;
 pub mod logging;
+pub mod monitor;
 pub mod processor;
 pub mod protocol;
 pub mod queue;
@@ -37,5 +39,5 @@ pub mod stats;
 
 pub use config::Config;
 pub use frame::{Batch, Frame, Priority, SourceKind};
-pub use server::{Daemon, DrainReport, Listeners};
+pub use server::{Daemon, DrainReport, Health, HealthProbe, Listeners};
 pub use stats::{PipelineStats, Stats};
