@@ -427,10 +427,11 @@ async fn stats_are_read_lock_free_while_frames_flow() {
         TestDaemon::start_with(test_config(), sink, |d| d.subscribe_stats()).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..3)
+    // Reader tasks on both worker threads, yielding now and then so the daemon is not starved.
+    let readers: Vec<_> = (0..4)
         .map(|_| {
             let (stats, stop) = (daemon.stats.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 let monotonic = |s: &PipelineStats| {
                     [
                         s.frames_accepted,
@@ -462,6 +463,9 @@ async fn stats_are_read_lock_free_while_frames_flow() {
                     changes += u64::from(now != last);
                     last = now;
                     reads += 1;
+                    if reads % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 (reads, changes, last)
             })
@@ -489,7 +493,7 @@ async fn stats_are_read_lock_free_while_frames_flow() {
     stop.store(true, Ordering::Relaxed);
     let final_stats = daemon.stats.snapshot();
     for reader in readers {
-        let (reads, changes, last) = reader.join().expect("reader thread");
+        let (reads, changes, last) = reader.await.expect("reader task");
         assert!(reads > 1 && changes > 0, "{reads} reads, {changes} changes");
         assert!(last.frames_archived <= final_stats.frames_archived);
     }
