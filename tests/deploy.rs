@@ -1,0 +1,121 @@
+//! The deployment files: the systemd unit passes `systemd-analyze verify`, and the unit, the
+//! Dockerfile and the compose file agree with the configs they ship (ports, drain deadline), so an
+//! operator's stop never kills a drain that is still within its deadline.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use aggregator::Config;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|err| panic!("{path}: {err}"))
+}
+
+fn config(path: &str) -> Config {
+    Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// The value of `key=` in a unit file.
+fn unit_value<'a>(unit: &'a str, key: &str) -> &'a str {
+    unit.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("the unit has no {key}="))
+}
+
+#[test]
+fn systemd_unit_passes_systemd_analyze_verify() {
+    let analyze = Command::new("systemd-analyze").arg("--version").output();
+    if !analyze.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: systemd-analyze is not installed on this machine");
+        return;
+    }
+    // verify checks that ExecStart exists: point it at the binary this build produced.
+    let unit = read("deploy/aggregator.service").replace(
+        "/usr/local/bin/aggregator",
+        env!("CARGO_BIN_EXE_aggregator"),
+    );
+    let dir = std::env::temp_dir().join(format!("aggregator-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("aggregator.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn systemd_unit_is_a_notify_service_that_outwaits_the_drain() {
+    let unit = read("deploy/aggregator.service");
+    assert_eq!(unit_value(&unit, "Type"), "notify");
+    assert_eq!(unit_value(&unit, "KillSignal"), "SIGTERM");
+    assert!(unit_value(&unit, "ExecStart").contains("--config /etc/aggregator/aggregator.toml"));
+    let stop: u64 = unit_value(&unit, "TimeoutStopSec").parse().unwrap();
+    let drain = config("config/aggregator.toml").shutdown.drain_deadline;
+    assert!(
+        Duration::from_secs(stop) > drain,
+        "TimeoutStopSec={stop}s must exceed the drain deadline {drain:?}"
+    );
+    for hardening in [
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+    ] {
+        assert!(unit.lines().any(|l| l == hardening), "missing {hardening}");
+    }
+}
+
+#[test]
+fn container_config_is_valid_and_matches_the_image() {
+    let config = config("deploy/docker/aggregator.toml");
+    let dockerfile = read("deploy/Dockerfile");
+    let exposed: Vec<u16> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .flat_map(|ports| ports.split_whitespace().map(|p| p.parse().unwrap()))
+        .collect();
+    for (what, addr) in [
+        ("uplink", config.uplink.listen),
+        ("replay", config.replay.listen),
+        ("monitor", config.monitor.listen),
+    ] {
+        assert!(
+            addr.ip().is_unspecified(),
+            "{what} must listen on all interfaces in a container"
+        );
+        assert!(
+            exposed.contains(&addr.port()),
+            "EXPOSE lacks the {what} port"
+        );
+    }
+    assert!(dockerfile.contains("STOPSIGNAL SIGTERM"));
+    let health = format!("http://127.0.0.1:{}/healthz", config.monitor.listen.port());
+    assert!(
+        dockerfile.contains(&health),
+        "HEALTHCHECK must probe {health}"
+    );
+
+    let compose = read("deploy/docker-compose.yml");
+    let grace: u64 = compose
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("stop_grace_period: ")?
+                .strip_suffix('s')
+        })
+        .and_then(|s| s.parse().ok())
+        .expect("stop_grace_period in seconds");
+    assert!(Duration::from_secs(grace) > config.shutdown.drain_deadline);
+}
