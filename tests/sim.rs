@@ -100,7 +100,14 @@ impl Setup {
     fn sim_at(&self, uplink_port: u16, args: &[&str]) -> SimResult {
         let uplink = format!("127.0.0.1:{uplink_port}");
         let replay = format!("127.0.0.1:{}", self.replay);
-        let mut all = vec!["--uplink", &uplink, "--replay", &replay, "--progress", "off"];
+        let mut all = vec![
+            "--uplink",
+            &uplink,
+            "--replay",
+            &replay,
+            "--progress",
+            "off",
+        ];
         all.extend_from_slice(args);
         SimRun::spawn(&all).wait()
     }
@@ -449,9 +456,14 @@ fn a_daemon_restart_under_load_loses_nothing() {
         processed >= sent,
         "every frame processed at least once: {processed} < {sent}"
     );
-    assert_eq!(
-        accepted, sent,
-        "a frame is accepted once per daemon run it reached"
+    // A frame is accepted again by the second daemon only if the first accepted it without the
+    // simulator learning so (the connection broke before the final acknowledgement arrived): such
+    // a frame was resent, so the difference is bounded by the resent count.
+    let resent = number(&total, "resent");
+    eprintln!("restart: sent={sent} accepted={accepted} processed={processed} resent={resent}");
+    assert!(
+        accepted >= sent && accepted - sent <= resent,
+        "accepted {accepted}, sent {sent}, resent {resent}"
     );
     assert_eq!(
         number(&drain_first, "lost") + number(&drain_second, "lost"),

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use tokio_util::codec::Decoder;
 
 use crate::frame::Priority;
@@ -36,6 +36,8 @@ use super::{Amount, EmergencyMix, Rate, SessionOptions, SourceSpec};
 
 /// Bytes encoded ahead of the socket: large writes, few system calls.
 const WRITE_TARGET: usize = 64 * 1024;
+/// How long a broken connection is still read for the daemon's last words.
+const SALVAGE_TIMEOUT: Duration = Duration::from_millis(200);
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 8 * 1024;
 
@@ -424,7 +426,13 @@ impl SimSource {
                 written = wr.write_buf(out), if !out.is_empty() => match written {
                     Ok(0) => return SessionEnd::Retry("the daemon stopped accepting bytes".into()),
                     Ok(_) => {}
-                    Err(err) => return SessionEnd::Retry(format!("writing to the daemon: {err}")),
+                    Err(err) => {
+                        // A daemon that closes with our frames unread in its buffer resets the
+                        // connection, and the write can fail before the CLOSE in front of the reset
+                        // was read: take what the daemon said last, so its final_ack still counts.
+                        self.salvage(rd, rbuf, codec).await;
+                        return SessionEnd::Retry(format!("writing to the daemon: {err}"));
+                    }
                 },
                 _ = sleep_until(next_tick.unwrap_or(now)), if next_tick.is_some() => {}
                 _ = sleep_until(close_deadline.unwrap_or(now)), if close_deadline.is_some() => {
@@ -434,6 +442,30 @@ impl SimSource {
                         self.ledger.unacked()
                     ));
                 }
+            }
+        }
+    }
+
+    /// Reads whatever acknowledgements and CLOSE the daemon sent before the connection broke,
+    /// for at most [`SALVAGE_TIMEOUT`].
+    async fn salvage(
+        &mut self,
+        rd: &mut OwnedReadHalf,
+        rbuf: &mut BytesMut,
+        codec: &mut ClientCodec,
+    ) {
+        let deadline = Instant::now() + SALVAGE_TIMEOUT;
+        while let Ok(Ok(Some(message))) = timeout_at(deadline, read_message(rd, rbuf, codec)).await
+        {
+            match message {
+                ServerMessage::Ack { sequence } => self.acknowledge(sequence, Instant::now()),
+                ServerMessage::Close { final_ack, .. } => {
+                    if let Some(sequence) = final_ack {
+                        self.acknowledge(sequence, Instant::now());
+                    }
+                    return;
+                }
+                _ => return,
             }
         }
     }
