@@ -23,9 +23,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}:{line}: {key}: {}", source.message())]
     Parse {
         path: PathBuf,
+        /// 1-based line of the offending text (0 when the parser gave no position).
+        line: usize,
+        /// The dotted key the error is about, such as `uplink.listen`, when it can be told.
+        key: String,
         source: Box<toml::de::Error>,
     },
     #[error("{path}: {key}: {problem}")]
@@ -231,6 +235,38 @@ pub enum LogFormat {
     Json,
 }
 
+/// Finds the line of a parse error and the dotted key written there (`section.key`), from the
+/// nearest `[section]` header above it and the `key =` on its line, so that an operator is told
+/// `uplink.listen`, not just `listen`.
+fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
+    let Some(span) = span else {
+        return (0, "(top level)".into());
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..line_start].matches('\n').count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+        })
+        .filter(|_| !line.trim_start().starts_with('['));
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let dotted = match (section, key) {
+        (Some(s), Some(k)) => format!("{s}.{k}"),
+        (None, Some(k)) => k.to_string(),
+        (Some(s), None) => format!("[{s}]"),
+        (None, None) => line.trim().to_string(),
+    };
+    (line_no, dotted)
+}
+
 fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(deserializer)?;
     text.parse().map_err(|_| {
@@ -271,9 +307,14 @@ impl Config {
 
     /// Parses and validates config text; `path` only names the origin in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
+        let config: Config = toml::from_str(text).map_err(|source| {
+            let (line, key) = locate(text, source.span());
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                key,
+                source: Box::new(source),
+            }
         })?;
         config
             .validate()

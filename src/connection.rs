@@ -86,19 +86,36 @@ struct Wire {
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     buf: BytesMut,
+    /// How long a peer may keep a write waiting before it counts as gone.
     write_timeout: Duration,
-    /// Set after a failed write: the peer is gone, stop trying.
+    /// Once the drain has started, what is left of a write's patience: a peer that does not read
+    /// must not hold the drain past its deadline.
+    drain: CancellationToken,
+    drain_write_budget: Duration,
+    /// Set after a failed or abandoned write: the peer is gone (or the stream is cut mid-message),
+    /// so nothing more is written.
     writer_broken: bool,
 }
 
 impl Wire {
     async fn send(&mut self, message: &ServerMessage) {
+        let mut out = BytesMut::with_capacity(64);
+        message.encode(&mut out);
+        self.write(&out).await;
+    }
+
+    async fn write(&mut self, bytes: &[u8]) {
         if self.writer_broken {
             return;
         }
-        let mut out = BytesMut::with_capacity(64);
-        message.encode(&mut out);
-        let written = timeout(self.write_timeout, self.writer.write_all(&out)).await;
+        let budget = self.drain_write_budget;
+        let write = self.writer.write_all(bytes);
+        tokio::pin!(write);
+        let written = tokio::select! {
+            biased;
+            written = timeout(self.write_timeout, &mut write) => written,
+            _ = self.drain.cancelled() => timeout(budget, &mut write).await,
+        };
         if !matches!(written, Ok(Ok(()))) {
             tracing::debug!("peer stopped reading; no further messages sent");
             self.writer_broken = true;
@@ -107,7 +124,7 @@ impl Wire {
 
     async fn close(&mut self) {
         if !self.writer_broken {
-            let _ = timeout(self.write_timeout, self.writer.shutdown()).await;
+            let _ = timeout(self.drain_write_budget, self.writer.shutdown()).await;
         }
     }
 
@@ -136,6 +153,8 @@ pub(crate) async fn serve(
         writer,
         buf: BytesMut::with_capacity(config.connection.read_buffer),
         write_timeout: config.connection.idle_timeout,
+        drain: shared.drain.clone(),
+        drain_write_budget: config.shutdown.drain_deadline / 4,
         writer_broken: false,
     };
 

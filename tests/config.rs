@@ -89,7 +89,7 @@ fn an_empty_config_means_the_defaults() {
 fn an_unknown_key_is_rejected() {
     expect_error(
         "[uplink]\nlisten = \"127.0.0.1:7700\"\nmax_conections = 9\n",
-        &["max_conections", "unknown field"],
+        &[":3: uplink.max_conections", "unknown field"],
     );
     expect_error(
         "[pipelin]\nprocessor_capacity = 8\n",
@@ -97,7 +97,7 @@ fn an_unknown_key_is_rejected() {
     );
     expect_error(
         "[pipeline]\nprocesor_capacity = 8\n",
-        &["procesor_capacity", "unknown field"],
+        &["pipeline.procesor_capacity", "unknown field"],
     );
 }
 
@@ -105,11 +105,15 @@ fn an_unknown_key_is_rejected() {
 fn a_bad_address_is_rejected() {
     expect_error(
         "[uplink]\nlisten = \"localhost:7700\"\nmax_connections = 9\n",
-        &["listen", "localhost:7700", "invalid socket address"],
+        &[
+            ":2: uplink.listen",
+            "localhost:7700",
+            "invalid socket address",
+        ],
     );
     expect_error(
         "[replay]\nlisten = \"127.0.0.1\"\nmax_connections = 9\n",
-        &["listen", "invalid socket address"],
+        &["replay.listen", "invalid socket address"],
     );
     // Both listeners on one address.
     expect_error(
@@ -189,15 +193,15 @@ fn a_bad_log_level_is_rejected() {
 fn a_value_of_the_wrong_type_is_rejected() {
     expect_error(
         "[replay]\nlisten = \"127.0.0.1:7701\"\nmax_connections = \"many\"\n",
-        &["max_connections", "invalid type", "many"],
+        &["replay.max_connections", "invalid type", "many"],
     );
     expect_error(
         "[connection]\nidle_timeout_ms = -5\n",
-        &["idle_timeout_ms", "-5"],
+        &["connection.idle_timeout_ms", "-5"],
     );
     expect_error(
         "[pipeline]\nprocessor_capacity = 6.5\n",
-        &["processor_capacity", "invalid type"],
+        &["pipeline.processor_capacity", "invalid type"],
     );
 }
 
