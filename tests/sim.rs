@@ -20,6 +20,8 @@ use bytes::BytesMut;
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
 const DEADLINE: Duration = Duration::from_secs(30);
+/// Marks the end of the daemon's standard error in the collected log.
+const STDERR_CLOSED: &str = "<standard error closed>";
 
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -77,7 +79,8 @@ impl Setup {
         let text = format!(
             "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\nmax_connections = {uplink_limit}\n\n\
              [replay]\nlisten = \"127.0.0.1:{replay}\"\nmax_connections = 64\n\n\
-             [dashboard]\nstats_interval_ms = 50\n"
+             [dashboard]\nstats_interval_ms = 50\n\n\
+             [monitor]\nenabled = false\n"
         );
         std::fs::write(&config, text).expect("write the test config");
         Setup {
@@ -144,6 +147,10 @@ impl Daemon {
                 lock.lock().expect("log lock").push(strip_ansi(&line));
                 ready.notify_all();
             }
+            // The daemon closed its standard error: it has exited, so stop waiting for lines.
+            let (lock, ready) = &*sink;
+            lock.lock().expect("log lock").push(STDERR_CLOSED.into());
+            ready.notify_all();
         });
         let daemon = Daemon { child, lines };
         daemon.wait_for_line(|l| l.contains("aggregator listening"));
@@ -159,6 +166,11 @@ impl Daemon {
             if let Some(line) = lines.iter().find(|l| pred(l)) {
                 return line.clone();
             }
+            assert!(
+                lines.last().map(String::as_str) != Some(STDERR_CLOSED),
+                "the daemon exited without the expected log line; log:\n{}",
+                lines.join("\n")
+            );
             let left = until.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
@@ -174,7 +186,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM, waits for the exit, and returns the drain summary line.
-    fn terminate(mut self) -> (ExitStatus, String) {
+    fn terminate(&mut self) -> (ExitStatus, String) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: signalling our own child process by its pid.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -329,7 +341,7 @@ fn processing_order(log: &[String]) -> HashMap<u32, Vec<(String, u64)>> {
 #[test]
 fn brief_scenario_acknowledges_all_45_frames_and_processes_emergencies_first() {
     let setup = Setup::new(1024);
-    let daemon = setup.start();
+    let mut daemon = setup.start();
     let sim = setup.sim(&["--scenario", "brief", "--require-all-acked"]);
     assert!(
         sim.status.success(),
@@ -343,8 +355,9 @@ fn brief_scenario_acknowledges_all_45_frames_and_processes_emergencies_first() {
     assert_eq!(number(total, "emergency_acked"), 8);
     assert_eq!(number(total, "completed"), 5);
 
-    let log = daemon.log();
     let (status, drain) = daemon.terminate();
+    // Read after the exit, so every line the daemon wrote is in.
+    let log = daemon.log();
     assert!(status.success(), "daemon exit: {status}");
     for key in ["accepted", "processed", "archived"] {
         assert_eq!(number(&drain, key), 45, "{key} in {drain:?}");
@@ -371,7 +384,7 @@ fn brief_scenario_acknowledges_all_45_frames_and_processes_emergencies_first() {
 #[test]
 fn fifty_sources_every_frame_acknowledged_and_counted_on_both_sides() {
     let setup = Setup::new(1024);
-    let daemon = setup.start();
+    let mut daemon = setup.start();
     let sim = setup.sim(&[
         "--scenario",
         "default",
@@ -405,7 +418,7 @@ fn fifty_sources_every_frame_acknowledged_and_counted_on_both_sides() {
 #[test]
 fn a_daemon_restart_under_load_loses_nothing() {
     let setup = Setup::new(1024);
-    let first = setup.start();
+    let mut first = setup.start();
     let uplink = format!("127.0.0.1:{}", setup.uplink);
     let replay = format!("127.0.0.1:{}", setup.replay);
     let sim = SimRun::spawn(&[
@@ -430,7 +443,7 @@ fn a_daemon_restart_under_load_loses_nothing() {
     });
     let (status, drain_first) = first.terminate();
     assert!(status.success(), "first daemon: {status}: {drain_first}");
-    let second = setup.start();
+    let mut second = setup.start();
 
     let sim = sim.wait();
     assert!(
