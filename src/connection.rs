@@ -34,6 +34,9 @@ use crate::router::{RegisterError, Registration, RouterHandle};
 use crate::source::{AckLedger, Source};
 use crate::stats::Stats;
 
+/// How long a closing connection waits for the peer to close its side.
+const LINGER: Duration = Duration::from_millis(500);
+
 /// What every connection task shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -122,10 +125,19 @@ impl Wire {
         }
     }
 
+    /// Shuts the sending side, then reads and discards until the peer closes too (or briefly
+    /// gives up). Closing a socket that still has unread input makes the kernel reset the
+    /// connection, and a reset can destroy the REFUSED or CLOSE still on its way to the peer: the
+    /// very message that tells it which frames were accepted.
     async fn close(&mut self) {
         if !self.writer_broken {
             let _ = timeout(self.drain_write_budget, self.writer.shutdown()).await;
         }
+        let mut scratch = [0u8; 4096];
+        let drain_input = async {
+            while let Ok(1..) = self.reader.read(&mut scratch).await {}
+        };
+        let _ = timeout(self.drain_write_budget.min(LINGER), drain_input).await;
     }
 
     /// Reads more bytes, keeping at least a quarter of a read buffer free so reads stay large.
