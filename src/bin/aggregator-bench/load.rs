@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
 
@@ -68,9 +68,13 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
     let template: Arc<[u8]> = Arc::from(&template[..]);
 
     let gate = Arc::new(Semaphore::new(CONNECTING));
+    // Uplinks stream only once every connection is open: a server busy reading saturating streams
+    // accepts slowly, and connections beyond its listen backlog would be lost.
+    let (go_tx, go) = watch::channel(false);
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
     for index in 0..connections {
         let (gate, tx, template) = (Arc::clone(&gate), tx.clone(), Arc::clone(&template));
+        let mut go = go.clone();
         tokio::spawn(async move {
             let Ok(permit) = gate.acquire_owned().await else {
                 return;
@@ -84,7 +88,9 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
             };
             drop(permit);
             let _ = tx.send(Ok(()));
-            uplink(writer, &template, frame_len).await;
+            if go.wait_for(|go| *go).await.is_ok() {
+                uplink(writer, &template, frame_len).await;
+            }
         });
     }
     let probe_tx = tx.clone();
@@ -112,6 +118,7 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
             None => break,
         }
     }
+    let _ = go_tx.send(true);
     emit(&ChildMsg::Connected {
         sources,
         failed,

@@ -93,9 +93,12 @@ struct Cli {
     /// Variants of the main runs.
     #[arg(long, value_delimiter = ',')]
     variants: Option<Vec<Variant>>,
-    /// Source counts of the scale runs (daemon, 64 B); `--scale ''` skips them.
+    /// Source counts of the scale runs (daemon, 64 B).
     #[arg(long, value_delimiter = ',')]
     scale: Option<Vec<usize>>,
+    /// Skip the scale runs.
+    #[arg(long)]
+    no_scale: bool,
     /// Skip the SIGTERM-under-load run.
     #[arg(long)]
     no_drain: bool,

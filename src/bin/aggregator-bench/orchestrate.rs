@@ -305,6 +305,26 @@ fn start_client(
     }
 }
 
+/// Waits until the server has every source connected (the client only knows it has written its
+/// HELLOs), so that a scale run measures with all of them in.
+fn wait_for_sources(server: &mut ChildProc, expected: usize) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = server.counts("COUNTS")?;
+        if counts.sources >= expected as u64 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "[bench] warning: only {} of {expected} sources connected to the server after 30 s; measuring anyway",
+                counts.sources
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn measure(
     exe: &Path,
     plan: &Plan,
@@ -316,6 +336,7 @@ fn measure(
 ) -> Result<RunResult, String> {
     let (mut server, addr) = start_server(exe, plan, variant, sources)?;
     let mut client = start_client(exe, plan, addr, sources, payload)?;
+    wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure);
@@ -361,6 +382,7 @@ fn measure(
 fn drain(exe: &Path, plan: &Plan, payload: usize, sources: usize) -> Result<DrainResult, String> {
     let (mut server, addr) = start_server(exe, plan, Variant::Daemon, sources)?;
     let mut client = start_client(exe, plan, addr, sources, payload)?;
+    wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure.min(Duration::from_secs(1)));

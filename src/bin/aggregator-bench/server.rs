@@ -1,4 +1,4 @@
-//! The server role: runs one variant, answers the parent's `START`/`END`/`STOP` on stdin with its
+//! The server role: runs one variant, answers the parent's `COUNTS`/`START`/`END` on stdin with its
 //! counters, and stops on `STOP`, the end of stdin or SIGTERM (the drain run), reporting last.
 
 use std::net::SocketAddr;
@@ -129,6 +129,7 @@ async fn serve(variant: Variant, max_connections: Option<usize>) -> Result<(), S
                         shared.recorder.stop();
                         emit(&ChildMsg::Counts(counts()));
                     }
+                    "COUNTS" => emit(&ChildMsg::Counts(counts())),
                     "STOP" => break,
                     other => eprintln!("aggregator-bench server: unknown command {other:?}"),
                 },
