@@ -62,6 +62,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
 }
 
 /// One TCP listener.
@@ -118,7 +120,7 @@ impl Default for PipelineConfig {
             emergency_capacity: 64,
             archive_capacity: 1024,
             dashboard_capacity: 64,
-            max_batch_frames: 32,
+            max_batch_frames: 64,
             emergency_streak: 256,
         }
     }
@@ -150,7 +152,7 @@ impl Default for ConnectionConfig {
             read_buffer: 64 * 1024,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
-            ack_interval: Duration::from_millis(2),
+            ack_interval: Duration::from_millis(10),
         }
     }
 }
@@ -206,6 +208,37 @@ impl Default for MonitorConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
         }
+    }
+}
+
+/// The async runtime that runs every task of the daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Worker threads. 1 (the default) runs everything on one thread, which measured faster than
+    /// two on this pipeline: every frame crosses the processor, so more workers mostly add
+    /// cross-thread wake-ups (see BENCHMARKS.md). Raise it only with a benchmark to show for it.
+    pub worker_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { worker_threads: 1 }
+    }
+}
+
+impl RuntimeConfig {
+    /// Builds the runtime: a current-thread runtime for one worker, a multi-thread one otherwise.
+    pub fn build(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self.worker_threads {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            n => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(n);
+                builder
+            }
+        };
+        builder.enable_all().build()
     }
 }
 
@@ -291,6 +324,7 @@ impl Default for Config {
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
             monitor: MonitorConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
@@ -347,6 +381,7 @@ impl Config {
             ("pipeline.max_batch_frames", self.pipeline.max_batch_frames),
             ("pipeline.emergency_streak", self.pipeline.emergency_streak),
             ("connection.read_buffer", self.connection.read_buffer),
+            ("runtime.worker_threads", self.runtime.worker_threads),
         ];
         for (key, value) in positive {
             if value == 0 {

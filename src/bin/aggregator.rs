@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         config.log.format = LogFormat::Json;
     }
     aggregator::logging::init(&config.log);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match config.runtime.build() {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(error = %err, "cannot start the runtime");

@@ -59,10 +59,15 @@ pub fn run(variant: Variant, max_connections: Option<usize>, limit: Duration) ->
         eprintln!("aggregator-bench server: time limit of {limit:?} reached; exiting");
         std::process::exit(3);
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemon runs on the runtime its default config builds, exactly as the binary does; the
+    // floor and the reference get every core the machine has.
+    let runtime = match variant {
+        Variant::Daemon => aggregator::Config::default().runtime.build(),
+        Variant::Floor | Variant::Reference => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("aggregator-bench server: cannot start the runtime: {err}");
