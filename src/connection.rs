@@ -134,9 +134,7 @@ impl Wire {
             let _ = timeout(self.drain_write_budget, self.writer.shutdown()).await;
         }
         let mut scratch = [0u8; 4096];
-        let drain_input = async {
-            while let Ok(1..) = self.reader.read(&mut scratch).await {}
-        };
+        let drain_input = async { while let Ok(1..) = self.reader.read(&mut scratch).await {} };
         let _ = timeout(self.drain_write_budget.min(LINGER), drain_input).await;
     }
 
