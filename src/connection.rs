@@ -14,10 +14,11 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -25,10 +26,10 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::frame::{Batch, Frame, Priority, SourceKind};
+use crate::frame::{Batch, Priority, SourceKind};
 use crate::protocol::{
-    split_complete, Bodies, ClientMessage, CloseReason, Hello, ProtocolError, RefuseReason,
-    ServerMessage, Split, VERSION,
+    walk_messages, ClientMessage, CloseReason, Hello, MessageView, ProtocolError, RefuseReason,
+    ServerMessage, DATA_HEADER, VERSION,
 };
 use crate::router::{RegisterError, Registration, RouterHandle};
 use crate::source::{AckLedger, Source};
@@ -168,7 +169,7 @@ pub(crate) async fn serve(
         writer_broken: false,
     };
 
-    let Some((hello, first)) = handshake(&mut wire, listener, &shared).await else {
+    let Some(hello) = handshake(&mut wire, listener, &shared).await else {
         wire.close().await;
         return;
     };
@@ -197,23 +198,35 @@ pub(crate) async fn serve(
 
     let key = (registration.source.kind, registration.source.id);
     let source = Arc::clone(&registration.source);
-    let (end, ledger) = stream_frames(&mut wire, registration, first, &shared).await;
+    let (end, ledger) = stream_frames(&mut wire, registration, &shared).await;
     finish(&mut wire, &source, ledger, end, &shared).await;
     let _ = shared.router.deregister(key).await;
 }
 
-/// Waits for a valid hello. `None` means the connection was refused or closed and is done.
-async fn handshake(
-    wire: &mut Wire,
-    listener: SourceKind,
-    shared: &Shared,
-) -> Option<(Hello, Split)> {
+/// Waits for a valid hello and consumes it from the read buffer; anything the source sent behind
+/// it stays there for the ingest loop. `None` means the connection was refused or closed.
+async fn handshake(wire: &mut Wire, listener: SourceKind, shared: &Shared) -> Option<Hello> {
     let cfg = &shared.config.connection;
     let deadline = Instant::now() + cfg.handshake_timeout;
-    let split = loop {
+    let first = loop {
+        let mut first = None;
+        let walk = walk_messages(&wire.buf, cfg.max_frame_length, |_, body| {
+            first = Some(ClientMessage::view(body));
+            ControlFlow::Break(())
+        });
+        if let Some(first) = first {
+            wire.buf.advance(walk.end);
+            break first;
+        }
+        if let Some(err) = walk.oversize {
+            let detail = format!("expected HELLO: {err}");
+            refuse(wire, shared, RefuseReason::HelloExpected, detail, true).await;
+            return None;
+        }
         let read = tokio::select! {
             _ = shared.drain.cancelled() => {
-                refuse(wire, shared, RefuseReason::ShuttingDown, "the daemon is shutting down".into(), false).await;
+                let detail = "the daemon is shutting down".to_string();
+                refuse(wire, shared, RefuseReason::ShuttingDown, detail, false).await;
                 return None;
             }
             _ = sleep_until(deadline) => {
@@ -232,14 +245,8 @@ async fn handshake(
                 let err = ProtocolError::Truncated {
                     buffered: wire.buf.len(),
                 };
-                refuse(
-                    wire,
-                    shared,
-                    RefuseReason::HelloExpected,
-                    err.to_string(),
-                    true,
-                )
-                .await;
+                let detail = format!("expected HELLO: {err}");
+                refuse(wire, shared, RefuseReason::HelloExpected, detail, true).await;
                 return None;
             }
             Ok(_) => {}
@@ -248,29 +255,11 @@ async fn handshake(
                 return None;
             }
         }
-        let split = split_complete(&mut wire.buf, cfg.max_frame_length);
-        if !split.complete.is_empty() {
-            break split;
-        }
-        if let Some(err) = split.oversize {
-            refuse(
-                wire,
-                shared,
-                RefuseReason::HelloExpected,
-                err.to_string(),
-                true,
-            )
-            .await;
-            return None;
-        }
     };
 
-    let mut bodies = Bodies::new(split.complete.clone());
-    let first_body = bodies.next().unwrap_or_default();
-    let consumed = first_body.len() + crate::protocol::LENGTH_PREFIX;
-    let hello = match ClientMessage::decode(first_body) {
-        Ok(ClientMessage::Hello(hello)) => hello,
-        Ok(ClientMessage::Data(_)) => {
+    let hello = match first {
+        Ok(MessageView::Hello(hello)) => hello,
+        Ok(MessageView::Data { .. }) => {
             let detail = "DATA before HELLO".to_string();
             refuse(wire, shared, RefuseReason::HelloExpected, detail, true).await;
             return None;
@@ -305,11 +294,7 @@ async fn handshake(
         refuse(wire, shared, RefuseReason::WrongKind, detail, false).await;
         return None;
     }
-    let rest = Split {
-        complete: split.complete.slice(consumed..),
-        oversize: split.oversize,
-    };
-    Some((hello, rest))
+    Some(hello)
 }
 
 /// Sends a refusal, logs it and counts it: as a protocol error when the peer broke the protocol,
@@ -344,59 +329,54 @@ struct Intake {
 }
 
 impl Intake {
-    /// Accepts every frame of `complete` up to the first bad message, whose error is returned.
-    fn take(&mut self, complete: Bytes) -> Result<(), Ending> {
+    /// Accepts every complete frame at the front of `buf` up to the first bad message, whose
+    /// error is returned, and cuts them off the buffer in one piece that their batches share.
+    fn take(&mut self, buf: &mut BytesMut, max_frame_length: usize) -> Result<(), Ending> {
         let decoded_at = std::time::Instant::now();
         let mut emergency = Vec::new();
         let mut routine = Vec::new();
         let mut current: Option<Batch> = None;
         let (mut accepted, mut duplicates) = (0u64, 0u64);
-        let mut result = Ok(());
-        for body in Bodies::new(complete) {
-            let data = match ClientMessage::decode(body) {
-                Ok(ClientMessage::Data(data)) => data,
-                Ok(ClientMessage::Hello(_)) => {
-                    result = Err(Ending::UnexpectedHello);
-                    break;
+        let mut failure = None;
+        let walk = walk_messages(buf, max_frame_length, |offset, body| {
+            let (priority, sequence) = match ClientMessage::view(body) {
+                Ok(MessageView::Data { priority, sequence }) => (priority, sequence),
+                Ok(MessageView::Hello(_)) => {
+                    failure = Some(Ending::UnexpectedHello);
+                    return ControlFlow::Break(());
                 }
                 Err(err) => {
-                    result = Err(Ending::Protocol(err));
-                    break;
+                    failure = Some(Ending::Protocol(err));
+                    return ControlFlow::Break(());
                 }
             };
-            if self.last_sequence.is_some_and(|last| data.sequence <= last) {
+            if self.last_sequence.is_some_and(|last| sequence <= last) {
                 duplicates += 1;
-                continue;
+                return ControlFlow::Continue(());
             }
-            self.last_sequence = Some(data.sequence);
+            self.last_sequence = Some(sequence);
             accepted += 1;
             let batch = match current.as_mut() {
-                Some(b) if b.priority == data.priority && b.len() < self.max_batch => b,
+                Some(b) if b.priority == priority && b.len() < self.max_batch => b,
                 _ => {
                     if let Some(full) = current.take() {
                         self.seal(full, &mut emergency, &mut routine);
                     }
-                    current.insert(Batch {
-                        source: Arc::clone(&self.source),
-                        priority: data.priority,
-                        frames: Vec::with_capacity(self.max_batch),
-                        decoded_at,
-                    })
+                    let source = Arc::clone(&self.source);
+                    current.insert(Batch::new(source, priority, decoded_at, self.max_batch))
                 }
             };
-            batch.frames.push(Frame {
-                source_id: self.source.id,
-                source_kind: self.source.kind,
-                priority: data.priority,
-                sequence: data.sequence,
-                payload: data.payload,
-            });
-        }
+            batch.push(sequence, offset + DATA_HEADER..offset + body.len());
+            ControlFlow::Continue(())
+        });
         if let Some(last) = current {
             self.seal(last, &mut emergency, &mut routine);
         }
-        self.pending.extend(emergency);
-        self.pending.extend(routine);
+        let chunk = buf.split_to(walk.end).freeze();
+        for mut batch in emergency.into_iter().chain(routine) {
+            batch.attach(chunk.clone());
+            self.pending.push_back(batch);
+        }
         self.stats.accepted(accepted);
         if duplicates > 0 {
             self.stats.duplicates(duplicates);
@@ -405,7 +385,10 @@ impl Intake {
                 "dropped frames at or below an accepted sequence"
             );
         }
-        result
+        match failure.or(walk.oversize.map(Ending::Protocol)) {
+            Some(ending) => Err(ending),
+            None => Ok(()),
+        }
     }
 
     fn seal(&mut self, batch: Batch, emergency: &mut Vec<Batch>, routine: &mut Vec<Batch>) {
@@ -427,18 +410,24 @@ struct Acks {
 }
 
 impl Acks {
-    /// Sends an ACK if the ledger moved and the interval allows; returns when to look again.
+    /// Sends an ACK if the ledger moved and the interval allows. Returns a wake-up to arm when one
+    /// is due and `timer_armed` does not already cover it; reads the clock only when it must.
     async fn update(
         &mut self,
         wire: &mut Wire,
         source: &Source,
         ledger: &mut AckLedger,
+        timer_armed: bool,
     ) -> Option<Instant> {
         if ledger.advance(source.stored_counts()) {
             source.set_acked(ledger.acked());
         }
+        let ack_due = ledger.acked() != self.sent;
+        if !ack_due && (timer_armed || ledger.is_settled()) {
+            return None;
+        }
         let now = Instant::now();
-        if ledger.acked() != self.sent && now >= self.next_send {
+        if ack_due && now >= self.next_send {
             if let Some(sequence) = ledger.acked() {
                 wire.send(&ServerMessage::Ack { sequence }).await;
             }
@@ -447,7 +436,7 @@ impl Acks {
         }
         if ledger.acked() != self.sent {
             Some(self.next_send)
-        } else if !ledger.is_settled() {
+        } else if !ledger.is_settled() && !timer_armed {
             Some(now + self.interval)
         } else {
             None
@@ -459,7 +448,6 @@ impl Acks {
 async fn stream_frames(
     wire: &mut Wire,
     registration: Registration,
-    first: Split,
     shared: &Shared,
 ) -> (Ending, AckLedger) {
     let cfg = &shared.config;
@@ -482,11 +470,14 @@ async fn stream_frames(
         next_send: Instant::now(),
     };
     let idle_timeout = cfg.connection.idle_timeout;
-    let mut end = intake
-        .take(first.complete)
-        .err()
-        .or(first.oversize.map(Ending::Protocol));
+    let max_frame_length = cfg.connection.max_frame_length;
+    // Whatever the source sent right behind its HELLO.
+    let mut end = intake.take(&mut wire.buf, max_frame_length).err();
     let mut last_activity = Instant::now();
+    // Pinned once: a fresh `cancelled()` per pass would join and leave the token's waiter list
+    // every time.
+    let drain = shared.drain.cancelled();
+    tokio::pin!(drain);
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
     // One timer, re-armed only when an earlier wake-up is needed: registering a fresh timer on
@@ -496,7 +487,8 @@ async fn stream_frames(
     let mut recheck_armed = false;
 
     loop {
-        if let Some(at) = acks.update(wire, &source, &mut intake.ledger).await {
+        let ledger = &mut intake.ledger;
+        if let Some(at) = acks.update(wire, &source, ledger, recheck_armed).await {
             if !recheck_armed || at < recheck_timer.deadline() {
                 recheck_timer.as_mut().reset(at);
                 recheck_armed = true;
@@ -510,7 +502,7 @@ async fn stream_frames(
         let (lane, frames) = front.unwrap_or((Priority::Routine, 0));
         tokio::select! {
             biased;
-            _ = shared.drain.cancelled(), if end.is_none() => end = Some(Ending::Shutdown),
+            _ = &mut drain, if end.is_none() => end = Some(Ending::Shutdown),
             reservation = ingress.reserve(lane, frames), if front.is_some() => {
                 let Some(batch) = intake.pending.pop_front() else { continue };
                 source.admitted(&batch);
@@ -521,15 +513,17 @@ async fn stream_frames(
                 } else {
                     shared.stats.routed(frames);
                 }
-                last_activity = Instant::now();
+                if intake.pending.is_empty() {
+                    // Waiting for room is not idleness: the idle clock restarts here.
+                    last_activity = Instant::now();
+                }
             }
             read = wire.read_more(cfg.connection.read_buffer), if reading => match read {
                 Ok(0) if wire.buf.is_empty() => end = Some(Ending::EndOfStream),
                 Ok(0) => end = Some(Ending::Protocol(ProtocolError::Truncated { buffered: wire.buf.len() })),
                 Ok(_) => {
                     last_activity = Instant::now();
-                    let split = split_complete(&mut wire.buf, cfg.connection.max_frame_length);
-                    end = intake.take(split.complete).err().or(split.oversize.map(Ending::Protocol));
+                    end = intake.take(&mut wire.buf, max_frame_length).err();
                 }
                 Err(err) => end = Some(Ending::Io(err)),
             },
@@ -565,7 +559,7 @@ async fn finish(
         next_send: Instant::now(),
     };
     let give_up = Instant::now() + cfg.shutdown.drain_deadline;
-    while let Some(recheck) = acks.update(wire, source, &mut ledger).await {
+    while let Some(recheck) = acks.update(wire, source, &mut ledger, false).await {
         if Instant::now() >= give_up {
             tracing::error!(
                 acked = ?ledger.acked(),

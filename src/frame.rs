@@ -104,19 +104,66 @@ pub struct Frame {
 ///
 /// Consecutive means consecutive in arrival order: a batch never spans a frame of the other priority,
 /// which is what lets a connection express its acknowledgement as "every batch up to here is done".
+/// The payloads stay where they arrived: a batch holds the socket read they came in (one shared
+/// `Bytes`) and each frame's offsets into it, so moving a batch touches one reference count, not one
+/// per frame. [`Batch::frames`] hands consumers ordinary [`Frame`]s.
 #[derive(Debug)]
 pub struct Batch {
     /// The registered source the frames came from (counters and acknowledgement wake-up).
     pub source: Arc<Source>,
     /// The priority shared by every frame in the batch.
     pub priority: Priority,
-    /// At least one frame, at most the configured batch size.
-    pub frames: Vec<Frame>,
     /// When the frames were decoded, for daemon-side latency.
     pub decoded_at: Instant,
+    /// The socket read the payloads are slices of.
+    chunk: Bytes,
+    frames: Vec<FrameRef>,
+    payload_bytes: u64,
+}
+
+/// One frame's place in its batch's chunk.
+#[derive(Debug, Clone, Copy)]
+struct FrameRef {
+    sequence: u64,
+    start: u32,
+    end: u32,
 }
 
 impl Batch {
+    /// An empty batch with room for `capacity` frames; payload ranges refer to the chunk that
+    /// [`Batch::attach`] supplies once the socket read is cut off the buffer.
+    pub(crate) fn new(
+        source: Arc<Source>,
+        priority: Priority,
+        decoded_at: Instant,
+        capacity: usize,
+    ) -> Batch {
+        Batch {
+            source,
+            priority,
+            decoded_at,
+            chunk: Bytes::new(),
+            frames: Vec::with_capacity(capacity),
+            payload_bytes: 0,
+        }
+    }
+
+    /// Appends a frame whose payload is `chunk[payload]`.
+    pub(crate) fn push(&mut self, sequence: u64, payload: std::ops::Range<usize>) {
+        self.payload_bytes += payload.len() as u64;
+        self.frames.push(FrameRef {
+            sequence,
+            start: payload.start as u32,
+            end: payload.end as u32,
+        });
+    }
+
+    /// Supplies the socket read every pushed payload range refers to.
+    pub(crate) fn attach(&mut self, chunk: Bytes) {
+        debug_assert!(self.frames.iter().all(|f| f.end as usize <= chunk.len()));
+        self.chunk = chunk;
+    }
+
     /// Number of frames, the unit every capacity is counted in.
     pub fn len(&self) -> usize {
         self.frames.len()
@@ -129,11 +176,34 @@ impl Batch {
 
     /// Payload bytes carried by the batch.
     pub fn payload_bytes(&self) -> u64 {
-        self.frames.iter().map(|f| f.payload.len() as u64).sum()
+        self.payload_bytes
+    }
+
+    /// Sequence of the first frame.
+    pub fn first_sequence(&self) -> Option<u64> {
+        self.frames.first().map(|f| f.sequence)
     }
 
     /// Sequence of the last frame: what an acknowledgement names once the batch is stored.
     pub fn last_sequence(&self) -> Option<u64> {
         self.frames.last().map(|f| f.sequence)
+    }
+
+    /// Each frame's sequence and payload, borrowed: for consumers that only read the bytes.
+    pub fn payloads(&self) -> impl ExactSizeIterator<Item = (u64, &[u8])> + '_ {
+        self.frames
+            .iter()
+            .map(|f| (f.sequence, &self.chunk[f.start as usize..f.end as usize]))
+    }
+
+    /// The frames as consumers know them; each payload is a `Bytes` slice of the socket read.
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = Frame> + '_ {
+        self.frames.iter().map(|f| Frame {
+            source_id: self.source.id,
+            source_kind: self.source.kind,
+            priority: self.priority,
+            sequence: f.sequence,
+            payload: self.chunk.slice(f.start as usize..f.end as usize),
+        })
     }
 }

@@ -34,7 +34,7 @@ impl Processor {
             self.stats
                 .processed(frames as u64, emergency, batch.payload_bytes());
             if tracing::enabled!(tracing::Level::DEBUG) {
-                let first = batch.frames.first().map(|f| f.sequence);
+                let first = batch.first_sequence();
                 tracing::debug!(
                     source_id = batch.source.id,
                     priority = batch.priority.as_str(),

@@ -9,6 +9,7 @@
 //! read of hundreds of frames costs one buffer split and one `Bytes` reference per frame.
 
 use std::fmt;
+use std::ops::ControlFlow;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
@@ -254,41 +255,59 @@ impl ClientMessage {
         }
     }
 
-    /// Decodes one body (the bytes after the length prefix).
-    pub fn decode(mut body: Bytes) -> Result<Self, ProtocolError> {
-        let Some(&kind) = body.first() else {
-            return Err(ProtocolError::Empty);
-        };
-        match kind {
-            DATA => {
-                expect_len("DATA", &body, body.len() >= DATA_HEADER, "at least 10")?;
-                body.advance(1);
-                let priority_byte = body.get_u8();
-                let priority = Priority::from_byte(priority_byte)
-                    .ok_or(ProtocolError::InvalidPriority(priority_byte))?;
-                let sequence = body.get_u64();
-                Ok(ClientMessage::Data(Data {
+    /// Decodes the fixed fields of one body (the bytes after the length prefix) without touching
+    /// the payload, which for DATA is `body[DATA_HEADER..]`: the ingest path's decoder, which keeps
+    /// payloads where they are in the read buffer.
+    pub fn view(body: &[u8]) -> Result<MessageView, ProtocolError> {
+        match *body {
+            [] => Err(ProtocolError::Empty),
+            [DATA, priority, ref rest @ ..] if rest.len() >= 8 => {
+                let priority = Priority::from_byte(priority)
+                    .ok_or(ProtocolError::InvalidPriority(priority))?;
+                let mut sequence = [0; 8];
+                sequence.copy_from_slice(&rest[..8]);
+                Ok(MessageView::Data {
                     priority,
-                    sequence,
-                    payload: body,
-                }))
+                    sequence: u64::from_be_bytes(sequence),
+                })
             }
-            HELLO => {
-                expect_len("HELLO", &body, body.len() == 7, "exactly 7")?;
-                body.advance(1);
-                let version = body.get_u8();
-                let kind_byte = body.get_u8();
-                let kind = SourceKind::from_byte(kind_byte)
-                    .ok_or(ProtocolError::InvalidSourceKind(kind_byte))?;
-                Ok(ClientMessage::Hello(Hello {
-                    version,
-                    kind,
-                    source_id: body.get_u32(),
-                }))
-            }
-            other => Err(ProtocolError::UnknownType(other)),
+            [DATA, ..] => Err(ProtocolError::BadLength {
+                message: "DATA",
+                length: body.len(),
+                expected: "at least 10",
+            }),
+            [HELLO, version, kind, a, b, c, d] => Ok(MessageView::Hello(Hello {
+                version,
+                kind: SourceKind::from_byte(kind).ok_or(ProtocolError::InvalidSourceKind(kind))?,
+                source_id: u32::from_be_bytes([a, b, c, d]),
+            })),
+            [HELLO, ..] => Err(ProtocolError::BadLength {
+                message: "HELLO",
+                length: body.len(),
+                expected: "exactly 7",
+            }),
+            [other, ..] => Err(ProtocolError::UnknownType(other)),
         }
     }
+
+    /// Decodes one body (the bytes after the length prefix); a DATA payload shares `body`.
+    pub fn decode(body: Bytes) -> Result<Self, ProtocolError> {
+        Ok(match Self::view(&body)? {
+            MessageView::Hello(hello) => ClientMessage::Hello(hello),
+            MessageView::Data { priority, sequence } => ClientMessage::Data(Data {
+                priority,
+                sequence,
+                payload: body.slice(DATA_HEADER..),
+            }),
+        })
+    }
+}
+
+/// A client message's fixed fields; see [`ClientMessage::view`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageView {
+    Hello(Hello),
+    Data { priority: Priority, sequence: u64 },
 }
 
 impl ServerMessage {
@@ -374,40 +393,68 @@ impl ServerMessage {
     }
 }
 
+/// Where [`walk_messages`] stopped.
+#[derive(Debug)]
+pub struct Walk {
+    /// Offset just past the last message visited.
+    pub end: usize,
+    /// Set when the next message announces a length over the maximum: the stream cannot be
+    /// resynchronised past it, so the connection must end once the visited messages are handled.
+    pub oversize: Option<ProtocolError>,
+}
+
+/// Visits the complete messages at the front of `buf` in one pass over their length prefixes:
+/// `visit(body_offset, body)` for each, until a partial message, an oversize length, or `visit`
+/// breaks. The caller cuts `buf[..end]` off once, so the ingest path pays one buffer split per
+/// socket read, not one per message.
+pub fn walk_messages(
+    buf: &[u8],
+    max_frame_length: usize,
+    mut visit: impl FnMut(usize, &[u8]) -> ControlFlow<()>,
+) -> Walk {
+    let mut end = 0;
+    while let Some(prefix) = buf.get(end..end + LENGTH_PREFIX) {
+        let length = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if length > max_frame_length {
+            return Walk {
+                end,
+                oversize: Some(ProtocolError::FrameTooLarge {
+                    length,
+                    max: max_frame_length,
+                }),
+            };
+        }
+        let body_start = end + LENGTH_PREFIX;
+        let Some(body) = buf.get(body_start..body_start + length) else {
+            break;
+        };
+        end = body_start + length;
+        if visit(body_start, body).is_break() {
+            break;
+        }
+    }
+    Walk {
+        end,
+        oversize: None,
+    }
+}
+
 /// What [`split_complete`] found at the front of a read buffer.
 #[derive(Debug)]
 pub struct Split {
     /// Every complete message, length prefixes included; walk it with [`Bodies`].
     pub complete: Bytes,
-    /// Set when the message after `complete` announces a length over the maximum: the stream cannot
-    /// be resynchronised past it, so the connection must end once `complete` is handled.
+    /// See [`Walk::oversize`].
     pub oversize: Option<ProtocolError>,
 }
 
-/// Cuts every complete message off the front of `buf`, leaving a partial message (if any) behind.
-///
-/// One pass over the length prefixes and one `split_to`: the per-message cost of the ingest path.
+/// Cuts every complete message off the front of `buf`, leaving a partial message (if any) behind:
+/// the minimal batched decoder (the benchmark's floor uses it).
 pub fn split_complete(buf: &mut BytesMut, max_frame_length: usize) -> Split {
-    let mut end = 0;
-    let mut oversize = None;
-    while buf.len() - end >= LENGTH_PREFIX {
-        let prefix = [buf[end], buf[end + 1], buf[end + 2], buf[end + 3]];
-        let length = u32::from_be_bytes(prefix) as usize;
-        if length > max_frame_length {
-            oversize = Some(ProtocolError::FrameTooLarge {
-                length,
-                max: max_frame_length,
-            });
-            break;
-        }
-        if buf.len() - end - LENGTH_PREFIX < length {
-            break;
-        }
-        end += LENGTH_PREFIX + length;
-    }
+    let walk = walk_messages(buf, max_frame_length, |_, _| ControlFlow::Continue(()));
     Split {
-        complete: buf.split_to(end).freeze(),
-        oversize,
+        complete: buf.split_to(walk.end).freeze(),
+        oversize: walk.oversize,
     }
 }
 

@@ -342,8 +342,7 @@ async fn archive_receives_every_processed_frame() {
         while let Some(batch) = feed.next().await {
             seen.extend(
                 batch
-                    .frames
-                    .iter()
+                    .frames()
                     .map(|f| (f.source_kind, f.source_id, f.sequence, f.priority)),
             );
         }
@@ -680,7 +679,7 @@ async fn slow_dashboard_lags_logs_and_continues() {
             .await
             .expect("the feed yields the batches it still holds")
             .expect("the feed is open while the daemon runs");
-        seen.extend(batch.frames.iter().map(|f| f.sequence));
+        seen.extend(batch.frames().map(|f| f.sequence));
     }
     assert!(
         seen.len() <= CAPACITY,

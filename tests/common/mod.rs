@@ -292,12 +292,12 @@ impl ArchiveSink for RecordingSink {
                 opened.map_err(|_| io::Error::other("the test dropped the archive gate"))?;
             }
             let mut records = self.state.records.lock().unwrap();
-            records.extend(batch.frames.iter().map(|f| Stored {
+            records.extend(batch.frames().map(|f| Stored {
                 kind: f.source_kind,
                 source_id: f.source_id,
                 sequence: f.sequence,
                 priority: f.priority,
-                payload: f.payload.clone(),
+                payload: f.payload,
             }));
             Ok(())
         })

@@ -24,10 +24,9 @@ impl ArchiveSink for MeasuringSink {
         self.frames.fetch_add(batch.len() as u64, Relaxed);
         let recorder = &self.shared.recorder;
         if recorder.recording() {
-            let is_probe = batch.frames.first().map(|f| f.source_id) == Some(PROBE_SOURCE_ID);
-            if is_probe {
-                for frame in &batch.frames {
-                    recorder.probe(&frame.payload);
+            if batch.source.id == PROBE_SOURCE_ID {
+                for (_, payload) in batch.payloads() {
+                    recorder.probe(payload);
                 }
             } else if batch.priority == Priority::Emergency {
                 recorder.stream(batch.decoded_at.elapsed().as_nanos() as u64, batch.len());
