@@ -12,6 +12,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::protocol::DATA_HEADER;
 
+/// The smallest read a connection makes, however many share the read budget.
+const MIN_READ: usize = 4096;
+
 /// The largest frame length the config accepts, to keep per-connection buffers sane.
 const MAX_FRAME_LENGTH_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -132,8 +135,12 @@ impl Default for PipelineConfig {
 pub struct ConnectionConfig {
     /// Largest message body accepted; a larger length prefix closes the connection.
     pub max_frame_length: usize,
-    /// Bytes read from a socket at a time; bounds each connection's undecoded input.
+    /// Most bytes read from one socket at a time.
     pub read_buffer: usize,
+    /// Bytes of read buffers shared by all connections: with many connections each one reads less
+    /// at a time (`read_budget / connections`, at least 4 KiB, at most `read_buffer`), so memory
+    /// stays bounded whatever the number of sources.
+    pub read_budget: usize,
     /// Time a new connection has to send its hello.
     #[serde(rename = "handshake_timeout_ms", deserialize_with = "millis")]
     pub handshake_timeout: Duration,
@@ -143,6 +150,9 @@ pub struct ConnectionConfig {
     /// Acknowledgements to one source are coalesced to at most one per interval.
     #[serde(rename = "ack_interval_ms", deserialize_with = "millis")]
     pub ack_interval: Duration,
+    /// ACKs per second across all connections: with many connections each one's interval
+    /// stretches to `connections / ack_budget_per_sec` seconds, since every ACK is a system call.
+    pub ack_budget_per_sec: u64,
 }
 
 impl Default for ConnectionConfig {
@@ -150,9 +160,11 @@ impl Default for ConnectionConfig {
         ConnectionConfig {
             max_frame_length: 64 * 1024,
             read_buffer: 64 * 1024,
+            read_budget: 32 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             ack_interval: Duration::from_millis(10),
+            ack_budget_per_sec: 20_000,
         }
     }
 }
@@ -381,6 +393,11 @@ impl Config {
             ("pipeline.max_batch_frames", self.pipeline.max_batch_frames),
             ("pipeline.emergency_streak", self.pipeline.emergency_streak),
             ("connection.read_buffer", self.connection.read_buffer),
+            ("connection.read_budget", self.connection.read_budget),
+            (
+                "connection.ack_budget_per_sec",
+                self.connection.ack_budget_per_sec as usize,
+            ),
             ("runtime.worker_threads", self.runtime.worker_threads),
         ];
         for (key, value) in positive {
@@ -447,6 +464,24 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Bytes one connection reads at a time when `connections` are open: its share of the read
+    /// budget, between 4 KiB and `read_buffer`.
+    pub fn read_size(&self, connections: u64) -> usize {
+        let share = self.connection.read_budget / connections.max(1) as usize;
+        share.clamp(
+            MIN_READ.min(self.connection.read_buffer),
+            self.connection.read_buffer,
+        )
+    }
+
+    /// The interval between ACKs to one source when `connections` are open: `ack_interval`, or
+    /// longer when the connections together would exceed `ack_budget_per_sec`.
+    pub fn ack_interval(&self, connections: u64) -> Duration {
+        let c = &self.connection;
+        let share = Duration::from_secs_f64(connections as f64 / c.ack_budget_per_sec as f64);
+        c.ack_interval.max(share)
     }
 
     /// The most frames that can be inside the pipeline at once (accepted, not yet archived), not

@@ -139,12 +139,15 @@ impl Wire {
         let _ = timeout(self.drain_write_budget.min(LINGER), drain_input).await;
     }
 
-    /// Reads more bytes, keeping at least a quarter of a read buffer free so reads stay large.
-    async fn read_more(&mut self, read_buffer: usize) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < read_buffer / 4 + 1 {
-            self.buf.reserve(read_buffer);
+    /// Reads at most `size` more bytes. A buffer is allocated only when the free space is down to
+    /// a quarter of that, so an idle connection holds a small tail, not a full read buffer.
+    async fn read_more(&mut self, size: usize) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < size / 4 + 1 {
+            self.buf.reserve(size);
         }
-        self.reader.read_buf(&mut self.buf).await
+        let spare = self.buf.capacity() - self.buf.len();
+        let mut limited = (&mut self.reader).take(spare.min(size) as u64);
+        limited.read_buf(&mut self.buf).await
     }
 }
 
@@ -162,7 +165,7 @@ pub(crate) async fn serve(
     let mut wire = Wire {
         reader,
         writer,
-        buf: BytesMut::with_capacity(config.connection.read_buffer),
+        buf: BytesMut::new(),
         write_timeout: config.connection.idle_timeout,
         drain: shared.drain.clone(),
         drain_write_budget: config.shutdown.drain_deadline / 4,
@@ -198,8 +201,8 @@ pub(crate) async fn serve(
 
     let key = (registration.source.kind, registration.source.id);
     let source = Arc::clone(&registration.source);
-    let (end, ledger) = stream_frames(&mut wire, registration, &shared).await;
-    finish(&mut wire, &source, ledger, end, &shared).await;
+    let (end, ledger, ack_sent) = stream_frames(&mut wire, registration, &shared).await;
+    finish(&mut wire, &source, ledger, ack_sent, end, &shared).await;
     let _ = shared.router.deregister(key).await;
 }
 
@@ -234,7 +237,7 @@ async fn handshake(wire: &mut Wire, listener: SourceKind, shared: &Shared) -> Op
                 refuse(wire, shared, RefuseReason::HandshakeTimeout, detail, true).await;
                 return None;
             }
-            read = wire.read_more(cfg.read_buffer) => read,
+            read = wire.read_more(shared.config.read_size(shared.stats.active_sources())) => read,
         };
         match read {
             Ok(0) if wire.buf.is_empty() => {
@@ -403,13 +406,19 @@ impl Intake {
 
 /// Acknowledgement pacing: at most one ACK per interval, and a timer to look for progress while
 /// frames are outstanding and nothing else wakes the connection.
-struct Acks {
-    interval: Duration,
+struct Acks<'a> {
+    shared: &'a Shared,
     sent: Option<u64>,
     next_send: Instant,
 }
 
-impl Acks {
+impl Acks<'_> {
+    /// This connection's share of the ACK budget, re-read as connections come and go.
+    fn interval(&self) -> Duration {
+        let connections = self.shared.stats.active_sources();
+        self.shared.config.ack_interval(connections)
+    }
+
     /// Sends an ACK if the ledger moved and the interval allows. Returns a wake-up to arm when one
     /// is due and `timer_armed` does not already cover it; reads the clock only when it must.
     async fn update(
@@ -432,24 +441,25 @@ impl Acks {
                 wire.send(&ServerMessage::Ack { sequence }).await;
             }
             self.sent = ledger.acked();
-            self.next_send = now + self.interval;
+            self.next_send = now + self.interval();
         }
         if ledger.acked() != self.sent {
             Some(self.next_send)
         } else if !ledger.is_settled() && !timer_armed {
-            Some(now + self.interval)
+            Some(now + self.interval())
         } else {
             None
         }
     }
 }
 
-/// The ingest loop. Returns why it ended and the ledger of what is still to be acknowledged.
+/// The ingest loop. Returns why it ended, the ledger of what is still to be acknowledged, and the
+/// last acknowledgement sent.
 async fn stream_frames(
     wire: &mut Wire,
     registration: Registration,
     shared: &Shared,
-) -> (Ending, AckLedger) {
+) -> (Ending, AckLedger, Option<u64>) {
     let cfg = &shared.config;
     let Registration {
         source,
@@ -465,7 +475,7 @@ async fn stream_frames(
         pending: VecDeque::new(),
     };
     let mut acks = Acks {
-        interval: cfg.connection.ack_interval,
+        shared,
         sent: resume_after,
         next_send: Instant::now(),
     };
@@ -518,7 +528,7 @@ async fn stream_frames(
                     last_activity = Instant::now();
                 }
             }
-            read = wire.read_more(cfg.connection.read_buffer), if reading => match read {
+            read = wire.read_more(cfg.read_size(shared.stats.active_sources())), if reading => match read {
                 Ok(0) if wire.buf.is_empty() => end = Some(Ending::EndOfStream),
                 Ok(0) => end = Some(Ending::Protocol(ProtocolError::Truncated { buffered: wire.buf.len() })),
                 Ok(_) => {
@@ -540,7 +550,7 @@ async fn stream_frames(
     }
     drop(ingress);
     let end = end.unwrap_or(Ending::PipelineClosed);
-    (end, intake.ledger)
+    (end, intake.ledger, acks.sent)
 }
 
 /// Waits (within the drain deadline) until everything accepted is stored, then sends the final
@@ -549,17 +559,19 @@ async fn finish(
     wire: &mut Wire,
     source: &Source,
     mut ledger: AckLedger,
+    ack_sent: Option<u64>,
     end: Ending,
     shared: &Shared,
 ) {
     let cfg = &shared.config;
-    let mut acks = Acks {
-        interval: cfg.connection.ack_interval,
-        sent: source.last_acked(),
-        next_send: Instant::now(),
-    };
     let give_up = Instant::now() + cfg.shutdown.drain_deadline;
-    while let Some(recheck) = acks.update(wire, source, &mut ledger, false).await {
+    loop {
+        if ledger.advance(source.stored_counts()) {
+            source.set_acked(ledger.acked());
+        }
+        if ledger.is_settled() {
+            break;
+        }
         if Instant::now() >= give_up {
             tracing::error!(
                 acked = ?ledger.acked(),
@@ -567,7 +579,10 @@ async fn finish(
             );
             break;
         }
-        sleep_until(recheck.min(give_up)).await;
+        sleep_until((Instant::now() + cfg.connection.ack_interval).min(give_up)).await;
+    }
+    if let Some(sequence) = ledger.acked().filter(|_| ledger.acked() != ack_sent) {
+        wire.send(&ServerMessage::Ack { sequence }).await;
     }
     let detail = end.detail(cfg);
     match &end {

@@ -35,29 +35,60 @@ impl FrameFeed {
         loop {
             match self.rx.recv().await {
                 Ok(batch) => return Some(batch),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    self.stats.lagged(missed);
-                    tracing::warn!(
-                        consumer = self.name,
-                        missed_batches = missed,
-                        "fell behind the fan-out; skipping to the oldest batch still held"
-                    );
-                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => self.lagged(missed),
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
+
+    /// The next batch if one is waiting right now; `Err(Closed)` once the processor has finished.
+    pub fn try_next(&mut self) -> Result<Option<Arc<Batch>>, Closed> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(batch) => return Ok(Some(batch)),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => self.lagged(missed),
+                Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
+                Err(broadcast::error::TryRecvError::Closed) => return Err(Closed),
+            }
+        }
+    }
+
+    fn lagged(&self, missed: u64) {
+        self.stats.lagged(missed);
+        tracing::warn!(
+            consumer = self.name,
+            missed_batches = missed,
+            "fell behind the fan-out; skipping to the oldest batch still held"
+        );
+    }
 }
 
+/// The fan-out has ended: the processor finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
 /// Follows the fan-out and logs each published stats snapshot until the pipeline has drained.
+///
+/// Everything already waiting in the fan-out is taken in one go before the next `select!`, so a
+/// burst of batches costs one wake-up rather than one per batch.
 pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineStats>) {
     let mut frames_seen = 0u64;
     loop {
         tokio::select! {
-            batch = feed.next() => match batch {
-                Some(batch) => frames_seen += batch.len() as u64,
-                None => break,
-            },
+            batch = feed.next() => {
+                let Some(batch) = batch else { break };
+                frames_seen += batch.len() as u64;
+                loop {
+                    match feed.try_next() {
+                        Ok(Some(batch)) => frames_seen += batch.len() as u64,
+                        Ok(None) => break,
+                        Err(Closed) => {
+                            tracing::debug!(frames_seen, "dashboard: fan-out closed");
+                            return;
+                        }
+                    }
+                }
+            }
             Ok(()) = published.changed() => {
                 let stats = *published.borrow_and_update();
                 log_line(&stats, frames_seen);

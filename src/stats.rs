@@ -101,6 +101,11 @@ impl Stats {
         Self::default()
     }
 
+    /// Sources registered right now (one atomic load).
+    pub fn active_sources(&self) -> u64 {
+        self.counters.active_sources.load(Relaxed)
+    }
+
     pub(crate) fn accepted(&self, frames: u64) {
         self.counters.frames_accepted.fetch_add(frames, Relaxed);
     }

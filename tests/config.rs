@@ -315,3 +315,30 @@ fn version_prints_the_package_version() {
         "{stdout}"
     );
 }
+
+#[test]
+fn read_size_shares_the_budget_within_its_bounds() {
+    let mut config = Config::default();
+    config.connection.read_buffer = 64 * 1024;
+    config.connection.read_budget = 32 * 1024 * 1024;
+    assert_eq!(
+        config.read_size(0),
+        64 * 1024,
+        "no connection yet: a full read"
+    );
+    assert_eq!(config.read_size(48), 64 * 1024);
+    assert_eq!(config.read_size(1024), 32 * 1024);
+    assert_eq!(config.read_size(10_000), 4096, "never below 4 KiB");
+    config.connection.read_buffer = 1024;
+    assert_eq!(config.read_size(10_000), 1024, "never above read_buffer");
+}
+
+#[test]
+fn ack_interval_stretches_to_keep_the_ack_budget() {
+    let mut config = Config::default();
+    config.connection.ack_interval = Duration::from_millis(10);
+    config.connection.ack_budget_per_sec = 20_000;
+    assert_eq!(config.ack_interval(48).as_millis(), 10);
+    assert_eq!(config.ack_interval(1_000).as_millis(), 50);
+    assert_eq!(config.ack_interval(10_000).as_millis(), 500);
+}
