@@ -36,7 +36,7 @@ use crate::source::{AckLedger, Source};
 use crate::stats::Stats;
 
 /// How long a closing connection waits for the peer to close its side.
-const LINGER: Duration = Duration::from_millis(500);
+const LINGER: Duration = Duration::from_millis(200);
 
 /// What every connection task shares.
 #[derive(Debug)]
