@@ -119,3 +119,49 @@ fn container_config_is_valid_and_matches_the_image() {
         .expect("stop_grace_period in seconds");
     assert!(Duration::from_secs(grace) > config.shutdown.drain_deadline);
 }
+
+#[test]
+fn the_daemon_tells_systemd_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    use std::process::Stdio;
+
+    let dir = std::env::temp_dir().join(format!("aggregator-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let config_path = dir.join("aggregator.toml");
+    std::fs::write(
+        &config_path,
+        "[uplink]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\n\
+         [replay]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\n\
+         [monitor]\nenabled = false\n",
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .arg("--config")
+        .arg(&config_path)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let mut message = [0u8; 256];
+    let recv = |buf: &mut [u8]| -> String {
+        let n = socket.recv(buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = recv(&mut message);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    let stopping = recv(&mut message);
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    let status = daemon.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}");
+}
