@@ -14,6 +14,8 @@
 //! - [`queue`]: the queue bounded in frames that every lane and the archive input use.
 //! - [`processor`]: the frame processor and the fan-out.
 //! - [`archive`]: the consumer that must receive every frame, and its `ArchiveSink` interface.
+//! - [`segment`]: the archive's on-disk format (`docs/archive.md`): segment files, records, the scan
+//!   that tells a torn tail from corruption.
 //! - [`dashboard`]: the consumer that may lag, and the lag-tolerant `FrameFeed`.
 //! - [`stats`]: lock-free pipeline counters and their `watch` publication.
 //! - [`monitor`]: the HTTP endpoint: `/stats`, `/metrics`, `/healthz`.
@@ -32,6 +34,7 @@ pub mod processor;
 pub mod protocol;
 pub mod queue;
 pub mod router;
+pub mod segment;
 pub mod server;
 pub mod sim;
 pub mod source;

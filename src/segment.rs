@@ -1,0 +1,681 @@
+//! The archive's on-disk format: segment files of length-prefixed, checksummed records
+//! (`docs/archive.md` describes it byte by byte).
+//!
+//! Why it is shaped this way:
+//! - **Append-only segments.** The archive only ever appends, so a crash can damage nothing but the
+//!   end of the newest segment. Segments roll over at a size limit, so recovery reads one bounded
+//!   file and old segments can be copied or deleted whole. A name carries a zero-padded index
+//!   (`segment-00000000000000000001.seg`), so the lexical order of the names is their write order.
+//! - **A magic per file** (`TLMSEG01`): a tool pointed at the wrong file fails at byte 0 instead of
+//!   reading nonsense, and the trailing `01` leaves room for a format version.
+//! - **Length, then CRC, then body.** The length lets a reader skip a record without knowing its
+//!   type; the CRC-32 of the body tells a complete record from a torn or damaged one. The length is
+//!   outside the CRC, so a damaged length is caught by the body's CRC not matching, or by no record
+//!   being readable after it (see below).
+//! - **Self-describing records.** A frame record carries everything the pipeline's `Frame` does plus
+//!   the receive time, so the archive can be verified, inspected and replayed without the daemon.
+//!   WATERMARK and STORED records carry the acknowledgement state, so recovery needs only the newest
+//!   segment: when a segment is opened, its writer first checkpoints every source's state in it.
+//! - **Big-endian integers**, like the wire protocol (`docs/protocol.md`).
+//!
+//! Torn or corrupt: a crash leaves at most an incomplete write at the end of the newest segment (a
+//! record cut short, or, on some file systems, zero-filled or stale blocks). A reader cannot tell a
+//! damaged last record from a torn one, and truncating either loses nothing that was ever complete.
+//! So a bad record after which nothing valid can be found is [`ScanEnd::Torn`], and
+//! [`repair_tail`] cuts it; a bad record followed by a valid one, a record whose CRC matches but
+//! whose contents are impossible, or a bad magic is [`ScanEnd::Corrupt`]: damage in the middle,
+//! which is reported and never "repaired" by deleting good data.
+//!
+//! Nothing read from disk is trusted: every error names the file and the byte offset.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::frame::{Priority, SourceKind};
+
+/// The first 8 bytes of every segment file.
+pub const MAGIC: &[u8; 8] = b"TLMSEG01";
+
+/// Bytes in front of every record body: the length (4) and the CRC (4).
+pub const RECORD_HEADER_LEN: usize = 8;
+
+/// Largest body a reader accepts. Frames are bounded far below it by the wire protocol's
+/// `connection.max_frame_length`; a larger length can only be damage.
+pub const MAX_BODY_LEN: u32 = 16 * 1024 * 1024;
+
+/// Record type of a frame.
+pub const TYPE_FRAME: u8 = 1;
+/// Record type of a watermark.
+pub const TYPE_WATERMARK: u8 = 2;
+/// Record type of a stored-above-watermark marker.
+pub const TYPE_STORED: u8 = 3;
+
+/// Body bytes of a frame record before its payload.
+pub const FRAME_BODY_FIXED: usize = 23;
+/// Body bytes of a WATERMARK or STORED record.
+pub const MARK_BODY_LEN: usize = 14;
+
+const PREFIX: &str = "segment-";
+const SUFFIX: &str = ".seg";
+
+/// The file name of segment `index`: `segment-{index:020}.seg`.
+pub fn segment_name(index: u64) -> String {
+    format!("{PREFIX}{index:020}{SUFFIX}")
+}
+
+/// The index in a segment file name; `None` for any other file.
+pub fn segment_index(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The segments in `dir`, sorted by index. Other files and directories are ignored.
+pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| with_path(err, dir, "cannot list"))?;
+        let path = entry.path();
+        if let Some(index) = segment_index(&path) {
+            let file_type = entry
+                .file_type()
+                .map_err(|err| with_path(err, &path, "cannot stat"))?;
+            if !file_type.is_dir() {
+                segments.push((index, path));
+            }
+        }
+    }
+    segments.sort_by_key(|(index, _)| *index);
+    Ok(segments)
+}
+
+/// One record of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A telemetry frame.
+    Frame(FrameRecord),
+    /// Every frame of the source with a sequence up to and including `acked` is stored, in this
+    /// segment or an earlier one.
+    Watermark {
+        kind: SourceKind,
+        source_id: u32,
+        acked: u64,
+    },
+    /// A frame of the source with this sequence, above its watermark, is stored in an earlier
+    /// segment. Written in a new segment's checkpoint, so recovery can read the newest segment alone.
+    Stored {
+        kind: SourceKind,
+        source_id: u32,
+        sequence: u64,
+    },
+}
+
+impl Entry {
+    /// The source the record is about.
+    pub fn source(&self) -> (SourceKind, u32) {
+        match self {
+            Entry::Frame(f) => (f.kind, f.source_id),
+            Entry::Watermark {
+                kind, source_id, ..
+            }
+            | Entry::Stored {
+                kind, source_id, ..
+            } => (*kind, *source_id),
+        }
+    }
+
+    /// Appends the record's encoding to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Entry::Frame(f) => encode_frame(
+                out,
+                f.kind,
+                f.priority,
+                f.source_id,
+                f.sequence,
+                f.received_unix_ns,
+                &f.payload,
+            ),
+            Entry::Watermark {
+                kind,
+                source_id,
+                acked,
+            } => encode_watermark(out, *kind, *source_id, *acked),
+            Entry::Stored {
+                kind,
+                source_id,
+                sequence,
+            } => encode_stored(out, *kind, *source_id, *sequence),
+        }
+    }
+}
+
+/// A frame as the archive stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRecord {
+    pub kind: SourceKind,
+    pub priority: Priority,
+    pub source_id: u32,
+    pub sequence: u64,
+    /// When the daemon read the frame off the socket, in nanoseconds since the Unix epoch: what a
+    /// replay at the recorded pace follows.
+    pub received_unix_ns: u64,
+    pub payload: Bytes,
+}
+
+/// Appends one record: length, CRC, then the body `write_body` appends.
+fn encode_record(out: &mut Vec<u8>, write_body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    write_body(out);
+    let body = &out[start + RECORD_HEADER_LEN..];
+    let len = body.len() as u32;
+    let crc = crc32fast::hash(body);
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Appends a FRAME record (type 1) to `out`.
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    kind: SourceKind,
+    priority: Priority,
+    source_id: u32,
+    sequence: u64,
+    received_unix_ns: u64,
+    payload: &[u8],
+) {
+    out.reserve(RECORD_HEADER_LEN + FRAME_BODY_FIXED + payload.len());
+    encode_record(out, |b| {
+        b.push(TYPE_FRAME);
+        b.push(kind.to_byte());
+        b.push(priority.to_byte());
+        b.extend_from_slice(&source_id.to_be_bytes());
+        b.extend_from_slice(&sequence.to_be_bytes());
+        b.extend_from_slice(&received_unix_ns.to_be_bytes());
+        b.extend_from_slice(payload);
+    });
+}
+
+/// Appends a WATERMARK record (type 2) to `out`.
+pub fn encode_watermark(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, acked: u64) {
+    encode_mark(out, TYPE_WATERMARK, kind, source_id, acked);
+}
+
+/// Appends a STORED record (type 3) to `out`.
+pub fn encode_stored(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, sequence: u64) {
+    encode_mark(out, TYPE_STORED, kind, source_id, sequence);
+}
+
+fn encode_mark(out: &mut Vec<u8>, record_type: u8, kind: SourceKind, source_id: u32, value: u64) {
+    encode_record(out, |b| {
+        b.push(record_type);
+        b.push(kind.to_byte());
+        b.extend_from_slice(&source_id.to_be_bytes());
+        b.extend_from_slice(&value.to_be_bytes());
+    });
+}
+
+/// How a segment's records ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Every byte belongs to a valid record.
+    Clean,
+    /// The bytes from `offset` on are an incomplete or damaged last write: nothing valid follows.
+    /// [`repair_tail`] cuts them.
+    Torn { offset: u64, reason: String },
+    /// The record at `offset` is wrong in a way a crash cannot explain (a valid record follows it,
+    /// its CRC matches but its contents are impossible, or the magic is wrong). Never repaired.
+    Corrupt { offset: u64, reason: String },
+}
+
+/// Everything [`read_segment`] found in one file.
+#[derive(Debug, Clone)]
+pub struct SegmentScan {
+    /// Every valid record before the first bad one, with the offset of its length field.
+    pub entries: Vec<(u64, Entry)>,
+    /// Bytes up to the end of the last valid record (8, the magic, for a segment without records;
+    /// 0 when the magic itself is incomplete).
+    pub valid_len: u64,
+    pub file_len: u64,
+    pub end: ScanEnd,
+}
+
+/// Why a record could not be decoded.
+enum Bad {
+    /// The header or body runs past the end of the file.
+    Incomplete(String),
+    /// Complete but wrong: length out of range or CRC mismatch. A crash can cause this.
+    Damaged(String),
+    /// The CRC matches but the contents are impossible: only a bug or deliberate damage does this.
+    Impossible(String),
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_be_bytes(a)
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+
+/// Decodes the record at `pos`; returns it and the offset right after it.
+fn decode_at(data: &Bytes, pos: usize) -> Result<(Entry, usize), Bad> {
+    let rest = data.len() - pos;
+    if rest < RECORD_HEADER_LEN {
+        return Err(Bad::Incomplete(format!(
+            "record header cut short ({rest} of {RECORD_HEADER_LEN} bytes)"
+        )));
+    }
+    let len = be_u32(data, pos);
+    if len == 0 || len > MAX_BODY_LEN {
+        return Err(Bad::Damaged(format!(
+            "body length {len} is outside 1..={MAX_BODY_LEN}"
+        )));
+    }
+    let len = len as usize;
+    let body_start = pos + RECORD_HEADER_LEN;
+    if len > data.len() - body_start {
+        return Err(Bad::Incomplete(format!(
+            "record body cut short ({} of {len} bytes)",
+            data.len() - body_start
+        )));
+    }
+    let body = &data[body_start..body_start + len];
+    let stored_crc = be_u32(data, pos + 4);
+    let crc = crc32fast::hash(body);
+    if crc != stored_crc {
+        return Err(Bad::Damaged(format!(
+            "CRC mismatch (stored {stored_crc:08x}, computed {crc:08x}) over a {len}-byte body"
+        )));
+    }
+    let kind = |byte: u8| {
+        SourceKind::from_byte(byte)
+            .ok_or_else(|| Bad::Impossible(format!("undefined source kind {byte}")))
+    };
+    let entry = match body[0] {
+        TYPE_FRAME => {
+            if len < FRAME_BODY_FIXED {
+                return Err(Bad::Impossible(format!(
+                    "frame record body of {len} bytes, shorter than {FRAME_BODY_FIXED}"
+                )));
+            }
+            let priority = Priority::from_byte(body[2])
+                .ok_or_else(|| Bad::Impossible(format!("undefined priority {}", body[2])))?;
+            Entry::Frame(FrameRecord {
+                kind: kind(body[1])?,
+                priority,
+                source_id: be_u32(body, 3),
+                sequence: be_u64(body, 7),
+                received_unix_ns: be_u64(body, 15),
+                payload: data.slice(body_start + FRAME_BODY_FIXED..body_start + len),
+            })
+        }
+        t @ (TYPE_WATERMARK | TYPE_STORED) => {
+            if len != MARK_BODY_LEN {
+                return Err(Bad::Impossible(format!(
+                    "type {t} record body of {len} bytes, expected {MARK_BODY_LEN}"
+                )));
+            }
+            let (kind, source_id, value) = (kind(body[1])?, be_u32(body, 2), be_u64(body, 6));
+            if t == TYPE_WATERMARK {
+                Entry::Watermark {
+                    kind,
+                    source_id,
+                    acked: value,
+                }
+            } else {
+                Entry::Stored {
+                    kind,
+                    source_id,
+                    sequence: value,
+                }
+            }
+        }
+        other => return Err(Bad::Impossible(format!("unknown record type {other}"))),
+    };
+    Ok((entry, body_start + len))
+}
+
+/// The first offset after `pos` where a complete, valid record starts, if any: evidence that the
+/// damage at `pos` is in the middle of the file, not a torn tail.
+fn resync_after(data: &Bytes, pos: usize) -> Option<usize> {
+    (pos + 1..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&at| decode_at(data, at).is_ok())
+}
+
+/// Scans segment bytes already in memory (what [`read_segment`] does after reading the file).
+pub fn scan_bytes(data: Bytes) -> SegmentScan {
+    let file_len = data.len() as u64;
+    let mut entries = Vec::new();
+    if data.len() < MAGIC.len() {
+        let end = if MAGIC.starts_with(&data) {
+            ScanEnd::Torn {
+                offset: 0,
+                reason: format!("magic cut short ({} of 8 bytes)", data.len()),
+            }
+        } else {
+            ScanEnd::Corrupt {
+                offset: 0,
+                reason: "bad magic: not a segment file".into(),
+            }
+        };
+        return SegmentScan {
+            entries,
+            valid_len: 0,
+            file_len,
+            end,
+        };
+    }
+    if &data[..MAGIC.len()] != MAGIC {
+        return SegmentScan {
+            entries,
+            valid_len: 0,
+            file_len,
+            end: ScanEnd::Corrupt {
+                offset: 0,
+                reason: format!(
+                    "bad magic {:02x?}, expected {:?}",
+                    &data[..MAGIC.len()],
+                    String::from_utf8_lossy(MAGIC)
+                ),
+            },
+        };
+    }
+    let mut pos = MAGIC.len();
+    let end = loop {
+        if pos == data.len() {
+            break ScanEnd::Clean;
+        }
+        match decode_at(&data, pos) {
+            Ok((entry, next)) => {
+                entries.push((pos as u64, entry));
+                pos = next;
+            }
+            Err(Bad::Impossible(reason)) => {
+                break ScanEnd::Corrupt {
+                    offset: pos as u64,
+                    reason,
+                }
+            }
+            Err(Bad::Incomplete(reason) | Bad::Damaged(reason)) => {
+                break match resync_after(&data, pos) {
+                    Some(next) => ScanEnd::Corrupt {
+                        offset: pos as u64,
+                        reason: format!("{reason}; a valid record follows at offset {next}"),
+                    },
+                    None => ScanEnd::Torn {
+                        offset: pos as u64,
+                        reason,
+                    },
+                };
+            }
+        }
+    };
+    SegmentScan {
+        entries,
+        valid_len: pos as u64,
+        file_len,
+        end,
+    }
+}
+
+/// Reads a whole segment file: every valid entry with its byte offset, and how it ended.
+///
+/// An `Err` is an I/O error (the file cannot be read); bad contents are reported in
+/// [`SegmentScan::end`], never as a panic.
+pub fn read_segment(path: &Path) -> io::Result<SegmentScan> {
+    let data = fs::read(path).map_err(|err| with_path(err, path, "cannot read"))?;
+    Ok(scan_bytes(Bytes::from(data)))
+}
+
+/// Truncates a torn tail and returns the bytes cut: `None` when the segment was clean. A segment
+/// whose magic itself was cut short is rewritten as an empty segment (the magic alone). A
+/// [`ScanEnd::Corrupt`] segment is not touched: the error names the file and the offset.
+pub fn repair_tail(path: &Path) -> io::Result<Option<u64>> {
+    let scan = read_segment(path)?;
+    match scan.end {
+        ScanEnd::Clean => Ok(None),
+        ScanEnd::Corrupt { offset, reason } => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: corrupt record at offset {offset}: {reason}; not repaired",
+                path.display()
+            ),
+        )),
+        ScanEnd::Torn { .. } => {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|err| with_path(err, path, "cannot open for repair"))?;
+            let fail = |err| with_path(err, path, "cannot truncate the torn tail of");
+            if scan.valid_len < MAGIC.len() as u64 {
+                file.set_len(0).map_err(fail)?;
+                file.write_all(MAGIC).map_err(fail)?;
+            } else {
+                file.set_len(scan.valid_len).map_err(fail)?;
+            }
+            file.sync_all().map_err(fail)?;
+            Ok(Some(scan.file_len - scan.valid_len))
+        }
+    }
+}
+
+fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Entry> {
+        vec![
+            Entry::Frame(FrameRecord {
+                kind: SourceKind::LiveUplink,
+                priority: Priority::Emergency,
+                source_id: 7,
+                sequence: 42,
+                received_unix_ns: 1_700_000_000_123_456_789,
+                payload: Bytes::from_static(b"SAFE_MODE"),
+            }),
+            Entry::Frame(FrameRecord {
+                kind: SourceKind::ArchivedReplay,
+                priority: Priority::Routine,
+                source_id: u32::MAX,
+                sequence: u64::MAX,
+                received_unix_ns: 0,
+                payload: Bytes::new(),
+            }),
+            Entry::Watermark {
+                kind: SourceKind::LiveUplink,
+                source_id: 7,
+                acked: 41,
+            },
+            Entry::Stored {
+                kind: SourceKind::ArchivedReplay,
+                source_id: 1000,
+                sequence: 9,
+            },
+        ]
+    }
+
+    fn segment(entries: &[Entry]) -> (Vec<u8>, Vec<u64>) {
+        let mut out = MAGIC.to_vec();
+        let mut offsets = Vec::new();
+        for entry in entries {
+            offsets.push(out.len() as u64);
+            entry.encode(&mut out);
+        }
+        (out, offsets)
+    }
+
+    fn write(dir: &Path, index: u64, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(segment_name(index));
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("segment-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn every_record_type_round_trips_with_its_offset() {
+        let entries = sample();
+        let (bytes, offsets) = segment(&entries);
+        let scan = scan_bytes(Bytes::from(bytes.clone()));
+        assert_eq!(scan.end, ScanEnd::Clean);
+        assert_eq!(scan.valid_len, bytes.len() as u64);
+        assert_eq!(scan.file_len, bytes.len() as u64);
+        let got: Vec<_> = scan.entries.iter().map(|(o, _)| *o).collect();
+        assert_eq!(got, offsets);
+        let got: Vec<_> = scan.entries.into_iter().map(|(_, e)| e).collect();
+        assert_eq!(got, entries);
+        // The documented sizes: 8 + 23 + payload, 8 + 14.
+        assert_eq!(offsets[1] - offsets[0], 8 + 23 + 9);
+        assert_eq!(offsets[3] - offsets[2], 8 + 14);
+    }
+
+    #[test]
+    fn names_parse_and_list_in_index_order() {
+        assert_eq!(segment_name(3), "segment-00000000000000000003.seg");
+        assert_eq!(
+            segment_index(Path::new("/a/segment-00000000000000000003.seg")),
+            Some(3)
+        );
+        assert_eq!(segment_index(Path::new("segment-3.seg")), None);
+        assert_eq!(
+            segment_index(Path::new("segment-0000000000000000000x.seg")),
+            None
+        );
+        let dir = temp_dir("list");
+        write(&dir, 10, MAGIC);
+        write(&dir, 2, MAGIC);
+        fs::write(dir.join("notes.txt"), b"x").unwrap();
+        let listed: Vec<_> = list_segments(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(listed, vec![2, 10]);
+        assert!(list_segments(&dir.join("missing")).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_last_record_is_torn_and_repair_cuts_exactly_it() {
+        let entries = sample();
+        let (bytes, offsets) = segment(&entries);
+        let dir = temp_dir("torn");
+        for cut in [1, 5, 9, 13] {
+            let path = write(&dir, 1, &bytes[..bytes.len() - cut]);
+            let scan = read_segment(&path).unwrap();
+            let last = *offsets.last().unwrap();
+            assert!(
+                matches!(scan.end, ScanEnd::Torn { offset, .. } if offset == last),
+                "cut {cut}: {:?}",
+                scan.end
+            );
+            assert_eq!(scan.valid_len, last);
+            assert_eq!(scan.entries.len(), entries.len() - 1);
+            let cut_bytes = (bytes.len() - cut) as u64 - last;
+            assert_eq!(repair_tail(&path).unwrap(), Some(cut_bytes));
+            assert_eq!(fs::metadata(&path).unwrap().len(), last);
+            assert_eq!(read_segment(&path).unwrap().end, ScanEnd::Clean);
+            assert_eq!(repair_tail(&path).unwrap(), None);
+        }
+        // A zero-filled tail, as some file systems leave after a crash, is torn too.
+        let mut zeroed = bytes.clone();
+        zeroed.extend_from_slice(&[0; 100]);
+        let path = write(&dir, 1, &zeroed);
+        assert!(
+            matches!(read_segment(&path).unwrap().end, ScanEnd::Torn { offset, .. } if offset == bytes.len() as u64)
+        );
+        assert_eq!(repair_tail(&path).unwrap(), Some(100));
+        // A file whose magic was cut short becomes an empty segment.
+        let path = write(&dir, 1, &MAGIC[..3]);
+        assert!(matches!(
+            read_segment(&path).unwrap().end,
+            ScanEnd::Torn { offset: 0, .. }
+        ));
+        assert_eq!(repair_tail(&path).unwrap(), Some(3));
+        assert_eq!(fs::read(&path).unwrap(), MAGIC);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_flipped_byte_mid_file_is_corrupt_at_its_record_and_not_repaired() {
+        let entries = sample();
+        let (bytes, offsets) = segment(&entries);
+        let dir = temp_dir("corrupt");
+        // A payload byte, then a length byte: both inside record 0, with valid records after.
+        for at in [offsets[0] as usize + 8 + 23 + 2, offsets[0] as usize + 3] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x40;
+            let path = write(&dir, 1, &bad);
+            let scan = read_segment(&path).unwrap();
+            assert!(
+                matches!(&scan.end, ScanEnd::Corrupt { offset, .. } if *offset == offsets[0]),
+                "{:?}",
+                scan.end
+            );
+            assert!(scan.entries.is_empty());
+            let err = repair_tail(&path).unwrap_err();
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&format!("offset {}", offsets[0])),
+                "{err}"
+            );
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                bad,
+                "corruption is never repaired"
+            );
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_magic_and_impossible_contents_are_corrupt() {
+        let (mut bytes, _) = segment(&sample());
+        bytes[0] = b'X';
+        let scan = scan_bytes(Bytes::from(bytes));
+        assert!(matches!(scan.end, ScanEnd::Corrupt { offset: 0, .. }));
+        assert!(scan.entries.is_empty());
+        assert!(matches!(
+            scan_bytes(Bytes::from_static(b"PK")).end,
+            ScanEnd::Corrupt { offset: 0, .. }
+        ));
+        // A record with a valid CRC and an unknown type: a writer bug, not a crash.
+        let mut out = MAGIC.to_vec();
+        encode_record(&mut out, |b| b.extend_from_slice(&[9, 0, 0]));
+        assert!(matches!(
+            scan_bytes(Bytes::from(out)).end,
+            ScanEnd::Corrupt { offset: 8, .. }
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_naming_it() {
+        let err =
+            read_segment(Path::new("/nonexistent/segment-00000000000000000001.seg")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/segment-"), "{err}");
+    }
+}
