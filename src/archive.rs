@@ -1,18 +1,23 @@
 //! The archive consumer: the downstream that must receive every frame.
 //!
-//! It owns an [`ArchiveSink`] and feeds it every processed batch in processing order. Only after
-//! the sink has taken a batch are its frames counted as archived and made acknowledgeable to their
-//! source, so an acknowledgement always means "stored under the sink's guarantee". The sink is a
-//! trait so that the durable, segment-file archive can replace the counting one without touching
-//! the pipeline, and so that tests can observe the processing order or hold the archive still.
+//! It owns an [`ArchiveSink`] and feeds it every processed batch in processing order, taking all
+//! that is queued as one group (one write, and one `fsync` where the policy asks for it, per group:
+//! group commit). Frames are counted as archived, and become acknowledgeable to their source, only
+//! once they are stored under the configured [`SyncPolicy`]; the queue capacity they held is given
+//! back as soon as they are written, so a sync in progress does not stall the pipeline.
+//!
+//! The sink is a trait so that the counting sink, the durable segment archive and the tests' sinks
+//! (which observe the processing order or hold the archive still) share this one consumer.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::frame::Batch;
-use crate::queue::FrameReceiver;
+use crate::frame::{Batch, Priority};
+use crate::queue::{Admitted, FrameReceiver};
+use crate::source::Source;
 use crate::stats::Stats;
 
 /// A boxed future, the return type of [`ArchiveSink`] methods.
@@ -20,8 +25,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where archived frames go.
 pub trait ArchiveSink: Send + 'static {
-    /// Stores a batch. `Ok` means its frames may be acknowledged to their source.
-    fn store<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, io::Result<()>>;
+    /// Writes a group of batches, in order. `Ok` means they will be stored once [`Self::sync`]
+    /// (or nothing, for a sink without a sync) has covered them.
+    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>>;
+
+    /// Makes everything written so far durable.
+    fn sync(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Called once after the last batch, when the pipeline has drained.
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
@@ -29,15 +40,26 @@ pub trait ArchiveSink: Send + 'static {
     }
 }
 
-/// Keeps nothing but the count: the archive until durable storage lands.
+/// When written frames count as stored, and so may be acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// After an `fsync` of the group that holds them.
+    EveryBatch,
+    /// After the next periodic `fsync`, at most this long after they were written.
+    Interval(Duration),
+    /// As soon as they are written to the operating system (lost if the machine crashes).
+    Never,
+}
+
+/// Keeps nothing but the count: for tests, benchmarks and deployments that need no archive.
 #[derive(Debug, Default)]
 pub struct CountingSink {
     frames: u64,
 }
 
 impl ArchiveSink for CountingSink {
-    fn store<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, io::Result<()>> {
-        self.frames += batch.len() as u64;
+    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+        self.frames += batches.iter().map(|b| b.len() as u64).sum::<u64>();
         Box::pin(async { Ok(()) })
     }
 
@@ -47,34 +69,108 @@ impl ArchiveSink for CountingSink {
     }
 }
 
+/// Written frames waiting for a sync, as counts per source (the batches themselves are gone).
+#[derive(Default)]
+struct Unsynced {
+    counts: Vec<(Arc<Source>, Priority, u64)>,
+}
+
+impl Unsynced {
+    fn add(&mut self, group: &[Admitted<Arc<Batch>>]) {
+        for admitted in group {
+            let batch = &admitted.item;
+            self.counts.push((
+                Arc::clone(&batch.source),
+                batch.priority,
+                batch.len() as u64,
+            ));
+        }
+    }
+
+    /// Everything written is stored now: count it and let the sources acknowledge it.
+    fn stored(&mut self, stats: &Stats) {
+        for (source, priority, frames) in self.counts.drain(..) {
+            stats.archived(frames);
+            source.stored(priority, frames);
+        }
+        stats.archive_ok();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
 /// Stores every batch the processor hands over until the processor is gone.
 pub async fn run(
     mut input: FrameReceiver<Arc<Batch>>,
     mut sink: Box<dyn ArchiveSink>,
+    policy: SyncPolicy,
     stats: Stats,
 ) {
-    while let Some(admitted) = input.recv().await {
-        let batch = &admitted.item;
-        let frames = batch.len() as u64;
-        match sink.store(batch).await {
+    let mut unsynced = Unsynced::default();
+    let period = match policy {
+        SyncPolicy::Interval(period) => period,
+        SyncPolicy::EveryBatch | SyncPolicy::Never => Duration::from_secs(3600),
+    };
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut group = Vec::new();
+    let mut batches = Vec::new();
+    loop {
+        tokio::select! {
+            first = input.recv() => {
+                let Some(first) = first else { break };
+                group.push(first);
+                while let Some(next) = input.try_recv() {
+                    group.push(next);
+                }
+            }
+            _ = ticker.tick(), if !unsynced.is_empty() => {
+                sync(&mut sink, &mut unsynced, &stats).await;
+                continue;
+            }
+        }
+        batches.extend(group.iter().map(|admitted| Arc::clone(&admitted.item)));
+        let written = sink.write(&batches).await;
+        batches.clear();
+        match written {
             Ok(()) => {
-                stats.archived(frames);
-                stats.archive_ok();
-                batch.source.stored(batch.priority, frames);
+                unsynced.add(&group);
+                match policy {
+                    SyncPolicy::EveryBatch => sync(&mut sink, &mut unsynced, &stats).await,
+                    SyncPolicy::Never => unsynced.stored(&stats),
+                    SyncPolicy::Interval(_) => {}
+                }
             }
             Err(err) => {
                 stats.archive_error();
+                let frames: usize = group.iter().map(|a| a.item.len()).sum();
                 tracing::error!(
-                    source_id = batch.source.id,
                     frames,
                     error = %err,
                     "archive write failed; these frames will not be acknowledged"
                 );
             }
         }
+        // Written (or failed): the queue's capacity goes back to the processor.
+        group.clear();
+    }
+    if !unsynced.is_empty() {
+        sync(&mut sink, &mut unsynced, &stats).await;
     }
     if let Err(err) = sink.close().await {
         stats.archive_error();
         tracing::error!(error = %err, "archive close failed");
+    }
+}
+
+async fn sync(sink: &mut Box<dyn ArchiveSink>, unsynced: &mut Unsynced, stats: &Stats) {
+    match sink.sync().await {
+        Ok(()) => unsynced.stored(stats),
+        Err(err) => {
+            stats.archive_error();
+            tracing::error!(error = %err, "archive sync failed; written frames stay unacknowledged");
+        }
     }
 }

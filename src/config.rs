@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::archive::SyncPolicy;
 use crate::protocol::DATA_HEADER;
 
 /// The smallest read a connection makes, however many share the read budget.
@@ -67,6 +68,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub archive: ArchiveConfig,
 }
 
 /// One TCP listener.
@@ -223,6 +226,66 @@ impl Default for MonitorConfig {
     }
 }
 
+/// The archive: the consumer that must receive every frame.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    pub kind: ArchiveKind,
+    /// Directory of the segment files (created if missing); relative to the working directory.
+    pub dir: PathBuf,
+    /// A segment is closed and a new one started once it reaches this size.
+    pub segment_bytes: u64,
+    /// When written frames count as stored and may be acknowledged.
+    pub sync: SyncMode,
+    /// With `sync = "interval"`: the longest a written frame waits for its `fsync`.
+    #[serde(rename = "sync_interval_ms", deserialize_with = "millis")]
+    pub sync_interval: Duration,
+}
+
+/// Which archive the daemon keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveKind {
+    /// Append every frame to CRC-checked segment files (`docs/archive.md`).
+    Segments,
+    /// Keep only the count: no durability (tests, benchmarks of the pipeline alone).
+    Count,
+}
+
+/// The `archive.sync` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// `fsync` after every group of batches the archive writes.
+    Batch,
+    /// `fsync` every `sync_interval_ms`.
+    Interval,
+    /// Never `fsync`: stored means handed to the operating system.
+    Never,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            kind: ArchiveKind::Segments,
+            dir: PathBuf::from("archive"),
+            segment_bytes: 64 * 1024 * 1024,
+            sync: SyncMode::Interval,
+            sync_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+impl ArchiveConfig {
+    pub fn policy(&self) -> SyncPolicy {
+        match self.sync {
+            SyncMode::Batch => SyncPolicy::EveryBatch,
+            SyncMode::Interval => SyncPolicy::Interval(self.sync_interval),
+            SyncMode::Never => SyncPolicy::Never,
+        }
+    }
+}
+
 /// The async runtime that runs every task of the daemon.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -337,6 +400,7 @@ impl Default for Config {
             log: LogConfig::default(),
             monitor: MonitorConfig::default(),
             runtime: RuntimeConfig::default(),
+            archive: ArchiveConfig::default(),
         }
     }
 }
@@ -414,6 +478,7 @@ impl Config {
             ("connection.ack_interval_ms", self.connection.ack_interval),
             ("shutdown.drain_deadline_ms", self.shutdown.drain_deadline),
             ("dashboard.stats_interval_ms", self.dashboard.stats_interval),
+            ("archive.sync_interval_ms", self.archive.sync_interval),
         ];
         for (key, value) in durations {
             if value.is_zero() {
@@ -445,6 +510,15 @@ impl Config {
             return Err((
                 "replay.listen",
                 format!("{} is also the uplink address", self.replay.listen),
+            ));
+        }
+        if self.archive.segment_bytes < 4096 {
+            return Err((
+                "archive.segment_bytes",
+                format!(
+                    "{} is below the 4096-byte minimum",
+                    self.archive.segment_bytes
+                ),
             ));
         }
         let monitor = self.monitor.listen;

@@ -209,7 +209,12 @@ impl Daemon {
             }
             .run(),
         );
-        tracker.spawn(archive::run(archive_rx, sink, stats.clone()));
+        tracker.spawn(archive::run(
+            archive_rx,
+            sink,
+            config.archive.policy(),
+            stats.clone(),
+        ));
         let publisher_stop = CancellationToken::new();
         let publisher = tokio::spawn(stats::publish(
             stats.clone(),

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aggregator::archive::{ArchiveSink, BoxFuture};
+use aggregator::config::SyncMode;
 use aggregator::dashboard::FrameFeed;
 use aggregator::protocol::{
     encode_data, ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage,
@@ -41,6 +42,8 @@ pub fn test_config() -> Config {
     config.uplink.listen = "127.0.0.1:0".parse().unwrap();
     config.replay.listen = "127.0.0.1:0".parse().unwrap();
     config.dashboard.stats_interval = Duration::from_millis(10);
+    // The test sinks keep nothing on disk: written is stored.
+    config.archive.sync = SyncMode::Never;
     config
 }
 
@@ -282,7 +285,7 @@ impl Archive {
 }
 
 impl ArchiveSink for RecordingSink {
-    fn store<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, io::Result<()>> {
+    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             self.state.store_calls.fetch_add(1, Ordering::SeqCst);
             if !*self.gate.borrow() {
@@ -292,13 +295,18 @@ impl ArchiveSink for RecordingSink {
                 opened.map_err(|_| io::Error::other("the test dropped the archive gate"))?;
             }
             let mut records = self.state.records.lock().unwrap();
-            records.extend(batch.frames().map(|f| Stored {
-                kind: f.source_kind,
-                source_id: f.source_id,
-                sequence: f.sequence,
-                priority: f.priority,
-                payload: f.payload,
-            }));
+            records.extend(
+                batches
+                    .iter()
+                    .flat_map(|batch| batch.frames())
+                    .map(|f| Stored {
+                        kind: f.source_kind,
+                        source_id: f.source_id,
+                        sequence: f.sequence,
+                        priority: f.priority,
+                        payload: f.payload,
+                    }),
+            );
             Ok(())
         })
     }

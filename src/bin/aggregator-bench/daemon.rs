@@ -20,10 +20,13 @@ struct MeasuringSink {
 }
 
 impl ArchiveSink for MeasuringSink {
-    fn store<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, io::Result<()>> {
-        self.frames.fetch_add(batch.len() as u64, Relaxed);
+    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
         let recorder = &self.shared.recorder;
-        if recorder.recording() {
+        for batch in batches {
+            self.frames.fetch_add(batch.len() as u64, Relaxed);
+            if !recorder.recording() {
+                continue;
+            }
             if batch.source.id == PROBE_SOURCE_ID {
                 for (_, payload) in batch.payloads() {
                     recorder.probe(payload);
