@@ -16,6 +16,7 @@
 //! - [`archive`]: the consumer that must receive every frame, and its `ArchiveSink` interface.
 //! - [`segment`]: the archive's on-disk format (`docs/archive.md`): segment files, records, the scan
 //!   that tells a torn tail from corruption.
+//! - [`archive_tools`]: `aggregator archive verify` and `inspect`, for operators.
 //! - [`dashboard`]: the consumer that may lag, and the lag-tolerant `FrameFeed`.
 //! - [`stats`]: lock-free pipeline counters and their `watch` publication.
 //! - [`monitor`]: the HTTP endpoint: `/stats`, `/metrics`, `/healthz`.
@@ -23,6 +24,7 @@
 //! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.
 
 pub mod archive;
+pub mod archive_tools;
 pub mod config;
 pub(crate) mod connection;
 pub mod dashboard;

@@ -236,6 +236,18 @@ pub enum ScanEnd {
     Corrupt { offset: u64, reason: String },
 }
 
+impl std::fmt::Display for ScanEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanEnd::Clean => f.write_str("clean"),
+            ScanEnd::Torn { offset, reason } => write!(f, "torn at offset {offset}: {reason}"),
+            ScanEnd::Corrupt { offset, reason } => {
+                write!(f, "corrupt at offset {offset}: {reason}")
+            }
+        }
+    }
+}
+
 /// Everything [`read_segment`] found in one file.
 #[derive(Debug, Clone)]
 pub struct SegmentScan {

@@ -5,16 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aggregator::archive::CountingSink;
+use aggregator::archive_tools::{self, Filter};
 use aggregator::config::LogFormat;
 use aggregator::monitor::{self, MonitorState};
-use aggregator::{Config, Daemon, Listeners};
-use clap::Parser;
+use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
+use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Telemetry aggregation daemon: priority fan-in, backpressure, fan-out and a lossless drain.
+///
+/// Without a subcommand it runs the daemon; `aggregator archive ...` works on an archive directory.
 #[derive(Debug, Parser)]
-#[command(name = "aggregator", version)]
+#[command(name = "aggregator", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Path of the configuration file.
     #[arg(long, default_value = "config/aggregator.toml")]
@@ -25,10 +28,68 @@ struct Cli {
     /// Log one JSON object per line (for journald and Docker), whatever `log.format` says.
     #[arg(long)]
     log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tools for the segment-file archive (see docs/archive.md).
+    Archive {
+        #[command(subcommand)]
+        tool: ArchiveTool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ArchiveTool {
+    /// Check every record's CRC and report per-source counts, gaps and duplicates.
+    ///
+    /// Exit status: 0 when every record is valid, 1 when a segment is torn or corrupt (or, with
+    /// --strict, a source has a gap or a duplicate), 2 when the directory cannot be read.
+    Verify {
+        /// The archive directory.
+        dir: PathBuf,
+        /// Also fail (status 1) on a sequence gap or a frame stored twice.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// List records, one line each, filtered by source, kind, priority and sequence.
+    ///
+    /// A frame's line: segment, offset, kind, source, priority, sequence, receive time (UTC),
+    /// payload length and its first 16 bytes in hex.
+    ///
+    /// Exit status: 0, or 1 when a segment is torn or corrupt (its records before the damage are
+    /// listed), 2 when the directory cannot be read.
+    Inspect {
+        /// The archive directory.
+        dir: PathBuf,
+        /// Only this source id.
+        #[arg(long, value_name = "ID")]
+        source: Option<u32>,
+        /// Only this source kind: live or replay.
+        #[arg(long, value_parser = archive_tools::parse_kind)]
+        kind: Option<SourceKind>,
+        /// Only frames of this priority: emergency or routine (hides watermark and stored records).
+        #[arg(long, value_parser = archive_tools::parse_priority)]
+        priority: Option<Priority>,
+        /// Lowest sequence listed.
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+        /// Highest sequence listed.
+        #[arg(long, value_name = "SEQ")]
+        to: Option<u64>,
+        /// List at most N records.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Archive { tool }) = cli.command {
+        return archive(tool);
+    }
     let mut config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(err) => {
@@ -124,5 +185,82 @@ async fn bind_monitor(config: &Config) -> std::io::Result<tokio::net::TcpListene
 fn notify_systemd(state: NotifyState) {
     if let Err(err) = sd_notify::notify(false, &[state]) {
         tracing::debug!(error = %err, "sd_notify failed");
+    }
+}
+
+/// Runs an archive tool; its output goes to stdout, problems to stderr.
+fn archive(tool: ArchiveTool) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match tool {
+        ArchiveTool::Verify { dir, strict } => {
+            let report = match archive_tools::verify(&dir) {
+                Ok(report) => report,
+                Err(err) => {
+                    eprintln!("aggregator archive verify: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            if report.segments.is_empty() {
+                eprintln!(
+                    "aggregator archive verify: no segment files in {}",
+                    dir.display()
+                );
+            }
+            if let Err(err) = report.print(&mut stdout) {
+                eprintln!("aggregator archive verify: writing the report: {err}");
+                return ExitCode::from(2);
+            }
+            for segment in report.problems() {
+                eprintln!(
+                    "aggregator archive verify: {}: {}",
+                    segment.path.display(),
+                    segment.end
+                );
+            }
+            if !report.is_valid() || (strict && !report.is_exactly_once()) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        ArchiveTool::Inspect {
+            dir,
+            source,
+            kind,
+            priority,
+            from,
+            to,
+            limit,
+        } => {
+            let filter = Filter {
+                source,
+                kind,
+                priority,
+                from,
+                to,
+                limit,
+            };
+            let summary = match archive_tools::inspect(&dir, &filter, &mut stdout) {
+                Ok(summary) => summary,
+                Err(err) => {
+                    eprintln!("aggregator archive inspect: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            if summary.truncated {
+                eprintln!(
+                    "aggregator archive inspect: stopped after {} records (--limit)",
+                    summary.listed
+                );
+            }
+            for (path, end) in &summary.problems {
+                eprintln!("aggregator archive inspect: {}: {end}", path.display());
+            }
+            if summary.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }

@@ -1,0 +1,345 @@
+//! `aggregator archive verify` and `aggregator archive inspect` on archives built record by record
+//! with the segment encoder: no daemon involved.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aggregator::segment::{self, encode_frame, encode_stored, encode_watermark, MAGIC};
+use aggregator::{Priority, SourceKind};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "archive-tools-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A segment under construction, remembering where each record starts.
+struct SegmentBuilder {
+    bytes: Vec<u8>,
+    offsets: Vec<u64>,
+}
+
+impl SegmentBuilder {
+    fn new() -> Self {
+        SegmentBuilder {
+            bytes: MAGIC.to_vec(),
+            offsets: Vec::new(),
+        }
+    }
+
+    fn frame(&mut self, kind: SourceKind, id: u32, seq: u64, priority: Priority) -> &mut Self {
+        self.offsets.push(self.bytes.len() as u64);
+        let payload = format!("{id}:{seq}");
+        encode_frame(
+            &mut self.bytes,
+            kind,
+            priority,
+            id,
+            seq,
+            T0 + seq * 1_000_000,
+            payload.as_bytes(),
+        );
+        self
+    }
+
+    fn watermark(&mut self, kind: SourceKind, id: u32, acked: u64) -> &mut Self {
+        self.offsets.push(self.bytes.len() as u64);
+        encode_watermark(&mut self.bytes, kind, id, acked);
+        self
+    }
+
+    fn stored(&mut self, kind: SourceKind, id: u32, seq: u64) -> &mut Self {
+        self.offsets.push(self.bytes.len() as u64);
+        encode_stored(&mut self.bytes, kind, id, seq);
+        self
+    }
+
+    fn write(&self, dir: &Path, index: u64) -> PathBuf {
+        let path = dir.join(segment::segment_name(index));
+        fs::write(&path, &self.bytes).unwrap();
+        path
+    }
+}
+
+use Priority::{Emergency, Routine};
+use SourceKind::{ArchivedReplay as Replay, LiveUplink as Live};
+
+/// Two segments: live 1 with 0..=9 (emergency 0 and 5, stored out of order), live 2 with a gap
+/// (4..=6 missing) and a duplicate (2 twice), replay 1000 with 0..=4.
+fn good_archive(dir: &Path) -> (PathBuf, PathBuf, SegmentBuilder) {
+    let mut first = SegmentBuilder::new();
+    first.frame(Live, 1, 0, Emergency);
+    first.frame(Live, 1, 5, Emergency);
+    for seq in 1..5 {
+        first.frame(Live, 1, seq, Routine);
+    }
+    for seq in [0, 1, 2, 2, 3] {
+        first.frame(Live, 2, seq, Routine);
+    }
+    first.watermark(Live, 1, 5);
+    let a = first.write(dir, 1);
+    let mut second = SegmentBuilder::new();
+    second.watermark(Live, 1, 5);
+    second.stored(Live, 2, 3);
+    for seq in 6..10 {
+        second.frame(Live, 1, seq, Routine);
+    }
+    for seq in [7, 8] {
+        second.frame(Live, 2, seq, Routine);
+    }
+    for seq in 0..5 {
+        second.frame(Replay, 1000, seq, Routine);
+    }
+    second.watermark(Live, 1, 9);
+    let b = second.write(dir, 2);
+    // Not a segment: ignored.
+    fs::write(dir.join("README"), b"not a segment").unwrap();
+    (a, b, second)
+}
+
+fn aggregator(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(args)
+        .output()
+        .expect("run the aggregator binary")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn line<'a>(stdout: &'a str, prefix: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{stdout}"))
+}
+
+fn verify(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec!["archive", "verify", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = aggregator(&args);
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+#[test]
+fn verify_passes_a_good_archive_and_reports_counts_gaps_and_duplicates() {
+    let dir = TempDir::new("good");
+    good_archive(&dir.0);
+    let (code, stdout, stderr) = verify(&dir.0, &[]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        line(&stdout, "source live 1:"),
+        "source live 1: frames=10 emergency=2 first=0 last=9 missing=0 duplicates=0 watermark=9"
+    );
+    assert_eq!(
+        line(&stdout, "source live 2:"),
+        "source live 2: frames=7 emergency=0 first=0 last=8 missing=3 duplicates=1 gaps=[4..=6] duplicated=[2]"
+    );
+    assert_eq!(
+        line(&stdout, "source replay 1000:"),
+        "source replay 1000: frames=5 emergency=0 first=0 last=4 missing=0 duplicates=0"
+    );
+    let total = line(&stdout, "verify total:");
+    for field in [
+        "segments=2",
+        "sources=3",
+        "frames=22",
+        "emergency=2",
+        "missing=3",
+        "duplicates=1",
+        "problems=0",
+        "valid=true",
+    ] {
+        assert!(total.contains(field), "{field} in {total}");
+    }
+    // --strict also fails on the gap and the duplicate.
+    let (code, _, _) = verify(&dir.0, &["--strict"]);
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn a_corrupted_byte_mid_segment_fails_verify_naming_file_and_offset() {
+    let dir = TempDir::new("corrupt");
+    let (_, second_path, second) = good_archive(&dir.0);
+    // A payload byte of the 4th record of segment 2 (a frame), with valid records after it.
+    let offset = second.offsets[3];
+    let mut bytes = fs::read(&second_path).unwrap();
+    bytes[offset as usize + 8 + 23] ^= 0xff;
+    fs::write(&second_path, &bytes).unwrap();
+    let (code, stdout, stderr) = verify(&dir.0, &[]);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let name = second_path.display().to_string();
+    let expected = format!("{name}: corrupt at offset {offset}");
+    assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
+    assert!(stdout.contains("problems=1"), "{stdout}");
+    assert!(stdout.contains("valid=false"), "{stdout}");
+    // Corruption is never repaired by cutting.
+    let err = segment::repair_tail(&second_path).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("offset {offset}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_torn_tail_fails_verify_until_repair_tail_cuts_it() {
+    let dir = TempDir::new("torn");
+    let (_, second_path, second) = good_archive(&dir.0);
+    let full = fs::metadata(&second_path).unwrap().len();
+    let last = *second.offsets.last().unwrap();
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&second_path)
+        .unwrap();
+    file.set_len(full - 3).unwrap();
+    drop(file);
+    let (code, stdout, stderr) = verify(&dir.0, &[]);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let expected = format!("{}: torn at offset {last}", second_path.display());
+    assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
+
+    assert_eq!(
+        segment::repair_tail(&second_path).unwrap(),
+        Some(full - 3 - last)
+    );
+    let (code, stdout, stderr) = verify(&dir.0, &[]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The cut record was the last watermark (9); the one before it remains.
+    assert!(
+        line(&stdout, "source live 1:").ends_with("watermark=5"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn verify_of_a_missing_directory_is_a_usage_error() {
+    let dir = TempDir::new("missing");
+    let (code, _, stderr) = verify(&dir.0.join("nope"), &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("nope"), "{stderr}");
+    let out = aggregator(&["archive", "verify"]);
+    assert_eq!(out.status.code(), Some(2), "a missing DIR is a usage error");
+    let out = aggregator(&["archive", "inspect", ".", "--kind", "satellite"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown kind is a usage error"
+    );
+}
+
+fn inspect(dir: &Path, filters: &[&str]) -> Vec<String> {
+    let mut args = vec!["archive", "inspect", dir.to_str().unwrap()];
+    args.extend_from_slice(filters);
+    let out = aggregator(&args);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout.lines().map(str::to_string).collect()
+}
+
+/// (kind word, source id, sequence) of a listed frame line.
+fn frame_key(line: &str) -> (String, u32, u64) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[2], "frame", "{line}");
+    let seq = words[6].strip_prefix("seq=").unwrap().parse().unwrap();
+    (words[3].to_string(), words[4].parse().unwrap(), seq)
+}
+
+#[test]
+fn inspect_lists_records_and_filters_them() {
+    let dir = TempDir::new("inspect");
+    good_archive(&dir.0);
+    let all = inspect(&dir.0, &[]);
+    assert_eq!(
+        all.len(),
+        22 + 4,
+        "every frame, watermark and stored record"
+    );
+    let first = &all[0];
+    assert!(
+        first.starts_with(&format!("{} {:>10} frame", segment::segment_name(1), 8)),
+        "{first}"
+    );
+    for field in [
+        "live",
+        "emergency",
+        "seq=0",
+        "received=2023-11-14T22:13:20.000000000Z",
+        "len=3",
+        "payload=313a30",
+    ] {
+        assert!(first.contains(field), "{field} in {first}");
+    }
+    assert!(all
+        .iter()
+        .any(|l| l.contains("watermark") && l.contains("acked=9")));
+    assert!(all
+        .iter()
+        .any(|l| l.contains("stored") && l.contains("seq=3")));
+
+    let emergencies = inspect(&dir.0, &["--priority", "emergency"]);
+    let keys: Vec<_> = emergencies.iter().map(|l| frame_key(l)).collect();
+    assert_eq!(
+        keys,
+        vec![("live".into(), 1, 0), ("live".into(), 1, 5)],
+        "priority filter hides routine frames and marks"
+    );
+
+    let range = inspect(
+        &dir.0,
+        &[
+            "--source", "2", "--kind", "live", "--from", "2", "--to", "7",
+        ],
+    );
+    let described: Vec<String> = range
+        .iter()
+        .map(|l| l.split_whitespace().skip(2).take(1).collect::<String>())
+        .collect();
+    assert_eq!(
+        described,
+        vec!["frame", "frame", "frame", "stored", "frame"],
+        "{range:#?}"
+    );
+
+    let replay = inspect(&dir.0, &["--kind", "replay", "--limit", "2"]);
+    let keys: Vec<_> = replay.iter().map(|l| frame_key(l)).collect();
+    assert_eq!(
+        keys,
+        vec![("replay".into(), 1000, 0), ("replay".into(), 1000, 1)]
+    );
+}
+
+#[test]
+fn the_daemon_command_line_is_unchanged() {
+    let out = aggregator(&["--check-config", "--config", "config/aggregator.toml"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+}
