@@ -2,12 +2,13 @@
 //! and turns the outcome into the exit status. Everything else is in `aggregator::sim`.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use aggregator::sim::{
-    self, Amount, EmergencyMix, Profile, Progress, ProgressStyle, Rate, Scenario, SessionOptions,
-    SimPlan,
+    self, Amount, EmergencyMix, Pace, Profile, Progress, ProgressStyle, Rate, Scenario,
+    SessionOptions, SimPlan, SourceSpec,
 };
 use aggregator::SourceKind;
 use clap::Parser;
@@ -17,6 +18,8 @@ use tracing_subscriber::EnvFilter;
 /// resends whatever the daemon did not acknowledge, and accounts for every frame.
 ///
 /// A scenario sets every option below; any option given explicitly overrides it for both kinds.
+/// With --replay-archive, the sources are the archive's instead: each source in it is streamed to
+/// the replay listener as a replay feed with the same id, in sequence order.
 #[derive(Debug, Parser)]
 #[command(name = "uplink-sim", version)]
 struct Cli {
@@ -30,6 +33,23 @@ struct Cli {
     /// The daemon's replay listener.
     #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
     replay: String,
+    /// Play this archive directory back instead of generating frames: every source in it becomes
+    /// a replay feed with the same id, sending its archived frames in sequence order.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["uplinks", "replays", "rate", "jitter", "payload", "frames", "duration", "emergency_share", "emergency_first"]
+    )]
+    replay_archive: Option<PathBuf>,
+    /// Pace of --replay-archive: max (as fast as the daemon accepts), recorded (the gaps between
+    /// the archived receive times), or a factor applied to the recorded pace (2 = twice as fast).
+    #[arg(
+        long,
+        value_name = "SPEED",
+        default_value = "max",
+        requires = "replay_archive"
+    )]
+    replay_speed: Pace,
     /// Number of live uplinks (ids 0..N).
     #[arg(long, value_name = "N")]
     uplinks: Option<u32>,
@@ -139,11 +159,17 @@ impl Cli {
     }
 
     fn plan(&self) -> Result<SimPlan, String> {
-        let (mut uplinks, mut replays) = self.scenario.profiles();
-        self.apply(&mut uplinks, self.uplinks)?;
-        self.apply(&mut replays, self.replays)?;
-        let mut sources = uplinks.sources(SourceKind::LiveUplink, self.seed);
-        sources.extend(replays.sources(SourceKind::ArchivedReplay, self.seed));
+        let sources = match &self.replay_archive {
+            Some(dir) => self.archive_sources(dir)?,
+            None => {
+                let (mut uplinks, mut replays) = self.scenario.profiles();
+                self.apply(&mut uplinks, self.uplinks)?;
+                self.apply(&mut replays, self.replays)?;
+                let mut sources = uplinks.sources(SourceKind::LiveUplink, self.seed);
+                sources.extend(replays.sources(SourceKind::ArchivedReplay, self.seed));
+                sources
+            }
+        };
         Ok(SimPlan {
             uplink: self.uplink.clone(),
             replay: self.replay.clone(),
@@ -156,6 +182,40 @@ impl Cli {
         })
     }
 }
+
+impl Cli {
+    /// The replay feeds of an archive, with what loading it found on standard error.
+    fn archive_sources(&self, dir: &Path) -> Result<Vec<SourceSpec>, String> {
+        let loaded = sim::replay::load_archive(dir, self.replay_speed)
+            .map_err(|err| format!("--replay-archive: {err}"))?;
+        if loaded.segments == 0 {
+            return Err(format!(
+                "--replay-archive: no segment files in {}",
+                dir.display()
+            ));
+        }
+        for torn in &loaded.torn {
+            eprintln!("uplink-sim: replaying the valid records before a torn tail: {torn}");
+        }
+        if loaded.duplicates > 0 {
+            eprintln!(
+                "uplink-sim: {} archived frames repeat a sequence already loaded; each is sent once",
+                loaded.duplicates
+            );
+        }
+        eprintln!(
+            "uplink-sim: replaying {} frames of {} sources from {} segments in {}",
+            loaded.frames(),
+            loaded.sources.len(),
+            loaded.segments,
+            dir.display()
+        );
+        Ok(loaded.specs(self.batch.unwrap_or(REPLAY_BATCH)))
+    }
+}
+
+/// Frames a replayed source writes at once unless --batch says otherwise.
+const REPLAY_BATCH: u32 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -6,14 +6,22 @@
 //! the back, and a reconnection rewinds the write cursor to the front to resend what is left.
 //! Payloads are not stored: every frame of a source carries the same payload bytes, so a frame is
 //! its sequence, its priority and when it was first written (for the emergency latency).
+//!
+//! A replayed source ([`Ledger::recorded`]) is the same queue over positions in its [`Recording`]:
+//! position `p` goes on the wire with the recording's sequence and payload of frame `p`, so an
+//! archive whose sequences have gaps replays them as they were, and an acknowledgement (a sequence)
+//! is turned back into the position of the last frame it covers.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tokio::time::Instant;
 
 use bytes::BytesMut;
 
 use crate::frame::Priority;
 use crate::protocol::encode_data;
+
+use super::replay::Recording;
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -39,17 +47,22 @@ pub struct Written {
 }
 
 /// A source's unacknowledged frames and its write cursor.
+///
+/// Its positions are the wire sequences of a generated source, and indexes into the recording of a
+/// replayed one.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    /// Sequence of `pending[0]`; the next sequence to generate when `pending` is empty.
+    /// Position of `pending[0]`; the next position to generate when `pending` is empty.
     first: u64,
     pending: VecDeque<Pending>,
-    /// Next sequence to write on the current connection.
+    /// Next position to write on the current connection.
     cursor: u64,
-    /// Highest sequence the daemon acknowledged.
+    /// Highest position the daemon acknowledged.
     acked: Option<u64>,
     /// Whether any frame was ever written; until then the numbering may still move.
     started: bool,
+    /// The frames of a replayed source; `None` for a generated one.
+    recording: Option<Arc<Recording>>,
 }
 
 impl Ledger {
@@ -57,7 +70,15 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// Adds a new frame; returns its sequence.
+    /// A ledger whose frames are `recording`'s, pushed in order.
+    pub fn recorded(recording: Arc<Recording>) -> Self {
+        Ledger {
+            recording: Some(recording),
+            ..Ledger::default()
+        }
+    }
+
+    /// Adds a new frame; returns its position.
     pub fn push(&mut self, priority: Priority) -> u64 {
         let sequence = self.next_sequence();
         self.pending.push_back(Pending {
@@ -67,7 +88,7 @@ impl Ledger {
         sequence
     }
 
-    /// The sequence the next generated frame gets.
+    /// The position the next generated frame gets.
     pub fn next_sequence(&self) -> u64 {
         self.first + self.pending.len() as u64
     }
@@ -82,16 +103,25 @@ impl Ledger {
         self.next_sequence() - self.cursor
     }
 
-    /// Highest acknowledged sequence.
+    /// Highest acknowledged position.
     pub fn acked(&self) -> Option<u64> {
         self.acked
+    }
+
+    /// The position of the last frame an acknowledgement of `sequence` covers.
+    fn position_of(&self, sequence: u64) -> Option<u64> {
+        match &self.recording {
+            Some(recording) => recording.position_of(sequence),
+            None => Some(sequence),
+        }
     }
 
     /// Continues the numbering of an earlier run of the same source: when the daemon's WELCOME says
     /// it already stored up to `stored` and this ledger never wrote a frame, the frames generated so
     /// far are renumbered to follow it, as a restarted source would. Returns whether it did.
+    /// A recording is never renumbered.
     pub fn continue_after(&mut self, stored: u64) -> bool {
-        if self.started || self.acked.is_some() {
+        if self.started || self.acked.is_some() || self.recording.is_some() {
             return false;
         }
         self.first = stored.saturating_add(1);
@@ -119,7 +149,14 @@ impl Ledger {
             let Some(frame) = self.pending.get_mut(index) else {
                 break;
             };
-            encode_data(out, frame.priority, self.cursor, payload);
+            let (sequence, payload) = match &self.recording {
+                Some(recording) => match recording.frames.get(self.cursor as usize) {
+                    Some(recorded) => (recorded.sequence, &recorded.payload[..]),
+                    None => break,
+                },
+                None => (self.cursor, payload),
+            };
+            encode_data(out, frame.priority, sequence, payload);
             self.started = true;
             if frame.first_sent.is_none() {
                 frame.first_sent = Some(now);
@@ -142,10 +179,13 @@ impl Ledger {
         mut latency: impl FnMut(std::time::Duration),
     ) -> Acked {
         let mut acked = Acked::default();
-        if self.acked.is_some_and(|a| sequence <= a) || sequence >= self.next_sequence() {
+        let Some(position) = self.position_of(sequence) else {
+            return acked;
+        };
+        if self.acked.is_some_and(|a| position <= a) || position >= self.next_sequence() {
             return acked;
         }
-        while self.first <= sequence {
+        while self.first <= position {
             let Some(frame) = self.pending.pop_front() else {
                 break;
             };
@@ -159,7 +199,7 @@ impl Ledger {
             }
         }
         self.cursor = self.cursor.max(self.first);
-        self.acked = Some(sequence);
+        self.acked = Some(position);
         acked
     }
 }
@@ -215,6 +255,71 @@ mod tests {
             "numbering is fixed once a frame was written"
         );
         assert_eq!(ledger.acknowledge(10, Instant::now(), |_| {}).frames, 1);
+    }
+
+    #[test]
+    fn a_recording_keeps_its_sequences_and_payloads() {
+        use super::super::replay::{Pace, RecordedFrame};
+        use crate::protocol::ClientMessage;
+
+        let frames = [(10, &b"a"[..]), (12, b"bb"), (15, b"ccc")]
+            .into_iter()
+            .map(|(sequence, payload)| RecordedFrame {
+                sequence,
+                priority: Priority::Routine,
+                received_unix_ns: 0,
+                payload: bytes::Bytes::from_static(payload),
+            })
+            .collect();
+        let recording = Recording {
+            archived_kind: crate::SourceKind::LiveUplink,
+            frames,
+            pace: Pace::Max,
+        };
+        let mut ledger = Ledger::recorded(Arc::new(recording));
+        assert!(
+            !ledger.continue_after(99),
+            "a recording is never renumbered"
+        );
+        for _ in 0..3 {
+            ledger.push(Priority::Routine);
+        }
+        let now = Instant::now();
+        let mut out = BytesMut::new();
+        ledger.write_into(&mut out, b"unused", usize::MAX, now);
+        let mut sent = Vec::new();
+        while out.len() >= 4 {
+            let len = u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;
+            let body = out.split_to(4 + len).freeze().slice(4..);
+            if let Ok(ClientMessage::Data(data)) = ClientMessage::decode(body) {
+                sent.push((data.sequence, data.payload.to_vec()));
+            }
+        }
+        assert_eq!(
+            sent,
+            vec![
+                (10, b"a".to_vec()),
+                (12, b"bb".to_vec()),
+                (15, b"ccc".to_vec())
+            ]
+        );
+        assert_eq!(
+            ledger.acknowledge(9, now, |_| {}).frames,
+            0,
+            "before the first"
+        );
+        assert_eq!(
+            ledger.acknowledge(13, now, |_| {}).frames,
+            2,
+            "covers 10 and 12"
+        );
+        assert_eq!(
+            ledger.acknowledge(14, now, |_| {}).frames,
+            0,
+            "covers nothing new"
+        );
+        assert_eq!(ledger.acknowledge(15, now, |_| {}).frames, 1);
+        assert_eq!(ledger.unacked(), 0);
     }
 
     #[test]

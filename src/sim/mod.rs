@@ -13,9 +13,11 @@
 //! - [`ledger`]: the frames a source has generated and the daemon has not acknowledged yet.
 //! - [`report`]: what each source ended with, and the summary printed at the end.
 //! - [`progress`]: the live counters and their display while the simulation runs.
+//! - [`replay`]: an archive read back as replay sources (`--replay-archive DIR`).
 
 pub mod ledger;
 pub mod progress;
+pub mod replay;
 pub mod report;
 pub mod scenario;
 pub mod source;
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::frame::SourceKind;
 
 pub use progress::{Progress, ProgressStyle};
+pub use replay::{LoadedArchive, Pace, Recording};
 pub use report::{Outcome, SimReport, SourceReport};
 pub use scenario::{Profile, Scenario};
 
@@ -74,6 +77,10 @@ pub struct SourceSpec {
     pub emergency: EmergencyMix,
     /// Seeds the jitter and the emergency draw, so a run is reproducible.
     pub seed: u64,
+    /// Frames played from an archive instead of generated: their sequences, priorities, payloads
+    /// and pace come from the recording, and `rate`, `jitter`, `payload`, `emergency` and `seed`
+    /// are not used (`amount` is the recording's length, `batch` the most frames written at once).
+    pub recording: Option<Arc<Recording>>,
 }
 
 /// How a source connects, waits and gives up; shared by every source of a run.

@@ -55,6 +55,7 @@ impl Profile {
                     batch: self.batch.max(1),
                     emergency: self.emergency,
                     seed: seed ^ (u64::from(id) << 32) ^ u64::from(kind.to_byte()),
+                    recording: None,
                 }
             })
             .collect()

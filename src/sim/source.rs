@@ -122,6 +122,10 @@ impl SimSource {
             Some(i) if spec.jitter > 0.0 => i.mul_f64(rng.unit()),
             _ => Duration::ZERO,
         };
+        let ledger = match &spec.recording {
+            Some(recording) => Ledger::recorded(Arc::clone(recording)),
+            None => Ledger::new(),
+        };
         SimSource {
             payload: Bytes::from(vec![spec.id as u8; spec.payload]),
             rng,
@@ -135,7 +139,7 @@ impl SimSource {
             address,
             opts,
             progress,
-            ledger: Ledger::new(),
+            ledger,
             sent: 0,
             acked: 0,
             emergency_acked: 0,
@@ -244,6 +248,18 @@ impl SimSource {
         }
     }
 
+    /// When the next frames fall due: the next batch of a paced generator, or the next frame of a
+    /// recording played at its recorded pace; `None` when frames are due whenever there is room.
+    fn next_due(&self) -> Option<Instant> {
+        match (&self.spec.recording, self.clock.interval) {
+            (Some(recording), _) => recording
+                .due(self.clock.generated as usize)
+                .map(|due| self.clock.started + due),
+            (None, Some(_)) => Some(self.clock.next_batch),
+            (None, None) => None,
+        }
+    }
+
     /// Generates one batch if one is due and the in-flight limit allows; returns whether it did.
     fn generate_batch(&mut self, now: Instant) -> bool {
         if self.generation_done(now) || self.ledger.unacked() >= self.opts.max_in_flight {
@@ -260,6 +276,27 @@ impl SimSource {
             Amount::Frames(n) => u64::from(self.spec.batch).min(n - self.clock.generated),
             Amount::Duration(_) => u64::from(self.spec.batch),
         };
+        if let Some(recording) = &self.spec.recording {
+            // The recording's next frames, as many as are due at its pace.
+            let elapsed = now.saturating_duration_since(self.clock.started);
+            let start = self.clock.generated as usize;
+            let mut pushed = 0;
+            for (index, frame) in recording
+                .frames
+                .iter()
+                .enumerate()
+                .skip(start)
+                .take(frames as usize)
+            {
+                if recording.due(index).is_some_and(|due| due > elapsed) {
+                    break;
+                }
+                self.ledger.push(frame.priority);
+                pushed += 1;
+            }
+            self.clock.generated += pushed;
+            return pushed > 0;
+        }
         for index in 0..frames {
             let emergency = match self.spec.emergency {
                 EmergencyMix::FirstOfBatch(k) => index < u64::from(k),
@@ -393,16 +430,11 @@ impl SimSource {
                     close_deadline = Some(now + self.opts.close_timeout);
                 }
             }
-            let next_tick = match self.clock.interval {
-                Some(_)
-                    if close_deadline.is_none()
-                        && !self.generation_done(now)
-                        && self.ledger.unacked() < self.opts.max_in_flight =>
-                {
-                    Some(self.clock.next_batch)
-                }
-                _ => None,
-            };
+            let next_tick = self.next_due().filter(|_| {
+                close_deadline.is_none()
+                    && !self.generation_done(now)
+                    && self.ledger.unacked() < self.opts.max_in_flight
+            });
             tokio::select! {
                 biased;
                 message = read_message(rd, rbuf, codec) => {
