@@ -36,10 +36,12 @@ fail() { echo "demo: $*" >&2; exit 1; }
 echo "demo: building the release binaries"
 "${CARGO:-cargo}" build --release --bins
 
-# The example config, with the dashboard line printed every 50 ms.
+# The example config, with the dashboard line printed every 50 ms and a fresh archive directory.
 config="$work/aggregator.toml"
-sed -E 's/^stats_interval_ms = .*/stats_interval_ms = 50/' config/aggregator.toml >"$config"
+sed -E -e 's/^stats_interval_ms = .*/stats_interval_ms = 50/' \
+    -e "s#^dir = .*#dir = \"$work/archive\"#" config/aggregator.toml >"$config"
 grep -q '^stats_interval_ms = 50$' "$config" || fail "could not set stats_interval_ms in $config"
+grep -q "^dir = \"$work/archive\"$" "$config" || fail "could not set the archive directory in $config"
 
 daemon_log="$work/aggregator.log"
 echo "demo: starting target/release/aggregator (log: stderr, tee'd below)"

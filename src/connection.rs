@@ -11,7 +11,7 @@
 //! connection, be it the drain, the peer closing, or bad input, what was accepted is admitted,
 //! processed and archived, and the last message on the connection says up to which sequence.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -195,7 +195,7 @@ pub(crate) async fn serve(
     };
     wire.send(&ServerMessage::Welcome {
         version: VERSION,
-        resume_after: registration.resume_after,
+        resume_after: registration.resume.after,
     })
     .await;
 
@@ -326,6 +326,10 @@ struct Intake {
     stats: Stats,
     max_batch: usize,
     last_sequence: Option<u64>,
+    /// Stored above the resume point before this connection (see
+    /// [`crate::router::ResumePoint`]); emptied once
+    /// the source is past the highest of them.
+    already_stored: Arc<BTreeSet<u64>>,
     ledger: AckLedger,
     /// Decoded batches waiting for room in the fan-in, emergencies first.
     pending: VecDeque<Batch>,
@@ -353,8 +357,9 @@ impl Intake {
                     return ControlFlow::Break(());
                 }
             };
-            if self.last_sequence.is_some_and(|last| sequence <= last) {
+            if self.is_duplicate(sequence) {
                 duplicates += 1;
+                self.last_sequence = self.last_sequence.max(Some(sequence));
                 return ControlFlow::Continue(());
             }
             self.last_sequence = Some(sequence);
@@ -391,6 +396,21 @@ impl Intake {
         match failure.or(walk.oversize.map(Ending::Protocol)) {
             Some(ending) => Err(ending),
             None => Ok(()),
+        }
+    }
+
+    /// At or below a sequence already accepted, or stored before this connection.
+    fn is_duplicate(&mut self, sequence: u64) -> bool {
+        if self.last_sequence.is_some_and(|last| sequence <= last) {
+            return true;
+        }
+        match self.already_stored.last() {
+            None => false,
+            Some(&highest) if sequence > highest => {
+                self.already_stored = Arc::default();
+                false
+            }
+            Some(_) => self.already_stored.contains(&sequence),
         }
     }
 
@@ -464,13 +484,15 @@ async fn stream_frames(
     let Registration {
         source,
         ingress,
-        resume_after,
+        resume,
     } = registration;
+    let resume_after = resume.after;
     let mut intake = Intake {
         source: Arc::clone(&source),
         stats: shared.stats.clone(),
         max_batch: cfg.pipeline.max_batch_frames,
         last_sequence: resume_after,
+        already_stored: resume.already_stored,
         ledger: AckLedger::new(resume_after),
         pending: VecDeque::new(),
     };

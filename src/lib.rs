@@ -13,6 +13,7 @@
 //! - [`fan_in`]: the two-lane priority fan-in with its starvation guard.
 //! - [`queue`]: the queue bounded in frames that every lane and the archive input use.
 //! - [`processor`]: the frame processor and the fan-out.
+//! - [`durable`]: the segment-file archive sink and its recovery at start-up.
 //! - [`archive`]: the consumer that must receive every frame, and its `ArchiveSink` interface.
 //! - [`segment`]: the archive's on-disk format (`docs/archive.md`): segment files, records, the scan
 //!   that tells a torn tail from corruption.
@@ -28,6 +29,7 @@ pub mod archive_tools;
 pub mod config;
 pub(crate) mod connection;
 pub mod dashboard;
+pub mod durable;
 pub mod fan_in;
 pub mod frame;
 pub mod logging;

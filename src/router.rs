@@ -11,7 +11,7 @@
 //! drain starts it drops its own `Ingress` and refuses new registrations; the fan-in closes once the
 //! last connection has admitted what it read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -26,13 +26,23 @@ use crate::stats::Stats;
 /// Sources are told apart by kind and id: a replay of source 7 may run while source 7 is live.
 pub type SourceKey = (SourceKind, u32);
 
+/// Where a source resumes: what an earlier connection, or the archive before a restart, stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Every frame of the source up to this sequence is stored.
+    pub after: Option<u64>,
+    /// Frames above `after` that are stored too: emergencies that overtook routine frames before
+    /// the connection ended. A resent copy of one is a duplicate.
+    pub already_stored: Arc<BTreeSet<u64>>,
+}
+
 /// What a registered source receives.
 #[derive(Debug)]
 pub struct Registration {
     pub source: Arc<Source>,
     pub ingress: Ingress,
-    /// The highest sequence of this source already stored, if any.
-    pub resume_after: Option<u64>,
+    /// Where the source resumes.
+    pub resume: ResumePoint,
 }
 
 /// Why the router refused a registration.
@@ -73,7 +83,7 @@ pub struct RouterHandle {
 struct Router {
     commands: mpsc::Receiver<Command>,
     sources: HashMap<SourceKey, Arc<Source>>,
-    resume: HashMap<SourceKey, u64>,
+    resume: HashMap<SourceKey, ResumePoint>,
     ingress: Option<Ingress>,
     drain: CancellationToken,
     stats: Stats,
@@ -95,16 +105,22 @@ impl std::fmt::Debug for Command {
 pub struct RouterGone;
 
 impl RouterHandle {
-    /// Spawns the router. It stops admitting at `drain` and exits when every handle is dropped.
+    /// Spawns the router with the resume points recovered from the archive. It stops admitting at
+    /// `drain` and exits when every handle is dropped.
     ///
     /// It is not part of the drain's task set on purpose: connections deregister as the last step
     /// of the drain, and a monitor may still hold a handle, so the router outlives the drain.
-    pub fn spawn(ingress: Ingress, stats: Stats, drain: CancellationToken) -> RouterHandle {
+    pub fn spawn(
+        ingress: Ingress,
+        stats: Stats,
+        drain: CancellationToken,
+        resume: HashMap<SourceKey, ResumePoint>,
+    ) -> RouterHandle {
         let (tx, commands) = mpsc::channel(256);
         let router = Router {
             commands,
             sources: HashMap::new(),
-            resume: HashMap::new(),
+            resume,
             ingress: Some(ingress),
             drain,
             stats,
@@ -181,9 +197,12 @@ impl Router {
             }
             Command::Deregister { key, reply } => {
                 if let Some(source) = self.sources.remove(&key) {
-                    if let Some(acked) = source.last_acked() {
-                        self.resume.insert(key, acked);
-                    }
+                    // The connection waited for everything it accepted to be stored.
+                    let point = ResumePoint {
+                        after: source.last_acked(),
+                        already_stored: Arc::default(),
+                    };
+                    self.resume.insert(key, point);
                     self.stats.source_deregistered();
                     tracing::info!(
                         source_id = key.1,
@@ -218,15 +237,22 @@ impl Router {
                 peer: existing.peer,
             });
         }
-        let resume_after = self.resume.get(&key).copied();
-        let source = Arc::new(Source::new(id, kind, peer, resume_after));
+        let resume = self.resume.get(&key).cloned().unwrap_or_default();
+        let source = Arc::new(Source::new(id, kind, peer, resume.after));
         self.sources.insert(key, Arc::clone(&source));
         self.stats.source_registered();
-        tracing::info!(source_id = id, kind = kind.as_str(), %peer, ?resume_after, "source registered");
+        tracing::info!(
+            source_id = id,
+            kind = kind.as_str(),
+            %peer,
+            resume_after = ?resume.after,
+            stored_above = resume.already_stored.len(),
+            "source registered"
+        );
         Ok(Registration {
             source,
             ingress: ingress.clone(),
-            resume_after,
+            resume,
         })
     }
 }

@@ -11,6 +11,7 @@
 //! fan-out; the archive stores what is queued and ends; connections send their final
 //! acknowledgements. The deadline bounds the whole sequence.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use crate::frame::{Batch, SourceKind};
 use crate::processor::Processor;
 use crate::protocol::{RefuseReason, ServerMessage};
 use crate::queue::{frame_queue, FrameReceiver, FrameSender};
-use crate::router::RouterHandle;
+use crate::router::{ResumePoint, RouterHandle, SourceKey};
 use crate::stats::{self, PipelineStats, Stats};
 
 /// The two bound listeners.
@@ -122,6 +123,16 @@ pub struct Daemon {
 impl Daemon {
     /// Builds the pipeline and starts the router. Must be called inside a Tokio runtime.
     pub fn new(config: Config, sink: Box<dyn ArchiveSink>) -> Daemon {
+        Self::with_resume(config, sink, HashMap::new())
+    }
+
+    /// Like [`Daemon::new`], with the resume points the archive recovered at start-up, so that
+    /// sources resume where the previous run stored them and their resent frames are recognised.
+    pub fn with_resume(
+        config: Config,
+        sink: Box<dyn ArchiveSink>,
+        resume: HashMap<SourceKey, ResumePoint>,
+    ) -> Daemon {
         let p = &config.pipeline;
         let (ingress, fan_in) = priority_fan_in(
             p.processor_capacity,
@@ -133,7 +144,7 @@ impl Daemon {
         let stats = Stats::new();
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone());
+        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
         let (published, _) = watch::channel(PipelineStats::default());
         Daemon {
             config: Arc::new(config),

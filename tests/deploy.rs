@@ -133,13 +133,14 @@ fn the_daemon_tells_systemd_ready_and_stopping() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let config_path = dir.join("aggregator.toml");
-    std::fs::write(
-        &config_path,
+    let config = format!(
         "[uplink]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\n\
          [replay]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\n\
-         [monitor]\nenabled = false\n",
-    )
-    .unwrap();
+         [monitor]\nenabled = false\n\
+         [archive]\ndir = \"{}\"\n",
+        dir.join("archive").display()
+    );
+    std::fs::write(&config_path, config).unwrap();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .arg("--config")
         .arg(&config_path)

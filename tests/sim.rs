@@ -65,28 +65,35 @@ struct Setup {
     uplink: u16,
     replay: u16,
     config: PathBuf,
+    /// The daemon's archive: shared by a restarted daemon, never by two tests.
+    archive: PathBuf,
 }
 
 impl Setup {
     fn new(uplink_limit: usize) -> Setup {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let (uplink, replay) = (free_port(), free_port());
-        let config = std::env::temp_dir().join(format!(
-            "uplink-sim-test-{}-{}.toml",
+        let name = format!(
+            "uplink-sim-test-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        );
+        let config = std::env::temp_dir().join(format!("{name}.toml"));
+        let archive = std::env::temp_dir().join(format!("{name}-archive"));
         let text = format!(
             "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\nmax_connections = {uplink_limit}\n\n\
              [replay]\nlisten = \"127.0.0.1:{replay}\"\nmax_connections = 64\n\n\
              [dashboard]\nstats_interval_ms = 50\n\n\
-             [monitor]\nenabled = false\n"
+             [monitor]\nenabled = false\n\n\
+             [archive]\ndir = \"{}\"\n",
+            archive.display()
         );
         std::fs::write(&config, text).expect("write the test config");
         Setup {
             uplink,
             replay,
             config,
+            archive,
         }
     }
 
@@ -119,6 +126,7 @@ impl Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_dir_all(&self.archive);
     }
 }
 

@@ -1,12 +1,14 @@
 //! The `aggregator` daemon binary: parses the command line, loads the config, sets up logging,
 //! registers the signals, binds the listeners, and hands everything to the library.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aggregator::archive::CountingSink;
+use aggregator::archive::{ArchiveSink, CountingSink};
 use aggregator::archive_tools::{self, Filter};
-use aggregator::config::LogFormat;
+use aggregator::config::{ArchiveKind, LogFormat};
+use aggregator::durable::SegmentSink;
 use aggregator::monitor::{self, MonitorState};
 use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
 use clap::{Parser, Subcommand};
@@ -127,6 +129,14 @@ async fn serve(config: Config) -> std::io::Result<bool> {
     // Registered before binding, so a failure is a startup error and not a lost signal later.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    // The archive recovers before anything binds: sources must be told where to resume.
+    let (sink, resume): (Box<dyn ArchiveSink>, _) = match config.archive.kind {
+        ArchiveKind::Segments => {
+            let (sink, resume) = SegmentSink::open(&config.archive)?;
+            (Box::new(sink), resume)
+        }
+        ArchiveKind::Count => (Box::new(CountingSink::default()), HashMap::new()),
+    };
     let listeners = Listeners::bind(&config).await?;
     let monitor_listener = match config.monitor.enabled {
         true => Some(bind_monitor(&config).await?),
@@ -142,7 +152,7 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         version = env!("CARGO_PKG_VERSION"),
         "aggregator listening"
     );
-    let daemon = Daemon::new(config, Box::new(CountingSink::default()));
+    let daemon = Daemon::with_resume(config, sink, resume);
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
         let state = MonitorState::new(daemon.stats(), daemon.router(), daemon.health());

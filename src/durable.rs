@@ -1,0 +1,356 @@
+//! The durable archive: every frame appended to CRC-checked segment files (`docs/archive.md`).
+//!
+//! [`SegmentSink`] is the [`ArchiveSink`] the daemon runs with by default. The archive consumer
+//! hands it groups of batches; it encodes them into one buffer, writes it with one system call on
+//! the blocking pool, and syncs when the consumer's policy says so. What it must remember besides
+//! the frames is what makes a restart exactly-once: for each source, the highest acknowledged
+//! sequence (a WATERMARK record, written as acknowledgements move) and the frames stored above it
+//! (emergencies overtake routine frames, so "stored" is not a prefix of the sequence). A new segment
+//! starts with a checkpoint of both, so recovery reads the newest segment alone.
+//!
+//! [`SegmentSink::open`] is the recovery: it cuts a torn tail left by a crash (and says so),
+//! rebuilds each source's resume point from the newest segment, and starts a new segment.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::archive::{ArchiveSink, BoxFuture};
+use crate::config::ArchiveConfig;
+use crate::frame::Batch;
+use crate::router::{ResumePoint, SourceKey};
+use crate::segment::{self, Entry, ScanEnd, MAGIC};
+
+/// What the archive remembers of one source between its records.
+#[derive(Debug, Default, Clone)]
+struct Tracked {
+    /// The last WATERMARK written.
+    watermark: Option<u64>,
+    /// Sequences written above it, in write order; pruned when the watermark moves.
+    above: Vec<u64>,
+}
+
+impl Tracked {
+    fn raise_watermark(&mut self, acked: u64) -> bool {
+        if self.watermark.is_some_and(|w| w >= acked) {
+            return false;
+        }
+        self.watermark = Some(acked);
+        self.above.retain(|&s| s > acked);
+        true
+    }
+}
+
+/// The open segment and where it stands.
+#[derive(Debug)]
+struct Segment {
+    file: File,
+    path: PathBuf,
+    index: u64,
+    /// Bytes of whole records written so far: where a failed write is cut back to.
+    len: u64,
+}
+
+/// Appends frames to segment files in `archive.dir`.
+#[derive(Debug)]
+pub struct SegmentSink {
+    /// Lent to the blocking pool while a write or sync runs; `None` afterwards only if that task
+    /// died, which leaves the archive unusable (reported on every later write).
+    writer: Option<Writer>,
+    dir: PathBuf,
+    /// Held open for the sink's life: its exclusive lock keeps a second daemon out of the directory.
+    _lock: File,
+}
+
+/// Everything the blocking file work needs, moved to the blocking pool and back.
+#[derive(Debug)]
+struct Writer {
+    dir: PathBuf,
+    segment_bytes: u64,
+    /// `None` after an error that left the file in an unknown state.
+    segment: Option<Segment>,
+    sources: HashMap<SourceKey, Tracked>,
+    buf: Vec<u8>,
+}
+
+/// Takes an exclusive lock on `dir/LOCK`: two daemons appending to one archive would interleave
+/// segments and both believe their resume points.
+fn lock_directory(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| with_path(err, &path, "cannot open"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!(
+                "the archive directory {} is in use by another aggregator process ({err})",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
+}
+
+impl SegmentSink {
+    /// Opens (creating if needed) the archive directory, recovers from the newest segment, and
+    /// starts a new segment with a checkpoint. Returns the resume point of every source the archive
+    /// knows. Errors name the path and the cause; a corrupt newest segment is an error (run
+    /// `aggregator archive verify`), a torn tail is cut and logged.
+    pub fn open(
+        config: &ArchiveConfig,
+    ) -> io::Result<(SegmentSink, HashMap<SourceKey, ResumePoint>)> {
+        let dir = config.dir.clone();
+        fs::create_dir_all(&dir)
+            .map_err(|err| with_path(err, &dir, "cannot create the archive directory"))?;
+        let lock = lock_directory(&dir)?;
+        let segments = segment::list_segments(&dir)?;
+        let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
+        let mut next_index = 1;
+        if let Some((index, path)) = segments.last() {
+            next_index = index + 1;
+            if let Some(cut) = segment::repair_tail(path)? {
+                tracing::warn!(
+                    segment = %path.display(),
+                    bytes = cut,
+                    "archive: truncated a torn tail left by an unclean stop"
+                );
+            }
+            let scan = segment::read_segment(path)?;
+            if let ScanEnd::Corrupt { offset, reason } = &scan.end {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: corrupt record at offset {offset}: {reason}",
+                        path.display()
+                    ),
+                ));
+            }
+            let mut stored: HashMap<SourceKey, BTreeSet<u64>> = HashMap::new();
+            for (_, entry) in scan.entries {
+                let key = entry.source();
+                match entry {
+                    Entry::Frame(frame) => {
+                        stored.entry(key).or_default().insert(frame.sequence);
+                    }
+                    Entry::Stored { sequence, .. } => {
+                        stored.entry(key).or_default().insert(sequence);
+                    }
+                    Entry::Watermark { acked, .. } => {
+                        sources.entry(key).or_default().raise_watermark(acked);
+                    }
+                }
+            }
+            for (key, sequences) in stored {
+                let tracked = sources.entry(key).or_default();
+                tracked.above = sequences
+                    .into_iter()
+                    .filter(|&s| !tracked.watermark.is_some_and(|w| s <= w))
+                    .collect();
+            }
+            tracing::info!(
+                segment = %path.display(),
+                sources = sources.len(),
+                "archive: recovered resume points from the newest segment"
+            );
+        }
+        let resume = sources
+            .iter()
+            .map(|(key, tracked)| {
+                let point = ResumePoint {
+                    after: tracked.watermark,
+                    already_stored: Arc::new(tracked.above.iter().copied().collect()),
+                };
+                (*key, point)
+            })
+            .collect();
+        let mut writer = Writer {
+            dir: dir.clone(),
+            segment_bytes: config.segment_bytes,
+            segment: None,
+            sources,
+            buf: Vec::with_capacity(1 << 20),
+        };
+        writer.start_segment(next_index)?;
+        let sink = SegmentSink {
+            writer: Some(writer),
+            dir,
+            _lock: lock,
+        };
+        Ok((sink, resume))
+    }
+
+    fn unusable(&self) -> io::Error {
+        io::Error::other(format!(
+            "the archive writer for {} was lost with a failed task",
+            self.dir.display()
+        ))
+    }
+
+    /// Runs `work` on the blocking pool with the writer, and takes the writer back.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Writer) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let Some(mut writer) = self.writer.take() else {
+            return Err(self.unusable());
+        };
+        let (writer, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut writer);
+            (writer, result)
+        })
+        .await
+        .map_err(|err| io::Error::other(format!("archive writer task failed: {err}")))?;
+        self.writer = Some(writer);
+        result
+    }
+}
+
+impl Writer {
+    /// Creates segment `index` and writes its magic and the checkpoint. Blocking: called at start
+    /// and at rollover, from the blocking pool.
+    fn start_segment(&mut self, index: u64) -> io::Result<()> {
+        let path = self.dir.join(segment::segment_name(index));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|err| with_path(err, &path, "cannot create segment"))?;
+        let mut checkpoint = Vec::from(&MAGIC[..]);
+        for (&(kind, id), tracked) in &self.sources {
+            if let Some(acked) = tracked.watermark {
+                segment::encode_watermark(&mut checkpoint, kind, id, acked);
+            }
+            for &sequence in &tracked.above {
+                segment::encode_stored(&mut checkpoint, kind, id, sequence);
+            }
+        }
+        file.write_all(&checkpoint)
+            .and_then(|()| file.sync_data())
+            .map_err(|err| with_path(err, &path, "cannot write segment"))?;
+        // The new file's directory entry must survive a crash too.
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        self.segment = Some(Segment {
+            file,
+            path,
+            index,
+            len: checkpoint.len() as u64,
+        });
+        Ok(())
+    }
+
+    /// Encodes a group: its frames, then a WATERMARK for each source whose acknowledgement moved
+    /// since the last one (acknowledgements only ever cover frames already synced).
+    fn encode(&mut self, batches: &[Arc<Batch>]) {
+        self.buf.clear();
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let now = Instant::now();
+        for batch in batches {
+            let source = &batch.source;
+            let received =
+                now_unix.saturating_sub(now.duration_since(batch.decoded_at).as_nanos() as u64);
+            let tracked = self.sources.entry((source.kind, source.id)).or_default();
+            for (sequence, payload) in batch.payloads() {
+                segment::encode_frame(
+                    &mut self.buf,
+                    source.kind,
+                    batch.priority,
+                    source.id,
+                    sequence,
+                    received,
+                    payload,
+                );
+                tracked.above.push(sequence);
+            }
+        }
+        for batch in batches {
+            let source = &batch.source;
+            let tracked = self.sources.entry((source.kind, source.id)).or_default();
+            if let Some(acked) = source.last_acked() {
+                if tracked.raise_watermark(acked) {
+                    segment::encode_watermark(&mut self.buf, source.kind, source.id, acked);
+                }
+            }
+        }
+    }
+
+    /// Encodes and appends a group, rolling over to a new segment when this one is full.
+    fn append(&mut self, batches: &[Arc<Batch>]) -> io::Result<()> {
+        self.encode(batches);
+        let Some(segment) = self.segment.as_mut() else {
+            return Err(self.unusable());
+        };
+        if let Err(err) = segment.file.write_all(&self.buf) {
+            let err = with_path(err, &segment.path, "cannot append to segment");
+            // Cut a partial record off, so that later appends follow whole records.
+            if segment.file.set_len(segment.len).is_err() {
+                self.segment = None;
+            }
+            return Err(err);
+        }
+        segment.len += self.buf.len() as u64;
+        if segment.len >= self.segment_bytes {
+            let next = segment.index + 1;
+            segment
+                .file
+                .sync_data()
+                .map_err(|err| with_path(err, &segment.path, "cannot sync segment"))?;
+            self.start_segment(next)?;
+        }
+        Ok(())
+    }
+
+    fn unusable(&self) -> io::Error {
+        io::Error::other(format!(
+            "the archive in {} is unusable after an earlier error",
+            self.dir.display()
+        ))
+    }
+}
+
+impl ArchiveSink for SegmentSink {
+    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+        let batches = batches.to_vec();
+        Box::pin(self.blocking(move |writer| writer.append(&batches)))
+    }
+
+    fn sync(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(self.blocking(|writer| {
+            match writer.segment.as_mut() {
+                Some(segment) => segment
+                    .file
+                    .sync_data()
+                    .map_err(|err| with_path(err, &segment.path, "cannot sync segment")),
+                None => Err(writer.unusable()),
+            }
+        }))
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            self.sync().await?;
+            let segment = self.writer.as_ref().and_then(|w| w.segment.as_ref());
+            if let Some(segment) = segment {
+                tracing::info!(segment = %segment.path.display(), "archive closed");
+            }
+            Ok(())
+        })
+    }
+}
