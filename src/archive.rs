@@ -113,7 +113,8 @@ pub async fn run(
         SyncPolicy::Interval(period) => period,
         SyncPolicy::EveryBatch | SyncPolicy::Never => Duration::from_secs(3600),
     };
-    let mut ticker = tokio::time::interval(period);
+    // The first sync is one period away (a plain `interval` would tick at once).
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut group = Vec::new();
     let mut batches = Vec::new();
