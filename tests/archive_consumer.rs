@@ -30,7 +30,7 @@ impl ArchiveSink for FlakySink {
             Ok(())
         } else {
             Err(io::Error::new(
-                io::ErrorKind::StorageFull,
+                io::ErrorKind::Other,
                 "/archive/segment-1.seg: disk full",
             ))
         };

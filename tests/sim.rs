@@ -555,10 +555,11 @@ fn verify(archive: &std::path::Path) -> (bool, String) {
     (out.status.success(), total)
 }
 
-/// Every frame record in an archive, per source, sorted by sequence: (sequence, priority, payload).
-fn archived_frames(
-    archive: &std::path::Path,
-) -> HashMap<(SourceKind, u32), Vec<(u64, aggregator::Priority, bytes::Bytes)>> {
+/// An archive's frames per source, sorted by sequence: (sequence, priority, payload).
+type ArchivedFrames = HashMap<(SourceKind, u32), Vec<(u64, aggregator::Priority, bytes::Bytes)>>;
+
+/// Every frame record in an archive, per source, sorted by sequence.
+fn archived_frames(archive: &std::path::Path) -> ArchivedFrames {
     use aggregator::segment::{self, Entry};
     let mut frames: HashMap<_, Vec<_>> = HashMap::new();
     for (_, path) in segment::list_segments(archive).expect("list segments") {
