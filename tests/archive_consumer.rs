@@ -29,10 +29,7 @@ impl ArchiveSink for FlakySink {
             self.written.fetch_add(frames, Ordering::SeqCst);
             Ok(())
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::Other,
-                "/archive/segment-1.seg: disk full",
-            ))
+            Err(io::Error::other("/archive/segment-1.seg: disk full"))
         };
         Box::pin(async move { result })
     }
