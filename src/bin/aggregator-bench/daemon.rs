@@ -1,22 +1,27 @@
-//! The daemon variant: the real `aggregator::Daemon` with its default `Config` (listeners on
-//! `127.0.0.1:0`), and an archive sink that counts frames exactly like `CountingSink` and also
-//! timestamps probe frames and in-stream emergency frames as they are stored.
+//! The daemon variants: the real `aggregator::Daemon` with its default `Config` (listeners on
+//! `127.0.0.1:0`): `daemon` with its durable segment archive (in a temporary directory), `pipeline`
+//! with `archive.kind = "count"`. Either way the sink is wrapped by one that counts the frames and
+//! timestamps probe frames and in-stream emergency frames as the archive receives them.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use aggregator::archive::{ArchiveSink, BoxFuture};
+use aggregator::archive::{ArchiveSink, BoxFuture, CountingSink};
+use aggregator::config::ArchiveKind;
+use aggregator::durable::SegmentSink;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{Counts, DrainInfo, PROBE_SOURCE_ID};
 use crate::server::{Running, Shared};
 
-/// `CountingSink`'s count, readable from outside, plus the latency samples.
+/// The archive's count, readable from outside, plus the latency samples, around the real sink.
 struct MeasuringSink {
     frames: Arc<AtomicU64>,
     shared: Arc<Shared>,
+    inner: Box<dyn ArchiveSink>,
 }
 
 impl ArchiveSink for MeasuringSink {
@@ -35,16 +40,26 @@ impl ArchiveSink for MeasuringSink {
                 recorder.stream(batch.decoded_at.elapsed().as_nanos() as u64, batch.len());
             }
         }
-        Box::pin(async { Ok(()) })
+        self.inner.write(batches)
+    }
+
+    fn sync(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        self.inner.sync()
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        self.inner.close()
     }
 }
 
 /// Starts the daemon. `max_connections` raises the uplink limit for the scale runs only; the
-/// other runs use the default config unchanged.
+/// other runs use the default config unchanged, but for the archive's directory (a fresh temporary
+/// one, removed at the end) or, without `durable`, its kind.
 pub async fn start(
     shared: Arc<Shared>,
     stop: CancellationToken,
     max_connections: Option<usize>,
+    durable: bool,
 ) -> io::Result<Running> {
     let mut config = Config::default();
     config.uplink.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
@@ -52,17 +67,28 @@ pub async fn start(
     if let Some(limit) = max_connections {
         config.uplink.max_connections = limit;
     }
+    let archive_dir = std::env::temp_dir().join(format!("aggregator-bench-{}", std::process::id()));
+    let (inner, resume): (Box<dyn ArchiveSink>, _) = if durable {
+        config.archive.dir = archive_dir.clone();
+        let (sink, resume) = SegmentSink::open(&config.archive)?;
+        (Box::new(sink), resume)
+    } else {
+        config.archive.kind = ArchiveKind::Count;
+        (Box::new(CountingSink::default()), HashMap::new())
+    };
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
     let archived = Arc::new(AtomicU64::new(0));
     let sink = MeasuringSink {
         frames: Arc::clone(&archived),
         shared,
+        inner,
     };
-    let daemon = Daemon::new(config, Box::new(sink));
+    let daemon = Daemon::with_resume(config, Box::new(sink), resume);
     let stats = daemon.stats();
     let done = tokio::spawn(async move {
         let report = daemon.run(listeners, stop.cancelled_owned()).await;
+        let _ = std::fs::remove_dir_all(&archive_dir);
         Some(DrainInfo {
             completed: report.completed,
             elapsed_ms: report.elapsed.as_secs_f64() * 1e3,

@@ -44,8 +44,10 @@ pub enum Variant {
     Floor,
     /// The brief's reference design, fed by the same TCP connections.
     Reference,
-    /// The real `aggregator::Daemon`, default config.
+    /// The real `aggregator::Daemon`, default config: with its durable segment archive.
     Daemon,
+    /// The daemon with `archive.kind = "count"`: the pipeline alone, without the disk.
+    Pipeline,
 }
 
 impl Variant {
@@ -54,6 +56,7 @@ impl Variant {
             Variant::Floor => "floor",
             Variant::Reference => "reference",
             Variant::Daemon => "daemon",
+            Variant::Pipeline => "pipeline",
         }
     }
 }
@@ -150,10 +153,14 @@ fn bench(cli: Cli) -> ExitCode {
         measure: secs(cli.duration.unwrap_or(if cli.smoke { 0.7 } else { 3.0 })),
         connections: cli.connections.max(1),
         payloads: cli.payloads.clone().unwrap_or_else(|| vec![64, 1024]),
-        variants: cli
-            .variants
-            .clone()
-            .unwrap_or_else(|| vec![Variant::Floor, Variant::Reference, Variant::Daemon]),
+        variants: cli.variants.clone().unwrap_or_else(|| {
+            vec![
+                Variant::Floor,
+                Variant::Reference,
+                Variant::Daemon,
+                Variant::Pipeline,
+            ]
+        }),
         scale: cli.scale.clone().unwrap_or_else(|| {
             if cli.smoke {
                 vec![100, 300]

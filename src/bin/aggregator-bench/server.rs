@@ -62,7 +62,7 @@ pub fn run(variant: Variant, max_connections: Option<usize>, limit: Duration) ->
     // The daemon runs on the runtime its default config builds, exactly as the binary does; the
     // floor and the reference get every core the machine has.
     let runtime = match variant {
-        Variant::Daemon => aggregator::Config::default().runtime.build(),
+        Variant::Daemon | Variant::Pipeline => aggregator::Config::default().runtime.build(),
         Variant::Floor | Variant::Reference => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
@@ -110,7 +110,12 @@ async fn serve(variant: Variant, max_connections: Option<usize>) -> Result<(), S
     let running = match variant {
         Variant::Floor => floor::start(Arc::clone(&shared), stop.clone()).await,
         Variant::Reference => reference::start(Arc::clone(&shared), stop.clone()).await,
-        Variant::Daemon => daemon::start(Arc::clone(&shared), stop.clone(), max_connections).await,
+        Variant::Daemon => {
+            daemon::start(Arc::clone(&shared), stop.clone(), max_connections, true).await
+        }
+        Variant::Pipeline => {
+            daemon::start(Arc::clone(&shared), stop.clone(), max_connections, false).await
+        }
     }
     .map_err(|e| format!("cannot start: {e}"))?;
     let counts = || Counts {
