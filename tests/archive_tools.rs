@@ -1,36 +1,17 @@
 //! `aggregator archive verify` and `aggregator archive inspect` on archives built record by record
 //! with the segment encoder: no daemon involved.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use aggregator::segment::{self, encode_frame, encode_stored, encode_watermark, MAGIC};
 use aggregator::{Priority, SourceKind};
+use common::TempDir;
 
 const T0: u64 = 1_700_000_000_000_000_000;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "archive-tools-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A segment under construction, remembering where each record starts.
 struct SegmentBuilder {
@@ -147,7 +128,7 @@ fn verify(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn verify_passes_a_good_archive_and_reports_counts_gaps_and_duplicates() {
-    let dir = TempDir::new("good");
+    let dir = TempDir::new("archive-tools-good");
     good_archive(&dir.0);
     let (code, stdout, stderr) = verify(&dir.0, &[]);
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
@@ -183,7 +164,7 @@ fn verify_passes_a_good_archive_and_reports_counts_gaps_and_duplicates() {
 
 #[test]
 fn a_corrupted_byte_mid_segment_fails_verify_naming_file_and_offset() {
-    let dir = TempDir::new("corrupt");
+    let dir = TempDir::new("archive-tools-corrupt");
     let (_, second_path, second) = good_archive(&dir.0);
     // A payload byte of the 4th record of segment 2 (a frame), with valid records after it.
     let offset = second.offsets[3];
@@ -207,7 +188,7 @@ fn a_corrupted_byte_mid_segment_fails_verify_naming_file_and_offset() {
 
 #[test]
 fn a_torn_tail_fails_verify_until_repair_tail_cuts_it() {
-    let dir = TempDir::new("torn");
+    let dir = TempDir::new("archive-tools-torn");
     let (_, second_path, second) = good_archive(&dir.0);
     let full = fs::metadata(&second_path).unwrap().len();
     let last = *second.offsets.last().unwrap();
@@ -237,7 +218,7 @@ fn a_torn_tail_fails_verify_until_repair_tail_cuts_it() {
 
 #[test]
 fn verify_of_a_missing_directory_is_a_usage_error() {
-    let dir = TempDir::new("missing");
+    let dir = TempDir::new("archive-tools-missing");
     let (code, _, stderr) = verify(&dir.0.join("nope"), &[]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("nope"), "{stderr}");
@@ -274,7 +255,7 @@ fn frame_key(line: &str) -> (String, u32, u64) {
 
 #[test]
 fn inspect_lists_records_and_filters_them() {
-    let dir = TempDir::new("inspect");
+    let dir = TempDir::new("archive-tools-inspect");
     good_archive(&dir.0);
     let all = inspect(&dir.0, &[]);
     assert_eq!(

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use std::time::{Duration, Instant};
@@ -13,27 +13,10 @@ use std::time::{Duration, Instant};
 use aggregator::segment::{self, encode_frame, encode_watermark, MAGIC};
 use aggregator::sim::{self, Pace, Progress, ProgressStyle, SessionOptions, SimPlan};
 use aggregator::{Priority, SourceKind};
-use common::{test_config, Archive, Stored, TestDaemon};
+use common::{test_config, Archive, Stored, TempDir, TestDaemon};
 
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
 const T0: u64 = 1_700_000_000_000_000_000;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("replay-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// (archived kind, id, sequence, priority, payload, received ns) in archive order.
 type Archived = (SourceKind, u32, u64, Priority, Vec<u8>, u64);
@@ -130,7 +113,7 @@ fn check_arrived(records: &[Stored], archived: &[Archived]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_replays_an_archive_as_replay_feeds_in_sequence_order() {
-    let dir = TempDir::new("binary");
+    let dir = TempDir::new("replay-binary");
     let archived = sample_archive();
     write_archive(&dir.0, &archived, 7);
     let (archive, sink) = Archive::open();
@@ -169,7 +152,7 @@ async fn the_simulator_replays_an_archive_as_replay_feeds_in_sequence_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_at_a_speed_factor_keeps_the_recorded_gaps_scaled() {
-    let dir = TempDir::new("paced");
+    let dir = TempDir::new("replay-paced");
     // One source, 5 frames 100 ms apart as received: 400 ms recorded, 200 ms at factor 2.
     let archived: Vec<Archived> = (0..5)
         .map(|seq| {
@@ -212,7 +195,7 @@ async fn a_replay_at_a_speed_factor_keeps_the_recorded_gaps_scaled() {
 
 #[test]
 fn a_corrupt_archive_is_refused_before_anything_is_sent() {
-    let dir = TempDir::new("corrupt");
+    let dir = TempDir::new("replay-corrupt");
     let archived = sample_archive();
     write_archive(&dir.0, &archived, 7);
     let path = dir.0.join(segment::segment_name(1));

@@ -101,6 +101,28 @@ impl Setup {
         Daemon::start(&self.config)
     }
 
+    /// Starts the simulator's default scenario at 2,000 frames/s per source for 3 s, requiring
+    /// every frame acknowledged: the load the restart tests interrupt.
+    fn sim_under_load(&self) -> SimRun {
+        let uplink = format!("127.0.0.1:{}", self.uplink);
+        let replay = format!("127.0.0.1:{}", self.replay);
+        SimRun::spawn(&[
+            "--uplink",
+            &uplink,
+            "--replay",
+            &replay,
+            "--progress",
+            "off",
+            "--scenario",
+            "default",
+            "--rate",
+            "2000",
+            "--duration",
+            "3",
+            "--require-all-acked",
+        ])
+    }
+
     /// Runs the simulator against this daemon and waits for it.
     fn sim(&self, args: &[&str]) -> SimResult {
         self.sim_at(self.uplink, args)
@@ -191,6 +213,14 @@ impl Daemon {
 
     fn log(&self) -> Vec<String> {
         self.lines.0.lock().expect("log lock").clone()
+    }
+
+    /// Waits until the dashboard has seen a good number of frames accepted: mid-stream.
+    fn wait_until_mid_stream(&self) {
+        self.wait_for_line(|l| {
+            l.contains("stats: accepted=")
+                && field(l, "accepted").and_then(|v| v.parse::<u64>().ok()) > Some(5_000)
+        });
     }
 
     /// SIGKILL: the daemon gets no chance to drain, flush or close its archive.
@@ -433,28 +463,8 @@ fn fifty_sources_every_frame_acknowledged_and_counted_on_both_sides() {
 fn a_daemon_restart_under_load_loses_nothing() {
     let setup = Setup::new(1024);
     let mut first = setup.start();
-    let uplink = format!("127.0.0.1:{}", setup.uplink);
-    let replay = format!("127.0.0.1:{}", setup.replay);
-    let sim = SimRun::spawn(&[
-        "--uplink",
-        &uplink,
-        "--replay",
-        &replay,
-        "--progress",
-        "off",
-        "--scenario",
-        "default",
-        "--rate",
-        "2000",
-        "--duration",
-        "3",
-        "--require-all-acked",
-    ]);
-    // Mid-stream: the dashboard has seen a good number of frames accepted.
-    first.wait_for_line(|l| {
-        l.contains("stats: accepted=")
-            && field(l, "accepted").and_then(|v| v.parse::<u64>().ok()) > Some(5_000)
-    });
+    let sim = setup.sim_under_load();
+    first.wait_until_mid_stream();
     let (status, drain_first) = first.terminate();
     assert!(status.success(), "first daemon: {status}: {drain_first}");
     let mut second = setup.start();
@@ -583,27 +593,8 @@ fn archived_frames(archive: &std::path::Path) -> ArchivedFrames {
 fn sigkill_under_load_then_restart_stores_every_acknowledged_frame_exactly_once() {
     let setup = Setup::new(1024);
     let mut first = setup.start();
-    let uplink = format!("127.0.0.1:{}", setup.uplink);
-    let replay = format!("127.0.0.1:{}", setup.replay);
-    let sim = SimRun::spawn(&[
-        "--uplink",
-        &uplink,
-        "--replay",
-        &replay,
-        "--progress",
-        "off",
-        "--scenario",
-        "default",
-        "--rate",
-        "2000",
-        "--duration",
-        "3",
-        "--require-all-acked",
-    ]);
-    first.wait_for_line(|l| {
-        l.contains("stats: accepted=")
-            && field(l, "accepted").and_then(|v| v.parse::<u64>().ok()) > Some(5_000)
-    });
+    let sim = setup.sim_under_load();
+    first.wait_until_mid_stream();
     first.kill();
     let mut second = setup.start();
     second.wait_for_line(|l| l.contains("recovered resume points"));

@@ -611,3 +611,29 @@ pub fn is_disconnect(err: &io::Error) -> bool {
             | io::ErrorKind::UnexpectedEof
     )
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scratch directories.
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh directory under the system temp dir, unique per process and test thread, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "aggregator-test-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use aggregator::protocol::{split_complete, Bodies, ClientMessage, DATA_HEADER};
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{Counts, MAX_FRAME_LENGTH, PROBE_SOURCE_ID, READ_BUFFER};
-use crate::server::{peer_gone, Running, Shared};
+use crate::server::{read_more, Running, Shared};
 
 #[derive(Debug, Default)]
 struct Totals {
@@ -67,16 +66,7 @@ pub async fn start(shared: Arc<Shared>, stop: CancellationToken) -> std::io::Res
 async fn connection(mut stream: TcpStream, shared: &Shared, totals: &Totals) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut probe = None;
-    loop {
-        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
-            buf.reserve(READ_BUFFER);
-        }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(err) if peer_gone(&err) => return Ok(()),
-            Err(err) => return Err(format!("read: {err}")),
-        }
+    while read_more(&mut stream, &mut buf).await? {
         let split = split_complete(&mut buf, MAX_FRAME_LENGTH);
         let (mut frames, mut bytes) = (0u64, 0u64);
         for body in Bodies::new(split.complete) {
@@ -112,4 +102,5 @@ async fn connection(mut stream: TcpStream, shared: &Shared, totals: &Totals) -> 
         // this a task runs its whole coop budget (128 reads) before the next one gets a turn.
         tokio::task::yield_now().await;
     }
+    Ok(())
 }

@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 
 use aggregator::protocol::{split_complete, Bodies, ClientMessage};
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{Counts, MAX_FRAME_LENGTH, PROBE_SOURCE_ID, READ_BUFFER};
-use crate::server::{peer_gone, Running, Shared};
+use crate::server::{read_more, Running, Shared};
 
 #[derive(Debug, Clone)]
 pub enum FramePriority {
@@ -260,16 +259,7 @@ pub async fn start(shared: Arc<Shared>, stop: CancellationToken) -> std::io::Res
 async fn connection(mut stream: TcpStream, ctrl: mpsc::Sender<RouterMsg>) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut feed: Option<(u32, mpsc::Sender<Frame>)> = None;
-    loop {
-        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
-            buf.reserve(READ_BUFFER);
-        }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(err) if peer_gone(&err) => return Ok(()),
-            Err(err) => return Err(format!("read: {err}")),
-        }
+    while read_more(&mut stream, &mut buf).await? {
         let split = split_complete(&mut buf, MAX_FRAME_LENGTH);
         let decoded_at = Instant::now();
         for body in Bodies::new(split.complete) {
@@ -313,4 +303,5 @@ async fn connection(mut stream: TcpStream, ctrl: mpsc::Sender<RouterMsg>) -> Res
             return Err(err.to_string());
         }
     }
+    Ok(())
 }

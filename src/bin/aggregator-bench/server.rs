@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::{self, emit, ChildMsg, Counts, DrainInfo, FinalReport, Recorder};
+use crate::control::{self, emit, ChildMsg, Counts, DrainInfo, FinalReport, Recorder, READ_BUFFER};
 use crate::{daemon, floor, reference, Variant};
 
 /// What a started variant hands back to the role.
@@ -49,6 +49,24 @@ pub fn peer_gone(err: &std::io::Error) -> bool {
         err.kind(),
         ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
     )
+}
+
+/// Reads more of a connection into `buf`, keeping a quarter of a read buffer free: `Ok(false)` once
+/// the peer closed or went away, which ends a connection of the floor or the reference cleanly.
+pub async fn read_more(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+) -> Result<bool, String> {
+    use tokio::io::AsyncReadExt;
+    if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+        buf.reserve(READ_BUFFER);
+    }
+    match stream.read_buf(buf).await {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(err) if peer_gone(&err) => Ok(false),
+        Err(err) => Err(format!("read: {err}")),
+    }
 }
 
 /// Runs the server role until it is told to stop; `limit` bounds its life in any case.
