@@ -29,8 +29,9 @@ pub trait ArchiveSink: Send + 'static {
     /// (or nothing, for a sink without a sync) has covered them.
     fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>>;
 
-    /// Makes everything written so far durable.
-    fn sync(&mut self) -> BoxFuture<'_, io::Result<()>> {
+    /// Starts making everything written so far durable. The future completes once it is, and
+    /// does not hold the sink: writes go on while the disk syncs.
+    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -101,7 +102,13 @@ impl Unsynced {
     }
 }
 
+/// A sync under way and the frames it covers: those written before it started.
+type InFlight = Option<(BoxFuture<'static, io::Result<()>>, Unsynced)>;
+
 /// Stores every batch the processor hands over until the processor is gone.
+///
+/// At most one sync is under way at a time, and writes continue while it is: a group written
+/// during a sync waits for the next one. That keeps a slow `fsync` from stopping the pipeline.
 pub async fn run(
     mut input: FrameReceiver<Arc<Batch>>,
     mut sink: Box<dyn ArchiveSink>,
@@ -109,6 +116,7 @@ pub async fn run(
     stats: Stats,
 ) {
     let mut unsynced = Unsynced::default();
+    let mut syncing: InFlight = None;
     let period = match policy {
         SyncPolicy::Interval(period) => period,
         SyncPolicy::EveryBatch | SyncPolicy::Never => Duration::from_secs(3600),
@@ -127,8 +135,17 @@ pub async fn run(
                     group.push(next);
                 }
             }
-            _ = ticker.tick(), if !unsynced.is_empty() => {
-                sync(&mut sink, &mut unsynced, &stats).await;
+            result = in_flight(&mut syncing) => {
+                if let Some((_, covered)) = syncing.take() {
+                    synced(result, covered, &mut unsynced, &stats);
+                }
+                if policy == SyncPolicy::EveryBatch && !unsynced.is_empty() {
+                    syncing = Some((sink.sync(), std::mem::take(&mut unsynced)));
+                }
+                continue;
+            }
+            _ = ticker.tick(), if syncing.is_none() && !unsynced.is_empty() => {
+                syncing = Some((sink.sync(), std::mem::take(&mut unsynced)));
                 continue;
             }
         }
@@ -139,9 +156,11 @@ pub async fn run(
             Ok(()) => {
                 unsynced.add(&group);
                 match policy {
-                    SyncPolicy::EveryBatch => sync(&mut sink, &mut unsynced, &stats).await,
+                    SyncPolicy::EveryBatch if syncing.is_none() => {
+                        syncing = Some((sink.sync(), std::mem::take(&mut unsynced)));
+                    }
                     SyncPolicy::Never => unsynced.stored(&stats),
-                    SyncPolicy::Interval(_) => {}
+                    SyncPolicy::EveryBatch | SyncPolicy::Interval(_) => {}
                 }
             }
             Err(err) => {
@@ -157,8 +176,14 @@ pub async fn run(
         // Written (or failed): the queue's capacity goes back to the processor.
         group.clear();
     }
+    // The last sync covers everything written.
+    if let Some((pending, covered)) = syncing.take() {
+        synced(pending.await, covered, &mut unsynced, &stats);
+    }
     if !unsynced.is_empty() {
-        sync(&mut sink, &mut unsynced, &stats).await;
+        let covered = std::mem::take(&mut unsynced);
+        let result = sink.sync().await;
+        synced(result, covered, &mut unsynced, &stats);
     }
     if let Err(err) = sink.close().await {
         stats.archive_error();
@@ -166,12 +191,23 @@ pub async fn run(
     }
 }
 
-async fn sync(sink: &mut Box<dyn ArchiveSink>, unsynced: &mut Unsynced, stats: &Stats) {
-    match sink.sync().await {
-        Ok(()) => unsynced.stored(stats),
+/// The sync under way, or never, when there is none.
+async fn in_flight(syncing: &mut InFlight) -> io::Result<()> {
+    match syncing {
+        Some((pending, _)) => pending.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A sync ended: what it covered is stored, or, when it failed, waits for the next one.
+fn synced(result: io::Result<()>, mut covered: Unsynced, unsynced: &mut Unsynced, stats: &Stats) {
+    match result {
+        Ok(()) => covered.stored(stats),
         Err(err) => {
             stats.archive_error();
             tracing::error!(error = %err, "archive sync failed; written frames stay unacknowledged");
+            covered.counts.append(&mut unsynced.counts);
+            *unsynced = covered;
         }
     }
 }

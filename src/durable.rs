@@ -331,16 +331,26 @@ impl ArchiveSink for SegmentSink {
         Box::pin(self.blocking(move |writer| writer.append(&batches)))
     }
 
-    fn sync(&mut self) -> BoxFuture<'_, io::Result<()>> {
-        Box::pin(self.blocking(|writer| {
-            match writer.segment.as_mut() {
-                Some(segment) => segment
-                    .file
-                    .sync_data()
-                    .map_err(|err| with_path(err, &segment.path, "cannot sync segment")),
-                None => Err(writer.unusable()),
-            }
-        }))
+    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
+        // A second handle on the same file: the sync runs while the writer goes on appending.
+        let segment = self.writer.as_ref().and_then(|w| w.segment.as_ref());
+        let handle = match segment {
+            Some(segment) => segment
+                .file
+                .try_clone()
+                .map(|file| (file, segment.path.clone()))
+                .map_err(|err| with_path(err, &segment.path, "cannot sync segment")),
+            None => Err(self.unusable()),
+        };
+        Box::pin(async move {
+            let (file, path) = handle?;
+            tokio::task::spawn_blocking(move || {
+                file.sync_data()
+                    .map_err(|err| with_path(err, &path, "cannot sync segment"))
+            })
+            .await
+            .map_err(|err| io::Error::other(format!("archive sync task failed: {err}")))?
+        })
     }
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {

@@ -34,7 +34,7 @@ impl ArchiveSink for FlakySink {
         Box::pin(async move { result })
     }
 
-    fn sync(&mut self) -> BoxFuture<'_, io::Result<()>> {
+    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }

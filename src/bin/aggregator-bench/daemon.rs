@@ -43,7 +43,7 @@ impl ArchiveSink for MeasuringSink {
         self.inner.write(batches)
     }
 
-    fn sync(&mut self) -> BoxFuture<'_, io::Result<()>> {
+    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
         self.inner.sync()
     }
 
