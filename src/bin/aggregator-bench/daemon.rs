@@ -1,7 +1,7 @@
 //! The daemon variants: the real `aggregator::Daemon` with its default `Config` (listeners on
 //! `127.0.0.1:0`): `daemon` with its durable segment archive (in a temporary directory), `pipeline`
-//! with `archive.kind = "count"`. Either way the sink is wrapped by one that counts the frames and
-//! timestamps probe frames and in-stream emergency frames as the archive receives them.
+//! with `archive.kind = "count"`. Either way the sink is wrapped by one that counts what the archive
+//! receives, and latencies are taken at the processor, through a subscription to its fan-out.
 
 use std::collections::HashMap;
 use std::io;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use aggregator::archive::{ArchiveSink, BoxFuture, CountingSink};
 use aggregator::config::ArchiveKind;
+use aggregator::dashboard::FrameFeed;
 use aggregator::durable::SegmentSink;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
@@ -17,29 +18,16 @@ use tokio_util::sync::CancellationToken;
 use crate::control::{Counts, DrainInfo, PROBE_SOURCE_ID};
 use crate::server::{Running, Shared};
 
-/// The archive's count, readable from outside, plus the latency samples, around the real sink.
-struct MeasuringSink {
+/// The archive's count, readable from outside, around the real sink.
+struct CountedSink {
     frames: Arc<AtomicU64>,
-    shared: Arc<Shared>,
     inner: Box<dyn ArchiveSink>,
 }
 
-impl ArchiveSink for MeasuringSink {
+impl ArchiveSink for CountedSink {
     fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
-        let recorder = &self.shared.recorder;
-        for batch in batches {
-            self.frames.fetch_add(batch.len() as u64, Relaxed);
-            if !recorder.recording() {
-                continue;
-            }
-            if batch.source.id == PROBE_SOURCE_ID {
-                for (_, payload) in batch.payloads() {
-                    recorder.probe(payload);
-                }
-            } else if batch.priority == Priority::Emergency {
-                recorder.stream(batch.decoded_at.elapsed().as_nanos() as u64, batch.len());
-            }
-        }
+        let frames: usize = batches.iter().map(|b| b.len()).sum();
+        self.frames.fetch_add(frames as u64, Relaxed);
         self.inner.write(batches)
     }
 
@@ -49,6 +37,25 @@ impl ArchiveSink for MeasuringSink {
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         self.inner.close()
+    }
+}
+
+/// Takes the latency samples where the issue defines them, at the processor: a lossy subscription
+/// to the processor's fan-out, like the dashboard's, sees each batch as it is processed. A batch it
+/// falls behind on is a sample lost, not a frame lost (the report counts samples).
+async fn measure(mut feed: FrameFeed, shared: Arc<Shared>) {
+    while let Some(batch) = feed.next().await {
+        let recorder = &shared.recorder;
+        if !recorder.recording() {
+            continue;
+        }
+        if batch.source.id == PROBE_SOURCE_ID {
+            for (_, payload) in batch.payloads() {
+                recorder.probe(payload);
+            }
+        } else if batch.priority == Priority::Emergency {
+            recorder.stream(batch.decoded_at.elapsed().as_nanos() as u64, batch.len());
+        }
     }
 }
 
@@ -79,12 +86,12 @@ pub async fn start(
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
     let archived = Arc::new(AtomicU64::new(0));
-    let sink = MeasuringSink {
+    let sink = CountedSink {
         frames: Arc::clone(&archived),
-        shared,
         inner,
     };
     let daemon = Daemon::with_resume(config, Box::new(sink), resume);
+    tokio::spawn(measure(daemon.subscribe_frames("bench"), shared));
     let stats = daemon.stats();
     let done = tokio::spawn(async move {
         let report = daemon.run(listeners, stop.cancelled_owned()).await;
