@@ -103,9 +103,10 @@ pub struct DrainInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinalReport {
     pub counts: Counts,
-    /// Probe frames: client send to processed (the archive store, for the daemon).
+    /// Probe frames: client send to processed (the processor's fan-out, for the daemon).
     pub probe: LatencySummary,
-    /// Emergency frames inside the load streams: decode to processed (archive store, for the daemon).
+    /// Emergency frames inside the load streams: decode to processed (the processor's fan-out, for
+    /// the daemon).
     pub stream: LatencySummary,
     pub samples_dropped: u64,
     /// VmHWM of the server process.

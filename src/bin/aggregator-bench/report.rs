@@ -329,7 +329,7 @@ fn targets(
             " ms",
         );
         at_most(
-            format!("{p} B in-stream emergency p99 (decode to archive)"),
+            format!("{p} B in-stream emergency p99 (decode to processed)"),
             1.0,
             a.stream_p99_us.median / 1e3,
             " ms",
@@ -442,7 +442,7 @@ pub fn render(s: &Summary) -> String {
             archive
         );
     }
-    let _ = writeln!(o, "\nProbe: client send to processed (for the daemon: stored by the archive sink), wall clock shared by the two processes. In-stream: emergency frames of the saturating streams, decode to processed (daemon: `Batch::decoded_at` to the archive store; reference: decode to the processor; floor: none).\n");
+    let _ = writeln!(o, "\nProbe: client send to processed (for the daemon: seen on the processor's fan-out), wall clock shared by the two processes. In-stream: emergency frames of the saturating streams, decode to processed (daemon: `Batch::decoded_at` to the processor's fan-out; reference: decode to the processor; floor: none).\n");
     let _ = writeln!(o, "| payload | daemon/floor | daemon/reference |");
     let _ = writeln!(o, "|---|---|---|");
     let show = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}x"));
