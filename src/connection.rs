@@ -102,6 +102,20 @@ struct Wire {
 }
 
 impl Wire {
+    fn new(stream: TcpStream, shared: &Shared) -> Wire {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        Wire {
+            reader,
+            writer,
+            buf: BytesMut::new(),
+            write_timeout: shared.config.connection.idle_timeout,
+            drain: shared.drain.clone(),
+            drain_write_budget: shared.config.shutdown.drain_deadline / 4,
+            writer_broken: false,
+        }
+    }
+
     async fn send(&mut self, message: &ServerMessage) {
         let mut out = BytesMut::with_capacity(64);
         message.encode(&mut out);
@@ -159,18 +173,7 @@ pub(crate) async fn serve(
     listener: SourceKind,
     shared: Arc<Shared>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let config = Arc::clone(&shared.config);
-    let (reader, writer) = stream.into_split();
-    let mut wire = Wire {
-        reader,
-        writer,
-        buf: BytesMut::new(),
-        write_timeout: config.connection.idle_timeout,
-        drain: shared.drain.clone(),
-        drain_write_budget: config.shutdown.drain_deadline / 4,
-        writer_broken: false,
-    };
+    let mut wire = Wire::new(stream, &shared);
 
     let Some(hello) = handshake(&mut wire, listener, &shared).await else {
         wire.close().await;
@@ -204,6 +207,28 @@ pub(crate) async fn serve(
     let (end, ledger, ack_sent) = stream_frames(&mut wire, registration, &shared).await;
     finish(&mut wire, &source, ledger, ack_sent, end, &shared).await;
     let _ = shared.router.deregister(key).await;
+}
+
+/// Refuses a connection the listener will not serve (it is at its connection limit) before any
+/// HELLO is read, through the same REFUSED, log line, counter and lingering close as every refusal.
+#[tracing::instrument(name = "conn", skip_all, fields(%peer, listener = listener.as_str()))]
+pub(crate) async fn refuse_over_limit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: SourceKind,
+    limit: usize,
+    shared: Arc<Shared>,
+) {
+    let mut wire = Wire::new(stream, &shared);
+    let detail = format!("the listener is at its limit of {limit} connections");
+    refuse(
+        &mut wire,
+        &shared,
+        RefuseReason::TooManyConnections,
+        detail,
+        false,
+    )
+    .await;
 }
 
 /// Waits for a valid hello and consumes it from the read buffer; anything the source sent behind
@@ -448,9 +473,7 @@ impl Acks<'_> {
         ledger: &mut AckLedger,
         timer_armed: bool,
     ) -> Option<Instant> {
-        if ledger.advance(source.stored_counts()) {
-            source.set_acked(ledger.acked());
-        }
+        ledger.catch_up(source);
         let ack_due = ledger.acked() != self.sent;
         if !ack_due && (timer_armed || ledger.is_settled()) {
             return None;
@@ -588,9 +611,7 @@ async fn finish(
     let cfg = &shared.config;
     let give_up = Instant::now() + cfg.shutdown.drain_deadline;
     loop {
-        if ledger.advance(source.stored_counts()) {
-            source.set_acked(ledger.acked());
-        }
+        ledger.catch_up(source);
         if ledger.is_settled() {
             break;
         }

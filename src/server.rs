@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,6 @@ use crate::dashboard::{self, FrameFeed};
 use crate::fan_in::{priority_fan_in, FanIn};
 use crate::frame::{Batch, SourceKind};
 use crate::processor::Processor;
-use crate::protocol::{RefuseReason, ServerMessage};
 use crate::queue::{frame_queue, FrameReceiver, FrameSender};
 use crate::router::{ResumePoint, RouterHandle, SourceKey};
 use crate::stats::{self, PipelineStats, Stats};
@@ -357,30 +356,11 @@ async fn accept_loop(
                 });
             }
             Err(_) => {
-                shared.stats.refused();
-                tracing::warn!(%peer, limit, "connection refused: listener is at its connection limit");
-                tracker.spawn(refuse_over_limit(
-                    stream,
-                    limit,
-                    shared.config.connection.handshake_timeout,
-                ));
+                let refusal =
+                    connection::refuse_over_limit(stream, peer, kind, limit, Arc::clone(&shared));
+                tracker.spawn(refusal);
             }
         }
     }
     tracing::debug!("stopped accepting");
-}
-
-async fn refuse_over_limit(mut stream: TcpStream, limit: usize, write_timeout: Duration) {
-    use tokio::io::AsyncWriteExt;
-    let mut out = bytes::BytesMut::new();
-    ServerMessage::Refused {
-        reason: RefuseReason::TooManyConnections,
-        detail: format!("the listener is at its limit of {limit} connections"),
-    }
-    .encode(&mut out);
-    let _ = tokio::time::timeout(write_timeout, async {
-        stream.write_all(&out).await?;
-        stream.shutdown().await
-    })
-    .await;
 }

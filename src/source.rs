@@ -188,6 +188,16 @@ impl AckLedger {
         self.acked != before
     }
 
+    /// Catches up with what the archive has stored of `source` and publishes the acknowledgement
+    /// on it (for listings and the next connection's resume point); returns whether it moved.
+    pub fn catch_up(&mut self, source: &Source) -> bool {
+        let moved = self.advance(source.stored_counts());
+        if moved {
+            source.set_acked(self.acked);
+        }
+        moved
+    }
+
     /// Whether every recorded batch is stored.
     pub fn is_settled(&self) -> bool {
         self.batches.is_empty()
