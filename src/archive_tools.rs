@@ -304,18 +304,27 @@ fn summarize(kind: SourceKind, id: u32, mut tally: Tally) -> SourceCheck {
 // inspect
 // ---------------------------------------------------------------------------------------------
 
-/// Which records `inspect` lists. Every `None` lets everything through.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Which records `inspect` lists. Every `None` lets everything through. It is also the
+/// subcommand's flags, so the command line and the filter cannot drift apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct Filter {
+    /// Only this source id.
+    #[arg(long, value_name = "ID")]
     pub source: Option<u32>,
+    /// Only this source kind: live or replay.
+    #[arg(long, value_parser = parse_kind)]
     pub kind: Option<SourceKind>,
-    /// Frames of this priority only; also hides watermark and stored records, which have none.
+    /// Only frames of this priority: emergency or routine (hides watermark and stored records).
+    #[arg(long, value_parser = parse_priority)]
     pub priority: Option<Priority>,
     /// Lowest sequence listed (for watermarks, the acknowledged sequence).
+    #[arg(long, value_name = "SEQ")]
     pub from: Option<u64>,
     /// Highest sequence listed.
+    #[arg(long, value_name = "SEQ")]
     pub to: Option<u64>,
-    /// Stop after this many lines.
+    /// List at most N records.
+    #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 }
 

@@ -10,7 +10,7 @@ use aggregator::archive_tools::{self, Filter};
 use aggregator::config::{ArchiveKind, LogFormat};
 use aggregator::durable::SegmentSink;
 use aggregator::monitor::{self, MonitorState};
-use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
+use aggregator::{Config, Daemon, Listeners};
 use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
@@ -66,24 +66,8 @@ enum ArchiveTool {
     Inspect {
         /// The archive directory.
         dir: PathBuf,
-        /// Only this source id.
-        #[arg(long, value_name = "ID")]
-        source: Option<u32>,
-        /// Only this source kind: live or replay.
-        #[arg(long, value_parser = archive_tools::parse_kind)]
-        kind: Option<SourceKind>,
-        /// Only frames of this priority: emergency or routine (hides watermark and stored records).
-        #[arg(long, value_parser = archive_tools::parse_priority)]
-        priority: Option<Priority>,
-        /// Lowest sequence listed.
-        #[arg(long, value_name = "SEQ")]
-        from: Option<u64>,
-        /// Highest sequence listed.
-        #[arg(long, value_name = "SEQ")]
-        to: Option<u64>,
-        /// List at most N records.
-        #[arg(long, value_name = "N")]
-        limit: Option<usize>,
+        #[command(flatten)]
+        filter: Filter,
     },
 }
 
@@ -233,23 +217,7 @@ fn archive(tool: ArchiveTool) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        ArchiveTool::Inspect {
-            dir,
-            source,
-            kind,
-            priority,
-            from,
-            to,
-            limit,
-        } => {
-            let filter = Filter {
-                source,
-                kind,
-                priority,
-                from,
-                to,
-                limit,
-            };
+        ArchiveTool::Inspect { dir, filter } => {
             let summary = match archive_tools::inspect(&dir, &filter, &mut stdout) {
                 Ok(summary) => summary,
                 Err(err) => {
