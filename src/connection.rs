@@ -11,7 +11,7 @@
 //! connection, be it the drain, the peer closing, or bad input, what was accepted is admitted,
 //! processed and archived, and the last message on the connection says up to which sequence.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -26,6 +26,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::fan_in::Ingress;
 use crate::frame::{Batch, Priority, SourceKind};
 use crate::protocol::{
     walk_messages, ClientMessage, CloseReason, Hello, MessageView, ProtocolError, RefuseReason,
@@ -356,14 +357,18 @@ struct Intake {
     /// the source is past the highest of them.
     already_stored: Arc<BTreeSet<u64>>,
     ledger: AckLedger,
-    /// Decoded batches waiting for room in the fan-in, emergencies first.
-    pending: VecDeque<Batch>,
 }
 
 impl Intake {
     /// Accepts every complete frame at the front of `buf` up to the first bad message, whose
-    /// error is returned, and cuts them off the buffer in one piece that their batches share.
-    fn take(&mut self, buf: &mut BytesMut, max_frame_length: usize) -> Result<(), Ending> {
+    /// error is returned, cuts them off the buffer in one piece that their batches share, and
+    /// stages the batches in the fan-in, emergencies first.
+    fn take(
+        &mut self,
+        buf: &mut BytesMut,
+        max_frame_length: usize,
+        ingress: &Ingress,
+    ) -> Result<(), Ending> {
         let decoded_at = std::time::Instant::now();
         let mut emergency = Vec::new();
         let mut routine = Vec::new();
@@ -406,11 +411,14 @@ impl Intake {
             self.seal(last, &mut emergency, &mut routine);
         }
         let chunk = buf.split_to(walk.end).freeze();
-        for mut batch in emergency.into_iter().chain(routine) {
-            batch.attach(chunk.clone());
-            self.pending.push_back(batch);
-        }
         self.stats.accepted(accepted);
+        let batches = emergency.into_iter().chain(routine).map(|mut batch| {
+            batch.attach(chunk.clone());
+            batch
+        });
+        if ingress.stage(batches).is_err() {
+            return Err(Ending::PipelineClosed);
+        }
         if duplicates > 0 {
             self.stats.duplicates(duplicates);
             tracing::debug!(
@@ -517,7 +525,6 @@ async fn stream_frames(
         last_sequence: resume_after,
         already_stored: resume.already_stored,
         ledger: AckLedger::new(resume_after),
-        pending: VecDeque::new(),
     };
     let mut acks = Acks {
         shared,
@@ -527,7 +534,7 @@ async fn stream_frames(
     let idle_timeout = cfg.connection.idle_timeout;
     let max_frame_length = cfg.connection.max_frame_length;
     // Whatever the source sent right behind its HELLO.
-    let mut end = intake.take(&mut wire.buf, max_frame_length).err();
+    let mut end = intake.take(&mut wire.buf, max_frame_length, &ingress).err();
     let mut last_activity = Instant::now();
     // Pinned once: a fresh `cancelled()` per pass would join and leave the token's waiter list
     // every time.
@@ -549,36 +556,22 @@ async fn stream_frames(
                 recheck_armed = true;
             }
         }
-        if end.is_some() && intake.pending.is_empty() {
+        if end.is_some() && !ingress.has_staged() {
             break;
         }
-        let reading = end.is_none() && intake.pending.is_empty();
-        let front = intake.pending.front().map(|b| (b.priority, b.len()));
-        let (lane, frames) = front.unwrap_or((Priority::Routine, 0));
+        let staged = ingress.has_staged();
+        let reading = end.is_none() && !staged;
         tokio::select! {
             biased;
             _ = &mut drain, if end.is_none() => end = Some(Ending::Shutdown),
-            reservation = ingress.reserve(lane, frames), if front.is_some() => {
-                let Some(batch) = intake.pending.pop_front() else { continue };
-                source.admitted(&batch);
-                let frames = batch.len() as u64;
-                if reservation.send(batch).is_err() {
-                    end = Some(Ending::PipelineClosed);
-                    intake.pending.clear();
-                } else {
-                    shared.stats.routed(frames);
-                }
-                if intake.pending.is_empty() {
-                    // Waiting for room is not idleness: the idle clock restarts here.
-                    last_activity = Instant::now();
-                }
-            }
+            // Waiting for room is not idleness: the idle clock restarts once all is admitted.
+            _ = ingress.drained(), if staged => last_activity = Instant::now(),
             read = wire.read_more(cfg.read_size(shared.stats.active_sources())), if reading => match read {
                 Ok(0) if wire.buf.is_empty() => end = Some(Ending::EndOfStream),
                 Ok(0) => end = Some(Ending::Protocol(ProtocolError::Truncated { buffered: wire.buf.len() })),
                 Ok(_) => {
                     last_activity = Instant::now();
-                    end = intake.take(&mut wire.buf, max_frame_length).err();
+                    end = intake.take(&mut wire.buf, max_frame_length, &ingress).err();
                 }
                 Err(err) => end = Some(Ending::Io(err)),
             },

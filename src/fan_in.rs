@@ -2,87 +2,440 @@
 //!
 //! Two lanes, each bounded in frames. Emergency batches take their own lane, so an emergency never
 //! waits for capacity behind routine traffic, whoever sent it. The processor takes from the
-//! emergency lane first ([`FanIn::next`] is a biased select), so an emergency is processed before
-//! every routine frame still queued when it arrived. A biased select starves the second branch under
-//! a flood of the first; the `emergency_streak` guard bounds that: after that many emergency frames
-//! in a row, a waiting routine batch goes next.
+//! emergency lane first ([`FanIn::next`] is biased), so an emergency is processed before every
+//! routine frame still queued when it arrived. A biased take starves the second lane under a flood
+//! of the first; the `emergency_streak` guard bounds that: after that many emergency frames in a
+//! row, a waiting routine batch goes next.
+//!
+//! Admission is a hand-off. A connection stages the batches of a socket read; those that fit go
+//! into their lane at once, the rest wait in the lane's line, one entry per source, served in turn.
+//! Whoever gives capacity back (the processor, as it finishes a batch) admits from the front of the
+//! line itself. The bound is the one a semaphore would give, but no connection task has to be woken
+//! to move each batch: with 64-frame batches in a 64-frame input, that wake-up per batch cost more
+//! than processing the batch. A connection is woken once everything it staged is admitted, to read
+//! its socket again, so staged batches stay bounded by one read buffer per connection.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+
+use tokio::sync::Notify;
 
 use crate::frame::{Batch, Priority};
-use crate::queue::{frame_queue, Admitted, FrameReceiver, FrameSender, Reservation};
+use crate::stats::Stats;
 
-/// The producers' side: what a registered source admits its batches into.
-#[derive(Debug, Clone)]
+/// A source's way into the fan-in. The router keeps one and hands a clone to every registered
+/// source; each clone stages its own batches. The fan-in closes once every `Ingress` is gone.
+#[derive(Debug)]
 pub struct Ingress {
-    emergency: FrameSender<Batch>,
-    routine: FrameSender<Batch>,
+    shared: Arc<Shared>,
+    feed: Arc<Feed>,
 }
 
 /// The processor's side.
 #[derive(Debug)]
 pub struct FanIn {
-    emergency: FrameReceiver<Batch>,
-    routine: FrameReceiver<Batch>,
+    shared: Arc<Shared>,
     streak: usize,
     max_streak: usize,
 }
 
-/// Creates the two lanes: `routine_capacity` and `emergency_capacity` frames.
+/// A batch inside its lane's bound; dropping `permit` gives its frames' capacity back.
+#[derive(Debug)]
+pub struct Admitted {
+    pub item: Batch,
+    pub permit: Permit,
+}
+
+/// The capacity one admitted batch holds. The processor drops it once the archive has the batch,
+/// so the frames it is working on count against its input.
+#[derive(Debug)]
+pub struct Permit {
+    shared: Arc<Shared>,
+    lane: usize,
+    frames: usize,
+}
+
+/// The processor is gone: nothing more can be admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Indexed by [`lane_of`].
+    lanes: [Lane; 2],
+    /// Live `Ingress` handles.
+    producers: usize,
+    /// The processor, when it is waiting for a batch.
+    processor: Option<Waker>,
+    /// The processor is gone.
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Lane {
+    capacity: usize,
+    /// Frames admitted and not yet given back: queued and in the processor's hands.
+    occupied: usize,
+    queue: VecDeque<Batch>,
+    /// Sources whose batches did not fit, in turn.
+    line: VecDeque<Staged>,
+}
+
+/// One source's batches waiting in one lane's line.
+#[derive(Debug)]
+struct Staged {
+    batches: VecDeque<Batch>,
+    feed: Arc<Feed>,
+}
+
+/// What a connection waits on: how many of its batches are staged, and a signal when none are.
+#[derive(Debug, Default)]
+struct Feed {
+    staged: AtomicUsize,
+    drained: Notify,
+}
+
+const EMERGENCY: usize = 0;
+const ROUTINE: usize = 1;
+
+fn lane_of(priority: Priority) -> usize {
+    match priority {
+        Priority::Emergency => EMERGENCY,
+        Priority::Routine => ROUTINE,
+    }
+}
+
+/// Creates the two lanes: `routine_capacity` and `emergency_capacity` frames. `stats` counts the
+/// frames admitted.
 pub fn priority_fan_in(
     routine_capacity: usize,
     emergency_capacity: usize,
     emergency_streak: usize,
+    stats: Stats,
 ) -> (Ingress, FanIn) {
-    let (emergency_tx, emergency_rx) = frame_queue(emergency_capacity);
-    let (routine_tx, routine_rx) = frame_queue(routine_capacity);
+    let lane = |capacity| Lane {
+        capacity,
+        occupied: 0,
+        queue: VecDeque::new(),
+        line: VecDeque::new(),
+    };
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            lanes: [lane(emergency_capacity), lane(routine_capacity)],
+            producers: 1,
+            processor: None,
+            closed: false,
+        }),
+        stats,
+    });
     (
         Ingress {
-            emergency: emergency_tx,
-            routine: routine_tx,
+            shared: Arc::clone(&shared),
+            feed: Arc::default(),
         },
         FanIn {
-            emergency: emergency_rx,
-            routine: routine_rx,
+            shared,
             streak: 0,
             max_streak: emergency_streak,
         },
     )
 }
 
-impl Ingress {
-    /// Waits for room for `frames` frames in the lane of `priority`. Cancel-safe.
-    pub async fn reserve(&self, priority: Priority, frames: usize) -> Reservation<Batch> {
-        match priority {
-            Priority::Emergency => self.emergency.reserve(frames).await,
-            Priority::Routine => self.routine.reserve(frames).await,
-        }
+impl Shared {
+    /// The state. A panic while the lock was held cannot leave it half-updated in a way that
+    /// matters more than stopping the pipeline would, so a poisoned lock is used as it is.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Frames inside both lanes, including the batch the processor is working on.
-    pub fn occupied(&self) -> usize {
-        self.emergency.occupied() + self.routine.occupied()
+    /// Puts `batch` inside its lane's bound and does the admission's accounting.
+    fn admit(&self, lane: &mut Lane, batch: Batch) {
+        let frames = batch.len();
+        lane.occupied += frames;
+        batch.source.admitted(&batch);
+        self.stats.routed(frames as u64);
+        lane.queue.push_back(batch);
+    }
+
+    /// Admits from the front of `lane`'s line while the next batch fits, one batch per source in
+    /// turn. Returns whether anything was admitted.
+    fn refill(&self, lane: &mut Lane) -> bool {
+        let mut admitted = false;
+        while let Some(mut staged) = lane.line.pop_front() {
+            let Some(batch) = staged.batches.pop_front() else {
+                continue;
+            };
+            if lane.occupied + batch.len() > lane.capacity {
+                staged.batches.push_front(batch);
+                lane.line.push_front(staged);
+                break;
+            }
+            self.admit(lane, batch);
+            admitted = true;
+            if staged.feed.staged.fetch_sub(1, Relaxed) == 1 {
+                staged.feed.drained.notify_one();
+            }
+            if !staged.batches.is_empty() {
+                lane.line.push_back(staged);
+            }
+        }
+        admitted
+    }
+}
+
+impl Ingress {
+    /// Stages a read's batches, in order within each lane: what fits is admitted now, the rest
+    /// waits its turn. Does not wait; [`Ingress::drained`] tells when all of it is admitted.
+    pub fn stage(&self, batches: impl IntoIterator<Item = Batch>) -> Result<(), Closed> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        let mut admitted = false;
+        for batch in batches {
+            let lane = &mut state.lanes[lane_of(batch.priority)];
+            if lane.line.is_empty() && lane.occupied + batch.len() <= lane.capacity {
+                self.shared.admit(lane, batch);
+                admitted = true;
+                continue;
+            }
+            self.feed.staged.fetch_add(1, Relaxed);
+            match lane.line.back_mut() {
+                Some(staged) if Arc::ptr_eq(&staged.feed, &self.feed) => {
+                    staged.batches.push_back(batch)
+                }
+                _ => lane.line.push_back(Staged {
+                    batches: VecDeque::from([batch]),
+                    feed: Arc::clone(&self.feed),
+                }),
+            }
+        }
+        let processor = if admitted { state.processor.take() } else { None };
+        drop(state);
+        if let Some(waker) = processor {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Whether any batch this handle staged still waits for room.
+    pub fn has_staged(&self) -> bool {
+        self.feed.staged.load(Relaxed) > 0
+    }
+
+    /// Resolves once nothing this handle staged is waiting. Cancel-safe.
+    pub async fn drained(&self) {
+        while self.has_staged() {
+            self.feed.drained.notified().await;
+        }
+    }
+}
+
+impl Clone for Ingress {
+    /// Another producer, with batches of its own.
+    fn clone(&self) -> Self {
+        self.shared.lock().producers += 1;
+        Ingress {
+            shared: Arc::clone(&self.shared),
+            feed: Arc::default(),
+        }
+    }
+}
+
+impl Drop for Ingress {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.producers -= 1;
+        let processor = if state.producers == 0 {
+            state.processor.take()
+        } else {
+            None
+        };
+        drop(state);
+        if let Some(waker) = processor {
+            waker.wake();
+        }
     }
 }
 
 impl FanIn {
     /// The next batch to process: emergency first, within the starvation guard. `None` once every
-    /// [`Ingress`] is dropped and both lanes are empty, which is how the drain reaches the processor.
-    pub async fn next(&mut self) -> Option<Admitted<Batch>> {
-        if self.streak >= self.max_streak {
-            if let Some(batch) = self.routine.try_recv() {
-                self.streak = 0;
-                return Some(batch);
+    /// [`Ingress`] is dropped and nothing is queued or staged, which is how the drain reaches the
+    /// processor.
+    pub async fn next(&mut self) -> Option<Admitted> {
+        poll_fn(|cx| {
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+            let mut state = self.shared.lock();
+            let [emergency, routine] = &mut state.lanes;
+            let streak_over = self.streak >= self.max_streak && !routine.queue.is_empty();
+            let taken = if streak_over {
+                routine.queue.pop_front().map(|b| (ROUTINE, b))
+            } else {
+                (emergency.queue.pop_front().map(|b| (EMERGENCY, b)))
+                    .or_else(|| routine.queue.pop_front().map(|b| (ROUTINE, b)))
+            };
+            let Some((lane, batch)) = taken else {
+                let idle = state.lanes.iter().all(|l| l.line.is_empty());
+                if state.producers == 0 && idle {
+                    return Poll::Ready(None);
+                }
+                match &mut state.processor {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            };
+            coop.made_progress();
+            match batch.priority {
+                Priority::Emergency => self.streak += batch.len(),
+                Priority::Routine => self.streak = 0,
+            }
+            let permit = Permit {
+                shared: Arc::clone(&self.shared),
+                lane,
+                frames: batch.len(),
+            };
+            Poll::Ready(Some(Admitted {
+                item: batch,
+                permit,
+            }))
+        })
+        .await
+    }
+}
+
+impl Drop for FanIn {
+    /// Nothing more can be admitted: staged batches are let go and their connections woken, so
+    /// that they see the pipeline closed.
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        for lane in &mut state.lanes {
+            lane.queue.clear();
+            for staged in lane.line.drain(..) {
+                staged.feed.staged.store(0, Relaxed);
+                staged.feed.drained.notify_one();
             }
         }
-        let batch = tokio::select! {
-            biased;
-            Some(batch) = self.emergency.recv() => batch,
-            Some(batch) = self.routine.recv() => batch,
-            else => return None,
-        };
-        match batch.item.priority {
-            Priority::Emergency => self.streak += batch.item.len(),
-            Priority::Routine => self.streak = 0,
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        let lane = &mut state.lanes[self.lane];
+        lane.occupied -= self.frames;
+        let admitted = self.shared.refill(lane);
+        let processor = if admitted { state.processor.take() } else { None };
+        drop(state);
+        if let Some(waker) = processor {
+            waker.wake();
         }
-        Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::frame::SourceKind;
+    use crate::source::Source;
+
+    fn batch(source: &Arc<Source>, priority: Priority, first: u64, frames: u64) -> Batch {
+        let mut batch = Batch::new(Arc::clone(source), priority, Instant::now(), frames as usize);
+        for sequence in first..first + frames {
+            batch.push(sequence, 0..0);
+        }
+        batch
+    }
+
+    fn source(id: u32) -> Arc<Source> {
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+        Arc::new(Source::new(id, SourceKind::LiveUplink, peer, None))
+    }
+
+    #[tokio::test]
+    async fn what_does_not_fit_waits_and_sources_take_turns() {
+        let (root, mut fan_in) = priority_fan_in(4, 4, 64, Stats::new());
+        let (a, b) = (root.clone(), root.clone());
+        let (sa, sb) = (source(1), source(2));
+        a.stage([
+            batch(&sa, Priority::Routine, 0, 4),
+            batch(&sa, Priority::Routine, 4, 2),
+            batch(&sa, Priority::Routine, 6, 2),
+        ])
+        .expect("open");
+        b.stage([batch(&sb, Priority::Routine, 0, 2)])
+            .expect("open");
+        assert!(a.has_staged() && b.has_staged(), "the lane is full");
+
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let admitted = fan_in.next().await.expect("batch");
+            order.push((admitted.item.source.id, admitted.item.first_sequence()));
+        }
+        assert_eq!(
+            order,
+            [(1, Some(0)), (1, Some(4)), (2, Some(0)), (1, Some(6))],
+            "after the first batch, one batch per source in turn"
+        );
+        assert!(!a.has_staged() && !b.has_staged());
+        a.drained().await;
+    }
+
+    #[tokio::test]
+    async fn emergencies_overtake_queued_routine_frames() {
+        let (root, mut fan_in) = priority_fan_in(8, 8, 64, Stats::new());
+        let s = source(1);
+        root.stage([
+            batch(&s, Priority::Routine, 0, 4),
+            batch(&s, Priority::Emergency, 4, 1),
+        ])
+        .expect("open");
+        let first = fan_in.next().await.expect("batch");
+        assert_eq!(first.item.priority, Priority::Emergency);
+    }
+
+    #[tokio::test]
+    async fn closes_when_every_ingress_is_gone_and_nothing_waits() {
+        let (root, mut fan_in) = priority_fan_in(2, 2, 64, Stats::new());
+        let s = source(1);
+        root.stage([
+            batch(&s, Priority::Routine, 0, 2),
+            batch(&s, Priority::Routine, 2, 2),
+        ])
+        .expect("open");
+        drop(root);
+        let mut frames = 0;
+        while let Some(admitted) = fan_in.next().await {
+            frames += admitted.item.len();
+        }
+        assert_eq!(frames, 4, "staged batches outlive their ingress");
+    }
+
+    #[tokio::test]
+    async fn a_closed_fan_in_refuses_and_wakes_the_waiting() {
+        let (root, fan_in) = priority_fan_in(1, 1, 64, Stats::new());
+        let s = source(1);
+        root.stage([
+            batch(&s, Priority::Routine, 0, 1),
+            batch(&s, Priority::Routine, 1, 1),
+        ])
+        .expect("open");
+        assert!(root.has_staged());
+        drop(fan_in);
+        root.drained().await;
+        assert_eq!(root.stage([batch(&s, Priority::Routine, 2, 1)]), Err(Closed));
     }
 }

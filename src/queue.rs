@@ -38,7 +38,7 @@ pub struct FrameReceiver<T> {
 #[derive(Debug)]
 pub struct Admitted<T> {
     pub item: T,
-    pub(crate) permit: OwnedSemaphorePermit,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// Capacity reserved for one item of a known number of frames.
@@ -101,7 +101,7 @@ impl<T> Reservation<T> {
         self.tx
             .send(Admitted {
                 item,
-                permit: self.permit,
+                _permit: self.permit,
             })
             .map_err(|err| Closed(err.0.item))
     }

@@ -133,14 +133,15 @@ impl Daemon {
         resume: HashMap<SourceKey, ResumePoint>,
     ) -> Daemon {
         let p = &config.pipeline;
+        let stats = Stats::new();
         let (ingress, fan_in) = priority_fan_in(
             p.processor_capacity,
             p.emergency_capacity,
             p.emergency_streak,
+            stats.clone(),
         );
         let (archive_tx, archive_rx) = frame_queue(p.archive_capacity);
         let (subscribers, _) = broadcast::channel(p.dashboard_capacity);
-        let stats = Stats::new();
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
         let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
