@@ -8,12 +8,17 @@
 //! row, a waiting routine batch goes next.
 //!
 //! Admission is a hand-off. A connection stages the batches of a socket read; those that fit go
-//! into their lane at once, the rest wait in the lane's line, one entry per source, served in turn.
-//! Whoever gives capacity back (the processor, as it finishes a batch) admits from the front of the
-//! line itself. The bound is the one a semaphore would give, but no connection task has to be woken
-//! to move each batch: with 64-frame batches in a 64-frame input, that wake-up per batch cost more
-//! than processing the batch. A connection is woken once everything it staged is admitted, to read
-//! its socket again, so staged batches stay bounded by one read buffer per connection.
+//! into their lane at once, the rest wait in the lane's line. Whoever gives capacity back (the
+//! processor, as it finishes a batch) admits from the front of the line itself. The bound is the
+//! one a semaphore would give, but no connection task has to be woken to move each batch: with
+//! 64-frame batches in a 64-frame input, that wake-up per batch cost more than processing the
+//! batch. A connection is woken once everything it staged is admitted, to read its socket again, so
+//! staged batches stay bounded by one read buffer per connection.
+//!
+//! The line is served a whole read at a time, sources in the order they staged, so each source
+//! gets one read per turn. Taking one batch per source in turn would be as fair, but it would drain
+//! every source at nearly the same moment and wake all their connections at once; a run queue of
+//! dozens of full reads is what a connection carrying an emergency would then wait behind.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -154,7 +159,9 @@ impl Shared {
     /// The state. A panic while the lock was held cannot leave it half-updated in a way that
     /// matters more than stopping the pipeline would, so a poisoned lock is used as it is.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Puts `batch` inside its lane's bound and does the admission's accounting.
@@ -166,8 +173,8 @@ impl Shared {
         lane.queue.push_back(batch);
     }
 
-    /// Admits from the front of `lane`'s line while the next batch fits, one batch per source in
-    /// turn. Returns whether anything was admitted.
+    /// Admits from the front of `lane`'s line while the next batch fits. Returns whether anything
+    /// was admitted.
     fn refill(&self, lane: &mut Lane) -> bool {
         let mut admitted = false;
         while let Some(mut staged) = lane.line.pop_front() {
@@ -185,7 +192,7 @@ impl Shared {
                 staged.feed.drained.notify_one();
             }
             if !staged.batches.is_empty() {
-                lane.line.push_back(staged);
+                lane.line.push_front(staged);
             }
         }
         admitted
@@ -219,7 +226,11 @@ impl Ingress {
                 }),
             }
         }
-        let processor = if admitted { state.processor.take() } else { None };
+        let processor = if admitted {
+            state.processor.take()
+        } else {
+            None
+        };
         drop(state);
         if let Some(waker) = processor {
             waker.wake();
@@ -335,7 +346,11 @@ impl Drop for Permit {
         let lane = &mut state.lanes[self.lane];
         lane.occupied -= self.frames;
         let admitted = self.shared.refill(lane);
-        let processor = if admitted { state.processor.take() } else { None };
+        let processor = if admitted {
+            state.processor.take()
+        } else {
+            None
+        };
         drop(state);
         if let Some(waker) = processor {
             waker.wake();
@@ -353,7 +368,12 @@ mod tests {
     use crate::source::Source;
 
     fn batch(source: &Arc<Source>, priority: Priority, first: u64, frames: u64) -> Batch {
-        let mut batch = Batch::new(Arc::clone(source), priority, Instant::now(), frames as usize);
+        let mut batch = Batch::new(
+            Arc::clone(source),
+            priority,
+            Instant::now(),
+            frames as usize,
+        );
         for sequence in first..first + frames {
             batch.push(sequence, 0..0);
         }
@@ -366,7 +386,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn what_does_not_fit_waits_and_sources_take_turns() {
+    async fn what_does_not_fit_waits_and_reads_are_admitted_in_turn() {
         let (root, mut fan_in) = priority_fan_in(4, 4, 64, Stats::new());
         let (a, b) = (root.clone(), root.clone());
         let (sa, sb) = (source(1), source(2));
@@ -387,8 +407,8 @@ mod tests {
         }
         assert_eq!(
             order,
-            [(1, Some(0)), (1, Some(4)), (2, Some(0)), (1, Some(6))],
-            "after the first batch, one batch per source in turn"
+            [(1, Some(0)), (1, Some(4)), (1, Some(6)), (2, Some(0))],
+            "a staged read goes in whole before the next source's"
         );
         assert!(!a.has_staged() && !b.has_staged());
         a.drained().await;
@@ -436,6 +456,9 @@ mod tests {
         assert!(root.has_staged());
         drop(fan_in);
         root.drained().await;
-        assert_eq!(root.stage([batch(&s, Priority::Routine, 2, 1)]), Err(Closed));
+        assert_eq!(
+            root.stage([batch(&s, Priority::Routine, 2, 1)]),
+            Err(Closed)
+        );
     }
 }

@@ -115,6 +115,9 @@ pub struct Batch {
     pub priority: Priority,
     /// When the frames were decoded, for daemon-side latency.
     pub decoded_at: Instant,
+    /// When the processor took the batch; `None` before. Consumers downstream of the processor
+    /// (the archive, subscribers) may run much later: this is when processing happened.
+    pub processed_at: Option<Instant>,
     /// The socket read the payloads are slices of.
     chunk: Bytes,
     frames: Vec<FrameRef>,
@@ -142,6 +145,7 @@ impl Batch {
             source,
             priority,
             decoded_at,
+            processed_at: None,
             chunk: Bytes::new(),
             frames: Vec::with_capacity(capacity),
             payload_bytes: 0,

@@ -8,6 +8,7 @@
 //! the sources' sockets.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::broadcast;
 
@@ -28,7 +29,9 @@ impl Processor {
     /// and the subscribers once they have taken what is queued.
     pub async fn run(mut self) {
         while let Some(admitted) = self.fan_in.next().await {
-            let batch = Arc::new(admitted.item);
+            let mut batch = admitted.item;
+            batch.processed_at = Some(Instant::now());
+            let batch = Arc::new(batch);
             let emergency = batch.priority == Priority::Emergency;
             let frames = batch.len();
             self.stats

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -162,13 +162,14 @@ impl Recorder {
         self.on.load(Relaxed)
     }
 
-    /// A probe frame carrying `payload` was processed now.
-    pub fn probe(&self, payload: &[u8]) {
+    /// A probe frame carrying `payload` was processed `ago` (zero: now).
+    pub fn probe(&self, payload: &[u8], ago: Duration) {
         if !self.recording() {
             return;
         }
         if let Some(sent) = probe_sent_ns(payload) {
-            let latency = unix_ns().saturating_sub(sent);
+            let processed = unix_ns().saturating_sub(ago.as_nanos() as u64);
+            let latency = processed.saturating_sub(sent);
             self.push(&self.probe, latency, 1);
         }
     }

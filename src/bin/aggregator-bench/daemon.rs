@@ -41,20 +41,22 @@ impl ArchiveSink for CountedSink {
 }
 
 /// Takes the latency samples where the issue defines them, at the processor: a lossy subscription
-/// to the processor's fan-out, like the dashboard's, sees each batch as it is processed. A batch it
-/// falls behind on is a sample lost, not a frame lost (the report counts samples).
+/// to the processor's fan-out, like the dashboard's, sees each batch with the instant the processor
+/// took it (`Batch::processed_at`). A batch it falls behind on is a sample lost, not a frame lost
+/// (the report counts samples).
 async fn measure(mut feed: FrameFeed, shared: Arc<Shared>) {
     while let Some(batch) = feed.next().await {
         let recorder = &shared.recorder;
-        if !recorder.recording() {
+        let Some(processed_at) = batch.processed_at.filter(|_| recorder.recording()) else {
             continue;
-        }
+        };
         if batch.source.id == PROBE_SOURCE_ID {
             for (_, payload) in batch.payloads() {
-                recorder.probe(payload);
+                recorder.probe(payload, processed_at.elapsed());
             }
         } else if batch.priority == Priority::Emergency {
-            recorder.stream(batch.decoded_at.elapsed().as_nanos() as u64, batch.len());
+            let latency = processed_at.duration_since(batch.decoded_at);
+            recorder.stream(latency.as_nanos() as u64, batch.len());
         }
     }
 }

@@ -90,7 +90,9 @@ async fn connection(mut stream: TcpStream, shared: &Shared, totals: &Totals) -> 
             frames += 1;
             bytes += (body.len() - DATA_HEADER) as u64;
             if is_probe {
-                shared.recorder.probe(&body[DATA_HEADER..]);
+                shared
+                    .recorder
+                    .probe(&body[DATA_HEADER..], std::time::Duration::ZERO);
             }
         }
         totals.frames.fetch_add(frames, Relaxed);

@@ -144,7 +144,7 @@ async fn frame_processor(
         // Measurement only.
         totals.bytes.fetch_add(frame.payload.len() as u64, Relaxed);
         if frame.source_id == PROBE_SOURCE_ID {
-            shared.recorder.probe(&frame.payload);
+            shared.recorder.probe(&frame.payload, Duration::ZERO);
         } else if is_emerg {
             shared
                 .recorder
