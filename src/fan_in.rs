@@ -83,6 +83,8 @@ struct State {
     processor: Option<Waker>,
     /// The processor is gone.
     closed: bool,
+    /// A connection was woken to read since the processor last looked.
+    reader_woken: bool,
 }
 
 #[derive(Debug)]
@@ -139,6 +141,7 @@ pub fn priority_fan_in(
             producers: 1,
             processor: None,
             closed: false,
+            reader_woken: false,
         }),
         stats,
     });
@@ -174,9 +177,9 @@ impl Shared {
     }
 
     /// Admits from the front of `lane`'s line while the next batch fits. Returns whether anything
-    /// was admitted.
-    fn refill(&self, lane: &mut Lane) -> bool {
-        let mut admitted = false;
+    /// was admitted, and whether a connection was woken to read.
+    fn refill(&self, lane: &mut Lane) -> (bool, bool) {
+        let (mut admitted, mut woken) = (false, false);
         while let Some(mut staged) = lane.line.pop_front() {
             let Some(batch) = staged.batches.pop_front() else {
                 continue;
@@ -190,12 +193,13 @@ impl Shared {
             admitted = true;
             if staged.feed.staged.fetch_sub(1, Relaxed) == 1 {
                 staged.feed.drained.notify_one();
+                woken = true;
             }
             if !staged.batches.is_empty() {
                 lane.line.push_front(staged);
             }
         }
-        admitted
+        (admitted, woken)
     }
 }
 
@@ -283,6 +287,13 @@ impl FanIn {
     /// [`Ingress`] is dropped and nothing is queued or staged, which is how the drain reaches the
     /// processor.
     pub async fn next(&mut self) -> Option<Admitted> {
+        let reader_woken = std::mem::take(&mut self.shared.lock().reader_woken);
+        if reader_woken {
+            // Let the woken connection read, and the runtime look at the sockets, before taking
+            // more: taking batch after batch would wake connection after connection, and a
+            // socket that just got an emergency would be served behind all their reads.
+            tokio::task::yield_now().await;
+        }
         poll_fn(|cx| {
             let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
             let mut state = self.shared.lock();
@@ -345,7 +356,8 @@ impl Drop for Permit {
         let mut state = self.shared.lock();
         let lane = &mut state.lanes[self.lane];
         lane.occupied -= self.frames;
-        let admitted = self.shared.refill(lane);
+        let (admitted, woken) = self.shared.refill(lane);
+        state.reader_woken |= woken;
         let processor = if admitted {
             state.processor.take()
         } else {

@@ -6,6 +6,7 @@
 //! byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of every frame in place. It stops when its
 //! stdin closes (the parent is done with it) or after `limit`.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -94,15 +95,13 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
         });
     }
     let probe_tx = tx.clone();
-    tokio::spawn(async move {
-        match connect(addr, PROBE_SOURCE_ID).await {
-            Ok(writer) => {
-                let _ = probe_tx.send(Ok(()));
-                probe(writer).await;
-            }
-            Err(err) => {
-                let _ = probe_tx.send(Err(format!("probe: {err}")));
-            }
+    std::thread::spawn(move || match connect_probe(addr) {
+        Ok(stream) => {
+            let _ = probe_tx.send(Ok(()));
+            probe(stream);
+        }
+        Err(err) => {
+            let _ = probe_tx.send(Err(format!("probe: {err}")));
         }
     });
     drop(tx);
@@ -178,18 +177,43 @@ async fn uplink(mut writer: OwnedWriteHalf, template: &[u8], frame_len: usize) {
     }
 }
 
-/// One emergency frame per millisecond, its payload starting with its send time.
-async fn probe(mut writer: OwnedWriteHalf) {
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+/// The probe's connection: a blocking socket of its own thread, HELLO sent, and a thread that
+/// discards what the server sends.
+fn connect_probe(addr: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut reader = stream.try_clone()?;
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let mut hello = BytesMut::new();
+    ClientMessage::Hello(Hello {
+        version: VERSION,
+        kind: SourceKind::LiveUplink,
+        source_id: PROBE_SOURCE_ID,
+    })
+    .encode(&mut hello);
+    stream.write_all(&hello)?;
+    Ok(stream)
+}
+
+/// One emergency frame per millisecond, its payload starting with its send time. The probe has a
+/// thread of its own, apart from the runtime that drives the uplinks: a thread waking from sleep
+/// is scheduled at once, so the time it stamps is when the frame goes out, not when a busy
+/// worker got round to it.
+fn probe(mut stream: std::net::TcpStream) {
     let mut payload = [0u8; PROBE_PAYLOAD];
     let mut out = BytesMut::with_capacity(LENGTH_PREFIX + DATA_HEADER + PROBE_PAYLOAD);
+    let mut next = std::time::Instant::now();
     for sequence in 1u64.. {
-        tick.tick().await;
+        next += Duration::from_millis(1);
+        let now = std::time::Instant::now();
+        match next.checked_duration_since(now) {
+            Some(wait) => std::thread::sleep(wait),
+            None => next = now,
+        }
         payload[..8].copy_from_slice(&control::unix_ns().to_be_bytes());
         out.clear();
         encode_data(&mut out, Priority::Emergency, sequence, &payload);
-        if writer.write_all(&out).await.is_err() {
+        if stream.write_all(&out).is_err() {
             return;
         }
     }
