@@ -162,7 +162,7 @@ impl Default for ConnectionConfig {
     fn default() -> Self {
         ConnectionConfig {
             max_frame_length: 64 * 1024,
-            read_buffer: 64 * 1024,
+            read_buffer: 128 * 1024,
             read_budget: 32 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),

@@ -1,7 +1,7 @@
 //! The daemon variants: the real `aggregator::Daemon` with its default `Config` (listeners on
 //! `127.0.0.1:0`): `daemon` with its durable segment archive (in a temporary directory), `pipeline`
 //! with `archive.kind = "count"`. Either way the sink is wrapped by one that counts what the archive
-//! receives, and latencies are taken at the processor, through a subscription to its fan-out.
+//! receives and takes the latency samples, at the instant the processor took each batch.
 
 use std::collections::HashMap;
 use std::io;
@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use aggregator::archive::{ArchiveSink, BoxFuture, CountingSink};
 use aggregator::config::ArchiveKind;
-use aggregator::dashboard::FrameFeed;
 use aggregator::durable::SegmentSink;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
@@ -18,15 +17,42 @@ use tokio_util::sync::CancellationToken;
 use crate::control::{Counts, DrainInfo, PROBE_SOURCE_ID};
 use crate::server::{Running, Shared};
 
-/// The archive's count, readable from outside, around the real sink.
-struct CountedSink {
+/// The real sink, wrapped: counts what the archive receives (readable from outside) and takes the
+/// latency samples. Every batch passes here, so no sample is lost, and each carries the instant
+/// the processor took it (`Batch::processed_at`), which is where the issue defines latency: the
+/// time the archive got round to the batch does not enter the figures.
+struct MeasuredSink {
     frames: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     inner: Box<dyn ArchiveSink>,
 }
 
-impl ArchiveSink for CountedSink {
+impl MeasuredSink {
+    fn sample(&self, batch: &Batch) {
+        let recorder = &self.shared.recorder;
+        let Some(processed_at) = batch.processed_at.filter(|_| recorder.recording()) else {
+            return;
+        };
+        if batch.source.id == PROBE_SOURCE_ID {
+            for (_, payload) in batch.payloads() {
+                recorder.probe(payload, processed_at.elapsed());
+            }
+        } else if batch.priority == Priority::Emergency {
+            let latency = processed_at.duration_since(batch.decoded_at);
+            recorder.stream(latency.as_nanos() as u64, batch.len());
+        }
+    }
+}
+
+impl ArchiveSink for MeasuredSink {
     fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
-        let frames: usize = batches.iter().map(|b| b.len()).sum();
+        let mut frames = 0;
+        for batch in batches {
+            frames += batch.len();
+            if batch.priority == Priority::Emergency {
+                self.sample(batch);
+            }
+        }
         self.frames.fetch_add(frames as u64, Relaxed);
         self.inner.write(batches)
     }
@@ -37,27 +63,6 @@ impl ArchiveSink for CountedSink {
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         self.inner.close()
-    }
-}
-
-/// Takes the latency samples where the issue defines them, at the processor: a lossy subscription
-/// to the processor's fan-out, like the dashboard's, sees each batch with the instant the processor
-/// took it (`Batch::processed_at`). A batch it falls behind on is a sample lost, not a frame lost
-/// (the report counts samples).
-async fn measure(mut feed: FrameFeed, shared: Arc<Shared>) {
-    while let Some(batch) = feed.next().await {
-        let recorder = &shared.recorder;
-        let Some(processed_at) = batch.processed_at.filter(|_| recorder.recording()) else {
-            continue;
-        };
-        if batch.source.id == PROBE_SOURCE_ID {
-            for (_, payload) in batch.payloads() {
-                recorder.probe(payload, processed_at.elapsed());
-            }
-        } else if batch.priority == Priority::Emergency {
-            let latency = processed_at.duration_since(batch.decoded_at);
-            recorder.stream(latency.as_nanos() as u64, batch.len());
-        }
     }
 }
 
@@ -88,12 +93,12 @@ pub async fn start(
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
     let archived = Arc::new(AtomicU64::new(0));
-    let sink = CountedSink {
+    let sink = MeasuredSink {
         frames: Arc::clone(&archived),
+        shared,
         inner,
     };
     let daemon = Daemon::with_resume(config, Box::new(sink), resume);
-    tokio::spawn(measure(daemon.subscribe_frames("bench"), shared));
     let stats = daemon.stats();
     let done = tokio::spawn(async move {
         let report = daemon.run(listeners, stop.cancelled_owned()).await;
