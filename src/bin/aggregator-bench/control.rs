@@ -134,6 +134,12 @@ pub fn unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// The durable daemon's archive directory in a server child of process id `pid`; the parent
+/// removes it once the child has exited.
+pub fn archive_dir(pid: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("aggregator-bench-{pid}"))
+}
+
 /// The send time a probe payload carries, if it is long enough to carry one.
 pub fn probe_sent_ns(payload: &[u8]) -> Option<u64> {
     let stamp: [u8; 8] = payload.get(..8)?.try_into().ok()?;

@@ -14,7 +14,7 @@ use aggregator::durable::SegmentSink;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
 
-use crate::control::{Counts, DrainInfo, PROBE_SOURCE_ID};
+use crate::control::{self, Counts, DrainInfo, PROBE_SOURCE_ID};
 use crate::server::{Running, Shared};
 
 /// The real sink, wrapped: counts what the archive receives (readable from outside) and takes the
@@ -68,7 +68,7 @@ impl ArchiveSink for MeasuredSink {
 
 /// Starts the daemon. `max_connections` raises the uplink limit for the scale runs only; the
 /// other runs use the default config unchanged, but for the archive's directory (a fresh temporary
-/// one, removed at the end) or, without `durable`, its kind.
+/// one, [`control::archive_dir`]) or, without `durable`, its kind.
 pub async fn start(
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -81,7 +81,7 @@ pub async fn start(
     if let Some(limit) = max_connections {
         config.uplink.max_connections = limit;
     }
-    let archive_dir = std::env::temp_dir().join(format!("aggregator-bench-{}", std::process::id()));
+    let archive_dir = control::archive_dir(std::process::id());
     let (inner, resume): (Box<dyn ArchiveSink>, _) = if durable {
         config.archive.dir = archive_dir.clone();
         let (sink, resume) = SegmentSink::open(&config.archive)?;
@@ -101,8 +101,9 @@ pub async fn start(
     let daemon = Daemon::with_resume(config, Box::new(sink), resume);
     let stats = daemon.stats();
     let done = tokio::spawn(async move {
+        // The parent removes the archive once this process has exited: removing gigabytes of
+        // segments here would count in the drain run's time to exit.
         let report = daemon.run(listeners, stop.cancelled_owned()).await;
-        let _ = std::fs::remove_dir_all(&archive_dir);
         Some(DrainInfo {
             completed: report.completed,
             elapsed_ms: report.elapsed.as_secs_f64() * 1e3,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::control::{ChildMsg, Counts, DrainInfo, FinalReport, LatencySummary, LINE_PREFIX};
+use crate::control::{self, ChildMsg, Counts, DrainInfo, FinalReport, LatencySummary, LINE_PREFIX};
 use crate::Variant;
 
 /// What to measure and for how long.
@@ -186,11 +186,13 @@ impl ChildProc {
 }
 
 impl Drop for ChildProc {
+    /// Stops the child if it still runs, and removes the archive a daemon server child kept.
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_dir_all(control::archive_dir(self.child.id()));
     }
 }
 
