@@ -106,9 +106,10 @@ pub struct PipelineConfig {
     /// Routine frames the processor's input holds (waiting, or being processed).
     pub processor_capacity: usize,
     /// Emergency frames the processor's input holds, apart from routine ones so that an emergency
-    /// never waits for routine frames to drain.
+    /// never waits for routine frames to drain; and as many again in the archive's queue, so that
+    /// it does not wait for a slow archive to make room either.
     pub emergency_capacity: usize,
-    /// Frames handed to the archive and not yet stored.
+    /// Routine frames handed to the archive and not yet written.
     pub archive_capacity: usize,
     /// Batches the dashboard may fall behind before it is told it lagged.
     pub dashboard_capacity: usize,

@@ -296,42 +296,78 @@ impl FanIn {
         }
         poll_fn(|cx| {
             let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-            let mut state = self.shared.lock();
-            let [emergency, routine] = &mut state.lanes;
-            let streak_over = self.streak >= self.max_streak && !routine.queue.is_empty();
-            let taken = if streak_over {
-                routine.queue.pop_front().map(|b| (ROUTINE, b))
+            let FanIn {
+                shared,
+                streak,
+                max_streak,
+            } = self;
+            let mut state = shared.lock();
+            let [emergency, routine] = &state.lanes;
+            let streak_over = *streak >= *max_streak && !routine.queue.is_empty();
+            let lane = if streak_over || emergency.queue.is_empty() {
+                ROUTINE
             } else {
-                (emergency.queue.pop_front().map(|b| (EMERGENCY, b)))
-                    .or_else(|| routine.queue.pop_front().map(|b| (ROUTINE, b)))
+                EMERGENCY
             };
-            let Some((lane, batch)) = taken else {
-                let idle = state.lanes.iter().all(|l| l.line.is_empty());
-                if state.producers == 0 && idle {
-                    return Poll::Ready(None);
-                }
-                match &mut state.processor {
-                    Some(waker) => waker.clone_from(cx.waker()),
-                    slot => *slot = Some(cx.waker().clone()),
-                }
-                return Poll::Pending;
-            };
-            coop.made_progress();
-            match batch.priority {
-                Priority::Emergency => self.streak += batch.len(),
-                Priority::Routine => self.streak = 0,
+            if let Some(admitted) = take(shared, streak, &mut state, lane) {
+                coop.made_progress();
+                return Poll::Ready(Some(admitted));
             }
-            let permit = Permit {
-                shared: Arc::clone(&self.shared),
-                lane,
-                frames: batch.len(),
-            };
-            Poll::Ready(Some(Admitted {
-                item: batch,
-                permit,
-            }))
+            let idle = state.lanes.iter().all(|l| l.line.is_empty());
+            if state.producers == 0 && idle {
+                return Poll::Ready(None);
+            }
+            wait(&mut state, cx.waker());
+            Poll::Pending
         })
         .await
+    }
+
+    /// The next emergency batch, for a processor that cannot take routine ones for now (the
+    /// archive has no room). Waits while there is none. Cancel-safe.
+    pub async fn next_emergency(&mut self) -> Admitted {
+        poll_fn(|cx| {
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+            let mut state = self.shared.lock();
+            if let Some(admitted) = take(&self.shared, &mut self.streak, &mut state, EMERGENCY) {
+                coop.made_progress();
+                return Poll::Ready(admitted);
+            }
+            wait(&mut state, cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Takes the batch at the front of `lane`'s queue, if any, with the permit that holds its capacity.
+fn take(
+    shared: &Arc<Shared>,
+    streak: &mut usize,
+    state: &mut State,
+    lane: usize,
+) -> Option<Admitted> {
+    let batch = state.lanes[lane].queue.pop_front()?;
+    match batch.priority {
+        Priority::Emergency => *streak += batch.len(),
+        Priority::Routine => *streak = 0,
+    }
+    let permit = Permit {
+        shared: Arc::clone(shared),
+        lane,
+        frames: batch.len(),
+    };
+    Some(Admitted {
+        item: batch,
+        permit,
+    })
+}
+
+/// Leaves the processor's waker for whoever admits the next batch.
+fn wait(state: &mut State, waker: &Waker) {
+    match &mut state.processor {
+        Some(current) => current.clone_from(waker),
+        slot => *slot = Some(waker.clone()),
     }
 }
 

@@ -84,6 +84,17 @@ impl<T> FrameSender<T> {
         }
     }
 
+    /// Another way into the same queue, with a bound of its own: what it sends never waits for
+    /// room taken by this sender's items, and the other way round. The receiver sees both in the
+    /// order they were sent.
+    pub fn with_own_bound(&self, capacity: usize) -> FrameSender<T> {
+        FrameSender {
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            tx: self.tx.clone(),
+        }
+    }
+
     /// Reserves and sends in one step.
     pub async fn send(&self, item: T, frames: usize) -> Result<(), Closed<T>> {
         self.reserve(frames).await.send(item)
@@ -141,6 +152,35 @@ mod tests {
         drop(taken);
         assert!(blocked.await.expect("task"));
         assert_eq!(tx.occupied(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_sender_with_its_own_bound_is_not_held_by_the_other() {
+        let (tx, mut rx) = frame_queue::<&str>(2);
+        let urgent = tx.with_own_bound(1);
+        tx.send("a", 2).await.map_err(|_| ()).expect("open");
+        let full = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send("b", 1).await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!full.is_finished(), "the first bound is full");
+        urgent
+            .send("e", 1)
+            .await
+            .map_err(|_| ())
+            .expect("room of its own");
+        assert_eq!(urgent.occupied(), 1);
+
+        let order: Vec<_> = [rx.recv().await, rx.recv().await]
+            .into_iter()
+            .map(|a| a.expect("item").item)
+            .collect();
+        assert_eq!(order, ["a", "e"], "one queue, in the order sent");
+        assert!(
+            full.await.expect("task"),
+            "room came back when `a` was dropped"
+        );
     }
 
     #[tokio::test]

@@ -214,6 +214,7 @@ impl Daemon {
         tracker.spawn(
             Processor {
                 fan_in,
+                archive_emergency: archive_tx.with_own_bound(config.pipeline.emergency_capacity),
                 archive: archive_tx,
                 subscribers,
                 stats: stats.clone(),

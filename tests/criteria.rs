@@ -64,6 +64,15 @@ async fn emergency_frames_overtake_queued_routine_frames_of_the_same_source() {
         daemon.stats.snapshot().frames_routed == routine_frames + 3
     })
     .await;
+    // A full archive holds routine frames back, not emergencies: they are processed, and queued
+    // for the archive under their own bound, while it is still shut.
+    wait_until(
+        "the emergencies are processed with the archive shut",
+        PATIENCE,
+        || daemon.stats.snapshot().emergency_frames == 3,
+    )
+    .await;
+    assert!(archive.is_blocked() && archive.len() == 0);
     archive.open_gate();
     client.finish_sending().await;
 
@@ -92,10 +101,11 @@ async fn emergency_frames_overtake_queued_routine_frames_of_the_same_source() {
         .iter()
         .rposition(|(p, _)| *p == Priority::Emergency)
         .expect("emergencies processed");
-    // While the archive was shut, at most its capacity plus the one frame in the processor's hands
-    // could get past the fan-in; every routine frame behind those was still queued when the
-    // emergencies arrived and must come after them.
-    let could_pass = (ARCHIVE_CAPACITY + 1) as u64;
+    // While the archive was shut, only the frames already inside its queue could get ahead of the
+    // emergencies. The frame in the processor's hands was waiting for room in that queue, which
+    // emergencies do not wait for (they have a bound of their own there), so it comes after them
+    // too, with every routine frame still queued in the fan-in.
+    let could_pass = ARCHIVE_CAPACITY as u64;
     for (position, &(priority, sequence)) in order.iter().enumerate() {
         if priority == Priority::Routine && sequence >= could_pass {
             assert!(
