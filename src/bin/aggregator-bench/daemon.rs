@@ -66,16 +66,17 @@ impl ArchiveSink for MeasuredSink {
     }
 }
 
-/// Starts the daemon. `max_connections` raises the uplink limit for the scale runs only; the
-/// other runs use the default config unchanged, but for the archive's directory (a fresh temporary
-/// one, [`control::archive_dir`]) or, without `durable`, its kind.
+/// Starts the daemon with `config` (the defaults unless `--daemon-config` gave a file).
+/// `max_connections` raises the uplink limit for the scale runs only; otherwise the config is used
+/// unchanged, but for the listeners, the archive's directory (a fresh temporary one,
+/// [`control::archive_dir`]) or, without `durable`, its kind.
 pub async fn start(
     shared: Arc<Shared>,
     stop: CancellationToken,
+    mut config: Config,
     max_connections: Option<usize>,
     durable: bool,
 ) -> io::Result<Running> {
-    let mut config = Config::default();
     config.uplink.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
     config.replay.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
     if let Some(limit) = max_connections {

@@ -51,6 +51,11 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Whether this variant is the real daemon (with or without its disk).
+    pub fn is_daemon(self) -> bool {
+        matches!(self, Variant::Daemon | Variant::Pipeline)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Variant::Floor => "floor",
@@ -108,6 +113,11 @@ struct Cli {
     /// Also write the summary, with every run, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run the daemon variants with this aggregator.toml instead of the default config, to measure
+    /// a setting (the harness still sets the listeners, the archive's directory, and for `pipeline`
+    /// the archive's kind).
+    #[arg(long)]
+    daemon_config: Option<PathBuf>,
 
     #[arg(long, value_enum, default_value = "bench", hide = true)]
     role: Role,
@@ -132,7 +142,14 @@ fn main() -> ExitCode {
                 eprintln!("aggregator-bench: --role server needs --variant");
                 return ExitCode::from(2);
             };
-            server::run(variant, cli.max_connections, limit)
+            let config = match load_daemon_config(cli.daemon_config.as_deref()) {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("aggregator-bench: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            server::run(variant, config, cli.max_connections, limit)
         }
         Role::Client => {
             let (Some(addr), Some(payload)) = (cli.addr, cli.payload) else {
@@ -145,7 +162,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The daemon variants' config: the file given, or the defaults.
+fn load_daemon_config(path: Option<&std::path::Path>) -> Result<aggregator::Config, String> {
+    match path {
+        Some(path) => aggregator::Config::load(path).map_err(|e| e.to_string()),
+        None => Ok(aggregator::Config::default()),
+    }
+}
+
 fn bench(cli: Cli) -> ExitCode {
+    let daemon_config = match load_daemon_config(cli.daemon_config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("aggregator-bench: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
     let plan = orchestrate::Plan {
         runs: if cli.smoke { 1 } else { cli.runs.max(1) },
@@ -169,6 +201,8 @@ fn bench(cli: Cli) -> ExitCode {
             }
         }),
         drain: !cli.no_drain,
+        daemon_config: cli.daemon_config.clone(),
+        uplink_limit: daemon_config.uplink.max_connections,
     };
     if let Some(path) = &cli.json {
         if let Err(err) = orchestrate::check_writable(path) {

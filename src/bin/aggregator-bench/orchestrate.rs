@@ -26,6 +26,10 @@ pub struct Plan {
     /// Source counts of the scale runs (daemon, 64 B).
     pub scale: Vec<usize>,
     pub drain: bool,
+    /// The daemon variants' aggregator.toml, when not the defaults.
+    pub daemon_config: Option<PathBuf>,
+    /// `uplink.max_connections` of that config: the scale runs raise it when they need more.
+    pub uplink_limit: usize,
 }
 
 /// One measured window of one variant.
@@ -260,10 +264,12 @@ fn start_server(
         "--limit-secs".into(),
         child_limit(plan).as_secs().to_string(),
     ];
-    // The default uplink limit is 1024 connections; only the larger scale runs raise it.
-    let default_limit = aggregator::Config::default().uplink.max_connections;
-    if sources + 1 > default_limit {
+    // The uplink limit (1024 connections by default) is raised only for the larger scale runs.
+    if sources + 1 > plan.uplink_limit {
         args.extend(["--max-connections".into(), (sources + 64).to_string()]);
+    }
+    if let Some(path) = plan.daemon_config.as_ref().filter(|_| variant.is_daemon()) {
+        args.extend(["--daemon-config".into(), path.display().to_string()]);
     }
     let server = ChildProc::spawn(exe, &args, format!("{} server", variant.name()))?;
     match server.recv(Duration::from_secs(20))? {

@@ -70,17 +70,22 @@ pub async fn read_more(
 }
 
 /// Runs the server role until it is told to stop; `limit` bounds its life in any case.
-pub fn run(variant: Variant, max_connections: Option<usize>, limit: Duration) -> ExitCode {
+pub fn run(
+    variant: Variant,
+    config: aggregator::Config,
+    max_connections: Option<usize>,
+    limit: Duration,
+) -> ExitCode {
     control::raise_nofile_limit();
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         eprintln!("aggregator-bench server: time limit of {limit:?} reached; exiting");
         std::process::exit(3);
     });
-    // The daemon runs on the runtime its default config builds, exactly as the binary does; the
-    // floor and the reference get every core the machine has.
+    // The daemon runs on the runtime its config builds, exactly as the binary does; the floor and
+    // the reference get every core the machine has.
     let runtime = match variant {
-        Variant::Daemon | Variant::Pipeline => aggregator::Config::default().runtime.build(),
+        Variant::Daemon | Variant::Pipeline => config.runtime.build(),
         Variant::Floor | Variant::Reference => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
@@ -92,7 +97,7 @@ pub fn run(variant: Variant, max_connections: Option<usize>, limit: Duration) ->
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(variant, max_connections));
+    let result = runtime.block_on(serve(variant, config, max_connections));
     // Connection tasks of the floor and reference may still run: do not wait for them.
     runtime.shutdown_background();
     match result {
@@ -118,7 +123,11 @@ fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
     rx
 }
 
-async fn serve(variant: Variant, max_connections: Option<usize>) -> Result<(), String> {
+async fn serve(
+    variant: Variant,
+    config: aggregator::Config,
+    max_connections: Option<usize>,
+) -> Result<(), String> {
     let started = Instant::now();
     // Registered before listening, so that a SIGTERM is never missed.
     let mut terminate =
@@ -128,11 +137,16 @@ async fn serve(variant: Variant, max_connections: Option<usize>) -> Result<(), S
     let running = match variant {
         Variant::Floor => floor::start(Arc::clone(&shared), stop.clone()).await,
         Variant::Reference => reference::start(Arc::clone(&shared), stop.clone()).await,
-        Variant::Daemon => {
-            daemon::start(Arc::clone(&shared), stop.clone(), max_connections, true).await
-        }
-        Variant::Pipeline => {
-            daemon::start(Arc::clone(&shared), stop.clone(), max_connections, false).await
+        Variant::Daemon | Variant::Pipeline => {
+            let durable = variant == Variant::Daemon;
+            daemon::start(
+                shared.clone(),
+                stop.clone(),
+                config,
+                max_connections,
+                durable,
+            )
+            .await
         }
     }
     .map_err(|e| format!("cannot start: {e}"))?;
