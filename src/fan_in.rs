@@ -476,6 +476,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_processor_lets_a_woken_connection_run_before_taking_more() {
+        let (root, mut fan_in) = priority_fan_in(4, 4, 64, Stats::new());
+        let s = source(1);
+        root.stage([
+            batch(&s, Priority::Routine, 0, 4),
+            batch(&s, Priority::Routine, 4, 4),
+        ])
+        .expect("open");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let reader = tokio::spawn({
+            let events = Arc::clone(&events);
+            async move {
+                root.drained().await;
+                events.lock().expect("lock").push("connection woken");
+            }
+        });
+        tokio::task::yield_now().await; // the connection task waits for its batches
+        let first = fan_in.next().await.expect("batch");
+        events.lock().expect("lock").push("took the first batch");
+        drop(first); // admits the second batch, which drains the connection's staging
+        let _second = fan_in.next().await.expect("batch");
+        events.lock().expect("lock").push("took the second batch");
+        reader.await.expect("task");
+        assert_eq!(
+            *events.lock().expect("lock"),
+            [
+                "took the first batch",
+                "connection woken",
+                "took the second batch"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn next_emergency_takes_only_emergencies() {
+        let (root, mut fan_in) = priority_fan_in(8, 8, 64, Stats::new());
+        let s = source(1);
+        root.stage([batch(&s, Priority::Routine, 0, 4)])
+            .expect("open");
+        tokio::select! {
+            biased;
+            _ = fan_in.next_emergency() => panic!("a routine batch came out of next_emergency"),
+            _ = std::future::ready(()) => {}
+        }
+        root.stage([batch(&s, Priority::Emergency, 4, 1)])
+            .expect("open");
+        let taken = fan_in.next_emergency().await;
+        assert_eq!(taken.item.first_sequence(), Some(4));
+        let routine = fan_in
+            .next()
+            .await
+            .expect("the routine batch is still there");
+        assert_eq!(routine.item.first_sequence(), Some(0));
+    }
+
+    #[tokio::test]
     async fn closes_when_every_ingress_is_gone_and_nothing_waits() {
         let (root, mut fan_in) = priority_fan_in(2, 2, 64, Stats::new());
         let s = source(1);
