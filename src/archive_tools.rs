@@ -352,10 +352,10 @@ impl Filter {
                 *sequence
             }
         };
-        self.source.map_or(true, |s| s == id)
-            && self.kind.map_or(true, |k| k == kind)
-            && self.from.map_or(true, |f| sequence >= f)
-            && self.to.map_or(true, |t| sequence <= t)
+        self.source.is_none_or(|s| s == id)
+            && self.kind.is_none_or(|k| k == kind)
+            && self.from.is_none_or(|f| sequence >= f)
+            && self.to.is_none_or(|t| sequence <= t)
     }
 }
 

@@ -158,7 +158,7 @@ impl SegmentSink {
                 let tracked = sources.entry(key).or_default();
                 tracked.above = sequences
                     .into_iter()
-                    .filter(|&s| !tracked.watermark.is_some_and(|w| s <= w))
+                    .filter(|&s| tracked.watermark.is_none_or(|w| s > w))
                     .collect();
             }
             tracing::info!(
