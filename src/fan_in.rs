@@ -230,15 +230,7 @@ impl Ingress {
                 }),
             }
         }
-        let processor = if admitted {
-            state.processor.take()
-        } else {
-            None
-        };
-        drop(state);
-        if let Some(waker) = processor {
-            waker.wake();
-        }
+        wake_processor_if(state, admitted);
         Ok(())
     }
 
@@ -270,15 +262,8 @@ impl Drop for Ingress {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.producers -= 1;
-        let processor = if state.producers == 0 {
-            state.processor.take()
-        } else {
-            None
-        };
-        drop(state);
-        if let Some(waker) = processor {
-            waker.wake();
-        }
+        let last = state.producers == 0;
+        wake_processor_if(state, last);
     }
 }
 
@@ -363,6 +348,15 @@ fn take(
     })
 }
 
+/// Wakes the processor, if it waits, when `now` says there is something for it; outside the lock.
+fn wake_processor_if(mut state: MutexGuard<'_, State>, now: bool) {
+    let processor = if now { state.processor.take() } else { None };
+    drop(state);
+    if let Some(waker) = processor {
+        waker.wake();
+    }
+}
+
 /// Leaves the processor's waker for whoever admits the next batch.
 fn wait(state: &mut State, waker: &Waker) {
     match &mut state.processor {
@@ -394,15 +388,7 @@ impl Drop for Permit {
         lane.occupied -= self.frames;
         let (admitted, woken) = self.shared.refill(lane);
         state.reader_woken |= woken;
-        let processor = if admitted {
-            state.processor.take()
-        } else {
-            None
-        };
-        drop(state);
-        if let Some(waker) = processor {
-            waker.wake();
-        }
+        wake_processor_if(state, admitted);
     }
 }
 
@@ -431,6 +417,16 @@ mod tests {
     fn source(id: u32) -> Arc<Source> {
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
         Arc::new(Source::new(id, SourceKind::LiveUplink, peer, None))
+    }
+
+    /// A fan-in whose lanes hold `capacity` frames each, and one source that has staged `batches`
+    /// (priority, first sequence, frames) through the ingress returned.
+    fn staged(capacity: usize, batches: &[(Priority, u64, u64)]) -> (Ingress, FanIn, Arc<Source>) {
+        let (root, fan_in) = priority_fan_in(capacity, capacity, 64, Stats::new());
+        let s = source(1);
+        let batches = batches.iter().map(|&(p, first, n)| batch(&s, p, first, n));
+        root.stage(batches).expect("open");
+        (root, fan_in, s)
     }
 
     #[tokio::test]
@@ -464,26 +460,16 @@ mod tests {
 
     #[tokio::test]
     async fn emergencies_overtake_queued_routine_frames() {
-        let (root, mut fan_in) = priority_fan_in(8, 8, 64, Stats::new());
-        let s = source(1);
-        root.stage([
-            batch(&s, Priority::Routine, 0, 4),
-            batch(&s, Priority::Emergency, 4, 1),
-        ])
-        .expect("open");
+        let (_root, mut fan_in, _) =
+            staged(8, &[(Priority::Routine, 0, 4), (Priority::Emergency, 4, 1)]);
         let first = fan_in.next().await.expect("batch");
         assert_eq!(first.item.priority, Priority::Emergency);
     }
 
     #[tokio::test]
     async fn the_processor_lets_a_woken_connection_run_before_taking_more() {
-        let (root, mut fan_in) = priority_fan_in(4, 4, 64, Stats::new());
-        let s = source(1);
-        root.stage([
-            batch(&s, Priority::Routine, 0, 4),
-            batch(&s, Priority::Routine, 4, 4),
-        ])
-        .expect("open");
+        let (root, mut fan_in, _) =
+            staged(4, &[(Priority::Routine, 0, 4), (Priority::Routine, 4, 4)]);
         let events = Arc::new(Mutex::new(Vec::new()));
         let reader = tokio::spawn({
             let events = Arc::clone(&events);
@@ -511,10 +497,7 @@ mod tests {
 
     #[tokio::test]
     async fn next_emergency_takes_only_emergencies() {
-        let (root, mut fan_in) = priority_fan_in(8, 8, 64, Stats::new());
-        let s = source(1);
-        root.stage([batch(&s, Priority::Routine, 0, 4)])
-            .expect("open");
+        let (root, mut fan_in, s) = staged(8, &[(Priority::Routine, 0, 4)]);
         tokio::select! {
             biased;
             _ = fan_in.next_emergency() => panic!("a routine batch came out of next_emergency"),
@@ -533,13 +516,8 @@ mod tests {
 
     #[tokio::test]
     async fn closes_when_every_ingress_is_gone_and_nothing_waits() {
-        let (root, mut fan_in) = priority_fan_in(2, 2, 64, Stats::new());
-        let s = source(1);
-        root.stage([
-            batch(&s, Priority::Routine, 0, 2),
-            batch(&s, Priority::Routine, 2, 2),
-        ])
-        .expect("open");
+        let (root, mut fan_in, _) =
+            staged(2, &[(Priority::Routine, 0, 2), (Priority::Routine, 2, 2)]);
         drop(root);
         let mut frames = 0;
         while let Some(admitted) = fan_in.next().await {
@@ -550,13 +528,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_fan_in_refuses_and_wakes_the_waiting() {
-        let (root, fan_in) = priority_fan_in(1, 1, 64, Stats::new());
-        let s = source(1);
-        root.stage([
-            batch(&s, Priority::Routine, 0, 1),
-            batch(&s, Priority::Routine, 1, 1),
-        ])
-        .expect("open");
+        let (root, fan_in, s) = staged(1, &[(Priority::Routine, 0, 1), (Priority::Routine, 1, 1)]);
         assert!(root.has_staged());
         drop(fan_in);
         root.drained().await;
