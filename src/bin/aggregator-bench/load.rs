@@ -135,15 +135,8 @@ async fn connect(addr: SocketAddr, source_id: u32) -> Result<OwnedWriteHalf, Str
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
     tokio::spawn(discard(reader));
-    let mut hello = BytesMut::new();
-    ClientMessage::Hello(Hello {
-        version: VERSION,
-        kind: SourceKind::LiveUplink,
-        source_id,
-    })
-    .encode(&mut hello);
     writer
-        .write_all(&hello)
+        .write_all(&hello(source_id))
         .await
         .map_err(|e| format!("HELLO: {e}"))?;
     Ok(writer)
@@ -184,15 +177,20 @@ fn connect_probe(addr: SocketAddr) -> std::io::Result<std::net::TcpStream> {
     stream.set_nodelay(true)?;
     let mut reader = stream.try_clone()?;
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    stream.write_all(&hello(PROBE_SOURCE_ID))?;
+    Ok(stream)
+}
+
+/// The HELLO of a live uplink with id `source_id`.
+fn hello(source_id: u32) -> BytesMut {
     let mut hello = BytesMut::new();
     ClientMessage::Hello(Hello {
         version: VERSION,
         kind: SourceKind::LiveUplink,
-        source_id: PROBE_SOURCE_ID,
+        source_id,
     })
     .encode(&mut hello);
-    stream.write_all(&hello)?;
-    Ok(stream)
+    hello
 }
 
 /// One emergency frame per millisecond, its payload starting with its send time. The probe has a
