@@ -13,9 +13,6 @@ use serde::{Deserialize, Deserializer};
 use crate::archive::SyncPolicy;
 use crate::protocol::DATA_HEADER;
 
-/// The smallest read a connection makes, however many share the read budget.
-const MIN_READ: usize = 4096;
-
 /// The largest frame length the config accepts, to keep per-connection buffers sane.
 const MAX_FRAME_LENGTH_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -141,9 +138,10 @@ pub struct ConnectionConfig {
     pub max_frame_length: usize,
     /// Most bytes read from one socket at a time.
     pub read_buffer: usize,
-    /// Bytes of read buffers shared by all connections: with many connections each one reads less
-    /// at a time (`read_budget / connections`, at least 4 KiB, at most `read_buffer`), so memory
-    /// stays bounded whatever the number of sources.
+    /// Bytes of full read buffers shared by all connections: `read_budget / read_buffer`
+    /// connections read a full buffer at a time; the rest read 4 KiB, or wait their turn when
+    /// their socket holds more (the `read_credit` module), so memory stays bounded whatever the
+    /// number of sources.
     pub read_budget: usize,
     /// Time a new connection has to send its hello.
     #[serde(rename = "handshake_timeout_ms", deserialize_with = "millis")]
@@ -516,6 +514,16 @@ impl Config {
                 ),
             ));
         }
+        let c = &self.connection;
+        if c.read_budget < c.read_buffer {
+            return Err((
+                "connection.read_budget",
+                format!(
+                    "{} is below connection.read_buffer ({}): the budget must hold at least one full read",
+                    c.read_budget, c.read_buffer
+                ),
+            ));
+        }
         let frame = self.connection.max_frame_length;
         if !(DATA_HEADER..=MAX_FRAME_LENGTH_LIMIT).contains(&frame) {
             return Err((
@@ -557,14 +565,9 @@ impl Config {
         Ok(())
     }
 
-    /// Bytes one connection reads at a time when `connections` are open: its share of the read
-    /// budget, between 4 KiB and `read_buffer`.
-    pub fn read_size(&self, connections: u64) -> usize {
-        let share = self.connection.read_budget / connections.max(1) as usize;
-        share.clamp(
-            MIN_READ.min(self.connection.read_buffer),
-            self.connection.read_buffer,
-        )
+    /// How many connections may read a full `read_buffer` at once: `read_budget / read_buffer`.
+    pub fn read_credits(&self) -> usize {
+        self.connection.read_budget / self.connection.read_buffer
     }
 
     /// The interval between ACKs to one source when `connections` are open: `ack_interval`, or

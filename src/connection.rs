@@ -2,8 +2,9 @@
 //!
 //! A connection reads its socket only when everything it read before has been admitted into the
 //! fan-in. When the pipeline is saturated it stops reading, the kernel's receive buffer fills, and
-//! TCP flow control slows the sender: that is the whole backpressure path, and it bounds memory to
-//! one read buffer per connection. Each read is decoded at once into batches; the emergency batches
+//! TCP flow control slows the sender: that is the whole backpressure path. How much it reads at a
+//! time, and when its turn comes with many busy sources, is the read credits' business
+//! ([`crate::read_credit`]), which bound the read buffers of all connections together. Each read is decoded at once into batches; the emergency batches
 //! of a read are admitted before its routine ones, into their own lane, so an emergency is never
 //! held behind its own source's blocked routine frames.
 //!
@@ -32,6 +33,7 @@ use crate::protocol::{
     walk_messages, ClientMessage, CloseReason, Hello, MessageView, ProtocolError, RefuseReason,
     ServerMessage, DATA_HEADER, VERSION,
 };
+use crate::read_credit::{ReadCredits, ReadTurn, SMALL_READ};
 use crate::router::{RegisterError, Registration, RouterHandle};
 use crate::source::{AckLedger, Source};
 use crate::stats::Stats;
@@ -46,6 +48,7 @@ pub(crate) struct Shared {
     pub router: RouterHandle,
     pub stats: Stats,
     pub drain: CancellationToken,
+    pub read_credits: ReadCredits,
 }
 
 /// Why an accepted connection ended.
@@ -154,15 +157,20 @@ impl Wire {
         let _ = timeout(self.drain_write_budget.min(LINGER), drain_input).await;
     }
 
-    /// Reads at most `size` more bytes. A buffer is allocated only when the free space is down to
-    /// a quarter of that, so an idle connection holds a small tail, not a full read buffer.
-    async fn read_more(&mut self, size: usize) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < size / 4 + 1 {
-            self.buf.reserve(size);
+    /// Reads a small buffer's worth: the handshake, before the connection has a place in the
+    /// read line. A buffer is allocated only when the free space is down to a quarter of that.
+    async fn read_small(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < SMALL_READ / 4 + 1 {
+            self.buf.reserve(SMALL_READ);
         }
         let spare = self.buf.capacity() - self.buf.len();
-        let mut limited = (&mut self.reader).take(spare.min(size) as u64);
+        let mut limited = (&mut self.reader).take(spare.min(SMALL_READ) as u64);
         limited.read_buf(&mut self.buf).await
+    }
+
+    /// Reads when `turn` allows, as much as it allows.
+    async fn read_turn(&mut self, turn: &mut ReadTurn) -> io::Result<usize> {
+        turn.read(&self.reader, &mut self.buf).await
     }
 }
 
@@ -263,7 +271,7 @@ async fn handshake(wire: &mut Wire, listener: SourceKind, shared: &Shared) -> Op
                 refuse(wire, shared, RefuseReason::HandshakeTimeout, detail, true).await;
                 return None;
             }
-            read = wire.read_more(shared.config.read_size(shared.stats.active_sources())) => read,
+            read = wire.read_small() => read,
         };
         match read {
             Ok(0) if wire.buf.is_empty() => {
@@ -531,6 +539,7 @@ async fn stream_frames(
         sent: resume_after,
         next_send: Instant::now(),
     };
+    let mut turn = shared.read_credits.turn();
     let idle_timeout = cfg.connection.idle_timeout;
     let max_frame_length = cfg.connection.max_frame_length;
     // Whatever the source sent right behind its HELLO.
@@ -556,17 +565,20 @@ async fn stream_frames(
                 recheck_armed = true;
             }
         }
-        if end.is_some() && !ingress.has_staged() {
-            break;
-        }
         let staged = ingress.has_staged();
+        if !staged {
+            turn.release(&mut wire.buf);
+            if end.is_some() {
+                break;
+            }
+        }
         let reading = end.is_none() && !staged;
         tokio::select! {
             biased;
             _ = &mut drain, if end.is_none() => end = Some(Ending::Shutdown),
             // Waiting for room is not idleness: the idle clock restarts once all is admitted.
             _ = ingress.drained(), if staged => last_activity = Instant::now(),
-            read = wire.read_more(cfg.read_size(shared.stats.active_sources())), if reading => match read {
+            read = wire.read_turn(&mut turn), if reading => match read {
                 Ok(0) if wire.buf.is_empty() => end = Some(Ending::EndOfStream),
                 Ok(0) => end = Some(Ending::Protocol(ProtocolError::Truncated { buffered: wire.buf.len() })),
                 Ok(_) => {
@@ -576,7 +588,8 @@ async fn stream_frames(
                 Err(err) => end = Some(Ending::Io(err)),
             },
             _ = &mut recheck_timer, if recheck_armed => recheck_armed = false,
-            _ = &mut idle, if reading => {
+            // Waiting in line for a read credit is not idleness either.
+            _ = &mut idle, if reading && !turn.is_waiting() => {
                 let quiet_until = last_activity + idle_timeout;
                 if Instant::now() >= quiet_until {
                     end = Some(Ending::Idle);

@@ -37,6 +37,7 @@ pub mod monitor;
 pub mod processor;
 pub mod protocol;
 pub mod queue;
+pub(crate) mod read_credit;
 pub mod router;
 pub mod segment;
 pub mod server;

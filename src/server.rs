@@ -31,6 +31,7 @@ use crate::fan_in::{priority_fan_in, FanIn};
 use crate::frame::{Batch, SourceKind};
 use crate::processor::Processor;
 use crate::queue::{frame_queue, FrameReceiver, FrameSender};
+use crate::read_credit::ReadCredits;
 use crate::router::{ResumePoint, RouterHandle, SourceKey};
 use crate::stats::{self, PipelineStats, Stats};
 
@@ -240,6 +241,7 @@ impl Daemon {
             router,
             stats: stats.clone(),
             drain: drain.clone(),
+            read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
         });
         for (listener, kind, limit) in [
             (

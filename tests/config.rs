@@ -317,20 +317,21 @@ fn version_prints_the_package_version() {
 }
 
 #[test]
-fn read_size_shares_the_budget_within_its_bounds() {
+fn the_read_budget_is_cut_into_full_read_credits() {
     let mut config = Config::default();
-    config.connection.read_buffer = 64 * 1024;
+    config.connection.read_buffer = 128 * 1024;
     config.connection.read_budget = 32 * 1024 * 1024;
-    assert_eq!(
-        config.read_size(0),
-        64 * 1024,
-        "no connection yet: a full read"
+    assert_eq!(config.read_credits(), 256);
+    config.connection.read_budget = 128 * 1024 + 1;
+    assert_eq!(config.read_credits(), 1, "a remainder buys no credit");
+}
+
+#[test]
+fn a_read_budget_below_one_read_buffer_is_rejected() {
+    expect_error(
+        "[connection]\nread_buffer = 131072\nread_budget = 65536\n",
+        &["connection.read_budget", "65536", "131072"],
     );
-    assert_eq!(config.read_size(48), 64 * 1024);
-    assert_eq!(config.read_size(1024), 32 * 1024);
-    assert_eq!(config.read_size(10_000), 4096, "never below 4 KiB");
-    config.connection.read_buffer = 1024;
-    assert_eq!(config.read_size(10_000), 1024, "never above read_buffer");
 }
 
 #[test]

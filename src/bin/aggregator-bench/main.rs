@@ -101,9 +101,12 @@ struct Cli {
     /// Variants of the main runs.
     #[arg(long, value_delimiter = ',')]
     variants: Option<Vec<Variant>>,
-    /// Source counts of the scale runs (daemon, 64 B).
+    /// Source counts of the scale runs (64 B).
     #[arg(long, value_delimiter = ',')]
     scale: Option<Vec<usize>>,
+    /// Variants of the scale runs: `daemon`, `pipeline` or both.
+    #[arg(long, value_delimiter = ',', default_value = "daemon")]
+    scale_variants: Vec<Variant>,
     /// Skip the scale runs.
     #[arg(long)]
     no_scale: bool,
@@ -178,6 +181,13 @@ fn bench(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(v) = cli.scale_variants.iter().find(|v| !v.is_daemon()) {
+        eprintln!(
+            "aggregator-bench: --scale-variants: {} has no scale run (daemon or pipeline)",
+            v.name()
+        );
+        return ExitCode::from(2);
+    }
     let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
     let plan = orchestrate::Plan {
         runs: if cli.smoke { 1 } else { cli.runs.max(1) },
@@ -200,6 +210,7 @@ fn bench(cli: Cli) -> ExitCode {
                 vec![1_000, 10_000]
             }
         }),
+        scale_variants: cli.scale_variants.clone(),
         drain: !cli.no_drain,
         daemon_config: cli.daemon_config.clone(),
         uplink_limit: daemon_config.uplink.max_connections,

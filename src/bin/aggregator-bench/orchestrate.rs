@@ -23,8 +23,10 @@ pub struct Plan {
     pub connections: usize,
     pub payloads: Vec<usize>,
     pub variants: Vec<Variant>,
-    /// Source counts of the scale runs (daemon, 64 B).
+    /// Source counts of the scale runs (64 B).
     pub scale: Vec<usize>,
+    /// The variants the scale runs measure: `daemon`, `pipeline`.
+    pub scale_variants: Vec<Variant>,
     pub drain: bool,
     /// The daemon variants' aggregator.toml, when not the defaults.
     pub daemon_config: Option<PathBuf>,
@@ -225,17 +227,11 @@ pub fn run_plan(plan: &Plan) -> Result<(Vec<RunResult>, Option<DrainResult>), St
             }
         }
     }
-    for &sources in &plan.scale {
-        eprintln!("[bench] scale: daemon 64 B, {sources} sources");
-        results.push(measure(
-            &exe,
-            plan,
-            "scale",
-            Variant::Daemon,
-            64,
-            sources,
-            1,
-        )?);
+    for &variant in &plan.scale_variants {
+        for &sources in &plan.scale {
+            eprintln!("[bench] scale: {} 64 B, {sources} sources", variant.name());
+            results.push(measure(&exe, plan, "scale", variant, 64, sources, 1)?);
+        }
     }
     let drain = if plan.drain {
         eprintln!("[bench] drain: SIGTERM to the daemon under full load");

@@ -1,0 +1,205 @@
+//! Read credits: which connections read a full buffer now, and which wait their turn.
+//!
+//! Every socket read costs a task wake, a system call and a decode, whatever it brings in, so
+//! throughput comes from large reads. Memory, though, has to stay bounded however many sources
+//! connect. A fixed share of the read budget per connection gets both wrong at scale: with 10,000
+//! saturating sources each read would be 4 KiB, and the daemon would spend its time on reads,
+//! not frames.
+//!
+//! So the budget is cut into credits of one full read buffer each (`read_budget / read_buffer`).
+//! A connection whose socket turns readable takes a credit if one is free and reads a full buffer.
+//! If none is free, it reads a small buffer, which is all a source that sends little needs; and
+//! a source whose last read came back full (its socket holds more) waits in line for a credit,
+//! with its data in the kernel, where TCP flow control holds the sender back. A credit is
+//! returned once everything its read staged has been admitted into the fan-in, so the line moves
+//! through the sources in turn. Waiting is by the semaphore's first-come order, kept across the
+//! connection's other wake-ups (ACK timers) by [`PollSemaphore`].
+//!
+//! Sources that send little never wait in that line, so an emergency on a quiet connection is read
+//! as soon as it arrives; an emergency behind a full socket waits for what is ahead of it, as it
+//! would with any read size.
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
+
+/// The most a connection reads at once without a credit.
+pub const SMALL_READ: usize = 4096;
+
+/// The credits all connections share.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadCredits {
+    semaphore: Arc<Semaphore>,
+    full: usize,
+}
+
+impl ReadCredits {
+    /// `credits` reads of `full` bytes at once.
+    pub fn new(credits: usize, full: usize) -> ReadCredits {
+        ReadCredits {
+            semaphore: Arc::new(Semaphore::new(credits)),
+            full,
+        }
+    }
+
+    /// One connection's place in the read line.
+    pub fn turn(&self) -> ReadTurn {
+        ReadTurn {
+            credits: PollSemaphore::new(Arc::clone(&self.semaphore)),
+            full: self.full,
+            small: SMALL_READ.min(self.full),
+            backlogged: false,
+            held: None,
+        }
+    }
+
+    /// Credits nobody holds.
+    #[cfg(test)]
+    fn available(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+}
+
+/// A connection's reads: when it may read, and how much.
+#[derive(Debug)]
+pub(crate) struct ReadTurn {
+    credits: PollSemaphore,
+    full: usize,
+    small: usize,
+    /// The last read filled what it asked for: the socket holds more, so the next read waits for
+    /// a credit rather than taking a small bite.
+    backlogged: bool,
+    /// The credit of the read whose frames are still being admitted.
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl ReadTurn {
+    /// Waiting in line for a credit: not idle, however long the wait.
+    pub fn is_waiting(&self) -> bool {
+        self.backlogged && self.held.is_none()
+    }
+
+    /// Reads once from `reader` into `buf`, after waiting for data and, when the socket is known
+    /// to hold more than a small read, for a credit. Cancel-safe: dropped while waiting, it keeps
+    /// its place in the line, and it never holds a credit across an await.
+    pub async fn read(&mut self, reader: &OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            if self.is_waiting() {
+                let permit = poll_fn(|cx| self.credits.poll_acquire(cx)).await;
+                // `None` only if the semaphore were closed, which nothing does: read small then.
+                self.held = permit;
+            } else if self.held.is_none() {
+                reader.readable().await?;
+                self.held = self.credits.clone_inner().try_acquire_owned().ok();
+            }
+            let size = if self.held.is_some() {
+                self.full
+            } else {
+                self.small
+            };
+            if buf.capacity() - buf.len() < size / 4 + 1 {
+                buf.reserve(size);
+            }
+            match reader.try_read_buf(&mut buf.limit(size)) {
+                Ok(n) => {
+                    self.backlogged = n == size;
+                    return Ok(n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    // Readiness was stale: give the credit back and wait for data.
+                    self.held = None;
+                    self.backlogged = false;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Returns the credit once everything the read staged is admitted. The leftover partial frame
+    /// moves out of the full-size allocation, which the staged batches alone then keep alive: a
+    /// connection waiting its turn holds no more than that fragment.
+    pub fn release(&mut self, buf: &mut BytesMut) {
+        if self.held.take().is_some() {
+            *buf = BytesMut::from(&buf[..]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::tcp::OwnedWriteHalf;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connected pair: the client and the server's halves.
+    async fn pair() -> (TcpStream, OwnedReadHalf, OwnedWriteHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (read, write) = server.into_split();
+        (client, read, write)
+    }
+
+    #[tokio::test]
+    async fn a_free_credit_gives_a_full_read_and_comes_back_on_release() {
+        let credits = ReadCredits::new(1, 64 * 1024);
+        let (mut client, reader, _writer) = pair().await;
+        client.write_all(&[7u8; 100]).await.unwrap();
+        let mut turn = credits.turn();
+        let mut buf = BytesMut::new();
+        let n = turn.read(&reader, &mut buf).await.unwrap();
+        assert_eq!(n, 100);
+        assert_eq!(credits.available(), 0, "the read holds the credit");
+        assert!(
+            !turn.is_waiting(),
+            "a partial read means the socket is drained"
+        );
+        turn.release(&mut buf);
+        assert_eq!(credits.available(), 1);
+        assert_eq!(buf.len(), 100, "the unconsumed bytes stay");
+        assert!(buf.capacity() < 64 * 1024, "moved out of the full buffer");
+    }
+
+    #[tokio::test]
+    async fn without_a_credit_a_read_is_small_and_a_full_socket_waits_its_turn() {
+        let credits = ReadCredits::new(1, 64 * 1024);
+        let (mut first_client, first_reader, _first_writer) = pair().await;
+        let (mut second_client, second_reader, _second_writer) = pair().await;
+        first_client.write_all(&[1u8; 10]).await.unwrap();
+        let mut first = credits.turn();
+        let mut first_buf = BytesMut::new();
+        first.read(&first_reader, &mut first_buf).await.unwrap();
+        assert_eq!(credits.available(), 0);
+
+        second_client
+            .write_all(&[2u8; 3 * SMALL_READ])
+            .await
+            .unwrap();
+        let mut second = credits.turn();
+        let mut second_buf = BytesMut::new();
+        let n = second.read(&second_reader, &mut second_buf).await.unwrap();
+        assert_eq!(n, SMALL_READ, "no credit free: a small read");
+        assert!(
+            second.is_waiting(),
+            "the socket holds more: wait for a credit"
+        );
+
+        let mut next = Box::pin(second.read(&second_reader, &mut second_buf));
+        assert!(
+            futures_util::poll!(next.as_mut()).is_pending(),
+            "no read while the only credit is held"
+        );
+        first.release(&mut first_buf);
+        let n = next.await.unwrap();
+        assert_eq!(n, 2 * SMALL_READ, "with the credit, the rest in one read");
+        assert_eq!(credits.available(), 0);
+    }
+}
