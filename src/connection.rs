@@ -35,7 +35,7 @@ use crate::protocol::{
 };
 use crate::read_credit::{ReadCredits, ReadTurn, SMALL_READ};
 use crate::router::{RegisterError, Registration, RouterHandle};
-use crate::source::{AckLedger, Source};
+use crate::source::Source;
 use crate::stats::Stats;
 
 /// How long a closing connection waits for the peer to close its side.
@@ -213,8 +213,8 @@ pub(crate) async fn serve(
 
     let key = (registration.source.kind, registration.source.id);
     let source = Arc::clone(&registration.source);
-    let (end, ledger, ack_sent) = stream_frames(&mut wire, registration, &shared).await;
-    finish(&mut wire, &source, ledger, ack_sent, end, &shared).await;
+    let (end, ack_sent) = stream_frames(&mut wire, registration, &shared).await;
+    finish(&mut wire, &source, ack_sent, end, &shared).await;
     let _ = shared.router.deregister(key).await;
 }
 
@@ -353,8 +353,8 @@ async fn refuse(
     wire.close().await;
 }
 
-/// Turns the frames of socket reads into batches, in arrival order, with the ledger entries that
-/// will let the connection acknowledge them.
+/// Turns the frames of socket reads into batches, in arrival order, recording each in the source's
+/// acknowledgement ledger.
 struct Intake {
     source: Arc<Source>,
     stats: Stats,
@@ -364,7 +364,6 @@ struct Intake {
     /// [`crate::router::ResumePoint`]); emptied once
     /// the source is past the highest of them.
     already_stored: Arc<BTreeSet<u64>>,
-    ledger: AckLedger,
 }
 
 impl Intake {
@@ -457,7 +456,7 @@ impl Intake {
 
     fn seal(&mut self, batch: Batch, emergency: &mut Vec<Batch>, routine: &mut Vec<Batch>) {
         let last = batch.last_sequence().unwrap_or_default();
-        self.ledger.record(batch.priority, batch.len() as u64, last);
+        self.source.record(batch.priority, batch.len() as u64, last);
         match batch.priority {
             Priority::Emergency => emergency.push(batch),
             Priority::Routine => routine.push(batch),
@@ -480,31 +479,31 @@ impl Acks<'_> {
         self.shared.config.ack_interval(connections)
     }
 
-    /// Sends an ACK if the ledger moved and the interval allows. Returns a wake-up to arm when one
-    /// is due and `timer_armed` does not already cover it; reads the clock only when it must.
+    /// Sends an ACK if the acknowledgement moved and the interval allows. Returns a wake-up to arm
+    /// when one is due and `timer_armed` does not already cover it; reads the clock only when it
+    /// must.
     async fn update(
         &mut self,
         wire: &mut Wire,
         source: &Source,
-        ledger: &mut AckLedger,
         timer_armed: bool,
     ) -> Option<Instant> {
-        ledger.catch_up(source);
-        let ack_due = ledger.acked() != self.sent;
-        if !ack_due && (timer_armed || ledger.is_settled()) {
+        let acked = source.last_acked();
+        let ack_due = acked != self.sent;
+        if !ack_due && (timer_armed || source.is_settled()) {
             return None;
         }
         let now = Instant::now();
         if ack_due && now >= self.next_send {
-            if let Some(sequence) = ledger.acked() {
+            if let Some(sequence) = acked {
                 wire.send(&ServerMessage::Ack { sequence }).await;
             }
-            self.sent = ledger.acked();
+            self.sent = acked;
             self.next_send = now + self.interval();
         }
-        if ledger.acked() != self.sent {
+        if source.last_acked() != self.sent {
             Some(self.next_send)
-        } else if !ledger.is_settled() && !timer_armed {
+        } else if !source.is_settled() && !timer_armed {
             Some(now + self.interval())
         } else {
             None
@@ -512,13 +511,12 @@ impl Acks<'_> {
     }
 }
 
-/// The ingest loop. Returns why it ended, the ledger of what is still to be acknowledged, and the
-/// last acknowledgement sent.
+/// The ingest loop. Returns why it ended and the last acknowledgement sent.
 async fn stream_frames(
     wire: &mut Wire,
     registration: Registration,
     shared: &Shared,
-) -> (Ending, AckLedger, Option<u64>) {
+) -> (Ending, Option<u64>) {
     let cfg = &shared.config;
     let Registration {
         source,
@@ -532,7 +530,6 @@ async fn stream_frames(
         max_batch: cfg.pipeline.max_batch_frames,
         last_sequence: resume_after,
         already_stored: resume.already_stored,
-        ledger: AckLedger::new(resume_after),
     };
     let mut acks = Acks {
         shared,
@@ -558,8 +555,7 @@ async fn stream_frames(
     let mut recheck_armed = false;
 
     loop {
-        let ledger = &mut intake.ledger;
-        if let Some(at) = acks.update(wire, &source, ledger, recheck_armed).await {
+        if let Some(at) = acks.update(wire, &source, recheck_armed).await {
             if !recheck_armed || at < recheck_timer.deadline() {
                 recheck_timer.as_mut().reset(at);
                 recheck_armed = true;
@@ -601,7 +597,7 @@ async fn stream_frames(
     }
     drop(ingress);
     let end = end.unwrap_or(Ending::PipelineClosed);
-    (end, intake.ledger, acks.sent)
+    (end, acks.sent)
 }
 
 /// Waits (within the drain deadline) until everything accepted is stored, then sends the final
@@ -609,7 +605,6 @@ async fn stream_frames(
 async fn finish(
     wire: &mut Wire,
     source: &Source,
-    mut ledger: AckLedger,
     ack_sent: Option<u64>,
     end: Ending,
     shared: &Shared,
@@ -617,39 +612,39 @@ async fn finish(
     let cfg = &shared.config;
     let give_up = Instant::now() + cfg.shutdown.drain_deadline;
     loop {
-        ledger.catch_up(source);
-        if ledger.is_settled() {
+        if source.is_settled() {
             break;
         }
         if Instant::now() >= give_up {
             tracing::error!(
-                acked = ?ledger.acked(),
+                acked = ?source.last_acked(),
                 "frames still unstored after the drain deadline; closing without their acknowledgement"
             );
             break;
         }
         sleep_until((Instant::now() + cfg.connection.ack_interval).min(give_up)).await;
     }
-    if let Some(sequence) = ledger.acked().filter(|_| ledger.acked() != ack_sent) {
+    let acked = source.last_acked();
+    if let Some(sequence) = acked.filter(|_| acked != ack_sent) {
         wire.send(&ServerMessage::Ack { sequence }).await;
     }
     let detail = end.detail(cfg);
     match &end {
         Ending::Shutdown | Ending::PipelineClosed => {
-            tracing::debug!(acked = ?ledger.acked(), "connection drained")
+            tracing::debug!(acked = ?acked, "connection drained")
         }
         Ending::EndOfStream => {
-            tracing::info!(acked = ?ledger.acked(), "source closed the connection")
+            tracing::info!(acked = ?acked, "source closed the connection")
         }
-        Ending::Io(err) => tracing::info!(error = %err, acked = ?ledger.acked(), "connection lost"),
+        Ending::Io(err) => tracing::info!(error = %err, acked = ?acked, "connection lost"),
         Ending::Idle | Ending::Protocol(_) | Ending::UnexpectedHello => {
             shared.stats.protocol_error();
-            tracing::warn!(reason = %detail, acked = ?ledger.acked(), "closing connection on bad input");
+            tracing::warn!(reason = %detail, acked = ?acked, "closing connection on bad input");
         }
     }
     wire.send(&ServerMessage::Close {
         reason: end.close_reason(),
-        final_ack: ledger.acked(),
+        final_ack: acked,
         detail,
     })
     .await;

@@ -23,6 +23,7 @@ use crate::config::ArchiveConfig;
 use crate::frame::Batch;
 use crate::router::{ResumePoint, SourceKey};
 use crate::segment::{self, Entry, ScanEnd, MAGIC};
+use crate::source::Source;
 
 /// What the archive remembers of one source between its records.
 #[derive(Debug, Default, Clone)]
@@ -31,9 +32,25 @@ struct Tracked {
     watermark: Option<u64>,
     /// Sequences written above it, in write order; pruned when the watermark moves.
     above: Vec<u64>,
+    /// The source as last seen in a batch (none for one known only from recovery), to read its
+    /// acknowledgement when a checkpoint is written. With many sources taking turns a source may
+    /// send nothing for seconds after its frames were stored and acknowledged; without the fresh
+    /// watermark, each checkpoint would list all those frames again.
+    source: Option<Arc<Source>>,
 }
 
 impl Tracked {
+    /// Remembers the source a batch came from (a reconnection brings a new one).
+    fn seen(&mut self, source: &Arc<Source>) {
+        if !self
+            .source
+            .as_ref()
+            .is_some_and(|known| Arc::ptr_eq(known, source))
+        {
+            self.source = Some(Arc::clone(source));
+        }
+    }
+
     fn raise_watermark(&mut self, acked: u64) -> bool {
         if self.watermark.is_some_and(|w| w >= acked) {
             return false;
@@ -230,7 +247,10 @@ impl Writer {
             .open(&path)
             .map_err(|err| with_path(err, &path, "cannot create segment"))?;
         let mut checkpoint = Vec::from(&MAGIC[..]);
-        for (&(kind, id), tracked) in &self.sources {
+        for (&(kind, id), tracked) in &mut self.sources {
+            if let Some(acked) = tracked.source.as_ref().and_then(|s| s.last_acked()) {
+                tracked.raise_watermark(acked);
+            }
             if let Some(acked) = tracked.watermark {
                 segment::encode_watermark(&mut checkpoint, kind, id, acked);
             }
@@ -267,6 +287,7 @@ impl Writer {
             let received =
                 now_unix.saturating_sub(now.duration_since(batch.decoded_at).as_nanos() as u64);
             let tracked = self.sources.entry((source.kind, source.id)).or_default();
+            tracked.seen(source);
             for (sequence, payload) in batch.payloads() {
                 segment::encode_frame(
                     &mut self.buf,
@@ -362,5 +383,75 @@ impl ArchiveSink for SegmentSink {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ArchiveKind, SyncMode};
+    use crate::frame::{Priority, SourceKind};
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    /// A batch of `count` one-byte frames of `source`, sequences from `first` on.
+    fn batch(source: &Arc<Source>, first: u64, count: u64) -> Arc<Batch> {
+        let now = std::time::Instant::now();
+        let mut batch = Batch::new(Arc::clone(source), Priority::Routine, now, count as usize);
+        for (i, sequence) in (first..first + count).enumerate() {
+            batch.push(sequence, i..i + 1);
+        }
+        batch.attach(Bytes::from(vec![0xa5; count as usize]));
+        Arc::new(batch)
+    }
+
+    /// A source whose stored frames were acknowledged while it sent nothing more: the next
+    /// checkpoint carries its new watermark and does not list those frames again.
+    #[test]
+    fn a_checkpoint_takes_the_acknowledgement_of_a_source_gone_quiet() {
+        let dir = std::env::temp_dir().join(format!("durable-checkpoint-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let config = ArchiveConfig {
+            kind: ArchiveKind::Segments,
+            dir: dir.clone(),
+            segment_bytes: 4096,
+            sync: SyncMode::Interval,
+            sync_interval: Duration::from_millis(20),
+        };
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        let writer = sink.writer.as_mut().unwrap();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let quiet = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
+        let busy = Arc::new(Source::new(2, SourceKind::LiveUplink, peer, None));
+
+        quiet.record(Priority::Routine, 10, 9);
+        writer.append(&[batch(&quiet, 0, 10)]).unwrap();
+        // Synced and acknowledged; the quiet source sends nothing more.
+        quiet.stored(Priority::Routine, 10);
+        assert_eq!(quiet.last_acked(), Some(9));
+        // The busy source alone fills the segment and starts the next one.
+        for first in (0..400).step_by(40) {
+            writer.append(&[batch(&busy, first, 40)]).unwrap();
+        }
+        let segments = segment::list_segments(&dir).unwrap();
+        assert!(segments.len() >= 2, "rolled over: {segments:?}");
+        let (_, newest) = segments.last().unwrap();
+        let checkpoint: Vec<Entry> = segment::read_segment(newest)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .filter(|entry| entry.source() == (SourceKind::LiveUplink, 1))
+            .collect();
+        assert_eq!(
+            checkpoint,
+            vec![Entry::Watermark {
+                kind: SourceKind::LiveUplink,
+                source_id: 1,
+                acked: 9
+            }],
+            "the watermark, and no STORED record for frames it covers"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,13 +1,20 @@
 //! A registered source: its identity, its counters, and the bookkeeping behind its acknowledgements.
 //!
-//! The connection task admits frames and the archive task stores them; the two meet only through the
-//! atomics of [`Source`], so neither waits for the other and the router can list every source's
-//! counters with plain loads. The [`AckLedger`] belongs to the connection alone: it turns "so many
-//! routine and so many emergency frames stored" into "every frame up to sequence N is stored".
+//! The connection task admits frames and the archive task stores them. Counters are atomics, so the
+//! router lists every source with plain loads. The `AckLedger` turns "so many routine and so many
+//! emergency frames stored" into "every frame up to sequence N is stored": the connection records
+//! each batch in it as it decodes, and the archive advances it as it stores. The archive does the
+//! advancing, not the connection, so the acknowledged sequence (which the archive writes as the
+//! source's watermark) is current even when the connection task has not run for a while, as with
+//! 10,000 sources waiting their turn to read: a stale watermark would leave every frame stored above
+//! it to be listed again in each new segment's checkpoint. A plain mutex guards it: the connection
+//! takes it once per batch and the archive once per stored batch, and neither holds it across an
+//! await.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use crate::frame::{Batch, Priority, SourceKind};
@@ -41,6 +48,7 @@ pub struct Source {
     last_acked: AtomicSeq,
     routine_stored: AtomicU64,
     emergency_stored: AtomicU64,
+    ledger: Mutex<AckLedger>,
 }
 
 /// A source's counters at one moment, for listings and monitoring.
@@ -56,7 +64,8 @@ pub struct SourceSnapshot {
     pub bytes: u64,
     /// Highest sequence admitted.
     pub last_sequence: Option<u64>,
-    /// Highest sequence acknowledged to the source.
+    /// Highest sequence stored along with everything the source sent before it: what its next
+    /// ACK carries.
     pub last_acked: Option<u64>,
     /// Frames admitted and not yet stored.
     pub lag: u64,
@@ -76,6 +85,7 @@ impl Source {
             last_acked: AtomicSeq::default(),
             routine_stored: AtomicU64::new(0),
             emergency_stored: AtomicU64::new(0),
+            ledger: Mutex::new(AckLedger::new(resume_after)),
         };
         source.last_sequence.store(resume_after);
         source.last_acked.store(resume_after);
@@ -93,12 +103,32 @@ impl Source {
         self.last_sequence.store(batch.last_sequence());
     }
 
-    /// Called by the archive once a batch is stored.
+    /// Called by the connection for each batch, in arrival order, before the batch is admitted.
+    pub(crate) fn record(&self, priority: Priority, frames: u64, last_sequence: u64) {
+        self.ledger().record(priority, frames, last_sequence);
+    }
+
+    /// Called by the archive once a batch is stored: moves the acknowledgement forward.
     pub(crate) fn stored(&self, priority: Priority, frames: u64) {
         match priority {
             Priority::Routine => self.routine_stored.fetch_add(frames, Relaxed),
             Priority::Emergency => self.emergency_stored.fetch_add(frames, Relaxed),
         };
+        let mut ledger = self.ledger();
+        if ledger.advance(self.stored_counts()) {
+            self.last_acked.store(ledger.acked());
+        }
+    }
+
+    /// Whether every batch recorded so far is stored.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.ledger().is_settled()
+    }
+
+    /// The ledger; a panic elsewhere while it was held cannot leave it half-updated (each method
+    /// is one step), so a poisoned lock is taken as it is.
+    fn ledger(&self) -> MutexGuard<'_, AckLedger> {
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Frames stored so far, per priority.
@@ -109,11 +139,8 @@ impl Source {
         }
     }
 
-    pub(crate) fn set_acked(&self, sequence: Option<u64>) {
-        self.last_acked.store(sequence);
-    }
-
-    /// The highest sequence acknowledged so far: what a reconnecting source resumes after.
+    /// The highest sequence such that it and every frame the source sent before it are stored:
+    /// what the connection acknowledges and a reconnecting source resumes after.
     pub fn last_acked(&self) -> Option<u64> {
         self.last_acked.load()
     }
@@ -150,14 +177,14 @@ pub(crate) struct StoredCounts {
 /// ledger from the front and consuming each batch from its lane's stored count therefore finds the
 /// longest stored prefix of the arrival order, which is exactly what an acknowledgement may claim.
 #[derive(Debug)]
-pub(crate) struct AckLedger {
+struct AckLedger {
     batches: VecDeque<(Priority, u64, u64)>,
     consumed: StoredCounts,
     acked: Option<u64>,
 }
 
 impl AckLedger {
-    pub fn new(resume_after: Option<u64>) -> Self {
+    fn new(resume_after: Option<u64>) -> Self {
         AckLedger {
             batches: VecDeque::new(),
             consumed: StoredCounts::default(),
@@ -166,12 +193,12 @@ impl AckLedger {
     }
 
     /// Records a batch in arrival order, before it is admitted.
-    pub fn record(&mut self, priority: Priority, frames: u64, last_sequence: u64) {
+    fn record(&mut self, priority: Priority, frames: u64, last_sequence: u64) {
         self.batches.push_back((priority, frames, last_sequence));
     }
 
     /// Moves the acknowledgement forward; returns whether it moved.
-    pub fn advance(&mut self, stored: StoredCounts) -> bool {
+    fn advance(&mut self, stored: StoredCounts) -> bool {
         let before = self.acked;
         while let Some(&(priority, frames, last)) = self.batches.front() {
             let (consumed, available) = match priority {
@@ -188,22 +215,12 @@ impl AckLedger {
         self.acked != before
     }
 
-    /// Catches up with what the archive has stored of `source` and publishes the acknowledgement
-    /// on it (for listings and the next connection's resume point); returns whether it moved.
-    pub fn catch_up(&mut self, source: &Source) -> bool {
-        let moved = self.advance(source.stored_counts());
-        if moved {
-            source.set_acked(self.acked);
-        }
-        moved
-    }
-
     /// Whether every recorded batch is stored.
-    pub fn is_settled(&self) -> bool {
+    fn is_settled(&self) -> bool {
         self.batches.is_empty()
     }
 
-    pub fn acked(&self) -> Option<u64> {
+    fn acked(&self) -> Option<u64> {
         self.acked
     }
 }
@@ -233,6 +250,25 @@ mod tests {
         assert!(ledger.advance(counts(5, 1)));
         assert_eq!(ledger.acked(), Some(5));
         assert!(ledger.is_settled());
+    }
+
+    #[test]
+    fn storing_moves_the_acknowledgement_without_the_connection() {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let source = Source::new(1, SourceKind::LiveUplink, peer, Some(9));
+        source.record(Priority::Routine, 3, 12);
+        source.record(Priority::Emergency, 1, 13);
+        source.stored(Priority::Emergency, 1);
+        assert_eq!(
+            source.last_acked(),
+            Some(9),
+            "routine 10..=12 not stored yet"
+        );
+        assert!(!source.is_settled());
+        source.stored(Priority::Routine, 3);
+        assert_eq!(source.last_acked(), Some(13));
+        assert!(source.is_settled());
+        assert_eq!(source.snapshot().last_acked, Some(13));
     }
 
     #[test]
