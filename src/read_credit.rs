@@ -71,8 +71,9 @@ pub(crate) struct ReadTurn {
     credits: PollSemaphore,
     full: usize,
     small: usize,
-    /// The last read filled what it asked for: the socket holds more, so the next read waits for
-    /// a credit rather than taking a small bite.
+    /// The last read filled what it asked for, or with a credit more than half of it: the socket
+    /// (most likely) holds more, so the next read waits for a credit rather than taking a small
+    /// bite.
     backlogged: bool,
     /// The credit of the read whose frames are still being admitted.
     held: Option<OwnedSemaphorePermit>,
@@ -107,7 +108,13 @@ impl ReadTurn {
             }
             match reader.try_read_buf(&mut buf.limit(size)) {
                 Ok(n) => {
-                    self.backlogged = n == size;
+                    // A small read that came back full left more behind. So, most likely, did a
+                    // full read that brought more than half a buffer: its source sends faster than
+                    // its turns come round, and a small bite in between would only cost a read.
+                    self.backlogged = match self.held {
+                        Some(_) => n > self.full / 2,
+                        None => n == self.small,
+                    };
                     return Ok(n);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
