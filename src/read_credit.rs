@@ -127,11 +127,13 @@ impl ReadTurn {
         }
     }
 
-    /// Returns the credit once everything the read staged is admitted. The leftover partial frame
-    /// moves out of the full-size allocation, which the staged batches alone then keep alive: a
-    /// connection waiting its turn holds no more than that fragment.
+    /// Returns the credit once everything the read staged is admitted. A connection about to wait
+    /// its turn (it had a credit, or needs one next) moves its leftover partial frame out of the
+    /// read's allocation, which the staged batches alone then keep alive: while it waits it holds
+    /// no more than that fragment.
     pub fn release(&mut self, buf: &mut BytesMut) {
-        if self.held.take().is_some() {
+        let had_credit = self.held.take().is_some();
+        if had_credit || (self.backlogged && buf.capacity() > buf.len()) {
             *buf = BytesMut::from(&buf[..]);
         }
     }

@@ -19,7 +19,7 @@ use aggregator::{Priority, SourceKind};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
@@ -28,6 +28,14 @@ use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Client memory for all chunks together when there are many connections.
 const CHUNK_BUDGET: usize = 32 * 1024 * 1024;
+/// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
+/// kernel with the server's, whose TCP memory limit (`net.ipv4.tcp_mem`, about 2.2 GiB on the
+/// reference machine) 10,000 autotuned send buffers alone would nearly exhaust: the kernel then
+/// drops segments and the senders stall for retransmission timeouts. In the field each satellite's
+/// buffer is in its own machine. With few connections the kernel's autotuning is left alone.
+const SEND_BUFFER_BUDGET: usize = 256 * 1024 * 1024;
+/// The largest send buffer the kernel's autotuning gives (`net.ipv4.tcp_wmem`'s default maximum).
+const AUTOTUNED_SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// Connections being opened at once (the listen backlog is 1024).
 const CONNECTING: usize = 256;
 
@@ -68,6 +76,8 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
     }
     let template: Arc<[u8]> = Arc::from(&template[..]);
 
+    let send_buffer = (connections * AUTOTUNED_SEND_BUFFER > SEND_BUFFER_BUDGET)
+        .then(|| (SEND_BUFFER_BUDGET / connections.max(1)) as u32);
     let gate = Arc::new(Semaphore::new(CONNECTING));
     // Uplinks stream only once every connection is open: a server busy reading saturating streams
     // accepts slowly, and connections beyond its listen backlog would be lost.
@@ -80,7 +90,7 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
             let Ok(permit) = gate.acquire_owned().await else {
                 return;
             };
-            let writer = match connect(addr, index as u32 + 1).await {
+            let writer = match connect(addr, index as u32 + 1, send_buffer).await {
                 Ok(writer) => writer,
                 Err(err) => {
                     let _ = tx.send(Err(err));
@@ -128,8 +138,23 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
 }
 
 /// Connects, says HELLO, and leaves a task reading (and discarding) whatever the server sends.
-async fn connect(addr: SocketAddr, source_id: u32) -> Result<OwnedWriteHalf, String> {
-    let stream = TcpStream::connect(addr)
+async fn connect(
+    addr: SocketAddr,
+    source_id: u32,
+    send_buffer: Option<u32>,
+) -> Result<OwnedWriteHalf, String> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    if let Some(size) = send_buffer {
+        socket
+            .set_send_buffer_size(size)
+            .map_err(|e| format!("SO_SNDBUF: {e}"))?;
+    }
+    let stream = socket
+        .connect(addr)
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);

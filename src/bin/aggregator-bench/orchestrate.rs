@@ -227,10 +227,16 @@ pub fn run_plan(plan: &Plan) -> Result<(Vec<RunResult>, Option<DrainResult>), St
             }
         }
     }
-    for &variant in &plan.scale_variants {
-        for &sources in &plan.scale {
-            eprintln!("[bench] scale: {} 64 B, {sources} sources", variant.name());
-            results.push(measure(&exe, plan, "scale", variant, 64, sources, 1)?);
+    for run in 1..=plan.runs {
+        for &variant in &plan.scale_variants {
+            for &sources in &plan.scale {
+                eprintln!(
+                    "[bench] scale: {} 64 B, {sources} sources, run {run}/{}",
+                    variant.name(),
+                    plan.runs
+                );
+                results.push(measure(&exe, plan, "scale", variant, 64, sources, run)?);
+            }
         }
     }
     let drain = if plan.drain {
