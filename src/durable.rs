@@ -57,6 +57,11 @@ impl Tracked {
         }
         self.watermark = Some(acked);
         self.above.retain(|&s| s > acked);
+        // A source's turn can leave thousands of sequences here; once they are acknowledged their
+        // room goes back, or 10,000 sources would each keep a turn's worth of capacity.
+        if self.above.capacity() > 2 * self.above.len() + 64 {
+            self.above.shrink_to_fit();
+        }
         true
     }
 }
