@@ -171,7 +171,7 @@ impl Wire {
 
     /// Reads when `turn` allows, as much as it allows.
     async fn read_turn(&mut self, turn: &mut ReadTurn) -> io::Result<usize> {
-        turn.read(&self.reader, &mut self.buf).await
+        turn.read(&mut self.reader, &mut self.buf).await
     }
 }
 

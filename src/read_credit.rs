@@ -21,11 +21,14 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{BufMut, BytesMut};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::io::poll_read_buf;
 use tokio_util::sync::PollSemaphore;
 
 /// The most a connection reads at once without a credit.
@@ -88,7 +91,11 @@ impl ReadTurn {
     /// Reads once from `reader` into `buf`, after waiting for data and, when the socket is known
     /// to hold more than a small read, for a credit. Cancel-safe: dropped while waiting, it keeps
     /// its place in the line, and it never holds a credit across an await.
-    pub async fn read(&mut self, reader: &OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize> {
+    pub async fn read(
+        &mut self,
+        reader: &mut OwnedReadHalf,
+        buf: &mut BytesMut,
+    ) -> io::Result<usize> {
         loop {
             if self.is_waiting() {
                 let permit = poll_fn(|cx| self.credits.poll_acquire(cx)).await;
@@ -106,8 +113,15 @@ impl ReadTurn {
             if buf.capacity() - buf.len() < size / 4 + 1 {
                 buf.reserve(size);
             }
-            match reader.try_read_buf(&mut buf.limit(size)) {
-                Ok(n) => {
+            // One attempt, through `AsyncRead`: a short read tells Tokio the socket is drained,
+            // so the next wait is for new data, not a system call that finds none.
+            let attempt = poll_fn(|cx| {
+                let mut limited = (&mut *buf).limit(size);
+                Poll::Ready(poll_read_buf(Pin::new(&mut *reader), cx, &mut limited))
+            })
+            .await;
+            match attempt {
+                Poll::Ready(Ok(n)) => {
                     // A small read that came back full left more behind. So, most likely, did a
                     // full read that brought more than half a buffer: its source sends faster than
                     // its turns come round, and a small bite in between would only cost a read.
@@ -117,12 +131,12 @@ impl ReadTurn {
                     };
                     return Ok(n);
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    // Readiness was stale: give the credit back and wait for data.
+                Poll::Pending => {
+                    // Nothing there after all: give the credit back and wait for data.
                     self.held = None;
                     self.backlogged = false;
                 }
-                Err(err) => return Err(err),
+                Poll::Ready(Err(err)) => return Err(err),
             }
         }
     }
@@ -160,11 +174,11 @@ mod tests {
     #[tokio::test]
     async fn a_free_credit_gives_a_full_read_and_comes_back_on_release() {
         let credits = ReadCredits::new(1, 64 * 1024);
-        let (mut client, reader, _writer) = pair().await;
+        let (mut client, mut reader, _writer) = pair().await;
         client.write_all(&[7u8; 100]).await.unwrap();
         let mut turn = credits.turn();
         let mut buf = BytesMut::new();
-        let n = turn.read(&reader, &mut buf).await.unwrap();
+        let n = turn.read(&mut reader, &mut buf).await.unwrap();
         assert_eq!(n, 100);
         assert_eq!(credits.available(), 0, "the read holds the credit");
         assert!(
@@ -180,12 +194,12 @@ mod tests {
     #[tokio::test]
     async fn without_a_credit_a_read_is_small_and_a_full_socket_waits_its_turn() {
         let credits = ReadCredits::new(1, 64 * 1024);
-        let (mut first_client, first_reader, _first_writer) = pair().await;
-        let (mut second_client, second_reader, _second_writer) = pair().await;
+        let (mut first_client, mut first_reader, _first_writer) = pair().await;
+        let (mut second_client, mut second_reader, _second_writer) = pair().await;
         first_client.write_all(&[1u8; 10]).await.unwrap();
         let mut first = credits.turn();
         let mut first_buf = BytesMut::new();
-        first.read(&first_reader, &mut first_buf).await.unwrap();
+        first.read(&mut first_reader, &mut first_buf).await.unwrap();
         assert_eq!(credits.available(), 0);
 
         second_client
@@ -194,14 +208,17 @@ mod tests {
             .unwrap();
         let mut second = credits.turn();
         let mut second_buf = BytesMut::new();
-        let n = second.read(&second_reader, &mut second_buf).await.unwrap();
+        let n = second
+            .read(&mut second_reader, &mut second_buf)
+            .await
+            .unwrap();
         assert_eq!(n, SMALL_READ, "no credit free: a small read");
         assert!(
             second.is_waiting(),
             "the socket holds more: wait for a credit"
         );
 
-        let mut next = Box::pin(second.read(&second_reader, &mut second_buf));
+        let mut next = Box::pin(second.read(&mut second_reader, &mut second_buf));
         assert!(
             futures_util::poll!(next.as_mut()).is_pending(),
             "no read while the only credit is held"
