@@ -105,7 +105,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     scale: Option<Vec<usize>>,
     /// Variants of the scale runs: `daemon`, `pipeline` or both.
-    #[arg(long, value_delimiter = ',', default_value = "daemon")]
+    #[arg(long, value_delimiter = ',', default_value = "daemon,pipeline")]
     scale_variants: Vec<Variant>,
     /// Skip the scale runs.
     #[arg(long)]
