@@ -4,9 +4,11 @@
 //! fan-in. When the pipeline is saturated it stops reading, the kernel's receive buffer fills, and
 //! TCP flow control slows the sender: that is the whole backpressure path. How much it reads at a
 //! time, and when its turn comes with many busy sources, is the read credits' business
-//! ([`crate::read_credit`]), which bound the read buffers of all connections together. Each read is decoded at once into batches; the emergency batches
-//! of a read are admitted before its routine ones, into their own lane, so an emergency is never
-//! held behind its own source's blocked routine frames.
+//! ([`crate::read_credit`]), which bound the read buffers of all connections together.
+//!
+//! Each read is decoded at once into batches; the emergency batches of a read are admitted before
+//! its routine ones, into their own lane, so an emergency is never held behind its own source's
+//! blocked routine frames.
 //!
 //! Every frame decoded from the socket (and not a duplicate) is accepted: whatever ends the
 //! connection, be it the drain, the peer closing, or bad input, what was accepted is admitted,
