@@ -35,7 +35,7 @@ use crate::protocol::{
     walk_messages, ClientMessage, CloseReason, Hello, MessageView, ProtocolError, RefuseReason,
     ServerMessage, DATA_HEADER, VERSION,
 };
-use crate::read_credit::{ReadCredits, ReadTurn, SMALL_READ};
+use crate::read_credit::{make_room, ReadCredits, ReadTurn, SMALL_READ};
 use crate::router::{RegisterError, Registration, RouterHandle};
 use crate::source::Source;
 use crate::stats::Stats;
@@ -161,11 +161,9 @@ impl Wire {
     }
 
     /// Reads a small buffer's worth: the handshake, before the connection has a place in the
-    /// read line. A buffer is allocated only when the free space is down to a quarter of that.
+    /// read line.
     async fn read_small(&mut self) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < SMALL_READ / 4 + 1 {
-            self.buf.reserve(SMALL_READ);
-        }
+        make_room(&mut self.buf, SMALL_READ);
         let spare = self.buf.capacity() - self.buf.len();
         let mut limited = (&mut self.reader).take(spare.min(SMALL_READ) as u64);
         limited.read_buf(&mut self.buf).await

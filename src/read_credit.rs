@@ -34,6 +34,14 @@ use tokio_util::sync::PollSemaphore;
 /// The most a connection reads at once without a credit.
 pub const SMALL_READ: usize = 4096;
 
+/// Makes room for a read of up to `size` bytes. A buffer is allocated only when the free space is
+/// down to a quarter of that, so a connection reading little keeps using the buffer it has.
+pub(crate) fn make_room(buf: &mut BytesMut, size: usize) {
+    if buf.capacity() - buf.len() < size / 4 + 1 {
+        buf.reserve(size);
+    }
+}
+
 /// The credits all connections share.
 #[derive(Debug, Clone)]
 pub(crate) struct ReadCredits {
@@ -110,9 +118,7 @@ impl ReadTurn {
             } else {
                 self.small
             };
-            if buf.capacity() - buf.len() < size / 4 + 1 {
-                buf.reserve(size);
-            }
+            make_room(buf, size);
             // One attempt, through `AsyncRead`: a short read tells Tokio the socket is drained,
             // so the next wait is for new data, not a system call that finds none.
             let attempt = poll_fn(|cx| {
