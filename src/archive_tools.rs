@@ -159,38 +159,16 @@ impl VerifyReport {
             if let Some(w) = s.watermark {
                 let _ = write!(line, " watermark={w}");
             }
-            if !s.gaps.is_empty() {
-                let shown: Vec<String> = s
-                    .gaps
-                    .iter()
-                    .take(PRINT_CAP)
-                    .map(|&(a, b)| {
-                        if a == b {
-                            a.to_string()
-                        } else {
-                            format!("{a}..={b}")
-                        }
-                    })
-                    .collect();
-                let more = s.gaps.len().saturating_sub(PRINT_CAP);
-                let _ = write!(line, " gaps=[{}]", shown.join(", "));
-                if more > 0 {
-                    let _ = write!(line, " (+{more} more gaps)");
+            let gaps = s.gaps.iter().map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}..={b}")
                 }
-            }
-            if !s.duplicates.is_empty() {
-                let shown: Vec<String> = s
-                    .duplicates
-                    .iter()
-                    .take(PRINT_CAP)
-                    .map(u64::to_string)
-                    .collect();
-                let more = s.duplicates.len().saturating_sub(PRINT_CAP);
-                let _ = write!(line, " duplicated=[{}]", shown.join(", "));
-                if more > 0 {
-                    let _ = write!(line, " (+{more} more)");
-                }
-            }
+            });
+            write_capped(&mut line, "gaps", gaps, s.gaps.len(), " gaps");
+            let duplicates = s.duplicates.iter().map(u64::to_string);
+            write_capped(&mut line, "duplicated", duplicates, s.duplicates.len(), "");
             writeln!(out, "{line}")?;
         }
         let problems = self.problems().count();
@@ -207,6 +185,26 @@ impl VerifyReport {
             problems,
             self.is_valid()
         )
+    }
+}
+
+/// Appends ` name=[a, b, ...]` with at most [`PRINT_CAP`] of the `len` items, and
+/// ` (+N more{unit})` for the rest; nothing when there are none.
+fn write_capped(
+    line: &mut String,
+    name: &str,
+    items: impl Iterator<Item = String>,
+    len: usize,
+    unit: &str,
+) {
+    if len == 0 {
+        return;
+    }
+    let shown: Vec<String> = items.take(PRINT_CAP).collect();
+    let _ = write!(line, " {name}=[{}]", shown.join(", "));
+    let more = len.saturating_sub(PRINT_CAP);
+    if more > 0 {
+        let _ = write!(line, " (+{more} more{unit})");
     }
 }
 
@@ -476,6 +474,21 @@ pub fn unix_ns_to_rfc3339(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_shows_the_first_ten_and_counts_the_rest() {
+        let mut line = String::from("source");
+        let gaps = (0..12u64).map(|g| g.to_string());
+        write_capped(&mut line, "gaps", gaps, 12, " gaps");
+        write_capped(&mut line, "duplicated", std::iter::empty(), 0, "");
+        let duplicates = (0..13u64).map(|d| d.to_string());
+        write_capped(&mut line, "duplicated", duplicates, 13, "");
+        assert_eq!(
+            line,
+            "source gaps=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (+2 more gaps) \
+             duplicated=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (+3 more)"
+        );
+    }
 
     #[test]
     fn timestamps_are_utc_rfc3339() {
