@@ -203,13 +203,12 @@ fn bench(cli: Cli) -> ExitCode {
                 Variant::Pipeline,
             ]
         }),
-        scale: cli.scale.clone().unwrap_or_else(|| {
-            if cli.smoke {
-                vec![100, 300]
-            } else {
-                vec![1_000, 10_000]
-            }
-        }),
+        scale: match &cli.scale {
+            _ if cli.no_scale => Vec::new(),
+            Some(scale) => scale.clone(),
+            None if cli.smoke => vec![100, 300],
+            None => vec![1_000, 10_000],
+        },
         scale_variants: cli.scale_variants.clone(),
         drain: !cli.no_drain,
         daemon_config: cli.daemon_config.clone(),
