@@ -396,6 +396,7 @@ mod tests {
     use super::*;
     use crate::config::{ArchiveKind, SyncMode};
     use crate::frame::{Priority, SourceKind};
+    use crate::source::Run;
     use bytes::Bytes;
     use std::time::Duration;
 
@@ -429,7 +430,11 @@ mod tests {
         let quiet = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
         let busy = Arc::new(Source::new(2, SourceKind::LiveUplink, peer, None));
 
-        quiet.record(Priority::Routine, 10, 9);
+        quiet.record(&[Run {
+            priority: Priority::Routine,
+            frames: 10,
+            last_sequence: 9,
+        }]);
         writer.append(&[batch(&quiet, 0, 10)]).unwrap();
         // Synced and acknowledged; the quiet source sends nothing more.
         quiet.stored(Priority::Routine, 10);

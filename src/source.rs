@@ -3,12 +3,12 @@
 //! The connection task admits frames and the archive task stores them. Counters are atomics, so the
 //! router lists every source with plain loads. The `AckLedger` turns "so many routine and so many
 //! emergency frames stored" into "every frame up to sequence N is stored": the connection records
-//! each batch in it as it decodes, and the archive advances it as it stores. The archive does the
+//! each read's runs of one priority in it as it decodes, and the archive advances it as it stores. The archive does the
 //! advancing, not the connection, so the acknowledged sequence (which the archive writes as the
 //! source's watermark) is current even when the connection task has not run for a while, as with
 //! 10,000 sources waiting their turn to read: a stale watermark would leave every frame stored above
 //! it to be listed again in each new segment's checkpoint. A plain mutex guards it: the connection
-//! takes it once per batch and the archive once per stored batch, and neither holds it across an
+//! takes it once per read and the archive once per stored batch, and neither holds it across an
 //! await.
 
 use std::collections::VecDeque;
@@ -25,8 +25,16 @@ struct AtomicSeq(AtomicU64);
 
 impl AtomicSeq {
     fn store(&self, value: Option<u64>) {
-        self.0
-            .store(value.map_or(0, |v| v.saturating_add(1)), Relaxed);
+        self.0.store(Self::encode(value), Relaxed);
+    }
+
+    /// Raises the value to `value` if that is higher (`None` is the lowest).
+    fn raise(&self, value: Option<u64>) {
+        self.0.fetch_max(Self::encode(value), Relaxed);
+    }
+
+    fn encode(value: Option<u64>) -> u64 {
+        value.map_or(0, |v| v.saturating_add(1))
     }
 
     fn load(&self) -> Option<u64> {
@@ -100,12 +108,14 @@ impl Source {
             self.emergency_frames.fetch_add(frames, Relaxed);
         }
         self.bytes.fetch_add(batch.payload_bytes(), Relaxed);
-        self.last_sequence.store(batch.last_sequence());
+        // A read's emergencies are admitted before its routine frames, which may be older.
+        self.last_sequence.raise(batch.last_sequence());
     }
 
-    /// Called by the connection for each batch, in arrival order, before the batch is admitted.
-    pub(crate) fn record(&self, priority: Priority, frames: u64, last_sequence: u64) {
-        self.ledger().record(priority, frames, last_sequence);
+    /// Called by the connection with each read's runs, in arrival order, before their batches are
+    /// admitted.
+    pub(crate) fn record(&self, runs: &[Run]) {
+        self.ledger().runs.extend(runs);
     }
 
     /// Called by the archive once a batch is stored: moves the acknowledgement forward.
@@ -120,7 +130,7 @@ impl Source {
         }
     }
 
-    /// Whether every batch recorded so far is stored.
+    /// Whether every run recorded so far is stored.
     pub(crate) fn is_settled(&self) -> bool {
         self.ledger().is_settled()
     }
@@ -170,15 +180,24 @@ pub(crate) struct StoredCounts {
     pub emergency: u64,
 }
 
-/// The batches a connection admitted, in arrival order, until the archive has stored them.
+/// Consecutive frames of one priority, as they arrived: the ledger's unit. A read's frames of one
+/// priority travel together in its batches, so a batch may span several runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub priority: Priority,
+    pub frames: u64,
+    pub last_sequence: u64,
+}
+
+/// The runs a connection admitted, in arrival order, until the archive has stored them.
 ///
-/// Within a source each lane is first-in first-out, so the archive stores a source's routine batches
-/// in arrival order and its emergency batches in arrival order; only the two interleave. Walking the
-/// ledger from the front and consuming each batch from its lane's stored count therefore finds the
+/// Within a source each lane is first-in first-out, so the archive stores a source's routine frames
+/// in arrival order and its emergency frames in arrival order; only the two interleave. Walking the
+/// ledger from the front and consuming each run from its lane's stored count therefore finds the
 /// longest stored prefix of the arrival order, which is exactly what an acknowledgement may claim.
 #[derive(Debug)]
 struct AckLedger {
-    batches: VecDeque<(Priority, u64, u64)>,
+    runs: VecDeque<Run>,
     consumed: StoredCounts,
     acked: Option<u64>,
 }
@@ -186,21 +205,21 @@ struct AckLedger {
 impl AckLedger {
     fn new(resume_after: Option<u64>) -> Self {
         AckLedger {
-            batches: VecDeque::new(),
+            runs: VecDeque::new(),
             consumed: StoredCounts::default(),
             acked: resume_after,
         }
     }
 
-    /// Records a batch in arrival order, before it is admitted.
-    fn record(&mut self, priority: Priority, frames: u64, last_sequence: u64) {
-        self.batches.push_back((priority, frames, last_sequence));
-    }
-
     /// Moves the acknowledgement forward; returns whether it moved.
     fn advance(&mut self, stored: StoredCounts) -> bool {
         let before = self.acked;
-        while let Some(&(priority, frames, last)) = self.batches.front() {
+        while let Some(&Run {
+            priority,
+            frames,
+            last_sequence,
+        }) = self.runs.front()
+        {
             let (consumed, available) = match priority {
                 Priority::Routine => (&mut self.consumed.routine, stored.routine),
                 Priority::Emergency => (&mut self.consumed.emergency, stored.emergency),
@@ -209,15 +228,15 @@ impl AckLedger {
                 break;
             }
             *consumed += frames;
-            self.acked = Some(last);
-            self.batches.pop_front();
+            self.acked = Some(last_sequence);
+            self.runs.pop_front();
         }
         self.acked != before
     }
 
-    /// Whether every recorded batch is stored.
+    /// Whether every recorded run is stored.
     fn is_settled(&self) -> bool {
-        self.batches.is_empty()
+        self.runs.is_empty()
     }
 
     fn acked(&self) -> Option<u64> {
@@ -233,12 +252,22 @@ mod tests {
         StoredCounts { routine, emergency }
     }
 
+    fn run(priority: Priority, frames: u64, last_sequence: u64) -> Run {
+        Run {
+            priority,
+            frames,
+            last_sequence,
+        }
+    }
+
     #[test]
     fn ack_stops_at_the_first_unstored_batch_in_arrival_order() {
         let mut ledger = AckLedger::new(None);
-        ledger.record(Priority::Routine, 3, 2); // seq 0..=2
-        ledger.record(Priority::Emergency, 1, 3);
-        ledger.record(Priority::Routine, 2, 5);
+        ledger.runs.extend([
+            run(Priority::Routine, 3, 2), // seq 0..=2
+            run(Priority::Emergency, 1, 3),
+            run(Priority::Routine, 2, 5),
+        ]);
 
         // The emergency overtook the routine frames: nothing contiguous is stored yet.
         assert!(!ledger.advance(counts(0, 1)));
@@ -256,8 +285,10 @@ mod tests {
     fn storing_moves_the_acknowledgement_without_the_connection() {
         let peer = "127.0.0.1:1".parse().unwrap();
         let source = Source::new(1, SourceKind::LiveUplink, peer, Some(9));
-        source.record(Priority::Routine, 3, 12);
-        source.record(Priority::Emergency, 1, 13);
+        source.record(&[
+            run(Priority::Routine, 3, 12),
+            run(Priority::Emergency, 1, 13),
+        ]);
         source.stored(Priority::Emergency, 1);
         assert_eq!(
             source.last_acked(),
@@ -275,7 +306,7 @@ mod tests {
     fn ack_starts_from_the_resume_point() {
         let mut ledger = AckLedger::new(Some(99));
         assert_eq!(ledger.acked(), Some(99));
-        ledger.record(Priority::Routine, 1, 100);
+        ledger.runs.push_back(run(Priority::Routine, 1, 100));
         assert!(!ledger.advance(counts(0, 0)));
         assert!(ledger.advance(counts(1, 0)));
         assert_eq!(ledger.acked(), Some(100));
