@@ -100,11 +100,12 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
-/// Consecutive frames of one source and one priority, moved through the pipeline as a unit.
+/// Frames of one socket read with one priority, in arrival order, moved through the pipeline as a
+/// unit.
 ///
-/// Consecutive means consecutive in arrival order: a batch never spans a frame of the other priority,
-/// which is what lets a connection express its acknowledgement as "every batch up to here is done".
-/// The payloads stay where they arrived: a batch holds the socket read they came in (one shared
+/// A batch may skip over frames of the other priority that arrived between its own: those travel in
+/// their lane's batch, and the source's acknowledgement ledger keeps the arrival order across both
+/// (see [`crate::source`]). The payloads stay where they arrived: a batch holds the socket read they came in (one shared
 /// `Bytes`) and each frame's offsets into it, so moving a batch touches one reference count, not one
 /// per frame. [`Batch::frames`] hands consumers ordinary [`Frame`]s.
 #[derive(Debug)]
