@@ -24,7 +24,7 @@ pub const EMERGENCY_EVERY: u64 = 100;
 pub const READ_BUFFER: usize = 64 * 1024;
 /// Largest body the floor and reference servers accept (the daemon's default too).
 pub const MAX_FRAME_LENGTH: usize = 64 * 1024;
-/// Latency samples kept per kind; beyond this, samples are dropped (and counted).
+/// Latency samples kept per kind; beyond this, samples are dropped (and their frames counted).
 const MAX_SAMPLES: usize = 4_000_000;
 
 /// One message from a child to the parent.
@@ -72,17 +72,30 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    pub fn of(mut samples: Vec<u64>) -> LatencySummary {
-        if samples.is_empty() {
+    /// Percentiles over frames, from samples of (latency, frames that had it).
+    pub fn of(mut samples: Vec<(u64, u64)>) -> LatencySummary {
+        samples.retain(|&(_, frames)| frames > 0);
+        let Some(&(max_ns, _)) = samples.iter().max() else {
             return LatencySummary::default();
-        }
+        };
         samples.sort_unstable();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        let count: u64 = samples.iter().map(|&(_, frames)| frames).sum();
+        let at = |q: f64| {
+            let rank = ((count - 1) as f64 * q).round() as u64;
+            let mut seen = 0;
+            samples
+                .iter()
+                .find(|&&(_, frames)| {
+                    seen += frames;
+                    seen > rank
+                })
+                .map_or(max_ns, |&(latency, _)| latency)
+        };
         LatencySummary {
-            count: samples.len() as u64,
+            count,
             p50_ns: at(0.50),
             p99_ns: at(0.99),
-            max_ns: samples[samples.len() - 1],
+            max_ns,
         }
     }
 }
@@ -150,8 +163,10 @@ pub fn probe_sent_ns(payload: &[u8]) -> Option<u64> {
 #[derive(Debug, Default)]
 pub struct Recorder {
     on: AtomicBool,
-    probe: Mutex<Vec<u64>>,
-    stream: Mutex<Vec<u64>>,
+    /// (latency, frames): a daemon batch's emergency frames share one latency, so one sample
+    /// stands for them all, and the samples' memory stays small next to the server's own.
+    probe: Mutex<Vec<(u64, u64)>>,
+    stream: Mutex<Vec<(u64, u64)>>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -187,22 +202,20 @@ impl Recorder {
         }
     }
 
-    fn push(&self, samples: &Mutex<Vec<u64>>, latency: u64, times: usize) {
+    fn push(&self, samples: &Mutex<Vec<(u64, u64)>>, latency: u64, frames: usize) {
         let Ok(mut samples) = samples.lock() else {
             return;
         };
-        for _ in 0..times {
-            if samples.len() >= MAX_SAMPLES {
-                self.dropped.fetch_add(1, Relaxed);
-            } else {
-                samples.push(latency);
-            }
+        if samples.len() >= MAX_SAMPLES {
+            self.dropped.fetch_add(frames as u64, Relaxed);
+        } else {
+            samples.push((latency, frames as u64));
         }
     }
 
     /// Takes the samples: (probe, stream, dropped).
     pub fn summaries(&self) -> (LatencySummary, LatencySummary, u64) {
-        let take = |m: &Mutex<Vec<u64>>| {
+        let take = |m: &Mutex<Vec<(u64, u64)>>| {
             m.lock()
                 .map(|mut v| std::mem::take(&mut *v))
                 .unwrap_or_default()
@@ -261,5 +274,25 @@ pub fn raise_nofile_limit() -> u64 {
             }
         }
         limit.rlim_cur
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_count_every_frame_of_a_sample() {
+        let plain = LatencySummary::of(vec![(5, 1), (1, 1), (3, 1)]);
+        assert_eq!((plain.count, plain.p50_ns, plain.max_ns), (3, 3, 5));
+
+        // 98 frames at 10 ns and 2 at 1000 ns: the 99th percentile is one of the slow two.
+        let weighted = LatencySummary::of(vec![(1000, 2), (10, 98), (7, 0)]);
+        assert_eq!(weighted.count, 100);
+        assert_eq!(weighted.p50_ns, 10);
+        assert_eq!(weighted.p99_ns, 1000);
+        assert_eq!(weighted.max_ns, 1000);
+
+        assert_eq!(LatencySummary::of(Vec::new()).count, 0);
     }
 }
