@@ -372,9 +372,6 @@ struct Intake {
     /// [`crate::router::ResumePoint`]); emptied once
     /// the source is past the highest of them.
     already_stored: Arc<BTreeSet<u64>>,
-    /// One read's runs, and its full batches per lane; kept from read to read for their room.
-    runs: Vec<Run>,
-    sealed: Lanes<Vec<Batch>>,
 }
 
 /// One of each per lane.
@@ -404,6 +401,10 @@ impl Intake {
         ingress: &Ingress,
     ) -> Result<(), Ending> {
         let decoded_at = std::time::Instant::now();
+        // Per read, not kept in the intake: with 10,000 connections, the kilobytes of room each
+        // would keep add up to tens of megabytes.
+        let mut runs: Vec<Run> = Vec::new();
+        let mut sealed: Lanes<Vec<Batch>> = Lanes::default();
         let mut open: Lanes<Option<Batch>> = Lanes::default();
         let (mut accepted, mut duplicates) = (0u64, 0u64);
         let mut failure = None;
@@ -426,12 +427,12 @@ impl Intake {
             }
             self.last_sequence = Some(sequence);
             accepted += 1;
-            match self.runs.last_mut() {
+            match runs.last_mut() {
                 Some(run) if run.priority == priority => {
                     run.frames += 1;
                     run.last_sequence = sequence;
                 }
-                _ => self.runs.push(Run {
+                _ => runs.push(Run {
                     priority,
                     frames: 1,
                     last_sequence: sequence,
@@ -442,7 +443,7 @@ impl Intake {
                 Some(b) if b.len() < self.max_batch => b,
                 _ => {
                     if let Some(full) = slot.take() {
-                        self.sealed.get_mut(priority).push(full);
+                        sealed.get_mut(priority).push(full);
                     }
                     let source = Arc::clone(&self.source);
                     slot.insert(Batch::new(source, priority, decoded_at, self.max_batch))
@@ -451,23 +452,22 @@ impl Intake {
             batch.push(sequence, offset + DATA_HEADER..offset + body.len());
             ControlFlow::Continue(())
         });
-        let Lanes { emergency, routine } = &mut self.sealed;
+        let Lanes {
+            mut emergency,
+            mut routine,
+        } = sealed;
         emergency.extend(open.emergency);
         routine.extend(open.routine);
         // In the ledger before the fan-in: the archive may store them as soon as they are admitted.
-        if !self.runs.is_empty() {
-            self.source.record(&self.runs);
-            self.runs.clear();
+        if !runs.is_empty() {
+            self.source.record(&runs);
         }
         let chunk = buf.split_to(walk.end).freeze();
         self.stats.accepted(accepted);
-        let batches = emergency
-            .drain(..)
-            .chain(routine.drain(..))
-            .map(|mut batch| {
-                batch.attach(chunk.clone());
-                batch
-            });
+        let batches = emergency.into_iter().chain(routine).map(|mut batch| {
+            batch.attach(chunk.clone());
+            batch
+        });
         if ingress.stage(batches).is_err() {
             return Err(Ending::PipelineClosed);
         }
@@ -566,8 +566,6 @@ async fn stream_frames(
         max_batch: cfg.pipeline.max_batch_frames,
         last_sequence: resume_after,
         already_stored: resume.already_stored,
-        runs: Vec::new(),
-        sealed: Lanes::default(),
     };
     let mut acks = Acks {
         shared,
@@ -734,8 +732,6 @@ mod tests {
             max_batch: 64,
             last_sequence: None,
             already_stored: Arc::default(),
-            runs: Vec::new(),
-            sealed: Lanes::default(),
         };
         let (e, r) = (Priority::Emergency, Priority::Routine);
         let mut buf = BytesMut::new();
