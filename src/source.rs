@@ -3,11 +3,11 @@
 //! The connection task admits frames and the archive task stores them. Counters are atomics, so the
 //! router lists every source with plain loads. The `AckLedger` turns "so many routine and so many
 //! emergency frames stored" into "every frame up to sequence N is stored": the connection records
-//! each read's runs of one priority in it as it decodes, and the archive advances it as it stores. The archive does the
-//! advancing, not the connection, so the acknowledged sequence (which the archive writes as the
-//! source's watermark) is current even when the connection task has not run for a while, as with
-//! 10,000 sources waiting their turn to read: a stale watermark would leave every frame stored above
-//! it to be listed again in each new segment's checkpoint. A plain mutex guards it: the connection
+//! each read's runs of one priority in it as it decodes, and the archive advances it as it stores.
+//! The archive does the advancing, not the connection, so the acknowledged sequence (which the
+//! archive writes as the source's watermark) is current even when the connection task has not run
+//! for a while, as with 10,000 sources waiting their turn to read: a stale watermark would leave
+//! every frame stored above it to be listed again in each new segment's checkpoint. A plain mutex guards it: the connection
 //! takes it once per read and the archive once per stored batch, and neither holds it across an
 //! await.
 
@@ -182,7 +182,7 @@ pub(crate) struct StoredCounts {
 
 /// Consecutive frames of one priority, as they arrived: the ledger's unit. A read's frames of one
 /// priority travel together in its batches, so a batch may span several runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Run {
     pub priority: Priority,
     pub frames: u64,
