@@ -143,6 +143,14 @@ fn release_cached(file: &File, len: u64) {
     let _ = (file, len);
 }
 
+/// Makes the first `len` bytes of the segment at `path` durable, then drops them from the page cache.
+fn sync_segment(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    file.sync_data()
+        .map_err(|err| with_path(err, path, "cannot sync segment"))?;
+    release_cached(file, len);
+    Ok(())
+}
+
 fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
 }
@@ -354,11 +362,7 @@ impl Writer {
         segment.len += self.buf.len() as u64;
         if segment.len >= self.segment_bytes {
             let next = segment.index + 1;
-            segment
-                .file
-                .sync_data()
-                .map_err(|err| with_path(err, &segment.path, "cannot sync segment"))?;
-            release_cached(&segment.file, segment.len);
+            sync_segment(&segment.file, &segment.path, segment.len)?;
             self.start_segment(next)?;
         }
         Ok(())
@@ -391,15 +395,10 @@ impl ArchiveSink for SegmentSink {
         };
         Box::pin(async move {
             let (file, path, len) = handle?;
-            tokio::task::spawn_blocking(move || {
-                file.sync_data()
-                    .map_err(|err| with_path(err, &path, "cannot sync segment"))?;
-                // What was written before the sync began is on the disk now.
-                release_cached(&file, len);
-                Ok(())
-            })
-            .await
-            .map_err(|err| io::Error::other(format!("archive sync task failed: {err}")))?
+            // Covers what was written before the sync began.
+            tokio::task::spawn_blocking(move || sync_segment(&file, &path, len))
+                .await
+                .map_err(|err| io::Error::other(format!("archive sync task failed: {err}")))?
         })
     }
 
