@@ -24,10 +24,11 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
 
-/// Bytes written per `write_all` with few connections; less with many, to bound client memory.
+/// Bytes written per `write_all`, however many connections: 640 MiB of chunks in the client at
+/// 10,000. Chunks that shrink with the connection count to save client memory (3.3 KiB each at
+/// 10,000 for a 32 MiB budget: 36 frames of 64 B per system call) make the client, not the server,
+/// the bound at scale (BENCHMARKS.md, "10,000 sources").
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Client memory for all chunks together when there are many connections.
-const CHUNK_BUDGET: usize = 32 * 1024 * 1024;
 /// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
 /// kernel with the server's, whose TCP memory limit (`net.ipv4.tcp_mem`, about 2.2 GiB on the
 /// reference machine) 10,000 autotuned send buffers alone would nearly exhaust: the kernel then
@@ -67,8 +68,7 @@ pub fn run(addr: SocketAddr, connections: usize, payload: usize, limit: Duration
 
 async fn load(addr: SocketAddr, connections: usize, payload: usize) {
     let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
-    let chunk_bytes = CHUNK_BYTES.min(CHUNK_BUDGET / connections.max(1));
-    let frames_per_chunk = (chunk_bytes / frame_len).max(1);
+    let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1);
     let mut template = BytesMut::with_capacity(frames_per_chunk * frame_len);
     let body = vec![0xA5u8; payload];
     for _ in 0..frames_per_chunk {
