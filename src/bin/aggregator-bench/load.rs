@@ -24,9 +24,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
 
-/// Bytes written per `write_all`, however many connections: 640 MiB of chunks in the client at
+/// Bytes written per `write_all`, however many connections: 625 MiB of chunks in the client at
 /// 10,000. Chunks that shrink with the connection count to save client memory (3.3 KiB each at
-/// 10,000 for a 32 MiB budget: 36 frames of 64 B per system call) make the client, not the server,
+/// 10,000 for a 32 MiB budget: 43 frames of 64 B per system call) make the client, not the server,
 /// the bound at scale (BENCHMARKS.md, "10,000 sources").
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
