@@ -143,7 +143,8 @@ fn release_cached(file: &File, len: u64) {
     let _ = (file, len);
 }
 
-/// Makes the first `len` bytes of the segment at `path` durable, then drops them from the page cache.
+/// Makes the first `len` bytes of the segment at `path` durable, then drops them from the page
+/// cache.
 fn sync_segment(file: &File, path: &Path, len: u64) -> io::Result<()> {
     file.sync_data()
         .map_err(|err| with_path(err, path, "cannot sync segment"))?;

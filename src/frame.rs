@@ -105,9 +105,9 @@ pub struct Frame {
 ///
 /// A batch may skip over frames of the other priority that arrived between its own: those travel in
 /// their lane's batch, and the source's acknowledgement ledger keeps the arrival order across both
-/// (see [`crate::source`]). The payloads stay where they arrived: a batch holds the socket read they came in (one shared
-/// `Bytes`) and each frame's offsets into it, so moving a batch touches one reference count, not one
-/// per frame. [`Batch::frames`] hands consumers ordinary [`Frame`]s.
+/// (see [`crate::source`]). The payloads stay where they arrived: a batch holds the socket read
+/// they came in (one shared `Bytes`) and each frame's offsets into it, so moving a batch touches
+/// one reference count, not one per frame. [`Batch::frames`] hands consumers ordinary [`Frame`]s.
 #[derive(Debug)]
 pub struct Batch {
     /// The registered source the frames came from (counters and acknowledgement wake-up).

@@ -7,9 +7,9 @@
 //! The archive does the advancing, not the connection, so the acknowledged sequence (which the
 //! archive writes as the source's watermark) is current even when the connection task has not run
 //! for a while, as with 10,000 sources waiting their turn to read: a stale watermark would leave
-//! every frame stored above it to be listed again in each new segment's checkpoint. A plain mutex guards it: the connection
-//! takes it once per read and the archive once per stored batch, and neither holds it across an
-//! await.
+//! every frame stored above it to be listed again in each new segment's checkpoint. A plain mutex
+//! guards it: the connection takes it once per read and the archive once per stored batch, and
+//! neither holds it across an await.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
