@@ -76,9 +76,9 @@ impl SegmentCheck {
 pub struct SourceCheck {
     pub kind: SourceKind,
     pub id: u32,
-    /// Frame records, duplicates included.
+    /// Frames, duplicates included.
     pub frames: u64,
-    /// Emergency frame records, duplicates included.
+    /// Emergency frames, duplicates included.
     pub emergency: u64,
     /// Lowest and highest sequence stored (`None` for a source with only watermark records).
     pub first: Option<u64>,
@@ -89,7 +89,7 @@ pub struct SourceCheck {
     pub missing: u64,
     /// Sequences stored more than once, in order, each once.
     pub duplicates: Vec<u64>,
-    /// Frame records beyond the first copy of their sequence.
+    /// Frames beyond the first copy of their sequence.
     pub duplicate_frames: u64,
     /// Highest watermark written for the source.
     pub watermark: Option<u64>,
@@ -249,7 +249,8 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
             index,
             path,
             bytes: scan.file_len,
-            records: scan.entries.len() as u64,
+            // The frames of one FRAMES record share its offset.
+            records: scan.entries.chunk_by(|(a, _), (b, _)| a == b).count() as u64,
             frames,
             end: scan.end,
         });

@@ -308,8 +308,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Encodes a group: its frames, then a WATERMARK for each source whose acknowledgement moved
-    /// since the last one (acknowledgements only ever cover frames already synced).
+    /// Encodes a group: a FRAMES record per batch, then a WATERMARK for each source whose
+    /// acknowledgement moved since the last one (acknowledgements only ever cover frames already
+    /// synced).
     fn encode(&mut self, batches: &[Arc<Batch>]) {
         self.buf.clear();
         let now_unix = SystemTime::now()
@@ -322,18 +323,17 @@ impl Writer {
                 now_unix.saturating_sub(now.duration_since(batch.decoded_at).as_nanos() as u64);
             let tracked = self.sources.entry((source.kind, source.id)).or_default();
             tracked.seen(source);
-            for (sequence, payload) in batch.payloads() {
-                segment::encode_frame(
-                    &mut self.buf,
-                    source.kind,
-                    batch.priority,
-                    source.id,
-                    sequence,
-                    received,
-                    payload,
-                );
-                tracked.above.push(sequence);
-            }
+            segment::encode_frames(
+                &mut self.buf,
+                source.kind,
+                batch.priority,
+                source.id,
+                received,
+                batch.payloads(),
+            );
+            tracked
+                .above
+                .extend(batch.payloads().map(|(sequence, _)| sequence));
         }
         for batch in batches {
             let source = &batch.source;

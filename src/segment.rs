@@ -6,14 +6,19 @@
 //!   end of the newest segment. Segments roll over at a size limit, so recovery reads one bounded
 //!   file and old segments can be copied or deleted whole. A name carries a zero-padded index
 //!   (`segment-00000000000000000001.seg`), so the lexical order of the names is their write order.
-//! - **A magic per file** (`TLMSEG01`): a tool pointed at the wrong file fails at byte 0 instead of
-//!   reading nonsense, and the trailing `01` leaves room for a format version.
+//! - **A magic per file** (`TLMSEG02`): a tool pointed at the wrong file fails at byte 0 instead of
+//!   reading nonsense, and the trailing digits are the format version. Version 2 added FRAMES
+//!   records; the readers take version 1 segments too, so an archive written before stays readable.
 //! - **Length, then CRC, then body.** The length lets a reader skip a record without knowing its
 //!   type; the CRC-32 of the body tells a complete record from a torn or damaged one. The length is
 //!   outside the CRC, so a damaged length is caught by the body's CRC not matching, or by no record
 //!   being readable after it (see below).
 //! - **Self-describing records.** A frame record carries everything the pipeline's `Frame` does plus
 //!   the receive time, so the archive can be verified, inspected and replayed without the daemon.
+//! - **A batch per record.** The daemon writes each batch (frames of one source and priority from one
+//!   socket read) as one FRAMES record: one CRC over the whole batch instead of one per frame, and 12
+//!   bytes of fields per frame instead of 31. At 64 B payloads the per-frame records cost the writer
+//!   more CPU than the pipeline spent on the frame (BENCHMARKS.md). Readers see frames either way.
 //!   WATERMARK and STORED records carry the acknowledgement state, so recovery needs only the newest
 //!   segment: when a segment is opened, its writer first checkpoints every source's state in it.
 //! - **Big-endian integers**, like the wire protocol (`docs/protocol.md`).
@@ -36,15 +41,19 @@ use bytes::Bytes;
 
 use crate::frame::{Priority, SourceKind};
 
-/// The first 8 bytes of every segment file.
-pub const MAGIC: &[u8; 8] = b"TLMSEG01";
+/// The first 8 bytes of every segment file the daemon writes: format version 2.
+pub const MAGIC: &[u8; 8] = b"TLMSEG02";
+
+/// The magic of format version 1, which had no FRAMES records. Its segments are still read.
+pub const MAGIC_V1: &[u8; 8] = b"TLMSEG01";
 
 /// Bytes in front of every record body: the length (4) and the CRC (4).
 pub const RECORD_HEADER_LEN: usize = 8;
 
-/// Largest body a reader accepts. Frames are bounded far below it by the wire protocol's
-/// `connection.max_frame_length`; a larger length can only be damage.
-pub const MAX_BODY_LEN: u32 = 16 * 1024 * 1024;
+/// Largest body a reader accepts, and the most a writer puts in one FRAMES record. A frame's
+/// payload is under the wire protocol's `connection.max_frame_length`, at most 16 MiB; the rest is
+/// room for the record's own fields. A larger length can only be damage.
+pub const MAX_BODY_LEN: u32 = 17 * 1024 * 1024;
 
 /// Record type of a frame.
 pub const TYPE_FRAME: u8 = 1;
@@ -52,11 +61,17 @@ pub const TYPE_FRAME: u8 = 1;
 pub const TYPE_WATERMARK: u8 = 2;
 /// Record type of a stored-above-watermark marker.
 pub const TYPE_STORED: u8 = 3;
+/// Record type of a batch of frames of one source and priority (format version 2).
+pub const TYPE_FRAMES: u8 = 4;
 
 /// Body bytes of a frame record before its payload.
 pub const FRAME_BODY_FIXED: usize = 23;
 /// Body bytes of a WATERMARK or STORED record.
 pub const MARK_BODY_LEN: usize = 14;
+/// Body bytes of a FRAMES record before its first frame.
+pub const FRAMES_BODY_FIXED: usize = 19;
+/// Bytes of a FRAMES record per frame before the frame's payload: sequence and length.
+pub const FRAMES_ENTRY_FIXED: usize = 12;
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".seg";
@@ -175,6 +190,12 @@ fn encode_record(out: &mut Vec<u8>, write_body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
     write_body(out);
+    seal_record(out, start);
+}
+
+/// Fills in the length and CRC of the record whose header starts at `start` and whose body runs to
+/// the end of `out`.
+fn seal_record(out: &mut [u8], start: usize) {
     let body = &out[start + RECORD_HEADER_LEN..];
     let len = body.len() as u32;
     let crc = crc32fast::hash(body);
@@ -202,6 +223,77 @@ pub fn encode_frame(
         b.extend_from_slice(&received_unix_ns.to_be_bytes());
         b.extend_from_slice(payload);
     });
+}
+
+/// Appends frames of one source and priority, all received at `received_unix_ns`, as one FRAMES
+/// record (type 4), or as several when one would pass [`MAX_BODY_LEN`]. Writes nothing for no
+/// frames.
+pub fn encode_frames<'a>(
+    out: &mut Vec<u8>,
+    kind: SourceKind,
+    priority: Priority,
+    source_id: u32,
+    received_unix_ns: u64,
+    frames: impl IntoIterator<Item = (u64, &'a [u8])>,
+) {
+    encode_frames_within(
+        out,
+        MAX_BODY_LEN as usize,
+        kind,
+        priority,
+        source_id,
+        received_unix_ns,
+        frames,
+    );
+}
+
+/// [`encode_frames`] with the largest body a parameter, so that tests can reach it.
+fn encode_frames_within<'a>(
+    out: &mut Vec<u8>,
+    max_body: usize,
+    kind: SourceKind,
+    priority: Priority,
+    source_id: u32,
+    received_unix_ns: u64,
+    frames: impl IntoIterator<Item = (u64, &'a [u8])>,
+) {
+    // The open record: where its header starts, and how many frames it holds.
+    let mut open: Option<(usize, u32)> = None;
+    for (sequence, payload) in frames {
+        let entry = FRAMES_ENTRY_FIXED + payload.len();
+        if let Some((start, count)) = open {
+            let body = out.len() - start - RECORD_HEADER_LEN;
+            if body + entry > max_body {
+                close_frames(out, start, count);
+                open = None;
+            }
+        }
+        let (_, count) = open.get_or_insert_with(|| {
+            let start = out.len();
+            out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+            out.push(TYPE_FRAMES);
+            out.push(kind.to_byte());
+            out.push(priority.to_byte());
+            out.extend_from_slice(&source_id.to_be_bytes());
+            out.extend_from_slice(&received_unix_ns.to_be_bytes());
+            out.extend_from_slice(&[0; 4]);
+            (start, 0)
+        });
+        out.extend_from_slice(&sequence.to_be_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        *count += 1;
+    }
+    if let Some((start, count)) = open {
+        close_frames(out, start, count);
+    }
+}
+
+/// Writes the frame count of the FRAMES record at `start`, then its length and CRC.
+fn close_frames(out: &mut [u8], start: usize, count: u32) {
+    let at = start + RECORD_HEADER_LEN + FRAMES_BODY_FIXED - 4;
+    out[at..at + 4].copy_from_slice(&count.to_be_bytes());
+    seal_record(out, start);
 }
 
 /// Appends a WATERMARK record (type 2) to `out`.
@@ -282,8 +374,15 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// Decodes the record at `pos`; returns it and the offset right after it.
-fn decode_at(data: &Bytes, pos: usize) -> Result<(Entry, usize), Bad> {
+/// Decodes the record at `pos` of a segment of format `version` into `out` (a FRAMES record gives
+/// one entry per frame, all at `pos`); returns the offset right after it. On an error `out` is as
+/// it was.
+fn decode_at(
+    data: &Bytes,
+    pos: usize,
+    version: u8,
+    out: &mut Vec<(u64, Entry)>,
+) -> Result<usize, Bad> {
     let rest = data.len() - pos;
     if rest < RECORD_HEADER_LEN {
         return Err(Bad::Incomplete(format!(
@@ -316,6 +415,10 @@ fn decode_at(data: &Bytes, pos: usize) -> Result<(Entry, usize), Bad> {
         SourceKind::from_byte(byte)
             .ok_or_else(|| Bad::Impossible(format!("undefined source kind {byte}")))
     };
+    let priority = |byte: u8| {
+        Priority::from_byte(byte)
+            .ok_or_else(|| Bad::Impossible(format!("undefined priority {byte}")))
+    };
     let entry = match body[0] {
         TYPE_FRAME => {
             if len < FRAME_BODY_FIXED {
@@ -323,8 +426,7 @@ fn decode_at(data: &Bytes, pos: usize) -> Result<(Entry, usize), Bad> {
                     "frame record body of {len} bytes, shorter than {FRAME_BODY_FIXED}"
                 )));
             }
-            let priority = Priority::from_byte(body[2])
-                .ok_or_else(|| Bad::Impossible(format!("undefined priority {}", body[2])))?;
+            let priority = priority(body[2])?;
             Entry::Frame(FrameRecord {
                 kind: kind(body[1])?,
                 priority,
@@ -355,15 +457,100 @@ fn decode_at(data: &Bytes, pos: usize) -> Result<(Entry, usize), Bad> {
                 }
             }
         }
-        other => return Err(Bad::Impossible(format!("unknown record type {other}"))),
+        TYPE_FRAMES if version >= 2 => {
+            decode_frames(
+                data,
+                body_start,
+                len,
+                kind(body[1])?,
+                priority(body[2])?,
+                pos,
+                out,
+            )?;
+            return Ok(body_start + len);
+        }
+        other => {
+            return Err(Bad::Impossible(format!(
+                "unknown record type {other} in a version {version} segment"
+            )))
+        }
     };
-    Ok((entry, body_start + len))
+    out.push((pos as u64, entry));
+    Ok(body_start + len)
+}
+
+/// Decodes the frames of the FRAMES record whose `len`-byte body starts at `body_start`, appending
+/// one entry per frame at `pos`. On an error nothing is appended.
+fn decode_frames(
+    data: &Bytes,
+    body_start: usize,
+    len: usize,
+    kind: SourceKind,
+    priority: Priority,
+    pos: usize,
+    out: &mut Vec<(u64, Entry)>,
+) -> Result<(), Bad> {
+    let body = &data[body_start..body_start + len];
+    if len < FRAMES_BODY_FIXED {
+        return Err(Bad::Impossible(format!(
+            "FRAMES record body of {len} bytes, shorter than {FRAMES_BODY_FIXED}"
+        )));
+    }
+    let source_id = be_u32(body, 3);
+    let received_unix_ns = be_u64(body, 7);
+    let count = be_u32(body, 15);
+    let before = out.len();
+    let mut at = FRAMES_BODY_FIXED;
+    for index in 0..count {
+        let bad = |what: String| {
+            Bad::Impossible(format!(
+                "FRAMES record of {count} frames: frame {index} {what}"
+            ))
+        };
+        if len - at < FRAMES_ENTRY_FIXED {
+            out.truncate(before);
+            return Err(bad(format!("header runs past the {len}-byte body")));
+        }
+        let sequence = be_u64(body, at);
+        let payload_len = be_u32(body, at + 8) as usize;
+        at += FRAMES_ENTRY_FIXED;
+        if payload_len > len - at {
+            out.truncate(before);
+            return Err(bad(format!(
+                "payload of {payload_len} bytes runs past the {len}-byte body"
+            )));
+        }
+        out.push((
+            pos as u64,
+            Entry::Frame(FrameRecord {
+                kind,
+                priority,
+                source_id,
+                sequence,
+                received_unix_ns,
+                payload: data.slice(body_start + at..body_start + at + payload_len),
+            }),
+        ));
+        at += payload_len;
+    }
+    if count == 0 || at != len {
+        out.truncate(before);
+        return Err(Bad::Impossible(format!(
+            "FRAMES record of {count} frames leaves {} of its {len} body bytes unused",
+            len - at
+        )));
+    }
+    Ok(())
 }
 
 /// The first offset after `pos` where a complete, valid record starts, if any: evidence that the
 /// damage at `pos` is in the middle of the file, not a torn tail.
-fn resync_after(data: &Bytes, pos: usize) -> Option<usize> {
-    (pos + 1..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&at| decode_at(data, at).is_ok())
+fn resync_after(data: &Bytes, pos: usize, version: u8) -> Option<usize> {
+    let mut scratch = Vec::new();
+    (pos + 1..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&at| {
+        scratch.clear();
+        decode_at(data, at, version, &mut scratch).is_ok()
+    })
 }
 
 /// Scans segment bytes already in memory (what [`read_segment`] does after reading the file).
@@ -389,31 +576,33 @@ pub fn scan_bytes(data: Bytes) -> SegmentScan {
             end,
         };
     }
-    if &data[..MAGIC.len()] != MAGIC {
-        return SegmentScan {
-            entries,
-            valid_len: 0,
-            file_len,
-            end: ScanEnd::Corrupt {
-                offset: 0,
-                reason: format!(
-                    "bad magic {:02x?}, expected {:?}",
-                    &data[..MAGIC.len()],
-                    String::from_utf8_lossy(MAGIC)
-                ),
-            },
-        };
-    }
+    let version = match &data[..MAGIC.len()] {
+        magic if magic == MAGIC => 2,
+        magic if magic == MAGIC_V1 => 1,
+        _ => {
+            return SegmentScan {
+                entries,
+                valid_len: 0,
+                file_len,
+                end: ScanEnd::Corrupt {
+                    offset: 0,
+                    reason: format!(
+                        "bad magic {:02x?}, expected {:?} or {:?}",
+                        &data[..MAGIC.len()],
+                        String::from_utf8_lossy(MAGIC),
+                        String::from_utf8_lossy(MAGIC_V1)
+                    ),
+                },
+            }
+        }
+    };
     let mut pos = MAGIC.len();
     let end = loop {
         if pos == data.len() {
             break ScanEnd::Clean;
         }
-        match decode_at(&data, pos) {
-            Ok((entry, next)) => {
-                entries.push((pos as u64, entry));
-                pos = next;
-            }
+        match decode_at(&data, pos, version, &mut entries) {
+            Ok(next) => pos = next,
             Err(Bad::Impossible(reason)) => {
                 break ScanEnd::Corrupt {
                     offset: pos as u64,
@@ -421,7 +610,7 @@ pub fn scan_bytes(data: Bytes) -> SegmentScan {
                 }
             }
             Err(Bad::Incomplete(reason) | Bad::Damaged(reason)) => {
-                break match resync_after(&data, pos) {
+                break match resync_after(&data, pos, version) {
                     Some(next) => ScanEnd::Corrupt {
                         offset: pos as u64,
                         reason: format!("{reason}; a valid record follows at offset {next}"),
@@ -689,5 +878,138 @@ mod tests {
         let err =
             read_segment(Path::new("/nonexistent/segment-00000000000000000001.seg")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/segment-"), "{err}");
+    }
+
+    /// Three frames of live uplink 9, emergency, received at 77.
+    fn three_frames() -> Vec<(u64, &'static [u8])> {
+        vec![(5, &b"ABORT"[..]), (6, &b""[..]), (9, &b"SAFE_MODE"[..])]
+    }
+
+    fn frame_entry(sequence: u64, payload: &'static [u8]) -> Entry {
+        Entry::Frame(FrameRecord {
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Emergency,
+            source_id: 9,
+            sequence,
+            received_unix_ns: 77,
+            payload: Bytes::from_static(payload),
+        })
+    }
+
+    #[test]
+    fn a_frames_record_reads_back_as_its_frames_at_its_offset() {
+        let (mut bytes, _) = segment(&sample()[2..3]);
+        let at = bytes.len() as u64;
+        let frames = three_frames();
+        encode_frames(
+            &mut bytes,
+            SourceKind::LiveUplink,
+            Priority::Emergency,
+            9,
+            77,
+            frames.iter().copied(),
+        );
+        // The documented size: 8 + 19 + (12 + payload) per frame.
+        assert_eq!(bytes.len() as u64 - at, 8 + 19 + (12 + 5) + 12 + (12 + 9));
+        let scan = scan_bytes(Bytes::from(bytes));
+        assert_eq!(scan.end, ScanEnd::Clean);
+        let expected: Vec<_> = frames
+            .iter()
+            .map(|&(sequence, payload)| (at, frame_entry(sequence, payload)))
+            .collect();
+        assert_eq!(scan.entries[1..], expected[..]);
+        // No frames, no record.
+        let mut empty = Vec::new();
+        encode_frames(
+            &mut empty,
+            SourceKind::LiveUplink,
+            Priority::Routine,
+            9,
+            0,
+            std::iter::empty(),
+        );
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn frames_past_the_body_limit_go_into_more_records() {
+        let mut bytes = MAGIC.to_vec();
+        // Room for the fixed part and two 5-byte or 0-byte frames, not for 9 bytes more.
+        let max_body = FRAMES_BODY_FIXED + 2 * FRAMES_ENTRY_FIXED + 5;
+        encode_frames_within(
+            &mut bytes,
+            max_body,
+            SourceKind::LiveUplink,
+            Priority::Emergency,
+            9,
+            77,
+            three_frames(),
+        );
+        let scan = scan_bytes(Bytes::from(bytes));
+        assert_eq!(scan.end, ScanEnd::Clean);
+        let offsets: Vec<_> = scan.entries.iter().map(|(at, _)| *at).collect();
+        let second = (MAGIC.len() + RECORD_HEADER_LEN + max_body) as u64;
+        assert_eq!(offsets, vec![8, 8, second]);
+        let got: Vec<_> = scan.entries.into_iter().map(|(_, e)| e).collect();
+        let expected: Vec<_> = three_frames()
+            .into_iter()
+            .map(|(sequence, payload)| frame_entry(sequence, payload))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_version_1_segment_reads_and_may_not_hold_frames_records() {
+        let entries = sample();
+        let (mut bytes, _) = segment(&entries);
+        bytes[..8].copy_from_slice(MAGIC_V1);
+        let scan = scan_bytes(Bytes::from(bytes.clone()));
+        assert_eq!(scan.end, ScanEnd::Clean);
+        assert_eq!(scan.entries.len(), entries.len());
+
+        let at = bytes.len() as u64;
+        encode_frames(
+            &mut bytes,
+            SourceKind::LiveUplink,
+            Priority::Emergency,
+            9,
+            77,
+            three_frames(),
+        );
+        let scan = scan_bytes(Bytes::from(bytes));
+        assert!(
+            matches!(&scan.end, ScanEnd::Corrupt { offset, reason }
+                if *offset == at && reason.contains("type 4 in a version 1 segment")),
+            "{:?}",
+            scan.end
+        );
+        assert_eq!(scan.entries.len(), entries.len());
+    }
+
+    #[test]
+    fn a_frames_record_whose_count_disagrees_with_its_body_is_corrupt_and_yields_nothing() {
+        let mut bytes = MAGIC.to_vec();
+        encode_frames(
+            &mut bytes,
+            SourceKind::LiveUplink,
+            Priority::Emergency,
+            9,
+            77,
+            three_frames(),
+        );
+        let count_at = MAGIC.len() + RECORD_HEADER_LEN + FRAMES_BODY_FIXED - 4;
+        for (count, says) in [(2, "unused"), (4, "runs past"), (0, "unused")] {
+            let mut bad = bytes.clone();
+            bad[count_at..count_at + 4].copy_from_slice(&u32::to_be_bytes(count));
+            // A valid CRC: the contents, not the checksum, are wrong.
+            seal_record(&mut bad, MAGIC.len());
+            let scan = scan_bytes(Bytes::from(bad));
+            assert!(
+                matches!(&scan.end, ScanEnd::Corrupt { offset: 8, reason } if reason.contains(says)),
+                "count {count}: {:?}",
+                scan.end
+            );
+            assert!(scan.entries.is_empty(), "count {count}");
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use aggregator::segment::{self, encode_frame, encode_stored, encode_watermark, MAGIC};
+use aggregator::segment::{
+    self, encode_frame, encode_frames, encode_stored, encode_watermark, MAGIC,
+};
 use aggregator::{Priority, SourceKind};
 use common::TempDir;
 
@@ -42,6 +44,23 @@ impl SegmentBuilder {
         self
     }
 
+    /// One FRAMES record, as the daemon writes a batch: every frame received at the first one's
+    /// time. Each frame's offset is the record's.
+    fn frames(&mut self, kind: SourceKind, id: u32, seqs: std::ops::Range<u64>) -> &mut Self {
+        let at = self.bytes.len() as u64;
+        self.offsets.extend(seqs.clone().map(|_| at));
+        let payloads: Vec<_> = seqs.clone().map(|seq| format!("{id}:{seq}")).collect();
+        encode_frames(
+            &mut self.bytes,
+            kind,
+            Routine,
+            id,
+            T0 + seqs.start * 1_000_000,
+            seqs.zip(&payloads).map(|(seq, p)| (seq, p.as_bytes())),
+        );
+        self
+    }
+
     fn watermark(&mut self, kind: SourceKind, id: u32, acked: u64) -> &mut Self {
         self.offsets.push(self.bytes.len() as u64);
         encode_watermark(&mut self.bytes, kind, id, acked);
@@ -65,7 +84,7 @@ use Priority::{Emergency, Routine};
 use SourceKind::{ArchivedReplay as Replay, LiveUplink as Live};
 
 /// Two segments: live 1 with 0..=9 (emergency 0 and 5, stored out of order), live 2 with a gap
-/// (4..=6 missing) and a duplicate (2 twice), replay 1000 with 0..=4.
+/// (4..=6 missing) and a duplicate (2 twice), replay 1000 with 0..=4 in one FRAMES record.
 fn good_archive(dir: &Path) -> (PathBuf, PathBuf, SegmentBuilder) {
     let mut first = SegmentBuilder::new();
     first.frame(Live, 1, 0, Emergency);
@@ -87,9 +106,7 @@ fn good_archive(dir: &Path) -> (PathBuf, PathBuf, SegmentBuilder) {
     for seq in [7, 8] {
         second.frame(Live, 2, seq, Routine);
     }
-    for seq in 0..5 {
-        second.frame(Replay, 1000, seq, Routine);
-    }
+    second.frames(Replay, 1000, 0..5);
     second.watermark(Live, 1, 9);
     let b = second.write(dir, 2);
     // Not a segment: ignored.
@@ -143,6 +160,17 @@ fn verify_passes_a_good_archive_and_reports_counts_gaps_and_duplicates() {
     assert_eq!(
         line(&stdout, "source replay 1000:"),
         "source replay 1000: frames=5 emergency=0 first=0 last=4 missing=0 duplicates=0"
+    );
+    // Segment 2: two marks, six FRAME records, one FRAMES record of five, one mark.
+    assert!(
+        stdout.contains(&format!(
+            "{}: {} bytes, 10 records, 11 frames, clean",
+            segment::segment_name(2),
+            fs::metadata(dir.0.join(segment::segment_name(2)))
+                .unwrap()
+                .len()
+        )),
+        "{stdout}"
     );
     let total = line(&stdout, "verify total:");
     for field in [
