@@ -885,6 +885,18 @@ mod tests {
         vec![(5, &b"ABORT"[..]), (6, &b""[..]), (9, &b"SAFE_MODE"[..])]
     }
 
+    /// [`three_frames`] as one FRAMES record.
+    fn encode_three_frames(out: &mut Vec<u8>) {
+        encode_frames(
+            out,
+            SourceKind::LiveUplink,
+            Priority::Emergency,
+            9,
+            77,
+            three_frames(),
+        );
+    }
+
     fn frame_entry(sequence: u64, payload: &'static [u8]) -> Entry {
         Entry::Frame(FrameRecord {
             kind: SourceKind::LiveUplink,
@@ -901,14 +913,7 @@ mod tests {
         let (mut bytes, _) = segment(&sample()[2..3]);
         let at = bytes.len() as u64;
         let frames = three_frames();
-        encode_frames(
-            &mut bytes,
-            SourceKind::LiveUplink,
-            Priority::Emergency,
-            9,
-            77,
-            frames.iter().copied(),
-        );
+        encode_three_frames(&mut bytes);
         // The documented size: 8 + 19 + (12 + payload) per frame.
         assert_eq!(bytes.len() as u64 - at, 8 + 19 + (12 + 5) + 12 + (12 + 9));
         let scan = scan_bytes(Bytes::from(bytes));
@@ -968,14 +973,7 @@ mod tests {
         assert_eq!(scan.entries.len(), entries.len());
 
         let at = bytes.len() as u64;
-        encode_frames(
-            &mut bytes,
-            SourceKind::LiveUplink,
-            Priority::Emergency,
-            9,
-            77,
-            three_frames(),
-        );
+        encode_three_frames(&mut bytes);
         let scan = scan_bytes(Bytes::from(bytes));
         assert!(
             matches!(&scan.end, ScanEnd::Corrupt { offset, reason }
@@ -989,14 +987,7 @@ mod tests {
     #[test]
     fn a_frames_record_whose_count_disagrees_with_its_body_is_corrupt_and_yields_nothing() {
         let mut bytes = MAGIC.to_vec();
-        encode_frames(
-            &mut bytes,
-            SourceKind::LiveUplink,
-            Priority::Emergency,
-            9,
-            77,
-            three_frames(),
-        );
+        encode_three_frames(&mut bytes);
         let count_at = MAGIC.len() + RECORD_HEADER_LEN + FRAMES_BODY_FIXED - 4;
         for (count, says) in [(2, "unused"), (4, "runs past"), (0, "unused")] {
             let mut bad = bytes.clone();
