@@ -411,14 +411,6 @@ fn decode_at(
             "CRC mismatch (stored {stored_crc:08x}, computed {crc:08x}) over a {len}-byte body"
         )));
     }
-    let kind = |byte: u8| {
-        SourceKind::from_byte(byte)
-            .ok_or_else(|| Bad::Impossible(format!("undefined source kind {byte}")))
-    };
-    let priority = |byte: u8| {
-        Priority::from_byte(byte)
-            .ok_or_else(|| Bad::Impossible(format!("undefined priority {byte}")))
-    };
     let entry = match body[0] {
         TYPE_FRAME => {
             if len < FRAME_BODY_FIXED {
@@ -458,15 +450,12 @@ fn decode_at(
             }
         }
         TYPE_FRAMES if version >= 2 => {
-            decode_frames(
-                data,
-                body_start,
-                len,
-                kind(body[1])?,
-                priority(body[2])?,
-                pos,
-                out,
-            )?;
+            let before = out.len();
+            let decoded = decode_frames(data, body_start, len, pos, out);
+            if decoded.is_err() {
+                out.truncate(before);
+            }
+            decoded?;
             return Ok(body_start + len);
         }
         other => {
@@ -479,14 +468,24 @@ fn decode_at(
     Ok(body_start + len)
 }
 
+/// A record's source kind byte, or why it is impossible.
+fn kind(byte: u8) -> Result<SourceKind, Bad> {
+    SourceKind::from_byte(byte)
+        .ok_or_else(|| Bad::Impossible(format!("undefined source kind {byte}")))
+}
+
+/// A record's priority byte, or why it is impossible.
+fn priority(byte: u8) -> Result<Priority, Bad> {
+    Priority::from_byte(byte).ok_or_else(|| Bad::Impossible(format!("undefined priority {byte}")))
+}
+
 /// Decodes the frames of the FRAMES record whose `len`-byte body starts at `body_start`, appending
-/// one entry per frame at `pos`. On an error nothing is appended.
+/// one entry per frame at `pos`. On an error some may have been appended: the caller takes them
+/// back.
 fn decode_frames(
     data: &Bytes,
     body_start: usize,
     len: usize,
-    kind: SourceKind,
-    priority: Priority,
     pos: usize,
     out: &mut Vec<(u64, Entry)>,
 ) -> Result<(), Bad> {
@@ -496,10 +495,10 @@ fn decode_frames(
             "FRAMES record body of {len} bytes, shorter than {FRAMES_BODY_FIXED}"
         )));
     }
+    let (kind, priority) = (kind(body[1])?, priority(body[2])?);
     let source_id = be_u32(body, 3);
     let received_unix_ns = be_u64(body, 7);
     let count = be_u32(body, 15);
-    let before = out.len();
     let mut at = FRAMES_BODY_FIXED;
     for index in 0..count {
         let bad = |what: String| {
@@ -508,14 +507,12 @@ fn decode_frames(
             ))
         };
         if len - at < FRAMES_ENTRY_FIXED {
-            out.truncate(before);
             return Err(bad(format!("header runs past the {len}-byte body")));
         }
         let sequence = be_u64(body, at);
         let payload_len = be_u32(body, at + 8) as usize;
         at += FRAMES_ENTRY_FIXED;
         if payload_len > len - at {
-            out.truncate(before);
             return Err(bad(format!(
                 "payload of {payload_len} bytes runs past the {len}-byte body"
             )));
@@ -534,7 +531,6 @@ fn decode_frames(
         at += payload_len;
     }
     if count == 0 || at != len {
-        out.truncate(before);
         return Err(Bad::Impossible(format!(
             "FRAMES record of {count} frames leaves {} of its {len} body bytes unused",
             len - at
@@ -982,6 +978,25 @@ mod tests {
             scan.end
         );
         assert_eq!(scan.entries.len(), entries.len());
+    }
+
+    #[test]
+    fn a_frames_record_too_short_for_its_fields_is_corrupt_not_a_panic() {
+        for body in [
+            &[TYPE_FRAMES][..],
+            &[TYPE_FRAMES, 0],
+            &[TYPE_FRAMES, 0, 1, 0, 0],
+        ] {
+            let mut bytes = MAGIC.to_vec();
+            encode_record(&mut bytes, |b| b.extend_from_slice(body));
+            let scan = scan_bytes(Bytes::from(bytes));
+            assert!(
+                matches!(&scan.end, ScanEnd::Corrupt { offset: 8, reason } if reason.contains("shorter than 19")),
+                "{}-byte body: {:?}",
+                body.len(),
+                scan.end
+            );
+        }
     }
 
     #[test]
