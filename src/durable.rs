@@ -1,8 +1,13 @@
 //! The durable archive: every frame appended to CRC-checked segment files (`docs/archive.md`).
 //!
 //! [`SegmentSink`] is the [`ArchiveSink`] the daemon runs with by default. The archive consumer
-//! hands it groups of batches; it encodes them into one buffer, writes it with one system call on
-//! the blocking pool, and syncs when the consumer's policy says so. What it must remember besides
+//! hands it groups of batches; it encodes them into one buffer and writes it with one system call,
+//! and syncs when the consumer's policy says so. The write runs on the runtime thread: it only
+//! copies into the page cache, into disk blocks reserved when the segment was created
+//! ([`preallocate`]), which costs less than handing each group to the blocking pool and waking
+//! the runtime when it is done (half the server's CPU per frame at 64 B; BENCHMARKS.md). What
+//! waits for the disk, the `fsync` and starting a new segment, runs on the blocking pool, as Redis
+//! does with its append-only file. What it must remember besides
 //! the frames is what makes a restart exactly-once: for each source, the highest acknowledged
 //! sequence (a WATERMARK record, written as acknowledgements move) and the frames stored above it
 //! (emergencies overtake routine frames, so "stored" is not a prefix of the sequence). A new segment
@@ -79,15 +84,17 @@ struct Segment {
 /// Appends frames to segment files in `archive.dir`.
 #[derive(Debug)]
 pub struct SegmentSink {
-    /// Lent to the blocking pool while a write or sync runs; `None` afterwards only if that task
-    /// died, which leaves the archive unusable (reported on every later write).
+    /// Lent to the blocking pool while a new segment is started or the archive closes; `None`
+    /// afterwards only if that task died, which leaves the archive unusable (reported on every
+    /// later write).
     writer: Option<Writer>,
     dir: PathBuf,
     /// Held open for the sink's life: its exclusive lock keeps a second daemon out of the directory.
     _lock: File,
 }
 
-/// Everything the blocking file work needs, moved to the blocking pool and back.
+/// The open segment and what the archive remembers, with the file work on it: appends on the
+/// runtime thread, the rest moved to the blocking pool and back.
 #[derive(Debug)]
 struct Writer {
     dir: PathBuf,
@@ -143,6 +150,35 @@ fn release_cached(file: &File, len: u64) {
     let _ = (file, len);
 }
 
+/// Reserves the disk blocks of a whole segment before the first append.
+///
+/// Appends are written from the runtime thread while an `fsync` of the same file runs on the
+/// blocking pool. On ext4 with delayed allocation, a write into blocks not yet allocated takes the
+/// inode's allocation lock, which the sync's writeback holds while it allocates: the runtime thread,
+/// and with it every connection, then waits for the disk (2-7 ms stalls, every one of them an
+/// emergency probe late; BENCHMARKS.md). Into reserved blocks a write only copies into the page
+/// cache. The size is kept (`FALLOC_FL_KEEP_SIZE`), so readers still see only whole records, and
+/// [`trim`] gives back what a segment did not use. Only advice: on a file system without
+/// `fallocate` the appends still work, with the stalls.
+fn preallocate(file: &File, bytes: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(bytes).unwrap_or(libc::off_t::MAX);
+        // SAFETY: fallocate reads no memory; `file` keeps the descriptor open for the call.
+        unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, bytes);
+}
+
+/// Gives back the blocks [`preallocate`] reserved beyond the segment's `len` bytes of records (a
+/// truncation to the current size frees the blocks past it).
+fn trim(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    file.set_len(len)
+        .map_err(|err| with_path(err, path, "cannot trim segment"))
+}
+
 /// Makes the first `len` bytes of the segment at `path` durable, then drops them from the page
 /// cache.
 fn sync_segment(file: &File, path: &Path, len: u64) -> io::Result<()> {
@@ -180,6 +216,16 @@ impl SegmentSink {
                     "archive: truncated a torn tail left by an unclean stop"
                 );
             }
+            // A daemon stopped without closing left the blocks it reserved for this segment.
+            let newest = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|err| with_path(err, path, "cannot open"))?;
+            let len = newest
+                .metadata()
+                .map_err(|err| with_path(err, path, "cannot read the length of"))?
+                .len();
+            trim(&newest, path, len)?;
             let scan = segment::read_segment(path)?;
             if let ScanEnd::Corrupt { offset, reason } = &scan.end {
                 return Err(io::Error::new(
@@ -280,6 +326,7 @@ impl Writer {
             .append(true)
             .open(&path)
             .map_err(|err| with_path(err, &path, "cannot create segment"))?;
+        preallocate(&file, self.segment_bytes);
         let mut checkpoint = Vec::from(&MAGIC[..]);
         for (&(kind, id), tracked) in &mut self.sources {
             if let Some(acked) = tracked.source.as_ref().and_then(|s| s.last_acked()) {
@@ -347,7 +394,7 @@ impl Writer {
     }
 
     /// Encodes and appends a group, rolling over to a new segment when this one is full.
-    fn append(&mut self, batches: &[Arc<Batch>]) -> io::Result<()> {
+    fn append(&mut self, batches: &[Arc<Batch>]) -> io::Result<bool> {
         self.encode(batches);
         let Some(segment) = self.segment.as_mut() else {
             return Err(self.unusable());
@@ -361,12 +408,17 @@ impl Writer {
             return Err(err);
         }
         segment.len += self.buf.len() as u64;
-        if segment.len >= self.segment_bytes {
-            let next = segment.index + 1;
-            sync_segment(&segment.file, &segment.path, segment.len)?;
-            self.start_segment(next)?;
-        }
-        Ok(())
+        Ok(segment.len >= self.segment_bytes)
+    }
+
+    /// Syncs the full segment and starts the next one.
+    fn roll_over(&mut self) -> io::Result<()> {
+        let Some(segment) = self.segment.as_ref() else {
+            return Err(self.unusable());
+        };
+        let next = segment.index + 1;
+        sync_segment(&segment.file, &segment.path, segment.len)?;
+        self.start_segment(next)
     }
 
     fn unusable(&self) -> io::Error {
@@ -379,8 +431,15 @@ impl Writer {
 
 impl ArchiveSink for SegmentSink {
     fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
-        let batches = batches.to_vec();
-        Box::pin(self.blocking(move |writer| writer.append(&batches)))
+        Box::pin(async move {
+            let Some(writer) = self.writer.as_mut() else {
+                return Err(self.unusable());
+            };
+            if writer.append(batches)? {
+                self.blocking(Writer::roll_over).await?;
+            }
+            Ok(())
+        })
     }
 
     fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
@@ -406,11 +465,14 @@ impl ArchiveSink for SegmentSink {
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(async move {
             self.sync().await?;
-            let segment = self.writer.as_ref().and_then(|w| w.segment.as_ref());
-            if let Some(segment) = segment {
-                tracing::info!(segment = %segment.path.display(), "archive closed");
-            }
-            Ok(())
+            self.blocking(|writer| {
+                if let Some(segment) = &writer.segment {
+                    trim(&segment.file, &segment.path, segment.len)?;
+                    tracing::info!(segment = %segment.path.display(), "archive closed");
+                }
+                Ok(())
+            })
+            .await
         })
     }
 }
@@ -496,6 +558,65 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// Bytes of disk the file at `path` holds.
+    fn allocated(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    /// A segment holds its whole size of disk from the start, so that appends never wait for a
+    /// sync's block allocation, and gives back what it did not use when the archive closes, or at
+    /// the next start after a stop without a close.
+    #[tokio::test]
+    async fn a_segment_reserves_its_size_and_gives_back_the_rest() {
+        let dir = std::env::temp_dir().join(format!("durable-reserve-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let config = ArchiveConfig {
+            kind: ArchiveKind::Segments,
+            dir: dir.clone(),
+            segment_bytes: 4 << 20,
+            sync: SyncMode::Interval,
+            sync_interval: Duration::from_millis(20),
+        };
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
+        let page_rounded = |path: &Path| fs::metadata(path).unwrap().len().next_multiple_of(4096);
+
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        sink.write(&[batch(&source, 0, 10)]).await.unwrap();
+        let (_, first) = segment::list_segments(&dir).unwrap().pop().unwrap();
+        assert!(allocated(&first) >= 4 << 20, "{} bytes", allocated(&first));
+        sink.close().await.unwrap();
+        assert!(
+            allocated(&first) <= page_rounded(&first),
+            "{} bytes",
+            allocated(&first)
+        );
+        drop(sink);
+
+        // Stopped without a close: the next start trims the segment it recovers from.
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        sink.write(&[batch(&source, 10, 10)]).await.unwrap();
+        let (_, second) = segment::list_segments(&dir).unwrap().pop().unwrap();
+        assert_ne!(first, second);
+        assert!(
+            allocated(&second) >= 4 << 20,
+            "{} bytes",
+            allocated(&second)
+        );
+        drop(sink);
+        let (sink, resume) = SegmentSink::open(&config).unwrap();
+        assert!(
+            allocated(&second) <= page_rounded(&second),
+            "{} bytes",
+            allocated(&second)
+        );
+        let point = &resume[&(SourceKind::LiveUplink, 1)];
+        assert_eq!(point.already_stored.len(), 20, "{point:?}");
+        drop(sink);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     /// A source whose stored frames were acknowledged while it sent nothing more: the next
     /// checkpoint carries its new watermark and does not list those frames again.
     #[test]
@@ -526,7 +647,9 @@ mod tests {
         assert_eq!(quiet.last_acked(), Some(9));
         // The busy source alone fills the segment and starts the next one.
         for first in (0..400).step_by(40) {
-            writer.append(&[batch(&busy, first, 40)]).unwrap();
+            if writer.append(&[batch(&busy, first, 40)]).unwrap() {
+                writer.roll_over().unwrap();
+            }
         }
         let segments = segment::list_segments(&dir).unwrap();
         assert!(segments.len() >= 2, "rolled over: {segments:?}");
