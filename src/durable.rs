@@ -497,6 +497,21 @@ mod tests {
         Arc::new(batch)
     }
 
+    /// An empty archive directory `durable-{name}-{pid}` under the temporary directory, and the
+    /// config of an archive there with segments of `segment_bytes`.
+    fn fresh_archive(name: &str, segment_bytes: u64) -> (PathBuf, ArchiveConfig) {
+        let dir = std::env::temp_dir().join(format!("durable-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let config = ArchiveConfig {
+            kind: ArchiveKind::Segments,
+            dir: dir.clone(),
+            segment_bytes,
+            sync: SyncMode::Interval,
+            sync_interval: Duration::from_millis(20),
+        };
+        (dir, config)
+    }
+
     /// Pages of the file at `path` that are in the page cache (`mincore` over a mapping of it;
     /// mapping a file reads none of it).
     fn cached_pages(path: &Path) -> usize {
@@ -528,15 +543,7 @@ mod tests {
     /// (Needs a disk-backed temporary directory: tmpfs keeps files only in the page cache.)
     #[tokio::test]
     async fn a_sync_drops_what_it_covered_from_the_page_cache() {
-        let dir = std::env::temp_dir().join(format!("durable-cache-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let config = ArchiveConfig {
-            kind: ArchiveKind::Segments,
-            dir: dir.clone(),
-            segment_bytes: 64 << 20,
-            sync: SyncMode::Interval,
-            sync_interval: Duration::from_millis(20),
-        };
+        let (dir, config) = fresh_archive("cache", 64 << 20);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
         let peer = "127.0.0.1:1".parse().unwrap();
         let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
@@ -569,15 +576,7 @@ mod tests {
     /// the next start after a stop without a close.
     #[tokio::test]
     async fn a_segment_reserves_its_size_and_gives_back_the_rest() {
-        let dir = std::env::temp_dir().join(format!("durable-reserve-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let config = ArchiveConfig {
-            kind: ArchiveKind::Segments,
-            dir: dir.clone(),
-            segment_bytes: 4 << 20,
-            sync: SyncMode::Interval,
-            sync_interval: Duration::from_millis(20),
-        };
+        let (dir, config) = fresh_archive("reserve", 4 << 20);
         let peer = "127.0.0.1:1".parse().unwrap();
         let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
         let page_rounded = |path: &Path| fs::metadata(path).unwrap().len().next_multiple_of(4096);
@@ -621,15 +620,7 @@ mod tests {
     /// checkpoint carries its new watermark and does not list those frames again.
     #[test]
     fn a_checkpoint_takes_the_acknowledgement_of_a_source_gone_quiet() {
-        let dir = std::env::temp_dir().join(format!("durable-checkpoint-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let config = ArchiveConfig {
-            kind: ArchiveKind::Segments,
-            dir: dir.clone(),
-            segment_bytes: 4096,
-            sync: SyncMode::Interval,
-            sync_interval: Duration::from_millis(20),
-        };
+        let (dir, config) = fresh_archive("checkpoint", 4096);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
         let writer = sink.writer.as_mut().unwrap();
         let peer = "127.0.0.1:1".parse().unwrap();
