@@ -4,8 +4,8 @@
 //! hands it groups of batches; it encodes them into one buffer and writes it with one system call,
 //! and syncs when the consumer's policy says so. The write runs on the runtime thread: it only
 //! copies into the page cache, into disk blocks reserved when the segment was created
-//! ([`preallocate`]), which costs less than handing each group to the blocking pool and waking
-//! the runtime when it is done (half the server's CPU per frame at 64 B; BENCHMARKS.md). What
+//! (`preallocate`), which costs less than handing each group to the blocking pool and waking
+//! the runtime when it is done (about 40 % less server CPU per frame at 64 B; BENCHMARKS.md). What
 //! waits for the disk, the `fsync` and starting a new segment, runs on the blocking pool, as Redis
 //! does with its append-only file. What it must remember besides
 //! the frames is what makes a restart exactly-once: for each source, the highest acknowledged
@@ -155,8 +155,8 @@ fn release_cached(file: &File, len: u64) {
 /// Appends are written from the runtime thread while an `fsync` of the same file runs on the
 /// blocking pool. On ext4 with delayed allocation, a write into blocks not yet allocated takes the
 /// inode's allocation lock, which the sync's writeback holds while it allocates: the runtime thread,
-/// and with it every connection, then waits for the disk (2-7 ms stalls, every one of them an
-/// emergency probe late; BENCHMARKS.md). Into reserved blocks a write only copies into the page
+/// and with it every connection, then waits for the disk (writes of up to 7 ms, and an emergency
+/// probe p99 of 5-7 ms; BENCHMARKS.md). Into reserved blocks a write only copies into the page
 /// cache. The size is kept (`FALLOC_FL_KEEP_SIZE`), so readers still see only whole records, and
 /// [`trim`] gives back what a segment did not use. Only advice: on a file system without
 /// `fallocate` the appends still work, with the stalls.
@@ -393,7 +393,8 @@ impl Writer {
         }
     }
 
-    /// Encodes and appends a group, rolling over to a new segment when this one is full.
+    /// Encodes and appends a group; says whether the segment is full now, and the caller should
+    /// [`Self::roll_over`].
     fn append(&mut self, batches: &[Arc<Batch>]) -> io::Result<bool> {
         self.encode(batches);
         let Some(segment) = self.segment.as_mut() else {
