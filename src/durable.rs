@@ -464,17 +464,16 @@ impl ArchiveSink for SegmentSink {
     }
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
-        Box::pin(async move {
-            self.sync().await?;
-            self.blocking(|writer| {
-                if let Some(segment) = &writer.segment {
-                    trim(&segment.file, &segment.path, segment.len)?;
-                    tracing::info!(segment = %segment.path.display(), "archive closed");
-                }
-                Ok(())
-            })
-            .await
-        })
+        // The last sync and the trim in one turn of the blocking pool.
+        Box::pin(self.blocking(|writer| {
+            let Some(segment) = &writer.segment else {
+                return Err(writer.unusable());
+            };
+            sync_segment(&segment.file, &segment.path, segment.len)?;
+            trim(&segment.file, &segment.path, segment.len)?;
+            tracing::info!(segment = %segment.path.display(), "archive closed");
+            Ok(())
+        }))
     }
 }
 
