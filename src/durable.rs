@@ -2,19 +2,25 @@
 //!
 //! [`SegmentSink`] is the [`ArchiveSink`] the daemon runs with by default. The archive consumer
 //! hands it groups of batches; it encodes them into one buffer and writes it with one system call,
-//! and syncs when the consumer's policy says so. The write runs on the runtime thread: it only
-//! copies into the page cache, into disk blocks reserved when the segment was created
-//! (`preallocate`), which costs less than handing each group to the blocking pool and waking
-//! the runtime when it is done (about 40 % less server CPU per frame at 64 B; BENCHMARKS.md). What
-//! waits for the disk, the `fsync` and starting a new segment, runs on the blocking pool, as Redis
-//! does with its append-only file. What it must remember besides
-//! the frames is what makes a restart exactly-once: for each source, the highest acknowledged
-//! sequence (a WATERMARK record, written as acknowledgements move) and the frames stored above it
-//! (emergencies overtake routine frames, so "stored" is not a prefix of the sequence). A new segment
-//! starts with a checkpoint of both, so recovery reads the newest segment alone.
+//! on the runtime thread: the write only copies into the page cache, into disk blocks reserved
+//! when the segment was created, which costs less than handing each group to another thread and
+//! waking the runtime when it is done (about 40 % less server CPU per frame at 64 B;
+//! BENCHMARKS.md). What waits for the disk, the `fsync`s and the rollover to a new segment, runs
+//! in order on the archive's disk thread ([`disk`]), as Redis does with its append-only file, and
+//! the writer does not wait for it: when a segment is full it switches to the next one, created
+//! beforehand, and goes on appending while the disk thread makes the full one durable.
+//!
+//! What the archive must remember besides the frames is what makes a restart exactly-once: for
+//! each source, the highest acknowledged sequence (a WATERMARK record, written as acknowledgements
+//! move) and the frames stored above it (emergencies overtake routine frames, so "stored" is not a
+//! prefix of the sequence). A new segment starts with a checkpoint of both, so recovery reads the
+//! newest segment alone.
 //!
 //! [`SegmentSink::open`] is the recovery: it cuts a torn tail left by a crash (and says so),
-//! rebuilds each source's resume point from the newest segment, and starts a new segment.
+//! deletes a segment a crash left unnamed, rebuilds each source's resume point from the newest
+//! segment, and starts a new segment.
+
+mod disk;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -23,12 +29,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::oneshot::{self, error::TryRecvError};
+
 use crate::archive::{ArchiveSink, BoxFuture};
 use crate::config::ArchiveConfig;
 use crate::frame::Batch;
 use crate::router::{ResumePoint, SourceKey};
 use crate::segment::{self, Entry, ScanEnd, MAGIC};
 use crate::source::Source;
+use disk::{with_path, Disk, Segment};
 
 /// What the archive remembers of one source between its records.
 #[derive(Debug, Default, Clone)]
@@ -71,36 +80,30 @@ impl Tracked {
     }
 }
 
-/// The open segment and where it stands.
-#[derive(Debug)]
-struct Segment {
-    file: File,
-    path: PathBuf,
-    index: u64,
-    /// Bytes of whole records written so far: where a failed write is cut back to.
-    len: u64,
-}
-
 /// Appends frames to segment files in `archive.dir`.
 #[derive(Debug)]
 pub struct SegmentSink {
-    /// Lent to the blocking pool while a new segment is started or the archive closes; `None`
-    /// afterwards only if that task died, which leaves the archive unusable (reported on every
-    /// later write).
-    writer: Option<Writer>,
-    dir: PathBuf,
+    /// Dropped first: its disk thread finishes the jobs sent before the lock goes.
+    writer: Writer,
     /// Held open for the sink's life: its exclusive lock keeps a second daemon out of the directory.
     _lock: File,
 }
 
-/// The open segment and what the archive remembers, with the file work on it: appends on the
-/// runtime thread, the rest moved to the blocking pool and back.
+/// The open segment and what the archive remembers, with the appends and the switch to the next
+/// segment; the rest of the file work goes to the disk thread.
 #[derive(Debug)]
 struct Writer {
     dir: PathBuf,
     segment_bytes: u64,
     /// `None` after an error that left the file in an unknown state.
     segment: Option<Segment>,
+    disk: Disk,
+    /// The next segment, while the disk thread creates it.
+    preparing: Option<oneshot::Receiver<io::Result<File>>>,
+    /// The next segment, created and waiting for this one to fill.
+    spare: Option<File>,
+    /// The last rollover, until the disk thread has given the segment its name.
+    rolling: Option<oneshot::Receiver<io::Result<PathBuf>>>,
     sources: HashMap<SourceKey, Tracked>,
     buf: Vec<u8>,
 }
@@ -130,68 +133,6 @@ fn lock_directory(dir: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Drops the first `len` bytes of a segment, synced by now, from the page cache.
-///
-/// The daemon never reads a segment back while it runs (recovery and the archive tools read from
-/// the disk), so cached pages of synced segments only push other programs' pages out until the
-/// kernel reclaims them, and every page a write takes is a fresh page: on a virtual machine whose
-/// free memory goes back to the host (this one's balloon reports it) a first touch costs five times
-/// the copy (BENCHMARKS.md). Dropped pages go back to the free lists, where the next writes find
-/// them. Only advice: a failure changes nothing that matters, so it is not reported.
-fn release_cached(file: &File, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
-        // SAFETY: posix_fadvise reads no memory; `file` keeps the descriptor open for the call.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, len);
-}
-
-/// Reserves the disk blocks of a whole segment before the first append.
-///
-/// Appends are written from the runtime thread while an `fsync` of the same file runs on the
-/// blocking pool. On ext4 with delayed allocation, a write into blocks not yet allocated takes the
-/// inode's allocation lock, which the sync's writeback holds while it allocates: the runtime thread,
-/// and with it every connection, then waits for the disk (writes of up to 7 ms, and an emergency
-/// probe p99 of 5-7 ms; BENCHMARKS.md). Into reserved blocks a write only copies into the page
-/// cache. The size is kept (`FALLOC_FL_KEEP_SIZE`), so readers still see only whole records, and
-/// [`trim`] gives back what a segment did not use. Only advice: on a file system without
-/// `fallocate` the appends still work, with the stalls.
-fn preallocate(file: &File, bytes: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let len = libc::off_t::try_from(bytes).unwrap_or(libc::off_t::MAX);
-        // SAFETY: fallocate reads no memory; `file` keeps the descriptor open for the call.
-        unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, bytes);
-}
-
-/// Gives back the blocks [`preallocate`] reserved beyond the segment's `len` bytes of records (a
-/// truncation to the current size frees the blocks past it).
-fn trim(file: &File, path: &Path, len: u64) -> io::Result<()> {
-    file.set_len(len)
-        .map_err(|err| with_path(err, path, "cannot trim segment"))
-}
-
-/// Makes the first `len` bytes of the segment at `path` durable, then drops them from the page
-/// cache.
-fn sync_segment(file: &File, path: &Path, len: u64) -> io::Result<()> {
-    file.sync_data()
-        .map_err(|err| with_path(err, path, "cannot sync segment"))?;
-    release_cached(file, len);
-    Ok(())
-}
-
-fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
-}
-
 impl SegmentSink {
     /// Opens (creating if needed) the archive directory, recovers from the newest segment, and
     /// starts a new segment with a checkpoint. Returns the resume point of every source the archive
@@ -204,6 +145,14 @@ impl SegmentSink {
         fs::create_dir_all(&dir)
             .map_err(|err| with_path(err, &dir, "cannot create the archive directory"))?;
         let lock = lock_directory(&dir)?;
+        // Nothing in a segment that never got its name was acknowledged.
+        for staged in disk::leftover_staged(&dir)? {
+            fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
+            tracing::warn!(
+                segment = %staged.display(),
+                "archive: deleted a segment an unclean stop left unnamed"
+            );
+        }
         let segments = segment::list_segments(&dir)?;
         let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
         let mut next_index = 1;
@@ -225,7 +174,7 @@ impl SegmentSink {
                 .metadata()
                 .map_err(|err| with_path(err, path, "cannot read the length of"))?
                 .len();
-            trim(&newest, path, len)?;
+            disk::trim(&newest, path, len)?;
             let scan = segment::read_segment(path)?;
             if let ScanEnd::Corrupt { offset, reason } = &scan.end {
                 return Err(io::Error::new(
@@ -275,83 +224,155 @@ impl SegmentSink {
             })
             .collect();
         let mut writer = Writer {
-            dir: dir.clone(),
+            disk: Disk::start(dir.clone(), config.segment_bytes)?,
+            dir,
             segment_bytes: config.segment_bytes,
             segment: None,
+            preparing: None,
+            spare: None,
+            rolling: None,
             sources,
             buf: Vec::with_capacity(1 << 20),
         };
-        writer.start_segment(next_index)?;
+        writer.start(next_index)?;
         let sink = SegmentSink {
-            writer: Some(writer),
-            dir,
+            writer,
             _lock: lock,
         };
         Ok((sink, resume))
     }
-
-    fn unusable(&self) -> io::Error {
-        io::Error::other(format!(
-            "the archive writer for {} was lost with a failed task",
-            self.dir.display()
-        ))
-    }
-
-    /// Runs `work` on the blocking pool with the writer, and takes the writer back.
-    async fn blocking<T: Send + 'static>(
-        &mut self,
-        work: impl FnOnce(&mut Writer) -> io::Result<T> + Send + 'static,
-    ) -> io::Result<T> {
-        let Some(mut writer) = self.writer.take() else {
-            return Err(self.unusable());
-        };
-        let (writer, result) = tokio::task::spawn_blocking(move || {
-            let result = work(&mut writer);
-            (writer, result)
-        })
-        .await
-        .map_err(|err| io::Error::other(format!("archive writer task failed: {err}")))?;
-        self.writer = Some(writer);
-        result
-    }
 }
 
 impl Writer {
-    /// Creates segment `index` and writes its magic and the checkpoint. Blocking: called at start
-    /// and at rollover, from the blocking pool.
-    fn start_segment(&mut self, index: u64) -> io::Result<()> {
-        let path = self.dir.join(segment::segment_name(index));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|err| with_path(err, &path, "cannot create segment"))?;
-        preallocate(&file, self.segment_bytes);
-        let mut checkpoint = Vec::from(&MAGIC[..]);
+    /// Creates segment `index` with its checkpoint, makes it durable and names it, and has the
+    /// disk thread create the one after it. Blocking: called once, at start.
+    fn start(&mut self, index: u64) -> io::Result<()> {
+        let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
+        self.checkpoint();
+        file.write_all(&self.buf)
+            .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
+        let path = disk::publish(&self.dir, &file, index)?;
+        self.segment = Some(Segment {
+            file,
+            path,
+            index,
+            len: self.buf.len() as u64,
+        });
+        self.preparing = Some(self.disk.prepare(index + 1));
+        Ok(())
+    }
+
+    /// Encodes the magic and a checkpoint into the buffer: each source's watermark, fresh from its
+    /// acknowledgements, and the sequences stored above it.
+    fn checkpoint(&mut self) {
+        self.buf.clear();
+        self.buf.extend_from_slice(MAGIC);
         for (&(kind, id), tracked) in &mut self.sources {
             if let Some(acked) = tracked.source.as_ref().and_then(|s| s.last_acked()) {
                 tracked.raise_watermark(acked);
             }
             if let Some(acked) = tracked.watermark {
-                segment::encode_watermark(&mut checkpoint, kind, id, acked);
+                segment::encode_watermark(&mut self.buf, kind, id, acked);
             }
             for &sequence in &tracked.above {
-                segment::encode_stored(&mut checkpoint, kind, id, sequence);
+                segment::encode_stored(&mut self.buf, kind, id, sequence);
             }
         }
-        file.write_all(&checkpoint)
-            .and_then(|()| file.sync_data())
-            .map_err(|err| with_path(err, &path, "cannot write segment"))?;
-        // The new file's directory entry must survive a crash too.
-        if let Ok(dir) = File::open(&self.dir) {
-            let _ = dir.sync_all();
+    }
+
+    /// Takes what the disk thread has reported since the last append: the next segment created,
+    /// or the last rollover done. A failure is returned once; a failed rollover leaves the archive
+    /// unusable.
+    fn take_reports(&mut self) -> io::Result<()> {
+        if let Some(rolling) = &mut self.rolling {
+            let named = match rolling.try_recv() {
+                Err(TryRecvError::Empty) => return self.take_spare(),
+                Ok(named) => named,
+                Err(TryRecvError::Closed) => Err(disk::thread_gone()),
+            };
+            self.rolling = None;
+            match named {
+                Ok(path) => {
+                    if let Some(segment) = &mut self.segment {
+                        segment.path = path;
+                    }
+                }
+                Err(err) => {
+                    self.segment = None;
+                    return Err(err);
+                }
+            }
         }
-        self.segment = Some(Segment {
-            file,
-            path,
+        self.take_spare()
+    }
+
+    fn take_spare(&mut self) -> io::Result<()> {
+        let Some(preparing) = &mut self.preparing else {
+            return Ok(());
+        };
+        let created = match preparing.try_recv() {
+            Err(TryRecvError::Empty) => return Ok(()),
+            Ok(created) => created,
+            Err(TryRecvError::Closed) => Err(disk::thread_gone()),
+        };
+        self.preparing = None;
+        self.spare = Some(created?);
+        Ok(())
+    }
+
+    /// Encodes and appends a group, after switching to the next segment if this one is full.
+    fn append(&mut self, batches: &[Arc<Batch>]) -> io::Result<()> {
+        self.take_reports()?;
+        let Some(segment) = self.segment.as_ref() else {
+            return Err(self.unusable());
+        };
+        // One rollover at a time; until the next segment is ready, this one grows past its size.
+        if segment.len >= self.segment_bytes && self.rolling.is_none() {
+            let index = segment.index + 1;
+            match self.spare.take() {
+                Some(next) => self.switch(next, index)?,
+                None if self.preparing.is_none() => self.preparing = Some(self.disk.prepare(index)),
+                None => {}
+            }
+        }
+        self.encode(batches);
+        let Some(segment) = self.segment.as_mut() else {
+            return Err(self.unusable());
+        };
+        if let Err(err) = segment.file.write_all(&self.buf) {
+            let err = with_path(err, &segment.path, "cannot append to segment");
+            // Cut a partial record off, so that later appends follow whole records.
+            if segment.file.set_len(segment.len).is_err() {
+                self.segment = None;
+            }
+            return Err(err);
+        }
+        segment.len += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// Starts appending to `next`, the staged segment `index`, after its checkpoint, and sends the
+    /// full segment to the disk thread: it makes that one durable, then names the new one. The
+    /// checkpoint comes before any frame is encoded for the new segment, since encoding adds to
+    /// what it lists.
+    fn switch(&mut self, mut next: File, index: u64) -> io::Result<()> {
+        let staged = disk::staged_path(&self.dir, index);
+        self.checkpoint();
+        next.write_all(&self.buf)
+            .map_err(|err| with_path(err, &staged, "cannot write"))?;
+        let handle = next
+            .try_clone()
+            .map_err(|err| with_path(err, &staged, "cannot open"))?;
+        let new = Segment {
+            file: next,
+            path: staged,
             index,
-            len: checkpoint.len() as u64,
-        });
+            len: self.buf.len() as u64,
+        };
+        if let Some(full) = self.segment.replace(new) {
+            self.rolling = Some(self.disk.roll_over(full, handle, index));
+        }
+        self.preparing = Some(self.disk.prepare(index + 1));
         Ok(())
     }
 
@@ -393,33 +414,21 @@ impl Writer {
         }
     }
 
-    /// Encodes and appends a group; says whether the segment is full now, and the caller should
-    /// [`Self::roll_over`].
-    fn append(&mut self, batches: &[Arc<Batch>]) -> io::Result<bool> {
-        self.encode(batches);
-        let Some(segment) = self.segment.as_mut() else {
+    /// The open segment on a second handle, for a job of the disk thread's.
+    fn current(&self, what: &str) -> io::Result<Segment> {
+        let Some(segment) = &self.segment else {
             return Err(self.unusable());
         };
-        if let Err(err) = segment.file.write_all(&self.buf) {
-            let err = with_path(err, &segment.path, "cannot append to segment");
-            // Cut a partial record off, so that later appends follow whole records.
-            if segment.file.set_len(segment.len).is_err() {
-                self.segment = None;
-            }
-            return Err(err);
-        }
-        segment.len += self.buf.len() as u64;
-        Ok(segment.len >= self.segment_bytes)
-    }
-
-    /// Syncs the full segment and starts the next one.
-    fn roll_over(&mut self) -> io::Result<()> {
-        let Some(segment) = self.segment.as_ref() else {
-            return Err(self.unusable());
-        };
-        let next = segment.index + 1;
-        sync_segment(&segment.file, &segment.path, segment.len)?;
-        self.start_segment(next)
+        let file = segment
+            .file
+            .try_clone()
+            .map_err(|err| with_path(err, &segment.path, what))?;
+        Ok(Segment {
+            file,
+            path: segment.path.clone(),
+            index: segment.index,
+            len: segment.len,
+        })
     }
 
     fn unusable(&self) -> io::Error {
@@ -432,48 +441,25 @@ impl Writer {
 
 impl ArchiveSink for SegmentSink {
     fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(async move {
-            let Some(writer) = self.writer.as_mut() else {
-                return Err(self.unusable());
-            };
-            if writer.append(batches)? {
-                self.blocking(Writer::roll_over).await?;
-            }
-            Ok(())
-        })
+        let written = self.writer.append(batches);
+        Box::pin(async move { written })
     }
 
     fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
-        // A second handle on the same file: the sync runs while the writer goes on appending.
-        let segment = self.writer.as_ref().and_then(|w| w.segment.as_ref());
-        let handle = match segment {
-            Some(segment) => segment
-                .file
-                .try_clone()
-                .map(|file| (file, segment.path.clone(), segment.len))
-                .map_err(|err| with_path(err, &segment.path, "cannot sync segment")),
-            None => Err(self.unusable()),
-        };
-        Box::pin(async move {
-            let (file, path, len) = handle?;
-            // Covers what was written before the sync began.
-            tokio::task::spawn_blocking(move || sync_segment(&file, &path, len))
-                .await
-                .map_err(|err| io::Error::other(format!("archive sync task failed: {err}")))?
-        })
+        // Covers what was written before the sync began; the writer goes on appending meanwhile.
+        let synced = self
+            .writer
+            .current("cannot sync segment")
+            .map(|segment| self.writer.disk.sync(segment));
+        Box::pin(async move { disk::answer(synced?).await })
     }
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
-        // The last sync and the trim in one turn of the blocking pool.
-        Box::pin(self.blocking(|writer| {
-            let Some(segment) = &writer.segment else {
-                return Err(writer.unusable());
-            };
-            sync_segment(&segment.file, &segment.path, segment.len)?;
-            trim(&segment.file, &segment.path, segment.len)?;
-            tracing::info!(segment = %segment.path.display(), "archive closed");
-            Ok(())
-        }))
+        let closed = self
+            .writer
+            .current("cannot close segment")
+            .map(|segment| self.writer.disk.close(segment));
+        Box::pin(async move { disk::answer(closed?).await })
     }
 }
 
@@ -591,6 +577,7 @@ mod tests {
             "{} bytes",
             allocated(&first)
         );
+        assert!(staged(&dir).is_empty(), "the spare is deleted at close");
         drop(sink);
 
         // Stopped without a close: the next start trims the segment it recovers from.
@@ -618,11 +605,10 @@ mod tests {
 
     /// A source whose stored frames were acknowledged while it sent nothing more: the next
     /// checkpoint carries its new watermark and does not list those frames again.
-    #[test]
-    fn a_checkpoint_takes_the_acknowledgement_of_a_source_gone_quiet() {
+    #[tokio::test]
+    async fn a_checkpoint_takes_the_acknowledgement_of_a_source_gone_quiet() {
         let (dir, config) = fresh_archive("checkpoint", 4096);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
-        let writer = sink.writer.as_mut().unwrap();
         let peer = "127.0.0.1:1".parse().unwrap();
         let quiet = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
         let busy = Arc::new(Source::new(2, SourceKind::LiveUplink, peer, None));
@@ -632,15 +618,16 @@ mod tests {
             frames: 10,
             last_sequence: 9,
         }]);
-        writer.append(&[batch(&quiet, 0, 10)]).unwrap();
+        sink.write(&[batch(&quiet, 0, 10)]).await.unwrap();
         // Synced and acknowledged; the quiet source sends nothing more.
+        sink.sync().await.unwrap();
         quiet.stored(Priority::Routine, 10);
         assert_eq!(quiet.last_acked(), Some(9));
-        // The busy source alone fills the segment and starts the next one.
+        // The busy source alone fills the segment and starts the next one. Each sync runs after
+        // the jobs sent before it, the next segment's creation and any rollover among them.
         for first in (0..400).step_by(40) {
-            if writer.append(&[batch(&busy, first, 40)]).unwrap() {
-                writer.roll_over().unwrap();
-            }
+            sink.write(&[batch(&busy, first, 40)]).await.unwrap();
+            sink.sync().await.unwrap();
         }
         let segments = segment::list_segments(&dir).unwrap();
         assert!(segments.len() >= 2, "rolled over: {segments:?}");
@@ -661,6 +648,124 @@ mod tests {
             }],
             "the watermark, and no STORED record for frames it covers"
         );
+        drop(sink);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The staged segments in `dir`, by file name.
+    fn staged(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = disk::leftover_staged(dir)
+            .unwrap()
+            .iter()
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// When a segment fills, the writer goes on into the next one at once, while the disk thread
+    /// is busy; the new segment gets its name, and becomes what recovery reads, only when the disk
+    /// thread has made the full one durable, and a sync sent meanwhile waits for that.
+    #[tokio::test]
+    async fn a_full_segment_does_not_stop_the_writer_and_the_next_is_named_after_it() {
+        let (dir, config) = fresh_archive("rollover", 4096);
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
+        // Fills segment 1; the sync also waits for the spare, segment 2, to be created.
+        sink.write(&[batch(&source, 0, 400)]).await.unwrap();
+        sink.sync().await.unwrap();
+        assert_eq!(
+            staged(&dir),
+            [disk::staged_path(&dir, 2)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()]
+        );
+
+        let release = sink.writer.disk.hold();
+        // The disk thread is held: these writes would never end if they waited for it.
+        for first in (400..4000).step_by(400) {
+            let written = tokio::time::timeout(
+                Duration::from_secs(10),
+                sink.write(&[batch(&source, first, 400)]),
+            )
+            .await;
+            assert!(
+                matches!(written, Ok(Ok(()))),
+                "a write waited for the disk thread"
+            );
+        }
+        let sync = sink.sync();
+        let names: Vec<u64> = segment::list_segments(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|(index, _)| index)
+            .collect();
+        assert_eq!(names, [1], "segment 2 is written to but not named yet");
+        assert_eq!(staged(&dir).len(), 1, "{:?}", staged(&dir));
+
+        release.send(()).unwrap();
+        sync.await.unwrap();
+        let names: Vec<u64> = segment::list_segments(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|(index, _)| index)
+            .collect();
+        assert_eq!(names, [1, 2]);
+        // Segment 1 gave back its reservation when it was made durable.
+        let first = dir.join(segment::segment_name(1));
+        assert!(allocated(&first) < 4 << 20, "{} bytes", allocated(&first));
+
+        sink.close().await.unwrap();
+        assert!(staged(&dir).is_empty(), "the spare is deleted at close");
+        drop(sink);
+        let (_, resume) = SegmentSink::open(&config).unwrap();
+        let point = &resume[&(SourceKind::LiveUplink, 1)];
+        assert_eq!(
+            point.already_stored.len(),
+            4000,
+            "every frame written is found"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A crash between a switch and its rollover leaves the new segment unnamed: nothing in it was
+    /// acknowledged, so the next start deletes it and recovers from the newest named segment.
+    #[tokio::test]
+    async fn a_segment_a_crash_left_unnamed_is_deleted_and_not_read() {
+        let (dir, config) = fresh_archive("unnamed", 64 << 10);
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        sink.write(&[batch(&source, 0, 10)]).await.unwrap();
+        sink.close().await.unwrap();
+        drop(sink);
+        // What a crash in the middle of the rollover to segment 2 leaves: a staged segment 2 with
+        // a checkpoint and frames that recovery must not believe.
+        let named = dir.join(segment::segment_name(1));
+        let mut unnamed = fs::read(&named).unwrap();
+        unnamed.extend_from_slice(&fs::read(&named).unwrap()[MAGIC.len()..]);
+        fs::write(disk::staged_path(&dir, 2), &unnamed).unwrap();
+
+        let (sink, resume) = SegmentSink::open(&config).unwrap();
+        let point = &resume[&(SourceKind::LiveUplink, 1)];
+        assert_eq!(point.already_stored.len(), 10, "{point:?}");
+        let names: Vec<u64> = segment::list_segments(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|(index, _)| index)
+            .collect();
+        assert_eq!(names, [1, 2], "segment 2 is started afresh");
+        let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
+        let frames = segment::read_segment(&newest)
+            .unwrap()
+            .entries
+            .iter()
+            .filter(|(_, entry)| matches!(entry, Entry::Frame(_)))
+            .count();
+        assert_eq!(frames, 0, "the new segment 2 holds its checkpoint only");
+        drop(sink);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,376 @@
+//! The archive's disk thread: the file work that waits for the disk, done in order on one thread.
+//!
+//! The writer appends from the runtime thread and never waits for the disk. What does wait, the
+//! `fsync`s, creating the next segment and giving a new segment its name, is sent here as a job and
+//! runs after every job sent before it. The order is what keeps a restart exactly-once without
+//! making the writer wait for a rollover:
+//! - recovery reads the newest segment alone, and its checkpoint lists frames stored in the segment
+//!   before it, so a new segment may only take its name once the segment before it is durable. The
+//!   writer starts the new segment under a staging name (`….seg.new`, which recovery and the tools
+//!   ignore) and goes on appending to it at once; the rollover job syncs the full segment, then the
+//!   new one, and only then renames it;
+//! - frames are acknowledged only after a sync, and a sync sent after a rollover runs after it, so
+//!   nothing in a staged segment is acknowledged before the segment has its name. A staged segment
+//!   left by a crash holds nothing acknowledged, and the next start deletes it.
+//!
+//! A rollover that fails leaves a staged segment that can never be named: every later job fails
+//! with its error, so nothing more is acknowledged, and the writer stops.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use crate::segment;
+
+/// A segment file, and how many bytes of whole records it holds.
+#[derive(Debug)]
+pub(super) struct Segment {
+    pub(super) file: File,
+    /// Where the file is now: the staging name until its rollover has named it.
+    pub(super) path: PathBuf,
+    pub(super) index: u64,
+    /// Bytes of whole records written so far: where a failed write is cut back to.
+    pub(super) len: u64,
+}
+
+/// The path a segment is created under, until the segment before it is durable.
+pub(super) fn staged_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{}.new", segment::segment_name(index)))
+}
+
+/// Staged segments left in `dir` by a stop in the middle of a rollover (or before the spare
+/// segment was used), to be deleted: nothing in them was acknowledged.
+pub(super) fn leftover_staged(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
+    let mut staged = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|err| with_path(err, dir, "cannot list"))?
+            .path();
+        let is_staged = path
+            .to_str()
+            .and_then(|name| name.strip_suffix(".new"))
+            .and_then(|name| segment::segment_index(Path::new(name)))
+            .is_some();
+        if is_staged {
+            staged.push(path);
+        }
+    }
+    Ok(staged)
+}
+
+/// Creates segment `index` under its staging name, with `bytes` of disk reserved.
+pub(super) fn create_staged(dir: &Path, index: u64, bytes: u64) -> io::Result<File> {
+    let path = staged_path(dir, index);
+    // A staged file holds nothing yet, whatever an earlier attempt left there.
+    match fs::remove_file(&path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            return Err(with_path(err, &path, "cannot delete"))
+        }
+        _ => {}
+    }
+    // Appends only: a write cut back after an error leaves no hole before the next one.
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|err| with_path(err, &path, "cannot create segment"))?;
+    preallocate(&file, bytes);
+    Ok(file)
+}
+
+/// Makes a staged segment durable and gives it its name: from here on, recovery reads it.
+pub(super) fn publish(dir: &Path, file: &File, index: u64) -> io::Result<PathBuf> {
+    let staged = staged_path(dir, index);
+    let path = dir.join(segment::segment_name(index));
+    file.sync_data()
+        .map_err(|err| with_path(err, &staged, "cannot sync segment"))?;
+    fs::rename(&staged, &path).map_err(|err| with_path(err, &staged, "cannot name segment"))?;
+    // The name must survive a crash too.
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|err| with_path(err, dir, "cannot sync the archive directory"))?;
+    Ok(path)
+}
+
+/// Reserves the disk blocks of a whole segment before the first append.
+///
+/// Appends are written from the runtime thread while an `fsync` of the same file runs on the disk
+/// thread. On ext4 with delayed allocation, a write into blocks not yet allocated takes the
+/// inode's allocation lock, which the sync's writeback holds while it allocates: the runtime thread,
+/// and with it every connection, then waits for the disk (writes of up to 7 ms, and an emergency
+/// probe p99 of 5-7 ms; BENCHMARKS.md). Into reserved blocks a write only copies into the page
+/// cache. The size is kept (`FALLOC_FL_KEEP_SIZE`), so readers still see only whole records, and
+/// [`trim`] gives back what a segment did not use. Only advice: on a file system without
+/// `fallocate` the appends still work, with the stalls.
+fn preallocate(file: &File, bytes: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(bytes).unwrap_or(libc::off_t::MAX);
+        // SAFETY: fallocate reads no memory; `file` keeps the descriptor open for the call.
+        unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, bytes);
+}
+
+/// Gives back the blocks [`preallocate`] reserved beyond the segment's `len` bytes of records (a
+/// truncation to the current size frees the blocks past it).
+pub(super) fn trim(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    file.set_len(len)
+        .map_err(|err| with_path(err, path, "cannot trim segment"))
+}
+
+/// Drops the first `len` bytes of a segment, synced by now, from the page cache.
+///
+/// The daemon never reads a segment back while it runs (recovery and the archive tools read from
+/// the disk), so cached pages of synced segments only push other programs' pages out until the
+/// kernel reclaims them, and every page a write takes is a fresh page: on a virtual machine whose
+/// free memory goes back to the host (this one's balloon reports it) a first touch costs five times
+/// the copy (BENCHMARKS.md). Dropped pages go back to the free lists, where the next writes find
+/// them. Only advice: a failure changes nothing that matters, so it is not reported.
+fn release_cached(file: &File, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+        // SAFETY: posix_fadvise reads no memory; `file` keeps the descriptor open for the call.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, len);
+}
+
+/// Makes the first `len` bytes of the segment durable, then drops them from the page cache.
+fn sync_segment(segment: &Segment) -> io::Result<()> {
+    segment
+        .file
+        .sync_data()
+        .map_err(|err| with_path(err, &segment.path, "cannot sync segment"))?;
+    release_cached(&segment.file, segment.len);
+    Ok(())
+}
+
+pub(super) fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
+}
+
+/// A reply the disk thread sends when a job is done.
+type Reply<T> = oneshot::Sender<io::Result<T>>;
+
+enum Job {
+    /// Creates the next segment under its staging name (the spare the writer switches to).
+    Prepare { index: u64, reply: Reply<File> },
+    /// Syncs the full segment and gives back its unused reservation, then makes the staged segment
+    /// durable and names it.
+    RollOver {
+        full: Segment,
+        next: File,
+        index: u64,
+        reply: Reply<PathBuf>,
+    },
+    /// Makes what was written to the segment before the job was sent durable.
+    Sync { segment: Segment, reply: Reply<()> },
+    /// The last sync and trim, and the spare segment deleted.
+    Close { segment: Segment, reply: Reply<()> },
+    /// Waits for a test to let it go.
+    #[cfg(test)]
+    Hold(mpsc::Receiver<()>),
+}
+
+/// The handle on the disk thread. Dropping it lets the thread finish the jobs sent and waits for it.
+#[derive(Debug)]
+pub(super) struct Disk {
+    /// Unbounded, and bounded all the same: the writer has at most one rollover and one spare
+    /// segment under way (it switches only to a spare it has received, which the thread prepares
+    /// after the rollover before it), the archive consumer one sync, and the close comes last.
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Disk {
+    /// Starts the disk thread for the archive in `dir`, whose segments reserve `segment_bytes`.
+    pub(super) fn start(dir: PathBuf, segment_bytes: u64) -> io::Result<Disk> {
+        let (jobs, queue) = mpsc::channel();
+        let worker = Worker {
+            dir,
+            segment_bytes,
+            spare: None,
+            failed: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("archive-disk".into())
+            .spawn(move || worker.run(queue))
+            .map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("cannot start the archive disk thread: {err}"),
+                )
+            })?;
+        Ok(Disk {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a job; its reply says what became of it (the reply is dropped with a job the thread
+    /// cannot take, which [`answer`] reports).
+    fn send<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> oneshot::Receiver<io::Result<T>> {
+        let (reply, answer) = oneshot::channel();
+        if let Some(jobs) = &self.jobs {
+            // A send fails only once the thread is gone; the reply, dropped with the job, says so.
+            let _ = jobs.send(job(reply));
+        }
+        answer
+    }
+
+    /// Starts creating segment `index` under its staging name.
+    pub(super) fn prepare(&self, index: u64) -> oneshot::Receiver<io::Result<File>> {
+        self.send(|reply| Job::Prepare { index, reply })
+    }
+
+    /// Starts the rollover from the `full` segment to the staged segment `index`, whose checkpoint
+    /// is written (`next` is a handle on it). The reply is its name.
+    pub(super) fn roll_over(
+        &self,
+        full: Segment,
+        next: File,
+        index: u64,
+    ) -> oneshot::Receiver<io::Result<PathBuf>> {
+        self.send(|reply| Job::RollOver {
+            full,
+            next,
+            index,
+            reply,
+        })
+    }
+
+    /// Starts making the first `segment.len` bytes of the segment durable, after every rollover
+    /// sent before.
+    pub(super) fn sync(&self, segment: Segment) -> oneshot::Receiver<io::Result<()>> {
+        self.send(|reply| Job::Sync { segment, reply })
+    }
+
+    /// Starts the last sync, which also gives back the segment's unused reservation and deletes
+    /// the spare segment.
+    pub(super) fn close(&self, segment: Segment) -> oneshot::Receiver<io::Result<()>> {
+        self.send(|reply| Job::Close { segment, reply })
+    }
+
+    /// Holds the thread until the returned sender sends or is dropped: what a test needs to see
+    /// the writer go on while a rollover waits.
+    #[cfg(test)]
+    pub(super) fn hold(&self) -> mpsc::Sender<()> {
+        let (release, held) = mpsc::channel();
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Job::Hold(held));
+        }
+        release
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            // The jobs sent are done before the directory lock, dropped after this, lets another
+            // daemon in.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A job's reply, with a thread that went away reported as an error.
+pub(super) async fn answer<T>(reply: oneshot::Receiver<io::Result<T>>) -> io::Result<T> {
+    reply.await.unwrap_or_else(|_| Err(thread_gone()))
+}
+
+pub(super) fn thread_gone() -> io::Error {
+    io::Error::other("the archive disk thread stopped")
+}
+
+/// The disk thread's state.
+struct Worker {
+    dir: PathBuf,
+    segment_bytes: u64,
+    /// The spare segment prepared and not yet rolled over to: deleted at close.
+    spare: Option<u64>,
+    /// Why a rollover failed; every later job fails with it.
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl Worker {
+    fn run(mut self, queue: mpsc::Receiver<Job>) {
+        while let Ok(job) = queue.recv() {
+            self.handle(job);
+        }
+    }
+
+    fn handle(&mut self, job: Job) {
+        match job {
+            Job::Prepare { index, reply } => {
+                let result = self.check().and_then(|()| {
+                    let file = create_staged(&self.dir, index, self.segment_bytes)?;
+                    self.spare = Some(index);
+                    Ok(file)
+                });
+                let _ = reply.send(result);
+            }
+            Job::RollOver {
+                full,
+                next,
+                index,
+                reply,
+            } => {
+                let result = self.check().and_then(|()| {
+                    self.spare = None;
+                    sync_segment(&full)?;
+                    trim(&full.file, &full.path, full.len)?;
+                    publish(&self.dir, &next, index)
+                });
+                if let Err(err) = &result {
+                    self.failed = Some((
+                        err.kind(),
+                        format!("the archive could not start segment {index}: {err}"),
+                    ));
+                }
+                let _ = reply.send(result);
+            }
+            Job::Sync { segment, reply } => {
+                let _ = reply.send(self.check().and_then(|()| sync_segment(&segment)));
+            }
+            Job::Close { segment, reply } => {
+                let result = self.check().and_then(|()| {
+                    sync_segment(&segment)?;
+                    trim(&segment.file, &segment.path, segment.len)?;
+                    if let Some(index) = self.spare.take() {
+                        let spare = staged_path(&self.dir, index);
+                        fs::remove_file(&spare)
+                            .map_err(|err| with_path(err, &spare, "cannot delete"))?;
+                    }
+                    // The segment may have been staged when the close was sent; it is named now.
+                    let name = self.dir.join(segment::segment_name(segment.index));
+                    tracing::info!(segment = %name.display(), "archive closed");
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            #[cfg(test)]
+            Job::Hold(held) => {
+                let _ = held.recv();
+            }
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some((kind, why)) => Err(io::Error::new(*kind, why.clone())),
+        }
+    }
+}
