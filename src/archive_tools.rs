@@ -331,30 +331,31 @@ impl Filter {
     /// Whether `entry` passes.
     pub fn matches(&self, entry: &Entry) -> bool {
         let (kind, id) = entry.source();
-        let sequence = match entry {
+        // The sequences the record is about; it passes if any of them is in range.
+        let (first, last) = match entry {
             Entry::Frame(f) => {
                 if self.priority.is_some_and(|p| p != f.priority) {
                     return false;
                 }
-                f.sequence
+                (f.sequence, f.sequence)
             }
             Entry::Watermark { acked, .. } => {
                 if self.priority.is_some() {
                     return false;
                 }
-                *acked
+                (*acked, *acked)
             }
-            Entry::Stored { sequence, .. } => {
+            Entry::Stored { first, last, .. } => {
                 if self.priority.is_some() {
                     return false;
                 }
-                *sequence
+                (*first, *last)
             }
         };
         self.source.is_none_or(|s| s == id)
             && self.kind.is_none_or(|k| k == kind)
-            && self.from.is_none_or(|f| sequence >= f)
-            && self.to.is_none_or(|t| sequence <= t)
+            && self.from.is_none_or(|f| last >= f)
+            && self.to.is_none_or(|t| first <= t)
     }
 }
 
@@ -437,12 +438,18 @@ pub fn describe(entry: &Entry) -> String {
         Entry::Stored {
             kind,
             source_id,
-            sequence,
+            first,
+            last,
         } => format!(
-            "stored    {:<6} {:>10} {:<9} seq={sequence}",
+            "stored    {:<6} {:>10} {:<9} seq={}",
             kind_label(*kind),
             source_id,
-            "-"
+            "-",
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first}..={last}")
+            }
         ),
     }
 }

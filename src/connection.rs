@@ -14,7 +14,6 @@
 //! connection, be it the drain, the peer closing, or bad input, what was accepted is admitted,
 //! processed and archived, and the last message on the connection says up to which sequence.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -37,6 +36,7 @@ use crate::protocol::{
 };
 use crate::read_credit::{make_room, ReadCredits, ReadTurn, SMALL_READ};
 use crate::router::{RegisterError, Registration, RouterHandle};
+use crate::sequence_set::SequenceSet;
 use crate::source::{Run, Source};
 use crate::stats::Stats;
 
@@ -371,7 +371,7 @@ struct Intake {
     /// Stored above the resume point before this connection (see
     /// [`crate::router::ResumePoint`]); emptied once
     /// the source is past the highest of them.
-    already_stored: Arc<BTreeSet<u64>>,
+    already_stored: Arc<SequenceSet>,
 }
 
 /// One of each per lane.
@@ -491,11 +491,11 @@ impl Intake {
         }
         match self.already_stored.last() {
             None => false,
-            Some(&highest) if sequence > highest => {
+            Some(highest) if sequence > highest => {
                 self.already_stored = Arc::default();
                 false
             }
-            Some(_) => self.already_stored.contains(&sequence),
+            Some(_) => self.already_stored.contains(sequence),
         }
     }
 }

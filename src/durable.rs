@@ -22,7 +22,7 @@
 
 mod disk;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,7 @@ use crate::config::ArchiveConfig;
 use crate::frame::Batch;
 use crate::router::{ResumePoint, SourceKey};
 use crate::segment::{self, Entry, ScanEnd, MAGIC};
+use crate::sequence_set::SequenceSet;
 use crate::source::Source;
 use disk::{with_path, Disk, Segment};
 
@@ -44,8 +45,8 @@ use disk::{with_path, Disk, Segment};
 struct Tracked {
     /// The last WATERMARK written.
     watermark: Option<u64>,
-    /// Sequences written above it, in write order; pruned when the watermark moves.
-    above: Vec<u64>,
+    /// Sequences written above it; pruned when the watermark moves.
+    above: SequenceSet,
     /// The source as last seen in a batch (none for one known only from recovery), to read its
     /// acknowledgement when a checkpoint is written. With many sources taking turns a source may
     /// send nothing for seconds after its frames were stored and acknowledged; without the fresh
@@ -70,12 +71,7 @@ impl Tracked {
             return false;
         }
         self.watermark = Some(acked);
-        self.above.retain(|&s| s > acked);
-        // A source's turn can leave thousands of sequences here; once they are acknowledged their
-        // room goes back, or 10,000 sources would each keep a turn's worth of capacity.
-        if self.above.capacity() > 2 * self.above.len() + 64 {
-            self.above.shrink_to_fit();
-        }
+        self.above.remove_through(acked);
         true
     }
 }
@@ -185,27 +181,21 @@ impl SegmentSink {
                     ),
                 ));
             }
-            let mut stored: HashMap<SourceKey, BTreeSet<u64>> = HashMap::new();
+            // Watermarks may come after what they cover; the stored are pruned at the end.
             for (_, entry) in scan.entries {
-                let key = entry.source();
+                let tracked = sources.entry(entry.source()).or_default();
                 match entry {
-                    Entry::Frame(frame) => {
-                        stored.entry(key).or_default().insert(frame.sequence);
-                    }
-                    Entry::Stored { sequence, .. } => {
-                        stored.entry(key).or_default().insert(sequence);
-                    }
+                    Entry::Frame(frame) => tracked.above.insert_run(frame.sequence, frame.sequence),
+                    Entry::Stored { first, last, .. } => tracked.above.insert_run(first, last),
                     Entry::Watermark { acked, .. } => {
-                        sources.entry(key).or_default().raise_watermark(acked);
+                        tracked.watermark = tracked.watermark.max(Some(acked));
                     }
                 }
             }
-            for (key, sequences) in stored {
-                let tracked = sources.entry(key).or_default();
-                tracked.above = sequences
-                    .into_iter()
-                    .filter(|&s| tracked.watermark.is_none_or(|w| s > w))
-                    .collect();
+            for tracked in sources.values_mut() {
+                if let Some(acked) = tracked.watermark {
+                    tracked.above.remove_through(acked);
+                }
             }
             tracing::info!(
                 segment = %path.display(),
@@ -218,7 +208,7 @@ impl SegmentSink {
             .map(|(key, tracked)| {
                 let point = ResumePoint {
                     after: tracked.watermark,
-                    already_stored: Arc::new(tracked.above.iter().copied().collect()),
+                    already_stored: Arc::new(tracked.above.clone()),
                 };
                 (*key, point)
             })
@@ -274,8 +264,8 @@ impl Writer {
             if let Some(acked) = tracked.watermark {
                 segment::encode_watermark(&mut self.buf, kind, id, acked);
             }
-            for &sequence in &tracked.above {
-                segment::encode_stored(&mut self.buf, kind, id, sequence);
+            for (first, last) in tracked.above.runs() {
+                segment::encode_stored(&mut self.buf, kind, id, first, last);
             }
         }
     }

@@ -10,6 +10,7 @@
 //! - [`connection`]: one source connection: handshake, ingest, backpressure, acknowledgements.
 //! - [`router`]: the router actor that owns the table of sources and hands out fan-in lanes.
 //! - [`source`]: a source's shared counters and the ledger behind its acknowledgements.
+//! - [`sequence_set`]: sequences as runs: what a source stored above its acknowledgement.
 //! - [`fan_in`]: the two-lane priority fan-in with its starvation guard.
 //! - [`queue`]: the queue bounded in frames that every lane and the archive input use.
 //! - [`processor`]: the frame processor and the fan-out.
@@ -40,6 +41,7 @@ pub mod queue;
 pub(crate) mod read_credit;
 pub mod router;
 pub mod segment;
+pub mod sequence_set;
 pub mod server;
 pub mod sim;
 pub mod source;

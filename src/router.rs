@@ -11,7 +11,7 @@
 //! drain starts it drops its own `Ingress` and refuses new registrations; the fan-in closes once the
 //! last connection has admitted what it read.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fan_in::Ingress;
 use crate::frame::SourceKind;
+use crate::sequence_set::SequenceSet;
 use crate::source::{Source, SourceSnapshot};
 use crate::stats::Stats;
 
@@ -33,7 +34,7 @@ pub struct ResumePoint {
     pub after: Option<u64>,
     /// Frames above `after` that are stored too: emergencies that overtook routine frames before
     /// the connection ended. A resent copy of one is a duplicate.
-    pub already_stored: Arc<BTreeSet<u64>>,
+    pub already_stored: Arc<SequenceSet>,
 }
 
 /// What a registered source receives.

@@ -6,9 +6,10 @@
 //!   end of the newest segment. Segments roll over at a size limit, so recovery reads one bounded
 //!   file and old segments can be copied or deleted whole. A name carries a zero-padded index
 //!   (`segment-00000000000000000001.seg`), so the lexical order of the names is their write order.
-//! - **A magic per file** (`TLMSEG02`): a tool pointed at the wrong file fails at byte 0 instead of
+//! - **A magic per file** (`TLMSEG03`): a tool pointed at the wrong file fails at byte 0 instead of
 //!   reading nonsense, and the trailing digits are the format version. Version 2 added FRAMES
-//!   records; the readers take version 1 segments too, so an archive written before stays readable.
+//!   records, version 3 STORED RUN records; the readers take versions 1 and 2 too, so an archive
+//!   written before stays readable.
 //! - **Length, then CRC, then body.** The length lets a reader skip a record without knowing its
 //!   type; the CRC-32 of the body tells a complete record from a torn or damaged one. The length is
 //!   outside the CRC, so a damaged length is caught by the body's CRC not matching, or by no record
@@ -19,8 +20,10 @@
 //!   socket read) as one FRAMES record: one CRC over the whole batch instead of one per frame, and 12
 //!   bytes of fields per frame instead of 31. At 64 B payloads the per-frame records cost the writer
 //!   more CPU than the pipeline spent on the frame (BENCHMARKS.md). Readers see frames either way.
-//!   WATERMARK and STORED records carry the acknowledgement state, so recovery needs only the newest
-//!   segment: when a segment is opened, its writer first checkpoints every source's state in it.
+//!   WATERMARK and STORED RUN records carry the acknowledgement state, so recovery needs only the
+//!   newest segment: when a segment is opened, its writer first checkpoints every source's state in
+//!   it. A STORED RUN covers a run of sequences: a checkpoint holds a few per source where one
+//!   record per frame cost the writer milliseconds per segment.
 //! - **Big-endian integers**, like the wire protocol (`docs/protocol.md`).
 //!
 //! Torn or corrupt: a crash leaves at most an incomplete write at the end of the newest segment (a
@@ -41,8 +44,11 @@ use bytes::Bytes;
 
 use crate::frame::{Priority, SourceKind};
 
-/// The first 8 bytes of every segment file the daemon writes: format version 2.
-pub const MAGIC: &[u8; 8] = b"TLMSEG02";
+/// The first 8 bytes of every segment file the daemon writes: format version 3.
+pub const MAGIC: &[u8; 8] = b"TLMSEG03";
+
+/// The magic of format version 2, which had no STORED RUN records. Its segments are still read.
+pub const MAGIC_V2: &[u8; 8] = b"TLMSEG02";
 
 /// The magic of format version 1, which had no FRAMES records. Its segments are still read.
 pub const MAGIC_V1: &[u8; 8] = b"TLMSEG01";
@@ -59,15 +65,19 @@ pub const MAX_BODY_LEN: u32 = 17 * 1024 * 1024;
 pub const TYPE_FRAME: u8 = 1;
 /// Record type of a watermark.
 pub const TYPE_WATERMARK: u8 = 2;
-/// Record type of a stored-above-watermark marker.
+/// Record type of a stored-above-watermark marker for one sequence (versions 1 and 2 wrote it).
 pub const TYPE_STORED: u8 = 3;
 /// Record type of a batch of frames of one source and priority (format version 2).
 pub const TYPE_FRAMES: u8 = 4;
+/// Record type of a stored-above-watermark marker for a run of sequences (format version 3).
+pub const TYPE_STORED_RUN: u8 = 5;
 
 /// Body bytes of a frame record before its payload.
 pub const FRAME_BODY_FIXED: usize = 23;
 /// Body bytes of a WATERMARK or STORED record.
 pub const MARK_BODY_LEN: usize = 14;
+/// Body bytes of a STORED RUN record.
+pub const RUN_BODY_LEN: usize = 22;
 /// Body bytes of a FRAMES record before its first frame.
 pub const FRAMES_BODY_FIXED: usize = 19;
 /// Bytes of a FRAMES record per frame before the frame's payload: sequence and length.
@@ -123,12 +133,14 @@ pub enum Entry {
         source_id: u32,
         acked: u64,
     },
-    /// A frame of the source with this sequence, above its watermark, is stored in an earlier
-    /// segment. Written in a new segment's checkpoint, so recovery can read the newest segment alone.
+    /// The frames of the source with sequences `first..=last`, above its watermark, are stored in
+    /// an earlier segment. Written in a new segment's checkpoint, so recovery can read the newest
+    /// segment alone. (A STORED record of versions 1 and 2 reads as a run of one.)
     Stored {
         kind: SourceKind,
         source_id: u32,
-        sequence: u64,
+        first: u64,
+        last: u64,
     },
 }
 
@@ -166,8 +178,9 @@ impl Entry {
             Entry::Stored {
                 kind,
                 source_id,
-                sequence,
-            } => encode_stored(out, *kind, *source_id, *sequence),
+                first,
+                last,
+            } => encode_stored(out, *kind, *source_id, *first, *last),
         }
     }
 }
@@ -302,8 +315,14 @@ pub fn encode_watermark(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, ack
 }
 
 /// Appends a STORED record (type 3) to `out`.
-pub fn encode_stored(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, sequence: u64) {
-    encode_mark(out, TYPE_STORED, kind, source_id, sequence);
+pub fn encode_stored(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, first: u64, last: u64) {
+    encode_record(out, |b| {
+        b.push(TYPE_STORED_RUN);
+        b.push(kind.to_byte());
+        b.extend_from_slice(&source_id.to_be_bytes());
+        b.extend_from_slice(&first.to_be_bytes());
+        b.extend_from_slice(&last.to_be_bytes());
+    });
 }
 
 fn encode_mark(out: &mut Vec<u8>, record_type: u8, kind: SourceKind, source_id: u32, value: u64) {
@@ -445,8 +464,28 @@ fn decode_at(
                 Entry::Stored {
                     kind,
                     source_id,
-                    sequence: value,
+                    first: value,
+                    last: value,
                 }
+            }
+        }
+        TYPE_STORED_RUN if version >= 3 => {
+            if len != RUN_BODY_LEN {
+                return Err(Bad::Impossible(format!(
+                    "type {TYPE_STORED_RUN} record body of {len} bytes, expected {RUN_BODY_LEN}"
+                )));
+            }
+            let (first, last) = (be_u64(body, 6), be_u64(body, 14));
+            if first > last {
+                return Err(Bad::Impossible(format!(
+                    "stored run from {first} down to {last}"
+                )));
+            }
+            Entry::Stored {
+                kind: kind(body[1])?,
+                source_id: be_u32(body, 2),
+                first,
+                last,
             }
         }
         TYPE_FRAMES if version >= 2 => {
@@ -573,7 +612,8 @@ pub fn scan_bytes(data: Bytes) -> SegmentScan {
         };
     }
     let version = match &data[..MAGIC.len()] {
-        magic if magic == MAGIC => 2,
+        magic if magic == MAGIC => 3,
+        magic if magic == MAGIC_V2 => 2,
         magic if magic == MAGIC_V1 => 1,
         _ => {
             return SegmentScan {
@@ -583,9 +623,10 @@ pub fn scan_bytes(data: Bytes) -> SegmentScan {
                 end: ScanEnd::Corrupt {
                     offset: 0,
                     reason: format!(
-                        "bad magic {:02x?}, expected {:?} or {:?}",
+                        "bad magic {:02x?}, expected {:?}, {:?} or {:?}",
                         &data[..MAGIC.len()],
                         String::from_utf8_lossy(MAGIC),
+                        String::from_utf8_lossy(MAGIC_V2),
                         String::from_utf8_lossy(MAGIC_V1)
                     ),
                 },
@@ -702,7 +743,8 @@ mod tests {
             Entry::Stored {
                 kind: SourceKind::ArchivedReplay,
                 source_id: 1000,
-                sequence: 9,
+                first: 9,
+                last: 12,
             },
         ]
     }
@@ -959,14 +1001,69 @@ mod tests {
         assert_eq!(got, expected);
     }
 
-    #[test]
-    fn a_version_1_segment_reads_and_may_not_hold_frames_records() {
-        let entries = sample();
+    /// The records versions 1 and 2 wrote: the sample's, with its STORED RUN as the single-sequence
+    /// STORED record of those versions.
+    fn older_segment(magic: &[u8; 8]) -> (Vec<u8>, Vec<Entry>) {
+        let mut entries = sample();
+        entries.pop();
         let (mut bytes, _) = segment(&entries);
-        bytes[..8].copy_from_slice(MAGIC_V1);
+        bytes[..8].copy_from_slice(magic);
+        encode_mark(&mut bytes, TYPE_STORED, SourceKind::ArchivedReplay, 1000, 9);
+        entries.push(Entry::Stored {
+            kind: SourceKind::ArchivedReplay,
+            source_id: 1000,
+            first: 9,
+            last: 9,
+        });
+        (bytes, entries)
+    }
+
+    #[test]
+    fn a_version_2_segment_reads_and_may_not_hold_stored_runs() {
+        let (mut bytes, mut entries) = older_segment(MAGIC_V2);
+        encode_three_frames(&mut bytes);
         let scan = scan_bytes(Bytes::from(bytes.clone()));
         assert_eq!(scan.end, ScanEnd::Clean);
-        assert_eq!(scan.entries.len(), entries.len());
+        entries.extend(
+            three_frames()
+                .into_iter()
+                .map(|(sequence, payload)| frame_entry(sequence, payload)),
+        );
+        let got: Vec<Entry> = scan.entries.into_iter().map(|(_, e)| e).collect();
+        assert_eq!(got, entries);
+
+        let at = bytes.len() as u64;
+        encode_stored(&mut bytes, SourceKind::LiveUplink, 1, 5, 6);
+        let scan = scan_bytes(Bytes::from(bytes));
+        assert!(
+            matches!(&scan.end, ScanEnd::Corrupt { offset, reason }
+                if *offset == at && reason.contains("type 5 in a version 2 segment")),
+            "{:?}",
+            scan.end
+        );
+    }
+
+    #[test]
+    fn a_stored_run_that_runs_backwards_is_corrupt() {
+        let mut bytes = MAGIC.to_vec();
+        encode_stored(&mut bytes, SourceKind::LiveUplink, 1, 7, 6);
+        let scan = scan_bytes(Bytes::from(bytes));
+        assert!(
+            matches!(&scan.end, ScanEnd::Corrupt { offset: 8, reason } if reason.contains("from 7 down to 6")),
+            "{:?}",
+            scan.end
+        );
+    }
+
+    #[test]
+    fn a_version_1_segment_reads_and_may_not_hold_frames_records() {
+        let (mut bytes, entries) = older_segment(MAGIC_V1);
+        let scan = scan_bytes(Bytes::from(bytes.clone()));
+        assert_eq!(scan.end, ScanEnd::Clean);
+        assert_eq!(
+            scan.entries.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+            entries
+        );
 
         let at = bytes.len() as u64;
         encode_three_frames(&mut bytes);

@@ -67,9 +67,9 @@ impl SegmentBuilder {
         self
     }
 
-    fn stored(&mut self, kind: SourceKind, id: u32, seq: u64) -> &mut Self {
+    fn stored(&mut self, kind: SourceKind, id: u32, first: u64, last: u64) -> &mut Self {
         self.offsets.push(self.bytes.len() as u64);
-        encode_stored(&mut self.bytes, kind, id, seq);
+        encode_stored(&mut self.bytes, kind, id, first, last);
         self
     }
 
@@ -99,7 +99,7 @@ fn good_archive(dir: &Path) -> (PathBuf, PathBuf, SegmentBuilder) {
     let a = first.write(dir, 1);
     let mut second = SegmentBuilder::new();
     second.watermark(Live, 1, 5);
-    second.stored(Live, 2, 3);
+    second.stored(Live, 2, 3, 3);
     for seq in 6..10 {
         second.frame(Live, 1, seq, Routine);
     }
