@@ -100,8 +100,24 @@ struct Writer {
     spare: Option<File>,
     /// The last rollover, until the disk thread has given the segment its name.
     rolling: Option<oneshot::Receiver<io::Result<PathBuf>>>,
+    /// Whether the open segment holds a group yet: each takes at least one, however large.
+    appended: bool,
     sources: HashMap<SourceKey, Tracked>,
     buf: Vec<u8>,
+}
+
+/// The bytes a group takes in a segment: its FRAMES records and a WATERMARK per batch at most. (A
+/// batch over the 17 MiB limit of a record takes one more record header per part.)
+fn group_len(batches: &[Arc<Batch>]) -> u64 {
+    let per_batch = (2 * segment::RECORD_HEADER_LEN
+        + segment::FRAMES_BODY_FIXED
+        + segment::MARK_BODY_LEN) as u64;
+    batches
+        .iter()
+        .map(|batch| {
+            per_batch + batch.payload_bytes() + (segment::FRAMES_ENTRY_FIXED * batch.len()) as u64
+        })
+        .sum()
 }
 
 /// Takes an exclusive lock on `dir/LOCK`: two daemons appending to one archive would interleave
@@ -221,6 +237,7 @@ impl SegmentSink {
             preparing: None,
             spare: None,
             rolling: None,
+            appended: false,
             sources,
             buf: Vec::with_capacity(1 << 20),
         };
@@ -316,8 +333,12 @@ impl Writer {
         let Some(segment) = self.segment.as_ref() else {
             return Err(self.unusable());
         };
-        // One rollover at a time; until the next segment is ready, this one grows past its size.
-        if segment.len >= self.segment_bytes && self.rolling.is_none() {
+        // A group that would pass the segment's size goes into the next segment: past its size the
+        // segment has no reserved blocks, and a write there can wait for the disk. One rollover at
+        // a time, and a segment takes at least one group; until the next segment is ready, this
+        // one grows past its size.
+        let full = segment.len + group_len(batches) > self.segment_bytes;
+        if full && self.appended && self.rolling.is_none() {
             let index = segment.index + 1;
             match self.spare.take() {
                 Some(next) => self.switch(next, index)?,
@@ -338,6 +359,7 @@ impl Writer {
             return Err(err);
         }
         segment.len += self.buf.len() as u64;
+        self.appended = true;
         Ok(())
     }
 
@@ -362,6 +384,7 @@ impl Writer {
         if let Some(full) = self.segment.replace(new) {
             self.rolling = Some(self.disk.roll_over(full, handle, index));
         }
+        self.appended = false;
         self.preparing = Some(self.disk.prepare(index + 1));
         Ok(())
     }
@@ -621,6 +644,14 @@ mod tests {
         }
         let segments = segment::list_segments(&dir).unwrap();
         assert!(segments.len() >= 2, "rolled over: {segments:?}");
+        for (_, path) in &segments {
+            let len = fs::metadata(path).unwrap().len();
+            assert!(
+                len <= 4096,
+                "{}: {len} bytes, past the reservation",
+                path.display()
+            );
+        }
         let (_, newest) = segments.last().unwrap();
         let checkpoint: Vec<Entry> = segment::read_segment(newest)
             .unwrap()
