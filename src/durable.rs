@@ -667,7 +667,7 @@ mod tests {
                 source_id: 1,
                 acked: 9
             }],
-            "the watermark, and no STORED record for frames it covers"
+            "the watermark, and no STORED RUN for frames it covers"
         );
         drop(sink);
         let _ = fs::remove_dir_all(&dir);

@@ -314,7 +314,7 @@ pub fn encode_watermark(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, ack
     encode_mark(out, TYPE_WATERMARK, kind, source_id, acked);
 }
 
-/// Appends a STORED record (type 3) to `out`.
+/// Appends a STORED RUN record (type 5) for `first..=last` to `out`.
 pub fn encode_stored(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, first: u64, last: u64) {
     encode_record(out, |b| {
         b.push(TYPE_STORED_RUN);
