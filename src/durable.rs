@@ -27,7 +27,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
@@ -102,6 +102,8 @@ struct Writer {
     rolling: Option<oneshot::Receiver<io::Result<PathBuf>>>,
     /// Whether the open segment holds a group yet: each takes at least one, however large.
     appended: bool,
+    /// When the next segment may be asked for again, after the disk thread failed to create it.
+    prepare_again: Option<Instant>,
     sources: HashMap<SourceKey, Tracked>,
     buf: Vec<u8>,
 }
@@ -238,6 +240,7 @@ impl SegmentSink {
             spare: None,
             rolling: None,
             appended: false,
+            prepare_again: None,
             sources,
             buf: Vec::with_capacity(1 << 20),
         };
@@ -288,43 +291,56 @@ impl Writer {
     }
 
     /// Takes what the disk thread has reported since the last append: the next segment created,
-    /// or the last rollover done. A failure is returned once; a failed rollover leaves the archive
+    /// or the last rollover done. A failed rollover is returned once and leaves the archive
     /// unusable.
     fn take_reports(&mut self) -> io::Result<()> {
-        if let Some(rolling) = &mut self.rolling {
-            let named = match rolling.try_recv() {
-                Err(TryRecvError::Empty) => return self.take_spare(),
-                Ok(named) => named,
-                Err(TryRecvError::Closed) => Err(disk::thread_gone()),
-            };
-            self.rolling = None;
-            match named {
-                Ok(path) => {
-                    if let Some(segment) = &mut self.segment {
-                        segment.path = path;
-                    }
-                }
-                Err(err) => {
-                    self.segment = None;
-                    return Err(err);
-                }
-            }
-        }
-        self.take_spare()
-    }
-
-    fn take_spare(&mut self) -> io::Result<()> {
-        let Some(preparing) = &mut self.preparing else {
+        self.take_spare();
+        let Some(rolling) = &mut self.rolling else {
             return Ok(());
         };
-        let created = match preparing.try_recv() {
+        let named = match rolling.try_recv() {
             Err(TryRecvError::Empty) => return Ok(()),
+            Ok(named) => named,
+            Err(TryRecvError::Closed) => Err(disk::thread_gone()),
+        };
+        self.rolling = None;
+        match named {
+            Ok(path) => {
+                if let Some(segment) = &mut self.segment {
+                    segment.path = path;
+                }
+                Ok(())
+            }
+            Err(err) => {
+                self.segment = None;
+                Err(err)
+            }
+        }
+    }
+
+    /// Takes the next segment if the disk thread has created it. A failure to create it is not a
+    /// failure to write: the open segment takes the writes meanwhile, and it is asked for again a
+    /// second later.
+    fn take_spare(&mut self) {
+        let Some(preparing) = &mut self.preparing else {
+            return;
+        };
+        let created = match preparing.try_recv() {
+            Err(TryRecvError::Empty) => return,
             Ok(created) => created,
             Err(TryRecvError::Closed) => Err(disk::thread_gone()),
         };
         self.preparing = None;
-        self.spare = Some(created?);
-        Ok(())
+        match created {
+            Ok(file) => self.spare = Some(file),
+            Err(err) => {
+                tracing::error!(
+                    error = %err,
+                    "archive: cannot create the next segment; the open one grows past its size until it can"
+                );
+                self.prepare_again = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
     }
 
     /// Encodes and appends a group, after switching to the next segment if this one is full.
@@ -342,7 +358,12 @@ impl Writer {
             let index = segment.index + 1;
             match self.spare.take() {
                 Some(next) => self.switch(next, index)?,
-                None if self.preparing.is_none() => self.preparing = Some(self.disk.prepare(index)),
+                None if self.preparing.is_none()
+                    && self.prepare_again.is_none_or(|at| Instant::now() >= at) =>
+                {
+                    self.prepare_again = None;
+                    self.preparing = Some(self.disk.prepare(index));
+                }
                 None => {}
             }
         }
