@@ -694,6 +694,15 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// The indexes of the named segments in `dir`.
+    fn named_indexes(dir: &Path) -> Vec<u64> {
+        segment::list_segments(dir)
+            .unwrap()
+            .into_iter()
+            .map(|(index, _)| index)
+            .collect()
+    }
+
     /// The staged segments in `dir`, by file name.
     fn staged(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = disk::leftover_staged(dir)
@@ -739,21 +748,13 @@ mod tests {
             );
         }
         let sync = sink.sync();
-        let names: Vec<u64> = segment::list_segments(&dir)
-            .unwrap()
-            .into_iter()
-            .map(|(index, _)| index)
-            .collect();
+        let names = named_indexes(&dir);
         assert_eq!(names, [1], "segment 2 is written to but not named yet");
         assert_eq!(staged(&dir).len(), 1, "{:?}", staged(&dir));
 
         release.send(()).unwrap();
         sync.await.unwrap();
-        let names: Vec<u64> = segment::list_segments(&dir)
-            .unwrap()
-            .into_iter()
-            .map(|(index, _)| index)
-            .collect();
+        let names = named_indexes(&dir);
         assert_eq!(names, [1, 2]);
         // Segment 1 gave back its reservation when it was made durable.
         let first = dir.join(segment::segment_name(1));
@@ -793,11 +794,7 @@ mod tests {
         let (sink, resume) = SegmentSink::open(&config).unwrap();
         let point = &resume[&(SourceKind::LiveUplink, 1)];
         assert_eq!(point.already_stored.len(), 10, "{point:?}");
-        let names: Vec<u64> = segment::list_segments(&dir)
-            .unwrap()
-            .into_iter()
-            .map(|(index, _)| index)
-            .collect();
+        let names = named_indexes(&dir);
         assert_eq!(names, [1, 2], "segment 2 is started afresh");
         let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
         let frames = segment::read_segment(&newest)
