@@ -160,7 +160,7 @@ impl SegmentSink {
             .map_err(|err| with_path(err, &dir, "cannot create the archive directory"))?;
         let lock = lock_directory(&dir)?;
         // Nothing in a segment that never got its name was acknowledged.
-        for staged in disk::leftover_staged(&dir)? {
+        for (_, staged) in segment::list_staged(&dir)? {
             fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
             tracing::warn!(
                 segment = %staged.display(),
@@ -517,6 +517,12 @@ mod tests {
         Arc::new(batch)
     }
 
+    /// Live uplink `id`, as a connection registers it.
+    fn uplink(id: u32) -> Arc<Source> {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        Arc::new(Source::new(id, SourceKind::LiveUplink, peer, None))
+    }
+
     /// An empty archive directory `durable-{name}-{pid}` under the temporary directory, and the
     /// config of an archive there with segments of `segment_bytes`.
     fn fresh_archive(name: &str, segment_bytes: u64) -> (PathBuf, ArchiveConfig) {
@@ -565,8 +571,7 @@ mod tests {
     async fn a_sync_drops_what_it_covered_from_the_page_cache() {
         let (dir, config) = fresh_archive("cache", 64 << 20);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
+        let source = uplink(1);
         let batches: Vec<_> = (0..64).map(|i| batch(&source, i * 4096, 4096)).collect();
         sink.write(&batches).await.unwrap();
         let (_, path) = segment::list_segments(&dir).unwrap().pop().unwrap();
@@ -597,8 +602,7 @@ mod tests {
     #[tokio::test]
     async fn a_segment_reserves_its_size_and_gives_back_the_rest() {
         let (dir, config) = fresh_archive("reserve", 4 << 20);
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
+        let source = uplink(1);
         let page_rounded = |path: &Path| fs::metadata(path).unwrap().len().next_multiple_of(4096);
 
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
@@ -643,9 +647,8 @@ mod tests {
     async fn a_checkpoint_takes_the_acknowledgement_of_a_source_gone_quiet() {
         let (dir, config) = fresh_archive("checkpoint", 4096);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let quiet = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
-        let busy = Arc::new(Source::new(2, SourceKind::LiveUplink, peer, None));
+        let quiet = uplink(1);
+        let busy = uplink(2);
 
         quiet.record(&[Run {
             priority: Priority::Routine,
@@ -705,13 +708,11 @@ mod tests {
 
     /// The staged segments in `dir`, by file name.
     fn staged(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = disk::leftover_staged(dir)
+        segment::list_staged(dir)
             .unwrap()
             .iter()
-            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+            .map(|(_, path)| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
     }
 
     /// When a segment fills, the writer goes on into the next one at once, while the disk thread
@@ -721,8 +722,7 @@ mod tests {
     async fn a_full_segment_does_not_stop_the_writer_and_the_next_is_named_after_it() {
         let (dir, config) = fresh_archive("rollover", 4096);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
+        let source = uplink(1);
         // Fills segment 1; the sync also waits for the spare, segment 2, to be created.
         sink.write(&[batch(&source, 0, 400)]).await.unwrap();
         sink.sync().await.unwrap();
@@ -778,8 +778,7 @@ mod tests {
     #[tokio::test]
     async fn a_segment_a_crash_left_unnamed_is_deleted_and_not_read() {
         let (dir, config) = fresh_archive("unnamed", 64 << 10);
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let source = Arc::new(Source::new(1, SourceKind::LiveUplink, peer, None));
+        let source = uplink(1);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
         sink.write(&[batch(&source, 0, 10)]).await.unwrap();
         sink.close().await.unwrap();

@@ -101,14 +101,36 @@ pub fn segment_index(path: &Path) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The name segment `index` has while the daemon writes it and the segment before it is not yet
+/// durable: `segment-{index:020}.seg.new`. Readers ignore it.
+pub fn staged_name(index: u64) -> String {
+    format!("{}.new", segment_name(index))
+}
+
+/// The index in a staged segment's file name; `None` for any other file.
+pub fn staged_index(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    segment_index(Path::new(name.strip_suffix(".new")?))
+}
+
 /// The segments in `dir`, sorted by index. Other files and directories are ignored.
 pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    list_indexed(dir, segment_index)
+}
+
+/// The staged segments in `dir` ([`staged_name`]), sorted by index.
+pub fn list_staged(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    list_indexed(dir, staged_index)
+}
+
+/// The files in `dir` that `index_of` gives an index, sorted by it.
+fn list_indexed(dir: &Path, index_of: fn(&Path) -> Option<u64>) -> io::Result<Vec<(u64, PathBuf)>> {
     let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
     let mut segments = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|err| with_path(err, dir, "cannot list"))?;
         let path = entry.path();
-        if let Some(index) = segment_index(&path) {
+        if let Some(index) = index_of(&path) {
             let file_type = entry
                 .file_type()
                 .map_err(|err| with_path(err, &path, "cannot stat"))?;

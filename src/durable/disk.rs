@@ -39,28 +39,7 @@ pub(super) struct Segment {
 
 /// The path a segment is created under, until the segment before it is durable.
 pub(super) fn staged_path(dir: &Path, index: u64) -> PathBuf {
-    dir.join(format!("{}.new", segment::segment_name(index)))
-}
-
-/// Staged segments left in `dir` by a stop in the middle of a rollover (or before the spare
-/// segment was used), to be deleted: nothing in them was acknowledged.
-pub(super) fn leftover_staged(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
-    let mut staged = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|err| with_path(err, dir, "cannot list"))?
-            .path();
-        let is_staged = path
-            .to_str()
-            .and_then(|name| name.strip_suffix(".new"))
-            .and_then(|name| segment::segment_index(Path::new(name)))
-            .is_some();
-        if is_staged {
-            staged.push(path);
-        }
-    }
-    Ok(staged)
+    dir.join(segment::staged_name(index))
 }
 
 /// Creates segment `index` under its staging name, with `bytes` of disk reserved.
