@@ -1057,11 +1057,15 @@ mod tests {
         let at = bytes.len() as u64;
         encode_stored(&mut bytes, SourceKind::LiveUplink, 1, 5, 6);
         let scan = scan_bytes(Bytes::from(bytes));
+        assert_corrupt_at(&scan.end, at, "type 5 in a version 2 segment", "");
+    }
+
+    /// Asserts that a scan ended at a corrupt record at `offset` whose reason says `says`.
+    #[track_caller]
+    fn assert_corrupt_at(end: &ScanEnd, offset: u64, says: &str, case: &str) {
         assert!(
-            matches!(&scan.end, ScanEnd::Corrupt { offset, reason }
-                if *offset == at && reason.contains("type 5 in a version 2 segment")),
-            "{:?}",
-            scan.end
+            matches!(end, ScanEnd::Corrupt { offset: at, reason } if *at == offset && reason.contains(says)),
+            "{case}: expected corrupt at offset {offset} saying {says:?}, got {end:?}"
         );
     }
 
@@ -1070,11 +1074,7 @@ mod tests {
         let mut bytes = MAGIC.to_vec();
         encode_stored(&mut bytes, SourceKind::LiveUplink, 1, 7, 6);
         let scan = scan_bytes(Bytes::from(bytes));
-        assert!(
-            matches!(&scan.end, ScanEnd::Corrupt { offset: 8, reason } if reason.contains("from 7 down to 6")),
-            "{:?}",
-            scan.end
-        );
+        assert_corrupt_at(&scan.end, 8, "from 7 down to 6", "");
     }
 
     #[test]
@@ -1090,12 +1090,7 @@ mod tests {
         let at = bytes.len() as u64;
         encode_three_frames(&mut bytes);
         let scan = scan_bytes(Bytes::from(bytes));
-        assert!(
-            matches!(&scan.end, ScanEnd::Corrupt { offset, reason }
-                if *offset == at && reason.contains("type 4 in a version 1 segment")),
-            "{:?}",
-            scan.end
-        );
+        assert_corrupt_at(&scan.end, at, "type 4 in a version 1 segment", "");
         assert_eq!(scan.entries.len(), entries.len());
     }
 
@@ -1109,12 +1104,8 @@ mod tests {
             let mut bytes = MAGIC.to_vec();
             encode_record(&mut bytes, |b| b.extend_from_slice(body));
             let scan = scan_bytes(Bytes::from(bytes));
-            assert!(
-                matches!(&scan.end, ScanEnd::Corrupt { offset: 8, reason } if reason.contains("shorter than 19")),
-                "{}-byte body: {:?}",
-                body.len(),
-                scan.end
-            );
+            let case = format!("{}-byte body", body.len());
+            assert_corrupt_at(&scan.end, 8, "shorter than 19", &case);
         }
     }
 
@@ -1129,11 +1120,7 @@ mod tests {
             // A valid CRC: the contents, not the checksum, are wrong.
             seal_record(&mut bad, MAGIC.len());
             let scan = scan_bytes(Bytes::from(bad));
-            assert!(
-                matches!(&scan.end, ScanEnd::Corrupt { offset: 8, reason } if reason.contains(says)),
-                "count {count}: {:?}",
-                scan.end
-            );
+            assert_corrupt_at(&scan.end, 8, says, &format!("count {count}"));
             assert!(scan.entries.is_empty(), "count {count}");
         }
     }
