@@ -35,7 +35,7 @@ use crate::archive::{ArchiveSink, BoxFuture};
 use crate::config::ArchiveConfig;
 use crate::frame::Batch;
 use crate::router::{ResumePoint, SourceKey};
-use crate::segment::{self, Entry, ScanEnd, MAGIC};
+use crate::segment::{self, Entry, MAGIC};
 use crate::sequence_set::SequenceSet;
 use crate::source::Source;
 use disk::{with_path, Disk, Segment};
@@ -172,7 +172,19 @@ impl SegmentSink {
         let mut next_index = 1;
         if let Some((index, path)) = segments.last() {
             next_index = index + 1;
-            if let Some(cut) = segment::repair_tail(path)? {
+            // One read of the segment, a window at a time: it may be `segment_bytes` long.
+            // Watermarks may come after what they cover; the stored are pruned at the end.
+            let cut = segment::repair_tail(path, |_, entry| {
+                let tracked = sources.entry(entry.source()).or_default();
+                match entry {
+                    Entry::Frame(frame) => tracked.above.insert_run(frame.sequence, frame.sequence),
+                    Entry::Stored { first, last, .. } => tracked.above.insert_run(first, last),
+                    Entry::Watermark { acked, .. } => {
+                        tracked.watermark = tracked.watermark.max(Some(acked));
+                    }
+                }
+            })?;
+            if let Some(cut) = cut {
                 tracing::warn!(
                     segment = %path.display(),
                     bytes = cut,
@@ -189,27 +201,6 @@ impl SegmentSink {
                 .map_err(|err| with_path(err, path, "cannot read the length of"))?
                 .len();
             disk::trim(&newest, path, len)?;
-            let scan = segment::read_segment(path)?;
-            if let ScanEnd::Corrupt { offset, reason } = &scan.end {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: corrupt record at offset {offset}: {reason}",
-                        path.display()
-                    ),
-                ));
-            }
-            // Watermarks may come after what they cover; the stored are pruned at the end.
-            for (_, entry) in scan.entries {
-                let tracked = sources.entry(entry.source()).or_default();
-                match entry {
-                    Entry::Frame(frame) => tracked.above.insert_run(frame.sequence, frame.sequence),
-                    Entry::Stored { first, last, .. } => tracked.above.insert_run(first, last),
-                    Entry::Watermark { acked, .. } => {
-                        tracked.watermark = tracked.watermark.max(Some(acked));
-                    }
-                }
-            }
             for tracked in sources.values_mut() {
                 if let Some(acked) = tracked.watermark {
                     tracked.above.remove_through(acked);

@@ -36,11 +36,11 @@
 //!
 //! Nothing read from disk is trusted: every error names the file and the byte offset.
 
-use std::fs;
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::frame::{Priority, SourceKind};
 
@@ -610,83 +610,169 @@ fn resync_after(data: &Bytes, pos: usize, version: u8) -> Option<usize> {
     })
 }
 
-/// Scans segment bytes already in memory (what [`read_segment`] does after reading the file).
-pub fn scan_bytes(data: Bytes) -> SegmentScan {
-    let file_len = data.len() as u64;
-    let mut entries = Vec::new();
-    if data.len() < MAGIC.len() {
-        let end = if MAGIC.starts_with(&data) {
-            ScanEnd::Torn {
-                offset: 0,
-                reason: format!("magic cut short ({} of 8 bytes)", data.len()),
-            }
-        } else {
-            ScanEnd::Corrupt {
-                offset: 0,
-                reason: "bad magic: not a segment file".into(),
-            }
-        };
-        return SegmentScan {
-            entries,
-            valid_len: 0,
-            file_len,
-            end,
-        };
+/// How much of a segment a scan reads at a time.
+const WINDOW: usize = 1 << 20;
+
+/// How a scan ended; the entries went to its visitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// Bytes up to the end of the last valid record (8, the magic, for a segment without records;
+    /// 0 when the magic itself is incomplete).
+    pub valid_len: u64,
+    pub file_len: u64,
+    pub end: ScanEnd,
+}
+
+/// A segment read a window at a time, so that a scan holds the record it decodes and what follows
+/// it in the window, not the file: recovery reads a newest segment of `archive.segment_bytes`
+/// (64 MiB by default) with the daemon's memory bound still in force.
+struct Window<R> {
+    reader: R,
+    bytes: BytesMut,
+    /// The file offset of `bytes[0]`.
+    offset: u64,
+    eof: bool,
+}
+
+impl<R: Read> Window<R> {
+    /// Makes the window hold at least `want` bytes, unless the file ends first.
+    fn fill(&mut self, want: usize) -> io::Result<()> {
+        while self.bytes.len() < want && !self.eof {
+            let len = self.bytes.len();
+            self.bytes.resize(len + (want - len).max(WINDOW), 0);
+            let read = loop {
+                match self.reader.read(&mut self.bytes[len..]) {
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    read => break read,
+                }
+            };
+            let n = read.inspect_err(|_| self.bytes.truncate(len))?;
+            self.bytes.truncate(len + n);
+            self.eof = n == 0;
+        }
+        Ok(())
     }
-    let version = match &data[..MAGIC.len()] {
+
+    /// The window's bytes and the rest of the file, for what only a damaged segment needs.
+    fn rest(mut self) -> io::Result<Bytes> {
+        let mut rest = self.bytes.to_vec();
+        self.reader.read_to_end(&mut rest)?;
+        Ok(Bytes::from(rest))
+    }
+}
+
+/// Scans a segment from `reader`, handing every valid record's entries to `visit` in file order
+/// with their offsets (a FRAMES record's frames all at the record's), and says how it ended.
+///
+/// It holds a window of about a megabyte and the record being decoded; a visitor that keeps the
+/// entries keeps their payloads. Only a segment that ends badly is read to its end in one piece,
+/// to tell a torn tail from damage in the middle. An `Err` is a failed read; bad contents are in
+/// [`Scanned::end`].
+pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
+    let mut window = Window {
+        reader,
+        bytes: BytesMut::new(),
+        offset: 0,
+        eof: false,
+    };
+    window.fill(MAGIC.len())?;
+    let magic = &window.bytes[..window.bytes.len().min(MAGIC.len())];
+    let version = match magic {
         magic if magic == MAGIC => 3,
         magic if magic == MAGIC_V2 => 2,
         magic if magic == MAGIC_V1 => 1,
-        _ => {
-            return SegmentScan {
-                entries,
-                valid_len: 0,
-                file_len,
-                end: ScanEnd::Corrupt {
+        short if short.len() < MAGIC.len() => {
+            let reason = format!("magic cut short ({} of 8 bytes)", short.len());
+            let end = if MAGIC.starts_with(short) {
+                ScanEnd::Torn { offset: 0, reason }
+            } else {
+                ScanEnd::Corrupt {
                     offset: 0,
-                    reason: format!(
-                        "bad magic {:02x?}, expected {:?}, {:?} or {:?}",
-                        &data[..MAGIC.len()],
-                        String::from_utf8_lossy(MAGIC),
-                        String::from_utf8_lossy(MAGIC_V2),
-                        String::from_utf8_lossy(MAGIC_V1)
-                    ),
-                },
-            }
+                    reason: "bad magic: not a segment file".into(),
+                }
+            };
+            return Ok(Scanned {
+                valid_len: 0,
+                file_len: short.len() as u64,
+                end,
+            });
+        }
+        magic => {
+            let reason = format!(
+                "bad magic {magic:02x?}, expected {:?}, {:?} or {:?}",
+                String::from_utf8_lossy(MAGIC),
+                String::from_utf8_lossy(MAGIC_V2),
+                String::from_utf8_lossy(MAGIC_V1)
+            );
+            return Ok(Scanned {
+                valid_len: 0,
+                file_len: window.rest()?.len() as u64,
+                end: ScanEnd::Corrupt { offset: 0, reason },
+            });
         }
     };
-    let mut pos = MAGIC.len();
-    let end = loop {
-        if pos == data.len() {
-            break ScanEnd::Clean;
+    window.bytes.advance(MAGIC.len());
+    window.offset = MAGIC.len() as u64;
+    let mut entries = Vec::new();
+    loop {
+        window.fill(RECORD_HEADER_LEN)?;
+        if window.bytes.is_empty() {
+            return Ok(Scanned {
+                valid_len: window.offset,
+                file_len: window.offset,
+                end: ScanEnd::Clean,
+            });
         }
-        match decode_at(&data, pos, version, &mut entries) {
-            Ok(next) => pos = next,
-            Err(Bad::Impossible(reason)) => {
-                break ScanEnd::Corrupt {
-                    offset: pos as u64,
-                    reason,
+        // The record alone (or, when its length cannot be right, what the window holds), so that
+        // decoding it sees where it ends.
+        let mut take = window.bytes.len();
+        if take >= RECORD_HEADER_LEN {
+            let len = be_u32(&window.bytes, 0);
+            if (1..=MAX_BODY_LEN).contains(&len) {
+                let record_len = RECORD_HEADER_LEN + len as usize;
+                window.fill(record_len)?;
+                take = record_len.min(window.bytes.len());
+            }
+        }
+        let record = window.bytes.split_to(take).freeze();
+        let at = window.offset;
+        match decode_at(&record, 0, version, &mut entries) {
+            Ok(_) => {
+                for (_, entry) in entries.drain(..) {
+                    visit(at, entry);
                 }
+                window.offset += take as u64;
+            }
+            Err(Bad::Impossible(reason)) => {
+                let file_len = at + (take + window.rest()?.len()) as u64;
+                return Ok(Scanned {
+                    valid_len: at,
+                    file_len,
+                    end: ScanEnd::Corrupt { offset: at, reason },
+                });
             }
             Err(Bad::Incomplete(reason) | Bad::Damaged(reason)) => {
-                break match resync_after(&data, pos, version) {
+                let mut rest = record.to_vec();
+                rest.extend_from_slice(&window.rest()?);
+                let rest = Bytes::from(rest);
+                let file_len = at + rest.len() as u64;
+                let end = match resync_after(&rest, 0, version) {
                     Some(next) => ScanEnd::Corrupt {
-                        offset: pos as u64,
-                        reason: format!("{reason}; a valid record follows at offset {next}"),
+                        offset: at,
+                        reason: format!(
+                            "{reason}; a valid record follows at offset {}",
+                            at + next as u64
+                        ),
                     },
-                    None => ScanEnd::Torn {
-                        offset: pos as u64,
-                        reason,
-                    },
+                    None => ScanEnd::Torn { offset: at, reason },
                 };
+                return Ok(Scanned {
+                    valid_len: at,
+                    file_len,
+                    end,
+                });
             }
         }
-    };
-    SegmentScan {
-        entries,
-        valid_len: pos as u64,
-        file_len,
-        end,
     }
 }
 
@@ -695,16 +781,27 @@ pub fn scan_bytes(data: Bytes) -> SegmentScan {
 /// An `Err` is an I/O error (the file cannot be read); bad contents are reported in
 /// [`SegmentScan::end`], never as a panic.
 pub fn read_segment(path: &Path) -> io::Result<SegmentScan> {
-    let data = fs::read(path).map_err(|err| with_path(err, path, "cannot read"))?;
-    Ok(scan_bytes(Bytes::from(data)))
+    let file = File::open(path).map_err(|err| with_path(err, path, "cannot read"))?;
+    let mut entries = Vec::new();
+    let scanned = scan(file, |offset, entry| entries.push((offset, entry)))
+        .map_err(|err| with_path(err, path, "cannot read"))?;
+    Ok(SegmentScan {
+        entries,
+        valid_len: scanned.valid_len,
+        file_len: scanned.file_len,
+        end: scanned.end,
+    })
 }
 
-/// Truncates a torn tail and returns the bytes cut: `None` when the segment was clean. A segment
-/// whose magic itself was cut short is rewritten as an empty segment (the magic alone). A
-/// [`ScanEnd::Corrupt`] segment is not touched: the error names the file and the offset.
-pub fn repair_tail(path: &Path) -> io::Result<Option<u64>> {
-    let scan = read_segment(path)?;
-    match scan.end {
+/// Scans the segment at `path`, handing every valid entry to `visit` as [`scan`] does, and
+/// truncates a torn tail: recovery's one read of the newest segment. Returns the bytes cut, `None`
+/// when the segment was clean. A segment whose magic itself was cut short is rewritten as an empty
+/// segment (the magic alone). A [`ScanEnd::Corrupt`] segment is not touched: the error names the
+/// file and the offset.
+pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Option<u64>> {
+    let file = File::open(path).map_err(|err| with_path(err, path, "cannot read"))?;
+    let scanned = scan(file, visit).map_err(|err| with_path(err, path, "cannot read"))?;
+    match scanned.end {
         ScanEnd::Clean => Ok(None),
         ScanEnd::Corrupt { offset, reason } => Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -719,14 +816,14 @@ pub fn repair_tail(path: &Path) -> io::Result<Option<u64>> {
                 .open(path)
                 .map_err(|err| with_path(err, path, "cannot open for repair"))?;
             let fail = |err| with_path(err, path, "cannot truncate the torn tail of");
-            if scan.valid_len < MAGIC.len() as u64 {
+            if scanned.valid_len < MAGIC.len() as u64 {
                 file.set_len(0).map_err(fail)?;
                 file.write_all(MAGIC).map_err(fail)?;
             } else {
-                file.set_len(scan.valid_len).map_err(fail)?;
+                file.set_len(scanned.valid_len).map_err(fail)?;
             }
             file.sync_all().map_err(fail)?;
-            Ok(Some(scan.file_len - scan.valid_len))
+            Ok(Some(scanned.file_len - scanned.valid_len))
         }
     }
 }
@@ -785,6 +882,19 @@ mod tests {
         let path = dir.join(segment_name(index));
         fs::write(&path, bytes).unwrap();
         path
+    }
+
+    /// [`scan`] over segment bytes already in memory, collecting the entries.
+    fn scan_bytes(data: Bytes) -> SegmentScan {
+        let mut entries = Vec::new();
+        let scanned = scan(&data[..], |offset, entry| entries.push((offset, entry)))
+            .expect("a slice reads without error");
+        SegmentScan {
+            entries,
+            valid_len: scanned.valid_len,
+            file_len: scanned.file_len,
+            end: scanned.end,
+        }
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -854,10 +964,10 @@ mod tests {
             assert_eq!(scan.valid_len, last);
             assert_eq!(scan.entries.len(), entries.len() - 1);
             let cut_bytes = (bytes.len() - cut) as u64 - last;
-            assert_eq!(repair_tail(&path).unwrap(), Some(cut_bytes));
+            assert_eq!(repair_tail(&path, |_, _| {}).unwrap(), Some(cut_bytes));
             assert_eq!(fs::metadata(&path).unwrap().len(), last);
             assert_eq!(read_segment(&path).unwrap().end, ScanEnd::Clean);
-            assert_eq!(repair_tail(&path).unwrap(), None);
+            assert_eq!(repair_tail(&path, |_, _| {}).unwrap(), None);
         }
         // A zero-filled tail, as some file systems leave after a crash, is torn too.
         let mut zeroed = bytes.clone();
@@ -866,14 +976,14 @@ mod tests {
         assert!(
             matches!(read_segment(&path).unwrap().end, ScanEnd::Torn { offset, .. } if offset == bytes.len() as u64)
         );
-        assert_eq!(repair_tail(&path).unwrap(), Some(100));
+        assert_eq!(repair_tail(&path, |_, _| {}).unwrap(), Some(100));
         // A file whose magic was cut short becomes an empty segment.
         let path = write(&dir, 1, &MAGIC[..3]);
         assert!(matches!(
             read_segment(&path).unwrap().end,
             ScanEnd::Torn { offset: 0, .. }
         ));
-        assert_eq!(repair_tail(&path).unwrap(), Some(3));
+        assert_eq!(repair_tail(&path, |_, _| {}).unwrap(), Some(3));
         assert_eq!(fs::read(&path).unwrap(), MAGIC);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -895,7 +1005,7 @@ mod tests {
                 scan.end
             );
             assert!(scan.entries.is_empty());
-            let err = repair_tail(&path).unwrap_err();
+            let err = repair_tail(&path, |_, _| {}).unwrap_err();
             assert!(
                 err.to_string().contains(&path.display().to_string()),
                 "{err}"
@@ -931,6 +1041,73 @@ mod tests {
             scan_bytes(Bytes::from(out)).end,
             ScanEnd::Corrupt { offset: 8, .. }
         ));
+    }
+
+    /// A reader that hands out at most 4,099 bytes a call, as a pipe or a network file system may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(4099).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Records straddle the scan's window, one is larger than it, and reads come back short: the
+    /// scan sees every record where it is, and a tail cut inside the large record is torn at it.
+    #[test]
+    fn a_segment_larger_than_the_window_scans_record_by_record() {
+        let payloads: Vec<Vec<u8>> = (0..40u64)
+            .map(|i| vec![i as u8; (i as usize * 37_813) % 150_000])
+            .chain([vec![0xee; WINDOW + WINDOW / 2]])
+            .chain((40..60u64).map(|i| vec![i as u8; 10_000 + i as usize]))
+            .collect();
+        let mut bytes = MAGIC.to_vec();
+        let mut expected = Vec::new();
+        let mut large_at = 0;
+        for (sequence, payload) in payloads.iter().enumerate() {
+            let at = bytes.len() as u64;
+            if payload.len() > WINDOW {
+                large_at = at;
+            }
+            let sequence = sequence as u64;
+            encode_frames(
+                &mut bytes,
+                SourceKind::LiveUplink,
+                Priority::Routine,
+                3,
+                5,
+                [(sequence, &payload[..])],
+            );
+            expected.push((at, sequence, payload.len()));
+        }
+        assert!(bytes.len() > 3 * WINDOW, "{} bytes", bytes.len());
+
+        let mut seen = Vec::new();
+        let scanned = scan(Trickle(&bytes), |at, entry| match entry {
+            Entry::Frame(frame) => seen.push((at, frame.sequence, frame.payload.len())),
+            other => panic!("unexpected {other:?}"),
+        })
+        .unwrap();
+        assert_eq!(scanned.end, ScanEnd::Clean);
+        assert_eq!(scanned.valid_len, bytes.len() as u64);
+        assert_eq!(seen, expected);
+
+        let cut = &bytes[..large_at as usize + WINDOW];
+        let mut before = 0;
+        let scanned = scan(Trickle(cut), |_, _| before += 1).unwrap();
+        assert!(
+            matches!(&scanned.end, ScanEnd::Torn { offset, reason } if *offset == large_at && reason.contains("cut short")),
+            "{:?}",
+            scanned.end
+        );
+        assert_eq!(
+            (scanned.valid_len, scanned.file_len),
+            (large_at, cut.len() as u64)
+        );
+        assert_eq!(before, 40, "the records before the large one");
     }
 
     #[test]

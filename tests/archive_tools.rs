@@ -207,7 +207,7 @@ fn a_corrupted_byte_mid_segment_fails_verify_naming_file_and_offset() {
     assert!(stdout.contains("problems=1"), "{stdout}");
     assert!(stdout.contains("valid=false"), "{stdout}");
     // Corruption is never repaired by cutting.
-    let err = segment::repair_tail(&second_path).unwrap_err();
+    let err = segment::repair_tail(&second_path, |_, _| {}).unwrap_err();
     assert!(
         err.to_string().contains(&format!("offset {offset}")),
         "{err}"
@@ -232,7 +232,7 @@ fn a_torn_tail_fails_verify_until_repair_tail_cuts_it() {
     assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
 
     assert_eq!(
-        segment::repair_tail(&second_path).unwrap(),
+        segment::repair_tail(&second_path, |_, _| {}).unwrap(),
         Some(full - 3 - last)
     );
     let (code, stdout, stderr) = verify(&dir.0, &[]);
