@@ -1,6 +1,6 @@
 //! Runs the benchmark harness in its smoke mode, so that it cannot rot: every variant, the scale
-//! runs and the drain run must complete, and the daemon's archive must receive every frame it
-//! processed.
+//! runs, the drain run and the restart run must complete, and the daemon's archive must receive
+//! every frame it processed.
 
 use std::process::Command;
 
@@ -49,4 +49,13 @@ fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
     }
     let drain = &summary["drain"]["report"];
     assert_eq!(drain["lost"], 0, "frames lost in the drain: {stdout}");
+    let restart = &summary["restart"];
+    assert!(
+        restart["frames"].as_u64() > Some(0),
+        "no restart run: {stdout}"
+    );
+    assert_eq!(
+        restart["recovered"]["sources"], restart["sources"],
+        "the restart did not recover every source: {stdout}"
+    );
 }

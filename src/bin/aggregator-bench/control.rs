@@ -43,6 +43,8 @@ pub enum ChildMsg {
     Counts(Counts),
     /// A server's last word, after `STOP`, SIGTERM or the end of its stdin.
     Final(Box<FinalReport>),
+    /// The restart child opened its archive.
+    Recovered(Recovered),
 }
 
 /// A server's cumulative counters at one instant.
@@ -110,6 +112,19 @@ pub struct DrainInfo {
     pub archived: u64,
     pub lost: u64,
     pub duplicates: u64,
+}
+
+/// What the restart child's recovery took, and what it found.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Recovered {
+    /// `SegmentSink::open`, from the call to its return.
+    pub open_ms: f64,
+    /// VmHWM of the child once the archive is open.
+    pub peak_rss_kib: u64,
+    /// Sources with a resume point.
+    pub sources: u64,
+    /// Frames stored above the sources' watermarks.
+    pub frames_above: u64,
 }
 
 /// Everything a server reports when it stops.

@@ -26,6 +26,7 @@ mod load;
 mod orchestrate;
 mod reference;
 mod report;
+mod restart;
 mod server;
 
 use std::net::SocketAddr;
@@ -74,6 +75,8 @@ enum Role {
     Server,
     /// Internal: the load client.
     Client,
+    /// Internal: the restart run's recovery of `--archive-dir`.
+    Recover,
 }
 
 /// Benchmark of the telemetry aggregator against the floor and the reference design, on loopback.
@@ -113,6 +116,9 @@ struct Cli {
     /// Skip the SIGTERM-under-load run.
     #[arg(long)]
     no_drain: bool,
+    /// Skip the restart run (recovery from a full newest segment).
+    #[arg(long)]
+    no_restart: bool,
     /// Also write the summary, with every run, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -134,6 +140,8 @@ struct Cli {
     max_connections: Option<usize>,
     #[arg(long, hide = true, default_value_t = 600)]
     limit_secs: u64,
+    #[arg(long, hide = true)]
+    archive_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -161,6 +169,13 @@ fn main() -> ExitCode {
             };
             load::run(addr, cli.connections, payload, limit)
         }
+        Role::Recover => match &cli.archive_dir {
+            Some(dir) => restart::recover(dir),
+            None => {
+                eprintln!("aggregator-bench: --role recover needs --archive-dir");
+                ExitCode::from(2)
+            }
+        },
         Role::Bench => bench(cli),
     }
 }
@@ -211,6 +226,8 @@ fn bench(cli: Cli) -> ExitCode {
         },
         scale_variants: cli.scale_variants.clone(),
         drain: !cli.no_drain,
+        restart: !cli.no_restart,
+        segment_bytes: daemon_config.archive.segment_bytes,
         daemon_config: cli.daemon_config.clone(),
         uplink_limit: daemon_config.uplink.max_connections,
     };
@@ -239,7 +256,7 @@ fn bench(cli: Cli) -> ExitCode {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    let (runs, drain) = match orchestrate::run_plan(&plan) {
+    let (runs, drain, restart) = match orchestrate::run_plan(&plan) {
         Ok(found) => found,
         Err(err) => {
             eprintln!("aggregator-bench: {err}");
@@ -247,7 +264,7 @@ fn bench(cli: Cli) -> ExitCode {
         }
     };
     let machine = report::Machine::read(loadavg_before);
-    let summary = report::summarize(command, machine, &plan, runs, drain);
+    let summary = report::summarize(command, machine, &plan, runs, drain, restart);
     println!("{}", report::render(&summary));
     if let Some(path) = &cli.json {
         let written = serde_json::to_string_pretty(&summary)

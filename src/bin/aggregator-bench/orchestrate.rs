@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::control::{self, ChildMsg, Counts, DrainInfo, FinalReport, LatencySummary, LINE_PREFIX};
-use crate::Variant;
+use crate::control::{
+    self, ChildMsg, Counts, DrainInfo, FinalReport, LatencySummary, Recovered, LINE_PREFIX,
+};
+use crate::{restart, Variant};
 
 /// What to measure and for how long.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +30,9 @@ pub struct Plan {
     /// The variants the scale runs measure: `daemon`, `pipeline`.
     pub scale_variants: Vec<Variant>,
     pub drain: bool,
+    /// Whether to measure a restart on a full newest segment of `segment_bytes`.
+    pub restart: bool,
+    pub segment_bytes: u64,
     /// The daemon variants' aggregator.toml, when not the defaults.
     pub daemon_config: Option<PathBuf>,
     /// `uplink.max_connections` of that config: the scale runs raise it when they need more.
@@ -77,6 +82,16 @@ pub struct DrainResult {
     /// The sink's own count and the processed counter after the drain.
     pub archived_total: Option<u64>,
     pub processed_total: u64,
+}
+
+/// The restart run: recovery of an archive whose newest segment is full.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartResult {
+    pub sources: u32,
+    pub segment_bytes: u64,
+    /// Frames in the segment (64 B payloads).
+    pub frames: u64,
+    pub recovered: Recovered,
 }
 
 /// A child process of this binary, with its control lines parsed by a reader thread.
@@ -202,8 +217,11 @@ impl Drop for ChildProc {
     }
 }
 
-/// Runs the whole plan: main runs, scale runs, then the drain run.
-pub fn run_plan(plan: &Plan) -> Result<(Vec<RunResult>, Option<DrainResult>), String> {
+/// Everything [`run_plan`] measured.
+pub type Measured = (Vec<RunResult>, Option<DrainResult>, Option<RestartResult>);
+
+/// Runs the whole plan: main runs, scale runs, the drain run, then the restart run.
+pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut results = Vec::new();
     for &payload in &plan.payloads {
@@ -245,7 +263,59 @@ pub fn run_plan(plan: &Plan) -> Result<(Vec<RunResult>, Option<DrainResult>), St
     } else {
         None
     };
-    Ok((results, drain))
+    let restart = if plan.restart {
+        eprintln!("[bench] restart: recovery from a full newest segment");
+        Some(restart(&exe, plan)?)
+    } else {
+        None
+    };
+    Ok((results, drain, restart))
+}
+
+/// Writes a full segment for `plan.connections` sources into a fresh archive directory and has a
+/// child recover it; the directory is removed afterwards.
+fn restart(exe: &Path, plan: &Plan) -> Result<RestartResult, String> {
+    let dir = std::env::temp_dir().join(format!("aggregator-bench-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sources = u32::try_from(plan.connections).map_err(|_| "too many sources".to_string())?;
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| restart::write_full_segment(&dir, plan.segment_bytes, sources));
+    let recovered = written
+        .map_err(|e| {
+            format!(
+                "cannot write the restart run's segment in {}: {e}",
+                dir.display()
+            )
+        })
+        .and_then(|frames| {
+            let args = vec![
+                "--role".to_string(),
+                "recover".to_string(),
+                "--archive-dir".to_string(),
+                dir.display().to_string(),
+            ];
+            let mut child = ChildProc::spawn(exe, &args, "restart".into())?;
+            let found = match child.recv(Duration::from_secs(120))? {
+                ChildMsg::Recovered(recovered) => recovered,
+                other => return Err(format!("restart: expected its recovery, got {other:?}")),
+            };
+            child.wait(Duration::from_secs(30))?;
+            Ok((frames, found))
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    let (frames, recovered) = recovered?;
+    if recovered.sources != u64::from(sources) {
+        return Err(format!(
+            "restart: recovered {} sources of the {sources} in the segment",
+            recovered.sources
+        ));
+    }
+    Ok(RestartResult {
+        sources,
+        segment_bytes: plan.segment_bytes,
+        frames,
+        recovered,
+    })
 }
 
 fn child_limit(plan: &Plan) -> Duration {

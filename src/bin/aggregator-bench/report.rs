@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::orchestrate::{DrainResult, Plan, RunResult};
+use crate::orchestrate::{DrainResult, Plan, RestartResult, RunResult};
 use crate::Variant;
 
 /// Median and range of one metric over the runs.
@@ -97,6 +97,7 @@ pub struct Summary {
     pub aggregates: Vec<Aggregate>,
     pub ratios: Vec<Ratio>,
     pub drain: Option<DrainResult>,
+    pub restart: Option<RestartResult>,
     pub targets: Vec<Target>,
     /// The daemon's archive received every processed frame in every run.
     pub daemon_archive_complete: bool,
@@ -152,6 +153,7 @@ pub fn summarize(
     plan: &Plan,
     runs: Vec<RunResult>,
     drain: Option<DrainResult>,
+    restart: Option<RestartResult>,
 ) -> Summary {
     let mut aggregates: Vec<Aggregate> = Vec::new();
     for r in &runs {
@@ -242,6 +244,7 @@ pub fn summarize(
         aggregates,
         ratios,
         drain,
+        restart,
         targets,
         daemon_archive_complete,
         runs,
@@ -528,6 +531,25 @@ pub fn render(s: &Summary) -> String {
                 );
             }
         }
+    }
+    if let Some(r) = &s.restart {
+        let _ = writeln!(
+            o,
+            "\nRestart (durable archive whose newest segment is full: {:.1} MiB, {} frames of 64 B from {} sources):\n",
+            r.segment_bytes as f64 / (1024.0 * 1024.0),
+            r.frames,
+            r.sources
+        );
+        let _ = writeln!(o, "| recovery ms (`SegmentSink::open`) | peak RSS MiB | sources recovered | frames above watermarks |");
+        let _ = writeln!(o, "|---|---|---|---|");
+        let _ = writeln!(
+            o,
+            "| {:.1} | {:.1} | {} | {} |",
+            r.recovered.open_ms,
+            r.recovered.peak_rss_kib as f64 / 1024.0,
+            r.recovered.sources,
+            r.recovered.frames_above
+        );
     }
     let _ = writeln!(o, "\nTargets (issue 3):\n");
     let _ = writeln!(o, "| target | goal | measured | met |");
