@@ -420,15 +420,31 @@ impl Intake {
                     return ControlFlow::Break(());
                 }
             };
-            if self.is_duplicate(sequence) {
-                duplicates += 1;
-                self.last_sequence = self.last_sequence.max(Some(sequence));
-                return ControlFlow::Continue(());
+            match self.seen(sequence) {
+                Seen::New => {}
+                seen => {
+                    duplicates += 1;
+                    self.last_sequence = self.last_sequence.max(Some(sequence));
+                    if seen == Seen::Stored {
+                        // Stored before this connection: where it arrived, the acknowledgement
+                        // may pass it without waiting, or a source whose last frames were stored
+                        // but not acknowledged would never hear that they were.
+                        match runs.last_mut() {
+                            Some(run) if run.frames == 0 => run.last_sequence = sequence,
+                            _ => runs.push(Run {
+                                priority,
+                                frames: 0,
+                                last_sequence: sequence,
+                            }),
+                        }
+                    }
+                    return ControlFlow::Continue(());
+                }
             }
             self.last_sequence = Some(sequence);
             accepted += 1;
             match runs.last_mut() {
-                Some(run) if run.priority == priority => {
+                Some(run) if run.priority == priority && run.frames > 0 => {
                     run.frames += 1;
                     run.last_sequence = sequence;
                 }
@@ -484,20 +500,33 @@ impl Intake {
         }
     }
 
-    /// At or below a sequence already accepted, or stored before this connection.
-    fn is_duplicate(&mut self, sequence: u64) -> bool {
+    /// Whether `sequence` is new, at or below a sequence already accepted (or acknowledged), or
+    /// above those and stored before this connection.
+    fn seen(&mut self, sequence: u64) -> Seen {
         if self.last_sequence.is_some_and(|last| sequence <= last) {
-            return true;
+            return Seen::Acked;
         }
         match self.already_stored.last() {
-            None => false,
+            None => Seen::New,
             Some(highest) if sequence > highest => {
                 self.already_stored = Arc::default();
-                false
+                Seen::New
             }
-            Some(_) => self.already_stored.contains(sequence),
+            Some(_) if self.already_stored.contains(sequence) => Seen::Stored,
+            Some(_) => Seen::New,
         }
     }
+}
+
+/// What a connection knows of a sequence it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    New,
+    /// At or below what this connection accepted or resumed after: a duplicate the
+    /// acknowledgement already covers, or will once what came before it is stored.
+    Acked,
+    /// Above that, and stored before this connection (by an earlier one, or before a restart).
+    Stored,
 }
 
 /// Acknowledgement pacing: at most one ACK per interval, and a timer to look for progress while
@@ -757,6 +786,48 @@ mod tests {
         );
         source.stored(e, 2);
         assert_eq!(source.last_acked(), Some(6));
+        assert!(source.is_settled());
+    }
+
+    /// Frames stored before the connection (above its resume point) that the source resends are
+    /// dropped, and the acknowledgement passes them where they arrived: at once when nothing
+    /// unstored comes before them, or else once that is stored.
+    #[tokio::test]
+    async fn resent_frames_stored_before_are_dropped_and_acknowledged() {
+        use crate::protocol::encode_data;
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let source = Arc::new(Source::new(7, SourceKind::LiveUplink, peer, Some(2)));
+        let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
+        let mut stored = SequenceSet::default();
+        stored.insert_run(3, 4);
+        stored.insert_run(6, 6);
+        let mut intake = Intake {
+            source: Arc::clone(&source),
+            stats: Stats::new(),
+            max_batch: 64,
+            last_sequence: Some(2),
+            already_stored: Arc::new(stored),
+        };
+        let r = Priority::Routine;
+        let mut read = |sequences: &[u64]| {
+            let mut buf = BytesMut::new();
+            for &sequence in sequences {
+                encode_data(&mut buf, r, sequence, b"x");
+            }
+            assert!(intake.take(&mut buf, 1024, &ingress).is_ok());
+        };
+
+        read(&[3, 4]);
+        assert_eq!(source.last_acked(), Some(4), "nothing to wait for");
+        assert!(source.is_settled());
+
+        read(&[5, 6, 7]);
+        let batch = fan_in.next().await.unwrap();
+        let sequences: Vec<_> = batch.item.payloads().map(|(s, _)| s).collect();
+        assert_eq!(sequences, [5, 7], "6 was stored before");
+        assert_eq!(source.last_acked(), Some(4), "5 is not stored yet");
+        source.stored(r, 2);
+        assert_eq!(source.last_acked(), Some(7));
         assert!(source.is_settled());
     }
 }

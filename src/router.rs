@@ -198,10 +198,23 @@ impl Router {
             }
             Command::Deregister { key, reply } => {
                 if let Some(source) = self.sources.remove(&key) {
-                    // The connection waited for everything it accepted to be stored.
+                    // The connection waited for everything it accepted to be stored, so its
+                    // acknowledgement covers all of that. What was stored before it (by an earlier
+                    // connection, or before a restart) and lies above the acknowledgement is still
+                    // stored: a connection that ends before its source resent those frames must
+                    // not make the next one take them again.
+                    let after = source.last_acked();
+                    let mut already_stored = self
+                        .resume
+                        .remove(&key)
+                        .map(|earlier| Arc::unwrap_or_clone(earlier.already_stored))
+                        .unwrap_or_default();
+                    if let Some(acked) = after {
+                        already_stored.remove_through(acked);
+                    }
                     let point = ResumePoint {
-                        after: source.last_acked(),
-                        already_stored: Arc::default(),
+                        after,
+                        already_stored: Arc::new(already_stored),
                     };
                     self.resume.insert(key, point);
                     self.stats.source_deregistered();
@@ -255,5 +268,72 @@ impl Router {
             ingress: ingress.clone(),
             resume,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fan_in::priority_fan_in;
+    use crate::frame::Priority;
+    use crate::source::Run;
+
+    /// A router whose archive recovered live uplink 7 with nothing acknowledged and frames 0..=9
+    /// stored (what a drain leaves for the frames of its last sync).
+    fn recovered_router() -> RouterHandle {
+        let (ingress, _fan_in) = priority_fan_in(64, 64, 256, Stats::new());
+        let mut stored = SequenceSet::default();
+        stored.insert_run(0, 9);
+        let point = ResumePoint {
+            after: None,
+            already_stored: Arc::new(stored),
+        };
+        let resume = HashMap::from([((SourceKind::LiveUplink, 7), point)]);
+        RouterHandle::spawn(ingress, Stats::new(), CancellationToken::new(), resume)
+    }
+
+    fn stored_above(registration: &Registration) -> Vec<(u64, u64)> {
+        registration.resume.already_stored.runs().collect()
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_stores_nothing_keeps_what_was_stored_before_it() {
+        let router = recovered_router();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let key = (SourceKind::LiveUplink, 7);
+        let first = router.register(7, key.0, peer).await.unwrap();
+        assert_eq!(stored_above(&first), [(0, 9)]);
+        drop(first);
+        router.deregister(key).await.unwrap();
+
+        let second = router.register(7, key.0, peer).await.unwrap();
+        assert_eq!(second.resume.after, None);
+        assert_eq!(
+            stored_above(&second),
+            [(0, 9)],
+            "frames 0..=9 are in the archive: a resend of them is a duplicate"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_the_acknowledgement_covers_leaves_the_stored_set() {
+        let router = recovered_router();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let key = (SourceKind::LiveUplink, 7);
+        let first = router.register(7, key.0, peer).await.unwrap();
+        // The source resends nothing it knows stored and sends 10 and 11, which are stored.
+        first.source.record(&[Run {
+            priority: Priority::Routine,
+            frames: 2,
+            last_sequence: 11,
+        }]);
+        first.source.stored(Priority::Routine, 2);
+        assert_eq!(first.source.last_acked(), Some(11));
+        drop(first);
+        router.deregister(key).await.unwrap();
+
+        let second = router.register(7, key.0, peer).await.unwrap();
+        assert_eq!(second.resume.after, Some(11));
+        assert!(stored_above(&second).is_empty());
     }
 }

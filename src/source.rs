@@ -113,9 +113,14 @@ impl Source {
     }
 
     /// Called by the connection with each read's runs, in arrival order, before their batches are
-    /// admitted.
+    /// admitted. A read of nothing but frames stored before (duplicates) moves the acknowledgement
+    /// here, since no batch of it will reach the archive.
     pub(crate) fn record(&self, runs: &[Run]) {
-        self.ledger().runs.extend(runs);
+        let mut ledger = self.ledger();
+        ledger.runs.extend(runs);
+        if ledger.advance(self.stored_counts()) {
+            self.last_acked.store(ledger.acked());
+        }
     }
 
     /// Called by the archive once a batch is stored: moves the acknowledgement forward.
@@ -182,6 +187,10 @@ pub(crate) struct StoredCounts {
 
 /// Consecutive frames of one priority, as they arrived: the ledger's unit. A read's frames of one
 /// priority travel together in its batches, so a batch may span several runs.
+///
+/// A run of no frames stands for frames the source resent that were stored before its connection
+/// (dropped as duplicates): nothing to wait for, so the acknowledgement passes them where they
+/// arrived.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Run {
     pub priority: Priority,

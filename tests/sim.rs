@@ -620,6 +620,44 @@ fn sigkill_under_load_then_restart_stores_every_acknowledged_frame_exactly_once(
     assert_eq!(number(&verified, "missing"), 0, "{verified}");
 }
 
+/// A clean stop leaves the frames of its last sync stored above the archive's watermark. A source
+/// that resends them after a restart (a fresh simulator starts again from sequence 0) has them
+/// dropped as duplicates and acknowledged on its first connection, however often the daemon
+/// restarts, and the archive holds each frame once. (It once held them again: the first
+/// connection never acknowledged them, and the second had forgotten they were stored.)
+#[test]
+fn frames_resent_after_a_restart_are_acknowledged_and_not_stored_again() {
+    let setup = Setup::new(1024);
+    let mut first = setup.start();
+    let sim = setup.sim(&["--scenario", "brief", "--require-all-acked"]);
+    assert!(sim.status.success(), "sim failed:\n{}", sim.stderr);
+    let (status, drain) = first.terminate();
+    assert!(status.success(), "first daemon: {status}: {drain}");
+
+    for restart in 1..=2 {
+        let mut daemon = setup.start();
+        let args = ["--scenario", "brief", "--uplinks", "1", "--replays", "1"];
+        let sim = setup.sim(&[&args[..], &["--require-all-acked"]].concat());
+        assert!(sim.status.success(), "restart {restart}:\n{}", sim.stderr);
+        let total = sim.total();
+        assert_eq!(number(total, "acked"), 15, "restart {restart}: {total}");
+        assert_eq!(
+            number(total, "connections"),
+            2,
+            "restart {restart}: {total}"
+        );
+        assert_eq!(number(total, "resent"), 0, "restart {restart}: {total}");
+        let (status, drain) = daemon.terminate();
+        assert!(status.success(), "restart {restart}: {status}: {drain}");
+        assert_eq!(number(&drain, "accepted"), 0, "restart {restart}: {drain}");
+    }
+
+    let (valid, verified) = verify(&setup.archive);
+    assert!(valid, "archive verify failed: {verified}");
+    assert_eq!(number(&verified, "frames"), 45, "{verified}");
+    assert_eq!(number(&verified, "duplicates"), 0, "{verified}");
+}
+
 #[test]
 fn a_torn_last_record_is_cut_on_start_and_reported() {
     let setup = Setup::new(16);
