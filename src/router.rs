@@ -292,6 +292,24 @@ mod tests {
         RouterHandle::spawn(ingress, Stats::new(), CancellationToken::new(), resume)
     }
 
+    /// Live uplink 7 connects.
+    async fn connect(router: &RouterHandle) -> Registration {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        router
+            .register(7, SourceKind::LiveUplink, peer)
+            .await
+            .unwrap()
+    }
+
+    /// Its connection ends, everything it accepted stored.
+    async fn disconnect(router: &RouterHandle, registration: Registration) {
+        drop(registration);
+        router
+            .deregister((SourceKind::LiveUplink, 7))
+            .await
+            .unwrap();
+    }
+
     fn stored_above(registration: &Registration) -> Vec<(u64, u64)> {
         registration.resume.already_stored.runs().collect()
     }
@@ -299,14 +317,11 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_stores_nothing_keeps_what_was_stored_before_it() {
         let router = recovered_router();
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let key = (SourceKind::LiveUplink, 7);
-        let first = router.register(7, key.0, peer).await.unwrap();
+        let first = connect(&router).await;
         assert_eq!(stored_above(&first), [(0, 9)]);
-        drop(first);
-        router.deregister(key).await.unwrap();
+        disconnect(&router, first).await;
 
-        let second = router.register(7, key.0, peer).await.unwrap();
+        let second = connect(&router).await;
         assert_eq!(second.resume.after, None);
         assert_eq!(
             stored_above(&second),
@@ -318,9 +333,7 @@ mod tests {
     #[tokio::test]
     async fn what_the_acknowledgement_covers_leaves_the_stored_set() {
         let router = recovered_router();
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let key = (SourceKind::LiveUplink, 7);
-        let first = router.register(7, key.0, peer).await.unwrap();
+        let first = connect(&router).await;
         // The source resends nothing it knows stored and sends 10 and 11, which are stored.
         first.source.record(&[Run {
             priority: Priority::Routine,
@@ -329,10 +342,9 @@ mod tests {
         }]);
         first.source.stored(Priority::Routine, 2);
         assert_eq!(first.source.last_acked(), Some(11));
-        drop(first);
-        router.deregister(key).await.unwrap();
+        disconnect(&router, first).await;
 
-        let second = router.register(7, key.0, peer).await.unwrap();
+        let second = connect(&router).await;
         assert_eq!(second.resume.after, Some(11));
         assert!(stored_above(&second).is_empty());
     }
