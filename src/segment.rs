@@ -393,6 +393,18 @@ pub struct SegmentScan {
     pub end: ScanEnd,
 }
 
+impl SegmentScan {
+    /// The entries a [`scan`] handed out, with how it ended.
+    fn new(entries: Vec<(u64, Entry)>, scanned: Scanned) -> SegmentScan {
+        SegmentScan {
+            entries,
+            valid_len: scanned.valid_len,
+            file_len: scanned.file_len,
+            end: scanned.end,
+        }
+    }
+}
+
 /// Why a record could not be decoded.
 enum Bad {
     /// The header or body runs past the end of the file.
@@ -781,16 +793,15 @@ pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<
 /// An `Err` is an I/O error (the file cannot be read); bad contents are reported in
 /// [`SegmentScan::end`], never as a panic.
 pub fn read_segment(path: &Path) -> io::Result<SegmentScan> {
-    let file = File::open(path).map_err(|err| with_path(err, path, "cannot read"))?;
     let mut entries = Vec::new();
-    let scanned = scan(file, |offset, entry| entries.push((offset, entry)))
-        .map_err(|err| with_path(err, path, "cannot read"))?;
-    Ok(SegmentScan {
-        entries,
-        valid_len: scanned.valid_len,
-        file_len: scanned.file_len,
-        end: scanned.end,
-    })
+    let scanned = scan_file(path, |offset, entry| entries.push((offset, entry)))?;
+    Ok(SegmentScan::new(entries, scanned))
+}
+
+/// [`scan`] of the file at `path`; an error names it.
+fn scan_file(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
+    let file = File::open(path).map_err(|err| with_path(err, path, "cannot read"))?;
+    scan(file, visit).map_err(|err| with_path(err, path, "cannot read"))
 }
 
 /// Scans the segment at `path`, handing every valid entry to `visit` as [`scan`] does, and
@@ -799,8 +810,7 @@ pub fn read_segment(path: &Path) -> io::Result<SegmentScan> {
 /// segment (the magic alone). A [`ScanEnd::Corrupt`] segment is not touched: the error names the
 /// file and the offset.
 pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Option<u64>> {
-    let file = File::open(path).map_err(|err| with_path(err, path, "cannot read"))?;
-    let scanned = scan(file, visit).map_err(|err| with_path(err, path, "cannot read"))?;
+    let scanned = scan_file(path, visit)?;
     match scanned.end {
         ScanEnd::Clean => Ok(None),
         ScanEnd::Corrupt { offset, reason } => Err(io::Error::new(
@@ -889,12 +899,7 @@ mod tests {
         let mut entries = Vec::new();
         let scanned = scan(&data[..], |offset, entry| entries.push((offset, entry)))
             .expect("a slice reads without error");
-        SegmentScan {
-            entries,
-            valid_len: scanned.valid_len,
-            file_len: scanned.file_len,
-            end: scanned.end,
-        }
+        SegmentScan::new(entries, scanned)
     }
 
     fn temp_dir(name: &str) -> PathBuf {
