@@ -322,7 +322,7 @@ pub struct Filter {
     /// Highest sequence listed.
     #[arg(long, value_name = "SEQ")]
     pub to: Option<u64>,
-    /// List at most N records.
+    /// List at most N lines (a frame of a FRAMES record is a line).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 }

@@ -66,6 +66,12 @@ impl Tracked {
         }
     }
 
+    /// Raises the watermark to the source's acknowledgement; the new watermark, if it moved.
+    fn catch_up(&mut self) -> Option<u64> {
+        let acked = self.source.as_ref()?.last_acked()?;
+        self.raise_watermark(acked).then_some(acked)
+    }
+
     fn raise_watermark(&mut self, acked: u64) -> bool {
         if self.watermark.is_some_and(|w| w >= acked) {
             return false;
@@ -269,9 +275,7 @@ impl Writer {
         self.buf.clear();
         self.buf.extend_from_slice(MAGIC);
         for (&(kind, id), tracked) in &mut self.sources {
-            if let Some(acked) = tracked.source.as_ref().and_then(|s| s.last_acked()) {
-                tracked.raise_watermark(acked);
-            }
+            tracked.catch_up();
             if let Some(acked) = tracked.watermark {
                 segment::encode_watermark(&mut self.buf, kind, id, acked);
             }
@@ -359,6 +363,13 @@ impl Writer {
             }
         }
         self.encode(batches);
+        self.write_buf()?;
+        self.appended = true;
+        Ok(())
+    }
+
+    /// Appends the buffer's records to the open segment with one system call.
+    fn write_buf(&mut self) -> io::Result<()> {
         let Some(segment) = self.segment.as_mut() else {
             return Err(self.unusable());
         };
@@ -371,8 +382,25 @@ impl Writer {
             return Err(err);
         }
         segment.len += self.buf.len() as u64;
-        self.appended = true;
         Ok(())
+    }
+
+    /// Appends a WATERMARK for every source acknowledged past its last one: at close, after the
+    /// last sync moved the acknowledgements, so that the next start's checkpoint does not list
+    /// the frames of that sync as stored above the watermarks. The close's sync makes them
+    /// durable; without them (a crash first) those frames are listed as before, which is also
+    /// exactly-once.
+    fn mark_acknowledged(&mut self) -> io::Result<()> {
+        self.buf.clear();
+        for (&(kind, id), tracked) in &mut self.sources {
+            if let Some(acked) = tracked.catch_up() {
+                segment::encode_watermark(&mut self.buf, kind, id, acked);
+            }
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_buf()
     }
 
     /// Starts appending to `next`, the staged segment `index`, after its checkpoint, and sends the
@@ -431,10 +459,8 @@ impl Writer {
         for batch in batches {
             let source = &batch.source;
             let tracked = self.sources.entry((source.kind, source.id)).or_default();
-            if let Some(acked) = source.last_acked() {
-                if tracked.raise_watermark(acked) {
-                    segment::encode_watermark(&mut self.buf, source.kind, source.id, acked);
-                }
+            if let Some(acked) = tracked.catch_up() {
+                segment::encode_watermark(&mut self.buf, source.kind, source.id, acked);
             }
         }
     }
@@ -482,7 +508,8 @@ impl ArchiveSink for SegmentSink {
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         let closed = self
             .writer
-            .current("cannot close segment")
+            .mark_acknowledged()
+            .and_then(|()| self.writer.current("cannot close segment"))
             .map(|segment| self.writer.disk.close(segment));
         Box::pin(async move { disk::answer(closed?).await })
     }
@@ -683,6 +710,49 @@ mod tests {
                 acked: 9
             }],
             "the watermark, and no STORED RUN for frames it covers"
+        );
+        drop(sink);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A clean stop records the acknowledgements of its last sync: the next start resumes the
+    /// source after them, and neither its resume point nor its checkpoint lists those frames as
+    /// stored above the watermark.
+    #[tokio::test]
+    async fn a_close_records_the_last_acknowledgements() {
+        let (dir, config) = fresh_archive("close", 1 << 20);
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        let source = uplink(1);
+        source.record(&[Run {
+            priority: Priority::Routine,
+            frames: 10,
+            last_sequence: 9,
+        }]);
+        sink.write(&[batch(&source, 0, 10)]).await.unwrap();
+        // The archive consumer's last sync, then the acknowledgement it allows, then the close.
+        sink.sync().await.unwrap();
+        source.stored(Priority::Routine, 10);
+        sink.close().await.unwrap();
+        drop(sink);
+
+        let (sink, resume) = SegmentSink::open(&config).unwrap();
+        let point = &resume[&(SourceKind::LiveUplink, 1)];
+        assert_eq!(point.after, Some(9), "{point:?}");
+        assert!(point.already_stored.is_empty(), "{point:?}");
+        let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
+        let checkpoint: Vec<Entry> = segment::read_segment(&newest)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect();
+        assert_eq!(
+            checkpoint,
+            vec![Entry::Watermark {
+                kind: SourceKind::LiveUplink,
+                source_id: 1,
+                acked: 9
+            }]
         );
         drop(sink);
         let _ = fs::remove_dir_all(&dir);

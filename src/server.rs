@@ -324,6 +324,7 @@ impl Daemon {
                 processed = report.processed,
                 archived = report.archived,
                 lost = report.lost,
+                duplicates = report.duplicates,
                 elapsed_ms = report.elapsed.as_millis() as u64,
                 "drain complete"
             );
@@ -333,6 +334,7 @@ impl Daemon {
                 processed = report.processed,
                 archived = report.archived,
                 lost = report.lost,
+                duplicates = report.duplicates,
                 elapsed_ms = report.elapsed.as_millis() as u64,
                 "drain incomplete: {} accepted frames were not archived",
                 report.lost

@@ -227,7 +227,7 @@ fn archive(tool: ArchiveTool) -> ExitCode {
             };
             if summary.truncated {
                 eprintln!(
-                    "aggregator archive inspect: stopped after {} records (--limit)",
+                    "aggregator archive inspect: stopped after {} lines (--limit)",
                     summary.listed
                 );
             }
