@@ -30,7 +30,8 @@ pub struct Plan {
     /// The variants the scale runs measure: `daemon`, `pipeline`.
     pub scale_variants: Vec<Variant>,
     pub drain: bool,
-    /// Whether to measure a restart on a full newest segment of `segment_bytes`.
+    /// Whether to measure a restart on a full newest segment of `segment_bytes`, for the main
+    /// runs' sources and for the most sources of the scale runs.
     pub restart: bool,
     pub segment_bytes: u64,
     /// The daemon variants' aggregator.toml, when not the defaults.
@@ -218,7 +219,7 @@ impl Drop for ChildProc {
 }
 
 /// Everything [`run_plan`] measured.
-pub type Measured = (Vec<RunResult>, Option<DrainResult>, Option<RestartResult>);
+pub type Measured = (Vec<RunResult>, Option<DrainResult>, Vec<RestartResult>);
 
 /// Runs the whole plan: main runs, scale runs, the drain run, then the restart run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
@@ -263,21 +264,24 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     } else {
         None
     };
-    let restart = if plan.restart {
-        eprintln!("[bench] restart: recovery from a full newest segment");
-        Some(restart(&exe, plan)?)
-    } else {
-        None
-    };
-    Ok((results, drain, restart))
+    let mut restarts = Vec::new();
+    if plan.restart {
+        let mut counts = vec![plan.connections];
+        counts.extend(plan.scale.iter().max().filter(|&&n| n != plan.connections));
+        for sources in counts {
+            eprintln!("[bench] restart: recovery from a full newest segment, {sources} sources");
+            restarts.push(restart(&exe, plan, sources)?);
+        }
+    }
+    Ok((results, drain, restarts))
 }
 
-/// Writes a full segment for `plan.connections` sources into a fresh archive directory and has a
-/// child recover it; the directory is removed afterwards.
-fn restart(exe: &Path, plan: &Plan) -> Result<RestartResult, String> {
+/// Writes a full segment for `sources` sources into a fresh archive directory and has a child
+/// recover it; the directory is removed afterwards.
+fn restart(exe: &Path, plan: &Plan, sources: usize) -> Result<RestartResult, String> {
     let dir = std::env::temp_dir().join(format!("aggregator-bench-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let sources = u32::try_from(plan.connections).map_err(|_| "too many sources".to_string())?;
+    let sources = u32::try_from(sources).map_err(|_| "too many sources".to_string())?;
     let written = std::fs::create_dir_all(&dir)
         .and_then(|()| restart::write_full_segment(&dir, plan.segment_bytes, sources));
     let recovered = written

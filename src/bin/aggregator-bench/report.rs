@@ -97,7 +97,7 @@ pub struct Summary {
     pub aggregates: Vec<Aggregate>,
     pub ratios: Vec<Ratio>,
     pub drain: Option<DrainResult>,
-    pub restart: Option<RestartResult>,
+    pub restart: Vec<RestartResult>,
     pub targets: Vec<Target>,
     /// The daemon's archive received every processed frame in every run.
     pub daemon_archive_complete: bool,
@@ -153,7 +153,7 @@ pub fn summarize(
     plan: &Plan,
     runs: Vec<RunResult>,
     drain: Option<DrainResult>,
-    restart: Option<RestartResult>,
+    restart: Vec<RestartResult>,
 ) -> Summary {
     let mut aggregates: Vec<Aggregate> = Vec::new();
     for r in &runs {
@@ -532,24 +532,26 @@ pub fn render(s: &Summary) -> String {
             }
         }
     }
-    if let Some(r) = &s.restart {
+    if let Some(first) = s.restart.first() {
         let _ = writeln!(
             o,
-            "\nRestart (durable archive whose newest segment is full: {:.1} MiB, {} frames of 64 B from {} sources):\n",
-            r.segment_bytes as f64 / (1024.0 * 1024.0),
-            r.frames,
-            r.sources
+            "\nRestart (durable archive whose newest segment is full: {:.1} MiB of 64 B frames):\n",
+            first.segment_bytes as f64 / (1024.0 * 1024.0),
         );
-        let _ = writeln!(o, "| recovery ms (`SegmentSink::open`) | peak RSS MiB | sources recovered | frames above watermarks |");
-        let _ = writeln!(o, "|---|---|---|---|");
-        let _ = writeln!(
-            o,
-            "| {:.1} | {:.1} | {} | {} |",
-            r.recovered.open_ms,
-            r.recovered.peak_rss_kib as f64 / 1024.0,
-            r.recovered.sources,
-            r.recovered.frames_above
-        );
+        let _ = writeln!(o, "| sources | frames in the segment | recovery ms (`SegmentSink::open`) | peak RSS MiB | sources recovered | frames above watermarks |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|");
+        for r in &s.restart {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.1} | {:.1} | {} | {} |",
+                r.sources,
+                r.frames,
+                r.recovered.open_ms,
+                r.recovered.peak_rss_kib as f64 / 1024.0,
+                r.recovered.sources,
+                r.recovered.frames_above
+            );
+        }
     }
     let _ = writeln!(o, "\nTargets (issue 3):\n");
     let _ = writeln!(o, "| target | goal | measured | met |");
