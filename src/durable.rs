@@ -12,7 +12,7 @@
 //!
 //! What the archive must remember besides the frames is what makes a restart exactly-once: for
 //! each source, the highest acknowledged sequence (a WATERMARK record, written as acknowledgements
-//! move) and the frames stored above it (emergencies overtake routine frames, so "stored" is not a
+//! move and once more at a clean close) and the frames stored above it (emergencies overtake routine frames, so "stored" is not a
 //! prefix of the sequence). A new segment starts with a checkpoint of both, so recovery reads the
 //! newest segment alone.
 //!
