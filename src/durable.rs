@@ -12,9 +12,9 @@
 //!
 //! What the archive must remember besides the frames is what makes a restart exactly-once: for
 //! each source, the highest acknowledged sequence (a WATERMARK record, written as acknowledgements
-//! move and once more at a clean close) and the frames stored above it (emergencies overtake routine frames, so "stored" is not a
-//! prefix of the sequence). A new segment starts with a checkpoint of both, so recovery reads the
-//! newest segment alone.
+//! move and once more at a clean close) and the frames stored above it (emergencies overtake
+//! routine frames, so "stored" is not a prefix of the sequence). A new segment starts with a
+//! checkpoint of both, so recovery reads the newest segment alone.
 //!
 //! [`SegmentSink::open`] is the recovery: it cuts a torn tail left by a crash (and says so),
 //! deletes a segment a crash left unnamed, rebuilds each source's resume point from the newest
