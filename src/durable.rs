@@ -541,6 +541,29 @@ mod tests {
         Arc::new(Source::new(id, SourceKind::LiveUplink, peer, None))
     }
 
+    /// Frames 0 to `count - 1` of `source` through the archive consumer's steps: admitted, written,
+    /// synced, and so acknowledged.
+    async fn store_and_acknowledge(sink: &mut SegmentSink, source: &Arc<Source>, count: u64) {
+        source.record(&[Run {
+            priority: Priority::Routine,
+            frames: count,
+            last_sequence: count - 1,
+        }]);
+        sink.write(&[batch(source, 0, count)]).await.unwrap();
+        sink.sync().await.unwrap();
+        source.stored(Priority::Routine, count);
+    }
+
+    /// The records of the segment at `path`, without their offsets.
+    fn entries(path: &Path) -> Vec<Entry> {
+        segment::read_segment(path)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect()
+    }
+
     /// An empty archive directory `durable-{name}-{pid}` under the temporary directory, and the
     /// config of an archive there with segments of `segment_bytes`.
     fn fresh_archive(name: &str, segment_bytes: u64) -> (PathBuf, ArchiveConfig) {
@@ -668,15 +691,8 @@ mod tests {
         let quiet = uplink(1);
         let busy = uplink(2);
 
-        quiet.record(&[Run {
-            priority: Priority::Routine,
-            frames: 10,
-            last_sequence: 9,
-        }]);
-        sink.write(&[batch(&quiet, 0, 10)]).await.unwrap();
         // Synced and acknowledged; the quiet source sends nothing more.
-        sink.sync().await.unwrap();
-        quiet.stored(Priority::Routine, 10);
+        store_and_acknowledge(&mut sink, &quiet, 10).await;
         assert_eq!(quiet.last_acked(), Some(9));
         // The busy source alone fills the segment and starts the next one. Each sync runs after
         // the jobs sent before it, the next segment's creation and any rollover among them.
@@ -695,11 +711,8 @@ mod tests {
             );
         }
         let (_, newest) = segments.last().unwrap();
-        let checkpoint: Vec<Entry> = segment::read_segment(newest)
-            .unwrap()
-            .entries
+        let checkpoint: Vec<Entry> = entries(newest)
             .into_iter()
-            .map(|(_, entry)| entry)
             .filter(|entry| entry.source() == (SourceKind::LiveUplink, 1))
             .collect();
         assert_eq!(
@@ -723,15 +736,8 @@ mod tests {
         let (dir, config) = fresh_archive("close", 1 << 20);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
         let source = uplink(1);
-        source.record(&[Run {
-            priority: Priority::Routine,
-            frames: 10,
-            last_sequence: 9,
-        }]);
-        sink.write(&[batch(&source, 0, 10)]).await.unwrap();
         // The archive consumer's last sync, then the acknowledgement it allows, then the close.
-        sink.sync().await.unwrap();
-        source.stored(Priority::Routine, 10);
+        store_and_acknowledge(&mut sink, &source, 10).await;
         sink.close().await.unwrap();
         drop(sink);
 
@@ -740,14 +746,8 @@ mod tests {
         assert_eq!(point.after, Some(9), "{point:?}");
         assert!(point.already_stored.is_empty(), "{point:?}");
         let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
-        let checkpoint: Vec<Entry> = segment::read_segment(&newest)
-            .unwrap()
-            .entries
-            .into_iter()
-            .map(|(_, entry)| entry)
-            .collect();
         assert_eq!(
-            checkpoint,
+            entries(&newest),
             vec![Entry::Watermark {
                 kind: SourceKind::LiveUplink,
                 source_id: 1,
@@ -857,11 +857,9 @@ mod tests {
         let names = named_indexes(&dir);
         assert_eq!(names, [1, 2], "segment 2 is started afresh");
         let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
-        let frames = segment::read_segment(&newest)
-            .unwrap()
-            .entries
+        let frames = entries(&newest)
             .iter()
-            .filter(|(_, entry)| matches!(entry, Entry::Frame(_)))
+            .filter(|entry| matches!(entry, Entry::Frame(_)))
             .count();
         assert_eq!(frames, 0, "the new segment 2 holds its checkpoint only");
         drop(sink);
