@@ -15,6 +15,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use crate::frame::{Batch, Priority};
 use crate::queue::{Admitted, FrameReceiver};
 use crate::source::Source;
@@ -39,6 +41,12 @@ pub trait ArchiveSink: Send + 'static {
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// A source has connected with frames stored above its resume point. Its resent copies of them
+    /// are dropped as duplicates and acknowledged where they arrive, so if it resends nothing else
+    /// no batch of it reaches the sink: a sink that records acknowledgements learns of the
+    /// connection here.
+    fn resumed(&mut self, _source: Arc<Source>) {}
 }
 
 /// When written frames count as stored, and so may be acknowledged.
@@ -111,6 +119,7 @@ type InFlight = Option<(BoxFuture<'static, io::Result<()>>, Unsynced)>;
 /// during a sync waits for the next one. That keeps a slow `fsync` from stopping the pipeline.
 pub async fn run(
     mut input: FrameReceiver<Arc<Batch>>,
+    mut resumed: mpsc::Receiver<Arc<Source>>,
     mut sink: Box<dyn ArchiveSink>,
     policy: SyncPolicy,
     stats: Stats,
@@ -146,6 +155,10 @@ pub async fn run(
             }
             _ = ticker.tick(), if syncing.is_none() && !unsynced.is_empty() => {
                 syncing = Some((sink.sync(), std::mem::take(&mut unsynced)));
+                continue;
+            }
+            Some(source) = resumed.recv() => {
+                sink.resumed(source);
                 continue;
             }
         }

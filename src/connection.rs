@@ -734,7 +734,14 @@ mod tests {
         let stats = Stats::new();
         let (ingress, _fan_in) = priority_fan_in(64, 64, 256, stats.clone());
         let drain = CancellationToken::new();
-        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), Default::default());
+        let (resumed, _) = tokio::sync::mpsc::channel(1);
+        let router = RouterHandle::spawn(
+            ingress,
+            stats.clone(),
+            drain.clone(),
+            Default::default(),
+            resumed,
+        );
         let shared = Arc::new(Shared {
             config: Arc::new(Config::default()),
             router,

@@ -47,8 +47,8 @@ struct Tracked {
     watermark: Option<u64>,
     /// Sequences written above it; pruned when the watermark moves.
     above: SequenceSet,
-    /// The source as last seen in a batch (none for one known only from recovery), to read its
-    /// acknowledgement when a checkpoint is written. With many sources taking turns a source may
+    /// The source as last seen in a batch or resumed ([`ArchiveSink::resumed`]; none for one known
+    /// only from recovery), to read its acknowledgement when a checkpoint is written. With many sources taking turns a source may
     /// send nothing for seconds after its frames were stored and acknowledged; without the fresh
     /// watermark, each checkpoint would list all those frames again.
     source: Option<Arc<Source>>,
@@ -505,6 +505,11 @@ impl ArchiveSink for SegmentSink {
         Box::pin(async move { disk::answer(synced?).await })
     }
 
+    fn resumed(&mut self, source: Arc<Source>) {
+        let key = (source.kind, source.id);
+        self.writer.sources.entry(key).or_default().seen(&source);
+    }
+
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         let closed = self
             .writer
@@ -754,6 +759,43 @@ mod tests {
                 acked: 9
             }]
         );
+        drop(sink);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A source recovered with frames stored above its watermark resends only those: they are
+    /// dropped as duplicates and acknowledged, and no batch of it reaches the archive. Told of the
+    /// connection ([`ArchiveSink::resumed`]), the archive records that acknowledgement at the
+    /// close, and the next start resumes the source after those frames.
+    #[tokio::test]
+    async fn a_source_that_resends_only_stored_frames_has_its_acknowledgement_recorded() {
+        let (dir, config) = fresh_archive("resumed", 1 << 20);
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        // Stored, then a crash before the acknowledgement.
+        let before = uplink(1);
+        sink.write(&[batch(&before, 0, 10)]).await.unwrap();
+        sink.sync().await.unwrap();
+        drop(sink);
+
+        let (mut sink, resume) = SegmentSink::open(&config).unwrap();
+        let point = &resume[&(SourceKind::LiveUplink, 1)];
+        assert_eq!(point.after, None, "{point:?}");
+        // The source connects and resends frames 0..=9: all duplicates of stored frames.
+        let after = uplink(1);
+        sink.resumed(Arc::clone(&after));
+        after.record(&[Run {
+            priority: Priority::Routine,
+            frames: 0,
+            last_sequence: 9,
+        }]);
+        assert_eq!(after.last_acked(), Some(9));
+        sink.close().await.unwrap();
+        drop(sink);
+
+        let (sink, resume) = SegmentSink::open(&config).unwrap();
+        let point = &resume[&(SourceKind::LiveUplink, 1)];
+        assert_eq!(point.after, Some(9), "{point:?}");
+        assert!(point.already_stored.is_empty(), "{point:?}");
         drop(sink);
         let _ = fs::remove_dir_all(&dir);
     }

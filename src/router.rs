@@ -85,6 +85,8 @@ struct Router {
     commands: mpsc::Receiver<Command>,
     sources: HashMap<SourceKey, Arc<Source>>,
     resume: HashMap<SourceKey, ResumePoint>,
+    /// To the archive: sources whose acknowledgement may move with no batch of theirs stored.
+    resumed: mpsc::Sender<Arc<Source>>,
     ingress: Option<Ingress>,
     drain: CancellationToken,
     stats: Stats,
@@ -111,17 +113,22 @@ impl RouterHandle {
     ///
     /// It is not part of the drain's task set on purpose: connections deregister as the last step
     /// of the drain, and a monitor may still hold a handle, so the router outlives the drain.
+    ///
+    /// A source that registers with frames stored above its resume point is also sent on
+    /// `resumed`, to the archive ([`crate::archive::ArchiveSink::resumed`]).
     pub fn spawn(
         ingress: Ingress,
         stats: Stats,
         drain: CancellationToken,
         resume: HashMap<SourceKey, ResumePoint>,
+        resumed: mpsc::Sender<Arc<Source>>,
     ) -> RouterHandle {
         let (tx, commands) = mpsc::channel(256);
         let router = Router {
             commands,
             sources: HashMap::new(),
             resume,
+            resumed,
             ingress: Some(ingress),
             drain,
             stats,
@@ -263,6 +270,19 @@ impl Router {
             stored_above = resume.already_stored.len(),
             "source registered"
         );
+        if !resume.already_stored.is_empty() {
+            // Full only if the archive is thousands of registrations behind. The loss then is
+            // that this source, if it resends nothing new, resends the same frames after the next
+            // restart, where they are dropped again.
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                self.resumed.try_send(Arc::clone(&source))
+            {
+                tracing::debug!(
+                    source_id = id,
+                    "archive behind on registrations; acknowledgement recorded with the next frame"
+                );
+            }
+        }
         Ok(Registration {
             source,
             ingress: ingress.clone(),
@@ -281,6 +301,11 @@ mod tests {
     /// A router whose archive recovered live uplink 7 with nothing acknowledged and frames 0..=9
     /// stored (what a drain leaves for the frames of its last sync).
     fn recovered_router() -> RouterHandle {
+        recovered_router_and_archive().0
+    }
+
+    /// The same, with what the router sends the archive.
+    fn recovered_router_and_archive() -> (RouterHandle, mpsc::Receiver<Arc<Source>>) {
         let (ingress, _fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut stored = SequenceSet::default();
         stored.insert_run(0, 9);
@@ -289,7 +314,15 @@ mod tests {
             already_stored: Arc::new(stored),
         };
         let resume = HashMap::from([((SourceKind::LiveUplink, 7), point)]);
-        RouterHandle::spawn(ingress, Stats::new(), CancellationToken::new(), resume)
+        let (resumed, archive) = mpsc::channel(1);
+        let router = RouterHandle::spawn(
+            ingress,
+            Stats::new(),
+            CancellationToken::new(),
+            resume,
+            resumed,
+        );
+        (router, archive)
     }
 
     /// Live uplink 7 connects.
@@ -347,5 +380,21 @@ mod tests {
         let second = connect(&router).await;
         assert_eq!(second.resume.after, Some(11));
         assert!(stored_above(&second).is_empty());
+    }
+
+    /// Only a source with frames stored above its resume point can be acknowledged without a
+    /// batch reaching the archive (its resent copies are dropped): the archive hears of that one,
+    /// and of no other.
+    #[tokio::test]
+    async fn the_archive_hears_of_a_source_that_resumes_below_stored_frames() {
+        let (router, mut archive) = recovered_router_and_archive();
+        let first = connect(&router).await;
+        let told = archive.try_recv().expect("the archive is told");
+        assert!(Arc::ptr_eq(&told, &first.source));
+
+        let peer = "127.0.0.1:2".parse().unwrap();
+        let other = router.register(8, SourceKind::LiveUplink, peer).await;
+        assert!(other.unwrap().resume.already_stored.is_empty());
+        assert!(archive.try_recv().is_err(), "nothing stored above uplink 8");
     }
 }

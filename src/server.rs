@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{broadcast, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,7 +33,13 @@ use crate::processor::Processor;
 use crate::queue::{frame_queue, FrameReceiver, FrameSender};
 use crate::read_credit::ReadCredits;
 use crate::router::{ResumePoint, RouterHandle, SourceKey};
+use crate::source::Source;
 use crate::stats::{self, PipelineStats, Stats};
+
+/// Registrations on their way from the router to the archive ([`ArchiveSink::resumed`]): only
+/// sources with frames stored above their resume point, so a queue this long fills only when a
+/// fleet reconnects after a crash faster than the archive consumer takes them.
+const RESUMED_CAPACITY: usize = 1024;
 
 /// The two bound listeners.
 #[derive(Debug)]
@@ -144,6 +150,7 @@ pub struct Daemon {
     fan_in: FanIn,
     archive_tx: FrameSender<Arc<Batch>>,
     archive_rx: FrameReceiver<Arc<Batch>>,
+    resumed: mpsc::Receiver<Arc<Source>>,
     subscribers: broadcast::Sender<Arc<Batch>>,
     published: watch::Sender<PipelineStats>,
     sink: Box<dyn ArchiveSink>,
@@ -176,7 +183,8 @@ impl Daemon {
         let (subscribers, _) = broadcast::channel(p.dashboard_capacity);
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
+        let (resumed_tx, resumed) = mpsc::channel(RESUMED_CAPACITY);
+        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume, resumed_tx);
         let (published, _) = watch::channel(PipelineStats::default());
         Daemon {
             config: Arc::new(config),
@@ -185,6 +193,7 @@ impl Daemon {
             fan_in,
             archive_tx,
             archive_rx,
+            resumed,
             subscribers,
             published,
             sink,
@@ -234,6 +243,7 @@ impl Daemon {
             fan_in,
             archive_tx,
             archive_rx,
+            resumed,
             subscribers,
             published,
             sink,
@@ -255,6 +265,7 @@ impl Daemon {
         );
         tracker.spawn(archive::run(
             archive_rx,
+            resumed,
             sink,
             config.archive.policy(),
             stats.clone(),

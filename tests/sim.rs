@@ -13,8 +13,8 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggregator::protocol::{ClientMessage, Hello, ServerMessage, VERSION};
-use aggregator::SourceKind;
+use aggregator::protocol::{ClientMessage, Data, Hello, ServerMessage, VERSION};
+use aggregator::{Priority, SourceKind};
 use bytes::BytesMut;
 
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
@@ -335,6 +335,20 @@ impl SimResult {
 
 /// A raw client that completes a handshake and keeps its connection open.
 fn hold_connection(port: u16, kind: SourceKind, source_id: u32) -> TcpStream {
+    connect_raw(port, kind, source_id).0
+}
+
+/// Reads one message from the daemon.
+fn read_answer(stream: &mut TcpStream) -> ServerMessage {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).expect("read the answer");
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).expect("read the answer");
+    ServerMessage::decode(bytes::Bytes::from(body)).expect("decode the answer")
+}
+
+/// A raw client's handshake: the connection and the WELCOME's `resume_after`.
+fn connect_raw(port: u16, kind: SourceKind, source_id: u32) -> (TcpStream, Option<u64>) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(DEADLINE))
@@ -347,16 +361,35 @@ fn hold_connection(port: u16, kind: SourceKind, source_id: u32) -> TcpStream {
     })
     .encode(&mut out);
     stream.write_all(&out).expect("send HELLO");
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).expect("read the answer");
-    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-    stream.read_exact(&mut body).expect("read the answer");
-    let answer = ServerMessage::decode(bytes::Bytes::from(body)).expect("decode the answer");
-    assert!(
-        matches!(answer, ServerMessage::Welcome { .. }),
-        "holder not welcomed: {answer:?}"
-    );
+    match read_answer(&mut stream) {
+        ServerMessage::Welcome { resume_after, .. } => (stream, resume_after),
+        answer => panic!("not welcomed: {answer:?}"),
+    }
+}
+
+/// Sends routine frames with these sequences, closes the sending side, and returns the CLOSE's
+/// final acknowledgement.
+fn send_and_close(mut stream: TcpStream, sequences: std::ops::RangeInclusive<u64>) -> Option<u64> {
+    let mut out = BytesMut::new();
+    for sequence in sequences {
+        ClientMessage::Data(Data {
+            priority: Priority::Routine,
+            sequence,
+            payload: bytes::Bytes::from_static(b"resent"),
+        })
+        .encode(&mut out);
+    }
+    stream.write_all(&out).expect("send DATA");
     stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("close the sending side");
+    loop {
+        match read_answer(&mut stream) {
+            ServerMessage::Ack { .. } => {}
+            ServerMessage::Close { final_ack, .. } => return final_ack,
+            other => panic!("expected ACK or CLOSE, got {other:?}"),
+        }
+    }
 }
 
 /// Per source id, the (priority, first_seq) of each processed batch, in processing order.
@@ -628,8 +661,8 @@ fn sigkill_under_load_then_restart_stores_every_acknowledged_frame_exactly_once(
 /// simulator saw every frame acknowledged leaves each source's last frames so: synced, with no
 /// later record of that source to carry the watermark. A clean stop writes the watermarks down,
 /// so after it the sources resume above everything they sent and nothing is a duplicate. (The
-/// restarted sources send 20 frames each, more than they sent before: a source whose frames are
-/// all duplicates sends the archive nothing, and its watermark stays where it was.)
+/// restarted sources send 20 frames each, more than they sent before, so new frames follow the
+/// resent ones; a source that resends only stored frames is the next test's.)
 #[test]
 fn frames_resent_after_a_restart_are_acknowledged_and_not_stored_again() {
     let setup = Setup::new(1024);
@@ -674,6 +707,35 @@ fn frames_resent_after_a_restart_are_acknowledged_and_not_stored_again() {
     assert_eq!(number(&verified, "frames"), 45 + accepted, "{verified}");
     assert_eq!(number(&verified, "duplicates"), 0, "{verified}");
     assert_eq!(number(&verified, "missing"), 0, "{verified}");
+}
+
+/// A source whose frames the archive holds but never acknowledged (the kill above) may come back
+/// and resend nothing but those: a replay feed that starts over, say. Each is dropped as a
+/// duplicate and acknowledged, so no batch of the source reaches the archive. The archive hears of
+/// the connection all the same, and the clean stop records the acknowledgement: the next start
+/// resumes the source after those frames, instead of asking for them once more.
+#[test]
+fn a_source_that_resends_only_stored_frames_resumes_after_them_next_time() {
+    let setup = Setup::new(1024);
+    let mut first = setup.start();
+    let sim = setup.sim(&["--scenario", "brief", "--require-all-acked"]);
+    assert!(sim.status.success(), "sim failed:\n{}", sim.stderr);
+    first.kill();
+
+    // Uplink 1 sent frames 0..=9; the last of them at least were never acknowledged on disk.
+    let mut second = setup.start();
+    let (stream, resume_after) = connect_raw(setup.uplink, SourceKind::LiveUplink, 1);
+    assert!(resume_after < Some(9), "resumes after {resume_after:?}");
+    assert_eq!(send_and_close(stream, 0..=9), Some(9));
+    let (status, drain) = second.terminate();
+    assert!(status.success(), "{status}: {drain}");
+    assert_eq!(number(&drain, "accepted"), 0, "{drain}");
+    assert_eq!(number(&drain, "duplicates"), 10, "{drain}");
+
+    let _third = setup.start();
+    let (stream, resume_after) = connect_raw(setup.uplink, SourceKind::LiveUplink, 1);
+    assert_eq!(resume_after, Some(9));
+    assert_eq!(send_and_close(stream, 10..=10), Some(10));
 }
 
 #[test]

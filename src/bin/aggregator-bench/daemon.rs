@@ -11,6 +11,7 @@ use std::sync::Arc;
 use aggregator::archive::{ArchiveSink, BoxFuture, CountingSink};
 use aggregator::config::ArchiveKind;
 use aggregator::durable::SegmentSink;
+use aggregator::source::Source;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +64,10 @@ impl ArchiveSink for MeasuredSink {
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         self.inner.close()
+    }
+
+    fn resumed(&mut self, source: Arc<Source>) {
+        self.inner.resumed(source)
     }
 }
 
