@@ -559,6 +559,14 @@ mod tests {
         source.stored(Priority::Routine, count);
     }
 
+    /// Opens the archive as a restart does (its checkpoint written to a new segment) and returns
+    /// live uplink `id`'s resume point.
+    fn restart_and_resume(config: &ArchiveConfig, id: u32) -> ResumePoint {
+        let (sink, mut resume) = SegmentSink::open(config).unwrap();
+        drop(sink);
+        resume.remove(&(SourceKind::LiveUplink, id)).unwrap()
+    }
+
     /// The records of the segment at `path`, without their offsets.
     fn entries(path: &Path) -> Vec<Entry> {
         segment::read_segment(path)
@@ -746,8 +754,7 @@ mod tests {
         sink.close().await.unwrap();
         drop(sink);
 
-        let (sink, resume) = SegmentSink::open(&config).unwrap();
-        let point = &resume[&(SourceKind::LiveUplink, 1)];
+        let point = restart_and_resume(&config, 1);
         assert_eq!(point.after, Some(9), "{point:?}");
         assert!(point.already_stored.is_empty(), "{point:?}");
         let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
@@ -759,7 +766,6 @@ mod tests {
                 acked: 9
             }]
         );
-        drop(sink);
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -792,11 +798,9 @@ mod tests {
         sink.close().await.unwrap();
         drop(sink);
 
-        let (sink, resume) = SegmentSink::open(&config).unwrap();
-        let point = &resume[&(SourceKind::LiveUplink, 1)];
+        let point = restart_and_resume(&config, 1);
         assert_eq!(point.after, Some(9), "{point:?}");
         assert!(point.already_stored.is_empty(), "{point:?}");
-        drop(sink);
         let _ = fs::remove_dir_all(&dir);
     }
 

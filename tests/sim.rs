@@ -653,6 +653,18 @@ fn sigkill_under_load_then_restart_stores_every_acknowledged_frame_exactly_once(
     assert_eq!(number(&verified, "missing"), 0, "{verified}");
 }
 
+/// A daemon that stored the brief scenario, killed once the simulator saw every frame
+/// acknowledged: each source's last frames are synced, with no later record of that source to
+/// carry their watermark, so after a restart they lie above it.
+fn brief_stored_then_killed() -> Setup {
+    let setup = Setup::new(1024);
+    let mut first = setup.start();
+    let sim = setup.sim(&["--scenario", "brief", "--require-all-acked"]);
+    assert!(sim.status.success(), "sim failed:\n{}", sim.stderr);
+    first.kill();
+    setup
+}
+
 /// Frames the archive stored whose acknowledgement it never wrote down come back after a restart
 /// from a source that starts again below them (the simulator resumes after the archive's
 /// watermark). They are dropped as duplicates and acknowledged on the source's first connection,
@@ -665,11 +677,7 @@ fn sigkill_under_load_then_restart_stores_every_acknowledged_frame_exactly_once(
 /// resent ones; a source that resends only stored frames is the next test's.)
 #[test]
 fn frames_resent_after_a_restart_are_acknowledged_and_not_stored_again() {
-    let setup = Setup::new(1024);
-    let mut first = setup.start();
-    let sim = setup.sim(&["--scenario", "brief", "--require-all-acked"]);
-    assert!(sim.status.success(), "sim failed:\n{}", sim.stderr);
-    first.kill();
+    let setup = brief_stored_then_killed();
 
     let mut accepted = 0;
     for (restart, after) in [(1, "a kill"), (2, "a clean stop")] {
@@ -716,11 +724,7 @@ fn frames_resent_after_a_restart_are_acknowledged_and_not_stored_again() {
 /// resumes the source after those frames, instead of asking for them once more.
 #[test]
 fn a_source_that_resends_only_stored_frames_resumes_after_them_next_time() {
-    let setup = Setup::new(1024);
-    let mut first = setup.start();
-    let sim = setup.sim(&["--scenario", "brief", "--require-all-acked"]);
-    assert!(sim.status.success(), "sim failed:\n{}", sim.stderr);
-    first.kill();
+    let setup = brief_stored_then_killed();
 
     // Uplink 1 sent frames 0..=9; the last of them at least were never acknowledged on disk.
     let mut second = setup.start();
