@@ -47,10 +47,11 @@ struct Tracked {
     watermark: Option<u64>,
     /// Sequences written above it; pruned when the watermark moves.
     above: SequenceSet,
-    /// The source as last seen in a batch or resumed ([`ArchiveSink::resumed`]; none for one known
-    /// only from recovery), to read its acknowledgement when a checkpoint is written. With many sources taking turns a source may
-    /// send nothing for seconds after its frames were stored and acknowledged; without the fresh
-    /// watermark, each checkpoint would list all those frames again.
+    /// The source as last seen in a batch or told of by [`ArchiveSink::resumed`] (none for one
+    /// known only from recovery), to read its acknowledgement when a checkpoint is written. With
+    /// many sources taking turns a source may send nothing for seconds after its frames were
+    /// stored and acknowledged; without the fresh watermark, each checkpoint would list all those
+    /// frames again.
     source: Option<Arc<Source>>,
 }
 

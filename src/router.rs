@@ -271,7 +271,7 @@ impl Router {
             "source registered"
         );
         if !resume.already_stored.is_empty() {
-            // Full only if the archive is thousands of registrations behind. The loss then is
+            // Full only if the archive is over a thousand registrations behind. The loss then is
             // that this source, if it resends nothing new, resends the same frames after the next
             // restart, where they are dropped again.
             if let Err(mpsc::error::TrySendError::Full(_)) =
@@ -279,7 +279,7 @@ impl Router {
             {
                 tracing::debug!(
                     source_id = id,
-                    "archive behind on registrations; acknowledgement recorded with the next frame"
+                    "archive behind on registrations; this source's acknowledgement is recorded once it sends a new frame"
                 );
             }
         }
