@@ -13,9 +13,13 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggregator::protocol::{ClientMessage, Data, Hello, ServerMessage, VERSION};
-use aggregator::{Priority, SourceKind};
+use aggregator::protocol::{ClientMessage, Hello, ServerMessage, VERSION};
+use aggregator::SourceKind;
 use bytes::BytesMut;
+
+mod common;
+
+use common::{hello_bytes, Client};
 
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
@@ -335,20 +339,6 @@ impl SimResult {
 
 /// A raw client that completes a handshake and keeps its connection open.
 fn hold_connection(port: u16, kind: SourceKind, source_id: u32) -> TcpStream {
-    connect_raw(port, kind, source_id).0
-}
-
-/// Reads one message from the daemon.
-fn read_answer(stream: &mut TcpStream) -> ServerMessage {
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).expect("read the answer");
-    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-    stream.read_exact(&mut body).expect("read the answer");
-    ServerMessage::decode(bytes::Bytes::from(body)).expect("decode the answer")
-}
-
-/// A raw client's handshake: the connection and the WELCOME's `resume_after`.
-fn connect_raw(port: u16, kind: SourceKind, source_id: u32) -> (TcpStream, Option<u64>) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(DEADLINE))
@@ -361,35 +351,16 @@ fn connect_raw(port: u16, kind: SourceKind, source_id: u32) -> (TcpStream, Optio
     })
     .encode(&mut out);
     stream.write_all(&out).expect("send HELLO");
-    match read_answer(&mut stream) {
-        ServerMessage::Welcome { resume_after, .. } => (stream, resume_after),
-        answer => panic!("not welcomed: {answer:?}"),
-    }
-}
-
-/// Sends routine frames with these sequences, closes the sending side, and returns the CLOSE's
-/// final acknowledgement.
-fn send_and_close(mut stream: TcpStream, sequences: std::ops::RangeInclusive<u64>) -> Option<u64> {
-    let mut out = BytesMut::new();
-    for sequence in sequences {
-        ClientMessage::Data(Data {
-            priority: Priority::Routine,
-            sequence,
-            payload: bytes::Bytes::from_static(b"resent"),
-        })
-        .encode(&mut out);
-    }
-    stream.write_all(&out).expect("send DATA");
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).expect("read the answer");
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).expect("read the answer");
+    let answer = ServerMessage::decode(bytes::Bytes::from(body)).expect("decode the answer");
+    assert!(
+        matches!(answer, ServerMessage::Welcome { .. }),
+        "holder not welcomed: {answer:?}"
+    );
     stream
-        .shutdown(std::net::Shutdown::Write)
-        .expect("close the sending side");
-    loop {
-        match read_answer(&mut stream) {
-            ServerMessage::Ack { .. } => {}
-            ServerMessage::Close { final_ack, .. } => return final_ack,
-            other => panic!("expected ACK or CLOSE, got {other:?}"),
-        }
-    }
 }
 
 /// Per source id, the (priority, first_seq) of each processed batch, in processing order.
@@ -722,24 +693,38 @@ fn frames_resent_after_a_restart_are_acknowledged_and_not_stored_again() {
 /// duplicate and acknowledged, so no batch of the source reaches the archive. The archive hears of
 /// the connection all the same, and the clean stop records the acknowledgement: the next start
 /// resumes the source after those frames, instead of asking for them once more.
-#[test]
-fn a_source_that_resends_only_stored_frames_resumes_after_them_next_time() {
+#[tokio::test]
+async fn a_source_that_resends_only_stored_frames_resumes_after_them_next_time() {
     let setup = brief_stored_then_killed();
+    let uplink = std::net::SocketAddr::from(([127, 0, 0, 1], setup.uplink));
+    // Welcomed as live uplink 1: the connection and its resume point.
+    let connect = || async {
+        let mut client = Client::connect(uplink).await;
+        client
+            .send_raw(&hello_bytes(VERSION, SourceKind::LiveUplink, 1))
+            .await;
+        let resume_after = client.expect_welcome().await;
+        (client, resume_after)
+    };
 
     // Uplink 1 sent frames 0..=9; the last of them at least were never acknowledged on disk.
     let mut second = setup.start();
-    let (stream, resume_after) = connect_raw(setup.uplink, SourceKind::LiveUplink, 1);
+    let (mut client, resume_after) = connect().await;
     assert!(resume_after < Some(9), "resumes after {resume_after:?}");
-    assert_eq!(send_and_close(stream, 0..=9), Some(9));
+    client.send_routine(0..=9).await;
+    client.finish_sending().await;
+    assert_eq!(client.read_to_close().await.final_ack, Some(9));
     let (status, drain) = second.terminate();
     assert!(status.success(), "{status}: {drain}");
     assert_eq!(number(&drain, "accepted"), 0, "{drain}");
     assert_eq!(number(&drain, "duplicates"), 10, "{drain}");
 
     let _third = setup.start();
-    let (stream, resume_after) = connect_raw(setup.uplink, SourceKind::LiveUplink, 1);
+    let (mut client, resume_after) = connect().await;
     assert_eq!(resume_after, Some(9));
-    assert_eq!(send_and_close(stream, 10..=10), Some(10));
+    client.send_routine([10]).await;
+    client.finish_sending().await;
+    assert_eq!(client.read_to_close().await.final_ack, Some(10));
 }
 
 #[test]
