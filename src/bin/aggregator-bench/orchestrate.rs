@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::control::{
     self, ChildMsg, Counts, DrainInfo, FinalReport, LatencySummary, Recovered, LINE_PREFIX,
 };
+use crate::report::CpuTimes;
 use crate::{restart, Variant};
 
 /// What to measure and for how long.
@@ -61,6 +62,10 @@ pub struct RunResult {
     /// Server CPU use over the window, in cores (1.0 = one core busy).
     pub cpu_cores: f64,
     pub peak_rss_mib: f64,
+    /// Percent of the machine's CPU time over the window that was idle, and that the host gave
+    /// to other guests (`None` without `/proc/stat`).
+    pub machine_idle_pct: Option<f64>,
+    pub host_steal_pct: Option<f64>,
     pub probe: LatencySummary,
     pub stream: LatencySummary,
     /// After the server stopped: everything it processed, and what its archive received.
@@ -246,9 +251,23 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
             }
         }
     }
+    // The main runs' source count too, in the same rounds: the ratio to it is then not moved by
+    // how the machine's speed drifted between the main runs and these.
+    let scale_counts: Vec<usize> = if plan.scale.is_empty() {
+        Vec::new()
+    } else {
+        std::iter::once(plan.connections)
+            .chain(
+                plan.scale
+                    .iter()
+                    .copied()
+                    .filter(|&n| n != plan.connections),
+            )
+            .collect()
+    };
     for run in 1..=plan.runs {
         for &variant in &plan.scale_variants {
-            for &sources in &plan.scale {
+            for &sources in &scale_counts {
                 eprintln!(
                     "[bench] scale: {} 64 B, {sources} sources, run {run}/{}",
                     variant.name(),
@@ -422,9 +441,11 @@ fn measure(
     let mut client = start_client(exe, plan, addr, sources, payload)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
+    let machine_before = CpuTimes::read();
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure);
     let end = server.counts("END")?;
+    let machine_after = CpuTimes::read();
     client.close_stdin();
     client.wait(Duration::from_secs(10))?;
     server.send("STOP")?;
@@ -436,6 +457,9 @@ fn measure(
     let frames = end.processed.saturating_sub(start.processed);
     let bytes = end.bytes.saturating_sub(start.bytes);
     let cpu = end.cpu_ns.saturating_sub(start.cpu_ns) as f64;
+    let shares = machine_before
+        .zip(machine_after)
+        .and_then(|(before, after)| before.shares_until(&after));
     Ok(RunResult {
         section,
         variant,
@@ -454,6 +478,8 @@ fn measure(
         },
         cpu_cores: cpu / 1e9 / window_s,
         peak_rss_mib: last.peak_rss_kib as f64 / 1024.0,
+        machine_idle_pct: shares.map(|(idle, _)| idle),
+        host_steal_pct: shares.map(|(_, steal)| steal),
         probe: last.probe,
         stream: last.stream,
         processed_total: last.counts.processed,

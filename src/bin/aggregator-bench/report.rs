@@ -67,6 +67,8 @@ pub struct Aggregate {
     pub cpu_ns_per_frame: Stat,
     pub cpu_cores: Stat,
     pub peak_rss_mib: Stat,
+    pub machine_idle_pct: Stat,
+    pub host_steal_pct: Stat,
     pub probe_p50_us: Stat,
     pub probe_p99_us: Stat,
     pub probe_max_us: Stat,
@@ -135,6 +137,57 @@ pub fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// The machine's CPU time so far: the `cpu` line of `/proc/stat`, in clock ticks over all CPUs.
+///
+/// On a virtual machine the host may give this machine's CPUs to other guests for a while; the
+/// guest sees that time as steal. A window measured then is slower than the machine, so each
+/// window records the steal and the idle time around it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuTimes {
+    total: u64,
+    idle: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    /// `None` where `/proc/stat` is missing or not as Linux writes it.
+    pub fn read() -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        CpuTimes::parse(stat.lines().next()?)
+    }
+
+    /// `cpu user nice system idle iowait irq softirq steal [guest guest_nice]`; guest time is
+    /// already in user and nice.
+    fn parse(line: &str) -> Option<CpuTimes> {
+        let mut fields = line.split_whitespace();
+        if fields.next() != Some("cpu") {
+            return None;
+        }
+        let ticks: Vec<u64> = fields
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
+            return None;
+        };
+        Some(CpuTimes {
+            total: user + nice + system + idle + iowait + irq + softirq + steal,
+            idle: idle + iowait,
+            steal,
+        })
+    }
+
+    /// Percent of the machine's time from `self` to `later` that was idle (waiting for I/O
+    /// included), and that the host gave to others (steal).
+    pub fn shares_until(&self, later: &CpuTimes) -> Option<(f64, f64)> {
+        let total = later.total.checked_sub(self.total).filter(|&t| t > 0)? as f64;
+        let idle = later.idle.checked_sub(self.idle)? as f64;
+        let steal = later.steal.checked_sub(self.steal)? as f64;
+        Some((100.0 * idle / total, 100.0 * steal / total))
+    }
+}
+
 /// A daemon variant's throughput over the floor's and the reference's at one payload (medians).
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratio {
@@ -143,6 +196,9 @@ pub struct Ratio {
     pub over_floor: Option<f64>,
     pub over_reference: Option<f64>,
 }
+
+/// Host steal above this share of a window is pointed out under the table.
+const STEAL_NOTED_PCT: f64 = 5.0;
 
 /// The variants the targets are computed on: the default daemon, and the pipeline alone.
 const JUDGED: [Variant; 2] = [Variant::Daemon, Variant::Pipeline];
@@ -181,6 +237,8 @@ pub fn summarize(
             cpu_ns_per_frame: stat(&|r| r.cpu_ns_per_frame),
             cpu_cores: stat(&|r| r.cpu_cores),
             peak_rss_mib: stat(&|r| r.peak_rss_mib),
+            machine_idle_pct: stat(&|r| r.machine_idle_pct.unwrap_or(f64::NAN)),
+            host_steal_pct: stat(&|r| r.host_steal_pct.unwrap_or(f64::NAN)),
             probe_p50_us: stat(&|r| nonzero(r.probe.count, r.probe.p50_ns as f64 * us)),
             probe_p99_us: stat(&|r| nonzero(r.probe.count, r.probe.p99_ns as f64 * us)),
             probe_max_us: stat(&|r| nonzero(r.probe.count, r.probe.max_ns as f64 * us)),
@@ -293,11 +351,9 @@ fn targets(
         .iter()
         .filter(|a| a.section == "scale" && a.sources >= 10_000)
     {
+        // The scale runs' own windows with the main runs' sources, measured in the same rounds.
         let at_48 = aggregates.iter().find(|m| {
-            m.section == "main"
-                && m.variant == a.variant
-                && m.payload == 64
-                && m.sources == plan.connections
+            m.section == "scale" && m.variant == a.variant && m.sources == plan.connections
         });
         at_least(
             format!(
@@ -415,11 +471,11 @@ pub fn render(s: &Summary) -> String {
     );
     let _ = writeln!(
         o,
-        "| payload | variant | M frames/s | MB/s | server CPU ns/frame | CPU cores | peak RSS MiB | probe p50 | probe p99 | probe max | in-stream p50 | in-stream p99 | in-stream max | archived / processed |"
+        "| payload | variant | M frames/s | MB/s | server CPU ns/frame | CPU cores | peak RSS MiB | probe p50 | probe p99 | probe max | in-stream p50 | in-stream p99 | in-stream max | archived / processed | machine idle % | host steal % |"
     );
     let _ = writeln!(
         o,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for a in s.aggregates.iter().filter(|a| a.section == "main") {
         let archive = match a.archive_equals_processed {
@@ -429,7 +485,7 @@ pub fn render(s: &Summary) -> String {
         };
         let _ = writeln!(
             o,
-            "| {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             a.payload,
             a.variant.name(),
             a.frames_per_s.show(1e-6, 2),
@@ -443,10 +499,22 @@ pub fn render(s: &Summary) -> String {
             a.stream_p50_us.show(1.0, 0),
             a.stream_p99_us.show(1.0, 0),
             a.stream_max_us.show(1.0, 0),
-            archive
+            archive,
+            a.machine_idle_pct.show(1.0, 0),
+            a.host_steal_pct.show(1.0, 1),
         );
     }
-    let _ = writeln!(o, "\nProbe: client send to processed (for the daemon: `Batch::processed_at`, the instant the processor took the batch), wall clock shared by the two processes. In-stream: emergency frames of the saturating streams, decode to processed (daemon: `Batch::decoded_at` to `Batch::processed_at`; reference: decode to the processor; floor: none).\n");
+    let _ = writeln!(o, "\nProbe: client send to processed (for the daemon: `Batch::processed_at`, the instant the processor took the batch), wall clock shared by the two processes. In-stream: emergency frames of the saturating streams, decode to processed (daemon: `Batch::decoded_at` to `Batch::processed_at`; reference: decode to the processor; floor: none). Machine idle and host steal: shares of the machine's CPU time over the window (`/proc/stat`, every CPU); steal is time the hypervisor gave to other guests.\n");
+    let stolen: Vec<f64> = s.runs.iter().filter_map(|r| r.host_steal_pct).collect();
+    let high = stolen.iter().filter(|&&x| x > STEAL_NOTED_PCT).count();
+    if high > 0 {
+        let most = stolen.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            o,
+            "**Host steal above {STEAL_NOTED_PCT} % in {high} of {} windows (up to {most:.1} %)**: those windows measured a slower machine than the others.\n",
+            stolen.len()
+        );
+    }
     let _ = writeln!(o, "| payload | variant | / floor | / reference |");
     let _ = writeln!(o, "|---|---|---|---|");
     let show = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}x"));
@@ -466,9 +534,9 @@ pub fn render(s: &Summary) -> String {
         .filter(|a| a.section == "scale")
         .collect();
     if !scale.is_empty() {
-        let _ = writeln!(o, "\nScale (64 B, every source saturating):\n");
-        let _ = writeln!(o, "| variant | sources | connected at window start (fewest of the runs) | M frames/s | server CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "\nScale (64 B, every source saturating; the main runs' {} sources again, in the same rounds, for the ratio to them):\n", s.plan.connections);
+        let _ = writeln!(o, "| variant | sources | connected at window start (fewest of the runs) | M frames/s | server CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed | machine idle % | host steal % |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
         for a in scale {
             let connected = s
                 .runs
@@ -481,7 +549,7 @@ pub fn render(s: &Summary) -> String {
                 .unwrap_or(0);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 a.variant.name(),
                 a.sources,
                 connected,
@@ -495,6 +563,8 @@ pub fn render(s: &Summary) -> String {
                 } else {
                     "NOT equal"
                 },
+                a.machine_idle_pct.show(1.0, 0),
+                a.host_steal_pct.show(1.0, 1),
             );
         }
     }
@@ -579,4 +649,35 @@ pub fn render(s: &Summary) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuTimes;
+
+    #[test]
+    fn the_machine_s_idle_and_steal_shares_come_from_the_cpu_line() {
+        let before =
+            CpuTimes::parse("cpu  3222961 12928 1323968 4669376 167785 0 402234 30739 0 0")
+                .expect("a Linux cpu line");
+        let after = CpuTimes::parse("cpu  3223164 12928 1324143 4669615 167785 0 402335 30856 0 0")
+            .expect("a Linux cpu line");
+        // 835 ticks: user 203, system 175, idle 239, softirq 101, steal 117 (guest time is in
+        // user already, so the last two fields are not added).
+        let (idle, steal) = before.shares_until(&after).expect("time passed");
+        assert!((idle - 100.0 * 239.0 / 835.0).abs() < 1e-9, "idle {idle}");
+        assert!(
+            (steal - 100.0 * 117.0 / 835.0).abs() < 1e-9,
+            "steal {steal}"
+        );
+        assert_eq!(after.shares_until(&after), None, "no time passed");
+        assert_eq!(after.shares_until(&before), None, "a counter went back");
+    }
+
+    #[test]
+    fn a_cpu_line_not_as_linux_writes_it_gives_nothing() {
+        assert_eq!(CpuTimes::parse("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(CpuTimes::parse("cpu 1 2 3 4 5 6 7"), None);
+        assert_eq!(CpuTimes::parse("cpu 1 2 3 four 5 6 7 8"), None);
+    }
 }
