@@ -94,7 +94,6 @@ pub struct DrainResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct RestartResult {
     pub sources: u32,
-    pub segment_bytes: u64,
     /// Frames in the segment (64 B payloads).
     pub frames: u64,
     pub recovered: Recovered,
@@ -335,7 +334,6 @@ fn restart(exe: &Path, plan: &Plan, sources: usize) -> Result<RestartResult, Str
     }
     Ok(RestartResult {
         sources,
-        segment_bytes: plan.segment_bytes,
         frames,
         recovered,
     })

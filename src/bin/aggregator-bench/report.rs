@@ -602,11 +602,11 @@ pub fn render(s: &Summary) -> String {
             }
         }
     }
-    if let Some(first) = s.restart.first() {
+    if !s.restart.is_empty() {
         let _ = writeln!(
             o,
             "\nRestart (durable archive whose newest segment is full: {:.1} MiB of 64 B frames):\n",
-            first.segment_bytes as f64 / (1024.0 * 1024.0),
+            s.plan.segment_bytes as f64 / (1024.0 * 1024.0),
         );
         let _ = writeln!(o, "| sources | frames in the segment | recovery ms (`SegmentSink::open`) | peak RSS MiB | sources recovered | frames above watermarks |");
         let _ = writeln!(o, "|---|---|---|---|---|---|");
