@@ -141,7 +141,10 @@ pub struct ConnectionConfig {
     /// Bytes of full read buffers shared by all connections: `read_budget / read_buffer`
     /// connections read a full buffer at a time; the rest read 4 KiB, or wait their turn when
     /// their socket holds more (the `read_credit` module), so memory stays bounded whatever the
-    /// number of sources.
+    /// number of sources. The default, 64 credits, is one for every source of the reference
+    /// deployment (48 uplinks and their replay feeds) and no more: a read beyond those only waits
+    /// in the fan-in's line, holding memory. With 256 the pipeline spent about a quarter more CPU
+    /// per frame at 10,000 sources than at 48; with 64, about as much (BENCHMARKS.md).
     pub read_budget: usize,
     /// Time a new connection has to send its hello.
     #[serde(rename = "handshake_timeout_ms", deserialize_with = "millis")]
@@ -164,7 +167,7 @@ impl Default for ConnectionConfig {
         ConnectionConfig {
             max_frame_length: 64 * 1024,
             read_buffer: 128 * 1024,
-            read_budget: 32 * 1024 * 1024,
+            read_budget: 8 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             ack_interval: Duration::from_millis(10),

@@ -327,6 +327,14 @@ fn the_read_budget_is_cut_into_full_read_credits() {
 }
 
 #[test]
+fn by_default_every_source_of_the_reference_deployment_reads_a_full_buffer() {
+    // 48 uplinks and the demo's 2 replay feeds: with fewer credits than sources, saturating
+    // sources would take turns even in the deployment the defaults are tuned for.
+    let config = Config::default();
+    assert!(config.read_credits() >= 50, "{}", config.read_credits());
+}
+
+#[test]
 fn a_read_budget_below_one_read_buffer_is_rejected() {
     expect_error(
         "[connection]\nread_buffer = 131072\nread_budget = 65536\n",
