@@ -1,7 +1,7 @@
 //! The load client: N uplink connections writing pre-encoded DATA frames as fast as the server takes
 //! them, and one probe connection sending one timestamped emergency frame per millisecond.
 //!
-//! The frames are encoded once, into a chunk; before each write an uplink only rewrites the
+//! Each uplink encodes a chunk of frames once; before each `write_all` it only rewrites the
 //! sequence (which must increase, or the daemon drops the frames as duplicates) and the priority
 //! byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of every frame in place. It stops when its
 //! stdin closes (the parent is done with it) or after `limit`.
@@ -24,9 +24,10 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
 
-/// Most bytes offered per write, however many connections. Writes that shrink with the
-/// connection count (3.3 KiB each at 10,000 for a 32 MiB budget: 43 frames of 64 B per system
-/// call) make the client, not the server, the bound at scale (BENCHMARKS.md, "10,000 sources").
+/// Bytes written per `write_all`, however many connections: 625 MiB of chunks in the client at
+/// 10,000. Chunks that shrink with the connection count to save client memory (3.3 KiB each at
+/// 10,000 for a 32 MiB budget: 43 frames of 64 B per system call) make the client, not the server,
+/// the bound at scale (BENCHMARKS.md, "10,000 sources").
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
 /// kernel with the server's, whose TCP memory limit (`net.ipv4.tcp_mem`, about 2.2 GiB on the
@@ -176,51 +177,21 @@ async fn discard(mut reader: OwnedReadHalf) {
     }
 }
 
-/// Writes frames numbered from 1 for as long as the server takes them, until it goes away.
-///
-/// The frames go out from the worker thread's copy of the chunk, renumbered just before each
-/// write, so what the kernel copies from is in the cache however many connections there are. A
-/// chunk of its own for every connection (625 MiB at 10,000) was renumbered and copied from memory
-/// last touched thousands of connections earlier (BENCHMARKS.md, "10,000 sources"). A connection
-/// keeps only where it stands: the next frame's sequence and how much of that frame went out.
-async fn uplink(writer: OwnedWriteHalf, template: &[u8], frame_len: usize) {
-    let (mut next, mut sent) = (1u64, 0usize);
+/// Writes the chunk over and over, renumbering its frames each time, until the server goes away.
+async fn uplink(mut writer: OwnedWriteHalf, template: &[u8], frame_len: usize) {
+    let mut chunk = template.to_vec();
+    let mut sequence = 1u64;
     loop {
-        if writer.writable().await.is_err() {
+        for frame in chunk.chunks_exact_mut(frame_len) {
+            let emergency = sequence % EMERGENCY_EVERY == EMERGENCY_EVERY / 2;
+            frame[LENGTH_PREFIX + 1] = u8::from(emergency);
+            frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
+                .copy_from_slice(&sequence.to_be_bytes());
+            sequence += 1;
+        }
+        if writer.write_all(&chunk).await.is_err() {
             return;
         }
-        let written = CHUNK.with_borrow_mut(|chunk| {
-            if chunk.len() != template.len() {
-                chunk.clear();
-                chunk.extend_from_slice(template);
-            }
-            renumber(chunk, frame_len, next);
-            writer.try_write(&chunk[sent..])
-        });
-        match written {
-            Ok(n) => {
-                let through = sent + n;
-                next += (through / frame_len) as u64;
-                sent = through % frame_len;
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
-    }
-}
-
-thread_local! {
-    /// The frames a worker thread writes from, renumbered for each write (see [`uplink`]).
-    static CHUNK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Numbers the frames of `chunk` from `first`, 1 in [`EMERGENCY_EVERY`] an emergency.
-fn renumber(chunk: &mut [u8], frame_len: usize, first: u64) {
-    for (frame, sequence) in chunk.chunks_exact_mut(frame_len).zip(first..) {
-        let emergency = sequence % EMERGENCY_EVERY == EMERGENCY_EVERY / 2;
-        frame[LENGTH_PREFIX + 1] = u8::from(emergency);
-        frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
-            .copy_from_slice(&sequence.to_be_bytes());
     }
 }
 
