@@ -90,18 +90,18 @@ field() { sed -E "s/.* $1=([0-9]+).*/\1/" <<<"$drain"; }
 accepted="$(field accepted)"
 processed="$(field processed)"
 archived="$(field archived)"
-lost="$(field lost)"
+unacknowledged="$(field unacknowledged)"
 
 echo
 echo "==================== summary ===================="
 for line in "${summaries[@]}"; do echo "uplink-sim  $line"; done
 echo "aggregator  ${drain#*INFO }"
-echo "accounting  sent=$sent accepted=$accepted processed=$processed archived=$archived acknowledged=$acked lost=$lost daemon_exit=$daemon_status"
+echo "accounting  sent=$sent accepted=$accepted processed=$processed archived=$archived acknowledged=$acked unacknowledged=$unacknowledged daemon_exit=$daemon_status"
 echo "================================================="
 
 [[ $daemon_status -eq 0 ]] || fail "the daemon exited with status $daemon_status"
 if [[ $sent -eq $accepted && $accepted -eq $processed && $processed -eq $archived \
-    && $archived -eq $acked && $lost -eq 0 ]]; then
+    && $archived -eq $acked && $unacknowledged -eq 0 ]]; then
     echo "demo: OK: every frame accounted for (sent = accepted = processed = archived = acknowledged = $sent)"
 else
     fail "accounting mismatch"

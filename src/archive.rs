@@ -1,13 +1,33 @@
 //! The archive consumer: the downstream that must receive every frame.
 //!
-//! It owns an [`ArchiveSink`] and feeds it every processed batch in processing order, taking all
-//! that is queued as one group (one write, and one `fsync` where the policy asks for it, per group:
+//! It owns an [`ArchiveSink`] and feeds it every processed batch in processing order, taking what
+//! is queued as one group (one write, and one `fsync` where the policy asks for it, per group:
 //! group commit). Frames are counted as archived, and become acknowledgeable to their source, only
 //! once they are stored under the configured [`SyncPolicy`]; the queue capacity they held is given
 //! back as soon as they are written, so a sync in progress does not stall the pipeline.
 //!
+//! What is written and not yet durable is bounded (`archive.max_unsynced_bytes`): past it the
+//! consumer takes nothing more until a sync ends, so a disk slower than the sockets slows the
+//! pipeline, and through it the senders, to what the disk makes durable, instead of filling the
+//! page cache with frames nobody can acknowledge.
+//!
+//! A failed write (a full disk) loses nothing: the sink wrote none of the group, and the consumer
+//! holds it, with the queue capacity it takes, and writes it again until it succeeds, a second
+//! apart at most. Meanwhile nothing else is written, so the pipeline backs up to the sockets and
+//! every frame is stored once, in processing order. The archive counts as failing (`/healthz`
+//! degraded) from the first failed write until what failed is synced. A failed `fsync` is not
+//! retried: the kernel may have dropped the pages it could not write, and a later `fsync` would
+//! report success over them (PostgreSQL's "fsyncgate"); what it covered is never acknowledged, and
+//! the consumer writes nothing more until the daemon is restarted and recovers from the disk.
+//!
+//! When the drain starts while frames are held (or a write fails during it), those frames cannot be
+//! stored in time: the consumer gives up on them at once rather than at the drain deadline. It syncs
+//! what it wrote, discards the rest of its queue, and tells the connections (`storage_lost`), which
+//! close with their final acknowledgement below those frames: the sources still hold them.
+//!
 //! The sink is a trait so that the counting sink, the durable segment archive and the tests' sinks
-//! (which observe the processing order or hold the archive still) share this one consumer.
+//! (which observe the processing order, hold the archive still, or fail on demand) share this one
+//! consumer.
 
 use std::future::Future;
 use std::io;
@@ -15,9 +35,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::frame::{Batch, Priority};
+use crate::frame::{Batch, Span};
 use crate::queue::{Admitted, FrameReceiver};
 use crate::source::Source;
 use crate::stats::Stats;
@@ -28,7 +49,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Where archived frames go.
 pub trait ArchiveSink: Send + 'static {
     /// Writes a group of batches, in order. `Ok` means they will be stored once [`Self::sync`]
-    /// (or nothing, for a sink without a sync) has covered them.
+    /// (or nothing, for a sink without a sync) has covered them. `Err` means none of the group was
+    /// written (a sink cuts a partial write back): the consumer offers the same batches again.
     fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>>;
 
     /// Starts making everything written so far durable. The future completes once it is, and
@@ -41,12 +63,6 @@ pub trait ArchiveSink: Send + 'static {
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(async { Ok(()) })
     }
-
-    /// A source has connected with frames stored above its resume point. Its resent copies of them
-    /// are dropped as duplicates and acknowledged where they arrive, so if it resends nothing else
-    /// no batch of it reaches the sink: a sink that records acknowledgements learns of the
-    /// connection here.
-    fn resumed(&mut self, _source: Arc<Source>) {}
 }
 
 /// When written frames count as stored, and so may be acknowledged.
@@ -78,149 +94,371 @@ impl ArchiveSink for CountingSink {
     }
 }
 
-/// Written frames waiting for a sync, as counts per source (the batches themselves are gone).
+/// How the consumer is set up.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    pub policy: SyncPolicy,
+    /// Payload bytes written and not yet durable before the consumer waits for a sync.
+    pub max_unsynced_bytes: u64,
+    /// The drain: frames that cannot be stored are no longer waited for.
+    pub drain: CancellationToken,
+    /// Cancelled when the consumer gives up on frames it cannot store.
+    pub storage_lost: CancellationToken,
+}
+
+/// Written frames waiting for a sync: each batch's source and span (the payloads are gone).
 #[derive(Default)]
 struct Unsynced {
-    counts: Vec<(Arc<Source>, Priority, u64)>,
+    spans: Vec<(Arc<Source>, Span)>,
+    bytes: u64,
+    /// Holds frames written again after a failed write: the outage ends when they are stored.
+    ends_outage: bool,
 }
 
 impl Unsynced {
     fn add(&mut self, group: &[Admitted<Arc<Batch>>]) {
-        for admitted in group {
-            let batch = &admitted.item;
-            self.counts.push((
-                Arc::clone(&batch.source),
-                batch.priority,
-                batch.len() as u64,
-            ));
+        for batch in group.iter().map(|admitted| &admitted.item) {
+            if let Some(span) = batch.span() {
+                self.spans.push((Arc::clone(&batch.source), span));
+            }
+            self.bytes += batch.payload_bytes();
         }
     }
 
     /// Everything written is stored now: count it and let the sources acknowledge it.
-    fn stored(&mut self, stats: &Stats) {
-        for (source, priority, frames) in self.counts.drain(..) {
-            stats.archived(frames);
-            source.stored(priority, frames);
+    fn stored(self, stats: &Stats) {
+        for (source, span) in self.spans {
+            stats.archived(span.frames);
+            source.stored(span);
         }
-        stats.archive_ok();
+    }
+
+    fn frames(&self) -> u64 {
+        self.spans.iter().map(|(_, span)| span.frames).sum()
     }
 
     fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.spans.is_empty()
     }
 }
 
 /// A sync under way and the frames it covers: those written before it started.
-type InFlight = Option<(BoxFuture<'static, io::Result<()>>, Unsynced)>;
+type Syncing = Option<(BoxFuture<'static, io::Result<()>>, Unsynced)>;
+
+/// A group whose write failed, waiting to be written again.
+struct Held {
+    group: Vec<Admitted<Arc<Batch>>>,
+    next_try: Instant,
+    backoff: Duration,
+}
+
+/// The first retry comes this soon after a failed write; each failure doubles it up to the most.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MOST_RETRY: Duration = Duration::from_secs(1);
+
+/// Why the consumer stops storing before its input ends.
+struct GaveUp;
 
 /// Stores every batch the processor hands over until the processor is gone.
-///
-/// At most one sync is under way at a time, and writes continue while it is: a group written
-/// during a sync waits for the next one. That keeps a slow `fsync` from stopping the pipeline.
-pub async fn run(
-    mut input: FrameReceiver<Arc<Batch>>,
-    mut resumed: mpsc::Receiver<Arc<Source>>,
-    mut sink: Box<dyn ArchiveSink>,
-    policy: SyncPolicy,
+pub struct ArchiveConsumer {
+    input: FrameReceiver<Arc<Batch>>,
+    sink: Box<dyn ArchiveSink>,
+    settings: ArchiveSettings,
     stats: Stats,
-) {
-    let mut unsynced = Unsynced::default();
-    let mut syncing: InFlight = None;
-    let period = match policy {
-        SyncPolicy::Interval(period) => period,
-        SyncPolicy::EveryBatch | SyncPolicy::Never => Duration::from_secs(3600),
-    };
-    // The first sync is one period away (a plain `interval` would tick at once).
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut group = Vec::new();
-    let mut batches = Vec::new();
-    loop {
-        tokio::select! {
-            first = input.recv() => {
-                let Some(first) = first else { break };
-                group.push(first);
-                while let Some(next) = input.try_recv() {
-                    group.push(next);
+    unsynced: Unsynced,
+    syncing: Syncing,
+    held: Option<Held>,
+    /// Since when the archive has been failing, and how many frames it held at the first failure.
+    outage: Option<(Instant, u64)>,
+    /// Why a sync failed: nothing more is written.
+    broken: Option<String>,
+}
+
+impl ArchiveConsumer {
+    pub fn new(
+        input: FrameReceiver<Arc<Batch>>,
+        sink: Box<dyn ArchiveSink>,
+        settings: ArchiveSettings,
+        stats: Stats,
+    ) -> Self {
+        ArchiveConsumer {
+            input,
+            sink,
+            settings,
+            stats,
+            unsynced: Unsynced::default(),
+            syncing: None,
+            held: None,
+            outage: None,
+            broken: None,
+        }
+    }
+
+    /// Stores until the input ends (or, at a drain during an outage, until it gives up), then makes
+    /// everything written durable and closes the sink.
+    pub async fn run(mut self) {
+        let stopped = self.store_all().await;
+        self.finish_syncs().await;
+        if let Err(GaveUp) = stopped {
+            self.give_up().await;
+        }
+        self.stats.archive_unsynced_bytes(0);
+        if let Err(err) = self.sink.close().await {
+            self.stats.archive_error();
+            tracing::error!(error = %err, "archive close failed");
+        }
+    }
+
+    /// The loop: input, syncs and retries, until the input ends or the consumer gives up.
+    async fn store_all(&mut self) -> Result<(), GaveUp> {
+        let period = match self.settings.policy {
+            SyncPolicy::Interval(period) => period,
+            SyncPolicy::EveryBatch | SyncPolicy::Never => Duration::from_secs(3600),
+        };
+        // The first sync is one period away (a plain `interval` would tick at once).
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let drain = self.settings.drain.clone();
+        loop {
+            let retry_at = self.held.as_ref().map(|held| held.next_try);
+            tokio::select! {
+                result = in_flight(&mut self.syncing) => self.synced(result),
+                _ = ticker.tick(), if self.syncing.is_none() && !self.unsynced.is_empty() => {
+                    self.start_sync();
                 }
-            }
-            result = in_flight(&mut syncing) => {
-                if let Some((_, covered)) = syncing.take() {
-                    synced(result, covered, &mut unsynced, &stats);
+                _ = sleep_until(retry_at), if retry_at.is_some() => self.retry().await?,
+                _ = drain.cancelled(), if self.held.is_some() => self.retry().await?,
+                first = self.input.recv(), if self.held.is_none() && self.has_room() => {
+                    let Some(first) = first else { return Ok(()) };
+                    let group = self.take_group(first);
+                    self.write(group).await?;
                 }
-                if policy == SyncPolicy::EveryBatch && !unsynced.is_empty() {
-                    syncing = Some((sink.sync(), std::mem::take(&mut unsynced)));
-                }
-                continue;
-            }
-            _ = ticker.tick(), if syncing.is_none() && !unsynced.is_empty() => {
-                syncing = Some((sink.sync(), std::mem::take(&mut unsynced)));
-                continue;
-            }
-            Some(source) = resumed.recv() => {
-                sink.resumed(source);
-                continue;
             }
         }
-        batches.extend(group.iter().map(|admitted| Arc::clone(&admitted.item)));
-        let written = sink.write(&batches).await;
-        batches.clear();
-        match written {
+    }
+
+    /// Whether more may be written before a sync ends.
+    fn has_room(&self) -> bool {
+        self.settings.policy == SyncPolicy::Never || self.room() > 0
+    }
+
+    fn room(&self) -> u64 {
+        let covered = self
+            .syncing
+            .as_ref()
+            .map_or(0, |(_, covered)| covered.bytes);
+        let not_durable = covered + self.unsynced.bytes;
+        self.settings.max_unsynced_bytes.saturating_sub(not_durable)
+    }
+
+    /// `first` and whatever else is queued, up to the room left.
+    fn take_group(&mut self, first: Admitted<Arc<Batch>>) -> Vec<Admitted<Arc<Batch>>> {
+        let room = match self.settings.policy {
+            SyncPolicy::Never => u64::MAX,
+            _ => self.room(),
+        };
+        let mut bytes = first.item.payload_bytes();
+        let mut group = vec![first];
+        while bytes < room {
+            let Some(next) = self.input.try_recv() else {
+                break;
+            };
+            bytes += next.item.payload_bytes();
+            group.push(next);
+        }
+        group
+    }
+
+    /// Writes a group; a failure holds it to be written again.
+    async fn write(&mut self, group: Vec<Admitted<Arc<Batch>>>) -> Result<(), GaveUp> {
+        match self.attempt(&group).await {
             Ok(()) => {
-                unsynced.add(&group);
-                match policy {
-                    SyncPolicy::EveryBatch if syncing.is_none() => {
-                        syncing = Some((sink.sync(), std::mem::take(&mut unsynced)));
-                    }
-                    SyncPolicy::Never => unsynced.stored(&stats),
-                    SyncPolicy::EveryBatch | SyncPolicy::Interval(_) => {}
-                }
+                self.written(group, false);
+                Ok(())
             }
+            Err(err) => self.failed(group, err, FIRST_RETRY),
+        }
+    }
+
+    /// The held group's next attempt; at a drain, the last one.
+    async fn retry(&mut self) -> Result<(), GaveUp> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        match self.attempt(&held.group).await {
+            Ok(()) => {
+                tracing::info!("archive: the frames held since the failed write are written");
+                self.written(held.group, true);
+                Ok(())
+            }
+            Err(err) => self.failed(held.group, err, (held.backoff * 2).min(MOST_RETRY)),
+        }
+    }
+
+    /// Hands a group to the sink, unless a failed sync means nothing more may be written.
+    async fn attempt(&mut self, group: &[Admitted<Arc<Batch>>]) -> io::Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(io::Error::other(why.clone()));
+        }
+        let batches: Vec<_> = group.iter().map(|a| Arc::clone(&a.item)).collect();
+        self.sink.write(&batches).await
+    }
+
+    /// A group is written: it waits for its sync, and its queue capacity goes back.
+    fn written(&mut self, group: Vec<Admitted<Arc<Batch>>>, ends_outage: bool) {
+        self.unsynced.add(&group);
+        self.unsynced.ends_outage |= ends_outage;
+        drop(group);
+        match self.settings.policy {
+            SyncPolicy::Never => {
+                let written = std::mem::take(&mut self.unsynced);
+                self.stored(written);
+            }
+            SyncPolicy::EveryBatch => self.start_sync(),
+            // Half the bound written: start the sync now, so that it ends before the bound is hit.
+            SyncPolicy::Interval(_) if self.room() <= self.settings.max_unsynced_bytes / 2 => {
+                self.start_sync();
+            }
+            SyncPolicy::Interval(_) => {}
+        }
+        self.publish_unsynced();
+    }
+
+    /// A write failed: hold the group for another try, or, once the drain has begun, give up.
+    fn failed(
+        &mut self,
+        group: Vec<Admitted<Arc<Batch>>>,
+        err: io::Error,
+        backoff: Duration,
+    ) -> Result<(), GaveUp> {
+        self.stats.archive_error();
+        let frames: u64 = group.iter().map(|a| a.item.len() as u64).sum();
+        if self.outage.is_none() {
+            self.outage = Some((Instant::now(), frames));
+            tracing::error!(
+                frames,
+                error = %err,
+                "archive write failed; holding these frames and writing them again until it succeeds"
+            );
+        } else {
+            tracing::debug!(frames, error = %err, "archive write failed again");
+        }
+        self.held = Some(Held {
+            group,
+            next_try: Instant::now() + backoff,
+            backoff,
+        });
+        match self.settings.drain.is_cancelled() {
+            true => Err(GaveUp),
+            false => Ok(()),
+        }
+    }
+
+    /// Starts a sync of everything written, unless one is under way.
+    fn start_sync(&mut self) {
+        if self.syncing.is_none() && !self.unsynced.is_empty() {
+            let covered = std::mem::take(&mut self.unsynced);
+            self.syncing = Some((self.sink.sync(), covered));
+        }
+    }
+
+    /// A sync ended: what it covered is stored, or, when it failed, never will be.
+    fn synced(&mut self, result: io::Result<()>) {
+        let Some((_, covered)) = self.syncing.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => self.stored(covered),
             Err(err) => {
-                stats.archive_error();
-                let frames: usize = group.iter().map(|a| a.item.len()).sum();
+                self.stats.archive_error();
+                self.outage
+                    .get_or_insert((Instant::now(), covered.frames()));
                 tracing::error!(
-                    frames,
+                    frames = covered.frames(),
                     error = %err,
-                    "archive write failed; these frames will not be acknowledged"
+                    "archive sync failed; what it covered is never acknowledged, and nothing more is written until a restart"
+                );
+                self.broken = Some(format!(
+                    "an earlier sync failed ({err}); restart the daemon"
+                ));
+            }
+        }
+        if self.settings.policy == SyncPolicy::EveryBatch || !self.has_room() {
+            self.start_sync();
+        }
+        self.publish_unsynced();
+    }
+
+    /// Frames are stored: their sources may acknowledge them; an outage they end is over.
+    fn stored(&mut self, written: Unsynced) {
+        let ends_outage = written.ends_outage;
+        written.stored(&self.stats);
+        if ends_outage && self.held.is_none() && self.broken.is_none() {
+            if let Some((since, frames)) = self.outage.take() {
+                tracing::info!(
+                    outage_ms = since.elapsed().as_millis() as u64,
+                    frames_held_at_first_failure = frames,
+                    "archive recovered: every frame held since the failed write is stored"
                 );
             }
+            self.stats.archive_recovered();
         }
-        // Written (or failed): the queue's capacity goes back to the processor.
-        group.clear();
     }
-    // The last sync covers everything written.
-    if let Some((pending, covered)) = syncing.take() {
-        synced(pending.await, covered, &mut unsynced, &stats);
+
+    fn publish_unsynced(&self) {
+        let covered = self
+            .syncing
+            .as_ref()
+            .map_or(0, |(_, covered)| covered.bytes);
+        self.stats
+            .archive_unsynced_bytes(covered + self.unsynced.bytes);
     }
-    if !unsynced.is_empty() {
-        let covered = std::mem::take(&mut unsynced);
-        let result = sink.sync().await;
-        synced(result, covered, &mut unsynced, &stats);
+
+    /// Waits for the sync under way, then syncs what is left.
+    async fn finish_syncs(&mut self) {
+        if let Some((pending, _)) = &mut self.syncing {
+            let result = pending.await;
+            self.synced(result);
+        }
+        if self.broken.is_none() && !self.unsynced.is_empty() {
+            self.start_sync();
+            if let Some((pending, _)) = &mut self.syncing {
+                let result = pending.await;
+                self.synced(result);
+            }
+        }
     }
-    if let Err(err) = sink.close().await {
-        stats.archive_error();
-        tracing::error!(error = %err, "archive close failed");
+
+    /// At a drain during an outage: drops the held frames and the rest of the queue unstored, and
+    /// lets the connections close without waiting for them.
+    async fn give_up(&mut self) {
+        let mut frames = self.held.take().map_or(0, |held| {
+            held.group.iter().map(|a| a.item.len() as u64).sum()
+        });
+        self.settings.storage_lost.cancel();
+        while let Some(admitted) = self.input.recv().await {
+            frames += admitted.item.len() as u64;
+        }
+        self.stats.abandoned(frames);
+        tracing::error!(
+            frames,
+            "archive: the drain gives up on frames it cannot store; they are not acknowledged, and their sources still hold them"
+        );
     }
 }
 
 /// The sync under way, or never, when there is none.
-async fn in_flight(syncing: &mut InFlight) -> io::Result<()> {
+async fn in_flight(syncing: &mut Syncing) -> io::Result<()> {
     match syncing {
         Some((pending, _)) => pending.await,
         None => std::future::pending().await,
     }
 }
 
-/// A sync ended: what it covered is stored, or, when it failed, waits for the next one.
-fn synced(result: io::Result<()>, mut covered: Unsynced, unsynced: &mut Unsynced, stats: &Stats) {
-    match result {
-        Ok(()) => covered.stored(stats),
-        Err(err) => {
-            stats.archive_error();
-            tracing::error!(error = %err, "archive sync failed; written frames stay unacknowledged");
-            covered.counts.append(&mut unsynced.counts);
-            *unsynced = covered;
-        }
+/// Sleeps until `at`, or forever when there is no such time.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

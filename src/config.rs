@@ -244,6 +244,10 @@ pub struct ArchiveConfig {
     /// With `sync = "interval"`: the longest a written frame waits for its `fsync`.
     #[serde(rename = "sync_interval_ms", deserialize_with = "millis")]
     pub sync_interval: Duration,
+    /// Payload bytes written and not yet made durable, at most: past it the archive waits for its
+    /// sync before writing more, so that the pipeline, and through it the senders, slow to what
+    /// the disk makes durable rather than filling the page cache (`sync = "never"` has no bound).
+    pub max_unsynced_bytes: u64,
 }
 
 /// Which archive the daemon keeps.
@@ -276,6 +280,7 @@ impl Default for ArchiveConfig {
             segment_bytes: 64 * 1024 * 1024,
             sync: SyncMode::Interval,
             sync_interval: Duration::from_millis(20),
+            max_unsynced_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -549,6 +554,12 @@ impl Config {
                     "{} is below the 4096-byte minimum",
                     self.archive.segment_bytes
                 ),
+            ));
+        }
+        if self.archive.max_unsynced_bytes == 0 {
+            return Err((
+                "archive.max_unsynced_bytes",
+                "0 would let nothing be written; it must be at least 1".to_string(),
             ));
         }
         let monitor = self.monitor.listen;

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::fan_in::Ingress;
 use crate::frame::{Batch, Priority, SourceKind};
+use crate::ledger::Run;
 use crate::protocol::{
     walk_messages, ClientMessage, CloseReason, Hello, MessageView, ProtocolError, RefuseReason,
     ServerMessage, DATA_HEADER, VERSION,
@@ -37,7 +38,7 @@ use crate::protocol::{
 use crate::read_credit::{make_room, ReadCredits, ReadTurn, SMALL_READ};
 use crate::router::{RegisterError, Registration, RouterHandle};
 use crate::sequence_set::SequenceSet;
-use crate::source::{Run, Source};
+use crate::source::Source;
 use crate::stats::Stats;
 
 /// How long a closing connection waits for the peer to close its side.
@@ -50,6 +51,9 @@ pub(crate) struct Shared {
     pub router: RouterHandle,
     pub stats: Stats,
     pub drain: CancellationToken,
+    /// Cancelled by the archive when it gives up on frames it cannot store (a drain during a disk
+    /// outage): connections stop waiting for their acknowledgement.
+    pub storage_lost: CancellationToken,
     pub read_credits: ReadCredits,
 }
 
@@ -208,7 +212,7 @@ pub(crate) async fn serve(
     };
     wire.send(&ServerMessage::Welcome {
         version: VERSION,
-        resume_after: registration.resume.after,
+        resume_after: registration.source.last_acked(),
     })
     .await;
 
@@ -443,8 +447,21 @@ impl Intake {
             }
             self.last_sequence = Some(sequence);
             accepted += 1;
+            let slot = open.get_mut(priority);
+            let new_batch = slot.as_ref().is_none_or(|b| b.len() >= self.max_batch);
+            if new_batch {
+                if let Some(full) = slot.take() {
+                    sealed.get_mut(priority).push(full);
+                }
+                let source = Arc::clone(&self.source);
+                *slot = Some(Batch::new(source, priority, decoded_at, self.max_batch));
+            }
+            if let Some(batch) = slot.as_mut() {
+                batch.push(sequence, offset + DATA_HEADER..offset + body.len());
+            }
+            // A run never spans two batches: the archive marks runs by the batch that stored them.
             match runs.last_mut() {
-                Some(run) if run.priority == priority && run.frames > 0 => {
+                Some(run) if run.priority == priority && run.frames > 0 && !new_batch => {
                     run.frames += 1;
                     run.last_sequence = sequence;
                 }
@@ -454,18 +471,6 @@ impl Intake {
                     last_sequence: sequence,
                 }),
             }
-            let slot = open.get_mut(priority);
-            let batch = match slot.as_mut() {
-                Some(b) if b.len() < self.max_batch => b,
-                _ => {
-                    if let Some(full) = slot.take() {
-                        sealed.get_mut(priority).push(full);
-                    }
-                    let source = Arc::clone(&self.source);
-                    slot.insert(Batch::new(source, priority, decoded_at, self.max_batch))
-                }
-            };
-            batch.push(sequence, offset + DATA_HEADER..offset + body.len());
             ControlFlow::Continue(())
         });
         let Lanes {
@@ -586,19 +591,20 @@ async fn stream_frames(
     let Registration {
         source,
         ingress,
-        resume,
+        already_stored,
     } = registration;
-    let resume_after = resume.after;
     let mut intake = Intake {
         source: Arc::clone(&source),
         stats: shared.stats.clone(),
         max_batch: cfg.pipeline.max_batch_frames,
-        last_sequence: resume_after,
-        already_stored: resume.already_stored,
+        // Frames of an earlier connection may still be on their way to the archive: their resent
+        // copies are duplicates too.
+        last_sequence: source.ledger().accepted(),
+        already_stored,
     };
     let mut acks = Acks {
         shared,
-        sent: resume_after,
+        sent: source.last_acked(),
         next_send: Instant::now(),
     };
     let mut turn = shared.read_credits.turn();
@@ -649,8 +655,12 @@ async fn stream_frames(
                 Err(err) => end = Some(Ending::Io(err)),
             },
             _ = &mut recheck_timer, if recheck_armed => recheck_armed = false,
-            // Waiting in line for a read credit is not idleness either.
+            // Waiting in line for a read credit is not idleness either, nor is a source waiting
+            // for the acknowledgement of what it sent (a slow or failing disk).
             _ = &mut idle, if reading && !turn.is_waiting() => {
+                if !source.is_settled() {
+                    last_activity = Instant::now();
+                }
                 let quiet_until = last_activity + idle_timeout;
                 if Instant::now() >= quiet_until {
                     end = Some(Ending::Idle);
@@ -675,25 +685,13 @@ async fn finish(
     shared: &Shared,
 ) {
     let cfg = &shared.config;
-    let give_up = Instant::now() + cfg.shutdown.drain_deadline;
-    loop {
-        if source.is_settled() {
-            break;
-        }
-        if Instant::now() >= give_up {
-            tracing::error!(
-                acked = ?source.last_acked(),
-                "frames still unstored after the drain deadline; closing without their acknowledgement"
-            );
-            break;
-        }
-        sleep_until((Instant::now() + cfg.connection.ack_interval).min(give_up)).await;
-    }
+    let stored = wait_until_stored(source, shared).await;
     let acked = source.last_acked();
     if let Some(sequence) = acked.filter(|_| acked != ack_sent) {
         wire.send(&ServerMessage::Ack { sequence }).await;
     }
-    let detail = end.detail(cfg);
+    let mut detail = end.detail(cfg);
+    let mut reason = end.close_reason();
     match &end {
         Ending::Shutdown | Ending::PipelineClosed => {
             tracing::debug!(acked = ?acked, "connection drained")
@@ -707,14 +705,54 @@ async fn finish(
             tracing::warn!(reason = %detail, acked = ?acked, "closing connection on bad input");
         }
     }
+    // Bad input is what the source must hear of; otherwise, that what it sent was not all stored.
+    if !stored && !matches!(end, Ending::Protocol(_) | Ending::UnexpectedHello) {
+        reason = CloseReason::StorageUnavailable;
+        detail = format!("{detail}; frames above the final acknowledgement were not stored");
+    }
     wire.send(&ServerMessage::Close {
-        reason: end.close_reason(),
+        reason,
         final_ack: acked,
         detail,
     })
     .await;
     wire.close().await;
 }
+
+/// Waits until every frame the source sent is stored; `false` when the archive gave up on them,
+/// or the drain deadline passed, first.
+async fn wait_until_stored(source: &Source, shared: &Shared) -> bool {
+    let deadline = shared.config.shutdown.drain_deadline;
+    let give_up = tokio::time::sleep(deadline);
+    tokio::pin!(give_up);
+    loop {
+        let changed = source.ledger().changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if source.is_settled() {
+            return true;
+        }
+        tokio::select! {
+            _ = changed => {}
+            _ = shared.storage_lost.cancelled() => {
+                tracing::warn!(
+                    acked = ?source.last_acked(),
+                    "the archive cannot store this source's last frames; closing without their acknowledgement"
+                );
+                return source.is_settled();
+            }
+            _ = &mut give_up => {
+                tracing::error!(
+                    acked = ?source.last_acked(),
+                    deadline_ms = deadline.as_millis() as u64,
+                    "frames still unstored after the drain deadline; closing without their acknowledgement"
+                );
+                return false;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,19 +772,13 @@ mod tests {
         let stats = Stats::new();
         let (ingress, _fan_in) = priority_fan_in(64, 64, 256, stats.clone());
         let drain = CancellationToken::new();
-        let (resumed, _) = tokio::sync::mpsc::channel(1);
-        let router = RouterHandle::spawn(
-            ingress,
-            stats.clone(),
-            drain.clone(),
-            Default::default(),
-            resumed,
-        );
+        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), Default::default());
         let shared = Arc::new(Shared {
             config: Arc::new(Config::default()),
             router,
             stats,
             drain,
+            storage_lost: CancellationToken::new(),
             read_credits: ReadCredits::new(1, 1),
         });
         let future = serve(stream, peer, SourceKind::LiveUplink, shared);
@@ -759,8 +791,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_is_batched_by_lane_and_acknowledged_in_arrival_order() {
         use crate::protocol::encode_data;
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let source = Arc::new(Source::new(7, SourceKind::LiveUplink, peer, None));
+        let source = uplink(None);
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut intake = Intake {
             source: Arc::clone(&source),
@@ -785,13 +816,13 @@ mod tests {
         assert_eq!(routine.item.priority, r);
         assert_eq!(sequences(&routine.item), [0, 1, 3, 4, 6]);
 
-        source.stored(r, 5);
+        source.stored(routine.item.span().unwrap());
         assert_eq!(
             source.last_acked(),
             Some(1),
             "2 (an emergency) is not stored"
         );
-        source.stored(e, 2);
+        source.stored(emergency.item.span().unwrap());
         assert_eq!(source.last_acked(), Some(6));
         assert!(source.is_settled());
     }
@@ -802,8 +833,7 @@ mod tests {
     #[tokio::test]
     async fn resent_frames_stored_before_are_dropped_and_acknowledged() {
         use crate::protocol::encode_data;
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let source = Arc::new(Source::new(7, SourceKind::LiveUplink, peer, Some(2)));
+        let source = uplink(Some(2));
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut stored = SequenceSet::default();
         stored.insert_run(3, 4);
@@ -833,8 +863,42 @@ mod tests {
         let sequences: Vec<_> = batch.item.payloads().map(|(s, _)| s).collect();
         assert_eq!(sequences, [5, 7], "6 was stored before");
         assert_eq!(source.last_acked(), Some(4), "5 is not stored yet");
-        source.stored(r, 2);
+        source.stored(batch.item.span().unwrap());
         assert_eq!(source.last_acked(), Some(7));
         assert!(source.is_settled());
+    }
+
+    /// Live uplink 7, connected, with every frame up to `acked` stored.
+    fn uplink(acked: Option<u64>) -> Arc<Source> {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let ledger = Arc::new(crate::ledger::Ledger::new(acked));
+        Arc::new(Source::new(7, SourceKind::LiveUplink, peer, ledger))
+    }
+
+    /// A lane's frames beyond one batch go into the next, and the runs follow the batches: a
+    /// stored batch moves the acknowledgement over exactly its own frames.
+    #[tokio::test]
+    async fn runs_never_span_two_batches() {
+        use crate::protocol::encode_data;
+        let source = uplink(None);
+        let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
+        let mut intake = Intake {
+            source: Arc::clone(&source),
+            stats: Stats::new(),
+            max_batch: 4,
+            last_sequence: None,
+            already_stored: Arc::default(),
+        };
+        let mut buf = BytesMut::new();
+        for sequence in 0..8 {
+            encode_data(&mut buf, Priority::Routine, sequence, b"x");
+        }
+        assert!(intake.take(&mut buf, 1024, &ingress).is_ok());
+        let first = fan_in.next().await.unwrap();
+        let second = fan_in.next().await.unwrap();
+        source.stored(second.item.span().unwrap());
+        assert_eq!(source.last_acked(), None, "0..=3 are not stored");
+        source.stored(first.item.span().unwrap());
+        assert_eq!(source.last_acked(), Some(7));
     }
 }

@@ -34,10 +34,9 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use crate::archive::{ArchiveSink, BoxFuture};
 use crate::config::ArchiveConfig;
 use crate::frame::Batch;
-use crate::router::{ResumePoint, SourceKey};
+use crate::ledger::{Ledger, ResumePoint, SourceKey};
 use crate::segment::{self, Entry, MAGIC};
 use crate::sequence_set::SequenceSet;
-use crate::source::Source;
 use disk::{with_path, Disk, Segment};
 
 /// What the archive remembers of one source between its records.
@@ -47,41 +46,62 @@ struct Tracked {
     watermark: Option<u64>,
     /// Sequences written above it; pruned when the watermark moves.
     above: SequenceSet,
-    /// The source as last seen in a batch or told of by [`ArchiveSink::resumed`] (none for one
-    /// known only from recovery), to read its acknowledgement when a checkpoint is written. With
-    /// many sources taking turns a source may send nothing for seconds after its frames were
-    /// stored and acknowledged; without the fresh watermark, each checkpoint would list all those
+    /// The source's ledger, to read its acknowledgement whenever a record is written: with many
+    /// sources taking turns a source may send nothing for seconds after its frames were stored
+    /// and acknowledged, and a source that resends only frames stored before a restart sends the
+    /// archive nothing at all; without the fresh watermark, each checkpoint would list all those
     /// frames again.
-    source: Option<Arc<Source>>,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl Tracked {
-    /// Remembers the source a batch came from (a reconnection brings a new one).
-    fn seen(&mut self, source: &Arc<Source>) {
+    /// Remembers the ledger a batch's source keeps.
+    fn seen(&mut self, ledger: &Arc<Ledger>) {
         if !self
-            .source
+            .ledger
             .as_ref()
-            .is_some_and(|known| Arc::ptr_eq(known, source))
+            .is_some_and(|known| Arc::ptr_eq(known, ledger))
         {
-            self.source = Some(Arc::clone(source));
+            self.ledger = Some(Arc::clone(ledger));
         }
     }
 
-    /// Raises the watermark to the source's acknowledgement; the new watermark, if it moved.
-    fn catch_up(&mut self) -> Option<u64> {
-        let acked = self.source.as_ref()?.last_acked()?;
-        self.raise_watermark(acked).then_some(acked)
+    /// The source's acknowledgement, if it moved past the last watermark written.
+    fn moved(&self) -> Option<u64> {
+        let acked = self.ledger.as_ref()?.acked()?;
+        (self.watermark < Some(acked)).then_some(acked)
     }
 
-    fn raise_watermark(&mut self, acked: u64) -> bool {
-        if self.watermark.is_some_and(|w| w >= acked) {
-            return false;
+    /// A WATERMARK for `acked` is written.
+    fn raise_watermark(&mut self, acked: u64) {
+        if self.watermark < Some(acked) {
+            self.watermark = Some(acked);
+            self.above.remove_through(acked);
         }
-        self.watermark = Some(acked);
-        self.above.remove_through(acked);
-        true
+    }
+
+    /// After recovery: frames stored contiguously right above the watermark are all stored, so
+    /// the watermark passes them. An acknowledgement sent before a crash may have passed them
+    /// without its WATERMARK reaching the disk (a source that went quiet).
+    fn extend_watermark(&mut self) {
+        let next = match self.watermark {
+            None => 0,
+            Some(acked) => match acked.checked_add(1) {
+                Some(next) => next,
+                None => return,
+            },
+        };
+        let first_run = self.above.runs().next();
+        if let Some((_, last)) = first_run.filter(|&(first, _)| first == next) {
+            self.raise_watermark(last);
+        }
     }
 }
+
+/// The watermarks a write carries, applied to what the archive remembers once it is written:
+/// a failed write must leave the archive's memory as it was, or a later checkpoint would list
+/// frames that never reached the disk.
+type Raised = Vec<(SourceKey, u64)>;
 
 /// Appends frames to segment files in `archive.dir`.
 #[derive(Debug)]
@@ -212,6 +232,7 @@ impl SegmentSink {
                 if let Some(acked) = tracked.watermark {
                     tracked.above.remove_through(acked);
                 }
+                tracked.extend_watermark();
             }
             tracing::info!(
                 segment = %path.display(),
@@ -220,12 +241,10 @@ impl SegmentSink {
             );
         }
         let resume = sources
-            .iter()
+            .iter_mut()
             .map(|(key, tracked)| {
-                let point = ResumePoint {
-                    after: tracked.watermark,
-                    already_stored: Arc::new(tracked.above.clone()),
-                };
+                let point = ResumePoint::recovered(tracked.watermark, tracked.above.clone());
+                tracked.ledger = Some(Arc::clone(&point.ledger));
                 (*key, point)
             })
             .collect();
@@ -256,9 +275,10 @@ impl Writer {
     /// disk thread create the one after it. Blocking: called once, at start.
     fn start(&mut self, index: u64) -> io::Result<()> {
         let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
-        self.checkpoint();
+        let raised = self.checkpoint();
         file.write_all(&self.buf)
             .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
+        self.commit(&raised);
         let path = disk::publish(&self.dir, &file, index)?;
         self.segment = Some(Segment {
             file,
@@ -272,16 +292,32 @@ impl Writer {
 
     /// Encodes the magic and a checkpoint into the buffer: each source's watermark, fresh from its
     /// acknowledgements, and the sequences stored above it.
-    fn checkpoint(&mut self) {
+    fn checkpoint(&mut self) -> Raised {
         self.buf.clear();
         self.buf.extend_from_slice(MAGIC);
-        for (&(kind, id), tracked) in &mut self.sources {
-            tracked.catch_up();
-            if let Some(acked) = tracked.watermark {
+        let mut raised = Raised::new();
+        for (&(kind, id), tracked) in &self.sources {
+            let moved = tracked.moved();
+            if let Some(acked) = moved {
+                raised.push(((kind, id), acked));
+            }
+            let watermark = moved.or(tracked.watermark);
+            if let Some(acked) = watermark {
                 segment::encode_watermark(&mut self.buf, kind, id, acked);
             }
-            for (first, last) in tracked.above.runs() {
-                segment::encode_stored(&mut self.buf, kind, id, first, last);
+            let above = watermark.map_or(0, |acked| acked + 1);
+            for (first, last) in tracked.above.runs().filter(|&(_, last)| last >= above) {
+                segment::encode_stored(&mut self.buf, kind, id, first.max(above), last);
+            }
+        }
+        raised
+    }
+
+    /// What a written record's watermarks say is now what the archive remembers.
+    fn commit(&mut self, raised: &Raised) {
+        for &(key, acked) in raised {
+            if let Some(tracked) = self.sources.get_mut(&key) {
+                tracked.raise_watermark(acked);
             }
         }
     }
@@ -363,8 +399,16 @@ impl Writer {
                 None => {}
             }
         }
-        self.encode(batches);
+        let raised = self.encode(batches);
         self.write_buf()?;
+        for batch in batches {
+            let source = &batch.source;
+            if let Some(tracked) = self.sources.get_mut(&(source.kind, source.id)) {
+                let sequences = batch.payloads().map(|(sequence, _)| sequence);
+                tracked.above.extend(sequences);
+            }
+        }
+        self.commit(&raised);
         self.appended = true;
         Ok(())
     }
@@ -393,15 +437,19 @@ impl Writer {
     /// exactly-once.
     fn mark_acknowledged(&mut self) -> io::Result<()> {
         self.buf.clear();
-        for (&(kind, id), tracked) in &mut self.sources {
-            if let Some(acked) = tracked.catch_up() {
+        let mut raised = Raised::new();
+        for (&(kind, id), tracked) in &self.sources {
+            if let Some(acked) = tracked.moved() {
                 segment::encode_watermark(&mut self.buf, kind, id, acked);
+                raised.push(((kind, id), acked));
             }
         }
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.write_buf()
+        self.write_buf()?;
+        self.commit(&raised);
+        Ok(())
     }
 
     /// Starts appending to `next`, the staged segment `index`, after its checkpoint, and sends the
@@ -410,9 +458,10 @@ impl Writer {
     /// what it lists.
     fn switch(&mut self, mut next: File, index: u64) -> io::Result<()> {
         let staged = disk::staged_path(&self.dir, index);
-        self.checkpoint();
+        let raised = self.checkpoint();
         next.write_all(&self.buf)
             .map_err(|err| with_path(err, &staged, "cannot write"))?;
+        self.commit(&raised);
         let handle = next
             .try_clone()
             .map_err(|err| with_path(err, &staged, "cannot open"))?;
@@ -432,19 +481,24 @@ impl Writer {
 
     /// Encodes a group: a FRAMES record per batch, then a WATERMARK for each source whose
     /// acknowledgement moved since the last one (acknowledgements only ever cover frames already
-    /// synced).
-    fn encode(&mut self, batches: &[Arc<Batch>]) {
+    /// synced). Returns the watermarks, for [`Self::commit`] once the group is written.
+    fn encode(&mut self, batches: &[Arc<Batch>]) -> Raised {
         self.buf.clear();
         let now_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let now = Instant::now();
+        let mut raised = Raised::new();
         for batch in batches {
             let source = &batch.source;
             let received =
                 now_unix.saturating_sub(now.duration_since(batch.decoded_at).as_nanos() as u64);
-            let tracked = self.sources.entry((source.kind, source.id)).or_default();
-            tracked.seen(source);
+            let key = (source.kind, source.id);
+            let tracked = self.sources.entry(key).or_default();
+            tracked.seen(source.ledger());
+            if let Some(acked) = tracked.moved() {
+                raised.push((key, acked));
+            }
             segment::encode_frames(
                 &mut self.buf,
                 source.kind,
@@ -453,17 +507,14 @@ impl Writer {
                 received,
                 batch.payloads(),
             );
-            tracked
-                .above
-                .extend(batch.payloads().map(|(sequence, _)| sequence));
         }
-        for batch in batches {
-            let source = &batch.source;
-            let tracked = self.sources.entry((source.kind, source.id)).or_default();
-            if let Some(acked) = tracked.catch_up() {
-                segment::encode_watermark(&mut self.buf, source.kind, source.id, acked);
-            }
+        // One WATERMARK per source, however many of its batches the group holds.
+        raised.sort_unstable_by_key(|&((kind, id), _)| (kind.to_byte(), id));
+        raised.dedup_by_key(|&mut ((kind, id), _)| (kind.to_byte(), id));
+        for &((kind, id), acked) in &raised {
+            segment::encode_watermark(&mut self.buf, kind, id, acked);
         }
+        raised
     }
 
     /// The open segment on a second handle, for a job of the disk thread's.
@@ -506,11 +557,6 @@ impl ArchiveSink for SegmentSink {
         Box::pin(async move { disk::answer(synced?).await })
     }
 
-    fn resumed(&mut self, source: Arc<Source>) {
-        let key = (source.kind, source.id);
-        self.writer.sources.entry(key).or_default().seen(&source);
-    }
-
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         let closed = self
             .writer
@@ -526,7 +572,8 @@ mod tests {
     use super::*;
     use crate::config::{ArchiveKind, SyncMode};
     use crate::frame::{Priority, SourceKind};
-    use crate::source::Run;
+    use crate::ledger::Run;
+    use crate::source::Source;
     use bytes::Bytes;
     use std::time::Duration;
 
@@ -544,7 +591,8 @@ mod tests {
     /// Live uplink `id`, as a connection registers it.
     fn uplink(id: u32) -> Arc<Source> {
         let peer = "127.0.0.1:1".parse().unwrap();
-        Arc::new(Source::new(id, SourceKind::LiveUplink, peer, None))
+        let ledger = Arc::new(Ledger::new(None));
+        Arc::new(Source::new(id, SourceKind::LiveUplink, peer, ledger))
     }
 
     /// Frames 0 to `count - 1` of `source` through the archive consumer's steps: admitted, written,
@@ -555,9 +603,10 @@ mod tests {
             frames: count,
             last_sequence: count - 1,
         }]);
-        sink.write(&[batch(source, 0, count)]).await.unwrap();
+        let batch = batch(source, 0, count);
+        sink.write(std::slice::from_ref(&batch)).await.unwrap();
         sink.sync().await.unwrap();
-        source.stored(Priority::Routine, count);
+        source.stored(batch.span().unwrap());
     }
 
     /// Opens the archive as a restart does (its checkpoint written to a new segment) and returns
@@ -589,6 +638,7 @@ mod tests {
             segment_bytes,
             sync: SyncMode::Interval,
             sync_interval: Duration::from_millis(20),
+            ..ArchiveConfig::default()
         };
         (dir, config)
     }
@@ -691,7 +741,11 @@ mod tests {
             allocated(&second)
         );
         let point = &resume[&(SourceKind::LiveUplink, 1)];
-        assert_eq!(point.already_stored.len(), 20, "{point:?}");
+        assert_eq!(
+            point.after(),
+            Some(19),
+            "frames 0..=19 are all stored: {point:?}"
+        );
         drop(sink);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -756,7 +810,7 @@ mod tests {
         drop(sink);
 
         let point = restart_and_resume(&config, 1);
-        assert_eq!(point.after, Some(9), "{point:?}");
+        assert_eq!(point.after(), Some(9), "{point:?}");
         assert!(point.already_stored.is_empty(), "{point:?}");
         let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
         assert_eq!(
@@ -771,25 +825,28 @@ mod tests {
     }
 
     /// A source recovered with frames stored above its watermark resends only those: they are
-    /// dropped as duplicates and acknowledged, and no batch of it reaches the archive. Told of the
-    /// connection ([`ArchiveSink::resumed`]), the archive records that acknowledgement at the
-    /// close, and the next start resumes the source after those frames.
+    /// dropped as duplicates and acknowledged, and no batch of it reaches the archive. The archive
+    /// reads that acknowledgement from the source's ledger, which recovery made and the source's
+    /// connection continues, and records it at the close: the next start resumes the source after
+    /// those frames.
     #[tokio::test]
     async fn a_source_that_resends_only_stored_frames_has_its_acknowledgement_recorded() {
         let (dir, config) = fresh_archive("resumed", 1 << 20);
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
-        // Stored, then a crash before the acknowledgement.
+        // Stored, then a crash before the acknowledgement. The source's first frame is 5.
         let before = uplink(1);
-        sink.write(&[batch(&before, 0, 10)]).await.unwrap();
+        sink.write(&[batch(&before, 5, 5)]).await.unwrap();
         sink.sync().await.unwrap();
         drop(sink);
 
         let (mut sink, resume) = SegmentSink::open(&config).unwrap();
         let point = &resume[&(SourceKind::LiveUplink, 1)];
-        assert_eq!(point.after, None, "{point:?}");
-        // The source connects and resends frames 0..=9: all duplicates of stored frames.
-        let after = uplink(1);
-        sink.resumed(Arc::clone(&after));
+        assert_eq!(point.after(), None, "{point:?}");
+        assert_eq!(point.already_stored.runs().collect::<Vec<_>>(), [(5, 9)]);
+        // The source connects and resends frames 5..=9: all duplicates of stored frames.
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let ledger = Arc::clone(&point.ledger);
+        let after = Source::new(1, SourceKind::LiveUplink, peer, ledger);
         after.record(&[Run {
             priority: Priority::Routine,
             frames: 0,
@@ -800,8 +857,31 @@ mod tests {
         drop(sink);
 
         let point = restart_and_resume(&config, 1);
-        assert_eq!(point.after, Some(9), "{point:?}");
+        assert_eq!(point.after(), Some(9), "{point:?}");
         assert!(point.already_stored.is_empty(), "{point:?}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// After a crash, a source that went quiet once its last frames were acknowledged resumes
+    /// after them: the frames stored right above the last WATERMARK on disk are all stored, so
+    /// the recovered resume point passes them even though their WATERMARK was never written.
+    #[tokio::test]
+    async fn recovery_passes_frames_stored_contiguously_above_the_watermark() {
+        let (dir, config) = fresh_archive("contiguous", 1 << 20);
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        let source = uplink(1);
+        store_and_acknowledge(&mut sink, &source, 10).await;
+        // 10..=19 stored and acknowledged, 25..=29 stored (an emergency that overtook 20..=24),
+        // then a crash: no WATERMARK for 19 reached the disk.
+        for (first, count) in [(10, 10), (25, 5)] {
+            sink.write(&[batch(&source, first, count)]).await.unwrap();
+        }
+        sink.sync().await.unwrap();
+        drop(sink);
+
+        let point = restart_and_resume(&config, 1);
+        assert_eq!(point.after(), Some(19), "{point:?}");
+        assert_eq!(point.already_stored.runs().collect::<Vec<_>>(), [(25, 29)]);
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -873,11 +953,8 @@ mod tests {
         drop(sink);
         let (_, resume) = SegmentSink::open(&config).unwrap();
         let point = &resume[&(SourceKind::LiveUplink, 1)];
-        assert_eq!(
-            point.already_stored.len(),
-            4000,
-            "every frame written is found"
-        );
+        assert_eq!(point.after(), Some(3999), "every frame written is found");
+        assert!(point.already_stored.is_empty(), "{point:?}");
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -900,7 +977,7 @@ mod tests {
 
         let (sink, resume) = SegmentSink::open(&config).unwrap();
         let point = &resume[&(SourceKind::LiveUplink, 1)];
-        assert_eq!(point.already_stored.len(), 10, "{point:?}");
+        assert_eq!(point.after(), Some(9), "{point:?}");
         let names = named_indexes(&dir);
         assert_eq!(names, [1, 2], "segment 2 is started afresh");
         let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();

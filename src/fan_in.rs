@@ -416,7 +416,12 @@ mod tests {
 
     fn source(id: u32) -> Arc<Source> {
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
-        Arc::new(Source::new(id, SourceKind::LiveUplink, peer, None))
+        Arc::new(Source::new(
+            id,
+            SourceKind::LiveUplink,
+            peer,
+            Default::default(),
+        ))
     }
 
     /// A fan-in whose lanes hold `capacity` frames each, and one source that has staged `batches`

@@ -125,6 +125,16 @@ pub struct Batch {
     payload_bytes: u64,
 }
 
+/// What the archive keeps of a written batch until its sync: enough to acknowledge its frames,
+/// without holding their payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub priority: Priority,
+    pub first: u64,
+    pub last: u64,
+    pub frames: u64,
+}
+
 /// One frame's place in its batch's chunk.
 #[derive(Debug, Clone, Copy)]
 struct FrameRef {
@@ -192,6 +202,16 @@ impl Batch {
     /// Sequence of the last frame: what an acknowledgement names once the batch is stored.
     pub fn last_sequence(&self) -> Option<u64> {
         self.frames.last().map(|f| f.sequence)
+    }
+
+    /// Where the batch's frames lie in its source's sequences; `None` for an empty batch.
+    pub fn span(&self) -> Option<Span> {
+        Some(Span {
+            priority: self.priority,
+            first: self.first_sequence()?,
+            last: self.last_sequence()?,
+            frames: self.len() as u64,
+        })
     }
 
     /// Each frame's sequence and payload, borrowed: for consumers that only read the bytes.

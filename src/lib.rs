@@ -9,7 +9,8 @@
 //! - [`server`]: the `Daemon`: wiring, accept loops, connection limits, the drain.
 //! - [`connection`]: one source connection: handshake, ingest, backpressure, acknowledgements.
 //! - [`router`]: the router actor that owns the table of sources and hands out fan-in lanes.
-//! - [`source`]: a source's shared counters and the ledger behind its acknowledgements.
+//! - [`source`]: a registered source's shared counters.
+//! - [`ledger`]: a source's acknowledgement ledger, keyed by sequence, kept across connections.
 //! - [`sequence_set`]: sequences as runs: what a source stored above its acknowledgement.
 //! - [`fan_in`]: the two-lane priority fan-in with its starvation guard.
 //! - [`queue`]: the queue bounded in frames that every lane and the archive input use.
@@ -33,6 +34,7 @@ pub mod dashboard;
 pub mod durable;
 pub mod fan_in;
 pub mod frame;
+pub mod ledger;
 pub mod logging;
 pub mod monitor;
 pub mod processor;

@@ -22,6 +22,9 @@ pub const VERSION: u8 = 1;
 pub const LENGTH_PREFIX: usize = 4;
 /// Bytes of a DATA body before its payload: type, priority, sequence.
 pub const DATA_HEADER: usize = 1 + 1 + 8;
+/// The highest sequence a frame may carry: `u64::MAX` is refused, so that "every frame up to N"
+/// and "nothing yet" fit in one 64-bit value wherever the daemon keeps an acknowledgement.
+pub const MAX_SEQUENCE: u64 = u64::MAX - 1;
 
 const HELLO: u8 = 0x01;
 const DATA: u8 = 0x02;
@@ -56,6 +59,8 @@ pub enum ProtocolError {
     UnknownCode { what: &'static str, code: u8 },
     #[error("invalid option flag 0x{0:02x}")]
     InvalidFlag(u8),
+    #[error("sequence {0} is reserved (sequences end at {MAX_SEQUENCE})")]
+    ReservedSequence(u64),
 }
 
 /// The first message of every connection.
@@ -112,6 +117,9 @@ pub enum CloseReason {
     UnexpectedMessage,
     /// The source closed its side in the middle of a frame.
     TruncatedFrame,
+    /// The connection gave up waiting for the archive to store what it accepted (the disk is
+    /// full or failing, or the drain deadline passed): frames above `final_ack` were not stored.
+    StorageUnavailable,
 }
 
 /// What the daemon sends.
@@ -182,6 +190,7 @@ wire_codes!(CloseReason, "close", {
     MalformedMessage = 5,
     UnexpectedMessage = 6,
     TruncatedFrame = 7,
+    StorageUnavailable = 8,
 });
 
 impl ProtocolError {
@@ -266,10 +275,11 @@ impl ClientMessage {
                     .ok_or(ProtocolError::InvalidPriority(priority))?;
                 let mut sequence = [0; 8];
                 sequence.copy_from_slice(&rest[..8]);
-                Ok(MessageView::Data {
-                    priority,
-                    sequence: u64::from_be_bytes(sequence),
-                })
+                let sequence = u64::from_be_bytes(sequence);
+                if sequence > MAX_SEQUENCE {
+                    return Err(ProtocolError::ReservedSequence(sequence));
+                }
+                Ok(MessageView::Data { priority, sequence })
             }
             [DATA, ..] => Err(ProtocolError::BadLength {
                 message: "DATA",
@@ -553,7 +563,7 @@ mod tests {
             }),
             ClientMessage::Data(Data {
                 priority: Priority::Emergency,
-                sequence: u64::MAX,
+                sequence: MAX_SEQUENCE,
                 payload: Bytes::from_static(b"SAFE_MODE"),
             }),
         ] {

@@ -6,10 +6,11 @@
 //! its lane into the fan-in, so the data path has one hop less and the actor is never a bottleneck
 //! or a place where frames queue outside the bounded lanes.
 //!
-//! The router keeps, per source, the last sequence stored by an earlier connection, so a source that
-//! reconnects is told where to resume and its resent frames are recognised as duplicates. When the
-//! drain starts it drops its own `Ingress` and refuses new registrations; the fan-in closes once the
-//! last connection has admitted what it read.
+//! The router keeps every source's [`Ledger`] across its connections (recovered from the archive at
+//! start, or begun at its first connection), so a source that reconnects is told where to resume,
+//! and its resent frames are recognised as duplicates, also those still on their way to the archive
+//! from its last connection. When the drain starts it drops its own `Ingress` and refuses new
+//! registrations; the fan-in closes once the last connection has admitted what it read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,30 +21,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fan_in::Ingress;
 use crate::frame::SourceKind;
+use crate::ledger::{Ledger, ResumePoint, SourceKey};
 use crate::sequence_set::SequenceSet;
 use crate::source::{Source, SourceSnapshot};
 use crate::stats::Stats;
-
-/// Sources are told apart by kind and id: a replay of source 7 may run while source 7 is live.
-pub type SourceKey = (SourceKind, u32);
-
-/// Where a source resumes: what an earlier connection, or the archive before a restart, stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResumePoint {
-    /// Every frame of the source up to this sequence is stored.
-    pub after: Option<u64>,
-    /// Frames above `after` that are stored too: emergencies that overtook routine frames before
-    /// the connection ended. A resent copy of one is a duplicate.
-    pub already_stored: Arc<SequenceSet>,
-}
 
 /// What a registered source receives.
 #[derive(Debug)]
 pub struct Registration {
     pub source: Arc<Source>,
     pub ingress: Ingress,
-    /// Where the source resumes.
-    pub resume: ResumePoint,
+    /// Frames above the acknowledgement stored before the restart: a resent copy of one is a
+    /// duplicate.
+    pub already_stored: Arc<SequenceSet>,
 }
 
 /// Why the router refused a registration.
@@ -83,10 +73,13 @@ pub struct RouterHandle {
 
 struct Router {
     commands: mpsc::Receiver<Command>,
+    /// The sources connected now.
     sources: HashMap<SourceKey, Arc<Source>>,
-    resume: HashMap<SourceKey, ResumePoint>,
-    /// To the archive: sources whose acknowledgement may move with no batch of theirs stored.
-    resumed: mpsc::Sender<Arc<Source>>,
+    /// Every source ever seen, connected or not.
+    known: HashMap<SourceKey, ResumePoint>,
+    /// Shared by every source with nothing stored above its acknowledgement, so that such a
+    /// source costs no allocation of its own.
+    nothing_stored: Arc<SequenceSet>,
     ingress: Option<Ingress>,
     drain: CancellationToken,
     stats: Stats,
@@ -113,22 +106,33 @@ impl RouterHandle {
     ///
     /// It is not part of the drain's task set on purpose: connections deregister as the last step
     /// of the drain, and a monitor may still hold a handle, so the router outlives the drain.
-    ///
-    /// A source that registers with frames stored above its resume point is also sent on
-    /// `resumed`, to the archive ([`crate::archive::ArchiveSink::resumed`]).
     pub fn spawn(
         ingress: Ingress,
         stats: Stats,
         drain: CancellationToken,
-        resume: HashMap<SourceKey, ResumePoint>,
-        resumed: mpsc::Sender<Arc<Source>>,
+        recovered: HashMap<SourceKey, ResumePoint>,
     ) -> RouterHandle {
         let (tx, commands) = mpsc::channel(256);
+        let nothing_stored = Arc::new(SequenceSet::default());
+        let known = recovered
+            .into_iter()
+            .map(|(key, point)| {
+                let already_stored = match point.already_stored.is_empty() {
+                    true => Arc::clone(&nothing_stored),
+                    false => point.already_stored,
+                };
+                let point = ResumePoint {
+                    ledger: point.ledger,
+                    already_stored,
+                };
+                (key, point)
+            })
+            .collect();
         let router = Router {
             commands,
             sources: HashMap::new(),
-            resume,
-            resumed,
+            known,
+            nothing_stored,
             ingress: Some(ingress),
             drain,
             stats,
@@ -163,8 +167,8 @@ impl RouterHandle {
         .unwrap_or(Err(RegisterError::ShuttingDown))
     }
 
-    /// Removes a source once its connection is finished with it. Its last acknowledged sequence is
-    /// kept for the next connection with the same key.
+    /// Removes a source once its connection is finished with it. Its ledger is kept for the next
+    /// connection with the same key.
     pub async fn deregister(&self, key: SourceKey) -> Result<(), RouterGone> {
         self.request(|reply| Command::Deregister { key, reply })
             .await
@@ -205,29 +209,13 @@ impl Router {
             }
             Command::Deregister { key, reply } => {
                 if let Some(source) = self.sources.remove(&key) {
-                    // The connection waited for everything it accepted to be stored, so its
-                    // acknowledgement covers all of that. What was stored before it (by an earlier
-                    // connection, or before a restart) and lies above the acknowledgement is still
-                    // stored: a connection that ends before its source resent those frames must
-                    // not make the next one take them again.
-                    let after = source.last_acked();
-                    let mut already_stored = self
-                        .resume
-                        .remove(&key)
-                        .map(|earlier| Arc::unwrap_or_clone(earlier.already_stored))
-                        .unwrap_or_default();
-                    if let Some(acked) = after {
-                        already_stored.remove_through(acked);
-                    }
-                    let point = ResumePoint {
-                        after,
-                        already_stored: Arc::new(already_stored),
-                    };
-                    self.resume.insert(key, point);
+                    source.ledger().set_connected(false);
+                    self.forget_acknowledged(key);
                     self.stats.source_deregistered();
                     tracing::info!(
                         source_id = key.1,
                         kind = key.0.as_str(),
+                        acked = ?source.last_acked(),
                         "source deregistered"
                     );
                 }
@@ -258,36 +246,52 @@ impl Router {
                 peer: existing.peer,
             });
         }
-        let resume = self.resume.get(&key).cloned().unwrap_or_default();
-        let source = Arc::new(Source::new(id, kind, peer, resume.after));
+        let point = self.known.entry(key).or_insert_with(|| ResumePoint {
+            ledger: Arc::new(Ledger::new(None)),
+            already_stored: Arc::clone(&self.nothing_stored),
+        });
+        let source = Arc::new(Source::new(id, kind, peer, Arc::clone(&point.ledger)));
+        let already_stored = Arc::clone(&point.already_stored);
         self.sources.insert(key, Arc::clone(&source));
         self.stats.source_registered();
         tracing::info!(
             source_id = id,
             kind = kind.as_str(),
             %peer,
-            resume_after = ?resume.after,
-            stored_above = resume.already_stored.len(),
+            resume_after = ?source.last_acked(),
+            accepted = ?source.ledger().accepted(),
+            stored_above = already_stored.len(),
             "source registered"
         );
-        if !resume.already_stored.is_empty() {
-            // Full only if the archive is over a thousand registrations behind. The loss then is
-            // that this source, if it resends nothing new, resends the same frames after the next
-            // restart, where they are dropped again.
-            if let Err(mpsc::error::TrySendError::Full(_)) =
-                self.resumed.try_send(Arc::clone(&source))
-            {
-                tracing::debug!(
-                    source_id = id,
-                    "archive behind on registrations; this source's acknowledgement is recorded once it sends a new frame"
-                );
-            }
-        }
         Ok(Registration {
             source,
             ingress: ingress.clone(),
-            resume,
+            already_stored,
         })
+    }
+
+    /// Drops what the source's acknowledgement now covers from the frames recovery found stored
+    /// above it: a connection that ends before its source resent those frames leaves the rest
+    /// for the next one.
+    fn forget_acknowledged(&mut self, key: SourceKey) {
+        let Some(point) = self.known.get_mut(&key) else {
+            return;
+        };
+        let Some(acked) = point.ledger.acked() else {
+            return;
+        };
+        if point
+            .already_stored
+            .first()
+            .is_some_and(|first| first <= acked)
+        {
+            let mut rest = Arc::unwrap_or_clone(std::mem::take(&mut point.already_stored));
+            rest.remove_through(acked);
+            point.already_stored = match rest.is_empty() {
+                true => Arc::clone(&self.nothing_stored),
+                false => Arc::new(rest),
+            };
+        }
     }
 }
 
@@ -295,34 +299,18 @@ impl Router {
 mod tests {
     use super::*;
     use crate::fan_in::priority_fan_in;
-    use crate::frame::Priority;
-    use crate::source::Run;
+    use crate::frame::{Batch, Priority};
+    use crate::ledger::Run;
 
     /// A router whose archive recovered live uplink 7 with nothing acknowledged and frames 0..=9
     /// stored (what a drain leaves for the frames of its last sync).
     fn recovered_router() -> RouterHandle {
-        recovered_router_and_archive().0
-    }
-
-    /// The same, with what the router sends the archive.
-    fn recovered_router_and_archive() -> (RouterHandle, mpsc::Receiver<Arc<Source>>) {
         let (ingress, _fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut stored = SequenceSet::default();
         stored.insert_run(0, 9);
-        let point = ResumePoint {
-            after: None,
-            already_stored: Arc::new(stored),
-        };
-        let resume = HashMap::from([((SourceKind::LiveUplink, 7), point)]);
-        let (resumed, archive) = mpsc::channel(1);
-        let router = RouterHandle::spawn(
-            ingress,
-            Stats::new(),
-            CancellationToken::new(),
-            resume,
-            resumed,
-        );
-        (router, archive)
+        let point = ResumePoint::recovered(None, stored);
+        let recovered = HashMap::from([((SourceKind::LiveUplink, 7), point)]);
+        RouterHandle::spawn(ingress, Stats::new(), CancellationToken::new(), recovered)
     }
 
     /// Live uplink 7 connects.
@@ -334,7 +322,7 @@ mod tests {
             .unwrap()
     }
 
-    /// Its connection ends, everything it accepted stored.
+    /// Its connection ends.
     async fn disconnect(router: &RouterHandle, registration: Registration) {
         drop(registration);
         router
@@ -344,7 +332,17 @@ mod tests {
     }
 
     fn stored_above(registration: &Registration) -> Vec<(u64, u64)> {
-        registration.resume.already_stored.runs().collect()
+        registration.already_stored.runs().collect()
+    }
+
+    /// A routine batch of `source` holding `sequences`.
+    fn batch(source: &Arc<Source>, sequences: std::ops::Range<u64>) -> Batch {
+        let now = std::time::Instant::now();
+        let mut batch = Batch::new(Arc::clone(source), Priority::Routine, now, 8);
+        for sequence in sequences {
+            batch.push(sequence, 0..0);
+        }
+        batch
     }
 
     #[tokio::test]
@@ -355,7 +353,7 @@ mod tests {
         disconnect(&router, first).await;
 
         let second = connect(&router).await;
-        assert_eq!(second.resume.after, None);
+        assert_eq!(second.source.last_acked(), None);
         assert_eq!(
             stored_above(&second),
             [(0, 9)],
@@ -367,34 +365,51 @@ mod tests {
     async fn what_the_acknowledgement_covers_leaves_the_stored_set() {
         let router = recovered_router();
         let first = connect(&router).await;
-        // The source resends nothing it knows stored and sends 10 and 11, which are stored.
-        first.source.record(&[Run {
-            priority: Priority::Routine,
-            frames: 2,
-            last_sequence: 11,
-        }]);
-        first.source.stored(Priority::Routine, 2);
+        // The source resends 0..=9 (duplicates) and sends 10 and 11, which are stored.
+        first.source.record(&[
+            Run {
+                priority: Priority::Routine,
+                frames: 0,
+                last_sequence: 9,
+            },
+            Run {
+                priority: Priority::Routine,
+                frames: 2,
+                last_sequence: 11,
+            },
+        ]);
+        first
+            .source
+            .stored(batch(&first.source, 10..12).span().unwrap());
         assert_eq!(first.source.last_acked(), Some(11));
         disconnect(&router, first).await;
 
         let second = connect(&router).await;
-        assert_eq!(second.resume.after, Some(11));
+        assert_eq!(second.source.last_acked(), Some(11));
         assert!(stored_above(&second).is_empty());
     }
 
-    /// Only a source with frames stored above its resume point can be acknowledged without a
-    /// batch reaching the archive (its resent copies are dropped): the archive hears of that one,
-    /// and of no other.
+    /// A source that reconnects while frames of its last connection are still on their way to
+    /// the archive continues that connection's ledger: its resent copies are duplicates, and the
+    /// acknowledgement passes them once the originals are stored.
     #[tokio::test]
-    async fn the_archive_hears_of_a_source_that_resumes_below_stored_frames() {
-        let (router, mut archive) = recovered_router_and_archive();
+    async fn a_reconnection_continues_the_ledger_of_frames_still_in_flight() {
+        let router = recovered_router();
         let first = connect(&router).await;
-        let told = archive.try_recv().expect("the archive is told");
-        assert!(Arc::ptr_eq(&told, &first.source));
+        first.source.record(&[Run {
+            priority: Priority::Routine,
+            frames: 5,
+            last_sequence: 14,
+        }]);
+        let in_flight = batch(&first.source, 10..15);
+        disconnect(&router, first).await;
 
-        let peer = "127.0.0.1:2".parse().unwrap();
-        let other = router.register(8, SourceKind::LiveUplink, peer).await;
-        assert!(other.unwrap().resume.already_stored.is_empty());
-        assert!(archive.try_recv().is_err(), "nothing stored above uplink 8");
+        let second = connect(&router).await;
+        assert_eq!(second.source.last_acked(), None);
+        assert_eq!(second.source.ledger().accepted(), Some(14));
+        assert!(!second.source.is_settled());
+        in_flight.source.stored(in_flight.span().unwrap());
+        assert_eq!(second.source.last_acked(), Some(14));
+        assert!(second.source.is_settled());
     }
 }

@@ -71,8 +71,11 @@ impl SequenceSet {
         if let Some((start, _)) = self.runs.first_mut() {
             *start = (*start).max(acked.saturating_add(1));
         }
-        // 10,000 sources each keeping the room of their busiest moment would add up.
-        if self.runs.capacity() > 2 * self.runs.len() + 16 {
+        // 10,000 sources each keeping the room of their busiest moment would add up, and a source
+        // that has gone keeps none.
+        if self.runs.is_empty() {
+            self.runs = Vec::new();
+        } else if self.runs.capacity() > 2 * self.runs.len() + 16 {
             self.runs.shrink_to_fit();
         }
     }
@@ -85,6 +88,10 @@ impl SequenceSet {
     }
 
     /// The highest sequence in the set.
+    pub fn first(&self) -> Option<u64> {
+        self.runs.first().map(|&(first, _)| first)
+    }
+
     pub fn last(&self) -> Option<u64> {
         self.runs.last().map(|&(_, end)| end)
     }

@@ -18,28 +18,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, watch, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::archive::{self, ArchiveSink};
+use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink};
 use crate::config::Config;
 use crate::connection::{self, Shared};
 use crate::dashboard::{self, FrameFeed};
 use crate::fan_in::{priority_fan_in, FanIn};
 use crate::frame::{Batch, SourceKind};
+use crate::ledger::{ResumePoint, SourceKey};
 use crate::processor::Processor;
 use crate::queue::{frame_queue, FrameReceiver, FrameSender};
 use crate::read_credit::ReadCredits;
-use crate::router::{ResumePoint, RouterHandle, SourceKey};
-use crate::source::Source;
+use crate::router::RouterHandle;
 use crate::stats::{self, PipelineStats, Stats};
-
-/// Registrations on their way from the router to the archive ([`ArchiveSink::resumed`]): only
-/// sources with frames stored above their resume point, so a queue this long fills only when a
-/// fleet reconnects after a crash faster than the archive consumer takes them.
-const RESUMED_CAPACITY: usize = 1024;
 
 /// The two bound listeners.
 #[derive(Debug)]
@@ -106,8 +101,9 @@ pub struct DrainReport {
     pub accepted: u64,
     pub processed: u64,
     pub archived: u64,
-    /// Accepted and not archived: zero after a completed drain.
-    pub lost: u64,
+    /// Accepted and not stored, so never acknowledged: their sources still hold them and send them
+    /// again. Zero after a clean drain.
+    pub unacknowledged: u64,
     pub duplicates: u64,
 }
 
@@ -119,7 +115,8 @@ pub enum Health {
     Ready,
     /// Shutting down: finishing what it accepted, accepting nothing new.
     Draining,
-    /// Running, but the archive's last write failed: frames are not being acknowledged.
+    /// Running, but the archive is failing: from its first failed write until every frame that
+    /// write held is stored, frames are not being acknowledged.
     Degraded,
 }
 
@@ -150,7 +147,6 @@ pub struct Daemon {
     fan_in: FanIn,
     archive_tx: FrameSender<Arc<Batch>>,
     archive_rx: FrameReceiver<Arc<Batch>>,
-    resumed: mpsc::Receiver<Arc<Source>>,
     subscribers: broadcast::Sender<Arc<Batch>>,
     published: watch::Sender<PipelineStats>,
     sink: Box<dyn ArchiveSink>,
@@ -183,8 +179,7 @@ impl Daemon {
         let (subscribers, _) = broadcast::channel(p.dashboard_capacity);
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let (resumed_tx, resumed) = mpsc::channel(RESUMED_CAPACITY);
-        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume, resumed_tx);
+        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
         let (published, _) = watch::channel(PipelineStats::default());
         Daemon {
             config: Arc::new(config),
@@ -193,7 +188,6 @@ impl Daemon {
             fan_in,
             archive_tx,
             archive_rx,
-            resumed,
             subscribers,
             published,
             sink,
@@ -243,7 +237,6 @@ impl Daemon {
             fan_in,
             archive_tx,
             archive_rx,
-            resumed,
             subscribers,
             published,
             sink,
@@ -263,13 +256,14 @@ impl Daemon {
             }
             .run(),
         );
-        tracker.spawn(archive::run(
-            archive_rx,
-            resumed,
-            sink,
-            config.archive.policy(),
-            stats.clone(),
-        ));
+        let storage_lost = CancellationToken::new();
+        let settings = ArchiveSettings {
+            policy: config.archive.policy(),
+            max_unsynced_bytes: config.archive.max_unsynced_bytes,
+            drain: drain.clone(),
+            storage_lost: storage_lost.clone(),
+        };
+        tracker.spawn(ArchiveConsumer::new(archive_rx, sink, settings, stats.clone()).run());
         let publisher_stop = CancellationToken::new();
         let publisher = tokio::spawn(stats::publish(
             stats.clone(),
@@ -283,6 +277,7 @@ impl Daemon {
             router,
             stats: stats.clone(),
             drain: drain.clone(),
+            storage_lost,
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
         });
         for (listener, kind, limit) in [
@@ -326,31 +321,10 @@ impl Daemon {
             accepted: s.frames_accepted,
             processed: s.frames_processed,
             archived: s.frames_archived,
-            lost: s.in_flight(),
+            unacknowledged: s.in_flight(),
             duplicates: s.duplicates_dropped,
         };
-        if completed && report.lost == 0 {
-            tracing::info!(
-                accepted = report.accepted,
-                processed = report.processed,
-                archived = report.archived,
-                lost = report.lost,
-                duplicates = report.duplicates,
-                elapsed_ms = report.elapsed.as_millis() as u64,
-                "drain complete"
-            );
-        } else {
-            tracing::error!(
-                accepted = report.accepted,
-                processed = report.processed,
-                archived = report.archived,
-                lost = report.lost,
-                duplicates = report.duplicates,
-                elapsed_ms = report.elapsed.as_millis() as u64,
-                "drain incomplete: {} accepted frames were not archived",
-                report.lost
-            );
-        }
+        report.log();
         report
     }
 }
@@ -358,7 +332,34 @@ impl Daemon {
 impl DrainReport {
     /// Everything accepted was archived within the deadline.
     pub fn is_clean(&self) -> bool {
-        self.completed && self.lost == 0
+        self.completed && self.unacknowledged == 0
+    }
+
+    fn log(&self) {
+        let elapsed_ms = self.elapsed.as_millis() as u64;
+        if self.is_clean() {
+            tracing::info!(
+                accepted = self.accepted,
+                processed = self.processed,
+                archived = self.archived,
+                unacknowledged = self.unacknowledged,
+                duplicates = self.duplicates,
+                elapsed_ms,
+                "drain complete"
+            );
+        } else {
+            tracing::error!(
+                accepted = self.accepted,
+                processed = self.processed,
+                archived = self.archived,
+                unacknowledged = self.unacknowledged,
+                duplicates = self.duplicates,
+                elapsed_ms,
+                completed = self.completed,
+                "drain incomplete: {} accepted frames were not stored; they were never acknowledged, so their sources still hold them and will send them again",
+                self.unacknowledged
+            );
+        }
     }
 }
 

@@ -79,12 +79,16 @@ pipeline_stats! {
     Counter protocol_errors: "Connections closed for malformed input or a timeout.",
     Counter lag_events: "Times a lossy consumer (the dashboard) fell behind the fan-out.",
     Counter lagged_batches: "Batches lossy consumers skipped because they fell behind.",
-    Counter archive_errors: "Archive writes that failed.",
-    Gauge archive_failing: "1 while the archive's last write failed, 0 when it succeeds.",
+    Counter archive_errors: "Archive writes and syncs that failed, each attempt counted.",
+    Gauge archive_failing: "1 from the first failed archive write until every frame it held is stored (for good after a failed sync), else 0.",
+    Gauge archive_unsynced_bytes: "Payload bytes written to the archive and not yet durable: at most archive.max_unsynced_bytes and one group.",
+    Counter frames_abandoned: "Accepted frames a drain gave up on because the archive could not store them: never acknowledged, their sources still hold them.",
 }
 
 impl PipelineStats {
-    /// Frames accepted and not yet archived.
+    /// Frames accepted and not yet stored: those in the pipeline (at most its bound), those written
+    /// and waiting for their sync (at most `archive.max_unsynced_bytes`), and during a disk outage
+    /// those the archive holds to write again.
     pub fn in_flight(&self) -> u64 {
         self.frames_accepted.saturating_sub(self.frames_archived)
     }
@@ -158,11 +162,17 @@ impl Stats {
         self.counters.archive_failing.store(1, Relaxed);
     }
 
-    pub(crate) fn archive_ok(&self) {
-        // A load first: the common case writes nothing to the shared line.
-        if self.counters.archive_failing.load(Relaxed) != 0 {
-            self.counters.archive_failing.store(0, Relaxed);
-        }
+    /// Every frame a failed write held is stored.
+    pub(crate) fn archive_recovered(&self) {
+        self.counters.archive_failing.store(0, Relaxed);
+    }
+
+    pub(crate) fn archive_unsynced_bytes(&self, bytes: u64) {
+        self.counters.archive_unsynced_bytes.store(bytes, Relaxed);
+    }
+
+    pub(crate) fn abandoned(&self, frames: u64) {
+        self.counters.frames_abandoned.fetch_add(frames, Relaxed);
     }
 }
 

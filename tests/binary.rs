@@ -253,7 +253,7 @@ async fn sigterm_mid_stream_drains_and_exits_0() {
     );
 
     let summary = daemon.wait_for_line("drain complete");
-    assert_eq!(json_u64(&summary, "lost"), 0, "{summary}");
+    assert_eq!(json_u64(&summary, "unacknowledged"), 0, "{summary}");
     let accepted = json_u64(&summary, "accepted");
     assert_eq!(json_u64(&summary, "archived"), accepted, "{summary}");
     assert_eq!(json_u64(&summary, "processed"), accepted, "{summary}");
@@ -290,6 +290,6 @@ async fn sigint_on_an_idle_daemon_exits_0() {
     let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
     assert!(status.success(), "exit status {status:?}");
     let summary = daemon.wait_for_line("drain complete");
-    assert_eq!(json_u64(&summary, "lost"), 0, "{summary}");
+    assert_eq!(json_u64(&summary, "unacknowledged"), 0, "{summary}");
     assert_eq!(json_u64(&summary, "accepted"), 10, "{summary}");
 }

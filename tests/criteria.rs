@@ -616,7 +616,7 @@ async fn shutdown_drains_everything_accepted() {
     writing.abort();
 
     assert!(report.completed, "{report:?}");
-    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(report.unacknowledged, 0, "{report:?}");
     assert_eq!(report.accepted, report.archived, "{report:?}");
     assert_eq!(report.processed, report.archived, "{report:?}");
     assert_eq!(report.archived, archive.len() as u64);

@@ -171,7 +171,10 @@ fn metrics_text_passes_promtool() {
         (SourceKind::ArchivedReplay, 1000),
     ]
     .into_iter()
-    .map(|(kind, id)| aggregator::source::Source::new(id, kind, peer, Some(3)).snapshot())
+    .map(|(kind, id)| {
+        let ledger = std::sync::Arc::new(aggregator::ledger::Ledger::new(Some(3)));
+        aggregator::source::Source::new(id, kind, peer, ledger).snapshot()
+    })
     .collect();
     let text = render_metrics(&stats, Health::Draining, &sources);
 

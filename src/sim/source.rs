@@ -516,12 +516,13 @@ impl SimSource {
             {
                 SessionEnd::Finished
             }
-            CloseReason::EndOfStream | CloseReason::Shutdown | CloseReason::IdleTimeout => {
-                SessionEnd::Retry(format!(
-                    "daemon closed the connection ({reason}: {detail}) with {} frames unacknowledged",
-                    self.ledger.unacked()
-                ))
-            }
+            CloseReason::EndOfStream
+            | CloseReason::Shutdown
+            | CloseReason::IdleTimeout
+            | CloseReason::StorageUnavailable => SessionEnd::Retry(format!(
+                "daemon closed the connection ({reason}: {detail}) with {} frames unacknowledged",
+                self.ledger.unacked()
+            )),
             CloseReason::FrameTooLarge
             | CloseReason::MalformedMessage
             | CloseReason::UnexpectedMessage

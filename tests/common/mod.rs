@@ -187,6 +187,9 @@ struct ArchiveState {
     /// Batches handed to `store` (whether or not through the gate yet).
     store_calls: AtomicU64,
     closed: AtomicBool,
+    /// While set, every write fails half-way, as on a full disk, and stores nothing.
+    full: AtomicBool,
+    failed_writes: AtomicU64,
 }
 
 /// The test's side of a [`RecordingSink`]: read what was stored, open or close the gate.
@@ -244,6 +247,41 @@ impl Archive {
         self.state.waiting.load(Ordering::SeqCst) > 0
     }
 
+    /// From now on every write fails with `ENOSPC` and stores nothing of its group (the segment
+    /// archive cuts a partial write back), until [`Archive::free_disk`].
+    pub fn fill_disk(&self) {
+        self.state.full.store(true, Ordering::SeqCst);
+    }
+
+    pub fn free_disk(&self) {
+        self.state.full.store(false, Ordering::SeqCst);
+    }
+
+    /// Writes that failed on the full disk.
+    pub fn failed_writes(&self) -> u64 {
+        self.state.failed_writes.load(Ordering::SeqCst)
+    }
+
+    /// Each source's sequences stored more than once.
+    pub fn duplicates(&self) -> Vec<(SourceKind, u32, u64)> {
+        let mut seen: Vec<_> = self
+            .records()
+            .iter()
+            .map(|r| (r.kind.to_byte(), r.source_id, r.sequence))
+            .collect();
+        seen.sort_unstable();
+        let mut twice: Vec<_> = seen
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect();
+        twice.dedup();
+        twice
+            .into_iter()
+            .map(|(kind, id, sequence)| (SourceKind::from_byte(kind).unwrap(), id, sequence))
+            .collect()
+    }
+
     /// Whether the daemon called `close` on the sink (after the last batch).
     pub fn is_closed(&self) -> bool {
         self.state.closed.load(Ordering::SeqCst)
@@ -293,6 +331,10 @@ impl ArchiveSink for RecordingSink {
                 let opened = self.gate.wait_for(|open| *open).await.map(|_| ());
                 self.state.waiting.fetch_sub(1, Ordering::SeqCst);
                 opened.map_err(|_| io::Error::other("the test dropped the archive gate"))?;
+            }
+            if self.state.full.load(Ordering::SeqCst) {
+                self.state.failed_writes.fetch_add(1, Ordering::SeqCst);
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
             let mut records = self.state.records.lock().unwrap();
             records.extend(

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use aggregator::archive::{ArchiveSink, BoxFuture, CountingSink};
 use aggregator::config::ArchiveKind;
 use aggregator::durable::SegmentSink;
-use aggregator::source::Source;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
 
@@ -65,10 +64,6 @@ impl ArchiveSink for MeasuredSink {
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         self.inner.close()
     }
-
-    fn resumed(&mut self, source: Arc<Source>) {
-        self.inner.resumed(source)
-    }
 }
 
 /// Starts the daemon with `config` (the defaults unless `--daemon-config` gave a file).
@@ -116,7 +111,7 @@ pub async fn start(
             accepted: report.accepted,
             processed: report.processed,
             archived: report.archived,
-            lost: report.lost,
+            lost: report.unacknowledged,
             duplicates: report.duplicates,
         })
     });
