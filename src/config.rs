@@ -46,10 +46,10 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where live satellite uplinks connect.
-    #[serde(default = "ListenerConfig::uplink")]
+    #[serde(default = "ListenerConfig::uplink", deserialize_with = "uplink")]
     pub uplink: ListenerConfig,
     /// Where archived replay feeds connect.
-    #[serde(default = "ListenerConfig::replay")]
+    #[serde(default = "ListenerConfig::replay", deserialize_with = "replay")]
     pub replay: ListenerConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
@@ -69,15 +69,42 @@ pub struct Config {
     pub archive: ArchiveConfig,
 }
 
-/// One TCP listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One TCP listener. `[uplink]` and `[replay]` have defaults of their own
+/// ([`ListenerConfig::uplink`], [`ListenerConfig::replay`]), so a section is read as
+/// [`ListenerKeys`] and what it leaves out comes from its own defaults.
+#[derive(Debug, Clone)]
 pub struct ListenerConfig {
     /// Address to bind; port 0 picks a free port (tests).
-    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// Connections beyond this are refused with `TooManyConnections`, not queued.
     pub max_connections: usize,
+}
+
+/// The keys of a listener's section as written: any of them may be left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerKeys {
+    #[serde(default, deserialize_with = "some_socket_addr")]
+    listen: Option<SocketAddr>,
+    max_connections: Option<usize>,
+}
+
+impl ListenerKeys {
+    /// `defaults` with the keys that were written.
+    fn over(self, defaults: ListenerConfig) -> ListenerConfig {
+        ListenerConfig {
+            listen: self.listen.unwrap_or(defaults.listen),
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+        }
+    }
+}
+
+fn uplink<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ListenerConfig, D::Error> {
+    ListenerKeys::deserialize(deserializer).map(|keys| keys.over(ListenerConfig::uplink()))
+}
+
+fn replay<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ListenerConfig, D::Error> {
+    ListenerKeys::deserialize(deserializer).map(|keys| keys.over(ListenerConfig::replay()))
 }
 
 impl ListenerConfig {
@@ -398,6 +425,12 @@ fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr,
             "invalid socket address {text:?}: expected IP:PORT, such as 127.0.0.1:7700"
         ))
     })
+}
+
+fn some_socket_addr<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    socket_addr(deserializer).map(Some)
 }
 
 fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
