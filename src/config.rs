@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::EnvFilter;
 
 use crate::archive::SyncPolicy;
 use crate::protocol::DATA_HEADER;
@@ -364,7 +366,8 @@ impl RuntimeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// A `tracing` filter such as `info` or `aggregator=debug`; `RUST_LOG` overrides it.
+    /// A `tracing` filter: a level such as `info`, or directives that each end in one, such as
+    /// `info,aggregator=debug` (`check_log_filter`); `RUST_LOG` overrides it.
     pub level: String,
     pub format: LogFormat,
 }
@@ -416,6 +419,30 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
         (None, None) => line.trim().to_string(),
     };
     (line_no, dotted)
+}
+
+/// Checks a `log.level` filter: each directive must be a level or end in `=LEVEL`.
+///
+/// `tracing` also takes a bare word that is not a level as a target with every level enabled,
+/// so a misspelt level (`debgu`) would pass as a filter for a target of that name and the daemon
+/// would log nothing; an empty filter would log nothing too. Spelling out `TARGET=LEVEL` costs
+/// little, so a directive without a level is refused.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    let directives: Vec<&str> = filter.split(',').filter(|d| !d.is_empty()).collect();
+    if directives.is_empty() {
+        return Err("it names no level".into());
+    }
+    for directive in directives {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if level.trim().is_empty() || level.trim().parse::<LevelFilter>().is_err() {
+            return Err(format!("{directive:?} names no level"));
+        }
+    }
+    EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|err| err.to_string())
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
@@ -594,10 +621,15 @@ impl Config {
                 format!("{monitor} is also a source listener's address"),
             ));
         }
-        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+        if let Err(problem) = check_log_filter(&self.log.level) {
             return Err((
                 "log.level",
-                format!("{:?} is not a valid filter: {err}", self.log.level),
+                format!(
+                    "{:?} is not a valid filter: {problem}; expected a level (trace, debug, \
+                     info, warn, error or off) or comma-separated directives that each end in \
+                     one, such as \"info,aggregator=debug\"",
+                    self.log.level
+                ),
             ));
         }
         Ok(())
