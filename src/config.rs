@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::EnvFilter;
 
 use crate::archive::SyncPolicy;
 use crate::protocol::DATA_HEADER;
@@ -46,10 +48,10 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where live satellite uplinks connect.
-    #[serde(default = "ListenerConfig::uplink")]
+    #[serde(default = "ListenerConfig::uplink", deserialize_with = "uplink")]
     pub uplink: ListenerConfig,
     /// Where archived replay feeds connect.
-    #[serde(default = "ListenerConfig::replay")]
+    #[serde(default = "ListenerConfig::replay", deserialize_with = "replay")]
     pub replay: ListenerConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
@@ -69,15 +71,42 @@ pub struct Config {
     pub archive: ArchiveConfig,
 }
 
-/// One TCP listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One TCP listener. `[uplink]` and `[replay]` have defaults of their own
+/// ([`ListenerConfig::uplink`], [`ListenerConfig::replay`]), so a section is read as
+/// [`ListenerKeys`] and what it leaves out comes from its own defaults.
+#[derive(Debug, Clone)]
 pub struct ListenerConfig {
     /// Address to bind; port 0 picks a free port (tests).
-    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// Connections beyond this are refused with `TooManyConnections`, not queued.
     pub max_connections: usize,
+}
+
+/// The keys of a listener's section as written: any of them may be left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerKeys {
+    #[serde(default, deserialize_with = "some_socket_addr")]
+    listen: Option<SocketAddr>,
+    max_connections: Option<usize>,
+}
+
+impl ListenerKeys {
+    /// `defaults` with the keys that were written.
+    fn over(self, defaults: ListenerConfig) -> ListenerConfig {
+        ListenerConfig {
+            listen: self.listen.unwrap_or(defaults.listen),
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+        }
+    }
+}
+
+fn uplink<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ListenerConfig, D::Error> {
+    ListenerKeys::deserialize(deserializer).map(|keys| keys.over(ListenerConfig::uplink()))
+}
+
+fn replay<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ListenerConfig, D::Error> {
+    ListenerKeys::deserialize(deserializer).map(|keys| keys.over(ListenerConfig::replay()))
 }
 
 impl ListenerConfig {
@@ -342,7 +371,8 @@ impl RuntimeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// A `tracing` filter such as `info` or `aggregator=debug`; `RUST_LOG` overrides it.
+    /// A `tracing` filter: a level such as `info`, or directives that each end in one, such as
+    /// `info,aggregator=debug` (`check_log_filter`); `RUST_LOG` overrides it.
     pub level: String,
     pub format: LogFormat,
 }
@@ -396,6 +426,30 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
     (line_no, dotted)
 }
 
+/// Checks a `log.level` filter: each directive must be a level or end in `=LEVEL`.
+///
+/// `tracing` also takes a bare word that is not a level as a target with every level enabled,
+/// so a misspelt level (`debgu`) would pass as a filter for a target of that name and the daemon
+/// would log nothing; an empty filter would log nothing too. Spelling out `TARGET=LEVEL` costs
+/// little, so a directive without a level is refused.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    let directives: Vec<&str> = filter.split(',').filter(|d| !d.is_empty()).collect();
+    if directives.is_empty() {
+        return Err("it names no level".into());
+    }
+    for directive in directives {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if level.trim().is_empty() || level.trim().parse::<LevelFilter>().is_err() {
+            return Err(format!("{directive:?} names no level"));
+        }
+    }
+    EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|err| err.to_string())
+}
+
 fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(deserializer)?;
     text.parse().map_err(|_| {
@@ -403,6 +457,12 @@ fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr,
             "invalid socket address {text:?}: expected IP:PORT, such as 127.0.0.1:7700"
         ))
     })
+}
+
+fn some_socket_addr<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    socket_addr(deserializer).map(Some)
 }
 
 fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -572,10 +632,15 @@ impl Config {
                 format!("{monitor} is also a source listener's address"),
             ));
         }
-        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+        if let Err(problem) = check_log_filter(&self.log.level) {
             return Err((
                 "log.level",
-                format!("{:?} is not a valid filter: {err}", self.log.level),
+                format!(
+                    "{:?} is not a valid filter: {problem}; expected a level (trace, debug, \
+                     info, warn, error or off) or comma-separated directives that each end in \
+                     one, such as \"info,aggregator=debug\"",
+                    self.log.level
+                ),
             ));
         }
         Ok(())

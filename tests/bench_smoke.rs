@@ -1,6 +1,6 @@
 //! Runs the benchmark harness in its smoke mode, so that it cannot rot: every variant, the scale
-//! runs, the drain run and the restart run must complete, and the daemon's archive must receive
-//! every frame it processed.
+//! runs, the drain run, the restart run and the churn run must complete, the daemon's archive must
+//! receive every frame it processed, and every churn source must have every frame acknowledged.
 
 use std::process::Command;
 
@@ -63,4 +63,26 @@ fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
             "the restart did not recover every source: {stdout}"
         );
     }
+    // Only that the churn run completed and acknowledged everything: its memory figures are the
+    // benchmark's business, not a test's.
+    let churn = &summary["churn"];
+    let sources = churn["sources"].as_u64().expect("a churn run");
+    let frames = sources
+        * churn["frames_per_source"]
+            .as_u64()
+            .expect("frames per source");
+    assert!(sources > 0, "{stdout}");
+    assert_eq!(churn["client"]["failed"], 0, "{stdout}");
+    assert_eq!(
+        churn["client"]["acknowledged"].as_u64(),
+        Some(sources),
+        "{stdout}"
+    );
+    assert_eq!(
+        churn["client"]["frames_acknowledged"].as_u64(),
+        Some(frames),
+        "{stdout}"
+    );
+    assert_eq!(churn["processed_total"].as_u64(), Some(frames), "{stdout}");
+    assert_eq!(churn["archived_total"].as_u64(), Some(frames), "{stdout}");
 }

@@ -85,6 +85,60 @@ fn an_empty_config_means_the_defaults() {
     assert_eq!(format!("{loaded:?}"), format!("{:?}", Config::default()));
 }
 
+/// Loads `contents` from a file; it must be valid.
+fn load(contents: &str) -> Config {
+    let file = TempConfig::new(contents);
+    Config::load(&file.path).unwrap_or_else(|err| panic!("{contents:?} is valid: {err}"))
+}
+
+#[test]
+fn a_listener_section_may_leave_out_any_key() {
+    let uplink = load("[uplink]\nlisten = \"127.0.0.1:9000\"\n").uplink;
+    assert_eq!(uplink.listen.port(), 9000);
+    assert_eq!(uplink.max_connections, 1024, "the uplink's own default");
+    let replay = load("[replay]\nmax_connections = 8\n").replay;
+    assert_eq!(replay.listen, "127.0.0.1:7701".parse().unwrap());
+    assert_eq!(replay.max_connections, 8);
+    let replay = load("[replay]\nlisten = \"127.0.0.1:9001\"\n").replay;
+    assert_eq!(
+        replay.max_connections, 64,
+        "the replay's own default, not the uplink's"
+    );
+    let both = load("[uplink]\n[replay]\n");
+    let defaults = Config::default();
+    assert_eq!(
+        format!("{:?}", (&both.uplink, &both.replay)),
+        format!("{:?}", (&defaults.uplink, &defaults.replay))
+    );
+    expect_error(
+        "[replay]\nmax_conections = 9\n",
+        &[":2: replay.max_conections", "unknown field"],
+    );
+}
+
+#[test]
+fn every_key_of_the_example_may_be_given_alone() {
+    // The example shows every key with its default: each one alone in its section must load, and
+    // leave every other key at its default.
+    let example = std::fs::read_to_string(example_path()).unwrap();
+    let mut section = "";
+    let mut keys = 0;
+    for line in example.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if !line.starts_with('#') && line.contains('=') {
+            let loaded = load(&format!("{section}\n{line}\n"));
+            assert_eq!(
+                format!("{loaded:?}"),
+                format!("{:?}", Config::default()),
+                "{section} {line}"
+            );
+            keys += 1;
+        }
+    }
+    assert!(keys >= 30, "only {keys} keys found in the example");
+}
+
 #[test]
 fn an_unknown_key_is_rejected() {
     expect_error(
@@ -183,10 +237,40 @@ fn a_bad_log_level_is_rejected() {
         "[log]\nlevel = \"aggregator=loud\"\n",
         &["log.level", "aggregator=loud", "not a valid filter"],
     );
+    // Each of these passes as a tracing filter that lets nothing of the daemon through: a bare
+    // word is a target with every level enabled, and an empty filter enables nothing.
+    for level in ["debgu", "info,aggregatr", "", "aggregator="] {
+        expect_error(
+            &format!("[log]\nlevel = \"{level}\"\n"),
+            &[
+                "log.level",
+                &format!("{level:?}"),
+                "trace, debug, info, warn, error or off",
+                "info,aggregator=debug",
+            ],
+        );
+    }
     expect_error(
         "[log]\nformat = \"xml\"\n",
         &["format", "xml", "unknown variant"],
     );
+}
+
+#[test]
+fn log_filter_directives_are_accepted() {
+    for level in [
+        "debug",
+        "WARN",
+        "off",
+        "info,aggregator=debug",
+        "warn,aggregator::connection=trace",
+        "info,[connection]=debug",
+    ] {
+        assert_eq!(
+            load(&format!("[log]\nlevel = \"{level}\"\n")).log.level,
+            level
+        );
+    }
 }
 
 #[test]
@@ -226,16 +310,24 @@ fn aggregator(args: &[&str]) -> Output {
 
 #[test]
 fn check_config_exits_2_with_the_message_for_a_bad_file() {
-    for (contents, needle) in [
+    for (contents, needles) in [
         (
             "[pipeline]\nprocessor_capacity = 0\n",
-            "pipeline.processor_capacity",
+            &["pipeline.processor_capacity"][..],
         ),
         (
             "[uplink]\nlisten = \"nowhere\"\nmax_connections = 1\n",
-            "invalid socket address",
+            &["invalid socket address"],
         ),
-        ("[uplink]\nbacklog = 5\n", "backlog"),
+        ("[uplink]\nbacklog = 5\n", &["backlog"]),
+        (
+            "[log]\nlevel = \"debgu\"\n",
+            &[
+                "log.level",
+                "\"debgu\"",
+                "trace, debug, info, warn, error or off",
+            ],
+        ),
     ] {
         let file = TempConfig::new(contents);
         let output = aggregator(&["--check-config", "--config", file.path.to_str().unwrap()]);
@@ -245,7 +337,9 @@ fn check_config_exits_2_with_the_message_for_a_bad_file() {
             stderr.contains(&file.path.display().to_string()),
             "{stderr}"
         );
-        assert!(stderr.contains(needle), "{stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{stderr}");
+        }
     }
     let file = TempConfig::new("");
     let missing = file.dir.join("nowhere.toml");

@@ -45,6 +45,8 @@ pub enum ChildMsg {
     Final(Box<FinalReport>),
     /// The restart child opened its archive.
     Recovered(Recovered),
+    /// The churn client's sources have all come and gone.
+    Churned(Churned),
 }
 
 /// A server's cumulative counters at one instant.
@@ -62,6 +64,8 @@ pub struct Counts {
     pub sources: u64,
     /// User plus system CPU time of the whole server process.
     pub cpu_ns: u64,
+    /// Resident memory of the server process (VmRSS), in KiB.
+    pub rss_kib: u64,
 }
 
 /// Percentiles of one kind of latency sample.
@@ -125,6 +129,22 @@ pub struct Recovered {
     pub sources: u64,
     /// Frames stored above the sources' watermarks.
     pub frames_above: u64,
+}
+
+/// What the churn client's sources saw: each connected once, sent its frames, half-closed and
+/// waited for the daemon's CLOSE.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Churned {
+    /// Sources whose CLOSE acknowledged every frame they sent.
+    pub acknowledged: u64,
+    /// Frames acknowledged, summed over the sources' CLOSEs.
+    pub frames_acknowledged: u64,
+    /// Sources that failed: connection refused or reset, a refusal, or a CLOSE other than
+    /// `EndOfStream`.
+    pub failed: u64,
+    pub first_error: Option<String>,
+    /// From the first connection to the last CLOSE.
+    pub elapsed_s: f64,
 }
 
 /// Everything a server reports when it stops.
@@ -259,10 +279,20 @@ pub fn process_cpu_ns() -> u64 {
 
 /// Peak resident set size of this process (VmHWM), in KiB.
 pub fn peak_rss_kib() -> u64 {
+    memory_kib("VmHWM:")
+}
+
+/// Resident set size of this process now (VmRSS), in KiB.
+pub fn rss_kib() -> u64 {
+    memory_kib("VmRSS:")
+}
+
+/// One `kB` line of `/proc/self/status`, such as `VmHWM:`; 0 where it cannot be read.
+fn memory_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }

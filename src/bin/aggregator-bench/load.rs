@@ -6,6 +6,7 @@
 //! byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of every frame in place. It stops when its
 //! stdin closes (the parent is done with it) or after `limit`.
 
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ use aggregator::{Priority, SourceKind};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
@@ -40,9 +41,10 @@ const AUTOTUNED_SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// Connections being opened at once (the listen backlog is 1024).
 const CONNECTING: usize = 256;
 
-pub fn run(addr: SocketAddr, connections: usize, payload: usize, limit: Duration) -> ExitCode {
+/// Runs a client role's `work` on a runtime of its own, until it ends, the parent closes our stdin
+/// (it is done with us), or `limit` (a safety net).
+pub fn run(limit: Duration, work: impl Future<Output = ()>) -> ExitCode {
     control::raise_nofile_limit();
-    // The parent closes our stdin when it is done with the load; the limit is a safety net.
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
@@ -62,19 +64,15 @@ pub fn run(addr: SocketAddr, connections: usize, payload: usize, limit: Duration
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(load(addr, connections, payload));
+    runtime.block_on(work);
     ExitCode::SUCCESS
 }
 
-async fn load(addr: SocketAddr, connections: usize, payload: usize) {
+/// The load: `connections` saturating uplinks and the probe, until the process is told to exit.
+pub async fn load(addr: SocketAddr, connections: usize, payload: usize) {
     let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
-    let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1);
-    let mut template = BytesMut::with_capacity(frames_per_chunk * frame_len);
-    let body = vec![0xA5u8; payload];
-    for _ in 0..frames_per_chunk {
-        encode_data(&mut template, Priority::Routine, 0, &body);
-    }
-    let template: Arc<[u8]> = Arc::from(&template[..]);
+    let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1) as u64;
+    let template = frames(frames_per_chunk, payload, EMERGENCY_EVERY);
 
     let send_buffer = (connections * AUTOTUNED_SEND_BUFFER > SEND_BUFFER_BUDGET)
         .then(|| (SEND_BUFFER_BUDGET / connections.max(1)) as u32);
@@ -90,8 +88,8 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
             let Ok(permit) = gate.acquire_owned().await else {
                 return;
             };
-            let writer = match connect(addr, index as u32 + 1, send_buffer).await {
-                Ok(writer) => writer,
+            let stream = match connect(addr, index as u32 + 1, send_buffer).await {
+                Ok(stream) => stream,
                 Err(err) => {
                     let _ = tx.send(Err(err));
                     return;
@@ -99,6 +97,8 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
             };
             drop(permit);
             let _ = tx.send(Ok(()));
+            let (reader, writer) = stream.into_split();
+            tokio::spawn(discard(reader));
             if go.wait_for(|go| *go).await.is_ok() {
                 uplink(writer, &template, frame_len).await;
             }
@@ -137,12 +137,12 @@ async fn load(addr: SocketAddr, connections: usize, payload: usize) {
     std::future::pending::<()>().await;
 }
 
-/// Connects, says HELLO, and leaves a task reading (and discarding) whatever the server sends.
-async fn connect(
+/// Connects a live uplink, with a send buffer of `send_buffer` bytes if given, and says HELLO.
+pub async fn connect(
     addr: SocketAddr,
     source_id: u32,
     send_buffer: Option<u32>,
-) -> Result<OwnedWriteHalf, String> {
+) -> Result<TcpStream, String> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -153,18 +153,16 @@ async fn connect(
             .set_send_buffer_size(size)
             .map_err(|e| format!("SO_SNDBUF: {e}"))?;
     }
-    let stream = socket
+    let mut stream = socket
         .connect(addr)
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.into_split();
-    tokio::spawn(discard(reader));
-    writer
+    stream
         .write_all(&hello(source_id))
         .await
         .map_err(|e| format!("HELLO: {e}"))?;
-    Ok(writer)
+    Ok(stream)
 }
 
 /// Reads WELCOME, ACKs and CLOSE so the server never blocks writing them.
@@ -183,7 +181,7 @@ async fn uplink(mut writer: OwnedWriteHalf, template: &[u8], frame_len: usize) {
     let mut sequence = 1u64;
     loop {
         for frame in chunk.chunks_exact_mut(frame_len) {
-            let emergency = sequence % EMERGENCY_EVERY == EMERGENCY_EVERY / 2;
+            let emergency = is_emergency(sequence, EMERGENCY_EVERY);
             frame[LENGTH_PREFIX + 1] = u8::from(emergency);
             frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
                 .copy_from_slice(&sequence.to_be_bytes());
@@ -193,6 +191,26 @@ async fn uplink(mut writer: OwnedWriteHalf, template: &[u8], frame_len: usize) {
             return;
         }
     }
+}
+
+/// Whether frame `sequence` of a stream with 1 emergency in `every` frames is an emergency.
+fn is_emergency(sequence: u64, every: u64) -> bool {
+    sequence % every == every / 2
+}
+
+/// DATA frames 1..=`count` of `payload` bytes each, encoded back to back, 1 in `every` of them
+/// an emergency.
+pub fn frames(count: u64, payload: usize, every: u64) -> Arc<[u8]> {
+    let body = vec![0xA5u8; payload];
+    let mut out = BytesMut::with_capacity(count as usize * (LENGTH_PREFIX + DATA_HEADER + payload));
+    for sequence in 1..=count {
+        let priority = match is_emergency(sequence, every) {
+            true => Priority::Emergency,
+            false => Priority::Routine,
+        };
+        encode_data(&mut out, priority, sequence, &body);
+    }
+    Arc::from(&out[..])
 }
 
 /// The probe's connection: a blocking socket of its own thread, HELLO sent, and a thread that

@@ -1,9 +1,11 @@
 //! `aggregator-bench`: throughput, emergency latency, CPU, memory, scale and drain of the daemon,
-//! measured side by side with the physical floor and the brief's reference design.
+//! measured side by side with the physical floor and the brief's reference design; and the memory
+//! the daemon keeps for sources that have come and gone.
 //!
 //! ```text
 //! cargo run --release --bin aggregator-bench -- --runs 3 --json target/bench.json
 //! cargo run --release --bin aggregator-bench -- --smoke      # ~15 s, what tests/bench_smoke.rs runs
+//! cargo run --release --bin aggregator-bench -- --churn-only  # only the run of sources that leave
 //! ```
 //!
 //! The parent process starts each server variant as a child (`--role server --variant X`) and the
@@ -12,13 +14,15 @@
 //! Unix nanoseconds, the clock the two processes share. See `BENCHMARKS.md` for results.
 //!
 //! # Layout
-//! - `orchestrate`: the parent: children, measurement windows, the scale and drain runs.
+//! - `orchestrate`: the parent: children, measurement windows, the scale, drain and churn runs.
 //! - `load`: the load client: saturating uplinks and the 1 ms probe.
+//! - `churn`: the churn client: sources that connect once, are acknowledged in full, and leave.
 //! - `server`: the server role: control over stdin, SIGTERM, the final report.
 //! - `floor`, `reference`, `daemon`: the three server variants.
 //! - `control`: the messages between processes and the shared measurements.
 //! - `report`: medians, ratios, targets, the table and the JSON summary.
 
+mod churn;
 mod control;
 mod daemon;
 mod floor;
@@ -75,6 +79,8 @@ enum Role {
     Server,
     /// Internal: the load client.
     Client,
+    /// Internal: the churn run's client.
+    Churn,
     /// Internal: the restart run's recovery of `--archive-dir`.
     Recover,
 }
@@ -119,6 +125,17 @@ struct Cli {
     /// Skip the restart run (recovery from a full newest segment).
     #[arg(long)]
     no_restart: bool,
+    /// Sources of the churn run: each connects once, sends 1,000 frames (20 % emergencies), waits
+    /// for their acknowledgement and leaves; the durable daemon's memory is read before and after
+    /// [default: 100000; 300 with --smoke]
+    #[arg(long)]
+    churn: Option<usize>,
+    /// Skip the churn run.
+    #[arg(long, conflicts_with = "churn_only")]
+    no_churn: bool,
+    /// Run only the churn run.
+    #[arg(long)]
+    churn_only: bool,
     /// Also write the summary, with every run, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -167,8 +184,15 @@ fn main() -> ExitCode {
                 eprintln!("aggregator-bench: --role client needs --addr and --payload");
                 return ExitCode::from(2);
             };
-            load::run(addr, cli.connections, payload, limit)
+            load::run(limit, load::load(addr, cli.connections, payload))
         }
+        Role::Churn => match (cli.addr, cli.churn) {
+            (Some(addr), Some(sources)) => load::run(limit, churn::churn(addr, sources)),
+            _ => {
+                eprintln!("aggregator-bench: --role churn needs --addr and --churn");
+                ExitCode::from(2)
+            }
+        },
         Role::Recover => match &cli.archive_dir {
             Some(dir) => restart::recover(dir),
             None => {
@@ -209,24 +233,37 @@ fn bench(cli: Cli) -> ExitCode {
         warmup: secs(cli.warmup.unwrap_or(if cli.smoke { 0.3 } else { 1.0 })),
         measure: secs(cli.duration.unwrap_or(if cli.smoke { 0.7 } else { 3.0 })),
         connections: cli.connections.max(1),
-        payloads: cli.payloads.clone().unwrap_or_else(|| vec![64, 1024]),
-        variants: cli.variants.clone().unwrap_or_else(|| {
-            vec![
+        payloads: match &cli.payloads {
+            _ if cli.churn_only => Vec::new(),
+            Some(payloads) => payloads.clone(),
+            None => vec![64, 1024],
+        },
+        variants: match &cli.variants {
+            _ if cli.churn_only => Vec::new(),
+            Some(variants) => variants.clone(),
+            None => vec![
                 Variant::Floor,
                 Variant::Reference,
                 Variant::Daemon,
                 Variant::Pipeline,
-            ]
-        }),
+            ],
+        },
         scale: match &cli.scale {
-            _ if cli.no_scale => Vec::new(),
+            _ if cli.no_scale || cli.churn_only => Vec::new(),
             Some(scale) => scale.clone(),
             None if cli.smoke => vec![100, 300],
             None => vec![1_000, 10_000],
         },
         scale_variants: cli.scale_variants.clone(),
-        drain: !cli.no_drain,
-        restart: !cli.no_restart,
+        drain: !cli.no_drain && !cli.churn_only,
+        restart: !cli.no_restart && !cli.churn_only,
+        churn: match cli.churn {
+            _ if cli.no_churn => None,
+            Some(sources) => Some(sources),
+            None if cli.smoke => Some(300),
+            None => Some(100_000),
+        },
+        stats_interval: daemon_config.dashboard.stats_interval,
         segment_bytes: daemon_config.archive.segment_bytes,
         daemon_config: cli.daemon_config.clone(),
         uplink_limit: daemon_config.uplink.max_connections,
@@ -256,7 +293,7 @@ fn bench(cli: Cli) -> ExitCode {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    let (runs, drain, restart) = match orchestrate::run_plan(&plan) {
+    let measured = match orchestrate::run_plan(&plan) {
         Ok(found) => found,
         Err(err) => {
             eprintln!("aggregator-bench: {err}");
@@ -264,7 +301,7 @@ fn bench(cli: Cli) -> ExitCode {
         }
     };
     let machine = report::Machine::read(loadavg_before);
-    let summary = report::summarize(command, machine, &plan, runs, drain, restart);
+    let summary = report::summarize(command, machine, &plan, measured);
     println!("{}", report::render(&summary));
     if let Some(path) = &cli.json {
         let written = serde_json::to_string_pretty(&summary)
@@ -277,6 +314,20 @@ fn bench(cli: Cli) -> ExitCode {
     }
     if !summary.daemon_archive_complete {
         eprintln!("aggregator-bench: the daemon's archive did not receive every processed frame");
+        return ExitCode::FAILURE;
+    }
+    if let Some(churn) = summary
+        .churn
+        .as_ref()
+        .filter(|c| !c.every_frame_acknowledged())
+    {
+        eprintln!(
+            "aggregator-bench: the churn run: {} of {} sources had every frame acknowledged ({} failed; first: {})",
+            churn.client.acknowledged,
+            churn.sources,
+            churn.client.failed,
+            churn.client.first_error.as_deref().unwrap_or("none")
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

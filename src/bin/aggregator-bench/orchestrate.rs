@@ -1,5 +1,6 @@
 //! The parent process: starts each server variant and the load client as children of this binary,
-//! drives the measurement window, and collects one [`RunResult`] per run.
+//! drives the measurement window, and collects one [`RunResult`] per run; and the drain, restart
+//! and churn runs.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -11,10 +12,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::control::{
-    self, ChildMsg, Counts, DrainInfo, FinalReport, LatencySummary, Recovered, LINE_PREFIX,
+    self, ChildMsg, Churned, Counts, DrainInfo, FinalReport, LatencySummary, Recovered, LINE_PREFIX,
 };
 use crate::report::CpuTimes;
-use crate::{restart, Variant};
+use crate::{churn, restart, Variant};
 
 /// What to measure and for how long.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +36,11 @@ pub struct Plan {
     /// runs' sources and for the most sources of the scale runs.
     pub restart: bool,
     pub segment_bytes: u64,
+    /// Sources of the churn run, if it runs.
+    pub churn: Option<usize>,
+    /// `dashboard.stats_interval_ms` of the daemon variants' config: the churn run reads the
+    /// daemon's memory once it has had one after the last source left.
+    pub stats_interval: Duration,
     /// The daemon variants' aggregator.toml, when not the defaults.
     pub daemon_config: Option<PathBuf>,
     /// `uplink.max_connections` of that config: the scale runs raise it when they need more.
@@ -97,6 +103,41 @@ pub struct RestartResult {
     /// Frames in the segment (64 B payloads).
     pub frames: u64,
     pub recovered: Recovered,
+}
+
+/// The churn run: distinct sources, each connecting once, acknowledged in full, and gone; what the
+/// durable daemon keeps resident for them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnResult {
+    pub sources: usize,
+    pub frames_per_source: u64,
+    /// One frame in this many is an emergency.
+    pub emergency_every: u64,
+    pub payload: usize,
+    /// Sources connected at once.
+    pub at_once: usize,
+    /// What the sources saw.
+    pub client: Churned,
+    /// The daemon's VmRSS before the first source connected.
+    pub rss_before_kib: u64,
+    /// Its VmRSS once the last source had left and a stats interval and a half had passed.
+    pub rss_after_kib: u64,
+    /// Its VmHWM at the end.
+    pub peak_rss_kib: u64,
+    /// `(rss_after - rss_before) / sources`, in bytes.
+    pub resident_bytes_per_source: f64,
+    pub processed_total: u64,
+    pub archived_total: Option<u64>,
+}
+
+impl ChurnResult {
+    /// Every source had every frame acknowledged, and none failed.
+    pub fn every_frame_acknowledged(&self) -> bool {
+        let sources = self.sources as u64;
+        self.client.failed == 0
+            && self.client.acknowledged == sources
+            && self.client.frames_acknowledged == sources * self.frames_per_source
+    }
 }
 
 /// A child process of this binary, with its control lines parsed by a reader thread.
@@ -223,9 +264,14 @@ impl Drop for ChildProc {
 }
 
 /// Everything [`run_plan`] measured.
-pub type Measured = (Vec<RunResult>, Option<DrainResult>, Vec<RestartResult>);
+pub struct Measured {
+    pub runs: Vec<RunResult>,
+    pub drain: Option<DrainResult>,
+    pub restart: Vec<RestartResult>,
+    pub churn: Option<ChurnResult>,
+}
 
-/// Runs the whole plan: main runs, scale runs, the drain run, then the restart run.
+/// Runs the whole plan: main runs, scale runs, the drain run, the restart run, then the churn run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut results = Vec::new();
@@ -291,7 +337,68 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
             restarts.push(restart(&exe, plan, sources)?);
         }
     }
-    Ok((results, drain, restarts))
+    let churn = match plan.churn {
+        Some(sources) => {
+            eprintln!("[bench] churn: {sources} sources, each connecting once, then gone");
+            Some(churn(&exe, plan, sources)?)
+        }
+        None => None,
+    };
+    Ok(Measured {
+        runs: results,
+        drain,
+        restart: restarts,
+        churn,
+    })
+}
+
+/// The churn run: the durable daemon, and a client whose `sources` sources each connect once, are
+/// acknowledged in full and leave. The daemon's memory is read before the first source, and once
+/// the last has gone and the daemon has had its stats interval.
+fn churn(exe: &Path, plan: &Plan, sources: usize) -> Result<ChurnResult, String> {
+    // A safety net: the sources' own pace decides the run's length.
+    let limit = Duration::from_secs(120) + Duration::from_millis(10) * sources as u32;
+    let (mut server, addr) = start_server(exe, plan, Variant::Daemon, churn::AT_ONCE, limit)?;
+    let before = server.counts("COUNTS")?;
+    let args = [
+        "--role",
+        "churn",
+        "--addr",
+        &addr.to_string(),
+        "--churn",
+        &sources.to_string(),
+        "--limit-secs",
+        &limit.as_secs().to_string(),
+    ]
+    .map(String::from);
+    let mut client = ChildProc::spawn(exe, &args, "churn client".into())?;
+    let seen = match client.recv(limit)? {
+        ChildMsg::Churned(seen) => seen,
+        other => return Err(format!("churn client: expected its report, got {other:?}")),
+    };
+    client.wait(Duration::from_secs(10))?;
+    wait_until(&mut server, "every source to leave", |c| c.sources == 0)?;
+    std::thread::sleep(plan.stats_interval.mul_f64(1.5));
+    let after = server.counts("COUNTS")?;
+    server.send("STOP")?;
+    let last = server.final_report(Duration::from_secs(30))?;
+    server.close_stdin();
+    server.wait(Duration::from_secs(10))?;
+    let grown = after.rss_kib as f64 - before.rss_kib as f64;
+    Ok(ChurnResult {
+        sources,
+        frames_per_source: churn::FRAMES,
+        emergency_every: churn::EMERGENCY_EVERY,
+        payload: churn::PAYLOAD,
+        at_once: churn::AT_ONCE,
+        client: seen,
+        rss_before_kib: before.rss_kib,
+        rss_after_kib: after.rss_kib,
+        peak_rss_kib: last.peak_rss_kib,
+        resident_bytes_per_source: grown * 1024.0 / sources.max(1) as f64,
+        processed_total: last.counts.processed,
+        archived_total: last.counts.archived,
+    })
 }
 
 /// Writes a full segment for `sources` sources into a fresh archive directory and has a child
@@ -343,11 +450,13 @@ fn child_limit(plan: &Plan) -> Duration {
     plan.warmup + plan.measure + Duration::from_secs(180)
 }
 
+/// Starts a server child for `sources` sources at once, which exits by itself after `limit`.
 fn start_server(
     exe: &Path,
     plan: &Plan,
     variant: Variant,
     sources: usize,
+    limit: Duration,
 ) -> Result<(ChildProc, SocketAddr), String> {
     let mut args = vec![
         "--role".to_string(),
@@ -355,7 +464,7 @@ fn start_server(
         "--variant".into(),
         variant.name().into(),
         "--limit-secs".into(),
-        child_limit(plan).as_secs().to_string(),
+        limit.as_secs().to_string(),
     ];
     // The uplink limit (1024 connections by default) is raised only for the larger scale runs.
     if sources + 1 > plan.uplink_limit {
@@ -409,15 +518,25 @@ fn start_client(
 /// Waits until the server has every source connected (the client only knows it has written its
 /// HELLOs), so that a scale run measures with all of them in.
 fn wait_for_sources(server: &mut ChildProc, expected: usize) -> Result<(), String> {
+    let what = format!("{expected} sources to connect");
+    wait_until(server, &what, |c| c.sources >= expected as u64)
+}
+
+/// Polls the server's counters until `done` holds of them; after 30 s, warns and goes on.
+fn wait_until(
+    server: &mut ChildProc,
+    what: &str,
+    done: impl Fn(&Counts) -> bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let counts = server.counts("COUNTS")?;
-        if counts.sources >= expected as u64 {
+        if done(&counts) {
             return Ok(());
         }
         if Instant::now() >= deadline {
             eprintln!(
-                "[bench] warning: only {} of {expected} sources connected to the server after 30 s; measuring anyway",
+                "[bench] warning: waited 30 s for {what}, and the server has {} sources connected; measuring anyway",
                 counts.sources
             );
             return Ok(());
@@ -435,7 +554,7 @@ fn measure(
     sources: usize,
     run: usize,
 ) -> Result<RunResult, String> {
-    let (mut server, addr) = start_server(exe, plan, variant, sources)?;
+    let (mut server, addr) = start_server(exe, plan, variant, sources, child_limit(plan))?;
     let mut client = start_client(exe, plan, addr, sources, payload)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
@@ -488,7 +607,8 @@ fn measure(
 }
 
 fn drain(exe: &Path, plan: &Plan, payload: usize, sources: usize) -> Result<DrainResult, String> {
-    let (mut server, addr) = start_server(exe, plan, Variant::Daemon, sources)?;
+    let limit = child_limit(plan);
+    let (mut server, addr) = start_server(exe, plan, Variant::Daemon, sources, limit)?;
     let mut client = start_client(exe, plan, addr, sources, payload)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::orchestrate::{DrainResult, Plan, RestartResult, RunResult};
+use crate::orchestrate::{ChurnResult, DrainResult, Measured, Plan, RestartResult, RunResult};
 use crate::Variant;
 
 /// Median and range of one metric over the runs.
@@ -100,6 +100,7 @@ pub struct Summary {
     pub ratios: Vec<Ratio>,
     pub drain: Option<DrainResult>,
     pub restart: Vec<RestartResult>,
+    pub churn: Option<ChurnResult>,
     pub targets: Vec<Target>,
     /// The daemon's archive received every processed frame in every run.
     pub daemon_archive_complete: bool,
@@ -203,14 +204,13 @@ const STEAL_NOTED_PCT: f64 = 5.0;
 /// The variants the targets are computed on: the default daemon, and the pipeline alone.
 const JUDGED: [Variant; 2] = [Variant::Daemon, Variant::Pipeline];
 
-pub fn summarize(
-    command: String,
-    machine: Machine,
-    plan: &Plan,
-    runs: Vec<RunResult>,
-    drain: Option<DrainResult>,
-    restart: Vec<RestartResult>,
-) -> Summary {
+pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measured) -> Summary {
+    let Measured {
+        runs,
+        drain,
+        restart,
+        churn,
+    } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
     for r in &runs {
         let key = (r.section, r.variant, r.payload, r.sources);
@@ -287,12 +287,17 @@ pub fn summarize(
         && match &drain {
             Some(d) => d.archived_total == Some(d.processed_total),
             None => true,
+        }
+        && match &churn {
+            Some(c) => c.archived_total == Some(c.processed_total),
+            None => true,
         };
     let targets = targets(
         plan,
         &aggregates,
         &ratios,
         drain.as_ref(),
+        churn.as_ref(),
         daemon_archive_complete,
     );
     Summary {
@@ -303,6 +308,7 @@ pub fn summarize(
         ratios,
         drain,
         restart,
+        churn,
         targets,
         daemon_archive_complete,
         runs,
@@ -322,6 +328,7 @@ fn targets(
     aggregates: &[Aggregate],
     ratios: &[Ratio],
     drain: Option<&DrainResult>,
+    churn: Option<&ChurnResult>,
     archive_complete: bool,
 ) -> Vec<Target> {
     let mut out = Vec::new();
@@ -412,6 +419,18 @@ fn targets(
             " MiB",
         );
     }
+    if let Some(c) = churn {
+        // Issue 23: what a source that has gone, every frame acknowledged, leaves behind.
+        at_most(
+            format!(
+                "resident memory per source gone (churn, {} sources), daemon",
+                c.sources
+            ),
+            1024.0,
+            c.resident_bytes_per_source,
+            " B",
+        );
+    }
     if let Some(d) = drain {
         at_most(
             "SIGTERM under load: time to exit".into(),
@@ -457,76 +476,8 @@ pub fn render(s: &Summary) -> String {
         "machine: {} cores, {}; load average before {} / after {}  ",
         m.nproc, m.cpu_model, m.loadavg_before, m.loadavg_after
     );
-    let _ = writeln!(
-        o,
-        "plan: {} run(s), warm-up {:.1} s + window {:.1} s per variant, {} saturating uplinks + 1 probe (1 emergency frame/ms), 1 frame in 100 emergency\n",
-        s.plan.runs,
-        s.plan.warmup.as_secs_f64(),
-        s.plan.measure.as_secs_f64(),
-        s.plan.connections
-    );
-    let _ = writeln!(
-        o,
-        "Medians over runs, (min–max) when they differ. Latencies in µs.\n"
-    );
-    let _ = writeln!(
-        o,
-        "| payload | variant | M frames/s | MB/s | server CPU ns/frame | CPU cores | peak RSS MiB | probe p50 | probe p99 | probe max | in-stream p50 | in-stream p99 | in-stream max | archived / processed | machine idle % | host steal % |"
-    );
-    let _ = writeln!(
-        o,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    for a in s.aggregates.iter().filter(|a| a.section == "main") {
-        let archive = match a.archive_equals_processed {
-            None => "n/a (no archive)".to_string(),
-            Some(true) => "equal, every run".to_string(),
-            Some(false) => format!("{} (not equal)", a.archived_over_processed.show(1.0, 4)),
-        };
-        let _ = writeln!(
-            o,
-            "| {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            a.payload,
-            a.variant.name(),
-            a.frames_per_s.show(1e-6, 2),
-            a.mb_per_s.show(1.0, 0),
-            a.cpu_ns_per_frame.show(1.0, 0),
-            a.cpu_cores.show(1.0, 2),
-            a.peak_rss_mib.show(1.0, 1),
-            a.probe_p50_us.show(1.0, 0),
-            a.probe_p99_us.show(1.0, 0),
-            a.probe_max_us.show(1.0, 0),
-            a.stream_p50_us.show(1.0, 0),
-            a.stream_p99_us.show(1.0, 0),
-            a.stream_max_us.show(1.0, 0),
-            archive,
-            a.machine_idle_pct.show(1.0, 0),
-            a.host_steal_pct.show(1.0, 1),
-        );
-    }
-    let _ = writeln!(o, "\nProbe: client send to processed (for the daemon: `Batch::processed_at`, the instant the processor took the batch), wall clock shared by the two processes. In-stream: emergency frames of the saturating streams, decode to processed (daemon: `Batch::decoded_at` to `Batch::processed_at`; reference: decode to the processor; floor: none). Machine idle and host steal: shares of the machine's CPU time over the window (`/proc/stat`, every CPU); steal is time the hypervisor gave to other guests.\n");
-    let stolen: Vec<f64> = s.runs.iter().filter_map(|r| r.host_steal_pct).collect();
-    let high = stolen.iter().filter(|&&x| x > STEAL_NOTED_PCT).count();
-    if high > 0 {
-        let most = stolen.iter().copied().fold(0.0, f64::max);
-        let _ = writeln!(
-            o,
-            "**Host steal above {STEAL_NOTED_PCT} % in {high} of {} windows (up to {most:.1} %)**: those windows measured a slower machine than the others.\n",
-            stolen.len()
-        );
-    }
-    let _ = writeln!(o, "| payload | variant | / floor | / reference |");
-    let _ = writeln!(o, "|---|---|---|---|");
-    let show = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}x"));
-    for r in &s.ratios {
-        let _ = writeln!(
-            o,
-            "| {} B | {} | {} | {} |",
-            r.payload,
-            r.variant.name(),
-            show(r.over_floor),
-            show(r.over_reference)
-        );
+    if s.aggregates.iter().any(|a| a.section == "main") {
+        render_main(&mut o, s);
     }
     let scale: Vec<_> = s
         .aggregates
@@ -623,7 +574,13 @@ pub fn render(s: &Summary) -> String {
             );
         }
     }
-    let _ = writeln!(o, "\nTargets (issue 3):\n");
+    if let Some(c) = &s.churn {
+        render_churn(&mut o, c);
+    }
+    let _ = writeln!(
+        o,
+        "\nTargets (issue 3; memory per source gone: issue 23):\n"
+    );
     let _ = writeln!(o, "| target | goal | measured | met |");
     let _ = writeln!(o, "|---|---|---|---|");
     for t in &s.targets {
@@ -649,6 +606,112 @@ pub fn render(s: &Summary) -> String {
         );
     }
     o
+}
+
+/// The main runs: the plan, the table of every variant and payload, and the ratios.
+fn render_main(o: &mut String, s: &Summary) {
+    let _ = writeln!(
+        o,
+        "plan: {} run(s), warm-up {:.1} s + window {:.1} s per variant, {} saturating uplinks + 1 probe (1 emergency frame/ms), 1 frame in 100 emergency\n",
+        s.plan.runs,
+        s.plan.warmup.as_secs_f64(),
+        s.plan.measure.as_secs_f64(),
+        s.plan.connections
+    );
+    let _ = writeln!(
+        o,
+        "Medians over runs, (min–max) when they differ. Latencies in µs.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| payload | variant | M frames/s | MB/s | server CPU ns/frame | CPU cores | peak RSS MiB | probe p50 | probe p99 | probe max | in-stream p50 | in-stream p99 | in-stream max | archived / processed | machine idle % | host steal % |"
+    );
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for a in s.aggregates.iter().filter(|a| a.section == "main") {
+        let archive = match a.archive_equals_processed {
+            None => "n/a (no archive)".to_string(),
+            Some(true) => "equal, every run".to_string(),
+            Some(false) => format!("{} (not equal)", a.archived_over_processed.show(1.0, 4)),
+        };
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            a.payload,
+            a.variant.name(),
+            a.frames_per_s.show(1e-6, 2),
+            a.mb_per_s.show(1.0, 0),
+            a.cpu_ns_per_frame.show(1.0, 0),
+            a.cpu_cores.show(1.0, 2),
+            a.peak_rss_mib.show(1.0, 1),
+            a.probe_p50_us.show(1.0, 0),
+            a.probe_p99_us.show(1.0, 0),
+            a.probe_max_us.show(1.0, 0),
+            a.stream_p50_us.show(1.0, 0),
+            a.stream_p99_us.show(1.0, 0),
+            a.stream_max_us.show(1.0, 0),
+            archive,
+            a.machine_idle_pct.show(1.0, 0),
+            a.host_steal_pct.show(1.0, 1),
+        );
+    }
+    let _ = writeln!(o, "\nProbe: client send to processed (for the daemon: `Batch::processed_at`, the instant the processor took the batch), wall clock shared by the two processes. In-stream: emergency frames of the saturating streams, decode to processed (daemon: `Batch::decoded_at` to `Batch::processed_at`; reference: decode to the processor; floor: none). Machine idle and host steal: shares of the machine's CPU time over the window (`/proc/stat`, every CPU); steal is time the hypervisor gave to other guests.\n");
+    let stolen: Vec<f64> = s.runs.iter().filter_map(|r| r.host_steal_pct).collect();
+    let high = stolen.iter().filter(|&&x| x > STEAL_NOTED_PCT).count();
+    if high > 0 {
+        let most = stolen.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            o,
+            "**Host steal above {STEAL_NOTED_PCT} % in {high} of {} windows (up to {most:.1} %)**: those windows measured a slower machine than the others.\n",
+            stolen.len()
+        );
+    }
+    let _ = writeln!(o, "| payload | variant | / floor | / reference |");
+    let _ = writeln!(o, "|---|---|---|---|");
+    let show = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}x"));
+    for r in &s.ratios {
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} | {} |",
+            r.payload,
+            r.variant.name(),
+            show(r.over_floor),
+            show(r.over_reference)
+        );
+    }
+}
+
+fn render_churn(o: &mut String, c: &ChurnResult) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let _ = writeln!(
+        o,
+        "\nChurn (durable daemon; distinct sources, {} at a time, each connecting once: {} frames of {} B, 1 in {} emergency, then half-closing and waiting for the CLOSE that acknowledges them; RSS after: once the last had left and a stats interval and a half had passed):\n",
+        c.at_once, c.frames_per_source, c.payload, c.emergency_every
+    );
+    let _ = writeln!(o, "| sources | acknowledged in full | failed | seconds | RSS before MiB | peak RSS MiB | RSS after MiB | resident bytes per source gone | archived / processed |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| {} | {} ({} frames) | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
+        c.sources,
+        c.client.acknowledged,
+        c.client.frames_acknowledged,
+        c.client.failed,
+        c.client.elapsed_s,
+        mib(c.rss_before_kib),
+        mib(c.peak_rss_kib),
+        mib(c.rss_after_kib),
+        c.resident_bytes_per_source,
+        match c.archived_total {
+            Some(a) if a == c.processed_total => format!("equal ({a})"),
+            a => format!("NOT equal ({} / {})", a.unwrap_or(0), c.processed_total),
+        }
+    );
+    if let Some(err) = &c.client.first_error {
+        let _ = writeln!(o, "\nfirst failure of a churn source: {err}");
+    }
 }
 
 #[cfg(test)]

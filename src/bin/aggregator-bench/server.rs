@@ -153,6 +153,7 @@ async fn serve(
     let counts = || Counts {
         at_ns: started.elapsed().as_nanos() as u64,
         cpu_ns: control::process_cpu_ns(),
+        rss_kib: control::rss_kib(),
         ..(running.counts)()
     };
     emit(&ChildMsg::Listening { addr: running.addr });
