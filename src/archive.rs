@@ -462,3 +462,104 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Priority, SourceKind};
+    use crate::ledger::{Ledger, Run};
+    use crate::queue::{frame_queue, FrameSender};
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Mutex;
+    use tokio::sync::oneshot;
+
+    /// A disk that takes writes at once and makes them durable only when the test says so.
+    #[derive(Default)]
+    struct SlowDisk {
+        written: Arc<AtomicU64>,
+        syncs: Arc<Mutex<Vec<oneshot::Sender<()>>>>,
+    }
+
+    impl ArchiveSink for SlowDisk {
+        fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+            let bytes: u64 = batches.iter().map(|b| b.payload_bytes()).sum();
+            self.written.fetch_add(bytes, SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+
+        fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
+            let (done, synced) = oneshot::channel();
+            self.syncs.lock().unwrap().push(done);
+            Box::pin(async move { synced.await.map_err(|_| io::Error::other("sync dropped")) })
+        }
+    }
+
+    const KIB: u64 = 1024;
+
+    /// Queues `count` batches of one 1 KiB routine frame of `source`, sequences from 0.
+    async fn queue_frames(archive: &FrameSender<Arc<Batch>>, source: &Arc<Source>, count: u64) {
+        let runs: Vec<Run> = (0..count)
+            .map(|sequence| Run {
+                priority: Priority::Routine,
+                frames: 1,
+                last_sequence: sequence,
+            })
+            .collect();
+        source.record(&runs);
+        for sequence in 0..count {
+            let now = std::time::Instant::now();
+            let mut batch = Batch::new(Arc::clone(source), Priority::Routine, now, 1);
+            batch.push(sequence, 0..KIB as usize);
+            batch.attach(bytes::Bytes::from(vec![0; KIB as usize]));
+            let sent = archive.send(Arc::new(batch), 1).await;
+            assert!(sent.is_ok(), "the archive's queue is open");
+        }
+    }
+
+    /// With a disk slower than the pipeline, the archive writes no more than
+    /// `max_unsynced_bytes` ahead of what is durable: it stops taking frames until a sync ends
+    /// (so the pipeline behind it, and the sockets, slow to the disk), and every sync lets the
+    /// acknowledgements move on.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_disk_bounds_what_is_written_and_not_durable() {
+        let (archive, input) = frame_queue(1024);
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let source = Arc::new(Source::new(
+            1,
+            SourceKind::LiveUplink,
+            peer,
+            Ledger::default().into(),
+        ));
+        queue_frames(&archive, &source, 64).await;
+        drop(archive);
+        let disk = SlowDisk::default();
+        let (written, syncs) = (Arc::clone(&disk.written), Arc::clone(&disk.syncs));
+        let settings = ArchiveSettings {
+            policy: SyncPolicy::Interval(Duration::from_millis(20)),
+            max_unsynced_bytes: 8 * KIB,
+            drain: CancellationToken::new(),
+            storage_lost: CancellationToken::new(),
+        };
+        let consumer = ArchiveConsumer::new(input, Box::new(disk), settings, Stats::new());
+        let stored = tokio::spawn(consumer.run());
+
+        let mut durable = 0;
+        while durable < 64 * KIB {
+            // Paused time: the sleep returns once every task is idle, waiting for the disk.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let ahead = written.load(SeqCst) - durable;
+            assert_eq!(
+                ahead,
+                8 * KIB,
+                "written and not durable, with {durable} durable"
+            );
+            assert_eq!(source.last_acked(), (durable / KIB).checked_sub(1));
+            let pending: Vec<_> = syncs.lock().unwrap().drain(..).collect();
+            assert_eq!(pending.len(), 1, "one sync at a time");
+            pending.into_iter().for_each(|done| done.send(()).unwrap());
+            durable += ahead;
+        }
+        stored.await.unwrap();
+        assert_eq!(source.last_acked(), Some(63));
+    }
+}

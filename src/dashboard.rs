@@ -101,7 +101,7 @@ pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineSta
 fn log_line(s: &PipelineStats, frames_seen: u64) {
     tracing::info!(
         target: "aggregator::dashboard",
-        "stats: accepted={} processed={} emergency={} archived={} in_flight={} bytes={} sources={} dup={} refused={} errors={} lag_events={} dashboard_seen={}",
+        "stats: accepted={} processed={} emergency={} archived={} in_flight={} bytes={} sources={} dup={} refused={} errors={} lag_events={} dashboard_seen={} archive={} unsynced_bytes={}",
         s.frames_accepted,
         s.frames_processed,
         s.emergency_frames,
@@ -114,5 +114,7 @@ fn log_line(s: &PipelineStats, frames_seen: u64) {
         s.protocol_errors,
         s.lag_events,
         frames_seen,
+        if s.archive_failing == 0 { "ok" } else { "FAILING" },
+        s.archive_unsynced_bytes,
     );
 }

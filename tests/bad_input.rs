@@ -240,6 +240,34 @@ async fn invalid_priority_byte_closes_the_connection() {
     scene.finish().await;
 }
 
+/// The highest sequences: 2^64-2 is the last a frame may carry, and 2^64-1 is refused with a
+/// reason. (Accepted once, it was acknowledged as 2^64-2 and stored again when resent: the daemon
+/// keeps "every frame up to N, or none yet" in one 64-bit value.)
+#[tokio::test]
+async fn the_reserved_sequence_closes_the_connection_and_the_last_one_is_acknowledged() {
+    let scene = Scene::start(test_config()).await;
+    let last = u64::MAX - 1;
+    let mut offender = Client::source(scene.daemon.uplink, LiveUplink, 8).await;
+    let frames = [last - 1, last, u64::MAX].map(|s| (Priority::Routine, s));
+    offender.send_raw(&data_bytes(frames)).await;
+    let closed = offender.read_to_close().await;
+    assert_eq!(closed.reason, CloseReason::MalformedMessage, "{closed:?}");
+    assert!(closed.detail.contains("reserved"), "{closed:?}");
+    assert_eq!(closed.final_ack, Some(last));
+    assert_eq!(scene.archive.sequences(LiveUplink, 8), [last - 1, last]);
+    scene.expect_counted(1, 0).await;
+    drop(offender);
+    wait_until_async("the offender is deregistered", PATIENCE, || async {
+        !scene.daemon.source_keys().await.contains(&(LiveUplink, 8))
+    })
+    .await;
+
+    let mut again = Client::connect(scene.daemon.uplink).await;
+    again.send_raw(&hello_bytes(VERSION, LiveUplink, 8)).await;
+    assert_eq!(again.expect_welcome().await, Some(last));
+    scene.finish().await;
+}
+
 #[tokio::test]
 async fn a_hello_that_never_comes_times_out() {
     let mut config = test_config();

@@ -293,3 +293,44 @@ async fn sigint_on_an_idle_daemon_exits_0() {
     assert_eq!(json_u64(&summary, "unacknowledged"), 0, "{summary}");
     assert_eq!(json_u64(&summary, "accepted"), 10, "{summary}");
 }
+
+/// A start that fails because a port is taken fails before the archive is opened: it names the
+/// address, and leaves no segment behind (each of which would hold `segment_bytes` of disk
+/// reserved, 128 MiB with the next one prepared, until a later start gave it back).
+#[test]
+fn a_port_in_use_stops_the_start_before_the_archive_is_touched() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!(
+        "aggregator-binary-test-{}-port-in-use",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("aggregator.toml");
+    let archive = dir.join("archive");
+    let text = format!(
+        "[uplink]\nlisten = \"127.0.0.1:{port}\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
+         [monitor]\nenabled = false\n[archive]\ndir = \"{}\"\n",
+        archive.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the aggregator binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&archive)
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|name| name.to_string_lossy().contains(".seg")),
+        "segments left behind: {left:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

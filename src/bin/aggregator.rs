@@ -113,18 +113,20 @@ async fn serve(config: Config) -> std::io::Result<bool> {
     // Registered before binding, so a failure is a startup error and not a lost signal later.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    // The archive recovers before anything binds: sources must be told where to resume.
+    // Every address is bound before the archive is opened: a start that fails on a port in use
+    // must not leave segments behind, each holding its reserved disk. Nothing is accepted until
+    // the daemon runs, after recovery, so sources that connect meanwhile wait in the backlog.
+    let listeners = Listeners::bind(&config).await?;
+    let monitor_listener = match config.monitor.enabled {
+        true => Some(bind_monitor(&config).await?),
+        false => None,
+    };
     let (sink, resume): (Box<dyn ArchiveSink>, _) = match config.archive.kind {
         ArchiveKind::Segments => {
             let (sink, resume) = SegmentSink::open(&config.archive)?;
             (Box::new(sink), resume)
         }
         ArchiveKind::Count => (Box::new(CountingSink::default()), HashMap::new()),
-    };
-    let listeners = Listeners::bind(&config).await?;
-    let monitor_listener = match config.monitor.enabled {
-        true => Some(bind_monitor(&config).await?),
-        false => None,
     };
     tracing::info!(
         uplink = %listeners.uplink.local_addr()?,
