@@ -352,3 +352,124 @@ fn the_daemon_command_line_is_unchanged() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("configuration is valid"), "{stdout}");
 }
+
+/// Where a damaged record was: its segment, and the byte range it took there.
+struct Damaged {
+    path: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+/// Two segments as the daemon writes them, a FRAMES record per batch: live 3 with 0..60 in batches
+/// of ten, live 4 with 0..20 in batches of five between them, a checkpoint and watermarks. Returns
+/// the segments' middle live 3 records (10..20 and 40..50), each with a payload byte flipped when
+/// `flip` names its segment (1 or 2).
+fn batched_archive(dir: &Path, flip: u64) -> [Damaged; 2] {
+    [1, 2].map(|index| {
+        let (three, four) = ((index - 1) * 30, (index - 1) * 10);
+        let mut segment = SegmentBuilder::new();
+        if index > 1 {
+            segment.watermark(Live, 3, three - 1);
+        }
+        segment
+            .frames(Live, 3, three..three + 10)
+            .frames(Live, 4, four..four + 5);
+        let start = segment.bytes.len() as u64;
+        segment.frames(Live, 3, three + 10..three + 20);
+        let end = segment.bytes.len() as u64;
+        segment
+            .frames(Live, 4, four + 5..four + 10)
+            .frames(Live, 3, three + 20..three + 30)
+            .watermark(Live, 3, three + 29);
+        if index == flip {
+            // The second byte of the record's first payload: its body no longer matches its CRC.
+            segment.bytes[start as usize + 8 + 19 + 12 + 1] ^= 0xff;
+        }
+        Damaged {
+            path: segment.write(dir, index),
+            start,
+            end,
+        }
+    })
+}
+
+#[test]
+fn a_flipped_byte_in_an_older_segment_costs_only_its_record() {
+    let dir = TempDir::new("archive-tools-resync");
+    let [first, _] = batched_archive(&dir.0, 1);
+    let (code, stdout, stderr) = verify(&dir.0, &[]);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let name = first.path.display();
+    let (start, end) = (first.start, first.end);
+    let damaged = line(&stdout, "damaged ");
+    assert!(
+        damaged.starts_with(&format!(
+            "damaged {name}: bytes {start}..{end} ({} bytes): CRC mismatch",
+            end - start
+        )),
+        "{damaged}"
+    );
+    assert!(
+        damaged.ends_with("; missing across it: live 3 seq 10..=19"),
+        "{damaged}"
+    );
+    // Every valid record counts, those after the damage too: the record's ten frames are missing,
+    // not the twenty up to the next segment.
+    for expected in [
+        "source live 3: frames=50 emergency=0 first=0 last=59 missing=10 duplicates=0 watermark=59 gaps=[10..=19]",
+        "source live 4: frames=20 emergency=0 first=0 last=19 missing=0 duplicates=0",
+    ] {
+        let source = &expected[..expected.find(':').unwrap()];
+        assert_eq!(line(&stdout, source), expected);
+    }
+    let segment_line = line(&stdout, &format!("segment {name}:"));
+    assert!(
+        segment_line.contains(" 5 records, 30 frames, corrupt at offset"),
+        "{segment_line}"
+    );
+    let total = line(&stdout, "verify total:");
+    let damaged_bytes = format!("damaged_bytes={}", end - start);
+    for field in [
+        "frames=70",
+        "missing=10",
+        "problems=1",
+        "damaged=1",
+        &damaged_bytes,
+    ] {
+        assert!(total.contains(field), "{field} in {total}");
+    }
+    let expected = format!("{name}: corrupt at offset {start}: CRC mismatch");
+    assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
+}
+
+#[test]
+fn inspect_lists_the_records_after_a_damaged_range() {
+    let dir = TempDir::new("archive-tools-inspect-resync");
+    let [first, _] = batched_archive(&dir.0, 1);
+    let out = aggregator(&[
+        "archive",
+        "inspect",
+        dir.0.to_str().unwrap(),
+        "--source",
+        "3",
+        "--from",
+        "18",
+        "--to",
+        "21",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let keys: Vec<_> = stdout
+        .lines()
+        .filter(|l| l.contains(" frame "))
+        .map(frame_key)
+        .collect();
+    assert_eq!(keys, vec![("live".into(), 3, 20), ("live".into(), 3, 21)]);
+    let expected = format!(
+        "damaged {}: bytes {}..{}",
+        first.path.display(),
+        first.start,
+        first.end
+    );
+    assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
+}

@@ -2,7 +2,7 @@
 //! registers the signals, binds the listeners, and hands everything to the library.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aggregator::archive::{ArchiveSink, CountingSink};
@@ -47,6 +47,10 @@ enum Command {
 enum ArchiveTool {
     /// Check every record's CRC and report per-source counts, gaps and duplicates.
     ///
+    /// A damaged record does not end a segment's reading: the scan resumes at the next valid
+    /// record, counts everything valid, and lists each damaged byte range with the sources'
+    /// sequence gaps across it.
+    ///
     /// Exit status: 0 when every record is valid, 1 when a segment is torn or corrupt (or, with
     /// --strict, a source has a gap or a duplicate), 2 when the directory cannot be read.
     Verify {
@@ -61,8 +65,8 @@ enum ArchiveTool {
     /// A frame's line: segment, offset, kind, source, priority, sequence, receive time (UTC),
     /// payload length and its first 16 bytes in hex.
     ///
-    /// Exit status: 0, or 1 when a segment is torn or corrupt (its records before the damage are
-    /// listed), 2 when the directory cannot be read.
+    /// Exit status: 0, or 1 when a segment is torn or corrupt (every valid record is listed, and
+    /// each damaged range named on standard error), 2 when the directory cannot be read.
     Inspect {
         /// The archive directory.
         dir: PathBuf,
@@ -184,61 +188,67 @@ fn notify_systemd(state: NotifyState) {
 
 /// Runs an archive tool; its output goes to stdout, problems to stderr.
 fn archive(tool: ArchiveTool) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
     match tool {
-        ArchiveTool::Verify { dir, strict } => {
-            let report = match archive_tools::verify(&dir) {
-                Ok(report) => report,
-                Err(err) => {
-                    eprintln!("aggregator archive verify: {err}");
-                    return ExitCode::from(2);
-                }
-            };
-            if report.segments.is_empty() {
-                eprintln!(
-                    "aggregator archive verify: no segment files in {}",
-                    dir.display()
-                );
-            }
-            if let Err(err) = report.print(&mut stdout) {
-                eprintln!("aggregator archive verify: writing the report: {err}");
-                return ExitCode::from(2);
-            }
-            for segment in report.problems() {
-                eprintln!(
-                    "aggregator archive verify: {}: {}",
-                    segment.path.display(),
-                    segment.end
-                );
-            }
-            if !report.is_valid() || (strict && !report.is_exactly_once()) {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+        ArchiveTool::Verify { dir, strict } => verify(&dir, strict),
+        ArchiveTool::Inspect { dir, filter } => inspect(&dir, &filter),
+    }
+}
+
+fn verify(dir: &Path, strict: bool) -> ExitCode {
+    let report = match archive_tools::verify(dir) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("aggregator archive verify: {err}");
+            return ExitCode::from(2);
         }
-        ArchiveTool::Inspect { dir, filter } => {
-            let summary = match archive_tools::inspect(&dir, &filter, &mut stdout) {
-                Ok(summary) => summary,
-                Err(err) => {
-                    eprintln!("aggregator archive inspect: {err}");
-                    return ExitCode::from(2);
-                }
-            };
-            if summary.truncated {
-                eprintln!(
-                    "aggregator archive inspect: stopped after {} lines (--limit)",
-                    summary.listed
-                );
-            }
-            for (path, end) in &summary.problems {
-                eprintln!("aggregator archive inspect: {}: {end}", path.display());
-            }
-            if summary.problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+    };
+    if report.segments.is_empty() {
+        eprintln!(
+            "aggregator archive verify: no segment files in {}",
+            dir.display()
+        );
+    }
+    if let Err(err) = report.print(&mut std::io::stdout().lock()) {
+        eprintln!("aggregator archive verify: writing the report: {err}");
+        return ExitCode::from(2);
+    }
+    for segment in report.problems() {
+        eprintln!(
+            "aggregator archive verify: {}: {}",
+            segment.path.display(),
+            segment.end
+        );
+    }
+    if !report.is_valid() || (strict && !report.is_exactly_once()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn inspect(dir: &Path, filter: &Filter) -> ExitCode {
+    let summary = match archive_tools::inspect(dir, filter, &mut std::io::stdout().lock()) {
+        Ok(summary) => summary,
+        Err(err) => {
+            eprintln!("aggregator archive inspect: {err}");
+            return ExitCode::from(2);
         }
+    };
+    if summary.truncated {
+        eprintln!(
+            "aggregator archive inspect: stopped after {} lines (--limit)",
+            summary.listed
+        );
+    }
+    for (path, damage) in &summary.damaged {
+        eprintln!(
+            "aggregator archive inspect: damaged {}: {damage}",
+            path.display()
+        );
+    }
+    if summary.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
