@@ -1,7 +1,7 @@
-//! The operator's tools on top of the archive: `aggregator archive verify` and
-//! `aggregator archive inspect` (`docs/archive.md`).
+//! The operator's tools on top of the archive: `aggregator archive verify`,
+//! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) (`docs/archive.md`).
 //!
-//! Both read segment files with [`crate::segment`] and nothing else, so they work
+//! `verify` and `inspect` read segment files with [`crate::segment`] and nothing else, so they work
 //! on a copy of an archive, with the daemon stopped or running (a running daemon's newest segment
 //! may end in a record it is still writing, which `verify` reports as torn). The scan goes on past
 //! damage, so both see every valid record; `verify` also says, for each damaged range, which
@@ -9,6 +9,8 @@
 //! records around it rather than by the damaged bytes. The binary only parses the command line and
 //! turns the results into an exit status; the work and the wording are here, so tests and other
 //! tools can use them.
+
+pub mod repair;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -148,6 +148,32 @@ fn list_indexed(dir: &Path, index_of: fn(&Path) -> Option<u64>) -> io::Result<Ve
     Ok(segments)
 }
 
+/// Takes the exclusive lock on `dir/LOCK` that a running daemon holds, without waiting: two
+/// processes writing one archive would interleave segments, or rewrite one being appended to.
+/// Held until the file is dropped. (`SegmentSink::open` takes the same `flock` on the same file.)
+pub fn lock_directory(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| with_path(err, &path, "cannot open"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!(
+                "the archive directory {} is in use by another aggregator process ({err})",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
 /// One record of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -930,18 +956,27 @@ fn scan_file(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> 
 /// truncates a torn tail: recovery's one read of the newest segment. Returns the bytes cut, `None`
 /// when the segment was clean. A segment whose magic itself was cut short is rewritten as an empty
 /// segment (the magic alone). A [`ScanEnd::Corrupt`] segment is not touched: the error names the
-/// file and the offset.
+/// file, the offset, and the operator's way out, `aggregator archive repair DIR --quarantine`.
 pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Option<u64>> {
     let scanned = scan_file(path, visit)?;
     match scanned.end {
         ScanEnd::Clean => Ok(None),
-        ScanEnd::Corrupt { offset, reason } => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: corrupt record at offset {offset}: {reason}; not repaired",
-                path.display()
-            ),
-        )),
+        ScanEnd::Corrupt { offset, reason } => {
+            let dir = path
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: corrupt record at offset {offset}: {reason}; not repaired: \
+                     `aggregator archive repair {dir}` shows the damaged bytes, and with \
+                     --quarantine moves them aside so that the daemon can start",
+                    path.display(),
+                    dir = dir.display()
+                ),
+            ))
+        }
         ScanEnd::Torn { .. } => {
             let mut file = fs::OpenOptions::new()
                 .write(true)
@@ -960,7 +995,8 @@ pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Opt
     }
 }
 
-fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
+/// `err`, prefixed with what was being done (`what`) and to which file.
+pub(crate) fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
 }
 
@@ -1149,6 +1185,11 @@ mod tests {
             );
             assert!(
                 err.to_string().contains(&format!("offset {}", offsets[0])),
+                "{err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("aggregator archive repair {}", dir.display())),
                 "{err}"
             );
             assert_eq!(

@@ -1,5 +1,6 @@
-//! `aggregator archive verify` and `aggregator archive inspect` on archives built record by record
-//! with the segment encoder: no daemon involved.
+//! `aggregator archive verify`, `inspect` and `repair` on archives built record by record with the
+//! segment encoder: no daemon involved, except the archive's own recovery (`SegmentSink::open`)
+//! after a repair.
 
 mod common;
 
@@ -7,10 +8,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use aggregator::config::{ArchiveKind, SyncMode};
+use aggregator::durable::SegmentSink;
 use aggregator::segment::{
     self, encode_frame, encode_frames, encode_stored, encode_watermark, MAGIC,
 };
-use aggregator::{Priority, SourceKind};
+use aggregator::{Config, Priority, SourceKind};
 use common::TempDir;
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -472,4 +475,73 @@ fn inspect_lists_the_records_after_a_damaged_range() {
         first.end
     );
     assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
+}
+
+/// A config whose archive is `dir`, in small segments.
+fn archive_config(dir: &Path) -> aggregator::config::ArchiveConfig {
+    let mut archive = Config::default().archive;
+    archive.kind = ArchiveKind::Segments;
+    archive.dir = dir.to_path_buf();
+    archive.segment_bytes = 1 << 20;
+    archive.sync = SyncMode::Never;
+    archive
+}
+
+#[test]
+fn repair_quarantines_the_damaged_bytes_of_the_newest_segment_and_the_daemon_starts() {
+    let dir = TempDir::new("archive-tools-repair");
+    let [_, newest] = batched_archive(&dir.0, 2);
+    let damaged = fs::read(&newest.path).unwrap();
+    let (start, end) = (newest.start as usize, newest.end as usize);
+    let err = SegmentSink::open(&archive_config(&dir.0)).unwrap_err();
+    let way_out = format!("aggregator archive repair {}", dir.0.display());
+    assert!(err.to_string().contains(&way_out), "{err}");
+    assert!(err.to_string().contains("--quarantine"), "{err}");
+
+    let quarantined = dir
+        .0
+        .join("quarantine")
+        .join(format!("{}.at-{start}.damaged", segment::segment_name(2)));
+    let repair = |extra: &[&str]| {
+        let mut args = vec!["archive", "repair", dir.0.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = aggregator(&args);
+        let (stdout, stderr) = text(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    // A dry run says what it would move, and moves nothing.
+    let (code, stdout, stderr) = repair(&[]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let would = format!(
+        "would move bytes {start}..{end} to {}",
+        quarantined.display()
+    );
+    assert!(stdout.contains(&would), "{would:?} in:\n{stdout}");
+    assert_eq!(fs::read(&newest.path).unwrap(), damaged);
+    assert!(!dir.0.join("quarantine").exists());
+
+    let (code, stdout, stderr) = repair(&["--quarantine"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(fs::read(&quarantined).unwrap(), &damaged[start..end]);
+    let kept = [&damaged[..start], &damaged[end..]].concat();
+    assert_eq!(fs::read(&newest.path).unwrap(), kept);
+
+    // The daemon's recovery now starts, with every valid record of the newest segment read.
+    let (sink, resume) = SegmentSink::open(&archive_config(&dir.0)).unwrap();
+    let (code, _, stderr) = repair(&["--quarantine"]);
+    assert_eq!(code, Some(2), "never under a running daemon: {stderr}");
+    assert!(
+        stderr.contains("in use by another aggregator process"),
+        "{stderr}"
+    );
+    drop(sink);
+    assert_eq!(resume[&(Live, 3)].after, Some(59));
+    let stored_four: Vec<_> = (10..20)
+        .filter(|&seq| resume[&(Live, 4)].already_stored.contains(seq))
+        .collect();
+    assert_eq!(stored_four, (10..20).collect::<Vec<_>>());
+    // Nothing is left to repair in what the daemon now reads.
+    let (code, stdout, _) = repair(&[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("clean, nothing to repair"), "{stdout}");
 }

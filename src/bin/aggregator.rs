@@ -73,6 +73,22 @@ enum ArchiveTool {
         #[command(flatten)]
         filter: Filter,
     },
+    /// Move the damaged byte ranges of the newest segment aside, so that the daemon can start.
+    ///
+    /// Without --quarantine it only says what it would do. With it, each damaged range is written
+    /// to DIR/quarantine/SEGMENT.at-OFFSET.damaged, and the segment rewritten without them (a
+    /// temporary file, synced, then renamed over it). Older segments are never touched.
+    ///
+    /// Exit status: 0 when the newest segment is clean or was repaired, 1 when a dry run found
+    /// damage, 2 when the archive cannot be read or written, is locked by a running daemon, or the
+    /// segment's magic is damaged.
+    Repair {
+        /// The archive directory (the daemon must be stopped).
+        dir: PathBuf,
+        /// Do it: move the damaged bytes to DIR/quarantine/ and rewrite the segment without them.
+        #[arg(long)]
+        quarantine: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -191,6 +207,7 @@ fn archive(tool: ArchiveTool) -> ExitCode {
     match tool {
         ArchiveTool::Verify { dir, strict } => verify(&dir, strict),
         ArchiveTool::Inspect { dir, filter } => inspect(&dir, &filter),
+        ArchiveTool::Repair { dir, quarantine } => repair(&dir, quarantine),
     }
 }
 
@@ -247,6 +264,32 @@ fn inspect(dir: &Path, filter: &Filter) -> ExitCode {
         );
     }
     if summary.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn repair(dir: &Path, quarantine: bool) -> ExitCode {
+    let repair = match archive_tools::repair::repair(dir, quarantine) {
+        Ok(Some(repair)) => repair,
+        Ok(None) => {
+            eprintln!(
+                "aggregator archive repair: no segment files in {}",
+                dir.display()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("aggregator archive repair: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = repair.print(&mut std::io::stdout().lock()) {
+        eprintln!("aggregator archive repair: writing the report: {err}");
+        return ExitCode::from(2);
+    }
+    if repair.damaged.is_empty() || repair.done {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
