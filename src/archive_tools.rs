@@ -1,11 +1,16 @@
-//! The operator's tools on top of the archive: `aggregator archive verify` and
-//! `aggregator archive inspect` (`docs/archive.md`).
+//! The operator's tools on top of the archive: `aggregator archive verify`,
+//! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) (`docs/archive.md`).
 //!
-//! Both read segment files with [`crate::segment`] and nothing else, so they work on a copy of an
-//! archive, with the daemon stopped or running (a running daemon's newest segment may end in a
-//! record it is still writing, which `verify` reports as torn). The binary only parses the command
-//! line and turns the results into an exit status; the work and the wording are here, so tests and
-//! other tools can use them.
+//! `verify` and `inspect` read segment files with [`crate::segment`] and nothing else, so they work
+//! on a copy of an archive, with the daemon stopped or running (a running daemon's newest segment
+//! may end in a record it is still writing, which `verify` reports as torn). The scan goes on past
+//! damage, so both see every valid record; `verify` also says, for each damaged range, which
+//! sources' sequences have a gap across it: what the range most likely held, told by the valid
+//! records around it rather than by the damaged bytes. The binary only parses the command line and
+//! turns the results into an exit status; the work and the wording are here, so tests and other
+//! tools can use them.
+
+pub mod repair;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +18,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::frame::{Priority, SourceKind};
-use crate::segment::{self, Entry, ScanEnd};
+use crate::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
 
 /// At most this many gap ranges and duplicate sequences are printed per source.
 pub const PRINT_CAP: usize = 10;
@@ -58,7 +63,7 @@ pub struct SegmentCheck {
     pub index: u64,
     pub path: PathBuf,
     pub bytes: u64,
-    /// Valid records before the end (or before the damage).
+    /// Valid records, those after damaged ranges included.
     pub records: u64,
     pub frames: u64,
     pub end: ScanEnd,
@@ -95,6 +100,51 @@ pub struct SourceCheck {
     pub watermark: Option<u64>,
 }
 
+/// A damaged byte range of a segment, with what the valid records around it tell of what it held.
+#[derive(Debug, Clone)]
+pub struct DamagedRange {
+    pub path: PathBuf,
+    pub damage: Damage,
+    /// The gaps in the sources' sequences (kind, id, first, last) that lie across the range: for
+    /// one of the priorities, the nearest stored frames of that priority below and above the gap
+    /// lie before and after the range (in segment and offset order). Frames of one priority are
+    /// archived in sequence order, so these are the frames the range most likely held. A gap
+    /// across several ranges is listed with each; frames lost at a source's very beginning or
+    /// end, and WATERMARK or STORED records, leave no gap.
+    pub missing: Vec<(SourceKind, u32, u64, u64)>,
+}
+
+impl DamagedRange {
+    /// `damaged PATH: bytes START..END (N bytes): REASON; missing across it: ...`.
+    fn line(&self) -> String {
+        let mut line = format!("damaged {}: {}", self.path.display(), self.damage);
+        if self.missing.is_empty() {
+            line.push_str("; no source has a gap in its sequences across it");
+            return line;
+        }
+        line.push_str("; missing across it:");
+        // The source is named before its first gap only: `live 1 seq 27..=31, 33..=41`.
+        let mut previous = None;
+        let runs = self.missing.iter().map(|&(kind, id, first, last)| {
+            match previous.replace((kind, id)) == Some((kind, id)) {
+                true => run(first, last),
+                false => format!("{} {id} seq {}", kind_label(kind), run(first, last)),
+            }
+        });
+        write_capped(&mut line, "", runs, self.missing.len(), " runs");
+        line
+    }
+}
+
+/// `first` alone, or `first..=last`.
+fn run(first: u64, last: u64) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}..={last}")
+    }
+}
+
 /// Everything `verify` found in an archive directory.
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
@@ -102,6 +152,8 @@ pub struct VerifyReport {
     pub segments: Vec<SegmentCheck>,
     /// Sorted by kind (live first), then id.
     pub sources: Vec<SourceCheck>,
+    /// Every damaged range of every segment, in segment and offset order.
+    pub damaged: Vec<DamagedRange>,
 }
 
 impl VerifyReport {
@@ -144,6 +196,9 @@ impl VerifyReport {
                 s.frames
             )?;
         }
+        for damaged in &self.damaged {
+            writeln!(out, "{}", damaged.line())?;
+        }
         for s in &self.sources {
             let mut line = format!(
                 "source {} {}: frames={} emergency={} first={} last={} missing={} duplicates={}",
@@ -159,13 +214,7 @@ impl VerifyReport {
             if let Some(w) = s.watermark {
                 let _ = write!(line, " watermark={w}");
             }
-            let gaps = s.gaps.iter().map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}..={b}")
-                }
-            });
+            let gaps = s.gaps.iter().map(|&(a, b)| run(a, b));
             write_capped(&mut line, "gaps", gaps, s.gaps.len(), " gaps");
             let duplicates = s.duplicates.iter().map(u64::to_string);
             write_capped(&mut line, "duplicated", duplicates, s.duplicates.len(), "");
@@ -174,7 +223,7 @@ impl VerifyReport {
         let problems = self.problems().count();
         writeln!(
             out,
-            "verify total: segments={} bytes={} sources={} frames={} emergency={} missing={} duplicates={} problems={} valid={}",
+            "verify total: segments={} bytes={} sources={} frames={} emergency={} missing={} duplicates={} problems={} damaged={} damaged_bytes={} valid={}",
             self.segments.len(),
             self.bytes(),
             self.sources.len(),
@@ -183,13 +232,18 @@ impl VerifyReport {
             self.sources.iter().map(|s| s.missing).sum::<u64>(),
             self.sources.iter().map(|s| s.duplicate_frames).sum::<u64>(),
             problems,
+            self.damaged.len(),
+            self.damaged
+                .iter()
+                .map(|d| d.damage.end - d.damage.start)
+                .sum::<u64>(),
             self.is_valid()
         )
     }
 }
 
-/// Appends ` name=[a, b, ...]` with at most [`PRINT_CAP`] of the `len` items, and
-/// ` (+N more{unit})` for the rest; nothing when there are none.
+/// Appends ` name=[a, b, ...]` (` a, b, ...` for an empty name) with at most [`PRINT_CAP`] of
+/// the `len` items, and ` (+N more{unit})` for the rest; nothing when there are none.
 fn write_capped(
     line: &mut String,
     name: &str,
@@ -200,8 +254,11 @@ fn write_capped(
     if len == 0 {
         return;
     }
-    let shown: Vec<String> = items.take(PRINT_CAP).collect();
-    let _ = write!(line, " {name}=[{}]", shown.join(", "));
+    let shown = items.take(PRINT_CAP).collect::<Vec<String>>().join(", ");
+    let _ = match name {
+        "" => write!(line, " {shown}"),
+        name => write!(line, " {name}=[{shown}]"),
+    };
     let more = len.saturating_sub(PRINT_CAP);
     if more > 0 {
         let _ = write!(line, " (+{more} more{unit})");
@@ -217,34 +274,35 @@ fn opt(value: Option<u64>) -> String {
 struct Tally {
     frames: u64,
     emergency: u64,
-    sequences: Vec<u64>,
+    sequences: Vec<Seen>,
     watermark: Option<u64>,
+}
+
+/// A stored frame as `verify` tallies it.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    sequence: u64,
+    priority: Priority,
+    /// The damaged ranges the archive holds before the frame (saturating at `u32::MAX`): the
+    /// ranges between two frames are those counted for the later and not for the earlier.
+    damage_before: u32,
 }
 
 /// Reads every segment in `dir` and checks every record. `Err` only when the directory or a file
 /// cannot be read; damage is in the report.
 pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let mut segments = Vec::new();
+    let mut damaged = Vec::new();
     let mut tallies: BTreeMap<(u8, u32), Tally> = BTreeMap::new();
     for (index, path) in segment::list_segments(dir)? {
         let scan = segment::read_segment(&path)?;
-        let mut frames = 0;
-        for (_, entry) in &scan.entries {
-            let (kind, id) = entry.source();
-            let tally = tallies.entry((kind.to_byte(), id)).or_default();
-            match entry {
-                Entry::Frame(f) => {
-                    frames += 1;
-                    tally.frames += 1;
-                    tally.emergency += u64::from(f.priority == Priority::Emergency);
-                    tally.sequences.push(f.sequence);
-                }
-                Entry::Watermark { acked, .. } => {
-                    tally.watermark = Some(tally.watermark.map_or(*acked, |w| w.max(*acked)));
-                }
-                Entry::Stored { .. } => {}
-            }
-        }
+        let damage_before = u32::try_from(damaged.len()).unwrap_or(u32::MAX);
+        let frames = tally_segment(&scan, damage_before, &mut tallies);
+        damaged.extend(scan.damaged.iter().map(|damage| DamagedRange {
+            path: path.clone(),
+            damage: damage.clone(),
+            missing: Vec::new(),
+        }));
         segments.push(SegmentCheck {
             index,
             path,
@@ -257,23 +315,77 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     }
     let sources = tallies
         .into_iter()
-        .filter_map(|((kind, id), tally)| Some(summarize(SourceKind::from_byte(kind)?, id, tally)))
+        .filter_map(|((kind, id), tally)| {
+            Some(summarize(
+                SourceKind::from_byte(kind)?,
+                id,
+                tally,
+                &mut damaged,
+            ))
+        })
         .collect();
     Ok(VerifyReport {
         dir: dir.to_path_buf(),
         segments,
         sources,
+        damaged,
     })
 }
 
-fn summarize(kind: SourceKind, id: u32, mut tally: Tally) -> SourceCheck {
-    tally.sequences.sort_unstable();
+/// Adds a segment's entries to `tallies`; returns its frames. `damage_before` counts the damaged
+/// ranges of the segments before it.
+fn tally_segment(
+    scan: &SegmentScan,
+    damage_before: u32,
+    tallies: &mut BTreeMap<(u8, u32), Tally>,
+) -> u64 {
+    let mut frames = 0;
+    let mut ranges_passed: u32 = 0;
+    for (offset, entry) in &scan.entries {
+        while scan
+            .damaged
+            .get(ranges_passed as usize)
+            .is_some_and(|d| d.end <= *offset)
+        {
+            ranges_passed = ranges_passed.saturating_add(1);
+        }
+        let (kind, id) = entry.source();
+        let tally = tallies.entry((kind.to_byte(), id)).or_default();
+        match entry {
+            Entry::Frame(f) => {
+                frames += 1;
+                tally.frames += 1;
+                tally.emergency += u64::from(f.priority == Priority::Emergency);
+                tally.sequences.push(Seen {
+                    sequence: f.sequence,
+                    priority: f.priority,
+                    damage_before: damage_before.saturating_add(ranges_passed),
+                });
+            }
+            Entry::Watermark { acked, .. } => {
+                tally.watermark = Some(tally.watermark.map_or(*acked, |w| w.max(*acked)));
+            }
+            Entry::Stored { .. } => {}
+        }
+    }
+    frames
+}
+
+/// The source's counts, gaps and duplicates; each gap is also added to the `damaged` ranges that
+/// lie across it.
+fn summarize(
+    kind: SourceKind,
+    id: u32,
+    mut tally: Tally,
+    damaged: &mut [DamagedRange],
+) -> SourceCheck {
+    tally.sequences.sort_by_key(|seen| seen.sequence);
     let mut gaps = Vec::new();
     let mut missing = 0;
     let mut duplicates = Vec::new();
     let mut duplicate_frames = 0;
     for pair in tally.sequences.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
+        let (a, b) = (pair[0].sequence, pair[1].sequence);
         if a == b {
             duplicate_frames += 1;
             if duplicates.last() != Some(&a) {
@@ -284,18 +396,58 @@ fn summarize(kind: SourceKind, id: u32, mut tally: Tally) -> SourceCheck {
             missing += b - a - 1;
         }
     }
+    add_gaps_across(kind, id, &tally.sequences, &gaps, damaged);
     SourceCheck {
         kind,
         id,
         frames: tally.frames,
         emergency: tally.emergency,
-        first: tally.sequences.first().copied(),
-        last: tally.sequences.last().copied(),
+        first: tally.sequences.first().map(|seen| seen.sequence),
+        last: tally.sequences.last().map(|seen| seen.sequence),
         gaps,
         missing,
         duplicates,
         duplicate_frames,
         watermark: tally.watermark,
+    }
+}
+
+/// Adds each of a source's `gaps` (sorted) to the `damaged` ranges across it. Frames of one
+/// priority are archived in sequence order (an emergency may overtake routine frames, not another
+/// emergency), so a missing frame lies between the nearest stored frames of its priority below
+/// and above it: every range between two frames of one priority, next to each other in
+/// `sequences` (sorted) once the other priority is left out, gets the gaps they enclose.
+fn add_gaps_across(
+    kind: SourceKind,
+    id: u32,
+    sequences: &[Seen],
+    gaps: &[(u64, u64)],
+    damaged: &mut [DamagedRange],
+) {
+    // (range, gap) pairs: a gap enclosed in both priorities' sequences is found twice.
+    let mut across = Vec::new();
+    for priority in [Priority::Routine, Priority::Emergency] {
+        let mut of_priority = sequences.iter().filter(|seen| seen.priority == priority);
+        let Some(mut below) = of_priority.next() else {
+            continue;
+        };
+        for above in of_priority {
+            let (from, to) = (below.damage_before, above.damage_before);
+            if from != to {
+                let first_gap = gaps.partition_point(|&(first, _)| first <= below.sequence);
+                let end_gap = gaps.partition_point(|&(_, last)| last < above.sequence);
+                for range in from.min(to)..from.max(to) {
+                    across.extend((first_gap..end_gap).map(|gap| (range as usize, gap)));
+                }
+            }
+            below = above;
+        }
+    }
+    across.sort_unstable();
+    across.dedup();
+    for (range, gap) in across {
+        let (first, last) = gaps[gap];
+        damaged[range].missing.push((kind, id, first, last));
     }
 }
 
@@ -367,8 +519,8 @@ pub struct InspectSummary {
     pub listed: u64,
     /// Whether the limit cut the listing short.
     pub truncated: bool,
-    /// Segments that are torn or corrupt (their records up to the damage were listed).
-    pub problems: Vec<(PathBuf, ScanEnd)>,
+    /// Every damaged range of every segment (the valid records around them were listed).
+    pub damaged: Vec<(PathBuf, Damage)>,
 }
 
 /// Bytes of payload shown in hex.
@@ -395,9 +547,11 @@ pub fn inspect(dir: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<I
             writeln!(out, "{name} {offset:>10} {}", describe(entry))?;
             summary.listed += 1;
         }
-        if scan.end != ScanEnd::Clean {
-            summary.problems.push((path, scan.end));
-        }
+        summary.damaged.extend(
+            scan.damaged
+                .into_iter()
+                .map(|damage| (path.clone(), damage)),
+        );
     }
     Ok(summary)
 }
@@ -516,14 +670,63 @@ mod tests {
         let tally = Tally {
             frames: 8,
             emergency: 1,
-            sequences: vec![5, 1, 2, 2, 9, 3, 3, 3],
+            sequences: [5, 1, 2, 2, 9, 3, 3, 3]
+                .map(|sequence| Seen {
+                    sequence,
+                    priority: Priority::Routine,
+                    damage_before: 0,
+                })
+                .to_vec(),
             watermark: Some(3),
         };
-        let s = summarize(SourceKind::LiveUplink, 4, tally);
+        let s = summarize(SourceKind::LiveUplink, 4, tally, &mut []);
         assert_eq!((s.first, s.last), (Some(1), Some(9)));
         assert_eq!(s.gaps, vec![(4, 4), (6, 8)]);
         assert_eq!(s.missing, 4);
         assert_eq!(s.duplicates, vec![2, 3]);
         assert_eq!(s.duplicate_frames, 3);
+    }
+
+    /// An emergency that overtook routine frames does not hide the routine frames lost after it:
+    /// routine 2 and 4 were in range 0 (emergency 3 was stored before it), 7 in range 1.
+    #[test]
+    fn gaps_go_to_the_damaged_ranges_between_frames_of_one_priority() {
+        use Priority::{Emergency, Routine};
+        let seen = [(0, Routine, 0), (1, Routine, 0), (3, Emergency, 0)]
+            .into_iter()
+            .chain([(5, Routine, 1), (6, Emergency, 1), (8, Routine, 2)])
+            .map(|(sequence, priority, damage_before)| Seen {
+                sequence,
+                priority,
+                damage_before,
+            })
+            .collect();
+        let mut damaged: Vec<_> = (0..2)
+            .map(|i| DamagedRange {
+                path: PathBuf::from("segment"),
+                damage: Damage {
+                    start: i * 100,
+                    end: i * 100 + 50,
+                    reason: "CRC mismatch".into(),
+                },
+                missing: Vec::new(),
+            })
+            .collect();
+        let tally = Tally {
+            frames: 6,
+            emergency: 2,
+            sequences: seen,
+            watermark: None,
+        };
+        let s = summarize(SourceKind::LiveUplink, 4, tally, &mut damaged);
+        assert_eq!(s.gaps, vec![(2, 2), (4, 4), (7, 7)]);
+        let live = SourceKind::LiveUplink;
+        assert_eq!(damaged[0].missing, vec![(live, 4, 2, 2), (live, 4, 4, 4)]);
+        assert_eq!(damaged[1].missing, vec![(live, 4, 7, 7)]);
+        assert_eq!(
+            damaged[0].line(),
+            "damaged segment: bytes 0..50 (50 bytes): CRC mismatch; missing across it: \
+             live 4 seq 2, 4"
+        );
     }
 }

@@ -18,8 +18,8 @@
 //! - [`durable`]: the segment-file archive sink and its recovery at start-up.
 //! - [`archive`]: the consumer that must receive every frame, and its `ArchiveSink` interface.
 //! - [`segment`]: the archive's on-disk format (`docs/archive.md`): segment files, records, the scan
-//!   that tells a torn tail from corruption.
-//! - [`archive_tools`]: `aggregator archive verify` and `inspect`, for operators.
+//!   that tells a torn tail from corruption and resumes after damage.
+//! - [`archive_tools`]: `aggregator archive verify`, `inspect` and `repair`, for operators.
 //! - [`dashboard`]: the consumer that may lag, and the lag-tolerant `FrameFeed`.
 //! - [`stats`]: lock-free pipeline counters and their `watch` publication.
 //! - [`monitor`]: the HTTP endpoint: `/stats`, `/metrics`, `/healthz`.

@@ -34,6 +34,11 @@
 //! whose contents are impossible, or a bad magic is [`ScanEnd::Corrupt`]: damage in the middle,
 //! which is reported and never "repaired" by deleting good data.
 //!
+//! A scan does not stop at damage: every record has a length and a CRC, so after a bad record it
+//! searches forward for the next offset where a valid record starts and goes on from there. A
+//! flipped byte in an old segment costs the record it is in, not the rest of the segment, and
+//! every damaged byte range is reported ([`Damage`]).
+//!
 //! Nothing read from disk is trusted: every error names the file and the byte offset.
 
 use std::fs::{self, File};
@@ -141,6 +146,32 @@ fn list_indexed(dir: &Path, index_of: fn(&Path) -> Option<u64>) -> io::Result<Ve
     }
     segments.sort_by_key(|(index, _)| *index);
     Ok(segments)
+}
+
+/// Takes the exclusive lock on `dir/LOCK` that a running daemon holds, without waiting: two
+/// processes writing one archive would interleave segments, or rewrite one being appended to.
+/// Held until the file is dropped. (`SegmentSink::open` takes the same `flock` on the same file.)
+pub fn lock_directory(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| with_path(err, &path, "cannot open"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!(
+                "the archive directory {} is in use by another aggregator process ({err})",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 /// One record of a segment.
@@ -361,11 +392,12 @@ fn encode_mark(out: &mut Vec<u8>, record_type: u8, kind: SourceKind, source_id: 
 pub enum ScanEnd {
     /// Every byte belongs to a valid record.
     Clean,
-    /// The bytes from `offset` on are an incomplete or damaged last write: nothing valid follows.
-    /// [`repair_tail`] cuts them.
+    /// The bytes from `offset` on are an incomplete or damaged last write: nothing valid follows,
+    /// and nothing before it is damaged. [`repair_tail`] cuts them.
     Torn { offset: u64, reason: String },
-    /// The record at `offset` is wrong in a way a crash cannot explain (a valid record follows it,
-    /// its CRC matches but its contents are impossible, or the magic is wrong). Never repaired.
+    /// The first damage, at `offset`, is one a crash cannot explain: a valid record follows it, its
+    /// CRC matches but its contents are impossible, or the magic is wrong. Never cut; the scan goes
+    /// on after it, and [`Scanned::damaged`] lists every damaged range.
     Corrupt { offset: u64, reason: String },
 }
 
@@ -381,16 +413,60 @@ impl std::fmt::Display for ScanEnd {
     }
 }
 
+/// A byte range of a segment in which no valid record starts: from a bad record to the next
+/// offset where a valid record starts, or to the end of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Where the bad record starts.
+    pub start: u64,
+    /// Where the next valid record starts, or the file's length: the range excludes it.
+    pub end: u64,
+    /// What is wrong with the record at `start`.
+    pub reason: String,
+}
+
+impl Damage {
+    /// How a scan whose first damage this is ended, in a file of `file_len` bytes. Only a crash's
+    /// kind of damage (`crash_can_explain`) with nothing valid after it is torn.
+    fn scan_end(&self, file_len: u64, crash_can_explain: bool) -> ScanEnd {
+        let (offset, reason) = (self.start, self.reason.clone());
+        if self.end < file_len {
+            let reason = format!("{reason}; a valid record follows at offset {}", self.end);
+            ScanEnd::Corrupt { offset, reason }
+        } else if crash_can_explain {
+            ScanEnd::Torn { offset, reason }
+        } else {
+            ScanEnd::Corrupt { offset, reason }
+        }
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bytes {}..{} ({} bytes): {}",
+            self.start,
+            self.end,
+            self.end - self.start,
+            self.reason
+        )
+    }
+}
+
 /// Everything [`read_segment`] found in one file.
 #[derive(Debug, Clone)]
 pub struct SegmentScan {
-    /// Every valid record before the first bad one, with the offset of its length field.
+    /// Every valid record, those after a damaged range included, with the offset of its length
+    /// field.
     pub entries: Vec<(u64, Entry)>,
     /// Bytes up to the end of the last valid record (8, the magic, for a segment without records;
     /// 0 when the magic itself is incomplete).
     pub valid_len: u64,
     pub file_len: u64,
     pub end: ScanEnd,
+    /// Every damaged range, in file order: empty exactly when `end` is [`ScanEnd::Clean`].
+    pub damaged: Vec<Damage>,
 }
 
 impl SegmentScan {
@@ -401,6 +477,7 @@ impl SegmentScan {
             valid_len: scanned.valid_len,
             file_len: scanned.file_len,
             end: scanned.end,
+            damaged: scanned.damaged,
         }
     }
 }
@@ -413,6 +490,19 @@ enum Bad {
     Damaged(String),
     /// The CRC matches but the contents are impossible: only a bug or deliberate damage does this.
     Impossible(String),
+}
+
+impl Bad {
+    /// Whether a crash's incomplete last write can look like this.
+    fn crash_can_explain(&self) -> bool {
+        !matches!(self, Bad::Impossible(_))
+    }
+
+    fn into_reason(self) -> String {
+        match self {
+            Bad::Incomplete(reason) | Bad::Damaged(reason) | Bad::Impossible(reason) => reason,
+        }
+    }
 }
 
 fn be_u32(b: &[u8], at: usize) -> u32 {
@@ -612,8 +702,10 @@ fn decode_frames(
     Ok(())
 }
 
-/// The first offset after `pos` where a complete, valid record starts, if any: evidence that the
-/// damage at `pos` is in the middle of the file, not a torn tail.
+/// The first offset after `pos` where a complete, valid record starts (a length within
+/// [`MAX_BODY_LEN`], a body whose CRC matches and which decodes), if any: where a scan resumes
+/// after the bad record at `pos`, and evidence that the damage is in the middle of the file, not a
+/// torn tail.
 fn resync_after(data: &Bytes, pos: usize, version: u8) -> Option<usize> {
     let mut scratch = Vec::new();
     (pos + 1..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&at| {
@@ -633,6 +725,26 @@ pub struct Scanned {
     pub valid_len: u64,
     pub file_len: u64,
     pub end: ScanEnd,
+    /// Every damaged range, in file order: empty exactly when `end` is [`ScanEnd::Clean`].
+    pub damaged: Vec<Damage>,
+}
+
+impl Scanned {
+    /// A file of `file_len` bytes that is one damaged range, from its magic on: torn when the
+    /// magic was cut short (`torn`), corrupt otherwise.
+    fn unreadable(file_len: u64, torn: bool, reason: String) -> Scanned {
+        let damage = Damage {
+            start: 0,
+            end: file_len,
+            reason,
+        };
+        Scanned {
+            valid_len: 0,
+            file_len,
+            end: damage.scan_end(file_len, torn),
+            damaged: vec![damage],
+        }
+    }
 }
 
 /// A segment read a window at a time, so that a scan holds the record it decodes and what follows
@@ -666,10 +778,75 @@ impl<R: Read> Window<R> {
     }
 
     /// The window's bytes and the rest of the file, for what only a damaged segment needs.
-    fn rest(mut self) -> io::Result<Bytes> {
-        let mut rest = self.bytes.to_vec();
+    fn rest(&mut self) -> io::Result<Bytes> {
+        let mut rest = std::mem::take(&mut self.bytes).to_vec();
         self.reader.read_to_end(&mut rest)?;
         Ok(Bytes::from(rest))
+    }
+
+    /// Reads the magic: the segment's format version, or how a scan of a file that is not a
+    /// segment (or whose magic was cut short) ends.
+    fn magic(&mut self) -> io::Result<Result<u8, Scanned>> {
+        self.fill(MAGIC.len())?;
+        let magic = &self.bytes[..self.bytes.len().min(MAGIC.len())];
+        let version = match magic {
+            magic if magic == MAGIC => 3,
+            magic if magic == MAGIC_V2 => 2,
+            magic if magic == MAGIC_V1 => 1,
+            short if short.len() < MAGIC.len() => {
+                let torn = MAGIC.starts_with(short);
+                let reason = match torn {
+                    true => format!("magic cut short ({} of 8 bytes)", short.len()),
+                    false => "bad magic: not a segment file".into(),
+                };
+                return Ok(Err(Scanned::unreadable(short.len() as u64, torn, reason)));
+            }
+            magic => {
+                let reason = format!(
+                    "bad magic {magic:02x?}, expected {:?}, {:?} or {:?}",
+                    String::from_utf8_lossy(MAGIC),
+                    String::from_utf8_lossy(MAGIC_V2),
+                    String::from_utf8_lossy(MAGIC_V1)
+                );
+                let file_len = self.rest()?.len() as u64;
+                return Ok(Err(Scanned::unreadable(file_len, false, reason)));
+            }
+        };
+        self.bytes.advance(MAGIC.len());
+        self.offset = MAGIC.len() as u64;
+        Ok(Ok(version))
+    }
+
+    /// Decodes the record at the start of the window into `out` and moves past it. `None` at the
+    /// end of the file; `Some(Err)` for a bad record, with its bytes (what the window held of it).
+    fn next_record(
+        &mut self,
+        version: u8,
+        out: &mut Vec<(u64, Entry)>,
+    ) -> io::Result<Option<Result<(), (Bytes, Bad)>>> {
+        self.fill(RECORD_HEADER_LEN)?;
+        if self.bytes.is_empty() {
+            return Ok(None);
+        }
+        // The record alone (or, when its length cannot be right, what the window holds), so that
+        // decoding it sees where it ends.
+        let mut take = self.bytes.len();
+        if take >= RECORD_HEADER_LEN {
+            let len = be_u32(&self.bytes, 0);
+            if (1..=MAX_BODY_LEN).contains(&len) {
+                let record_len = RECORD_HEADER_LEN + len as usize;
+                self.fill(record_len)?;
+                take = record_len.min(self.bytes.len());
+            }
+        }
+        let record = self.bytes.split_to(take).freeze();
+        match decode_at(&record, 0, version, out) {
+            Ok(_) => {
+                self.offset += take as u64;
+                Ok(Some(Ok(())))
+            }
+            Err(bad) => Ok(Some(Err((record, bad)))),
+        }
     }
 }
 
@@ -677,9 +854,10 @@ impl<R: Read> Window<R> {
 /// with their offsets (a FRAMES record's frames all at the record's), and says how it ended.
 ///
 /// It holds a window of about a megabyte and the record being decoded; a visitor that keeps the
-/// entries keeps their payloads. Only a segment that ends badly is read to its end in one piece,
-/// to tell a torn tail from damage in the middle. An `Err` is a failed read; bad contents are in
-/// [`Scanned::end`].
+/// entries keeps their payloads. After a bad record it reads the rest of the file in one piece
+/// and resynchronises: the damaged range runs to the next offset where a valid record starts
+/// ([`resync_after`]), and the records from there on are handed out too. An `Err` is a failed
+/// read; bad contents are in [`Scanned::end`] and [`Scanned::damaged`].
 pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
     let mut window = Window {
         reader,
@@ -687,104 +865,74 @@ pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<
         offset: 0,
         eof: false,
     };
-    window.fill(MAGIC.len())?;
-    let magic = &window.bytes[..window.bytes.len().min(MAGIC.len())];
-    let version = match magic {
-        magic if magic == MAGIC => 3,
-        magic if magic == MAGIC_V2 => 2,
-        magic if magic == MAGIC_V1 => 1,
-        short if short.len() < MAGIC.len() => {
-            let reason = format!("magic cut short ({} of 8 bytes)", short.len());
-            let end = if MAGIC.starts_with(short) {
-                ScanEnd::Torn { offset: 0, reason }
-            } else {
-                ScanEnd::Corrupt {
-                    offset: 0,
-                    reason: "bad magic: not a segment file".into(),
-                }
-            };
-            return Ok(Scanned {
-                valid_len: 0,
-                file_len: short.len() as u64,
-                end,
-            });
-        }
-        magic => {
-            let reason = format!(
-                "bad magic {magic:02x?}, expected {:?}, {:?} or {:?}",
-                String::from_utf8_lossy(MAGIC),
-                String::from_utf8_lossy(MAGIC_V2),
-                String::from_utf8_lossy(MAGIC_V1)
-            );
-            return Ok(Scanned {
-                valid_len: 0,
-                file_len: window.rest()?.len() as u64,
-                end: ScanEnd::Corrupt { offset: 0, reason },
-            });
-        }
+    let version = match window.magic()? {
+        Ok(version) => version,
+        Err(scanned) => return Ok(scanned),
     };
-    window.bytes.advance(MAGIC.len());
-    window.offset = MAGIC.len() as u64;
     let mut entries = Vec::new();
     loop {
-        window.fill(RECORD_HEADER_LEN)?;
-        if window.bytes.is_empty() {
-            return Ok(Scanned {
-                valid_len: window.offset,
-                file_len: window.offset,
-                end: ScanEnd::Clean,
-            });
-        }
-        // The record alone (or, when its length cannot be right, what the window holds), so that
-        // decoding it sees where it ends.
-        let mut take = window.bytes.len();
-        if take >= RECORD_HEADER_LEN {
-            let len = be_u32(&window.bytes, 0);
-            if (1..=MAX_BODY_LEN).contains(&len) {
-                let record_len = RECORD_HEADER_LEN + len as usize;
-                window.fill(record_len)?;
-                take = record_len.min(window.bytes.len());
-            }
-        }
-        let record = window.bytes.split_to(take).freeze();
         let at = window.offset;
-        match decode_at(&record, 0, version, &mut entries) {
-            Ok(_) => {
-                for (_, entry) in entries.drain(..) {
-                    visit(at, entry);
-                }
-                window.offset += take as u64;
-            }
-            Err(Bad::Impossible(reason)) => {
-                let file_len = at + (take + window.rest()?.len()) as u64;
+        match window.next_record(version, &mut entries)? {
+            None => {
                 return Ok(Scanned {
                     valid_len: at,
-                    file_len,
-                    end: ScanEnd::Corrupt { offset: at, reason },
-                });
+                    file_len: at,
+                    end: ScanEnd::Clean,
+                    damaged: Vec::new(),
+                })
             }
-            Err(Bad::Incomplete(reason) | Bad::Damaged(reason)) => {
+            Some(Ok(())) => entries.drain(..).for_each(|(_, entry)| visit(at, entry)),
+            Some(Err((record, bad))) => {
                 let mut rest = record.to_vec();
                 rest.extend_from_slice(&window.rest()?);
-                let rest = Bytes::from(rest);
-                let file_len = at + rest.len() as u64;
-                let end = match resync_after(&rest, 0, version) {
-                    Some(next) => ScanEnd::Corrupt {
-                        offset: at,
-                        reason: format!(
-                            "{reason}; a valid record follows at offset {}",
-                            at + next as u64
-                        ),
-                    },
-                    None => ScanEnd::Torn { offset: at, reason },
-                };
-                return Ok(Scanned {
-                    valid_len: at,
-                    file_len,
-                    end,
-                });
+                return Ok(scan_damaged(Bytes::from(rest), at, version, bad, visit));
             }
         }
+    }
+}
+
+/// The rest of a [`scan`] from the bad record at file offset `base`, `rest` holding the file from
+/// there on: each damaged range runs to the next offset where a valid record starts, and the
+/// valid records after it go to `visit`, until the end of the file.
+fn scan_damaged(
+    rest: Bytes,
+    base: u64,
+    version: u8,
+    first: Bad,
+    mut visit: impl FnMut(u64, Entry),
+) -> Scanned {
+    let crash_can_explain = first.crash_can_explain();
+    let (mut damaged, mut entries, mut valid_len) = (Vec::new(), Vec::new(), base);
+    let (mut bad, mut pos) = (Some(first), 0);
+    while let Some(reason) = bad.take().map(Bad::into_reason) {
+        let end = resync_after(&rest, pos, version).unwrap_or(rest.len());
+        damaged.push(Damage {
+            start: base + pos as u64,
+            end: base + end as u64,
+            reason,
+        });
+        pos = end;
+        while pos < rest.len() {
+            match decode_at(&rest, pos, version, &mut entries) {
+                Ok(after) => {
+                    let at = base + pos as u64;
+                    entries.drain(..).for_each(|(_, entry)| visit(at, entry));
+                    pos = after;
+                    valid_len = base + after as u64;
+                }
+                Err(next) => {
+                    bad = Some(next);
+                    break;
+                }
+            }
+        }
+    }
+    let file_len = base + rest.len() as u64;
+    Scanned {
+        valid_len,
+        file_len,
+        end: damaged[0].scan_end(file_len, crash_can_explain),
+        damaged,
     }
 }
 
@@ -808,18 +956,27 @@ fn scan_file(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> 
 /// truncates a torn tail: recovery's one read of the newest segment. Returns the bytes cut, `None`
 /// when the segment was clean. A segment whose magic itself was cut short is rewritten as an empty
 /// segment (the magic alone). A [`ScanEnd::Corrupt`] segment is not touched: the error names the
-/// file and the offset.
+/// file, the offset, and the operator's way out, `aggregator archive repair DIR --quarantine`.
 pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Option<u64>> {
     let scanned = scan_file(path, visit)?;
     match scanned.end {
         ScanEnd::Clean => Ok(None),
-        ScanEnd::Corrupt { offset, reason } => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: corrupt record at offset {offset}: {reason}; not repaired",
-                path.display()
-            ),
-        )),
+        ScanEnd::Corrupt { offset, reason } => {
+            let dir = path
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: corrupt record at offset {offset}: {reason}; not repaired: \
+                     `aggregator archive repair {dir}` shows the damaged bytes, and with \
+                     --quarantine moves them aside so that the daemon can start",
+                    path.display(),
+                    dir = dir.display()
+                ),
+            ))
+        }
         ScanEnd::Torn { .. } => {
             let mut file = fs::OpenOptions::new()
                 .write(true)
@@ -838,7 +995,8 @@ pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Opt
     }
 }
 
-fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
+/// `err`, prefixed with what was being done (`what`) and to which file.
+pub(crate) fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
 }
 
@@ -967,6 +1125,8 @@ mod tests {
                 scan.end
             );
             assert_eq!(scan.valid_len, last);
+            let damaged: Vec<_> = scan.damaged.iter().map(|d| (d.start, d.end)).collect();
+            assert_eq!(damaged, vec![(last, (bytes.len() - cut) as u64)]);
             assert_eq!(scan.entries.len(), entries.len() - 1);
             let cut_bytes = (bytes.len() - cut) as u64 - last;
             assert_eq!(repair_tail(&path, |_, _| {}).unwrap(), Some(cut_bytes));
@@ -1009,7 +1169,15 @@ mod tests {
                 "{:?}",
                 scan.end
             );
-            assert!(scan.entries.is_empty());
+            // The damage is exactly record 0; the scan resumes at record 1.
+            let damaged: Vec<_> = scan.damaged.iter().map(|d| (d.start, d.end)).collect();
+            assert_eq!(damaged, vec![(offsets[0], offsets[1])]);
+            let after = offsets[1..]
+                .iter()
+                .copied()
+                .zip(entries[1..].iter().cloned());
+            assert_eq!(scan.entries, after.collect::<Vec<_>>());
+            assert_eq!(scan.valid_len, bytes.len() as u64);
             let err = repair_tail(&path, |_, _| {}).unwrap_err();
             assert!(
                 err.to_string().contains(&path.display().to_string()),
@@ -1019,6 +1187,11 @@ mod tests {
                 err.to_string().contains(&format!("offset {}", offsets[0])),
                 "{err}"
             );
+            assert!(
+                err.to_string()
+                    .contains(&format!("aggregator archive repair {}", dir.display())),
+                "{err}"
+            );
             assert_eq!(
                 fs::read(&path).unwrap(),
                 bad,
@@ -1026,6 +1199,73 @@ mod tests {
             );
         }
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Damage in two places and a torn tail: every range is found, and every record between them
+    /// is read.
+    #[test]
+    fn a_scan_resynchronises_after_each_damaged_range() {
+        let entries: Vec<Entry> = (0..6).map(|seq| frame_entry(seq, b"SAFE_MODE")).collect();
+        let (mut bytes, offsets) = segment(&entries);
+        let full = bytes.len() as u64;
+        bytes[offsets[1] as usize + 5] ^= 0x01; // record 1's CRC
+        bytes[offsets[3] as usize] = 0xff; // record 3's length, far past the limit
+        bytes.extend_from_slice(&[0, 0, 0, 9, 1]); // a header cut short
+        let scan = scan_bytes(Bytes::from(bytes));
+        let damaged: Vec<_> = scan.damaged.iter().map(|d| (d.start, d.end)).collect();
+        assert_eq!(
+            damaged,
+            vec![
+                (offsets[1], offsets[2]),
+                (offsets[3], offsets[4]),
+                (full, full + 5)
+            ]
+        );
+        assert!(scan.damaged[0].reason.contains("CRC mismatch"), "{scan:?}");
+        assert!(scan.damaged[1].reason.contains("outside 1..="), "{scan:?}");
+        assert!(scan.damaged[2].reason.contains("cut short"), "{scan:?}");
+        assert_corrupt_at(
+            &scan.end,
+            offsets[1],
+            "a valid record follows at offset",
+            "",
+        );
+        let kept: Vec<_> = scan.entries.iter().map(|(at, _)| *at).collect();
+        assert_eq!(kept, [0, 2, 4, 5].map(|i| offsets[i]));
+        assert_eq!((scan.valid_len, scan.file_len), (full, full + 5));
+        assert_eq!(
+            scan.damaged[0].to_string(),
+            format!(
+                "bytes {}..{} ({} bytes): {}",
+                offsets[1],
+                offsets[2],
+                offsets[2] - offsets[1],
+                scan.damaged[0].reason
+            )
+        );
+    }
+
+    /// A record whose CRC matches but whose contents are impossible is corrupt even at the end;
+    /// in the middle, the scan goes on after it.
+    #[test]
+    fn an_impossible_record_is_a_damaged_range_too() {
+        let (good, _) = segment(&sample()[2..3]);
+        let mut bytes = MAGIC.to_vec();
+        encode_record(&mut bytes, |b| b.extend_from_slice(&[9, 0, 0]));
+        let next = bytes.len() as u64;
+        let alone = scan_bytes(Bytes::from(bytes.clone()));
+        assert_corrupt_at(&alone.end, 8, "unknown record type 9", "alone");
+        assert_eq!(alone.damaged.len(), 1);
+        bytes.extend_from_slice(&good[MAGIC.len()..]);
+        let scan = scan_bytes(Bytes::from(bytes));
+        assert_eq!(
+            scan.damaged
+                .iter()
+                .map(|d| (d.start, d.end))
+                .collect::<Vec<_>>(),
+            vec![(8, next)]
+        );
+        assert_eq!(scan.entries, vec![(next, sample()[2].clone())]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `aggregator archive verify` and `aggregator archive inspect` on archives built record by record
-//! with the segment encoder: no daemon involved.
+//! `aggregator archive verify`, `inspect` and `repair` on archives built record by record with the
+//! segment encoder: no daemon involved, except the archive's own recovery (`SegmentSink::open`)
+//! after a repair.
 
 mod common;
 
@@ -7,10 +8,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use aggregator::config::{ArchiveKind, SyncMode};
+use aggregator::durable::SegmentSink;
 use aggregator::segment::{
     self, encode_frame, encode_frames, encode_stored, encode_watermark, MAGIC,
 };
-use aggregator::{Priority, SourceKind};
+use aggregator::{Config, Priority, SourceKind};
 use common::TempDir;
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -351,4 +354,194 @@ fn the_daemon_command_line_is_unchanged() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("configuration is valid"), "{stdout}");
+}
+
+/// Where a damaged record was: its segment, and the byte range it took there.
+struct Damaged {
+    path: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+/// Two segments as the daemon writes them, a FRAMES record per batch: live 3 with 0..60 in batches
+/// of ten, live 4 with 0..20 in batches of five between them, a checkpoint and watermarks. Returns
+/// the segments' middle live 3 records (10..20 and 40..50), each with a payload byte flipped when
+/// `flip` names its segment (1 or 2).
+fn batched_archive(dir: &Path, flip: u64) -> [Damaged; 2] {
+    [1, 2].map(|index| {
+        let (three, four) = ((index - 1) * 30, (index - 1) * 10);
+        let mut segment = SegmentBuilder::new();
+        if index > 1 {
+            segment.watermark(Live, 3, three - 1);
+        }
+        segment
+            .frames(Live, 3, three..three + 10)
+            .frames(Live, 4, four..four + 5);
+        let start = segment.bytes.len() as u64;
+        segment.frames(Live, 3, three + 10..three + 20);
+        let end = segment.bytes.len() as u64;
+        segment
+            .frames(Live, 4, four + 5..four + 10)
+            .frames(Live, 3, three + 20..three + 30)
+            .watermark(Live, 3, three + 29);
+        if index == flip {
+            // The second byte of the record's first payload: its body no longer matches its CRC.
+            segment.bytes[start as usize + 8 + 19 + 12 + 1] ^= 0xff;
+        }
+        Damaged {
+            path: segment.write(dir, index),
+            start,
+            end,
+        }
+    })
+}
+
+#[test]
+fn a_flipped_byte_in_an_older_segment_costs_only_its_record() {
+    let dir = TempDir::new("archive-tools-resync");
+    let [first, _] = batched_archive(&dir.0, 1);
+    let (code, stdout, stderr) = verify(&dir.0, &[]);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let name = first.path.display();
+    let (start, end) = (first.start, first.end);
+    let damaged = line(&stdout, "damaged ");
+    assert!(
+        damaged.starts_with(&format!(
+            "damaged {name}: bytes {start}..{end} ({} bytes): CRC mismatch",
+            end - start
+        )),
+        "{damaged}"
+    );
+    assert!(
+        damaged.ends_with("; missing across it: live 3 seq 10..=19"),
+        "{damaged}"
+    );
+    // Every valid record counts, those after the damage too: the record's ten frames are missing,
+    // not the twenty up to the next segment.
+    for expected in [
+        "source live 3: frames=50 emergency=0 first=0 last=59 missing=10 duplicates=0 watermark=59 gaps=[10..=19]",
+        "source live 4: frames=20 emergency=0 first=0 last=19 missing=0 duplicates=0",
+    ] {
+        let source = &expected[..expected.find(':').unwrap()];
+        assert_eq!(line(&stdout, source), expected);
+    }
+    let segment_line = line(&stdout, &format!("segment {name}:"));
+    assert!(
+        segment_line.contains(" 5 records, 30 frames, corrupt at offset"),
+        "{segment_line}"
+    );
+    let total = line(&stdout, "verify total:");
+    let damaged_bytes = format!("damaged_bytes={}", end - start);
+    for field in [
+        "frames=70",
+        "missing=10",
+        "problems=1",
+        "damaged=1",
+        &damaged_bytes,
+    ] {
+        assert!(total.contains(field), "{field} in {total}");
+    }
+    let expected = format!("{name}: corrupt at offset {start}: CRC mismatch");
+    assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
+}
+
+#[test]
+fn inspect_lists_the_records_after_a_damaged_range() {
+    let dir = TempDir::new("archive-tools-inspect-resync");
+    let [first, _] = batched_archive(&dir.0, 1);
+    let out = aggregator(&[
+        "archive",
+        "inspect",
+        dir.0.to_str().unwrap(),
+        "--source",
+        "3",
+        "--from",
+        "18",
+        "--to",
+        "21",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let keys: Vec<_> = stdout
+        .lines()
+        .filter(|l| l.contains(" frame "))
+        .map(frame_key)
+        .collect();
+    assert_eq!(keys, vec![("live".into(), 3, 20), ("live".into(), 3, 21)]);
+    let expected = format!(
+        "damaged {}: bytes {}..{}",
+        first.path.display(),
+        first.start,
+        first.end
+    );
+    assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
+}
+
+/// A config whose archive is `dir`, in small segments.
+fn archive_config(dir: &Path) -> aggregator::config::ArchiveConfig {
+    let mut archive = Config::default().archive;
+    archive.kind = ArchiveKind::Segments;
+    archive.dir = dir.to_path_buf();
+    archive.segment_bytes = 1 << 20;
+    archive.sync = SyncMode::Never;
+    archive
+}
+
+#[test]
+fn repair_quarantines_the_damaged_bytes_of_the_newest_segment_and_the_daemon_starts() {
+    let dir = TempDir::new("archive-tools-repair");
+    let [_, newest] = batched_archive(&dir.0, 2);
+    let damaged = fs::read(&newest.path).unwrap();
+    let (start, end) = (newest.start as usize, newest.end as usize);
+    let err = SegmentSink::open(&archive_config(&dir.0)).unwrap_err();
+    let way_out = format!("aggregator archive repair {}", dir.0.display());
+    assert!(err.to_string().contains(&way_out), "{err}");
+    assert!(err.to_string().contains("--quarantine"), "{err}");
+
+    let quarantined = dir
+        .0
+        .join("quarantine")
+        .join(format!("{}.at-{start}.damaged", segment::segment_name(2)));
+    let repair = |extra: &[&str]| {
+        let mut args = vec!["archive", "repair", dir.0.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = aggregator(&args);
+        let (stdout, stderr) = text(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    // A dry run says what it would move, and moves nothing.
+    let (code, stdout, stderr) = repair(&[]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let would = format!(
+        "would move bytes {start}..{end} to {}",
+        quarantined.display()
+    );
+    assert!(stdout.contains(&would), "{would:?} in:\n{stdout}");
+    assert_eq!(fs::read(&newest.path).unwrap(), damaged);
+    assert!(!dir.0.join("quarantine").exists());
+
+    let (code, stdout, stderr) = repair(&["--quarantine"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(fs::read(&quarantined).unwrap(), &damaged[start..end]);
+    let kept = [&damaged[..start], &damaged[end..]].concat();
+    assert_eq!(fs::read(&newest.path).unwrap(), kept);
+
+    // The daemon's recovery now starts, with every valid record of the newest segment read.
+    let (sink, resume) = SegmentSink::open(&archive_config(&dir.0)).unwrap();
+    let (code, _, stderr) = repair(&["--quarantine"]);
+    assert_eq!(code, Some(2), "never under a running daemon: {stderr}");
+    assert!(
+        stderr.contains("in use by another aggregator process"),
+        "{stderr}"
+    );
+    drop(sink);
+    assert_eq!(resume[&(Live, 3)].after, Some(59));
+    let stored_four: Vec<_> = (10..20)
+        .filter(|&seq| resume[&(Live, 4)].already_stored.contains(seq))
+        .collect();
+    assert_eq!(stored_four, (10..20).collect::<Vec<_>>());
+    // Nothing is left to repair in what the daemon now reads.
+    let (code, stdout, _) = repair(&[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("clean, nothing to repair"), "{stdout}");
 }

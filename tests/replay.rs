@@ -111,6 +111,34 @@ fn check_arrived(records: &[Stored], archived: &[Archived]) {
     }
 }
 
+/// Runs `uplink-sim --replay-archive DIR --require-all-acked` into `daemon`'s replay listener,
+/// with `extra` arguments; its exit status, stdout and stderr.
+async fn replay_archive(
+    daemon: &TestDaemon,
+    dir: &Path,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
+    let mut command = Command::new(SIM);
+    command
+        .args(["--replay-archive", dir.to_str().unwrap()])
+        .args([
+            "--replay",
+            &daemon.replay.to_string(),
+            "--uplink",
+            "127.0.0.1:9",
+        ])
+        .args(["--progress", "off", "--require-all-acked"])
+        .args(extra);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run uplink-sim"))
+        .await
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_replays_an_archive_as_replay_feeds_in_sequence_order() {
     let dir = TempDir::new("replay-binary");
@@ -118,24 +146,8 @@ async fn the_simulator_replays_an_archive_as_replay_feeds_in_sequence_order() {
     write_archive(&dir.0, &archived, 7);
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(test_config(), sink).await;
-    let replay = daemon.replay.to_string();
-    let archive_dir = dir.0.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(SIM)
-            .args(["--replay-archive", archive_dir.to_str().unwrap()])
-            .args(["--replay", &replay, "--uplink", "127.0.0.1:9"])
-            .args(["--progress", "off", "--require-all-acked", "--batch", "4"])
-            .output()
-            .expect("run uplink-sim")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (code, stdout, stderr) = replay_archive(&daemon, &dir.0, &["--batch", "4"]).await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
         stderr.contains("replaying 34 frames of 3 sources from 5 segments"),
         "{stderr}"
@@ -193,8 +205,10 @@ async fn a_replay_at_a_speed_factor_keeps_the_recorded_gaps_scaled() {
     check_arrived(&archive.records(), &archived);
 }
 
-#[test]
-fn a_corrupt_archive_is_refused_before_anything_is_sent() {
+/// A flipped byte in the first record of the first segment: the replay skips that record, names
+/// its byte range, sends every other frame, and exits with status 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_is_skipped_and_every_valid_frame_replayed() {
     let dir = TempDir::new("replay-corrupt");
     let archived = sample_archive();
     write_archive(&dir.0, &archived, 7);
@@ -202,15 +216,18 @@ fn a_corrupt_archive_is_refused_before_anything_is_sent() {
     let mut bytes = fs::read(&path).unwrap();
     bytes[8 + 8 + 23] ^= 0xff; // the first frame's payload, with valid records after it
     fs::write(&path, bytes).unwrap();
-    let output = Command::new(SIM)
-        .args(["--replay-archive", dir.0.to_str().unwrap()])
-        .args(["--replay", "127.0.0.1:9", "--progress", "off"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!("{}: corrupt at offset 8", path.display())),
-        "{stderr}"
+    let first_len = 8 + 23 + archived[0].4.len();
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(test_config(), sink).await;
+    let (code, stdout, stderr) = replay_archive(&daemon, &dir.0, &[]).await;
+    assert_eq!(code, Some(3), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let warning = format!(
+        "skipping damaged {}: bytes 8..{} ({first_len} bytes): CRC mismatch",
+        path.display(),
+        8 + first_len
     );
+    assert!(stderr.contains(&warning), "{warning:?} in:\n{stderr}");
+    assert!(stderr.contains("replaying 33 frames"), "{stderr}");
+    daemon.shutdown().await;
+    check_arrived(&archive.records(), &archived[1..]);
 }

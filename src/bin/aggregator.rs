@@ -2,7 +2,7 @@
 //! registers the signals, binds the listeners, and hands everything to the library.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aggregator::archive::{ArchiveSink, CountingSink};
@@ -47,6 +47,10 @@ enum Command {
 enum ArchiveTool {
     /// Check every record's CRC and report per-source counts, gaps and duplicates.
     ///
+    /// A damaged record does not end a segment's reading: the scan resumes at the next valid
+    /// record, counts everything valid, and lists each damaged byte range with the sources'
+    /// sequence gaps across it.
+    ///
     /// Exit status: 0 when every record is valid, 1 when a segment is torn or corrupt (or, with
     /// --strict, a source has a gap or a duplicate), 2 when the directory cannot be read.
     Verify {
@@ -61,13 +65,29 @@ enum ArchiveTool {
     /// A frame's line: segment, offset, kind, source, priority, sequence, receive time (UTC),
     /// payload length and its first 16 bytes in hex.
     ///
-    /// Exit status: 0, or 1 when a segment is torn or corrupt (its records before the damage are
-    /// listed), 2 when the directory cannot be read.
+    /// Exit status: 0, or 1 when a segment is torn or corrupt (every valid record is listed, and
+    /// each damaged range named on standard error), 2 when the directory cannot be read.
     Inspect {
         /// The archive directory.
         dir: PathBuf,
         #[command(flatten)]
         filter: Filter,
+    },
+    /// Move the damaged byte ranges of the newest segment aside, so that the daemon can start.
+    ///
+    /// Without --quarantine it only says what it would do. With it, each damaged range is written
+    /// to DIR/quarantine/SEGMENT.at-OFFSET.damaged, and the segment rewritten without them (a
+    /// temporary file, synced, then renamed over it). Older segments are never touched.
+    ///
+    /// Exit status: 0 when the newest segment is clean or was repaired, 1 when a dry run found
+    /// damage, 2 when the archive cannot be read or written, is locked by a running daemon, or the
+    /// segment's magic is damaged.
+    Repair {
+        /// The archive directory (the daemon must be stopped).
+        dir: PathBuf,
+        /// Do it: move the damaged bytes to DIR/quarantine/ and rewrite the segment without them.
+        #[arg(long)]
+        quarantine: bool,
     },
 }
 
@@ -186,61 +206,94 @@ fn notify_systemd(state: NotifyState) {
 
 /// Runs an archive tool; its output goes to stdout, problems to stderr.
 fn archive(tool: ArchiveTool) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
     match tool {
-        ArchiveTool::Verify { dir, strict } => {
-            let report = match archive_tools::verify(&dir) {
-                Ok(report) => report,
-                Err(err) => {
-                    eprintln!("aggregator archive verify: {err}");
-                    return ExitCode::from(2);
-                }
-            };
-            if report.segments.is_empty() {
-                eprintln!(
-                    "aggregator archive verify: no segment files in {}",
-                    dir.display()
-                );
-            }
-            if let Err(err) = report.print(&mut stdout) {
-                eprintln!("aggregator archive verify: writing the report: {err}");
-                return ExitCode::from(2);
-            }
-            for segment in report.problems() {
-                eprintln!(
-                    "aggregator archive verify: {}: {}",
-                    segment.path.display(),
-                    segment.end
-                );
-            }
-            if !report.is_valid() || (strict && !report.is_exactly_once()) {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+        ArchiveTool::Verify { dir, strict } => verify(&dir, strict),
+        ArchiveTool::Inspect { dir, filter } => inspect(&dir, &filter),
+        ArchiveTool::Repair { dir, quarantine } => repair(&dir, quarantine),
+    }
+}
+
+fn verify(dir: &Path, strict: bool) -> ExitCode {
+    let report = match archive_tools::verify(dir) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("aggregator archive verify: {err}");
+            return ExitCode::from(2);
         }
-        ArchiveTool::Inspect { dir, filter } => {
-            let summary = match archive_tools::inspect(&dir, &filter, &mut stdout) {
-                Ok(summary) => summary,
-                Err(err) => {
-                    eprintln!("aggregator archive inspect: {err}");
-                    return ExitCode::from(2);
-                }
-            };
-            if summary.truncated {
-                eprintln!(
-                    "aggregator archive inspect: stopped after {} lines (--limit)",
-                    summary.listed
-                );
-            }
-            for (path, end) in &summary.problems {
-                eprintln!("aggregator archive inspect: {}: {end}", path.display());
-            }
-            if summary.problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+    };
+    if report.segments.is_empty() {
+        eprintln!(
+            "aggregator archive verify: no segment files in {}",
+            dir.display()
+        );
+    }
+    if let Err(err) = report.print(&mut std::io::stdout().lock()) {
+        eprintln!("aggregator archive verify: writing the report: {err}");
+        return ExitCode::from(2);
+    }
+    for segment in report.problems() {
+        eprintln!(
+            "aggregator archive verify: {}: {}",
+            segment.path.display(),
+            segment.end
+        );
+    }
+    if !report.is_valid() || (strict && !report.is_exactly_once()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn inspect(dir: &Path, filter: &Filter) -> ExitCode {
+    let summary = match archive_tools::inspect(dir, filter, &mut std::io::stdout().lock()) {
+        Ok(summary) => summary,
+        Err(err) => {
+            eprintln!("aggregator archive inspect: {err}");
+            return ExitCode::from(2);
         }
+    };
+    if summary.truncated {
+        eprintln!(
+            "aggregator archive inspect: stopped after {} lines (--limit)",
+            summary.listed
+        );
+    }
+    for (path, damage) in &summary.damaged {
+        eprintln!(
+            "aggregator archive inspect: damaged {}: {damage}",
+            path.display()
+        );
+    }
+    if summary.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn repair(dir: &Path, quarantine: bool) -> ExitCode {
+    let repair = match archive_tools::repair::repair(dir, quarantine) {
+        Ok(Some(repair)) => repair,
+        Ok(None) => {
+            eprintln!(
+                "aggregator archive repair: no segment files in {}",
+                dir.display()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("aggregator archive repair: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = repair.print(&mut std::io::stdout().lock()) {
+        eprintln!("aggregator archive repair: writing the report: {err}");
+        return ExitCode::from(2);
+    }
+    if repair.damaged.is_empty() || repair.done {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

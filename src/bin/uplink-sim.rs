@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aggregator::sim::{
     self, Amount, EmergencyMix, Pace, Profile, Progress, ProgressStyle, Rate, Scenario,
-    SessionOptions, SimPlan, SourceSpec,
+    SessionOptions, SimPlan, SimReport, SourceSpec,
 };
 use aggregator::SourceKind;
 use clap::Parser;
@@ -20,6 +20,11 @@ use tracing_subscriber::EnvFilter;
 /// A scenario sets every option below; any option given explicitly overrides it for both kinds.
 /// With --replay-archive, the sources are the archive's instead: each source in it is streamed to
 /// the replay listener as a replay feed with the same id, in sequence order.
+///
+/// Exit status: 0 when the run succeeded; 1 when it failed (a source was refused or gave up, or
+/// with --require-all-acked a frame was never acknowledged); 2 on a usage error or an archive that
+/// cannot be read; 3 when a --replay-archive run succeeded but skipped damaged byte ranges of a
+/// corrupt segment (each named on standard error; the frames in them were not sent).
 #[derive(Debug, Parser)]
 #[command(name = "uplink-sim", version)]
 struct Cli {
@@ -34,7 +39,9 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
     replay: String,
     /// Play this archive directory back instead of generating frames: every source in it becomes
-    /// a replay feed with the same id, sending its archived frames in sequence order.
+    /// a replay feed with the same id, sending its archived frames in sequence order. Damaged
+    /// ranges of a corrupt segment are skipped with a warning (exit status 3), every valid record
+    /// is played.
     #[arg(
         long,
         value_name = "DIR",
@@ -158,8 +165,9 @@ impl Cli {
         Ok(())
     }
 
-    fn plan(&self) -> Result<SimPlan, String> {
-        let sources = match &self.replay_archive {
+    /// The plan, and how many damaged ranges of the archive to replay were skipped.
+    fn plan(&self) -> Result<(SimPlan, usize), String> {
+        let (sources, skipped) = match &self.replay_archive {
             Some(dir) => self.archive_sources(dir)?,
             None => {
                 let (mut uplinks, mut replays) = self.scenario.profiles();
@@ -167,10 +175,10 @@ impl Cli {
                 self.apply(&mut replays, self.replays)?;
                 let mut sources = uplinks.sources(SourceKind::LiveUplink, self.seed);
                 sources.extend(replays.sources(SourceKind::ArchivedReplay, self.seed));
-                sources
+                (sources, 0)
             }
         };
-        Ok(SimPlan {
+        let plan = SimPlan {
             uplink: self.uplink.clone(),
             replay: self.replay.clone(),
             sources,
@@ -179,13 +187,15 @@ impl Cli {
                 max_in_flight: self.max_in_flight.max(1),
                 ..SessionOptions::default()
             },
-        })
+        };
+        Ok((plan, skipped))
     }
 }
 
 impl Cli {
-    /// The replay feeds of an archive, with what loading it found on standard error.
-    fn archive_sources(&self, dir: &Path) -> Result<Vec<SourceSpec>, String> {
+    /// The replay feeds of an archive, with what loading it found on standard error, and how many
+    /// damaged ranges were skipped.
+    fn archive_sources(&self, dir: &Path) -> Result<(Vec<SourceSpec>, usize), String> {
         let loaded = sim::replay::load_archive(dir, self.replay_speed)
             .map_err(|err| format!("--replay-archive: {err}"))?;
         if loaded.segments == 0 {
@@ -196,6 +206,9 @@ impl Cli {
         }
         for torn in &loaded.torn {
             eprintln!("uplink-sim: replaying the valid records before a torn tail: {torn}");
+        }
+        for skipped in &loaded.skipped {
+            eprintln!("uplink-sim: skipping damaged {skipped}");
         }
         if loaded.duplicates > 0 {
             eprintln!(
@@ -210,12 +223,16 @@ impl Cli {
             loaded.segments,
             dir.display()
         );
-        Ok(loaded.specs(self.batch.unwrap_or(REPLAY_BATCH)))
+        let specs = loaded.specs(self.batch.unwrap_or(REPLAY_BATCH));
+        Ok((specs, loaded.skipped.len()))
     }
 }
 
 /// Frames a replayed source writes at once unless --batch says otherwise.
 const REPLAY_BATCH: u32 = 64;
+
+/// The exit status of a run that succeeded but skipped damaged ranges of the archive it replayed.
+const SKIPPED_DAMAGE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -224,8 +241,8 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    let plan = match cli.plan() {
-        Ok(plan) => plan,
+    let (plan, skipped) = match cli.plan() {
+        Ok(planned) => planned,
         Err(err) => {
             eprintln!("uplink-sim: {err}");
             return ExitCode::from(2);
@@ -253,6 +270,12 @@ fn main() -> ExitCode {
     };
     let report = runtime.block_on(sim::run(plan, progress));
     println!("{report}");
+    exit_status(&report, cli.require_all_acked, skipped)
+}
+
+/// Names what went wrong on standard error and turns it into the exit status (`Cli`'s doc lists
+/// them): a failure outranks skipped damage.
+fn exit_status(report: &SimReport, require_all_acked: bool, skipped: usize) -> ExitCode {
     let totals = report.totals();
     for problem in report.problems() {
         eprintln!(
@@ -260,15 +283,19 @@ fn main() -> ExitCode {
             problem.kind, problem.id, problem.outcome
         );
     }
-    if cli.require_all_acked && totals.unacked > 0 {
+    if require_all_acked && totals.unacked > 0 {
         eprintln!(
             "uplink-sim: {} frames were never acknowledged",
             totals.unacked
         );
     }
-    if report.is_success(cli.require_all_acked) {
-        ExitCode::SUCCESS
-    } else {
+    if !report.is_success(require_all_acked) {
         ExitCode::FAILURE
+    } else if skipped > 0 {
+        let ranges = if skipped == 1 { "range" } else { "ranges" };
+        eprintln!("uplink-sim: skipped {skipped} damaged byte {ranges} of the archive");
+        ExitCode::from(SKIPPED_DAMAGE)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -7,6 +7,11 @@
 //! id, whose frames come from its [`Recording`] instead of the generator. Everything else (the
 //! connection, acknowledgements, resending after a reconnection, the summary) is the ordinary
 //! simulated source.
+//!
+//! A damaged archive is played as far as it can be: the scan resumes after each damaged range, so
+//! every valid record is sent, and the damaged ranges are listed for the caller to warn about and
+//! to turn into an exit status of its own. Refusing the whole archive for one bad record would
+//! leave an operator nothing to play.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::frame::{Priority, SourceKind};
-use crate::segment::{self, Entry, ScanEnd};
+use crate::segment::{self, Entry, FrameRecord, ScanEnd};
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
 
@@ -98,13 +103,17 @@ pub struct LoadedArchive {
     pub duplicates: u64,
     /// Torn tails whose valid records were used (a daemon that crashed, not yet restarted).
     pub torn: Vec<String>,
+    /// The damaged ranges of corrupt segments, which were skipped (`PATH: bytes START..END (N
+    /// bytes): REASON`): frames in them are not replayed.
+    pub skipped: Vec<String>,
 }
 
 /// Reads every segment of `dir` and groups its frames by source, each sorted by sequence.
 ///
-/// A corrupt segment is an error (replaying a damaged archive would silently lose frames); a torn
-/// tail is not: its valid records are used and [`LoadedArchive::torn`] says so. Two sources with
-/// the same id and different kinds would become the same replay source, which is an error too.
+/// Every valid record is used, those after damage too. A corrupt segment's damaged ranges are
+/// listed in [`LoadedArchive::skipped`]; a torn tail (nothing valid after it: what a crash
+/// leaves) in [`LoadedArchive::torn`]. Two sources with the same id and different kinds would
+/// become the same replay source, which is an error.
 pub fn load_archive(dir: &Path, pace: Pace) -> io::Result<LoadedArchive> {
     let mut loaded = LoadedArchive::default();
     let mut by_source: BTreeMap<u32, Recording> = BTreeMap::new();
@@ -116,41 +125,16 @@ pub fn load_archive(dir: &Path, pace: Pace) -> io::Result<LoadedArchive> {
             ScanEnd::Torn { .. } => loaded
                 .torn
                 .push(format!("{}: {}", path.display(), scan.end)),
-            ScanEnd::Corrupt { .. } => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {}", path.display(), scan.end),
-                ))
-            }
+            ScanEnd::Corrupt { .. } => loaded.skipped.extend(
+                scan.damaged
+                    .iter()
+                    .map(|damage| format!("{}: {damage}", path.display())),
+            ),
         }
         for (_, entry) in scan.entries {
-            let Entry::Frame(frame) = entry else {
-                continue;
-            };
-            let recording = by_source
-                .entry(frame.source_id)
-                .or_insert_with(|| Recording {
-                    archived_kind: frame.kind,
-                    frames: Vec::new(),
-                    pace,
-                });
-            if recording.archived_kind != frame.kind {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the archive holds source {} as both {} and {}; both would replay as the same source",
-                        frame.source_id,
-                        recording.archived_kind.as_str(),
-                        frame.kind.as_str()
-                    ),
-                ));
+            if let Entry::Frame(frame) = entry {
+                add_frame(&mut by_source, frame, pace)?;
             }
-            recording.frames.push(RecordedFrame {
-                sequence: frame.sequence,
-                priority: frame.priority,
-                received_unix_ns: frame.received_unix_ns,
-                payload: frame.payload,
-            });
         }
     }
     for (id, mut recording) in by_source {
@@ -162,6 +146,39 @@ pub fn load_archive(dir: &Path, pace: Pace) -> io::Result<LoadedArchive> {
         loaded.sources.push((id, recording));
     }
     Ok(loaded)
+}
+
+/// Adds an archived frame to its source's recording.
+fn add_frame(
+    by_source: &mut BTreeMap<u32, Recording>,
+    frame: FrameRecord,
+    pace: Pace,
+) -> io::Result<()> {
+    let recording = by_source
+        .entry(frame.source_id)
+        .or_insert_with(|| Recording {
+            archived_kind: frame.kind,
+            frames: Vec::new(),
+            pace,
+        });
+    if recording.archived_kind != frame.kind {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the archive holds source {} as both {} and {}; both would replay as the same source",
+                frame.source_id,
+                recording.archived_kind.as_str(),
+                frame.kind.as_str()
+            ),
+        ));
+    }
+    recording.frames.push(RecordedFrame {
+        sequence: frame.sequence,
+        priority: frame.priority,
+        received_unix_ns: frame.received_unix_ns,
+        payload: frame.payload,
+    });
+    Ok(())
 }
 
 impl LoadedArchive {

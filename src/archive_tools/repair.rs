@@ -1,0 +1,235 @@
+//! `aggregator archive repair DIR [--quarantine]`: the way out when the newest segment is
+//! corrupt and the daemon refuses to start (`docs/archive.md`).
+//!
+//! Why it works as it does:
+//! - **The newest segment only.** Recovery reads the newest segment alone, so only its damage stops
+//!   the daemon. Damage in an older segment stays where it is: `verify` reports it, the replay
+//!   skips it, and rewriting the segment would only hide it.
+//! - **A dry run unless told.** Without `--quarantine` it says what it would move and changes
+//!   nothing: bytes are not moved out of an archive by surprise.
+//! - **Nothing is deleted.** Each damaged range goes to a file of its own under `DIR/quarantine/`,
+//!   named after the segment and the range's offset. Segment listing ignores directories, so
+//!   recovery and the tools never read it.
+//! - **The original stays until its replacement is durable.** The damaged bytes are synced first;
+//!   then the segment without them is written under a name that recovery and the tools ignore
+//!   (`segment-{index}.seg.repairing`), synced, renamed over the segment, and the directory
+//!   synced. A crash at any point leaves the original or the repaired segment, never neither.
+//! - **Never under a running daemon.** It takes the archive's `LOCK`, as the daemon does: rewriting
+//!   the segment a daemon appends to would lose what it appends.
+//! - **The scan's own ranges.** What is moved is exactly what [`segment::scan`] reports as
+//!   damaged, read from the same bytes it scanned, so what is left is the valid records, whole.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::segment::{self, with_path, Damage};
+
+/// The directory under the archive's that holds the damaged bytes `repair` moved aside.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// What `repair` found in an archive's newest segment, and did (or, in a dry run, would do).
+#[derive(Debug, Clone)]
+pub struct Repair {
+    /// The archive directory.
+    pub dir: PathBuf,
+    /// Its newest segment.
+    pub segment: PathBuf,
+    /// The segment's length before the repair.
+    pub file_len: u64,
+    /// Its damaged ranges: each is moved to [`Repair::quarantine_path`].
+    pub damaged: Vec<Damage>,
+    /// Whether the ranges were moved (false in a dry run, or when there was nothing to move).
+    pub done: bool,
+}
+
+impl Repair {
+    /// Where the bytes of `damage` go: `DIR/quarantine/{segment name}.at-{offset}.damaged`.
+    pub fn quarantine_path(&self, damage: &Damage) -> PathBuf {
+        let name = self
+            .segment
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        self.dir
+            .join(QUARANTINE_DIR)
+            .join(format!("{name}.at-{}.damaged", damage.start))
+    }
+
+    /// The segment's length without its damaged ranges.
+    pub fn kept_len(&self) -> u64 {
+        self.file_len - self.damaged.iter().map(|d| d.end - d.start).sum::<u64>()
+    }
+
+    /// Writes what was (or would be) done, one line per damaged range and one for the segment.
+    pub fn print(&self, out: &mut dyn Write) -> io::Result<()> {
+        let segment = self.segment.display();
+        if self.damaged.is_empty() {
+            return writeln!(out, "segment {segment}: clean, nothing to repair");
+        }
+        let (moves, rewrites) = match self.done {
+            true => ("moved", "rewrote"),
+            false => ("would move", "would rewrite"),
+        };
+        for damage in &self.damaged {
+            writeln!(out, "damaged {segment}: {damage}")?;
+            let (start, end, to) = (damage.start, damage.end, self.quarantine_path(damage));
+            writeln!(out, "{moves} bytes {start}..{end} to {}", to.display())?;
+        }
+        let (kept, len) = (self.kept_len(), self.file_len);
+        writeln!(
+            out,
+            "{rewrites} {segment} without them: {kept} of {len} bytes"
+        )?;
+        if !self.done {
+            let dir = self.dir.display();
+            writeln!(
+                out,
+                "run `aggregator archive repair {dir} --quarantine` to do it"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Looks at the newest segment in `dir` and, with `quarantine`, moves its damaged ranges aside and
+/// rewrites it without them. `None` when `dir` holds no segment. An `Err` names the file and the
+/// cause: the directory or the segment cannot be read, the archive is locked by a running daemon,
+/// the segment's magic is damaged (it does not guess a format), or a write failed, which leaves
+/// the segment as it was.
+pub fn repair(dir: &Path, quarantine: bool) -> io::Result<Option<Repair>> {
+    let _lock = match quarantine {
+        true => Some(segment::lock_directory(dir)?),
+        false => None,
+    };
+    let Some((_, path)) = segment::list_segments(dir)?.pop() else {
+        return Ok(None);
+    };
+    let bytes = fs::read(&path).map_err(|err| with_path(err, &path, "cannot read"))?;
+    let scanned =
+        segment::scan(&bytes[..], |_, _| {}).map_err(|err| with_path(err, &path, "cannot read"))?;
+    if scanned.damaged.first().is_some_and(|d| d.start == 0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: {}; repair keeps a segment's magic and does not guess one",
+                path.display(),
+                scanned.end
+            ),
+        ));
+    }
+    let mut repair = Repair {
+        dir: dir.to_path_buf(),
+        segment: path,
+        file_len: scanned.file_len,
+        damaged: scanned.damaged,
+        done: false,
+    };
+    if quarantine && !repair.damaged.is_empty() {
+        move_aside(&repair, &bytes)?;
+        rewrite(&repair, &bytes)?;
+        repair.done = true;
+    }
+    Ok(Some(repair))
+}
+
+/// Writes every damaged range of the segment (whose contents are `bytes`) to its quarantine file
+/// and makes them durable.
+fn move_aside(repair: &Repair, bytes: &[u8]) -> io::Result<()> {
+    let quarantine = repair.dir.join(QUARANTINE_DIR);
+    fs::create_dir_all(&quarantine).map_err(|err| with_path(err, &quarantine, "cannot create"))?;
+    sync_dir(&repair.dir)?;
+    for damage in &repair.damaged {
+        let range = &bytes[damage.start as usize..damage.end as usize];
+        write_new(&repair.quarantine_path(damage), range)?;
+    }
+    sync_dir(&quarantine)
+}
+
+/// Creates `path` holding `bytes`, synced. A file already there with the same bytes (left by a
+/// repair that stopped before it rewrote the segment) is kept; one with other bytes is an error.
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let created = OpenOptions::new().write(true).create_new(true).open(path);
+    let result = match created {
+        Ok(mut file) => file.write_all(bytes).and_then(|()| file.sync_all()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => match fs::read(path) {
+            Ok(held) if held == bytes => Ok(()),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "it already exists and holds other bytes; move it away first",
+            )),
+            Err(err) => Err(err),
+        },
+        Err(err) => Err(err),
+    };
+    result.map_err(|err| with_path(err, path, "cannot write"))
+}
+
+/// Replaces the segment (whose contents are `bytes`) with its bytes outside the damaged ranges:
+/// written to a temporary file, synced, renamed over it, and the directory synced.
+fn rewrite(repair: &Repair, bytes: &[u8]) -> io::Result<()> {
+    let mut temp_name = repair.segment.clone().into_os_string();
+    temp_name.push(".repairing");
+    let temp = PathBuf::from(temp_name);
+    let mut file = File::create(&temp).map_err(|err| with_path(err, &temp, "cannot create"))?;
+    let mut kept_from = 0;
+    for damage in &repair.damaged {
+        file.write_all(&bytes[kept_from..damage.start as usize])
+            .map_err(|err| with_path(err, &temp, "cannot write"))?;
+        kept_from = damage.end as usize;
+    }
+    file.write_all(&bytes[kept_from..])
+        .and_then(|()| file.sync_all())
+        .map_err(|err| with_path(err, &temp, "cannot write"))?;
+    fs::rename(&temp, &repair.segment).map_err(|err| with_path(err, &temp, "cannot rename"))?;
+    sync_dir(&repair.dir)
+}
+
+/// Makes the entries of `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|err| with_path(err, dir, "cannot sync the directory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::SourceKind;
+
+    /// A repair that stopped after moving the bytes aside, before the rename, runs again to the
+    /// same result; a quarantine file that holds other bytes stops it with the segment untouched.
+    #[test]
+    fn a_repair_cut_short_runs_again_and_never_overwrites_other_bytes() {
+        let dir = std::env::temp_dir().join(format!("repair-again-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut bytes = segment::MAGIC.to_vec();
+        for acked in 0..3 {
+            segment::encode_watermark(&mut bytes, SourceKind::LiveUplink, 1, acked);
+        }
+        bytes[8 + 22 + 10] ^= 1; // the second record's body
+        let path = dir.join(segment::segment_name(1));
+        fs::write(&path, &bytes).unwrap();
+
+        let done = repair(&dir, true).unwrap().unwrap();
+        let repaired = fs::read(&path).unwrap();
+        assert_eq!(repaired.len() as u64, done.kept_len());
+        fs::write(&path, &bytes).unwrap();
+        let again = repair(&dir, true).unwrap().unwrap();
+        assert!(again.done);
+        assert_eq!(fs::read(&path).unwrap(), repaired);
+
+        fs::write(&path, &bytes).unwrap();
+        let quarantined = done.quarantine_path(&done.damaged[0]);
+        fs::write(&quarantined, b"other").unwrap();
+        let err = repair(&dir, true).unwrap_err();
+        assert!(err.to_string().contains("holds other bytes"), "{err}");
+        assert!(
+            err.to_string().contains(&quarantined.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
