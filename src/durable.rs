@@ -25,7 +25,7 @@ mod disk;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,9 +35,9 @@ use crate::archive::{ArchiveSink, BoxFuture};
 use crate::config::ArchiveConfig;
 use crate::frame::Batch;
 use crate::ledger::{Ledger, ResumePoint, SourceKey};
-use crate::segment::{self, Entry, MAGIC};
+use crate::segment::{self, with_path, Entry, MAGIC};
 use crate::sequence_set::SequenceSet;
-use disk::{with_path, Disk, Segment};
+use disk::{Disk, Segment};
 
 /// What the archive remembers of one source between its records.
 #[derive(Debug, Default, Clone)]
@@ -149,43 +149,19 @@ fn group_len(batches: &[Arc<Batch>]) -> u64 {
         .sum()
 }
 
-/// Takes an exclusive lock on `dir/LOCK`: two daemons appending to one archive would interleave
-/// segments and both believe their resume points.
-fn lock_directory(dir: &Path) -> io::Result<File> {
-    use std::os::fd::AsRawFd;
-    let path = dir.join("LOCK");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|err| with_path(err, &path, "cannot open"))?;
-    // SAFETY: flock on a descriptor this function owns; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!(
-                "the archive directory {} is in use by another aggregator process ({err})",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(file)
-}
-
 impl SegmentSink {
     /// Opens (creating if needed) the archive directory, recovers from the newest segment, and
     /// starts a new segment with a checkpoint. Returns the resume point of every source the archive
     /// knows. Errors name the path and the cause; a corrupt newest segment is an error (run
-    /// `aggregator archive verify`), a torn tail is cut and logged.
+    /// `aggregator archive repair DIR --quarantine` moves the damage aside), a torn tail is cut
+    /// and logged.
     pub fn open(
         config: &ArchiveConfig,
     ) -> io::Result<(SegmentSink, HashMap<SourceKey, ResumePoint>)> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir)
             .map_err(|err| with_path(err, &dir, "cannot create the archive directory"))?;
-        let lock = lock_directory(&dir)?;
+        let lock = segment::lock_directory(&dir)?;
         // Nothing in a segment that never got its name was acknowledged.
         for (_, staged) in segment::list_staged(&dir)? {
             fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
@@ -575,6 +551,7 @@ mod tests {
     use crate::ledger::Run;
     use crate::source::Source;
     use bytes::Bytes;
+    use std::path::Path;
     use std::time::Duration;
 
     /// A batch of `count` one-byte frames of `source`, sequences from `first` on.

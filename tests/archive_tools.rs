@@ -535,7 +535,7 @@ fn repair_quarantines_the_damaged_bytes_of_the_newest_segment_and_the_daemon_sta
         "{stderr}"
     );
     drop(sink);
-    assert_eq!(resume[&(Live, 3)].after, Some(59));
+    assert_eq!(resume[&(Live, 3)].after(), Some(59));
     let stored_four: Vec<_> = (10..20)
         .filter(|&seq| resume[&(Live, 4)].already_stored.contains(seq))
         .collect();

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use crate::segment;
+use crate::segment::{self, with_path};
 
 /// A segment file, and how many bytes of whole records it holds.
 #[derive(Debug)]
@@ -133,10 +133,6 @@ fn sync_segment(segment: &Segment) -> io::Result<()> {
         .map_err(|err| with_path(err, &segment.path, "cannot sync segment"))?;
     release_cached(&segment.file, segment.len);
     Ok(())
-}
-
-pub(super) fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
 }
 
 /// A reply the disk thread sends when a job is done.
