@@ -793,13 +793,7 @@ mod tests {
         use crate::protocol::encode_data;
         let source = uplink(None);
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
-        let mut intake = Intake {
-            source: Arc::clone(&source),
-            stats: Stats::new(),
-            max_batch: 64,
-            last_sequence: None,
-            already_stored: Arc::default(),
-        };
+        let mut intake = intake(&source, 64);
         let (e, r) = (Priority::Emergency, Priority::Routine);
         let mut buf = BytesMut::new();
         for (sequence, priority) in [r, r, e, r, r, e, r].into_iter().enumerate() {
@@ -838,13 +832,8 @@ mod tests {
         let mut stored = SequenceSet::default();
         stored.insert_run(3, 4);
         stored.insert_run(6, 6);
-        let mut intake = Intake {
-            source: Arc::clone(&source),
-            stats: Stats::new(),
-            max_batch: 64,
-            last_sequence: Some(2),
-            already_stored: Arc::new(stored),
-        };
+        let mut intake = intake(&source, 64);
+        intake.already_stored = Arc::new(stored);
         let r = Priority::Routine;
         let mut read = |sequences: &[u64]| {
             let mut buf = BytesMut::new();
@@ -868,6 +857,17 @@ mod tests {
         assert!(source.is_settled());
     }
 
+    /// A connection's intake for `source`, in batches of up to `max_batch` frames.
+    fn intake(source: &Arc<Source>, max_batch: usize) -> Intake {
+        Intake {
+            source: Arc::clone(source),
+            stats: Stats::new(),
+            max_batch,
+            last_sequence: source.ledger().accepted(),
+            already_stored: Arc::default(),
+        }
+    }
+
     /// Live uplink 7, connected, with every frame up to `acked` stored.
     fn uplink(acked: Option<u64>) -> Arc<Source> {
         let peer = "127.0.0.1:1".parse().unwrap();
@@ -882,13 +882,7 @@ mod tests {
         use crate::protocol::encode_data;
         let source = uplink(None);
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
-        let mut intake = Intake {
-            source: Arc::clone(&source),
-            stats: Stats::new(),
-            max_batch: 4,
-            last_sequence: None,
-            already_stored: Arc::default(),
-        };
+        let mut intake = intake(&source, 4);
         let mut buf = BytesMut::new();
         for sequence in 0..8 {
             encode_data(&mut buf, Priority::Routine, sequence, b"x");

@@ -115,15 +115,7 @@ impl Setup {
     /// Starts the simulator's default scenario at 2,000 frames/s per source for 3 s, requiring
     /// every frame acknowledged: the load the restart tests interrupt.
     fn sim_under_load(&self) -> SimRun {
-        let uplink = format!("127.0.0.1:{}", self.uplink);
-        let replay = format!("127.0.0.1:{}", self.replay);
-        SimRun::spawn(&[
-            "--uplink",
-            &uplink,
-            "--replay",
-            &replay,
-            "--progress",
-            "off",
+        self.spawn_sim(&[
             "--scenario",
             "default",
             "--rate",
@@ -134,6 +126,11 @@ impl Setup {
         ])
     }
 
+    /// Starts the simulator against this daemon.
+    fn spawn_sim(&self, args: &[&str]) -> SimRun {
+        self.spawn_sim_at(self.uplink, args)
+    }
+
     /// Runs the simulator against this daemon and waits for it.
     fn sim(&self, args: &[&str]) -> SimResult {
         self.sim_at(self.uplink, args)
@@ -141,6 +138,11 @@ impl Setup {
 
     /// Runs the simulator with its uplinks pointed at `uplink_port`.
     fn sim_at(&self, uplink_port: u16, args: &[&str]) -> SimResult {
+        self.spawn_sim_at(uplink_port, args).wait()
+    }
+
+    /// Starts the simulator with its uplinks pointed at `uplink_port`.
+    fn spawn_sim_at(&self, uplink_port: u16, args: &[&str]) -> SimRun {
         let uplink = format!("127.0.0.1:{uplink_port}");
         let replay = format!("127.0.0.1:{}", self.replay);
         let mut all = vec![
@@ -152,7 +154,7 @@ impl Setup {
             "off",
         ];
         all.extend_from_slice(args);
-        SimRun::spawn(&all).wait()
+        SimRun::spawn(&all)
     }
 }
 
@@ -875,15 +877,7 @@ fn a_full_disk_loses_nothing_and_the_daemon_recovers_when_space_returns() {
     let archive = disk.dir.join("archive");
     let setup = Setup::with_archive(1024, Some(archive.clone()), "segment_bytes = 1048576\n");
     let mut daemon = setup.start();
-    let uplink = format!("127.0.0.1:{}", setup.uplink);
-    let replay = format!("127.0.0.1:{}", setup.replay);
-    let sim = SimRun::spawn(&[
-        "--uplink",
-        &uplink,
-        "--replay",
-        &replay,
-        "--progress",
-        "off",
+    let sim = setup.spawn_sim(&[
         "--scenario",
         "default",
         "--rate",
