@@ -86,9 +86,10 @@ pipeline_stats! {
 }
 
 impl PipelineStats {
-    /// Frames accepted and not yet stored: those in the pipeline (at most its bound), those written
-    /// and waiting for their sync (at most `archive.max_unsynced_bytes`), and during a disk outage
-    /// those the archive holds to write again.
+    /// Frames accepted and not yet stored: those decoded from the connections' reads and waiting to
+    /// be admitted (within `connection.read_budget`), those in the pipeline (at most its bound),
+    /// those written and waiting for their sync (at most `archive.max_unsynced_bytes`), and during
+    /// a disk outage those the archive holds to write again.
     pub fn in_flight(&self) -> u64 {
         self.frames_accepted.saturating_sub(self.frames_archived)
     }
