@@ -1,32 +1,46 @@
 //! Runs the benchmark harness in its smoke mode, so that it cannot rot: every variant, the scale
 //! runs, the drain run, the restart run and the churn run must complete, the daemon's archive must
 //! receive every frame it processed, and every churn source must have every frame acknowledged.
+//! The throttle run, which needs root and a cgroup v1 blkio hierarchy, must either say why it was
+//! skipped or count acknowledgements, drain without loss and remove its cgroup.
 
+use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
+/// Runs the harness with `args` and a JSON summary, which it must write and exit 0; returns its
+/// stdout and the summary.
+fn bench(args: &[&str], name: &str) -> (String, serde_json::Value) {
     let json = std::env::temp_dir().join(format!(
-        "aggregator-bench-smoke-{}.json",
+        "aggregator-bench-{name}-{}.json",
         std::process::id()
     ));
     let output = Command::new(env!("CARGO_BIN_EXE_aggregator-bench"))
-        .arg("--smoke")
+        .args(args)
         .arg("--json")
         .arg(&json)
         .output()
         .expect("the harness starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "aggregator-bench --smoke failed ({}):\n{stdout}\n{stderr}",
+        "aggregator-bench {args:?} failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
-    let summary: serde_json::Value =
+    let summary =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON summary is written"))
             .expect("the JSON summary parses");
     let _ = std::fs::remove_file(&json);
+    (stdout, summary)
+}
+
+#[test]
+fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
+    let (stdout, summary) = bench(&["--smoke"], "smoke");
+    assert!(
+        summary["throttle"].is_null(),
+        "--smoke throttles only when asked: {stdout}"
+    );
     assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
     let runs = summary["runs"].as_array().expect("runs");
     let daemon_runs: Vec<_> = runs.iter().filter(|r| r["variant"] == "daemon").collect();
@@ -85,4 +99,35 @@ fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
     );
     assert_eq!(churn["processed_total"].as_u64(), Some(frames), "{stdout}");
     assert_eq!(churn["archived_total"].as_u64(), Some(frames), "{stdout}");
+}
+
+/// Root with a blkio hierarchy throttles for real; anywhere else the run is skipped, and says why.
+/// Neither the figures nor whether they meet their targets are a test's business.
+#[test]
+fn the_throttle_run_counts_acknowledgements_or_says_why_it_is_skipped() {
+    let (stdout, summary) = bench(&["--smoke", "--throttle-only"], "throttle");
+    let throttle = &summary["throttle"];
+    assert_eq!(
+        summary["runs"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
+    if let Some(why) = throttle["skipped"].as_str() {
+        assert!(throttle["measured"].is_null(), "{stdout}");
+        assert!(stdout.contains(&format!("skipped: {why}")), "{stdout}");
+        return;
+    }
+    let measured = &throttle["measured"];
+    assert!(
+        measured["frames_acked"].as_u64() > Some(0),
+        "no ACK: {stdout}"
+    );
+    let cgroup = measured["cgroup"].as_str().expect("the cgroup's path");
+    assert!(!Path::new(cgroup).exists(), "{cgroup} is left behind");
+    let drain = &measured["drain"];
+    assert_eq!(
+        drain["report"]["lost"], 0,
+        "frames lost in the drain: {stdout}"
+    );
+    assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
 }

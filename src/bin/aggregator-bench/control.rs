@@ -3,14 +3,16 @@
 //! The parent starts each server variant and the load client as child processes of this binary, so
 //! that the server's CPU time and peak RSS are its own. Children talk to the parent in lines on
 //! stdout that start with [`LINE_PREFIX`] followed by one JSON [`ChildMsg`]; the parent talks to a
-//! server child in plain words on its stdin (`START`, `END`, `STOP`).
+//! server child in plain words on its stdin (`START`, `END`, `STOP`), and to the load client
+//! (`START`, `END`) when it counts acknowledgements.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Every control line a child writes on stdout starts with this.
 pub const LINE_PREFIX: &str = "BENCH ";
@@ -47,6 +49,8 @@ pub enum ChildMsg {
     Recovered(Recovered),
     /// The churn client's sources have all come and gone.
     Churned(Churned),
+    /// The load client's acknowledgements, in answer to `START` and `END`.
+    Acks(AckCounts),
 }
 
 /// A server's cumulative counters at one instant.
@@ -66,6 +70,24 @@ pub struct Counts {
     pub cpu_ns: u64,
     /// Resident memory of the server process (VmRSS), in KiB.
     pub rss_kib: u64,
+    /// The daemon's `archive_unsynced_bytes` and frames accepted and not yet stored (`/stats`'s
+    /// `frames_in_flight`); 0 for the floor and the reference.
+    pub unsynced_bytes: u64,
+    pub in_flight: u64,
+}
+
+/// The load client's uplinks at one instant: what they wrote and what the daemon acknowledged.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct AckCounts {
+    /// Nanoseconds since the client started (its own monotonic clock).
+    pub at_ns: u64,
+    /// Frames the uplinks have written into their sockets.
+    pub frames_sent: u64,
+    /// Frames the daemon's ACKs cover, over every uplink.
+    pub frames_acked: u64,
+    /// At `END`: from each frame's send to the ACK that covered it, for the ACKs since `START`.
+    pub latency: Option<LatencySummary>,
+    pub samples_dropped: u64,
 }
 
 /// Percentiles of one kind of latency sample.
@@ -194,15 +216,50 @@ pub fn probe_sent_ns(payload: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(stamp))
 }
 
+/// Latency samples of one kind: (latency, frames that had it), [`MAX_SAMPLES`] at most.
+#[derive(Debug, Default)]
+pub struct Samples {
+    kept: Mutex<Vec<(u64, u64)>>,
+    /// Frames of the samples past the most.
+    dropped: AtomicU64,
+}
+
+impl Samples {
+    /// `frames` frames had a latency of `latency_ns`.
+    pub fn push(&self, latency_ns: u64, frames: u64) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        if kept.len() >= MAX_SAMPLES {
+            self.dropped.fetch_add(frames, Relaxed);
+        } else {
+            kept.push((latency_ns, frames));
+        }
+    }
+
+    /// Takes the samples and gives their percentiles.
+    pub fn take(&self) -> LatencySummary {
+        let kept = self
+            .kept
+            .lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default();
+        LatencySummary::of(kept)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+}
+
 /// Latency samples, taken only inside the measurement window (between `START` and `END`).
 #[derive(Debug, Default)]
 pub struct Recorder {
     on: AtomicBool,
-    /// (latency, frames): a daemon batch's emergency frames share one latency, so one sample
-    /// stands for them all, and the samples' memory stays small next to the server's own.
-    probe: Mutex<Vec<(u64, u64)>>,
-    stream: Mutex<Vec<(u64, u64)>>,
-    dropped: std::sync::atomic::AtomicU64,
+    /// A daemon batch's emergency frames share one latency, so one sample stands for them all,
+    /// and the samples' memory stays small next to the server's own.
+    probe: Samples,
+    stream: Samples,
 }
 
 impl Recorder {
@@ -225,42 +282,37 @@ impl Recorder {
         }
         if let Some(sent) = probe_sent_ns(payload) {
             let processed = unix_ns().saturating_sub(ago.as_nanos() as u64);
-            let latency = processed.saturating_sub(sent);
-            self.push(&self.probe, latency, 1);
+            self.probe.push(processed.saturating_sub(sent), 1);
         }
     }
 
     /// `frames` in-stream emergency frames were processed `latency_ns` after they were decoded.
     pub fn stream(&self, latency_ns: u64, frames: usize) {
         if self.recording() {
-            self.push(&self.stream, latency_ns, frames);
-        }
-    }
-
-    fn push(&self, samples: &Mutex<Vec<(u64, u64)>>, latency: u64, frames: usize) {
-        let Ok(mut samples) = samples.lock() else {
-            return;
-        };
-        if samples.len() >= MAX_SAMPLES {
-            self.dropped.fetch_add(frames as u64, Relaxed);
-        } else {
-            samples.push((latency, frames as u64));
+            self.stream.push(latency_ns, frames as u64);
         }
     }
 
     /// Takes the samples: (probe, stream, dropped).
     pub fn summaries(&self) -> (LatencySummary, LatencySummary, u64) {
-        let take = |m: &Mutex<Vec<(u64, u64)>>| {
-            m.lock()
-                .map(|mut v| std::mem::take(&mut *v))
-                .unwrap_or_default()
-        };
-        (
-            LatencySummary::of(take(&self.probe)),
-            LatencySummary::of(take(&self.stream)),
-            self.dropped.load(Relaxed),
-        )
+        let dropped = self.probe.dropped() + self.stream.dropped();
+        (self.probe.take(), self.stream.take(), dropped)
     }
+}
+
+/// The lines of this process's stdin, read by a plain thread (a blocking read no runtime waits
+/// for), which calls `at_eof` once stdin ends.
+pub fn stdin_lines(at_eof: impl FnOnce() + Send + 'static) -> UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            // A reader that is gone wants no more lines, but the end of stdin still counts.
+            let _ = tx.send(line);
+        }
+        at_eof();
+    });
+    rx
 }
 
 /// User plus system CPU time of this process, in nanoseconds.

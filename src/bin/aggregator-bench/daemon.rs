@@ -124,6 +124,8 @@ pub async fn start(
                 bytes: s.bytes_processed,
                 archived: Some(archived.load(Relaxed)),
                 sources: s.active_sources,
+                unsynced_bytes: s.archive_unsynced_bytes,
+                in_flight: s.in_flight(),
                 ..Counts::default()
             }
         }),

@@ -4,7 +4,8 @@
 //! Each uplink encodes a chunk of frames once; before each `write_all` it only rewrites the
 //! sequence (which must increase, or the daemon drops the frames as duplicates) and the priority
 //! byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of every frame in place. It stops when its
-//! stdin closes (the parent is done with it) or after `limit`.
+//! stdin closes (the parent is done with it) or after `limit`. For the throttle run it also reads
+//! the daemon's ACKs and answers the parent's `START` and `END` with what they covered (`acks`).
 
 use std::future::Future;
 use std::io::Write;
@@ -21,8 +22,10 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::{watch, Semaphore};
 
+use crate::acks::{self, Acks, Unacked};
 use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
 
 /// Bytes written per `write_all`, however many connections: 625 MiB of chunks in the client at
@@ -42,13 +45,14 @@ const AUTOTUNED_SEND_BUFFER: usize = 4 * 1024 * 1024;
 const CONNECTING: usize = 256;
 
 /// Runs a client role's `work` on a runtime of its own, until it ends, the parent closes our stdin
-/// (it is done with us), or `limit` (a safety net).
-pub fn run(limit: Duration, work: impl Future<Output = ()>) -> ExitCode {
+/// (it is done with us), or `limit` (a safety net). `work` gets the lines of stdin: the parent's
+/// commands.
+pub fn run<W: Future<Output = ()>>(
+    limit: Duration,
+    work: impl FnOnce(UnboundedReceiver<String>) -> W,
+) -> ExitCode {
     control::raise_nofile_limit();
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
+    let commands = control::stdin_lines(|| std::process::exit(0));
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         eprintln!("aggregator-bench client: time limit of {limit:?} reached; exiting");
@@ -64,18 +68,27 @@ pub fn run(limit: Duration, work: impl Future<Output = ()>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(work);
+    runtime.block_on(work(commands));
     ExitCode::SUCCESS
 }
 
 /// The load: `connections` saturating uplinks and the probe, until the process is told to exit.
-pub async fn load(addr: SocketAddr, connections: usize, payload: usize) {
+/// With `ack_tally`, every uplink reads its ACKs, and `START` and `END` among the `commands` are
+/// answered with what they covered; otherwise what the server sends is discarded unread.
+pub async fn load(
+    addr: SocketAddr,
+    connections: usize,
+    payload: usize,
+    ack_tally: bool,
+    mut commands: UnboundedReceiver<String>,
+) {
     let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
     let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1) as u64;
     let template = frames(frames_per_chunk, payload, EMERGENCY_EVERY);
 
     let send_buffer = (connections * AUTOTUNED_SEND_BUFFER > SEND_BUFFER_BUDGET)
         .then(|| (SEND_BUFFER_BUDGET / connections.max(1)) as u32);
+    let acks = Arc::new(Acks::new());
     let gate = Arc::new(Semaphore::new(CONNECTING));
     // Uplinks stream only once every connection is open: a server busy reading saturating streams
     // accepts slowly, and connections beyond its listen backlog would be lost.
@@ -83,6 +96,8 @@ pub async fn load(addr: SocketAddr, connections: usize, payload: usize) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
     for index in 0..connections {
         let (gate, tx, template) = (Arc::clone(&gate), tx.clone(), Arc::clone(&template));
+        let unacked =
+            ack_tally.then(|| Arc::new(Unacked::new(Arc::clone(&acks), frames_per_chunk)));
         let mut go = go.clone();
         tokio::spawn(async move {
             let Ok(permit) = gate.acquire_owned().await else {
@@ -98,9 +113,12 @@ pub async fn load(addr: SocketAddr, connections: usize, payload: usize) {
             drop(permit);
             let _ = tx.send(Ok(()));
             let (reader, writer) = stream.into_split();
-            tokio::spawn(discard(reader));
+            match &unacked {
+                Some(unacked) => tokio::spawn(acks::read_acks(reader, Arc::clone(unacked))),
+                None => tokio::spawn(discard(reader)),
+            };
             if go.wait_for(|go| *go).await.is_ok() {
-                uplink(writer, &template, frame_len).await;
+                uplink(writer, &template, frame_len, unacked.as_deref()).await;
             }
         });
     }
@@ -133,8 +151,14 @@ pub async fn load(addr: SocketAddr, connections: usize, payload: usize) {
         failed,
         first_error,
     });
-    // The load runs until the process is told to exit.
-    std::future::pending::<()>().await;
+    // The load runs until the process is told to exit: the end of stdin, or the time limit.
+    while let Some(command) = commands.recv().await {
+        match command.trim() {
+            "START" => emit(&ChildMsg::Acks(acks.start())),
+            "END" => emit(&ChildMsg::Acks(acks.end())),
+            other => eprintln!("aggregator-bench client: unknown command {other:?}"),
+        }
+    }
 }
 
 /// Connects a live uplink, with a send buffer of `send_buffer` bytes if given, and says HELLO.
@@ -175,8 +199,14 @@ async fn discard(mut reader: OwnedReadHalf) {
     }
 }
 
-/// Writes the chunk over and over, renumbering its frames each time, until the server goes away.
-async fn uplink(mut writer: OwnedWriteHalf, template: &[u8], frame_len: usize) {
+/// Writes the chunk over and over, renumbering its frames each time, until the server goes away;
+/// each chunk written goes into `unacked`, if given.
+async fn uplink(
+    mut writer: OwnedWriteHalf,
+    template: &[u8],
+    frame_len: usize,
+    unacked: Option<&Unacked>,
+) {
     let mut chunk = template.to_vec();
     let mut sequence = 1u64;
     loop {
@@ -189,6 +219,9 @@ async fn uplink(mut writer: OwnedWriteHalf, template: &[u8], frame_len: usize) {
         }
         if writer.write_all(&chunk).await.is_err() {
             return;
+        }
+        if let Some(unacked) = unacked {
+            unacked.sent(sequence - 1);
         }
     }
 }

@@ -1,11 +1,12 @@
 //! `aggregator-bench`: throughput, emergency latency, CPU, memory, scale and drain of the daemon,
-//! measured side by side with the physical floor and the brief's reference design; and the memory
-//! the daemon keeps for sources that have come and gone.
+//! measured side by side with the physical floor and the brief's reference design; the memory the
+//! daemon keeps for sources that have come and gone; and its acknowledgements on a throttled disk.
 //!
 //! ```text
 //! cargo run --release --bin aggregator-bench -- --runs 3 --json target/bench.json
 //! cargo run --release --bin aggregator-bench -- --smoke      # ~15 s, what tests/bench_smoke.rs runs
 //! cargo run --release --bin aggregator-bench -- --churn-only  # only the run of sources that leave
+//! sudo target/release/aggregator-bench --throttle-only         # only the throttled disk (root)
 //! ```
 //!
 //! The parent process starts each server variant as a child (`--role server --variant X`) and the
@@ -17,11 +18,16 @@
 //! - `orchestrate`: the parent: children, measurement windows, the scale, drain and churn runs.
 //! - `load`: the load client: saturating uplinks and the 1 ms probe.
 //! - `churn`: the churn client: sources that connect once, are acknowledged in full, and leave.
+//! - `throttle`: the throttle run: the durable daemon with a write limit on its archive's disk.
+//! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
+//! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
 //! - `server`: the server role: control over stdin, SIGTERM, the final report.
 //! - `floor`, `reference`, `daemon`: the three server variants.
 //! - `control`: the messages between processes and the shared measurements.
 //! - `report`: medians, ratios, targets, the table and the JSON summary.
 
+mod acks;
+mod blkio;
 mod churn;
 mod control;
 mod daemon;
@@ -32,6 +38,7 @@ mod reference;
 mod report;
 mod restart;
 mod server;
+mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,7 +102,8 @@ struct Cli {
     /// About a second per variant, small scale counts: checks that the harness works.
     #[arg(long)]
     smoke: bool,
-    /// Measurement window per variant, in seconds.
+    /// Measurement window per variant, and of the throttle run, in seconds [default: 3, the
+    /// throttle run 10; with --smoke 0.7 and 1]
     #[arg(long)]
     duration: Option<f64>,
     /// Warm-up before each window, in seconds.
@@ -136,6 +144,18 @@ struct Cli {
     /// Run only the churn run.
     #[arg(long)]
     churn_only: bool,
+    /// The throttle run: the durable daemon with its writes to the archive's disk limited to this
+    /// many MiB/s (a cgroup v1 blkio throttle: needs root, else the run is skipped and says why),
+    /// the main runs' uplinks saturating with 1 KiB frames; ACK throughput and latency, then a
+    /// SIGTERM [default: 50; with --smoke, only if given]
+    #[arg(long, value_name = "MIB_PER_S")]
+    throttle: Option<f64>,
+    /// Skip the throttle run.
+    #[arg(long, conflicts_with_all = ["throttle_only", "throttle"])]
+    no_throttle: bool,
+    /// Run only the throttle run.
+    #[arg(long, conflicts_with = "churn_only")]
+    throttle_only: bool,
     /// Also write the summary, with every run, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -159,7 +179,13 @@ struct Cli {
     limit_secs: u64,
     #[arg(long, hide = true)]
     archive_dir: Option<PathBuf>,
+    /// The load client reads the daemon's ACKs and answers `START` and `END` with them.
+    #[arg(long, hide = true)]
+    acks: bool,
 }
+
+/// The throttle run's write limit when none is given, in MiB/s: the issue's 50 MiB/s.
+const DEFAULT_THROTTLE: f64 = 50.0;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -184,10 +210,12 @@ fn main() -> ExitCode {
                 eprintln!("aggregator-bench: --role client needs --addr and --payload");
                 return ExitCode::from(2);
             };
-            load::run(limit, load::load(addr, cli.connections, payload))
+            load::run(limit, |commands| {
+                load::load(addr, cli.connections, payload, cli.acks, commands)
+            })
         }
         Role::Churn => match (cli.addr, cli.churn) {
-            (Some(addr), Some(sources)) => load::run(limit, churn::churn(addr, sources)),
+            (Some(addr), Some(sources)) => load::run(limit, |_| churn::churn(addr, sources)),
             _ => {
                 eprintln!("aggregator-bench: --role churn needs --addr and --churn");
                 ExitCode::from(2)
@@ -227,19 +255,25 @@ fn bench(cli: Cli) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if let Some(mib) = cli.throttle.filter(|mib| !(*mib > 0.0 && mib.is_finite())) {
+        eprintln!("aggregator-bench: --throttle {mib}: give a write limit above 0 MiB/s");
+        return ExitCode::from(2);
+    }
     let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
+    // Only one run, and none of the others.
+    let only = cli.churn_only || cli.throttle_only;
     let plan = orchestrate::Plan {
         runs: if cli.smoke { 1 } else { cli.runs.max(1) },
         warmup: secs(cli.warmup.unwrap_or(if cli.smoke { 0.3 } else { 1.0 })),
         measure: secs(cli.duration.unwrap_or(if cli.smoke { 0.7 } else { 3.0 })),
         connections: cli.connections.max(1),
         payloads: match &cli.payloads {
-            _ if cli.churn_only => Vec::new(),
+            _ if only => Vec::new(),
             Some(payloads) => payloads.clone(),
             None => vec![64, 1024],
         },
         variants: match &cli.variants {
-            _ if cli.churn_only => Vec::new(),
+            _ if only => Vec::new(),
             Some(variants) => variants.clone(),
             None => vec![
                 Variant::Floor,
@@ -249,16 +283,16 @@ fn bench(cli: Cli) -> ExitCode {
             ],
         },
         scale: match &cli.scale {
-            _ if cli.no_scale || cli.churn_only => Vec::new(),
+            _ if cli.no_scale || only => Vec::new(),
             Some(scale) => scale.clone(),
             None if cli.smoke => vec![100, 300],
             None => vec![1_000, 10_000],
         },
         scale_variants: cli.scale_variants.clone(),
-        drain: !cli.no_drain && !cli.churn_only,
-        restart: !cli.no_restart && !cli.churn_only,
+        drain: !cli.no_drain && !only,
+        restart: !cli.no_restart && !only,
         churn: match cli.churn {
-            _ if cli.no_churn => None,
+            _ if cli.no_churn || cli.throttle_only => None,
             Some(sources) => Some(sources),
             None if cli.smoke => Some(300),
             None => Some(100_000),
@@ -267,6 +301,13 @@ fn bench(cli: Cli) -> ExitCode {
         segment_bytes: daemon_config.archive.segment_bytes,
         daemon_config: cli.daemon_config.clone(),
         uplink_limit: daemon_config.uplink.max_connections,
+        throttle: match cli.throttle {
+            _ if cli.no_throttle || cli.churn_only => None,
+            None if cli.smoke && !cli.throttle_only => None,
+            given => Some(given.unwrap_or(DEFAULT_THROTTLE)),
+        },
+        throttle_window: secs(cli.duration.unwrap_or(if cli.smoke { 1.0 } else { 10.0 })),
+        drain_deadline: daemon_config.shutdown.drain_deadline,
     };
     if let Some(path) = &cli.json {
         if let Err(err) = orchestrate::check_writable(path) {

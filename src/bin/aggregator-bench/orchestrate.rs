@@ -1,6 +1,6 @@
 //! The parent process: starts each server variant and the load client as children of this binary,
 //! drives the measurement window, and collects one [`RunResult`] per run; and the drain, restart
-//! and churn runs.
+//! and churn runs, and the throttle run's children (`throttle`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::control::{
-    self, ChildMsg, Churned, Counts, DrainInfo, FinalReport, LatencySummary, Recovered, LINE_PREFIX,
+    self, AckCounts, ChildMsg, Churned, Counts, DrainInfo, FinalReport, LatencySummary, Recovered,
+    LINE_PREFIX,
 };
 use crate::report::CpuTimes;
+use crate::throttle::{self, ThrottleResult};
 use crate::{churn, restart, Variant};
 
 /// What to measure and for how long.
@@ -43,6 +45,12 @@ pub struct Plan {
     pub stats_interval: Duration,
     /// The daemon variants' aggregator.toml, when not the defaults.
     pub daemon_config: Option<PathBuf>,
+    /// The throttle run's write limit on the archive's disk, in MiB/s, if it runs.
+    pub throttle: Option<f64>,
+    /// Its measurement window.
+    pub throttle_window: Duration,
+    /// `shutdown.drain_deadline_ms` of the daemon variants' config.
+    pub drain_deadline: Duration,
     /// `uplink.max_connections` of that config: the scale runs raise it when they need more.
     pub uplink_limit: usize,
 }
@@ -94,6 +102,15 @@ pub struct DrainResult {
     /// The sink's own count and the processed counter after the drain.
     pub archived_total: Option<u64>,
     pub processed_total: u64,
+    /// VmHWM of the daemon over its whole run.
+    pub peak_rss_kib: u64,
+}
+
+impl DrainResult {
+    /// The daemon reported a drain that stored everything it had accepted.
+    pub fn clean(&self) -> bool {
+        self.report.is_some_and(|r| r.completed && r.lost == 0)
+    }
 }
 
 /// The restart run: recovery of an archive whose newest segment is full.
@@ -141,7 +158,7 @@ impl ChurnResult {
 }
 
 /// A child process of this binary, with its control lines parsed by a reader thread.
-struct ChildProc {
+pub struct ChildProc {
     name: String,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -203,12 +220,32 @@ impl ChildProc {
         })
     }
 
-    fn counts(&mut self, command: &str) -> Result<Counts, String> {
+    /// Sends `command` and takes the answer `pick` finds in the next message.
+    fn ask<T>(
+        &mut self,
+        command: &str,
+        what: &str,
+        pick: impl FnOnce(ChildMsg) -> Result<T, ChildMsg>,
+    ) -> Result<T, String> {
         self.send(command)?;
-        match self.recv(Duration::from_secs(10))? {
+        pick(self.recv(Duration::from_secs(10))?)
+            .map_err(|other| format!("{}: expected {what}, got {other:?}", self.name))
+    }
+
+    /// A server's counters, in answer to `command`.
+    pub fn counts(&mut self, command: &str) -> Result<Counts, String> {
+        self.ask(command, "counts", |msg| match msg {
             ChildMsg::Counts(counts) => Ok(counts),
-            other => Err(format!("{}: expected counts, got {other:?}", self.name)),
-        }
+            other => Err(other),
+        })
+    }
+
+    /// The load client's acknowledgements, in answer to `command` (`START` or `END`).
+    pub fn acks(&mut self, command: &str) -> Result<AckCounts, String> {
+        self.ask(command, "acknowledgements", |msg| match msg {
+            ChildMsg::Acks(acks) => Ok(acks),
+            other => Err(other),
+        })
     }
 
     fn final_report(&self, timeout: Duration) -> Result<FinalReport, String> {
@@ -225,7 +262,7 @@ impl ChildProc {
         self.stdin = None;
     }
 
-    fn pid(&self) -> i32 {
+    pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
@@ -269,9 +306,11 @@ pub struct Measured {
     pub drain: Option<DrainResult>,
     pub restart: Vec<RestartResult>,
     pub churn: Option<ChurnResult>,
+    pub throttle: Option<ThrottleResult>,
 }
 
-/// Runs the whole plan: main runs, scale runs, the drain run, the restart run, then the churn run.
+/// Runs the whole plan: main runs, scale runs, the drain run, the restart run, the churn run, then
+/// the throttle run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut results = Vec::new();
@@ -344,11 +383,19 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         }
         None => None,
     };
+    let throttle = match plan.throttle {
+        Some(mib_per_s) => {
+            eprintln!("[bench] throttle: the daemon's archive disk limited to {mib_per_s} MiB/s");
+            Some(throttle::run(&exe, plan, mib_per_s)?)
+        }
+        None => None,
+    };
     Ok(Measured {
         runs: results,
         drain,
         restart: restarts,
         churn,
+        throttle,
     })
 }
 
@@ -446,12 +493,13 @@ fn restart(exe: &Path, plan: &Plan, sources: usize) -> Result<RestartResult, Str
     })
 }
 
-fn child_limit(plan: &Plan) -> Duration {
-    plan.warmup + plan.measure + Duration::from_secs(180)
+/// How long a child of a measured run may live: a safety net, well past its window.
+pub fn child_limit(plan: &Plan) -> Duration {
+    plan.warmup + plan.measure.max(plan.throttle_window) + Duration::from_secs(180)
 }
 
 /// Starts a server child for `sources` sources at once, which exits by itself after `limit`.
-fn start_server(
+pub fn start_server(
     exe: &Path,
     plan: &Plan,
     variant: Variant,
@@ -480,14 +528,16 @@ fn start_server(
     }
 }
 
-fn start_client(
+/// Starts the load client; with `acks`, it reads the daemon's ACKs and answers `START` and `END`.
+pub fn start_client(
     exe: &Path,
     plan: &Plan,
     addr: SocketAddr,
     sources: usize,
     payload: usize,
+    acks: bool,
 ) -> Result<ChildProc, String> {
-    let args = [
+    let mut args = [
         "--role",
         "client",
         "--addr",
@@ -499,7 +549,11 @@ fn start_client(
         "--limit-secs",
         &child_limit(plan).as_secs().to_string(),
     ]
-    .map(String::from);
+    .map(String::from)
+    .to_vec();
+    if acks {
+        args.push("--acks".into());
+    }
     let client = ChildProc::spawn(exe, &args, "load client".into())?;
     match client.recv(Duration::from_secs(120))? {
         ChildMsg::Connected {
@@ -517,7 +571,7 @@ fn start_client(
 
 /// Waits until the server has every source connected (the client only knows it has written its
 /// HELLOs), so that a scale run measures with all of them in.
-fn wait_for_sources(server: &mut ChildProc, expected: usize) -> Result<(), String> {
+pub fn wait_for_sources(server: &mut ChildProc, expected: usize) -> Result<(), String> {
     let what = format!("{expected} sources to connect");
     wait_until(server, &what, |c| c.sources >= expected as u64)
 }
@@ -555,7 +609,7 @@ fn measure(
     run: usize,
 ) -> Result<RunResult, String> {
     let (mut server, addr) = start_server(exe, plan, variant, sources, child_limit(plan))?;
-    let mut client = start_client(exe, plan, addr, sources, payload)?;
+    let mut client = start_client(exe, plan, addr, sources, payload, false)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let machine_before = CpuTimes::read();
@@ -609,12 +663,25 @@ fn measure(
 fn drain(exe: &Path, plan: &Plan, payload: usize, sources: usize) -> Result<DrainResult, String> {
     let limit = child_limit(plan);
     let (mut server, addr) = start_server(exe, plan, Variant::Daemon, sources, limit)?;
-    let mut client = start_client(exe, plan, addr, sources, payload)?;
+    let client = start_client(exe, plan, addr, sources, payload, false)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure.min(Duration::from_secs(1)));
     let end = server.counts("END")?;
+    terminate(server, client, sources, payload, &start, &end)
+}
+
+/// SIGTERM to a daemon under load, and its drain, while the client goes on sending until the
+/// daemon has exited. The window (`start`, `end`) gives the throughput before the signal.
+pub fn terminate(
+    mut server: ChildProc,
+    mut client: ChildProc,
+    sources: usize,
+    payload: usize,
+    start: &Counts,
+    end: &Counts,
+) -> Result<DrainResult, String> {
     // SAFETY: kill(2) on the pid of our own, still running, child process.
     if unsafe { libc::kill(server.pid(), libc::SIGTERM) } != 0 {
         return Err(format!(
@@ -638,6 +705,7 @@ fn drain(exe: &Path, plan: &Plan, payload: usize, sources: usize) -> Result<Drai
         report: last.drain,
         archived_total: last.counts.archived,
         processed_total: last.counts.processed,
+        peak_rss_kib: last.peak_rss_kib,
     })
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::orchestrate::{ChurnResult, DrainResult, Measured, Plan, RestartResult, RunResult};
+use crate::throttle::{ThrottleResult, Throttled};
 use crate::Variant;
 
 /// Median and range of one metric over the runs.
@@ -101,6 +102,7 @@ pub struct Summary {
     pub drain: Option<DrainResult>,
     pub restart: Vec<RestartResult>,
     pub churn: Option<ChurnResult>,
+    pub throttle: Option<ThrottleResult>,
     pub targets: Vec<Target>,
     /// The daemon's archive received every processed frame in every run.
     pub daemon_archive_complete: bool,
@@ -210,6 +212,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         drain,
         restart,
         churn,
+        throttle,
     } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
     for r in &runs {
@@ -291,6 +294,10 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         && match &churn {
             Some(c) => c.archived_total == Some(c.processed_total),
             None => true,
+        }
+        && match throttle.as_ref().and_then(|t| t.measured.as_ref()) {
+            Some(t) => t.drain.archived_total == Some(t.drain.processed_total),
+            None => true,
         };
     let targets = targets(
         plan,
@@ -298,6 +305,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         &ratios,
         drain.as_ref(),
         churn.as_ref(),
+        throttle.as_ref(),
         daemon_archive_complete,
     );
     Summary {
@@ -309,6 +317,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         drain,
         restart,
         churn,
+        throttle,
         targets,
         daemon_archive_complete,
         runs,
@@ -329,6 +338,7 @@ fn targets(
     ratios: &[Ratio],
     drain: Option<&DrainResult>,
     churn: Option<&ChurnResult>,
+    throttle: Option<&ThrottleResult>,
     archive_complete: bool,
 ) -> Vec<Target> {
     let mut out = Vec::new();
@@ -373,6 +383,11 @@ fn targets(
             at_48.map(|m| a.frames_per_s.median / m.frames_per_s.median),
             "x",
         );
+    }
+    let throttled = throttle.and_then(|t| Some((t.mib_per_s, t.measured.as_ref()?)));
+    if let Some((mib, t)) = throttled {
+        let name = format!("throttled disk ({mib} MiB/s): acknowledged payload / throttle");
+        at_least(name, 0.8, Some(t.acked_over_throttle), "x");
     }
     let mut at_most = |name: String, goal: f64, value: f64, unit: &str| {
         if value.is_finite() {
@@ -438,18 +453,26 @@ fn targets(
             d.sigterm_to_exit_ms,
             " ms",
         );
-        let lost = d.report.map_or(u64::MAX, |r| r.lost);
         out.push(Target {
             name: "SIGTERM under load: accepted frames lost".into(),
             target: "0".into(),
-            measured: match d.report {
-                Some(r) => format!(
-                    "{} (accepted {}, archived {}, drain completed: {})",
-                    r.lost, r.accepted, r.archived, r.completed
-                ),
-                None => "no drain report".into(),
-            },
-            met: lost == 0 && d.report.is_some_and(|r| r.completed),
+            measured: drain_outcome(d),
+            met: d.clean(),
+        });
+    }
+    if let Some((mib, t)) = throttled {
+        let deadline_ms = plan.drain_deadline.as_secs_f64() * 1e3;
+        let d = &t.drain;
+        out.push(Target {
+            name: format!("throttled disk ({mib} MiB/s): SIGTERM drain clean in time"),
+            target: format!("nothing lost, exit 0 within {deadline_ms:.0} ms"),
+            measured: format!(
+                "exit {} after {:.0} ms; lost {}",
+                d.exit_code.map_or("by a signal".into(), |c| c.to_string()),
+                d.sigterm_to_exit_ms,
+                drain_outcome(d)
+            ),
+            met: d.clean() && d.exit_code == Some(0) && d.sigterm_to_exit_ms <= deadline_ms,
         });
     }
     out.push(Target {
@@ -463,6 +486,17 @@ fn targets(
         met: archive_complete,
     });
     out
+}
+
+/// What a drain lost, and what it accepted and archived.
+fn drain_outcome(d: &DrainResult) -> String {
+    match d.report {
+        Some(r) => format!(
+            "{} (accepted {}, archived {}, drain completed: {})",
+            r.lost, r.accepted, r.archived, r.completed
+        ),
+        None => "no drain report".into(),
+    }
 }
 
 /// The report for a terminal, in Markdown so that it can go into BENCHMARKS.md as it is.
@@ -525,33 +559,7 @@ pub fn render(s: &Summary) -> String {
             "\nDrain (daemon, {} B, {} saturating sources, SIGTERM after the window):\n",
             d.payload, d.sources
         );
-        let _ = writeln!(o, "| M frames/s before | SIGTERM to exit ms | drain ms (daemon) | accepted | processed | archived | lost | completed | exit code |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
-        match d.report {
-            Some(r) => {
-                let _ = writeln!(
-                    o,
-                    "| {:.2} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
-                    d.frames_per_s_before / 1e6,
-                    d.sigterm_to_exit_ms,
-                    r.elapsed_ms,
-                    r.accepted,
-                    r.processed,
-                    r.archived,
-                    r.lost,
-                    r.completed,
-                    d.exit_code.map_or("signal".into(), |c| c.to_string())
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    o,
-                    "| {:.2} | {:.1} | no report | | | | | | |",
-                    d.frames_per_s_before / 1e6,
-                    d.sigterm_to_exit_ms
-                );
-            }
-        }
+        render_drain(&mut o, d);
     }
     if !s.restart.is_empty() {
         let _ = writeln!(
@@ -577,9 +585,12 @@ pub fn render(s: &Summary) -> String {
     if let Some(c) = &s.churn {
         render_churn(&mut o, c);
     }
+    if let Some(t) = &s.throttle {
+        render_throttle(&mut o, t, &s.plan);
+    }
     let _ = writeln!(
         o,
-        "\nTargets (issue 3; memory per source gone: issue 23):\n"
+        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23):\n"
     );
     let _ = writeln!(o, "| target | goal | measured | met |");
     let _ = writeln!(o, "|---|---|---|---|");
@@ -681,6 +692,85 @@ fn render_main(o: &mut String, s: &Summary) {
             show(r.over_reference)
         );
     }
+}
+
+/// The drain's table: the throughput before the SIGTERM, and how the drain went.
+fn render_drain(o: &mut String, d: &DrainResult) {
+    let _ = writeln!(o, "| M frames/s before | SIGTERM to exit ms | drain ms (daemon) | accepted | processed | archived | lost | completed | exit code |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    match d.report {
+        Some(r) => {
+            let _ = writeln!(
+                o,
+                "| {:.2} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
+                d.frames_per_s_before / 1e6,
+                d.sigterm_to_exit_ms,
+                r.elapsed_ms,
+                r.accepted,
+                r.processed,
+                r.archived,
+                r.lost,
+                r.completed,
+                d.exit_code.map_or("signal".into(), |c| c.to_string())
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "| {:.2} | {:.1} | no report | | | | | | |",
+                d.frames_per_s_before / 1e6,
+                d.sigterm_to_exit_ms
+            );
+        }
+    }
+}
+
+/// The throttle run: what the ACKs covered against the throttle, their latency, the daemon's
+/// memory and backlog, and the drain; or why it was skipped.
+fn render_throttle(o: &mut String, t: &ThrottleResult, plan: &Plan) {
+    let _ = write!(
+        o,
+        "\nThrottled disk (durable daemon; its writes to the archive's disk limited to {} MiB/s by a cgroup v1 blkio throttle; {} uplinks saturating with {} B frames",
+        t.mib_per_s, t.sources, t.payload
+    );
+    let Some(m) = &t.measured else {
+        let why = t.skipped.as_deref().unwrap_or("not measured");
+        let _ = writeln!(o, "):\n\n**skipped: {why}**");
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "; disk {}, window {:.1} s, then SIGTERM; drain deadline {} ms):\n",
+        m.device,
+        m.window_s,
+        plan.drain_deadline.as_millis()
+    );
+    render_throttled(o, m);
+    let _ = writeln!(o, "\nACK latency: from the end of the `write` that put a frame into its socket to the client's receipt of the ACK covering it. Written through the throttle: what the daemon's cgroup wrote to the disk over the window, as its throttle counted it; writes the kernel's flusher threads made for it are not charged to it in cgroup v1. Unsynced and in flight: the most read every 100 ms.\n");
+    render_drain(o, &m.drain);
+}
+
+fn render_throttled(o: &mut String, m: &Throttled) {
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let _ = writeln!(o, "| frames acked/s | acked payload MiB/s | / throttle | written through the throttle MiB/s | ACK latency p50 ms | p99 ms | max ms | sent, not acked at the end, MiB | most unsynced MiB | most frames in flight | peak RSS MiB |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| {:.0} | {:.1} | {:.2}x | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {:.1} |",
+        m.acked_frames_per_s,
+        m.acked_mib_per_s,
+        m.acked_over_throttle,
+        m.throttled_write_mib_per_s
+            .map_or("n/a".into(), |w| format!("{w:.1}")),
+        ms(m.ack_latency.p50_ns),
+        ms(m.ack_latency.p99_ns),
+        ms(m.ack_latency.max_ns),
+        m.unacked_mib_at_end,
+        mib(m.max_unsynced_bytes),
+        m.max_in_flight,
+        m.drain.peak_rss_kib as f64 / 1024.0,
+    );
 }
 
 fn render_churn(o: &mut String, c: &ChurnResult) {

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -109,20 +108,6 @@ pub fn run(
     }
 }
 
-/// The parent's commands, read by a plain thread (a blocking read the runtime need not wait for).
-fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 async fn serve(
     variant: Variant,
     config: aggregator::Config,
@@ -158,7 +143,8 @@ async fn serve(
     };
     emit(&ChildMsg::Listening { addr: running.addr });
 
-    let mut lines = stdin_lines();
+    // The end of stdin closes the channel: the parent is gone, so the server stops.
+    let mut lines = control::stdin_lines(|| {});
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
