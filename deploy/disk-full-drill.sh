@@ -6,10 +6,11 @@
 #   DRILL=sigterm deploy/disk-full-drill.sh   # SIGTERM during the outage, then space and a restart
 #
 # Either way the simulator must see every frame acknowledged, and `aggregator archive verify
-# --strict` must find each frame exactly once. SIZE (64m), GROW_TO (2g), OUTAGE_S (10) and
-# DURATION_S (15) change the drill. GROW_TO must hold what the load writes once space returns (at
-# full speed, hundreds of MB a second): a disk that fills again is a second outage, which the daemon
-# waits out as it did the first.
+# --strict` must find each frame exactly once. SIZE (64m), GROW_TO (2g), OUTAGE_S (10), DURATION_S
+# (15) and RATE (frames/s per source, 20000: about 76 MB/s for the 50 sources) change the drill.
+# GROW_TO must hold what the load writes once space returns: a disk that fills again is a second
+# outage, which the daemon waits out as it did the first (unbounded, the daemon takes 64 B frames
+# into a tmpfs at several million a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,7 @@ SIZE="${SIZE:-64m}"
 GROW_TO="${GROW_TO:-2g}"
 OUTAGE_S="${OUTAGE_S:-10}"
 DURATION_S="${DURATION_S:-15}"
+RATE="${RATE:-20000}"
 UPLINK=17700 REPLAY=17701 MONITOR=17780
 
 fail() { echo "drill: FAILED: $*" >&2; exit 1; }
@@ -91,7 +93,7 @@ stop_daemon() {
 
 start_daemon
 "$bin/uplink-sim" --uplink "127.0.0.1:$UPLINK" --replay "127.0.0.1:$REPLAY" --progress off \
-    --scenario saturate --duration "$DURATION_S" --give-up-after 120 --max-in-flight 8192 \
+    --scenario saturate --rate "$RATE" --duration "$DURATION_S" --give-up-after 120 --max-in-flight 8192 \
     --require-all-acked >"$work/sim.out" 2>&1 &
 sim_pid=$!
 
