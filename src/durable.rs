@@ -174,7 +174,10 @@ impl SegmentSink {
         let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
         let mut next_index = 1;
         if let Some((index, path)) = segments.last() {
-            next_index = index + 1;
+            next_index = index.checked_add(1).ok_or_else(|| {
+                let why = "the segment index is at its limit: move the archive aside";
+                with_path(io::Error::other(why), path, "cannot start a segment after")
+            })?;
             // One read of the segment, a window at a time: it may be `segment_bytes` long.
             // Watermarks may come after what they cover; the stored are pruned at the end.
             let cut = segment::repair_tail(path, |_, entry| {
@@ -281,7 +284,10 @@ impl Writer {
             if let Some(acked) = watermark {
                 segment::encode_watermark(&mut self.buf, kind, id, acked);
             }
-            let above = watermark.map_or(0, |acked| acked + 1);
+            // Nothing lies above a watermark of u64::MAX (an older daemon's, read from disk).
+            let Some(above) = watermark.map_or(Some(0), |acked| acked.checked_add(1)) else {
+                continue;
+            };
             for (first, last) in tracked.above.runs().filter(|&(_, last)| last >= above) {
                 segment::encode_stored(&mut self.buf, kind, id, first.max(above), last);
             }

@@ -58,7 +58,9 @@ impl ResumePoint {
 }
 
 /// An `Option<u64>` in one atomic: 0 is `None`, `n + 1` is `Some(n)`. Sequences end at
-/// `u64::MAX - 1` (the protocol refuses `u64::MAX`), so every value fits.
+/// `u64::MAX - 1` (the protocol refuses `u64::MAX`), so every value fits; a `u64::MAX` read from
+/// an archive an older daemon wrote saturates to `u64::MAX - 1`, which only asks for that frame
+/// again.
 #[derive(Debug, Default)]
 pub(crate) struct AtomicSeq(AtomicU64);
 
@@ -77,7 +79,7 @@ impl AtomicSeq {
     }
 
     fn encode(value: Option<u64>) -> u64 {
-        value.map_or(0, |v| v + 1)
+        value.map_or(0, |v| v.saturating_add(1))
     }
 
     pub(crate) fn load(&self) -> Option<u64> {
@@ -335,6 +337,13 @@ mod tests {
         ledger.set_connected(false);
         assert_eq!(ledger.state().runs.capacity(), 0);
         assert_eq!(ledger.acked(), Some(999));
+    }
+
+    #[test]
+    fn an_acknowledgement_of_the_reserved_sequence_from_disk_does_not_overflow() {
+        assert_eq!(Ledger::new(Some(u64::MAX)).acked(), Some(u64::MAX - 1));
+        assert_eq!(Ledger::new(Some(u64::MAX - 1)).acked(), Some(u64::MAX - 1));
+        assert_eq!(Ledger::new(None).acked(), None);
     }
 
     #[test]
