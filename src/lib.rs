@@ -3,53 +3,30 @@
 //! a dashboard that may lag, and drains everything it accepted before it exits.
 //!
 //! # Layout
-//! - [`protocol`]: the wire format (`docs/protocol.md`), shared with the simulator and benchmark.
-//! - [`frame`]: `Frame`, `Batch`, `Priority`, `SourceKind`: what moves through the pipeline.
-//! - [`config`]: `aggregator.toml`, its defaults and its validation.
-//! - [`server`]: the `Daemon`: wiring, accept loops, connection limits, the drain.
-//! - [`connection`]: one source connection: handshake, ingest, backpressure, acknowledgements.
-//! - [`router`]: the router actor that owns the table of sources and hands out fan-in lanes.
-//! - [`source`]: a registered source's shared counters.
-//! - [`ledger`]: a source's acknowledgement ledger, keyed by sequence, kept across connections.
-//! - [`sequence_set`]: sequences as runs: what a source stored above its acknowledgement.
-//! - [`fan_in`]: the two-lane priority fan-in with its starvation guard.
-//! - [`queue`]: the queue bounded in frames that every lane and the archive input use.
-//! - [`processor`]: the frame processor and the fan-out.
-//! - [`durable`]: the segment-file archive sink and its recovery at start-up.
-//! - [`archive`]: the consumer that must receive every frame, and its `ArchiveSink` interface.
-//! - [`segment`]: the archive's on-disk format (`docs/archive.md`): segment files, records, the scan
-//!   that tells a torn tail from corruption and resumes after damage.
-//! - [`archive_tools`]: `aggregator archive verify`, `inspect` and `repair`, for operators.
-//! - [`dashboard`]: the consumer that may lag, and the lag-tolerant `FrameFeed`.
-//! - [`stats`]: lock-free pipeline counters and their `watch` publication.
-//! - [`monitor`]: the HTTP endpoint: `/stats`, `/metrics`, `/healthz`.
-//! - [`logging`]: text or JSON logs.
+//! The folders follow a frame through the daemon:
+//! - [`ingest`]: from the socket into the pipeline: the wire protocol, listeners, one task per
+//!   connection (handshake, intake, acknowledgements), read credits, the router, and each source's
+//!   acknowledgement ledger.
+//! - [`pipeline`]: what moves and where it merges: frames and batches, the priority fan-in, the
+//!   queues bounded in frames, the processor and its fan-out.
+//! - [`archive`]: where every frame is stored: the consumer with its sync policy and unsynced bound,
+//!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
+//! - [`ops`]: how operators see it: statistics, the monitor's HTTP endpoint, the dashboard, logs.
+//! - [`daemon`]: the stages wired together, and the drain.
+//! - [`config`]: the config file, `aggregator.toml`, with its defaults and validation.
 //! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.
 
 pub mod archive;
-pub mod archive_tools;
 pub mod config;
-pub(crate) mod connection;
-pub mod dashboard;
-pub mod durable;
-pub mod fan_in;
-pub mod frame;
-pub mod ledger;
-pub mod logging;
-pub mod monitor;
-pub mod processor;
-pub mod protocol;
-pub mod queue;
-pub(crate) mod read_credit;
-pub mod router;
-pub mod segment;
-pub mod sequence_set;
-pub mod server;
+pub mod daemon;
+pub mod ingest;
+pub mod ops;
+pub mod pipeline;
 pub mod sim;
-pub mod source;
-pub mod stats;
 
 pub use config::Config;
-pub use frame::{Batch, Frame, Priority, SourceKind};
-pub use server::{Daemon, DrainReport, Health, HealthProbe, Listeners};
-pub use stats::{PipelineStats, Stats};
+pub use daemon::{Daemon, DrainReport, Health, HealthProbe};
+pub use ingest::listener::Listeners;
+pub use ops::stats::{PipelineStats, Stats};
+pub use pipeline::batch::Batch;
+pub use pipeline::frame::{Frame, Priority, SourceKind};

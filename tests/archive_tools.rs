@@ -8,11 +8,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use aggregator::config::{ArchiveKind, SyncMode};
-use aggregator::durable::SegmentSink;
-use aggregator::segment::{
+use aggregator::archive::segment::{
     self, encode_frame, encode_frames, encode_stored, encode_watermark, MAGIC,
 };
+use aggregator::archive::SegmentSink;
+use aggregator::config::{ArchiveKind, SyncMode};
 use aggregator::{Config, Priority, SourceKind};
 use common::TempDir;
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aggregator::protocol::{CloseReason, ServerMessage};
+use aggregator::ingest::protocol::{CloseReason, ServerMessage};
 use aggregator::{Priority, SourceKind};
 use common::*;
 

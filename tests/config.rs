@@ -263,7 +263,7 @@ fn log_filter_directives_are_accepted() {
         "WARN",
         "off",
         "info,aggregator=debug",
-        "warn,aggregator::connection=trace",
+        "warn,aggregator::ingest::connection=trace",
         "info,[connection]=debug",
     ] {
         assert_eq!(

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aggregator::protocol::{CloseReason, RefuseReason, ServerMessage, VERSION};
+use aggregator::ingest::protocol::{CloseReason, RefuseReason, ServerMessage, VERSION};
 use aggregator::{PipelineStats, Priority, SourceKind};
 use common::*;
 

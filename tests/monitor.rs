@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use aggregator::monitor::{self, render_metrics, MonitorState};
+use aggregator::ops::monitor::{self, render_metrics, MonitorState};
 use aggregator::{Health, SourceKind};
 use common::{wait_until, Archive, Client, TestDaemon, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -172,8 +172,8 @@ fn metrics_text_passes_promtool() {
     ]
     .into_iter()
     .map(|(kind, id)| {
-        let ledger = std::sync::Arc::new(aggregator::ledger::Ledger::new(Some(3)));
-        aggregator::source::Source::new(id, kind, peer, ledger).snapshot()
+        let ledger = std::sync::Arc::new(aggregator::ingest::ledger::Ledger::new(Some(3)));
+        aggregator::ingest::source::Source::new(id, kind, peer, ledger).snapshot()
     })
     .collect();
     let text = render_metrics(&stats, Health::Draining, &sources);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use aggregator::protocol::CloseReason;
+use aggregator::ingest::protocol::CloseReason;
 use aggregator::{Priority, SourceKind};
 use common::*;
 

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use std::time::{Duration, Instant};
 
-use aggregator::segment::{self, encode_frame, encode_watermark, MAGIC};
+use aggregator::archive::segment::{self, encode_frame, encode_watermark, MAGIC};
 use aggregator::sim::{self, Pace, Progress, ProgressStyle, SessionOptions, SimPlan};
 use aggregator::{Priority, SourceKind};
 use common::{test_config, Archive, Stored, TempDir, TestDaemon};

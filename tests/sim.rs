@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggregator::protocol::{ClientMessage, Hello, ServerMessage, VERSION};
+use aggregator::ingest::protocol::{ClientMessage, Hello, ServerMessage, VERSION};
 use aggregator::SourceKind;
 use bytes::BytesMut;
 
@@ -176,7 +176,7 @@ impl Daemon {
         let mut child = Command::new(AGGREGATOR)
             .arg("--config")
             .arg(config)
-            .env("RUST_LOG", "info,aggregator::processor=debug")
+            .env("RUST_LOG", "info,aggregator::pipeline::processor=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -377,7 +377,7 @@ fn processing_order(log: &[String]) -> HashMap<u32, Vec<(String, u64)>> {
     let mut order: HashMap<u32, Vec<(String, u64)>> = HashMap::new();
     for line in log
         .iter()
-        .filter(|l| l.contains("aggregator::processor") && l.contains("processed"))
+        .filter(|l| l.contains("aggregator::pipeline::processor") && l.contains("processed"))
     {
         let (Some(id), Some(priority), Some(first)) = (
             field(line, "source_id"),
@@ -583,7 +583,7 @@ type ArchivedFrames = HashMap<(SourceKind, u32), Vec<(u64, aggregator::Priority,
 
 /// Every frame record in an archive, per source, sorted by sequence.
 fn archived_frames(archive: &std::path::Path) -> ArchivedFrames {
-    use aggregator::segment::{self, Entry};
+    use aggregator::archive::segment::{self, Entry};
     let mut frames: HashMap<_, Vec<_>> = HashMap::new();
     for (_, path) in segment::list_segments(archive).expect("list segments") {
         let scan = segment::read_segment(&path).expect("read segment");
@@ -717,7 +717,7 @@ fn a_torn_last_record_is_cut_on_start_and_reported() {
     let (status, _) = daemon.terminate();
     assert!(status.success());
 
-    let segments = aggregator::segment::list_segments(&setup.archive).unwrap();
+    let segments = aggregator::archive::segment::list_segments(&setup.archive).unwrap();
     let (_, last) = segments.last().expect("a segment");
     let len = std::fs::metadata(last).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(last).unwrap();

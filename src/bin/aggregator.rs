@@ -1,15 +1,12 @@
 //! The `aggregator` daemon binary: parses the command line, loads the config, sets up logging,
 //! registers the signals, binds the listeners, and hands everything to the library.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aggregator::archive::{ArchiveSink, CountingSink};
-use aggregator::archive_tools::{self, Filter};
-use aggregator::config::{ArchiveKind, LogFormat};
-use aggregator::durable::SegmentSink;
-use aggregator::monitor::{self, MonitorState};
+use aggregator::archive::tools::{self, Filter};
+use aggregator::config::LogFormat;
+use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::{Config, Daemon, Listeners};
 use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
@@ -110,7 +107,7 @@ fn main() -> ExitCode {
     if cli.log_json {
         config.log.format = LogFormat::Json;
     }
-    aggregator::logging::init(&config.log);
+    aggregator::ops::logging::init(&config.log);
     let runtime = match config.runtime.build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -141,13 +138,7 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         true => Some(bind_monitor(&config).await?),
         false => None,
     };
-    let (sink, resume): (Box<dyn ArchiveSink>, _) = match config.archive.kind {
-        ArchiveKind::Segments => {
-            let (sink, resume) = SegmentSink::open(&config.archive)?;
-            (Box::new(sink), resume)
-        }
-        ArchiveKind::Count => (Box::new(CountingSink::default()), HashMap::new()),
-    };
+    let (sink, resume) = aggregator::archive::open(&config.archive)?;
     tracing::info!(
         uplink = %listeners.uplink.local_addr()?,
         replay = %listeners.replay.local_addr()?,
@@ -214,7 +205,7 @@ fn archive(tool: ArchiveTool) -> ExitCode {
 }
 
 fn verify(dir: &Path, strict: bool) -> ExitCode {
-    let report = match archive_tools::verify(dir) {
+    let report = match tools::verify(dir) {
         Ok(report) => report,
         Err(err) => {
             eprintln!("aggregator archive verify: {err}");
@@ -246,7 +237,7 @@ fn verify(dir: &Path, strict: bool) -> ExitCode {
 }
 
 fn inspect(dir: &Path, filter: &Filter) -> ExitCode {
-    let summary = match archive_tools::inspect(dir, filter, &mut std::io::stdout().lock()) {
+    let summary = match tools::inspect(dir, filter, &mut std::io::stdout().lock()) {
         Ok(summary) => summary,
         Err(err) => {
             eprintln!("aggregator archive inspect: {err}");
@@ -273,7 +264,7 @@ fn inspect(dir: &Path, filter: &Filter) -> ExitCode {
 }
 
 fn repair(dir: &Path, quarantine: bool) -> ExitCode {
-    let repair = match archive_tools::repair::repair(dir, quarantine) {
+    let repair = match tools::repair::repair(dir, quarantine) {
         Ok(Some(repair)) => repair,
         Ok(None) => {
             eprintln!(

@@ -6,7 +6,7 @@
 //! connection drops or the daemon drains, it reconnects with backoff and sends them again, so a daemon
 //! restart loses nothing and the summary can say exactly how many frames were sent twice.
 //!
-//! Every byte goes through [`crate::protocol`]; the simulator has no wire format of its own.
+//! Every byte goes through [`crate::ingest::protocol`]; the simulator has no wire format of its own.
 //!
 //! - [`scenario`]: the named scenarios and the per-kind profiles the command line overrides.
 //! - [`source`]: one simulated source: its clock, its connections, its reconnections.
@@ -25,7 +25,7 @@ pub mod source;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::frame::SourceKind;
+use crate::pipeline::frame::SourceKind;
 
 pub use progress::{Progress, ProgressStyle};
 pub use replay::{LoadedArchive, Pace, Recording};

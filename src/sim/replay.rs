@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::frame::{Priority, SourceKind};
-use crate::segment::{self, Entry, FrameRecord, ScanEnd};
+use crate::archive::segment::{self, Entry, FrameRecord, ScanEnd};
+use crate::pipeline::frame::{Priority, SourceKind};
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
 

@@ -8,8 +8,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::frame::SourceKind;
-use crate::protocol::RefuseReason;
+use crate::ingest::protocol::RefuseReason;
+use crate::pipeline::frame::SourceKind;
 
 use super::SourceSpec;
 

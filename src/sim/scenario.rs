@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::frame::SourceKind;
+use crate::pipeline::frame::SourceKind;
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
 

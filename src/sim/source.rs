@@ -24,10 +24,10 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use tokio_util::codec::Decoder;
 
-use crate::frame::Priority;
-use crate::protocol::{
+use crate::ingest::protocol::{
     ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage, VERSION,
 };
+use crate::pipeline::frame::Priority;
 
 use super::ledger::Ledger;
 use super::progress::Progress;

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use aggregator::archive::{ArchiveSink, BoxFuture};
 use aggregator::config::SyncMode;
-use aggregator::dashboard::FrameFeed;
-use aggregator::protocol::{
+use aggregator::ingest::protocol::{
     encode_data, ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage,
     VERSION,
 };
-use aggregator::router::RouterHandle;
+use aggregator::ingest::router::RouterHandle;
+use aggregator::ops::dashboard::FrameFeed;
 use aggregator::{Batch, Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;

@@ -3,14 +3,12 @@
 //! with `archive.kind = "count"`. Either way the sink is wrapped by one that counts what the archive
 //! receives and takes the latency samples, at the instant the processor took each batch.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use aggregator::archive::{ArchiveSink, BoxFuture, CountingSink};
+use aggregator::archive::{ArchiveSink, BoxFuture};
 use aggregator::config::ArchiveKind;
-use aggregator::durable::SegmentSink;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
 
@@ -83,14 +81,11 @@ pub async fn start(
         config.uplink.max_connections = limit;
     }
     let archive_dir = control::archive_dir(std::process::id());
-    let (inner, resume): (Box<dyn ArchiveSink>, _) = if durable {
-        config.archive.dir = archive_dir.clone();
-        let (sink, resume) = SegmentSink::open(&config.archive)?;
-        (Box::new(sink), resume)
-    } else {
+    config.archive.dir = archive_dir.clone();
+    if !durable {
         config.archive.kind = ArchiveKind::Count;
-        (Box::new(CountingSink::default()), HashMap::new())
-    };
+    }
+    let (inner, resume) = aggregator::archive::open(&config.archive)?;
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
     let archived = Arc::new(AtomicU64::new(0));

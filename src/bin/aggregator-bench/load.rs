@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::protocol::{
+use aggregator::ingest::protocol::{
     encode_data, ClientMessage, Hello, DATA_HEADER, LENGTH_PREFIX, VERSION,
 };
 use aggregator::{Priority, SourceKind};

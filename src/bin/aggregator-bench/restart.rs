@@ -13,9 +13,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use aggregator::archive::segment;
+use aggregator::archive::SegmentSink;
 use aggregator::config::ArchiveConfig;
-use aggregator::durable::SegmentSink;
-use aggregator::segment;
 use aggregator::{Priority, SourceKind};
 
 use crate::control::{self, emit, ChildMsg, Recovered};

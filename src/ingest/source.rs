@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::frame::{Batch, Priority, SourceKind, Span};
-use crate::ledger::{AtomicSeq, Ledger, Run};
+use super::ledger::{AtomicSeq, Ledger, Run, Span};
+use crate::pipeline::frame::{Priority, SourceKind};
 
 /// One connected source, shared by its connection, the router's table and every batch it sent.
 #[derive(Debug)]
@@ -67,16 +67,15 @@ impl Source {
         }
     }
 
-    /// Called by the connection when a batch enters the fan-in.
-    pub(crate) fn admitted(&self, batch: &Batch) {
-        let frames = batch.len() as u64;
-        self.frames.fetch_add(frames, Relaxed);
-        if batch.priority == Priority::Emergency {
-            self.emergency_frames.fetch_add(frames, Relaxed);
+    /// Called when a batch of the source (its frames' `span`) enters the fan-in.
+    pub(crate) fn admitted(&self, span: Span, payload_bytes: u64) {
+        self.frames.fetch_add(span.frames, Relaxed);
+        if span.priority == Priority::Emergency {
+            self.emergency_frames.fetch_add(span.frames, Relaxed);
         }
-        self.bytes.fetch_add(batch.payload_bytes(), Relaxed);
+        self.bytes.fetch_add(payload_bytes, Relaxed);
         // A read's emergencies are admitted before its routine frames, which may be older.
-        self.last_sequence.raise(batch.last_sequence());
+        self.last_sequence.raise(Some(span.last));
     }
 
     /// Called by the connection with each read's runs, in arrival order, before their batches are

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::frame::{Priority, SourceKind};
-use crate::sequence_set::SequenceSet;
+use crate::archive::sequence_set::SequenceSet;
+use crate::pipeline::frame::{Priority, SourceKind};
 
 /// Sources are told apart by kind and id: a replay of source 7 may run while source 7 is live.
 pub type SourceKey = (SourceKind, u32);
@@ -85,6 +85,16 @@ impl AtomicSeq {
     pub(crate) fn load(&self) -> Option<u64> {
         self.0.load(Relaxed).checked_sub(1)
     }
+}
+
+/// What the archive keeps of a written batch until its sync: enough to acknowledge its frames,
+/// without holding their payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub priority: Priority,
+    pub first: u64,
+    pub last: u64,
+    pub frames: u64,
 }
 
 /// Consecutive frames of one priority from one batch, as they arrived: the ledger's unit.

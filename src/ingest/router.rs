@@ -19,12 +19,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::fan_in::Ingress;
-use crate::frame::SourceKind;
-use crate::ledger::{Ledger, ResumePoint, SourceKey};
-use crate::sequence_set::SequenceSet;
-use crate::source::{Source, SourceSnapshot};
-use crate::stats::Stats;
+use crate::archive::sequence_set::SequenceSet;
+use crate::ingest::ledger::{Ledger, ResumePoint, SourceKey};
+use crate::ingest::source::{Source, SourceSnapshot};
+use crate::ops::stats::Stats;
+use crate::pipeline::fan_in::Ingress;
+use crate::pipeline::frame::SourceKind;
 
 /// What a registered source receives.
 #[derive(Debug)]
@@ -298,9 +298,10 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fan_in::priority_fan_in;
-    use crate::frame::{Batch, Priority};
-    use crate::ledger::Run;
+    use crate::ingest::ledger::Run;
+    use crate::pipeline::batch::Batch;
+    use crate::pipeline::fan_in::priority_fan_in;
+    use crate::pipeline::frame::Priority;
 
     /// A router whose archive recovered live uplink 7 with nothing acknowledged and frames 0..=9
     /// stored (what a drain leaves for the frames of its last sync).

@@ -28,8 +28,9 @@ use std::task::{Poll, Waker};
 
 use tokio::sync::Notify;
 
-use crate::frame::{Batch, Priority};
-use crate::stats::Stats;
+use super::batch::Batch;
+use super::frame::Priority;
+use crate::ops::stats::Stats;
 
 /// A source's way into the fan-in. The router keeps one and hands a clone to every registered
 /// source; each clone stages its own batches. The fan-in closes once every `Ingress` is gone.
@@ -171,7 +172,9 @@ impl Shared {
     fn admit(&self, lane: &mut Lane, batch: Batch) {
         let frames = batch.len();
         lane.occupied += frames;
-        batch.source.admitted(&batch);
+        if let Some(span) = batch.span() {
+            batch.source.admitted(span, batch.payload_bytes());
+        }
         self.stats.routed(frames as u64);
         lane.queue.push_back(batch);
     }
@@ -398,8 +401,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::frame::SourceKind;
-    use crate::source::Source;
+    use crate::ingest::source::Source;
+    use crate::pipeline::frame::SourceKind;
 
     fn batch(source: &Arc<Source>, priority: Priority, first: u64, frames: u64) -> Batch {
         let mut batch = Batch::new(

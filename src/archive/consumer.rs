@@ -25,74 +25,23 @@
 //! what it wrote, discards the rest of its queue, and tells the connections (`storage_lost`), which
 //! close with their final acknowledgement below those frames: the sources still hold them.
 //!
-//! The sink is a trait so that the counting sink, the durable segment archive and the tests' sinks
-//! (which observe the processing order, hold the archive still, or fail on demand) share this one
-//! consumer.
+//! The sink is a trait ([`ArchiveSink`]) so that the counting sink, the durable segment archive and
+//! the tests' sinks (which observe the processing order, hold the archive still, or fail on demand)
+//! share this one consumer.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::{Batch, Span};
-use crate::queue::{Admitted, FrameReceiver};
-use crate::source::Source;
-use crate::stats::Stats;
-
-/// A boxed future, the return type of [`ArchiveSink`] methods.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Where archived frames go.
-pub trait ArchiveSink: Send + 'static {
-    /// Writes a group of batches, in order. `Ok` means they will be stored once [`Self::sync`]
-    /// (or nothing, for a sink without a sync) has covered them. `Err` means none of the group was
-    /// written (a sink cuts a partial write back): the consumer offers the same batches again.
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>>;
-
-    /// Starts making everything written so far durable. The future completes once it is, and
-    /// does not hold the sink: writes go on while the disk syncs.
-    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    /// Called once after the last batch, when the pipeline has drained.
-    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
-/// When written frames count as stored, and so may be acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncPolicy {
-    /// After an `fsync` of the group that holds them.
-    EveryBatch,
-    /// After the next periodic `fsync`, at most this long after they were written.
-    Interval(Duration),
-    /// As soon as they are written to the operating system (lost if the machine crashes).
-    Never,
-}
-
-/// Keeps nothing but the count: for tests, benchmarks and deployments that need no archive.
-#[derive(Debug, Default)]
-pub struct CountingSink {
-    frames: u64,
-}
-
-impl ArchiveSink for CountingSink {
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
-        self.frames += batches.iter().map(|b| b.len() as u64).sum::<u64>();
-        Box::pin(async { Ok(()) })
-    }
-
-    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
-        tracing::info!(frames = self.frames, "archive closed");
-        Box::pin(async { Ok(()) })
-    }
-}
+use super::{ArchiveSink, BoxFuture, SyncPolicy};
+use crate::ingest::ledger::Span;
+use crate::ingest::source::Source;
+use crate::ops::stats::Stats;
+use crate::pipeline::batch::Batch;
+use crate::pipeline::queue::{Admitted, FrameReceiver};
 
 /// How the consumer is set up.
 #[derive(Debug, Clone)]
@@ -466,9 +415,9 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{Priority, SourceKind};
-    use crate::ledger::{Ledger, Run};
-    use crate::queue::{frame_queue, FrameSender};
+    use crate::ingest::ledger::{Ledger, Run};
+    use crate::pipeline::frame::{Priority, SourceKind};
+    use crate::pipeline::queue::{frame_queue, FrameSender};
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::sync::Mutex;
     use tokio::sync::oneshot;

@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
-use crate::frame::{Priority, SourceKind};
+use crate::pipeline::frame::{Priority, SourceKind};
 
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;

@@ -1,111 +1,23 @@
-//! The domain types every stage shares.
-//!
-//! A [`Frame`] is what a consumer sees: one telemetry record with its origin, priority and per-source
-//! sequence. Frames travel through the pipeline in [`Batch`]es, the frames of one socket read that
-//! share a source and a priority, so that each channel hop and atomic update is paid once per batch
-//! rather than once per frame. Payloads are `Bytes` slices of the connection's read buffer: fan-out
-//! clones a reference count, never the data.
+//! A batch: the frames of one socket read with one source and one priority, the unit every stage
+//! moves, so that each channel hop and atomic update is paid once per batch rather than once per
+//! frame. Payloads stay slices of the connection's read buffer: fan-out clones a reference count,
+//! never the data.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::source::Source;
-
-/// How urgently a frame must be processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Priority {
-    /// Standard telemetry.
-    Routine,
-    /// SAFE_MODE, ABORT and other commands that overtake queued routine telemetry.
-    Emergency,
-}
-
-impl Priority {
-    /// The wire byte (see `docs/protocol.md`).
-    pub fn to_byte(self) -> u8 {
-        match self {
-            Priority::Routine => 0,
-            Priority::Emergency => 1,
-        }
-    }
-
-    /// Parses the wire byte; `None` for anything undefined.
-    pub fn from_byte(byte: u8) -> Option<Self> {
-        match byte {
-            0 => Some(Priority::Routine),
-            1 => Some(Priority::Emergency),
-            _ => None,
-        }
-    }
-
-    /// A short lower-case label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Routine => "routine",
-            Priority::Emergency => "emergency",
-        }
-    }
-}
-
-/// Where a source's frames come from; each kind has its own listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceKind {
-    /// A satellite uplink relayed live by a ground station.
-    LiveUplink,
-    /// A recorded feed played back for mission replay.
-    ArchivedReplay,
-}
-
-impl SourceKind {
-    /// The wire byte (see `docs/protocol.md`).
-    pub fn to_byte(self) -> u8 {
-        match self {
-            SourceKind::LiveUplink => 0,
-            SourceKind::ArchivedReplay => 1,
-        }
-    }
-
-    /// Parses the wire byte; `None` for anything undefined.
-    pub fn from_byte(byte: u8) -> Option<Self> {
-        match byte {
-            0 => Some(SourceKind::LiveUplink),
-            1 => Some(SourceKind::ArchivedReplay),
-            _ => None,
-        }
-    }
-
-    /// A short lower-case label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::LiveUplink => "live_uplink",
-            SourceKind::ArchivedReplay => "archived_replay",
-        }
-    }
-}
-
-/// One telemetry frame as downstream consumers receive it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    /// The id the source announced in its hello.
-    pub source_id: u32,
-    /// Which listener the source connected to.
-    pub source_kind: SourceKind,
-    /// Decides which fan-in lane the frame takes.
-    pub priority: Priority,
-    /// Strictly increasing per source; acknowledgements are expressed in it.
-    pub sequence: u64,
-    /// The opaque telemetry, a slice of the read buffer it arrived in.
-    pub payload: Bytes,
-}
+use super::frame::{Frame, Priority};
+use crate::ingest::ledger::Span;
+use crate::ingest::source::Source;
 
 /// Frames of one socket read with one priority, in arrival order, moved through the pipeline as a
 /// unit.
 ///
 /// A batch may skip over frames of the other priority that arrived between its own: those travel in
 /// their lane's batch, and the source's acknowledgement ledger keeps the arrival order across both
-/// (see [`crate::source`]). The payloads stay where they arrived: a batch holds the socket read
+/// (see [`crate::ingest::ledger`]). The payloads stay where they arrived: a batch holds the socket read
 /// they came in (one shared `Bytes`) and each frame's offsets into it, so moving a batch touches
 /// one reference count, not one per frame. [`Batch::frames`] hands consumers ordinary [`Frame`]s.
 #[derive(Debug)]
@@ -123,16 +35,6 @@ pub struct Batch {
     chunk: Bytes,
     frames: Vec<FrameRef>,
     payload_bytes: u64,
-}
-
-/// What the archive keeps of a written batch until its sync: enough to acknowledge its frames,
-/// without holding their payloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub priority: Priority,
-    pub first: u64,
-    pub last: u64,
-    pub frames: u64,
 }
 
 /// One frame's place in its batch's chunk.

@@ -20,10 +20,8 @@
 //! deletes a segment a crash left unnamed, rebuilds each source's resume point from the newest
 //! segment, and starts a new segment.
 
-mod disk;
-
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,27 +29,28 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
-use crate::archive::{ArchiveSink, BoxFuture};
+use super::disk::{self, Disk, Segment};
+use super::recovery;
+use super::segment::{self, with_path, MAGIC};
+use super::sequence_set::SequenceSet;
+use super::{ArchiveSink, BoxFuture};
 use crate::config::ArchiveConfig;
-use crate::frame::Batch;
-use crate::ledger::{Ledger, ResumePoint, SourceKey};
-use crate::segment::{self, with_path, Entry, MAGIC};
-use crate::sequence_set::SequenceSet;
-use disk::{Disk, Segment};
+use crate::ingest::ledger::{Ledger, ResumePoint, SourceKey};
+use crate::pipeline::batch::Batch;
 
 /// What the archive remembers of one source between its records.
 #[derive(Debug, Default, Clone)]
-struct Tracked {
+pub(super) struct Tracked {
     /// The last WATERMARK written.
-    watermark: Option<u64>,
+    pub(super) watermark: Option<u64>,
     /// Sequences written above it; pruned when the watermark moves.
-    above: SequenceSet,
+    pub(super) above: SequenceSet,
     /// The source's ledger, to read its acknowledgement whenever a record is written: with many
     /// sources taking turns a source may send nothing for seconds after its frames were stored
     /// and acknowledged, and a source that resends only frames stored before a restart sends the
     /// archive nothing at all; without the fresh watermark, each checkpoint would list all those
     /// frames again.
-    ledger: Option<Arc<Ledger>>,
+    pub(super) ledger: Option<Arc<Ledger>>,
 }
 
 impl Tracked {
@@ -83,7 +82,7 @@ impl Tracked {
     /// After recovery: frames stored contiguously right above the watermark are all stored, so
     /// the watermark passes them. An acknowledgement sent before a crash may have passed them
     /// without its WATERMARK reaching the disk (a source that went quiet).
-    fn extend_watermark(&mut self) {
+    pub(super) fn extend_watermark(&mut self) {
         let next = match self.watermark {
             None => 0,
             Some(acked) => match acked.checked_add(1) {
@@ -162,71 +161,8 @@ impl SegmentSink {
         fs::create_dir_all(&dir)
             .map_err(|err| with_path(err, &dir, "cannot create the archive directory"))?;
         let lock = segment::lock_directory(&dir)?;
-        // Nothing in a segment that never got its name was acknowledged.
-        for (_, staged) in segment::list_staged(&dir)? {
-            fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
-            tracing::warn!(
-                segment = %staged.display(),
-                "archive: deleted a segment an unclean stop left unnamed"
-            );
-        }
-        let segments = segment::list_segments(&dir)?;
-        let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
-        let mut next_index = 1;
-        if let Some((index, path)) = segments.last() {
-            next_index = index.checked_add(1).ok_or_else(|| {
-                let why = "the segment index is at its limit: move the archive aside";
-                with_path(io::Error::other(why), path, "cannot start a segment after")
-            })?;
-            // One read of the segment, a window at a time: it may be `segment_bytes` long.
-            // Watermarks may come after what they cover; the stored are pruned at the end.
-            let cut = segment::repair_tail(path, |_, entry| {
-                let tracked = sources.entry(entry.source()).or_default();
-                match entry {
-                    Entry::Frame(frame) => tracked.above.insert_run(frame.sequence, frame.sequence),
-                    Entry::Stored { first, last, .. } => tracked.above.insert_run(first, last),
-                    Entry::Watermark { acked, .. } => {
-                        tracked.watermark = tracked.watermark.max(Some(acked));
-                    }
-                }
-            })?;
-            if let Some(cut) = cut {
-                tracing::warn!(
-                    segment = %path.display(),
-                    bytes = cut,
-                    "archive: truncated a torn tail left by an unclean stop"
-                );
-            }
-            // A daemon stopped without closing left the blocks it reserved for this segment.
-            let newest = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|err| with_path(err, path, "cannot open"))?;
-            let len = newest
-                .metadata()
-                .map_err(|err| with_path(err, path, "cannot read the length of"))?
-                .len();
-            disk::trim(&newest, path, len)?;
-            for tracked in sources.values_mut() {
-                if let Some(acked) = tracked.watermark {
-                    tracked.above.remove_through(acked);
-                }
-                tracked.extend_watermark();
-            }
-            tracing::info!(
-                segment = %path.display(),
-                sources = sources.len(),
-                "archive: recovered resume points from the newest segment"
-            );
-        }
-        let resume = sources
-            .iter_mut()
-            .map(|(key, tracked)| {
-                let point = ResumePoint::recovered(tracked.watermark, tracked.above.clone());
-                tracked.ledger = Some(Arc::clone(&point.ledger));
-                (*key, point)
-            })
-            .collect();
+        let (mut sources, next_index) = recovery::recover(&dir)?;
+        let resume = recovery::resume_points(&mut sources);
         let mut writer = Writer {
             disk: Disk::start(dir.clone(), config.segment_bytes)?,
             dir,
@@ -551,11 +487,12 @@ impl ArchiveSink for SegmentSink {
 
 #[cfg(test)]
 mod tests {
+    use super::segment::Entry;
     use super::*;
     use crate::config::{ArchiveKind, SyncMode};
-    use crate::frame::{Priority, SourceKind};
-    use crate::ledger::Run;
-    use crate::source::Source;
+    use crate::ingest::ledger::Run;
+    use crate::ingest::source::Source;
+    use crate::pipeline::frame::{Priority, SourceKind};
     use bytes::Bytes;
     use std::path::Path;
     use std::time::Duration;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 
-use crate::frame::Batch;
-use crate::stats::{PipelineStats, Stats};
+use crate::ops::stats::{PipelineStats, Stats};
+use crate::pipeline::batch::Batch;
 
 /// A subscription to processed batches that survives falling behind.
 #[derive(Debug)]
@@ -100,7 +100,7 @@ pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineSta
 
 fn log_line(s: &PipelineStats, frames_seen: u64) {
     tracing::info!(
-        target: "aggregator::dashboard",
+        target: "aggregator::ops::dashboard",
         "stats: accepted={} processed={} emergency={} archived={} in_flight={} bytes={} sources={} dup={} refused={} errors={} lag_events={} dashboard_seen={} archive={} unsynced_bytes={}",
         s.frames_accepted,
         s.frames_processed,

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use crate::segment::{self, with_path};
+use crate::archive::segment::{self, with_path};
 
 /// A segment file, and how many bytes of whole records it holds.
 #[derive(Debug)]

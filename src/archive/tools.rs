@@ -1,7 +1,7 @@
 //! The operator's tools on top of the archive: `aggregator archive verify`,
 //! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) (`docs/archive.md`).
 //!
-//! `verify` and `inspect` read segment files with [`crate::segment`] and nothing else, so they work
+//! `verify` and `inspect` read segment files with [`crate::archive::segment`] and nothing else, so they work
 //! on a copy of an archive, with the daemon stopped or running (a running daemon's newest segment
 //! may end in a record it is still writing, which `verify` reports as torn). The scan goes on past
 //! damage, so both see every valid record; `verify` also says, for each damaged range, which
@@ -17,8 +17,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::frame::{Priority, SourceKind};
-use crate::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
+use crate::archive::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
+use crate::pipeline::frame::{Priority, SourceKind};
 
 /// At most this many gap ranges and duplicate sequences are printed per source.
 pub const PRINT_CAP: usize = 10;

@@ -25,10 +25,10 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::router::RouterHandle;
-use crate::server::{Health, HealthProbe};
-use crate::source::SourceSnapshot;
-use crate::stats::{MetricKind, PipelineStats, Stats};
+use crate::daemon::{Health, HealthProbe};
+use crate::ingest::router::RouterHandle;
+use crate::ingest::source::SourceSnapshot;
+use crate::ops::stats::{MetricKind, PipelineStats, Stats};
 
 /// How often rates are sampled.
 const RATE_WINDOW: Duration = Duration::from_secs(1);

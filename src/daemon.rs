@@ -13,84 +13,27 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{broadcast, watch, Semaphore};
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink};
 use crate::config::Config;
-use crate::connection::{self, Shared};
-use crate::dashboard::{self, FrameFeed};
-use crate::fan_in::{priority_fan_in, FanIn};
-use crate::frame::{Batch, SourceKind};
-use crate::ledger::{ResumePoint, SourceKey};
-use crate::processor::Processor;
-use crate::queue::{frame_queue, FrameReceiver, FrameSender};
-use crate::read_credit::ReadCredits;
-use crate::router::RouterHandle;
-use crate::stats::{self, PipelineStats, Stats};
-
-/// The two bound listeners.
-#[derive(Debug)]
-pub struct Listeners {
-    pub uplink: TcpListener,
-    pub replay: TcpListener,
-}
-
-impl Listeners {
-    /// Binds both configured addresses; the error names the one that failed.
-    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
-        let bind = |addr: SocketAddr, max_connections: usize, what: &'static str| {
-            listen(addr, accept_queue(max_connections)).map_err(|err| {
-                std::io::Error::new(
-                    err.kind(),
-                    format!("cannot bind the {what} listener on {addr}: {err}"),
-                )
-            })
-        };
-        Ok(Listeners {
-            uplink: bind(
-                config.uplink.listen,
-                config.uplink.max_connections,
-                "uplink",
-            )?,
-            replay: bind(
-                config.replay.listen,
-                config.replay.max_connections,
-                "replay",
-            )?,
-        })
-    }
-}
-
-/// How many connections the kernel may hold for the accept loop: all a listener allows, at least
-/// 1,024, so that a whole fleet reconnecting at once (after a restart or a network failure) waits
-/// in the queue. `TcpListener::bind` asks for 128: past that the kernel drops the handshakes, and
-/// each dropped source waits out SYN retransmissions of 1, 3, 7, 15 s and more (in the benchmark,
-/// 59 of 1,001 sources were still not connected after 30 s). The kernel caps the queue at
-/// `net.core.somaxconn` (4,096 by default since Linux 5.4).
-fn accept_queue(max_connections: usize) -> u32 {
-    u32::try_from(max_connections.max(1024)).unwrap_or(u32::MAX)
-}
-
-/// Binds `addr` with room for `backlog` connections waiting to be accepted.
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // As `TcpListener::bind` does: a restart may bind while old connections are in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
-}
+use crate::ingest::connection::Shared;
+use crate::ingest::ledger::{ResumePoint, SourceKey};
+use crate::ingest::listener::{self, Listeners};
+use crate::ingest::read_credit::ReadCredits;
+use crate::ingest::router::RouterHandle;
+use crate::ops::dashboard::{self, FrameFeed};
+use crate::ops::stats::{self, PipelineStats, Stats};
+use crate::pipeline::batch::Batch;
+use crate::pipeline::fan_in::{priority_fan_in, FanIn};
+use crate::pipeline::processor::Processor;
+use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
 
 /// How the drain went; the binary logs it and picks its exit status from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +95,12 @@ pub struct Daemon {
     sink: Box<dyn ArchiveSink>,
     drain: CancellationToken,
     tracker: TaskTracker,
+}
+
+/// The stats publisher, which runs until the drain is over so that the last figures go out.
+struct Publisher {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Daemon {
@@ -230,72 +179,23 @@ impl Daemon {
         listeners: Listeners,
         shutdown: impl Future<Output = ()>,
     ) -> DrainReport {
-        let Daemon {
-            config,
-            stats,
-            router,
-            fan_in,
-            archive_tx,
-            archive_rx,
-            subscribers,
-            published,
-            sink,
-            drain,
-            tracker,
-        } = self;
-
-        let dashboard_feed = FrameFeed::new(subscribers.subscribe(), stats.clone(), "dashboard");
-        tracker.spawn(dashboard::run(dashboard_feed, published.subscribe()));
-        tracker.spawn(
-            Processor {
-                fan_in,
-                archive_emergency: archive_tx.with_own_bound(config.pipeline.emergency_capacity),
-                archive: archive_tx,
-                subscribers,
-                stats: stats.clone(),
-            }
-            .run(),
-        );
         let storage_lost = CancellationToken::new();
-        let settings = ArchiveSettings {
-            policy: config.archive.policy(),
-            max_unsynced_bytes: config.archive.max_unsynced_bytes,
-            drain: drain.clone(),
-            storage_lost: storage_lost.clone(),
-        };
-        tracker.spawn(ArchiveConsumer::new(archive_rx, sink, settings, stats.clone()).run());
-        let publisher_stop = CancellationToken::new();
-        let publisher = tokio::spawn(stats::publish(
-            stats.clone(),
-            published,
-            config.dashboard.stats_interval,
-            publisher_stop.clone(),
-        ));
-
+        let (config, stats, drain, tracker) = (
+            Arc::clone(&self.config),
+            self.stats.clone(),
+            self.drain.clone(),
+            self.tracker.clone(),
+        );
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
-            router,
+            router: self.router.clone(),
             stats: stats.clone(),
             drain: drain.clone(),
-            storage_lost,
+            storage_lost: storage_lost.clone(),
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
         });
-        for (listener, kind, limit) in [
-            (
-                listeners.uplink,
-                SourceKind::LiveUplink,
-                config.uplink.max_connections,
-            ),
-            (
-                listeners.replay,
-                SourceKind::ArchivedReplay,
-                config.replay.max_connections,
-            ),
-        ] {
-            let accept = accept_loop(listener, kind, limit, Arc::clone(&shared), tracker.clone());
-            tracker.spawn(accept);
-        }
-        drop(shared);
+        let publisher = self.start_stages(storage_lost);
+        listener::serve(listeners, &config, shared, &tracker);
 
         tokio::select! {
             _ = shutdown => {}
@@ -311,25 +211,69 @@ impl Daemon {
         let completed = tokio::time::timeout(config.shutdown.drain_deadline, tracker.wait())
             .await
             .is_ok();
-        publisher_stop.cancel();
-        let _ = publisher.await;
+        publisher.stop.cancel();
+        let _ = publisher.task.await;
+        let report = DrainReport::of(&stats.snapshot(), completed, started.elapsed());
+        report.log();
+        report
+    }
 
-        let s = stats.snapshot();
-        let report = DrainReport {
+    /// Starts the dashboard, the processor, the archive consumer and the stats publisher: every
+    /// stage behind the fan-in.
+    fn start_stages(self, storage_lost: CancellationToken) -> Publisher {
+        let Daemon {
+            config,
+            stats,
+            fan_in,
+            archive_tx,
+            archive_rx,
+            subscribers,
+            published,
+            sink,
+            drain,
+            tracker,
+            ..
+        } = self;
+        let dashboard_feed = FrameFeed::new(subscribers.subscribe(), stats.clone(), "dashboard");
+        tracker.spawn(dashboard::run(dashboard_feed, published.subscribe()));
+        tracker.spawn(
+            Processor {
+                fan_in,
+                archive_emergency: archive_tx.with_own_bound(config.pipeline.emergency_capacity),
+                archive: archive_tx,
+                subscribers,
+                stats: stats.clone(),
+            }
+            .run(),
+        );
+        let settings = ArchiveSettings {
+            policy: config.archive.policy(),
+            max_unsynced_bytes: config.archive.max_unsynced_bytes,
+            drain,
+            storage_lost,
+        };
+        tracker.spawn(ArchiveConsumer::new(archive_rx, sink, settings, stats.clone()).run());
+        let stop = CancellationToken::new();
+        let interval = config.dashboard.stats_interval;
+        let task = tokio::spawn(stats::publish(stats, published, interval, stop.clone()));
+        Publisher { stop, task }
+    }
+}
+
+impl DrainReport {
+    /// The drain as the counters tell it once it ended (or its deadline passed).
+    fn of(s: &PipelineStats, completed: bool, elapsed: Duration) -> DrainReport {
+        DrainReport {
             completed,
-            elapsed: started.elapsed(),
+            elapsed,
             accepted: s.frames_accepted,
             processed: s.frames_processed,
             archived: s.frames_archived,
             unacknowledged: s.in_flight(),
             duplicates: s.duplicates_dropped,
-        };
-        report.log();
-        report
+        }
     }
-}
 
-impl DrainReport {
     /// Everything accepted was archived within the deadline.
     pub fn is_clean(&self) -> bool {
         self.completed && self.unacknowledged == 0
@@ -360,86 +304,5 @@ impl DrainReport {
                 self.unacknowledged
             );
         }
-    }
-}
-
-/// Accepts connections until the drain starts. Beyond `limit` open connections a new one is
-/// refused at once, with a reason, rather than left waiting in the backlog.
-#[tracing::instrument(name = "listener", skip_all, fields(kind = kind.as_str()))]
-async fn accept_loop(
-    listener: TcpListener,
-    kind: SourceKind,
-    limit: usize,
-    shared: Arc<Shared>,
-    tracker: TaskTracker,
-) {
-    let slots = Arc::new(Semaphore::new(limit));
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.drain.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => {
-                backoff = Duration::from_millis(10);
-                pair
-            }
-            Err(err) => {
-                // Typically out of file descriptors: wait for connections to close.
-                tracing::warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                tokio::select! {
-                    _ = shared.drain.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => {
-                let shared = Arc::clone(&shared);
-                tracker.spawn(async move {
-                    connection::serve(stream, peer, kind, shared).await;
-                    drop(slot);
-                });
-            }
-            Err(_) => {
-                let refusal =
-                    connection::refuse_over_limit(stream, peer, kind, limit, Arc::clone(&shared));
-                tracker.spawn(refusal);
-            }
-        }
-    }
-    tracing::debug!("stopped accepting");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::net::TcpStream;
-
-    /// A fleet that reconnects at once waits in the kernel's queue until the accept loop takes it.
-    /// With `TcpListener::bind`'s queue of 128, the kernel drops the handshakes past it and those
-    /// sources wait a second or more for their SYN to be sent again.
-    #[tokio::test]
-    async fn the_accept_queue_holds_a_fleet_reconnecting_at_once() {
-        let mut config = Config::default();
-        config.uplink.listen = "127.0.0.1:0".parse().unwrap();
-        config.replay.listen = "127.0.0.1:0".parse().unwrap();
-        let listeners = Listeners::bind(&config).await.unwrap();
-        let addr = listeners.uplink.local_addr().unwrap();
-        // Nothing accepts: every connection stays in the queue.
-        let wave = 300;
-        let mut fleet = Vec::with_capacity(wave);
-        for i in 0..wave {
-            let connect = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr));
-            match connect.await {
-                Ok(Ok(stream)) => fleet.push(stream),
-                Ok(Err(err)) => panic!("connection {i} of {wave} failed: {err}"),
-                Err(_) => panic!("connection {i} of {wave} found the accept queue full"),
-            }
-        }
-        assert_eq!(fleet.len(), wave);
     }
 }

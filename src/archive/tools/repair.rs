@@ -23,7 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::segment::{self, with_path, Damage};
+use crate::archive::segment::{self, with_path, Damage};
 
 /// The directory under the archive's that holds the damaged bytes `repair` moved aside.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -195,7 +195,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::SourceKind;
+    use crate::pipeline::frame::SourceKind;
 
     /// A repair that stopped after moving the bytes aside, before the rename, runs again to the
     /// same result; a quarantine file that holds other bytes stops it with the segment untouched.

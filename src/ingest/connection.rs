@@ -4,7 +4,7 @@
 //! fan-in. When the pipeline is saturated it stops reading, the kernel's receive buffer fills, and
 //! TCP flow control slows the sender: that is the whole backpressure path. How much it reads at a
 //! time, and when its turn comes with many busy sources, is the read credits' business
-//! ([`crate::read_credit`]), which bound the read buffers of all connections together.
+//! ([`crate::ingest::read_credit`]), which bound the read buffers of all connections together.
 //!
 //! Each read is decoded at once into batches; the emergency batches of a read are admitted before
 //! its routine ones, into their own lane, so an emergency is never held behind its own source's
@@ -27,19 +27,20 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::sequence_set::SequenceSet;
 use crate::config::Config;
-use crate::fan_in::Ingress;
-use crate::frame::{Batch, Priority, SourceKind};
-use crate::ledger::Run;
-use crate::protocol::{
+use crate::ingest::ledger::Run;
+use crate::ingest::protocol::{
     walk_messages, ClientMessage, CloseReason, Hello, MessageView, ProtocolError, RefuseReason,
     ServerMessage, DATA_HEADER, VERSION,
 };
-use crate::read_credit::{make_room, ReadCredits, ReadTurn, SMALL_READ};
-use crate::router::{RegisterError, Registration, RouterHandle};
-use crate::sequence_set::SequenceSet;
-use crate::source::Source;
-use crate::stats::Stats;
+use crate::ingest::read_credit::{make_room, ReadCredits, ReadTurn, SMALL_READ};
+use crate::ingest::router::{RegisterError, Registration, RouterHandle};
+use crate::ingest::source::Source;
+use crate::ops::stats::Stats;
+use crate::pipeline::batch::Batch;
+use crate::pipeline::fan_in::Ingress;
+use crate::pipeline::frame::{Priority, SourceKind};
 
 /// How long a closing connection waits for the peer to close its side.
 const LINGER: Duration = Duration::from_millis(200);
@@ -373,7 +374,7 @@ struct Intake {
     max_batch: usize,
     last_sequence: Option<u64>,
     /// Stored above the resume point before this connection (see
-    /// [`crate::router::ResumePoint`]); emptied once
+    /// [`crate::ingest::router::ResumePoint`]); emptied once
     /// the source is past the highest of them.
     already_stored: Arc<SequenceSet>,
 }
@@ -756,8 +757,8 @@ async fn wait_until_stored(source: &Source, shared: &Shared) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fan_in::priority_fan_in;
-    use crate::read_credit::ReadCredits;
+    use crate::ingest::read_credit::ReadCredits;
+    use crate::pipeline::fan_in::priority_fan_in;
     use tokio::net::TcpListener;
 
     /// Every connection's future lives as long as the connection: with 10,000 sources each
@@ -790,7 +791,7 @@ mod tests {
     /// acknowledgement still follows arrival order.
     #[tokio::test]
     async fn a_read_is_batched_by_lane_and_acknowledged_in_arrival_order() {
-        use crate::protocol::encode_data;
+        use crate::ingest::protocol::encode_data;
         let source = uplink(None);
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut intake = intake(&source, 64);
@@ -826,7 +827,7 @@ mod tests {
     /// unstored comes before them, or else once that is stored.
     #[tokio::test]
     async fn resent_frames_stored_before_are_dropped_and_acknowledged() {
-        use crate::protocol::encode_data;
+        use crate::ingest::protocol::encode_data;
         let source = uplink(Some(2));
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut stored = SequenceSet::default();
@@ -871,7 +872,7 @@ mod tests {
     /// Live uplink 7, connected, with every frame up to `acked` stored.
     fn uplink(acked: Option<u64>) -> Arc<Source> {
         let peer = "127.0.0.1:1".parse().unwrap();
-        let ledger = Arc::new(crate::ledger::Ledger::new(acked));
+        let ledger = Arc::new(crate::ingest::ledger::Ledger::new(acked));
         Arc::new(Source::new(7, SourceKind::LiveUplink, peer, ledger))
     }
 
@@ -879,7 +880,7 @@ mod tests {
     /// stored batch moves the acknowledgement over exactly its own frames.
     #[tokio::test]
     async fn runs_never_span_two_batches() {
-        use crate::protocol::encode_data;
+        use crate::ingest::protocol::encode_data;
         let source = uplink(None);
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut intake = intake(&source, 4);

@@ -19,10 +19,11 @@ use std::time::Instant;
 
 use tokio::sync::broadcast;
 
-use crate::fan_in::{Admitted, FanIn};
-use crate::frame::{Batch, Priority};
-use crate::queue::FrameSender;
-use crate::stats::Stats;
+use super::batch::Batch;
+use super::frame::Priority;
+use crate::ops::stats::Stats;
+use crate::pipeline::fan_in::{Admitted, FanIn};
+use crate::pipeline::queue::FrameSender;
 
 pub struct Processor {
     pub fan_in: FanIn,

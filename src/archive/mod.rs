@@ -1,0 +1,96 @@
+//! Where every frame is stored.
+//!
+//! The archive is the consumer that must receive every frame: an acknowledgement promises that a
+//! frame is stored, so nothing here may drop one. [`consumer`] takes the processor's batches and
+//! applies the sync policy, the bound on what is written and not yet durable, and the handling of
+//! failed writes; an [`ArchiveSink`] stores them. The durable sink writes CRC-checked segment files
+//! ([`segment`] is their format, [`writer`] appends, [`disk`] syncs and rolls over on a thread of
+//! its own, [`recovery`] reads them back at start); [`tools`] are the operators' `verify`,
+//! `inspect` and `repair`. [`open`] is how a daemon gets its archive and where each source resumes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{ArchiveConfig, ArchiveKind};
+use crate::ingest::ledger::{ResumePoint, SourceKey};
+use crate::pipeline::batch::Batch;
+
+pub mod consumer;
+mod disk;
+mod recovery;
+pub mod segment;
+pub mod sequence_set;
+pub mod tools;
+pub mod writer;
+
+pub use consumer::{ArchiveConsumer, ArchiveSettings};
+pub use writer::SegmentSink;
+
+/// Opens the archive the config names: the durable segment archive, recovered from its newest
+/// segment, with every source's resume point; or the counting sink, which remembers nothing.
+pub fn open(
+    config: &ArchiveConfig,
+) -> io::Result<(Box<dyn ArchiveSink>, HashMap<SourceKey, ResumePoint>)> {
+    Ok(match config.kind {
+        ArchiveKind::Segments => {
+            let (sink, resume) = SegmentSink::open(config)?;
+            (Box::new(sink), resume)
+        }
+        ArchiveKind::Count => (Box::new(CountingSink::default()), HashMap::new()),
+    })
+}
+
+/// A boxed future, the return type of [`ArchiveSink`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where archived frames go.
+pub trait ArchiveSink: Send + 'static {
+    /// Writes a group of batches, in order. `Ok` means they will be stored once [`Self::sync`]
+    /// (or nothing, for a sink without a sync) has covered them. `Err` means none of the group was
+    /// written (a sink cuts a partial write back): the consumer offers the same batches again.
+    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>>;
+
+    /// Starts making everything written so far durable. The future completes once it is, and
+    /// does not hold the sink: writes go on while the disk syncs.
+    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Called once after the last batch, when the pipeline has drained.
+    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// When written frames count as stored, and so may be acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// After an `fsync` of the group that holds them.
+    EveryBatch,
+    /// After the next periodic `fsync`, at most this long after they were written.
+    Interval(Duration),
+    /// As soon as they are written to the operating system (lost if the machine crashes).
+    Never,
+}
+
+/// Keeps nothing but the count: for tests, benchmarks and deployments that need no archive.
+#[derive(Debug, Default)]
+pub struct CountingSink {
+    frames: u64,
+}
+
+impl ArchiveSink for CountingSink {
+    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+        self.frames += batches.iter().map(|b| b.len() as u64).sum::<u64>();
+        Box::pin(async { Ok(()) })
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        tracing::info!(frames = self.frames, "archive closed");
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,109 @@
+//! Recovery: what a start reads back from the archive, so that every source resumes exactly once.
+//!
+//! Only the newest segment is read: every segment begins with a checkpoint of each source's
+//! watermark and the frames stored above it, so the newest one knows everything (a segment takes
+//! its name only once the one before it is durable). A crash can damage nothing but the end of
+//! that segment: a torn tail is cut and logged, damage in the middle stops the start (the operator
+//! runs `aggregator archive repair`), and a segment a crash left unnamed held nothing acknowledged
+//! and is deleted. The frames stored contiguously right above a source's watermark are all stored,
+//! so its resume point passes them: an acknowledgement sent before a crash may have passed them
+//! without its WATERMARK reaching the disk.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::disk;
+use super::segment::{self, with_path, Entry};
+use super::writer::Tracked;
+use crate::ingest::ledger::{ResumePoint, SourceKey};
+
+/// Deletes what an unclean stop left unnamed, reads the newest segment (cutting a torn tail, and
+/// giving back the blocks it had reserved), and returns what the archive knows of each source with
+/// the index the next segment takes.
+pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, u64)> {
+    // Nothing in a segment that never got its name was acknowledged.
+    for (_, staged) in segment::list_staged(dir)? {
+        fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
+        tracing::warn!(
+            segment = %staged.display(),
+            "archive: deleted a segment an unclean stop left unnamed"
+        );
+    }
+    let Some((index, path)) = segment::list_segments(dir)?.pop() else {
+        return Ok((HashMap::new(), 1));
+    };
+    let next_index = index.checked_add(1).ok_or_else(|| {
+        let why = "the segment index is at its limit: move the archive aside";
+        with_path(io::Error::other(why), &path, "cannot start a segment after")
+    })?;
+    let sources = read_newest(&path)?;
+    tracing::info!(
+        segment = %path.display(),
+        sources = sources.len(),
+        "archive: recovered resume points from the newest segment"
+    );
+    Ok((sources, next_index))
+}
+
+/// Each source's watermark and the frames stored above it, from one read of the segment, a window
+/// at a time (it may be `segment_bytes` long).
+fn read_newest(path: &Path) -> io::Result<HashMap<SourceKey, Tracked>> {
+    let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
+    // Watermarks may come after what they cover; the stored are pruned at the end.
+    let cut = segment::repair_tail(path, |_, entry| {
+        let tracked = sources.entry(entry.source()).or_default();
+        match entry {
+            Entry::Frame(frame) => tracked.above.insert_run(frame.sequence, frame.sequence),
+            Entry::Stored { first, last, .. } => tracked.above.insert_run(first, last),
+            Entry::Watermark { acked, .. } => {
+                tracked.watermark = tracked.watermark.max(Some(acked));
+            }
+        }
+    })?;
+    if let Some(cut) = cut {
+        tracing::warn!(
+            segment = %path.display(),
+            bytes = cut,
+            "archive: truncated a torn tail left by an unclean stop"
+        );
+    }
+    give_back_reservation(path)?;
+    for tracked in sources.values_mut() {
+        if let Some(acked) = tracked.watermark {
+            tracked.above.remove_through(acked);
+        }
+        tracked.extend_watermark();
+    }
+    Ok(sources)
+}
+
+/// A daemon stopped without closing left the blocks it reserved for this segment.
+fn give_back_reservation(path: &Path) -> io::Result<()> {
+    let newest = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|err| with_path(err, path, "cannot open"))?;
+    let len = newest
+        .metadata()
+        .map_err(|err| with_path(err, path, "cannot read the length of"))?
+        .len();
+    disk::trim(&newest, path, len)
+}
+
+/// Every recovered source's resume point, with the ledger its connections will continue; the
+/// archive keeps that ledger too, to write the source's watermark as its acknowledgement moves.
+pub(super) fn resume_points(
+    sources: &mut HashMap<SourceKey, Tracked>,
+) -> HashMap<SourceKey, ResumePoint> {
+    sources
+        .iter_mut()
+        .map(|(key, tracked)| {
+            let point = ResumePoint::recovered(tracked.watermark, tracked.above.clone());
+            tracked.ledger = Some(Arc::clone(&point.ledger));
+            (*key, point)
+        })
+        .collect()
+}
