@@ -1,0 +1,144 @@
+//! The handshake: the first message must be a valid HELLO for this listener, within
+//! `handshake_timeout`.
+//!
+//! Every way it can fail is a [`Refusal`], sent as one REFUSED with its reason, logged and counted
+//! in one place ([`refuse`]): as a protocol error when the peer broke the protocol, as a refused
+//! connection when it asked for something the daemon will not give.
+
+use std::ops::ControlFlow;
+
+use bytes::Buf;
+use tokio::time::{sleep_until, Instant};
+
+use super::wire::Wire;
+use super::Shared;
+use crate::ingest::protocol::{
+    walk_messages, ClientMessage, Hello, MessageView, ProtocolError, RefuseReason, ServerMessage,
+    VERSION,
+};
+use crate::pipeline::frame::SourceKind;
+
+/// Why a connection is not served.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// Refused with this reason and detail.
+    Refuse(RefuseReason, String),
+    /// The peer went away before a HELLO: there is no one to tell.
+    Gone,
+}
+
+impl Refusal {
+    fn expected_hello(err: impl std::fmt::Display) -> Refusal {
+        Refusal::Refuse(
+            RefuseReason::HelloExpected,
+            format!("expected HELLO: {err}"),
+        )
+    }
+}
+
+/// Waits for a valid hello and consumes it from the read buffer; anything the source sent behind
+/// it stays there for the ingest loop.
+pub(super) async fn handshake(
+    wire: &mut Wire,
+    listener: SourceKind,
+    shared: &Shared,
+) -> Result<Hello, Refusal> {
+    let hello = match first_message(wire, shared).await? {
+        Ok(MessageView::Hello(hello)) => hello,
+        Ok(MessageView::Data { .. }) => return Err(Refusal::expected_hello("DATA before HELLO")),
+        Err(err) => return Err(Refusal::expected_hello(err)),
+    };
+    if hello.version != VERSION {
+        let detail = format!(
+            "protocol version {} is not supported (this daemon speaks {VERSION})",
+            hello.version
+        );
+        return Err(Refusal::Refuse(RefuseReason::UnsupportedVersion, detail));
+    }
+    if hello.kind != listener {
+        let detail = format!(
+            "a {} source cannot connect to the {} listener",
+            hello.kind.as_str(),
+            listener.as_str()
+        );
+        return Err(Refusal::Refuse(RefuseReason::WrongKind, detail));
+    }
+    Ok(hello)
+}
+
+/// Reads until the first whole message, and decodes it.
+async fn first_message(
+    wire: &mut Wire,
+    shared: &Shared,
+) -> Result<Result<MessageView, ProtocolError>, Refusal> {
+    let cfg = &shared.config.connection;
+    let deadline = Instant::now() + cfg.handshake_timeout;
+    loop {
+        let mut first = None;
+        let walk = walk_messages(&wire.buf, cfg.max_frame_length, |_, body| {
+            first = Some(ClientMessage::view(body));
+            ControlFlow::Break(())
+        });
+        if let Some(first) = first {
+            wire.buf.advance(walk.end);
+            return Ok(first);
+        }
+        if let Some(err) = walk.oversize {
+            return Err(Refusal::expected_hello(err));
+        }
+        let read = tokio::select! {
+            _ = shared.drain.cancelled() => {
+                let detail = "the daemon is shutting down".to_string();
+                return Err(Refusal::Refuse(RefuseReason::ShuttingDown, detail));
+            }
+            _ = sleep_until(deadline) => {
+                let detail = format!("no HELLO within {} ms", cfg.handshake_timeout.as_millis());
+                return Err(Refusal::Refuse(RefuseReason::HandshakeTimeout, detail));
+            }
+            read = wire.read_small() => read,
+        };
+        match read {
+            Ok(0) if wire.buf.is_empty() => {
+                tracing::debug!("closed before sending a HELLO");
+                return Err(Refusal::Gone);
+            }
+            Ok(0) => {
+                let buffered = wire.buf.len();
+                return Err(Refusal::expected_hello(ProtocolError::Truncated {
+                    buffered,
+                }));
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(error = %err, "read failed before the HELLO");
+                return Err(Refusal::Gone);
+            }
+        }
+    }
+}
+
+/// Sends a refusal, logs it and counts it, and closes the connection.
+pub(super) async fn refuse(wire: &mut Wire, shared: &Shared, refusal: Refusal) {
+    if let Refusal::Refuse(reason, detail) = refusal {
+        if is_protocol_error(reason) {
+            shared.stats.protocol_error();
+        } else {
+            shared.stats.refused();
+        }
+        tracing::warn!(%reason, %detail, "connection refused");
+        wire.send(&ServerMessage::Refused { reason, detail }).await;
+    }
+    wire.close().await;
+}
+
+/// Whether the peer broke the protocol, rather than asked for something the daemon will not give.
+fn is_protocol_error(reason: RefuseReason) -> bool {
+    match reason {
+        RefuseReason::HelloExpected | RefuseReason::HandshakeTimeout => true,
+        RefuseReason::UnsupportedVersion
+        | RefuseReason::WrongKind
+        | RefuseReason::DuplicateSource
+        | RefuseReason::TooManyConnections
+        | RefuseReason::ShuttingDown => false,
+    }
+}

@@ -1,0 +1,361 @@
+//! One source connection: handshake, ingest with backpressure, acknowledgements, and the close.
+//!
+//! A connection reads its socket only when everything it read before has been admitted into the
+//! fan-in. When the pipeline is saturated it stops reading, the kernel's receive buffer fills, and
+//! TCP flow control slows the sender: that is the whole backpressure path. How much it reads at a
+//! time, and when its turn comes with many busy sources, is the read credits' business
+//! ([`crate::ingest::read_credit`]), which bound the read buffers of all connections together.
+//!
+//! Each read is decoded at once into batches; the emergency batches of a read are admitted before
+//! its routine ones, into their own lane, so an emergency is never held behind its own source's
+//! blocked routine frames.
+//!
+//! Every frame decoded from the socket (and not a duplicate) is accepted: whatever ends the
+//! connection, be it the drain, the peer closing, or bad input, what was accepted is admitted,
+//! processed and archived, and the last message on the connection says up to which sequence.
+//!
+//! The rooms: [`wire`] (the socket and every write), [`handshake`] (the HELLO and every refusal),
+//! [`intake`] (reads into batches and ledger runs), [`acks`] (ACK pacing); this file runs the
+//! connection from its registration to its close.
+
+mod acks;
+mod handshake;
+mod intake;
+mod wire;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ingest::protocol::{CloseReason, ProtocolError, RefuseReason, ServerMessage, VERSION};
+use crate::ingest::read_credit::ReadCredits;
+use crate::ingest::router::{RegisterError, Registration, RouterHandle};
+use crate::ingest::source::Source;
+use crate::ops::stats::Stats;
+use crate::pipeline::frame::SourceKind;
+use acks::Acks;
+use handshake::{handshake, refuse, Refusal};
+use intake::Intake;
+use wire::Wire;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Arc<Config>,
+    pub router: RouterHandle,
+    pub stats: Stats,
+    pub drain: CancellationToken,
+    /// Cancelled by the archive when it gives up on frames it cannot store (a drain during a disk
+    /// outage): connections stop waiting for their acknowledgement.
+    pub storage_lost: CancellationToken,
+    pub read_credits: ReadCredits,
+}
+
+/// Why an accepted connection ended.
+#[derive(Debug)]
+enum Ending {
+    Shutdown,
+    EndOfStream,
+    Idle,
+    Protocol(ProtocolError),
+    UnexpectedHello,
+    Io(io::Error),
+    PipelineClosed,
+}
+
+impl Ending {
+    fn close_reason(&self) -> CloseReason {
+        match self {
+            Ending::Shutdown | Ending::PipelineClosed => CloseReason::Shutdown,
+            Ending::EndOfStream | Ending::Io(_) => CloseReason::EndOfStream,
+            Ending::Idle => CloseReason::IdleTimeout,
+            Ending::Protocol(err) => err.close_reason(),
+            Ending::UnexpectedHello => CloseReason::UnexpectedMessage,
+        }
+    }
+
+    fn detail(&self, config: &Config) -> String {
+        match self {
+            Ending::Shutdown | Ending::PipelineClosed => "the daemon is shutting down".into(),
+            Ending::EndOfStream => "end of stream".into(),
+            Ending::Idle => format!(
+                "nothing received for {} ms",
+                config.connection.idle_timeout.as_millis()
+            ),
+            Ending::Protocol(err) => err.to_string(),
+            Ending::UnexpectedHello => "a second HELLO on an open connection".into(),
+            Ending::Io(err) => err.to_string(),
+        }
+    }
+}
+
+/// Serves one accepted TCP connection on the listener for `listener` sources.
+#[tracing::instrument(name = "conn", skip_all, fields(%peer, listener = listener.as_str(), source_id))]
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: SourceKind,
+    shared: Arc<Shared>,
+) {
+    let mut wire = Wire::new(stream, &shared);
+
+    let hello = match handshake(&mut wire, listener, &shared).await {
+        Ok(hello) => hello,
+        Err(refusal) => return refuse(&mut wire, &shared, refusal).await,
+    };
+    tracing::Span::current().record("source_id", hello.source_id);
+
+    let registration = match shared
+        .router
+        .register(hello.source_id, hello.kind, peer)
+        .await
+    {
+        Ok(registration) => registration,
+        Err(err) => {
+            let reason = match err {
+                RegisterError::Duplicate { .. } => RefuseReason::DuplicateSource,
+                RegisterError::ShuttingDown => RefuseReason::ShuttingDown,
+            };
+            return refuse(&mut wire, &shared, Refusal::Refuse(reason, err.to_string())).await;
+        }
+    };
+    wire.send(&ServerMessage::Welcome {
+        version: VERSION,
+        resume_after: registration.source.last_acked(),
+    })
+    .await;
+
+    let key = (registration.source.kind, registration.source.id);
+    let source = Arc::clone(&registration.source);
+    let (end, ack_sent) = stream_frames(&mut wire, registration, &shared).await;
+    finish(&mut wire, &source, ack_sent, end, &shared).await;
+    let _ = shared.router.deregister(key).await;
+}
+
+/// Refuses a connection the listener will not serve (it is at its connection limit) before any
+/// HELLO is read, through the same REFUSED, log line, counter and lingering close as every refusal.
+#[tracing::instrument(name = "conn", skip_all, fields(%peer, listener = listener.as_str()))]
+pub(crate) async fn refuse_over_limit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: SourceKind,
+    limit: usize,
+    shared: Arc<Shared>,
+) {
+    let mut wire = Wire::new(stream, &shared);
+    let detail = format!("the listener is at its limit of {limit} connections");
+    let refusal = Refusal::Refuse(RefuseReason::TooManyConnections, detail);
+    refuse(&mut wire, &shared, refusal).await;
+}
+
+/// The ingest loop. Returns why it ended and the last acknowledgement sent.
+async fn stream_frames(
+    wire: &mut Wire,
+    registration: Registration,
+    shared: &Shared,
+) -> (Ending, Option<u64>) {
+    let cfg = &shared.config;
+    let Registration {
+        source,
+        ingress,
+        already_stored,
+    } = registration;
+    let mut intake = Intake {
+        source: Arc::clone(&source),
+        stats: shared.stats.clone(),
+        max_batch: cfg.pipeline.max_batch_frames,
+        // Frames of an earlier connection may still be on their way to the archive: their resent
+        // copies are duplicates too.
+        last_sequence: source.ledger().accepted(),
+        already_stored,
+    };
+    let mut acks = Acks {
+        shared,
+        sent: source.last_acked(),
+        next_send: Instant::now(),
+    };
+    let mut turn = shared.read_credits.turn();
+    let idle_timeout = cfg.connection.idle_timeout;
+    let max_frame_length = cfg.connection.max_frame_length;
+    // Whatever the source sent right behind its HELLO.
+    let mut end = intake.take(&mut wire.buf, max_frame_length, &ingress).err();
+    let mut last_activity = Instant::now();
+    // Pinned once: a fresh `cancelled()` per pass would join and leave the token's waiter list
+    // every time.
+    let drain = shared.drain.cancelled();
+    tokio::pin!(drain);
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    // One timer, re-armed only when an earlier wake-up is needed: registering a fresh timer on
+    // every pass would cost more than the batch it paces.
+    let recheck_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(recheck_timer);
+    let mut recheck_armed = false;
+
+    loop {
+        if let Some(at) = acks.update(wire, &source, recheck_armed).await {
+            if !recheck_armed || at < recheck_timer.deadline() {
+                recheck_timer.as_mut().reset(at);
+                recheck_armed = true;
+            }
+        }
+        let staged = ingress.has_staged();
+        if !staged {
+            turn.release(&mut wire.buf);
+            if end.is_some() {
+                break;
+            }
+        }
+        let reading = end.is_none() && !staged;
+        tokio::select! {
+            biased;
+            _ = &mut drain, if end.is_none() => end = Some(Ending::Shutdown),
+            // Waiting for room is not idleness: the idle clock restarts once all is admitted.
+            _ = ingress.drained(), if staged => last_activity = Instant::now(),
+            read = wire.read_turn(&mut turn), if reading => match read {
+                Ok(0) if wire.buf.is_empty() => end = Some(Ending::EndOfStream),
+                Ok(0) => end = Some(Ending::Protocol(ProtocolError::Truncated { buffered: wire.buf.len() })),
+                Ok(_) => {
+                    last_activity = Instant::now();
+                    end = intake.take(&mut wire.buf, max_frame_length, &ingress).err();
+                }
+                Err(err) => end = Some(Ending::Io(err)),
+            },
+            _ = &mut recheck_timer, if recheck_armed => recheck_armed = false,
+            // Waiting in line for a read credit is not idleness either, nor is a source waiting
+            // for the acknowledgement of what it sent (a slow or failing disk).
+            _ = &mut idle, if reading && !turn.is_waiting() => {
+                if !source.is_settled() {
+                    last_activity = Instant::now();
+                }
+                let quiet_until = last_activity + idle_timeout;
+                if Instant::now() >= quiet_until {
+                    end = Some(Ending::Idle);
+                } else {
+                    idle.as_mut().reset(quiet_until);
+                }
+            }
+        }
+    }
+    drop(ingress);
+    let end = end.unwrap_or(Ending::PipelineClosed);
+    (end, acks.sent)
+}
+
+/// Waits (within the drain deadline) until everything accepted is stored, then sends the final
+/// acknowledgement and the CLOSE, and logs why the connection ended.
+async fn finish(
+    wire: &mut Wire,
+    source: &Source,
+    ack_sent: Option<u64>,
+    end: Ending,
+    shared: &Shared,
+) {
+    let cfg = &shared.config;
+    let stored = wait_until_stored(source, shared).await;
+    let acked = source.last_acked();
+    if let Some(sequence) = acked.filter(|_| acked != ack_sent) {
+        wire.send(&ServerMessage::Ack { sequence }).await;
+    }
+    let mut detail = end.detail(cfg);
+    let mut reason = end.close_reason();
+    match &end {
+        Ending::Shutdown | Ending::PipelineClosed => {
+            tracing::debug!(acked = ?acked, "connection drained")
+        }
+        Ending::EndOfStream => {
+            tracing::info!(acked = ?acked, "source closed the connection")
+        }
+        Ending::Io(err) => tracing::info!(error = %err, acked = ?acked, "connection lost"),
+        Ending::Idle | Ending::Protocol(_) | Ending::UnexpectedHello => {
+            shared.stats.protocol_error();
+            tracing::warn!(reason = %detail, acked = ?acked, "closing connection on bad input");
+        }
+    }
+    // Bad input is what the source must hear of; otherwise, that what it sent was not all stored.
+    if !stored && !matches!(end, Ending::Protocol(_) | Ending::UnexpectedHello) {
+        reason = CloseReason::StorageUnavailable;
+        detail = format!("{detail}; frames above the final acknowledgement were not stored");
+    }
+    wire.send(&ServerMessage::Close {
+        reason,
+        final_ack: acked,
+        detail,
+    })
+    .await;
+    wire.close().await;
+}
+
+/// Waits until every frame the source sent is stored; `false` when the archive gave up on them,
+/// or the drain deadline passed, first.
+async fn wait_until_stored(source: &Source, shared: &Shared) -> bool {
+    let deadline = shared.config.shutdown.drain_deadline;
+    let give_up = tokio::time::sleep(deadline);
+    tokio::pin!(give_up);
+    loop {
+        let changed = source.ledger().changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if source.is_settled() {
+            return true;
+        }
+        tokio::select! {
+            _ = changed => {}
+            _ = shared.storage_lost.cancelled() => {
+                tracing::warn!(
+                    acked = ?source.last_acked(),
+                    "the archive cannot store this source's last frames; closing without their acknowledgement"
+                );
+                return source.is_settled();
+            }
+            _ = &mut give_up => {
+                tracing::error!(
+                    acked = ?source.last_acked(),
+                    deadline_ms = deadline.as_millis() as u64,
+                    "frames still unstored after the drain deadline; closing without their acknowledgement"
+                );
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::read_credit::ReadCredits;
+    use crate::pipeline::fan_in::priority_fan_in;
+    use tokio::net::TcpListener;
+
+    /// Every connection's future lives as long as the connection: with 10,000 sources each
+    /// kilobyte of it is ten megabytes. (A 4 KiB array in the close once made it 5 KiB.)
+    #[tokio::test]
+    async fn a_connection_future_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let stats = Stats::new();
+        let (ingress, _fan_in) = priority_fan_in(64, 64, 256, stats.clone());
+        let drain = CancellationToken::new();
+        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), Default::default());
+        let shared = Arc::new(Shared {
+            config: Arc::new(Config::default()),
+            router,
+            stats,
+            drain,
+            storage_lost: CancellationToken::new(),
+            read_credits: ReadCredits::new(1, 1),
+        });
+        let future = serve(stream, peer, SourceKind::LiveUplink, shared);
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 2048, "the connection future is {size} bytes");
+    }
+}

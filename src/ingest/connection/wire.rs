@@ -1,0 +1,108 @@
+//! The socket halves, the read buffer, and every write the daemon makes on a connection.
+//!
+//! Writes have patience: a peer that does not read for `idle_timeout` counts as gone, and once the
+//! drain has started a write gets a quarter of the drain deadline, so that a peer that never
+//! reads cannot hold the drain past its deadline. The close lingers to read what the peer still
+//! sends, since closing a socket with unread input resets it, and a reset can destroy the very
+//! CLOSE that tells the source which frames were accepted.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::ingest::protocol::ServerMessage;
+use crate::ingest::read_credit::{make_room, ReadTurn, SMALL_READ};
+
+/// How long a closing connection waits for the peer to close its side.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// The socket halves and the read buffer, with the writes the daemon makes.
+pub(super) struct Wire {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    pub(super) buf: BytesMut,
+    /// How long a peer may keep a write waiting before it counts as gone.
+    write_timeout: Duration,
+    /// Once the drain has started, what is left of a write's patience: a peer that does not read
+    /// must not hold the drain past its deadline.
+    drain: CancellationToken,
+    drain_write_budget: Duration,
+    /// Set after a failed or abandoned write: the peer is gone (or the stream is cut mid-message),
+    /// so nothing more is written.
+    writer_broken: bool,
+}
+
+impl Wire {
+    pub(super) fn new(stream: TcpStream, shared: &Shared) -> Wire {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        Wire {
+            reader,
+            writer,
+            buf: BytesMut::new(),
+            write_timeout: shared.config.connection.idle_timeout,
+            drain: shared.drain.clone(),
+            drain_write_budget: shared.config.shutdown.drain_deadline / 4,
+            writer_broken: false,
+        }
+    }
+
+    pub(super) async fn send(&mut self, message: &ServerMessage) {
+        let mut out = BytesMut::with_capacity(64);
+        message.encode(&mut out);
+        self.write(&out).await;
+    }
+
+    async fn write(&mut self, bytes: &[u8]) {
+        if self.writer_broken {
+            return;
+        }
+        let budget = self.drain_write_budget;
+        let write = self.writer.write_all(bytes);
+        tokio::pin!(write);
+        let written = tokio::select! {
+            biased;
+            written = timeout(self.write_timeout, &mut write) => written,
+            _ = self.drain.cancelled() => timeout(budget, &mut write).await,
+        };
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::debug!("peer stopped reading; no further messages sent");
+            self.writer_broken = true;
+        }
+    }
+
+    /// Shuts the sending side, then reads and discards until the peer closes too (or briefly
+    /// gives up). Closing a socket that still has unread input makes the kernel reset the
+    /// connection, and a reset can destroy the REFUSED or CLOSE still on its way to the peer: the
+    /// very message that tells it which frames were accepted.
+    pub(super) async fn close(&mut self) {
+        if !self.writer_broken {
+            let _ = timeout(self.drain_write_budget, self.writer.shutdown()).await;
+        }
+        // On the heap: an array here would sit in every connection's future for its whole life.
+        let mut scratch = vec![0u8; 4096];
+        let drain_input = async { while let Ok(1..) = self.reader.read(&mut scratch).await {} };
+        let _ = timeout(self.drain_write_budget.min(LINGER), drain_input).await;
+    }
+
+    /// Reads a small buffer's worth: the handshake, before the connection has a place in the
+    /// read line.
+    pub(super) async fn read_small(&mut self) -> io::Result<usize> {
+        make_room(&mut self.buf, SMALL_READ);
+        let spare = self.buf.capacity() - self.buf.len();
+        let mut limited = (&mut self.reader).take(spare.min(SMALL_READ) as u64);
+        limited.read_buf(&mut self.buf).await
+    }
+
+    /// Reads when `turn` allows, as much as it allows.
+    pub(super) async fn read_turn(&mut self, turn: &mut ReadTurn) -> io::Result<usize> {
+        turn.read(&mut self.reader, &mut self.buf).await
+    }
+}
