@@ -13,7 +13,7 @@ use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{self, Counts, DrainInfo, PROBE_SOURCE_ID};
-use crate::server::{Running, Shared};
+use crate::serving::{Running, Shared};
 
 /// The real sink, wrapped: counts what the archive receives (readable from outside) and takes the
 /// latency samples. Every batch passes here, so no sample is lost, and each carries the instant

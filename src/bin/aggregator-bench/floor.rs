@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{Counts, MAX_FRAME_LENGTH, PROBE_SOURCE_ID, READ_BUFFER};
-use crate::server::{read_more, Running, Shared};
+use crate::serving::{read_more, Running, Shared};
 
 #[derive(Debug, Default)]
 struct Totals {

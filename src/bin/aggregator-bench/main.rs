@@ -15,19 +15,23 @@
 //! Unix nanoseconds, the clock the two processes share. See `BENCHMARKS.md` for results.
 //!
 //! # Layout
-//! - `orchestrate`: the parent: children, measurement windows, the scale, drain and churn runs.
+//! - `orchestrate`: the parent: measurement windows, the scale, drain, restart and churn runs.
+//! - `child`: the children of a run (server variants, load client): starting, asking, stopping.
+//! - `results`: what the runs measure, as data, between the runs and the report.
 //! - `load`: the load client: saturating uplinks and the 1 ms probe.
 //! - `churn`: the churn client: sources that connect once, are acknowledged in full, and leave.
 //! - `throttle`: the throttle run: the durable daemon with a write limit on its archive's disk.
 //! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
 //! - `server`: the server role: control over stdin, SIGTERM, the final report.
+//! - `serving`: what the server variants share with the role.
 //! - `floor`, `reference`, `daemon`: the three server variants.
 //! - `control`: the messages between processes and the shared measurements.
 //! - `report`: medians, ratios, targets, the table and the JSON summary.
 
 mod acks;
 mod blkio;
+mod child;
 mod churn;
 mod control;
 mod daemon;
@@ -37,7 +41,9 @@ mod orchestrate;
 mod reference;
 mod report;
 mod restart;
+mod results;
 mod server;
+mod serving;
 mod throttle;
 
 use std::net::SocketAddr;
@@ -262,7 +268,7 @@ fn bench(cli: Cli) -> ExitCode {
     let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
     // Only one run, and none of the others.
     let only = cli.churn_only || cli.throttle_only;
-    let plan = orchestrate::Plan {
+    let plan = results::Plan {
         runs: if cli.smoke { 1 } else { cli.runs.max(1) },
         warmup: secs(cli.warmup.unwrap_or(if cli.smoke { 0.3 } else { 1.0 })),
         measure: secs(cli.duration.unwrap_or(if cli.smoke { 0.7 } else { 3.0 })),

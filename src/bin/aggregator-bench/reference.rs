@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{Counts, MAX_FRAME_LENGTH, PROBE_SOURCE_ID, READ_BUFFER};
-use crate::server::{read_more, Running, Shared};
+use crate::serving::{read_more, Running, Shared};
 
 #[derive(Debug, Clone)]
 pub enum FramePriority {

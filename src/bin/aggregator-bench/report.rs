@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::orchestrate::{ChurnResult, DrainResult, Measured, Plan, RestartResult, RunResult};
-use crate::throttle::{ThrottleResult, Throttled};
+use crate::results::{
+    ChurnResult, DrainResult, Measured, Plan, RestartResult, RunResult, ThrottleResult, Throttled,
+};
 use crate::Variant;
 
 /// Median and range of one metric over the runs.
@@ -138,57 +139,6 @@ pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-/// The machine's CPU time so far: the `cpu` line of `/proc/stat`, in clock ticks over all CPUs.
-///
-/// On a virtual machine the host may give this machine's CPUs to other guests for a while; the
-/// guest sees that time as steal. A window measured then is slower than the machine, so each
-/// window records the steal and the idle time around it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CpuTimes {
-    total: u64,
-    idle: u64,
-    steal: u64,
-}
-
-impl CpuTimes {
-    /// `None` where `/proc/stat` is missing or not as Linux writes it.
-    pub fn read() -> Option<CpuTimes> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        CpuTimes::parse(stat.lines().next()?)
-    }
-
-    /// `cpu user nice system idle iowait irq softirq steal [guest guest_nice]`; guest time is
-    /// already in user and nice.
-    fn parse(line: &str) -> Option<CpuTimes> {
-        let mut fields = line.split_whitespace();
-        if fields.next() != Some("cpu") {
-            return None;
-        }
-        let ticks: Vec<u64> = fields
-            .take(8)
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .ok()?;
-        let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
-            return None;
-        };
-        Some(CpuTimes {
-            total: user + nice + system + idle + iowait + irq + softirq + steal,
-            idle: idle + iowait,
-            steal,
-        })
-    }
-
-    /// Percent of the machine's time from `self` to `later` that was idle (waiting for I/O
-    /// included), and that the host gave to others (steal).
-    pub fn shares_until(&self, later: &CpuTimes) -> Option<(f64, f64)> {
-        let total = later.total.checked_sub(self.total).filter(|&t| t > 0)? as f64;
-        let idle = later.idle.checked_sub(self.idle)? as f64;
-        let steal = later.steal.checked_sub(self.steal)? as f64;
-        Some((100.0 * idle / total, 100.0 * steal / total))
-    }
 }
 
 /// A daemon variant's throughput over the floor's and the reference's at one payload (medians).
@@ -801,36 +751,5 @@ fn render_churn(o: &mut String, c: &ChurnResult) {
     );
     if let Some(err) = &c.client.first_error {
         let _ = writeln!(o, "\nfirst failure of a churn source: {err}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::CpuTimes;
-
-    #[test]
-    fn the_machine_s_idle_and_steal_shares_come_from_the_cpu_line() {
-        let before =
-            CpuTimes::parse("cpu  3222961 12928 1323968 4669376 167785 0 402234 30739 0 0")
-                .expect("a Linux cpu line");
-        let after = CpuTimes::parse("cpu  3223164 12928 1324143 4669615 167785 0 402335 30856 0 0")
-            .expect("a Linux cpu line");
-        // 835 ticks: user 203, system 175, idle 239, softirq 101, steal 117 (guest time is in
-        // user already, so the last two fields are not added).
-        let (idle, steal) = before.shares_until(&after).expect("time passed");
-        assert!((idle - 100.0 * 239.0 / 835.0).abs() < 1e-9, "idle {idle}");
-        assert!(
-            (steal - 100.0 * 117.0 / 835.0).abs() < 1e-9,
-            "steal {steal}"
-        );
-        assert_eq!(after.shares_until(&after), None, "no time passed");
-        assert_eq!(after.shares_until(&before), None, "a counter went back");
-    }
-
-    #[test]
-    fn a_cpu_line_not_as_linux_writes_it_gives_nothing() {
-        assert_eq!(CpuTimes::parse("cpu0 1 2 3 4 5 6 7 8"), None);
-        assert_eq!(CpuTimes::parse("cpu 1 2 3 4 5 6 7"), None);
-        assert_eq!(CpuTimes::parse("cpu 1 2 3 four 5 6 7 8"), None);
     }
 }

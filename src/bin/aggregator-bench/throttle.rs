@@ -18,11 +18,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::blkio::WriteThrottle;
-use crate::control::{self, Counts, LatencySummary};
-use crate::orchestrate::{self, ChildProc, DrainResult, Plan};
+use crate::child::{self, ChildProc};
+use crate::control::{self, Counts};
+use crate::results::{Plan, ThrottleResult, Throttled};
 use crate::Variant;
 
 /// Payload bytes per frame, as in the issue.
@@ -31,49 +30,11 @@ pub const PAYLOAD: usize = 1024;
 const POLL: Duration = Duration::from_millis(100);
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// The throttle run, measured or skipped.
-#[derive(Debug, Clone, Serialize)]
-pub struct ThrottleResult {
-    /// The write limit on the archive's disk.
-    pub mib_per_s: f64,
-    pub sources: usize,
-    pub payload: usize,
-    /// Why the disk could not be throttled here; nothing was measured then.
-    pub skipped: Option<String>,
-    pub measured: Option<Throttled>,
-}
-
-/// What the throttled run measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct Throttled {
-    /// The archive's disk, `MAJ:MIN`, and the daemon's cgroup (removed since).
-    pub device: String,
-    pub cgroup: String,
-    /// The window, on the load client's clock.
-    pub window_s: f64,
-    pub frames_acked: u64,
-    pub acked_frames_per_s: f64,
-    /// Payload the ACKs covered, in MiB/s, and that over the throttle.
-    pub acked_mib_per_s: f64,
-    pub acked_over_throttle: f64,
-    /// What the cgroup wrote to the disk over the window, as its throttle counted it.
-    pub throttled_write_mib_per_s: Option<f64>,
-    /// Payload sent and not yet acknowledged when the window ended.
-    pub unacked_mib_at_end: f64,
-    /// From each frame's send to the ACK that covered it, for the ACKs of the window.
-    pub ack_latency: LatencySummary,
-    /// The most `archive_unsynced_bytes` and frames in flight the parent read during the window.
-    pub max_unsynced_bytes: u64,
-    pub max_in_flight: u64,
-    /// The SIGTERM at the window's end; its throughput is the daemon's processed frames.
-    pub drain: DrainResult,
-}
-
 /// Runs the durable daemon with its writes to the archive's disk limited to `mib_per_s`.
 pub fn run(exe: &Path, plan: &Plan, mib_per_s: f64) -> Result<ThrottleResult, String> {
     let sources = plan.connections;
-    let limit = orchestrate::child_limit(plan);
-    let (server, addr) = orchestrate::start_server(exe, plan, Variant::Daemon, sources, limit)?;
+    let limit = child::child_limit(plan);
+    let (server, addr) = child::start_server(exe, plan, Variant::Daemon, sources, limit)?;
     let archive = control::archive_dir(server.pid() as u32);
     let mut result = ThrottleResult {
         mib_per_s,
@@ -104,8 +65,8 @@ fn measure(
     mib_per_s: f64,
 ) -> Result<Throttled, String> {
     let sources = plan.connections;
-    let mut client = orchestrate::start_client(exe, plan, addr, sources, PAYLOAD, true)?;
-    orchestrate::wait_for_sources(&mut server, sources + 1)?;
+    let mut client = child::start_client(exe, plan, addr, sources, PAYLOAD, true)?;
+    child::wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let written_before = throttle.written_bytes();
     let acks_start = client.acks("START")?;
@@ -114,7 +75,7 @@ fn measure(
     let end = server.counts("END")?;
     let acks_end = client.acks("END")?;
     let written_after = throttle.written_bytes();
-    let drain = orchestrate::terminate(server, client, sources, PAYLOAD, &start, &end)?;
+    let drain = child::terminate(server, client, sources, PAYLOAD, &start, &end)?;
 
     let window_s = acks_end.at_ns.saturating_sub(acks_start.at_ns) as f64 / 1e9;
     let frames_acked = acks_end

@@ -1,0 +1,278 @@
+//! What the benchmark measures, as data: the plan, each run's result, and the machine's CPU times.
+//! The runs fill these in (`orchestrate`, `throttle`) and the report reads them (`report`), so
+//! neither side imports the other.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::control::{Churned, DrainInfo, LatencySummary, Recovered};
+use crate::Variant;
+
+/// What to measure and for how long.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub runs: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Saturating uplinks of the main runs (the probe connection comes on top).
+    pub connections: usize,
+    pub payloads: Vec<usize>,
+    pub variants: Vec<Variant>,
+    /// Source counts of the scale runs (64 B).
+    pub scale: Vec<usize>,
+    /// The variants the scale runs measure: `daemon`, `pipeline`.
+    pub scale_variants: Vec<Variant>,
+    pub drain: bool,
+    /// Whether to measure a restart on a full newest segment of `segment_bytes`, for the main
+    /// runs' sources and for the most sources of the scale runs.
+    pub restart: bool,
+    pub segment_bytes: u64,
+    /// Sources of the churn run, if it runs.
+    pub churn: Option<usize>,
+    /// `dashboard.stats_interval_ms` of the daemon variants' config: the churn run reads the
+    /// daemon's memory once it has had one after the last source left.
+    pub stats_interval: Duration,
+    /// The daemon variants' aggregator.toml, when not the defaults.
+    pub daemon_config: Option<PathBuf>,
+    /// The throttle run's write limit on the archive's disk, in MiB/s, if it runs.
+    pub throttle: Option<f64>,
+    /// Its measurement window.
+    pub throttle_window: Duration,
+    /// `shutdown.drain_deadline_ms` of the daemon variants' config.
+    pub drain_deadline: Duration,
+    /// `uplink.max_connections` of that config: the scale runs raise it when they need more.
+    pub uplink_limit: usize,
+}
+
+/// One measured window of one variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// `main` or `scale`.
+    pub section: &'static str,
+    pub variant: Variant,
+    pub payload: usize,
+    /// Uplinks the client opened (the probe comes on top).
+    pub sources: usize,
+    /// Sources the server had connected when the window opened (probe included).
+    pub connected: u64,
+    pub run: usize,
+    pub window_s: f64,
+    pub frames: u64,
+    pub frames_per_s: f64,
+    /// Payload megabytes (10^6 bytes) per second.
+    pub mb_per_s: f64,
+    pub cpu_ns_per_frame: f64,
+    /// Server CPU use over the window, in cores (1.0 = one core busy).
+    pub cpu_cores: f64,
+    pub peak_rss_mib: f64,
+    /// Percent of the machine's CPU time over the window that was idle, and that the host gave
+    /// to other guests (`None` without `/proc/stat`).
+    pub machine_idle_pct: Option<f64>,
+    pub host_steal_pct: Option<f64>,
+    pub probe: LatencySummary,
+    pub stream: LatencySummary,
+    /// After the server stopped: everything it processed, and what its archive received.
+    pub processed_total: u64,
+    pub archived_total: Option<u64>,
+    pub connection_errors: u64,
+    pub first_error: Option<String>,
+}
+
+/// The SIGTERM-under-load run of the daemon.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainResult {
+    pub sources: usize,
+    pub payload: usize,
+    /// Throughput in the second before the signal.
+    pub frames_per_s_before: f64,
+    pub sigterm_to_exit_ms: f64,
+    pub exit_code: Option<i32>,
+    pub report: Option<DrainInfo>,
+    /// The sink's own count and the processed counter after the drain.
+    pub archived_total: Option<u64>,
+    pub processed_total: u64,
+    /// VmHWM of the daemon over its whole run.
+    pub peak_rss_kib: u64,
+}
+
+impl DrainResult {
+    /// The daemon reported a drain that stored everything it had accepted.
+    pub fn clean(&self) -> bool {
+        self.report.is_some_and(|r| r.completed && r.lost == 0)
+    }
+}
+
+/// The restart run: recovery of an archive whose newest segment is full.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartResult {
+    pub sources: u32,
+    /// Frames in the segment (64 B payloads).
+    pub frames: u64,
+    pub recovered: Recovered,
+}
+
+/// The churn run: distinct sources, each connecting once, acknowledged in full, and gone; what the
+/// durable daemon keeps resident for them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnResult {
+    pub sources: usize,
+    pub frames_per_source: u64,
+    /// One frame in this many is an emergency.
+    pub emergency_every: u64,
+    pub payload: usize,
+    /// Sources connected at once.
+    pub at_once: usize,
+    /// What the sources saw.
+    pub client: Churned,
+    /// The daemon's VmRSS before the first source connected.
+    pub rss_before_kib: u64,
+    /// Its VmRSS once the last source had left and a stats interval and a half had passed.
+    pub rss_after_kib: u64,
+    /// Its VmHWM at the end.
+    pub peak_rss_kib: u64,
+    /// `(rss_after - rss_before) / sources`, in bytes.
+    pub resident_bytes_per_source: f64,
+    pub processed_total: u64,
+    pub archived_total: Option<u64>,
+}
+
+impl ChurnResult {
+    /// Every source had every frame acknowledged, and none failed.
+    pub fn every_frame_acknowledged(&self) -> bool {
+        let sources = self.sources as u64;
+        self.client.failed == 0
+            && self.client.acknowledged == sources
+            && self.client.frames_acknowledged == sources * self.frames_per_source
+    }
+}
+
+/// Everything [`run_plan`] measured.
+pub struct Measured {
+    pub runs: Vec<RunResult>,
+    pub drain: Option<DrainResult>,
+    pub restart: Vec<RestartResult>,
+    pub churn: Option<ChurnResult>,
+    pub throttle: Option<ThrottleResult>,
+}
+
+/// The throttle run, measured or skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThrottleResult {
+    /// The write limit on the archive's disk.
+    pub mib_per_s: f64,
+    pub sources: usize,
+    pub payload: usize,
+    /// Why the disk could not be throttled here; nothing was measured then.
+    pub skipped: Option<String>,
+    pub measured: Option<Throttled>,
+}
+
+/// What the throttled run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throttled {
+    /// The archive's disk, `MAJ:MIN`, and the daemon's cgroup (removed since).
+    pub device: String,
+    pub cgroup: String,
+    /// The window, on the load client's clock.
+    pub window_s: f64,
+    pub frames_acked: u64,
+    pub acked_frames_per_s: f64,
+    /// Payload the ACKs covered, in MiB/s, and that over the throttle.
+    pub acked_mib_per_s: f64,
+    pub acked_over_throttle: f64,
+    /// What the cgroup wrote to the disk over the window, as its throttle counted it.
+    pub throttled_write_mib_per_s: Option<f64>,
+    /// Payload sent and not yet acknowledged when the window ended.
+    pub unacked_mib_at_end: f64,
+    /// From each frame's send to the ACK that covered it, for the ACKs of the window.
+    pub ack_latency: LatencySummary,
+    /// The most `archive_unsynced_bytes` and frames in flight the parent read during the window.
+    pub max_unsynced_bytes: u64,
+    pub max_in_flight: u64,
+    /// The SIGTERM at the window's end; its throughput is the daemon's processed frames.
+    pub drain: DrainResult,
+}
+
+/// The machine's CPU time so far: the `cpu` line of `/proc/stat`, in clock ticks over all CPUs.
+///
+/// On a virtual machine the host may give this machine's CPUs to other guests for a while; the
+/// guest sees that time as steal. A window measured then is slower than the machine, so each
+/// window records the steal and the idle time around it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuTimes {
+    total: u64,
+    idle: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    /// `None` where `/proc/stat` is missing or not as Linux writes it.
+    pub fn read() -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        CpuTimes::parse(stat.lines().next()?)
+    }
+
+    /// `cpu user nice system idle iowait irq softirq steal [guest guest_nice]`; guest time is
+    /// already in user and nice.
+    fn parse(line: &str) -> Option<CpuTimes> {
+        let mut fields = line.split_whitespace();
+        if fields.next() != Some("cpu") {
+            return None;
+        }
+        let ticks: Vec<u64> = fields
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
+            return None;
+        };
+        Some(CpuTimes {
+            total: user + nice + system + idle + iowait + irq + softirq + steal,
+            idle: idle + iowait,
+            steal,
+        })
+    }
+
+    /// Percent of the machine's time from `self` to `later` that was idle (waiting for I/O
+    /// included), and that the host gave to others (steal).
+    pub fn shares_until(&self, later: &CpuTimes) -> Option<(f64, f64)> {
+        let total = later.total.checked_sub(self.total).filter(|&t| t > 0)? as f64;
+        let idle = later.idle.checked_sub(self.idle)? as f64;
+        let steal = later.steal.checked_sub(self.steal)? as f64;
+        Some((100.0 * idle / total, 100.0 * steal / total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuTimes;
+
+    #[test]
+    fn the_machine_s_idle_and_steal_shares_come_from_the_cpu_line() {
+        let before =
+            CpuTimes::parse("cpu  3222961 12928 1323968 4669376 167785 0 402234 30739 0 0")
+                .expect("a Linux cpu line");
+        let after = CpuTimes::parse("cpu  3223164 12928 1324143 4669615 167785 0 402335 30856 0 0")
+            .expect("a Linux cpu line");
+        // 835 ticks: user 203, system 175, idle 239, softirq 101, steal 117 (guest time is in
+        // user already, so the last two fields are not added).
+        let (idle, steal) = before.shares_until(&after).expect("time passed");
+        assert!((idle - 100.0 * 239.0 / 835.0).abs() < 1e-9, "idle {idle}");
+        assert!(
+            (steal - 100.0 * 117.0 / 835.0).abs() < 1e-9,
+            "steal {steal}"
+        );
+        assert_eq!(after.shares_until(&after), None, "no time passed");
+        assert_eq!(after.shares_until(&before), None, "a counter went back");
+    }
+
+    #[test]
+    fn a_cpu_line_not_as_linux_writes_it_gives_nothing() {
+        assert_eq!(CpuTimes::parse("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(CpuTimes::parse("cpu 1 2 3 4 5 6 7"), None);
+        assert_eq!(CpuTimes::parse("cpu 1 2 3 four 5 6 7 8"), None);
+    }
+}
