@@ -12,7 +12,6 @@ use serde::{Deserialize, Deserializer};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-use crate::archive::SyncPolicy;
 use crate::ingest::protocol::DATA_HEADER;
 
 /// The largest frame length the config accepts, to keep per-connection buffers sane.
@@ -310,16 +309,6 @@ impl Default for ArchiveConfig {
             sync: SyncMode::Interval,
             sync_interval: Duration::from_millis(20),
             max_unsynced_bytes: 32 * 1024 * 1024,
-        }
-    }
-}
-
-impl ArchiveConfig {
-    pub fn policy(&self) -> SyncPolicy {
-        match self.sync {
-            SyncMode::Batch => SyncPolicy::EveryBatch,
-            SyncMode::Interval => SyncPolicy::Interval(self.sync_interval),
-            SyncMode::Never => SyncPolicy::Never,
         }
     }
 }

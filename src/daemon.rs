@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink};
+use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink, SyncPolicy};
 use crate::config::Config;
 use crate::ingest::connection::Shared;
 use crate::ingest::ledger::{ResumePoint, SourceKey};
@@ -247,7 +247,7 @@ impl Daemon {
             .run(),
         );
         let settings = ArchiveSettings {
-            policy: config.archive.policy(),
+            policy: SyncPolicy::of(&config.archive),
             max_unsynced_bytes: config.archive.max_unsynced_bytes,
             drain,
             storage_lost,

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ArchiveConfig, ArchiveKind};
+use crate::config::{ArchiveConfig, ArchiveKind, SyncMode};
 use crate::ingest::ledger::{ResumePoint, SourceKey};
 use crate::pipeline::batch::Batch;
 
@@ -25,6 +25,7 @@ mod recovery;
 pub mod segment;
 pub mod sequence_set;
 pub mod tools;
+mod tracked;
 pub mod writer;
 
 pub use consumer::{ArchiveConsumer, ArchiveSettings};
@@ -75,6 +76,17 @@ pub enum SyncPolicy {
     Interval(Duration),
     /// As soon as they are written to the operating system (lost if the machine crashes).
     Never,
+}
+
+impl SyncPolicy {
+    /// The policy `archive.sync` and `archive.sync_interval_ms` ask for.
+    pub fn of(config: &ArchiveConfig) -> SyncPolicy {
+        match config.sync {
+            SyncMode::Batch => SyncPolicy::EveryBatch,
+            SyncMode::Interval => SyncPolicy::Interval(config.sync_interval),
+            SyncMode::Never => SyncPolicy::Never,
+        }
+    }
 }
 
 /// Keeps nothing but the count: for tests, benchmarks and deployments that need no archive.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::disk;
 use super::segment::{self, with_path, Entry};
-use super::writer::Tracked;
+use super::tracked::Tracked;
 use crate::ingest::ledger::{ResumePoint, SourceKey};
 
 /// Deletes what an unclean stop left unnamed, reads the newest segment (cutting a torn tail, and

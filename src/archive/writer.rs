@@ -32,70 +32,11 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use super::disk::{self, Disk, Segment};
 use super::recovery;
 use super::segment::{self, with_path, MAGIC};
-use super::sequence_set::SequenceSet;
+use super::tracked::Tracked;
 use super::{ArchiveSink, BoxFuture};
 use crate::config::ArchiveConfig;
-use crate::ingest::ledger::{Ledger, ResumePoint, SourceKey};
+use crate::ingest::ledger::{ResumePoint, SourceKey};
 use crate::pipeline::batch::Batch;
-
-/// What the archive remembers of one source between its records.
-#[derive(Debug, Default, Clone)]
-pub(super) struct Tracked {
-    /// The last WATERMARK written.
-    pub(super) watermark: Option<u64>,
-    /// Sequences written above it; pruned when the watermark moves.
-    pub(super) above: SequenceSet,
-    /// The source's ledger, to read its acknowledgement whenever a record is written: with many
-    /// sources taking turns a source may send nothing for seconds after its frames were stored
-    /// and acknowledged, and a source that resends only frames stored before a restart sends the
-    /// archive nothing at all; without the fresh watermark, each checkpoint would list all those
-    /// frames again.
-    pub(super) ledger: Option<Arc<Ledger>>,
-}
-
-impl Tracked {
-    /// Remembers the ledger a batch's source keeps.
-    fn seen(&mut self, ledger: &Arc<Ledger>) {
-        if !self
-            .ledger
-            .as_ref()
-            .is_some_and(|known| Arc::ptr_eq(known, ledger))
-        {
-            self.ledger = Some(Arc::clone(ledger));
-        }
-    }
-
-    /// The source's acknowledgement, if it moved past the last watermark written.
-    fn moved(&self) -> Option<u64> {
-        let acked = self.ledger.as_ref()?.acked()?;
-        (self.watermark < Some(acked)).then_some(acked)
-    }
-
-    /// A WATERMARK for `acked` is written.
-    fn raise_watermark(&mut self, acked: u64) {
-        if self.watermark < Some(acked) {
-            self.watermark = Some(acked);
-            self.above.remove_through(acked);
-        }
-    }
-
-    /// After recovery: frames stored contiguously right above the watermark are all stored, so
-    /// the watermark passes them. An acknowledgement sent before a crash may have passed them
-    /// without its WATERMARK reaching the disk (a source that went quiet).
-    pub(super) fn extend_watermark(&mut self) {
-        let next = match self.watermark {
-            None => 0,
-            Some(acked) => match acked.checked_add(1) {
-                Some(next) => next,
-                None => return,
-            },
-        };
-        let first_run = self.above.runs().next();
-        if let Some((_, last)) = first_run.filter(|&(first, _)| first == next) {
-            self.raise_watermark(last);
-        }
-    }
-}
 
 /// The watermarks a write carries, applied to what the archive remembers once it is written:
 /// a failed write must leave the archive's memory as it was, or a later checkpoint would list
@@ -490,7 +431,7 @@ mod tests {
     use super::segment::Entry;
     use super::*;
     use crate::config::{ArchiveKind, SyncMode};
-    use crate::ingest::ledger::Run;
+    use crate::ingest::ledger::{Ledger, Run};
     use crate::ingest::source::Source;
     use crate::pipeline::frame::{Priority, SourceKind};
     use bytes::Bytes;
