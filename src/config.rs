@@ -171,8 +171,8 @@ pub struct ConnectionConfig {
     /// their socket holds more (the `read_credit` module), so memory stays bounded whatever the
     /// number of sources. The default, 64 credits, is one for every source of the reference
     /// deployment (48 uplinks and their replay feeds) and no more: a read beyond those only waits
-    /// in the fan-in's line, holding memory. With 256 the pipeline spent about a quarter more CPU
-    /// per frame at 10,000 sources than at 48; with 64, about as much (BENCHMARKS.md).
+    /// in the fan-in's line, holding memory, and costs CPU per frame with many sources
+    /// (`docs/architecture.md`).
     pub read_budget: usize,
     /// Time a new connection has to send its hello.
     #[serde(rename = "handshake_timeout_ms", deserialize_with = "millis")]
@@ -186,7 +186,7 @@ pub struct ConnectionConfig {
     /// ACKs per second across all connections: with many connections each one's interval
     /// stretches to `connections / ack_budget_per_sec` seconds, since every ACK is a system call
     /// (and on loopback also the peer's TCP receive). 5,000 leaves 48 sources their 10 ms and gives
-    /// each of 10,000 one every 2 s; at 20,000 the ACKs took a tenth of the daemon's CPU there.
+    /// each of 10,000 one every 2 s.
     pub ack_budget_per_sec: u64,
 }
 
@@ -319,13 +319,14 @@ impl Default for ArchiveConfig {
 pub struct RuntimeConfig {
     /// Worker threads. 1 (the default) runs everything on one thread, which measured faster than
     /// two on this pipeline: every frame crosses the processor, so more workers mostly add
-    /// cross-thread wake-ups (see BENCHMARKS.md). Raise it only with a benchmark to show for it.
+    /// cross-thread wake-ups (`docs/architecture.md`). Raise it only with a benchmark to show for
+    /// it.
     pub worker_threads: usize,
     /// Tasks a worker runs between two looks at the sockets' readiness (Tokio's
     /// `event_interval`, 61 by its default). Under saturation every task has a full read or a run
     /// of batches to do, so 61 of them delay noticing a socket that just got an emergency frame by
-    /// milliseconds; 8 keeps the emergency probe's p99 under 1 ms for a few per cent of throughput
-    /// (see BENCHMARKS.md).
+    /// milliseconds; 8 keeps the emergency probe's latency within its target at little cost in
+    /// throughput (`BENCHMARKS.md`).
     pub event_interval: u32,
 }
 

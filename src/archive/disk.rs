@@ -81,9 +81,8 @@ pub(super) fn publish(dir: &Path, file: &File, index: u64) -> io::Result<PathBuf
 /// Appends are written from the runtime thread while an `fsync` of the same file runs on the disk
 /// thread. On ext4 with delayed allocation, a write into blocks not yet allocated takes the
 /// inode's allocation lock, which the sync's writeback holds while it allocates: the runtime thread,
-/// and with it every connection, then waits for the disk (writes of up to 7 ms, and an emergency
-/// probe p99 of 5-7 ms; BENCHMARKS.md). Into reserved blocks a write only copies into the page
-/// cache. The size is kept (`FALLOC_FL_KEEP_SIZE`), so readers still see only whole records, and
+/// and with it every connection, then waits for the disk, emergencies included. Into reserved
+/// blocks a write only copies into the page cache. The size is kept (`FALLOC_FL_KEEP_SIZE`), so readers still see only whole records, and
 /// [`trim`] gives back what a segment did not use. Only advice: on a file system without
 /// `fallocate` the appends still work, with the stalls.
 fn preallocate(file: &File, bytes: u64) {
@@ -110,8 +109,8 @@ pub(super) fn trim(file: &File, path: &Path, len: u64) -> io::Result<()> {
 /// The daemon never reads a segment back while it runs (recovery and the archive tools read from
 /// the disk), so cached pages of synced segments only push other programs' pages out until the
 /// kernel reclaims them, and every page a write takes is a fresh page: on a virtual machine whose
-/// free memory goes back to the host (this one's balloon reports it) a first touch costs five times
-/// the copy (BENCHMARKS.md). Dropped pages go back to the free lists, where the next writes find
+/// free memory goes back to the host (a balloon driver) a first touch of a page costs several
+/// times the copy into it. Dropped pages go back to the free lists, where the next writes find
 /// them. Only advice: a failure changes nothing that matters, so it is not reported.
 fn release_cached(file: &File, len: u64) {
     #[cfg(target_os = "linux")]

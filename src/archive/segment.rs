@@ -18,8 +18,8 @@
 //!   the receive time, so the archive can be verified, inspected and replayed without the daemon.
 //! - **A batch per record.** The daemon writes each batch (frames of one source and priority from one
 //!   socket read) as one FRAMES record: one CRC over the whole batch instead of one per frame, and 12
-//!   bytes of fields per frame instead of 31. At 64 B payloads the per-frame records cost the writer
-//!   more CPU than the pipeline spent on the frame (BENCHMARKS.md). Readers see frames either way.
+//!   bytes of fields per frame instead of 31: with small payloads a record per frame cost the writer
+//!   more than the frame cost the whole pipeline. Readers see frames either way.
 //!   WATERMARK and STORED RUN records carry the acknowledgement state, so recovery needs only the
 //!   newest segment: when a segment is opened, its writer first checkpoints every source's state in
 //!   it. A STORED RUN covers a run of sequences: a checkpoint holds a few per source where one

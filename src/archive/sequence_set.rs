@@ -3,8 +3,7 @@
 //! Between two acknowledgements a saturating source stores hundreds of thousands of frames, and
 //! emergencies overtaking routine frames leave gaps in what is stored. One entry per sequence cost
 //! the archive's writer milliseconds of the runtime thread at every new segment, whose checkpoint
-//! listed them one record each (docs/benchmark-log.md, ninth session). As runs, the same set is
-//! a few entries per source: sequences arrive mostly in order, and a gap closes once the frames
+//! listed them one record each. As runs, the same set is a few entries per source: sequences arrive mostly in order, and a gap closes once the frames
 //! behind the emergency are stored.
 
 /// Sequences as sorted, disjoint, non-adjacent inclusive runs.

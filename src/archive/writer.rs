@@ -4,8 +4,7 @@
 //! hands it groups of batches; it encodes them into one buffer and writes it with one system call,
 //! on the runtime thread: the write only copies into the page cache, into disk blocks reserved
 //! when the segment was created, which costs less than handing each group to another thread and
-//! waking the runtime when it is done (about 40 % less server CPU per frame at 64 B;
-//! BENCHMARKS.md). What waits for the disk, the `fsync`s and the rollover to a new segment, runs
+//! waking the runtime when it is done. What waits for the disk, the `fsync`s and the rollover to a new segment, runs
 //! in order on the archive's disk thread ([`disk`]), as Redis does with its append-only file, and
 //! the writer does not wait for it: when a segment is full it switches to the next one, created
 //! beforehand, and goes on appending while the disk thread makes the full one durable.

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::Ending;
+use super::{Ending, Shared};
 use crate::archive::sequence_set::SequenceSet;
 use crate::ingest::ledger::Run;
 use crate::ingest::protocol::{walk_messages, ClientMessage, MessageView, DATA_HEADER};
@@ -52,6 +52,23 @@ enum Seen {
 }
 
 impl Intake {
+    /// The intake of a connection of `source`.
+    pub(super) fn new(
+        source: &Arc<Source>,
+        shared: &Shared,
+        already_stored: Arc<SequenceSet>,
+    ) -> Intake {
+        Intake {
+            source: Arc::clone(source),
+            stats: shared.stats.clone(),
+            max_batch: shared.config.pipeline.max_batch_frames,
+            // Frames of an earlier connection may still be on their way to the archive: their
+            // resent copies are duplicates too.
+            last_sequence: source.ledger().accepted(),
+            already_stored,
+        }
+    }
+
     /// Accepts every complete frame at the front of `buf` up to the first bad message, whose
     /// error is returned, cuts them off the buffer in one piece that their batches share, and
     /// stages the batches in the fan-in, emergencies first.

@@ -70,6 +70,16 @@ enum Ending {
 }
 
 impl Ending {
+    /// A read that ends the stream: the peer closed its side (cleanly, or in the middle of a frame
+    /// with `buffered` bytes of it read), or the socket failed.
+    fn of_read(read: io::Result<usize>, buffered: usize) -> Ending {
+        match read {
+            Ok(0) if buffered == 0 => Ending::EndOfStream,
+            Ok(_) => Ending::Protocol(ProtocolError::Truncated { buffered }),
+            Err(err) => Ending::Io(err),
+        }
+    }
+
     fn close_reason(&self) -> CloseReason {
         match self {
             Ending::Shutdown | Ending::PipelineClosed => CloseReason::Shutdown,
@@ -166,15 +176,7 @@ async fn stream_frames(
         ingress,
         already_stored,
     } = registration;
-    let mut intake = Intake {
-        source: Arc::clone(&source),
-        stats: shared.stats.clone(),
-        max_batch: cfg.pipeline.max_batch_frames,
-        // Frames of an earlier connection may still be on their way to the archive: their resent
-        // copies are duplicates too.
-        last_sequence: source.ledger().accepted(),
-        already_stored,
-    };
+    let mut intake = Intake::new(&source, shared, already_stored);
     let mut acks = Acks {
         shared,
         sent: source.last_acked(),
@@ -219,13 +221,11 @@ async fn stream_frames(
             // Waiting for room is not idleness: the idle clock restarts once all is admitted.
             _ = ingress.drained(), if staged => last_activity = Instant::now(),
             read = wire.read_turn(&mut turn), if reading => match read {
-                Ok(0) if wire.buf.is_empty() => end = Some(Ending::EndOfStream),
-                Ok(0) => end = Some(Ending::Protocol(ProtocolError::Truncated { buffered: wire.buf.len() })),
-                Ok(_) => {
+                Ok(1..) => {
                     last_activity = Instant::now();
                     end = intake.take(&mut wire.buf, max_frame_length, &ingress).err();
                 }
-                Err(err) => end = Some(Ending::Io(err)),
+                read => end = Some(Ending::of_read(read, wire.buf.len())),
             },
             _ = &mut recheck_timer, if recheck_armed => recheck_armed = false,
             // Waiting in line for a read credit is not idleness either, nor is a source waiting
@@ -234,18 +234,26 @@ async fn stream_frames(
                 if !source.is_settled() {
                     last_activity = Instant::now();
                 }
-                let quiet_until = last_activity + idle_timeout;
-                if Instant::now() >= quiet_until {
-                    end = Some(Ending::Idle);
-                } else {
-                    idle.as_mut().reset(quiet_until);
-                }
+                end = idle_check(idle.as_mut(), last_activity + idle_timeout);
             }
         }
     }
     drop(ingress);
     let end = end.unwrap_or(Ending::PipelineClosed);
     (end, acks.sent)
+}
+
+/// The idle timer fired: the connection is idle if nothing happened until `quiet_until`; if
+/// something did, the timer waits for that moment.
+fn idle_check(
+    idle: std::pin::Pin<&mut tokio::time::Sleep>,
+    quiet_until: Instant,
+) -> Option<Ending> {
+    if Instant::now() >= quiet_until {
+        return Some(Ending::Idle);
+    }
+    idle.reset(quiet_until);
+    None
 }
 
 /// Waits (within the drain deadline) until everything accepted is stored, then sends the final
