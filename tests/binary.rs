@@ -31,6 +31,11 @@ impl Daemon {
     /// Writes a config with both listeners on loopback port 0 and JSON logs, starts the binary,
     /// and reads the listener addresses from its "aggregator listening" log line.
     fn start(name: &str) -> Daemon {
+        Daemon::start_logging(name, "json")
+    }
+
+    /// The same with logs in `format` (`json` or `text`).
+    fn start_logging(name: &str, format: &str) -> Daemon {
         let dir = std::env::temp_dir().join(format!(
             "aggregator-binary-test-{}-{name}",
             std::process::id()
@@ -42,7 +47,7 @@ impl Daemon {
              [replay]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\n\
              [shutdown]\ndrain_deadline_ms = {}\n\
              [dashboard]\nstats_interval_ms = 50\n\
-             [log]\nlevel = \"info\"\nformat = \"json\"\n\
+             [log]\nlevel = \"info\"\nformat = \"{format}\"\n\
              [monitor]\nlisten = \"127.0.0.1:0\"\n\
              [archive]\ndir = \"{}\"\n",
             DRAIN_DEADLINE.as_millis(),
@@ -82,8 +87,12 @@ impl Daemon {
             replay: "0.0.0.0:0".parse().unwrap(),
         };
         let listening = daemon.wait_for_line("aggregator listening");
-        daemon.uplink = json_field(&listening, "uplink").parse().unwrap();
-        daemon.replay = json_field(&listening, "replay").parse().unwrap();
+        let field = |key| match format {
+            "json" => json_field(&listening, key).to_string(),
+            _ => text_field(&listening, key).to_string(),
+        };
+        daemon.uplink = field("uplink").parse().unwrap();
+        daemon.replay = field("replay").parse().unwrap();
         daemon
     }
 
@@ -154,6 +163,16 @@ fn json_field<'a>(line: &'a str, key: &str) -> &'a str {
         let end = rest.find([',', '}']).unwrap_or(rest.len());
         rest[..end].trim()
     }
+}
+
+/// The value of `key=` in a text log line.
+fn text_field<'a>(line: &'a str, key: &str) -> &'a str {
+    let pattern = format!(" {key}=");
+    let start = line
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        + pattern.len();
+    line[start..].split(' ').next().unwrap_or_default()
 }
 
 fn json_u64(line: &str, key: &str) -> u64 {
@@ -333,4 +352,42 @@ fn a_port_in_use_stops_the_start_before_the_archive_is_touched() {
         "segments left behind: {left:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A source's frames, then its close: what an operator greps the logs for.
+async fn ten_frames_and_a_close(daemon: &Daemon) {
+    let mut client = Client::source(daemon.uplink, SourceKind::LiveUplink, 3).await;
+    client.send_routine(0..10).await;
+    client.finish_sending().await;
+    assert_eq!(client.read_to_close().await.final_ack, Some(9));
+}
+
+/// Text logs into a pipe or a file carry no terminal colour codes, an acknowledgement is a number
+/// (not `Some(9)`), and the stats line gives rates as well as totals.
+#[tokio::test]
+async fn text_logs_to_a_pipe_are_plain_and_give_numbers_and_rates() {
+    let mut daemon = Daemon::start_logging("text-logs", "text");
+    ten_frames_and_a_close(&daemon).await;
+    let closed = daemon.wait_for_line("source closed the connection");
+    assert_eq!(text_field(&closed, "acked"), "9", "{closed}");
+    let stats = daemon.wait_for_line("stats: accepted=");
+    text_field(&stats, "frames_per_sec").parse::<f64>().unwrap();
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE * 2);
+    assert!(status.success());
+    let log = daemon.log.lock().unwrap().join("\n");
+    assert!(!log.contains('\x1b'), "colour codes in a pipe:\n{log}");
+    assert!(!log.contains("Some("), "an Option printed with Debug:\n{log}");
+}
+
+/// In JSON logs an acknowledgement is a JSON number.
+#[tokio::test]
+async fn json_logs_give_acknowledgements_as_numbers() {
+    let mut daemon = Daemon::start("json-numbers");
+    ten_frames_and_a_close(&daemon).await;
+    let closed = daemon.wait_for_line("source closed the connection");
+    assert!(closed.contains("\"acked\":9"), "{closed}");
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE * 2);
+    assert!(status.success());
 }

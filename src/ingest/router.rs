@@ -215,7 +215,7 @@ impl Router {
                     tracing::info!(
                         source_id = key.1,
                         kind = key.0.as_str(),
-                        acked = ?source.last_acked(),
+                        acked = source.last_acked(),
                         "source deregistered"
                     );
                 }
@@ -258,8 +258,8 @@ impl Router {
             source_id = id,
             kind = kind.as_str(),
             %peer,
-            resume_after = ?source.last_acked(),
-            accepted = ?source.ledger().accepted(),
+            resume_after = source.last_acked(),
+            accepted = source.ledger().accepted(),
             stored_above = already_stored.len(),
             "source registered"
         );

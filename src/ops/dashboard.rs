@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
-use crate::ops::stats::{PipelineStats, Stats};
+use crate::ops::stats::{processing_rates, PipelineStats, Stats};
 use crate::pipeline::batch::Batch;
 
 /// A subscription to processed batches that survives falling behind.
@@ -73,6 +74,7 @@ pub struct Closed;
 /// burst of batches costs one wake-up rather than one per batch.
 pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineStats>) {
     let mut frames_seen = 0u64;
+    let mut last_line = (Instant::now(), PipelineStats::default());
     loop {
         tokio::select! {
             batch = feed.next() => {
@@ -90,18 +92,22 @@ pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineSta
                 }
             }
             Ok(()) = published.changed() => {
-                let stats = *published.borrow_and_update();
-                log_line(&stats, frames_seen);
+                let now = (Instant::now(), *published.borrow_and_update());
+                let seconds = now.0.duration_since(last_line.0).as_secs_f64();
+                let rates = processing_rates(&last_line.1, &now.1, seconds).unwrap_or_default();
+                log_line(&now.1, frames_seen, rates);
+                last_line = now;
             }
         }
     }
     tracing::debug!(frames_seen, "dashboard: fan-out closed");
 }
 
-fn log_line(s: &PipelineStats, frames_seen: u64) {
+/// The stats line: totals, then the processing rates since the last line.
+fn log_line(s: &PipelineStats, frames_seen: u64, (frames_per_sec, bytes_per_sec): (f64, f64)) {
     tracing::info!(
         target: "aggregator::ops::dashboard",
-        "stats: accepted={} processed={} emergency={} archived={} in_flight={} bytes={} sources={} dup={} refused={} errors={} lag_events={} dashboard_seen={} archive={} unsynced_bytes={}",
+        "stats: accepted={} processed={} emergency={} archived={} in_flight={} bytes={} sources={} dup={} refused={} errors={} lag_events={} dashboard_seen={} archive={} unsynced_bytes={} frames_per_sec={:.0} mb_per_sec={:.1}",
         s.frames_accepted,
         s.frames_processed,
         s.emergency_frames,
@@ -116,5 +122,7 @@ fn log_line(s: &PipelineStats, frames_seen: u64) {
         frames_seen,
         if s.archive_failing == 0 { "ok" } else { "FAILING" },
         s.archive_unsynced_bytes,
+        frames_per_sec,
+        bytes_per_sec / 1e6,
     );
 }

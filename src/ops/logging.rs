@@ -1,7 +1,10 @@
 //! Log setup: the configured filter and format, with `RUST_LOG` taking precedence.
 //!
 //! Logs go to standard error so that standard output stays free for command output
-//! (`--check-config`); systemd and Docker collect both.
+//! (`--check-config`); systemd and Docker collect both. Colours only on a terminal: in a file or a
+//! journal the escape codes are noise that every reader has to strip.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,6 +17,7 @@ pub fn init(config: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::{Health, HealthProbe};
 use crate::ingest::router::RouterHandle;
 use crate::ingest::source::SourceSnapshot;
-use crate::ops::stats::{MetricKind, PipelineStats, Stats};
+use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, Stats};
 
 /// How often rates are sampled.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
@@ -96,16 +96,9 @@ async fn sample_rates(stats: Stats, rates: Arc<Rates>, stop: CancellationToken) 
         }
         let now = (Instant::now(), stats.snapshot());
         let seconds = now.0.duration_since(previous.0).as_secs_f64();
-        if seconds > 0.0 {
-            let per_sec = |new: u64, old: u64| (new.saturating_sub(old) as f64 / seconds).to_bits();
-            rates.frames_per_sec.store(
-                per_sec(now.1.frames_processed, previous.1.frames_processed),
-                Relaxed,
-            );
-            rates.bytes_per_sec.store(
-                per_sec(now.1.bytes_processed, previous.1.bytes_processed),
-                Relaxed,
-            );
+        if let Some((frames, bytes)) = processing_rates(&previous.1, &now.1, seconds) {
+            rates.frames_per_sec.store(frames.to_bits(), Relaxed);
+            rates.bytes_per_sec.store(bytes.to_bits(), Relaxed);
         }
         previous = now;
     }

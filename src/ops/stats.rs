@@ -95,6 +95,22 @@ impl PipelineStats {
     }
 }
 
+/// Frames and payload bytes processed per second between two snapshots `seconds` apart; `None`
+/// when no time passed.
+pub fn processing_rates(
+    earlier: &PipelineStats,
+    later: &PipelineStats,
+    seconds: f64,
+) -> Option<(f64, f64)> {
+    let per_sec = |new: u64, old: u64| new.saturating_sub(old) as f64 / seconds;
+    (seconds > 0.0).then(|| {
+        (
+            per_sec(later.frames_processed, earlier.frames_processed),
+            per_sec(later.bytes_processed, earlier.bytes_processed),
+        )
+    })
+}
+
 /// A cheap handle to the shared counters; clone it into every stage.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {

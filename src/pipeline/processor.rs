@@ -95,8 +95,8 @@ impl Processor {
                 source_id = batch.source.id,
                 priority = batch.priority.as_str(),
                 frames,
-                first_seq = ?batch.first_sequence(),
-                last_seq = ?batch.last_sequence(),
+                first_seq = batch.first_sequence(),
+                last_seq = batch.last_sequence(),
                 "processed"
             );
         }

@@ -275,15 +275,15 @@ async fn finish(
     let mut reason = end.close_reason();
     match &end {
         Ending::Shutdown | Ending::PipelineClosed => {
-            tracing::debug!(acked = ?acked, "connection drained")
+            tracing::debug!(acked = acked, "connection drained")
         }
         Ending::EndOfStream => {
-            tracing::info!(acked = ?acked, "source closed the connection")
+            tracing::info!(acked = acked, "source closed the connection")
         }
-        Ending::Io(err) => tracing::info!(error = %err, acked = ?acked, "connection lost"),
+        Ending::Io(err) => tracing::info!(error = %err, acked = acked, "connection lost"),
         Ending::Idle | Ending::Protocol(_) | Ending::UnexpectedHello => {
             shared.stats.protocol_error();
-            tracing::warn!(reason = %detail, acked = ?acked, "closing connection on bad input");
+            tracing::warn!(reason = %detail, acked = acked, "closing connection on bad input");
         }
     }
     // Bad input is what the source must hear of; otherwise, that what it sent was not all stored.
@@ -317,14 +317,14 @@ async fn wait_until_stored(source: &Source, shared: &Shared) -> bool {
             _ = changed => {}
             _ = shared.storage_lost.cancelled() => {
                 tracing::warn!(
-                    acked = ?source.last_acked(),
+                    acked = source.last_acked(),
                     "the archive cannot store this source's last frames; closing without their acknowledgement"
                 );
                 return source.is_settled();
             }
             _ = &mut give_up => {
                 tracing::error!(
-                    acked = ?source.last_acked(),
+                    acked = source.last_acked(),
                     deadline_ms = deadline.as_millis() as u64,
                     "frames still unstored after the drain deadline; closing without their acknowledgement"
                 );
