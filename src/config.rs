@@ -326,7 +326,7 @@ pub struct RuntimeConfig {
     /// `event_interval`, 61 by its default). Under saturation every task has a full read or a run
     /// of batches to do, so 61 of them delay noticing a socket that just got an emergency frame by
     /// milliseconds; 8 keeps the emergency probe's latency within its target at little cost in
-    /// throughput (`BENCHMARKS.md`).
+    /// throughput (`docs/architecture.md`).
     pub event_interval: u32,
 }
 

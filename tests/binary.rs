@@ -377,7 +377,10 @@ async fn text_logs_to_a_pipe_are_plain_and_give_numbers_and_rates() {
     assert!(status.success());
     let log = daemon.log.lock().unwrap().join("\n");
     assert!(!log.contains('\x1b'), "colour codes in a pipe:\n{log}");
-    assert!(!log.contains("Some("), "an Option printed with Debug:\n{log}");
+    assert!(
+        !log.contains("Some("),
+        "an Option printed with Debug:\n{log}"
+    );
 }
 
 /// In JSON logs an acknowledgement is a JSON number.

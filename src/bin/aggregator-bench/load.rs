@@ -31,7 +31,7 @@ use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE
 /// Bytes written per `write_all`, however many connections: 625 MiB of chunks in the client at
 /// 10,000. Chunks that shrink with the connection count to save client memory (3.3 KiB each at
 /// 10,000 for a 32 MiB budget: 43 frames of 64 B per system call) make the client, not the server,
-/// the bound at scale (BENCHMARKS.md, "10,000 sources").
+/// the bound at scale.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
 /// kernel with the server's, whose TCP memory limit (`net.ipv4.tcp_mem`, about 2.2 GiB on the
