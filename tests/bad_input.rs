@@ -211,6 +211,17 @@ async fn data_before_hello_is_refused() {
 }
 
 #[tokio::test]
+async fn a_ping_before_hello_is_refused() {
+    let scene = Scene::start(test_config()).await;
+    let detail = scene
+        .refused(LiveUplink, &ping_bytes(1), RefuseReason::HelloExpected)
+        .await;
+    assert!(detail.contains("PING before HELLO"), "{detail}");
+    scene.expect_counted(1, 0).await;
+    scene.finish().await;
+}
+
+#[tokio::test]
 async fn wrong_protocol_version_is_refused() {
     let scene = Scene::start(test_config()).await;
     let detail = scene

@@ -28,10 +28,12 @@ pub const MAX_SEQUENCE: u64 = u64::MAX - 1;
 
 const HELLO: u8 = 0x01;
 const DATA: u8 = 0x02;
+const PING: u8 = 0x03;
 const WELCOME: u8 = 0x81;
 const REFUSED: u8 = 0x82;
 const ACK: u8 = 0x83;
 const CLOSE: u8 = 0x84;
+const PONG: u8 = 0x85;
 
 /// Why a message could not be framed or decoded. Each variant names the cause for the log line and
 /// for the detail text sent back to the peer.
@@ -87,6 +89,9 @@ pub struct Data {
 pub enum ClientMessage {
     Hello(Hello),
     Data(Data),
+    /// A keep-alive: the daemon answers PONG with the same token, and a source that sends one
+    /// is not idle.
+    Ping(u64),
 }
 
 /// Why the daemon refused a hello. The connection is closed after the refusal.
@@ -138,6 +143,8 @@ pub enum ServerMessage {
     /// Every frame of this source with a sequence up to `sequence` was processed and handed to every
     /// consumer that must not lose frames.
     Ack { sequence: u64 },
+    /// The answer to a PING, with its token.
+    Pong(u64),
     /// The last message on an accepted connection. `final_ack` repeats the highest acknowledged
     /// sequence: frames above it were not accepted and must be sent again.
     Close {
@@ -261,6 +268,11 @@ impl ClientMessage {
             ClientMessage::Data(data) => {
                 encode_data(dst, data.priority, data.sequence, &data.payload)
             }
+            ClientMessage::Ping(token) => {
+                dst.put_u32(9);
+                dst.put_u8(PING);
+                dst.put_u64(*token);
+            }
         }
     }
 
@@ -296,6 +308,14 @@ impl ClientMessage {
                 length: body.len(),
                 expected: "exactly 7",
             }),
+            [PING, a, b, c, d, e, f, g, h] => Ok(MessageView::Ping(u64::from_be_bytes([
+                a, b, c, d, e, f, g, h,
+            ]))),
+            [PING, ..] => Err(ProtocolError::BadLength {
+                message: "PING",
+                length: body.len(),
+                expected: "exactly 9",
+            }),
             [other, ..] => Err(ProtocolError::UnknownType(other)),
         }
     }
@@ -309,6 +329,7 @@ impl ClientMessage {
                 sequence,
                 payload: body.slice(DATA_HEADER..),
             }),
+            MessageView::Ping(token) => ClientMessage::Ping(token),
         })
     }
 }
@@ -318,6 +339,7 @@ impl ClientMessage {
 pub enum MessageView {
     Hello(Hello),
     Data { priority: Priority, sequence: u64 },
+    Ping(u64),
 }
 
 impl ServerMessage {
@@ -343,6 +365,11 @@ impl ServerMessage {
                 dst.put_u32(9);
                 dst.put_u8(ACK);
                 dst.put_u64(*sequence);
+            }
+            ServerMessage::Pong(token) => {
+                dst.put_u32(9);
+                dst.put_u8(PONG);
+                dst.put_u64(*token);
             }
             ServerMessage::Close {
                 reason,
@@ -387,6 +414,10 @@ impl ServerMessage {
                 Ok(ServerMessage::Ack {
                     sequence: body.get_u64(),
                 })
+            }
+            PONG => {
+                expect_len("PONG", &body, len == 9, "exactly 9")?;
+                Ok(ServerMessage::Pong(body.get_u64()))
             }
             CLOSE => {
                 expect_len("CLOSE", &body, len >= 11, "at least 11")?;
@@ -566,6 +597,7 @@ mod tests {
                 sequence: MAX_SEQUENCE,
                 payload: Bytes::from_static(b"SAFE_MODE"),
             }),
+            ClientMessage::Ping(0x0102_0304_0506_0708),
         ] {
             let mut buf = BytesMut::new();
             message.encode(&mut buf);
@@ -585,6 +617,7 @@ mod tests {
                 detail: "source 7 is already connected".into(),
             },
             ServerMessage::Ack { sequence: 9 },
+            ServerMessage::Pong(u64::MAX),
             ServerMessage::Close {
                 reason: CloseReason::Shutdown,
                 final_ack: None,

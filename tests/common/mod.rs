@@ -427,6 +427,12 @@ pub fn hello_bytes(version: u8, kind: SourceKind, source_id: u32) -> BytesMut {
     out
 }
 
+pub fn ping_bytes(token: u64) -> BytesMut {
+    let mut out = BytesMut::new();
+    ClientMessage::Ping(token).encode(&mut out);
+    out
+}
+
 /// How an accepted connection ended, from the client's side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closed {

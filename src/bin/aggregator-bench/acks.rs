@@ -132,7 +132,7 @@ pub async fn read_acks(mut reader: OwnedReadHalf, unacked: Arc<Unacked>) {
             Ok(Some(ServerMessage::Close { .. } | ServerMessage::Refused { .. })) | Err(_) => {
                 return
             }
-            Ok(Some(ServerMessage::Welcome { .. })) => {}
+            Ok(Some(ServerMessage::Welcome { .. } | ServerMessage::Pong(_))) => {}
             Ok(None) => match reader.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}

@@ -99,7 +99,9 @@ async fn source(addr: SocketAddr, id: u32, frames: Arc<[u8]>) -> Result<Option<u
             Some(ServerMessage::Refused { reason, detail }) => {
                 return Err(format!("source {id}: REFUSED {reason}: {detail}"))
             }
-            Some(ServerMessage::Welcome { .. } | ServerMessage::Ack { .. }) => {}
+            Some(
+                ServerMessage::Welcome { .. } | ServerMessage::Ack { .. } | ServerMessage::Pong(_),
+            ) => {}
             None => match stream.read_buf(&mut buf).await {
                 Ok(0) => return Err(format!("source {id}: closed without a CLOSE")),
                 Ok(_) => {}

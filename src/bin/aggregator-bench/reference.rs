@@ -297,6 +297,8 @@ async fn connection(mut stream: TcpStream, ctrl: mpsc::Sender<RouterMsg>) -> Res
                         return Err("the pipeline stopped".into());
                     }
                 }
+                // The load client sends no keep-alive; the reference design has none.
+                ClientMessage::Ping(_) => return Err("a PING the reference does not answer".into()),
             }
         }
         if let Some(err) = split.oversize {

@@ -46,6 +46,7 @@ pub(super) async fn handshake(
     let hello = match first_message(wire, shared).await? {
         Ok(MessageView::Hello(hello)) => hello,
         Ok(MessageView::Data { .. }) => return Err(Refusal::expected_hello("DATA before HELLO")),
+        Ok(MessageView::Ping(_)) => return Err(Refusal::expected_hello("PING before HELLO")),
         Err(err) => return Err(Refusal::expected_hello(err)),
     };
     if hello.version != VERSION {

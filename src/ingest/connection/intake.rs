@@ -38,6 +38,8 @@ pub(super) struct Intake {
     /// Stored above the resume point before the restart (see
     /// [`crate::ingest::ledger::ResumePoint`]); emptied once the source is past the highest of them.
     pub(super) already_stored: Arc<SequenceSet>,
+    /// The token of the last PING read, until its PONG is sent (one answers a burst of them).
+    pub(super) pong: Option<u64>,
 }
 
 /// What a connection knows of a sequence it reads.
@@ -66,6 +68,7 @@ impl Intake {
             // resent copies are duplicates too.
             last_sequence: source.ledger().accepted(),
             already_stored,
+            pong: None,
         }
     }
 
@@ -101,6 +104,10 @@ impl Intake {
     fn message(&mut self, read: &mut Read, offset: usize, body: &[u8]) -> Result<(), Ending> {
         let (priority, sequence) = match ClientMessage::view(body) {
             Ok(MessageView::Data { priority, sequence }) => (priority, sequence),
+            Ok(MessageView::Ping(token)) => {
+                self.pong = Some(token);
+                return Ok(());
+            }
             Ok(MessageView::Hello(_)) => return Err(Ending::UnexpectedHello),
             Err(err) => return Err(Ending::Protocol(err)),
         };
@@ -345,6 +352,7 @@ mod tests {
             max_batch,
             last_sequence: source.ledger().accepted(),
             already_stored: Arc::default(),
+            pong: None,
         }
     }
 

@@ -201,6 +201,9 @@ async fn stream_frames(
     let mut recheck_armed = false;
 
     loop {
+        if let Some(token) = intake.pong.take() {
+            wire.send(&ServerMessage::Pong(token)).await;
+        }
         if let Some(at) = acks.update(wire, &source, recheck_armed).await {
             if !recheck_armed || at < recheck_timer.deadline() {
                 recheck_timer.as_mut().reset(at);
