@@ -562,6 +562,83 @@ fn refusals_are_reported_with_their_reason_and_end_the_run() {
     drop((holder, second));
 }
 
+/// With no daemon listening the simulator gives up within seconds, naming each address once
+/// (not three times for each of its sources), whatever `--give-up-after` says: that is the
+/// patience of reconnecting after a first connection, here longer than the wait for the exit.
+#[test]
+fn with_no_daemon_listening_the_simulator_says_so_once_per_address_and_fails() {
+    // Ports that were free a moment ago: nothing listens there.
+    let addresses = [free_port(), free_port()].map(|port| format!("127.0.0.1:{port}"));
+    let sim = SimRun::spawn(&[
+        "--uplink",
+        &addresses[0],
+        "--replay",
+        &addresses[1],
+        "--progress",
+        "off",
+        "--give-up-after",
+        "60",
+    ])
+    .wait();
+    assert_eq!(sim.status.code(), Some(1), "{}", sim.stderr);
+    let messages = addresses.map(|address| {
+        format!("uplink-sim: cannot connect to {address}: is the aggregator running?")
+    });
+    for line in sim.stderr.lines() {
+        assert!(
+            messages.iter().any(|m| line.starts_with(m.as_str())),
+            "only the addresses, each once: {}",
+            sim.stderr
+        );
+    }
+    for message in &messages {
+        assert_eq!(
+            sim.stderr.matches(message.as_str()).count(),
+            1,
+            "{}",
+            sim.stderr
+        );
+    }
+    assert_eq!(sim.stdout, "", "nothing was sent: no summary");
+}
+
+/// `--give-up-after` is how long a source that has been connected keeps reconnecting: after its
+/// daemon dies it gives up then, with the last error, not as a run that never found a daemon.
+#[test]
+fn after_a_first_connection_a_source_gives_up_after_give_up_after() {
+    let setup = Setup::new(16);
+    let mut daemon = setup.start();
+    let sim = setup.spawn_sim(&[
+        "--uplinks",
+        "1",
+        "--replays",
+        "0",
+        "--rate",
+        "100",
+        "--duration",
+        "60",
+        "--give-up-after",
+        "1",
+    ]);
+    daemon.wait_for_line(|l| l.contains("source registered"));
+    daemon.kill();
+    let sim = sim.wait();
+    assert_eq!(sim.status.code(), Some(1), "{}", sim.stderr);
+    let address = format!("127.0.0.1:{}", setup.uplink);
+    assert!(
+        sim.stderr.contains(&format!(
+            "failed: no connection for 1000 ms; last error: cannot connect to {address}: "
+        )),
+        "{}",
+        sim.stderr
+    );
+    assert!(
+        !sim.stderr.contains("is the aggregator running?"),
+        "{}",
+        sim.stderr
+    );
+}
+
 /// `aggregator archive verify DIR`: (exit success, the "verify total" line).
 fn verify(archive: &std::path::Path) -> (bool, String) {
     let out = Command::new(AGGREGATOR)

@@ -5,6 +5,7 @@
 //! repeats after a reconnection (the daemon counts the duplicates among them on its side). The last
 //! line, `sim total: key=value ...`, is stable so scripts and tests can read it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub enum Outcome {
     },
     /// The source gave up; the text names the cause.
     Failed(String),
+    /// Nothing ever accepted a connection at the address: no daemon listens there.
+    Unreachable { address: String, error: String },
 }
 
 impl fmt::Display for Outcome {
@@ -33,6 +36,7 @@ impl fmt::Display for Outcome {
             Outcome::Completed => f.write_str("completed"),
             Outcome::Refused { reason, detail } => write!(f, "refused: {reason}: {detail}"),
             Outcome::Failed(why) => write!(f, "failed: {why}"),
+            Outcome::Unreachable { error, .. } => write!(f, "unreachable: {error}"),
         }
     }
 }
@@ -185,6 +189,26 @@ impl SimReport {
             .filter(|s| s.outcome != Outcome::Completed)
     }
 
+    /// The addresses nothing listened at, each once, with the error its first source met there.
+    pub fn unreachable(&self) -> BTreeMap<&str, &str> {
+        let mut addresses = BTreeMap::new();
+        for s in &self.sources {
+            if let Outcome::Unreachable { address, error } = &s.outcome {
+                addresses.entry(address.as_str()).or_insert(error.as_str());
+            }
+        }
+        addresses
+    }
+
+    /// Whether no source reached a daemon: then nothing was sent, and that is all there is to say.
+    pub fn reached_none(&self) -> bool {
+        !self.sources.is_empty()
+            && self
+                .sources
+                .iter()
+                .all(|s| matches!(s.outcome, Outcome::Unreachable { .. }))
+    }
+
     /// Whether the run succeeded: every source completed (so nothing was refused for good), and,
     /// when `require_all_acked`, no generated frame is left unacknowledged.
     pub fn is_success(&self, require_all_acked: bool) -> bool {
@@ -285,5 +309,42 @@ mod tests {
         assert_eq!(l.quantile(0.99), Some(Duration::from_micros(99)));
         assert_eq!(l.quantile(1.0), Some(Duration::from_micros(100)));
         assert_eq!(Latencies::default().quantile(0.5), None);
+    }
+
+    /// A report of a source that sent nothing and ended with `outcome`.
+    fn source(outcome: Outcome) -> SourceReport {
+        let (uplinks, _) = crate::sim::Scenario::Brief.profiles();
+        let spec = &uplinks.sources(SourceKind::LiveUplink, 1)[0];
+        SourceReport {
+            outcome,
+            ..SourceReport::failed(spec, String::new())
+        }
+    }
+
+    fn unreachable(address: &str) -> Outcome {
+        Outcome::Unreachable {
+            address: address.into(),
+            error: "Connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_address_is_named_once() {
+        let report = SimReport {
+            sources: vec![
+                source(unreachable("127.0.0.1:7700")),
+                source(unreachable("127.0.0.1:7700")),
+                source(unreachable("127.0.0.1:7701")),
+            ],
+            elapsed: Duration::from_secs(3),
+        };
+        let addresses: Vec<_> = report.unreachable().into_keys().collect();
+        assert_eq!(addresses, ["127.0.0.1:7700", "127.0.0.1:7701"]);
+        assert!(report.reached_none());
+
+        let mut some = report.clone();
+        some.sources[2].outcome = Outcome::Completed;
+        assert_eq!(some.unreachable().len(), 1);
+        assert!(!some.reached_none());
     }
 }
