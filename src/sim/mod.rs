@@ -149,7 +149,8 @@ impl SimPlan {
 /// live counters; pass [`Progress::new`] with [`ProgressStyle::Off`] for none.
 pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
     let started = Instant::now();
-    let ticker = tokio::spawn(progress::show(Arc::clone(&progress)));
+    let goal = progress::Goal::of(&plan.sources);
+    let ticker = tokio::spawn(progress::show(Arc::clone(&progress), goal));
     let mut tasks = Vec::with_capacity(plan.sources.len());
     for spec in &plan.sources {
         let address = plan.address(spec.kind).to_string();
