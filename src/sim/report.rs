@@ -2,8 +2,10 @@
 //!
 //! The summary is the simulator's half of the end-to-end accounting: `sent` is every distinct frame
 //! written at least once, `acked` what the daemon answered for, `resent` how many writes were
-//! repeats after a reconnection (the daemon counts the duplicates among them on its side). The last
-//! line, `sim total: key=value ...`, is stable so scripts and tests can read it.
+//! repeats after a reconnection (the daemon counts the duplicates among them on its side). Notes
+//! under the table say what the latency and the resent count include, which the client cannot
+//! measure apart. The last line, `sim total: key=value ...`, is stable so scripts and tests can
+//! read it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -90,6 +92,15 @@ impl Latencies {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// What the emergency acknowledgement latency is made of, beyond the emergency's own path.
+const LATENCY_NOTE: &str = "note: emergency ack latency runs from a frame's first write to the \
+    ACK that covers it, so it includes the archive's sync interval: the daemon acknowledges a frame \
+    only after the fsync that covers it (archive.sync_interval_ms, 20 ms by default), and a source \
+    at most once per connection.ack_interval_ms (10 ms by default)\n\
+    note: an ACK covers a frame only once every frame its source sent before it is stored too, so \
+    under load this latency includes the routine frames ahead of an emergency, not only how soon \
+    the emergency itself was processed";
 
 /// One source's accounting.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,6 +272,20 @@ impl fmt::Display for SimReport {
             t.completed,
             t.sources
         )?;
+        if !t.emergency_latency.is_empty() {
+            writeln!(f, "{LATENCY_NOTE}")?;
+        }
+        if t.resent > 0 {
+            writeln!(
+                f,
+                "note: {} frames were written again after a reconnection (resent); sent, acked and \
+                 acked_per_s count each frame once, so resent frames are not new throughput. The \
+                 daemon stores each sequence once: a resent frame it had already stored is \
+                 acknowledged without being stored again, and counted in its duplicates (drain \
+                 summary, /stats): only the daemon knows how many of them it already had",
+                t.resent
+            )?;
+        }
         let secs = self.elapsed.as_secs_f64();
         let rate = if secs > 0.0 {
             t.acked as f64 / secs
@@ -346,5 +371,33 @@ mod tests {
         some.sources[2].outcome = Outcome::Completed;
         assert_eq!(some.unreachable().len(), 1);
         assert!(!some.reached_none());
+    }
+
+    #[test]
+    fn the_summary_explains_the_latency_and_the_resent_frames() {
+        let mut reached = source(Outcome::Completed);
+        let report = |s: &SourceReport| {
+            SimReport {
+                sources: vec![s.clone()],
+                elapsed: Duration::from_secs(1),
+            }
+            .to_string()
+        };
+        let plain = report(&reached);
+        assert!(!plain.contains("note:"), "{plain}");
+
+        reached.emergency_latency.record(Duration::from_millis(21));
+        reached.resent = 7;
+        let noted = report(&reached);
+        assert!(
+            noted.contains("includes the archive's sync interval")
+                && noted.contains("archive.sync_interval_ms, 20 ms by default"),
+            "{noted}"
+        );
+        assert!(
+            noted.contains("note: 7 frames were written again after a reconnection"),
+            "{noted}"
+        );
+        assert!(noted.lines().last().unwrap().starts_with("sim total:"));
     }
 }
