@@ -581,17 +581,12 @@ fn refusals_are_reported_with_their_reason_and_end_the_run() {
 fn with_no_daemon_listening_the_simulator_says_so_once_per_address_and_fails() {
     // Ports that were free a moment ago: nothing listens there.
     let addresses = [free_port(), free_port()].map(|port| format!("127.0.0.1:{port}"));
-    let sim = SimRun::spawn(&[
-        "--uplink",
-        &addresses[0],
-        "--replay",
-        &addresses[1],
-        "--progress",
-        "off",
-        "--give-up-after",
-        "60",
-    ])
-    .wait();
+    let mut sim = Command::new(SIM);
+    sim.args(["--uplink", &addresses[0], "--replay", &addresses[1]])
+        .args(["--progress", "off", "--give-up-after", "60"])
+        // Standard error is to hold nothing but the addresses: no log a RUST_LOG would add.
+        .env_remove("RUST_LOG");
+    let sim = SimRun::start(sim).wait();
     assert_eq!(sim.status.code(), Some(1), "{}", sim.stderr);
     let messages = addresses.map(|address| {
         format!("uplink-sim: cannot connect to {address}: is the aggregator running?")
@@ -676,7 +671,9 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
         .env("DEMO_SCENARIOS", "default")
         .env("DEMO_UPLINK_PORT", ports[0].to_string())
         .env("DEMO_REPLAY_PORT", ports[1].to_string())
-        .env("DEMO_MONITOR_PORT", ports[2].to_string());
+        .env("DEMO_MONITOR_PORT", ports[2].to_string())
+        // The only debug lines are to be the demo's picks: no simulator log a RUST_LOG would add.
+        .env_remove("RUST_LOG");
     let demo = SimRun::start(demo).wait();
     let output = demo.stdout;
     assert!(demo.status.success(), "{output}");
