@@ -1,20 +1,39 @@
 #!/usr/bin/env bash
-# The one-command demo: builds the release binaries, starts the aggregator on its example config
-# (dashboard line every 50 ms, per-batch processing log), plays the brief's scenario and then the
-# default 48 + 2 scenario against it with uplink-sim, sends SIGTERM, and checks the accounting:
-# sent = accepted = processed = archived = acknowledged. Exits 0 only then; on any failure it
-# stops the daemon and exits non-zero.
+# The one-command demo: builds the release binaries, starts the aggregator on its example config,
+# plays the brief's scenario and then the default 48 + 2 scenario against it with uplink-sim, sends
+# SIGTERM, checks the accounting (sent = accepted = processed = archived = acknowledged, and the
+# drain leaves nothing unacknowledged) and runs `aggregator archive verify` on the archive. The last
+# line is the verdict, OK or FAILED with the accounting; the exit status is 0 only with OK.
+#
+# Everything it writes is kept in demo-run/ at the top of the clone, emptied at the start of each
+# run: archive/ (the daemon's archive), aggregator.log (the daemon's whole log, with the
+# processor's debug line for every batch), and the output of uplink-sim and of the verify. The
+# terminal shows only the daemon's dashboard line, warnings and errors, and, picked out of the log,
+# a few emergency batches processed while routine frames their source had sent before them were
+# still waiting in the daemon.
 #
 # Usage: deploy/demo.sh            (from anywhere inside a clone)
-# Environment: DEMO_SCENARIOS (default "brief default"), CARGO (default cargo).
+# Environment: DEMO_SCENARIOS (default "brief default"); DEMO_UPLINK_PORT, DEMO_REPLAY_PORT,
+# DEMO_MONITOR_PORT (default 7700, 7701, 7780); DEMO_BIN_DIR (run the aggregator and uplink-sim
+# found there instead of building them); CARGO (default cargo).
 set -euo pipefail
 
+here="$PWD"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scenarios="${DEMO_SCENARIOS:-brief default}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/aggregator-demo.XXXXXX")"
+uplink_port="${DEMO_UPLINK_PORT:-7700}"
+replay_port="${DEMO_REPLAY_PORT:-7701}"
+monitor_port="${DEMO_MONITOR_PORT:-7780}"
+run="$root/demo-run"
+archive="$run/archive"
+daemon_log="$run/aggregator.log"
 daemon_pid=""
+filter_pid=""
+failure=""
+accounting=""
 
+# Stops what is still running, then prints the verdict of a failed run as the last line.
 cleanup() {
     local status=$?
     if [[ -n "$daemon_pid" ]] && kill -0 "$daemon_pid" 2>/dev/null; then
@@ -23,36 +42,61 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$daemon_pid" 2>/dev/null || true
     fi
-    rm -rf "$work"
-    if [[ $status -ne 0 ]]; then echo "demo: FAILED (status $status)" >&2; fi
+    # The log filter ends with the daemon's standard error; wait for its last lines.
+    if [[ -n "$filter_pid" ]]; then wait "$filter_pid" 2>/dev/null || true; fi
+    rm -f "$run/aggregator.stderr"
+    if [[ $status -ne 0 ]]; then
+        echo "demo: FAILED: ${failure:-exit status $status}${accounting:+: $accounting}"
+    fi
     exit "$status"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'failure="interrupted"; exit 130' INT
+trap 'failure="terminated"; exit 143' TERM
 
-fail() { echo "demo: $*" >&2; exit 1; }
+fail() { failure="$*"; exit 1; }
 
-echo "demo: building the release binaries"
-"${CARGO:-cargo}" build --release --bins
+for port in "$uplink_port" "$replay_port" "$monitor_port"; do
+    [[ $port =~ ^[0-9]+$ ]] || fail "$port is not a port number (DEMO_*_PORT)"
+done
+rm -rf "$run"
+mkdir -p "$run"
 
-# The example config, with the dashboard line printed every 50 ms and a fresh archive directory.
-config="$work/aggregator.toml"
-sed -E -e 's/^stats_interval_ms = .*/stats_interval_ms = 50/' \
-    -e "s#^dir = .*#dir = \"$work/archive\"#" config/aggregator.toml >"$config"
-grep -q '^stats_interval_ms = 50$' "$config" || fail "could not set stats_interval_ms in $config"
-grep -q "^dir = \"$work/archive\"$" "$config" || fail "could not set the archive directory in $config"
+if [[ -n "${DEMO_BIN_DIR:-}" ]]; then
+    bin="$(cd "$here" && cd "$DEMO_BIN_DIR" && pwd)" || fail "DEMO_BIN_DIR=$DEMO_BIN_DIR is not a directory"
+    echo "demo: using the binaries in $bin"
+else
+    echo "demo: building the release binaries"
+    "${CARGO:-cargo}" build --release --bins
+    bin="${CARGO_TARGET_DIR:-target}/release"
+fi
 
-daemon_log="$work/aggregator.log"
-echo "demo: starting target/release/aggregator (log: stderr, tee'd below)"
-RUST_LOG="info,aggregator::processor=debug" \
-    target/release/aggregator --config "$config" 2> >(tee "$daemon_log" >&2) &
+# The example config, on the demo's ports and archive.
+config="$run/aggregator.toml"
+sed -E -e "s#^listen = \"127.0.0.1:7700\"\$#listen = \"127.0.0.1:$uplink_port\"#" \
+    -e "s#^listen = \"127.0.0.1:7701\"\$#listen = \"127.0.0.1:$replay_port\"#" \
+    -e "s#^listen = \"127.0.0.1:7780\"\$#listen = \"127.0.0.1:$monitor_port\"#" \
+    -e "s#^dir = .*#dir = \"$archive\"#" config/aggregator.toml >"$config"
+for port in "$uplink_port" "$replay_port" "$monitor_port"; do
+    grep -qxF "listen = \"127.0.0.1:$port\"" "$config" || fail "could not set port $port in $config"
+done
+grep -qxF "dir = \"$archive\"" "$config" || fail "could not set the archive directory in $config"
+
+# The daemon's standard error goes whole to its log; the terminal gets where it listens, its
+# dashboard line, its warnings and errors. RUST_LOG turns on the processor's per-batch debug line.
+mkfifo "$run/aggregator.stderr"
+tee "$daemon_log" <"$run/aggregator.stderr" \
+    | grep --line-buffered -E ' (WARN|ERROR) |aggregator listening|: stats: ' >&2 &
+filter_pid=$!
+NO_COLOR=1 RUST_LOG="info,aggregator=debug" \
+    "$bin/aggregator" --config "$config" 2>"$run/aggregator.stderr" &
 daemon_pid=$!
+echo "demo: started the aggregator (pid $daemon_pid); its whole log: $daemon_log"
 
 # Wait (at most 10 s) for the daemon to listen; fail at once if it exits.
 for _ in $(seq 200); do
     grep -q "aggregator listening" "$daemon_log" 2>/dev/null && break
-    kill -0 "$daemon_pid" 2>/dev/null || fail "the daemon exited during start-up"
+    kill -0 "$daemon_pid" 2>/dev/null || fail "the daemon exited during start-up (log: $daemon_log)"
     sleep 0.05
 done
 grep -q "aggregator listening" "$daemon_log" || fail "the daemon did not start listening within 10 s"
@@ -63,15 +107,14 @@ summaries=()
 for scenario in $scenarios; do
     echo
     echo "demo: uplink-sim --scenario $scenario"
-    sim_out="$work/sim-$scenario.txt"
-    target/release/uplink-sim --scenario "$scenario" --require-all-acked | tee "$sim_out" \
+    sim_out="$run/uplink-sim-$scenario.txt"
+    "$bin/uplink-sim" --uplink "127.0.0.1:$uplink_port" --replay "127.0.0.1:$replay_port" \
+        --scenario "$scenario" --require-all-acked | tee "$sim_out" \
         || fail "uplink-sim --scenario $scenario failed"
     total="$(grep '^sim total:' "$sim_out")" || fail "no summary from uplink-sim --scenario $scenario"
     summaries+=("$scenario: $total")
-    s="$(sed -E 's/.* sent=([0-9]+) .*/\1/' <<<"$total")"
-    a="$(sed -E 's/.* acked=([0-9]+) .*/\1/' <<<"$total")"
-    sent=$((sent + s))
-    acked=$((acked + a))
+    sent=$((sent + $(sed -E 's/.* sent=([0-9]+) .*/\1/' <<<"$total")))
+    acked=$((acked + $(sed -E 's/.* acked=([0-9]+) .*/\1/' <<<"$total")))
 done
 
 echo
@@ -80,29 +123,71 @@ kill -TERM "$daemon_pid"
 daemon_status=0
 wait "$daemon_pid" || daemon_status=$?
 daemon_pid=""
-# The tee behind the process substitution may still be flushing the last lines.
-for _ in $(seq 100); do grep -q "drain \(complete\|incomplete\)" "$daemon_log" && break; sleep 0.05; done
+wait "$filter_pid" || true
+filter_pid=""
 
-# The daemon's text log colours its fields; compare on the plain text.
-drain="$(sed -E 's/\x1b\[[0-9;]*m//g' "$daemon_log" | grep -E 'drain (complete|incomplete)' | tail -n 1)" \
-    || fail "the daemon logged no drain summary"
-field() { sed -E "s/.* $1=([0-9]+).*/\1/" <<<"$drain"; }
-accepted="$(field accepted)"
-processed="$(field processed)"
-archived="$(field archived)"
-unacknowledged="$(field unacknowledged)"
+drain="$(grep -E 'drain (complete|incomplete)' "$daemon_log" | tail -n 1)" \
+    || fail "the daemon logged no drain summary (log: $daemon_log)"
+field() { sed -E "s/.* $1=([0-9]+).*/\1/" <<<"$2"; }
+accepted="$(field accepted "$drain")"
+processed="$(field processed "$drain")"
+archived="$(field archived "$drain")"
+unacknowledged="$(field unacknowledged "$drain")"
+accounting="sent=$sent accepted=$accepted processed=$processed archived=$archived acknowledged=$acked unacknowledged=$unacknowledged daemon_exit=$daemon_status"
+
+# An emergency batch overtook routine frames when a routine batch of the same source processed
+# after it begins below its first sequence: those frames were sent before the emergency, on the
+# same stream, so they were in the daemon, waiting, when the emergency was processed.
+echo
+awk -v logfile="$daemon_log" -v shown=3 '
+    function value(key,    i) {
+        for (i = 1; i <= NF; i++) if (index($i, key "=") == 1) return substr($i, length(key) + 2)
+        return ""
+    }
+    function sequence(text) { gsub(/[^0-9]/, "", text); return text + 0 }
+    /processor: processed source_id=/ {
+        source = value("source_id")
+        first = sequence(value("first_seq"))
+        if (value("priority") == "\"emergency\"") {
+            emergencies++
+            if (!(source in waiting)) { waiting[source] = first; example[source] = $0 }
+            ahead[source]++
+            next
+        }
+        if ((source in waiting) && first < waiting[source]) {
+            overtakes += ahead[source]
+            if (++pairs <= shown) examples = examples "  " example[source] "\n  " $0 "\n"
+        }
+        delete waiting[source]; delete example[source]; delete ahead[source]
+    }
+    END {
+        if (overtakes == 0) {
+            printf "demo: none of the %d emergency batches overtook routine frames sent before it (log: %s)\n", emergencies, logfile
+            exit
+        }
+        printf "demo: %d of %d emergency batches were processed while routine frames their source had sent before them were still waiting; the first %d, each followed by the routine batch it overtook (from %s):\n", overtakes, emergencies, (pairs < shown ? pairs : shown), logfile
+        printf "%s", examples
+    }' "$daemon_log"
+
+echo
+echo "demo: aggregator archive verify $archive"
+verify_status=0
+"$bin/aggregator" archive verify "$archive" >"$run/verify.txt" || verify_status=$?
+grep -v -E '^(segment|source) ' "$run/verify.txt" || true
+echo "(each segment's and each source's counts: $run/verify.txt)"
+verified="$(grep '^verify total:' "$run/verify.txt" | sed -E 's/.* frames=([0-9]+) .*/\1/')" \
+    || fail "aggregator archive verify printed no total (status $verify_status)"
+accounting="$accounting verified=$verified verify_exit=$verify_status"
 
 echo
 echo "==================== summary ===================="
 for line in "${summaries[@]}"; do echo "uplink-sim  $line"; done
 echo "aggregator  ${drain#*INFO }"
-echo "accounting  sent=$sent accepted=$accepted processed=$processed archived=$archived acknowledged=$acked unacknowledged=$unacknowledged daemon_exit=$daemon_status"
+echo "archive     $archive: $verified frames verified (exit status $verify_status)"
 echo "================================================="
 
 [[ $daemon_status -eq 0 ]] || fail "the daemon exited with status $daemon_status"
-if [[ $sent -eq $accepted && $accepted -eq $processed && $processed -eq $archived \
-    && $archived -eq $acked && $unacknowledged -eq 0 ]]; then
-    echo "demo: OK: every frame accounted for (sent = accepted = processed = archived = acknowledged = $sent)"
-else
-    fail "accounting mismatch"
-fi
+[[ $verify_status -eq 0 && $verified -eq $archived ]] || fail "the archive does not verify"
+[[ $sent -eq $accepted && $accepted -eq $processed && $processed -eq $archived \
+    && $archived -eq $acked && $unacknowledged -eq 0 ]] || fail "accounting mismatch"
+echo "demo: OK: every frame accounted for and in the archive: $accounting"

@@ -272,7 +272,7 @@ fn wait_child(child: &mut Child) -> ExitStatus {
     }
 }
 
-/// A running simulator.
+/// A running simulator (or the demo).
 struct SimRun {
     child: Child,
     output: mpsc::Receiver<(String, String)>,
@@ -287,12 +287,18 @@ struct SimResult {
 
 impl SimRun {
     fn spawn(args: &[&str]) -> SimRun {
-        let mut child = Command::new(SIM)
-            .args(args)
+        let mut sim = Command::new(SIM);
+        sim.args(args);
+        SimRun::start(sim)
+    }
+
+    /// Starts `command` (the simulator, or a script that runs it), its output collected.
+    fn start(mut command: Command) -> SimRun {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start uplink-sim");
+            .expect("start the process");
         let (mut out, mut err) = (
             child.stdout.take().expect("stdout"),
             child.stderr.take().expect("stderr"),
@@ -382,17 +388,21 @@ fn processing_order(log: &[String]) -> HashMap<u32, Vec<(String, u64)>> {
         let (Some(id), Some(priority), Some(first)) = (
             field(line, "source_id"),
             field(line, "priority"),
-            field(line, "first_seq"),
+            first_sequence(line),
         ) else {
             continue;
         };
-        let first = first.trim_start_matches("Some(").trim_end_matches(')');
         order
             .entry(id.parse().expect("source id"))
             .or_default()
-            .push((priority, first.parse().expect("sequence")));
+            .push((priority, first));
     }
     order
+}
+
+/// The `first_seq=N` of a processor's debug line.
+fn first_sequence(line: &str) -> Option<u64> {
+    Some(field(line, "first_seq")?.parse().expect("sequence"))
 }
 
 #[test]
@@ -560,6 +570,159 @@ fn refusals_are_reported_with_their_reason_and_end_the_run() {
         sim.stderr
     );
     drop((holder, second));
+}
+
+/// With no daemon listening the simulator gives up within seconds, naming each address once
+/// (not three times for each of its sources), whatever `--give-up-after` says: that is the
+/// patience of reconnecting after a first connection, here longer than the wait for the exit.
+#[test]
+fn with_no_daemon_listening_the_simulator_says_so_once_per_address_and_fails() {
+    // Ports that were free a moment ago: nothing listens there.
+    let addresses = [free_port(), free_port()].map(|port| format!("127.0.0.1:{port}"));
+    let mut sim = Command::new(SIM);
+    sim.args(["--uplink", &addresses[0], "--replay", &addresses[1]])
+        .args(["--progress", "off", "--give-up-after", "60"])
+        // Standard error is to hold nothing but the addresses: no log a RUST_LOG would add.
+        .env_remove("RUST_LOG");
+    let sim = SimRun::start(sim).wait();
+    assert_eq!(sim.status.code(), Some(1), "{}", sim.stderr);
+    let messages = addresses.map(|address| {
+        format!("uplink-sim: cannot connect to {address}: is the aggregator running?")
+    });
+    for line in sim.stderr.lines() {
+        assert!(
+            messages.iter().any(|m| line.starts_with(m.as_str())),
+            "only the addresses, each once: {}",
+            sim.stderr
+        );
+    }
+    for message in &messages {
+        assert_eq!(
+            sim.stderr.matches(message.as_str()).count(),
+            1,
+            "{}",
+            sim.stderr
+        );
+    }
+    assert_eq!(sim.stdout, "", "nothing was sent: no summary");
+}
+
+/// `--give-up-after` is how long a source that has been connected keeps reconnecting: after its
+/// daemon dies it gives up then, with the last error, not as a run that never found a daemon.
+#[test]
+fn after_a_first_connection_a_source_gives_up_after_give_up_after() {
+    let setup = Setup::new(16);
+    let mut daemon = setup.start();
+    let sim = setup.spawn_sim(&[
+        "--uplinks",
+        "1",
+        "--replays",
+        "0",
+        "--rate",
+        "100",
+        "--duration",
+        "60",
+        "--give-up-after",
+        "1",
+    ]);
+    daemon.wait_for_line(|l| l.contains("source registered"));
+    daemon.kill();
+    let sim = sim.wait();
+    assert_eq!(sim.status.code(), Some(1), "{}", sim.stderr);
+    let address = format!("127.0.0.1:{}", setup.uplink);
+    assert!(
+        sim.stderr.contains(&format!(
+            "failed: no connection for 1000 ms; last error: cannot connect to {address}: "
+        )),
+        "{}",
+        sim.stderr
+    );
+    assert!(
+        !sim.stderr.contains("is the aggregator running?"),
+        "{}",
+        sim.stderr
+    );
+}
+
+/// `deploy/demo.sh` on the binaries under test, in a scratch copy of what it reads: it listens
+/// where `DEMO_*_PORT` say, keeps and verifies its archive, ends with its verdict, and of the
+/// processor's per-batch debug lines shows only a few emergency batches, each followed by the
+/// routine batch of its source, sent before it, that it overtook.
+#[test]
+fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() {
+    let scratch = common::TempDir::new("demo");
+    let clone = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["deploy/demo.sh", "config/aggregator.toml"] {
+        let to = scratch.0.join(file);
+        std::fs::create_dir_all(to.parent().expect("a folder")).expect("scratch folder");
+        std::fs::copy(clone.join(file), &to).expect("copy into the scratch clone");
+    }
+    let ports = [free_port(), free_port(), free_port()];
+    let mut demo = Command::new("bash");
+    // Standard error into standard output, so that the order of the lines is the terminal's.
+    demo.args(["-c", "exec \"$0\" 2>&1"])
+        .arg(scratch.0.join("deploy/demo.sh"))
+        .env(
+            "DEMO_BIN_DIR",
+            std::path::Path::new(AGGREGATOR).parent().expect("bin dir"),
+        )
+        .env("DEMO_SCENARIOS", "default")
+        .env("DEMO_UPLINK_PORT", ports[0].to_string())
+        .env("DEMO_REPLAY_PORT", ports[1].to_string())
+        .env("DEMO_MONITOR_PORT", ports[2].to_string())
+        // The only debug lines are to be the demo's picks: no simulator log a RUST_LOG would add.
+        .env_remove("RUST_LOG");
+    let demo = SimRun::start(demo).wait();
+    let output = demo.stdout;
+    assert!(demo.status.success(), "{output}");
+    let verdict = output.lines().last().unwrap_or_default();
+    assert!(verdict.starts_with("demo: OK: "), "{output}");
+    let [uplink, replay, monitor] = ports;
+    assert!(
+        output.contains(&format!(
+            "uplink=127.0.0.1:{uplink} replay=127.0.0.1:{replay} monitor=127.0.0.1:{monitor}"
+        )),
+        "{output}"
+    );
+
+    let archive = scratch.0.join("demo-run/archive");
+    assert!(
+        output.contains(&format!(
+            "demo: aggregator archive verify {}",
+            archive.display()
+        )),
+        "{output}"
+    );
+    let (valid, verified) = verify(&archive);
+    assert!(valid, "{verified}");
+    assert_eq!(
+        number(&verified, "frames"),
+        number(verdict, "sent"),
+        "{verified}"
+    );
+
+    let debug: Vec<&str> = output.lines().filter(|l| l.contains(" DEBUG ")).collect();
+    assert!(
+        (2..=6).contains(&debug.len()) && debug.len() % 2 == 0,
+        "a few pairs of lines: {output}"
+    );
+    for pair in debug.chunks(2) {
+        let (emergency, routine) = (pair[0], pair[1]);
+        assert_eq!(
+            field(emergency, "source_id"),
+            field(routine, "source_id"),
+            "{pair:?}"
+        );
+        assert_eq!(field(emergency, "priority").as_deref(), Some("emergency"));
+        assert_eq!(field(routine, "priority").as_deref(), Some("routine"));
+        assert!(
+            matches!(
+                (first_sequence(routine), first_sequence(emergency)),
+                (Some(r), Some(e)) if r < e
+            ),
+            "{pair:?}"
+        );
+    }
 }
 
 /// `aggregator archive verify DIR`: (exit success, the "verify total" line).

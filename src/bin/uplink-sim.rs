@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aggregator::sim::{
-    self, Amount, EmergencyMix, Pace, Profile, Progress, ProgressStyle, Rate, Scenario,
+    self, Amount, EmergencyMix, Outcome, Pace, Profile, Progress, ProgressStyle, Rate, Scenario,
     SessionOptions, SimPlan, SimReport, SourceSpec,
 };
 use aggregator::SourceKind;
@@ -21,10 +21,11 @@ use tracing_subscriber::EnvFilter;
 /// With --replay-archive, the sources are the archive's instead: each source in it is streamed to
 /// the replay listener as a replay feed with the same id, in sequence order.
 ///
-/// Exit status: 0 when the run succeeded; 1 when it failed (a source was refused or gave up, or
-/// with --require-all-acked a frame was never acknowledged); 2 on a usage error or an archive that
-/// cannot be read; 3 when a --replay-archive run succeeded but skipped damaged byte ranges of a
-/// corrupt segment (each named on standard error; the frames in them were not sent).
+/// Exit status: 0 when the run succeeded; 1 when it failed (nothing listens at an address, a source
+/// was refused or gave up, or with --require-all-acked a frame was never acknowledged); 2 on a
+/// usage error or an archive that cannot be read; 3 when a --replay-archive run succeeded but
+/// skipped damaged byte ranges of a corrupt segment (each named on standard error; the frames in
+/// them were not sent).
 #[derive(Debug, Parser)]
 #[command(name = "uplink-sim", version)]
 struct Cli {
@@ -93,7 +94,10 @@ struct Cli {
     /// Unacknowledged frames a source may have at once.
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     max_in_flight: usize,
-    /// Seconds a source keeps trying to reconnect before it gives up.
+    /// Seconds a source that has been connected keeps trying to reconnect before it gives up (a
+    /// daemon restart is worth waiting for). Before its first connection a source tries for 3 s
+    /// at most: with nothing listening at the address the run fails with "cannot connect to ADDR:
+    /// is the aggregator running?".
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     give_up_after: f64,
     /// Exit non-zero if any generated frame was never acknowledged.
@@ -269,19 +273,27 @@ fn main() -> ExitCode {
         }
     };
     let report = runtime.block_on(sim::run(plan, progress));
-    println!("{report}");
+    if !report.reached_none() {
+        println!("{report}");
+    }
     exit_status(&report, cli.require_all_acked, skipped)
 }
 
 /// Names what went wrong on standard error and turns it into the exit status (`Cli`'s doc lists
-/// them): a failure outranks skipped damage.
+/// them): a failure outranks skipped damage. An address nothing listens at is named once, not
+/// once for each of its sources.
 fn exit_status(report: &SimReport, require_all_acked: bool, skipped: usize) -> ExitCode {
     let totals = report.totals();
     for problem in report.problems() {
-        eprintln!(
-            "uplink-sim: {:?} {}: {}",
-            problem.kind, problem.id, problem.outcome
-        );
+        if !matches!(problem.outcome, Outcome::Unreachable { .. }) {
+            eprintln!(
+                "uplink-sim: {:?} {}: {}",
+                problem.kind, problem.id, problem.outcome
+            );
+        }
+    }
+    for (address, error) in report.unreachable() {
+        eprintln!("uplink-sim: cannot connect to {address}: is the aggregator running? ({error})");
     }
     if require_all_acked && totals.unacked > 0 {
         eprintln!(

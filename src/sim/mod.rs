@@ -94,7 +94,11 @@ pub struct SessionOptions {
     pub backoff_initial: Duration,
     /// Longest reconnection delay.
     pub backoff_max: Duration,
-    /// A source that cannot get a WELCOME for this long gives up and reports the last error.
+    /// A source that has never connected and cannot connect for this long gives up: nothing
+    /// listens at its address ([`Outcome::Unreachable`]).
+    pub first_connect_within: Duration,
+    /// After a first connection, a source that cannot get a WELCOME for this long gives up and
+    /// reports the last error.
     pub give_up_after: Duration,
     /// After the source has sent everything and shut down its sending side, time the daemon has to
     /// acknowledge it all and CLOSE; then the source reconnects and resends.
@@ -112,6 +116,7 @@ impl Default for SessionOptions {
             handshake_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_secs(1),
+            first_connect_within: Duration::from_secs(3),
             give_up_after: Duration::from_secs(30),
             close_timeout: Duration::from_secs(15),
             max_in_flight: 65_536,
@@ -144,7 +149,8 @@ impl SimPlan {
 /// live counters; pass [`Progress::new`] with [`ProgressStyle::Off`] for none.
 pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
     let started = Instant::now();
-    let ticker = tokio::spawn(progress::show(Arc::clone(&progress)));
+    let goal = progress::Goal::of(&plan.sources);
+    let ticker = tokio::spawn(progress::show(Arc::clone(&progress), goal));
     let mut tasks = Vec::with_capacity(plan.sources.len());
     for spec in &plan.sources {
         let address = plan.address(spec.kind).to_string();

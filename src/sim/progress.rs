@@ -4,6 +4,9 @@
 //! them, so showing progress never slows a source. On a terminal the display is one line rewritten
 //! in place; when standard output is a file or a pipe (CI logs, the demo script) it prints plain
 //! lines instead, since carriage returns would turn a log into one unreadable line.
+//!
+//! The line starts with the time elapsed and, where the plan says when the run ends, how far it
+//! is: the share of the generation time past, or of the frames acknowledged.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -11,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+use super::{Amount, SourceSpec};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +26,44 @@ pub enum ProgressStyle {
     Terminal,
     /// A plain line per interval (standard output is a file or a pipe).
     Lines,
+}
+
+/// Where a run ends, as far as the plan says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Goal {
+    /// Every source generates for at most this long.
+    Duration(Duration),
+    /// The sources generate this many frames in all, each done once acknowledged.
+    Frames(u64),
+}
+
+impl Goal {
+    /// The goal of sources that all end the same way; `None` for a mix (or no source).
+    pub(crate) fn of(sources: &[SourceSpec]) -> Option<Goal> {
+        let mut goal = None;
+        for spec in sources {
+            goal = match (goal, spec.amount) {
+                (None, Amount::Duration(d)) => Some(Goal::Duration(d)),
+                (None, Amount::Frames(n)) => Some(Goal::Frames(n)),
+                (Some(Goal::Duration(a)), Amount::Duration(b)) => Some(Goal::Duration(a.max(b))),
+                (Some(Goal::Frames(a)), Amount::Frames(b)) => {
+                    Some(Goal::Frames(a.saturating_add(b)))
+                }
+                _ => return None,
+            };
+        }
+        goal
+    }
+
+    /// The share done, 0.0 to 1.0.
+    fn done(self, elapsed: Duration, acked: u64) -> f64 {
+        let share = match self {
+            Goal::Duration(d) => elapsed.as_secs_f64() / d.as_secs_f64(),
+            Goal::Frames(n) => acked as f64 / n as f64,
+        };
+        // An empty goal is reached at once (and 0/0 is NaN, which `min` turns into 1.0).
+        share.min(1.0)
+    }
 }
 
 /// The counters every source adds to.
@@ -74,11 +117,15 @@ impl Progress {
         self.wake.notify_one();
     }
 
-    fn line(&self, per_second: f64) -> String {
+    fn line(&self, goal: Option<Goal>, elapsed: Duration, per_second: f64) -> String {
         let sent = self.sent.load(Relaxed);
         let acked = self.acked.load(Relaxed);
+        let done = goal.map_or(String::new(), |goal| {
+            format!(" {:.0}%", (goal.done(elapsed, acked) * 100.0).floor())
+        });
         format!(
-            "sim: sources {}/{} done, {} connected | sent {} acked {} in flight {} resent {} refused {} | {:.0} acked/s",
+            "sim: {:.1} s{done} | sources {}/{} done, {} connected | sent {} acked {} in flight {} resent {} refused {} | {:.0} acked/s",
+            elapsed.as_secs_f64(),
             self.finished.load(Relaxed),
             self.sources,
             self.connected.load(Relaxed),
@@ -92,12 +139,14 @@ impl Progress {
     }
 }
 
-/// Shows the counters every interval until [`Progress::finish`].
-pub(crate) async fn show(progress: Arc<Progress>) {
+/// Shows the counters, and how far the run is from `goal`, every interval until
+/// [`Progress::finish`].
+pub(crate) async fn show(progress: Arc<Progress>, goal: Option<Goal>) {
     if progress.style == ProgressStyle::Off {
         return;
     }
-    let mut last = (Instant::now(), 0u64);
+    let started = Instant::now();
+    let mut last = (started, 0u64);
     loop {
         let done = tokio::select! {
             _ = tokio::time::sleep(progress.interval) => false,
@@ -112,7 +161,7 @@ pub(crate) async fn show(progress: Arc<Progress>) {
             0.0
         };
         last = (now, acked);
-        let line = progress.line(per_second);
+        let line = progress.line(goal, now.duration_since(started), per_second);
         let mut out = std::io::stdout().lock();
         // A closed standard output must not stop the run; the summary will fail loudly instead.
         let _ = match progress.style {
@@ -124,5 +173,52 @@ pub(crate) async fn show(progress: Arc<Progress>) {
         if done {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::frame::SourceKind;
+    use crate::sim::Scenario;
+
+    fn goal(scenario: Scenario) -> Option<Goal> {
+        let (uplinks, replays) = scenario.profiles();
+        let mut specs = uplinks.sources(SourceKind::LiveUplink, 1);
+        specs.extend(replays.sources(SourceKind::ArchivedReplay, 1));
+        Goal::of(&specs)
+    }
+
+    fn progress() -> Arc<Progress> {
+        Progress::new(ProgressStyle::Off, Duration::from_secs(1), 5)
+    }
+
+    #[test]
+    fn the_line_shows_the_time_elapsed_and_the_share_of_the_duration() {
+        let (progress, goal) = (progress(), goal(Scenario::Default));
+        let line = progress.line(goal, Duration::from_millis(1500), 0.0);
+        assert!(line.starts_with("sim: 1.5 s 50% | "), "{line}");
+        let line = progress.line(goal, Duration::from_secs(4), 0.0);
+        assert!(line.starts_with("sim: 4.0 s 100% | "), "{line}");
+    }
+
+    #[test]
+    fn the_line_shows_the_share_of_the_frames_acknowledged() {
+        // The brief: 4 uplinks x 10 frames and 1 replay x 5.
+        let (progress, goal) = (progress(), goal(Scenario::Brief));
+        assert_eq!(goal, Some(Goal::Frames(45)));
+        Progress::add(&progress.acked, 9);
+        let line = progress.line(goal, Duration::from_millis(200), 0.0);
+        assert!(line.starts_with("sim: 0.2 s 20% | "), "{line}");
+    }
+
+    #[test]
+    fn sources_that_end_differently_show_no_share() {
+        let (uplinks, _) = Scenario::Brief.profiles();
+        let mut specs = uplinks.sources(SourceKind::LiveUplink, 1);
+        specs[0].amount = Amount::Duration(Duration::from_secs(1));
+        assert_eq!(Goal::of(&specs), None);
+        let line = progress().line(None, Duration::from_millis(500), 0.0);
+        assert!(line.starts_with("sim: 0.5 s | "), "{line}");
     }
 }

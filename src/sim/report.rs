@@ -2,9 +2,12 @@
 //!
 //! The summary is the simulator's half of the end-to-end accounting: `sent` is every distinct frame
 //! written at least once, `acked` what the daemon answered for, `resent` how many writes were
-//! repeats after a reconnection (the daemon counts the duplicates among them on its side). The last
-//! line, `sim total: key=value ...`, is stable so scripts and tests can read it.
+//! repeats after a reconnection (the daemon counts the duplicates among them on its side). Notes
+//! under the table say what the latency and the resent count include, which the client cannot
+//! measure apart. The last line, `sim total: key=value ...`, is stable so scripts and tests can
+//! read it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ pub enum Outcome {
     },
     /// The source gave up; the text names the cause.
     Failed(String),
+    /// Nothing ever accepted a connection at the address: no daemon listens there.
+    Unreachable { address: String, error: String },
 }
 
 impl fmt::Display for Outcome {
@@ -33,6 +38,7 @@ impl fmt::Display for Outcome {
             Outcome::Completed => f.write_str("completed"),
             Outcome::Refused { reason, detail } => write!(f, "refused: {reason}: {detail}"),
             Outcome::Failed(why) => write!(f, "failed: {why}"),
+            Outcome::Unreachable { error, .. } => write!(f, "unreachable: {error}"),
         }
     }
 }
@@ -86,6 +92,15 @@ impl Latencies {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// What the emergency acknowledgement latency is made of, beyond the emergency's own path.
+const LATENCY_NOTE: &str = "note: emergency ack latency runs from a frame's first write to the \
+    ACK that covers it, so it includes the archive's sync interval: the daemon acknowledges a frame \
+    only after the fsync that covers it (archive.sync_interval_ms, 20 ms by default), and a source \
+    at most once per connection.ack_interval_ms (10 ms by default)\n\
+    note: an ACK covers a frame only once every frame its source sent before it is stored too, so \
+    under load this latency includes the routine frames ahead of an emergency, not only how soon \
+    the emergency itself was processed";
 
 /// One source's accounting.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +200,26 @@ impl SimReport {
             .filter(|s| s.outcome != Outcome::Completed)
     }
 
+    /// The addresses nothing listened at, each once, with the error its first source met there.
+    pub fn unreachable(&self) -> BTreeMap<&str, &str> {
+        let mut addresses = BTreeMap::new();
+        for s in &self.sources {
+            if let Outcome::Unreachable { address, error } = &s.outcome {
+                addresses.entry(address.as_str()).or_insert(error.as_str());
+            }
+        }
+        addresses
+    }
+
+    /// Whether no source reached a daemon: then nothing was sent, and that is all there is to say.
+    pub fn reached_none(&self) -> bool {
+        !self.sources.is_empty()
+            && self
+                .sources
+                .iter()
+                .all(|s| matches!(s.outcome, Outcome::Unreachable { .. }))
+    }
+
     /// Whether the run succeeded: every source completed (so nothing was refused for good), and,
     /// when `require_all_acked`, no generated frame is left unacknowledged.
     pub fn is_success(&self, require_all_acked: bool) -> bool {
@@ -237,6 +272,20 @@ impl fmt::Display for SimReport {
             t.completed,
             t.sources
         )?;
+        if !t.emergency_latency.is_empty() {
+            writeln!(f, "{LATENCY_NOTE}")?;
+        }
+        if t.resent > 0 {
+            writeln!(
+                f,
+                "note: {} frames were written again after a reconnection (resent); sent, acked and \
+                 acked_per_s count each frame once, so resent frames are not new throughput. The \
+                 daemon stores each sequence once: a resent frame it had already stored is \
+                 acknowledged without being stored again, and counted in its duplicates (drain \
+                 summary, /stats): only the daemon knows how many of them it already had",
+                t.resent
+            )?;
+        }
         let secs = self.elapsed.as_secs_f64();
         let rate = if secs > 0.0 {
             t.acked as f64 / secs
@@ -285,5 +334,70 @@ mod tests {
         assert_eq!(l.quantile(0.99), Some(Duration::from_micros(99)));
         assert_eq!(l.quantile(1.0), Some(Duration::from_micros(100)));
         assert_eq!(Latencies::default().quantile(0.5), None);
+    }
+
+    /// A report of a source that sent nothing and ended with `outcome`.
+    fn source(outcome: Outcome) -> SourceReport {
+        let (uplinks, _) = crate::sim::Scenario::Brief.profiles();
+        let spec = &uplinks.sources(SourceKind::LiveUplink, 1)[0];
+        SourceReport {
+            outcome,
+            ..SourceReport::failed(spec, String::new())
+        }
+    }
+
+    fn unreachable(address: &str) -> Outcome {
+        Outcome::Unreachable {
+            address: address.into(),
+            error: "Connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_address_is_named_once() {
+        let report = SimReport {
+            sources: vec![
+                source(unreachable("127.0.0.1:7700")),
+                source(unreachable("127.0.0.1:7700")),
+                source(unreachable("127.0.0.1:7701")),
+            ],
+            elapsed: Duration::from_secs(3),
+        };
+        let addresses: Vec<_> = report.unreachable().into_keys().collect();
+        assert_eq!(addresses, ["127.0.0.1:7700", "127.0.0.1:7701"]);
+        assert!(report.reached_none());
+
+        let mut some = report.clone();
+        some.sources[2].outcome = Outcome::Completed;
+        assert_eq!(some.unreachable().len(), 1);
+        assert!(!some.reached_none());
+    }
+
+    #[test]
+    fn the_summary_explains_the_latency_and_the_resent_frames() {
+        let mut reached = source(Outcome::Completed);
+        let report = |s: &SourceReport| {
+            SimReport {
+                sources: vec![s.clone()],
+                elapsed: Duration::from_secs(1),
+            }
+            .to_string()
+        };
+        let plain = report(&reached);
+        assert!(!plain.contains("note:"), "{plain}");
+
+        reached.emergency_latency.record(Duration::from_millis(21));
+        reached.resent = 7;
+        let noted = report(&reached);
+        assert!(
+            noted.contains("includes the archive's sync interval")
+                && noted.contains("archive.sync_interval_ms, 20 ms by default"),
+            "{noted}"
+        );
+        assert!(
+            noted.contains("note: 7 frames were written again after a reconnection"),
+            "{noted}"
+        );
+        assert!(noted.lines().last().unwrap().starts_with("sim total:"));
     }
 }

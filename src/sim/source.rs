@@ -9,9 +9,12 @@
 //!
 //! The clock keeps running while the source is disconnected, like a satellite that keeps producing
 //! telemetry during a ground-station outage: what fell due meanwhile is sent on reconnection, after
-//! everything still unacknowledged. A connection ends in one of four ways ([`SessionEnd`]); only a
-//! refusal other than `ShuttingDown`, a protocol violation, or failing to get a WELCOME for
-//! [`SessionOptions::give_up_after`] ends the source without its frames acknowledged.
+//! everything still unacknowledged. A connection ends in one of five ways ([`SessionEnd`]); only a
+//! refusal other than `ShuttingDown`, a protocol violation, failing to get a WELCOME for
+//! [`SessionOptions::give_up_after`] after a first connection, or finding nothing listening for
+//! [`SessionOptions::first_connect_within`] before one ends the source without its frames
+//! acknowledged. The last is told apart ([`Outcome::Unreachable`]) because it is not a source's
+//! problem but the run's: no daemon at the address, said once for all its sources.
 
 use std::io;
 use std::sync::Arc;
@@ -48,6 +51,8 @@ enum SessionEnd {
     Finished,
     /// Worth another connection after a backoff; the text says why.
     Retry(String),
+    /// The TCP connection could not be made; the text says why.
+    NoConnection(String),
     /// The daemon refused the HELLO.
     Refused(RefuseReason, String),
     /// Retrying cannot help; the text names the cause.
@@ -166,6 +171,10 @@ impl SimSource {
                 tracing::warn!(%reason, %detail, "source refused")
             }
             Outcome::Failed(why) => tracing::error!(%why, "source failed"),
+            // The run reports it once for every source of the address.
+            Outcome::Unreachable { address, error } => {
+                tracing::debug!(%address, %error, "nothing listens")
+            }
         }
         Progress::add(&self.progress.finished, 1);
         SourceReport {
@@ -185,11 +194,15 @@ impl SimSource {
 
     async fn connect_until_done(&mut self) -> Outcome {
         let mut backoff = self.opts.backoff_initial;
-        let mut last_welcome = Instant::now();
+        let started = Instant::now();
+        let mut last_welcome = started;
+        // Whether a TCP connection was ever made: until then nothing is known to listen.
+        let mut reached = false;
         loop {
             let end =
                 match timeout(self.opts.connect_timeout, TcpStream::connect(&self.address)).await {
                     Ok(Ok(stream)) => {
+                        reached = true;
                         let welcomed_before = self.connections;
                         let end = self.session(stream).await;
                         if self.connections > welcomed_before {
@@ -198,12 +211,9 @@ impl SimSource {
                         }
                         end
                     }
-                    Ok(Err(err)) => {
-                        SessionEnd::Retry(format!("cannot connect to {}: {err}", self.address))
-                    }
-                    Err(_) => SessionEnd::Retry(format!(
-                        "cannot connect to {}: no answer within {} ms",
-                        self.address,
+                    Ok(Err(err)) => SessionEnd::NoConnection(err.to_string()),
+                    Err(_) => SessionEnd::NoConnection(format!(
+                        "no answer within {} ms",
                         self.opts.connect_timeout.as_millis()
                     )),
                 };
@@ -220,9 +230,20 @@ impl SimSource {
                     Progress::add(&self.progress.refused, 1);
                     return Outcome::Refused { reason, detail };
                 }
+                SessionEnd::NoConnection(error)
+                    if !reached && started.elapsed() >= self.opts.first_connect_within =>
+                {
+                    return Outcome::Unreachable {
+                        address: self.address.clone(),
+                        error,
+                    };
+                }
+                SessionEnd::NoConnection(error) => {
+                    format!("cannot connect to {}: {error}", self.address)
+                }
                 SessionEnd::Retry(why) => why,
             };
-            if last_welcome.elapsed() >= self.opts.give_up_after {
+            if reached && last_welcome.elapsed() >= self.opts.give_up_after {
                 return Outcome::Failed(format!(
                     "no connection for {} ms; last error: {why}",
                     self.opts.give_up_after.as_millis()
