@@ -1068,3 +1068,33 @@ fn a_full_disk_loses_nothing_and_the_daemon_recovers_when_space_returns() {
     assert_eq!(number(&verified, "duplicates"), 0, "{verified}");
     assert_eq!(number(&verified, "missing"), 0, "{verified}");
 }
+
+/// A slow source (a frame every 500 ms) against a daemon whose idle timeout is 300 ms: with a keep-alive
+/// every 100 ms it keeps one connection for the whole run; with none before 10 s, the daemon closes
+/// it as idle between frames and it has to reconnect. Either way every frame is acknowledged.
+#[test]
+fn uplink_sim_pings_to_keep_a_slow_source_connected() {
+    let setup = Setup::with_archive(1024, None, "\n[connection]\nidle_timeout_ms = 300\n");
+    let _daemon = setup.start();
+    let connections = |keepalive_ms: &str| {
+        let sim = setup.sim(&[
+            "--uplinks",
+            "1",
+            "--replays",
+            "0",
+            "--rate",
+            "2",
+            "--batch",
+            "1",
+            "--duration",
+            "2",
+            "--keepalive-ms",
+            keepalive_ms,
+            "--require-all-acked",
+        ]);
+        assert!(sim.status.success(), "{}", sim.stderr);
+        number(sim.total(), "connections")
+    };
+    assert_eq!(connections("100"), 1, "kept alive between frames");
+    assert!(connections("10000") > 1, "closed as idle between frames");
+}

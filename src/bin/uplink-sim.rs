@@ -100,6 +100,10 @@ struct Cli {
     /// is the aggregator running?".
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     give_up_after: f64,
+    /// Milliseconds a source may write nothing before it sends a PING, which keeps its connection
+    /// open through the daemon's idle timeout (30 s by default).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    keepalive_ms: u64,
     /// Exit non-zero if any generated frame was never acknowledged.
     #[arg(long)]
     require_all_acked: bool,
@@ -189,6 +193,7 @@ impl Cli {
             session: SessionOptions {
                 give_up_after: seconds("give-up-after", self.give_up_after)?,
                 max_in_flight: self.max_in_flight.max(1),
+                keepalive: Duration::from_millis(self.keepalive_ms.max(1)),
                 ..SessionOptions::default()
             },
         };

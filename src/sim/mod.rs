@@ -107,6 +107,9 @@ pub struct SessionOptions {
     pub max_in_flight: usize,
     /// Largest message accepted from the daemon.
     pub max_frame_length: usize,
+    /// A source that has written nothing for this long sends a PING, so that the daemon's idle
+    /// timeout does not close it between frames (`docs/protocol.md`).
+    pub keepalive: Duration,
 }
 
 impl Default for SessionOptions {
@@ -121,6 +124,7 @@ impl Default for SessionOptions {
             close_timeout: Duration::from_secs(15),
             max_in_flight: 65_536,
             max_frame_length: 65_536,
+            keepalive: Duration::from_secs(10),
         }
     }
 }

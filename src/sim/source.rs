@@ -438,6 +438,8 @@ impl SimSource {
         }
         self.ledger.rewind();
         let mut close_deadline: Option<Instant> = None;
+        let mut last_write = Instant::now();
+        let mut pings = 0u64;
         loop {
             let now = Instant::now();
             if close_deadline.is_none() {
@@ -456,6 +458,9 @@ impl SimSource {
                     && !self.generation_done(now)
                     && self.ledger.unacked() < self.opts.max_in_flight
             });
+            // Nothing written for a while, and nothing to write: a keep-alive.
+            let ping_at = (close_deadline.is_none() && out.is_empty())
+                .then_some(last_write + self.opts.keepalive);
             tokio::select! {
                 biased;
                 message = read_message(rd, rbuf, codec) => {
@@ -467,6 +472,7 @@ impl SimSource {
                     };
                     match message {
                         ServerMessage::Ack { sequence } => self.acknowledge(sequence, now),
+                        ServerMessage::Pong(_) => {}
                         ServerMessage::Close { reason, final_ack, detail } => {
                             if let Some(sequence) = final_ack {
                                 self.acknowledge(sequence, now);
@@ -478,7 +484,7 @@ impl SimSource {
                 }
                 written = wr.write_buf(out), if !out.is_empty() => match written {
                     Ok(0) => return SessionEnd::Retry("the daemon stopped accepting bytes".into()),
-                    Ok(_) => {}
+                    Ok(_) => last_write = Instant::now(),
                     Err(err) => {
                         // A daemon that closes with our frames unread in its buffer resets the
                         // connection, and the write can fail before the CLOSE in front of the reset
@@ -488,6 +494,10 @@ impl SimSource {
                     }
                 },
                 _ = sleep_until(next_tick.unwrap_or(now)), if next_tick.is_some() => {}
+                _ = sleep_until(ping_at.unwrap_or(now)), if ping_at.is_some() => {
+                    ClientMessage::Ping(pings).encode(out);
+                    pings += 1;
+                }
                 _ = sleep_until(close_deadline.unwrap_or(now)), if close_deadline.is_some() => {
                     return SessionEnd::Retry(format!(
                         "no CLOSE within {} ms of the end of stream ({} frames unacknowledged)",
