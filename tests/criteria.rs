@@ -436,10 +436,13 @@ async fn stats_are_read_lock_free_while_frames_flow() {
         TestDaemon::start_with(test_config(), sink, |d| d.subscribe_stats()).await;
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Every reader takes its first snapshot before the first frame, and its last after the last.
+    let ready = Arc::new(tokio::sync::Barrier::new(5));
     // Reader tasks on both worker threads, yielding now and then so the daemon is not starved.
     let readers: Vec<_> = (0..4)
         .map(|_| {
             let (stats, stop) = (daemon.stats.clone(), Arc::clone(&stop));
+            let ready = Arc::clone(&ready);
             tokio::spawn(async move {
                 let monotonic = |s: &PipelineStats| {
                     [
@@ -461,7 +464,10 @@ async fn stats_are_read_lock_free_while_frames_flow() {
                 let mut last = stats.snapshot();
                 let mut reads = 1u64;
                 let mut changes = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                ready.wait().await;
+                let mut stopped = false;
+                while !stopped {
+                    stopped = stop.load(Ordering::Relaxed);
                     let now = stats.snapshot();
                     for (before, after) in monotonic(&last).into_iter().zip(monotonic(&now)) {
                         assert!(
@@ -482,6 +488,7 @@ async fn stats_are_read_lock_free_while_frames_flow() {
         .collect();
 
     const FRAMES: u64 = 2_000;
+    ready.wait().await;
     let mut clients = Vec::new();
     for id in [21, 22] {
         clients.push(Client::source(daemon.uplink, LiveUplink, id).await);
