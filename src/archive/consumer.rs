@@ -188,24 +188,32 @@ impl ArchiveConsumer {
 
     /// Whether more may be written before a sync ends.
     fn has_room(&self) -> bool {
-        self.settings.policy == SyncPolicy::Never || self.room() > 0
+        self.room() > 0
     }
 
+    /// Payload bytes that may still be written before a sync ends (no bound without syncs).
     fn room(&self) -> u64 {
+        match self.settings.policy {
+            SyncPolicy::Never => u64::MAX,
+            _ => self
+                .settings
+                .max_unsynced_bytes
+                .saturating_sub(self.not_durable()),
+        }
+    }
+
+    /// Payload bytes written and not yet durable: what the sync under way covers, and after it.
+    fn not_durable(&self) -> u64 {
         let covered = self
             .syncing
             .as_ref()
             .map_or(0, |(_, covered)| covered.bytes);
-        let not_durable = covered + self.unsynced.bytes;
-        self.settings.max_unsynced_bytes.saturating_sub(not_durable)
+        covered + self.unsynced.bytes
     }
 
     /// `first` and whatever else is queued, up to the room left.
     fn take_group(&mut self, first: Admitted<Arc<Batch>>) -> Vec<Admitted<Arc<Batch>>> {
-        let room = match self.settings.policy {
-            SyncPolicy::Never => u64::MAX,
-            _ => self.room(),
-        };
+        let room = self.room();
         let mut bytes = first.item.payload_bytes();
         let mut group = vec![first];
         while bytes < room {
@@ -355,12 +363,7 @@ impl ArchiveConsumer {
     }
 
     fn publish_unsynced(&self) {
-        let covered = self
-            .syncing
-            .as_ref()
-            .map_or(0, |(_, covered)| covered.bytes);
-        self.stats
-            .archive_unsynced_bytes(covered + self.unsynced.bytes);
+        self.stats.archive_unsynced_bytes(self.not_durable());
     }
 
     /// Waits for the sync under way, then syncs what is left.
