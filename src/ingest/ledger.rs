@@ -238,9 +238,7 @@ impl Ledger {
         if state.acked != before {
             self.acked.store(state.acked);
         }
-        if state.runs.is_empty() {
-            Self::trim(state);
-        }
+        Self::trim(state);
         if state.acked != before || state.runs.is_empty() {
             self.changed.notify_waiters();
         }
