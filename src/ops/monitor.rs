@@ -1,5 +1,6 @@
 //! The HTTP monitoring endpoint: what an operator's dashboards, Prometheus and load balancer read.
 //!
+//! - `GET /`: the web dashboard ([`crate::ops::web`]), a page that reads `/stats` and the feed;
 //! - `GET /stats`: the latest counters as JSON, with rates and the per-source table;
 //! - `GET /metrics`: the same counters in the Prometheus text exposition format;
 //! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503).
@@ -75,6 +76,7 @@ pub async fn serve(
         sampling.clone(),
     ));
     let app = Router::new()
+        .merge(crate::ops::web::routes())
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

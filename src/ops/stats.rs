@@ -72,6 +72,7 @@ pipeline_stats! {
     Counter emergency_frames: "Emergency frames the processor handled.",
     Counter bytes_processed: "Payload bytes the processor handled.",
     Counter frames_archived: "Frames the archive stored.",
+    Counter bytes_archived: "Payload bytes the archive stored.",
     Counter duplicates_dropped: "Frames dropped because their sequence was at or below one already accepted for the source.",
     Gauge active_sources: "Sources registered right now.",
     Counter connections_accepted: "Connections that completed a hello and registered.",
@@ -146,6 +147,10 @@ impl Stats {
 
     pub(crate) fn archived(&self, frames: u64) {
         self.counters.frames_archived.fetch_add(frames, Relaxed);
+    }
+
+    pub(crate) fn archived_bytes(&self, bytes: u64) {
+        self.counters.bytes_archived.fetch_add(bytes, Relaxed);
     }
 
     pub(crate) fn duplicates(&self, frames: u64) {
