@@ -11,7 +11,8 @@
 //!   queues bounded in frames, the processor and its fan-out.
 //! - [`archive`]: where every frame is stored: the consumer with its sync policy and unsynced bound,
 //!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
-//! - [`ops`]: how operators see it: statistics, the monitor's HTTP endpoint, the dashboard, logs.
+//! - [`ops`]: how operators see it: statistics, the monitor's HTTP endpoint, the dashboard and
+//!   the web dashboard page, logs.
 //! - [`daemon`]: the stages wired together, and the drain.
 //! - [`config`]: the config file, `aggregator.toml`, with its defaults and validation.
 //! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.

@@ -85,6 +85,8 @@ async fn stats_metrics_and_health_match_the_pipeline_counters() {
     assert_eq!(json["stats"]["frames_processed"], 500);
     assert_eq!(json["stats"]["emergency_frames"], 10);
     assert_eq!(json["stats"]["frames_archived"], 500);
+    assert!(stats.bytes_processed > 0);
+    assert_eq!(json["stats"]["bytes_archived"], stats.bytes_processed);
     assert_eq!(json["frames_in_flight"], 0);
     assert!(json["rates"]["frames_per_sec"].is_number());
     let sources = json["sources"].as_array().unwrap();
