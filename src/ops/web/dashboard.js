@@ -10,6 +10,7 @@
 
 const POLL_MS = 1000;
 const HISTORY_MS = 5 * 60 * 1000;
+const MIN_SPAN_MS = 10 * 1000;
 const MAX_EMERGENCIES = 50;
 const PAYLOAD_PREVIEW_BYTES = 16;
 /// A source's rate is over this many seconds of polls: steadier than one poll for a source that
@@ -156,7 +157,10 @@ function drawPlot(now) {
   const values = samples.map((s) => s.v).filter((v) => v !== null);
   const top = niceCeiling(Math.max(1, ...values));
   const pad = 16 * ratio;
-  const x = (t) => ((t - (now - HISTORY_MS)) / HISTORY_MS) * width;
+  // The plot spans what the page has seen, up to its history: a new page fills it too.
+  const span = Math.min(HISTORY_MS, Math.max(MIN_SPAN_MS, now - (samples[0]?.t ?? now)));
+  $("rate-span").textContent = `last ${span < 60000 ? `${Math.round(span / 1000)} s` : `${Math.round(span / 60000)} min`}`;
+  const x = (t) => ((t - (now - span)) / span) * width;
   const y = (v) => pad + (1 - v / top) * (height - pad);
 
   context.strokeStyle = style.getPropertyValue("--line");
