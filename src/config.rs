@@ -65,6 +65,8 @@ pub struct Config {
     #[serde(default)]
     pub monitor: MonitorConfig,
     #[serde(default)]
+    pub feed: FeedConfig,
+    #[serde(default)]
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub archive: ArchiveConfig,
@@ -254,6 +256,34 @@ impl Default for MonitorConfig {
         MonitorConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+        }
+    }
+}
+
+/// The monitor's live feed, `GET /feed`: lossy WebSocket subscribers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// Subscribers at once; one more is refused with HTTP 503.
+    pub max_subscribers: usize,
+    /// Bytes of socket reads one subscriber's queue may hold (its memory): what does not fit is
+    /// skipped for it and reported as a gap.
+    pub queue_bytes: usize,
+    /// Routine frames sent to one subscriber per second, at most (a second's worth may come at
+    /// once); what it would get beyond is skipped and reported as a gap. Emergencies always go out.
+    pub max_frames_per_sec: u32,
+    /// A subscriber that takes longer than this to accept what it is sent is disconnected.
+    #[serde(rename = "send_timeout_ms", deserialize_with = "millis")]
+    pub send_timeout: Duration,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            max_subscribers: 16,
+            queue_bytes: 8 << 20,
+            max_frames_per_sec: 10_000,
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -470,6 +500,7 @@ impl Default for Config {
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
             monitor: MonitorConfig::default(),
+            feed: FeedConfig::default(),
             runtime: RuntimeConfig::default(),
             archive: ArchiveConfig::default(),
         }
@@ -533,6 +564,11 @@ impl Config {
                 "connection.ack_budget_per_sec",
                 self.connection.ack_budget_per_sec as usize,
             ),
+            ("feed.max_subscribers", self.feed.max_subscribers),
+            (
+                "feed.max_frames_per_sec",
+                self.feed.max_frames_per_sec as usize,
+            ),
             ("runtime.worker_threads", self.runtime.worker_threads),
             (
                 "runtime.event_interval",
@@ -554,6 +590,7 @@ impl Config {
             ("shutdown.drain_deadline_ms", self.shutdown.drain_deadline),
             ("dashboard.stats_interval_ms", self.dashboard.stats_interval),
             ("archive.sync_interval_ms", self.archive.sync_interval),
+            ("feed.send_timeout_ms", self.feed.send_timeout),
         ];
         for (key, value) in durations {
             if value.is_zero() {
@@ -581,6 +618,15 @@ impl Config {
                 format!(
                     "{} is below connection.read_buffer ({}): the budget must hold at least one full read",
                     c.read_budget, c.read_buffer
+                ),
+            ));
+        }
+        if self.feed.queue_bytes < c.read_buffer {
+            return Err((
+                "feed.queue_bytes",
+                format!(
+                    "{} is below connection.read_buffer ({}): a subscriber's queue must hold at least one full read",
+                    self.feed.queue_bytes, c.read_buffer
                 ),
             ));
         }

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,6 +32,7 @@ use crate::ops::dashboard::{self, FrameFeed};
 use crate::ops::stats::{self, PipelineStats, Stats};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::fan_in::{priority_fan_in, FanIn};
+use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
 
@@ -90,7 +91,8 @@ pub struct Daemon {
     fan_in: FanIn,
     archive_tx: FrameSender<Arc<Batch>>,
     archive_rx: FrameReceiver<Arc<Batch>>,
-    subscribers: broadcast::Sender<Arc<Batch>>,
+    fan_out: FanOut,
+    subscribe: Subscribe,
     published: watch::Sender<PipelineStats>,
     sink: Box<dyn ArchiveSink>,
     drain: CancellationToken,
@@ -125,7 +127,7 @@ impl Daemon {
             stats.clone(),
         );
         let (archive_tx, archive_rx) = frame_queue(p.archive_capacity);
-        let (subscribers, _) = broadcast::channel(p.dashboard_capacity);
+        let (fan_out, subscribe) = fan_out(stats.clone());
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
         let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
@@ -137,7 +139,8 @@ impl Daemon {
             fan_in,
             archive_tx,
             archive_rx,
-            subscribers,
+            fan_out,
+            subscribe,
             published,
             sink,
             drain,
@@ -168,9 +171,25 @@ impl Daemon {
         self.published.subscribe()
     }
 
-    /// A lossy subscription to every processed batch, like the dashboard's. Take it before `run`.
+    /// A lossy subscription to every processed batch, like the dashboard's, holding at most
+    /// `pipeline.dashboard_capacity` batches. Take it before `run`.
     pub fn subscribe_frames(&self, name: &'static str) -> FrameFeed {
-        FrameFeed::new(self.subscribers.subscribe(), self.stats.clone(), name)
+        FrameFeed::new(
+            &self.subscribe,
+            self.config.pipeline.dashboard_capacity,
+            name,
+        )
+    }
+
+    /// Subscribes to processed batches at any time, with a filter and a bound of your own (the
+    /// monitor's `/feed`).
+    pub fn frames(&self) -> Subscribe {
+        self.subscribe.clone()
+    }
+
+    /// The configuration the daemon runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Serves until `shutdown` resolves, then drains within the configured deadline.
@@ -227,21 +246,23 @@ impl Daemon {
             fan_in,
             archive_tx,
             archive_rx,
-            subscribers,
+            fan_out,
+            subscribe,
             published,
             sink,
             drain,
             tracker,
             ..
         } = self;
-        let dashboard_feed = FrameFeed::new(subscribers.subscribe(), stats.clone(), "dashboard");
+        let dashboard_feed =
+            FrameFeed::new(&subscribe, config.pipeline.dashboard_capacity, "dashboard");
         tracker.spawn(dashboard::run(dashboard_feed, published.subscribe()));
         tracker.spawn(
             Processor {
                 fan_in,
                 archive_emergency: archive_tx.with_own_bound(config.pipeline.emergency_capacity),
                 archive: archive_tx,
-                subscribers,
+                subscribers: fan_out,
                 stats: stats.clone(),
             }
             .run(),

@@ -21,10 +21,8 @@ async fn start(gated: bool) -> (TestDaemon, Archive, SocketAddr, CancellationTok
     } else {
         Archive::open()
     };
-    let (daemon, state) = TestDaemon::start_with(common::test_config(), sink, |d| {
-        MonitorState::new(d.stats(), d.router(), d.health())
-    })
-    .await;
+    let (daemon, state) =
+        TestDaemon::start_with(common::test_config(), sink, MonitorState::new).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

@@ -152,7 +152,7 @@ async fn serve(config: Config) -> std::io::Result<bool> {
     let daemon = Daemon::with_resume(config, sink, resume);
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
-        let state = MonitorState::new(daemon.stats(), daemon.router(), daemon.health());
+        let state = MonitorState::new(&daemon);
         tokio::spawn(monitor::serve(
             listener,
             state,

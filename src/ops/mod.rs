@@ -6,6 +6,7 @@
 //! never slows it.
 
 pub mod dashboard;
+pub mod feed;
 pub mod logging;
 pub mod monitor;
 pub mod stats;

@@ -3,7 +3,8 @@
 //! - `GET /`: the web dashboard ([`crate::ops::web`]), a page that reads `/stats` and the feed;
 //! - `GET /stats`: the latest counters as JSON, with rates and the per-source table;
 //! - `GET /metrics`: the same counters in the Prometheus text exposition format;
-//! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503).
+//! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503);
+//! - `GET /feed`: the live feed, a WebSocket ([`crate::ops::feed`]).
 //!
 //! Every figure comes from atomic loads (`Stats::snapshot`, `Source::snapshot`); the per-source
 //! table is a request to the router actor, which answers from those same atomics. Serving a scrape
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,9 +27,10 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{Health, HealthProbe};
+use crate::daemon::{Daemon, Health, HealthProbe};
 use crate::ingest::router::RouterHandle;
 use crate::ingest::source::SourceSnapshot;
+use crate::ops::feed::{self, FeedState};
 use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, Stats};
 
 /// How often rates are sampled.
@@ -40,8 +42,15 @@ pub struct MonitorState {
     stats: Stats,
     router: RouterHandle,
     health: HealthProbe,
+    feed: FeedState,
     rates: Arc<Rates>,
     started: Instant,
+}
+
+impl FromRef<MonitorState> for FeedState {
+    fn from_ref(state: &MonitorState) -> Self {
+        state.feed.clone()
+    }
 }
 
 /// The latest rates, as `f64` bits in atomics.
@@ -52,11 +61,14 @@ struct Rates {
 }
 
 impl MonitorState {
-    pub fn new(stats: Stats, router: RouterHandle, health: HealthProbe) -> Self {
+    /// Takes its handles from `daemon`; call before [`Daemon::run`].
+    pub fn new(daemon: &Daemon) -> Self {
+        let stats = daemon.stats();
         MonitorState {
+            feed: FeedState::new(daemon.frames(), daemon.config().feed.clone(), stats.clone()),
             stats,
-            router,
-            health,
+            router: daemon.router(),
+            health: daemon.health(),
             rates: Arc::default(),
             started: Instant::now(),
         }
@@ -80,6 +92,7 @@ pub async fn serve(
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/feed", get(feed::feed))
         .with_state(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop)

@@ -23,6 +23,7 @@
 //! - `throttle`: the throttle run: the durable daemon with a write limit on its archive's disk.
 //! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
+//! - `watch`: the `watched` variant's dashboard and `/feed` subscribers.
 //! - `server`: the server role: control over stdin, SIGTERM, the final report.
 //! - `serving`: what the server variants share with the role.
 //! - `floor`, `reference`, `daemon`: the three server variants.
@@ -45,6 +46,7 @@ mod results;
 mod server;
 mod serving;
 mod throttle;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,12 +68,15 @@ pub enum Variant {
     Daemon,
     /// The daemon with `archive.kind = "count"`: the pipeline alone, without the disk.
     Pipeline,
+    /// `daemon`, watched: its monitor served to a dashboard (`/stats` every second, the emergencies
+    /// from `/feed`) and four `/feed` subscribers taking every frame, in a process of their own.
+    Watched,
 }
 
 impl Variant {
     /// Whether this variant is the real daemon (with or without its disk).
     pub fn is_daemon(self) -> bool {
-        matches!(self, Variant::Daemon | Variant::Pipeline)
+        matches!(self, Variant::Daemon | Variant::Pipeline | Variant::Watched)
     }
 
     pub fn name(self) -> &'static str {
@@ -80,6 +85,7 @@ impl Variant {
             Variant::Reference => "reference",
             Variant::Daemon => "daemon",
             Variant::Pipeline => "pipeline",
+            Variant::Watched => "watched",
         }
     }
 }
@@ -96,6 +102,9 @@ enum Role {
     Churn,
     /// Internal: the restart run's recovery of `--archive-dir`.
     Recover,
+    /// Internal: the `watched` variant's dashboard and `/feed` subscribers, on the monitor at
+    /// `--addr`.
+    Watch,
 }
 
 /// Benchmark of the telemetry aggregator against the floor and the reference design, on loopback.
@@ -227,6 +236,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Role::Watch => match cli.addr {
+            Some(monitor) => load::run(limit, |commands| watch::watch(monitor, commands)),
+            None => {
+                eprintln!("aggregator-bench: --role watch needs --addr");
+                ExitCode::from(2)
+            }
+        },
         Role::Recover => match &cli.archive_dir {
             Some(dir) => restart::recover(dir),
             None => {
@@ -285,6 +301,7 @@ fn bench(cli: Cli) -> ExitCode {
                 Variant::Floor,
                 Variant::Reference,
                 Variant::Daemon,
+                Variant::Watched,
                 Variant::Pipeline,
             ],
         },
