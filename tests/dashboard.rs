@@ -64,10 +64,8 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<String>, String) {
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_with_their_types_uncached_and_self_contained() {
     let (archive, sink) = Archive::open();
-    let (_daemon, state) = TestDaemon::start_with(common::test_config(), sink, |d| {
-        MonitorState::new(d.stats(), d.router(), d.health())
-    })
-    .await;
+    let (_daemon, state) =
+        TestDaemon::start_with(common::test_config(), sink, MonitorState::new).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

@@ -12,7 +12,7 @@ const POLL_MS = 1000;
 const HISTORY_MS = 5 * 60 * 1000;
 const MIN_SPAN_MS = 10 * 1000;
 const MAX_EMERGENCIES = 50;
-const PAYLOAD_PREVIEW_BYTES = 16;
+const PAYLOAD_PREVIEW_BYTES = 12;
 /// A source's rate is over this many seconds of polls: steadier than one poll for a source that
 /// sends in bursts.
 const RATE_WINDOW_S = 5;
