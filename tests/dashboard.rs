@@ -3,7 +3,10 @@
 //! feeds, 5 % emergencies) as child processes, opens the page in headless Chromium (Debian's
 //! `chromium`; `.ci/run` installs it) and reads its DOM: one row per source, emergency frames from
 //! the live feed, the health badge. It keeps a screenshot as `target/dashboard.png`, then restarts
-//! the daemon and watches the page notice and reconnect by itself.
+//! the daemon and watches the page notice and reconnect by itself. Another test fills the disk
+//! under an in-process daemon and checks the badge says degraded, with the reason, and that the
+//! source's row turns red while its lag grows, then clears once the disk has room
+//! (`target/dashboard-degraded.png`).
 //!
 //! Chromium is driven over the DevTools protocol through a pipe, so the page runs in real time
 //! and every wait is on what the DOM shows, with a deadline.
@@ -21,8 +24,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use aggregator::archive::ArchiveSink;
 use aggregator::ops::monitor::{self, MonitorState};
-use common::{Archive, TestDaemon, PATIENCE};
+use aggregator::SourceKind;
+use common::{Archive, Client, TestDaemon, PATIENCE};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,10 +66,11 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<String>, String) {
     (status, headers, body.to_string())
 }
 
-#[tokio::test]
-async fn the_page_and_its_assets_are_served_with_their_types_uncached_and_self_contained() {
-    let (archive, sink) = Archive::open();
-    let (_daemon, state) =
+/// An in-process daemon storing into `sink`, with its monitor served beside it as the binary does.
+async fn start_monitored(
+    sink: Box<dyn ArchiveSink>,
+) -> (TestDaemon, SocketAddr, CancellationToken) {
+    let (daemon, state) =
         TestDaemon::start_with(common::test_config(), sink, MonitorState::new).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -74,6 +80,13 @@ async fn the_page_and_its_assets_are_served_with_their_types_uncached_and_self_c
         state,
         stop.clone().cancelled_owned(),
     ));
+    (daemon, addr, stop)
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_with_their_types_uncached_and_self_contained() {
+    let (archive, sink) = Archive::open();
+    let (_daemon, addr, stop) = start_monitored(sink).await;
 
     let (status, headers, page) = get(addr, "/").await;
     assert_eq!(status, 200);
@@ -201,6 +214,10 @@ struct PageView {
     /// The newest emergency entry's times (its `title`), to tell a new one from an old one.
     newest: Option<String>,
     health: String,
+    /// What the page says beside the badge.
+    reason: String,
+    /// The rows shown red, for a growing lag.
+    lagging: Vec<String>,
     /// The daemon's uptime in seconds, as the page shows it.
     uptime: f64,
     /// The live feed's connection, as the page reports it.
@@ -215,6 +232,8 @@ const READ_PAGE: &str = r#"({
         .map((cell) => cell.textContent),
     newest: document.querySelector("li[data-emergency]")?.title ?? null,
     health: document.querySelector("[data-health]").dataset.health,
+    reason: document.getElementById("health-reason").textContent,
+    lagging: [...document.querySelectorAll("tr.lagging")].map((row) => row.dataset.source),
     uptime: document.getElementById("uptime").textContent.split(":")
         .reduce((seconds, part) => seconds * 60 + Number(part), 0),
     feed: document.getElementById("feed-status").dataset.state,
@@ -447,14 +466,23 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Whether Chromium is here to run; where it is not, says the test skipped (and fails under CI,
+/// which installs it).
+fn chromium_installed() -> bool {
+    if Path::new(CHROMIUM).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium must be installed in CI (.ci/run installs Debian's chromium package)"
+    );
+    eprintln!("skipped: chromium not installed (apt-get install chromium)");
+    false
+}
+
 #[test]
 fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart() {
-    if !Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium must be installed in CI (.ci/run installs Debian's chromium package)"
-        );
-        eprintln!("skipped: chromium not installed (apt-get install chromium)");
+    if !chromium_installed() {
         return;
     }
     let dir = common::TempDir::new("dashboard");
@@ -523,4 +551,46 @@ fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart(
             && v.health == "ready"
             && (!feed || (v.feed == "live" && v.newest != down.newest))
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_a_full_disk_as_degraded_and_a_growing_lag_in_red() {
+    if !chromium_installed() {
+        return;
+    }
+    let dir = common::TempDir::new("dashboard-degraded");
+    let (archive, sink) = Archive::open();
+    let (daemon, monitor, stop) = start_monitored(sink).await;
+    // Every write fails: the archive holds what it has, the pipeline backs up, the lag grows.
+    archive.fill_disk();
+    // One source at about 100 frames/s, the pace of a live uplink.
+    let uplink = daemon.uplink;
+    let source = tokio::spawn(async move {
+        let mut client = Client::source(uplink, SourceKind::LiveUplink, 5).await;
+        for first in (0..).step_by(10) {
+            client.send_routine(first..first + 10).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let held = archive.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::open(&format!("http://{monitor}/"), &dir.0.join("profile"));
+        let degraded = browser.wait_for("degraded health and the source's row red", |v| {
+            v.health == "degraded" && v.lagging == ["live:5"]
+        });
+        assert!(
+            degraded.reason.contains("archive cannot store frames"),
+            "{degraded:?}"
+        );
+        browser.screenshot(&target_dir().join("dashboard-degraded.png"));
+        held.free_disk();
+        browser.wait_for("ready health and no red row", |v| {
+            v.health == "ready" && v.rows == ["live:5"] && v.lagging.is_empty()
+        });
+    })
+    .await
+    .expect("the browser's side of the test");
+    source.abort();
+    stop.cancel();
 }

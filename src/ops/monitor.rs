@@ -102,7 +102,10 @@ pub async fn serve(
 }
 
 async fn sample_rates(stats: Stats, rates: Arc<Rates>, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(RATE_WINDOW);
+    // The first sample a window from now: an interval's first tick is immediate, and a rate over
+    // the microseconds until it is a spike (ten frames in 2 µs are 5 million per second).
+    let start = tokio::time::Instant::now() + RATE_WINDOW;
+    let mut ticker = tokio::time::interval_at(start, RATE_WINDOW);
     let mut previous = (Instant::now(), stats.snapshot());
     loop {
         tokio::select! {
