@@ -415,6 +415,16 @@ impl Browser {
         }
     }
 
+    /// Clicks the element `selector` finds, as a person would.
+    fn click(&mut self, selector: &str) {
+        let expression = format!("document.querySelector({}).click()", json!(selector));
+        let result = self.page("Runtime.evaluate", json!({ "expression": expression }));
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{selector}: {result}"
+        );
+    }
+
     /// Saves the page as a PNG.
     fn screenshot(&mut self, path: &Path) -> Vec<u8> {
         let shot = self.page("Page.captureScreenshot", json!({ "format": "png" }));
@@ -541,6 +551,16 @@ fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart(
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
     let dimension = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
     assert_eq!((dimension(16), dimension(20)), (1600, 1000));
+
+    // Two clicks on the id column: by id, largest first.
+    browser.click(r#"th[data-key="id"]"#);
+    browser.click(r#"th[data-key="id"]"#);
+    let by_id: Vec<String> = (1000..1000 + REPLAYS)
+        .rev()
+        .map(|id| format!("replay:{id}"))
+        .chain((0..UPLINKS).rev().map(|id| format!("live:{id}")))
+        .collect();
+    browser.wait_for("the rows by id, largest first", |v| v.rows == by_id);
 
     // The daemon restarts: the page says so, then shows the new one, with no reload.
     daemon.terminate();
