@@ -13,16 +13,16 @@ const HISTORY_MS = 5 * 60 * 1000;
 const MIN_SPAN_MS = 10 * 1000;
 const MAX_EMERGENCIES = 50;
 const PAYLOAD_PREVIEW_BYTES = 12;
-/// A source's rate is over this many seconds of polls: steadier than one poll for a source that
-/// sends in bursts.
+// A source's rate is over this many seconds of polls: steadier than one poll for a source that
+// sends in bursts.
 const RATE_WINDOW_S = 5;
 const RETRY_FIRST_MS = 500;
 const RETRY_MOST_MS = 10000;
-/// A feed connection open this long was not refused: its close starts the backoff afresh.
+// A feed connection open this long was not refused: its close starts the backoff afresh.
 const FEED_STABLE_MS = 10000;
-/// New emergency entries are drawn together, at most this often, whatever the feed's rate.
+// New emergency entries are drawn together, at most this often, whatever the feed's rate.
 const EMERGENCY_FLUSH_MS = 100;
-/// /stats calls the kinds by their protocol names; the page, like the issue, says live and replay.
+// /stats calls the kinds by their protocol names; the page, like the issue, says live and replay.
 const KINDS = { live_uplink: "live", archived_replay: "replay" };
 const SORT_STORAGE = "aggregator-dashboard-sort";
 
@@ -31,7 +31,7 @@ const number = new Intl.NumberFormat("en-US");
 const decimal = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
 const compact = new Intl.NumberFormat("en-US", { notation: "compact" });
 
-/// Exponential backoff with jitter, so that screens reconnecting to a restarted daemon spread out.
+// Exponential backoff with jitter, so that screens reconnecting to a restarted daemon spread out.
 class Backoff {
   constructor() { this.reset(); }
   reset() { this.delay = RETRY_FIRST_MS; }
@@ -53,9 +53,9 @@ const seconds = (ms) => `${Math.max(1, Math.round(ms / 1000))} s`;
 // /stats
 // ---------------------------------------------------------------------------------------------
 
-/// The daemon's uptime at the previous poll: when it goes back, the daemon restarted.
+// The daemon's uptime at the previous poll: when it goes back, the daemon restarted.
 let previousUptime = null;
-/// Total rate samples for the plot: { t: performance.now(), v: frames/s or null for a gap }.
+// Total rate samples for the plot: { t: performance.now(), v: frames/s or null for a gap }.
 const samples = [];
 
 async function pollStats(onRecovered) {
@@ -94,8 +94,8 @@ function showStats(body, now) {
   document.body.classList.remove("stale");
 
   showHealth(body.health, stats);
-  $("uptime").textContent = formatUptime(body.uptime_seconds);
-  $("started").textContent = `since ${clock(new Date(Date.now() - body.uptime_seconds * 1000))} UTC`;
+  $("uptime").textContent = formatUptime(uptime);
+  $("started").textContent = `since ${clock(new Date(Date.now() - uptime * 1000))} UTC`;
   $("in-flight").textContent = number.format(body.frames_in_flight);
   $("archive-bytes").textContent = formatBytes(stats.bytes_archived);
   $("archive-frames").textContent =
@@ -207,7 +207,7 @@ function drawPlot(now) {
   drawRun();
 }
 
-/// The smallest 1, 2 or 5 times a power of ten at or above `value`: the plot's top line.
+// The smallest 1, 2 or 5 times a power of ten at or above `value`: the plot's top line.
 function niceCeiling(value) {
   const power = 10 ** Math.floor(Math.log10(value));
   return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= value);
@@ -217,7 +217,7 @@ function niceCeiling(value) {
 // The sources table
 // ---------------------------------------------------------------------------------------------
 
-/// Per source key ("live:7"): its row, cells, and its last few polls (for its rate and lag).
+// Per source key ("live:7"): its row, cells, and its last few polls (for its rate and lag).
 const rows = new Map();
 const COLUMNS = ["kind", "id", "peer", "rate", "frames", "emergency_frames", "last_sequence", "last_acked", "lag"];
 const TEXT_COLUMNS = new Set(["kind", "peer"]);
@@ -295,11 +295,11 @@ function updateRow(entry, source, uptime) {
   }
 }
 
-/// A row turns red once its lag (frames admitted, not yet stored) has grown at each of the last two
-/// polls to more than a second of the source's own traffic, and stays red until the lag is back
-/// under a second of traffic. A lag of a moment's traffic is normal (the archive syncs every few
-/// milliseconds) and flickers; a lag that keeps growing means the archive or the pipeline is
-/// holding the source back.
+// A row turns red once its lag (frames admitted, not yet stored) has grown at each of the last two
+// polls to more than a second of the source's own traffic, and stays red until the lag is back
+// under a second of traffic. A lag of a moment's traffic is normal (the archive syncs every few
+// milliseconds) and flickers; a lag that keeps growing means the archive or the pipeline is
+// holding the source back.
 function isLagging(entry, rate) {
   if (rate === null) return entry.lagging;
   const lags = entry.polls.slice(-3).map((poll) => poll.lag);
@@ -320,7 +320,7 @@ function compare(a, b) {
   return result * direction;
 }
 
-/// Puts the rows in sort order, moving only when the order changed.
+// Puts the rows in sort order, moving only when the order changed.
 function order() {
   const body = $("sources").tBodies[0];
   const sorted = [...rows.values()].sort(compare).map((entry) => entry.row);
@@ -366,8 +366,8 @@ function showSortOrder() {
 // The live feed: emergency frames
 // ---------------------------------------------------------------------------------------------
 
-/// Follows the feed, reconnecting with backoff. Returns a function that, while a reconnection is
-/// waiting, makes it now (the stats poll calls it when the daemon answers again).
+// Follows the feed, reconnecting with backoff. Returns a function that, while a reconnection is
+// waiting, makes it now (the stats poll calls it when the daemon answers again).
 function followFeed() {
   const status = $("feed-status");
   const backoff = new Backoff();
@@ -402,7 +402,7 @@ function followFeed() {
   };
 }
 
-/// Entries received and not yet drawn, newest last.
+// Entries received and not yet drawn, newest last.
 let pending = [];
 let flushTimer = null;
 let emergencyCount = 0;
@@ -463,14 +463,14 @@ function gapEntry(missed) {
   return item;
 }
 
-/// "17:20:01.123" out of an RFC 3339 time, as the daemon wrote it (UTC).
+// "17:20:01.123" out of an RFC 3339 time, as the daemon wrote it (UTC).
 function timeOfDay(time) {
   const match = /T(\d\d:\d\d:\d\d(?:\.\d{1,3})?)/.exec(time ?? "");
   return match ? match[1] : "";
 }
 
-/// The payload's first bytes in hex, then as text (dots for what does not print). The page asks
-/// for the feed's default encoding, base64; anything else is shown as it came.
+// The payload's first bytes in hex, then as text (dots for what does not print). The page asks
+// for the feed's default encoding, base64; anything else is shown as it came.
 function payloadPreview(frame) {
   let bytes;
   try {
