@@ -269,8 +269,8 @@ pub struct FeedConfig {
     /// Bytes of socket reads one subscriber's queue may hold (its memory): what does not fit is
     /// skipped for it and reported as a gap.
     pub queue_bytes: usize,
-    /// Routine frames sent to one subscriber per second, at most (a second's worth may come at
-    /// once); what it would get beyond is skipped and reported as a gap. Emergencies always go out.
+    /// Frames of each priority sent to one subscriber per second, at most (a second's worth may
+    /// come at once); what it would get beyond is skipped and reported as a gap.
     pub max_frames_per_sec: u32,
     /// A subscriber that takes longer than this to accept what it is sent is disconnected.
     #[serde(rename = "send_timeout_ms", deserialize_with = "millis")]
@@ -282,7 +282,7 @@ impl Default for FeedConfig {
         FeedConfig {
             max_subscribers: 16,
             queue_bytes: 8 << 20,
-            max_frames_per_sec: 10_000,
+            max_frames_per_sec: 1_000,
             send_timeout: Duration::from_secs(10),
         }
     }

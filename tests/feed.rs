@@ -246,7 +246,7 @@ async fn a_subscriber_that_falls_behind_is_told_how_many_frames_it_missed() {
 }
 
 #[tokio::test]
-async fn the_rate_budget_skips_routine_frames_and_never_emergencies() {
+async fn the_rate_budget_skips_routine_frames_but_not_the_emergencies_own() {
     let mut config = common::test_config();
     config.feed.max_frames_per_sec = 100;
     let (daemon, archive, addr, _stop) = start(config).await;

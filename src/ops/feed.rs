@@ -6,8 +6,9 @@
 //! the processor or the archive: each subscriber is one queue of the lossy fan-out
 //! ([`crate::pipeline::fan_out`]), bounded by `feed.queue_bytes`, which the processor offers batches
 //! to without waiting. The processor never waits for a subscriber, but the daemon's threads encode
-//! its JSON: `feed.max_frames_per_sec` bounds that work per subscriber (a wall display cannot show
-//! more; routine frames beyond it are skipped and reported as a gap, emergencies always go out). A
+//! its JSON: `feed.max_frames_per_sec` per priority bounds that work per subscriber (a wall display
+//! cannot show more; frames beyond it are skipped and reported as a gap), and a subscriber over its
+//! budget is woken once per [`PACE`] rather than once per batch. A
 //! subscriber that stops reading altogether is disconnected after `feed.send_timeout_ms`, so a
 //! dead client does not hold a slot. The lossless alternative is the
 //! follow from the archive.
@@ -34,6 +35,9 @@ use crate::ops::stats::Stats;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
 use crate::pipeline::frame::Priority;
+
+/// How long a writer whose budget ran out waits before it takes more frames.
+const PACE: Duration = Duration::from_millis(10);
 
 /// WebSocket close code 1001, "going away": the daemon has drained.
 const GOING_AWAY: u16 = 1001;
@@ -197,7 +201,9 @@ async fn subscriber(
 ) {
     state.stats.feed_subscribed();
     let mut writer = Writer {
-        budget: Budget::new(state.config.max_frames_per_sec),
+        routine: Budget::new(state.config.max_frames_per_sec),
+        emergency: Budget::new(state.config.max_frames_per_sec),
+        resume_at: None,
         request,
         state: &state,
         routine_seen: 0,
@@ -222,7 +228,11 @@ async fn subscriber(
 struct Writer<'a> {
     request: FeedRequest,
     state: &'a FeedState,
-    budget: Budget,
+    routine: Budget,
+    emergency: Budget,
+    /// Set when a budget ran out: the writer waits until then before it takes more, so that a
+    /// subscriber over its budget costs a wake-up every [`PACE`], not one per batch.
+    resume_at: Option<tokio::time::Instant>,
     /// Routine frames that passed the filter, for sampling.
     routine_seen: u64,
     /// Frames skipped and not yet reported in a gap message.
@@ -239,8 +249,14 @@ struct Outgoing {
 impl Writer<'_> {
     async fn run(&mut self, socket: &mut WebSocket, subscription: &mut Subscription) -> End {
         loop {
+            let resume_at = self.resume_at.take();
             let delivery = tokio::select! {
-                delivery = subscription.next() => delivery,
+                delivery = async {
+                    if let Some(at) = resume_at {
+                        tokio::time::sleep_until(at).await;
+                    }
+                    subscription.next().await
+                } => delivery,
                 message = socket.recv() => match message {
                     None | Some(Ok(Message::Close(_))) => return End::ClientClosed,
                     Some(Err(err)) => return End::Failed(err),
@@ -256,13 +272,14 @@ impl Writer<'_> {
                 close(socket, GOING_AWAY, "the daemon has drained and is stopping").await;
                 return End::Drained;
             };
+            // Everything queued goes out in one flush.
             let mut out = Outgoing::default();
-            match delivery {
-                Delivery::Gap(missed) => {
-                    self.missed += missed;
-                    self.report_gap(&mut out);
-                }
-                Delivery::Batch(batch) => self.encode(&batch, &mut out),
+            self.take(delivery, &mut out);
+            while let Ok(Some(delivery)) = subscription.try_next() {
+                self.take(delivery, &mut out);
+            }
+            if self.routine.is_spent() || self.emergency.is_spent() {
+                self.resume_at = Some(tokio::time::Instant::now() + PACE);
             }
             if out.messages.is_empty() {
                 continue;
@@ -281,6 +298,23 @@ impl Writer<'_> {
         }
     }
 
+    fn budget(&mut self, routine: bool) -> &mut Budget {
+        match routine {
+            true => &mut self.routine,
+            false => &mut self.emergency,
+        }
+    }
+
+    fn take(&mut self, delivery: Delivery, out: &mut Outgoing) {
+        match delivery {
+            Delivery::Gap(missed) => {
+                self.missed += missed;
+                self.report_gap(out);
+            }
+            Delivery::Batch(batch) => self.encode(&batch, out),
+        }
+    }
+
     /// Tells the subscriber about the frames skipped since the last frame it was sent.
     fn report_gap(&mut self, out: &mut Outgoing) {
         if self.missed > 0 {
@@ -293,18 +327,19 @@ impl Writer<'_> {
     /// The batch's frames that sampling and the rate budget let through, one JSON text each,
     /// each frame skipped for the budget reported in a gap before the next one sent.
     fn encode(&mut self, batch: &Batch, out: &mut Outgoing) {
-        self.budget.refill();
+        let routine = batch.priority == Priority::Routine;
+        self.budget(routine).refill();
         let mut header = None;
         for (seq, payload) in batch.payloads() {
-            if batch.priority == Priority::Routine {
+            if routine {
                 self.routine_seen += 1;
                 if (self.routine_seen - 1) % self.request.sample != 0 {
                     continue;
                 }
-                if !self.budget.take() {
-                    self.missed += 1;
-                    continue;
-                }
+            }
+            if !self.budget(routine).take() {
+                self.missed += 1;
+                continue;
             }
             self.report_gap(out);
             let header = header.get_or_insert_with(|| Header::of(batch, &self.state.clock));
@@ -346,8 +381,8 @@ impl Header {
     }
 }
 
-/// A token bucket of routine frames per second, holding at most one second's worth: what bounds
-/// the CPU one subscriber can take from the daemon, however fast it reads.
+/// A token bucket of frames of one priority per second, holding at most one second's worth: what
+/// bounds the CPU one subscriber can take from the daemon, however fast it reads.
 struct Budget {
     per_sec: f64,
     tokens: f64,
@@ -376,6 +411,10 @@ impl Budget {
             self.tokens -= 1.0;
         }
         enough
+    }
+
+    fn is_spent(&self) -> bool {
+        self.tokens < 1.0
     }
 }
 
