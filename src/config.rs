@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-use crate::ingest::protocol::DATA_HEADER;
+use crate::ingest::protocol::{DATA_HEADER, MAX_CATALOG_BYTES};
 
 /// The largest frame length the config accepts, to keep per-connection buffers sane.
 const MAX_FRAME_LENGTH_LIMIT: usize = 16 * 1024 * 1024;
@@ -66,6 +66,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     #[serde(default)]
     pub feed: FeedConfig,
+    #[serde(default)]
+    pub catalog: CatalogConfig,
     #[serde(default)]
     pub runtime: RuntimeConfig,
     #[serde(default)]
@@ -288,6 +290,20 @@ impl Default for FeedConfig {
     }
 }
 
+/// Catalog updates: `PUT /catalog`, fanned out to every connected source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Largest catalog body accepted, in bytes; a larger one is refused with HTTP 413.
+    pub max_bytes: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig { max_bytes: 1 << 20 }
+    }
+}
+
 /// The archive: the consumer that must receive every frame.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -501,6 +517,7 @@ impl Default for Config {
             log: LogConfig::default(),
             monitor: MonitorConfig::default(),
             feed: FeedConfig::default(),
+            catalog: CatalogConfig::default(),
             runtime: RuntimeConfig::default(),
             archive: ArchiveConfig::default(),
         }
@@ -565,6 +582,7 @@ impl Config {
                 self.connection.ack_budget_per_sec as usize,
             ),
             ("feed.max_subscribers", self.feed.max_subscribers),
+            ("catalog.max_bytes", self.catalog.max_bytes),
             (
                 "feed.max_frames_per_sec",
                 self.feed.max_frames_per_sec as usize,
@@ -627,6 +645,15 @@ impl Config {
                 format!(
                     "{} is below connection.read_buffer ({}): a subscriber's queue must hold at least one full read",
                     self.feed.queue_bytes, c.read_buffer
+                ),
+            ));
+        }
+        if self.catalog.max_bytes > MAX_CATALOG_BYTES {
+            return Err((
+                "catalog.max_bytes",
+                format!(
+                    "{} is above the protocol's limit of {MAX_CATALOG_BYTES} bytes",
+                    self.catalog.max_bytes
                 ),
             ));
         }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink, SyncPolicy};
+use crate::catalog::CatalogHandle;
 use crate::config::Config;
 use crate::ingest::connection::Shared;
 use crate::ingest::ledger::{ResumePoint, SourceKey};
@@ -97,6 +98,7 @@ pub struct Daemon {
     sink: Box<dyn ArchiveSink>,
     drain: CancellationToken,
     tracker: TaskTracker,
+    catalog: CatalogHandle,
 }
 
 /// The stats publisher, which runs until the drain is over so that the last figures go out.
@@ -132,6 +134,7 @@ impl Daemon {
         let tracker = TaskTracker::new();
         let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
         let (published, _) = watch::channel(PipelineStats::default());
+        let catalog = CatalogHandle::in_memory(config.catalog.max_bytes);
         Daemon {
             config: Arc::new(config),
             stats,
@@ -145,7 +148,20 @@ impl Daemon {
             sink,
             drain,
             tracker,
+            catalog,
         }
+    }
+
+    /// Serves `catalog` (a stored one: the binary opens it next to the archive) instead of one
+    /// kept in memory.
+    pub fn with_catalog(mut self, catalog: CatalogHandle) -> Daemon {
+        self.catalog = catalog;
+        self
+    }
+
+    /// The catalog: publish to it (`PUT /catalog`), or watch it.
+    pub fn catalog(&self) -> CatalogHandle {
+        self.catalog.clone()
     }
 
     /// The live counters (lock-free reads).
@@ -212,6 +228,7 @@ impl Daemon {
             drain: drain.clone(),
             storage_lost: storage_lost.clone(),
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
+            catalog: self.catalog.clone(),
         });
         let publisher = self.start_stages(storage_lost);
         listener::serve(listeners, &config, shared, &tracker);

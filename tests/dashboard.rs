@@ -25,12 +25,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use aggregator::archive::ArchiveSink;
-use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::SourceKind;
 use common::{Archive, Client, TestDaemon, PATIENCE};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -46,41 +43,13 @@ const BROWSER_DEADLINE: Duration = Duration::from_secs(60);
 // The page over HTTP
 // ---------------------------------------------------------------------------------------------
 
-/// A plain HTTP/1.1 GET: (status, lowercase header lines, body).
-async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<String>, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("a complete response");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let headers = lines.map(str::to_ascii_lowercase).collect();
-    (status, headers, body.to_string())
-}
+use common::http_get as get;
 
 /// An in-process daemon storing into `sink`, with its monitor served beside it as the binary does.
 async fn start_monitored(
     sink: Box<dyn ArchiveSink>,
 ) -> (TestDaemon, SocketAddr, CancellationToken) {
-    let (daemon, state) =
-        TestDaemon::start_with(common::test_config(), sink, MonitorState::new).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(monitor::serve(
-        listener,
-        state,
-        stop.clone().cancelled_owned(),
-    ));
-    (daemon, addr, stop)
+    common::start_monitored(common::test_config(), sink).await
 }
 
 #[tokio::test]

@@ -9,12 +9,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aggregator::ingest::protocol::encode_data;
-use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::{Config, Priority, SourceKind};
 use bytes::BytesMut;
 use common::{payload_for, wait_until, Archive, Client, TestDaemon, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
@@ -24,15 +23,7 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A daemon with the monitor served beside it.
 async fn start(config: Config) -> (TestDaemon, Archive, SocketAddr, CancellationToken) {
     let (archive, sink) = Archive::open();
-    let (daemon, state) = TestDaemon::start_with(config, sink, MonitorState::new).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(monitor::serve(
-        listener,
-        state,
-        stop.clone().cancelled_owned(),
-    ));
+    let (daemon, addr, stop) = common::start_monitored(config, sink).await;
     (daemon, archive, addr, stop)
 }
 

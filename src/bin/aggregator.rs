@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aggregator::archive::tools::{self, Filter};
+use aggregator::catalog::store::Store;
+use aggregator::catalog::CatalogHandle;
 use aggregator::config::LogFormat;
 use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::{Config, Daemon, Listeners};
@@ -139,6 +141,9 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         false => None,
     };
     let (sink, resume) = aggregator::archive::open(&config.archive)?;
+    // Next to the archive, whose directory lock keeps a second daemon from publishing into it.
+    let catalog = CatalogHandle::open(Store::in_dir(&config.archive.dir), config.catalog.max_bytes)
+        .map_err(std::io::Error::other)?;
     tracing::info!(
         uplink = %listeners.uplink.local_addr()?,
         replay = %listeners.replay.local_addr()?,
@@ -149,7 +154,7 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         version = env!("CARGO_PKG_VERSION"),
         "aggregator listening"
     );
-    let daemon = Daemon::with_resume(config, sink, resume);
+    let daemon = Daemon::with_resume(config, sink, resume).with_catalog(catalog);
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
         let state = MonitorState::new(&daemon);

@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::archive::tools::{kind_label, parse_priority, parse_source};
+use crate::catalog::CatalogHandle;
 use crate::config::FeedConfig;
 use crate::ops::stats::Stats;
 use crate::pipeline::batch::Batch;
@@ -50,16 +51,24 @@ pub struct FeedState {
     subscribe: Subscribe,
     config: FeedConfig,
     stats: Stats,
+    /// Publications are announced to subscribers as `{"catalog": version}`.
+    catalog: CatalogHandle,
     /// One permit per subscriber that may connect (`feed.max_subscribers`).
     slots: Arc<Semaphore>,
     clock: WallClock,
 }
 
 impl FeedState {
-    pub fn new(subscribe: Subscribe, config: FeedConfig, stats: Stats) -> Self {
+    pub fn new(
+        subscribe: Subscribe,
+        catalog: CatalogHandle,
+        config: FeedConfig,
+        stats: Stats,
+    ) -> Self {
         FeedState {
             slots: Arc::new(Semaphore::new(config.max_subscribers)),
             subscribe,
+            catalog,
             config,
             stats,
             clock: WallClock::now(),
@@ -248,9 +257,21 @@ struct Outgoing {
 
 impl Writer<'_> {
     async fn run(&mut self, socket: &mut WebSocket, subscription: &mut Subscription) -> End {
+        let mut catalog = self.state.catalog.subscribe();
+        catalog.mark_changed();
         loop {
             let resume_at = self.resume_at.take();
             let delivery = tokio::select! {
+                Ok(()) = catalog.changed() => {
+                    let version = catalog.borrow_and_update().as_ref().map(|p| p.catalog.version);
+                    let Some(version) = version else { continue };
+                    let event = Message::text(format!("{{\"catalog\":{version}}}"));
+                    match tokio::time::timeout(self.state.config.send_timeout, socket.send(event)).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(err)) => return End::Failed(err),
+                        Err(_) => return End::Stalled,
+                    }
+                }
                 delivery = async {
                     if let Some(at) = resume_at {
                         tokio::time::sleep_until(at).await;

@@ -4,7 +4,8 @@
 //! - `GET /stats`: the latest counters as JSON, with rates and the per-source table;
 //! - `GET /metrics`: the same counters in the Prometheus text exposition format;
 //! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503);
-//! - `GET /feed`: the live feed, a WebSocket ([`crate::ops::feed`]).
+//! - `GET /feed`: the live feed, a WebSocket ([`crate::ops::feed`]);
+//! - `PUT /catalog`: publishes a catalog to every connected source ([`crate::ops::catalog`]).
 //!
 //! Every figure comes from atomic loads (`Stats::snapshot`, `Source::snapshot`); the per-source
 //! table is a request to the router actor, which answers from those same atomics. Serving a scrape
@@ -21,15 +22,17 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::CatalogHandle;
 use crate::daemon::{Daemon, Health, HealthProbe};
 use crate::ingest::router::RouterHandle;
 use crate::ingest::source::SourceSnapshot;
+use crate::ops::catalog::{self, CatalogBody};
 use crate::ops::feed::{self, FeedState};
 use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, Stats};
 
@@ -43,6 +46,7 @@ pub struct MonitorState {
     router: RouterHandle,
     health: HealthProbe,
     feed: FeedState,
+    catalog: CatalogHandle,
     rates: Arc<Rates>,
     started: Instant,
 }
@@ -50,6 +54,12 @@ pub struct MonitorState {
 impl FromRef<MonitorState> for FeedState {
     fn from_ref(state: &MonitorState) -> Self {
         state.feed.clone()
+    }
+}
+
+impl FromRef<MonitorState> for CatalogHandle {
+    fn from_ref(state: &MonitorState) -> Self {
+        state.catalog.clone()
     }
 }
 
@@ -65,10 +75,16 @@ impl MonitorState {
     pub fn new(daemon: &Daemon) -> Self {
         let stats = daemon.stats();
         MonitorState {
-            feed: FeedState::new(daemon.frames(), daemon.config().feed.clone(), stats.clone()),
+            feed: FeedState::new(
+                daemon.frames(),
+                daemon.catalog(),
+                daemon.config().feed.clone(),
+                stats.clone(),
+            ),
             stats,
             router: daemon.router(),
             health: daemon.health(),
+            catalog: daemon.catalog(),
             rates: Arc::default(),
             started: Instant::now(),
         }
@@ -93,6 +109,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/feed", get(feed::feed))
+        .route("/catalog", put(catalog::put))
         .with_state(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
@@ -129,6 +146,7 @@ struct StatsBody {
     stats: PipelineStats,
     frames_in_flight: u64,
     rates: RatesBody,
+    catalog: CatalogBody,
     sources: Vec<SourceBody>,
 }
 
@@ -150,6 +168,8 @@ struct SourceBody {
     last_sequence: Option<u64>,
     last_acked: Option<u64>,
     lag: u64,
+    /// The newest catalog version the source acknowledged holding.
+    catalog_version: Option<u64>,
 }
 
 impl From<SourceSnapshot> for SourceBody {
@@ -168,6 +188,7 @@ impl From<SourceSnapshot> for SourceBody {
             last_sequence: s.last_sequence,
             last_acked: s.last_acked,
             lag: s.lag,
+            catalog_version: s.catalog_version,
         }
     }
 }
@@ -184,6 +205,7 @@ async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
             frames_per_sec: f64::from_bits(state.rates.frames_per_sec.load(Relaxed)),
             bytes_per_sec: f64::from_bits(state.rates.bytes_per_sec.load(Relaxed)),
         },
+        catalog: CatalogBody::of(&state.catalog, &sources),
         sources: sources.into_iter().map(SourceBody::from).collect(),
     })
 }
@@ -200,7 +222,11 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
 async fn metrics(State(state): State<MonitorState>) -> Response {
     let snapshot = state.stats.snapshot();
     let sources = state.router.sources().await.unwrap_or_default();
-    let body = render_metrics(&snapshot, state.health.health(), &sources);
+    let mut body = render_metrics(&snapshot, state.health.health(), &sources);
+    for (name, help, value) in CatalogBody::of(&state.catalog, &sources).gauges() {
+        family(&mut body, name, MetricKind::Gauge, help);
+        let _ = writeln!(body, "{name} {value}");
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -256,7 +282,7 @@ pub fn render_metrics(stats: &PipelineStats, health: Health, sources: &[SourceSn
         );
     }
     type Getter = fn(&SourceSnapshot) -> u64;
-    let per_source: [(&str, MetricKind, &str, Getter); 5] = [
+    let per_source: [(&str, MetricKind, &str, Getter); 6] = [
         (
             "aggregator_source_frames_total",
             MetricKind::Counter,
@@ -286,6 +312,12 @@ pub fn render_metrics(stats: &PipelineStats, health: Health, sources: &[SourceSn
             MetricKind::Gauge,
             "Highest sequence acknowledged to the source.",
             |s| s.last_acked.unwrap_or(0),
+        ),
+        (
+            "aggregator_source_catalog_version",
+            MetricKind::Gauge,
+            "Newest catalog version the source acknowledged holding (0 for none).",
+            |s| s.catalog_version.unwrap_or(0),
         ),
     ];
     for (name, kind, help, get) in per_source {

@@ -77,9 +77,11 @@ async fn connection(mut stream: TcpStream, shared: &Shared, totals: &Totals) -> 
                     Ok(ClientMessage::Hello(hello)) => {
                         probe = Some(hello.source_id == PROBE_SOURCE_ID)
                     }
-                    Ok(ClientMessage::Data(_) | ClientMessage::Ping(_)) => {
-                        return Err("DATA or PING before HELLO".into())
-                    }
+                    Ok(
+                        ClientMessage::Data(_)
+                        | ClientMessage::Ping(_)
+                        | ClientMessage::CatalogAck(_),
+                    ) => return Err("a message before HELLO".into()),
                     Err(err) => return Err(format!("bad first message: {err}")),
                 }
                 continue;
