@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aggregator::archive::tools::{self, Filter};
+use aggregator::catalog::push::{push, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::LogFormat;
@@ -39,6 +40,29 @@ enum Command {
     Archive {
         #[command(subcommand)]
         tool: ArchiveTool,
+    },
+    /// Catalog updates: reference data every connected source receives (docs/protocol.md).
+    Catalog {
+        #[command(subcommand)]
+        tool: CatalogTool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogTool {
+    /// Publish FILE as the next catalog version, through the monitor's `PUT /catalog`.
+    ///
+    /// Prints the version once the daemon has stored it. Exit status: 0 when published, 1 when
+    /// the daemon refused it (the reason is printed), 2 when FILE or the daemon cannot be reached.
+    Push {
+        /// The catalog's contents.
+        file: PathBuf,
+        /// The monitor's address.
+        #[arg(long, default_value = "127.0.0.1:7780")]
+        addr: std::net::SocketAddr,
+        /// The content type sent with it.
+        #[arg(long, default_value = "text/plain")]
+        content_type: String,
     },
 }
 
@@ -92,8 +116,10 @@ enum ArchiveTool {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Archive { tool }) = cli.command {
-        return archive(tool);
+    match cli.command {
+        Some(Command::Archive { tool }) => return archive(tool),
+        Some(Command::Catalog { tool }) => return catalog(tool),
+        None => {}
     }
     let mut config = match Config::load(&cli.config) {
         Ok(config) => config,
@@ -197,6 +223,52 @@ async fn bind_monitor(config: &Config) -> std::io::Result<tokio::net::TcpListene
 fn notify_systemd(state: NotifyState) {
     if let Err(err) = sd_notify::notify(false, &[state]) {
         tracing::debug!(error = %err, "sd_notify failed");
+    }
+}
+
+/// Runs a catalog tool.
+fn catalog(tool: CatalogTool) -> ExitCode {
+    let CatalogTool::Push {
+        file,
+        addr,
+        content_type,
+    } = tool;
+    let body = match std::fs::read(&file) {
+        Ok(body) => body,
+        Err(err) => {
+            eprintln!(
+                "aggregator catalog push: cannot read {}: {err}",
+                file.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let pushed = match runtime {
+        Ok(runtime) => runtime.block_on(push(addr, &content_type, &body)),
+        Err(err) => {
+            eprintln!("aggregator catalog push: cannot start the runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match pushed {
+        Ok(version) => {
+            println!(
+                "catalog version {version} published ({} bytes, {content_type})",
+                body.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err @ PushError::Refused { .. }) => {
+            eprintln!("aggregator catalog push: {err}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("aggregator catalog push: {err}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -756,4 +756,21 @@ mod tests {
             })
         );
     }
+
+    /// The example at the end of `docs/protocol.md`'s wire section, byte for byte.
+    #[test]
+    fn the_documented_catalog_example_is_what_the_code_writes() {
+        let mut out = BytesMut::new();
+        ServerMessage::Catalog {
+            version: 3,
+            content_type: "text/plain".into(),
+            body: Bytes::from_static(b"TLE"),
+        }
+        .encode(&mut out);
+        ClientMessage::CatalogAck(3).encode(&mut out);
+        let documented = "00000017 86 0000000000000003 0a 746578742f706c61696e 544c45 \
+                          00000009 04 0000000000000003";
+        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, documented.split_whitespace().collect::<String>());
+    }
 }

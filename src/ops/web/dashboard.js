@@ -103,6 +103,10 @@ function showStats(body, now) {
   const live = body.sources.filter((s) => s.kind === "live_uplink").length;
   $("source-count").textContent = number.format(body.sources.length);
   $("source-kinds").textContent = `${live} live · ${body.sources.length - live} replay`;
+  const catalog = body.catalog;
+  $("catalog-version").textContent = catalog.version === null ? "none" : `v${number.format(catalog.version)}`;
+  $("catalog-holders").textContent =
+    catalog.version === null ? "nothing published" : `held by ${catalog.holding_latest} of ${catalog.sources} sources`;
   showSources(body.sources, uptime);
 }
 
@@ -219,7 +223,7 @@ function niceCeiling(value) {
 
 // Per source key ("live:7"): its row, cells, and its last few polls (for its rate and lag).
 const rows = new Map();
-const COLUMNS = ["kind", "id", "peer", "rate", "frames", "emergency_frames", "last_sequence", "last_acked", "lag"];
+const COLUMNS = ["kind", "id", "peer", "rate", "frames", "emergency_frames", "last_sequence", "last_acked", "lag", "catalog_version"];
 const TEXT_COLUMNS = new Set(["kind", "peer"]);
 let sort = loadSort();
 
@@ -284,12 +288,13 @@ function updateRow(entry, source, uptime) {
     last_sequence: source.last_sequence,
     last_acked: source.last_acked,
     lag: source.lag,
+    catalog_version: source.catalog_version,
   });
   const c = entry.cells;
   c.id.textContent = source.id;
   c.peer.textContent = source.peer;
   c.rate.textContent = rate === null ? "–" : decimal.format(rate);
-  for (const column of ["frames", "emergency_frames", "last_sequence", "last_acked", "lag"]) {
+  for (const column of ["frames", "emergency_frames", "last_sequence", "last_acked", "lag", "catalog_version"]) {
     const value = source[column];
     c[column].textContent = value === null ? "–" : number.format(value);
   }
