@@ -1,0 +1,477 @@
+//! The follow protocol (`docs/protocol.md`, "Following the archive"): SUBSCRIBE from the
+//! consumer; SUBSCRIBED or REFUSED, then FRAMEs and an END from the daemon.
+//!
+//! It uses the uplink protocol's framing (a u32 big-endian length, then the body, whose first byte
+//! is the type), so a client reuses its framing code, and message types of their own (0x11, 0x91
+//! to 0x94), so a consumer that connects to a source listener by mistake, or a source that
+//! connects here, is refused at its first message instead of misread. Every message is encoded
+//! and decoded here and nowhere else: the daemon, `aggregator tail` and the benchmark share it.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::position::Position;
+use crate::archive::segment::{self, FrameRecord};
+use crate::ingest::ledger::SourceKey;
+use crate::pipeline::frame::{Priority, SourceKind};
+
+/// The protocol version SUBSCRIBE and SUBSCRIBED carry.
+pub const VERSION: u8 = 1;
+
+/// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 814 sources.
+pub const MAX_SUBSCRIBE_LEN: usize = 4096;
+
+/// The longest body a client must accept: a FRAME with the largest payload the archive holds.
+pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAME_HEADER_LEN + segment::MAX_BODY_LEN as usize;
+
+/// A FRAME's bytes before its payload.
+pub const FRAME_HEADER_LEN: usize = 43;
+
+/// SUBSCRIBE's bytes before its sources.
+const SUBSCRIBE_FIXED_LEN: usize = 26;
+
+const SUBSCRIBE: u8 = 0x11;
+const SUBSCRIBED: u8 = 0x91;
+const REFUSED: u8 = 0x92;
+const FRAME: u8 = 0x93;
+const END: u8 = 0x94;
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest frame the archive still holds.
+    Oldest,
+    /// The first frame that becomes durable after the subscription.
+    Now,
+    /// The frame right after this one, which the daemon gave earlier.
+    After(Position),
+}
+
+impl std::fmt::Display for Start {
+    /// `start`, `now` or the position, as `aggregator tail --from` takes them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Start::Oldest => f.write_str("start"),
+            Start::Now => f.write_str("now"),
+            Start::After(position) => write!(f, "{position}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Start {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Start, String> {
+        match text {
+            "start" => Ok(Start::Oldest),
+            "now" => Ok(Start::Now),
+            position => position.parse().map(Start::After).map_err(|err| {
+                format!("{err}; or start (the oldest frame) or now (only frames to come)")
+            }),
+        }
+    }
+}
+
+/// A consumer's SUBSCRIBE: where to start and which frames it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub start: Start,
+    /// Only frames of these sources; every source when empty.
+    pub sources: Vec<SourceKey>,
+    /// Only frames of this priority; both when `None`.
+    pub priority: Option<Priority>,
+}
+
+impl Subscription {
+    /// Whether the consumer wants this frame.
+    pub fn wants(&self, frame: &FrameRecord) -> bool {
+        self.priority.is_none_or(|p| p == frame.priority)
+            && (self.sources.is_empty() || self.sources.contains(&(frame.kind, frame.source_id)))
+    }
+
+    /// Appends the SUBSCRIBE message with its length prefix.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        dst.put_u32((SUBSCRIBE_FIXED_LEN + 5 * self.sources.len()) as u32);
+        dst.put_u8(SUBSCRIBE);
+        dst.put_u8(VERSION);
+        let (code, position) = match self.start {
+            Start::Oldest => (0, Position::default()),
+            Start::Now => (1, Position::default()),
+            Start::After(position) => (2, position),
+        };
+        dst.put_u8(code);
+        put_position(dst, position);
+        dst.put_u8(match self.priority {
+            None => 0,
+            Some(Priority::Routine) => 1,
+            Some(Priority::Emergency) => 2,
+        });
+        dst.put_u16(self.sources.len() as u16);
+        for &(kind, id) in &self.sources {
+            dst.put_u8(kind.to_byte());
+            dst.put_u32(id);
+        }
+    }
+
+    /// Decodes a SUBSCRIBE body; an error is the refusal to send.
+    pub fn decode(mut body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
+        let malformed = |why: String| (RefuseReason::MalformedSubscribe, why);
+        if body.first() != Some(&SUBSCRIBE) {
+            let what = body
+                .first()
+                .map_or("an empty message".into(), |t| format!("type {t:#04x}"));
+            return Err(malformed(format!("expected SUBSCRIBE (0x11), got {what}")));
+        }
+        if body.len() < SUBSCRIBE_FIXED_LEN {
+            return Err(malformed(format!(
+                "SUBSCRIBE of {} bytes, shorter than {SUBSCRIBE_FIXED_LEN}",
+                body.len()
+            )));
+        }
+        let len = body.len();
+        body.advance(1);
+        let version = body.get_u8();
+        if version != VERSION {
+            return Err((
+                RefuseReason::UnsupportedVersion,
+                format!("version {version}; this daemon speaks {VERSION}"),
+            ));
+        }
+        let from = body.get_u8();
+        let position = get_position(&mut body);
+        let start = match from {
+            0 => Start::Oldest,
+            1 => Start::Now,
+            2 => Start::After(position),
+            other => return Err(malformed(format!("undefined start {other}"))),
+        };
+        let priority = match body.get_u8() {
+            0 => None,
+            1 => Some(Priority::Routine),
+            2 => Some(Priority::Emergency),
+            other => return Err(malformed(format!("undefined priority filter {other}"))),
+        };
+        let count = usize::from(body.get_u16());
+        if len != SUBSCRIBE_FIXED_LEN + 5 * count {
+            return Err(malformed(format!(
+                "SUBSCRIBE of {len} bytes for {count} sources; expected {}",
+                SUBSCRIBE_FIXED_LEN + 5 * count
+            )));
+        }
+        let mut sources = Vec::with_capacity(count);
+        for _ in 0..count {
+            let byte = body.get_u8();
+            let kind = SourceKind::from_byte(byte)
+                .ok_or_else(|| malformed(format!("undefined source kind {byte}")))?;
+            sources.push((kind, body.get_u32()));
+        }
+        Ok(Subscription {
+            start,
+            sources,
+            priority,
+        })
+    }
+}
+
+/// Why the daemon refused a subscription (REFUSED's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    UnsupportedVersion = 1,
+    MalformedSubscribe = 2,
+    UnknownPosition = 3,
+    PositionPastEnd = 4,
+    SegmentDeleted = 5,
+    TooManyConnections = 6,
+    ShuttingDown = 7,
+    NoArchive = 8,
+    HandshakeTimeout = 9,
+    ArchiveUnreadable = 10,
+}
+
+/// Why the daemon ended a subscription (END's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The daemon drained: every durable frame the subscription wanted was sent.
+    Shutdown = 1,
+    /// The next segment to read is gone (deleted by an operator): frames would be missing.
+    SegmentDeleted = 2,
+    /// A durable record does not decode.
+    ArchiveDamaged = 3,
+    /// The archive could not be read.
+    ArchiveUnreadable = 4,
+    /// The consumer sent something after its SUBSCRIBE.
+    UnexpectedMessage = 5,
+}
+
+impl RefuseReason {
+    const ALL: [RefuseReason; 10] = [
+        RefuseReason::UnsupportedVersion,
+        RefuseReason::MalformedSubscribe,
+        RefuseReason::UnknownPosition,
+        RefuseReason::PositionPastEnd,
+        RefuseReason::SegmentDeleted,
+        RefuseReason::TooManyConnections,
+        RefuseReason::ShuttingDown,
+        RefuseReason::NoArchive,
+        RefuseReason::HandshakeTimeout,
+        RefuseReason::ArchiveUnreadable,
+    ];
+}
+
+impl EndReason {
+    const ALL: [EndReason; 5] = [
+        EndReason::Shutdown,
+        EndReason::SegmentDeleted,
+        EndReason::ArchiveDamaged,
+        EndReason::ArchiveUnreadable,
+        EndReason::UnexpectedMessage,
+    ];
+}
+
+/// A frame as a follower receives it: the archive's record of it and where it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowedFrame {
+    pub frame: FrameRecord,
+    pub position: Position,
+}
+
+impl FollowedFrame {
+    /// Appends the FRAME message with its length prefix.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        let f = &self.frame;
+        dst.reserve(4 + FRAME_HEADER_LEN + f.payload.len());
+        dst.put_u32((FRAME_HEADER_LEN + f.payload.len()) as u32);
+        dst.put_u8(FRAME);
+        dst.put_u8(f.kind.to_byte());
+        dst.put_u8(f.priority.to_byte());
+        dst.put_u32(f.source_id);
+        dst.put_u64(f.sequence);
+        dst.put_u64(f.received_unix_ns);
+        put_position(dst, self.position);
+        dst.put_slice(&f.payload);
+    }
+}
+
+/// What the daemon sends a follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonMessage {
+    Subscribed {
+        version: u8,
+    },
+    Refused {
+        reason: RefuseReason,
+        detail: String,
+    },
+    Frame(FollowedFrame),
+    End {
+        reason: EndReason,
+        detail: String,
+    },
+}
+
+impl DaemonMessage {
+    /// Appends the message with its length prefix.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        let (kind, code, detail) = match self {
+            DaemonMessage::Subscribed { version } => {
+                dst.put_u32(2);
+                dst.put_u8(SUBSCRIBED);
+                dst.put_u8(*version);
+                return;
+            }
+            DaemonMessage::Frame(frame) => return frame.encode(dst),
+            DaemonMessage::Refused { reason, detail } => (REFUSED, *reason as u8, detail),
+            DaemonMessage::End { reason, detail } => (END, *reason as u8, detail),
+        };
+        dst.put_u32((2 + detail.len()) as u32);
+        dst.put_u8(kind);
+        dst.put_u8(code);
+        dst.put_slice(detail.as_bytes());
+    }
+
+    /// Decodes one body (the bytes after the length prefix); an unknown type or code is an error.
+    pub fn decode(mut body: Bytes) -> Result<DaemonMessage, String> {
+        let len = body.len();
+        let Some(&kind) = body.first() else {
+            return Err("an empty message".into());
+        };
+        let short =
+            |what: &str, least: usize| format!("{what} of {len} bytes, expected at least {least}");
+        body.advance(1);
+        match kind {
+            SUBSCRIBED if len == 2 => Ok(DaemonMessage::Subscribed {
+                version: body.get_u8(),
+            }),
+            SUBSCRIBED => Err(format!("SUBSCRIBED of {len} bytes, expected 2")),
+            FRAME if len < FRAME_HEADER_LEN => Err(short("FRAME", FRAME_HEADER_LEN)),
+            FRAME => {
+                let kind_byte = body.get_u8();
+                let priority_byte = body.get_u8();
+                let kind = SourceKind::from_byte(kind_byte)
+                    .ok_or_else(|| format!("FRAME with undefined source kind {kind_byte}"))?;
+                let priority = Priority::from_byte(priority_byte)
+                    .ok_or_else(|| format!("FRAME with undefined priority {priority_byte}"))?;
+                let source_id = body.get_u32();
+                let sequence = body.get_u64();
+                let received_unix_ns = body.get_u64();
+                let position = get_position(&mut body);
+                Ok(DaemonMessage::Frame(FollowedFrame {
+                    frame: FrameRecord {
+                        kind,
+                        priority,
+                        source_id,
+                        sequence,
+                        received_unix_ns,
+                        payload: body,
+                    },
+                    position,
+                }))
+            }
+            REFUSED | END if len < 2 => Err(short("REFUSED or END", 2)),
+            REFUSED | END => {
+                let code = body.get_u8();
+                let detail = String::from_utf8_lossy(&body).into_owned();
+                if kind == REFUSED {
+                    let reason = RefuseReason::ALL
+                        .into_iter()
+                        .find(|r| *r as u8 == code)
+                        .ok_or_else(|| format!("REFUSED with unknown reason {code}: {detail}"))?;
+                    Ok(DaemonMessage::Refused { reason, detail })
+                } else {
+                    let reason = EndReason::ALL
+                        .into_iter()
+                        .find(|r| *r as u8 == code)
+                        .ok_or_else(|| format!("END with unknown reason {code}: {detail}"))?;
+                    Ok(DaemonMessage::End { reason, detail })
+                }
+            }
+            other => Err(format!("unknown message type {other:#04x}")),
+        }
+    }
+}
+
+fn put_position(dst: &mut BytesMut, position: Position) {
+    dst.put_u64(position.segment);
+    dst.put_u64(position.offset);
+    dst.put_u32(position.index);
+}
+
+fn get_position(body: &mut impl Buf) -> Position {
+    Position {
+        segment: body.get_u64(),
+        offset: body.get_u64(),
+        index: body.get_u32(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(mut encoded: BytesMut) -> Bytes {
+        encoded.advance(4);
+        encoded.freeze()
+    }
+
+    #[test]
+    fn subscribe_is_byte_exact_and_round_trips() {
+        let subscription = Subscription {
+            start: Start::After(Position {
+                segment: 1,
+                offset: 8,
+                index: 2,
+            }),
+            sources: vec![(SourceKind::ArchivedReplay, 7)],
+            priority: Some(Priority::Emergency),
+        };
+        let mut encoded = BytesMut::new();
+        subscription.encode(&mut encoded);
+        let expected: &[u8] = &[
+            0, 0, 0, 31, 0x11, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 2, 2,
+            0, 1, 1, 0, 0, 0, 7,
+        ];
+        assert_eq!(&encoded[..], expected);
+        assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
+    }
+
+    #[test]
+    fn a_bad_subscribe_is_refused_with_its_reason() {
+        let mut encoded = BytesMut::new();
+        Subscription {
+            start: Start::Oldest,
+            sources: vec![(SourceKind::LiveUplink, 1)],
+            priority: None,
+        }
+        .encode(&mut encoded);
+        let good = body(encoded).to_vec();
+        let cases: Vec<(Vec<u8>, RefuseReason)> = vec![
+            (vec![], RefuseReason::MalformedSubscribe),
+            (
+                vec![0x01, 1, 0, 0, 0, 0, 7],
+                RefuseReason::MalformedSubscribe,
+            ),
+            (good[..20].to_vec(), RefuseReason::MalformedSubscribe),
+            (
+                good[..good.len() - 1].to_vec(),
+                RefuseReason::MalformedSubscribe,
+            ),
+            (
+                [&good[..1], &[2], &good[2..]].concat(),
+                RefuseReason::UnsupportedVersion,
+            ),
+            (
+                [&good[..2], &[3], &good[3..]].concat(),
+                RefuseReason::MalformedSubscribe,
+            ),
+            (
+                [&good[..23], &[3], &good[24..]].concat(),
+                RefuseReason::MalformedSubscribe,
+            ),
+            (
+                [&good[..26], &[9], &good[27..]].concat(),
+                RefuseReason::MalformedSubscribe,
+            ),
+        ];
+        for (bytes, reason) in cases {
+            let refused = Subscription::decode(&bytes).map_err(|(r, _)| r);
+            assert_eq!(refused, Err(reason), "{bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn daemon_messages_round_trip_and_unknown_codes_are_errors() {
+        let messages = [
+            DaemonMessage::Subscribed { version: VERSION },
+            DaemonMessage::Refused {
+                reason: RefuseReason::PositionPastEnd,
+                detail: "past".into(),
+            },
+            DaemonMessage::End {
+                reason: EndReason::Shutdown,
+                detail: "drained".into(),
+            },
+            DaemonMessage::Frame(FollowedFrame {
+                frame: FrameRecord {
+                    kind: SourceKind::LiveUplink,
+                    priority: Priority::Emergency,
+                    source_id: 3,
+                    sequence: 9,
+                    received_unix_ns: 42,
+                    payload: Bytes::from_static(b"ab"),
+                },
+                position: Position {
+                    segment: 2,
+                    offset: 74,
+                    index: 1,
+                },
+            }),
+        ];
+        for message in messages {
+            let mut encoded = BytesMut::new();
+            message.encode(&mut encoded);
+            assert_eq!(DaemonMessage::decode(body(encoded)), Ok(message));
+        }
+        for bad in [&[0x92, 99][..], &[0x94, 0], &[0x7f], &[0x93, 0, 0]] {
+            assert!(DaemonMessage::decode(Bytes::copy_from_slice(bad)).is_err());
+        }
+    }
+}
