@@ -589,3 +589,180 @@ async fn a_consumer_that_sends_after_subscribing_is_ended_with_the_reason() {
     }
     assert!(daemon.shutdown().await.is_clean());
 }
+
+/// The `aggregator` binary with followers enabled, and its follow and uplink addresses from the
+/// "aggregator listening" log line.
+struct Binary {
+    child: std::process::Child,
+    uplink: SocketAddr,
+    follow: SocketAddr,
+}
+
+impl Binary {
+    fn start(dir: &Path) -> Binary {
+        use std::io::BufRead;
+        let config = dir.join("aggregator.toml");
+        let text = format!(
+            "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
+             [monitor]\nenabled = false\n[consumer]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\
+             [log]\nformat = \"json\"\n[archive]\ndir = \"{}\"\n",
+            dir.join("archive").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the aggregator binary");
+        let (lines, listening) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("aggregator listening") {
+                    let _ = lines.send(line);
+                }
+            }
+        });
+        let line = listening
+            .recv_timeout(PATIENCE)
+            .expect("the daemon listens");
+        let field = |key: &str| -> SocketAddr {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let fields = value.get("fields").unwrap_or(&value);
+            fields[key].as_str().unwrap().parse().unwrap()
+        };
+        Binary {
+            uplink: field("uplink"),
+            follow: field("consumer"),
+            child,
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `aggregator tail ARGS` to its exit: status, standard output, standard error.
+async fn tail(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"));
+    command.arg("tail").args(args);
+    let run = tokio::task::spawn_blocking(move || command.output());
+    let out = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("tail exits in time")
+        .unwrap()
+        .expect("run aggregator tail");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+#[tokio::test]
+async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails() {
+    let dir = TempDir::new("follow-tail");
+    let daemon = Binary::start(&dir.0);
+    let mut source = Client::source(daemon.uplink, LIVE, 5).await;
+    source.send_frames(mixed(0..20)).await;
+    source.finish_sending().await;
+    source.read_to_close().await;
+
+    let addr = daemon.follow.to_string();
+    let (status, out, err) = tail(&["--addr", &addr, "--limit", "5", "--json"]).await;
+    assert_eq!(status, Some(0), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["kind"] == "live" && l["source"] == 5),
+        "{out}"
+    );
+    // Emergencies overtake: the archive's order, one FRAMES record per batch and priority.
+    let archive = archived(&dir.0.join("archive"));
+    for (line, stored) in lines.iter().zip(&archive) {
+        assert_eq!(line["position"], stored.0.to_string());
+        assert_eq!(line["sequence"], stored.3);
+        assert_eq!(line["payload_hex"], format!("{:016x}", stored.3));
+    }
+
+    // Resumed after the fifth, filtered to routine frames, as text.
+    let after = lines[4]["position"].as_str().unwrap();
+    let args = [
+        "--addr",
+        &addr,
+        "--from",
+        after,
+        "--priority",
+        "routine",
+        "--limit",
+        "3",
+    ];
+    let (status, out, err) = tail(&args).await;
+    assert_eq!(status, Some(0), "{err}");
+    let expected: Vec<String> = archive[5..]
+        .iter()
+        .filter(|f| f.4 == Priority::Routine)
+        .take(3)
+        .map(|f| {
+            format!(
+                "{} live:5 seq={} routine len=8 payload={:016x}",
+                f.0, f.3, f.3
+            )
+        })
+        .collect();
+    assert_eq!(expected.len(), 3);
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+
+    let (status, _, err) = tail(&["--addr", &addr, "--from", "99:8:0"]).await;
+    assert_eq!(status, Some(1));
+    assert!(err.contains("PositionPastEnd"), "{err}");
+    let (status, _, err) = tail(&["--addr", &addr, "--from", "yesterday"]).await;
+    assert_eq!(status, Some(2), "a usage error: {err}");
+
+    // Without --limit it runs until the daemon drains, then exits 0 having printed every frame.
+    let follower = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || follow_until_drained(&addr, daemon)
+    });
+    let (lines, status) = tokio::time::timeout(PATIENCE, follower)
+        .await
+        .expect("tail ends at the drain")
+        .unwrap();
+    assert_eq!(status, Some(0));
+    assert_eq!(lines, 20);
+    let (status, _, err) = tail(&["--addr", &addr]).await;
+    assert_eq!(status, Some(1));
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+/// Runs `aggregator tail --addr ADDR` until its first line (it has subscribed), then sends the
+/// daemon SIGTERM; returns how many lines the tail printed and its exit status.
+fn follow_until_drained(addr: &str, mut daemon: Binary) -> (usize, Option<i32>) {
+    use std::io::BufRead;
+    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["tail", "--addr", addr])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run aggregator tail");
+    let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    assert!(lines.next().is_some(), "a first frame");
+    let pid = libc::pid_t::try_from(daemon.child.id()).unwrap();
+    // SAFETY: a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let printed = 1 + lines.count();
+    let status = tail.wait().unwrap().code();
+    assert!(daemon.child.wait().unwrap().success(), "a clean drain");
+    (printed, status)
+}
