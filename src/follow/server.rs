@@ -8,7 +8,8 @@
 //! own socket only, so TCP backpressure from a slow consumer stops that follower's task and
 //! nothing else: ingest, the archive and the other followers never wait for it.
 //!
-//! Followers have a [`TaskTracker`] of their own, apart from the pipeline's: at a drain each one
+//! Followers run on a thread and runtime of their own ([`run_thread`]), with a [`TaskTracker`]
+//! apart from the pipeline's: at a drain each one
 //! sends what became durable up to the archive's close, then END, and the daemon waits for them
 //! until the drain deadline and then cuts them off, so a consumer that stopped reading never
 //! delays the drain or changes its report.
@@ -79,38 +80,33 @@ enum Ending {
 }
 
 impl Followers {
-    /// Starts accepting followers on `listener` until `drain` is cancelled.
+    /// Starts accepting followers on `listener` until `drain` is cancelled, on a thread of their
+    /// own (below).
     pub(crate) fn start(
         listener: TcpListener,
         settings: FollowSettings,
         durable: Option<watch::Receiver<DurableEnd>>,
         drain: CancellationToken,
     ) -> Followers {
-        let tracker = TaskTracker::new();
-        let cut_off = CancellationToken::new();
-        let limit = settings.max_connections;
+        let followers = Followers {
+            tracker: TaskTracker::new(),
+            cut_off: CancellationToken::new(),
+        };
         let shared = Arc::new(Shared {
             settings,
             durable,
             drain,
         });
-        let (tasks, stop) = (tracker.clone(), cut_off.clone());
-        tracker.spawn(async move {
-            accept_until(&listener, limit, &shared.drain, |stream, peer, slot| {
-                let (shared, stop) = (Arc::clone(&shared), stop.clone());
-                tasks.spawn(async move {
-                    tokio::select! {
-                        _ = stop.cancelled() => {
-                            tracing::warn!(%peer, "follower cut off at the drain deadline");
-                        }
-                        _ = serve(stream, peer, slot.is_some(), &shared) => {}
-                    }
-                    drop(slot);
-                });
-            })
-            .await;
+        let (tasks, stop) = (followers.tracker.clone(), followers.cut_off.clone());
+        let thread = listener.into_std().and_then(|listener| {
+            std::thread::Builder::new()
+                .name("followers".into())
+                .spawn(move || run_thread(listener, shared, tasks, stop))
         });
-        Followers { tracker, cut_off }
+        if let Err(err) = thread {
+            tracing::error!(error = %err, "cannot start the followers' thread; no follower is served");
+        }
+        followers
     }
 
     /// Waits for every follower to send what is durable and its END, until `deadline`; then cuts
@@ -125,6 +121,57 @@ impl Followers {
             self.tracker.wait().await;
         }
     }
+}
+
+/// The followers' thread: a runtime of its own, so that encoding frames and writing them to
+/// followers' sockets never takes the time of the runtime that runs ingest and the archive (one
+/// thread by default). It ends once the accept loop has stopped and every follower has ended.
+fn run_thread(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the followers' runtime; no follower is served");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => accept(&listener, &shared, &tasks, &stop).await,
+            Err(err) => tracing::error!(error = %err, "cannot listen for followers"),
+        }
+        tasks.wait().await;
+    });
+}
+
+/// Accepts followers until the drain starts; each runs until its END, or the cut-off.
+async fn accept(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    let limit = shared.settings.max_connections;
+    accept_until(listener, limit, &shared.drain, |stream, peer, slot| {
+        let (shared, stop) = (Arc::clone(shared), stop.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    tracing::warn!(%peer, "follower cut off at the drain deadline");
+                }
+                _ = serve(stream, peer, slot.is_some(), &shared) => {}
+            }
+            drop(slot);
+        });
+    })
+    .await;
 }
 
 /// One follower, from its SUBSCRIBE to its END.

@@ -169,6 +169,19 @@ pub fn start_server(
     sources: usize,
     limit: Duration,
 ) -> Result<(ChildProc, SocketAddr), String> {
+    start_server_following(exe, plan, variant, sources, limit)
+        .map(|(server, addr, _)| (server, addr))
+}
+
+/// [`start_server`], with the address where followers of its archive subscribe (the durable
+/// daemon's).
+pub fn start_server_following(
+    exe: &Path,
+    plan: &Plan,
+    variant: Variant,
+    sources: usize,
+    limit: Duration,
+) -> Result<(ChildProc, SocketAddr, Option<SocketAddr>), String> {
     let mut args = vec![
         "--role".to_string(),
         "server".into(),
@@ -186,7 +199,7 @@ pub fn start_server(
     }
     let server = ChildProc::spawn(exe, &args, format!("{} server", variant.name()))?;
     match server.recv(Duration::from_secs(20))? {
-        ChildMsg::Listening { addr } => Ok((server, addr)),
+        ChildMsg::Listening { addr, follow } => Ok((server, addr, follow)),
         other => Err(format!("server: expected its address, got {other:?}")),
     }
 }

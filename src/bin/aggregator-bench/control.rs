@@ -33,8 +33,12 @@ const MAX_SAMPLES: usize = 4_000_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum ChildMsg {
-    /// A server child is accepting uplinks on `addr`.
-    Listening { addr: SocketAddr },
+    /// A server child is accepting uplinks on `addr`, and followers of its archive on `follow`
+    /// (the durable daemon only).
+    Listening {
+        addr: SocketAddr,
+        follow: Option<SocketAddr>,
+    },
     /// The load client finished connecting.
     Connected {
         sources: u64,
@@ -51,6 +55,17 @@ pub enum ChildMsg {
     Churned(Churned),
     /// The load client's acknowledgements, in answer to `START` and `END`.
     Acks(AckCounts),
+    /// The consumers run's followers reached the daemon's END (or failed).
+    Followed(Followed),
+}
+
+/// What each follower of the consumers run received before the daemon's END.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Followed {
+    /// Frames each follower received, in the order they subscribed.
+    pub frames: Vec<u64>,
+    /// The first follower that failed (refused, cut off, a connection lost), and why.
+    pub first_error: Option<String>,
 }
 
 /// A server's cumulative counters at one instant.

@@ -1,7 +1,9 @@
 //! The daemon variants: the real `aggregator::Daemon` with its default `Config` (listeners on
 //! `127.0.0.1:0`): `daemon` with its durable segment archive (in a temporary directory), `pipeline`
 //! with `archive.kind = "count"`. Either way the sink is wrapped by one that counts what the archive
-//! receives and takes the latency samples, at the instant the processor took each batch.
+//! receives and takes the latency samples, at the instant the processor took each batch. The
+//! durable daemon also serves followers of its archive on a port of its own, for the consumers run;
+//! the other runs connect none.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -88,13 +90,21 @@ pub async fn start(
     let (inner, resume) = aggregator::archive::open(&config.archive)?;
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
+    let follow = match durable {
+        true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?),
+        false => None,
+    };
+    let follow_addr = follow.as_ref().map(|l| l.local_addr()).transpose()?;
     let archived = Arc::new(AtomicU64::new(0));
     let sink = MeasuredSink {
         frames: Arc::clone(&archived),
         shared,
         inner,
     };
-    let daemon = Daemon::with_resume(config, Box::new(sink), resume);
+    let mut daemon = Daemon::with_resume(config, Box::new(sink), resume);
+    if let Some(listener) = follow {
+        daemon.serve_followers(listener);
+    }
     let stats = daemon.stats();
     let done = tokio::spawn(async move {
         // The parent removes the archive once this process has exited: removing gigabytes of
@@ -112,6 +122,7 @@ pub async fn start(
     });
     Ok(Running {
         addr,
+        follow: follow_addr,
         counts: Box::new(move || {
             let s = stats.snapshot();
             Counts {

@@ -86,7 +86,10 @@ async fn serve(
         rss_kib: control::rss_kib(),
         ..(running.counts)()
     };
-    emit(&ChildMsg::Listening { addr: running.addr });
+    emit(&ChildMsg::Listening {
+        addr: running.addr,
+        follow: running.follow,
+    });
 
     // The end of stdin closes the channel: the parent is gone, so the server stops.
     let mut lines = control::stdin_lines(|| {});

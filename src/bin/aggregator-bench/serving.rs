@@ -13,6 +13,8 @@ use crate::control::{Counts, DrainInfo, Recorder, READ_BUFFER};
 /// What a started variant hands back to the role.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where followers of the archive subscribe: the durable daemon only.
+    pub follow: Option<SocketAddr>,
     /// Reads the variant's counters (`at_ns` and `cpu_ns` are filled in by the role).
     pub counts: Box<dyn Fn() -> Counts + Send + Sync>,
     /// Ends when the variant has stopped after the stop token was cancelled.
