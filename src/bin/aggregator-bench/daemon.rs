@@ -9,7 +9,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use aggregator::archive::{ArchiveSink, BoxFuture};
+use aggregator::archive::{ArchiveSink, BoxFuture, DurableEnd};
 use aggregator::config::ArchiveKind;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +63,10 @@ impl ArchiveSink for MeasuredSink {
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         self.inner.close()
+    }
+
+    fn durable_end(&self) -> Option<tokio::sync::watch::Receiver<DurableEnd>> {
+        self.inner.durable_end()
     }
 }
 

@@ -12,10 +12,10 @@ use crate::control::ChildMsg;
 use crate::results::{
     ChurnResult, CpuTimes, DrainResult, Measured, Plan, RestartResult, RunResult,
 };
-use crate::{churn, restart, throttle, Variant};
+use crate::{churn, consumers, restart, throttle, Variant};
 
-/// Runs the whole plan: main runs, scale runs, the drain run, the restart run, the churn run, then
-/// the throttle run.
+/// Runs the whole plan: main runs, scale runs, the drain run, the restart run, the churn run, the
+/// throttle run, then the consumers run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut results = Vec::new();
@@ -95,12 +95,17 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         }
         None => None,
     };
+    let consumers = match plan.consumers {
+        true => consumers::run(&exe, plan)?,
+        false => Vec::new(),
+    };
     Ok(Measured {
         runs: results,
         drain,
         restart: restarts,
         churn,
         throttle,
+        consumers,
     })
 }
 

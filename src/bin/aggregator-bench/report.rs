@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::results::{
-    ChurnResult, DrainResult, Measured, Plan, RestartResult, RunResult, ThrottleResult, Throttled,
+    ChurnResult, ConsumersRound, DrainResult, Measured, Plan, RestartResult, RunResult,
+    ThrottleResult, Throttled,
 };
 use crate::Variant;
 
@@ -104,6 +105,7 @@ pub struct Summary {
     pub restart: Vec<RestartResult>,
     pub churn: Option<ChurnResult>,
     pub throttle: Option<ThrottleResult>,
+    pub consumers: Vec<ConsumersRound>,
     pub targets: Vec<Target>,
     /// The daemon's archive received every processed frame in every run.
     pub daemon_archive_complete: bool,
@@ -163,6 +165,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         restart,
         churn,
         throttle,
+        consumers,
     } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
     for r in &runs {
@@ -256,6 +259,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         drain.as_ref(),
         churn.as_ref(),
         throttle.as_ref(),
+        &consumers,
         daemon_archive_complete,
     );
     Summary {
@@ -268,6 +272,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         restart,
         churn,
         throttle,
+        consumers,
         targets,
         daemon_archive_complete,
         runs,
@@ -289,6 +294,7 @@ fn targets(
     drain: Option<&DrainResult>,
     churn: Option<&ChurnResult>,
     throttle: Option<&ThrottleResult>,
+    consumers: &[ConsumersRound],
     archive_complete: bool,
 ) -> Vec<Target> {
     let mut out = Vec::new();
@@ -332,6 +338,30 @@ fn targets(
             0.8,
             at_48.map(|m| a.frames_per_s.median / m.frames_per_s.median),
             "x",
+        );
+    }
+    if !consumers.is_empty() {
+        // Issue 25: followers of the archive never hold ingest back, and miss nothing.
+        let ratio = Stat::of(
+            consumers
+                .iter()
+                .map(|r| r.with.frames_per_s / r.without.frames_per_s),
+        );
+        let name = format!(
+            "ingest with {} followers from the start / without",
+            crate::consumers::CONSUMERS
+        );
+        at_least(name, 0.9, Some(ratio.median), "x");
+        let complete = consumers
+            .iter()
+            .filter(|r| r.with.every_frame_followed())
+            .count();
+        let name = "rounds in which every follower received every archived frame".to_string();
+        at_least(
+            name,
+            1.0,
+            Some(complete as f64 / consumers.len() as f64),
+            "",
         );
     }
     let throttled = throttle.and_then(|t| Some((t.mib_per_s, t.measured.as_ref()?)));
@@ -538,9 +568,12 @@ pub fn render(s: &Summary) -> String {
     if let Some(t) = &s.throttle {
         render_throttle(&mut o, t, &s.plan);
     }
+    if !s.consumers.is_empty() {
+        render_consumers(&mut o, &s.consumers, &s.plan);
+    }
     let _ = writeln!(
         o,
-        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23):\n"
+        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23; followers: issue 25):\n"
     );
     let _ = writeln!(o, "| target | goal | measured | met |");
     let _ = writeln!(o, "|---|---|---|---|");
@@ -721,6 +754,38 @@ fn render_throttled(o: &mut String, m: &Throttled) {
         m.max_in_flight,
         m.drain.peak_rss_kib as f64 / 1024.0,
     );
+}
+
+fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {
+    let _ = writeln!(
+        o,
+        "\nConsumers (durable daemon, {} saturating uplinks of {} B; each round a fresh daemon without followers, then one with {} following the archive from its start; counts to the END after the SIGTERM):\n",
+        plan.connections,
+        crate::consumers::PAYLOAD,
+        crate::consumers::CONSUMERS
+    );
+    let _ = writeln!(o, "| round | ingest frames/s without | with followers | with / without | frames archived | each follower received | drains clean |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    for (i, r) in rounds.iter().enumerate() {
+        let received = r.with.followed.as_ref().map_or("n/a".into(), |f| {
+            let counts: Vec<String> = f.frames.iter().map(u64::to_string).collect();
+            match &f.first_error {
+                None => counts.join(", "),
+                Some(err) => format!("{} (failed: {err})", counts.join(", ")),
+            }
+        });
+        let _ = writeln!(
+            o,
+            "| {} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
+            i + 1,
+            r.without.frames_per_s,
+            r.with.frames_per_s,
+            r.with.frames_per_s / r.without.frames_per_s,
+            r.with.archived.map_or("n/a".into(), |a| a.to_string()),
+            received,
+            r.without.drain_clean && r.with.drain_clean,
+        );
+    }
 }
 
 fn render_churn(o: &mut String, c: &ChurnResult) {
