@@ -252,16 +252,16 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
             Some(t) => t.drain.archived_total == Some(t.drain.processed_total),
             None => true,
         };
-    let targets = targets(
+    let mut targets = targets(
         plan,
         &aggregates,
         &ratios,
         drain.as_ref(),
         churn.as_ref(),
         throttle.as_ref(),
-        &consumers,
         daemon_archive_complete,
     );
+    targets.extend(consumer_targets(&consumers));
     Summary {
         command,
         machine,
@@ -287,6 +287,49 @@ fn nonzero(count: u64, value: f64) -> f64 {
     }
 }
 
+/// A target met when `value` is at least `goal`.
+fn at_least(name: String, goal: f64, value: f64, unit: &str) -> Target {
+    Target {
+        name,
+        target: format!(">= {goal}{unit}"),
+        measured: format!("{value:.2}{unit} ({:+.0}%)", (value / goal - 1.0) * 100.0),
+        met: value >= goal,
+    }
+}
+
+/// Issue 25: followers of the archive never hold ingest back, and miss nothing.
+fn consumer_targets(consumers: &[ConsumersRound]) -> Vec<Target> {
+    if consumers.is_empty() {
+        return Vec::new();
+    }
+    let ratio = Stat::of(
+        consumers
+            .iter()
+            .map(|r| r.with.frames_per_s / r.without.frames_per_s),
+    );
+    let complete = consumers
+        .iter()
+        .filter(|r| r.with.every_frame_followed())
+        .count();
+    vec![
+        at_least(
+            format!(
+                "ingest with {} followers from the start / without",
+                crate::consumers::CONSUMERS
+            ),
+            0.9,
+            ratio.median,
+            "x",
+        ),
+        at_least(
+            "rounds in which every follower received every archived frame".into(),
+            1.0,
+            complete as f64 / consumers.len() as f64,
+            "",
+        ),
+    ]
+}
+
 fn targets(
     plan: &Plan,
     aggregates: &[Aggregate],
@@ -294,19 +337,11 @@ fn targets(
     drain: Option<&DrainResult>,
     churn: Option<&ChurnResult>,
     throttle: Option<&ThrottleResult>,
-    consumers: &[ConsumersRound],
     archive_complete: bool,
 ) -> Vec<Target> {
     let mut out = Vec::new();
     let mut at_least = |name: String, goal: f64, value: Option<f64>, unit: &str| {
-        if let Some(v) = value {
-            out.push(Target {
-                name,
-                target: format!(">= {goal}{unit}"),
-                measured: format!("{v:.2}{unit} ({:+.0}%)", (v / goal - 1.0) * 100.0),
-                met: v >= goal,
-            });
-        }
+        out.extend(value.map(|v| at_least(name, goal, v, unit)));
     };
     for r in ratios {
         let v = r.variant.name();
@@ -338,30 +373,6 @@ fn targets(
             0.8,
             at_48.map(|m| a.frames_per_s.median / m.frames_per_s.median),
             "x",
-        );
-    }
-    if !consumers.is_empty() {
-        // Issue 25: followers of the archive never hold ingest back, and miss nothing.
-        let ratio = Stat::of(
-            consumers
-                .iter()
-                .map(|r| r.with.frames_per_s / r.without.frames_per_s),
-        );
-        let name = format!(
-            "ingest with {} followers from the start / without",
-            crate::consumers::CONSUMERS
-        );
-        at_least(name, 0.9, Some(ratio.median), "x");
-        let complete = consumers
-            .iter()
-            .filter(|r| r.with.every_frame_followed())
-            .count();
-        let name = "rounds in which every follower received every archived frame".to_string();
-        at_least(
-            name,
-            1.0,
-            Some(complete as f64 / consumers.len() as f64),
-            "",
         );
     }
     let throttled = throttle.and_then(|t| Some((t.mib_per_s, t.measured.as_ref()?)));
