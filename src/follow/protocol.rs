@@ -393,6 +393,48 @@ mod tests {
         assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
     }
 
+    /// The example of `docs/protocol.md`, "Following the archive", byte for byte.
+    #[test]
+    fn the_documented_example_is_what_is_encoded() {
+        let mut encoded = BytesMut::new();
+        Subscription {
+            start: Start::After(Position {
+                segment: 1,
+                offset: 8,
+                index: 0,
+            }),
+            sources: vec![(SourceKind::LiveUplink, 7)],
+            priority: Some(Priority::Emergency),
+        }
+        .encode(&mut encoded);
+        DaemonMessage::Subscribed { version: VERSION }.encode(&mut encoded);
+        DaemonMessage::Frame(FollowedFrame {
+            frame: FrameRecord {
+                kind: SourceKind::LiveUplink,
+                priority: Priority::Emergency,
+                source_id: 7,
+                sequence: 5,
+                received_unix_ns: 1_700_000_000_001_000_000,
+                payload: Bytes::from_static(b"ab"),
+            },
+            position: Position {
+                segment: 1,
+                offset: 123,
+                index: 0,
+            },
+        })
+        .encode(&mut encoded);
+        let documented = "00 00 00 1f 11 01 02 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 \
+            00 00 00 00 02 00 01 00 00 00 00 07 00 00 00 02 91 01 00 00 00 2d 93 00 01 00 00 00 07 \
+            00 00 00 00 00 00 00 05 17 97 9c fe 36 39 42 40 00 00 00 00 00 00 00 01 \
+            00 00 00 00 00 00 00 7b 00 00 00 00 61 62";
+        let bytes: Vec<u8> = documented
+            .split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect();
+        assert_eq!(&encoded[..], &bytes[..]);
+    }
+
     #[test]
     fn a_bad_subscribe_is_refused_with_its_reason() {
         let mut encoded = BytesMut::new();
