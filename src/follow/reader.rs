@@ -58,9 +58,11 @@ impl Cursor {
     }
 }
 
-/// Opens segment `index` under its name or its staging name; `None` when it has neither.
+/// Opens segment `index` under its name or its staging name; `None` when it has neither. The name
+/// is tried again last: the disk thread may rename the segment between the first two tries.
 fn open_segment(dir: &Path, index: u64) -> io::Result<Option<(File, PathBuf)>> {
-    for name in [segment::segment_name(index), segment::staged_name(index)] {
+    let named = segment::segment_name(index);
+    for name in [named.clone(), segment::staged_name(index), named] {
         let path = dir.join(name);
         match File::open(&path) {
             Ok(file) => return Ok(Some((file, path))),

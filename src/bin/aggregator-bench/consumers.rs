@@ -5,13 +5,16 @@
 //! ingest should keep at least 0.9 of its pace without them, and each follower should receive
 //! every frame: its count equals what the archive stored. So each round measures two fresh
 //! daemons, one without followers and one with [`CONSUMERS`] of them (a child of their own,
-//! `--role follow`, subscribed before the first frame arrives), over the same window, and ends
-//! each with a SIGTERM: the daemon drains, every follower receives what became durable and the
-//! daemon's END, and reports how many frames it received.
+//! `--role follow`, subscribed before the first frame arrives), over the same window. Then the load
+//! stops, the followers catch up with what the archive stored (how long that takes is reported:
+//! on a machine where they share the cores with the load, they fall behind), and a SIGTERM ends the
+//! daemon: every follower receives the daemon's END and reports how many frames it received.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aggregator::follow::client::Follower;
 use aggregator::follow::protocol::{Start, Subscription};
@@ -20,9 +23,12 @@ use crate::child::{self, ChildProc};
 use crate::control::{emit, ChildMsg, Followed};
 use crate::results::{ConsumersRound, ConsumersWindow, Plan};
 use crate::Variant;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Followers of the run, as in the issue.
 pub const CONSUMERS: usize = 4;
+/// The longest the followers may take to catch up once the load stops.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(300);
 /// Payload bytes per frame: the main runs' smaller size, where the daemon moves the most frames.
 pub const PAYLOAD: usize = 64;
 
@@ -55,17 +61,27 @@ fn window(
     let limit = child::child_limit(plan);
     let (mut server, addr, follow) =
         child::start_server_following(exe, plan, Variant::Daemon, sources, limit)?;
-    let followers = match (consumers, follow) {
+    let mut followers = match (consumers, follow) {
         (0, _) => None,
         (_, Some(follow)) => Some(start_followers(exe, follow, consumers, limit)?),
         (_, None) => return Err("the durable daemon serves no followers".into()),
     };
-    let client = child::start_client(exe, plan, addr, sources, payload, false)?;
+    let mut client = child::start_client(exe, plan, addr, sources, payload, false)?;
     child::wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure);
     let end = server.counts("END")?;
+    client.close_stdin();
+    client.wait(Duration::from_secs(10))?;
+    child::wait_until(&mut server, "every accepted frame stored", |c| {
+        c.in_flight == 0
+    })?;
+    let stored = server.counts("COUNTS")?.archived.unwrap_or(0);
+    let caught_up_s = match &mut followers {
+        Some(followers) => Some(catch_up(followers, stored)?),
+        None => None,
+    };
     let drain = child::terminate(server, client, sources, payload, &start, &end)?;
     let followed = match followers {
         None => None,
@@ -82,8 +98,33 @@ fn window(
         frames_per_s: drain.frames_per_s_before,
         archived: drain.archived_total,
         drain_clean: drain.clean(),
+        caught_up_s,
         followed,
     })
+}
+
+/// Waits until every follower has received `stored` frames; returns how long that took.
+fn catch_up(followers: &mut ChildProc, stored: u64) -> Result<f64, String> {
+    let started = Instant::now();
+    loop {
+        let progress = followers.ask("COUNTS", "their counts", |msg| match msg {
+            ChildMsg::Followed(progress) => Ok(progress),
+            other => Err(other),
+        })?;
+        if let Some(err) = progress.first_error {
+            return Err(format!("a follower failed: {err}"));
+        }
+        if progress.frames.iter().all(|&frames| frames >= stored) {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > CATCH_UP_LIMIT {
+            return Err(format!(
+                "the followers had {:?} of {stored} frames after {CATCH_UP_LIMIT:?}",
+                progress.frames
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Starts the followers' child and waits until every follower has subscribed.
@@ -120,8 +161,8 @@ fn start_followers(
 }
 
 /// The `--role follow` child: `consumers` followers of the archive at `addr`, from its start, each
-/// counting frames until the daemon's END.
-pub async fn follow(addr: SocketAddr, consumers: usize) {
+/// counting frames until the daemon's END; `COUNTS` on `commands` asks how far they are.
+pub async fn follow(addr: SocketAddr, consumers: usize, mut commands: UnboundedReceiver<String>) {
     let from_start = Subscription {
         start: Start::Oldest,
         sources: Vec::new(),
@@ -142,31 +183,47 @@ pub async fn follow(addr: SocketAddr, consumers: usize) {
         failed: (consumers - subscribed.len()) as u64,
         first_error: first_error.clone(),
     });
+    let counts: Vec<Arc<AtomicU64>> = (0..subscribed.len()).map(|_| Arc::default()).collect();
     let counting: Vec<_> = subscribed
         .into_iter()
-        .map(|mut follower| {
+        .zip(&counts)
+        .map(|(mut follower, count)| {
+            let count = Arc::clone(count);
             tokio::spawn(async move {
-                let mut frames = 0u64;
                 loop {
                     match follower.next().await {
-                        Ok(Some(_)) => frames += 1,
-                        Ok(None) => return (frames, None),
-                        Err(err) => return (frames, Some(err.to_string())),
-                    }
+                        Ok(Some(_)) => count.fetch_add(1, Relaxed),
+                        Ok(None) => return None,
+                        Err(err) => return Some(err.to_string()),
+                    };
                 }
             })
         })
         .collect();
-    let mut frames = Vec::with_capacity(consumers);
+    let counts_now = {
+        let counts = counts.clone();
+        move || counts.iter().map(|c| c.load(Relaxed)).collect::<Vec<u64>>()
+    };
+    // Answers `COUNTS` until the process ends (the parent closes stdin after the last report).
+    tokio::spawn(async move {
+        while let Some(command) = commands.recv().await {
+            if command.trim() == "COUNTS" {
+                emit(&ChildMsg::Followed(Followed {
+                    frames: counts_now(),
+                    first_error: None,
+                }));
+            }
+        }
+    });
     for task in counting {
-        let (count, error) = task
+        let error = task
             .await
-            .unwrap_or_else(|err| (0, Some(format!("follower task failed: {err}"))));
-        frames.push(count);
+            .unwrap_or_else(|err| Some(format!("follower task failed: {err}")));
         if let Some(error) = error {
             first_error.get_or_insert(error);
         }
     }
+    let frames = counts.iter().map(|c| c.load(Relaxed)).collect();
     emit(&ChildMsg::Followed(Followed {
         frames,
         first_error,

@@ -243,7 +243,9 @@ fn main() -> ExitCode {
             }
         },
         Role::Follow => match cli.addr {
-            Some(addr) => load::run(limit, |_| consumers::follow(addr, cli.connections)),
+            Some(addr) => load::run(limit, |commands| {
+                consumers::follow(addr, cli.connections, commands)
+            }),
             None => {
                 eprintln!("aggregator-bench: --role follow needs --addr");
                 ExitCode::from(2)

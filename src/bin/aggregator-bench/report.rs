@@ -775,8 +775,8 @@ fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {
         crate::consumers::PAYLOAD,
         crate::consumers::CONSUMERS
     );
-    let _ = writeln!(o, "| round | ingest frames/s without | with followers | with / without | frames archived | each follower received | drains clean |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| round | ingest frames/s without | with followers | with / without | frames archived | each follower received | caught up s after the load | drains clean |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     for (i, r) in rounds.iter().enumerate() {
         let received = r.with.followed.as_ref().map_or("n/a".into(), |f| {
             let counts: Vec<String> = f.frames.iter().map(u64::to_string).collect();
@@ -787,13 +787,16 @@ fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {
         });
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.2}x | {} | {} | {} | {} |",
             i + 1,
             r.without.frames_per_s,
             r.with.frames_per_s,
             r.with.frames_per_s / r.without.frames_per_s,
             r.with.archived.map_or("n/a".into(), |a| a.to_string()),
             received,
+            r.with
+                .caught_up_s
+                .map_or("n/a".into(), |s| format!("{s:.1}")),
             r.without.drain_clean && r.with.drain_clean,
         );
     }

@@ -165,6 +165,9 @@ pub struct ConsumersWindow {
     /// Frames its archive stored, from the first to the end of the drain.
     pub archived: Option<u64>,
     pub drain_clean: bool,
+    /// Seconds from the load's end until every follower had every stored frame; `None` without
+    /// followers.
+    pub caught_up_s: Option<f64>,
     /// What each follower received before the daemon's END; `None` without followers.
     pub followed: Option<Followed>,
 }
