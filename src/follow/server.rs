@@ -8,8 +8,10 @@
 //! own socket only, so TCP backpressure from a slow consumer stops that follower's task and
 //! nothing else: ingest, the archive and the other followers never wait for it.
 //!
-//! Followers run on a thread and runtime of their own ([`run_thread`]), with a [`TaskTracker`]
-//! apart from the pipeline's: at a drain each one
+//! Followers run on a thread and runtime of their own ([`run_thread`]), at a lower scheduling
+//! priority ([`FOLLOWERS_NICE`]): when the cores are short, ingest goes first, and followers only
+//! fall further behind in the files. They have a [`TaskTracker`] apart from the pipeline's: at a
+//! drain each one
 //! sends what became durable up to the archive's close, then END, and the daemon waits for them
 //! until the drain deadline and then cuts them off, so a consumer that stopped reading never
 //! delays the drain or changes its report.
@@ -132,6 +134,7 @@ fn run_thread(
     tasks: TaskTracker,
     stop: CancellationToken,
 ) {
+    lower_priority();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -149,6 +152,27 @@ fn run_thread(
         }
         tasks.wait().await;
     });
+}
+
+/// The followers' thread's nice value: when the cores are short, the kernel gives ingest's threads
+/// about nine times the time it gives followers, which then only fall further behind in the files.
+const FOLLOWERS_NICE: libc::c_int = 10;
+
+/// Lowers this thread's scheduling priority to [`FOLLOWERS_NICE`]; the threads it starts (the
+/// runtime's blocking pool, which reads the files) inherit it. Only advice: a failure is logged.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; `who` is this thread.
+        let lowered = unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, FOLLOWERS_NICE)
+        };
+        if lowered != 0 {
+            let err = std::io::Error::last_os_error();
+            tracing::warn!(error = %err, "cannot lower the followers' thread's priority");
+        }
+    }
 }
 
 /// Accepts followers until the drain starts; each runs until its END, or the cut-off.
