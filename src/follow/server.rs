@@ -11,10 +11,9 @@
 //! Followers run on a thread and runtime of their own ([`run_thread`]), at a lower scheduling
 //! priority ([`FOLLOWERS_NICE`]): when the cores are short, ingest goes first, and followers only
 //! fall further behind in the files. They have a [`TaskTracker`] apart from the pipeline's: at a
-//! drain each one
-//! sends what became durable up to the archive's close, then END, and the daemon waits for them
-//! until the drain deadline and then cuts them off, so a consumer that stopped reading never
-//! delays the drain or changes its report.
+//! drain each one sends what became durable up to the archive's close, then END, and the daemon
+//! waits for them until the drain deadline and then cuts them off, so a consumer that stopped
+//! reading never delays the drain or changes its report.
 
 use std::io;
 use std::net::SocketAddr;
