@@ -171,7 +171,7 @@ struct Cli {
     /// The consumers run: four followers of the durable daemon's archive from its start while the
     /// main runs' uplinks saturate it (64 B), against a daemon without them, in `--runs` rounds;
     /// ingest with them over without, and whether each received every frame the archive stored.
-    /// Run only that.
+    /// Run only that (with --smoke, the only way to run it).
     #[arg(long, conflicts_with_all = ["churn_only", "throttle_only"])]
     consumers_only: bool,
     /// Skip the consumers run.
@@ -338,7 +338,8 @@ fn bench(cli: Cli) -> ExitCode {
         },
         throttle_window: secs(cli.duration.unwrap_or(if cli.smoke { 1.0 } else { 10.0 })),
         drain_deadline: daemon_config.shutdown.drain_deadline,
-        consumers: !cli.no_consumers && !cli.churn_only && !cli.throttle_only,
+        consumers: cli.consumers_only
+            || !(cli.no_consumers || cli.smoke || cli.churn_only || cli.throttle_only),
     };
     if let Some(path) = &cli.json {
         if let Err(err) = orchestrate::check_writable(path) {
