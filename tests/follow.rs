@@ -766,3 +766,39 @@ fn follow_until_drained(addr: &str, mut daemon: Binary) -> (usize, Option<i32>) 
     assert!(daemon.child.wait().unwrap().success(), "a clean drain");
     (printed, status)
 }
+
+#[tokio::test]
+async fn a_full_listener_and_a_silent_consumer_are_refused_with_their_reason() {
+    let dir = TempDir::new("follow-limits");
+    let mut config = archive_config(&dir.0);
+    config.consumer.max_connections = 1;
+    config.connection.handshake_timeout = Duration::from_millis(200);
+    let daemon = Running::start(&config).await;
+    let first = subscribe(&daemon, &subscription(Start::Oldest)).await;
+    let (reason, detail) = refused(&daemon, Start::Oldest).await;
+    assert_eq!(reason, RefuseReason::TooManyConnections, "{detail}");
+    drop(first);
+
+    // The slot comes back once the first follower has gone; a consumer that then says nothing is
+    // refused when the handshake time is up.
+    let silent = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let stream = TcpStream::connect(daemon.follow).await.unwrap();
+            let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+            match next_message(&mut input).await {
+                DaemonMessage::Refused {
+                    reason: RefuseReason::TooManyConnections,
+                    ..
+                } => continue,
+                other => return other,
+            }
+        }
+    });
+    match silent.await.expect("a refusal in time") {
+        DaemonMessage::Refused { reason, .. } => {
+            assert_eq!(reason, RefuseReason::HandshakeTimeout)
+        }
+        other => panic!("expected REFUSED, got {other:?}"),
+    }
+    assert!(daemon.shutdown().await.is_clean());
+}
