@@ -2,7 +2,8 @@
 //! [`tail`] is `aggregator tail`, which prints them one line (or one JSON object) each.
 //!
 //! A consumer that must not lose a frame keeps the position of the last frame it handled and
-//! subscribes again after it ([`Start::After`]) when the connection ends, whatever ended it.
+//! subscribes again after it ([`Start::After`](super::protocol::Start::After)) when the connection
+//! ends, whatever ended it.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;

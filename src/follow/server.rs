@@ -8,8 +8,8 @@
 //! own socket only, so TCP backpressure from a slow consumer stops that follower's task and
 //! nothing else: ingest, the archive and the other followers never wait for it.
 //!
-//! Followers run on a thread and runtime of their own ([`run_thread`]), at a lower scheduling
-//! priority ([`FOLLOWERS_NICE`]): when the cores are short, ingest goes first, and followers only
+//! Followers run on a thread and runtime of their own (`run_thread`), at a lower scheduling
+//! priority (`FOLLOWERS_NICE`): when the cores are short, ingest goes first, and followers only
 //! fall further behind in the files. They have a [`TaskTracker`] apart from the pipeline's: at a
 //! drain each one sends what became durable up to the archive's close, then END, and the daemon
 //! waits for them until the drain deadline and then cuts them off, so a consumer that stopped
