@@ -433,7 +433,7 @@ async fn a_consumer_that_never_reads_holds_back_neither_ingest_nor_others_nor_th
     let mut received = 0;
     while let Some(Ok(body)) = input.next().await {
         match DaemonMessage::decode(body.freeze()).unwrap() {
-            DaemonMessage::Frame(_) => received += 1,
+            DaemonMessage::Frames(run) => received += run.frames.len() as u64,
             DaemonMessage::Subscribed { .. } => {}
             other => panic!("a stuck consumer got {other:?}"),
         }

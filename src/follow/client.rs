@@ -5,6 +5,7 @@
 //! subscribes again after it ([`Start::After`](super::protocol::Start::After)) when the connection
 //! ends, whatever ended it.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
@@ -43,6 +44,8 @@ pub enum FollowError {
 /// A subscription that the daemon accepted.
 pub struct Follower {
     input: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    /// The rest of the last FRAMES message, handed out one by one.
+    pending: VecDeque<FollowedFrame>,
     /// Kept open: closing it ends the subscription.
     _output: OwnedWriteHalf,
 }
@@ -65,6 +68,7 @@ impl Follower {
             .new_codec();
         let mut follower = Follower {
             input: FramedRead::new(read, codec),
+            pending: VecDeque::new(),
             _output: output,
         };
         match follower.message().await? {
@@ -80,8 +84,14 @@ impl Follower {
 
     /// The next frame; `None` at the END that follows the daemon's drain, after every durable frame.
     pub async fn next(&mut self) -> Result<Option<FollowedFrame>, FollowError> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(Some(frame));
+        }
         match self.message().await? {
-            DaemonMessage::Frame(frame) => Ok(Some(frame)),
+            DaemonMessage::Frames(run) => {
+                self.pending.extend(run.into_frames());
+                Ok(self.pending.pop_front())
+            }
             DaemonMessage::End {
                 reason: EndReason::Shutdown,
                 ..

@@ -1,5 +1,10 @@
 //! The follow protocol (`docs/protocol.md`, "Following the archive"): SUBSCRIBE from the
-//! consumer; SUBSCRIBED or REFUSED, then FRAMEs and an END from the daemon.
+//! consumer; SUBSCRIBED or REFUSED, then FRAMES and an END from the daemon.
+//!
+//! A FRAMES message carries the frames of one archive record (a batch of one source and priority):
+//! what they share, and the first one's position, once; each frame's sequence, length and payload
+//! after it, as the archive stores them. At 64-byte payloads a message per frame cost the consumer
+//! more to take apart than the frame itself.
 //!
 //! It uses the uplink protocol's framing (a u32 big-endian length, then the body, whose first byte
 //! is the type), so a client reuses its framing code, and message types of their own (0x11, 0x91
@@ -20,11 +25,14 @@ pub const VERSION: u8 = 1;
 /// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 814 sources.
 pub const MAX_SUBSCRIBE_LEN: usize = 4096;
 
-/// The longest body a client must accept: a FRAME with the largest payload the archive holds.
-pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAME_HEADER_LEN + segment::MAX_BODY_LEN as usize;
+/// The longest body a client must accept: FRAMES holding a whole record of the largest size.
+pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAMES_HEADER_LEN + segment::MAX_BODY_LEN as usize;
 
-/// A FRAME's bytes before its payload.
-pub const FRAME_HEADER_LEN: usize = 43;
+/// A FRAMES message's bytes before its first frame.
+pub const FRAMES_HEADER_LEN: usize = 39;
+
+/// A frame's bytes in FRAMES before its payload: sequence and payload length.
+const FRAME_ENTRY_LEN: usize = 12;
 
 /// SUBSCRIBE's bytes before its sources.
 const SUBSCRIBE_FIXED_LEN: usize = 26;
@@ -32,7 +40,7 @@ const SUBSCRIBE_FIXED_LEN: usize = 26;
 const SUBSCRIBE: u8 = 0x11;
 const SUBSCRIBED: u8 = 0x91;
 const REFUSED: u8 = 0x92;
-const FRAME: u8 = 0x93;
+const FRAMES: u8 = 0x93;
 const END: u8 = 0x94;
 
 /// Where a subscription starts.
@@ -234,20 +242,138 @@ pub struct FollowedFrame {
     pub position: Position,
 }
 
-impl FollowedFrame {
-    /// Appends the FRAME message with its length prefix.
+/// Frames of one archive record with consecutive positions from `first`: one FRAMES message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRun {
+    pub kind: SourceKind,
+    pub priority: Priority,
+    pub source_id: u32,
+    pub received_unix_ns: u64,
+    /// The first frame's position; the others follow it in the record, index by index.
+    pub first: Position,
+    /// Each frame's sequence and payload; never empty.
+    pub frames: Vec<(u64, Bytes)>,
+}
+
+impl FrameRun {
+    /// A run starting with `followed`.
+    pub fn starting_with(followed: FollowedFrame) -> FrameRun {
+        let f = followed.frame;
+        FrameRun {
+            kind: f.kind,
+            priority: f.priority,
+            source_id: f.source_id,
+            received_unix_ns: f.received_unix_ns,
+            first: followed.position,
+            frames: vec![(f.sequence, f.payload)],
+        }
+    }
+
+    /// Adds `followed` if it is the next frame of the same record; gives it back otherwise.
+    pub fn extend(&mut self, followed: FollowedFrame) -> Result<(), FollowedFrame> {
+        let next = self.first.index as usize + self.frames.len();
+        let p = followed.position;
+        let same_record = (p.segment, p.offset) == (self.first.segment, self.first.offset);
+        if same_record && p.index as usize == next {
+            self.frames
+                .push((followed.frame.sequence, followed.frame.payload));
+            Ok(())
+        } else {
+            Err(followed)
+        }
+    }
+
+    /// The frames one by one, each with its position.
+    pub fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
+        let FrameRun {
+            kind,
+            priority,
+            source_id,
+            received_unix_ns,
+            first,
+            frames,
+        } = self;
+        frames
+            .into_iter()
+            .zip(first.index..)
+            .map(move |((sequence, payload), index)| FollowedFrame {
+                frame: FrameRecord {
+                    kind,
+                    priority,
+                    source_id,
+                    sequence,
+                    received_unix_ns,
+                    payload,
+                },
+                position: Position { index, ..first },
+            })
+    }
+
+    /// Appends the FRAMES message with its length prefix.
     pub fn encode(&self, dst: &mut BytesMut) {
-        let f = &self.frame;
-        dst.reserve(4 + FRAME_HEADER_LEN + f.payload.len());
-        dst.put_u32((FRAME_HEADER_LEN + f.payload.len()) as u32);
-        dst.put_u8(FRAME);
-        dst.put_u8(f.kind.to_byte());
-        dst.put_u8(f.priority.to_byte());
-        dst.put_u32(f.source_id);
-        dst.put_u64(f.sequence);
-        dst.put_u64(f.received_unix_ns);
-        put_position(dst, self.position);
-        dst.put_slice(&f.payload);
+        let payloads: usize = self.frames.iter().map(|(_, p)| p.len()).sum();
+        let len = FRAMES_HEADER_LEN + FRAME_ENTRY_LEN * self.frames.len() + payloads;
+        dst.reserve(4 + len);
+        dst.put_u32(len as u32);
+        dst.put_u8(FRAMES);
+        dst.put_u8(self.kind.to_byte());
+        dst.put_u8(self.priority.to_byte());
+        dst.put_u32(self.source_id);
+        dst.put_u64(self.received_unix_ns);
+        put_position(dst, self.first);
+        dst.put_u32(self.frames.len() as u32);
+        for (sequence, payload) in &self.frames {
+            dst.put_u64(*sequence);
+            dst.put_u32(payload.len() as u32);
+            dst.put_slice(payload);
+        }
+    }
+
+    /// Decodes a FRAMES body after its type byte (`len` bytes with it).
+    fn decode(mut body: Bytes, len: usize) -> Result<FrameRun, String> {
+        if len < FRAMES_HEADER_LEN {
+            return Err(format!(
+                "FRAMES of {len} bytes, expected at least {FRAMES_HEADER_LEN}"
+            ));
+        }
+        let (kind_byte, priority_byte) = (body.get_u8(), body.get_u8());
+        let kind = SourceKind::from_byte(kind_byte)
+            .ok_or_else(|| format!("FRAMES with undefined source kind {kind_byte}"))?;
+        let priority = Priority::from_byte(priority_byte)
+            .ok_or_else(|| format!("FRAMES with undefined priority {priority_byte}"))?;
+        let source_id = body.get_u32();
+        let received_unix_ns = body.get_u64();
+        let first = get_position(&mut body);
+        let count = body.get_u32();
+        let mut frames = Vec::with_capacity((count as usize).min(body.len() / FRAME_ENTRY_LEN));
+        for index in 0..count {
+            if body.len() < FRAME_ENTRY_LEN {
+                return Err(format!("FRAMES of {count} frames ends in frame {index}"));
+            }
+            let sequence = body.get_u64();
+            let payload_len = body.get_u32() as usize;
+            if payload_len > body.len() {
+                return Err(format!(
+                    "FRAMES frame {index}: a payload of {payload_len} bytes, {} left",
+                    body.len()
+                ));
+            }
+            frames.push((sequence, body.split_to(payload_len)));
+        }
+        if count == 0 || !body.is_empty() {
+            return Err(format!(
+                "FRAMES of {count} frames with {} bytes left over",
+                body.len()
+            ));
+        }
+        Ok(FrameRun {
+            kind,
+            priority,
+            source_id,
+            received_unix_ns,
+            first,
+            frames,
+        })
     }
 }
 
@@ -261,7 +387,7 @@ pub enum DaemonMessage {
         reason: RefuseReason,
         detail: String,
     },
-    Frame(FollowedFrame),
+    Frames(FrameRun),
     End {
         reason: EndReason,
         detail: String,
@@ -278,7 +404,7 @@ impl DaemonMessage {
                 dst.put_u8(*version);
                 return;
             }
-            DaemonMessage::Frame(frame) => return frame.encode(dst),
+            DaemonMessage::Frames(run) => return run.encode(dst),
             DaemonMessage::Refused { reason, detail } => (REFUSED, *reason as u8, detail),
             DaemonMessage::End { reason, detail } => (END, *reason as u8, detail),
         };
@@ -302,30 +428,7 @@ impl DaemonMessage {
                 version: body.get_u8(),
             }),
             SUBSCRIBED => Err(format!("SUBSCRIBED of {len} bytes, expected 2")),
-            FRAME if len < FRAME_HEADER_LEN => Err(short("FRAME", FRAME_HEADER_LEN)),
-            FRAME => {
-                let kind_byte = body.get_u8();
-                let priority_byte = body.get_u8();
-                let kind = SourceKind::from_byte(kind_byte)
-                    .ok_or_else(|| format!("FRAME with undefined source kind {kind_byte}"))?;
-                let priority = Priority::from_byte(priority_byte)
-                    .ok_or_else(|| format!("FRAME with undefined priority {priority_byte}"))?;
-                let source_id = body.get_u32();
-                let sequence = body.get_u64();
-                let received_unix_ns = body.get_u64();
-                let position = get_position(&mut body);
-                Ok(DaemonMessage::Frame(FollowedFrame {
-                    frame: FrameRecord {
-                        kind,
-                        priority,
-                        source_id,
-                        sequence,
-                        received_unix_ns,
-                        payload: body,
-                    },
-                    position,
-                }))
-            }
+            FRAMES => FrameRun::decode(body, len).map(DaemonMessage::Frames),
             REFUSED | END if len < 2 => Err(short("REFUSED or END", 2)),
             REFUSED | END => {
                 let code = body.get_u8();
@@ -408,26 +511,24 @@ mod tests {
         }
         .encode(&mut encoded);
         DaemonMessage::Subscribed { version: VERSION }.encode(&mut encoded);
-        DaemonMessage::Frame(FollowedFrame {
-            frame: FrameRecord {
-                kind: SourceKind::LiveUplink,
-                priority: Priority::Emergency,
-                source_id: 7,
-                sequence: 5,
-                received_unix_ns: 1_700_000_000_001_000_000,
-                payload: Bytes::from_static(b"ab"),
-            },
-            position: Position {
+        DaemonMessage::Frames(FrameRun {
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Emergency,
+            source_id: 7,
+            received_unix_ns: 1_700_000_000_001_000_000,
+            first: Position {
                 segment: 1,
                 offset: 123,
                 index: 0,
             },
+            frames: vec![(5, Bytes::from_static(b"ab")), (6, Bytes::new())],
         })
         .encode(&mut encoded);
         let documented = "00 00 00 1f 11 01 02 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 \
-            00 00 00 00 02 00 01 00 00 00 00 07 00 00 00 02 91 01 00 00 00 2d 93 00 01 00 00 00 07 \
-            00 00 00 00 00 00 00 05 17 97 9c fe 36 39 42 40 00 00 00 00 00 00 00 01 \
-            00 00 00 00 00 00 00 7b 00 00 00 00 61 62";
+            00 00 00 00 02 00 01 00 00 00 00 07 00 00 00 02 91 01 00 00 00 41 93 00 01 00 00 00 07 \
+            17 97 9c fe 36 39 42 40 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 7b 00 00 00 00 \
+            00 00 00 02 00 00 00 00 00 00 00 05 00 00 00 02 61 62 \
+            00 00 00 00 00 00 00 06 00 00 00 00";
         let bytes: Vec<u8> = documented
             .split_whitespace()
             .map(|b| u8::from_str_radix(b, 16).unwrap())
@@ -491,20 +592,20 @@ mod tests {
                 reason: EndReason::Shutdown,
                 detail: "drained".into(),
             },
-            DaemonMessage::Frame(FollowedFrame {
-                frame: FrameRecord {
-                    kind: SourceKind::LiveUplink,
-                    priority: Priority::Emergency,
-                    source_id: 3,
-                    sequence: 9,
-                    received_unix_ns: 42,
-                    payload: Bytes::from_static(b"ab"),
-                },
-                position: Position {
+            DaemonMessage::Frames(FrameRun {
+                kind: SourceKind::LiveUplink,
+                priority: Priority::Emergency,
+                source_id: 3,
+                received_unix_ns: 42,
+                first: Position {
                     segment: 2,
                     offset: 74,
                     index: 1,
                 },
+                frames: vec![
+                    (9, Bytes::from_static(b"ab")),
+                    (10, Bytes::from_static(b"c")),
+                ],
             }),
         ];
         for message in messages {
@@ -515,5 +616,53 @@ mod tests {
         for bad in [&[0x92, 99][..], &[0x94, 0], &[0x7f], &[0x93, 0, 0]] {
             assert!(DaemonMessage::decode(Bytes::copy_from_slice(bad)).is_err());
         }
+        // FRAMES with no frame, a frame cut short, and a byte left over.
+        let run = |frames: Vec<(u64, Bytes)>| {
+            let mut encoded = BytesMut::new();
+            FrameRun {
+                kind: SourceKind::ArchivedReplay,
+                priority: Priority::Routine,
+                source_id: 1,
+                received_unix_ns: 0,
+                first: Position::default(),
+                frames,
+            }
+            .encode(&mut encoded);
+            body(encoded).to_vec()
+        };
+        let one = run(vec![(1, Bytes::from_static(b"xyz"))]);
+        let bad = [
+            run(Vec::new()),
+            one[..one.len() - 1].to_vec(),
+            [&one[..], &[0]].concat(),
+        ];
+        for bad in bad {
+            assert!(DaemonMessage::decode(Bytes::from(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn a_run_takes_only_the_next_frame_of_its_record() {
+        let frame = |offset, index, sequence| FollowedFrame {
+            frame: FrameRecord {
+                kind: SourceKind::LiveUplink,
+                priority: Priority::Routine,
+                source_id: 1,
+                sequence,
+                received_unix_ns: 0,
+                payload: Bytes::new(),
+            },
+            position: Position {
+                segment: 1,
+                offset,
+                index,
+            },
+        };
+        let mut run = FrameRun::starting_with(frame(8, 2, 20));
+        assert!(run.extend(frame(8, 3, 21)).is_ok());
+        assert!(run.extend(frame(8, 5, 23)).is_err(), "a frame skipped");
+        assert!(run.extend(frame(90, 4, 22)).is_err(), "another record");
+        let frames: Vec<_> = run.into_frames().map(|f| f.position.index).collect();
+        assert_eq!(frames, [2, 3]);
     }
 }

@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::position::Position;
-use super::protocol::{EndReason, FollowedFrame, RefuseReason, Subscription};
+use super::protocol::{EndReason, FollowedFrame, FrameRun, RefuseReason, Subscription};
 use crate::archive::segment::{self, Entry, MAGIC};
 use crate::archive::DurableEnd;
 
@@ -37,8 +37,8 @@ pub struct Cursor {
 /// The frames one read found, and where the next read starts.
 #[derive(Debug)]
 pub struct Chunk {
-    /// The frames the subscription wants, in archive order.
-    pub frames: Vec<FollowedFrame>,
+    /// The frames the subscription wants, in archive order, a run per record.
+    pub runs: Vec<FrameRun>,
     pub cursor: Cursor,
 }
 
@@ -180,7 +180,7 @@ pub fn read(
 ) -> Result<Chunk, ReadError> {
     if cursor.has_reached(end) {
         return Ok(Chunk {
-            frames: Vec::new(),
+            runs: Vec::new(),
             cursor,
         });
     }
@@ -199,7 +199,7 @@ pub fn read(
         let next = Cursor::segment_start(cursor.segment + 1);
         return match open_segment(dir, next.segment).map_err(unreadable)? {
             Some(_) => Ok(Chunk {
-                frames: Vec::new(),
+                runs: Vec::new(),
                 cursor: next,
             }),
             None => Err(deleted(next.segment)),
@@ -211,7 +211,7 @@ pub fn read(
             _ => unreadable(err),
         },
     )?;
-    let mut frames = Vec::new();
+    let mut runs: Vec<FrameRun> = Vec::new();
     let (mut record, mut index) = (u64::MAX, 0u32);
     for (offset, entry) in records.entries {
         let Entry::Frame(frame) = entry else { continue };
@@ -226,11 +226,18 @@ pub fn read(
         index += 1;
         let skipped = offset == cursor.offset && position.index < cursor.first_index;
         if !skipped && subscription.wants(&frame) {
-            frames.push(FollowedFrame { frame, position });
+            let followed = FollowedFrame { frame, position };
+            let extended = match runs.last_mut() {
+                Some(run) => run.extend(followed),
+                None => Err(followed),
+            };
+            if let Err(first) = extended {
+                runs.push(FrameRun::starting_with(first));
+            }
         }
     }
     Ok(Chunk {
-        frames,
+        runs,
         cursor: Cursor {
             segment: cursor.segment,
             offset: records.next,

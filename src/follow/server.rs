@@ -314,11 +314,11 @@ async fn stream_frames(
                 Err(err) => return Ending::End(EndReason::ArchiveUnreadable, err.to_string()),
             };
             cursor = chunk.cursor;
-            if chunk.frames.is_empty() {
+            if chunk.runs.is_empty() {
                 continue;
             }
             buf.clear();
-            chunk.frames.iter().for_each(|frame| frame.encode(&mut buf));
+            chunk.runs.iter().for_each(|run| run.encode(&mut buf));
             tokio::select! {
                 written = write.write_all(&buf) => {
                     if let Err(err) = written {
@@ -327,7 +327,11 @@ async fn stream_frames(
                 }
                 message = input.next() => return unexpected(message),
             }
-            *sent += chunk.frames.len() as u64;
+            *sent += chunk
+                .runs
+                .iter()
+                .map(|run| run.frames.len() as u64)
+                .sum::<u64>();
             continue;
         }
         if !archive_open {
