@@ -64,6 +64,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// Where followers of the archive subscribe (`aggregator tail`, `docs/protocol.md`).
+    #[serde(default)]
+    pub consumer: ConsumerConfig,
     #[serde(default)]
     pub feed: FeedConfig,
     #[serde(default)]
@@ -286,6 +289,30 @@ impl Default for FeedConfig {
             queue_bytes: 8 << 20,
             max_frames_per_sec: 1_000,
             send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The follow listener: consumers that read the archive from a position and then follow it live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// Off unless asked for: it has no authentication and serves every archived frame.
+    pub enabled: bool,
+    /// Loopback by default, like the monitor.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// Followers beyond this are refused with `TooManyConnections`; each holds a read buffer of
+    /// the archive (`follow::reader::READ_BUDGET`) and a file descriptor.
+    pub max_connections: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7702)),
+            max_connections: 64,
         }
     }
 }
@@ -518,6 +545,7 @@ impl Default for Config {
             monitor: MonitorConfig::default(),
             feed: FeedConfig::default(),
             catalog: CatalogConfig::default(),
+            consumer: ConsumerConfig::default(),
             runtime: RuntimeConfig::default(),
             archive: ArchiveConfig::default(),
         }
@@ -560,6 +588,7 @@ impl Config {
         let positive = [
             ("uplink.max_connections", self.uplink.max_connections),
             ("replay.max_connections", self.replay.max_connections),
+            ("consumer.max_connections", self.consumer.max_connections),
             (
                 "pipeline.processor_capacity",
                 self.pipeline.processor_capacity,
@@ -693,6 +722,18 @@ impl Config {
             return Err((
                 "monitor.listen",
                 format!("{monitor} is also a source listener's address"),
+            ));
+        }
+        let consumer = self.consumer.listen;
+        if self.consumer.enabled
+            && consumer.port() != 0
+            && (consumer == self.uplink.listen
+                || consumer == self.replay.listen
+                || (self.monitor.enabled && consumer == monitor))
+        {
+            return Err((
+                "consumer.listen",
+                format!("{consumer} is also another listener's address"),
             ));
         }
         if let Err(problem) = check_log_filter(&self.log.level) {

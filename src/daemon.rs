@@ -9,21 +9,25 @@
 //! connections stop reading and admit what they had decoded, and the router drops its fan-in
 //! handle. When the last handle is gone the fan-in closes; the processor empties it and drops the
 //! fan-out; the archive stores what is queued and ends; connections send their final
-//! acknowledgements. The deadline bounds the whole sequence.
+//! acknowledgements. The deadline bounds the whole sequence. Followers of the archive
+//! ([`crate::follow`]) finish after the archive closes, within the same deadline, and are cut off
+//! at it: they never change the drain's report.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink, SyncPolicy};
+use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, SyncPolicy};
 use crate::catalog::CatalogHandle;
 use crate::config::Config;
+use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Shared;
 use crate::ingest::ledger::{ResumePoint, SourceKey};
 use crate::ingest::listener::{self, Listeners};
@@ -96,6 +100,10 @@ pub struct Daemon {
     subscribe: Subscribe,
     published: watch::Sender<PipelineStats>,
     sink: Box<dyn ArchiveSink>,
+    /// The archive's durable end, for followers (`None` when it keeps no files).
+    durable: Option<watch::Receiver<DurableEnd>>,
+    /// The follow listener, when followers are served.
+    followers: Option<TcpListener>,
     drain: CancellationToken,
     tracker: TaskTracker,
     catalog: CatalogHandle,
@@ -135,6 +143,7 @@ impl Daemon {
         let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
         let (published, _) = watch::channel(PipelineStats::default());
         let catalog = CatalogHandle::in_memory(config.catalog.max_bytes);
+        let durable = sink.durable_end();
         Daemon {
             config: Arc::new(config),
             stats,
@@ -146,6 +155,8 @@ impl Daemon {
             subscribe,
             published,
             sink,
+            durable,
+            followers: None,
             drain,
             tracker,
             catalog,
@@ -162,6 +173,11 @@ impl Daemon {
     /// The catalog: publish to it (`PUT /catalog`), or watch it.
     pub fn catalog(&self) -> CatalogHandle {
         self.catalog.clone()
+    }
+
+    /// Serves followers of the archive on `listener` (`consumer.listen`) while the daemon runs.
+    pub fn serve_followers(&mut self, listener: TcpListener) {
+        self.followers = Some(listener);
     }
 
     /// The live counters (lock-free reads).
@@ -210,7 +226,7 @@ impl Daemon {
 
     /// Serves until `shutdown` resolves, then drains within the configured deadline.
     pub async fn run(
-        self,
+        mut self,
         listeners: Listeners,
         shutdown: impl Future<Output = ()>,
     ) -> DrainReport {
@@ -230,6 +246,14 @@ impl Daemon {
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
             catalog: self.catalog.clone(),
         });
+        let followers = self.followers.take().map(|listener| {
+            let settings = FollowSettings {
+                dir: config.archive.dir.clone(),
+                max_connections: config.consumer.max_connections,
+                handshake_timeout: config.connection.handshake_timeout,
+            };
+            Followers::start(listener, settings, self.durable.take(), drain.clone())
+        });
         let publisher = self.start_stages(storage_lost);
         listener::serve(listeners, &config, shared, &tracker);
 
@@ -244,9 +268,13 @@ impl Daemon {
         );
         drain.cancel();
         tracker.close();
-        let completed = tokio::time::timeout(config.shutdown.drain_deadline, tracker.wait())
+        let deadline = started + config.shutdown.drain_deadline;
+        let completed = tokio::time::timeout_at(deadline, tracker.wait())
             .await
             .is_ok();
+        if let Some(followers) = followers {
+            followers.finish(deadline).await;
+        }
         publisher.stop.cancel();
         let _ = publisher.task.await;
         let report = DrainReport::of(&stats.snapshot(), completed, started.elapsed());

@@ -11,6 +11,8 @@
 //!   queues bounded in frames, the processor and its fan-out.
 //! - [`archive`]: where every frame is stored: the consumer with its sync policy and unsynced bound,
 //!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
+//! - [`follow`]: consumers that read the archive from a position and then follow it live: the
+//!   follow protocol, positions, the listener and its per-follower tasks, and `aggregator tail`.
 //! - [`ops`]: how operators see it: statistics, the monitor's HTTP endpoint, the dashboard and
 //!   the web dashboard page, logs.
 //! - [`catalog`]: catalog updates that operators publish and every connected source receives.
@@ -22,6 +24,7 @@ pub mod archive;
 pub mod catalog;
 pub mod config;
 pub mod daemon;
+pub mod follow;
 pub mod ingest;
 pub mod ops;
 pub mod pipeline;

@@ -131,3 +131,26 @@ fn the_throttle_run_counts_acknowledgements_or_says_why_it_is_skipped() {
     );
     assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
 }
+
+/// Four followers of the archive during saturation: each receives exactly the frames the archive
+/// stored. The ingest figures are not a test's business.
+#[test]
+fn the_consumers_run_counts_every_archived_frame_at_every_follower() {
+    let (stdout, summary) = bench(&["--smoke", "--consumers-only"], "consumers");
+    let rounds = summary["consumers"].as_array().expect("consumers rounds");
+    assert_eq!(rounds.len(), 1, "{stdout}");
+    for round in rounds {
+        assert!(round["without"]["followed"].is_null(), "{stdout}");
+        let with = &round["with"];
+        let archived = with["archived"].as_u64().expect("the archive's count");
+        assert!(archived > 0, "nothing archived: {stdout}");
+        let frames: Vec<_> = with["followed"]["frames"]
+            .as_array()
+            .expect("the followers' counts")
+            .iter()
+            .map(|f| f.as_u64())
+            .collect();
+        assert_eq!(frames, vec![Some(archived); 4], "{stdout}");
+        assert_eq!(with["drain_clean"], true, "{stdout}");
+    }
+}

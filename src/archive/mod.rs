@@ -7,6 +7,8 @@
 //! ([`segment`] is their format, [`writer`] appends, [`disk`] syncs and rolls over on a thread of
 //! its own, [`recovery`] reads them back at start); [`tools`] are the operators' `verify`,
 //! `inspect` and `repair`. [`open`] is how a daemon gets its archive and where each source resumes.
+//! A sink that keeps files publishes its [`DurableEnd`], which followers of the archive
+//! (`crate::follow`) read up to and never past.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +16,8 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::config::{ArchiveConfig, ArchiveKind, SyncMode};
 use crate::ingest::ledger::{ResumePoint, SourceKey};
@@ -65,6 +69,24 @@ pub trait ArchiveSink: Send + 'static {
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// How far the files hold durable records, for followers of the archive; `None` for a sink
+    /// that keeps no files. The sender goes when the sink does: nothing more will become durable.
+    fn durable_end(&self) -> Option<watch::Receiver<DurableEnd>> {
+        None
+    }
+}
+
+/// How far the segment files are durable: every record of the segments before `segment`, and
+/// the first `len` bytes (whole records) of segment `segment`, are stored under the sync policy.
+/// It only moves forward. A follower that reads no further than this never hands out a frame
+/// that a crash could take back, so a position it gave stays valid across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurableEnd {
+    /// The segment index (as in its file name).
+    pub segment: u64,
+    /// Bytes of that segment, from the start of the file.
+    pub len: u64,
 }
 
 /// When written frames count as stored, and so may be acknowledged.

@@ -995,6 +995,87 @@ pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Opt
     }
 }
 
+/// Whole records read from the middle of a segment by [`read_records`].
+#[derive(Debug)]
+pub struct Records {
+    /// Every record's entries, in file order, with the record's offset (a FRAMES record's frames
+    /// all at its offset).
+    pub entries: Vec<(u64, Entry)>,
+    /// Where the record after the last one read starts.
+    pub next: u64,
+}
+
+/// Reads the whole records of a segment from offset `from` (where a record starts, after the
+/// magic) up to `to` (where one ends): about `budget` bytes of them, and at least the first
+/// however large it is. It reads only that range, with positioned reads, so a follower of the
+/// archive can read a segment the daemon is still appending to, up to what is durable. The
+/// range holds whole records, so anything that does not decode is damage (or `from` is not where
+/// a record starts): an `InvalidData` error naming the file and the offset.
+pub fn read_records(
+    file: &File,
+    path: &Path,
+    from: u64,
+    to: u64,
+    budget: usize,
+) -> io::Result<Records> {
+    use std::os::unix::fs::FileExt;
+    let invalid = |offset: u64, why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: offset {offset}: {why}", path.display()),
+        )
+    };
+    let mut magic = [0; MAGIC.len()];
+    file.read_exact_at(&mut magic, 0)
+        .map_err(|err| with_path(err, path, "cannot read"))?;
+    let version = match &magic {
+        m if m == MAGIC => 3,
+        m if m == MAGIC_V2 => 2,
+        m if m == MAGIC_V1 => 1,
+        _ => return Err(invalid(0, "bad magic: not a segment file".into())),
+    };
+    if from < MAGIC.len() as u64 || from > to {
+        return Err(invalid(from, format!("not a record offset below {to}")));
+    }
+    let span = usize::try_from(to - from).unwrap_or(usize::MAX);
+    let mut buf = vec![0; span.min(budget.max(RECORD_HEADER_LEN))];
+    file.read_exact_at(&mut buf, from)
+        .map_err(|err| with_path(err, path, "cannot read"))?;
+    // The first record whole, even when it is larger than the budget.
+    if buf.len() >= RECORD_HEADER_LEN {
+        let first = RECORD_HEADER_LEN + be_u32(&buf, 0) as usize;
+        if first > buf.len() && first <= span {
+            let read = buf.len();
+            buf.resize(first, 0);
+            file.read_exact_at(&mut buf[read..], from + read as u64)
+                .map_err(|err| with_path(err, path, "cannot read"))?;
+        }
+    }
+    let data = Bytes::from(buf);
+    let (mut entries, mut pos) = (Vec::new(), 0);
+    while data.len() - pos >= RECORD_HEADER_LEN {
+        let record = RECORD_HEADER_LEN + be_u32(&data, pos) as usize;
+        if record > data.len() - pos {
+            break;
+        }
+        pos = decode_at(&data, pos, version, &mut entries)
+            .map_err(|bad| invalid(from + pos as u64, bad.into_reason()))?;
+    }
+    if pos == 0 && !data.is_empty() {
+        return Err(invalid(
+            from,
+            format!("no whole record ends by offset {to}"),
+        ));
+    }
+    for (offset, _) in &mut entries {
+        *offset += from;
+    }
+    Ok(Records {
+        entries,
+        next: from + pos as u64,
+    })
+}
+
 /// `err`, prefixed with what was being done (`what`) and to which file.
 pub(crate) fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))

@@ -573,26 +573,16 @@ pub fn inspect(dir: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<I
 /// One record as `inspect` prints it, without its place.
 pub fn describe(entry: &Entry) -> String {
     match entry {
-        Entry::Frame(f) => {
-            let shown = &f.payload[..f.payload.len().min(PAYLOAD_SHOWN)];
-            let mut hex = String::with_capacity(shown.len() * 2 + 2);
-            for b in shown {
-                let _ = write!(hex, "{b:02x}");
-            }
-            if f.payload.len() > PAYLOAD_SHOWN {
-                hex.push_str("..");
-            }
-            format!(
-                "frame     {:<6} {:>10} {:<9} seq={} received={} len={} payload={}",
-                kind_label(f.kind),
-                f.source_id,
-                f.priority.as_str(),
-                f.sequence,
-                unix_ns_to_rfc3339(f.received_unix_ns),
-                f.payload.len(),
-                if hex.is_empty() { "-" } else { &hex }
-            )
-        }
+        Entry::Frame(f) => format!(
+            "frame     {:<6} {:>10} {:<9} seq={} received={} len={} payload={}",
+            kind_label(f.kind),
+            f.source_id,
+            f.priority.as_str(),
+            f.sequence,
+            unix_ns_to_rfc3339(f.received_unix_ns),
+            f.payload.len(),
+            payload_preview(&f.payload)
+        ),
         Entry::Watermark {
             kind,
             source_id,
@@ -620,6 +610,23 @@ pub fn describe(entry: &Entry) -> String {
             }
         ),
     }
+}
+
+/// A payload's first bytes in hex, `..` when there are more, `-` when it is empty: what `inspect`
+/// and `aggregator tail` print.
+pub fn payload_preview(payload: &[u8]) -> String {
+    if payload.is_empty() {
+        return "-".into();
+    }
+    let shown = &payload[..payload.len().min(PAYLOAD_SHOWN)];
+    let mut hex = String::with_capacity(shown.len() * 2 + 2);
+    for b in shown {
+        let _ = write!(hex, "{b:02x}");
+    }
+    if payload.len() > PAYLOAD_SHOWN {
+        hex.push_str("..");
+    }
+    hex
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (UTC) for nanoseconds since the Unix epoch.

@@ -18,6 +18,10 @@
 //! [`SegmentSink::open`] is the recovery: it cuts a torn tail left by a crash (and says so),
 //! deletes a segment a crash left unnamed, rebuilds each source's resume point from the newest
 //! segment, and starts a new segment.
+//!
+//! The sink publishes its [`DurableEnd`] as syncs complete (with `archive.sync = never`, as writes
+//! do): the end of what a sync covered, which the disk thread made durable after every rollover
+//! before it, so every earlier segment is complete and named by then.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -27,13 +31,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
+use tokio::sync::watch;
 
 use super::disk::{self, Disk, Segment};
 use super::recovery;
 use super::segment::{self, with_path, MAGIC};
 use super::tracked::Tracked;
-use super::{ArchiveSink, BoxFuture};
-use crate::config::ArchiveConfig;
+use super::{ArchiveSink, BoxFuture, DurableEnd};
+use crate::config::{ArchiveConfig, SyncMode};
 use crate::ingest::ledger::{ResumePoint, SourceKey};
 use crate::pipeline::batch::Batch;
 
@@ -47,6 +52,10 @@ type Raised = Vec<(SourceKey, u64)>;
 pub struct SegmentSink {
     /// Dropped first: its disk thread finishes the jobs sent before the lock goes.
     writer: Writer,
+    /// The durable end, for followers; dropped with the sink, which tells them the archive closed.
+    durable: watch::Sender<DurableEnd>,
+    /// `archive.sync = never`: a write counts as stored at once, so it moves the durable end.
+    durable_when_written: bool,
     /// Held open for the sink's life: its exclusive lock keeps a second daemon out of the directory.
     _lock: File,
 }
@@ -117,8 +126,11 @@ impl SegmentSink {
             buf: Vec::with_capacity(1 << 20),
         };
         writer.start(next_index)?;
+        let (durable, _) = watch::channel(writer.end()?);
         let sink = SegmentSink {
             writer,
+            durable,
+            durable_when_written: config.sync == SyncMode::Never,
             _lock: lock,
         };
         Ok((sink, resume))
@@ -392,6 +404,14 @@ impl Writer {
         })
     }
 
+    /// The end of what is written to the open segment.
+    fn end(&self) -> io::Result<DurableEnd> {
+        match &self.segment {
+            Some(segment) => Ok(DurableEnd::of(segment)),
+            None => Err(self.unusable()),
+        }
+    }
+
     fn unusable(&self) -> io::Error {
         io::Error::other(format!(
             "the archive in {} is unusable after an earlier error",
@@ -400,9 +420,34 @@ impl Writer {
     }
 }
 
+impl DurableEnd {
+    fn of(segment: &Segment) -> DurableEnd {
+        DurableEnd {
+            segment: segment.index,
+            len: segment.len,
+        }
+    }
+}
+
+/// Moves the durable end forward to `end` (a sync that ended late never moves it back).
+fn publish(durable: &watch::Sender<DurableEnd>, end: DurableEnd) {
+    durable.send_if_modified(|current| {
+        let later = end > *current;
+        if later {
+            *current = end;
+        }
+        later
+    });
+}
+
 impl ArchiveSink for SegmentSink {
     fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
         let written = self.writer.append(batches);
+        if written.is_ok() && self.durable_when_written {
+            if let Ok(end) = self.writer.end() {
+                publish(&self.durable, end);
+            }
+        }
         Box::pin(async move { written })
     }
 
@@ -411,8 +456,14 @@ impl ArchiveSink for SegmentSink {
         let synced = self
             .writer
             .current("cannot sync segment")
-            .map(|segment| self.writer.disk.sync(segment));
-        Box::pin(async move { disk::answer(synced?).await })
+            .map(|segment| (DurableEnd::of(&segment), self.writer.disk.sync(segment)));
+        let durable = self.durable.clone();
+        Box::pin(async move {
+            let (end, reply) = synced?;
+            disk::answer(reply).await?;
+            publish(&durable, end);
+            Ok(())
+        })
     }
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
@@ -420,8 +471,17 @@ impl ArchiveSink for SegmentSink {
             .writer
             .mark_acknowledged()
             .and_then(|()| self.writer.current("cannot close segment"))
-            .map(|segment| self.writer.disk.close(segment));
-        Box::pin(async move { disk::answer(closed?).await })
+            .map(|segment| (DurableEnd::of(&segment), self.writer.disk.close(segment)));
+        Box::pin(async move {
+            let (end, reply) = closed?;
+            disk::answer(reply).await?;
+            publish(&self.durable, end);
+            Ok(())
+        })
+    }
+
+    fn durable_end(&self) -> Option<watch::Receiver<DurableEnd>> {
+        Some(self.durable.subscribe())
     }
 }
 

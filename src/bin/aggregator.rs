@@ -4,13 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aggregator::archive::tools::{self, Filter};
+use aggregator::archive::tools::{self, parse_priority, parse_source, Filter};
 use aggregator::catalog::push::{push, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::LogFormat;
+use aggregator::follow::client::{self, TailOptions};
+use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ops::monitor::{self, MonitorState};
-use aggregator::{Config, Daemon, Listeners};
+use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
 use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
@@ -46,6 +48,15 @@ enum Command {
         #[command(subcommand)]
         tool: CatalogTool,
     },
+    /// Print frames from a running daemon's archive as they come, like kafka-console-consumer.
+    ///
+    /// One line per frame: position, kind:id, sequence, priority, payload length and its first
+    /// bytes in hex; or one JSON object per line with --json. Resume after a frame with
+    /// `--from POSITION` (the first field of its line). Needs `consumer.enabled` on the daemon.
+    ///
+    /// Exit status: 0 after --limit frames, or at the daemon's END after it drained; 1 when the
+    /// daemon cannot be reached, refuses the subscription, or ends it for another reason.
+    Tail(TailArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +75,29 @@ enum CatalogTool {
         #[arg(long, default_value = "text/plain")]
         content_type: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct TailArgs {
+    /// The daemon's follow listener (`consumer.listen`).
+    #[arg(long, default_value = "127.0.0.1:7702")]
+    addr: std::net::SocketAddr,
+    /// Where to start: start (the oldest frame kept), now (only frames to come), or a position
+    /// SEGMENT:OFFSET:INDEX (the frames after it).
+    #[arg(long, default_value = "start")]
+    from: Start,
+    /// Only frames of this source, KIND:ID with KIND live or replay; repeat for more.
+    #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
+    source: Vec<(SourceKind, u32)>,
+    /// Only frames of this priority: emergency or routine.
+    #[arg(long, value_parser = parse_priority)]
+    priority: Option<Priority>,
+    /// Exit after this many frames.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +153,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Archive { tool }) => return archive(tool),
         Some(Command::Catalog { tool }) => return catalog(tool),
+        Some(Command::Tail(args)) => return tail(args),
         None => {}
     }
     let mut config = match Config::load(&cli.config) {
@@ -163,7 +198,11 @@ async fn serve(config: Config) -> std::io::Result<bool> {
     // the daemon runs, after recovery, so sources that connect meanwhile wait in the backlog.
     let listeners = Listeners::bind(&config).await?;
     let monitor_listener = match config.monitor.enabled {
-        true => Some(bind_monitor(&config).await?),
+        true => Some(bind(config.monitor.listen, "monitor").await?),
+        false => None,
+    };
+    let follow_listener = match config.consumer.enabled {
+        true => Some(bind(config.consumer.listen, "consumer").await?),
         false => None,
     };
     let (sink, resume) = aggregator::archive::open(&config.archive)?;
@@ -177,10 +216,17 @@ async fn serve(config: Config) -> std::io::Result<bool> {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map_or("disabled".to_string(), |a| a.to_string()),
+        consumer = %follow_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or("disabled".to_string(), |a| a.to_string()),
         version = env!("CARGO_PKG_VERSION"),
         "aggregator listening"
     );
-    let daemon = Daemon::with_resume(config, sink, resume).with_catalog(catalog);
+    let mut daemon = Daemon::with_resume(config, sink, resume).with_catalog(catalog);
+    if let Some(listener) = follow_listener {
+        daemon.serve_followers(listener);
+    }
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
         let state = MonitorState::new(&daemon);
@@ -209,14 +255,45 @@ async fn serve(config: Config) -> std::io::Result<bool> {
     Ok(report.is_clean())
 }
 
-async fn bind_monitor(config: &Config) -> std::io::Result<tokio::net::TcpListener> {
-    let addr = config.monitor.listen;
+async fn bind(addr: std::net::SocketAddr, what: &str) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|err| {
         std::io::Error::new(
             err.kind(),
-            format!("cannot bind the monitor listener on {addr}: {err}"),
+            format!("cannot bind the {what} listener on {addr}: {err}"),
         )
     })
+}
+
+/// `aggregator tail`: prints frames until --limit or the daemon's END.
+fn tail(args: TailArgs) -> ExitCode {
+    let options = TailOptions {
+        addr: args.addr,
+        subscription: Subscription {
+            start: args.from,
+            sources: args.source,
+            priority: args.priority,
+        },
+        limit: args.limit,
+        json: args.json,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("aggregator tail: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match runtime.block_on(client::tail(&options, &mut out)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aggregator tail: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Tells systemd about a state change when running under `Type=notify`; a no-op elsewhere.

@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Shared};
@@ -107,41 +108,51 @@ async fn accept_loop(
     shared: Arc<Shared>,
     tracker: TaskTracker,
 ) {
+    let drain = shared.drain.clone();
+    accept_until(&listener, limit, &drain, |stream, peer, slot| {
+        let shared = Arc::clone(&shared);
+        match slot {
+            Some(slot) => tracker.spawn(async move {
+                connection::serve(stream, peer, kind, shared).await;
+                drop(slot);
+            }),
+            None => tracker.spawn(connection::refuse_over_limit(
+                stream, peer, kind, limit, shared,
+            )),
+        };
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` until `drain` is cancelled and hands each to `admit`, with
+/// one of `limit` slots (held for as long as the connection is), or `None` when all are taken.
+/// A failed accept (typically out of file descriptors) is retried with a backoff.
+pub(crate) async fn accept_until(
+    listener: &TcpListener,
+    limit: usize,
+    drain: &CancellationToken,
+    mut admit: impl FnMut(TcpStream, SocketAddr, Option<OwnedSemaphorePermit>),
+) {
     let slots = Arc::new(Semaphore::new(limit));
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
-            _ = shared.drain.cancelled() => break,
+            _ = drain.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
-            Ok(pair) => {
+        match accepted {
+            Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                pair
+                admit(stream, peer, Arc::clone(&slots).try_acquire_owned().ok());
             }
             Err(err) => {
                 // Typically out of file descriptors: wait for connections to close.
                 tracing::warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "accept failed");
                 tokio::select! {
-                    _ = shared.drain.cancelled() => break,
+                    _ = drain.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => {
-                let shared = Arc::clone(&shared);
-                tracker.spawn(async move {
-                    connection::serve(stream, peer, kind, shared).await;
-                    drop(slot);
-                });
-            }
-            Err(_) => {
-                let refusal =
-                    connection::refuse_over_limit(stream, peer, kind, limit, Arc::clone(&shared));
-                tracker.spawn(refusal);
             }
         }
     }
@@ -151,7 +162,6 @@ async fn accept_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpStream;
 
     /// A fleet that reconnects at once waits in the kernel's queue until the accept loop takes it.
     /// With `TcpListener::bind`'s queue of 128, the kernel drops the handshakes past it and those

@@ -181,18 +181,28 @@ pub fn start_server(
     sources: usize,
     limit: Duration,
 ) -> Result<(ChildProc, SocketAddr), String> {
-    start_server_with_monitor(exe, plan, variant, sources, limit)
-        .map(|(server, addr, _)| (server, addr))
+    start_server_listening(exe, plan, variant, sources, limit)
+        .map(|(server, listening)| (server, listening.addr))
 }
 
-/// [`start_server`], also returning the address of the daemon's monitor (`watched` only).
-pub fn start_server_with_monitor(
+/// Where a started server listens.
+pub struct Listening {
+    /// Its uplinks.
+    pub addr: SocketAddr,
+    /// Its monitor (`watched` only).
+    pub monitor: Option<SocketAddr>,
+    /// Where followers of its archive subscribe (the durable daemons).
+    pub follow: Option<SocketAddr>,
+}
+
+/// [`start_server`], with every address the server listens on.
+pub fn start_server_listening(
     exe: &Path,
     plan: &Plan,
     variant: Variant,
     sources: usize,
     limit: Duration,
-) -> Result<(ChildProc, SocketAddr, Option<SocketAddr>), String> {
+) -> Result<(ChildProc, Listening), String> {
     let mut args = vec![
         "--role".to_string(),
         "server".into(),
@@ -210,7 +220,18 @@ pub fn start_server_with_monitor(
     }
     let server = ChildProc::spawn(exe, &args, format!("{} server", variant.name()))?;
     match server.recv(Duration::from_secs(20))? {
-        ChildMsg::Listening { addr, monitor } => Ok((server, addr, monitor)),
+        ChildMsg::Listening {
+            addr,
+            monitor,
+            follow,
+        } => Ok((
+            server,
+            Listening {
+                addr,
+                monitor,
+                follow,
+            },
+        )),
         other => Err(format!("server: expected its address, got {other:?}")),
     }
 }

@@ -33,11 +33,12 @@ const MAX_SAMPLES: usize = 4_000_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum ChildMsg {
-    /// A server child is accepting uplinks on `addr`, and serving its monitor on `monitor` (the
-    /// `watched` variant).
+    /// A server child is accepting uplinks on `addr`; the durable daemons also serve followers of
+    /// their archive on `follow`, and the `watched` variant its monitor on `monitor`.
     Listening {
         addr: SocketAddr,
         monitor: Option<SocketAddr>,
+        follow: Option<SocketAddr>,
     },
     /// The load client finished connecting.
     Connected {
@@ -59,6 +60,8 @@ pub enum ChildMsg {
     Watching,
     /// What the watcher's subscribers saw, in answer to `END`.
     Watched(Watched),
+    /// The consumers run's followers reached the daemon's END (or failed).
+    Followed(Followed),
 }
 
 /// What the `watched` variant's `/feed` subscribers saw over a whole run.
@@ -74,6 +77,15 @@ pub struct Watched {
     pub emergencies: u64,
     /// `/stats` responses the dashboard read.
     pub stats_polls: u64,
+}
+
+/// What each follower of the consumers run received before the daemon's END.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Followed {
+    /// Frames each follower received, in the order they subscribed.
+    pub frames: Vec<u64>,
+    /// The first follower that failed (refused, cut off, a connection lost), and why.
+    pub first_error: Option<String>,
 }
 
 /// A server's cumulative counters at one instant.

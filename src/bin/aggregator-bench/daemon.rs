@@ -1,13 +1,15 @@
 //! The daemon variants: the real `aggregator::Daemon` with its default `Config` (listeners on
 //! `127.0.0.1:0`): `daemon` with its durable segment archive (in a temporary directory), `pipeline`
-//! with `archive.kind = "count"`, `watched` as `daemon` with its monitor served on loopback. Either way the sink is wrapped by one that counts what the archive
-//! receives and takes the latency samples, at the instant the processor took each batch.
+//! with `archive.kind = "count"`, `watched` as `daemon` with its monitor served on loopback. Either
+//! way the sink is wrapped by one that counts what the archive receives and takes the latency
+//! samples, at the instant the processor took each batch. The durable daemon also serves followers
+//! of its archive on a port of its own, for the consumers run; the other runs connect none.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use aggregator::archive::{ArchiveSink, BoxFuture};
+use aggregator::archive::{ArchiveSink, BoxFuture, DurableEnd};
 use aggregator::config::ArchiveKind;
 use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
@@ -65,6 +67,10 @@ impl ArchiveSink for MeasuredSink {
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
         self.inner.close()
     }
+
+    fn durable_end(&self) -> Option<tokio::sync::watch::Receiver<DurableEnd>> {
+        self.inner.durable_end()
+    }
 }
 
 /// Starts the daemon with `config` (the defaults unless `--daemon-config` gave a file).
@@ -91,13 +97,21 @@ pub async fn start(
     let (inner, resume) = aggregator::archive::open(&config.archive)?;
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
+    let follow = match variant {
+        Variant::Pipeline => None,
+        _ => Some(TcpListener::bind("127.0.0.1:0").await?),
+    };
+    let follow_addr = follow.as_ref().map(|l| l.local_addr()).transpose()?;
     let archived = Arc::new(AtomicU64::new(0));
     let sink = MeasuredSink {
         frames: Arc::clone(&archived),
         shared,
         inner,
     };
-    let daemon = Daemon::with_resume(config, Box::new(sink), resume);
+    let mut daemon = Daemon::with_resume(config, Box::new(sink), resume);
+    if let Some(listener) = follow {
+        daemon.serve_followers(listener);
+    }
     let stats = daemon.stats();
     let monitor_stop = CancellationToken::new();
     let monitor = match variant {
@@ -132,6 +146,7 @@ pub async fn start(
     Ok(Running {
         addr,
         monitor,
+        follow: follow_addr,
         counts: Box::new(move || {
             let s = stats.snapshot();
             Counts {

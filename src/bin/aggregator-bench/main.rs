@@ -7,6 +7,7 @@
 //! cargo run --release --bin aggregator-bench -- --smoke      # ~15 s, what tests/bench_smoke.rs runs
 //! cargo run --release --bin aggregator-bench -- --churn-only  # only the run of sources that leave
 //! sudo target/release/aggregator-bench --throttle-only         # only the throttled disk (root)
+//! cargo run --release --bin aggregator-bench -- --consumers-only  # only followers during saturation
 //! ```
 //!
 //! The parent process starts each server variant as a child (`--role server --variant X`) and the
@@ -21,6 +22,8 @@
 //! - `load`: the load client: saturating uplinks and the 1 ms probe.
 //! - `churn`: the churn client: sources that connect once, are acknowledged in full, and leave.
 //! - `throttle`: the throttle run: the durable daemon with a write limit on its archive's disk.
+//! - `consumers`: the consumers run: followers of the archive from its start during saturation,
+//!   and the `--role follow` child that runs them.
 //! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
 //! - `watch`: the `watched` variant's dashboard and `/feed` subscribers.
@@ -34,6 +37,7 @@ mod acks;
 mod blkio;
 mod child;
 mod churn;
+mod consumers;
 mod control;
 mod daemon;
 mod floor;
@@ -105,6 +109,8 @@ enum Role {
     /// Internal: the `watched` variant's dashboard and `/feed` subscribers, on the monitor at
     /// `--addr`.
     Watch,
+    /// Internal: the consumers run's followers of `--addr`, `--connections` of them.
+    Follow,
 }
 
 /// Benchmark of the telemetry aggregator against the floor and the reference design, on loopback.
@@ -171,6 +177,15 @@ struct Cli {
     /// Run only the throttle run.
     #[arg(long, conflicts_with = "churn_only")]
     throttle_only: bool,
+    /// The consumers run: four followers of the durable daemon's archive from its start while the
+    /// main runs' uplinks saturate it (64 B), against a daemon without them, in `--runs` rounds;
+    /// ingest with them over without, and whether each received every frame the archive stored.
+    /// Run only that (with --smoke, the only way to run it).
+    #[arg(long, conflicts_with_all = ["churn_only", "throttle_only"])]
+    consumers_only: bool,
+    /// Skip the consumers run.
+    #[arg(long, conflicts_with = "consumers_only")]
+    no_consumers: bool,
     /// Also write the summary, with every run, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -243,6 +258,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Role::Follow => match cli.addr {
+            Some(addr) => load::run(limit, |commands| {
+                consumers::follow(addr, cli.connections, commands)
+            }),
+            None => {
+                eprintln!("aggregator-bench: --role follow needs --addr");
+                ExitCode::from(2)
+            }
+        },
         Role::Recover => match &cli.archive_dir {
             Some(dir) => restart::recover(dir),
             None => {
@@ -283,7 +307,7 @@ fn bench(cli: Cli) -> ExitCode {
     }
     let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
     // Only one run, and none of the others.
-    let only = cli.churn_only || cli.throttle_only;
+    let only = cli.churn_only || cli.throttle_only || cli.consumers_only;
     let plan = results::Plan {
         runs: if cli.smoke { 1 } else { cli.runs.max(1) },
         warmup: secs(cli.warmup.unwrap_or(if cli.smoke { 0.3 } else { 1.0 })),
@@ -315,7 +339,7 @@ fn bench(cli: Cli) -> ExitCode {
         drain: !cli.no_drain && !only,
         restart: !cli.no_restart && !only,
         churn: match cli.churn {
-            _ if cli.no_churn || cli.throttle_only => None,
+            _ if cli.no_churn || cli.throttle_only || cli.consumers_only => None,
             Some(sources) => Some(sources),
             None if cli.smoke => Some(300),
             None => Some(100_000),
@@ -325,12 +349,14 @@ fn bench(cli: Cli) -> ExitCode {
         daemon_config: cli.daemon_config.clone(),
         uplink_limit: daemon_config.uplink.max_connections,
         throttle: match cli.throttle {
-            _ if cli.no_throttle || cli.churn_only => None,
+            _ if cli.no_throttle || cli.churn_only || cli.consumers_only => None,
             None if cli.smoke && !cli.throttle_only => None,
             given => Some(given.unwrap_or(DEFAULT_THROTTLE)),
         },
         throttle_window: secs(cli.duration.unwrap_or(if cli.smoke { 1.0 } else { 10.0 })),
         drain_deadline: daemon_config.shutdown.drain_deadline,
+        consumers: cli.consumers_only
+            || !(cli.no_consumers || cli.smoke || cli.churn_only || cli.throttle_only),
     };
     if let Some(path) = &cli.json {
         if let Err(err) = orchestrate::check_writable(path) {
@@ -391,6 +417,17 @@ fn bench(cli: Cli) -> ExitCode {
             churn.sources,
             churn.client.failed,
             churn.client.first_error.as_deref().unwrap_or("none")
+        );
+        return ExitCode::FAILURE;
+    }
+    if let Some(window) = summary
+        .consumers
+        .iter()
+        .map(|round| &round.with)
+        .find(|window| !window.every_frame_followed())
+    {
+        eprintln!(
+            "aggregator-bench: the consumers run: a follower did not receive every archived frame: {window:?}"
         );
         return ExitCode::FAILURE;
     }

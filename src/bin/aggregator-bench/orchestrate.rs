@@ -6,17 +6,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::child::{
-    child_limit, start_client, start_server, start_server_with_monitor, start_watcher, terminate,
+    child_limit, start_client, start_server, start_server_listening, start_watcher, terminate,
     wait_for_sources, wait_until, ChildProc,
 };
 use crate::control::ChildMsg;
 use crate::results::{
     ChurnResult, CpuTimes, DrainResult, Measured, Plan, RestartResult, RunResult,
 };
-use crate::{churn, restart, throttle, Variant};
+use crate::{churn, consumers, restart, throttle, Variant};
 
-/// Runs the whole plan: main runs, scale runs, the drain run, the restart run, the churn run, then
-/// the throttle run.
+/// Runs the whole plan: main runs, scale runs, the drain run, the restart run, the churn run, the
+/// throttle run, then the consumers run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut results = Vec::new();
@@ -96,12 +96,17 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         }
         None => None,
     };
+    let consumers = match plan.consumers {
+        true => consumers::run(&exe, plan)?,
+        false => Vec::new(),
+    };
     Ok(Measured {
         runs: results,
         drain,
         restart: restarts,
         churn,
         throttle,
+        consumers,
     })
 }
 
@@ -208,9 +213,10 @@ fn measure(
     sources: usize,
     run: usize,
 ) -> Result<RunResult, String> {
-    let (mut server, addr, monitor) =
-        start_server_with_monitor(exe, plan, variant, sources, child_limit(plan))?;
-    let mut watcher = match monitor {
+    let (mut server, listening) =
+        start_server_listening(exe, plan, variant, sources, child_limit(plan))?;
+    let addr = listening.addr;
+    let mut watcher = match listening.monitor {
         Some(monitor) => Some(start_watcher(exe, plan, monitor)?),
         None => None,
     };

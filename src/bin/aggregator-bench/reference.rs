@@ -245,6 +245,7 @@ pub async fn start(shared: Arc<Shared>, stop: CancellationToken) -> std::io::Res
     Ok(Running {
         addr,
         monitor: None,
+        follow: None,
         counts: Box::new(move || Counts {
             processed: totals.processed.load(Relaxed),
             bytes: totals.bytes.load(Relaxed),

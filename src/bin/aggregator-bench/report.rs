@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::results::{
-    ChurnResult, DrainResult, Measured, Plan, RestartResult, RunResult, ThrottleResult, Throttled,
+    ChurnResult, ConsumersRound, DrainResult, Measured, Plan, RestartResult, RunResult,
+    ThrottleResult, Throttled,
 };
 use crate::Variant;
 
@@ -104,6 +105,7 @@ pub struct Summary {
     pub restart: Vec<RestartResult>,
     pub churn: Option<ChurnResult>,
     pub throttle: Option<ThrottleResult>,
+    pub consumers: Vec<ConsumersRound>,
     pub targets: Vec<Target>,
     /// The daemon's archive received every processed frame in every run.
     pub daemon_archive_complete: bool,
@@ -163,6 +165,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         restart,
         churn,
         throttle,
+        consumers,
     } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
     for r in &runs {
@@ -249,7 +252,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
             Some(t) => t.drain.archived_total == Some(t.drain.processed_total),
             None => true,
         };
-    let targets = targets(
+    let mut targets = targets(
         plan,
         &aggregates,
         &ratios,
@@ -258,6 +261,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         throttle.as_ref(),
         daemon_archive_complete,
     );
+    targets.extend(consumer_targets(&consumers));
     Summary {
         command,
         machine,
@@ -268,6 +272,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         restart,
         churn,
         throttle,
+        consumers,
         targets,
         daemon_archive_complete,
         runs,
@@ -282,6 +287,49 @@ fn nonzero(count: u64, value: f64) -> f64 {
     }
 }
 
+/// A target met when `value` is at least `goal`.
+fn at_least(name: String, goal: f64, value: f64, unit: &str) -> Target {
+    Target {
+        name,
+        target: format!(">= {goal}{unit}"),
+        measured: format!("{value:.2}{unit} ({:+.0}%)", (value / goal - 1.0) * 100.0),
+        met: value >= goal,
+    }
+}
+
+/// Issue 25: followers of the archive never hold ingest back, and miss nothing.
+fn consumer_targets(consumers: &[ConsumersRound]) -> Vec<Target> {
+    if consumers.is_empty() {
+        return Vec::new();
+    }
+    let ratio = Stat::of(
+        consumers
+            .iter()
+            .map(|r| r.with.frames_per_s / r.without.frames_per_s),
+    );
+    let complete = consumers
+        .iter()
+        .filter(|r| r.with.every_frame_followed())
+        .count();
+    vec![
+        at_least(
+            format!(
+                "ingest with {} followers from the start / without",
+                crate::consumers::CONSUMERS
+            ),
+            0.9,
+            ratio.median,
+            "x",
+        ),
+        at_least(
+            "rounds in which every follower received every archived frame".into(),
+            1.0,
+            complete as f64 / consumers.len() as f64,
+            "",
+        ),
+    ]
+}
+
 fn targets(
     plan: &Plan,
     aggregates: &[Aggregate],
@@ -293,14 +341,7 @@ fn targets(
 ) -> Vec<Target> {
     let mut out = Vec::new();
     let mut at_least = |name: String, goal: f64, value: Option<f64>, unit: &str| {
-        if let Some(v) = value {
-            out.push(Target {
-                name,
-                target: format!(">= {goal}{unit}"),
-                measured: format!("{v:.2}{unit} ({:+.0}%)", (v / goal - 1.0) * 100.0),
-                met: v >= goal,
-            });
-        }
+        out.extend(value.map(|v| at_least(name, goal, v, unit)));
     };
     for r in ratios {
         let v = r.variant.name();
@@ -538,9 +579,12 @@ pub fn render(s: &Summary) -> String {
     if let Some(t) = &s.throttle {
         render_throttle(&mut o, t, &s.plan);
     }
+    if !s.consumers.is_empty() {
+        render_consumers(&mut o, &s.consumers, &s.plan);
+    }
     let _ = writeln!(
         o,
-        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23):\n"
+        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23; followers: issue 25):\n"
     );
     let _ = writeln!(o, "| target | goal | measured | met |");
     let _ = writeln!(o, "|---|---|---|---|");
@@ -721,6 +765,41 @@ fn render_throttled(o: &mut String, m: &Throttled) {
         m.max_in_flight,
         m.drain.peak_rss_kib as f64 / 1024.0,
     );
+}
+
+fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {
+    let _ = writeln!(
+        o,
+        "\nConsumers (durable daemon, {} saturating uplinks of {} B; each round a fresh daemon without followers, then one with {} following the archive from its start; counts to the END after the SIGTERM):\n",
+        plan.connections,
+        crate::consumers::PAYLOAD,
+        crate::consumers::CONSUMERS
+    );
+    let _ = writeln!(o, "| round | ingest frames/s without | with followers | with / without | frames archived | each follower received | caught up s after the load | drains clean |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for (i, r) in rounds.iter().enumerate() {
+        let received = r.with.followed.as_ref().map_or("n/a".into(), |f| {
+            let counts: Vec<String> = f.frames.iter().map(u64::to_string).collect();
+            match &f.first_error {
+                None => counts.join(", "),
+                Some(err) => format!("{} (failed: {err})", counts.join(", ")),
+            }
+        });
+        let _ = writeln!(
+            o,
+            "| {} | {:.0} | {:.0} | {:.2}x | {} | {} | {} | {} |",
+            i + 1,
+            r.without.frames_per_s,
+            r.with.frames_per_s,
+            r.with.frames_per_s / r.without.frames_per_s,
+            r.with.archived.map_or("n/a".into(), |a| a.to_string()),
+            received,
+            r.with
+                .caught_up_s
+                .map_or("n/a".into(), |s| format!("{s:.1}")),
+            r.without.drain_clean && r.with.drain_clean,
+        );
+    }
 }
 
 fn render_churn(o: &mut String, c: &ChurnResult) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::control::{Churned, DrainInfo, LatencySummary, Recovered, Watched};
+use crate::control::{Churned, DrainInfo, Followed, LatencySummary, Recovered, Watched};
 use crate::Variant;
 
 /// What to measure and for how long.
@@ -44,6 +44,8 @@ pub struct Plan {
     pub drain_deadline: Duration,
     /// `uplink.max_connections` of that config: the scale runs raise it when they need more.
     pub uplink_limit: usize,
+    /// Whether to run the consumers run: followers of the archive during saturation.
+    pub consumers: bool,
 }
 
 /// One measured window of one variant.
@@ -150,6 +152,44 @@ impl ChurnResult {
     }
 }
 
+/// A round of the consumers run: a fresh durable daemon without followers, then one with them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumersRound {
+    pub without: ConsumersWindow,
+    pub with: ConsumersWindow,
+}
+
+/// One window of the consumers run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumersWindow {
+    /// Frames the daemon processed per second over the window, before its SIGTERM.
+    pub frames_per_s: f64,
+    /// Frames its archive stored, from the first to the end of the drain.
+    pub archived: Option<u64>,
+    pub drain_clean: bool,
+    /// Seconds from the load's end until every follower had every stored frame; `None` without
+    /// followers.
+    pub caught_up_s: Option<f64>,
+    /// What each follower received before the daemon's END; `None` without followers.
+    pub followed: Option<Followed>,
+}
+
+impl ConsumersWindow {
+    /// Every follower subscribed, ended at the daemon's END, and received exactly the frames the
+    /// archive stored.
+    pub fn every_frame_followed(&self) -> bool {
+        match (&self.followed, self.archived) {
+            (None, _) => true,
+            (Some(followed), Some(archived)) => {
+                followed.first_error.is_none()
+                    && followed.frames.len() == crate::consumers::CONSUMERS
+                    && followed.frames.iter().all(|&frames| frames == archived)
+            }
+            (Some(_), None) => false,
+        }
+    }
+}
+
 /// Everything [`run_plan`] measured.
 pub struct Measured {
     pub runs: Vec<RunResult>,
@@ -157,6 +197,7 @@ pub struct Measured {
     pub restart: Vec<RestartResult>,
     pub churn: Option<ChurnResult>,
     pub throttle: Option<ThrottleResult>,
+    pub consumers: Vec<ConsumersRound>,
 }
 
 /// The throttle run, measured or skipped.

@@ -88,6 +88,7 @@ async fn serve(
     emit(&ChildMsg::Listening {
         addr: running.addr,
         monitor: running.monitor,
+        follow: running.follow,
     });
 
     // The end of stdin closes the channel: the parent is gone, so the server stops.

@@ -1,0 +1,171 @@
+//! The consumer's side: [`Follower`] subscribes and reads frames until the daemon's END, and
+//! [`tail`] is `aggregator tail`, which prints them one line (or one JSON object) each.
+//!
+//! A consumer that must not lose a frame keeps the position of the last frame it handled and
+//! subscribes again after it ([`Start::After`](super::protocol::Start::After)) when the connection
+//! ends, whatever ended it.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+
+use super::protocol::{
+    DaemonMessage, EndReason, FollowedFrame, RefuseReason, Subscription, MAX_DAEMON_MESSAGE_LEN,
+};
+use crate::archive::tools::{kind_label, payload_preview, unix_ns_to_rfc3339};
+
+/// Why following ended other than at the daemon's drain.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("the daemon refused the subscription ({reason:?}): {detail}")]
+    Refused {
+        reason: RefuseReason,
+        detail: String,
+    },
+    #[error("the daemon ended the subscription ({reason:?}): {detail}")]
+    Ended { reason: EndReason, detail: String },
+    #[error("the daemon sent a message this client does not understand: {0}")]
+    Protocol(String),
+    #[error("the daemon closed the connection without an END")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A subscription that the daemon accepted.
+pub struct Follower {
+    input: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    /// The rest of the last FRAMES message, handed out one by one.
+    pending: VecDeque<FollowedFrame>,
+    /// Kept open: closing it ends the subscription.
+    _output: OwnedWriteHalf,
+}
+
+impl Follower {
+    /// Connects to the follow listener at `addr` and subscribes.
+    pub async fn subscribe(
+        addr: SocketAddr,
+        subscription: &Subscription,
+    ) -> Result<Follower, FollowError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| FollowError::Connect { addr, source })?;
+        let (read, mut output) = stream.into_split();
+        let mut buf = BytesMut::new();
+        subscription.encode(&mut buf);
+        output.write_all(&buf).await?;
+        let codec = LengthDelimitedCodec::builder()
+            .max_frame_length(MAX_DAEMON_MESSAGE_LEN)
+            .new_codec();
+        let mut follower = Follower {
+            input: FramedRead::new(read, codec),
+            pending: VecDeque::new(),
+            _output: output,
+        };
+        match follower.message().await? {
+            DaemonMessage::Subscribed { .. } => Ok(follower),
+            DaemonMessage::Refused { reason, detail } => {
+                Err(FollowError::Refused { reason, detail })
+            }
+            other => Err(FollowError::Protocol(format!(
+                "{other:?} before SUBSCRIBED"
+            ))),
+        }
+    }
+
+    /// The next frame; `None` at the END that follows the daemon's drain, after every durable frame.
+    pub async fn next(&mut self) -> Result<Option<FollowedFrame>, FollowError> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(Some(frame));
+        }
+        match self.message().await? {
+            DaemonMessage::Frames(run) => {
+                self.pending.extend(run.into_frames());
+                Ok(self.pending.pop_front())
+            }
+            DaemonMessage::End {
+                reason: EndReason::Shutdown,
+                ..
+            } => Ok(None),
+            DaemonMessage::End { reason, detail } => Err(FollowError::Ended { reason, detail }),
+            other => Err(FollowError::Protocol(format!("{other:?} after SUBSCRIBED"))),
+        }
+    }
+
+    async fn message(&mut self) -> Result<DaemonMessage, FollowError> {
+        let body = self.input.next().await.ok_or(FollowError::Closed)??;
+        DaemonMessage::decode(body.freeze()).map_err(FollowError::Protocol)
+    }
+}
+
+/// What `aggregator tail` does.
+#[derive(Debug, Clone)]
+pub struct TailOptions {
+    pub addr: SocketAddr,
+    pub subscription: Subscription,
+    /// Stop after this many frames.
+    pub limit: Option<u64>,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+/// Prints frames to `out` as they come, until `limit` frames or the daemon's END after a drain.
+/// Returns how many it printed.
+pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, FollowError> {
+    let mut follower = Follower::subscribe(options.addr, &options.subscription).await?;
+    let mut printed = 0;
+    while options.limit.is_none_or(|limit| printed < limit) {
+        let Some(frame) = follower.next().await? else {
+            break;
+        };
+        let line = match options.json {
+            true => frame_json(&frame).to_string(),
+            false => frame_line(&frame),
+        };
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        printed += 1;
+    }
+    Ok(printed)
+}
+
+/// A frame as `aggregator tail` prints it: position, source, sequence, priority, payload length
+/// and its first bytes in hex.
+pub fn frame_line(followed: &FollowedFrame) -> String {
+    let f = &followed.frame;
+    format!(
+        "{} {}:{} seq={} {} len={} payload={}",
+        followed.position,
+        kind_label(f.kind),
+        f.source_id,
+        f.sequence,
+        f.priority.as_str(),
+        f.payload.len(),
+        payload_preview(&f.payload)
+    )
+}
+
+/// A frame as `aggregator tail --json` prints it, the whole payload in hex.
+pub fn frame_json(followed: &FollowedFrame) -> serde_json::Value {
+    let f = &followed.frame;
+    let hex: String = f.payload.iter().map(|b| format!("{b:02x}")).collect();
+    serde_json::json!({
+        "position": followed.position.to_string(),
+        "kind": kind_label(f.kind),
+        "source": f.source_id,
+        "sequence": f.sequence,
+        "priority": f.priority.as_str(),
+        "received": unix_ns_to_rfc3339(f.received_unix_ns),
+        "payload_len": f.payload.len(),
+        "payload_hex": hex,
+    })
+}

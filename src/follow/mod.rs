@@ -1,0 +1,22 @@
+//! Followers of the archive: consumers outside the process that must not miss a frame (an
+//! analytics loader, another site) read every stored frame from a position of their choosing and
+//! then follow live, over TCP (`docs/protocol.md`, "Following the archive").
+//!
+//! Why from the files and not from the pipeline: the archive already holds every frame in order,
+//! durably, with a place on disk that survives restarts. Serving followers from it makes a
+//! position a bookmark in the files ([`position`]), makes "history, then live" one loop up to the
+//! archive's durable end ([`reader`], [`server`]), so the switch loses and repeats nothing, and
+//! keeps followers off the data path: a slow follower is only further behind in the files, and
+//! ingest, the archive writer and the drain never wait for it. The price is latency: a frame
+//! reaches a follower once it is durable (`archive.sync_interval_ms`, 20 ms by default).
+//!
+//! [`protocol`] is the wire format, [`client`] the consumer's side and `aggregator tail`.
+
+pub mod client;
+pub mod position;
+pub mod protocol;
+pub mod reader;
+pub mod server;
+
+pub use position::Position;
+pub use server::FollowSettings;

@@ -1,0 +1,247 @@
+//! Reading the archive for a follower: from a cursor up to the durable end, a bounded chunk at a
+//! time, from the segment files.
+//!
+//! Every function here blocks on the disk; the server calls them through `spawn_blocking`, so the
+//! runtime that runs ingest never waits for a follower's read. A follower reads files, never the
+//! pipeline's memory, so it cannot hold the pipeline back: a follower that falls behind is only
+//! further back in the files (as a Kafka consumer or Vector's disk buffer reader is).
+//!
+//! A segment is read under its name, or under its staging name (`….seg.new`) while the disk
+//! thread has not yet renamed it: with `archive.sync = never` a write is durable before the
+//! segment has its name. A rename keeps the file, so either name reads the same bytes. Segments
+//! are numbered without gaps (a restart starts the next index), so a missing next segment is one
+//! an operator deleted, and the follower is told instead of skipping its frames.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::position::Position;
+use super::protocol::{EndReason, FollowedFrame, FrameRun, RefuseReason, Subscription};
+use crate::archive::segment::{self, Entry, MAGIC};
+use crate::archive::DurableEnd;
+
+/// About how many bytes of records one read takes: what a follower holds in memory at most,
+/// besides a single record larger than this.
+pub const READ_BUDGET: usize = 256 * 1024;
+
+/// Where a follower reads next: the record at `offset` of segment `segment`, from its frame
+/// `first_index` on (a position resumes inside a FRAMES record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub segment: u64,
+    pub offset: u64,
+    pub first_index: u32,
+}
+
+/// The frames one read found, and where the next read starts.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The frames the subscription wants, in archive order, a run per record.
+    pub runs: Vec<FrameRun>,
+    pub cursor: Cursor,
+}
+
+impl Cursor {
+    /// The start of segment `segment`, after its magic.
+    fn segment_start(segment: u64) -> Cursor {
+        Cursor {
+            segment,
+            offset: MAGIC.len() as u64,
+            first_index: 0,
+        }
+    }
+
+    /// Whether everything up to `end` has been read.
+    pub fn has_reached(&self, end: DurableEnd) -> bool {
+        (self.segment, self.offset) >= (end.segment, end.len)
+    }
+}
+
+/// Opens segment `index` under its name or its staging name; `None` when it has neither. The name
+/// is tried again last: the disk thread may rename the segment between the first two tries.
+fn open_segment(dir: &Path, index: u64) -> io::Result<Option<(File, PathBuf)>> {
+    let named = segment::segment_name(index);
+    for name in [named.clone(), segment::staged_name(index), named] {
+        let path = dir.join(name);
+        match File::open(&path) {
+            Ok(file) => return Ok(Some((file, path))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(segment::with_path(err, &path, "cannot open")),
+        }
+    }
+    Ok(None)
+}
+
+/// Where a subscription's reading starts, or the refusal that ends it.
+pub fn locate(
+    dir: &Path,
+    subscription: &Subscription,
+    end: DurableEnd,
+) -> Result<Cursor, (RefuseReason, String)> {
+    use super::protocol::Start;
+    let unreadable = |err: io::Error| (RefuseReason::ArchiveUnreadable, err.to_string());
+    match subscription.start {
+        Start::Now => Ok(Cursor {
+            segment: end.segment,
+            offset: end.len,
+            first_index: 0,
+        }),
+        Start::Oldest => {
+            let segments = segment::list_segments(dir).map_err(unreadable)?;
+            let oldest = segments.first().map_or(end.segment, |(index, _)| *index);
+            Ok(Cursor::segment_start(oldest.min(end.segment)))
+        }
+        Start::After(position) => after(dir, position, end),
+    }
+}
+
+/// The cursor right after `position`, once it is known to name a durable frame.
+fn after(
+    dir: &Path,
+    position: Position,
+    end: DurableEnd,
+) -> Result<Cursor, (RefuseReason, String)> {
+    if (position.segment, position.offset) >= (end.segment, end.len) {
+        return Err((
+            RefuseReason::PositionPastEnd,
+            format!(
+                "{position} is at or past the archive's durable end {}:{}",
+                end.segment, end.len
+            ),
+        ));
+    }
+    let unknown = |why: String| (RefuseReason::UnknownPosition, format!("{position}: {why}"));
+    let unreadable = |err: io::Error| (RefuseReason::ArchiveUnreadable, err.to_string());
+    let Some((file, path)) = open_segment(dir, position.segment).map_err(unreadable)? else {
+        return Err((
+            RefuseReason::SegmentDeleted,
+            format!(
+                "{position}: segment {} is not in the archive",
+                position.segment
+            ),
+        ));
+    };
+    let to = segment_limit(&file, &path, position.segment, end).map_err(unreadable)?;
+    if position.offset < MAGIC.len() as u64 || position.offset >= to {
+        return Err(unknown(format!(
+            "no record starts at offset {}",
+            position.offset
+        )));
+    }
+    let records = segment::read_records(&file, &path, position.offset, to, 1).map_err(|err| {
+        match err.kind() {
+            io::ErrorKind::InvalidData => unknown(format!("no record starts there ({err})")),
+            _ => unreadable(err),
+        }
+    })?;
+    let frames = records
+        .entries
+        .iter()
+        .filter(|(offset, entry)| *offset == position.offset && matches!(entry, Entry::Frame(_)))
+        .count();
+    if (position.index as usize) >= frames {
+        return Err(unknown(format!(
+            "the record there holds {frames} frames, no frame {}",
+            position.index
+        )));
+    }
+    Ok(Cursor {
+        segment: position.segment,
+        offset: position.offset,
+        first_index: position.index + 1,
+    })
+}
+
+/// How far segment `index` may be read: to the durable end in the segment it names, to the end of
+/// the file in the complete segments before it.
+fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::Result<u64> {
+    if index == end.segment {
+        return Ok(end.len);
+    }
+    let len = file
+        .metadata()
+        .map_err(|err| segment::with_path(err, path, "cannot stat"))?
+        .len();
+    Ok(len)
+}
+
+/// Why a follower's reading stopped short of the durable end.
+pub type ReadError = (EndReason, String);
+
+/// Reads the next chunk after `cursor`, no further than `end`: the frames `subscription` wants,
+/// each with its position. At the end of a complete segment the chunk is empty and its cursor is
+/// the next segment's start.
+pub fn read(
+    dir: &Path,
+    cursor: Cursor,
+    end: DurableEnd,
+    subscription: &Subscription,
+) -> Result<Chunk, ReadError> {
+    if cursor.has_reached(end) {
+        return Ok(Chunk {
+            runs: Vec::new(),
+            cursor,
+        });
+    }
+    let unreadable = |err: io::Error| (EndReason::ArchiveUnreadable, err.to_string());
+    let deleted = |index: u64| {
+        (
+            EndReason::SegmentDeleted,
+            format!("segment {index} is no longer in the archive; its frames cannot be sent"),
+        )
+    };
+    let Some((file, path)) = open_segment(dir, cursor.segment).map_err(unreadable)? else {
+        return Err(deleted(cursor.segment));
+    };
+    let to = segment_limit(&file, &path, cursor.segment, end).map_err(unreadable)?;
+    if cursor.offset >= to {
+        let next = Cursor::segment_start(cursor.segment + 1);
+        return match open_segment(dir, next.segment).map_err(unreadable)? {
+            Some(_) => Ok(Chunk {
+                runs: Vec::new(),
+                cursor: next,
+            }),
+            None => Err(deleted(next.segment)),
+        };
+    }
+    let records = segment::read_records(&file, &path, cursor.offset, to, READ_BUDGET).map_err(
+        |err| match err.kind() {
+            io::ErrorKind::InvalidData => (EndReason::ArchiveDamaged, err.to_string()),
+            _ => unreadable(err),
+        },
+    )?;
+    let mut runs: Vec<FrameRun> = Vec::new();
+    let (mut record, mut index) = (u64::MAX, 0u32);
+    for (offset, entry) in records.entries {
+        let Entry::Frame(frame) = entry else { continue };
+        if offset != record {
+            (record, index) = (offset, 0);
+        }
+        let position = Position {
+            segment: cursor.segment,
+            offset,
+            index,
+        };
+        index += 1;
+        let skipped = offset == cursor.offset && position.index < cursor.first_index;
+        if !skipped && subscription.wants(&frame) {
+            let followed = FollowedFrame { frame, position };
+            let extended = match runs.last_mut() {
+                Some(run) => run.extend(followed),
+                None => Err(followed),
+            };
+            if let Err(first) = extended {
+                runs.push(FrameRun::starting_with(first));
+            }
+        }
+    }
+    Ok(Chunk {
+        runs,
+        cursor: Cursor {
+            segment: cursor.segment,
+            offset: records.next,
+            first_index: 0,
+        },
+    })
+}

@@ -1,0 +1,373 @@
+//! The follow listener and one task per follower: the SUBSCRIBE, its refusals, and the stream of
+//! frames from the archive's files up to its durable end, then along it as it moves.
+//!
+//! The archive publishes its durable end (a `watch`); a follower reads records up to it and then
+//! waits for it to move. History and live are the same loop, so the switch from one to the other
+//! can neither lose nor repeat a frame, and a follower only ever sends durable frames: a position
+//! it hands out survives a crash. Reads go through `spawn_blocking`, and a follower writes to its
+//! own socket only, so TCP backpressure from a slow consumer stops that follower's task and
+//! nothing else: ingest, the archive and the other followers never wait for it.
+//!
+//! Followers run on a thread and runtime of their own (`run_thread`), at a lower scheduling
+//! priority (`FOLLOWERS_NICE`): when the cores are short, ingest goes first, and followers only
+//! fall further behind in the files. They have a [`TaskTracker`] apart from the pipeline's: at a
+//! drain each one sends what became durable up to the archive's close, then END, and the daemon
+//! waits for them until the drain deadline and then cuts them off, so a consumer that stopped
+//! reading never delays the drain or changes its report.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::protocol::{DaemonMessage, EndReason, RefuseReason, Subscription};
+use super::protocol::{MAX_SUBSCRIBE_LEN, VERSION};
+use super::reader::{self, Cursor};
+use crate::archive::DurableEnd;
+use crate::ingest::listener::accept_until;
+
+/// How the follow listener is set up.
+#[derive(Debug, Clone)]
+pub struct FollowSettings {
+    /// The archive directory the segments are read from.
+    pub dir: PathBuf,
+    /// Followers beyond this are refused with `TooManyConnections`.
+    pub max_connections: usize,
+    /// Time a consumer has to send its SUBSCRIBE.
+    pub handshake_timeout: Duration,
+}
+
+/// How long a closing connection waits for the consumer to close its side, so that the last
+/// message is not lost to a reset caused by bytes the daemon did not read.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// The running followers: their tasks, and the cut-off at the drain deadline.
+pub(crate) struct Followers {
+    tracker: TaskTracker,
+    cut_off: CancellationToken,
+}
+
+/// What every follower task shares.
+struct Shared {
+    settings: FollowSettings,
+    /// `None` when the archive keeps no files: every subscription is refused.
+    durable: Option<watch::Receiver<DurableEnd>>,
+    drain: CancellationToken,
+}
+
+/// A consumer's message that does not subscribe.
+type Refusal = (RefuseReason, String);
+
+/// Why a subscription ended.
+enum Ending {
+    /// The daemon sends END with this reason.
+    End(EndReason, String),
+    /// The consumer closed its side.
+    ConsumerClosed,
+    /// The socket failed (the consumer went away).
+    Io(io::Error),
+}
+
+impl Followers {
+    /// Starts accepting followers on `listener` until `drain` is cancelled, on a thread of their
+    /// own (below).
+    pub(crate) fn start(
+        listener: TcpListener,
+        settings: FollowSettings,
+        durable: Option<watch::Receiver<DurableEnd>>,
+        drain: CancellationToken,
+    ) -> Followers {
+        let followers = Followers {
+            tracker: TaskTracker::new(),
+            cut_off: CancellationToken::new(),
+        };
+        let shared = Arc::new(Shared {
+            settings,
+            durable,
+            drain,
+        });
+        let (tasks, stop) = (followers.tracker.clone(), followers.cut_off.clone());
+        let thread = listener.into_std().and_then(|listener| {
+            std::thread::Builder::new()
+                .name("followers".into())
+                .spawn(move || run_thread(listener, shared, tasks, stop))
+        });
+        if let Err(err) = thread {
+            tracing::error!(error = %err, "cannot start the followers' thread; no follower is served");
+        }
+        followers
+    }
+
+    /// Waits for every follower to send what is durable and its END, until `deadline`; then cuts
+    /// off those still sending (a consumer that does not read).
+    pub(crate) async fn finish(self, deadline: Instant) {
+        self.tracker.close();
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            self.cut_off.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
+/// The followers' thread: a runtime of its own, so that encoding frames and writing them to
+/// followers' sockets never takes the time of the runtime that runs ingest and the archive (one
+/// thread by default). It ends once the accept loop has stopped and every follower has ended.
+fn run_thread(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) {
+    lower_priority();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the followers' runtime; no follower is served");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => accept(&listener, &shared, &tasks, &stop).await,
+            Err(err) => tracing::error!(error = %err, "cannot listen for followers"),
+        }
+        tasks.wait().await;
+    });
+}
+
+/// The followers' thread's nice value: when the cores are short, the kernel gives ingest's threads
+/// about nine times the time it gives followers, which then only fall further behind in the files.
+const FOLLOWERS_NICE: libc::c_int = 10;
+
+/// Lowers this thread's scheduling priority to [`FOLLOWERS_NICE`]; the threads it starts (the
+/// runtime's blocking pool, which reads the files) inherit it. Only advice: a failure is logged.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; `who` is this thread.
+        let lowered = unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, FOLLOWERS_NICE)
+        };
+        if lowered != 0 {
+            let err = std::io::Error::last_os_error();
+            tracing::warn!(error = %err, "cannot lower the followers' thread's priority");
+        }
+    }
+}
+
+/// Accepts followers until the drain starts; each runs until its END, or the cut-off.
+async fn accept(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    let limit = shared.settings.max_connections;
+    accept_until(listener, limit, &shared.drain, |stream, peer, slot| {
+        let (shared, stop) = (Arc::clone(shared), stop.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    tracing::warn!(%peer, "follower cut off at the drain deadline");
+                }
+                _ = serve(stream, peer, slot.is_some(), &shared) => {}
+            }
+            drop(slot);
+        });
+    })
+    .await;
+}
+
+/// One follower, from its SUBSCRIBE to its END.
+#[tracing::instrument(name = "follower", skip_all, fields(%peer))]
+async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let (read, mut write) = stream.into_split();
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_SUBSCRIBE_LEN)
+        .new_codec();
+    let mut input = FramedRead::new(read, codec);
+    let subscribed = match has_slot {
+        true => subscribe(&mut input, &mut write, shared).await,
+        false => Err(Some((
+            RefuseReason::TooManyConnections,
+            format!(
+                "the follow listener is at its limit of {} connections",
+                shared.settings.max_connections
+            ),
+        ))),
+    };
+    let (subscription, cursor, durable) = match subscribed {
+        Ok(subscribed) => subscribed,
+        Err(None) => return,
+        Err(Some((reason, detail))) => {
+            tracing::info!(?reason, detail, "subscription refused");
+            let refused = DaemonMessage::Refused { reason, detail };
+            close(input, write, &refused).await;
+            return;
+        }
+    };
+    tracing::info!(start = %subscription.start, sources = subscription.sources.len(), priority = ?subscription.priority, "follower subscribed");
+    let mut sent = 0;
+    let ending = stream_frames(
+        &mut input,
+        &mut write,
+        durable,
+        cursor,
+        subscription,
+        shared,
+        &mut sent,
+    )
+    .await;
+    match ending {
+        Ending::End(reason, detail) => {
+            tracing::info!(?reason, detail, frames = sent, "subscription ended");
+            close(input, write, &DaemonMessage::End { reason, detail }).await;
+        }
+        Ending::ConsumerClosed => tracing::info!(frames = sent, "follower closed its connection"),
+        Ending::Io(err) => tracing::info!(frames = sent, error = %err, "follower connection lost"),
+    }
+}
+
+/// Reads and checks the SUBSCRIBE, finds where it starts, and answers SUBSCRIBED. `Err(None)`:
+/// the consumer left before subscribing; `Err(Some)`: the refusal to send.
+async fn subscribe(
+    input: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    write: &mut OwnedWriteHalf,
+    shared: &Shared,
+) -> Result<(Arc<Subscription>, Cursor, watch::Receiver<DurableEnd>), Option<Refusal>> {
+    let timeout = shared.settings.handshake_timeout;
+    let body = match tokio::time::timeout(timeout, input.next()).await {
+        Err(_) => {
+            let detail = format!("no SUBSCRIBE within {} ms", timeout.as_millis());
+            return Err(Some((RefuseReason::HandshakeTimeout, detail)));
+        }
+        Ok(None) => return Err(None),
+        Ok(Some(Err(err))) => {
+            return Err(Some((RefuseReason::MalformedSubscribe, err.to_string())));
+        }
+        Ok(Some(Ok(body))) => body,
+    };
+    let subscription = Subscription::decode(&body).map_err(Some)?;
+    if shared.drain.is_cancelled() {
+        let detail = "the daemon is draining; subscribe again later".to_string();
+        return Err(Some((RefuseReason::ShuttingDown, detail)));
+    }
+    let Some(mut durable) = shared.durable.clone() else {
+        let detail = "this daemon keeps no archive files (archive.kind = \"count\")".to_string();
+        return Err(Some((RefuseReason::NoArchive, detail)));
+    };
+    let end = *durable.borrow_and_update();
+    let subscription = Arc::new(subscription);
+    let (dir, wanted) = (shared.settings.dir.clone(), Arc::clone(&subscription));
+    let cursor = tokio::task::spawn_blocking(move || reader::locate(&dir, &wanted, end))
+        .await
+        .map_err(|err| Some((RefuseReason::ArchiveUnreadable, err.to_string())))?
+        .map_err(Some)?;
+    let mut buf = BytesMut::new();
+    DaemonMessage::Subscribed { version: VERSION }.encode(&mut buf);
+    write.write_all(&buf).await.map_err(|_| None)?;
+    Ok((subscription, cursor, durable))
+}
+
+/// Sends the frames from `cursor` on as they become durable, until the archive closes (END
+/// `Shutdown` once everything durable is sent), the archive cannot be read, or the consumer goes.
+async fn stream_frames(
+    input: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    write: &mut OwnedWriteHalf,
+    mut durable: watch::Receiver<DurableEnd>,
+    mut cursor: Cursor,
+    subscription: Arc<Subscription>,
+    shared: &Shared,
+    sent: &mut u64,
+) -> Ending {
+    let mut archive_open = true;
+    let mut buf = BytesMut::new();
+    loop {
+        let end = *durable.borrow_and_update();
+        if !cursor.has_reached(end) {
+            let (dir, wanted) = (shared.settings.dir.clone(), Arc::clone(&subscription));
+            let chunk =
+                tokio::task::spawn_blocking(move || reader::read(&dir, cursor, end, &wanted));
+            let chunk = match chunk.await {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err((reason, detail))) => return Ending::End(reason, detail),
+                Err(err) => return Ending::End(EndReason::ArchiveUnreadable, err.to_string()),
+            };
+            cursor = chunk.cursor;
+            if chunk.runs.is_empty() {
+                continue;
+            }
+            buf.clear();
+            chunk.runs.iter().for_each(|run| run.encode(&mut buf));
+            tokio::select! {
+                written = write.write_all(&buf) => {
+                    if let Err(err) = written {
+                        return Ending::Io(err);
+                    }
+                }
+                message = input.next() => return unexpected(message),
+            }
+            *sent += chunk
+                .runs
+                .iter()
+                .map(|run| run.frames.len() as u64)
+                .sum::<u64>();
+            continue;
+        }
+        if !archive_open {
+            let detail = "the daemon drained; every durable frame was sent".to_string();
+            return Ending::End(EndReason::Shutdown, detail);
+        }
+        tokio::select! {
+            changed = durable.changed() => archive_open = changed.is_ok(),
+            message = input.next() => return unexpected(message),
+        }
+    }
+}
+
+/// What the consumer sent after its SUBSCRIBE ends the subscription.
+fn unexpected(message: Option<io::Result<BytesMut>>) -> Ending {
+    match message {
+        None => Ending::ConsumerClosed,
+        Some(Ok(_)) => Ending::End(
+            EndReason::UnexpectedMessage,
+            "a consumer sends nothing after SUBSCRIBE".into(),
+        ),
+        Some(Err(err)) => Ending::End(EndReason::UnexpectedMessage, err.to_string()),
+    }
+}
+
+/// Sends the last message, closes the sending side, and waits a little for the consumer to close.
+async fn close(
+    input: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    mut write: OwnedWriteHalf,
+    last: &DaemonMessage,
+) {
+    let mut buf = BytesMut::new();
+    last.encode(&mut buf);
+    if write.write_all(&buf).await.is_err() || write.shutdown().await.is_err() {
+        return;
+    }
+    let mut read = input.into_inner();
+    let _ = tokio::time::timeout(LINGER, tokio::io::copy(&mut read, &mut tokio::io::sink())).await;
+}

@@ -1,0 +1,804 @@
+//! Followers of the archive over loopback: from the start every archived frame once and in archive
+//! order; from now only later frames; after a position the next frame, across a restart too; the
+//! switch from history to live with sources still sending loses and repeats nothing; filters; a
+//! consumer that never reads holds back neither ingest, nor other consumers, nor the drain; bad
+//! subscriptions are refused with their reason; and `aggregator tail` against the binary.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use aggregator::archive::segment::{self, Entry};
+use aggregator::archive::CountingSink;
+use aggregator::config::SyncMode;
+use aggregator::follow::client::{FollowError, Follower};
+use aggregator::follow::protocol::{
+    DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
+    MAX_DAEMON_MESSAGE_LEN,
+};
+use aggregator::follow::Position;
+use aggregator::ingest::protocol::encode_data;
+use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
+use bytes::BytesMut;
+use common::{test_config, wait_until, Client, TempDir, PATIENCE};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+const LIVE: SourceKind = SourceKind::LiveUplink;
+const REPLAY: SourceKind = SourceKind::ArchivedReplay;
+
+/// A daemon on a segment archive in `dir`, serving followers, on loopback port 0.
+struct Running {
+    uplink: SocketAddr,
+    replay: SocketAddr,
+    follow: SocketAddr,
+    stats: Stats,
+    token: CancellationToken,
+    handle: JoinHandle<DrainReport>,
+}
+
+/// The test config with its archive in `dir`, synced every 20 ms as deployed.
+fn archive_config(dir: &Path) -> Config {
+    let mut config = test_config();
+    config.archive.dir = dir.to_path_buf();
+    config.archive.sync = SyncMode::Interval;
+    config
+}
+
+impl Running {
+    async fn start(config: &Config) -> Running {
+        let (sink, resume) = aggregator::archive::open(&config.archive).expect("open the archive");
+        let daemon = Daemon::with_resume(config.clone(), sink, resume);
+        Self::run(config, daemon).await
+    }
+
+    async fn run(config: &Config, mut daemon: Daemon) -> Running {
+        let listeners = Listeners::bind(config).await.unwrap();
+        let follow = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let follow_addr = follow.local_addr().unwrap();
+        daemon.serve_followers(follow);
+        let token = CancellationToken::new();
+        Running {
+            uplink: listeners.uplink.local_addr().unwrap(),
+            replay: listeners.replay.local_addr().unwrap(),
+            follow: follow_addr,
+            stats: daemon.stats(),
+            token: token.clone(),
+            handle: tokio::spawn(daemon.run(listeners, token.cancelled_owned())),
+        }
+    }
+
+    fn addr(&self, kind: SourceKind) -> SocketAddr {
+        match kind {
+            LIVE => self.uplink,
+            REPLAY => self.replay,
+        }
+    }
+
+    async fn wait_archived(&self, frames: u64) {
+        wait_until(&format!("{frames} frames archived"), PATIENCE, || {
+            self.stats.snapshot().frames_archived == frames
+        })
+        .await;
+    }
+
+    async fn shutdown(self) -> DrainReport {
+        self.token.cancel();
+        tokio::time::timeout(PATIENCE, self.handle)
+            .await
+            .expect("the drain ends in time")
+            .expect("the daemon did not panic")
+    }
+}
+
+/// Sends `frames` (priority, sequence) as source `kind:id` on a connection of its own, then
+/// closes it once the daemon has handled them all.
+async fn send(daemon: &Running, kind: SourceKind, id: u32, frames: Vec<(Priority, u64)>) {
+    let mut client = Client::source(daemon.addr(kind), kind, id).await;
+    client.send_frames(frames).await;
+    client.finish_sending().await;
+    client.read_to_close().await;
+}
+
+fn routine(sequences: std::ops::Range<u64>) -> Vec<(Priority, u64)> {
+    sequences.map(|s| (Priority::Routine, s)).collect()
+}
+
+/// Every fifth frame an emergency.
+fn mixed(sequences: std::ops::Range<u64>) -> Vec<(Priority, u64)> {
+    let priority = |s: u64| match s % 5 {
+        0 => Priority::Emergency,
+        _ => Priority::Routine,
+    };
+    sequences.map(|s| (priority(s), s)).collect()
+}
+
+/// A frame as the tests compare them: where it is, whose, which, how urgent, and its payload.
+type Seen = (Position, SourceKind, u32, u64, Priority, Vec<u8>);
+
+fn seen(followed: &FollowedFrame) -> Seen {
+    let f = &followed.frame;
+    let payload = f.payload.to_vec();
+    (
+        followed.position,
+        f.kind,
+        f.source_id,
+        f.sequence,
+        f.priority,
+        payload,
+    )
+}
+
+/// Every frame in the archive in `dir`, in archive order, read from the files independently of the
+/// follower: its record's offset and its index in the record.
+fn archived(dir: &Path) -> Vec<Seen> {
+    let mut frames = Vec::new();
+    for (index, path) in segment::list_segments(dir).unwrap() {
+        let mut last = (u64::MAX, 0);
+        for (offset, entry) in segment::read_segment(&path).unwrap().entries {
+            let Entry::Frame(f) = entry else { continue };
+            last = match last {
+                (at, i) if at == offset => (at, i + 1),
+                _ => (offset, 0),
+            };
+            let position = Position {
+                segment: index,
+                offset,
+                index: last.1,
+            };
+            let payload = f.payload.to_vec();
+            frames.push((
+                position,
+                f.kind,
+                f.source_id,
+                f.sequence,
+                f.priority,
+                payload,
+            ));
+        }
+    }
+    frames
+}
+
+fn subscription(start: Start) -> Subscription {
+    Subscription {
+        start,
+        sources: Vec::new(),
+        priority: None,
+    }
+}
+
+async fn subscribe(daemon: &Running, subscription: &Subscription) -> Follower {
+    tokio::time::timeout(PATIENCE, Follower::subscribe(daemon.follow, subscription))
+        .await
+        .expect("SUBSCRIBED in time")
+        .expect("subscribed")
+}
+
+/// The next `count` frames.
+async fn take(follower: &mut Follower, count: usize) -> Vec<FollowedFrame> {
+    let mut frames = Vec::with_capacity(count);
+    while frames.len() < count {
+        let next = tokio::time::timeout(PATIENCE, follower.next()).await;
+        let frame = next
+            .unwrap_or_else(|_| panic!("frame {} of {count} in time", frames.len()))
+            .expect("the subscription goes on")
+            .unwrap_or_else(|| panic!("END after {} of {count} frames", frames.len()));
+        frames.push(frame);
+    }
+    frames
+}
+
+/// Everything up to the END that follows the drain.
+async fn take_to_end(follower: &mut Follower) -> Vec<FollowedFrame> {
+    let mut frames = Vec::new();
+    loop {
+        let next = tokio::time::timeout(PATIENCE, follower.next()).await;
+        match next.expect("END in time").expect("an END for a drain") {
+            Some(frame) => frames.push(frame),
+            None => return frames,
+        }
+    }
+}
+
+#[tokio::test]
+async fn from_the_start_every_archived_frame_comes_once_in_archive_order() {
+    let dir = TempDir::new("follow-start");
+    let config = archive_config(&dir.0);
+    let daemon = Running::start(&config).await;
+    send(&daemon, LIVE, 1, mixed(0..300)).await;
+    send(&daemon, LIVE, 2, routine(0..200)).await;
+    send(&daemon, REPLAY, 3, mixed(0..100)).await;
+    daemon.wait_archived(600).await;
+
+    let mut follower = subscribe(&daemon, &subscription(Start::Oldest)).await;
+    let mut frames = take(&mut follower, 600).await;
+    let report = daemon.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+    frames.extend(take_to_end(&mut follower).await);
+
+    let received: Vec<Seen> = frames.iter().map(seen).collect();
+    let expected = archived(&dir.0);
+    assert_eq!(expected.len(), 600);
+    assert_eq!(received, expected);
+}
+
+#[tokio::test]
+async fn from_now_only_frames_stored_after_the_subscription_come() {
+    let dir = TempDir::new("follow-now");
+    let daemon = Running::start(&archive_config(&dir.0)).await;
+    send(&daemon, LIVE, 1, routine(0..100)).await;
+    daemon.wait_archived(100).await;
+
+    let mut follower = subscribe(&daemon, &subscription(Start::Now)).await;
+    send(&daemon, LIVE, 1, routine(100..150)).await;
+    daemon.wait_archived(150).await;
+    let report = daemon.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+    let frames = take_to_end(&mut follower).await;
+
+    let sequences: Vec<u64> = frames.iter().map(|f| f.frame.sequence).collect();
+    assert_eq!(sequences, (100..150).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_position_resumes_right_after_it_across_a_daemon_restart() {
+    let dir = TempDir::new("follow-resume");
+    let config = archive_config(&dir.0);
+    let first = Running::start(&config).await;
+    send(&first, LIVE, 7, routine(0..400)).await;
+    first.wait_archived(400).await;
+    let mut follower = subscribe(&first, &subscription(Start::Oldest)).await;
+    let before = take(&mut follower, 150).await;
+    // Mid-record on purpose: a batch of one socket read is one FRAMES record.
+    let kept = before.last().unwrap().position;
+    assert!(
+        kept.index > 0,
+        "position {kept} is not inside a FRAMES record"
+    );
+    drop(follower);
+    assert!(first.shutdown().await.is_clean());
+
+    let second = Running::start(&config).await;
+    let mut source = Client::source(second.uplink, LIVE, 7).await;
+    source.send_routine(400..500).await;
+    source.finish_sending().await;
+    source.read_to_close().await;
+    second.wait_archived(100).await;
+    let mut resumed = subscribe(&second, &subscription(Start::After(kept))).await;
+    let after = take(&mut resumed, 350).await;
+    assert!(second.shutdown().await.is_clean());
+    assert!(take_to_end(&mut resumed).await.is_empty());
+
+    let sequences: Vec<u64> = before
+        .iter()
+        .chain(&after)
+        .map(|f| f.frame.sequence)
+        .collect();
+    assert_eq!(sequences, (0..500).collect::<Vec<_>>(), "a gap or a repeat");
+    let positions: Vec<Seen> = before.iter().chain(&after).map(seen).collect();
+    assert_eq!(positions, archived(&dir.0));
+}
+
+#[tokio::test]
+async fn history_then_live_while_sources_send_loses_and_repeats_nothing() {
+    history_then_live(SyncMode::Interval).await;
+}
+
+/// Without syncs a write is durable at once, also in a segment the disk thread has not named yet.
+#[tokio::test]
+async fn history_then_live_without_syncs_reads_segments_not_yet_named() {
+    history_then_live(SyncMode::Never).await;
+}
+
+async fn history_then_live(sync: SyncMode) {
+    let dir = TempDir::new(&format!("follow-switch-{sync:?}"));
+    let mut config = archive_config(&dir.0);
+    config.archive.sync = sync;
+    // Small segments: the follower crosses rollovers while it catches up.
+    config.archive.segment_bytes = 16 * 1024;
+    let daemon = Running::start(&config).await;
+    let sources = [(LIVE, 1), (LIVE, 2), (REPLAY, 3), (REPLAY, 4)];
+    let per_source = 1_500u64;
+    let mut clients = Vec::new();
+    for (kind, id) in sources {
+        let mut client = Client::source(daemon.addr(kind), kind, id).await;
+        client.send_frames(mixed(0..200)).await;
+        clients.push(client);
+    }
+    daemon.wait_archived(200 * sources.len() as u64).await;
+    let mut follower = subscribe(&daemon, &subscription(Start::Oldest)).await;
+    let reader = tokio::spawn(async move {
+        let mut frames = Vec::new();
+        while let Some(frame) = follower.next().await.expect("the subscription goes on") {
+            frames.push(frame);
+        }
+        frames
+    });
+    // The sources keep sending while the follower reads history and reaches the tail.
+    for from in (200..per_source).step_by(100) {
+        for client in &mut clients {
+            client.send_frames(mixed(from..from + 100)).await;
+        }
+    }
+    for client in &mut clients {
+        client.finish_sending().await;
+        client.read_to_close().await;
+    }
+    let total = per_source * sources.len() as u64;
+    daemon.wait_archived(total).await;
+    assert!(daemon.shutdown().await.is_clean());
+    let frames = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(frames.len() as u64, total);
+    let received: Vec<Seen> = frames.iter().map(seen).collect();
+    assert_eq!(received, archived(&dir.0));
+    assert!(segment::list_segments(&dir.0).unwrap().len() > 2);
+}
+
+#[tokio::test]
+async fn filters_pass_only_the_sources_and_the_priority_asked_for() {
+    let dir = TempDir::new("follow-filter");
+    let daemon = Running::start(&archive_config(&dir.0)).await;
+    send(&daemon, LIVE, 1, mixed(0..100)).await;
+    send(&daemon, LIVE, 2, mixed(0..100)).await;
+    send(&daemon, REPLAY, 1, mixed(0..100)).await;
+    daemon.wait_archived(300).await;
+    let wanted = Subscription {
+        start: Start::Oldest,
+        sources: vec![(LIVE, 1), (REPLAY, 1)],
+        priority: Some(Priority::Emergency),
+    };
+    let mut follower = subscribe(&daemon, &wanted).await;
+    assert!(daemon.shutdown().await.is_clean());
+    let frames = take_to_end(&mut follower).await;
+
+    let received: Vec<Seen> = frames.iter().map(seen).collect();
+    let expected: Vec<Seen> = archived(&dir.0)
+        .into_iter()
+        .filter(|(_, kind, id, _, priority, _)| {
+            *priority == Priority::Emergency && wanted.sources.contains(&(*kind, *id))
+        })
+        .collect();
+    assert_eq!(expected.len(), 40);
+    assert_eq!(received, expected);
+}
+
+/// `count` 1 KiB routine frames as DATA bytes.
+fn kib_frames(sequences: std::ops::Range<u64>) -> BytesMut {
+    let mut bytes = BytesMut::new();
+    for sequence in sequences {
+        encode_data(&mut bytes, Priority::Routine, sequence, &[0x5a; 1024]);
+    }
+    bytes
+}
+
+/// A connection that subscribes and then never reads, with a small receive buffer.
+async fn stuck_consumer(addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let mut subscribe = BytesMut::new();
+    subscription(Start::Oldest).encode(&mut subscribe);
+    stream.write_all(&subscribe).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn a_consumer_that_never_reads_holds_back_neither_ingest_nor_others_nor_the_drain() {
+    let dir = TempDir::new("follow-stuck");
+    let mut config = archive_config(&dir.0);
+    config.shutdown.drain_deadline = Duration::from_secs(1);
+    let daemon = Running::start(&config).await;
+    let stuck = stuck_consumer(daemon.follow).await;
+    let mut reading = subscribe(&daemon, &subscription(Start::Oldest)).await;
+    // 16 MiB of frames: far more than the stuck consumer's socket buffers hold.
+    let total = 16 * 1024;
+    let mut source = Client::source(daemon.uplink, LIVE, 1).await;
+    for from in (0..total).step_by(1024) {
+        source.send_raw(&kib_frames(from..from + 1024)).await;
+    }
+    source.finish_sending().await;
+    let closed = source.read_to_close().await;
+    assert_eq!(
+        closed.final_ack,
+        Some(total - 1),
+        "ingest stored everything"
+    );
+    let frames = take(&mut reading, total as usize).await;
+    assert!(frames.iter().map(|f| f.frame.sequence).eq(0..total));
+
+    let report = daemon.shutdown().await;
+    assert!(
+        report.is_clean(),
+        "the drain does not wait for a stuck consumer: {report:?}"
+    );
+    assert!(take_to_end(&mut reading).await.is_empty());
+    // Cut off at the deadline: what its socket held, and no END.
+    let mut input = FramedRead::new(
+        stuck,
+        LengthDelimitedCodec::builder()
+            .max_frame_length(MAX_DAEMON_MESSAGE_LEN)
+            .new_codec(),
+    );
+    let mut received = 0;
+    while let Some(Ok(body)) = input.next().await {
+        match DaemonMessage::decode(body.freeze()).unwrap() {
+            DaemonMessage::Frames(run) => received += run.frames.len() as u64,
+            DaemonMessage::Subscribed { .. } => {}
+            other => panic!("a stuck consumer got {other:?}"),
+        }
+    }
+    assert!(
+        received < total,
+        "the stuck consumer got all {received} frames"
+    );
+}
+
+/// Sends raw bytes and returns the daemon's refusal.
+async fn refusal(addr: SocketAddr, bytes: &[u8]) -> (RefuseReason, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+    let body = tokio::time::timeout(PATIENCE, input.next())
+        .await
+        .expect("an answer in time")
+        .expect("an answer")
+        .expect("a readable answer");
+    match DaemonMessage::decode(body.freeze()).unwrap() {
+        DaemonMessage::Refused { reason, detail } => (reason, detail),
+        other => panic!("expected REFUSED, got {other:?}"),
+    }
+}
+
+async fn refused(daemon: &Running, start: Start) -> (RefuseReason, String) {
+    match Follower::subscribe(daemon.follow, &subscription(start)).await {
+        Err(FollowError::Refused { reason, detail }) => (reason, detail),
+        Err(other) => panic!("expected a refusal for {start}, got {other}"),
+        Ok(_) => panic!("{start} was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
+    let dir = TempDir::new("follow-refuse");
+    let mut config = archive_config(&dir.0);
+    config.archive.segment_bytes = 4096;
+    let daemon = Running::start(&config).await;
+    // One connection after another: one write to the archive each, so several segments.
+    for from in (0..500).step_by(50) {
+        send(&daemon, LIVE, 1, routine(from..from + 50)).await;
+    }
+    daemon.wait_archived(500).await;
+    let frames = archived(&dir.0);
+    assert!(segment::list_segments(&dir.0).unwrap().len() >= 3);
+    let first = frames[0].0;
+
+    // Not a SUBSCRIBE, a newer version, an oversize length, a truncated body.
+    let hello = [0, 0, 0, 7, 0x01, 1, 0, 0, 0, 0, 7];
+    assert_eq!(
+        refusal(daemon.follow, &hello).await.0,
+        RefuseReason::MalformedSubscribe
+    );
+    let mut good = BytesMut::new();
+    subscription(Start::Oldest).encode(&mut good);
+    let mut newer = good.to_vec();
+    newer[5] = 2;
+    assert_eq!(
+        refusal(daemon.follow, &newer).await.0,
+        RefuseReason::UnsupportedVersion
+    );
+    let (reason, detail) = refusal(daemon.follow, &[0, 1, 0, 0]).await;
+    assert_eq!(reason, RefuseReason::MalformedSubscribe, "{detail}");
+    let mut short = good.to_vec();
+    short[3] -= 1;
+    short.pop();
+    assert_eq!(
+        refusal(daemon.follow, &short).await.0,
+        RefuseReason::MalformedSubscribe
+    );
+
+    let past = Position {
+        segment: frames.last().unwrap().0.segment + 1,
+        offset: 8,
+        index: 0,
+    };
+    assert_eq!(
+        refused(&daemon, Start::After(past)).await.0,
+        RefuseReason::PositionPastEnd
+    );
+    let between = Position {
+        offset: first.offset + 1,
+        ..first
+    };
+    assert_eq!(
+        refused(&daemon, Start::After(between)).await.0,
+        RefuseReason::UnknownPosition
+    );
+    let too_far = Position {
+        index: 10_000,
+        ..first
+    };
+    let (reason, detail) = refused(&daemon, Start::After(too_far)).await;
+    assert_eq!(reason, RefuseReason::UnknownPosition);
+    assert!(detail.contains("no frame 10000"), "{detail}");
+    // An operator deletes the oldest segment.
+    std::fs::remove_file(dir.0.join(segment::segment_name(first.segment))).unwrap();
+    let (reason, detail) = refused(&daemon, Start::After(first)).await;
+    assert_eq!(reason, RefuseReason::SegmentDeleted, "{detail}");
+
+    // None of it affected the daemon: a good subscription still gets every frame kept.
+    let kept = archived(&dir.0);
+    let mut follower = subscribe(&daemon, &subscription(Start::Oldest)).await;
+    assert!(daemon.shutdown().await.is_clean());
+    let received: Vec<Seen> = take_to_end(&mut follower).await.iter().map(seen).collect();
+    assert_eq!(received, kept);
+}
+
+#[tokio::test]
+async fn a_daemon_without_archive_files_refuses_followers() {
+    let config = test_config();
+    let daemon = Daemon::new(config.clone(), Box::new(CountingSink::default()));
+    let running = Running::run(&config, daemon).await;
+    assert_eq!(
+        refused(&running, Start::Oldest).await.0,
+        RefuseReason::NoArchive
+    );
+    assert!(running.shutdown().await.is_clean());
+}
+
+async fn next_message(input: &mut FramedRead<TcpStream, LengthDelimitedCodec>) -> DaemonMessage {
+    let body = tokio::time::timeout(PATIENCE, input.next()).await;
+    let body = body
+        .expect("a message in time")
+        .expect("a message")
+        .unwrap();
+    DaemonMessage::decode(body.freeze()).unwrap()
+}
+
+#[tokio::test]
+async fn a_consumer_that_sends_after_subscribing_is_ended_with_the_reason() {
+    let dir = TempDir::new("follow-chatty");
+    let daemon = Running::start(&archive_config(&dir.0)).await;
+    let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
+    let mut bytes = BytesMut::new();
+    subscription(Start::Now).encode(&mut bytes);
+    stream.write_all(&bytes).await.unwrap();
+    let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+    assert!(matches!(
+        next_message(&mut input).await,
+        DaemonMessage::Subscribed { .. }
+    ));
+    input
+        .get_mut()
+        .write_all(&[0, 0, 0, 1, 0x11])
+        .await
+        .unwrap();
+    match next_message(&mut input).await {
+        DaemonMessage::End { reason, .. } => assert_eq!(reason, EndReason::UnexpectedMessage),
+        other => panic!("expected END, got {other:?}"),
+    }
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// The `aggregator` binary with followers enabled, and its follow and uplink addresses from the
+/// "aggregator listening" log line.
+struct Binary {
+    child: std::process::Child,
+    uplink: SocketAddr,
+    follow: SocketAddr,
+}
+
+impl Binary {
+    fn start(dir: &Path) -> Binary {
+        use std::io::BufRead;
+        let config = dir.join("aggregator.toml");
+        let text = format!(
+            "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
+             [monitor]\nenabled = false\n[consumer]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\
+             [log]\nformat = \"json\"\n[archive]\ndir = \"{}\"\n",
+            dir.join("archive").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the aggregator binary");
+        let (lines, listening) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("aggregator listening") {
+                    let _ = lines.send(line);
+                }
+            }
+        });
+        let line = listening
+            .recv_timeout(PATIENCE)
+            .expect("the daemon listens");
+        let field = |key: &str| -> SocketAddr {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let fields = value.get("fields").unwrap_or(&value);
+            fields[key].as_str().unwrap().parse().unwrap()
+        };
+        Binary {
+            uplink: field("uplink"),
+            follow: field("consumer"),
+            child,
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `aggregator tail ARGS` to its exit: status, standard output, standard error.
+async fn tail(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"));
+    command.arg("tail").args(args);
+    let run = tokio::task::spawn_blocking(move || command.output());
+    let out = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("tail exits in time")
+        .unwrap()
+        .expect("run aggregator tail");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+#[tokio::test]
+async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails() {
+    let dir = TempDir::new("follow-tail");
+    let daemon = Binary::start(&dir.0);
+    let mut source = Client::source(daemon.uplink, LIVE, 5).await;
+    source.send_frames(mixed(0..20)).await;
+    source.finish_sending().await;
+    source.read_to_close().await;
+
+    let addr = daemon.follow.to_string();
+    let (status, out, err) = tail(&["--addr", &addr, "--limit", "5", "--json"]).await;
+    assert_eq!(status, Some(0), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["kind"] == "live" && l["source"] == 5),
+        "{out}"
+    );
+    // Emergencies overtake: the archive's order, one FRAMES record per batch and priority.
+    let archive = archived(&dir.0.join("archive"));
+    for (line, stored) in lines.iter().zip(&archive) {
+        assert_eq!(line["position"], stored.0.to_string());
+        assert_eq!(line["sequence"], stored.3);
+        assert_eq!(line["payload_hex"], format!("{:016x}", stored.3));
+    }
+
+    // Resumed after the fifth, filtered to routine frames, as text.
+    let after = lines[4]["position"].as_str().unwrap();
+    let args = [
+        "--addr",
+        &addr,
+        "--from",
+        after,
+        "--priority",
+        "routine",
+        "--limit",
+        "3",
+    ];
+    let (status, out, err) = tail(&args).await;
+    assert_eq!(status, Some(0), "{err}");
+    let expected: Vec<String> = archive[5..]
+        .iter()
+        .filter(|f| f.4 == Priority::Routine)
+        .take(3)
+        .map(|f| {
+            format!(
+                "{} live:5 seq={} routine len=8 payload={:016x}",
+                f.0, f.3, f.3
+            )
+        })
+        .collect();
+    assert_eq!(expected.len(), 3);
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+
+    let (status, _, err) = tail(&["--addr", &addr, "--from", "99:8:0"]).await;
+    assert_eq!(status, Some(1));
+    assert!(err.contains("PositionPastEnd"), "{err}");
+    let (status, _, err) = tail(&["--addr", &addr, "--from", "yesterday"]).await;
+    assert_eq!(status, Some(2), "a usage error: {err}");
+
+    // Without --limit it runs until the daemon drains, then exits 0 having printed every frame.
+    let follower = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || follow_until_drained(&addr, daemon)
+    });
+    let (lines, status) = tokio::time::timeout(PATIENCE, follower)
+        .await
+        .expect("tail ends at the drain")
+        .unwrap();
+    assert_eq!(status, Some(0));
+    assert_eq!(lines, 20);
+    let (status, _, err) = tail(&["--addr", &addr]).await;
+    assert_eq!(status, Some(1));
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+/// Runs `aggregator tail --addr ADDR` until its first line (it has subscribed), then sends the
+/// daemon SIGTERM; returns how many lines the tail printed and its exit status.
+fn follow_until_drained(addr: &str, mut daemon: Binary) -> (usize, Option<i32>) {
+    use std::io::BufRead;
+    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["tail", "--addr", addr])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run aggregator tail");
+    let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    assert!(lines.next().is_some(), "a first frame");
+    let pid = libc::pid_t::try_from(daemon.child.id()).unwrap();
+    // SAFETY: a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let printed = 1 + lines.count();
+    let status = tail.wait().unwrap().code();
+    assert!(daemon.child.wait().unwrap().success(), "a clean drain");
+    (printed, status)
+}
+
+#[tokio::test]
+async fn a_full_listener_and_a_silent_consumer_are_refused_with_their_reason() {
+    let dir = TempDir::new("follow-limits");
+    let mut config = archive_config(&dir.0);
+    config.consumer.max_connections = 1;
+    config.connection.handshake_timeout = Duration::from_millis(200);
+    let daemon = Running::start(&config).await;
+    let first = subscribe(&daemon, &subscription(Start::Oldest)).await;
+    let (reason, detail) = refused(&daemon, Start::Oldest).await;
+    assert_eq!(reason, RefuseReason::TooManyConnections, "{detail}");
+    drop(first);
+
+    // The slot comes back once the first follower has gone; a consumer that then says nothing is
+    // refused when the handshake time is up.
+    let silent = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let stream = TcpStream::connect(daemon.follow).await.unwrap();
+            let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+            match next_message(&mut input).await {
+                DaemonMessage::Refused {
+                    reason: RefuseReason::TooManyConnections,
+                    ..
+                } => continue,
+                other => return other,
+            }
+        }
+    });
+    match silent.await.expect("a refusal in time") {
+        DaemonMessage::Refused { reason, .. } => {
+            assert_eq!(reason, RefuseReason::HandshakeTimeout)
+        }
+        other => panic!("expected REFUSED, got {other:?}"),
+    }
+    assert!(daemon.shutdown().await.is_clean());
+}
