@@ -445,3 +445,29 @@ fn ack_interval_stretches_to_keep_the_ack_budget() {
     assert_eq!(config.ack_interval(1_000).as_millis(), 50);
     assert_eq!(config.ack_interval(10_000).as_millis(), 500);
 }
+
+#[test]
+fn the_consumer_section_is_checked_like_the_others() {
+    let consumer = load("[consumer]\nenabled = true\nlisten = \"127.0.0.1:9702\"\n").consumer;
+    assert!(consumer.enabled);
+    assert_eq!(consumer.listen, "127.0.0.1:9702".parse().unwrap());
+    assert_eq!(consumer.max_connections, 64, "the default");
+    expect_error(
+        "[consumer]\nmax_connection = 9\n",
+        &["consumer.max_connection", "unknown field"],
+    );
+    expect_error(
+        "[consumer]\nmax_connections = 0\n",
+        &["consumer.max_connections", "at least 1"],
+    );
+    expect_error(
+        "[consumer]\nlisten = \"localhost:7702\"\n",
+        &["consumer.listen", "invalid socket address"],
+    );
+    expect_error(
+        "[consumer]\nenabled = true\nlisten = \"127.0.0.1:7700\"\n",
+        &["consumer.listen", "127.0.0.1:7700", "another listener"],
+    );
+    // A disabled listener binds nothing, so its address may be any.
+    load("[consumer]\nenabled = false\nlisten = \"127.0.0.1:7780\"\n");
+}
