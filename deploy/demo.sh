@@ -5,6 +5,12 @@
 # drain leaves nothing unacknowledged) and runs `aggregator archive verify` on the archive. The last
 # line is the verdict, OK or FAILED with the accounting; the exit status is 0 only with OK.
 #
+# At the start it prints the web dashboard's URL: the daemon stays up while the simulator runs,
+# so a person can watch the sources, the rate and the emergency frames there. A second into the
+# first scenario it publishes a catalog (a TLE set) with `aggregator catalog push`; every source
+# acknowledges it, and uplink-sim's summary says how many hold it. The timed scenarios
+# last 3 s; DEMO_SIM_SECS=120 plays them for two minutes instead, long enough to watch.
+#
 # Everything it writes is kept in demo-run/ at the top of the clone, emptied at the start of each
 # run: archive/ (the daemon's archive), aggregator.log (the daemon's whole log, with the
 # processor's debug line for every batch), and the output of uplink-sim and of the verify. The
@@ -13,7 +19,8 @@
 # still waiting in the daemon.
 #
 # Usage: deploy/demo.sh            (from anywhere inside a clone)
-# Environment: DEMO_SCENARIOS (default "brief default"); DEMO_UPLINK_PORT, DEMO_REPLAY_PORT,
+# Environment: DEMO_SCENARIOS (default "brief default"); DEMO_SIM_SECS (how long each scenario
+# but brief generates frames, default the scenario's 3 s); DEMO_UPLINK_PORT, DEMO_REPLAY_PORT,
 # DEMO_MONITOR_PORT (default 7700, 7701, 7780); DEMO_BIN_DIR (run the aggregator and uplink-sim
 # found there instead of building them); CARGO (default cargo).
 set -euo pipefail
@@ -25,6 +32,7 @@ scenarios="${DEMO_SCENARIOS:-brief default}"
 uplink_port="${DEMO_UPLINK_PORT:-7700}"
 replay_port="${DEMO_REPLAY_PORT:-7701}"
 monitor_port="${DEMO_MONITOR_PORT:-7780}"
+sim_secs="${DEMO_SIM_SECS:-}"
 run="$root/demo-run"
 archive="$run/archive"
 daemon_log="$run/aggregator.log"
@@ -59,6 +67,7 @@ fail() { failure="$*"; exit 1; }
 for port in "$uplink_port" "$replay_port" "$monitor_port"; do
     [[ $port =~ ^[0-9]+$ ]] || fail "$port is not a port number (DEMO_*_PORT)"
 done
+[[ -z $sim_secs || $sim_secs =~ ^[0-9]+$ ]] || fail "DEMO_SIM_SECS=$sim_secs is not a number of seconds"
 rm -rf "$run"
 mkdir -p "$run"
 
@@ -100,19 +109,42 @@ for _ in $(seq 200); do
     sleep 0.05
 done
 grep -q "aggregator listening" "$daemon_log" || fail "the daemon did not start listening within 10 s"
+echo "demo: the dashboard, live while the simulator runs: http://127.0.0.1:$monitor_port/"
+
+# The catalog published during the first scenario: two-line element sets, as operators send them.
+catalog_file="$run/catalog.tle"
+cat >"$catalog_file" <<'TLE'
+ISS (ZARYA)
+1 25544U 98067A   26326.50000000  .00016717  00000-0  10270-3 0  9005
+2 25544  51.6416 247.4627 0006703 130.5360 325.0288 15.72125391563537
+TLE
 
 sent=0
 acked=0
 summaries=()
+published=""
 for scenario in $scenarios; do
     echo
     echo "demo: uplink-sim --scenario $scenario"
     sim_out="$run/uplink-sim-$scenario.txt"
+    duration=()
+    [[ -n $sim_secs && $scenario != brief ]] && duration=(--duration "$sim_secs")
     "$bin/uplink-sim" --uplink "127.0.0.1:$uplink_port" --replay "127.0.0.1:$replay_port" \
-        --scenario "$scenario" --require-all-acked | tee "$sim_out" \
-        || fail "uplink-sim --scenario $scenario failed"
+        --scenario "$scenario" ${duration[@]+"${duration[@]}"} --require-all-acked >"$sim_out" &
+    sim_pid=$!
+    tail -f --pid "$sim_pid" "$sim_out" &
+    if [[ -z $published ]]; then
+        # While the sources stream: a demo's pause, not a synchronisation.
+        sleep 1
+        echo "demo: aggregator catalog push $catalog_file (while the sources stream)"
+        "$bin/aggregator" catalog push "$catalog_file" --addr "127.0.0.1:$monitor_port" \
+            || fail "aggregator catalog push failed"
+        published=yes
+    fi
+    wait "$sim_pid" || fail "uplink-sim --scenario $scenario failed"
     total="$(grep '^sim total:' "$sim_out")" || fail "no summary from uplink-sim --scenario $scenario"
     summaries+=("$scenario: $total")
+    summaries+=("$scenario: $(grep '^catalog:' "$sim_out" || echo 'catalog: no line')")
     sent=$((sent + $(sed -E 's/.* sent=([0-9]+) .*/\1/' <<<"$total")))
     acked=$((acked + $(sed -E 's/.* acked=([0-9]+) .*/\1/' <<<"$total")))
 done

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-use crate::ingest::protocol::DATA_HEADER;
+use crate::ingest::protocol::{DATA_HEADER, MAX_CATALOG_BYTES};
 
 /// The largest frame length the config accepts, to keep per-connection buffers sane.
 const MAX_FRAME_LENGTH_LIMIT: usize = 16 * 1024 * 1024;
@@ -67,6 +67,10 @@ pub struct Config {
     /// Where followers of the archive subscribe (`aggregator tail`, `docs/protocol.md`).
     #[serde(default)]
     pub consumer: ConsumerConfig,
+    #[serde(default)]
+    pub feed: FeedConfig,
+    #[serde(default)]
+    pub catalog: CatalogConfig,
     #[serde(default)]
     pub runtime: RuntimeConfig,
     #[serde(default)]
@@ -285,6 +289,48 @@ impl Default for ConsumerConfig {
     }
 }
 
+/// The monitor's live feed, `GET /feed`: lossy WebSocket subscribers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// Subscribers at once; one more is refused with HTTP 503.
+    pub max_subscribers: usize,
+    /// Bytes of socket reads one subscriber's queue may hold (its memory): what does not fit is
+    /// skipped for it and reported as a gap.
+    pub queue_bytes: usize,
+    /// Frames of each priority sent to one subscriber per second, at most (a second's worth may
+    /// come at once); what it would get beyond is skipped and reported as a gap.
+    pub max_frames_per_sec: u32,
+    /// A subscriber that takes longer than this to accept what it is sent is disconnected.
+    #[serde(rename = "send_timeout_ms", deserialize_with = "millis")]
+    pub send_timeout: Duration,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            max_subscribers: 16,
+            queue_bytes: 8 << 20,
+            max_frames_per_sec: 1_000,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Catalog updates: `PUT /catalog`, fanned out to every connected source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Largest catalog body accepted, in bytes; a larger one is refused with HTTP 413.
+    pub max_bytes: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig { max_bytes: 1 << 20 }
+    }
+}
+
 /// The archive: the consumer that must receive every frame.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -498,6 +544,8 @@ impl Default for Config {
             log: LogConfig::default(),
             monitor: MonitorConfig::default(),
             consumer: ConsumerConfig::default(),
+            feed: FeedConfig::default(),
+            catalog: CatalogConfig::default(),
             runtime: RuntimeConfig::default(),
             archive: ArchiveConfig::default(),
         }
@@ -562,6 +610,12 @@ impl Config {
                 "connection.ack_budget_per_sec",
                 self.connection.ack_budget_per_sec as usize,
             ),
+            ("feed.max_subscribers", self.feed.max_subscribers),
+            ("catalog.max_bytes", self.catalog.max_bytes),
+            (
+                "feed.max_frames_per_sec",
+                self.feed.max_frames_per_sec as usize,
+            ),
             ("runtime.worker_threads", self.runtime.worker_threads),
             (
                 "runtime.event_interval",
@@ -583,6 +637,7 @@ impl Config {
             ("shutdown.drain_deadline_ms", self.shutdown.drain_deadline),
             ("dashboard.stats_interval_ms", self.dashboard.stats_interval),
             ("archive.sync_interval_ms", self.archive.sync_interval),
+            ("feed.send_timeout_ms", self.feed.send_timeout),
         ];
         for (key, value) in durations {
             if value.is_zero() {
@@ -610,6 +665,24 @@ impl Config {
                 format!(
                     "{} is below connection.read_buffer ({}): the budget must hold at least one full read",
                     c.read_budget, c.read_buffer
+                ),
+            ));
+        }
+        if self.feed.queue_bytes < c.read_buffer {
+            return Err((
+                "feed.queue_bytes",
+                format!(
+                    "{} is below connection.read_buffer ({}): a subscriber's queue must hold at least one full read",
+                    self.feed.queue_bytes, c.read_buffer
+                ),
+            ));
+        }
+        if self.catalog.max_bytes > MAX_CATALOG_BYTES {
+            return Err((
+                "catalog.max_bytes",
+                format!(
+                    "{} is above the protocol's limit of {MAX_CATALOG_BYTES} bytes",
+                    self.catalog.max_bytes
                 ),
             ));
         }

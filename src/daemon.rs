@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, SyncPolicy};
+use crate::catalog::CatalogHandle;
 use crate::config::Config;
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Shared;
@@ -36,6 +37,7 @@ use crate::ops::dashboard::{self, FrameFeed};
 use crate::ops::stats::{self, PipelineStats, Stats};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::fan_in::{priority_fan_in, FanIn};
+use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
 
@@ -94,7 +96,8 @@ pub struct Daemon {
     fan_in: FanIn,
     archive_tx: FrameSender<Arc<Batch>>,
     archive_rx: FrameReceiver<Arc<Batch>>,
-    subscribers: broadcast::Sender<Arc<Batch>>,
+    fan_out: FanOut,
+    subscribe: Subscribe,
     published: watch::Sender<PipelineStats>,
     sink: Box<dyn ArchiveSink>,
     /// The archive's durable end, for followers (`None` when it keeps no files).
@@ -103,6 +106,7 @@ pub struct Daemon {
     followers: Option<TcpListener>,
     drain: CancellationToken,
     tracker: TaskTracker,
+    catalog: CatalogHandle,
 }
 
 /// The stats publisher, which runs until the drain is over so that the last figures go out.
@@ -133,12 +137,13 @@ impl Daemon {
             stats.clone(),
         );
         let (archive_tx, archive_rx) = frame_queue(p.archive_capacity);
-        let (subscribers, _) = broadcast::channel(p.dashboard_capacity);
+        let (fan_out, subscribe) = fan_out(stats.clone());
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
         let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
         let (published, _) = watch::channel(PipelineStats::default());
         let durable = sink.durable_end();
+        let catalog = CatalogHandle::in_memory(config.catalog.max_bytes);
         Daemon {
             config: Arc::new(config),
             stats,
@@ -146,19 +151,33 @@ impl Daemon {
             fan_in,
             archive_tx,
             archive_rx,
-            subscribers,
+            fan_out,
+            subscribe,
             published,
             sink,
             durable,
             followers: None,
             drain,
             tracker,
+            catalog,
         }
     }
 
     /// Serves followers of the archive on `listener` (`consumer.listen`) while the daemon runs.
     pub fn serve_followers(&mut self, listener: TcpListener) {
         self.followers = Some(listener);
+    }
+
+    /// Serves `catalog` (a stored one: the binary opens it next to the archive) instead of one
+    /// kept in memory.
+    pub fn with_catalog(mut self, catalog: CatalogHandle) -> Daemon {
+        self.catalog = catalog;
+        self
+    }
+
+    /// The catalog: publish to it (`PUT /catalog`), or watch it.
+    pub fn catalog(&self) -> CatalogHandle {
+        self.catalog.clone()
     }
 
     /// The live counters (lock-free reads).
@@ -184,9 +203,25 @@ impl Daemon {
         self.published.subscribe()
     }
 
-    /// A lossy subscription to every processed batch, like the dashboard's. Take it before `run`.
+    /// A lossy subscription to every processed batch, like the dashboard's, holding at most
+    /// `pipeline.dashboard_capacity` batches. Take it before `run`.
     pub fn subscribe_frames(&self, name: &'static str) -> FrameFeed {
-        FrameFeed::new(self.subscribers.subscribe(), self.stats.clone(), name)
+        FrameFeed::new(
+            &self.subscribe,
+            self.config.pipeline.dashboard_capacity,
+            name,
+        )
+    }
+
+    /// Subscribes to processed batches at any time, with a filter and a bound of your own (the
+    /// monitor's `/feed`).
+    pub fn frames(&self) -> Subscribe {
+        self.subscribe.clone()
+    }
+
+    /// The configuration the daemon runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Serves until `shutdown` resolves, then drains within the configured deadline.
@@ -209,6 +244,7 @@ impl Daemon {
             drain: drain.clone(),
             storage_lost: storage_lost.clone(),
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
+            catalog: self.catalog.clone(),
         });
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {
@@ -255,21 +291,23 @@ impl Daemon {
             fan_in,
             archive_tx,
             archive_rx,
-            subscribers,
+            fan_out,
+            subscribe,
             published,
             sink,
             drain,
             tracker,
             ..
         } = self;
-        let dashboard_feed = FrameFeed::new(subscribers.subscribe(), stats.clone(), "dashboard");
+        let dashboard_feed =
+            FrameFeed::new(&subscribe, config.pipeline.dashboard_capacity, "dashboard");
         tracker.spawn(dashboard::run(dashboard_feed, published.subscribe()));
         tracker.spawn(
             Processor {
                 fan_in,
                 archive_emergency: archive_tx.with_own_bound(config.pipeline.emergency_capacity),
                 archive: archive_tx,
-                subscribers,
+                subscribers: fan_out,
                 stats: stats.clone(),
             }
             .run(),

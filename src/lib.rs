@@ -13,12 +13,15 @@
 //!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
 //! - [`follow`]: consumers that read the archive from a position and then follow it live: the
 //!   follow protocol, positions, the listener and its per-follower tasks, and `aggregator tail`.
-//! - [`ops`]: how operators see it: statistics, the monitor's HTTP endpoint, the dashboard, logs.
+//! - [`ops`]: how operators see it: statistics, the monitor's HTTP endpoint, the dashboard and
+//!   the web dashboard page, logs.
+//! - [`catalog`]: catalog updates that operators publish and every connected source receives.
 //! - [`daemon`]: the stages wired together, and the drain.
 //! - [`config`]: the config file, `aggregator.toml`, with its defaults and validation.
 //! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.
 
 pub mod archive;
+pub mod catalog;
 pub mod config;
 pub mod daemon;
 pub mod follow;

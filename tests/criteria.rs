@@ -716,7 +716,7 @@ async fn slow_dashboard_lags_logs_and_continues() {
     );
     let logged = String::from_utf8(log.lock().unwrap().clone()).unwrap();
     assert!(
-        logged.contains("WARN") && logged.contains("slow") && logged.contains("missed_batches"),
+        logged.contains("WARN") && logged.contains("slow") && logged.contains("missed_frames"),
         "the lag is logged as a warning naming the consumer and the count: {logged}"
     );
 

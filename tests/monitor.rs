@@ -7,11 +7,9 @@ mod common;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use aggregator::ops::monitor::{self, render_metrics, MonitorState};
+use aggregator::ops::monitor::render_metrics;
 use aggregator::{Health, SourceKind};
 use common::{wait_until, Archive, Client, TestDaemon, PATIENCE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// A daemon with the endpoint served beside it, as the binary does.
@@ -21,37 +19,14 @@ async fn start(gated: bool) -> (TestDaemon, Archive, SocketAddr, CancellationTok
     } else {
         Archive::open()
     };
-    let (daemon, state) = TestDaemon::start_with(common::test_config(), sink, |d| {
-        MonitorState::new(d.stats(), d.router(), d.health())
-    })
-    .await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(monitor::serve(
-        listener,
-        state,
-        stop.clone().cancelled_owned(),
-    ));
+    let (daemon, addr, stop) = common::start_monitored(common::test_config(), sink).await;
     (daemon, archive, addr, stop)
 }
 
 /// A plain HTTP/1.1 GET: (status, body).
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("a complete response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    (status, body.to_string())
+    let (status, _, body) = common::http_get(addr, path).await;
+    (status, body)
 }
 
 fn metric(text: &str, series: &str) -> u64 {
@@ -85,6 +60,8 @@ async fn stats_metrics_and_health_match_the_pipeline_counters() {
     assert_eq!(json["stats"]["frames_processed"], 500);
     assert_eq!(json["stats"]["emergency_frames"], 10);
     assert_eq!(json["stats"]["frames_archived"], 500);
+    assert!(stats.bytes_processed > 0);
+    assert_eq!(json["stats"]["bytes_archived"], stats.bytes_processed);
     assert_eq!(json["frames_in_flight"], 0);
     assert!(json["rates"]["frames_per_sec"].is_number());
     let sources = json["sources"].as_array().unwrap();

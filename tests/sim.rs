@@ -645,9 +645,9 @@ fn after_a_first_connection_a_source_gives_up_after_give_up_after() {
 }
 
 /// `deploy/demo.sh` on the binaries under test, in a scratch copy of what it reads: it listens
-/// where `DEMO_*_PORT` say, keeps and verifies its archive, ends with its verdict, and of the
-/// processor's per-batch debug lines shows only a few emergency batches, each followed by the
-/// routine batch of its source, sent before it, that it overtook.
+/// where `DEMO_*_PORT` say, names the dashboard's URL, keeps and verifies its archive, ends with
+/// its verdict, and of the processor's per-batch debug lines shows only a few emergency batches,
+/// each followed by the routine batch of its source, sent before it, that it overtook.
 #[test]
 fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() {
     let scratch = common::TempDir::new("demo");
@@ -681,6 +681,12 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
     assert!(
         output.contains(&format!(
             "uplink=127.0.0.1:{uplink} replay=127.0.0.1:{replay} monitor=127.0.0.1:{monitor}"
+        )),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "dashboard, live while the simulator runs: http://127.0.0.1:{monitor}/"
         )),
         "{output}"
     );

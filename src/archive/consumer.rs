@@ -76,6 +76,7 @@ impl Unsynced {
 
     /// Everything written is stored now: count it and let the sources acknowledge it.
     fn stored(self, stats: &Stats) {
+        stats.archived_bytes(self.bytes);
         for (source, span) in self.spans {
             stats.archived(span.frames);
             source.stored(span);

@@ -34,6 +34,20 @@ pub fn parse_kind(text: &str) -> Result<SourceKind, String> {
     }
 }
 
+/// Parses a source as `KIND:ID`, for example `live:7` or `replay:2`.
+pub fn parse_source(text: &str) -> Result<(SourceKind, u32), String> {
+    let (kind, id) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not KIND:ID (for example live:7)"))?;
+    let id = id.parse().map_err(|_| {
+        format!(
+            "{text:?}: the id {id:?} is not a number from 0 to {}",
+            u32::MAX
+        )
+    })?;
+    Ok((parse_kind(kind)?, id))
+}
+
 /// Parses `emergency` or `routine`.
 pub fn parse_priority(text: &str) -> Result<Priority, String> {
     match text {

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aggregator::archive::tools::{self, parse_kind, parse_priority, Filter};
+use aggregator::catalog::push::{push, PushError};
+use aggregator::catalog::store::Store;
+use aggregator::catalog::CatalogHandle;
 use aggregator::config::LogFormat;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
@@ -49,6 +52,29 @@ enum Command {
     /// Exit status: 0 after --limit frames, or at the daemon's END after it drained; 1 when the
     /// daemon cannot be reached, refuses the subscription, or ends it for another reason.
     Tail(TailArgs),
+    /// Catalog updates: reference data every connected source receives (docs/protocol.md).
+    Catalog {
+        #[command(subcommand)]
+        tool: CatalogTool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogTool {
+    /// Publish FILE as the next catalog version, through the monitor's `PUT /catalog`.
+    ///
+    /// Prints the version once the daemon has stored it. Exit status: 0 when published, 1 when
+    /// the daemon refused it (the reason is printed), 2 when FILE or the daemon cannot be reached.
+    Push {
+        /// The catalog's contents.
+        file: PathBuf,
+        /// The monitor's address.
+        #[arg(long, default_value = "127.0.0.1:7780")]
+        addr: std::net::SocketAddr,
+        /// The content type sent with it.
+        #[arg(long, default_value = "text/plain")]
+        content_type: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,6 +164,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Archive { tool }) => return archive(tool),
         Some(Command::Tail(args)) => return tail(args),
+        Some(Command::Catalog { tool }) => return catalog(tool),
         None => {}
     }
     let mut config = match Config::load(&cli.config) {
@@ -190,6 +217,9 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         false => None,
     };
     let (sink, resume) = aggregator::archive::open(&config.archive)?;
+    // Next to the archive, whose directory lock keeps a second daemon from publishing into it.
+    let catalog = CatalogHandle::open(Store::in_dir(&config.archive.dir), config.catalog.max_bytes)
+        .map_err(std::io::Error::other)?;
     tracing::info!(
         uplink = %listeners.uplink.local_addr()?,
         replay = %listeners.replay.local_addr()?,
@@ -204,13 +234,13 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         version = env!("CARGO_PKG_VERSION"),
         "aggregator listening"
     );
-    let mut daemon = Daemon::with_resume(config, sink, resume);
+    let mut daemon = Daemon::with_resume(config, sink, resume).with_catalog(catalog);
     if let Some(listener) = follow_listener {
         daemon.serve_followers(listener);
     }
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
-        let state = MonitorState::new(daemon.stats(), daemon.router(), daemon.health());
+        let state = MonitorState::new(&daemon);
         tokio::spawn(monitor::serve(
             listener,
             state,
@@ -281,6 +311,52 @@ fn tail(args: TailArgs) -> ExitCode {
 fn notify_systemd(state: NotifyState) {
     if let Err(err) = sd_notify::notify(false, &[state]) {
         tracing::debug!(error = %err, "sd_notify failed");
+    }
+}
+
+/// Runs a catalog tool.
+fn catalog(tool: CatalogTool) -> ExitCode {
+    let CatalogTool::Push {
+        file,
+        addr,
+        content_type,
+    } = tool;
+    let body = match std::fs::read(&file) {
+        Ok(body) => body,
+        Err(err) => {
+            eprintln!(
+                "aggregator catalog push: cannot read {}: {err}",
+                file.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let pushed = match runtime {
+        Ok(runtime) => runtime.block_on(push(addr, &content_type, &body)),
+        Err(err) => {
+            eprintln!("aggregator catalog push: cannot start the runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match pushed {
+        Ok(version) => {
+            println!(
+                "catalog version {version} published ({} bytes, {content_type})",
+                body.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err @ PushError::Refused { .. }) => {
+            eprintln!("aggregator catalog push: {err}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("aggregator catalog push: {err}");
+            ExitCode::from(2)
+        }
     }
 }
 

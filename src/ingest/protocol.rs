@@ -16,8 +16,16 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use crate::pipeline::frame::{Priority, SourceKind};
 
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The newest protocol version this build speaks: 2 adds the catalog (CATALOG, CATALOG_ACK).
+pub const VERSION: u8 = 2;
+/// The oldest version still accepted: a version-1 source is served without catalogs.
+pub const MIN_VERSION: u8 = 1;
+/// The first version with CATALOG and CATALOG_ACK.
+pub const CATALOG_VERSION: u8 = 2;
+/// The largest catalog body a daemon may be configured to send (`catalog.max_bytes`).
+pub const MAX_CATALOG_BYTES: usize = 16 << 20;
+/// The longest message a daemon sends: a CATALOG with the largest body and content type.
+pub const MAX_SERVER_MESSAGE: usize = 10 + 255 + MAX_CATALOG_BYTES;
 /// Bytes of the length prefix in front of every message.
 pub const LENGTH_PREFIX: usize = 4;
 /// Bytes of a DATA body before its payload: type, priority, sequence.
@@ -29,11 +37,13 @@ pub const MAX_SEQUENCE: u64 = u64::MAX - 1;
 const HELLO: u8 = 0x01;
 const DATA: u8 = 0x02;
 const PING: u8 = 0x03;
+const CATALOG_ACK: u8 = 0x04;
 const WELCOME: u8 = 0x81;
 const REFUSED: u8 = 0x82;
 const ACK: u8 = 0x83;
 const CLOSE: u8 = 0x84;
 const PONG: u8 = 0x85;
+const CATALOG: u8 = 0x86;
 
 /// Why a message could not be framed or decoded. Each variant names the cause for the log line and
 /// for the detail text sent back to the peer.
@@ -68,7 +78,7 @@ pub enum ProtocolError {
 /// The first message of every connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
-    /// Must equal [`VERSION`].
+    /// From [`MIN_VERSION`] to [`VERSION`]: the version the connection speaks.
     pub version: u8,
     /// Must match the listener the source connected to.
     pub kind: SourceKind,
@@ -92,6 +102,8 @@ pub enum ClientMessage {
     /// A keep-alive: the daemon answers PONG with the same token, and a source that sends one
     /// is not idle.
     Ping(u64),
+    /// The source holds this catalog version (protocol version 2).
+    CatalogAck(u64),
 }
 
 /// Why the daemon refused a hello. The connection is closed after the refusal.
@@ -145,6 +157,13 @@ pub enum ServerMessage {
     Ack { sequence: u64 },
     /// The answer to a PING, with its token.
     Pong(u64),
+    /// The latest catalog (protocol version 2): sent after WELCOME and whenever a new one is
+    /// published.
+    Catalog {
+        version: u64,
+        content_type: String,
+        body: Bytes,
+    },
     /// The last message on an accepted connection. `final_ack` repeats the highest acknowledged
     /// sequence: frames above it were not accepted and must be sent again.
     Close {
@@ -273,6 +292,11 @@ impl ClientMessage {
                 dst.put_u8(PING);
                 dst.put_u64(*token);
             }
+            ClientMessage::CatalogAck(version) => {
+                dst.put_u32(9);
+                dst.put_u8(CATALOG_ACK);
+                dst.put_u64(*version);
+            }
         }
     }
 
@@ -316,6 +340,16 @@ impl ClientMessage {
                 length: body.len(),
                 expected: "exactly 9",
             }),
+            [CATALOG_ACK, a, b, c, d, e, f, g, h] => {
+                Ok(MessageView::CatalogAck(u64::from_be_bytes([
+                    a, b, c, d, e, f, g, h,
+                ])))
+            }
+            [CATALOG_ACK, ..] => Err(ProtocolError::BadLength {
+                message: "CATALOG_ACK",
+                length: body.len(),
+                expected: "exactly 9",
+            }),
             [other, ..] => Err(ProtocolError::UnknownType(other)),
         }
     }
@@ -330,6 +364,7 @@ impl ClientMessage {
                 payload: body.slice(DATA_HEADER..),
             }),
             MessageView::Ping(token) => ClientMessage::Ping(token),
+            MessageView::CatalogAck(version) => ClientMessage::CatalogAck(version),
         })
     }
 }
@@ -340,6 +375,7 @@ pub enum MessageView {
     Hello(Hello),
     Data { priority: Priority, sequence: u64 },
     Ping(u64),
+    CatalogAck(u64),
 }
 
 impl ServerMessage {
@@ -370,6 +406,19 @@ impl ServerMessage {
                 dst.put_u32(9);
                 dst.put_u8(PONG);
                 dst.put_u64(*token);
+            }
+            ServerMessage::Catalog {
+                version,
+                content_type,
+                body,
+            } => {
+                dst.reserve(LENGTH_PREFIX + 10 + content_type.len() + body.len());
+                dst.put_u32((10 + content_type.len() + body.len()) as u32);
+                dst.put_u8(CATALOG);
+                dst.put_u64(*version);
+                dst.put_u8(content_type.len() as u8);
+                dst.put_slice(content_type.as_bytes());
+                dst.put_slice(body);
             }
             ServerMessage::Close {
                 reason,
@@ -418,6 +467,23 @@ impl ServerMessage {
             PONG => {
                 expect_len("PONG", &body, len == 9, "exactly 9")?;
                 Ok(ServerMessage::Pong(body.get_u64()))
+            }
+            CATALOG => {
+                expect_len("CATALOG", &body, len >= 10, "at least 10")?;
+                let version = body.get_u64();
+                let type_len = usize::from(body.get_u8());
+                expect_len(
+                    "CATALOG",
+                    &body,
+                    body.len() >= type_len,
+                    "room for its content type",
+                )?;
+                let content_type = String::from_utf8_lossy(&body.split_to(type_len)).into_owned();
+                Ok(ServerMessage::Catalog {
+                    version,
+                    content_type,
+                    body,
+                })
             }
             CLOSE => {
                 expect_len("CLOSE", &body, len >= 11, "at least 11")?;
@@ -542,10 +608,11 @@ pub struct ClientCodec {
     inner: LengthDelimitedCodec,
 }
 
-impl ClientCodec {
-    pub fn new(max_frame_length: usize) -> Self {
+impl Default for ClientCodec {
+    /// Reads messages up to [`MAX_SERVER_MESSAGE`] bytes: whatever a daemon may send.
+    fn default() -> Self {
         ClientCodec {
-            inner: length_codec(max_frame_length),
+            inner: length_codec(MAX_SERVER_MESSAGE),
         }
     }
 }
@@ -598,6 +665,7 @@ mod tests {
                 payload: Bytes::from_static(b"SAFE_MODE"),
             }),
             ClientMessage::Ping(0x0102_0304_0506_0708),
+            ClientMessage::CatalogAck(7),
         ] {
             let mut buf = BytesMut::new();
             message.encode(&mut buf);
@@ -618,6 +686,11 @@ mod tests {
             },
             ServerMessage::Ack { sequence: 9 },
             ServerMessage::Pong(u64::MAX),
+            ServerMessage::Catalog {
+                version: 3,
+                content_type: "text/plain".into(),
+                body: Bytes::from_static(b"1 25544U 98067A"),
+            },
             ServerMessage::Close {
                 reason: CloseReason::Shutdown,
                 final_ack: None,
@@ -682,5 +755,22 @@ mod tests {
                 max: 64
             })
         );
+    }
+
+    /// The example at the end of `docs/protocol.md`'s wire section, byte for byte.
+    #[test]
+    fn the_documented_catalog_example_is_what_the_code_writes() {
+        let mut out = BytesMut::new();
+        ServerMessage::Catalog {
+            version: 3,
+            content_type: "text/plain".into(),
+            body: Bytes::from_static(b"TLE"),
+        }
+        .encode(&mut out);
+        ClientMessage::CatalogAck(3).encode(&mut out);
+        let documented = "00000017 86 0000000000000003 0a 746578742f706c61696e 544c45 \
+                          00000009 04 0000000000000003";
+        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, documented.split_whitespace().collect::<String>());
     }
 }

@@ -7,7 +7,7 @@
 //! batch in it through the batch's source.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -27,6 +27,10 @@ pub struct Source {
     last_sequence: AtomicSeq,
     stored: AtomicU64,
     ledger: Arc<Ledger>,
+    /// The connection speaks a protocol version with catalogs.
+    takes_catalogs: AtomicBool,
+    /// The newest catalog version the source acknowledged holding.
+    catalog_version: AtomicSeq,
 }
 
 /// A source's counters at one moment, for listings and monitoring.
@@ -47,6 +51,10 @@ pub struct SourceSnapshot {
     pub last_acked: Option<u64>,
     /// Frames admitted and not yet stored.
     pub lag: u64,
+    /// Whether the connection receives catalogs (protocol version 2 and later).
+    pub takes_catalogs: bool,
+    /// The newest catalog version the source acknowledged holding.
+    pub catalog_version: Option<u64>,
 }
 
 impl Source {
@@ -64,7 +72,19 @@ impl Source {
             last_sequence: AtomicSeq::new(ledger.accepted()),
             stored: AtomicU64::new(0),
             ledger,
+            takes_catalogs: AtomicBool::new(false),
+            catalog_version: AtomicSeq::new(None),
         }
+    }
+
+    /// Called by the connection once it knows the source's protocol version takes catalogs.
+    pub(crate) fn takes_catalogs(&self) {
+        self.takes_catalogs.store(true, Relaxed);
+    }
+
+    /// Called by the connection for each CATALOG_ACK that names a version it sent.
+    pub(crate) fn holds_catalog(&self, version: u64) {
+        self.catalog_version.raise(Some(version));
     }
 
     /// Called when a batch of the source (its frames' `span`) enters the fan-in.
@@ -119,6 +139,8 @@ impl Source {
             last_sequence: self.last_sequence.load(),
             last_acked: self.last_acked(),
             lag: frames.saturating_sub(self.stored.load(Relaxed)),
+            takes_catalogs: self.takes_catalogs.load(Relaxed),
+            catalog_version: self.catalog_version.load(),
         }
     }
 }

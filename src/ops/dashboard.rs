@@ -1,72 +1,67 @@
 //! The monitoring dashboard: a consumer that may fall behind but never stalls anything.
 //!
-//! It follows the processed frames through the broadcast fan-out, where a slow reader is told how
+//! It follows the processed frames through the lossy fan-out, where a slow reader is told how
 //! much it missed instead of holding up the processor, and logs a one-line stats snapshot each time
 //! the stats publisher sends a new one. [`FrameFeed`] is the lag-tolerant subscription it uses;
 //! any other lossy consumer gets one from [`crate::Daemon::subscribe_frames`].
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::ops::stats::{processing_rates, PipelineStats, Stats};
+use crate::ops::stats::{processing_rates, PipelineStats};
 use crate::pipeline::batch::Batch;
+use crate::pipeline::fan_out::{Bound, Delivery, Filter, Finished, Subscribe, Subscription};
 
 /// A subscription to processed batches that survives falling behind.
 #[derive(Debug)]
 pub struct FrameFeed {
-    rx: broadcast::Receiver<Arc<Batch>>,
-    stats: Stats,
+    subscription: Subscription,
     name: &'static str,
 }
 
 impl FrameFeed {
-    pub(crate) fn new(
-        rx: broadcast::Receiver<Arc<Batch>>,
-        stats: Stats,
-        name: &'static str,
-    ) -> Self {
-        FrameFeed { rx, stats, name }
+    /// Every batch, with room for `capacity` batches queued.
+    pub(crate) fn new(subscribe: &Subscribe, capacity: usize, name: &'static str) -> Self {
+        let bound = Bound {
+            batches: capacity,
+            bytes: usize::MAX,
+        };
+        let subscription = subscribe.subscribe(Filter::default(), bound);
+        FrameFeed { subscription, name }
     }
 
-    /// The next batch still in the fan-out, or `None` once the processor has finished. When the
-    /// feed fell behind, the skipped batches are logged and counted, and it carries on.
+    /// The next batch still queued, or `None` once the processor has finished. When the feed fell
+    /// behind, the skipped frames are logged, and it carries on.
     pub async fn next(&mut self) -> Option<Arc<Batch>> {
         loop {
-            match self.rx.recv().await {
-                Ok(batch) => return Some(batch),
-                Err(broadcast::error::RecvError::Lagged(missed)) => self.lagged(missed),
-                Err(broadcast::error::RecvError::Closed) => return None,
+            match self.subscription.next().await? {
+                Delivery::Batch(batch) => return Some(batch),
+                Delivery::Gap(missed) => self.lagged(missed),
             }
         }
     }
 
-    /// The next batch if one is waiting right now; `Err(Closed)` once the processor has finished.
-    pub fn try_next(&mut self) -> Result<Option<Arc<Batch>>, Closed> {
+    /// The next batch if one is queued right now; `Err(Finished)` once the processor has finished.
+    pub fn try_next(&mut self) -> Result<Option<Arc<Batch>>, Finished> {
         loop {
-            match self.rx.try_recv() {
-                Ok(batch) => return Ok(Some(batch)),
-                Err(broadcast::error::TryRecvError::Lagged(missed)) => self.lagged(missed),
-                Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
-                Err(broadcast::error::TryRecvError::Closed) => return Err(Closed),
+            match self.subscription.try_next()? {
+                Some(Delivery::Batch(batch)) => return Ok(Some(batch)),
+                Some(Delivery::Gap(missed)) => self.lagged(missed),
+                None => return Ok(None),
             }
         }
     }
 
-    fn lagged(&self, missed: u64) {
-        self.stats.lagged(missed);
+    fn lagged(&self, missed_frames: u64) {
         tracing::warn!(
             consumer = self.name,
-            missed_batches = missed,
-            "fell behind the fan-out; skipping to the oldest batch still held"
+            missed_frames,
+            "fell behind the fan-out; skipped what did not fit its queue"
         );
     }
 }
-
-/// The fan-out has ended: the processor finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Closed;
 
 /// Follows the fan-out and logs each published stats snapshot until the pipeline has drained.
 ///
@@ -84,7 +79,7 @@ pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineSta
                     match feed.try_next() {
                         Ok(Some(batch)) => frames_seen += batch.len() as u64,
                         Ok(None) => break,
-                        Err(Closed) => {
+                        Err(Finished) => {
                             tracing::debug!(frames_seen, "dashboard: fan-out closed");
                             return;
                         }

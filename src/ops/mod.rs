@@ -1,10 +1,14 @@
-//! How operators see the daemon: counters, the monitor's HTTP endpoint, the dashboard, the logs.
+//! How operators see the daemon: counters, the monitor's HTTP endpoint, the dashboard, the web
+//! dashboard page, the logs.
 //!
 //! Nothing here is on the data path's critical section: stages add to atomic counters, and every
 //! reader (the monitor, the dashboard, the stats line) takes snapshots, so watching the daemon
 //! never slows it.
 
+pub mod catalog;
 pub mod dashboard;
+pub mod feed;
 pub mod logging;
 pub mod monitor;
 pub mod stats;
+pub mod web;

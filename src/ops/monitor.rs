@@ -1,8 +1,11 @@
 //! The HTTP monitoring endpoint: what an operator's dashboards, Prometheus and load balancer read.
 //!
+//! - `GET /`: the web dashboard ([`crate::ops::web`]), a page that reads `/stats` and the feed;
 //! - `GET /stats`: the latest counters as JSON, with rates and the per-source table;
 //! - `GET /metrics`: the same counters in the Prometheus text exposition format;
-//! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503).
+//! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503);
+//! - `GET /feed`: the live feed, a WebSocket ([`crate::ops::feed`]);
+//! - `PUT /catalog`: publishes a catalog to every connected source ([`crate::ops::catalog`]).
 //!
 //! Every figure comes from atomic loads (`Stats::snapshot`, `Source::snapshot`); the per-source
 //! table is a request to the router actor, which answers from those same atomics. Serving a scrape
@@ -16,18 +19,21 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{Health, HealthProbe};
+use crate::catalog::CatalogHandle;
+use crate::daemon::{Daemon, Health, HealthProbe};
 use crate::ingest::router::RouterHandle;
 use crate::ingest::source::SourceSnapshot;
+use crate::ops::catalog::{self, CatalogBody};
+use crate::ops::feed::{self, FeedState};
 use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, Stats};
 
 /// How often rates are sampled.
@@ -39,8 +45,22 @@ pub struct MonitorState {
     stats: Stats,
     router: RouterHandle,
     health: HealthProbe,
+    feed: FeedState,
+    catalog: CatalogHandle,
     rates: Arc<Rates>,
     started: Instant,
+}
+
+impl FromRef<MonitorState> for FeedState {
+    fn from_ref(state: &MonitorState) -> Self {
+        state.feed.clone()
+    }
+}
+
+impl FromRef<MonitorState> for CatalogHandle {
+    fn from_ref(state: &MonitorState) -> Self {
+        state.catalog.clone()
+    }
 }
 
 /// The latest rates, as `f64` bits in atomics.
@@ -51,11 +71,20 @@ struct Rates {
 }
 
 impl MonitorState {
-    pub fn new(stats: Stats, router: RouterHandle, health: HealthProbe) -> Self {
+    /// Takes its handles from `daemon`; call before [`Daemon::run`].
+    pub fn new(daemon: &Daemon) -> Self {
+        let stats = daemon.stats();
         MonitorState {
+            feed: FeedState::new(
+                daemon.frames(),
+                daemon.catalog(),
+                daemon.config().feed.clone(),
+                stats.clone(),
+            ),
             stats,
-            router,
-            health,
+            router: daemon.router(),
+            health: daemon.health(),
+            catalog: daemon.catalog(),
             rates: Arc::default(),
             started: Instant::now(),
         }
@@ -75,9 +104,12 @@ pub async fn serve(
         sampling.clone(),
     ));
     let app = Router::new()
+        .merge(crate::ops::web::routes())
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/feed", get(feed::feed))
+        .route("/catalog", put(catalog::put))
         .with_state(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
@@ -87,7 +119,10 @@ pub async fn serve(
 }
 
 async fn sample_rates(stats: Stats, rates: Arc<Rates>, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(RATE_WINDOW);
+    // The first sample a window from now: an interval's first tick is immediate, and a rate over
+    // the microseconds until it is a spike (ten frames in 2 µs are 5 million per second).
+    let start = tokio::time::Instant::now() + RATE_WINDOW;
+    let mut ticker = tokio::time::interval_at(start, RATE_WINDOW);
     let mut previous = (Instant::now(), stats.snapshot());
     loop {
         tokio::select! {
@@ -111,6 +146,7 @@ struct StatsBody {
     stats: PipelineStats,
     frames_in_flight: u64,
     rates: RatesBody,
+    catalog: CatalogBody,
     sources: Vec<SourceBody>,
 }
 
@@ -132,6 +168,8 @@ struct SourceBody {
     last_sequence: Option<u64>,
     last_acked: Option<u64>,
     lag: u64,
+    /// The newest catalog version the source acknowledged holding.
+    catalog_version: Option<u64>,
 }
 
 impl From<SourceSnapshot> for SourceBody {
@@ -150,6 +188,7 @@ impl From<SourceSnapshot> for SourceBody {
             last_sequence: s.last_sequence,
             last_acked: s.last_acked,
             lag: s.lag,
+            catalog_version: s.catalog_version,
         }
     }
 }
@@ -166,6 +205,7 @@ async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
             frames_per_sec: f64::from_bits(state.rates.frames_per_sec.load(Relaxed)),
             bytes_per_sec: f64::from_bits(state.rates.bytes_per_sec.load(Relaxed)),
         },
+        catalog: CatalogBody::of(&state.catalog, &sources),
         sources: sources.into_iter().map(SourceBody::from).collect(),
     })
 }
@@ -182,7 +222,11 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
 async fn metrics(State(state): State<MonitorState>) -> Response {
     let snapshot = state.stats.snapshot();
     let sources = state.router.sources().await.unwrap_or_default();
-    let body = render_metrics(&snapshot, state.health.health(), &sources);
+    let mut body = render_metrics(&snapshot, state.health.health(), &sources);
+    for (name, help, value) in CatalogBody::of(&state.catalog, &sources).gauges() {
+        family(&mut body, name, MetricKind::Gauge, help);
+        let _ = writeln!(body, "{name} {value}");
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -238,7 +282,7 @@ pub fn render_metrics(stats: &PipelineStats, health: Health, sources: &[SourceSn
         );
     }
     type Getter = fn(&SourceSnapshot) -> u64;
-    let per_source: [(&str, MetricKind, &str, Getter); 5] = [
+    let per_source: [(&str, MetricKind, &str, Getter); 6] = [
         (
             "aggregator_source_frames_total",
             MetricKind::Counter,
@@ -268,6 +312,12 @@ pub fn render_metrics(stats: &PipelineStats, health: Health, sources: &[SourceSn
             MetricKind::Gauge,
             "Highest sequence acknowledged to the source.",
             |s| s.last_acked.unwrap_or(0),
+        ),
+        (
+            "aggregator_source_catalog_version",
+            MetricKind::Gauge,
+            "Newest catalog version the source acknowledged holding (0 for none).",
+            |s| s.catalog_version.unwrap_or(0),
         ),
     ];
     for (name, kind, help, get) in per_source {

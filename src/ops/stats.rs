@@ -72,13 +72,17 @@ pipeline_stats! {
     Counter emergency_frames: "Emergency frames the processor handled.",
     Counter bytes_processed: "Payload bytes the processor handled.",
     Counter frames_archived: "Frames the archive stored.",
+    Counter bytes_archived: "Payload bytes the archive stored.",
     Counter duplicates_dropped: "Frames dropped because their sequence was at or below one already accepted for the source.",
     Gauge active_sources: "Sources registered right now.",
     Counter connections_accepted: "Connections that completed a hello and registered.",
     Counter connections_refused: "Connections refused: limit, duplicate id, wrong kind or version, shutting down.",
     Counter protocol_errors: "Connections closed for malformed input or a timeout.",
-    Counter lag_events: "Times a lossy consumer (the dashboard) fell behind the fan-out.",
-    Counter lagged_batches: "Batches lossy consumers skipped because they fell behind.",
+    Counter lag_events: "Times a lossy subscriber (the dashboard, a /feed client) fell behind and began to miss batches.",
+    Counter lagged_batches: "Batches dropped for lossy subscribers whose queue was full.",
+    Gauge feed_subscribers: "/feed WebSocket subscribers connected right now.",
+    Counter feed_frames_sent: "Frames sent to /feed subscribers.",
+    Counter feed_frames_skipped: "Frames /feed subscribers missed because they fell behind (each told in a gap message).",
     Counter archive_errors: "Archive writes and syncs that failed, each attempt counted.",
     Gauge archive_failing: "1 from the first failed archive write until every frame it held is stored (for good after a failed sync), else 0.",
     Gauge archive_unsynced_bytes: "Payload bytes written to the archive and not yet durable: at most archive.max_unsynced_bytes and one group.",
@@ -148,6 +152,10 @@ impl Stats {
         self.counters.frames_archived.fetch_add(frames, Relaxed);
     }
 
+    pub(crate) fn archived_bytes(&self, bytes: u64) {
+        self.counters.bytes_archived.fetch_add(bytes, Relaxed);
+    }
+
     pub(crate) fn duplicates(&self, frames: u64) {
         self.counters.duplicates_dropped.fetch_add(frames, Relaxed);
     }
@@ -169,9 +177,28 @@ impl Stats {
         self.counters.protocol_errors.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn lagged(&self, batches: u64) {
-        self.counters.lag_events.fetch_add(1, Relaxed);
-        self.counters.lagged_batches.fetch_add(batches, Relaxed);
+    /// A batch did not fit a lossy subscriber's queue; `new_gap` when the one before it did.
+    pub(crate) fn dropped_for_subscriber(&self, new_gap: bool) {
+        if new_gap {
+            self.counters.lag_events.fetch_add(1, Relaxed);
+        }
+        self.counters.lagged_batches.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn feed_subscribed(&self) {
+        self.counters.feed_subscribers.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn feed_unsubscribed(&self) {
+        self.counters.feed_subscribers.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn feed_sent(&self, frames: u64) {
+        self.counters.feed_frames_sent.fetch_add(frames, Relaxed);
+    }
+
+    pub(crate) fn feed_skipped(&self, frames: u64) {
+        self.counters.feed_frames_skipped.fetch_add(frames, Relaxed);
     }
 
     pub(crate) fn archive_error(&self) {

@@ -96,6 +96,12 @@ impl Batch {
         self.payload_bytes
     }
 
+    /// Bytes of the socket read the payloads are slices of: the memory a holder of the batch keeps
+    /// alive (shared with the other batches cut from the same read).
+    pub fn pinned_bytes(&self) -> usize {
+        self.chunk.len()
+    }
+
     /// Sequence of the first frame.
     pub fn first_sequence(&self) -> Option<u64> {
         self.frames.first().map(|f| f.sequence)

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod fan_in;
+pub mod fan_out;
 pub mod frame;
 pub mod processor;
 pub mod queue;

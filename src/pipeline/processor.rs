@@ -3,8 +3,8 @@
 //! It is the single point every frame passes, so it owns the processing counters and stamps each
 //! batch with the instant it was processed. Fan-out goes two ways: the archive, which must receive
 //! every frame, through a queue bounded in frames whose `send` waits (backpressure, never loss);
-//! and lossy subscribers such as the dashboard through a broadcast channel whose `send` never
-//! waits. The batch's fan-in capacity is given back only once the archive has it, so a slow
+//! and lossy subscribers such as the dashboard and `/feed` clients through the [`FanOut`], whose
+//! `publish` never waits. The batch's fan-in capacity is given back only once the archive has it, so a slow
 //! archive slows the fan-in and, through it, the sources' sockets.
 //!
 //! A slow archive must not hold emergencies back, though. Emergencies reach the archive's queue
@@ -17,12 +17,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::broadcast;
-
 use super::batch::Batch;
 use super::frame::Priority;
 use crate::ops::stats::Stats;
 use crate::pipeline::fan_in::{Admitted, FanIn};
+use crate::pipeline::fan_out::FanOut;
 use crate::pipeline::queue::FrameSender;
 
 pub struct Processor {
@@ -31,7 +30,7 @@ pub struct Processor {
     pub archive: FrameSender<Arc<Batch>>,
     /// Emergency batches into the same queue, under their own bound.
     pub archive_emergency: FrameSender<Arc<Batch>>,
-    pub subscribers: broadcast::Sender<Arc<Batch>>,
+    pub subscribers: FanOut,
     pub stats: Stats,
 }
 
@@ -100,8 +99,7 @@ impl Processor {
                 "processed"
             );
         }
-        // No subscriber is not an error: the dashboard is optional.
-        let _ = self.subscribers.send(Arc::clone(&batch));
+        self.subscribers.publish(&batch);
         batch
     }
 }

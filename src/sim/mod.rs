@@ -105,8 +105,6 @@ pub struct SessionOptions {
     pub close_timeout: Duration,
     /// Frames a source may have unacknowledged at once; generation waits beyond it.
     pub max_in_flight: usize,
-    /// Largest message accepted from the daemon.
-    pub max_frame_length: usize,
     /// A source that has written nothing for this long sends a PING, so that the daemon's idle
     /// timeout does not close it between frames (`docs/protocol.md`).
     pub keepalive: Duration,
@@ -123,7 +121,6 @@ impl Default for SessionOptions {
             give_up_after: Duration::from_secs(30),
             close_timeout: Duration::from_secs(15),
             max_in_flight: 65_536,
-            max_frame_length: 65_536,
             keepalive: Duration::from_secs(10),
         }
     }

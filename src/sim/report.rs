@@ -123,6 +123,8 @@ pub struct SourceReport {
     pub unacked: u64,
     /// From first write to the acknowledgement, for emergency frames.
     pub emergency_latency: Latencies,
+    /// The newest catalog version the daemon sent (and the source acknowledged).
+    pub catalog_version: Option<u64>,
     pub outcome: Outcome,
 }
 
@@ -140,6 +142,7 @@ impl SourceReport {
             connections: 0,
             unacked: 0,
             emergency_latency: Latencies::default(),
+            catalog_version: None,
             outcome: Outcome::Failed(why),
         }
     }
@@ -191,6 +194,23 @@ impl SimReport {
             t.emergency_latency.merge(&s.emergency_latency);
         }
         t
+    }
+
+    /// `catalog: version V held by N of M sources`: the newest version any source received.
+    pub fn catalog_line(&self) -> String {
+        let newest = self.sources.iter().filter_map(|s| s.catalog_version).max();
+        let total = self.sources.len();
+        match newest {
+            Some(v) => {
+                let holders = self
+                    .sources
+                    .iter()
+                    .filter(|s| s.catalog_version == Some(v))
+                    .count();
+                format!("catalog: version {v} held by {holders} of {total} sources")
+            }
+            None => format!("catalog: none received by the {total} sources"),
+        }
     }
 
     /// Sources that did not complete.
@@ -275,6 +295,7 @@ impl fmt::Display for SimReport {
         if !t.emergency_latency.is_empty() {
             writeln!(f, "{LATENCY_NOTE}")?;
         }
+        writeln!(f, "{}", self.catalog_line())?;
         if t.resent > 0 {
             writeln!(
                 f,

@@ -105,6 +105,8 @@ pub struct SimSource {
     resent: u64,
     refused: u64,
     connections: u64,
+    /// The newest catalog version received.
+    catalog_version: Option<u64>,
     latency: Latencies,
 }
 
@@ -151,6 +153,7 @@ impl SimSource {
             resent: 0,
             refused: 0,
             connections: 0,
+            catalog_version: None,
             latency: Latencies::default(),
         }
     }
@@ -188,6 +191,7 @@ impl SimSource {
             connections: self.connections,
             unacked: self.ledger.unacked() as u64,
             emergency_latency: self.latency,
+            catalog_version: self.catalog_version,
             outcome,
         }
     }
@@ -364,7 +368,7 @@ impl SimSource {
     async fn session(&mut self, stream: TcpStream) -> SessionEnd {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
-        let mut codec = ClientCodec::new(self.opts.max_frame_length);
+        let mut codec = ClientCodec::default();
         let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
 
         let mut out = BytesMut::with_capacity(WRITE_TARGET * 2);
@@ -473,6 +477,13 @@ impl SimSource {
                     match message {
                         ServerMessage::Ack { sequence } => self.acknowledge(sequence, now),
                         ServerMessage::Pong(_) => {}
+                        // Held from now on; the acknowledgement goes out behind what is queued.
+                        ServerMessage::Catalog { version, .. } => {
+                            self.catalog_version = self.catalog_version.max(Some(version));
+                            if close_deadline.is_none() {
+                                ClientMessage::CatalogAck(version).encode(out);
+                            }
+                        }
                         ServerMessage::Close { reason, final_ack, detail } => {
                             if let Some(sequence) = final_ack {
                                 self.acknowledge(sequence, now);

@@ -19,10 +19,11 @@ use aggregator::ingest::protocol::{
 };
 use aggregator::ingest::router::RouterHandle;
 use aggregator::ops::dashboard::FrameFeed;
+use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::{Batch, Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -85,13 +86,23 @@ impl TestDaemon {
         sink: Box<dyn ArchiveSink>,
         before_run: impl FnOnce(&Daemon) -> T,
     ) -> (TestDaemon, T) {
+        Self::start_built(config, |config| Daemon::new(config, sink), before_run).await
+    }
+
+    /// Starts the daemon `build` makes from the config (after binding its listeners), letting
+    /// `before_run` take handles first.
+    pub async fn start_built<T>(
+        config: Config,
+        build: impl FnOnce(Config) -> Daemon,
+        before_run: impl FnOnce(&Daemon) -> T,
+    ) -> (TestDaemon, T) {
         config.validate().expect("the test config is valid");
         let listeners = Listeners::bind(&config)
             .await
             .expect("bind loopback port 0");
         let uplink = listeners.uplink.local_addr().unwrap();
         let replay = listeners.replay.local_addr().unwrap();
-        let daemon = Daemon::new(config.clone(), sink);
+        let daemon = build(config.clone());
         let taken = before_run(&daemon);
         let stats = daemon.stats();
         let router = daemon.router();
@@ -398,6 +409,55 @@ where
 }
 
 // ---------------------------------------------------------------------------------------------
+// The monitor.
+// ---------------------------------------------------------------------------------------------
+
+/// A daemon storing into `sink`, with its monitor served beside it as the binary does; cancel the
+/// token to stop the monitor.
+pub async fn start_monitored(
+    config: Config,
+    sink: Box<dyn ArchiveSink>,
+) -> (TestDaemon, SocketAddr, CancellationToken) {
+    let (daemon, state) = TestDaemon::start_with(config, sink, MonitorState::new).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(monitor::serve(
+        listener,
+        state,
+        stop.clone().cancelled_owned(),
+    ));
+    (daemon, addr, stop)
+}
+
+/// A plain HTTP/1.1 GET: (status, lowercase header lines, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<String>, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("a complete response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines.map(str::to_ascii_lowercase).collect();
+    (status, headers, body.to_string())
+}
+
+/// `GET path` as JSON.
+pub async fn http_get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, _, body) = http_get(addr, path).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).expect("a JSON body")
+}
+
+// ---------------------------------------------------------------------------------------------
 // Protocol clients.
 // ---------------------------------------------------------------------------------------------
 
@@ -477,7 +537,7 @@ impl Client {
         let (read, writer) = stream.into_split();
         Client {
             inbox: Inbox {
-                reader: FramedRead::new(read, ClientCodec::new(1 << 20)),
+                reader: FramedRead::new(read, ClientCodec::default()),
             },
             writer,
         }

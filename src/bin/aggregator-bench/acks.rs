@@ -22,7 +22,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_util::codec::Decoder;
 
-use crate::control::{AckCounts, LatencySummary, Samples, MAX_FRAME_LENGTH};
+use crate::control::{AckCounts, LatencySummary, Samples};
 
 /// Every uplink's acknowledgements, summed; latencies only between `START` and `END`.
 #[derive(Debug)]
@@ -124,7 +124,7 @@ impl Unacked {
 
 /// Reads an uplink's messages until its connection ends, settling its chunks at each ACK.
 pub async fn read_acks(mut reader: OwnedReadHalf, unacked: Arc<Unacked>) {
-    let mut codec = ClientCodec::new(MAX_FRAME_LENGTH);
+    let mut codec = ClientCodec::default();
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         match codec.decode(&mut buf) {
@@ -132,7 +132,11 @@ pub async fn read_acks(mut reader: OwnedReadHalf, unacked: Arc<Unacked>) {
             Ok(Some(ServerMessage::Close { .. } | ServerMessage::Refused { .. })) | Err(_) => {
                 return
             }
-            Ok(Some(ServerMessage::Welcome { .. } | ServerMessage::Pong(_))) => {}
+            Ok(Some(
+                ServerMessage::Welcome { .. }
+                | ServerMessage::Pong(_)
+                | ServerMessage::Catalog { .. },
+            )) => {}
             Ok(None) => match reader.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}

@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::control::{self, AckCounts, ChildMsg, Counts, FinalReport, LINE_PREFIX};
+use crate::control::{self, AckCounts, ChildMsg, Counts, FinalReport, Watched, LINE_PREFIX};
 use crate::results::{DrainResult, Plan};
 use crate::Variant;
 
@@ -104,6 +104,18 @@ impl ChildProc {
         })
     }
 
+    /// The watcher's tally, in answer to `END`; the watcher then exits.
+    pub fn watched(&mut self) -> Result<Watched, String> {
+        self.send("END")?;
+        let watched = match self.recv(Duration::from_secs(20))? {
+            ChildMsg::Watched(watched) => watched,
+            other => return Err(format!("watcher: expected its tally, got {other:?}")),
+        };
+        self.close_stdin();
+        self.wait(Duration::from_secs(10))?;
+        Ok(watched)
+    }
+
     pub fn final_report(&self, timeout: Duration) -> Result<FinalReport, String> {
         match self.recv(timeout)? {
             ChildMsg::Final(report) => Ok(*report),
@@ -169,19 +181,39 @@ pub fn start_server(
     sources: usize,
     limit: Duration,
 ) -> Result<(ChildProc, SocketAddr), String> {
-    start_server_following(exe, plan, variant, sources, limit)
-        .map(|(server, addr, _)| (server, addr))
+    start_server_serving(exe, plan, variant, sources, limit).map(|(server, at)| (server, at.addr))
 }
 
-/// [`start_server`], with the address where followers of its archive subscribe (the durable
-/// daemon's).
-pub fn start_server_following(
+/// [`start_server`], also returning the address of the daemon's monitor (`watched` only).
+pub fn start_server_with_monitor(
     exe: &Path,
     plan: &Plan,
     variant: Variant,
     sources: usize,
     limit: Duration,
 ) -> Result<(ChildProc, SocketAddr, Option<SocketAddr>), String> {
+    start_server_serving(exe, plan, variant, sources, limit)
+        .map(|(server, at)| (server, at.addr, at.monitor))
+}
+
+/// Where a server child listens.
+pub struct Serving {
+    /// Uplinks.
+    pub addr: SocketAddr,
+    /// The daemon's monitor (`watched` only).
+    pub monitor: Option<SocketAddr>,
+    /// Followers of the daemon's archive (the durable variants).
+    pub follow: Option<SocketAddr>,
+}
+
+/// [`start_server`], returning every address the server listens on.
+pub fn start_server_serving(
+    exe: &Path,
+    plan: &Plan,
+    variant: Variant,
+    sources: usize,
+    limit: Duration,
+) -> Result<(ChildProc, Serving), String> {
     let mut args = vec![
         "--role".to_string(),
         "server".into(),
@@ -199,8 +231,37 @@ pub fn start_server_following(
     }
     let server = ChildProc::spawn(exe, &args, format!("{} server", variant.name()))?;
     match server.recv(Duration::from_secs(20))? {
-        ChildMsg::Listening { addr, follow } => Ok((server, addr, follow)),
+        ChildMsg::Listening {
+            addr,
+            monitor,
+            follow,
+        } => Ok((
+            server,
+            Serving {
+                addr,
+                monitor,
+                follow,
+            },
+        )),
         other => Err(format!("server: expected its address, got {other:?}")),
+    }
+}
+
+/// Starts the `watched` variant's watcher on the daemon's `monitor`, once its subscriptions are open.
+pub fn start_watcher(exe: &Path, plan: &Plan, monitor: SocketAddr) -> Result<ChildProc, String> {
+    let args = [
+        "--role",
+        "watch",
+        "--addr",
+        &monitor.to_string(),
+        "--limit-secs",
+        &child_limit(plan).as_secs().to_string(),
+    ]
+    .map(String::from);
+    let watcher = ChildProc::spawn(exe, &args, "watcher".into())?;
+    match watcher.recv(Duration::from_secs(20))? {
+        ChildMsg::Watching => Ok(watcher),
+        other => Err(format!("watcher: expected Watching, got {other:?}")),
     }
 }
 

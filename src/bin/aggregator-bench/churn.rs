@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
-use crate::control::{emit, ChildMsg, Churned, MAX_FRAME_LENGTH};
+use crate::control::{emit, ChildMsg, Churned};
 use crate::load;
 
 /// Frames each source sends: sequences 1..=FRAMES.
@@ -83,7 +83,7 @@ async fn source(addr: SocketAddr, id: u32, frames: Arc<[u8]>) -> Result<Option<u
         .shutdown()
         .await
         .map_err(|e| format!("source {id}: half-close: {e}"))?;
-    let mut codec = ClientCodec::new(MAX_FRAME_LENGTH);
+    let mut codec = ClientCodec::default();
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         let decoded = codec.decode(&mut buf);
@@ -100,7 +100,10 @@ async fn source(addr: SocketAddr, id: u32, frames: Arc<[u8]>) -> Result<Option<u
                 return Err(format!("source {id}: REFUSED {reason}: {detail}"))
             }
             Some(
-                ServerMessage::Welcome { .. } | ServerMessage::Ack { .. } | ServerMessage::Pong(_),
+                ServerMessage::Welcome { .. }
+                | ServerMessage::Ack { .. }
+                | ServerMessage::Pong(_)
+                | ServerMessage::Catalog { .. },
             ) => {}
             None => match stream.read_buf(&mut buf).await {
                 Ok(0) => return Err(format!("source {id}: closed without a CLOSE")),

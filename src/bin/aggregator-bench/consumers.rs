@@ -59,8 +59,9 @@ fn window(
 ) -> Result<ConsumersWindow, String> {
     let sources = plan.connections;
     let limit = child::child_limit(plan);
-    let (mut server, addr, follow) =
-        child::start_server_following(exe, plan, Variant::Daemon, sources, limit)?;
+    let (mut server, serving) =
+        child::start_server_serving(exe, plan, Variant::Daemon, sources, limit)?;
+    let (addr, follow) = (serving.addr, serving.follow);
     let mut followers = match (consumers, follow) {
         (0, _) => None,
         (_, Some(follow)) => Some(start_followers(exe, follow, consumers, limit)?),

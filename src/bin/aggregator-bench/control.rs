@@ -33,10 +33,11 @@ const MAX_SAMPLES: usize = 4_000_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum ChildMsg {
-    /// A server child is accepting uplinks on `addr`, and followers of its archive on `follow`
-    /// (the durable daemon only).
+    /// A server child is accepting uplinks on `addr`, serving its monitor on `monitor` (the
+    /// `watched` variant), and followers of its archive on `follow` (the durable daemon).
     Listening {
         addr: SocketAddr,
+        monitor: Option<SocketAddr>,
         follow: Option<SocketAddr>,
     },
     /// The load client finished connecting.
@@ -55,6 +56,10 @@ pub enum ChildMsg {
     Churned(Churned),
     /// The load client's acknowledgements, in answer to `START` and `END`.
     Acks(AckCounts),
+    /// The watcher's subscriptions are open.
+    Watching,
+    /// What the watcher's subscribers saw, in answer to `END`.
+    Watched(Watched),
     /// The consumers run's followers reached the daemon's END (or failed).
     Followed(Followed),
 }
@@ -66,6 +71,21 @@ pub struct Followed {
     pub frames: Vec<u64>,
     /// The first follower that failed (refused, cut off, a connection lost), and why.
     pub first_error: Option<String>,
+}
+
+/// What the `watched` variant's `/feed` subscribers saw over a whole run.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Watched {
+    /// Subscribers that took every frame.
+    pub subscribers: u64,
+    /// Frames they received, together.
+    pub frames: u64,
+    /// Frames the daemon told them (in gaps) that they missed, together.
+    pub missed: u64,
+    /// Frames the dashboard's emergency subscription received.
+    pub emergencies: u64,
+    /// `/stats` responses the dashboard read.
+    pub stats_polls: u64,
 }
 
 /// A server's cumulative counters at one instant.

@@ -1,9 +1,9 @@
 //! The daemon variants: the real `aggregator::Daemon` with its default `Config` (listeners on
 //! `127.0.0.1:0`): `daemon` with its durable segment archive (in a temporary directory), `pipeline`
-//! with `archive.kind = "count"`. Either way the sink is wrapped by one that counts what the archive
+//! with `archive.kind = "count"`, `watched` as `daemon` with its monitor served on loopback. Either way the sink is wrapped by one that counts what the archive
 //! receives and takes the latency samples, at the instant the processor took each batch. The
-//! durable daemon also serves followers of its archive on a port of its own, for the consumers run;
-//! the other runs connect none.
+//! durable daemons also serve followers of their archive on a port of their own, for the consumers
+//! run; the other runs connect none.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,11 +11,14 @@ use std::sync::Arc;
 
 use aggregator::archive::{ArchiveSink, BoxFuture, DurableEnd};
 use aggregator::config::ArchiveKind;
+use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{self, Counts, DrainInfo, PROBE_SOURCE_ID};
 use crate::serving::{Running, Shared};
+use crate::Variant;
 
 /// The real sink, wrapped: counts what the archive receives (readable from outside) and takes the
 /// latency samples. Every batch passes here, so no sample is lost, and each carries the instant
@@ -73,13 +76,13 @@ impl ArchiveSink for MeasuredSink {
 /// Starts the daemon with `config` (the defaults unless `--daemon-config` gave a file).
 /// `max_connections` raises the uplink limit for the scale runs only; otherwise the config is used
 /// unchanged, but for the listeners, the archive's directory (a fresh temporary one,
-/// [`control::archive_dir`]) or, without `durable`, its kind.
+/// [`control::archive_dir`]) or, for `pipeline`, its kind.
 pub async fn start(
     shared: Arc<Shared>,
     stop: CancellationToken,
     mut config: Config,
     max_connections: Option<usize>,
-    durable: bool,
+    variant: Variant,
 ) -> io::Result<Running> {
     config.uplink.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
     config.replay.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
@@ -88,15 +91,15 @@ pub async fn start(
     }
     let archive_dir = control::archive_dir(std::process::id());
     config.archive.dir = archive_dir.clone();
-    if !durable {
+    if variant == Variant::Pipeline {
         config.archive.kind = ArchiveKind::Count;
     }
     let (inner, resume) = aggregator::archive::open(&config.archive)?;
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
-    let follow = match durable {
-        true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?),
-        false => None,
+    let follow = match variant {
+        Variant::Pipeline => None,
+        _ => Some(TcpListener::bind("127.0.0.1:0").await?),
     };
     let follow_addr = follow.as_ref().map(|l| l.local_addr()).transpose()?;
     let archived = Arc::new(AtomicU64::new(0));
@@ -110,10 +113,26 @@ pub async fn start(
         daemon.serve_followers(listener);
     }
     let stats = daemon.stats();
+    let monitor_stop = CancellationToken::new();
+    let monitor = match variant {
+        Variant::Watched => {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let state = MonitorState::new(&daemon);
+            tokio::spawn(monitor::serve(
+                listener,
+                state,
+                monitor_stop.clone().cancelled_owned(),
+            ));
+            Some(addr)
+        }
+        _ => None,
+    };
     let done = tokio::spawn(async move {
         // The parent removes the archive once this process has exited: removing gigabytes of
         // segments here would count in the drain run's time to exit.
         let report = daemon.run(listeners, stop.cancelled_owned()).await;
+        monitor_stop.cancel();
         Some(DrainInfo {
             completed: report.completed,
             elapsed_ms: report.elapsed.as_secs_f64() * 1e3,
@@ -127,6 +146,7 @@ pub async fn start(
     Ok(Running {
         addr,
         follow: follow_addr,
+        monitor,
         counts: Box::new(move || {
             let s = stats.snapshot();
             Counts {

@@ -53,6 +53,7 @@ pub async fn start(shared: Arc<Shared>, stop: CancellationToken) -> std::io::Res
     Ok(Running {
         addr,
         follow: None,
+        monitor: None,
         counts: Box::new(move || Counts {
             processed: totals.frames.load(Relaxed),
             bytes: totals.bytes.load(Relaxed),
@@ -77,9 +78,11 @@ async fn connection(mut stream: TcpStream, shared: &Shared, totals: &Totals) -> 
                     Ok(ClientMessage::Hello(hello)) => {
                         probe = Some(hello.source_id == PROBE_SOURCE_ID)
                     }
-                    Ok(ClientMessage::Data(_) | ClientMessage::Ping(_)) => {
-                        return Err("DATA or PING before HELLO".into())
-                    }
+                    Ok(
+                        ClientMessage::Data(_)
+                        | ClientMessage::Ping(_)
+                        | ClientMessage::CatalogAck(_),
+                    ) => return Err("a message before HELLO".into()),
                     Err(err) => return Err(format!("bad first message: {err}")),
                 }
                 continue;

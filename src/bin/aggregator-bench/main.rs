@@ -26,6 +26,7 @@
 //!   and the `--role follow` child that runs them.
 //! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
+//! - `watch`: the `watched` variant's dashboard and `/feed` subscribers.
 //! - `server`: the server role: control over stdin, SIGTERM, the final report.
 //! - `serving`: what the server variants share with the role.
 //! - `floor`, `reference`, `daemon`: the three server variants.
@@ -49,6 +50,7 @@ mod results;
 mod server;
 mod serving;
 mod throttle;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,12 +72,15 @@ pub enum Variant {
     Daemon,
     /// The daemon with `archive.kind = "count"`: the pipeline alone, without the disk.
     Pipeline,
+    /// `daemon`, watched: its monitor served to a dashboard (`/stats` every second, the emergencies
+    /// from `/feed`) and four `/feed` subscribers taking every frame, in a process of their own.
+    Watched,
 }
 
 impl Variant {
     /// Whether this variant is the real daemon (with or without its disk).
     pub fn is_daemon(self) -> bool {
-        matches!(self, Variant::Daemon | Variant::Pipeline)
+        matches!(self, Variant::Daemon | Variant::Pipeline | Variant::Watched)
     }
 
     pub fn name(self) -> &'static str {
@@ -84,6 +89,7 @@ impl Variant {
             Variant::Reference => "reference",
             Variant::Daemon => "daemon",
             Variant::Pipeline => "pipeline",
+            Variant::Watched => "watched",
         }
     }
 }
@@ -102,6 +108,9 @@ enum Role {
     Recover,
     /// Internal: the consumers run's followers of `--addr`, `--connections` of them.
     Follow,
+    /// Internal: the `watched` variant's dashboard and `/feed` subscribers, on the monitor at
+    /// `--addr`.
+    Watch,
 }
 
 /// Benchmark of the telemetry aggregator against the floor and the reference design, on loopback.
@@ -251,6 +260,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Role::Watch => match cli.addr {
+            Some(monitor) => load::run(limit, |commands| watch::watch(monitor, commands)),
+            None => {
+                eprintln!("aggregator-bench: --role watch needs --addr");
+                ExitCode::from(2)
+            }
+        },
         Role::Recover => match &cli.archive_dir {
             Some(dir) => restart::recover(dir),
             None => {
@@ -309,6 +325,7 @@ fn bench(cli: Cli) -> ExitCode {
                 Variant::Floor,
                 Variant::Reference,
                 Variant::Daemon,
+                Variant::Watched,
                 Variant::Pipeline,
             ],
         },

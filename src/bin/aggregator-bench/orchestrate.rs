@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::child::{
-    child_limit, start_client, start_server, terminate, wait_for_sources, wait_until, ChildProc,
+    child_limit, start_client, start_server, start_server_with_monitor, start_watcher, terminate,
+    wait_for_sources, wait_until, ChildProc,
 };
 use crate::control::ChildMsg;
 use crate::results::{
@@ -212,7 +213,12 @@ fn measure(
     sources: usize,
     run: usize,
 ) -> Result<RunResult, String> {
-    let (mut server, addr) = start_server(exe, plan, variant, sources, child_limit(plan))?;
+    let (mut server, addr, monitor) =
+        start_server_with_monitor(exe, plan, variant, sources, child_limit(plan))?;
+    let mut watcher = match monitor {
+        Some(monitor) => Some(start_watcher(exe, plan, monitor)?),
+        None => None,
+    };
     let mut client = start_client(exe, plan, addr, sources, payload, false)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
@@ -223,6 +229,10 @@ fn measure(
     let machine_after = CpuTimes::read();
     client.close_stdin();
     client.wait(Duration::from_secs(10))?;
+    let watched = match watcher.as_mut() {
+        Some(watcher) => Some(watcher.watched()?),
+        None => None,
+    };
     server.send("STOP")?;
     let last = server.final_report(Duration::from_secs(30))?;
     server.close_stdin();
@@ -261,6 +271,7 @@ fn measure(
         archived_total: last.counts.archived,
         connection_errors: last.connection_errors,
         first_error: last.first_error,
+        watched,
     })
 }
 

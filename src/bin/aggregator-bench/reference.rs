@@ -245,6 +245,7 @@ pub async fn start(shared: Arc<Shared>, stop: CancellationToken) -> std::io::Res
     Ok(Running {
         addr,
         follow: None,
+        monitor: None,
         counts: Box::new(move || Counts {
             processed: totals.processed.load(Relaxed),
             bytes: totals.bytes.load(Relaxed),
@@ -299,7 +300,9 @@ async fn connection(mut stream: TcpStream, ctrl: mpsc::Sender<RouterMsg>) -> Res
                     }
                 }
                 // The load client sends no keep-alive; the reference design has none.
-                ClientMessage::Ping(_) => return Err("a PING the reference does not answer".into()),
+                ClientMessage::Ping(_) | ClientMessage::CatalogAck(_) => {
+                    return Err("a message the reference does not know".into())
+                }
             }
         }
         if let Some(err) = split.oversize {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::control::{Churned, DrainInfo, Followed, LatencySummary, Recovered};
+use crate::control::{Churned, DrainInfo, Followed, LatencySummary, Recovered, Watched};
 use crate::Variant;
 
 /// What to measure and for how long.
@@ -80,6 +80,8 @@ pub struct RunResult {
     pub archived_total: Option<u64>,
     pub connection_errors: u64,
     pub first_error: Option<String>,
+    /// For `watched`: what the watcher's subscribers received and missed over the whole run.
+    pub watched: Option<Watched>,
 }
 
 /// The SIGTERM-under-load run of the daemon.

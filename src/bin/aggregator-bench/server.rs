@@ -29,7 +29,7 @@ pub fn run(
     // The daemon runs on the runtime its config builds, exactly as the binary does; the floor and
     // the reference get every core the machine has.
     let runtime = match variant {
-        Variant::Daemon | Variant::Pipeline => config.runtime.build(),
+        Variant::Daemon | Variant::Pipeline | Variant::Watched => config.runtime.build(),
         Variant::Floor | Variant::Reference => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
@@ -67,14 +67,13 @@ async fn serve(
     let running = match variant {
         Variant::Floor => floor::start(Arc::clone(&shared), stop.clone()).await,
         Variant::Reference => reference::start(Arc::clone(&shared), stop.clone()).await,
-        Variant::Daemon | Variant::Pipeline => {
-            let durable = variant == Variant::Daemon;
+        Variant::Daemon | Variant::Pipeline | Variant::Watched => {
             daemon::start(
                 shared.clone(),
                 stop.clone(),
                 config,
                 max_connections,
-                durable,
+                variant,
             )
             .await
         }
@@ -89,6 +88,7 @@ async fn serve(
     emit(&ChildMsg::Listening {
         addr: running.addr,
         follow: running.follow,
+        monitor: running.monitor,
     });
 
     // The end of stdin closes the channel: the parent is gone, so the server stops.

@@ -15,6 +15,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where followers of the archive subscribe: the durable daemon only.
     pub follow: Option<SocketAddr>,
+    /// The daemon's monitor, served for the `watched` variant only.
+    pub monitor: Option<SocketAddr>,
     /// Reads the variant's counters (`at_ns` and `cpu_ns` are filled in by the role).
     pub counts: Box<dyn Fn() -> Counts + Send + Sync>,
     /// Ends when the variant has stopped after the stop token was cancelled.

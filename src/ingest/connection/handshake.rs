@@ -14,7 +14,7 @@ use super::wire::Wire;
 use super::Shared;
 use crate::ingest::protocol::{
     walk_messages, ClientMessage, Hello, MessageView, ProtocolError, RefuseReason, ServerMessage,
-    VERSION,
+    MIN_VERSION, VERSION,
 };
 use crate::pipeline::frame::SourceKind;
 
@@ -47,11 +47,14 @@ pub(super) async fn handshake(
         Ok(MessageView::Hello(hello)) => hello,
         Ok(MessageView::Data { .. }) => return Err(Refusal::expected_hello("DATA before HELLO")),
         Ok(MessageView::Ping(_)) => return Err(Refusal::expected_hello("PING before HELLO")),
+        Ok(MessageView::CatalogAck(_)) => {
+            return Err(Refusal::expected_hello("CATALOG_ACK before HELLO"))
+        }
         Err(err) => return Err(Refusal::expected_hello(err)),
     };
-    if hello.version != VERSION {
+    if !(MIN_VERSION..=VERSION).contains(&hello.version) {
         let detail = format!(
-            "protocol version {} is not supported (this daemon speaks {VERSION})",
+            "protocol version {} is not supported (this daemon speaks {MIN_VERSION} to {VERSION})",
             hello.version
         );
         return Err(Refusal::Refuse(RefuseReason::UnsupportedVersion, detail));

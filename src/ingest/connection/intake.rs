@@ -40,6 +40,8 @@ pub(super) struct Intake {
     pub(super) already_stored: Arc<SequenceSet>,
     /// The token of the last PING read, until its PONG is sent (one answers a burst of them).
     pub(super) pong: Option<u64>,
+    /// The highest version named by the CATALOG_ACKs read, until the connection checks it.
+    pub(super) catalog_ack: Option<u64>,
 }
 
 /// What a connection knows of a sequence it reads.
@@ -69,6 +71,7 @@ impl Intake {
             last_sequence: source.ledger().accepted(),
             already_stored,
             pong: None,
+            catalog_ack: None,
         }
     }
 
@@ -106,6 +109,10 @@ impl Intake {
             Ok(MessageView::Data { priority, sequence }) => (priority, sequence),
             Ok(MessageView::Ping(token)) => {
                 self.pong = Some(token);
+                return Ok(());
+            }
+            Ok(MessageView::CatalogAck(version)) => {
+                self.catalog_ack = self.catalog_ack.max(Some(version));
                 return Ok(());
             }
             Ok(MessageView::Hello(_)) => return Err(Ending::UnexpectedHello),
@@ -353,6 +360,7 @@ mod tests {
             last_sequence: source.ledger().accepted(),
             already_stored: Arc::default(),
             pong: None,
+            catalog_ack: None,
         }
     }
 

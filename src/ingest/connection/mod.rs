@@ -19,6 +19,7 @@
 //! connection from its registration to its close.
 
 mod acks;
+mod catalog;
 mod handshake;
 mod intake;
 mod wire;
@@ -32,14 +33,18 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::CatalogHandle;
 use crate::config::Config;
-use crate::ingest::protocol::{CloseReason, ProtocolError, RefuseReason, ServerMessage, VERSION};
+use crate::ingest::protocol::{
+    CloseReason, ProtocolError, RefuseReason, ServerMessage, CATALOG_VERSION,
+};
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::{RegisterError, Registration, RouterHandle};
 use crate::ingest::source::Source;
 use crate::ops::stats::Stats;
 use crate::pipeline::frame::SourceKind;
 use acks::Acks;
+use catalog::{CatalogOut, Step};
 use handshake::{handshake, refuse, Refusal};
 use intake::Intake;
 use wire::Wire;
@@ -55,6 +60,7 @@ pub(crate) struct Shared {
     /// outage): connections stop waiting for their acknowledgement.
     pub storage_lost: CancellationToken,
     pub read_credits: ReadCredits,
+    pub catalog: CatalogHandle,
 }
 
 /// Why an accepted connection ended.
@@ -136,14 +142,18 @@ pub(crate) async fn serve(
         }
     };
     wire.send(&ServerMessage::Welcome {
-        version: VERSION,
+        version: hello.version,
         resume_after: registration.source.last_acked(),
     })
     .await;
+    let catalog = CatalogOut::new((hello.version >= CATALOG_VERSION).then(|| {
+        registration.source.takes_catalogs();
+        shared.catalog.subscribe()
+    }));
 
     let key = (registration.source.kind, registration.source.id);
     let source = Arc::clone(&registration.source);
-    let (end, ack_sent) = stream_frames(&mut wire, registration, &shared).await;
+    let (end, ack_sent) = stream_frames(&mut wire, registration, catalog, &shared).await;
     finish(&mut wire, &source, ack_sent, end, &shared).await;
     let _ = shared.router.deregister(key).await;
 }
@@ -168,6 +178,7 @@ pub(crate) async fn refuse_over_limit(
 async fn stream_frames(
     wire: &mut Wire,
     registration: Registration,
+    mut catalog: CatalogOut,
     shared: &Shared,
 ) -> (Ending, Option<u64>) {
     let cfg = &shared.config;
@@ -201,13 +212,19 @@ async fn stream_frames(
     let mut recheck_armed = false;
 
     loop {
-        if let Some(token) = intake.pong.take() {
-            wire.send(&ServerMessage::Pong(token)).await;
+        if let Some(version) = intake.catalog_ack.take() {
+            catalog_acked(&catalog, version, &source, shared);
         }
-        if let Some(at) = acks.update(wire, &source, recheck_armed).await {
-            if !recheck_armed || at < recheck_timer.deadline() {
-                recheck_timer.as_mut().reset(at);
-                recheck_armed = true;
+        // Nothing may be written inside a catalog message that is part-written.
+        if !catalog.is_writing() {
+            if let Some(token) = intake.pong.take() {
+                wire.send(&ServerMessage::Pong(token)).await;
+            }
+            if let Some(at) = acks.update(wire, &source, recheck_armed).await {
+                if !recheck_armed || at < recheck_timer.deadline() {
+                    recheck_timer.as_mut().reset(at);
+                    recheck_armed = true;
+                }
             }
         }
         let staged = ingress.has_staged();
@@ -223,7 +240,13 @@ async fn stream_frames(
             _ = &mut drain, if end.is_none() => end = Some(Ending::Shutdown),
             // Waiting for room is not idleness: the idle clock restarts once all is admitted.
             _ = ingress.drained(), if staged => last_activity = Instant::now(),
-            read = wire.read_turn(&mut turn), if reading => match read {
+            step = catalog.step(&mut wire.writer), if catalog.is_active() && !wire.writer_broken => {
+                if let Step::Failed(err) = step {
+                    tracing::debug!(error = %err, "peer stopped reading while a catalog was sent");
+                    wire.writer_broken = true;
+                }
+            }
+            read = turn.read(&mut wire.reader, &mut wire.buf), if reading => match read {
                 Ok(1..) => {
                     last_activity = Instant::now();
                     end = intake.take(&mut wire.buf, max_frame_length, &ingress).err();
@@ -242,8 +265,27 @@ async fn stream_frames(
         }
     }
     drop(ingress);
+    // The rest of a catalog in progress goes before the final ACK and the CLOSE.
+    if let Some(rest) = catalog.take_rest() {
+        wire.write(&rest).await;
+    }
     let end = end.unwrap_or(Ending::PipelineClosed);
     (end, acks.sent)
+}
+
+/// A CATALOG_ACK: the source holds `version`, if it was sent on this connection. One that names a
+/// version never sent is counted as a protocol error and logged, and the connection goes on: the
+/// frames it carries are not at fault.
+fn catalog_acked(catalog: &CatalogOut, version: u64, source: &Source, shared: &Shared) {
+    if catalog.was_sent(version) {
+        source.holds_catalog(version);
+    } else {
+        shared.stats.protocol_error();
+        tracing::warn!(
+            version,
+            "CATALOG_ACK for a catalog version never sent on this connection; ignored"
+        );
+    }
 }
 
 /// The idle timer fired: the connection is idle if nothing happened until `quiet_until`; if
@@ -364,6 +406,7 @@ mod tests {
             drain,
             storage_lost: CancellationToken::new(),
             read_credits: ReadCredits::new(1, 1),
+            catalog: CatalogHandle::in_memory(1024),
         });
         let future = serve(stream, peer, SourceKind::LiveUplink, shared);
         let size = std::mem::size_of_val(&future);

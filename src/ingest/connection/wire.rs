@@ -18,15 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::ingest::protocol::ServerMessage;
-use crate::ingest::read_credit::{make_room, ReadTurn, SMALL_READ};
+use crate::ingest::read_credit::{make_room, SMALL_READ};
 
 /// How long a closing connection waits for the peer to close its side.
 const LINGER: Duration = Duration::from_millis(200);
 
 /// The socket halves and the read buffer, with the writes the daemon makes.
 pub(super) struct Wire {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    /// Read directly by the ingest loop, through its read turn, beside the catalog's writes.
+    pub(super) reader: OwnedReadHalf,
+    /// Written directly only by the catalog sender, a piece at a time (`super::catalog`).
+    pub(super) writer: OwnedWriteHalf,
     pub(super) buf: BytesMut,
     /// How long a peer may keep a write waiting before it counts as gone.
     write_timeout: Duration,
@@ -36,7 +38,7 @@ pub(super) struct Wire {
     drain_write_budget: Duration,
     /// Set after a failed or abandoned write: the peer is gone (or the stream is cut mid-message),
     /// so nothing more is written.
-    writer_broken: bool,
+    pub(super) writer_broken: bool,
 }
 
 impl Wire {
@@ -60,7 +62,7 @@ impl Wire {
         self.write(&out).await;
     }
 
-    async fn write(&mut self, bytes: &[u8]) {
+    pub(super) async fn write(&mut self, bytes: &[u8]) {
         if self.writer_broken {
             return;
         }
@@ -99,10 +101,5 @@ impl Wire {
         let spare = self.buf.capacity() - self.buf.len();
         let mut limited = (&mut self.reader).take(spare.min(SMALL_READ) as u64);
         limited.read_buf(&mut self.buf).await
-    }
-
-    /// Reads when `turn` allows, as much as it allows.
-    pub(super) async fn read_turn(&mut self, turn: &mut ReadTurn) -> io::Result<usize> {
-        turn.read(&mut self.reader, &mut self.buf).await
     }
 }

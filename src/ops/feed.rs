@@ -1,0 +1,535 @@
+//! `GET /feed`: the live feed, a WebSocket that carries every processed frame as one JSON object.
+//!
+//! It is the lossy view of the stream, for displays and alerting: a subscriber gets frames as the
+//! processor handles them, filtered by source and priority, optionally sampled, and when it falls
+//! behind it is told how many frames it missed (`{"gap": N}`) and carries on. It can never slow
+//! the processor or the archive: each subscriber is one queue of the lossy fan-out
+//! ([`crate::pipeline::fan_out`]), bounded by `feed.queue_bytes`, which the processor offers batches
+//! to without waiting. The processor never waits for a subscriber, but the daemon's threads encode
+//! its JSON: `feed.max_frames_per_sec` per priority bounds that work per subscriber (a wall display
+//! cannot show more; frames beyond it are skipped and reported as a gap), and a subscriber over its
+//! budget is woken once per [`PACE`] rather than once per batch. A
+//! subscriber that stops reading altogether is disconnected after `feed.send_timeout_ms`, so a
+//! dead client does not hold a slot. The lossless alternative is the
+//! follow from the archive.
+//!
+//! The message format and the query parameters are specified in `docs/protocol.md`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures_util::SinkExt;
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::archive::tools::{kind_label, parse_priority, parse_source};
+use crate::catalog::CatalogHandle;
+use crate::config::FeedConfig;
+use crate::ops::stats::Stats;
+use crate::pipeline::batch::Batch;
+use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
+use crate::pipeline::frame::Priority;
+
+/// How long a writer whose budget ran out waits before it takes more frames.
+const PACE: Duration = Duration::from_millis(10);
+
+/// WebSocket close code 1001, "going away": the daemon has drained.
+const GOING_AWAY: u16 = 1001;
+/// WebSocket close code 1008, "policy violation": the client sent a message.
+const POLICY: u16 = 1008;
+
+/// What `/feed` needs from the daemon.
+#[derive(Debug, Clone)]
+pub struct FeedState {
+    subscribe: Subscribe,
+    config: FeedConfig,
+    stats: Stats,
+    /// Publications are announced to subscribers as `{"catalog": version}`.
+    catalog: CatalogHandle,
+    /// One permit per subscriber that may connect (`feed.max_subscribers`).
+    slots: Arc<Semaphore>,
+    clock: WallClock,
+}
+
+impl FeedState {
+    pub fn new(
+        subscribe: Subscribe,
+        catalog: CatalogHandle,
+        config: FeedConfig,
+        stats: Stats,
+    ) -> Self {
+        FeedState {
+            slots: Arc::new(Semaphore::new(config.max_subscribers)),
+            subscribe,
+            catalog,
+            config,
+            stats,
+            clock: WallClock::now(),
+        }
+    }
+}
+
+/// Turns the pipeline's monotonic instants into wall-clock times for the messages.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    instant: Instant,
+    system: SystemTime,
+}
+
+impl WallClock {
+    fn now() -> Self {
+        WallClock {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    /// `instant` in RFC 3339 with microseconds, UTC.
+    fn format(&self, instant: Instant) -> String {
+        let time = match instant.checked_duration_since(self.instant) {
+            Some(after) => self.system + after,
+            None => self.system - self.instant.duration_since(instant),
+        };
+        humantime::format_rfc3339_micros(time).to_string()
+    }
+}
+
+/// How payloads are written in the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Base64,
+    Hex,
+}
+
+/// A subscriber's request, from the query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FeedRequest {
+    filter: Filter,
+    /// Every `sample`-th routine frame is sent; emergencies always.
+    sample: u64,
+    encoding: Encoding,
+}
+
+/// Parses `/feed`'s query string; the error names the parameter and what was wrong with it.
+fn parse_query(query: &str) -> Result<FeedRequest, String> {
+    let mut request = FeedRequest {
+        filter: Filter::default(),
+        sample: 1,
+        encoding: Encoding::Base64,
+    };
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "source" => {
+                let source = parse_source(&value).map_err(|e| format!("source: {e}"))?;
+                request.filter.sources.push(source);
+            }
+            "priority" => {
+                request.filter.priority =
+                    Some(parse_priority(&value).map_err(|e| format!("priority: {e}"))?);
+            }
+            "sample" => {
+                request.sample = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("sample: {value:?} is not a whole number from 1"))?;
+            }
+            "encoding" => {
+                request.encoding = match &*value {
+                    "base64" => Encoding::Base64,
+                    "hex" => Encoding::Hex,
+                    other => {
+                        return Err(format!(
+                            "encoding: unknown encoding {other:?} (expected base64 or hex)"
+                        ))
+                    }
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?} (expected source, priority, sample or encoding)"
+                ))
+            }
+        }
+    }
+    Ok(request)
+}
+
+/// `GET /feed`: checks the query and the subscriber limit, then upgrades.
+pub async fn feed(
+    State(state): State<FeedState>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let request = match parse_query(query.as_deref().unwrap_or("")) {
+        Ok(request) => request,
+        Err(reason) => return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let bound = Bound {
+        batches: usize::MAX,
+        bytes: state.config.queue_bytes,
+    };
+    let Ok(slot) = Arc::clone(&state.slots).try_acquire_owned() else {
+        let reason = format!(
+            "too many feed subscribers (feed.max_subscribers = {})\n",
+            state.config.max_subscribers
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    };
+    let subscription = state.subscribe.subscribe(request.filter.clone(), bound);
+    upgrade.on_upgrade(move |socket| subscriber(socket, subscription, slot, request, state))
+}
+
+/// Why a subscriber's connection ended.
+#[derive(Debug)]
+enum End {
+    Drained,
+    ClientClosed,
+    ClientSent,
+    Stalled,
+    Failed(axum::Error),
+}
+
+async fn subscriber(
+    mut socket: WebSocket,
+    mut subscription: Subscription,
+    slot: OwnedSemaphorePermit,
+    request: FeedRequest,
+    state: FeedState,
+) {
+    state.stats.feed_subscribed();
+    let mut writer = Writer {
+        routine: Budget::new(state.config.max_frames_per_sec),
+        emergency: Budget::new(state.config.max_frames_per_sec),
+        resume_at: None,
+        request,
+        state: &state,
+        routine_seen: 0,
+        missed: 0,
+    };
+    let end = writer.run(&mut socket, &mut subscription).await;
+    drop((subscription, slot));
+    state.stats.feed_unsubscribed();
+    match end {
+        End::Drained => tracing::debug!("feed subscriber closed: the daemon drained"),
+        End::ClientClosed => tracing::debug!("feed subscriber left"),
+        End::ClientSent => tracing::info!("feed subscriber closed: it sent a message"),
+        End::Stalled => tracing::info!(
+            timeout_ms = state.config.send_timeout.as_millis() as u64,
+            "feed subscriber disconnected: it did not read what it was sent within feed.send_timeout_ms"
+        ),
+        End::Failed(err) => tracing::info!(error = %err, "feed subscriber's connection failed"),
+    }
+}
+
+/// One subscriber's sending side.
+struct Writer<'a> {
+    request: FeedRequest,
+    state: &'a FeedState,
+    routine: Budget,
+    emergency: Budget,
+    /// Set when a budget ran out: the writer waits until then before it takes more, so that a
+    /// subscriber over its budget costs a wake-up every [`PACE`], not one per batch.
+    resume_at: Option<tokio::time::Instant>,
+    /// Routine frames that passed the filter, for sampling.
+    routine_seen: u64,
+    /// Frames skipped and not yet reported in a gap message.
+    missed: u64,
+}
+
+/// What one delivery becomes on the socket.
+#[derive(Default)]
+struct Outgoing {
+    messages: Vec<String>,
+    frames: u64,
+}
+
+impl Writer<'_> {
+    async fn run(&mut self, socket: &mut WebSocket, subscription: &mut Subscription) -> End {
+        let mut catalog = self.state.catalog.subscribe();
+        catalog.mark_changed();
+        loop {
+            let resume_at = self.resume_at.take();
+            let delivery = tokio::select! {
+                Ok(()) = catalog.changed() => {
+                    let version = catalog.borrow_and_update().as_ref().map(|p| p.catalog.version);
+                    let Some(version) = version else { continue };
+                    let event = Message::text(format!("{{\"catalog\":{version}}}"));
+                    match tokio::time::timeout(self.state.config.send_timeout, socket.send(event)).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(err)) => return End::Failed(err),
+                        Err(_) => return End::Stalled,
+                    }
+                }
+                delivery = async {
+                    if let Some(at) = resume_at {
+                        tokio::time::sleep_until(at).await;
+                    }
+                    subscription.next().await
+                } => delivery,
+                message = socket.recv() => match message {
+                    None | Some(Ok(Message::Close(_))) => return End::ClientClosed,
+                    Some(Err(err)) => return End::Failed(err),
+                    // Answered by the WebSocket layer itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(_)) => {
+                        close(socket, POLICY, "the feed takes no messages from clients").await;
+                        return End::ClientSent;
+                    }
+                },
+            };
+            let Some(delivery) = delivery else {
+                close(socket, GOING_AWAY, "the daemon has drained and is stopping").await;
+                return End::Drained;
+            };
+            // Everything queued goes out in one flush.
+            let mut out = Outgoing::default();
+            self.take(delivery, &mut out);
+            while let Ok(Some(delivery)) = subscription.try_next() {
+                self.take(delivery, &mut out);
+            }
+            if self.routine.is_spent() || self.emergency.is_spent() {
+                self.resume_at = Some(tokio::time::Instant::now() + PACE);
+            }
+            if out.messages.is_empty() {
+                continue;
+            }
+            let send = async {
+                for message in out.messages {
+                    socket.feed(Message::text(message)).await?;
+                }
+                socket.flush().await
+            };
+            match tokio::time::timeout(self.state.config.send_timeout, send).await {
+                Ok(Ok(())) => self.state.stats.feed_sent(out.frames),
+                Ok(Err(err)) => return End::Failed(err),
+                Err(_) => return End::Stalled,
+            }
+        }
+    }
+
+    fn budget(&mut self, routine: bool) -> &mut Budget {
+        match routine {
+            true => &mut self.routine,
+            false => &mut self.emergency,
+        }
+    }
+
+    fn take(&mut self, delivery: Delivery, out: &mut Outgoing) {
+        match delivery {
+            Delivery::Gap(missed) => {
+                self.missed += missed;
+                self.report_gap(out);
+            }
+            Delivery::Batch(batch) => self.encode(&batch, out),
+        }
+    }
+
+    /// Tells the subscriber about the frames skipped since the last frame it was sent.
+    fn report_gap(&mut self, out: &mut Outgoing) {
+        if self.missed > 0 {
+            self.state.stats.feed_skipped(self.missed);
+            out.messages.push(format!("{{\"gap\":{}}}", self.missed));
+            self.missed = 0;
+        }
+    }
+
+    /// The batch's frames that sampling and the rate budget let through, one JSON text each,
+    /// each frame skipped for the budget reported in a gap before the next one sent.
+    fn encode(&mut self, batch: &Batch, out: &mut Outgoing) {
+        let routine = batch.priority == Priority::Routine;
+        self.budget(routine).refill();
+        let mut header = None;
+        for (seq, payload) in batch.payloads() {
+            if routine {
+                self.routine_seen += 1;
+                if (self.routine_seen - 1) % self.request.sample != 0 {
+                    continue;
+                }
+            }
+            if !self.budget(routine).take() {
+                self.missed += 1;
+                continue;
+            }
+            self.report_gap(out);
+            let header = header.get_or_insert_with(|| Header::of(batch, &self.state.clock));
+            let message = FrameMessage {
+                kind: header.kind,
+                source: &header.source,
+                seq,
+                priority: batch.priority.as_str(),
+                received: &header.received,
+                processed: &header.processed,
+                payload_len: payload.len(),
+                payload: encode_payload(payload, self.request.encoding),
+            };
+            if let Ok(text) = serde_json::to_string(&message) {
+                out.messages.push(text);
+                out.frames += 1;
+            }
+        }
+    }
+}
+
+/// What every frame of a batch shares in its message, formatted once per batch.
+struct Header {
+    kind: &'static str,
+    source: String,
+    received: String,
+    processed: String,
+}
+
+impl Header {
+    fn of(batch: &Batch, clock: &WallClock) -> Header {
+        let kind = kind_label(batch.source.kind);
+        Header {
+            kind,
+            source: format!("{kind}:{}", batch.source.id),
+            received: clock.format(batch.decoded_at),
+            processed: clock.format(batch.processed_at.unwrap_or(batch.decoded_at)),
+        }
+    }
+}
+
+/// A token bucket of frames of one priority per second, holding at most one second's worth: what
+/// bounds the CPU one subscriber can take from the daemon, however fast it reads.
+struct Budget {
+    per_sec: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Budget {
+    fn new(per_sec: u32) -> Budget {
+        Budget {
+            per_sec: f64::from(per_sec),
+            tokens: f64::from(per_sec),
+            refilled: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + earned).min(self.per_sec);
+        self.refilled = now;
+    }
+
+    fn take(&mut self) -> bool {
+        let enough = self.tokens >= 1.0;
+        if enough {
+            self.tokens -= 1.0;
+        }
+        enough
+    }
+
+    fn is_spent(&self) -> bool {
+        self.tokens < 1.0
+    }
+}
+
+/// One frame on the feed (`docs/protocol.md`, "Live feed").
+#[derive(Serialize)]
+struct FrameMessage<'a> {
+    kind: &'a str,
+    source: &'a str,
+    seq: u64,
+    priority: &'a str,
+    received: &'a str,
+    processed: &'a str,
+    payload_len: usize,
+    payload: String,
+}
+
+fn encode_payload(payload: &[u8], encoding: Encoding) -> String {
+    match encoding {
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(payload),
+        Encoding::Hex => {
+            let mut out = String::with_capacity(payload.len() * 2);
+            for byte in payload {
+                let _ = write!(out, "{byte:02x}");
+            }
+            out
+        }
+    }
+}
+
+/// Sends a close frame with `reason`, giving up after a second: the client may not be reading.
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::frame::SourceKind;
+
+    #[test]
+    fn the_query_selects_sources_priority_sampling_and_encoding() {
+        let request = parse_query(
+            "source=live:7&source=replay%3A2&priority=emergency&sample=10&encoding=hex",
+        )
+        .unwrap();
+        assert_eq!(
+            request.filter.sources,
+            vec![(SourceKind::LiveUplink, 7), (SourceKind::ArchivedReplay, 2)]
+        );
+        assert_eq!(request.filter.priority, Some(Priority::Emergency));
+        assert_eq!(request.sample, 10);
+        assert_eq!(request.encoding, Encoding::Hex);
+        let default = parse_query("").unwrap();
+        assert_eq!(default.filter, Filter::default());
+        assert_eq!((default.sample, default.encoding), (1, Encoding::Base64));
+    }
+
+    #[test]
+    fn a_bad_query_names_the_parameter() {
+        for (query, expected) in [
+            ("sources=live:1", "unknown parameter \"sources\""),
+            ("source=live", "source:"),
+            ("source=orbit:1", "source:"),
+            ("priority=urgent", "priority:"),
+            ("sample=0", "sample:"),
+            ("encoding=utf8", "encoding:"),
+        ] {
+            let err = parse_query(query).unwrap_err();
+            assert!(err.contains(expected), "{query}: {err}");
+        }
+    }
+
+    #[test]
+    fn payloads_are_base64_or_hex() {
+        assert_eq!(encode_payload(b"SAFE", Encoding::Base64), "U0FGRQ==");
+        assert_eq!(encode_payload(&[0, 0xab, 0x10], Encoding::Hex), "00ab10");
+    }
+
+    #[test]
+    fn wall_clock_times_are_rfc3339_utc() {
+        let clock = WallClock::now();
+        let text = clock.format(clock.instant);
+        assert!(text.ends_with('Z') && text.contains('T'), "{text}");
+        assert_eq!(
+            text,
+            humantime::format_rfc3339_micros(clock.system).to_string()
+        );
+    }
+}
