@@ -342,7 +342,8 @@ async fn history_then_live(sync: SyncMode) {
     assert_eq!(frames.len() as u64, total);
     let received: Vec<Seen> = frames.iter().map(seen).collect();
     assert_eq!(received, archived(&dir.0));
-    assert!(segment::list_segments(&dir.0).unwrap().len() > 2);
+    // Crossed a rollover at least (how many depends on how fast the disk thread names segments).
+    assert!(segment::list_segments(&dir.0).unwrap().len() >= 2);
 }
 
 #[tokio::test]
