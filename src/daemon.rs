@@ -252,7 +252,13 @@ impl Daemon {
                 max_connections: config.consumer.max_connections,
                 handshake_timeout: config.connection.handshake_timeout,
             };
-            Followers::start(listener, settings, self.durable.take(), drain.clone())
+            Followers::start(
+                listener,
+                settings,
+                self.durable.take(),
+                self.catalog.clone(),
+                drain.clone(),
+            )
         });
         let publisher = self.start_stages(storage_lost);
         listener::serve(listeners, &config, shared, &tracker);

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use aggregator::archive::segment::{self, Entry};
 use aggregator::archive::CountingSink;
+use aggregator::catalog::CatalogHandle;
 use aggregator::config::SyncMode;
-use aggregator::follow::client::{FollowError, Follower};
+use aggregator::follow::client::{Event, FollowError, Follower};
 use aggregator::follow::protocol::{
     DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
-    MAX_DAEMON_MESSAGE_LEN,
+    MAX_DAEMON_MESSAGE_LEN, VERSION,
 };
 use aggregator::follow::Position;
 use aggregator::ingest::protocol::encode_data;
@@ -39,6 +40,7 @@ struct Running {
     replay: SocketAddr,
     follow: SocketAddr,
     stats: Stats,
+    catalog: CatalogHandle,
     token: CancellationToken,
     handle: JoinHandle<DrainReport>,
 }
@@ -69,6 +71,7 @@ impl Running {
             replay: listeners.replay.local_addr().unwrap(),
             follow: follow_addr,
             stats: daemon.stats(),
+            catalog: daemon.catalog(),
             token: token.clone(),
             handle: tokio::spawn(daemon.run(listeners, token.cancelled_owned())),
         }
@@ -167,11 +170,7 @@ fn archived(dir: &Path) -> Vec<Seen> {
 }
 
 fn subscription(start: Start) -> Subscription {
-    Subscription {
-        start,
-        sources: Vec::new(),
-        priority: None,
-    }
+    Subscription::new(start, Vec::new(), None)
 }
 
 async fn subscribe(daemon: &Running, subscription: &Subscription) -> Follower {
@@ -354,11 +353,11 @@ async fn filters_pass_only_the_sources_and_the_priority_asked_for() {
     send(&daemon, LIVE, 2, mixed(0..100)).await;
     send(&daemon, REPLAY, 1, mixed(0..100)).await;
     daemon.wait_archived(300).await;
-    let wanted = Subscription {
-        start: Start::Oldest,
-        sources: vec![(LIVE, 1), (REPLAY, 1)],
-        priority: Some(Priority::Emergency),
-    };
+    let wanted = Subscription::new(
+        Start::Oldest,
+        vec![(LIVE, 1), (REPLAY, 1)],
+        Some(Priority::Emergency),
+    );
     let mut follower = subscribe(&daemon, &wanted).await;
     assert!(daemon.shutdown().await.is_clean());
     let frames = take_to_end(&mut follower).await;
@@ -493,7 +492,7 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
     let mut good = BytesMut::new();
     subscription(Start::Oldest).encode(&mut good);
     let mut newer = good.to_vec();
-    newer[5] = 2;
+    newer[5] = VERSION + 1;
     assert_eq!(
         refusal(daemon.follow, &newer).await.0,
         RefuseReason::UnsupportedVersion
@@ -802,4 +801,51 @@ async fn a_full_listener_and_a_silent_consumer_are_refused_with_their_reason() {
         other => panic!("expected REFUSED, got {other:?}"),
     }
     assert!(daemon.shutdown().await.is_clean());
+}
+
+#[tokio::test]
+async fn version_2_followers_hear_of_catalogs_and_version_1_followers_do_not() {
+    let dir = TempDir::new("follow-catalog");
+    let daemon = Running::start(&archive_config(&dir.0)).await;
+    daemon
+        .catalog
+        .publish("text/plain", "v1".into())
+        .await
+        .unwrap();
+    let mut new = subscribe(&daemon, &subscription(Start::Now)).await;
+    let mut old = subscription(Start::Now);
+    old.version = 1;
+    let mut old = subscribe(&daemon, &old).await;
+    // The latest at once, then each publication.
+    assert_eq!(next(&mut new).await.unwrap(), Some(Event::Catalog(1)));
+    daemon
+        .catalog
+        .publish("text/plain", "v2".into())
+        .await
+        .unwrap();
+    assert_eq!(next(&mut new).await.unwrap(), Some(Event::Catalog(2)));
+    send(&daemon, LIVE, 1, routine(0..3)).await;
+    daemon.wait_archived(3).await;
+    assert!(daemon.shutdown().await.is_clean());
+    for follower in [&mut new, &mut old] {
+        let mut events = Vec::new();
+        while let Some(event) = next(follower).await.unwrap() {
+            events.push(event);
+        }
+        let sequences: Vec<u64> = events
+            .iter()
+            .map(|e| match e {
+                Event::Frame(f) => f.frame.sequence,
+                Event::Catalog(v) => panic!("a version-1 follower or a repeat got catalog {v}"),
+            })
+            .collect();
+        assert_eq!(sequences, vec![0, 1, 2]);
+    }
+}
+
+/// The next event, in time.
+async fn next(follower: &mut Follower) -> Result<Option<Event>, FollowError> {
+    tokio::time::timeout(PATIENCE, follower.next_event())
+        .await
+        .expect("an event in time")
 }

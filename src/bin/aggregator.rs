@@ -268,11 +268,7 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> std::io::Result<tokio::
 fn tail(args: TailArgs) -> ExitCode {
     let options = TailOptions {
         addr: args.addr,
-        subscription: Subscription {
-            start: args.from,
-            sources: args.source,
-            priority: args.priority,
-        },
+        subscription: Subscription::new(args.from, args.source, args.priority),
         limit: args.limit,
         json: args.json,
     };

@@ -41,6 +41,14 @@ pub enum FollowError {
     Io(#[from] io::Error),
 }
 
+/// What a follower receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Frame(FollowedFrame),
+    /// This catalog version was published (`docs/protocol.md`, CATALOG).
+    Catalog(u64),
+}
+
 /// A subscription that the daemon accepted.
 pub struct Follower {
     input: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
@@ -83,15 +91,28 @@ impl Follower {
     }
 
     /// The next frame; `None` at the END that follows the daemon's drain, after every durable frame.
+    /// Catalog notices are passed over.
     pub async fn next(&mut self) -> Result<Option<FollowedFrame>, FollowError> {
+        loop {
+            match self.next_event().await? {
+                Some(Event::Frame(frame)) => return Ok(Some(frame)),
+                Some(Event::Catalog(_)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next frame or catalog notice; `None` at the END that follows the daemon's drain.
+    pub async fn next_event(&mut self) -> Result<Option<Event>, FollowError> {
         if let Some(frame) = self.pending.pop_front() {
-            return Ok(Some(frame));
+            return Ok(Some(Event::Frame(frame)));
         }
         match self.message().await? {
             DaemonMessage::Frames(run) => {
                 self.pending.extend(run.into_frames());
-                Ok(self.pending.pop_front())
+                Ok(self.pending.pop_front().map(Event::Frame))
             }
+            DaemonMessage::Catalog { version } => Ok(Some(Event::Catalog(version))),
             DaemonMessage::End {
                 reason: EndReason::Shutdown,
                 ..
@@ -124,16 +145,22 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
     let mut follower = Follower::subscribe(options.addr, &options.subscription).await?;
     let mut printed = 0;
     while options.limit.is_none_or(|limit| printed < limit) {
-        let Some(frame) = follower.next().await? else {
-            break;
-        };
-        let line = match options.json {
-            true => frame_json(&frame).to_string(),
-            false => frame_line(&frame),
+        let line = match follower.next_event().await? {
+            None => break,
+            Some(Event::Catalog(version)) if options.json => {
+                serde_json::json!({ "catalog": version }).to_string()
+            }
+            Some(Event::Catalog(version)) => format!("catalog version {version} published"),
+            Some(Event::Frame(frame)) => {
+                printed += 1;
+                match options.json {
+                    true => frame_json(&frame).to_string(),
+                    false => frame_line(&frame),
+                }
+            }
         };
         writeln!(out, "{line}")?;
         out.flush()?;
-        printed += 1;
     }
     Ok(printed)
 }

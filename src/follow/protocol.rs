@@ -19,8 +19,12 @@ use crate::archive::segment::{self, FrameRecord};
 use crate::ingest::ledger::SourceKey;
 use crate::pipeline::frame::{Priority, SourceKind};
 
-/// The protocol version SUBSCRIBE and SUBSCRIBED carry.
-pub const VERSION: u8 = 1;
+/// The newest protocol version SUBSCRIBE and SUBSCRIBED carry: 2 adds CATALOG notices.
+pub const VERSION: u8 = 2;
+/// The oldest version still served (without CATALOG notices).
+pub const MIN_VERSION: u8 = 1;
+/// The first version with CATALOG notices.
+pub const CATALOG_VERSION: u8 = 2;
 
 /// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 814 sources.
 pub const MAX_SUBSCRIBE_LEN: usize = 4096;
@@ -42,6 +46,7 @@ const SUBSCRIBED: u8 = 0x91;
 const REFUSED: u8 = 0x92;
 const FRAMES: u8 = 0x93;
 const END: u8 = 0x94;
+const CATALOG: u8 = 0x95;
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +87,8 @@ impl std::str::FromStr for Start {
 /// A consumer's SUBSCRIBE: where to start and which frames it wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
+    /// From [`MIN_VERSION`] to [`VERSION`]: what the follower understands.
+    pub version: u8,
     pub start: Start,
     /// Only frames of these sources; every source when empty.
     pub sources: Vec<SourceKey>,
@@ -90,6 +97,16 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A subscription of this build's [`VERSION`].
+    pub fn new(start: Start, sources: Vec<SourceKey>, priority: Option<Priority>) -> Subscription {
+        Subscription {
+            version: VERSION,
+            start,
+            sources,
+            priority,
+        }
+    }
+
     /// Whether the consumer wants this frame.
     pub fn wants(&self, frame: &FrameRecord) -> bool {
         self.priority.is_none_or(|p| p == frame.priority)
@@ -100,7 +117,7 @@ impl Subscription {
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.put_u32((SUBSCRIBE_FIXED_LEN + 5 * self.sources.len()) as u32);
         dst.put_u8(SUBSCRIBE);
-        dst.put_u8(VERSION);
+        dst.put_u8(self.version);
         let (code, position) = match self.start {
             Start::Oldest => (0, Position::default()),
             Start::Now => (1, Position::default()),
@@ -138,10 +155,10 @@ impl Subscription {
         let len = body.len();
         body.advance(1);
         let version = body.get_u8();
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err((
                 RefuseReason::UnsupportedVersion,
-                format!("version {version}; this daemon speaks {VERSION}"),
+                format!("version {version}; this daemon speaks {MIN_VERSION} to {VERSION}"),
             ));
         }
         let from = body.get_u8();
@@ -173,6 +190,7 @@ impl Subscription {
             sources.push((kind, body.get_u32()));
         }
         Ok(Subscription {
+            version,
             start,
             sources,
             priority,
@@ -392,6 +410,11 @@ pub enum DaemonMessage {
         reason: EndReason,
         detail: String,
     },
+    /// A catalog version was published (version 2): sent after SUBSCRIBED when one exists, and
+    /// at each publication.
+    Catalog {
+        version: u64,
+    },
 }
 
 impl DaemonMessage {
@@ -405,6 +428,12 @@ impl DaemonMessage {
                 return;
             }
             DaemonMessage::Frames(run) => return run.encode(dst),
+            DaemonMessage::Catalog { version } => {
+                dst.put_u32(9);
+                dst.put_u8(CATALOG);
+                dst.put_u64(*version);
+                return;
+            }
             DaemonMessage::Refused { reason, detail } => (REFUSED, *reason as u8, detail),
             DaemonMessage::End { reason, detail } => (END, *reason as u8, detail),
         };
@@ -429,6 +458,10 @@ impl DaemonMessage {
             }),
             SUBSCRIBED => Err(format!("SUBSCRIBED of {len} bytes, expected 2")),
             FRAMES => FrameRun::decode(body, len).map(DaemonMessage::Frames),
+            CATALOG if len == 9 => Ok(DaemonMessage::Catalog {
+                version: body.get_u64(),
+            }),
+            CATALOG => Err(format!("CATALOG of {len} bytes, expected 9")),
             REFUSED | END if len < 2 => Err(short("REFUSED or END", 2)),
             REFUSED | END => {
                 let code = body.get_u8();
@@ -478,6 +511,7 @@ mod tests {
     #[test]
     fn subscribe_is_byte_exact_and_round_trips() {
         let subscription = Subscription {
+            version: 1,
             start: Start::After(Position {
                 segment: 1,
                 offset: 8,
@@ -501,6 +535,7 @@ mod tests {
     fn the_documented_example_is_what_is_encoded() {
         let mut encoded = BytesMut::new();
         Subscription {
+            version: 1,
             start: Start::After(Position {
                 segment: 1,
                 offset: 8,
@@ -510,7 +545,7 @@ mod tests {
             priority: Some(Priority::Emergency),
         }
         .encode(&mut encoded);
-        DaemonMessage::Subscribed { version: VERSION }.encode(&mut encoded);
+        DaemonMessage::Subscribed { version: 1 }.encode(&mut encoded);
         DaemonMessage::Frames(FrameRun {
             kind: SourceKind::LiveUplink,
             priority: Priority::Emergency,
@@ -540,6 +575,7 @@ mod tests {
     fn a_bad_subscribe_is_refused_with_its_reason() {
         let mut encoded = BytesMut::new();
         Subscription {
+            version: VERSION,
             start: Start::Oldest,
             sources: vec![(SourceKind::LiveUplink, 1)],
             priority: None,
@@ -584,6 +620,7 @@ mod tests {
     fn daemon_messages_round_trip_and_unknown_codes_are_errors() {
         let messages = [
             DaemonMessage::Subscribed { version: VERSION },
+            DaemonMessage::Catalog { version: 7 },
             DaemonMessage::Refused {
                 reason: RefuseReason::PositionPastEnd,
                 detail: "past".into(),

@@ -33,9 +33,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{DaemonMessage, EndReason, RefuseReason, Subscription};
-use super::protocol::{MAX_SUBSCRIBE_LEN, VERSION};
+use super::protocol::{CATALOG_VERSION, MAX_SUBSCRIBE_LEN};
 use super::reader::{self, Cursor};
 use crate::archive::DurableEnd;
+use crate::catalog::{CatalogHandle, Published};
 use crate::ingest::listener::accept_until;
 
 /// How the follow listener is set up.
@@ -64,6 +65,8 @@ struct Shared {
     settings: FollowSettings,
     /// `None` when the archive keeps no files: every subscription is refused.
     durable: Option<watch::Receiver<DurableEnd>>,
+    /// Announced to followers of version 2 (CATALOG notices).
+    catalog: CatalogHandle,
     drain: CancellationToken,
 }
 
@@ -87,6 +90,7 @@ impl Followers {
         listener: TcpListener,
         settings: FollowSettings,
         durable: Option<watch::Receiver<DurableEnd>>,
+        catalog: CatalogHandle,
         drain: CancellationToken,
     ) -> Followers {
         let followers = Followers {
@@ -96,6 +100,7 @@ impl Followers {
         let shared = Arc::new(Shared {
             settings,
             durable,
+            catalog,
             drain,
         });
         let (tasks, stop) = (followers.tracker.clone(), followers.cut_off.clone());
@@ -284,7 +289,10 @@ async fn subscribe(
         .map_err(|err| Some((RefuseReason::ArchiveUnreadable, err.to_string())))?
         .map_err(Some)?;
     let mut buf = BytesMut::new();
-    DaemonMessage::Subscribed { version: VERSION }.encode(&mut buf);
+    DaemonMessage::Subscribed {
+        version: subscription.version,
+    }
+    .encode(&mut buf);
     write.write_all(&buf).await.map_err(|_| None)?;
     Ok((subscription, cursor, durable))
 }
@@ -302,7 +310,20 @@ async fn stream_frames(
 ) -> Ending {
     let mut archive_open = true;
     let mut buf = BytesMut::new();
+    // Followers of version 2 hear of each catalog publication, and of the latest at once.
+    let mut catalog = (subscription.version >= CATALOG_VERSION).then(|| {
+        let mut catalog = shared.catalog.subscribe();
+        catalog.mark_changed();
+        catalog
+    });
     loop {
+        if let Some(version) = catalog.as_mut().and_then(newly_published) {
+            buf.clear();
+            DaemonMessage::Catalog { version }.encode(&mut buf);
+            if let Err(err) = write.write_all(&buf).await {
+                return Ending::Io(err);
+            }
+        }
         let end = *durable.borrow_and_update();
         if !cursor.has_reached(end) {
             let (dir, wanted) = (shared.settings.dir.clone(), Arc::clone(&subscription));
@@ -340,9 +361,24 @@ async fn stream_frames(
         }
         tokio::select! {
             changed = durable.changed() => archive_open = changed.is_ok(),
+            Some(Ok(())) = async { Some(catalog.as_mut()?.changed().await) } => {
+                // Marked changed again for the loop's check, which sends the notice.
+                if let Some(catalog) = catalog.as_mut() {
+                    catalog.mark_changed();
+                }
+            }
             message = input.next() => return unexpected(message),
         }
     }
+}
+
+/// The version of a catalog published since the last look, if any.
+fn newly_published(catalog: &mut watch::Receiver<Option<Arc<Published>>>) -> Option<u64> {
+    if !catalog.has_changed().unwrap_or(false) {
+        return None;
+    }
+    let published = catalog.borrow_and_update();
+    published.as_ref().map(|p| p.catalog.version)
 }
 
 /// What the consumer sent after its SUBSCRIBE ends the subscription.

@@ -657,6 +657,7 @@ impl Inbox {
 
     /// Reads ACKs until CLOSE, checking that ACKs only move forward, then expects the end of the
     /// connection. `on_ack` sees every acknowledged sequence, the CLOSE's `final_ack` too.
+    /// Catalogs are passed over.
     pub async fn read_to_close_with(&mut self, mut on_ack: impl FnMut(u64)) -> Closed {
         let mut acks: Vec<u64> = Vec::new();
         loop {
@@ -690,6 +691,7 @@ impl Inbox {
                         detail,
                     };
                 }
+                ServerMessage::Catalog { .. } => {}
                 other => panic!("expected ACK or CLOSE, got {other:?}"),
             }
         }

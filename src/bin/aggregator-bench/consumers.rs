@@ -164,11 +164,7 @@ fn start_followers(
 /// The `--role follow` child: `consumers` followers of the archive at `addr`, from its start, each
 /// counting frames until the daemon's END; `COUNTS` on `commands` asks how far they are.
 pub async fn follow(addr: SocketAddr, consumers: usize, mut commands: UnboundedReceiver<String>) {
-    let from_start = Subscription {
-        start: Start::Oldest,
-        sources: Vec::new(),
-        priority: None,
-    };
+    let from_start = Subscription::new(Start::Oldest, Vec::new(), None);
     let mut subscribed = Vec::with_capacity(consumers);
     let mut first_error = None;
     for _ in 0..consumers {
