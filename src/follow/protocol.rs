@@ -594,7 +594,11 @@ mod tests {
                 RefuseReason::MalformedSubscribe,
             ),
             (
-                [&good[..1], &[2], &good[2..]].concat(),
+                [&good[..1], &[VERSION + 1], &good[2..]].concat(),
+                RefuseReason::UnsupportedVersion,
+            ),
+            (
+                [&good[..1], &[0], &good[2..]].concat(),
                 RefuseReason::UnsupportedVersion,
             ),
             (

@@ -62,6 +62,20 @@ pub enum ChildMsg {
     Watched(Watched),
     /// The consumers run's followers reached the daemon's END (or failed).
     Followed(Followed),
+    /// The catalog run's sources received the catalog (or failed).
+    CatalogSpread(CatalogSpread),
+}
+
+/// How a catalog spread to the catalog run's sources.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogSpread {
+    /// Sources that received it whole.
+    pub received: u64,
+    /// From just before `PUT /catalog` to its answer (stored and announced).
+    pub put_ms: f64,
+    /// From just before the PUT to each source's last byte of it.
+    pub latency: LatencySummary,
+    pub first_error: Option<String>,
 }
 
 /// What the `watched` variant's `/feed` subscribers saw over a whole run.

@@ -8,6 +8,7 @@
 //! cargo run --release --bin aggregator-bench -- --churn-only  # only the run of sources that leave
 //! sudo target/release/aggregator-bench --throttle-only         # only the throttled disk (root)
 //! cargo run --release --bin aggregator-bench -- --consumers-only  # only followers during saturation
+//! cargo run --release --bin aggregator-bench -- --catalog-only    # only a catalog's spread
 //! ```
 //!
 //! The parent process starts each server variant as a child (`--role server --variant X`) and the
@@ -22,6 +23,7 @@
 //! - `load`: the load client: saturating uplinks and the 1 ms probe.
 //! - `churn`: the churn client: sources that connect once, are acknowledged in full, and leave.
 //! - `throttle`: the throttle run: the durable daemon with a write limit on its archive's disk.
+//! - `catalog`: the catalog run: a new catalog to many sources during saturation.
 //! - `consumers`: the consumers run: followers of the archive from its start during saturation,
 //!   and the `--role follow` child that runs them.
 //! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
@@ -35,6 +37,7 @@
 
 mod acks;
 mod blkio;
+mod catalog;
 mod child;
 mod churn;
 mod consumers;
@@ -111,6 +114,9 @@ enum Role {
     Watch,
     /// Internal: the consumers run's followers of `--addr`, `--connections` of them.
     Follow,
+    /// Internal: the catalog run's `--connections` sources on `--addr`, and its publication
+    /// through the monitor at `--monitor`.
+    Catalog,
 }
 
 /// Benchmark of the telemetry aggregator against the floor and the reference design, on loopback.
@@ -186,6 +192,17 @@ struct Cli {
     /// Skip the consumers run.
     #[arg(long, conflicts_with = "consumers_only")]
     no_consumers: bool,
+    /// The catalog run: sources (besides the main runs' saturating uplinks) that a new 64 KiB
+    /// catalog is published to, one spread per count; the time until each holds it
+    /// [default: 48,10000; 48,300 with --smoke]
+    #[arg(long, value_delimiter = ',')]
+    catalog: Option<Vec<usize>>,
+    /// Run only the catalog run.
+    #[arg(long, conflicts_with_all = ["churn_only", "throttle_only", "consumers_only"])]
+    catalog_only: bool,
+    /// Skip the catalog run.
+    #[arg(long, conflicts_with_all = ["catalog_only", "catalog"])]
+    no_catalog: bool,
     /// Also write the summary, with every run, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -201,6 +218,8 @@ struct Cli {
     variant: Option<Variant>,
     #[arg(long, hide = true)]
     addr: Option<SocketAddr>,
+    #[arg(long, hide = true)]
+    monitor: Option<SocketAddr>,
     #[arg(long, hide = true)]
     payload: Option<usize>,
     #[arg(long, hide = true)]
@@ -258,6 +277,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Role::Catalog => match (cli.addr, cli.monitor) {
+            (Some(addr), Some(monitor)) => {
+                load::run(limit, |_| catalog::catalog(addr, monitor, cli.connections))
+            }
+            _ => {
+                eprintln!("aggregator-bench: --role catalog needs --addr and --monitor");
+                ExitCode::from(2)
+            }
+        },
         Role::Follow => match cli.addr {
             Some(addr) => load::run(limit, |commands| {
                 consumers::follow(addr, cli.connections, commands)
@@ -307,7 +335,9 @@ fn bench(cli: Cli) -> ExitCode {
     }
     let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
     // Only one run, and none of the others.
-    let only = cli.churn_only || cli.throttle_only || cli.consumers_only;
+    let only = cli.churn_only || cli.throttle_only || cli.consumers_only || cli.catalog_only;
+    // Another run alone (not the catalog run).
+    let other_only = only && !cli.catalog_only;
     let plan = results::Plan {
         runs: if cli.smoke { 1 } else { cli.runs.max(1) },
         warmup: secs(cli.warmup.unwrap_or(if cli.smoke { 0.3 } else { 1.0 })),
@@ -339,7 +369,7 @@ fn bench(cli: Cli) -> ExitCode {
         drain: !cli.no_drain && !only,
         restart: !cli.no_restart && !only,
         churn: match cli.churn {
-            _ if cli.no_churn || cli.throttle_only || cli.consumers_only => None,
+            _ if cli.no_churn || (other_only && !cli.churn_only) || cli.catalog_only => None,
             Some(sources) => Some(sources),
             None if cli.smoke => Some(300),
             None => Some(100_000),
@@ -349,14 +379,26 @@ fn bench(cli: Cli) -> ExitCode {
         daemon_config: cli.daemon_config.clone(),
         uplink_limit: daemon_config.uplink.max_connections,
         throttle: match cli.throttle {
-            _ if cli.no_throttle || cli.churn_only || cli.consumers_only => None,
+            _ if cli.no_throttle || cli.churn_only || cli.consumers_only || cli.catalog_only => {
+                None
+            }
             None if cli.smoke && !cli.throttle_only => None,
             given => Some(given.unwrap_or(DEFAULT_THROTTLE)),
         },
         throttle_window: secs(cli.duration.unwrap_or(if cli.smoke { 1.0 } else { 10.0 })),
         drain_deadline: daemon_config.shutdown.drain_deadline,
         consumers: cli.consumers_only
-            || !(cli.no_consumers || cli.smoke || cli.churn_only || cli.throttle_only),
+            || !(cli.no_consumers
+                || cli.smoke
+                || cli.churn_only
+                || cli.throttle_only
+                || cli.catalog_only),
+        catalog: match &cli.catalog {
+            _ if cli.no_catalog || other_only => Vec::new(),
+            Some(counts) => counts.clone(),
+            None if cli.smoke => vec![48, 300],
+            None => vec![48, 10_000],
+        },
     };
     if let Some(path) = &cli.json {
         if let Err(err) = orchestrate::check_writable(path) {
@@ -365,13 +407,19 @@ fn bench(cli: Cli) -> ExitCode {
         }
     }
     let nofile = control::raise_nofile_limit();
+    let catalog_sources = plan
+        .catalog
+        .iter()
+        .max()
+        .map_or(0, |n| n + plan.connections);
     let biggest = plan
         .scale
         .iter()
         .copied()
         .max()
         .unwrap_or(0)
-        .max(plan.connections);
+        .max(plan.connections)
+        .max(catalog_sources);
     if (nofile as usize) < biggest + 64 {
         eprintln!(
             "aggregator-bench: the open-file limit is {nofile}, too low for {biggest} sources; raise the hard limit (ulimit -Hn)"

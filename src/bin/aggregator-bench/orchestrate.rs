@@ -13,7 +13,7 @@ use crate::control::ChildMsg;
 use crate::results::{
     ChurnResult, CpuTimes, DrainResult, Measured, Plan, RestartResult, RunResult,
 };
-use crate::{churn, consumers, restart, throttle, Variant};
+use crate::{catalog, churn, consumers, restart, throttle, Variant};
 
 /// Runs the whole plan: main runs, scale runs, the drain run, the restart run, the churn run, the
 /// throttle run, then the consumers run.
@@ -100,6 +100,7 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         true => consumers::run(&exe, plan)?,
         false => Vec::new(),
     };
+    let catalog = catalog::run(&exe, plan)?;
     Ok(Measured {
         runs: results,
         drain,
@@ -107,6 +108,7 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         churn,
         throttle,
         consumers,
+        catalog,
     })
 }
 

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::results::{
-    ChurnResult, ConsumersRound, DrainResult, Measured, Plan, RestartResult, RunResult,
-    ThrottleResult, Throttled,
+    CatalogResult, ChurnResult, ConsumersRound, DrainResult, Measured, Plan, RestartResult,
+    RunResult, ThrottleResult, Throttled,
 };
 use crate::Variant;
 
@@ -106,6 +106,7 @@ pub struct Summary {
     pub churn: Option<ChurnResult>,
     pub throttle: Option<ThrottleResult>,
     pub consumers: Vec<ConsumersRound>,
+    pub catalog: Vec<CatalogResult>,
     pub targets: Vec<Target>,
     /// The daemon's archive received every processed frame in every run.
     pub daemon_archive_complete: bool,
@@ -166,6 +167,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         churn,
         throttle,
         consumers,
+        catalog,
     } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
     for r in &runs {
@@ -273,6 +275,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         churn,
         throttle,
         consumers,
+        catalog,
         targets,
         daemon_archive_complete,
         runs,
@@ -579,6 +582,9 @@ pub fn render(s: &Summary) -> String {
     if let Some(t) = &s.throttle {
         render_throttle(&mut o, t, &s.plan);
     }
+    if !s.catalog.is_empty() {
+        render_catalog(&mut o, &s.catalog);
+    }
     if !s.consumers.is_empty() {
         render_consumers(&mut o, &s.consumers, &s.plan);
     }
@@ -798,6 +804,35 @@ fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {
                 .caught_up_s
                 .map_or("n/a".into(), |s| format!("{s:.1}")),
             r.without.drain_clean && r.with.drain_clean,
+        );
+    }
+}
+
+fn render_catalog(o: &mut String, spreads: &[CatalogResult]) {
+    let _ = writeln!(
+        o,
+        "\nCatalog (durable daemon; a new catalog published with PUT /catalog to sources that send nothing, while the main runs' uplinks saturate it; from just before the PUT to each source's last byte of it):\n"
+    );
+    let _ = writeln!(o, "| sources | saturating uplinks | catalog | PUT answered ms | p50 ms | p99 ms | last ms | received |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    let ms = |ns: u64| ns as f64 / 1e6;
+    for c in spreads {
+        let l = &c.spread.latency;
+        let received = match &c.spread.first_error {
+            None => c.spread.received.to_string(),
+            Some(err) => format!("{} (first failure: {err})", c.spread.received),
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} KiB | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            c.sources,
+            c.saturating,
+            c.bytes / 1024,
+            c.spread.put_ms,
+            ms(l.p50_ns),
+            ms(l.p99_ns),
+            ms(l.max_ns),
+            received
         );
     }
 }

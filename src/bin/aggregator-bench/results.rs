@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::control::{Churned, DrainInfo, Followed, LatencySummary, Recovered, Watched};
+use crate::control::{
+    CatalogSpread, Churned, DrainInfo, Followed, LatencySummary, Recovered, Watched,
+};
 use crate::Variant;
 
 /// What to measure and for how long.
@@ -46,6 +48,8 @@ pub struct Plan {
     pub uplink_limit: usize,
     /// Whether to run the consumers run: followers of the archive during saturation.
     pub consumers: bool,
+    /// Source counts of the catalog run (a catalog to each of them during saturation).
+    pub catalog: Vec<usize>,
 }
 
 /// One measured window of one variant.
@@ -198,6 +202,18 @@ pub struct Measured {
     pub churn: Option<ChurnResult>,
     pub throttle: Option<ThrottleResult>,
     pub consumers: Vec<ConsumersRound>,
+    pub catalog: Vec<CatalogResult>,
+}
+
+/// One spread of the catalog run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogResult {
+    /// Sources that were to receive the catalog.
+    pub sources: usize,
+    /// Uplinks saturating the daemon meanwhile.
+    pub saturating: usize,
+    pub bytes: usize,
+    pub spread: CatalogSpread,
 }
 
 /// The throttle run, measured or skipped.
