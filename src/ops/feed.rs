@@ -260,7 +260,8 @@ impl Writer<'_> {
         let mut catalog = self.state.catalog.subscribe();
         catalog.mark_changed();
         loop {
-            let resume_at = self.resume_at.take();
+            // Kept until a delivery comes: another branch may win first, and the pause must end.
+            let resume_at = self.resume_at;
             let delivery = tokio::select! {
                 Ok(()) = catalog.changed() => {
                     let version = catalog.borrow_and_update().as_ref().map(|p| p.catalog.version);
@@ -275,9 +276,13 @@ impl Writer<'_> {
                 delivery = async {
                     if let Some(at) = resume_at {
                         tokio::time::sleep_until(at).await;
+                        subscription.pause_routine(false);
                     }
                     subscription.next().await
-                } => delivery,
+                } => {
+                    self.resume_at = None;
+                    delivery
+                }
                 message = socket.recv() => match message {
                     None | Some(Ok(Message::Close(_))) => return End::ClientClosed,
                     Some(Err(err)) => return End::Failed(err),
@@ -293,8 +298,9 @@ impl Writer<'_> {
                 close(socket, GOING_AWAY, "the daemon has drained and is stopping").await;
                 return End::Drained;
             };
-            // Everything queued goes out in one flush.
+            // Everything queued goes out in one flush, behind a gap for what was passed over.
             let mut out = Outgoing::default();
+            self.missed += subscription.take_skipped();
             self.take(delivery, &mut out);
             while let Ok(Some(delivery)) = subscription.try_next() {
                 self.take(delivery, &mut out);
@@ -302,6 +308,8 @@ impl Writer<'_> {
             if self.routine.is_spent() || self.emergency.is_spent() {
                 self.resume_at = Some(tokio::time::Instant::now() + PACE);
             }
+            // Until then the processor only counts the routine frames it would have queued.
+            subscription.pause_routine(self.routine.is_spent());
             if out.messages.is_empty() {
                 continue;
             }

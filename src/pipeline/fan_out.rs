@@ -15,7 +15,7 @@
 //! subscription ends once it has taken what is queued.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use tokio::sync::Notify;
@@ -79,6 +79,10 @@ struct Subscriber {
     bound: Bound,
     queue: Mutex<Queue>,
     ready: Notify,
+    /// Set by a subscriber that takes no routine frames for now (its rate budget is spent): the
+    /// processor then only counts them, in `routine_skipped`, at the cost of two atomics.
+    routine_paused: AtomicBool,
+    routine_skipped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -140,8 +144,16 @@ impl FanOut {
             .subscribers
             .read()
             .unwrap_or_else(PoisonError::into_inner);
+        let routine = batch.priority == Priority::Routine;
         for subscriber in &registry.list {
-            if subscriber.filter.accepts(batch) {
+            if !subscriber.filter.accepts(batch) {
+                continue;
+            }
+            if routine && subscriber.routine_paused.load(Relaxed) {
+                subscriber
+                    .routine_skipped
+                    .fetch_add(batch.len() as u64, Relaxed);
+            } else {
                 subscriber.offer(batch, &self.hub.stats);
             }
         }
@@ -243,6 +255,8 @@ impl Subscribe {
                 ..Queue::default()
             }),
             ready: Notify::new(),
+            routine_paused: AtomicBool::new(false),
+            routine_skipped: AtomicU64::new(0),
         });
         registry.list.push(Arc::clone(&me));
         self.hub.count.store(registry.list.len(), Relaxed);
@@ -254,6 +268,17 @@ impl Subscribe {
 }
 
 impl Subscription {
+    /// Stops (or resumes) taking routine batches: while paused they are only counted, for
+    /// [`Subscription::take_skipped`].
+    pub fn pause_routine(&self, paused: bool) {
+        self.me.routine_paused.store(paused, Relaxed);
+    }
+
+    /// The routine frames passed over while paused since the last call.
+    pub fn take_skipped(&self) -> u64 {
+        self.me.routine_skipped.swap(0, Relaxed)
+    }
+
     /// The next batch or gap, in publishing order; `None` once the processor has finished and
     /// everything queued was taken.
     pub async fn next(&mut self) -> Option<Delivery> {
