@@ -362,6 +362,25 @@ async fn refused(addr: SocketAddr, query: &str) -> (u16, String) {
 }
 
 #[tokio::test]
+async fn a_catalog_publication_is_announced_on_the_feed() {
+    let (_daemon, _archive, addr, _stop) = start(common::test_config()).await;
+    let mut feed = subscribe(addr, "?priority=emergency").await;
+    let version = aggregator::catalog::push::push(addr, "text/plain", b"TLE")
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut feed).await,
+        serde_json::json!({ "catalog": version })
+    );
+    // A subscriber that connects later hears of the latest at once.
+    let mut late = subscribe(addr, "").await;
+    assert_eq!(
+        next_json(&mut late).await,
+        serde_json::json!({ "catalog": version })
+    );
+}
+
+#[tokio::test]
 async fn the_drain_sends_everything_then_closes_the_feed() {
     let (daemon, _archive, addr, _stop) = start(common::test_config()).await;
     let mut feed = subscribe(addr, "").await;

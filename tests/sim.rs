@@ -690,6 +690,12 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
         )),
         "{output}"
     );
+    // The catalog published mid-run, acknowledged by every source of the scenario.
+    assert!(output.contains("catalog version 1 published"), "{output}");
+    assert!(
+        output.contains("catalog: version 1 held by 50 of 50 sources"),
+        "{output}"
+    );
 
     let archive = scratch.0.join("demo-run/archive");
     assert!(
