@@ -96,18 +96,21 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A daemon serving `catalog`.
+async fn start_with(catalog: CatalogHandle) -> TestDaemon {
+    let (_archive, sink) = Archive::open();
+    let build = |config| Daemon::new(config, sink).with_catalog(catalog);
+    TestDaemon::start_built(common::test_config(), build, |_| ())
+        .await
+        .0
+}
+
 #[tokio::test]
 async fn a_restart_keeps_the_catalog_and_its_version() {
     let dir = temp_dir("restart");
     let open = || CatalogHandle::open(Store::in_dir(&dir), 1 << 20).unwrap();
-    let (_archive, sink) = Archive::open();
     let catalog = open();
-    let (daemon, _) = TestDaemon::start_built(
-        common::test_config(),
-        |config| Daemon::new(config, sink).with_catalog(catalog.clone()),
-        |_| (),
-    )
-    .await;
+    let daemon = start_with(catalog.clone()).await;
     catalog.publish("text/plain", "first".into()).await.unwrap();
     catalog
         .publish("text/plain", "second".into())
@@ -116,14 +119,8 @@ async fn a_restart_keeps_the_catalog_and_its_version() {
     daemon.shutdown().await;
     drop(catalog);
 
-    let (_archive, sink) = Archive::open();
     let catalog = open();
-    let (daemon, _) = TestDaemon::start_built(
-        common::test_config(),
-        |config| Daemon::new(config, sink).with_catalog(catalog.clone()),
-        |_| (),
-    )
-    .await;
+    let daemon = start_with(catalog.clone()).await;
     let mut client = Client::source(daemon.uplink, SourceKind::LiveUplink, 1).await;
     assert_eq!(
         expect_catalog(&mut client).await,

@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::Notify;
 
@@ -128,6 +128,21 @@ pub fn fan_out(stats: Stats) -> (FanOut, Subscribe) {
     )
 }
 
+impl Hub {
+    fn registry(&self) -> RwLockReadGuard<'_, Registry> {
+        // The registry is consistent at every point a panic could happen: a poisoned lock is safe.
+        self.subscribers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.subscribers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A queue is left consistent at every point a panic could happen, so a poisoned lock is safe.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -139,11 +154,7 @@ impl FanOut {
         if self.hub.count.load(Relaxed) == 0 {
             return;
         }
-        let registry = self
-            .hub
-            .subscribers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let registry = self.hub.registry();
         let routine = batch.priority == Priority::Routine;
         for subscriber in &registry.list {
             if !subscriber.filter.accepts(batch) {
@@ -162,11 +173,7 @@ impl FanOut {
 
 impl Drop for FanOut {
     fn drop(&mut self) {
-        let mut registry = self
-            .hub
-            .subscribers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut registry = self.hub.registry_mut();
         registry.finished = true;
         for subscriber in &registry.list {
             lock(&subscriber.queue).closed = true;
@@ -242,11 +249,7 @@ impl Queue {
 impl Subscribe {
     /// Registers a subscriber.
     pub fn subscribe(&self, filter: Filter, bound: Bound) -> Subscription {
-        let mut registry = self
-            .hub
-            .subscribers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut registry = self.hub.registry_mut();
         let me = Arc::new(Subscriber {
             filter,
             bound,
@@ -310,11 +313,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut registry = self
-            .hub
-            .subscribers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut registry = self.hub.registry_mut();
         registry.list.retain(|s| !Arc::ptr_eq(s, &self.me));
         self.hub.count.store(registry.list.len(), Relaxed);
     }
