@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use aggregator::archive::ArchiveSink;
 use aggregator::SourceKind;
+use base64::Engine as _;
 use common::{Archive, Client, TestDaemon, PATIENCE};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -215,6 +216,8 @@ struct PageView {
     uptime: f64,
     /// The live feed's connection, as the page reports it.
     feed: String,
+    /// The catalog tile's line: who holds the newest version.
+    catalog: String,
 }
 
 const READ_PAGE: &str = r#"({
@@ -230,6 +233,7 @@ const READ_PAGE: &str = r#"({
     uptime: document.getElementById("uptime").textContent.split(":")
         .reduce((seconds, part) => seconds * 60 + Number(part), 0),
     feed: document.getElementById("feed-status").dataset.state,
+    catalog: document.getElementById("catalog-holders").textContent,
 })"#;
 
 impl PageView {
@@ -421,32 +425,12 @@ impl Browser {
     /// Saves the page as a PNG.
     fn screenshot(&mut self, path: &Path) -> Vec<u8> {
         let shot = self.page("Page.captureScreenshot", json!({ "format": "png" }));
-        let png = decode_base64(shot["data"].as_str().expect("screenshot data"));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("base64 screenshot data");
         std::fs::write(path, &png).expect("write the screenshot");
         png
     }
-}
-
-/// Standard base64, as the DevTools protocol sends binary data.
-fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("{c:?} is not base64"),
-    };
-    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        let bits = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |bits, (i, &d)| bits | u32::from(d) << (18 - 6 * i));
-        out.extend_from_slice(&bits.to_be_bytes()[1..chunk.len()]);
-    }
-    out
 }
 
 /// Cargo's target directory (the parent of the one it gives integration tests for scratch).
@@ -511,6 +495,19 @@ fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart(
             "an emergency from {source:?}, not a source the simulator runs"
         );
     }
+    // A catalog published while the page is open: every source acknowledges it.
+    let tle = dir.0.join("tle.txt");
+    std::fs::write(&tle, "ISS (ZARYA)\n1 25544U 98067A\n2 25544  51.6416\n").unwrap();
+    let pushed = Command::new(AGGREGATOR)
+        .args(["catalog", "push"])
+        .arg(&tle)
+        .args(["--addr", &monitor.to_string()])
+        .output()
+        .expect("run aggregator catalog push");
+    assert!(pushed.status.success(), "{pushed:?}");
+    browser.wait_for("the catalog held by every source", |v| {
+        v.catalog == format!("held by {} of {} sources", expected.len(), expected.len())
+    });
     // A few seconds of the plot in the picture.
     browser.wait_for("a few seconds of the daemon", |v| v.uptime >= 8.0);
     let png = browser.screenshot(&target_dir().join("dashboard.png"));
