@@ -224,7 +224,7 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
             "nats": {
                 "connected": s.nats_connected != 0,
                 "lag_frames": s.nats_lag_frames,
-                "lag_ms": s.nats_lag_ms,
+                "lag_seconds": s.nats_lag_seconds,
             },
         }),
     };

@@ -93,7 +93,7 @@ pipeline_stats! {
     Gauge nats_cursor_offset: "The NATS sink's durable cursor: that frame's record offset.",
     Gauge nats_cursor_index: "The NATS sink's durable cursor: that frame's index in its record.",
     Gauge nats_lag_frames: "Frames archived since the daemon started, and older ones the NATS sink has read, that JetStream has not yet acknowledged.",
-    Gauge nats_lag_ms: "Milliseconds since the oldest frame JetStream has not yet acknowledged was received; 0 when the sink is caught up.",
+    Gauge nats_lag_seconds: "Whole seconds since the oldest frame JetStream has not yet acknowledged was received; 0 when the sink is caught up.",
     Counter nats_published: "Frames JetStream acknowledged as new messages.",
     Counter nats_republished: "Frames published again (after a failure or a restart) that JetStream acknowledged as duplicates and dropped.",
     Counter nats_errors: "Failures of the NATS sink: publishes, acknowledgements or stream set-up that failed and were retried.",
@@ -252,12 +252,18 @@ impl Stats {
     }
 
     /// The NATS sink's connection and lag, as its watcher last saw them.
-    pub(crate) fn nats_state(&self, connected: bool, degraded: bool, lag_frames: u64, lag_ms: u64) {
+    pub(crate) fn nats_state(
+        &self,
+        connected: bool,
+        degraded: bool,
+        lag_frames: u64,
+        lag: Duration,
+    ) {
         let c = &self.counters;
         c.nats_connected.store(u64::from(connected), Relaxed);
         c.nats_degraded.store(u64::from(degraded), Relaxed);
         c.nats_lag_frames.store(lag_frames, Relaxed);
-        c.nats_lag_ms.store(lag_ms, Relaxed);
+        c.nats_lag_seconds.store(lag.as_secs(), Relaxed);
     }
 }
 

@@ -116,7 +116,7 @@ async fn run(
         Ok(started) => started,
         Err(err) => {
             tracing::error!(error = %err, "the NATS sink cannot start; nothing is published");
-            stats.nats_state(false, true, 0, 0);
+            stats.nats_state(false, true, 0, Duration::ZERO);
             return;
         }
     };
@@ -149,7 +149,7 @@ async fn run(
     publisher.save().await;
     reporter.abort();
     if fatal {
-        publisher.stats.nats_state(false, true, 0, 0);
+        publisher.stats.nats_state(false, true, 0, Duration::ZERO);
     }
 }
 
@@ -200,14 +200,14 @@ async fn report(client: Client, stats: Stats, progress: Arc<Progress>, max_lag: 
     loop {
         ticker.tick().await;
         let connected = client.connection_state() == State::Connected;
-        let lag_ms = match progress.oldest_unacked_ns.load(Relaxed) {
-            0 => 0,
-            oldest => unix_now_ns().saturating_sub(oldest) / 1_000_000,
+        let lag = match progress.oldest_unacked_ns.load(Relaxed) {
+            0 => Duration::ZERO,
+            oldest => Duration::from_nanos(unix_now_ns().saturating_sub(oldest)),
         };
         let archived = stats.snapshot().frames_archived - archived_at_start;
         let lag_frames = archived.saturating_sub(progress.acked_new.load(Relaxed));
-        let degraded = !connected || lag_ms > max_lag.as_millis() as u64;
-        stats.nats_state(connected, degraded, lag_frames, lag_ms);
+        let degraded = !connected || lag > max_lag;
+        stats.nats_state(connected, degraded, lag_frames, lag);
     }
 }
 
