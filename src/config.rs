@@ -382,7 +382,7 @@ pub struct NatsConfig {
     /// A `.creds` file (JWT and NKey seed).
     pub credentials: Option<PathBuf>,
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// A PEM file of CA certificates to trust; TLS is required when it is given.
     pub tls_ca: Option<PathBuf>,
     /// Publishes awaiting their PubAck at once.
@@ -403,6 +403,24 @@ pub struct NatsConfig {
         deserialize_with = "millis"
     )]
     pub max_lag: Duration,
+}
+
+/// A password: its `Debug` form hides it, so that a config printed for a bug report does not
+/// carry it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"(hidden)\"")
+    }
 }
 
 impl NatsConfig {

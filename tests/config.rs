@@ -458,6 +458,12 @@ fn the_nats_sink_takes_its_defaults_and_names_the_key_of_each_mistake() {
         ("TELEMETRY", "telemetry.{site}.{kind}.{source}", 256)
     );
     assert_eq!(nats.duplicate_window.as_secs(), 600);
+    let secret = load(
+        "[sinks.nats]\nurl = \"nats://h:4222\"\nsite = \"s\"\nuser = \"u\"\npassword = \"hunter2\"\n",
+    );
+    let nats = secret.sinks.nats.expect("the section");
+    assert_eq!(nats.password.as_ref().map(|p| p.expose()), Some("hunter2"));
+    assert!(!format!("{nats:?}").contains("hunter2"), "{nats:?}");
     let several =
         load("[sinks.nats]\nurl = [\"nats://a:4222\", \"nats://b:4222\"]\nsite = \"s\"\n");
     assert_eq!(several.sinks.nats.expect("the section").url.len(), 2);

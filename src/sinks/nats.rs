@@ -166,7 +166,7 @@ async fn connect(config: &NatsConfig) -> Result<Client, String> {
             .map_err(|err| format!("sinks.nats.credentials {}: {err}", path.display()))?;
     }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
-        options = options.user_and_password(user.clone(), password.clone());
+        options = options.user_and_password(user.clone(), password.expose().to_string());
     }
     if let Some(ca) = &config.tls_ca {
         options = options.add_root_certificates(ca.clone()).require_tls(true);
