@@ -492,7 +492,10 @@ fn two_daemons_publish_every_frame_exactly_once_into_one_stream() {
         wait_until("the sink's lag to reach 0", || {
             daemon.stat("nats_lag_frames") == 0
         });
-        assert_eq!(daemon.stat("nats_connected"), 1);
+        assert_eq!(
+            (daemon.stat("nats_sink"), daemon.stat("nats_connected")),
+            (1, 1)
+        );
         let (status, health) = daemon.get("/healthz");
         assert_eq!(
             (status, health["status"].as_str()),

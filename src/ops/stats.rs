@@ -87,6 +87,7 @@ pipeline_stats! {
     Gauge archive_failing: "1 from the first failed archive write until every frame it held is stored (for good after a failed sync), else 0.",
     Gauge archive_unsynced_bytes: "Payload bytes written to the archive and not yet durable: at most archive.max_unsynced_bytes and one group.",
     Counter frames_abandoned: "Accepted frames a drain gave up on because the archive could not store them: never acknowledged, their sources still hold them.",
+    Gauge nats_sink: "1 when [sinks.nats] publishes this daemon's archive into NATS JetStream, else 0.",
     Gauge nats_connected: "1 while the NATS sink is connected to a server ([sinks.nats]), else 0.",
     Gauge nats_degraded: "1 while the NATS sink is disconnected or further behind than sinks.nats.max_lag_ms, else 0.",
     Gauge nats_cursor_segment: "The NATS sink's durable cursor: the segment of the last frame JetStream acknowledged in order.",
@@ -227,6 +228,11 @@ impl Stats {
 
     pub(crate) fn abandoned(&self, frames: u64) {
         self.counters.frames_abandoned.fetch_add(frames, Relaxed);
+    }
+
+    /// The NATS sink runs.
+    pub(crate) fn nats_sink_started(&self) {
+        self.counters.nats_sink.store(1, Relaxed);
     }
 
     /// JetStream acknowledged a frame; `duplicate` when it already held it.

@@ -108,6 +108,7 @@ async fn run(
     stats: Stats,
     cut_off: CancellationToken,
 ) {
+    stats.nats_sink_started();
     let cursor_file = CursorFile::new(&archive, "nats");
     let (client, acked) = match connect(&config).await.and_then(|client| {
         let acked = cursor_file.load().map_err(|err| err.to_string())?;
