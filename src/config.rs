@@ -75,6 +75,9 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub archive: ArchiveConfig,
+    /// Where the archive is published besides (`docs/scale-out.md`).
+    #[serde(default)]
+    pub sinks: SinksConfig,
 }
 
 /// One TCP listener. `[uplink]` and `[replay]` have defaults of their own
@@ -351,6 +354,203 @@ pub struct ArchiveConfig {
     pub max_unsynced_bytes: u64,
 }
 
+/// Publishers of the archive into other systems; none unless a section is written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    pub nats: Option<NatsConfig>,
+}
+
+/// `[sinks.nats]`: the archive published into a NATS JetStream stream, exactly once per frame
+/// (`docs/scale-out.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// The NATS server, or several of the same cluster: `"nats://host:4222"` or a list.
+    #[serde(deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
+    /// The JetStream stream; created when missing, with `duplicate_window_s`.
+    #[serde(default = "NatsConfig::default_stream")]
+    pub stream: String,
+    /// Each message's subject, from `{site}`, `{kind}` (`live` or `replay`) and `{source}`, each a
+    /// whole dot-separated token.
+    #[serde(default = "NatsConfig::default_subject")]
+    pub subject: String,
+    /// This daemon's name in subjects and message ids: unique per daemon, so that two sites'
+    /// frames never share an id.
+    pub site: String,
+    /// A `.creds` file (JWT and NKey seed).
+    pub credentials: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// A PEM file of CA certificates to trust; TLS is required when it is given.
+    pub tls_ca: Option<PathBuf>,
+    /// Publishes awaiting their PubAck at once.
+    #[serde(default = "NatsConfig::default_window")]
+    pub window: usize,
+    /// The duplicate window asked for when the daemon creates the stream.
+    #[serde(
+        rename = "duplicate_window_s",
+        default = "NatsConfig::default_duplicate_window",
+        deserialize_with = "seconds"
+    )]
+    pub duplicate_window: Duration,
+    /// `/healthz` says degraded when the oldest frame not yet acknowledged by JetStream was
+    /// received longer ago than this (or the sink is disconnected).
+    #[serde(
+        rename = "max_lag_ms",
+        default = "NatsConfig::default_max_lag",
+        deserialize_with = "millis"
+    )]
+    pub max_lag: Duration,
+}
+
+/// A password: its `Debug` form hides it, so that a config printed for a bug report does not
+/// carry it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"(hidden)\"")
+    }
+}
+
+impl NatsConfig {
+    fn default_stream() -> String {
+        "TELEMETRY".into()
+    }
+
+    fn default_subject() -> String {
+        "telemetry.{site}.{kind}.{source}".into()
+    }
+
+    fn default_window() -> usize {
+        256
+    }
+
+    fn default_duplicate_window() -> Duration {
+        Duration::from_secs(600)
+    }
+
+    fn default_max_lag() -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// The placeholders a subject template may hold.
+    pub const PLACEHOLDERS: [&'static str; 3] = ["{site}", "{kind}", "{source}"];
+
+    /// The stream's subject filter: the template with each placeholder token as `*`.
+    pub fn stream_subjects(&self) -> String {
+        self.subject
+            .split('.')
+            .map(|token| match Self::PLACEHOLDERS.contains(&token) {
+                true => "*",
+                false => token,
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// Checks what serde cannot; an error names the key.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.url.is_empty() {
+            return Err(("sinks.nats.url", "names no server".into()));
+        }
+        for url in &self.url {
+            if let Err(err) = url.parse::<async_nats::ServerAddr>() {
+                return Err((
+                    "sinks.nats.url",
+                    format!(
+                        "{url:?} is not a NATS server address ({err}); expected nats://HOST:PORT"
+                    ),
+                ));
+            }
+        }
+        let token = |text: &str| {
+            !text.is_empty()
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !token(&self.site) {
+            return Err((
+                "sinks.nats.site",
+                format!(
+                    "{:?} must be a non-empty name of letters, digits, '-' and '_'",
+                    self.site
+                ),
+            ));
+        }
+        if !token(&self.stream) {
+            return Err((
+                "sinks.nats.stream",
+                format!(
+                    "{:?} must be a non-empty name of letters, digits, '-' and '_'",
+                    self.stream
+                ),
+            ));
+        }
+        self.check_subject()
+            .map_err(|problem| ("sinks.nats.subject", problem))?;
+        if self.window == 0 {
+            return Err(("sinks.nats.window", "must be at least 1".into()));
+        }
+        if self.duplicate_window.is_zero() {
+            return Err((
+                "sinks.nats.duplicate_window_s",
+                "must be at least 1 s".into(),
+            ));
+        }
+        if self.max_lag.is_zero() {
+            return Err(("sinks.nats.max_lag_ms", "must be at least 1 ms".into()));
+        }
+        match (&self.user, &self.password) {
+            (Some(_), None) => Err((
+                "sinks.nats.password",
+                "user is set without a password".into(),
+            )),
+            (None, Some(_)) => Err(("sinks.nats.user", "password is set without a user".into())),
+            (Some(_), Some(_)) if self.credentials.is_some() => Err((
+                "sinks.nats.credentials",
+                "set either a credentials file or user and password, not both".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Each token of the template is a word or one whole placeholder, and every placeholder is
+    /// there, so that every frame gets a subject of its own source.
+    fn check_subject(&self) -> Result<(), String> {
+        let subject = &self.subject;
+        for token in subject.split('.') {
+            let word = !token.is_empty()
+                && !token.contains(['{', '}', '*', '>'])
+                && !token.contains(char::is_whitespace);
+            if !word && !Self::PLACEHOLDERS.contains(&token) {
+                return Err(format!(
+                    "{subject:?}: {token:?} is neither a word nor one of {{site}}, {{kind}}, {{source}}"
+                ));
+            }
+        }
+        for placeholder in Self::PLACEHOLDERS {
+            if subject.split('.').filter(|t| *t == placeholder).count() != 1 {
+                return Err(format!(
+                    "{subject:?} must hold {placeholder} once, as a whole token"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which archive the daemon keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -528,6 +728,24 @@ fn some_socket_addr<'de, D: Deserializer<'de>>(
     socket_addr(deserializer).map(Some)
 }
 
+fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_secs)
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(url) => vec![url],
+        OneOrMany::Many(urls) => urls,
+    })
+}
+
 fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     u64::deserialize(deserializer).map(Duration::from_millis)
 }
@@ -548,6 +766,7 @@ impl Default for Config {
             consumer: ConsumerConfig::default(),
             runtime: RuntimeConfig::default(),
             archive: ArchiveConfig::default(),
+            sinks: SinksConfig::default(),
         }
     }
 }
@@ -735,6 +954,15 @@ impl Config {
                 "consumer.listen",
                 format!("{consumer} is also another listener's address"),
             ));
+        }
+        if let Some(nats) = &self.sinks.nats {
+            nats.validate()?;
+            if self.archive.kind != ArchiveKind::Segments {
+                return Err((
+                    "sinks.nats",
+                    "publishes the archive's files: it needs archive.kind = \"segments\"".into(),
+                ));
+            }
         }
         if let Err(problem) = check_log_filter(&self.log.level) {
             return Err((

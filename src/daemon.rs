@@ -10,8 +10,8 @@
 //! handle. When the last handle is gone the fan-in closes; the processor empties it and drops the
 //! fan-out; the archive stores what is queued and ends; connections send their final
 //! acknowledgements. The deadline bounds the whole sequence. Followers of the archive
-//! ([`crate::follow`]) finish after the archive closes, within the same deadline, and are cut off
-//! at it: they never change the drain's report.
+//! ([`crate::follow`]) and its sinks ([`crate::sinks`]) finish after the archive closes, within
+//! the same deadline, and are cut off at it: they never change the drain's report.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -40,6 +40,7 @@ use crate::pipeline::fan_in::{priority_fan_in, FanIn};
 use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
+use crate::sinks::nats::NatsSink;
 
 /// How the drain went; the binary logs it and picks its exit status from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +65,9 @@ pub enum Health {
     Ready,
     /// Shutting down: finishing what it accepted, accepting nothing new.
     Draining,
-    /// Running, but the archive is failing: from its first failed write until every frame that
-    /// write held is stored, frames are not being acknowledged.
+    /// Running, but the archive is failing (from its first failed write until every frame that
+    /// write held is stored, frames are not being acknowledged), or the NATS sink is disconnected
+    /// or further behind than `sinks.nats.max_lag_ms` (ingest goes on; the sink catches up).
     Degraded,
 }
 
@@ -78,9 +80,10 @@ pub struct HealthProbe {
 
 impl HealthProbe {
     pub fn health(&self) -> Health {
+        let stats = self.stats.snapshot();
         if self.drain.is_cancelled() {
             Health::Draining
-        } else if self.stats.snapshot().archive_failing != 0 {
+        } else if stats.archive_failing != 0 || stats.nats_degraded != 0 {
             Health::Degraded
         } else {
             Health::Ready
@@ -246,6 +249,16 @@ impl Daemon {
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
             catalog: self.catalog.clone(),
         });
+        let nats = config.sinks.nats.clone().and_then(|nats| {
+            let durable = self.durable.clone();
+            if durable.is_none() {
+                tracing::error!(
+                    "sinks.nats needs an archive that keeps files; nothing is published"
+                );
+            }
+            let dir = config.archive.dir.clone();
+            durable.map(|durable| NatsSink::start(nats, dir, durable, stats.clone()))
+        });
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {
                 dir: config.archive.dir.clone(),
@@ -280,6 +293,9 @@ impl Daemon {
             .is_ok();
         if let Some(followers) = followers {
             followers.finish(deadline).await;
+        }
+        if let Some(nats) = nats {
+            nats.finish(deadline).await;
         }
         publisher.stop.cancel();
         let _ = publisher.task.await;

@@ -13,6 +13,8 @@
 //!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
 //! - [`follow`]: consumers that read the archive from a position and then follow it live: the
 //!   follow protocol, positions, the listener and its per-follower tasks, and `aggregator tail`.
+//! - [`sinks`]: publishers of the archive into other systems (NATS JetStream), each a follower of
+//!   the files with a durable cursor of its own, so that an outage never slows ingest.
 //! - [`ops`]: how operators see it: statistics, the monitor's HTTP endpoint, the dashboard and
 //!   the web dashboard page, logs.
 //! - [`catalog`]: catalog updates that operators publish and every connected source receives.
@@ -29,6 +31,7 @@ pub mod ingest;
 pub mod ops;
 pub mod pipeline;
 pub mod sim;
+pub mod sinks;
 
 pub use config::Config;
 pub use daemon::{Daemon, DrainReport, Health, HealthProbe};

@@ -471,3 +471,69 @@ fn the_consumer_section_is_checked_like_the_others() {
     // A disabled listener binds nothing, so its address may be any.
     load("[consumer]\nenabled = false\nlisten = \"127.0.0.1:7780\"\n");
 }
+
+#[test]
+fn the_nats_sink_takes_its_defaults_and_names_the_key_of_each_mistake() {
+    let nats = load("[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"gs-north\"\n")
+        .sinks
+        .nats
+        .expect("the section");
+    assert_eq!(nats.url, ["nats://127.0.0.1:4222"]);
+    assert_eq!(
+        (nats.stream.as_str(), nats.subject.as_str(), nats.window),
+        ("TELEMETRY", "telemetry.{site}.{kind}.{source}", 256)
+    );
+    assert_eq!(nats.duplicate_window.as_secs(), 600);
+    let secret = load(
+        "[sinks.nats]\nurl = \"nats://h:4222\"\nsite = \"s\"\nuser = \"u\"\npassword = \"hunter2\"\n",
+    );
+    let nats = secret.sinks.nats.expect("the section");
+    assert_eq!(nats.password.as_ref().map(|p| p.expose()), Some("hunter2"));
+    assert!(!format!("{nats:?}").contains("hunter2"), "{nats:?}");
+    let several =
+        load("[sinks.nats]\nurl = [\"nats://a:4222\", \"nats://b:4222\"]\nsite = \"s\"\n");
+    assert_eq!(several.sinks.nats.expect("the section").url.len(), 2);
+    let url = "url = \"nats://127.0.0.1:4222\"\n";
+    for (keys, needles) in [
+        (url.to_string(), &["sinks.nats", "missing field `site`"][..]),
+        (
+            format!("{url}site = \"a.b\"\n"),
+            &["sinks.nats.site", "\"a.b\""],
+        ),
+        (
+            "url = \"http://[::1\"\nsite = \"s\"\n".into(),
+            &["sinks.nats.url"],
+        ),
+        (
+            format!("{url}site = \"s\"\nsubject = \"t.{{site}}.{{kind}}\"\n"),
+            &["sinks.nats.subject", "{source}"],
+        ),
+        (
+            format!("{url}site = \"s\"\nsubject = \"t.{{site}}-x.{{kind}}.{{source}}\"\n"),
+            &["sinks.nats.subject", "{site}-x"],
+        ),
+        (
+            format!("{url}site = \"s\"\nuser = \"u\"\n"),
+            &["sinks.nats.password"],
+        ),
+        (
+            format!("{url}site = \"s\"\nwindow = 0\n"),
+            &["sinks.nats.window"],
+        ),
+        (
+            format!("{url}site = \"s\"\nsubjct = \"x\"\n"),
+            &["sinks.nats.subjct", "unknown field"],
+        ),
+    ] {
+        expect_error(&format!("[sinks.nats]\n{keys}"), needles);
+    }
+    expect_error(
+        &format!("[archive]\nkind = \"count\"\n[sinks.nats]\n{url}site = \"s\"\n"),
+        &["sinks.nats", "archive.kind"],
+    );
+    let file = TempConfig::new("[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"\"\n");
+    let output = aggregator(&["--check-config", "--config", file.path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("sinks.nats.site"), "{stderr}");
+}

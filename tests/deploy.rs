@@ -166,3 +166,22 @@ fn the_daemon_tells_systemd_ready_and_stopping() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn the_scale_out_profile_runs_two_sites_into_one_stream() {
+    let compose = read("deploy/docker-compose.yml");
+    let mut sites = Vec::new();
+    for site in ["north", "south"] {
+        let path = format!("deploy/docker/scale-out-{site}.toml");
+        assert!(
+            compose.contains(&path[7..]),
+            "the compose file mounts {path}"
+        );
+        let nats = config(&path).sinks.nats.expect("[sinks.nats]");
+        assert_eq!(nats.url, ["nats://nats:4222"]);
+        sites.push((nats.site, nats.stream));
+    }
+    assert_ne!(sites[0].0, sites[1].0, "each daemon has a site of its own");
+    assert_eq!(sites[0].1, sites[1].1, "both publish into one stream");
+    assert!(compose.contains("profiles: [scale-out]") && compose.contains("\"-js\""));
+}

@@ -8,7 +8,7 @@
 //! own socket only, so TCP backpressure from a slow consumer stops that follower's task and
 //! nothing else: ingest, the archive and the other followers never wait for it.
 //!
-//! Followers run on a thread and runtime of their own (`run_thread`), at a lower scheduling
+//! Followers run on a thread and runtime of their own (`spawn_low_priority`), at a lower scheduling
 //! priority (`FOLLOWERS_NICE`): when the cores are short, ingest goes first, and followers only
 //! fall further behind in the files. They have a [`TaskTracker`] apart from the pipeline's: at a
 //! drain each one sends what became durable up to the archive's close, then END, and the daemon
@@ -105,9 +105,13 @@ impl Followers {
         });
         let (tasks, stop) = (followers.tracker.clone(), followers.cut_off.clone());
         let thread = listener.into_std().and_then(|listener| {
-            std::thread::Builder::new()
-                .name("followers".into())
-                .spawn(move || run_thread(listener, shared, tasks, stop))
+            spawn_low_priority("followers", move || async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => accept(&listener, &shared, &tasks, &stop).await,
+                    Err(err) => tracing::error!(error = %err, "cannot listen for followers"),
+                }
+                tasks.wait().await;
+            })
         });
         if let Err(err) = thread {
             tracing::error!(error = %err, "cannot start the followers' thread; no follower is served");
@@ -129,33 +133,32 @@ impl Followers {
     }
 }
 
-/// The followers' thread: a runtime of its own, so that encoding frames and writing them to
-/// followers' sockets never takes the time of the runtime that runs ingest and the archive (one
-/// thread by default). It ends once the accept loop has stopped and every follower has ended.
-fn run_thread(
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
-    tasks: TaskTracker,
-    stop: CancellationToken,
-) {
-    lower_priority();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start the followers' runtime; no follower is served");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        match TcpListener::from_std(listener) {
-            Ok(listener) => accept(&listener, &shared, &tasks, &stop).await,
-            Err(err) => tracing::error!(error = %err, "cannot listen for followers"),
-        }
-        tasks.wait().await;
-    });
+/// Runs `task` on a thread of its own, at a lower scheduling priority ([`FOLLOWERS_NICE`]), in a
+/// current-thread runtime of its own: followers of the archive (these, and the sinks of
+/// `crate::sinks`) encode and write frames without taking the time of the runtime that runs
+/// ingest and the archive (one thread by default), and when the cores are short ingest goes
+/// first. The thread ends when `task` does.
+pub(crate) fn spawn_low_priority<F, T>(name: &str, task: T) -> io::Result<()>
+where
+    T: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    let thread_name = name.to_string();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            lower_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(task()),
+                Err(err) => {
+                    tracing::error!(error = %err, thread = thread_name, "cannot start a runtime");
+                }
+            }
+        })
+        .map(drop)
 }
 
 /// The followers' thread's nice value: when the cores are short, the kernel gives ingest's threads
@@ -174,7 +177,7 @@ fn lower_priority() {
         };
         if lowered != 0 {
             let err = std::io::Error::last_os_error();
-            tracing::warn!(error = %err, "cannot lower the followers' thread's priority");
+            tracing::warn!(error = %err, "cannot lower a follower thread's priority");
         }
     }
 }

@@ -216,7 +216,19 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
         Health::Ready => StatusCode::OK,
         Health::Draining | Health::Degraded => StatusCode::SERVICE_UNAVAILABLE,
     };
-    (status, Json(serde_json::json!({ "status": health }))).into_response()
+    let s = state.stats.snapshot();
+    let body = match s.nats_degraded {
+        0 => serde_json::json!({ "status": health }),
+        _ => serde_json::json!({
+            "status": health,
+            "nats": {
+                "connected": s.nats_connected != 0,
+                "lag_frames": s.nats_lag_frames,
+                "lag_seconds": s.nats_lag_seconds,
+            },
+        }),
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<MonitorState>) -> Response {

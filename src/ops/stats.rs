@@ -87,6 +87,17 @@ pipeline_stats! {
     Gauge archive_failing: "1 from the first failed archive write until every frame it held is stored (for good after a failed sync), else 0.",
     Gauge archive_unsynced_bytes: "Payload bytes written to the archive and not yet durable: at most archive.max_unsynced_bytes and one group.",
     Counter frames_abandoned: "Accepted frames a drain gave up on because the archive could not store them: never acknowledged, their sources still hold them.",
+    Gauge nats_sink: "1 when [sinks.nats] publishes this daemon's archive into NATS JetStream, else 0.",
+    Gauge nats_connected: "1 while the NATS sink is connected to a server ([sinks.nats]), else 0.",
+    Gauge nats_degraded: "1 while the NATS sink is disconnected or further behind than sinks.nats.max_lag_ms, else 0.",
+    Gauge nats_cursor_segment: "The NATS sink's durable cursor: the segment of the last frame JetStream acknowledged in order.",
+    Gauge nats_cursor_offset: "The NATS sink's durable cursor: that frame's record offset.",
+    Gauge nats_cursor_index: "The NATS sink's durable cursor: that frame's index in its record.",
+    Gauge nats_lag_frames: "Frames archived since the daemon started that JetStream has not yet acknowledged (a backlog from before the start shows in nats_lag_seconds).",
+    Gauge nats_lag_seconds: "Whole seconds since the oldest frame JetStream has not yet acknowledged was received; 0 when the sink is caught up.",
+    Counter nats_published: "Frames JetStream acknowledged as new messages.",
+    Counter nats_republished: "Frames published again (after a failure or a restart) that JetStream acknowledged as duplicates and dropped.",
+    Counter nats_errors: "Failures of the NATS sink: publishes, acknowledgements or stream set-up that failed and were retried.",
 }
 
 impl PipelineStats {
@@ -217,6 +228,48 @@ impl Stats {
 
     pub(crate) fn abandoned(&self, frames: u64) {
         self.counters.frames_abandoned.fetch_add(frames, Relaxed);
+    }
+
+    /// The NATS sink runs.
+    pub(crate) fn nats_sink_started(&self) {
+        self.counters.nats_sink.store(1, Relaxed);
+    }
+
+    /// JetStream acknowledged a frame; `duplicate` when it already held it.
+    pub(crate) fn nats_acked(&self, duplicate: bool) {
+        let counter = match duplicate {
+            true => &self.counters.nats_republished,
+            false => &self.counters.nats_published,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn nats_error(&self) {
+        self.counters.nats_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Everything up to `position` is acknowledged.
+    pub(crate) fn nats_cursor(&self, position: crate::follow::Position) {
+        let c = &self.counters;
+        c.nats_cursor_segment.store(position.segment, Relaxed);
+        c.nats_cursor_offset.store(position.offset, Relaxed);
+        c.nats_cursor_index
+            .store(u64::from(position.index), Relaxed);
+    }
+
+    /// The NATS sink's connection and lag, as its watcher last saw them.
+    pub(crate) fn nats_state(
+        &self,
+        connected: bool,
+        degraded: bool,
+        lag_frames: u64,
+        lag: Duration,
+    ) {
+        let c = &self.counters;
+        c.nats_connected.store(u64::from(connected), Relaxed);
+        c.nats_degraded.store(u64::from(degraded), Relaxed);
+        c.nats_lag_frames.store(lag_frames, Relaxed);
+        c.nats_lag_seconds.store(lag.as_secs(), Relaxed);
     }
 }
 

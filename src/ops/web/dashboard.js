@@ -107,18 +107,39 @@ function showStats(body, now) {
   $("catalog-version").textContent = catalog.version === null ? "none" : `v${number.format(catalog.version)}`;
   $("catalog-holders").textContent =
     catalog.version === null ? "nothing published" : `held by ${catalog.holding_latest} of ${catalog.sources} sources`;
+  showNats(stats);
   showSources(body.sources, uptime);
+}
+
+/// The NATS sink's tile, shown when `[sinks.nats]` is configured (docs/scale-out.md).
+function showNats(stats) {
+  $("nats-tile").hidden = !stats.nats_sink;
+  if (!stats.nats_sink) return;
+  $("nats-state").textContent = stats.nats_connected ? "connected" : "disconnected";
+  const cursor = `${stats.nats_cursor_segment}:${stats.nats_cursor_offset}:${stats.nats_cursor_index}`;
+  $("nats-detail").textContent =
+    `lag ${number.format(stats.nats_lag_frames)} frames, ${number.format(stats.nats_lag_seconds)} s · ` +
+    `cursor ${cursor} · ${number.format(stats.nats_published)} published, ` +
+    `${number.format(stats.nats_republished)} republished, ${number.format(stats.nats_errors)} errors`;
 }
 
 function showHealth(health, stats) {
   const badge = $("health");
   badge.dataset.health = health;
   badge.textContent = health;
+  const degraded = [];
+  if (stats.archive_failing) {
+    degraded.push(`the archive cannot store frames (${number.format(stats.archive_errors)} failed writes or syncs): ` +
+      "frames are held, not acknowledged");
+  }
+  if (stats.nats_degraded) {
+    degraded.push(`the NATS sink is ${stats.nats_connected ? "behind" : "disconnected"}: ` +
+      `${number.format(stats.nats_lag_frames)} frames, ${number.format(stats.nats_lag_seconds)} s not yet in JetStream; ingest goes on`);
+  }
   const reasons = {
     ready: "",
     draining: "shutting down: storing what it accepted, accepting nothing new",
-    degraded: `the archive cannot store frames (${number.format(stats.archive_errors)} failed writes or syncs): ` +
-      "frames are held, not acknowledged",
+    degraded: degraded.join(" · "),
   };
   $("health-reason").textContent = reasons[health] ?? "";
 }

@@ -1,0 +1,102 @@
+//! A sink's durable cursor: the position of the last frame its destination acknowledged, with
+//! every frame before it acknowledged too, kept in a file next to the archive
+//! (`ARCHIVE_DIR/sinks/NAME.cursor`).
+//!
+//! The file holds the position's text form (`SEGMENT:OFFSET:INDEX`) and is replaced atomically: a
+//! temporary file is written and synced, renamed over the old one, and the directory synced, so a
+//! crash leaves either the old cursor or the new one. The cursor only ever trails what was
+//! acknowledged, so after a crash the sink publishes again from an older position, never skips one.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::follow::Position;
+
+/// The cursor file of the sink `name` in the archive directory `archive`.
+#[derive(Debug, Clone)]
+pub struct CursorFile {
+    path: PathBuf,
+}
+
+impl CursorFile {
+    pub fn new(archive: &Path, name: &str) -> CursorFile {
+        CursorFile {
+            path: archive.join("sinks").join(format!("{name}.cursor")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved position; `None` when the sink has never saved one (it starts at the oldest
+    /// frame). A file that does not hold a position is an error: guessing could skip frames.
+    pub fn load(&self) -> io::Result<Option<Position>> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(self.error(err, "cannot read")),
+        };
+        text.trim().parse().map(Some).map_err(|why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {why}", self.path.display()),
+            )
+        })
+    }
+
+    /// Replaces the saved position with `position`, durably (temporary file, sync, rename, sync
+    /// of the directory). Blocks on the disk.
+    pub fn save(&self, position: Position) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|err| self.error(err, "cannot create the directory of"))?;
+        let temporary = self.path.with_extension("cursor.new");
+        let mut file =
+            File::create(&temporary).map_err(|err| self.error(err, "cannot create a new"))?;
+        writeln!(file, "{position}")
+            .and_then(|()| file.sync_all())
+            .map_err(|err| self.error(err, "cannot write a new"))?;
+        fs::rename(&temporary, &self.path).map_err(|err| self.error(err, "cannot replace"))?;
+        File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|err| self.error(err, "cannot sync the directory of"))
+    }
+
+    fn error(&self, err: io::Error, what: &str) -> io::Error {
+        io::Error::new(
+            err.kind(),
+            format!("{what} the cursor file {}: {err}", self.path.display()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_cursor_loads_back_and_a_damaged_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("cursor-test-{}", std::process::id()));
+        let cursor = CursorFile::new(&dir, "nats");
+        assert_eq!(cursor.load().unwrap(), None);
+        let position = Position {
+            segment: 3,
+            offset: 4096,
+            index: 7,
+        };
+        cursor.save(position).unwrap();
+        assert_eq!(cursor.load().unwrap(), Some(position));
+        cursor
+            .save(Position {
+                index: 8,
+                ..position
+            })
+            .unwrap();
+        assert_eq!(cursor.load().unwrap().map(|p| p.index), Some(8));
+        fs::write(cursor.path(), "3:4096\n").unwrap();
+        let err = cursor.load().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,574 @@
+//! The NATS sink: the archive published into a JetStream stream, every frame exactly once
+//! (`docs/scale-out.md`).
+//!
+//! Why a follower of the files and not a subscriber of the pipeline: JetStream may be away for
+//! minutes, and a daemon may be killed at any moment. Reading the segment files from a durable
+//! cursor ([`CursorFile`]) with the follow reader makes both cheap: while NATS is down the sink
+//! only falls behind in the files (ingest, the archive and the drain never wait for it, and it runs
+//! on a thread of its own at a lower priority), and after any restart it resumes at its cursor.
+//!
+//! Exactly once: many publishes are in flight (`sinks.nats.window`), and their PubAcks are taken
+//! in publishing order, so the cursor is always the position up to which JetStream acknowledged
+//! everything; it is saved a few times a second. After a failure (a publish or an acknowledgement
+//! that fails or times out) or a restart, the sink publishes again from its cursor: what JetStream
+//! already holds carries the same `Nats-Msg-Id` (`{site}.{kind}.{source}.{seq}`), so the stream's
+//! duplicate window drops it, and the PubAck says so (counted as republished).
+
+use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::{self, stream};
+use async_nats::{Client, ConnectOptions, ServerAddr};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::cursor::CursorFile;
+use crate::archive::DurableEnd;
+use crate::config::NatsConfig;
+use crate::follow::protocol::{FollowedFrame, FrameRun, Start, Subscription};
+use crate::follow::reader::{self, Cursor};
+use crate::follow::server::spawn_low_priority;
+use crate::follow::Position;
+use crate::ops::stats::Stats;
+use crate::pipeline::frame::SourceKind;
+
+/// How long a publish may wait for room in the client's queue, and for its PubAck.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the cursor is saved while it moves: what a restart publishes again, at most.
+const SAVE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often the connection and the lag are reported to the stats.
+const REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The wait after a failed session, doubled after each failure in a row up to the maximum.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The running sink, for the daemon's drain.
+pub(crate) struct NatsSink {
+    /// Cancelled when the sink's thread has ended.
+    done: CancellationToken,
+    /// Cancelled at the drain deadline: the sink saves its cursor and stops.
+    cut_off: CancellationToken,
+}
+
+impl NatsSink {
+    /// Starts publishing the archive in `archive`, up to its durable end, on a thread of its own.
+    pub(crate) fn start(
+        config: NatsConfig,
+        archive: PathBuf,
+        durable: watch::Receiver<DurableEnd>,
+        stats: Stats,
+    ) -> NatsSink {
+        let sink = NatsSink {
+            done: CancellationToken::new(),
+            cut_off: CancellationToken::new(),
+        };
+        let (done, cut_off) = (sink.done.clone().drop_guard(), sink.cut_off.clone());
+        let started = spawn_low_priority("nats-sink", move || async move {
+            let _done = done;
+            run(config, archive, durable, stats, cut_off).await;
+        });
+        if let Err(err) = started {
+            tracing::error!(error = %err, "cannot start the NATS sink's thread; nothing is published");
+        }
+        sink
+    }
+
+    /// Waits for the sink to publish what the archive made durable before it closed, until
+    /// `deadline`; then cuts it off (its cursor is saved either way).
+    pub(crate) async fn finish(self, deadline: Instant) {
+        if tokio::time::timeout_at(deadline, self.done.cancelled())
+            .await
+            .is_err()
+        {
+            self.cut_off.cancel();
+            self.done.cancelled().await;
+        }
+    }
+}
+
+/// The sink's life: connect, then sessions until the archive closes, a fatal problem, or the
+/// cut-off; the cursor is saved at the end.
+async fn run(
+    config: NatsConfig,
+    archive: PathBuf,
+    mut durable: watch::Receiver<DurableEnd>,
+    stats: Stats,
+    cut_off: CancellationToken,
+) {
+    stats.nats_sink_started();
+    let cursor_file = CursorFile::new(&archive, "nats");
+    let (client, acked) = match connect(&config).await.and_then(|client| {
+        let acked = cursor_file.load().map_err(|err| err.to_string())?;
+        Ok((client, acked))
+    }) {
+        Ok(started) => started,
+        Err(err) => {
+            tracing::error!(error = %err, "the NATS sink cannot start; nothing is published");
+            stats.nats_state(false, true, 0, Duration::ZERO);
+            return;
+        }
+    };
+    if let Some(position) = acked {
+        stats.nats_cursor(position);
+    }
+    tracing::info!(stream = config.stream, site = config.site, cursor = ?acked.map(|p| p.to_string()), "NATS sink started");
+    let progress = Arc::new(Progress::default());
+    let reporter = tokio::spawn(report(
+        client.clone(),
+        stats.clone(),
+        Arc::clone(&progress),
+        config.max_lag,
+    ));
+    let mut publisher = Publisher {
+        subject: SubjectTemplate::new(&config),
+        context: jetstream::new(client),
+        start_end: *durable.borrow(),
+        config,
+        archive,
+        cursor_file,
+        stats,
+        progress,
+        acked,
+        saved: acked,
+        saved_at: Instant::now(),
+    };
+    publisher.context.set_timeout(ACK_TIMEOUT);
+    let fatal = publisher.sessions(&mut durable, &cut_off).await;
+    publisher.save().await;
+    reporter.abort();
+    if fatal {
+        publisher.stats.nats_state(false, true, 0, Duration::ZERO);
+    }
+}
+
+/// Connects in the background: the client keeps trying the servers, forever.
+async fn connect(config: &NatsConfig) -> Result<Client, String> {
+    let mut options = ConnectOptions::new()
+        .name(format!("aggregator {}", config.site))
+        .retry_on_initial_connect()
+        .max_reconnects(None);
+    if let Some(path) = &config.credentials {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|err| format!("sinks.nats.credentials {}: {err}", path.display()))?;
+    }
+    if let (Some(user), Some(password)) = (&config.user, &config.password) {
+        options = options.user_and_password(user.clone(), password.expose().to_string());
+    }
+    if let Some(ca) = &config.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let servers = config
+        .url
+        .iter()
+        .map(|url| url.parse::<ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| format!("sinks.nats.url: {err}"))?;
+    options
+        .connect(servers)
+        .await
+        .map_err(|err| err.to_string())
+}
+
+/// What the publisher tells the reporter, which runs beside it.
+#[derive(Debug, Default)]
+struct Progress {
+    /// When the oldest frame not yet acknowledged was received (ns since the epoch); 0 when
+    /// everything durable is acknowledged.
+    oldest_unacked_ns: AtomicU64,
+    /// Acknowledged frames that were archived after the sink started.
+    acked_new: AtomicU64,
+}
+
+/// Reports the connection, the lag and health to the stats every [`REPORT_INTERVAL`].
+async fn report(client: Client, stats: Stats, progress: Arc<Progress>, max_lag: Duration) {
+    let archived_at_start = stats.snapshot().frames_archived;
+    let mut ticker = tokio::time::interval(REPORT_INTERVAL);
+    loop {
+        ticker.tick().await;
+        let connected = client.connection_state() == State::Connected;
+        let lag = match progress.oldest_unacked_ns.load(Relaxed) {
+            0 => Duration::ZERO,
+            oldest => Duration::from_nanos(unix_now_ns().saturating_sub(oldest)),
+        };
+        let archived = stats.snapshot().frames_archived - archived_at_start;
+        let lag_frames = archived.saturating_sub(progress.acked_new.load(Relaxed));
+        let degraded = !connected || lag > max_lag;
+        stats.nats_state(connected, degraded, lag_frames, lag);
+    }
+}
+
+fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// Why a session ended.
+enum SessionEnd {
+    /// The archive closed (the drain) and everything it made durable is acknowledged.
+    ArchiveClosed,
+    /// NATS failed; the next session starts again from the cursor.
+    Failed(String),
+    /// The archive cannot be followed any more (a segment deleted, a record damaged): publishing
+    /// on would skip frames, so the sink stops and says degraded.
+    Fatal(String),
+}
+
+/// A publish waiting for its PubAck.
+struct InFlight {
+    position: Position,
+    received_unix_ns: u64,
+    /// Archived after the sink started (counted in the lag in frames).
+    new: bool,
+    ack: Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>,
+}
+
+/// The publishing side: the cursor, and one session after another.
+struct Publisher {
+    config: NatsConfig,
+    subject: SubjectTemplate,
+    context: jetstream::Context,
+    archive: PathBuf,
+    cursor_file: CursorFile,
+    stats: Stats,
+    progress: Arc<Progress>,
+    /// The durable end when the sink started: frames from it on were archived by this run.
+    start_end: DurableEnd,
+    /// Every frame up to this one is acknowledged; `None`: none yet (start at the oldest).
+    acked: Option<Position>,
+    saved: Option<Position>,
+    saved_at: Instant,
+}
+
+impl Publisher {
+    /// Runs sessions until the archive closes, a fatal problem (`true`), or the cut-off.
+    async fn sessions(
+        &mut self,
+        durable: &mut watch::Receiver<DurableEnd>,
+        cut_off: &CancellationToken,
+    ) -> bool {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let before = self.acked;
+            let ended = tokio::select! {
+                _ = cut_off.cancelled() => {
+                    tracing::warn!(cursor = ?self.acked.map(|p| p.to_string()), "NATS sink cut off at the drain deadline");
+                    return false;
+                }
+                ended = self.session(durable) => ended,
+            };
+            match ended {
+                SessionEnd::ArchiveClosed => {
+                    tracing::info!(cursor = ?self.acked.map(|p| p.to_string()), "NATS sink published everything the archive stored");
+                    return false;
+                }
+                SessionEnd::Fatal(why) => {
+                    tracing::error!(
+                        error = why,
+                        "the NATS sink stopped: publishing on would skip frames"
+                    );
+                    return true;
+                }
+                SessionEnd::Failed(why) => {
+                    self.stats.nats_error();
+                    if self.acked != before {
+                        backoff = MIN_BACKOFF;
+                    }
+                    tracing::warn!(
+                        error = why,
+                        retry_ms = backoff.as_millis() as u64,
+                        "NATS sink failed; publishing again from its cursor"
+                    );
+                    self.save().await;
+                    tokio::select! {
+                        _ = cut_off.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Publishes from the cursor, a window of PubAcks in flight, until something fails or the
+    /// archive closes and everything is acknowledged.
+    async fn session(&mut self, durable: &mut watch::Receiver<DurableEnd>) -> SessionEnd {
+        if let Err(err) = self.ensure_stream().await {
+            return SessionEnd::Failed(err);
+        }
+        let mut cursor = match self.locate(*durable.borrow_and_update()).await {
+            Ok(cursor) => cursor,
+            Err(end) => return end,
+        };
+        let (mut pending, mut in_flight) = (VecDeque::new(), VecDeque::new());
+        let mut archive_open = true;
+        let mut ticker = tokio::time::interval(SAVE_INTERVAL);
+        loop {
+            let end = *durable.borrow_and_update();
+            self.note_oldest(&in_flight, &pending, cursor.has_reached(end));
+            if in_flight.len() < self.config.window {
+                if let Some(frame) = pending.pop_front() {
+                    match self.publish(frame).await {
+                        Ok(published) => in_flight.push_back(published),
+                        Err(why) => return SessionEnd::Failed(why),
+                    }
+                    continue;
+                }
+                if !cursor.has_reached(end) {
+                    match self.read(cursor, end).await {
+                        Ok((next, frames)) => (cursor, pending) = (next, frames),
+                        Err(fatal) => return fatal,
+                    }
+                    continue;
+                }
+                if !archive_open && in_flight.is_empty() {
+                    return SessionEnd::ArchiveClosed;
+                }
+            }
+            tokio::select! {
+                Some(acked) = next_ack(&mut in_flight), if !in_flight.is_empty() => {
+                    if let Err(why) = self.acked(acked).await {
+                        return SessionEnd::Failed(why);
+                    }
+                }
+                changed = durable.changed(), if archive_open && in_flight.len() < self.config.window => {
+                    archive_open = changed.is_ok();
+                }
+                _ = ticker.tick() => self.save().await,
+            }
+        }
+    }
+
+    /// Finds the stream, or creates it with the configured duplicate window.
+    async fn ensure_stream(&self) -> Result<(), String> {
+        let config = stream::Config {
+            name: self.config.stream.clone(),
+            subjects: vec![self.config.stream_subjects()],
+            duplicate_window: self.config.duplicate_window,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        let stream = self
+            .context
+            .get_or_create_stream(config)
+            .await
+            .map_err(|err| format!("cannot find or create stream {}: {err}", self.config.stream))?;
+        let window = stream.cached_info().config.duplicate_window;
+        if window < self.config.duplicate_window {
+            tracing::warn!(
+                stream = self.config.stream,
+                duplicate_window_s = window.as_secs(),
+                configured_s = self.config.duplicate_window.as_secs(),
+                "the stream's duplicate window is shorter than sinks.nats.duplicate_window_s: a restart further behind than it may publish frames twice"
+            );
+        }
+        Ok(())
+    }
+
+    /// Where the session starts reading: right after the acknowledged frame, or at the oldest.
+    async fn locate(&self, end: DurableEnd) -> Result<Cursor, SessionEnd> {
+        let subscription = everything(match self.acked {
+            Some(position) => Start::After(position),
+            None => Start::Oldest,
+        });
+        let dir = self.archive.clone();
+        match tokio::task::spawn_blocking(move || reader::locate(&dir, &subscription, end)).await {
+            Ok(Ok(cursor)) => Ok(cursor),
+            Ok(Err((reason, detail))) => Err(SessionEnd::Fatal(format!("{reason:?}: {detail}"))),
+            Err(err) => Err(SessionEnd::Failed(err.to_string())),
+        }
+    }
+
+    /// Reads the next chunk of the archive: the cursor after it, and its frames.
+    async fn read(
+        &self,
+        cursor: Cursor,
+        end: DurableEnd,
+    ) -> Result<(Cursor, VecDeque<FollowedFrame>), SessionEnd> {
+        let dir = self.archive.clone();
+        let wanted = everything(Start::Oldest);
+        let read = tokio::task::spawn_blocking(move || reader::read(&dir, cursor, end, &wanted));
+        match read.await {
+            Ok(Ok(chunk)) => {
+                let frames = chunk.runs.into_iter().flat_map(FrameRun::into_frames);
+                Ok((chunk.cursor, frames.collect()))
+            }
+            Ok(Err((reason, detail))) => Err(SessionEnd::Fatal(format!("{reason:?}: {detail}"))),
+            Err(err) => Err(SessionEnd::Failed(err.to_string())),
+        }
+    }
+
+    /// Hands one frame to the client; its PubAck comes later.
+    async fn publish(&self, followed: FollowedFrame) -> Result<InFlight, String> {
+        let frame = followed.frame;
+        let kind = kind_token(frame.kind);
+        let id = format!(
+            "{}.{kind}.{}.{}",
+            self.config.site, frame.source_id, frame.sequence
+        );
+        let message = PublishMessage::build()
+            .payload(frame.payload)
+            .message_id(id)
+            .header("Aggregator-Priority", frame.priority.as_str())
+            .header("Aggregator-Sequence", frame.sequence.to_string())
+            .header(
+                "Aggregator-Received-Unix-Ns",
+                frame.received_unix_ns.to_string(),
+            );
+        let subject = self.subject.render(kind, frame.source_id);
+        let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
+        let ack = match sent.await {
+            Ok(Ok(ack)) => ack,
+            Ok(Err(err)) => return Err(format!("publish failed: {err}")),
+            Err(_) => return Err("publish timed out: the client's queue stayed full".into()),
+        };
+        let p = followed.position;
+        Ok(InFlight {
+            position: p,
+            received_unix_ns: frame.received_unix_ns,
+            new: (p.segment, p.offset) >= (self.start_end.segment, self.start_end.len),
+            ack: ack.into_future(),
+        })
+    }
+
+    /// Moves the cursor past a frame JetStream acknowledged (in publishing order).
+    async fn acked(
+        &mut self,
+        (published, ack): (InFlight, Result<PublishAck, PublishError>),
+    ) -> Result<(), String> {
+        let ack = ack.map_err(|err| format!("no PubAck for {}: {err}", published.position))?;
+        self.acked = Some(published.position);
+        self.stats.nats_acked(ack.duplicate);
+        if published.new {
+            self.progress.acked_new.fetch_add(1, Relaxed);
+        }
+        if self.saved_at.elapsed() >= SAVE_INTERVAL {
+            self.save().await;
+        }
+        Ok(())
+    }
+
+    /// Tells the reporter when the oldest frame not yet acknowledged was received.
+    fn note_oldest(
+        &self,
+        in_flight: &VecDeque<InFlight>,
+        pending: &VecDeque<FollowedFrame>,
+        at_end: bool,
+    ) {
+        let oldest = in_flight
+            .front()
+            .map(|f| f.received_unix_ns)
+            .or_else(|| pending.front().map(|f| f.frame.received_unix_ns));
+        match oldest {
+            Some(ns) => self.progress.oldest_unacked_ns.store(ns, Relaxed),
+            None if at_end => self.progress.oldest_unacked_ns.store(0, Relaxed),
+            None => {}
+        }
+    }
+
+    /// Saves the cursor when it moved since the last save.
+    async fn save(&mut self) {
+        self.saved_at = Instant::now();
+        let Some(position) = self.acked.filter(|_| self.acked != self.saved) else {
+            return;
+        };
+        let file = self.cursor_file.clone();
+        match tokio::task::spawn_blocking(move || file.save(position)).await {
+            Ok(Ok(())) => {
+                self.saved = Some(position);
+                self.stats.nats_cursor(position);
+            }
+            Ok(Err(err)) => {
+                self.stats.nats_error();
+                tracing::warn!(error = %err, "cannot save the NATS sink's cursor; a restart publishes more again");
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot save the NATS sink's cursor"),
+        }
+    }
+}
+
+/// Waits for the oldest publish's PubAck and takes it out of the window (`None` when the window
+/// is empty). Cancel-safe: the publish stays in the window until its PubAck came.
+async fn next_ack(
+    in_flight: &mut VecDeque<InFlight>,
+) -> Option<(InFlight, Result<PublishAck, PublishError>)> {
+    let ack = (&mut in_flight.front_mut()?.ack).await;
+    in_flight.pop_front().map(|published| (published, ack))
+}
+
+/// A subscription to every frame of the archive.
+fn everything(start: Start) -> Subscription {
+    Subscription::new(start, Vec::new(), None)
+}
+
+/// The `{kind}` of subjects and message ids.
+fn kind_token(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::LiveUplink => "live",
+        SourceKind::ArchivedReplay => "replay",
+    }
+}
+
+/// `sinks.nats.subject`, taken apart once.
+struct SubjectTemplate {
+    site: String,
+    tokens: Vec<String>,
+}
+
+impl SubjectTemplate {
+    fn new(config: &NatsConfig) -> SubjectTemplate {
+        SubjectTemplate {
+            site: config.site.clone(),
+            tokens: config.subject.split('.').map(str::to_string).collect(),
+        }
+    }
+
+    /// The subject of a frame of source `source` of kind `kind`.
+    fn render(&self, kind: &str, source: u32) -> String {
+        let source = source.to_string();
+        let tokens: Vec<&str> = self
+            .tokens
+            .iter()
+            .map(|token| match token.as_str() {
+                "{site}" => self.site.as_str(),
+                "{kind}" => kind,
+                "{source}" => source.as_str(),
+                word => word,
+            })
+            .collect();
+        tokens.join(".")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_template_fills_in_site_kind_and_source() {
+        let config: crate::Config = toml::from_str(
+            "[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"gs-north\"\n\
+             subject = \"tm.{kind}.{site}.raw.{source}\"\n",
+        )
+        .unwrap();
+        let nats = config.sinks.nats.unwrap();
+        let template = SubjectTemplate::new(&nats);
+        assert_eq!(template.render("live", 17), "tm.live.gs-north.raw.17");
+        assert_eq!(nats.stream_subjects(), "tm.*.*.raw.*");
+    }
+}

@@ -1,0 +1,578 @@
+//! The NATS sink against a real `nats-server` with JetStream (Debian's `nats-server` package;
+//! `.ci/run` installs it): two `aggregator` daemons, each with its own site, archive and
+//! `uplink-sim`, publish into one stream, and a consumer here finds every `(site, kind, source,
+//! seq)` of both archives exactly once, also across a SIGKILL of one daemon and a stop of
+//! `nats-server`, during which ingest goes on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use aggregator::archive::tools;
+use aggregator::SourceKind;
+use async_nats::jetstream;
+use futures_util::StreamExt;
+
+const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
+const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
+const STREAM: &str = "TELEMETRY";
+/// The longest any one wait may take: generous, the machine is shared.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The `nats-server` binary, or `None` (the test says skipped; under CI it fails instead).
+fn nats_server() -> Option<PathBuf> {
+    let found = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("nats-server"))
+                .find(|path| path.is_file())
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server must be installed in CI (.ci/run installs Debian's nats-server package)"
+        );
+        eprintln!("skipped: nats-server not installed (apt-get install nats-server)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test with `what` after [`PATIENCE`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_child(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "a child process did not exit");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: signalling our own child process by its pid.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill({pid}, {signal})"
+    );
+}
+
+/// A temporary directory, removed at the end of the test.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "aggregator-nats-test-{}-{}-{name}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `nats-server -js` on a loopback port, its store in a directory that outlives a restart.
+struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    store: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    fn start(binary: PathBuf, store: &Path) -> NatsServer {
+        let mut server = NatsServer {
+            binary,
+            port: free_port(),
+            store: store.to_owned(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port and store) and waits until it accepts.
+    fn restart(&mut self) {
+        let child = Command::new(&self.binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_until("nats-server to accept connections", || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+    }
+
+    /// Stops the server by its pid (SIGTERM) and waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGTERM);
+            wait_child(&mut child);
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An `aggregator` child with `[sinks.nats]`, its standard error kept for a failure's message.
+struct Daemon {
+    config: PathBuf,
+    archive: PathBuf,
+    uplink: u16,
+    replay: u16,
+    monitor: u16,
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(dir: &Path, site: &str, nats: &str) -> Daemon {
+        let (uplink, replay, monitor) = (free_port(), free_port(), free_port());
+        let archive = dir.join("archive");
+        let config = dir.join("aggregator.toml");
+        let text = format!(
+            "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\n\
+             [replay]\nlisten = \"127.0.0.1:{replay}\"\n\
+             [monitor]\nlisten = \"127.0.0.1:{monitor}\"\n\
+             [dashboard]\nstats_interval_ms = 50\n\
+             [archive]\ndir = \"{}\"\n\
+             [sinks.nats]\nurl = \"{nats}\"\nstream = \"{STREAM}\"\nsite = \"{site}\"\n\
+             max_lag_ms = 2000\n",
+            archive.display()
+        );
+        std::fs::write(&config, text).expect("write the daemon's config");
+        let mut daemon = Daemon {
+            config,
+            archive,
+            uplink,
+            replay,
+            monitor,
+            child: None,
+            log: Arc::default(),
+        };
+        daemon.restart();
+        daemon
+    }
+
+    /// Starts the binary (again, on the same archive) and waits until it listens.
+    fn restart(&mut self) {
+        let mut child = Command::new(AGGREGATOR)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the aggregator");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::clone(&self.log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().expect("log lock").push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains("aggregator listening") => return,
+                Ok(_) => {}
+                Err(err) => panic!("the daemon did not start ({err}):\n{}", self.log()),
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// SIGKILL: no drain, no last save of the sink's cursor.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the daemon");
+            wait_child(&mut child);
+        }
+    }
+
+    /// SIGTERM, and the exit status after the drain.
+    fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("a running daemon");
+        signal(&child, libc::SIGTERM);
+        wait_child(&mut child)
+    }
+
+    /// `GET path` on the monitor: the status code and the JSON body.
+    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.monitor)).expect("reach the monitor");
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send a request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read the response");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {response:?}"));
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let json = serde_json::from_str(body).unwrap_or_else(|err| panic!("{err}: {body:?}"));
+        (status, json)
+    }
+
+    /// A counter from `/stats`.
+    fn stat(&self, name: &str) -> u64 {
+        let (_, body) = self.get("/stats");
+        body["stats"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stats.{name} in {body}"))
+    }
+
+    /// Starts an `uplink-sim` of 4 uplinks and a replay feed, each at `rate` frames/s for
+    /// `seconds`, that must see every frame acknowledged (it waits through a daemon restart).
+    fn sim(&self, rate: u32, seconds: u32) -> Sim {
+        let child = Command::new(SIM)
+            .args(["--scenario", "default", "--uplinks", "4", "--replays", "1"])
+            .args([
+                "--rate",
+                &rate.to_string(),
+                "--duration",
+                &seconds.to_string(),
+            ])
+            .args(["--require-all-acked", "--progress", "off"])
+            .arg("--uplink")
+            .arg(format!("127.0.0.1:{}", self.uplink))
+            .arg("--replay")
+            .arg(format!("127.0.0.1:{}", self.replay))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start uplink-sim");
+        Sim { child }
+    }
+
+    /// Every `(kind, source, seq)` the archive holds, checked to hold each once and no gap.
+    fn archived(&self) -> BTreeSet<(String, u32, u64)> {
+        let report = tools::verify(&self.archive).expect("verify the archive");
+        assert!(report.is_valid() && report.is_exactly_once(), "{report:?}");
+        let mut frames = BTreeSet::new();
+        for source in &report.sources {
+            let (Some(first), Some(last)) = (source.first, source.last) else {
+                continue;
+            };
+            let kind = match source.kind {
+                SourceKind::LiveUplink => "live",
+                SourceKind::ArchivedReplay => "replay",
+            };
+            frames.extend((first..=last).map(|seq| (kind.to_string(), source.id, seq)));
+        }
+        frames
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Sim {
+    child: Child,
+}
+
+impl Sim {
+    /// Waits for the simulator; every frame it sent was acknowledged. Returns how many it sent.
+    fn wait(mut self) -> u64 {
+        let (mut out, mut err) = (String::new(), String::new());
+        let stdout = self.child.stdout.take().expect("stdout");
+        let stderr = self.child.stderr.take().expect("stderr");
+        let err_reader = thread::spawn(move || {
+            let mut stderr = stderr;
+            let _ = stderr.read_to_string(&mut err);
+            err
+        });
+        let mut stdout = stdout;
+        let _ = stdout.read_to_string(&mut out);
+        let err = err_reader.join().unwrap_or_default();
+        let status = wait_child(&mut self.child);
+        assert!(
+            status.success(),
+            "uplink-sim failed: {status}\n{out}\n{err}"
+        );
+        let total = out
+            .lines()
+            .find(|l| l.starts_with("sim total:"))
+            .unwrap_or_else(|| panic!("no summary:\n{out}"));
+        let number = |key: &str| -> u64 {
+            total
+                .split_whitespace()
+                .find_map(|t| t.strip_prefix(&format!("{key}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key}= in {total}"))
+        };
+        assert_eq!(number("acked"), number("sent"), "{total}");
+        number("sent")
+    }
+}
+
+/// Every message of the stream, by site: each `(kind, source, seq)` with how many times it is
+/// there. Waits until the stream holds `expected` messages first (the sinks catch up).
+async fn stream_contents(
+    url: &str,
+    expected: u64,
+) -> BTreeMap<String, BTreeMap<(String, u32, u64), u32>> {
+    let client = async_nats::connect(url)
+        .await
+        .expect("connect to nats-server");
+    let context = jetstream::new(client);
+    let mut stream = context.get_stream(STREAM).await.expect("the stream exists");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let held = stream.info().await.expect("stream info").state.messages;
+        assert!(
+            held <= expected,
+            "the stream holds {held} messages, more than the {expected} archived"
+        );
+        if held == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream holds {held} of {expected} messages"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .expect("an ordered consumer");
+    let mut messages = consumer.messages().await.expect("consume the stream");
+    let mut by_site: BTreeMap<String, BTreeMap<(String, u32, u64), u32>> = BTreeMap::new();
+    for _ in 0..expected {
+        let message = tokio::time::timeout(PATIENCE, messages.next())
+            .await
+            .expect("the next message in time")
+            .expect("a message")
+            .expect("a readable message");
+        let headers = message.headers.as_ref().expect("headers");
+        let id = headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .expect("a Nats-Msg-Id")
+            .as_str();
+        let parts: Vec<&str> = id.split('.').collect();
+        let [site, kind, source, seq] = parts[..] else {
+            panic!("message id {id:?} is not site.kind.source.seq");
+        };
+        let subject = format!("telemetry.{site}.{kind}.{source}");
+        assert_eq!(message.subject.as_str(), subject, "{id}");
+        let sequence = headers
+            .get("Aggregator-Sequence")
+            .expect("a sequence header");
+        assert_eq!(sequence.as_str(), seq, "{id}");
+        let key = (
+            kind.to_string(),
+            source.parse().expect("a source id"),
+            seq.parse().expect("a seq"),
+        );
+        *by_site
+            .entry(site.to_string())
+            .or_default()
+            .entry(key)
+            .or_default() += 1;
+    }
+    by_site
+}
+
+/// Each daemon's archive is in the stream under its site, every frame once.
+fn assert_exactly_once(
+    contents: &BTreeMap<String, BTreeMap<(String, u32, u64), u32>>,
+    daemons: &[(&str, &Daemon)],
+) {
+    assert_eq!(
+        contents.len(),
+        daemons.len(),
+        "sites in the stream: {:?}",
+        contents.keys()
+    );
+    for (site, daemon) in daemons {
+        let archived = daemon.archived();
+        let published = &contents[*site];
+        let twice: Vec<_> = published.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(
+            twice.is_empty(),
+            "{site}: published more than once: {twice:?}"
+        );
+        let keys: BTreeSet<_> = published.keys().cloned().collect();
+        let missing: Vec<_> = archived.difference(&keys).take(10).collect();
+        let extra: Vec<_> = keys.difference(&archived).take(10).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{site}: {} archived, {} published; missing {missing:?}, not archived {extra:?}",
+            archived.len(),
+            keys.len()
+        );
+    }
+}
+
+#[test]
+fn two_daemons_publish_every_frame_exactly_once_into_one_stream() {
+    let Some(binary) = nats_server() else { return };
+    let store = TempDir::new("store");
+    let nats = NatsServer::start(binary, &store.0);
+    let (north_dir, south_dir) = (TempDir::new("north"), TempDir::new("south"));
+    let mut north = Daemon::start(&north_dir.0, "north", &nats.url());
+    let mut south = Daemon::start(&south_dir.0, "south", &nats.url());
+    let (north_sim, south_sim) = (north.sim(500, 2), south.sim(500, 2));
+    let sent = north_sim.wait() + south_sim.wait();
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let contents = runtime.block_on(stream_contents(&nats.url(), sent));
+    for daemon in [&north, &south] {
+        wait_until("the sink's lag to reach 0", || {
+            daemon.stat("nats_lag_frames") == 0
+        });
+        assert_eq!(
+            (daemon.stat("nats_sink"), daemon.stat("nats_connected")),
+            (1, 1)
+        );
+        let (status, health) = daemon.get("/healthz");
+        assert_eq!(
+            (status, health["status"].as_str()),
+            (200, Some("ready")),
+            "{health}"
+        );
+    }
+    // A PubAck lost to a timeout is counted when the frame's republish is acknowledged as a
+    // duplicate; nothing is counted new twice.
+    let published = north.stat("nats_published") + south.stat("nats_published");
+    let republished = north.stat("nats_republished") + south.stat("nats_republished");
+    assert!(
+        published <= sent && published + republished >= sent,
+        "{published} new and {republished} republished of {sent}"
+    );
+    assert!(north.terminate().success(), "{}", north.log());
+    assert!(south.terminate().success(), "{}", south.log());
+    assert_exactly_once(&contents, &[("north", &north), ("south", &south)]);
+    let cursor =
+        std::fs::read_to_string(north.archive.join("sinks/nats.cursor")).expect("a cursor");
+    assert!(
+        cursor
+            .trim()
+            .parse::<aggregator::follow::Position>()
+            .is_ok(),
+        "{cursor:?}"
+    );
+}
+
+#[test]
+fn sigkill_and_a_nats_outage_still_publish_exactly_once_and_ingest_goes_on() {
+    let Some(binary) = nats_server() else { return };
+    let store = TempDir::new("store");
+    let mut nats = NatsServer::start(binary, &store.0);
+    let (north_dir, south_dir) = (TempDir::new("north"), TempDir::new("south"));
+    let mut north = Daemon::start(&north_dir.0, "north", &nats.url());
+    let mut south = Daemon::start(&south_dir.0, "south", &nats.url());
+    let (north_sim, south_sim) = (north.sim(300, 14), south.sim(300, 14));
+
+    // North is killed once it has published, and started again on its archive.
+    wait_until("north to publish", || north.stat("nats_published") > 1_000);
+    north.kill();
+    north.restart();
+
+    // NATS stops for five seconds: both daemons go on storing (their simulators' frames are
+    // acknowledged), and say degraded.
+    wait_until("south to publish", || south.stat("nats_published") > 2_000);
+    nats.stop();
+    let stopped = Instant::now();
+    let archived_at_stop = [north.stat("frames_archived"), south.stat("frames_archived")];
+    wait_until("the daemons to see NATS gone", || {
+        [&north, &south].iter().all(|d| d.get("/healthz").0 == 503)
+    });
+    let (_, health) = south.get("/healthz");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["nats"]["connected"], false, "{health}");
+    let mut samples = Vec::new();
+    while stopped.elapsed() < Duration::from_secs(5) {
+        samples.push([north.stat("frames_archived"), south.stat("frames_archived")]);
+        thread::sleep(Duration::from_millis(500));
+    }
+    for (daemon, at_stop) in [0, 1].into_iter().zip(archived_at_stop) {
+        let during: Vec<u64> = samples.iter().map(|s| s[daemon]).collect();
+        assert!(
+            during.windows(2).all(|w| w[1] > w[0]) && during.last() > Some(&at_stop),
+            "daemon {daemon}: frames_archived during the outage {at_stop} then {during:?}: ingest paused"
+        );
+    }
+    nats.restart();
+
+    let sent = north_sim.wait() + south_sim.wait();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let contents = runtime.block_on(stream_contents(&nats.url(), sent));
+    wait_until("both daemons ready again", || {
+        [&north, &south].iter().all(|d| d.get("/healthz").0 == 200)
+    });
+    assert!(north.terminate().success(), "{}", north.log());
+    assert!(south.terminate().success(), "{}", south.log());
+    assert_exactly_once(&contents, &[("north", &north), ("south", &south)]);
+}
