@@ -40,6 +40,7 @@ use crate::pipeline::fan_in::{priority_fan_in, FanIn};
 use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
+use crate::tls::ServerTls;
 
 /// How the drain went; the binary logs it and picks its exit status from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +108,8 @@ pub struct Daemon {
     drain: CancellationToken,
     tracker: TaskTracker,
     catalog: CatalogHandle,
+    /// TLS on the source and consumer listeners (`[tls]`), reloadable while serving.
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// The stats publisher, which runs until the drain is over so that the last figures go out.
@@ -160,6 +163,7 @@ impl Daemon {
             drain,
             tracker,
             catalog,
+            tls: None,
         }
     }
 
@@ -167,6 +171,13 @@ impl Daemon {
     /// kept in memory.
     pub fn with_catalog(mut self, catalog: CatalogHandle) -> Daemon {
         self.catalog = catalog;
+        self
+    }
+
+    /// Serves the source listeners (and the follow listener) over TLS: the binary loads it from
+    /// `[tls]`, and reloads it through the same handle on SIGHUP ([`ServerTls::reload`]).
+    pub fn with_tls(mut self, tls: Arc<ServerTls>) -> Daemon {
+        self.tls = Some(tls);
         self
     }
 
@@ -245,6 +256,7 @@ impl Daemon {
             storage_lost: storage_lost.clone(),
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
             catalog: self.catalog.clone(),
+            tls: self.tls.clone(),
         });
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {

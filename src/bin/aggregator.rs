@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use aggregator::archive::tools::{self, parse_priority, parse_source, Filter};
 use aggregator::catalog::push::{push, PushError};
@@ -12,10 +13,11 @@ use aggregator::config::LogFormat;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::tls::ServerTls;
 use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
 use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Telemetry aggregation daemon: priority fan-in, backpressure, fan-out and a lossless drain.
 ///
@@ -163,6 +165,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The files `[tls]` names are read and checked before anything binds, and by --check-config.
+    let tls = match config.tls.as_ref().map(ServerTls::load).transpose() {
+        Ok(tls) => tls.map(Arc::new),
+        Err(err) => {
+            eprintln!(
+                "aggregator: invalid configuration: {}: {err}",
+                cli.config.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
     if cli.check_config {
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
@@ -178,7 +191,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, tls)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {
@@ -189,10 +202,14 @@ fn main() -> ExitCode {
 }
 
 /// Runs the daemon; `Ok(clean)` tells whether the drain accounted for every accepted frame.
-async fn serve(config: Config) -> std::io::Result<bool> {
+async fn serve(config: Config, tls: Option<Arc<ServerTls>>) -> std::io::Result<bool> {
     // Registered before binding, so a failure is a startup error and not a lost signal later.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let hangup = signal(SignalKind::hangup())?;
+    for warning in config.exposure_warnings() {
+        tracing::warn!("{warning}: anyone who reaches it may claim any source");
+    }
     // Every address is bound before the archive is opened: a start that fails on a port in use
     // must not leave segments behind, each holding its reserved disk. Nothing is accepted until
     // the daemon runs, after recovery, so sources that connect meanwhile wait in the backlog.
@@ -224,6 +241,10 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         "aggregator listening"
     );
     let mut daemon = Daemon::with_resume(config, sink, resume).with_catalog(catalog);
+    if let Some(tls) = &tls {
+        daemon = daemon.with_tls(Arc::clone(tls));
+    }
+    tokio::spawn(reload_on_hangup(hangup, tls));
     if let Some(listener) = follow_listener {
         daemon.serve_followers(listener);
     }
@@ -253,6 +274,21 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         }
     }
     Ok(report.is_clean())
+}
+
+/// SIGHUP: reads `[tls]`'s certificate, key and client CA again; open connections keep theirs.
+async fn reload_on_hangup(mut hangup: Signal, tls: Option<Arc<ServerTls>>) {
+    while hangup.recv().await.is_some() {
+        match &tls {
+            None => tracing::info!("SIGHUP: no [tls] to reload"),
+            Some(tls) => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and client CA reloaded"),
+                Err(err) => {
+                    tracing::error!(error = %err, "SIGHUP: TLS reload failed; the files loaded before stay in use")
+                }
+            },
+        }
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> std::io::Result<tokio::net::TcpListener> {
