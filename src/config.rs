@@ -494,7 +494,9 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
         .rev()
         .find_map(|l| {
             let l = l.trim();
-            l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+            // `[section]`, or `[[section]]` for an array of tables.
+            let header = l.strip_prefix('[')?.strip_suffix(']')?;
+            Some(header.trim_matches(|c| c == '[' || c == ']').trim())
         })
         .filter(|_| !line.trim_start().starts_with('['));
     let key = line

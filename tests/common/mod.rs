@@ -20,11 +20,12 @@ use aggregator::ingest::protocol::{
 use aggregator::ingest::router::RouterHandle;
 use aggregator::ops::dashboard::FrameFeed;
 use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::tls::client::ClientTls;
+use aggregator::tls::stream::{self, Reader, Writer};
 use aggregator::{Batch, Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -506,12 +507,12 @@ pub struct Closed {
 /// A source connection: raw writes (so tests can also send garbage) and decoded reads.
 pub struct Client {
     pub inbox: Inbox,
-    pub writer: OwnedWriteHalf,
+    pub writer: Writer,
 }
 
 /// The reading side of a [`Client`]: what the daemon says.
 pub struct Inbox {
-    reader: FramedRead<OwnedReadHalf, ClientCodec>,
+    reader: FramedRead<Reader, ClientCodec>,
 }
 
 impl Client {
@@ -535,9 +536,21 @@ impl Client {
     pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).unwrap();
         let (read, writer) = stream.into_split();
+        Self::from_halves(Reader::Plain(read), Writer::Plain(writer))
+    }
+
+    /// Connects and completes a TLS handshake (its error, if it fails).
+    pub async fn connect_tls(addr: SocketAddr, tls: &ClientTls) -> io::Result<Client> {
+        let stream = TcpStream::connect(addr).await?;
+        let (reader, writer) = stream::client(stream, Some(tls)).await?;
+        Ok(Self::from_halves(reader, writer))
+    }
+
+    /// A client on the halves of a connection already made (plain or TLS).
+    pub fn from_halves(reader: Reader, writer: Writer) -> Client {
         Client {
             inbox: Inbox {
-                reader: FramedRead::new(read, ClientCodec::default()),
+                reader: FramedRead::new(reader, ClientCodec::default()),
             },
             writer,
         }
@@ -554,7 +567,7 @@ impl Client {
     }
 
     /// Separates the halves, to write from one task and read from another.
-    pub fn split(self) -> (Inbox, OwnedWriteHalf) {
+    pub fn split(self) -> (Inbox, Writer) {
         (self.inbox, self.writer)
     }
 
@@ -563,6 +576,8 @@ impl Client {
             .write_all(bytes)
             .await
             .expect("write to the daemon");
+        // A no-op on plain TCP; TLS may hold the last record until flushed.
+        self.writer.flush().await.expect("write to the daemon");
     }
 
     /// Sends DATA frames in one write.
@@ -718,6 +733,20 @@ pub fn is_disconnect(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::UnexpectedEof
     )
+}
+
+/// Collects log output: `tracing_subscriber::fmt().with_writer(...)` of a [`LogWriter`] per write.
+pub struct LogWriter(pub Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
