@@ -272,9 +272,14 @@ impl Default for DashboardConfig {
 pub struct MonitorConfig {
     /// Serve the endpoint at all.
     pub enabled: bool,
-    /// Loopback by default: the endpoint has no authentication.
+    /// Loopback by default: without `token_file` the endpoint has no authentication.
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
+    /// A file holding a bearer token that `/stats`, `/feed`, `PUT /catalog` and the dashboard
+    /// require (`crate::ops::access`).
+    pub token_file: Option<PathBuf>,
+    /// Require the token on `/healthz` and `/metrics` too.
+    pub protect_all: bool,
 }
 
 impl Default for MonitorConfig {
@@ -282,6 +287,8 @@ impl Default for MonitorConfig {
         MonitorConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+            token_file: None,
+            protect_all: false,
         }
     }
 }
@@ -762,6 +769,12 @@ impl Config {
             ));
         }
         self.validate_auth()?;
+        if self.monitor.protect_all && self.monitor.token_file.is_none() {
+            return Err((
+                "monitor.protect_all",
+                "needs monitor.token_file: there is no token to require".into(),
+            ));
+        }
         if let Err(problem) = check_log_filter(&self.log.level) {
             return Err((
                 "log.level",

@@ -181,6 +181,11 @@ impl Daemon {
         self
     }
 
+    /// The TLS of the listeners, if any (the monitor serves the same certificate).
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
+    }
+
     /// The catalog: publish to it (`PUT /catalog`), or watch it.
     pub fn catalog(&self) -> CatalogHandle {
         self.catalog.clone()

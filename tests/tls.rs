@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use aggregator::config::TlsConfig;
 use aggregator::ingest::protocol::{RefuseReason, VERSION};
+use aggregator::ops::access::Access;
+use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::tls::auth::AuthClient;
 use aggregator::tls::client::{ClientTls, TlsArgs};
 use aggregator::tls::stream;
@@ -22,6 +24,7 @@ use rcgen::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use SourceKind::LiveUplink;
 
@@ -443,4 +446,123 @@ fn tls_and_auth_settings_are_validated_with_the_key_named() {
     };
     let mismatch = ServerTls::load(&mismatched).unwrap_err().to_string();
     assert!(mismatch.starts_with("tls.key: "), "{mismatch}");
+}
+
+/// A daemon over mutual TLS with its monitor beside it, guarded by `token` (and everything
+/// guarded with `protect_all`); returns the monitor's address.
+async fn start_guarded_monitor(
+    ca: &Ca,
+    dir: &TempDir,
+    token: &str,
+    protect_all: bool,
+) -> (TestDaemon, SocketAddr, CancellationToken) {
+    let token_file = dir.0.join("monitor-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let mut config = mutual_tls_config(ca);
+    config.monitor.token_file = Some(token_file.clone());
+    config.monitor.protect_all = protect_all;
+    let access = Access::load(&token_file, protect_all).unwrap();
+    let tls = Arc::new(ServerTls::load(config.tls.as_ref().unwrap()).unwrap());
+    let (_, sink) = Archive::open();
+    let (daemon, state) = TestDaemon::start_built(
+        config,
+        move |config| Daemon::new(config, sink).with_tls(tls),
+        |daemon| MonitorState::new(daemon).with_access(access),
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(monitor::serve(
+        listener,
+        state,
+        stop.clone().cancelled_owned(),
+    ));
+    (daemon, addr, stop)
+}
+
+/// The monitor serves HTTPS with the daemon's certificate (no client certificate asked), and its
+/// token guards `/stats`, `/feed` and the dashboard: 401 without it, 200 with it as a bearer
+/// header, or once as `?token=` on the page, which sets the cookie the page's requests carry.
+/// `/healthz` and `/metrics` stay open.
+#[tokio::test]
+async fn the_monitor_token_guards_stats_feed_and_the_dashboard() {
+    let dir = TempDir::new("tls-monitor-token");
+    let ca = Ca::new("main", &dir);
+    let (_daemon, addr, _stop) = start_guarded_monitor(&ca, &dir, "s3cret-token", false).await;
+    let tls = ca.client(None);
+    let get = |path: &'static str, headers: &'static [&'static str]| {
+        let tls = tls.clone();
+        async move { http_get_with(addr, path, headers, Some(&tls)).await }
+    };
+
+    for path in ["/stats", "/", "/dashboard.js", "/feed"] {
+        let (status, headers, _) = get(path, &[]).await;
+        assert_eq!(status, 401, "{path} without the token");
+        assert!(headers
+            .iter()
+            .any(|h| h.starts_with("www-authenticate: bearer")));
+        let (status, _, _) = get(path, &["Authorization: Bearer wrong-token!"]).await;
+        assert_eq!(status, 401, "{path} with a wrong token");
+    }
+    let (status, _, body) = get("/stats", &["Authorization: Bearer s3cret-token"]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, headers, _) = get("/?token=s3cret-token", &[]).await;
+    assert_eq!(status, 200);
+    let cookie = headers
+        .iter()
+        .find_map(|h| h.strip_prefix("set-cookie: "))
+        .expect("the page sets the token's cookie");
+    assert!(
+        cookie.contains("httponly") && cookie.contains("samesite=strict"),
+        "{cookie}"
+    );
+    let (status, _, _) = get("/stats", &["Cookie: aggregator_token=s3cret-token"]).await;
+    assert_eq!(status, 200, "the page's own requests carry the cookie");
+    for open in ["/healthz", "/metrics"] {
+        let (status, _, _) = get(open, &[]).await;
+        assert_eq!(status, 200, "{open} stays open");
+    }
+}
+
+/// With `protect_all`, `/healthz` and `/metrics` want the token too.
+#[tokio::test]
+async fn protect_all_guards_healthz_and_metrics() {
+    let dir = TempDir::new("tls-monitor-protect-all");
+    let ca = Ca::new("main", &dir);
+    let (_daemon, addr, _stop) = start_guarded_monitor(&ca, &dir, "tok", true).await;
+    let tls = ca.client(None);
+    for path in ["/healthz", "/metrics"] {
+        let (status, _, _) = http_get_with(addr, path, &[], Some(&tls)).await;
+        assert_eq!(status, 401, "{path}");
+        let (status, _, _) =
+            http_get_with(addr, path, &["Authorization: Bearer tok"], Some(&tls)).await;
+        assert_eq!(status, 200, "{path}");
+    }
+}
+
+/// Without `[tls]`, a source listener beyond loopback is reported on `/healthz`, which stays 200
+/// while the daemon is ready; on loopback there is nothing to report.
+#[tokio::test]
+async fn healthz_warns_of_a_listener_beyond_loopback_without_tls() {
+    let mut exposed = test_config();
+    exposed.replay.listen = "0.0.0.0:0".parse().unwrap();
+    let (_, sink) = Archive::open();
+    let (_daemon, addr, _stop) = start_monitored(exposed, sink).await;
+    let health = http_get_json(addr, "/healthz").await;
+    assert_eq!(health["status"], "ready");
+    let warnings = health["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{health}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("replay listener on 0.0.0.0:"),
+        "{health}"
+    );
+
+    let (_, sink) = Archive::open();
+    let (_daemon, addr, _stop) = start_monitored(test_config(), sink).await;
+    let health = http_get_json(addr, "/healthz").await;
+    assert_eq!(health["warnings"], serde_json::json!([]));
 }

@@ -12,6 +12,7 @@ use aggregator::catalog::CatalogHandle;
 use aggregator::config::LogFormat;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
+use aggregator::ops::access::Access;
 use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::tls::ServerTls;
 use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
@@ -176,6 +177,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let monitor = &config.monitor;
+    let access = match monitor.token_file.as_deref().filter(|_| monitor.enabled) {
+        Some(path) => match Access::load(path, monitor.protect_all) {
+            Ok(access) => Some(access),
+            Err(err) => {
+                eprintln!(
+                    "aggregator: invalid configuration: {}: {err}",
+                    cli.config.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     if cli.check_config {
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
@@ -191,7 +206,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, tls)) {
+    match runtime.block_on(serve(config, tls, access)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {
@@ -202,7 +217,11 @@ fn main() -> ExitCode {
 }
 
 /// Runs the daemon; `Ok(clean)` tells whether the drain accounted for every accepted frame.
-async fn serve(config: Config, tls: Option<Arc<ServerTls>>) -> std::io::Result<bool> {
+async fn serve(
+    config: Config,
+    tls: Option<Arc<ServerTls>>,
+    access: Option<Access>,
+) -> std::io::Result<bool> {
     // Registered before binding, so a failure is a startup error and not a lost signal later.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -250,7 +269,10 @@ async fn serve(config: Config, tls: Option<Arc<ServerTls>>) -> std::io::Result<b
     }
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
-        let state = MonitorState::new(&daemon);
+        let mut state = MonitorState::new(&daemon);
+        if let Some(access) = access {
+            state = state.with_access(access);
+        }
         tokio::spawn(monitor::serve(
             listener,
             state,

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod https;
 pub mod stream;
 
 use std::path::{Path, PathBuf};
@@ -47,18 +48,37 @@ pub enum TlsError {
     Setup(String),
 }
 
-/// The server side of TLS: the acceptor of the files configured now, swapped on reload.
+/// The server side of TLS: the acceptors of the files configured now, swapped on reload.
 #[derive(Debug)]
 pub struct ServerTls {
     files: TlsConfig,
-    current: ArcSwap<ServerConfig>,
+    current: ArcSwap<Acceptors>,
+}
+
+/// The two server configurations of one set of files.
+#[derive(Debug)]
+struct Acceptors {
+    /// The source and consumer listeners: a client certificate is required with `client_ca`.
+    listeners: Arc<ServerConfig>,
+    /// The monitor: the same certificate, no client certificate asked for (browsers have none;
+    /// its bearer token is its authentication).
+    monitor: Arc<ServerConfig>,
+}
+
+impl Acceptors {
+    fn load(files: &TlsConfig) -> Result<Acceptors, TlsError> {
+        Ok(Acceptors {
+            listeners: Arc::new(server_config(files, files.client_ca.as_deref())?),
+            monitor: Arc::new(server_config(files, None)?),
+        })
+    }
 }
 
 impl ServerTls {
     /// Reads and checks the certificate, the key and the client CA.
     pub fn load(files: &TlsConfig) -> Result<ServerTls, TlsError> {
         Ok(ServerTls {
-            current: ArcSwap::from_pointee(server_config(files)?),
+            current: ArcSwap::from_pointee(Acceptors::load(files)?),
             files: files.clone(),
         })
     }
@@ -66,13 +86,18 @@ impl ServerTls {
     /// Reads the files again; new connections use them, open ones are not touched. On an error
     /// the files in use stay in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        self.current.store(Arc::new(server_config(&self.files)?));
+        self.current.store(Arc::new(Acceptors::load(&self.files)?));
         Ok(())
     }
 
-    /// The acceptor for the next connection.
+    /// The acceptor for the next connection to a source or consumer listener.
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.load_full())
+        TlsAcceptor::from(Arc::clone(&self.current.load().listeners))
+    }
+
+    /// The acceptor for the next connection to the monitor.
+    pub fn monitor_acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(&self.current.load().monitor))
     }
 }
 
@@ -82,13 +107,14 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn server_config(files: &TlsConfig) -> Result<ServerConfig, TlsError> {
+/// The server configuration of `files`, requiring client certificates of `client_ca` if given.
+fn server_config(files: &TlsConfig, client_ca: Option<&Path>) -> Result<ServerConfig, TlsError> {
     let certs = read_certs("tls.cert", &files.cert)?;
     let key = read_key("tls.key", &files.key)?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|err| TlsError::Setup(err.to_string()))?;
-    let builder = match &files.client_ca {
+    let builder = match client_ca {
         Some(path) => {
             let roots = read_roots("tls.client_ca", path)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())

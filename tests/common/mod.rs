@@ -433,11 +433,29 @@ pub async fn start_monitored(
 
 /// A plain HTTP/1.1 GET: (status, lowercase header lines, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<String>, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    http_get_with(addr, path, &[], None).await
+}
+
+/// An HTTP/1.1 GET with extra header lines, over TLS when `tls` is given.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[&str],
+    tls: Option<&ClientTls>,
+) -> (u16, Vec<String>, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream::client(tcp, tls).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    writer.write_all(request.as_bytes()).await.unwrap();
+    writer.flush().await.unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    // A TLS peer may close without close_notify once the response is complete.
+    let _ = reader.read_to_string(&mut response).await;
     let (head, body) = response
         .split_once("\r\n\r\n")
         .expect("a complete response");
