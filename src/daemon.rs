@@ -268,6 +268,7 @@ impl Daemon {
                 dir: config.archive.dir.clone(),
                 max_connections: config.consumer.max_connections,
                 handshake_timeout: config.connection.handshake_timeout,
+                tls: self.tls.clone(),
             };
             Followers::start(listener, settings, self.durable.take(), drain.clone())
         });

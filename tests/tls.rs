@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aggregator::config::TlsConfig;
+use aggregator::config::{SyncMode, TlsConfig};
+use aggregator::follow::client::Follower;
+use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ingest::protocol::{RefuseReason, VERSION};
 use aggregator::ops::access::Access;
 use aggregator::ops::monitor::{self, MonitorState};
@@ -17,7 +19,7 @@ use aggregator::tls::auth::AuthClient;
 use aggregator::tls::client::{ClientTls, TlsArgs};
 use aggregator::tls::stream;
 use aggregator::tls::ServerTls;
-use aggregator::{Config, Daemon, SourceKind};
+use aggregator::{Config, Daemon, Listeners, SourceKind};
 use common::*;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType,
@@ -565,4 +567,70 @@ async fn healthz_warns_of_a_listener_beyond_loopback_without_tls() {
     let (_daemon, addr, _stop) = start_monitored(test_config(), sink).await;
     let health = http_get_json(addr, "/healthz").await;
     assert_eq!(health["warnings"], serde_json::json!([]));
+}
+
+/// The follow listener takes the same TLS: a consumer with a client certificate of the CA follows
+/// the archive over TLS and gets every frame; one without a certificate is turned away.
+#[tokio::test]
+async fn a_follower_reads_the_archive_over_mutual_tls() {
+    let dir = TempDir::new("tls-follow");
+    let ca = Ca::new("main", &dir);
+    let mut config = mutual_tls_config(&ca);
+    config.archive.dir = dir.0.join("archive");
+    config.archive.sync = SyncMode::Interval;
+    let tls = Arc::new(ServerTls::load(config.tls.as_ref().unwrap()).unwrap());
+    let (sink, resume) = aggregator::archive::open(&config.archive).unwrap();
+    let mut daemon = Daemon::with_resume(config.clone(), sink, resume).with_tls(tls);
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let uplink = listeners.uplink.local_addr().unwrap();
+    let follow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let follow_addr = follow.local_addr().unwrap();
+    daemon.serve_followers(follow);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(daemon.run(listeners, stop.clone().cancelled_owned()));
+
+    let client_tls = ca.client(Some(ca.sign("client", &[GROUND_STATION], false, false)));
+    let mut source = Client::connect_tls(uplink, &client_tls).await.unwrap();
+    source.send_raw(&hello_bytes(VERSION, LiveUplink, 5)).await;
+    source.expect_welcome().await;
+    source.send_routine(0..20).await;
+    source.finish_sending().await;
+    assert_eq!(source.read_to_close().await.final_ack, Some(19));
+
+    let everything = Subscription {
+        start: Start::Oldest,
+        sources: Vec::new(),
+        priority: None,
+    };
+    let subscribe = Follower::subscribe(follow_addr, &everything, Some(&client_tls));
+    let mut follower = tokio::time::timeout(PATIENCE, subscribe)
+        .await
+        .unwrap()
+        .expect("a consumer with a certificate subscribes");
+    let mut sequences = Vec::new();
+    while sequences.len() < 20 {
+        let frame = tokio::time::timeout(PATIENCE, follower.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("frames before the END");
+        sequences.push(frame.frame.sequence);
+    }
+    assert_eq!(sequences, (0..20).collect::<Vec<_>>());
+
+    let no_certificate = ca.client(None);
+    let anonymous = Follower::subscribe(follow_addr, &everything, Some(&no_certificate));
+    assert!(
+        tokio::time::timeout(PATIENCE, anonymous)
+            .await
+            .unwrap()
+            .is_err(),
+        "a consumer without a certificate is turned away"
+    );
+    stop.cancel();
+    let report = tokio::time::timeout(PATIENCE, running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.is_clean(), "{report:?}");
 }

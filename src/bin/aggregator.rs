@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use aggregator::archive::tools::{self, parse_priority, parse_source, Filter};
-use aggregator::catalog::push::{push, PushError};
+use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::LogFormat;
@@ -14,6 +14,7 @@ use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ops::access::Access;
 use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::tls::client::TlsArgs;
 use aggregator::tls::ServerTls;
 use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
 use clap::{Parser, Subcommand};
@@ -77,6 +78,11 @@ enum CatalogTool {
         /// The content type sent with it.
         #[arg(long, default_value = "text/plain")]
         content_type: String,
+        /// A file holding the monitor's bearer token (`monitor.token_file`).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
 }
 
@@ -101,6 +107,8 @@ struct TailArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +341,13 @@ fn tail(args: TailArgs) -> ExitCode {
         },
         limit: args.limit,
         json: args.json,
+        tls: match args.tls.client() {
+            Ok(tls) => tls,
+            Err(err) => {
+                eprintln!("aggregator tail: {err}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -367,7 +382,16 @@ fn catalog(tool: CatalogTool) -> ExitCode {
         file,
         addr,
         content_type,
+        token_file,
+        tls,
     } = tool;
+    let access = match monitor_access(token_file.as_deref(), &tls) {
+        Ok(access) => access,
+        Err(err) => {
+            eprintln!("aggregator catalog push: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let body = match std::fs::read(&file) {
         Ok(body) => body,
         Err(err) => {
@@ -382,7 +406,7 @@ fn catalog(tool: CatalogTool) -> ExitCode {
         .enable_all()
         .build();
     let pushed = match runtime {
-        Ok(runtime) => runtime.block_on(push(addr, &content_type, &body)),
+        Ok(runtime) => runtime.block_on(push(addr, &content_type, &body, &access)),
         Err(err) => {
             eprintln!("aggregator catalog push: cannot start the runtime: {err}");
             return ExitCode::from(2);
@@ -405,6 +429,21 @@ fn catalog(tool: CatalogTool) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The monitor's TLS and token, from `--tls-*` and `--token-file`.
+fn monitor_access(token_file: Option<&Path>, tls: &TlsArgs) -> Result<MonitorAccess, String> {
+    let token = match token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("--token-file: cannot read {}: {err}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let tls = tls.client().map_err(|err| err.to_string())?;
+    Ok(MonitorAccess { tls, token })
 }
 
 /// Runs an archive tool; its output goes to stdout, problems to stderr.
