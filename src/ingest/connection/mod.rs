@@ -186,10 +186,20 @@ pub(crate) async fn refuse_over_limit(
 /// The connection's wire, after the TLS handshake when the listener has TLS, and the identity of
 /// the peer's certificate. A failed handshake (a plaintext client, no certificate, or one that is
 /// untrusted or expired) is logged with the peer, counted, and ends the connection: there is no
-/// channel to send a REFUSED on.
+/// channel to send a REFUSED on. A handshake still under way when the drain starts is abandoned,
+/// so that it cannot hold the drain (a plain connection is split at once, and goes on to be
+/// refused with `ShuttingDown`).
 async fn open(stream: TcpStream, shared: &Shared) -> Option<(Wire, Option<PeerIdentity>)> {
     let patience = shared.config.connection.handshake_timeout;
-    match stream::accept(stream, shared.tls.as_deref(), patience).await {
+    let accepted = tokio::select! {
+        biased;
+        accepted = stream::accept(stream, shared.tls.as_deref(), patience) => accepted,
+        _ = shared.drain.cancelled() => {
+            tracing::debug!("the drain started during the TLS handshake; connection closed");
+            return None;
+        }
+    };
+    match accepted {
         Ok(accepted) => Some((
             Wire::new(accepted.reader, accepted.writer, shared),
             accepted.identity,
