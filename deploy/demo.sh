@@ -104,21 +104,8 @@ grep -qxF "dir = \"$archive\"" "$config" || fail "could not set the archive dire
 client_tls=()
 scheme=http
 if [[ "${DEMO_TLS:-}" == 1 ]]; then
-    command -v openssl >/dev/null || fail "DEMO_TLS=1 needs openssl"
     pki="$(mktemp -d)"
-    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-    openssl req -x509 "${ec[@]}" -keyout "$pki/ca.key" -out "$pki/ca.pem" -days 1 \
-        -subj "/CN=demo CA" 2>/dev/null || fail "openssl could not make the CA"
-    issue() { # NAME SUBJECT EXTENSIONS
-        openssl req "${ec[@]}" -keyout "$pki/$1.key" -out "$pki/$1.csr" -subj "$2" 2>/dev/null \
-            && openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
-                -CAcreateserial -days 1 -out "$pki/$1.pem" -extfile <(printf '%b' "$3") 2>/dev/null \
-            || fail "openssl could not issue the $1 certificate"
-    }
-    issue server "/CN=localhost" \
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth"
-    issue client "/CN=demo-ground-station" \
-        "subjectAltName=DNS:demo-ground-station\nbasicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth"
+    deploy/make-certs.sh "$pki" || fail "deploy/make-certs.sh could not make the certificates"
     cat >>"$config" <<TOML
 
 [tls]
