@@ -7,6 +7,10 @@
 //! that CA signed (mutual TLS), and its identity (a DNS or URI SAN, or the subject CN) decides
 //! which sources it may open ([`auth`]).
 //!
+//! The monitor serves the same certificate through [`https`], without asking for a client
+//! certificate; the clients (`uplink-sim`, `aggregator tail`, `aggregator catalog push`) take their
+//! TLS from the flags in [`client`].
+//!
 //! The certificate, the key and the client CA are read again on SIGHUP ([`ServerTls::reload`]):
 //! the acceptor sits behind an `ArcSwap` that every accept reads, so new connections get the new
 //! files and open ones keep the session they negotiated. A reload that fails keeps the old files.
