@@ -18,10 +18,16 @@
 # a few emergency batches processed while routine frames their source had sent before them were
 # still waiting in the daemon.
 #
+# With DEMO_TLS=1 the whole demo runs over mutual TLS: a CA, a server and a client certificate are
+# made with openssl into a temporary directory (removed at the end); the daemon gets [tls] and an
+# [[auth.clients]] entry allowing the client certificate the demo's sources, and uplink-sim and
+# aggregator catalog push connect with --tls-ca, --tls-cert and --tls-key. The monitor then serves
+# HTTPS with the same certificate.
+#
 # Usage: deploy/demo.sh            (from anywhere inside a clone)
 # Environment: DEMO_SCENARIOS (default "brief default"); DEMO_SIM_SECS (how long each scenario
 # but brief generates frames, default the scenario's 3 s); DEMO_UPLINK_PORT, DEMO_REPLAY_PORT,
-# DEMO_MONITOR_PORT (default 7700, 7701, 7780); DEMO_BIN_DIR (run the aggregator and uplink-sim
+# DEMO_MONITOR_PORT (default 7700, 7701, 7780); DEMO_TLS (1: over mutual TLS); DEMO_BIN_DIR (run the aggregator and uplink-sim
 # found there instead of building them); CARGO (default cargo).
 set -euo pipefail
 
@@ -40,6 +46,7 @@ daemon_pid=""
 filter_pid=""
 failure=""
 accounting=""
+pki=""
 
 # Stops what is still running, then prints the verdict of a failed run as the last line.
 cleanup() {
@@ -53,6 +60,7 @@ cleanup() {
     # The log filter ends with the daemon's standard error; wait for its last lines.
     if [[ -n "$filter_pid" ]]; then wait "$filter_pid" 2>/dev/null || true; fi
     rm -f "$run/aggregator.stderr"
+    if [[ -n "$pki" ]]; then rm -rf "$pki"; fi
     if [[ $status -ne 0 ]]; then
         echo "demo: FAILED: ${failure:-exit status $status}${accounting:+: $accounting}"
     fi
@@ -91,6 +99,29 @@ for port in "$uplink_port" "$replay_port" "$monitor_port"; do
 done
 grep -qxF "dir = \"$archive\"" "$config" || fail "could not set the archive directory in $config"
 
+# DEMO_TLS=1: a CA, the daemon's certificate (for 127.0.0.1) and a ground station's, made here and
+# never kept; the ground station may speak for the demo's uplinks and replay feeds only.
+client_tls=()
+scheme=http
+if [[ "${DEMO_TLS:-}" == 1 ]]; then
+    pki="$(mktemp -d)"
+    deploy/make-certs.sh "$pki" || fail "deploy/make-certs.sh could not make the certificates"
+    cat >>"$config" <<TOML
+
+[tls]
+cert = "$pki/server.pem"
+key = "$pki/server.key"
+client_ca = "$pki/ca.pem"
+
+[[auth.clients]]
+identity = "demo-ground-station"
+sources = ["live:0-47", "replay:1000-1001"]
+TOML
+    client_tls=(--tls-ca "$pki/ca.pem" --tls-cert "$pki/client.pem" --tls-key "$pki/client.key")
+    scheme=https
+    echo "demo: over mutual TLS, with certificates made in $pki"
+fi
+
 # The daemon's standard error goes whole to its log; the terminal gets where it listens, its
 # dashboard line, its warnings and errors. RUST_LOG turns on the processor's per-batch debug line.
 mkfifo "$run/aggregator.stderr"
@@ -109,7 +140,7 @@ for _ in $(seq 200); do
     sleep 0.05
 done
 grep -q "aggregator listening" "$daemon_log" || fail "the daemon did not start listening within 10 s"
-echo "demo: the dashboard, live while the simulator runs: http://127.0.0.1:$monitor_port/"
+echo "demo: the dashboard, live while the simulator runs: $scheme://127.0.0.1:$monitor_port/"
 
 # The catalog published during the first scenario: two-line element sets, as operators send them.
 catalog_file="$run/catalog.tle"
@@ -130,7 +161,8 @@ for scenario in $scenarios; do
     duration=()
     [[ -n $sim_secs && $scenario != brief ]] && duration=(--duration "$sim_secs")
     "$bin/uplink-sim" --uplink "127.0.0.1:$uplink_port" --replay "127.0.0.1:$replay_port" \
-        --scenario "$scenario" ${duration[@]+"${duration[@]}"} --require-all-acked >"$sim_out" &
+        --scenario "$scenario" ${duration[@]+"${duration[@]}"} ${client_tls[@]+"${client_tls[@]}"} \
+        --require-all-acked >"$sim_out" &
     sim_pid=$!
     tail -f --pid "$sim_pid" "$sim_out" &
     if [[ -z $published ]]; then
@@ -138,7 +170,7 @@ for scenario in $scenarios; do
         sleep 1
         echo "demo: aggregator catalog push $catalog_file (while the sources stream)"
         "$bin/aggregator" catalog push "$catalog_file" --addr "127.0.0.1:$monitor_port" \
-            || fail "aggregator catalog push failed"
+            ${client_tls[@]+"${client_tls[@]}"} || fail "aggregator catalog push failed"
         published=yes
     fi
     wait "$sim_pid" || fail "uplink-sim --scenario $scenario failed"

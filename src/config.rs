@@ -13,6 +13,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 use crate::ingest::protocol::{DATA_HEADER, MAX_CATALOG_BYTES};
+use crate::tls::auth::AuthConfig;
 
 /// The largest frame length the config accepts, to keep per-connection buffers sane.
 const MAX_FRAME_LENGTH_LIMIT: usize = 16 * 1024 * 1024;
@@ -78,6 +79,26 @@ pub struct Config {
     /// Where the archive is published besides (`docs/scale-out.md`).
     #[serde(default)]
     pub sinks: SinksConfig,
+    /// TLS on every source and consumer listener; plain TCP without it.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Which client certificate may speak for which sources (with `tls.client_ca`).
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// `[tls]`: the daemon's certificate and key, and the CA of its clients' certificates. Read at
+/// start and again on SIGHUP (`crate::tls`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The daemon's certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// Mutual TLS: a client must present a certificate this CA (PEM) signed, and
+    /// `[[auth.clients]]` says which sources it may open.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One TCP listener. `[uplink]` and `[replay]` have defaults of their own
@@ -254,9 +275,14 @@ impl Default for DashboardConfig {
 pub struct MonitorConfig {
     /// Serve the endpoint at all.
     pub enabled: bool,
-    /// Loopback by default: the endpoint has no authentication.
+    /// Loopback by default: without `token_file` the endpoint has no authentication.
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
+    /// A file holding a bearer token that `/stats`, `/feed`, `PUT /catalog` and the dashboard
+    /// require (`crate::ops::access`).
+    pub token_file: Option<PathBuf>,
+    /// Require the token on `/healthz` and `/metrics` too.
+    pub protect_all: bool,
 }
 
 impl Default for MonitorConfig {
@@ -264,6 +290,8 @@ impl Default for MonitorConfig {
         MonitorConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+            token_file: None,
+            protect_all: false,
         }
     }
 }
@@ -673,7 +701,9 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
         .rev()
         .find_map(|l| {
             let l = l.trim();
-            l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+            // `[section]`, or `[[section]]` for an array of tables.
+            let header = l.strip_prefix('[')?.strip_suffix(']')?;
+            Some(header.trim_matches(|c| c == '[' || c == ']').trim())
         })
         .filter(|_| !line.trim_start().starts_with('['));
     let key = line
@@ -767,6 +797,8 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             archive: ArchiveConfig::default(),
             sinks: SinksConfig::default(),
+            tls: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -964,6 +996,13 @@ impl Config {
                 ));
             }
         }
+        self.validate_auth()?;
+        if self.monitor.protect_all && self.monitor.token_file.is_none() {
+            return Err((
+                "monitor.protect_all",
+                "needs monitor.token_file: there is no token to require".into(),
+            ));
+        }
         if let Err(problem) = check_log_filter(&self.log.level) {
             return Err((
                 "log.level",
@@ -976,6 +1015,64 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `[[auth.clients]]` needs mutual TLS to know who a client is, and mutual TLS needs at least
+    /// one entry, since nothing is allowed by default.
+    fn validate_auth(&self) -> Result<(), (&'static str, String)> {
+        let mutual = self.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+        match (mutual, self.auth.clients.is_empty()) {
+            (true, true) => {
+                return Err((
+                    "auth.clients",
+                    "tls.client_ca is set but no [[auth.clients]] entry says which sources a \
+                     client certificate may open: every HELLO would be refused"
+                        .into(),
+                ))
+            }
+            (false, false) => {
+                return Err((
+                    "auth.clients",
+                    "needs tls.client_ca: without client certificates no client has an identity"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        for client in &self.auth.clients {
+            if client.identity.is_empty() {
+                return Err(("auth.clients.identity", "must not be empty".into()));
+            }
+            if client.sources.is_empty() {
+                return Err((
+                    "auth.clients.sources",
+                    format!("{:?} is allowed no source", client.identity),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listeners bound to an address other than loopback while `[tls]` is absent: anyone who
+    /// reaches them may claim any source (logged at start, and reported on `/healthz`).
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        if self.tls.is_some() {
+            return Vec::new();
+        }
+        let mut listeners = vec![
+            ("uplink", self.uplink.listen),
+            ("replay", self.replay.listen),
+        ];
+        if self.consumer.enabled {
+            listeners.push(("consumer", self.consumer.listen));
+        }
+        listeners
+            .into_iter()
+            .filter(|(_, addr)| !addr.ip().is_loopback())
+            .map(|(name, addr)| {
+                format!("the {name} listener on {addr} is not loopback and has no TLS ([tls])")
+            })
+            .collect()
     }
 
     /// How many connections may read a full `read_buffer` at once: `read_budget / read_buffer`.

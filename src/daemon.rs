@@ -41,6 +41,7 @@ use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
 use crate::sinks::nats::NatsSink;
+use crate::tls::ServerTls;
 
 /// How the drain went; the binary logs it and picks its exit status from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,8 @@ pub struct Daemon {
     drain: CancellationToken,
     tracker: TaskTracker,
     catalog: CatalogHandle,
+    /// TLS on the source and consumer listeners (`[tls]`), reloadable while serving.
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// The stats publisher, which runs until the drain is over so that the last figures go out.
@@ -163,6 +166,7 @@ impl Daemon {
             drain,
             tracker,
             catalog,
+            tls: None,
         }
     }
 
@@ -171,6 +175,18 @@ impl Daemon {
     pub fn with_catalog(mut self, catalog: CatalogHandle) -> Daemon {
         self.catalog = catalog;
         self
+    }
+
+    /// Serves the source listeners (and the follow listener) over TLS: the binary loads it from
+    /// `[tls]`, and reloads it through the same handle on SIGHUP ([`ServerTls::reload`]).
+    pub fn with_tls(mut self, tls: Arc<ServerTls>) -> Daemon {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS of the listeners, if any (the monitor serves the same certificate).
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
     }
 
     /// The catalog: publish to it (`PUT /catalog`), or watch it.
@@ -248,6 +264,7 @@ impl Daemon {
             storage_lost: storage_lost.clone(),
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
             catalog: self.catalog.clone(),
+            tls: self.tls.clone(),
         });
         let nats = config.sinks.nats.clone().and_then(|nats| {
             let durable = self.durable.clone();
@@ -264,6 +281,7 @@ impl Daemon {
                 dir: config.archive.dir.clone(),
                 max_connections: config.consumer.max_connections,
                 handshake_timeout: config.connection.handshake_timeout,
+                tls: self.tls.clone(),
             };
             Followers::start(
                 listener,

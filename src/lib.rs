@@ -20,6 +20,8 @@
 //! - [`catalog`]: catalog updates that operators publish and every connected source receives.
 //! - [`daemon`]: the stages wired together, and the drain.
 //! - [`config`]: the config file, `aggregator.toml`, with its defaults and validation.
+//! - [`tls`]: TLS on the listeners (one stream type for plain TCP and TLS, reloaded on SIGHUP),
+//!   the clients' `--tls-*` flags, and which certificate may speak for which source.
 //! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.
 
 pub mod archive;
@@ -32,6 +34,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod sim;
 pub mod sinks;
+pub mod tls;
 
 pub use config::Config;
 pub use daemon::{Daemon, DrainReport, Health, HealthProbe};

@@ -36,6 +36,11 @@ impl Daemon {
 
     /// The same with logs in `format` (`json` or `text`).
     fn start_logging(name: &str, format: &str) -> Daemon {
+        Daemon::start_configured(name, format, "")
+    }
+
+    /// The same with `extra` appended to the config (sections of its own).
+    fn start_configured(name: &str, format: &str, extra: &str) -> Daemon {
         let dir = std::env::temp_dir().join(format!(
             "aggregator-binary-test-{}-{name}",
             std::process::id()
@@ -49,7 +54,7 @@ impl Daemon {
              [dashboard]\nstats_interval_ms = 50\n\
              [log]\nlevel = \"info\"\nformat = \"{format}\"\n\
              [monitor]\nlisten = \"127.0.0.1:0\"\n\
-             [archive]\ndir = \"{}\"\n",
+             [archive]\ndir = \"{}\"\n{extra}",
             DRAIN_DEADLINE.as_millis(),
             dir.join("archive").display()
         );
@@ -393,4 +398,67 @@ async fn json_logs_give_acknowledgements_as_numbers() {
     daemon.signal(libc::SIGTERM);
     let (status, _) = daemon.wait_exit(DRAIN_DEADLINE * 2);
     assert!(status.success());
+}
+
+/// SIGHUP reads `[tls]`'s files again: connections opened before keep streaming, new ones get the
+/// new certificate; a reload of files that do not parse is logged and keeps the ones in use.
+#[tokio::test]
+async fn sighup_reloads_the_tls_certificate_without_dropping_connections() {
+    let pki = TempDir::new("binary-sighup");
+    let (old_ca, new_ca) = (Ca::new("old", &pki), Ca::new("new", &pki));
+    let (cert, key) = old_ca.sign("server", &["localhost"], true, false);
+    let extra = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let mut daemon = Daemon::start_configured("sighup", "json", &extra);
+    let mut source = Client::connect_tls(daemon.uplink, &old_ca.client(None))
+        .await
+        .expect("the first certificate is served");
+    source
+        .send_raw(&hello_bytes(
+            aggregator::ingest::protocol::VERSION,
+            SourceKind::LiveUplink,
+            1,
+        ))
+        .await;
+    source.expect_welcome().await;
+    source.send_routine(0..10).await;
+
+    let (renewed_cert, renewed_key) = new_ca.sign("renewed", &["localhost"], true, false);
+    std::fs::rename(renewed_cert, &cert).unwrap();
+    std::fs::rename(renewed_key, &key).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for_line("TLS certificate, key and client CA reloaded");
+    let mut fresh = Client::connect_tls(daemon.uplink, &new_ca.client(None))
+        .await
+        .expect("the renewed certificate is served after SIGHUP");
+    fresh
+        .send_raw(&hello_bytes(
+            aggregator::ingest::protocol::VERSION,
+            SourceKind::LiveUplink,
+            2,
+        ))
+        .await;
+    fresh.expect_welcome().await;
+
+    std::fs::write(&cert, "not a certificate").unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for_line("TLS reload failed");
+    assert!(
+        Client::connect_tls(daemon.uplink, &new_ca.client(None))
+            .await
+            .is_ok(),
+        "a failed reload keeps the certificate in use"
+    );
+
+    source.send_routine(10..20).await;
+    source.finish_sending().await;
+    assert_eq!(source.read_to_close().await.final_ack, Some(19));
+    fresh.finish_sending().await;
+    fresh.read_to_close().await;
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
+    assert!(status.success(), "exit status {status:?}");
 }

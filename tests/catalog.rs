@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use aggregator::catalog::push::{push, PushError};
+use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::ingest::protocol::{ClientMessage, ServerMessage};
@@ -205,13 +205,23 @@ async fn put_catalog_publishes_and_refuses_with_the_reason() {
     let (daemon, addr, _stop) = start_monitored(1024).await;
     let replay = daemon.addr(SourceKind::ArchivedReplay);
     let mut client = Client::source(replay, SourceKind::ArchivedReplay, 3).await;
-    assert_eq!(push(addr, "text/plain", b"ISS (ZARYA)").await.unwrap(), 1);
+    assert_eq!(
+        push(
+            addr,
+            "text/plain",
+            b"ISS (ZARYA)",
+            &MonitorAccess::default()
+        )
+        .await
+        .unwrap(),
+        1
+    );
     assert_eq!(
         expect_catalog(&mut client).await,
         (1, Bytes::from("ISS (ZARYA)"))
     );
 
-    match push(addr, "text/plain", &[0; 1025]).await {
+    match push(addr, "text/plain", &[0; 1025], &MonitorAccess::default()).await {
         Err(PushError::Refused {
             status: 413,
             reason,
@@ -220,7 +230,7 @@ async fn put_catalog_publishes_and_refuses_with_the_reason() {
         }
         other => panic!("expected 413, got {other:?}"),
     }
-    match push(addr, "text/plain", b"").await {
+    match push(addr, "text/plain", b"", &MonitorAccess::default()).await {
         Err(PushError::Refused {
             status: 400,
             reason,

@@ -321,6 +321,14 @@ fn check_config_exits_2_with_the_message_for_a_bad_file() {
         ),
         ("[uplink]\nbacklog = 5\n", &["backlog"]),
         (
+            "[tls]\ncert = \"/nonexistent/server.pem\"\nkey = \"/nonexistent/server.key\"\n",
+            &["tls.cert: cannot read /nonexistent/server.pem"],
+        ),
+        (
+            "[monitor]\ntoken_file = \"/nonexistent/token\"\n",
+            &["monitor.token_file: cannot read /nonexistent/token"],
+        ),
+        (
             "[log]\nlevel = \"debgu\"\n",
             &[
                 "log.level",

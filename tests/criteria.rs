@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aggregator::ingest::protocol::{CloseReason, RefuseReason, ServerMessage, VERSION};
+use aggregator::tls::stream::Writer;
 use aggregator::{PipelineStats, Priority, SourceKind};
 use common::*;
 
@@ -223,6 +224,9 @@ async fn processor_capacity_is_enforced_and_nothing_is_dropped() {
     client.send_raw(&hello_bytes(VERSION, LiveUplink, 3)).await;
     client.expect_welcome().await;
     let (mut inbox, writer) = client.split();
+    let Writer::Plain(writer) = writer else {
+        unreachable!("a plain TCP client")
+    };
 
     // Far more than the daemon may hold plus what the kernel buffers can absorb.
     const TOTAL: u64 = 30_000;
@@ -737,18 +741,4 @@ async fn slow_dashboard_lags_logs_and_continues() {
         archive.sequences(LiveUplink, 41),
         (0..FRAMES).collect::<Vec<_>>()
     );
-}
-
-/// Collects log output for [`slow_dashboard_lags_logs_and_continues`].
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

@@ -365,7 +365,8 @@ async fn refused(addr: SocketAddr, query: &str) -> (u16, String) {
 async fn a_catalog_publication_is_announced_on_the_feed() {
     let (_daemon, _archive, addr, _stop) = start(common::test_config()).await;
     let mut feed = subscribe(addr, "?priority=emergency").await;
-    let version = aggregator::catalog::push::push(addr, "text/plain", b"TLE")
+    let access = aggregator::catalog::push::MonitorAccess::default();
+    let version = aggregator::catalog::push::push(addr, "text/plain", b"TLE", &access)
         .await
         .unwrap();
     assert_eq!(

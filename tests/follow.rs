@@ -174,10 +174,13 @@ fn subscription(start: Start) -> Subscription {
 }
 
 async fn subscribe(daemon: &Running, subscription: &Subscription) -> Follower {
-    tokio::time::timeout(PATIENCE, Follower::subscribe(daemon.follow, subscription))
-        .await
-        .expect("SUBSCRIBED in time")
-        .expect("subscribed")
+    tokio::time::timeout(
+        PATIENCE,
+        Follower::subscribe(daemon.follow, subscription, None),
+    )
+    .await
+    .expect("SUBSCRIBED in time")
+    .expect("subscribed")
 }
 
 /// The next `count` frames.
@@ -461,7 +464,7 @@ async fn refusal(addr: SocketAddr, bytes: &[u8]) -> (RefuseReason, String) {
 }
 
 async fn refused(daemon: &Running, start: Start) -> (RefuseReason, String) {
-    match Follower::subscribe(daemon.follow, &subscription(start)).await {
+    match Follower::subscribe(daemon.follow, &subscription(start), None).await {
         Err(FollowError::Refused { reason, detail }) => (reason, detail),
         Err(other) => panic!("expected a refusal for {start}, got {other}"),
         Ok(_) => panic!("{start} was accepted"),

@@ -94,7 +94,10 @@ async fn stats_metrics_and_health_match_the_pipeline_counters() {
     assert!(text.contains("# TYPE aggregator_active_sources gauge"));
 
     let (status, body) = get(addr, "/healthz").await;
-    assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"status":"ready","warnings":[]}"#)
+    );
 
     client.finish_sending().await;
     client.read_to_close().await;
@@ -116,7 +119,10 @@ async fn health_reports_draining_from_the_signal_until_the_drain_ends() {
     // The drain cannot finish while the archive holds frames: health must say so meanwhile.
     daemon.begin_shutdown();
     let (status, body) = get(addr, "/healthz").await;
-    assert_eq!((status, body.as_str()), (503, r#"{"status":"draining"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (503, r#"{"status":"draining","warnings":[]}"#)
+    );
     let (_, body) = get(addr, "/stats").await;
     assert!(body.contains(r#""health":"draining""#), "{body}");
 

@@ -188,6 +188,7 @@ async fn a_replay_at_a_speed_factor_keeps_the_recorded_gaps_scaled() {
         replay: daemon.replay.to_string(),
         sources: loaded.specs(64),
         session: SessionOptions::default(),
+        tls: None,
     };
     let started = Instant::now();
     let report = sim::run(

@@ -3,19 +3,23 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use aggregator::archive::tools::{self, parse_priority, parse_source, Filter};
-use aggregator::catalog::push::{push, PushError};
+use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::LogFormat;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
+use aggregator::ops::access::Access;
 use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::tls::client::TlsArgs;
+use aggregator::tls::ServerTls;
 use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
 use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Telemetry aggregation daemon: priority fan-in, backpressure, fan-out and a lossless drain.
 ///
@@ -74,6 +78,11 @@ enum CatalogTool {
         /// The content type sent with it.
         #[arg(long, default_value = "text/plain")]
         content_type: String,
+        /// A file holding the monitor's bearer token (`monitor.token_file`).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
 }
 
@@ -98,6 +107,8 @@ struct TailArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +174,31 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The files `[tls]` names are read and checked before anything binds, and by --check-config.
+    let tls = match config.tls.as_ref().map(ServerTls::load).transpose() {
+        Ok(tls) => tls.map(Arc::new),
+        Err(err) => {
+            eprintln!(
+                "aggregator: invalid configuration: {}: {err}",
+                cli.config.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let monitor = &config.monitor;
+    let access = match monitor.token_file.as_deref().filter(|_| monitor.enabled) {
+        Some(path) => match Access::load(path, monitor.protect_all) {
+            Ok(access) => Some(access),
+            Err(err) => {
+                eprintln!(
+                    "aggregator: invalid configuration: {}: {err}",
+                    cli.config.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     if cli.check_config {
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
@@ -178,7 +214,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, tls, access)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {
@@ -189,10 +225,18 @@ fn main() -> ExitCode {
 }
 
 /// Runs the daemon; `Ok(clean)` tells whether the drain accounted for every accepted frame.
-async fn serve(config: Config) -> std::io::Result<bool> {
+async fn serve(
+    config: Config,
+    tls: Option<Arc<ServerTls>>,
+    access: Option<Access>,
+) -> std::io::Result<bool> {
     // Registered before binding, so a failure is a startup error and not a lost signal later.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let hangup = signal(SignalKind::hangup())?;
+    for warning in config.exposure_warnings() {
+        tracing::warn!("{warning}: anyone who reaches it may claim any source");
+    }
     // Every address is bound before the archive is opened: a start that fails on a port in use
     // must not leave segments behind, each holding its reserved disk. Nothing is accepted until
     // the daemon runs, after recovery, so sources that connect meanwhile wait in the backlog.
@@ -224,12 +268,19 @@ async fn serve(config: Config) -> std::io::Result<bool> {
         "aggregator listening"
     );
     let mut daemon = Daemon::with_resume(config, sink, resume).with_catalog(catalog);
+    if let Some(tls) = &tls {
+        daemon = daemon.with_tls(Arc::clone(tls));
+    }
+    tokio::spawn(reload_on_hangup(hangup, tls));
     if let Some(listener) = follow_listener {
         daemon.serve_followers(listener);
     }
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
-        let state = MonitorState::new(&daemon);
+        let mut state = MonitorState::new(&daemon);
+        if let Some(access) = access {
+            state = state.with_access(access);
+        }
         tokio::spawn(monitor::serve(
             listener,
             state,
@@ -255,6 +306,21 @@ async fn serve(config: Config) -> std::io::Result<bool> {
     Ok(report.is_clean())
 }
 
+/// SIGHUP: reads `[tls]`'s certificate, key and client CA again; open connections keep theirs.
+async fn reload_on_hangup(mut hangup: Signal, tls: Option<Arc<ServerTls>>) {
+    while hangup.recv().await.is_some() {
+        match &tls {
+            None => tracing::info!("SIGHUP: no [tls] to reload"),
+            Some(tls) => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and client CA reloaded"),
+                Err(err) => {
+                    tracing::error!(error = %err, "SIGHUP: TLS reload failed; the files loaded before stay in use")
+                }
+            },
+        }
+    }
+}
+
 async fn bind(addr: std::net::SocketAddr, what: &str) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|err| {
         std::io::Error::new(
@@ -271,6 +337,13 @@ fn tail(args: TailArgs) -> ExitCode {
         subscription: Subscription::new(args.from, args.source, args.priority),
         limit: args.limit,
         json: args.json,
+        tls: match args.tls.client() {
+            Ok(tls) => tls,
+            Err(err) => {
+                eprintln!("aggregator tail: {err}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -305,7 +378,16 @@ fn catalog(tool: CatalogTool) -> ExitCode {
         file,
         addr,
         content_type,
+        token_file,
+        tls,
     } = tool;
+    let access = match monitor_access(token_file.as_deref(), &tls) {
+        Ok(access) => access,
+        Err(err) => {
+            eprintln!("aggregator catalog push: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let body = match std::fs::read(&file) {
         Ok(body) => body,
         Err(err) => {
@@ -320,7 +402,7 @@ fn catalog(tool: CatalogTool) -> ExitCode {
         .enable_all()
         .build();
     let pushed = match runtime {
-        Ok(runtime) => runtime.block_on(push(addr, &content_type, &body)),
+        Ok(runtime) => runtime.block_on(push(addr, &content_type, &body, &access)),
         Err(err) => {
             eprintln!("aggregator catalog push: cannot start the runtime: {err}");
             return ExitCode::from(2);
@@ -343,6 +425,21 @@ fn catalog(tool: CatalogTool) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The monitor's TLS and token, from `--tls-*` and `--token-file`.
+fn monitor_access(token_file: Option<&Path>, tls: &TlsArgs) -> Result<MonitorAccess, String> {
+    let token = match token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("--token-file: cannot read {}: {err}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let tls = tls.client().map_err(|err| err.to_string())?;
+    Ok(MonitorAccess { tls, token })
 }
 
 /// Runs an archive tool; its output goes to stdout, problems to stderr.

@@ -10,6 +10,7 @@ use aggregator::sim::{
     self, Amount, EmergencyMix, Outcome, Pace, Profile, Progress, ProgressStyle, Rate, Scenario,
     SessionOptions, SimPlan, SimReport, SourceSpec,
 };
+use aggregator::tls::client::TlsArgs;
 use aggregator::SourceKind;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -113,6 +114,8 @@ struct Cli {
     /// Milliseconds between progress updates (default 200 on a terminal, 1000 otherwise).
     #[arg(long, value_name = "MS")]
     progress_ms: Option<u64>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
@@ -196,6 +199,7 @@ impl Cli {
                 keepalive: Duration::from_millis(self.keepalive_ms.max(1)),
                 ..SessionOptions::default()
             },
+            tls: self.tls.client().map_err(|err| err.to_string())?,
         };
         Ok((plan, skipped))
     }

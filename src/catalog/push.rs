@@ -9,6 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::tls::client::ClientTls;
+use crate::tls::stream;
+
 /// How long the whole exchange may take: the daemon answers once the catalog is synced to disk.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -28,29 +31,57 @@ pub enum PushError {
     BadAnswer(String),
 }
 
+/// How to reach a monitor that has TLS or a token.
+#[derive(Debug, Default)]
+pub struct MonitorAccess {
+    /// HTTPS, with `[tls]` on the daemon.
+    pub tls: Option<ClientTls>,
+    /// The bearer token, with `monitor.token_file` on the daemon.
+    pub token: Option<String>,
+}
+
 /// Publishes `body` through the monitor at `addr`; returns the version it was given.
-pub async fn push(addr: SocketAddr, content_type: &str, body: &[u8]) -> Result<u64, PushError> {
-    tokio::time::timeout(PATIENCE, exchange(addr, content_type, body))
+pub async fn push(
+    addr: SocketAddr,
+    content_type: &str,
+    body: &[u8],
+    access: &MonitorAccess,
+) -> Result<u64, PushError> {
+    tokio::time::timeout(PATIENCE, exchange(addr, content_type, body, access))
         .await
         .map_err(|_| PushError::Timeout(addr))?
 }
 
-async fn exchange(addr: SocketAddr, content_type: &str, body: &[u8]) -> Result<u64, PushError> {
+async fn exchange(
+    addr: SocketAddr,
+    content_type: &str,
+    body: &[u8],
+    access: &MonitorAccess,
+) -> Result<u64, PushError> {
     let unreachable = |source| PushError::Unreachable { addr, source };
-    let mut stream = TcpStream::connect(addr).await.map_err(unreachable)?;
+    let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
+    let (mut reader, mut writer) = stream::client(stream, access.tls.as_ref())
+        .await
+        .map_err(unreachable)?;
+    let authorization = access.token.as_ref().map_or(String::new(), |token| {
+        format!("Authorization: Bearer {token}\r\n")
+    });
     let head = format!(
         "PUT /catalog HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         Content-Length: {}\r\n{authorization}Connection: close\r\n\r\n",
         body.len()
     );
-    stream
+    writer
         .write_all(head.as_bytes())
         .await
         .map_err(unreachable)?;
     // A refusal (413) may come before the body is read: a failed write is then not the story.
-    let sent = stream.write_all(body).await;
+    let sent = match writer.write_all(body).await {
+        Ok(()) => writer.flush().await,
+        failed => failed,
+    };
     let mut answer = Vec::new();
-    let read = stream.read_to_end(&mut answer).await;
+    let read = reader.read_to_end(&mut answer).await;
     if answer.is_empty() {
         let err = sent.err().or(read.err()).unwrap_or_else(|| {
             std::io::Error::new(

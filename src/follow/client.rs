@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
@@ -20,6 +19,8 @@ use super::protocol::{
     DaemonMessage, EndReason, FollowedFrame, RefuseReason, Subscription, MAX_DAEMON_MESSAGE_LEN,
 };
 use crate::archive::tools::{kind_label, payload_preview, unix_ns_to_rfc3339};
+use crate::tls::client::ClientTls;
+use crate::tls::stream::{self, Reader, Writer};
 
 /// Why following ended other than at the daemon's drain.
 #[derive(Debug, thiserror::Error)]
@@ -51,26 +52,28 @@ pub enum Event {
 
 /// A subscription that the daemon accepted.
 pub struct Follower {
-    input: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    input: FramedRead<Reader, LengthDelimitedCodec>,
     /// The rest of the last FRAMES message, handed out one by one.
     pending: VecDeque<FollowedFrame>,
     /// Kept open: closing it ends the subscription.
-    _output: OwnedWriteHalf,
+    _output: Writer,
 }
 
 impl Follower {
-    /// Connects to the follow listener at `addr` and subscribes.
+    /// Connects to the follow listener at `addr` (over TLS when `tls` is given) and subscribes.
     pub async fn subscribe(
         addr: SocketAddr,
         subscription: &Subscription,
+        tls: Option<&ClientTls>,
     ) -> Result<Follower, FollowError> {
-        let stream = TcpStream::connect(addr)
+        let connect = async { stream::client(TcpStream::connect(addr).await?, tls).await };
+        let (read, mut output) = connect
             .await
             .map_err(|source| FollowError::Connect { addr, source })?;
-        let (read, mut output) = stream.into_split();
         let mut buf = BytesMut::new();
         subscription.encode(&mut buf);
         output.write_all(&buf).await?;
+        output.flush().await?;
         let codec = LengthDelimitedCodec::builder()
             .max_frame_length(MAX_DAEMON_MESSAGE_LEN)
             .new_codec();
@@ -137,12 +140,15 @@ pub struct TailOptions {
     pub limit: Option<u64>,
     /// One JSON object per line instead of text.
     pub json: bool,
+    /// TLS to the follow listener (`--tls-ca`, `--tls-cert`, `--tls-key`).
+    pub tls: Option<ClientTls>,
 }
 
 /// Prints frames to `out` as they come, until `limit` frames or the daemon's END after a drain.
 /// Returns how many it printed.
 pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, FollowError> {
-    let mut follower = Follower::subscribe(options.addr, &options.subscription).await?;
+    let tls = options.tls.as_ref();
+    let mut follower = Follower::subscribe(options.addr, &options.subscription, tls).await?;
     let mut printed = 0;
     while options.limit.is_none_or(|limit| printed < limit) {
         let line = match follower.next_event().await? {

@@ -24,7 +24,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -38,6 +37,8 @@ use super::reader::{self, Cursor};
 use crate::archive::DurableEnd;
 use crate::catalog::{CatalogHandle, Published};
 use crate::ingest::listener::accept_until;
+use crate::tls::stream::{self, Reader, Writer};
+use crate::tls::ServerTls;
 
 /// How the follow listener is set up.
 #[derive(Debug, Clone)]
@@ -46,8 +47,10 @@ pub struct FollowSettings {
     pub dir: PathBuf,
     /// Followers beyond this are refused with `TooManyConnections`.
     pub max_connections: usize,
-    /// Time a consumer has to send its SUBSCRIBE.
+    /// Time a consumer has to send its SUBSCRIBE (and, with TLS, to complete its handshake).
     pub handshake_timeout: Duration,
+    /// TLS, with `[tls]`: a consumer needs a client certificate of `tls.client_ca` if one is set.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// How long a closing connection waits for the consumer to close its side, so that the last
@@ -208,8 +211,15 @@ async fn accept(
 /// One follower, from its SUBSCRIBE to its END.
 #[tracing::instrument(name = "follower", skip_all, fields(%peer))]
 async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+    let settings = &shared.settings;
+    let (read, mut write) =
+        match stream::accept(stream, settings.tls.as_deref(), settings.handshake_timeout).await {
+            Ok(accepted) => (accepted.reader, accepted.writer),
+            Err(err) => {
+                tracing::warn!(error = %err, "TLS handshake failed; connection closed");
+                return;
+            }
+        };
     let codec = LengthDelimitedCodec::builder()
         .max_frame_length(MAX_SUBSCRIBE_LEN)
         .new_codec();
@@ -259,8 +269,8 @@ async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Sha
 /// Reads and checks the SUBSCRIBE, finds where it starts, and answers SUBSCRIBED. `Err(None)`:
 /// the consumer left before subscribing; `Err(Some)`: the refusal to send.
 async fn subscribe(
-    input: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-    write: &mut OwnedWriteHalf,
+    input: &mut FramedRead<Reader, LengthDelimitedCodec>,
+    write: &mut Writer,
     shared: &Shared,
 ) -> Result<(Arc<Subscription>, Cursor, watch::Receiver<DurableEnd>), Option<Refusal>> {
     let timeout = shared.settings.handshake_timeout;
@@ -296,15 +306,15 @@ async fn subscribe(
         version: subscription.version,
     }
     .encode(&mut buf);
-    write.write_all(&buf).await.map_err(|_| None)?;
+    write_flushed(write, &buf).await.map_err(|_| None)?;
     Ok((subscription, cursor, durable))
 }
 
 /// Sends the frames from `cursor` on as they become durable, until the archive closes (END
 /// `Shutdown` once everything durable is sent), the archive cannot be read, or the consumer goes.
 async fn stream_frames(
-    input: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-    write: &mut OwnedWriteHalf,
+    input: &mut FramedRead<Reader, LengthDelimitedCodec>,
+    write: &mut Writer,
     mut durable: watch::Receiver<DurableEnd>,
     mut cursor: Cursor,
     subscription: Arc<Subscription>,
@@ -323,7 +333,7 @@ async fn stream_frames(
         if let Some(version) = catalog.as_mut().and_then(newly_published) {
             buf.clear();
             DaemonMessage::Catalog { version }.encode(&mut buf);
-            if let Err(err) = write.write_all(&buf).await {
+            if let Err(err) = write_flushed(write, &buf).await {
                 return Ending::Io(err);
             }
         }
@@ -344,7 +354,7 @@ async fn stream_frames(
             buf.clear();
             chunk.runs.iter().for_each(|run| run.encode(&mut buf));
             tokio::select! {
-                written = write.write_all(&buf) => {
+                written = write_flushed(write, &buf) => {
                     if let Err(err) = written {
                         return Ending::Io(err);
                     }
@@ -384,6 +394,12 @@ fn newly_published(catalog: &mut watch::Receiver<Option<Arc<Published>>>) -> Opt
     published.as_ref().map(|p| p.catalog.version)
 }
 
+/// Writes `buf` whole and flushes it: a no-op on plain TCP, the last record's way out with TLS.
+async fn write_flushed(write: &mut Writer, buf: &[u8]) -> io::Result<()> {
+    write.write_all(buf).await?;
+    write.flush().await
+}
+
 /// What the consumer sent after its SUBSCRIBE ends the subscription.
 fn unexpected(message: Option<io::Result<BytesMut>>) -> Ending {
     match message {
@@ -398,8 +414,8 @@ fn unexpected(message: Option<io::Result<BytesMut>>) -> Ending {
 
 /// Sends the last message, closes the sending side, and waits a little for the consumer to close.
 async fn close(
-    input: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-    mut write: OwnedWriteHalf,
+    input: FramedRead<Reader, LengthDelimitedCodec>,
+    mut write: Writer,
     last: &DaemonMessage,
 ) {
     let mut buf = BytesMut::new();

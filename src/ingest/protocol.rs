@@ -116,6 +116,8 @@ pub enum RefuseReason {
     ShuttingDown,
     HelloExpected,
     HandshakeTimeout,
+    /// The peer's client certificate does not cover the source its HELLO names.
+    Unauthorized,
 }
 
 /// Why the daemon is closing an accepted connection.
@@ -206,6 +208,7 @@ wire_codes!(RefuseReason, "refusal", {
     ShuttingDown = 5,
     HelloExpected = 6,
     HandshakeTimeout = 7,
+    Unauthorized = 8,
 });
 
 wire_codes!(CloseReason, "close", {

@@ -26,10 +26,12 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{BufMut, BytesMut};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::io::poll_read_buf;
 use tokio_util::sync::PollSemaphore;
+
+use crate::tls::stream::Reader;
 
 /// The most a connection reads at once without a credit.
 pub const SMALL_READ: usize = 4096;
@@ -99,18 +101,16 @@ impl ReadTurn {
     /// Reads once from `reader` into `buf`, after waiting for data and, when the socket is known
     /// to hold more than a small read, for a credit. Cancel-safe: dropped while waiting, it keeps
     /// its place in the line, and it never holds a credit across an await.
-    pub async fn read(
-        &mut self,
-        reader: &mut OwnedReadHalf,
-        buf: &mut BytesMut,
-    ) -> io::Result<usize> {
+    pub async fn read(&mut self, reader: &mut Reader, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
             if self.is_waiting() {
                 let permit = poll_fn(|cx| self.credits.poll_acquire(cx)).await;
                 // `None` only if the semaphore were closed, which nothing does: read small then.
                 self.held = permit;
             } else if self.held.is_none() {
-                reader.readable().await?;
+                if !reader.readable().await? {
+                    return self.read_small(reader, buf).await;
+                }
                 self.held = self.credits.clone_inner().try_acquire_owned().ok();
             }
             let size = if self.held.is_some() {
@@ -147,6 +147,15 @@ impl ReadTurn {
         }
     }
 
+    /// A read of a small buffer that waits for data, for a stream whose readiness cannot be known
+    /// before reading (TLS). Cancel-safe: a read that has not completed has taken nothing.
+    async fn read_small(&mut self, reader: &mut Reader, buf: &mut BytesMut) -> io::Result<usize> {
+        make_room(buf, self.small);
+        let n = (&mut *reader).take(self.small as u64).read_buf(buf).await?;
+        self.backlogged = n == self.small;
+        Ok(n)
+    }
+
     /// Returns the credit once everything the read staged is admitted. A connection about to wait
     /// its turn (it had a credit, or needs one next) moves its leftover partial frame out of the
     /// read's allocation, which the staged batches alone then keep alive: while it waits it holds
@@ -167,14 +176,14 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     /// A connected pair: the client and the server's halves.
-    async fn pair() -> (TcpStream, OwnedReadHalf, OwnedWriteHalf) {
+    async fn pair() -> (TcpStream, Reader, OwnedWriteHalf) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (read, write) = server.into_split();
-        (client, read, write)
+        (client, Reader::Plain(read), write)
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! reader (the monitor, the dashboard, the stats line) takes snapshots, so watching the daemon
 //! never slows it.
 
+pub mod access;
 pub mod catalog;
 pub mod dashboard;
 pub mod feed;

@@ -3,7 +3,8 @@
 //! - `GET /`: the web dashboard ([`crate::ops::web`]), a page that reads `/stats` and the feed;
 //! - `GET /stats`: the latest counters as JSON, with rates and the per-source table;
 //! - `GET /metrics`: the same counters in the Prometheus text exposition format;
-//! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503);
+//! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503), with `warnings` (a source
+//!   listener open beyond loopback without TLS);
 //! - `GET /feed`: the live feed, a WebSocket ([`crate::ops::feed`]);
 //! - `PUT /catalog`: publishes a catalog to every connected source ([`crate::ops::catalog`]).
 //!
@@ -12,6 +13,8 @@
 //! therefore never takes a lock the pipeline uses. Rates are sampled once a second by a task of
 //! the monitor's own and kept in atomics, so a scrape does not need to remember the previous one.
 //! It runs beside the daemon, not inside its drain, so that it reports `draining` until the end.
+//! With `[tls]` it serves HTTPS with the listeners' certificate (no client certificate asked);
+//! with `monitor.token_file` a bearer token guards it ([`crate::ops::access`]).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -32,9 +36,12 @@ use crate::catalog::CatalogHandle;
 use crate::daemon::{Daemon, Health, HealthProbe};
 use crate::ingest::router::RouterHandle;
 use crate::ingest::source::SourceSnapshot;
+use crate::ops::access::{require_token, Access};
 use crate::ops::catalog::{self, CatalogBody};
 use crate::ops::feed::{self, FeedState};
 use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, Stats};
+use crate::tls::https::HttpsListener;
+use crate::tls::ServerTls;
 
 /// How often rates are sampled.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
@@ -49,6 +56,12 @@ pub struct MonitorState {
     catalog: CatalogHandle,
     rates: Arc<Rates>,
     started: Instant,
+    /// Why the daemon is exposed (`Config::exposure_warnings`), reported on `/healthz`.
+    warnings: Arc<[String]>,
+    /// The bearer token, with `monitor.token_file`.
+    access: Option<Arc<Access>>,
+    /// Served over TLS, with `[tls]`.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl FromRef<MonitorState> for FeedState {
@@ -87,7 +100,16 @@ impl MonitorState {
             catalog: daemon.catalog(),
             rates: Arc::default(),
             started: Instant::now(),
+            warnings: daemon.config().exposure_warnings().into(),
+            access: None,
+            tls: daemon.tls(),
         }
+    }
+
+    /// Requires `access`'s token (`monitor.token_file`).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = Some(Arc::new(access));
+        self
     }
 }
 
@@ -103,7 +125,8 @@ pub async fn serve(
         Arc::clone(&state.rates),
         sampling.clone(),
     ));
-    let app = Router::new()
+    let (access, tls) = (state.access.clone(), state.tls.clone());
+    let mut app = Router::new()
         .merge(crate::ops::web::routes())
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
@@ -111,9 +134,22 @@ pub async fn serve(
         .route("/feed", get(feed::feed))
         .route("/catalog", put(catalog::put))
         .with_state(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await;
+    if let Some(access) = access {
+        app = app.layer(middleware::from_fn_with_state(access, require_token));
+    }
+    let served = match tls {
+        Some(tls) => {
+            let listener = HttpsListener::new(listener, tls);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    };
     sampling.cancel();
     served
 }
@@ -217,17 +253,14 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
         Health::Draining | Health::Degraded => StatusCode::SERVICE_UNAVAILABLE,
     };
     let s = state.stats.snapshot();
-    let body = match s.nats_degraded {
-        0 => serde_json::json!({ "status": health }),
-        _ => serde_json::json!({
-            "status": health,
-            "nats": {
-                "connected": s.nats_connected != 0,
-                "lag_frames": s.nats_lag_frames,
-                "lag_seconds": s.nats_lag_seconds,
-            },
-        }),
-    };
+    let mut body = serde_json::json!({ "status": health, "warnings": &*state.warnings });
+    if s.nats_degraded != 0 {
+        body["nats"] = serde_json::json!({
+            "connected": s.nats_connected != 0,
+            "lag_frames": s.nats_lag_frames,
+            "lag_seconds": s.nats_lag_seconds,
+        });
+    }
     (status, Json(body)).into_response()
 }
 

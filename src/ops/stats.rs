@@ -76,7 +76,9 @@ pipeline_stats! {
     Counter duplicates_dropped: "Frames dropped because their sequence was at or below one already accepted for the source.",
     Gauge active_sources: "Sources registered right now.",
     Counter connections_accepted: "Connections that completed a hello and registered.",
-    Counter connections_refused: "Connections refused: limit, duplicate id, wrong kind or version, shutting down.",
+    Counter connections_refused: "Connections refused: limit, duplicate id, wrong kind or version, unauthorized, shutting down.",
+    Counter connections_unauthorized: "HELLOs refused as Unauthorized: the peer's certificate does not cover the source (also counted in connections_refused).",
+    Counter tls_handshakes_failed: "Connections closed before a HELLO because their TLS handshake failed: plaintext, no or an untrusted or expired certificate.",
     Counter protocol_errors: "Connections closed for malformed input or a timeout.",
     Counter lag_events: "Times a lossy subscriber (the dashboard, a /feed client) fell behind and began to miss batches.",
     Counter lagged_batches: "Batches dropped for lossy subscribers whose queue was full.",
@@ -182,6 +184,14 @@ impl Stats {
 
     pub(crate) fn refused(&self) {
         self.counters.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn unauthorized(&self) {
+        self.counters.connections_unauthorized.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.counters.tls_handshakes_failed.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn protocol_error(&self) {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::pipeline::frame::SourceKind;
+use crate::tls::client::ClientTls;
 
 pub use progress::{Progress, ProgressStyle};
 pub use replay::{LoadedArchive, Pace, Recording};
@@ -135,6 +136,8 @@ pub struct SimPlan {
     pub replay: String,
     pub sources: Vec<SourceSpec>,
     pub session: SessionOptions,
+    /// TLS to both listeners (`--tls-ca`, and `--tls-cert`/`--tls-key` for mutual TLS).
+    pub tls: Option<ClientTls>,
 }
 
 impl SimPlan {
@@ -158,6 +161,7 @@ pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
         let task = source::SimSource::new(
             spec.clone(),
             address,
+            plan.tls.clone(),
             plan.session.clone(),
             Arc::clone(&progress),
         );

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use tokio_util::codec::Decoder;
@@ -36,6 +35,8 @@ use super::ledger::Ledger;
 use super::progress::Progress;
 use super::report::{Latencies, Outcome, SourceReport};
 use super::{Amount, EmergencyMix, Rate, SessionOptions, SourceSpec};
+use crate::tls::client::ClientTls;
+use crate::tls::stream::{self, Reader, Writer};
 
 /// Bytes encoded ahead of the socket: large writes, few system calls.
 const WRITE_TARGET: usize = 64 * 1024;
@@ -93,6 +94,8 @@ struct Clock {
 pub struct SimSource {
     spec: SourceSpec,
     address: String,
+    /// TLS to the daemon, when the run has `--tls-ca`.
+    tls: Option<ClientTls>,
     opts: SessionOptions,
     progress: Arc<Progress>,
     ledger: Ledger,
@@ -114,6 +117,7 @@ impl SimSource {
     pub fn new(
         spec: SourceSpec,
         address: String,
+        tls: Option<ClientTls>,
         opts: SessionOptions,
         progress: Arc<Progress>,
     ) -> Self {
@@ -144,6 +148,7 @@ impl SimSource {
             },
             spec,
             address,
+            tls,
             opts,
             progress,
             ledger,
@@ -203,24 +208,27 @@ impl SimSource {
         // Whether a TCP connection was ever made: until then nothing is known to listen.
         let mut reached = false;
         loop {
-            let end =
-                match timeout(self.opts.connect_timeout, TcpStream::connect(&self.address)).await {
-                    Ok(Ok(stream)) => {
-                        reached = true;
-                        let welcomed_before = self.connections;
-                        let end = self.session(stream).await;
-                        if self.connections > welcomed_before {
-                            last_welcome = Instant::now();
-                            backoff = self.opts.backoff_initial;
-                        }
-                        end
+            let connect = async {
+                let stream = TcpStream::connect(&self.address).await?;
+                stream::client(stream, self.tls.as_ref()).await
+            };
+            let end = match timeout(self.opts.connect_timeout, connect).await {
+                Ok(Ok((rd, wr))) => {
+                    reached = true;
+                    let welcomed_before = self.connections;
+                    let end = self.session(rd, wr).await;
+                    if self.connections > welcomed_before {
+                        last_welcome = Instant::now();
+                        backoff = self.opts.backoff_initial;
                     }
-                    Ok(Err(err)) => SessionEnd::NoConnection(err.to_string()),
-                    Err(_) => SessionEnd::NoConnection(format!(
-                        "no answer within {} ms",
-                        self.opts.connect_timeout.as_millis()
-                    )),
-                };
+                    end
+                }
+                Ok(Err(err)) => SessionEnd::NoConnection(err.to_string()),
+                Err(_) => SessionEnd::NoConnection(format!(
+                    "no answer within {} ms",
+                    self.opts.connect_timeout.as_millis()
+                )),
+            };
             let why = match end {
                 SessionEnd::Finished => return Outcome::Completed,
                 SessionEnd::Fatal(why) => return Outcome::Failed(why),
@@ -365,9 +373,7 @@ impl SimSource {
     }
 
     /// One connection, from HELLO to its end.
-    async fn session(&mut self, stream: TcpStream) -> SessionEnd {
-        let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+    async fn session(&mut self, mut rd: Reader, mut wr: Writer) -> SessionEnd {
         let mut codec = ClientCodec::default();
         let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
 
@@ -378,7 +384,11 @@ impl SimSource {
             source_id: self.spec.id,
         })
         .encode(&mut out);
-        match timeout(self.opts.handshake_timeout, wr.write_all(&out)).await {
+        let hello = async {
+            wr.write_all(&out).await?;
+            wr.flush().await
+        };
+        match timeout(self.opts.handshake_timeout, hello).await {
             Ok(Ok(())) => out.clear(),
             Ok(Err(err)) => return SessionEnd::Retry(format!("sending HELLO: {err}")),
             Err(_) => return SessionEnd::Retry("sending HELLO timed out".into()),
@@ -426,8 +436,8 @@ impl SimSource {
     /// The welcomed part of a connection: resend, generate, write, and take acknowledgements.
     async fn stream(
         &mut self,
-        rd: &mut OwnedReadHalf,
-        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        rd: &mut Reader,
+        wr: &mut Writer,
         rbuf: &mut BytesMut,
         codec: &mut ClientCodec,
         out: &mut BytesMut,
@@ -444,6 +454,8 @@ impl SimSource {
         let mut close_deadline: Option<Instant> = None;
         let mut last_write = Instant::now();
         let mut pings = 0u64;
+        // Written and not yet flushed: a TLS session may hold the last record (plain TCP never).
+        let mut unflushed = false;
         loop {
             let now = Instant::now();
             if close_deadline.is_none() {
@@ -493,9 +505,13 @@ impl SimSource {
                         other => return SessionEnd::Fatal(format!("unexpected message from the daemon: {other:?}")),
                     }
                 }
-                written = wr.write_buf(out), if !out.is_empty() => match written {
-                    Ok(0) => return SessionEnd::Retry("the daemon stopped accepting bytes".into()),
-                    Ok(_) => last_write = Instant::now(),
+                written = write_or_flush(wr, out), if !out.is_empty() || unflushed => match written {
+                    Ok(Some(0)) => return SessionEnd::Retry("the daemon stopped accepting bytes".into()),
+                    Ok(Some(_)) => {
+                        last_write = Instant::now();
+                        unflushed = true;
+                    }
+                    Ok(None) => unflushed = false,
                     Err(err) => {
                         // A daemon that closes with our frames unread in its buffer resets the
                         // connection, and the write can fail before the CLOSE in front of the reset
@@ -522,12 +538,7 @@ impl SimSource {
 
     /// Reads whatever acknowledgements and CLOSE the daemon sent before the connection broke,
     /// for at most [`SALVAGE_TIMEOUT`].
-    async fn salvage(
-        &mut self,
-        rd: &mut OwnedReadHalf,
-        rbuf: &mut BytesMut,
-        codec: &mut ClientCodec,
-    ) {
+    async fn salvage(&mut self, rd: &mut Reader, rbuf: &mut BytesMut, codec: &mut ClientCodec) {
         let deadline = Instant::now() + SALVAGE_TIMEOUT;
         while let Ok(Ok(Some(message))) = timeout_at(deadline, read_message(rd, rbuf, codec)).await
         {
@@ -577,8 +588,18 @@ impl SimSource {
 
 /// The next message from the daemon; `None` on a clean end of stream. Cancellation safe: the read
 /// buffer and the codec live with the caller, so a cancelled read loses no byte.
+/// Writes what `out` holds (`Some` bytes written) or, once it is empty, flushes (`None`).
+/// Cancel-safe either way.
+async fn write_or_flush(wr: &mut Writer, out: &mut BytesMut) -> std::io::Result<Option<usize>> {
+    if out.is_empty() {
+        wr.flush().await.map(|()| None)
+    } else {
+        wr.write_buf(out).await.map(Some)
+    }
+}
+
 async fn read_message(
-    rd: &mut OwnedReadHalf,
+    rd: &mut Reader,
     rbuf: &mut BytesMut,
     codec: &mut ClientCodec,
 ) -> io::Result<Option<ServerMessage>> {

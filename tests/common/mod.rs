@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -20,11 +21,15 @@ use aggregator::ingest::protocol::{
 use aggregator::ingest::router::RouterHandle;
 use aggregator::ops::dashboard::FrameFeed;
 use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::tls::client::{ClientTls, TlsArgs};
+use aggregator::tls::stream::{self, Reader, Writer};
 use aggregator::{Batch, Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -432,11 +437,29 @@ pub async fn start_monitored(
 
 /// A plain HTTP/1.1 GET: (status, lowercase header lines, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<String>, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    http_get_with(addr, path, &[], None).await
+}
+
+/// An HTTP/1.1 GET with extra header lines, over TLS when `tls` is given.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[&str],
+    tls: Option<&ClientTls>,
+) -> (u16, Vec<String>, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream::client(tcp, tls).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    writer.write_all(request.as_bytes()).await.unwrap();
+    writer.flush().await.unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    // A TLS peer may close without close_notify once the response is complete.
+    let _ = reader.read_to_string(&mut response).await;
     let (head, body) = response
         .split_once("\r\n\r\n")
         .expect("a complete response");
@@ -506,12 +529,12 @@ pub struct Closed {
 /// A source connection: raw writes (so tests can also send garbage) and decoded reads.
 pub struct Client {
     pub inbox: Inbox,
-    pub writer: OwnedWriteHalf,
+    pub writer: Writer,
 }
 
 /// The reading side of a [`Client`]: what the daemon says.
 pub struct Inbox {
-    reader: FramedRead<OwnedReadHalf, ClientCodec>,
+    reader: FramedRead<Reader, ClientCodec>,
 }
 
 impl Client {
@@ -535,9 +558,21 @@ impl Client {
     pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).unwrap();
         let (read, writer) = stream.into_split();
+        Self::from_halves(Reader::Plain(read), Writer::Plain(writer))
+    }
+
+    /// Connects and completes a TLS handshake (its error, if it fails).
+    pub async fn connect_tls(addr: SocketAddr, tls: &ClientTls) -> io::Result<Client> {
+        let stream = TcpStream::connect(addr).await?;
+        let (reader, writer) = stream::client(stream, Some(tls)).await?;
+        Ok(Self::from_halves(reader, writer))
+    }
+
+    /// A client on the halves of a connection already made (plain or TLS).
+    pub fn from_halves(reader: Reader, writer: Writer) -> Client {
         Client {
             inbox: Inbox {
-                reader: FramedRead::new(read, ClientCodec::default()),
+                reader: FramedRead::new(reader, ClientCodec::default()),
             },
             writer,
         }
@@ -554,7 +589,7 @@ impl Client {
     }
 
     /// Separates the halves, to write from one task and read from another.
-    pub fn split(self) -> (Inbox, OwnedWriteHalf) {
+    pub fn split(self) -> (Inbox, Writer) {
         (self.inbox, self.writer)
     }
 
@@ -563,6 +598,8 @@ impl Client {
             .write_all(bytes)
             .await
             .expect("write to the daemon");
+        // A no-op on plain TCP; TLS may hold the last record until flushed.
+        self.writer.flush().await.expect("write to the daemon");
     }
 
     /// Sends DATA frames in one write.
@@ -720,6 +757,99 @@ pub fn is_disconnect(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::UnexpectedEof
     )
+}
+
+/// Collects log output: `tracing_subscriber::fmt().with_writer(...)` of a [`LogWriter`] per write.
+pub struct LogWriter(pub Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates, made at test time.
+// ---------------------------------------------------------------------------------------------
+
+/// A certificate authority, and the files of what it signs, in a scratch directory.
+pub struct Ca {
+    name: &'static str,
+    dir: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new(name: &'static str, dir: &TempDir) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        let cert = params.self_signed(&key).unwrap();
+        let ca = Ca {
+            name,
+            dir: dir.0.clone(),
+            issuer: Issuer::new(params, key),
+        };
+        std::fs::write(ca.path("ca.pem"), cert.pem()).unwrap();
+        ca
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(format!("{}-{file}", self.name))
+    }
+
+    /// Signs a certificate for `names` (DNS names, and 127.0.0.1 for a server), expired if asked;
+    /// writes `FILE.pem` and `FILE.key` and returns their paths.
+    pub fn sign(
+        &self,
+        file: &str,
+        names: &[&str],
+        server: bool,
+        expired: bool,
+    ) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        if server {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        }
+        if expired {
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            self.path(&format!("{file}.pem")),
+            self.path(&format!("{file}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    /// A client's TLS trusting this CA, with the certificate `client` (from [`Ca::sign`]).
+    pub fn client(&self, client: Option<(PathBuf, PathBuf)>) -> ClientTls {
+        let (cert, key) = client.unzip();
+        TlsArgs {
+            ca: Some(self.path("ca.pem")),
+            cert,
+            key,
+            server_name: None,
+        }
+        .client()
+        .unwrap()
+        .unwrap()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use aggregator::catalog::push::push;
+use aggregator::catalog::push::{push, MonitorAccess};
 use aggregator::ingest::protocol::ClientMessage;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -139,7 +139,13 @@ pub async fn catalog(addr: SocketAddr, monitor: SocketAddr, sources: usize) {
     let body = vec![0x5a; CATALOG_BYTES];
     let started = Instant::now();
     let _ = shared.published.set(started);
-    let put = push(monitor, "application/octet-stream", &body).await;
+    let put = push(
+        monitor,
+        "application/octet-stream",
+        &body,
+        &MonitorAccess::default(),
+    )
+    .await;
     let put_ms = started.elapsed().as_secs_f64() * 1e3;
     if let Err(err) = put {
         first_error.get_or_insert(format!("PUT /catalog: {err}"));

@@ -168,7 +168,7 @@ pub async fn follow(addr: SocketAddr, consumers: usize, mut commands: UnboundedR
     let mut subscribed = Vec::with_capacity(consumers);
     let mut first_error = None;
     for _ in 0..consumers {
-        match Follower::subscribe(addr, &from_start).await {
+        match Follower::subscribe(addr, &from_start, None).await {
             Ok(follower) => subscribed.push(follower),
             Err(err) => {
                 first_error.get_or_insert(err.to_string());

@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
 
 use crate::catalog::Published;
+use crate::tls::stream::Writer;
 
 /// A connection's catalog sender.
 pub(super) struct CatalogOut {
@@ -34,6 +34,12 @@ struct Writing {
     version: u64,
     message: Bytes,
     written: usize,
+}
+
+impl Writing {
+    fn is_written(&self) -> bool {
+        self.written == self.message.len()
+    }
 }
 
 /// What one [`CatalogOut::step`] did.
@@ -78,16 +84,24 @@ impl CatalogOut {
 
     /// Writes what the socket takes of the message in progress, or waits for a newer catalog.
     /// Cancel-safe: a write that has not completed has written nothing.
-    pub(super) async fn step(&mut self, writer: &mut OwnedWriteHalf) -> Step {
+    /// Once every byte is written, a last step flushes (a no-op on plain TCP; a TLS session may
+    /// hold the last record), which is as cancel-safe.
+    pub(super) async fn step(&mut self, writer: &mut Writer) -> Step {
         if let Some(writing) = &mut self.writing {
+            if writing.is_written() {
+                return match writer.flush().await {
+                    Ok(()) => {
+                        self.sent = Some(writing.version);
+                        self.writing = None;
+                        Step::Wrote
+                    }
+                    Err(err) => self.fail(err),
+                };
+            }
             return match writer.write(&writing.message[writing.written..]).await {
                 Ok(0) => self.fail(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     writing.written += n;
-                    if writing.written == writing.message.len() {
-                        self.sent = Some(writing.version);
-                        self.writing = None;
-                    }
                     Step::Wrote
                 }
                 Err(err) => self.fail(err),

@@ -12,11 +12,13 @@ use tokio::time::{sleep_until, Instant};
 
 use super::wire::Wire;
 use super::Shared;
+use crate::archive::tools::kind_label;
 use crate::ingest::protocol::{
     walk_messages, ClientMessage, Hello, MessageView, ProtocolError, RefuseReason, ServerMessage,
     MIN_VERSION, VERSION,
 };
 use crate::pipeline::frame::SourceKind;
+use crate::tls::auth::PeerIdentity;
 
 /// Why a connection is not served.
 #[derive(Debug)]
@@ -37,10 +39,12 @@ impl Refusal {
 }
 
 /// Waits for a valid hello and consumes it from the read buffer; anything the source sent behind
-/// it stays there for the ingest loop.
+/// it stays there for the ingest loop. With mutual TLS, `identity` (the peer's certificate) must
+/// cover the source the hello names.
 pub(super) async fn handshake(
     wire: &mut Wire,
     listener: SourceKind,
+    identity: Option<&PeerIdentity>,
     shared: &Shared,
 ) -> Result<Hello, Refusal> {
     let hello = match first_message(wire, shared).await? {
@@ -66,6 +70,20 @@ pub(super) async fn handshake(
             listener.as_str()
         );
         return Err(Refusal::Refuse(RefuseReason::WrongKind, detail));
+    }
+    if let Some(identity) = identity {
+        if !shared
+            .config
+            .auth
+            .allows(identity, hello.kind, hello.source_id)
+        {
+            let detail = format!(
+                "the certificate of {identity} does not cover {}:{}",
+                kind_label(hello.kind),
+                hello.source_id
+            );
+            return Err(Refusal::Refuse(RefuseReason::Unauthorized, detail));
+        }
     }
     Ok(hello)
 }
@@ -129,6 +147,9 @@ pub(super) async fn refuse(wire: &mut Wire, shared: &Shared, refusal: Refusal) {
         } else {
             shared.stats.refused();
         }
+        if reason == RefuseReason::Unauthorized {
+            shared.stats.unauthorized();
+        }
         tracing::warn!(%reason, %detail, "connection refused");
         wire.send(&ServerMessage::Refused { reason, detail }).await;
     }
@@ -143,6 +164,7 @@ fn is_protocol_error(reason: RefuseReason) -> bool {
         | RefuseReason::WrongKind
         | RefuseReason::DuplicateSource
         | RefuseReason::TooManyConnections
-        | RefuseReason::ShuttingDown => false,
+        | RefuseReason::ShuttingDown
+        | RefuseReason::Unauthorized => false,
     }
 }

@@ -43,6 +43,9 @@ use crate::ingest::router::{RegisterError, Registration, RouterHandle};
 use crate::ingest::source::Source;
 use crate::ops::stats::Stats;
 use crate::pipeline::frame::SourceKind;
+use crate::tls::auth::PeerIdentity;
+use crate::tls::stream;
+use crate::tls::ServerTls;
 use acks::Acks;
 use catalog::{CatalogOut, Step};
 use handshake::{handshake, refuse, Refusal};
@@ -61,6 +64,8 @@ pub(crate) struct Shared {
     pub storage_lost: CancellationToken,
     pub read_credits: ReadCredits,
     pub catalog: CatalogHandle,
+    /// The listeners' TLS, when `[tls]` is configured.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// Why an accepted connection ended.
@@ -119,9 +124,11 @@ pub(crate) async fn serve(
     listener: SourceKind,
     shared: Arc<Shared>,
 ) {
-    let mut wire = Wire::new(stream, &shared);
+    let Some((mut wire, identity)) = open(stream, &shared).await else {
+        return;
+    };
 
-    let hello = match handshake(&mut wire, listener, &shared).await {
+    let hello = match handshake(&mut wire, listener, identity.as_ref(), &shared).await {
         Ok(hello) => hello,
         Err(refusal) => return refuse(&mut wire, &shared, refusal).await,
     };
@@ -168,10 +175,41 @@ pub(crate) async fn refuse_over_limit(
     limit: usize,
     shared: Arc<Shared>,
 ) {
-    let mut wire = Wire::new(stream, &shared);
+    let Some((mut wire, _)) = open(stream, &shared).await else {
+        return;
+    };
     let detail = format!("the listener is at its limit of {limit} connections");
     let refusal = Refusal::Refuse(RefuseReason::TooManyConnections, detail);
     refuse(&mut wire, &shared, refusal).await;
+}
+
+/// The connection's wire, after the TLS handshake when the listener has TLS, and the identity of
+/// the peer's certificate. A failed handshake (a plaintext client, no certificate, or one that is
+/// untrusted or expired) is logged with the peer, counted, and ends the connection: there is no
+/// channel to send a REFUSED on. A handshake still under way when the drain starts is abandoned,
+/// so that it cannot hold the drain (a plain connection is split at once, and goes on to be
+/// refused with `ShuttingDown`).
+async fn open(stream: TcpStream, shared: &Shared) -> Option<(Wire, Option<PeerIdentity>)> {
+    let patience = shared.config.connection.handshake_timeout;
+    let accepted = tokio::select! {
+        biased;
+        accepted = stream::accept(stream, shared.tls.as_deref(), patience) => accepted,
+        _ = shared.drain.cancelled() => {
+            tracing::debug!("the drain started during the TLS handshake; connection closed");
+            return None;
+        }
+    };
+    match accepted {
+        Ok(accepted) => Some((
+            Wire::new(accepted.reader, accepted.writer, shared),
+            accepted.identity,
+        )),
+        Err(err) => {
+            shared.stats.tls_handshake_failed();
+            tracing::warn!(error = %err, "TLS handshake failed; connection closed");
+            None
+        }
+    }
 }
 
 /// The ingest loop. Returns why it ended and the last acknowledgement sent.
@@ -407,6 +445,7 @@ mod tests {
             storage_lost: CancellationToken::new(),
             read_credits: ReadCredits::new(1, 1),
             catalog: CatalogHandle::in_memory(1024),
+            tls: None,
         });
         let future = serve(stream, peer, SourceKind::LiveUplink, shared);
         let size = std::mem::size_of_val(&future);

@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::ingest::protocol::ServerMessage;
 use crate::ingest::read_credit::{make_room, SMALL_READ};
+use crate::tls::stream::{Reader, Writer};
 
 /// How long a closing connection waits for the peer to close its side.
 const LINGER: Duration = Duration::from_millis(200);
@@ -26,9 +25,9 @@ const LINGER: Duration = Duration::from_millis(200);
 /// The socket halves and the read buffer, with the writes the daemon makes.
 pub(super) struct Wire {
     /// Read directly by the ingest loop, through its read turn, beside the catalog's writes.
-    pub(super) reader: OwnedReadHalf,
+    pub(super) reader: Reader,
     /// Written directly only by the catalog sender, a piece at a time (`super::catalog`).
-    pub(super) writer: OwnedWriteHalf,
+    pub(super) writer: Writer,
     pub(super) buf: BytesMut,
     /// How long a peer may keep a write waiting before it counts as gone.
     write_timeout: Duration,
@@ -42,9 +41,7 @@ pub(super) struct Wire {
 }
 
 impl Wire {
-    pub(super) fn new(stream: TcpStream, shared: &Shared) -> Wire {
-        let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+    pub(super) fn new(reader: Reader, writer: Writer, shared: &Shared) -> Wire {
         Wire {
             reader,
             writer,
@@ -67,7 +64,12 @@ impl Wire {
             return;
         }
         let budget = self.drain_write_budget;
-        let write = self.writer.write_all(bytes);
+        // The flush is free on plain TCP; a TLS session may keep the last record otherwise.
+        let writer = &mut self.writer;
+        let write = async move {
+            writer.write_all(bytes).await?;
+            writer.flush().await
+        };
         tokio::pin!(write);
         let written = tokio::select! {
             biased;

@@ -1,0 +1,121 @@
+//! The monitor's bearer token (`monitor.token_file`): who may read `/stats`, `/feed` and the
+//! dashboard, and publish with `PUT /catalog`.
+//!
+//! `/healthz` and `/metrics` stay open for load balancers and Prometheus unless
+//! `monitor.protect_all` is set. A request presents the token as `Authorization: Bearer TOKEN`,
+//! or (for the dashboard in a browser, whose WebSocket cannot set headers) once as `?token=TOKEN`
+//! on the page: the answer then sets it as an `HttpOnly`, `SameSite=Strict` cookie, which the
+//! page's own requests (`/stats`, the `/feed` WebSocket) carry from then on.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// The cookie the dashboard's requests carry the token in.
+const COOKIE: &str = "aggregator_token";
+
+/// The token, and which paths it guards.
+#[derive(Debug)]
+pub struct Access {
+    token: String,
+    protect_all: bool,
+}
+
+impl Access {
+    /// Reads the token from `path` (surrounding whitespace ignored); an empty file is an error,
+    /// since it would let anyone in.
+    pub fn load(path: &Path, protect_all: bool) -> Result<Access, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("monitor.token_file: cannot read {}: {err}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!("monitor.token_file: {} is empty", path.display()));
+        }
+        Ok(Access {
+            token: token.to_string(),
+            protect_all,
+        })
+    }
+
+    fn guards(&self, path: &str) -> bool {
+        self.protect_all || !matches!(path, "/healthz" | "/metrics")
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    fn is_token(&self, presented: &str) -> bool {
+        let (a, b) = (self.token.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+    }
+}
+
+/// How a request presented the token.
+enum Presented<'a> {
+    Header(&'a str),
+    Cookie(&'a str),
+    Query(String),
+}
+
+fn presented(request: &Request) -> Option<Presented<'_>> {
+    let headers = request.headers();
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(Presented::Header(bearer.trim()));
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='));
+    if let Some(cookie) = cookie {
+        return Some(Presented::Cookie(cookie));
+    }
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| Presented::Query(value.into_owned()))
+}
+
+/// The middleware: a guarded path without the token is answered 401.
+pub async fn require_token(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !access.guards(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let (valid, from_query) = match presented(&request) {
+        Some(Presented::Header(token) | Presented::Cookie(token)) => {
+            (access.is_token(token), false)
+        }
+        Some(Presented::Query(token)) => (access.is_token(&token), true),
+        None => (false, false),
+    };
+    if !valid {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required (monitor.token_file)\n",
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    if from_query {
+        let cookie = format!(
+            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+            access.token
+        );
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+    }
+    response
+}
