@@ -90,5 +90,7 @@ for payload in 64 1024; do
     done
 done
 for mode in plain tls; do
-    run "$mode" "fleet-$fleet" --uplinks "$fleet" --replays 0 --frames 1 --rate max
+    # The whole fleet's handshakes queue at once: give each attempt time to reach its turn.
+    run "$mode" "fleet-$fleet" --uplinks "$fleet" --replays 0 --frames 1 --rate max \
+        --connect-timeout-ms 30000
 done

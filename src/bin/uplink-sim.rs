@@ -101,6 +101,11 @@ struct Cli {
     /// is the aggregator running?".
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     give_up_after: f64,
+    /// Milliseconds a connection attempt (with TLS, its handshake too) may take before the source
+    /// backs off and tries again. A whole fleet connecting over TLS at once needs more than the
+    /// default.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    connect_timeout_ms: u64,
     /// Milliseconds a source may write nothing before it sends a PING, which keeps its connection
     /// open through the daemon's idle timeout (30 s by default).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
@@ -197,6 +202,7 @@ impl Cli {
                 give_up_after: seconds("give-up-after", self.give_up_after)?,
                 max_in_flight: self.max_in_flight.max(1),
                 keepalive: Duration::from_millis(self.keepalive_ms.max(1)),
+                connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
                 ..SessionOptions::default()
             },
             tls: self.tls.client().map_err(|err| err.to_string())?,
