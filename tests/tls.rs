@@ -13,7 +13,7 @@ use aggregator::follow::client::Follower;
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ingest::protocol::{RefuseReason, VERSION};
 use aggregator::ops::access::Access;
-use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::ops::monitor::MonitorState;
 use aggregator::tls::auth::AuthClient;
 use aggregator::tls::stream;
 use aggregator::tls::ServerTls;
@@ -398,14 +398,7 @@ async fn start_guarded_monitor(
         |daemon| MonitorState::new(daemon).with_access(access),
     )
     .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(monitor::serve(
-        listener,
-        state,
-        stop.clone().cancelled_owned(),
-    ));
+    let (addr, stop) = common::serve_monitor(state).await;
     (daemon, addr, stop)
 }
 

@@ -424,6 +424,12 @@ pub async fn start_monitored(
     sink: Box<dyn ArchiveSink>,
 ) -> (TestDaemon, SocketAddr, CancellationToken) {
     let (daemon, state) = TestDaemon::start_with(config, sink, MonitorState::new).await;
+    let (addr, stop) = serve_monitor(state).await;
+    (daemon, addr, stop)
+}
+
+/// Serves the monitor with `state` on loopback port 0; cancel the token to stop it.
+pub async fn serve_monitor(state: MonitorState) -> (SocketAddr, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -432,7 +438,7 @@ pub async fn start_monitored(
         state,
         stop.clone().cancelled_owned(),
     ));
-    (daemon, addr, stop)
+    (addr, stop)
 }
 
 /// A plain HTTP/1.1 GET: (status, lowercase header lines, body).
