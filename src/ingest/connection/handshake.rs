@@ -5,6 +5,7 @@
 //! in one place ([`refuse`]): as a protocol error when the peer broke the protocol, as a refused
 //! connection when it asked for something the daemon will not give.
 
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 use bytes::Buf;
@@ -140,7 +141,7 @@ async fn first_message(
 }
 
 /// Sends a refusal, logs it and counts it, and closes the connection.
-pub(super) async fn refuse(wire: &mut Wire, shared: &Shared, refusal: Refusal) {
+pub(super) async fn refuse(wire: &mut Wire, peer: SocketAddr, shared: &Shared, refusal: Refusal) {
     if let Refusal::Refuse(reason, detail) = refusal {
         if is_protocol_error(reason) {
             shared.stats.protocol_error();
@@ -150,7 +151,9 @@ pub(super) async fn refuse(wire: &mut Wire, shared: &Shared, refusal: Refusal) {
         if reason == RefuseReason::Unauthorized {
             shared.stats.unauthorized();
         }
-        tracing::warn!(%reason, %detail, "connection refused");
+        // The peer in the event itself, not only in the connection's span: the line must name it
+        // whatever became of the span.
+        tracing::warn!(%peer, %reason, %detail, "connection refused");
         wire.send(&ServerMessage::Refused { reason, detail }).await;
     }
     wire.close().await;

@@ -124,13 +124,13 @@ pub(crate) async fn serve(
     listener: SourceKind,
     shared: Arc<Shared>,
 ) {
-    let Some((mut wire, identity)) = open(stream, &shared).await else {
+    let Some((mut wire, identity)) = open(stream, peer, &shared).await else {
         return;
     };
 
     let hello = match handshake(&mut wire, listener, identity.as_ref(), &shared).await {
         Ok(hello) => hello,
-        Err(refusal) => return refuse(&mut wire, &shared, refusal).await,
+        Err(refusal) => return refuse(&mut wire, peer, &shared, refusal).await,
     };
     tracing::Span::current().record("source_id", hello.source_id);
 
@@ -145,7 +145,8 @@ pub(crate) async fn serve(
                 RegisterError::Duplicate { .. } => RefuseReason::DuplicateSource,
                 RegisterError::ShuttingDown => RefuseReason::ShuttingDown,
             };
-            return refuse(&mut wire, &shared, Refusal::Refuse(reason, err.to_string())).await;
+            let refusal = Refusal::Refuse(reason, err.to_string());
+            return refuse(&mut wire, peer, &shared, refusal).await;
         }
     };
     wire.send(&ServerMessage::Welcome {
@@ -175,12 +176,12 @@ pub(crate) async fn refuse_over_limit(
     limit: usize,
     shared: Arc<Shared>,
 ) {
-    let Some((mut wire, _)) = open(stream, &shared).await else {
+    let Some((mut wire, _)) = open(stream, peer, &shared).await else {
         return;
     };
     let detail = format!("the listener is at its limit of {limit} connections");
     let refusal = Refusal::Refuse(RefuseReason::TooManyConnections, detail);
-    refuse(&mut wire, &shared, refusal).await;
+    refuse(&mut wire, peer, &shared, refusal).await;
 }
 
 /// The connection's wire, after the TLS handshake when the listener has TLS, and the identity of
@@ -189,7 +190,11 @@ pub(crate) async fn refuse_over_limit(
 /// channel to send a REFUSED on. A handshake still under way when the drain starts is abandoned,
 /// so that it cannot hold the drain (a plain connection is split at once, and goes on to be
 /// refused with `ShuttingDown`).
-async fn open(stream: TcpStream, shared: &Shared) -> Option<(Wire, Option<PeerIdentity>)> {
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<(Wire, Option<PeerIdentity>)> {
     let patience = shared.config.connection.handshake_timeout;
     let accepted = tokio::select! {
         biased;
@@ -206,7 +211,7 @@ async fn open(stream: TcpStream, shared: &Shared) -> Option<(Wire, Option<PeerId
         )),
         Err(err) => {
             shared.stats.tls_handshake_failed();
-            tracing::warn!(error = %err, "TLS handshake failed; connection closed");
+            tracing::warn!(%peer, error = %err, "TLS handshake failed; connection closed");
             None
         }
     }
