@@ -1,6 +1,8 @@
 //! The telemetry aggregator: a daemon that merges satellite uplinks and replay feeds into one
 //! priority-ordered, backpressured stream, fans it out to an archive that receives every frame and
-//! a dashboard that may lag, and drains everything it accepted before it exits.
+//! to lossy subscribers (the dashboard, `/feed`) that may lag, serves the archive to followers and
+//! sinks, sends operators' catalogs to every source, and drains everything it accepted before it
+//! exits.
 //!
 //! # Layout
 //! The folders follow a frame through the daemon:
