@@ -612,17 +612,23 @@ pub fn describe(entry: &Entry) -> String {
     }
 }
 
+/// `bytes` in lower-case hex, two digits a byte: how the tools, `tail --json` and `/feed` write
+/// payloads.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// A payload's first bytes in hex, `..` when there are more, `-` when it is empty: what `inspect`
 /// and `aggregator tail` print.
 pub fn payload_preview(payload: &[u8]) -> String {
     if payload.is_empty() {
         return "-".into();
     }
-    let shown = &payload[..payload.len().min(PAYLOAD_SHOWN)];
-    let mut hex = String::with_capacity(shown.len() * 2 + 2);
-    for b in shown {
-        let _ = write!(hex, "{b:02x}");
-    }
+    let mut hex = hex(&payload[..payload.len().min(PAYLOAD_SHOWN)]);
     if payload.len() > PAYLOAD_SHOWN {
         hex.push_str("..");
     }

@@ -18,7 +18,7 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use super::protocol::{
     DaemonMessage, EndReason, FollowedFrame, RefuseReason, Subscription, MAX_DAEMON_MESSAGE_LEN,
 };
-use crate::archive::tools::{kind_label, payload_preview, unix_ns_to_rfc3339};
+use crate::archive::tools::{hex, kind_label, payload_preview, unix_ns_to_rfc3339};
 use crate::tls::client::ClientTls;
 use crate::tls::stream::{self, Reader, Writer};
 
@@ -190,7 +190,6 @@ pub fn frame_line(followed: &FollowedFrame) -> String {
 /// A frame as `aggregator tail --json` prints it, the whole payload in hex.
 pub fn frame_json(followed: &FollowedFrame) -> serde_json::Value {
     let f = &followed.frame;
-    let hex: String = f.payload.iter().map(|b| format!("{b:02x}")).collect();
     serde_json::json!({
         "position": followed.position.to_string(),
         "kind": kind_label(f.kind),
@@ -199,6 +198,6 @@ pub fn frame_json(followed: &FollowedFrame) -> serde_json::Value {
         "priority": f.priority.as_str(),
         "received": unix_ns_to_rfc3339(f.received_unix_ns),
         "payload_len": f.payload.len(),
-        "payload_hex": hex,
+        "payload_hex": hex(&f.payload),
     })
 }

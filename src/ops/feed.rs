@@ -15,7 +15,6 @@
 //!
 //! The message format and the query parameters are specified in `docs/protocol.md`.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,7 +28,7 @@ use futures_util::SinkExt;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::archive::tools::{kind_label, parse_priority, parse_source};
+use crate::archive::tools::{hex, kind_label, parse_priority, parse_source};
 use crate::catalog::CatalogHandle;
 use crate::config::FeedConfig;
 use crate::ops::stats::Stats;
@@ -463,13 +462,7 @@ struct FrameMessage<'a> {
 fn encode_payload(payload: &[u8], encoding: Encoding) -> String {
     match encoding {
         Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(payload),
-        Encoding::Hex => {
-            let mut out = String::with_capacity(payload.len() * 2);
-            for byte in payload {
-                let _ = write!(out, "{byte:02x}");
-            }
-            out
-        }
+        Encoding::Hex => hex(payload),
     }
 }
 
