@@ -629,13 +629,22 @@ pub struct RuntimeConfig {
     /// milliseconds; 8 keeps the emergency probe's latency within its target at little cost in
     /// throughput (`docs/architecture.md`).
     pub event_interval: u32,
+    /// Pipeline shards: each a whole chain (fan-in, processor, archive writer with its own
+    /// segments) on a thread of its own, with the connections of the sources dealt to it. By
+    /// default one per available core, at most [`MAX_SHARDS`].
+    pub shards: usize,
 }
+
+/// The most shards a daemon runs (`runtime.shards`).
+pub const MAX_SHARDS: usize = 64;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             worker_threads: 1,
             event_interval: 8,
+            shards: std::thread::available_parallelism()
+                .map_or(1, |cores| cores.get().min(MAX_SHARDS)),
         }
     }
 }
@@ -868,6 +877,7 @@ impl Config {
                 self.feed.max_frames_per_sec as usize,
             ),
             ("runtime.worker_threads", self.runtime.worker_threads),
+            ("runtime.shards", self.runtime.shards),
             (
                 "runtime.event_interval",
                 self.runtime.event_interval as usize,
@@ -877,6 +887,9 @@ impl Config {
             if value == 0 {
                 return Err((key, "must be at least 1".into()));
             }
+        }
+        if self.runtime.shards > MAX_SHARDS {
+            return Err(("runtime.shards", format!("must be at most {MAX_SHARDS}")));
         }
         let durations = [
             (

@@ -25,6 +25,7 @@ use crate::pipeline::batch::Batch;
 
 pub mod consumer;
 mod disk;
+pub mod layout;
 mod recovery;
 pub mod segment;
 pub mod sequence_set;

@@ -1,0 +1,91 @@
+//! Where each shard's segments live in the archive directory.
+//!
+//! Shard 0 writes in the archive directory itself, as every daemon did before shards: an archive
+//! written then is shard 0 of one written now, and a daemon with one shard writes exactly what it
+//! wrote before. Shard `k` writes in `shard-KK/` inside it (`shard-01` to `shard-63`). Readers
+//! (recovery, the tools, followers, sinks) read every shard directory they find, not only the
+//! ones the running config has: a daemon restarted with fewer shards still reads and resumes
+//! what the others stored.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::segment::with_path;
+use crate::config::MAX_SHARDS;
+
+const PREFIX: &str = "shard-";
+
+/// The directory shard `shard` writes its segments in.
+pub fn shard_dir(root: &Path, shard: usize) -> PathBuf {
+    match shard {
+        0 => root.to_path_buf(),
+        k => root.join(format!("{PREFIX}{k:02}")),
+    }
+}
+
+/// The shard a directory name belongs to (`shard-07` is 7); `None` for any other name.
+fn shard_of_name(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix(PREFIX)?;
+    if digits.len() != 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse()
+        .ok()
+        .filter(|&k| (1..MAX_SHARDS).contains(&k))
+}
+
+/// Every shard's directory in the archive at `root`, shard 0 (`root` itself) first, then the
+/// `shard-KK` directories that exist, by shard.
+pub fn list_shards(root: &Path) -> io::Result<Vec<(usize, PathBuf)>> {
+    let mut shards = vec![(0, root.to_path_buf())];
+    let entries = fs::read_dir(root).map_err(|err| with_path(err, root, "cannot list"))?;
+    for entry in entries {
+        let entry = entry.map_err(|err| with_path(err, root, "cannot list"))?;
+        let shard = entry.file_name().to_str().and_then(shard_of_name);
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if let (Some(shard), true) = (shard, is_dir) {
+            shards.push((shard, entry.path()));
+        }
+    }
+    shards.sort();
+    Ok(shards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_zero_is_the_root_and_the_others_are_named_directories() {
+        let root = Path::new("/var/lib/aggregator");
+        assert_eq!(shard_dir(root, 0), root);
+        assert_eq!(shard_dir(root, 3), root.join("shard-03"));
+        assert_eq!(shard_of_name("shard-03"), Some(3));
+        assert_eq!(shard_of_name("shard-00"), None, "shard 0 is the root");
+        assert_eq!(shard_of_name("shard-64"), None);
+        assert_eq!(shard_of_name("shard-3"), None);
+        assert_eq!(shard_of_name("segment-00000000000000000001.seg"), None);
+    }
+
+    #[test]
+    fn every_shard_directory_is_listed_in_order_and_files_are_not() {
+        let root = std::env::temp_dir().join(format!("layout-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for name in ["shard-12", "shard-02", "shard-xx"] {
+            fs::create_dir_all(root.join(name)).unwrap();
+        }
+        fs::write(root.join("shard-05"), b"a file").unwrap();
+        let listed = list_shards(&root).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            listed,
+            vec![
+                (0, root.clone()),
+                (2, root.join("shard-02")),
+                (12, root.join("shard-12"))
+            ]
+        );
+    }
+}
