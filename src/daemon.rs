@@ -13,23 +13,24 @@
 //! ([`crate::follow`]) and its sinks ([`crate::sinks`]) finish after the archive closes, within
 //! the same deadline, and are cut off at it: they never change the drain's report.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::archive::{ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, SyncPolicy};
+use crate::archive::{
+    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, SyncPolicy,
+};
 use crate::catalog::CatalogHandle;
 use crate::config::Config;
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Shared;
-use crate::ingest::ledger::{ResumePoint, SourceKey};
 use crate::ingest::listener::{self, Listeners};
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
@@ -40,6 +41,7 @@ use crate::pipeline::fan_in::{priority_fan_in, FanIn};
 use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
+use crate::pipeline::shard::ShardThreads;
 use crate::sinks::nats::NatsSink;
 use crate::tls::ServerTls;
 
@@ -97,15 +99,13 @@ pub struct Daemon {
     config: Arc<Config>,
     stats: Stats,
     router: RouterHandle,
-    fan_in: FanIn,
-    archive_tx: FrameSender<Arc<Batch>>,
-    archive_rx: FrameReceiver<Arc<Batch>>,
+    /// Shard `k`'s chain is `shards[k]`.
+    shards: Vec<Chain>,
     fan_out: FanOut,
     subscribe: Subscribe,
     published: watch::Sender<PipelineStats>,
-    sink: Box<dyn ArchiveSink>,
-    /// The archive's durable end, for followers (`None` when it keeps no files).
-    durable: Option<watch::Receiver<DurableEnd>>,
+    /// Each shard directory's durable end, for followers (none when the archive keeps no files).
+    durable: Vec<(usize, watch::Receiver<DurableEnd>)>,
     /// The follow listener, when followers are served.
     followers: Option<TcpListener>,
     drain: CancellationToken,
@@ -115,6 +115,14 @@ pub struct Daemon {
     tls: Option<Arc<ServerTls>>,
 }
 
+/// One shard's stages before they start: its fan-in, its archive's queue and its sink.
+struct Chain {
+    fan_in: FanIn,
+    archive_tx: FrameSender<Arc<Batch>>,
+    archive_rx: FrameReceiver<Arc<Batch>>,
+    sink: Box<dyn ArchiveSink>,
+}
+
 /// The stats publisher, which runs until the drain is over so that the last figures go out.
 struct Publisher {
     stop: CancellationToken,
@@ -122,45 +130,52 @@ struct Publisher {
 }
 
 impl Daemon {
-    /// Builds the pipeline and starts the router. Must be called inside a Tokio runtime.
-    pub fn new(config: Config, sink: Box<dyn ArchiveSink>) -> Daemon {
-        Self::with_resume(config, sink, HashMap::new())
-    }
-
-    /// Like [`Daemon::new`], with the resume points the archive recovered at start-up, so that
-    /// sources resume where the previous run stored them and their resent frames are recognised.
-    pub fn with_resume(
-        config: Config,
-        sink: Box<dyn ArchiveSink>,
-        resume: HashMap<SourceKey, ResumePoint>,
-    ) -> Daemon {
+    /// Builds the pipeline, one shard per sink of `archive`, and starts the router. Must be called
+    /// inside a Tokio runtime. The archive's resume points tell sources where to resume, and
+    /// recognise their resent frames.
+    pub fn new(config: Config, archive: impl Into<Archive>) -> Daemon {
+        let Archive {
+            sinks,
+            retired,
+            resume,
+        } = archive.into();
         let p = &config.pipeline;
-        let stats = Stats::new();
-        let (ingress, fan_in) = priority_fan_in(
-            p.processor_capacity,
-            p.emergency_capacity,
-            p.emergency_streak,
-            stats.clone(),
-        );
-        let (archive_tx, archive_rx) = frame_queue(p.archive_capacity);
+        let stats = Stats::sharded(sinks.len());
+        let mut durable = Vec::new();
+        let mut ingress = Vec::with_capacity(sinks.len());
+        let mut shards = Vec::with_capacity(sinks.len());
+        for (shard, sink) in sinks.into_iter().enumerate() {
+            let (lane, fan_in) = priority_fan_in(
+                p.processor_capacity,
+                p.emergency_capacity,
+                p.emergency_streak,
+                stats.shard(shard),
+            );
+            let (archive_tx, archive_rx) = frame_queue(p.archive_capacity);
+            durable.extend(sink.durable_end().map(|end| (shard, end)));
+            ingress.push(lane);
+            shards.push(Chain {
+                fan_in,
+                archive_tx,
+                archive_rx,
+                sink,
+            });
+        }
+        durable.extend(retired);
         let (fan_out, subscribe) = fan_out(stats.clone());
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
         let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
         let (published, _) = watch::channel(PipelineStats::default());
         let catalog = CatalogHandle::in_memory(config.catalog.max_bytes);
-        let durable = sink.durable_end();
         Daemon {
             config: Arc::new(config),
             stats,
             router,
-            fan_in,
-            archive_tx,
-            archive_rx,
+            shards,
             fan_out,
             subscribe,
             published,
-            sink,
             durable,
             followers: None,
             drain,
@@ -256,6 +271,12 @@ impl Daemon {
             self.drain.clone(),
             self.tracker.clone(),
         );
+        // Without threads of their own (the system refused them) the shards run on this runtime.
+        let threads = ShardThreads::start(self.shards.len(), config.runtime.event_interval)
+            .inspect_err(|err| {
+                tracing::error!(error = %err, "cannot start the shards' threads; they share the main runtime")
+            })
+            .ok();
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             router: self.router.clone(),
@@ -265,16 +286,20 @@ impl Daemon {
             read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
             catalog: self.catalog.clone(),
             tls: self.tls.clone(),
+            shards: threads
+                .as_ref()
+                .map_or_else(Vec::new, |threads| threads.handles().to_vec()),
         });
+        let durable = std::mem::take(&mut self.durable);
         let nats = config.sinks.nats.clone().and_then(|nats| {
-            let durable = self.durable.clone();
-            if durable.is_none() {
+            let first = durable.first().map(|(_, end)| end.clone());
+            if first.is_none() {
                 tracing::error!(
                     "sinks.nats needs an archive that keeps files; nothing is published"
                 );
             }
             let dir = config.archive.dir.clone();
-            durable.map(|durable| NatsSink::start(nats, dir, durable, stats.clone()))
+            first.map(|durable| NatsSink::start(nats, dir, durable, stats.clone()))
         });
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {
@@ -286,12 +311,12 @@ impl Daemon {
             Followers::start(
                 listener,
                 settings,
-                self.durable.take(),
+                durable.first().map(|(_, end)| end.clone()),
                 self.catalog.clone(),
                 drain.clone(),
             )
         });
-        let publisher = self.start_stages(storage_lost);
+        let publisher = self.start_stages(storage_lost, threads.as_ref());
         listener::serve(listeners, &config, shared, &tracker);
 
         tokio::select! {
@@ -317,24 +342,30 @@ impl Daemon {
         }
         publisher.stop.cancel();
         let _ = publisher.task.await;
+        if let Some(threads) = threads {
+            // Blocks while a task the deadline cut off is dropped: off the runtime's thread.
+            let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
+        }
         let report = DrainReport::of(&stats.snapshot(), completed, started.elapsed());
         report.log();
         report
     }
 
-    /// Starts the dashboard, the processor, the archive consumer and the stats publisher: every
-    /// stage behind the fan-in.
-    fn start_stages(self, storage_lost: CancellationToken) -> Publisher {
+    /// Starts the dashboard and the stats publisher, and each shard's processor and archive
+    /// consumer on the shard's thread (on this runtime without `threads`): every stage behind
+    /// the fan-in.
+    fn start_stages(
+        self,
+        storage_lost: CancellationToken,
+        threads: Option<&ShardThreads>,
+    ) -> Publisher {
         let Daemon {
             config,
             stats,
-            fan_in,
-            archive_tx,
-            archive_rx,
+            shards,
             fan_out,
             subscribe,
             published,
-            sink,
             drain,
             tracker,
             ..
@@ -342,23 +373,37 @@ impl Daemon {
         let dashboard_feed =
             FrameFeed::new(&subscribe, config.pipeline.dashboard_capacity, "dashboard");
         tracker.spawn(dashboard::run(dashboard_feed, published.subscribe()));
-        tracker.spawn(
-            Processor {
-                fan_in,
-                archive_emergency: archive_tx.with_own_bound(config.pipeline.emergency_capacity),
-                archive: archive_tx,
-                subscribers: fan_out,
+        // Closes every subscription once the last shard's processor has finished.
+        let fan_out = Arc::new(fan_out);
+        for (shard, chain) in shards.into_iter().enumerate() {
+            let stats = stats.shard(shard);
+            let processor = Processor {
+                fan_in: chain.fan_in,
+                archive_emergency: chain
+                    .archive_tx
+                    .with_own_bound(config.pipeline.emergency_capacity),
+                archive: chain.archive_tx,
+                subscribers: Arc::clone(&fan_out),
                 stats: stats.clone(),
+            };
+            let settings = ArchiveSettings {
+                policy: SyncPolicy::of(&config.archive),
+                max_unsynced_bytes: config.archive.max_unsynced_bytes,
+                drain: drain.clone(),
+                storage_lost: storage_lost.clone(),
+            };
+            let consumer = ArchiveConsumer::new(chain.archive_rx, chain.sink, settings, stats);
+            let stages = [
+                tracker.track_future(processor.run()).boxed(),
+                tracker.track_future(consumer.run()).boxed(),
+            ];
+            for stage in stages {
+                match threads {
+                    Some(threads) => drop(threads.spawn(shard, stage)),
+                    None => drop(tokio::spawn(stage)),
+                }
             }
-            .run(),
-        );
-        let settings = ArchiveSettings {
-            policy: SyncPolicy::of(&config.archive),
-            max_unsynced_bytes: config.archive.max_unsynced_bytes,
-            drain,
-            storage_lost,
-        };
-        tracker.spawn(ArchiveConsumer::new(archive_rx, sink, settings, stats.clone()).run());
+        }
         let stop = CancellationToken::new();
         let interval = config.dashboard.stats_interval;
         let task = tokio::spawn(stats::publish(stats, published, interval, stop.clone()));

@@ -50,13 +50,15 @@ fn archive_config(dir: &Path) -> Config {
     let mut config = test_config();
     config.archive.dir = dir.to_path_buf();
     config.archive.sync = SyncMode::Interval;
+    config.runtime.shards = 1;
     config
 }
 
 impl Running {
     async fn start(config: &Config) -> Running {
-        let (sink, resume) = aggregator::archive::open(&config.archive).expect("open the archive");
-        let daemon = Daemon::with_resume(config.clone(), sink, resume);
+        let archive = aggregator::archive::open(&config.archive, config.runtime.shards)
+            .expect("open the archive");
+        let daemon = Daemon::new(config.clone(), archive);
         Self::run(config, daemon).await
     }
 

@@ -498,8 +498,8 @@ async fn a_follower_reads_the_archive_over_mutual_tls() {
     config.archive.dir = dir.0.join("archive");
     config.archive.sync = SyncMode::Interval;
     let tls = Arc::new(ServerTls::load(config.tls.as_ref().unwrap()).unwrap());
-    let (sink, resume) = aggregator::archive::open(&config.archive).unwrap();
-    let mut daemon = Daemon::with_resume(config.clone(), sink, resume).with_tls(tls);
+    let archive = aggregator::archive::open(&config.archive, config.runtime.shards).unwrap();
+    let mut daemon = Daemon::new(config.clone(), archive).with_tls(tls);
     let listeners = Listeners::bind(&config).await.unwrap();
     let uplink = listeners.uplink.local_addr().unwrap();
     let follow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

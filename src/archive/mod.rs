@@ -36,18 +36,54 @@ pub mod writer;
 pub use consumer::{ArchiveConsumer, ArchiveSettings};
 pub use writer::SegmentSink;
 
-/// Opens the archive the config names: the durable segment archive, recovered from its newest
-/// segment, with every source's resume point; or the counting sink, which remembers nothing.
-pub fn open(
-    config: &ArchiveConfig,
-) -> io::Result<(Box<dyn ArchiveSink>, HashMap<SourceKey, ResumePoint>)> {
-    Ok(match config.kind {
-        ArchiveKind::Segments => {
-            let (sink, resume) = SegmentSink::open(config)?;
-            (Box::new(sink), resume)
+/// Opens the archive the config names for `shards` shards: the durable segment archive, each
+/// shard recovered from its newest segment, with every source's resume point; or counting sinks,
+/// which remember nothing.
+pub fn open(config: &ArchiveConfig, shards: usize) -> io::Result<Archive> {
+    match config.kind {
+        ArchiveKind::Segments => writer::open_shards(config, shards),
+        ArchiveKind::Count => Ok(Archive::from(
+            (0..shards)
+                .map(|_| Box::new(CountingSink::default()) as Box<dyn ArchiveSink>)
+                .collect::<Vec<_>>(),
+        )),
+    }
+}
+
+/// An opened archive: a sink for each shard the daemon runs, and what the archive knows.
+pub struct Archive {
+    /// Shard `k` stores into `sinks[k]`; the daemon runs one shard per sink.
+    pub sinks: Vec<Box<dyn ArchiveSink>>,
+    /// The durable ends of shard directories beyond the sinks (a daemon that ran more shards left
+    /// them): complete, read by followers, never written. Their senders are gone.
+    pub retired: Vec<(usize, watch::Receiver<DurableEnd>)>,
+    /// Where each source the archive knows resumes.
+    pub resume: HashMap<SourceKey, ResumePoint>,
+}
+
+impl From<Vec<Box<dyn ArchiveSink>>> for Archive {
+    /// Shards storing into `sinks`, with nothing to resume.
+    fn from(sinks: Vec<Box<dyn ArchiveSink>>) -> Archive {
+        Archive {
+            sinks,
+            retired: Vec::new(),
+            resume: HashMap::new(),
         }
-        ArchiveKind::Count => (Box::new(CountingSink::default()), HashMap::new()),
-    })
+    }
+}
+
+impl From<Box<dyn ArchiveSink>> for Archive {
+    /// One shard storing into `sink`.
+    fn from(sink: Box<dyn ArchiveSink>) -> Archive {
+        Archive::from(vec![sink])
+    }
+}
+
+impl<S: ArchiveSink> From<Box<S>> for Archive {
+    /// One shard storing into `sink`.
+    fn from(sink: Box<S>) -> Archive {
+        Archive::from(sink as Box<dyn ArchiveSink>)
+    }
 }
 
 /// A boxed future, the return type of [`ArchiveSink`] methods.

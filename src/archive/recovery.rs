@@ -93,17 +93,33 @@ fn give_back_reservation(path: &Path) -> io::Result<()> {
     disk::trim(&newest, path, len)
 }
 
-/// Every recovered source's resume point, with the ledger its connections will continue; the
-/// archive keeps that ledger too, to write the source's watermark as its acknowledgement moves.
+/// Every recovered source's resume point over every shard's directory, with the ledger its
+/// connections will continue; each shard keeps that ledger too, to write the source's watermark as
+/// its acknowledgement moves. A source found in several shards (the shard count changed between
+/// runs) resumes past what all of them stored together.
 pub(super) fn resume_points(
-    sources: &mut HashMap<SourceKey, Tracked>,
+    shards: &mut [HashMap<SourceKey, Tracked>],
 ) -> HashMap<SourceKey, ResumePoint> {
-    sources
-        .iter_mut()
-        .map(|(key, tracked)| {
-            let point = ResumePoint::recovered(tracked.watermark, tracked.above.clone());
-            tracked.ledger = Some(Arc::clone(&point.ledger));
-            (*key, point)
+    let mut merged: HashMap<SourceKey, Tracked> = HashMap::new();
+    for (key, tracked) in shards.iter().flatten() {
+        let all = merged.entry(*key).or_default();
+        all.watermark = all.watermark.max(tracked.watermark);
+        for (first, last) in tracked.above.runs() {
+            all.above.insert_run(first, last);
+        }
+    }
+    let points: HashMap<SourceKey, ResumePoint> = merged
+        .into_iter()
+        .map(|(key, mut all)| {
+            if let Some(acked) = all.watermark {
+                all.above.remove_through(acked);
+            }
+            all.extend_watermark();
+            (key, ResumePoint::recovered(all.watermark, all.above))
         })
-        .collect()
+        .collect();
+    for (key, tracked) in shards.iter_mut().flatten() {
+        tracked.ledger = points.get(key).map(|point| Arc::clone(&point.ledger));
+    }
+    points
 }

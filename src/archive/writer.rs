@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,10 +34,11 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::watch;
 
 use super::disk::{self, Disk, Segment};
+use super::layout::{self, shard_dir};
 use super::recovery;
 use super::segment::{self, with_path, MAGIC};
 use super::tracked::Tracked;
-use super::{ArchiveSink, BoxFuture, DurableEnd};
+use super::{Archive, ArchiveSink, BoxFuture, DurableEnd};
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::ingest::ledger::{ResumePoint, SourceKey};
 use crate::pipeline::batch::Batch;
@@ -102,16 +103,29 @@ impl SegmentSink {
     /// starts a new segment with a checkpoint. Returns the resume point of every source the archive
     /// knows. Errors name the path and the cause; a corrupt newest segment is an error (run
     /// `aggregator archive repair DIR --quarantine` moves the damage aside), a torn tail is cut
-    /// and logged.
+    /// and logged. One shard's archive: [`open_shards`] opens them all.
     pub fn open(
         config: &ArchiveConfig,
     ) -> io::Result<(SegmentSink, HashMap<SourceKey, ResumePoint>)> {
         let dir = config.dir.clone();
-        fs::create_dir_all(&dir)
-            .map_err(|err| with_path(err, &dir, "cannot create the archive directory"))?;
+        create_dir(&dir)?;
         let lock = segment::lock_directory(&dir)?;
-        let (mut sources, next_index) = recovery::recover(&dir)?;
-        let resume = recovery::resume_points(&mut sources);
+        let (sources, next_index) = recovery::recover(&dir)?;
+        let mut shards = [sources];
+        let resume = recovery::resume_points(&mut shards);
+        let [sources] = shards;
+        let sink = SegmentSink::start(config, dir, lock, sources, next_index)?;
+        Ok((sink, resume))
+    }
+
+    /// Starts the sink of a recovered directory: a new segment with a checkpoint.
+    fn start(
+        config: &ArchiveConfig,
+        dir: PathBuf,
+        lock: File,
+        sources: HashMap<SourceKey, Tracked>,
+        next_index: u64,
+    ) -> io::Result<SegmentSink> {
         let mut writer = Writer {
             disk: Disk::start(dir.clone(), config.segment_bytes)?,
             dir,
@@ -127,14 +141,88 @@ impl SegmentSink {
         };
         writer.start(next_index)?;
         let (durable, _) = watch::channel(writer.end()?);
-        let sink = SegmentSink {
+        Ok(SegmentSink {
             writer,
             durable,
             durable_when_written: config.sync == SyncMode::Never,
             _lock: lock,
-        };
-        Ok((sink, resume))
+        })
     }
+}
+
+fn create_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)
+        .map_err(|err| with_path(err, dir, "cannot create the archive directory"))
+}
+
+/// Opens the archive of `shards` shards in `config.dir` ([`super::layout`]): locks it, recovers
+/// every shard directory in parallel (also those of shards beyond `shards`, left by a daemon that
+/// ran more, whose frames still count), merges each source's resume point over all of them, and
+/// starts a sink for each of the first `shards`. The others are retired: read, never written.
+pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive> {
+    let root = config.dir.clone();
+    create_dir(&root)?;
+    // Taken before any shard is touched: recovery deletes files a crash left unnamed.
+    let root_lock = segment::lock_directory(&root)?;
+    let mut dirs: Vec<(usize, PathBuf)> = (0..shards).map(|k| (k, shard_dir(&root, k))).collect();
+    for (shard, dir) in layout::list_shards(&root)? {
+        if shard >= shards {
+            dirs.push((shard, dir));
+        }
+    }
+    for (_, dir) in &dirs[..shards] {
+        create_dir(dir)?;
+    }
+    let recovered = std::thread::scope(|scope| {
+        let reading: Vec<_> = dirs
+            .iter()
+            .map(|(_, dir)| scope.spawn(|| recovery::recover(dir)))
+            .collect();
+        reading
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("recovery panicked")))
+            })
+            .collect::<io::Result<Vec<_>>>()
+    })?;
+    let (mut sources, next_indexes): (Vec<_>, Vec<_>) = recovered.into_iter().unzip();
+    let resume = recovery::resume_points(&mut sources);
+    let mut archive = Archive {
+        sinks: Vec::with_capacity(shards),
+        retired: Vec::new(),
+        resume,
+    };
+    let mut lock = Some(root_lock);
+    for (((shard, dir), sources), next_index) in dirs.into_iter().zip(sources).zip(next_indexes) {
+        if shard >= shards {
+            archive.retired.push((shard, retired_end(&dir)?));
+            continue;
+        }
+        let lock = match lock.take() {
+            Some(root_lock) => root_lock,
+            None => segment::lock_directory(&dir)?,
+        };
+        let sink = SegmentSink::start(config, dir, lock, sources, next_index)?;
+        archive.sinks.push(Box::new(sink));
+    }
+    Ok(archive)
+}
+
+/// The durable end of a retired shard: all of its files, which nothing writes any more. The
+/// receiver's sender is gone, which tells followers so.
+fn retired_end(dir: &Path) -> io::Result<watch::Receiver<DurableEnd>> {
+    let end = match segment::list_segments(dir)?.pop() {
+        Some((index, path)) => DurableEnd {
+            segment: index,
+            len: fs::metadata(&path)
+                .map_err(|err| with_path(err, &path, "cannot read the length of"))?
+                .len(),
+        },
+        None => DurableEnd { segment: 0, len: 0 },
+    };
+    Ok(watch::channel(end).1)
 }
 
 impl Writer {

@@ -249,7 +249,7 @@ async fn serve(
         true => Some(bind(config.consumer.listen, "consumer").await?),
         false => None,
     };
-    let (sink, resume) = aggregator::archive::open(&config.archive)?;
+    let archive = aggregator::archive::open(&config.archive, config.runtime.shards)?;
     // Next to the archive, whose directory lock keeps a second daemon from publishing into it.
     let catalog = CatalogHandle::open(Store::in_dir(&config.archive.dir), config.catalog.max_bytes)
         .map_err(std::io::Error::other)?;
@@ -264,10 +264,11 @@ async fn serve(
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map_or("disabled".to_string(), |a| a.to_string()),
+        shards = config.runtime.shards,
         version = env!("CARGO_PKG_VERSION"),
         "aggregator listening"
     );
-    let mut daemon = Daemon::with_resume(config, sink, resume).with_catalog(catalog);
+    let mut daemon = Daemon::new(config, archive).with_catalog(catalog);
     if let Some(tls) = &tls {
         daemon = daemon.with_tls(Arc::clone(tls));
     }

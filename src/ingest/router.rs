@@ -25,11 +25,15 @@ use crate::ingest::source::{Source, SourceSnapshot};
 use crate::ops::stats::Stats;
 use crate::pipeline::fan_in::Ingress;
 use crate::pipeline::frame::SourceKind;
+use crate::pipeline::shard::shard_of;
 
 /// What a registered source receives.
 #[derive(Debug)]
 pub struct Registration {
     pub source: Arc<Source>,
+    /// The shard that serves the source ([`shard_of`]).
+    pub shard: usize,
+    /// Its lane into that shard's fan-in.
     pub ingress: Ingress,
     /// Frames above the acknowledgement stored before the restart: a resent copy of one is a
     /// duplicate.
@@ -80,7 +84,8 @@ struct Router {
     /// Shared by every source with nothing stored above its acknowledgement, so that such a
     /// source costs no allocation of its own.
     nothing_stored: Arc<SequenceSet>,
-    ingress: Option<Ingress>,
+    /// Each shard's fan-in, by shard; empty once the drain has started.
+    ingress: Vec<Ingress>,
     drain: CancellationToken,
     stats: Stats,
 }
@@ -101,13 +106,14 @@ impl std::fmt::Debug for Command {
 pub struct RouterGone;
 
 impl RouterHandle {
-    /// Spawns the router with the resume points recovered from the archive. It stops admitting at
-    /// `drain` and exits when every handle is dropped.
+    /// Spawns the router with each shard's fan-in (`ingress[k]` is shard `k`'s) and the resume
+    /// points recovered from the archive. It stops admitting at `drain` and exits when every handle
+    /// is dropped.
     ///
     /// It is not part of the drain's task set on purpose: connections deregister as the last step
     /// of the drain, and a monitor may still hold a handle, so the router outlives the drain.
     pub fn spawn(
-        ingress: Ingress,
+        ingress: Vec<Ingress>,
         stats: Stats,
         drain: CancellationToken,
         recovered: HashMap<SourceKey, ResumePoint>,
@@ -133,7 +139,7 @@ impl RouterHandle {
             sources: HashMap::new(),
             known,
             nothing_stored,
-            ingress: Some(ingress),
+            ingress,
             drain,
             stats,
         };
@@ -184,9 +190,9 @@ impl Router {
     async fn run(mut self) {
         loop {
             tokio::select! {
-                _ = self.drain.cancelled(), if self.ingress.is_some() => {
+                _ = self.drain.cancelled(), if !self.ingress.is_empty() => {
                     tracing::debug!("router: drain started, refusing new sources");
-                    self.ingress = None;
+                    self.ingress.clear();
                 }
                 command = self.commands.recv() => match command {
                     Some(command) => self.handle(command),
@@ -235,10 +241,11 @@ impl Router {
         kind: SourceKind,
         peer: SocketAddr,
     ) -> Result<Registration, RegisterError> {
-        let Some(ingress) = &self.ingress else {
+        let key = (kind, id);
+        let shard = shard_of(key, self.ingress.len());
+        let Some(ingress) = self.ingress.get(shard) else {
             return Err(RegisterError::ShuttingDown);
         };
-        let key = (kind, id);
         if let Some(existing) = self.sources.get(&key) {
             return Err(RegisterError::Duplicate {
                 id,
@@ -258,6 +265,7 @@ impl Router {
             source_id = id,
             kind = kind.as_str(),
             %peer,
+            shard,
             resume_after = source.last_acked(),
             accepted = source.ledger().accepted(),
             stored_above = already_stored.len(),
@@ -265,6 +273,7 @@ impl Router {
         );
         Ok(Registration {
             source,
+            shard,
             ingress: ingress.clone(),
             already_stored,
         })
@@ -311,7 +320,12 @@ mod tests {
         stored.insert_run(0, 9);
         let point = ResumePoint::recovered(None, stored);
         let recovered = HashMap::from([((SourceKind::LiveUplink, 7), point)]);
-        RouterHandle::spawn(ingress, Stats::new(), CancellationToken::new(), recovered)
+        RouterHandle::spawn(
+            vec![ingress],
+            Stats::new(),
+            CancellationToken::new(),
+            recovered,
+        )
     }
 
     /// Live uplink 7 connects.

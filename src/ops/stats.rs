@@ -86,8 +86,8 @@ pipeline_stats! {
     Counter feed_frames_sent: "Frames sent to /feed subscribers.",
     Counter feed_frames_skipped: "Frames /feed subscribers missed because they fell behind (each told in a gap message).",
     Counter archive_errors: "Archive writes and syncs that failed, each attempt counted.",
-    Gauge archive_failing: "1 from the first failed archive write until every frame it held is stored (for good after a failed sync), else 0.",
-    Gauge archive_unsynced_bytes: "Payload bytes written to the archive and not yet durable: at most archive.max_unsynced_bytes and one group.",
+    Gauge archive_failing: "Shards whose archive is failing: each from its first failed write until every frame that write held is stored (for good after a failed sync). 0 when all store.",
+    Gauge archive_unsynced_bytes: "Payload bytes written to the archive and not yet durable: at most archive.max_unsynced_bytes and one group per shard.",
     Counter frames_abandoned: "Accepted frames a drain gave up on because the archive could not store them: never acknowledged, their sources still hold them.",
     Gauge nats_sink: "1 when [sinks.nats] publishes this daemon's archive into NATS JetStream, else 0.",
     Gauge nats_connected: "1 while the NATS sink is connected to a server ([sinks.nats]), else 0.",
@@ -128,15 +128,90 @@ pub fn processing_rates(
     })
 }
 
-/// A cheap handle to the shared counters; clone it into every stage.
+/// A cheap handle to the shared counters; clone it into every stage. A stage of one shard holds
+/// [`Stats::shard`]'s handle, which also counts into that shard's own counters.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     counters: Arc<Counters>,
+    shards: Arc<[ShardCounters]>,
+    /// The shard whose stage holds this handle.
+    shard: Option<usize>,
+}
+
+/// One shard's own counters, beside the totals.
+#[derive(Debug, Default)]
+struct ShardCounters {
+    frames_routed: AtomicU64,
+    frames_processed: AtomicU64,
+    frames_archived: AtomicU64,
+    bytes_archived: AtomicU64,
+    archive_unsynced_bytes: AtomicU64,
+    archive_failing: AtomicU64,
+}
+
+/// One reading of a shard's counters, for an operator looking for an unbalanced shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ShardStats {
+    pub shard: usize,
+    /// Frames admitted into the shard's fan-in.
+    pub frames_routed: u64,
+    pub frames_processed: u64,
+    pub frames_archived: u64,
+    pub bytes_archived: u64,
+    /// Admitted and not yet stored: in the shard's pipeline, or written and waiting for a sync.
+    pub in_flight: u64,
+    pub archive_unsynced_bytes: u64,
+    /// 1 while the shard's archive is failing.
+    pub archive_failing: u64,
 }
 
 impl Stats {
+    /// Counters for a daemon of one shard.
     pub fn new() -> Self {
-        Self::default()
+        Self::sharded(1)
+    }
+
+    /// Counters for a daemon of `shards` shards.
+    pub fn sharded(shards: usize) -> Self {
+        Stats {
+            counters: Arc::default(),
+            shards: (0..shards).map(|_| ShardCounters::default()).collect(),
+            shard: None,
+        }
+    }
+
+    /// The handle of shard `shard`'s stages: what they count also goes to the shard's counters.
+    pub fn shard(&self, shard: usize) -> Stats {
+        Stats {
+            shard: (shard < self.shards.len()).then_some(shard),
+            ..self.clone()
+        }
+    }
+
+    /// Every shard's counters (atomic loads).
+    pub fn shard_snapshots(&self) -> Vec<ShardStats> {
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(shard, c)| {
+                let routed = c.frames_routed.load(Relaxed);
+                let archived = c.frames_archived.load(Relaxed);
+                ShardStats {
+                    shard,
+                    frames_routed: routed,
+                    frames_processed: c.frames_processed.load(Relaxed),
+                    frames_archived: archived,
+                    bytes_archived: c.bytes_archived.load(Relaxed),
+                    in_flight: routed.saturating_sub(archived),
+                    archive_unsynced_bytes: c.archive_unsynced_bytes.load(Relaxed),
+                    archive_failing: c.archive_failing.load(Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    fn own(&self) -> Option<&ShardCounters> {
+        self.shards.get(self.shard?)
     }
 
     /// Sources registered right now (one atomic load).
@@ -150,11 +225,17 @@ impl Stats {
 
     pub(crate) fn routed(&self, frames: u64) {
         self.counters.frames_routed.fetch_add(frames, Relaxed);
+        if let Some(own) = self.own() {
+            own.frames_routed.fetch_add(frames, Relaxed);
+        }
     }
 
     pub(crate) fn processed(&self, frames: u64, emergency: bool, bytes: u64) {
         let c = &self.counters;
         c.frames_processed.fetch_add(frames, Relaxed);
+        if let Some(own) = self.own() {
+            own.frames_processed.fetch_add(frames, Relaxed);
+        }
         if emergency {
             c.emergency_frames.fetch_add(frames, Relaxed);
         }
@@ -163,10 +244,16 @@ impl Stats {
 
     pub(crate) fn archived(&self, frames: u64) {
         self.counters.frames_archived.fetch_add(frames, Relaxed);
+        if let Some(own) = self.own() {
+            own.frames_archived.fetch_add(frames, Relaxed);
+        }
     }
 
     pub(crate) fn archived_bytes(&self, bytes: u64) {
         self.counters.bytes_archived.fetch_add(bytes, Relaxed);
+        if let Some(own) = self.own() {
+            own.bytes_archived.fetch_add(bytes, Relaxed);
+        }
     }
 
     pub(crate) fn duplicates(&self, frames: u64) {
@@ -224,16 +311,44 @@ impl Stats {
 
     pub(crate) fn archive_error(&self) {
         self.counters.archive_errors.fetch_add(1, Relaxed);
-        self.counters.archive_failing.store(1, Relaxed);
+        self.archive_failing(1);
     }
 
     /// Every frame a failed write held is stored.
     pub(crate) fn archive_recovered(&self) {
-        self.counters.archive_failing.store(0, Relaxed);
+        self.archive_failing(0);
+    }
+
+    /// Sets the shard's failing flag; the total counts the shards that fail.
+    fn archive_failing(&self, failing: u64) {
+        self.gauge(|c| &c.archive_failing, |c| &c.archive_failing, failing);
     }
 
     pub(crate) fn archive_unsynced_bytes(&self, bytes: u64) {
-        self.counters.archive_unsynced_bytes.store(bytes, Relaxed);
+        self.gauge(
+            |c| &c.archive_unsynced_bytes,
+            |c| &c.archive_unsynced_bytes,
+            bytes,
+        );
+    }
+
+    /// Sets a gauge of the shard to `value`, and moves the total (the sum over shards) by as
+    /// much; without a shard, sets the total.
+    fn gauge(
+        &self,
+        total: impl Fn(&Counters) -> &AtomicU64,
+        of_shard: impl Fn(&ShardCounters) -> &AtomicU64,
+        value: u64,
+    ) {
+        let total = total(&self.counters);
+        match self.own() {
+            Some(own) => {
+                let old = of_shard(own).swap(value, Relaxed);
+                // Wrapping: the sum stays right when one shard's gauge goes down.
+                total.fetch_add(value.wrapping_sub(old), Relaxed);
+            }
+            None => total.store(value, Relaxed),
+        }
     }
 
     pub(crate) fn abandoned(&self, frames: u64) {

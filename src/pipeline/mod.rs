@@ -12,3 +12,4 @@ pub mod fan_out;
 pub mod frame;
 pub mod processor;
 pub mod queue;
+pub mod shard;

@@ -30,7 +30,8 @@ pub struct Processor {
     pub archive: FrameSender<Arc<Batch>>,
     /// Emergency batches into the same queue, under their own bound.
     pub archive_emergency: FrameSender<Arc<Batch>>,
-    pub subscribers: FanOut,
+    /// Shared by every shard's processor: dropped by the last, which ends the subscriptions.
+    pub subscribers: Arc<FanOut>,
     pub stats: Stats,
 }
 

@@ -94,7 +94,7 @@ pub async fn start(
     if variant == Variant::Pipeline {
         config.archive.kind = ArchiveKind::Count;
     }
-    let (inner, resume) = aggregator::archive::open(&config.archive)?;
+    let mut archive = aggregator::archive::open(&config.archive, config.runtime.shards)?;
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
     let follow = match variant {
@@ -103,12 +103,17 @@ pub async fn start(
     };
     let follow_addr = follow.as_ref().map(|l| l.local_addr()).transpose()?;
     let archived = Arc::new(AtomicU64::new(0));
-    let sink = MeasuredSink {
-        frames: Arc::clone(&archived),
-        shared,
-        inner,
-    };
-    let mut daemon = Daemon::with_resume(config, Box::new(sink), resume);
+    archive.sinks = std::mem::take(&mut archive.sinks)
+        .into_iter()
+        .map(|inner| {
+            Box::new(MeasuredSink {
+                frames: Arc::clone(&archived),
+                shared: Arc::clone(&shared),
+                inner,
+            }) as Box<dyn ArchiveSink>
+        })
+        .collect();
+    let mut daemon = Daemon::new(config, archive);
     if let Some(listener) = follow {
         daemon.serve_followers(listener);
     }

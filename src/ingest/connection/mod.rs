@@ -32,6 +32,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::catalog::CatalogHandle;
 use crate::config::Config;
@@ -66,6 +67,9 @@ pub(crate) struct Shared {
     pub catalog: CatalogHandle,
     /// The listeners' TLS, when `[tls]` is configured.
     pub tls: Option<Arc<ServerTls>>,
+    /// Each shard's runtime (`shards[k]` is shard `k`'s): a registered connection is served on
+    /// its shard's. Empty: on the caller's runtime.
+    pub shards: Vec<tokio::runtime::Handle>,
 }
 
 /// Why an accepted connection ended.
@@ -160,10 +164,39 @@ pub(crate) async fn serve(
     }));
 
     let key = (registration.source.kind, registration.source.id);
-    let source = Arc::clone(&registration.source);
-    let (end, ack_sent) = stream_frames(&mut wire, registration, catalog, &shared).await;
-    finish(&mut wire, &source, ack_sent, end, &shared).await;
+    let shard = registration.shard;
+    // The rest of the connection runs on its shard's thread, beside the shard's pipeline.
+    match shared.shards.get(shard) {
+        Some(runtime) => {
+            let serving = {
+                let shared = Arc::clone(&shared);
+                async move {
+                    match wire.rehome() {
+                        Ok(wire) => ingest(wire, registration, catalog, &shared).await,
+                        Err(err) => tracing::error!(
+                            shard,
+                            error = %err,
+                            "cannot move the connection to its shard; closed"
+                        ),
+                    }
+                }
+                .in_current_span()
+            };
+            if let Err(err) = runtime.spawn(serving).await {
+                tracing::error!(shard, error = %err, "the connection's task on its shard failed");
+            }
+        }
+        // Boxed: a connection served on a shard's thread does without it.
+        None => Box::pin(ingest(wire, registration, catalog, &shared)).await,
+    }
     let _ = shared.router.deregister(key).await;
+}
+
+/// From the WELCOME to the close: the ingest loop, then the last acknowledgement.
+async fn ingest(mut wire: Wire, registration: Registration, catalog: CatalogOut, shared: &Shared) {
+    let source = Arc::clone(&registration.source);
+    let (end, ack_sent) = stream_frames(&mut wire, registration, catalog, shared).await;
+    finish(&mut wire, &source, ack_sent, end, shared).await;
 }
 
 /// Refuses a connection the listener will not serve (it is at its connection limit) before any
@@ -229,6 +262,7 @@ async fn stream_frames(
         source,
         ingress,
         already_stored,
+        ..
     } = registration;
     let mut intake = Intake::new(&source, shared, already_stored);
     let mut acks = Acks {
@@ -441,7 +475,12 @@ mod tests {
         let stats = Stats::new();
         let (ingress, _fan_in) = priority_fan_in(64, 64, 256, stats.clone());
         let drain = CancellationToken::new();
-        let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), Default::default());
+        let router = RouterHandle::spawn(
+            vec![ingress],
+            stats.clone(),
+            drain.clone(),
+            Default::default(),
+        );
         let shared = Arc::new(Shared {
             config: Arc::new(Config::default()),
             router,
@@ -451,6 +490,7 @@ mod tests {
             read_credits: ReadCredits::new(1, 1),
             catalog: CatalogHandle::in_memory(1024),
             tls: None,
+            shards: Vec::new(),
         });
         let future = serve(stream, peer, SourceKind::LiveUplink, shared);
         let size = std::mem::size_of_val(&future);

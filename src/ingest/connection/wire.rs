@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +52,26 @@ impl Wire {
             drain_write_budget: shared.config.shutdown.drain_deadline / 4,
             writer_broken: false,
         }
+    }
+
+    /// Moves a plain socket to the runtime this is called on (its shard's), so that its
+    /// readiness is watched by the thread that reads it. A TLS stream stays where it was accepted;
+    /// it works from any runtime, at the cost of a wake-up across threads.
+    pub(super) fn rehome(self) -> io::Result<Wire> {
+        let (reader, writer) = match (self.reader, self.writer) {
+            (Reader::Plain(reader), Writer::Plain(writer)) => {
+                let stream = reader.reunite(writer).map_err(io::Error::other)?;
+                let stream = TcpStream::from_std(stream.into_std()?)?;
+                let (reader, writer) = stream.into_split();
+                (Reader::Plain(reader), Writer::Plain(writer))
+            }
+            halves => halves,
+        };
+        Ok(Wire {
+            reader,
+            writer,
+            ..self
+        })
     }
 
     pub(super) async fn send(&mut self, message: &ServerMessage) {
