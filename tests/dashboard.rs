@@ -137,13 +137,17 @@ impl Drop for Running {
 
 /// The daemon's config: its listeners at `ports` (uplink, replay, monitor; 0 for any), its archive
 /// in `dir`.
+/// The daemon's shards, each shown with its share.
+const SHARDS: usize = 2;
+
 fn write_config(dir: &Path, [uplink, replay, monitor]: [u16; 3]) -> PathBuf {
     let config = dir.join("aggregator.toml");
     let text = format!(
         "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\n\
          [replay]\nlisten = \"127.0.0.1:{replay}\"\n\
          [monitor]\nlisten = \"127.0.0.1:{monitor}\"\n\
-         [archive]\ndir = \"{}\"\n",
+         [archive]\ndir = \"{}\"\n\
+         [runtime]\nshards = {SHARDS}\n",
         dir.join("archive").display()
     );
     std::fs::write(&config, text).unwrap();
@@ -218,6 +222,8 @@ struct PageView {
     feed: String,
     /// The catalog tile's line: who holds the newest version.
     catalog: String,
+    /// Each shard's share of the frames archived, in per cent, as the shards tile shows it.
+    shards: Vec<f64>,
 }
 
 const READ_PAGE: &str = r#"({
@@ -234,6 +240,8 @@ const READ_PAGE: &str = r#"({
         .reduce((seconds, part) => seconds * 60 + Number(part), 0),
     feed: document.getElementById("feed-status").dataset.state,
     catalog: document.getElementById("catalog-holders").textContent,
+    shards: [...document.querySelectorAll("li[data-shard] .detail")]
+        .map((cell) => parseFloat(cell.textContent)),
 })"#;
 
 impl PageView {
@@ -489,6 +497,15 @@ fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart(
             && v.health == "ready"
             && !v.emergencies.is_empty()
     });
+    // The sources are dealt over both shards, and the page shows each one's share.
+    let view = browser.wait_for("both shards storing", |v| {
+        v.shards.len() == SHARDS && v.shards.iter().all(|&share| share > 0.0)
+    });
+    assert!(
+        (99.0..=101.0).contains(&view.shards.iter().sum::<f64>()),
+        "{:?}",
+        view.shards
+    );
     for source in &view.emergencies {
         assert!(
             expected.contains(source),

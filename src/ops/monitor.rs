@@ -39,7 +39,7 @@ use crate::ingest::source::SourceSnapshot;
 use crate::ops::access::{require_token, Access};
 use crate::ops::catalog::{self, CatalogBody};
 use crate::ops::feed::{self, FeedState};
-use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, Stats};
+use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, ShardStats, Stats};
 use crate::tls::https::HttpsListener;
 use crate::tls::ServerTls;
 
@@ -183,6 +183,8 @@ struct StatsBody {
     frames_in_flight: u64,
     rates: RatesBody,
     catalog: CatalogBody,
+    /// Each shard's own counters: an unbalanced shard shows here.
+    shards: Vec<ShardStats>,
     sources: Vec<SourceBody>,
 }
 
@@ -242,6 +244,7 @@ async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
             bytes_per_sec: f64::from_bits(state.rates.bytes_per_sec.load(Relaxed)),
         },
         catalog: CatalogBody::of(&state.catalog, &sources),
+        shards: state.stats.shard_snapshots(),
         sources: sources.into_iter().map(SourceBody::from).collect(),
     })
 }
@@ -268,6 +271,7 @@ async fn metrics(State(state): State<MonitorState>) -> Response {
     let snapshot = state.stats.snapshot();
     let sources = state.router.sources().await.unwrap_or_default();
     let mut body = render_metrics(&snapshot, state.health.health(), &sources);
+    render_shard_metrics(&mut body, &state.stats.shard_snapshots());
     for (name, help, value) in CatalogBody::of(&state.catalog, &sources).gauges() {
         family(&mut body, name, MetricKind::Gauge, help);
         let _ = writeln!(body, "{name} {value}");
@@ -289,6 +293,49 @@ fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
     };
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Appends each shard's counters, labelled `shard="K"`, in the Prometheus text format.
+pub fn render_shard_metrics(out: &mut String, shards: &[ShardStats]) {
+    type Getter = fn(&ShardStats) -> u64;
+    let per_shard: [(&str, MetricKind, &str, Getter); 5] = [
+        (
+            "aggregator_shard_frames_processed_total",
+            MetricKind::Counter,
+            "Frames the shard's processor handled.",
+            |s| s.frames_processed,
+        ),
+        (
+            "aggregator_shard_frames_archived_total",
+            MetricKind::Counter,
+            "Frames the shard's archive stored.",
+            |s| s.frames_archived,
+        ),
+        (
+            "aggregator_shard_bytes_archived_total",
+            MetricKind::Counter,
+            "Payload bytes the shard's archive stored.",
+            |s| s.bytes_archived,
+        ),
+        (
+            "aggregator_shard_frames_in_flight",
+            MetricKind::Gauge,
+            "Frames admitted into the shard and not yet stored.",
+            |s| s.in_flight,
+        ),
+        (
+            "aggregator_shard_archive_failing",
+            MetricKind::Gauge,
+            "1 while the shard's archive is failing, else 0.",
+            |s| s.archive_failing,
+        ),
+    ];
+    for (name, kind, help, get) in per_shard {
+        family(out, name, kind, help);
+        for shard in shards {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", shard.shard, get(shard));
+        }
+    }
 }
 
 /// Renders the Prometheus text exposition format (version 0.0.4).

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use aggregator::archive::Archive as Shards;
 use aggregator::archive::{ArchiveSink, BoxFuture};
 use aggregator::config::SyncMode;
 use aggregator::ingest::protocol::{
@@ -80,18 +81,19 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
-    /// Starts a daemon storing into `sink`.
-    pub async fn start(config: Config, sink: Box<dyn ArchiveSink>) -> TestDaemon {
-        Self::start_with(config, sink, |_| ()).await.0
+    /// Starts a daemon storing into `sinks`: one sink, or one per shard.
+    pub async fn start(config: Config, sinks: impl Into<Shards>) -> TestDaemon {
+        Self::start_with(config, sinks, |_| ()).await.0
     }
 
     /// Starts a daemon, letting `before_run` take handles (such as a frame feed) first.
     pub async fn start_with<T>(
         config: Config,
-        sink: Box<dyn ArchiveSink>,
+        sinks: impl Into<Shards>,
         before_run: impl FnOnce(&Daemon) -> T,
     ) -> (TestDaemon, T) {
-        Self::start_built(config, |config| Daemon::new(config, sink), before_run).await
+        let sinks = sinks.into();
+        Self::start_built(config, |config| Daemon::new(config, sinks), before_run).await
     }
 
     /// Starts the daemon `build` makes from the config (after binding its listeners), letting

@@ -108,7 +108,31 @@ function showStats(body, now) {
   $("catalog-holders").textContent =
     catalog.version === null ? "nothing published" : `held by ${catalog.holding_latest} of ${catalog.sources} sources`;
   showNats(stats);
+  showShards(body.shards);
   showSources(body.sources, uptime);
+}
+
+/// One line per shard: its share of the frames archived, as a bar, and what it has in flight, so
+/// that a shard carrying more than its share stands out.
+function showShards(shards) {
+  const list = $("shards");
+  const total = shards.reduce((sum, shard) => sum + shard.frames_archived, 0);
+  while (list.children.length > shards.length) list.lastElementChild.remove();
+  shards.forEach((shard, i) => {
+    let item = list.children[i];
+    if (!item) {
+      item = document.createElement("li");
+      item.innerHTML = '<span class="label"></span><span class="bar"><span></span></span><span class="detail"></span>';
+      list.append(item);
+    }
+    const share = total ? shard.frames_archived / total : 0;
+    item.dataset.shard = shard.shard;
+    item.classList.toggle("failing", shard.archive_failing !== 0);
+    item.querySelector(".label").textContent = `${shard.shard}`;
+    item.querySelector(".bar span").style.width = `${(share * 100).toFixed(1)}%`;
+    item.querySelector(".detail").textContent =
+      `${(share * 100).toFixed(0)}% · ${number.format(shard.in_flight)}`;
+  });
 }
 
 /// The NATS sink's tile, shown when `[sinks.nats]` is configured (docs/scale-out.md).
