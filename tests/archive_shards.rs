@@ -362,3 +362,30 @@ fn an_archive_written_before_shards_is_shard_zero() {
     assert_eq!(loaded.segments, 2);
     assert_eq!(loaded.sources.len(), 2);
 }
+
+#[test]
+fn a_shard_that_cannot_be_repaired_stops_the_repair_before_any_shard_changes() {
+    let root = TempDir::new("shards-repair-refused");
+    sharded_archive(&root.0);
+    let torn_path = root.0.join(segment::segment_name(2));
+    let full = fs::read(&torn_path).unwrap();
+    fs::write(&torn_path, &full[..full.len() - 3]).unwrap();
+    let torn = fs::read(&torn_path).unwrap();
+    let bad_magic = shard_dir(&root.0, 3).join(segment::segment_name(1));
+    let mut bytes = fs::read(&bad_magic).unwrap();
+    bytes[0] ^= 0xff;
+    fs::write(&bad_magic, &bytes).unwrap();
+
+    let err = repair::repair(&root.0, true).unwrap_err();
+    assert!(
+        err.to_string().contains(&bad_magic.display().to_string()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("magic"), "{err}");
+    assert_eq!(
+        fs::read(&torn_path).unwrap(),
+        torn,
+        "shard 0 is left as it was"
+    );
+    assert!(!root.0.join("quarantine").exists());
+}

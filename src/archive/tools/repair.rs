@@ -23,7 +23,7 @@
 //! - **Never under a running daemon.** It takes every shard directory's `LOCK`, as the daemon's
 //!   shards do: rewriting the segment a daemon appends to would lose what it appends.
 //! - **The scan's own ranges.** What is moved is exactly what [`segment::scan`] reports as
-//!   damaged, read from the same bytes it scanned, so what is left is the valid records, whole.
+//!   damaged, in the same bytes it scanned, so what is left is the valid records, whole.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -130,18 +130,27 @@ impl Repair {
 /// running daemon, a segment's magic is damaged (it does not guess a format), or a write failed,
 /// which leaves that segment as it was (and the shards before it repaired: run it again).
 pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
-    let shards = layout::list_shard_segments(root)?;
+    // Locked before the segments are listed: a daemon that stopped in between may have started
+    // a newer segment.
     let _locks = match quarantine {
-        true => shards
+        true => layout::list_shards(root)?
             .iter()
-            .map(|shard| segment::lock_directory(&shard.dir))
+            .map(|(_, dir)| segment::lock_directory(dir))
             .collect::<io::Result<Vec<_>>>()?,
         false => Vec::new(),
     };
     let mut repairs = Vec::new();
-    for shard in shards {
+    for shard in layout::list_shard_segments(root)? {
         if let Some((_, newest)) = shard.segments.last() {
-            repairs.push(look_at(shard.shard, shard.dir, newest.clone())?);
+            let (_, scanned) = read_and_scan(newest)?;
+            repairs.push(Repair {
+                shard: shard.shard,
+                dir: shard.dir,
+                segment: newest.clone(),
+                file_len: scanned.file_len,
+                damaged: scanned.damaged,
+                done: false,
+            });
         }
     }
     if quarantine {
@@ -155,11 +164,12 @@ pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
     })
 }
 
-/// Scans `segment`, the newest of `shard` (in `dir`), for the ranges a repair would move.
-fn look_at(shard: usize, dir: PathBuf, segment: PathBuf) -> io::Result<Repair> {
-    let bytes = fs::read(&segment).map_err(|err| with_path(err, &segment, "cannot read"))?;
+/// The bytes of `segment` and what [`segment::scan`] finds in them; a segment whose magic is
+/// damaged is an error.
+fn read_and_scan(segment: &Path) -> io::Result<(Vec<u8>, segment::Scanned)> {
+    let bytes = fs::read(segment).map_err(|err| with_path(err, segment, "cannot read"))?;
     let scanned = segment::scan(&bytes[..], |_, _| {})
-        .map_err(|err| with_path(err, &segment, "cannot read"))?;
+        .map_err(|err| with_path(err, segment, "cannot read"))?;
     if scanned.damaged.first().is_some_and(|d| d.start == 0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -170,28 +180,19 @@ fn look_at(shard: usize, dir: PathBuf, segment: PathBuf) -> io::Result<Repair> {
             ),
         ));
     }
-    Ok(Repair {
-        shard,
-        dir,
-        segment,
-        file_len: scanned.file_len,
-        damaged: scanned.damaged,
-        done: false,
-    })
+    Ok((bytes, scanned))
 }
 
-/// Moves the damaged ranges [`look_at`] found aside and rewrites the segment without them. The
-/// segment is read again (the shard's `LOCK` is held, so nothing has appended to it since), and
-/// one whose length changed is left alone.
+/// Moves the damaged ranges found when every shard was looked at aside, and rewrites the segment
+/// without them. The segment is read and scanned again (each shard was looked at before any was
+/// changed, and one segment's bytes at a time are held); the shard's `LOCK` is held, so it finds
+/// the same ranges, and a segment where it does not is left alone.
 fn carry_out(repair: &mut Repair) -> io::Result<()> {
-    let path = &repair.segment;
-    let bytes = fs::read(path).map_err(|err| with_path(err, path, "cannot read"))?;
-    if bytes.len() as u64 != repair.file_len {
+    let (bytes, scanned) = read_and_scan(&repair.segment)?;
+    if scanned.file_len != repair.file_len || scanned.damaged != repair.damaged {
         return Err(io::Error::other(format!(
-            "{}: changed while it was being repaired ({} bytes, then {}); run the repair again",
-            path.display(),
-            repair.file_len,
-            bytes.len()
+            "{}: changed while it was being repaired; run the repair again",
+            repair.segment.display()
         )));
     }
     move_aside(repair, &bytes)?;
