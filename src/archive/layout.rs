@@ -6,12 +6,16 @@
 //! (recovery, the tools, followers, sinks) read every shard directory they find, not only the
 //! ones the running config has: a daemon restarted with fewer shards still reads and resumes
 //! what the others stored.
+//!
+//! The offline readers (`archive verify`, `inspect`, `repair`, the replay) all go through
+//! [`list_shard_segments`], so they agree on which files make up an archive: a second way of
+//! walking the shards would sooner or later find a different set.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::segment::with_path;
+use super::segment::{self, with_path};
 use crate::config::MAX_SHARDS;
 
 const PREFIX: &str = "shard-";
@@ -53,6 +57,33 @@ pub fn list_shards(root: &Path) -> io::Result<Vec<(usize, PathBuf)>> {
     Ok(shards)
 }
 
+/// One shard's segment stream, as the archive's readers find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSegments {
+    pub shard: usize,
+    /// The shard's directory ([`shard_dir`]): the archive directory itself for shard 0.
+    pub dir: PathBuf,
+    /// Its segments, by index ([`segment::list_segments`]).
+    pub segments: Vec<(u64, PathBuf)>,
+}
+
+/// The segments of every shard of the archive at `root` ([`list_shards`]): shard 0 first, then by
+/// shard, each shard's by index. A shard directory without segments is listed, empty. An `Err`
+/// names the directory that cannot be listed.
+pub fn list_shard_segments(root: &Path) -> io::Result<Vec<ShardSegments>> {
+    list_shards(root)?
+        .into_iter()
+        .map(|(shard, dir)| {
+            let segments = segment::list_segments(&dir)?;
+            Ok(ShardSegments {
+                shard,
+                dir,
+                segments,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +117,36 @@ mod tests {
                 (2, root.join("shard-02")),
                 (12, root.join("shard-12"))
             ]
+        );
+    }
+
+    #[test]
+    fn each_shard_lists_its_own_segments_and_an_empty_shard_is_listed_empty() {
+        let root = std::env::temp_dir().join(format!("layout-segments-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for (shard, index) in [(0, 1), (0, 2), (2, 7)] {
+            let dir = shard_dir(&root, shard);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(segment::segment_name(index)), segment::MAGIC).unwrap();
+        }
+        fs::create_dir_all(shard_dir(&root, 1)).unwrap();
+        let listed = list_shard_segments(&root).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        let found: Vec<_> = listed
+            .iter()
+            .map(|s| {
+                (
+                    s.shard,
+                    s.segments.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(found, vec![(0, vec![1, 2]), (1, vec![]), (2, vec![7])]);
+        let shard_two = &listed[2];
+        assert_eq!(shard_two.dir, root.join("shard-02"));
+        assert_eq!(
+            shard_two.segments[0].1,
+            root.join("shard-02").join(segment::segment_name(7))
         );
     }
 }

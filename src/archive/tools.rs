@@ -6,7 +6,13 @@
 //! may end in a record it is still writing, which `verify` reports as torn). The scan goes on past
 //! damage, so both see every valid record; `verify` also says, for each damaged range, which
 //! sources' sequences have a gap across it: what the range most likely held, told by the valid
-//! records around it rather than by the damaged bytes. The binary only parses the command line and
+//! records around it rather than by the damaged bytes.
+//!
+//! All three read every shard of the archive (`archive::layout`): shard 0 is the directory
+//! itself, so an archive written before shards reads as it always did. `verify` checks
+//! exactly-once across the shards together, since a change of `runtime.shards` between runs can
+//! leave a source's older frames in one shard and its newer ones in another; a sequence stored
+//! in two shards is a duplicate like any other. The binary only parses the command line and
 //! turns the results into an exit status; the work and the wording are here, so tests and other
 //! tools can use them.
 
@@ -17,6 +23,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive::layout;
 use crate::archive::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
 use crate::pipeline::frame::{Priority, SourceKind};
 
@@ -74,6 +81,9 @@ pub fn kind_label(kind: SourceKind) -> &'static str {
 /// What `verify` found in one segment file.
 #[derive(Debug, Clone)]
 pub struct SegmentCheck {
+    /// The shard whose stream it belongs to (`archive::layout`).
+    pub shard: usize,
+    /// Its index in that shard's stream.
     pub index: u64,
     pub path: PathBuf,
     pub bytes: u64,
@@ -87,6 +97,54 @@ impl SegmentCheck {
     /// Whether every byte of the file is a valid record.
     pub fn is_clean(&self) -> bool {
         self.end == ScanEnd::Clean
+    }
+
+    /// `segment PATH: N bytes, N records, N frames, STATE`.
+    fn line(&self) -> String {
+        format!(
+            "segment {}: {} bytes, {} records, {} frames, {}",
+            self.path.display(),
+            self.bytes,
+            self.records,
+            self.frames,
+            self.end
+        )
+    }
+}
+
+/// What `verify` found in one shard's directory: what an operator compares across shards to see
+/// one that holds more than its share, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardCheck {
+    pub shard: usize,
+    pub dir: PathBuf,
+    pub segments: u64,
+    pub bytes: u64,
+    pub frames: u64,
+}
+
+impl ShardCheck {
+    /// The totals of `segments`, the checks of the shard's segments.
+    fn of(shard: usize, dir: PathBuf, segments: &[SegmentCheck]) -> ShardCheck {
+        ShardCheck {
+            shard,
+            dir,
+            segments: segments.len() as u64,
+            bytes: segments.iter().map(|s| s.bytes).sum(),
+            frames: segments.iter().map(|s| s.frames).sum(),
+        }
+    }
+
+    /// `shard K DIR: segments=N bytes=N frames=N`.
+    fn line(&self) -> String {
+        format!(
+            "shard {} {}: segments={} bytes={} frames={}",
+            self.shard,
+            self.dir.display(),
+            self.segments,
+            self.bytes,
+            self.frames
+        )
     }
 }
 
@@ -121,10 +179,12 @@ pub struct DamagedRange {
     pub damage: Damage,
     /// The gaps in the sources' sequences (kind, id, first, last) that lie across the range: for
     /// one of the priorities, the nearest stored frames of that priority below and above the gap
-    /// lie before and after the range (in segment and offset order). Frames of one priority are
-    /// archived in sequence order, so these are the frames the range most likely held. A gap
-    /// across several ranges is listed with each; frames lost at a source's very beginning or
-    /// end, and WATERMARK or STORED records, leave no gap.
+    /// lie before and after the range (in shard, segment and offset order). Frames of one
+    /// priority are archived in sequence order, so these are the frames the range most likely
+    /// held. A gap across several ranges is listed with each; frames lost at a source's very
+    /// beginning or end, and WATERMARK or STORED records, leave no gap. A gap between frames in
+    /// two shards (a change of `runtime.shards` moved the source) is listed with every range
+    /// read between them, those of the shards in between too.
     pub missing: Vec<(SourceKind, u32, u64, u64)>,
 }
 
@@ -163,6 +223,9 @@ fn run(first: u64, last: u64) -> String {
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
     pub dir: PathBuf,
+    /// Every shard directory found, shard 0 (`dir` itself) first, those without segments too.
+    pub shards: Vec<ShardCheck>,
+    /// Every shard's segments, shard by shard, each shard's by index.
     pub segments: Vec<SegmentCheck>,
     /// Sorted by kind (live first), then id.
     pub sources: Vec<SourceCheck>,
@@ -196,47 +259,27 @@ impl VerifyReport {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
-    /// Writes the human-readable report; the last line (`verify total: key=value ...`) is stable
-    /// for scripts.
+    /// Writes the human-readable report: a line per segment, per damaged range, per source and
+    /// per shard; the last line (`verify total: key=value ...`) is stable for scripts.
     pub fn print(&self, out: &mut dyn Write) -> io::Result<()> {
         for s in &self.segments {
-            let state = s.end.to_string();
-            writeln!(
-                out,
-                "segment {}: {} bytes, {} records, {} frames, {state}",
-                s.path.display(),
-                s.bytes,
-                s.records,
-                s.frames
-            )?;
+            writeln!(out, "{}", s.line())?;
         }
         for damaged in &self.damaged {
             writeln!(out, "{}", damaged.line())?;
         }
         for s in &self.sources {
-            let mut line = format!(
-                "source {} {}: frames={} emergency={} first={} last={} missing={} duplicates={}",
-                kind_label(s.kind),
-                s.id,
-                s.frames,
-                s.emergency,
-                opt(s.first),
-                opt(s.last),
-                s.missing,
-                s.duplicate_frames,
-            );
-            if let Some(w) = s.watermark {
-                let _ = write!(line, " watermark={w}");
-            }
-            let gaps = s.gaps.iter().map(|&(a, b)| run(a, b));
-            write_capped(&mut line, "gaps", gaps, s.gaps.len(), " gaps");
-            let duplicates = s.duplicates.iter().map(u64::to_string);
-            write_capped(&mut line, "duplicated", duplicates, s.duplicates.len(), "");
-            writeln!(out, "{line}")?;
+            writeln!(out, "{}", s.line())?;
         }
-        let problems = self.problems().count();
-        writeln!(
-            out,
+        for shard in &self.shards {
+            writeln!(out, "{}", shard.line())?;
+        }
+        writeln!(out, "{}", self.total_line())
+    }
+
+    /// `verify total: segments=N bytes=N ... valid=BOOL`.
+    fn total_line(&self) -> String {
+        format!(
             "verify total: segments={} bytes={} sources={} frames={} emergency={} missing={} duplicates={} problems={} damaged={} damaged_bytes={} valid={}",
             self.segments.len(),
             self.bytes(),
@@ -245,7 +288,7 @@ impl VerifyReport {
             self.sources.iter().map(|s| s.emergency).sum::<u64>(),
             self.sources.iter().map(|s| s.missing).sum::<u64>(),
             self.sources.iter().map(|s| s.duplicate_frames).sum::<u64>(),
-            problems,
+            self.problems().count(),
             self.damaged.len(),
             self.damaged
                 .iter()
@@ -253,6 +296,37 @@ impl VerifyReport {
                 .sum::<u64>(),
             self.is_valid()
         )
+    }
+}
+
+impl SourceCheck {
+    /// `source KIND ID: frames=N ... [watermark=N] [gaps=[..]] [duplicated=[..]]`.
+    fn line(&self) -> String {
+        let mut line = format!(
+            "source {} {}: frames={} emergency={} first={} last={} missing={} duplicates={}",
+            kind_label(self.kind),
+            self.id,
+            self.frames,
+            self.emergency,
+            opt(self.first),
+            opt(self.last),
+            self.missing,
+            self.duplicate_frames,
+        );
+        if let Some(w) = self.watermark {
+            let _ = write!(line, " watermark={w}");
+        }
+        let gaps = self.gaps.iter().map(|&(a, b)| run(a, b));
+        write_capped(&mut line, "gaps", gaps, self.gaps.len(), " gaps");
+        let duplicates = self.duplicates.iter().map(u64::to_string);
+        write_capped(
+            &mut line,
+            "duplicated",
+            duplicates,
+            self.duplicates.len(),
+            "",
+        );
+        line
     }
 }
 
@@ -297,35 +371,29 @@ struct Tally {
 struct Seen {
     sequence: u64,
     priority: Priority,
-    /// The damaged ranges the archive holds before the frame (saturating at `u32::MAX`): the
-    /// ranges between two frames are those counted for the later and not for the earlier.
+    /// The damaged ranges the archive holds before the frame, in the order `verify` reads them
+    /// (shard by shard), saturating at `u32::MAX`: the ranges between two frames are those
+    /// counted for the later and not for the earlier.
     damage_before: u32,
 }
 
-/// Reads every segment in `dir` and checks every record. `Err` only when the directory or a file
-/// cannot be read; damage is in the report.
+/// Reads every segment of every shard of the archive at `dir` ([`layout::list_shard_segments`])
+/// and checks every record. Sources are tallied across the shards together: a source whose frames
+/// a change of `runtime.shards` split over several shards is one source, and a sequence stored in
+/// two shards is a duplicate. `Err` only when a directory or a file cannot be read; damage is in
+/// the report.
 pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let mut segments = Vec::new();
+    let mut shards = Vec::new();
     let mut damaged = Vec::new();
     let mut tallies: BTreeMap<(u8, u32), Tally> = BTreeMap::new();
-    for (index, path) in segment::list_segments(dir)? {
-        let scan = segment::read_segment(&path)?;
-        let damage_before = u32::try_from(damaged.len()).unwrap_or(u32::MAX);
-        let frames = tally_segment(&scan, damage_before, &mut tallies);
-        damaged.extend(scan.damaged.iter().map(|damage| DamagedRange {
-            path: path.clone(),
-            damage: damage.clone(),
-            missing: Vec::new(),
-        }));
-        segments.push(SegmentCheck {
-            index,
-            path,
-            bytes: scan.file_len,
-            // The frames of one FRAMES record share its offset.
-            records: scan.entries.chunk_by(|(a, _), (b, _)| a == b).count() as u64,
-            frames,
-            end: scan.end,
-        });
+    for shard in layout::list_shard_segments(dir)? {
+        let first = segments.len();
+        for (index, path) in shard.segments {
+            let check = check_segment(shard.shard, index, path, &mut damaged, &mut tallies)?;
+            segments.push(check);
+        }
+        shards.push(ShardCheck::of(shard.shard, shard.dir, &segments[first..]));
     }
     let sources = tallies
         .into_iter()
@@ -340,9 +408,39 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
         .collect();
     Ok(VerifyReport {
         dir: dir.to_path_buf(),
+        shards,
         segments,
         sources,
         damaged,
+    })
+}
+
+/// Reads and checks one segment of `shard`, adding its frames to `tallies` and its damaged ranges
+/// to `damaged` (the ranges of every segment read before it).
+fn check_segment(
+    shard: usize,
+    index: u64,
+    path: PathBuf,
+    damaged: &mut Vec<DamagedRange>,
+    tallies: &mut BTreeMap<(u8, u32), Tally>,
+) -> io::Result<SegmentCheck> {
+    let scan = segment::read_segment(&path)?;
+    let damage_before = u32::try_from(damaged.len()).unwrap_or(u32::MAX);
+    let frames = tally_segment(&scan, damage_before, tallies);
+    damaged.extend(scan.damaged.iter().map(|damage| DamagedRange {
+        path: path.clone(),
+        damage: damage.clone(),
+        missing: Vec::new(),
+    }));
+    Ok(SegmentCheck {
+        shard,
+        index,
+        path,
+        bytes: scan.file_len,
+        // The frames of one FRAMES record share its offset.
+        records: scan.entries.chunk_by(|(a, _), (b, _)| a == b).count() as u64,
+        frames,
+        end: scan.end,
     })
 }
 
@@ -540,26 +638,26 @@ pub struct InspectSummary {
 /// Bytes of payload shown in hex.
 const PAYLOAD_SHOWN: usize = 16;
 
-/// Lists the records of every segment in `dir` that pass `filter`, one line each, to `out`.
+/// Lists the records of every segment of every shard of the archive at `dir` that pass `filter`,
+/// one line each, to `out`: shard 0 first, then by shard ([`layout::list_shard_segments`]). Each
+/// line names its segment by its path inside `dir` (`shard-02/segment-...seg`; a segment of shard
+/// 0, as before shards, by its file name).
 pub fn inspect(dir: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<InspectSummary> {
     let mut summary = InspectSummary::default();
-    'segments: for (_, path) in segment::list_segments(dir)? {
+    let segments = layout::list_shard_segments(dir)?
+        .into_iter()
+        .flat_map(|shard| shard.segments);
+    for (_, path) in segments {
         let scan = segment::read_segment(&path)?;
         summary.segments += 1;
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into(),
-        );
-        for (offset, entry) in &scan.entries {
-            if !filter.matches(entry) {
-                continue;
-            }
-            if filter.limit.is_some_and(|l| summary.listed >= l as u64) {
-                summary.truncated = true;
-                break 'segments;
-            }
-            writeln!(out, "{name} {offset:>10} {}", describe(entry))?;
-            summary.listed += 1;
+        let name = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        if !list_entries(&name, &scan, filter, out, &mut summary)? {
+            summary.truncated = true;
+            break;
         }
         summary.damaged.extend(
             scan.damaged
@@ -568,6 +666,28 @@ pub fn inspect(dir: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<I
         );
     }
     Ok(summary)
+}
+
+/// Lists the entries of the segment `name` that pass `filter`, counting them in `summary`; false
+/// when the limit stopped it.
+fn list_entries(
+    name: &str,
+    scan: &SegmentScan,
+    filter: &Filter,
+    out: &mut dyn Write,
+    summary: &mut InspectSummary,
+) -> io::Result<bool> {
+    for (offset, entry) in &scan.entries {
+        if !filter.matches(entry) {
+            continue;
+        }
+        if filter.limit.is_some_and(|l| summary.listed >= l as u64) {
+            return Ok(false);
+        }
+        writeln!(out, "{name} {offset:>10} {}", describe(entry))?;
+        summary.listed += 1;
+    }
+    Ok(true)
 }
 
 /// One record as `inspect` prints it, without its place.

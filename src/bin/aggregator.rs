@@ -115,6 +115,9 @@ struct TailArgs {
 enum ArchiveTool {
     /// Check every record's CRC and report per-source counts, gaps and duplicates.
     ///
+    /// Every shard of the archive is read (DIR and its shard-KK directories); a source's
+    /// sequences are checked across all of them, so one stored in two shards is a duplicate.
+    ///
     /// A damaged record does not end a segment's reading: the scan resumes at the next valid
     /// record, counts everything valid, and lists each damaged byte range with the sources'
     /// sequence gaps across it.
@@ -130,8 +133,9 @@ enum ArchiveTool {
     },
     /// List records, one line each, filtered by source, kind, priority and sequence.
     ///
-    /// A frame's line: segment, offset, kind, source, priority, sequence, receive time (UTC),
-    /// payload length and its first 16 bytes in hex.
+    /// Every shard is listed, DIR's own segments first, then shard-01/, shard-02/, ... A frame's
+    /// line: segment (its path inside DIR), offset, kind, source, priority, sequence, receive
+    /// time (UTC), payload length and its first 16 bytes in hex.
     ///
     /// Exit status: 0, or 1 when a segment is torn or corrupt (every valid record is listed, and
     /// each damaged range named on standard error), 2 when the directory cannot be read.
@@ -141,19 +145,22 @@ enum ArchiveTool {
         #[command(flatten)]
         filter: Filter,
     },
-    /// Move the damaged byte ranges of the newest segment aside, so that the daemon can start.
+    /// Move the damaged byte ranges of each shard's newest segment aside, so that the daemon can
+    /// start.
     ///
     /// Without --quarantine it only says what it would do. With it, each damaged range is written
-    /// to DIR/quarantine/SEGMENT.at-OFFSET.damaged, and the segment rewritten without them (a
-    /// temporary file, synced, then renamed over it). Older segments are never touched.
+    /// to SHARD/quarantine/SEGMENT.at-OFFSET.damaged (SHARD: DIR, or DIR/shard-KK), and the
+    /// segment rewritten without them (a temporary file, synced, then renamed over it). Older
+    /// segments are never touched.
     ///
-    /// Exit status: 0 when the newest segment is clean or was repaired, 1 when a dry run found
-    /// damage, 2 when the archive cannot be read or written, is locked by a running daemon, or the
-    /// segment's magic is damaged.
+    /// Exit status: 0 when every shard's newest segment is clean or was repaired, 1 when a dry run
+    /// found damage, 2 when the archive cannot be read or written, is locked by a running daemon,
+    /// or a segment's magic is damaged.
     Repair {
         /// The archive directory (the daemon must be stopped).
         dir: PathBuf,
-        /// Do it: move the damaged bytes to DIR/quarantine/ and rewrite the segment without them.
+        /// Do it: move the damaged bytes to each shard's quarantine/ and rewrite the segments
+        /// without them.
         #[arg(long)]
         quarantine: bool,
     },
@@ -512,25 +519,25 @@ fn inspect(dir: &Path, filter: &Filter) -> ExitCode {
 }
 
 fn repair(dir: &Path, quarantine: bool) -> ExitCode {
-    let repair = match tools::repair::repair(dir, quarantine) {
-        Ok(Some(repair)) => repair,
-        Ok(None) => {
+    let report = match tools::repair::repair(dir, quarantine) {
+        Ok(report) if report.shards.is_empty() => {
             eprintln!(
                 "aggregator archive repair: no segment files in {}",
                 dir.display()
             );
             return ExitCode::SUCCESS;
         }
+        Ok(report) => report,
         Err(err) => {
             eprintln!("aggregator archive repair: {err}");
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = repair.print(&mut std::io::stdout().lock()) {
+    if let Err(err) = report.print(&mut std::io::stdout().lock()) {
         eprintln!("aggregator archive repair: writing the report: {err}");
         return ExitCode::from(2);
     }
-    if repair.damaged.is_empty() || repair.done {
+    if report.is_settled() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -12,6 +12,10 @@
 //! every valid record is sent, and the damaged ranges are listed for the caller to warn about and
 //! to turn into an exit status of its own. Refusing the whole archive for one bad record would
 //! leave an operator nothing to play.
+//!
+//! Every shard of the archive is read (`archive::layout`), and a source's frames are merged across
+//! them: a daemon whose `runtime.shards` changed between runs stored a source's frames in more
+//! than one shard, and the replay must still send each sequence once, in order.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -21,7 +25,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::archive::segment::{self, Entry, FrameRecord, ScanEnd};
+use crate::archive::layout;
+use crate::archive::segment::{self, Entry, FrameRecord, ScanEnd, SegmentScan};
 use crate::pipeline::frame::{Priority, SourceKind};
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
@@ -108,29 +113,26 @@ pub struct LoadedArchive {
     pub skipped: Vec<String>,
 }
 
-/// Reads every segment of `dir` and groups its frames by source, each sorted by sequence.
+/// Reads every segment of every shard of the archive at `dir` (shard 0 first,
+/// [`layout::list_shard_segments`]) and groups its frames by source, each sorted by sequence.
 ///
-/// Every valid record is used, those after damage too. A corrupt segment's damaged ranges are
-/// listed in [`LoadedArchive::skipped`]; a torn tail (nothing valid after it: what a crash
-/// leaves) in [`LoadedArchive::torn`]. Two sources with the same id and different kinds would
-/// become the same replay source, which is an error.
+/// A source's frames are merged across the shards: a change of `runtime.shards` between runs can
+/// leave its older frames in one shard and its newer ones in another. A sequence already loaded
+/// (from this shard or another) is dropped and counted in [`LoadedArchive::duplicates`]. Every
+/// valid record is used, those after damage too. A corrupt segment's damaged ranges are listed in
+/// [`LoadedArchive::skipped`]; a torn tail (nothing valid after it: what a crash leaves) in
+/// [`LoadedArchive::torn`]. Two sources with the same id and different kinds would become the
+/// same replay source, which is an error.
 pub fn load_archive(dir: &Path, pace: Pace) -> io::Result<LoadedArchive> {
     let mut loaded = LoadedArchive::default();
     let mut by_source: BTreeMap<u32, Recording> = BTreeMap::new();
-    for (_, path) in segment::list_segments(dir)? {
+    let segments = layout::list_shard_segments(dir)?
+        .into_iter()
+        .flat_map(|shard| shard.segments);
+    for (_, path) in segments {
         let scan = segment::read_segment(&path)?;
         loaded.segments += 1;
-        match &scan.end {
-            ScanEnd::Clean => {}
-            ScanEnd::Torn { .. } => loaded
-                .torn
-                .push(format!("{}: {}", path.display(), scan.end)),
-            ScanEnd::Corrupt { .. } => loaded.skipped.extend(
-                scan.damaged
-                    .iter()
-                    .map(|damage| format!("{}: {damage}", path.display())),
-            ),
-        }
+        loaded.note_damage(&path, &scan);
         for (_, entry) in scan.entries {
             if let Entry::Frame(frame) = entry {
                 add_frame(&mut by_source, frame, pace)?;
@@ -138,7 +140,7 @@ pub fn load_archive(dir: &Path, pace: Pace) -> io::Result<LoadedArchive> {
         }
     }
     for (id, mut recording) in by_source {
-        // Stable: of two copies of a sequence, the first archived is kept.
+        // Stable: of two copies of a sequence, the first read (shard 0 first) is kept.
         recording.frames.sort_by_key(|f| f.sequence);
         let before = recording.frames.len();
         recording.frames.dedup_by_key(|f| f.sequence);
@@ -182,6 +184,19 @@ fn add_frame(
 }
 
 impl LoadedArchive {
+    /// Lists the torn tail or the damaged ranges of the segment at `path`, if it has any.
+    fn note_damage(&mut self, path: &Path, scan: &SegmentScan) {
+        match &scan.end {
+            ScanEnd::Clean => {}
+            ScanEnd::Torn { .. } => self.torn.push(format!("{}: {}", path.display(), scan.end)),
+            ScanEnd::Corrupt { .. } => self.skipped.extend(
+                scan.damaged
+                    .iter()
+                    .map(|damage| format!("{}: {damage}", path.display())),
+            ),
+        }
+    }
+
     /// One `ArchivedReplay` source spec per recording, writing up to `batch` frames at a time.
     pub fn specs(&self, batch: u32) -> Vec<SourceSpec> {
         self.sources

@@ -1,37 +1,76 @@
-//! `aggregator archive repair DIR [--quarantine]`: the way out when the newest segment is
+//! `aggregator archive repair DIR [--quarantine]`: the way out when a newest segment is
 //! corrupt and the daemon refuses to start (`docs/archive.md`).
 //!
 //! Why it works as it does:
-//! - **The newest segment only.** Recovery reads the newest segment alone, so only its damage stops
-//!   the daemon. Damage in an older segment stays where it is: `verify` reports it, the replay
-//!   skips it, and rewriting the segment would only hide it.
+//! - **The newest segment of each shard only.** Recovery reads each shard's newest segment alone
+//!   (every shard is a segment stream of its own, `archive::layout`), so only their damage stops
+//!   the daemon, and a crash can tear the tail of every shard's at once. Damage in an older
+//!   segment stays where it is: `verify` reports it, the replay skips it, and rewriting the
+//!   segment would only hide it.
+//! - **Every shard looked at before any is changed.** A newest segment that cannot be repaired
+//!   (its magic is damaged, it cannot be read) in any shard stops the repair before it moves a
+//!   byte, so an archive is never left repaired in some shards only because of another's fault.
 //! - **A dry run unless told.** Without `--quarantine` it says what it would move and changes
 //!   nothing: bytes are not moved out of an archive by surprise.
-//! - **Nothing is deleted.** Each damaged range goes to a file of its own under `DIR/quarantine/`,
-//!   named after the segment and the range's offset. Segment listing ignores directories, so
-//!   recovery and the tools never read it.
+//! - **Nothing is deleted.** Each damaged range goes to a file of its own under the shard
+//!   directory's `quarantine/` (`DIR/quarantine/`, `DIR/shard-02/quarantine/`), named after the
+//!   segment and the range's offset. Segment and shard listing ignore it, so recovery and the
+//!   tools never read it.
 //! - **The original stays until its replacement is durable.** The damaged bytes are synced first;
 //!   then the segment without them is written under a name that recovery and the tools ignore
 //!   (`segment-{index}.seg.repairing`), synced, renamed over the segment, and the directory
 //!   synced. A crash at any point leaves the original or the repaired segment, never neither.
-//! - **Never under a running daemon.** It takes the archive's `LOCK`, as the daemon does: rewriting
-//!   the segment a daemon appends to would lose what it appends.
+//! - **Never under a running daemon.** It takes every shard directory's `LOCK`, as the daemon's
+//!   shards do: rewriting the segment a daemon appends to would lose what it appends.
 //! - **The scan's own ranges.** What is moved is exactly what [`segment::scan`] reports as
-//!   damaged, read from the same bytes it scanned, so what is left is the valid records, whole.
+//!   damaged, in the same bytes it scanned, so what is left is the valid records, whole.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive::layout;
 use crate::archive::segment::{self, with_path, Damage};
 
 /// The directory under the archive's that holds the damaged bytes `repair` moved aside.
 pub const QUARANTINE_DIR: &str = "quarantine";
 
-/// What `repair` found in an archive's newest segment, and did (or, in a dry run, would do).
+/// What `repair` found in the newest segment of every shard of an archive, and did.
+#[derive(Debug, Clone)]
+pub struct RepairReport {
+    /// The archive directory.
+    pub root: PathBuf,
+    /// One per shard that holds a segment, shard 0 first, then by shard.
+    pub shards: Vec<Repair>,
+}
+
+impl RepairReport {
+    /// Whether nothing is left to repair: each newest segment was clean, or has been repaired.
+    pub fn is_settled(&self) -> bool {
+        self.shards.iter().all(|r| r.damaged.is_empty() || r.done)
+    }
+
+    /// Writes what was (or would be) done in each shard, and how to do it after a dry run.
+    pub fn print(&self, out: &mut dyn Write) -> io::Result<()> {
+        for repair in &self.shards {
+            repair.print(out)?;
+        }
+        if !self.is_settled() {
+            let root = self.root.display();
+            writeln!(
+                out,
+                "run `aggregator archive repair {root} --quarantine` to do it"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What `repair` found in one shard's newest segment, and did (or, in a dry run, would do).
 #[derive(Debug, Clone)]
 pub struct Repair {
-    /// The archive directory.
+    pub shard: usize,
+    /// The shard's directory (`archive::layout::shard_dir`).
     pub dir: PathBuf,
     /// Its newest segment.
     pub segment: PathBuf,
@@ -44,7 +83,7 @@ pub struct Repair {
 }
 
 impl Repair {
-    /// Where the bytes of `damage` go: `DIR/quarantine/{segment name}.at-{offset}.damaged`.
+    /// Where the bytes of `damage` go: `{shard dir}/quarantine/{segment name}.at-{offset}.damaged`.
     pub fn quarantine_path(&self, damage: &Damage) -> PathBuf {
         let name = self
             .segment
@@ -80,57 +119,86 @@ impl Repair {
         writeln!(
             out,
             "{rewrites} {segment} without them: {kept} of {len} bytes"
-        )?;
-        if !self.done {
-            let dir = self.dir.display();
-            writeln!(
-                out,
-                "run `aggregator archive repair {dir} --quarantine` to do it"
-            )?;
-        }
-        Ok(())
+        )
     }
 }
 
-/// Looks at the newest segment in `dir` and, with `quarantine`, moves its damaged ranges aside and
-/// rewrites it without them. `None` when `dir` holds no segment. An `Err` names the file and the
-/// cause: the directory or the segment cannot be read, the archive is locked by a running daemon,
-/// the segment's magic is damaged (it does not guess a format), or a write failed, which leaves
-/// the segment as it was.
-pub fn repair(dir: &Path, quarantine: bool) -> io::Result<Option<Repair>> {
-    let _lock = match quarantine {
-        true => Some(segment::lock_directory(dir)?),
-        false => None,
+/// Looks at the newest segment of every shard of the archive at `root`
+/// ([`layout::list_shard_segments`]) and, with `quarantine`, moves their damaged ranges aside and
+/// rewrites them without them. No shard is changed until every one has been looked at. An `Err`
+/// names the file and the cause: a directory or a segment cannot be read, a shard is locked by a
+/// running daemon, a segment's magic is damaged (it does not guess a format), or a write failed,
+/// which leaves that segment as it was (and the shards before it repaired: run it again).
+pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
+    // Locked before the segments are listed: a daemon that stopped in between may have started
+    // a newer segment.
+    let _locks = match quarantine {
+        true => layout::list_shards(root)?
+            .iter()
+            .map(|(_, dir)| segment::lock_directory(dir))
+            .collect::<io::Result<Vec<_>>>()?,
+        false => Vec::new(),
     };
-    let Some((_, path)) = segment::list_segments(dir)?.pop() else {
-        return Ok(None);
-    };
-    let bytes = fs::read(&path).map_err(|err| with_path(err, &path, "cannot read"))?;
-    let scanned =
-        segment::scan(&bytes[..], |_, _| {}).map_err(|err| with_path(err, &path, "cannot read"))?;
+    let mut repairs = Vec::new();
+    for shard in layout::list_shard_segments(root)? {
+        if let Some((_, newest)) = shard.segments.last() {
+            let (_, scanned) = read_and_scan(newest)?;
+            repairs.push(Repair {
+                shard: shard.shard,
+                dir: shard.dir,
+                segment: newest.clone(),
+                file_len: scanned.file_len,
+                damaged: scanned.damaged,
+                done: false,
+            });
+        }
+    }
+    if quarantine {
+        for repair in repairs.iter_mut().filter(|r| !r.damaged.is_empty()) {
+            carry_out(repair)?;
+        }
+    }
+    Ok(RepairReport {
+        root: root.to_path_buf(),
+        shards: repairs,
+    })
+}
+
+/// The bytes of `segment` and what [`segment::scan`] finds in them; a segment whose magic is
+/// damaged is an error.
+fn read_and_scan(segment: &Path) -> io::Result<(Vec<u8>, segment::Scanned)> {
+    let bytes = fs::read(segment).map_err(|err| with_path(err, segment, "cannot read"))?;
+    let scanned = segment::scan(&bytes[..], |_, _| {})
+        .map_err(|err| with_path(err, segment, "cannot read"))?;
     if scanned.damaged.first().is_some_and(|d| d.start == 0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
                 "{}: {}; repair keeps a segment's magic and does not guess one",
-                path.display(),
+                segment.display(),
                 scanned.end
             ),
         ));
     }
-    let mut repair = Repair {
-        dir: dir.to_path_buf(),
-        segment: path,
-        file_len: scanned.file_len,
-        damaged: scanned.damaged,
-        done: false,
-    };
-    if quarantine && !repair.damaged.is_empty() {
-        move_aside(&repair, &bytes)?;
-        rewrite(&repair, &bytes)?;
-        repair.done = true;
+    Ok((bytes, scanned))
+}
+
+/// Moves the damaged ranges found when every shard was looked at aside, and rewrites the segment
+/// without them. The segment is read and scanned again (each shard was looked at before any was
+/// changed, and one segment's bytes at a time are held); the shard's `LOCK` is held, so it finds
+/// the same ranges, and a segment where it does not is left alone.
+fn carry_out(repair: &mut Repair) -> io::Result<()> {
+    let (bytes, scanned) = read_and_scan(&repair.segment)?;
+    if scanned.file_len != repair.file_len || scanned.damaged != repair.damaged {
+        return Err(io::Error::other(format!(
+            "{}: changed while it was being repaired; run the repair again",
+            repair.segment.display()
+        )));
     }
-    Ok(Some(repair))
+    move_aside(repair, &bytes)?;
+    rewrite(repair, &bytes)?;
+    repair.done = true;
+    Ok(())
 }
 
 /// Writes every damaged range of the segment (whose contents are `bytes`) to its quarantine file
@@ -212,11 +280,11 @@ mod tests {
         let path = dir.join(segment::segment_name(1));
         fs::write(&path, &bytes).unwrap();
 
-        let done = repair(&dir, true).unwrap().unwrap();
+        let done = repair(&dir, true).unwrap().shards.remove(0);
         let repaired = fs::read(&path).unwrap();
         assert_eq!(repaired.len() as u64, done.kept_len());
         fs::write(&path, &bytes).unwrap();
-        let again = repair(&dir, true).unwrap().unwrap();
+        let again = repair(&dir, true).unwrap().shards.remove(0);
         assert!(again.done);
         assert_eq!(fs::read(&path).unwrap(), repaired);
 
