@@ -498,13 +498,13 @@ fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart(
             && !v.emergencies.is_empty()
     });
     // The sources are dealt over both shards, and the page shows each one's share.
-    let view = browser.wait_for("both shards storing", |v| {
+    let sharded = browser.wait_for("both shards storing", |v| {
         v.shards.len() == SHARDS && v.shards.iter().all(|&share| share > 0.0)
     });
     assert!(
-        (99.0..=101.0).contains(&view.shards.iter().sum::<f64>()),
+        (99.0..=101.0).contains(&sharded.shards.iter().sum::<f64>()),
         "{:?}",
-        view.shards
+        sharded.shards
     );
     for source in &view.emergencies {
         assert!(

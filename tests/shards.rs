@@ -119,12 +119,11 @@ async fn run(dir: &std::path::Path, shards: usize, sources: u32, through: u64) {
 /// Every frame of every shard directory, as (source id, sequence).
 fn stored(dir: &std::path::Path) -> Vec<(u32, u64)> {
     let mut frames = Vec::new();
-    for (_, shard) in layout::list_shards(dir).unwrap() {
-        for (_, path) in segment::list_segments(&shard).unwrap() {
-            for (_, entry) in segment::read_segment(&path).unwrap().entries {
-                if let segment::Entry::Frame(frame) = entry {
-                    frames.push((frame.source_id, frame.sequence));
-                }
+    let shards = layout::list_shard_segments(dir).unwrap();
+    for (_, path) in shards.into_iter().flat_map(|shard| shard.segments) {
+        for (_, entry) in segment::read_segment(&path).unwrap().entries {
+            if let segment::Entry::Frame(frame) = entry {
+                frames.push((frame.source_id, frame.sequence));
             }
         }
     }

@@ -760,7 +760,8 @@ type ArchivedFrames = HashMap<(SourceKind, u32), Vec<(u64, aggregator::Priority,
 fn archived_frames(archive: &std::path::Path) -> ArchivedFrames {
     use aggregator::archive::segment::{self, Entry};
     let mut frames: HashMap<_, Vec<_>> = HashMap::new();
-    for (_, path) in segment::list_segments(archive).expect("list segments") {
+    let shards = aggregator::archive::layout::list_shard_segments(archive).expect("list segments");
+    for (_, path) in shards.into_iter().flat_map(|shard| shard.segments) {
         let scan = segment::read_segment(&path).expect("read segment");
         for (_, entry) in scan.entries {
             if let Entry::Frame(f) = entry {
