@@ -62,6 +62,40 @@ pub struct Plan {
     pub plot: Option<PathBuf>,
 }
 
+#[cfg(test)]
+impl Plan {
+    /// A plan with nothing but `runs` rounds of the shard sweep over `shards` at `payloads`, 48
+    /// sources, a default of 2 shards and the durable floor.
+    pub fn for_tests(runs: usize, shards: Vec<usize>, payloads: Vec<usize>) -> Plan {
+        Plan {
+            runs,
+            warmup: Duration::ZERO,
+            measure: Duration::ZERO,
+            connections: 48,
+            payloads,
+            variants: Vec::new(),
+            scale: Vec::new(),
+            scale_variants: Vec::new(),
+            drain: false,
+            restart: false,
+            segment_bytes: 0,
+            churn: None,
+            stats_interval: Duration::ZERO,
+            daemon_config: None,
+            throttle: None,
+            throttle_window: Duration::ZERO,
+            drain_deadline: Duration::ZERO,
+            uplink_limit: 1024,
+            consumers: false,
+            catalog: Vec::new(),
+            shards,
+            default_shards: 2,
+            durable_floor_bytes: Some(1 << 30),
+            plot: None,
+        }
+    }
+}
+
 /// One measured window of one variant.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {

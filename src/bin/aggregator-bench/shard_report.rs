@@ -326,3 +326,69 @@ pub fn chart(s: &Summary) -> Chart {
         guides,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweep's window of `variant` at 64 B with `shards`, in round `run`.
+    fn window(variant: Variant, shards: usize, run: usize, fps: f64, cpu_ns: f64) -> RunResult {
+        RunResult {
+            section: SECTION,
+            variant,
+            shards: Some(shards),
+            payload: 64,
+            sources: 48,
+            connected: 49,
+            run,
+            window_s: 1.0,
+            frames: fps as u64,
+            frames_per_s: fps,
+            mb_per_s: fps * 64.0 / 1e6,
+            cpu_ns_per_frame: cpu_ns,
+            cpu_cores: fps * cpu_ns / 1e9,
+            peak_rss_mib: 10.0,
+            machine_idle_pct: None,
+            host_steal_pct: None,
+            probe: Default::default(),
+            stream: Default::default(),
+            processed_total: fps as u64,
+            archived_total: Some(fps as u64),
+            connection_errors: 0,
+            first_error: None,
+            watched: None,
+        }
+    }
+
+    #[test]
+    fn two_shards_are_judged_against_one_in_the_same_rounds_within_their_noise() {
+        let plan = Plan::for_tests(2, vec![1, 2], vec![64]);
+        let p = Variant::Pipeline;
+        // 1 shard: 10 M then 9 M frames/s (10 % spread, the noise); 2 shards: 9.5 M, 8.1 M.
+        let runs = vec![
+            window(p, 1, 1, 10e6, 100.0),
+            window(p, 2, 1, 9.5e6, 104.0),
+            window(p, 1, 2, 9e6, 100.0),
+            window(p, 2, 2, 8.1e6, 120.0),
+        ];
+        let targets = two_core_targets(&plan, &runs, p, 64);
+        assert_eq!(targets.len(), 2, "{targets:?}");
+        // Ratios 0.95 and 0.9, median 0.925, against 1 - 0.11 (the spread, (10 - 9) / 9.5).
+        assert_eq!(targets[0].target, ">= 0.89x");
+        assert!(targets[0].measured.starts_with("0.93x"), "{targets:?}");
+        assert!(targets[0].met);
+        // CPU per frame: 1.04 and 1.2, median 1.12, against 1 + 0.05 (no spread at 1 shard).
+        assert_eq!(targets[1].target, "<= 1.05x");
+        assert_eq!(targets[1].measured, "1.12x");
+        assert!(!targets[1].met);
+        // Only on machines with at most two cores.
+        let none = Stat::of([]);
+        assert!(targets_of(&plan, 16, &runs, &none).is_empty());
+        assert_eq!(targets_of(&plan, 2, &runs, &none).len(), 2);
+    }
+
+    /// [`targets`] with no aggregates: only the 2-core rows, of the pipeline's windows.
+    fn targets_of(plan: &Plan, nproc: usize, runs: &[RunResult], floor: &Stat) -> Vec<Target> {
+        targets(plan, nproc, &[], runs, floor)
+    }
+}

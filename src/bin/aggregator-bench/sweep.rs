@@ -112,35 +112,6 @@ pub fn measure_durable_floor(most: u64) -> Result<DurableFloor, String> {
 mod tests {
     use super::*;
 
-    fn plan(runs: usize, shards: Vec<usize>, payloads: Vec<usize>) -> Plan {
-        Plan {
-            runs,
-            warmup: std::time::Duration::ZERO,
-            measure: std::time::Duration::ZERO,
-            connections: 48,
-            payloads,
-            variants: Vec::new(),
-            scale: Vec::new(),
-            scale_variants: Vec::new(),
-            drain: false,
-            restart: false,
-            segment_bytes: 0,
-            churn: None,
-            stats_interval: std::time::Duration::ZERO,
-            daemon_config: None,
-            throttle: None,
-            throttle_window: std::time::Duration::ZERO,
-            drain_deadline: std::time::Duration::ZERO,
-            uplink_limit: 1024,
-            consumers: false,
-            catalog: Vec::new(),
-            shards,
-            default_shards: 2,
-            durable_floor_bytes: Some(1 << 30),
-            plot: None,
-        }
-    }
-
     /// Each step as `run:what`, `what` being `disk`, `floor@P` or `d|p@P/S`.
     fn names(steps: &[Step]) -> Vec<String> {
         steps
@@ -167,7 +138,7 @@ mod tests {
 
     #[test]
     fn rounds_interleave_every_shard_count_before_any_repeats() {
-        let steps = steps(&plan(2, vec![1, 2, 4], vec![64, 1024]));
+        let steps = steps(&Plan::for_tests(2, vec![1, 2, 4], vec![64, 1024]));
         let expected = [
             "1:disk",
             "1:floor@64",
@@ -205,8 +176,8 @@ mod tests {
 
     #[test]
     fn no_shard_counts_no_sweep_and_no_durable_floor_without_its_size() {
-        assert!(steps(&plan(3, Vec::new(), vec![64])).is_empty());
-        let mut without_disk = plan(1, vec![1, 2], vec![64]);
+        assert!(steps(&Plan::for_tests(3, Vec::new(), vec![64])).is_empty());
+        let mut without_disk = Plan::for_tests(1, vec![1, 2], vec![64]);
         without_disk.durable_floor_bytes = None;
         assert_eq!(
             names(&steps(&without_disk)),
