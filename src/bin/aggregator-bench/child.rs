@@ -193,6 +193,9 @@ pub struct Listening {
     pub monitor: Option<SocketAddr>,
     /// Where followers of its archive subscribe (the durable daemons).
     pub follow: Option<SocketAddr>,
+    /// The `runtime.shards` a daemon variant was started with; `None` for the floor and the
+    /// reference.
+    pub shards: Option<usize>,
 }
 
 /// [`start_server`], with every address the server listens on.
@@ -202,6 +205,19 @@ pub fn start_server_listening(
     variant: Variant,
     sources: usize,
     limit: Duration,
+) -> Result<(ChildProc, Listening), String> {
+    start_server_sharded(exe, plan, variant, sources, limit, None)
+}
+
+/// [`start_server_listening`], a daemon variant with `runtime.shards` set to `shards` when given
+/// (the shard sweep) instead of its config's; the server must say it runs that many.
+pub fn start_server_sharded(
+    exe: &Path,
+    plan: &Plan,
+    variant: Variant,
+    sources: usize,
+    limit: Duration,
+    shards: Option<usize>,
 ) -> Result<(ChildProc, Listening), String> {
     let mut args = vec![
         "--role".to_string(),
@@ -218,22 +234,38 @@ pub fn start_server_listening(
     if let Some(path) = plan.daemon_config.as_ref().filter(|_| variant.is_daemon()) {
         args.extend(["--daemon-config".into(), path.display().to_string()]);
     }
-    let server = ChildProc::spawn(exe, &args, format!("{} server", variant.name()))?;
-    match server.recv(Duration::from_secs(20))? {
+    let shards = shards.filter(|_| variant.is_daemon());
+    if let Some(shards) = shards {
+        args.extend(["--runtime-shards".into(), shards.to_string()]);
+    }
+    let name = match shards {
+        Some(n) => format!("{} server, {n} shards", variant.name()),
+        None => format!("{} server", variant.name()),
+    };
+    let server = ChildProc::spawn(exe, &args, name)?;
+    let listening = match server.recv(Duration::from_secs(20))? {
         ChildMsg::Listening {
             addr,
             monitor,
             follow,
-        } => Ok((
-            server,
-            Listening {
-                addr,
-                monitor,
-                follow,
-            },
-        )),
-        other => Err(format!("server: expected its address, got {other:?}")),
+            shards,
+        } => Listening {
+            addr,
+            monitor,
+            follow,
+            shards,
+        },
+        other => return Err(format!("server: expected its address, got {other:?}")),
+    };
+    if shards.is_some() && listening.shards != shards {
+        return Err(format!(
+            "{} server: started with runtime.shards = {}, it says it runs {:?}",
+            variant.name(),
+            shards.unwrap_or_default(),
+            listening.shards
+        ));
     }
+    Ok((server, listening))
 }
 
 /// Starts the `watched` variant's watcher on the daemon's `monitor`, once its subscriptions are open.

@@ -34,11 +34,15 @@ const MAX_SAMPLES: usize = 4_000_000;
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum ChildMsg {
     /// A server child is accepting uplinks on `addr`; the durable daemons also serve followers of
-    /// their archive on `follow`, and the `watched` variant its monitor on `monitor`.
+    /// their archive on `follow`, and the `watched` variant its monitor on `monitor`. A daemon
+    /// variant says the `runtime.shards` it was started with, so that the parent can check that
+    /// the shard sweep's setting reached it.
     Listening {
         addr: SocketAddr,
         monitor: Option<SocketAddr>,
         follow: Option<SocketAddr>,
+        #[serde(default)]
+        shards: Option<usize>,
     },
     /// The load client finished connecting.
     Connected {

@@ -9,6 +9,8 @@
 //! sudo target/release/aggregator-bench --throttle-only         # only the throttled disk (root)
 //! cargo run --release --bin aggregator-bench -- --consumers-only  # only followers during saturation
 //! cargo run --release --bin aggregator-bench -- --catalog-only    # only a catalog's spread
+//! cargo run --release --bin aggregator-bench -- --shards-only --shards 1,2,4,8,16 \
+//!     --json target/shards.json                                   # only the shard sweep
 //! ```
 //!
 //! The parent process starts each server variant as a child (`--role server --variant X`) and the
@@ -28,12 +30,16 @@
 //!   and the `--role follow` child that runs them.
 //! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
+//! - `sweep`: the shard sweep: the daemon variants at each `runtime.shards`, interleaved rounds.
+//! - `durable`: the durable floor: the archive's filesystem's sequential writes with `fsync`.
 //! - `watch`: the `watched` variant's dashboard and `/feed` subscribers.
 //! - `server`: the server role: control over stdin, SIGTERM, the final report.
 //! - `serving`: what the server variants share with the role.
 //! - `floor`, `reference`, `daemon`: the three server variants.
 //! - `control`: the messages between processes and the shared measurements.
 //! - `report`: medians, ratios, targets, the table and the JSON summary.
+//! - `shard_report`: the sweep's table, the durable floor and issue 26's targets in the report.
+//! - `plot`: the sweep's plot, an SVG written by hand.
 
 mod acks;
 mod blkio;
@@ -43,15 +49,19 @@ mod churn;
 mod consumers;
 mod control;
 mod daemon;
+mod durable;
 mod floor;
 mod load;
 mod orchestrate;
+mod plot;
 mod reference;
 mod report;
 mod restart;
 mod results;
 mod server;
 mod serving;
+mod shard_report;
+mod sweep;
 mod throttle;
 mod watch;
 
@@ -203,6 +213,22 @@ struct Cli {
     /// Skip the catalog run.
     #[arg(long, conflicts_with_all = ["catalog_only", "catalog"])]
     no_catalog: bool,
+    /// The shard sweep: the durable daemon and the pipeline (no disk) with `runtime.shards` set
+    /// to each count (for example 1,2,4,8,16), at each payload, beside the floor and the durable
+    /// floor, in --runs interleaved rounds; a table, and a plot (--plot). None: no sweep.
+    #[arg(long, value_delimiter = ',', value_name = "COUNTS")]
+    shards: Option<Vec<usize>>,
+    /// Run only the shard sweep [--shards default: 1,2,4,8,16].
+    #[arg(long, conflicts_with_all = ["churn_only", "throttle_only", "consumers_only", "catalog_only"])]
+    shards_only: bool,
+    /// The most MiB one measurement of the durable floor writes (less where the archive's
+    /// filesystem has under eight times that free) [default: 1024; 64 with --smoke]
+    #[arg(long, value_name = "MIB")]
+    durable_floor_mib: Option<u64>,
+    /// Where the shard sweep's plot (SVG) goes [default: shards.svg beside --json, else
+    /// target/shards.svg].
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Also write the summary, with every run, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -231,10 +257,19 @@ struct Cli {
     /// The load client reads the daemon's ACKs and answers `START` and `END` with them.
     #[arg(long, hide = true)]
     acks: bool,
+    /// A daemon server variant runs with `runtime.shards` set to this (the shard sweep).
+    #[arg(long, hide = true)]
+    runtime_shards: Option<usize>,
 }
 
 /// The throttle run's write limit when none is given, in MiB/s: the issue's 50 MiB/s.
 const DEFAULT_THROTTLE: f64 = 50.0;
+/// The shard sweep's counts with --shards-only and no --shards.
+const DEFAULT_SHARDS: [usize; 5] = [1, 2, 4, 8, 16];
+/// The most one measurement of the durable floor writes: 1 GiB, as `dd bs=1M count=1024`; with
+/// --smoke 64 MiB.
+const DURABLE_FLOOR_BYTES: u64 = 1 << 30;
+const DURABLE_FLOOR_SMOKE_BYTES: u64 = 64 << 20;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -245,13 +280,16 @@ fn main() -> ExitCode {
                 eprintln!("aggregator-bench: --role server needs --variant");
                 return ExitCode::from(2);
             };
-            let config = match load_daemon_config(cli.daemon_config.as_deref()) {
+            let mut config = match load_daemon_config(cli.daemon_config.as_deref()) {
                 Ok(config) => config,
                 Err(err) => {
                     eprintln!("aggregator-bench: {err}");
                     return ExitCode::from(2);
                 }
             };
+            if let Some(shards) = cli.runtime_shards {
+                config.runtime.shards = shards;
+            }
             server::run(variant, config, cli.max_connections, limit)
         }
         Role::Client => {
@@ -306,6 +344,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the sweep's plot goes: --plot, else `shards.svg` beside the JSON summary, else
+/// `target/shards.svg`.
+fn plot_path(cli: &Cli) -> PathBuf {
+    match (&cli.plot, &cli.json) {
+        (Some(path), _) => path.clone(),
+        (None, Some(json)) => json.with_file_name("shards.svg"),
+        (None, None) => PathBuf::from("target").join("shards.svg"),
+    }
+}
+
 /// The daemon variants' config: the file given, or the defaults.
 fn load_daemon_config(path: Option<&std::path::Path>) -> Result<aggregator::Config, String> {
     match path {
@@ -333,9 +381,26 @@ fn bench(cli: Cli) -> ExitCode {
         eprintln!("aggregator-bench: --throttle {mib}: give a write limit above 0 MiB/s");
         return ExitCode::from(2);
     }
+    let shards = match &cli.shards {
+        _ if (cli.churn_only || cli.throttle_only || cli.consumers_only || cli.catalog_only) => {
+            Vec::new()
+        }
+        Some(shards) => shards.clone(),
+        None if cli.shards_only => DEFAULT_SHARDS.to_vec(),
+        None => Vec::new(),
+    };
+    let most = aggregator::config::MAX_SHARDS;
+    if let Some(n) = shards.iter().find(|&&n| n == 0 || n > most) {
+        eprintln!("aggregator-bench: --shards {n}: give shard counts from 1 to {most}");
+        return ExitCode::from(2);
+    }
     let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
     // Only one run, and none of the others.
-    let only = cli.churn_only || cli.throttle_only || cli.consumers_only || cli.catalog_only;
+    let only = cli.churn_only
+        || cli.throttle_only
+        || cli.consumers_only
+        || cli.catalog_only
+        || cli.shards_only;
     // Another run alone (not the catalog run).
     let other_only = only && !cli.catalog_only;
     let plan = results::Plan {
@@ -344,7 +409,7 @@ fn bench(cli: Cli) -> ExitCode {
         measure: secs(cli.duration.unwrap_or(if cli.smoke { 0.7 } else { 3.0 })),
         connections: cli.connections.max(1),
         payloads: match &cli.payloads {
-            _ if only => Vec::new(),
+            _ if only && !cli.shards_only => Vec::new(),
             Some(payloads) => payloads.clone(),
             None => vec![64, 1024],
         },
@@ -379,7 +444,12 @@ fn bench(cli: Cli) -> ExitCode {
         daemon_config: cli.daemon_config.clone(),
         uplink_limit: daemon_config.uplink.max_connections,
         throttle: match cli.throttle {
-            _ if cli.no_throttle || cli.churn_only || cli.consumers_only || cli.catalog_only => {
+            _ if cli.no_throttle
+                || cli.churn_only
+                || cli.consumers_only
+                || cli.catalog_only
+                || cli.shards_only =>
+            {
                 None
             }
             None if cli.smoke && !cli.throttle_only => None,
@@ -392,15 +462,34 @@ fn bench(cli: Cli) -> ExitCode {
                 || cli.smoke
                 || cli.churn_only
                 || cli.throttle_only
-                || cli.catalog_only),
+                || cli.catalog_only
+                || cli.shards_only),
         catalog: match &cli.catalog {
             _ if cli.no_catalog || other_only => Vec::new(),
             Some(counts) => counts.clone(),
             None if cli.smoke => vec![48, 300],
             None => vec![48, 10_000],
         },
+        durable_floor_bytes: None,
+        plot: (!shards.is_empty()).then(|| plot_path(&cli)),
+        shards,
+        default_shards: daemon_config.runtime.shards,
     };
-    if let Some(path) = &cli.json {
+    let plan = results::Plan {
+        // Beside the durable daemon, wherever it runs on the main runs' load.
+        durable_floor_bytes: (plan.variants.contains(&Variant::Daemon) || !plan.shards.is_empty())
+            .then_some(match (cli.durable_floor_mib, cli.smoke) {
+                (Some(mib), _) => mib.max(1) << 20,
+                (None, true) => DURABLE_FLOOR_SMOKE_BYTES,
+                (None, false) => DURABLE_FLOOR_BYTES,
+            }),
+        ..plan
+    };
+    if let Some(dir) = plan.plot.as_ref().and_then(|p| p.parent()) {
+        // `target/` of a fresh checkout, for the default.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    for path in cli.json.iter().chain(&plan.plot) {
         if let Err(err) = orchestrate::check_writable(path) {
             eprintln!("aggregator-bench: {err}");
             return ExitCode::from(2);
@@ -441,6 +530,13 @@ fn bench(cli: Cli) -> ExitCode {
     let machine = report::Machine::read(loadavg_before);
     let summary = report::summarize(command, machine, &plan, measured);
     println!("{}", report::render(&summary));
+    if let Some(path) = &plan.plot {
+        let svg = plot::svg(&shard_report::chart(&summary));
+        if let Err(err) = std::fs::write(path, svg) {
+            eprintln!("aggregator-bench: cannot write {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     if let Some(path) = &cli.json {
         let written = serde_json::to_string_pretty(&summary)
             .map_err(|e| e.to_string())

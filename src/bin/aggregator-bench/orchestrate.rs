@@ -6,20 +6,29 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::child::{
-    child_limit, start_client, start_server, start_server_listening, start_watcher, terminate,
+    child_limit, start_client, start_server, start_server_sharded, start_watcher, terminate,
     wait_for_sources, wait_until, ChildProc,
 };
 use crate::control::ChildMsg;
 use crate::results::{
     ChurnResult, CpuTimes, DrainResult, Measured, Plan, RestartResult, RunResult,
 };
-use crate::{catalog, churn, consumers, restart, throttle, Variant};
+use crate::{catalog, churn, consumers, restart, sweep, throttle, Variant};
 
-/// Runs the whole plan: main runs, scale runs, the drain run, the restart run, the churn run, the
-/// throttle run, then the consumers run.
+/// Runs the whole plan: the durable floor, main runs, scale runs, the shard sweep, the drain run,
+/// the restart run, the churn run, the throttle run, then the consumers run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut results = Vec::new();
+    let mut durable_floor = Vec::new();
+    // Beside the main runs' durable daemon; the sweep measures it in each of its rounds.
+    if let Some(most) = plan
+        .durable_floor_bytes
+        .filter(|_| plan.variants.contains(&Variant::Daemon) && !plan.payloads.is_empty())
+    {
+        eprintln!("[bench] durable floor: sequential writes with fsync beside the archives");
+        durable_floor.push(sweep::measure_durable_floor(most)?);
+    }
     for &payload in &plan.payloads {
         for run in 1..=plan.runs {
             for &variant in &plan.variants {
@@ -32,11 +41,14 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
                 results.push(measure(
                     &exe,
                     plan,
-                    "main",
-                    variant,
-                    payload,
-                    plan.connections,
-                    run,
+                    Window {
+                        section: "main",
+                        variant,
+                        payload,
+                        sources: plan.connections,
+                        run,
+                        shards: None,
+                    },
                 )?);
             }
         }
@@ -63,10 +75,21 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
                     variant.name(),
                     plan.runs
                 );
-                results.push(measure(&exe, plan, "scale", variant, 64, sources, run)?);
+                let window = Window {
+                    section: "scale",
+                    variant,
+                    payload: 64,
+                    sources,
+                    run,
+                    shards: None,
+                };
+                results.push(measure(&exe, plan, window)?);
             }
         }
     }
+    let swept = sweep::run(&exe, plan)?;
+    results.extend(swept.runs);
+    durable_floor.extend(swept.durable_floor);
     let drain = if plan.drain {
         eprintln!("[bench] drain: SIGTERM to the daemon under full load");
         Some(drain(&exe, plan, 64, plan.connections)?)
@@ -109,6 +132,7 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         throttle,
         consumers,
         catalog,
+        durable_floor,
     })
 }
 
@@ -206,17 +230,30 @@ fn restart(exe: &Path, plan: &Plan, sources: usize) -> Result<RestartResult, Str
     })
 }
 
-fn measure(
-    exe: &Path,
-    plan: &Plan,
-    section: &'static str,
-    variant: Variant,
-    payload: usize,
-    sources: usize,
-    run: usize,
-) -> Result<RunResult, String> {
+/// One measured window: which server, at which payload and source count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub section: &'static str,
+    pub variant: Variant,
+    pub payload: usize,
+    pub sources: usize,
+    pub run: usize,
+    /// `runtime.shards` for a daemon variant, instead of its config's (the shard sweep).
+    pub shards: Option<usize>,
+}
+
+/// Starts the server and the load client of `window`, measures it, and stops them.
+pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, String> {
+    let Window {
+        section,
+        variant,
+        payload,
+        sources,
+        run,
+        shards,
+    } = window;
     let (mut server, listening) =
-        start_server_listening(exe, plan, variant, sources, child_limit(plan))?;
+        start_server_sharded(exe, plan, variant, sources, child_limit(plan), shards)?;
     let addr = listening.addr;
     let mut watcher = match listening.monitor {
         Some(monitor) => Some(start_watcher(exe, plan, monitor)?),
@@ -251,6 +288,7 @@ fn measure(
     Ok(RunResult {
         section,
         variant,
+        shards: listening.shards,
         payload,
         sources,
         connected: start.sources,

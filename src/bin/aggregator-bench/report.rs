@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::results::{
-    CatalogResult, ChurnResult, ConsumersRound, DrainResult, Measured, Plan, RestartResult,
-    RunResult, ThrottleResult, Throttled,
+    CatalogResult, ChurnResult, ConsumersRound, DrainResult, DurableFloor, Measured, Plan,
+    RestartResult, RunResult, ThrottleResult, Throttled,
 };
-use crate::Variant;
+use crate::{shard_report, Variant};
 
 /// Median and range of one metric over the runs.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -20,7 +20,7 @@ pub struct Stat {
 }
 
 impl Stat {
-    fn of(values: impl IntoIterator<Item = f64>) -> Stat {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Stat {
         let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
             return Stat {
@@ -44,7 +44,7 @@ impl Stat {
     }
 
     /// `median (min–max)` with `scale` applied and `digits` decimals.
-    fn show(&self, scale: f64, digits: usize) -> String {
+    pub fn show(&self, scale: f64, digits: usize) -> String {
         if self.median.is_nan() {
             return "n/a".into();
         }
@@ -62,6 +62,8 @@ impl Stat {
 pub struct Aggregate {
     pub section: &'static str,
     pub variant: Variant,
+    /// The `runtime.shards` the daemon variants ran; `None` for the floor and the reference.
+    pub shards: Option<usize>,
     pub payload: usize,
     pub sources: usize,
     pub runs: usize,
@@ -107,6 +109,9 @@ pub struct Summary {
     pub throttle: Option<ThrottleResult>,
     pub consumers: Vec<ConsumersRound>,
     pub catalog: Vec<CatalogResult>,
+    /// Each measurement of the durable floor, and their median with min-max, in MB/s.
+    pub durable_floor: Vec<DurableFloor>,
+    pub durable_floor_mb_per_s: Stat,
     pub targets: Vec<Target>,
     /// The daemon's archive received every processed frame in every run.
     pub daemon_archive_complete: bool,
@@ -168,25 +173,27 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         throttle,
         consumers,
         catalog,
+        durable_floor,
     } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
     for r in &runs {
-        let key = (r.section, r.variant, r.payload, r.sources);
+        let key = (r.section, r.variant, r.payload, r.sources, r.shards);
         if aggregates
             .iter()
-            .any(|a| (a.section, a.variant, a.payload, a.sources) == key)
+            .any(|a| (a.section, a.variant, a.payload, a.sources, a.shards) == key)
         {
             continue;
         }
         let group: Vec<&RunResult> = runs
             .iter()
-            .filter(|x| (x.section, x.variant, x.payload, x.sources) == key)
+            .filter(|x| (x.section, x.variant, x.payload, x.sources, x.shards) == key)
             .collect();
         let stat = |f: &dyn Fn(&RunResult) -> f64| Stat::of(group.iter().map(|r| f(r)));
         let us = 1e-3;
         aggregates.push(Aggregate {
             section: r.section,
             variant: r.variant,
+            shards: r.shards,
             payload: r.payload,
             sources: r.sources,
             runs: group.len(),
@@ -264,6 +271,14 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         daemon_archive_complete,
     );
     targets.extend(consumer_targets(&consumers));
+    let durable_floor_mb_per_s = Stat::of(durable_floor.iter().map(|d| d.mb_per_s));
+    targets.extend(shard_report::targets(
+        plan,
+        machine.nproc,
+        &aggregates,
+        &runs,
+        &durable_floor_mb_per_s,
+    ));
     Summary {
         command,
         machine,
@@ -276,6 +291,8 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         throttle,
         consumers,
         catalog,
+        durable_floor,
+        durable_floor_mb_per_s,
         targets,
         daemon_archive_complete,
         runs,
@@ -291,7 +308,7 @@ fn nonzero(count: u64, value: f64) -> f64 {
 }
 
 /// A target met when `value` is at least `goal`.
-fn at_least(name: String, goal: f64, value: f64, unit: &str) -> Target {
+pub fn at_least(name: String, goal: f64, value: f64, unit: &str) -> Target {
     Target {
         name,
         target: format!(">= {goal}{unit}"),
@@ -368,10 +385,11 @@ fn targets(
         });
         at_least(
             format!(
-                "throughput with {} sources / with {} ({})",
+                "throughput with {} sources / with {} ({}, {} shards)",
                 a.sources,
                 plan.connections,
-                a.variant.name()
+                a.variant.name(),
+                a.shards.unwrap_or(plan.default_shards)
             ),
             0.8,
             at_48.map(|m| a.frames_per_s.median / m.frames_per_s.median),
@@ -547,6 +565,12 @@ pub fn render(s: &Summary) -> String {
             );
         }
     }
+    if s.aggregates
+        .iter()
+        .any(|a| a.section == crate::sweep::SECTION)
+    {
+        shard_report::render(&mut o, s);
+    }
     if let Some(d) = &s.drain {
         let _ = writeln!(
             o,
@@ -590,7 +614,7 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
-        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23; followers: issue 25):\n"
+        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23; followers: issue 25; shards and the durable floor: issue 26):\n"
     );
     let _ = writeln!(o, "| target | goal | measured | met |");
     let _ = writeln!(o, "|---|---|---|---|");
@@ -692,6 +716,7 @@ fn render_main(o: &mut String, s: &Summary) {
             show(r.over_reference)
         );
     }
+    shard_report::render_durable_floor(o, s);
 }
 
 /// The drain's table: the throughput before the SIGTERM, and how the drain went.

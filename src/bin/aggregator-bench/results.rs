@@ -50,14 +50,60 @@ pub struct Plan {
     pub consumers: bool,
     /// Source counts of the catalog run (a catalog to each of them during saturation).
     pub catalog: Vec<usize>,
+    /// `runtime.shards` of the shard sweep's rounds (`daemon` and `pipeline` at each); empty
+    /// when there is no sweep.
+    pub shards: Vec<usize>,
+    /// `runtime.shards` of the daemon variants' config: what every run but the sweep's runs.
+    pub default_shards: usize,
+    /// The most bytes one measurement of the durable floor writes (less where the archive's
+    /// filesystem has little room); `None`: the durable floor is not measured.
+    pub durable_floor_bytes: Option<u64>,
+    /// Where the sweep's plot goes.
+    pub plot: Option<PathBuf>,
+}
+
+#[cfg(test)]
+impl Plan {
+    /// A plan with nothing but `runs` rounds of the shard sweep over `shards` at `payloads`, 48
+    /// sources, a default of 2 shards and the durable floor.
+    pub fn for_tests(runs: usize, shards: Vec<usize>, payloads: Vec<usize>) -> Plan {
+        Plan {
+            runs,
+            warmup: Duration::ZERO,
+            measure: Duration::ZERO,
+            connections: 48,
+            payloads,
+            variants: Vec::new(),
+            scale: Vec::new(),
+            scale_variants: Vec::new(),
+            drain: false,
+            restart: false,
+            segment_bytes: 0,
+            churn: None,
+            stats_interval: Duration::ZERO,
+            daemon_config: None,
+            throttle: None,
+            throttle_window: Duration::ZERO,
+            drain_deadline: Duration::ZERO,
+            uplink_limit: 1024,
+            consumers: false,
+            catalog: Vec::new(),
+            shards,
+            default_shards: 2,
+            durable_floor_bytes: Some(1 << 30),
+            plot: None,
+        }
+    }
 }
 
 /// One measured window of one variant.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
-    /// `main` or `scale`.
+    /// `main`, `scale` or `shards` (the shard sweep).
     pub section: &'static str,
     pub variant: Variant,
+    /// The `runtime.shards` a daemon variant said it ran; `None` for the floor and the reference.
+    pub shards: Option<usize>,
     pub payload: usize,
     /// Uplinks the client opened (the probe comes on top).
     pub sources: usize,
@@ -203,6 +249,21 @@ pub struct Measured {
     pub throttle: Option<ThrottleResult>,
     pub consumers: Vec<ConsumersRound>,
     pub catalog: Vec<CatalogResult>,
+    /// Each measurement of the durable floor, in the order taken.
+    pub durable_floor: Vec<DurableFloor>,
+}
+
+/// The durable floor: the archive's filesystem written sequentially in 1 MiB blocks and synced
+/// with `fsync`, as `dd bs=1M conv=fsync` does; the durable daemon cannot store payload faster.
+#[derive(Debug, Clone, Serialize)]
+pub struct DurableFloor {
+    /// The directory the daemon variants keep their archives in, where the file was written.
+    pub dir: PathBuf,
+    pub bytes: u64,
+    /// From opening the file to the end of its `fsync`.
+    pub seconds: f64,
+    /// Megabytes (10^6 bytes) per second.
+    pub mb_per_s: f64,
 }
 
 /// One spread of the catalog run.

@@ -64,6 +64,7 @@ async fn serve(
         signal(SignalKind::terminate()).map_err(|e| format!("cannot register SIGTERM: {e}"))?;
     let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
+    let shards = variant.is_daemon().then_some(config.runtime.shards);
     let running = match variant {
         Variant::Floor => floor::start(Arc::clone(&shared), stop.clone()).await,
         Variant::Reference => reference::start(Arc::clone(&shared), stop.clone()).await,
@@ -89,6 +90,7 @@ async fn serve(
         addr: running.addr,
         monitor: running.monitor,
         follow: running.follow,
+        shards,
     });
 
     // The end of stdin closes the channel: the parent is gone, so the server stops.
