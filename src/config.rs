@@ -618,10 +618,9 @@ impl Default for ArchiveConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Worker threads. 1 (the default) runs everything on one thread, which measured faster than
-    /// two on this pipeline: every frame crosses the processor, so more workers mostly add
-    /// cross-thread wake-ups (`docs/architecture.md`). Raise it only with a benchmark to show for
-    /// it.
+    /// Worker threads of the main runtime, which runs the listeners, handshakes, the router and
+    /// the monitor. Registered connections and the pipeline run on the shards' threads
+    /// ([`RuntimeConfig::shards`]), so 1 (the default) is enough.
     pub worker_threads: usize,
     /// Tasks a worker runs between two looks at the sockets' readiness (Tokio's
     /// `event_interval`, 61 by its default). Under saturation every task has a full read or a run
