@@ -274,7 +274,7 @@ impl Daemon {
                 );
             }
             let dir = config.archive.dir.clone();
-            durable.map(|durable| NatsSink::start(nats, dir, durable, stats.clone()))
+            durable.map(|durable| NatsSink::start(nats, dir, vec![(0, durable)], stats.clone()))
         });
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {
@@ -286,7 +286,10 @@ impl Daemon {
             Followers::start(
                 listener,
                 settings,
-                self.durable.take(),
+                self.durable
+                    .take()
+                    .map(|durable| vec![(0, durable)])
+                    .unwrap_or_default(),
                 self.catalog.clone(),
                 drain.clone(),
             )

@@ -19,7 +19,7 @@ use aggregator::follow::protocol::{
     DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
     MAX_DAEMON_MESSAGE_LEN, VERSION,
 };
-use aggregator::follow::Position;
+use aggregator::follow::{Position, ShardPosition};
 use aggregator::ingest::protocol::encode_data;
 use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::BytesMut;
@@ -173,6 +173,11 @@ fn subscription(start: Start) -> Subscription {
     Subscription::new(start, Vec::new(), None)
 }
 
+/// Right after `position` of shard 0, the only shard of these daemons' archives.
+fn after_shard_0(position: Position) -> Start {
+    Start::After([ShardPosition { shard: 0, position }].into_iter().collect())
+}
+
 async fn subscribe(daemon: &Running, subscription: &Subscription) -> Follower {
     tokio::time::timeout(
         PATIENCE,
@@ -273,7 +278,7 @@ async fn a_position_resumes_right_after_it_across_a_daemon_restart() {
     source.finish_sending().await;
     source.read_to_close().await;
     second.wait_archived(100).await;
-    let mut resumed = subscribe(&second, &subscription(Start::After(kept))).await;
+    let mut resumed = subscribe(&second, &subscription(after_shard_0(kept))).await;
     let after = take(&mut resumed, 350).await;
     assert!(second.shutdown().await.is_clean());
     assert!(take_to_end(&mut resumed).await.is_empty());
@@ -464,7 +469,7 @@ async fn refusal(addr: SocketAddr, bytes: &[u8]) -> (RefuseReason, String) {
 }
 
 async fn refused(daemon: &Running, start: Start) -> (RefuseReason, String) {
-    match Follower::subscribe(daemon.follow, &subscription(start), None).await {
+    match Follower::subscribe(daemon.follow, &subscription(start.clone()), None).await {
         Err(FollowError::Refused { reason, detail }) => (reason, detail),
         Err(other) => panic!("expected a refusal for {start}, got {other}"),
         Ok(_) => panic!("{start} was accepted"),
@@ -516,7 +521,7 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
         index: 0,
     };
     assert_eq!(
-        refused(&daemon, Start::After(past)).await.0,
+        refused(&daemon, after_shard_0(past)).await.0,
         RefuseReason::PositionPastEnd
     );
     let between = Position {
@@ -524,19 +529,19 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
         ..first
     };
     assert_eq!(
-        refused(&daemon, Start::After(between)).await.0,
+        refused(&daemon, after_shard_0(between)).await.0,
         RefuseReason::UnknownPosition
     );
     let too_far = Position {
         index: 10_000,
         ..first
     };
-    let (reason, detail) = refused(&daemon, Start::After(too_far)).await;
+    let (reason, detail) = refused(&daemon, after_shard_0(too_far)).await;
     assert_eq!(reason, RefuseReason::UnknownPosition);
     assert!(detail.contains("no frame 10000"), "{detail}");
     // An operator deletes the oldest segment.
     std::fs::remove_file(dir.0.join(segment::segment_name(first.segment))).unwrap();
-    let (reason, detail) = refused(&daemon, Start::After(first)).await;
+    let (reason, detail) = refused(&daemon, after_shard_0(first)).await;
     assert_eq!(reason, RefuseReason::SegmentDeleted, "{detail}");
 
     // None of it affected the daemon: a good subscription still gets every frame kept.
@@ -695,7 +700,11 @@ async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails()
     // Emergencies overtake: the archive's order, one FRAMES record per batch and priority.
     let archive = archived(&dir.0.join("archive"));
     for (line, stored) in lines.iter().zip(&archive) {
-        assert_eq!(line["position"], stored.0.to_string());
+        assert_eq!(line["position"], format!("0/{}", stored.0));
+        assert_eq!(
+            line["resume"], line["position"],
+            "one shard: its position is the resume"
+        );
         assert_eq!(line["sequence"], stored.3);
         assert_eq!(line["payload_hex"], format!("{:016x}", stored.3));
     }
@@ -720,7 +729,7 @@ async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails()
         .take(3)
         .map(|f| {
             format!(
-                "{} live:5 seq={} routine len=8 payload={:016x}",
+                "0/{} live:5 seq={} routine len=8 payload={:016x}",
                 f.0, f.3, f.3
             )
         })
