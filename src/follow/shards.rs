@@ -45,9 +45,6 @@ pub struct ShardCursors {
     next: usize,
 }
 
-/// A chunk of one shard: its frames, the runs a subscription wants, in that shard's order.
-pub type ShardChunk = Vec<FrameRun>;
-
 impl ShardCursors {
     /// Finds where `subscription` starts in each shard of the archive at `root`; a refusal
     /// names the shard it is about.
@@ -93,25 +90,13 @@ impl ShardCursors {
         Ok(ShardCursors { shards, next: 0 })
     }
 
-    /// The shards, in order.
-    pub fn shards(&self) -> impl Iterator<Item = usize> + '_ {
-        self.shards.iter().map(|shard| shard.index)
-    }
-
-    /// Each shard's durable end as last seen.
-    pub fn ends(&self) -> impl Iterator<Item = (usize, DurableEnd)> + '_ {
-        self.shards
-            .iter()
-            .map(|shard| (shard.index, *shard.durable.borrow()))
-    }
-
     /// Reads the next chunk of a shard not yet at its durable end, taking the shards in turn: its
     /// runs (none at a segment's end, or when the subscription wants none of them). `None`: every
     /// shard is read to its durable end; [`Self::changed`] says when one moves.
     pub async fn read(
         &mut self,
         subscription: &Arc<Subscription>,
-    ) -> Result<Option<ShardChunk>, ReadError> {
+    ) -> Result<Option<Vec<FrameRun>>, ReadError> {
         let count = self.shards.len();
         for turn in 0..count {
             let at = (self.next + turn) % count;
