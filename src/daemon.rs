@@ -292,14 +292,14 @@ impl Daemon {
         });
         let durable = std::mem::take(&mut self.durable);
         let nats = config.sinks.nats.clone().and_then(|nats| {
-            let first = durable.first().map(|(_, end)| end.clone());
-            if first.is_none() {
+            if durable.is_empty() {
                 tracing::error!(
                     "sinks.nats needs an archive that keeps files; nothing is published"
                 );
+                return None;
             }
             let dir = config.archive.dir.clone();
-            first.map(|durable| NatsSink::start(nats, dir, durable, stats.clone()))
+            Some(NatsSink::start(nats, dir, durable.clone(), stats.clone()))
         });
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {
@@ -311,7 +311,7 @@ impl Daemon {
             Followers::start(
                 listener,
                 settings,
-                durable.first().map(|(_, end)| end.clone()),
+                durable.clone(),
                 self.catalog.clone(),
                 drain.clone(),
             )

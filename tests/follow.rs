@@ -6,10 +6,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use aggregator::archive::layout;
 use aggregator::archive::segment::{self, Entry};
 use aggregator::archive::CountingSink;
 use aggregator::catalog::CatalogHandle;
@@ -19,11 +21,11 @@ use aggregator::follow::protocol::{
     DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
     MAX_DAEMON_MESSAGE_LEN, VERSION,
 };
-use aggregator::follow::Position;
+use aggregator::follow::{FollowSettings, Followers, Position, Positions, ShardPosition};
 use aggregator::ingest::protocol::encode_data;
 use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::BytesMut;
-use common::{test_config, wait_until, Client, TempDir, PATIENCE};
+use common::{test_config, wait_until, Client, ShardedArchive, TempDir, PATIENCE};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -45,7 +47,9 @@ struct Running {
     handle: JoinHandle<DrainReport>,
 }
 
-/// The test config with its archive in `dir`, synced every 20 ms as deployed.
+/// The test config with its archive in `dir`, synced every 20 ms as deployed, in one shard: these
+/// tests read one shard's stream in archive order (several shards: `ShardedArchive` below, and the
+/// daemon's own in `aggregator-bench --smoke`'s consumers run).
 fn archive_config(dir: &Path) -> Config {
     let mut config = test_config();
     config.archive.dir = dir.to_path_buf();
@@ -175,6 +179,11 @@ fn subscription(start: Start) -> Subscription {
     Subscription::new(start, Vec::new(), None)
 }
 
+/// Right after `position` of shard 0, the only shard of these daemons' archives.
+fn after_shard_0(position: Position) -> Start {
+    Start::After([ShardPosition { shard: 0, position }].into_iter().collect())
+}
+
 async fn subscribe(daemon: &Running, subscription: &Subscription) -> Follower {
     tokio::time::timeout(
         PATIENCE,
@@ -275,7 +284,7 @@ async fn a_position_resumes_right_after_it_across_a_daemon_restart() {
     source.finish_sending().await;
     source.read_to_close().await;
     second.wait_archived(100).await;
-    let mut resumed = subscribe(&second, &subscription(Start::After(kept))).await;
+    let mut resumed = subscribe(&second, &subscription(after_shard_0(kept))).await;
     let after = take(&mut resumed, 350).await;
     assert!(second.shutdown().await.is_clean());
     assert!(take_to_end(&mut resumed).await.is_empty());
@@ -466,7 +475,7 @@ async fn refusal(addr: SocketAddr, bytes: &[u8]) -> (RefuseReason, String) {
 }
 
 async fn refused(daemon: &Running, start: Start) -> (RefuseReason, String) {
-    match Follower::subscribe(daemon.follow, &subscription(start), None).await {
+    match Follower::subscribe(daemon.follow, &subscription(start.clone()), None).await {
         Err(FollowError::Refused { reason, detail }) => (reason, detail),
         Err(other) => panic!("expected a refusal for {start}, got {other}"),
         Ok(_) => panic!("{start} was accepted"),
@@ -518,7 +527,7 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
         index: 0,
     };
     assert_eq!(
-        refused(&daemon, Start::After(past)).await.0,
+        refused(&daemon, after_shard_0(past)).await.0,
         RefuseReason::PositionPastEnd
     );
     let between = Position {
@@ -526,19 +535,19 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
         ..first
     };
     assert_eq!(
-        refused(&daemon, Start::After(between)).await.0,
+        refused(&daemon, after_shard_0(between)).await.0,
         RefuseReason::UnknownPosition
     );
     let too_far = Position {
         index: 10_000,
         ..first
     };
-    let (reason, detail) = refused(&daemon, Start::After(too_far)).await;
+    let (reason, detail) = refused(&daemon, after_shard_0(too_far)).await;
     assert_eq!(reason, RefuseReason::UnknownPosition);
     assert!(detail.contains("no frame 10000"), "{detail}");
     // An operator deletes the oldest segment.
     std::fs::remove_file(dir.0.join(segment::segment_name(first.segment))).unwrap();
-    let (reason, detail) = refused(&daemon, Start::After(first)).await;
+    let (reason, detail) = refused(&daemon, after_shard_0(first)).await;
     assert_eq!(reason, RefuseReason::SegmentDeleted, "{detail}");
 
     // None of it affected the daemon: a good subscription still gets every frame kept.
@@ -610,7 +619,7 @@ impl Binary {
         let text = format!(
             "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
              [monitor]\nenabled = false\n[consumer]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\
-             [log]\nformat = \"json\"\n[archive]\ndir = \"{}\"\n",
+             [log]\nformat = \"json\"\n[runtime]\nshards = 1\n[archive]\ndir = \"{}\"\n",
             dir.join("archive").display()
         );
         std::fs::write(&config, text).unwrap();
@@ -697,7 +706,11 @@ async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails()
     // Emergencies overtake: the archive's order, one FRAMES record per batch and priority.
     let archive = archived(&dir.0.join("archive"));
     for (line, stored) in lines.iter().zip(&archive) {
-        assert_eq!(line["position"], stored.0.to_string());
+        assert_eq!(line["position"], format!("0/{}", stored.0));
+        assert_eq!(
+            line["resume"], line["position"],
+            "one shard: its position is the resume"
+        );
         assert_eq!(line["sequence"], stored.3);
         assert_eq!(line["payload_hex"], format!("{:016x}", stored.3));
     }
@@ -722,7 +735,7 @@ async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails()
         .take(3)
         .map(|f| {
             format!(
-                "{} live:5 seq={} routine len=8 payload={:016x}",
+                "0/{} live:5 seq={} routine len=8 payload={:016x}",
                 f.0, f.3, f.3
             )
         })
@@ -853,4 +866,288 @@ async fn next(follower: &mut Follower) -> Result<Option<Event>, FollowError> {
     tokio::time::timeout(PATIENCE, follower.next_event())
         .await
         .expect("an event in time")
+}
+
+// ---------------------------------------------------------------------------------------------
+// An archive of several shards, each with its own segment stream and durable end.
+// ---------------------------------------------------------------------------------------------
+
+/// Followers served on an archive of several shards, as the daemon serves them.
+struct ShardFollowers {
+    addr: SocketAddr,
+    drain: CancellationToken,
+    followers: Followers,
+}
+
+impl ShardFollowers {
+    async fn start(archive: &ShardedArchive) -> ShardFollowers {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings = FollowSettings {
+            dir: archive.root.clone(),
+            max_connections: 16,
+            handshake_timeout: PATIENCE,
+            tls: None,
+        };
+        let drain = CancellationToken::new();
+        let catalog = CatalogHandle::in_memory(1024);
+        let followers = Followers::start(
+            listener,
+            settings,
+            archive.durable.clone(),
+            catalog,
+            drain.clone(),
+        );
+        ShardFollowers {
+            addr,
+            drain,
+            followers,
+        }
+    }
+
+    async fn subscribe(&self, start: Start) -> Follower {
+        tokio::time::timeout(
+            PATIENCE,
+            Follower::subscribe(self.addr, &subscription(start), None),
+        )
+        .await
+        .expect("SUBSCRIBED in time")
+        .expect("subscribed")
+    }
+
+    async fn finish(self) {
+        self.drain.cancel();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        self.followers.finish(deadline).await;
+    }
+}
+
+/// A frame of a sharded archive as the tests compare them: its shard, then as [`Seen`].
+type ShardSeen = (usize, Seen);
+
+fn shard_seen(followed: &FollowedFrame) -> ShardSeen {
+    (followed.shard, seen(followed))
+}
+
+/// Every frame of every shard in `shards`, each shard's in its archive order.
+fn archived_shards(root: &Path, shards: &[usize]) -> Vec<ShardSeen> {
+    shards
+        .iter()
+        .flat_map(|&shard| {
+            let frames = archived(&layout::shard_dir(root, shard));
+            frames.into_iter().map(move |frame| (shard, frame))
+        })
+        .collect()
+}
+
+/// The frames of each shard, in the order they came: what per-shard order is compared on.
+fn by_shard(frames: &[ShardSeen]) -> BTreeMap<usize, Vec<Seen>> {
+    let mut shards: BTreeMap<usize, Vec<Seen>> = BTreeMap::new();
+    for (shard, frame) in frames {
+        shards.entry(*shard).or_default().push(frame.clone());
+    }
+    shards
+}
+
+/// Shards 0, 1 and 3 running (no shard 2, as after a change of `runtime.shards`), and shard 5
+/// retired: written before the followers start, its watch closed.
+async fn sharded_archive(root: &Path) -> ShardedArchive {
+    let mut config = archive_config(root);
+    // Small segments: followers cross rollovers within each shard.
+    config.archive.segment_bytes = 8 * 1024;
+    let mut archive = ShardedArchive::start(root, &[0, 1, 3, 5], &config).await;
+    archive.send(5, REPLAY, 50, mixed(0..120)).await;
+    archive.stop_shard(5).await;
+    archive
+}
+
+const SHARDS: [usize; 4] = [0, 1, 3, 5];
+
+/// Sends frames `range` of each running shard's sources: live `10 * shard + 1` and replay
+/// `10 * shard + 2` (a source belongs to one shard).
+async fn send_to_running_shards(archive: &ShardedArchive, range: std::ops::Range<u64>) {
+    for shard in [0, 1, 3] {
+        let id = 10 * shard as u32;
+        archive
+            .send(shard, LIVE, id + 1, mixed(range.clone()))
+            .await;
+        archive
+            .send(shard, REPLAY, id + 2, routine(range.clone()))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn every_frame_of_every_shard_comes_once_in_its_shards_order() {
+    let dir = TempDir::new("follow-shards");
+    let mut archive = sharded_archive(&dir.0).await;
+    send_to_running_shards(&archive, 0..200).await;
+    let followers = ShardFollowers::start(&archive).await;
+    let mut follower = followers.subscribe(Start::Oldest).await;
+    let reader = tokio::spawn(async move {
+        let mut frames = Vec::new();
+        while let Some(frame) = follower.next().await.expect("the subscription goes on") {
+            frames.push(frame);
+        }
+        frames
+    });
+    // History, then live: the shards go on storing while the follower reads.
+    send_to_running_shards(&archive, 200..500).await;
+    archive.stop().await;
+    let frames = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .expect("END once every shard is closed and read")
+        .unwrap();
+    followers.finish().await;
+
+    let received: Vec<ShardSeen> = frames.iter().map(shard_seen).collect();
+    let expected = archived_shards(&dir.0, &SHARDS);
+    assert_eq!(expected.len(), 120 + 3 * 2 * 500);
+    assert_eq!(received.len(), expected.len(), "a frame lost or repeated");
+    assert_eq!(by_shard(&received), by_shard(&expected));
+    assert!(
+        segment::list_segments(&layout::shard_dir(&dir.0, 3))
+            .unwrap()
+            .len()
+            >= 2,
+        "shard 3 rolled over"
+    );
+}
+
+#[tokio::test]
+async fn a_resume_from_every_shards_position_loses_and_repeats_nothing() {
+    let dir = TempDir::new("follow-shards-resume");
+    let mut archive = sharded_archive(&dir.0).await;
+    send_to_running_shards(&archive, 0..150).await;
+    let followers = ShardFollowers::start(&archive).await;
+    let mut first = followers.subscribe(Start::Oldest).await;
+    let before = take(&mut first, 500).await;
+    let kept = first.positions().clone();
+    assert_eq!(
+        kept,
+        before.iter().map(FollowedFrame::shard_position).collect(),
+        "the follower keeps each shard's last frame"
+    );
+    drop(first);
+
+    // The text form is what a consumer stores and `tail --from` takes.
+    let stored: Positions = kept.to_string().parse().unwrap();
+    send_to_running_shards(&archive, 150..300).await;
+    let mut resumed = followers.subscribe(Start::After(stored)).await;
+    archive.stop().await;
+    let after = take_to_end(&mut resumed).await;
+    followers.finish().await;
+
+    let received: Vec<ShardSeen> = before.iter().chain(&after).map(shard_seen).collect();
+    let expected = archived_shards(&dir.0, &SHARDS);
+    assert_eq!(received.len(), expected.len(), "a frame lost or repeated");
+    assert_eq!(by_shard(&received), by_shard(&expected));
+}
+
+#[tokio::test]
+async fn a_shard_without_a_position_in_the_resume_starts_at_its_oldest_frame() {
+    let dir = TempDir::new("follow-shards-partial");
+    let mut archive = sharded_archive(&dir.0).await;
+    send_to_running_shards(&archive, 0..100).await;
+    // Every shard closed before the followers start: they read what is stored, then END.
+    archive.stop().await;
+    let expected = archived_shards(&dir.0, &SHARDS);
+    let shard_1 = &by_shard(&expected)[&1];
+    let followers = ShardFollowers::start(&archive).await;
+    let after = ShardPosition {
+        shard: 1,
+        position: shard_1[49].0,
+    };
+    let mut follower = followers
+        .subscribe(Start::After([after].into_iter().collect()))
+        .await;
+    let received: Vec<ShardSeen> = take_to_end(&mut follower)
+        .await
+        .iter()
+        .map(shard_seen)
+        .collect();
+    followers.finish().await;
+
+    let mut wanted = by_shard(&expected);
+    wanted.get_mut(&1).unwrap().drain(..50);
+    assert_eq!(by_shard(&received), wanted);
+}
+
+#[tokio::test]
+async fn a_version_2_follower_is_refused_on_an_archive_of_several_shards() {
+    let dir = TempDir::new("follow-shards-v2");
+    let mut archive = sharded_archive(&dir.0).await;
+    let followers = ShardFollowers::start(&archive).await;
+    for version in [1, 2] {
+        let mut old = subscription(Start::Oldest);
+        old.version = version;
+        match Follower::subscribe(followers.addr, &old, None).await {
+            Err(FollowError::Refused { reason, detail }) => {
+                assert_eq!(reason, RefuseReason::UnsupportedVersion, "{detail}");
+                assert!(
+                    detail.contains("several shards") && detail.contains("version 3"),
+                    "{detail}"
+                );
+            }
+            Err(other) => panic!("version {version}: expected a refusal, got {other}"),
+            Ok(_) => panic!("version {version} was accepted"),
+        }
+    }
+    // A position in a shard the archive does not have.
+    let absent: Positions = "2/1:8:0".parse().unwrap();
+    match Follower::subscribe(followers.addr, &subscription(Start::After(absent)), None).await {
+        Err(FollowError::Refused { reason, detail }) => {
+            assert_eq!(reason, RefuseReason::UnknownPosition, "{detail}");
+            assert!(detail.contains("no shard 2"), "{detail}");
+        }
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("a position of shard 2 was accepted"),
+    }
+    archive.stop().await;
+    followers.finish().await;
+}
+
+#[tokio::test]
+async fn aggregator_tail_prints_shard_positions_and_resumes_from_them() {
+    let dir = TempDir::new("follow-shards-tail");
+    let mut archive = sharded_archive(&dir.0).await;
+    send_to_running_shards(&archive, 0..20).await;
+    let followers = ShardFollowers::start(&archive).await;
+    let addr = followers.addr.to_string();
+    let (status, out, err) = tail(&["--addr", &addr, "--json", "--limit", "100"]).await;
+    assert_eq!(status, Some(0), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 100);
+    let mut resume = Positions::new();
+    for line in &lines {
+        let at: ShardPosition = line["position"].as_str().unwrap().parse().unwrap();
+        resume.set(at);
+        assert_eq!(line["resume"], resume.to_string(), "{line}");
+    }
+    let from = lines[99]["resume"].as_str().unwrap().to_string();
+    archive.stop().await;
+    let (status, out, err) = tail(&["--addr", &addr, "--from", &from]).await;
+    assert_eq!(status, Some(0), "{err}");
+    followers.finish().await;
+
+    let expected = archived_shards(&dir.0, &SHARDS);
+    let first: Vec<String> = lines
+        .iter()
+        .map(|l| l["position"].as_str().unwrap().to_string())
+        .collect();
+    let rest: Vec<String> = out
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    let mut printed: Vec<String> = first.into_iter().chain(rest).collect();
+    let mut stored: Vec<String> = expected
+        .iter()
+        .map(|(shard, frame)| format!("{shard}/{}", frame.0))
+        .collect();
+    printed.sort();
+    stored.sort();
+    assert_eq!(printed, stored, "every frame printed once");
 }

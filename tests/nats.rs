@@ -2,7 +2,11 @@
 //! `.ci/run` installs it): two `aggregator` daemons, each with its own site, archive and
 //! `uplink-sim`, publish into one stream, and a consumer here finds every `(site, kind, source,
 //! seq)` of both archives exactly once, also across a SIGKILL of one daemon and a stop of
-//! `nats-server`, during which ingest goes on.
+//! `nats-server`, during which ingest goes on. And the sink on an archive of several shards,
+//! built shard by shard (`common::ShardedArchive`): every shard published once, with a cursor
+//! per shard that a restarted sink resumes from.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,8 +18,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggregator::archive::tools;
-use aggregator::SourceKind;
+use aggregator::archive::{layout, tools};
+use aggregator::config::SyncMode;
+use aggregator::follow::Position;
+use aggregator::sinks::nats::NatsSink;
+use aggregator::{Priority, SourceKind, Stats};
 use async_nats::jetstream;
 use futures_util::StreamExt;
 
@@ -575,4 +582,112 @@ fn sigkill_and_a_nats_outage_still_publish_exactly_once_and_ingest_goes_on() {
     assert!(north.terminate().success(), "{}", north.log());
     assert!(south.terminate().success(), "{}", south.log());
     assert_exactly_once(&contents, &[("north", &north), ("south", &south)]);
+}
+
+/// Sends frames `range` of shard `shard`'s two sources (live `10 * shard + 1`, replay
+/// `10 * shard + 2`) and returns their `(kind, source, seq)`.
+async fn send_to_shard(
+    archive: &common::ShardedArchive,
+    shard: usize,
+    range: std::ops::Range<u64>,
+) -> BTreeSet<(String, u32, u64)> {
+    let id = 10 * shard as u32;
+    let mut sent = BTreeSet::new();
+    for (kind, token, source) in [
+        (SourceKind::LiveUplink, "live", id + 1),
+        (SourceKind::ArchivedReplay, "replay", id + 2),
+    ] {
+        let frames = range.clone().map(|seq| (Priority::Routine, seq));
+        archive.send(shard, kind, source, frames).await;
+        sent.extend(range.clone().map(|seq| (token.to_string(), source, seq)));
+    }
+    sent
+}
+
+/// Waits until the sink counted `published` new messages (without republishing any).
+async fn wait_published(stats: &Stats, published: u64) {
+    common::wait_until(&format!("{published} messages published"), PATIENCE, || {
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.nats_republished, 0, "a frame published twice");
+        snapshot.nats_published == published
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
+    let Some(binary) = nats_server() else { return };
+    let store = TempDir::new("store");
+    let nats = NatsServer::start(binary, &store.0);
+    let root = TempDir::new("sharded");
+    let mut config = common::test_config();
+    config.archive.dir = root.0.clone();
+    config.archive.sync = SyncMode::Interval;
+    let mut archive = common::ShardedArchive::start(&root.0, &[0, 2, 4], &config).await;
+    let mut sent = BTreeSet::new();
+    for shard in [0, 2, 4] {
+        sent.extend(send_to_shard(&archive, shard, 0..300).await);
+    }
+    // Shard 4 retires: its files are complete, its watch closed.
+    archive.stop_shard(4).await;
+    let nats_config = toml::from_str::<aggregator::Config>(&format!(
+        "[sinks.nats]\nurl = \"{}\"\nstream = \"{STREAM}\"\nsite = \"sharded\"\n",
+        nats.url()
+    ))
+    .expect("a NATS sink config")
+    .sinks
+    .nats
+    .expect("[sinks.nats]");
+
+    // The first run publishes everything stored, then is cut off: its cursors are saved.
+    let first = Stats::new();
+    let sink = NatsSink::start(
+        nats_config.clone(),
+        root.0.clone(),
+        archive.durable.clone(),
+        first.clone(),
+    );
+    wait_published(&first, sent.len() as u64).await;
+    sink.finish(tokio::time::Instant::now()).await;
+    for (shard, name) in [
+        (0, "nats.cursor"),
+        (2, "nats-shard-02.cursor"),
+        (4, "nats-shard-04.cursor"),
+    ] {
+        let text = std::fs::read_to_string(root.0.join("sinks").join(name))
+            .unwrap_or_else(|err| panic!("shard {shard}'s cursor {name}: {err}"));
+        let cursor: Position = text.trim().parse().expect("a position");
+        let segments =
+            aggregator::archive::segment::list_segments(&layout::shard_dir(&root.0, shard));
+        let newest = segments
+            .expect("the shard's segments")
+            .last()
+            .map(|(index, _)| *index);
+        assert!(Some(cursor.segment) <= newest, "shard {shard}: {cursor}");
+    }
+
+    // More frames in the running shards; a second run resumes from each shard's cursor and
+    // publishes only those, then ends when every shard is closed and published.
+    let mut more = BTreeSet::new();
+    for shard in [0, 2] {
+        more.extend(send_to_shard(&archive, shard, 300..500).await);
+    }
+    let second = Stats::new();
+    let sink = NatsSink::start(
+        nats_config,
+        root.0.clone(),
+        archive.durable.clone(),
+        second.clone(),
+    );
+    archive.stop().await;
+    wait_published(&second, more.len() as u64).await;
+    sink.finish(tokio::time::Instant::now() + PATIENCE).await;
+
+    sent.extend(more);
+    let contents = stream_contents(&nats.url(), sent.len() as u64).await;
+    let published = &contents["sharded"];
+    let twice: Vec<_> = published.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "published more than once: {twice:?}");
+    let keys: BTreeSet<_> = published.keys().cloned().collect();
+    assert_eq!(keys, sent);
 }

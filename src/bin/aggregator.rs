@@ -54,9 +54,10 @@ enum Command {
     },
     /// Print frames from a running daemon's archive as they come, like kafka-console-consumer.
     ///
-    /// One line per frame: position, kind:id, sequence, priority, payload length and its first
-    /// bytes in hex; or one JSON object per line with --json. Resume after a frame with
-    /// `--from POSITION` (the first field of its line). Needs `consumer.enabled` on the daemon.
+    /// One line per frame: position (SHARD/SEGMENT:OFFSET:INDEX), kind:id, sequence, priority,
+    /// payload length and its first bytes in hex; or one JSON object per line with --json, whose
+    /// `resume` is the --from that continues after that frame in every shard. Needs
+    /// `consumer.enabled` on the daemon.
     ///
     /// Exit status: 0 after --limit frames, or at the daemon's END after it drained; 1 when the
     /// daemon cannot be reached, refuses the subscription, or ends it for another reason.
@@ -91,8 +92,9 @@ struct TailArgs {
     /// The daemon's follow listener (`consumer.listen`).
     #[arg(long, default_value = "127.0.0.1:7702")]
     addr: std::net::SocketAddr,
-    /// Where to start: start (the oldest frame kept), now (only frames to come), or a position
-    /// SEGMENT:OFFSET:INDEX (the frames after it).
+    /// Where to start: start (the oldest frame kept), now (only frames to come), or positions
+    /// SHARD/SEGMENT:OFFSET:INDEX joined by commas, one per shard (in each shard the frames after
+    /// its position; a shard without one from its oldest frame).
     #[arg(long, default_value = "start")]
     from: Start,
     /// Only frames of this source, KIND:ID with KIND live or replay; repeat for more.

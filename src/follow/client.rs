@@ -1,9 +1,10 @@
 //! The consumer's side: [`Follower`] subscribes and reads frames until the daemon's END, and
 //! [`tail`] is `aggregator tail`, which prints them one line (or one JSON object) each.
 //!
-//! A consumer that must not lose a frame keeps the position of the last frame it handled and
-//! subscribes again after it ([`Start::After`](super::protocol::Start::After)) when the connection
-//! ends, whatever ended it.
+//! A consumer that must not lose a frame keeps the position of the last frame it handled in each
+//! shard and subscribes again after them ([`Start::After`]) when the connection ends, whatever
+//! ended it. [`Follower::positions`] keeps them: the ones the subscription started after, moved
+//! on by each frame handed out.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -15,8 +16,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
+use super::position::Positions;
 use super::protocol::{
-    DaemonMessage, EndReason, FollowedFrame, RefuseReason, Subscription, MAX_DAEMON_MESSAGE_LEN,
+    DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
+    MAX_DAEMON_MESSAGE_LEN,
 };
 use crate::archive::tools::{hex, kind_label, payload_preview, unix_ns_to_rfc3339};
 use crate::tls::client::ClientTls;
@@ -55,6 +58,8 @@ pub struct Follower {
     input: FramedRead<Reader, LengthDelimitedCodec>,
     /// The rest of the last FRAMES message, handed out one by one.
     pending: VecDeque<FollowedFrame>,
+    /// Each shard's last frame handed out (or the subscription's start after it).
+    positions: Positions,
     /// Kept open: closing it ends the subscription.
     _output: Writer,
 }
@@ -80,6 +85,10 @@ impl Follower {
         let mut follower = Follower {
             input: FramedRead::new(read, codec),
             pending: VecDeque::new(),
+            positions: match &subscription.start {
+                Start::After(positions) => positions.clone(),
+                Start::Oldest | Start::Now => Positions::new(),
+            },
             _output: output,
         };
         match follower.message().await? {
@@ -105,24 +114,33 @@ impl Follower {
         }
     }
 
+    /// Where to resume once every frame handed out so far is handled: the position of the last
+    /// one in each shard, and the subscription's own for shards none came from. Shards missing
+    /// from it start at their oldest frame ([`Start::After`]).
+    pub fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
     /// The next frame or catalog notice; `None` at the END that follows the daemon's drain.
     pub async fn next_event(&mut self) -> Result<Option<Event>, FollowError> {
-        if let Some(frame) = self.pending.pop_front() {
-            return Ok(Some(Event::Frame(frame)));
-        }
-        match self.message().await? {
-            DaemonMessage::Frames(run) => {
-                self.pending.extend(run.into_frames());
-                Ok(self.pending.pop_front().map(Event::Frame))
+        if self.pending.is_empty() {
+            match self.message().await? {
+                DaemonMessage::Frames(run) => self.pending.extend(run.into_frames()),
+                DaemonMessage::Catalog { version } => return Ok(Some(Event::Catalog(version))),
+                DaemonMessage::End {
+                    reason: EndReason::Shutdown,
+                    ..
+                } => return Ok(None),
+                DaemonMessage::End { reason, detail } => {
+                    return Err(FollowError::Ended { reason, detail })
+                }
+                other => return Err(FollowError::Protocol(format!("{other:?} after SUBSCRIBED"))),
             }
-            DaemonMessage::Catalog { version } => Ok(Some(Event::Catalog(version))),
-            DaemonMessage::End {
-                reason: EndReason::Shutdown,
-                ..
-            } => Ok(None),
-            DaemonMessage::End { reason, detail } => Err(FollowError::Ended { reason, detail }),
-            other => Err(FollowError::Protocol(format!("{other:?} after SUBSCRIBED"))),
         }
+        Ok(self.pending.pop_front().map(|frame| {
+            self.positions.set(frame.shard_position());
+            Event::Frame(frame)
+        }))
     }
 
     async fn message(&mut self) -> Result<DaemonMessage, FollowError> {
@@ -160,7 +178,7 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
             Some(Event::Frame(frame)) => {
                 printed += 1;
                 match options.json {
-                    true => frame_json(&frame).to_string(),
+                    true => frame_json(&frame, follower.positions()).to_string(),
                     false => frame_line(&frame),
                 }
             }
@@ -171,13 +189,13 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
     Ok(printed)
 }
 
-/// A frame as `aggregator tail` prints it: position, source, sequence, priority, payload length
-/// and its first bytes in hex.
+/// A frame as `aggregator tail` prints it: shard and position, source, sequence, priority,
+/// payload length and its first bytes in hex.
 pub fn frame_line(followed: &FollowedFrame) -> String {
     let f = &followed.frame;
     format!(
         "{} {}:{} seq={} {} len={} payload={}",
-        followed.position,
+        followed.shard_position(),
         kind_label(f.kind),
         f.source_id,
         f.sequence,
@@ -187,11 +205,13 @@ pub fn frame_line(followed: &FollowedFrame) -> String {
     )
 }
 
-/// A frame as `aggregator tail --json` prints it, the whole payload in hex.
-pub fn frame_json(followed: &FollowedFrame) -> serde_json::Value {
+/// A frame as `aggregator tail --json` prints it, the whole payload in hex, with `resume`: the
+/// positions to subscribe after once this frame is handled (`--from`).
+pub fn frame_json(followed: &FollowedFrame, resume: &Positions) -> serde_json::Value {
     let f = &followed.frame;
     serde_json::json!({
-        "position": followed.position.to_string(),
+        "position": followed.shard_position().to_string(),
+        "resume": resume.to_string(),
         "kind": kind_label(f.kind),
         "source": f.source_id,
         "sequence": f.sequence,

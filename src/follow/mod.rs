@@ -10,6 +10,10 @@
 //! ingest, the archive writer and the drain never wait for it. The price is latency: a frame
 //! reaches a follower once it is durable (`archive.sync_interval_ms`, 20 ms by default).
 //!
+//! The archive has a segment stream per shard (`crate::archive::layout`), each with its own
+//! durable end: a follower reads them all ([`shards`]), and a position names its shard; a
+//! consumer resumes with one position per shard ([`Positions`]).
+//!
 //! [`protocol`] is the wire format, [`client`] the consumer's side and `aggregator tail`.
 
 pub mod client;
@@ -17,6 +21,8 @@ pub mod position;
 pub mod protocol;
 pub mod reader;
 pub mod server;
+pub mod shards;
 
-pub use position::Position;
-pub use server::FollowSettings;
+pub use position::{Position, Positions, ShardPosition};
+pub use server::{FollowSettings, Followers};
+pub use shards::DurableEnds;

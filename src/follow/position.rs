@@ -1,17 +1,27 @@
 //! A frame's place in the archive, the bookmark a follower keeps.
 //!
-//! It names the bytes on disk, not a counter in memory: the segment's index, the offset of the
-//! record that holds the frame, and the frame's index within that record (a FRAMES record holds a
-//! batch). Segments are only appended to and never rewritten while they have a name, and a
-//! follower is only ever handed durable frames, so a position stays valid across restarts of the
-//! daemon (even after SIGKILL) for as long as its segment is kept. The text form,
-//! `SEGMENT:OFFSET:INDEX`, is what `aggregator tail` prints and `--from` takes.
+//! It names the bytes on disk, not a counter in memory: the shard whose segment stream holds the
+//! frame (`crate::archive::layout`), the segment's index, the offset of the record that holds the
+//! frame, and the frame's index within that record (a FRAMES record holds a batch). Segments are
+//! only appended to and never rewritten while they have a name, and a follower is only ever
+//! handed durable frames, so a position stays valid across restarts of the daemon (even after
+//! SIGKILL) for as long as its segment is kept.
+//!
+//! Each shard writes a segment stream of its own, with its own segment indices, and shards store
+//! frames concurrently: there is no order across shards, only within one. So a follower resumes
+//! with one position per shard, [`Positions`], and no single position can stand for "how far".
+//! The text forms are what `aggregator tail` prints and `--from` takes: a [`Position`] within its
+//! shard is `SEGMENT:OFFSET:INDEX`, a frame's [`ShardPosition`] is `SHARD/SEGMENT:OFFSET:INDEX`,
+//! and [`Positions`] are those joined by commas (`0/12:4096:3,2/7:8:0`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-/// Where a frame is stored: segment `segment`, the record at byte `offset`, its `index`th frame.
-/// Ordered as the archive is: a later position is a later frame.
+use crate::config::MAX_SHARDS;
+
+/// Where a frame is stored within its shard: segment `segment`, the record at byte `offset`, its
+/// `index`th frame. Ordered as the shard's segment stream is: a later position is a later frame.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
     pub segment: u64,
@@ -46,6 +56,122 @@ impl FromStr for Position {
     }
 }
 
+/// A frame's place in the whole archive: its shard and its position there (`SHARD/SEG:OFF:IDX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShardPosition {
+    pub shard: usize,
+    pub position: Position,
+}
+
+impl fmt::Display for ShardPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.shard, self.position)
+    }
+}
+
+impl FromStr for ShardPosition {
+    type Err = String;
+
+    /// Parses `SHARD/SEGMENT:OFFSET:INDEX`, or `SEGMENT:OFFSET:INDEX` for shard 0 (what this
+    /// daemon printed before it had shards, and still names the same frame).
+    fn from_str(text: &str) -> Result<ShardPosition, String> {
+        let Some((shard, position)) = text.split_once('/') else {
+            let position = text.parse()?;
+            return Ok(ShardPosition { shard: 0, position });
+        };
+        let shard = shard
+            .parse()
+            .ok()
+            .filter(|shard| *shard < MAX_SHARDS)
+            .ok_or_else(|| {
+                format!("{text:?}: {shard:?} is not a shard: expected a number below {MAX_SHARDS}")
+            })?;
+        Ok(ShardPosition {
+            shard,
+            position: position.parse()?,
+        })
+    }
+}
+
+/// The position of the last frame a follower handled in each shard it has heard from: where it
+/// resumes. A shard it holds no position for is read from its oldest frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions(BTreeMap<usize, Position>);
+
+impl Positions {
+    /// No position: every shard from its oldest frame.
+    pub fn new() -> Positions {
+        Positions::default()
+    }
+
+    /// The position held for `shard`.
+    pub fn get(&self, shard: usize) -> Option<Position> {
+        self.0.get(&shard).copied()
+    }
+
+    /// Holds `at` as its shard's position, replacing the one before.
+    pub fn set(&mut self, at: ShardPosition) {
+        self.0.insert(at.shard, at.position);
+    }
+
+    /// Each shard's position, by shard.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ShardPosition> + '_ {
+        self.0
+            .iter()
+            .map(|(&shard, &position)| ShardPosition { shard, position })
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<ShardPosition> for Positions {
+    fn from_iter<I: IntoIterator<Item = ShardPosition>>(positions: I) -> Positions {
+        let mut all = Positions::new();
+        positions.into_iter().for_each(|at| all.set(at));
+        all
+    }
+}
+
+impl fmt::Display for Positions {
+    /// `SHARD/SEGMENT:OFFSET:INDEX` for each shard, by shard, separated by commas.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, at) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{at}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Positions {
+    type Err = String;
+
+    /// Parses positions separated by commas, at most one per shard; a position without a shard is
+    /// shard 0's.
+    fn from_str(text: &str) -> Result<Positions, String> {
+        let mut all = Positions::new();
+        for part in text.split(',') {
+            let at: ShardPosition = part.trim().parse()?;
+            if all.get(at.shard).is_some() {
+                return Err(format!(
+                    "{text:?} holds two positions of shard {}",
+                    at.shard
+                ));
+            }
+            all.set(at);
+        }
+        Ok(all)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +194,37 @@ mod tests {
             "1:8:4294967296",
         ] {
             assert!(bad.parse::<Position>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn positions_of_several_shards_round_trip_and_a_bare_position_is_shard_0() {
+        let text = "0/12:4096:3,2/7:8:0,63/1:8:1";
+        let positions: Positions = text.parse().unwrap();
+        assert_eq!(positions.len(), 3);
+        assert_eq!(
+            positions.get(2),
+            Some(Position {
+                segment: 7,
+                offset: 8,
+                index: 0
+            })
+        );
+        assert_eq!(positions.to_string(), text);
+        let unordered: Positions = "2/7:8:0,0/12:4096:3,63/1:8:1".parse().unwrap();
+        assert_eq!(unordered, positions);
+        let bare: Positions = "12:4096:3".parse().unwrap();
+        assert_eq!(bare.to_string(), "0/12:4096:3");
+        for bad in [
+            "",
+            "0/1:8:0,",
+            "64/1:8:0",
+            "x/1:8:0",
+            "0/1:8:0,0/2:8:0",
+            "1:8:0,0/2:8:0",
+            "1/2/1:8:0",
+        ] {
+            assert!(bad.parse::<Positions>().is_err(), "{bad:?} parsed");
         }
     }
 }

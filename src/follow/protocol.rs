@@ -6,40 +6,56 @@
 //! after it, as the archive stores them. At 64-byte payloads a message per frame cost the consumer
 //! more to take apart than the frame itself.
 //!
+//! Version 3 names the shard (`crate::archive::layout`) in every position: SUBSCRIBE carries one
+//! position per shard, and FRAMES its shard, as a message type of its own (0x96), so that every
+//! message decodes without knowing the subscription's version. Versions 1 and 2 are still served
+//! on an archive of shard 0 alone, where their positions name the same frames as before.
+//!
 //! It uses the uplink protocol's framing (a u32 big-endian length, then the body, whose first byte
 //! is the type), so a client reuses its framing code, and message types of their own (0x11, 0x91
-//! to 0x94), so a consumer that connects to a source listener by mistake, or a source that
+//! to 0x96), so a consumer that connects to a source listener by mistake, or a source that
 //! connects here, is refused at its first message instead of misread. Every message is encoded
 //! and decoded here and nowhere else: the daemon, `aggregator tail` and the benchmark share it.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::position::Position;
+use super::position::{Position, Positions, ShardPosition};
 use crate::archive::segment::{self, FrameRecord};
+use crate::config::MAX_SHARDS;
 use crate::ingest::ledger::SourceKey;
 use crate::pipeline::frame::{Priority, SourceKind};
 
-/// The newest protocol version SUBSCRIBE and SUBSCRIBED carry: 2 adds CATALOG notices.
-pub const VERSION: u8 = 2;
-/// The oldest version still served (without CATALOG notices).
+/// The newest protocol version SUBSCRIBE and SUBSCRIBED carry: 2 adds CATALOG notices, 3 shards.
+pub const VERSION: u8 = 3;
+/// The oldest version still served (without CATALOG notices, on an archive of one shard).
 pub const MIN_VERSION: u8 = 1;
 /// The first version with CATALOG notices.
 pub const CATALOG_VERSION: u8 = 2;
+/// The first version whose positions name their shard; older ones follow shard 0 alone.
+pub const SHARDS_VERSION: u8 = 3;
 
-/// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 814 sources.
+/// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 814
+/// sources (version 1 and 2), or 549 sources and a position in each of 64 shards (version 3).
 pub const MAX_SUBSCRIBE_LEN: usize = 4096;
 
 /// The longest body a client must accept: FRAMES holding a whole record of the largest size.
-pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAMES_HEADER_LEN + segment::MAX_BODY_LEN as usize;
+pub const MAX_DAEMON_MESSAGE_LEN: usize = SHARD_FRAMES_HEADER_LEN + segment::MAX_BODY_LEN as usize;
 
-/// A FRAMES message's bytes before its first frame.
+/// A FRAMES message's bytes before its first frame (versions 1 and 2).
 pub const FRAMES_HEADER_LEN: usize = 39;
+
+/// A version-3 FRAMES message's bytes before its first frame: one more, the shard.
+pub const SHARD_FRAMES_HEADER_LEN: usize = 40;
 
 /// A frame's bytes in FRAMES before its payload: sequence and payload length.
 const FRAME_ENTRY_LEN: usize = 12;
 
-/// SUBSCRIBE's bytes before its sources.
+/// SUBSCRIBE's bytes before its sources (versions 1 and 2).
 const SUBSCRIBE_FIXED_LEN: usize = 26;
+
+/// Version 3 SUBSCRIBE's bytes before its sources, and each of its positions' bytes.
+const SUBSCRIBE_3_FIXED_LEN: usize = 7;
+const SHARD_POSITION_LEN: usize = 21;
 
 const SUBSCRIBE: u8 = 0x11;
 const SUBSCRIBED: u8 = 0x91;
@@ -47,16 +63,21 @@ const REFUSED: u8 = 0x92;
 const FRAMES: u8 = 0x93;
 const END: u8 = 0x94;
 const CATALOG: u8 = 0x95;
+const SHARD_FRAMES: u8 = 0x96;
 
-/// Where a subscription starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// A shard is one byte on the wire.
+const _: () = assert!(MAX_SHARDS <= 256);
+
+/// Where a subscription starts, in every shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     /// The oldest frame the archive still holds.
     Oldest,
     /// The first frame that becomes durable after the subscription.
     Now,
-    /// The frame right after this one, which the daemon gave earlier.
-    After(Position),
+    /// In each shard, the frame right after its position, which the daemon gave earlier; the
+    /// oldest frame in a shard without one.
+    After(Positions),
 }
 
 impl std::fmt::Display for Start {
@@ -65,7 +86,7 @@ impl std::fmt::Display for Start {
         match self {
             Start::Oldest => f.write_str("start"),
             Start::Now => f.write_str("now"),
-            Start::After(position) => write!(f, "{position}"),
+            Start::After(positions) => write!(f, "{positions}"),
         }
     }
 }
@@ -77,7 +98,7 @@ impl std::str::FromStr for Start {
         match text {
             "start" => Ok(Start::Oldest),
             "now" => Ok(Start::Now),
-            position => position.parse().map(Start::After).map_err(|err| {
+            positions => positions.parse().map(Start::After).map_err(|err| {
                 format!("{err}; or start (the oldest frame) or now (only frames to come)")
             }),
         }
@@ -113,89 +134,193 @@ impl Subscription {
             && (self.sources.is_empty() || self.sources.contains(&(frame.kind, frame.source_id)))
     }
 
-    /// Appends the SUBSCRIBE message with its length prefix.
+    /// Appends the SUBSCRIBE message with its length prefix, in the layout of its version. A
+    /// version-1 or 2 SUBSCRIBE can name shard 0's position only: the others are left out.
     pub fn encode(&self, dst: &mut BytesMut) {
-        dst.put_u32((SUBSCRIBE_FIXED_LEN + 5 * self.sources.len()) as u32);
-        dst.put_u8(SUBSCRIBE);
-        dst.put_u8(self.version);
-        let (code, position) = match self.start {
-            Start::Oldest => (0, Position::default()),
-            Start::Now => (1, Position::default()),
-            Start::After(position) => (2, position),
+        let code = match self.start {
+            Start::Oldest => 0,
+            Start::Now => 1,
+            Start::After(_) => 2,
         };
-        dst.put_u8(code);
-        put_position(dst, position);
-        dst.put_u8(match self.priority {
+        let priority = match self.priority {
             None => 0,
             Some(Priority::Routine) => 1,
             Some(Priority::Emergency) => 2,
-        });
+        };
+        let positions = match &self.start {
+            Start::After(positions) => positions.clone(),
+            _ => Positions::new(),
+        };
+        if self.version >= SHARDS_VERSION {
+            let len = SUBSCRIBE_3_FIXED_LEN
+                + 5 * self.sources.len()
+                + SHARD_POSITION_LEN * positions.len();
+            dst.put_u32(len as u32);
+            dst.put_slice(&[SUBSCRIBE, self.version, code, priority]);
+            dst.put_u16(self.sources.len() as u16);
+            dst.put_u8(positions.len() as u8);
+            self.put_sources(dst);
+            for at in positions.iter() {
+                dst.put_u8(at.shard as u8);
+                put_position(dst, at.position);
+            }
+            return;
+        }
+        dst.put_u32((SUBSCRIBE_FIXED_LEN + 5 * self.sources.len()) as u32);
+        dst.put_slice(&[SUBSCRIBE, self.version, code]);
+        put_position(dst, positions.get(0).unwrap_or_default());
+        dst.put_u8(priority);
         dst.put_u16(self.sources.len() as u16);
+        self.put_sources(dst);
+    }
+
+    fn put_sources(&self, dst: &mut BytesMut) {
         for &(kind, id) in &self.sources {
             dst.put_u8(kind.to_byte());
             dst.put_u32(id);
         }
     }
 
-    /// Decodes a SUBSCRIBE body; an error is the refusal to send.
-    pub fn decode(mut body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
-        let malformed = |why: String| (RefuseReason::MalformedSubscribe, why);
+    /// Decodes a SUBSCRIBE body of any version served; an error is the refusal to send.
+    pub fn decode(body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
         if body.first() != Some(&SUBSCRIBE) {
             let what = body
                 .first()
                 .map_or("an empty message".into(), |t| format!("type {t:#04x}"));
             return Err(malformed(format!("expected SUBSCRIBE (0x11), got {what}")));
         }
-        if body.len() < SUBSCRIBE_FIXED_LEN {
-            return Err(malformed(format!(
-                "SUBSCRIBE of {} bytes, shorter than {SUBSCRIBE_FIXED_LEN}",
-                body.len()
-            )));
-        }
-        let len = body.len();
-        body.advance(1);
-        let version = body.get_u8();
+        let Some(&version) = body.get(1) else {
+            return Err(malformed("SUBSCRIBE of 1 byte, without a version".into()));
+        };
         if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err((
                 RefuseReason::UnsupportedVersion,
                 format!("version {version}; this daemon speaks {MIN_VERSION} to {VERSION}"),
             ));
         }
-        let from = body.get_u8();
-        let position = get_position(&mut body);
-        let start = match from {
-            0 => Start::Oldest,
-            1 => Start::Now,
-            2 => Start::After(position),
-            other => return Err(malformed(format!("undefined start {other}"))),
-        };
-        let priority = match body.get_u8() {
-            0 => None,
-            1 => Some(Priority::Routine),
-            2 => Some(Priority::Emergency),
-            other => return Err(malformed(format!("undefined priority filter {other}"))),
-        };
-        let count = usize::from(body.get_u16());
-        if len != SUBSCRIBE_FIXED_LEN + 5 * count {
+        match version >= SHARDS_VERSION {
+            true => Self::decode_sharded(body, version),
+            false => Self::decode_unsharded(body, version),
+        }
+    }
+
+    /// Versions 1 and 2: one position, shard 0's.
+    fn decode_unsharded(
+        mut body: &[u8],
+        version: u8,
+    ) -> Result<Subscription, (RefuseReason, String)> {
+        let len = body.len();
+        if len < SUBSCRIBE_FIXED_LEN {
             return Err(malformed(format!(
-                "SUBSCRIBE of {len} bytes for {count} sources; expected {}",
-                SUBSCRIBE_FIXED_LEN + 5 * count
+                "SUBSCRIBE of {len} bytes, shorter than {SUBSCRIBE_FIXED_LEN}"
             )));
         }
-        let mut sources = Vec::with_capacity(count);
-        for _ in 0..count {
-            let byte = body.get_u8();
-            let kind = SourceKind::from_byte(byte)
-                .ok_or_else(|| malformed(format!("undefined source kind {byte}")))?;
-            sources.push((kind, body.get_u32()));
+        body.advance(2);
+        let from = body.get_u8();
+        let position = get_position(&mut body);
+        let start = start(from, || {
+            [ShardPosition { shard: 0, position }].into_iter().collect()
+        })?;
+        let priority = priority_filter(body.get_u8())?;
+        let count = usize::from(body.get_u16());
+        let expected = SUBSCRIBE_FIXED_LEN + 5 * count;
+        if len != expected {
+            return Err(malformed(format!(
+                "SUBSCRIBE of {len} bytes for {count} sources; expected {expected}"
+            )));
         }
         Ok(Subscription {
             version,
             start,
+            sources: get_sources(&mut body, count)?,
+            priority,
+        })
+    }
+
+    /// Version 3: a position per shard, after the sources.
+    fn decode_sharded(
+        mut body: &[u8],
+        version: u8,
+    ) -> Result<Subscription, (RefuseReason, String)> {
+        let len = body.len();
+        if len < SUBSCRIBE_3_FIXED_LEN {
+            return Err(malformed(format!(
+                "SUBSCRIBE of {len} bytes, shorter than {SUBSCRIBE_3_FIXED_LEN}"
+            )));
+        }
+        body.advance(2);
+        let from = body.get_u8();
+        let priority = priority_filter(body.get_u8())?;
+        let count = usize::from(body.get_u16());
+        let held = usize::from(body.get_u8());
+        let expected = SUBSCRIBE_3_FIXED_LEN + 5 * count + SHARD_POSITION_LEN * held;
+        if len != expected {
+            return Err(malformed(format!(
+                "SUBSCRIBE of {len} bytes for {count} sources and {held} positions; expected {expected}"
+            )));
+        }
+        if from != 2 && held != 0 {
+            return Err(malformed(format!(
+                "{held} positions with start {from}: positions go with start 2 only"
+            )));
+        }
+        let sources = get_sources(&mut body, count)?;
+        let mut positions = Positions::new();
+        for _ in 0..held {
+            let shard = usize::from(body.get_u8());
+            let position = get_position(&mut body);
+            if shard >= MAX_SHARDS {
+                return Err(malformed(format!(
+                    "a position of shard {shard}; shards are below {MAX_SHARDS}"
+                )));
+            }
+            if positions.get(shard).is_some() {
+                return Err(malformed(format!("two positions of shard {shard}")));
+            }
+            positions.set(ShardPosition { shard, position });
+        }
+        Ok(Subscription {
+            version,
+            start: start(from, || positions)?,
             sources,
             priority,
         })
     }
+}
+
+fn malformed(why: String) -> (RefuseReason, String) {
+    (RefuseReason::MalformedSubscribe, why)
+}
+
+/// SUBSCRIBE's start code, with the positions `after` gives for start 2.
+fn start(code: u8, after: impl FnOnce() -> Positions) -> Result<Start, (RefuseReason, String)> {
+    match code {
+        0 => Ok(Start::Oldest),
+        1 => Ok(Start::Now),
+        2 => Ok(Start::After(after())),
+        other => Err(malformed(format!("undefined start {other}"))),
+    }
+}
+
+fn priority_filter(code: u8) -> Result<Option<Priority>, (RefuseReason, String)> {
+    match code {
+        0 => Ok(None),
+        1 => Ok(Some(Priority::Routine)),
+        2 => Ok(Some(Priority::Emergency)),
+        other => Err(malformed(format!("undefined priority filter {other}"))),
+    }
+}
+
+/// `count` sources, whose bytes the caller checked are there.
+fn get_sources(body: &mut &[u8], count: usize) -> Result<Vec<SourceKey>, (RefuseReason, String)> {
+    let mut sources = Vec::with_capacity(count);
+    for _ in 0..count {
+        let byte = body.get_u8();
+        let kind = SourceKind::from_byte(byte)
+            .ok_or_else(|| malformed(format!("undefined source kind {byte}")))?;
+        sources.push((kind, body.get_u32()));
+    }
+    Ok(sources)
 }
 
 /// Why the daemon refused a subscription (REFUSED's code).
@@ -257,12 +382,27 @@ impl EndReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FollowedFrame {
     pub frame: FrameRecord,
+    /// The shard whose segments hold it (0 for a follower of version 1 or 2).
+    pub shard: usize,
+    /// Its position in that shard's segments.
     pub position: Position,
+}
+
+impl FollowedFrame {
+    /// Its shard and position, as `SHARD/SEGMENT:OFFSET:INDEX` prints.
+    pub fn shard_position(&self) -> ShardPosition {
+        ShardPosition {
+            shard: self.shard,
+            position: self.position,
+        }
+    }
 }
 
 /// Frames of one archive record with consecutive positions from `first`: one FRAMES message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameRun {
+    /// The shard whose segments hold the record.
+    pub shard: usize,
     pub kind: SourceKind,
     pub priority: Priority,
     pub source_id: u32,
@@ -278,6 +418,7 @@ impl FrameRun {
     pub fn starting_with(followed: FollowedFrame) -> FrameRun {
         let f = followed.frame;
         FrameRun {
+            shard: followed.shard,
             kind: f.kind,
             priority: f.priority,
             source_id: f.source_id,
@@ -291,7 +432,8 @@ impl FrameRun {
     pub fn extend(&mut self, followed: FollowedFrame) -> Result<(), FollowedFrame> {
         let next = self.first.index as usize + self.frames.len();
         let p = followed.position;
-        let same_record = (p.segment, p.offset) == (self.first.segment, self.first.offset);
+        let same_record = followed.shard == self.shard
+            && (p.segment, p.offset) == (self.first.segment, self.first.offset);
         if same_record && p.index as usize == next {
             self.frames
                 .push((followed.frame.sequence, followed.frame.payload));
@@ -304,6 +446,7 @@ impl FrameRun {
     /// The frames one by one, each with its position.
     pub fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
         let FrameRun {
+            shard,
             kind,
             priority,
             source_id,
@@ -323,21 +466,36 @@ impl FrameRun {
                     received_unix_ns,
                     payload,
                 },
+                shard,
                 position: Position { index, ..first },
             })
     }
 
-    /// Appends the FRAMES message with its length prefix.
-    pub fn encode(&self, dst: &mut BytesMut) {
+    /// Appends the FRAMES message with its length prefix, as a follower of `version` takes it:
+    /// type 0x96 with the shard from version 3 on, type 0x93 (shard 0 implied) before.
+    pub fn encode(&self, version: u8, dst: &mut BytesMut) {
+        let sharded = version >= SHARDS_VERSION;
+        debug_assert!(
+            sharded || self.shard == 0,
+            "shard {} to version {version}",
+            self.shard
+        );
+        let header = match sharded {
+            true => SHARD_FRAMES_HEADER_LEN,
+            false => FRAMES_HEADER_LEN,
+        };
         let payloads: usize = self.frames.iter().map(|(_, p)| p.len()).sum();
-        let len = FRAMES_HEADER_LEN + FRAME_ENTRY_LEN * self.frames.len() + payloads;
+        let len = header + FRAME_ENTRY_LEN * self.frames.len() + payloads;
         dst.reserve(4 + len);
         dst.put_u32(len as u32);
-        dst.put_u8(FRAMES);
+        dst.put_u8(if sharded { SHARD_FRAMES } else { FRAMES });
         dst.put_u8(self.kind.to_byte());
         dst.put_u8(self.priority.to_byte());
         dst.put_u32(self.source_id);
         dst.put_u64(self.received_unix_ns);
+        if sharded {
+            dst.put_u8(self.shard as u8);
+        }
         put_position(dst, self.first);
         dst.put_u32(self.frames.len() as u32);
         for (sequence, payload) in &self.frames {
@@ -347,12 +505,14 @@ impl FrameRun {
         }
     }
 
-    /// Decodes a FRAMES body after its type byte (`len` bytes with it).
-    fn decode(mut body: Bytes, len: usize) -> Result<FrameRun, String> {
-        if len < FRAMES_HEADER_LEN {
-            return Err(format!(
-                "FRAMES of {len} bytes, expected at least {FRAMES_HEADER_LEN}"
-            ));
+    /// Decodes a FRAMES body after its type byte (`len` bytes with it); `sharded` for type 0x96.
+    fn decode(mut body: Bytes, len: usize, sharded: bool) -> Result<FrameRun, String> {
+        let header = match sharded {
+            true => SHARD_FRAMES_HEADER_LEN,
+            false => FRAMES_HEADER_LEN,
+        };
+        if len < header {
+            return Err(format!("FRAMES of {len} bytes, expected at least {header}"));
         }
         let (kind_byte, priority_byte) = (body.get_u8(), body.get_u8());
         let kind = SourceKind::from_byte(kind_byte)
@@ -361,6 +521,15 @@ impl FrameRun {
             .ok_or_else(|| format!("FRAMES with undefined priority {priority_byte}"))?;
         let source_id = body.get_u32();
         let received_unix_ns = body.get_u64();
+        let shard = match sharded {
+            true => usize::from(body.get_u8()),
+            false => 0,
+        };
+        if shard >= MAX_SHARDS {
+            return Err(format!(
+                "FRAMES of shard {shard}; shards are below {MAX_SHARDS}"
+            ));
+        }
         let first = get_position(&mut body);
         let count = body.get_u32();
         let mut frames = Vec::with_capacity((count as usize).min(body.len() / FRAME_ENTRY_LEN));
@@ -385,6 +554,7 @@ impl FrameRun {
             ));
         }
         Ok(FrameRun {
+            shard,
             kind,
             priority,
             source_id,
@@ -405,6 +575,7 @@ pub enum DaemonMessage {
         reason: RefuseReason,
         detail: String,
     },
+    /// FRAMES (0x93), or FRAMES with its shard (0x96, version 3).
     Frames(FrameRun),
     End {
         reason: EndReason,
@@ -418,7 +589,8 @@ pub enum DaemonMessage {
 }
 
 impl DaemonMessage {
-    /// Appends the message with its length prefix.
+    /// Appends the message with its length prefix; FRAMES as this build's [`VERSION`] sends it
+    /// ([`FrameRun::encode`] for an older follower's).
     pub fn encode(&self, dst: &mut BytesMut) {
         let (kind, code, detail) = match self {
             DaemonMessage::Subscribed { version } => {
@@ -427,7 +599,7 @@ impl DaemonMessage {
                 dst.put_u8(*version);
                 return;
             }
-            DaemonMessage::Frames(run) => return run.encode(dst),
+            DaemonMessage::Frames(run) => return run.encode(VERSION, dst),
             DaemonMessage::Catalog { version } => {
                 dst.put_u32(9);
                 dst.put_u8(CATALOG);
@@ -457,7 +629,8 @@ impl DaemonMessage {
                 version: body.get_u8(),
             }),
             SUBSCRIBED => Err(format!("SUBSCRIBED of {len} bytes, expected 2")),
-            FRAMES => FrameRun::decode(body, len).map(DaemonMessage::Frames),
+            FRAMES => FrameRun::decode(body, len, false).map(DaemonMessage::Frames),
+            SHARD_FRAMES => FrameRun::decode(body, len, true).map(DaemonMessage::Frames),
             CATALOG if len == 9 => Ok(DaemonMessage::Catalog {
                 version: body.get_u64(),
             }),
@@ -508,15 +681,34 @@ mod tests {
         encoded.freeze()
     }
 
+    fn at(shard: usize, segment: u64, offset: u64, index: u32) -> ShardPosition {
+        ShardPosition {
+            shard,
+            position: Position {
+                segment,
+                offset,
+                index,
+            },
+        }
+    }
+
+    fn after(positions: &[ShardPosition]) -> Start {
+        Start::After(positions.iter().copied().collect())
+    }
+
+    /// Hex bytes as the documentation writes them, whitespace between.
+    fn hex_bytes(documented: &str) -> Vec<u8> {
+        documented
+            .split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
     #[test]
     fn subscribe_is_byte_exact_and_round_trips() {
         let subscription = Subscription {
             version: 1,
-            start: Start::After(Position {
-                segment: 1,
-                offset: 8,
-                index: 2,
-            }),
+            start: after(&[at(0, 1, 8, 2)]),
             sources: vec![(SourceKind::ArchivedReplay, 7)],
             priority: Some(Priority::Emergency),
         };
@@ -530,23 +722,54 @@ mod tests {
         assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
     }
 
-    /// The example of `docs/protocol.md`, "Following the archive", byte for byte.
     #[test]
-    fn the_documented_example_is_what_is_encoded() {
+    fn every_start_of_every_version_round_trips() {
+        let starts = [
+            Start::Oldest,
+            Start::Now,
+            after(&[at(0, 3, 8, 1)]),
+            after(&[at(0, 3, 8, 1), at(5, 1, 90, 0), at(63, 9, 8, 4)]),
+            Start::After(Positions::new()),
+        ];
+        for version in MIN_VERSION..=VERSION {
+            for start in &starts {
+                let sharded = matches!(start, Start::After(p) if p.iter().any(|at| at.shard > 0));
+                if version < SHARDS_VERSION && sharded {
+                    continue;
+                }
+                let subscription = Subscription {
+                    version,
+                    start: start.clone(),
+                    sources: vec![(SourceKind::LiveUplink, 1), (SourceKind::ArchivedReplay, 2)],
+                    priority: None,
+                };
+                let mut encoded = BytesMut::new();
+                subscription.encode(&mut encoded);
+                let decoded = Subscription::decode(&body(encoded)).unwrap();
+                if version < SHARDS_VERSION && *start == Start::After(Positions::new()) {
+                    // Without shards, "after" always names shard 0's position.
+                    assert_eq!(decoded.start, after(&[at(0, 0, 0, 0)]));
+                    continue;
+                }
+                assert_eq!(decoded, subscription, "version {version}");
+            }
+        }
+    }
+
+    /// The examples of `docs/protocol.md`, "Following the archive", byte for byte.
+    #[test]
+    fn the_documented_examples_are_what_is_encoded() {
         let mut encoded = BytesMut::new();
         Subscription {
             version: 1,
-            start: Start::After(Position {
-                segment: 1,
-                offset: 8,
-                index: 0,
-            }),
+            start: after(&[at(0, 1, 8, 0)]),
             sources: vec![(SourceKind::LiveUplink, 7)],
             priority: Some(Priority::Emergency),
         }
         .encode(&mut encoded);
         DaemonMessage::Subscribed { version: 1 }.encode(&mut encoded);
-        DaemonMessage::Frames(FrameRun {
+        let mut run = FrameRun {
+            shard: 0,
             kind: SourceKind::LiveUplink,
             priority: Priority::Emergency,
             source_id: 7,
@@ -557,33 +780,68 @@ mod tests {
                 index: 0,
             },
             frames: vec![(5, Bytes::from_static(b"ab")), (6, Bytes::new())],
-        })
-        .encode(&mut encoded);
+        };
+        run.encode(1, &mut encoded);
         let documented = "00 00 00 1f 11 01 02 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 \
             00 00 00 00 02 00 01 00 00 00 00 07 00 00 00 02 91 01 00 00 00 41 93 00 01 00 00 00 07 \
             17 97 9c fe 36 39 42 40 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 7b 00 00 00 00 \
             00 00 00 02 00 00 00 00 00 00 00 05 00 00 00 02 61 62 \
             00 00 00 00 00 00 00 06 00 00 00 00";
-        let bytes: Vec<u8> = documented
-            .split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect();
-        assert_eq!(&encoded[..], &bytes[..]);
+        assert_eq!(&encoded[..], &hex_bytes(documented)[..]);
+
+        let mut encoded = BytesMut::new();
+        Subscription {
+            version: 3,
+            start: after(&[at(0, 1, 8, 0), at(2, 4, 8, 1)]),
+            sources: vec![(SourceKind::LiveUplink, 7)],
+            priority: Some(Priority::Emergency),
+        }
+        .encode(&mut encoded);
+        DaemonMessage::Subscribed { version: 3 }.encode(&mut encoded);
+        run.shard = 2;
+        run.first = Position {
+            segment: 4,
+            offset: 123,
+            index: 2,
+        };
+        run.encode(3, &mut encoded);
+        let documented = "00 00 00 36 11 03 02 02 00 01 02 00 00 00 00 07 \
+            00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 00 00 00 00 \
+            02 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 08 00 00 00 01 \
+            00 00 00 02 91 03 \
+            00 00 00 42 96 00 01 00 00 00 07 17 97 9c fe 36 39 42 40 \
+            02 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 7b 00 00 00 02 \
+            00 00 00 02 00 00 00 00 00 00 00 05 00 00 00 02 61 62 \
+            00 00 00 00 00 00 00 06 00 00 00 00";
+        assert_eq!(&encoded[..], &hex_bytes(documented)[..]);
     }
 
     #[test]
     fn a_bad_subscribe_is_refused_with_its_reason() {
         let mut encoded = BytesMut::new();
         Subscription {
-            version: VERSION,
+            version: 2,
             start: Start::Oldest,
             sources: vec![(SourceKind::LiveUplink, 1)],
             priority: None,
         }
         .encode(&mut encoded);
         let good = body(encoded).to_vec();
+        let mut encoded = BytesMut::new();
+        Subscription {
+            version: 3,
+            start: after(&[at(0, 1, 8, 0), at(4, 1, 8, 0)]),
+            sources: vec![(SourceKind::LiveUplink, 1)],
+            priority: None,
+        }
+        .encode(&mut encoded);
+        let good3 = body(encoded).to_vec();
+        assert!(Subscription::decode(&good3).is_ok());
+        // Version 3: the second position's shard byte, at 7 + 5 + 21.
+        let second = 33;
         let cases: Vec<(Vec<u8>, RefuseReason)> = vec![
             (vec![], RefuseReason::MalformedSubscribe),
+            (vec![0x11], RefuseReason::MalformedSubscribe),
             (
                 vec![0x01, 1, 0, 0, 0, 0, 7],
                 RefuseReason::MalformedSubscribe,
@@ -613,6 +871,25 @@ mod tests {
                 [&good[..26], &[9], &good[27..]].concat(),
                 RefuseReason::MalformedSubscribe,
             ),
+            // Version 3: too short, a length that does not match the counts, positions with
+            // start "now", a shard out of range, the same shard twice.
+            (good3[..6].to_vec(), RefuseReason::MalformedSubscribe),
+            (
+                good3[..good3.len() - 1].to_vec(),
+                RefuseReason::MalformedSubscribe,
+            ),
+            (
+                [&good3[..2], &[1], &good3[3..]].concat(),
+                RefuseReason::MalformedSubscribe,
+            ),
+            (
+                [&good3[..second], &[64], &good3[second + 1..]].concat(),
+                RefuseReason::MalformedSubscribe,
+            ),
+            (
+                [&good3[..second], &[0], &good3[second + 1..]].concat(),
+                RefuseReason::MalformedSubscribe,
+            ),
         ];
         for (bytes, reason) in cases {
             let refused = Subscription::decode(&bytes).map_err(|(r, _)| r);
@@ -622,6 +899,22 @@ mod tests {
 
     #[test]
     fn daemon_messages_round_trip_and_unknown_codes_are_errors() {
+        let run = |shard| FrameRun {
+            shard,
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Emergency,
+            source_id: 3,
+            received_unix_ns: 42,
+            first: Position {
+                segment: 2,
+                offset: 74,
+                index: 1,
+            },
+            frames: vec![
+                (9, Bytes::from_static(b"ab")),
+                (10, Bytes::from_static(b"c")),
+            ],
+        };
         let messages = [
             DaemonMessage::Subscribed { version: VERSION },
             DaemonMessage::Catalog { version: 7 },
@@ -633,34 +926,32 @@ mod tests {
                 reason: EndReason::Shutdown,
                 detail: "drained".into(),
             },
-            DaemonMessage::Frames(FrameRun {
-                kind: SourceKind::LiveUplink,
-                priority: Priority::Emergency,
-                source_id: 3,
-                received_unix_ns: 42,
-                first: Position {
-                    segment: 2,
-                    offset: 74,
-                    index: 1,
-                },
-                frames: vec![
-                    (9, Bytes::from_static(b"ab")),
-                    (10, Bytes::from_static(b"c")),
-                ],
-            }),
+            DaemonMessage::Frames(run(0)),
+            DaemonMessage::Frames(run(63)),
         ];
         for message in messages {
             let mut encoded = BytesMut::new();
             message.encode(&mut encoded);
             assert_eq!(DaemonMessage::decode(body(encoded)), Ok(message));
         }
+        // FRAMES for an older follower: no shard byte, and the same frames.
+        let mut old = BytesMut::new();
+        run(0).encode(2, &mut old);
+        let mut new = BytesMut::new();
+        run(0).encode(3, &mut new);
+        assert_eq!((old[4], new[4], new.len() - old.len()), (0x93, 0x96, 1));
+        assert_eq!(
+            DaemonMessage::decode(body(old)),
+            Ok(DaemonMessage::Frames(run(0)))
+        );
         for bad in [&[0x92, 99][..], &[0x94, 0], &[0x7f], &[0x93, 0, 0]] {
             assert!(DaemonMessage::decode(Bytes::copy_from_slice(bad)).is_err());
         }
-        // FRAMES with no frame, a frame cut short, and a byte left over.
-        let run = |frames: Vec<(u64, Bytes)>| {
+        // FRAMES with no frame, a frame cut short, a byte left over, and a shard out of range.
+        let encoded = |frames: Vec<(u64, Bytes)>, shard| {
             let mut encoded = BytesMut::new();
             FrameRun {
+                shard,
                 kind: SourceKind::ArchivedReplay,
                 priority: Priority::Routine,
                 source_id: 1,
@@ -668,14 +959,17 @@ mod tests {
                 first: Position::default(),
                 frames,
             }
-            .encode(&mut encoded);
+            .encode(VERSION, &mut encoded);
             body(encoded).to_vec()
         };
-        let one = run(vec![(1, Bytes::from_static(b"xyz"))]);
+        let one = encoded(vec![(1, Bytes::from_static(b"xyz"))], 0);
+        let mut shard_64 = one.clone();
+        shard_64[15] = 64;
         let bad = [
-            run(Vec::new()),
+            encoded(Vec::new(), 0),
             one[..one.len() - 1].to_vec(),
             [&one[..], &[0]].concat(),
+            shard_64,
         ];
         for bad in bad {
             assert!(DaemonMessage::decode(Bytes::from(bad)).is_err());
@@ -683,8 +977,8 @@ mod tests {
     }
 
     #[test]
-    fn a_run_takes_only_the_next_frame_of_its_record() {
-        let frame = |offset, index, sequence| FollowedFrame {
+    fn a_run_takes_only_the_next_frame_of_its_record_and_shard() {
+        let frame = |shard, offset, index, sequence| FollowedFrame {
             frame: FrameRecord {
                 kind: SourceKind::LiveUplink,
                 priority: Priority::Routine,
@@ -693,17 +987,22 @@ mod tests {
                 received_unix_ns: 0,
                 payload: Bytes::new(),
             },
+            shard,
             position: Position {
                 segment: 1,
                 offset,
                 index,
             },
         };
-        let mut run = FrameRun::starting_with(frame(8, 2, 20));
-        assert!(run.extend(frame(8, 3, 21)).is_ok());
-        assert!(run.extend(frame(8, 5, 23)).is_err(), "a frame skipped");
-        assert!(run.extend(frame(90, 4, 22)).is_err(), "another record");
-        let frames: Vec<_> = run.into_frames().map(|f| f.position.index).collect();
-        assert_eq!(frames, [2, 3]);
+        let mut run = FrameRun::starting_with(frame(1, 8, 2, 20));
+        assert!(run.extend(frame(1, 8, 3, 21)).is_ok());
+        assert!(run.extend(frame(1, 8, 5, 23)).is_err(), "a frame skipped");
+        assert!(run.extend(frame(1, 90, 4, 22)).is_err(), "another record");
+        assert!(run.extend(frame(2, 8, 4, 22)).is_err(), "another shard");
+        let frames: Vec<_> = run
+            .into_frames()
+            .map(|f| (f.shard, f.position.index))
+            .collect();
+        assert_eq!(frames, [(1, 2), (1, 3)]);
     }
 }

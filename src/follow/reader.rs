@@ -1,5 +1,5 @@
-//! Reading the archive for a follower: from a cursor up to the durable end, a bounded chunk at a
-//! time, from the segment files.
+//! Reading one shard's segment stream for a follower: from a cursor up to the shard's durable
+//! end, a bounded chunk at a time, from the segment files. [`super::shards`] reads every shard.
 //!
 //! Every function here blocks on the disk; the server calls them through `spawn_blocking`, so the
 //! runtime that runs ingest never waits for a follower's read. A follower reads files, never the
@@ -16,8 +16,8 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::position::Position;
-use super::protocol::{EndReason, FollowedFrame, FrameRun, RefuseReason, Subscription};
+use super::position::{Position, ShardPosition};
+use super::protocol::{EndReason, FollowedFrame, FrameRun, RefuseReason, Start, Subscription};
 use crate::archive::segment::{self, Entry, MAGIC};
 use crate::archive::DurableEnd;
 
@@ -73,52 +73,52 @@ fn open_segment(dir: &Path, index: u64) -> io::Result<Option<(File, PathBuf)>> {
     Ok(None)
 }
 
-/// Where a subscription's reading starts, or the refusal that ends it.
+/// Where a subscription's reading of shard `shard`, in `dir`, starts, or the refusal that ends it.
 pub fn locate(
     dir: &Path,
-    subscription: &Subscription,
+    shard: usize,
+    start: &Start,
     end: DurableEnd,
 ) -> Result<Cursor, (RefuseReason, String)> {
-    use super::protocol::Start;
     let unreadable = |err: io::Error| (RefuseReason::ArchiveUnreadable, err.to_string());
-    match subscription.start {
+    match start {
         Start::Now => Ok(Cursor {
             segment: end.segment,
             offset: end.len,
             first_index: 0,
         }),
+        Start::After(positions) => match positions.get(shard) {
+            Some(position) => after(dir, ShardPosition { shard, position }, end),
+            None => locate(dir, shard, &Start::Oldest, end),
+        },
         Start::Oldest => {
             let segments = segment::list_segments(dir).map_err(unreadable)?;
             let oldest = segments.first().map_or(end.segment, |(index, _)| *index);
             Ok(Cursor::segment_start(oldest.min(end.segment)))
         }
-        Start::After(position) => after(dir, position, end),
     }
 }
 
-/// The cursor right after `position`, once it is known to name a durable frame.
-fn after(
-    dir: &Path,
-    position: Position,
-    end: DurableEnd,
-) -> Result<Cursor, (RefuseReason, String)> {
+/// The cursor right after `at`, once it is known to name a durable frame of its shard.
+fn after(dir: &Path, at: ShardPosition, end: DurableEnd) -> Result<Cursor, (RefuseReason, String)> {
+    let position = at.position;
     if (position.segment, position.offset) >= (end.segment, end.len) {
         return Err((
             RefuseReason::PositionPastEnd,
             format!(
-                "{position} is at or past the archive's durable end {}:{}",
-                end.segment, end.len
+                "{at} is at or past shard {}'s durable end {}:{}",
+                at.shard, end.segment, end.len
             ),
         ));
     }
-    let unknown = |why: String| (RefuseReason::UnknownPosition, format!("{position}: {why}"));
+    let unknown = |why: String| (RefuseReason::UnknownPosition, format!("{at}: {why}"));
     let unreadable = |err: io::Error| (RefuseReason::ArchiveUnreadable, err.to_string());
     let Some((file, path)) = open_segment(dir, position.segment).map_err(unreadable)? else {
         return Err((
             RefuseReason::SegmentDeleted,
             format!(
-                "{position}: segment {} is not in the archive",
-                position.segment
+                "{at}: segment {} of shard {} is not in the archive",
+                position.segment, at.shard
             ),
         ));
     };
@@ -169,11 +169,12 @@ fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::R
 /// Why a follower's reading stopped short of the durable end.
 pub type ReadError = (EndReason, String);
 
-/// Reads the next chunk after `cursor`, no further than `end`: the frames `subscription` wants,
-/// each with its position. At the end of a complete segment the chunk is empty and its cursor is
-/// the next segment's start.
+/// Reads the next chunk of shard `shard` (in `dir`) after `cursor`, no further than `end`: the
+/// frames `subscription` wants, each with its position. At the end of a complete segment the
+/// chunk is empty and its cursor is the next segment's start.
 pub fn read(
     dir: &Path,
+    shard: usize,
     cursor: Cursor,
     end: DurableEnd,
     subscription: &Subscription,
@@ -188,7 +189,9 @@ pub fn read(
     let deleted = |index: u64| {
         (
             EndReason::SegmentDeleted,
-            format!("segment {index} is no longer in the archive; its frames cannot be sent"),
+            format!(
+                "segment {index} of shard {shard} is no longer in the archive; its frames cannot be sent"
+            ),
         )
     };
     let Some((file, path)) = open_segment(dir, cursor.segment).map_err(unreadable)? else {
@@ -226,7 +229,11 @@ pub fn read(
         index += 1;
         let skipped = offset == cursor.offset && position.index < cursor.first_index;
         if !skipped && subscription.wants(&frame) {
-            let followed = FollowedFrame { frame, position };
+            let followed = FollowedFrame {
+                frame,
+                shard,
+                position,
+            };
             let extended = match runs.last_mut() {
                 Some(run) => run.extend(followed),
                 None => Err(followed),

@@ -1,10 +1,12 @@
 //! The follow listener and one task per follower: the SUBSCRIBE, its refusals, and the stream of
-//! frames from the archive's files up to its durable end, then along it as it moves.
+//! frames from the archive's files up to its durable ends, then along them as they move.
 //!
-//! The archive publishes its durable end (a `watch`); a follower reads records up to it and then
-//! waits for it to move. History and live are the same loop, so the switch from one to the other
-//! can neither lose nor repeat a frame, and a follower only ever sends durable frames: a position
-//! it hands out survives a crash. Reads go through `spawn_blocking`, and a follower writes to its
+//! Each shard of the archive publishes its durable end (a `watch`); a follower reads each shard's
+//! records up to it and then waits for one to move ([`ShardCursors`]). History and live are the
+//! same loop, so the switch from one to the other can neither lose nor repeat a frame, and a
+//! follower only ever sends durable frames: a position it hands out survives a crash. A follower
+//! of version 1 or 2 cannot name a shard, so it is served only while the archive has shard 0
+//! alone, as before shards. Reads go through `spawn_blocking`, and a follower writes to its
 //! own socket only, so TCP backpressure from a slow consumer stops that follower's task and
 //! nothing else: ingest, the archive and the other followers never wait for it.
 //!
@@ -32,9 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{DaemonMessage, EndReason, RefuseReason, Subscription};
-use super::protocol::{CATALOG_VERSION, MAX_SUBSCRIBE_LEN};
-use super::reader::{self, Cursor};
-use crate::archive::DurableEnd;
+use super::protocol::{CATALOG_VERSION, MAX_SUBSCRIBE_LEN, SHARDS_VERSION};
+use super::shards::{DurableEnds, ShardCursors};
 use crate::catalog::{CatalogHandle, Published};
 use crate::ingest::listener::accept_until;
 use crate::tls::stream::{self, Reader, Writer};
@@ -43,7 +44,7 @@ use crate::tls::ServerTls;
 /// How the follow listener is set up.
 #[derive(Debug, Clone)]
 pub struct FollowSettings {
-    /// The archive directory the segments are read from.
+    /// The archive directory: shard 0's segments, and the other shards' directories.
     pub dir: PathBuf,
     /// Followers beyond this are refused with `TooManyConnections`.
     pub max_connections: usize,
@@ -58,7 +59,7 @@ pub struct FollowSettings {
 const LINGER: Duration = Duration::from_millis(500);
 
 /// The running followers: their tasks, and the cut-off at the drain deadline.
-pub(crate) struct Followers {
+pub struct Followers {
     tracker: TaskTracker,
     cut_off: CancellationToken,
 }
@@ -66,8 +67,9 @@ pub(crate) struct Followers {
 /// What every follower task shares.
 struct Shared {
     settings: FollowSettings,
-    /// `None` when the archive keeps no files: every subscription is refused.
-    durable: Option<watch::Receiver<DurableEnd>>,
+    /// Every shard's durable end; empty when the archive keeps no files: every subscription is
+    /// refused.
+    durable: DurableEnds,
     /// Announced to followers of version 2 (CATALOG notices).
     catalog: CatalogHandle,
     drain: CancellationToken,
@@ -88,11 +90,13 @@ enum Ending {
 
 impl Followers {
     /// Starts accepting followers on `listener` until `drain` is cancelled, on a thread of their
-    /// own (below).
-    pub(crate) fn start(
+    /// own (below). `durable` has every shard directory of the archive in `settings.dir` with its
+    /// durable end (a closed watch for a shard no writer appends to); empty when the archive keeps
+    /// no files.
+    pub fn start(
         listener: TcpListener,
         settings: FollowSettings,
-        durable: Option<watch::Receiver<DurableEnd>>,
+        durable: DurableEnds,
         catalog: CatalogHandle,
         drain: CancellationToken,
     ) -> Followers {
@@ -124,7 +128,7 @@ impl Followers {
 
     /// Waits for every follower to send what is durable and its END, until `deadline`; then cuts
     /// off those still sending (a consumer that does not read).
-    pub(crate) async fn finish(self, deadline: Instant) {
+    pub async fn finish(self, deadline: Instant) {
         self.tracker.close();
         if tokio::time::timeout_at(deadline, self.tracker.wait())
             .await
@@ -234,7 +238,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Sha
             ),
         ))),
     };
-    let (subscription, cursor, durable) = match subscribed {
+    let (subscription, cursors) = match subscribed {
         Ok(subscribed) => subscribed,
         Err(None) => return,
         Err(Some((reason, detail))) => {
@@ -249,8 +253,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Sha
     let ending = stream_frames(
         &mut input,
         &mut write,
-        durable,
-        cursor,
+        cursors,
         subscription,
         shared,
         &mut sent,
@@ -272,7 +275,7 @@ async fn subscribe(
     input: &mut FramedRead<Reader, LengthDelimitedCodec>,
     write: &mut Writer,
     shared: &Shared,
-) -> Result<(Arc<Subscription>, Cursor, watch::Receiver<DurableEnd>), Option<Refusal>> {
+) -> Result<(Arc<Subscription>, ShardCursors), Option<Refusal>> {
     let timeout = shared.settings.handshake_timeout;
     let body = match tokio::time::timeout(timeout, input.next()).await {
         Err(_) => {
@@ -290,16 +293,13 @@ async fn subscribe(
         let detail = "the daemon is draining; subscribe again later".to_string();
         return Err(Some((RefuseReason::ShuttingDown, detail)));
     }
-    let Some(mut durable) = shared.durable.clone() else {
+    if shared.durable.is_empty() {
         let detail = "this daemon keeps no archive files (archive.kind = \"count\")".to_string();
         return Err(Some((RefuseReason::NoArchive, detail)));
-    };
-    let end = *durable.borrow_and_update();
-    let subscription = Arc::new(subscription);
-    let (dir, wanted) = (shared.settings.dir.clone(), Arc::clone(&subscription));
-    let cursor = tokio::task::spawn_blocking(move || reader::locate(&dir, &wanted, end))
+    }
+    check_version(subscription.version, &shared.durable).map_err(Some)?;
+    let cursors = ShardCursors::locate(&shared.settings.dir, &shared.durable, &subscription.start)
         .await
-        .map_err(|err| Some((RefuseReason::ArchiveUnreadable, err.to_string())))?
         .map_err(Some)?;
     let mut buf = BytesMut::new();
     DaemonMessage::Subscribed {
@@ -307,21 +307,37 @@ async fn subscribe(
     }
     .encode(&mut buf);
     write_flushed(write, &buf).await.map_err(|_| None)?;
-    Ok((subscription, cursor, durable))
+    Ok((Arc::new(subscription), cursors))
 }
 
-/// Sends the frames from `cursor` on as they become durable, until the archive closes (END
-/// `Shutdown` once everything durable is sent), the archive cannot be read, or the consumer goes.
+/// Refuses a follower of a version without shards when the archive has more than shard 0: its
+/// positions could not say which shard's segment they name.
+fn check_version(version: u8, durable: &DurableEnds) -> Result<(), Refusal> {
+    if version >= SHARDS_VERSION || durable.iter().all(|(shard, _)| *shard == 0) {
+        return Ok(());
+    }
+    let shards: Vec<String> = durable.iter().map(|(k, _)| k.to_string()).collect();
+    Err((
+        RefuseReason::UnsupportedVersion,
+        format!(
+            "version {version} cannot follow an archive of several shards (this one has shards {}): \
+             its positions do not name their shard; subscribe with version {SHARDS_VERSION}",
+            shards.join(", ")
+        ),
+    ))
+}
+
+/// Sends the frames from the cursors on as they become durable, until every shard's archive
+/// writer has closed (END `Shutdown` once everything durable is sent), the archive cannot be read,
+/// or the consumer goes.
 async fn stream_frames(
     input: &mut FramedRead<Reader, LengthDelimitedCodec>,
     write: &mut Writer,
-    mut durable: watch::Receiver<DurableEnd>,
-    mut cursor: Cursor,
+    mut cursors: ShardCursors,
     subscription: Arc<Subscription>,
     shared: &Shared,
     sent: &mut u64,
 ) -> Ending {
-    let mut archive_open = true;
     let mut buf = BytesMut::new();
     // Followers of version 2 hear of each catalog publication, and of the latest at once.
     let mut catalog = (subscription.version >= CATALOG_VERSION).then(|| {
@@ -337,43 +353,35 @@ async fn stream_frames(
                 return Ending::Io(err);
             }
         }
-        let end = *durable.borrow_and_update();
-        if !cursor.has_reached(end) {
-            let (dir, wanted) = (shared.settings.dir.clone(), Arc::clone(&subscription));
-            let chunk =
-                tokio::task::spawn_blocking(move || reader::read(&dir, cursor, end, &wanted));
-            let chunk = match chunk.await {
-                Ok(Ok(chunk)) => chunk,
-                Ok(Err((reason, detail))) => return Ending::End(reason, detail),
-                Err(err) => return Ending::End(EndReason::ArchiveUnreadable, err.to_string()),
-            };
-            cursor = chunk.cursor;
-            if chunk.runs.is_empty() {
+        // Whether every shard was closed before this read: then a read that finds nothing
+        // means everything durable was sent.
+        let closed = !cursors.is_open();
+        match cursors.read(&subscription).await {
+            Err((reason, detail)) => return Ending::End(reason, detail),
+            Ok(Some(runs)) if runs.is_empty() => continue,
+            Ok(Some(runs)) => {
+                buf.clear();
+                runs.iter()
+                    .for_each(|run| run.encode(subscription.version, &mut buf));
+                tokio::select! {
+                    written = write_flushed(write, &buf) => {
+                        if let Err(err) = written {
+                            return Ending::Io(err);
+                        }
+                    }
+                    message = input.next() => return unexpected(message),
+                }
+                *sent += runs.iter().map(|run| run.frames.len() as u64).sum::<u64>();
                 continue;
             }
-            buf.clear();
-            chunk.runs.iter().for_each(|run| run.encode(&mut buf));
-            tokio::select! {
-                written = write_flushed(write, &buf) => {
-                    if let Err(err) = written {
-                        return Ending::Io(err);
-                    }
-                }
-                message = input.next() => return unexpected(message),
+            Ok(None) if closed => {
+                let detail = "the daemon drained; every durable frame was sent".to_string();
+                return Ending::End(EndReason::Shutdown, detail);
             }
-            *sent += chunk
-                .runs
-                .iter()
-                .map(|run| run.frames.len() as u64)
-                .sum::<u64>();
-            continue;
-        }
-        if !archive_open {
-            let detail = "the daemon drained; every durable frame was sent".to_string();
-            return Ending::End(EndReason::Shutdown, detail);
+            Ok(None) => {}
         }
         tokio::select! {
-            changed = durable.changed() => archive_open = changed.is_ok(),
+            () = cursors.changed() => {}
             Some(Ok(())) = async { Some(catalog.as_mut()?.changed().await) } => {
                 // Marked changed again for the loop's check, which sends the notice.
                 if let Some(catalog) = catalog.as_mut() {

@@ -1,6 +1,8 @@
 //! A sink's durable cursor: the position of the last frame its destination acknowledged, with
 //! every frame before it acknowledged too, kept in a file next to the archive
-//! (`ARCHIVE_DIR/sinks/NAME.cursor`).
+//! (`ARCHIVE_DIR/sinks/NAME.cursor`). A position is only meaningful within its shard's segment
+//! stream, so a sink keeps one cursor per shard: shard 0's has the name it had before shards
+//! (a deployment upgraded resumes where it was), shard `k`'s is `NAME-shard-KK.cursor`.
 //!
 //! The file holds the position's text form (`SEGMENT:OFFSET:INDEX`) and is replaced atomically: a
 //! temporary file is written and synced, renamed over the old one, and the directory synced, so a
@@ -23,6 +25,14 @@ impl CursorFile {
     pub fn new(archive: &Path, name: &str) -> CursorFile {
         CursorFile {
             path: archive.join("sinks").join(format!("{name}.cursor")),
+        }
+    }
+
+    /// The cursor file of the sink `name` for shard `shard` of the archive `archive`.
+    pub fn of_shard(archive: &Path, name: &str, shard: usize) -> CursorFile {
+        match shard {
+            0 => CursorFile::new(archive, name),
+            k => CursorFile::new(archive, &format!("{name}-shard-{k:02}")),
         }
     }
 
@@ -95,6 +105,9 @@ mod tests {
             .unwrap();
         assert_eq!(cursor.load().unwrap().map(|p| p.index), Some(8));
         fs::write(cursor.path(), "3:4096\n").unwrap();
+        assert_eq!(CursorFile::of_shard(&dir, "nats", 0).path(), cursor.path());
+        let shard = CursorFile::of_shard(&dir, "nats", 3);
+        assert_eq!(shard.path(), dir.join("sinks/nats-shard-03.cursor"));
         let err = cursor.load().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         fs::remove_dir_all(&dir).unwrap();

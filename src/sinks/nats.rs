@@ -7,14 +7,19 @@
 //! only falls behind in the files (ingest, the archive and the drain never wait for it, and it runs
 //! on a thread of its own at a lower priority), and after any restart it resumes at its cursor.
 //!
+//! Every shard of the archive is read ([`ShardCursors`], in turns, each up to its own durable
+//! end), and each has a cursor of its own, since a position only means something within its
+//! shard's segments: shard 0's file keeps the name it had before shards, so an upgraded
+//! deployment resumes where it was.
+//!
 //! Exactly once: many publishes are in flight (`sinks.nats.window`), and their PubAcks are taken
-//! in publishing order, so the cursor is always the position up to which JetStream acknowledged
-//! everything; it is saved a few times a second. After a failure (a publish or an acknowledgement
+//! in publishing order, so each shard's cursor is always the position up to which JetStream
+//! acknowledged everything of that shard; they are saved a few times a second. After a failure (a publish or an acknowledgement
 //! that fails or times out) or a restart, the sink publishes again from its cursor: what JetStream
 //! already holds carries the same `Nats-Msg-Id` (`{site}.{kind}.{source}.{seq}`), so the stream's
 //! duplicate window drops it, and the PubAck says so (counted as republished).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -28,7 +33,6 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
 use async_nats::{Client, ConnectOptions, ServerAddr};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,9 +40,9 @@ use super::cursor::CursorFile;
 use crate::archive::DurableEnd;
 use crate::config::NatsConfig;
 use crate::follow::protocol::{FollowedFrame, FrameRun, Start, Subscription};
-use crate::follow::reader::{self, Cursor};
 use crate::follow::server::spawn_low_priority;
-use crate::follow::Position;
+use crate::follow::shards::{DurableEnds, ShardCursors};
+use crate::follow::{Positions, ShardPosition};
 use crate::ops::stats::Stats;
 use crate::pipeline::frame::SourceKind;
 
@@ -56,7 +60,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The running sink, for the daemon's drain.
-pub(crate) struct NatsSink {
+pub struct NatsSink {
     /// Cancelled when the sink's thread has ended.
     done: CancellationToken,
     /// Cancelled at the drain deadline: the sink saves its cursor and stops.
@@ -64,11 +68,13 @@ pub(crate) struct NatsSink {
 }
 
 impl NatsSink {
-    /// Starts publishing the archive in `archive`, up to its durable end, on a thread of its own.
-    pub(crate) fn start(
+    /// Starts publishing the archive in `archive`, every shard up to its durable end, on a thread
+    /// of its own. `durable` has every shard directory of the archive with its durable end (a
+    /// closed watch for a shard no writer appends to).
+    pub fn start(
         config: NatsConfig,
         archive: PathBuf,
-        durable: watch::Receiver<DurableEnd>,
+        durable: DurableEnds,
         stats: Stats,
     ) -> NatsSink {
         let sink = NatsSink {
@@ -88,7 +94,7 @@ impl NatsSink {
 
     /// Waits for the sink to publish what the archive made durable before it closed, until
     /// `deadline`; then cuts it off (its cursor is saved either way).
-    pub(crate) async fn finish(self, deadline: Instant) {
+    pub async fn finish(self, deadline: Instant) {
         if tokio::time::timeout_at(deadline, self.done.cancelled())
             .await
             .is_err()
@@ -100,18 +106,21 @@ impl NatsSink {
 }
 
 /// The sink's life: connect, then sessions until the archive closes, a fatal problem, or the
-/// cut-off; the cursor is saved at the end.
+/// cut-off; the cursors are saved at the end.
 async fn run(
     config: NatsConfig,
     archive: PathBuf,
-    mut durable: watch::Receiver<DurableEnd>,
+    durable: DurableEnds,
     stats: Stats,
     cut_off: CancellationToken,
 ) {
     stats.nats_sink_started();
-    let cursor_file = CursorFile::new(&archive, "nats");
+    let cursor_files: HashMap<usize, CursorFile> = durable
+        .iter()
+        .map(|(shard, _)| (*shard, CursorFile::of_shard(&archive, "nats", *shard)))
+        .collect();
     let (client, acked) = match connect(&config).await.and_then(|client| {
-        let acked = cursor_file.load().map_err(|err| err.to_string())?;
+        let acked = load_cursors(&cursor_files).map_err(|err| err.to_string())?;
         Ok((client, acked))
     }) {
         Ok(started) => started,
@@ -121,10 +130,10 @@ async fn run(
             return;
         }
     };
-    if let Some(position) = acked {
+    if let Some(position) = acked.get(0) {
         stats.nats_cursor(position);
     }
-    tracing::info!(stream = config.stream, site = config.site, cursor = ?acked.map(|p| p.to_string()), "NATS sink started");
+    tracing::info!(stream = config.stream, site = config.site, cursors = %acked, "NATS sink started");
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report(
         client.clone(),
@@ -135,23 +144,38 @@ async fn run(
     let mut publisher = Publisher {
         subject: SubjectTemplate::new(&config),
         context: jetstream::new(client),
-        start_end: *durable.borrow(),
+        start_ends: durable
+            .iter()
+            .map(|(shard, end)| (*shard, *end.borrow()))
+            .collect(),
+        durable,
         config,
         archive,
-        cursor_file,
+        cursor_files,
         stats,
         progress,
+        saved: acked.clone(),
         acked,
-        saved: acked,
         saved_at: Instant::now(),
     };
     publisher.context.set_timeout(ACK_TIMEOUT);
-    let fatal = publisher.sessions(&mut durable, &cut_off).await;
+    let fatal = publisher.sessions(&cut_off).await;
     publisher.save().await;
     reporter.abort();
     if fatal {
         publisher.stats.nats_state(false, true, 0, Duration::ZERO);
     }
+}
+
+/// Every shard's saved cursor; a shard without one starts at its oldest frame.
+fn load_cursors(files: &HashMap<usize, CursorFile>) -> std::io::Result<Positions> {
+    let mut acked = Positions::new();
+    for (&shard, file) in files {
+        if let Some(position) = file.load()? {
+            acked.set(ShardPosition { shard, position });
+        }
+    }
+    Ok(acked)
 }
 
 /// Connects in the background: the client keeps trying the servers, forever.
@@ -231,7 +255,7 @@ enum SessionEnd {
 
 /// A publish waiting for its PubAck.
 struct InFlight {
-    position: Position,
+    position: ShardPosition,
     received_unix_ns: u64,
     /// Archived after the sink started (counted in the lag in frames).
     new: bool,
@@ -244,37 +268,37 @@ struct Publisher {
     subject: SubjectTemplate,
     context: jetstream::Context,
     archive: PathBuf,
-    cursor_file: CursorFile,
+    /// Every shard of the archive, with its durable end.
+    durable: DurableEnds,
+    /// Each shard's cursor file.
+    cursor_files: HashMap<usize, CursorFile>,
     stats: Stats,
     progress: Arc<Progress>,
-    /// The durable end when the sink started: frames from it on were archived by this run.
-    start_end: DurableEnd,
-    /// Every frame up to this one is acknowledged; `None`: none yet (start at the oldest).
-    acked: Option<Position>,
-    saved: Option<Position>,
+    /// Each shard's durable end when the sink started: frames from it on were archived by this run.
+    start_ends: HashMap<usize, DurableEnd>,
+    /// In each shard, every frame up to this one is acknowledged; a shard without one has none
+    /// acknowledged yet (it starts at the oldest).
+    acked: Positions,
+    saved: Positions,
     saved_at: Instant,
 }
 
 impl Publisher {
     /// Runs sessions until the archive closes, a fatal problem (`true`), or the cut-off.
-    async fn sessions(
-        &mut self,
-        durable: &mut watch::Receiver<DurableEnd>,
-        cut_off: &CancellationToken,
-    ) -> bool {
+    async fn sessions(&mut self, cut_off: &CancellationToken) -> bool {
         let mut backoff = MIN_BACKOFF;
         loop {
-            let before = self.acked;
+            let before = self.acked.clone();
             let ended = tokio::select! {
                 _ = cut_off.cancelled() => {
-                    tracing::warn!(cursor = ?self.acked.map(|p| p.to_string()), "NATS sink cut off at the drain deadline");
+                    tracing::warn!(cursors = %self.acked, "NATS sink cut off at the drain deadline");
                     return false;
                 }
-                ended = self.session(durable) => ended,
+                ended = self.session() => ended,
             };
             match ended {
                 SessionEnd::ArchiveClosed => {
-                    tracing::info!(cursor = ?self.acked.map(|p| p.to_string()), "NATS sink published everything the archive stored");
+                    tracing::info!(cursors = %self.acked, "NATS sink published everything the archive stored");
                     return false;
                 }
                 SessionEnd::Fatal(why) => {
@@ -305,22 +329,23 @@ impl Publisher {
         }
     }
 
-    /// Publishes from the cursor, a window of PubAcks in flight, until something fails or the
-    /// archive closes and everything is acknowledged.
-    async fn session(&mut self, durable: &mut watch::Receiver<DurableEnd>) -> SessionEnd {
+    /// Publishes from the cursors, a window of PubAcks in flight, until something fails or every
+    /// shard's archive writer has closed and everything is acknowledged.
+    async fn session(&mut self) -> SessionEnd {
         if let Err(err) = self.ensure_stream().await {
             return SessionEnd::Failed(err);
         }
-        let mut cursor = match self.locate(*durable.borrow_and_update()).await {
-            Ok(cursor) => cursor,
-            Err(end) => return end,
+        let start = Start::After(self.acked.clone());
+        let mut cursors = match ShardCursors::locate(&self.archive, &self.durable, &start).await {
+            Ok(cursors) => cursors,
+            Err((reason, detail)) => return SessionEnd::Fatal(format!("{reason:?}: {detail}")),
         };
+        let everything = Arc::new(Subscription::new(Start::Oldest, Vec::new(), None));
         let (mut pending, mut in_flight) = (VecDeque::new(), VecDeque::new());
-        let mut archive_open = true;
+        let mut caught_up = false;
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
         loop {
-            let end = *durable.borrow_and_update();
-            self.note_oldest(&in_flight, &pending, cursor.has_reached(end));
+            self.note_oldest(&in_flight, &pending, caught_up);
             if in_flight.len() < self.config.window {
                 if let Some(frame) = pending.pop_front() {
                     match self.publish(frame).await {
@@ -329,14 +354,20 @@ impl Publisher {
                     }
                     continue;
                 }
-                if !cursor.has_reached(end) {
-                    match self.read(cursor, end).await {
-                        Ok((next, frames)) => (cursor, pending) = (next, frames),
-                        Err(fatal) => return fatal,
+                // Every shard closed before the read: a read that finds nothing is the end.
+                let closed = !cursors.is_open();
+                match cursors.read(&everything).await {
+                    Ok(Some(runs)) => {
+                        caught_up = false;
+                        pending.extend(runs.into_iter().flat_map(FrameRun::into_frames));
+                        continue;
                     }
-                    continue;
+                    Ok(None) => caught_up = true,
+                    Err((reason, detail)) => {
+                        return SessionEnd::Fatal(format!("{reason:?}: {detail}"))
+                    }
                 }
-                if !archive_open && in_flight.is_empty() {
+                if closed && in_flight.is_empty() {
                     return SessionEnd::ArchiveClosed;
                 }
             }
@@ -346,9 +377,7 @@ impl Publisher {
                         return SessionEnd::Failed(why);
                     }
                 }
-                changed = durable.changed(), if archive_open && in_flight.len() < self.config.window => {
-                    archive_open = changed.is_ok();
-                }
+                () = cursors.changed(), if cursors.is_open() && in_flight.len() < self.config.window => {}
                 _ = ticker.tick() => self.save().await,
             }
         }
@@ -380,39 +409,6 @@ impl Publisher {
         Ok(())
     }
 
-    /// Where the session starts reading: right after the acknowledged frame, or at the oldest.
-    async fn locate(&self, end: DurableEnd) -> Result<Cursor, SessionEnd> {
-        let subscription = everything(match self.acked {
-            Some(position) => Start::After(position),
-            None => Start::Oldest,
-        });
-        let dir = self.archive.clone();
-        match tokio::task::spawn_blocking(move || reader::locate(&dir, &subscription, end)).await {
-            Ok(Ok(cursor)) => Ok(cursor),
-            Ok(Err((reason, detail))) => Err(SessionEnd::Fatal(format!("{reason:?}: {detail}"))),
-            Err(err) => Err(SessionEnd::Failed(err.to_string())),
-        }
-    }
-
-    /// Reads the next chunk of the archive: the cursor after it, and its frames.
-    async fn read(
-        &self,
-        cursor: Cursor,
-        end: DurableEnd,
-    ) -> Result<(Cursor, VecDeque<FollowedFrame>), SessionEnd> {
-        let dir = self.archive.clone();
-        let wanted = everything(Start::Oldest);
-        let read = tokio::task::spawn_blocking(move || reader::read(&dir, cursor, end, &wanted));
-        match read.await {
-            Ok(Ok(chunk)) => {
-                let frames = chunk.runs.into_iter().flat_map(FrameRun::into_frames);
-                Ok((chunk.cursor, frames.collect()))
-            }
-            Ok(Err((reason, detail))) => Err(SessionEnd::Fatal(format!("{reason:?}: {detail}"))),
-            Err(err) => Err(SessionEnd::Failed(err.to_string())),
-        }
-    }
-
     /// Hands one frame to the client; its PubAck comes later.
     async fn publish(&self, followed: FollowedFrame) -> Result<InFlight, String> {
         let frame = followed.frame;
@@ -437,11 +433,15 @@ impl Publisher {
             Ok(Err(err)) => return Err(format!("publish failed: {err}")),
             Err(_) => return Err("publish timed out: the client's queue stayed full".into()),
         };
-        let p = followed.position;
+        let (p, shard) = (followed.position, followed.shard);
+        let new = self
+            .start_ends
+            .get(&shard)
+            .is_none_or(|end| (p.segment, p.offset) >= (end.segment, end.len));
         Ok(InFlight {
-            position: p,
+            position: ShardPosition { shard, position: p },
             received_unix_ns: frame.received_unix_ns,
-            new: (p.segment, p.offset) >= (self.start_end.segment, self.start_end.len),
+            new,
             ack: ack.into_future(),
         })
     }
@@ -452,7 +452,7 @@ impl Publisher {
         (published, ack): (InFlight, Result<PublishAck, PublishError>),
     ) -> Result<(), String> {
         let ack = ack.map_err(|err| format!("no PubAck for {}: {err}", published.position))?;
-        self.acked = Some(published.position);
+        self.acked.set(published.position);
         self.stats.nats_acked(ack.duplicate);
         if published.new {
             self.progress.acked_new.fetch_add(1, Relaxed);
@@ -481,23 +481,31 @@ impl Publisher {
         }
     }
 
-    /// Saves the cursor when it moved since the last save.
+    /// Saves each shard's cursor that moved since its last save.
     async fn save(&mut self) {
         self.saved_at = Instant::now();
-        let Some(position) = self.acked.filter(|_| self.acked != self.saved) else {
-            return;
-        };
-        let file = self.cursor_file.clone();
-        match tokio::task::spawn_blocking(move || file.save(position)).await {
-            Ok(Ok(())) => {
-                self.saved = Some(position);
-                self.stats.nats_cursor(position);
+        let moved: Vec<ShardPosition> = self
+            .acked
+            .iter()
+            .filter(|at| self.saved.get(at.shard) != Some(at.position))
+            .collect();
+        for at in moved {
+            let Some(file) = self.cursor_files.get(&at.shard).cloned() else {
+                continue;
+            };
+            match tokio::task::spawn_blocking(move || file.save(at.position)).await {
+                Ok(Ok(())) => {
+                    self.saved.set(at);
+                    if at.shard == 0 {
+                        self.stats.nats_cursor(at.position);
+                    }
+                }
+                Ok(Err(err)) => {
+                    self.stats.nats_error();
+                    tracing::warn!(error = %err, "cannot save the NATS sink's cursor; a restart publishes more again");
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot save the NATS sink's cursor"),
             }
-            Ok(Err(err)) => {
-                self.stats.nats_error();
-                tracing::warn!(error = %err, "cannot save the NATS sink's cursor; a restart publishes more again");
-            }
-            Err(err) => tracing::warn!(error = %err, "cannot save the NATS sink's cursor"),
         }
     }
 }
@@ -509,11 +517,6 @@ async fn next_ack(
 ) -> Option<(InFlight, Result<PublishAck, PublishError>)> {
     let ack = (&mut in_flight.front_mut()?.ack).await;
     in_flight.pop_front().map(|published| (published, ack))
-}
-
-/// A subscription to every frame of the archive.
-fn everything(start: Start) -> Subscription {
-    Subscription::new(start, Vec::new(), None)
 }
 
 /// The `{kind}` of subjects and message ids.

@@ -173,30 +173,37 @@ pub(crate) async fn serve(
                 async move {
                     match wire.rehome() {
                         Ok(wire) => ingest(wire, registration, catalog, &shared).await,
-                        Err(err) => tracing::error!(
-                            shard,
-                            error = %err,
-                            "cannot move the connection to its shard; closed"
-                        ),
+                        Err(err) => {
+                            tracing::error!(
+                                shard,
+                                error = %err,
+                                "cannot move the connection to its shard; closed"
+                            );
+                            let _ = shared.router.deregister(key).await;
+                        }
                     }
                 }
                 .in_current_span()
             };
             if let Err(err) = runtime.spawn(serving).await {
                 tracing::error!(shard, error = %err, "the connection's task on its shard failed");
+                let _ = shared.router.deregister(key).await;
             }
         }
         // Boxed: a connection served on a shard's thread does without it.
         None => Box::pin(ingest(wire, registration, catalog, &shared)).await,
     }
-    let _ = shared.router.deregister(key).await;
 }
 
-/// From the WELCOME to the close: the ingest loop, then the last acknowledgement.
+/// From the WELCOME to the close: the ingest loop and the last acknowledgement, then the source is
+/// deregistered before the lingering close, so that it may connect again as soon as it has its
+/// CLOSE.
 async fn ingest(mut wire: Wire, registration: Registration, catalog: CatalogOut, shared: &Shared) {
     let source = Arc::clone(&registration.source);
     let (end, ack_sent) = stream_frames(&mut wire, registration, catalog, shared).await;
     finish(&mut wire, &source, ack_sent, end, shared).await;
+    let _ = shared.router.deregister((source.kind, source.id)).await;
+    wire.close().await;
 }
 
 /// Refuses a connection the listener will not serve (it is at its connection limit) before any
@@ -419,7 +426,6 @@ async fn finish(
         detail,
     })
     .await;
-    wire.close().await;
 }
 
 /// Waits until every frame the source sent is stored; `false` when the archive gave up on them,
