@@ -71,16 +71,6 @@ impl ShardThreads {
         Ok(started)
     }
 
-    /// How many shards run.
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    /// Whether no shard runs.
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
-    }
-
     /// The runtimes, to spawn a shard's tasks on: `handles()[k]` is shard `k`'s.
     pub fn handles(&self) -> &[Handle] {
         &self.handles
