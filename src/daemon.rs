@@ -2,10 +2,11 @@
 //!
 //! Like mini-redis's `server::run`, nothing here binds sockets from the config or reads signals:
 //! the binary binds the [`Listeners`] and passes the shutdown future in, and tests do the same with
-//! `127.0.0.1:0` and a future of their own. [`Daemon::new`] builds the pipeline so that handles
-//! (stats, router, subscriptions) can be taken before [`Daemon::run`] starts serving.
+//! `127.0.0.1:0` and a future of their own. [`Daemon::new`] builds the pipeline, a chain per
+//! shard ([`crate::pipeline::shard`]), so that handles (stats, router, subscriptions) can be taken
+//! before [`Daemon::run`] starts the shards' threads and serves.
 //!
-//! The drain, in order: the token is cancelled, so the accept loops stop and drop their listeners,
+//! The drain, in order, in every shard: the token is cancelled, so the accept loops stop and drop their listeners,
 //! connections stop reading and admit what they had decoded, and the router drops its fan-in
 //! handle. When the last handle is gone the fan-in closes; the processor empties it and drops the
 //! fan-out; the archive stores what is queued and ends; connections send their final
