@@ -123,3 +123,64 @@ pub(super) fn resume_points(
     }
     points
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::frame::SourceKind;
+
+    fn tracked(watermark: Option<u64>, runs: &[(u64, u64)]) -> Tracked {
+        let mut tracked = Tracked {
+            watermark,
+            ..Tracked::default()
+        };
+        for &(first, last) in runs {
+            tracked.above.insert_run(first, last);
+        }
+        tracked
+    }
+
+    #[test]
+    fn a_source_found_in_two_shards_resumes_past_what_both_stored() {
+        let moved = (SourceKind::LiveUplink, 7);
+        let stayed = (SourceKind::LiveUplink, 8);
+        // Shard 0 stored source 7 up to 99 and 120-129 before the shard count changed; shard 1 has
+        // stored it since, 100-109 acknowledged there, then 140.
+        let mut shards = [
+            HashMap::from([(moved, tracked(Some(99), &[(120, 129)]))]),
+            HashMap::from([
+                (moved, tracked(Some(109), &[(140, 140)])),
+                (stayed, tracked(Some(5), &[])),
+            ]),
+        ];
+        let points = resume_points(&mut shards);
+        let point = &points[&moved];
+        // 110-119 are missing, so the resume stops at 109, and what lies above it in either
+        // shard is known to be stored.
+        assert_eq!(point.after(), Some(109));
+        let above: Vec<_> = point.already_stored.runs().collect();
+        assert_eq!(above, vec![(120, 129), (140, 140)]);
+        assert_eq!(points[&stayed].after(), Some(5));
+        // Both shards write the source's watermark from the one ledger its connections keep.
+        let ledgers: Vec<_> = shards
+            .iter()
+            .map(|shard| shard[&moved].ledger.clone())
+            .collect();
+        for ledger in ledgers {
+            assert!(Arc::ptr_eq(&ledger.unwrap(), &point.ledger));
+        }
+    }
+
+    #[test]
+    fn stored_frames_right_above_the_highest_watermark_extend_it() {
+        let key = (SourceKind::ArchivedReplay, 1);
+        // Shard 1 stored 50-60 right above shard 0's watermark of 49.
+        let mut shards = [
+            HashMap::from([(key, tracked(Some(49), &[]))]),
+            HashMap::from([(key, tracked(None, &[(50, 60)]))]),
+        ];
+        let points = resume_points(&mut shards);
+        assert_eq!(points[&key].after(), Some(60));
+        assert!(points[&key].already_stored.is_empty());
+    }
+}
