@@ -67,7 +67,7 @@ fn spread(exe: &Path, plan: &Plan, sources: usize) -> Result<CatalogResult, Stri
     let monitor = listening
         .monitor
         .ok_or("the catalog run's daemon serves no monitor")?;
-    let mut load = child::start_client(exe, plan, listening.addr, plan.connections, 64, false)?;
+    let mut load = child::start_client(exe, plan, listening.addr, plan.connections, 64, false, 0)?;
     child::wait_for_sources(&mut server, plan.connections + 1)?;
     std::thread::sleep(plan.warmup);
     let args = [

@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::control::{self, AckCounts, ChildMsg, Counts, FinalReport, Watched, LINE_PREFIX};
+use crate::control::{self, ChildMsg, ClientAcks, Counts, FinalReport, Watched, LINE_PREFIX};
 use crate::results::{DrainResult, Plan};
 use crate::Variant;
 
@@ -97,9 +97,9 @@ impl ChildProc {
     }
 
     /// The load client's acknowledgements, in answer to `command` (`START` or `END`).
-    pub fn acks(&mut self, command: &str) -> Result<AckCounts, String> {
+    pub fn acks(&mut self, command: &str) -> Result<ClientAcks, String> {
         self.ask(command, "acknowledgements", |msg| match msg {
-            ChildMsg::Acks(acks) => Ok(acks),
+            ChildMsg::Acks(acks) => Ok(*acks),
             other => Err(other),
         })
     }
@@ -287,6 +287,7 @@ pub fn start_watcher(exe: &Path, plan: &Plan, monitor: SocketAddr) -> Result<Chi
 }
 
 /// Starts the load client; with `acks`, it reads the daemon's ACKs and answers `START` and `END`.
+/// It runs `emergency_only` emergency-only sources beside its uplinks (the throttle run's).
 pub fn start_client(
     exe: &Path,
     plan: &Plan,
@@ -294,6 +295,7 @@ pub fn start_client(
     sources: usize,
     payload: usize,
     acks: bool,
+    emergency_only: usize,
 ) -> Result<ChildProc, String> {
     let mut args = [
         "--role",
@@ -311,6 +313,9 @@ pub fn start_client(
     .to_vec();
     if acks {
         args.push("--acks".into());
+    }
+    if emergency_only > 0 {
+        args.extend(["--emergency-only".into(), emergency_only.to_string()]);
     }
     let client = ChildProc::spawn(exe, &args, "load client".into())?;
     match client.recv(Duration::from_secs(120))? {

@@ -67,7 +67,7 @@ fn window(
         (_, Some(follow)) => Some(start_followers(exe, follow, consumers, limit)?),
         (_, None) => return Err("the durable daemon serves no followers".into()),
     };
-    let mut client = child::start_client(exe, plan, addr, sources, payload, false)?;
+    let mut client = child::start_client(exe, plan, addr, sources, payload, false, 0)?;
     child::wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let start = server.counts("START")?;

@@ -18,6 +18,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub const LINE_PREFIX: &str = "BENCH ";
 /// The source id of the probe connection; uplinks use 1..=N.
 pub const PROBE_SOURCE_ID: u32 = 0xFFFF_0000;
+/// The first source id of the throttle run's emergency-only sources (`emergency`): the ids after
+/// the probe's, far above any uplink's.
+pub const EMERGENCY_ONLY_SOURCE_ID: u32 = PROBE_SOURCE_ID + 1;
 /// Payload bytes of a probe frame; the first 8 are its send time (Unix nanoseconds, big-endian).
 pub const PROBE_PAYLOAD: usize = 64;
 /// One frame in this many of the load streams is an emergency.
@@ -59,7 +62,7 @@ pub enum ChildMsg {
     /// The churn client's sources have all come and gone.
     Churned(Churned),
     /// The load client's acknowledgements, in answer to `START` and `END`.
-    Acks(AckCounts),
+    Acks(Box<ClientAcks>),
     /// The watcher's subscriptions are open.
     Watching,
     /// What the watcher's subscribers saw, in answer to `END`.
@@ -129,14 +132,23 @@ pub struct Counts {
     pub in_flight: u64,
 }
 
-/// The load client's uplinks at one instant: what they wrote and what the daemon acknowledged.
+/// What the load client's sources had acknowledged at one instant: its uplinks, and apart from
+/// them the emergency-only sources, where it runs any.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ClientAcks {
+    pub uplinks: AckCounts,
+    pub emergency_only: Option<AckCounts>,
+}
+
+/// Some of the load client's sources at one instant: what they wrote and what the daemon
+/// acknowledged.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct AckCounts {
     /// Nanoseconds since the client started (its own monotonic clock).
     pub at_ns: u64,
-    /// Frames the uplinks have written into their sockets.
+    /// Frames the sources have written into their sockets.
     pub frames_sent: u64,
-    /// Frames the daemon's ACKs cover, over every uplink.
+    /// Frames the daemon's ACKs cover, over every source.
     pub frames_acked: u64,
     /// At `END`: from each frame's send to the ACK that covered it, for the ACKs since `START`.
     pub latency: Option<LatencySummary>,

@@ -5,7 +5,8 @@
 //! sequence (which must increase, or the daemon drops the frames as duplicates) and the priority
 //! byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of every frame in place. It stops when its
 //! stdin closes (the parent is done with it) or after `limit`. For the throttle run it also reads
-//! the daemon's ACKs and answers the parent's `START` and `END` with what they covered (`acks`).
+//! the daemon's ACKs and answers the parent's `START` and `END` with what they covered (`acks`),
+//! and runs the emergency-only sources beside the uplinks (`emergency`).
 
 use std::future::Future;
 use std::io::Write;
@@ -26,7 +27,10 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::sync::{watch, Semaphore};
 
 use crate::acks::{self, Acks, Unacked};
-use crate::control::{self, emit, ChildMsg, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID};
+use crate::control::{
+    self, emit, ChildMsg, ClientAcks, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID,
+};
+use crate::emergency;
 
 /// Bytes written per `write_all`, however many connections: 625 MiB of chunks in the client at
 /// 10,000. Chunks that shrink with the connection count to save client memory (3.3 KiB each at
@@ -72,14 +76,17 @@ pub fn run<W: Future<Output = ()>>(
     ExitCode::SUCCESS
 }
 
-/// The load: `connections` saturating uplinks and the probe, until the process is told to exit.
-/// With `ack_tally`, every uplink reads its ACKs, and `START` and `END` among the `commands` are
-/// answered with what they covered; otherwise what the server sends is discarded unread.
+/// The load: `connections` saturating uplinks, the probe and `emergency_only` emergency-only
+/// sources, until the process is told to exit. With `ack_tally`, every uplink reads its ACKs,
+/// and `START` and `END` among the `commands` are answered with what they covered, and what the
+/// emergency-only sources' ACKs covered apart; otherwise what the server sends the uplinks is
+/// discarded unread.
 pub async fn load(
     addr: SocketAddr,
     connections: usize,
     payload: usize,
     ack_tally: bool,
+    emergency_only: usize,
     mut commands: UnboundedReceiver<String>,
 ) {
     let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
@@ -132,10 +139,15 @@ pub async fn load(
             let _ = probe_tx.send(Err(format!("probe: {err}")));
         }
     });
+    let emergency_acks = Arc::new(Acks::new());
+    if emergency_only > 0 {
+        let acks = Arc::clone(&emergency_acks);
+        emergency::spawn(addr, emergency_only, acks, tx.clone(), go.clone());
+    }
     drop(tx);
 
     let (mut sources, mut failed, mut first_error) = (0u64, 0u64, None);
-    for _ in 0..=connections {
+    for _ in 0..=connections + emergency_only {
         match rx.recv().await {
             Some(Ok(())) => sources += 1,
             Some(Err(err)) => {
@@ -152,10 +164,17 @@ pub async fn load(
         first_error,
     });
     // The load runs until the process is told to exit: the end of stdin, or the time limit.
+    let emergency_acks = (emergency_only > 0).then_some(&emergency_acks);
     while let Some(command) = commands.recv().await {
         match command.trim() {
-            "START" => emit(&ChildMsg::Acks(acks.start())),
-            "END" => emit(&ChildMsg::Acks(acks.end())),
+            "START" => emit(&ChildMsg::Acks(Box::new(ClientAcks {
+                uplinks: acks.start(),
+                emergency_only: emergency_acks.map(|acks| acks.start()),
+            }))),
+            "END" => emit(&ChildMsg::Acks(Box::new(ClientAcks {
+                uplinks: acks.end(),
+                emergency_only: emergency_acks.map(|acks| acks.end()),
+            }))),
             other => eprintln!("aggregator-bench client: unknown command {other:?}"),
         }
     }

@@ -29,6 +29,7 @@
 //! - `consumers`: the consumers run: followers of the archive from its start during saturation,
 //!   and the `--role follow` child that runs them.
 //! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
+//! - `emergency`: that run's emergency-only sources, beside the saturating uplinks.
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
 //! - `sweep`: the shard sweep: the daemon variants at each `runtime.shards`, interleaved rounds.
 //! - `durable`: the durable floor: the archive's filesystem's sequential writes with `fsync`.
@@ -50,6 +51,7 @@ mod consumers;
 mod control;
 mod daemon;
 mod durable;
+mod emergency;
 mod floor;
 mod load;
 mod orchestrate;
@@ -183,8 +185,9 @@ struct Cli {
     churn_only: bool,
     /// The throttle run: the durable daemon with its writes to the archive's disk limited to this
     /// many MiB/s (a cgroup v1 blkio throttle: needs root, else the run is skipped and says why),
-    /// the main runs' uplinks saturating with 1 KiB frames; ACK throughput and latency, then a
-    /// SIGTERM [default: 50; with --smoke, only if given]
+    /// the main runs' uplinks saturating with 1 KiB frames and four sources sending only
+    /// emergency frames beside them; ACK throughput and latency, the emergency-only sources' ACK
+    /// latency, then a SIGTERM [default: 50; with --smoke, only if given]
     #[arg(long, value_name = "MIB_PER_S")]
     throttle: Option<f64>,
     /// Skip the throttle run.
@@ -257,6 +260,9 @@ struct Cli {
     /// The load client reads the daemon's ACKs and answers `START` and `END` with them.
     #[arg(long, hide = true)]
     acks: bool,
+    /// The load client also runs this many emergency-only sources, and counts their ACKs apart.
+    #[arg(long, hide = true, default_value_t = 0)]
+    emergency_only: usize,
     /// A daemon server variant runs with `runtime.shards` set to this (the shard sweep).
     #[arg(long, hide = true)]
     runtime_shards: Option<usize>,
@@ -298,7 +304,15 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             load::run(limit, |commands| {
-                load::load(addr, cli.connections, payload, cli.acks, commands)
+                let emergency_only = cli.emergency_only;
+                load::load(
+                    addr,
+                    cli.connections,
+                    payload,
+                    cli.acks,
+                    emergency_only,
+                    commands,
+                )
             })
         }
         Role::Churn => match (cli.addr, cli.churn) {

@@ -259,7 +259,7 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
         Some(monitor) => Some(start_watcher(exe, plan, monitor)?),
         None => None,
     };
-    let mut client = start_client(exe, plan, addr, sources, payload, false)?;
+    let mut client = start_client(exe, plan, addr, sources, payload, false, 0)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let machine_before = CpuTimes::read();
@@ -319,7 +319,7 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
 fn drain(exe: &Path, plan: &Plan, payload: usize, sources: usize) -> Result<DrainResult, String> {
     let limit = child_limit(plan);
     let (mut server, addr) = start_server(exe, plan, Variant::Daemon, sources, limit)?;
-    let client = start_client(exe, plan, addr, sources, payload, false)?;
+    let client = start_client(exe, plan, addr, sources, payload, false, 0)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let start = server.counts("START")?;

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::results::{
-    CatalogResult, ChurnResult, ConsumersRound, DrainResult, DurableFloor, Measured, Plan,
-    RestartResult, RunResult, ThrottleResult, Throttled,
+    CatalogResult, ChurnResult, ConsumersRound, DrainResult, DurableFloor, EmergencyOnly, Measured,
+    Plan, RestartResult, RunResult, ThrottleResult, Throttled,
 };
 use crate::{shard_report, Variant};
 
@@ -307,6 +307,29 @@ fn nonzero(count: u64, value: f64) -> f64 {
     }
 }
 
+/// Issue 26's goal for the emergency-only sources' ACK p99 on the throttled disk, in ms.
+const EMERGENCY_ONLY_ACK_P99_MS: f64 = 50.0;
+
+/// Issue 26: on the disk throttled to `mib` MiB/s, the emergency-only sources' ACKs come within
+/// [`EMERGENCY_ONLY_ACK_P99_MS`] at p99. Not met when no ACK came in the window at all.
+fn emergency_only_target(mib: f64, e: &EmergencyOnly) -> Target {
+    let goal = EMERGENCY_ONLY_ACK_P99_MS;
+    let p99_ms = e.ack_latency.p99_ns as f64 / 1e6;
+    let acked = e.ack_latency.count > 0;
+    Target {
+        name: format!(
+            "throttled disk ({mib} MiB/s): emergency-only sources' ACK p99 ({} sources)",
+            e.sources
+        ),
+        target: format!("<= {goal} ms"),
+        measured: match acked {
+            true => format!("{p99_ms:.2} ms ({:.2}x the target)", p99_ms / goal),
+            false => format!("no ACK in the window ({} frames sent)", e.frames_sent),
+        },
+        met: acked && p99_ms <= goal,
+    }
+}
+
 /// A target met when `value` is at least `goal`.
 pub fn at_least(name: String, goal: f64, value: f64, unit: &str) -> Target {
     Target {
@@ -473,6 +496,7 @@ fn targets(
         });
     }
     if let Some((mib, t)) = throttled {
+        out.push(emergency_only_target(mib, &t.emergency_only));
         let deadline_ms = plan.drain_deadline.as_secs_f64() * 1e3;
         let d = &t.drain;
         out.push(Target {
@@ -614,7 +638,7 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
-        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23; followers: issue 25; shards and the durable floor: issue 26):\n"
+        "\nTargets (issue 3; memory per source gone and the throttled disk: issue 23; followers: issue 25; shards, the durable floor and the emergency-only sources: issue 26):\n"
     );
     let _ = writeln!(o, "| target | goal | measured | met |");
     let _ = writeln!(o, "|---|---|---|---|");
@@ -772,6 +796,7 @@ fn render_throttle(o: &mut String, t: &ThrottleResult, plan: &Plan) {
     );
     render_throttled(o, m);
     let _ = writeln!(o, "\nACK latency: from the end of the `write` that put a frame into its socket to the client's receipt of the ACK covering it. Written through the throttle: what the daemon's cgroup wrote to the disk over the window, as its throttle counted it; writes the kernel's flusher threads made for it are not charged to it in cgroup v1. Unsynced and in flight: the most read every 100 ms.\n");
+    render_emergency_only(o, &m.emergency_only);
     render_drain(o, &m.drain);
 }
 
@@ -795,6 +820,28 @@ fn render_throttled(o: &mut String, m: &Throttled) {
         mib(m.max_unsynced_bytes),
         m.max_in_flight,
         m.drain.peak_rss_kib as f64 / 1024.0,
+    );
+}
+
+/// The emergency-only sources beside the uplinks: what they sent and their ACK latency.
+fn render_emergency_only(o: &mut String, e: &EmergencyOnly) {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let _ = writeln!(
+        o,
+        "Emergency-only sources ({} more sources, ids {:#x} to {:#x}, each sending only emergency frames of {} B, {} a second, beside the uplinks; ACK latency as above, over the ACKs of the window):\n",
+        e.sources, e.source_ids.0, e.source_ids.1, e.payload, e.frames_per_s_each
+    );
+    let _ = writeln!(o, "| frames sent in the window | frames acked | sent, not acked at the end | ACK latency p50 ms | p99 ms | max ms |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
+        e.frames_sent,
+        e.frames_acked,
+        e.unacked_at_end,
+        ms(e.ack_latency.p50_ns),
+        ms(e.ack_latency.p99_ns),
+        ms(e.ack_latency.max_ns),
     );
 }
 
@@ -890,5 +937,45 @@ fn render_churn(o: &mut String, c: &ChurnResult) {
     );
     if let Some(err) = &c.client.first_error {
         let _ = writeln!(o, "\nfirst failure of a churn source: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::LatencySummary;
+
+    fn emergency_only(count: u64, p99_ms: u64) -> EmergencyOnly {
+        EmergencyOnly {
+            sources: 4,
+            frames_per_s_each: 100,
+            payload: 64,
+            source_ids: (0xFFFF_0001, 0xFFFF_0004),
+            frames_sent: 4_000,
+            frames_acked: count,
+            unacked_at_end: 0,
+            ack_latency: LatencySummary {
+                count,
+                p50_ns: p99_ms * 500_000,
+                p99_ns: p99_ms * 1_000_000,
+                max_ns: p99_ms * 2_000_000,
+            },
+        }
+    }
+
+    #[test]
+    fn the_emergency_only_target_is_met_at_50_ms_and_not_without_acks() {
+        let met = emergency_only_target(50.0, &emergency_only(4_000, 50));
+        assert!(met.met, "{met:?}");
+        assert_eq!(met.target, "<= 50 ms");
+
+        let missed = emergency_only_target(50.0, &emergency_only(4_000, 4_600));
+        assert!(!missed.met, "{missed:?}");
+        assert_eq!(missed.measured, "4600.00 ms (92.00x the target)");
+
+        // No ACK in the window: a p99 of 0 is no latency measured, not a target met.
+        let none = emergency_only_target(50.0, &emergency_only(0, 0));
+        assert!(!none.met, "{none:?}");
+        assert!(none.measured.starts_with("no ACK"), "{none:?}");
     }
 }

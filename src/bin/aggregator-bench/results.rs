@@ -308,11 +308,33 @@ pub struct Throttled {
     pub unacked_mib_at_end: f64,
     /// From each frame's send to the ACK that covered it, for the ACKs of the window.
     pub ack_latency: LatencySummary,
+    /// The emergency-only sources beside the uplinks (not in the figures above).
+    pub emergency_only: EmergencyOnly,
     /// The most `archive_unsynced_bytes` and frames in flight the parent read during the window.
     pub max_unsynced_bytes: u64,
     pub max_in_flight: u64,
     /// The SIGTERM at the window's end; its throughput is the daemon's processed frames.
     pub drain: DrainResult,
+}
+
+/// The throttle run's emergency-only sources over its window (issue 26): each sends only
+/// emergency frames, at a steady rate, while the uplinks saturate the daemon.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmergencyOnly {
+    pub sources: usize,
+    /// The frames each sends per second, and their payload bytes.
+    pub frames_per_s_each: u32,
+    pub payload: usize,
+    /// Their source ids, the first and the last.
+    pub source_ids: (u32, u32),
+    /// Frames they wrote over the window, and frames the ACKs of the window covered.
+    pub frames_sent: u64,
+    pub frames_acked: u64,
+    /// Frames written and not yet acknowledged when the window ended.
+    pub unacked_at_end: u64,
+    /// From each frame's write to the ACK that covered it, for the ACKs of the window, measured as
+    /// the uplinks' is.
+    pub ack_latency: LatencySummary,
 }
 
 /// The machine's CPU time so far: the `cpu` line of `/proc/stat`, in clock ticks over all CPUs.

@@ -13,6 +13,12 @@
 //! unsynced bytes and frames in flight as it goes, and ends with a SIGTERM, whose drain should be
 //! clean within `shutdown.drain_deadline_ms`. Without root or a cgroup v1 blkio hierarchy the run
 //! is skipped, and says why.
+//!
+//! Beside the uplinks, a few sources send only emergency frames (`emergency`, issue 26): processed
+//! at once, such a frame is still acknowledged only once the archive has synced everything written
+//! before it, so on the throttled disk their ACK latency is what priority is worth to durability.
+//! Their ACKs are counted apart: the acknowledged payload and the ACK latency above stay the
+//! uplinks' alone.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use crate::blkio::WriteThrottle;
 use crate::child::{self, ChildProc};
-use crate::control::{self, Counts};
-use crate::results::{Plan, ThrottleResult, Throttled};
+use crate::control::{self, AckCounts, Counts};
+use crate::emergency;
+use crate::results::{EmergencyOnly, Plan, ThrottleResult, Throttled};
 use crate::Variant;
 
 /// Payload bytes per frame, as in the issue.
@@ -65,16 +72,24 @@ fn measure(
     mib_per_s: f64,
 ) -> Result<Throttled, String> {
     let sources = plan.connections;
-    let mut client = child::start_client(exe, plan, addr, sources, PAYLOAD, true)?;
-    child::wait_for_sources(&mut server, sources + 1)?;
+    let emergency_sources = emergency::SOURCES;
+    let mut client =
+        child::start_client(exe, plan, addr, sources, PAYLOAD, true, emergency_sources)?;
+    child::wait_for_sources(&mut server, sources + 1 + emergency_sources)?;
     std::thread::sleep(plan.warmup);
     let written_before = throttle.written_bytes();
-    let acks_start = client.acks("START")?;
+    let client_start = client.acks("START")?;
     let start = server.counts("START")?;
     let (max_unsynced_bytes, max_in_flight) = watch(&mut server, plan.throttle_window, &start)?;
     let end = server.counts("END")?;
-    let acks_end = client.acks("END")?;
+    let client_end = client.acks("END")?;
     let written_after = throttle.written_bytes();
+    let (acks_start, acks_end) = (client_start.uplinks, client_end.uplinks);
+    let emergency_only = client_start
+        .emergency_only
+        .zip(client_end.emergency_only)
+        .map(|(start, end)| emergency_only(emergency_sources, &start, &end))
+        .ok_or("load client: no count of the emergency-only sources' acknowledgements")?;
     let drain = child::terminate(server, client, sources, PAYLOAD, &start, &end)?;
 
     let window_s = acks_end.at_ns.saturating_sub(acks_start.at_ns) as f64 / 1e9;
@@ -96,10 +111,29 @@ fn measure(
             .map(|(before, after)| after.saturating_sub(before) as f64 / MIB / window_s),
         unacked_mib_at_end: (unacked * PAYLOAD as u64) as f64 / MIB,
         ack_latency: acks_end.latency.unwrap_or_default(),
+        emergency_only,
         max_unsynced_bytes,
         max_in_flight,
         drain,
     })
+}
+
+/// What `sources` emergency-only sources wrote and had acknowledged between the client's counts
+/// at `start` and at `end`.
+fn emergency_only(sources: usize, start: &AckCounts, end: &AckCounts) -> EmergencyOnly {
+    EmergencyOnly {
+        sources,
+        frames_per_s_each: emergency::FRAMES_PER_S,
+        payload: emergency::PAYLOAD,
+        source_ids: (
+            emergency::source_id(0),
+            emergency::source_id(sources.saturating_sub(1)),
+        ),
+        frames_sent: end.frames_sent.saturating_sub(start.frames_sent),
+        frames_acked: end.frames_acked.saturating_sub(start.frames_acked),
+        unacked_at_end: end.frames_sent.saturating_sub(end.frames_acked),
+        ack_latency: end.latency.unwrap_or_default(),
+    }
 }
 
 /// Reads the daemon's counters every [`POLL`] for `window`: the most unsynced bytes and frames in
@@ -118,5 +152,42 @@ fn watch(server: &mut ChildProc, window: Duration, start: &Counts) -> Result<(u6
             most.0.max(counts.unsynced_bytes),
             most.1.max(counts.in_flight),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::emergency_only;
+    use crate::control::{AckCounts, LatencySummary};
+
+    #[test]
+    fn the_emergency_only_figures_are_the_window_s_and_the_backlog_at_its_end() {
+        let start = AckCounts {
+            at_ns: 1_000,
+            frames_sent: 100,
+            frames_acked: 40,
+            latency: None,
+            samples_dropped: 0,
+        };
+        let latency = LatencySummary {
+            count: 3_900,
+            p50_ns: 2_400_000_000,
+            p99_ns: 4_600_000_000,
+            max_ns: 5_000_000_000,
+        };
+        let end = AckCounts {
+            at_ns: 10_000_001_000,
+            frames_sent: 4_100,
+            frames_acked: 3_940,
+            latency: Some(latency),
+            samples_dropped: 0,
+        };
+        let e = emergency_only(4, &start, &end);
+        assert_eq!(
+            (e.frames_sent, e.frames_acked, e.unacked_at_end),
+            (4_000, 3_900, 160)
+        );
+        assert_eq!(e.ack_latency.p99_ns, 4_600_000_000);
+        assert_eq!(e.source_ids, (0xFFFF_0001, 0xFFFF_0004));
     }
 }
