@@ -670,15 +670,7 @@ async fn shutdown_drains_everything_accepted() {
 fn warnings() -> Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     let log = LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .with_writer({
-                let log = Arc::clone(&log);
-                move || LogWriter(Arc::clone(&log))
-            })
-            .finish();
+        let (log, subscriber) = log_capture(tracing::Level::WARN);
         tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
         log
     });

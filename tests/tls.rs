@@ -62,17 +62,10 @@ async fn start_tls(config: Config) -> (TestDaemon, Archive, Arc<ServerTls>) {
 }
 
 /// Collects every log line at INFO and above (the connection spans, which name the peer, are at
-/// INFO) while the guard lives: the test's runtime runs every task on its thread.
+/// INFO) while the guard lives: the handshakes and refusals these tests check run on the test's
+/// thread (a registered connection moves on to its shard's).
 fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    let log = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer({
-            let log = Arc::clone(&log);
-            move || LogWriter(Arc::clone(&log))
-        })
-        .finish();
+    let (log, subscriber) = log_capture(tracing::Level::INFO);
     (log, tracing::subscriber::set_default(subscriber))
 }
 

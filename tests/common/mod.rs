@@ -860,6 +860,22 @@ pub fn is_disconnect(err: &io::Error) -> bool {
     )
 }
 
+/// A subscriber that writes every event at `level` and above, as text, into the returned buffer.
+pub fn log_capture(
+    level: tracing::Level,
+) -> (Arc<Mutex<Vec<u8>>>, impl tracing::Subscriber + Send + Sync) {
+    let log = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(level)
+        .with_writer({
+            let log = Arc::clone(&log);
+            move || LogWriter(Arc::clone(&log))
+        })
+        .finish();
+    (log, subscriber)
+}
+
 /// Collects log output: `tracing_subscriber::fmt().with_writer(...)` of a [`LogWriter`] per write.
 pub struct LogWriter(pub Arc<Mutex<Vec<u8>>>);
 
