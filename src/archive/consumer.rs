@@ -25,11 +25,19 @@
 //! what it wrote, discards the rest of its queue, and tells the connections (`storage_lost`), which
 //! close with their final acknowledgement below those frames: the sources still hold them.
 //!
+//! Emergency frames do not wait for the routine data written before them. The consumer takes its
+//! input as it comes, whether or not there is room: routine batches wait in order for room, while
+//! an emergency batch is written at once (up to twice the bound) and handed to the sink's
+//! emergency journal, whose sync does not wait for the routine data; it counts as stored when the
+//! journal or the segment's sync has made it durable, whichever is first.
+//!
 //! The sink is a trait ([`ArchiveSink`]) so that the counting sink, the durable segment archive and
 //! the tests' sinks (which observe the processing order, hold the archive still, or fail on demand)
 //! share this one consumer.
 
+use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +49,7 @@ use crate::ingest::ledger::Span;
 use crate::ingest::source::Source;
 use crate::ops::stats::Stats;
 use crate::pipeline::batch::Batch;
+use crate::pipeline::frame::Priority;
 use crate::pipeline::queue::{Admitted, FrameReceiver};
 
 /// How the consumer is set up.
@@ -55,20 +64,50 @@ pub struct ArchiveSettings {
     pub storage_lost: CancellationToken,
 }
 
-/// Written frames waiting for a sync: each batch's source and span (the payloads are gone).
+/// Emergency frames durable in two places, the segment and the journal: whichever makes them
+/// durable first stores them, once.
+#[derive(Clone, Default)]
+struct Claim(Arc<AtomicBool>);
+
+impl Claim {
+    /// True the first time only.
+    fn take(&self) -> bool {
+        !self.0.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// A written batch's source and span (the payload is gone), and the claim it shares with its
+/// journal append, if it has one.
+type Written = (Arc<Source>, Span, Option<Claim>);
+
+/// Frames counted as archived, and acknowledgeable to their sources, unless the other durable
+/// copy got there first.
+fn store(stats: &Stats, spans: Vec<Written>) {
+    for (source, span, claim) in spans {
+        if claim.is_none_or(|claim| claim.take()) {
+            stats.archived(span.frames);
+            source.stored(span);
+        }
+    }
+}
+
+/// Written frames waiting for a sync.
 #[derive(Default)]
 struct Unsynced {
-    spans: Vec<(Arc<Source>, Span)>,
+    spans: Vec<Written>,
     bytes: u64,
     /// Holds frames written again after a failed write: the outage ends when they are stored.
     ends_outage: bool,
 }
 
 impl Unsynced {
-    fn add(&mut self, group: &[Admitted<Arc<Batch>>]) {
+    /// Adds a written group; its emergency batches share `journaled`, when they are journaled.
+    fn add(&mut self, group: &[Admitted<Arc<Batch>>], journaled: Option<&Claim>) {
         for batch in group.iter().map(|admitted| &admitted.item) {
             if let Some(span) = batch.span() {
-                self.spans.push((Arc::clone(&batch.source), span));
+                let claim = journaled.filter(|_| batch.priority == Priority::Emergency);
+                self.spans
+                    .push((Arc::clone(&batch.source), span, claim.cloned()));
             }
             self.bytes += batch.payload_bytes();
         }
@@ -77,14 +116,11 @@ impl Unsynced {
     /// Everything written is stored now: count it and let the sources acknowledge it.
     fn stored(self, stats: &Stats) {
         stats.archived_bytes(self.bytes);
-        for (source, span) in self.spans {
-            stats.archived(span.frames);
-            source.stored(span);
-        }
+        store(stats, self.spans);
     }
 
     fn frames(&self) -> u64 {
-        self.spans.iter().map(|(_, span)| span.frames).sum()
+        self.spans.iter().map(|(_, span, _)| span.frames).sum()
     }
 
     fn is_empty(&self) -> bool {
@@ -94,6 +130,9 @@ impl Unsynced {
 
 /// A sync under way and the frames it covers: those written before it started.
 type Syncing = Option<(BoxFuture<'static, io::Result<()>>, Unsynced)>;
+
+/// Emergency appends to the journal under way, in the order they end.
+type Journaling = VecDeque<(BoxFuture<'static, io::Result<()>>, Vec<Written>)>;
 
 /// A group whose write failed, waiting to be written again.
 struct Held {
@@ -117,6 +156,14 @@ pub struct ArchiveConsumer {
     stats: Stats,
     unsynced: Unsynced,
     syncing: Syncing,
+    journaling: Journaling,
+    /// The journal's last append failed: said once, until one succeeds.
+    journal_failing: bool,
+    /// Batches taken from the input that wait for room, in order, and how many are emergencies.
+    parked: VecDeque<Admitted<Arc<Batch>>>,
+    parked_emergencies: usize,
+    /// The input has ended.
+    input_done: bool,
     held: Option<Held>,
     /// Since when the archive has been failing, and how many frames it held at the first failure.
     outage: Option<(Instant, u64)>,
@@ -138,6 +185,11 @@ impl ArchiveConsumer {
             stats,
             unsynced: Unsynced::default(),
             syncing: None,
+            journaling: VecDeque::new(),
+            journal_failing: false,
+            parked: VecDeque::new(),
+            parked_emergencies: 0,
+            input_done: false,
             held: None,
             outage: None,
             broken: None,
@@ -170,21 +222,50 @@ impl ArchiveConsumer {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let drain = self.settings.drain.clone();
         loop {
+            if self.input_done && self.parked.is_empty() && self.held.is_none() {
+                return Ok(());
+            }
             let retry_at = self.held.as_ref().map(|held| held.next_try);
             tokio::select! {
                 result = in_flight(&mut self.syncing) => self.synced(result),
+                result = journal_front(&mut self.journaling) => self.journaled(result),
                 _ = ticker.tick(), if self.syncing.is_none() && !self.unsynced.is_empty() => {
                     self.start_sync();
                 }
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.retry().await?,
                 _ = drain.cancelled(), if self.held.is_some() => self.retry().await?,
-                first = self.input.recv(), if self.held.is_none() && self.has_room() => {
-                    let Some(first) = first else { return Ok(()) };
-                    let group = self.take_group(first);
-                    self.write(group).await?;
-                }
+                first = self.input.recv(), if !self.input_done => match first {
+                    Some(first) => self.take_input(first),
+                    None => self.input_done = true,
+                },
             }
+            self.write_parked().await?;
         }
+    }
+
+    /// Parks `first` and whatever else is queued: the input's capacity they hold is what bounds
+    /// them.
+    fn take_input(&mut self, first: Admitted<Arc<Batch>>) {
+        let mut next = Some(first);
+        while let Some(admitted) = next {
+            if admitted.item.priority == Priority::Emergency {
+                self.parked_emergencies += 1;
+            }
+            self.parked.push_back(admitted);
+            next = self.input.try_recv();
+        }
+    }
+
+    /// Writes what is parked, as far as the room allows, unless a failed write is held.
+    async fn write_parked(&mut self) -> Result<(), GaveUp> {
+        while self.held.is_none() {
+            let group = self.take_group();
+            if group.is_empty() {
+                break;
+            }
+            self.write(group).await?;
+        }
+        Ok(())
     }
 
     /// Whether more may be written before a sync ends.
@@ -194,12 +275,19 @@ impl ArchiveConsumer {
 
     /// Payload bytes that may still be written before a sync ends (no bound without syncs).
     fn room(&self) -> u64 {
+        self.room_within(self.settings.max_unsynced_bytes)
+    }
+
+    /// Whether an emergency may be written: up to twice the bound, so that a sync in progress
+    /// does not hold it back, while a flood of emergencies is bounded all the same.
+    fn has_emergency_room(&self) -> bool {
+        self.room_within(self.settings.max_unsynced_bytes.saturating_mul(2)) > 0
+    }
+
+    fn room_within(&self, bound: u64) -> u64 {
         match self.settings.policy {
             SyncPolicy::Never => u64::MAX,
-            _ => self
-                .settings
-                .max_unsynced_bytes
-                .saturating_sub(self.not_durable()),
+            _ => bound.saturating_sub(self.not_durable()),
         }
     }
 
@@ -212,17 +300,30 @@ impl ArchiveConsumer {
         covered + self.unsynced.bytes
     }
 
-    /// `first` and whatever else is queued, up to the room left.
-    fn take_group(&mut self, first: Admitted<Arc<Batch>>) -> Vec<Admitted<Arc<Batch>>> {
+    /// The next group to write: what is parked, in order, up to the room left; without room,
+    /// the parked emergencies, ahead of the routine batches parked before them.
+    fn take_group(&mut self) -> Vec<Admitted<Arc<Batch>>> {
         let room = self.room();
-        let mut bytes = first.item.payload_bytes();
-        let mut group = vec![first];
-        while bytes < room {
-            let Some(next) = self.input.try_recv() else {
-                break;
-            };
-            bytes += next.item.payload_bytes();
-            group.push(next);
+        let mut group = Vec::new();
+        if room > 0 {
+            let mut bytes = 0;
+            while bytes < room {
+                let Some(next) = self.parked.pop_front() else {
+                    break;
+                };
+                bytes += next.item.payload_bytes();
+                if next.item.priority == Priority::Emergency {
+                    self.parked_emergencies -= 1;
+                }
+                group.push(next);
+            }
+        } else if self.parked_emergencies > 0 && self.has_emergency_room() {
+            let (emergencies, routine): (VecDeque<_>, _) = std::mem::take(&mut self.parked)
+                .into_iter()
+                .partition(|admitted| admitted.item.priority == Priority::Emergency);
+            self.parked = routine;
+            self.parked_emergencies = 0;
+            group = emergencies.into();
         }
         group
     }
@@ -262,9 +363,11 @@ impl ArchiveConsumer {
         self.sink.write(&batches).await
     }
 
-    /// A group is written: it waits for its sync, and its queue capacity goes back.
+    /// A group is written: it waits for its sync, its emergencies go to the journal too, and its
+    /// queue capacity goes back.
     fn written(&mut self, group: Vec<Admitted<Arc<Batch>>>, ends_outage: bool) {
-        self.unsynced.add(&group);
+        let journaled = self.journal(&group);
+        self.unsynced.add(&group, journaled.as_ref());
         self.unsynced.ends_outage |= ends_outage;
         drop(group);
         match self.settings.policy {
@@ -280,6 +383,55 @@ impl ArchiveConsumer {
             SyncPolicy::Interval(_) => {}
         }
         self.publish_unsynced();
+    }
+
+    /// Hands the group's emergency batches to the sink's journal; the claim they share with their
+    /// segment copies, when they are journaled.
+    fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Option<Claim> {
+        if self.settings.policy == SyncPolicy::Never {
+            return None;
+        }
+        let emergencies: Vec<Arc<Batch>> = group
+            .iter()
+            .filter(|admitted| admitted.item.priority == Priority::Emergency)
+            .map(|admitted| Arc::clone(&admitted.item))
+            .collect();
+        if emergencies.is_empty() {
+            return None;
+        }
+        let appended = self.sink.journal(&emergencies)?;
+        let claim = Claim::default();
+        let spans = emergencies
+            .iter()
+            .filter_map(|batch| {
+                let span = batch.span()?;
+                Some((Arc::clone(&batch.source), span, Some(claim.clone())))
+            })
+            .collect();
+        self.journaling.push_back((appended, spans));
+        Some(claim)
+    }
+
+    /// The oldest journal append ended: its emergencies are stored, unless their segment's sync
+    /// stored them first. A failed append leaves them to that sync.
+    fn journaled(&mut self, result: io::Result<()>) {
+        let Some((_, spans)) = self.journaling.pop_front() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                self.journal_failing = false;
+                store(&self.stats, spans);
+            }
+            Err(err) if !self.journal_failing => {
+                self.journal_failing = true;
+                tracing::warn!(
+                    error = %err,
+                    "emergency journal append failed; emergencies are acknowledged with the segment's sync until it works again"
+                );
+            }
+            Err(_) => {}
+        }
     }
 
     /// A write failed: hold the group for another try, or, once the drain has begun, give up.
@@ -367,8 +519,12 @@ impl ArchiveConsumer {
         self.stats.archive_unsynced_bytes(self.not_durable());
     }
 
-    /// Waits for the sync under way, then syncs what is left.
+    /// Waits for the journal appends and the sync under way, then syncs what is left.
     async fn finish_syncs(&mut self) {
+        while !self.journaling.is_empty() {
+            let result = journal_front(&mut self.journaling).await;
+            self.journaled(result);
+        }
         if let Some((pending, _)) = &mut self.syncing {
             let result = pending.await;
             self.synced(result);
@@ -388,6 +544,11 @@ impl ArchiveConsumer {
         let mut frames = self.held.take().map_or(0, |held| {
             held.group.iter().map(|a| a.item.len() as u64).sum()
         });
+        frames += self
+            .parked
+            .drain(..)
+            .map(|a| a.item.len() as u64)
+            .sum::<u64>();
         self.settings.storage_lost.cancel();
         while let Some(admitted) = self.input.recv().await {
             frames += admitted.item.len() as u64;
@@ -403,6 +564,14 @@ impl ArchiveConsumer {
 /// The sync under way, or never, when there is none.
 async fn in_flight(syncing: &mut Syncing) -> io::Result<()> {
     match syncing {
+        Some((pending, _)) => pending.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The oldest journal append under way, or never, when there is none.
+async fn journal_front(journaling: &mut Journaling) -> io::Result<()> {
+    match journaling.front_mut() {
         Some((pending, _)) => pending.await,
         None => std::future::pending().await,
     }

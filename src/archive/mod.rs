@@ -25,6 +25,7 @@ use crate::pipeline::batch::Batch;
 
 pub mod consumer;
 mod disk;
+mod journal;
 pub mod layout;
 mod recovery;
 pub mod segment;
@@ -95,6 +96,15 @@ pub trait ArchiveSink: Send + 'static {
     /// (or nothing, for a sink without a sync) has covered them. `Err` means none of the group was
     /// written (a sink cuts a partial write back): the consumer offers the same batches again.
     fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>>;
+
+    /// Makes emergency batches, which the last [`Self::write`] wrote, durable on a path of their
+    /// own that does not wait for the routine data written before them (the emergency journal).
+    /// The future ends once they are. `None`: the sink has no such path, and they are stored with
+    /// the next [`Self::sync`], which stores them in any case.
+    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<BoxFuture<'static, io::Result<()>>> {
+        let _ = batches;
+        None
+    }
 
     /// Starts making everything written so far durable. The future completes once it is, and
     /// does not hold the sink: writes go on while the disk syncs.

@@ -34,9 +34,10 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::watch;
 
 use super::disk::{self, Disk, Segment};
+use super::journal::{self, Gate, Journal, Leftover};
 use super::layout::{self, shard_dir};
 use super::recovery;
-use super::segment::{self, with_path, MAGIC};
+use super::segment::{self, with_path, FrameRecord, MAGIC};
 use super::tracked::Tracked;
 use super::{Archive, ArchiveSink, BoxFuture, DurableEnd};
 use crate::config::{ArchiveConfig, SyncMode};
@@ -57,6 +58,8 @@ pub struct SegmentSink {
     durable: watch::Sender<DurableEnd>,
     /// `archive.sync = never`: a write counts as stored at once, so it moves the durable end.
     durable_when_written: bool,
+    /// The emergency journal; none with `archive.sync = never`, where nothing waits for a sync.
+    journal: Option<Journal>,
     /// Held open for the sink's life: its exclusive lock keeps a second daemon out of the directory.
     _lock: File,
 }
@@ -110,24 +113,27 @@ impl SegmentSink {
         let dir = config.dir.clone();
         create_dir(&dir)?;
         let lock = segment::lock_directory(&dir)?;
-        let (sources, next_index) = recovery::recover(&dir)?;
+        let (mut sources, next_index) = recovery::recover(&dir)?;
+        let leftover = journal::recover(&dir, &mut sources)?;
         let mut shards = [sources];
         let resume = recovery::resume_points(&mut shards);
         let [sources] = shards;
-        let sink = SegmentSink::start(config, dir, lock, sources, next_index)?;
+        let sink = SegmentSink::start(config, dir, lock, (sources, next_index), leftover)?;
         Ok((sink, resume))
     }
 
-    /// Starts the sink of a recovered directory: a new segment with a checkpoint.
+    /// Starts the sink of a recovered directory: a new segment with a checkpoint and the frames
+    /// its journals held that its segments lost, then the journals deleted and a new one started.
     fn start(
         config: &ArchiveConfig,
         dir: PathBuf,
         lock: File,
-        sources: HashMap<SourceKey, Tracked>,
-        next_index: u64,
+        (sources, next_index): (HashMap<SourceKey, Tracked>, u64),
+        leftover: Leftover,
     ) -> io::Result<SegmentSink> {
+        let gate = Arc::new(Gate::default());
         let mut writer = Writer {
-            disk: Disk::start(dir.clone(), config.segment_bytes)?,
+            disk: Disk::start(dir.clone(), config.segment_bytes, Arc::clone(&gate))?,
             dir,
             segment_bytes: config.segment_bytes,
             segment: None,
@@ -139,12 +145,22 @@ impl SegmentSink {
             sources,
             buf: Vec::with_capacity(1 << 20),
         };
-        writer.start(next_index)?;
+        writer.start(next_index, &leftover.frames)?;
+        leftover.delete()?;
+        let journal = match config.sync {
+            SyncMode::Never => None,
+            _ => Some(Journal::start(
+                writer.dir.clone(),
+                leftover.next_generation,
+                gate,
+            )?),
+        };
         let (durable, _) = watch::channel(writer.end()?);
         Ok(SegmentSink {
             writer,
             durable,
             durable_when_written: config.sync == SyncMode::Never,
+            journal,
             _lock: lock,
         })
     }
@@ -176,7 +192,13 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
     let recovered = std::thread::scope(|scope| {
         let reading: Vec<_> = dirs
             .iter()
-            .map(|(_, dir)| scope.spawn(|| recovery::recover(dir)))
+            .map(|(_, dir)| {
+                scope.spawn(|| {
+                    let (mut sources, next_index) = recovery::recover(dir)?;
+                    let leftover = journal::recover(dir, &mut sources)?;
+                    Ok((sources, (next_index, leftover)))
+                })
+            })
             .collect();
         reading
             .into_iter()
@@ -187,7 +209,15 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
             })
             .collect::<io::Result<Vec<_>>>()
     })?;
-    let (mut sources, next_indexes): (Vec<_>, Vec<_>) = recovered.into_iter().unzip();
+    let (mut sources, mut starts): (Vec<_>, Vec<_>) = recovered.into_iter().unzip();
+    // The frames a retired shard's journal holds that its segments lost are stored by shard 0.
+    let retired: Vec<Leftover> = starts[shards..]
+        .iter_mut()
+        .map(|(_, leftover)| std::mem::take(leftover))
+        .collect();
+    for leftover in retired {
+        starts[0].1.absorb(leftover, &mut sources[0]);
+    }
     let resume = recovery::resume_points(&mut sources);
     let mut archive = Archive {
         sinks: Vec::with_capacity(shards),
@@ -195,7 +225,9 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
         resume,
     };
     let mut lock = Some(root_lock);
-    for (((shard, dir), sources), next_index) in dirs.into_iter().zip(sources).zip(next_indexes) {
+    for (((shard, dir), sources), (next_index, leftover)) in
+        dirs.into_iter().zip(sources).zip(starts)
+    {
         if shard >= shards {
             archive.retired.push((shard, retired_end(&dir)?));
             continue;
@@ -204,7 +236,7 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
             Some(root_lock) => root_lock,
             None => segment::lock_directory(&dir)?,
         };
-        let sink = SegmentSink::start(config, dir, lock, sources, next_index)?;
+        let sink = SegmentSink::start(config, dir, lock, (sources, next_index), leftover)?;
         archive.sinks.push(Box::new(sink));
     }
     Ok(archive)
@@ -226,11 +258,23 @@ fn retired_end(dir: &Path) -> io::Result<watch::Receiver<DurableEnd>> {
 }
 
 impl Writer {
-    /// Creates segment `index` with its checkpoint, makes it durable and names it, and has the
+    /// Creates segment `index` with its checkpoint and the `journaled` frames recovery found
+    /// missing, makes it durable and names it, and has the
     /// disk thread create the one after it. Blocking: called once, at start.
-    fn start(&mut self, index: u64) -> io::Result<()> {
+    fn start(&mut self, index: u64, journaled: &[FrameRecord]) -> io::Result<()> {
         let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
         let raised = self.checkpoint();
+        for frame in journaled {
+            segment::encode_frame(
+                &mut self.buf,
+                frame.kind,
+                frame.priority,
+                frame.source_id,
+                frame.sequence,
+                frame.received_unix_ns,
+                &frame.payload,
+            );
+        }
         file.write_all(&self.buf)
             .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
         self.commit(&raised);
@@ -442,29 +486,17 @@ impl Writer {
     /// synced). Returns the watermarks, for [`Self::commit`] once the group is written.
     fn encode(&mut self, batches: &[Arc<Batch>]) -> Raised {
         self.buf.clear();
-        let now_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let now = Instant::now();
+        let clock = Clock::now();
         let mut raised = Raised::new();
         for batch in batches {
             let source = &batch.source;
-            let received =
-                now_unix.saturating_sub(now.duration_since(batch.decoded_at).as_nanos() as u64);
             let key = (source.kind, source.id);
             let tracked = self.sources.entry(key).or_default();
             tracked.seen(source.ledger());
             if let Some(acked) = tracked.moved() {
                 raised.push((key, acked));
             }
-            segment::encode_frames(
-                &mut self.buf,
-                source.kind,
-                batch.priority,
-                source.id,
-                received,
-                batch.payloads(),
-            );
+            clock.encode(&mut self.buf, batch);
         }
         // One WATERMARK per source, however many of its batches the group holds.
         raised.sort_unstable_by_key(|&((kind, id), _)| (kind.to_byte(), id));
@@ -508,6 +540,38 @@ impl Writer {
     }
 }
 
+/// The wall clock and the monotonic one read together: a batch's receive time, which it keeps as
+/// an instant, as the Unix time a record stores.
+struct Clock {
+    unix_ns: u64,
+    at: Instant,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            unix_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            at: Instant::now(),
+        }
+    }
+
+    /// Appends the batch's FRAMES record(s) to `out`.
+    fn encode(&self, out: &mut Vec<u8>, batch: &Batch) {
+        let since = self.at.duration_since(batch.decoded_at).as_nanos() as u64;
+        let source = &batch.source;
+        segment::encode_frames(
+            out,
+            source.kind,
+            batch.priority,
+            source.id,
+            self.unix_ns.saturating_sub(since),
+            batch.payloads(),
+        );
+    }
+}
+
 impl DurableEnd {
     fn of(segment: &Segment) -> DurableEnd {
         DurableEnd {
@@ -539,17 +603,33 @@ impl ArchiveSink for SegmentSink {
         Box::pin(async move { written })
     }
 
+    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<BoxFuture<'static, io::Result<()>>> {
+        let journal = self.journal.as_mut()?;
+        let clock = Clock::now();
+        let mut records = Vec::new();
+        for batch in batches {
+            clock.encode(&mut records, batch);
+        }
+        let reply = journal.append(records);
+        Some(Box::pin(journal::answer(reply)))
+    }
+
     fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
         // Covers what was written before the sync began; the writer goes on appending meanwhile.
         let synced = self
             .writer
             .current("cannot sync segment")
             .map(|segment| (DurableEnd::of(&segment), self.writer.disk.sync(segment)));
+        // Everything journaled so far was written before: once the sync ends, it is in a segment.
+        let retirer = self.journal.as_mut().and_then(Journal::rotate_if_due);
         let durable = self.durable.clone();
         Box::pin(async move {
             let (end, reply) = synced?;
             disk::answer(reply).await?;
             publish(&durable, end);
+            if let Some(retirer) = retirer {
+                retirer.retire();
+            }
             Ok(())
         })
     }
@@ -564,6 +644,9 @@ impl ArchiveSink for SegmentSink {
             let (end, reply) = closed?;
             disk::answer(reply).await?;
             publish(&self.durable, end);
+            if let Some(journal) = &mut self.journal {
+                journal::answer(journal.close()).await?;
+            }
             Ok(())
         })
     }

@@ -1,0 +1,471 @@
+//! The emergency journal: a durability path for emergency frames that does not wait for routine
+//! data.
+//!
+//! A frame is acknowledged once it is durable, and the segment's `fsync` makes everything written
+//! before it durable, so an emergency written behind megabytes of routine telemetry waits for all
+//! of them to reach the disk: seconds, on a disk slower than the senders. Each shard therefore
+//! also appends its emergency frames, once they are written to the segment, to a small file of
+//! its own (`emergency-{generation:020}.journal`, the segment format: the magic, then FRAMES
+//! records), on a thread of its own that syncs each group of appends as it comes (group commit).
+//! An emergency frame counts as stored when either copy is durable, whichever comes first: the
+//! journal's, or the segment's sync. The segment stays the archive every reader reads; the journal
+//! only carries frames across a crash that took the segment's unsynced tail: recovery appends the
+//! frames of the journal that its shard's segments lack to the new segment, and then deletes it.
+//!
+//! The journal on its own is not enough on a disk that queues I/O in order, as a cgroup's write
+//! throttle does: an emergency's sync would queue behind the routine write-back of the segment's
+//! last `fsync`. So the disk thread writes a segment back a piece at a time, and waits before each
+//! piece while emergency appends are in flight ([`Gate`]); an emergency then waits for one piece
+//! at most.
+//!
+//! The journal never grows past what one segment sync covers: when a sync begins and the journal
+//! holds more than [`ROTATE_BYTES`], the journal moves on to a new generation, and once that sync
+//! ends every frame in the earlier generations is durable in a segment, so they are deleted. A
+//! clean close deletes them all.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::segment::{self, with_path, Entry, FrameRecord, MAGIC};
+use super::tracked::Tracked;
+use crate::ingest::ledger::SourceKey;
+
+/// Journal bytes past which a sync's start moves the journal to a new generation.
+pub(super) const ROTATE_BYTES: u64 = 1 << 20;
+/// The longest the disk thread waits for emergency appends before writing back a piece anyway:
+/// a flood of emergencies slows routine syncs, and never stops them.
+const MOST_YIELD: Duration = Duration::from_millis(200);
+
+const PREFIX: &str = "emergency-";
+const SUFFIX: &str = ".journal";
+
+/// The file name of journal generation `generation`.
+fn journal_name(generation: u64) -> String {
+    format!("{PREFIX}{generation:020}{SUFFIX}")
+}
+
+/// The generation in a journal's file name; `None` for any other file.
+fn journal_generation(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The journal files in `dir`, by generation.
+fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
+    let mut journals = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|err| with_path(err, dir, "cannot list"))?
+            .path();
+        if let Some(generation) = journal_generation(&path) {
+            journals.push((generation, path));
+        }
+    }
+    journals.sort();
+    Ok(journals)
+}
+
+/// Emergency appends sent to the journal and not yet durable, which the disk thread lets pass
+/// before each piece of routine write-back.
+#[derive(Debug, Default)]
+pub(super) struct Gate {
+    pending: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Gate {
+    fn enter(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
+    fn leave(&self, appends: usize) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        *pending = pending.saturating_sub(appends);
+        if *pending == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Waits until no emergency append is in flight, or `MOST_YIELD` has passed.
+    pub(super) fn wait_idle(&self) {
+        let deadline = Instant::now() + MOST_YIELD;
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        while *pending > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            pending = match self.idle.wait_timeout(pending, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
+/// What recovery found in a shard's journals: the frames its segments lack, to be appended to the
+/// new segment, and the journal files, to be deleted once that segment is durable.
+#[derive(Debug, Default)]
+pub(super) struct Leftover {
+    pub(super) frames: Vec<FrameRecord>,
+    pub(super) files: Vec<PathBuf>,
+    /// The generation the next journal takes.
+    pub(super) next_generation: u64,
+}
+
+impl Leftover {
+    /// Takes `other`'s frames and files (a retired shard's, which the shard taking them stores).
+    pub(super) fn absorb(&mut self, other: Leftover, sources: &mut HashMap<SourceKey, Tracked>) {
+        for frame in &other.frames {
+            let tracked = sources.entry((frame.kind, frame.source_id)).or_default();
+            tracked.above.insert_run(frame.sequence, frame.sequence);
+        }
+        self.frames.extend(other.frames);
+        self.files.extend(other.files);
+    }
+
+    /// Deletes the journal files, whose frames are durable in a segment now.
+    pub(super) fn delete(&self) -> io::Result<()> {
+        for path in &self.files {
+            match fs::remove_file(path) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                    return Err(with_path(err, path, "cannot delete"))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the journals in `dir` and returns the frames that the shard's segments, as recovery read
+/// them into `sources`, do not hold; each is added to its source's stored frames. Every record
+/// whose CRC holds is taken, whether or not its sync ended: a frame stored that was never
+/// acknowledged is resent by its source and dropped as a duplicate.
+pub(super) fn recover(
+    dir: &Path,
+    sources: &mut HashMap<SourceKey, Tracked>,
+) -> io::Result<Leftover> {
+    let mut leftover = Leftover {
+        next_generation: 1,
+        ..Leftover::default()
+    };
+    for (generation, path) in list_journals(dir)? {
+        leftover.next_generation = leftover.next_generation.max(generation + 1);
+        let file = File::open(&path).map_err(|err| with_path(err, &path, "cannot open"))?;
+        let mut frames = Vec::new();
+        let scanned = segment::scan(file, |_, entry| {
+            if let Entry::Frame(frame) = entry {
+                frames.push(frame);
+            }
+        })
+        .map_err(|err| with_path(err, &path, "cannot read"))?;
+        if !scanned.damaged.is_empty() {
+            tracing::warn!(
+                journal = %path.display(),
+                end = %scanned.end,
+                "emergency journal: damaged records skipped (an unclean stop cut its tail)"
+            );
+        }
+        let mut missing = 0;
+        for frame in frames {
+            let tracked = sources.entry((frame.kind, frame.source_id)).or_default();
+            let stored = tracked
+                .watermark
+                .is_some_and(|acked| frame.sequence <= acked)
+                || tracked.above.contains(frame.sequence);
+            if !stored {
+                tracked.above.insert_run(frame.sequence, frame.sequence);
+                leftover.frames.push(frame);
+                missing += 1;
+            }
+        }
+        if missing > 0 {
+            tracing::warn!(
+                journal = %path.display(),
+                frames = missing,
+                "emergency journal: frames the segments lost in an unclean stop are stored again from the journal"
+            );
+        }
+        leftover.files.push(path);
+    }
+    Ok(leftover)
+}
+
+/// A reply the journal thread sends when an append is durable.
+type Reply = oneshot::Sender<io::Result<()>>;
+
+enum Job {
+    /// Appends records and syncs them.
+    Append { records: Vec<u8>, reply: Reply },
+    /// Moves on to a new generation.
+    Rotate { generation: u64 },
+    /// Deletes the generations below `generation`, but never the one being written.
+    Retire { generation: u64 },
+    /// Deletes every generation: a clean close, whose last sync made every frame durable in a
+    /// segment.
+    Close { reply: Reply },
+}
+
+/// The handle on a shard's journal thread. Dropping it lets the thread finish the jobs sent.
+#[derive(Debug)]
+pub(super) struct Journal {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    gate: Arc<Gate>,
+    generation: u64,
+    /// Bytes appended to the current generation.
+    bytes: u64,
+}
+
+/// Deletes journal generations below one, from a future that outlives the borrow of the sink.
+#[derive(Debug, Clone)]
+pub(super) struct Retirer {
+    jobs: Option<mpsc::Sender<Job>>,
+    generation: u64,
+}
+
+impl Retirer {
+    /// Every frame in the generations below this one is durable in a segment now.
+    pub(super) fn retire(self) {
+        if let Some(jobs) = self.jobs {
+            let _ = jobs.send(Job::Retire {
+                generation: self.generation,
+            });
+        }
+    }
+}
+
+impl Journal {
+    /// Starts the journal of the shard in `dir` at generation `generation`: the file is created
+    /// (and named durably) before this returns.
+    pub(super) fn start(dir: PathBuf, generation: u64, gate: Arc<Gate>) -> io::Result<Journal> {
+        let file = create(&dir, generation)?;
+        let (jobs, queue) = mpsc::channel();
+        let worker = Worker {
+            dir,
+            file: Some(file),
+            generation,
+            broken: None,
+            gate: Arc::clone(&gate),
+        };
+        let thread = std::thread::Builder::new()
+            .name("archive-journal".into())
+            .spawn(move || worker.run(queue))
+            .map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("cannot start the emergency journal thread: {err}"),
+                )
+            })?;
+        Ok(Journal {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            gate,
+            generation,
+            bytes: 0,
+        })
+    }
+
+    /// Appends `records` and makes them durable; the future ends when they are.
+    pub(super) fn append(&mut self, records: Vec<u8>) -> oneshot::Receiver<io::Result<()>> {
+        let (reply, answer) = oneshot::channel();
+        self.bytes += records.len() as u64;
+        if let Some(jobs) = &self.jobs {
+            self.gate.enter();
+            if let Err(mpsc::SendError(job)) = jobs.send(Job::Append { records, reply }) {
+                self.gate.leave(1);
+                drop(job);
+            }
+        }
+        answer
+    }
+
+    /// At a sync's start: moves on to a new generation if this one is large enough, and returns
+    /// what deletes the earlier ones once the sync has ended.
+    pub(super) fn rotate_if_due(&mut self) -> Option<Retirer> {
+        if self.bytes < ROTATE_BYTES {
+            return None;
+        }
+        let jobs = self.jobs.as_ref()?;
+        self.generation += 1;
+        self.bytes = 0;
+        let _ = jobs.send(Job::Rotate {
+            generation: self.generation,
+        });
+        Some(Retirer {
+            jobs: self.jobs.clone(),
+            generation: self.generation,
+        })
+    }
+
+    /// After the last sync: deletes every generation.
+    pub(super) fn close(&mut self) -> oneshot::Receiver<io::Result<()>> {
+        let (reply, answer) = oneshot::channel();
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Job::Close { reply });
+        }
+        answer
+    }
+}
+
+/// An append's reply, with a journal thread that went away reported as an error.
+pub(super) async fn answer(reply: oneshot::Receiver<io::Result<()>>) -> io::Result<()> {
+    reply
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("the emergency journal thread stopped")))
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Creates generation `generation` in `dir` with the magic, durably named.
+fn create(dir: &Path, generation: u64) -> io::Result<File> {
+    let path = dir.join(journal_name(generation));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|err| with_path(err, &path, "cannot create the emergency journal"))?;
+    file.write_all(MAGIC)
+        .and_then(|()| file.sync_data())
+        .map_err(|err| with_path(err, &path, "cannot write"))?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|err| with_path(err, dir, "cannot sync the archive directory"))?;
+    Ok(file)
+}
+
+/// The journal thread's state.
+struct Worker {
+    dir: PathBuf,
+    /// `None` once a rotation failed: appends fail until the next one succeeds.
+    file: Option<File>,
+    generation: u64,
+    /// Why a sync failed: the kernel may have dropped what it could not write, so nothing later
+    /// appended to this journal counts as durable.
+    broken: Option<String>,
+    gate: Arc<Gate>,
+}
+
+impl Worker {
+    fn run(mut self, queue: mpsc::Receiver<Job>) {
+        let mut next = queue.recv().ok();
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append { records, reply } => {
+                    // Group commit: every append queued behind this one, in one write and sync.
+                    let mut group = vec![(records, reply)];
+                    loop {
+                        match queue.try_recv() {
+                            Ok(Job::Append { records, reply }) => group.push((records, reply)),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.append(group);
+                }
+                Job::Rotate { generation } => self.rotate(generation),
+                Job::Retire { generation } => {
+                    if let Err(err) = self.retire(|g| g < generation) {
+                        tracing::warn!(error = %err, "emergency journal: cannot delete a generation a sync made redundant");
+                    }
+                }
+                Job::Close { reply } => {
+                    self.file = None;
+                    let _ = reply.send(self.retire(|_| true));
+                }
+            }
+            if next.is_none() {
+                next = queue.recv().ok();
+            }
+        }
+    }
+
+    fn append(&mut self, group: Vec<(Vec<u8>, Reply)>) {
+        let appends = group.len();
+        let result = self.write_and_sync(group.iter().map(|(records, _)| records.as_slice()));
+        self.gate.leave(appends);
+        for (_, reply) in group {
+            let _ = reply.send(match &result {
+                Ok(()) => Ok(()),
+                Err(err) => Err(io::Error::new(err.kind(), err.to_string())),
+            });
+        }
+    }
+
+    fn write_and_sync<'a>(&mut self, records: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(io::Error::other(why.clone()));
+        }
+        let path = self.dir.join(journal_name(self.generation));
+        let Some(file) = self.file.as_mut() else {
+            return Err(io::Error::other(format!(
+                "the emergency journal {} could not be started",
+                path.display()
+            )));
+        };
+        let len = file
+            .metadata()
+            .map_err(|err| with_path(err, &path, "cannot read the length of"))?
+            .len();
+        let bytes: Vec<u8> = records.flatten().copied().collect();
+        if let Err(err) = file.write_all(&bytes) {
+            // Cut a partial record off, so that later appends follow whole records.
+            let _ = file.set_len(len);
+            return Err(with_path(err, &path, "cannot append to"));
+        }
+        file.sync_data().map_err(|err| {
+            let err = with_path(err, &path, "cannot sync");
+            self.broken = Some(format!("an earlier sync failed ({err})"));
+            err
+        })
+    }
+
+    fn rotate(&mut self, generation: u64) {
+        match create(&self.dir, generation) {
+            Ok(file) => {
+                self.file = Some(file);
+                self.generation = generation;
+                self.broken = None;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "emergency journal: cannot start a new generation; emergencies wait for the segment's sync until one starts");
+                self.file = None;
+                self.generation = generation;
+            }
+        }
+    }
+
+    /// Deletes the generations `which` picks, except the one being written.
+    fn retire(&self, which: impl Fn(u64) -> bool) -> io::Result<()> {
+        let current = self.file.as_ref().map(|_| self.generation);
+        for (generation, path) in list_journals(&self.dir)? {
+            if which(generation) && Some(generation) != current {
+                fs::remove_file(&path).map_err(|err| with_path(err, &path, "cannot delete"))?;
+            }
+        }
+        Ok(())
+    }
+}
