@@ -64,8 +64,8 @@ pub struct ArchiveSettings {
     pub storage_lost: CancellationToken,
 }
 
-/// Emergency frames durable in two places, the segment and the journal: whichever makes them
-/// durable first stores them, once.
+/// An emergency batch durable in two places, the segment and the journal: whichever makes it
+/// durable first stores it, once.
 #[derive(Clone, Default)]
 struct Claim(Arc<AtomicBool>);
 
@@ -101,13 +101,12 @@ struct Unsynced {
 }
 
 impl Unsynced {
-    /// Adds a written group; its emergency batches share `journaled`, when they are journaled.
-    fn add(&mut self, group: &[Admitted<Arc<Batch>>], journaled: Option<&Claim>) {
-        for batch in group.iter().map(|admitted| &admitted.item) {
+    /// Adds a written group, each batch with the claim it shares with its journal append.
+    fn add(&mut self, group: &[Admitted<Arc<Batch>>], claims: &[Option<Claim>]) {
+        for (batch, claim) in group.iter().map(|admitted| &admitted.item).zip(claims) {
             if let Some(span) = batch.span() {
-                let claim = journaled.filter(|_| batch.priority == Priority::Emergency);
                 self.spans
-                    .push((Arc::clone(&batch.source), span, claim.cloned()));
+                    .push((Arc::clone(&batch.source), span, claim.clone()));
             }
             self.bytes += batch.payload_bytes();
         }
@@ -366,8 +365,8 @@ impl ArchiveConsumer {
     /// A group is written: it waits for its sync, its emergencies go to the journal too, and its
     /// queue capacity goes back.
     fn written(&mut self, group: Vec<Admitted<Arc<Batch>>>, ends_outage: bool) {
-        let journaled = self.journal(&group);
-        self.unsynced.add(&group, journaled.as_ref());
+        let claims = self.journal(&group);
+        self.unsynced.add(&group, &claims);
         self.unsynced.ends_outage |= ends_outage;
         drop(group);
         match self.settings.policy {
@@ -387,9 +386,10 @@ impl ArchiveConsumer {
 
     /// Hands the group's emergency batches to the sink's journal; the claim they share with their
     /// segment copies, when they are journaled.
-    fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Option<Claim> {
+    fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Vec<Option<Claim>> {
+        let none = || vec![None; group.len()];
         if self.settings.policy == SyncPolicy::Never {
-            return None;
+            return none();
         }
         let emergencies: Vec<Arc<Batch>> = group
             .iter()
@@ -397,19 +397,29 @@ impl ArchiveConsumer {
             .map(|admitted| Arc::clone(&admitted.item))
             .collect();
         if emergencies.is_empty() {
-            return None;
+            return none();
         }
-        let appended = self.sink.journal(&emergencies)?;
-        let claim = Claim::default();
-        let spans = emergencies
+        let Some(appended) = self.sink.journal(&emergencies) else {
+            return none();
+        };
+        let claims: Vec<Option<Claim>> = group
             .iter()
-            .filter_map(|batch| {
-                let span = batch.span()?;
-                Some((Arc::clone(&batch.source), span, Some(claim.clone())))
+            .map(|admitted| (admitted.item.priority == Priority::Emergency).then(Claim::default))
+            .collect();
+        let spans = group
+            .iter()
+            .zip(&claims)
+            .filter_map(|(admitted, claim)| {
+                let span = admitted.item.span()?;
+                Some((
+                    Arc::clone(&admitted.item.source),
+                    span,
+                    claim.clone()?.into(),
+                ))
             })
             .collect();
         self.journaling.push_back((appended, spans));
-        Some(claim)
+        claims
     }
 
     /// The oldest journal append ended: its emergencies are stored, unless their segment's sync

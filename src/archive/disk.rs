@@ -156,50 +156,66 @@ impl WriteBack {
     /// after the emergency appends in flight ([`Gate`]); the sync that follows then has little
     /// left to write. Sized to take about [`PIECE_TIME`] at the pace the last piece went.
     #[cfg(target_os = "linux")]
-    fn run(&mut self, segment: &Segment, gate: &Gate) -> io::Result<()> {
+    fn run(&mut self, (file, index, path): (&File, u64, &Path), gate: &Gate) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let mut at = match self.done {
-            (index, done) if index == segment.index => done,
+            (done_index, done) if done_index == index => done,
             _ => 0,
         };
-        while at < segment.len {
-            gate.wait_idle();
-            let len = self.piece.min(segment.len - at);
-            let started = Instant::now();
-            let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            // SAFETY: sync_file_range reads no memory; `segment.file` keeps the descriptor open.
-            let written = unsafe {
-                libc::sync_file_range(
-                    segment.file.as_raw_fd(),
-                    at as libc::off64_t,
-                    len as libc::off64_t,
-                    flags,
-                )
-            };
-            if written != 0 {
-                let err = io::Error::last_os_error();
-                return Err(with_path(err, &segment.path, "cannot write back segment"));
+        // The writer goes on appending: what it appended since the sync began, and while the
+        // pieces were written, is written back too, or the sync's `fdatasync` would write it in
+        // one go. The bound on what is unsynced bounds how long that goes on.
+        loop {
+            let end = file.metadata().map_or(0, |m| m.len());
+            if end.saturating_sub(at) <= self.piece {
+                break;
             }
-            let took = started.elapsed().as_secs_f64().max(1e-6);
-            let pace = len as f64 / took;
-            self.piece = ((pace * PIECE_TIME.as_secs_f64()) as u64).clamp(MIN_PIECE, MAX_PIECE);
-            at += len;
-            self.done = (segment.index, at);
+            while at < end {
+                gate.wait_idle();
+                let len = self.piece.min(end - at);
+                let started = Instant::now();
+                let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+                // SAFETY: sync_file_range reads no memory; `file` keeps the descriptor open.
+                let written = unsafe {
+                    libc::sync_file_range(
+                        file.as_raw_fd(),
+                        at as libc::off64_t,
+                        len as libc::off64_t,
+                        flags,
+                    )
+                };
+                if written != 0 {
+                    let err = io::Error::last_os_error();
+                    return Err(with_path(err, path, "cannot write back segment"));
+                }
+                // A piece the kernel had already written back says nothing of the disk's pace; the
+                // others move the size by at most a factor of two.
+                let took = started.elapsed();
+                if took >= PIECE_TIME / 10 {
+                    let pace = len as f64 / took.as_secs_f64();
+                    let fits = (pace * PIECE_TIME.as_secs_f64()) as u64;
+                    self.piece = fits
+                        .clamp(self.piece / 2, self.piece.saturating_mul(2))
+                        .clamp(MIN_PIECE, MAX_PIECE);
+                }
+                at += len;
+                self.done = (index, at);
+            }
         }
         Ok(())
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn run(&mut self, _: &Segment, _: &Gate) -> io::Result<()> {
+    fn run(&mut self, _: (&File, u64, &Path), _: &Gate) -> io::Result<()> {
         Ok(())
     }
 }
 
 /// Makes the first `len` bytes of the segment durable, then drops them from the page cache.
 fn sync_segment(segment: &Segment, write_back: &mut WriteBack, gate: &Gate) -> io::Result<()> {
-    write_back.run(segment, gate)?;
+    write_back.run((&segment.file, segment.index, &segment.path), gate)?;
     segment
         .file
         .sync_data()
@@ -384,6 +400,9 @@ impl Worker {
                     self.spare = None;
                     sync_segment(&full, &mut self.write_back, &self.gate)?;
                     trim(&full.file, &full.path, full.len)?;
+                    // The writer has been appending to the staged segment meanwhile.
+                    let staged = staged_path(&self.dir, index);
+                    self.write_back.run((&next, index, &staged), &self.gate)?;
                     publish(&self.dir, &next, index)
                 });
                 if let Err(err) = &result {

@@ -77,36 +77,37 @@ fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(journals)
 }
 
-/// Emergency appends sent to the journal and not yet durable, which the disk thread lets pass
+/// Emergency appends sent to the journal and those made durable, which the disk thread lets pass
 /// before each piece of routine write-back.
 #[derive(Debug, Default)]
 pub(super) struct Gate {
-    pending: Mutex<usize>,
-    idle: Condvar,
+    /// Appends sent, and appends durable (or failed).
+    counts: Mutex<(u64, u64)>,
+    done: Condvar,
 }
 
 impl Gate {
     fn enter(&self) {
-        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
     }
 
-    fn leave(&self, appends: usize) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        *pending = pending.saturating_sub(appends);
-        if *pending == 0 {
-            self.idle.notify_all();
-        }
+    fn leave(&self, appends: u64) {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).1 += appends;
+        self.done.notify_all();
     }
 
-    /// Waits until no emergency append is in flight, or `MOST_YIELD` has passed.
+    /// Waits until the appends sent so far are durable, or `MOST_YIELD` has passed. Appends sent
+    /// meanwhile do not extend the wait: under a steady stream of emergencies, routine pieces and
+    /// the journal's syncs take turns.
     pub(super) fn wait_idle(&self) {
         let deadline = Instant::now() + MOST_YIELD;
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        while *pending > 0 {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let target = counts.0;
+        while counts.1 < target {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return;
             };
-            pending = match self.idle.wait_timeout(pending, left) {
+            counts = match self.done.wait_timeout(counts, left) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
@@ -404,7 +405,7 @@ impl Worker {
     }
 
     fn append(&mut self, group: Vec<(Vec<u8>, Reply)>) {
-        let appends = group.len();
+        let appends = group.len() as u64;
         let result = self.write_and_sync(group.iter().map(|(records, _)| records.as_slice()));
         self.gate.leave(appends);
         for (_, reply) in group {

@@ -118,20 +118,22 @@ impl SegmentSink {
         let mut shards = [sources];
         let resume = recovery::resume_points(&mut shards);
         let [sources] = shards;
-        let sink = SegmentSink::start(config, dir, lock, (sources, next_index), leftover)?;
+        let gate = Arc::new(Gate::default());
+        let sink = SegmentSink::start(config, (dir, lock), (sources, next_index), leftover, gate)?;
         Ok((sink, resume))
     }
 
     /// Starts the sink of a recovered directory: a new segment with a checkpoint and the frames
     /// its journals held that its segments lost, then the journals deleted and a new one started.
+    /// Every shard's disk thread makes way for every shard's emergency appends (`gate`): they
+    /// share the disk.
     fn start(
         config: &ArchiveConfig,
-        dir: PathBuf,
-        lock: File,
+        (dir, lock): (PathBuf, File),
         (sources, next_index): (HashMap<SourceKey, Tracked>, u64),
         leftover: Leftover,
+        gate: Arc<Gate>,
     ) -> io::Result<SegmentSink> {
-        let gate = Arc::new(Gate::default());
         let mut writer = Writer {
             disk: Disk::start(dir.clone(), config.segment_bytes, Arc::clone(&gate))?,
             dir,
@@ -225,6 +227,7 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
         resume,
     };
     let mut lock = Some(root_lock);
+    let gate = Arc::new(Gate::default());
     for (((shard, dir), sources), (next_index, leftover)) in
         dirs.into_iter().zip(sources).zip(starts)
     {
@@ -236,7 +239,13 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
             Some(root_lock) => root_lock,
             None => segment::lock_directory(&dir)?,
         };
-        let sink = SegmentSink::start(config, dir, lock, (sources, next_index), leftover)?;
+        let sink = SegmentSink::start(
+            config,
+            (dir, lock),
+            (sources, next_index),
+            leftover,
+            Arc::clone(&gate),
+        )?;
         archive.sinks.push(Box::new(sink));
     }
     Ok(archive)

@@ -60,6 +60,10 @@ impl ArchiveSink for MeasuredSink {
         self.inner.write(batches)
     }
 
+    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<BoxFuture<'static, io::Result<()>>> {
+        self.inner.journal(batches)
+    }
+
     fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
         self.inner.sync()
     }
