@@ -389,3 +389,38 @@ fn a_shard_that_cannot_be_repaired_stops_the_repair_before_any_shard_changes() {
     );
     assert!(!root.0.join("quarantine").exists());
 }
+
+/// The emergency journal of a shard beyond `runtime.shards` (a daemon that ran more shards
+/// crashed after journaling an emergency that its segment lost): the next start stores the frame
+/// in shard 0, once, resumes its source after it, and deletes that journal.
+#[test]
+fn a_retired_shards_journal_is_stored_by_shard_zero() {
+    let root = TempDir::new("shards-journal");
+    write_segment(&root.0, 0, 1, &[(Live, 1, 0..5)]);
+    write_segment(&root.0, 1, 1, &[(Live, 2, 0..3)]);
+    // Live 2's emergency 3 is in shard 1's journal only.
+    let mut journal = MAGIC.to_vec();
+    let frame = [(3, b"abort".as_slice())];
+    encode_frames(&mut journal, Live, Priority::Emergency, 2, T0, frame);
+    let path = shard_dir(&root.0, 1).join("emergency-00000000000000000001.journal");
+    fs::write(&path, journal).unwrap();
+
+    let config = ArchiveConfig {
+        sync: SyncMode::Interval,
+        ..shard_config(&root.0, 0)
+    };
+    let archive = aggregator::archive::open(&config, 1).unwrap();
+    assert_eq!(archive.retired.len(), 1, "shard 1 is retired");
+    assert_eq!(archive.resume[&(Live, 2)].after(), Some(3));
+    assert!(!path.exists(), "the retired shard's journal is deleted");
+    drop(archive);
+
+    let report = tools::verify(&root.0).unwrap();
+    assert!(report.is_valid() && report.is_exactly_once(), "{report:?}");
+    assert_eq!(
+        source_spans(&report),
+        vec![(Live, 1, Some(0), 5), (Live, 2, Some(0), 4)]
+    );
+    let per_shard: Vec<_> = report.shards.iter().map(|s| (s.shard, s.frames)).collect();
+    assert_eq!(per_shard, vec![(0, 6), (1, 3)], "shard 0 stores it");
+}

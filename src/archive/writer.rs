@@ -674,13 +674,19 @@ mod tests {
     use crate::ingest::source::Source;
     use crate::pipeline::frame::{Priority, SourceKind};
     use bytes::Bytes;
+    use std::fs::OpenOptions;
     use std::path::Path;
     use std::time::Duration;
 
     /// A batch of `count` one-byte frames of `source`, sequences from `first` on.
     fn batch(source: &Arc<Source>, first: u64, count: u64) -> Arc<Batch> {
+        batch_of(Priority::Routine, source, first, count)
+    }
+
+    /// [`batch`] with frames of `priority`.
+    fn batch_of(priority: Priority, source: &Arc<Source>, first: u64, count: u64) -> Arc<Batch> {
         let now = std::time::Instant::now();
-        let mut batch = Batch::new(Arc::clone(source), Priority::Routine, now, count as usize);
+        let mut batch = Batch::new(Arc::clone(source), priority, now, count as usize);
         for (i, sequence) in (first..first + count).enumerate() {
             batch.push(sequence, i..i + 1);
         }
@@ -982,6 +988,81 @@ mod tests {
         let point = restart_and_resume(&config, 1);
         assert_eq!(point.after(), Some(19), "{point:?}");
         assert_eq!(point.already_stored.runs().collect::<Vec<_>>(), [(25, 29)]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The journal files in `dir`, by file name.
+    fn journals(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".journal"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// How many times the segments in `dir` hold frame `sequence` of live uplink `id`.
+    fn copies(dir: &Path, id: u32, sequence: u64) -> usize {
+        segment::list_segments(dir)
+            .unwrap()
+            .iter()
+            .flat_map(|(_, path)| entries(path))
+            .filter(|entry| {
+                matches!(entry, Entry::Frame(frame)
+                    if frame.source_id == id && frame.sequence == sequence)
+            })
+            .count()
+    }
+
+    /// A crash that takes the segment's unsynced tail keeps an emergency its journal made
+    /// durable: the next start stores it in the new segment, once, and its source resumes after
+    /// it; an emergency that both copies kept is not stored again. The journals are deleted once
+    /// the new segment holds their frames, and a second start stores nothing more.
+    #[tokio::test]
+    async fn a_journaled_emergency_survives_the_loss_of_the_segments_tail() {
+        let (dir, config) = fresh_archive("journal", 1 << 20);
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        let (kept, lost) = (uplink(1), uplink(2));
+        // Source 1: routine 0..=9 and emergency 10, synced and journaled.
+        let both = [
+            batch(&kept, 0, 10),
+            batch_of(Priority::Emergency, &kept, 10, 1),
+        ];
+        sink.write(&both).await.unwrap();
+        sink.journal(&both[1..]).unwrap().await.unwrap();
+        sink.sync().await.unwrap();
+        let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
+        let synced = fs::metadata(&newest).unwrap().len();
+        // Source 2: emergency 0, journaled; the crash takes it from the segment.
+        let emergency = [batch_of(Priority::Emergency, &lost, 0, 1)];
+        sink.write(&emergency).await.unwrap();
+        sink.journal(&emergency).unwrap().await.unwrap();
+        drop(sink);
+        OpenOptions::new()
+            .write(true)
+            .open(&newest)
+            .unwrap()
+            .set_len(synced)
+            .unwrap();
+        assert_eq!(copies(&dir, 2, 0), 0, "the crash took it from the segment");
+
+        let (sink, resume) = SegmentSink::open(&config).unwrap();
+        assert_eq!(resume[&(SourceKind::LiveUplink, 1)].after(), Some(10));
+        assert_eq!(resume[&(SourceKind::LiveUplink, 2)].after(), Some(0));
+        assert_eq!(copies(&dir, 1, 10), 1, "kept by both, stored once");
+        assert_eq!(copies(&dir, 2, 0), 1, "stored again from the journal");
+        assert_eq!(
+            journals(&dir),
+            ["emergency-00000000000000000002.journal"],
+            "the journal it recovered from is deleted; a new one is started"
+        );
+        drop(sink);
+
+        let (sink, resume) = SegmentSink::open(&config).unwrap();
+        assert_eq!(resume[&(SourceKind::LiveUplink, 2)].after(), Some(0));
+        assert_eq!(copies(&dir, 2, 0), 1, "a second start stores nothing more");
+        drop(sink);
         let _ = fs::remove_dir_all(&dir);
     }
 
