@@ -6,10 +6,10 @@
 //! once they are stored under the configured [`SyncPolicy`]; the queue capacity they held is given
 //! back as soon as they are written, so a sync in progress does not stall the pipeline.
 //!
-//! What is written and not yet durable is bounded (`archive.max_unsynced_bytes`): past it the
-//! consumer takes nothing more until a sync ends, so a disk slower than the sockets slows the
-//! pipeline, and through it the senders, to what the disk makes durable, instead of filling the
-//! page cache with frames nobody can acknowledge.
+//! What is written and not yet durable is bounded (`archive.max_unsynced_bytes`): past it routine
+//! batches wait, holding their queue capacity, until a sync ends, so a disk slower than the
+//! sockets slows the pipeline, and through it the senders, to what the disk makes durable, instead
+//! of filling the page cache with frames nobody can acknowledge.
 //!
 //! A failed write (a full disk) loses nothing: the sink wrote none of the group, and the consumer
 //! holds it, with the queue capacity it takes, and writes it again until it succeeds, a second
@@ -730,7 +730,7 @@ mod tests {
     }
 
     /// With a disk slower than the pipeline, the archive writes no more than
-    /// `max_unsynced_bytes` ahead of what is durable: it stops taking frames until a sync ends
+    /// `max_unsynced_bytes` ahead of what is durable: it writes no routine frame until a sync ends
     /// (so the pipeline behind it, and the sockets, slow to the disk), and every sync lets the
     /// acknowledgements move on.
     #[tokio::test(start_paused = true)]
