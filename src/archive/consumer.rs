@@ -384,17 +384,35 @@ impl ArchiveConsumer {
         self.publish_unsynced();
     }
 
-    /// Hands the group's emergency batches to the sink's journal; the claim they share with their
-    /// segment copies, when they are journaled.
+    /// Hands the group's emergency batches whose acknowledgement it would move to the sink's
+    /// journal; for each batch, the claim it shares with its journal append, if it has one.
     fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Vec<Option<Claim>> {
         let none = || vec![None; group.len()];
         if self.settings.policy == SyncPolicy::Never {
             return none();
         }
+        // In order, so that a batch journaled counts for the next one of its source.
+        let chosen: Vec<bool> = group
+            .iter()
+            .map(|admitted| {
+                let batch = &admitted.item;
+                let (Some(first), Some(last)) = (batch.first_sequence(), batch.last_sequence())
+                else {
+                    return false;
+                };
+                let moves = batch.priority == Priority::Emergency
+                    && batch.source.acknowledged_by_journal(first);
+                if moves {
+                    batch.source.journaled(last);
+                }
+                moves
+            })
+            .collect();
         let emergencies: Vec<Arc<Batch>> = group
             .iter()
-            .filter(|admitted| admitted.item.priority == Priority::Emergency)
-            .map(|admitted| Arc::clone(&admitted.item))
+            .zip(&chosen)
+            .filter(|(_, &chosen)| chosen)
+            .map(|(admitted, _)| Arc::clone(&admitted.item))
             .collect();
         if emergencies.is_empty() {
             return none();
@@ -402,9 +420,9 @@ impl ArchiveConsumer {
         let Some(appended) = self.sink.journal(&emergencies) else {
             return none();
         };
-        let claims: Vec<Option<Claim>> = group
+        let claims: Vec<Option<Claim>> = chosen
             .iter()
-            .map(|admitted| (admitted.item.priority == Priority::Emergency).then(Claim::default))
+            .map(|&chosen| chosen.then(Claim::default))
             .collect();
         let spans = group
             .iter()

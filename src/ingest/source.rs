@@ -31,6 +31,8 @@ pub struct Source {
     takes_catalogs: AtomicBool,
     /// The newest catalog version the source acknowledged holding.
     catalog_version: AtomicSeq,
+    /// The last emergency frame the archive handed to its emergency journal.
+    journaled: AtomicSeq,
 }
 
 /// A source's counters at one moment, for listings and monitoring.
@@ -74,6 +76,7 @@ impl Source {
             ledger,
             takes_catalogs: AtomicBool::new(false),
             catalog_version: AtomicSeq::new(None),
+            journaled: AtomicSeq::new(None),
         }
     }
 
@@ -108,6 +111,22 @@ impl Source {
     pub(crate) fn stored(&self, span: Span) {
         self.stored.fetch_add(span.frames, Relaxed);
         self.ledger.stored(span.priority, span.first, span.last);
+    }
+
+    /// Whether an emergency batch from sequence `first` on, once stored by itself, would move the
+    /// acknowledgement: every frame before it is stored, or in the archive's emergency journal.
+    /// Only then is the journal's sync worth its cost: an emergency behind routine frames not yet
+    /// stored is acknowledged with them in any case.
+    pub(crate) fn acknowledged_by_journal(&self, first: u64) -> bool {
+        let Some(before) = first.checked_sub(1) else {
+            return true;
+        };
+        self.ledger.acked() >= Some(before) || self.journaled.load() >= Some(before)
+    }
+
+    /// Called by the archive when it hands emergency frames up to `last` to its journal.
+    pub(crate) fn journaled(&self, last: u64) {
+        self.journaled.raise(Some(last));
     }
 
     /// Whether every frame recorded so far is stored.
