@@ -186,6 +186,17 @@ impl Ledger {
         self.state().runs.is_empty()
     }
 
+    /// Whether every frame recorded before sequence `first` is stored, or at or below
+    /// `journaled`.
+    pub(crate) fn settled_before(&self, first: u64, journaled: Option<u64>) -> bool {
+        let state = self.state();
+        let mut before = state
+            .runs
+            .iter()
+            .take_while(|e| e.run.last_sequence < first);
+        before.all(|e| e.is_stored() || Some(e.run.last_sequence) <= journaled)
+    }
+
     /// Completes when the acknowledgement moves or the ledger settles. Create it before checking
     /// the state it waits for, so that a change in between is not missed.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
@@ -272,6 +283,28 @@ mod tests {
             frames,
             last_sequence,
         }
+    }
+
+    /// What decides whether the archive journals an emergency: the frames before it, stored or
+    /// journaled, whatever sequence the source started at.
+    #[test]
+    fn an_emergency_is_settled_before_once_what_precedes_it_is_stored_or_journaled() {
+        let ledger = Ledger::new(None);
+        // A source starting at 1: emergencies 1 and 2, routine 3..=5, emergency 6.
+        ledger.record(&[run(E, 1, 1), run(E, 1, 2), run(R, 3, 5), run(E, 1, 6)]);
+        assert!(
+            ledger.settled_before(1, None),
+            "nothing before the first frame"
+        );
+        assert!(!ledger.settled_before(2, None));
+        assert!(ledger.settled_before(2, Some(1)), "1 is journaled");
+        assert!(
+            !ledger.settled_before(6, Some(2)),
+            "routine 3..=5 are not stored"
+        );
+        ledger.stored(E, 1, 2);
+        ledger.stored(R, 3, 5);
+        assert!(ledger.settled_before(6, None));
     }
 
     #[test]

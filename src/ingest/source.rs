@@ -118,10 +118,7 @@ impl Source {
     /// Only then is the journal's sync worth its cost: an emergency behind routine frames not yet
     /// stored is acknowledged with them in any case.
     pub(crate) fn acknowledged_by_journal(&self, first: u64) -> bool {
-        let Some(before) = first.checked_sub(1) else {
-            return true;
-        };
-        self.ledger.acked() >= Some(before) || self.journaled.load() >= Some(before)
+        self.ledger.settled_before(first, self.journaled.load())
     }
 
     /// Called by the archive when it hands emergency frames up to `last` to its journal.
