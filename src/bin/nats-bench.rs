@@ -1,5 +1,5 @@
 //! `nats-bench`: the NATS sink's throughput beside a plain async-nats publisher with the same
-//! window, against the same `nats-server` (`docs/scale-out.md`, results in `BENCHMARKS.md`).
+//! window, against the same `nats-server` (`docs/scale-out.md`, results in `docs/bench/nats.md`).
 //!
 //! ```text
 //! nats-server -js -sd /tmp/js -a 127.0.0.1 -p 4222 &
