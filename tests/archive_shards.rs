@@ -403,7 +403,7 @@ fn a_retired_shards_journal_is_stored_by_shard_zero() {
     let frame = [(3, b"abort".as_slice())];
     encode_frames(&mut journal, Live, Priority::Emergency, 2, T0, frame);
     let path = shard_dir(&root.0, 1).join("emergency-00000000000000000001.journal");
-    fs::write(&path, journal).unwrap();
+    fs::write(&path, &journal).unwrap();
 
     let config = ArchiveConfig {
         sync: SyncMode::Interval,
@@ -415,12 +415,22 @@ fn a_retired_shards_journal_is_stored_by_shard_zero() {
     assert!(!path.exists(), "the retired shard's journal is deleted");
     drop(archive);
 
-    let report = tools::verify(&root.0).unwrap();
-    assert!(report.is_valid() && report.is_exactly_once(), "{report:?}");
-    assert_eq!(
-        source_spans(&report),
-        vec![(Live, 1, Some(0), 5), (Live, 2, Some(0), 4)]
-    );
-    let per_shard: Vec<_> = report.shards.iter().map(|s| (s.shard, s.frames)).collect();
-    assert_eq!(per_shard, vec![(0, 6), (1, 3)], "shard 0 stores it");
+    let exactly_once = || {
+        let report = tools::verify(&root.0).unwrap();
+        assert!(report.is_valid() && report.is_exactly_once(), "{report:?}");
+        assert_eq!(
+            source_spans(&report),
+            vec![(Live, 1, Some(0), 5), (Live, 2, Some(0), 4)]
+        );
+        let per_shard: Vec<_> = report.shards.iter().map(|s| (s.shard, s.frames)).collect();
+        assert_eq!(per_shard, vec![(0, 6), (1, 3)], "shard 0 stores it");
+    };
+    exactly_once();
+
+    // A crash after shard 0 stored it and before the journal was deleted: stored once all the same.
+    fs::write(&path, &journal).unwrap();
+    let archive = aggregator::archive::open(&config, 1).unwrap();
+    assert!(!path.exists());
+    drop(archive);
+    exactly_once();
 }

@@ -553,15 +553,15 @@ impl ArchiveConsumer {
             let result = journal_front(&mut self.journaling).await;
             self.journaled(result);
         }
-        if let Some((pending, _)) = &mut self.syncing {
-            let result = pending.await;
-            self.synced(result);
-        }
-        if self.broken.is_none() && !self.unsynced.is_empty() {
-            self.start_sync();
+        // A sync's end may start another (`synced`): none is left behind.
+        loop {
             if let Some((pending, _)) = &mut self.syncing {
                 let result = pending.await;
                 self.synced(result);
+            } else if self.broken.is_none() && !self.unsynced.is_empty() {
+                self.start_sync();
+            } else {
+                break;
             }
         }
     }

@@ -164,8 +164,9 @@ impl WriteBack {
         };
         // The writer goes on appending: what it appended since the sync began, and while the
         // pieces were written, is written back too, or the sync's `fdatasync` would write it in
-        // one go. The bound on what is unsynced bounds how long that goes on.
-        loop {
+        // one go. Two passes: a writer as fast as the disk (`sync = never` has no bound on what is
+        // unsynced) must not keep a rollover from ending.
+        for _ in 0..2 {
             let end = file.metadata().map_or(0, |m| m.len());
             if end.saturating_sub(at) <= self.piece {
                 break;

@@ -127,12 +127,14 @@ pub(super) struct Leftover {
 
 impl Leftover {
     /// Takes `other`'s frames and files (a retired shard's, which the shard taking them stores).
+    /// Those frames shard 0 already stores (a start that stored them crashed before it deleted
+    /// the journal) are dropped.
     pub(super) fn absorb(&mut self, other: Leftover, sources: &mut HashMap<SourceKey, Tracked>) {
-        for frame in &other.frames {
-            let tracked = sources.entry((frame.kind, frame.source_id)).or_default();
-            tracked.above.insert_run(frame.sequence, frame.sequence);
+        for frame in other.frames {
+            if take_missing(sources, &frame) {
+                self.frames.push(frame);
+            }
         }
-        self.frames.extend(other.frames);
         self.files.extend(other.files);
     }
 
@@ -163,7 +165,7 @@ pub(super) fn recover(
         ..Leftover::default()
     };
     for (generation, path) in list_journals(dir)? {
-        leftover.next_generation = leftover.next_generation.max(generation + 1);
+        leftover.next_generation = leftover.next_generation.max(generation.saturating_add(1));
         let file = File::open(&path).map_err(|err| with_path(err, &path, "cannot open"))?;
         let mut frames = Vec::new();
         let scanned = segment::scan(file, |_, entry| {
@@ -181,13 +183,7 @@ pub(super) fn recover(
         }
         let mut missing = 0;
         for frame in frames {
-            let tracked = sources.entry((frame.kind, frame.source_id)).or_default();
-            let stored = tracked
-                .watermark
-                .is_some_and(|acked| frame.sequence <= acked)
-                || tracked.above.contains(frame.sequence);
-            if !stored {
-                tracked.above.insert_run(frame.sequence, frame.sequence);
+            if take_missing(sources, &frame) {
                 leftover.frames.push(frame);
                 missing += 1;
             }
@@ -204,6 +200,19 @@ pub(super) fn recover(
     Ok(leftover)
 }
 
+/// Whether `sources` lacks `frame`; if so, it counts as stored from now on.
+fn take_missing(sources: &mut HashMap<SourceKey, Tracked>, frame: &FrameRecord) -> bool {
+    let tracked = sources.entry((frame.kind, frame.source_id)).or_default();
+    let stored = tracked
+        .watermark
+        .is_some_and(|acked| frame.sequence <= acked)
+        || tracked.above.contains(frame.sequence);
+    if !stored {
+        tracked.above.insert_run(frame.sequence, frame.sequence);
+    }
+    !stored
+}
+
 /// A reply the journal thread sends when an append is durable.
 type Reply = oneshot::Sender<io::Result<()>>;
 
@@ -217,6 +226,8 @@ enum Job {
     /// Deletes every generation: a clean close, whose last sync made every frame durable in a
     /// segment.
     Close { reply: Reply },
+    /// Ends the thread, whatever copies of the sender a sync still holds.
+    Stop,
 }
 
 /// The handle on a shard's journal thread. Dropping it lets the thread finish the jobs sent.
@@ -330,7 +341,9 @@ pub(super) async fn answer(reply: oneshot::Receiver<io::Result<()>>) -> io::Resu
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        drop(self.jobs.take());
+        if let Some(jobs) = self.jobs.take() {
+            let _ = jobs.send(Job::Stop);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -397,6 +410,7 @@ impl Worker {
                     self.file = None;
                     let _ = reply.send(self.retire(|_| true));
                 }
+                Job::Stop => return,
             }
             if next.is_none() {
                 next = queue.recv().ok();

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +61,10 @@ pub struct SegmentSink {
     durable_when_written: bool,
     /// The emergency journal; none with `archive.sync = never`, where nothing waits for a sync.
     journal: Option<Journal>,
+    /// A sync failed: the kernel may have dropped what it covered, so the journals may hold the
+    /// only durable copy of emergencies acknowledged from them. They are kept, and the close
+    /// writes nothing (a WATERMARK over a dropped frame would make recovery skip its journal copy).
+    poisoned: Arc<AtomicBool>,
     /// Held open for the sink's life: its exclusive lock keeps a second daemon out of the directory.
     _lock: File,
 }
@@ -163,6 +168,7 @@ impl SegmentSink {
             durable,
             durable_when_written: config.sync == SyncMode::Never,
             journal,
+            poisoned: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         })
     }
@@ -632,11 +638,15 @@ impl ArchiveSink for SegmentSink {
         // Everything journaled so far was written before: once the sync ends, it is in a segment.
         let retirer = self.journal.as_mut().and_then(Journal::rotate_if_due);
         let durable = self.durable.clone();
+        let poisoned = Arc::clone(&self.poisoned);
         Box::pin(async move {
             let (end, reply) = synced?;
-            disk::answer(reply).await?;
+            if let Err(err) = disk::answer(reply).await {
+                poisoned.store(true, Ordering::Relaxed);
+                return Err(err);
+            }
             publish(&durable, end);
-            if let Some(retirer) = retirer {
+            if let Some(retirer) = retirer.filter(|_| !poisoned.load(Ordering::Relaxed)) {
                 retirer.retire();
             }
             Ok(())
@@ -644,6 +654,11 @@ impl ArchiveSink for SegmentSink {
     }
 
     fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        if self.poisoned.load(Ordering::Relaxed) {
+            let why =
+                "an earlier sync failed: the close writes nothing, and the next start recovers";
+            return Box::pin(async move { Err(io::Error::other(why)) });
+        }
         let closed = self
             .writer
             .mark_acknowledged()
@@ -1063,6 +1078,30 @@ mod tests {
         assert_eq!(resume[&(SourceKind::LiveUplink, 2)].after(), Some(0));
         assert_eq!(copies(&dir, 2, 0), 1, "a second start stores nothing more");
         drop(sink);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A sync that moved the journal to a new generation holds a way to retire the old ones
+    /// until it ends; dropping the sink meanwhile (a drain deadline drops the archive's task)
+    /// still ends its journal thread.
+    #[tokio::test]
+    async fn a_sink_dropped_during_a_rotating_sync_stops() {
+        let (dir, config) = fresh_archive("rotating", 64 << 20);
+        let (mut sink, _) = SegmentSink::open(&config).unwrap();
+        let source = uplink(1);
+        // More than a generation's worth of journal records.
+        let emergencies = [batch_of(Priority::Emergency, &source, 0, 100_000)];
+        sink.write(&emergencies).await.unwrap();
+        sink.journal(&emergencies).unwrap().await.unwrap();
+        let pending = sink.sync();
+        let (dropped, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(sink);
+            let _ = dropped.send(());
+        });
+        let stopped = done.recv_timeout(Duration::from_secs(30));
+        drop(pending);
+        assert!(stopped.is_ok(), "dropping the sink hung");
         let _ = fs::remove_dir_all(&dir);
     }
 
