@@ -163,7 +163,7 @@ impl Daemon {
             });
         }
         durable.extend(retired);
-        let (fan_out, subscribe) = fan_out(stats.clone());
+        let (fan_out, subscribe) = fan_out(&stats, shards.len());
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
         let router = RouterHandle::spawn(ingress, stats.clone(), drain.clone(), resume);
@@ -375,8 +375,8 @@ impl Daemon {
             FrameFeed::new(&subscribe, config.pipeline.dashboard_capacity, "dashboard");
         tracker.spawn(dashboard::run(dashboard_feed, published.subscribe()));
         // Closes every subscription once the last shard's processor has finished.
-        let fan_out = Arc::new(fan_out);
-        for (shard, chain) in shards.into_iter().enumerate() {
+        let publishers = fan_out.into_publishers();
+        for ((shard, chain), publisher) in shards.into_iter().enumerate().zip(publishers) {
             let stats = stats.shard(shard);
             let processor = Processor {
                 fan_in: chain.fan_in,
@@ -384,7 +384,7 @@ impl Daemon {
                     .archive_tx
                     .with_own_bound(config.pipeline.emergency_capacity),
                 archive: chain.archive_tx,
-                subscribers: Arc::clone(&fan_out),
+                subscribers: publisher,
                 stats: stats.clone(),
             };
             let settings = ArchiveSettings {

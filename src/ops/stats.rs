@@ -1,8 +1,10 @@
 //! Pipeline statistics: atomic counters written by the stages, read without a lock.
 //!
 //! Producers never block on telemetry about themselves: each stage adds to its counters once per
-//! batch with a relaxed `fetch_add`. [`Stats::snapshot`] is the read path and is nothing but atomic
-//! loads, so a reader hammering it cannot slow the pipeline. A publisher task sends a snapshot
+//! batch with a relaxed `fetch_add`. The counters every batch moves are kept per shard, each shard's
+//! on cache lines of its own, and summed when read: one set of totals written by every shard would
+//! bounce its cache lines between the cores on every batch. [`Stats::snapshot`] is the read path
+//! and is nothing but atomic loads, so a reader hammering it cannot slow the pipeline. A publisher task sends a snapshot
 //! through a `watch` channel every stats interval, for subscribers that want to wait for a change
 //! instead of polling (the dashboard).
 
@@ -47,7 +49,11 @@ macro_rules! pipeline_stats {
         impl Stats {
             /// Reads every counter. Only atomic loads: no lock, no allocation.
             pub fn snapshot(&self) -> PipelineStats {
-                PipelineStats { $( $field: self.counters.$field.load(Relaxed), )* }
+                let mut totals = PipelineStats { $( $field: self.counters.$field.load(Relaxed), )* };
+                for shard in self.shards.iter() {
+                    shard.add_to(&mut totals);
+                }
+                totals
             }
         }
 
@@ -138,15 +144,49 @@ pub struct Stats {
     shard: Option<usize>,
 }
 
-/// One shard's own counters, beside the totals.
+/// One shard's own counters: those every batch moves, which the totals sum. Aligned to two cache
+/// lines (the unit the prefetcher pairs), so that no two shards' counters share one.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 struct ShardCounters {
+    frames_accepted: AtomicU64,
+    duplicates_dropped: AtomicU64,
     frames_routed: AtomicU64,
     frames_processed: AtomicU64,
+    emergency_frames: AtomicU64,
+    bytes_processed: AtomicU64,
     frames_archived: AtomicU64,
     bytes_archived: AtomicU64,
     archive_unsynced_bytes: AtomicU64,
     archive_failing: AtomicU64,
+    lag_events: AtomicU64,
+    lagged_batches: AtomicU64,
+}
+
+impl ShardCounters {
+    /// Adds this shard's counters to the totals of every shard.
+    fn add_to(&self, totals: &mut PipelineStats) {
+        let pairs = [
+            (&mut totals.frames_accepted, &self.frames_accepted),
+            (&mut totals.duplicates_dropped, &self.duplicates_dropped),
+            (&mut totals.frames_routed, &self.frames_routed),
+            (&mut totals.frames_processed, &self.frames_processed),
+            (&mut totals.emergency_frames, &self.emergency_frames),
+            (&mut totals.bytes_processed, &self.bytes_processed),
+            (&mut totals.frames_archived, &self.frames_archived),
+            (&mut totals.bytes_archived, &self.bytes_archived),
+            (
+                &mut totals.archive_unsynced_bytes,
+                &self.archive_unsynced_bytes,
+            ),
+            (&mut totals.archive_failing, &self.archive_failing),
+            (&mut totals.lag_events, &self.lag_events),
+            (&mut totals.lagged_batches, &self.lagged_batches),
+        ];
+        for (total, counter) in pairs {
+            *total = total.wrapping_add(counter.load(Relaxed));
+        }
+    }
 }
 
 /// One reading of a shard's counters, for an operator looking for an unbalanced shard.
@@ -219,45 +259,46 @@ impl Stats {
         self.counters.active_sources.load(Relaxed)
     }
 
+    /// Adds `n` to a counter that every batch moves: the shard's own when this handle is a
+    /// shard's (the totals sum them), else the total.
+    fn count(
+        &self,
+        total: impl Fn(&Counters) -> &AtomicU64,
+        of_shard: impl Fn(&ShardCounters) -> &AtomicU64,
+        n: u64,
+    ) {
+        match self.own() {
+            Some(own) => of_shard(own).fetch_add(n, Relaxed),
+            None => total(&self.counters).fetch_add(n, Relaxed),
+        };
+    }
+
     pub(crate) fn accepted(&self, frames: u64) {
-        self.counters.frames_accepted.fetch_add(frames, Relaxed);
+        self.count(|c| &c.frames_accepted, |c| &c.frames_accepted, frames);
     }
 
     pub(crate) fn routed(&self, frames: u64) {
-        self.counters.frames_routed.fetch_add(frames, Relaxed);
-        if let Some(own) = self.own() {
-            own.frames_routed.fetch_add(frames, Relaxed);
-        }
+        self.count(|c| &c.frames_routed, |c| &c.frames_routed, frames);
     }
 
     pub(crate) fn processed(&self, frames: u64, emergency: bool, bytes: u64) {
-        let c = &self.counters;
-        c.frames_processed.fetch_add(frames, Relaxed);
-        if let Some(own) = self.own() {
-            own.frames_processed.fetch_add(frames, Relaxed);
-        }
+        self.count(|c| &c.frames_processed, |c| &c.frames_processed, frames);
         if emergency {
-            c.emergency_frames.fetch_add(frames, Relaxed);
+            self.count(|c| &c.emergency_frames, |c| &c.emergency_frames, frames);
         }
-        c.bytes_processed.fetch_add(bytes, Relaxed);
+        self.count(|c| &c.bytes_processed, |c| &c.bytes_processed, bytes);
     }
 
     pub(crate) fn archived(&self, frames: u64) {
-        self.counters.frames_archived.fetch_add(frames, Relaxed);
-        if let Some(own) = self.own() {
-            own.frames_archived.fetch_add(frames, Relaxed);
-        }
+        self.count(|c| &c.frames_archived, |c| &c.frames_archived, frames);
     }
 
     pub(crate) fn archived_bytes(&self, bytes: u64) {
-        self.counters.bytes_archived.fetch_add(bytes, Relaxed);
-        if let Some(own) = self.own() {
-            own.bytes_archived.fetch_add(bytes, Relaxed);
-        }
+        self.count(|c| &c.bytes_archived, |c| &c.bytes_archived, bytes);
     }
 
     pub(crate) fn duplicates(&self, frames: u64) {
-        self.counters.duplicates_dropped.fetch_add(frames, Relaxed);
+        self.count(|c| &c.duplicates_dropped, |c| &c.duplicates_dropped, frames);
     }
 
     pub(crate) fn source_registered(&self) {
@@ -288,9 +329,9 @@ impl Stats {
     /// A batch did not fit a lossy subscriber's queue; `new_gap` when the one before it did.
     pub(crate) fn dropped_for_subscriber(&self, new_gap: bool) {
         if new_gap {
-            self.counters.lag_events.fetch_add(1, Relaxed);
+            self.count(|c| &c.lag_events, |c| &c.lag_events, 1);
         }
-        self.counters.lagged_batches.fetch_add(1, Relaxed);
+        self.count(|c| &c.lagged_batches, |c| &c.lagged_batches, 1);
     }
 
     pub(crate) fn feed_subscribed(&self) {
@@ -332,22 +373,17 @@ impl Stats {
         );
     }
 
-    /// Sets a gauge of the shard to `value`, and moves the total (the sum over shards) by as
-    /// much; without a shard, sets the total.
+    /// Sets a gauge of the shard to `value` (the total is the sum over shards); without a shard,
+    /// sets the total.
     fn gauge(
         &self,
         total: impl Fn(&Counters) -> &AtomicU64,
         of_shard: impl Fn(&ShardCounters) -> &AtomicU64,
         value: u64,
     ) {
-        let total = total(&self.counters);
         match self.own() {
-            Some(own) => {
-                let old = of_shard(own).swap(value, Relaxed);
-                // Wrapping: the sum stays right when one shard's gauge goes down.
-                total.fetch_add(value.wrapping_sub(old), Relaxed);
-            }
-            None => total.store(value, Relaxed),
+            Some(own) => of_shard(own).store(value, Relaxed),
+            None => total(&self.counters).store(value, Relaxed),
         }
     }
 

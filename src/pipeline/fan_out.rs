@@ -11,18 +11,28 @@
 //! dropped to make room (a live view wants the newest frames), and the subscriber is handed a
 //! [`Delivery::Gap`] with the number of frames it missed before the batches it still holds.
 //!
-//! The processor owns the [`FanOut`]; when it is dropped at the end of the drain, every
-//! subscription ends once it has taken what is queued.
+//! Every shard's processor publishes, and a lock or counter that all of them touched for every
+//! batch would bounce its cache line between the cores (it held a 16-shard pipeline to the pace of
+//! 4). So each shard publishes into a lane of its own: a subscriber has a queue per lane, holding
+//! its share of the subscriber's bound, and the subscriber takes a lane's whole queue at once, in
+//! turn. A source belongs to one shard, so its batches still reach a subscriber in order; batches
+//! of different shards have no order to keep. A publisher wakes the subscriber only when it is not
+//! already due to look.
+//!
+//! The processors own the [`FanOut`] through their [`Publisher`]s; when the last is dropped at the
+//! end of the drain, every subscription ends once it has taken what is queued.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use tokio::sync::Notify;
 
 use super::batch::Batch;
 use super::frame::{Priority, SourceKind};
 use crate::ops::stats::Stats;
+
+use Ordering::{Relaxed, SeqCst};
 
 /// Which batches a subscriber wants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,12 +51,24 @@ impl Filter {
     }
 }
 
-/// How much one subscriber's queue holds before batches are dropped for it.
+/// How much one subscriber's queues hold before batches are dropped for it, shared out among the
+/// lanes (one per shard). An empty lane takes one batch whatever its size, so that a share smaller
+/// than one socket read still passes frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bound {
     pub batches: usize,
     /// Bytes of the socket reads that the queued batches' payloads are slices of.
     pub bytes: usize,
+}
+
+impl Bound {
+    /// One lane's share of the bound among `lanes`.
+    fn share(self, lanes: usize) -> Bound {
+        Bound {
+            batches: self.batches.div_ceil(lanes).max(1),
+            bytes: self.bytes / lanes,
+        }
+    }
 }
 
 /// What a subscription hands out, in order.
@@ -57,31 +79,52 @@ pub enum Delivery {
     Gap(u64),
 }
 
-/// The subscribers, shared by the processor's [`FanOut`] and every [`Subscribe`] handle.
+/// The subscribers, shared by the processors' [`Publisher`]s and every [`Subscribe`] handle.
 #[derive(Debug)]
 struct Hub {
-    subscribers: RwLock<Registry>,
+    lanes: Box<[Lane]>,
+    registry: Mutex<Registry>,
+}
+
+/// One shard's lane: the subscribers as its publisher reads them. Aligned to two cache lines, so
+/// that no two lanes share one.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Lane {
+    subscribers: RwLock<Vec<Arc<Subscriber>>>,
     /// Subscribers registered right now, for a publish that has none to skip the lock.
     count: AtomicUsize,
+    /// The shard's counters.
     stats: Stats,
 }
 
 #[derive(Debug, Default)]
 struct Registry {
     list: Vec<Arc<Subscriber>>,
-    /// The processor has finished: a late subscriber gets a subscription that is already over.
+    /// The processors have finished: a late subscriber gets a subscription that is already over.
     finished: bool,
 }
 
 #[derive(Debug)]
 struct Subscriber {
     filter: Filter,
-    bound: Bound,
-    queue: Mutex<Queue>,
+    /// Each lane's share of the subscriber's bound.
+    lane_bound: Bound,
+    queues: Box<[LaneQueue]>,
     ready: Notify,
+    /// Something was queued since the subscriber last began to look: a publisher that finds it
+    /// set need not wake the subscriber again.
+    pending: AtomicBool,
     /// Set by a subscriber that takes no routine frames for now (its rate budget is spent): the
-    /// processor then only counts them, in `routine_skipped`, at the cost of two atomics.
+    /// processors then only count them, at the cost of an atomic on their own lane.
     routine_paused: AtomicBool,
+}
+
+/// A subscriber's queue in one lane.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct LaneQueue {
+    queue: Mutex<Queue>,
     routine_skipped: AtomicU64,
 }
 
@@ -90,17 +133,24 @@ struct Queue {
     entries: VecDeque<Delivery>,
     batches: usize,
     bytes: usize,
-    /// The processor has finished: nothing more will be queued.
+    /// The processors have finished: nothing more will be queued.
     closed: bool,
 }
 
-/// The processor's end: publishes batches and, when dropped, ends every subscription.
+/// Ends every subscription when the last [`Publisher`] is dropped.
 #[derive(Debug)]
 pub struct FanOut {
     hub: Arc<Hub>,
 }
 
-/// Subscribes to the fan-out; cloneable, and usable after the processor has started.
+/// One processor's end: publishes its shard's batches into its lane.
+#[derive(Debug)]
+pub struct Publisher {
+    fan_out: Arc<FanOut>,
+    lane: usize,
+}
+
+/// Subscribes to the fan-out; cloneable, and usable after the processors have started.
 #[derive(Debug, Clone)]
 pub struct Subscribe {
     hub: Arc<Hub>,
@@ -111,14 +161,24 @@ pub struct Subscribe {
 pub struct Subscription {
     hub: Arc<Hub>,
     me: Arc<Subscriber>,
+    /// A lane's queue as last taken, handed out before the next lane is looked at.
+    taken: VecDeque<Delivery>,
+    /// The lane to look at first next time, so that every lane has its turn.
+    next_lane: usize,
 }
 
-/// Creates the fan-out and a handle to subscribe to it.
-pub fn fan_out(stats: Stats) -> (FanOut, Subscribe) {
+/// Creates the fan-out with a lane for each of `lanes` shards (at least one), each counting into
+/// its shard's `stats`, and a handle to subscribe to it.
+pub fn fan_out(stats: &Stats, lanes: usize) -> (FanOut, Subscribe) {
     let hub = Arc::new(Hub {
-        subscribers: RwLock::default(),
-        count: AtomicUsize::new(0),
-        stats,
+        lanes: (0..lanes.max(1))
+            .map(|lane| Lane {
+                subscribers: RwLock::default(),
+                count: AtomicUsize::new(0),
+                stats: stats.shard(lane),
+            })
+            .collect(),
+        registry: Mutex::default(),
     });
     (
         FanOut {
@@ -128,44 +188,61 @@ pub fn fan_out(stats: Stats) -> (FanOut, Subscribe) {
     )
 }
 
-impl Hub {
-    fn registry(&self) -> RwLockReadGuard<'_, Registry> {
-        // The registry is consistent at every point a panic could happen: a poisoned lock is safe.
-        self.subscribers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry> {
-        self.subscribers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
+/// The locks here guard data left consistent at every point a panic could happen: a poisoned lock
+/// is safe to use.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A queue is left consistent at every point a panic could happen, so a poisoned lock is safe.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hub {
+    /// Sets every lane's view of the subscribers to `list`.
+    fn share(&self, list: &[Arc<Subscriber>]) {
+        for lane in self.lanes.iter() {
+            let mut subscribers = lane
+                .subscribers
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            *subscribers = list.to_vec();
+            lane.count.store(subscribers.len(), Relaxed);
+        }
+    }
+}
+
 impl FanOut {
+    /// One publisher per lane, in lane order; the last one dropped ends the subscriptions.
+    pub fn into_publishers(self) -> Vec<Publisher> {
+        let lanes = self.hub.lanes.len();
+        let fan_out = Arc::new(self);
+        (0..lanes)
+            .map(|lane| Publisher {
+                fan_out: Arc::clone(&fan_out),
+                lane,
+            })
+            .collect()
+    }
+}
+
+impl Publisher {
     /// Offers `batch` to every subscriber whose filter accepts it. Never waits for a subscriber.
     pub fn publish(&self, batch: &Arc<Batch>) {
-        if self.hub.count.load(Relaxed) == 0 {
+        let lane = &self.fan_out.hub.lanes[self.lane];
+        if lane.count.load(Relaxed) == 0 {
             return;
         }
-        let registry = self.hub.registry();
         let routine = batch.priority == Priority::Routine;
-        for subscriber in &registry.list {
+        for subscriber in read(&lane.subscribers).iter() {
             if !subscriber.filter.accepts(batch) {
                 continue;
             }
+            let queue = &subscriber.queues[self.lane];
             if routine && subscriber.routine_paused.load(Relaxed) {
-                subscriber
-                    .routine_skipped
-                    .fetch_add(batch.len() as u64, Relaxed);
+                queue.routine_skipped.fetch_add(batch.len() as u64, Relaxed);
             } else {
-                subscriber.offer(batch, &self.hub.stats);
+                subscriber.offer(queue, batch, &lane.stats);
             }
         }
     }
@@ -173,24 +250,29 @@ impl FanOut {
 
 impl Drop for FanOut {
     fn drop(&mut self) {
-        let mut registry = self.hub.registry_mut();
+        let mut registry = lock(&self.hub.registry);
         registry.finished = true;
         for subscriber in &registry.list {
-            lock(&subscriber.queue).closed = true;
+            for queue in subscriber.queues.iter() {
+                lock(&queue.queue).closed = true;
+            }
             subscriber.ready.notify_one();
         }
     }
 }
 
 impl Subscriber {
-    /// Queues `batch`, first dropping the oldest batches while it does not fit: a live view wants
-    /// the newest frames. What was dropped becomes (or grows) the gap at the front of the queue.
-    fn offer(&self, batch: &Arc<Batch>, stats: &Stats) {
+    /// Queues `batch` in `lane`, first dropping the lane's oldest batches while it does not fit: a
+    /// live view wants the newest frames. What was dropped becomes (or grows) the gap at the front
+    /// of the lane's queue.
+    fn offer(&self, lane: &LaneQueue, batch: &Arc<Batch>, stats: &Stats) {
         let bytes = batch.pinned_bytes();
-        let fits =
-            |q: &Queue| q.batches < self.bound.batches && q.bytes + bytes <= self.bound.bytes;
+        let bound = self.lane_bound;
+        let fits = |q: &Queue| {
+            q.batches == 0 || (q.batches < bound.batches && q.bytes + bytes <= bound.bytes)
+        };
         {
-            let mut queue = lock(&self.queue);
+            let mut queue = lock(&lane.queue);
             let mut missed = queue.take_gap();
             let lagging = missed > 0;
             let mut dropped = 0u64;
@@ -201,14 +283,9 @@ impl Subscriber {
                 missed += oldest.len() as u64;
                 dropped += 1;
             }
-            if fits(&queue) {
-                queue.batches += 1;
-                queue.bytes += bytes;
-                queue.entries.push_back(Delivery::Batch(Arc::clone(batch)));
-            } else {
-                missed += batch.len() as u64;
-                dropped += 1;
-            }
+            queue.batches += 1;
+            queue.bytes += bytes;
+            queue.entries.push_back(Delivery::Batch(Arc::clone(batch)));
             if missed > 0 {
                 queue.entries.push_front(Delivery::Gap(missed));
             }
@@ -216,7 +293,11 @@ impl Subscriber {
                 stats.dropped_for_subscriber(n == 0 && !lagging);
             }
         }
-        self.ready.notify_one();
+        // Sequentially consistent with the subscriber's clearing of the flag before it looks:
+        // either it looks after this batch was queued, or it is woken.
+        if !self.pending.load(SeqCst) && !self.pending.swap(true, SeqCst) {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -247,25 +328,34 @@ impl Queue {
 }
 
 impl Subscribe {
-    /// Registers a subscriber.
+    /// Registers a subscriber. Its memory is at most `bound`, plus what it has taken and not
+    /// yet handed out (one lane's share), plus a batch per lane where a share is below one read.
     pub fn subscribe(&self, filter: Filter, bound: Bound) -> Subscription {
-        let mut registry = self.hub.registry_mut();
+        let mut registry = lock(&self.hub.registry);
+        let lanes = self.hub.lanes.len();
         let me = Arc::new(Subscriber {
             filter,
-            bound,
-            queue: Mutex::new(Queue {
-                closed: registry.finished,
-                ..Queue::default()
-            }),
+            lane_bound: bound.share(lanes),
+            queues: (0..lanes)
+                .map(|_| LaneQueue {
+                    queue: Mutex::new(Queue {
+                        closed: registry.finished,
+                        ..Queue::default()
+                    }),
+                    routine_skipped: AtomicU64::new(0),
+                })
+                .collect(),
             ready: Notify::new(),
+            pending: AtomicBool::new(false),
             routine_paused: AtomicBool::new(false),
-            routine_skipped: AtomicU64::new(0),
         });
         registry.list.push(Arc::clone(&me));
-        self.hub.count.store(registry.list.len(), Relaxed);
+        self.hub.share(&registry.list);
         Subscription {
             hub: Arc::clone(&self.hub),
             me,
+            taken: VecDeque::new(),
+            next_lane: 0,
         }
     }
 }
@@ -279,13 +369,21 @@ impl Subscription {
 
     /// The routine frames passed over while paused since the last call.
     pub fn take_skipped(&self) -> u64 {
-        self.me.routine_skipped.swap(0, Relaxed)
+        self.me
+            .queues
+            .iter()
+            .map(|queue| queue.routine_skipped.swap(0, Relaxed))
+            .sum()
     }
 
-    /// The next batch or gap, in publishing order; `None` once the processor has finished and
-    /// everything queued was taken.
+    /// The next batch or gap (each lane's in publishing order); `None` once the processors have
+    /// finished and everything queued was taken.
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
+            if let Some(delivery) = self.taken.pop_front() {
+                return Some(delivery);
+            }
+            self.me.pending.store(false, SeqCst);
             match self.try_next() {
                 Ok(Some(delivery)) => return Some(delivery),
                 Ok(None) => self.me.ready.notified().await,
@@ -294,31 +392,187 @@ impl Subscription {
         }
     }
 
-    /// The next batch or gap if one is queued right now; `Err(Finished)` once the processor has
-    /// finished and everything queued was taken.
+    /// The next batch or gap if one is queued right now; `Err(Finished)` once the processors have
+    /// finished and everything queued was taken. Takes the whole queue of the next lane that has
+    /// something, and hands it out before it looks at another.
     pub fn try_next(&mut self) -> Result<Option<Delivery>, Finished> {
-        let mut queue = lock(&self.me.queue);
-        match queue.entries.pop_front() {
-            Some(Delivery::Batch(batch)) => {
-                queue.batches -= 1;
-                queue.bytes -= batch.pinned_bytes();
-                Ok(Some(Delivery::Batch(batch)))
+        if let Some(delivery) = self.taken.pop_front() {
+            return Ok(Some(delivery));
+        }
+        let lanes = self.me.queues.len();
+        let mut closed = 0;
+        for turn in 0..lanes {
+            let lane = (self.next_lane + turn) % lanes;
+            let mut queue = lock(&self.me.queues[lane].queue);
+            if queue.entries.is_empty() {
+                closed += usize::from(queue.closed);
+                continue;
             }
-            Some(gap) => Ok(Some(gap)),
-            None if queue.closed => Err(Finished),
-            None => Ok(None),
+            std::mem::swap(&mut self.taken, &mut queue.entries);
+            queue.batches = 0;
+            queue.bytes = 0;
+            drop(queue);
+            self.next_lane = lane + 1;
+            return Ok(self.taken.pop_front());
+        }
+        if closed == lanes {
+            Err(Finished)
+        } else {
+            Ok(None)
         }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut registry = self.hub.registry_mut();
+        let mut registry = lock(&self.hub.registry);
         registry.list.retain(|s| !Arc::ptr_eq(s, &self.me));
-        self.hub.count.store(registry.list.len(), Relaxed);
+        self.hub.share(&registry.list);
     }
 }
 
-/// The fan-out has ended: the processor finished.
+/// The fan-out has ended: the processors finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finished;
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::ingest::source::Source;
+
+    fn source(id: u32) -> Arc<Source> {
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+        Arc::new(Source::new(
+            id,
+            SourceKind::LiveUplink,
+            peer,
+            Default::default(),
+        ))
+    }
+
+    /// A routine batch of `source` with one frame, `sequence`, cut from a read of `read` bytes.
+    fn batch(source: &Arc<Source>, sequence: u64, read: usize) -> Arc<Batch> {
+        let mut batch = Batch::new(Arc::clone(source), Priority::Routine, Instant::now(), 1);
+        batch.push(sequence, 0..1);
+        batch.attach(Bytes::from(vec![0u8; read]));
+        Arc::new(batch)
+    }
+
+    fn sequences(deliveries: &[Delivery], of: u32) -> Vec<u64> {
+        deliveries
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Batch(b) if b.source.id == of => b.first_sequence(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_lanes_batches_arrive_each_lane_in_order_and_the_last_publisher_ends_it() {
+        let stats = Stats::sharded(2);
+        let (fan_out, subscribe) = fan_out(&stats, 2);
+        let unbounded = Bound {
+            batches: 100,
+            bytes: usize::MAX,
+        };
+        let mut subscription = subscribe.subscribe(Filter::default(), unbounded);
+        let mut publishers = fan_out.into_publishers().into_iter();
+        let (first, second) = (publishers.next().unwrap(), publishers.next().unwrap());
+        let (a, b) = (source(1), source(2));
+        for sequence in 1..=3 {
+            first.publish(&batch(&a, sequence, 10));
+            second.publish(&batch(&b, sequence, 10));
+        }
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            got.push(subscription.next().await.expect("queued"));
+        }
+        assert_eq!(sequences(&got, 1), [1, 2, 3]);
+        assert_eq!(sequences(&got, 2), [1, 2, 3]);
+        assert!(matches!(subscription.try_next(), Ok(None)));
+
+        drop(first);
+        second.publish(&batch(&b, 4, 10));
+        assert!(
+            matches!(subscription.next().await, Some(Delivery::Batch(_))),
+            "a lane still open publishes"
+        );
+        drop(second);
+        assert!(
+            subscription.next().await.is_none(),
+            "the last publisher ends it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_lane_drops_its_oldest_batches_and_says_how_many_frames() {
+        let stats = Stats::sharded(2);
+        let (fan_out, subscribe) = fan_out(&stats, 2);
+        // Four batches shared by two lanes: two each.
+        let bound = Bound {
+            batches: 4,
+            bytes: usize::MAX,
+        };
+        let mut subscription = subscribe.subscribe(Filter::default(), bound);
+        let publishers = fan_out.into_publishers();
+        let a = source(1);
+        for sequence in 1..=5 {
+            publishers[0].publish(&batch(&a, sequence, 10));
+        }
+        let mut got = Vec::new();
+        while let Ok(Some(delivery)) = subscription.try_next() {
+            got.push(delivery);
+        }
+        assert!(matches!(got[0], Delivery::Gap(3)), "{got:?}");
+        assert_eq!(sequences(&got, 1), [4, 5]);
+        assert_eq!(stats.snapshot().lagged_batches, 3);
+        assert_eq!(stats.snapshot().lag_events, 1);
+    }
+
+    #[tokio::test]
+    async fn an_empty_lane_takes_a_batch_larger_than_its_share() {
+        let stats = Stats::sharded(4);
+        let (fan_out, subscribe) = fan_out(&stats, 4);
+        // 100 bytes shared by four lanes is 25 a lane, less than one read of 60.
+        let bound = Bound {
+            batches: 8,
+            bytes: 100,
+        };
+        let mut subscription = subscribe.subscribe(Filter::default(), bound);
+        let publishers = fan_out.into_publishers();
+        let a = source(1);
+        publishers[3].publish(&batch(&a, 1, 60));
+        publishers[3].publish(&batch(&a, 2, 60));
+        let mut got = Vec::new();
+        while let Ok(Some(delivery)) = subscription.try_next() {
+            got.push(delivery);
+        }
+        assert!(matches!(got[0], Delivery::Gap(1)), "{got:?}");
+        assert_eq!(sequences(&got, 1), [2]);
+    }
+
+    #[test]
+    fn paused_routine_frames_are_counted_in_every_lane() {
+        let stats = Stats::sharded(2);
+        let (fan_out, subscribe) = fan_out(&stats, 2);
+        let bound = Bound {
+            batches: 8,
+            bytes: usize::MAX,
+        };
+        let mut subscription = subscribe.subscribe(Filter::default(), bound);
+        subscription.pause_routine(true);
+        let publishers = fan_out.into_publishers();
+        let a = source(1);
+        publishers[0].publish(&batch(&a, 1, 10));
+        publishers[1].publish(&batch(&a, 2, 10));
+        assert!(matches!(subscription.try_next(), Ok(None)));
+        assert_eq!(subscription.take_skipped(), 2);
+        assert_eq!(subscription.take_skipped(), 0);
+    }
+}

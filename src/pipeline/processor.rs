@@ -3,7 +3,7 @@
 //! It is the single point every frame passes, so it owns the processing counters and stamps each
 //! batch with the instant it was processed. Fan-out goes two ways: the archive, which must receive
 //! every frame, through a queue bounded in frames whose `send` waits (backpressure, never loss);
-//! and lossy subscribers such as the dashboard and `/feed` clients through the [`FanOut`], whose
+//! and lossy subscribers such as the dashboard and `/feed` clients through the fan-out, whose
 //! `publish` never waits. The batch's fan-in capacity is given back only once the archive has it, so a slow
 //! archive slows the fan-in and, through it, the sources' sockets.
 //!
@@ -21,7 +21,7 @@ use super::batch::Batch;
 use super::frame::Priority;
 use crate::ops::stats::Stats;
 use crate::pipeline::fan_in::{Admitted, FanIn};
-use crate::pipeline::fan_out::FanOut;
+use crate::pipeline::fan_out::Publisher;
 use crate::pipeline::queue::FrameSender;
 
 pub struct Processor {
@@ -30,8 +30,9 @@ pub struct Processor {
     pub archive: FrameSender<Arc<Batch>>,
     /// Emergency batches into the same queue, under their own bound.
     pub archive_emergency: FrameSender<Arc<Batch>>,
-    /// Shared by every shard's processor: dropped by the last, which ends the subscriptions.
-    pub subscribers: Arc<FanOut>,
+    /// The shard's lane of the lossy fan-out: the last processor to drop its lane ends the
+    /// subscriptions.
+    pub subscribers: Publisher,
     pub stats: Stats,
 }
 

@@ -56,15 +56,16 @@ enum Seen {
 }
 
 impl Intake {
-    /// The intake of a connection of `source`.
+    /// The intake of a connection of `source`, served by shard `shard`.
     pub(super) fn new(
         source: &Arc<Source>,
         shared: &Shared,
+        shard: usize,
         already_stored: Arc<SequenceSet>,
     ) -> Intake {
         Intake {
             source: Arc::clone(source),
-            stats: shared.stats.clone(),
+            stats: shared.stats.shard(shard),
             max_batch: shared.config.pipeline.max_batch_frames,
             // Frames of an earlier connection may still be on their way to the archive: their
             // resent copies are duplicates too.

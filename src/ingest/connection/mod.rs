@@ -269,9 +269,10 @@ async fn stream_frames(
         source,
         ingress,
         already_stored,
+        shard,
         ..
     } = registration;
-    let mut intake = Intake::new(&source, shared, already_stored);
+    let mut intake = Intake::new(&source, shared, shard, already_stored);
     let mut acks = Acks {
         shared,
         sent: source.last_acked(),
