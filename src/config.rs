@@ -167,7 +167,8 @@ pub struct PipelineConfig {
     pub emergency_capacity: usize,
     /// Routine frames handed to the archive and not yet written.
     pub archive_capacity: usize,
-    /// Batches the dashboard may fall behind before it is told it lagged.
+    /// Batches the dashboard may fall behind before it is told it lagged, shared out among the
+    /// shards (at least one each).
     pub dashboard_capacity: usize,
     /// Largest number of frames moved through the pipeline as one unit.
     pub max_batch_frames: usize,
@@ -198,7 +199,8 @@ pub struct ConnectionConfig {
     /// Most bytes read from one socket at a time.
     pub read_buffer: usize,
     /// Bytes of full read buffers shared by all connections: `read_budget / read_buffer`
-    /// connections read a full buffer at a time; the rest read 4 KiB, or wait their turn when
+    /// connections read a full buffer at a time (the credits are shared out among the shards, at
+    /// least one each); the rest read 4 KiB, or wait their turn when
     /// their socket holds more (the `read_credit` module), so memory stays bounded whatever the
     /// number of sources. The default, 64 credits, is one for every source of the reference
     /// deployment (48 uplinks and their replay feeds) and no more: a read beyond those only waits
@@ -302,8 +304,9 @@ impl Default for MonitorConfig {
 pub struct FeedConfig {
     /// Subscribers at once; one more is refused with HTTP 503.
     pub max_subscribers: usize,
-    /// Bytes of socket reads one subscriber's queue may hold (its memory): what does not fit is
-    /// skipped for it and reported as a gap.
+    /// Bytes of socket reads one subscriber's queue may hold (its memory), shared out among the
+    /// shards (each share takes at least one read): what does not fit is skipped for it and
+    /// reported as a gap.
     pub queue_bytes: usize,
     /// Frames of each priority sent to one subscriber per second, at most (a second's worth may
     /// come at once); what it would get beyond is skipped and reported as a gap.

@@ -284,7 +284,11 @@ impl Daemon {
             stats: stats.clone(),
             drain: drain.clone(),
             storage_lost: storage_lost.clone(),
-            read_credits: ReadCredits::new(config.read_credits(), config.connection.read_buffer),
+            read_credits: ReadCredits::per_shard(
+                config.read_credits(),
+                config.runtime.shards,
+                config.connection.read_buffer,
+            ),
             catalog: self.catalog.clone(),
             tls: self.tls.clone(),
             shards: threads

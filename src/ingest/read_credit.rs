@@ -15,6 +15,11 @@
 //! through the sources in turn. Waiting is by the semaphore's first-come order, kept across the
 //! connection's other wake-ups (ACK timers) by [`PollSemaphore`].
 //!
+//! The credits are shared out among the shards (at least one each), and a connection draws on its
+//! shard's: a credit given back then wakes a connection on the same thread. One line for every
+//! shard made each returned credit a wake-up on another shard's thread, and held 10,000 sources
+//! on 16 shards to half the pace of 48.
+//!
 //! Sources that send little never wait in that line, so an emergency on a quiet connection is read
 //! as soon as it arrives; an emergency behind a full socket waits for what is ahead of it, as it
 //! would with any read size.
@@ -58,6 +63,18 @@ impl ReadCredits {
             semaphore: Arc::new(Semaphore::new(credits)),
             full,
         }
+    }
+
+    /// `credits` reads of `full` bytes at once, shared out among `shards`: each gets its share,
+    /// the first ones one more where it does not divide, and every one at least one.
+    pub fn per_shard(credits: usize, shards: usize, full: usize) -> Vec<ReadCredits> {
+        let shards = shards.max(1);
+        (0..shards)
+            .map(|shard| {
+                let share = credits / shards + usize::from(shard < credits % shards);
+                ReadCredits::new(share.max(1), full)
+            })
+            .collect()
     }
 
     /// One connection's place in the read line.
@@ -184,6 +201,20 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let (read, write) = server.into_split();
         (client, Reader::Plain(read), write)
+    }
+
+    #[test]
+    fn the_budget_is_shared_out_among_the_shards_at_least_one_each() {
+        let shares = |credits, shards| {
+            ReadCredits::per_shard(credits, shards, 1024)
+                .iter()
+                .map(ReadCredits::available)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shares(64, 16), [4; 16]);
+        assert_eq!(shares(10, 4), [3, 3, 2, 2]);
+        assert_eq!(shares(2, 4), [1, 1, 1, 1]);
+        assert_eq!(shares(8, 0), [8]);
     }
 
     #[tokio::test]

@@ -63,7 +63,8 @@ pub(crate) struct Shared {
     /// Cancelled by the archive when it gives up on frames it cannot store (a drain during a disk
     /// outage): connections stop waiting for their acknowledgement.
     pub storage_lost: CancellationToken,
-    pub read_credits: ReadCredits,
+    /// Each shard's read credits (`read_credits[k]` is shard `k`'s).
+    pub read_credits: Vec<ReadCredits>,
     pub catalog: CatalogHandle,
     /// The listeners' TLS, when `[tls]` is configured.
     pub tls: Option<Arc<ServerTls>>,
@@ -278,7 +279,7 @@ async fn stream_frames(
         sent: source.last_acked(),
         next_send: Instant::now(),
     };
-    let mut turn = shared.read_credits.turn();
+    let mut turn = shared.read_credits[shard % shared.read_credits.len()].turn();
     let idle_timeout = cfg.connection.idle_timeout;
     let max_frame_length = cfg.connection.max_frame_length;
     // Whatever the source sent right behind its HELLO.
@@ -494,7 +495,7 @@ mod tests {
             stats,
             drain,
             storage_lost: CancellationToken::new(),
-            read_credits: ReadCredits::new(1, 1),
+            read_credits: vec![ReadCredits::new(1, 1)],
             catalog: CatalogHandle::in_memory(1024),
             tls: None,
             shards: Vec::new(),
