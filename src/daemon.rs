@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive::{
-    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, SyncPolicy,
+    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, Readers, SyncPolicy,
 };
 use crate::catalog::CatalogHandle;
 use crate::config::Config;
@@ -109,6 +109,8 @@ pub struct Daemon {
     durable: Vec<(usize, watch::Receiver<DurableEnd>)>,
     /// The follow listener, when followers are served.
     followers: Option<TcpListener>,
+    /// The followers reading the archive's files, for the archive to keep them cached.
+    readers: Option<Arc<Readers>>,
     drain: CancellationToken,
     tracker: TaskTracker,
     catalog: CatalogHandle,
@@ -139,6 +141,7 @@ impl Daemon {
             sinks,
             retired,
             resume,
+            readers,
         } = archive.into();
         let p = &config.pipeline;
         let stats = Stats::sharded(sinks.len());
@@ -179,6 +182,7 @@ impl Daemon {
             published,
             durable,
             followers: None,
+            readers,
             drain,
             tracker,
             catalog,
@@ -312,6 +316,7 @@ impl Daemon {
                 max_connections: config.consumer.max_connections,
                 handshake_timeout: config.connection.handshake_timeout,
                 tls: self.tls.clone(),
+                readers: self.readers.clone(),
             };
             Followers::start(
                 listener,

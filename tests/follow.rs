@@ -888,6 +888,7 @@ impl ShardFollowers {
             max_connections: 16,
             handshake_timeout: PATIENCE,
             tls: None,
+            readers: None,
         };
         let drain = CancellationToken::new();
         let catalog = CatalogHandle::in_memory(1024);

@@ -35,6 +35,7 @@ mod tracked;
 pub mod writer;
 
 pub use consumer::{ArchiveConsumer, ArchiveSettings};
+pub use disk::{ReaderHold, Readers};
 pub use writer::SegmentSink;
 
 /// Opens the archive the config names for `shards` shards: the durable segment archive, each
@@ -60,6 +61,9 @@ pub struct Archive {
     pub retired: Vec<(usize, watch::Receiver<DurableEnd>)>,
     /// Where each source the archive knows resumes.
     pub resume: HashMap<SourceKey, ResumePoint>,
+    /// The followers reading its files, which keep its synced segments cached; `None` when it
+    /// keeps no files.
+    pub readers: Option<Arc<Readers>>,
 }
 
 impl From<Vec<Box<dyn ArchiveSink>>> for Archive {
@@ -69,6 +73,7 @@ impl From<Vec<Box<dyn ArchiveSink>>> for Archive {
             sinks,
             retired: Vec::new(),
             resume: HashMap::new(),
+            readers: None,
         }
     }
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::watch;
 
-use super::disk::{self, Disk, Segment};
+use super::disk::{self, Disk, Readers, Segment};
 use super::journal::{self, Gate, Journal, Leftover};
 use super::layout::{self, shard_dir};
 use super::recovery;
@@ -123,24 +123,29 @@ impl SegmentSink {
         let mut shards = [sources];
         let resume = recovery::resume_points(&mut shards);
         let [sources] = shards;
-        let gate = Arc::new(Gate::default());
-        let sink = SegmentSink::start(config, (dir, lock), (sources, next_index), leftover, gate)?;
+        let shared = (Arc::new(Gate::default()), Arc::default());
+        let sink =
+            SegmentSink::start(config, (dir, lock), (sources, next_index), leftover, shared)?;
         Ok((sink, resume))
     }
 
     /// Starts the sink of a recovered directory: a new segment with a checkpoint and the frames
     /// its journals held that its segments lost, then the journals deleted and a new one started.
     /// Every shard's disk thread makes way for every shard's emergency appends (`gate`): they
-    /// share the disk.
+    /// share the disk; and keeps its synced segments cached while the archive has `readers`.
     fn start(
         config: &ArchiveConfig,
         (dir, lock): (PathBuf, File),
         (sources, next_index): (HashMap<SourceKey, Tracked>, u64),
         leftover: Leftover,
-        gate: Arc<Gate>,
+        (gate, readers): (Arc<Gate>, Arc<Readers>),
     ) -> io::Result<SegmentSink> {
         let mut writer = Writer {
-            disk: Disk::start(dir.clone(), config.segment_bytes, Arc::clone(&gate))?,
+            disk: Disk::start(
+                dir.clone(),
+                config.segment_bytes,
+                (Arc::clone(&gate), readers),
+            )?,
             dir,
             segment_bytes: config.segment_bytes,
             segment: None,
@@ -227,10 +232,12 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
         starts[0].1.absorb(leftover, &mut sources[0]);
     }
     let resume = recovery::resume_points(&mut sources);
+    let readers = Arc::new(Readers::default());
     let mut archive = Archive {
         sinks: Vec::with_capacity(shards),
         retired: Vec::new(),
         resume,
+        readers: Some(Arc::clone(&readers)),
     };
     let mut lock = Some(root_lock);
     let gate = Arc::new(Gate::default());
@@ -250,7 +257,7 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
             (dir, lock),
             (sources, next_index),
             leftover,
-            Arc::clone(&gate),
+            (Arc::clone(&gate), Arc::clone(&readers)),
         )?;
         archive.sinks.push(Box::new(sink));
     }

@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use super::protocol::{DaemonMessage, EndReason, RefuseReason, Subscription};
 use super::protocol::{CATALOG_VERSION, MAX_SUBSCRIBE_LEN, SHARDS_VERSION};
 use super::shards::{DurableEnds, ShardCursors};
+use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
 use crate::ingest::listener::accept_until;
 use crate::tls::stream::{self, Reader, Writer};
@@ -52,6 +53,8 @@ pub struct FollowSettings {
     pub handshake_timeout: Duration,
     /// TLS, with `[tls]`: a consumer needs a client certificate of `tls.client_ca` if one is set.
     pub tls: Option<Arc<ServerTls>>,
+    /// The archive's count of followers, which keeps the segments they read in the page cache.
+    pub readers: Option<Arc<Readers>>,
 }
 
 /// How long a closing connection waits for the consumer to close its side, so that the last
@@ -249,6 +252,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Sha
         }
     };
     tracing::info!(start = %subscription.start, sources = subscription.sources.len(), priority = ?subscription.priority, "follower subscribed");
+    let _reading = settings.readers.as_ref().map(Readers::hold);
     let mut sent = 0;
     let ending = stream_frames(
         &mut input,

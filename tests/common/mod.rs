@@ -228,6 +228,7 @@ impl ShardedArchive {
             sinks: vec![Box::new(sink)],
             retired: Vec::new(),
             resume,
+            readers: None,
         };
         let build = |config| Daemon::new(config, shards);
         let (daemon, ()) = TestDaemon::start_built(config, build, |_| ()).await;
