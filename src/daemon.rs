@@ -308,7 +308,12 @@ impl Daemon {
                 return None;
             }
             let dir = config.archive.dir.clone();
-            Some(NatsSink::start(nats, dir, durable.clone(), stats.clone()))
+            // The sink follows the archive's files as a follower does: they stay cached for it.
+            let reading = self.readers.as_ref().map(Readers::hold);
+            Some((
+                NatsSink::start(nats, dir, durable.clone(), stats.clone()),
+                reading,
+            ))
         });
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {
@@ -347,7 +352,7 @@ impl Daemon {
         if let Some(followers) = followers {
             followers.finish(deadline).await;
         }
-        if let Some(nats) = nats {
+        if let Some((nats, _reading)) = nats {
             nats.finish(deadline).await;
         }
         publisher.stop.cancel();

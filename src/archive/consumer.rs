@@ -684,13 +684,7 @@ mod tests {
     }
 
     fn source(id: u32) -> Arc<Source> {
-        let peer = "127.0.0.1:1".parse().unwrap();
-        Arc::new(Source::new(
-            id,
-            SourceKind::LiveUplink,
-            peer,
-            Ledger::default().into(),
-        ))
+        Source::for_test(id)
     }
 
     /// An emergency behind routine frames that wait for room, on a disk whose syncs have not

@@ -80,6 +80,18 @@ impl Source {
         }
     }
 
+    /// Live uplink `id`, connected from loopback with a fresh ledger: for tests of the stages.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u32) -> Arc<Source> {
+        let peer = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 1));
+        Arc::new(Source::new(
+            id,
+            SourceKind::LiveUplink,
+            peer,
+            Default::default(),
+        ))
+    }
+
     /// Called by the connection once it knows the source's protocol version takes catalogs.
     pub(crate) fn takes_catalogs(&self) {
         self.takes_catalogs.store(true, Relaxed);

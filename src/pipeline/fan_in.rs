@@ -397,12 +397,10 @@ impl Drop for Permit {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Instant;
 
     use super::*;
     use crate::ingest::source::Source;
-    use crate::pipeline::frame::SourceKind;
 
     fn batch(source: &Arc<Source>, priority: Priority, first: u64, frames: u64) -> Batch {
         let mut batch = Batch::new(
@@ -418,13 +416,7 @@ mod tests {
     }
 
     fn source(id: u32) -> Arc<Source> {
-        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
-        Arc::new(Source::new(
-            id,
-            SourceKind::LiveUplink,
-            peer,
-            Default::default(),
-        ))
+        Source::for_test(id)
     }
 
     /// A fan-in whose lanes hold `capacity` frames each, and one source that has staged `batches`

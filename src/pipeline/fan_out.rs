@@ -437,7 +437,6 @@ pub struct Finished;
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Instant;
 
     use bytes::Bytes;
@@ -446,13 +445,7 @@ mod tests {
     use crate::ingest::source::Source;
 
     fn source(id: u32) -> Arc<Source> {
-        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
-        Arc::new(Source::new(
-            id,
-            SourceKind::LiveUplink,
-            peer,
-            Default::default(),
-        ))
+        Source::for_test(id)
     }
 
     /// A routine batch of `source` with one frame, `sequence`, cut from a read of `read` bytes.
