@@ -6,6 +6,7 @@
 //! any other lossy consumer gets one from [`crate::Daemon::subscribe_frames`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -19,7 +20,14 @@ use crate::pipeline::fan_out::{Bound, Delivery, Filter, Finished, Subscribe, Sub
 pub struct FrameFeed {
     subscription: Subscription,
     name: &'static str,
+    /// Frames missed since the last warning, and when that was: a feed that keeps falling
+    /// behind (a gap from every shard's lane, each time) warns once per [`LAG_WARNING_EVERY`].
+    missed: u64,
+    warned: Option<Instant>,
 }
+
+/// The least time between two warnings of one feed that it fell behind.
+const LAG_WARNING_EVERY: Duration = Duration::from_secs(1);
 
 impl FrameFeed {
     /// Every batch, with room for `capacity` batches queued.
@@ -29,7 +37,12 @@ impl FrameFeed {
             bytes: usize::MAX,
         };
         let subscription = subscribe.subscribe(Filter::default(), bound);
-        FrameFeed { subscription, name }
+        FrameFeed {
+            subscription,
+            name,
+            missed: 0,
+            warned: None,
+        }
     }
 
     /// The next batch still queued, or `None` once the processor has finished. When the feed fell
@@ -54,12 +67,22 @@ impl FrameFeed {
         }
     }
 
-    fn lagged(&self, missed_frames: u64) {
+    fn lagged(&mut self, missed: u64) {
+        self.missed += missed;
+        let now = Instant::now();
+        if self
+            .warned
+            .is_some_and(|at| now.duration_since(at) < LAG_WARNING_EVERY)
+        {
+            return;
+        }
+        let missed_frames = std::mem::take(&mut self.missed);
         tracing::warn!(
             consumer = self.name,
             missed_frames,
             "fell behind the fan-out; skipped what did not fit its queue"
         );
+        self.warned = Some(now);
     }
 }
 
@@ -120,4 +143,28 @@ fn log_line(s: &PipelineStats, frames_seen: u64, (frames_per_sec, bytes_per_sec)
         frames_per_sec,
         bytes_per_sec / 1e6,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::stats::Stats;
+    use crate::pipeline::fan_out::fan_out;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_that_keeps_falling_behind_warns_once_a_second_with_the_sum() {
+        let (_fan_out, subscribe) = fan_out(&Stats::new(), 4);
+        let mut feed = FrameFeed::new(&subscribe, 8, "dashboard");
+        feed.lagged(5);
+        assert_eq!(feed.missed, 0, "the first gap is told at once");
+        feed.lagged(7);
+        feed.lagged(3);
+        assert_eq!(
+            feed.missed, 10,
+            "gaps within the second wait for the next warning"
+        );
+        tokio::time::advance(LAG_WARNING_EVERY).await;
+        feed.lagged(1);
+        assert_eq!(feed.missed, 0, "a second later they are told, summed");
+    }
 }
