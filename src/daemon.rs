@@ -290,7 +290,7 @@ impl Daemon {
             storage_lost: storage_lost.clone(),
             read_credits: ReadCredits::per_shard(
                 config.read_credits(),
-                config.runtime.shards,
+                self.shards.len(),
                 config.connection.read_buffer,
             ),
             catalog: self.catalog.clone(),

@@ -49,7 +49,7 @@ pub(crate) fn make_room(buf: &mut BytesMut, size: usize) {
     }
 }
 
-/// The credits all connections share.
+/// The credits the connections of one shard share.
 #[derive(Debug, Clone)]
 pub(crate) struct ReadCredits {
     semaphore: Arc<Semaphore>,

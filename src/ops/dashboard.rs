@@ -30,7 +30,7 @@ pub struct FrameFeed {
 const LAG_WARNING_EVERY: Duration = Duration::from_secs(1);
 
 impl FrameFeed {
-    /// Every batch, with room for `capacity` batches queued.
+    /// Every batch, with room for `capacity` batches queued, shared out among the shards' lanes.
     pub(crate) fn new(subscribe: &Subscribe, capacity: usize, name: &'static str) -> Self {
         let bound = Bound {
             batches: capacity,
@@ -69,10 +69,21 @@ impl FrameFeed {
 
     fn lagged(&mut self, missed: u64) {
         self.missed += missed;
+        self.tell_lag(false);
+    }
+
+    /// Warns of the frames missed since the last warning, if any, unless that warning was less
+    /// than [`LAG_WARNING_EVERY`] ago (`at_once`: whenever it was). Called on every gap, and by
+    /// the dashboard on every stats tick and at the end, so that the last gaps are told too.
+    fn tell_lag(&mut self, at_once: bool) {
+        if self.missed == 0 {
+            return;
+        }
         let now = Instant::now();
-        if self
-            .warned
-            .is_some_and(|at| now.duration_since(at) < LAG_WARNING_EVERY)
+        if !at_once
+            && self
+                .warned
+                .is_some_and(|at| now.duration_since(at) < LAG_WARNING_EVERY)
         {
             return;
         }
@@ -103,6 +114,7 @@ pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineSta
                         Ok(Some(batch)) => frames_seen += batch.len() as u64,
                         Ok(None) => break,
                         Err(Finished) => {
+                            feed.tell_lag(true);
                             tracing::debug!(frames_seen, "dashboard: fan-out closed");
                             return;
                         }
@@ -110,6 +122,7 @@ pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineSta
                 }
             }
             Ok(()) = published.changed() => {
+                feed.tell_lag(false);
                 let now = (Instant::now(), *published.borrow_and_update());
                 let seconds = now.0.duration_since(last_line.0).as_secs_f64();
                 let rates = processing_rates(&last_line.1, &now.1, seconds).unwrap_or_default();
@@ -118,6 +131,7 @@ pub async fn run(mut feed: FrameFeed, mut published: watch::Receiver<PipelineSta
             }
         }
     }
+    feed.tell_lag(true);
     tracing::debug!(frames_seen, "dashboard: fan-out closed");
 }
 
@@ -164,7 +178,11 @@ mod tests {
             "gaps within the second wait for the next warning"
         );
         tokio::time::advance(LAG_WARNING_EVERY).await;
-        feed.lagged(1);
+        feed.tell_lag(false);
         assert_eq!(feed.missed, 0, "a second later they are told, summed");
+        feed.lagged(2);
+        assert_eq!(feed.missed, 2);
+        feed.tell_lag(true);
+        assert_eq!(feed.missed, 0, "at the end, whenever the last warning was");
     }
 }

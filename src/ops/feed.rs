@@ -3,9 +3,9 @@
 //! It is the lossy view of the stream, for displays and alerting: a subscriber gets frames as the
 //! processor handles them, filtered by source and priority, optionally sampled, and when it falls
 //! behind it is told how many frames it missed (`{"gap": N}`) and carries on. It can never slow
-//! the processor or the archive: each subscriber is one queue of the lossy fan-out
-//! ([`crate::pipeline::fan_out`]), bounded by `feed.queue_bytes`, which the processor offers batches
-//! to without waiting. The processor never waits for a subscriber, but the daemon's threads encode
+//! the processor or the archive: each subscriber is a queue in each shard's lane of the lossy
+//! fan-out ([`crate::pipeline::fan_out`]), bounded by `feed.queue_bytes` shared out among them,
+//! which the processors offer batches to without waiting. The processor never waits for a subscriber, but the daemon's threads encode
 //! its JSON: `feed.max_frames_per_sec` per priority bounds that work per subscriber (a wall display
 //! cannot show more; frames beyond it are skipped and reported as a gap), and a subscriber over its
 //! budget is woken once per [`PACE`] rather than once per batch. A

@@ -35,7 +35,8 @@ pub struct StatField {
 
 macro_rules! pipeline_stats {
     ($( $kind:ident $field:ident: $help:literal ),* $(,)?) => {
-        /// One reading of every counter (each field is one atomic load).
+        /// One reading of every counter (each field is an atomic load, and one per shard for
+        /// the counters kept per shard).
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
         pub struct PipelineStats {
             $( #[doc = $help] pub $field: u64, )*
@@ -86,7 +87,7 @@ pipeline_stats! {
     Counter connections_unauthorized: "HELLOs refused as Unauthorized: the peer's certificate does not cover the source (also counted in connections_refused).",
     Counter tls_handshakes_failed: "Connections closed before a HELLO because their TLS handshake failed: plaintext, no or an untrusted or expired certificate.",
     Counter protocol_errors: "Connections closed for malformed input or a timeout.",
-    Counter lag_events: "Times a lossy subscriber (the dashboard, a /feed client) fell behind and began to miss batches.",
+    Counter lag_events: "Times a lossy subscriber (the dashboard, a /feed client) fell behind in one shard's lane and began to miss batches.",
     Counter lagged_batches: "Batches dropped for lossy subscribers whose queue was full.",
     Gauge feed_subscribers: "/feed WebSocket subscribers connected right now.",
     Counter feed_frames_sent: "Frames sent to /feed subscribers.",
@@ -135,7 +136,7 @@ pub fn processing_rates(
 }
 
 /// A cheap handle to the shared counters; clone it into every stage. A stage of one shard holds
-/// [`Stats::shard`]'s handle, which also counts into that shard's own counters.
+/// [`Stats::shard`]'s handle, which counts into that shard's own counters.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     counters: Arc<Counters>,
@@ -220,7 +221,8 @@ impl Stats {
         }
     }
 
-    /// The handle of shard `shard`'s stages: what they count also goes to the shard's counters.
+    /// The handle of shard `shard`'s stages: what they count goes to the shard's counters, which
+    /// the totals sum.
     pub fn shard(&self, shard: usize) -> Stats {
         Stats {
             shard: (shard < self.shards.len()).then_some(shard),

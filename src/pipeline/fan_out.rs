@@ -7,7 +7,7 @@
 //! client is owed the number of *frames* it missed. So each subscriber has its own queue, bounded in
 //! batches and in the bytes of the socket reads those batches keep alive (their memory), and a
 //! filter on source and priority, which is per batch (a batch has one source and one priority).
-//! [`FanOut::publish`] never waits: when a batch does not fit, the subscriber's oldest batches are
+//! [`Publisher::publish`] never waits: when a batch does not fit, the subscriber's oldest batches are
 //! dropped to make room (a live view wants the newest frames), and the subscriber is handed a
 //! [`Delivery::Gap`] with the number of frames it missed before the batches it still holds.
 //!
@@ -52,8 +52,9 @@ impl Filter {
 }
 
 /// How much one subscriber's queues hold before batches are dropped for it, shared out among the
-/// lanes (one per shard). An empty lane takes one batch whatever its size, so that a share smaller
-/// than one socket read still passes frames.
+/// lanes (one per shard): each lane holds `batches / lanes` rounded up (at least one) and
+/// `bytes / lanes`. An empty lane takes one batch whatever its size, so that a share smaller than
+/// one socket read still passes frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bound {
     pub batches: usize,
@@ -328,8 +329,9 @@ impl Queue {
 }
 
 impl Subscribe {
-    /// Registers a subscriber. Its memory is at most `bound`, plus what it has taken and not
-    /// yet handed out (one lane's share), plus a batch per lane where a share is below one read.
+    /// Registers a subscriber. Its memory is at most `bound.bytes`, plus what it has taken and
+    /// not yet handed out (one lane's share), plus a batch per lane where a share is below one
+    /// read; it holds at most `bound.batches` rounded up to a multiple of the lanes.
     pub fn subscribe(&self, filter: Filter, bound: Bound) -> Subscription {
         let mut registry = lock(&self.hub.registry);
         let lanes = self.hub.lanes.len();
