@@ -569,8 +569,6 @@ async fn chromium_shows_a_full_disk_as_degraded_and_a_growing_lag_in_red() {
     let dir = common::TempDir::new("dashboard-degraded");
     let (archive, sink) = Archive::open();
     let (daemon, monitor, stop) = start_monitored(sink).await;
-    // Every write fails: the archive holds what it has, the pipeline backs up, the lag grows.
-    archive.fill_disk();
     // One source at about 100 frames/s, the pace of a live uplink.
     let uplink = daemon.uplink;
     let source = tokio::spawn(async move {
@@ -584,6 +582,13 @@ async fn chromium_shows_a_full_disk_as_degraded_and_a_growing_lag_in_red() {
     let held = archive.clone();
     tokio::task::spawn_blocking(move || {
         let mut browser = Browser::open(&format!("http://{monitor}/"), &dir.0.join("profile"));
+        browser.wait_for("ready health and the source's row", |v| {
+            v.health == "ready" && v.rows == ["live:5"]
+        });
+        // Every write fails from now on: the archive holds what it has, the pipeline backs up and
+        // the lag grows, for the ten seconds or so until the pipeline is full. The page is up by
+        // now, however long the browser took to start, so it sees the lag grow.
+        held.fill_disk();
         let degraded = browser.wait_for("degraded health and the source's row red", |v| {
             v.health == "degraded" && v.lagging == ["live:5"]
         });
