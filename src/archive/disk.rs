@@ -140,12 +140,12 @@ impl Drop for ReaderHold {
 ///
 /// Without followers the daemon never reads a segment back while it runs (recovery and the archive
 /// tools read from the disk), so cached pages of synced segments only push other programs' pages
-/// out until the kernel reclaims them, and every page a write takes is a fresh page: on a virtual machine whose
-/// free memory goes back to the host (a balloon driver) a first touch of a page costs several
-/// times the copy into it. Dropped pages go back to the free lists, where the next writes find
-/// them. A follower, though, reads what was written a moment ago: dropped, it would read it from
-/// the disk the writer needs (with four followers the writer lost a third of its pace). Only
-/// advice: a failure changes nothing that matters, so it is not reported.
+/// out until the kernel reclaims them, and every page a write takes is a fresh page: on a virtual
+/// machine whose free memory goes back to the host (a balloon driver) a first touch of a page
+/// costs several times the copy into it. Dropped pages go back to the free lists, where the next
+/// writes find them. A follower, though, reads what was written a moment ago: dropped, it would
+/// read it from the disk the writer needs (with four followers the writer lost a quarter to a
+/// third of its pace). Only advice: a failure changes nothing that matters, so it is not reported.
 fn release_cached(file: &File, len: u64, readers: &Readers) {
     if readers.any() {
         return;

@@ -261,18 +261,27 @@ impl Stats {
         self.counters.active_sources.load(Relaxed)
     }
 
-    /// Adds `n` to a counter that every batch moves: the shard's own when this handle is a
-    /// shard's (the totals sum them), else the total.
+    /// The counter a kept-per-shard field moves through this handle: the shard's own when this
+    /// handle is a shard's (the totals sum them), else the total.
+    fn counter(
+        &self,
+        total: impl Fn(&Counters) -> &AtomicU64,
+        of_shard: impl Fn(&ShardCounters) -> &AtomicU64,
+    ) -> &AtomicU64 {
+        match self.own() {
+            Some(own) => of_shard(own),
+            None => total(&self.counters),
+        }
+    }
+
+    /// Adds `n` to a counter that every batch moves ([`Stats::counter`]).
     fn count(
         &self,
         total: impl Fn(&Counters) -> &AtomicU64,
         of_shard: impl Fn(&ShardCounters) -> &AtomicU64,
         n: u64,
     ) {
-        match self.own() {
-            Some(own) => of_shard(own).fetch_add(n, Relaxed),
-            None => total(&self.counters).fetch_add(n, Relaxed),
-        };
+        self.counter(total, of_shard).fetch_add(n, Relaxed);
     }
 
     pub(crate) fn accepted(&self, frames: u64) {
@@ -376,17 +385,14 @@ impl Stats {
     }
 
     /// Sets a gauge of the shard to `value` (the total is the sum over shards); without a shard,
-    /// sets the total.
+    /// sets the total ([`Stats::counter`]).
     fn gauge(
         &self,
         total: impl Fn(&Counters) -> &AtomicU64,
         of_shard: impl Fn(&ShardCounters) -> &AtomicU64,
         value: u64,
     ) {
-        match self.own() {
-            Some(own) => of_shard(own).store(value, Relaxed),
-            None => total(&self.counters).store(value, Relaxed),
-        }
+        self.counter(total, of_shard).store(value, Relaxed);
     }
 
     pub(crate) fn abandoned(&self, frames: u64) {

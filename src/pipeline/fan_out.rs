@@ -468,16 +468,32 @@ mod tests {
             .collect()
     }
 
+    /// A fan-out of `lanes` lanes with one subscriber to everything under `batches` and
+    /// `bytes`: the counters, the publishers in lane order and the subscription.
+    fn subscribed(
+        lanes: usize,
+        batches: usize,
+        bytes: usize,
+    ) -> (Stats, Vec<Publisher>, Subscription) {
+        let stats = Stats::sharded(lanes);
+        let (fan_out, subscribe) = fan_out(&stats, lanes);
+        let subscription = subscribe.subscribe(Filter::default(), Bound { batches, bytes });
+        (stats, fan_out.into_publishers(), subscription)
+    }
+
+    /// Everything queued for `subscription` right now.
+    fn queued(subscription: &mut Subscription) -> Vec<Delivery> {
+        let mut got = Vec::new();
+        while let Ok(Some(delivery)) = subscription.try_next() {
+            got.push(delivery);
+        }
+        got
+    }
+
     #[tokio::test]
     async fn every_lanes_batches_arrive_each_lane_in_order_and_the_last_publisher_ends_it() {
-        let stats = Stats::sharded(2);
-        let (fan_out, subscribe) = fan_out(&stats, 2);
-        let unbounded = Bound {
-            batches: 100,
-            bytes: usize::MAX,
-        };
-        let mut subscription = subscribe.subscribe(Filter::default(), unbounded);
-        let mut publishers = fan_out.into_publishers().into_iter();
+        let (_, publishers, mut subscription) = subscribed(2, 100, usize::MAX);
+        let mut publishers = publishers.into_iter();
         let (first, second) = (publishers.next().unwrap(), publishers.next().unwrap());
         let (a, b) = (source(1), source(2));
         for sequence in 1..=3 {
@@ -507,23 +523,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_lane_drops_its_oldest_batches_and_says_how_many_frames() {
-        let stats = Stats::sharded(2);
-        let (fan_out, subscribe) = fan_out(&stats, 2);
         // Four batches shared by two lanes: two each.
-        let bound = Bound {
-            batches: 4,
-            bytes: usize::MAX,
-        };
-        let mut subscription = subscribe.subscribe(Filter::default(), bound);
-        let publishers = fan_out.into_publishers();
+        let (stats, publishers, mut subscription) = subscribed(2, 4, usize::MAX);
         let a = source(1);
         for sequence in 1..=5 {
             publishers[0].publish(&batch(&a, sequence, 10));
         }
-        let mut got = Vec::new();
-        while let Ok(Some(delivery)) = subscription.try_next() {
-            got.push(delivery);
-        }
+        let got = queued(&mut subscription);
         assert!(matches!(got[0], Delivery::Gap(3)), "{got:?}");
         assert_eq!(sequences(&got, 1), [4, 5]);
         assert_eq!(stats.snapshot().lagged_batches, 3);
@@ -532,37 +538,20 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_lane_takes_a_batch_larger_than_its_share() {
-        let stats = Stats::sharded(4);
-        let (fan_out, subscribe) = fan_out(&stats, 4);
         // 100 bytes shared by four lanes is 25 a lane, less than one read of 60.
-        let bound = Bound {
-            batches: 8,
-            bytes: 100,
-        };
-        let mut subscription = subscribe.subscribe(Filter::default(), bound);
-        let publishers = fan_out.into_publishers();
+        let (_, publishers, mut subscription) = subscribed(4, 8, 100);
         let a = source(1);
         publishers[3].publish(&batch(&a, 1, 60));
         publishers[3].publish(&batch(&a, 2, 60));
-        let mut got = Vec::new();
-        while let Ok(Some(delivery)) = subscription.try_next() {
-            got.push(delivery);
-        }
+        let got = queued(&mut subscription);
         assert!(matches!(got[0], Delivery::Gap(1)), "{got:?}");
         assert_eq!(sequences(&got, 1), [2]);
     }
 
     #[test]
     fn paused_routine_frames_are_counted_in_every_lane() {
-        let stats = Stats::sharded(2);
-        let (fan_out, subscribe) = fan_out(&stats, 2);
-        let bound = Bound {
-            batches: 8,
-            bytes: usize::MAX,
-        };
-        let mut subscription = subscribe.subscribe(Filter::default(), bound);
+        let (_, publishers, mut subscription) = subscribed(2, 8, usize::MAX);
         subscription.pause_routine(true);
-        let publishers = fan_out.into_publishers();
         let a = source(1);
         publishers[0].publish(&batch(&a, 1, 10));
         publishers[1].publish(&batch(&a, 2, 10));
