@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::journal::Gate;
+use super::pace::PAGE;
 use crate::archive::segment::{self, with_path};
 
 /// A segment file, and how many bytes of whole records it holds.
@@ -167,6 +168,8 @@ const PIECE_TIME: Duration = Duration::from_millis(10);
 /// The pieces' bounds, whatever the disk's pace.
 const MIN_PIECE: u64 = 256 << 10;
 const MAX_PIECE: u64 = 64 << 20;
+/// Passes over what the writer appended meanwhile, at most, before the `fdatasync`.
+const PASSES: usize = 4;
 
 /// How far the disk thread has written a segment back, and the size of the next piece.
 #[derive(Debug)]
@@ -186,9 +189,11 @@ impl Default for WriteBack {
 }
 
 impl WriteBack {
-    /// Writes back what the segment holds beyond the last call, a piece at a time, each piece
-    /// after the emergency appends in flight ([`Gate`]); the sync that follows then has little
-    /// left to write. Sized to take about [`PIECE_TIME`] at the pace the last piece went.
+    /// Writes back what the segment holds beyond the last call, a piece at a time: paced below
+    /// the process's write limit where it has one ([`super::pace`]), else each piece after the
+    /// emergency appends in flight ([`Gate`]). The sync that follows then has little left to
+    /// write. Sized to take about [`PIECE_TIME`] at the pace the last piece went, and to fit the
+    /// pace.
     #[cfg(target_os = "linux")]
     fn run(&mut self, (file, index, path): (&File, u64, &Path), gate: &Gate) -> io::Result<()> {
         use std::os::fd::AsRawFd;
@@ -196,18 +201,31 @@ impl WriteBack {
             (done_index, done) if done_index == index => done,
             _ => 0,
         };
+        // Paced below a write limit, pieces are small enough to leave room in the limit's slices.
+        let paced = gate.pace().largest_piece();
+        let largest = paced.unwrap_or(MAX_PIECE);
         // The writer goes on appending: what it appended since the sync began, and while the
         // pieces were written, is written back too, or the sync's `fdatasync` would write it in
-        // one go. Two passes: a writer as fast as the disk (`sync = never` has no bound on what is
-        // unsynced) must not keep a rollover from ending.
-        for _ in 0..2 {
+        // one go, past the pace. A few passes at most: a writer as fast as the disk (`sync =
+        // never` has no bound on what is unsynced) must not keep a rollover from ending.
+        for _ in 0..PASSES {
             let end = file.metadata().map_or(0, |m| m.len());
-            if end.saturating_sub(at) <= self.piece {
+            if end.saturating_sub(at) <= self.piece.min(largest) {
                 break;
             }
             while at < end {
-                gate.wait_idle();
-                let len = self.piece.min(end - at);
+                // Paced, the throttle holds no piece that a journal write could queue behind.
+                if paced.is_none() {
+                    gate.wait_idle();
+                }
+                let mut len = self.piece.min(largest).min(end - at);
+                // A piece ends on a page boundary, but the last: a page cut in two is written
+                // twice.
+                let stop = (at + len) / PAGE * PAGE;
+                if at + len < end && stop > at {
+                    len = stop - at;
+                }
+                gate.pace().take(len);
                 let started = Instant::now();
                 let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
                     | libc::SYNC_FILE_RANGE_WRITE

@@ -12,11 +12,13 @@
 //! only carries frames across a crash that took the segment's unsynced tail: recovery appends the
 //! frames of the journal that its shard's segments lack to the new segment, and then deletes it.
 //!
-//! The journal on its own is not enough on a disk that queues I/O in order, as a cgroup's write
-//! throttle does: an emergency's sync would queue behind the routine write-back of the segment's
-//! last `fsync`. So the disk thread writes a segment back a piece at a time, and waits before each
-//! piece while emergency appends are in flight ([`Gate`]); an emergency then waits for one piece
-//! at most.
+//! The journal on its own is not enough on a disk that queues I/O in order: an emergency's sync
+//! would queue behind the routine write-back of the segment's last `fsync`. So the disk thread
+//! writes a segment back a piece at a time, and waits before each piece while emergency appends
+//! are in flight ([`Gate`]); an emergency then waits for one piece at most. Under a cgroup's write
+//! limit, which makes every write wait once the limit's time slice is used up, the pieces are
+//! paced below the limit instead ([`super::pace`]), so a journal's sync never waits for it. The
+//! journal syncs at most every [`SYNC_GAP`], so that a flood of emergencies costs the disk little.
 //!
 //! The journal never grows past what one segment sync covers: when a sync begins and the journal
 //! holds more than [`ROTATE_BYTES`], the journal moves on to a new generation, and once that sync
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::pace::{Pace, PAGE};
 use super::segment::{self, with_path, Entry, FrameRecord, MAGIC};
 use super::tracked::Tracked;
 use crate::ingest::ledger::SourceKey;
@@ -42,6 +45,11 @@ pub(super) const ROTATE_BYTES: u64 = 1 << 20;
 /// The longest the disk thread waits for emergency appends before writing back a piece anyway:
 /// a flood of emergencies slows routine syncs, and never stops them.
 const MOST_YIELD: Duration = Duration::from_millis(200);
+/// The least time from one journal sync's start to the next: appends that come sooner wait and
+/// share the next sync. A sync writes at least two blocks (a page of records and the inode), so
+/// this bounds what a flood of emergencies costs the disk (at most 200 syncs a second per shard)
+/// at a few milliseconds of latency, and only while they come that fast.
+const SYNC_GAP: Duration = Duration::from_millis(5);
 
 const PREFIX: &str = "emergency-";
 const SUFFIX: &str = ".journal";
@@ -77,16 +85,31 @@ fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(journals)
 }
 
-/// Emergency appends sent to the journal and those made durable, which the disk thread lets pass
-/// before each piece of routine write-back.
-#[derive(Debug, Default)]
+/// Emergency appends sent to the journal and those made durable, which an unpaced disk thread
+/// lets pass before each piece of routine write-back; and the pace the writes of every shard to
+/// the disk share.
+#[derive(Debug)]
 pub(super) struct Gate {
     /// Appends sent, and appends durable (or failed).
     counts: Mutex<(u64, u64)>,
     done: Condvar,
+    pace: Pace,
 }
 
 impl Gate {
+    /// The gate of the archive in `dir`.
+    pub(super) fn new(dir: &Path) -> Gate {
+        Gate {
+            counts: Mutex::default(),
+            done: Condvar::new(),
+            pace: Pace::of(dir),
+        }
+    }
+
+    pub(super) fn pace(&self) -> &Pace {
+        &self.pace
+    }
+
     fn enter(&self) {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
     }
@@ -271,6 +294,7 @@ impl Journal {
             generation,
             broken: None,
             gate: Arc::clone(&gate),
+            last_sync: None,
         };
         let thread = std::thread::Builder::new()
             .name("archive-journal".into())
@@ -378,6 +402,8 @@ struct Worker {
     /// appended to this journal counts as durable.
     broken: Option<String>,
     gate: Arc<Gate>,
+    /// When the last sync started.
+    last_sync: Option<Instant>,
 }
 
 impl Worker {
@@ -386,7 +412,13 @@ impl Worker {
         while let Some(job) = next.take() {
             match job {
                 Job::Append { records, reply } => {
-                    // Group commit: every append queued behind this one, in one write and sync.
+                    // Group commit: every append queued behind this one, and behind the last
+                    // sync's start until the gap has passed, in one write and sync.
+                    if let Some(due) = self.last_sync.map(|at| at + SYNC_GAP) {
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
                     let mut group = vec![(records, reply)];
                     loop {
                         match queue.try_recv() {
@@ -419,6 +451,7 @@ impl Worker {
     }
 
     fn append(&mut self, group: Vec<(Vec<u8>, Reply)>) {
+        self.last_sync = Some(Instant::now());
         let appends = group.len() as u64;
         let result = self.write_and_sync(group.iter().map(|(records, _)| records.as_slice()));
         self.gate.leave(appends);
@@ -451,6 +484,11 @@ impl Worker {
             let _ = file.set_len(len);
             return Err(with_path(err, &path, "cannot append to"));
         }
+        // The sync writes every page the append touched, and the inode with the new length.
+        let end = len + bytes.len() as u64;
+        self.gate
+            .pace()
+            .charge((end.div_ceil(PAGE) - len / PAGE + 1) * PAGE);
         file.sync_data().map_err(|err| {
             let err = with_path(err, &path, "cannot sync");
             self.broken = Some(format!("an earlier sync failed ({err})"));

@@ -27,6 +27,7 @@ pub mod consumer;
 mod disk;
 mod journal;
 pub mod layout;
+pub mod pace;
 mod recovery;
 pub mod segment;
 pub mod sequence_set;

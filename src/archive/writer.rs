@@ -123,7 +123,7 @@ impl SegmentSink {
         let mut shards = [sources];
         let resume = recovery::resume_points(&mut shards);
         let [sources] = shards;
-        let shared = (Arc::new(Gate::default()), Arc::default());
+        let shared = (Arc::new(Gate::new(&dir)), Arc::default());
         let sink =
             SegmentSink::start(config, (dir, lock), (sources, next_index), leftover, shared)?;
         Ok((sink, resume))
@@ -240,7 +240,7 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
         readers: Some(Arc::clone(&readers)),
     };
     let mut lock = Some(root_lock);
-    let gate = Arc::new(Gate::default());
+    let gate = Arc::new(Gate::new(&root));
     for (((shard, dir), sources), (next_index, leftover)) in
         dirs.into_iter().zip(sources).zip(starts)
     {

@@ -3,9 +3,9 @@
 //!
 //! The process gets a cgroup of its own, a child of this process's blkio cgroup, whose
 //! `blkio.throttle.write_bps_device` limits its writes to one disk: the whole disk under a path,
-//! found from the path's filesystem (`stat`, then `/sys/dev/block`), since the throttle takes no
-//! partitions. The cgroup is removed when the [`WriteThrottle`] is dropped, the process moved back
-//! out first if it still runs, so an error on the way leaves nothing behind.
+//! found from the path's filesystem ([`disk_of`]), since the throttle takes no partitions. The
+//! cgroup is removed when the [`WriteThrottle`] is dropped, the process moved back out first if it
+//! still runs, so an error on the way leaves nothing behind.
 //!
 //! cgroup v1 charges a write to the cgroup of the thread that submits it to the disk: the
 //! process's own `fsync`s and direct writes are throttled, but pages the kernel's flusher threads
@@ -16,8 +16,9 @@
 //! [`WriteThrottle::apply`] says what, and the run is skipped rather than failed.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use aggregator::archive::pace::{disk_of, own_cgroup, Hierarchy};
 
 /// A process's writes to one disk, limited; the cgroup is removed on drop.
 #[derive(Debug)]
@@ -33,8 +34,12 @@ impl WriteThrottle {
     /// Limits the writes of process `pid` to the disk holding `path` to `bytes_per_s`; `Err` says
     /// why that cannot be done here.
     pub fn apply(pid: i32, path: &Path, bytes_per_s: u64) -> Result<WriteThrottle, String> {
-        let device = disk_of(path)?;
-        let parent = own_blkio_cgroup()?;
+        let device = disk_of(path).map_err(|e| format!("{e}: there is no disk to throttle"))?;
+        let (parent, _) = own_cgroup(Hierarchy::Blkio).map_err(|e| {
+            format!(
+                "{e}; under cgroup v2 alone the limit would be io.max, which this run does not set"
+            )
+        })?;
         let dir = parent.join(format!("aggregator-bench-throttle-{}", std::process::id()));
         fs::create_dir(&dir)
             .map_err(|e| needs_root(format!("cannot create {}", dir.display()), e))?;
@@ -97,82 +102,5 @@ fn needs_root(what: String, err: std::io::Error) -> String {
     match err.kind() {
         std::io::ErrorKind::PermissionDenied => format!("{what}: {err} (this needs root)"),
         _ => format!("{what}: {err}"),
-    }
-}
-
-/// The whole disk under the filesystem that holds `path`, as `MAJ:MIN`.
-fn disk_of(path: &Path) -> Result<String, String> {
-    let dev = fs::metadata(path)
-        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
-        .dev();
-    let number = format!("{}:{}", libc::major(dev), libc::minor(dev));
-    let sys = Path::new("/sys/dev/block").join(&number);
-    if !sys.exists() {
-        return Err(format!(
-            "{} is on device {number}, which is no block device (a tmpfs, an overlay or a network filesystem): there is no disk to throttle",
-            path.display()
-        ));
-    }
-    if !sys.join("partition").exists() {
-        return Ok(number);
-    }
-    // A partition: its directory in sysfs lies inside its disk's.
-    let disk = fs::canonicalize(&sys)
-        .ok()
-        .and_then(|partition| Some(partition.parent()?.join("dev")))
-        .and_then(|dev| fs::read_to_string(dev).ok())
-        .ok_or_else(|| format!("cannot find the disk of partition {number} in /sys"))?;
-    Ok(disk.trim().to_string())
-}
-
-/// This process's blkio cgroup directory, from `/proc/self/mountinfo` and `/proc/self/cgroup`.
-fn own_blkio_cgroup() -> Result<PathBuf, String> {
-    let read =
-        |path: &str| fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
-    let mountinfo = read("/proc/self/mountinfo")?;
-    let (root, mountpoint) = mountinfo
-        .lines()
-        .find_map(blkio_mount)
-        .ok_or("no cgroup v1 blkio hierarchy is mounted (/proc/self/mountinfo); under cgroup v2 alone the limit would be io.max, which this run does not set")?;
-    let cgroups = read("/proc/self/cgroup")?;
-    let own = cgroups
-        .lines()
-        .find_map(|line| {
-            let mut fields = line.splitn(3, ':');
-            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            controllers.split(',').any(|c| c == "blkio").then_some(path)
-        })
-        .ok_or("this process is in no blkio cgroup (/proc/self/cgroup)")?;
-    let inside = own.strip_prefix(root).unwrap_or(own);
-    Ok(Path::new(mountpoint).join(inside.trim_start_matches('/')))
-}
-
-/// (root, mount point) of a mountinfo line that mounts a cgroup v1 hierarchy with blkio.
-fn blkio_mount(line: &str) -> Option<(&str, &str)> {
-    let (mount, filesystem) = line.split_once(" - ")?;
-    let mut filesystem = filesystem.split(' ');
-    let (kind, _source, options) = (filesystem.next()?, filesystem.next()?, filesystem.next()?);
-    if kind != "cgroup" || !options.split(',').any(|o| o == "blkio") {
-        return None;
-    }
-    let mut mount = mount.split(' ').skip(3);
-    Some((mount.next()?, mount.next()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::blkio_mount;
-
-    #[test]
-    fn the_blkio_hierarchy_is_found_among_the_mounts() {
-        let blkio =
-            "36 25 0:31 / /sys/fs/cgroup/blkio rw,relatime shared:13 - cgroup cgroup rw,blkio";
-        assert_eq!(blkio_mount(blkio), Some(("/", "/sys/fs/cgroup/blkio")));
-        let joined = "40 25 0:35 /lxc/c1 /sys/fs/cgroup/io rw - cgroup cgroup rw,cpu,blkio";
-        assert_eq!(blkio_mount(joined), Some(("/lxc/c1", "/sys/fs/cgroup/io")));
-        let memory = "33 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory";
-        assert_eq!(blkio_mount(memory), None);
-        let v2 = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate";
-        assert_eq!(blkio_mount(v2), None);
     }
 }
