@@ -46,10 +46,11 @@ pub(super) const ROTATE_BYTES: u64 = 1 << 20;
 /// a flood of emergencies slows routine syncs, and never stops them.
 const MOST_YIELD: Duration = Duration::from_millis(200);
 /// The least time from one journal sync's start to the next: appends that come sooner wait and
-/// share the next sync. A sync writes at least two blocks (a page of records and the inode), so
-/// this bounds what a flood of emergencies costs the disk (at most 200 syncs a second per shard)
-/// at a few milliseconds of latency, and only while they come that fast.
-const SYNC_GAP: Duration = Duration::from_millis(5);
+/// share the next sync. Each sync writes a page of records and the inode, and flushes the disk's
+/// cache, so this bounds what a flood of emergencies costs the disk (at most 100 syncs a second
+/// per shard) at a few milliseconds of latency, and only while they come that fast (the throttled
+/// disk's measurements, 5 ms against 10: `docs/bench/throttle.md`).
+const SYNC_GAP: Duration = Duration::from_millis(10);
 
 const PREFIX: &str = "emergency-";
 const SUFFIX: &str = ".journal";

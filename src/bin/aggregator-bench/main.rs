@@ -31,6 +31,7 @@
 //! - `acks`: the load client's count of the daemon's ACKs, and their latency, for that run.
 //! - `emergency`: that run's emergency-only sources, beside the saturating uplinks.
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
+//! - `witness`: a writer outside that throttle timing the disk's own syncs meanwhile.
 //! - `sweep`: the shard sweep: the daemon variants at each `runtime.shards`, interleaved rounds.
 //! - `durable`: the durable floor: the archive's filesystem's sequential writes with `fsync`.
 //! - `watch`: the `watched` variant's dashboard and `/feed` subscribers.
@@ -66,6 +67,7 @@ mod shard_report;
 mod sweep;
 mod throttle;
 mod watch;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

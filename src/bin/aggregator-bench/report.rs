@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::control::LatencySummary;
 use crate::results::{
     CatalogResult, ChurnResult, ConsumersRound, DrainResult, DurableFloor, EmergencyOnly, Measured,
     Plan, RestartResult, RunResult, ThrottleResult, Throttled,
@@ -796,7 +797,7 @@ fn render_throttle(o: &mut String, t: &ThrottleResult, plan: &Plan) {
     );
     render_throttled(o, m);
     let _ = writeln!(o, "\nACK latency: from the end of the `write` that put a frame into its socket to the client's receipt of the ACK covering it. Written through the throttle: what the daemon's cgroup wrote to the disk over the window, as its throttle counted it; writes the kernel's flusher threads made for it are not charged to it in cgroup v1. Unsynced and in flight: the most read every 100 ms.\n");
-    render_emergency_only(o, &m.emergency_only);
+    render_emergency_only(o, &m.emergency_only, &m.disk_sync_latency);
     render_drain(o, &m.drain);
 }
 
@@ -824,25 +825,28 @@ fn render_throttled(o: &mut String, m: &Throttled) {
 }
 
 /// The emergency-only sources beside the uplinks: what they sent and their ACK latency.
-fn render_emergency_only(o: &mut String, e: &EmergencyOnly) {
+fn render_emergency_only(o: &mut String, e: &EmergencyOnly, disk: &LatencySummary) {
     let ms = |ns: u64| ns as f64 / 1e6;
     let _ = writeln!(
         o,
         "Emergency-only sources ({} more sources, ids {:#x} to {:#x}, each sending only emergency frames of {} B, {} a second, beside the uplinks; ACK latency as above, over the ACKs of the window):\n",
         e.sources, e.source_ids.0, e.source_ids.1, e.payload, e.frames_per_s_each
     );
-    let _ = writeln!(o, "| frames sent in the window | frames acked | sent, not acked at the end | ACK latency p50 ms | p99 ms | max ms |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| frames sent in the window | frames acked | sent, not acked at the end | ACK latency p50 ms | p99 ms | max ms | the disk's own sync p99 ms | max ms |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     let _ = writeln!(
         o,
-        "| {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
+        "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
         e.frames_sent,
         e.frames_acked,
         e.unacked_at_end,
         ms(e.ack_latency.p50_ns),
         ms(e.ack_latency.p99_ns),
         ms(e.ack_latency.max_ns),
+        ms(disk.p99_ns),
+        ms(disk.max_ns),
     );
+    let _ = writeln!(o, "The disk's own sync: a 4 KiB write and `fdatasync` every 5 ms to the same disk, by the bench outside the daemon's cgroup, over {} writes of the window: no durable write, an emergency's included, returns sooner than the disk lets it.\n", disk.count);
 }
 
 fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {

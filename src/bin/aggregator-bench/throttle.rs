@@ -29,6 +29,7 @@ use crate::child::{self, ChildProc};
 use crate::control::{self, AckCounts, Counts};
 use crate::emergency;
 use crate::results::{EmergencyOnly, Plan, ThrottleResult, Throttled};
+use crate::witness::Witness;
 use crate::Variant;
 
 /// Payload bytes per frame, as in the issue.
@@ -52,7 +53,9 @@ pub fn run(exe: &Path, plan: &Plan, mib_per_s: f64) -> Result<ThrottleResult, St
     };
     match WriteThrottle::apply(server.pid(), &archive, (mib_per_s * MIB) as u64) {
         Ok(throttle) => {
-            let measured = measure(exe, plan, (server, addr), &throttle, mib_per_s)?;
+            // The archive's directory is the daemon's; its parent is on the same disk.
+            let disk_dir = archive.parent().unwrap_or(&archive);
+            let measured = measure(exe, plan, (server, addr), (&throttle, disk_dir), mib_per_s)?;
             result.measured = Some(measured);
         }
         Err(why) => {
@@ -63,12 +66,13 @@ pub fn run(exe: &Path, plan: &Plan, mib_per_s: f64) -> Result<ThrottleResult, St
     Ok(result)
 }
 
-/// The window and the drain, with the daemon in `throttle`'s cgroup, limited to `mib_per_s`.
+/// The window and the drain, with the daemon in `throttle`'s cgroup, limited to `mib_per_s`, and
+/// a [`Witness`] writing to `archive_disk_dir` meanwhile.
 fn measure(
     exe: &Path,
     plan: &Plan,
     (mut server, addr): (ChildProc, SocketAddr),
-    throttle: &WriteThrottle,
+    (throttle, archive_disk_dir): (&WriteThrottle, &Path),
     mib_per_s: f64,
 ) -> Result<Throttled, String> {
     let sources = plan.connections;
@@ -77,6 +81,7 @@ fn measure(
         child::start_client(exe, plan, addr, sources, PAYLOAD, true, emergency_sources)?;
     child::wait_for_sources(&mut server, sources + 1 + emergency_sources)?;
     std::thread::sleep(plan.warmup);
+    let witness = Witness::start(archive_disk_dir)?;
     let written_before = throttle.written_bytes();
     let client_start = client.acks("START")?;
     let start = server.counts("START")?;
@@ -84,6 +89,7 @@ fn measure(
     let end = server.counts("END")?;
     let client_end = client.acks("END")?;
     let written_after = throttle.written_bytes();
+    let disk_sync_latency = witness.stop();
     let (acks_start, acks_end) = (client_start.uplinks, client_end.uplinks);
     let emergency_only = client_start
         .emergency_only
@@ -112,6 +118,7 @@ fn measure(
         unacked_mib_at_end: (unacked * PAYLOAD as u64) as f64 / MIB,
         ack_latency: acks_end.latency.unwrap_or_default(),
         emergency_only,
+        disk_sync_latency,
         max_unsynced_bytes,
         max_in_flight,
         drain,
