@@ -846,7 +846,7 @@ fn render_emergency_only(o: &mut String, e: &EmergencyOnly, disk: &LatencySummar
         ms(disk.p99_ns),
         ms(disk.max_ns),
     );
-    let _ = writeln!(o, "The disk's own sync: a 4 KiB write and `fdatasync` every 5 ms to the same disk, by the bench outside the daemon's cgroup, over {} writes of the window: no durable write, an emergency's included, returns sooner than the disk lets it.\n", disk.count);
+    let _ = writeln!(o, "The disk's own sync: a 4 KiB write and `fdatasync` every 20 ms to the same disk, by the bench outside the daemon's cgroup, over {} writes of the window: no durable write, an emergency's included, returns sooner than the disk lets it.\n", disk.count);
 }
 
 fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {

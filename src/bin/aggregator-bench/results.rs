@@ -310,7 +310,7 @@ pub struct Throttled {
     pub ack_latency: LatencySummary,
     /// The emergency-only sources beside the uplinks (not in the figures above).
     pub emergency_only: EmergencyOnly,
-    /// A page written and synced every 5 ms by a writer outside the daemon's cgroup, to the same
+    /// A page written and synced every 20 ms by a writer outside the daemon's cgroup, to the same
     /// disk, over the window: what the disk itself made a sync wait.
     pub disk_sync_latency: LatencySummary,
     /// The most `archive_unsynced_bytes` and frames in flight the parent read during the window.
