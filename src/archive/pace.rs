@@ -32,6 +32,8 @@ const SLICE: Duration = Duration::from_millis(20);
 const JOURNAL_ROOM: u64 = 4 * PAGE;
 /// The unit a file is written back in.
 pub(super) const PAGE: u64 = 4096;
+/// The longest one piece may wait for its turn, whatever the limit.
+const MOST_WAIT: Duration = Duration::from_secs(3600);
 /// How often the limit is read again.
 const REREAD: Duration = Duration::from_secs(1);
 
@@ -108,7 +110,9 @@ impl State {
     /// ever written faster than `rate` after one piece.
     fn schedule(&mut self, rate: f64, bytes: u64, now: Instant) -> Duration {
         let start = self.next.max(now);
-        self.next = start + Duration::from_secs_f64(bytes as f64 / rate);
+        // At most an hour a piece, however small the limit, so that no sum overflows.
+        let time = Duration::from_secs_f64((bytes as f64 / rate).min(MOST_WAIT.as_secs_f64()));
+        self.next = start + time;
         start - now
     }
 
@@ -119,12 +123,17 @@ impl State {
         if self.read_at.is_none_or(|at| now - at >= REREAD) {
             self.read_at = Some(now);
             let rate = write_limit(disk).map(|limit| limit as f64 * SHARE);
-            if rate != self.rate {
-                tracing::info!(
+            match rate {
+                Some(rate) if Some(rate) != self.rate => tracing::info!(
                     disk,
-                    write_back_bytes_per_s = rate.map(|rate| rate as u64),
+                    write_back_bytes_per_s = rate as u64,
                     "archive: the write-back is paced below this process's write limit on the disk (cgroup)"
-                );
+                ),
+                None if self.rate.is_some() => tracing::info!(
+                    disk,
+                    "archive: no write limit on the disk any more; the write-back is not paced"
+                ),
+                _ => {}
             }
             self.rate = rate;
         }
@@ -252,13 +261,15 @@ fn limit_in(hierarchy: Hierarchy, text: &str, disk: &str) -> Option<u64> {
         if fields.next()? != disk {
             return None;
         }
-        match hierarchy {
-            Hierarchy::Blkio => fields.next()?.parse().ok(),
+        let limit: u64 = match hierarchy {
+            Hierarchy::Blkio => fields.next()?.parse().ok()?,
             Hierarchy::Unified => fields
                 .find_map(|field| field.strip_prefix("wbps="))?
                 .parse()
-                .ok(),
-        }
+                .ok()?,
+        };
+        // No limit is zero (writing one removes the rule); a file that says so is not believed.
+        (limit > 0).then_some(limit)
     })
 }
 
@@ -320,6 +331,8 @@ mod tests {
         let v2 = "254:0 rbps=max wbps=52428800 riops=max wiops=max\n8:0 rbps=1000 wbps=max\n";
         assert_eq!(limit_in(Hierarchy::Unified, v2, "254:0"), Some(52_428_800));
         assert_eq!(limit_in(Hierarchy::Unified, v2, "8:0"), None, "max is none");
+        assert_eq!(limit_in(Hierarchy::Blkio, "254:0 0\n", "254:0"), None);
+        assert_eq!(limit_in(Hierarchy::Blkio, "254:0 lots\n", "254:0"), None);
     }
 
     #[test]
@@ -343,6 +356,9 @@ mod tests {
         let later = now + ms(1260);
         assert_eq!(state.schedule(1000.0, 100, later), ms(0));
         assert_eq!(state.schedule(1000.0, 100, later), ms(100));
+        // However small the rate, a piece waits an hour at most.
+        assert_eq!(state.schedule(1e-9, u64::MAX, later), ms(200));
+        assert_eq!(state.schedule(1.0, 1, later), ms(200) + MOST_WAIT);
     }
 
     /// A cgroup v1 blkio child of the calling thread's cgroup, removed on drop (the thread moved
