@@ -168,8 +168,10 @@ const PIECE_TIME: Duration = Duration::from_millis(10);
 /// The pieces' bounds, whatever the disk's pace.
 const MIN_PIECE: u64 = 256 << 10;
 const MAX_PIECE: u64 = 64 << 20;
-/// Passes over what the writer appended meanwhile, at most, before the `fdatasync`.
-const PASSES: usize = 4;
+/// Passes over what the writer appended meanwhile, at most, before the `fdatasync`: more when
+/// paced, whose `fdatasync` would write what is left in one burst past the pace.
+const PASSES: usize = 2;
+const PACED_PASSES: usize = 4;
 
 /// How far the disk thread has written a segment back, and the size of the next piece.
 #[derive(Debug)]
@@ -208,7 +210,12 @@ impl WriteBack {
         // pieces were written, is written back too, or the sync's `fdatasync` would write it in
         // one go, past the pace. A few passes at most: a writer as fast as the disk (`sync =
         // never` has no bound on what is unsynced) must not keep a rollover from ending.
-        for _ in 0..PASSES {
+        let passes = if paced.is_some() {
+            PACED_PASSES
+        } else {
+            PASSES
+        };
+        for _ in 0..passes {
             let end = file.metadata().map_or(0, |m| m.len());
             if end.saturating_sub(at) <= self.piece.min(largest) {
                 break;

@@ -17,8 +17,9 @@
 //! writes a segment back a piece at a time, and waits before each piece while emergency appends
 //! are in flight ([`Gate`]); an emergency then waits for one piece at most. Under a cgroup's write
 //! limit, which makes every write wait once the limit's time slice is used up, the pieces are
-//! paced below the limit instead ([`super::pace`]), so a journal's sync never waits for it. The
-//! journal syncs at most every [`SYNC_GAP`], so that a flood of emergencies costs the disk little.
+//! paced below the limit instead ([`super::pace`]), so a journal's sync never waits for it, and
+//! the journal syncs at most every [`SYNC_GAP`], so that a flood of emergencies costs the limit's
+//! budget little.
 //!
 //! The journal never grows past what one segment sync covers: when a sync begins and the journal
 //! holds more than [`ROTATE_BYTES`], the journal moves on to a new generation, and once that sync
@@ -45,11 +46,14 @@ pub(super) const ROTATE_BYTES: u64 = 1 << 20;
 /// The longest the disk thread waits for emergency appends before writing back a piece anyway:
 /// a flood of emergencies slows routine syncs, and never stops them.
 const MOST_YIELD: Duration = Duration::from_millis(200);
-/// The least time from one journal sync's start to the next: appends that come sooner wait and
-/// share the next sync. Each sync writes a page of records and the inode, and flushes the disk's
-/// cache, so this bounds what a flood of emergencies costs the disk (at most 100 syncs a second
-/// per shard) at a few milliseconds of latency, and only while they come that fast (the throttled
-/// disk's measurements, 5 ms against 10: `docs/bench/throttle.md`).
+/// Under a write limit, the least time from one journal sync's start to the next: appends that
+/// come sooner wait and share the next sync. Each sync writes a page of records and the inode,
+/// which count against the limit, and flushes the disk's cache, so this bounds what a flood of
+/// emergencies costs (at most 100 syncs a second per shard) at a few milliseconds of latency, and
+/// only while they come that fast (the throttled disk's measurements, 5 ms against 10:
+/// `docs/bench/throttle.md`). Without a limit there is no budget to keep, and an append waits only
+/// for the sync under way: a gap would hold the unpaced write-back too, which makes way for the
+/// appends in flight ([`Gate`]).
 const SYNC_GAP: Duration = Duration::from_millis(10);
 
 const PREFIX: &str = "emergency-";
@@ -413,9 +417,10 @@ impl Worker {
         while let Some(job) = next.take() {
             match job {
                 Job::Append { records, reply } => {
-                    // Group commit: every append queued behind this one, and behind the last
-                    // sync's start until the gap has passed, in one write and sync.
-                    if let Some(due) = self.last_sync.map(|at| at + SYNC_GAP) {
+                    // Group commit: every append queued behind this one, in one write and sync;
+                    // under a write limit, also those that come until the gap has passed.
+                    let paced = self.gate.pace().largest_piece().is_some();
+                    if let Some(due) = self.last_sync.map(|at| at + SYNC_GAP).filter(|_| paced) {
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);
                         }
