@@ -264,6 +264,11 @@ impl WriteBack {
                 self.done = (index, at);
             }
         }
+        // The `fdatasync` that follows writes what is left: counted against the pace, and not
+        // written back again by the next call.
+        let end = file.metadata().map_or(at, |m| m.len()).max(at);
+        gate.pace().charge(end - at);
+        self.done = (index, end);
         Ok(())
     }
 

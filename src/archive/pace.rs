@@ -1,5 +1,5 @@
 //! Routine write-back paced below the daemon's own write limit on the archive's disk, so that an
-//! emergency journal's sync never waits for that limit.
+//! emergency journal's sync does not wait for that limit.
 //!
 //! Operators limit a service's writes with a cgroup: systemd's `IOWriteBandwidthMax=`, cgroup v2
 //! `io.max` (`wbps`), cgroup v1 `blkio.throttle.write_bps_device`. The kernel (blk-throttle)
@@ -9,8 +9,9 @@
 //! makes each emergency sync wait for the end of the slice it arrives in: half a slice at the
 //! median, a whole one at p99. So the disk threads of all shards together write back at most
 //! [`SHARE`] of the limit, in pieces of at most the rest of a 20 ms slice's budget: every slice has
-//! budget left when a journal write comes, and the throttle never holds one. The journal's own
-//! writes are charged to the same pace, so routine data gets what they leave.
+//! budget left when a journal write comes, and the throttle does not hold it (above about 20 MB/s,
+//! where that rest holds a piece and two journal syncs). The journal's own writes are charged to
+//! the same pace, so routine data gets what they leave.
 //!
 //! The limit is read from the cgroup files when the daemon starts and once a second after, so a
 //! limit set or changed while it runs (or a move into another cgroup) is followed. Without a limit
@@ -32,8 +33,8 @@ const SLICE: Duration = Duration::from_millis(20);
 const JOURNAL_ROOM: u64 = 4 * PAGE;
 /// The unit a file is written back in.
 pub(super) const PAGE: u64 = 4096;
-/// The longest one piece may wait for its turn, whatever the limit.
-const MOST_WAIT: Duration = Duration::from_secs(3600);
+/// The furthest the schedule runs ahead of the clock: the longest a piece waits for its turn.
+const MOST_AHEAD: Duration = Duration::from_secs(1);
 /// How often the limit is read again.
 const REREAD: Duration = Duration::from_secs(1);
 
@@ -59,8 +60,16 @@ struct State {
 impl Pace {
     /// The pace of writes to the disk that holds `dir`.
     pub(super) fn of(dir: &Path) -> Pace {
+        let disk = disk_of(dir)
+            .inspect_err(|why| {
+                tracing::info!(
+                    dir = %dir.display(),
+                    "archive: no write limit can apply to the archive's disk ({why}); the write-back is not paced"
+                );
+            })
+            .ok();
         Pace {
-            disk: disk_of(dir).ok(),
+            disk,
             state: Mutex::new(State {
                 rate: None,
                 read_at: None,
@@ -72,20 +81,17 @@ impl Pace {
     /// The largest piece of write-back that leaves room in a slice for the journals' syncs,
     /// whole pages; `None` when unpaced.
     pub(super) fn largest_piece(&self) -> Option<u64> {
-        let rate = self.lock().rate(self.disk.as_deref())?;
+        let rate = self.rate()?;
         let room = (rate * (1.0 / SHARE - 1.0) * SLICE.as_secs_f64()) as u64;
         Some((room.saturating_sub(JOURNAL_ROOM) / PAGE * PAGE).max(PAGE))
     }
 
     /// Waits until `bytes` of write-back may start, and counts them.
     pub(super) fn take(&self, bytes: u64) {
-        let wait = {
-            let mut state = self.lock();
-            match state.rate(self.disk.as_deref()) {
-                Some(rate) => state.schedule(rate, bytes, Instant::now()),
-                None => return,
-            }
+        let Some(rate) = self.rate() else {
+            return;
         };
+        let wait = self.lock().schedule(rate, bytes, Instant::now());
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
@@ -93,10 +99,40 @@ impl Pace {
 
     /// Counts `bytes` written without waiting (the journal's), which the write-back then leaves.
     pub(super) fn charge(&self, bytes: u64) {
-        let mut state = self.lock();
-        if let Some(rate) = state.rate(self.disk.as_deref()) {
-            state.schedule(rate, bytes, Instant::now());
+        if let Some(rate) = self.rate() {
+            self.lock().schedule(rate, bytes, Instant::now());
         }
+    }
+
+    /// The write-back's rate, the limit read again if it is due: the files are read outside the
+    /// lock, which the journals' syncs take too.
+    fn rate(&self) -> Option<f64> {
+        let disk = self.disk.as_deref()?;
+        let now = Instant::now();
+        {
+            let mut state = self.lock();
+            if state.read_at.is_some_and(|at| now - at < REREAD) {
+                return state.rate;
+            }
+            state.read_at = Some(now);
+        }
+        let rate = write_limit(disk).map(|limit| limit as f64 * SHARE);
+        let mut state = self.lock();
+        if rate != state.rate {
+            match rate {
+                Some(rate) => tracing::info!(
+                    disk,
+                    write_back_bytes_per_s = rate as u64,
+                    "archive: the write-back is paced below this process's write limit on the disk (cgroup)"
+                ),
+                None => tracing::info!(
+                    disk,
+                    "archive: no write limit on the disk any more; the write-back is not paced"
+                ),
+            }
+            state.rerate(rate, now);
+        }
+        state.rate
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -107,37 +143,20 @@ impl Pace {
 impl State {
     /// Counts `bytes` at `rate` from `now` on, and returns how long they wait to start: until the
     /// bytes counted before them have had their time. Idle time earns no credit, so nothing is
-    /// ever written faster than `rate` after one piece.
+    /// ever written faster than `rate` after one piece. The schedule runs at most [`MOST_AHEAD`]
+    /// ahead of the clock: under a limit so small that the journals' syncs alone exceed it, the
+    /// write-back still goes on, a piece at a time.
     fn schedule(&mut self, rate: f64, bytes: u64, now: Instant) -> Duration {
         let start = self.next.max(now);
-        // At most an hour a piece, however small the limit, so that no sum overflows.
-        let time = Duration::from_secs_f64((bytes as f64 / rate).min(MOST_WAIT.as_secs_f64()));
-        self.next = start + time;
+        let time = Duration::from_secs_f64((bytes as f64 / rate).min(MOST_AHEAD.as_secs_f64()));
+        self.next = (start + time).min(now + MOST_AHEAD);
         start - now
     }
 
-    /// The write-back's rate, the limit read again if it is due.
-    fn rate(&mut self, disk: Option<&str>) -> Option<f64> {
-        let disk = disk?;
-        let now = Instant::now();
-        if self.read_at.is_none_or(|at| now - at >= REREAD) {
-            self.read_at = Some(now);
-            let rate = write_limit(disk).map(|limit| limit as f64 * SHARE);
-            match rate {
-                Some(rate) if Some(rate) != self.rate => tracing::info!(
-                    disk,
-                    write_back_bytes_per_s = rate as u64,
-                    "archive: the write-back is paced below this process's write limit on the disk (cgroup)"
-                ),
-                None if self.rate.is_some() => tracing::info!(
-                    disk,
-                    "archive: no write limit on the disk any more; the write-back is not paced"
-                ),
-                _ => {}
-            }
-            self.rate = rate;
-        }
-        self.rate
+    /// A new rate from `now` on: what was counted at the old one no longer holds pieces back.
+    fn rerate(&mut self, rate: Option<f64>, now: Instant) {
+        self.rate = rate;
+        self.next = self.next.min(now);
     }
 }
 
@@ -356,9 +375,13 @@ mod tests {
         let later = now + ms(1260);
         assert_eq!(state.schedule(1000.0, 100, later), ms(0));
         assert_eq!(state.schedule(1000.0, 100, later), ms(100));
-        // However small the rate, a piece waits an hour at most.
+        // However small the rate, and however much is counted, a piece waits a second at most.
         assert_eq!(state.schedule(1e-9, u64::MAX, later), ms(200));
-        assert_eq!(state.schedule(1.0, 1, later), ms(200) + MOST_WAIT);
+        assert_eq!(state.schedule(1.0, 1, later), MOST_AHEAD);
+        assert_eq!(state.schedule(1.0, 1, later), MOST_AHEAD);
+        // A new rate drops what was counted at the old one.
+        state.rerate(Some(1000.0), later);
+        assert_eq!(state.schedule(1000.0, 100, later), ms(0));
     }
 
     /// A cgroup v1 blkio child of the calling thread's cgroup, removed on drop (the thread moved
@@ -413,7 +436,11 @@ mod tests {
     fn a_disk_nothing_throttles_is_not_paced() {
         let pace = Pace {
             disk: None,
-            ..Pace::of(Path::new("/"))
+            state: Mutex::new(State {
+                rate: None,
+                read_at: None,
+                next: Instant::now(),
+            }),
         };
         assert_eq!(pace.largest_piece(), None);
         pace.take(1 << 40);

@@ -23,10 +23,11 @@ const EVERY: Duration = Duration::from_millis(20);
 /// The pages the writes go round, so the file stays small.
 const PAGES: u64 = 256;
 
-/// The witness's thread; [`Witness::stop`] ends it and deletes its file.
+/// The witness's thread; [`Witness::stop`], or a drop on an error's way out, ends it and deletes
+/// its file.
 pub struct Witness {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<(u64, u64)>>,
+    thread: Option<JoinHandle<Vec<(u64, u64)>>>,
     path: PathBuf,
 }
 
@@ -60,14 +61,34 @@ impl Witness {
             }
             samples
         });
-        Ok(Witness { stop, thread, path })
+        Ok(Witness {
+            stop,
+            thread: Some(thread),
+            path,
+        })
     }
 
     /// Ends the writes: the latency of each write and its sync, over the writes made.
-    pub fn stop(self) -> LatencySummary {
+    pub fn stop(mut self) -> LatencySummary {
+        LatencySummary::of(self.end())
+    }
+
+    fn end(&mut self) -> Vec<(u64, u64)> {
         self.stop.store(true, Ordering::Relaxed);
-        let samples = self.thread.join().unwrap_or_default();
+        let samples = self
+            .thread
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_default();
         let _ = fs::remove_file(&self.path);
-        LatencySummary::of(samples)
+        samples
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.end();
+        }
     }
 }
