@@ -17,7 +17,7 @@
 //! writes a segment back a piece at a time, and waits before each piece while emergency appends
 //! are in flight ([`Gate`]); an emergency then waits for one piece at most. Under a cgroup's write
 //! limit, which makes every write wait once the limit's time slice is used up, the pieces are
-//! paced below the limit instead ([`super::pace`]), so a journal's sync never waits for it, and
+//! paced below the limit instead ([`super::pace`]), so a journal's sync does not wait for it, and
 //! the journal syncs at most every [`SYNC_GAP`], so that a flood of emergencies costs the limit's
 //! budget little.
 //!
@@ -419,7 +419,7 @@ impl Worker {
                 Job::Append { records, reply } => {
                     // Group commit: every append queued behind this one, in one write and sync;
                     // under a write limit, also those that come until the gap has passed.
-                    let paced = self.gate.pace().largest_piece().is_some();
+                    let paced = self.gate.pace().paced();
                     if let Some(due) = self.last_sync.map(|at| at + SYNC_GAP).filter(|_| paced) {
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);

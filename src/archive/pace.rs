@@ -78,6 +78,11 @@ impl Pace {
         }
     }
 
+    /// Whether there is a write limit to keep below.
+    pub(super) fn paced(&self) -> bool {
+        self.rate().is_some()
+    }
+
     /// The largest piece of write-back that leaves room in a slice for the journals' syncs,
     /// whole pages; `None` when unpaced.
     pub(super) fn largest_piece(&self) -> Option<u64> {
