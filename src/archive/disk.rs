@@ -525,36 +525,42 @@ impl Worker {
     }
 }
 
+/// How many of the pages of `file`'s first `len` bytes are in the page cache: `mincore` over a
+/// mapping, which faults nothing in. For the tests of what the disk thread leaves cached.
+#[cfg(test)]
+pub(super) fn cached_pages(file: &File, len: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh read-only shared mapping of `len` bytes of an open file, only passed to
+    // mincore with a vector of one byte per page, and unmapped before returning.
+    unsafe {
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            map,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            io::Error::last_os_error()
+        );
+        let mut resident = vec![0u8; len.div_ceil(page)];
+        let answered = libc::mincore(map, len, resident.as_mut_ptr());
+        libc::munmap(map, len);
+        assert_eq!(answered, 0, "mincore: {}", io::Error::last_os_error());
+        resident.iter().filter(|&&page| page & 1 == 1).count()
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::io::Write;
-    use std::os::fd::AsRawFd;
 
     use super::*;
-
-    /// How many of the pages of `file`'s first `len` bytes are in the page cache: `mincore` over a
-    /// mapping, which faults nothing in.
-    fn cached_pages(file: &File, len: usize) -> usize {
-        // SAFETY: a fresh read-only shared mapping of `len` bytes of an open file, only passed to
-        // mincore with a vector of one byte per page, and unmapped before returning.
-        unsafe {
-            let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
-            let map = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            );
-            assert_ne!(map, libc::MAP_FAILED, "mmap");
-            let mut resident = vec![0u8; len.div_ceil(page)];
-            let answered = libc::mincore(map, len, resident.as_mut_ptr());
-            libc::munmap(map, len);
-            assert_eq!(answered, 0, "mincore");
-            resident.iter().filter(|&&page| page & 1 == 1).count()
-        }
-    }
 
     /// Removes the file when dropped, an assertion failing or not.
     struct Removed(PathBuf);

@@ -771,31 +771,11 @@ mod tests {
         (dir, config)
     }
 
-    /// Pages of the file at `path` that are in the page cache (`mincore` over a mapping of it;
-    /// mapping a file reads none of it).
+    /// Pages of the file at `path` that are in the page cache.
     fn cached_pages(path: &Path) -> usize {
-        use std::os::fd::AsRawFd;
         let file = File::open(path).unwrap();
         let len = file.metadata().unwrap().len() as usize;
-        // SAFETY: a read-only shared mapping of an open file, unmapped before returning; mincore
-        // writes one byte per page into a vector of that many.
-        unsafe {
-            let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
-            let addr = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            );
-            assert_ne!(addr, libc::MAP_FAILED, "{}", io::Error::last_os_error());
-            let mut resident = vec![0u8; len.div_ceil(page)];
-            let result = libc::mincore(addr, len, resident.as_mut_ptr());
-            libc::munmap(addr, len);
-            assert_eq!(result, 0, "{}", io::Error::last_os_error());
-            resident.iter().filter(|&&b| b & 1 == 1).count()
-        }
+        disk::cached_pages(&file, len)
     }
 
     /// The archive never reads a segment back, so a sync leaves none of what it covered cached.
