@@ -11,7 +11,8 @@ use crate::child::{
 };
 use crate::control::ChildMsg;
 use crate::results::{
-    ChurnResult, CpuTimes, DrainResult, Measured, Plan, RestartResult, RunResult,
+    process_cpu_ns, tcp_retransmits, ChurnResult, CpuTimes, DrainResult, Measured, Plan,
+    RestartResult, RunResult,
 };
 use crate::{catalog, churn, consumers, restart, sweep, throttle, Variant};
 
@@ -263,9 +264,11 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
     let machine_before = CpuTimes::read();
+    let (client_before, retransmits_before) = (process_cpu_ns(client.pid()), tcp_retransmits());
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure);
     let end = server.counts("END")?;
+    let (client_after, retransmits_after) = (process_cpu_ns(client.pid()), tcp_retransmits());
     let machine_after = CpuTimes::read();
     client.close_stdin();
     client.wait(Duration::from_secs(10))?;
@@ -306,6 +309,13 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
         peak_rss_mib: last.peak_rss_kib as f64 / 1024.0,
         machine_idle_pct: shares.map(|(idle, _)| idle),
         host_steal_pct: shares.map(|(_, steal)| steal),
+        client_cpu_ns_per_frame: client_before
+            .zip(client_after)
+            .filter(|_| frames > 0)
+            .map(|(before, after)| after.saturating_sub(before) as f64 / frames as f64),
+        tcp_retransmits_per_s: retransmits_before
+            .zip(retransmits_after)
+            .map(|(before, after)| after.saturating_sub(before) as f64 / window_s),
         probe: last.probe,
         stream: last.stream,
         processed_total: last.counts.processed,

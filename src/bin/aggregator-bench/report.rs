@@ -75,6 +75,8 @@ pub struct Aggregate {
     pub peak_rss_mib: Stat,
     pub machine_idle_pct: Stat,
     pub host_steal_pct: Stat,
+    pub client_cpu_ns_per_frame: Stat,
+    pub tcp_retransmits_per_s: Stat,
     pub probe_p50_us: Stat,
     pub probe_p99_us: Stat,
     pub probe_max_us: Stat,
@@ -205,6 +207,8 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
             peak_rss_mib: stat(&|r| r.peak_rss_mib),
             machine_idle_pct: stat(&|r| r.machine_idle_pct.unwrap_or(f64::NAN)),
             host_steal_pct: stat(&|r| r.host_steal_pct.unwrap_or(f64::NAN)),
+            client_cpu_ns_per_frame: stat(&|r| r.client_cpu_ns_per_frame.unwrap_or(f64::NAN)),
+            tcp_retransmits_per_s: stat(&|r| r.tcp_retransmits_per_s.unwrap_or(f64::NAN)),
             probe_p50_us: stat(&|r| nonzero(r.probe.count, r.probe.p50_ns as f64 * us)),
             probe_p99_us: stat(&|r| nonzero(r.probe.count, r.probe.p99_ns as f64 * us)),
             probe_max_us: stat(&|r| nonzero(r.probe.count, r.probe.max_ns as f64 * us)),
@@ -557,8 +561,8 @@ pub fn render(s: &Summary) -> String {
         .collect();
     if !scale.is_empty() {
         let _ = writeln!(o, "\nScale (64 B, every source saturating; the main runs' {} sources again, in the same rounds, for the ratio to them):\n", s.plan.connections);
-        let _ = writeln!(o, "| variant | sources | connected at window start (fewest of the runs) | M frames/s | server CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed | machine idle % | host steal % |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "| variant | sources | connected at window start (fewest of the runs) | M frames/s | server CPU ns/frame | client CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed | machine idle % | host steal % | TCP retransmits/s |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for a in scale {
             let connected = s
                 .runs
@@ -571,12 +575,13 @@ pub fn render(s: &Summary) -> String {
                 .unwrap_or(0);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 a.variant.name(),
                 a.sources,
                 connected,
                 a.frames_per_s.show(1e-6, 2),
                 a.cpu_ns_per_frame.show(1.0, 0),
+                a.client_cpu_ns_per_frame.show(1.0, 0),
                 a.peak_rss_mib.show(1.0, 1),
                 a.probe_p99_us.show(1.0, 0),
                 a.stream_p99_us.show(1.0, 0),
@@ -587,8 +592,10 @@ pub fn render(s: &Summary) -> String {
                 },
                 a.machine_idle_pct.show(1.0, 0),
                 a.host_steal_pct.show(1.0, 1),
+                a.tcp_retransmits_per_s.show(1.0, 0),
             );
         }
+        let _ = writeln!(o, "\nClient CPU: the load client's CPU time over the window per frame processed; on loopback it includes the kernel's receive path for what the client sends. TCP retransmits: the machine's (`/proc/net/snmp`), per second of the window.");
     }
     if s.aggregates
         .iter()

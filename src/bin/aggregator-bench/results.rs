@@ -123,6 +123,12 @@ pub struct RunResult {
     /// to other guests (`None` without `/proc/stat`).
     pub machine_idle_pct: Option<f64>,
     pub host_steal_pct: Option<f64>,
+    /// The load client's CPU time over the window per frame the server processed. On loopback
+    /// the sender's system time includes the kernel's receive path for what it sends, so this is
+    /// what the load takes from the machine beside the server (`None` without `/proc`).
+    pub client_cpu_ns_per_frame: Option<f64>,
+    /// TCP segments the machine retransmitted per second over the window (`None` without `/proc`).
+    pub tcp_retransmits_per_s: Option<f64>,
     pub probe: LatencySummary,
     pub stream: LatencySummary,
     /// After the server stopped: everything it processed, and what its archive received.
@@ -391,9 +397,66 @@ impl CpuTimes {
     }
 }
 
+/// CPU time (user and system) of process `pid` so far, in nanoseconds: `/proc/PID/stat`.
+pub fn process_cpu_ns(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: sysconf reads a constant of the system and takes no pointers.
+    let ticks_per_s = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&t| t > 0)?;
+    Some(process_cpu_ticks(&stat)? * 1_000_000_000 / ticks_per_s)
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line: fields 14 and 15, counted after the command in
+/// parentheses (which may itself hold spaces and parentheses).
+fn process_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, fields) = stat.rsplit_once(')')?;
+    let mut fields = fields.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// TCP segments the machine retransmitted so far: `RetransSegs` of `/proc/net/snmp`.
+pub fn tcp_retransmits() -> Option<u64> {
+    tcp_retransmits_of(&std::fs::read_to_string("/proc/net/snmp").ok()?)
+}
+
+/// `RetransSegs` of the two `Tcp:` lines of `/proc/net/snmp`: the names, then the values.
+fn tcp_retransmits_of(snmp: &str) -> Option<u64> {
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let (_, value) = names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RetransSegs")?;
+    value.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::CpuTimes;
+    use super::{process_cpu_ticks, tcp_retransmits_of, CpuTimes};
+
+    #[test]
+    fn a_process_s_cpu_time_is_counted_after_its_command() {
+        // A command with a space and a parenthesis of its own; utime 1500, stime 2250.
+        let stat = "4242 (tokio (rt) w) S 1 4242 4242 0 -1 4194560 2983 0 0 0 1500 2250 0 0 20 0 \
+                    3 0 912 123456 789 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0";
+        assert_eq!(process_cpu_ticks(stat), Some(3750));
+        assert_eq!(process_cpu_ticks("4242 (short) S 1 2"), None);
+        assert_eq!(process_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn retransmitted_segments_come_from_the_tcp_lines() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Tcp: RtoAlgorithm RtoMin ActiveOpens OutSegs RetransSegs InErrs\n\
+                    Tcp: 1 200 10001 1217169 289022 0\n\
+                    Udp: InDatagrams\nUdp: 5\n";
+        assert_eq!(tcp_retransmits_of(snmp), Some(289_022));
+        assert_eq!(tcp_retransmits_of("Tcp: RtoAlgorithm RetransSegs\n"), None);
+        assert_eq!(tcp_retransmits_of("Udp: InDatagrams\nUdp: 5\n"), None);
+    }
 
     #[test]
     fn the_machine_s_idle_and_steal_shares_come_from_the_cpu_line() {

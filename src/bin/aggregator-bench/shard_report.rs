@@ -374,6 +374,8 @@ mod tests {
             peak_rss_mib: 10.0,
             machine_idle_pct: None,
             host_steal_pct: None,
+            client_cpu_ns_per_frame: None,
+            tcp_retransmits_per_s: None,
             probe: Default::default(),
             stream: Default::default(),
             processed_total: fps as u64,
