@@ -1,13 +1,14 @@
 //! The load client: N uplink connections writing pre-encoded DATA frames as fast as the server takes
 //! them, and one probe connection sending one timestamped emergency frame per millisecond.
 //!
-//! Each uplink encodes a chunk of frames once; before each `write_all` it only rewrites the
-//! sequence (which must increase, or the daemon drops the frames as duplicates) and the priority
-//! byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of every frame in place. It stops when its
-//! stdin closes (the parent is done with it) or after `limit`. For the throttle run it also reads
+//! The frames are encoded once, as a chunk; an uplink writes that chunk over and over, with only
+//! the sequence (which must increase, or the daemon drops the frames as duplicates) and the
+//! priority byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of each frame rewritten. It
+//! stops when its stdin closes (the parent is done with it) or after `limit`. For the throttle run it also reads
 //! the daemon's ACKs and answers the parent's `START` and `END` with what they covered (`acks`),
 //! and runs the emergency-only sources beside the uplinks (`emergency`).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -32,10 +33,9 @@ use crate::control::{
 };
 use crate::emergency;
 
-/// Bytes written per `write_all`, however many connections: 625 MiB of chunks in the client at
-/// 10,000. Chunks that shrink with the connection count to save client memory (3.3 KiB each at
-/// 10,000 for a 32 MiB budget: 43 frames of 64 B per system call) make the client, not the server,
-/// the bound at scale.
+/// Bytes of the chunk the uplinks write, however many connections: smaller chunks (3.3 KiB at
+/// 10,000 connections: 43 frames of 64 B per system call) make the client, not the server, the
+/// bound at scale.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
 /// kernel with the server's, whose TCP memory limit (`net.ipv4.tcp_mem`, about 2.2 GiB on the
@@ -220,28 +220,82 @@ async fn discard(mut reader: OwnedReadHalf) {
 
 /// Writes the chunk over and over, renumbering its frames each time, until the server goes away;
 /// each chunk written goes into `unacked`, if given.
+///
+/// An uplink keeps only where it is in its stream (the first sequence of the chunk being written,
+/// and how many of its bytes are in the socket); the bytes come from [`RENUMBERED`], renumbered
+/// for it when the socket takes more. With a chunk of its own per connection (625 MiB of them at
+/// 10,000 connections) every write copied bytes the cache no longer held, and the client, not the
+/// server, set the pace at scale.
 async fn uplink(
-    mut writer: OwnedWriteHalf,
-    template: &[u8],
+    writer: OwnedWriteHalf,
+    template: &Arc<[u8]>,
     frame_len: usize,
     unacked: Option<&Unacked>,
 ) {
-    let mut chunk = template.to_vec();
-    let mut sequence = 1u64;
+    let frames = (template.len() / frame_len) as u64;
+    let (mut first, mut offset) = (1u64, 0usize);
     loop {
-        for frame in chunk.chunks_exact_mut(frame_len) {
-            let emergency = is_emergency(sequence, EMERGENCY_EVERY);
-            frame[LENGTH_PREFIX + 1] = u8::from(emergency);
-            frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
-                .copy_from_slice(&sequence.to_be_bytes());
-            sequence += 1;
-        }
-        if writer.write_all(&chunk).await.is_err() {
+        if writer.writable().await.is_err() {
             return;
         }
-        if let Some(unacked) = unacked {
-            unacked.sent(sequence - 1);
+        let written = RENUMBERED.with_borrow_mut(|chunk| {
+            let chunk = chunk.renumbered(template, frame_len, first, offset);
+            writer.try_write(&chunk[offset..])
+        });
+        match written {
+            Ok(n) => offset += n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
         }
+        if offset == template.len() {
+            first += frames;
+            offset = 0;
+            if let Some(unacked) = unacked {
+                unacked.sent(first - 1);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// This runtime thread's copy of the chunk, renumbered for whichever uplink writes next.
+    static RENUMBERED: RefCell<Renumbered> = const { RefCell::new(Renumbered { template: None, chunk: Vec::new() }) };
+}
+
+/// A copy of a chunk of frames whose sequences and priorities are rewritten for each write.
+struct Renumbered {
+    /// The chunk copied (the only one of a load client; compared by address).
+    template: Option<Arc<[u8]>>,
+    chunk: Vec<u8>,
+}
+
+impl Renumbered {
+    /// The chunk whose first frame is `first`, with the frames from the one holding byte `offset`
+    /// on numbered (those before it are in the socket already).
+    fn renumbered(
+        &mut self,
+        template: &Arc<[u8]>,
+        frame_len: usize,
+        first: u64,
+        offset: usize,
+    ) -> &[u8] {
+        if !self
+            .template
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, template))
+        {
+            self.template = Some(Arc::clone(template));
+            self.chunk = template.to_vec();
+        }
+        let from = offset / frame_len;
+        for (sequence, frame) in
+            (first + from as u64..).zip(self.chunk[from * frame_len..].chunks_exact_mut(frame_len))
+        {
+            frame[LENGTH_PREFIX + 1] = u8::from(is_emergency(sequence, EMERGENCY_EVERY));
+            frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
+                .copy_from_slice(&sequence.to_be_bytes());
+        }
+        &self.chunk
     }
 }
 
@@ -308,6 +362,53 @@ fn probe(mut stream: std::net::TcpStream) {
         encode_data(&mut out, Priority::Emergency, sequence, &payload);
         if stream.write_all(&out).is_err() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sequences of the frames of `chunk`.
+    fn sequences(chunk: &[u8], frame_len: usize) -> Vec<u64> {
+        chunk
+            .chunks_exact(frame_len)
+            .map(|frame| {
+                let bytes = &frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER];
+                u64::from_be_bytes(bytes.try_into().expect("8 bytes"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_taken_up_mid_frame_goes_on_as_the_whole_chunk_would() {
+        let (payload, count) = (4, 10u64);
+        let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
+        let template = frames(count, payload, EMERGENCY_EVERY);
+        let mut renumbered = Renumbered {
+            template: None,
+            chunk: Vec::new(),
+        };
+        let first = renumbered.renumbered(&template, frame_len, 101, 0).to_vec();
+        assert_eq!(sequences(&first, frame_len), (101..111).collect::<Vec<_>>());
+        let whole = Renumbered {
+            template: None,
+            chunk: Vec::new(),
+        }
+        .renumbered(&template, frame_len, 111, 0)
+        .to_vec();
+        // The socket took 3 frames and 5 bytes of the next chunk: the rest is as the whole chunk.
+        let offset = 3 * frame_len + 5;
+        let rest = renumbered.renumbered(&template, frame_len, 111, offset);
+        assert_eq!(rest[offset..], whole[offset..]);
+        for (frame, sequence) in whole.chunks_exact(frame_len).zip(111u64..) {
+            let emergency = is_emergency(sequence, EMERGENCY_EVERY);
+            assert_eq!(
+                frame[LENGTH_PREFIX + 1],
+                u8::from(emergency),
+                "frame {sequence}"
+            );
         }
     }
 }
