@@ -11,8 +11,8 @@ use crate::child::{
 };
 use crate::control::ChildMsg;
 use crate::results::{
-    process_cpu_ns, tcp_retransmits, ChurnResult, CpuTimes, DrainResult, Measured, Plan,
-    RestartResult, RunResult,
+    process_cpu_ns, tcp_memory_bytes, tcp_retransmits, ChurnResult, CpuTimes, DrainResult,
+    Measured, Plan, RestartResult, RunResult,
 };
 use crate::{catalog, churn, consumers, restart, sweep, throttle, Variant};
 
@@ -265,10 +265,12 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
     std::thread::sleep(plan.warmup);
     let machine_before = CpuTimes::read();
     let (client_before, retransmits_before) = (process_cpu_ns(client.pid()), tcp_retransmits());
+    let tcp_memory_before = tcp_memory_bytes();
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure);
     let end = server.counts("END")?;
     let (client_after, retransmits_after) = (process_cpu_ns(client.pid()), tcp_retransmits());
+    let tcp_memory_after = tcp_memory_bytes();
     let machine_after = CpuTimes::read();
     client.close_stdin();
     client.wait(Duration::from_secs(10))?;
@@ -316,6 +318,8 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
         tcp_retransmits_per_s: retransmits_before
             .zip(retransmits_after)
             .map(|(before, after)| after.saturating_sub(before) as f64 / window_s),
+        tcp_memory_start_mib: tcp_memory_before.map(|bytes| bytes as f64 / throttle::MIB),
+        tcp_memory_end_mib: tcp_memory_after.map(|bytes| bytes as f64 / throttle::MIB),
         probe: last.probe,
         stream: last.stream,
         processed_total: last.counts.processed,

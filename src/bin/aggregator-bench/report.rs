@@ -77,6 +77,8 @@ pub struct Aggregate {
     pub host_steal_pct: Stat,
     pub client_cpu_ns_per_frame: Stat,
     pub tcp_retransmits_per_s: Stat,
+    pub tcp_memory_start_mib: Stat,
+    pub tcp_memory_end_mib: Stat,
     pub probe_p50_us: Stat,
     pub probe_p99_us: Stat,
     pub probe_max_us: Stat,
@@ -209,6 +211,8 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
             host_steal_pct: stat(&|r| r.host_steal_pct.unwrap_or(f64::NAN)),
             client_cpu_ns_per_frame: stat(&|r| r.client_cpu_ns_per_frame.unwrap_or(f64::NAN)),
             tcp_retransmits_per_s: stat(&|r| r.tcp_retransmits_per_s.unwrap_or(f64::NAN)),
+            tcp_memory_start_mib: stat(&|r| r.tcp_memory_start_mib.unwrap_or(f64::NAN)),
+            tcp_memory_end_mib: stat(&|r| r.tcp_memory_end_mib.unwrap_or(f64::NAN)),
             probe_p50_us: stat(&|r| nonzero(r.probe.count, r.probe.p50_ns as f64 * us)),
             probe_p99_us: stat(&|r| nonzero(r.probe.count, r.probe.p99_ns as f64 * us)),
             probe_max_us: stat(&|r| nonzero(r.probe.count, r.probe.max_ns as f64 * us)),
@@ -561,8 +565,11 @@ pub fn render(s: &Summary) -> String {
         .collect();
     if !scale.is_empty() {
         let _ = writeln!(o, "\nScale (64 B, every source saturating; the main runs' {} sources again, in the same rounds, for the ratio to them):\n", s.plan.connections);
-        let _ = writeln!(o, "| variant | sources | connected at window start (fewest of the runs) | M frames/s | server CPU ns/frame | client CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed | machine idle % | host steal % | TCP retransmits/s |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "| variant | sources | connected at window start (fewest of the runs) | M frames/s | server CPU ns/frame | client CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed | machine idle % | host steal % | TCP retransmits/s | TCP memory MiB, window start → end |");
+        let _ = writeln!(
+            o,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
         for a in scale {
             let connected = s
                 .runs
@@ -575,7 +582,7 @@ pub fn render(s: &Summary) -> String {
                 .unwrap_or(0);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} → {} |",
                 a.variant.name(),
                 a.sources,
                 connected,
@@ -593,9 +600,11 @@ pub fn render(s: &Summary) -> String {
                 a.machine_idle_pct.show(1.0, 0),
                 a.host_steal_pct.show(1.0, 1),
                 a.tcp_retransmits_per_s.show(1.0, 0),
+                a.tcp_memory_start_mib.show(1.0, 0),
+                a.tcp_memory_end_mib.show(1.0, 0),
             );
         }
-        let _ = writeln!(o, "\nClient CPU: the load client's CPU time over the window per frame processed; on loopback it includes the kernel's receive path for what the client sends. TCP retransmits: the machine's (`/proc/net/snmp`), per second of the window.");
+        let _ = writeln!(o, "\nClient CPU: the load client's CPU time over the window per frame processed; on loopback it includes the kernel's receive path for what the client sends. TCP retransmits: the machine's (`/proc/net/snmp`), per second of the window. TCP memory: what the machine's TCP sockets held when the window opened and when it closed (`/proc/net/sockstat`), both ends of every connection: the server's receive queues and the client's send queues.");
     }
     if s.aggregates
         .iter()

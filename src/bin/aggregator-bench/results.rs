@@ -129,6 +129,10 @@ pub struct RunResult {
     pub client_cpu_ns_per_frame: Option<f64>,
     /// TCP segments the machine retransmitted per second over the window (`None` without `/proc`).
     pub tcp_retransmits_per_s: Option<f64>,
+    /// The machine's TCP socket buffers when the window opened and when it closed, in MiB: the
+    /// data the kernel holds for both ends of every connection (`None` without `/proc`).
+    pub tcp_memory_start_mib: Option<f64>,
+    pub tcp_memory_end_mib: Option<f64>,
     pub probe: LatencySummary,
     pub stream: LatencySummary,
     /// After the server stopped: everything it processed, and what its archive received.
@@ -433,9 +437,40 @@ fn tcp_retransmits_of(snmp: &str) -> Option<u64> {
     value.parse().ok()
 }
 
+/// Memory the machine's TCP sockets hold now, in bytes: `mem` (in pages) of the `TCP:` line of
+/// `/proc/net/sockstat`.
+pub fn tcp_memory_bytes() -> Option<u64> {
+    let pages = tcp_memory_pages(&std::fs::read_to_string("/proc/net/sockstat").ok()?)?;
+    // SAFETY: sysconf reads a constant of the system and takes no pointers.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    Some(pages * page)
+}
+
+/// `mem` of the `TCP:` line of `/proc/net/sockstat`: `TCP: inuse N orphan N tw N alloc N mem N`.
+fn tcp_memory_pages(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|line| line.starts_with("TCP:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        if name == "mem" {
+            return value.parse().ok();
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{process_cpu_ticks, tcp_retransmits_of, CpuTimes};
+    use super::{process_cpu_ticks, tcp_memory_pages, tcp_retransmits_of, CpuTimes};
+
+    #[test]
+    fn tcp_memory_is_the_mem_field_of_the_tcp_line() {
+        let sockstat = "sockets: used 20139\n\
+                        TCP: inuse 20005 orphan 0 tw 0 alloc 20005 mem 962356\n\
+                        UDP: inuse 2 mem 4\n";
+        assert_eq!(tcp_memory_pages(sockstat), Some(962_356));
+        assert_eq!(tcp_memory_pages("TCP: inuse 3 orphan 0\n"), None);
+        assert_eq!(tcp_memory_pages("UDP: inuse 2 mem 4\n"), None);
+    }
 
     #[test]
     fn a_process_s_cpu_time_is_counted_after_its_command() {

@@ -376,6 +376,8 @@ mod tests {
             host_steal_pct: None,
             client_cpu_ns_per_frame: None,
             tcp_retransmits_per_s: None,
+            tcp_memory_start_mib: None,
+            tcp_memory_end_mib: None,
             probe: Default::default(),
             stream: Default::default(),
             processed_total: fps as u64,

@@ -36,7 +36,8 @@ use crate::Variant;
 pub const PAYLOAD: usize = 1024;
 /// How often the parent reads the daemon's counters during the window.
 const POLL: Duration = Duration::from_millis(100);
-const MIB: f64 = 1024.0 * 1024.0;
+/// Bytes in a MiB.
+pub const MIB: f64 = 1024.0 * 1024.0;
 
 /// Runs the durable daemon with its writes to the archive's disk limited to `mib_per_s`.
 pub fn run(exe: &Path, plan: &Plan, mib_per_s: f64) -> Result<ThrottleResult, String> {
