@@ -4,9 +4,9 @@
 //! The frames are encoded once, as a chunk; an uplink writes that chunk over and over, with only
 //! the sequence (which must increase, or the daemon drops the frames as duplicates) and the
 //! priority byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of each frame rewritten. It
-//! stops when its stdin closes (the parent is done with it) or after `limit`. For the throttle run it also reads
-//! the daemon's ACKs and answers the parent's `START` and `END` with what they covered (`acks`),
-//! and runs the emergency-only sources beside the uplinks (`emergency`).
+//! stops when its stdin closes (the parent is done with it) or after `limit`. For the throttle run
+//! it also reads the daemon's ACKs and answers the parent's `START` and `END` with what they
+//! covered (`acks`), and runs the emergency-only sources beside the uplinks (`emergency`).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -259,7 +259,7 @@ async fn uplink(
 
 thread_local! {
     /// This runtime thread's copy of the chunk, renumbered for whichever uplink writes next.
-    static RENUMBERED: RefCell<Renumbered> = const { RefCell::new(Renumbered { template: None, chunk: Vec::new() }) };
+    static RENUMBERED: RefCell<Renumbered> = const { RefCell::new(Renumbered::empty()) };
 }
 
 /// A copy of a chunk of frames whose sequences and priorities are rewritten for each write.
@@ -270,6 +270,14 @@ struct Renumbered {
 }
 
 impl Renumbered {
+    /// No chunk yet: the first uplink to write copies its own.
+    const fn empty() -> Renumbered {
+        Renumbered {
+            template: None,
+            chunk: Vec::new(),
+        }
+    }
+
     /// The chunk whose first frame is `first`, with the frames from the one holding byte `offset`
     /// on numbered (those before it are in the socket already).
     fn renumbered(
@@ -386,18 +394,12 @@ mod tests {
         let (payload, count) = (4, 10u64);
         let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
         let template = frames(count, payload, EMERGENCY_EVERY);
-        let mut renumbered = Renumbered {
-            template: None,
-            chunk: Vec::new(),
-        };
+        let mut renumbered = Renumbered::empty();
         let first = renumbered.renumbered(&template, frame_len, 101, 0).to_vec();
         assert_eq!(sequences(&first, frame_len), (101..111).collect::<Vec<_>>());
-        let whole = Renumbered {
-            template: None,
-            chunk: Vec::new(),
-        }
-        .renumbered(&template, frame_len, 111, 0)
-        .to_vec();
+        let whole = Renumbered::empty()
+            .renumbered(&template, frame_len, 111, 0)
+            .to_vec();
         // The socket took 3 frames and 5 bytes of the next chunk: the rest is as the whole chunk.
         let offset = 3 * frame_len + 5;
         let rest = renumbered.renumbered(&template, frame_len, 111, offset);
