@@ -404,11 +404,14 @@ impl CpuTimes {
 /// CPU time (user and system) of process `pid` so far, in nanoseconds: `/proc/PID/stat`.
 pub fn process_cpu_ns(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(process_cpu_ticks(&stat)? * 1_000_000_000 / system_constant(libc::_SC_CLK_TCK)?)
+}
+
+/// A positive constant of the system (`sysconf`): clock ticks per second, the page size.
+fn system_constant(name: libc::c_int) -> Option<u64> {
     // SAFETY: sysconf reads a constant of the system and takes no pointers.
-    let ticks_per_s = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
-        .ok()
-        .filter(|&t| t > 0)?;
-    Some(process_cpu_ticks(&stat)? * 1_000_000_000 / ticks_per_s)
+    let value = unsafe { libc::sysconf(name) };
+    u64::try_from(value).ok().filter(|&v| v > 0)
 }
 
 /// `utime + stime` of a `/proc/PID/stat` line: fields 14 and 15, counted after the command in
@@ -441,9 +444,7 @@ fn tcp_retransmits_of(snmp: &str) -> Option<u64> {
 /// `/proc/net/sockstat`.
 pub fn tcp_memory_bytes() -> Option<u64> {
     let pages = tcp_memory_pages(&std::fs::read_to_string("/proc/net/sockstat").ok()?)?;
-    // SAFETY: sysconf reads a constant of the system and takes no pointers.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
-    Some(pages * page)
+    Some(pages * system_constant(libc::_SC_PAGESIZE)?)
 }
 
 /// `mem` of the `TCP:` line of `/proc/net/sockstat`: `TCP: inuse N orphan N tw N alloc N mem N`.
