@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{BufMut, BytesMut};
+use futures_util::FutureExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::io::poll_read_buf;
@@ -125,7 +126,16 @@ impl ReadTurn {
                 // `None` only if the semaphore were closed, which nothing does: read small then.
                 self.held = permit;
             } else if self.held.is_none() {
-                if !reader.readable().await? {
+                let readable = match reader.readable().now_or_never() {
+                    Some(readable) => readable?,
+                    None => {
+                        // Nothing to read yet, perhaps for long: a quiet source's connection
+                        // waits without a read buffer.
+                        fit(buf);
+                        reader.readable().await?
+                    }
+                };
+                if !readable {
                     return self.read_small(reader, buf).await;
                 }
                 self.held = self.credits.clone_inner().try_acquire_owned().ok();
@@ -179,10 +189,19 @@ impl ReadTurn {
     /// no more than that fragment.
     pub fn release(&mut self, buf: &mut BytesMut) {
         let had_credit = self.held.take().is_some();
-        if had_credit || (self.backlogged && buf.capacity() > buf.len()) {
-            *buf = BytesMut::from(&buf[..]);
+        if had_credit || self.backlogged {
+            fit(buf);
         }
     }
+}
+
+/// Moves what `buf` holds (a partial frame, or nothing) out of the read's allocation into one of
+/// its own size. Its capacity cannot tell whether it shares one: a read that filled its buffer
+/// leaves the partial frame at the very end, with no room after it, and left there it would keep
+/// the whole read's allocation alive while the connection waits; with 10,000 sources, a full read
+/// buffer for each one that ever held a credit.
+fn fit(buf: &mut BytesMut) {
+    *buf = BytesMut::from(&buf[..]);
 }
 
 #[cfg(test)]
@@ -235,6 +254,66 @@ mod tests {
         assert_eq!(credits.available(), 1);
         assert_eq!(buf.len(), 100, "the unconsumed bytes stay");
         assert!(buf.capacity() < 64 * 1024, "moved out of the full buffer");
+    }
+
+    /// A full read leaves its partial frame at the very end of the read's allocation: released, the
+    /// connection keeps a copy, so the batches alone keep the read alive, and not after them.
+    #[tokio::test]
+    async fn a_released_full_read_keeps_none_of_its_allocation() {
+        let full = 1024;
+        let credits = ReadCredits::new(1, full);
+        let (mut client, mut reader, _writer) = pair().await;
+        client.write_all(&[7u8; 3 * 1024]).await.unwrap();
+        for frames_end in [1000, full] {
+            let mut turn = credits.turn();
+            let mut buf = BytesMut::new();
+            let n = turn.read(&mut reader, &mut buf).await.unwrap();
+            assert_eq!(
+                (n, buf.capacity()),
+                (full, full),
+                "a read that filled its buffer"
+            );
+            let chunk = buf.split_to(frames_end).freeze();
+            turn.release(&mut buf);
+            assert_eq!(buf.len(), full - frames_end, "the partial frame stays");
+            assert!(
+                chunk.is_unique(),
+                "the connection still shares the read's allocation"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_waiting_for_data_holds_no_read_buffer() {
+        // No credits: a small read, which keeps its buffer when it is released.
+        let credits = ReadCredits::new(0, 64 * 1024);
+        let (mut client, mut reader, _writer) = pair().await;
+        client.write_all(&[7u8; 100]).await.unwrap();
+        let mut turn = credits.turn();
+        let mut buf = BytesMut::new();
+        turn.read(&mut reader, &mut buf).await.unwrap();
+        turn.release(&mut buf);
+        let frames = buf.split_to(96).freeze();
+        assert!(
+            buf.capacity() > 4,
+            "the read's allocation, shared with its frames"
+        );
+
+        let mut next = Box::pin(turn.read(&mut reader, &mut buf));
+        assert!(futures_util::poll!(next.as_mut()).is_pending());
+        drop(next);
+        assert_eq!(&buf[..], &[7u8; 4], "the partial frame stays");
+        assert_eq!(buf.capacity(), 4, "in an allocation of its own size");
+        assert_eq!(frames.len(), 96);
+
+        client.write_all(&[8u8; 10]).await.unwrap();
+        let n = turn.read(&mut reader, &mut buf).await.unwrap();
+        assert_eq!(n, 10);
+        assert_eq!(
+            &buf[4..],
+            &[8u8; 10],
+            "data that comes later is read after it"
+        );
     }
 
     #[tokio::test]

@@ -129,41 +129,14 @@ pub(crate) async fn serve(
     listener: SourceKind,
     shared: Arc<Shared>,
 ) {
-    let Some((mut wire, identity)) = open(stream, peer, &shared).await else {
+    // Boxed: the handshake's state would otherwise take room in this task's future for the
+    // connection's whole life, while all the task does after it is wait for the connection's task
+    // on its shard.
+    let Some((wire, registration, catalog)) =
+        Box::pin(admit(stream, peer, listener, &shared)).await
+    else {
         return;
     };
-
-    let hello = match handshake(&mut wire, listener, identity.as_ref(), &shared).await {
-        Ok(hello) => hello,
-        Err(refusal) => return refuse(&mut wire, peer, &shared, refusal).await,
-    };
-    tracing::Span::current().record("source_id", hello.source_id);
-
-    let registration = match shared
-        .router
-        .register(hello.source_id, hello.kind, peer)
-        .await
-    {
-        Ok(registration) => registration,
-        Err(err) => {
-            let reason = match err {
-                RegisterError::Duplicate { .. } => RefuseReason::DuplicateSource,
-                RegisterError::ShuttingDown => RefuseReason::ShuttingDown,
-            };
-            let refusal = Refusal::Refuse(reason, err.to_string());
-            return refuse(&mut wire, peer, &shared, refusal).await;
-        }
-    };
-    wire.send(&ServerMessage::Welcome {
-        version: hello.version,
-        resume_after: registration.source.last_acked(),
-    })
-    .await;
-    let catalog = CatalogOut::new((hello.version >= CATALOG_VERSION).then(|| {
-        registration.source.takes_catalogs();
-        shared.catalog.subscribe()
-    }));
-
     let key = (registration.source.kind, registration.source.id);
     let shard = registration.shard;
     // The rest of the connection runs on its shard's thread, beside the shard's pipeline.
@@ -194,6 +167,53 @@ pub(crate) async fn serve(
         // Boxed: a connection served on a shard's thread does without it.
         None => Box::pin(ingest(wire, registration, catalog, &shared)).await,
     }
+}
+
+/// From the accepted socket to the WELCOME: the TLS handshake, the HELLO and the registration;
+/// `None` once the connection is refused and closed.
+async fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: SourceKind,
+    shared: &Shared,
+) -> Option<(Wire, Registration, CatalogOut)> {
+    let (mut wire, identity) = open(stream, peer, shared).await?;
+
+    let hello = match handshake(&mut wire, listener, identity.as_ref(), shared).await {
+        Ok(hello) => hello,
+        Err(refusal) => {
+            refuse(&mut wire, peer, shared, refusal).await;
+            return None;
+        }
+    };
+    tracing::Span::current().record("source_id", hello.source_id);
+
+    let registration = match shared
+        .router
+        .register(hello.source_id, hello.kind, peer)
+        .await
+    {
+        Ok(registration) => registration,
+        Err(err) => {
+            let reason = match err {
+                RegisterError::Duplicate { .. } => RefuseReason::DuplicateSource,
+                RegisterError::ShuttingDown => RefuseReason::ShuttingDown,
+            };
+            let refusal = Refusal::Refuse(reason, err.to_string());
+            refuse(&mut wire, peer, shared, refusal).await;
+            return None;
+        }
+    };
+    wire.send(&ServerMessage::Welcome {
+        version: hello.version,
+        resume_after: registration.source.last_acked(),
+    })
+    .await;
+    let catalog = CatalogOut::new((hello.version >= CATALOG_VERSION).then(|| {
+        registration.source.takes_catalogs();
+        shared.catalog.subscribe()
+    }));
+    Some((wire, registration, catalog))
 }
 
 /// From the WELCOME to the close: the ingest loop and the last acknowledgement, then the source is
