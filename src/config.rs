@@ -18,6 +18,9 @@ use crate::tls::auth::AuthConfig;
 /// The largest frame length the config accepts, to keep per-connection buffers sane.
 const MAX_FRAME_LENGTH_LIMIT: usize = 16 * 1024 * 1024;
 
+/// The smallest `connection.receive_buffer` the config accepts.
+const MIN_RECEIVE_BUFFER: usize = 4096;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -207,6 +210,10 @@ pub struct ConnectionConfig {
     /// in the fan-in's line, holding memory, and costs CPU per frame with many sources
     /// (`docs/architecture.md`).
     pub read_budget: usize,
+    /// The kernel's receive buffer of each connection (`SO_RCVBUF`, set on the listeners): what
+    /// the kernel may hold of a source's data the daemon has not read yet. Left out, the kernel
+    /// sizes it (autotuning, up to `net.ipv4.tcp_rmem`'s largest per connection).
+    pub receive_buffer: Option<usize>,
     /// Time a new connection has to send its hello.
     #[serde(rename = "handshake_timeout_ms", deserialize_with = "millis")]
     pub handshake_timeout: Duration,
@@ -229,6 +236,7 @@ impl Default for ConnectionConfig {
             max_frame_length: 64 * 1024,
             read_buffer: 128 * 1024,
             read_budget: 8 * 1024 * 1024,
+            receive_buffer: None,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             ack_interval: Duration::from_millis(10),
@@ -931,6 +939,14 @@ impl Config {
                 format!(
                     "{} is below connection.read_buffer ({}): the budget must hold at least one full read",
                     c.read_budget, c.read_buffer
+                ),
+            ));
+        }
+        if let Some(bytes) = c.receive_buffer.filter(|&b| b < MIN_RECEIVE_BUFFER) {
+            return Err((
+                "connection.receive_buffer",
+                format!(
+                    "{bytes} is below {MIN_RECEIVE_BUFFER} bytes (leave it out for the kernel's own sizing)"
                 ),
             ));
         }

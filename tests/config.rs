@@ -445,6 +445,17 @@ fn a_read_budget_below_one_read_buffer_is_rejected() {
 }
 
 #[test]
+fn a_receive_buffer_is_optional_and_too_small_one_is_rejected() {
+    assert_eq!(Config::default().connection.receive_buffer, None);
+    let config = load("[connection]\nreceive_buffer = 262144\n");
+    assert_eq!(config.connection.receive_buffer, Some(262144));
+    expect_error(
+        "[connection]\nreceive_buffer = 1024\n",
+        &["connection.receive_buffer", "1024", "4096"],
+    );
+}
+
+#[test]
 fn ack_interval_stretches_to_keep_the_ack_budget() {
     let mut config = Config::default();
     config.connection.ack_interval = Duration::from_millis(10);

@@ -29,7 +29,12 @@ impl Listeners {
     /// Binds both configured addresses; the error names the one that failed.
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
         let bind = |addr: SocketAddr, max_connections: usize, what: &'static str| {
-            listen(addr, accept_queue(max_connections)).map_err(|err| {
+            listen(
+                addr,
+                accept_queue(max_connections),
+                config.connection.receive_buffer,
+            )
+            .map_err(|err| {
                 std::io::Error::new(
                     err.kind(),
                     format!("cannot bind the {what} listener on {addr}: {err}"),
@@ -61,8 +66,13 @@ fn accept_queue(max_connections: usize) -> u32 {
     u32::try_from(max_connections.max(1024)).unwrap_or(u32::MAX)
 }
 
-/// Binds `addr` with room for `backlog` connections waiting to be accepted.
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+/// Binds `addr` with room for `backlog` connections waiting to be accepted, each accepted with
+/// `receive_buffer` (or the kernel's autotuning).
+fn listen(
+    addr: SocketAddr,
+    backlog: u32,
+    receive_buffer: Option<usize>,
+) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -70,6 +80,23 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     };
     // As `TcpListener::bind` does: a restart may bind while old connections are in TIME_WAIT.
     socket.set_reuseaddr(true)?;
+    if let Some(bytes) = receive_buffer {
+        // On the listener, before it listens: accepted sockets inherit it, and the window scale
+        // offered in the handshake fits it.
+        socket.set_recv_buffer_size(u32::try_from(bytes).unwrap_or(u32::MAX))?;
+        // Linux doubles what it is asked for (room for its bookkeeping) and caps the request
+        // at net.core.rmem_max without an error.
+        let granted =
+            socket.recv_buffer_size()? as usize / if cfg!(target_os = "linux") { 2 } else { 1 };
+        if granted < bytes {
+            tracing::warn!(
+                %addr,
+                asked = bytes,
+                granted,
+                "connection.receive_buffer is capped by the kernel's net.core.rmem_max"
+            );
+        }
+    }
     socket.bind(addr)?;
     socket.listen(backlog)
 }
@@ -185,5 +212,32 @@ mod tests {
             }
         }
         assert_eq!(fleet.len(), wave);
+    }
+
+    /// `connection.receive_buffer` reaches the accepted connections: what the kernel may hold of a
+    /// source's unread data.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_connections_get_the_configured_receive_buffer() {
+        let mut config = Config::default();
+        config.uplink.listen = "127.0.0.1:0".parse().unwrap();
+        config.replay.listen = "127.0.0.1:0".parse().unwrap();
+        let receive_buffer = |stream: TcpStream| {
+            let socket = TcpSocket::from_std_stream(stream.into_std().unwrap());
+            socket.recv_buffer_size().unwrap() as usize
+        };
+        let accepted = |listeners: Listeners| async move {
+            let addr = listeners.replay.local_addr().unwrap();
+            let _client = TcpStream::connect(addr).await.unwrap();
+            let (stream, _) = listeners.replay.accept().await.unwrap();
+            receive_buffer(stream)
+        };
+        let kernel = accepted(Listeners::bind(&config).await.unwrap()).await;
+        let asked = 48 * 1024;
+        config.connection.receive_buffer = Some(asked);
+        let configured = accepted(Listeners::bind(&config).await.unwrap()).await;
+        // Linux keeps twice what it is asked for, the half beyond it for its bookkeeping.
+        assert_eq!(configured, 2 * asked);
+        assert_ne!(kernel, configured);
     }
 }
