@@ -85,6 +85,7 @@ impl ReadCredits {
             small: SMALL_READ.min(self.full),
             backlogged: false,
             held: None,
+            unreleased: false,
         }
     }
 
@@ -107,6 +108,8 @@ pub(crate) struct ReadTurn {
     backlogged: bool,
     /// The credit of the read whose frames are still being admitted.
     held: Option<OwnedSemaphorePermit>,
+    /// A read came back since the last [`ReadTurn::release`].
+    unreleased: bool,
 }
 
 impl ReadTurn {
@@ -152,6 +155,7 @@ impl ReadTurn {
                         Some(_) => n > self.full / 2,
                         None => n == self.small,
                     };
+                    self.unreleased = true;
                     return Ok(n);
                 }
                 Poll::Pending => {
@@ -173,16 +177,17 @@ impl ReadTurn {
         make_room(buf, self.small);
         let n = (&mut *reader).take(self.small as u64).read_buf(buf).await?;
         self.backlogged = n == self.small;
+        self.unreleased = true;
         Ok(n)
     }
 
     /// Returns the credit once everything the read staged is admitted. A connection about to wait
     /// its turn (it had a credit, or needs one next) moves its leftover partial frame out of the
     /// read's allocation, which the staged batches alone then keep alive: while it waits it holds
-    /// no more than that fragment.
+    /// no more than that fragment. Once per read: the connection calls this at every wake-up.
     pub fn release(&mut self, buf: &mut BytesMut) {
         let had_credit = self.held.take().is_some();
-        if had_credit || self.backlogged {
+        if std::mem::take(&mut self.unreleased) && (had_credit || self.backlogged) {
             fit(buf);
         }
     }
@@ -273,6 +278,9 @@ mod tests {
                 chunk.is_unique(),
                 "the connection still shares the read's allocation"
             );
+            let moved = buf.as_ptr();
+            turn.release(&mut buf);
+            assert_eq!(buf.as_ptr(), moved, "moved once, not at every release");
         }
     }
 
