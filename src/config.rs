@@ -158,7 +158,7 @@ impl ListenerConfig {
     }
 }
 
-/// Capacities of the in-memory pipeline, all counted in frames except `dashboard_capacity`.
+/// Capacities of the in-memory pipeline, counted in frames.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -170,14 +170,15 @@ pub struct PipelineConfig {
     pub emergency_capacity: usize,
     /// Routine frames handed to the archive and not yet written.
     pub archive_capacity: usize,
-    /// Batches the dashboard may fall behind before it is told it lagged, shared out among the
-    /// shards (at least one each).
-    pub dashboard_capacity: usize,
     /// Largest number of frames moved through the pipeline as one unit.
     pub max_batch_frames: usize,
     /// Starvation guard: after this many emergency frames in a row while routine frames wait, the
     /// processor takes one routine batch.
     pub emergency_streak: usize,
+    /// `dashboard_capacity`, retired: the dashboard takes no frames. Still accepted, so that an
+    /// older file loads, and named by [`Config::retired_keys`].
+    #[serde(rename = "dashboard_capacity")]
+    retired_dashboard_capacity: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for PipelineConfig {
@@ -186,7 +187,7 @@ impl Default for PipelineConfig {
             processor_capacity: 64,
             emergency_capacity: 64,
             archive_capacity: 1024,
-            dashboard_capacity: 64,
+            retired_dashboard_capacity: None,
             max_batch_frames: 64,
             emergency_streak: 256,
         }
@@ -868,10 +869,6 @@ impl Config {
                 self.pipeline.emergency_capacity,
             ),
             ("pipeline.archive_capacity", self.pipeline.archive_capacity),
-            (
-                "pipeline.dashboard_capacity",
-                self.pipeline.dashboard_capacity,
-            ),
             ("pipeline.max_batch_frames", self.pipeline.max_batch_frames),
             ("pipeline.emergency_streak", self.pipeline.emergency_streak),
             ("connection.read_buffer", self.connection.read_buffer),
@@ -1082,6 +1079,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Keys of the file that no longer do anything (logged at start).
+    pub fn retired_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.pipeline.retired_dashboard_capacity.is_some() {
+            keys.push("pipeline.dashboard_capacity");
+        }
+        keys
     }
 
     /// The listeners bound to an address other than loopback while `[tls]` is absent: anyone who

@@ -35,7 +35,8 @@ use crate::ingest::connection::Shared;
 use crate::ingest::listener::{self, Listeners};
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
-use crate::ops::dashboard::{self, FrameFeed};
+use crate::ops::dashboard;
+use crate::ops::frame_feed::FrameFeed;
 use crate::ops::stats::{self, PipelineStats, Stats};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::fan_in::{priority_fan_in, FanIn};
@@ -126,10 +127,12 @@ struct Chain {
     sink: Box<dyn ArchiveSink>,
 }
 
-/// The stats publisher, which runs until the drain is over so that the last figures go out.
+/// The stats publisher, which runs until the drain is over so that the last figures go out, and
+/// the dashboard that logs them.
 struct Publisher {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    dashboard: tokio::task::JoinHandle<()>,
 }
 
 impl Daemon {
@@ -242,14 +245,11 @@ impl Daemon {
         self.published.subscribe()
     }
 
-    /// A lossy subscription to every processed batch, like the dashboard's, holding at most
-    /// `pipeline.dashboard_capacity` batches. Take it before `run`.
-    pub fn subscribe_frames(&self, name: &'static str) -> FrameFeed {
-        FrameFeed::new(
-            &self.subscribe,
-            self.config.pipeline.dashboard_capacity,
-            name,
-        )
+    /// A lossy subscription to every processed batch, holding at most `capacity` batches (shared
+    /// out among the shards, at least one each) and warning as `name` when it falls behind. Take
+    /// it before `run`, to see every frame.
+    pub fn subscribe_frames(&self, name: &'static str, capacity: usize) -> FrameFeed {
+        FrameFeed::new(&self.subscribe, capacity, name)
     }
 
     /// Subscribes to processed batches at any time, with a filter and a bound of your own (the
@@ -357,6 +357,7 @@ impl Daemon {
         }
         publisher.stop.cancel();
         let _ = publisher.task.await;
+        let _ = publisher.dashboard.await;
         if let Some(threads) = threads {
             // Blocks while a task the deadline cut off is dropped: off the runtime's thread.
             let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
@@ -366,7 +367,7 @@ impl Daemon {
         report
     }
 
-    /// Starts the dashboard and the stats publisher, and each shard's processor and archive
+    /// Starts the stats publisher and the dashboard, and each shard's processor and archive
     /// consumer on the shard's thread (on this runtime without `threads`): every stage behind
     /// the fan-in.
     fn start_stages(
@@ -379,15 +380,11 @@ impl Daemon {
             stats,
             shards,
             fan_out,
-            subscribe,
             published,
             drain,
             tracker,
             ..
         } = self;
-        let dashboard_feed =
-            FrameFeed::new(&subscribe, config.pipeline.dashboard_capacity, "dashboard");
-        tracker.spawn(dashboard::run(dashboard_feed, published.subscribe()));
         // Closes every subscription once the last shard's processor has finished.
         let publishers = fan_out.into_publishers();
         for ((shard, chain), publisher) in shards.into_iter().enumerate().zip(publishers) {
@@ -421,8 +418,13 @@ impl Daemon {
         }
         let stop = CancellationToken::new();
         let interval = config.dashboard.stats_interval;
+        let dashboard = tokio::spawn(dashboard::run(published.subscribe()));
         let task = tokio::spawn(stats::publish(stats, published, interval, stop.clone()));
-        Publisher { stop, task }
+        Publisher {
+            stop,
+            task,
+            dashboard,
+        }
     }
 }
 

@@ -156,6 +156,17 @@ fn an_unknown_key_is_rejected() {
 }
 
 #[test]
+fn a_retired_key_still_loads_and_is_named() {
+    let file = TempConfig::new("[pipeline]\ndashboard_capacity = 64\nprocessor_capacity = 128\n");
+    let config = Config::load(&file.path).expect("a file written for an older daemon loads");
+    assert_eq!(config.pipeline.processor_capacity, 128);
+    assert_eq!(config.retired_keys(), ["pipeline.dashboard_capacity"]);
+    let current = TempConfig::new("[pipeline]\nprocessor_capacity = 128\n");
+    let config = Config::load(&current.path).expect("valid");
+    assert!(config.retired_keys().is_empty());
+}
+
+#[test]
 fn a_bad_address_is_rejected() {
     expect_error(
         "[uplink]\nlisten = \"localhost:7700\"\nmax_connections = 9\n",
@@ -183,7 +194,6 @@ fn a_zero_capacity_is_rejected() {
         "processor_capacity",
         "emergency_capacity",
         "archive_capacity",
-        "dashboard_capacity",
         "max_batch_frames",
         "emergency_streak",
     ] {

@@ -347,10 +347,8 @@ async fn processor_capacity_is_enforced_and_nothing_is_dropped() {
 /// as a subscriber that reads the fan-out fast enough never to lag.
 #[tokio::test]
 async fn archive_receives_every_processed_frame() {
-    let mut config = test_config();
-    config.pipeline.dashboard_capacity = 4096;
     let (archive, sink) = Archive::open();
-    let (daemon, mut feed) = TestDaemon::start_with_feed(config, sink, "check").await;
+    let (daemon, mut feed) = TestDaemon::start_with_feed(test_config(), sink, "check", 4096).await;
     let following = tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(batch) = feed.next().await {
@@ -685,10 +683,9 @@ async fn slow_dashboard_lags_logs_and_continues() {
 
     const CAPACITY: usize = 4;
     const FRAMES: u64 = 60;
-    let mut config = unbatched_config(64, 64, 1024);
-    config.pipeline.dashboard_capacity = CAPACITY;
+    let config = unbatched_config(64, 64, 1024);
     let (archive, sink) = Archive::open();
-    let (daemon, mut slow) = TestDaemon::start_with_feed(config, sink, "slow").await;
+    let (daemon, mut slow) = TestDaemon::start_with_feed(config, sink, "slow", CAPACITY).await;
 
     let mut client = Client::source(daemon.uplink, LiveUplink, 41).await;
     client.send_routine(0..FRAMES).await;

@@ -243,6 +243,9 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let hangup = signal(SignalKind::hangup())?;
+    for key in config.retired_keys() {
+        tracing::warn!("{key} no longer does anything and is ignored; remove it from the file");
+    }
     for warning in config.exposure_warnings() {
         tracing::warn!("{warning}: anyone who reaches it may claim any source");
     }

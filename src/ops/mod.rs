@@ -9,6 +9,7 @@ pub mod access;
 pub mod catalog;
 pub mod dashboard;
 pub mod feed;
+pub mod frame_feed;
 pub mod logging;
 pub mod monitor;
 pub mod stats;

@@ -20,7 +20,7 @@ use aggregator::ingest::protocol::{
     VERSION,
 };
 use aggregator::ingest::router::RouterHandle;
-use aggregator::ops::dashboard::FrameFeed;
+use aggregator::ops::frame_feed::FrameFeed;
 use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::tls::client::{ClientTls, TlsArgs};
 use aggregator::tls::stream::{self, Reader, Writer};
@@ -127,13 +127,18 @@ impl TestDaemon {
         (daemon, taken)
     }
 
-    /// Starts a daemon and takes a lossy frame subscription named `name` before it runs.
+    /// Starts a daemon and takes a lossy frame subscription named `name`, holding `capacity`
+    /// batches, before it runs.
     pub async fn start_with_feed(
         config: Config,
         sink: Box<dyn ArchiveSink>,
         name: &'static str,
+        capacity: usize,
     ) -> (TestDaemon, FrameFeed) {
-        Self::start_with(config, sink, |daemon| daemon.subscribe_frames(name)).await
+        Self::start_with(config, sink, |daemon| {
+            daemon.subscribe_frames(name, capacity)
+        })
+        .await
     }
 
     /// The listener address for sources of `kind`.
