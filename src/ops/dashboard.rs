@@ -3,7 +3,8 @@
 //! It needs only the latest pipeline statistics, so it reads the snapshots the stats publisher
 //! sends and never the frames. Following every processed batch through the lossy fan-out, only to
 //! count it, cost each shard a wake-up of another thread per batch and left that thread freeing
-//! the batches: at full rate, a quarter or more of the daemon's CPU. The frames go to the lossy
+//! the batches: at full rate, a fifth to a third of the daemon's CPU per frame
+//! (docs/architecture.md, "The dashboard reads snapshots"). The frames go to the lossy
 //! consumers that want them: `/feed` (and the web dashboard through it) and
 //! [`crate::Daemon::subscribe_frames`].
 
