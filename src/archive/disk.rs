@@ -147,7 +147,7 @@ impl Drop for ReaderHold {
 /// writes find them. A follower, though, reads what was written a moment ago: dropped, it would
 /// read it from the disk the writer needs (with four followers the writer lost a quarter to a
 /// third of its pace). Only advice: a failure changes nothing that matters, so it is not reported.
-fn release_cached(file: &File, len: u64, readers: &Readers) {
+pub(super) fn release_cached(file: &File, len: u64, readers: &Readers) {
     if readers.any() {
         return;
     }
@@ -556,6 +556,21 @@ pub(super) fn cached_pages(file: &File, len: usize) -> usize {
     }
 }
 
+/// Whether `dir` is on a tmpfs, whose pages the page-cache advice cannot drop. For the tests of
+/// what is left cached.
+#[cfg(all(test, target_os = "linux"))]
+pub(super) fn on_tmpfs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the zeroed struct it is given; `path` is NUL-terminated.
+    unsafe {
+        let mut stat: libc::statfs = std::mem::zeroed();
+        libc::statfs(path.as_ptr(), &mut stat) == 0 && stat.f_type == libc::TMPFS_MAGIC
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::io::Write;
@@ -568,19 +583,6 @@ mod tests {
     impl Drop for Removed {
         fn drop(&mut self) {
             let _ = fs::remove_file(&self.0);
-        }
-    }
-
-    /// Whether `dir` is on a tmpfs, whose pages the page-cache advice cannot drop.
-    fn on_tmpfs(dir: &Path) -> bool {
-        use std::os::unix::ffi::OsStrExt;
-        let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-            return false;
-        };
-        // SAFETY: statfs writes into the zeroed struct it is given; `path` is NUL-terminated.
-        unsafe {
-            let mut stat: libc::statfs = std::mem::zeroed();
-            libc::statfs(path.as_ptr(), &mut stat) == 0 && stat.f_type == libc::TMPFS_MAGIC
         }
     }
 

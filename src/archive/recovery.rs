@@ -5,9 +5,11 @@
 //! its name only once the one before it is durable). A crash can damage nothing but the end of
 //! that segment: a torn tail is cut and logged, damage in the middle stops the start (the operator
 //! runs `aggregator archive repair`), and a segment a crash left unnamed held nothing acknowledged
-//! and is deleted. The frames stored contiguously right above a source's watermark are all stored,
-//! so its resume point passes them: an acknowledgement sent before a crash may have passed them
-//! without its WATERMARK reaching the disk.
+//! and is deleted. The newest segment is synced before anything read from it is trusted: a process
+//! that died left its last appends in the page cache, where the start reads them, but a power cut
+//! could still take them. The frames stored contiguously right above a source's watermark are all
+//! stored, so its resume point passes them: an acknowledgement sent before a crash may have passed
+//! them without its WATERMARK reaching the disk.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -70,7 +72,7 @@ fn read_newest(path: &Path) -> io::Result<HashMap<SourceKey, Tracked>> {
             "archive: truncated a torn tail left by an unclean stop"
         );
     }
-    give_back_reservation(path)?;
+    settle_newest(path)?;
     for tracked in sources.values_mut() {
         if let Some(acked) = tracked.watermark {
             tracked.above.remove_through(acked);
@@ -80,8 +82,12 @@ fn read_newest(path: &Path) -> io::Result<HashMap<SourceKey, Tracked>> {
     Ok(sources)
 }
 
-/// A daemon stopped without closing left the blocks it reserved for this segment.
-fn give_back_reservation(path: &Path) -> io::Result<()> {
+/// Gives back the blocks a daemon stopped without closing had reserved for the newest segment, and
+/// makes the segment durable. A process that died (SIGKILL, the OOM killer) left its last appends
+/// in the page cache, unsynced: read back, they would pass into resume points and acknowledgements,
+/// and the emergency journals that hold the only durable copy of some of them would be deleted.
+/// Synced here, before anything read from the segment is trusted, they are as durable as the rest.
+fn settle_newest(path: &Path) -> io::Result<()> {
     let newest = OpenOptions::new()
         .write(true)
         .open(path)
@@ -90,7 +96,10 @@ fn give_back_reservation(path: &Path) -> io::Result<()> {
         .metadata()
         .map_err(|err| with_path(err, path, "cannot read the length of"))?
         .len();
-    disk::trim(&newest, path, len)
+    disk::trim(&newest, path, len)?;
+    newest
+        .sync_all()
+        .map_err(|err| with_path(err, path, "cannot sync"))
 }
 
 /// Every recovered source's resume point over every shard's directory, with the ledger its
@@ -127,7 +136,7 @@ pub(super) fn resume_points(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::frame::SourceKind;
+    use crate::pipeline::frame::{Priority, SourceKind};
 
     fn tracked(watermark: Option<u64>, runs: &[(u64, u64)]) -> Tracked {
         let mut tracked = Tracked {
@@ -182,5 +191,57 @@ mod tests {
         let points = resume_points(&mut shards);
         assert_eq!(points[&key].after(), Some(60));
         assert!(points[&key].already_stored.is_empty());
+    }
+
+    /// A segment whose last appends a dead process left in the page cache, unsynced: the start
+    /// reads them as stored, so they must be durable before it goes on. Dirty pages stay in the
+    /// page cache whatever the advice; synced ones can be dropped.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn what_a_dead_process_left_unsynced_is_synced_before_it_counts_as_stored() {
+        /// Removes the directory when dropped, an assertion failing or not.
+        struct Removed(std::path::PathBuf);
+        impl Drop for Removed {
+            fn drop(&mut self) {
+                let _ = fs::remove_dir_all(&self.0);
+            }
+        }
+
+        let tmp = std::env::temp_dir();
+        if disk::on_tmpfs(&tmp) {
+            eprintln!(
+                "skipped: {} is a tmpfs, whose pages stay cached",
+                tmp.display()
+            );
+            return;
+        }
+        let dir = Removed(tmp.join(format!("recover-unsynced-{}", std::process::id())));
+        fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join(segment::segment_name(1));
+        let mut bytes = segment::MAGIC.to_vec();
+        let source = (SourceKind::LiveUplink, 7);
+        for sequence in 0..256 {
+            let payload = [0xA5; 1000];
+            segment::encode_frame(
+                &mut bytes,
+                source.0,
+                Priority::Routine,
+                7,
+                sequence,
+                0,
+                &payload,
+            );
+        }
+        // Written and never synced, as a SIGKILL leaves the appends since the last sync.
+        fs::write(&path, &bytes).unwrap();
+
+        let (sources, next_index) = recover(&dir.0).unwrap();
+        assert_eq!(next_index, 2);
+        assert_eq!(sources[&source].watermark, Some(255), "read back as stored");
+
+        let file = fs::File::open(&path).unwrap();
+        disk::release_cached(&file, bytes.len() as u64, &Arc::default());
+        let left = disk::cached_pages(&file, bytes.len());
+        assert_eq!(left, 0, "{left} pages still dirty after recovery");
     }
 }

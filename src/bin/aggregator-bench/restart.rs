@@ -8,7 +8,7 @@
 //! the archive as the daemon does (`SegmentSink::open`) and reports.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -50,7 +50,11 @@ pub fn write_full_segment(dir: &Path, segment_bytes: u64, sources: u32) -> io::R
         out.extend_from_slice(&round);
         frames += BATCH * u64::from(sources);
     }
-    fs::write(dir.join(segment::segment_name(1)), &out)?;
+    // Synced, as the daemon's segment is but for the appends since its last sync: the run times
+    // reading it back, not writing it out.
+    let mut file = fs::File::create(dir.join(segment::segment_name(1)))?;
+    file.write_all(&out)?;
+    file.sync_all()?;
     Ok(frames)
 }
 
