@@ -218,6 +218,11 @@ impl Subscription {
         body.advance(2);
         let from = body.get_u8();
         let position = get_position(&mut body);
+        if from != 2 && position != Position::default() {
+            return Err(malformed(format!(
+                "position {position} with start {from}: a position goes with start 2 only"
+            )));
+        }
         let start = start(from, || {
             [ShardPosition { shard: 0, position }].into_iter().collect()
         })?;
@@ -869,6 +874,11 @@ mod tests {
             ),
             (
                 [&good[..26], &[9], &good[27..]].concat(),
+                RefuseReason::MalformedSubscribe,
+            ),
+            // Versions 1 and 2: a position (segment 1) with start "oldest".
+            (
+                [&good[..10], &[1], &good[11..]].concat(),
                 RefuseReason::MalformedSubscribe,
             ),
             // Version 3: too short, a length that does not match the counts, positions with

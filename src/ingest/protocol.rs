@@ -357,6 +357,17 @@ impl ClientMessage {
         }
     }
 
+    /// [`ClientMessage::view`] on a connection that speaks protocol `version`: a type that
+    /// version does not have (CATALOG_ACK before version 2) is unknown, whatever its length.
+    pub fn view_in(version: u8, body: &[u8]) -> Result<MessageView, ProtocolError> {
+        match body.first() {
+            Some(&CATALOG_ACK) if version < CATALOG_VERSION => {
+                Err(ProtocolError::UnknownType(CATALOG_ACK))
+            }
+            _ => Self::view(body),
+        }
+    }
+
     /// Decodes one body (the bytes after the length prefix); a DATA payload shares `body`.
     pub fn decode(body: Bytes) -> Result<Self, ProtocolError> {
         Ok(match Self::view(&body)? {

@@ -32,6 +32,8 @@ pub(super) struct Intake {
     pub(super) source: Arc<Source>,
     pub(super) stats: Stats,
     pub(super) max_batch: usize,
+    /// The protocol version the connection speaks: what its messages may be.
+    pub(super) version: u8,
     /// The highest sequence accepted (by this connection or an earlier one of the source) or
     /// resumed after: a frame at or below it is a duplicate.
     pub(super) last_sequence: Option<u64>,
@@ -56,17 +58,19 @@ enum Seen {
 }
 
 impl Intake {
-    /// The intake of a connection of `source`, served by shard `shard`.
+    /// The intake of a connection of `source` speaking protocol `version`, served by shard `shard`.
     pub(super) fn new(
         source: &Arc<Source>,
         shared: &Shared,
         shard: usize,
+        version: u8,
         already_stored: Arc<SequenceSet>,
     ) -> Intake {
         Intake {
             source: Arc::clone(source),
             stats: shared.stats.shard(shard),
             max_batch: shared.config.pipeline.max_batch_frames,
+            version,
             // Frames of an earlier connection may still be on their way to the archive: their
             // resent copies are duplicates too.
             last_sequence: source.ledger().accepted(),
@@ -106,7 +110,7 @@ impl Intake {
     /// One message of a read at `offset`: a frame accepted or a duplicate dropped, or why the
     /// connection ends.
     fn message(&mut self, read: &mut Read, offset: usize, body: &[u8]) -> Result<(), Ending> {
-        let (priority, sequence) = match ClientMessage::view(body) {
+        let (priority, sequence) = match ClientMessage::view_in(self.version, body) {
             Ok(MessageView::Data { priority, sequence }) => (priority, sequence),
             Ok(MessageView::Ping(token)) => {
                 self.pong = Some(token);
@@ -352,12 +356,49 @@ mod tests {
         assert!(source.is_settled());
     }
 
+    /// CATALOG_ACK is a message of version 2: on a version-1 connection it is an unknown type,
+    /// whatever its length, and ends the connection after the frames read before it.
+    #[tokio::test]
+    async fn a_catalog_ack_on_a_version_1_connection_is_an_unknown_type() {
+        use crate::ingest::protocol::{encode_data, ProtocolError};
+        for (version, ack_body) in [(1, 9), (1, 5), (2, 9)] {
+            let source = uplink(None);
+            let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
+            let mut intake = intake(&source, 64);
+            intake.version = version;
+            let mut buf = BytesMut::new();
+            encode_data(&mut buf, Priority::Routine, 0, b"x");
+            buf.extend_from_slice(&(ack_body as u32).to_be_bytes());
+            buf.extend_from_slice(&[0x04]);
+            buf.extend_from_slice(&vec![0; ack_body - 1]);
+            encode_data(&mut buf, Priority::Routine, 1, b"y");
+            let taken = intake.take(&mut buf, 1024, &ingress);
+            let batch = fan_in.next().await.unwrap();
+            let sequences: Vec<_> = batch.item.payloads().map(|(s, _)| s).collect();
+            if version == 1 {
+                assert!(
+                    matches!(
+                        taken,
+                        Err(Ending::Protocol(ProtocolError::UnknownType(0x04)))
+                    ),
+                    "version 1, a body of {ack_body}: {taken:?}"
+                );
+                assert_eq!(sequences, [0], "what came before it is accepted");
+            } else {
+                assert!(taken.is_ok(), "version 2: {taken:?}");
+                assert_eq!(intake.catalog_ack, Some(0));
+                assert_eq!(sequences, [0, 1]);
+            }
+        }
+    }
+
     /// A connection's intake for `source`, in batches of up to `max_batch` frames.
     fn intake(source: &Arc<Source>, max_batch: usize) -> Intake {
         Intake {
             source: Arc::clone(source),
             stats: Stats::new(),
             max_batch,
+            version: crate::ingest::protocol::VERSION,
             last_sequence: source.ledger().accepted(),
             already_stored: Arc::default(),
             pong: None,
