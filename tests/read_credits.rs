@@ -3,7 +3,7 @@
 
 mod common;
 
-use aggregator::ingest::protocol::CloseReason;
+use aggregator::ingest::protocol::{CloseReason, VERSION};
 use aggregator::{Priority, SourceKind};
 use common::*;
 
@@ -88,4 +88,100 @@ async fn one_read_credit_serves_every_saturating_source_in_turn() {
         sequences.sort_unstable();
         assert_eq!(sequences, (0..FRAMES).collect::<Vec<_>>(), "source {id}");
     }
+}
+
+/// A source that stops reading what the daemon sends holds no read credit while the daemon's write
+/// to it waits: with one credit, a saturating source beside it is still served. Each PING is read
+/// on its own and answered with a PONG the stuck source never reads, until the daemon's send buffer
+/// (made small from here, in-process) is full and the next PONG waits.
+#[tokio::test]
+async fn a_source_that_does_not_read_holds_no_credit_while_a_write_to_it_waits() {
+    use std::os::fd::RawFd;
+    let mut config = test_config();
+    config.runtime.shards = 1;
+    config.connection.read_buffer = 64 * 1024;
+    config.connection.read_budget = 64 * 1024;
+    // A write waits this long for the peer: far past the test's patience.
+    config.connection.idle_timeout = std::time::Duration::from_secs(600);
+    let (_archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let addr = daemon.addr(SourceKind::LiveUplink);
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    stuck.set_nodelay(true).unwrap();
+    let stuck_addr = stuck.local_addr().unwrap();
+    send_all(&mut stuck, &hello_bytes(VERSION, SourceKind::LiveUplink, 1)).await;
+
+    // The daemon's side of the stuck connection: the socket of this process whose peer it is.
+    let peer_of = |fd: RawFd| {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the descriptor stays open (never dropped: ManuallyDrop); only its peer is read.
+        let stream = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+        stream.peer_addr().ok()
+    };
+    let unread = |fd: RawFd| {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into `n`.
+        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) }, 0);
+        n
+    };
+    let mut daemon_side = None;
+    wait_until("the daemon accepted the stuck source", PATIENCE, || {
+        daemon_side = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+            .find(|&fd| peer_of(fd) == Some(stuck_addr));
+        daemon_side.is_some()
+    })
+    .await;
+    let daemon_side = daemon_side.unwrap();
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt reads one int from `size`.
+    let set = unsafe {
+        libc::setsockopt(
+            daemon_side,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0);
+
+    // PINGs one read at a time, until one is no longer read: the daemon waits in a PONG's write.
+    let mut token = 0;
+    loop {
+        token += 1;
+        assert!(token < 100_000, "the daemon's writes never waited");
+        send_all(&mut stuck, &ping_bytes(token)).await;
+        let read = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            while unread(daemon_side) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        if read.is_err() {
+            break;
+        }
+    }
+
+    const FRAMES: u64 = 20_000;
+    let served = tokio::time::timeout(PATIENCE, async move {
+        let mut client = Client::source(addr, SourceKind::LiveUplink, 2).await;
+        client.send_routine(0..FRAMES).await;
+        client.finish_sending().await;
+        client.read_to_close().await
+    })
+    .await
+    .expect("the other source is served while the stuck one's PONG waits");
+    assert_eq!(served.reason, CloseReason::EndOfStream);
+    assert_eq!(served.final_ack, Some(FRAMES - 1));
+    drop(stuck);
+}
+
+async fn send_all(stream: &mut tokio::net::TcpStream, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    stream.write_all(bytes).await.expect("write to the daemon");
 }

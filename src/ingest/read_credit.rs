@@ -12,7 +12,8 @@
 //! a source whose last read came back full (its socket holds more) waits in line for a credit,
 //! with its data in the kernel, where TCP flow control holds the sender back. A credit is
 //! returned once everything its read staged has been admitted into the fan-in, so the line moves
-//! through the sources in turn. Waiting is by the semaphore's first-come order, kept across the
+//! through the sources in turn, and before the connection writes its ACKs and PONGs: a write
+//! waits for the peer to read, and a peer that does not read holds up no one's turn. Waiting is by the semaphore's first-come order, kept across the
 //! connection's other wake-ups (ACK timers) by [`PollSemaphore`].
 //!
 //! The credits are shared out among the shards (at least one each), and a connection draws on its
