@@ -21,6 +21,14 @@ const MAX_FRAME_LENGTH_LIMIT: usize = 16 * 1024 * 1024;
 /// The smallest `connection.receive_buffer` the config accepts.
 const MIN_RECEIVE_BUFFER: usize = 4096;
 
+/// Upper bounds: past them a value is a typo, or an "unlimited" that would abort the start in an
+/// allocation or a semaphore (a listener's slots, a queue's frames), not a setting.
+const MAX_CONNECTIONS: usize = 1 << 20;
+const MAX_QUEUE_FRAMES: usize = 1 << 20;
+const MAX_READ_BUFFER: usize = 64 << 20;
+const MAX_READ_BUDGET: usize = 64 << 30;
+const MAX_SUBSCRIBERS: usize = 1 << 16;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -895,8 +903,51 @@ impl Config {
                 return Err((key, "must be at least 1".into()));
             }
         }
-        if self.runtime.shards > MAX_SHARDS {
-            return Err(("runtime.shards", format!("must be at most {MAX_SHARDS}")));
+        let c = &self.connection;
+        let bounded = [
+            (
+                "uplink.max_connections",
+                self.uplink.max_connections,
+                MAX_CONNECTIONS,
+            ),
+            (
+                "replay.max_connections",
+                self.replay.max_connections,
+                MAX_CONNECTIONS,
+            ),
+            (
+                "consumer.max_connections",
+                self.consumer.max_connections,
+                MAX_CONNECTIONS,
+            ),
+            (
+                "pipeline.processor_capacity",
+                self.pipeline.processor_capacity,
+                MAX_QUEUE_FRAMES,
+            ),
+            (
+                "pipeline.emergency_capacity",
+                self.pipeline.emergency_capacity,
+                MAX_QUEUE_FRAMES,
+            ),
+            (
+                "pipeline.archive_capacity",
+                self.pipeline.archive_capacity,
+                MAX_QUEUE_FRAMES,
+            ),
+            ("connection.read_buffer", c.read_buffer, MAX_READ_BUFFER),
+            ("connection.read_budget", c.read_budget, MAX_READ_BUDGET),
+            (
+                "feed.max_subscribers",
+                self.feed.max_subscribers,
+                MAX_SUBSCRIBERS,
+            ),
+            ("runtime.shards", self.runtime.shards, MAX_SHARDS),
+        ];
+        for (key, value, most) in bounded {
+            if value > most {
+                return Err((key, format!("{value} is above the most accepted, {most}")));
+            }
         }
         let durations = [
             (
@@ -929,7 +980,6 @@ impl Config {
                 ),
             ));
         }
-        let c = &self.connection;
         if c.read_budget < c.read_buffer {
             return Err((
                 "connection.read_budget",

@@ -225,6 +225,27 @@ fn a_zero_capacity_is_rejected() {
     );
 }
 
+/// An "unlimited" written as a huge number is refused before anything starts, naming the key and
+/// the bound: it would abort the start in a semaphore or an allocation.
+#[test]
+fn a_value_past_its_bound_is_rejected() {
+    for (table, key, bound) in [
+        ("uplink", "max_connections", "1048576"),
+        ("consumer", "max_connections", "1048576"),
+        ("pipeline", "archive_capacity", "1048576"),
+        ("connection", "read_buffer", "67108864"),
+        ("connection", "read_budget", "68719476736"),
+        ("feed", "max_subscribers", "65536"),
+        ("runtime", "shards", "64"),
+    ] {
+        let huge = i64::MAX;
+        expect_error(
+            &format!("[{table}]\n{key} = {huge}\n"),
+            &[&format!("{table}.{key}"), &huge.to_string(), bound],
+        );
+    }
+}
+
 #[test]
 fn a_batch_larger_than_a_capacity_is_rejected() {
     expect_error(
