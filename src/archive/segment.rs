@@ -517,6 +517,18 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// The body length in the header of the record at `pos`, which must hold a header: no record has
+/// an empty body or one past [`MAX_BODY_LEN`].
+fn body_len(data: &[u8], pos: usize) -> Result<usize, Bad> {
+    let len = be_u32(data, pos);
+    if len == 0 || len > MAX_BODY_LEN {
+        return Err(Bad::Damaged(format!(
+            "body length {len} is outside 1..={MAX_BODY_LEN}"
+        )));
+    }
+    Ok(len as usize)
+}
+
 /// Decodes the record at `pos` of a segment of format `version` into `out` (a FRAMES record gives
 /// one entry per frame, all at `pos`); returns the offset right after it. On an error `out` is as
 /// it was.
@@ -532,13 +544,7 @@ fn decode_at(
             "record header cut short ({rest} of {RECORD_HEADER_LEN} bytes)"
         )));
     }
-    let len = be_u32(data, pos);
-    if len == 0 || len > MAX_BODY_LEN {
-        return Err(Bad::Damaged(format!(
-            "body length {len} is outside 1..={MAX_BODY_LEN}"
-        )));
-    }
-    let len = len as usize;
+    let len = body_len(data, pos)?;
     let body_start = pos + RECORD_HEADER_LEN;
     if len > data.len() - body_start {
         return Err(Bad::Incomplete(format!(
@@ -1041,9 +1047,11 @@ pub fn read_records(
     let mut buf = vec![0; span.min(budget.max(RECORD_HEADER_LEN))];
     file.read_exact_at(&mut buf, from)
         .map_err(|err| with_path(err, path, "cannot read"))?;
-    // The first record whole, even when it is larger than the budget.
+    // The first record whole, even when it is larger than the budget, once its length is one a
+    // record can have: `from` may come from a follower, and point into a payload.
     if buf.len() >= RECORD_HEADER_LEN {
-        let first = RECORD_HEADER_LEN + be_u32(&buf, 0) as usize;
+        let len = body_len(&buf, 0).map_err(|bad| invalid(from, bad.into_reason()))?;
+        let first = RECORD_HEADER_LEN + len;
         if first > buf.len() && first <= span {
             let read = buf.len();
             buf.resize(first, 0);
@@ -1626,5 +1634,35 @@ mod tests {
             assert_corrupt_at(&scan.end, 8, says, &format!("count {count}"));
             assert!(scan.entries.is_empty(), "count {count}");
         }
+    }
+
+    /// An offset a follower names may point into a payload whose bytes read as a record's length:
+    /// one no record can have is refused before anything more is read (here, past the file's end).
+    #[test]
+    fn a_record_length_past_the_largest_is_refused_before_it_is_read() {
+        let dir = std::env::temp_dir().join(format!("read-records-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(segment_name(1));
+        let mut bytes = MAGIC.to_vec();
+        let huge = 2 * MAX_BODY_LEN;
+        let payload = [&huge.to_be_bytes()[..], &[0; 60]].concat();
+        encode_frame(
+            &mut bytes,
+            SourceKind::LiveUplink,
+            Priority::Routine,
+            1,
+            0,
+            0,
+            &payload,
+        );
+        fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let inside = (bytes.len() - payload.len()) as u64;
+        let to = inside + u64::from(huge) + 64;
+        let read = read_records(&file, &path, inside, to, 1);
+        fs::remove_dir_all(&dir).unwrap();
+        let err = read.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("body length"), "{err}");
     }
 }
