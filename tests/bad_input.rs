@@ -210,6 +210,22 @@ async fn data_before_hello_is_refused() {
     scene.finish().await;
 }
 
+/// A first message longer than a HELLO could be is refused as soon as its length is read: the
+/// daemon does not wait for (and hold) its body before the peer has said who it is.
+#[tokio::test]
+async fn a_long_first_message_is_refused_without_waiting_for_its_body() {
+    let scene = Scene::start(test_config()).await;
+    let length = 60_000u32;
+    assert!(length as usize <= scene.daemon.config.connection.max_frame_length);
+    let start = [&length.to_be_bytes()[..], &[0x02]].concat();
+    let detail = scene
+        .refused(LiveUplink, &start, RefuseReason::HelloExpected)
+        .await;
+    assert!(detail.contains("60000"), "{detail}");
+    scene.expect_counted(1, 0).await;
+    scene.finish().await;
+}
+
 #[tokio::test]
 async fn a_ping_before_hello_is_refused() {
     let scene = Scene::start(test_config()).await;

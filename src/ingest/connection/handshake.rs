@@ -18,6 +18,7 @@ use crate::ingest::protocol::{
     walk_messages, ClientMessage, Hello, MessageView, ProtocolError, RefuseReason, ServerMessage,
     MIN_VERSION, VERSION,
 };
+use crate::ingest::read_credit::SMALL_READ;
 use crate::pipeline::frame::SourceKind;
 use crate::tls::auth::PeerIdentity;
 
@@ -89,6 +90,11 @@ pub(super) async fn handshake(
     Ok(hello)
 }
 
+/// The longest first message read whole. A HELLO is 7 bytes: a longer length is refused once its
+/// prefix is read, not after its body, so that a connection that has not said who it is holds at
+/// most a small read (not `max_frame_length`, up to 16 MiB, per connection being admitted).
+const FIRST_MESSAGE_MAX: usize = SMALL_READ;
+
 /// Reads until the first whole message, and decodes it.
 async fn first_message(
     wire: &mut Wire,
@@ -98,7 +104,8 @@ async fn first_message(
     let deadline = Instant::now() + cfg.handshake_timeout;
     loop {
         let mut first = None;
-        let walk = walk_messages(&wire.buf, cfg.max_frame_length, |_, body| {
+        let max = cfg.max_frame_length.min(FIRST_MESSAGE_MAX);
+        let walk = walk_messages(&wire.buf, max, |_, body| {
             first = Some(ClientMessage::view(body));
             ControlFlow::Break(())
         });
