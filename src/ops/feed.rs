@@ -116,6 +116,10 @@ struct FeedRequest {
     encoding: Encoding,
 }
 
+/// The most `source` parameters one subscriber may give: every shard's processor checks each of
+/// its batches against every subscriber's list.
+const MAX_SOURCES: usize = 64;
+
 /// Parses `/feed`'s query string; the error names the parameter and what was wrong with it.
 fn parse_query(query: &str) -> Result<FeedRequest, String> {
     let mut request = FeedRequest {
@@ -127,6 +131,9 @@ fn parse_query(query: &str) -> Result<FeedRequest, String> {
         match &*key {
             "source" => {
                 let source = parse_source(&value).map_err(|e| format!("source: {e}"))?;
+                if request.filter.sources.len() == MAX_SOURCES {
+                    return Err(format!("source: more than {MAX_SOURCES} sources"));
+                }
                 request.filter.sources.push(source);
             }
             "priority" => {
@@ -515,6 +522,15 @@ mod tests {
             let err = parse_query(query).unwrap_err();
             assert!(err.contains(expected), "{query}: {err}");
         }
+        let sources = |n: u32| {
+            (0..n)
+                .map(|id| format!("source=live:{id}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert!(parse_query(&sources(64)).is_ok());
+        let err = parse_query(&sources(65)).unwrap_err();
+        assert!(err.contains("source: more than 64"), "{err}");
     }
 
     #[test]
