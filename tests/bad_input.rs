@@ -221,7 +221,10 @@ async fn a_long_first_message_is_refused_without_waiting_for_its_body() {
     let detail = scene
         .refused(LiveUplink, &start, RefuseReason::HelloExpected)
         .await;
-    assert!(detail.contains("60000"), "{detail}");
+    assert!(
+        detail.contains("a first message of 60000 bytes"),
+        "{detail}"
+    );
     scene.expect_counted(1, 0).await;
     scene.finish().await;
 }

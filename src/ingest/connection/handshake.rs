@@ -113,8 +113,13 @@ async fn first_message(
             wire.buf.advance(walk.end);
             return Ok(first);
         }
-        if let Some(err) = walk.oversize {
-            return Err(Refusal::expected_hello(err));
+        match walk.oversize {
+            Some(ProtocolError::FrameTooLarge { length, .. }) if length <= cfg.max_frame_length => {
+                let why = format!("a first message of {length} bytes, where a HELLO is 7");
+                return Err(Refusal::expected_hello(why));
+            }
+            Some(err) => return Err(Refusal::expected_hello(err)),
+            None => {}
         }
         let read = tokio::select! {
             _ = shared.drain.cancelled() => {
