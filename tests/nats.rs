@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -52,11 +52,6 @@ fn nats_server() -> Option<PathBuf> {
         eprintln!("skipped: nats-server not installed (apt-get install nats-server)");
     }
     found
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// Polls `done` every 20 ms until it holds; fails the test with `what` after [`PATIENCE`].
@@ -123,7 +118,7 @@ impl NatsServer {
     fn start(binary: PathBuf, store: &Path) -> NatsServer {
         let mut server = NatsServer {
             binary,
-            port: free_port(),
+            port: common::free_port(),
             store: store.to_owned(),
             child: None,
         };
@@ -189,7 +184,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, site: &str, nats: &str) -> Daemon {
-        let (uplink, replay, monitor) = (free_port(), free_port(), free_port());
+        let (uplink, replay, monitor) = (
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+        );
         let archive = dir.join("archive");
         let config = dir.join("aggregator.toml");
         let text = format!(

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,18 +19,13 @@ use bytes::BytesMut;
 
 mod common;
 
-use common::{hello_bytes, Client};
+use common::{free_port, hello_bytes, Client};
 
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Marks the end of the daemon's standard error in the collected log.
 const STDERR_CLOSED: &str = "<standard error closed>";
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
-}
 
 /// Removes the terminal colour codes of the daemon's text logs.
 fn strip_ansi(line: &str) -> String {

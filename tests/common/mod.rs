@@ -480,6 +480,23 @@ impl ArchiveSink for RecordingSink {
 // Waiting.
 // ---------------------------------------------------------------------------------------------
 
+/// A free loopback port, for a server that keeps its port across restarts (nats-server, a daemon
+/// killed and started again).
+pub fn free_port() -> u16 {
+    // The kernel may hand a port it just gave out, and since freed, out again: a daemon's uplink
+    // and replay listeners got the same one. A port is given out once per test process.
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("ports lock");
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 /// Polls `condition` until it holds; fails the test after `timeout`, naming `what`.
 pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
