@@ -140,10 +140,14 @@ async fn oversize_length_prefix_closes_the_connection() {
         .offend_after_frames(1, &oversize, CloseReason::FrameTooLarge)
         .await;
     assert!(closed.detail.contains(&(max + 1).to_string()), "{closed:?}");
-    // Before the HELLO, it is a refusal.
-    scene
+    // Before the HELLO, it is a refusal, naming the frame limit.
+    let detail = scene
         .refused(LiveUplink, &oversize, RefuseReason::HelloExpected)
         .await;
+    assert!(
+        detail.contains(&format!("maximum frame length {max}")),
+        "{detail}"
+    );
     scene.expect_counted(2, 0).await;
     scene.finish().await;
 }

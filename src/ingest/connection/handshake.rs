@@ -18,7 +18,6 @@ use crate::ingest::protocol::{
     walk_messages, ClientMessage, Hello, MessageView, ProtocolError, RefuseReason, ServerMessage,
     MIN_VERSION, VERSION,
 };
-use crate::ingest::read_credit::SMALL_READ;
 use crate::pipeline::frame::SourceKind;
 use crate::tls::auth::PeerIdentity;
 
@@ -90,10 +89,11 @@ pub(super) async fn handshake(
     Ok(hello)
 }
 
-/// The longest first message read whole. A HELLO is 7 bytes: a longer length is refused once its
-/// prefix is read, not after its body, so that a connection that has not said who it is holds at
-/// most a small read (not `max_frame_length`, up to 16 MiB, per connection being admitted).
-const FIRST_MESSAGE_MAX: usize = SMALL_READ;
+/// The longest first message read whole (docs/protocol.md, `HelloExpected`). A HELLO is 7 bytes:
+/// a longer length is refused once its prefix is read, not after its body, so that a connection
+/// that has not said who it is holds little (not `max_frame_length`, up to 16 MiB, per connection
+/// being admitted).
+const FIRST_MESSAGE_MAX: usize = 4096;
 
 /// Reads until the first whole message, and decodes it.
 async fn first_message(
@@ -114,8 +114,12 @@ async fn first_message(
             return Ok(first);
         }
         match walk.oversize {
-            Some(ProtocolError::FrameTooLarge { length, .. }) if length <= cfg.max_frame_length => {
-                let why = format!("a first message of {length} bytes, where a HELLO is 7");
+            Some(ProtocolError::FrameTooLarge { length, .. }) => {
+                let max = cfg.max_frame_length;
+                let why = match length <= max {
+                    true => format!("a first message of {length} bytes, where a HELLO is 7"),
+                    false => ProtocolError::FrameTooLarge { length, max }.to_string(),
+                };
                 return Err(Refusal::expected_hello(why));
             }
             Some(err) => return Err(Refusal::expected_hello(err)),
