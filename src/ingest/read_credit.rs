@@ -12,8 +12,9 @@
 //! a source whose last read came back full (its socket holds more) waits in line for a credit,
 //! with its data in the kernel, where TCP flow control holds the sender back. A credit is
 //! returned once everything its read staged has been admitted into the fan-in, so the line moves
-//! through the sources in turn, and before the connection writes its ACKs and PONGs: a write
-//! waits for the peer to read, and a peer that does not read holds up no one's turn. Waiting is by the semaphore's first-come order, kept across the
+//! through the sources in turn, and before the connection writes its ACKs and PONGs; a connection
+//! waiting in line leaves it when a write has to wait. A write waits for the peer to read: a peer
+//! that does not read then holds no credit, and nobody's turn. Waiting is by the semaphore's first-come order, kept across the
 //! connection's other wake-ups (ACK timers) by [`PollSemaphore`].
 //!
 //! The credits are shared out among the shards (at least one each), and a connection draws on its
@@ -117,6 +118,15 @@ impl ReadTurn {
     /// Waiting in line for a credit: not idle, however long the wait.
     pub fn is_waiting(&self) -> bool {
         self.backlogged && self.held.is_none()
+    }
+
+    /// Gives up the connection's place in the read line, if it holds one, before it waits for
+    /// something else (a write its peer does not read): a credit freed meanwhile goes to the next
+    /// in line instead of waiting, unclaimed, for this connection. Its next read queues again.
+    pub fn leave_line(&mut self) {
+        if self.is_waiting() {
+            self.credits = PollSemaphore::new(self.credits.clone_inner());
+        }
     }
 
     /// Reads once from `reader` into `buf`, after waiting for data and, when the socket is known
@@ -343,5 +353,44 @@ mod tests {
         let n = next.await.unwrap();
         assert_eq!(n, 2 * SMALL_READ, "with the credit, the rest in one read");
         assert_eq!(credits.available(), 0);
+    }
+
+    /// A connection waiting in line leaves it when its write has to wait: a credit freed
+    /// meanwhile goes to whoever asks next, not to the waiting connection's unpolled request.
+    #[tokio::test]
+    async fn a_connection_that_leaves_the_line_claims_no_credit_freed_meanwhile() {
+        let credits = ReadCredits::new(1, 64 * 1024);
+        let (mut first_client, mut first_reader, _first_writer) = pair().await;
+        let (mut second_client, mut second_reader, _second_writer) = pair().await;
+        first_client.write_all(&[1u8; 10]).await.unwrap();
+        let mut first = credits.turn();
+        let mut first_buf = BytesMut::new();
+        first.read(&mut first_reader, &mut first_buf).await.unwrap();
+
+        second_client
+            .write_all(&[2u8; 3 * SMALL_READ])
+            .await
+            .unwrap();
+        let mut second = credits.turn();
+        let mut second_buf = BytesMut::new();
+        second
+            .read(&mut second_reader, &mut second_buf)
+            .await
+            .unwrap();
+        let mut next = Box::pin(second.read(&mut second_reader, &mut second_buf));
+        assert!(futures_util::poll!(next.as_mut()).is_pending(), "in line");
+        drop(next);
+        second.leave_line();
+
+        first.release(&mut first_buf);
+        assert_eq!(credits.available(), 1, "the freed credit waits for no one");
+        assert!(second.is_waiting(), "its next read queues again");
+        assert_eq!(
+            second
+                .read(&mut second_reader, &mut second_buf)
+                .await
+                .unwrap(),
+            2 * SMALL_READ
+        );
     }
 }

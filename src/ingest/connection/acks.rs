@@ -26,14 +26,15 @@ impl Acks<'_> {
         self.shared.config.ack_interval(connections)
     }
 
-    /// Sends an ACK if the acknowledgement moved and the interval allows. Returns a wake-up to arm
-    /// when one is due and `timer_armed` does not already cover it; reads the clock only when it
-    /// must.
+    /// Sends an ACK if the acknowledgement moved and the interval allows (`on_wait` first if the
+    /// write has to wait for the peer). Returns a wake-up to arm when one is due and `timer_armed`
+    /// does not already cover it; reads the clock only when it must.
     pub(super) async fn update(
         &mut self,
         wire: &mut Wire,
         source: &Source,
         timer_armed: bool,
+        on_wait: impl FnOnce(),
     ) -> Option<Instant> {
         let acked = source.last_acked();
         let ack_due = acked != self.sent;
@@ -43,7 +44,8 @@ impl Acks<'_> {
         let now = Instant::now();
         if ack_due && now >= self.next_send {
             if let Some(sequence) = acked {
-                wire.send(&ServerMessage::Ack { sequence }).await;
+                wire.send_or_wait(&ServerMessage::Ack { sequence }, on_wait)
+                    .await;
             }
             self.sent = acked;
             self.next_send = now + self.interval();

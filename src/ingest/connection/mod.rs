@@ -331,18 +331,21 @@ async fn stream_frames(
             catalog_acked(&catalog, version, &source, shared);
         }
         let staged = ingress.has_staged();
-        // The read's credit goes back before anything is written, and nothing is written while a
-        // read's frames wait for admission (which holds its credit): a write waits for the peer
-        // to read, and a peer that does not read would otherwise hold a credit, and the turn of
-        // every source waiting in line, for as long as the write may wait.
+        // The read's credit goes back before anything is written, nothing is written while a
+        // read's frames wait for admission (which holds its credit), and a write that has to wait
+        // leaves the read line: a write waits for the peer to read, and a peer that does not read
+        // would otherwise hold a credit, and the turn of every source waiting in line, for as
+        // long as the write may wait.
         if !staged {
             turn.release(&mut wire.buf);
             // Nothing may be written inside a catalog message that is part-written.
             if !catalog.is_writing() {
                 if let Some(token) = intake.pong.take() {
-                    wire.send(&ServerMessage::Pong(token)).await;
+                    let pong = ServerMessage::Pong(token);
+                    wire.send_or_wait(&pong, || turn.leave_line()).await;
                 }
-                if let Some(at) = acks.update(wire, &source, recheck_armed).await {
+                let leave_line = || turn.leave_line();
+                if let Some(at) = acks.update(wire, &source, recheck_armed, leave_line).await {
                     if !recheck_armed || at < recheck_timer.deadline() {
                         recheck_timer.as_mut().reset(at);
                         recheck_armed = true;

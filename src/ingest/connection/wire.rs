@@ -6,7 +6,9 @@
 //! sends, since closing a socket with unread input resets it, and a reset can destroy the very
 //! CLOSE that tells the source which frames were accepted.
 
+use std::future::{poll_fn, Future};
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -75,12 +77,22 @@ impl Wire {
     }
 
     pub(super) async fn send(&mut self, message: &ServerMessage) {
+        self.send_or_wait(message, || ()).await;
+    }
+
+    /// [`Wire::send`], which runs `on_wait` first if the message cannot go out at once (the peer
+    /// is not reading): what the connection must give up before it waits.
+    pub(super) async fn send_or_wait(&mut self, message: &ServerMessage, on_wait: impl FnOnce()) {
         let mut out = BytesMut::with_capacity(64);
         message.encode(&mut out);
-        self.write(&out).await;
+        self.write_or_wait(&out, on_wait).await;
     }
 
     pub(super) async fn write(&mut self, bytes: &[u8]) {
+        self.write_or_wait(bytes, || ()).await;
+    }
+
+    async fn write_or_wait(&mut self, bytes: &[u8], on_wait: impl FnOnce()) {
         if self.writer_broken {
             return;
         }
@@ -92,10 +104,17 @@ impl Wire {
             writer.flush().await
         };
         tokio::pin!(write);
-        let written = tokio::select! {
-            biased;
-            written = timeout(self.write_timeout, &mut write) => written,
-            _ = self.drain.cancelled() => timeout(budget, &mut write).await,
+        let at_once = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        let written = match at_once {
+            Poll::Ready(written) => Ok(written),
+            Poll::Pending => {
+                on_wait();
+                tokio::select! {
+                    biased;
+                    written = timeout(self.write_timeout, &mut write) => written,
+                    _ = self.drain.cancelled() => timeout(budget, &mut write).await,
+                }
+            }
         };
         if !matches!(written, Ok(Ok(()))) {
             tracing::debug!("peer stopped reading; no further messages sent");
