@@ -26,8 +26,13 @@ const MIN_RECEIVE_BUFFER: usize = 4096;
 const MAX_CONNECTIONS: usize = 1 << 20;
 const MAX_QUEUE_FRAMES: usize = 1 << 20;
 const MAX_READ_BUFFER: usize = 64 << 20;
-const MAX_READ_BUDGET: usize = 64 << 30;
+const MAX_READ_BUDGET: usize = if usize::BITS > 32 {
+    1 << 36
+} else {
+    usize::MAX
+};
 const MAX_SUBSCRIBERS: usize = 1 << 16;
+const MAX_WORKER_THREADS: usize = 1024;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -864,47 +869,10 @@ impl Config {
 
     /// Checks the relations serde cannot: a failure names the key and the problem.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive = [
-            ("uplink.max_connections", self.uplink.max_connections),
-            ("replay.max_connections", self.replay.max_connections),
-            ("consumer.max_connections", self.consumer.max_connections),
-            (
-                "pipeline.processor_capacity",
-                self.pipeline.processor_capacity,
-            ),
-            (
-                "pipeline.emergency_capacity",
-                self.pipeline.emergency_capacity,
-            ),
-            ("pipeline.archive_capacity", self.pipeline.archive_capacity),
-            ("pipeline.max_batch_frames", self.pipeline.max_batch_frames),
-            ("pipeline.emergency_streak", self.pipeline.emergency_streak),
-            ("connection.read_buffer", self.connection.read_buffer),
-            ("connection.read_budget", self.connection.read_budget),
-            (
-                "connection.ack_budget_per_sec",
-                self.connection.ack_budget_per_sec as usize,
-            ),
-            ("feed.max_subscribers", self.feed.max_subscribers),
-            ("catalog.max_bytes", self.catalog.max_bytes),
-            (
-                "feed.max_frames_per_sec",
-                self.feed.max_frames_per_sec as usize,
-            ),
-            ("runtime.worker_threads", self.runtime.worker_threads),
-            ("runtime.shards", self.runtime.shards),
-            (
-                "runtime.event_interval",
-                self.runtime.event_interval as usize,
-            ),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err((key, "must be at least 1".into()));
-            }
-        }
+        // Counts: at least 1, and at most a bound where a larger value would abort the start.
+        let none = usize::MAX;
         let c = &self.connection;
-        let bounded = [
+        let counts = [
             (
                 "uplink.max_connections",
                 self.uplink.max_connections,
@@ -935,16 +903,50 @@ impl Config {
                 self.pipeline.archive_capacity,
                 MAX_QUEUE_FRAMES,
             ),
+            (
+                "pipeline.max_batch_frames",
+                self.pipeline.max_batch_frames,
+                none,
+            ),
+            (
+                "pipeline.emergency_streak",
+                self.pipeline.emergency_streak,
+                none,
+            ),
             ("connection.read_buffer", c.read_buffer, MAX_READ_BUFFER),
             ("connection.read_budget", c.read_budget, MAX_READ_BUDGET),
+            (
+                "connection.ack_budget_per_sec",
+                c.ack_budget_per_sec as usize,
+                none,
+            ),
             (
                 "feed.max_subscribers",
                 self.feed.max_subscribers,
                 MAX_SUBSCRIBERS,
             ),
+            ("catalog.max_bytes", self.catalog.max_bytes, none),
+            (
+                "feed.max_frames_per_sec",
+                self.feed.max_frames_per_sec as usize,
+                none,
+            ),
+            (
+                "runtime.worker_threads",
+                self.runtime.worker_threads,
+                MAX_WORKER_THREADS,
+            ),
             ("runtime.shards", self.runtime.shards, MAX_SHARDS),
+            (
+                "runtime.event_interval",
+                self.runtime.event_interval as usize,
+                none,
+            ),
         ];
-        for (key, value, most) in bounded {
+        for (key, value, most) in counts {
+            if value == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
             if value > most {
                 return Err((key, format!("{value} is above the most accepted, {most}")));
             }

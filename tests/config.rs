@@ -237,6 +237,7 @@ fn a_value_past_its_bound_is_rejected() {
         ("connection", "read_budget", "68719476736"),
         ("feed", "max_subscribers", "65536"),
         ("runtime", "shards", "64"),
+        ("runtime", "worker_threads", "1024"),
     ] {
         let huge = i64::MAX;
         expect_error(
