@@ -317,11 +317,23 @@ mod tests {
         assert_eq!(buf.capacity(), 0, "and so is the buffer it was to fill");
     }
 
-    #[tokio::test]
-    async fn without_a_credit_a_read_is_small_and_a_full_socket_waits_its_turn() {
+    /// One credit, which a first connection's read holds, and a second connection whose small
+    /// read came back full, so that it waits in line for that credit.
+    struct Contended {
+        credits: ReadCredits,
+        first: ReadTurn,
+        first_buf: BytesMut,
+        second: ReadTurn,
+        second_reader: Reader,
+        second_buf: BytesMut,
+        /// The connections' other ends, kept open.
+        _ends: (TcpStream, Reader, OwnedWriteHalf, TcpStream, OwnedWriteHalf),
+    }
+
+    async fn contended() -> Contended {
         let credits = ReadCredits::new(1, 64 * 1024);
-        let (mut first_client, mut first_reader, _first_writer) = pair().await;
-        let (mut second_client, mut second_reader, _second_writer) = pair().await;
+        let (mut first_client, mut first_reader, first_writer) = pair().await;
+        let (mut second_client, mut second_reader, second_writer) = pair().await;
         first_client.write_all(&[1u8; 10]).await.unwrap();
         let mut first = credits.turn();
         let mut first_buf = BytesMut::new();
@@ -343,54 +355,65 @@ mod tests {
             second.is_waiting(),
             "the socket holds more: wait for a credit"
         );
+        Contended {
+            credits,
+            first,
+            first_buf,
+            second,
+            second_reader,
+            second_buf,
+            _ends: (
+                first_client,
+                first_reader,
+                first_writer,
+                second_client,
+                second_writer,
+            ),
+        }
+    }
 
-        let mut next = Box::pin(second.read(&mut second_reader, &mut second_buf));
+    #[tokio::test]
+    async fn without_a_credit_a_read_is_small_and_a_full_socket_waits_its_turn() {
+        let mut line = contended().await;
+        let mut next = Box::pin(
+            line.second
+                .read(&mut line.second_reader, &mut line.second_buf),
+        );
         assert!(
             futures_util::poll!(next.as_mut()).is_pending(),
             "no read while the only credit is held"
         );
-        first.release(&mut first_buf);
+        line.first.release(&mut line.first_buf);
         let n = next.await.unwrap();
         assert_eq!(n, 2 * SMALL_READ, "with the credit, the rest in one read");
-        assert_eq!(credits.available(), 0);
+        assert_eq!(line.credits.available(), 0);
     }
 
     /// A connection waiting in line leaves it when its write has to wait: a credit freed
     /// meanwhile goes to whoever asks next, not to the waiting connection's unpolled request.
     #[tokio::test]
     async fn a_connection_that_leaves_the_line_claims_no_credit_freed_meanwhile() {
-        let credits = ReadCredits::new(1, 64 * 1024);
-        let (mut first_client, mut first_reader, _first_writer) = pair().await;
-        let (mut second_client, mut second_reader, _second_writer) = pair().await;
-        first_client.write_all(&[1u8; 10]).await.unwrap();
-        let mut first = credits.turn();
-        let mut first_buf = BytesMut::new();
-        first.read(&mut first_reader, &mut first_buf).await.unwrap();
-
-        second_client
-            .write_all(&[2u8; 3 * SMALL_READ])
-            .await
-            .unwrap();
-        let mut second = credits.turn();
-        let mut second_buf = BytesMut::new();
-        second
-            .read(&mut second_reader, &mut second_buf)
-            .await
-            .unwrap();
-        let mut next = Box::pin(second.read(&mut second_reader, &mut second_buf));
+        let mut line = contended().await;
+        let mut next = Box::pin(
+            line.second
+                .read(&mut line.second_reader, &mut line.second_buf),
+        );
         assert!(futures_util::poll!(next.as_mut()).is_pending(), "in line");
         drop(next);
-        second.leave_line();
+        line.second.leave_line();
 
-        first.release(&mut first_buf);
-        assert_eq!(credits.available(), 1, "the freed credit waits for no one");
-        assert!(second.is_waiting(), "its next read queues again");
+        line.first.release(&mut line.first_buf);
         assert_eq!(
-            second
-                .read(&mut second_reader, &mut second_buf)
-                .await
-                .unwrap(),
-            2 * SMALL_READ
+            line.credits.available(),
+            1,
+            "the freed credit waits for no one"
         );
+        assert!(line.second.is_waiting(), "its next read queues again");
+        let n = line
+            .second
+            .read(&mut line.second_reader, &mut line.second_buf)
+            .await
+            .unwrap();
+        assert_eq!(n, 2 * SMALL_READ);
     }
 }
