@@ -101,6 +101,9 @@ pub struct Config {
     /// Which client certificate may speak for which sources (with `tls.client_ca`).
     #[serde(default)]
     pub auth: AuthConfig,
+    /// What the file sets that takes no effect as written (see [`Config::ineffective_settings`]).
+    #[serde(skip)]
+    ineffective: Vec<String>,
 }
 
 /// `[tls]`: the daemon's certificate and key, and the CA of its clients' certificates. Read at
@@ -188,10 +191,6 @@ pub struct PipelineConfig {
     /// Starvation guard: after this many emergency frames in a row while routine frames wait, the
     /// processor takes one routine batch.
     pub emergency_streak: usize,
-    /// `dashboard_capacity`, retired: the dashboard takes no frames. Still accepted, so that an
-    /// older file loads, and named by [`Config::retired_keys`].
-    #[serde(rename = "dashboard_capacity")]
-    retired_dashboard_capacity: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for PipelineConfig {
@@ -200,7 +199,6 @@ impl Default for PipelineConfig {
             processor_capacity: 64,
             emergency_capacity: 64,
             archive_capacity: 1024,
-            retired_dashboard_capacity: None,
             max_batch_frames: 64,
             emergency_streak: 256,
         }
@@ -307,6 +305,16 @@ pub struct MonitorConfig {
     pub token_file: Option<PathBuf>,
     /// Require the token on `/healthz` and `/metrics` too.
     pub protect_all: bool,
+    /// Connections at once; one more is answered 503 and closed. Each holds a file descriptor.
+    pub max_connections: usize,
+    /// A request's head must arrive whole within this, counted from the connection's accept or
+    /// from the end of its previous response: a silent or half-sent request is closed.
+    #[serde(rename = "header_read_timeout_ms", deserialize_with = "millis")]
+    pub header_read_timeout: Duration,
+    /// A connection on which nothing moves either way for this long (a stalled body, a client that
+    /// stopped reading its response) is closed.
+    #[serde(rename = "idle_timeout_ms", deserialize_with = "millis")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -316,6 +324,9 @@ impl Default for MonitorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
             token_file: None,
             protect_all: false,
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -776,6 +787,30 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
         .map_err(|err| err.to_string())
 }
 
+/// The keys of `text` (already parsed) that take no effect: every `[consumer]` key but `enabled`
+/// while `consumer.enabled` is not `true`. A `listen` alone does not enable the listener, which has
+/// no authentication and serves every archived frame: that stays a decision of its own.
+fn ineffective(text: &str) -> Vec<String> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let Some(consumer) = table.get("consumer").and_then(toml::Value::as_table) else {
+        return Vec::new();
+    };
+    if consumer.get("enabled").and_then(toml::Value::as_bool) == Some(true) {
+        return Vec::new();
+    }
+    consumer
+        .keys()
+        .filter(|key| *key != "enabled")
+        .map(|key| {
+            format!(
+                "consumer.{key} is set but consumer.enabled is not true: the follow listener is off"
+            )
+        })
+        .collect()
+}
+
 fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(deserializer)?;
     text.parse().map_err(|_| {
@@ -832,6 +867,7 @@ impl Default for Config {
             sinks: SinksConfig::default(),
             tls: None,
             auth: AuthConfig::default(),
+            ineffective: Vec::new(),
         }
     }
 }
@@ -848,7 +884,7 @@ impl Config {
 
     /// Parses and validates config text; `path` only names the origin in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| {
+        let mut config: Config = toml::from_str(text).map_err(|source| {
             let (line, key) = locate(text, source.span());
             ConfigError::Parse {
                 path: path.to_owned(),
@@ -864,6 +900,7 @@ impl Config {
                 key,
                 problem,
             })?;
+        config.ineffective = ineffective(text);
         Ok(config)
     }
 
@@ -886,6 +923,11 @@ impl Config {
             (
                 "consumer.max_connections",
                 self.consumer.max_connections,
+                MAX_CONNECTIONS,
+            ),
+            (
+                "monitor.max_connections",
+                self.monitor.max_connections,
                 MAX_CONNECTIONS,
             ),
             (
@@ -962,6 +1004,11 @@ impl Config {
             ("dashboard.stats_interval_ms", self.dashboard.stats_interval),
             ("archive.sync_interval_ms", self.archive.sync_interval),
             ("feed.send_timeout_ms", self.feed.send_timeout),
+            (
+                "monitor.header_read_timeout_ms",
+                self.monitor.header_read_timeout,
+            ),
+            ("monitor.idle_timeout_ms", self.monitor.idle_timeout),
         ];
         for (key, value) in durations {
             if value.is_zero() {
@@ -1133,33 +1180,41 @@ impl Config {
         Ok(())
     }
 
-    /// Keys of the file that no longer do anything (logged at start).
-    pub fn retired_keys(&self) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        if self.pipeline.retired_dashboard_capacity.is_some() {
-            keys.push("pipeline.dashboard_capacity");
-        }
-        keys
+    /// What the file sets that takes no effect as written, each with the reason (logged at start):
+    /// `[consumer]` keys without `enabled = true`, whose listener then does not listen.
+    pub fn ineffective_settings(&self) -> &[String] {
+        &self.ineffective
     }
 
-    /// The listeners bound to an address other than loopback while `[tls]` is absent: anyone who
-    /// reaches them may claim any source (logged at start, and reported on `/healthz`).
+    /// The listeners bound to an address other than loopback while `[tls]` is absent (and, for the
+    /// monitor, `monitor.token_file` too), each with what anyone who reaches it may do (logged at
+    /// start, and reported on `/healthz`).
     pub fn exposure_warnings(&self) -> Vec<String> {
         if self.tls.is_some() {
             return Vec::new();
         }
+        const CLAIM: &str = "anyone who reaches it may claim any source";
         let mut listeners = vec![
-            ("uplink", self.uplink.listen),
-            ("replay", self.replay.listen),
+            ("uplink", self.uplink.listen, CLAIM),
+            ("replay", self.replay.listen, CLAIM),
         ];
         if self.consumer.enabled {
-            listeners.push(("consumer", self.consumer.listen));
+            let reads = "anyone who reaches it may read every archived frame";
+            listeners.push(("consumer", self.consumer.listen, reads));
+        }
+        if self.monitor.enabled && self.monitor.token_file.is_none() {
+            let publishes = "anyone who reaches it may read the feed and publish catalogs";
+            listeners.push(("monitor", self.monitor.listen, publishes));
         }
         listeners
             .into_iter()
-            .filter(|(_, addr)| !addr.ip().is_loopback())
-            .map(|(name, addr)| {
-                format!("the {name} listener on {addr} is not loopback and has no TLS ([tls])")
+            .filter(|(_, addr, _)| !addr.ip().is_loopback())
+            .map(|(name, addr, risk)| {
+                let guard = match name {
+                    "monitor" => "neither TLS ([tls]) nor a token (monitor.token_file)",
+                    _ => "no TLS ([tls])",
+                };
+                format!("the {name} listener on {addr} is not loopback and has {guard}: {risk}")
             })
             .collect()
     }

@@ -84,6 +84,11 @@ pub struct HealthProbe {
 }
 
 impl HealthProbe {
+    /// Resolves once the drain has begun.
+    pub async fn draining(&self) {
+        self.drain.cancelled().await
+    }
+
     pub fn health(&self) -> Health {
         let stats = self.stats.snapshot();
         if self.drain.is_cancelled() {
@@ -322,6 +327,7 @@ impl Daemon {
                 handshake_timeout: config.connection.handshake_timeout,
                 tls: self.tls.clone(),
                 readers: self.readers.clone(),
+                stats: stats.clone(),
             };
             Followers::start(
                 listener,

@@ -25,6 +25,7 @@ struct Daemon {
     log: Arc<Mutex<Vec<String>>>,
     uplink: SocketAddr,
     replay: SocketAddr,
+    monitor: SocketAddr,
 }
 
 impl Daemon {
@@ -41,6 +42,18 @@ impl Daemon {
 
     /// The same with `extra` appended to the config (sections of its own).
     fn start_configured(name: &str, format: &str, extra: &str) -> Daemon {
+        Daemon::launch(name, format, extra, "", None)
+    }
+
+    /// Starts the binary with `monitor` appended to its `[monitor]` section, `extra` to the
+    /// config, and with `open_files` as its soft and hard `RLIMIT_NOFILE` if given.
+    fn launch(
+        name: &str,
+        format: &str,
+        extra: &str,
+        monitor: &str,
+        open_files: Option<u64>,
+    ) -> Daemon {
         let dir = std::env::temp_dir().join(format!(
             "aggregator-binary-test-{}-{name}",
             std::process::id()
@@ -53,21 +66,35 @@ impl Daemon {
              [shutdown]\ndrain_deadline_ms = {}\n\
              [dashboard]\nstats_interval_ms = 50\n\
              [log]\nlevel = \"info\"\nformat = \"{format}\"\n\
-             [monitor]\nlisten = \"127.0.0.1:0\"\n\
+             [monitor]\nlisten = \"127.0.0.1:0\"\n{monitor}\n\
              [archive]\ndir = \"{}\"\n{extra}",
             DRAIN_DEADLINE.as_millis(),
             dir.join("archive").display()
         );
         std::fs::write(&config, &text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aggregator"));
+        command
             .arg("--config")
             .arg(&config)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the aggregator binary");
+            .stderr(Stdio::piped());
+        if let Some(files) = open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: files as libc::rlim_t,
+                rlim_max: files as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe and reads a struct copied into the closure.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let mut child = command.spawn().expect("start the aggregator binary");
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -90,6 +117,7 @@ impl Daemon {
             log,
             uplink: "0.0.0.0:0".parse().unwrap(),
             replay: "0.0.0.0:0".parse().unwrap(),
+            monitor: "0.0.0.0:0".parse().unwrap(),
         };
         let listening = daemon.wait_for_line("aggregator listening");
         let field = |key| match format {
@@ -98,6 +126,7 @@ impl Daemon {
         };
         daemon.uplink = field("uplink").parse().unwrap();
         daemon.replay = field("replay").parse().unwrap();
+        daemon.monitor = field("monitor").parse().unwrap();
         daemon
     }
 
@@ -461,4 +490,118 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_connections() {
     daemon.signal(libc::SIGTERM);
     let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Sends routine frames `sequences` and reads until the ACK of the last one.
+async fn send_until_acked(client: &mut Client, sequences: std::ops::Range<u64>) {
+    let last = sequences.end - 1;
+    client.send_routine(sequences).await;
+    loop {
+        match tokio::time::timeout(PATIENCE, client.recv_message()).await {
+            Ok(ServerMessage::Ack { sequence }) if sequence >= last => return,
+            Ok(ServerMessage::Ack { .. } | ServerMessage::Pong { .. }) => {}
+            Ok(other) => panic!("expected ACKs up to {last}, got {other:?}"),
+            Err(_) => panic!("no ACK of {last} within {PATIENCE:?}: the archive stopped storing"),
+        }
+    }
+}
+
+/// `GET /healthz`'s status, or `None` when the monitor does not answer (refused, closed, silent).
+async fn healthz(addr: SocketAddr) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        response.split(' ').nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Idle connections to the monitor cannot take the archive's file descriptors: with 256 of them
+/// and more idle HTTP connections than that, the connections past the reserve are refused (and
+/// counted, and logged), a source already connected keeps being acknowledged across segment
+/// rotations, and once the idle ones close a new source is welcomed and the drain is clean. Before
+/// the reserve, the archive's next open failed with EMFILE and nothing more was stored.
+#[tokio::test]
+async fn idle_monitor_connections_cannot_take_the_archives_descriptors() {
+    let daemon = Daemon::launch(
+        "descriptors",
+        "json",
+        "segment_bytes = 4096\n",
+        "max_connections = 1000\nheader_read_timeout_ms = 60000\nidle_timeout_ms = 60000",
+        Some(256),
+    );
+    let limit = daemon
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|line| line.contains("open-file limit"))
+        .cloned()
+        .expect("the start logs the open-file limit");
+    assert_eq!(json_u64(&limit, "soft"), 256, "{limit}");
+    let mut first = Client::source(daemon.uplink, SourceKind::LiveUplink, 1).await;
+    send_until_acked(&mut first, 0..100).await;
+
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        match tokio::net::TcpStream::connect(daemon.monitor).await {
+            Ok(stream) => idle.push(stream),
+            Err(err) => panic!("connect to the monitor: {err}"),
+        }
+    }
+    // Dozens of 4 KiB segments while every descriptor below the reserve is held.
+    for chunk in 1..20 {
+        send_until_acked(&mut first, chunk * 100..(chunk + 1) * 100).await;
+    }
+    daemon.wait_for_line("connections refused: the open-file limit is near");
+
+    drop(idle);
+    wait_until_async("the monitor answers ready again", PATIENCE, || async {
+        healthz(daemon.monitor).await == Some(200)
+    })
+    .await;
+    let mut second = Client::source(daemon.uplink, SourceKind::LiveUplink, 2).await;
+    send_until_acked(&mut second, 0..100).await;
+
+    let mut daemon = daemon;
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
+    assert!(status.success(), "exit status {status:?}");
+    let summary = daemon.wait_for_line("drain complete");
+    assert_eq!(json_u64(&summary, "unacknowledged"), 0, "{summary}");
+    assert_eq!(json_u64(&summary, "archived"), 2100, "{summary}");
+}
+
+/// A client that sent half an HTTP request and then nothing does not hold the exit: SIGTERM drains
+/// and the process exits within the drain deadline (before, it waited for that client to go).
+#[tokio::test]
+async fn a_half_sent_http_request_does_not_hold_the_exit() {
+    use tokio::io::AsyncWriteExt;
+    let mut daemon = Daemon::launch(
+        "half-sent",
+        "json",
+        "",
+        "header_read_timeout_ms = 600000\nidle_timeout_ms = 600000",
+        None,
+    );
+    let mut half = tokio::net::TcpStream::connect(daemon.monitor)
+        .await
+        .unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A complete request on another connection: the half-sent one was accepted before it.
+    assert_eq!(healthz(daemon.monitor).await, Some(200));
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
+    assert!(status.success(), "exit status {status:?}");
+    daemon.wait_for_line("drain complete");
+    drop(half);
 }

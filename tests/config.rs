@@ -155,15 +155,55 @@ fn an_unknown_key_is_rejected() {
     );
 }
 
+/// `pipeline.dashboard_capacity` did nothing and was documented nowhere: it is an unknown key now.
 #[test]
-fn a_retired_key_still_loads_and_is_named() {
-    let file = TempConfig::new("[pipeline]\ndashboard_capacity = 64\nprocessor_capacity = 128\n");
-    let config = Config::load(&file.path).expect("a file written for an older daemon loads");
-    assert_eq!(config.pipeline.processor_capacity, 128);
-    assert_eq!(config.retired_keys(), ["pipeline.dashboard_capacity"]);
-    let current = TempConfig::new("[pipeline]\nprocessor_capacity = 128\n");
-    let config = Config::load(&current.path).expect("valid");
-    assert!(config.retired_keys().is_empty());
+fn dashboard_capacity_is_an_unknown_key() {
+    expect_error(
+        "[pipeline]\ndashboard_capacity = 64\n",
+        &["pipeline.dashboard_capacity", "unknown field"],
+    );
+}
+
+/// A `[consumer]` section that sets `listen` (or any key) without `enabled = true` listens nowhere:
+/// the start says so instead of staying silent.
+#[test]
+fn consumer_keys_without_enabled_are_named_as_ineffective() {
+    let file = TempConfig::new("[consumer]\nlisten = \"127.0.0.1:7702\"\nmax_connections = 8\n");
+    let config = Config::load(&file.path).expect("valid");
+    assert!(!config.consumer.enabled);
+    let named = config.ineffective_settings();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert!(named
+        .iter()
+        .all(|n| n.contains("consumer.enabled is not true")));
+    assert!(named[0].starts_with("consumer.listen") || named[1].starts_with("consumer.listen"));
+    for enabled in [
+        "[consumer]\nenabled = true\nlisten = \"127.0.0.1:7702\"\n",
+        "[consumer]\nenabled = false\n",
+        "[monitor]\nlisten = \"127.0.0.1:7780\"\n",
+    ] {
+        let file = TempConfig::new(enabled);
+        let config = Config::load(&file.path).expect("valid");
+        assert!(config.ineffective_settings().is_empty(), "{enabled}");
+    }
+}
+
+/// The monitor beyond loopback with neither a token nor TLS is warned about like the source
+/// listeners: anyone who reaches it may read the feed and publish catalogs.
+#[test]
+fn an_open_monitor_beyond_loopback_is_warned_about() {
+    let file = TempConfig::new("[monitor]\nlisten = \"0.0.0.0:7780\"\n");
+    let config = Config::load(&file.path).expect("valid");
+    let warnings = config.exposure_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("monitor listener on 0.0.0.0:7780"),
+        "{warnings:?}"
+    );
+    assert!(warnings[0].contains("publish catalogs"), "{warnings:?}");
+    let guarded = TempConfig::new("[monitor]\nlisten = \"0.0.0.0:7780\"\ntoken_file = \"/x\"\n");
+    let config = Config::load(&guarded.path).expect("valid");
+    assert!(config.exposure_warnings().is_empty());
 }
 
 #[test]

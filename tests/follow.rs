@@ -579,27 +579,30 @@ async fn next_message(input: &mut FramedRead<TcpStream, LengthDelimitedCodec>) -
     DaemonMessage::decode(body.freeze()).unwrap()
 }
 
+/// Anything a consumer sends after its SUBSCRIBE ends the subscription with
+/// END(UnexpectedMessage): a whole message, one stray byte, or a length prefix whose message never
+/// comes (a partial message must not be waited for).
 #[tokio::test]
 async fn a_consumer_that_sends_after_subscribing_is_ended_with_the_reason() {
     let dir = TempDir::new("follow-chatty");
     let daemon = Running::start(&archive_config(&dir.0)).await;
-    let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
-    let mut bytes = BytesMut::new();
-    subscription(Start::Now).encode(&mut bytes);
-    stream.write_all(&bytes).await.unwrap();
-    let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
-    assert!(matches!(
-        next_message(&mut input).await,
-        DaemonMessage::Subscribed { .. }
-    ));
-    input
-        .get_mut()
-        .write_all(&[0, 0, 0, 1, 0x11])
-        .await
-        .unwrap();
-    match next_message(&mut input).await {
-        DaemonMessage::End { reason, .. } => assert_eq!(reason, EndReason::UnexpectedMessage),
-        other => panic!("expected END, got {other:?}"),
+    for sent in [&[0, 0, 0, 1, 0x11][..], &[0x42], &[0, 0, 0, 9, 1]] {
+        let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
+        let mut bytes = BytesMut::new();
+        subscription(Start::Now).encode(&mut bytes);
+        stream.write_all(&bytes).await.unwrap();
+        let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+        assert!(matches!(
+            next_message(&mut input).await,
+            DaemonMessage::Subscribed { .. }
+        ));
+        input.get_mut().write_all(sent).await.unwrap();
+        match next_message(&mut input).await {
+            DaemonMessage::End { reason, .. } => {
+                assert_eq!(reason, EndReason::UnexpectedMessage, "after {sent:?}")
+            }
+            other => panic!("expected END after {sent:?}, got {other:?}"),
+        }
     }
     assert!(daemon.shutdown().await.is_clean());
 }
@@ -889,6 +892,7 @@ impl ShardFollowers {
             handshake_timeout: PATIENCE,
             tls: None,
             readers: None,
+            stats: Stats::default(),
         };
         let drain = CancellationToken::new();
         let catalog = CatalogHandle::in_memory(1024);

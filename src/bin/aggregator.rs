@@ -12,6 +12,7 @@ use aggregator::catalog::CatalogHandle;
 use aggregator::config::LogFormat;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
+use aggregator::ingest::descriptors;
 use aggregator::ops::access::Access;
 use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::tls::client::TlsArgs;
@@ -216,6 +217,16 @@ fn main() -> ExitCode {
         config.log.format = LogFormat::Json;
     }
     aggregator::ops::logging::init(&config.log);
+    match descriptors::raise_limit() {
+        Ok(limits) => tracing::info!(
+            inherited = limits.inherited,
+            soft = limits.soft,
+            hard = limits.hard,
+            reserved_for_archive = descriptors::reserve(limits.soft),
+            "open-file limit"
+        ),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open-file limit"),
+    }
     let runtime = match config.runtime.build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -243,11 +254,11 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let hangup = signal(SignalKind::hangup())?;
-    for key in config.retired_keys() {
-        tracing::warn!("{key} no longer does anything and is ignored; remove it from the file");
+    for setting in config.ineffective_settings() {
+        tracing::warn!("{setting}");
     }
     for warning in config.exposure_warnings() {
-        tracing::warn!("{warning}: anyone who reaches it may claim any source");
+        tracing::warn!("{warning}");
     }
     // Every address is bound before the archive is opened: a start that fails on a port in use
     // must not leave segments behind, each holding its reserved disk. Nothing is accepted until
@@ -312,9 +323,7 @@ async fn serve(
     let report = daemon.run(listeners, shutdown).await;
     monitor_stop.cancel();
     if let Some(monitor) = monitor {
-        if let Ok(Err(err)) = monitor.await {
-            tracing::warn!(error = %err, "monitoring endpoint ended with an error");
-        }
+        let _ = monitor.await;
     }
     Ok(report.is_clean())
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -39,6 +39,7 @@ use super::shards::{DurableEnds, ShardCursors};
 use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
 use crate::ingest::listener::accept_until;
+use crate::ops::stats::Stats;
 use crate::tls::stream::{self, Reader, Writer};
 use crate::tls::ServerTls;
 
@@ -55,6 +56,8 @@ pub struct FollowSettings {
     pub tls: Option<Arc<ServerTls>>,
     /// The archive's count of followers, which keeps the segments they read in the page cache.
     pub readers: Option<Arc<Readers>>,
+    /// The daemon's counters (connections refused for the archive's descriptors).
+    pub stats: Stats,
 }
 
 /// How long a closing connection waits for the consumer to close its side, so that the last
@@ -199,19 +202,25 @@ async fn accept(
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) {
-    let limit = shared.settings.max_connections;
-    accept_until(listener, limit, &shared.drain, |stream, peer, slot| {
-        let (shared, stop) = (Arc::clone(shared), stop.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {
-                    tracing::warn!(%peer, "follower cut off at the drain deadline");
+    let (limit, stats) = (shared.settings.max_connections, &shared.settings.stats);
+    accept_until(
+        listener,
+        limit,
+        &shared.drain,
+        stats,
+        |stream, peer, slot| {
+            let (shared, stop) = (Arc::clone(shared), stop.clone());
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        tracing::warn!(%peer, "follower cut off at the drain deadline");
+                    }
+                    _ = serve(stream, peer, slot.is_some(), &shared) => {}
                 }
-                _ = serve(stream, peer, slot.is_some(), &shared) => {}
-            }
-            drop(slot);
-        });
-    })
+                drop(slot);
+            });
+        },
+    )
     .await;
 }
 
@@ -373,7 +382,7 @@ async fn stream_frames(
                             return Ending::Io(err);
                         }
                     }
-                    message = input.next() => return unexpected(message),
+                    sent = anything_sent(input) => return sent,
                 }
                 *sent += runs.iter().map(|run| run.frames.len() as u64).sum::<u64>();
                 continue;
@@ -392,7 +401,7 @@ async fn stream_frames(
                     catalog.mark_changed();
                 }
             }
-            message = input.next() => return unexpected(message),
+            sent = anything_sent(input) => return sent,
         }
     }
 }
@@ -412,15 +421,22 @@ async fn write_flushed(write: &mut Writer, buf: &[u8]) -> io::Result<()> {
     write.flush().await
 }
 
-/// What the consumer sent after its SUBSCRIBE ends the subscription.
-fn unexpected(message: Option<io::Result<BytesMut>>) -> Ending {
-    match message {
-        None => Ending::ConsumerClosed,
-        Some(Ok(_)) => Ending::End(
-            EndReason::UnexpectedMessage,
-            "a consumer sends nothing after SUBSCRIBE".into(),
-        ),
-        Some(Err(err)) => Ending::End(EndReason::UnexpectedMessage, err.to_string()),
+/// Waits for the consumer to send anything after its SUBSCRIBE, which ends the subscription: a
+/// byte is enough, whether or not a whole message follows (a partial one must not wait for the
+/// rest). Reads the socket itself, past the framing; cancel-safe.
+async fn anything_sent(input: &mut FramedRead<Reader, LengthDelimitedCodec>) -> Ending {
+    let unexpected = |what: String| Ending::End(EndReason::UnexpectedMessage, what);
+    let buffered = input.read_buffer().len();
+    if buffered > 0 {
+        return unexpected(format!(
+            "a consumer sends nothing after SUBSCRIBE; {buffered} bytes came"
+        ));
+    }
+    let mut byte = [0u8; 1];
+    match input.get_mut().read(&mut byte).await {
+        Ok(0) => Ending::ConsumerClosed,
+        Ok(_) => unexpected("a consumer sends nothing after SUBSCRIBE".into()),
+        Err(err) => Ending::Io(err),
     }
 }
 

@@ -6,8 +6,9 @@
 //! reconnecting after a restart waits there instead of having its handshakes dropped.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -15,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Shared};
+use super::descriptors;
 use crate::config::Config;
+use crate::ops::stats::Stats;
 use crate::pipeline::frame::SourceKind;
 
 /// The two bound listeners.
@@ -135,8 +138,8 @@ async fn accept_loop(
     shared: Arc<Shared>,
     tracker: TaskTracker,
 ) {
-    let drain = shared.drain.clone();
-    accept_until(&listener, limit, &drain, |stream, peer, slot| {
+    let (drain, stats) = (shared.drain.clone(), shared.stats.clone());
+    accept_until(&listener, limit, &drain, &stats, |stream, peer, slot| {
         let shared = Arc::clone(&shared);
         match slot {
             Some(slot) => tracker.spawn(async move {
@@ -153,21 +156,30 @@ async fn accept_loop(
 
 /// Accepts connections on `listener` until `drain` is cancelled and hands each to `admit`, with
 /// one of `limit` slots (held for as long as the connection is), or `None` when all are taken.
-/// A failed accept (typically out of file descriptors) is retried with a backoff.
+/// A connection whose descriptor falls in the archive's reserve ([`descriptors`]) is closed at
+/// once and counted in `stats`. A failed accept (typically out of file descriptors) is retried
+/// with a backoff.
 pub(crate) async fn accept_until(
     listener: &TcpListener,
     limit: usize,
     drain: &CancellationToken,
+    stats: &Stats,
     mut admit: impl FnMut(TcpStream, SocketAddr, Option<OwnedSemaphorePermit>),
 ) {
     let slots = Arc::new(Semaphore::new(limit));
     let mut backoff = Duration::from_millis(10);
+    let mut refusals = Refusals::default();
     loop {
         let accepted = tokio::select! {
             _ = drain.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
+            Ok((stream, _)) if descriptors::in_reserve(stream.as_raw_fd()) => {
+                drop(stream);
+                stats.connection_refused_for_descriptors();
+                refusals.count();
+            }
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 admit(stream, peer, Arc::clone(&slots).try_acquire_owned().ok());
@@ -184,6 +196,33 @@ pub(crate) async fn accept_until(
         }
     }
     tracing::debug!("stopped accepting");
+}
+
+/// Connections closed for the archive's descriptors, logged at most once a second: a flood of
+/// them must not become a flood of log lines.
+#[derive(Debug, Default)]
+struct Refusals {
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl Refusals {
+    fn count(&mut self) {
+        self.unlogged += 1;
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::warn!(
+            refused = self.unlogged,
+            "connections refused: the open-file limit is near, and its last descriptors are kept for the archive"
+        );
+        self.unlogged = 0;
+        self.logged_at = Some(now);
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod dashboard;
 pub mod feed;
 pub mod frame_feed;
+mod http;
 pub mod logging;
 pub mod monitor;
 pub mod stats;

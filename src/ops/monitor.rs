@@ -33,14 +33,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogHandle;
+use crate::config::MonitorConfig;
 use crate::daemon::{Daemon, Health, HealthProbe};
 use crate::ingest::router::RouterHandle;
 use crate::ingest::source::SourceSnapshot;
 use crate::ops::access::{require_token, Access};
 use crate::ops::catalog::{self, CatalogBody};
 use crate::ops::feed::{self, FeedState};
+use crate::ops::http::{self, Http};
 use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, ShardStats, Stats};
-use crate::tls::https::HttpsListener;
 use crate::tls::ServerTls;
 
 /// How often rates are sampled.
@@ -62,6 +63,10 @@ pub struct MonitorState {
     access: Option<Arc<Access>>,
     /// Served over TLS, with `[tls]`.
     tls: Option<Arc<ServerTls>>,
+    /// Its connection limit and timeouts.
+    settings: MonitorConfig,
+    /// How long after the drain began the monitor's last connections are cut off.
+    drain_deadline: Duration,
 }
 
 impl FromRef<MonitorState> for FeedState {
@@ -103,6 +108,8 @@ impl MonitorState {
             warnings: daemon.config().exposure_warnings().into(),
             access: None,
             tls: daemon.tls(),
+            settings: daemon.config().monitor.clone(),
+            drain_deadline: daemon.config().shutdown.drain_deadline,
         }
     }
 
@@ -113,19 +120,31 @@ impl MonitorState {
     }
 }
 
-/// Serves the endpoint on `listener` until `stop` resolves.
+/// Serves the endpoint on `listener` until `stop` resolves, then closes its connections: those
+/// still open at the drain's deadline (`shutdown.drain_deadline_ms` after the drain began, or
+/// after `stop` without a drain) are dropped, so no client holds the exit open ([`http`]).
 pub async fn serve(
     listener: TcpListener,
     state: MonitorState,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let sampling = CancellationToken::new();
     tokio::spawn(sample_rates(
         state.stats.clone(),
         Arc::clone(&state.rates),
         sampling.clone(),
     ));
-    let (access, tls) = (state.access.clone(), state.tls.clone());
+    let (access, tls, settings, counters) = (
+        state.access.clone(),
+        state.tls.clone(),
+        state.settings.clone(),
+        state.stats.clone(),
+    );
+    let (health, deadline) = (state.health.clone(), state.drain_deadline);
+    let drain_began = tokio::spawn(async move {
+        health.draining().await;
+        Instant::now()
+    });
     let mut app = Router::new()
         .merge(crate::ops::web::routes())
         .route("/stats", get(stats))
@@ -137,21 +156,24 @@ pub async fn serve(
     if let Some(access) = access {
         app = app.layer(middleware::from_fn_with_state(access, require_token));
     }
-    let served = match tls {
-        Some(tls) => {
-            let listener = HttpsListener::new(listener, tls);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
+    let cut_off = async move {
+        let began = match drain_began.is_finished() {
+            true => drain_began.await.unwrap_or_else(|_| Instant::now()),
+            false => {
+                drain_began.abort();
+                Instant::now()
+            }
+        };
+        tokio::time::Instant::from_std(began + deadline)
     };
+    let http = Http {
+        app,
+        tls,
+        settings,
+        stats: counters,
+    };
+    http::serve(listener, http, stop, cut_off).await;
     sampling.cancel();
-    served
 }
 
 async fn sample_rates(stats: Stats, rates: Arc<Rates>, stop: CancellationToken) {

@@ -84,6 +84,7 @@ pipeline_stats! {
     Gauge active_sources: "Sources registered right now.",
     Counter connections_accepted: "Connections that completed a hello and registered.",
     Counter connections_refused: "Connections refused: limit, duplicate id, wrong kind or version, unauthorized, shutting down.",
+    Counter connections_refused_descriptors: "Connections on any listener closed at once because the open-file limit was near: its last descriptors are kept for the archive.",
     Counter connections_unauthorized: "HELLOs refused as Unauthorized: the peer's certificate does not cover the source (also counted in connections_refused).",
     Counter tls_handshakes_failed: "Connections closed before a HELLO because their TLS handshake failed: plaintext, no or an untrusted or expired certificate.",
     Counter protocol_errors: "Connections closed for malformed input or a timeout.",
@@ -323,6 +324,12 @@ impl Stats {
 
     pub(crate) fn refused(&self) {
         self.counters.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_refused_for_descriptors(&self) {
+        self.counters
+            .connections_refused_descriptors
+            .fetch_add(1, Relaxed);
     }
 
     pub(crate) fn unauthorized(&self) {

@@ -263,9 +263,11 @@ impl Drop for FanOut {
 }
 
 impl Subscriber {
-    /// Queues `batch` in `lane`, first dropping the lane's oldest batches while it does not fit: a
-    /// live view wants the newest frames. What was dropped becomes (or grows) the gap at the front
-    /// of the lane's queue.
+    /// Queues `batch` in `lane`, first dropping the lane's oldest routine batches while it does not
+    /// fit (a live view wants the newest frames, and an alert the emergencies): an emergency batch
+    /// is dropped only when the queue holds no routine one, and a routine batch that finds only
+    /// emergencies is the one dropped. What was dropped becomes (or grows) the gap at the front of
+    /// the lane's queue.
     fn offer(&self, lane: &LaneQueue, batch: &Arc<Batch>, stats: &Stats) {
         let bytes = batch.pinned_bytes();
         let bound = self.lane_bound;
@@ -277,16 +279,30 @@ impl Subscriber {
             let mut missed = queue.take_gap();
             let lagging = missed > 0;
             let mut dropped = 0u64;
+            let mut keep = true;
             while !fits(&queue) {
-                let Some(oldest) = queue.pop_batch() else {
-                    break;
+                let evicted = match queue.pop_oldest(Some(Priority::Routine)) {
+                    Some(routine) => routine,
+                    None if batch.priority == Priority::Routine => {
+                        keep = false;
+                        Arc::clone(batch)
+                    }
+                    None => match queue.pop_oldest(None) {
+                        Some(emergency) => emergency,
+                        None => break,
+                    },
                 };
-                missed += oldest.len() as u64;
+                missed += evicted.len() as u64;
                 dropped += 1;
+                if !keep {
+                    break;
+                }
             }
-            queue.batches += 1;
-            queue.bytes += bytes;
-            queue.entries.push_back(Delivery::Batch(Arc::clone(batch)));
+            if keep {
+                queue.batches += 1;
+                queue.bytes += bytes;
+                queue.entries.push_back(Delivery::Batch(Arc::clone(batch)));
+            }
             if missed > 0 {
                 queue.entries.push_front(Delivery::Gap(missed));
             }
@@ -315,9 +331,14 @@ impl Queue {
         }
     }
 
-    /// Removes the oldest batch; call after [`Queue::take_gap`].
-    fn pop_batch(&mut self) -> Option<Arc<Batch>> {
-        match self.entries.pop_front()? {
+    /// Removes the oldest batch of `priority` (of either when `None`); call after
+    /// [`Queue::take_gap`].
+    fn pop_oldest(&mut self, priority: Option<Priority>) -> Option<Arc<Batch>> {
+        let at = self.entries.iter().position(|entry| match entry {
+            Delivery::Batch(batch) => priority.is_none_or(|p| p == batch.priority),
+            Delivery::Gap(_) => false,
+        })?;
+        match self.entries.remove(at)? {
             Delivery::Batch(batch) => {
                 self.batches -= 1;
                 self.bytes -= batch.pinned_bytes();
@@ -534,6 +555,38 @@ mod tests {
         assert_eq!(sequences(&got, 1), [4, 5]);
         assert_eq!(stats.snapshot().lagged_batches, 3);
         assert_eq!(stats.snapshot().lag_events, 1);
+    }
+
+    /// A full lane drops routine batches before emergencies: an emergency is lost only when the
+    /// queue holds nothing else, and a routine batch that finds only emergencies is dropped itself.
+    #[tokio::test]
+    async fn a_full_lane_drops_routine_batches_before_emergencies() {
+        // Two batches a lane.
+        let (stats, publishers, mut subscription) = subscribed(1, 2, usize::MAX);
+        let a = source(1);
+        let emergency = |sequence| {
+            let mut batch = Batch::new(Arc::clone(&a), Priority::Emergency, Instant::now(), 1);
+            batch.push(sequence, 0..1);
+            batch.attach(Bytes::from(vec![0u8; 10]));
+            Arc::new(batch)
+        };
+        publishers[0].publish(&emergency(1));
+        publishers[0].publish(&batch(&a, 2, 10));
+        publishers[0].publish(&batch(&a, 3, 10));
+        publishers[0].publish(&emergency(4));
+        publishers[0].publish(&batch(&a, 5, 10));
+        let got = queued(&mut subscription);
+        assert!(matches!(got[0], Delivery::Gap(3)), "{got:?}");
+        assert_eq!(sequences(&got, 1), [1, 4], "both emergencies kept");
+        assert_eq!(stats.snapshot().lagged_batches, 3);
+
+        // Only emergencies queued: the oldest goes for a newer one.
+        for sequence in [6, 7, 8] {
+            publishers[0].publish(&emergency(sequence));
+        }
+        let got = queued(&mut subscription);
+        assert!(matches!(got[0], Delivery::Gap(1)), "{got:?}");
+        assert_eq!(sequences(&got, 1), [7, 8]);
     }
 
     #[tokio::test]

@@ -1,0 +1,266 @@
+//! The monitor's connections, served one by one rather than through `axum::serve`, because a port
+//! any client can reach must not let one stop the daemon: `axum::serve` has no connection limit, no
+//! timeout on a request's head, and at shutdown waits for every connection to finish, so a client
+//! that sent half a request held the exit open for as long as it liked.
+//!
+//! Here each connection takes one of `monitor.max_connections` slots (one more is answered 503 and
+//! closed) and a descriptor outside the archive's reserve ([`crate::ingest::descriptors`]); hyper
+//! closes one whose request head does not arrive within `monitor.header_read_timeout_ms`, counted
+//! from the accept or the end of the previous response, so a silent connection goes too; and one
+//! on which nothing moves either way for `monitor.idle_timeout_ms` is closed. When the monitor
+//! stops, every connection is asked to finish its request and close; those still open at the
+//! cut-off (the drain's deadline) are dropped. A WebSocket (`/feed`) leaves this accounting once
+//! upgraded: it has its own send timeout, and it ends with the fan-out at the drain.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::MonitorConfig;
+use crate::ingest::listener::accept_until;
+use crate::ops::stats::Stats;
+use crate::tls::https;
+use crate::tls::ServerTls;
+
+/// What the monitor's connections are served with.
+pub(crate) struct Http {
+    pub app: Router,
+    pub tls: Option<Arc<ServerTls>>,
+    pub settings: MonitorConfig,
+    pub stats: Stats,
+}
+
+/// Serves `listener` until `stop` resolves, then asks every connection to close and waits for them
+/// until the instant `cut_off` resolves to, dropping those still open then.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    http: Http,
+    stop: impl Future<Output = ()>,
+    cut_off: impl Future<Output = Instant>,
+) {
+    let http = Arc::new(http);
+    let (stopping, cutting) = (CancellationToken::new(), CancellationToken::new());
+    let connections = TaskTracker::new();
+    {
+        let limit = http.settings.max_connections;
+        let accepting = accept_until(
+            &listener,
+            limit,
+            &stopping,
+            &http.stats,
+            |stream, peer, slot| {
+                let Some(slot) = slot else {
+                    refuse(&stream, limit);
+                    return;
+                };
+                let (http, stopping, cutting) =
+                    (Arc::clone(&http), stopping.clone(), cutting.clone());
+                connections.spawn(async move {
+                tokio::select! {
+                    () = connection(stream, peer, &http, &stopping) => {}
+                    () = cutting.cancelled() => {
+                        tracing::debug!(%peer, "monitor connection cut off at the drain deadline");
+                    }
+                }
+                drop(slot);
+            });
+            },
+        );
+        let mut accepting = pin!(accepting);
+        tokio::select! {
+            () = &mut accepting => {}
+            () = stop => stopping.cancel(),
+        }
+        accepting.await;
+    }
+    drop(listener);
+    connections.close();
+    let cut_off = cut_off.await;
+    if tokio::time::timeout_at(cut_off, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "monitor connections still open at the drain deadline are closed"
+        );
+        cutting.cancel();
+        connections.wait().await;
+    }
+}
+
+/// Answers a connection beyond the limit with a 503, if its socket takes it at once, and closes it.
+fn refuse(stream: &TcpStream, limit: usize) {
+    let body = format!("too many monitor connections (monitor.max_connections = {limit})\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+    tracing::debug!(limit, "monitor connection refused: at its limit");
+}
+
+/// One connection: its TLS handshake if any, then HTTP/1.1 until the client closes, a timeout, or
+/// `stopping` (then the request under way is finished first).
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    http: &Http,
+    stopping: &CancellationToken,
+) {
+    match &http.tls {
+        Some(tls) => {
+            if let Some(stream) = https::handshake(tls.monitor_acceptor(), stream, peer).await {
+                serve_http(stream, peer, http, stopping).await;
+            }
+        }
+        None => serve_http(stream, peer, http, stopping).await,
+    }
+}
+
+async fn serve_http<IO>(io: IO, peer: SocketAddr, http: &Http, stopping: &CancellationToken)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = Watched {
+        io,
+        activity: Arc::clone(&activity),
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.settings.header_read_timeout);
+    let service = TowerToHyperService::new(http.app.clone());
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = pin!(conn);
+    let idle = http.settings.idle_timeout;
+    let mut asked_to_close = false;
+    loop {
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(err) = served {
+                    tracing::debug!(%peer, error = %err, "monitor connection ended");
+                }
+                return;
+            }
+            () = stopping.cancelled(), if !asked_to_close => {
+                asked_to_close = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = activity.idle_for(idle) => {
+                tracing::debug!(%peer, idle_ms = idle.as_millis() as u64, "monitor connection idle; closed");
+                return;
+            }
+        }
+    }
+}
+
+/// When bytes last moved on a connection, in milliseconds since it was accepted.
+#[derive(Debug)]
+struct Activity {
+    since: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            since: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.since.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.since + Duration::from_millis(self.last_ms.load(Relaxed));
+            if last.elapsed() >= idle {
+                return;
+            }
+            tokio::time::sleep_until(last + idle).await;
+        }
+    }
+}
+
+/// A connection's stream that notes when bytes move, for the idle timeout.
+struct Watched<IO> {
+    io: IO,
+    activity: Arc<Activity>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
