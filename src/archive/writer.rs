@@ -302,7 +302,7 @@ impl Writer {
         self.commit(&raised);
         let path = disk::publish(&self.dir, &file, index)?;
         self.segment = Some(Segment {
-            file,
+            file: Arc::new(file),
             path,
             index,
             len: self.buf.len() as u64,
@@ -442,7 +442,7 @@ impl Writer {
         let Some(segment) = self.segment.as_mut() else {
             return Err(self.unusable());
         };
-        if let Err(err) = segment.file.write_all(&self.buf) {
+        if let Err(err) = (&*segment.file).write_all(&self.buf) {
             let err = with_path(err, &segment.path, "cannot append to segment");
             // Cut a partial record off, so that later appends follow whole records.
             if segment.file.set_len(segment.len).is_err() {
@@ -486,17 +486,15 @@ impl Writer {
         next.write_all(&self.buf)
             .map_err(|err| with_path(err, &staged, "cannot write"))?;
         self.commit(&raised);
-        let handle = next
-            .try_clone()
-            .map_err(|err| with_path(err, &staged, "cannot open"))?;
+        let next = Arc::new(next);
         let new = Segment {
-            file: next,
+            file: Arc::clone(&next),
             path: staged,
             index,
             len: self.buf.len() as u64,
         };
         if let Some(full) = self.segment.replace(new) {
-            self.rolling = Some(self.disk.roll_over(full, handle, index));
+            self.rolling = Some(self.disk.roll_over(full, next, index));
         }
         self.appended = false;
         self.preparing = Some(self.disk.prepare(index + 1));
@@ -529,17 +527,13 @@ impl Writer {
         raised
     }
 
-    /// The open segment on a second handle, for a job of the disk thread's.
-    fn current(&self, what: &str) -> io::Result<Segment> {
+    /// The open segment, shared with a job of the disk thread's.
+    fn current(&self) -> io::Result<Segment> {
         let Some(segment) = &self.segment else {
             return Err(self.unusable());
         };
-        let file = segment
-            .file
-            .try_clone()
-            .map_err(|err| with_path(err, &segment.path, what))?;
         Ok(Segment {
-            file,
+            file: Arc::clone(&segment.file),
             path: segment.path.clone(),
             index: segment.index,
             len: segment.len,
@@ -640,7 +634,7 @@ impl ArchiveSink for SegmentSink {
         // Covers what was written before the sync began; the writer goes on appending meanwhile.
         let synced = self
             .writer
-            .current("cannot sync segment")
+            .current()
             .map(|segment| (DurableEnd::of(&segment), self.writer.disk.sync(segment)));
         // Everything journaled so far was written before: once the sync ends, it is in a segment.
         let retirer = self.journal.as_mut().and_then(Journal::rotate_if_due);
@@ -649,7 +643,10 @@ impl ArchiveSink for SegmentSink {
         Box::pin(async move {
             let (end, reply) = synced?;
             if let Err(err) = disk::answer(reply).await {
-                poisoned.store(true, Ordering::Relaxed);
+                // One that lost nothing is tried again; the journals are kept until it works.
+                if !super::is_transient(&err) {
+                    poisoned.store(true, Ordering::Relaxed);
+                }
                 return Err(err);
             }
             publish(&durable, end);
@@ -669,7 +666,7 @@ impl ArchiveSink for SegmentSink {
         let closed = self
             .writer
             .mark_acknowledged()
-            .and_then(|()| self.writer.current("cannot close segment"))
+            .and_then(|()| self.writer.current())
             .map(|segment| (DurableEnd::of(&segment), self.writer.disk.close(segment)));
         Box::pin(async move {
             let (end, reply) = closed?;
