@@ -74,6 +74,16 @@ pub(super) fn create_staged(dir: &Path, index: u64, bytes: u64) -> io::Result<Fi
     Ok(file)
 }
 
+/// Opens a segment to go on appending to it, with `bytes` of disk reserved from its start.
+pub(super) fn open_appending(path: &Path, bytes: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|err| opening_failed(err, path, "cannot open segment"))?;
+    preallocate(&file, bytes);
+    Ok(file)
+}
+
 /// Makes a staged segment durable and gives it its name: from here on, recovery reads it. Called
 /// again after a [transient](super::is_transient) failure, it does not rename twice.
 pub(super) fn publish(dir: &Path, file: &File, index: u64) -> io::Result<PathBuf> {
