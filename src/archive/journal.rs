@@ -77,7 +77,7 @@ fn journal_generation(path: &Path) -> Option<u64> {
 }
 
 /// The journal files in `dir`, by generation.
-fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(super) fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
     let mut journals = Vec::new();
     for entry in entries {
@@ -230,8 +230,9 @@ pub(super) fn recover(
     Ok(leftover)
 }
 
-/// Whether `sources` lacks `frame`; if so, it counts as stored from now on.
-fn take_missing(sources: &mut HashMap<SourceKey, Tracked>, frame: &FrameRecord) -> bool {
+/// Whether `sources` lacks `frame`; if so, it counts as stored from now on. What recovery stores
+/// from a journal, and what `archive verify` counts as the journal's alone.
+pub(super) fn take_missing(sources: &mut HashMap<SourceKey, Tracked>, frame: &FrameRecord) -> bool {
     let tracked = sources.entry((frame.kind, frame.source_id)).or_default();
     let stored = tracked
         .watermark
