@@ -545,3 +545,45 @@ fn repair_quarantines_the_damaged_bytes_of_the_newest_segment_and_the_daemon_sta
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("clean, nothing to repair"), "{stdout}");
 }
+
+/// After a crash, before the next start: live 1's emergencies 5 and 6 were acknowledged from the
+/// emergency journal, and the crash took them from the segment's unsynced tail. `verify --strict`
+/// counts them present, once (emergency 3 is in both the segment and the journal), and says how
+/// many the next start stores from the journal. Before, it read segments only: 5 and 6 were
+/// missing from live 1's sequences (past its last, so not even a gap) and a later frame made them
+/// one.
+#[test]
+fn verify_counts_frames_only_an_emergency_journal_holds_once() {
+    let dir = TempDir::new("verify-journal");
+    let mut segment = SegmentBuilder::new();
+    segment.frame(Live, 1, 3, Emergency);
+    for seq in [0, 1, 2, 4, 7] {
+        segment.frame(Live, 1, seq, Routine);
+    }
+    segment.write(&dir.0, 1);
+    let mut journal = SegmentBuilder::new();
+    for seq in [3, 5, 6] {
+        journal.frame(Live, 1, seq, Emergency);
+    }
+    let journal_path = dir.0.join("emergency-00000000000000000001.journal");
+    fs::write(&journal_path, &journal.bytes).unwrap();
+
+    let (status, stdout, stderr) = verify(&dir.0, &["--strict"]);
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        line(&stdout, "source live 1:"),
+        "source live 1: frames=8 emergency=3 first=0 last=7 missing=0 duplicates=0 journaled=2"
+    );
+    assert_eq!(
+        line(&stdout, "journal "),
+        format!(
+            "journal {}: 3 frames, 2 in no segment (the next start stores them), clean",
+            journal_path.display()
+        )
+    );
+    let total = line(&stdout, "verify total:");
+    assert!(
+        total.contains(" frames=8 emergency=3 journaled=2 missing=0 duplicates=0 "),
+        "{total}"
+    );
+}

@@ -18,7 +18,11 @@
 //! degraded) from the first failed write until what failed is synced. A failed `fsync` is not
 //! retried: the kernel may have dropped the pages it could not write, and a later `fsync` would
 //! report success over them (PostgreSQL's "fsyncgate"); what it covered is never acknowledged, and
-//! the consumer writes nothing more until the daemon is restarted and recovers from the disk.
+//! the consumer writes nothing more until the daemon is restarted and recovers from the disk. A
+//! sync that failed before any `fsync` ran, in a step that only needs a descriptor or a name (out
+//! of descriptors, say: the sink says so with a [transient](super::is_transient) error), lost
+//! nothing: what it covered waits for the next sync, tried again as a failed write is, and the
+//! archive is failing meanwhile, as for a full disk.
 //!
 //! When the drain starts while frames are held (or a write fails during it), those frames cannot be
 //! stored in time: the consumer gives up on them at once rather than at the drain deadline. It syncs
@@ -164,6 +168,9 @@ pub struct ArchiveConsumer {
     /// The input has ended.
     input_done: bool,
     held: Option<Held>,
+    /// After a sync that failed and lost nothing: when the next may start, and the wait after
+    /// that one, if it fails too.
+    sync_again: Option<(Instant, Duration)>,
     /// Since when the archive has been failing, and how many frames it held at the first failure.
     outage: Option<(Instant, u64)>,
     /// Why a sync failed: nothing more is written.
@@ -190,6 +197,7 @@ impl ArchiveConsumer {
             parked_emergencies: 0,
             input_done: false,
             held: None,
+            sync_again: None,
             outage: None,
             broken: None,
         }
@@ -225,6 +233,7 @@ impl ArchiveConsumer {
                 return Ok(());
             }
             let retry_at = self.held.as_ref().map(|held| held.next_try);
+            let sync_at = self.sync_again.map(|(at, _)| at);
             tokio::select! {
                 result = in_flight(&mut self.syncing) => self.synced(result),
                 result = journal_front(&mut self.journaling) => self.journaled(result),
@@ -232,6 +241,9 @@ impl ArchiveConsumer {
                     self.start_sync();
                 }
                 _ = sleep_until(retry_at), if retry_at.is_some() => self.retry().await?,
+                _ = sleep_until(sync_at), if sync_at.is_some() && self.syncing.is_none() => {
+                    self.start_sync();
+                }
                 _ = drain.cancelled(), if self.held.is_some() => self.retry().await?,
                 first = self.input.recv(), if !self.input_done => match first {
                     Some(first) => self.take_input(first),
@@ -492,21 +504,52 @@ impl ArchiveConsumer {
         }
     }
 
-    /// Starts a sync of everything written, unless one is under way.
+    /// Starts a sync of everything written, unless one is under way or a failed one waits to be
+    /// tried again.
     fn start_sync(&mut self) {
+        if self.sync_again.is_some_and(|(at, _)| Instant::now() < at) {
+            return;
+        }
         if self.syncing.is_none() && !self.unsynced.is_empty() {
             let covered = std::mem::take(&mut self.unsynced);
             self.syncing = Some((self.sink.sync(), covered));
         }
     }
 
-    /// A sync ended: what it covered is stored, or, when it failed, never will be.
+    /// A sync ended: what it covered is stored; when it failed and lost nothing, it waits for the
+    /// next try; when it failed otherwise, it never will be.
     fn synced(&mut self, result: io::Result<()>) {
-        let Some((_, covered)) = self.syncing.take() else {
+        let Some((_, mut covered)) = self.syncing.take() else {
             return;
         };
         match result {
-            Ok(()) => self.stored(covered),
+            Ok(()) => {
+                self.sync_again = None;
+                self.stored(covered);
+            }
+            Err(err) if super::is_transient(&err) => {
+                self.stats.archive_error();
+                let backoff = self
+                    .sync_again
+                    .map_or(FIRST_RETRY, |(_, last)| (last * 2).min(MOST_RETRY));
+                if self.outage.is_none() {
+                    self.outage = Some((Instant::now(), covered.frames()));
+                    tracing::error!(
+                        frames = covered.frames(),
+                        error = %err,
+                        "archive sync failed before it reached the disk; holding what it covered and syncing again until it succeeds"
+                    );
+                } else {
+                    tracing::debug!(frames = covered.frames(), error = %err, "archive sync failed again");
+                }
+                // Written before what came since: both wait for the next sync.
+                let since = std::mem::take(&mut self.unsynced);
+                covered.spans.extend(since.spans);
+                covered.bytes += since.bytes;
+                covered.ends_outage = true;
+                self.unsynced = covered;
+                self.sync_again = Some((Instant::now() + backoff, backoff));
+            }
             Err(err) => {
                 self.stats.archive_error();
                 self.outage
@@ -553,17 +596,34 @@ impl ArchiveConsumer {
             let result = journal_front(&mut self.journaling).await;
             self.journaled(result);
         }
-        // A sync's end may start another (`synced`): none is left behind.
+        // A sync's end may start another (`synced`): none is left behind. One that failed and
+        // lost nothing is tried once more at once, as a held write is at the drain.
+        let mut last_try = false;
         loop {
             if let Some((pending, _)) = &mut self.syncing {
                 let result = pending.await;
                 self.synced(result);
-            } else if self.broken.is_none() && !self.unsynced.is_empty() {
-                self.start_sync();
-            } else {
+            } else if self.broken.is_some() || self.unsynced.is_empty() {
                 break;
+            } else if self.sync_again.take().is_some() && std::mem::replace(&mut last_try, true) {
+                self.abandon_unsynced();
+                break;
+            } else {
+                self.start_sync();
             }
         }
+    }
+
+    /// At a drain, after a sync failed twice and lost nothing: what is written and not durable
+    /// cannot be stored in time. It is not acknowledged, and the connections stop waiting for it.
+    fn abandon_unsynced(&mut self) {
+        let frames = std::mem::take(&mut self.unsynced).frames();
+        self.stats.abandoned(frames);
+        self.settings.storage_lost.cancel();
+        tracing::error!(
+            frames,
+            "archive: the drain gives up on written frames it cannot sync; they are not acknowledged, and their sources still hold them"
+        );
     }
 
     /// At a drain during an outage: drops the held frames and the rest of the queue unstored, and

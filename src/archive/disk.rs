@@ -13,8 +13,13 @@
 //!   nothing in a staged segment is acknowledged before the segment has its name. A staged segment
 //!   left by a crash holds nothing acknowledged, and the next start deletes it.
 //!
-//! A rollover that fails leaves a staged segment that can never be named: every later job fails
-//! with its error, so nothing more is acknowledged, and the writer stops.
+//! A rollover whose `fsync` fails leaves a staged segment that can never be named: every later job
+//! fails with its error, so nothing more is acknowledged, and the writer stops. Naming it, though,
+//! only needs a rename and a descriptor of the directory, and when the system is short of those
+//! for now (out of descriptors, say: `EMFILE`) nothing is lost: the rollover waits, every job
+//! after it first tries the name again and fails [transiently](super::is_transient) while it
+//! cannot, so the archive consumer retries its syncs and the archive recovers once the name is
+//! given. The jobs share the open files (`Arc<File>`), so a sync needs no descriptor of its own.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -28,13 +33,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::journal::Gate;
+use super::opening_failed;
 use super::pace::PAGE;
 use crate::archive::segment::{self, with_path};
 
 /// A segment file, and how many bytes of whole records it holds.
 #[derive(Debug)]
 pub(super) struct Segment {
-    pub(super) file: File,
+    /// Shared with the disk thread's jobs: a sync never needs a descriptor of its own.
+    pub(super) file: Arc<File>,
     /// Where the file is now: the staging name until its rollover has named it.
     pub(super) path: PathBuf,
     pub(super) index: u64,
@@ -53,7 +60,7 @@ pub(super) fn create_staged(dir: &Path, index: u64, bytes: u64) -> io::Result<Fi
     // A staged file holds nothing yet, whatever an earlier attempt left there.
     match fs::remove_file(&path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            return Err(with_path(err, &path, "cannot delete"))
+            return Err(opening_failed(err, &path, "cannot delete"))
         }
         _ => {}
     }
@@ -62,23 +69,46 @@ pub(super) fn create_staged(dir: &Path, index: u64, bytes: u64) -> io::Result<Fi
         .create_new(true)
         .append(true)
         .open(&path)
-        .map_err(|err| with_path(err, &path, "cannot create segment"))?;
+        .map_err(|err| opening_failed(err, &path, "cannot create segment"))?;
     preallocate(&file, bytes);
     Ok(file)
 }
 
-/// Makes a staged segment durable and gives it its name: from here on, recovery reads it.
+/// Opens a segment to go on appending to it, with `bytes` of disk reserved from its start.
+pub(super) fn open_appending(path: &Path, bytes: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|err| opening_failed(err, path, "cannot open segment"))?;
+    preallocate(&file, bytes);
+    Ok(file)
+}
+
+/// Makes a staged segment durable and gives it its name: from here on, recovery reads it. Called
+/// again after a [transient](super::is_transient) failure, it does not rename twice.
 pub(super) fn publish(dir: &Path, file: &File, index: u64) -> io::Result<PathBuf> {
     let staged = staged_path(dir, index);
     let path = dir.join(segment::segment_name(index));
     file.sync_data()
         .map_err(|err| with_path(err, &staged, "cannot sync segment"))?;
-    fs::rename(&staged, &path).map_err(|err| with_path(err, &staged, "cannot name segment"))?;
+    match fs::rename(&staged, &path) {
+        // An earlier attempt named it, and failed after.
+        Err(err) if err.kind() == io::ErrorKind::NotFound && path.exists() => {}
+        Err(err) => return Err(opening_failed(err, &staged, "cannot name segment")),
+        Ok(()) => {}
+    }
     // The name must survive a crash too.
-    File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|err| with_path(err, dir, "cannot sync the archive directory"))?;
+    sync_dir(dir)?;
     Ok(path)
+}
+
+/// Makes the names in `dir` durable. Opening the directory is a step that may be tried again;
+/// its `fsync` is not.
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)
+        .map_err(|err| opening_failed(err, dir, "cannot open the archive directory"))?
+        .sync_all()
+        .map_err(|err| with_path(err, dir, "cannot sync the archive directory"))
 }
 
 /// Reserves the disk blocks of a whole segment before the first append.
@@ -303,7 +333,7 @@ enum Job {
     /// durable and names it.
     RollOver {
         full: Segment,
-        next: File,
+        next: Arc<File>,
         index: u64,
         reply: Reply<PathBuf>,
     },
@@ -344,6 +374,7 @@ impl Disk {
             readers,
             spare: None,
             failed: None,
+            unnamed: None,
         };
         let thread = std::thread::Builder::new()
             .name("archive-disk".into())
@@ -381,7 +412,7 @@ impl Disk {
     pub(super) fn roll_over(
         &self,
         full: Segment,
-        next: File,
+        next: Arc<File>,
         index: u64,
     ) -> oneshot::Receiver<io::Result<PathBuf>> {
         self.send(|reply| Job::RollOver {
@@ -447,6 +478,18 @@ struct Worker {
     spare: Option<u64>,
     /// Why a rollover failed; every later job fails with it.
     failed: Option<(io::ErrorKind, String)>,
+    /// A rollover whose new segment is durable and could not be named yet: its reply waits for
+    /// the name, which every later job tries first.
+    unnamed: Option<Unnamed>,
+}
+
+/// A durable staged segment waiting for its name, and the rollover's reply.
+struct Unnamed {
+    next: Arc<File>,
+    index: u64,
+    reply: Reply<PathBuf>,
+    /// The failure has been logged: once per rollover, not once per retry.
+    told: bool,
 }
 
 impl Worker {
@@ -478,24 +521,32 @@ impl Worker {
                     trim(&full.file, &full.path, full.len)?;
                     // The writer has been appending to the staged segment meanwhile.
                     let staged = staged_path(&self.dir, index);
-                    self.write_back.run((&next, index, &staged), &self.gate)?;
-                    publish(&self.dir, &next, index)
+                    self.write_back.run((&next, index, &staged), &self.gate)
                 });
-                if let Err(err) = &result {
-                    self.failed = Some((
-                        err.kind(),
-                        format!("the archive could not start segment {index}: {err}"),
-                    ));
+                match result {
+                    Ok(()) => {
+                        self.unnamed = Some(Unnamed {
+                            next,
+                            index,
+                            reply,
+                            told: false,
+                        });
+                        // A transient failure keeps it for the next job; the rest is reported.
+                        let _ = self.name_staged();
+                    }
+                    Err(err) => {
+                        self.fail(index, &err);
+                        let _ = reply.send(Err(err));
+                    }
                 }
-                let _ = reply.send(result);
             }
             Job::Sync { segment, reply } => {
-                let _ = reply.send(self.check().and_then(|()| {
+                let _ = reply.send(self.ready().and_then(|()| {
                     sync_segment(&segment, &mut self.write_back, (&self.gate, &self.readers))
                 }));
             }
             Job::Close { segment, reply } => {
-                let result = self.check().and_then(|()| {
+                let result = self.ready().and_then(|()| {
                     sync_segment(&segment, &mut self.write_back, (&self.gate, &self.readers))?;
                     trim(&segment.file, &segment.path, segment.len)?;
                     if let Some(index) = self.spare.take() {
@@ -522,6 +573,53 @@ impl Worker {
             None => Ok(()),
             Some((kind, why)) => Err(io::Error::new(*kind, why.clone())),
         }
+    }
+
+    /// Every job after a rollover comes after its new segment's name: fails unless the rollovers
+    /// sent so far are done.
+    fn ready(&mut self) -> io::Result<()> {
+        self.check()?;
+        self.name_staged()
+    }
+
+    /// Gives the staged segment of the last rollover its name, if it waits for one, and sends the
+    /// rollover's reply; a [transient](super::is_transient) failure keeps it waiting.
+    fn name_staged(&mut self) -> io::Result<()> {
+        let Some(mut unnamed) = self.unnamed.take() else {
+            return Ok(());
+        };
+        match publish(&self.dir, &unnamed.next, unnamed.index) {
+            Ok(path) => {
+                if unnamed.told {
+                    tracing::info!(segment = %path.display(), "archive: the new segment is named");
+                }
+                let _ = unnamed.reply.send(Ok(path));
+                Ok(())
+            }
+            Err(err) if super::is_transient(&err) => {
+                if !std::mem::replace(&mut unnamed.told, true) {
+                    tracing::error!(error = %err, "archive: cannot name the new segment yet; syncs fail until it is named, and are tried again");
+                }
+                let retry = super::transient(io::Error::new(err.kind(), err.to_string()));
+                self.unnamed = Some(unnamed);
+                Err(retry)
+            }
+            Err(err) => {
+                self.fail(unnamed.index, &err);
+                let _ = unnamed
+                    .reply
+                    .send(Err(io::Error::new(err.kind(), err.to_string())));
+                Err(err)
+            }
+        }
+    }
+
+    /// The rollover to segment `index` failed and lost what it covered: every later job fails.
+    fn fail(&mut self, index: u64, err: &io::Error) {
+        self.failed = Some((
+            err.kind(),
+            format!("the archive could not start segment {index}: {err}"),
+        ));
     }
 }
 

@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::disk;
+use super::opening_failed;
 use super::pace::{Pace, PAGE};
 use super::segment::{self, with_path, Entry, FrameRecord, MAGIC};
 use super::tracked::Tracked;
@@ -75,7 +77,7 @@ fn journal_generation(path: &Path) -> Option<u64> {
 }
 
 /// The journal files in `dir`, by generation.
-fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(super) fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
     let mut journals = Vec::new();
     for entry in entries {
@@ -228,8 +230,9 @@ pub(super) fn recover(
     Ok(leftover)
 }
 
-/// Whether `sources` lacks `frame`; if so, it counts as stored from now on.
-fn take_missing(sources: &mut HashMap<SourceKey, Tracked>, frame: &FrameRecord) -> bool {
+/// Whether `sources` lacks `frame`; if so, it counts as stored from now on. What recovery stores
+/// from a journal, and what `archive verify` counts as the journal's alone.
+pub(super) fn take_missing(sources: &mut HashMap<SourceKey, Tracked>, frame: &FrameRecord) -> bool {
     let tracked = sources.entry((frame.kind, frame.source_id)).or_default();
     let stored = tracked
         .watermark
@@ -387,20 +390,19 @@ fn create(dir: &Path, generation: u64) -> io::Result<File> {
         .truncate(true)
         .write(true)
         .open(&path)
-        .map_err(|err| with_path(err, &path, "cannot create the emergency journal"))?;
+        .map_err(|err| opening_failed(err, &path, "cannot create the emergency journal"))?;
     file.write_all(MAGIC)
         .and_then(|()| file.sync_data())
         .map_err(|err| with_path(err, &path, "cannot write"))?;
-    File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|err| with_path(err, dir, "cannot sync the archive directory"))?;
+    disk::sync_dir(dir)?;
     Ok(file)
 }
 
 /// The journal thread's state.
 struct Worker {
     dir: PathBuf,
-    /// `None` once a rotation failed: appends fail until the next one succeeds.
+    /// `None` once a rotation failed: each append tries to create the generation again, and
+    /// fails while it cannot.
     file: Option<File>,
     generation: u64,
     /// Why a sync failed: the kernel may have dropped what it could not write, so nothing later
@@ -474,11 +476,14 @@ impl Worker {
             return Err(io::Error::other(why.clone()));
         }
         let path = self.dir.join(journal_name(self.generation));
+        if self.file.is_none() {
+            // Nothing was appended to it: a failed creation (out of descriptors, say) is tried
+            // again, and while it fails the emergencies wait for the segment's sync.
+            self.file = Some(create(&self.dir, self.generation)?);
+            tracing::info!(journal = %path.display(), "emergency journal: the new generation is started");
+        }
         let Some(file) = self.file.as_mut() else {
-            return Err(io::Error::other(format!(
-                "the emergency journal {} could not be started",
-                path.display()
-            )));
+            return Err(io::Error::other("the emergency journal has no file"));
         };
         let len = file
             .metadata()
@@ -503,16 +508,14 @@ impl Worker {
     }
 
     fn rotate(&mut self, generation: u64) {
+        // A generation that failed its sync stays behind: the new one holds nothing yet.
+        self.generation = generation;
+        self.broken = None;
         match create(&self.dir, generation) {
-            Ok(file) => {
-                self.file = Some(file);
-                self.generation = generation;
-                self.broken = None;
-            }
+            Ok(file) => self.file = Some(file),
             Err(err) => {
-                tracing::error!(error = %err, "emergency journal: cannot start a new generation; emergencies wait for the segment's sync until one starts");
+                tracing::error!(error = %err, "emergency journal: cannot start a new generation; emergencies wait for the segment's sync until an append can create it");
                 self.file = None;
-                self.generation = generation;
             }
         }
     }

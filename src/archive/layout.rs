@@ -65,6 +65,9 @@ pub struct ShardSegments {
     pub dir: PathBuf,
     /// Its segments, by index ([`segment::list_segments`]).
     pub segments: Vec<(u64, PathBuf)>,
+    /// Its emergency journals, by generation: the segment format, and frames a crash may have
+    /// left nowhere else, which the next start stores (`docs/archive.md`, "Emergency journals").
+    pub journals: Vec<PathBuf>,
 }
 
 /// The segments of every shard of the archive at `root` ([`list_shards`]): shard 0 first, then by
@@ -75,10 +78,15 @@ pub fn list_shard_segments(root: &Path) -> io::Result<Vec<ShardSegments>> {
         .into_iter()
         .map(|(shard, dir)| {
             let segments = segment::list_segments(&dir)?;
+            let journals = super::journal::list_journals(&dir)?
+                .into_iter()
+                .map(|(_, path)| path)
+                .collect();
             Ok(ShardSegments {
                 shard,
                 dir,
                 segments,
+                journals,
             })
         })
         .collect()

@@ -10,22 +10,45 @@
 //! could still take them. The frames stored contiguously right above a source's watermark are all
 //! stored, so its resume point passes them: an acknowledgement sent before a crash may have passed
 //! them without its WATERMARK reaching the disk.
+//!
+//! The writer goes on appending to that newest segment ([`Start`]) rather than begin another with a
+//! checkpoint: the segment's own checkpoint and everything after it tell the next recovery what
+//! a new checkpoint would, and a segment begun at every start would leave a small one behind each
+//! crash or restart (24 power cuts left 60 segments).
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io;
-use std::path::Path;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::disk;
-use super::segment::{self, with_path, Entry};
+use super::segment::{self, with_path, Entry, MAGIC};
 use super::tracked::Tracked;
 use crate::ingest::ledger::{ResumePoint, SourceKey};
 
+/// Where a shard's writer starts after recovery.
+#[derive(Debug)]
+pub(super) struct Start {
+    /// The newest segment, durable up to `len` bytes of whole records, when it is in the current
+    /// format: the writer continues it unless it is full.
+    pub(super) newest: Option<Newest>,
+    /// The index a new segment takes.
+    pub(super) next_index: u64,
+}
+
+/// The newest segment, as recovery left it.
+#[derive(Debug)]
+pub(super) struct Newest {
+    pub(super) index: u64,
+    pub(super) path: PathBuf,
+    pub(super) len: u64,
+}
+
 /// Deletes what an unclean stop left unnamed, reads the newest segment (cutting a torn tail, and
 /// giving back the blocks it had reserved), and returns what the archive knows of each source with
-/// the index the next segment takes.
-pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, u64)> {
+/// where the writer starts.
+pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, Start)> {
     // Nothing in a segment that never got its name was acknowledged.
     for (_, staged) in segment::list_staged(dir)? {
         fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
@@ -35,24 +58,30 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, u6
         );
     }
     let Some((index, path)) = segment::list_segments(dir)?.pop() else {
-        return Ok((HashMap::new(), 1));
+        let start = Start {
+            newest: None,
+            next_index: 1,
+        };
+        return Ok((HashMap::new(), start));
     };
     let next_index = index.checked_add(1).ok_or_else(|| {
         let why = "the segment index is at its limit: move the archive aside";
         with_path(io::Error::other(why), &path, "cannot start a segment after")
     })?;
-    let sources = read_newest(&path)?;
+    let (sources, settled) = read_newest(&path)?;
     tracing::info!(
         segment = %path.display(),
         sources = sources.len(),
         "archive: recovered resume points from the newest segment"
     );
-    Ok((sources, next_index))
+    let newest = settled.map(|len| Newest { index, path, len });
+    Ok((sources, Start { newest, next_index }))
 }
 
 /// Each source's watermark and the frames stored above it, from one read of the segment, a window
-/// at a time (it may be `segment_bytes` long).
-fn read_newest(path: &Path) -> io::Result<HashMap<SourceKey, Tracked>> {
+/// at a time (it may be `segment_bytes` long); and the segment's length, when it is in the current
+/// format.
+fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, Option<u64>)> {
     let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
     // Watermarks may come after what they cover; the stored are pruned at the end.
     let cut = segment::repair_tail(path, |_, entry| {
@@ -72,14 +101,14 @@ fn read_newest(path: &Path) -> io::Result<HashMap<SourceKey, Tracked>> {
             "archive: truncated a torn tail left by an unclean stop"
         );
     }
-    settle_newest(path)?;
+    let settled = settle_newest(path)?;
     for tracked in sources.values_mut() {
         if let Some(acked) = tracked.watermark {
             tracked.above.remove_through(acked);
         }
         tracked.extend_watermark();
     }
-    Ok(sources)
+    Ok((sources, settled))
 }
 
 /// Gives back the blocks a daemon stopped without closing had reserved for the newest segment, and
@@ -87,8 +116,11 @@ fn read_newest(path: &Path) -> io::Result<HashMap<SourceKey, Tracked>> {
 /// in the page cache, unsynced: read back, they would pass into resume points and acknowledgements,
 /// and the emergency journals that hold the only durable copy of some of them would be deleted.
 /// Synced here, before anything read from the segment is trusted, they are as durable as the rest.
-fn settle_newest(path: &Path) -> io::Result<()> {
-    let newest = OpenOptions::new()
+/// Returns its length when it is in the current format (an older one's records are read, and a
+/// writer appending to it would write records its version does not have).
+fn settle_newest(path: &Path) -> io::Result<Option<u64>> {
+    let mut newest = OpenOptions::new()
+        .read(true)
         .write(true)
         .open(path)
         .map_err(|err| with_path(err, path, "cannot open"))?;
@@ -99,7 +131,10 @@ fn settle_newest(path: &Path) -> io::Result<()> {
     disk::trim(&newest, path, len)?;
     newest
         .sync_all()
-        .map_err(|err| with_path(err, path, "cannot sync"))
+        .map_err(|err| with_path(err, path, "cannot sync"))?;
+    let mut magic = [0; MAGIC.len()];
+    let current = newest.read_exact(&mut magic).is_ok() && &magic == MAGIC;
+    Ok(current.then_some(len))
 }
 
 /// Every recovered source's resume point over every shard's directory, with the ledger its
@@ -235,8 +270,8 @@ mod tests {
         // Written and never synced, as a SIGKILL leaves the appends since the last sync.
         fs::write(&path, &bytes).unwrap();
 
-        let (sources, next_index) = recover(&dir.0).unwrap();
-        assert_eq!(next_index, 2);
+        let (sources, start) = recover(&dir.0).unwrap();
+        assert_eq!(start.next_index, 2);
         assert_eq!(sources[&source].watermark, Some(255), "read back as stored");
 
         let file = fs::File::open(&path).unwrap();

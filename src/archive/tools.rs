@@ -8,6 +8,12 @@
 //! sources' sequences have a gap across it: what the range most likely held, told by the valid
 //! records around it rather than by the damaged bytes.
 //!
+//! `verify` also reads each shard's emergency journals the way recovery does (the same test of
+//! which journal frames the segments lack): after a crash, and before the next start, an
+//! acknowledged emergency may be in a journal alone, and the next start stores it. Such a frame
+//! counts as present, once, and is counted as `journaled`; a journal frame a segment also holds
+//! counts once.
+//!
 //! All three read every shard of the archive (`archive::layout`): shard 0 is the directory
 //! itself, so an archive written before shards reads as it always did. `verify` checks
 //! exactly-once across the shards together, since a change of `runtime.shards` between runs can
@@ -18,13 +24,16 @@
 
 pub mod repair;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::journal;
+use super::tracked::Tracked;
 use crate::archive::layout;
 use crate::archive::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
+use crate::ingest::ledger::SourceKey;
 use crate::pipeline::frame::{Priority, SourceKind};
 
 /// At most this many gap ranges and duplicate sequences are printed per source.
@@ -112,6 +121,32 @@ impl SegmentCheck {
     }
 }
 
+/// What `verify` found in one emergency journal.
+#[derive(Debug, Clone)]
+pub struct JournalCheck {
+    pub path: PathBuf,
+    /// Frames in its valid records.
+    pub frames: u64,
+    /// Those no segment holds (nor an earlier journal): what the next start stores from it.
+    pub only_here: u64,
+    /// A torn tail is what a crash during an append leaves (never acknowledged); recovery takes
+    /// every valid record in any case, so damage here is no problem of the archive's.
+    pub end: ScanEnd,
+}
+
+impl JournalCheck {
+    /// `journal PATH: N frames, N in no segment (the next start stores them), STATE`.
+    fn line(&self) -> String {
+        format!(
+            "journal {}: {} frames, {} in no segment (the next start stores them), {}",
+            self.path.display(),
+            self.frames,
+            self.only_here,
+            self.end
+        )
+    }
+}
+
 /// What `verify` found in one shard's directory: what an operator compares across shards to see
 /// one that holds more than its share, or none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +205,9 @@ pub struct SourceCheck {
     pub duplicate_frames: u64,
     /// Highest watermark written for the source.
     pub watermark: Option<u64>,
+    /// Frames (counted in `frames`) that only an emergency journal holds: the next start stores
+    /// them in a segment.
+    pub journaled: u64,
 }
 
 /// A damaged byte range of a segment, with what the valid records around it tell of what it held.
@@ -227,6 +265,8 @@ pub struct VerifyReport {
     pub shards: Vec<ShardCheck>,
     /// Every shard's segments, shard by shard, each shard's by index.
     pub segments: Vec<SegmentCheck>,
+    /// Every shard's emergency journals, shard by shard, each shard's by generation.
+    pub journals: Vec<JournalCheck>,
     /// Sorted by kind (live first), then id.
     pub sources: Vec<SourceCheck>,
     /// Every damaged range of every segment, in segment and offset order.
@@ -265,6 +305,9 @@ impl VerifyReport {
         for s in &self.segments {
             writeln!(out, "{}", s.line())?;
         }
+        for journal in &self.journals {
+            writeln!(out, "{}", journal.line())?;
+        }
         for damaged in &self.damaged {
             writeln!(out, "{}", damaged.line())?;
         }
@@ -280,12 +323,13 @@ impl VerifyReport {
     /// `verify total: segments=N bytes=N ... valid=BOOL`.
     fn total_line(&self) -> String {
         format!(
-            "verify total: segments={} bytes={} sources={} frames={} emergency={} missing={} duplicates={} problems={} damaged={} damaged_bytes={} valid={}",
+            "verify total: segments={} bytes={} sources={} frames={} emergency={} journaled={} missing={} duplicates={} problems={} damaged={} damaged_bytes={} valid={}",
             self.segments.len(),
             self.bytes(),
             self.sources.len(),
             self.frames(),
             self.sources.iter().map(|s| s.emergency).sum::<u64>(),
+            self.sources.iter().map(|s| s.journaled).sum::<u64>(),
             self.sources.iter().map(|s| s.missing).sum::<u64>(),
             self.sources.iter().map(|s| s.duplicate_frames).sum::<u64>(),
             self.problems().count(),
@@ -315,6 +359,9 @@ impl SourceCheck {
         );
         if let Some(w) = self.watermark {
             let _ = write!(line, " watermark={w}");
+        }
+        if self.journaled > 0 {
+            let _ = write!(line, " journaled={}", self.journaled);
         }
         let gaps = self.gaps.iter().map(|&(a, b)| run(a, b));
         write_capped(&mut line, "gaps", gaps, self.gaps.len(), " gaps");
@@ -364,6 +411,7 @@ struct Tally {
     emergency: u64,
     sequences: Vec<Seen>,
     watermark: Option<u64>,
+    journaled: u64,
 }
 
 /// A stored frame as `verify` tallies it.
@@ -387,6 +435,7 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let mut shards = Vec::new();
     let mut damaged = Vec::new();
     let mut tallies: BTreeMap<(u8, u32), Tally> = BTreeMap::new();
+    let mut journal_paths = Vec::new();
     for shard in layout::list_shard_segments(dir)? {
         let first = segments.len();
         for (index, path) in shard.segments {
@@ -394,7 +443,24 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
             segments.push(check);
         }
         shards.push(ShardCheck::of(shard.shard, shard.dir, &segments[first..]));
+        journal_paths.extend(shard.journals);
     }
+    // What the segments hold, as recovery's test of a journal frame reads it.
+    let mut stored: HashMap<SourceKey, Tracked> = HashMap::new();
+    for (&(kind, id), tally) in &tallies {
+        let Some(kind) = SourceKind::from_byte(kind) else {
+            continue;
+        };
+        let tracked = stored.entry((kind, id)).or_default();
+        for seen in &tally.sequences {
+            tracked.above.insert_run(seen.sequence, seen.sequence);
+        }
+    }
+    let damage_before = u32::try_from(damaged.len()).unwrap_or(u32::MAX);
+    let journals = journal_paths
+        .into_iter()
+        .map(|path| check_journal(path, &mut stored, damage_before, &mut tallies))
+        .collect::<io::Result<Vec<_>>>()?;
     let sources = tallies
         .into_iter()
         .filter_map(|((kind, id), tally)| {
@@ -410,8 +476,48 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
         dir: dir.to_path_buf(),
         shards,
         segments,
+        journals,
         sources,
         damaged,
+    })
+}
+
+/// Reads an emergency journal, adding to `tallies` the frames that `stored` (what the segments and
+/// the journals read before hold) lacks: those the next start stores from it. They are read
+/// after every segment (`damage_before` counts the damaged ranges of all of them).
+fn check_journal(
+    path: PathBuf,
+    stored: &mut HashMap<SourceKey, Tracked>,
+    damage_before: u32,
+    tallies: &mut BTreeMap<(u8, u32), Tally>,
+) -> io::Result<JournalCheck> {
+    let scan = segment::read_segment(&path)?;
+    let (mut frames, mut only_here) = (0, 0);
+    for (_, entry) in scan.entries {
+        let Entry::Frame(frame) = entry else {
+            continue;
+        };
+        frames += 1;
+        if journal::take_missing(stored, &frame) {
+            only_here += 1;
+            let tally = tallies
+                .entry((frame.kind.to_byte(), frame.source_id))
+                .or_default();
+            tally.frames += 1;
+            tally.emergency += u64::from(frame.priority == Priority::Emergency);
+            tally.journaled += 1;
+            tally.sequences.push(Seen {
+                sequence: frame.sequence,
+                priority: frame.priority,
+                damage_before,
+            });
+        }
+    }
+    Ok(JournalCheck {
+        path,
+        frames,
+        only_here,
+        end: scan.end,
     })
 }
 
@@ -521,6 +627,7 @@ fn summarize(
         duplicates,
         duplicate_frames,
         watermark: tally.watermark,
+        journaled: tally.journaled,
     }
 }
 
@@ -825,6 +932,7 @@ mod tests {
                 })
                 .to_vec(),
             watermark: Some(3),
+            journaled: 0,
         };
         let s = summarize(SourceKind::LiveUplink, 4, tally, &mut []);
         assert_eq!((s.first, s.last), (Some(1), Some(9)));
@@ -864,6 +972,7 @@ mod tests {
             emergency: 2,
             sequences: seen,
             watermark: None,
+            journaled: 0,
         };
         let s = summarize(SourceKind::LiveUplink, 4, tally, &mut damaged);
         assert_eq!(s.gaps, vec![(2, 2), (4, 4), (7, 7)]);

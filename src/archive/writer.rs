@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use super::disk::{self, Disk, Readers, Segment};
 use super::journal::{self, Gate, Journal, Leftover};
 use super::layout::{self, shard_dir};
-use super::recovery;
+use super::recovery::{self, Newest, Start};
 use super::segment::{self, with_path, FrameRecord, MAGIC};
 use super::tracked::Tracked;
 use super::{Archive, ArchiveSink, BoxFuture, DurableEnd};
@@ -108,7 +108,7 @@ fn group_len(batches: &[Arc<Batch>]) -> u64 {
 
 impl SegmentSink {
     /// Opens (creating if needed) the archive directory, recovers from the newest segment, and
-    /// starts a new segment with a checkpoint. Returns the resume point of every source the archive
+    /// goes on appending to it (or starts a new segment with a checkpoint). Returns the resume point of every source the archive
     /// knows. Errors name the path and the cause; a corrupt newest segment is an error (run
     /// `aggregator archive repair DIR --quarantine` moves the damage aside), a torn tail is cut
     /// and logged. One shard's archive: [`open_shards`] opens them all.
@@ -118,25 +118,25 @@ impl SegmentSink {
         let dir = config.dir.clone();
         create_dir(&dir)?;
         let lock = segment::lock_directory(&dir)?;
-        let (mut sources, next_index) = recovery::recover(&dir)?;
+        let (mut sources, start) = recovery::recover(&dir)?;
         let leftover = journal::recover(&dir, &mut sources)?;
         let mut shards = [sources];
         let resume = recovery::resume_points(&mut shards);
         let [sources] = shards;
         let shared = (Arc::new(Gate::new(&dir)), Arc::default());
-        let sink =
-            SegmentSink::start(config, (dir, lock), (sources, next_index), leftover, shared)?;
+        let sink = SegmentSink::start(config, (dir, lock), (sources, start), leftover, shared)?;
         Ok((sink, resume))
     }
 
-    /// Starts the sink of a recovered directory: a new segment with a checkpoint and the frames
-    /// its journals held that its segments lost, then the journals deleted and a new one started.
+    /// Starts the sink of a recovered directory: the frames its journals held that its segments
+    /// lost appended to its newest segment (or to a new one with a checkpoint), then the journals
+    /// deleted and a new one started.
     /// Every shard's disk thread makes way for every shard's emergency appends (`gate`): they
     /// share the disk; and keeps its synced segments cached while the archive has `readers`.
     fn start(
         config: &ArchiveConfig,
         (dir, lock): (PathBuf, File),
-        (sources, next_index): (HashMap<SourceKey, Tracked>, u64),
+        (sources, start): (HashMap<SourceKey, Tracked>, Start),
         leftover: Leftover,
         (gate, readers): (Arc<Gate>, Arc<Readers>),
     ) -> io::Result<SegmentSink> {
@@ -157,7 +157,7 @@ impl SegmentSink {
             sources,
             buf: Vec::with_capacity(1 << 20),
         };
-        writer.start(next_index, &leftover.frames)?;
+        writer.start(start, &leftover.frames)?;
         leftover.delete()?;
         let journal = match config.sync {
             SyncMode::Never => None,
@@ -207,9 +207,9 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
             .iter()
             .map(|(_, dir)| {
                 scope.spawn(|| {
-                    let (mut sources, next_index) = recovery::recover(dir)?;
+                    let (mut sources, start) = recovery::recover(dir)?;
                     let leftover = journal::recover(dir, &mut sources)?;
-                    Ok((sources, (next_index, leftover)))
+                    Ok((sources, (start, leftover)))
                 })
             })
             .collect();
@@ -241,9 +241,7 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
     };
     let mut lock = Some(root_lock);
     let gate = Arc::new(Gate::new(&root));
-    for (((shard, dir), sources), (next_index, leftover)) in
-        dirs.into_iter().zip(sources).zip(starts)
-    {
+    for (((shard, dir), sources), (start, leftover)) in dirs.into_iter().zip(sources).zip(starts) {
         if shard >= shards {
             archive.retired.push((shard, retired_end(&dir)?));
             continue;
@@ -255,7 +253,7 @@ pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive>
         let sink = SegmentSink::start(
             config,
             (dir, lock),
-            (sources, next_index),
+            (sources, start),
             leftover,
             (Arc::clone(&gate), Arc::clone(&readers)),
         )?;
@@ -280,12 +278,64 @@ fn retired_end(dir: &Path) -> io::Result<watch::Receiver<DurableEnd>> {
 }
 
 impl Writer {
-    /// Creates segment `index` with its checkpoint and the `journaled` frames recovery found
-    /// missing, makes it durable and names it, and has the
-    /// disk thread create the one after it. Blocking: called once, at start.
-    fn start(&mut self, index: u64, journaled: &[FrameRecord]) -> io::Result<()> {
+    /// Opens the segment the archive writes first, with the `journaled` frames recovery found
+    /// missing made durable in it, and has the disk thread create the one after it: the newest
+    /// segment, continued, unless it is full or in an older format; else a new one with a
+    /// checkpoint. Blocking: called once, at start.
+    fn start(&mut self, start: Start, journaled: &[FrameRecord]) -> io::Result<()> {
+        let index = match start.newest {
+            Some(newest) if newest.len < self.segment_bytes => self.resume(newest, journaled)?,
+            _ => self.begin(start.next_index, journaled)?,
+        };
+        self.preparing = Some(self.disk.prepare(index + 1));
+        Ok(())
+    }
+
+    /// Goes on appending to the newest segment, which recovery made durable, after the
+    /// `journaled` frames; returns its index.
+    fn resume(&mut self, newest: Newest, journaled: &[FrameRecord]) -> io::Result<u64> {
+        let Newest { index, path, len } = newest;
+        let file = disk::open_appending(&path, self.segment_bytes)?;
+        self.buf.clear();
+        self.encode_journaled(journaled);
+        if !self.buf.is_empty() {
+            (&file)
+                .write_all(&self.buf)
+                .and_then(|()| file.sync_data())
+                .map_err(|err| with_path(err, &path, "cannot write"))?;
+        }
+        self.segment = Some(Segment {
+            file: Arc::new(file),
+            path,
+            index,
+            len: len + self.buf.len() as u64,
+        });
+        // It holds groups already: a group that does not fit goes into the next segment.
+        self.appended = true;
+        Ok(index)
+    }
+
+    /// Creates segment `index` with its checkpoint and the `journaled` frames, makes it durable
+    /// and names it; returns its index.
+    fn begin(&mut self, index: u64, journaled: &[FrameRecord]) -> io::Result<u64> {
         let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
         let raised = self.checkpoint();
+        self.encode_journaled(journaled);
+        file.write_all(&self.buf)
+            .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
+        self.commit(&raised);
+        let path = disk::publish(&self.dir, &file, index)?;
+        self.segment = Some(Segment {
+            file: Arc::new(file),
+            path,
+            index,
+            len: self.buf.len() as u64,
+        });
+        Ok(index)
+    }
+
+    /// Appends the frames recovery read from the journals to the buffer.
+    fn encode_journaled(&mut self, journaled: &[FrameRecord]) {
         for frame in journaled {
             segment::encode_frame(
                 &mut self.buf,
@@ -297,18 +347,6 @@ impl Writer {
                 &frame.payload,
             );
         }
-        file.write_all(&self.buf)
-            .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
-        self.commit(&raised);
-        let path = disk::publish(&self.dir, &file, index)?;
-        self.segment = Some(Segment {
-            file,
-            path,
-            index,
-            len: self.buf.len() as u64,
-        });
-        self.preparing = Some(self.disk.prepare(index + 1));
-        Ok(())
     }
 
     /// Encodes the magic and a checkpoint into the buffer: each source's watermark, fresh from its
@@ -442,7 +480,7 @@ impl Writer {
         let Some(segment) = self.segment.as_mut() else {
             return Err(self.unusable());
         };
-        if let Err(err) = segment.file.write_all(&self.buf) {
+        if let Err(err) = (&*segment.file).write_all(&self.buf) {
             let err = with_path(err, &segment.path, "cannot append to segment");
             // Cut a partial record off, so that later appends follow whole records.
             if segment.file.set_len(segment.len).is_err() {
@@ -486,17 +524,15 @@ impl Writer {
         next.write_all(&self.buf)
             .map_err(|err| with_path(err, &staged, "cannot write"))?;
         self.commit(&raised);
-        let handle = next
-            .try_clone()
-            .map_err(|err| with_path(err, &staged, "cannot open"))?;
+        let next = Arc::new(next);
         let new = Segment {
-            file: next,
+            file: Arc::clone(&next),
             path: staged,
             index,
             len: self.buf.len() as u64,
         };
         if let Some(full) = self.segment.replace(new) {
-            self.rolling = Some(self.disk.roll_over(full, handle, index));
+            self.rolling = Some(self.disk.roll_over(full, next, index));
         }
         self.appended = false;
         self.preparing = Some(self.disk.prepare(index + 1));
@@ -529,17 +565,13 @@ impl Writer {
         raised
     }
 
-    /// The open segment on a second handle, for a job of the disk thread's.
-    fn current(&self, what: &str) -> io::Result<Segment> {
+    /// The open segment, shared with a job of the disk thread's.
+    fn current(&self) -> io::Result<Segment> {
         let Some(segment) = &self.segment else {
             return Err(self.unusable());
         };
-        let file = segment
-            .file
-            .try_clone()
-            .map_err(|err| with_path(err, &segment.path, what))?;
         Ok(Segment {
-            file,
+            file: Arc::clone(&segment.file),
             path: segment.path.clone(),
             index: segment.index,
             len: segment.len,
@@ -640,7 +672,7 @@ impl ArchiveSink for SegmentSink {
         // Covers what was written before the sync began; the writer goes on appending meanwhile.
         let synced = self
             .writer
-            .current("cannot sync segment")
+            .current()
             .map(|segment| (DurableEnd::of(&segment), self.writer.disk.sync(segment)));
         // Everything journaled so far was written before: once the sync ends, it is in a segment.
         let retirer = self.journal.as_mut().and_then(Journal::rotate_if_due);
@@ -649,7 +681,10 @@ impl ArchiveSink for SegmentSink {
         Box::pin(async move {
             let (end, reply) = synced?;
             if let Err(err) = disk::answer(reply).await {
-                poisoned.store(true, Ordering::Relaxed);
+                // One that lost nothing is tried again; the journals are kept until it works.
+                if !super::is_transient(&err) {
+                    poisoned.store(true, Ordering::Relaxed);
+                }
                 return Err(err);
             }
             publish(&durable, end);
@@ -669,7 +704,7 @@ impl ArchiveSink for SegmentSink {
         let closed = self
             .writer
             .mark_acknowledged()
-            .and_then(|()| self.writer.current("cannot close segment"))
+            .and_then(|()| self.writer.current())
             .map(|segment| (DurableEnd::of(&segment), self.writer.disk.close(segment)));
         Box::pin(async move {
             let (end, reply) = closed?;
@@ -831,18 +866,21 @@ mod tests {
         assert!(staged(&dir).is_empty(), "the spare is deleted at close");
         drop(sink);
 
-        // Stopped without a close: the next start trims the segment it recovers from.
+        // Started again, the archive goes on in that segment, which reserves its size again.
         let (mut sink, _) = SegmentSink::open(&config).unwrap();
         sink.write(&[batch(&source, 10, 10)]).await.unwrap();
         let (_, second) = segment::list_segments(&dir).unwrap().pop().unwrap();
-        assert_ne!(first, second);
+        assert_eq!(first, second, "the start went on in the newest segment");
         assert!(
             allocated(&second) >= 4 << 20,
             "{} bytes",
             allocated(&second)
         );
+        // Stopped without a close: the next start trims it before it reserves again, and a close
+        // gives back the rest.
         drop(sink);
-        let (sink, resume) = SegmentSink::open(&config).unwrap();
+        let (mut sink, resume) = SegmentSink::open(&config).unwrap();
+        sink.close().await.unwrap();
         assert!(
             allocated(&second) <= page_rounded(&second),
             "{} bytes",
@@ -855,6 +893,28 @@ mod tests {
             "frames 0..=19 are all stored: {point:?}"
         );
         drop(sink);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A start after an unclean stop (a sink dropped without its close, as a crash leaves it) goes
+    /// on in the newest segment: repeated crashes do not pile up segments, the spare each left
+    /// behind is deleted, and every frame synced before each crash is found.
+    #[tokio::test]
+    async fn unclean_stops_do_not_multiply_segments() {
+        let (dir, config) = fresh_archive("unclean", 1 << 20);
+        let source = uplink(1);
+        for run in 0..5 {
+            let (mut sink, _) = SegmentSink::open(&config).unwrap();
+            sink.write(&[batch(&source, run * 10, 10)]).await.unwrap();
+            // Also waits for the spare segment, which the crash leaves behind.
+            sink.sync().await.unwrap();
+            drop(sink);
+            assert_eq!(named_indexes(&dir), [1], "after {} crashes", run + 1);
+            assert_eq!(staged(&dir).len(), 1, "the spare, segment 2");
+        }
+        let point = restart_and_resume(&config, 1);
+        assert_eq!(point.after(), Some(49), "{point:?}");
+        assert_eq!(named_indexes(&dir), [1]);
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -905,7 +965,7 @@ mod tests {
     }
 
     /// A clean stop records the acknowledgements of its last sync: the next start resumes the
-    /// source after them, and neither its resume point nor its checkpoint lists those frames as
+    /// source after them, and neither its resume point nor the segment lists those frames as
     /// stored above the watermark.
     #[tokio::test]
     async fn a_close_records_the_last_acknowledgements() {
@@ -921,8 +981,12 @@ mod tests {
         assert_eq!(point.after(), Some(9), "{point:?}");
         assert!(point.already_stored.is_empty(), "{point:?}");
         let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
+        let records: Vec<Entry> = entries(&newest)
+            .into_iter()
+            .filter(|entry| !matches!(entry, Entry::Frame(_)))
+            .collect();
         assert_eq!(
-            entries(&newest),
+            records,
             vec![Entry::Watermark {
                 kind: SourceKind::LiveUplink,
                 source_id: 1,
@@ -1186,13 +1250,12 @@ mod tests {
         let point = &resume[&(SourceKind::LiveUplink, 1)];
         assert_eq!(point.after(), Some(9), "{point:?}");
         let names = named_indexes(&dir);
-        assert_eq!(names, [1, 2], "segment 2 is started afresh");
-        let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
-        let frames = entries(&newest)
+        assert_eq!(names, [1], "the archive goes on in segment 1");
+        let frames = entries(&named)
             .iter()
             .filter(|entry| matches!(entry, Entry::Frame(_)))
             .count();
-        assert_eq!(frames, 0, "the new segment 2 holds its checkpoint only");
+        assert_eq!(frames, 10, "nothing of the unnamed segment is in it");
         drop(sink);
         let _ = fs::remove_dir_all(&dir);
     }
