@@ -997,22 +997,24 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); `None` where mounting is refused
-    /// (not root, or no mount namespace rights).
-    fn mount(name: &str, size: &str) -> Option<Tmpfs> {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); fails the test where mounting is
+    /// refused (not root, or no mount namespace rights).
+    fn mount(name: &str, size: &str) -> Tmpfs {
         let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the mount point");
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&dir)
-            .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success());
         if !mounted {
             let _ = std::fs::remove_dir(&dir);
-            return None;
+            panic!(
+                "cannot mount a tmpfs on {}: the test needs root",
+                dir.display()
+            );
         }
-        Some(Tmpfs { dir })
+        Tmpfs { dir }
     }
 
     /// Grows (or shrinks) the file system: what an operator freeing space does.
@@ -1037,14 +1039,11 @@ impl Drop for Tmpfs {
 /// with `ENOSPC`, the daemon holds those frames and acknowledges nothing past them, and once
 /// space returns it writes them, by itself, without a restart. Every frame the simulator sent is
 /// acknowledged, and the archive holds each exactly once. (It once lost hundreds: a failed group
-/// was dropped, and the frames stored after it moved the acknowledgement over it.) Skipped where
-/// a tmpfs cannot be mounted.
+/// was dropped, and the frames stored after it moved the acknowledgement over it.)
 #[test]
+#[ignore = "needs root (mounts a tmpfs); .ci/run runs it"]
 fn a_full_disk_loses_nothing_and_the_daemon_recovers_when_space_returns() {
-    let Some(disk) = Tmpfs::mount("aggregator-disk-full", "4m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (CI runs as root and can)");
-        return;
-    };
+    let disk = Tmpfs::mount("aggregator-disk-full", "4m");
     let archive = disk.dir.join("archive");
     let setup = Setup::with_archive(1024, Some(archive.clone()), "segment_bytes = 1048576\n");
     let mut daemon = setup.start();
