@@ -602,6 +602,35 @@ fn with_no_daemon_listening_the_simulator_says_so_once_per_address_and_fails() {
     assert_eq!(sim.stdout, "", "nothing was sent: no summary");
 }
 
+/// With no daemon the simulator says so before it shows any progress, and well before the 3 s a
+/// source that has never connected keeps trying (it once showed 3 s of progress ending `sources
+/// 50/50 done, 0 connected` first). With one of its two addresses listening, no source starts.
+#[test]
+fn with_no_daemon_listening_the_simulator_fails_before_showing_progress() {
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listening = listening.local_addr().unwrap().to_string();
+    let nothing = format!("127.0.0.1:{}", free_port());
+    for (uplink, replay) in [(&nothing, &nothing), (&listening, &nothing)] {
+        let mut sim = Command::new(SIM);
+        sim.args(["--uplink", uplink, "--replay", replay])
+            .args(["--progress", "lines", "--progress-ms", "10"])
+            .env_remove("RUST_LOG");
+        let started = Instant::now();
+        let sim = SimRun::start(sim).wait();
+        let took = started.elapsed();
+        assert_eq!(sim.status.code(), Some(1), "{}", sim.stderr);
+        assert_eq!(sim.stdout, "", "no progress, no summary");
+        assert_eq!(
+            sim.stderr.lines().collect::<Vec<_>>(),
+            [format!(
+                "uplink-sim: cannot connect to {nothing}: is the aggregator running? \
+                 (Connection refused (os error 111))"
+            )],
+        );
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+}
+
 /// `--give-up-after` is how long a source that has been connected keeps reconnecting: after its
 /// daemon dies it gives up then, with the last error, not as a run that never found a daemon.
 #[test]
