@@ -669,9 +669,11 @@ fn after_a_first_connection_a_source_gives_up_after_give_up_after() {
 }
 
 /// `deploy/demo.sh` on the binaries under test, in a scratch copy of what it reads: it listens
-/// where `DEMO_*_PORT` say, names the dashboard's URL, keeps and verifies its archive, ends with
-/// its verdict, and of the processor's per-batch debug lines shows only a few emergency batches,
-/// each followed by the routine batch of its source, sent before it, that it overtook.
+/// where `DEMO_*_PORT` say, names the dashboard's URL, publishes its catalog while the first
+/// scenario's sources stream (every source of both scenarios holds it; it once came after the
+/// brief scenario had ended), keeps and verifies its archive, ends with its verdict, and of the
+/// processor's per-batch debug lines shows only a few emergency batches, each followed by the
+/// routine batch of its source, sent before it, that it overtook.
 #[test]
 fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() {
     let scratch = common::TempDir::new("demo");
@@ -690,7 +692,7 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
             "DEMO_BIN_DIR",
             std::path::Path::new(AGGREGATOR).parent().expect("bin dir"),
         )
-        .env("DEMO_SCENARIOS", "default")
+        .env_remove("DEMO_SCENARIOS")
         .env("DEMO_UPLINK_PORT", ports[0].to_string())
         .env("DEMO_REPLAY_PORT", ports[1].to_string())
         .env("DEMO_MONITOR_PORT", ports[2].to_string())
@@ -714,12 +716,15 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
         )),
         "{output}"
     );
-    // The catalog published mid-run, acknowledged by every source of the scenario.
+    // The catalog published mid-run, acknowledged by every source of both scenarios.
+    assert!(output.contains("(while the sources stream)"), "{output}");
     assert!(output.contains("catalog version 1 published"), "{output}");
-    assert!(
-        output.contains("catalog: version 1 held by 50 of 50 sources"),
-        "{output}"
-    );
+    for held in [
+        "uplink-sim  default: catalog: version 1 held by 50 of 50 sources",
+        "uplink-sim  brief: catalog: version 1 held by 5 of 5 sources",
+    ] {
+        assert!(output.contains(held), "{held:?} in {output}");
+    }
 
     let archive = scratch.0.join("demo-run/archive");
     assert!(
