@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The one-command demo: builds the release binaries, starts the aggregator on its example config,
-# plays the brief's scenario and then the default 48 + 2 scenario against it with uplink-sim, sends
+# plays the default 48 + 2 scenario and then the brief's scenario against it with uplink-sim, sends
 # SIGTERM, checks the accounting (sent = accepted = processed = archived = acknowledged, and the
 # drain leaves nothing unacknowledged) and runs `aggregator archive verify` on the archive. The last
 # line is the verdict, OK or FAILED with the accounting; the exit status is 0 only with OK.
 #
 # At the start it prints the web dashboard's URL: the daemon stays up while the simulator runs,
-# so a person can watch the sources, the rate and the emergency frames there. A second into the
-# first scenario it publishes a catalog (a TLE set) with `aggregator catalog push`; every source
-# acknowledges it, and uplink-sim's summary says how many hold it. The timed scenarios
+# so a person can watch the sources, the rate and the emergency frames there. Once the daemon has
+# registered the first scenario's first source, it publishes a catalog (a TLE set) with
+# `aggregator catalog push`: every source connected then receives it at once, every later one right
+# after its WELCOME, and uplink-sim's summaries say how many hold it. The brief scenario is over in
+# milliseconds: where it comes first, the catalog is published just before it. The timed scenarios
 # last 3 s; DEMO_SIM_SECS=120 plays them for two minutes instead, long enough to watch.
 #
 # Everything it writes is kept in demo-run/ at the top of the clone, emptied at the start of each
@@ -25,7 +27,7 @@
 # HTTPS with the same certificate.
 #
 # Usage: deploy/demo.sh            (from anywhere inside a clone)
-# Environment: DEMO_SCENARIOS (default "brief default"); DEMO_SIM_SECS (how long each scenario
+# Environment: DEMO_SCENARIOS (default "default brief"); DEMO_SIM_SECS (how long each scenario
 # but brief generates frames, default the scenario's 3 s); DEMO_UPLINK_PORT, DEMO_REPLAY_PORT,
 # DEMO_MONITOR_PORT (default 7700, 7701, 7780); DEMO_TLS (1: over mutual TLS); DEMO_BIN_DIR (run the aggregator and uplink-sim
 # found there instead of building them); CARGO (default cargo).
@@ -34,7 +36,7 @@ set -euo pipefail
 here="$PWD"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-scenarios="${DEMO_SCENARIOS:-brief default}"
+scenarios="${DEMO_SCENARIOS:-default brief}"
 uplink_port="${DEMO_UPLINK_PORT:-7700}"
 replay_port="${DEMO_REPLAY_PORT:-7701}"
 monitor_port="${DEMO_MONITOR_PORT:-7780}"
@@ -150,28 +152,42 @@ ISS (ZARYA)
 2 25544  51.6416 247.4627 0006703 130.5360 325.0288 15.72125391563537
 TLE
 
+# Publishes the catalog; $1 says when.
+publish() {
+    echo "demo: aggregator catalog push $catalog_file ($1)"
+    "$bin/aggregator" catalog push "$catalog_file" --addr "127.0.0.1:$monitor_port" \
+        ${client_tls[@]+"${client_tls[@]}"} || fail "aggregator catalog push failed"
+    published=yes
+}
+
+registered() { grep -c "source registered" "$daemon_log" || true; }
+
 sent=0
 acked=0
 summaries=()
 published=""
 for scenario in $scenarios; do
     echo
+    [[ -z $published && $scenario == brief ]] && publish "before the brief scenario, over in milliseconds"
     echo "demo: uplink-sim --scenario $scenario"
     sim_out="$run/uplink-sim-$scenario.txt"
     duration=()
     [[ -n $sim_secs && $scenario != brief ]] && duration=(--duration "$sim_secs")
+    before="$(registered)"
     "$bin/uplink-sim" --uplink "127.0.0.1:$uplink_port" --replay "127.0.0.1:$replay_port" \
         --scenario "$scenario" ${duration[@]+"${duration[@]}"} ${client_tls[@]+"${client_tls[@]}"} \
         --require-all-acked >"$sim_out" &
     sim_pid=$!
     tail -f --pid "$sim_pid" "$sim_out" &
     if [[ -z $published ]]; then
-        # While the sources stream: a demo's pause, not a synchronisation.
-        sleep 1
-        echo "demo: aggregator catalog push $catalog_file (while the sources stream)"
-        "$bin/aggregator" catalog push "$catalog_file" --addr "127.0.0.1:$monitor_port" \
-            ${client_tls[@]+"${client_tls[@]}"} || fail "aggregator catalog push failed"
-        published=yes
+        # Once the daemon has registered a source of this run (at most 10 s): the sources stream.
+        for _ in $(seq 200); do
+            (($(registered) > before)) && break
+            kill -0 "$sim_pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        (($(registered) > before)) || fail "no source of uplink-sim --scenario $scenario registered"
+        publish "while the sources stream"
     fi
     wait "$sim_pid" || fail "uplink-sim --scenario $scenario failed"
     total="$(grep '^sim total:' "$sim_out")" || fail "no summary from uplink-sim --scenario $scenario"

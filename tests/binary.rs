@@ -388,6 +388,24 @@ fn a_port_in_use_stops_the_start_before_the_archive_is_touched() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Started outside the repository root, where the default `config/aggregator.toml` is not, the
+/// daemon says how to name its config (`--config PATH`), not only that the file cannot be read,
+/// and stops before anything binds (exit status 2).
+#[test]
+fn a_missing_config_file_names_the_config_option() {
+    let dir = common::TempDir::new("binary-no-config");
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .current_dir(&dir.0)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the aggregator binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("config/aggregator.toml"), "{stderr}");
+    assert!(stderr.contains("--config PATH"), "{stderr}");
+    assert!(!dir.0.join("archive").exists(), "nothing was started");
+}
+
 /// A source's frames, then its close: what an operator greps the logs for.
 async fn ten_frames_and_a_close(daemon: &Daemon) {
     let mut client = Client::source(daemon.uplink, SourceKind::LiveUplink, 3).await;

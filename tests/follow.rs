@@ -768,6 +768,27 @@ async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails()
     assert!(err.contains("cannot connect"), "{err}");
 }
 
+/// The quick start's daemon has no follow listener (`consumer.enabled` is off by default): a tail
+/// to its address is refused, and says what to turn on, not only `Connection refused`.
+#[tokio::test]
+async fn aggregator_tail_refused_says_the_follow_listener_may_not_be_enabled() {
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let (status, out, err) = tail(&["--addr", &addr]).await;
+    assert_eq!(status, Some(1), "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.starts_with(&format!("aggregator tail: cannot connect to {addr}: ")),
+        "{err}"
+    );
+    for hint in [
+        "follow listener",
+        "consumer.enabled = true",
+        "consumer.listen",
+    ] {
+        assert!(err.contains(hint), "{hint:?} in {err}");
+    }
+}
+
 /// Runs `aggregator tail --addr ADDR` until its first line (it has subscribed), then sends the
 /// daemon SIGTERM; returns how many lines the tail printed and its exit status.
 fn follow_until_drained(addr: &str, mut daemon: Binary) -> (usize, Option<i32>) {

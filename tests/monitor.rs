@@ -134,15 +134,10 @@ async fn health_reports_draining_from_the_signal_until_the_drain_ends() {
 }
 
 #[test]
+#[ignore = "needs promtool (Debian package prometheus); .ci/run runs it"]
 fn metrics_text_passes_promtool() {
-    let Ok(promtool) = which("promtool") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool must be installed in CI (.ci/run installs Debian's prometheus package)"
-        );
-        eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
-        return;
-    };
+    let promtool = which("promtool")
+        .expect("promtool is not installed (Debian package prometheus; .ci/run installs it)");
     let stats = aggregator::PipelineStats {
         frames_processed: 10,
         active_sources: 2,

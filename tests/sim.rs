@@ -602,6 +602,35 @@ fn with_no_daemon_listening_the_simulator_says_so_once_per_address_and_fails() {
     assert_eq!(sim.stdout, "", "nothing was sent: no summary");
 }
 
+/// With no daemon the simulator says so before it shows any progress, and well before the 3 s a
+/// source that has never connected keeps trying (it once showed 3 s of progress ending `sources
+/// 50/50 done, 0 connected` first). With one of its two addresses listening, no source starts.
+#[test]
+fn with_no_daemon_listening_the_simulator_fails_before_showing_progress() {
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listening = listening.local_addr().unwrap().to_string();
+    let nothing = format!("127.0.0.1:{}", free_port());
+    for (uplink, replay) in [(&nothing, &nothing), (&listening, &nothing)] {
+        let mut sim = Command::new(SIM);
+        sim.args(["--uplink", uplink, "--replay", replay])
+            .args(["--progress", "lines", "--progress-ms", "10"])
+            .env_remove("RUST_LOG");
+        let started = Instant::now();
+        let sim = SimRun::start(sim).wait();
+        let took = started.elapsed();
+        assert_eq!(sim.status.code(), Some(1), "{}", sim.stderr);
+        assert_eq!(sim.stdout, "", "no progress, no summary");
+        assert_eq!(
+            sim.stderr.lines().collect::<Vec<_>>(),
+            [format!(
+                "uplink-sim: cannot connect to {nothing}: is the aggregator running? \
+                 (Connection refused (os error 111))"
+            )],
+        );
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+}
+
 /// `--give-up-after` is how long a source that has been connected keeps reconnecting: after its
 /// daemon dies it gives up then, with the last error, not as a run that never found a daemon.
 #[test]
@@ -640,9 +669,11 @@ fn after_a_first_connection_a_source_gives_up_after_give_up_after() {
 }
 
 /// `deploy/demo.sh` on the binaries under test, in a scratch copy of what it reads: it listens
-/// where `DEMO_*_PORT` say, names the dashboard's URL, keeps and verifies its archive, ends with
-/// its verdict, and of the processor's per-batch debug lines shows only a few emergency batches,
-/// each followed by the routine batch of its source, sent before it, that it overtook.
+/// where `DEMO_*_PORT` say, names the dashboard's URL, publishes its catalog while the first
+/// scenario's sources stream (every source of both scenarios holds it; it once came after the
+/// brief scenario had ended), keeps and verifies its archive, ends with its verdict, and of the
+/// processor's per-batch debug lines shows only a few emergency batches, each followed by the
+/// routine batch of its source, sent before it, that it overtook.
 #[test]
 fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() {
     let scratch = common::TempDir::new("demo");
@@ -661,7 +692,7 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
             "DEMO_BIN_DIR",
             std::path::Path::new(AGGREGATOR).parent().expect("bin dir"),
         )
-        .env("DEMO_SCENARIOS", "default")
+        .env_remove("DEMO_SCENARIOS")
         .env("DEMO_UPLINK_PORT", ports[0].to_string())
         .env("DEMO_REPLAY_PORT", ports[1].to_string())
         .env("DEMO_MONITOR_PORT", ports[2].to_string())
@@ -685,12 +716,15 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
         )),
         "{output}"
     );
-    // The catalog published mid-run, acknowledged by every source of the scenario.
+    // The catalog published mid-run, acknowledged by every source of both scenarios.
+    assert!(output.contains("(while the sources stream)"), "{output}");
     assert!(output.contains("catalog version 1 published"), "{output}");
-    assert!(
-        output.contains("catalog: version 1 held by 50 of 50 sources"),
-        "{output}"
-    );
+    for held in [
+        "uplink-sim  default: catalog: version 1 held by 50 of 50 sources",
+        "uplink-sim  brief: catalog: version 1 held by 5 of 5 sources",
+    ] {
+        assert!(output.contains(held), "{held:?} in {output}");
+    }
 
     let archive = scratch.0.join("demo-run/archive");
     assert!(
@@ -997,22 +1031,24 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); `None` where mounting is refused
-    /// (not root, or no mount namespace rights).
-    fn mount(name: &str, size: &str) -> Option<Tmpfs> {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); fails the test where mounting is
+    /// refused (not root, or no mount namespace rights).
+    fn mount(name: &str, size: &str) -> Tmpfs {
         let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the mount point");
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&dir)
-            .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success());
         if !mounted {
             let _ = std::fs::remove_dir(&dir);
-            return None;
+            panic!(
+                "cannot mount a tmpfs on {}: the test needs root",
+                dir.display()
+            );
         }
-        Some(Tmpfs { dir })
+        Tmpfs { dir }
     }
 
     /// Grows (or shrinks) the file system: what an operator freeing space does.
@@ -1037,14 +1073,11 @@ impl Drop for Tmpfs {
 /// with `ENOSPC`, the daemon holds those frames and acknowledges nothing past them, and once
 /// space returns it writes them, by itself, without a restart. Every frame the simulator sent is
 /// acknowledged, and the archive holds each exactly once. (It once lost hundreds: a failed group
-/// was dropped, and the frames stored after it moved the acknowledgement over it.) Skipped where
-/// a tmpfs cannot be mounted.
+/// was dropped, and the frames stored after it moved the acknowledgement over it.)
 #[test]
+#[ignore = "needs root (mounts a tmpfs); .ci/run runs it"]
 fn a_full_disk_loses_nothing_and_the_daemon_recovers_when_space_returns() {
-    let Some(disk) = Tmpfs::mount("aggregator-disk-full", "4m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (CI runs as root and can)");
-        return;
-    };
+    let disk = Tmpfs::mount("aggregator-disk-full", "4m");
     let archive = disk.dir.join("archive");
     let setup = Setup::with_archive(1024, Some(archive.clone()), "segment_bytes = 1048576\n");
     let mut daemon = setup.start();

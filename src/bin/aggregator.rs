@@ -1,6 +1,7 @@
 //! The `aggregator` daemon binary: parses the command line, loads the config, sets up logging,
 //! registers the signals, binds the listeners, and hands everything to the library.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use aggregator::archive::tools::{self, parse_priority, parse_source, Filter};
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
-use aggregator::config::LogFormat;
+use aggregator::config::{ConfigError, LogFormat};
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ingest::descriptors;
@@ -22,6 +23,9 @@ use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+/// Where the daemon reads its configuration without --config: the example in the repository.
+const DEFAULT_CONFIG: &str = "config/aggregator.toml";
+
 /// Telemetry aggregation daemon: priority fan-in, backpressure, fan-out and a lossless drain.
 ///
 /// Without a subcommand it runs the daemon; `aggregator archive ...` works on an archive directory.
@@ -29,7 +33,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 #[command(name = "aggregator", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Path of the configuration file.
-    #[arg(long, default_value = "config/aggregator.toml")]
+    #[arg(long, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
     /// Validate the configuration and exit: status 0 when valid, 2 when not.
     #[arg(long)]
@@ -179,6 +183,15 @@ fn main() -> ExitCode {
     }
     let mut config = match Config::load(&cli.config) {
         Ok(config) => config,
+        Err(ConfigError::Read { path, source }) if source.kind() == ErrorKind::NotFound => {
+            eprintln!(
+                "aggregator: no configuration file at {}: {source}; give its path with --config \
+                 PATH (the default, {DEFAULT_CONFIG}, is relative to the working directory: the \
+                 repository root has one)",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
         Err(err) => {
             eprintln!("aggregator: invalid configuration: {err}");
             return ExitCode::from(2);

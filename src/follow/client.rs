@@ -28,7 +28,7 @@ use crate::tls::stream::{self, Reader, Writer};
 /// Why following ended other than at the daemon's drain.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {source}{}", refused_hint(.source))]
     Connect { addr: SocketAddr, source: io::Error },
     #[error("the daemon refused the subscription ({reason:?}): {detail}")]
     Refused {
@@ -43,6 +43,18 @@ pub enum FollowError {
     Closed,
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+/// What a refused connection most often means: a daemon running without its follow listener,
+/// which is off unless its config turns it on.
+fn refused_hint(err: &io::Error) -> &'static str {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            "; nothing listens there: the daemon's follow listener may not be enabled \
+             (`consumer.enabled = true` in its config; it listens at `consumer.listen`)"
+        }
+        _ => "",
+    }
 }
 
 /// What a follower receives.

@@ -22,8 +22,11 @@ pub mod report;
 pub mod scenario;
 pub mod source;
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
 
 use crate::pipeline::frame::SourceKind;
 use crate::tls::client::ClientTls;
@@ -151,20 +154,47 @@ impl SimPlan {
 
 /// Runs every source of the plan to its end and collects their reports. `progress` receives the
 /// live counters; pass [`Progress::new`] with [`ProgressStyle::Off`] for none.
+///
+/// First it connects once to each address the sources use. Where that fails (nothing listens,
+/// the name does not resolve), no source starts and nothing is shown: every source's outcome is
+/// [`Outcome::Unreachable`] at once, rather than after each has tried for
+/// [`SessionOptions::first_connect_within`]. Each connection made is the first connection of a
+/// source of its address, so asking leaves nothing behind on the daemon. A connect that takes
+/// longer than [`SessionOptions::connect_timeout`] decides nothing: the sources try on their own.
 pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
     let started = Instant::now();
+    let (mut made, unreachable) = connect_each_address(&plan).await;
+    if let Some((address, error)) = unreachable.iter().next() {
+        let sources = plan.sources.iter().map(|spec| {
+            let (address, error) = unreachable
+                .get_key_value(plan.address(spec.kind))
+                .unwrap_or((address, error));
+            let outcome = Outcome::Unreachable {
+                address: address.clone(),
+                error: error.clone(),
+            };
+            SourceReport::not_run(spec, outcome)
+        });
+        return SimReport {
+            sources: sources.collect(),
+            elapsed: started.elapsed(),
+        };
+    }
     let goal = progress::Goal::of(&plan.sources);
     let ticker = tokio::spawn(progress::show(Arc::clone(&progress), goal));
     let mut tasks = Vec::with_capacity(plan.sources.len());
     for spec in &plan.sources {
         let address = plan.address(spec.kind).to_string();
-        let task = source::SimSource::new(
+        let mut task = source::SimSource::new(
             spec.clone(),
             address,
             plan.tls.clone(),
             plan.session.clone(),
             Arc::clone(&progress),
         );
+        if let Some(stream) = made.remove(plan.address(spec.kind)) {
+            task = task.with_connection(stream);
+        }
         tasks.push((spec.clone(), tokio::spawn(task.run())));
     }
     let mut sources = Vec::with_capacity(tasks.len());
@@ -182,4 +212,32 @@ pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
         sources,
         elapsed: started.elapsed(),
     }
+}
+
+/// One TCP connection to each address the plan's sources use, made concurrently: those made, and
+/// the error of each address where the connect failed. An address whose connect timed out is in
+/// neither.
+async fn connect_each_address(
+    plan: &SimPlan,
+) -> (HashMap<String, TcpStream>, BTreeMap<String, String>) {
+    let addresses: BTreeSet<&str> = plan.sources.iter().map(|s| plan.address(s.kind)).collect();
+    let patience = plan.session.connect_timeout;
+    let attempts = addresses.into_iter().map(|address| async move {
+        let made = tokio::time::timeout(patience, TcpStream::connect(address)).await;
+        (address.to_string(), made)
+    });
+    let mut made = HashMap::new();
+    let mut unreachable = BTreeMap::new();
+    for (address, attempt) in futures_util::future::join_all(attempts).await {
+        match attempt {
+            Ok(Ok(stream)) => {
+                made.insert(address, stream);
+            }
+            Ok(Err(err)) => {
+                unreachable.insert(address, err.to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    (made, unreachable)
 }

@@ -28,7 +28,9 @@ pub enum Outcome {
     },
     /// The source gave up; the text names the cause.
     Failed(String),
-    /// Nothing ever accepted a connection at the address: no daemon listens there.
+    /// Nothing ever accepted a connection at the address: no daemon listens there. Found before
+    /// the run starts, it is every source's outcome, including those of the run's other address:
+    /// none of them started.
     Unreachable { address: String, error: String },
 }
 
@@ -131,6 +133,11 @@ pub struct SourceReport {
 impl SourceReport {
     /// A report for a source that could not run at all.
     pub fn failed(spec: &SourceSpec, why: String) -> Self {
+        SourceReport::not_run(spec, Outcome::Failed(why))
+    }
+
+    /// A report for a source that never started, ended with `outcome`.
+    pub fn not_run(spec: &SourceSpec, outcome: Outcome) -> Self {
         SourceReport {
             kind: spec.kind,
             id: spec.id,
@@ -143,7 +150,7 @@ impl SourceReport {
             unacked: 0,
             emergency_latency: Latencies::default(),
             catalog_version: None,
-            outcome: Outcome::Failed(why),
+            outcome,
         }
     }
 

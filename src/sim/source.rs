@@ -111,6 +111,9 @@ pub struct SimSource {
     /// The newest catalog version received.
     catalog_version: Option<u64>,
     latency: Latencies,
+    /// A TCP connection made for this source before it started ([`super::run`] asks each address
+    /// once whether anything listens): its first connection.
+    first: Option<TcpStream>,
 }
 
 impl SimSource {
@@ -160,7 +163,14 @@ impl SimSource {
             connections: 0,
             catalog_version: None,
             latency: Latencies::default(),
+            first: None,
         }
+    }
+
+    /// The source's first connection is `stream`, already made to its address.
+    pub fn with_connection(mut self, stream: TcpStream) -> Self {
+        self.first = Some(stream);
+        self
     }
 
     /// Runs the source to its end: connects, reconnects as long as retrying can help, and reports.
@@ -208,8 +218,12 @@ impl SimSource {
         // Whether a TCP connection was ever made: until then nothing is known to listen.
         let mut reached = false;
         loop {
+            let made = self.first.take();
             let connect = async {
-                let stream = TcpStream::connect(&self.address).await?;
+                let stream = match made {
+                    Some(stream) => stream,
+                    None => TcpStream::connect(&self.address).await?,
+                };
                 stream::client(stream, self.tls.as_ref()).await
             };
             let end = match timeout(self.opts.connect_timeout, connect).await {
