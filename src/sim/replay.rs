@@ -16,6 +16,13 @@
 //! Every shard of the archive is read (`archive::layout`), and a source's frames are merged across
 //! them: a daemon whose `runtime.shards` changed between runs stored a source's frames in more
 //! than one shard, and the replay must still send each sequence once, in order.
+//!
+//! The emergency journals are read too, after every segment: after a power cut, and before the
+//! next start, an acknowledged emergency may be in a journal alone, and it is part of what the
+//! archive holds (the next start stores it). Only the journal frames no segment holds are taken
+//! ([`tools::journals`](crate::archive::tools::journals), the test `archive verify` and
+//! `inspect` apply), and they are sorted in with their source's other frames: a journal also holds
+//! most of its frames a second time, which would otherwise count as duplicates.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -27,6 +34,7 @@ use bytes::Bytes;
 
 use crate::archive::layout;
 use crate::archive::segment::{self, Entry, FrameRecord, ScanEnd, SegmentScan};
+use crate::archive::tools::journals::Held;
 use crate::pipeline::frame::{Priority, SourceKind};
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
@@ -114,7 +122,8 @@ pub struct LoadedArchive {
 }
 
 /// Reads every segment of every shard of the archive at `dir` (shard 0 first,
-/// [`layout::list_shard_segments`]) and groups its frames by source, each sorted by sequence.
+/// [`layout::list_shard_segments`]), then the frames of every shard's emergency journals that no
+/// segment holds ([`Held`]), and groups the frames by source, each sorted by sequence.
 ///
 /// A source's frames are merged across the shards: a change of `runtime.shards` between runs can
 /// leave its older frames in one shard and its newer ones in another. A sequence already loaded
@@ -126,18 +135,20 @@ pub struct LoadedArchive {
 pub fn load_archive(dir: &Path, pace: Pace) -> io::Result<LoadedArchive> {
     let mut loaded = LoadedArchive::default();
     let mut by_source: BTreeMap<u32, Recording> = BTreeMap::new();
-    let segments = layout::list_shard_segments(dir)?
-        .into_iter()
-        .flat_map(|shard| shard.segments);
-    for (_, path) in segments {
-        let scan = segment::read_segment(&path)?;
-        loaded.segments += 1;
-        loaded.note_damage(&path, &scan);
-        for (_, entry) in scan.entries {
-            if let Entry::Frame(frame) = entry {
-                add_frame(&mut by_source, frame, pace)?;
-            }
+    let mut held = Held::default();
+    let mut journals = Vec::new();
+    for shard in layout::list_shard_segments(dir)? {
+        journals.extend(shard.journals);
+        for (_, path) in shard.segments {
+            let scan = segment::read_segment(&path)?;
+            loaded.segments += 1;
+            held.hold(&scan);
+            loaded.add_scan(&path, scan, &mut by_source, pace)?;
         }
+    }
+    for path in journals {
+        let journal = held.read_journal(&path)?;
+        loaded.add_scan(&path, journal.scan, &mut by_source, pace)?;
     }
     for (id, mut recording) in by_source {
         // Stable: of two copies of a sequence, the first read (shard 0 first) is kept.
@@ -184,6 +195,24 @@ fn add_frame(
 }
 
 impl LoadedArchive {
+    /// Adds the frames of the scan of the segment or journal at `path` to their sources, and notes
+    /// its damage.
+    fn add_scan(
+        &mut self,
+        path: &Path,
+        scan: SegmentScan,
+        by_source: &mut BTreeMap<u32, Recording>,
+        pace: Pace,
+    ) -> io::Result<()> {
+        self.note_damage(path, &scan);
+        for (_, entry) in scan.entries {
+            if let Entry::Frame(frame) = entry {
+                add_frame(by_source, frame, pace)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Lists the torn tail or the damaged ranges of the segment at `path`, if it has any.
     fn note_damage(&mut self, path: &Path, scan: &SegmentScan) {
         match &scan.end {
