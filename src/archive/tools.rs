@@ -29,12 +29,13 @@ pub mod repair;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use crate::archive::layout;
 use crate::archive::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
 use crate::pipeline::frame::{Priority, SourceKind};
-use journals::Held;
+use journals::{FileKind, Held};
 
 /// At most this many gap ranges and duplicate sequences are printed per source.
 pub const PRINT_CAP: usize = 10;
@@ -747,38 +748,20 @@ const PAYLOAD_SHOWN: usize = 16;
 /// an append leaves, and what recovery skips too.
 pub fn inspect(dir: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<InspectSummary> {
     let mut summary = InspectSummary::default();
-    let mut held = Held::default();
-    let mut journals = Vec::new();
-    for shard in layout::list_shard_segments(dir)? {
-        journals.extend(shard.journals);
-        for (_, path) in shard.segments {
-            let scan = segment::read_segment(&path)?;
-            summary.segments += 1;
-            held.hold(&scan);
-            if !list_entries(&name_in(dir, &path), &scan, filter, out, &mut summary)? {
-                summary.truncated = true;
-                return Ok(summary);
-            }
-            summary.damaged.extend(
-                scan.damaged
-                    .into_iter()
-                    .map(|damage| (path.clone(), damage)),
-            );
-        }
-    }
-    for path in journals {
-        let journal = held.read_journal(&path)?;
-        if !list_entries(
-            &name_in(dir, &path),
-            &journal.scan,
-            filter,
-            out,
-            &mut summary,
-        )? {
+    journals::read_archive(dir, |kind, path, scan| {
+        if !list_entries(&name_in(dir, path), &scan, filter, out, &mut summary)? {
             summary.truncated = true;
-            break;
+            return Ok(ControlFlow::Break(()));
         }
-    }
+        if kind == FileKind::Segment {
+            summary.segments += 1;
+            let damaged = scan.damaged.into_iter();
+            summary
+                .damaged
+                .extend(damaged.map(|damage| (path.to_path_buf(), damage)));
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(summary)
 }
 
@@ -787,8 +770,8 @@ fn name_in(dir: &Path, path: &Path) -> String {
     path.strip_prefix(dir).unwrap_or(path).display().to_string()
 }
 
-/// Lists the entries of the segment or journal `name` that pass `filter`, counting them in `summary`; false
-/// when the limit stopped it.
+/// Lists the entries of the segment or journal `name` that pass `filter`, counting them in
+/// `summary`; false when the limit stopped it.
 fn list_entries(
     name: &str,
     scan: &SegmentScan,

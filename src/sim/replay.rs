@@ -26,15 +26,15 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::archive::layout;
-use crate::archive::segment::{self, Entry, FrameRecord, ScanEnd, SegmentScan};
-use crate::archive::tools::journals::Held;
+use crate::archive::segment::{Entry, FrameRecord, ScanEnd, SegmentScan};
+use crate::archive::tools::journals::{self, FileKind};
 use crate::pipeline::frame::{Priority, SourceKind};
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
@@ -121,9 +121,9 @@ pub struct LoadedArchive {
     pub skipped: Vec<String>,
 }
 
-/// Reads every segment of every shard of the archive at `dir` (shard 0 first,
-/// [`layout::list_shard_segments`]), then the frames of every shard's emergency journals that no
-/// segment holds ([`Held`]), and groups the frames by source, each sorted by sequence.
+/// Reads every segment of every shard of the archive at `dir` (shard 0 first), then the frames of
+/// every shard's emergency journals that no segment holds ([`journals::read_archive`]), and groups
+/// the frames by source, each sorted by sequence.
 ///
 /// A source's frames are merged across the shards: a change of `runtime.shards` between runs can
 /// leave its older frames in one shard and its newer ones in another. A sequence already loaded
@@ -135,21 +135,16 @@ pub struct LoadedArchive {
 pub fn load_archive(dir: &Path, pace: Pace) -> io::Result<LoadedArchive> {
     let mut loaded = LoadedArchive::default();
     let mut by_source: BTreeMap<u32, Recording> = BTreeMap::new();
-    let mut held = Held::default();
-    let mut journals = Vec::new();
-    for shard in layout::list_shard_segments(dir)? {
-        journals.extend(shard.journals);
-        for (_, path) in shard.segments {
-            let scan = segment::read_segment(&path)?;
-            loaded.segments += 1;
-            held.hold(&scan);
-            loaded.add_scan(&path, scan, &mut by_source, pace)?;
+    journals::read_archive(dir, |kind, path, scan| {
+        loaded.segments += u64::from(kind == FileKind::Segment);
+        loaded.note_damage(path, &scan);
+        for (_, entry) in scan.entries {
+            if let Entry::Frame(frame) = entry {
+                add_frame(&mut by_source, frame, pace)?;
+            }
         }
-    }
-    for path in journals {
-        let journal = held.read_journal(&path)?;
-        loaded.add_scan(&path, journal.scan, &mut by_source, pace)?;
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     for (id, mut recording) in by_source {
         // Stable: of two copies of a sequence, the first read (shard 0 first) is kept.
         recording.frames.sort_by_key(|f| f.sequence);
@@ -195,24 +190,6 @@ fn add_frame(
 }
 
 impl LoadedArchive {
-    /// Adds the frames of the scan of the segment or journal at `path` to their sources, and notes
-    /// its damage.
-    fn add_scan(
-        &mut self,
-        path: &Path,
-        scan: SegmentScan,
-        by_source: &mut BTreeMap<u32, Recording>,
-        pace: Pace,
-    ) -> io::Result<()> {
-        self.note_damage(path, &scan);
-        for (_, entry) in scan.entries {
-            if let Entry::Frame(frame) = entry {
-                add_frame(by_source, frame, pace)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Lists the torn tail or the damaged ranges of the segment at `path`, if it has any.
     fn note_damage(&mut self, path: &Path, scan: &SegmentScan) {
         match &scan.end {

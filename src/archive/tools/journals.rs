@@ -17,9 +17,11 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::archive::journal;
+use crate::archive::layout;
 use crate::archive::segment::{self, Entry, SegmentScan};
 use crate::archive::tracked::Tracked;
 use crate::ingest::ledger::SourceKey;
@@ -70,4 +72,43 @@ impl Held {
         });
         Ok(JournalFrames { frames, scan })
     }
+}
+
+/// Which kind of file [`read_archive`] hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A segment: every valid record.
+    Segment,
+    /// An emergency journal: only its frames no segment holds (nor a journal read before).
+    Journal,
+}
+
+/// Reads every segment of every shard of the archive at `dir` (shard 0 first, each shard's by
+/// index: [`layout::list_shard_segments`]), then every shard's journals, and hands each file's
+/// scan to `visit`, a journal's with only the frames no segment holds ([`Held::read_journal`]).
+/// `visit` stops the reading with [`ControlFlow::Break`]. An `Err` names the directory or file
+/// that cannot be read, or is `visit`'s.
+pub fn read_archive(
+    dir: &Path,
+    mut visit: impl FnMut(FileKind, &Path, SegmentScan) -> io::Result<ControlFlow<()>>,
+) -> io::Result<()> {
+    let mut held = Held::default();
+    let mut journals = Vec::new();
+    for shard in layout::list_shard_segments(dir)? {
+        journals.extend(shard.journals);
+        for (_, path) in shard.segments {
+            let scan = segment::read_segment(&path)?;
+            held.hold(&scan);
+            if visit(FileKind::Segment, &path, scan)?.is_break() {
+                return Ok(());
+            }
+        }
+    }
+    for path in journals {
+        let journal = held.read_journal(&path)?;
+        if visit(FileKind::Journal, &path, journal.scan)?.is_break() {
+            break;
+        }
+    }
+    Ok(())
 }

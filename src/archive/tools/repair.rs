@@ -25,13 +25,13 @@
 //! - **The scan's own ranges.** What is moved is exactly what [`segment::scan`] reports as
 //!   damaged, in the same bytes it scanned, so what is left is the valid records, whole.
 //! - **The journals are counted, never touched.** After a power cut a shard's emergency journals
-//!   may hold acknowledged frames its segments lost, which the next start stores (`docs/archive.md`,
-//!   "Emergency journals"): an operator deciding what to do with a damaged archive needs to know
-//!   they are there, and that they must stay. It says how many frames each shard's next start
-//!   takes from them, with recovery's own code (its reading of the newest segment,
-//!   `recovery::track`, and `journal::recover`), so the count is what the start does, not an
-//!   estimate of it. A repair removes only damaged bytes, which recovery never reads, so the count
-//!   is the same before and after it.
+//!   may hold acknowledged frames its segments lost, which the next start stores
+//!   (`docs/archive.md`, "Emergency journals"): an operator deciding what to do with a damaged
+//!   archive needs to know they are there, and that they must stay. It says how many frames each
+//!   shard's next start takes from them, with recovery's own code (its reading of the newest
+//!   segment, `recovery::track`, and `journal::recover`), so the count is what the start does,
+//!   not an estimate of it. A repair removes only damaged bytes, which recovery never reads, so
+//!   the count is the same before and after it.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
