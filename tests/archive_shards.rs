@@ -10,6 +10,7 @@ use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use aggregator::archive::layout::shard_dir;
 use aggregator::archive::segment::{self, encode_frames, encode_watermark, MAGIC};
@@ -23,6 +24,27 @@ use common::TempDir;
 use SourceKind::{ArchivedReplay as Replay, LiveUplink as Live};
 
 const T0: u64 = 1_700_000_000_000_000_000;
+
+/// Keeps this process's forks and the lives of the archive locks its tests take apart. A child
+/// holds a copy of every descriptor open in this process at its fork until its exec closes them
+/// (`O_CLOEXEC`), and a copy of a `LOCK` file's descriptor keeps its `flock`: a test that drops a
+/// sink (or a repair's locks) and takes the lock again found it "in use by another aggregator
+/// process" while the child of a test running beside it had not yet exec'd (2 runs in 60 under
+/// load, never without the test that runs the binary). A retry would also hide a lock that
+/// outlives its sink for a reason of the daemon's own, so the two are kept apart instead: a test
+/// that runs the binary holds this shared until its child has exited ([`forking`]), and a test
+/// that takes archive locks in this process holds it alone ([`locking`]).
+static FORKS: RwLock<()> = RwLock::new(());
+
+/// Held while a child of this process may not have exec'd yet.
+fn forking() -> RwLockReadGuard<'static, ()> {
+    FORKS.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held while this process takes, drops and takes again archive locks.
+fn locking() -> RwLockWriteGuard<'static, ()> {
+    FORKS.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Writes segment `index` of `shard` in the archive at `root`: for each (kind, id, sequences), one
 /// FRAMES record of routine frames, then a watermark at the last of them. Returns its path.
@@ -99,10 +121,12 @@ fn verify_reads_every_shard_and_checks_a_split_source_as_one() {
     );
 
     // The command prints each segment with its shard's path, and a line per shard.
+    let forks = forking();
     let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args(["archive", "verify", root.0.to_str().unwrap(), "--strict"])
         .output()
         .unwrap();
+    drop(forks);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let shard_two = shard_dir(&root.0, 2);
@@ -251,6 +275,7 @@ fn shard_config(root: &Path, shard: usize) -> ArchiveConfig {
 
 #[test]
 fn repair_cuts_a_torn_tail_in_shard_two_and_leaves_the_other_shards() {
+    let _locks = locking();
     let root = TempDir::new("shards-repair");
     sharded_archive(&root.0);
     let newest = shard_dir(&root.0, 2).join(segment::segment_name(2));
@@ -365,6 +390,7 @@ fn an_archive_written_before_shards_is_shard_zero() {
 
 #[test]
 fn a_shard_that_cannot_be_repaired_stops_the_repair_before_any_shard_changes() {
+    let _locks = locking();
     let root = TempDir::new("shards-repair-refused");
     sharded_archive(&root.0);
     let torn_path = root.0.join(segment::segment_name(2));
@@ -395,6 +421,7 @@ fn a_shard_that_cannot_be_repaired_stops_the_repair_before_any_shard_changes() {
 /// in shard 0, once, resumes its source after it, and deletes that journal.
 #[test]
 fn a_retired_shards_journal_is_stored_by_shard_zero() {
+    let _locks = locking();
     let root = TempDir::new("shards-journal");
     write_segment(&root.0, 0, 1, &[(Live, 1, 0..5)]);
     write_segment(&root.0, 1, 1, &[(Live, 2, 0..3)]);

@@ -546,27 +546,33 @@ fn repair_quarantines_the_damaged_bytes_of_the_newest_segment_and_the_daemon_sta
     assert!(stdout.contains("clean, nothing to repair"), "{stdout}");
 }
 
-/// After a crash, before the next start: live 1's emergencies 5 and 6 were acknowledged from the
-/// emergency journal, and the crash took them from the segment's unsynced tail. `verify --strict`
-/// counts them present, once (emergency 3 is in both the segment and the journal), and says how
-/// many the next start stores from the journal. Before, it read segments only: 5 and 6 were
-/// missing from live 1's sequences (past its last, so not even a gap) and a later frame made them
-/// one.
-#[test]
-fn verify_counts_frames_only_an_emergency_journal_holds_once() {
-    let dir = TempDir::new("verify-journal");
+/// What a crash leaves before the next start: live 1's emergencies 5 and 6 were acknowledged from
+/// the emergency journal, and the crash took them from the segment's unsynced tail; emergency 3
+/// is in both. Returns the journal's path and the offsets of its three records.
+fn journaled_archive(dir: &Path) -> (PathBuf, Vec<u64>) {
     let mut segment = SegmentBuilder::new();
     segment.frame(Live, 1, 3, Emergency);
     for seq in [0, 1, 2, 4, 7] {
         segment.frame(Live, 1, seq, Routine);
     }
-    segment.write(&dir.0, 1);
+    segment.write(dir, 1);
     let mut journal = SegmentBuilder::new();
     for seq in [3, 5, 6] {
         journal.frame(Live, 1, seq, Emergency);
     }
-    let journal_path = dir.0.join("emergency-00000000000000000001.journal");
+    let journal_path = dir.join("emergency-00000000000000000001.journal");
     fs::write(&journal_path, &journal.bytes).unwrap();
+    (journal_path, journal.offsets)
+}
+
+/// `verify --strict` counts the frames only the journal holds present, once (emergency 3 is in
+/// both the segment and the journal), and says how many the next start stores from the journal.
+/// Before, it read segments only: 5 and 6 were missing from live 1's sequences (past its last, so
+/// not even a gap) and a later frame made them one.
+#[test]
+fn verify_counts_frames_only_an_emergency_journal_holds_once() {
+    let dir = TempDir::new("verify-journal");
+    let (journal_path, _) = journaled_archive(&dir.0);
 
     let (status, stdout, stderr) = verify(&dir.0, &["--strict"]);
     assert_eq!(status, Some(0), "{stdout}{stderr}");
@@ -586,4 +592,136 @@ fn verify_counts_frames_only_an_emergency_journal_holds_once() {
         total.contains(" frames=8 emergency=3 journaled=2 missing=0 duplicates=0 "),
         "{total}"
     );
+}
+
+/// `inspect` lists the frames only the journal holds after the segment's, each naming the journal
+/// and its record's offset, and filters them as it filters the segment's; emergency 3, which the
+/// segment holds too, is listed once. Before, it listed segments only.
+#[test]
+fn inspect_lists_the_frames_only_an_emergency_journal_holds() {
+    let dir = TempDir::new("inspect-journal");
+    let (_, offsets) = journaled_archive(&dir.0);
+    let journal = "emergency-00000000000000000001.journal";
+
+    let all = inspect(&dir.0, &[]);
+    let keys: Vec<_> = all.iter().map(|l| frame_key(l)).collect();
+    let live_one = |seqs: &[u64]| seqs.iter().map(|&s| ("live".into(), 1, s)).collect();
+    let expected: Vec<_> = live_one(&[3, 0, 1, 2, 4, 7, 5, 6]);
+    assert_eq!(keys, expected, "{all:#?}");
+    let segment_name = segment::segment_name(1);
+    assert!(
+        all[..6].iter().all(|l| l.starts_with(&segment_name)),
+        "{all:#?}"
+    );
+    assert_eq!(
+        all[6],
+        format!(
+            "{journal} {:>10} frame     live            1 emergency seq=5 \
+             received=2023-11-14T22:13:20.005000000Z len=3 payload=313a35",
+            offsets[1]
+        )
+    );
+    assert!(
+        all[7].starts_with(&format!("{journal} {:>10} frame", offsets[2])),
+        "{}",
+        all[7]
+    );
+
+    let from_six = inspect(&dir.0, &["--from", "6"]);
+    let keys: Vec<_> = from_six.iter().map(|l| frame_key(l)).collect();
+    assert_eq!(keys, live_one(&[7, 6]), "{from_six:#?}");
+    assert!(from_six[1].starts_with(journal), "{from_six:#?}");
+    let routine = inspect(&dir.0, &["--priority", "routine"]);
+    assert!(
+        !routine.iter().any(|l| l.starts_with(journal)),
+        "{routine:#?}"
+    );
+    let limited = inspect(&dir.0, &["--priority", "emergency", "--limit", "2"]);
+    let keys: Vec<_> = limited.iter().map(|l| frame_key(l)).collect();
+    assert_eq!(keys, live_one(&[3, 5]), "{limited:#?}");
+}
+
+/// `repair`, dry run and `--quarantine`, says how many frames each shard's journals hold that the
+/// next start stores, and in total, and leaves the journals as they are: shard 0's journal holds
+/// 2 (5 and 6), shard 2's 1 (live 2's emergency 4; its 2 is at the segment's watermark). The
+/// start itself then stores exactly those. Before, it said nothing of the journals.
+#[test]
+fn repair_says_what_the_next_start_stores_from_the_journals_and_leaves_them() {
+    let dir = TempDir::new("repair-journal");
+    let (journal_zero, _) = journaled_archive(&dir.0);
+    let shard_two = dir.0.join("shard-02");
+    fs::create_dir_all(&shard_two).unwrap();
+    let mut segment = SegmentBuilder::new();
+    segment.frames(Live, 2, 0..3).watermark(Live, 2, 2);
+    segment.write(&shard_two, 1);
+    let mut journal = SegmentBuilder::new();
+    journal
+        .frame(Live, 2, 2, Emergency)
+        .frame(Live, 2, 4, Emergency);
+    let journal_two = shard_two.join("emergency-00000000000000000003.journal");
+    fs::write(&journal_two, &journal.bytes).unwrap();
+    let journals = [&journal_zero, &journal_two].map(|path| fs::read(path).unwrap());
+
+    let lines = [
+        format!(
+            "journals {}: the next start stores 2 frames from 1 journal",
+            dir.0.display()
+        ),
+        format!(
+            "journals {}: the next start stores 1 frame from 1 journal",
+            shard_two.display()
+        ),
+        "journals total: the next start stores 3 frames from 2 journals; \
+         repair leaves the journals as they are"
+            .to_string(),
+    ];
+    for extra in [&[][..], &["--quarantine"]] {
+        let mut args = vec!["archive", "repair", dir.0.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = aggregator(&args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {stdout}{stderr}");
+        let printed: Vec<_> = stdout
+            .lines()
+            .filter(|l| l.starts_with("journals "))
+            .collect();
+        assert_eq!(printed, lines, "{extra:?}: {stdout}");
+        assert!(stdout.contains("clean, nothing to repair"), "{stdout}");
+        let after = [&journal_zero, &journal_two].map(|path| fs::read(path).unwrap());
+        assert_eq!(after, journals, "{extra:?} leaves the journals as they are");
+    }
+}
+
+/// The replay plays the frames only the journal holds, in sequence order with the segment's
+/// frames of their source, and emergency 3, which both hold, once. Before, it read segments only:
+/// 5 and 6 were never played.
+#[test]
+fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
+    let dir = TempDir::new("replay-journal");
+    journaled_archive(&dir.0);
+    let loaded = aggregator::sim::replay::load_archive(&dir.0, aggregator::sim::Pace::Max).unwrap();
+    assert_eq!(
+        loaded.duplicates, 0,
+        "the journal's copy of 3 is no duplicate"
+    );
+    assert!(loaded.torn.is_empty() && loaded.skipped.is_empty());
+    let [(1, recording)] = &loaded.sources[..] else {
+        panic!("one source: {:?}", loaded.sources);
+    };
+    let played: Vec<_> = recording
+        .frames
+        .iter()
+        .map(|f| (f.sequence, f.priority, f.payload.clone()))
+        .collect();
+    let expected: Vec<_> = (0..8)
+        .map(|seq| {
+            let priority = if [3, 5, 6].contains(&seq) {
+                Emergency
+            } else {
+                Routine
+            };
+            (seq, priority, bytes::Bytes::from(format!("1:{seq}")))
+        })
+        .collect();
+    assert_eq!(played, expected);
 }

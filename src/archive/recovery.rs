@@ -83,17 +83,7 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
 /// format.
 fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, Option<u64>)> {
     let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
-    // Watermarks may come after what they cover; the stored are pruned at the end.
-    let cut = segment::repair_tail(path, |_, entry| {
-        let tracked = sources.entry(entry.source()).or_default();
-        match entry {
-            Entry::Frame(frame) => tracked.above.insert_run(frame.sequence, frame.sequence),
-            Entry::Stored { first, last, .. } => tracked.above.insert_run(first, last),
-            Entry::Watermark { acked, .. } => {
-                tracked.watermark = tracked.watermark.max(Some(acked));
-            }
-        }
-    })?;
+    let cut = segment::repair_tail(path, |_, entry| track(&mut sources, entry))?;
     if let Some(cut) = cut {
         tracing::warn!(
             segment = %path.display(),
@@ -102,13 +92,33 @@ fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, Option<u
         );
     }
     let settled = settle_newest(path)?;
+    settle(&mut sources);
+    Ok((sources, settled))
+}
+
+/// Adds a record of the newest segment to what recovery knows of its source. Watermarks may come
+/// after what they cover: [`settle`] prunes the stored frames once every record is read. Also how
+/// `archive repair` reads a newest segment to tell what the next start stores from the journals.
+pub(super) fn track(sources: &mut HashMap<SourceKey, Tracked>, entry: Entry) {
+    let tracked = sources.entry(entry.source()).or_default();
+    match entry {
+        Entry::Frame(frame) => tracked.above.insert_run(frame.sequence, frame.sequence),
+        Entry::Stored { first, last, .. } => tracked.above.insert_run(first, last),
+        Entry::Watermark { acked, .. } => {
+            tracked.watermark = tracked.watermark.max(Some(acked));
+        }
+    }
+}
+
+/// After the newest segment's last record ([`track`]): drops the stored frames each watermark
+/// covers, and moves it past those stored right above it.
+pub(super) fn settle(sources: &mut HashMap<SourceKey, Tracked>) {
     for tracked in sources.values_mut() {
         if let Some(acked) = tracked.watermark {
             tracked.above.remove_through(acked);
         }
         tracked.extend_watermark();
     }
-    Ok((sources, settled))
 }
 
 /// Gives back the blocks a daemon stopped without closing had reserved for the newest segment, and

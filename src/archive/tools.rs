@@ -1,18 +1,19 @@
 //! The operator's tools on top of the archive: `aggregator archive verify`,
 //! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) (`docs/archive.md`).
 //!
-//! `verify` and `inspect` read segment files with [`crate::archive::segment`] and nothing else, so they work
-//! on a copy of an archive, with the daemon stopped or running (a running daemon's newest segment
-//! may end in a record it is still writing, which `verify` reports as torn). The scan goes on past
-//! damage, so both see every valid record; `verify` also says, for each damaged range, which
-//! sources' sequences have a gap across it: what the range most likely held, told by the valid
-//! records around it rather than by the damaged bytes.
+//! `verify` and `inspect` read segment files and emergency journals with
+//! [`crate::archive::segment`] and change nothing, so they work on a copy of an archive, with the
+//! daemon stopped or running (a running daemon's newest segment may end in a record it is still
+//! writing, which `verify` reports as torn). The scan goes on past damage, so both see every valid
+//! record; `verify` also says, for each damaged range, which sources' sequences have a gap across
+//! it: what the range most likely held, told by the valid records around it rather than by the
+//! damaged bytes.
 //!
-//! `verify` also reads each shard's emergency journals the way recovery does (the same test of
-//! which journal frames the segments lack): after a crash, and before the next start, an
-//! acknowledged emergency may be in a journal alone, and the next start stores it. Such a frame
-//! counts as present, once, and is counted as `journaled`; a journal frame a segment also holds
-//! counts once.
+//! Both also read each shard's emergency journals after every segment ([`journals`]): after a
+//! crash, and before the next start, an acknowledged emergency may be in a journal alone, and the
+//! next start stores it. `verify` counts such a frame present, once, as `journaled`, and `inspect`
+//! lists it, naming the journal; a journal frame a segment also holds is neither counted nor
+//! listed again. `repair` says how many of them the next start stores, shard by shard.
 //!
 //! All three read every shard of the archive (`archive::layout`): shard 0 is the directory
 //! itself, so an archive written before shards reads as it always did. `verify` checks
@@ -22,19 +23,19 @@
 //! turns the results into an exit status; the work and the wording are here, so tests and other
 //! tools can use them.
 
+pub mod journals;
 pub mod repair;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::journal;
-use super::tracked::Tracked;
 use crate::archive::layout;
 use crate::archive::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
-use crate::ingest::ledger::SourceKey;
 use crate::pipeline::frame::{Priority, SourceKind};
+use journals::{FileKind, Held};
 
 /// At most this many gap ranges and duplicate sequences are printed per source.
 pub const PRINT_CAP: usize = 10;
@@ -435,31 +436,29 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let mut shards = Vec::new();
     let mut damaged = Vec::new();
     let mut tallies: BTreeMap<(u8, u32), Tally> = BTreeMap::new();
+    let mut held = Held::default();
     let mut journal_paths = Vec::new();
     for shard in layout::list_shard_segments(dir)? {
         let first = segments.len();
         for (index, path) in shard.segments {
-            let check = check_segment(shard.shard, index, path, &mut damaged, &mut tallies)?;
-            segments.push(check);
+            let scan = segment::read_segment(&path)?;
+            held.hold(&scan);
+            segments.push(check_segment(
+                shard.shard,
+                index,
+                path,
+                scan,
+                &mut damaged,
+                &mut tallies,
+            ));
         }
         shards.push(ShardCheck::of(shard.shard, shard.dir, &segments[first..]));
         journal_paths.extend(shard.journals);
     }
-    // What the segments hold, as recovery's test of a journal frame reads it.
-    let mut stored: HashMap<SourceKey, Tracked> = HashMap::new();
-    for (&(kind, id), tally) in &tallies {
-        let Some(kind) = SourceKind::from_byte(kind) else {
-            continue;
-        };
-        let tracked = stored.entry((kind, id)).or_default();
-        for seen in &tally.sequences {
-            tracked.above.insert_run(seen.sequence, seen.sequence);
-        }
-    }
     let damage_before = u32::try_from(damaged.len()).unwrap_or(u32::MAX);
     let journals = journal_paths
         .into_iter()
-        .map(|path| check_journal(path, &mut stored, damage_before, &mut tallies))
+        .map(|path| check_journal(path, &mut held, damage_before, &mut tallies))
         .collect::<io::Result<Vec<_>>>()?;
     let sources = tallies
         .into_iter()
@@ -482,55 +481,50 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     })
 }
 
-/// Reads an emergency journal, adding to `tallies` the frames that `stored` (what the segments and
+/// Reads an emergency journal, adding to `tallies` the frames that `held` (what the segments and
 /// the journals read before hold) lacks: those the next start stores from it. They are read
 /// after every segment (`damage_before` counts the damaged ranges of all of them).
 fn check_journal(
     path: PathBuf,
-    stored: &mut HashMap<SourceKey, Tracked>,
+    held: &mut Held,
     damage_before: u32,
     tallies: &mut BTreeMap<(u8, u32), Tally>,
 ) -> io::Result<JournalCheck> {
-    let scan = segment::read_segment(&path)?;
-    let (mut frames, mut only_here) = (0, 0);
-    for (_, entry) in scan.entries {
+    let journal = held.read_journal(&path)?;
+    for (_, entry) in &journal.scan.entries {
         let Entry::Frame(frame) = entry else {
             continue;
         };
-        frames += 1;
-        if journal::take_missing(stored, &frame) {
-            only_here += 1;
-            let tally = tallies
-                .entry((frame.kind.to_byte(), frame.source_id))
-                .or_default();
-            tally.frames += 1;
-            tally.emergency += u64::from(frame.priority == Priority::Emergency);
-            tally.journaled += 1;
-            tally.sequences.push(Seen {
-                sequence: frame.sequence,
-                priority: frame.priority,
-                damage_before,
-            });
-        }
+        let tally = tallies
+            .entry((frame.kind.to_byte(), frame.source_id))
+            .or_default();
+        tally.frames += 1;
+        tally.emergency += u64::from(frame.priority == Priority::Emergency);
+        tally.journaled += 1;
+        tally.sequences.push(Seen {
+            sequence: frame.sequence,
+            priority: frame.priority,
+            damage_before,
+        });
     }
     Ok(JournalCheck {
         path,
-        frames,
-        only_here,
-        end: scan.end,
+        frames: journal.frames,
+        only_here: journal.scan.entries.len() as u64,
+        end: journal.scan.end,
     })
 }
 
-/// Reads and checks one segment of `shard`, adding its frames to `tallies` and its damaged ranges
-/// to `damaged` (the ranges of every segment read before it).
+/// Checks one segment of `shard` (read as `scan`), adding its frames to `tallies` and its damaged
+/// ranges to `damaged` (the ranges of every segment read before it).
 fn check_segment(
     shard: usize,
     index: u64,
     path: PathBuf,
+    scan: SegmentScan,
     damaged: &mut Vec<DamagedRange>,
     tallies: &mut BTreeMap<(u8, u32), Tally>,
-) -> io::Result<SegmentCheck> {
-    let scan = segment::read_segment(&path)?;
+) -> SegmentCheck {
     let damage_before = u32::try_from(damaged.len()).unwrap_or(u32::MAX);
     let frames = tally_segment(&scan, damage_before, tallies);
     damaged.extend(scan.damaged.iter().map(|damage| DamagedRange {
@@ -538,7 +532,7 @@ fn check_segment(
         damage: damage.clone(),
         missing: Vec::new(),
     }));
-    Ok(SegmentCheck {
+    SegmentCheck {
         shard,
         index,
         path,
@@ -547,7 +541,7 @@ fn check_segment(
         records: scan.entries.chunk_by(|(a, _), (b, _)| a == b).count() as u64,
         frames,
         end: scan.end,
-    })
+    }
 }
 
 /// Adds a segment's entries to `tallies`; returns its frames. `damage_before` counts the damaged
@@ -746,37 +740,38 @@ pub struct InspectSummary {
 const PAYLOAD_SHOWN: usize = 16;
 
 /// Lists the records of every segment of every shard of the archive at `dir` that pass `filter`,
-/// one line each, to `out`: shard 0 first, then by shard ([`layout::list_shard_segments`]). Each
-/// line names its segment by its path inside `dir` (`shard-02/segment-...seg`; a segment of shard
-/// 0, as before shards, by its file name).
+/// one line each, to `out`: shard 0 first, then by shard ([`layout::list_shard_segments`]); then,
+/// shard by shard, the frames of the emergency journals that no segment holds ([`journals`]),
+/// which the next start stores. Each line names its file by its path inside `dir`
+/// (`shard-02/segment-...seg`, `shard-02/emergency-...journal`; a file of shard 0, as before
+/// shards, by its name). The journals' damage is not listed: a torn tail is what a crash during
+/// an append leaves, and what recovery skips too.
 pub fn inspect(dir: &Path, filter: &Filter, out: &mut dyn Write) -> io::Result<InspectSummary> {
     let mut summary = InspectSummary::default();
-    let segments = layout::list_shard_segments(dir)?
-        .into_iter()
-        .flat_map(|shard| shard.segments);
-    for (_, path) in segments {
-        let scan = segment::read_segment(&path)?;
-        summary.segments += 1;
-        let name = path
-            .strip_prefix(dir)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        if !list_entries(&name, &scan, filter, out, &mut summary)? {
+    journals::read_archive(dir, |kind, path, scan| {
+        if !list_entries(&name_in(dir, path), &scan, filter, out, &mut summary)? {
             summary.truncated = true;
-            break;
+            return Ok(ControlFlow::Break(()));
         }
-        summary.damaged.extend(
-            scan.damaged
-                .into_iter()
-                .map(|damage| (path.clone(), damage)),
-        );
-    }
+        if kind == FileKind::Segment {
+            summary.segments += 1;
+            let damaged = scan.damaged.into_iter();
+            summary
+                .damaged
+                .extend(damaged.map(|damage| (path.to_path_buf(), damage)));
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(summary)
 }
 
-/// Lists the entries of the segment `name` that pass `filter`, counting them in `summary`; false
-/// when the limit stopped it.
+/// `path` inside the archive directory `dir`, as `inspect` names a file.
+fn name_in(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
+}
+
+/// Lists the entries of the segment or journal `name` that pass `filter`, counting them in
+/// `summary`; false when the limit stopped it.
 fn list_entries(
     name: &str,
     scan: &SegmentScan,

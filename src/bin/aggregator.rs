@@ -144,6 +144,10 @@ enum ArchiveTool {
     /// line: segment (its path inside DIR), offset, kind, source, priority, sequence, receive
     /// time (UTC), payload length and its first 16 bytes in hex.
     ///
+    /// Then the frames of the emergency journals that no segment holds (after a crash, before the
+    /// next start, which stores them), each on a line that names its journal
+    /// (emergency-...journal, inside DIR) in the place of a segment; the filters apply to them too.
+    ///
     /// Exit status: 0, or 1 when a segment is torn or corrupt (every valid record is listed, and
     /// each damaged range named on standard error), 2 when the directory cannot be read.
     Inspect {
@@ -159,6 +163,9 @@ enum ArchiveTool {
     /// to SHARD/quarantine/SEGMENT.at-OFFSET.damaged (SHARD: DIR, or DIR/shard-KK), and the
     /// segment rewritten without them (a temporary file, synced, then renamed over it). Older
     /// segments are never touched.
+    ///
+    /// Either way it says how many frames each shard's emergency journals hold that the next start
+    /// stores, and in total; the journals are never touched.
     ///
     /// Exit status: 0 when every shard's newest segment is clean or was repaired, 1 when a dry run
     /// found damage, 2 when the archive cannot be read or written, is locked by a running daemon,

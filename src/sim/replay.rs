@@ -16,17 +16,25 @@
 //! Every shard of the archive is read (`archive::layout`), and a source's frames are merged across
 //! them: a daemon whose `runtime.shards` changed between runs stored a source's frames in more
 //! than one shard, and the replay must still send each sequence once, in order.
+//!
+//! The emergency journals are read too, after every segment: after a power cut, and before the
+//! next start, an acknowledged emergency may be in a journal alone, and it is part of what the
+//! archive holds (the next start stores it). Only the journal frames no segment holds are taken
+//! ([`tools::journals`](crate::archive::tools::journals), the test `archive verify` and
+//! `inspect` apply), and they are sorted in with their source's other frames: a journal also holds
+//! most of its frames a second time, which would otherwise count as duplicates.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::archive::layout;
-use crate::archive::segment::{self, Entry, FrameRecord, ScanEnd, SegmentScan};
+use crate::archive::segment::{Entry, FrameRecord, ScanEnd, SegmentScan};
+use crate::archive::tools::journals::{self, FileKind};
 use crate::pipeline::frame::{Priority, SourceKind};
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
@@ -113,8 +121,9 @@ pub struct LoadedArchive {
     pub skipped: Vec<String>,
 }
 
-/// Reads every segment of every shard of the archive at `dir` (shard 0 first,
-/// [`layout::list_shard_segments`]) and groups its frames by source, each sorted by sequence.
+/// Reads every segment of every shard of the archive at `dir` (shard 0 first), then the frames of
+/// every shard's emergency journals that no segment holds ([`journals::read_archive`]), and groups
+/// the frames by source, each sorted by sequence.
 ///
 /// A source's frames are merged across the shards: a change of `runtime.shards` between runs can
 /// leave its older frames in one shard and its newer ones in another. A sequence already loaded
@@ -126,19 +135,16 @@ pub struct LoadedArchive {
 pub fn load_archive(dir: &Path, pace: Pace) -> io::Result<LoadedArchive> {
     let mut loaded = LoadedArchive::default();
     let mut by_source: BTreeMap<u32, Recording> = BTreeMap::new();
-    let segments = layout::list_shard_segments(dir)?
-        .into_iter()
-        .flat_map(|shard| shard.segments);
-    for (_, path) in segments {
-        let scan = segment::read_segment(&path)?;
-        loaded.segments += 1;
-        loaded.note_damage(&path, &scan);
+    journals::read_archive(dir, |kind, path, scan| {
+        loaded.segments += u64::from(kind == FileKind::Segment);
+        loaded.note_damage(path, &scan);
         for (_, entry) in scan.entries {
             if let Entry::Frame(frame) = entry {
                 add_frame(&mut by_source, frame, pace)?;
             }
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     for (id, mut recording) in by_source {
         // Stable: of two copies of a sequence, the first read (shard 0 first) is kept.
         recording.frames.sort_by_key(|f| f.sequence);

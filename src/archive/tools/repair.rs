@@ -24,13 +24,22 @@
 //!   shards do: rewriting the segment a daemon appends to would lose what it appends.
 //! - **The scan's own ranges.** What is moved is exactly what [`segment::scan`] reports as
 //!   damaged, in the same bytes it scanned, so what is left is the valid records, whole.
+//! - **The journals are counted, never touched.** After a power cut a shard's emergency journals
+//!   may hold acknowledged frames its segments lost, which the next start stores
+//!   (`docs/archive.md`, "Emergency journals"): an operator deciding what to do with a damaged
+//!   archive needs to know they are there, and that they must stay. It says how many frames each
+//!   shard's next start takes from them, with recovery's own code (its reading of the newest
+//!   segment, `recovery::track`, and `journal::recover`), so the count is what the start does,
+//!   not an estimate of it. A repair removes only damaged bytes, which recovery never reads, so
+//!   the count is the same before and after it.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::layout;
-use crate::archive::segment::{self, with_path, Damage};
+use crate::archive::segment::{self, with_path, Damage, Entry};
+use crate::archive::{journal, layout, recovery};
 
 /// The directory under the archive's that holds the damaged bytes `repair` moved aside.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -42,6 +51,8 @@ pub struct RepairReport {
     pub root: PathBuf,
     /// One per shard that holds a segment, shard 0 first, then by shard.
     pub shards: Vec<Repair>,
+    /// One per shard that holds an emergency journal, shard 0 first, then by shard.
+    pub journals: Vec<JournalRestore>,
 }
 
 impl RepairReport {
@@ -50,11 +61,27 @@ impl RepairReport {
         self.shards.iter().all(|r| r.damaged.is_empty() || r.done)
     }
 
-    /// Writes what was (or would be) done in each shard, and how to do it after a dry run.
+    /// The frames the next start stores from the journals, every shard's together.
+    pub fn journaled(&self) -> u64 {
+        self.journals.iter().map(|j| j.frames).sum()
+    }
+
+    /// Writes what was (or would be) done in each shard, what the next start stores from each
+    /// shard's journals and from all of them, and how to do it after a dry run.
     pub fn print(&self, out: &mut dyn Write) -> io::Result<()> {
         for repair in &self.shards {
             repair.print(out)?;
         }
+        for journals in &self.journals {
+            writeln!(out, "{}", journals.line())?;
+        }
+        let files = self.journals.iter().map(|j| j.files).sum();
+        writeln!(
+            out,
+            "journals total: the next start stores {} from {}; repair leaves the journals as they are",
+            counted(self.journaled(), "frame"),
+            counted(files, "journal"),
+        )?;
         if !self.is_settled() {
             let root = self.root.display();
             writeln!(
@@ -64,6 +91,38 @@ impl RepairReport {
         }
         Ok(())
     }
+}
+
+/// What the next start of one shard stores from its emergency journals: the frames in them that
+/// its newest segment does not hold (neither at or below its source's watermark nor stored above
+/// it). A journal of a retired shard (beyond `runtime.shards`) is stored by shard 0, less what
+/// shard 0 already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRestore {
+    pub shard: usize,
+    /// The shard's directory (`archive::layout::shard_dir`).
+    pub dir: PathBuf,
+    /// Its journal files.
+    pub files: u64,
+    /// The frames the next start stores from them.
+    pub frames: u64,
+}
+
+impl JournalRestore {
+    /// `journals DIR: the next start stores N frames from N journals`.
+    fn line(&self) -> String {
+        format!(
+            "journals {}: the next start stores {} from {}",
+            self.dir.display(),
+            counted(self.frames, "frame"),
+            counted(self.files, "journal"),
+        )
+    }
+}
+
+/// `1 frame`, `2 frames`.
+fn counted(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// What `repair` found in one shard's newest segment, and did (or, in a dry run, would do).
@@ -140,16 +199,30 @@ pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
         false => Vec::new(),
     };
     let mut repairs = Vec::new();
+    let mut journals = Vec::new();
     for shard in layout::list_shard_segments(root)? {
+        // What recovery reads of the newest segment: what the journals are tested against.
+        let mut sources = HashMap::new();
         if let Some((_, newest)) = shard.segments.last() {
-            let (_, scanned) = read_and_scan(newest)?;
+            let track = |_, entry: Entry| recovery::track(&mut sources, entry);
+            let (_, scanned) = read_and_scan(newest, track)?;
             repairs.push(Repair {
                 shard: shard.shard,
-                dir: shard.dir,
+                dir: shard.dir.clone(),
                 segment: newest.clone(),
                 file_len: scanned.file_len,
                 damaged: scanned.damaged,
                 done: false,
+            });
+        }
+        if !shard.journals.is_empty() {
+            recovery::settle(&mut sources);
+            let leftover = journal::recover(&shard.dir, &mut sources)?;
+            journals.push(JournalRestore {
+                shard: shard.shard,
+                dir: shard.dir,
+                files: leftover.files.len() as u64,
+                frames: leftover.frames.len() as u64,
             });
         }
     }
@@ -161,15 +234,19 @@ pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
     Ok(RepairReport {
         root: root.to_path_buf(),
         shards: repairs,
+        journals,
     })
 }
 
-/// The bytes of `segment` and what [`segment::scan`] finds in them; a segment whose magic is
-/// damaged is an error.
-fn read_and_scan(segment: &Path) -> io::Result<(Vec<u8>, segment::Scanned)> {
+/// The bytes of `segment` and what [`segment::scan`] finds in them, each valid entry handed to
+/// `visit`; a segment whose magic is damaged is an error.
+fn read_and_scan(
+    segment: &Path,
+    visit: impl FnMut(u64, Entry),
+) -> io::Result<(Vec<u8>, segment::Scanned)> {
     let bytes = fs::read(segment).map_err(|err| with_path(err, segment, "cannot read"))?;
-    let scanned = segment::scan(&bytes[..], |_, _| {})
-        .map_err(|err| with_path(err, segment, "cannot read"))?;
+    let scanned =
+        segment::scan(&bytes[..], visit).map_err(|err| with_path(err, segment, "cannot read"))?;
     if scanned.damaged.first().is_some_and(|d| d.start == 0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -188,7 +265,7 @@ fn read_and_scan(segment: &Path) -> io::Result<(Vec<u8>, segment::Scanned)> {
 /// changed, and one segment's bytes at a time are held); the shard's `LOCK` is held, so it finds
 /// the same ranges, and a segment where it does not is left alone.
 fn carry_out(repair: &mut Repair) -> io::Result<()> {
-    let (bytes, scanned) = read_and_scan(&repair.segment)?;
+    let (bytes, scanned) = read_and_scan(&repair.segment, |_, _| {})?;
     if scanned.file_len != repair.file_len || scanned.damaged != repair.damaged {
         return Err(io::Error::other(format!(
             "{}: changed while it was being repaired; run the repair again",
