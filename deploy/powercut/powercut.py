@@ -299,7 +299,7 @@ sync = "{args.sync}"
     subprocess.run(
         ["mkfs.ext4", "-q", "-F", "-L", "powercut-data", "-N", "4096",
          "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", str(stage), str(img), f"{args.disk_gib}G"],
-        check=True,
+        check=True, stdout=subprocess.DEVNULL,
     )
     return img
 
