@@ -20,6 +20,7 @@ error.
 """
 
 import argparse
+import json
 import os
 import random
 import re
@@ -32,6 +33,9 @@ import time
 from pathlib import Path
 
 GUEST_UPLINK, GUEST_REPLAY, GUEST_MONITOR = 7700, 7701, 7780
+AGGREGATOR_PORTS = {"uplink": GUEST_UPLINK, "replay": GUEST_REPLAY, "monitor": GUEST_MONITOR}
+# nats-server's client port and its monitoring port (/healthz).
+JETSTREAM_PORTS = {"client": 4222, "monitor": 8222}
 SOURCES = 48
 
 
@@ -66,24 +70,22 @@ def healthz(port, timeout=2.0):
 class Guest:
     """One boot of the VM."""
 
-    def __init__(self, args, image, work, data_img, boot_no):
+    def __init__(self, args, image, work, data_img, boot_no, forwards):
+        """`forwards`: name -> guest port; each gets a free host loopback port (self.ports)."""
         self.args = args
         self.work = work
         self.console = work / f"console-{boot_no:03}.log"
         self.ctl_path = work / "ctl.sock"
         if self.ctl_path.exists():
             self.ctl_path.unlink()
-        self.ports = {"uplink": free_port(), "replay": free_port(), "monitor": free_port()}
-        fwd = ",".join(
-            f"hostfwd=tcp:127.0.0.1:{self.ports[name]}-:{guest}"
-            for name, guest in (("uplink", GUEST_UPLINK), ("replay", GUEST_REPLAY), ("monitor", GUEST_MONITOR))
-        )
+        self.ports = {name: free_port() for name in forwards}
+        fwd = ",".join(f"hostfwd=tcp:127.0.0.1:{self.ports[name]}-:{guest}" for name, guest in forwards.items())
         accel = args.accel if args.accel != "tcg" else "tcg,thread=multi"
         cmd = [
             args.qemu, "-accel", accel, "-m", str(args.mem), "-smp", str(args.smp),
-            "-display", "none", "-no-reboot",
+            "-display", "none", "-no-reboot", "-nodefaults",
             "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
-            "-append", "root=/dev/vda ro console=ttyS0 quiet loglevel=4 init=/usr/local/sbin/powercut-init",
+            "-append", "root=/dev/vda ro console=ttyS0 quiet loglevel=4 mitigations=off init=/usr/local/sbin/powercut-init",
             "-drive", f"file={image / 'root.img'},if=virtio,format=raw,snapshot=on",
             "-drive", f"file={data_img},if=virtio,format=raw,cache=none,aio=threads",
             "-netdev", f"user,id=n0,{fwd}", "-device", "virtio-net-pci,netdev=n0",
@@ -265,6 +267,33 @@ def script(path, body):
     path.chmod(0o755)
 
 
+def make_disk(args, work, stage):
+    img = work / "data.img"
+    if img.exists():
+        img.unlink()
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-L", "powercut-data", "-N", "4096",
+         "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", str(stage), str(img), f"{args.disk_gib}G"],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    return img
+
+
+def make_jetstream_disk(args, work):
+    stage = work / "data-stage"
+    shutil.rmtree(stage, ignore_errors=True)
+    (stage / "js").mkdir(parents=True)
+    shutil.copy2(args.nats_server, stage / "nats-server")
+    sync = "  sync_interval: always\n" if args.jetstream_sync == "always" else ""
+    (stage / "nats.conf").write_text(
+        f"# Written by deploy/powercut/powercut.py for the guest.\nlisten: 0.0.0.0:{JETSTREAM_PORTS['client']}\n"
+        f"http: 0.0.0.0:{JETSTREAM_PORTS['monitor']}\njetstream {{\n  store_dir: /data/js\n{sync}}}\n"
+    )
+    script(stage / "service", "exec ./nats-server -c nats.conf\n")
+    script(stage / "verify", "echo 'verify total: none for nats-server'\n")
+    return make_disk(args, work, stage)
+
+
 def make_data_disk(args, work):
     stage = work / "data-stage"
     shutil.rmtree(stage, ignore_errors=True)
@@ -293,15 +322,89 @@ sync = "{args.sync}"
     # The report on the console, its summary line last (the harness reads that one).
     script(stage / "verify", "./aggregator archive verify --strict archive > /tmp/verify.out 2> /tmp/verify.err\n"
                              "status=$?\ncat /tmp/verify.err /tmp/verify.out\nexit $status\n")
-    img = work / "data.img"
-    if img.exists():
-        img.unlink()
-    subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-L", "powercut-data", "-N", "4096",
-         "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", str(stage), str(img), f"{args.disk_gib}G"],
-        check=True, stdout=subprocess.DEVNULL,
-    )
-    return img
+    return make_disk(args, work, stage)
+
+
+def run_jetstream(args, rng, work, t0):
+    """The same cuts against NATS JetStream (jetstream.py): acknowledged messages lost per cut."""
+    data_img = make_jetstream_disk(args, work)
+    here = Path(__file__).resolve().parent
+    state = work / "jetstream-state.json"
+    if state.exists():
+        state.unlink()
+    print(f"powercut: target=jetstream sync_interval={args.jetstream_sync} cuts={args.cuts} seed={args.seed} "
+          f"accel={args.accel} load={args.load_min:g}-{args.load_max:g}s work={work}", flush=True)
+    totals = dict(acked=0, lost=0, load_s=0.0, boots=0, boot_s=0.0, cuts_with_loss=0)
+    guest = None
+    try:
+        for boot in range(args.cuts + 1):
+            guest = Guest(args, args.image, work, data_img, boot, JETSTREAM_PORTS)
+            boot_s = guest.wait_ready(args.boot_timeout)
+            totals["boots"] += 1
+            totals["boot_s"] += boot_s
+            url = f"nats://127.0.0.1:{guest.ports['client']}"
+            if boot > 0:
+                out = subprocess.run([sys.executable, str(here / "jetstream.py"), "check", url, str(state)],
+                                     capture_output=True, text=True, timeout=300)
+                if out.returncode != 0:
+                    raise RuntimeError(f"the JetStream check failed:\n{out.stdout}{out.stderr[-2000:]}")
+                checked = json.loads(out.stdout.strip().splitlines()[-1])
+                totals["lost"] += checked["lost"]
+                totals["cuts_with_loss"] += checked["lost"] > 0
+                print(f"cut {boot}/{args.cuts}: load {cut_load_s:.1f} s, acked {cut_acked} messages "
+                      f"({cut_acked / cut_load_s:.0f}/s); after reboot: acked messages lost {checked['lost']}, "
+                      f"stream holds {checked['stored']}; boot to ready {boot_s:.1f} s", flush=True)
+                for line in checked["short"][:3]:
+                    print(f"  {line}", flush=True)
+            if boot == args.cuts:
+                break
+            out_path = work / f"load-{boot + 1:03}.out"
+            load = subprocess.Popen([sys.executable, str(here / "jetstream.py"), "load", url, str(state), "100000"],
+                                    stdout=open(out_path, "w"), stderr=subprocess.STDOUT)
+            load_for = rng.uniform(args.load_min, args.load_max)
+            started = time.monotonic()
+            try:
+                load.wait(timeout=load_for)
+                raise RuntimeError(f"the load ended before the cut:\n{out_path.read_text(errors='replace')[-2000:]}")
+            except subprocess.TimeoutExpired:
+                pass
+            guest.cut()
+            cut_load_s = time.monotonic() - started
+            try:
+                load.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                load.kill()
+                raise RuntimeError("the JetStream load did not end within 120 s of the cut")
+            lines = out_path.read_text(errors="replace").strip().splitlines()
+            try:
+                cut_acked = json.loads(lines[-1])["acked"]
+            except (IndexError, ValueError, KeyError):
+                raise RuntimeError(f"the JetStream load said nothing usable:\n{chr(10).join(lines[-20:])}")
+            totals["acked"] += cut_acked
+            totals["load_s"] += cut_load_s
+        guest.poweroff()
+        guest = None
+    except RuntimeError as err:
+        print(f"powercut: FAILED to run: {err}", file=sys.stderr)
+        if guest:
+            guest.cut()
+        sys.exit(2)
+    except BaseException:
+        if guest:
+            guest.cut()
+        raise
+    elapsed = time.monotonic() - t0
+    rate = totals["acked"] / totals["load_s"] if totals["load_s"] else 0
+    summary = (f"target=jetstream sync_interval={args.jetstream_sync} cuts={args.cuts} acknowledged={totals['acked']} "
+               f"missing={totals['lost']} cuts_with_loss={totals['cuts_with_loss']} acked_per_s={rate:.0f} "
+               f"boot_to_ready_s_mean={totals['boot_s'] / totals['boots']:.1f} elapsed_s={elapsed:.0f} seed={args.seed}")
+    if args.expect_loss:
+        ok = totals["lost"] > 0
+        print(f"powercut: {'OK: loss found, as expected' if ok else 'FAILED: expected loss, found none'}: {summary}")
+    else:
+        ok = totals["lost"] == 0
+        print(f"powercut: {'OK: no acknowledged message lost' if ok else 'FAILED: acknowledged messages lost'}: {summary}")
+    return 0 if ok else 1
 
 
 def main():
@@ -323,6 +426,10 @@ def main():
     p.add_argument("--disk-gib", type=int, default=16)
     p.add_argument("--segment-mib", type=int, default=16)
     p.add_argument("--boot-timeout", type=float, default=300)
+    p.add_argument("--target", choices=["aggregator", "jetstream"], default="aggregator")
+    p.add_argument("--jetstream-sync", choices=["default", "always"], default="default",
+                   help="with --target jetstream: nats-server's jetstream.sync_interval (default: its 2 min)")
+    p.add_argument("--nats-server", type=Path, help="with --target jetstream: the nats-server binary for the guest")
     args = p.parse_args()
     if args.cuts < 1:
         fail_setup("--cuts must be at least 1")
@@ -334,7 +441,14 @@ def main():
     for f in ("vmlinuz", "initrd.img", "root.img"):
         if not (args.image / f).is_file():
             fail_setup(f"{args.image / f} is missing: build the image with deploy/powercut/image.sh")
-    for f in ("aggregator", "uplink-sim"):
+    if args.target == "jetstream":
+        if not args.nats_server or not os.access(args.nats_server, os.X_OK):
+            fail_setup("--target jetstream needs --nats-server PATH (deploy/powercut/setup.sh --jetstream)")
+        try:
+            import nats  # noqa: F401
+        except ImportError:
+            fail_setup("--target jetstream needs the nats-py package: deploy/powercut/setup.sh --jetstream")
+    for f in (("aggregator", "uplink-sim") if args.target == "aggregator" else ()):
         if not os.access(args.bin / f, os.X_OK):
             fail_setup(f"{args.bin / f} is missing: cargo build --release --bin aggregator --bin uplink-sim")
     if shutil.which(args.qemu) is None:
@@ -342,6 +456,8 @@ def main():
     args.work.mkdir(parents=True, exist_ok=True)
     work = args.work.resolve()
     t0 = time.monotonic()
+    if args.target == "jetstream":
+        return run_jetstream(args, rng, work, t0)
     data_img = make_data_disk(args, work)
     print(f"powercut: sync={args.sync} cuts={args.cuts} seed={args.seed} accel={args.accel} "
           f"load={args.load_min:g}-{args.load_max:g}s work={work}", flush=True)
@@ -374,7 +490,7 @@ def main():
 
     try:
         for boot in range(args.cuts + 1):
-            guest = Guest(args, args.image, work, data_img, boot)
+            guest = Guest(args, args.image, work, data_img, boot, AGGREGATOR_PORTS)
             boot_s = guest.wait_ready(args.boot_timeout)
             totals["boots"] += 1
             totals["boot_s"] += boot_s

@@ -11,10 +11,12 @@
 #   deploy/powercut/run.sh                            # 20 cuts, archive.sync = "interval"
 #   deploy/powercut/run.sh --cuts 3
 #   deploy/powercut/run.sh --sync never --expect-loss --cuts 2   # must find loss
+#   deploy/powercut/run.sh --target jetstream [--jetstream-sync always]   # NATS JetStream instead
+#                          (setup.sh --jetstream first; reports acknowledged messages lost per cut)
 #
 # Options (the rest go to powercut.py; --help lists them): --cuts N (20), --sync interval|batch|
 # never, --expect-loss, --seed N, --load-min/--load-max SECS (3, 12), --accel tcg|kvm (tcg; or
-# POWERCUT_ACCEL), --work DIR (target/powercut/run-SYNC), --bin DIR (take aggregator and uplink-sim
+# POWERCUT_ACCEL), --work DIR (target/powercut/run-TARGET-SYNC), --bin DIR (take aggregator and uplink-sim
 # from DIR instead of building target/release; tests/power_cut.rs passes its own).
 # Prints one line per cut and a summary; exit 0 only if nothing acknowledged was lost or duplicated
 # (with --expect-loss: only if a loss was found), 1 if the check failed, 2 if it could not run.
@@ -25,12 +27,13 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 fail() { echo "powercut: $*" >&2; exit 2; }
-bin="" sync=interval work="" args=()
+bin="" sync=interval work="" service=aggregator args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --bin) [[ $# -ge 2 ]] || fail "--bin needs a directory"; bin="$2"; shift ;;
         --sync) [[ $# -ge 2 ]] || fail "--sync needs a value"; sync="$2"; args+=("$1" "$2"); shift ;;
         --sync=*) sync="${1#--sync=}"; args+=("$1") ;;
+        --target) [[ $# -ge 2 ]] || fail "--target needs a value"; service="$2"; args+=("$1" "$2"); shift ;;
         --work) [[ $# -ge 2 ]] || fail "--work needs a value"; work="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) args+=("$1") ;;
@@ -43,6 +46,12 @@ for tool in qemu-system-x86_64 debootstrap mkfs.ext4 python3; do
     command -v "$tool" >/dev/null || fail "$tool is missing: run deploy/powercut/setup.sh"
 done
 target="${CARGO_TARGET_DIR:-$root/target}"
+if [[ $service == jetstream ]]; then
+    nats_server="${NATS_SERVER:-/usr/local/lib/powercut/nats-server}"
+    [[ -x $nats_server ]] || fail "$nats_server is missing: run deploy/powercut/setup.sh --jetstream"
+    args+=(--nats-server "$nats_server")
+    [[ -n $bin ]] || bin=none
+fi
 if [[ -z $bin ]]; then
     started=$(date +%s)
     cargo build --release --bin aggregator --bin uplink-sim -q || fail "cargo build --release failed"
@@ -52,5 +61,5 @@ fi
 started=$(date +%s)
 image="$("$here/image.sh" "$target/powercut")" || fail "building the guest image failed"
 echo "powercut: guest image $image ($(( $(date +%s) - started )) s)" >&2
-[[ -n $work ]] || work="$target/powercut/run-$sync"
+[[ -n $work ]] || work="$target/powercut/run-$service-$sync"
 exec python3 "$here/powercut.py" --image "$image" --bin "$bin" --work "$work" "${args[@]}"

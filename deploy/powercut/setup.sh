@@ -9,7 +9,16 @@
 #   python3             the harness's bookkeeping (deploy/powercut/cuts.py), standard library only.
 #   zstd, cpio          unpack the guest's kernel modules into a small initramfs.
 # Nothing else: the guest's packages come from the Debian mirror when the image is first built.
+#
+#   deploy/powercut/setup.sh --jetstream   # also what run.sh --target jetstream needs:
+#     nats-server 2.10 from Debian 13 (trixie), unpacked to /usr/local/lib/powercut/nats-server for
+#     the guest (Debian 12 has 2.9, which refuses jetstream.sync_interval; trixie's index is read
+#     into a private apt directory, so the machine's own sources are untouched), and the nats-py
+#     package from PyPI for the host's publishers.
 set -euo pipefail
+jetstream=0
+[[ ${1:-} == --jetstream ]] && jetstream=1
+NATS_DIR=/usr/local/lib/powercut
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -21,7 +30,28 @@ have cpio || need+=(cpio)
 have curl || need+=(curl)
 have qemu-system-x86_64 || qemu=1
 
+install_jetstream() {
+    if [[ ! -x $NATS_DIR/nats-server ]]; then
+        local apt_dir
+        apt_dir="$(mktemp -d)"
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/deb"
+        echo 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main' \
+            > "$apt_dir/sources.list"
+        local opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+            -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
+        apt-get "${opts[@]}" update -q
+        (cd "$apt_dir/deb" && apt-get "${opts[@]}" download nats-server/trixie)
+        dpkg-deb -x "$apt_dir"/deb/nats-server_*.deb "$apt_dir/x"
+        mkdir -p "$NATS_DIR"
+        install -m 0755 "$apt_dir/x/usr/sbin/nats-server" "$NATS_DIR/nats-server"
+        rm -rf "$apt_dir"
+    fi
+    "$NATS_DIR/nats-server" --version
+    python3 -c 'import nats' 2>/dev/null || python3 -m pip install -q nats-py
+}
+
 if [[ ${#need[@]} -eq 0 && -z ${qemu:-} ]]; then
+    [[ $jetstream -eq 1 ]] && install_jetstream
     echo "powercut setup: everything is installed"
     exit 0
 fi
@@ -49,4 +79,5 @@ fi
 [[ ${#need[@]} -eq 0 ]] || apt-get install "${apt_opts[@]}" "${need[@]}"
 have qemu-system-x86_64 || { echo "powercut setup: qemu-system-x86_64 still missing" >&2; exit 1; }
 have debootstrap || { echo "powercut setup: debootstrap still missing" >&2; exit 1; }
+[[ $jetstream -eq 1 ]] && install_jetstream
 echo "powercut setup: installed ${need[*]} ${qemu:+qemu-system-x86}"
