@@ -29,6 +29,9 @@ fail() { echo "powercut image: $*" >&2; exit 1; }
 command -v debootstrap >/dev/null || fail "debootstrap is missing: run deploy/powercut/setup.sh"
 command -v mkfs.ext4 >/dev/null || fail "mkfs.ext4 is missing: run deploy/powercut/setup.sh"
 
+# One build at a time (tests/power_cut.rs runs two harnesses at once).
+exec 9> "$cache/.image.lock"
+flock 9
 # The steps of this file that shape the tree: everything above "---- image ----".
 steps="$(sed '/^# ---- image ----$/q' "$0")"
 key1="$(printf '%s\n%s\n%s\n%s\n' "$SUITE" "$MIRROR" "$PACKAGES" "$steps" | sha256sum | cut -c1-16)"

@@ -3,7 +3,8 @@
 same VM, on the same written-through disk, loaded by 48 publishers from the host.
 
 Each publisher i publishes to pc.i messages numbered 0, 1, 2, ... (the number is the payload's
-start), W at a time on one connection, and records every number JetStream acknowledged (a PubAck).
+start), with up to 64 awaiting their PubAck (publish_async), all on one connection, and records
+every number JetStream acknowledged.
 After a cut and a reboot, the last message stored for pc.i is read back (get_last_msg): every
 acknowledged number above it is an acknowledged message lost. The next load numbers after the
 highest number either side has seen.
@@ -15,6 +16,7 @@ the nats-py package (PyPI `nats-py`; deploy/powercut/setup.sh --jetstream instal
 
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -38,45 +40,63 @@ def load_state(path):
 def save_state(path, state):
     with open(path + ".tmp", "w") as f:
         json.dump(state, f)
-    import os
-
     os.replace(path + ".tmp", path)
 
 
-async def connect(url):
-    return await nats.connect(url, allow_reconnect=False, connect_timeout=5, max_reconnect_attempts=0)
+async def connect(url, closed=None):
+    async def on_closed():
+        if closed is not None:
+            closed.set()
+
+    async def on_error(err):
+        pass  # a broken connection is the cut the harness made; it shows in the counts
+
+    connecting = nats.connect(url, allow_reconnect=False, connect_timeout=5, max_reconnect_attempts=1,
+                              closed_cb=on_closed, disconnected_cb=on_closed, error_cb=on_error)
+    return await asyncio.wait_for(connecting, timeout=30)
 
 
 async def load(url, path, seconds):
     state = load_state(path)
-    nc = await connect(url)
-    js = nc.jetstream()
+    closed = asyncio.Event()
+    nc = await connect(url, closed)
+    js = nc.jetstream(publish_async_max_pending=PUBLISHERS * WINDOW)
     try:
         await js.add_stream(name=STREAM, subjects=["pc.>"])
-    except Exception as err:  # already there after the first boot
-        if "already in use" not in str(err):
-            await js.stream_info(STREAM)
+    except Exception:  # there already, after the first boot: the check below says if not
+        await js.stream_info(STREAM)
     acked = [[] for _ in range(PUBLISHERS)]
     stop = time.monotonic() + seconds
-    broken = False
+    print("publishing", flush=True)  # the harness starts the clock to the cut here
 
     async def publisher(i):
-        nonlocal broken
+        """Publishes with WINDOW messages awaiting their PubAck; records each one acknowledged."""
         subject = f"pc.{i}"
-        while not broken and time.monotonic() < stop:
+        window = asyncio.Semaphore(WINDOW)
+
+        def done(future, n):
+            window.release()
+            if not future.cancelled() and future.exception() is None:
+                acked[i].append(n)
+
+        while not closed.is_set() and time.monotonic() < stop:
+            try:
+                await asyncio.wait_for(window.acquire(), timeout=0.5)
+            except asyncio.TimeoutError:
+                continue
             n = state["next"][i]
             state["next"][i] += 1
-            payload = f"{n}:".encode().ljust(PAYLOAD, b"x")
             try:
-                await js.publish(subject, payload, timeout=10)
+                future = await js.publish_async(subject, f"{n}:".encode().ljust(PAYLOAD, b"x"))
             except Exception:
-                broken = True
+                closed.set()
                 return
-            acked[i].append(n)
+            future.add_done_callback(lambda f, n=n: done(f, n))
 
     started = time.monotonic()
-    await asyncio.gather(*(publisher(i) for i in range(PUBLISHERS) for _ in range(WINDOW)))
+    await asyncio.gather(*(publisher(i) for i in range(PUBLISHERS)))
     elapsed = time.monotonic() - started
+    broken = closed.is_set()
     try:
         await nc.close()
     except Exception:

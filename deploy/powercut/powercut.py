@@ -361,6 +361,12 @@ def run_jetstream(args, rng, work, t0):
             out_path = work / f"load-{boot + 1:03}.out"
             load = subprocess.Popen([sys.executable, str(here / "jetstream.py"), "load", url, str(state), "100000"],
                                     stdout=open(out_path, "w"), stderr=subprocess.STDOUT)
+            # The clock to the cut starts once the publishers are connected and the stream exists.
+            deadline = time.monotonic() + 120
+            while "publishing" not in out_path.read_text(errors="replace"):
+                if load.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the JetStream load did not start:\n{out_path.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.1)
             load_for = rng.uniform(args.load_min, args.load_max)
             started = time.monotonic()
             try:
