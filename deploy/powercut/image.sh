@@ -32,9 +32,11 @@ command -v mkfs.ext4 >/dev/null || fail "mkfs.ext4 is missing: run deploy/powerc
 # One build at a time (tests/power_cut.rs runs two harnesses at once).
 exec 9> "$cache/.image.lock"
 flock 9
-# The steps of this file that shape the tree: everything above "---- image ----".
-steps="$(sed '/^# ---- image ----$/q' "$0")"
-key1="$(printf '%s\n%s\n%s\n%s\n' "$SUITE" "$MIRROR" "$PACKAGES" "$steps" | sha256sum | cut -c1-16)"
+# The key of the tree: the suite, mirror, packages and initramfs modules, and the steps between
+# "---- rootfs ----" and "---- image ----" (so editing comments or checks elsewhere rebuilds nothing).
+steps="$(sed -n '/^# ---- rootfs ----$/,/^# ---- image ----$/p' "$0")"
+key1="$(printf '%s\n' "$SUITE" "$MIRROR" "$PACKAGES" "$INITRD_MODULES" "$steps" | sha256sum | cut -c1-16)"
+# ---- rootfs ----
 rootfs="$cache/rootfs-$key1"
 if [[ ! -f $rootfs/.complete ]]; then
     rm -rf "$rootfs" "$rootfs.tmp"
