@@ -113,6 +113,11 @@ struct Cli {
     /// Exit non-zero if any generated frame was never acknowledged.
     #[arg(long)]
     require_all_acked: bool,
+    /// Write every WELCOME (`welcome KIND ID RESUME_AFTER|-`) and every acknowledgement a source
+    /// takes (`ack KIND ID SEQUENCE`) to this file, one line each, KIND `live` or `replay`; flushed
+    /// when the run ends (deploy/powercut/run.sh checks them across power cuts).
+    #[arg(long, value_name = "FILE")]
+    ack_log: Option<PathBuf>,
     /// Progress display: auto (a live line on a terminal, plain lines otherwise), lines, or off.
     #[arg(long, default_value = "auto", value_parser = ["auto", "lines", "off"])]
     progress: String,
@@ -203,6 +208,12 @@ impl Cli {
                 max_in_flight: self.max_in_flight.max(1),
                 keepalive: Duration::from_millis(self.keepalive_ms.max(1)),
                 connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
+                ack_log: match &self.ack_log {
+                    Some(path) => Some(sim::ack_log::AckLog::create(path).map_err(|err| {
+                        format!("--ack-log: cannot create {}: {err}", path.display())
+                    })?),
+                    None => None,
+                },
                 ..SessionOptions::default()
             },
             tls: self.tls.client().map_err(|err| err.to_string())?,
@@ -287,7 +298,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let ack_log = plan.session.ack_log.clone();
     let report = runtime.block_on(sim::run(plan, progress));
+    if let Some(Err(err)) = ack_log.map(|log| log.flush()) {
+        eprintln!("uplink-sim: --ack-log: cannot write: {err}");
+        return ExitCode::FAILURE;
+    }
     if !report.reached_none() {
         println!("{report}");
     }

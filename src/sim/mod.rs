@@ -14,7 +14,9 @@
 //! - [`report`]: what each source ended with, and the summary printed at the end.
 //! - [`progress`]: the live counters and their display while the simulation runs.
 //! - [`replay`]: an archive read back as replay sources (`--replay-archive DIR`).
+//! - [`ack_log`]: every WELCOME and acknowledgement written to a file (`--ack-log FILE`).
 
+pub mod ack_log;
 pub mod ledger;
 pub mod progress;
 pub mod replay;
@@ -112,6 +114,8 @@ pub struct SessionOptions {
     /// A source that has written nothing for this long sends a PING, so that the daemon's idle
     /// timeout does not close it between frames (`docs/protocol.md`).
     pub keepalive: Duration,
+    /// Where every WELCOME and acknowledgement is written (`--ack-log`); `None` for nowhere.
+    pub ack_log: Option<ack_log::AckLog>,
 }
 
 impl Default for SessionOptions {
@@ -126,6 +130,7 @@ impl Default for SessionOptions {
             close_timeout: Duration::from_secs(15),
             max_in_flight: 65_536,
             keepalive: Duration::from_secs(10),
+            ack_log: None,
         }
     }
 }

@@ -381,6 +381,9 @@ impl SimSource {
         let acked = self
             .ledger
             .acknowledge(sequence, now, |d| latency.record(d));
+        if let Some(log) = &self.opts.ack_log {
+            log.ack(self.spec.kind, self.spec.id, sequence);
+        }
         self.acked += acked.frames;
         self.emergency_acked += acked.emergency;
         Progress::add(&self.progress.acked, acked.frames);
@@ -429,6 +432,9 @@ impl SimSource {
                 ))
             }
         };
+        if let Some(log) = &self.opts.ack_log {
+            log.welcome(self.spec.kind, self.spec.id, resume_after);
+        }
         self.connections += 1;
         Progress::add(&self.progress.connected, 1);
         let end = self

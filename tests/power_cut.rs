@@ -1,0 +1,199 @@
+//! Power cuts: `deploy/powercut/run.sh` runs the daemon in a qemu VM with its archive on a virtual
+//! disk written through, saturates it from the host, kills the VM under load and checks from the
+//! outside, after each reboot, that every acknowledged frame is in the archive exactly once. Two
+//! runs: 3 cuts with `archive.sync = "interval"` must lose nothing, and 2 cuts with `"never"` must
+//! find acknowledged frames lost, which shows the check can fail. They need qemu-system-x86_64 and
+//! debootstrap (`deploy/powercut/setup.sh`) and root, and take minutes, so they are ignored in a
+//! plain `cargo test`; `.ci/run` runs them.
+//!
+//! The harness's only hook in the simulator, `uplink-sim --ack-log`, is checked here against an
+//! in-process daemon, without a VM.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aggregator::SourceKind;
+use common::{Archive, TestDaemon};
+
+const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
+const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
+
+/// Each (kind, id)'s WELCOME values and highest acknowledgement, from an `--ack-log` file.
+#[derive(Debug, Default)]
+struct AckLog {
+    welcomes: BTreeMap<(String, u32), Vec<Option<u64>>>,
+    acked: BTreeMap<(String, u32), u64>,
+}
+
+fn read_ack_log(path: &Path) -> AckLog {
+    let text = std::fs::read_to_string(path).expect("read the ack log");
+    let mut log = AckLog::default();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let [what, kind, id, value] = parts[..] else {
+            panic!("malformed ack log line {line:?}");
+        };
+        let key = (kind.to_string(), id.parse().unwrap());
+        match what {
+            "welcome" => log
+                .welcomes
+                .entry(key)
+                .or_default()
+                .push((value != "-").then(|| value.parse().unwrap())),
+            "ack" => {
+                let sequence: u64 = value.parse().unwrap();
+                let acked = log.acked.entry(key).or_default();
+                assert!(*acked <= sequence, "acknowledgements went back: {line}");
+                *acked = sequence;
+            }
+            other => panic!("unknown ack log line {other:?}: {line}"),
+        }
+    }
+    log
+}
+
+/// `uplink-sim --scenario brief` (4 uplinks x 10 frames, 1 replay x 5) against `daemon`, with
+/// `--ack-log path`; panics unless it succeeded with every frame acknowledged.
+async fn brief_with_ack_log(daemon: &TestDaemon, path: &Path) {
+    let mut command = Command::new(SIM);
+    command
+        .args([
+            "--scenario",
+            "brief",
+            "--progress",
+            "off",
+            "--require-all-acked",
+        ])
+        .arg("--uplink")
+        .arg(daemon.addr(SourceKind::LiveUplink).to_string())
+        .arg("--replay")
+        .arg(daemon.addr(SourceKind::ArchivedReplay).to_string())
+        .arg("--ack-log")
+        .arg(path);
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run uplink-sim");
+    assert!(
+        out.status.success(),
+        "uplink-sim failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_ack_log_has_every_welcome_and_each_sources_last_acknowledgement() {
+    let (_archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(common::test_config(), sink).await;
+    let dir = std::env::temp_dir().join(format!("power-cut-ack-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let expected: Vec<((String, u32), u64)> = (0..4)
+        .map(|id| (("live".to_string(), id), 9))
+        .chain([(("replay".to_string(), 1000), 4)])
+        .collect();
+
+    let first = dir.join("first.acks");
+    brief_with_ack_log(&daemon, &first).await;
+    let log = read_ack_log(&first);
+    for (key, last) in &expected {
+        assert_eq!(log.welcomes.get(key), Some(&vec![None]), "{key:?}: {log:?}");
+        assert_eq!(log.acked.get(key), Some(last), "{key:?}: {log:?}");
+    }
+    assert_eq!(log.welcomes.len(), expected.len(), "{log:?}");
+
+    // The same sources again: each WELCOME resumes after what the first run had acknowledged, and
+    // the log of this run says so.
+    let second = dir.join("second.acks");
+    brief_with_ack_log(&daemon, &second).await;
+    let log = read_ack_log(&second);
+    for (key, last) in &expected {
+        assert_eq!(
+            log.welcomes.get(key),
+            Some(&vec![Some(*last)]),
+            "{key:?}: {log:?}"
+        );
+        let frames = last + 1;
+        assert_eq!(
+            log.acked.get(key),
+            Some(&(last + frames)),
+            "{key:?}: {log:?}"
+        );
+    }
+    daemon.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The repository root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `deploy/powercut/run.sh` with the binaries this test was built with, in its own work
+/// directory, and returns its summary line (the last line of standard output) after checking its
+/// exit status.
+fn run_power_cuts(name: &str, args: &[&str]) -> String {
+    let bin = Path::new(AGGREGATOR).parent().unwrap();
+    assert!(
+        bin.join("uplink-sim").is_file(),
+        "no uplink-sim beside {AGGREGATOR}"
+    );
+    let work = root().join("target/powercut").join(name);
+    let out = Command::new(root().join("deploy/powercut/run.sh"))
+        .arg("--bin")
+        .arg(bin)
+        .arg("--work")
+        .arg(&work)
+        .args(args)
+        .output()
+        .expect("run deploy/powercut/run.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "deploy/powercut/run.sh {args:?} exited with {}:\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("run.sh printed nothing: {stderr}"))
+        .to_string()
+}
+
+fn summary_field(summary: &str, name: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name}= in {summary:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}= is not a number in {summary:?}"))
+}
+
+#[test]
+#[ignore = "needs qemu-system-x86_64 and debootstrap (deploy/powercut/setup.sh); .ci/run runs it"]
+fn power_cuts_under_load_lose_no_acknowledged_frame_with_sync_interval() {
+    let summary = run_power_cuts("test-interval", &["--cuts", "3", "--sync", "interval"]);
+    assert!(summary.starts_with("powercut: OK"), "{summary}");
+    assert_eq!(summary_field(&summary, "cuts"), 3, "{summary}");
+    assert!(summary_field(&summary, "acknowledged") > 0, "{summary}");
+    assert_eq!(summary_field(&summary, "missing"), 0, "{summary}");
+    assert_eq!(summary_field(&summary, "duplicated"), 0, "{summary}");
+    assert_eq!(summary_field(&summary, "verify_failed"), 0, "{summary}");
+}
+
+#[test]
+#[ignore = "needs qemu-system-x86_64 and debootstrap (deploy/powercut/setup.sh); .ci/run runs it"]
+fn power_cuts_find_the_loss_with_sync_never() {
+    let summary = run_power_cuts(
+        "test-never",
+        &["--cuts", "2", "--sync", "never", "--expect-loss"],
+    );
+    assert!(summary.starts_with("powercut: OK: loss found"), "{summary}");
+    assert!(summary_field(&summary, "missing") > 0, "{summary}");
+}
