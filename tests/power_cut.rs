@@ -184,7 +184,8 @@ fn power_cuts_under_load_lose_no_acknowledged_frame_with_sync_interval() {
     assert!(summary_field(&summary, "acknowledged") > 0, "{summary}");
     assert_eq!(summary_field(&summary, "missing"), 0, "{summary}");
     assert_eq!(summary_field(&summary, "duplicated"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "verify_failed"), 0, "{summary}");
+    assert_eq!(summary_field(&summary, "damaged"), 0, "{summary}");
+    assert_eq!(summary_field(&summary, "final_verify_exit"), 0, "{summary}");
 }
 
 #[test]

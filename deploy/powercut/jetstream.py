@@ -25,7 +25,9 @@ from nats.js.errors import NotFoundError
 
 STREAM = "POWERCUT"
 PUBLISHERS = 48
-WINDOW = 64
+# PubAcks each publisher awaits at once (POWERCUT_JS_WINDOW). With sync_interval always under TCG
+# a deep queue holds the PubAcks back behind it: 4 lets them through.
+WINDOW = int(os.environ.get("POWERCUT_JS_WINDOW", "64"))
 PAYLOAD = 100
 
 
