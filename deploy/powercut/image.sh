@@ -12,12 +12,13 @@
 #   deploy/powercut/image.sh [CACHE_DIR]     # CACHE_DIR defaults to target/powercut
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/mirror.sh"
 cache="${1:-$here/../../target/powercut}"
 mkdir -p "$cache"
 cache="$(cd "$cache" && pwd)"
 
 SUITE="${POWERCUT_SUITE:-bookworm}"
-MIRROR="${POWERCUT_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="${POWERCUT_MIRROR:-$(debian_mirror)}"
 # systemd-sysv and udev make the same image bootable with systemd (issue 44); iproute2 is for the
 # harness's init; the kernel's own dependencies bring initramfs-tools and kmod.
 PACKAGES="linux-image-amd64,systemd-sysv,udev,iproute2,procps"

@@ -16,6 +16,7 @@
 #     into a private apt directory, so the machine's own sources are untouched), and the nats-py
 #     package from PyPI for the host's publishers.
 set -euo pipefail
+. "$(dirname "$0")/mirror.sh"
 jetstream=0
 [[ ${1:-} == --jetstream ]] && jetstream=1
 NATS_DIR=/usr/local/lib/powercut
@@ -35,7 +36,7 @@ install_jetstream() {
         local apt_dir
         apt_dir="$(mktemp -d)"
         mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/deb"
-        echo 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main' \
+        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) trixie main" \
             > "$apt_dir/sources.list"
         local opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
             -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
@@ -64,7 +65,7 @@ if [[ -n ${qemu:-} ]]; then
     if [[ ${VERSION_CODENAME:-} == bookworm ]]; then
         list=/etc/apt/sources.list.d/bookworm-backports.list
         if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-            echo 'deb http://deb.debian.org/debian bookworm-backports main' > "$list"
+            echo "deb $(debian_mirror) bookworm-backports main" > "$list"
         fi
         apt-get update -q
         # The backports build, so that it matches (and keeps) a qemu-utils from backports.
