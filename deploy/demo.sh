@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The one-command demo: builds the release binaries, starts the aggregator on its example config,
-# plays the default 48 + 2 scenario and then the brief's scenario against it with uplink-sim, sends
-# SIGTERM, checks the accounting (sent = accepted = processed = archived = acknowledged, and the
-# drain leaves nothing unacknowledged) and runs `aggregator archive verify` on the archive. The last
-# line is the verdict, OK or FAILED with the accounting; the exit status is 0 only with OK.
+# The one-command demo: builds the two release binaries it runs, starts the aggregator on its
+# example config, plays the default 48 + 2 scenario and then the brief's scenario against it with
+# uplink-sim, sends SIGTERM, checks the accounting (sent = accepted = processed = archived =
+# acknowledged, and the drain leaves nothing unacknowledged) and runs `aggregator archive verify`
+# on the archive. The last line is the verdict, OK or FAILED with the accounting; the exit status
+# is 0 only with OK.
 #
 # At the start it prints the web dashboard's URL: the daemon stays up while the simulator runs,
 # so a person can watch the sources, the rate and the emergency frames there. Once the daemon has
@@ -85,8 +86,8 @@ if [[ -n "${DEMO_BIN_DIR:-}" ]]; then
     bin="$(cd "$here" && cd "$DEMO_BIN_DIR" && pwd)" || fail "DEMO_BIN_DIR=$DEMO_BIN_DIR is not a directory"
     echo "demo: using the binaries in $bin"
 else
-    echo "demo: building the release binaries"
-    "${CARGO:-cargo}" build --release --bins
+    echo "demo: building aggregator and uplink-sim (release; the first build compiles every dependency)"
+    "${CARGO:-cargo}" build --release --bin aggregator --bin uplink-sim
     bin="${CARGO_TARGET_DIR:-target}/release"
 fi
 

@@ -96,9 +96,9 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     max_in_flight: usize,
     /// Seconds a source that has been connected keeps trying to reconnect before it gives up (a
-    /// daemon restart is worth waiting for). Before its first connection a source tries for 3 s
-    /// at most: with nothing listening at the address the run fails with "cannot connect to ADDR:
-    /// is the aggregator running?".
+    /// daemon restart is worth waiting for). With nothing listening at an address the run fails
+    /// at once, before any source starts, with "cannot connect to ADDR: is the aggregator
+    /// running?"; a source that has never connected tries for 3 s at most.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     give_up_after: f64,
     /// Milliseconds a connection attempt (with TLS, its handshake too) may take before the source
