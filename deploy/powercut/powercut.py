@@ -39,6 +39,36 @@ JETSTREAM_PORTS = {"client": 4222, "monitor": 8222}
 SOURCES = 48
 
 
+def cut_under_load(guest, load, rng, args, out_path, what):
+    """Lets `load` run for a random time (--load-min to --load-max seconds), cuts the guest's power
+    under it, and waits for the load to give up; returns how long it ran before the cut."""
+    load_for = rng.uniform(args.load_min, args.load_max)
+    started = time.monotonic()
+    try:
+        load.wait(timeout=load_for)
+        raise RuntimeError(f"the load ended before the cut:\n{Path(out_path).read_text(errors='replace')[-2000:]}")
+    except subprocess.TimeoutExpired:
+        pass
+    guest.cut()
+    cut_load_s = time.monotonic() - started
+    try:
+        load.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        load.kill()
+        raise RuntimeError(f"{what} did not end within 120 s of the cut")
+    return cut_load_s
+
+
+def fail_run(guest, err):
+    """A run that failed: cuts the guest it left running; a failure of the harness itself
+    (RuntimeError) ends the run with status 2, anything else goes on up."""
+    if guest:
+        guest.cut()
+    if isinstance(err, RuntimeError):
+        print(f"powercut: FAILED to run: {err}", file=sys.stderr)
+        sys.exit(2)
+    raise err
+
 def fail_setup(message):
     print(f"powercut: {message}", file=sys.stderr)
     sys.exit(2)
@@ -391,20 +421,7 @@ def run_jetstream(args, rng, work, t0):
                 if load.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the JetStream load did not start:\n{out_path.read_text(errors='replace')[-2000:]}")
                 time.sleep(0.1)
-            load_for = rng.uniform(args.load_min, args.load_max)
-            started = time.monotonic()
-            try:
-                load.wait(timeout=load_for)
-                raise RuntimeError(f"the load ended before the cut:\n{out_path.read_text(errors='replace')[-2000:]}")
-            except subprocess.TimeoutExpired:
-                pass
-            guest.cut()
-            cut_load_s = time.monotonic() - started
-            try:
-                load.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                load.kill()
-                raise RuntimeError("the JetStream load did not end within 120 s of the cut")
+            cut_load_s = cut_under_load(guest, load, rng, args, out_path, "the JetStream load")
             lines = out_path.read_text(errors="replace").strip().splitlines()
             try:
                 cut_acked = json.loads(next(x for x in lines if x.startswith('{"acked"')))["acked"]
@@ -414,15 +431,8 @@ def run_jetstream(args, rng, work, t0):
             totals["load_s"] += cut_load_s
         guest.poweroff()
         guest = None
-    except RuntimeError as err:
-        print(f"powercut: FAILED to run: {err}", file=sys.stderr)
-        if guest:
-            guest.cut()
-        sys.exit(2)
-    except BaseException:
-        if guest:
-            guest.cut()
-        raise
+    except BaseException as err:
+        fail_run(guest, err)
     elapsed = time.monotonic() - t0
     rate = totals["acked"] / totals["load_s"] if totals["load_s"] else 0
     summary = (f"target=jetstream sync_interval={args.jetstream_sync} cuts={args.cuts} acknowledged={totals['acked']} "
@@ -547,35 +557,15 @@ def main():
             log = work / f"load-{boot + 1:03}.acks"
             out = work / f"load-{boot + 1:03}.out"
             s = sim(args, guest, log, ["--rate", "max", "--duration", "100000", "--give-up-after", "1"], out)
-            load_for = rng.uniform(args.load_min, args.load_max)
-            started = time.monotonic()
-            try:
-                s.wait(timeout=load_for)
-                raise RuntimeError(f"the load ended before the cut:\n{Path(out).read_text(errors='replace')[-2000:]}")
-            except subprocess.TimeoutExpired:
-                pass
-            guest.cut()
-            cut_load_s = time.monotonic() - started
-            try:
-                s.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                s.kill()
-                raise RuntimeError("uplink-sim did not give up within 120 s of the cut")
+            cut_load_s = cut_under_load(guest, s, rng, args, out, "uplink-sim")
             ledger.read(log)
             cut_acked = field(sim_total(out), "acked")
             totals["acked"] += cut_acked
             totals["load_s"] += cut_load_s
         guest.poweroff()
         guest = None
-    except RuntimeError as err:
-        print(f"powercut: FAILED to run: {err}", file=sys.stderr)
-        if guest:
-            guest.cut()
-        sys.exit(2)
-    except BaseException:
-        if guest:
-            guest.cut()
-        raise
+    except BaseException as err:
+        fail_run(guest, err)
 
     elapsed = time.monotonic() - t0
     rate = totals["acked"] / totals["load_s"] if totals["load_s"] else 0
