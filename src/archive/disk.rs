@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::journal::Gate;
-use super::opening_failed;
 use super::pace::PAGE;
+use super::{opening_failed, sync_dir};
 use crate::archive::segment::{self, with_path};
 
 /// A segment file, and how many bytes of whole records it holds.
@@ -100,15 +100,6 @@ pub(super) fn publish(dir: &Path, file: &File, index: u64) -> io::Result<PathBuf
     // The name must survive a crash too.
     sync_dir(dir)?;
     Ok(path)
-}
-
-/// Makes the names in `dir` durable. Opening the directory is a step that may be tried again;
-/// its `fsync` is not.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)
-        .map_err(|err| opening_failed(err, dir, "cannot open the archive directory"))?
-        .sync_all()
-        .map_err(|err| with_path(err, dir, "cannot sync the archive directory"))
 }
 
 /// Reserves the disk blocks of a whole segment before the first append.

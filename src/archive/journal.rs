@@ -36,11 +36,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::disk;
-use super::opening_failed;
 use super::pace::{Pace, PAGE};
 use super::segment::{self, with_path, Entry, FrameRecord, MAGIC};
 use super::tracked::Tracked;
+use super::{opening_failed, sync_dir};
 use crate::ingest::ledger::SourceKey;
 
 /// Journal bytes past which a sync's start moves the journal to a new generation.
@@ -394,7 +393,7 @@ fn create(dir: &Path, generation: u64) -> io::Result<File> {
     file.write_all(MAGIC)
         .and_then(|()| file.sync_data())
         .map_err(|err| with_path(err, &path, "cannot write"))?;
-    disk::sync_dir(dir)?;
+    sync_dir(dir)?;
     Ok(file)
 }
 

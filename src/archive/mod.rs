@@ -152,6 +152,15 @@ pub(crate) fn opening_failed(err: io::Error, path: &Path, what: &str) -> io::Err
     }
 }
 
+/// Makes the names in `dir` durable (the segments' and the journals'). Opening the directory is a
+/// step that may be tried again; its `fsync` is not.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)
+        .map_err(|err| opening_failed(err, dir, "cannot open the archive directory"))?
+        .sync_all()
+        .map_err(|err| segment::with_path(err, dir, "cannot sync the archive directory"))
+}
+
 /// A boxed future, the return type of [`ArchiveSink`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
