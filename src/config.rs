@@ -12,7 +12,8 @@ use serde::{Deserialize, Deserializer};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-use crate::ingest::protocol::{DATA_HEADER, MAX_CATALOG_BYTES};
+use crate::domain::shard::MAX_SHARDS;
+use crate::protocol::ingest::{DATA_HEADER, MAX_CATALOG_BYTES};
 use crate::tls::auth::AuthConfig;
 
 /// The largest frame length the config accepts, to keep per-connection buffers sane.
@@ -669,9 +670,6 @@ pub struct RuntimeConfig {
     /// default one per available core, at most [`MAX_SHARDS`].
     pub shards: usize,
 }
-
-/// The most shards a daemon runs (`runtime.shards`).
-pub const MAX_SHARDS: usize = 64;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {

@@ -30,6 +30,7 @@ use crate::archive::{
 };
 use crate::catalog::CatalogHandle;
 use crate::config::Config;
+use crate::domain::batch::Batch;
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Shared;
 use crate::ingest::listener::{self, Listeners};
@@ -37,14 +38,15 @@ use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
 use crate::ops::dashboard;
 use crate::ops::frame_feed::FrameFeed;
-use crate::ops::stats::{self, PipelineStats, Stats};
-use crate::pipeline::batch::Batch;
+use crate::ops::health::HealthProbe;
+use crate::ops::monitor::MonitorState;
 use crate::pipeline::fan_in::{priority_fan_in, FanIn};
 use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
 use crate::pipeline::shard::ShardThreads;
 use crate::sinks::nats::NatsSink;
+use crate::stats::{self, PipelineStats, Stats};
 use crate::tls::ServerTls;
 
 /// How the drain went; the binary logs it and picks its exit status from it.
@@ -60,45 +62,6 @@ pub struct DrainReport {
     /// again. Zero after a clean drain.
     pub unacknowledged: u64,
     pub duplicates: u64,
-}
-
-/// What a load balancer or orchestrator should make of the daemon right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// Accepting and storing frames.
-    Ready,
-    /// Shutting down: finishing what it accepted, accepting nothing new.
-    Draining,
-    /// Running, but the archive is failing (from its first failed write until every frame that
-    /// write held is stored, frames are not being acknowledged), or the NATS sink is disconnected
-    /// or further behind than `sinks.nats.max_lag_ms` (ingest goes on; the sink catches up).
-    Degraded,
-}
-
-/// Reads the daemon's health without touching the pipeline: a token check and an atomic load.
-#[derive(Debug, Clone)]
-pub struct HealthProbe {
-    drain: CancellationToken,
-    stats: Stats,
-}
-
-impl HealthProbe {
-    /// Resolves once the drain has begun.
-    pub async fn draining(&self) {
-        self.drain.cancelled().await
-    }
-
-    pub fn health(&self) -> Health {
-        let stats = self.stats.snapshot();
-        if self.drain.is_cancelled() {
-            Health::Draining
-        } else if stats.archive_failing != 0 || stats.nats_degraded != 0 {
-            Health::Degraded
-        } else {
-            Health::Ready
-        }
-    }
 }
 
 /// The assembled pipeline, ready to serve.
@@ -239,10 +202,20 @@ impl Daemon {
 
     /// Ready, draining or degraded, for the monitoring endpoint.
     pub fn health(&self) -> HealthProbe {
-        HealthProbe {
-            drain: self.drain.clone(),
-            stats: self.stats.clone(),
-        }
+        HealthProbe::new(self.drain.clone(), self.stats.clone())
+    }
+
+    /// The monitor's handles to this daemon; take them before [`Daemon::run`].
+    pub fn monitor_state(&self) -> MonitorState {
+        MonitorState::new(
+            self.stats(),
+            self.router(),
+            self.health(),
+            self.frames(),
+            self.catalog(),
+            self.tls(),
+            &self.config,
+        )
     }
 
     /// Snapshots published every stats interval.

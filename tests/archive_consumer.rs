@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aggregator::archive::{ArchiveSink, BoxFuture};
 use aggregator::config::SyncMode;
-use aggregator::ingest::protocol::{CloseReason, VERSION};
+use aggregator::protocol::ingest::{CloseReason, VERSION};
 use aggregator::{Batch, Health, Priority, SourceKind};
 use common::{hello_bytes, test_config, wait_until, Archive, Client, TestDaemon, PATIENCE};
 

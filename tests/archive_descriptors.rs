@@ -13,7 +13,7 @@ use std::io;
 
 use aggregator::archive::tools;
 use aggregator::config::{ArchiveKind, SyncMode};
-use aggregator::ingest::protocol::ServerMessage;
+use aggregator::protocol::ingest::ServerMessage;
 use aggregator::{Health, SourceKind};
 use common::{test_config, wait_until, Client, TempDir, PATIENCE};
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use aggregator::ingest::protocol::{CloseReason, RefuseReason, VERSION};
+use aggregator::protocol::ingest::{CloseReason, RefuseReason, VERSION};
 use aggregator::{Config, PipelineStats, Priority, SourceKind};
 use bytes::{BufMut, BytesMut};
 use common::*;

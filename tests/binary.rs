@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aggregator::ingest::protocol::{CloseReason, ServerMessage};
+use aggregator::protocol::ingest::{CloseReason, ServerMessage};
 use aggregator::{Priority, SourceKind};
 use common::*;
 
@@ -465,7 +465,7 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_connections() {
         .expect("the first certificate is served");
     source
         .send_raw(&hello_bytes(
-            aggregator::ingest::protocol::VERSION,
+            aggregator::protocol::ingest::VERSION,
             SourceKind::LiveUplink,
             1,
         ))
@@ -483,7 +483,7 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_connections() {
         .expect("the renewed certificate is served after SIGHUP");
     fresh
         .send_raw(&hello_bytes(
-            aggregator::ingest::protocol::VERSION,
+            aggregator::protocol::ingest::VERSION,
             SourceKind::LiveUplink,
             2,
         ))

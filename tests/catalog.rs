@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
-use aggregator::ingest::protocol::{ClientMessage, ServerMessage};
+use aggregator::protocol::ingest::{ClientMessage, ServerMessage};
 use aggregator::{Daemon, Priority, SourceKind};
 use bytes::{Bytes, BytesMut};
 use common::{hello_bytes, wait_until, wait_until_async, Archive, Client, TestDaemon, PATIENCE};

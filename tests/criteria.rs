@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use aggregator::ingest::protocol::{CloseReason, RefuseReason, ServerMessage, VERSION};
+use aggregator::protocol::ingest::{CloseReason, RefuseReason, ServerMessage, VERSION};
 use aggregator::tls::stream::Writer;
 use aggregator::{PipelineStats, Priority, SourceKind};
 use common::*;

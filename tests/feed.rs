@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use aggregator::ingest::protocol::encode_data;
+use aggregator::protocol::ingest::encode_data;
 use aggregator::{Config, Priority, SourceKind};
 use bytes::BytesMut;
 use common::{payload_for, wait_until, Archive, Client, TestDaemon, PATIENCE};

@@ -16,13 +16,14 @@ use aggregator::archive::segment::{self, Entry};
 use aggregator::archive::CountingSink;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::SyncMode;
+use aggregator::domain::position::{Position, Positions, ShardPosition};
 use aggregator::follow::client::{Event, FollowError, Follower};
 use aggregator::follow::protocol::{
     DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
     MAX_DAEMON_MESSAGE_LEN, VERSION,
 };
-use aggregator::follow::{FollowSettings, Followers, Position, Positions, ShardPosition};
-use aggregator::ingest::protocol::encode_data;
+use aggregator::follow::{FollowSettings, Followers};
+use aggregator::protocol::ingest::encode_data;
 use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::BytesMut;
 use common::{test_config, wait_until, Client, ShardedArchive, TempDir, PATIENCE};

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use aggregator::ingest::protocol::{CloseReason, ServerMessage};
+use aggregator::protocol::ingest::{CloseReason, ServerMessage};
 use aggregator::SourceKind;
 use common::{ping_bytes, test_config, Archive, Client, TestDaemon};
 

@@ -150,8 +150,8 @@ fn metrics_text_passes_promtool() {
     ]
     .into_iter()
     .map(|(kind, id)| {
-        let ledger = std::sync::Arc::new(aggregator::ingest::ledger::Ledger::new(Some(3)));
-        aggregator::ingest::source::Source::new(id, kind, peer, ledger).snapshot()
+        let ledger = std::sync::Arc::new(aggregator::domain::ledger::Ledger::new(Some(3)));
+        aggregator::domain::source::Source::new(id, kind, peer, ledger).snapshot()
     })
     .collect();
     let text = render_metrics(&stats, Health::Draining, &sources);

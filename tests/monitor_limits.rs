@@ -123,8 +123,7 @@ async fn a_half_sent_request_is_cut_off_when_the_monitor_stops() {
     config.shutdown.drain_deadline = Duration::from_millis(300);
     let (_, sink) = Archive::open();
     let (daemon, state) =
-        common::TestDaemon::start_with(config, sink, aggregator::ops::monitor::MonitorState::new)
-            .await;
+        common::TestDaemon::start_with(config, sink, aggregator::Daemon::monitor_state).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = tokio_util::sync::CancellationToken::new();

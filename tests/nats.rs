@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use aggregator::archive::{layout, tools};
 use aggregator::config::SyncMode;
-use aggregator::follow::Position;
+use aggregator::domain::position::Position;
 use aggregator::sinks::nats::NatsSink;
 use aggregator::{Priority, SourceKind, Stats};
 use async_nats::jetstream;
@@ -519,7 +519,7 @@ fn two_daemons_publish_every_frame_exactly_once_into_one_stream() {
     assert!(
         cursor
             .trim()
-            .parse::<aggregator::follow::Position>()
+            .parse::<aggregator::domain::position::Position>()
             .is_ok(),
         "{cursor:?}"
     );

@@ -3,7 +3,7 @@
 
 mod common;
 
-use aggregator::ingest::protocol::{CloseReason, VERSION};
+use aggregator::protocol::ingest::{CloseReason, VERSION};
 use aggregator::{Priority, SourceKind};
 use common::*;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aggregator::archive::{self, layout, segment};
 use aggregator::config::{ArchiveKind, SyncMode};
-use aggregator::ingest::protocol::ServerMessage;
-use aggregator::pipeline::shard::shard_of;
+use aggregator::domain::shard::shard_of;
+use aggregator::protocol::ingest::ServerMessage;
 use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
 use common::*;
 
@@ -99,7 +99,7 @@ async fn run(dir: &std::path::Path, shards: usize, sources: u32, through: u64) {
         let mut client = Client::connect(uplink).await;
         client
             .send_raw(&hello_bytes(
-                aggregator::ingest::protocol::VERSION,
+                aggregator::protocol::ingest::VERSION,
                 LiveUplink,
                 id,
             ))

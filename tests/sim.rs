@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggregator::ingest::protocol::{ClientMessage, Hello, ServerMessage, VERSION};
+use aggregator::protocol::ingest::{ClientMessage, Hello, ServerMessage, VERSION};
 use aggregator::SourceKind;
 use bytes::BytesMut;
 

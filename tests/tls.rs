@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 use aggregator::config::{SyncMode, TlsConfig};
 use aggregator::follow::client::Follower;
 use aggregator::follow::protocol::{Start, Subscription};
-use aggregator::ingest::protocol::{RefuseReason, VERSION};
 use aggregator::ops::access::Access;
-use aggregator::ops::monitor::MonitorState;
+use aggregator::protocol::ingest::{RefuseReason, VERSION};
 use aggregator::tls::auth::AuthClient;
 use aggregator::tls::stream;
 use aggregator::tls::ServerTls;
@@ -388,7 +387,7 @@ async fn start_guarded_monitor(
     let (daemon, state) = TestDaemon::start_built(
         config,
         move |config| Daemon::new(config, sink).with_tls(tls),
-        |daemon| MonitorState::new(daemon).with_access(access),
+        |daemon| daemon.monitor_state().with_access(access),
     )
     .await;
     let (addr, stop) = common::serve_monitor(state).await;

@@ -49,12 +49,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{ArchiveSink, BoxFuture, SyncPolicy};
-use crate::ingest::ledger::Span;
-use crate::ingest::source::Source;
-use crate::ops::stats::Stats;
-use crate::pipeline::batch::Batch;
-use crate::pipeline::frame::Priority;
+use crate::domain::batch::Batch;
+use crate::domain::frame::Priority;
+use crate::domain::ledger::Span;
+use crate::domain::source::Source;
 use crate::pipeline::queue::{Admitted, FrameReceiver};
+use crate::stats::Stats;
 
 /// How the consumer is set up.
 #[derive(Debug, Clone)]
@@ -676,8 +676,8 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::ledger::{Ledger, Run};
-    use crate::pipeline::frame::{Priority, SourceKind};
+    use crate::domain::frame::{Priority, SourceKind};
+    use crate::domain::ledger::{Ledger, Run};
     use crate::pipeline::queue::{frame_queue, FrameSender};
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::sync::Mutex;

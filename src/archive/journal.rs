@@ -40,7 +40,7 @@ use super::pace::{Pace, PAGE};
 use super::segment::{self, with_path, Entry, FrameRecord, MAGIC};
 use super::tracked::Tracked;
 use super::{opening_failed, sync_dir};
-use crate::ingest::ledger::SourceKey;
+use crate::domain::frame::SourceKey;
 
 /// Journal bytes past which a sync's start moves the journal to a new generation.
 pub(super) const ROTATE_BYTES: u64 = 1 << 20;

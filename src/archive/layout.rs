@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::segment::{self, with_path};
-use crate::config::MAX_SHARDS;
+use crate::domain::shard::MAX_SHARDS;
 
 const PREFIX: &str = "shard-";
 

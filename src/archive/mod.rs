@@ -23,8 +23,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{ArchiveConfig, ArchiveKind, SyncMode};
-use crate::ingest::ledger::{ResumePoint, SourceKey};
-use crate::pipeline::batch::Batch;
+use crate::domain::batch::Batch;
+use crate::domain::frame::SourceKey;
+use crate::domain::ledger::ResumePoint;
 
 pub mod consumer;
 mod disk;
@@ -33,7 +34,6 @@ pub mod layout;
 pub mod pace;
 mod recovery;
 pub mod segment;
-pub mod sequence_set;
 pub mod tools;
 mod tracked;
 pub mod writer;

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use super::disk;
 use super::segment::{self, with_path, Entry, MAGIC};
 use super::tracked::Tracked;
-use crate::ingest::ledger::{ResumePoint, SourceKey};
+use crate::domain::frame::SourceKey;
+use crate::domain::ledger::ResumePoint;
 
 /// Where a shard's writer starts after recovery.
 #[derive(Debug)]
@@ -181,7 +182,7 @@ pub(super) fn resume_points(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::frame::{Priority, SourceKind};
+    use crate::domain::frame::{Priority, SourceKind};
 
     fn tracked(watermark: Option<u64>, runs: &[(u64, u64)]) -> Tracked {
         let mut tracked = Tracked {

@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::pipeline::frame::{Priority, SourceKind};
+use crate::domain::frame::{Priority, SourceKind};
 
 /// The first 8 bytes of every segment file the daemon writes: format version 3.
 pub const MAGIC: &[u8; 8] = b"TLMSEG03";

@@ -34,55 +34,12 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::layout;
 use crate::archive::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
-use crate::pipeline::frame::{Priority, SourceKind};
+use crate::domain::display::{payload_preview, unix_ns_to_rfc3339};
+use crate::domain::frame::{Priority, SourceKind};
 use journals::{FileKind, Held};
 
 /// At most this many gap ranges and duplicate sequences are printed per source.
 pub const PRINT_CAP: usize = 10;
-
-/// Parses `live` or `replay` (or the wire names `live_uplink`, `archived_replay`).
-pub fn parse_kind(text: &str) -> Result<SourceKind, String> {
-    match text {
-        "live" | "live_uplink" | "uplink" => Ok(SourceKind::LiveUplink),
-        "replay" | "archived_replay" => Ok(SourceKind::ArchivedReplay),
-        other => Err(format!(
-            "unknown source kind {other:?} (expected live or replay)"
-        )),
-    }
-}
-
-/// Parses a source as `KIND:ID`, for example `live:7` or `replay:2`.
-pub fn parse_source(text: &str) -> Result<(SourceKind, u32), String> {
-    let (kind, id) = text
-        .split_once(':')
-        .ok_or_else(|| format!("{text:?} is not KIND:ID (for example live:7)"))?;
-    let id = id.parse().map_err(|_| {
-        format!(
-            "{text:?}: the id {id:?} is not a number from 0 to {}",
-            u32::MAX
-        )
-    })?;
-    Ok((parse_kind(kind)?, id))
-}
-
-/// Parses `emergency` or `routine`.
-pub fn parse_priority(text: &str) -> Result<Priority, String> {
-    match text {
-        "emergency" => Ok(Priority::Emergency),
-        "routine" => Ok(Priority::Routine),
-        other => Err(format!(
-            "unknown priority {other:?} (expected emergency or routine)"
-        )),
-    }
-}
-
-/// `live` or `replay`: the short names the tools print and accept.
-pub fn kind_label(kind: SourceKind) -> &'static str {
-    match kind {
-        SourceKind::LiveUplink => "live",
-        SourceKind::ArchivedReplay => "replay",
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // verify
@@ -241,7 +198,7 @@ impl DamagedRange {
         let runs = self.missing.iter().map(|&(kind, id, first, last)| {
             match previous.replace((kind, id)) == Some((kind, id)) {
                 true => run(first, last),
-                false => format!("{} {id} seq {}", kind_label(kind), run(first, last)),
+                false => format!("{} {id} seq {}", kind.label(), run(first, last)),
             }
         });
         write_capped(&mut line, "", runs, self.missing.len(), " runs");
@@ -349,7 +306,7 @@ impl SourceCheck {
     fn line(&self) -> String {
         let mut line = format!(
             "source {} {}: frames={} emergency={} first={} last={} missing={} duplicates={}",
-            kind_label(self.kind),
+            self.kind.label(),
             self.id,
             self.frames,
             self.emergency,
@@ -676,10 +633,10 @@ pub struct Filter {
     #[arg(long, value_name = "ID")]
     pub source: Option<u32>,
     /// Only this source kind: live or replay.
-    #[arg(long, value_parser = parse_kind)]
+    #[arg(long, value_parser = str::parse::<SourceKind>)]
     pub kind: Option<SourceKind>,
     /// Only frames of this priority: emergency or routine (hides watermark and stored records).
-    #[arg(long, value_parser = parse_priority)]
+    #[arg(long, value_parser = str::parse::<Priority>)]
     pub priority: Option<Priority>,
     /// Lowest sequence listed (for watermarks, the acknowledged sequence).
     #[arg(long, value_name = "SEQ")]
@@ -735,9 +692,6 @@ pub struct InspectSummary {
     /// Every damaged range of every segment (the valid records around them were listed).
     pub damaged: Vec<(PathBuf, Damage)>,
 }
-
-/// Bytes of payload shown in hex.
-const PAYLOAD_SHOWN: usize = 16;
 
 /// Lists the records of every segment of every shard of the archive at `dir` that pass `filter`,
 /// one line each, to `out`: shard 0 first, then by shard ([`layout::list_shard_segments`]); then,
@@ -797,7 +751,7 @@ pub fn describe(entry: &Entry) -> String {
     match entry {
         Entry::Frame(f) => format!(
             "frame     {:<6} {:>10} {:<9} seq={} received={} len={} payload={}",
-            kind_label(f.kind),
+            f.kind.label(),
             f.source_id,
             f.priority.as_str(),
             f.sequence,
@@ -811,7 +765,7 @@ pub fn describe(entry: &Entry) -> String {
             acked,
         } => format!(
             "watermark {:<6} {:>10} {:<9} acked={acked}",
-            kind_label(*kind),
+            kind.label(),
             source_id,
             "-"
         ),
@@ -822,7 +776,7 @@ pub fn describe(entry: &Entry) -> String {
             last,
         } => format!(
             "stored    {:<6} {:>10} {:<9} seq={}",
-            kind_label(*kind),
+            kind.label(),
             source_id,
             "-",
             if first == last {
@@ -832,54 +786,6 @@ pub fn describe(entry: &Entry) -> String {
             }
         ),
     }
-}
-
-/// `bytes` in lower-case hex, two digits a byte: how the tools, `tail --json` and `/feed` write
-/// payloads.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-/// A payload's first bytes in hex, `..` when there are more, `-` when it is empty: what `inspect`
-/// and `aggregator tail` print.
-pub fn payload_preview(payload: &[u8]) -> String {
-    if payload.is_empty() {
-        return "-".into();
-    }
-    let mut hex = hex(&payload[..payload.len().min(PAYLOAD_SHOWN)]);
-    if payload.len() > PAYLOAD_SHOWN {
-        hex.push_str("..");
-    }
-    hex
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (UTC) for nanoseconds since the Unix epoch.
-pub fn unix_ns_to_rfc3339(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let nanos = ns % 1_000_000_000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm), in u64 since the
-    // epoch is the earliest time a u64 of nanoseconds can name.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -898,19 +804,6 @@ mod tests {
             line,
             "source gaps=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (+2 more gaps) \
              duplicated=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (+3 more)"
-        );
-    }
-
-    #[test]
-    fn timestamps_are_utc_rfc3339() {
-        assert_eq!(unix_ns_to_rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            unix_ns_to_rfc3339(1_700_000_000_123_456_789),
-            "2023-11-14T22:13:20.123456789Z"
-        );
-        assert_eq!(
-            unix_ns_to_rfc3339(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000000000Z"
         );
     }
 

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use super::sequence_set::SequenceSet;
-use crate::ingest::ledger::Ledger;
+use crate::domain::ledger::Ledger;
+use crate::domain::sequence_set::SequenceSet;
 
 /// What the archive remembers of one source between its records.
 #[derive(Debug, Default, Clone)]

@@ -42,8 +42,9 @@ use super::segment::{self, with_path, FrameRecord, MAGIC};
 use super::tracked::Tracked;
 use super::{Archive, ArchiveSink, BoxFuture, DurableEnd};
 use crate::config::{ArchiveConfig, SyncMode};
-use crate::ingest::ledger::{ResumePoint, SourceKey};
-use crate::pipeline::batch::Batch;
+use crate::domain::batch::Batch;
+use crate::domain::frame::SourceKey;
+use crate::domain::ledger::ResumePoint;
 
 /// The watermarks a write carries, applied to what the archive remembers once it is written:
 /// a failed write must leave the archive's memory as it was, or a later checkpoint would list
@@ -727,9 +728,9 @@ mod tests {
     use super::segment::Entry;
     use super::*;
     use crate::config::{ArchiveKind, SyncMode};
-    use crate::ingest::ledger::{Ledger, Run};
-    use crate::ingest::source::Source;
-    use crate::pipeline::frame::{Priority, SourceKind};
+    use crate::domain::frame::{Priority, SourceKind};
+    use crate::domain::ledger::{Ledger, Run};
+    use crate::domain::source::Source;
     use bytes::Bytes;
     use std::fs::OpenOptions;
     use std::path::Path;

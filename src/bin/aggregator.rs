@@ -6,16 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use aggregator::archive::tools::{self, parse_priority, parse_source, Filter};
+use aggregator::archive::tools::{self, Filter};
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::{ConfigError, LogFormat};
+use aggregator::domain::frame::parse_source;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ingest::descriptors;
 use aggregator::ops::access::Access;
-use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::ops::monitor;
 use aggregator::tls::client::TlsArgs;
 use aggregator::tls::ServerTls;
 use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
@@ -106,7 +107,7 @@ struct TailArgs {
     #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
     source: Vec<(SourceKind, u32)>,
     /// Only frames of this priority: emergency or routine.
-    #[arg(long, value_parser = parse_priority)]
+    #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
     priority: Option<Priority>,
     /// Exit after this many frames.
     #[arg(long, value_name = "N")]
@@ -321,7 +322,7 @@ async fn serve(
     }
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
-        let mut state = MonitorState::new(&daemon);
+        let mut state = daemon.monitor_state();
         if let Some(access) = access {
             state = state.with_access(access);
         }

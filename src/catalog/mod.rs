@@ -18,21 +18,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{watch, Mutex};
 
-use crate::ingest::protocol::ServerMessage;
+use crate::domain::catalog::Catalog;
+use crate::protocol::ingest::ServerMessage;
 use store::{LoadError, Store};
 
 /// Longest content type accepted (it travels in one length byte).
 pub const MAX_CONTENT_TYPE: usize = 255;
-
-/// One published catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Catalog {
-    /// 1 for the first publication, one more for each after it.
-    pub version: u64,
-    pub content_type: String,
-    pub body: Bytes,
-    pub published_unix_ms: u64,
-}
 
 /// A publication as connections send it: the catalog and its CATALOG message, encoded once.
 #[derive(Debug)]

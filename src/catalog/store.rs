@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::Catalog;
+use crate::domain::catalog::Catalog;
 
 /// The file's name in the archive's directory.
 pub const FILE_NAME: &str = "catalog.bin";

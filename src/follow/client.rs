@@ -16,12 +16,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
-use super::position::Positions;
 use super::protocol::{
     DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
     MAX_DAEMON_MESSAGE_LEN,
 };
-use crate::archive::tools::{hex, kind_label, payload_preview, unix_ns_to_rfc3339};
+use crate::domain::display::{hex, payload_preview, unix_ns_to_rfc3339};
+use crate::domain::position::Positions;
 use crate::tls::client::ClientTls;
 use crate::tls::stream::{self, Reader, Writer};
 
@@ -208,7 +208,7 @@ pub fn frame_line(followed: &FollowedFrame) -> String {
     format!(
         "{} {}:{} seq={} {} len={} payload={}",
         followed.shard_position(),
-        kind_label(f.kind),
+        f.kind.label(),
         f.source_id,
         f.sequence,
         f.priority.as_str(),
@@ -224,7 +224,7 @@ pub fn frame_json(followed: &FollowedFrame, resume: &Positions) -> serde_json::V
     serde_json::json!({
         "position": followed.shard_position().to_string(),
         "resume": resume.to_string(),
-        "kind": kind_label(f.kind),
+        "kind": f.kind.label(),
         "source": f.source_id,
         "sequence": f.sequence,
         "priority": f.priority.as_str(),

@@ -17,12 +17,10 @@
 //! [`protocol`] is the wire format, [`client`] the consumer's side and `aggregator tail`.
 
 pub mod client;
-pub mod position;
 pub mod protocol;
 pub mod reader;
 pub mod server;
 pub mod shards;
 
-pub use position::{Position, Positions, ShardPosition};
 pub use server::{FollowSettings, Followers};
 pub use shards::DurableEnds;

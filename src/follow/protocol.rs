@@ -19,11 +19,11 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::position::{Position, Positions, ShardPosition};
 use crate::archive::segment::{self, FrameRecord};
-use crate::config::MAX_SHARDS;
-use crate::ingest::ledger::SourceKey;
-use crate::pipeline::frame::{Priority, SourceKind};
+use crate::domain::frame::SourceKey;
+use crate::domain::frame::{Priority, SourceKind};
+use crate::domain::position::{Position, Positions, ShardPosition};
+use crate::domain::shard::MAX_SHARDS;
 
 /// The newest protocol version SUBSCRIBE and SUBSCRIBED carry: 2 adds CATALOG notices, 3 shards.
 pub const VERSION: u8 = 3;

@@ -16,10 +16,10 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::position::{Position, ShardPosition};
 use super::protocol::{EndReason, FollowedFrame, FrameRun, RefuseReason, Start, Subscription};
 use crate::archive::segment::{self, Entry, MAGIC};
 use crate::archive::DurableEnd;
+use crate::domain::position::{Position, ShardPosition};
 
 /// About how many bytes of records one read takes: what a follower holds in memory at most,
 /// besides a single record larger than this.

@@ -39,7 +39,7 @@ use super::shards::{DurableEnds, ShardCursors};
 use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
 use crate::ingest::listener::accept_until;
-use crate::ops::stats::Stats;
+use crate::stats::Stats;
 use crate::tls::stream::{self, Reader, Writer};
 use crate::tls::ServerTls;
 

@@ -18,8 +18,8 @@ use tokio_util::task::TaskTracker;
 use super::connection::{self, Shared};
 use super::descriptors;
 use crate::config::Config;
-use crate::ops::stats::Stats;
-use crate::pipeline::frame::SourceKind;
+use crate::domain::frame::SourceKind;
+use crate::stats::Stats;
 
 /// The two bound listeners.
 #[derive(Debug)]

@@ -8,9 +8,6 @@
 
 pub(crate) mod connection;
 pub mod descriptors;
-pub mod ledger;
 pub mod listener;
-pub mod protocol;
 pub(crate) mod read_credit;
 pub mod router;
-pub mod source;

@@ -19,13 +19,14 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::sequence_set::SequenceSet;
-use crate::ingest::ledger::{Ledger, ResumePoint, SourceKey};
-use crate::ingest::source::{Source, SourceSnapshot};
-use crate::ops::stats::Stats;
+use crate::domain::frame::SourceKey;
+use crate::domain::frame::SourceKind;
+use crate::domain::ledger::{Ledger, ResumePoint};
+use crate::domain::sequence_set::SequenceSet;
+use crate::domain::shard::shard_of;
+use crate::domain::source::{Source, SourceSnapshot};
 use crate::pipeline::fan_in::Ingress;
-use crate::pipeline::frame::SourceKind;
-use crate::pipeline::shard::shard_of;
+use crate::stats::Stats;
 
 /// What a registered source receives.
 #[derive(Debug)]
@@ -307,10 +308,10 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::ledger::Run;
-    use crate::pipeline::batch::Batch;
+    use crate::domain::batch::Batch;
+    use crate::domain::frame::Priority;
+    use crate::domain::ledger::Run;
     use crate::pipeline::fan_in::priority_fan_in;
-    use crate::pipeline::frame::Priority;
 
     /// A router whose archive recovered live uplink 7 with nothing acknowledged and frames 0..=9
     /// stored (what a drain leaves for the frames of its last sync).

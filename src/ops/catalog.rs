@@ -13,7 +13,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::catalog::{CatalogHandle, PublishError};
-use crate::ingest::source::SourceSnapshot;
+use crate::domain::source::SourceSnapshot;
 
 /// The content type of a catalog sent without one.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";

@@ -11,7 +11,7 @@
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::ops::stats::{processing_rates, PipelineStats};
+use crate::stats::{processing_rates, PipelineStats};
 
 /// Logs each snapshot published on `published`, the last one included, until its publisher has
 /// gone (once the drain is over).

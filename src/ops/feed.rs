@@ -28,13 +28,13 @@ use futures_util::SinkExt;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::archive::tools::{hex, kind_label, parse_priority, parse_source};
 use crate::catalog::CatalogHandle;
 use crate::config::FeedConfig;
-use crate::ops::stats::Stats;
-use crate::pipeline::batch::Batch;
+use crate::domain::batch::Batch;
+use crate::domain::display::hex;
+use crate::domain::frame::{parse_source, Priority};
 use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
-use crate::pipeline::frame::Priority;
+use crate::stats::Stats;
 
 /// How long a writer whose budget ran out waits before it takes more frames.
 const PACE: Duration = Duration::from_millis(10);
@@ -137,8 +137,11 @@ fn parse_query(query: &str) -> Result<FeedRequest, String> {
                 request.filter.sources.push(source);
             }
             "priority" => {
-                request.filter.priority =
-                    Some(parse_priority(&value).map_err(|e| format!("priority: {e}"))?);
+                request.filter.priority = Some(
+                    value
+                        .parse::<Priority>()
+                        .map_err(|e| format!("priority: {e}"))?,
+                );
             }
             "sample" => {
                 request.sample = value
@@ -406,7 +409,7 @@ struct Header {
 
 impl Header {
     fn of(batch: &Batch, clock: &WallClock) -> Header {
-        let kind = kind_label(batch.source.kind);
+        let kind = batch.source.kind.label();
         Header {
             kind,
             source: format!("{kind}:{}", batch.source.id),
@@ -489,7 +492,7 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::frame::SourceKind;
+    use crate::domain::frame::SourceKind;
 
     #[test]
     fn the_query_selects_sources_priority_sampling_and_encoding() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::pipeline::batch::Batch;
+use crate::domain::batch::Batch;
 use crate::pipeline::fan_out::{Bound, Delivery, Filter, Finished, Subscribe, Subscription};
 
 /// A subscription to processed batches that survives falling behind.
@@ -114,10 +114,10 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::ingest::source::Source;
-    use crate::ops::stats::Stats;
+    use crate::domain::frame::Priority;
+    use crate::domain::source::Source;
     use crate::pipeline::fan_out::fan_out;
-    use crate::pipeline::frame::Priority;
+    use crate::stats::Stats;
 
     fn batch(sequence: u64) -> Arc<Batch> {
         let mut batch = Batch::new(Source::for_test(1), Priority::Routine, StdInstant::now(), 1);

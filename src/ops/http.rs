@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::MonitorConfig;
 use crate::ingest::listener::accept_until;
-use crate::ops::stats::Stats;
+use crate::stats::Stats;
 use crate::tls::https;
 use crate::tls::ServerTls;
 

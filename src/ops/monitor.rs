@@ -33,15 +33,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogHandle;
-use crate::config::MonitorConfig;
-use crate::daemon::{Daemon, Health, HealthProbe};
+use crate::config::{Config, MonitorConfig};
+use crate::domain::source::SourceSnapshot;
 use crate::ingest::router::RouterHandle;
-use crate::ingest::source::SourceSnapshot;
 use crate::ops::access::{require_token, Access};
 use crate::ops::catalog::{self, CatalogBody};
 use crate::ops::feed::{self, FeedState};
+use crate::ops::health::{Health, HealthProbe};
 use crate::ops::http::{self, Http};
-use crate::ops::stats::{processing_rates, MetricKind, PipelineStats, ShardStats, Stats};
+use crate::pipeline::fan_out::Subscribe;
+use crate::stats::{processing_rates, MetricKind, PipelineStats, ShardStats, Stats};
 use crate::tls::ServerTls;
 
 /// How often rates are sampled.
@@ -89,27 +90,29 @@ struct Rates {
 }
 
 impl MonitorState {
-    /// Takes its handles from `daemon`; call before [`Daemon::run`].
-    pub fn new(daemon: &Daemon) -> Self {
-        let stats = daemon.stats();
+    /// The monitor of a daemon, from its handles ([`crate::daemon::Daemon::monitor_state`]).
+    pub fn new(
+        stats: Stats,
+        router: RouterHandle,
+        health: HealthProbe,
+        frames: Subscribe,
+        catalog: CatalogHandle,
+        tls: Option<Arc<ServerTls>>,
+        config: &Config,
+    ) -> Self {
         MonitorState {
-            feed: FeedState::new(
-                daemon.frames(),
-                daemon.catalog(),
-                daemon.config().feed.clone(),
-                stats.clone(),
-            ),
+            feed: FeedState::new(frames, catalog.clone(), config.feed.clone(), stats.clone()),
             stats,
-            router: daemon.router(),
-            health: daemon.health(),
-            catalog: daemon.catalog(),
+            router,
+            health,
+            catalog,
             rates: Arc::default(),
             started: Instant::now(),
-            warnings: daemon.config().exposure_warnings().into(),
+            warnings: config.exposure_warnings().into(),
             access: None,
-            tls: daemon.tls(),
-            settings: daemon.config().monitor.clone(),
-            drain_deadline: daemon.config().shutdown.drain_deadline,
+            tls,
+            settings: config.monitor.clone(),
+            drain_deadline: config.shutdown.drain_deadline,
         }
     }
 

@@ -28,9 +28,9 @@ use std::task::{Poll, Waker};
 
 use tokio::sync::Notify;
 
-use super::batch::Batch;
-use super::frame::Priority;
-use crate::ops::stats::Stats;
+use crate::domain::batch::Batch;
+use crate::domain::frame::Priority;
+use crate::stats::Stats;
 
 /// A source's way into the fan-in. The router keeps one and hands a clone to every registered
 /// source; each clone stages its own batches. The fan-in closes once every `Ingress` is gone.
@@ -400,7 +400,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::ingest::source::Source;
+    use crate::domain::source::Source;
 
     fn batch(source: &Arc<Source>, priority: Priority, first: u64, frames: u64) -> Batch {
         let mut batch = Batch::new(

@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use tokio::sync::Notify;
 
-use super::batch::Batch;
-use super::frame::{Priority, SourceKind};
-use crate::ops::stats::Stats;
+use crate::domain::batch::Batch;
+use crate::domain::frame::{Priority, SourceKind};
+use crate::stats::Stats;
 
 use Ordering::{Relaxed, SeqCst};
 
@@ -465,7 +465,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::ingest::source::Source;
+    use crate::domain::source::Source;
 
     fn source(id: u32) -> Arc<Source> {
         Source::for_test(id)

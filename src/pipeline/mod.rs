@@ -6,10 +6,8 @@
 //! bound, and every queue gives capacity back only when its stage is done with the batch: that is
 //! what carries backpressure from the disk to the sockets.
 
-pub mod batch;
 pub mod fan_in;
 pub mod fan_out;
-pub mod frame;
 pub mod processor;
 pub mod queue;
 pub mod shard;

@@ -17,12 +17,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::batch::Batch;
-use super::frame::Priority;
-use crate::ops::stats::Stats;
+use crate::domain::batch::Batch;
+use crate::domain::frame::Priority;
 use crate::pipeline::fan_in::{Admitted, FanIn};
 use crate::pipeline::fan_out::Publisher;
 use crate::pipeline::queue::FrameSender;
+use crate::stats::Stats;
 
 pub struct Processor {
     pub fan_in: FanIn,

@@ -4,7 +4,7 @@
 //! chain uses about two cores however many it has. A shard is a whole chain (fan-in, processor,
 //! archive writer with its own segments) on a thread of its own running a `current_thread`
 //! runtime, as Redpanda and ScyllaDB give each core its partitions, queues and files. A source
-//! belongs to one shard, chosen from its (kind, id) ([`shard_of`]), and its connection is served
+//! belongs to one shard, chosen from its (kind, id) ([`crate::domain::shard::shard_of`]), and its connection is served
 //! on that shard's thread once it has registered: its frames never cross a thread between the
 //! socket and the archive, and per-source order, resume points and duplicates are exactly what
 //! they are with one shard. Only control messages (registration, stats, the drain) cross shards.
@@ -19,22 +19,6 @@ use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
-
-use crate::ingest::ledger::SourceKey;
-use crate::pipeline::frame::SourceKind;
-
-/// The shard that serves the source `key` among `shards`: sources with consecutive ids (the
-/// usual numbering of a fleet) are dealt out in turn, and the kinds are offset from each other, so
-/// that live source 0 and replay source 0 do not share a shard. Stable across restarts with the
-/// same shard count.
-pub fn shard_of(key: SourceKey, shards: usize) -> usize {
-    let (kind, id) = key;
-    let offset = match kind {
-        SourceKind::LiveUplink => 0,
-        SourceKind::ArchivedReplay => shards as u64 / 2,
-    };
-    ((u64::from(id) + offset) % shards.max(1) as u64) as usize
-}
 
 /// The shards' threads, each running a `current_thread` runtime until [`ShardThreads::stop`].
 #[derive(Debug)]
@@ -98,20 +82,6 @@ impl ShardThreads {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn consecutive_ids_are_dealt_out_evenly_and_kinds_apart() {
-        let mut per_shard = [0usize; 4];
-        for id in 0..48 {
-            per_shard[shard_of((SourceKind::LiveUplink, id), 4)] += 1;
-        }
-        assert_eq!(per_shard, [12; 4]);
-        assert_ne!(
-            shard_of((SourceKind::LiveUplink, 0), 4),
-            shard_of((SourceKind::ArchivedReplay, 0), 4)
-        );
-        assert_eq!(shard_of((SourceKind::ArchivedReplay, 7), 1), 0);
-    }
 
     #[test]
     fn a_task_runs_on_its_shards_thread() {

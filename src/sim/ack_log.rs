@@ -16,7 +16,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::pipeline::frame::SourceKind;
+use crate::domain::frame::SourceKind;
 
 /// A shared, buffered `--ack-log` file; cloning shares it.
 #[derive(Clone)]

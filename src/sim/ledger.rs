@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::ingest::protocol::encode_data;
-use crate::pipeline::frame::Priority;
+use crate::domain::frame::Priority;
+use crate::protocol::ingest::encode_data;
 
 use super::replay::Recording;
 
@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn a_recording_keeps_its_sequences_and_payloads() {
         use super::super::replay::{Pace, RecordedFrame};
-        use crate::ingest::protocol::ClientMessage;
+        use crate::protocol::ingest::ClientMessage;
 
         let frames = [(10, &b"a"[..]), (12, b"bb"), (15, b"ccc")]
             .into_iter()

@@ -6,7 +6,7 @@
 //! connection drops or the daemon drains, it reconnects with backoff and sends them again, so a daemon
 //! restart loses nothing and the summary can say exactly how many frames were sent twice.
 //!
-//! Every byte goes through [`crate::ingest::protocol`]; the simulator has no wire format of its own.
+//! Every byte goes through [`crate::protocol::ingest`]; the simulator has no wire format of its own.
 //!
 //! - [`scenario`]: the named scenarios and the per-kind profiles the command line overrides.
 //! - [`source`]: one simulated source: its clock, its connections, its reconnections.
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use crate::pipeline::frame::SourceKind;
+use crate::domain::frame::SourceKind;
 use crate::tls::client::ClientTls;
 
 pub use progress::{Progress, ProgressStyle};

@@ -179,7 +179,7 @@ pub(crate) async fn show(progress: Arc<Progress>, goal: Option<Goal>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::frame::SourceKind;
+    use crate::domain::frame::SourceKind;
     use crate::sim::Scenario;
 
     fn goal(scenario: Scenario) -> Option<Goal> {

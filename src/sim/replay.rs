@@ -35,7 +35,7 @@ use bytes::Bytes;
 
 use crate::archive::segment::{Entry, FrameRecord, ScanEnd, SegmentScan};
 use crate::archive::tools::journals::{self, FileKind};
-use crate::pipeline::frame::{Priority, SourceKind};
+use crate::domain::frame::{Priority, SourceKind};
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
 

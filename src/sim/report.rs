@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::ingest::protocol::RefuseReason;
-use crate::pipeline::frame::SourceKind;
+use crate::domain::frame::SourceKind;
+use crate::protocol::ingest::RefuseReason;
 
 use super::SourceSpec;
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::pipeline::frame::SourceKind;
+use crate::domain::frame::SourceKind;
 
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
 

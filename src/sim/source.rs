@@ -26,10 +26,10 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use tokio_util::codec::Decoder;
 
-use crate::ingest::protocol::{
+use crate::domain::frame::Priority;
+use crate::protocol::ingest::{
     ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage, VERSION,
 };
-use crate::pipeline::frame::Priority;
 
 use super::ledger::Ledger;
 use super::progress::Progress;

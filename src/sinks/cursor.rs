@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::follow::Position;
+use crate::domain::position::Position;
 
 /// The cursor file of the sink `name` in the archive directory `archive`.
 #[derive(Debug, Clone)]

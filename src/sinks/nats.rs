@@ -39,12 +39,12 @@ use tokio_util::sync::CancellationToken;
 use super::cursor::CursorFile;
 use crate::archive::DurableEnd;
 use crate::config::NatsConfig;
+use crate::domain::frame::SourceKind;
+use crate::domain::position::{Positions, ShardPosition};
 use crate::follow::protocol::{FollowedFrame, FrameRun, Start, Subscription};
 use crate::follow::server::spawn_low_priority;
 use crate::follow::shards::{DurableEnds, ShardCursors};
-use crate::follow::{Positions, ShardPosition};
-use crate::ops::stats::Stats;
-use crate::pipeline::frame::SourceKind;
+use crate::stats::Stats;
 
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);

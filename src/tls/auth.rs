@@ -12,8 +12,8 @@ use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Deserializer};
 use x509_parser::extensions::GeneralName;
 
-use crate::archive::tools::{kind_label, parse_source};
-use crate::pipeline::frame::SourceKind;
+use crate::domain::frame::parse_source;
+use crate::domain::frame::SourceKind;
 
 /// `[auth]`: the clients that may connect with a certificate, and what each may send.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -55,7 +55,7 @@ impl FromStr for SourceRange {
             Some((start, last)) => (start, Some(last)),
             None => (text, None),
         };
-        let (kind, first) = parse_source(start)?;
+        let (kind, first) = parse_source(start).map_err(|e| e.to_string())?;
         let last = match last {
             None => first,
             Some(last) => last
@@ -80,7 +80,7 @@ impl<'de> Deserialize<'de> for SourceRange {
 
 impl fmt::Display for SourceRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = kind_label(self.kind);
+        let kind = self.kind.label();
         match self.first == self.last {
             true => write!(f, "{kind}:{}", self.first),
             false => write!(f, "{kind}:{}-{}", self.first, self.last),

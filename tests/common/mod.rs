@@ -15,13 +15,13 @@ use std::time::Duration;
 pub use aggregator::archive::Archive as Shards;
 use aggregator::archive::{layout, ArchiveSink, BoxFuture, DurableEnd, SegmentSink};
 use aggregator::config::SyncMode;
-use aggregator::ingest::protocol::{
-    encode_data, ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage,
-    VERSION,
-};
 use aggregator::ingest::router::RouterHandle;
 use aggregator::ops::frame_feed::FrameFeed;
 use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::protocol::ingest::{
+    encode_data, ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage,
+    VERSION,
+};
 use aggregator::tls::client::{ClientTls, TlsArgs};
 use aggregator::tls::stream::{self, Reader, Writer};
 use aggregator::{Batch, Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
@@ -541,7 +541,7 @@ pub async fn start_monitored(
     config: Config,
     sink: Box<dyn ArchiveSink>,
 ) -> (TestDaemon, SocketAddr, CancellationToken) {
-    let (daemon, state) = TestDaemon::start_with(config, sink, MonitorState::new).await;
+    let (daemon, state) = TestDaemon::start_with(config, sink, Daemon::monitor_state).await;
     let (addr, stop) = serve_monitor(state).await;
     (daemon, addr, stop)
 }

@@ -24,7 +24,7 @@ use crate::archive::journal;
 use crate::archive::layout;
 use crate::archive::segment::{self, Entry, SegmentScan};
 use crate::archive::tracked::Tracked;
-use crate::ingest::ledger::SourceKey;
+use crate::domain::frame::SourceKey;
 
 /// The frames the segments read so far hold (and those taken from the journals read so far), by
 /// source: what a journal's frame is tested against.

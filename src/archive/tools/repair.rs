@@ -340,7 +340,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::frame::SourceKind;
+    use crate::domain::frame::SourceKind;
 
     /// A repair that stopped after moving the bytes aside, before the rename, runs again to the
     /// same result; a quarantine file that holds other bytes stops it with the segment untouched.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use aggregator::ingest::protocol::{ClientCodec, ServerMessage};
+use aggregator::protocol::ingest::{ClientCodec, ServerMessage};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;

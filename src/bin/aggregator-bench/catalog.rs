@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use aggregator::catalog::push::{push, MonitorAccess};
-use aggregator::ingest::protocol::ClientMessage;
+use aggregator::protocol::ingest::ClientMessage;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aggregator::ingest::protocol::{ClientCodec, CloseReason, ServerMessage};
+use aggregator::protocol::ingest::{ClientCodec, CloseReason, ServerMessage};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;

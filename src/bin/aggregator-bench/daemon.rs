@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use aggregator::archive::{ArchiveSink, BoxFuture, DurableEnd};
 use aggregator::config::ArchiveKind;
-use aggregator::ops::monitor::{self, MonitorState};
+use aggregator::ops::monitor;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -127,7 +127,7 @@ pub async fn start(
         Variant::Watched => {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
-            let state = MonitorState::new(&daemon);
+            let state = daemon.monitor_state();
             tokio::spawn(monitor::serve(
                 listener,
                 state,

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::ingest::protocol::encode_data;
+use aggregator::protocol::ingest::encode_data;
 use aggregator::Priority;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;

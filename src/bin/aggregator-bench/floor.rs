@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use aggregator::ingest::protocol::{split_complete, Bodies, ClientMessage, DATA_HEADER};
+use aggregator::protocol::ingest::{split_complete, Bodies, ClientMessage, DATA_HEADER};
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

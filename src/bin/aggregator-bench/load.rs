@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::ingest::protocol::{
+use aggregator::protocol::ingest::{
     encode_data, ClientMessage, Hello, DATA_HEADER, LENGTH_PREFIX, VERSION,
 };
 use aggregator::{Priority, SourceKind};

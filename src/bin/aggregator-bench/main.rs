@@ -405,7 +405,7 @@ fn bench(cli: Cli) -> ExitCode {
         None if cli.shards_only => DEFAULT_SHARDS.to_vec(),
         None => Vec::new(),
     };
-    let most = aggregator::config::MAX_SHARDS;
+    let most = aggregator::domain::shard::MAX_SHARDS;
     if let Some(n) = shards.iter().find(|&&n| n == 0 || n > most) {
         eprintln!("aggregator-bench: --shards {n}: give shard counts from 1 to {most}");
         return ExitCode::from(2);

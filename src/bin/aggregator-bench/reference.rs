@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aggregator::ingest::protocol::{split_complete, Bodies, ClientMessage};
+use aggregator::protocol::ingest::{split_complete, Bodies, ClientMessage};
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};

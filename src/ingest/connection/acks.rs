@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use super::wire::Wire;
 use super::Shared;
-use crate::ingest::protocol::ServerMessage;
-use crate::ingest::source::Source;
+use crate::domain::source::Source;
+use crate::protocol::ingest::ServerMessage;
 
 /// The ACKs one connection sends.
 pub(super) struct Acks<'a> {

@@ -13,12 +13,11 @@ use tokio::time::{sleep_until, Instant};
 
 use super::wire::Wire;
 use super::Shared;
-use crate::archive::tools::kind_label;
-use crate::ingest::protocol::{
+use crate::domain::frame::SourceKind;
+use crate::protocol::ingest::{
     walk_messages, ClientMessage, Hello, MessageView, ProtocolError, RefuseReason, ServerMessage,
     MIN_VERSION, VERSION,
 };
-use crate::pipeline::frame::SourceKind;
 use crate::tls::auth::PeerIdentity;
 
 /// Why a connection is not served.
@@ -80,7 +79,7 @@ pub(super) async fn handshake(
         {
             let detail = format!(
                 "the certificate of {identity} does not cover {}:{}",
-                kind_label(hello.kind),
+                hello.kind.label(),
                 hello.source_id
             );
             return Err(Refusal::Refuse(RefuseReason::Unauthorized, detail));

@@ -18,14 +18,14 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::{Ending, Shared};
-use crate::archive::sequence_set::SequenceSet;
-use crate::ingest::ledger::Run;
-use crate::ingest::protocol::{walk_messages, ClientMessage, MessageView, DATA_HEADER};
-use crate::ingest::source::Source;
-use crate::ops::stats::Stats;
-use crate::pipeline::batch::Batch;
+use crate::domain::batch::Batch;
+use crate::domain::frame::Priority;
+use crate::domain::ledger::Run;
+use crate::domain::sequence_set::SequenceSet;
+use crate::domain::source::Source;
 use crate::pipeline::fan_in::Ingress;
-use crate::pipeline::frame::Priority;
+use crate::protocol::ingest::{walk_messages, ClientMessage, MessageView, DATA_HEADER};
+use crate::stats::Stats;
 
 /// One connection's intake.
 pub(super) struct Intake {
@@ -38,7 +38,7 @@ pub(super) struct Intake {
     /// resumed after: a frame at or below it is a duplicate.
     pub(super) last_sequence: Option<u64>,
     /// Stored above the resume point before the restart (see
-    /// [`crate::ingest::ledger::ResumePoint`]); emptied once the source is past the highest of them.
+    /// [`crate::domain::ledger::ResumePoint`]); emptied once the source is past the highest of them.
     pub(super) already_stored: Arc<SequenceSet>,
     /// The token of the last PING read, until its PONG is sent (one answers a burst of them).
     pub(super) pong: Option<u64>,
@@ -282,14 +282,14 @@ impl Read {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::frame::SourceKind;
     use crate::pipeline::fan_in::priority_fan_in;
-    use crate::pipeline::frame::SourceKind;
 
     /// A read's frames go into one batch per lane, not one per run of a priority, and the
     /// acknowledgement still follows arrival order.
     #[tokio::test]
     async fn a_read_is_batched_by_lane_and_acknowledged_in_arrival_order() {
-        use crate::ingest::protocol::encode_data;
+        use crate::protocol::ingest::encode_data;
         let source = uplink(None);
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut intake = intake(&source, 64);
@@ -325,7 +325,7 @@ mod tests {
     /// unstored comes before them, or else once that is stored.
     #[tokio::test]
     async fn resent_frames_stored_before_are_dropped_and_acknowledged() {
-        use crate::ingest::protocol::encode_data;
+        use crate::protocol::ingest::encode_data;
         let source = uplink(Some(2));
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut stored = SequenceSet::default();
@@ -360,7 +360,7 @@ mod tests {
     /// whatever its length, and ends the connection after the frames read before it.
     #[tokio::test]
     async fn a_catalog_ack_on_a_version_1_connection_is_an_unknown_type() {
-        use crate::ingest::protocol::{encode_data, ProtocolError};
+        use crate::protocol::ingest::{encode_data, ProtocolError};
         for (version, ack_body) in [(1, 9), (1, 5), (2, 9)] {
             let source = uplink(None);
             let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
@@ -398,7 +398,7 @@ mod tests {
             source: Arc::clone(source),
             stats: Stats::new(),
             max_batch,
-            version: crate::ingest::protocol::VERSION,
+            version: crate::protocol::ingest::VERSION,
             last_sequence: source.ledger().accepted(),
             already_stored: Arc::default(),
             pong: None,
@@ -409,7 +409,7 @@ mod tests {
     /// Live uplink 7, connected, with every frame up to `acked` stored.
     fn uplink(acked: Option<u64>) -> Arc<Source> {
         let peer = "127.0.0.1:1".parse().unwrap();
-        let ledger = Arc::new(crate::ingest::ledger::Ledger::new(acked));
+        let ledger = Arc::new(crate::domain::ledger::Ledger::new(acked));
         Arc::new(Source::new(7, SourceKind::LiveUplink, peer, ledger))
     }
 
@@ -417,7 +417,7 @@ mod tests {
     /// stored batch moves the acknowledgement over exactly its own frames.
     #[tokio::test]
     async fn runs_never_span_two_batches() {
-        use crate::ingest::protocol::encode_data;
+        use crate::protocol::ingest::encode_data;
         let source = uplink(None);
         let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut intake = intake(&source, 4);

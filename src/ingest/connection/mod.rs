@@ -36,14 +36,14 @@ use tracing::Instrument;
 
 use crate::catalog::CatalogHandle;
 use crate::config::Config;
-use crate::ingest::protocol::{
-    CloseReason, ProtocolError, RefuseReason, ServerMessage, CATALOG_VERSION,
-};
+use crate::domain::frame::SourceKind;
+use crate::domain::source::Source;
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::{RegisterError, Registration, RouterHandle};
-use crate::ingest::source::Source;
-use crate::ops::stats::Stats;
-use crate::pipeline::frame::SourceKind;
+use crate::protocol::ingest::{
+    CloseReason, ProtocolError, RefuseReason, ServerMessage, CATALOG_VERSION,
+};
+use crate::stats::Stats;
 use crate::tls::auth::PeerIdentity;
 use crate::tls::stream;
 use crate::tls::ServerTls;

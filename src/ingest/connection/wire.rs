@@ -18,8 +18,8 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::ingest::protocol::ServerMessage;
 use crate::ingest::read_credit::{make_room, SMALL_READ};
+use crate::protocol::ingest::ServerMessage;
 use crate::tls::stream::{Reader, Writer};
 
 /// How long a closing connection waits for the peer to close its side.

@@ -9,15 +9,15 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::frame::{Frame, Priority};
-use crate::ingest::ledger::Span;
-use crate::ingest::source::Source;
+use crate::domain::ledger::Span;
+use crate::domain::source::Source;
 
 /// Frames of one socket read with one priority, in arrival order, moved through the pipeline as a
 /// unit.
 ///
 /// A batch may skip over frames of the other priority that arrived between its own: those travel in
 /// their lane's batch, and the source's acknowledgement ledger keeps the arrival order across both
-/// (see [`crate::ingest::ledger`]). The payloads stay where they arrived: a batch holds the socket read
+/// (see [`crate::domain::ledger`]). The payloads stay where they arrived: a batch holds the socket read
 /// they came in (one shared `Bytes`) and each frame's offsets into it, so moving a batch touches
 /// one reference count, not one per frame. [`Batch::frames`] hands consumers ordinary [`Frame`]s.
 #[derive(Debug)]

@@ -425,7 +425,7 @@ impl Stats {
     }
 
     /// Everything up to `position` is acknowledged.
-    pub(crate) fn nats_cursor(&self, position: crate::follow::Position) {
+    pub(crate) fn nats_cursor(&self, position: crate::domain::position::Position) {
         let c = &self.counters;
         c.nats_cursor_segment.store(position.segment, Relaxed);
         c.nats_cursor_offset.store(position.offset, Relaxed);

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::config::MAX_SHARDS;
+use crate::domain::shard::MAX_SHARDS;
 
 /// Where a frame is stored within its shard: segment `segment`, the record at byte `offset`, its
 /// `index`th frame. Ordered as the shard's segment stream is: a later position is a later frame.

@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
-use crate::pipeline::frame::{Priority, SourceKind};
+use crate::domain::frame::{Priority, SourceKind};
 
 /// The newest protocol version this build speaks: 2 adds the catalog (CATALOG, CATALOG_ACK).
 pub const VERSION: u8 = 2;

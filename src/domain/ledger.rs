@@ -26,11 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::archive::sequence_set::SequenceSet;
-use crate::pipeline::frame::{Priority, SourceKind};
-
-/// Sources are told apart by kind and id: a replay of source 7 may run while source 7 is live.
-pub type SourceKey = (SourceKind, u32);
+use crate::domain::frame::Priority;
+use crate::domain::sequence_set::SequenceSet;
 
 /// What is known of a source before it connects: its ledger, and the frames above its
 /// acknowledgement that the archive held at start-up (emergencies that overtook routine frames,

@@ -4,6 +4,9 @@
 //! sequence. Frames travel through the pipeline in batches ([`super::batch`]); [`Priority`] decides
 //! a frame's lane, and [`SourceKind`] which listener its source connects to.
 
+use std::fmt;
+use std::str::FromStr;
+
 use bytes::Bytes;
 
 /// How urgently a frame must be processed.
@@ -76,7 +79,81 @@ impl SourceKind {
             SourceKind::ArchivedReplay => "archived_replay",
         }
     }
+
+    /// `live` or `replay`: the short names the tools and the HTTP API print and accept.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceKind::LiveUplink => "live",
+            SourceKind::ArchivedReplay => "replay",
+        }
+    }
 }
+
+/// Why a kind, a priority or a source named in text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("unknown source kind {0:?} (expected live or replay)")]
+    Kind(String),
+    #[error("unknown priority {0:?} (expected emergency or routine)")]
+    Priority(String),
+    #[error("{0:?} is not KIND:ID (for example live:7)")]
+    Source(String),
+    #[error("{text:?}: the id {id:?} is not a number from 0 to {max}", max = u32::MAX)]
+    SourceId { text: String, id: String },
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// `live` or `replay`, or the wire names `live_uplink` and `archived_replay`.
+impl FromStr for SourceKind {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, ParseError> {
+        match text {
+            "live" | "live_uplink" | "uplink" => Ok(SourceKind::LiveUplink),
+            "replay" | "archived_replay" => Ok(SourceKind::ArchivedReplay),
+            other => Err(ParseError::Kind(other.into())),
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `emergency` or `routine`.
+impl FromStr for Priority {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, ParseError> {
+        match text {
+            "emergency" => Ok(Priority::Emergency),
+            "routine" => Ok(Priority::Routine),
+            other => Err(ParseError::Priority(other.into())),
+        }
+    }
+}
+
+/// Parses a source as `KIND:ID`, for example `live:7` or `replay:2`.
+pub fn parse_source(text: &str) -> Result<SourceKey, ParseError> {
+    let (kind, id) = text
+        .split_once(':')
+        .ok_or_else(|| ParseError::Source(text.into()))?;
+    let id = id.parse().map_err(|_| ParseError::SourceId {
+        text: text.into(),
+        id: id.into(),
+    })?;
+    Ok((kind.parse()?, id))
+}
+
+/// Sources are told apart by kind and id: a replay of source 7 may run while source 7 is live.
+pub type SourceKey = (SourceKind, u32);
 
 /// One telemetry frame as downstream consumers receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]

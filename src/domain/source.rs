@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::ledger::{AtomicSeq, Ledger, Run, Span};
-use crate::pipeline::frame::{Priority, SourceKind};
+use crate::domain::frame::{Priority, SourceKind};
 
 /// One connected source, shared by its connection, the router's table and every batch it sent.
 #[derive(Debug)]
