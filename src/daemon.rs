@@ -97,7 +97,7 @@ struct Chain {
 
 /// The stats publisher, which runs until the drain is over so that the last figures go out, and
 /// the dashboard that logs them.
-struct Publisher {
+struct StatsPublisher {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     dashboard: tokio::task::JoinHandle<()>,
@@ -353,7 +353,7 @@ impl Daemon {
         self,
         storage_lost: CancellationToken,
         threads: Option<&ShardThreads>,
-    ) -> Publisher {
+    ) -> StatsPublisher {
         let Daemon {
             config,
             stats,
@@ -399,7 +399,7 @@ impl Daemon {
         let interval = config.dashboard.stats_interval;
         let dashboard = tokio::spawn(dashboard::run(published.subscribe()));
         let task = tokio::spawn(stats::publish(stats, published, interval, stop.clone()));
-        Publisher {
+        StatsPublisher {
             stop,
             task,
             dashboard,

@@ -71,7 +71,7 @@ pub struct Followers {
 }
 
 /// What every follower task shares.
-struct Shared {
+struct FollowService {
     settings: FollowSettings,
     /// Every shard's durable end; empty when the archive keeps no files: every subscription is
     /// refused.
@@ -110,7 +110,7 @@ impl Followers {
             tracker: TaskTracker::new(),
             cut_off: CancellationToken::new(),
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(FollowService {
             settings,
             durable,
             catalog,
@@ -198,7 +198,7 @@ fn lower_priority() {
 /// Accepts followers until the drain starts; each runs until its END, or the cut-off.
 async fn accept(
     listener: &TcpListener,
-    shared: &Arc<Shared>,
+    shared: &Arc<FollowService>,
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) {
@@ -226,7 +226,7 @@ async fn accept(
 
 /// One follower, from its SUBSCRIBE to its END.
 #[tracing::instrument(name = "follower", skip_all, fields(%peer))]
-async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Shared) {
+async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &FollowService) {
     let settings = &shared.settings;
     let (read, mut write) =
         match stream::accept(stream, settings.tls.as_deref(), settings.handshake_timeout).await {
@@ -287,7 +287,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Sha
 async fn subscribe(
     input: &mut FramedRead<Reader, LengthDelimitedCodec>,
     write: &mut Writer,
-    shared: &Shared,
+    shared: &FollowService,
 ) -> Result<(Arc<Subscription>, ShardCursors), Option<Refusal>> {
     let timeout = shared.settings.handshake_timeout;
     let body = match tokio::time::timeout(timeout, input.next()).await {
@@ -348,7 +348,7 @@ async fn stream_frames(
     write: &mut Writer,
     mut cursors: ShardCursors,
     subscription: Arc<Subscription>,
-    shared: &Shared,
+    shared: &FollowService,
     sent: &mut u64,
 ) -> Ending {
     let mut buf = BytesMut::new();

@@ -36,14 +36,14 @@ use crate::stats::Stats;
 /// source; each clone stages its own batches. The fan-in closes once every `Ingress` is gone.
 #[derive(Debug)]
 pub struct Ingress {
-    shared: Arc<Shared>,
+    shared: Arc<Lanes>,
     feed: Arc<Feed>,
 }
 
 /// The processor's side.
 #[derive(Debug)]
 pub struct FanIn {
-    shared: Arc<Shared>,
+    shared: Arc<Lanes>,
     streak: usize,
     max_streak: usize,
 }
@@ -59,7 +59,7 @@ pub struct Admitted {
 /// so the frames it is working on count against its input.
 #[derive(Debug)]
 pub struct Permit {
-    shared: Arc<Shared>,
+    shared: Arc<Lanes>,
     lane: usize,
     frames: usize,
 }
@@ -69,7 +69,7 @@ pub struct Permit {
 pub struct Closed;
 
 #[derive(Debug)]
-struct Shared {
+struct Lanes {
     state: Mutex<State>,
     stats: Stats,
 }
@@ -136,7 +136,7 @@ pub fn priority_fan_in(
         queue: VecDeque::new(),
         line: VecDeque::new(),
     };
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Lanes {
         state: Mutex::new(State {
             lanes: [lane(emergency_capacity), lane(routine_capacity)],
             producers: 1,
@@ -159,7 +159,7 @@ pub fn priority_fan_in(
     )
 }
 
-impl Shared {
+impl Lanes {
     /// The state. A panic while the lock was held cannot leave it half-updated in a way that
     /// matters more than stopping the pipeline would, so a poisoned lock is used as it is.
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -330,7 +330,7 @@ impl FanIn {
 
 /// Takes the batch at the front of `lane`'s queue, if any, with the permit that holds its capacity.
 fn take(
-    shared: &Arc<Shared>,
+    shared: &Arc<Lanes>,
     streak: &mut usize,
     state: &mut State,
     lane: usize,

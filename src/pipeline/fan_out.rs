@@ -7,7 +7,7 @@
 //! client is owed the number of *frames* it missed. So each subscriber has its own queue, bounded in
 //! batches and in the bytes of the socket reads those batches keep alive (their memory), and a
 //! filter on source and priority, which is per batch (a batch has one source and one priority).
-//! [`Publisher::publish`] never waits: when a batch does not fit, the subscriber's oldest batches are
+//! [`FanOutLane::publish`] never waits: when a batch does not fit, the subscriber's oldest batches are
 //! dropped to make room (a live view wants the newest frames), and the subscriber is handed a
 //! [`Delivery::Gap`] with the number of frames it missed before the batches it still holds.
 //!
@@ -19,7 +19,7 @@
 //! of different shards have no order to keep. A publisher wakes the subscriber only when it is not
 //! already due to look.
 //!
-//! The processors own the [`FanOut`] through their [`Publisher`]s; when the last is dropped at the
+//! The processors own the [`FanOut`] through their [`FanOutLane`]s; when the last is dropped at the
 //! end of the drain, every subscription ends once it has taken what is queued.
 
 use std::collections::VecDeque;
@@ -80,7 +80,7 @@ pub enum Delivery {
     Gap(u64),
 }
 
-/// The subscribers, shared by the processors' [`Publisher`]s and every [`Subscribe`] handle.
+/// The subscribers, shared by the processors' [`FanOutLane`]s and every [`Subscribe`] handle.
 #[derive(Debug)]
 struct Hub {
     lanes: Box<[Lane]>,
@@ -138,7 +138,7 @@ struct Queue {
     closed: bool,
 }
 
-/// Ends every subscription when the last [`Publisher`] is dropped.
+/// Ends every subscription when the last [`FanOutLane`] is dropped.
 #[derive(Debug)]
 pub struct FanOut {
     hub: Arc<Hub>,
@@ -146,7 +146,7 @@ pub struct FanOut {
 
 /// One processor's end: publishes its shard's batches into its lane.
 #[derive(Debug)]
-pub struct Publisher {
+pub struct FanOutLane {
     fan_out: Arc<FanOut>,
     lane: usize,
 }
@@ -215,11 +215,11 @@ impl Hub {
 
 impl FanOut {
     /// One publisher per lane, in lane order; the last one dropped ends the subscriptions.
-    pub fn into_publishers(self) -> Vec<Publisher> {
+    pub fn into_publishers(self) -> Vec<FanOutLane> {
         let lanes = self.hub.lanes.len();
         let fan_out = Arc::new(self);
         (0..lanes)
-            .map(|lane| Publisher {
+            .map(|lane| FanOutLane {
                 fan_out: Arc::clone(&fan_out),
                 lane,
             })
@@ -227,7 +227,7 @@ impl FanOut {
     }
 }
 
-impl Publisher {
+impl FanOutLane {
     /// Offers `batch` to every subscriber whose filter accepts it. Never waits for a subscriber.
     pub fn publish(&self, batch: &Arc<Batch>) {
         let lane = &self.fan_out.hub.lanes[self.lane];
@@ -495,7 +495,7 @@ mod tests {
         lanes: usize,
         batches: usize,
         bytes: usize,
-    ) -> (Stats, Vec<Publisher>, Subscription) {
+    ) -> (Stats, Vec<FanOutLane>, Subscription) {
         let stats = Stats::sharded(lanes);
         let (fan_out, subscribe) = fan_out(&stats, lanes);
         let subscription = subscribe.subscribe(Filter::default(), Bound { batches, bytes });

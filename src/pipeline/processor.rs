@@ -20,7 +20,7 @@ use std::time::Instant;
 use crate::domain::batch::Batch;
 use crate::domain::frame::Priority;
 use crate::pipeline::fan_in::{Admitted, FanIn};
-use crate::pipeline::fan_out::Publisher;
+use crate::pipeline::fan_out::FanOutLane;
 use crate::pipeline::queue::FrameSender;
 use crate::stats::Stats;
 
@@ -32,7 +32,7 @@ pub struct Processor {
     pub archive_emergency: FrameSender<Arc<Batch>>,
     /// The shard's lane of the lossy fan-out: the last processor to drop its lane ends the
     /// subscriptions.
-    pub subscribers: Publisher,
+    pub subscribers: FanOutLane,
     pub stats: Stats,
 }
 

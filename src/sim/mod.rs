@@ -10,14 +10,14 @@
 //!
 //! - [`scenario`]: the named scenarios and the per-kind profiles the command line overrides.
 //! - [`source`]: one simulated source: its clock, its connections, its reconnections.
-//! - [`ledger`]: the frames a source has generated and the daemon has not acknowledged yet.
+//! - [`outbox`]: the frames a source has generated and the daemon has not acknowledged yet.
 //! - [`report`]: what each source ended with, and the summary printed at the end.
 //! - [`progress`]: the live counters and their display while the simulation runs.
 //! - [`replay`]: an archive read back as replay sources (`--replay-archive DIR`).
 //! - [`ack_log`]: every WELCOME and acknowledgement written to a file (`--ack-log FILE`).
 
 pub mod ack_log;
-pub mod ledger;
+pub mod outbox;
 pub mod progress;
 pub mod replay;
 pub mod report;

@@ -1,6 +1,6 @@
 //! One simulated source: its clock, its connections and its reconnections.
 //!
-//! A source is a single task that owns its socket, its [`Ledger`] and its clock, so nothing is
+//! A source is a single task that owns its socket, its [`Outbox`] and its clock, so nothing is
 //! shared but the progress counters. On a connection it `select!`s over three things at once:
 //! reading the daemon's messages (so acknowledgements are timed when they arrive, even while the
 //! daemon's backpressure holds a write), writing its output buffer, and its clock. Frames are
@@ -31,7 +31,7 @@ use crate::protocol::ingest::{
     ClientCodec, ClientMessage, CloseReason, Hello, RefuseReason, ServerMessage, VERSION,
 };
 
-use super::ledger::Ledger;
+use super::outbox::Outbox;
 use super::progress::Progress;
 use super::report::{Latencies, Outcome, SourceReport};
 use super::{Amount, EmergencyMix, Rate, SessionOptions, SourceSpec};
@@ -98,7 +98,7 @@ pub struct SimSource {
     tls: Option<ClientTls>,
     opts: SessionOptions,
     progress: Arc<Progress>,
-    ledger: Ledger,
+    outbox: Outbox,
     payload: Bytes,
     rng: SplitMix,
     clock: Clock,
@@ -136,9 +136,9 @@ impl SimSource {
             Some(i) if spec.jitter > 0.0 => i.mul_f64(rng.unit()),
             _ => Duration::ZERO,
         };
-        let ledger = match &spec.recording {
-            Some(recording) => Ledger::recorded(Arc::clone(recording)),
-            None => Ledger::new(),
+        let outbox = match &spec.recording {
+            Some(recording) => Outbox::recorded(Arc::clone(recording)),
+            None => Outbox::new(),
         };
         SimSource {
             payload: Bytes::from(vec![spec.id as u8; spec.payload]),
@@ -154,7 +154,7 @@ impl SimSource {
             tls,
             opts,
             progress,
-            ledger,
+            outbox,
             sent: 0,
             acked: 0,
             emergency_acked: 0,
@@ -204,7 +204,7 @@ impl SimSource {
             resent: self.resent,
             refused: self.refused,
             connections: self.connections,
-            unacked: self.ledger.unacked() as u64,
+            unacked: self.outbox.unacked() as u64,
             emergency_latency: self.latency,
             catalog_version: self.catalog_version,
             outcome,
@@ -309,7 +309,7 @@ impl SimSource {
 
     /// Generates one batch if one is due and the in-flight limit allows; returns whether it did.
     fn generate_batch(&mut self, now: Instant) -> bool {
-        if self.generation_done(now) || self.ledger.unacked() >= self.opts.max_in_flight {
+        if self.generation_done(now) || self.outbox.unacked() >= self.opts.max_in_flight {
             return false;
         }
         if let Some(interval) = self.clock.interval {
@@ -338,7 +338,7 @@ impl SimSource {
                 if recording.due(index).is_some_and(|due| due > elapsed) {
                     break;
                 }
-                self.ledger.push(frame.priority);
+                self.outbox.push(frame.priority);
                 pushed += 1;
             }
             self.clock.generated += pushed;
@@ -349,7 +349,7 @@ impl SimSource {
                 EmergencyMix::FirstOfBatch(k) => index < u64::from(k),
                 EmergencyMix::Share(share) => self.rng.unit() < share,
             };
-            self.ledger.push(if emergency {
+            self.outbox.push(if emergency {
                 Priority::Emergency
             } else {
                 Priority::Routine
@@ -363,13 +363,13 @@ impl SimSource {
     fn fill(&mut self, out: &mut BytesMut, now: Instant) {
         loop {
             let written = self
-                .ledger
+                .outbox
                 .write_into(out, &self.payload, WRITE_TARGET, now);
             self.sent += written.fresh;
             self.resent += written.resent;
             Progress::add(&self.progress.sent, written.fresh);
             Progress::add(&self.progress.resent, written.resent);
-            if out.len() >= WRITE_TARGET || self.ledger.unwritten() > 0 || !self.generate_batch(now)
+            if out.len() >= WRITE_TARGET || self.outbox.unwritten() > 0 || !self.generate_batch(now)
             {
                 return;
             }
@@ -379,7 +379,7 @@ impl SimSource {
     fn acknowledge(&mut self, sequence: u64, now: Instant) {
         let latency = &mut self.latency;
         let acked = self
-            .ledger
+            .outbox
             .acknowledge(sequence, now, |d| latency.record(d));
         if let Some(log) = &self.opts.ack_log {
             log.ack(self.spec.kind, self.spec.id, sequence);
@@ -466,11 +466,11 @@ impl SimSource {
         if let Some(stored) = resume_after {
             // A source that has not written yet is a restarted source: it numbers its frames after
             // what the daemon stored. Otherwise the daemon stored some of ours: they are acknowledged.
-            if !self.ledger.continue_after(stored) {
+            if !self.outbox.continue_after(stored) {
                 self.acknowledge(stored, Instant::now());
             }
         }
-        self.ledger.rewind();
+        self.outbox.rewind();
         let mut close_deadline: Option<Instant> = None;
         let mut last_write = Instant::now();
         let mut pings = 0u64;
@@ -480,7 +480,7 @@ impl SimSource {
             let now = Instant::now();
             if close_deadline.is_none() {
                 self.fill(out, now);
-                if out.is_empty() && self.ledger.unwritten() == 0 && self.generation_done(now) {
+                if out.is_empty() && self.outbox.unwritten() == 0 && self.generation_done(now) {
                     // Everything is on the wire: shut down the sending side, and the daemon answers
                     // with its final acknowledgement and CLOSE(EndOfStream).
                     if let Err(err) = wr.shutdown().await {
@@ -492,7 +492,7 @@ impl SimSource {
             let next_tick = self.next_due().filter(|_| {
                 close_deadline.is_none()
                     && !self.generation_done(now)
-                    && self.ledger.unacked() < self.opts.max_in_flight
+                    && self.outbox.unacked() < self.opts.max_in_flight
             });
             // Nothing written for a while, and nothing to write: a keep-alive.
             let ping_at = (close_deadline.is_none() && out.is_empty())
@@ -549,7 +549,7 @@ impl SimSource {
                     return SessionEnd::Retry(format!(
                         "no CLOSE within {} ms of the end of stream ({} frames unacknowledged)",
                         self.opts.close_timeout.as_millis(),
-                        self.ledger.unacked()
+                        self.outbox.unacked()
                     ));
                 }
             }
@@ -585,7 +585,7 @@ impl SimSource {
     ) -> SessionEnd {
         match reason {
             CloseReason::EndOfStream
-                if half_closed && self.ledger.unacked() == 0 && self.generation_done(now) =>
+                if half_closed && self.outbox.unacked() == 0 && self.generation_done(now) =>
             {
                 SessionEnd::Finished
             }
@@ -594,7 +594,7 @@ impl SimSource {
             | CloseReason::IdleTimeout
             | CloseReason::StorageUnavailable => SessionEnd::Retry(format!(
                 "daemon closed the connection ({reason}: {detail}) with {} frames unacknowledged",
-                self.ledger.unacked()
+                self.outbox.unacked()
             )),
             CloseReason::FrameTooLarge
             | CloseReason::MalformedMessage

@@ -2,12 +2,12 @@
 //!
 //! The protocol makes the daemon answer for a frame only once an ACK or a CLOSE's `final_ack` covers
 //! it, so that is the only thing that may remove a frame from here. Sequences are consecutive, so the
-//! ledger is a queue indexed by `sequence - first`: acknowledging pops the front, generating pushes
+//! outbox is a queue indexed by `sequence - first`: acknowledging pops the front, generating pushes
 //! the back, and a reconnection rewinds the write cursor to the front to resend what is left.
 //! Payloads are not stored: every frame of a source carries the same payload bytes, so a frame is
 //! its sequence, its priority and when it was first written (for the emergency latency).
 //!
-//! A replayed source ([`Ledger::recorded`]) is the same queue over positions in its [`Recording`]:
+//! A replayed source ([`Outbox::recorded`]) is the same queue over positions in its [`Recording`]:
 //! position `p` goes on the wire with the recording's sequence and payload of frame `p`, so an
 //! archive whose sequences have gaps replays them as they were, and an acknowledgement (a sequence)
 //! is turned back into the position of the last frame it covers.
@@ -51,7 +51,7 @@ pub struct Written {
 /// Its positions are the wire sequences of a generated source, and indexes into the recording of a
 /// replayed one.
 #[derive(Debug, Default)]
-pub struct Ledger {
+pub struct Outbox {
     /// Position of `pending[0]`; the next position to generate when `pending` is empty.
     first: u64,
     pending: VecDeque<Pending>,
@@ -65,16 +65,16 @@ pub struct Ledger {
     recording: Option<Arc<Recording>>,
 }
 
-impl Ledger {
+impl Outbox {
     pub fn new() -> Self {
-        Ledger::default()
+        Outbox::default()
     }
 
-    /// A ledger whose frames are `recording`'s, pushed in order.
+    /// An outbox whose frames are `recording`'s, pushed in order.
     pub fn recorded(recording: Arc<Recording>) -> Self {
-        Ledger {
+        Outbox {
             recording: Some(recording),
-            ..Ledger::default()
+            ..Outbox::default()
         }
     }
 
@@ -117,7 +117,7 @@ impl Ledger {
     }
 
     /// Continues the numbering of an earlier run of the same source: when the daemon's WELCOME says
-    /// it already stored up to `stored` and this ledger never wrote a frame, the frames generated so
+    /// it already stored up to `stored` and this outbox never wrote a frame, the frames generated so
     /// far are renumbered to follow it, as a restarted source would. Returns whether it did.
     /// A recording is never renumbered.
     pub fn continue_after(&mut self, stored: u64) -> bool {
@@ -210,27 +210,27 @@ mod tests {
 
     #[test]
     fn acknowledge_pops_and_rewind_resends_the_rest() {
-        let mut ledger = Ledger::new();
+        let mut outbox = Outbox::new();
         for _ in 0..5 {
-            ledger.push(Priority::Routine);
+            outbox.push(Priority::Routine);
         }
         let now = Instant::now();
         let mut out = BytesMut::new();
-        assert_eq!(ledger.write_into(&mut out, b"x", usize::MAX, now).fresh, 5);
-        assert_eq!(ledger.acknowledge(1, now, |_| {}).frames, 2);
+        assert_eq!(outbox.write_into(&mut out, b"x", usize::MAX, now).fresh, 5);
+        assert_eq!(outbox.acknowledge(1, now, |_| {}).frames, 2);
         assert_eq!(
-            ledger.acknowledge(0, now, |_| {}).frames,
+            outbox.acknowledge(0, now, |_| {}).frames,
             0,
             "never backwards"
         );
         assert_eq!(
-            ledger.acknowledge(9, now, |_| {}).frames,
+            outbox.acknowledge(9, now, |_| {}).frames,
             0,
             "never beyond what exists"
         );
-        ledger.rewind();
+        outbox.rewind();
         out.clear();
-        let again = ledger.write_into(&mut out, b"x", usize::MAX, now);
+        let again = outbox.write_into(&mut out, b"x", usize::MAX, now);
         assert_eq!(
             again,
             Written {
@@ -238,23 +238,23 @@ mod tests {
                 resent: 3
             }
         );
-        assert_eq!(ledger.unacked(), 3);
-        assert_eq!(ledger.next_sequence(), 5);
+        assert_eq!(outbox.unacked(), 3);
+        assert_eq!(outbox.next_sequence(), 5);
     }
 
     #[test]
     fn a_fresh_source_continues_the_numbering_of_its_previous_run() {
-        let mut ledger = Ledger::new();
-        ledger.push(Priority::Routine);
-        assert!(ledger.continue_after(9));
-        assert_eq!(ledger.next_sequence(), 11);
+        let mut outbox = Outbox::new();
+        outbox.push(Priority::Routine);
+        assert!(outbox.continue_after(9));
+        assert_eq!(outbox.next_sequence(), 11);
         let mut out = BytesMut::new();
-        ledger.write_into(&mut out, b"", usize::MAX, Instant::now());
+        outbox.write_into(&mut out, b"", usize::MAX, Instant::now());
         assert!(
-            !ledger.continue_after(20),
+            !outbox.continue_after(20),
             "numbering is fixed once a frame was written"
         );
-        assert_eq!(ledger.acknowledge(10, Instant::now(), |_| {}).frames, 1);
+        assert_eq!(outbox.acknowledge(10, Instant::now(), |_| {}).frames, 1);
     }
 
     #[test]
@@ -276,17 +276,17 @@ mod tests {
             frames,
             pace: Pace::Max,
         };
-        let mut ledger = Ledger::recorded(Arc::new(recording));
+        let mut outbox = Outbox::recorded(Arc::new(recording));
         assert!(
-            !ledger.continue_after(99),
+            !outbox.continue_after(99),
             "a recording is never renumbered"
         );
         for _ in 0..3 {
-            ledger.push(Priority::Routine);
+            outbox.push(Priority::Routine);
         }
         let now = Instant::now();
         let mut out = BytesMut::new();
-        ledger.write_into(&mut out, b"unused", usize::MAX, now);
+        outbox.write_into(&mut out, b"unused", usize::MAX, now);
         let mut sent = Vec::new();
         while out.len() >= 4 {
             let len = u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;
@@ -304,33 +304,33 @@ mod tests {
             ]
         );
         assert_eq!(
-            ledger.acknowledge(9, now, |_| {}).frames,
+            outbox.acknowledge(9, now, |_| {}).frames,
             0,
             "before the first"
         );
         assert_eq!(
-            ledger.acknowledge(13, now, |_| {}).frames,
+            outbox.acknowledge(13, now, |_| {}).frames,
             2,
             "covers 10 and 12"
         );
         assert_eq!(
-            ledger.acknowledge(14, now, |_| {}).frames,
+            outbox.acknowledge(14, now, |_| {}).frames,
             0,
             "covers nothing new"
         );
-        assert_eq!(ledger.acknowledge(15, now, |_| {}).frames, 1);
-        assert_eq!(ledger.unacked(), 0);
+        assert_eq!(outbox.acknowledge(15, now, |_| {}).frames, 1);
+        assert_eq!(outbox.unacked(), 0);
     }
 
     #[test]
     fn emergency_latency_is_reported_once_acknowledged() {
-        let mut ledger = Ledger::new();
-        ledger.push(Priority::Emergency);
-        ledger.push(Priority::Routine);
+        let mut outbox = Outbox::new();
+        outbox.push(Priority::Emergency);
+        outbox.push(Priority::Routine);
         let now = Instant::now();
-        ledger.write_into(&mut BytesMut::new(), b"", usize::MAX, now);
+        outbox.write_into(&mut BytesMut::new(), b"", usize::MAX, now);
         let mut seen = Vec::new();
-        let acked = ledger.acknowledge(1, now, |d| seen.push(d));
+        let acked = outbox.acknowledge(1, now, |d| seen.push(d));
         assert_eq!(
             acked,
             Acked {
