@@ -5,25 +5,29 @@
 //! exits.
 //!
 //! # Layout
-//! The folders follow a frame through the daemon:
-//! - [`ingest`]: from the socket into the pipeline: the wire protocol, listeners, one task per
-//!   connection (handshake, intake, acknowledgements), read credits, the router, and each source's
-//!   acknowledgement ledger.
-//! - [`pipeline`]: what moves and where it merges: frames and batches, the priority fan-in, the
-//!   queues bounded in frames, the processor and its fan-out.
-//! - [`archive`]: where every frame is stored: the consumer with its sync policy and unsynced bound,
-//!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
-//! - [`follow`]: consumers that read the archive from a position and then follow it live: the
-//!   follow protocol, positions, the listener and its per-follower tasks, and `aggregator tail`.
-//! - [`sinks`]: publishers of the archive into other systems (NATS JetStream), each a follower of
-//!   the files with a durable cursor of its own, so that an outage never slows ingest.
-//! - [`ops`]: how operators see it: statistics, the monitor's HTTP endpoint, the dashboard and
-//!   the web dashboard page, logs.
-//! - [`catalog`]: catalog updates that operators publish and every connected source receives.
-//! - [`daemon`]: the stages wired together, and the drain.
+//! The folders follow a frame through the daemon, bottom up; each imports only those above it in
+//! this list (`tests/layers.rs` checks it):
+//! - [`domain`]: the words every stage shares: frames, batches, sources and their keys, the
+//!   acknowledgement ledger, resume points, sequence sets, positions, shards, catalogs.
+//! - [`stats`]: the counters every stage bumps and the snapshots published from them.
+//! - [`protocol`]: the ingest wire format that uplinks, replay feeds and `uplink-sim` speak.
 //! - [`config`]: the config file, `aggregator.toml`, with its defaults and validation.
 //! - [`tls`]: TLS on the listeners (one stream type for plain TCP and TLS, reloaded on SIGHUP),
 //!   the clients' `--tls-*` flags, and which certificate may speak for which source.
+//! - [`catalog`]: catalogs that operators publish and every connected source receives.
+//! - [`pipeline`]: where frames merge and move: the priority fan-in, the queues bounded in
+//!   frames, the processor and its fan-out, the shards' threads.
+//! - [`ingest`]: from the socket into the pipeline: listeners, one task per connection
+//!   (handshake, intake, acknowledgements), read credits, the router.
+//! - [`archive`]: where every frame is stored: the consumer with its sync policy and unsynced bound,
+//!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
+//! - [`follow`]: consumers that read the archive from a position and then follow it live: the
+//!   follow protocol, the listener and its per-follower tasks, and `aggregator tail`.
+//! - [`sinks`]: publishers of the archive into other systems (NATS JetStream), each a follower of
+//!   the files with a durable cursor of its own, so that an outage never slows ingest.
+//! - [`ops`]: how operators see it: the monitor's HTTP endpoint (stats, metrics, health, the feed,
+//!   catalog uploads), the web dashboard, logs.
+//! - [`daemon`]: the stages wired together, and the drain.
 //! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.
 
 pub mod archive;
