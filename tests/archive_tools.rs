@@ -725,3 +725,42 @@ fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
         .collect();
     assert_eq!(played, expected);
 }
+
+/// A segment or an emergency journal of another format version (here the older `TLMSEG02` and
+/// `TLMSEG01`) is refused by the daemon's start and by the tools, with an error naming the file,
+/// the version found and the version read; nothing is taken for damage.
+#[test]
+fn a_segment_or_journal_of_an_older_format_version_is_refused_naming_file_and_versions() {
+    let says = |found: u8| {
+        format!(
+            "archive format version {found} (magic TLMSEG0{found}); this build reads version 3 only"
+        )
+    };
+    let with_magic = |path: &Path, magic: &[u8; 8]| {
+        let mut bytes = fs::read(path).unwrap();
+        bytes[..8].copy_from_slice(magic);
+        fs::write(path, bytes).unwrap();
+    };
+
+    let dir = TempDir::new("archive-tools-older-segment");
+    let (_, newest, _) = good_archive(&dir.0);
+    with_magic(&newest, b"TLMSEG02");
+    let err = SegmentSink::open(&archive_config(&dir.0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&says(2)), "{err}");
+    assert!(err.contains(newest.to_str().unwrap()), "{err}");
+    let (code, _, stderr) = verify(&dir.0, &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&says(2)), "{stderr}");
+    assert!(stderr.contains(newest.to_str().unwrap()), "{stderr}");
+
+    let dir = TempDir::new("archive-tools-older-journal");
+    let (journal, _) = journaled_archive(&dir.0);
+    with_magic(&journal, b"TLMSEG01");
+    let err = SegmentSink::open(&archive_config(&dir.0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&says(1)), "{err}");
+    assert!(err.contains(journal.to_str().unwrap()), "{err}");
+}
