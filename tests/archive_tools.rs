@@ -566,9 +566,8 @@ fn journaled_archive(dir: &Path) -> (PathBuf, Vec<u64>) {
 }
 
 /// `verify --strict` counts the frames only the journal holds present, once (emergency 3 is in
-/// both the segment and the journal), and says how many the next start stores from the journal.
-/// Before, it read segments only: 5 and 6 were missing from live 1's sequences (past its last, so
-/// not even a gap) and a later frame made them one.
+/// both the segment and the journal), and says how many the next start stores from the journal:
+/// 5 and 6 are in no segment (past live 1's last there, so not even a gap).
 #[test]
 fn verify_counts_frames_only_an_emergency_journal_holds_once() {
     let dir = TempDir::new("verify-journal");
@@ -693,8 +692,7 @@ fn repair_says_what_the_next_start_stores_from_the_journals_and_leaves_them() {
 }
 
 /// The replay plays the frames only the journal holds, in sequence order with the segment's
-/// frames of their source, and emergency 3, which both hold, once. Before, it read segments only:
-/// 5 and 6 were never played.
+/// frames of their source, and emergency 3, which both hold, once: 5 and 6 are in no segment.
 #[test]
 fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
     let dir = TempDir::new("replay-journal");

@@ -1,6 +1,6 @@
 //! Catalog updates over loopback: a publication reaches every connected source and every source
 //! that connects later, a restart keeps it, a source that does not read delays no one and keeps
-//! its frames flowing, a version-1 source gets none, a bad CATALOG_ACK is counted and tolerated,
+//! its frames flowing, a HELLO of an older version is refused, a bad CATALOG_ACK is counted and tolerated,
 //! and `PUT /catalog` refuses what it must with the reason.
 
 mod common;
