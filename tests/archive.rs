@@ -9,27 +9,6 @@ use common::*;
 
 use SourceKind::{ArchivedReplay, LiveUplink};
 
-fn routine(sequence: u64) -> (Priority, u64) {
-    (Priority::Routine, sequence)
-}
-
-fn emergency(sequence: u64) -> (Priority, u64) {
-    (Priority::Emergency, sequence)
-}
-
-/// Every `n`th frame is an emergency.
-fn mixed(sequences: std::ops::Range<u64>, n: u64) -> Vec<(Priority, u64)> {
-    sequences
-        .map(|s| {
-            if s % n == n - 1 {
-                emergency(s)
-            } else {
-                routine(s)
-            }
-        })
-        .collect()
-}
-
 /// The archive receives every processed frame: the same frames, in the same order,
 /// as a subscriber that reads the fan-out fast enough never to lag.
 #[tokio::test]
@@ -57,7 +36,10 @@ async fn archive_receives_every_processed_frame() {
     for chunk in (0..FRAMES).collect::<Vec<_>>().chunks(100) {
         for client in &mut clients {
             client
-                .send_frames(mixed(chunk[0]..chunk[0] + chunk.len() as u64, 7))
+                .send_frames(every_nth_emergency(
+                    chunk[0]..chunk[0] + chunk.len() as u64,
+                    7,
+                ))
                 .await;
         }
     }

@@ -729,36 +729,35 @@ fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
 /// the version found and the version read; nothing is taken for damage.
 #[test]
 fn a_segment_or_journal_of_an_older_format_version_is_refused_naming_file_and_versions() {
-    let says = |found: u8| {
-        format!(
+    // The file of the magic `TLMSEG0{found}` is refused: the error names it and both versions.
+    let assert_refused = |err: &str, found: u8, path: &Path| {
+        let says = format!(
             "archive format version {found} (magic TLMSEG0{found}); this build reads version 3 only"
-        )
+        );
+        assert!(err.contains(&says), "{err}");
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
     };
-    let with_magic = |path: &Path, magic: &[u8; 8]| {
+    let with_magic = |path: &Path, found: u8| {
         let mut bytes = fs::read(path).unwrap();
-        bytes[..8].copy_from_slice(magic);
+        bytes[..8].copy_from_slice(format!("TLMSEG0{found}").as_bytes());
         fs::write(path, bytes).unwrap();
+    };
+    let open = |dir: &Path| {
+        SegmentSink::open(&archive_config(dir))
+            .unwrap_err()
+            .to_string()
     };
 
     let dir = TempDir::new("archive-tools-older-segment");
     let (_, newest, _) = good_archive(&dir.0);
-    with_magic(&newest, b"TLMSEG02");
-    let err = SegmentSink::open(&archive_config(&dir.0))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains(&says(2)), "{err}");
-    assert!(err.contains(newest.to_str().unwrap()), "{err}");
+    with_magic(&newest, 2);
+    assert_refused(&open(&dir.0), 2, &newest);
     let (code, _, stderr) = verify(&dir.0, &[]);
     assert_ne!(code, Some(0), "{stderr}");
-    assert!(stderr.contains(&says(2)), "{stderr}");
-    assert!(stderr.contains(newest.to_str().unwrap()), "{stderr}");
+    assert_refused(&stderr, 2, &newest);
 
     let dir = TempDir::new("archive-tools-older-journal");
     let (journal, _) = journaled_archive(&dir.0);
-    with_magic(&journal, b"TLMSEG01");
-    let err = SegmentSink::open(&archive_config(&dir.0))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains(&says(1)), "{err}");
-    assert!(err.contains(journal.to_str().unwrap()), "{err}");
+    with_magic(&journal, 1);
+    assert_refused(&open(&dir.0), 1, &journal);
 }

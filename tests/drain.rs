@@ -9,14 +9,6 @@ use common::*;
 
 use SourceKind::{ArchivedReplay, LiveUplink};
 
-fn routine(sequence: u64) -> (Priority, u64) {
-    (Priority::Routine, sequence)
-}
-
-fn emergency(sequence: u64) -> (Priority, u64) {
-    (Priority::Emergency, sequence)
-}
-
 /// The drain processes and archives every frame accepted before the signal, and each
 /// client's final acknowledgement says exactly which of its frames those were.
 #[tokio::test]
@@ -27,7 +19,7 @@ async fn shutdown_drains_everything_accepted() {
     // A source that sent all it had, before the archive backed up.
     let mut quiet = Client::source(daemon.uplink, LiveUplink, 31).await;
     quiet
-        .send_frames((0..30).map(routine).chain((30..35).map(emergency)))
+        .send_frames((0..30).map(routine_at).chain((30..35).map(emergency_at)))
         .await;
     wait_until(
         "the first source's frames are in the pipeline",
@@ -42,7 +34,7 @@ async fn shutdown_drains_everything_accepted() {
         .split();
     let writing = tokio::spawn(async move {
         for start in (0..1_000_000u64).step_by(500) {
-            let bytes = data_bytes((start..start + 500).map(routine));
+            let bytes = data_bytes((start..start + 500).map(routine_at));
             if tokio::io::AsyncWriteExt::write_all(&mut writer, &bytes)
                 .await
                 .is_err()

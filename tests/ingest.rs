@@ -4,31 +4,10 @@
 mod common;
 
 use aggregator::ingest::protocol::CloseReason;
-use aggregator::{Priority, SourceKind};
+use aggregator::SourceKind;
 use common::*;
 
 use SourceKind::{ArchivedReplay, LiveUplink};
-
-fn routine(sequence: u64) -> (Priority, u64) {
-    (Priority::Routine, sequence)
-}
-
-fn emergency(sequence: u64) -> (Priority, u64) {
-    (Priority::Emergency, sequence)
-}
-
-/// Every `n`th frame is an emergency.
-fn mixed(sequences: std::ops::Range<u64>, n: u64) -> Vec<(Priority, u64)> {
-    sequences
-        .map(|s| {
-            if s % n == n - 1 {
-                emergency(s)
-            } else {
-                routine(s)
-            }
-        })
-        .collect()
-}
 
 /// Sources connect and register while traffic is already flowing, and their frames
 /// are processed.
@@ -53,7 +32,7 @@ async fn sources_register_while_traffic_flows() {
     );
     assert_eq!(daemon.stats.snapshot().active_sources, 3);
 
-    second.send_frames(mixed(0..40, 10)).await;
+    second.send_frames(every_nth_emergency(0..40, 10)).await;
     replay.send_routine(0..30).await;
     first.send_routine(50..100).await;
     archive.open_gate();

@@ -6,31 +6,10 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use aggregator::{PipelineStats, Priority, SourceKind};
+use aggregator::{PipelineStats, SourceKind};
 use common::*;
 
 use SourceKind::LiveUplink;
-
-fn routine(sequence: u64) -> (Priority, u64) {
-    (Priority::Routine, sequence)
-}
-
-fn emergency(sequence: u64) -> (Priority, u64) {
-    (Priority::Emergency, sequence)
-}
-
-/// Every `n`th frame is an emergency.
-fn mixed(sequences: std::ops::Range<u64>, n: u64) -> Vec<(Priority, u64)> {
-    sequences
-        .map(|s| {
-            if s % n == n - 1 {
-                emergency(s)
-            } else {
-                routine(s)
-            }
-        })
-        .collect()
-}
 
 /// The stats are read without locks while frames flow: readers hammering
 /// `Stats::snapshot` see every counter move forward only, and the final values are exact.
@@ -100,7 +79,9 @@ async fn stats_are_read_lock_free_while_frames_flow() {
     }
     for start in (0..FRAMES).step_by(50) {
         for client in &mut clients {
-            client.send_frames(mixed(start..start + 50, 10)).await;
+            client
+                .send_frames(every_nth_emergency(start..start + 50, 10))
+                .await;
         }
     }
     for client in &mut clients {

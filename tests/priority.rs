@@ -15,14 +15,6 @@ use common::*;
 
 use SourceKind::LiveUplink;
 
-fn routine(sequence: u64) -> (Priority, u64) {
-    (Priority::Routine, sequence)
-}
-
-fn emergency(sequence: u64) -> (Priority, u64) {
-    (Priority::Emergency, sequence)
-}
-
 /// Emergency frames are processed before routine frames of the same source that were
 /// queued before them.
 #[tokio::test]
@@ -47,7 +39,9 @@ async fn emergency_frames_overtake_queued_routine_frames_of_the_same_source() {
     assert_eq!(daemon.stats.snapshot().frames_archived, 0);
 
     let emergencies = routine_frames..routine_frames + 3;
-    client.send_frames(emergencies.clone().map(emergency)).await;
+    client
+        .send_frames(emergencies.clone().map(emergency_at))
+        .await;
     wait_until("the emergencies are admitted", PATIENCE, || {
         daemon.stats.snapshot().frames_routed == routine_frames + 3
     })
@@ -150,7 +144,7 @@ async fn processor_capacity_is_enforced_and_nothing_is_dropped() {
 
     // Far more than the daemon may hold plus what the kernel buffers can absorb.
     const TOTAL: u64 = 30_000;
-    let bytes = data_bytes((0..TOTAL).map(routine)).freeze();
+    let bytes = data_bytes((0..TOTAL).map(routine_at)).freeze();
     let total_bytes = bytes.len();
     let written = Arc::new(AtomicU64::new(0));
     let blocked = Arc::new(AtomicBool::new(false));
