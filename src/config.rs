@@ -82,7 +82,7 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
-    /// Where followers of the archive subscribe (`aggregator tail`, `docs/protocol.md`).
+    /// Where followers of the archive subscribe (`aggregator tail`, `docs/follow-protocol.md`).
     #[serde(default)]
     pub consumer: ConsumerConfig,
     #[serde(default)]

@@ -566,9 +566,8 @@ fn journaled_archive(dir: &Path) -> (PathBuf, Vec<u64>) {
 }
 
 /// `verify --strict` counts the frames only the journal holds present, once (emergency 3 is in
-/// both the segment and the journal), and says how many the next start stores from the journal.
-/// Before, it read segments only: 5 and 6 were missing from live 1's sequences (past its last, so
-/// not even a gap) and a later frame made them one.
+/// both the segment and the journal), and says how many the next start stores from the journal:
+/// 5 and 6 are in no segment (past live 1's last there, so not even a gap).
 #[test]
 fn verify_counts_frames_only_an_emergency_journal_holds_once() {
     let dir = TempDir::new("verify-journal");
@@ -693,8 +692,7 @@ fn repair_says_what_the_next_start_stores_from_the_journals_and_leaves_them() {
 }
 
 /// The replay plays the frames only the journal holds, in sequence order with the segment's
-/// frames of their source, and emergency 3, which both hold, once. Before, it read segments only:
-/// 5 and 6 were never played.
+/// frames of their source, and emergency 3, which both hold, once: 5 and 6 are in no segment.
 #[test]
 fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
     let dir = TempDir::new("replay-journal");
@@ -724,4 +722,42 @@ fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
         })
         .collect();
     assert_eq!(played, expected);
+}
+
+/// A segment or an emergency journal of another format version (here the older `TLMSEG02` and
+/// `TLMSEG01`) is refused by the daemon's start and by the tools, with an error naming the file,
+/// the version found and the version read; nothing is taken for damage.
+#[test]
+fn a_segment_or_journal_of_an_older_format_version_is_refused_naming_file_and_versions() {
+    // The file of the magic `TLMSEG0{found}` is refused: the error names it and both versions.
+    let assert_refused = |err: &str, found: u8, path: &Path| {
+        let says = format!(
+            "archive format version {found} (magic TLMSEG0{found}); this build reads version 3 only"
+        );
+        assert!(err.contains(&says), "{err}");
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+    };
+    let with_magic = |path: &Path, found: u8| {
+        let mut bytes = fs::read(path).unwrap();
+        bytes[..8].copy_from_slice(format!("TLMSEG0{found}").as_bytes());
+        fs::write(path, bytes).unwrap();
+    };
+    let open = |dir: &Path| {
+        SegmentSink::open(&archive_config(dir))
+            .unwrap_err()
+            .to_string()
+    };
+
+    let dir = TempDir::new("archive-tools-older-segment");
+    let (_, newest, _) = good_archive(&dir.0);
+    with_magic(&newest, 2);
+    assert_refused(&open(&dir.0), 2, &newest);
+    let (code, _, stderr) = verify(&dir.0, &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert_refused(&stderr, 2, &newest);
+
+    let dir = TempDir::new("archive-tools-older-journal");
+    let (journal, _) = journaled_archive(&dir.0);
+    with_magic(&journal, 1);
+    assert_refused(&open(&dir.0), 1, &journal);
 }

@@ -1,6 +1,6 @@
 //! Catalog updates over loopback: a publication reaches every connected source and every source
 //! that connects later, a restart keeps it, a source that does not read delays no one and keeps
-//! its frames flowing, a version-1 source gets none, a bad CATALOG_ACK is counted and tolerated,
+//! its frames flowing, a HELLO of an older version is refused, a bad CATALOG_ACK is counted and tolerated,
 //! and `PUT /catalog` refuses what it must with the reason.
 
 mod common;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
-use aggregator::protocol::ingest::{ClientMessage, ServerMessage};
+use aggregator::protocol::ingest::{ClientMessage, RefuseReason, ServerMessage};
 use aggregator::{Daemon, Priority, SourceKind};
 use bytes::{Bytes, BytesMut};
 use common::{hello_bytes, wait_until, wait_until_async, Archive, Client, TestDaemon, PATIENCE};
@@ -169,18 +169,22 @@ async fn a_source_that_does_not_read_delays_no_one_and_its_frames_keep_flowing()
 }
 
 #[tokio::test]
-async fn a_version_1_source_gets_no_catalog_and_a_bad_ack_is_counted_not_fatal() {
+async fn a_version_1_hello_is_refused_and_a_bad_catalog_ack_is_counted_not_fatal() {
     let (daemon, _archive, catalog) = start().await;
     catalog.publish("text/plain", "tle".into()).await.unwrap();
     let mut old = Client::connect(daemon.uplink).await;
     old.send_raw(&hello_bytes(1, SourceKind::LiveUplink, 1))
         .await;
     match old.recv_message().await {
-        ServerMessage::Welcome { version, .. } => assert_eq!(version, 1, "WELCOME echoes v1"),
-        other => panic!("expected WELCOME, got {other:?}"),
+        ServerMessage::Refused { reason, detail } => {
+            assert_eq!(reason, RefuseReason::UnsupportedVersion, "{detail}");
+            assert_eq!(
+                detail,
+                "HELLO of protocol version 1; this daemon speaks version 2 only"
+            );
+        }
+        other => panic!("expected REFUSED, got {other:?}"),
     }
-    old.send_routine(0..10).await;
-    assert_eq!(old.recv_message().await, ServerMessage::Ack { sequence: 9 });
 
     let mut bad = Client::source(daemon.uplink, SourceKind::LiveUplink, 2).await;
     assert_eq!(expect_catalog(&mut bad).await.0, 1);
@@ -189,7 +193,11 @@ async fn a_version_1_source_gets_no_catalog_and_a_bad_ack_is_counted_not_fatal()
     bad.send_frames([(Priority::Emergency, 0)]).await;
     assert_eq!(bad.recv_message().await, ServerMessage::Ack { sequence: 0 });
     assert_eq!(daemon.stats.snapshot().protocol_errors, errors + 1);
-    assert_eq!(held(&daemon).await, vec![(1, None), (2, None)]);
+    assert_eq!(
+        held(&daemon).await,
+        vec![(2, None)],
+        "the refused source is not held"
+    );
 }
 
 /// A daemon with its monitor, for `PUT /catalog`.

@@ -18,12 +18,12 @@
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::disk;
-use super::segment::{self, with_path, Entry, MAGIC};
+use super::segment::{self, with_path, Entry};
 use super::tracked::Tracked;
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
@@ -31,8 +31,8 @@ use crate::domain::ledger::ResumePoint;
 /// Where a shard's writer starts after recovery.
 #[derive(Debug)]
 pub(super) struct Start {
-    /// The newest segment, durable up to `len` bytes of whole records, when it is in the current
-    /// format: the writer continues it unless it is full.
+    /// The newest segment, durable up to `len` bytes of whole records: the writer continues it
+    /// unless it is full.
     pub(super) newest: Option<Newest>,
     /// The index a new segment takes.
     pub(super) next_index: u64,
@@ -75,14 +75,18 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
         sources = sources.len(),
         "archive: recovered resume points from the newest segment"
     );
-    let newest = settled.map(|len| Newest { index, path, len });
+    let newest = Some(Newest {
+        index,
+        path,
+        len: settled,
+    });
     Ok((sources, Start { newest, next_index }))
 }
 
 /// Each source's watermark and the frames stored above it, from one read of the segment, a window
-/// at a time (it may be `segment_bytes` long); and the segment's length, when it is in the current
-/// format.
-fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, Option<u64>)> {
+/// at a time (it may be `segment_bytes` long); and the segment's length. A segment of another
+/// format version is refused (the error names it and both versions).
+fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, u64)> {
     let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
     let cut = segment::repair_tail(path, |_, entry| track(&mut sources, entry))?;
     if let Some(cut) = cut {
@@ -127,10 +131,9 @@ pub(super) fn settle(sources: &mut HashMap<SourceKey, Tracked>) {
 /// in the page cache, unsynced: read back, they would pass into resume points and acknowledgements,
 /// and the emergency journals that hold the only durable copy of some of them would be deleted.
 /// Synced here, before anything read from the segment is trusted, they are as durable as the rest.
-/// Returns its length when it is in the current format (an older one's records are read, and a
-/// writer appending to it would write records its version does not have).
-fn settle_newest(path: &Path) -> io::Result<Option<u64>> {
-    let mut newest = OpenOptions::new()
+/// Returns its length.
+fn settle_newest(path: &Path) -> io::Result<u64> {
+    let newest = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
@@ -143,9 +146,7 @@ fn settle_newest(path: &Path) -> io::Result<Option<u64>> {
     newest
         .sync_all()
         .map_err(|err| with_path(err, path, "cannot sync"))?;
-    let mut magic = [0; MAGIC.len()];
-    let current = newest.read_exact(&mut magic).is_ok() && &magic == MAGIC;
-    Ok(current.then_some(len))
+    Ok(len)
 }
 
 /// Every recovered source's resume point over every shard's directory, with the ledger its

@@ -7,9 +7,9 @@
 //!   file and old segments can be copied or deleted whole. A name carries a zero-padded index
 //!   (`segment-00000000000000000001.seg`), so the lexical order of the names is their write order.
 //! - **A magic per file** (`TLMSEG03`): a tool pointed at the wrong file fails at byte 0 instead of
-//!   reading nonsense, and the trailing digits are the format version. Version 2 added FRAMES
-//!   records, version 3 STORED RUN records; the readers take versions 1 and 2 too, so an archive
-//!   written before stays readable.
+//!   reading nonsense, and the trailing digits are the format version. One version is read, this
+//!   one; a file of another (`TLMSEGnn`) is refused with an error naming both versions, never
+//!   taken for damage.
 //! - **Length, then CRC, then body.** The length lets a reader skip a record without knowing its
 //!   type; the CRC-32 of the body tells a complete record from a torn or damaged one. The length is
 //!   outside the CRC, so a damaged length is caught by the body's CRC not matching, or by no record
@@ -24,7 +24,7 @@
 //!   newest segment: when a segment is opened, its writer first checkpoints every source's state in
 //!   it. A STORED RUN covers a run of sequences: a checkpoint holds a few per source where one
 //!   record per frame cost the writer milliseconds per segment.
-//! - **Big-endian integers**, like the wire protocol (`docs/protocol.md`).
+//! - **Big-endian integers**, like the wire protocols (`docs/ingest-protocol.md`).
 //!
 //! Torn or corrupt: a crash leaves at most an incomplete write at the end of the newest segment (a
 //! record cut short, or, on some file systems, zero-filled or stale blocks). A reader cannot tell a
@@ -49,14 +49,14 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::domain::frame::{Priority, SourceKind};
 
-/// The first 8 bytes of every segment file the daemon writes: format version 3.
+/// The first 8 bytes of every segment and journal file: format version [`FORMAT_VERSION`].
 pub const MAGIC: &[u8; 8] = b"TLMSEG03";
 
-/// The magic of format version 2, which had no STORED RUN records. Its segments are still read.
-pub const MAGIC_V2: &[u8; 8] = b"TLMSEG02";
+/// The format version the magic names, the only one read and written.
+pub const FORMAT_VERSION: u8 = 3;
 
-/// The magic of format version 1, which had no FRAMES records. Its segments are still read.
-pub const MAGIC_V1: &[u8; 8] = b"TLMSEG01";
+/// The magic's bytes before the two digits of its version.
+const MAGIC_STEM: &[u8] = b"TLMSEG";
 
 /// Bytes in front of every record body: the length (4) and the CRC (4).
 pub const RECORD_HEADER_LEN: usize = 8;
@@ -70,16 +70,14 @@ pub const MAX_BODY_LEN: u32 = 17 * 1024 * 1024;
 pub const TYPE_FRAME: u8 = 1;
 /// Record type of a watermark.
 pub const TYPE_WATERMARK: u8 = 2;
-/// Record type of a stored-above-watermark marker for one sequence (versions 1 and 2 wrote it).
-pub const TYPE_STORED: u8 = 3;
-/// Record type of a batch of frames of one source and priority (format version 2).
+/// Record type of a batch of frames of one source and priority.
 pub const TYPE_FRAMES: u8 = 4;
-/// Record type of a stored-above-watermark marker for a run of sequences (format version 3).
+/// Record type of a stored-above-watermark marker for a run of sequences (type 3 is not used).
 pub const TYPE_STORED_RUN: u8 = 5;
 
 /// Body bytes of a frame record before its payload.
 pub const FRAME_BODY_FIXED: usize = 23;
-/// Body bytes of a WATERMARK or STORED record.
+/// Body bytes of a WATERMARK record.
 pub const MARK_BODY_LEN: usize = 14;
 /// Body bytes of a STORED RUN record.
 pub const RUN_BODY_LEN: usize = 22;
@@ -188,7 +186,7 @@ pub enum Entry {
     },
     /// The frames of the source with sequences `first..=last`, above its watermark, are stored in
     /// an earlier segment. Written in a new segment's checkpoint, so recovery can read the newest
-    /// segment alone. (A STORED record of versions 1 and 2 reads as a run of one.)
+    /// segment alone.
     Stored {
         kind: SourceKind,
         source_id: u32,
@@ -529,15 +527,9 @@ fn body_len(data: &[u8], pos: usize) -> Result<usize, Bad> {
     Ok(len as usize)
 }
 
-/// Decodes the record at `pos` of a segment of format `version` into `out` (a FRAMES record gives
-/// one entry per frame, all at `pos`); returns the offset right after it. On an error `out` is as
-/// it was.
-fn decode_at(
-    data: &Bytes,
-    pos: usize,
-    version: u8,
-    out: &mut Vec<(u64, Entry)>,
-) -> Result<usize, Bad> {
+/// Decodes the record at `pos` of a segment into `out` (a FRAMES record gives one entry per frame,
+/// all at `pos`); returns the offset right after it. On an error `out` is as it was.
+fn decode_at(data: &Bytes, pos: usize, out: &mut Vec<(u64, Entry)>) -> Result<usize, Bad> {
     let rest = data.len() - pos;
     if rest < RECORD_HEADER_LEN {
         return Err(Bad::Incomplete(format!(
@@ -577,29 +569,19 @@ fn decode_at(
                 payload: data.slice(body_start + FRAME_BODY_FIXED..body_start + len),
             })
         }
-        t @ (TYPE_WATERMARK | TYPE_STORED) => {
+        TYPE_WATERMARK => {
             if len != MARK_BODY_LEN {
                 return Err(Bad::Impossible(format!(
-                    "type {t} record body of {len} bytes, expected {MARK_BODY_LEN}"
+                    "type {TYPE_WATERMARK} record body of {len} bytes, expected {MARK_BODY_LEN}"
                 )));
             }
-            let (kind, source_id, value) = (kind(body[1])?, be_u32(body, 2), be_u64(body, 6));
-            if t == TYPE_WATERMARK {
-                Entry::Watermark {
-                    kind,
-                    source_id,
-                    acked: value,
-                }
-            } else {
-                Entry::Stored {
-                    kind,
-                    source_id,
-                    first: value,
-                    last: value,
-                }
+            Entry::Watermark {
+                kind: kind(body[1])?,
+                source_id: be_u32(body, 2),
+                acked: be_u64(body, 6),
             }
         }
-        TYPE_STORED_RUN if version >= 3 => {
+        TYPE_STORED_RUN => {
             if len != RUN_BODY_LEN {
                 return Err(Bad::Impossible(format!(
                     "type {TYPE_STORED_RUN} record body of {len} bytes, expected {RUN_BODY_LEN}"
@@ -618,7 +600,7 @@ fn decode_at(
                 last,
             }
         }
-        TYPE_FRAMES if version >= 2 => {
+        TYPE_FRAMES => {
             let before = out.len();
             let decoded = decode_frames(data, body_start, len, pos, out);
             if decoded.is_err() {
@@ -627,11 +609,7 @@ fn decode_at(
             decoded?;
             return Ok(body_start + len);
         }
-        other => {
-            return Err(Bad::Impossible(format!(
-                "unknown record type {other} in a version {version} segment"
-            )))
-        }
+        other => return Err(Bad::Impossible(format!("unknown record type {other}"))),
     };
     out.push((pos as u64, entry));
     Ok(body_start + len)
@@ -712,11 +690,11 @@ fn decode_frames(
 /// [`MAX_BODY_LEN`], a body whose CRC matches and which decodes), if any: where a scan resumes
 /// after the bad record at `pos`, and evidence that the damage is in the middle of the file, not a
 /// torn tail.
-fn resync_after(data: &Bytes, pos: usize, version: u8) -> Option<usize> {
+fn resync_after(data: &Bytes, pos: usize) -> Option<usize> {
     let mut scratch = Vec::new();
     (pos + 1..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&at| {
         scratch.clear();
-        decode_at(data, at, version, &mut scratch).is_ok()
+        decode_at(data, at, &mut scratch).is_ok()
     })
 }
 
@@ -790,15 +768,17 @@ impl<R: Read> Window<R> {
         Ok(Bytes::from(rest))
     }
 
-    /// Reads the magic: the segment's format version, or how a scan of a file that is not a
-    /// segment (or whose magic was cut short) ends.
-    fn magic(&mut self) -> io::Result<Result<u8, Scanned>> {
+    /// Reads the magic: `Ok(Ok(()))` for this format, or how a scan of a file that is not a
+    /// segment (or whose magic was cut short) ends; an `InvalidData` error for a segment of
+    /// another format version ([`other_version`]).
+    fn magic(&mut self) -> io::Result<Result<(), Scanned>> {
         self.fill(MAGIC.len())?;
         let magic = &self.bytes[..self.bytes.len().min(MAGIC.len())];
-        let version = match magic {
-            magic if magic == MAGIC => 3,
-            magic if magic == MAGIC_V2 => 2,
-            magic if magic == MAGIC_V1 => 1,
+        if let Some(refused) = other_version(magic) {
+            return Err(refused);
+        }
+        match magic {
+            magic if magic == MAGIC => {}
             short if short.len() < MAGIC.len() => {
                 let torn = MAGIC.starts_with(short);
                 let reason = match torn {
@@ -809,25 +789,22 @@ impl<R: Read> Window<R> {
             }
             magic => {
                 let reason = format!(
-                    "bad magic {magic:02x?}, expected {:?}, {:?} or {:?}",
-                    String::from_utf8_lossy(MAGIC),
-                    String::from_utf8_lossy(MAGIC_V2),
-                    String::from_utf8_lossy(MAGIC_V1)
+                    "bad magic {magic:02x?}, expected {:?}",
+                    String::from_utf8_lossy(MAGIC)
                 );
                 let file_len = self.rest()?.len() as u64;
                 return Ok(Err(Scanned::unreadable(file_len, false, reason)));
             }
-        };
+        }
         self.bytes.advance(MAGIC.len());
         self.offset = MAGIC.len() as u64;
-        Ok(Ok(version))
+        Ok(Ok(()))
     }
 
     /// Decodes the record at the start of the window into `out` and moves past it. `None` at the
     /// end of the file; `Some(Err)` for a bad record, with its bytes (what the window held of it).
     fn next_record(
         &mut self,
-        version: u8,
         out: &mut Vec<(u64, Entry)>,
     ) -> io::Result<Option<Result<(), (Bytes, Bad)>>> {
         self.fill(RECORD_HEADER_LEN)?;
@@ -846,7 +823,7 @@ impl<R: Read> Window<R> {
             }
         }
         let record = self.bytes.split_to(take).freeze();
-        match decode_at(&record, 0, version, out) {
+        match decode_at(&record, 0, out) {
             Ok(_) => {
                 self.offset += take as u64;
                 Ok(Some(Ok(())))
@@ -863,7 +840,8 @@ impl<R: Read> Window<R> {
 /// entries keeps their payloads. After a bad record it reads the rest of the file in one piece
 /// and resynchronises: the damaged range runs to the next offset where a valid record starts
 /// ([`resync_after`]), and the records from there on are handed out too. An `Err` is a failed
-/// read; bad contents are in [`Scanned::end`] and [`Scanned::damaged`].
+/// read, or a segment of another format version ([`other_version`]); bad contents are in
+/// [`Scanned::end`] and [`Scanned::damaged`].
 pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
     let mut window = Window {
         reader,
@@ -871,14 +849,13 @@ pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<
         offset: 0,
         eof: false,
     };
-    let version = match window.magic()? {
-        Ok(version) => version,
-        Err(scanned) => return Ok(scanned),
-    };
+    if let Err(scanned) = window.magic()? {
+        return Ok(scanned);
+    }
     let mut entries = Vec::new();
     loop {
         let at = window.offset;
-        match window.next_record(version, &mut entries)? {
+        match window.next_record(&mut entries)? {
             None => {
                 return Ok(Scanned {
                     valid_len: at,
@@ -891,7 +868,7 @@ pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<
             Some(Err((record, bad))) => {
                 let mut rest = record.to_vec();
                 rest.extend_from_slice(&window.rest()?);
-                return Ok(scan_damaged(Bytes::from(rest), at, version, bad, visit));
+                return Ok(scan_damaged(Bytes::from(rest), at, bad, visit));
             }
         }
     }
@@ -900,18 +877,12 @@ pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<
 /// The rest of a [`scan`] from the bad record at file offset `base`, `rest` holding the file from
 /// there on: each damaged range runs to the next offset where a valid record starts, and the
 /// valid records after it go to `visit`, until the end of the file.
-fn scan_damaged(
-    rest: Bytes,
-    base: u64,
-    version: u8,
-    first: Bad,
-    mut visit: impl FnMut(u64, Entry),
-) -> Scanned {
+fn scan_damaged(rest: Bytes, base: u64, first: Bad, mut visit: impl FnMut(u64, Entry)) -> Scanned {
     let crash_can_explain = first.crash_can_explain();
     let (mut damaged, mut entries, mut valid_len) = (Vec::new(), Vec::new(), base);
     let (mut bad, mut pos) = (Some(first), 0);
     while let Some(reason) = bad.take().map(Bad::into_reason) {
-        let end = resync_after(&rest, pos, version).unwrap_or(rest.len());
+        let end = resync_after(&rest, pos).unwrap_or(rest.len());
         damaged.push(Damage {
             start: base + pos as u64,
             end: base + end as u64,
@@ -919,7 +890,7 @@ fn scan_damaged(
         });
         pos = end;
         while pos < rest.len() {
-            match decode_at(&rest, pos, version, &mut entries) {
+            match decode_at(&rest, pos, &mut entries) {
                 Ok(after) => {
                     let at = base + pos as u64;
                     entries.drain(..).for_each(|(_, entry)| visit(at, entry));
@@ -1034,12 +1005,12 @@ pub fn read_records(
     let mut magic = [0; MAGIC.len()];
     file.read_exact_at(&mut magic, 0)
         .map_err(|err| with_path(err, path, "cannot read"))?;
-    let version = match &magic {
-        m if m == MAGIC => 3,
-        m if m == MAGIC_V2 => 2,
-        m if m == MAGIC_V1 => 1,
-        _ => return Err(invalid(0, "bad magic: not a segment file".into())),
-    };
+    if let Some(refused) = other_version(&magic) {
+        return Err(with_path(refused, path, "cannot read"));
+    }
+    if &magic != MAGIC {
+        return Err(invalid(0, "bad magic: not a segment file".into()));
+    }
     if from < MAGIC.len() as u64 || from > to {
         return Err(invalid(from, format!("not a record offset below {to}")));
     }
@@ -1066,7 +1037,7 @@ pub fn read_records(
         if record > data.len() - pos {
             break;
         }
-        pos = decode_at(&data, pos, version, &mut entries)
+        pos = decode_at(&data, pos, &mut entries)
             .map_err(|bad| invalid(from + pos as u64, bad.into_reason()))?;
     }
     if pos == 0 && !data.is_empty() {
@@ -1085,6 +1056,26 @@ pub fn read_records(
 }
 
 /// `err`, prefixed with what was being done (`what`) and to which file.
+/// The error for a file whose magic is a segment's of another format version (`TLMSEG` and two
+/// digits other than this one's): refused with both versions named, rather than read as damage
+/// (which `archive repair --quarantine` would move aside). The caller adds the file's path.
+fn other_version(magic: &[u8]) -> Option<io::Error> {
+    let digits = magic.strip_prefix(MAGIC_STEM)?;
+    if magic == MAGIC || digits.len() != 2 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let found = u32::from(digits[0] - b'0') * 10 + u32::from(digits[1] - b'0');
+    Some(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "archive format version {found} (magic {}); this build reads version \
+             {FORMAT_VERSION} only",
+            String::from_utf8_lossy(magic)
+        ),
+    ))
+}
+
+/// `err` with the path of the file it is about, after `what` was tried.
 pub(crate) fn with_path(err: io::Error, path: &Path, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
 }
@@ -1534,41 +1525,40 @@ mod tests {
         assert_eq!(got, expected);
     }
 
-    /// The records versions 1 and 2 wrote: the sample's, with its STORED RUN as the single-sequence
-    /// STORED record of those versions.
-    fn older_segment(magic: &[u8; 8]) -> (Vec<u8>, Vec<Entry>) {
-        let mut entries = sample();
-        entries.pop();
-        let (mut bytes, _) = segment(&entries);
-        bytes[..8].copy_from_slice(magic);
-        encode_mark(&mut bytes, TYPE_STORED, SourceKind::ArchivedReplay, 1000, 9);
-        entries.push(Entry::Stored {
-            kind: SourceKind::ArchivedReplay,
-            source_id: 1000,
-            first: 9,
-            last: 9,
-        });
-        (bytes, entries)
-    }
-
+    /// A segment of an older format version (`TLMSEG01`, `TLMSEG02`) or a newer one is refused:
+    /// a scan, and a follower's read, fail with an error naming the version found and the one
+    /// read, and the file; nothing is taken for damage.
     #[test]
-    fn a_version_2_segment_reads_and_may_not_hold_stored_runs() {
-        let (mut bytes, mut entries) = older_segment(MAGIC_V2);
-        encode_three_frames(&mut bytes);
-        let scan = scan_bytes(Bytes::from(bytes.clone()));
-        assert_eq!(scan.end, ScanEnd::Clean);
-        entries.extend(
-            three_frames()
-                .into_iter()
-                .map(|(sequence, payload)| frame_entry(sequence, payload)),
-        );
-        let got: Vec<Entry> = scan.entries.into_iter().map(|(_, e)| e).collect();
-        assert_eq!(got, entries);
+    fn a_segment_of_another_format_version_is_refused_naming_both_versions() {
+        let dir = temp_dir("other-version");
+        for (magic, found) in [(b"TLMSEG01", 1), (b"TLMSEG02", 2), (b"TLMSEG04", 4)] {
+            let (mut bytes, _) = segment(&sample());
+            bytes[..8].copy_from_slice(magic);
+            let says = format!(
+                "archive format version {found} (magic {}); this build reads version 3 only",
+                String::from_utf8_lossy(magic)
+            );
+            let err = scan(&bytes[..], |_, _| panic!("nothing is read")).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert_eq!(err.to_string(), says);
 
-        let at = bytes.len() as u64;
-        encode_stored(&mut bytes, SourceKind::LiveUplink, 1, 5, 6);
-        let scan = scan_bytes(Bytes::from(bytes));
-        assert_corrupt_at(&scan.end, at, "type 5 in a version 2 segment", "");
+            let path = dir.join(segment_name(u64::from(magic[7])));
+            fs::write(&path, &bytes).unwrap();
+            let err = read_segment(&path).unwrap_err().to_string();
+            assert!(
+                err.contains(&says) && err.contains(&*path.to_string_lossy()),
+                "{err}"
+            );
+            let file = File::open(&path).unwrap();
+            let err = read_records(&file, &path, 8, bytes.len() as u64, 1 << 20)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&says) && err.contains(&*path.to_string_lossy()),
+                "{err}"
+            );
+        }
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Asserts that a scan ended at a corrupt record at `offset` whose reason says `says`.
@@ -1586,23 +1576,6 @@ mod tests {
         encode_stored(&mut bytes, SourceKind::LiveUplink, 1, 7, 6);
         let scan = scan_bytes(Bytes::from(bytes));
         assert_corrupt_at(&scan.end, 8, "from 7 down to 6", "");
-    }
-
-    #[test]
-    fn a_version_1_segment_reads_and_may_not_hold_frames_records() {
-        let (mut bytes, entries) = older_segment(MAGIC_V1);
-        let scan = scan_bytes(Bytes::from(bytes.clone()));
-        assert_eq!(scan.end, ScanEnd::Clean);
-        assert_eq!(
-            scan.entries.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
-            entries
-        );
-
-        let at = bytes.len() as u64;
-        encode_three_frames(&mut bytes);
-        let scan = scan_bytes(Bytes::from(bytes));
-        assert_corrupt_at(&scan.end, at, "type 4 in a version 1 segment", "");
-        assert_eq!(scan.entries.len(), entries.len());
     }
 
     #[test]

@@ -281,7 +281,7 @@ fn retired_end(dir: &Path) -> io::Result<watch::Receiver<DurableEnd>> {
 impl Writer {
     /// Opens the segment the archive writes first, with the `journaled` frames recovery found
     /// missing made durable in it, and has the disk thread create the one after it: the newest
-    /// segment, continued, unless it is full or in an older format; else a new one with a
+    /// segment, continued, unless it is full; else a new one with a
     /// checkpoint. Blocking: called once, at start.
     fn start(&mut self, start: Start, journaled: &[FrameRecord]) -> io::Result<()> {
         let index = match start.newest {

@@ -53,7 +53,7 @@ enum Command {
         #[command(subcommand)]
         tool: ArchiveTool,
     },
-    /// Catalog updates: reference data every connected source receives (docs/protocol.md).
+    /// Catalog updates: reference data every connected source receives (docs/ingest-protocol.md).
     Catalog {
         #[command(subcommand)]
         tool: CatalogTool,

@@ -19,7 +19,7 @@ pub enum Priority {
 }
 
 impl Priority {
-    /// The wire byte (see `docs/protocol.md`).
+    /// The wire byte (see `docs/ingest-protocol.md`).
     pub fn to_byte(self) -> u8 {
         match self {
             Priority::Routine => 0,
@@ -55,7 +55,7 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    /// The wire byte (see `docs/protocol.md`).
+    /// The wire byte (see `docs/ingest-protocol.md`).
     pub fn to_byte(self) -> u8 {
         match self {
             SourceKind::LiveUplink => 0,

@@ -27,7 +27,7 @@ pub struct Source {
     last_sequence: AtomicSeq,
     stored: AtomicU64,
     ledger: Arc<Ledger>,
-    /// The connection speaks a protocol version with catalogs.
+    /// The connection was welcomed: it receives catalogs.
     takes_catalogs: AtomicBool,
     /// The newest catalog version the source acknowledged holding.
     catalog_version: AtomicSeq,
@@ -53,7 +53,7 @@ pub struct SourceSnapshot {
     pub last_acked: Option<u64>,
     /// Frames admitted and not yet stored.
     pub lag: u64,
-    /// Whether the connection receives catalogs (protocol version 2 and later).
+    /// Whether the connection receives catalogs (once it is welcomed).
     pub takes_catalogs: bool,
     /// The newest catalog version the source acknowledged holding.
     pub catalog_version: Option<u64>,
@@ -92,7 +92,7 @@ impl Source {
         ))
     }
 
-    /// Called by the connection once it knows the source's protocol version takes catalogs.
+    /// Called by the connection once it is welcomed: from then on it receives catalogs.
     pub(crate) fn takes_catalogs(&self) {
         self.takes_catalogs.store(true, Relaxed);
     }

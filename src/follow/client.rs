@@ -61,7 +61,7 @@ fn refused_hint(err: &io::Error) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Frame(FollowedFrame),
-    /// This catalog version was published (`docs/protocol.md`, CATALOG).
+    /// This catalog version was published (`docs/follow-protocol.md`, CATALOG).
     Catalog(u64),
 }
 

@@ -1,6 +1,6 @@
 //! Followers of the archive: consumers outside the process that must not miss a frame (an
 //! analytics loader, another site) read every stored frame from a position of their choosing and
-//! then follow live, over TCP (`docs/protocol.md`, "Following the archive").
+//! then follow live, over TCP (`docs/follow-protocol.md`).
 //!
 //! Why from the files and not from the pipeline: the archive already holds every frame in order,
 //! durably, with a place on disk that survives restarts. Serving followers from it makes a

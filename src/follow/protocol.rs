@@ -1,15 +1,14 @@
-//! The follow protocol (`docs/protocol.md`, "Following the archive"): SUBSCRIBE from the
-//! consumer; SUBSCRIBED or REFUSED, then FRAMES and an END from the daemon.
+//! The follow protocol (`docs/follow-protocol.md`): SUBSCRIBE from the consumer; SUBSCRIBED or
+//! REFUSED, then FRAMES and an END from the daemon.
 //!
 //! A FRAMES message carries the frames of one archive record (a batch of one source and priority):
 //! what they share, and the first one's position, once; each frame's sequence, length and payload
 //! after it, as the archive stores them. At 64-byte payloads a message per frame cost the consumer
 //! more to take apart than the frame itself.
 //!
-//! Version 3 names the shard (`crate::archive::layout`) in every position: SUBSCRIBE carries one
-//! position per shard, and FRAMES its shard, as a message type of its own (0x96), so that every
-//! message decodes without knowing the subscription's version. Versions 1 and 2 are still served
-//! on an archive of shard 0 alone, where their positions name the same frames as before.
+//! Every position names its shard (`crate::archive::layout`): SUBSCRIBE carries one position per
+//! shard, and FRAMES its shard. One version is spoken, [`VERSION`]; a SUBSCRIBE of any other is
+//! refused with `UnsupportedVersion`.
 //!
 //! It uses the uplink protocol's framing (a u32 big-endian length, then the body, whose first byte
 //! is the type), so a client reuses its framing code, and message types of their own (0x11, 0x91
@@ -25,45 +24,33 @@ use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::position::{Position, Positions, ShardPosition};
 use crate::domain::shard::MAX_SHARDS;
 
-/// The newest protocol version SUBSCRIBE and SUBSCRIBED carry: 2 adds CATALOG notices, 3 shards.
+/// The protocol version SUBSCRIBE and SUBSCRIBED carry; a SUBSCRIBE of another is refused.
 pub const VERSION: u8 = 3;
-/// The oldest version still served (without CATALOG notices, on an archive of one shard).
-pub const MIN_VERSION: u8 = 1;
-/// The first version with CATALOG notices.
-pub const CATALOG_VERSION: u8 = 2;
-/// The first version whose positions name their shard; older ones follow shard 0 alone.
-pub const SHARDS_VERSION: u8 = 3;
 
-/// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 814
-/// sources (version 1 and 2), or 549 sources and a position in each of 64 shards (version 3).
+/// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 549
+/// sources and a position in each of 64 shards.
 pub const MAX_SUBSCRIBE_LEN: usize = 4096;
 
 /// The longest body a client must accept: FRAMES holding a whole record of the largest size.
-pub const MAX_DAEMON_MESSAGE_LEN: usize = SHARD_FRAMES_HEADER_LEN + segment::MAX_BODY_LEN as usize;
+pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAMES_HEADER_LEN + segment::MAX_BODY_LEN as usize;
 
-/// A FRAMES message's bytes before its first frame (versions 1 and 2).
-pub const FRAMES_HEADER_LEN: usize = 39;
-
-/// A version-3 FRAMES message's bytes before its first frame: one more, the shard.
-pub const SHARD_FRAMES_HEADER_LEN: usize = 40;
+/// A FRAMES message's bytes before its first frame.
+pub const FRAMES_HEADER_LEN: usize = 40;
 
 /// A frame's bytes in FRAMES before its payload: sequence and payload length.
 const FRAME_ENTRY_LEN: usize = 12;
 
-/// SUBSCRIBE's bytes before its sources (versions 1 and 2).
-const SUBSCRIBE_FIXED_LEN: usize = 26;
-
-/// Version 3 SUBSCRIBE's bytes before its sources, and each of its positions' bytes.
-const SUBSCRIBE_3_FIXED_LEN: usize = 7;
+/// SUBSCRIBE's bytes before its sources, and each of its positions' bytes.
+const SUBSCRIBE_FIXED_LEN: usize = 7;
 const SHARD_POSITION_LEN: usize = 21;
 
 const SUBSCRIBE: u8 = 0x11;
 const SUBSCRIBED: u8 = 0x91;
 const REFUSED: u8 = 0x92;
-const FRAMES: u8 = 0x93;
 const END: u8 = 0x94;
 const CATALOG: u8 = 0x95;
-const SHARD_FRAMES: u8 = 0x96;
+/// FRAMES: 0x96, the type that names its shard (0x93 is not used).
+const FRAMES: u8 = 0x96;
 
 // A shard is one byte on the wire.
 const _: () = assert!(MAX_SHARDS <= 256);
@@ -108,8 +95,6 @@ impl std::str::FromStr for Start {
 /// A consumer's SUBSCRIBE: where to start and which frames it wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
-    /// From [`MIN_VERSION`] to [`VERSION`]: what the follower understands.
-    pub version: u8,
     pub start: Start,
     /// Only frames of these sources; every source when empty.
     pub sources: Vec<SourceKey>,
@@ -118,10 +103,9 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// A subscription of this build's [`VERSION`].
+    /// A subscription of `sources` (every source when empty) and `priority` (both when `None`).
     pub fn new(start: Start, sources: Vec<SourceKey>, priority: Option<Priority>) -> Subscription {
         Subscription {
-            version: VERSION,
             start,
             sources,
             priority,
@@ -134,8 +118,7 @@ impl Subscription {
             && (self.sources.is_empty() || self.sources.contains(&(frame.kind, frame.source_id)))
     }
 
-    /// Appends the SUBSCRIBE message with its length prefix, in the layout of its version. A
-    /// version-1 or 2 SUBSCRIBE can name shard 0's position only: the others are left out.
+    /// Appends the SUBSCRIBE message with its length prefix.
     pub fn encode(&self, dst: &mut BytesMut) {
         let code = match self.start {
             Start::Oldest => 0,
@@ -151,27 +134,17 @@ impl Subscription {
             Start::After(positions) => positions.clone(),
             _ => Positions::new(),
         };
-        if self.version >= SHARDS_VERSION {
-            let len = SUBSCRIBE_3_FIXED_LEN
-                + 5 * self.sources.len()
-                + SHARD_POSITION_LEN * positions.len();
-            dst.put_u32(len as u32);
-            dst.put_slice(&[SUBSCRIBE, self.version, code, priority]);
-            dst.put_u16(self.sources.len() as u16);
-            dst.put_u8(positions.len() as u8);
-            self.put_sources(dst);
-            for at in positions.iter() {
-                dst.put_u8(at.shard as u8);
-                put_position(dst, at.position);
-            }
-            return;
-        }
-        dst.put_u32((SUBSCRIBE_FIXED_LEN + 5 * self.sources.len()) as u32);
-        dst.put_slice(&[SUBSCRIBE, self.version, code]);
-        put_position(dst, positions.get(0).unwrap_or_default());
-        dst.put_u8(priority);
+        let len =
+            SUBSCRIBE_FIXED_LEN + 5 * self.sources.len() + SHARD_POSITION_LEN * positions.len();
+        dst.put_u32(len as u32);
+        dst.put_slice(&[SUBSCRIBE, VERSION, code, priority]);
         dst.put_u16(self.sources.len() as u16);
+        dst.put_u8(positions.len() as u8);
         self.put_sources(dst);
+        for at in positions.iter() {
+            dst.put_u8(at.shard as u8);
+            put_position(dst, at.position);
+        }
     }
 
     fn put_sources(&self, dst: &mut BytesMut) {
@@ -181,7 +154,7 @@ impl Subscription {
         }
     }
 
-    /// Decodes a SUBSCRIBE body of any version served; an error is the refusal to send.
+    /// Decodes a SUBSCRIBE body; an error is the refusal to send.
     pub fn decode(body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
         if body.first() != Some(&SUBSCRIBE) {
             let what = body
@@ -192,23 +165,19 @@ impl Subscription {
         let Some(&version) = body.get(1) else {
             return Err(malformed("SUBSCRIBE of 1 byte, without a version".into()));
         };
-        if !(MIN_VERSION..=VERSION).contains(&version) {
+        if version != VERSION {
             return Err((
                 RefuseReason::UnsupportedVersion,
-                format!("version {version}; this daemon speaks {MIN_VERSION} to {VERSION}"),
+                format!(
+                    "SUBSCRIBE of protocol version {version}; this daemon speaks version {VERSION} only"
+                ),
             ));
         }
-        match version >= SHARDS_VERSION {
-            true => Self::decode_sharded(body, version),
-            false => Self::decode_unsharded(body, version),
-        }
+        Self::decode_body(body)
     }
 
-    /// Versions 1 and 2: one position, shard 0's.
-    fn decode_unsharded(
-        mut body: &[u8],
-        version: u8,
-    ) -> Result<Subscription, (RefuseReason, String)> {
+    /// The fields after the version: a position per shard, after the sources.
+    fn decode_body(mut body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
         let len = body.len();
         if len < SUBSCRIBE_FIXED_LEN {
             return Err(malformed(format!(
@@ -217,48 +186,10 @@ impl Subscription {
         }
         body.advance(2);
         let from = body.get_u8();
-        let position = get_position(&mut body);
-        if from != 2 && position != Position::default() {
-            return Err(malformed(format!(
-                "position {position} with start {from}: a position goes with start 2 only"
-            )));
-        }
-        let start = start(from, || {
-            [ShardPosition { shard: 0, position }].into_iter().collect()
-        })?;
-        let priority = priority_filter(body.get_u8())?;
-        let count = usize::from(body.get_u16());
-        let expected = SUBSCRIBE_FIXED_LEN + 5 * count;
-        if len != expected {
-            return Err(malformed(format!(
-                "SUBSCRIBE of {len} bytes for {count} sources; expected {expected}"
-            )));
-        }
-        Ok(Subscription {
-            version,
-            start,
-            sources: get_sources(&mut body, count)?,
-            priority,
-        })
-    }
-
-    /// Version 3: a position per shard, after the sources.
-    fn decode_sharded(
-        mut body: &[u8],
-        version: u8,
-    ) -> Result<Subscription, (RefuseReason, String)> {
-        let len = body.len();
-        if len < SUBSCRIBE_3_FIXED_LEN {
-            return Err(malformed(format!(
-                "SUBSCRIBE of {len} bytes, shorter than {SUBSCRIBE_3_FIXED_LEN}"
-            )));
-        }
-        body.advance(2);
-        let from = body.get_u8();
         let priority = priority_filter(body.get_u8())?;
         let count = usize::from(body.get_u16());
         let held = usize::from(body.get_u8());
-        let expected = SUBSCRIBE_3_FIXED_LEN + 5 * count + SHARD_POSITION_LEN * held;
+        let expected = SUBSCRIBE_FIXED_LEN + 5 * count + SHARD_POSITION_LEN * held;
         if len != expected {
             return Err(malformed(format!(
                 "SUBSCRIBE of {len} bytes for {count} sources and {held} positions; expected {expected}"
@@ -285,7 +216,6 @@ impl Subscription {
             positions.set(ShardPosition { shard, position });
         }
         Ok(Subscription {
-            version,
             start: start(from, || positions)?,
             sources,
             priority,
@@ -387,7 +317,7 @@ impl EndReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FollowedFrame {
     pub frame: FrameRecord,
-    /// The shard whose segments hold it (0 for a follower of version 1 or 2).
+    /// The shard whose segments hold it.
     pub shard: usize,
     /// Its position in that shard's segments.
     pub position: Position,
@@ -476,31 +406,18 @@ impl FrameRun {
             })
     }
 
-    /// Appends the FRAMES message with its length prefix, as a follower of `version` takes it:
-    /// type 0x96 with the shard from version 3 on, type 0x93 (shard 0 implied) before.
-    pub fn encode(&self, version: u8, dst: &mut BytesMut) {
-        let sharded = version >= SHARDS_VERSION;
-        debug_assert!(
-            sharded || self.shard == 0,
-            "shard {} to version {version}",
-            self.shard
-        );
-        let header = match sharded {
-            true => SHARD_FRAMES_HEADER_LEN,
-            false => FRAMES_HEADER_LEN,
-        };
+    /// Appends the FRAMES message with its length prefix.
+    pub fn encode(&self, dst: &mut BytesMut) {
         let payloads: usize = self.frames.iter().map(|(_, p)| p.len()).sum();
-        let len = header + FRAME_ENTRY_LEN * self.frames.len() + payloads;
+        let len = FRAMES_HEADER_LEN + FRAME_ENTRY_LEN * self.frames.len() + payloads;
         dst.reserve(4 + len);
         dst.put_u32(len as u32);
-        dst.put_u8(if sharded { SHARD_FRAMES } else { FRAMES });
+        dst.put_u8(FRAMES);
         dst.put_u8(self.kind.to_byte());
         dst.put_u8(self.priority.to_byte());
         dst.put_u32(self.source_id);
         dst.put_u64(self.received_unix_ns);
-        if sharded {
-            dst.put_u8(self.shard as u8);
-        }
+        dst.put_u8(self.shard as u8);
         put_position(dst, self.first);
         dst.put_u32(self.frames.len() as u32);
         for (sequence, payload) in &self.frames {
@@ -510,12 +427,9 @@ impl FrameRun {
         }
     }
 
-    /// Decodes a FRAMES body after its type byte (`len` bytes with it); `sharded` for type 0x96.
-    fn decode(mut body: Bytes, len: usize, sharded: bool) -> Result<FrameRun, String> {
-        let header = match sharded {
-            true => SHARD_FRAMES_HEADER_LEN,
-            false => FRAMES_HEADER_LEN,
-        };
+    /// Decodes a FRAMES body after its type byte (`len` bytes with it).
+    fn decode(mut body: Bytes, len: usize) -> Result<FrameRun, String> {
+        let header = FRAMES_HEADER_LEN;
         if len < header {
             return Err(format!("FRAMES of {len} bytes, expected at least {header}"));
         }
@@ -526,10 +440,7 @@ impl FrameRun {
             .ok_or_else(|| format!("FRAMES with undefined priority {priority_byte}"))?;
         let source_id = body.get_u32();
         let received_unix_ns = body.get_u64();
-        let shard = match sharded {
-            true => usize::from(body.get_u8()),
-            false => 0,
-        };
+        let shard = usize::from(body.get_u8());
         if shard >= MAX_SHARDS {
             return Err(format!(
                 "FRAMES of shard {shard}; shards are below {MAX_SHARDS}"
@@ -580,13 +491,13 @@ pub enum DaemonMessage {
         reason: RefuseReason,
         detail: String,
     },
-    /// FRAMES (0x93), or FRAMES with its shard (0x96, version 3).
+    /// FRAMES (0x96).
     Frames(FrameRun),
     End {
         reason: EndReason,
         detail: String,
     },
-    /// A catalog version was published (version 2): sent after SUBSCRIBED when one exists, and
+    /// A catalog version was published: sent after SUBSCRIBED when one exists, and
     /// at each publication.
     Catalog {
         version: u64,
@@ -594,8 +505,7 @@ pub enum DaemonMessage {
 }
 
 impl DaemonMessage {
-    /// Appends the message with its length prefix; FRAMES as this build's [`VERSION`] sends it
-    /// ([`FrameRun::encode`] for an older follower's).
+    /// Appends the message with its length prefix.
     pub fn encode(&self, dst: &mut BytesMut) {
         let (kind, code, detail) = match self {
             DaemonMessage::Subscribed { version } => {
@@ -604,7 +514,7 @@ impl DaemonMessage {
                 dst.put_u8(*version);
                 return;
             }
-            DaemonMessage::Frames(run) => return run.encode(VERSION, dst),
+            DaemonMessage::Frames(run) => return run.encode(dst),
             DaemonMessage::Catalog { version } => {
                 dst.put_u32(9);
                 dst.put_u8(CATALOG);
@@ -634,8 +544,7 @@ impl DaemonMessage {
                 version: body.get_u8(),
             }),
             SUBSCRIBED => Err(format!("SUBSCRIBED of {len} bytes, expected 2")),
-            FRAMES => FrameRun::decode(body, len, false).map(DaemonMessage::Frames),
-            SHARD_FRAMES => FrameRun::decode(body, len, true).map(DaemonMessage::Frames),
+            FRAMES => FrameRun::decode(body, len).map(DaemonMessage::Frames),
             CATALOG if len == 9 => Ok(DaemonMessage::Catalog {
                 version: body.get_u64(),
             }),
@@ -712,7 +621,6 @@ mod tests {
     #[test]
     fn subscribe_is_byte_exact_and_round_trips() {
         let subscription = Subscription {
-            version: 1,
             start: after(&[at(0, 1, 8, 2)]),
             sources: vec![(SourceKind::ArchivedReplay, 7)],
             priority: Some(Priority::Emergency),
@@ -720,15 +628,15 @@ mod tests {
         let mut encoded = BytesMut::new();
         subscription.encode(&mut encoded);
         let expected: &[u8] = &[
-            0, 0, 0, 31, 0x11, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 2, 2,
-            0, 1, 1, 0, 0, 0, 7,
+            0, 0, 0, 33, 0x11, 3, 2, 2, 0, 1, 1, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+            0, 0, 0, 0, 8, 0, 0, 0, 2,
         ];
         assert_eq!(&encoded[..], expected);
         assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
     }
 
     #[test]
-    fn every_start_of_every_version_round_trips() {
+    fn every_start_round_trips() {
         let starts = [
             Start::Oldest,
             Start::Now,
@@ -736,80 +644,44 @@ mod tests {
             after(&[at(0, 3, 8, 1), at(5, 1, 90, 0), at(63, 9, 8, 4)]),
             Start::After(Positions::new()),
         ];
-        for version in MIN_VERSION..=VERSION {
-            for start in &starts {
-                let sharded = matches!(start, Start::After(p) if p.iter().any(|at| at.shard > 0));
-                if version < SHARDS_VERSION && sharded {
-                    continue;
-                }
-                let subscription = Subscription {
-                    version,
-                    start: start.clone(),
-                    sources: vec![(SourceKind::LiveUplink, 1), (SourceKind::ArchivedReplay, 2)],
-                    priority: None,
-                };
-                let mut encoded = BytesMut::new();
-                subscription.encode(&mut encoded);
-                let decoded = Subscription::decode(&body(encoded)).unwrap();
-                if version < SHARDS_VERSION && *start == Start::After(Positions::new()) {
-                    // Without shards, "after" always names shard 0's position.
-                    assert_eq!(decoded.start, after(&[at(0, 0, 0, 0)]));
-                    continue;
-                }
-                assert_eq!(decoded, subscription, "version {version}");
-            }
+        for start in starts {
+            let subscription = Subscription {
+                start,
+                sources: vec![(SourceKind::LiveUplink, 1), (SourceKind::ArchivedReplay, 2)],
+                priority: None,
+            };
+            let mut encoded = BytesMut::new();
+            subscription.encode(&mut encoded);
+            let decoded = Subscription::decode(&body(encoded)).unwrap();
+            assert_eq!(decoded, subscription);
         }
     }
 
-    /// The examples of `docs/protocol.md`, "Following the archive", byte for byte.
+    /// The example of `docs/follow-protocol.md`, byte for byte.
     #[test]
-    fn the_documented_examples_are_what_is_encoded() {
+    fn the_documented_example_is_what_is_encoded() {
         let mut encoded = BytesMut::new();
         Subscription {
-            version: 1,
-            start: after(&[at(0, 1, 8, 0)]),
-            sources: vec![(SourceKind::LiveUplink, 7)],
-            priority: Some(Priority::Emergency),
-        }
-        .encode(&mut encoded);
-        DaemonMessage::Subscribed { version: 1 }.encode(&mut encoded);
-        let mut run = FrameRun {
-            shard: 0,
-            kind: SourceKind::LiveUplink,
-            priority: Priority::Emergency,
-            source_id: 7,
-            received_unix_ns: 1_700_000_000_001_000_000,
-            first: Position {
-                segment: 1,
-                offset: 123,
-                index: 0,
-            },
-            frames: vec![(5, Bytes::from_static(b"ab")), (6, Bytes::new())],
-        };
-        run.encode(1, &mut encoded);
-        let documented = "00 00 00 1f 11 01 02 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 \
-            00 00 00 00 02 00 01 00 00 00 00 07 00 00 00 02 91 01 00 00 00 41 93 00 01 00 00 00 07 \
-            17 97 9c fe 36 39 42 40 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 7b 00 00 00 00 \
-            00 00 00 02 00 00 00 00 00 00 00 05 00 00 00 02 61 62 \
-            00 00 00 00 00 00 00 06 00 00 00 00";
-        assert_eq!(&encoded[..], &hex_bytes(documented)[..]);
-
-        let mut encoded = BytesMut::new();
-        Subscription {
-            version: 3,
             start: after(&[at(0, 1, 8, 0), at(2, 4, 8, 1)]),
             sources: vec![(SourceKind::LiveUplink, 7)],
             priority: Some(Priority::Emergency),
         }
         .encode(&mut encoded);
-        DaemonMessage::Subscribed { version: 3 }.encode(&mut encoded);
-        run.shard = 2;
-        run.first = Position {
-            segment: 4,
-            offset: 123,
-            index: 2,
-        };
-        run.encode(3, &mut encoded);
+        DaemonMessage::Subscribed { version: VERSION }.encode(&mut encoded);
+        FrameRun {
+            shard: 2,
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Emergency,
+            source_id: 7,
+            received_unix_ns: 1_700_000_000_001_000_000,
+            first: Position {
+                segment: 4,
+                offset: 123,
+                index: 2,
+            },
+            frames: vec![(5, Bytes::from_static(b"ab")), (6, Bytes::new())],
+        }
+        .encode(&mut encoded);
         let documented = "00 00 00 36 11 03 02 02 00 01 02 00 00 00 00 07 \
             00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 00 00 00 00 \
             02 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 08 00 00 00 01 \
@@ -821,29 +693,44 @@ mod tests {
         assert_eq!(&encoded[..], &hex_bytes(documented)[..]);
     }
 
+    /// A SUBSCRIBE of versions 1 and 2 (one position, shard 0's, before the filters) is refused
+    /// with the version it carries and the one spoken, whatever its layout.
+    #[test]
+    fn a_subscribe_of_another_version_is_refused_naming_both_versions() {
+        let version_1 = hex_bytes(
+            "11 01 02 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 00 00 00 00 \
+             02 00 01 00 00 00 00 07",
+        );
+        for (version, bytes) in [
+            (1, version_1.clone()),
+            (2, [&[0x11, 2], &version_1[2..]].concat()),
+            (4, [&[0x11, 4], &version_1[2..]].concat()),
+            (0, vec![0x11, 0]),
+        ] {
+            let (reason, detail) = Subscription::decode(&bytes).unwrap_err();
+            assert_eq!(reason, RefuseReason::UnsupportedVersion, "{detail}");
+            assert_eq!(
+                detail,
+                format!(
+                    "SUBSCRIBE of protocol version {version}; this daemon speaks version 3 only"
+                )
+            );
+        }
+    }
+
     #[test]
     fn a_bad_subscribe_is_refused_with_its_reason() {
         let mut encoded = BytesMut::new();
         Subscription {
-            version: 2,
-            start: Start::Oldest,
-            sources: vec![(SourceKind::LiveUplink, 1)],
-            priority: None,
-        }
-        .encode(&mut encoded);
-        let good = body(encoded).to_vec();
-        let mut encoded = BytesMut::new();
-        Subscription {
-            version: 3,
             start: after(&[at(0, 1, 8, 0), at(4, 1, 8, 0)]),
             sources: vec![(SourceKind::LiveUplink, 1)],
             priority: None,
         }
         .encode(&mut encoded);
-        let good3 = body(encoded).to_vec();
-        assert!(Subscription::decode(&good3).is_ok());
-        // Version 3: the second position's shard byte, at 7 + 5 + 21.
-        let second = 33;
+        let good = body(encoded).to_vec();
+        assert!(Subscription::decode(&good).is_ok());
+        // The start, the priority filter, the first source's kind, the second position's shard.
+        let (start, filter, kind, second) = (2, 3, 7, 33);
         let cases: Vec<(Vec<u8>, RefuseReason)> = vec![
             (vec![], RefuseReason::MalformedSubscribe),
             (vec![0x11], RefuseReason::MalformedSubscribe),
@@ -865,39 +752,29 @@ mod tests {
                 RefuseReason::UnsupportedVersion,
             ),
             (
-                [&good[..2], &[3], &good[3..]].concat(),
+                [&good[..start], &[3], &good[start + 1..]].concat(),
                 RefuseReason::MalformedSubscribe,
             ),
             (
-                [&good[..23], &[3], &good[24..]].concat(),
+                [&good[..filter], &[3], &good[filter + 1..]].concat(),
                 RefuseReason::MalformedSubscribe,
             ),
             (
-                [&good[..26], &[9], &good[27..]].concat(),
+                [&good[..kind], &[9], &good[kind + 1..]].concat(),
                 RefuseReason::MalformedSubscribe,
             ),
-            // Versions 1 and 2: a position (segment 1) with start "oldest".
+            // Too short, positions with start "now", a shard out of range, the same shard twice.
+            (good[..6].to_vec(), RefuseReason::MalformedSubscribe),
             (
-                [&good[..10], &[1], &good[11..]].concat(),
-                RefuseReason::MalformedSubscribe,
-            ),
-            // Version 3: too short, a length that does not match the counts, positions with
-            // start "now", a shard out of range, the same shard twice.
-            (good3[..6].to_vec(), RefuseReason::MalformedSubscribe),
-            (
-                good3[..good3.len() - 1].to_vec(),
+                [&good[..start], &[1], &good[start + 1..]].concat(),
                 RefuseReason::MalformedSubscribe,
             ),
             (
-                [&good3[..2], &[1], &good3[3..]].concat(),
+                [&good[..second], &[64], &good[second + 1..]].concat(),
                 RefuseReason::MalformedSubscribe,
             ),
             (
-                [&good3[..second], &[64], &good3[second + 1..]].concat(),
-                RefuseReason::MalformedSubscribe,
-            ),
-            (
-                [&good3[..second], &[0], &good3[second + 1..]].concat(),
+                [&good[..second], &[0], &good[second + 1..]].concat(),
                 RefuseReason::MalformedSubscribe,
             ),
         ];
@@ -944,16 +821,14 @@ mod tests {
             message.encode(&mut encoded);
             assert_eq!(DaemonMessage::decode(body(encoded)), Ok(message));
         }
-        // FRAMES for an older follower: no shard byte, and the same frames.
-        let mut old = BytesMut::new();
-        run(0).encode(2, &mut old);
-        let mut new = BytesMut::new();
-        run(0).encode(3, &mut new);
-        assert_eq!((old[4], new[4], new.len() - old.len()), (0x93, 0x96, 1));
-        assert_eq!(
-            DaemonMessage::decode(body(old)),
-            Ok(DaemonMessage::Frames(run(0)))
-        );
+        // FRAMES is type 0x96; 0x93 (FRAMES without a shard) is no message of this version.
+        let mut frames = BytesMut::new();
+        run(0).encode(&mut frames);
+        assert_eq!(frames[4], 0x96);
+        let mut unsharded = body(frames).to_vec();
+        unsharded.remove(15);
+        unsharded[0] = 0x93;
+        assert!(DaemonMessage::decode(Bytes::from(unsharded)).is_err());
         for bad in [&[0x92, 99][..], &[0x94, 0], &[0x7f], &[0x93, 0, 0]] {
             assert!(DaemonMessage::decode(Bytes::copy_from_slice(bad)).is_err());
         }
@@ -969,7 +844,7 @@ mod tests {
                 first: Position::default(),
                 frames,
             }
-            .encode(VERSION, &mut encoded);
+            .encode(&mut encoded);
             body(encoded).to_vec()
         };
         let one = encoded(vec![(1, Bytes::from_static(b"xyz"))], 0);

@@ -4,11 +4,10 @@
 //! Each shard of the archive publishes its durable end (a `watch`); a follower reads each shard's
 //! records up to it and then waits for one to move ([`ShardCursors`]). History and live are the
 //! same loop, so the switch from one to the other can neither lose nor repeat a frame, and a
-//! follower only ever sends durable frames: a position it hands out survives a crash. A follower
-//! of version 1 or 2 cannot name a shard, so it is served only while the archive has shard 0
-//! alone, as before shards. Reads go through `spawn_blocking`, and a follower writes to its
-//! own socket only, so TCP backpressure from a slow consumer stops that follower's task and
-//! nothing else: ingest, the archive and the other followers never wait for it.
+//! follower only ever sends durable frames: a position it hands out survives a crash. Reads go
+//! through `spawn_blocking`, and a follower writes to its own socket only, so TCP backpressure
+//! from a slow consumer stops that follower's task and nothing else: ingest, the archive and the
+//! other followers never wait for it.
 //!
 //! Followers run on a thread and runtime of their own (`spawn_low_priority`), at a lower scheduling
 //! priority (`FOLLOWERS_NICE`): when the cores are short, ingest goes first, and followers only
@@ -34,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{DaemonMessage, EndReason, RefuseReason, Subscription};
-use super::protocol::{CATALOG_VERSION, MAX_SUBSCRIBE_LEN, SHARDS_VERSION};
+use super::protocol::{MAX_SUBSCRIBE_LEN, VERSION};
 use super::shards::{DurableEnds, ShardCursors};
 use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
@@ -76,7 +75,7 @@ struct FollowService {
     /// Every shard's durable end; empty when the archive keeps no files: every subscription is
     /// refused.
     durable: DurableEnds,
-    /// Announced to followers of version 2 (CATALOG notices).
+    /// Announced to followers (CATALOG notices).
     catalog: CatalogHandle,
     drain: CancellationToken,
 }
@@ -310,34 +309,13 @@ async fn subscribe(
         let detail = "this daemon keeps no archive files (archive.kind = \"count\")".to_string();
         return Err(Some((RefuseReason::NoArchive, detail)));
     }
-    check_version(subscription.version, &shared.durable).map_err(Some)?;
     let cursors = ShardCursors::locate(&shared.settings.dir, &shared.durable, &subscription.start)
         .await
         .map_err(Some)?;
     let mut buf = BytesMut::new();
-    DaemonMessage::Subscribed {
-        version: subscription.version,
-    }
-    .encode(&mut buf);
+    DaemonMessage::Subscribed { version: VERSION }.encode(&mut buf);
     write_flushed(write, &buf).await.map_err(|_| None)?;
     Ok((Arc::new(subscription), cursors))
-}
-
-/// Refuses a follower of a version without shards when the archive has more than shard 0: its
-/// positions could not say which shard's segment they name.
-fn check_version(version: u8, durable: &DurableEnds) -> Result<(), Refusal> {
-    if version >= SHARDS_VERSION || durable.iter().all(|(shard, _)| *shard == 0) {
-        return Ok(());
-    }
-    let shards: Vec<String> = durable.iter().map(|(k, _)| k.to_string()).collect();
-    Err((
-        RefuseReason::UnsupportedVersion,
-        format!(
-            "version {version} cannot follow an archive of several shards (this one has shards {}): \
-             its positions do not name their shard; subscribe with version {SHARDS_VERSION}",
-            shards.join(", ")
-        ),
-    ))
 }
 
 /// Sends the frames from the cursors on as they become durable, until every shard's archive
@@ -352,14 +330,11 @@ async fn stream_frames(
     sent: &mut u64,
 ) -> Ending {
     let mut buf = BytesMut::new();
-    // Followers of version 2 hear of each catalog publication, and of the latest at once.
-    let mut catalog = (subscription.version >= CATALOG_VERSION).then(|| {
-        let mut catalog = shared.catalog.subscribe();
-        catalog.mark_changed();
-        catalog
-    });
+    // Followers hear of each catalog publication, and of the latest at once.
+    let mut catalog = shared.catalog.subscribe();
+    catalog.mark_changed();
     loop {
-        if let Some(version) = catalog.as_mut().and_then(newly_published) {
+        if let Some(version) = newly_published(&mut catalog) {
             buf.clear();
             DaemonMessage::Catalog { version }.encode(&mut buf);
             if let Err(err) = write_flushed(write, &buf).await {
@@ -374,8 +349,7 @@ async fn stream_frames(
             Ok(Some(runs)) if runs.is_empty() => continue,
             Ok(Some(runs)) => {
                 buf.clear();
-                runs.iter()
-                    .for_each(|run| run.encode(subscription.version, &mut buf));
+                runs.iter().for_each(|run| run.encode(&mut buf));
                 tokio::select! {
                     written = write_flushed(write, &buf) => {
                         if let Err(err) = written {
@@ -395,11 +369,9 @@ async fn stream_frames(
         }
         tokio::select! {
             () = cursors.changed() => {}
-            Some(Ok(())) = async { Some(catalog.as_mut()?.changed().await) } => {
+            Ok(()) = catalog.changed() => {
                 // Marked changed again for the loop's check, which sends the notice.
-                if let Some(catalog) = catalog.as_mut() {
-                    catalog.mark_changed();
-                }
+                catalog.mark_changed();
             }
             sent = anything_sent(input) => return sent,
         }

@@ -13,7 +13,7 @@
 //! dead client does not hold a slot. The lossless alternative is the
 //! follow from the archive.
 //!
-//! The message format and the query parameters are specified in `docs/protocol.md`.
+//! The message format and the query parameters are specified in `docs/http-api.md`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -456,7 +456,7 @@ impl Budget {
     }
 }
 
-/// One frame on the feed (`docs/protocol.md`, "Live feed").
+/// One frame on the feed (`docs/http-api.md`, "Live feed").
 #[derive(Serialize)]
 struct FrameMessage<'a> {
     kind: &'a str,

@@ -2,7 +2,7 @@
 //!
 //! Every message is a big-endian `u32` length followed by that many body bytes: the default format
 //! of `tokio_util`'s `LengthDelimitedCodec`, so any client can use that codec. The body starts with a
-//! type byte. `docs/protocol.md` specifies every byte; this module is the only code that knows them.
+//! type byte. `docs/ingest-protocol.md` specifies every byte; this module is the only code that knows them.
 //!
 //! The daemon's ingest path does not decode message by message through the codec: [`split_complete`]
 //! cuts every complete message off a read buffer in one pass and [`Bodies`] walks them, so a socket
@@ -16,12 +16,8 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use crate::domain::frame::{Priority, SourceKind};
 
-/// The newest protocol version this build speaks: 2 adds the catalog (CATALOG, CATALOG_ACK).
+/// The protocol version HELLO and WELCOME carry; a HELLO of another is refused.
 pub const VERSION: u8 = 2;
-/// The oldest version still accepted: a version-1 source is served without catalogs.
-pub const MIN_VERSION: u8 = 1;
-/// The first version with CATALOG and CATALOG_ACK.
-pub const CATALOG_VERSION: u8 = 2;
 /// The largest catalog body a daemon may be configured to send (`catalog.max_bytes`).
 pub const MAX_CATALOG_BYTES: usize = 16 << 20;
 /// The longest message a daemon sends: a CATALOG with the largest body and content type.
@@ -78,7 +74,7 @@ pub enum ProtocolError {
 /// The first message of every connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
-    /// From [`MIN_VERSION`] to [`VERSION`]: the version the connection speaks.
+    /// The protocol version the source speaks: [`VERSION`], or the HELLO is refused.
     pub version: u8,
     /// Must match the listener the source connected to.
     pub kind: SourceKind,
@@ -102,7 +98,7 @@ pub enum ClientMessage {
     /// A keep-alive: the daemon answers PONG with the same token, and a source that sends one
     /// is not idle.
     Ping(u64),
-    /// The source holds this catalog version (protocol version 2).
+    /// The source holds this catalog version.
     CatalogAck(u64),
 }
 
@@ -159,7 +155,7 @@ pub enum ServerMessage {
     Ack { sequence: u64 },
     /// The answer to a PING, with its token.
     Pong(u64),
-    /// The latest catalog (protocol version 2): sent after WELCOME and whenever a new one is
+    /// The latest catalog: sent after WELCOME and whenever a new one is
     /// published.
     Catalog {
         version: u64,
@@ -178,7 +174,7 @@ pub enum ServerMessage {
 macro_rules! wire_codes {
     ($ty:ident, $what:literal, { $($variant:ident = $code:literal),* $(,)? }) => {
         impl $ty {
-            /// The wire byte (see `docs/protocol.md`).
+            /// The wire byte (see `docs/ingest-protocol.md`).
             pub fn code(self) -> u8 {
                 match self { $($ty::$variant => $code),* }
             }
@@ -354,17 +350,6 @@ impl ClientMessage {
                 expected: "exactly 9",
             }),
             [other, ..] => Err(ProtocolError::UnknownType(other)),
-        }
-    }
-
-    /// [`ClientMessage::view`] on a connection that speaks protocol `version`: a type that
-    /// version does not have (CATALOG_ACK before version 2) is unknown, whatever its length.
-    pub fn view_in(version: u8, body: &[u8]) -> Result<MessageView, ProtocolError> {
-        match body.first() {
-            Some(&CATALOG_ACK) if version < CATALOG_VERSION => {
-                Err(ProtocolError::UnknownType(CATALOG_ACK))
-            }
-            _ => Self::view(body),
         }
     }
 
@@ -771,10 +756,17 @@ mod tests {
         );
     }
 
-    /// The example at the end of `docs/protocol.md`'s wire section, byte for byte.
+    /// The example of `docs/ingest-protocol.md`, byte for byte.
     #[test]
-    fn the_documented_catalog_example_is_what_the_code_writes() {
+    fn the_documented_example_is_what_the_code_writes() {
         let mut out = BytesMut::new();
+        ClientMessage::Hello(Hello {
+            version: VERSION,
+            kind: SourceKind::LiveUplink,
+            source_id: 7,
+        })
+        .encode(&mut out);
+        encode_data(&mut out, Priority::Emergency, 0, b"ab");
         ServerMessage::Catalog {
             version: 3,
             content_type: "text/plain".into(),
@@ -782,7 +774,9 @@ mod tests {
         }
         .encode(&mut out);
         ClientMessage::CatalogAck(3).encode(&mut out);
-        let documented = "00000017 86 0000000000000003 0a 746578742f706c61696e 544c45 \
+        let documented = "00000007 01 02 00 00000007 \
+                          0000000c 02 01 0000000000000000 6162 \
+                          00000017 86 0000000000000003 0a 746578742f706c61696e 544c45 \
                           00000009 04 0000000000000003";
         let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, documented.split_whitespace().collect::<String>());

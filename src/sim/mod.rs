@@ -112,7 +112,7 @@ pub struct SessionOptions {
     /// Frames a source may have unacknowledged at once; generation waits beyond it.
     pub max_in_flight: usize,
     /// A source that has written nothing for this long sends a PING, so that the daemon's idle
-    /// timeout does not close it between frames (`docs/protocol.md`).
+    /// timeout does not close it between frames (`docs/ingest-protocol.md`).
     pub keepalive: Duration,
     /// Where every WELCOME and acknowledgement is written (`--ack-log`); `None` for nowhere.
     pub ack_log: Option<ack_log::AckLog>,

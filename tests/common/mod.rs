@@ -1017,3 +1017,26 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Routine frame `sequence`, as `Client::send_frames` takes it.
+pub fn routine_at(sequence: u64) -> (Priority, u64) {
+    (Priority::Routine, sequence)
+}
+
+/// Emergency frame `sequence`, as `Client::send_frames` takes it.
+pub fn emergency_at(sequence: u64) -> (Priority, u64) {
+    (Priority::Emergency, sequence)
+}
+
+/// Frames of `sequences`, every `n`th an emergency.
+pub fn every_nth_emergency(sequences: std::ops::Range<u64>, n: u64) -> Vec<(Priority, u64)> {
+    sequences
+        .map(|s| {
+            if s % n == n - 1 {
+                emergency_at(s)
+            } else {
+                routine_at(s)
+            }
+        })
+        .collect()
+}

@@ -16,7 +16,7 @@ use super::Shared;
 use crate::domain::frame::SourceKind;
 use crate::protocol::ingest::{
     walk_messages, ClientMessage, Hello, MessageView, ProtocolError, RefuseReason, ServerMessage,
-    MIN_VERSION, VERSION,
+    VERSION,
 };
 use crate::tls::auth::PeerIdentity;
 
@@ -56,9 +56,9 @@ pub(super) async fn handshake(
         }
         Err(err) => return Err(Refusal::expected_hello(err)),
     };
-    if !(MIN_VERSION..=VERSION).contains(&hello.version) {
+    if hello.version != VERSION {
         let detail = format!(
-            "protocol version {} is not supported (this daemon speaks {MIN_VERSION} to {VERSION})",
+            "HELLO of protocol version {}; this daemon speaks version {VERSION} only",
             hello.version
         );
         return Err(Refusal::Refuse(RefuseReason::UnsupportedVersion, detail));
@@ -88,7 +88,7 @@ pub(super) async fn handshake(
     Ok(hello)
 }
 
-/// The longest first message read whole (docs/protocol.md, `HelloExpected`). A HELLO is 7 bytes:
+/// The longest first message read whole (docs/ingest-protocol.md, `HelloExpected`). A HELLO is 7 bytes:
 /// a longer length is refused once its prefix is read, not after its body, so that a connection
 /// that has not said who it is holds little (not `max_frame_length`, up to 16 MiB, per connection
 /// being admitted).

@@ -32,8 +32,6 @@ pub(super) struct Intake {
     pub(super) source: Arc<Source>,
     pub(super) stats: Stats,
     pub(super) max_batch: usize,
-    /// The protocol version the connection speaks: what its messages may be.
-    pub(super) version: u8,
     /// The highest sequence accepted (by this connection or an earlier one of the source) or
     /// resumed after: a frame at or below it is a duplicate.
     pub(super) last_sequence: Option<u64>,
@@ -58,19 +56,17 @@ enum Seen {
 }
 
 impl Intake {
-    /// The intake of a connection of `source` speaking protocol `version`, served by shard `shard`.
+    /// The intake of a connection of `source`, served by shard `shard`.
     pub(super) fn new(
         source: &Arc<Source>,
         shared: &Shared,
         shard: usize,
-        version: u8,
         already_stored: Arc<SequenceSet>,
     ) -> Intake {
         Intake {
             source: Arc::clone(source),
             stats: shared.stats.shard(shard),
             max_batch: shared.config.pipeline.max_batch_frames,
-            version,
             // Frames of an earlier connection may still be on their way to the archive: their
             // resent copies are duplicates too.
             last_sequence: source.ledger().accepted(),
@@ -110,7 +106,7 @@ impl Intake {
     /// One message of a read at `offset`: a frame accepted or a duplicate dropped, or why the
     /// connection ends.
     fn message(&mut self, read: &mut Read, offset: usize, body: &[u8]) -> Result<(), Ending> {
-        let (priority, sequence) = match ClientMessage::view_in(self.version, body) {
+        let (priority, sequence) = match ClientMessage::view(body) {
             Ok(MessageView::Data { priority, sequence }) => (priority, sequence),
             Ok(MessageView::Ping(token)) => {
                 self.pong = Some(token);
@@ -356,16 +352,15 @@ mod tests {
         assert!(source.is_settled());
     }
 
-    /// CATALOG_ACK is a message of version 2: on a version-1 connection it is an unknown type,
-    /// whatever its length, and ends the connection after the frames read before it.
+    /// A CATALOG_ACK between frames is taken, and one of the wrong length ends the connection
+    /// after the frames read before it.
     #[tokio::test]
-    async fn a_catalog_ack_on_a_version_1_connection_is_an_unknown_type() {
+    async fn a_catalog_ack_between_frames_is_taken_and_a_bad_one_ends_the_connection() {
         use crate::protocol::ingest::{encode_data, ProtocolError};
-        for (version, ack_body) in [(1, 9), (1, 5), (2, 9)] {
+        for ack_body in [5, 9] {
             let source = uplink(None);
             let (ingress, mut fan_in) = priority_fan_in(64, 64, 256, Stats::new());
             let mut intake = intake(&source, 64);
-            intake.version = version;
             let mut buf = BytesMut::new();
             encode_data(&mut buf, Priority::Routine, 0, b"x");
             buf.extend_from_slice(&(ack_body as u32).to_be_bytes());
@@ -375,17 +370,17 @@ mod tests {
             let taken = intake.take(&mut buf, 1024, &ingress);
             let batch = fan_in.next().await.unwrap();
             let sequences: Vec<_> = batch.item.payloads().map(|(s, _)| s).collect();
-            if version == 1 {
+            if ack_body != 9 {
                 assert!(
                     matches!(
                         taken,
-                        Err(Ending::Protocol(ProtocolError::UnknownType(0x04)))
+                        Err(Ending::Protocol(ProtocolError::BadLength { .. }))
                     ),
-                    "version 1, a body of {ack_body}: {taken:?}"
+                    "a body of {ack_body}: {taken:?}"
                 );
                 assert_eq!(sequences, [0], "what came before it is accepted");
             } else {
-                assert!(taken.is_ok(), "version 2: {taken:?}");
+                assert!(taken.is_ok(), "{taken:?}");
                 assert_eq!(intake.catalog_ack, Some(0));
                 assert_eq!(sequences, [0, 1]);
             }
@@ -398,7 +393,6 @@ mod tests {
             source: Arc::clone(source),
             stats: Stats::new(),
             max_batch,
-            version: crate::protocol::ingest::VERSION,
             last_sequence: source.ledger().accepted(),
             already_stored: Arc::default(),
             pong: None,

@@ -40,9 +40,7 @@ use crate::domain::frame::SourceKind;
 use crate::domain::source::Source;
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::{RegisterError, Registration, RouterHandle};
-use crate::protocol::ingest::{
-    CloseReason, ProtocolError, RefuseReason, ServerMessage, CATALOG_VERSION,
-};
+use crate::protocol::ingest::{CloseReason, ProtocolError, RefuseReason, ServerMessage};
 use crate::stats::Stats;
 use crate::tls::auth::PeerIdentity;
 use crate::tls::stream;
@@ -132,7 +130,7 @@ pub(crate) async fn serve(
     // Boxed: the handshake's state would otherwise take room in this task's future for the
     // connection's whole life, while all the task does after it is wait for the connection's task
     // on its shard.
-    let Some((wire, registration, catalog, version)) =
+    let Some((wire, registration, catalog)) =
         Box::pin(admit(stream, peer, listener, &shared)).await
     else {
         return;
@@ -146,7 +144,7 @@ pub(crate) async fn serve(
                 let shared = Arc::clone(&shared);
                 async move {
                     match wire.rehome() {
-                        Ok(wire) => ingest(wire, registration, catalog, version, &shared).await,
+                        Ok(wire) => ingest(wire, registration, catalog, &shared).await,
                         Err(err) => {
                             tracing::error!(
                                 shard,
@@ -165,19 +163,18 @@ pub(crate) async fn serve(
             }
         }
         // Boxed: a connection served on a shard's thread does without it.
-        None => Box::pin(ingest(wire, registration, catalog, version, &shared)).await,
+        None => Box::pin(ingest(wire, registration, catalog, &shared)).await,
     }
 }
 
-/// From the accepted socket to the WELCOME: the TLS handshake, the HELLO and the registration,
-/// with the protocol version the connection speaks; `None` once the connection is refused and
-/// closed.
+/// From the accepted socket to the WELCOME: the TLS handshake, the HELLO and the registration;
+/// `None` once the connection is refused and closed.
 async fn admit(
     stream: TcpStream,
     peer: SocketAddr,
     listener: SourceKind,
     shared: &Shared,
-) -> Option<(Wire, Registration, CatalogOut, u8)> {
+) -> Option<(Wire, Registration, CatalogOut)> {
     let (mut wire, identity) = open(stream, peer, shared).await?;
 
     let hello = match handshake(&mut wire, listener, identity.as_ref(), shared).await {
@@ -210,25 +207,17 @@ async fn admit(
         resume_after: registration.source.last_acked(),
     })
     .await;
-    let catalog = CatalogOut::new((hello.version >= CATALOG_VERSION).then(|| {
-        registration.source.takes_catalogs();
-        shared.catalog.subscribe()
-    }));
-    Some((wire, registration, catalog, hello.version))
+    registration.source.takes_catalogs();
+    let catalog = CatalogOut::new(Some(shared.catalog.subscribe()));
+    Some((wire, registration, catalog))
 }
 
 /// From the WELCOME to the close: the ingest loop and the last acknowledgement, then the source is
 /// deregistered before the lingering close, so that it may connect again as soon as it has its
 /// CLOSE.
-async fn ingest(
-    mut wire: Wire,
-    registration: Registration,
-    catalog: CatalogOut,
-    version: u8,
-    shared: &Shared,
-) {
+async fn ingest(mut wire: Wire, registration: Registration, catalog: CatalogOut, shared: &Shared) {
     let source = Arc::clone(&registration.source);
-    let (end, ack_sent) = stream_frames(&mut wire, registration, catalog, version, shared).await;
+    let (end, ack_sent) = stream_frames(&mut wire, registration, catalog, shared).await;
     finish(&mut wire, &source, ack_sent, end, shared).await;
     let _ = shared.router.deregister((source.kind, source.id)).await;
     wire.close().await;
@@ -285,13 +274,11 @@ async fn open(
     }
 }
 
-/// The ingest loop of a connection speaking protocol `version`. Returns why it ended and the last
-/// acknowledgement sent.
+/// The ingest loop of a connection. Returns why it ended and the last acknowledgement sent.
 async fn stream_frames(
     wire: &mut Wire,
     registration: Registration,
     mut catalog: CatalogOut,
-    version: u8,
     shared: &Shared,
 ) -> (Ending, Option<u64>) {
     let cfg = &shared.config;
@@ -302,7 +289,7 @@ async fn stream_frames(
         shard,
         ..
     } = registration;
-    let mut intake = Intake::new(&source, shared, shard, version, already_stored);
+    let mut intake = Intake::new(&source, shared, shard, already_stored);
     let mut acks = Acks {
         shared,
         sent: source.last_acked(),

@@ -1,6 +1,6 @@
 //! The keep-alive: a source with nothing to send (a satellite between passes) sends PING, the
 //! daemon answers PONG with the same token, and the connection outlives the idle timeout; a source
-//! that sends nothing at all is closed (`tests/bad_input.rs`).
+//! that sends nothing at all is closed (`tests/ingest_bad_input.rs`).
 
 mod common;
 
