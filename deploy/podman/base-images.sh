@@ -4,7 +4,9 @@
 #   debian:bookworm-slim   debootstrap --variant=minbase bookworm, imported
 #   rust:1-bookworm        that, with gcc and libc6-dev from Debian, and this machine's Rust
 #                          toolchain (rustc --print sysroot) in /usr/local: no toolchain server is
-#                          reachable, and bookworm's rustc is older than the crate's rust-version
+#                          reachable, and bookworm's rustc is older than the crate's rust-version;
+#                          and this machine's CA bundle, so that cargo trusts crates.io as the
+#                          machine does (through whatever TLS proxy the machine's bundle allows)
 #   nats:2.9               that, with Debian's nats-server (2.9), as the entrypoint
 # Images that already exist are kept. Where a registry is reachable, `docker pull` them instead.
 #
@@ -43,13 +45,16 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
+    && cp /host-ca/ca-certificates.crt /usr/local/share/ca-certificates/host.crt \
+    && update-ca-certificates \
     && cp -a /toolchain/bin/cargo /toolchain/bin/rustc /usr/local/bin/ \
     && cp -a /toolchain/lib/. /usr/local/lib/ \
     && ldconfig \
     && cargo --version && rustc --version
 ENV CARGO_HOME=/usr/local/cargo
 DOCKERFILE
-    podman build --network host -v "$sysroot:/toolchain:ro" -t rust:1-bookworm \
+    podman build --network host -v "$sysroot:/toolchain:ro" -v /etc/ssl/certs:/host-ca:ro \
+        -t rust:1-bookworm \
         -f "$tmp/rust.Containerfile" "$tmp"
 fi
 
