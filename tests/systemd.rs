@@ -56,7 +56,7 @@ impl System {
     /// A counter of the daemon's /stats (0 while it does not answer).
     fn stat(&self, name: &str) -> u64 {
         let out = podman::output(&mut self.exec(
-            "curl -fsS --cacert /etc/aggregator/tls/ca.pem https://127.0.0.1:7780/stats",
+            "curl -fsS --cacert /certs/both.pem https://127.0.0.1:7780/stats",
         ));
         serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .ok()
@@ -115,6 +115,8 @@ fn the_unit_runs_under_systemd() {
         std::fs::create_dir_all(&dir).unwrap();
         run(Command::new(root().join("deploy/make-certs.sh")).arg(&dir));
     }
+    let both = ["a", "b"].map(|pki| std::fs::read_to_string(scratch.0.join(pki).join("ca.pem")).unwrap());
+    std::fs::write(scratch.0.join("both.pem"), both.concat()).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_aggregator")).parent().unwrap();
     assert!(bin.join("uplink-sim").is_file(), "uplink-sim is built");
 
@@ -204,10 +206,10 @@ EOF
     wait_until("the reload in the journal", || {
         system.journal().contains("SIGHUP: TLS certificate, key and client CA reloaded")
     });
-    let (ok, out) = finish(system.sim("/certs/b/ca.pem", "--scenario brief --require-all-acked"));
-    assert!(ok, "a client of the new CA after the reload:\n{out}");
-    let (ok, out) = finish(system.sim("/certs/a/ca.pem", "--scenario brief --give-up-after 1"));
-    assert!(!ok, "a client of the old CA got in after the reload:\n{out}");
+    // The monitor (same certificate) answers with b's at once; a's clients are refused.
+    let curl = |ca: &str| format!("curl -fsS --cacert /certs/{ca}/ca.pem https://127.0.0.1:7780/healthz");
+    assert!(system.ok(&curl("b")), "the new certificate is served");
+    assert!(!system.ok(&curl("a")), "the old certificate is still served");
     let (ok, out) = finish(long);
     assert!(ok, "the sources connected before the reload:\n{out}");
     assert_eq!(
@@ -215,6 +217,10 @@ EOF
         field(&out, "sim total:", "sources"),
         "a connection was dropped across the reload:\n{out}"
     );
+    let (ok, out) = finish(system.sim("/certs/b/ca.pem", "--scenario brief --require-all-acked"));
+    assert!(ok, "a client of the new CA after the reload:\n{out}");
+    let (ok, out) = finish(system.sim("/certs/a/ca.pem", "--scenario brief --give-up-after 1"));
+    assert!(!ok, "a client of the old CA got in after the reload:\n{out}");
 
     // The catalog and the NATS cursor are written under ProtectSystem=strict, next to the archive.
     system.sh(
