@@ -41,9 +41,16 @@ fn build_image(built: &mut bool) {
     }
     podman::require_base_images(&["rust:1-bookworm", "debian:bookworm-slim"]);
     let started = Instant::now();
-    run(podman()
-        .current_dir(root())
-        .args(["build", "-f", "deploy/Dockerfile", "-t", IMAGE, "."]));
+    run(podman().current_dir(root()).args([
+        "build",
+        "--format",
+        "docker",
+        "-f",
+        "deploy/Dockerfile",
+        "-t",
+        IMAGE,
+        ".",
+    ]));
     eprintln!("podman build: {:.1?}", started.elapsed());
     *built = true;
 }
@@ -74,7 +81,13 @@ fn sim(uplink: &str, replay: &str, extra: &[&str]) -> String {
     let out = podman::output(
         Command::new(SIM)
             .args(["--uplink", uplink, "--replay", replay])
-            .args(["--scenario", "default", "--require-all-acked", "--progress", "off"])
+            .args([
+                "--scenario",
+                "default",
+                "--require-all-acked",
+                "--progress",
+                "off",
+            ])
             .args(extra),
     );
     let text = format!(
@@ -112,8 +125,21 @@ fn the_container_runs_drains_and_resumes_from_its_volume() {
     let name = format!("aggregator-test-{}", std::process::id());
     let volume = format!("{name}-archive");
     let _cleanup = Cleanup(vec![
-        vec!["podman".into(), "rm".into(), "-f".into(), "-t".into(), "0".into(), name.clone()],
-        vec!["podman".into(), "volume".into(), "rm".into(), "-f".into(), volume.clone()],
+        vec![
+            "podman".into(),
+            "rm".into(),
+            "-f".into(),
+            "-t".into(),
+            "0".into(),
+            name.clone(),
+        ],
+        vec![
+            "podman".into(),
+            "volume".into(),
+            "rm".into(),
+            "-f".into(),
+            volume.clone(),
+        ],
     ]);
     let scratch = Scratch::new("aggregator-container");
 
@@ -121,9 +147,23 @@ fn the_container_runs_drains_and_resumes_from_its_volume() {
     // --read-only), the archive on a named volume, and ports of the host's choosing.
     let start = || {
         run(podman()
-            .args(["run", "-d", "--name", &name, "--read-only", "--read-only-tmpfs=false"])
+            .args([
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--read-only",
+                "--read-only-tmpfs=false",
+            ])
             .args(["-v", &format!("{volume}:/var/lib/aggregator")])
-            .args(["-p", "127.0.0.1::7700", "-p", "127.0.0.1::7701", "-p", "127.0.0.1::7780"])
+            .args([
+                "-p",
+                "127.0.0.1::7700",
+                "-p",
+                "127.0.0.1::7701",
+                "-p",
+                "127.0.0.1::7780",
+            ])
             .arg(IMAGE));
         let healthy = wait_healthy(&name);
         eprintln!("healthy after {healthy:.1?}");
@@ -134,10 +174,15 @@ fn the_container_runs_drains_and_resumes_from_its_volume() {
     // The unprivileged user, and nothing written outside the volume.
     let status = podman_out(&["exec", &name, "cat", "/proc/1/status"]);
     let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(uid.split_whitespace().skip(1).all(|id| id == "10001"), "{uid}");
-    assert!(!podman::output(podman().args(["exec", &name, "touch", "/etc/aggregator/x"]))
-        .status
-        .success());
+    assert!(
+        uid.split_whitespace().skip(1).all(|id| id == "10001"),
+        "{uid}"
+    );
+    assert!(
+        !podman::output(podman().args(["exec", &name, "touch", "/etc/aggregator/x"]))
+            .status
+            .success()
+    );
 
     let first = scratch.0.join("first.acks");
     sim(&uplink, &replay, &["--ack-log", first.to_str().unwrap()]);
@@ -148,7 +193,10 @@ fn the_container_runs_drains_and_resumes_from_its_volume() {
     let stop = t.elapsed();
     eprintln!("podman stop: {stop:.1?}");
     assert!(stop < Duration::from_secs(15), "stop took {stop:?}");
-    assert_eq!(podman_out(&["inspect", "--format", "{{.State.ExitCode}}", &name]), "0");
+    assert_eq!(
+        podman_out(&["inspect", "--format", "{{.State.ExitCode}}", &name]),
+        "0"
+    );
     let logs = run(podman().args(["logs", &name]));
     let drained = logs
         .lines()
@@ -166,18 +214,50 @@ fn the_container_runs_drains_and_resumes_from_its_volume() {
     let acked = ack_log(&first, "ack");
     let welcomed = ack_log(&second, "welcome");
     assert_eq!(acked.len(), 50, "48 uplinks and 2 replay feeds");
-    assert_eq!(welcomed, acked, "each source resumes after its last acknowledged frame");
+    assert_eq!(
+        welcomed, acked,
+        "each source resumes after its last acknowledged frame"
+    );
     run(podman().args(["stop", "-t", "15", &name]));
-    assert_eq!(podman_out(&["inspect", "--format", "{{.State.ExitCode}}", &name]), "0");
-    eprintln!("the container test took {:.1?} after the build", started.elapsed());
+    assert_eq!(
+        podman_out(&["inspect", "--format", "{{.State.ExitCode}}", &name]),
+        "0"
+    );
+    eprintln!(
+        "the container test took {:.1?} after the build",
+        started.elapsed()
+    );
 }
 
 /// podman-compose on deploy/docker-compose.yml as project `project`.
 fn compose(project: &str) -> Command {
+    // The open-file limit the compose file asks for, within this machine's hard limit.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
     let mut command = Command::new("podman-compose");
     command
-        .env("CONTAINERS_CONF", root().join("deploy/podman/containers.conf"))
+        .env(
+            "CONTAINERS_CONF",
+            root().join("deploy/podman/containers.conf"),
+        )
+        .env("AGGREGATOR_NOFILE", limit.rlim_max.min(65536).to_string())
+        // Should it build the image: in Docker's format, which has HEALTHCHECK (OCI's has not).
+        .env("BUILDAH_FORMAT", "docker")
         .current_dir(root())
+        // A service's own `ulimits` replace containers.conf's limits, and podman's defaults
+        // (above this machine's) fill in the rest: the other limit, and both of the services
+        // that set none.
+        .args([
+            "--podman-run-args=--ulimit=nofile=1024:1024",
+            "--podman-run-args=--ulimit=nproc=1024:1024",
+        ])
         .args(["-p", project, "-f", "deploy/docker-compose.yml"]);
     command
 }
@@ -238,7 +318,10 @@ fn stream_contents(expected: u64) -> BTreeMap<String, BTreeMap<(String, u32, u64
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let held = stream.info().await.expect("stream info").state.messages;
-            assert!(held <= expected, "the stream holds {held} messages, more than {expected}");
+            assert!(
+                held <= expected,
+                "the stream holds {held} messages, more than {expected}"
+            );
             if held == expected {
                 break;
             }
@@ -269,7 +352,11 @@ fn stream_contents(expected: u64) -> BTreeMap<String, BTreeMap<(String, u32, u64
             let [site, kind, source, seq] = parts[..] else {
                 panic!("message id {id:?} is not site.kind.source.seq");
             };
-            let key = (kind.to_string(), source.parse().unwrap(), seq.parse().unwrap());
+            let key = (
+                kind.to_string(),
+                source.parse().unwrap(),
+                seq.parse().unwrap(),
+            );
             *by_site
                 .entry(site.to_string())
                 .or_default()
@@ -290,10 +377,15 @@ fn compose_default_and_scale_out_profiles_deliver_every_frame_once() {
     let project = format!("aggtest{}", std::process::id());
     let _cleanup = Cleanup(vec![vec![
         "podman-compose".into(),
+        // The simulators' anonymous volumes (the image's VOLUME) go with their containers.
+        "--podman-rm-args=-v".into(),
         "-p".into(),
         project.clone(),
         "-f".into(),
-        root().join("deploy/docker-compose.yml").display().to_string(),
+        root()
+            .join("deploy/docker-compose.yml")
+            .display()
+            .to_string(),
         "--profile".into(),
         "scale-out".into(),
         "down".into(),
@@ -311,18 +403,29 @@ fn compose_default_and_scale_out_profiles_deliver_every_frame_once() {
     assert!(sent > 0);
     let daemon = container(&project, "aggregator");
     run(compose(&project).args(["stop", "aggregator"]));
-    assert_eq!(podman_out(&["inspect", "--format", "{{.State.ExitCode}}", &daemon]), "0");
+    assert_eq!(
+        podman_out(&["inspect", "--format", "{{.State.ExitCode}}", &daemon]),
+        "0"
+    );
     eprintln!("default profile: {sent} frames, {:.1?}", started.elapsed());
 
     // The scale-out profile: NATS and two sites, each fed by its simulator.
     let scale_out = |args: &[&str]| {
-        run(compose(&project).args(["--profile", "scale-out"]).args(args));
+        run(compose(&project)
+            .args(["--profile", "scale-out"])
+            .args(args));
     };
     scale_out(&["up", "-d", "nats", "aggregator-north", "aggregator-south"]);
     let north = container(&project, "aggregator-north");
     wait_healthy(&north);
     wait_healthy(&container(&project, "aggregator-south"));
-    scale_out(&["up", "-d", "--no-deps", "uplink-sim-north", "uplink-sim-south"]);
+    scale_out(&[
+        "up",
+        "-d",
+        "--no-deps",
+        "uplink-sim-north",
+        "uplink-sim-south",
+    ]);
     let mut expected = BTreeMap::new();
     for site in ["north", "south"] {
         let sent = simulator_sent(&container(&project, &format!("uplink-sim-{site}")));
@@ -332,7 +435,10 @@ fn compose_default_and_scale_out_profiles_deliver_every_frame_once() {
     for (site, frames) in &expected {
         let got = &contents[site];
         assert_eq!(got.len() as u64, *frames, "{site}'s frames in the stream");
-        assert!(got.values().all(|n| *n == 1), "{site}: a frame is there twice");
+        assert!(
+            got.values().all(|n| *n == 1),
+            "{site}: a frame is there twice"
+        );
     }
 
     // North killed under load and started again: its simulator resumes, and still every frame
@@ -340,7 +446,9 @@ fn compose_default_and_scale_out_profiles_deliver_every_frame_once() {
     let sim_north = container(&project, "uplink-sim-north");
     run(podman().args(["start", &sim_north]));
     let published = stat(7781, "nats_published");
-    wait_until("north to publish more", || stat(7781, "nats_published") > published);
+    wait_until("north to publish more", || {
+        stat(7781, "nats_published") > published
+    });
     run(podman().args(["kill", &north]));
     run(podman().args(["start", &north]));
     wait_healthy(&north);
@@ -349,8 +457,18 @@ fn compose_default_and_scale_out_profiles_deliver_every_frame_once() {
     let contents = stream_contents(expected.values().sum());
     for (site, frames) in &expected {
         let got = &contents[site];
-        assert_eq!(got.len() as u64, *frames, "{site}'s frames in the stream after the kill");
-        assert!(got.values().all(|n| *n == 1), "{site}: a frame is there twice after the kill");
+        assert_eq!(
+            got.len() as u64,
+            *frames,
+            "{site}'s frames in the stream after the kill"
+        );
+        assert!(
+            got.values().all(|n| *n == 1),
+            "{site}: a frame is there twice after the kill"
+        );
     }
-    eprintln!("the compose test took {:.1?} after the build", started.elapsed());
+    eprintln!(
+        "the compose test took {:.1?} after the build",
+        started.elapsed()
+    );
 }

@@ -55,9 +55,9 @@ impl System {
 
     /// A counter of the daemon's /stats (0 while it does not answer).
     fn stat(&self, name: &str) -> u64 {
-        let out = podman::output(&mut self.exec(
-            "curl -fsS --cacert /certs/both.pem https://127.0.0.1:7780/stats",
-        ));
+        let out = podman::output(
+            &mut self.exec("curl -fsS --cacert /certs/both.pem https://127.0.0.1:7780/stats"),
+        );
         serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .ok()
             .and_then(|stats| stats["stats"][name].as_u64())
@@ -106,7 +106,10 @@ fn hardening(unit: &str) -> Vec<&str> {
 fn the_unit_runs_under_systemd() {
     podman::require_base_images(&["debian:bookworm-slim"]);
     let started = Instant::now();
-    run(podman().args(["build", "--network", "host", "-q", "-t", IMAGE, "-f"]).arg(root().join("deploy/podman/systemd-host.Containerfile")).arg(root().join("deploy/podman")));
+    run(podman()
+        .args(["build", "--network", "host", "-q", "-t", IMAGE, "-f"])
+        .arg(root().join("deploy/podman/systemd-host.Containerfile"))
+        .arg(root().join("deploy/podman")));
 
     // Two certificate authorities: the daemon starts with a's certificate, reloads b's.
     let scratch = Scratch::new("aggregator-systemd");
@@ -115,16 +118,33 @@ fn the_unit_runs_under_systemd() {
         std::fs::create_dir_all(&dir).unwrap();
         run(Command::new(root().join("deploy/make-certs.sh")).arg(&dir));
     }
-    let both = ["a", "b"].map(|pki| std::fs::read_to_string(scratch.0.join(pki).join("ca.pem")).unwrap());
+    let both =
+        ["a", "b"].map(|pki| std::fs::read_to_string(scratch.0.join(pki).join("ca.pem")).unwrap());
     std::fs::write(scratch.0.join("both.pem"), both.concat()).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_aggregator")).parent().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_aggregator"))
+        .parent()
+        .unwrap();
     assert!(bin.join("uplink-sim").is_file(), "uplink-sim is built");
 
     let name = format!("aggregator-systemd-{}", std::process::id());
-    let _cleanup = Cleanup(vec![vec!["podman".into(), "rm".into(), "-f".into(), "-t".into(), "0".into(), name.clone()]]);
+    let _cleanup = Cleanup(vec![vec![
+        "podman".into(),
+        "rm".into(),
+        "-f".into(),
+        "-t".into(),
+        "0".into(),
+        name.clone(),
+    ]]);
     let mount = |from: &Path, to: &str| format!("{}:{to}:ro", from.display());
     run(podman()
-        .args(["run", "-d", "--name", &name, "--systemd=always", "--privileged"])
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--systemd=always",
+            "--privileged",
+        ])
         .args(["--network", "none"])
         .args(["-v", &mount(bin, "/build"), "-v", &mount(root(), "/src")])
         .args(["-v", &mount(&scratch.0, "/certs"), IMAGE]));
@@ -139,8 +159,12 @@ fn the_unit_runs_under_systemd() {
     eprintln!("booted in {:.1?}", started.elapsed());
 
     // JetStream for the NATS sink.
-    system.sh("systemd-run --unit nats /usr/sbin/nats-server -js -sd /var/lib/nats -a 127.0.0.1 -m 8222");
-    wait_until("nats-server", || system.ok("curl -fsS http://127.0.0.1:8222/healthz"));
+    system.sh(
+        "systemd-run --unit nats /usr/sbin/nats-server -js -sd /var/lib/nats -a 127.0.0.1 -m 8222",
+    );
+    wait_until("nats-server", || {
+        system.ok("curl -fsS http://127.0.0.1:8222/healthz")
+    });
 
     // The install of docs/operations.md, with TLS and the NATS sink added to the shipped config.
     // The key is readable by the service's dynamic user (docs/operations.md).
@@ -170,7 +194,8 @@ EOF
     system.sh("systemctl enable --now aggregator");
     eprintln!("systemctl enable --now: {:.1?}", t.elapsed());
     assert_eq!(system.show("ActiveState"), "active");
-    let health = system.sh("curl -fsS --cacert /etc/aggregator/tls/ca.pem https://127.0.0.1:7780/healthz");
+    let health =
+        system.sh("curl -fsS --cacert /etc/aggregator/tls/ca.pem https://127.0.0.1:7780/healthz");
     assert!(health.contains("ready"), "{health}");
 
     // journalctl shows the JSON log.
@@ -178,7 +203,9 @@ EOF
     let listening = journal
         .lines()
         .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
         .find(|v| v["fields"]["message"] == "aggregator listening")
         .unwrap_or_else(|| panic!("no JSON 'aggregator listening' line:\n{journal}"));
     assert_eq!(listening["level"], "INFO");
@@ -186,7 +213,12 @@ EOF
     // The hardening in force on the main process.
     let pid = system.show("MainPID");
     let status = system.sh(&format!("cat /proc/{pid}/status"));
-    for (key, want) in [("NoNewPrivs", "1"), ("Seccomp", "2"), ("CapEff", "0000000000000000"), ("CapBnd", "0000000000000000")] {
+    for (key, want) in [
+        ("NoNewPrivs", "1"),
+        ("Seccomp", "2"),
+        ("CapEff", "0000000000000000"),
+        ("CapBnd", "0000000000000000"),
+    ] {
         let got = status
             .lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(":"))
@@ -197,19 +229,30 @@ EOF
     assert_ne!(uid.trim(), "0", "DynamicUser: not root");
 
     // Reload under load: 50 sources connected with CA a's trust stay connected to the end.
-    let long = system.sim("/certs/a/ca.pem", "--scenario default --duration 8 --require-all-acked");
-    wait_until("50 sources connected", || system.stat("active_sources") >= 50);
+    let long = system.sim(
+        "/certs/a/ca.pem",
+        "--scenario default --duration 8 --require-all-acked",
+    );
+    wait_until("50 sources connected", || {
+        system.stat("active_sources") >= 50
+    });
     system.sh(
         "install -m 0644 /certs/b/ca.pem /certs/b/server.pem /certs/b/server.key /etc/aggregator/tls/
          systemctl reload aggregator",
     );
     wait_until("the reload in the journal", || {
-        system.journal().contains("SIGHUP: TLS certificate, key and client CA reloaded")
+        system
+            .journal()
+            .contains("SIGHUP: TLS certificate, key and client CA reloaded")
     });
     // The monitor (same certificate) answers with b's at once; a's clients are refused.
-    let curl = |ca: &str| format!("curl -fsS --cacert /certs/{ca}/ca.pem https://127.0.0.1:7780/healthz");
+    let curl =
+        |ca: &str| format!("curl -fsS --cacert /certs/{ca}/ca.pem https://127.0.0.1:7780/healthz");
     assert!(system.ok(&curl("b")), "the new certificate is served");
-    assert!(!system.ok(&curl("a")), "the old certificate is still served");
+    assert!(
+        !system.ok(&curl("a")),
+        "the old certificate is still served"
+    );
     let (ok, out) = finish(long);
     assert!(ok, "the sources connected before the reload:\n{out}");
     assert_eq!(
@@ -220,7 +263,10 @@ EOF
     let (ok, out) = finish(system.sim("/certs/b/ca.pem", "--scenario brief --require-all-acked"));
     assert!(ok, "a client of the new CA after the reload:\n{out}");
     let (ok, out) = finish(system.sim("/certs/a/ca.pem", "--scenario brief --give-up-after 1"));
-    assert!(!ok, "a client of the old CA got in after the reload:\n{out}");
+    assert!(
+        !ok,
+        "a client of the old CA got in after the reload:\n{out}"
+    );
 
     // The catalog and the NATS cursor are written under ProtectSystem=strict, next to the archive.
     system.sh(
@@ -240,8 +286,13 @@ EOF
     assert!(files.contains("/archive/"), "no archive:\n{files}");
 
     // kill -9 of the main process: systemd restarts it and every source resumes.
-    let sim = system.sim("/certs/b/ca.pem", "--scenario default --duration 6 --require-all-acked");
-    wait_until("50 sources connected", || system.stat("active_sources") >= 50);
+    let sim = system.sim(
+        "/certs/b/ca.pem",
+        "--scenario default --duration 6 --require-all-acked",
+    );
+    wait_until("50 sources connected", || {
+        system.stat("active_sources") >= 50
+    });
     let before = system.show("MainPID");
     system.sh(&format!("kill -9 {before}"));
     wait_until("the restart", || {
@@ -283,7 +334,10 @@ EOF
     }
 
     // Stop under load: the drain completes and the daemon exits 0 within TimeoutStopSec.
-    let sim = system.sim("/certs/b/ca.pem", "--scenario saturate --duration 30 --give-up-after 1");
+    let sim = system.sim(
+        "/certs/b/ca.pem",
+        "--scenario saturate --duration 30 --give-up-after 1",
+    );
     wait_until("load", || system.stat("frames_accepted") > 10_000);
     let t = Instant::now();
     system.sh("systemctl stop aggregator");
@@ -299,7 +353,10 @@ EOF
     assert_eq!(system.show("Result"), "success");
     assert_eq!(system.show("ExecMainStatus"), "0");
     let journal = system.journal();
-    assert!(journal.contains("drain complete"), "no drain line:\n{journal}");
+    assert!(
+        journal.contains("drain complete"),
+        "no drain line:\n{journal}"
+    );
     let _ = finish(sim);
     eprintln!("the systemd test took {:.1?}", started.elapsed());
 }

@@ -19,7 +19,10 @@ pub fn root() -> &'static Path {
 /// podman with `deploy/podman/containers.conf` (runc, cgroupfs, limits at the machine's).
 pub fn podman() -> Command {
     let mut command = Command::new("podman");
-    command.env("CONTAINERS_CONF", root().join("deploy/podman/containers.conf"));
+    command.env(
+        "CONTAINERS_CONF",
+        root().join("deploy/podman/containers.conf"),
+    );
     command
 }
 
@@ -80,7 +83,10 @@ impl Drop for Cleanup {
         for argv in &self.0 {
             let _ = Command::new(&argv[0])
                 .args(&argv[1..])
-                .env("CONTAINERS_CONF", root().join("deploy/podman/containers.conf"))
+                .env(
+                    "CONTAINERS_CONF",
+                    root().join("deploy/podman/containers.conf"),
+                )
                 .output();
         }
     }
