@@ -197,7 +197,9 @@ fn the_container_runs_drains_and_resumes_from_its_volume() {
         podman_out(&["inspect", "--format", "{{.State.ExitCode}}", &name]),
         "0"
     );
-    let logs = run(podman().args(["logs", &name]));
+    // The daemon logs to stderr, which `podman logs` writes to its own.
+    let logs = podman::output(podman().args(["logs", &name]));
+    let logs = String::from_utf8_lossy(&logs.stderr);
     let drained = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -375,23 +377,16 @@ fn compose_default_and_scale_out_profiles_deliver_every_frame_once() {
     podman::require_base_images(&["nats:2.9"]);
     let started = Instant::now();
     let project = format!("aggtest{}", std::process::id());
+    // Everything of the project, by its label, whatever state the test left it in.
+    let label = format!("label=com.docker.compose.project={project}");
     let _cleanup = Cleanup(vec![vec![
-        "podman-compose".into(),
-        // The simulators' anonymous volumes (the image's VOLUME) go with their containers.
-        "--podman-rm-args=-v".into(),
-        "-p".into(),
-        project.clone(),
-        "-f".into(),
-        root()
-            .join("deploy/docker-compose.yml")
-            .display()
-            .to_string(),
-        "--profile".into(),
-        "scale-out".into(),
-        "down".into(),
-        "-v".into(),
-        "-t".into(),
-        "0".into(),
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "podman ps -aq --filter {label} | xargs -r podman rm -f -v -t 0; \
+             podman volume ls -q --filter {label} | xargs -r podman volume rm -f; \
+             podman network rm -f {project}_default"
+        ),
     ]]);
 
     // The default profile: the daemon, healthy, then its simulator (podman before 4.6 cannot wait
