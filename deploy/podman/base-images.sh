@@ -71,4 +71,6 @@ ENTRYPOINT ["/usr/sbin/nats-server"]
 DOCKERFILE
     podman build --network host -t nats:2.9 -f "$tmp/nats.Containerfile" "$tmp"
 fi
-podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' debian rust nats 2>/dev/null || true
+for image in debian:bookworm-slim rust:1-bookworm nats:2.9; do
+    echo "base images: $image $(podman image inspect --format '{{.Id}}' "$image" | cut -c1-12)"
+done
