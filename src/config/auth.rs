@@ -146,19 +146,4 @@ mod tests {
             assert!(bad.parse::<SourceRange>().is_err(), "{bad} parsed");
         }
     }
-
-    #[test]
-    fn a_peer_is_allowed_only_what_an_entry_with_one_of_its_names_grants() {
-        let auth = AuthConfig {
-            clients: vec![AuthClient {
-                identity: "gs-1.example".into(),
-                sources: vec!["live:0-7".parse().unwrap()],
-            }],
-        };
-        let peer = ["gs-1.example".to_string()];
-        let stranger = ["gs-2.example".to_string()];
-        assert!(auth.allows(&peer, SourceKind::LiveUplink, 7));
-        assert!(!auth.allows(&peer, SourceKind::LiveUplink, 8));
-        assert!(!auth.allows(&stranger, SourceKind::LiveUplink, 0));
-    }
 }

@@ -120,3 +120,34 @@ impl Bound {
 pub(super) fn check(table: &[Bound]) -> Result<(), Invalid> {
     table.iter().try_for_each(Bound::check)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(row: Bound) -> String {
+        check(&[row]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_row_outside_its_range_names_the_key_the_value_and_the_bound() {
+        assert!(check(&[Bound::count("a.b", 5usize, 5)]).is_ok());
+        assert_eq!(
+            message(Bound::count("a.b", 0usize, 5)),
+            "a.b: must be at least 1"
+        );
+        assert_eq!(
+            message(Bound::millis("a.b_ms", Duration::ZERO)),
+            "a.b_ms: must be at least 1 ms"
+        );
+        assert_eq!(
+            message(Bound::count("a.b", 6usize, 5)),
+            "a.b: 6 is above the most accepted, 5"
+        );
+        let row = Bound::bytes("a.buffer", 1024usize, 4096..=UNBOUNDED);
+        assert_eq!(
+            message(row.least_because("leave it out")),
+            "a.buffer: 1024 is below the least accepted, 4096 bytes (leave it out)"
+        );
+    }
+}
