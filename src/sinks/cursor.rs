@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::domain::position::Position;
+use crate::domain::position::{Position, PositionError};
 
 /// The cursor file of the sink `name` in the archive directory `archive`.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl CursorFile {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(self.error(err, "cannot read")),
         };
-        text.trim().parse().map(Some).map_err(|why: String| {
+        text.trim().parse().map(Some).map_err(|why: PositionError| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: {why}", self.path.display()),
