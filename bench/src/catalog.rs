@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use crate::child::{self, ChildProc};
 use crate::control::{emit, CatalogSpread, ChildMsg, LatencySummary};
 use crate::results::{CatalogResult, Plan};
-use crate::{churn, load, Variant};
+use crate::{churn, uplink, Variant};
 
 /// The catalog published: 64 KiB, as in the issue.
 pub const CATALOG_BYTES: usize = 64 * 1024;
@@ -119,7 +119,7 @@ pub async fn catalog(addr: SocketAddr, monitor: SocketAddr, sources: usize) {
                 start_reader(done, &mut readers, &shared, &mut first_error);
             }
         }
-        connecting.spawn(load::connect(addr, FIRST_ID + i, None));
+        connecting.spawn(uplink::connect(addr, FIRST_ID + i, None));
     }
     while let Some(done) = connecting.join_next().await {
         start_reader(done, &mut readers, &shared, &mut first_error);

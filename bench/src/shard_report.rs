@@ -1,5 +1,5 @@
 //! The shard sweep and the durable floor in the report: the table of throughput against shards,
-//! the durable floor beside the floor, the plot, and issue 26's targets.
+//! the durable floor beside the floor, the plot, and the sweep's targets.
 //!
 //! The targets judge the daemon as shipped: `runtime.shards` at its config's value (by default
 //! one shard per core), taken from the sweep where it swept that count, else from the main runs,
@@ -8,13 +8,12 @@
 use std::fmt::Write as _;
 
 use crate::plot::{Chart, Guide, Point, Series};
-use crate::report::{at_least, Aggregate, Stat, Summary, Target};
 use crate::results::{Plan, RunResult};
+use crate::summary::{Aggregate, Stat, Summary};
 use crate::sweep::{SECTION, SWEPT};
+use crate::targets::{at_least, Target};
 use crate::Variant;
 
-/// The payloads issue 26 sets targets at.
-const TARGET_PAYLOADS: [usize; 2] = [64, 1024];
 /// The least tolerance of "within noise" on the 2-core machines: the spread of the 1-shard
 /// windows widens it.
 const LEAST_NOISE: f64 = 0.05;
@@ -49,7 +48,7 @@ fn judged<'a>(
     swept.or_else(|| find("main", variant, None).map(|a| (a, find("main", Variant::Floor, None))))
 }
 
-/// Issue 26's targets that this run measured.
+/// The sweep's targets that this run measured.
 pub fn targets(
     plan: &Plan,
     nproc: usize,
@@ -57,31 +56,29 @@ pub fn targets(
     runs: &[RunResult],
     durable_floor: &Stat,
 ) -> Vec<Target> {
+    let goals = &plan.goals;
     let mut out = Vec::new();
-    let payloads = TARGET_PAYLOADS
-        .into_iter()
-        .filter(|p| plan.payloads.contains(p));
-    for payload in payloads {
+    for &payload in &plan.payloads {
         let pipeline = judged(plan, aggregates, Variant::Pipeline, payload);
         if let Some((p, Some(floor))) = pipeline {
-            out.push(at_least(
+            out.extend(goals.judge(
+                "sweep_pipeline_over_floor",
                 format!(
                     "{payload} B throughput, pipeline/floor, {} shards",
                     p.shards.unwrap_or(plan.default_shards)
                 ),
-                0.5,
                 p.frames_per_s.median / floor.frames_per_s.median,
                 "x",
             ));
         }
         let daemon = judged(plan, aggregates, Variant::Daemon, payload);
         if let Some((d, _)) = daemon.filter(|_| durable_floor.median.is_finite()) {
-            out.push(at_least(
+            out.extend(goals.judge(
+                "sweep_durable_over_durable_floor",
                 format!(
                     "{payload} B durable daemon, payload archived / durable floor, {} shards",
                     d.shards.unwrap_or(plan.default_shards)
                 ),
-                0.8,
                 d.mb_per_s.median / durable_floor.median,
                 "x",
             ));

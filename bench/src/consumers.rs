@@ -21,12 +21,11 @@ use aggregator::follow::protocol::{Start, Subscription};
 
 use crate::child::{self, ChildProc};
 use crate::control::{emit, ChildMsg, Followed};
-use crate::results::{ConsumersRound, ConsumersWindow, Plan};
+use crate::results::{ConsumersRound, ConsumersWindow, Plan, CONSUMERS};
 use crate::Variant;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Followers of the run, as in the issue.
-pub const CONSUMERS: usize = 4;
 /// The longest the followers may take to catch up once the load stops.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(300);
 /// Payload bytes per frame: the main runs' smaller size, where the daemon moves the most frames.

@@ -16,14 +16,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::ingest::protocol::{
-    encode_data, ClientMessage, Hello, DATA_HEADER, LENGTH_PREFIX, VERSION,
-};
-use aggregator::{Priority, SourceKind};
+use aggregator::ingest::protocol::{encode_data, DATA_HEADER, LENGTH_PREFIX};
+use aggregator::Priority;
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::sync::{watch, Semaphore};
 
@@ -31,7 +28,7 @@ use crate::acks::{self, Acks, Unacked};
 use crate::control::{
     self, emit, ChildMsg, ClientAcks, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID,
 };
-use crate::emergency;
+use crate::{emergency, uplink};
 
 /// Bytes of the chunk the uplinks write, however many connections: smaller chunks (3.3 KiB at
 /// 10,000 connections: 43 frames of 64 B per system call) make the client, not the server, the
@@ -110,7 +107,7 @@ pub async fn load(
             let Ok(permit) = gate.acquire_owned().await else {
                 return;
             };
-            let stream = match connect(addr, index as u32 + 1, send_buffer).await {
+            let stream = match uplink::connect(addr, index as u32 + 1, send_buffer).await {
                 Ok(stream) => stream,
                 Err(err) => {
                     let _ = tx.send(Err(err));
@@ -178,34 +175,6 @@ pub async fn load(
             other => eprintln!("aggregator-bench client: unknown command {other:?}"),
         }
     }
-}
-
-/// Connects a live uplink, with a send buffer of `send_buffer` bytes if given, and says HELLO.
-pub async fn connect(
-    addr: SocketAddr,
-    source_id: u32,
-    send_buffer: Option<u32>,
-) -> Result<TcpStream, String> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(|e| format!("socket: {e}"))?;
-    if let Some(size) = send_buffer {
-        socket
-            .set_send_buffer_size(size)
-            .map_err(|e| format!("SO_SNDBUF: {e}"))?;
-    }
-    let mut stream = socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    stream
-        .write_all(&hello(source_id))
-        .await
-        .map_err(|e| format!("HELLO: {e}"))?;
-    Ok(stream)
 }
 
 /// Reads WELCOME, ACKs and CLOSE so the server never blocks writing them.
@@ -334,22 +303,11 @@ fn connect_probe(addr: SocketAddr) -> std::io::Result<std::net::TcpStream> {
     stream.set_nodelay(true)?;
     let mut reader = stream.try_clone()?;
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    stream.write_all(&hello(PROBE_SOURCE_ID))?;
+    stream.write_all(&uplink::hello(PROBE_SOURCE_ID))?;
     Ok(stream)
 }
 
 /// The HELLO of a live uplink with id `source_id`.
-fn hello(source_id: u32) -> BytesMut {
-    let mut hello = BytesMut::new();
-    ClientMessage::Hello(Hello {
-        version: VERSION,
-        kind: SourceKind::LiveUplink,
-        source_id,
-    })
-    .encode(&mut hello);
-    hello
-}
-
 /// One emergency frame per millisecond, its payload starting with its send time. The probe has a
 /// thread of its own, apart from the runtime that drives the uplinks: a thread waking from sleep
 /// is scheduled at once, so the time it stamps is when the frame goes out, not when a busy

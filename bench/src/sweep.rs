@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use crate::orchestrate::{self, Window};
 use crate::results::{DurableFloor, Plan, RunResult};
+use crate::window::{self, Window};
 use crate::{durable, Variant};
 
 /// The section of the sweep's windows in the results.
@@ -92,7 +92,7 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Swept, String> {
                     window.run,
                     plan.runs
                 );
-                swept.runs.push(orchestrate::measure(exe, plan, window)?);
+                swept.runs.push(window::measure(exe, plan, window)?);
             }
         }
     }

@@ -193,8 +193,7 @@ pub struct Listening {
     pub monitor: Option<SocketAddr>,
     /// Where followers of its archive subscribe (the durable daemons).
     pub follow: Option<SocketAddr>,
-    /// The `runtime.shards` a daemon variant was started with; `None` for the floor and the
-    /// reference.
+    /// The `runtime.shards` a daemon variant was started with; `None` for the floor.
     pub shards: Option<usize>,
 }
 
@@ -233,6 +232,9 @@ pub fn start_server_sharded(
     }
     if let Some(path) = plan.daemon_config.as_ref().filter(|_| variant.is_daemon()) {
         args.extend(["--daemon-config".into(), path.display().to_string()]);
+    }
+    if let Some(path) = plan.daemon.as_ref().filter(|_| variant.is_daemon()) {
+        args.extend(["--daemon".into(), path.display().to_string()]);
     }
     let shards = shards.filter(|_| variant.is_daemon());
     if let Some(shards) = shards {

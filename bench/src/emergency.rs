@@ -28,7 +28,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::acks::{self, Acks, Unacked};
 use crate::control::EMERGENCY_ONLY_SOURCE_ID;
-use crate::load;
+use crate::uplink;
 
 /// Emergency-only sources in the throttle run, as in the issue.
 pub const SOURCES: usize = 4;
@@ -84,7 +84,7 @@ async fn source(
     connected: UnboundedSender<Result<(), String>>,
     mut go: watch::Receiver<bool>,
 ) {
-    let stream = match load::connect(addr, source_id, None).await {
+    let stream = match uplink::connect(addr, source_id, None).await {
         Ok(stream) => stream,
         Err(err) => {
             let _ = connected.send(Err(format!("emergency-only source {source_id:#x}: {err}")));

@@ -25,9 +25,9 @@ pub const EMERGENCY_ONLY_SOURCE_ID: u32 = PROBE_SOURCE_ID + 1;
 pub const PROBE_PAYLOAD: usize = 64;
 /// One frame in this many of the load streams is an emergency.
 pub const EMERGENCY_EVERY: u64 = 100;
-/// Bytes a floor or reference connection reads at a time (the daemon's default too).
+/// Bytes a floor connection reads at a time (the daemon's default too).
 pub const READ_BUFFER: usize = 64 * 1024;
-/// Largest body the floor and reference servers accept (the daemon's default too).
+/// Largest body the floor server accept (the daemon's default too).
 pub const MAX_FRAME_LENGTH: usize = 64 * 1024;
 /// Latency samples kept per kind; beyond this, samples are dropped (and their frames counted).
 const MAX_SAMPLES: usize = 4_000_000;
@@ -127,7 +127,7 @@ pub struct Counts {
     /// Resident memory of the server process (VmRSS), in KiB.
     pub rss_kib: u64,
     /// The daemon's `archive_unsynced_bytes` and frames accepted and not yet stored (`/stats`'s
-    /// `frames_in_flight`); 0 for the floor and the reference.
+    /// `frames_in_flight`); 0 for the floor.
     pub unsynced_bytes: u64,
     pub in_flight: u64,
 }
@@ -406,7 +406,12 @@ pub fn rss_kib() -> u64 {
 
 /// One `kB` line of `/proc/self/status`, such as `VmHWM:`; 0 where it cannot be read.
 fn memory_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_kib(std::path::Path::new("/proc/self/status"), field)
+}
+
+/// One `kB` line of a `/proc/PID/status` file; 0 where it cannot be read.
+pub fn status_kib(path: &std::path::Path, field: &str) -> u64 {
+    let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()
         .find_map(|line| line.strip_prefix(field))

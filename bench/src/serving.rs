@@ -1,4 +1,4 @@
-//! What every server variant (`floor`, `reference`, `daemon`) shares with the server role: the
+//! What every server variant (`floor`, `daemon`) shares with the server role: the
 //! handle a started variant returns, the latency samples and connection errors, and reading more of
 //! a connection.
 
@@ -21,6 +21,8 @@ pub struct Running {
     pub counts: Box<dyn Fn() -> Counts + Send + Sync>,
     /// Ends when the variant has stopped after the stop token was cancelled.
     pub done: JoinHandle<Option<DrainInfo>>,
+    /// The process that serves, where it is not this one (`--daemon PATH`).
+    pub pid: Option<u32>,
 }
 
 /// What every variant shares with the role: latency samples and connection errors.
@@ -51,7 +53,7 @@ pub fn peer_gone(err: &std::io::Error) -> bool {
 }
 
 /// Reads more of a connection into `buf`, keeping a quarter of a read buffer free: `Ok(false)` once
-/// the peer closed or went away, which ends a connection of the floor or the reference cleanly.
+/// the peer closed or went away, which ends a connection of the floor cleanly.
 pub async fn read_more(
     stream: &mut tokio::net::TcpStream,
     buf: &mut bytes::BytesMut,

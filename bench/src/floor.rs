@@ -1,12 +1,14 @@
-//! The floor: a server that only cuts the length-delimited frames out of each socket read and
-//! discards them. One buffer split per read and no allocation per frame: the most this machine can
-//! take in over loopback with this framing, against which the pipelines are measured.
+//! The floor: a server that only walks the length-delimited frames of each socket read (with the
+//! daemon's own `walk_messages`) and discards them. One buffer cut per read and no allocation per
+//! frame: the most this machine can take in over loopback with this framing, against which the
+//! pipelines are measured.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use aggregator::ingest::protocol::{split_complete, Bodies, ClientMessage, DATA_HEADER};
-use bytes::BytesMut;
+use aggregator::ingest::protocol::{walk_messages, ClientMessage, DATA_HEADER};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +64,7 @@ pub async fn start(shared: Arc<Shared>, stop: CancellationToken) -> std::io::Res
             ..Counts::default()
         }),
         done,
+        pid: None,
     })
 }
 
@@ -69,29 +72,30 @@ async fn connection(mut stream: TcpStream, shared: &Shared, totals: &Totals) -> 
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut probe = None;
     while read_more(&mut stream, &mut buf).await? {
-        let split = split_complete(&mut buf, MAX_FRAME_LENGTH);
         let (mut frames, mut bytes) = (0u64, 0u64);
-        for body in Bodies::new(split.complete) {
+        let mut error = None;
+        // The daemon's own walk over the length prefixes: one pass, one cut of the buffer.
+        let walk = walk_messages(&buf, MAX_FRAME_LENGTH, |_, body| {
             let Some(is_probe) = probe else {
                 // The first message names the source: is this the probe connection?
-                match ClientMessage::decode(body) {
+                match ClientMessage::decode(Bytes::copy_from_slice(body)) {
                     Ok(ClientMessage::Hello(hello)) => {
                         probe = Some(hello.source_id == PROBE_SOURCE_ID)
                     }
-                    Ok(
-                        ClientMessage::Data(_)
-                        | ClientMessage::Ping(_)
-                        | ClientMessage::CatalogAck(_),
-                    ) => return Err("a message before HELLO".into()),
-                    Err(err) => return Err(format!("bad first message: {err}")),
+                    Ok(_) => error = Some("a message before HELLO".to_string()),
+                    Err(err) => error = Some(format!("bad first message: {err}")),
                 }
-                continue;
+                return match error {
+                    Some(_) => ControlFlow::Break(()),
+                    None => ControlFlow::Continue(()),
+                };
             };
             if body.len() < DATA_HEADER {
-                return Err(format!(
+                error = Some(format!(
                     "message of {} bytes is too short for DATA",
                     body.len()
                 ));
+                return ControlFlow::Break(());
             }
             frames += 1;
             bytes += (body.len() - DATA_HEADER) as u64;
@@ -100,11 +104,13 @@ async fn connection(mut stream: TcpStream, shared: &Shared, totals: &Totals) -> 
                     .recorder
                     .probe(&body[DATA_HEADER..], std::time::Duration::ZERO);
             }
-        }
+            ControlFlow::Continue(())
+        });
+        buf.advance(walk.end);
         totals.frames.fetch_add(frames, Relaxed);
         totals.bytes.fetch_add(bytes, Relaxed);
-        if let Some(err) = split.oversize {
-            return Err(err.to_string());
+        if let Some(err) = error.or(walk.oversize.map(|e| e.to_string())) {
+            return Err(err);
         }
         // One read per turn, so that every connection (the probe's too) is read in turn: without
         // this a task runs its whole coop budget (128 reads) before the next one gets a turn.

@@ -8,7 +8,7 @@
 #
 # The daemon and uplink-sim run on the same machine and share its cores: with TLS both ends encrypt.
 #
-# Usage: deploy/bench-tls.sh [BIN_DIR]      (default target/release; build it first)
+# Usage: bench/tls.sh [BIN_DIR]      (default target/release; build it first)
 # Environment: BENCH_SECS (default 5), BENCH_FLEET (default 10000).
 set -euo pipefail
 

@@ -1,4 +1,4 @@
-//! Runs the benchmark harness in its smoke mode, so that it cannot rot: every variant, the scale
+//! Runs the benchmark harness's smoke scenarios, so that it cannot rot: every variant, the scale
 //! runs, the drain run, the restart run and the churn run must complete, the daemon's archive must
 //! receive every frame it processed, and every churn source must have every frame acknowledged.
 //! The throttle run, which needs root and a cgroup v1 blkio hierarchy, must either say why it was
@@ -36,10 +36,10 @@ fn bench(args: &[&str], name: &str) -> (String, serde_json::Value) {
 
 #[test]
 fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
-    let (stdout, summary) = bench(&["--smoke"], "smoke");
+    let (stdout, summary) = bench(&["run", "smoke"], "smoke");
     assert!(
         summary["throttle"].is_null(),
-        "--smoke throttles only when asked: {stdout}"
+        "the smoke scenario throttles nothing: {stdout}"
     );
     assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
     let runs = summary["runs"].as_array().expect("runs");
@@ -54,7 +54,7 @@ fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
             "archive != processed: {run}"
         );
     }
-    for variant in ["floor", "reference", "daemon"] {
+    for variant in ["floor", "daemon"] {
         assert!(
             runs.iter()
                 .any(|r| r["variant"] == variant && r["frames"].as_u64() > Some(0)),
@@ -105,7 +105,7 @@ fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
 /// Neither the figures nor whether they meet their targets are a test's business.
 #[test]
 fn the_throttle_run_counts_acknowledgements_or_says_why_it_is_skipped() {
-    let (stdout, summary) = bench(&["--smoke", "--throttle-only"], "throttle");
+    let (stdout, summary) = bench(&["run", "throttle-smoke"], "throttle");
     let throttle = &summary["throttle"];
     assert_eq!(
         summary["runs"].as_array().map(Vec::len),
@@ -136,7 +136,7 @@ fn the_throttle_run_counts_acknowledgements_or_says_why_it_is_skipped() {
 /// stored. The ingest figures are not a test's business.
 #[test]
 fn the_consumers_run_counts_every_archived_frame_at_every_follower() {
-    let (stdout, summary) = bench(&["--smoke", "--consumers-only"], "consumers");
+    let (stdout, summary) = bench(&["run", "consumers-smoke"], "consumers");
     let rounds = summary["consumers"].as_array().expect("consumers rounds");
     assert_eq!(rounds.len(), 1, "{stdout}");
     for round in rounds {

@@ -10,7 +10,11 @@ use serde::Serialize;
 use crate::control::{
     CatalogSpread, Churned, DrainInfo, Followed, LatencySummary, Recovered, Watched,
 };
+use crate::targets::Goals;
 use crate::Variant;
+
+/// Followers of the archive in the consumers run.
+pub const CONSUMERS: usize = 4;
 
 /// What to measure and for how long.
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +64,10 @@ pub struct Plan {
     pub durable_floor_bytes: Option<u64>,
     /// Where the sweep's plot goes.
     pub plot: Option<PathBuf>,
+    /// The scenario's targets.
+    pub goals: Goals,
+    /// The `aggregator` binary the daemon variants run (`--daemon`); `None`: the library.
+    pub daemon: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -92,6 +100,8 @@ impl Plan {
             default_shards: 2,
             durable_floor_bytes: Some(1 << 30),
             plot: None,
+            goals: Goals::default(),
+            daemon: None,
         }
     }
 }
@@ -102,7 +112,7 @@ pub struct RunResult {
     /// `main`, `scale` or `shards` (the shard sweep).
     pub section: &'static str,
     pub variant: Variant,
-    /// The `runtime.shards` a daemon variant said it ran; `None` for the floor and the reference.
+    /// The `runtime.shards` a daemon variant said it ran; `None` for the floor.
     pub shards: Option<usize>,
     pub payload: usize,
     /// Uplinks the client opened (the probe comes on top).
@@ -242,7 +252,7 @@ impl ConsumersWindow {
             (None, _) => true,
             (Some(followed), Some(archived)) => {
                 followed.first_error.is_none()
-                    && followed.frames.len() == crate::consumers::CONSUMERS
+                    && followed.frames.len() == CONSUMERS
                     && followed.frames.iter().all(|&frames| frames == archived)
             }
             (Some(_), None) => false,

@@ -169,5 +169,6 @@ pub async fn start(
             }
         }),
         done,
+        pid: None,
     })
 }

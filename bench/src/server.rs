@@ -10,14 +10,17 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{self, emit, ChildMsg, Counts, FinalReport};
+use crate::external::{self, External};
+use crate::results::process_cpu_ns;
 use crate::serving::Shared;
-use crate::{daemon, floor, reference, Variant};
+use crate::{daemon, floor, Variant};
 
 /// Runs the server role until it is told to stop; `limit` bounds its life in any case.
 pub fn run(
     variant: Variant,
     config: aggregator::Config,
     max_connections: Option<usize>,
+    external: Option<External>,
     limit: Duration,
 ) -> ExitCode {
     control::raise_nofile_limit();
@@ -26,11 +29,11 @@ pub fn run(
         eprintln!("aggregator-bench server: time limit of {limit:?} reached; exiting");
         std::process::exit(3);
     });
-    // The daemon runs on the runtime its config builds, exactly as the binary does; the floor and
-    // the reference get every core the machine has.
+    // The daemon runs on the runtime its config builds, exactly as the binary does; the floor
+    // gets every core the machine has.
     let runtime = match variant {
         Variant::Daemon | Variant::Pipeline | Variant::Watched => config.runtime.build(),
-        Variant::Floor | Variant::Reference => tokio::runtime::Builder::new_multi_thread()
+        Variant::Floor => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
     };
@@ -41,8 +44,8 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(variant, config, max_connections));
-    // Connection tasks of the floor and reference may still run: do not wait for them.
+    let result = runtime.block_on(serve(variant, config, max_connections, external));
+    // Connection tasks of the floor may still run: do not wait for them.
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,6 +60,7 @@ async fn serve(
     variant: Variant,
     config: aggregator::Config,
     max_connections: Option<usize>,
+    external: Option<External>,
 ) -> Result<(), String> {
     let started = Instant::now();
     // Registered before listening, so that a SIGTERM is never missed.
@@ -65,10 +69,12 @@ async fn serve(
     let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
     let shards = variant.is_daemon().then_some(config.runtime.shards);
-    let running = match variant {
-        Variant::Floor => floor::start(Arc::clone(&shared), stop.clone()).await,
-        Variant::Reference => reference::start(Arc::clone(&shared), stop.clone()).await,
-        Variant::Daemon | Variant::Pipeline | Variant::Watched => {
+    let running = match (variant, external) {
+        (Variant::Floor, _) => floor::start(Arc::clone(&shared), stop.clone()).await,
+        (_, Some(external)) => {
+            external::start(external, stop.clone(), max_connections, variant).await
+        }
+        (Variant::Daemon | Variant::Pipeline | Variant::Watched, None) => {
             daemon::start(
                 shared.clone(),
                 stop.clone(),
@@ -80,11 +86,23 @@ async fn serve(
         }
     }
     .map_err(|e| format!("cannot start: {e}"))?;
+    // The serving process: this one, or the daemon binary's.
+    let pid = running.pid;
     let counts = || Counts {
         at_ns: started.elapsed().as_nanos() as u64,
-        cpu_ns: control::process_cpu_ns(),
-        rss_kib: control::rss_kib(),
+        cpu_ns: match pid {
+            Some(pid) => process_cpu_ns(pid as i32).unwrap_or(0),
+            None => control::process_cpu_ns(),
+        },
+        rss_kib: match pid {
+            Some(pid) => external::memory_kib(pid, "VmRSS:"),
+            None => control::rss_kib(),
+        },
         ..(running.counts)()
+    };
+    let peak_rss_kib = || match pid {
+        Some(pid) => external::memory_kib(pid, "VmHWM:"),
+        None => control::peak_rss_kib(),
     };
     emit(&ChildMsg::Listening {
         addr: running.addr,
@@ -116,6 +134,8 @@ async fn serve(
             },
         }
     }
+    // The daemon binary's peak, while it still runs.
+    let peak = peak_rss_kib();
     stop.cancel();
     let drain = running
         .done
@@ -128,7 +148,7 @@ async fn serve(
         probe,
         stream,
         samples_dropped,
-        peak_rss_kib: control::peak_rss_kib(),
+        peak_rss_kib: peak.max(peak_rss_kib()),
         connection_errors: shared.errors.load(Relaxed),
         first_error,
         drain,

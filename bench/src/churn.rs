@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
 use crate::control::{emit, ChildMsg, Churned};
-use crate::load;
+use crate::{load, uplink};
 
 /// Frames each source sends: sequences 1..=FRAMES.
 pub const FRAMES: u64 = 1_000;
@@ -74,7 +74,7 @@ fn tally(report: &mut Churned, done: Result<Result<Option<u64>, String>, tokio::
 /// One source's life: HELLO, its frames, the end of its sending side, then the daemon's messages
 /// until its CLOSE, whose final acknowledgement it returns. The socket closes when it returns.
 async fn source(addr: SocketAddr, id: u32, frames: Arc<[u8]>) -> Result<Option<u64>, String> {
-    let mut stream = load::connect(addr, id, None).await?;
+    let mut stream = uplink::connect(addr, id, None).await?;
     stream
         .write_all(&frames)
         .await
