@@ -3,7 +3,7 @@
 //!
 //! The process gets a cgroup of its own, a child of this process's blkio cgroup, whose
 //! `blkio.throttle.write_bps_device` limits its writes to one disk: the whole disk under a path,
-//! found from the path's filesystem ([`disk_of`]), since the throttle takes no partitions. The
+//! found with util-linux (`findmnt`, `lsblk`), since the throttle takes no partitions. The
 //! cgroup is removed when the [`WriteThrottle`] is dropped, the process moved back out first if it
 //! still runs, so an error on the way leaves nothing behind.
 //!
@@ -18,7 +18,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use aggregator::archive::pace::{disk_of, own_cgroup, Hierarchy};
+use std::process::Command;
 
 /// A process's writes to one disk, limited; the cgroup is removed on drop.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ impl WriteThrottle {
     /// why that cannot be done here.
     pub fn apply(pid: i32, path: &Path, bytes_per_s: u64) -> Result<WriteThrottle, String> {
         let device = disk_of(path).map_err(|e| format!("{e}: there is no disk to throttle"))?;
-        let (parent, _) = own_cgroup(Hierarchy::Blkio).map_err(|e| {
+        let parent = blkio_cgroup().map_err(|e| {
             format!(
                 "{e}; under cgroup v2 alone the limit would be io.max, which this run does not set"
             )
@@ -103,4 +103,56 @@ fn needs_root(what: String, err: std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => format!("{what}: {err} (this needs root)"),
         _ => format!("{what}: {err}"),
     }
+}
+
+/// The output of a util-linux command, trimmed; `Err` says what failed.
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+        false => Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// The whole disk under the filesystem holding `path`, `MAJ:MIN`: the filesystem's source
+/// (`findmnt`), then the disk among it and its parents (`lsblk --inverse`).
+fn disk_of(path: &Path) -> Result<String, String> {
+    let source = run(
+        "findmnt",
+        &["-nvo", "SOURCE", "--target", &path.display().to_string()],
+    )?;
+    let devices = run("lsblk", &["-nrso", "MAJ:MIN,TYPE", &source])
+        .map_err(|e| format!("{e}: {} is on no block device", path.display()))?;
+    devices
+        .lines()
+        .find_map(|line| line.strip_suffix(" disk"))
+        .map(String::from)
+        .ok_or_else(|| format!("no disk under {source}"))
+}
+
+/// This process's cgroup in the v1 blkio hierarchy: the hierarchy's mount (`findmnt`) joined with
+/// the path `/proc/self/cgroup` gives for it.
+fn blkio_cgroup() -> Result<PathBuf, String> {
+    let mount = run(
+        "findmnt",
+        &["-nro", "TARGET", "-t", "cgroup", "-O", "blkio"],
+    )
+    .ok()
+    .filter(|m| !m.is_empty())
+    .ok_or("no cgroup v1 blkio hierarchy is mounted")?;
+    let own = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    let path = own
+        .lines()
+        .filter_map(|line| line.splitn(3, ':').nth(1).zip(line.splitn(3, ':').nth(2)))
+        .find(|(controllers, _)| controllers.split(',').any(|c| c == "blkio"))
+        .map(|(_, path)| path.trim_start_matches('/'))
+        .ok_or("this process is in no blkio cgroup")?;
+    Ok(Path::new(mount.lines().next().unwrap_or_default()).join(path))
 }
