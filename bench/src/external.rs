@@ -72,6 +72,10 @@ pub async fn start(
     if let Some(shards) = external.shards {
         set(&mut table, "runtime", "shards", (shards as i64).into());
     }
+    // Warnings and errors only, as the library variants log nothing, unless the file says more.
+    if table.get("log").and_then(|l| l.get("level")).is_none() {
+        set(&mut table, "log", "level", "warn".into());
+    }
     let dir = control::archive_dir(std::process::id());
     std::fs::create_dir_all(&dir)?;
     let archive = dir.join("archive");

@@ -718,7 +718,11 @@ mod tests {
         let (visited, walk) = count(&buf);
         assert!(walk.oversize.is_none());
         assert_eq!(visited, 2);
-        assert_eq!(buf.len() - walk.end, 5, "partial message stays in the buffer");
+        assert_eq!(
+            buf.len() - walk.end,
+            5,
+            "partial message stays in the buffer"
+        );
 
         let mut buf = BytesMut::new();
         encode_data(&mut buf, Priority::Routine, 1, b"x");
