@@ -3,10 +3,11 @@
 //!
 //! The binary gets a config file of its own (the `--daemon-config` file, or the defaults, with
 //! loopback listeners, the monitor on, and a temporary archive directory). Its counters are read
-//! from the monitor's `/stats`, its CPU time and memory from `/proc/PID`. What only the library
-//! shows is not measured this way: the latency samples and the drain's own report.
+//! from the monitor's `/stats`, its CPU time and memory from `/proc/PID`, its drain's report from
+//! its log (JSON lines on stderr). What only the library shows is not measured this way: the
+//! latency samples.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -72,10 +73,13 @@ pub async fn start(
     if let Some(shards) = external.shards {
         set(&mut table, "runtime", "shards", (shards as i64).into());
     }
-    // Warnings and errors only, as the library variants log nothing, unless the file says more.
+    // Warnings and errors, and the drain's report, unless the file says more; as JSON, to read
+    // that report.
     if table.get("log").and_then(|l| l.get("level")).is_none() {
-        set(&mut table, "log", "level", "warn".into());
+        let level = "warn,aggregator::daemon=info";
+        set(&mut table, "log", "level", level.into());
     }
+    set(&mut table, "log", "format", "json".into());
     let dir = control::archive_dir(std::process::id());
     std::fs::create_dir_all(&dir)?;
     let archive = dir.join("archive");
@@ -99,21 +103,37 @@ pub async fn start(
     };
     let config = dir.join("aggregator.toml");
     std::fs::write(&config, toml::to_string(&table).map_err(io::Error::other)?)?;
-    let child = Command::new(&external.binary)
+    let mut child = Command::new(&external.binary)
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
     let pid = child.id();
+    let drained = Arc::new(Mutex::new(None));
+    if let Some(stderr) = child.stderr.take() {
+        let drained = Arc::clone(&drained);
+        std::thread::spawn(move || read_log(stderr, &drained));
+    }
     wait_listening(monitor, Duration::from_secs(20))?;
-    let stats = Arc::new(Mutex::new(StatsReader { monitor }));
-    let counts = move || stats.lock().map(|s| s.counts()).unwrap_or_default();
+    let stats = Arc::new(Mutex::new(StatsReader {
+        monitor,
+        last: Counts::default(),
+    }));
+    let reader = Arc::clone(&stats);
+    let counts = move || reader.lock().map(|mut s| s.counts()).unwrap_or_default();
     let done = tokio::spawn(async move {
         stop.cancelled().await;
         let mut child = child;
         let _ = tokio::task::spawn_blocking(move || terminate(&mut child)).await;
-        None::<DrainInfo>
+        let drain: Option<DrainInfo> = drained.lock().ok().and_then(|d| *d);
+        // After the exit, the drain's totals are the last counts there are.
+        if let (Some(d), Ok(mut stats)) = (drain, stats.lock()) {
+            stats.last.processed = d.processed;
+            stats.last.archived = Some(d.archived);
+        }
+        drain
     });
     Ok(Running {
         addr: uplink,
@@ -144,21 +164,54 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The binary's counters, from its monitor.
+/// Passes the binary's log on to this process's stderr, but for the drain's report, which it keeps.
+fn read_log(stderr: impl Read, drained: &Mutex<Option<DrainInfo>>) {
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        match drain_report(&line) {
+            Some(report) => {
+                if let Ok(mut d) = drained.lock() {
+                    *d = Some(report);
+                }
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+/// The drain's report, from its log line (`tracing`'s JSON: the fields under `fields`).
+fn drain_report(line: &str) -> Option<DrainInfo> {
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &json["fields"];
+    let message = fields["message"].as_str()?;
+    let field = |name: &str| fields[name].as_u64();
+    Some(DrainInfo {
+        completed: message == "drain complete",
+        elapsed_ms: field("elapsed_ms")? as f64,
+        accepted: field("accepted")?,
+        processed: field("processed")?,
+        archived: field("archived")?,
+        lost: field("unacknowledged")?,
+        duplicates: field("duplicates")?,
+    })
+}
+
+/// The binary's counters, from its monitor; the last ones read once it has gone.
 struct StatsReader {
     monitor: SocketAddr,
+    last: Counts,
 }
 
 impl StatsReader {
-    fn counts(&self) -> Counts {
+    fn counts(&mut self) -> Counts {
         let Ok(body) = get(self.monitor, "/stats") else {
-            return Counts::default();
+            return self.last;
         };
         let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) else {
-            return Counts::default();
+            return self.last;
         };
         let stat = |name: &str| json["stats"][name].as_u64().unwrap_or(0);
-        Counts {
+        self.last = Counts {
             processed: stat("frames_processed"),
             bytes: stat("bytes_processed"),
             archived: Some(stat("frames_archived")),
@@ -166,7 +219,8 @@ impl StatsReader {
             unsynced_bytes: stat("archive_unsynced_bytes"),
             in_flight: json["frames_in_flight"].as_u64().unwrap_or(0),
             ..Counts::default()
-        }
+        };
+        self.last
     }
 }
 
