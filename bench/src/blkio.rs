@@ -150,7 +150,7 @@ fn blkio_cgroup() -> Result<PathBuf, String> {
     let own = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
     let path = own
         .lines()
-        .filter_map(|line| line.splitn(3, ':').nth(1).zip(line.splitn(3, ':').nth(2)))
+        .filter_map(|line| line.split_once(':')?.1.split_once(':'))
         .find(|(controllers, _)| controllers.split(',').any(|c| c == "blkio"))
         .map(|(_, path)| path.trim_start_matches('/'))
         .ok_or("this process is in no blkio cgroup")?;
