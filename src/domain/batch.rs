@@ -48,7 +48,7 @@ struct FrameRef {
 impl Batch {
     /// An empty batch with room for `capacity` frames; payload ranges refer to the chunk that
     /// [`Batch::attach`] supplies once the socket read is cut off the buffer.
-    pub(crate) fn new(
+    pub fn new(
         source: Arc<Source>,
         priority: Priority,
         decoded_at: Instant,
@@ -66,7 +66,7 @@ impl Batch {
     }
 
     /// Appends a frame whose payload is `chunk[payload]`.
-    pub(crate) fn push(&mut self, sequence: u64, payload: std::ops::Range<usize>) {
+    pub fn push(&mut self, sequence: u64, payload: std::ops::Range<usize>) {
         self.payload_bytes += payload.len() as u64;
         self.frames.push(FrameRef {
             sequence,
@@ -76,7 +76,7 @@ impl Batch {
     }
 
     /// Supplies the socket read every pushed payload range refers to.
-    pub(crate) fn attach(&mut self, chunk: Bytes) {
+    pub fn attach(&mut self, chunk: Bytes) {
         debug_assert!(self.frames.iter().all(|f| f.end as usize <= chunk.len()));
         self.chunk = chunk;
     }
