@@ -113,7 +113,7 @@ async fn admit(
     })
     .await;
     registration.source.takes_catalogs();
-    let catalog = CatalogOut::new(Some(services.catalog.subscribe()));
+    let catalog = CatalogOut::new(services.catalog.subscribe());
     Some((wire, registration, catalog))
 }
 
