@@ -32,7 +32,7 @@ use crate::catalog::CatalogHandle;
 use crate::config::Config;
 use crate::domain::batch::Batch;
 use crate::follow::server::{FollowSettings, Followers};
-use crate::ingest::connection::Shared;
+use crate::ingest::connection::Services;
 use crate::ingest::listener::{self, Listeners};
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
@@ -260,7 +260,7 @@ impl Daemon {
                 tracing::error!(error = %err, "cannot start the shards' threads; they share the main runtime")
             })
             .ok();
-        let shared = Arc::new(Shared {
+        let services = Arc::new(Services {
             config: Arc::clone(&config),
             router: self.router.clone(),
             stats: stats.clone(),
@@ -311,7 +311,7 @@ impl Daemon {
             )
         });
         let publisher = self.start_stages(storage_lost, threads.as_ref());
-        listener::serve(listeners, &config, shared, &tracker);
+        listener::serve(listeners, &config, services, &tracker);
 
         tokio::select! {
             _ = shutdown => {}
