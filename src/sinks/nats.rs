@@ -141,7 +141,7 @@ async fn run(
         Arc::clone(&progress),
         config.max_lag,
     ));
-    let mut publisher = Publisher {
+    let mut publisher = JetStreamWriter {
         subject: SubjectTemplate::new(&config),
         context: jetstream::new(client),
         start_ends: durable
@@ -296,7 +296,7 @@ struct InFlight {
 }
 
 /// The publishing side: the cursor, and one session after another.
-struct Publisher {
+struct JetStreamWriter {
     config: NatsConfig,
     subject: SubjectTemplate,
     context: jetstream::Context,
@@ -316,7 +316,7 @@ struct Publisher {
     saved_at: Instant,
 }
 
-impl Publisher {
+impl JetStreamWriter {
     /// Runs sessions until the archive closes, a fatal problem (`true`), or the cut-off.
     async fn sessions(&mut self, cut_off: &CancellationToken) -> bool {
         let mut backoff = MIN_BACKOFF;
