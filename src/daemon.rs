@@ -176,7 +176,7 @@ impl Daemon {
     }
 
     /// The TLS of the listeners, if any (the monitor serves the same certificate).
-    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+    pub(crate) fn tls(&self) -> Option<Arc<ServerTls>> {
         self.tls.clone()
     }
 
@@ -232,13 +232,8 @@ impl Daemon {
 
     /// Subscribes to processed batches at any time, with a filter and a bound of your own (the
     /// monitor's `/feed`).
-    pub fn frames(&self) -> Subscribe {
+    pub(crate) fn frames(&self) -> Subscribe {
         self.subscribe.clone()
-    }
-
-    /// The configuration the daemon runs with.
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// Serves until `shutdown` resolves, then drains within the configured deadline.

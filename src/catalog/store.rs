@@ -29,7 +29,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::domain::catalog::Catalog;
 
 /// The file's name in the archive's directory.
-pub const FILE_NAME: &str = "catalog.bin";
+pub(crate) const FILE_NAME: &str = "catalog.bin";
 const MAGIC: &[u8; 8] = b"TACATLG1";
 
 /// Where the latest catalog is kept.

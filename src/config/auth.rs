@@ -79,7 +79,7 @@ pub enum SourceRangeError {
 }
 
 impl SourceRange {
-    pub fn covers(&self, kind: SourceKind, id: u32) -> bool {
+    pub(crate) fn covers(&self, kind: SourceKind, id: u32) -> bool {
         self.kind == kind && (self.first..=self.last).contains(&id)
     }
 }

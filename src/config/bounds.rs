@@ -30,7 +30,7 @@ pub(super) struct Bound {
 
 impl Bound {
     /// A count of at least 1 and at most `most`.
-    pub fn count(key: &'static str, value: impl TryInto<u64>, most: u64) -> Bound {
+    pub(crate) fn count(key: &'static str, value: impl TryInto<u64>, most: u64) -> Bound {
         Bound {
             key,
             value: value.try_into().unwrap_or(u64::MAX),
@@ -42,7 +42,11 @@ impl Bound {
     }
 
     /// Bytes from `least` to `most`.
-    pub fn bytes(key: &'static str, value: impl TryInto<u64>, range: RangeInclusive<u64>) -> Bound {
+    pub(crate) fn bytes(
+        key: &'static str,
+        value: impl TryInto<u64>,
+        range: RangeInclusive<u64>,
+    ) -> Bound {
         Bound {
             key,
             value: value.try_into().unwrap_or(u64::MAX),
@@ -54,7 +58,7 @@ impl Bound {
     }
 
     /// A duration in milliseconds (a key ending in `_ms`) of at least 1 ms.
-    pub fn millis(key: &'static str, value: Duration) -> Bound {
+    pub(crate) fn millis(key: &'static str, value: Duration) -> Bound {
         Bound {
             key,
             value: u64::try_from(value.as_millis()).unwrap_or(u64::MAX),
@@ -66,7 +70,7 @@ impl Bound {
     }
 
     /// A duration in seconds (a key ending in `_s`) of at least 1 s.
-    pub fn seconds(key: &'static str, value: Duration) -> Bound {
+    pub(crate) fn seconds(key: &'static str, value: Duration) -> Bound {
         Bound {
             key,
             value: value.as_secs(),
@@ -78,7 +82,7 @@ impl Bound {
     }
 
     /// The same row, with the reason for its lower bound.
-    pub fn least_because(self, note: &'static str) -> Bound {
+    pub(crate) fn least_because(self, note: &'static str) -> Bound {
         Bound {
             least_because: Some(note),
             ..self
@@ -86,7 +90,7 @@ impl Bound {
     }
 
     /// The same row, with the reason for its upper bound.
-    pub fn most_because(self, note: &'static str) -> Bound {
+    pub(crate) fn most_because(self, note: &'static str) -> Bound {
         Bound {
             most_because: Some(note),
             ..self

@@ -36,19 +36,19 @@ use serde::Deserialize;
 
 pub use archive::{ArchiveConfig, ArchiveKind, SyncMode};
 pub use auth::{AuthClient, AuthConfig, SourceRange, SourceRangeError};
-pub use catalog::CatalogConfig;
-pub use connection::ConnectionConfig;
-pub use consumer::ConsumerConfig;
-pub use dashboard::DashboardConfig;
+pub(crate) use catalog::CatalogConfig;
+pub(crate) use connection::ConnectionConfig;
+pub(crate) use consumer::ConsumerConfig;
+pub(crate) use dashboard::DashboardConfig;
 pub use error::{ConfigError, Invalid, LogFilterError, Problem, SubjectError, Unit};
-pub use feed::FeedConfig;
-pub use listener::ListenerConfig;
+pub(crate) use feed::FeedConfig;
+pub(crate) use listener::ListenerConfig;
 pub use log::{LogConfig, LogFormat};
-pub use monitor::MonitorConfig;
-pub use pipeline::PipelineConfig;
-pub use runtime::RuntimeConfig;
-pub use shutdown::ShutdownConfig;
-pub use sinks::{NatsConfig, Secret, SinksConfig};
+pub(crate) use monitor::MonitorConfig;
+pub(crate) use pipeline::PipelineConfig;
+pub(crate) use runtime::RuntimeConfig;
+pub(crate) use shutdown::ShutdownConfig;
+pub(crate) use sinks::{NatsConfig, SinksConfig};
 pub use tls::TlsConfig;
 
 /// The whole daemon configuration.

@@ -100,10 +100,10 @@ impl NatsConfig {
     }
 
     /// The placeholders a subject template may hold.
-    pub const PLACEHOLDERS: [&'static str; 3] = ["{site}", "{kind}", "{source}"];
+    pub(crate) const PLACEHOLDERS: [&'static str; 3] = ["{site}", "{kind}", "{source}"];
 
     /// The stream's subject filter: the template with each placeholder token as `*`.
-    pub fn stream_subjects(&self) -> String {
+    pub(crate) fn stream_subjects(&self) -> String {
         self.subject
             .split('.')
             .map(|token| match Self::PLACEHOLDERS.contains(&token) {

@@ -92,28 +92,28 @@ impl Batch {
     }
 
     /// Payload bytes carried by the batch.
-    pub fn payload_bytes(&self) -> u64 {
+    pub(crate) fn payload_bytes(&self) -> u64 {
         self.payload_bytes
     }
 
     /// Bytes of the socket read the payloads are slices of: the memory a holder of the batch keeps
     /// alive (shared with the other batches cut from the same read).
-    pub fn pinned_bytes(&self) -> usize {
+    pub(crate) fn pinned_bytes(&self) -> usize {
         self.chunk.len()
     }
 
     /// Sequence of the first frame.
-    pub fn first_sequence(&self) -> Option<u64> {
+    pub(crate) fn first_sequence(&self) -> Option<u64> {
         self.frames.first().map(|f| f.sequence)
     }
 
     /// Sequence of the last frame: what an acknowledgement names once the batch is stored.
-    pub fn last_sequence(&self) -> Option<u64> {
+    pub(crate) fn last_sequence(&self) -> Option<u64> {
         self.frames.last().map(|f| f.sequence)
     }
 
     /// Where the batch's frames lie in its source's sequences; `None` for an empty batch.
-    pub fn span(&self) -> Option<Span> {
+    pub(crate) fn span(&self) -> Option<Span> {
         Some(Span {
             priority: self.priority,
             first: self.first_sequence()?,

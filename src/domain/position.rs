@@ -116,7 +116,7 @@ impl Positions {
     }
 
     /// The position held for `shard`.
-    pub fn get(&self, shard: usize) -> Option<Position> {
+    pub(crate) fn get(&self, shard: usize) -> Option<Position> {
         self.0.get(&shard).copied()
     }
 
@@ -126,18 +126,14 @@ impl Positions {
     }
 
     /// Each shard's position, by shard.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = ShardPosition> + '_ {
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = ShardPosition> + '_ {
         self.0
             .iter()
             .map(|(&shard, &position)| ShardPosition { shard, position })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

@@ -29,13 +29,13 @@ pub const VERSION: u8 = 3;
 
 /// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 549
 /// sources and a position in each of 64 shards.
-pub const MAX_SUBSCRIBE_LEN: usize = 4096;
+pub(crate) const MAX_SUBSCRIBE_LEN: usize = 4096;
 
 /// The longest body a client must accept: FRAMES holding a whole record of the largest size.
 pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAMES_HEADER_LEN + segment::MAX_BODY_LEN as usize;
 
 /// A FRAMES message's bytes before its first frame.
-pub const FRAMES_HEADER_LEN: usize = 40;
+pub(crate) const FRAMES_HEADER_LEN: usize = 40;
 
 /// A frame's bytes in FRAMES before its payload: sequence and payload length.
 const FRAME_ENTRY_LEN: usize = 12;
@@ -158,7 +158,7 @@ impl Subscription {
     }
 
     /// Decodes a SUBSCRIBE body; an error is the refusal to send.
-    pub fn decode(body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
+    pub(crate) fn decode(body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
         if body.first() != Some(&SUBSCRIBE) {
             let what = body
                 .first()
@@ -367,7 +367,7 @@ impl FrameRun {
     }
 
     /// Adds `followed` if it is the next frame of the same record; gives it back otherwise.
-    pub fn extend(&mut self, followed: FollowedFrame) -> Result<(), FollowedFrame> {
+    pub(crate) fn extend(&mut self, followed: FollowedFrame) -> Result<(), FollowedFrame> {
         let next = self.first.index as usize + self.frames.len();
         let p = followed.position;
         let same_record = followed.shard == self.shard
@@ -382,7 +382,7 @@ impl FrameRun {
     }
 
     /// The frames one by one, each with its position.
-    pub fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
+    pub(crate) fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
         let FrameRun {
             shard,
             kind,
@@ -410,7 +410,7 @@ impl FrameRun {
     }
 
     /// Appends the FRAMES message with its length prefix.
-    pub fn encode(&self, dst: &mut BytesMut) {
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
         let payloads: usize = self.frames.iter().map(|(_, p)| p.len()).sum();
         let len = FRAMES_HEADER_LEN + FRAME_ENTRY_LEN * self.frames.len() + payloads;
         dst.reserve(4 + len);

@@ -100,7 +100,7 @@ fn presented(request: &Request) -> Option<Presented<'_>> {
 }
 
 /// The middleware: a guarded path without the token is answered 401.
-pub async fn require_token(
+pub(crate) async fn require_token(
     State(access): State<Arc<Access>>,
     request: Request,
     next: Next,

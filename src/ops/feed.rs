@@ -46,7 +46,7 @@ const POLICY: u16 = 1008;
 
 /// What `/feed` needs from the daemon.
 #[derive(Debug, Clone)]
-pub struct FeedState {
+pub(crate) struct FeedState {
     subscribe: Subscribe,
     config: FeedConfig,
     stats: Stats,
@@ -58,7 +58,7 @@ pub struct FeedState {
 }
 
 impl FeedState {
-    pub fn new(
+    pub(crate) fn new(
         subscribe: Subscribe,
         catalog: CatalogHandle,
         config: FeedConfig,
@@ -179,7 +179,7 @@ fn parse_query(query: &str) -> Result<FeedRequest, QueryError> {
 }
 
 /// `GET /feed`: checks the query and the subscriber limit, then upgrades.
-pub async fn feed(
+pub(crate) async fn feed(
     State(state): State<FeedState>,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,

@@ -19,16 +19,16 @@ use crate::domain::frame::{Priority, SourceKind};
 /// The protocol version HELLO and WELCOME carry; a HELLO of another is refused.
 pub const VERSION: u8 = 2;
 /// The largest catalog body a daemon may be configured to send (`catalog.max_bytes`).
-pub const MAX_CATALOG_BYTES: usize = 16 << 20;
+pub(crate) const MAX_CATALOG_BYTES: usize = 16 << 20;
 /// The longest message a daemon sends: a CATALOG with the largest body and content type.
-pub const MAX_SERVER_MESSAGE: usize = 10 + 255 + MAX_CATALOG_BYTES;
+pub(crate) const MAX_SERVER_MESSAGE: usize = 10 + 255 + MAX_CATALOG_BYTES;
 /// Bytes of the length prefix in front of every message.
 pub const LENGTH_PREFIX: usize = 4;
 /// Bytes of a DATA body before its payload: type, priority, sequence.
 pub const DATA_HEADER: usize = 1 + 1 + 8;
 /// The highest sequence a frame may carry: `u64::MAX` is refused, so that "every frame up to N"
 /// and "nothing yet" fit in one 64-bit value wherever the daemon keeps an acknowledgement.
-pub const MAX_SEQUENCE: u64 = u64::MAX - 1;
+pub(crate) const MAX_SEQUENCE: u64 = u64::MAX - 1;
 
 const HELLO: u8 = 0x01;
 const DATA: u8 = 0x02;
@@ -175,12 +175,12 @@ macro_rules! wire_codes {
     ($ty:ident, $what:literal, { $($variant:ident = $code:literal),* $(,)? }) => {
         impl $ty {
             /// The wire byte (see `docs/ingest-protocol.md`).
-            pub fn code(self) -> u8 {
+            pub(crate) fn code(self) -> u8 {
                 match self { $($ty::$variant => $code),* }
             }
 
             /// Parses the wire byte.
-            pub fn from_code(code: u8) -> Result<Self, ProtocolError> {
+            pub(crate) fn from_code(code: u8) -> Result<Self, ProtocolError> {
                 match code {
                     $($code => Ok($ty::$variant),)*
                     _ => Err(ProtocolError::UnknownCode { what: $what, code }),
@@ -220,7 +220,7 @@ wire_codes!(CloseReason, "close", {
 
 impl ProtocolError {
     /// The close reason that tells a peer about this error.
-    pub fn close_reason(&self) -> CloseReason {
+    pub(crate) fn close_reason(&self) -> CloseReason {
         match self {
             ProtocolError::FrameTooLarge { .. } => CloseReason::FrameTooLarge,
             ProtocolError::Truncated { .. } => CloseReason::TruncatedFrame,
@@ -379,7 +379,7 @@ pub enum MessageView {
 
 impl ServerMessage {
     /// Appends the message with its length prefix.
-    pub fn encode(&self, dst: &mut BytesMut) {
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
         match self {
             ServerMessage::Welcome {
                 version,

@@ -12,7 +12,7 @@ use crate::domain::frame::SourceKind;
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
 
 /// First id of the replay feeds.
-pub const REPLAY_FIRST_ID: u32 = 1000;
+pub(crate) const REPLAY_FIRST_ID: u32 = 1000;
 
 /// A named scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,14 +13,14 @@ use x509_parser::extensions::GeneralName;
 
 /// The names a verified client certificate carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerIdentity {
+pub(crate) struct PeerIdentity {
     names: Vec<String>,
 }
 
 impl PeerIdentity {
     /// The DNS and URI SANs and the subject CNs of `cert`; none if it cannot be parsed (the
     /// handshake verified it, so that would be a certificate rustls reads and this parser not).
-    pub fn of(cert: &CertificateDer<'_>) -> PeerIdentity {
+    pub(crate) fn of(cert: &CertificateDer<'_>) -> PeerIdentity {
         let mut names = Vec::new();
         if let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert) {
             if let Ok(Some(san)) = cert.subject_alternative_name() {
