@@ -8,7 +8,7 @@
 //! its own, [`recovery`] reads them back at start); [`tools`] are the operators' `verify`,
 //! `inspect` and `repair`. [`open`] is how a daemon gets its archive and where each source resumes.
 //! A sink that keeps files publishes its [`DurableEnd`], which followers of the archive
-//! (`crate::follow`) read up to and never past.
+//! (the follow folder) read up to and never past.
 
 use std::collections::HashMap;
 use std::error::Error;

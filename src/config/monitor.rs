@@ -20,7 +20,7 @@ pub struct MonitorConfig {
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// A file holding a bearer token that `/stats`, `/feed`, `PUT /catalog` and the dashboard
-    /// require (`crate::ops::access`).
+    /// require (the monitor's access check).
     pub token_file: Option<PathBuf>,
     /// Require the token on `/healthz` and `/metrics` too.
     pub protect_all: bool,

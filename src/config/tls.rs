@@ -1,11 +1,11 @@
-//! `[tls]`: the files of the daemon's certificate; what is done with them is `crate::tls`'s.
+//! `[tls]`: the files of the daemon's certificate; the tls folder loads and serves them.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
 /// `[tls]`: the daemon's certificate and key, and the CA of its clients' certificates. Read at
-/// start and again on SIGHUP (`crate::tls`).
+/// start and again on SIGHUP (by the tls folder).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {

@@ -1,7 +1,7 @@
 //! A frame's place in the archive, the bookmark a follower keeps.
 //!
 //! It names the bytes on disk, not a counter in memory: the shard whose segment stream holds the
-//! frame (`crate::archive::layout`), the segment's index, the offset of the record that holds the
+//! frame (the archive's layout), the segment's index, the offset of the record that holds the
 //! frame, and the frame's index within that record (a FRAMES record holds a batch). Segments are
 //! only appended to and never rewritten while they have a name, and a follower is only ever
 //! handed durable frames, so a position stays valid across restarts of the daemon (even after

@@ -90,7 +90,7 @@ struct Rates {
 }
 
 impl MonitorState {
-    /// The monitor of a daemon, from its handles ([`crate::daemon::Daemon::monitor_state`]).
+    /// The monitor of a daemon, from its handles (`Daemon::monitor_state` builds it).
     pub(crate) fn new(
         stats: Stats,
         router: RouterHandle,
