@@ -1,10 +1,9 @@
 //! `[auth]`: which client certificate may speak for which sources (`[[auth.clients]]`).
 //!
 //! The identity is read from the certificate the TLS handshake verified (the tls folder's
-//! `PeerIdentity`): its
-//! DNS and URI subject alternative names and its subject common names. An entry matches when its
-//! `identity` equals any of them; the sources of every matching entry are allowed. Nothing is
-//! allowed by default.
+//! `PeerIdentity`): its DNS and URI subject alternative names and its subject common names. An
+//! entry matches when its `identity` equals any of them; the sources of every matching entry are
+//! allowed. Nothing is allowed by default.
 
 use std::fmt;
 use std::str::FromStr;
