@@ -2,7 +2,7 @@
 # Makes a throwaway PKI for trying TLS out: a CA, the daemon's certificate (for 127.0.0.1 and
 # localhost) and a client certificate whose identity is "demo-ground-station", each valid for a
 # day, with P-256 keys, in DIR (which must exist). Used by `DEMO_TLS=1 deploy/demo.sh` and
-# `deploy/bench-tls.sh`; not for production, where the certificates come from your own CA.
+# `bench/tls.sh`; not for production, where the certificates come from your own CA.
 #
 # Usage: deploy/make-certs.sh DIR      writes DIR/{ca,server,client}.{pem,key}
 set -euo pipefail

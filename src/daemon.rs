@@ -32,7 +32,7 @@ use crate::catalog::CatalogHandle;
 use crate::config::Config;
 use crate::domain::batch::Batch;
 use crate::follow::server::{FollowSettings, Followers};
-use crate::ingest::connection::Shared;
+use crate::ingest::connection::Services;
 use crate::ingest::listener::{self, Listeners};
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
@@ -176,7 +176,7 @@ impl Daemon {
     }
 
     /// The TLS of the listeners, if any (the monitor serves the same certificate).
-    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+    pub(crate) fn tls(&self) -> Option<Arc<ServerTls>> {
         self.tls.clone()
     }
 
@@ -232,13 +232,8 @@ impl Daemon {
 
     /// Subscribes to processed batches at any time, with a filter and a bound of your own (the
     /// monitor's `/feed`).
-    pub fn frames(&self) -> Subscribe {
+    pub(crate) fn frames(&self) -> Subscribe {
         self.subscribe.clone()
-    }
-
-    /// The configuration the daemon runs with.
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// Serves until `shutdown` resolves, then drains within the configured deadline.
@@ -260,7 +255,7 @@ impl Daemon {
                 tracing::error!(error = %err, "cannot start the shards' threads; they share the main runtime")
             })
             .ok();
-        let shared = Arc::new(Shared {
+        let services = Arc::new(Services {
             config: Arc::clone(&config),
             router: self.router.clone(),
             stats: stats.clone(),
@@ -311,7 +306,7 @@ impl Daemon {
             )
         });
         let publisher = self.start_stages(storage_lost, threads.as_ref());
-        listener::serve(listeners, &config, shared, &tracker);
+        listener::serve(listeners, &config, services, &tracker);
 
         tokio::select! {
             _ = shutdown => {}

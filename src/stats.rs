@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How an exporter should present a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
+pub(crate) enum MetricKind {
     /// Only ever increases.
     Counter,
     /// Goes up and down.
@@ -26,7 +26,7 @@ pub enum MetricKind {
 
 /// One field of a snapshot, described for exporters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatField {
+pub(crate) struct StatField {
     pub name: &'static str,
     pub kind: MetricKind,
     pub help: &'static str,
@@ -60,7 +60,7 @@ macro_rules! pipeline_stats {
 
         impl PipelineStats {
             /// Every field with its kind and description, in declaration order.
-            pub fn fields(&self) -> Vec<StatField> {
+            pub(crate) fn fields(&self) -> Vec<StatField> {
                 vec![$( StatField {
                     name: stringify!($field),
                     kind: MetricKind::$kind,
@@ -122,7 +122,7 @@ impl PipelineStats {
 
 /// Frames and payload bytes processed per second between two snapshots `seconds` apart; `None`
 /// when no time passed.
-pub fn processing_rates(
+pub(crate) fn processing_rates(
     earlier: &PipelineStats,
     later: &PipelineStats,
     seconds: f64,
@@ -214,7 +214,7 @@ impl Stats {
     }
 
     /// Counters for a daemon of `shards` shards.
-    pub fn sharded(shards: usize) -> Self {
+    pub(crate) fn sharded(shards: usize) -> Self {
         Stats {
             counters: Arc::default(),
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
@@ -224,7 +224,7 @@ impl Stats {
 
     /// The handle of shard `shard`'s stages: what they count goes to the shard's counters, which
     /// the totals sum.
-    pub fn shard(&self, shard: usize) -> Stats {
+    pub(crate) fn shard(&self, shard: usize) -> Stats {
         Stats {
             shard: (shard < self.shards.len()).then_some(shard),
             ..self.clone()
@@ -451,7 +451,7 @@ impl Stats {
 
 /// Publishes a snapshot every `interval` until `stop` is cancelled, then once more so subscribers
 /// see the final figures. Subscribers get the latest value only: a slow one skips, never blocks.
-pub async fn publish(
+pub(crate) async fn publish(
     stats: Stats,
     tx: watch::Sender<PipelineStats>,
     interval: Duration,

@@ -50,7 +50,7 @@ struct Running {
 
 /// The test config with its archive in `dir`, synced every 20 ms as deployed, in one shard: these
 /// tests read one shard's stream in archive order (several shards: `ShardedArchive` below, and the
-/// daemon's own in `aggregator-bench --smoke`'s consumers run).
+/// daemon's own in `aggregator-bench run consumers-smoke`).
 fn archive_config(dir: &Path) -> Config {
     let mut config = test_config();
     config.archive.dir = dir.to_path_buf();

@@ -8,12 +8,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aggregator::config::{SyncMode, TlsConfig};
+use aggregator::config::{AuthClient, SyncMode, TlsConfig};
 use aggregator::follow::client::Follower;
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ops::access::Access;
 use aggregator::protocol::ingest::{RefuseReason, VERSION};
-use aggregator::tls::auth::AuthClient;
 use aggregator::tls::stream;
 use aggregator::tls::ServerTls;
 use aggregator::{Config, Daemon, Listeners, SourceKind};

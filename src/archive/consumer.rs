@@ -58,7 +58,7 @@ use crate::stats::Stats;
 
 /// How the consumer is set up.
 #[derive(Debug, Clone)]
-pub struct ArchiveSettings {
+pub(crate) struct ArchiveSettings {
     pub policy: SyncPolicy,
     /// Payload bytes written and not yet durable before the consumer waits for a sync.
     pub max_unsynced_bytes: u64,
@@ -152,7 +152,7 @@ const MOST_RETRY: Duration = Duration::from_secs(1);
 struct GaveUp;
 
 /// Stores every batch the processor hands over until the processor is gone.
-pub struct ArchiveConsumer {
+pub(crate) struct ArchiveConsumer {
     input: FrameReceiver<Arc<Batch>>,
     sink: Box<dyn ArchiveSink>,
     settings: ArchiveSettings,
@@ -178,7 +178,7 @@ pub struct ArchiveConsumer {
 }
 
 impl ArchiveConsumer {
-    pub fn new(
+    pub(crate) fn new(
         input: FrameReceiver<Arc<Batch>>,
         sink: Box<dyn ArchiveSink>,
         settings: ArchiveSettings,
@@ -205,7 +205,7 @@ impl ArchiveConsumer {
 
     /// Stores until the input ends (or, at a drain during an outage, until it gives up), then makes
     /// everything written durable and closes the sink.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let stopped = self.store_all().await;
         self.finish_syncs().await;
         if let Err(GaveUp) = stopped {

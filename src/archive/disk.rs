@@ -137,11 +137,11 @@ pub struct Readers(AtomicUsize);
 
 /// A follower's place among the [`Readers`], for as long as it is kept.
 #[derive(Debug)]
-pub struct ReaderHold(Arc<Readers>);
+pub(crate) struct ReaderHold(Arc<Readers>);
 
 impl Readers {
     /// Counts a follower until the hold is dropped.
-    pub fn hold(self: &Arc<Self>) -> ReaderHold {
+    pub(crate) fn hold(self: &Arc<Self>) -> ReaderHold {
         self.0.fetch_add(1, Relaxed);
         ReaderHold(Arc::clone(self))
     }

@@ -42,7 +42,7 @@ fn shard_of_name(name: &str) -> Option<usize> {
 
 /// Every shard's directory in the archive at `root`, shard 0 (`root` itself) first, then the
 /// `shard-KK` directories that exist, by shard.
-pub fn list_shards(root: &Path) -> io::Result<Vec<(usize, PathBuf)>> {
+pub(crate) fn list_shards(root: &Path) -> io::Result<Vec<(usize, PathBuf)>> {
     let mut shards = vec![(0, root.to_path_buf())];
     let entries = fs::read_dir(root).map_err(|err| with_path(err, root, "cannot list"))?;
     for entry in entries {

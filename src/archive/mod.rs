@@ -8,7 +8,7 @@
 //! its own, [`recovery`] reads them back at start); [`tools`] are the operators' `verify`,
 //! `inspect` and `repair`. [`open`] is how a daemon gets its archive and where each source resumes.
 //! A sink that keeps files publishes its [`DurableEnd`], which followers of the archive
-//! (`crate::follow`) read up to and never past.
+//! (the follow folder) read up to and never past.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -38,8 +38,8 @@ pub mod tools;
 mod tracked;
 pub mod writer;
 
-pub use consumer::{ArchiveConsumer, ArchiveSettings};
-pub use disk::{ReaderHold, Readers};
+pub(crate) use consumer::{ArchiveConsumer, ArchiveSettings};
+pub(crate) use disk::Readers;
 pub use writer::SegmentSink;
 
 /// Opens the archive the config names for `shards` shards: the durable segment archive, each
@@ -118,13 +118,13 @@ impl Error for Transient {
 }
 
 /// Marks `err` as [transient](is_transient): it lost nothing, and the step may be tried again.
-pub fn transient(err: io::Error) -> io::Error {
+pub(crate) fn transient(err: io::Error) -> io::Error {
     io::Error::new(err.kind(), Transient(err))
 }
 
 /// Whether `err` lost nothing, so that what failed may be tried again ([`transient`]); a sink's
 /// sync that fails with any other error may have lost what it covered.
-pub fn is_transient(err: &io::Error) -> bool {
+pub(crate) fn is_transient(err: &io::Error) -> bool {
     err.get_ref().is_some_and(|inner| inner.is::<Transient>())
 }
 
@@ -214,7 +214,7 @@ pub struct DurableEnd {
 
 /// When written frames count as stored, and so may be acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncPolicy {
+pub(crate) enum SyncPolicy {
     /// After an `fsync` of the group that holds them.
     EveryBatch,
     /// After the next periodic `fsync`, at most this long after they were written.
@@ -225,7 +225,7 @@ pub enum SyncPolicy {
 
 impl SyncPolicy {
     /// The policy `archive.sync` and `archive.sync_interval_ms` ask for.
-    pub fn of(config: &ArchiveConfig) -> SyncPolicy {
+    pub(crate) fn of(config: &ArchiveConfig) -> SyncPolicy {
         match config.sync {
             SyncMode::Batch => SyncPolicy::EveryBatch,
             SyncMode::Interval => SyncPolicy::Interval(config.sync_interval),

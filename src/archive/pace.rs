@@ -167,7 +167,7 @@ impl State {
 
 /// The whole disk under the filesystem that holds `path`, as `MAJ:MIN`: what cgroup write limits
 /// name (they take no partitions).
-pub fn disk_of(path: &Path) -> Result<String, String> {
+pub(crate) fn disk_of(path: &Path) -> Result<String, String> {
     let dev = fs::metadata(path)
         .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
         .dev();
@@ -193,7 +193,7 @@ pub fn disk_of(path: &Path) -> Result<String, String> {
 
 /// The cgroup hierarchies a write limit is set in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hierarchy {
+pub(crate) enum Hierarchy {
     /// cgroup v1, the blkio controller: `blkio.throttle.write_bps_device`.
     Blkio,
     /// cgroup v2: `io.max`.
@@ -203,7 +203,7 @@ pub enum Hierarchy {
 /// The calling thread's cgroup directory in `hierarchy` (cgroup v1 may put a process's threads in
 /// different ones), and the hierarchy's mount point, from `/proc/self/mountinfo` and
 /// `/proc/thread-self/cgroup`.
-pub fn own_cgroup(hierarchy: Hierarchy) -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn own_cgroup(hierarchy: Hierarchy) -> Result<(PathBuf, PathBuf), String> {
     let read =
         |path: &str| fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
     cgroup_in(

@@ -53,38 +53,38 @@ use crate::domain::frame::{Priority, SourceKind};
 pub const MAGIC: &[u8; 8] = b"TLMSEG03";
 
 /// The format version the magic names, the only one read and written.
-pub const FORMAT_VERSION: u8 = 3;
+pub(crate) const FORMAT_VERSION: u8 = 3;
 
 /// The magic's bytes before the two digits of its version.
 const MAGIC_STEM: &[u8] = b"TLMSEG";
 
 /// Bytes in front of every record body: the length (4) and the CRC (4).
-pub const RECORD_HEADER_LEN: usize = 8;
+pub(crate) const RECORD_HEADER_LEN: usize = 8;
 
 /// Largest body a reader accepts, and the most a writer puts in one FRAMES record. A frame's
 /// payload is under the wire protocol's `connection.max_frame_length`, at most 16 MiB; the rest is
 /// room for the record's own fields. A larger length can only be damage.
-pub const MAX_BODY_LEN: u32 = 17 * 1024 * 1024;
+pub(crate) const MAX_BODY_LEN: u32 = 17 * 1024 * 1024;
 
 /// Record type of a frame.
-pub const TYPE_FRAME: u8 = 1;
+pub(crate) const TYPE_FRAME: u8 = 1;
 /// Record type of a watermark.
-pub const TYPE_WATERMARK: u8 = 2;
+pub(crate) const TYPE_WATERMARK: u8 = 2;
 /// Record type of a batch of frames of one source and priority.
-pub const TYPE_FRAMES: u8 = 4;
+pub(crate) const TYPE_FRAMES: u8 = 4;
 /// Record type of a stored-above-watermark marker for a run of sequences (type 3 is not used).
-pub const TYPE_STORED_RUN: u8 = 5;
+pub(crate) const TYPE_STORED_RUN: u8 = 5;
 
 /// Body bytes of a frame record before its payload.
-pub const FRAME_BODY_FIXED: usize = 23;
+pub(crate) const FRAME_BODY_FIXED: usize = 23;
 /// Body bytes of a WATERMARK record.
-pub const MARK_BODY_LEN: usize = 14;
+pub(crate) const MARK_BODY_LEN: usize = 14;
 /// Body bytes of a STORED RUN record.
-pub const RUN_BODY_LEN: usize = 22;
+pub(crate) const RUN_BODY_LEN: usize = 22;
 /// Body bytes of a FRAMES record before its first frame.
-pub const FRAMES_BODY_FIXED: usize = 19;
+pub(crate) const FRAMES_BODY_FIXED: usize = 19;
 /// Bytes of a FRAMES record per frame before the frame's payload: sequence and length.
-pub const FRAMES_ENTRY_FIXED: usize = 12;
+pub(crate) const FRAMES_ENTRY_FIXED: usize = 12;
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".seg";
@@ -95,7 +95,7 @@ pub fn segment_name(index: u64) -> String {
 }
 
 /// The index in a segment file name; `None` for any other file.
-pub fn segment_index(path: &Path) -> Option<u64> {
+pub(crate) fn segment_index(path: &Path) -> Option<u64> {
     let name = path.file_name()?.to_str()?;
     let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -106,12 +106,12 @@ pub fn segment_index(path: &Path) -> Option<u64> {
 
 /// The name segment `index` has while the daemon writes it and the segment before it is not yet
 /// durable: `segment-{index:020}.seg.new`. Readers ignore it.
-pub fn staged_name(index: u64) -> String {
+pub(crate) fn staged_name(index: u64) -> String {
     format!("{}.new", segment_name(index))
 }
 
 /// The index in a staged segment's file name; `None` for any other file.
-pub fn staged_index(path: &Path) -> Option<u64> {
+pub(crate) fn staged_index(path: &Path) -> Option<u64> {
     let name = path.file_name()?.to_str()?;
     segment_index(Path::new(name.strip_suffix(".new")?))
 }
@@ -122,7 +122,7 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 /// The staged segments in `dir` ([`staged_name`]), sorted by index.
-pub fn list_staged(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(crate) fn list_staged(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     list_indexed(dir, staged_index)
 }
 
@@ -149,7 +149,7 @@ fn list_indexed(dir: &Path, index_of: fn(&Path) -> Option<u64>) -> io::Result<Ve
 /// Takes the exclusive lock on `dir/LOCK` that a running daemon holds, without waiting: two
 /// processes writing one archive would interleave segments, or rewrite one being appended to.
 /// Held until the file is dropped. (`SegmentSink::open` takes the same `flock` on the same file.)
-pub fn lock_directory(dir: &Path) -> io::Result<File> {
+pub(crate) fn lock_directory(dir: &Path) -> io::Result<File> {
     use std::os::fd::AsRawFd;
     let path = dir.join("LOCK");
     let file = fs::OpenOptions::new()
@@ -197,7 +197,7 @@ pub enum Entry {
 
 impl Entry {
     /// The source the record is about.
-    pub fn source(&self) -> (SourceKind, u32) {
+    pub(crate) fn source(&self) -> (SourceKind, u32) {
         match self {
             Entry::Frame(f) => (f.kind, f.source_id),
             Entry::Watermark {
@@ -210,7 +210,8 @@ impl Entry {
     }
 
     /// Appends the record's encoding to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    #[cfg(test)]
+    fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Entry::Frame(f) => encode_frame(
                 out,
@@ -703,7 +704,7 @@ const WINDOW: usize = 1 << 20;
 
 /// How a scan ended; the entries went to its visitor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scanned {
+pub(crate) struct Scanned {
     /// Bytes up to the end of the last valid record (8, the magic, for a segment without records;
     /// 0 when the magic itself is incomplete).
     pub valid_len: u64,
@@ -842,7 +843,7 @@ impl<R: Read> Window<R> {
 /// ([`resync_after`]), and the records from there on are handed out too. An `Err` is a failed
 /// read, or a segment of another format version ([`other_version`]); bad contents are in
 /// [`Scanned::end`] and [`Scanned::damaged`].
-pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
+pub(crate) fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
     let mut window = Window {
         reader,
         bytes: BytesMut::new(),
@@ -988,7 +989,7 @@ pub struct Records {
 /// archive can read a segment the daemon is still appending to, up to what is durable. The
 /// range holds whole records, so anything that does not decode is damage (or `from` is not where
 /// a record starts): an `InvalidData` error naming the file and the offset.
-pub fn read_records(
+pub(crate) fn read_records(
     file: &File,
     path: &Path,
     from: u64,

@@ -39,7 +39,7 @@ use crate::domain::frame::{Priority, SourceKind};
 use journals::{FileKind, Held};
 
 /// At most this many gap ranges and duplicate sequences are printed per source.
-pub const PRINT_CAP: usize = 10;
+pub(crate) const PRINT_CAP: usize = 10;
 
 // ---------------------------------------------------------------------------------------------
 // verify
@@ -651,7 +651,7 @@ pub struct Filter {
 
 impl Filter {
     /// Whether `entry` passes.
-    pub fn matches(&self, entry: &Entry) -> bool {
+    pub(crate) fn matches(&self, entry: &Entry) -> bool {
         let (kind, id) = entry.source();
         // The sequences the record is about; it passes if any of them is in range.
         let (first, last) = match entry {
@@ -747,7 +747,7 @@ fn list_entries(
 }
 
 /// One record as `inspect` prints it, without its place.
-pub fn describe(entry: &Entry) -> String {
+pub(crate) fn describe(entry: &Entry) -> String {
     match entry {
         Entry::Frame(f) => format!(
             "frame     {:<6} {:>10} {:<9} seq={} received={} len={} payload={}",

@@ -189,7 +189,7 @@ fn create_dir(dir: &Path) -> io::Result<()> {
 /// every shard directory in parallel (also those of shards beyond `shards`, left by a daemon that
 /// ran more, whose frames still count), merges each source's resume point over all of them, and
 /// starts a sink for each of the first `shards`. The others are retired: read, never written.
-pub fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive> {
+pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive> {
     let root = config.dir.clone();
     create_dir(&root)?;
     // Taken before any shard is touched: recovery deletes files a crash left unnamed.

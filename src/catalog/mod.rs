@@ -23,11 +23,11 @@ use crate::protocol::ingest::ServerMessage;
 use store::{LoadError, Store};
 
 /// Longest content type accepted (it travels in one length byte).
-pub const MAX_CONTENT_TYPE: usize = 255;
+pub(crate) const MAX_CONTENT_TYPE: usize = 255;
 
 /// A publication as connections send it: the catalog and its CATALOG message, encoded once.
 #[derive(Debug)]
-pub struct Published {
+pub(crate) struct Published {
     pub catalog: Catalog,
     /// The whole CATALOG message, length prefix included.
     pub message: Bytes,
@@ -149,12 +149,12 @@ impl CatalogHandle {
     }
 
     /// The latest publication, and its changes from now on.
-    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Published>>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Arc<Published>>> {
         self.inner.latest.subscribe()
     }
 
     /// The latest version; `None` before the first publication.
-    pub fn version(&self) -> Option<u64> {
+    pub(crate) fn version(&self) -> Option<u64> {
         self.inner
             .latest
             .borrow()

@@ -29,7 +29,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::domain::catalog::Catalog;
 
 /// The file's name in the archive's directory.
-pub const FILE_NAME: &str = "catalog.bin";
+pub(crate) const FILE_NAME: &str = "catalog.bin";
 const MAGIC: &[u8; 8] = b"TACATLG1";
 
 /// Where the latest catalog is kept.
@@ -44,7 +44,24 @@ pub enum LoadError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is damaged: {reason}; move it aside to start without a catalog")]
-    Damaged { path: PathBuf, reason: String },
+    Damaged { path: PathBuf, reason: Damage },
+}
+
+/// What is wrong with the bytes of a catalog file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    #[error("{0} bytes, shorter than any catalog file")]
+    Short(usize),
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("not a catalog file (bad magic)")]
+    Magic,
+    #[error("content type runs past the end")]
+    ContentTypeLength,
+    #[error("content type is not UTF-8")]
+    ContentTypeUtf8,
+    #[error("body length {expected} but {left} bytes follow")]
+    BodyLength { expected: usize, left: usize },
 }
 
 impl Store {
@@ -103,37 +120,34 @@ fn encode(catalog: &Catalog) -> BytesMut {
     out
 }
 
-fn decode(mut bytes: Bytes) -> Result<Catalog, String> {
+fn decode(mut bytes: Bytes) -> Result<Catalog, Damage> {
     if bytes.len() < 33 {
-        return Err(format!(
-            "{} bytes, shorter than any catalog file",
-            bytes.len()
-        ));
+        return Err(Damage::Short(bytes.len()));
     }
     let (content, crc) = bytes.split_at(bytes.len() - 4);
     let expected = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if crc32fast::hash(content) != expected {
-        return Err("checksum mismatch".into());
+        return Err(Damage::Checksum);
     }
     bytes.truncate(bytes.len() - 4);
     if &bytes[..8] != MAGIC {
-        return Err("not a catalog file (bad magic)".into());
+        return Err(Damage::Magic);
     }
     bytes.advance(8);
     let version = bytes.get_u64();
     let published_unix_ms = bytes.get_u64();
     let type_len = usize::from(bytes.get_u8());
     if bytes.len() < type_len + 4 {
-        return Err("content type runs past the end".into());
+        return Err(Damage::ContentTypeLength);
     }
     let content_type = String::from_utf8(bytes.split_to(type_len).to_vec())
-        .map_err(|_| "content type is not UTF-8".to_string())?;
+        .map_err(|_| Damage::ContentTypeUtf8)?;
     let body_len = bytes.get_u32() as usize;
     if bytes.len() != body_len {
-        return Err(format!(
-            "body length {body_len} but {} bytes follow",
-            bytes.len()
-        ));
+        return Err(Damage::BodyLength {
+            expected: body_len,
+            left: bytes.len(),
+        });
     }
     Ok(Catalog {
         version,

@@ -48,7 +48,7 @@ struct FrameRef {
 impl Batch {
     /// An empty batch with room for `capacity` frames; payload ranges refer to the chunk that
     /// [`Batch::attach`] supplies once the socket read is cut off the buffer.
-    pub(crate) fn new(
+    pub fn new(
         source: Arc<Source>,
         priority: Priority,
         decoded_at: Instant,
@@ -66,7 +66,7 @@ impl Batch {
     }
 
     /// Appends a frame whose payload is `chunk[payload]`.
-    pub(crate) fn push(&mut self, sequence: u64, payload: std::ops::Range<usize>) {
+    pub fn push(&mut self, sequence: u64, payload: std::ops::Range<usize>) {
         self.payload_bytes += payload.len() as u64;
         self.frames.push(FrameRef {
             sequence,
@@ -76,7 +76,7 @@ impl Batch {
     }
 
     /// Supplies the socket read every pushed payload range refers to.
-    pub(crate) fn attach(&mut self, chunk: Bytes) {
+    pub fn attach(&mut self, chunk: Bytes) {
         debug_assert!(self.frames.iter().all(|f| f.end as usize <= chunk.len()));
         self.chunk = chunk;
     }
@@ -92,28 +92,28 @@ impl Batch {
     }
 
     /// Payload bytes carried by the batch.
-    pub fn payload_bytes(&self) -> u64 {
+    pub(crate) fn payload_bytes(&self) -> u64 {
         self.payload_bytes
     }
 
     /// Bytes of the socket read the payloads are slices of: the memory a holder of the batch keeps
     /// alive (shared with the other batches cut from the same read).
-    pub fn pinned_bytes(&self) -> usize {
+    pub(crate) fn pinned_bytes(&self) -> usize {
         self.chunk.len()
     }
 
     /// Sequence of the first frame.
-    pub fn first_sequence(&self) -> Option<u64> {
+    pub(crate) fn first_sequence(&self) -> Option<u64> {
         self.frames.first().map(|f| f.sequence)
     }
 
     /// Sequence of the last frame: what an acknowledgement names once the batch is stored.
-    pub fn last_sequence(&self) -> Option<u64> {
+    pub(crate) fn last_sequence(&self) -> Option<u64> {
         self.frames.last().map(|f| f.sequence)
     }
 
     /// Where the batch's frames lie in its source's sequences; `None` for an empty batch.
-    pub fn span(&self) -> Option<Span> {
+    pub(crate) fn span(&self) -> Option<Span> {
         Some(Span {
             priority: self.priority,
             first: self.first_sequence()?,

@@ -8,7 +8,7 @@ const PAYLOAD_SHOWN: usize = 16;
 
 /// `bytes` in lower-case hex, two digits a byte: how the tools, `tail --json` and `/feed` write
 /// payloads.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(out, "{b:02x}");
@@ -18,7 +18,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A payload's first bytes in hex, `..` when there are more, `-` when it is empty: what `inspect`
 /// and `aggregator tail` print.
-pub fn payload_preview(payload: &[u8]) -> String {
+pub(crate) fn payload_preview(payload: &[u8]) -> String {
     if payload.is_empty() {
         return "-".into();
     }
@@ -30,7 +30,7 @@ pub fn payload_preview(payload: &[u8]) -> String {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (UTC) for nanoseconds since the Unix epoch.
-pub fn unix_ns_to_rfc3339(ns: u64) -> String {
+pub(crate) fn unix_ns_to_rfc3339(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let nanos = ns % 1_000_000_000;
     let days = secs / 86_400;

@@ -20,7 +20,7 @@ pub enum Priority {
 
 impl Priority {
     /// The wire byte (see `docs/ingest-protocol.md`).
-    pub fn to_byte(self) -> u8 {
+    pub(crate) fn to_byte(self) -> u8 {
         match self {
             Priority::Routine => 0,
             Priority::Emergency => 1,
@@ -28,7 +28,7 @@ impl Priority {
     }
 
     /// Parses the wire byte; `None` for anything undefined.
-    pub fn from_byte(byte: u8) -> Option<Self> {
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
         match byte {
             0 => Some(Priority::Routine),
             1 => Some(Priority::Emergency),
@@ -37,7 +37,7 @@ impl Priority {
     }
 
     /// A short lower-case label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Priority::Routine => "routine",
             Priority::Emergency => "emergency",
@@ -73,7 +73,7 @@ impl SourceKind {
     }
 
     /// A short lower-case label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SourceKind::LiveUplink => "live_uplink",
             SourceKind::ArchivedReplay => "archived_replay",
@@ -81,7 +81,7 @@ impl SourceKind {
     }
 
     /// `live` or `replay`: the short names the tools and the HTTP API print and accept.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             SourceKind::LiveUplink => "live",
             SourceKind::ArchivedReplay => "replay",

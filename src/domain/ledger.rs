@@ -87,7 +87,7 @@ impl AtomicSeq {
 /// What the archive keeps of a written batch until its sync: enough to acknowledge its frames,
 /// without holding their payloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     pub priority: Priority,
     pub first: u64,
     pub last: u64,
@@ -163,13 +163,13 @@ impl Ledger {
 
     /// The highest sequence such that it and every frame the source sent before it are stored:
     /// what an ACK carries and a reconnecting source resumes after.
-    pub fn acked(&self) -> Option<u64> {
+    pub(crate) fn acked(&self) -> Option<u64> {
         self.acked.load()
     }
 
     /// The highest sequence accepted so far, stored or not: a resent frame at or below it is a
     /// duplicate.
-    pub fn accepted(&self) -> Option<u64> {
+    pub(crate) fn accepted(&self) -> Option<u64> {
         let state = self.state();
         state
             .runs
@@ -179,7 +179,7 @@ impl Ledger {
     }
 
     /// Whether every recorded run is stored.
-    pub fn is_settled(&self) -> bool {
+    pub(crate) fn is_settled(&self) -> bool {
         self.state().runs.is_empty()
     }
 
@@ -196,7 +196,7 @@ impl Ledger {
 
     /// Completes when the acknowledgement moves or the ledger settles. Create it before checking
     /// the state it waits for, so that a change in between is not missed.
-    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
     }
 

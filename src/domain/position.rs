@@ -1,7 +1,7 @@
 //! A frame's place in the archive, the bookmark a follower keeps.
 //!
 //! It names the bytes on disk, not a counter in memory: the shard whose segment stream holds the
-//! frame (`crate::archive::layout`), the segment's index, the offset of the record that holds the
+//! frame (the archive's layout), the segment's index, the offset of the record that holds the
 //! frame, and the frame's index within that record (a FRAMES record holds a batch). Segments are
 //! only appended to and never rewritten while they have a name, and a follower is only ever
 //! handed durable frames, so a position stays valid across restarts of the daemon (even after
@@ -35,13 +35,23 @@ impl fmt::Display for Position {
     }
 }
 
+/// Why text is not a [`Position`], a [`ShardPosition`] or [`Positions`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PositionError {
+    #[error("{0:?} is not a position: expected SEGMENT:OFFSET:INDEX, such as 1:8:0")]
+    NotAPosition(String),
+    #[error("{text:?}: {shard:?} is not a shard: expected a number below {MAX_SHARDS}")]
+    NotAShard { text: String, shard: String },
+    #[error("{text:?} holds two positions of shard {shard}")]
+    TwoOfOneShard { text: String, shard: usize },
+}
+
 impl FromStr for Position {
-    type Err = String;
+    type Err = PositionError;
 
     /// Parses `SEGMENT:OFFSET:INDEX`, three decimal numbers.
-    fn from_str(text: &str) -> Result<Position, String> {
-        let bad =
-            || format!("{text:?} is not a position: expected SEGMENT:OFFSET:INDEX, such as 1:8:0");
+    fn from_str(text: &str) -> Result<Position, PositionError> {
+        let bad = || PositionError::NotAPosition(text.into());
         let mut parts = text.split(':');
         let (Some(segment), Some(offset), Some(index), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -70,11 +80,11 @@ impl fmt::Display for ShardPosition {
 }
 
 impl FromStr for ShardPosition {
-    type Err = String;
+    type Err = PositionError;
 
     /// Parses `SHARD/SEGMENT:OFFSET:INDEX`, or `SEGMENT:OFFSET:INDEX` for shard 0 (what this
     /// daemon printed before it had shards, and still names the same frame).
-    fn from_str(text: &str) -> Result<ShardPosition, String> {
+    fn from_str(text: &str) -> Result<ShardPosition, PositionError> {
         let Some((shard, position)) = text.split_once('/') else {
             let position = text.parse()?;
             return Ok(ShardPosition { shard: 0, position });
@@ -83,8 +93,9 @@ impl FromStr for ShardPosition {
             .parse()
             .ok()
             .filter(|shard| *shard < MAX_SHARDS)
-            .ok_or_else(|| {
-                format!("{text:?}: {shard:?} is not a shard: expected a number below {MAX_SHARDS}")
+            .ok_or_else(|| PositionError::NotAShard {
+                text: text.into(),
+                shard: shard.into(),
             })?;
         Ok(ShardPosition {
             shard,
@@ -105,7 +116,7 @@ impl Positions {
     }
 
     /// The position held for `shard`.
-    pub fn get(&self, shard: usize) -> Option<Position> {
+    pub(crate) fn get(&self, shard: usize) -> Option<Position> {
         self.0.get(&shard).copied()
     }
 
@@ -115,18 +126,14 @@ impl Positions {
     }
 
     /// Each shard's position, by shard.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = ShardPosition> + '_ {
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = ShardPosition> + '_ {
         self.0
             .iter()
             .map(|(&shard, &position)| ShardPosition { shard, position })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -152,19 +159,19 @@ impl fmt::Display for Positions {
 }
 
 impl FromStr for Positions {
-    type Err = String;
+    type Err = PositionError;
 
     /// Parses positions separated by commas, at most one per shard; a position without a shard is
     /// shard 0's.
-    fn from_str(text: &str) -> Result<Positions, String> {
+    fn from_str(text: &str) -> Result<Positions, PositionError> {
         let mut all = Positions::new();
         for part in text.split(',') {
             let at: ShardPosition = part.trim().parse()?;
             if all.get(at.shard).is_some() {
-                return Err(format!(
-                    "{text:?} holds two positions of shard {}",
-                    at.shard
-                ));
+                return Err(PositionError::TwoOfOneShard {
+                    text: text.into(),
+                    shard: at.shard,
+                });
             }
             all.set(at);
         }

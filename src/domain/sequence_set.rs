@@ -14,7 +14,7 @@ pub struct SequenceSet {
 
 impl SequenceSet {
     /// Adds `first..=last` (`first <= last`), merging it with the runs it touches.
-    pub fn insert_run(&mut self, first: u64, last: u64) {
+    pub(crate) fn insert_run(&mut self, first: u64, last: u64) {
         debug_assert!(first <= last);
         match self.runs.last_mut() {
             None => return self.runs.push((first, last)),
@@ -44,7 +44,7 @@ impl SequenceSet {
     }
 
     /// Adds every sequence of `sequences`; consecutive ones go in as one run.
-    pub fn extend(&mut self, sequences: impl IntoIterator<Item = u64>) {
+    pub(crate) fn extend(&mut self, sequences: impl IntoIterator<Item = u64>) {
         let mut run: Option<(u64, u64)> = None;
         for sequence in sequences {
             run = match run {
@@ -64,7 +64,7 @@ impl SequenceSet {
     }
 
     /// Drops every sequence up to and including `acked`.
-    pub fn remove_through(&mut self, acked: u64) {
+    pub(crate) fn remove_through(&mut self, acked: u64) {
         let gone = self.runs.partition_point(|&(_, end)| end <= acked);
         self.runs.drain(..gone);
         if let Some((start, _)) = self.runs.first_mut() {
@@ -87,11 +87,11 @@ impl SequenceSet {
     }
 
     /// The highest sequence in the set.
-    pub fn first(&self) -> Option<u64> {
+    pub(crate) fn first(&self) -> Option<u64> {
         self.runs.first().map(|&(first, _)| first)
     }
 
-    pub fn last(&self) -> Option<u64> {
+    pub(crate) fn last(&self) -> Option<u64> {
         self.runs.last().map(|&(_, end)| end)
     }
 
@@ -107,7 +107,7 @@ impl SequenceSet {
     }
 
     /// The runs, lowest first, as `(first, last)`.
-    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    pub(crate) fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.runs.iter().copied()
     }
 }

@@ -144,13 +144,13 @@ impl Source {
     }
 
     /// The source's ledger, which outlives this connection.
-    pub fn ledger(&self) -> &Arc<Ledger> {
+    pub(crate) fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
     }
 
     /// The highest sequence such that it and every frame the source sent before it are stored:
     /// what the connection acknowledges and a reconnecting source resumes after.
-    pub fn last_acked(&self) -> Option<u64> {
+    pub(crate) fn last_acked(&self) -> Option<u64> {
         self.ledger.acked()
     }
 

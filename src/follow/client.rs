@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::protocol::{
-    DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
+    DaemonMessage, DecodeError, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
     MAX_DAEMON_MESSAGE_LEN,
 };
 use crate::domain::display::{hex, payload_preview, unix_ns_to_rfc3339};
@@ -38,7 +38,14 @@ pub enum FollowError {
     #[error("the daemon ended the subscription ({reason:?}): {detail}")]
     Ended { reason: EndReason, detail: String },
     #[error("the daemon sent a message this client does not understand: {0}")]
-    Protocol(String),
+    Protocol(#[from] DecodeError),
+    /// A message of the protocol at a point of the conversation where it has no place.
+    #[error("the daemon sent a message this client does not understand: {message:?} {when}")]
+    Unexpected {
+        message: Box<DaemonMessage>,
+        /// `before SUBSCRIBED` or `after SUBSCRIBED`.
+        when: &'static str,
+    },
     #[error("the daemon closed the connection without an END")]
     Closed,
     #[error("{0}")]
@@ -108,9 +115,10 @@ impl Follower {
             DaemonMessage::Refused { reason, detail } => {
                 Err(FollowError::Refused { reason, detail })
             }
-            other => Err(FollowError::Protocol(format!(
-                "{other:?} before SUBSCRIBED"
-            ))),
+            other => Err(FollowError::Unexpected {
+                message: Box::new(other),
+                when: "before SUBSCRIBED",
+            }),
         }
     }
 
@@ -146,7 +154,12 @@ impl Follower {
                 DaemonMessage::End { reason, detail } => {
                     return Err(FollowError::Ended { reason, detail })
                 }
-                other => return Err(FollowError::Protocol(format!("{other:?} after SUBSCRIBED"))),
+                other => {
+                    return Err(FollowError::Unexpected {
+                        message: Box::new(other),
+                        when: "after SUBSCRIBED",
+                    })
+                }
             }
         }
         Ok(self.pending.pop_front().map(|frame| {
@@ -157,7 +170,7 @@ impl Follower {
 
     async fn message(&mut self) -> Result<DaemonMessage, FollowError> {
         let body = self.input.next().await.ok_or(FollowError::Closed)??;
-        DaemonMessage::decode(body.freeze()).map_err(FollowError::Protocol)
+        Ok(DaemonMessage::decode(body.freeze())?)
     }
 }
 

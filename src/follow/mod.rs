@@ -23,4 +23,3 @@ pub mod server;
 pub mod shards;
 
 pub use server::{FollowSettings, Followers};
-pub use shards::DurableEnds;

@@ -21,7 +21,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::archive::segment::{self, FrameRecord};
 use crate::domain::frame::SourceKey;
 use crate::domain::frame::{Priority, SourceKind};
-use crate::domain::position::{Position, Positions, ShardPosition};
+use crate::domain::position::{Position, PositionError, Positions, ShardPosition};
 use crate::domain::shard::MAX_SHARDS;
 
 /// The protocol version SUBSCRIBE and SUBSCRIBED carry; a SUBSCRIBE of another is refused.
@@ -29,13 +29,13 @@ pub const VERSION: u8 = 3;
 
 /// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 549
 /// sources and a position in each of 64 shards.
-pub const MAX_SUBSCRIBE_LEN: usize = 4096;
+pub(crate) const MAX_SUBSCRIBE_LEN: usize = 4096;
 
 /// The longest body a client must accept: FRAMES holding a whole record of the largest size.
 pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAMES_HEADER_LEN + segment::MAX_BODY_LEN as usize;
 
 /// A FRAMES message's bytes before its first frame.
-pub const FRAMES_HEADER_LEN: usize = 40;
+pub(crate) const FRAMES_HEADER_LEN: usize = 40;
 
 /// A frame's bytes in FRAMES before its payload: sequence and payload length.
 const FRAME_ENTRY_LEN: usize = 12;
@@ -78,16 +78,19 @@ impl std::fmt::Display for Start {
     }
 }
 
-impl std::str::FromStr for Start {
-    type Err = String;
+/// Why text is not a [`Start`]: neither `start`, `now` nor positions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}; or start (the oldest frame) or now (only frames to come)")]
+pub struct StartError(#[from] PositionError);
 
-    fn from_str(text: &str) -> Result<Start, String> {
+impl std::str::FromStr for Start {
+    type Err = StartError;
+
+    fn from_str(text: &str) -> Result<Start, StartError> {
         match text {
             "start" => Ok(Start::Oldest),
             "now" => Ok(Start::Now),
-            positions => positions.parse().map(Start::After).map_err(|err| {
-                format!("{err}; or start (the oldest frame) or now (only frames to come)")
-            }),
+            positions => Ok(Start::After(positions.parse()?)),
         }
     }
 }
@@ -155,7 +158,7 @@ impl Subscription {
     }
 
     /// Decodes a SUBSCRIBE body; an error is the refusal to send.
-    pub fn decode(body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
+    pub(crate) fn decode(body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
         if body.first() != Some(&SUBSCRIBE) {
             let what = body
                 .first()
@@ -364,7 +367,7 @@ impl FrameRun {
     }
 
     /// Adds `followed` if it is the next frame of the same record; gives it back otherwise.
-    pub fn extend(&mut self, followed: FollowedFrame) -> Result<(), FollowedFrame> {
+    pub(crate) fn extend(&mut self, followed: FollowedFrame) -> Result<(), FollowedFrame> {
         let next = self.first.index as usize + self.frames.len();
         let p = followed.position;
         let same_record = followed.shard == self.shard
@@ -379,7 +382,7 @@ impl FrameRun {
     }
 
     /// The frames one by one, each with its position.
-    pub fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
+    pub(crate) fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
         let FrameRun {
             shard,
             kind,
@@ -407,7 +410,7 @@ impl FrameRun {
     }
 
     /// Appends the FRAMES message with its length prefix.
-    pub fn encode(&self, dst: &mut BytesMut) {
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
         let payloads: usize = self.frames.iter().map(|(_, p)| p.len()).sum();
         let len = FRAMES_HEADER_LEN + FRAME_ENTRY_LEN * self.frames.len() + payloads;
         dst.reserve(4 + len);
@@ -428,46 +431,48 @@ impl FrameRun {
     }
 
     /// Decodes a FRAMES body after its type byte (`len` bytes with it).
-    fn decode(mut body: Bytes, len: usize) -> Result<FrameRun, String> {
+    fn decode(mut body: Bytes, len: usize) -> Result<FrameRun, DecodeError> {
         let header = FRAMES_HEADER_LEN;
         if len < header {
-            return Err(format!("FRAMES of {len} bytes, expected at least {header}"));
+            return Err(DecodeError::Short {
+                what: "FRAMES",
+                len,
+                least: header,
+            });
         }
         let (kind_byte, priority_byte) = (body.get_u8(), body.get_u8());
-        let kind = SourceKind::from_byte(kind_byte)
-            .ok_or_else(|| format!("FRAMES with undefined source kind {kind_byte}"))?;
+        let kind = SourceKind::from_byte(kind_byte).ok_or(DecodeError::UndefinedKind(kind_byte))?;
         let priority = Priority::from_byte(priority_byte)
-            .ok_or_else(|| format!("FRAMES with undefined priority {priority_byte}"))?;
+            .ok_or(DecodeError::UndefinedPriority(priority_byte))?;
         let source_id = body.get_u32();
         let received_unix_ns = body.get_u64();
         let shard = usize::from(body.get_u8());
         if shard >= MAX_SHARDS {
-            return Err(format!(
-                "FRAMES of shard {shard}; shards are below {MAX_SHARDS}"
-            ));
+            return Err(DecodeError::Shard(shard));
         }
         let first = get_position(&mut body);
         let count = body.get_u32();
         let mut frames = Vec::with_capacity((count as usize).min(body.len() / FRAME_ENTRY_LEN));
         for index in 0..count {
             if body.len() < FRAME_ENTRY_LEN {
-                return Err(format!("FRAMES of {count} frames ends in frame {index}"));
+                return Err(DecodeError::EndsInFrame { count, index });
             }
             let sequence = body.get_u64();
             let payload_len = body.get_u32() as usize;
             if payload_len > body.len() {
-                return Err(format!(
-                    "FRAMES frame {index}: a payload of {payload_len} bytes, {} left",
-                    body.len()
-                ));
+                return Err(DecodeError::Payload {
+                    index,
+                    len: payload_len,
+                    left: body.len(),
+                });
             }
             frames.push((sequence, body.split_to(payload_len)));
         }
         if count == 0 || !body.is_empty() {
-            return Err(format!(
-                "FRAMES of {count} frames with {} bytes left over",
-                body.len()
-            ));
+            return Err(DecodeError::LeftOver {
+                count,
+                left: body.len(),
+            });
         }
         Ok(FrameRun {
             shard,
@@ -479,6 +484,46 @@ impl FrameRun {
             frames,
         })
     }
+}
+
+/// Why a body the daemon sent is not a message of this protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("an empty message")]
+    Empty,
+    #[error("{what} of {len} bytes, expected {expected}")]
+    Length {
+        what: &'static str,
+        len: usize,
+        expected: usize,
+    },
+    #[error("{what} of {len} bytes, expected at least {least}")]
+    Short {
+        what: &'static str,
+        len: usize,
+        least: usize,
+    },
+    #[error("FRAMES with undefined source kind {0}")]
+    UndefinedKind(u8),
+    #[error("FRAMES with undefined priority {0}")]
+    UndefinedPriority(u8),
+    #[error("FRAMES of shard {0}; shards are below {MAX_SHARDS}")]
+    Shard(usize),
+    #[error("FRAMES of {count} frames ends in frame {index}")]
+    EndsInFrame { count: u32, index: u32 },
+    #[error("FRAMES frame {index}: a payload of {len} bytes, {left} left")]
+    Payload { index: u32, len: usize, left: usize },
+    #[error("FRAMES of {count} frames with {left} bytes left over")]
+    LeftOver { count: u32, left: usize },
+    /// REFUSED or END with a reason code this build does not know.
+    #[error("{what} with unknown reason {code}: {detail}")]
+    UnknownReason {
+        what: &'static str,
+        code: u8,
+        detail: String,
+    },
+    #[error("unknown message type {0:#04x}")]
+    Type(u8),
 }
 
 /// What the daemon sends a follower.
@@ -531,25 +576,32 @@ impl DaemonMessage {
     }
 
     /// Decodes one body (the bytes after the length prefix); an unknown type or code is an error.
-    pub fn decode(mut body: Bytes) -> Result<DaemonMessage, String> {
+    pub fn decode(mut body: Bytes) -> Result<DaemonMessage, DecodeError> {
         let len = body.len();
         let Some(&kind) = body.first() else {
-            return Err("an empty message".into());
+            return Err(DecodeError::Empty);
         };
-        let short =
-            |what: &str, least: usize| format!("{what} of {len} bytes, expected at least {least}");
+        let length = |what, expected| DecodeError::Length {
+            what,
+            len,
+            expected,
+        };
         body.advance(1);
         match kind {
             SUBSCRIBED if len == 2 => Ok(DaemonMessage::Subscribed {
                 version: body.get_u8(),
             }),
-            SUBSCRIBED => Err(format!("SUBSCRIBED of {len} bytes, expected 2")),
+            SUBSCRIBED => Err(length("SUBSCRIBED", 2)),
             FRAMES => FrameRun::decode(body, len).map(DaemonMessage::Frames),
             CATALOG if len == 9 => Ok(DaemonMessage::Catalog {
                 version: body.get_u64(),
             }),
-            CATALOG => Err(format!("CATALOG of {len} bytes, expected 9")),
-            REFUSED | END if len < 2 => Err(short("REFUSED or END", 2)),
+            CATALOG => Err(length("CATALOG", 9)),
+            REFUSED | END if len < 2 => Err(DecodeError::Short {
+                what: "REFUSED or END",
+                len,
+                least: 2,
+            }),
             REFUSED | END => {
                 let code = body.get_u8();
                 let detail = String::from_utf8_lossy(&body).into_owned();
@@ -557,17 +609,25 @@ impl DaemonMessage {
                     let reason = RefuseReason::ALL
                         .into_iter()
                         .find(|r| *r as u8 == code)
-                        .ok_or_else(|| format!("REFUSED with unknown reason {code}: {detail}"))?;
+                        .ok_or_else(|| DecodeError::UnknownReason {
+                            what: "REFUSED",
+                            code,
+                            detail: detail.clone(),
+                        })?;
                     Ok(DaemonMessage::Refused { reason, detail })
                 } else {
                     let reason = EndReason::ALL
                         .into_iter()
                         .find(|r| *r as u8 == code)
-                        .ok_or_else(|| format!("END with unknown reason {code}: {detail}"))?;
+                        .ok_or_else(|| DecodeError::UnknownReason {
+                            what: "END",
+                            code,
+                            detail: detail.clone(),
+                        })?;
                     Ok(DaemonMessage::End { reason, detail })
                 }
             }
-            other => Err(format!("unknown message type {other:#04x}")),
+            other => Err(DecodeError::Type(other)),
         }
     }
 }

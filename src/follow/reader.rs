@@ -23,12 +23,12 @@ use crate::domain::position::{Position, ShardPosition};
 
 /// About how many bytes of records one read takes: what a follower holds in memory at most,
 /// besides a single record larger than this.
-pub const READ_BUDGET: usize = 256 * 1024;
+pub(crate) const READ_BUDGET: usize = 256 * 1024;
 
 /// Where a follower reads next: the record at `offset` of segment `segment`, from its frame
 /// `first_index` on (a position resumes inside a FRAMES record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     pub segment: u64,
     pub offset: u64,
     pub first_index: u32,
@@ -36,7 +36,7 @@ pub struct Cursor {
 
 /// The frames one read found, and where the next read starts.
 #[derive(Debug)]
-pub struct Chunk {
+pub(crate) struct Chunk {
     /// The frames the subscription wants, in archive order, a run per record.
     pub runs: Vec<FrameRun>,
     pub cursor: Cursor,
@@ -53,7 +53,7 @@ impl Cursor {
     }
 
     /// Whether everything up to `end` has been read.
-    pub fn has_reached(&self, end: DurableEnd) -> bool {
+    pub(crate) fn has_reached(&self, end: DurableEnd) -> bool {
         (self.segment, self.offset) >= (end.segment, end.len)
     }
 }
@@ -74,7 +74,7 @@ fn open_segment(dir: &Path, index: u64) -> io::Result<Option<(File, PathBuf)>> {
 }
 
 /// Where a subscription's reading of shard `shard`, in `dir`, starts, or the refusal that ends it.
-pub fn locate(
+pub(crate) fn locate(
     dir: &Path,
     shard: usize,
     start: &Start,
@@ -167,12 +167,12 @@ fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::R
 }
 
 /// Why a follower's reading stopped short of the durable end.
-pub type ReadError = (EndReason, String);
+pub(crate) type ReadError = (EndReason, String);
 
 /// Reads the next chunk of shard `shard` (in `dir`) after `cursor`, no further than `end`: the
 /// frames `subscription` wants, each with its position. At the end of a complete segment the
 /// chunk is empty and its cursor is the next segment's start.
-pub fn read(
+pub(crate) fn read(
     dir: &Path,
     shard: usize,
     cursor: Cursor,

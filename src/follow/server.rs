@@ -146,10 +146,9 @@ impl Followers {
 }
 
 /// Runs `task` on a thread of its own, at a lower scheduling priority ([`FOLLOWERS_NICE`]), in a
-/// current-thread runtime of its own: followers of the archive (these, and the sinks of
-/// `crate::sinks`) encode and write frames without taking the time of the runtime that runs
-/// ingest and the archive (one thread by default), and when the cores are short ingest goes
-/// first. The thread ends when `task` does.
+/// current-thread runtime of its own: followers of the archive (these, and the sinks) encode and
+/// write frames without taking the time of the runtime that runs ingest and the archive (one
+/// thread by default), and when the cores are short ingest goes first. The thread ends when `task` does.
 pub(crate) fn spawn_low_priority<F, T>(name: &str, task: T) -> io::Result<()>
 where
     T: FnOnce() -> F + Send + 'static,

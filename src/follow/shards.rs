@@ -24,7 +24,7 @@ use crate::archive::{layout, DurableEnd};
 /// Every shard of the archive, each with its durable end: what the daemon hands followers and
 /// sinks (shard 0 first, then by shard). A closed watch is a shard where nothing more becomes
 /// durable.
-pub type DurableEnds = Vec<(usize, watch::Receiver<DurableEnd>)>;
+pub(crate) type DurableEnds = Vec<(usize, watch::Receiver<DurableEnd>)>;
 
 /// One shard as a follower reads it.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ struct Shard {
 
 /// A follower's place in every shard, and the reads that move it.
 #[derive(Debug)]
-pub struct ShardCursors {
+pub(crate) struct ShardCursors {
     shards: Vec<Shard>,
     /// The shard the next read tries first: the shards take turns.
     next: usize,
@@ -48,7 +48,7 @@ pub struct ShardCursors {
 impl ShardCursors {
     /// Finds where `subscription` starts in each shard of the archive at `root`; a refusal
     /// names the shard it is about.
-    pub async fn locate(
+    pub(crate) async fn locate(
         root: &Path,
         durable: &DurableEnds,
         start: &Start,
@@ -93,7 +93,7 @@ impl ShardCursors {
     /// Reads the next chunk of a shard not yet at its durable end, taking the shards in turn: its
     /// runs (none at a segment's end, or when the subscription wants none of them). `None`: every
     /// shard is read to its durable end; [`Self::changed`] says when one moves.
-    pub async fn read(
+    pub(crate) async fn read(
         &mut self,
         subscription: &Arc<Subscription>,
     ) -> Result<Option<Vec<FrameRun>>, ReadError> {
@@ -120,13 +120,13 @@ impl ShardCursors {
     }
 
     /// Whether a shard's watch is open: more may become durable.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.shards.iter().any(|shard| shard.open)
     }
 
     /// Waits until a shard's durable end moves or its watch closes (read again then); at once
     /// when no watch is open. Cancel-safe: nothing changes until it returns.
-    pub async fn changed(&mut self) {
+    pub(crate) async fn changed(&mut self) {
         let waits: Vec<_> = self
             .shards
             .iter_mut()

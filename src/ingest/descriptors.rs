@@ -78,7 +78,7 @@ pub fn reserve(soft: u64) -> u64 {
 
 /// Whether `fd`, just accepted, lies in the reserve of the current soft limit: then every lower
 /// number is taken, and the connection must be closed for the archive's sake.
-pub fn in_reserve(fd: RawFd) -> bool {
+pub(crate) fn in_reserve(fd: RawFd) -> bool {
     let Ok(limit) = get_limit() else {
         return false;
     };

@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{self, Shared};
+use super::connection::{self, Services};
 use super::descriptors;
 use crate::config::Config;
 use crate::domain::frame::SourceKind;
@@ -108,7 +108,7 @@ fn listen(
 pub(crate) fn serve(
     listeners: Listeners,
     config: &Config,
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     tracker: &TaskTracker,
 ) {
     for (listener, kind, limit) in [
@@ -123,7 +123,13 @@ pub(crate) fn serve(
             config.replay.max_connections,
         ),
     ] {
-        let accept = accept_loop(listener, kind, limit, Arc::clone(&shared), tracker.clone());
+        let accept = accept_loop(
+            listener,
+            kind,
+            limit,
+            Arc::clone(&services),
+            tracker.clone(),
+        );
         tracker.spawn(accept);
     }
 }
@@ -135,19 +141,19 @@ async fn accept_loop(
     listener: TcpListener,
     kind: SourceKind,
     limit: usize,
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     tracker: TaskTracker,
 ) {
-    let (drain, stats) = (shared.drain.clone(), shared.stats.clone());
+    let (drain, stats) = (services.drain.clone(), services.stats.clone());
     accept_until(&listener, limit, &drain, &stats, |stream, peer, slot| {
-        let shared = Arc::clone(&shared);
+        let services = Arc::clone(&services);
         match slot {
             Some(slot) => tracker.spawn(async move {
-                connection::serve(stream, peer, kind, shared).await;
+                connection::serve(stream, peer, kind, services).await;
                 drop(slot);
             }),
             None => tracker.spawn(connection::refuse_over_limit(
-                stream, peer, kind, limit, shared,
+                stream, peer, kind, limit, services,
             )),
         };
     })

@@ -41,7 +41,7 @@ use tokio_util::sync::PollSemaphore;
 use crate::tls::stream::Reader;
 
 /// The most a connection reads at once without a credit.
-pub const SMALL_READ: usize = 4096;
+pub(crate) const SMALL_READ: usize = 4096;
 
 /// Makes room for a read of up to `size` bytes. A buffer is allocated only when the free space is
 /// down to a quarter of that, so a connection reading little keeps using the buffer it has.
@@ -60,7 +60,7 @@ pub(crate) struct ReadCredits {
 
 impl ReadCredits {
     /// `credits` reads of `full` bytes at once.
-    pub fn new(credits: usize, full: usize) -> ReadCredits {
+    pub(crate) fn new(credits: usize, full: usize) -> ReadCredits {
         ReadCredits {
             semaphore: Arc::new(Semaphore::new(credits)),
             full,
@@ -69,7 +69,7 @@ impl ReadCredits {
 
     /// `credits` reads of `full` bytes at once, shared out among `shards`: each gets its share,
     /// the first ones one more where it does not divide, and every one at least one.
-    pub fn per_shard(credits: usize, shards: usize, full: usize) -> Vec<ReadCredits> {
+    pub(crate) fn per_shard(credits: usize, shards: usize, full: usize) -> Vec<ReadCredits> {
         let shards = shards.max(1);
         (0..shards)
             .map(|shard| {
@@ -80,7 +80,7 @@ impl ReadCredits {
     }
 
     /// One connection's place in the read line.
-    pub fn turn(&self) -> ReadTurn {
+    pub(crate) fn turn(&self) -> ReadTurn {
         ReadTurn {
             credits: PollSemaphore::new(Arc::clone(&self.semaphore)),
             full: self.full,
@@ -116,14 +116,14 @@ pub(crate) struct ReadTurn {
 
 impl ReadTurn {
     /// Waiting in line for a credit: not idle, however long the wait.
-    pub fn is_waiting(&self) -> bool {
+    pub(crate) fn is_waiting(&self) -> bool {
         self.backlogged && self.held.is_none()
     }
 
     /// Gives up the connection's place in the read line, if it holds one, before it waits for
     /// something else (a write its peer does not read): a credit freed meanwhile goes to the next
     /// in line instead of waiting, unclaimed, for this connection. Its next read queues again.
-    pub fn leave_line(&mut self) {
+    pub(crate) fn leave_line(&mut self) {
         if self.is_waiting() {
             self.credits = PollSemaphore::new(self.credits.clone_inner());
         }
@@ -132,7 +132,11 @@ impl ReadTurn {
     /// Reads once from `reader` into `buf`, after waiting for data and, when the socket is known
     /// to hold more than a small read, for a credit. Cancel-safe: dropped while waiting, it keeps
     /// its place in the line, and it never holds a credit across an await.
-    pub async fn read(&mut self, reader: &mut Reader, buf: &mut BytesMut) -> io::Result<usize> {
+    pub(crate) async fn read(
+        &mut self,
+        reader: &mut Reader,
+        buf: &mut BytesMut,
+    ) -> io::Result<usize> {
         loop {
             if self.is_waiting() {
                 let permit = poll_fn(|cx| self.credits.poll_acquire(cx)).await;
@@ -196,7 +200,7 @@ impl ReadTurn {
     /// its turn (it had a credit, or needs one next) moves its leftover partial frame out of the
     /// read's allocation, which the staged batches alone then keep alive: while it waits it holds
     /// no more than that fragment. Once per read: the connection calls this at every wake-up.
-    pub fn release(&mut self, buf: &mut BytesMut) {
+    pub(crate) fn release(&mut self, buf: &mut BytesMut) {
         let had_credit = self.held.take().is_some();
         if std::mem::take(&mut self.unreleased) && (had_credit || self.backlogged) {
             fit(buf);

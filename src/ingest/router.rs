@@ -30,7 +30,7 @@ use crate::stats::Stats;
 
 /// What a registered source receives.
 #[derive(Debug)]
-pub struct Registration {
+pub(crate) struct Registration {
     pub source: Arc<Source>,
     /// The shard that serves the source ([`shard_of`]).
     pub shard: usize,
@@ -43,7 +43,7 @@ pub struct Registration {
 
 /// Why the router refused a registration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RegisterError {
+pub(crate) enum RegisterError {
     #[error("source {id} ({}) is already connected from {peer}", kind.as_str())]
     Duplicate {
         id: u32,
@@ -113,7 +113,7 @@ impl RouterHandle {
     ///
     /// It is not part of the drain's task set on purpose: connections deregister as the last step
     /// of the drain, and a monitor may still hold a handle, so the router outlives the drain.
-    pub fn spawn(
+    pub(crate) fn spawn(
         ingress: Vec<Ingress>,
         stats: Stats,
         drain: CancellationToken,
@@ -158,7 +158,7 @@ impl RouterHandle {
     }
 
     /// Registers a connected source.
-    pub async fn register(
+    pub(crate) async fn register(
         &self,
         id: u32,
         kind: SourceKind,
@@ -176,7 +176,7 @@ impl RouterHandle {
 
     /// Removes a source once its connection is finished with it. Its ledger is kept for the next
     /// connection with the same key.
-    pub async fn deregister(&self, key: SourceKey) -> Result<(), RouterGone> {
+    pub(crate) async fn deregister(&self, key: SourceKey) -> Result<(), RouterGone> {
         self.request(|reply| Command::Deregister { key, reply })
             .await
     }

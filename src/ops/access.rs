@@ -7,7 +7,7 @@
 //! on the page: the answer then sets it as an `HttpOnly`, `SameSite=Strict` cookie, which the
 //! page's own requests (`/stats`, the `/feed` WebSocket) carry from then on.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -17,6 +17,19 @@ use axum::response::{IntoResponse, Response};
 
 /// The cookie the dashboard's requests carry the token in.
 const COOKIE: &str = "aggregator_token";
+
+/// Why the token file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("monitor.token_file: cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An empty token would let anyone in.
+    #[error("monitor.token_file: {} is empty", path.display())]
+    Empty { path: PathBuf },
+}
 
 /// The token, and which paths it guards.
 #[derive(Debug)]
@@ -28,12 +41,15 @@ pub struct Access {
 impl Access {
     /// Reads the token from `path` (surrounding whitespace ignored); an empty file is an error,
     /// since it would let anyone in.
-    pub fn load(path: &Path, protect_all: bool) -> Result<Access, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| format!("monitor.token_file: cannot read {}: {err}", path.display()))?;
+    pub fn load(path: &Path, protect_all: bool) -> Result<Access, AccessError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AccessError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let token = text.trim();
         if token.is_empty() {
-            return Err(format!("monitor.token_file: {} is empty", path.display()));
+            let path = path.to_owned();
+            return Err(AccessError::Empty { path });
         }
         Ok(Access {
             token: token.to_string(),
@@ -84,7 +100,7 @@ fn presented(request: &Request) -> Option<Presented<'_>> {
 }
 
 /// The middleware: a guarded path without the token is answered 401.
-pub async fn require_token(
+pub(crate) async fn require_token(
     State(access): State<Arc<Access>>,
     request: Request,
     next: Next,

@@ -19,7 +19,11 @@ use crate::domain::source::SourceSnapshot;
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 /// `PUT /catalog`: stores the body as the next version and fans it out.
-pub async fn put(State(catalog): State<CatalogHandle>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn put(
+    State(catalog): State<CatalogHandle>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let max = catalog.max_bytes();
     let too_large = |size: String| {
         let reason = format!("the catalog is {size} bytes, above catalog.max_bytes ({max})\n");
@@ -61,7 +65,7 @@ pub async fn put(State(catalog): State<CatalogHandle>, headers: HeaderMap, body:
 
 /// The catalog in `/stats`.
 #[derive(Debug, Serialize)]
-pub struct CatalogBody {
+pub(crate) struct CatalogBody {
     /// The newest version; `null` before the first publication.
     version: Option<u64>,
     content_type: Option<String>,
@@ -74,7 +78,7 @@ pub struct CatalogBody {
 }
 
 impl CatalogBody {
-    pub fn of(catalog: &CatalogHandle, sources: &[SourceSnapshot]) -> CatalogBody {
+    pub(crate) fn of(catalog: &CatalogHandle, sources: &[SourceSnapshot]) -> CatalogBody {
         let latest = catalog.subscribe().borrow().clone();
         let version = latest.as_ref().map(|p| p.catalog.version);
         let takers = sources.iter().filter(|s| s.takes_catalogs);
@@ -91,7 +95,7 @@ impl CatalogBody {
     }
 
     /// The catalog's gauges for `/metrics`: name, help, value.
-    pub fn gauges(&self) -> [(&'static str, &'static str, u64); 3] {
+    pub(crate) fn gauges(&self) -> [(&'static str, &'static str, u64); 3] {
         [
             (
                 "aggregator_catalog_version",

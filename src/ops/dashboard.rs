@@ -15,7 +15,7 @@ use crate::stats::{processing_rates, PipelineStats};
 
 /// Logs each snapshot published on `published`, the last one included, until its publisher has
 /// gone (once the drain is over).
-pub async fn run(published: watch::Receiver<PipelineStats>) {
+pub(crate) async fn run(published: watch::Receiver<PipelineStats>) {
     follow(published, log_line).await;
 }
 

@@ -32,7 +32,7 @@ use crate::catalog::CatalogHandle;
 use crate::config::FeedConfig;
 use crate::domain::batch::Batch;
 use crate::domain::display::hex;
-use crate::domain::frame::{parse_source, Priority};
+use crate::domain::frame::{parse_source, ParseError, Priority};
 use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
 use crate::stats::Stats;
 
@@ -46,7 +46,7 @@ const POLICY: u16 = 1008;
 
 /// What `/feed` needs from the daemon.
 #[derive(Debug, Clone)]
-pub struct FeedState {
+pub(crate) struct FeedState {
     subscribe: Subscribe,
     config: FeedConfig,
     stats: Stats,
@@ -58,7 +58,7 @@ pub struct FeedState {
 }
 
 impl FeedState {
-    pub fn new(
+    pub(crate) fn new(
         subscribe: Subscribe,
         catalog: CatalogHandle,
         config: FeedConfig,
@@ -120,8 +120,26 @@ struct FeedRequest {
 /// its batches against every subscriber's list.
 const MAX_SOURCES: usize = 64;
 
+/// Why `/feed`'s query string was refused: each names the parameter and what was wrong with it
+/// (the body of the 400 answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum QueryError {
+    #[error("source: {0}")]
+    Source(ParseError),
+    #[error("source: more than {MAX_SOURCES} sources")]
+    TooManySources,
+    #[error("priority: {0}")]
+    Priority(ParseError),
+    #[error("sample: {0:?} is not a whole number from 1")]
+    Sample(String),
+    #[error("encoding: unknown encoding {0:?} (expected base64 or hex)")]
+    Encoding(String),
+    #[error("unknown parameter {0:?} (expected source, priority, sample or encoding)")]
+    Unknown(String),
+}
+
 /// Parses `/feed`'s query string; the error names the parameter and what was wrong with it.
-fn parse_query(query: &str) -> Result<FeedRequest, String> {
+fn parse_query(query: &str) -> Result<FeedRequest, QueryError> {
     let mut request = FeedRequest {
         filter: Filter::default(),
         sample: 1,
@@ -130,49 +148,38 @@ fn parse_query(query: &str) -> Result<FeedRequest, String> {
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*key {
             "source" => {
-                let source = parse_source(&value).map_err(|e| format!("source: {e}"))?;
+                let source = parse_source(&value).map_err(QueryError::Source)?;
                 if request.filter.sources.len() == MAX_SOURCES {
-                    return Err(format!("source: more than {MAX_SOURCES} sources"));
+                    return Err(QueryError::TooManySources);
                 }
                 request.filter.sources.push(source);
             }
             "priority" => {
-                request.filter.priority = Some(
-                    value
-                        .parse::<Priority>()
-                        .map_err(|e| format!("priority: {e}"))?,
-                );
+                let priority = value.parse::<Priority>().map_err(QueryError::Priority)?;
+                request.filter.priority = Some(priority);
             }
             "sample" => {
                 request.sample = value
                     .parse()
                     .ok()
                     .filter(|n| *n >= 1)
-                    .ok_or_else(|| format!("sample: {value:?} is not a whole number from 1"))?;
+                    .ok_or_else(|| QueryError::Sample(value.to_string()))?;
             }
             "encoding" => {
                 request.encoding = match &*value {
                     "base64" => Encoding::Base64,
                     "hex" => Encoding::Hex,
-                    other => {
-                        return Err(format!(
-                            "encoding: unknown encoding {other:?} (expected base64 or hex)"
-                        ))
-                    }
+                    other => return Err(QueryError::Encoding(other.to_string())),
                 }
             }
-            other => {
-                return Err(format!(
-                    "unknown parameter {other:?} (expected source, priority, sample or encoding)"
-                ))
-            }
+            other => return Err(QueryError::Unknown(other.to_string())),
         }
     }
     Ok(request)
 }
 
 /// `GET /feed`: checks the query and the subscriber limit, then upgrades.
-pub async fn feed(
+pub(crate) async fn feed(
     State(state): State<FeedState>,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -522,7 +529,7 @@ mod tests {
             ("sample=0", "sample:"),
             ("encoding=utf8", "encoding:"),
         ] {
-            let err = parse_query(query).unwrap_err();
+            let err = parse_query(query).unwrap_err().to_string();
             assert!(err.contains(expected), "{query}: {err}");
         }
         let sources = |n: u32| {
@@ -532,7 +539,7 @@ mod tests {
                 .join("&")
         };
         assert!(parse_query(&sources(64)).is_ok());
-        let err = parse_query(&sources(65)).unwrap_err();
+        let err = parse_query(&sources(65)).unwrap_err().to_string();
         assert!(err.contains("source: more than 64"), "{err}");
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::batch::Batch;
-use crate::pipeline::fan_out::{Bound, Delivery, Filter, Finished, Subscribe, Subscription};
+use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
 
 /// A subscription to processed batches that survives falling behind.
 #[derive(Debug)]
@@ -50,21 +50,6 @@ impl FrameFeed {
                 None => {
                     self.tell_lag(true);
                     return None;
-                }
-            }
-        }
-    }
-
-    /// The next batch if one is queued right now; `Err(Finished)` once the processor has finished.
-    pub fn try_next(&mut self) -> Result<Option<Arc<Batch>>, Finished> {
-        loop {
-            match self.subscription.try_next() {
-                Ok(Some(Delivery::Batch(batch))) => return Ok(Some(self.deliver(batch))),
-                Ok(Some(Delivery::Gap(missed))) => self.lagged(missed),
-                Ok(None) => return Ok(None),
-                Err(Finished) => {
-                    self.tell_lag(true);
-                    return Err(Finished);
                 }
             }
         }

@@ -28,12 +28,12 @@ pub struct HealthProbe {
 
 impl HealthProbe {
     /// Draining once `drain` is cancelled; degraded while `stats` say the archive or a sink fails.
-    pub fn new(drain: CancellationToken, stats: Stats) -> Self {
+    pub(crate) fn new(drain: CancellationToken, stats: Stats) -> Self {
         HealthProbe { drain, stats }
     }
 
     /// Resolves once the drain has begun.
-    pub async fn draining(&self) {
+    pub(crate) async fn draining(&self) {
         self.drain.cancelled().await
     }
 

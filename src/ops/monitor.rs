@@ -90,8 +90,8 @@ struct Rates {
 }
 
 impl MonitorState {
-    /// The monitor of a daemon, from its handles ([`crate::daemon::Daemon::monitor_state`]).
-    pub fn new(
+    /// The monitor of a daemon, from its handles (`Daemon::monitor_state` builds it).
+    pub(crate) fn new(
         stats: Stats,
         router: RouterHandle,
         health: HealthProbe,
@@ -321,7 +321,7 @@ fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
 }
 
 /// Appends each shard's counters, labelled `shard="K"`, in the Prometheus text format.
-pub fn render_shard_metrics(out: &mut String, shards: &[ShardStats]) {
+pub(crate) fn render_shard_metrics(out: &mut String, shards: &[ShardStats]) {
     type Getter = fn(&ShardStats) -> u64;
     let per_shard: [(&str, MetricKind, &str, Getter); 5] = [
         (

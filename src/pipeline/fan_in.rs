@@ -243,7 +243,7 @@ impl Ingress {
     }
 
     /// Resolves once nothing this handle staged is waiting. Cancel-safe.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         while self.has_staged() {
             self.feed.drained.notified().await;
         }

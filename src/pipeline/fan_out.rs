@@ -36,7 +36,7 @@ use Ordering::{Relaxed, SeqCst};
 
 /// Which batches a subscriber wants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Only these sources; every source when empty.
     pub sources: Vec<(SourceKind, u32)>,
     /// Only this priority; both when `None`.
@@ -56,7 +56,7 @@ impl Filter {
 /// `bytes / lanes`. An empty lane takes one batch whatever its size, so that a share smaller than
 /// one socket read still passes frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bound {
+pub(crate) struct Bound {
     pub batches: usize,
     /// Bytes of the socket reads that the queued batches' payloads are slices of.
     pub bytes: usize,
@@ -74,7 +74,7 @@ impl Bound {
 
 /// What a subscription hands out, in order.
 #[derive(Debug)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Batch(Arc<Batch>),
     /// This many frames passed the filter and were dropped because the queue was full.
     Gap(u64),
@@ -140,26 +140,26 @@ struct Queue {
 
 /// Ends every subscription when the last [`FanOutLane`] is dropped.
 #[derive(Debug)]
-pub struct FanOut {
+pub(crate) struct FanOut {
     hub: Arc<Hub>,
 }
 
 /// One processor's end: publishes its shard's batches into its lane.
 #[derive(Debug)]
-pub struct FanOutLane {
+pub(crate) struct FanOutLane {
     fan_out: Arc<FanOut>,
     lane: usize,
 }
 
 /// Subscribes to the fan-out; cloneable, and usable after the processors have started.
 #[derive(Debug, Clone)]
-pub struct Subscribe {
+pub(crate) struct Subscribe {
     hub: Arc<Hub>,
 }
 
 /// One subscriber's end; dropping it unsubscribes.
 #[derive(Debug)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     hub: Arc<Hub>,
     me: Arc<Subscriber>,
     /// A lane's queue as last taken, handed out before the next lane is looked at.
@@ -170,7 +170,7 @@ pub struct Subscription {
 
 /// Creates the fan-out with a lane for each of `lanes` shards (at least one), each counting into
 /// its shard's `stats`, and a handle to subscribe to it.
-pub fn fan_out(stats: &Stats, lanes: usize) -> (FanOut, Subscribe) {
+pub(crate) fn fan_out(stats: &Stats, lanes: usize) -> (FanOut, Subscribe) {
     let hub = Arc::new(Hub {
         lanes: (0..lanes.max(1))
             .map(|lane| Lane {
@@ -215,7 +215,7 @@ impl Hub {
 
 impl FanOut {
     /// One publisher per lane, in lane order; the last one dropped ends the subscriptions.
-    pub fn into_publishers(self) -> Vec<FanOutLane> {
+    pub(crate) fn into_publishers(self) -> Vec<FanOutLane> {
         let lanes = self.hub.lanes.len();
         let fan_out = Arc::new(self);
         (0..lanes)
@@ -229,7 +229,7 @@ impl FanOut {
 
 impl FanOutLane {
     /// Offers `batch` to every subscriber whose filter accepts it. Never waits for a subscriber.
-    pub fn publish(&self, batch: &Arc<Batch>) {
+    pub(crate) fn publish(&self, batch: &Arc<Batch>) {
         let lane = &self.fan_out.hub.lanes[self.lane];
         if lane.count.load(Relaxed) == 0 {
             return;
@@ -353,7 +353,7 @@ impl Subscribe {
     /// Registers a subscriber. Its memory is at most `bound.bytes`, plus what it has taken and
     /// not yet handed out (one lane's share), plus a batch per lane where a share is below one
     /// read; it holds at most `bound.batches` rounded up to a multiple of the lanes.
-    pub fn subscribe(&self, filter: Filter, bound: Bound) -> Subscription {
+    pub(crate) fn subscribe(&self, filter: Filter, bound: Bound) -> Subscription {
         let mut registry = lock(&self.hub.registry);
         let lanes = self.hub.lanes.len();
         let me = Arc::new(Subscriber {
@@ -386,12 +386,12 @@ impl Subscribe {
 impl Subscription {
     /// Stops (or resumes) taking routine batches: while paused they are only counted, for
     /// [`Subscription::take_skipped`].
-    pub fn pause_routine(&self, paused: bool) {
+    pub(crate) fn pause_routine(&self, paused: bool) {
         self.me.routine_paused.store(paused, Relaxed);
     }
 
     /// The routine frames passed over while paused since the last call.
-    pub fn take_skipped(&self) -> u64 {
+    pub(crate) fn take_skipped(&self) -> u64 {
         self.me
             .queues
             .iter()
@@ -401,7 +401,7 @@ impl Subscription {
 
     /// The next batch or gap (each lane's in publishing order); `None` once the processors have
     /// finished and everything queued was taken.
-    pub async fn next(&mut self) -> Option<Delivery> {
+    pub(crate) async fn next(&mut self) -> Option<Delivery> {
         loop {
             if let Some(delivery) = self.taken.pop_front() {
                 return Some(delivery);
@@ -418,7 +418,7 @@ impl Subscription {
     /// The next batch or gap if one is queued right now; `Err(Finished)` once the processors have
     /// finished and everything queued was taken. Takes the whole queue of the next lane that has
     /// something, and hands it out before it looks at another.
-    pub fn try_next(&mut self) -> Result<Option<Delivery>, Finished> {
+    pub(crate) fn try_next(&mut self) -> Result<Option<Delivery>, Finished> {
         if let Some(delivery) = self.taken.pop_front() {
             return Ok(Some(delivery));
         }
@@ -456,7 +456,7 @@ impl Drop for Subscription {
 
 /// The fan-out has ended: the processors finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Finished;
+pub(crate) struct Finished;
 
 #[cfg(test)]
 mod tests {

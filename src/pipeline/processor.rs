@@ -24,7 +24,7 @@ use crate::pipeline::fan_out::FanOutLane;
 use crate::pipeline::queue::FrameSender;
 use crate::stats::Stats;
 
-pub struct Processor {
+pub(crate) struct Processor {
     pub fan_in: FanIn,
     /// Routine batches into the archive's queue.
     pub archive: FrameSender<Arc<Batch>>,
@@ -42,7 +42,7 @@ struct ArchiveStopped;
 impl Processor {
     /// Runs until the fan-in is closed and empty, then drops both fan-outs, which ends the archive
     /// and the subscribers once they have taken what is queued.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         match self.pump().await {
             Ok(()) => tracing::debug!("processor: fan-in closed and drained"),
             Err(ArchiveStopped) => {

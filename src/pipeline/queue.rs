@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// The sending half; clone it for every producer.
 #[derive(Debug)]
-pub struct FrameSender<T> {
+pub(crate) struct FrameSender<T> {
     permits: Arc<Semaphore>,
     capacity: usize,
     tx: mpsc::UnboundedSender<Admitted<T>>,
@@ -30,30 +30,30 @@ impl<T> Clone for FrameSender<T> {
 
 /// The receiving half.
 #[derive(Debug)]
-pub struct FrameReceiver<T> {
+pub(crate) struct FrameReceiver<T> {
     rx: mpsc::UnboundedReceiver<Admitted<T>>,
 }
 
 /// An item inside the queue's bound; dropping it gives its frames' capacity back.
 #[derive(Debug)]
-pub struct Admitted<T> {
+pub(crate) struct Admitted<T> {
     pub item: T,
     _permit: OwnedSemaphorePermit,
 }
 
 /// Capacity reserved for one item of a known number of frames.
 #[derive(Debug)]
-pub struct Reservation<T> {
+pub(crate) struct Reservation<T> {
     permit: OwnedSemaphorePermit,
     tx: mpsc::UnboundedSender<Admitted<T>>,
 }
 
 /// The receiver is gone; the item comes back so nothing is lost silently.
 #[derive(Debug)]
-pub struct Closed<T>(pub T);
+pub(crate) struct Closed<T>(pub T);
 
 /// Creates a queue holding at most `capacity` frames.
-pub fn frame_queue<T>(capacity: usize) -> (FrameSender<T>, FrameReceiver<T>) {
+pub(crate) fn frame_queue<T>(capacity: usize) -> (FrameSender<T>, FrameReceiver<T>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let sender = FrameSender {
         permits: Arc::new(Semaphore::new(capacity)),
@@ -68,7 +68,7 @@ impl<T> FrameSender<T> {
     ///
     /// # Panics
     /// If `frames` exceeds the capacity, which config validation rules out for batches.
-    pub async fn reserve(&self, frames: usize) -> Reservation<T> {
+    pub(crate) async fn reserve(&self, frames: usize) -> Reservation<T> {
         assert!(
             frames <= self.capacity,
             "{frames} frames can never fit in a queue of {}",
@@ -87,7 +87,7 @@ impl<T> FrameSender<T> {
     /// Another way into the same queue, with a bound of its own: what it sends never waits for
     /// room taken by this sender's items, and the other way round. The receiver sees both in the
     /// order they were sent.
-    pub fn with_own_bound(&self, capacity: usize) -> FrameSender<T> {
+    pub(crate) fn with_own_bound(&self, capacity: usize) -> FrameSender<T> {
         FrameSender {
             permits: Arc::new(Semaphore::new(capacity)),
             capacity,
@@ -96,19 +96,20 @@ impl<T> FrameSender<T> {
     }
 
     /// Reserves and sends in one step.
-    pub async fn send(&self, item: T, frames: usize) -> Result<(), Closed<T>> {
+    pub(crate) async fn send(&self, item: T, frames: usize) -> Result<(), Closed<T>> {
         self.reserve(frames).await.send(item)
     }
 
+    #[cfg(test)]
     /// Frames currently inside the bound.
-    pub fn occupied(&self) -> usize {
+    pub(crate) fn occupied(&self) -> usize {
         self.capacity - self.permits.available_permits()
     }
 }
 
 impl<T> Reservation<T> {
     /// Enqueues the item under the reserved capacity.
-    pub fn send(self, item: T) -> Result<(), Closed<T>> {
+    pub(crate) fn send(self, item: T) -> Result<(), Closed<T>> {
         self.tx
             .send(Admitted {
                 item,
@@ -120,12 +121,12 @@ impl<T> Reservation<T> {
 
 impl<T> FrameReceiver<T> {
     /// The next item, or `None` once every sender is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Admitted<T>> {
+    pub(crate) async fn recv(&mut self) -> Option<Admitted<T>> {
         self.rx.recv().await
     }
 
     /// The next item if one is queued right now.
-    pub fn try_recv(&mut self) -> Option<Admitted<T>> {
+    pub(crate) fn try_recv(&mut self) -> Option<Admitted<T>> {
         self.rx.try_recv().ok()
     }
 }

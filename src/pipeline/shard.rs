@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 /// The shards' threads, each running a `current_thread` runtime until [`ShardThreads::stop`].
 #[derive(Debug)]
-pub struct ShardThreads {
+pub(crate) struct ShardThreads {
     handles: Vec<Handle>,
     stops: Vec<oneshot::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -31,7 +31,7 @@ pub struct ShardThreads {
 impl ShardThreads {
     /// Starts `shards` threads (`shard-0`, `shard-1`, ...), each with a runtime that looks at its
     /// sockets every `event_interval` tasks (`runtime.event_interval`).
-    pub fn start(shards: usize, event_interval: u32) -> io::Result<ShardThreads> {
+    pub(crate) fn start(shards: usize, event_interval: u32) -> io::Result<ShardThreads> {
         let mut started = ShardThreads {
             handles: Vec::with_capacity(shards),
             stops: Vec::with_capacity(shards),
@@ -56,12 +56,12 @@ impl ShardThreads {
     }
 
     /// The runtimes, to spawn a shard's tasks on: `handles()[k]` is shard `k`'s.
-    pub fn handles(&self) -> &[Handle] {
+    pub(crate) fn handles(&self) -> &[Handle] {
         &self.handles
     }
 
     /// Runs `task` on shard `shard`'s thread.
-    pub fn spawn<F>(&self, shard: usize, task: F) -> tokio::task::JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(&self, shard: usize, task: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -71,7 +71,7 @@ impl ShardThreads {
 
     /// Stops every shard's runtime (a task still running there is dropped) and waits for its
     /// thread: call once the drain is over or its deadline passed.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         drop(self.stops);
         for thread in self.threads {
             let _ = thread.join();

@@ -4,9 +4,9 @@
 //! of `tokio_util`'s `LengthDelimitedCodec`, so any client can use that codec. The body starts with a
 //! type byte. `docs/ingest-protocol.md` specifies every byte; this module is the only code that knows them.
 //!
-//! The daemon's ingest path does not decode message by message through the codec: [`split_complete`]
-//! cuts every complete message off a read buffer in one pass and [`Bodies`] walks them, so a socket
-//! read of hundreds of frames costs one buffer split and one `Bytes` reference per frame.
+//! The daemon's ingest path does not decode message by message through the codec: [`walk_messages`]
+//! visits every complete message of a read buffer in one pass, so a socket read of hundreds of
+//! frames costs one buffer split.
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -19,16 +19,16 @@ use crate::domain::frame::{Priority, SourceKind};
 /// The protocol version HELLO and WELCOME carry; a HELLO of another is refused.
 pub const VERSION: u8 = 2;
 /// The largest catalog body a daemon may be configured to send (`catalog.max_bytes`).
-pub const MAX_CATALOG_BYTES: usize = 16 << 20;
+pub(crate) const MAX_CATALOG_BYTES: usize = 16 << 20;
 /// The longest message a daemon sends: a CATALOG with the largest body and content type.
-pub const MAX_SERVER_MESSAGE: usize = 10 + 255 + MAX_CATALOG_BYTES;
+pub(crate) const MAX_SERVER_MESSAGE: usize = 10 + 255 + MAX_CATALOG_BYTES;
 /// Bytes of the length prefix in front of every message.
 pub const LENGTH_PREFIX: usize = 4;
 /// Bytes of a DATA body before its payload: type, priority, sequence.
 pub const DATA_HEADER: usize = 1 + 1 + 8;
 /// The highest sequence a frame may carry: `u64::MAX` is refused, so that "every frame up to N"
 /// and "nothing yet" fit in one 64-bit value wherever the daemon keeps an acknowledgement.
-pub const MAX_SEQUENCE: u64 = u64::MAX - 1;
+pub(crate) const MAX_SEQUENCE: u64 = u64::MAX - 1;
 
 const HELLO: u8 = 0x01;
 const DATA: u8 = 0x02;
@@ -175,12 +175,12 @@ macro_rules! wire_codes {
     ($ty:ident, $what:literal, { $($variant:ident = $code:literal),* $(,)? }) => {
         impl $ty {
             /// The wire byte (see `docs/ingest-protocol.md`).
-            pub fn code(self) -> u8 {
+            pub(crate) fn code(self) -> u8 {
                 match self { $($ty::$variant => $code),* }
             }
 
             /// Parses the wire byte.
-            pub fn from_code(code: u8) -> Result<Self, ProtocolError> {
+            pub(crate) fn from_code(code: u8) -> Result<Self, ProtocolError> {
                 match code {
                     $($code => Ok($ty::$variant),)*
                     _ => Err(ProtocolError::UnknownCode { what: $what, code }),
@@ -220,7 +220,7 @@ wire_codes!(CloseReason, "close", {
 
 impl ProtocolError {
     /// The close reason that tells a peer about this error.
-    pub fn close_reason(&self) -> CloseReason {
+    pub(crate) fn close_reason(&self) -> CloseReason {
         match self {
             ProtocolError::FrameTooLarge { .. } => CloseReason::FrameTooLarge,
             ProtocolError::Truncated { .. } => CloseReason::TruncatedFrame,
@@ -379,7 +379,7 @@ pub enum MessageView {
 
 impl ServerMessage {
     /// Appends the message with its length prefix.
-    pub fn encode(&self, dst: &mut BytesMut) {
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
         match self {
             ServerMessage::Welcome {
                 version,
@@ -545,51 +545,6 @@ pub fn walk_messages(
     }
 }
 
-/// What [`split_complete`] found at the front of a read buffer.
-#[derive(Debug)]
-pub struct Split {
-    /// Every complete message, length prefixes included; walk it with [`Bodies`].
-    pub complete: Bytes,
-    /// See [`Walk::oversize`].
-    pub oversize: Option<ProtocolError>,
-}
-
-/// Cuts every complete message off the front of `buf`, leaving a partial message (if any) behind:
-/// the minimal batched decoder (the benchmark's floor uses it).
-pub fn split_complete(buf: &mut BytesMut, max_frame_length: usize) -> Split {
-    let walk = walk_messages(buf, max_frame_length, |_, _| ControlFlow::Continue(()));
-    Split {
-        complete: buf.split_to(walk.end).freeze(),
-        oversize: walk.oversize,
-    }
-}
-
-/// Iterates over the message bodies of [`Split::complete`].
-pub struct Bodies {
-    rest: Bytes,
-}
-
-impl Bodies {
-    pub fn new(complete: Bytes) -> Self {
-        Bodies { rest: complete }
-    }
-}
-
-impl Iterator for Bodies {
-    type Item = Bytes;
-
-    fn next(&mut self) -> Option<Bytes> {
-        if self.rest.len() < LENGTH_PREFIX {
-            return None;
-        }
-        let length = self.rest.get_u32() as usize;
-        // `split_complete` only hands out whole messages; a shorter tail means a misuse, and
-        // yielding what is there keeps the decoder's error path in charge of it.
-        let take = length.min(self.rest.len());
-        Some(self.rest.split_to(take))
-    }
-}
-
 fn length_codec(max_frame_length: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(max_frame_length)
@@ -732,23 +687,35 @@ mod tests {
     }
 
     #[test]
-    fn split_keeps_partial_tail_and_stops_at_oversize() {
+    fn walk_keeps_partial_tail_and_stops_at_oversize() {
+        let count = |buf: &[u8]| {
+            let mut visited = 0;
+            let walk = walk_messages(buf, 64, |_, _| {
+                visited += 1;
+                ControlFlow::Continue(())
+            });
+            (visited, walk)
+        };
         let mut buf = BytesMut::new();
         encode_data(&mut buf, Priority::Routine, 1, b"x");
         encode_data(&mut buf, Priority::Routine, 2, b"y");
         buf.put_slice(&[0, 0, 0, 20, DATA]);
-        let split = split_complete(&mut buf, 64);
-        assert!(split.oversize.is_none());
-        assert_eq!(Bodies::new(split.complete).count(), 2);
-        assert_eq!(buf.len(), 5, "partial message stays in the buffer");
+        let (visited, walk) = count(&buf);
+        assert!(walk.oversize.is_none());
+        assert_eq!(visited, 2);
+        assert_eq!(
+            buf.len() - walk.end,
+            5,
+            "partial message stays in the buffer"
+        );
 
         let mut buf = BytesMut::new();
         encode_data(&mut buf, Priority::Routine, 1, b"x");
         buf.put_u32(1_000_000);
-        let split = split_complete(&mut buf, 64);
-        assert_eq!(Bodies::new(split.complete).count(), 1);
+        let (visited, walk) = count(&buf);
+        assert_eq!(visited, 1);
         assert_eq!(
-            split.oversize,
+            walk.oversize,
             Some(ProtocolError::FrameTooLarge {
                 length: 1_000_000,
                 max: 64

@@ -30,7 +30,7 @@ impl AckLog {
     }
 
     /// A WELCOME, with its `resume_after`.
-    pub fn welcome(&self, kind: SourceKind, id: u32, resume_after: Option<u64>) {
+    pub(crate) fn welcome(&self, kind: SourceKind, id: u32, resume_after: Option<u64>) {
         match resume_after {
             Some(sequence) => self.line(format_args!("welcome {} {id} {sequence}", label(kind))),
             None => self.line(format_args!("welcome {} {id} -", label(kind))),
@@ -38,7 +38,7 @@ impl AckLog {
     }
 
     /// An acknowledgement up to `sequence`.
-    pub fn ack(&self, kind: SourceKind, id: u32, sequence: u64) {
+    pub(crate) fn ack(&self, kind: SourceKind, id: u32, sequence: u64) {
         self.line(format_args!("ack {} {id} {sequence}", label(kind)));
     }
 

@@ -32,14 +32,14 @@ struct Pending {
 
 /// What acknowledging moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Acked {
+pub(crate) struct Acked {
     pub frames: u64,
     pub emergency: u64,
 }
 
 /// What writing moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Written {
+pub(crate) struct Written {
     /// Frames written for the first time.
     pub fresh: u64,
     /// Frames written again after a reconnection.
@@ -51,7 +51,7 @@ pub struct Written {
 /// Its positions are the wire sequences of a generated source, and indexes into the recording of a
 /// replayed one.
 #[derive(Debug, Default)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     /// Position of `pending[0]`; the next position to generate when `pending` is empty.
     first: u64,
     pending: VecDeque<Pending>,
@@ -66,12 +66,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Outbox::default()
     }
 
     /// An outbox whose frames are `recording`'s, pushed in order.
-    pub fn recorded(recording: Arc<Recording>) -> Self {
+    pub(crate) fn recorded(recording: Arc<Recording>) -> Self {
         Outbox {
             recording: Some(recording),
             ..Outbox::default()
@@ -79,7 +79,7 @@ impl Outbox {
     }
 
     /// Adds a new frame; returns its position.
-    pub fn push(&mut self, priority: Priority) -> u64 {
+    pub(crate) fn push(&mut self, priority: Priority) -> u64 {
         let sequence = self.next_sequence();
         self.pending.push_back(Pending {
             priority,
@@ -89,23 +89,18 @@ impl Outbox {
     }
 
     /// The position the next generated frame gets.
-    pub fn next_sequence(&self) -> u64 {
+    pub(crate) fn next_sequence(&self) -> u64 {
         self.first + self.pending.len() as u64
     }
 
     /// Frames not yet acknowledged.
-    pub fn unacked(&self) -> usize {
+    pub(crate) fn unacked(&self) -> usize {
         self.pending.len()
     }
 
     /// Frames not yet written on the current connection.
-    pub fn unwritten(&self) -> u64 {
+    pub(crate) fn unwritten(&self) -> u64 {
         self.next_sequence() - self.cursor
-    }
-
-    /// Highest acknowledged position.
-    pub fn acked(&self) -> Option<u64> {
-        self.acked
     }
 
     /// The position of the last frame an acknowledgement of `sequence` covers.
@@ -120,7 +115,7 @@ impl Outbox {
     /// it already stored up to `stored` and this outbox never wrote a frame, the frames generated so
     /// far are renumbered to follow it, as a restarted source would. Returns whether it did.
     /// A recording is never renumbered.
-    pub fn continue_after(&mut self, stored: u64) -> bool {
+    pub(crate) fn continue_after(&mut self, stored: u64) -> bool {
         if self.started || self.acked.is_some() || self.recording.is_some() {
             return false;
         }
@@ -131,12 +126,12 @@ impl Outbox {
 
     /// Starts a new connection: everything unacknowledged is written again, except what the
     /// daemon's WELCOME says it already stored.
-    pub fn rewind(&mut self) {
+    pub(crate) fn rewind(&mut self) {
         self.cursor = self.first;
     }
 
     /// Encodes unwritten frames into `out` until it holds at least `limit` bytes or nothing is left.
-    pub fn write_into(
+    pub(crate) fn write_into(
         &mut self,
         out: &mut BytesMut,
         payload: &[u8],
@@ -172,7 +167,7 @@ impl Outbox {
     /// Drops every frame up to and including `sequence`, which the daemon now answers for.
     /// Emergency frames report their latency from first write to `now` through `latency`.
     /// Sequences never generated and acknowledgements that move backwards are ignored.
-    pub fn acknowledge(
+    pub(crate) fn acknowledge(
         &mut self,
         sequence: u64,
         now: Instant,

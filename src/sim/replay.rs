@@ -49,18 +49,21 @@ pub enum Pace {
     Recorded(f64),
 }
 
-impl std::str::FromStr for Pace {
-    type Err = String;
+/// Text that names no [`Pace`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not max, recorded, or a positive speed factor")]
+pub struct BadPace(pub String);
 
-    fn from_str(text: &str) -> Result<Pace, String> {
+impl std::str::FromStr for Pace {
+    type Err = BadPace;
+
+    fn from_str(text: &str) -> Result<Pace, BadPace> {
         match text {
             "max" => Ok(Pace::Max),
             "recorded" => Ok(Pace::Recorded(1.0)),
             other => match other.parse::<f64>() {
                 Ok(f) if f.is_finite() && f > 0.0 => Ok(Pace::Recorded(f)),
-                _ => Err(format!(
-                    "{other:?} is not max, recorded, or a positive speed factor"
-                )),
+                _ => Err(BadPace(other.into())),
             },
         }
     }

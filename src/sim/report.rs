@@ -52,25 +52,21 @@ pub struct Latencies {
 }
 
 impl Latencies {
-    pub fn record(&mut self, latency: Duration) {
+    pub(crate) fn record(&mut self, latency: Duration) {
         self.micros
             .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
     }
 
-    pub fn merge(&mut self, other: &Latencies) {
+    pub(crate) fn merge(&mut self, other: &Latencies) {
         self.micros.extend_from_slice(&other.micros);
     }
 
-    pub fn len(&self) -> usize {
-        self.micros.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.micros.is_empty()
     }
 
     /// The `q` quantile (0.0 to 1.0), nearest rank; `None` without samples.
-    pub fn quantile(&self, q: f64) -> Option<Duration> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<Duration> {
         if self.micros.is_empty() {
             return None;
         }
@@ -137,7 +133,7 @@ impl SourceReport {
     }
 
     /// A report for a source that never started, ended with `outcome`.
-    pub fn not_run(spec: &SourceSpec, outcome: Outcome) -> Self {
+    pub(crate) fn not_run(spec: &SourceSpec, outcome: Outcome) -> Self {
         SourceReport {
             kind: spec.kind,
             id: spec.id,

@@ -12,7 +12,7 @@ use crate::domain::frame::SourceKind;
 use super::{Amount, EmergencyMix, Rate, SourceSpec};
 
 /// First id of the replay feeds.
-pub const REPLAY_FIRST_ID: u32 = 1000;
+pub(crate) const REPLAY_FIRST_ID: u32 = 1000;
 
 /// A named scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,17 +137,20 @@ impl Scenario {
     }
 }
 
-impl std::str::FromStr for Scenario {
-    type Err = String;
+/// A scenario name this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scenario {0:?} (expected brief, default or saturate)")]
+pub struct UnknownScenario(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for Scenario {
+    type Err = UnknownScenario;
+
+    fn from_str(s: &str) -> Result<Self, UnknownScenario> {
         match s {
             "brief" => Ok(Scenario::Brief),
             "default" => Ok(Scenario::Default),
             "saturate" => Ok(Scenario::Saturate),
-            other => Err(format!(
-                "unknown scenario {other:?} (expected brief, default or saturate)"
-            )),
+            other => Err(UnknownScenario(other.into())),
         }
     }
 }

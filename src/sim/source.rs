@@ -91,7 +91,7 @@ struct Clock {
 
 /// One simulated source and its accounting.
 #[derive(Debug)]
-pub struct SimSource {
+pub(crate) struct SimSource {
     spec: SourceSpec,
     address: String,
     /// TLS to the daemon, when the run has `--tls-ca`.
@@ -117,7 +117,7 @@ pub struct SimSource {
 }
 
 impl SimSource {
-    pub fn new(
+    pub(crate) fn new(
         spec: SourceSpec,
         address: String,
         tls: Option<ClientTls>,
@@ -168,14 +168,14 @@ impl SimSource {
     }
 
     /// The source's first connection is `stream`, already made to its address.
-    pub fn with_connection(mut self, stream: TcpStream) -> Self {
+    pub(crate) fn with_connection(mut self, stream: TcpStream) -> Self {
         self.first = Some(stream);
         self
     }
 
     /// Runs the source to its end: connects, reconnects as long as retrying can help, and reports.
     #[tracing::instrument(name = "sim_source", skip_all, fields(kind = self.spec.kind.as_str(), source_id = self.spec.id))]
-    pub async fn run(mut self) -> SourceReport {
+    pub(crate) async fn run(mut self) -> SourceReport {
         let outcome = if let (Rate::PerSecond(rate), None) = (self.spec.rate, self.clock.interval) {
             Outcome::Failed(format!("invalid rate {rate} frames/s"))
         } else {

@@ -13,42 +13,43 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::domain::position::Position;
+use crate::domain::position::{Position, PositionError};
 
 /// The cursor file of the sink `name` in the archive directory `archive`.
 #[derive(Debug, Clone)]
-pub struct CursorFile {
+pub(crate) struct CursorFile {
     path: PathBuf,
 }
 
 impl CursorFile {
-    pub fn new(archive: &Path, name: &str) -> CursorFile {
+    pub(crate) fn new(archive: &Path, name: &str) -> CursorFile {
         CursorFile {
             path: archive.join("sinks").join(format!("{name}.cursor")),
         }
     }
 
     /// The cursor file of the sink `name` for shard `shard` of the archive `archive`.
-    pub fn of_shard(archive: &Path, name: &str, shard: usize) -> CursorFile {
+    pub(crate) fn of_shard(archive: &Path, name: &str, shard: usize) -> CursorFile {
         match shard {
             0 => CursorFile::new(archive, name),
             k => CursorFile::new(archive, &format!("{name}-shard-{k:02}")),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The saved position; `None` when the sink has never saved one (it starts at the oldest
     /// frame). A file that does not hold a position is an error: guessing could skip frames.
-    pub fn load(&self) -> io::Result<Option<Position>> {
+    pub(crate) fn load(&self) -> io::Result<Option<Position>> {
         let text = match fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(self.error(err, "cannot read")),
         };
-        text.trim().parse().map(Some).map_err(|why: String| {
+        text.trim().parse().map(Some).map_err(|why: PositionError| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: {why}", self.path.display()),
@@ -58,7 +59,7 @@ impl CursorFile {
 
     /// Replaces the saved position with `position`, durably (temporary file, sync, rename, sync
     /// of the directory). Blocks on the disk.
-    pub fn save(&self, position: Position) -> io::Result<()> {
+    pub(crate) fn save(&self, position: Position) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|err| self.error(err, "cannot create the directory of"))?;
         let temporary = self.path.with_extension("cursor.new");

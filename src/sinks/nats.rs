@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::connection::State;
-use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::context::{CreateStreamError, PublishError};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
@@ -120,7 +120,7 @@ async fn run(
         .map(|(shard, _)| (*shard, CursorFile::of_shard(&archive, "nats", *shard)))
         .collect();
     let (client, acked) = match connect(&config).await.and_then(|client| {
-        let acked = load_cursors(&cursor_files).map_err(|err| err.to_string())?;
+        let acked = load_cursors(&cursor_files).map_err(NatsError::Cursor)?;
         Ok((client, acked))
     }) {
         Ok(started) => started,
@@ -141,7 +141,7 @@ async fn run(
         Arc::clone(&progress),
         config.max_lag,
     ));
-    let mut publisher = Publisher {
+    let mut publisher = JetStreamWriter {
         subject: SubjectTemplate::new(&config),
         context: jetstream::new(client),
         start_ends: durable
@@ -178,17 +178,53 @@ fn load_cursors(files: &HashMap<usize, CursorFile>) -> std::io::Result<Positions
     Ok(acked)
 }
 
+/// Why the sink cannot start, or why one of its sessions failed (and the next starts again from
+/// the cursor).
+#[derive(Debug, thiserror::Error)]
+enum NatsError {
+    #[error("sinks.nats.credentials {}: {source}", path.display())]
+    Credentials {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sinks.nats.url: {0}")]
+    Url(std::io::Error),
+    #[error(transparent)]
+    Connect(#[from] async_nats::ConnectError),
+    /// A saved cursor cannot be read.
+    #[error(transparent)]
+    Cursor(std::io::Error),
+    #[error("cannot find or create stream {stream}: {source}")]
+    Stream {
+        stream: String,
+        source: CreateStreamError,
+    },
+    #[error("publish failed: {0}")]
+    Publish(PublishError),
+    #[error("publish timed out: the client's queue stayed full")]
+    PublishTimeout,
+    #[error("no PubAck for {position}: {source}")]
+    NoAck {
+        position: ShardPosition,
+        source: PublishError,
+    },
+}
+
 /// Connects in the background: the client keeps trying the servers, forever.
-async fn connect(config: &NatsConfig) -> Result<Client, String> {
+async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
     let mut options = ConnectOptions::new()
         .name(format!("aggregator {}", config.site))
         .retry_on_initial_connect()
         .max_reconnects(None);
     if let Some(path) = &config.credentials {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|err| format!("sinks.nats.credentials {}: {err}", path.display()))?;
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|source| NatsError::Credentials {
+                    path: path.clone(),
+                    source,
+                })?;
     }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
         options = options.user_and_password(user.clone(), password.expose().to_string());
@@ -201,11 +237,8 @@ async fn connect(config: &NatsConfig) -> Result<Client, String> {
         .iter()
         .map(|url| url.parse::<ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| format!("sinks.nats.url: {err}"))?;
-    options
-        .connect(servers)
-        .await
-        .map_err(|err| err.to_string())
+        .map_err(NatsError::Url)?;
+    Ok(options.connect(servers).await?)
 }
 
 /// What the publisher tells the reporter, which runs beside it.
@@ -247,7 +280,7 @@ enum SessionEnd {
     /// The archive closed (the drain) and everything it made durable is acknowledged.
     ArchiveClosed,
     /// NATS failed; the next session starts again from the cursor.
-    Failed(String),
+    Failed(NatsError),
     /// The archive cannot be followed any more (a segment deleted, a record damaged): publishing
     /// on would skip frames, so the sink stops and says degraded.
     Fatal(String),
@@ -263,7 +296,7 @@ struct InFlight {
 }
 
 /// The publishing side: the cursor, and one session after another.
-struct Publisher {
+struct JetStreamWriter {
     config: NatsConfig,
     subject: SubjectTemplate,
     context: jetstream::Context,
@@ -283,7 +316,7 @@ struct Publisher {
     saved_at: Instant,
 }
 
-impl Publisher {
+impl JetStreamWriter {
     /// Runs sessions until the archive closes, a fatal problem (`true`), or the cut-off.
     async fn sessions(&mut self, cut_off: &CancellationToken) -> bool {
         let mut backoff = MIN_BACKOFF;
@@ -314,7 +347,7 @@ impl Publisher {
                         backoff = MIN_BACKOFF;
                     }
                     tracing::warn!(
-                        error = why,
+                        error = why.to_string(),
                         retry_ms = backoff.as_millis() as u64,
                         "NATS sink failed; publishing again from its cursor"
                     );
@@ -384,7 +417,7 @@ impl Publisher {
     }
 
     /// Finds the stream, or creates it with the configured duplicate window.
-    async fn ensure_stream(&self) -> Result<(), String> {
+    async fn ensure_stream(&self) -> Result<(), NatsError> {
         let config = stream::Config {
             name: self.config.stream.clone(),
             subjects: vec![self.config.stream_subjects()],
@@ -396,7 +429,10 @@ impl Publisher {
             .context
             .get_or_create_stream(config)
             .await
-            .map_err(|err| format!("cannot find or create stream {}: {err}", self.config.stream))?;
+            .map_err(|source| NatsError::Stream {
+                stream: self.config.stream.clone(),
+                source,
+            })?;
         let window = stream.cached_info().config.duplicate_window;
         if window < self.config.duplicate_window {
             tracing::warn!(
@@ -410,7 +446,7 @@ impl Publisher {
     }
 
     /// Hands one frame to the client; its PubAck comes later.
-    async fn publish(&self, followed: FollowedFrame) -> Result<InFlight, String> {
+    async fn publish(&self, followed: FollowedFrame) -> Result<InFlight, NatsError> {
         let frame = followed.frame;
         let kind = kind_token(frame.kind);
         let id = format!(
@@ -430,8 +466,8 @@ impl Publisher {
         let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
         let ack = match sent.await {
             Ok(Ok(ack)) => ack,
-            Ok(Err(err)) => return Err(format!("publish failed: {err}")),
-            Err(_) => return Err("publish timed out: the client's queue stayed full".into()),
+            Ok(Err(err)) => return Err(NatsError::Publish(err)),
+            Err(_) => return Err(NatsError::PublishTimeout),
         };
         let (p, shard) = (followed.position, followed.shard);
         let new = self
@@ -450,8 +486,11 @@ impl Publisher {
     async fn acked(
         &mut self,
         (published, ack): (InFlight, Result<PublishAck, PublishError>),
-    ) -> Result<(), String> {
-        let ack = ack.map_err(|err| format!("no PubAck for {}: {err}", published.position))?;
+    ) -> Result<(), NatsError> {
+        let ack = ack.map_err(|source| NatsError::NoAck {
+            position: published.position,
+            source,
+        })?;
         self.acked.set(published.position);
         self.stats.nats_acked(ack.duplicate);
         if published.new {

@@ -83,7 +83,7 @@ impl std::fmt::Debug for ClientTls {
 
 impl ClientTls {
     /// The TLS handshake on a connected `stream` to `addr`.
-    pub async fn connect(
+    pub(crate) async fn connect(
         &self,
         addr: SocketAddr,
         stream: TcpStream,

@@ -95,12 +95,12 @@ impl ServerTls {
     }
 
     /// The acceptor for the next connection to a source or consumer listener.
-    pub fn acceptor(&self) -> TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(Arc::clone(&self.current.load().listeners))
     }
 
     /// The acceptor for the next connection to the monitor.
-    pub fn monitor_acceptor(&self) -> TlsAcceptor {
+    pub(crate) fn monitor_acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(Arc::clone(&self.current.load().monitor))
     }
 }

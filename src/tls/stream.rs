@@ -36,7 +36,7 @@ pub enum Writer {
 
 /// A connection accepted by a listener, its TLS handshake (if any) done.
 #[derive(Debug)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     pub reader: Reader,
     pub writer: Writer,
     /// The identity of the peer's certificate, with mutual TLS.
@@ -46,7 +46,7 @@ pub struct Accepted {
 impl Reader {
     /// Waits until the socket has data, where that can be known without reading: `false` for TLS,
     /// whose session may already hold decrypted bytes, so that only a read can tell.
-    pub async fn readable(&self) -> io::Result<bool> {
+    pub(crate) async fn readable(&self) -> io::Result<bool> {
         match self {
             Reader::Plain(reader) => reader.readable().await.map(|()| true),
             Reader::Tls(_) => Ok(false),
@@ -56,7 +56,7 @@ impl Reader {
 
 /// Splits `stream` as it is (no TLS) or after a server-side TLS handshake of at most `patience`.
 /// A failed handshake is an error naming why (a plaintext client, no or a rejected certificate).
-pub async fn accept(
+pub(crate) async fn accept(
     stream: TcpStream,
     tls: Option<&ServerTls>,
     patience: Duration,

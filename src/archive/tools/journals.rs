@@ -29,13 +29,13 @@ use crate::domain::frame::SourceKey;
 /// The frames the segments read so far hold (and those taken from the journals read so far), by
 /// source: what a journal's frame is tested against.
 #[derive(Debug, Default)]
-pub struct Held {
+pub(crate) struct Held {
     sources: HashMap<SourceKey, Tracked>,
 }
 
 /// One emergency journal, as [`Held::read_journal`] read it.
 #[derive(Debug, Clone)]
-pub struct JournalFrames {
+pub(crate) struct JournalFrames {
     /// Frames in its valid records.
     pub frames: u64,
     /// Its scan, whose entries are only the frames nothing held before: each a
@@ -46,7 +46,7 @@ pub struct JournalFrames {
 
 impl Held {
     /// Holds every frame of a segment's scan.
-    pub fn hold(&mut self, scan: &SegmentScan) {
+    pub(crate) fn hold(&mut self, scan: &SegmentScan) {
         for (_, entry) in &scan.entries {
             if let Entry::Frame(frame) = entry {
                 let tracked = self
@@ -60,7 +60,7 @@ impl Held {
 
     /// Reads the journal at `path` and returns its frames that were not held, which are held from
     /// then on. An `Err` names the file that cannot be read.
-    pub fn read_journal(&mut self, path: &Path) -> io::Result<JournalFrames> {
+    pub(crate) fn read_journal(&mut self, path: &Path) -> io::Result<JournalFrames> {
         let mut scan = segment::read_segment(path)?;
         let mut frames = 0;
         scan.entries.retain(|(_, entry)| match entry {
@@ -76,7 +76,7 @@ impl Held {
 
 /// Which kind of file [`read_archive`] hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
+pub(crate) enum FileKind {
     /// A segment: every valid record.
     Segment,
     /// An emergency journal: only its frames no segment holds (nor a journal read before).
@@ -88,7 +88,7 @@ pub enum FileKind {
 /// scan to `visit`, a journal's with only the frames no segment holds ([`Held::read_journal`]).
 /// `visit` stops the reading with [`ControlFlow::Break`]. An `Err` names the directory or file
 /// that cannot be read, or is `visit`'s.
-pub fn read_archive(
+pub(crate) fn read_archive(
     dir: &Path,
     mut visit: impl FnMut(FileKind, &Path, SegmentScan) -> io::Result<ControlFlow<()>>,
 ) -> io::Result<()> {

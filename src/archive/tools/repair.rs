@@ -42,7 +42,7 @@ use crate::archive::segment::{self, with_path, Damage, Entry};
 use crate::archive::{journal, layout, recovery};
 
 /// The directory under the archive's that holds the damaged bytes `repair` moved aside.
-pub const QUARANTINE_DIR: &str = "quarantine";
+pub(crate) const QUARANTINE_DIR: &str = "quarantine";
 
 /// What `repair` found in the newest segment of every shard of an archive, and did.
 #[derive(Debug, Clone)]
@@ -155,12 +155,12 @@ impl Repair {
     }
 
     /// The segment's length without its damaged ranges.
-    pub fn kept_len(&self) -> u64 {
+    pub(crate) fn kept_len(&self) -> u64 {
         self.file_len - self.damaged.iter().map(|d| d.end - d.start).sum::<u64>()
     }
 
     /// Writes what was (or would be) done, one line per damaged range and one for the segment.
-    pub fn print(&self, out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn print(&self, out: &mut dyn Write) -> io::Result<()> {
         let segment = self.segment.display();
         if self.damaged.is_empty() {
             return writeln!(out, "segment {segment}: clean, nothing to repair");

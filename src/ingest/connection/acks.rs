@@ -3,42 +3,83 @@
 //! and a timer to look for progress while frames are outstanding and nothing else wakes the
 //! connection.
 
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
+use super::services::Services;
 use super::wire::Wire;
-use super::Shared;
 use crate::domain::source::Source;
 use crate::protocol::ingest::ServerMessage;
 
-/// The ACKs one connection sends.
-pub(super) struct Acks<'a> {
-    pub(super) shared: &'a Shared,
-    pub(super) sent: Option<u64>,
-    pub(super) next_send: Instant,
+/// The ACKs one connection sends, and its timer to look for progress.
+pub(super) struct Acks {
+    services: Arc<Services>,
+    /// The last acknowledgement sent.
+    sent: Option<u64>,
+    /// When the interval allows the next ACK.
+    next_send: Instant,
+    /// One timer, re-armed only when an earlier wake-up is needed: registering a fresh timer on
+    /// every pass would cost more than the batch it paces. On the heap: the connection's future
+    /// lives as long as the connection.
+    recheck: Pin<Box<Sleep>>,
+    /// Whether `recheck` is set for a wake-up still to come.
+    recheck_armed: bool,
 }
 
-impl Acks<'_> {
+impl Acks {
+    /// The ACKs of a connection whose source was last acknowledged up to `sent`.
+    pub(super) fn new(services: Arc<Services>, sent: Option<u64>) -> Acks {
+        Acks {
+            services,
+            sent,
+            next_send: Instant::now(),
+            recheck: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            recheck_armed: false,
+        }
+    }
+
+    /// The last acknowledgement sent.
+    pub(super) fn sent(&self) -> Option<u64> {
+        self.sent
+    }
+
     /// This connection's share of the ACK budget, re-read as connections come and go.
     fn interval(&self) -> Duration {
-        let connections = self.shared.stats.active_sources();
-        self.shared.config.ack_interval(connections)
+        let connections = self.services.stats.active_sources();
+        self.services.config.ack_interval(connections)
     }
 
     /// Sends an ACK if the acknowledgement moved and the interval allows (`on_wait` first if the
-    /// write has to wait for the peer). Returns a wake-up to arm when one is due and `timer_armed`
-    /// does not already cover it; reads the clock only when it must.
+    /// write has to wait for the peer), and arms the timer when a wake-up is due that it does not
+    /// already cover.
     pub(super) async fn update(
         &mut self,
         wire: &mut Wire,
         source: &Source,
-        timer_armed: bool,
+        on_wait: impl FnOnce(),
+    ) {
+        if let Some(at) = self.send_due(wire, source, on_wait).await {
+            if !self.recheck_armed || at < self.recheck.deadline() {
+                self.recheck.as_mut().reset(at);
+                self.recheck_armed = true;
+            }
+        }
+    }
+
+    /// Sends the ACK that is due, if any. Returns a wake-up to arm when one is due and the timer
+    /// does not already cover it; reads the clock only when it must.
+    async fn send_due(
+        &mut self,
+        wire: &mut Wire,
+        source: &Source,
         on_wait: impl FnOnce(),
     ) -> Option<Instant> {
         let acked = source.last_acked();
         let ack_due = acked != self.sent;
-        if !ack_due && (timer_armed || source.is_settled()) {
+        if !ack_due && (self.recheck_armed || source.is_settled()) {
             return None;
         }
         let now = Instant::now();
@@ -52,10 +93,25 @@ impl Acks<'_> {
         }
         if source.last_acked() != self.sent {
             Some(self.next_send)
-        } else if !source.is_settled() && !timer_armed {
+        } else if !source.is_settled() && !self.recheck_armed {
             Some(now + self.interval())
         } else {
             None
         }
+    }
+
+    /// Whether the timer is set for a wake-up still to come.
+    pub(super) fn is_recheck_armed(&self) -> bool {
+        self.recheck_armed
+    }
+
+    /// The timer, to wait on while it is armed. Cancel-safe.
+    pub(super) fn recheck(&mut self) -> Pin<&mut Sleep> {
+        self.recheck.as_mut()
+    }
+
+    /// The timer fired: the next pass looks for progress, and arms it again if need be.
+    pub(super) fn rechecked(&mut self) {
+        self.recheck_armed = false;
     }
 }

@@ -21,8 +21,7 @@ use crate::tls::stream::Writer;
 
 /// A connection's catalog sender.
 pub(super) struct CatalogOut {
-    /// `None` for a connection whose protocol version has no catalogs, or once the catalog's
-    /// publisher is gone.
+    /// `None` once the catalog's publisher is gone, or the socket failed.
     latest: Option<watch::Receiver<Option<Arc<Published>>>>,
     /// The message being written and how much of it is.
     writing: Option<Writing>,
@@ -58,15 +57,12 @@ pub(super) enum Step {
 
 impl CatalogOut {
     /// A sender for `latest`, which starts with the catalog published so far, if any.
-    pub(super) fn new(latest: Option<watch::Receiver<Option<Arc<Published>>>>) -> CatalogOut {
-        let latest = latest.map(|mut rx| {
-            if rx.borrow().is_some() {
-                rx.mark_changed();
-            }
-            rx
-        });
+    pub(super) fn new(mut latest: watch::Receiver<Option<Arc<Published>>>) -> CatalogOut {
+        if latest.borrow().is_some() {
+            latest.mark_changed();
+        }
         CatalogOut {
-            latest,
+            latest: Some(latest),
             writing: None,
             sent: None,
         }

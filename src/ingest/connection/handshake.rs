@@ -11,8 +11,8 @@ use std::ops::ControlFlow;
 use bytes::Buf;
 use tokio::time::{sleep_until, Instant};
 
+use super::services::Services;
 use super::wire::Wire;
-use super::Shared;
 use crate::domain::frame::SourceKind;
 use crate::protocol::ingest::{
     walk_messages, ClientMessage, Hello, MessageView, ProtocolError, RefuseReason, ServerMessage,
@@ -45,9 +45,9 @@ pub(super) async fn handshake(
     wire: &mut Wire,
     listener: SourceKind,
     identity: Option<&PeerIdentity>,
-    shared: &Shared,
+    services: &Services,
 ) -> Result<Hello, Refusal> {
-    let hello = match first_message(wire, shared).await? {
+    let hello = match first_message(wire, services).await? {
         Ok(MessageView::Hello(hello)) => hello,
         Ok(MessageView::Data { .. }) => return Err(Refusal::expected_hello("DATA before HELLO")),
         Ok(MessageView::Ping(_)) => return Err(Refusal::expected_hello("PING before HELLO")),
@@ -72,7 +72,7 @@ pub(super) async fn handshake(
         return Err(Refusal::Refuse(RefuseReason::WrongKind, detail));
     }
     if let Some(identity) = identity {
-        if !shared
+        if !services
             .config
             .auth
             .allows(identity, hello.kind, hello.source_id)
@@ -97,9 +97,9 @@ const FIRST_MESSAGE_MAX: usize = 4096;
 /// Reads until the first whole message, and decodes it.
 async fn first_message(
     wire: &mut Wire,
-    shared: &Shared,
+    services: &Services,
 ) -> Result<Result<MessageView, ProtocolError>, Refusal> {
-    let cfg = &shared.config.connection;
+    let cfg = &services.config.connection;
     let deadline = Instant::now() + cfg.handshake_timeout;
     loop {
         let mut first = None;
@@ -125,7 +125,7 @@ async fn first_message(
             None => {}
         }
         let read = tokio::select! {
-            _ = shared.drain.cancelled() => {
+            _ = services.drain.cancelled() => {
                 let detail = "the daemon is shutting down".to_string();
                 return Err(Refusal::Refuse(RefuseReason::ShuttingDown, detail));
             }
@@ -156,15 +156,20 @@ async fn first_message(
 }
 
 /// Sends a refusal, logs it and counts it, and closes the connection.
-pub(super) async fn refuse(wire: &mut Wire, peer: SocketAddr, shared: &Shared, refusal: Refusal) {
+pub(super) async fn refuse(
+    wire: &mut Wire,
+    peer: SocketAddr,
+    services: &Services,
+    refusal: Refusal,
+) {
     if let Refusal::Refuse(reason, detail) = refusal {
         if is_protocol_error(reason) {
-            shared.stats.protocol_error();
+            services.stats.protocol_error();
         } else {
-            shared.stats.refused();
+            services.stats.refused();
         }
         if reason == RefuseReason::Unauthorized {
-            shared.stats.unauthorized();
+            services.stats.unauthorized();
         }
         // The peer in the event itself, not only in the connection's span: the line must name it
         // whatever became of the span.

@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Ending, Shared};
+use super::ending::Ending;
+use super::services::Services;
 use crate::domain::batch::Batch;
 use crate::domain::frame::Priority;
 use crate::domain::ledger::Run;
@@ -59,14 +60,14 @@ impl Intake {
     /// The intake of a connection of `source`, served by shard `shard`.
     pub(super) fn new(
         source: &Arc<Source>,
-        shared: &Shared,
+        services: &Services,
         shard: usize,
         already_stored: Arc<SequenceSet>,
     ) -> Intake {
         Intake {
             source: Arc::clone(source),
-            stats: shared.stats.shard(shard),
-            max_batch: shared.config.pipeline.max_batch_frames,
+            stats: services.stats.shard(shard),
+            max_batch: services.config.pipeline.max_batch_frames,
             // Frames of an earlier connection may still be on their way to the archive: their
             // resent copies are duplicates too.
             last_sequence: source.ledger().accepted(),

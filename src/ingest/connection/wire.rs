@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::services::Services;
 use crate::ingest::read_credit::{make_room, SMALL_READ};
 use crate::protocol::ingest::ServerMessage;
 use crate::tls::stream::{Reader, Writer};
@@ -44,14 +44,14 @@ pub(super) struct Wire {
 }
 
 impl Wire {
-    pub(super) fn new(reader: Reader, writer: Writer, shared: &Shared) -> Wire {
+    pub(super) fn new(reader: Reader, writer: Writer, services: &Services) -> Wire {
         Wire {
             reader,
             writer,
             buf: BytesMut::new(),
-            write_timeout: shared.config.connection.idle_timeout,
-            drain: shared.drain.clone(),
-            drain_write_budget: shared.config.shutdown.drain_deadline / 4,
+            write_timeout: services.config.connection.idle_timeout,
+            drain: services.drain.clone(),
+            drain_write_budget: services.config.shutdown.drain_deadline / 4,
             writer_broken: false,
         }
     }

@@ -26,7 +26,7 @@ const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
 
 /// The dashboard's routes, to be merged into the monitor's router.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
         .route(

@@ -1,0 +1,374 @@
+//! The load client: N uplink connections writing pre-encoded DATA frames as fast as the server takes
+//! them, and one probe connection sending one timestamped emergency frame per millisecond.
+//!
+//! The frames are encoded once, as a chunk; an uplink writes that chunk over and over, with only
+//! the sequence (which must increase, or the daemon drops the frames as duplicates) and the
+//! priority byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of each frame rewritten. It
+//! stops when its stdin closes (the parent is done with it) or after `limit`. For the throttle run
+//! it also reads the daemon's ACKs and answers the parent's `START` and `END` with what they
+//! covered (`acks`), and runs the emergency-only sources beside the uplinks (`emergency`).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregator::protocol::ingest::{encode_data, DATA_HEADER, LENGTH_PREFIX};
+use aggregator::Priority;
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::{watch, Semaphore};
+
+use crate::acks::{self, Acks, Unacked};
+use crate::control::{
+    self, emit, ChildMsg, ClientAcks, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID,
+};
+use crate::{emergency, uplink};
+
+/// Bytes of the chunk the uplinks write, however many connections: smaller chunks (3.3 KiB at
+/// 10,000 connections: 43 frames of 64 B per system call) make the client, not the server, the
+/// bound at scale.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
+/// kernel with the server's, whose TCP memory limit (`net.ipv4.tcp_mem`, about 2.2 GiB on the
+/// reference machine) 10,000 autotuned send buffers alone would nearly exhaust: the kernel then
+/// drops segments and the senders stall for retransmission timeouts. In the field each satellite's
+/// buffer is in its own machine. With few connections the kernel's autotuning is left alone.
+const SEND_BUFFER_BUDGET: usize = 256 * 1024 * 1024;
+/// The largest send buffer the kernel's autotuning gives (`net.ipv4.tcp_wmem`'s default maximum).
+const AUTOTUNED_SEND_BUFFER: usize = 4 * 1024 * 1024;
+/// Connections being opened at once (the listen backlog is 1024).
+const CONNECTING: usize = 256;
+
+/// Runs a client role's `work` on a runtime of its own, until it ends, the parent closes our stdin
+/// (it is done with us), or `limit` (a safety net). `work` gets the lines of stdin: the parent's
+/// commands.
+pub fn run<W: Future<Output = ()>>(
+    limit: Duration,
+    work: impl FnOnce(UnboundedReceiver<String>) -> W,
+) -> ExitCode {
+    control::raise_nofile_limit();
+    let commands = control::stdin_lines(|| std::process::exit(0));
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("aggregator-bench client: time limit of {limit:?} reached; exiting");
+        std::process::exit(0);
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("aggregator-bench client: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(work(commands));
+    ExitCode::SUCCESS
+}
+
+/// The load: `connections` saturating uplinks, the probe and `emergency_only` emergency-only
+/// sources, until the process is told to exit. With `ack_tally`, every uplink reads its ACKs,
+/// and `START` and `END` among the `commands` are answered with what they covered, and what the
+/// emergency-only sources' ACKs covered apart; otherwise what the server sends the uplinks is
+/// discarded unread.
+pub async fn load(
+    addr: SocketAddr,
+    connections: usize,
+    payload: usize,
+    ack_tally: bool,
+    emergency_only: usize,
+    mut commands: UnboundedReceiver<String>,
+) {
+    let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
+    let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1) as u64;
+    let template = frames(frames_per_chunk, payload, EMERGENCY_EVERY);
+
+    let send_buffer = (connections * AUTOTUNED_SEND_BUFFER > SEND_BUFFER_BUDGET)
+        .then(|| (SEND_BUFFER_BUDGET / connections.max(1)) as u32);
+    let acks = Arc::new(Acks::new());
+    let gate = Arc::new(Semaphore::new(CONNECTING));
+    // Uplinks stream only once every connection is open: a server busy reading saturating streams
+    // accepts slowly, and connections beyond its listen backlog would be lost.
+    let (go_tx, go) = watch::channel(false);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    for index in 0..connections {
+        let (gate, tx, template) = (Arc::clone(&gate), tx.clone(), Arc::clone(&template));
+        let unacked =
+            ack_tally.then(|| Arc::new(Unacked::new(Arc::clone(&acks), frames_per_chunk)));
+        let mut go = go.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = gate.acquire_owned().await else {
+                return;
+            };
+            let stream = match uplink::connect(addr, index as u32 + 1, send_buffer).await {
+                Ok(stream) => stream,
+                Err(err) => {
+                    let _ = tx.send(Err(err));
+                    return;
+                }
+            };
+            drop(permit);
+            let _ = tx.send(Ok(()));
+            let (reader, writer) = stream.into_split();
+            match &unacked {
+                Some(unacked) => tokio::spawn(acks::read_acks(reader, Arc::clone(unacked))),
+                None => tokio::spawn(discard(reader)),
+            };
+            if go.wait_for(|go| *go).await.is_ok() {
+                uplink(writer, &template, frame_len, unacked.as_deref()).await;
+            }
+        });
+    }
+    let probe_tx = tx.clone();
+    std::thread::spawn(move || match connect_probe(addr) {
+        Ok(stream) => {
+            let _ = probe_tx.send(Ok(()));
+            probe(stream);
+        }
+        Err(err) => {
+            let _ = probe_tx.send(Err(format!("probe: {err}")));
+        }
+    });
+    let emergency_acks = Arc::new(Acks::new());
+    if emergency_only > 0 {
+        let acks = Arc::clone(&emergency_acks);
+        emergency::spawn(addr, emergency_only, acks, tx.clone(), go.clone());
+    }
+    drop(tx);
+
+    let (mut sources, mut failed, mut first_error) = (0u64, 0u64, None);
+    for _ in 0..=connections + emergency_only {
+        match rx.recv().await {
+            Some(Ok(())) => sources += 1,
+            Some(Err(err)) => {
+                failed += 1;
+                first_error.get_or_insert(err);
+            }
+            None => break,
+        }
+    }
+    let _ = go_tx.send(true);
+    emit(&ChildMsg::Connected {
+        sources,
+        failed,
+        first_error,
+    });
+    // The load runs until the process is told to exit: the end of stdin, or the time limit.
+    let emergency_acks = (emergency_only > 0).then_some(&emergency_acks);
+    while let Some(command) = commands.recv().await {
+        match command.trim() {
+            "START" => emit(&ChildMsg::Acks(Box::new(ClientAcks {
+                uplinks: acks.start(),
+                emergency_only: emergency_acks.map(|acks| acks.start()),
+            }))),
+            "END" => emit(&ChildMsg::Acks(Box::new(ClientAcks {
+                uplinks: acks.end(),
+                emergency_only: emergency_acks.map(|acks| acks.end()),
+            }))),
+            other => eprintln!("aggregator-bench client: unknown command {other:?}"),
+        }
+    }
+}
+
+/// Reads WELCOME, ACKs and CLOSE so the server never blocks writing them.
+async fn discard(mut reader: OwnedReadHalf) {
+    let mut buf = vec![0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Writes the chunk over and over, renumbering its frames each time, until the server goes away;
+/// each chunk written goes into `unacked`, if given.
+///
+/// An uplink keeps only where it is in its stream (the first sequence of the chunk being written,
+/// and how many of its bytes are in the socket); the bytes come from [`RENUMBERED`], renumbered
+/// for it when the socket takes more. With a chunk of its own per connection (625 MiB of them at
+/// 10,000 connections) every write copied bytes the cache no longer held, and the client, not the
+/// server, set the pace at scale.
+async fn uplink(
+    writer: OwnedWriteHalf,
+    template: &Arc<[u8]>,
+    frame_len: usize,
+    unacked: Option<&Unacked>,
+) {
+    let frames = (template.len() / frame_len) as u64;
+    let (mut first, mut offset) = (1u64, 0usize);
+    loop {
+        if writer.writable().await.is_err() {
+            return;
+        }
+        let written = RENUMBERED.with_borrow_mut(|chunk| {
+            let chunk = chunk.renumbered(template, frame_len, first, offset);
+            writer.try_write(&chunk[offset..])
+        });
+        match written {
+            Ok(n) => offset += n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
+        if offset == template.len() {
+            first += frames;
+            offset = 0;
+            if let Some(unacked) = unacked {
+                unacked.sent(first - 1);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// This runtime thread's copy of the chunk, renumbered for whichever uplink writes next.
+    static RENUMBERED: RefCell<Renumbered> = const { RefCell::new(Renumbered::empty()) };
+}
+
+/// A copy of a chunk of frames whose sequences and priorities are rewritten for each write.
+struct Renumbered {
+    /// The chunk copied (the only one of a load client; compared by address).
+    template: Option<Arc<[u8]>>,
+    chunk: Vec<u8>,
+}
+
+impl Renumbered {
+    /// No chunk yet: the first uplink to write copies its own.
+    const fn empty() -> Renumbered {
+        Renumbered {
+            template: None,
+            chunk: Vec::new(),
+        }
+    }
+
+    /// The chunk whose first frame is `first`, with the frames from the one holding byte `offset`
+    /// on numbered (those before it are in the socket already).
+    fn renumbered(
+        &mut self,
+        template: &Arc<[u8]>,
+        frame_len: usize,
+        first: u64,
+        offset: usize,
+    ) -> &[u8] {
+        if !self
+            .template
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, template))
+        {
+            self.template = Some(Arc::clone(template));
+            self.chunk = template.to_vec();
+        }
+        let from = offset / frame_len;
+        for (sequence, frame) in
+            (first + from as u64..).zip(self.chunk[from * frame_len..].chunks_exact_mut(frame_len))
+        {
+            frame[LENGTH_PREFIX + 1] = u8::from(is_emergency(sequence, EMERGENCY_EVERY));
+            frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
+                .copy_from_slice(&sequence.to_be_bytes());
+        }
+        &self.chunk
+    }
+}
+
+/// Whether frame `sequence` of a stream with 1 emergency in `every` frames is an emergency.
+fn is_emergency(sequence: u64, every: u64) -> bool {
+    sequence % every == every / 2
+}
+
+/// DATA frames 1..=`count` of `payload` bytes each, encoded back to back, 1 in `every` of them
+/// an emergency.
+pub fn frames(count: u64, payload: usize, every: u64) -> Arc<[u8]> {
+    let body = vec![0xA5u8; payload];
+    let mut out = BytesMut::with_capacity(count as usize * (LENGTH_PREFIX + DATA_HEADER + payload));
+    for sequence in 1..=count {
+        let priority = match is_emergency(sequence, every) {
+            true => Priority::Emergency,
+            false => Priority::Routine,
+        };
+        encode_data(&mut out, priority, sequence, &body);
+    }
+    Arc::from(&out[..])
+}
+
+/// The probe's connection: a blocking socket of its own thread, HELLO sent, and a thread that
+/// discards what the server sends.
+fn connect_probe(addr: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut reader = stream.try_clone()?;
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    stream.write_all(&uplink::hello(PROBE_SOURCE_ID))?;
+    Ok(stream)
+}
+
+/// The HELLO of a live uplink with id `source_id`.
+/// One emergency frame per millisecond, its payload starting with its send time. The probe has a
+/// thread of its own, apart from the runtime that drives the uplinks: a thread waking from sleep
+/// is scheduled at once, so the time it stamps is when the frame goes out, not when a busy
+/// worker got round to it.
+fn probe(mut stream: std::net::TcpStream) {
+    let mut payload = [0u8; PROBE_PAYLOAD];
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + DATA_HEADER + PROBE_PAYLOAD);
+    let mut next = std::time::Instant::now();
+    for sequence in 1u64.. {
+        next += Duration::from_millis(1);
+        let now = std::time::Instant::now();
+        match next.checked_duration_since(now) {
+            Some(wait) => std::thread::sleep(wait),
+            None => next = now,
+        }
+        payload[..8].copy_from_slice(&control::unix_ns().to_be_bytes());
+        out.clear();
+        encode_data(&mut out, Priority::Emergency, sequence, &payload);
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sequences of the frames of `chunk`.
+    fn sequences(chunk: &[u8], frame_len: usize) -> Vec<u64> {
+        chunk
+            .chunks_exact(frame_len)
+            .map(|frame| {
+                let bytes = &frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER];
+                u64::from_be_bytes(bytes.try_into().expect("8 bytes"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_taken_up_mid_frame_goes_on_as_the_whole_chunk_would() {
+        let (payload, count) = (4, 10u64);
+        let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
+        let template = frames(count, payload, EMERGENCY_EVERY);
+        let mut renumbered = Renumbered::empty();
+        let first = renumbered.renumbered(&template, frame_len, 101, 0).to_vec();
+        assert_eq!(sequences(&first, frame_len), (101..111).collect::<Vec<_>>());
+        let whole = Renumbered::empty()
+            .renumbered(&template, frame_len, 111, 0)
+            .to_vec();
+        // The socket took 3 frames and 5 bytes of the next chunk: the rest is as the whole chunk.
+        let offset = 3 * frame_len + 5;
+        let rest = renumbered.renumbered(&template, frame_len, 111, offset);
+        assert_eq!(rest[offset..], whole[offset..]);
+        for (frame, sequence) in whole.chunks_exact(frame_len).zip(111u64..) {
+            let emergency = is_emergency(sequence, EMERGENCY_EVERY);
+            assert_eq!(
+                frame[LENGTH_PREFIX + 1],
+                u8::from(emergency),
+                "frame {sequence}"
+            );
+        }
+    }
+}

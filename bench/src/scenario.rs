@@ -1,0 +1,187 @@
+//! A scenario: one file in `bench/scenarios/`, holding what to run and the targets to judge it by.
+//! Every run is off unless the file asks for it, so a file says all that it measures.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::results::Plan;
+use crate::targets::Goals;
+use crate::Variant;
+
+/// Where the shipped scenarios are.
+pub fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// One scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// One line: what it measures.
+    pub description: String,
+    /// Rounds of each measurement; the report gives medians with min-max.
+    #[serde(default = "one")]
+    pub runs: usize,
+    /// Warm-up before each window, and the window, in seconds.
+    #[serde(default = "warmup")]
+    pub warmup_s: f64,
+    #[serde(default = "window")]
+    pub window_s: f64,
+    /// Saturating uplinks of the main runs (the probe comes on top).
+    #[serde(default = "connections")]
+    pub connections: usize,
+    /// Payload sizes of the main runs and the sweep, bytes.
+    #[serde(default)]
+    pub payloads: Vec<usize>,
+    /// Variants of the main runs.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+    /// Source counts of the scale runs (64 B), and their variants.
+    #[serde(default)]
+    pub scale: Vec<usize>,
+    #[serde(default = "scale_variants")]
+    pub scale_variants: Vec<Variant>,
+    /// SIGTERM under load.
+    #[serde(default)]
+    pub drain: bool,
+    /// Recovery of a full newest segment.
+    #[serde(default)]
+    pub restart: bool,
+    /// Sources of the churn run: each sends 1,000 frames, is acknowledged and leaves.
+    pub churn: Option<usize>,
+    /// The throttle run: the archive's disk limited to this many MiB/s (root, cgroup v1 blkio).
+    pub throttle_mib_per_s: Option<f64>,
+    #[serde(default = "throttle_window")]
+    pub throttle_window_s: f64,
+    /// Followers of the archive during saturation, against none.
+    #[serde(default)]
+    pub consumers: bool,
+    /// Source counts a new catalog is spread to during saturation.
+    #[serde(default)]
+    pub catalog: Vec<usize>,
+    /// `runtime.shards` counts of the shard sweep.
+    #[serde(default)]
+    pub shards: Vec<usize>,
+    /// The most MiB one measurement of the durable floor writes.
+    #[serde(default = "durable_floor_mib")]
+    pub durable_floor_mib: u64,
+    /// Bounds on the figures, by what they measure ([`crate::targets::MEASURES`]).
+    #[serde(default)]
+    pub targets: Goals,
+}
+
+fn one() -> usize {
+    1
+}
+fn warmup() -> f64 {
+    1.0
+}
+fn window() -> f64 {
+    3.0
+}
+fn connections() -> usize {
+    48
+}
+fn scale_variants() -> Vec<Variant> {
+    vec![Variant::Daemon, Variant::Pipeline]
+}
+fn throttle_window() -> f64 {
+    10.0
+}
+fn durable_floor_mib() -> u64 {
+    1024
+}
+
+impl Scenario {
+    /// `name` from `bench/scenarios/`, or a path to a file of one's own.
+    pub fn load(name: &str) -> Result<Scenario, String> {
+        let path = match name.ends_with(".toml") {
+            true => PathBuf::from(name),
+            false => dir().join(format!("{name}.toml")),
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let scenario: Scenario =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        scenario
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(scenario)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.targets.check()?;
+        if let Some(v) = self.scale_variants.iter().find(|v| !v.is_daemon()) {
+            return Err(format!("scale_variants: {} has no scale run", v.name()));
+        }
+        if let Some(mib) = self
+            .throttle_mib_per_s
+            .filter(|m| !(*m > 0.0 && m.is_finite()))
+        {
+            return Err(format!("throttle_mib_per_s = {mib}: give a limit above 0"));
+        }
+        let most = aggregator::domain::shard::MAX_SHARDS;
+        if let Some(n) = self.shards.iter().find(|&&n| n == 0 || n > most) {
+            return Err(format!("shards: {n}: give counts from 1 to {most}"));
+        }
+        Ok(())
+    }
+
+    /// The plan for the daemon variants' `config` (from `config_path`, else the defaults).
+    pub fn plan(
+        self,
+        config: &aggregator::Config,
+        config_path: Option<PathBuf>,
+        plot: Option<PathBuf>,
+    ) -> Plan {
+        let secs = |x: f64| Duration::from_secs_f64(x.max(0.05));
+        let durable = self.variants.contains(&Variant::Daemon) || !self.shards.is_empty();
+        Plan {
+            runs: self.runs.max(1),
+            warmup: secs(self.warmup_s),
+            measure: secs(self.window_s),
+            connections: self.connections.max(1),
+            payloads: self.payloads,
+            variants: self.variants,
+            scale: self.scale,
+            scale_variants: self.scale_variants,
+            drain: self.drain,
+            restart: self.restart,
+            segment_bytes: config.archive.segment_bytes,
+            churn: self.churn,
+            stats_interval: config.dashboard.stats_interval,
+            daemon_config: config_path,
+            throttle: self.throttle_mib_per_s,
+            throttle_window: secs(self.throttle_window_s),
+            drain_deadline: config.shutdown.drain_deadline,
+            uplink_limit: config.uplink.max_connections,
+            consumers: self.consumers,
+            catalog: self.catalog,
+            plot: plot.filter(|_| !self.shards.is_empty()),
+            shards: self.shards,
+            default_shards: config.runtime.shards,
+            durable_floor_bytes: durable.then_some(self.durable_floor_mib.max(1) << 20),
+            goals: self.targets,
+            daemon: None,
+        }
+    }
+}
+
+/// Every shipped scenario: its name and description.
+pub fn list() -> Result<Vec<(String, String)>, String> {
+    let dir = dir();
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".toml").map(String::from))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| Ok((Scenario::load(&name)?.description, name)))
+        .map(|r| r.map(|(d, n)| (n, d)))
+        .collect()
+}

@@ -1,0 +1,156 @@
+//! Runs the benchmark harness's smoke scenarios, so that it cannot rot: every variant, the scale
+//! runs, the drain run, the restart run and the churn run must complete, the daemon's archive must
+//! receive every frame it processed, and every churn source must have every frame acknowledged.
+//! The throttle run, which needs root and a cgroup v1 blkio hierarchy, must either say why it was
+//! skipped or count acknowledgements, drain without loss and remove its cgroup.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs the harness with `args` and a JSON summary, which it must write and exit 0; returns its
+/// stdout and the summary.
+fn bench(args: &[&str], name: &str) -> (String, serde_json::Value) {
+    let json = std::env::temp_dir().join(format!(
+        "aggregator-bench-{name}-{}.json",
+        std::process::id()
+    ));
+    let output = Command::new(env!("CARGO_BIN_EXE_aggregator-bench"))
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("the harness starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "aggregator-bench {args:?} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let summary =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON summary is written"))
+            .expect("the JSON summary parses");
+    let _ = std::fs::remove_file(&json);
+    (stdout, summary)
+}
+
+#[test]
+fn bench_smoke_mode_runs_and_the_daemon_archives_every_processed_frame() {
+    let (stdout, summary) = bench(&["run", "smoke"], "smoke");
+    assert!(
+        summary["throttle"].is_null(),
+        "the smoke scenario throttles nothing: {stdout}"
+    );
+    assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
+    let runs = summary["runs"].as_array().expect("runs");
+    let daemon_runs: Vec<_> = runs.iter().filter(|r| r["variant"] == "daemon").collect();
+    assert!(!daemon_runs.is_empty(), "no daemon run in {stdout}");
+    for run in daemon_runs {
+        let processed = run["processed_total"].as_u64().expect("processed_total");
+        assert!(processed > 0, "the daemon processed nothing: {run}");
+        assert_eq!(
+            run["archived_total"].as_u64(),
+            Some(processed),
+            "archive != processed: {run}"
+        );
+    }
+    for variant in ["floor", "daemon"] {
+        assert!(
+            runs.iter()
+                .any(|r| r["variant"] == variant && r["frames"].as_u64() > Some(0)),
+            "{variant} moved no frames: {stdout}"
+        );
+    }
+    let drain = &summary["drain"]["report"];
+    assert_eq!(drain["lost"], 0, "frames lost in the drain: {stdout}");
+    // One restart for the main runs' sources, one for the most sources of the scale runs.
+    let restarts = summary["restart"].as_array().expect("restart runs");
+    let sources: Vec<_> = restarts.iter().map(|r| r["sources"].as_u64()).collect();
+    assert_eq!(sources, [Some(48), Some(300)], "{stdout}");
+    for restart in restarts {
+        assert!(
+            restart["frames"].as_u64() > Some(0),
+            "no frames in the restart run: {stdout}"
+        );
+        assert_eq!(
+            restart["recovered"]["sources"], restart["sources"],
+            "the restart did not recover every source: {stdout}"
+        );
+    }
+    // Only that the churn run completed and acknowledged everything: its memory figures are the
+    // benchmark's business, not a test's.
+    let churn = &summary["churn"];
+    let sources = churn["sources"].as_u64().expect("a churn run");
+    let frames = sources
+        * churn["frames_per_source"]
+            .as_u64()
+            .expect("frames per source");
+    assert!(sources > 0, "{stdout}");
+    assert_eq!(churn["client"]["failed"], 0, "{stdout}");
+    assert_eq!(
+        churn["client"]["acknowledged"].as_u64(),
+        Some(sources),
+        "{stdout}"
+    );
+    assert_eq!(
+        churn["client"]["frames_acknowledged"].as_u64(),
+        Some(frames),
+        "{stdout}"
+    );
+    assert_eq!(churn["processed_total"].as_u64(), Some(frames), "{stdout}");
+    assert_eq!(churn["archived_total"].as_u64(), Some(frames), "{stdout}");
+}
+
+/// Root with a blkio hierarchy throttles for real; anywhere else the run is skipped, and says why.
+/// Neither the figures nor whether they meet their targets are a test's business.
+#[test]
+fn the_throttle_run_counts_acknowledgements_or_says_why_it_is_skipped() {
+    let (stdout, summary) = bench(&["run", "throttle-smoke"], "throttle");
+    let throttle = &summary["throttle"];
+    assert_eq!(
+        summary["runs"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
+    if let Some(why) = throttle["skipped"].as_str() {
+        assert!(throttle["measured"].is_null(), "{stdout}");
+        assert!(stdout.contains(&format!("skipped: {why}")), "{stdout}");
+        return;
+    }
+    let measured = &throttle["measured"];
+    assert!(
+        measured["frames_acked"].as_u64() > Some(0),
+        "no ACK: {stdout}"
+    );
+    let cgroup = measured["cgroup"].as_str().expect("the cgroup's path");
+    assert!(!Path::new(cgroup).exists(), "{cgroup} is left behind");
+    let drain = &measured["drain"];
+    assert_eq!(
+        drain["report"]["lost"], 0,
+        "frames lost in the drain: {stdout}"
+    );
+    assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
+}
+
+/// Four followers of the archive during saturation: each receives exactly the frames the archive
+/// stored. The ingest figures are not a test's business.
+#[test]
+fn the_consumers_run_counts_every_archived_frame_at_every_follower() {
+    let (stdout, summary) = bench(&["run", "consumers-smoke"], "consumers");
+    let rounds = summary["consumers"].as_array().expect("consumers rounds");
+    assert_eq!(rounds.len(), 1, "{stdout}");
+    for round in rounds {
+        assert!(round["without"]["followed"].is_null(), "{stdout}");
+        let with = &round["with"];
+        let archived = with["archived"].as_u64().expect("the archive's count");
+        assert!(archived > 0, "nothing archived: {stdout}");
+        let frames: Vec<_> = with["followed"]["frames"]
+            .as_array()
+            .expect("the followers' counts")
+            .iter()
+            .map(|f| f.as_u64())
+            .collect();
+        assert_eq!(frames, vec![Some(archived); 4], "{stdout}");
+        assert_eq!(with["drain_clean"], true, "{stdout}");
+    }
+}

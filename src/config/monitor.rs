@@ -1,0 +1,71 @@
+//! `[monitor]`: the HTTP endpoint (`/stats`, `/metrics`, `/healthz`, `/feed`, `PUT /catalog`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::bounds::{self, Bound, MAX_CONNECTIONS};
+use super::de::{millis, socket_addr};
+use super::error::{Invalid, Problem};
+
+/// The HTTP monitoring endpoint (`/stats`, `/metrics`, `/healthz`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Serve the endpoint at all.
+    pub enabled: bool,
+    /// Loopback by default: without `token_file` the endpoint has no authentication.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// A file holding a bearer token that `/stats`, `/feed`, `PUT /catalog` and the dashboard
+    /// require (the monitor's access check).
+    pub token_file: Option<PathBuf>,
+    /// Require the token on `/healthz` and `/metrics` too.
+    pub protect_all: bool,
+    /// Connections at once; one more is answered 503 and closed. Each holds a file descriptor.
+    pub max_connections: usize,
+    /// A request's head must arrive whole within this, counted from the connection's accept or
+    /// from the end of its previous response: a silent or half-sent request is closed.
+    #[serde(rename = "header_read_timeout_ms", deserialize_with = "millis")]
+    pub header_read_timeout: Duration,
+    /// A connection on which nothing moves either way for this long (a stalled body, a client that
+    /// stopped reading its response) is closed.
+    #[serde(rename = "idle_timeout_ms", deserialize_with = "millis")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+            token_file: None,
+            protect_all: false,
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// Bounds, and `protect_all` only with a token to require.
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        bounds::check(&[
+            Bound::count(
+                "monitor.max_connections",
+                self.max_connections,
+                MAX_CONNECTIONS,
+            ),
+            Bound::millis("monitor.header_read_timeout_ms", self.header_read_timeout),
+            Bound::millis("monitor.idle_timeout_ms", self.idle_timeout),
+        ])?;
+        if self.protect_all && self.token_file.is_none() {
+            let problem = Problem::Needs("monitor.token_file: there is no token to require");
+            return Err(Invalid::new("monitor.protect_all", problem));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! `[sinks]`: publishers of the archive into other systems; `[sinks.nats]` is the one there is.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::bounds::{self, Bound, UNBOUNDED};
+use super::de::{millis, one_or_many, seconds};
+use super::error::{Invalid, Problem, SubjectError};
+
+/// Publishers of the archive into other systems; none unless a section is written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    pub nats: Option<NatsConfig>,
+}
+
+/// `[sinks.nats]`: the archive published into a NATS JetStream stream, exactly once per frame
+/// (`docs/scale-out.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// The NATS server, or several of the same cluster: `"nats://host:4222"` or a list.
+    #[serde(deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
+    /// The JetStream stream; created when missing, with `duplicate_window_s`.
+    #[serde(default = "NatsConfig::default_stream")]
+    pub stream: String,
+    /// Each message's subject, from `{site}`, `{kind}` (`live` or `replay`) and `{source}`, each a
+    /// whole dot-separated token.
+    #[serde(default = "NatsConfig::default_subject")]
+    pub subject: String,
+    /// This daemon's name in subjects and message ids: unique per daemon, so that two sites'
+    /// frames never share an id.
+    pub site: String,
+    /// A `.creds` file (JWT and NKey seed).
+    pub credentials: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// A PEM file of CA certificates to trust; TLS is required when it is given.
+    pub tls_ca: Option<PathBuf>,
+    /// Publishes awaiting their PubAck at once.
+    #[serde(default = "NatsConfig::default_window")]
+    pub window: usize,
+    /// The duplicate window asked for when the daemon creates the stream.
+    #[serde(
+        rename = "duplicate_window_s",
+        default = "NatsConfig::default_duplicate_window",
+        deserialize_with = "seconds"
+    )]
+    pub duplicate_window: Duration,
+    /// `/healthz` says degraded when the oldest frame not yet acknowledged by JetStream was
+    /// received longer ago than this (or the sink is disconnected).
+    #[serde(
+        rename = "max_lag_ms",
+        default = "NatsConfig::default_max_lag",
+        deserialize_with = "millis"
+    )]
+    pub max_lag: Duration,
+}
+
+/// A password: its `Debug` form hides it, so that a config printed for a bug report does not
+/// carry it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"(hidden)\"")
+    }
+}
+
+impl NatsConfig {
+    fn default_stream() -> String {
+        "TELEMETRY".into()
+    }
+
+    fn default_subject() -> String {
+        "telemetry.{site}.{kind}.{source}".into()
+    }
+
+    fn default_window() -> usize {
+        256
+    }
+
+    fn default_duplicate_window() -> Duration {
+        Duration::from_secs(600)
+    }
+
+    fn default_max_lag() -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// The placeholders a subject template may hold.
+    pub(crate) const PLACEHOLDERS: [&'static str; 3] = ["{site}", "{kind}", "{source}"];
+
+    /// The stream's subject filter: the template with each placeholder token as `*`.
+    pub(crate) fn stream_subjects(&self) -> String {
+        self.subject
+            .split('.')
+            .map(|token| match Self::PLACEHOLDERS.contains(&token) {
+                true => "*",
+                false => token,
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// Checks what serde cannot; an error names the key. That the archive has files to publish is
+    /// the whole's to check.
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        if self.url.is_empty() {
+            return Err(Invalid::new(
+                "sinks.nats.url",
+                Problem::Rule("names no server"),
+            ));
+        }
+        for url in &self.url {
+            if let Err(source) = url.parse::<async_nats::ServerAddr>() {
+                let problem = Problem::NotNatsServer {
+                    url: url.clone(),
+                    source,
+                };
+                return Err(Invalid::new("sinks.nats.url", problem));
+            }
+        }
+        let token = |text: &str| {
+            !text.is_empty()
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        for (key, name) in [
+            ("sinks.nats.site", &self.site),
+            ("sinks.nats.stream", &self.stream),
+        ] {
+            if !token(name) {
+                return Err(Invalid::new(key, Problem::NotAName(name.clone())));
+            }
+        }
+        self.check_subject()
+            .map_err(|err| Invalid::new("sinks.nats.subject", Problem::Subject(err)))?;
+        bounds::check(&[
+            Bound::count("sinks.nats.window", self.window, UNBOUNDED),
+            Bound::seconds("sinks.nats.duplicate_window_s", self.duplicate_window),
+            Bound::millis("sinks.nats.max_lag_ms", self.max_lag),
+        ])?;
+        let (key, rule) = match (&self.user, &self.password) {
+            (Some(_), None) => ("sinks.nats.password", "user is set without a password"),
+            (None, Some(_)) => ("sinks.nats.user", "password is set without a user"),
+            (Some(_), Some(_)) if self.credentials.is_some() => (
+                "sinks.nats.credentials",
+                "set either a credentials file or user and password, not both",
+            ),
+            _ => return Ok(()),
+        };
+        Err(Invalid::new(key, Problem::Rule(rule)))
+    }
+
+    /// Each token of the template is a word or one whole placeholder, and every placeholder is
+    /// there, so that every frame gets a subject of its own source.
+    fn check_subject(&self) -> Result<(), SubjectError> {
+        let subject = &self.subject;
+        for token in subject.split('.') {
+            let word = !token.is_empty()
+                && !token.contains(['{', '}', '*', '>'])
+                && !token.contains(char::is_whitespace);
+            if !word && !Self::PLACEHOLDERS.contains(&token) {
+                return Err(SubjectError::Token {
+                    subject: subject.clone(),
+                    token: token.into(),
+                });
+            }
+        }
+        for placeholder in Self::PLACEHOLDERS {
+            if subject.split('.').filter(|t| *t == placeholder).count() != 1 {
+                return Err(SubjectError::Placeholder {
+                    subject: subject.clone(),
+                    placeholder,
+                });
+            }
+        }
+        Ok(())
+    }
+}
