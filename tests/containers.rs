@@ -16,6 +16,7 @@
 //! later, for profiles: PyPI's) and the base images (`deploy/podman/base-images.sh`); `.ci/run`
 //! installs them.
 
+mod nats_stream;
 mod podman;
 
 use std::collections::BTreeMap;
@@ -24,9 +25,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
-use futures_util::StreamExt;
-use podman::{field, podman, root, run, wait_until, Cleanup, Scratch, PATIENCE};
+use podman::{field, podman, root, run, wait_until, Cleanup, Scratch};
 
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
 const IMAGE: &str = "telemetry-aggregator";
@@ -306,74 +305,17 @@ fn stat(port: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Each site's `(kind, source, seq)` in the stream with how many times it is there, once the
-/// stream holds `expected` messages.
-/// `None`: as many as it holds now.
-fn stream_contents(expected: Option<u64>) -> BTreeMap<String, BTreeMap<(String, u32, u64), u32>> {
+/// Each site's `(kind, source, seq)` in the compose project's stream with how many times it is
+/// there, once the stream holds `expected` messages (`None`: as many as it holds now).
+fn stream_contents(expected: Option<u64>) -> nats_stream::Contents {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect("nats://127.0.0.1:4222")
-            .await
-            .expect("connect to the nats service");
-        let context = jetstream::new(client);
-        let mut stream = context.get_stream("TELEMETRY").await.expect("the stream");
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let expected = match expected {
-            Some(expected) => expected,
-            None => stream.info().await.expect("stream info").state.messages,
-        };
-        loop {
-            let held = stream.info().await.expect("stream info").state.messages;
-            assert!(
-                held <= expected,
-                "the stream holds {held} messages, more than {expected}"
-            );
-            if held == expected {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the stream holds {held} of {expected} messages"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-            .await
-            .expect("an ordered consumer");
-        let mut messages = consumer.messages().await.expect("consume the stream");
-        let mut by_site: BTreeMap<String, BTreeMap<(String, u32, u64), u32>> = BTreeMap::new();
-        for _ in 0..expected {
-            let message = tokio::time::timeout(PATIENCE, messages.next())
-                .await
-                .expect("the next message in time")
-                .expect("a message")
-                .expect("a readable message");
-            let headers = message.headers.as_ref().expect("headers");
-            let id = headers
-                .get(async_nats::header::NATS_MESSAGE_ID)
-                .expect("a Nats-Msg-Id")
-                .as_str();
-            let parts: Vec<&str> = id.split('.').collect();
-            let [site, kind, source, seq] = parts[..] else {
-                panic!("message id {id:?} is not site.kind.source.seq");
-            };
-            let key = (
-                kind.to_string(),
-                source.parse().unwrap(),
-                seq.parse().unwrap(),
-            );
-            *by_site
-                .entry(site.to_string())
-                .or_default()
-                .entry(key)
-                .or_default() += 1;
-        }
-        by_site
-    })
+    runtime.block_on(nats_stream::stream_contents(
+        "nats://127.0.0.1:4222",
+        expected,
+    ))
 }
 
 #[test]

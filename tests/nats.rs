@@ -7,8 +7,9 @@
 //! per shard that a restarted sink resumes from.
 
 mod common;
+mod nats_stream;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,12 +24,10 @@ use aggregator::config::SyncMode;
 use aggregator::domain::position::Position;
 use aggregator::sinks::nats::NatsSink;
 use aggregator::{Priority, SourceKind, Stats};
-use async_nats::jetstream;
-use futures_util::StreamExt;
 
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
-const STREAM: &str = "TELEMETRY";
+use nats_stream::{stream_contents, Contents, STREAM};
 /// The longest any one wait may take: generous, the machine is shared.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -375,79 +374,8 @@ impl Sim {
     }
 }
 
-/// Every message of the stream, by site: each `(kind, source, seq)` with how many times it is
-/// there. Waits until the stream holds `expected` messages first (the sinks catch up).
-async fn stream_contents(
-    url: &str,
-    expected: u64,
-) -> BTreeMap<String, BTreeMap<(String, u32, u64), u32>> {
-    let client = async_nats::connect(url)
-        .await
-        .expect("connect to nats-server");
-    let context = jetstream::new(client);
-    let mut stream = context.get_stream(STREAM).await.expect("the stream exists");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let held = stream.info().await.expect("stream info").state.messages;
-        assert!(
-            held <= expected,
-            "the stream holds {held} messages, more than the {expected} archived"
-        );
-        if held == expected {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stream holds {held} of {expected} messages"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-        .await
-        .expect("an ordered consumer");
-    let mut messages = consumer.messages().await.expect("consume the stream");
-    let mut by_site: BTreeMap<String, BTreeMap<(String, u32, u64), u32>> = BTreeMap::new();
-    for _ in 0..expected {
-        let message = tokio::time::timeout(PATIENCE, messages.next())
-            .await
-            .expect("the next message in time")
-            .expect("a message")
-            .expect("a readable message");
-        let headers = message.headers.as_ref().expect("headers");
-        let id = headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .expect("a Nats-Msg-Id")
-            .as_str();
-        let parts: Vec<&str> = id.split('.').collect();
-        let [site, kind, source, seq] = parts[..] else {
-            panic!("message id {id:?} is not site.kind.source.seq");
-        };
-        let subject = format!("telemetry.{site}.{kind}.{source}");
-        assert_eq!(message.subject.as_str(), subject, "{id}");
-        let sequence = headers
-            .get("Aggregator-Sequence")
-            .expect("a sequence header");
-        assert_eq!(sequence.as_str(), seq, "{id}");
-        let key = (
-            kind.to_string(),
-            source.parse().expect("a source id"),
-            seq.parse().expect("a seq"),
-        );
-        *by_site
-            .entry(site.to_string())
-            .or_default()
-            .entry(key)
-            .or_default() += 1;
-    }
-    by_site
-}
-
 /// Each daemon's archive is in the stream under its site, every frame once.
-fn assert_exactly_once(
-    contents: &BTreeMap<String, BTreeMap<(String, u32, u64), u32>>,
-    daemons: &[(&str, &Daemon)],
-) {
+fn assert_exactly_once(contents: &Contents, daemons: &[(&str, &Daemon)]) {
     assert_eq!(
         contents.len(),
         daemons.len(),
@@ -487,7 +415,7 @@ fn two_daemons_publish_every_frame_exactly_once_into_one_stream() {
     let sent = north_sim.wait() + south_sim.wait();
 
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let contents = runtime.block_on(stream_contents(&nats.url(), sent));
+    let contents = runtime.block_on(stream_contents(&nats.url(), Some(sent)));
     for daemon in [&north, &south] {
         wait_until("the sink's lag to reach 0", || {
             daemon.stat("nats_lag_frames") == 0
@@ -569,7 +497,7 @@ fn sigkill_and_a_nats_outage_still_publish_exactly_once_and_ingest_goes_on() {
 
     let sent = north_sim.wait() + south_sim.wait();
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let contents = runtime.block_on(stream_contents(&nats.url(), sent));
+    let contents = runtime.block_on(stream_contents(&nats.url(), Some(sent)));
     wait_until("both daemons ready again", || {
         [&north, &south].iter().all(|d| d.get("/healthz").0 == 200)
     });
@@ -679,7 +607,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
     sink.finish(tokio::time::Instant::now() + PATIENCE).await;
 
     sent.extend(more);
-    let contents = stream_contents(&nats.url(), sent.len() as u64).await;
+    let contents = stream_contents(&nats.url(), Some(sent.len() as u64)).await;
     let published = &contents["sharded"];
     let twice: Vec<_> = published.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "published more than once: {twice:?}");
