@@ -123,23 +123,8 @@ fn the_container_runs_drains_and_resumes_from_its_volume() {
     let started = Instant::now();
     let name = format!("aggregator-test-{}", std::process::id());
     let volume = format!("{name}-archive");
-    let _cleanup = Cleanup(vec![
-        vec![
-            "podman".into(),
-            "rm".into(),
-            "-f".into(),
-            "-t".into(),
-            "0".into(),
-            name.clone(),
-        ],
-        vec![
-            "podman".into(),
-            "volume".into(),
-            "rm".into(),
-            "-f".into(),
-            volume.clone(),
-        ],
-    ]);
+    let volume_rm = ["podman", "volume", "rm", "-f", &volume].map(String::from);
+    let _cleanup = Cleanup::container(&name, vec![volume_rm.to_vec()]);
     let scratch = Scratch::new("aggregator-container");
 
     // docs/operations.md's `docker run`, with a read-only root (no tmpfs added, as Docker's

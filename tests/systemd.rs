@@ -127,14 +127,7 @@ fn the_unit_runs_under_systemd() {
     assert!(bin.join("uplink-sim").is_file(), "uplink-sim is built");
 
     let name = format!("aggregator-systemd-{}", std::process::id());
-    let _cleanup = Cleanup(vec![vec![
-        "podman".into(),
-        "rm".into(),
-        "-f".into(),
-        "-t".into(),
-        "0".into(),
-        name.clone(),
-    ]]);
+    let _cleanup = Cleanup::container(&name, Vec::new());
     let mount = |from: &Path, to: &str| format!("{}:{to}:ro", from.display());
     run(podman()
         .args([

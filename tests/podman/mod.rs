@@ -78,6 +78,16 @@ pub fn require_base_images(images: &[&str]) {
 /// A container (or a compose project) removed, with its volumes, when the test ends.
 pub struct Cleanup(pub Vec<Vec<String>>);
 
+impl Cleanup {
+    /// `podman rm -f -t 0 NAME` at the end, then each of `more`.
+    pub fn container(name: &str, more: Vec<Vec<String>>) -> Cleanup {
+        let rm = ["podman", "rm", "-f", "-t", "0", name];
+        let mut argvs = vec![rm.iter().map(|a| a.to_string()).collect()];
+        argvs.extend(more);
+        Cleanup(argvs)
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for argv in &self.0 {
