@@ -1,0 +1,386 @@
+//! CCSDS Space Packets (CCSDS 133.0-B-2) as ground stations send them over a byte stream, and the
+//! three ways a stream delimits them: back to back (the length is in the header), after the
+//! attached sync marker `1A CF FC 1D`, or behind a generic length field (Yamcs'
+//! `GenericPacketInputStream`). The ground-segment links decode with these, the TM server and
+//! `uplink-sim`'s station mode encode with them. `docs/ground-segment.md` is the spec.
+//!
+//! Decoding never copies: [`Framing::next`] returns where the next packet lies in the buffer, so
+//! the link keeps packets as slices of its read, as the ingest protocol's connections do.
+
+use std::ops::Range;
+
+/// The primary header's size.
+pub const PRIMARY_HEADER: usize = 6;
+
+/// The largest packet the header can describe: a data field of 65,536 bytes.
+pub const MAX_PACKET: usize = PRIMARY_HEADER + 65_536;
+
+/// The attached sync marker (CCSDS 131.0-B), COSMOS' documented CCSDS example.
+pub const ASM: [u8; 4] = [0x1A, 0xCF, 0xFC, 0x1D];
+
+/// The primary header of a space packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrimaryHeader {
+    /// The packet version number (3 bits); 0 is the only one defined.
+    pub version: u8,
+    /// The packet type bit: telecommand (1) or telemetry (0).
+    pub telecommand: bool,
+    pub secondary_header: bool,
+    /// The application process identifier (11 bits).
+    pub apid: u16,
+    /// The sequence flags (2 bits): 3 for an unsegmented packet.
+    pub sequence_flags: u8,
+    /// The packet sequence count (14 bits), per APID, wrapping at 16,384.
+    pub sequence_count: u16,
+    /// The packet data length: the data field's length minus one.
+    pub data_length: u16,
+}
+
+/// The sequence count's modulus.
+pub const SEQUENCE_COUNT_MODULUS: u32 = 1 << 14;
+
+/// The largest APID (11 bits); 2047 is the idle packet's.
+pub const MAX_APID: u16 = 0x7FF;
+
+impl PrimaryHeader {
+    /// Reads the header at the start of `bytes`; `None` when fewer than six bytes are there.
+    pub fn parse(bytes: &[u8]) -> Option<PrimaryHeader> {
+        let h: &[u8; PRIMARY_HEADER] = bytes.get(..PRIMARY_HEADER)?.try_into().ok()?;
+        let word = u16::from_be_bytes([h[0], h[1]]);
+        let sequence = u16::from_be_bytes([h[2], h[3]]);
+        Some(PrimaryHeader {
+            version: h[0] >> 5,
+            telecommand: word & 0x1000 != 0,
+            secondary_header: word & 0x0800 != 0,
+            apid: word & MAX_APID,
+            sequence_flags: (sequence >> 14) as u8,
+            sequence_count: sequence & 0x3FFF,
+            data_length: u16::from_be_bytes([h[4], h[5]]),
+        })
+    }
+
+    /// The whole packet's length, header included.
+    pub fn packet_len(&self) -> usize {
+        self.data_length as usize + PRIMARY_HEADER + 1
+    }
+
+    /// The header's six bytes.
+    pub fn encode(&self) -> [u8; PRIMARY_HEADER] {
+        let word = (u16::from(self.version & 0x7) << 13)
+            | (u16::from(self.telecommand) << 12)
+            | (u16::from(self.secondary_header) << 11)
+            | (self.apid & MAX_APID);
+        let sequence =
+            (u16::from(self.sequence_flags & 0x3) << 14) | (self.sequence_count & 0x3FFF);
+        let [a, b] = word.to_be_bytes();
+        let [c, d] = sequence.to_be_bytes();
+        let [e, f] = self.data_length.to_be_bytes();
+        [a, b, c, d, e, f]
+    }
+
+    /// An unsegmented telemetry packet's header for `data_len` bytes of data (1 to 65,536).
+    pub fn telemetry(apid: u16, sequence_count: u16, data_len: usize) -> PrimaryHeader {
+        PrimaryHeader {
+            version: 0,
+            telecommand: false,
+            secondary_header: false,
+            apid: apid & MAX_APID,
+            sequence_flags: 3,
+            sequence_count: sequence_count & 0x3FFF,
+            data_length: data_len.clamp(1, 65_536).saturating_sub(1) as u16,
+        }
+    }
+}
+
+/// Why a stream's next packet cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    #[error("packet version {0} (only version 0, CCSDS 133.0-B, is defined)")]
+    Version(u8),
+    #[error("a packet of {length} bytes, above the link's max_packet_bytes of {max}")]
+    TooLong { length: usize, max: usize },
+    #[error("a packet of {length} bytes, below the {least} its framing needs")]
+    TooShort { length: usize, least: usize },
+    #[error("{declared} bytes declared by the header, {carried} carried")]
+    LengthMismatch { declared: usize, carried: usize },
+}
+
+/// How packets are delimited on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Back to back: the header's length field delimits them (Yamcs' `CcsdsPacketInputStream`).
+    Ccsds,
+    /// Each packet after the attached sync marker; bytes before a marker are skipped.
+    CcsdsAsm,
+    /// Behind a length field (Yamcs' `GenericPacketInputStream`): the field of `size` bytes at
+    /// `offset`, big-endian, plus `adjustment`, is the frame's whole length from its first byte;
+    /// the packet is the frame without its first `strip` bytes.
+    LengthPrefix(LengthField),
+}
+
+/// A generic length field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LengthField {
+    pub offset: usize,
+    /// 1, 2, 3 or 4 bytes.
+    pub size: usize,
+    pub adjustment: i64,
+    pub strip: usize,
+}
+
+/// The next packet of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// A packet at `packet`; the stream's first `end` bytes are used up. `skipped` bytes before
+    /// it were not a packet (a lost sync marker).
+    Packet {
+        packet: Range<usize>,
+        end: usize,
+        skipped: usize,
+    },
+    /// More bytes are needed; the first `skipped` can be dropped already (no marker starts there).
+    More { skipped: usize },
+}
+
+impl Framing {
+    /// Where the next packet at the front of `buf` lies. An error means the stream cannot be
+    /// read any further: the connection is closed.
+    pub fn next(&self, buf: &[u8], max: usize) -> Result<Next, PacketError> {
+        match *self {
+            Framing::Ccsds => Ok(match packet_at(buf, 0, max)? {
+                Some(packet) => Next::Packet {
+                    end: packet.end,
+                    packet,
+                    skipped: 0,
+                },
+                None => Next::More { skipped: 0 },
+            }),
+            Framing::CcsdsAsm => after_marker(buf, max),
+            Framing::LengthPrefix(field) => field.next(buf, max),
+        }
+    }
+}
+
+/// The packet starting at `start`, checked, if it is all in `buf`.
+fn packet_at(buf: &[u8], start: usize, max: usize) -> Result<Option<Range<usize>>, PacketError> {
+    let Some(header) = buf.get(start..).and_then(PrimaryHeader::parse) else {
+        return Ok(None);
+    };
+    if header.version != 0 {
+        return Err(PacketError::Version(header.version));
+    }
+    let length = header.packet_len();
+    if length > max {
+        return Err(PacketError::TooLong { length, max });
+    }
+    Ok((buf.len() >= start + length).then_some(start..start + length))
+}
+
+/// The packet after the first marker in `buf`. A packet that fails its checks after a marker is
+/// taken for a false marker: the search goes on after it, so only a marker with a good packet
+/// behind it ends a resynchronisation.
+fn after_marker(buf: &[u8], max: usize) -> Result<Next, PacketError> {
+    let mut from = 0;
+    loop {
+        let Some(at) = find_marker(&buf[from..]).map(|at| from + at) else {
+            // A marker may begin in the last three bytes.
+            let keep = buf.len().min(ASM.len() - 1);
+            return Ok(Next::More {
+                skipped: buf.len() - keep,
+            });
+        };
+        match packet_at(buf, at + ASM.len(), max) {
+            Ok(Some(packet)) => {
+                return Ok(Next::Packet {
+                    end: packet.end,
+                    packet,
+                    skipped: at,
+                })
+            }
+            Ok(None) => return Ok(Next::More { skipped: at }),
+            Err(err) if at == 0 && from == 0 => return Err(err),
+            Err(_) => from = at + 1,
+        }
+    }
+}
+
+fn find_marker(buf: &[u8]) -> Option<usize> {
+    buf.windows(ASM.len()).position(|w| w == ASM)
+}
+
+impl LengthField {
+    fn next(&self, buf: &[u8], max: usize) -> Result<Next, PacketError> {
+        let more = Ok(Next::More { skipped: 0 });
+        let Some(field) = buf.get(self.offset..self.offset + self.size) else {
+            return more;
+        };
+        let value = field.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
+        let least = (self.offset + self.size).max(self.strip + 1);
+        let length = i128::from(value) + i128::from(self.adjustment);
+        let length = usize::try_from(length.max(0)).unwrap_or(usize::MAX);
+        if length < least {
+            return Err(PacketError::TooShort { length, least });
+        }
+        if length - self.strip > max {
+            return Err(PacketError::TooLong {
+                length: length - self.strip,
+                max,
+            });
+        }
+        if buf.len() < length {
+            return more;
+        }
+        Ok(Next::Packet {
+            packet: self.strip..length,
+            end: length,
+            skipped: 0,
+        })
+    }
+}
+
+/// Appends `packet` to `out` as `framing` delimits it (the TM server's and the station
+/// simulator's side). A length prefix is written as the field alone, after `offset` zero bytes.
+pub fn encode(framing: &Framing, packet: &[u8], out: &mut Vec<u8>) {
+    match framing {
+        Framing::Ccsds => {}
+        Framing::CcsdsAsm => out.extend_from_slice(&ASM),
+        Framing::LengthPrefix(field) => {
+            let frame = (field.strip + packet.len()) as i64 - field.adjustment;
+            let bytes = (frame.max(0) as u64).to_be_bytes();
+            let mut prefix = vec![0; field.strip];
+            if let Some(at) = prefix.get_mut(field.offset..field.offset + field.size) {
+                at.copy_from_slice(&bytes[8 - field.size..]);
+            }
+            out.extend_from_slice(&prefix);
+        }
+    }
+    out.extend_from_slice(packet);
+}
+
+/// The sequence count of a packet's header, or `None` for fewer than six bytes.
+pub fn apid_and_count(packet: &[u8]) -> Option<(u16, u16)> {
+    PrimaryHeader::parse(packet).map(|h| (h.apid, h.sequence_count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(apid: u16, count: u16, data: &[u8]) -> Vec<u8> {
+        let mut p = PrimaryHeader::telemetry(apid, count, data.len())
+            .encode()
+            .to_vec();
+        p.extend_from_slice(data);
+        p
+    }
+
+    /// The header of docs/ground-segment.md's example: APID 100, count 5, four bytes of data.
+    #[test]
+    fn the_documented_header_example() {
+        let p = packet(100, 5, &[0xDE, 0xAD, 0xBE, 0xEF]);
+        assert_eq!(
+            p,
+            [0x00, 0x64, 0xC0, 0x05, 0x00, 0x03, 0xDE, 0xAD, 0xBE, 0xEF]
+        );
+        let h = PrimaryHeader::parse(&p).unwrap();
+        assert_eq!((h.apid, h.sequence_count, h.packet_len()), (100, 5, 10));
+        assert_eq!(h.encode(), p[..6]);
+    }
+
+    #[test]
+    fn back_to_back_packets_are_delimited_by_their_headers() {
+        let mut stream = packet(1, 0, b"abc");
+        stream.extend(packet(2, 1, b"de"));
+        let f = Framing::Ccsds;
+        let Next::Packet { packet: p, end, .. } = f.next(&stream, MAX_PACKET).unwrap() else {
+            panic!()
+        };
+        assert_eq!((p, end), (0..9, 9));
+        assert_eq!(
+            f.next(&stream[9..12], MAX_PACKET),
+            Ok(Next::More { skipped: 0 })
+        );
+        assert_eq!(
+            f.next(&stream[..9], 8),
+            Err(PacketError::TooLong { length: 9, max: 8 })
+        );
+        let mut bad = stream.clone();
+        bad[0] |= 0x20;
+        assert_eq!(f.next(&bad, MAX_PACKET), Err(PacketError::Version(1)));
+    }
+
+    /// Garbage before a marker is skipped, and a marker followed by a bad header is passed over.
+    #[test]
+    fn a_lost_marker_is_found_again() {
+        let mut stream = vec![0x55, 0x1A, 0xCF];
+        stream.extend_from_slice(&ASM);
+        stream.extend_from_slice(&[0xE0, 0, 0, 0, 0, 0]); // version 7: a false marker
+        stream.extend_from_slice(&ASM);
+        stream.extend(packet(3, 9, b"xy"));
+        let Next::Packet {
+            packet: p,
+            end,
+            skipped,
+        } = Framing::CcsdsAsm.next(&stream, MAX_PACKET).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(skipped, 13);
+        assert_eq!(&stream[p], packet(3, 9, b"xy"));
+        assert_eq!(end, stream.len());
+        assert_eq!(
+            Framing::CcsdsAsm.next(&[0x00, 0x11, 0x1A, 0xCF], MAX_PACKET),
+            Ok(Next::More { skipped: 1 })
+        );
+    }
+
+    /// A four-byte length in front of each packet: offset 0, size 4, the frame's length is the
+    /// field plus 4, and the packet is the frame without its 4-byte prefix.
+    #[test]
+    fn a_length_prefix_round_trips() {
+        let field = LengthField {
+            offset: 0,
+            size: 4,
+            adjustment: 4,
+            strip: 4,
+        };
+        let framing = Framing::LengthPrefix(field);
+        let p = packet(5, 1, b"hello");
+        let mut out = Vec::new();
+        encode(&framing, &p, &mut out);
+        assert_eq!(out[..4], [0, 0, 0, 11]);
+        let Next::Packet {
+            packet: at, end, ..
+        } = framing.next(&out, MAX_PACKET).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((&out[at], end), (&p[..], out.len()));
+        let short = LengthField {
+            adjustment: -20,
+            ..field
+        };
+        assert!(matches!(
+            Framing::LengthPrefix(short).next(&out, MAX_PACKET),
+            Err(PacketError::TooShort { .. })
+        ));
+    }
+
+    /// Yamcs' CCSDS setting of the generic stream: the length at bytes 4-5, plus 7.
+    #[test]
+    fn the_generic_length_reads_ccsds_as_yamcs_configures_it() {
+        let field = LengthField {
+            offset: 4,
+            size: 2,
+            adjustment: 7,
+            strip: 0,
+        };
+        let p = packet(9, 2, &[7; 20]);
+        let Next::Packet { packet: at, .. } =
+            Framing::LengthPrefix(field).next(&p, MAX_PACKET).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(at, 0..p.len());
+    }
+}
