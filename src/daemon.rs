@@ -36,6 +36,7 @@ use crate::ingest::connection::Services;
 use crate::ingest::listener::{self, Listeners};
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
+use crate::links::{self, LinkServices, LinkSockets};
 use crate::ops::dashboard;
 use crate::ops::frame_feed::FrameFeed;
 use crate::ops::health::HealthProbe;
@@ -78,6 +79,8 @@ pub struct Daemon {
     durable: Vec<(usize, watch::Receiver<DurableEnd>)>,
     /// The follow listener, when followers are served.
     followers: Option<TcpListener>,
+    /// The ground-segment links' sockets (`[[links]]`).
+    links: LinkSockets,
     /// The followers reading the archive's files, for the archive to keep them cached.
     readers: Option<Arc<Readers>>,
     drain: CancellationToken,
@@ -153,6 +156,7 @@ impl Daemon {
             published,
             durable,
             followers: None,
+            links: LinkSockets::default(),
             readers,
             drain,
             tracker,
@@ -188,6 +192,11 @@ impl Daemon {
     /// Serves followers of the archive on `listener` (`consumer.listen`) while the daemon runs.
     pub fn serve_followers(&mut self, listener: TcpListener) {
         self.followers = Some(listener);
+    }
+
+    /// Serves the ground-segment links bound to `sockets` while the daemon runs.
+    pub fn serve_links(&mut self, sockets: LinkSockets) {
+        self.links = sockets;
     }
 
     /// The live counters (lock-free reads).
@@ -305,8 +314,17 @@ impl Daemon {
                 drain.clone(),
             )
         });
+        let link_services = LinkServices {
+            router: self.router.clone(),
+            stats: stats.clone(),
+            max_batch: config.pipeline.max_batch_frames,
+            read_buffer: config.connection.read_buffer,
+            drain: drain.clone(),
+        };
+        let link_sockets = std::mem::take(&mut self.links);
         let publisher = self.start_stages(storage_lost, threads.as_ref());
         listener::serve(listeners, &config, services, &tracker);
+        links::serve(link_sockets, link_services, &tracker);
 
         tokio::select! {
             _ = shutdown => {}

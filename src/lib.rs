@@ -37,6 +37,7 @@ pub mod daemon;
 pub mod domain;
 pub mod follow;
 pub mod ingest;
+pub mod links;
 pub mod ops;
 pub mod pipeline;
 pub mod protocol;

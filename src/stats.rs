@@ -8,8 +8,8 @@
 //! through a `watch` channel every stats interval, for subscribers that want to wait for a change
 //! instead of polling (the dashboard).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -144,6 +144,8 @@ pub struct Stats {
     shards: Arc<[ShardCounters]>,
     /// The shard whose stage holds this handle.
     shard: Option<usize>,
+    /// Each ground-segment link's counters, in the order of `[[links]]`.
+    links: Arc<Mutex<Vec<Arc<LinkCounters>>>>,
 }
 
 /// One shard's own counters: those every batch moves, which the totals sum. Aligned to two cache
@@ -219,6 +221,7 @@ impl Stats {
             counters: Arc::default(),
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             shard: None,
+            links: Arc::default(),
         }
     }
 
@@ -468,4 +471,171 @@ pub(crate) async fn publish(
         tx.send_if_modified(|old| std::mem::replace(old, now) != now);
     }
     tx.send_replace(stats.snapshot());
+}
+
+/// Where a ground-segment link stands with its station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Waiting for a station to connect (tcp-listen) or to send (udp).
+    Listening,
+    /// Dialling the station (tcp-connect).
+    Connecting,
+    /// A station is connected (tcp), or datagrams arrive (udp).
+    Connected,
+    /// Waiting before dialling again after a failure (tcp-connect).
+    Backoff,
+    /// Stopped by the drain.
+    Stopped,
+}
+
+/// One link's counters: bumped by its connection once per read, read by the monitor.
+#[derive(Debug)]
+pub struct LinkCounters {
+    pub name: String,
+    pub transport: &'static str,
+    state: AtomicU8,
+    connections: AtomicU64,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    copies: AtomicU64,
+    gaps: AtomicU64,
+    unmatched: AtomicU64,
+    bad_input: AtomicU64,
+    skipped_bytes: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// One reading of a link's counters (`/stats`' `links`, `/metrics`' `aggregator_link_*`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkSnapshot {
+    pub name: String,
+    pub transport: &'static str,
+    pub state: LinkState,
+    /// Connections made (accepted or dialled) since the start.
+    pub connections: u64,
+    /// Packets stored: new ones, not copies.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets another link of the group (or this one) had delivered already: dropped.
+    pub copies: u64,
+    /// Packets missing from the link's own sequence counts, per APID.
+    pub gaps: u64,
+    /// Packets no rule maps to a source (`unmatched = "refuse"`), or whose source could not be
+    /// registered: dropped.
+    pub unmatched: u64,
+    /// Packets or connections refused as malformed: a bad version or length, a broken escape.
+    pub bad_input: u64,
+    /// Bytes passed over looking for a sync marker.
+    pub skipped_bytes: u64,
+    /// Why the last connection ended or the last dial failed.
+    pub last_error: Option<String>,
+}
+
+impl LinkState {
+    const ALL: [LinkState; 5] = [
+        LinkState::Listening,
+        LinkState::Connecting,
+        LinkState::Connected,
+        LinkState::Backoff,
+        LinkState::Stopped,
+    ];
+}
+
+impl LinkCounters {
+    pub(crate) fn set_state(&self, state: LinkState) {
+        let index = LinkState::ALL.iter().position(|&s| s == state).unwrap_or(0);
+        self.state.store(index as u8, Relaxed);
+    }
+
+    pub(crate) fn connected(&self) {
+        self.connections.fetch_add(1, Relaxed);
+        self.set_state(LinkState::Connected);
+    }
+
+    pub(crate) fn stored(&self, packets: u64, bytes: u64) {
+        self.packets.fetch_add(packets, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub(crate) fn copies(&self, packets: u64) {
+        self.copies.fetch_add(packets, Relaxed);
+    }
+
+    pub(crate) fn gaps(&self, packets: u64) {
+        self.gaps.fetch_add(packets, Relaxed);
+    }
+
+    pub(crate) fn unmatched(&self, packets: u64) {
+        self.unmatched.fetch_add(packets, Relaxed);
+    }
+
+    pub(crate) fn bad_input(&self) {
+        self.bad_input.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn skipped(&self, bytes: u64) {
+        self.skipped_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub(crate) fn failed(&self, why: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(why);
+    }
+
+    pub fn snapshot(&self) -> LinkSnapshot {
+        let state = LinkState::ALL
+            .get(self.state.load(Relaxed) as usize)
+            .copied()
+            .unwrap_or(LinkState::Listening);
+        LinkSnapshot {
+            name: self.name.clone(),
+            transport: self.transport,
+            state,
+            connections: self.connections.load(Relaxed),
+            packets: self.packets.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            copies: self.copies.load(Relaxed),
+            gaps: self.gaps.load(Relaxed),
+            unmatched: self.unmatched.load(Relaxed),
+            bad_input: self.bad_input.load(Relaxed),
+            skipped_bytes: self.skipped_bytes.load(Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+}
+
+impl Stats {
+    /// Counters for a new link, listed from now on.
+    pub(crate) fn add_link(&self, name: &str, transport: &'static str) -> Arc<LinkCounters> {
+        let link = Arc::new(LinkCounters {
+            name: name.to_owned(),
+            transport,
+            state: AtomicU8::new(0),
+            connections: AtomicU64::new(0),
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            copies: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
+            bad_input: AtomicU64::new(0),
+            skipped_bytes: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        });
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        links.push(Arc::clone(&link));
+        link
+    }
+
+    /// Every link's counters.
+    pub fn links(&self) -> Vec<LinkSnapshot> {
+        let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        links.iter().map(|link| link.snapshot()).collect()
+    }
 }

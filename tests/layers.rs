@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
     // that stores what they carry, the followers and sinks that read it back.
     &["pipeline"],
     &["ingest"],
+    &["links"],
     &["archive"],
     &["follow"],
     &["sinks"],

@@ -15,6 +15,7 @@ use aggregator::domain::frame::parse_source;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ingest::descriptors;
+use aggregator::links::LinkSockets;
 use aggregator::ops::access::Access;
 use aggregator::ops::monitor;
 use aggregator::tls::client::TlsArgs;
@@ -293,6 +294,9 @@ async fn serve(
         true => Some(bind(config.consumer.listen, "consumer").await?),
         false => None,
     };
+    let links = LinkSockets::bind(&config.links)
+        .await
+        .map_err(std::io::Error::other)?;
     let archive = aggregator::archive::open(&config.archive, config.runtime.shards)?;
     // Next to the archive, whose directory lock keeps a second daemon from publishing into it.
     let catalog = CatalogHandle::open(Store::in_dir(&config.archive.dir), config.catalog.max_bytes)
@@ -320,6 +324,7 @@ async fn serve(
     if let Some(listener) = follow_listener {
         daemon.serve_followers(listener);
     }
+    daemon.serve_links(links);
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
         let mut state = daemon.monitor_state();

@@ -46,3 +46,14 @@ pub(super) fn one_or_many<'de, D: Deserializer<'de>>(
         OneOrMany::Many(urls) => urls,
     })
 }
+
+/// A value written as its text form (`live`, `replay`), parsed by its `FromStr`.
+pub(super) fn parsed<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}

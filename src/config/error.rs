@@ -96,6 +96,9 @@ pub enum Problem {
     NotAName(String),
     #[error(transparent)]
     Subject(SubjectError),
+    /// A rule of one `[[links]]` entry, named.
+    #[error("in the link {link:?}: {problem}")]
+    InLink { link: String, problem: String },
     #[error(
         "{filter:?} is not a valid filter: {source}; expected a level (trace, debug, info, warn, \
          error or off) or comma-separated directives that each end in one, such as \

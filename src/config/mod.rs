@@ -19,6 +19,7 @@ mod dashboard;
 mod de;
 mod error;
 mod feed;
+mod links;
 mod listener;
 mod log;
 mod monitor;
@@ -42,6 +43,7 @@ pub(crate) use consumer::ConsumerConfig;
 pub(crate) use dashboard::DashboardConfig;
 pub use error::{ConfigError, Invalid, LogFilterError, Problem, SubjectError, Unit};
 pub(crate) use feed::FeedConfig;
+pub use links::{FieldRule, FramingName, LengthFieldConfig, LinkConfig, Transport, Unmatched};
 pub(crate) use listener::ListenerConfig;
 pub use log::{LogConfig, LogFormat};
 pub(crate) use monitor::MonitorConfig;
@@ -99,6 +101,9 @@ pub struct Config {
     /// Which client certificate may speak for which sources (with `tls.client_ca`).
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Ground-segment inputs: stations' CCSDS packets (`docs/ground-segment.md`).
+    #[serde(default)]
+    pub links: Vec<LinkConfig>,
     /// What the file sets that takes no effect as written (see [`Config::ineffective_settings`]).
     #[serde(skip)]
     ineffective: Vec<String>,
@@ -123,6 +128,7 @@ impl Default for Config {
             sinks: SinksConfig::default(),
             tls: None,
             auth: AuthConfig::default(),
+            links: Vec::new(),
             ineffective: Vec::new(),
         }
     }
@@ -180,6 +186,7 @@ impl Config {
         self.archive.validate()?;
         self.log.validate()?;
         self.auth.validate()?;
+        links::validate(&self.links)?;
         if let Some(nats) = &self.sinks.nats {
             nats.validate()?;
         }

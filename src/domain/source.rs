@@ -21,6 +21,8 @@ pub struct Source {
     pub kind: SourceKind,
     pub peer: SocketAddr,
     pub connected_at: SystemTime,
+    /// For a ground-segment link's source: the link and the APID (`gs-north APID 100`).
+    pub station: Option<Arc<str>>,
     frames: AtomicU64,
     emergency_frames: AtomicU64,
     bytes: AtomicU64,
@@ -42,6 +44,8 @@ pub struct SourceSnapshot {
     pub kind: SourceKind,
     pub peer: SocketAddr,
     pub connected_at: SystemTime,
+    /// The link and APID of a ground-segment link's source.
+    pub station: Option<Arc<str>>,
     /// Frames admitted into the pipeline.
     pub frames: u64,
     pub emergency_frames: u64,
@@ -68,6 +72,7 @@ impl Source {
             kind,
             peer,
             connected_at: SystemTime::now(),
+            station: None,
             frames: AtomicU64::new(0),
             emergency_frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -161,6 +166,7 @@ impl Source {
             kind: self.kind,
             peer: self.peer,
             connected_at: self.connected_at,
+            station: self.station.clone(),
             frames,
             emergency_frames: self.emergency_frames.load(Relaxed),
             bytes: self.bytes.load(Relaxed),

@@ -59,6 +59,7 @@ enum Command {
         id: u32,
         kind: SourceKind,
         peer: SocketAddr,
+        station: Option<Arc<str>>,
         reply: oneshot::Sender<Result<Registration, RegisterError>>,
     },
     Deregister {
@@ -164,10 +165,22 @@ impl RouterHandle {
         kind: SourceKind,
         peer: SocketAddr,
     ) -> Result<Registration, RegisterError> {
+        self.register_as(id, kind, peer, None).await
+    }
+
+    /// Registers a source fed by a ground-segment link, named by its `station` (link and APID).
+    pub(crate) async fn register_as(
+        &self,
+        id: u32,
+        kind: SourceKind,
+        peer: SocketAddr,
+        station: Option<Arc<str>>,
+    ) -> Result<Registration, RegisterError> {
         self.request(|reply| Command::Register {
             id,
             kind,
             peer,
+            station,
             reply,
         })
         .await
@@ -210,9 +223,10 @@ impl Router {
                 id,
                 kind,
                 peer,
+                station,
                 reply,
             } => {
-                let _ = reply.send(self.register(id, kind, peer));
+                let _ = reply.send(self.register(id, kind, peer, station));
             }
             Command::Deregister { key, reply } => {
                 if let Some(source) = self.sources.remove(&key) {
@@ -241,6 +255,7 @@ impl Router {
         id: u32,
         kind: SourceKind,
         peer: SocketAddr,
+        station: Option<Arc<str>>,
     ) -> Result<Registration, RegisterError> {
         let key = (kind, id);
         let shard = shard_of(key, self.ingress.len());
@@ -258,7 +273,9 @@ impl Router {
             ledger: Arc::new(Ledger::new(None)),
             already_stored: Arc::clone(&self.nothing_stored),
         });
-        let source = Arc::new(Source::new(id, kind, peer, Arc::clone(&point.ledger)));
+        let mut source = Source::new(id, kind, peer, Arc::clone(&point.ledger));
+        source.station = station;
+        let source = Arc::new(source);
         let already_stored = Arc::clone(&point.already_stored);
         self.sources.insert(key, Arc::clone(&source));
         self.stats.source_registered();

@@ -42,7 +42,9 @@ use crate::ops::feed::{self, FeedState};
 use crate::ops::health::{Health, HealthProbe};
 use crate::ops::http::{self, Http};
 use crate::pipeline::fan_out::Subscribe;
-use crate::stats::{processing_rates, MetricKind, PipelineStats, ShardStats, Stats};
+use crate::stats::{
+    processing_rates, LinkSnapshot, LinkState, MetricKind, PipelineStats, ShardStats, Stats,
+};
 use crate::tls::ServerTls;
 
 /// How often rates are sampled.
@@ -210,6 +212,8 @@ struct StatsBody {
     catalog: CatalogBody,
     /// Each shard's own counters: an unbalanced shard shows here.
     shards: Vec<ShardStats>,
+    /// Each ground-segment link (`[[links]]`): its state and counters.
+    links: Vec<LinkSnapshot>,
     sources: Vec<SourceBody>,
 }
 
@@ -224,6 +228,9 @@ struct SourceBody {
     id: u32,
     kind: &'static str,
     peer: String,
+    /// A ground-segment link's source: its link and APID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    station: Option<String>,
     connected_since_unix_ms: u64,
     frames: u64,
     emergency_frames: u64,
@@ -241,6 +248,7 @@ impl From<SourceSnapshot> for SourceBody {
             id: s.id,
             kind: s.kind.as_str(),
             peer: s.peer.to_string(),
+            station: s.station.as_deref().map(str::to_owned),
             connected_since_unix_ms: s
                 .connected_at
                 .duration_since(UNIX_EPOCH)
@@ -270,6 +278,7 @@ async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
         },
         catalog: CatalogBody::of(&state.catalog, &sources),
         shards: state.stats.shard_snapshots(),
+        links: state.stats.links(),
         sources: sources.into_iter().map(SourceBody::from).collect(),
     })
 }
@@ -282,6 +291,13 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
     };
     let s = state.stats.snapshot();
     let mut body = serde_json::json!({ "status": health, "warnings": &*state.warnings });
+    let links = state.stats.links();
+    if !links.is_empty() {
+        let states = links.iter().map(
+            |l| serde_json::json!({ "name": l.name, "state": l.state, "last_error": l.last_error }),
+        );
+        body["links"] = states.collect();
+    }
     if s.nats_degraded != 0 {
         body["nats"] = serde_json::json!({
             "connected": s.nats_connected != 0,
@@ -297,6 +313,7 @@ async fn metrics(State(state): State<MonitorState>) -> Response {
     let sources = state.router.sources().await.unwrap_or_default();
     let mut body = render_metrics(&snapshot, state.health.health(), &sources);
     render_shard_metrics(&mut body, &state.stats.shard_snapshots());
+    render_link_metrics(&mut body, &state.stats.links());
     for (name, help, value) in CatalogBody::of(&state.catalog, &sources).gauges() {
         family(&mut body, name, MetricKind::Gauge, help);
         let _ = writeln!(body, "{name} {value}");
@@ -318,6 +335,70 @@ fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
     };
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Appends each link's counters, labelled `link="NAME"`, in the Prometheus text format.
+fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
+    if links.is_empty() {
+        return;
+    }
+    type Getter = fn(&LinkSnapshot) -> u64;
+    let per_link: [(&str, MetricKind, &str, Getter); 8] = [
+        (
+            "aggregator_link_connected",
+            MetricKind::Gauge,
+            "1 while a station is connected to the link (or sends to it), else 0.",
+            |l| u64::from(l.state == LinkState::Connected),
+        ),
+        (
+            "aggregator_link_connections_total",
+            MetricKind::Counter,
+            "Connections the link accepted or dialled.",
+            |l| l.connections,
+        ),
+        (
+            "aggregator_link_packets_total",
+            MetricKind::Counter,
+            "Packets the link stored.",
+            |l| l.packets,
+        ),
+        (
+            "aggregator_link_bytes_total",
+            MetricKind::Counter,
+            "Bytes of the packets the link stored.",
+            |l| l.bytes,
+        ),
+        (
+            "aggregator_link_copies_total",
+            MetricKind::Counter,
+            "Packets dropped as copies of packets already stored (redundant stations).",
+            |l| l.copies,
+        ),
+        (
+            "aggregator_link_gaps_total",
+            MetricKind::Counter,
+            "Packets missing from the link's sequence counts.",
+            |l| l.gaps,
+        ),
+        (
+            "aggregator_link_unmatched_total",
+            MetricKind::Counter,
+            "Packets no rule maps to a source: dropped.",
+            |l| l.unmatched,
+        ),
+        (
+            "aggregator_link_bad_input_total",
+            MetricKind::Counter,
+            "Packets and connections refused as malformed.",
+            |l| l.bad_input,
+        ),
+    ];
+    for (name, kind, help, get) in per_link {
+        family(out, name, kind, help);
+        for link in links {
+            let _ = writeln!(out, "{name}{{link=\"{}\"}} {}", link.name, get(link));
+        }
+    }
 }
 
 /// Appends each shard's counters, labelled `shard="K"`, in the Prometheus text format.

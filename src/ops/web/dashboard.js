@@ -326,7 +326,7 @@ function updateRow(entry, source, uptime) {
 
   Object.assign(entry.values, {
     id: source.id,
-    peer: source.peer,
+    peer: source.station ? `${source.station} · ${source.peer}` : source.peer,
     rate,
     frames: source.frames,
     emergency_frames: source.emergency_frames,
@@ -337,7 +337,7 @@ function updateRow(entry, source, uptime) {
   });
   const c = entry.cells;
   c.id.textContent = source.id;
-  c.peer.textContent = source.peer;
+  c.peer.textContent = entry.values.peer;
   c.rate.textContent = rate === null ? "–" : decimal.format(rate);
   for (const column of ["frames", "emergency_frames", "last_sequence", "last_acked", "lag", "catalog_version"]) {
     const value = source[column];

@@ -1,0 +1,420 @@
+//! `[[links]]`: ground-segment inputs, each a named link that takes CCSDS space packets from a
+//! station as the station sends them (`docs/ground-segment.md`): on a TCP connection it accepts
+//! or dials, or in UDP datagrams; back to back, after a sync marker, behind a length field, or
+//! KISS-framed. Which source a packet becomes and how urgent it is are rules on its APID.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::bounds::{self, Bound};
+use super::de::{millis, parsed};
+use super::error::{Invalid, Problem};
+use crate::domain::frame::SourceKind;
+use crate::protocol::ccsds::{Framing, LengthField, MAX_APID, MAX_PACKET};
+
+/// How a link reaches its station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Stations connect to `address`.
+    TcpListen,
+    /// The daemon dials `address` (a KISS TNC, a station's telemetry server), and again with
+    /// backoff whenever the connection is lost.
+    TcpConnect,
+    /// Datagrams to `address`, one packet each.
+    Udp,
+}
+
+impl Transport {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Transport::TcpListen => "tcp-listen",
+            Transport::TcpConnect => "tcp-connect",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// How packets are delimited on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FramingName {
+    Ccsds,
+    CcsdsAsm,
+    LengthPrefix,
+    Kiss,
+}
+
+/// What happens to a packet whose APID no rule maps to a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unmatched {
+    /// Dropped and counted (`unmatched` on `/stats`).
+    #[default]
+    Refuse,
+    /// Stored as `default_source`, and counted.
+    Default,
+}
+
+/// The generic length field, as written (`length = { offset, size, adjustment, strip }`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LengthFieldConfig {
+    #[serde(default)]
+    pub offset: usize,
+    pub size: usize,
+    #[serde(default)]
+    pub adjustment: i64,
+    #[serde(default)]
+    pub strip: usize,
+}
+
+/// A header field that marks an emergency: the byte at `offset` of the packet, masked, equals
+/// `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRule {
+    pub offset: usize,
+    #[serde(default = "all_bits")]
+    pub mask: u8,
+    pub value: u8,
+}
+
+fn all_bits() -> u8 {
+    0xFF
+}
+
+/// One ground-segment link.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// Names the link in logs, `/stats`, `/metrics` and the dashboard.
+    pub name: String,
+    pub transport: Transport,
+    /// Bound (tcp-listen, udp) or dialled (tcp-connect, `HOST:PORT`, looked up at each dial).
+    pub address: String,
+    pub framing: FramingName,
+    /// The generic length field (`framing = "length-prefix"` only).
+    #[serde(default)]
+    pub length: Option<LengthFieldConfig>,
+    /// A longer packet closes the connection (or drops the datagram).
+    #[serde(default = "max_packet_bytes")]
+    pub max_packet_bytes: usize,
+    /// The kind of the link's sources.
+    #[serde(default = "live", deserialize_with = "parsed")]
+    pub kind: SourceKind,
+    /// Links of one group are redundant stations of one spacecraft: each packet is stored once.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Packets per APID the merge remembers, to know a copy from a new packet.
+    #[serde(default = "merge_window")]
+    pub merge_window: usize,
+    /// Every packet of the link is this source.
+    #[serde(default)]
+    pub source_id: Option<u32>,
+    /// One source per APID: `apid_base + APID`, for the APIDs in `apids`.
+    #[serde(default)]
+    pub apid_base: Option<u32>,
+    /// The APIDs `apid_base` covers, first and last (all by default).
+    #[serde(default = "all_apids")]
+    pub apids: [u16; 2],
+    /// APID to source id, tried before `apid_base`.
+    #[serde(default)]
+    pub apid_sources: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    /// The source of unmatched packets, with `unmatched = "default"`.
+    #[serde(default)]
+    pub default_source: Option<u32>,
+    /// Packets of these APIDs take the emergency lane.
+    #[serde(default)]
+    pub emergency_apids: Vec<u16>,
+    /// Or packets whose header byte matches.
+    #[serde(default)]
+    pub emergency_field: Option<FieldRule>,
+    /// The first wait before a tcp-connect link dials again; it doubles up to the next key.
+    #[serde(
+        default = "reconnect_min",
+        rename = "reconnect_min_ms",
+        deserialize_with = "millis"
+    )]
+    pub reconnect_min: Duration,
+    #[serde(
+        default = "reconnect_max",
+        rename = "reconnect_max_ms",
+        deserialize_with = "millis"
+    )]
+    pub reconnect_max: Duration,
+}
+
+fn max_packet_bytes() -> usize {
+    MAX_PACKET
+}
+
+fn live() -> SourceKind {
+    SourceKind::LiveUplink
+}
+
+fn merge_window() -> usize {
+    4096
+}
+
+fn all_apids() -> [u16; 2] {
+    [0, MAX_APID]
+}
+
+fn reconnect_min() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn reconnect_max() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl LinkConfig {
+    /// The framing the decoder uses (valid once [`validate`] passed).
+    pub(crate) fn stream_framing(&self) -> Option<Framing> {
+        match self.framing {
+            FramingName::Ccsds => Some(Framing::Ccsds),
+            FramingName::CcsdsAsm => Some(Framing::CcsdsAsm),
+            FramingName::LengthPrefix => self.length.map(|l| {
+                Framing::LengthPrefix(LengthField {
+                    offset: l.offset,
+                    size: l.size,
+                    adjustment: l.adjustment,
+                    strip: l.strip,
+                })
+            }),
+            FramingName::Kiss => None,
+        }
+    }
+
+    /// The merge group: the link's `group`, or the link alone.
+    pub(crate) fn group_name(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The source a packet of `apid` becomes, or `None` when it is refused.
+    pub(crate) fn source_of(&self, apid: u16) -> Option<u32> {
+        if let Some(id) = self.source_id {
+            return Some(id);
+        }
+        if let Some(&id) = self.apid_sources.get(&apid.to_string()) {
+            return Some(id);
+        }
+        if let Some(base) = self.apid_base {
+            if (self.apids[0]..=self.apids[1]).contains(&apid) {
+                return Some(base + u32::from(apid));
+            }
+        }
+        match self.unmatched {
+            Unmatched::Refuse => None,
+            Unmatched::Default => self.default_source,
+        }
+    }
+
+    /// Whether source `id` receives the packets of one APID only: then its sequence is that
+    /// APID's extended count; otherwise its arrival count.
+    pub(crate) fn carries_count(&self, id: u32) -> bool {
+        if self.source_id.is_some() || self.default_source == Some(id) {
+            return false;
+        }
+        let in_table = self.apid_sources.values().filter(|&&s| s == id).count();
+        let from_base = self
+            .apid_base
+            .and_then(|base| id.checked_sub(base))
+            .and_then(|apid| u16::try_from(apid).ok())
+            .filter(|apid| (self.apids[0]..=self.apids[1]).contains(apid))
+            .filter(|apid| !self.apid_sources.contains_key(&apid.to_string()))
+            .is_some();
+        in_table + usize::from(from_base) == 1
+    }
+
+    /// The sources the link may register, as ranges of ids, for the overlap check.
+    fn source_ranges(&self) -> Vec<(u32, u32)> {
+        let mut ranges: Vec<_> = self.source_id.iter().map(|&id| (id, id)).collect();
+        ranges.extend(self.apid_sources.values().map(|&id| (id, id)));
+        if let Some(base) = self.apid_base {
+            let (first, last) = (self.apids[0], self.apids[1]);
+            ranges.push((base + u32::from(first), base + u32::from(last)));
+        }
+        ranges.extend(self.default_source.map(|id| (id, id)));
+        ranges
+    }
+
+    /// The bind address of a tcp-listen or udp link.
+    pub(crate) fn bind_address(&self) -> Option<SocketAddr> {
+        self.address.parse().ok()
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        let fail = |key, problem: String| {
+            let problem = Problem::InLink {
+                link: self.name.clone(),
+                problem,
+            };
+            Err(Invalid::new(key, problem))
+        };
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(Invalid::new(
+                "links.name",
+                Problem::NotAName(self.name.clone()),
+            ));
+        }
+        match self.transport {
+            Transport::TcpListen | Transport::Udp if self.bind_address().is_none() => {
+                let text = format!(
+                    "{:?} is not an address to bind: expected IP:PORT, such as 0.0.0.0:7810",
+                    self.address
+                );
+                return fail("links.address", text);
+            }
+            Transport::TcpConnect if !self.address.contains(':') => {
+                let text = format!("{:?} is not HOST:PORT", self.address);
+                return fail("links.address", text);
+            }
+            _ => {}
+        }
+        if self.transport == Transport::Udp && self.framing != FramingName::Ccsds {
+            let text = "a udp link takes one packet per datagram: framing = \"ccsds\"";
+            return fail("links.framing", text.into());
+        }
+        match (self.framing, self.length) {
+            (FramingName::LengthPrefix, None) => {
+                return fail(
+                    "links.length",
+                    "length-prefix framing needs length = { offset, size, adjustment, strip }"
+                        .into(),
+                )
+            }
+            (FramingName::LengthPrefix, Some(l)) if !(1..=4).contains(&l.size) => {
+                return fail(
+                    "links.length",
+                    format!("size {} is not 1, 2, 3 or 4 bytes", l.size),
+                )
+            }
+            (FramingName::LengthPrefix, Some(_)) => {}
+            (_, Some(_)) => {
+                return fail(
+                    "links.length",
+                    "is read only with framing = \"length-prefix\"".into(),
+                )
+            }
+            (_, None) => {}
+        }
+        let rules = [
+            self.source_id.is_some(),
+            self.apid_base.is_some(),
+            !self.apid_sources.is_empty(),
+        ];
+        if !rules.contains(&true) {
+            return fail("links.source_id", "a link needs source_id, apid_base or apid_sources: which source its packets become".into());
+        }
+        if self.source_id.is_some() && rules[1..].contains(&true) {
+            return fail(
+                "links.source_id",
+                "source_id takes every packet: apid_base and apid_sources would never apply".into(),
+            );
+        }
+        for (apid, _) in &self.apid_sources {
+            if !apid.parse::<u16>().is_ok_and(|a| a <= MAX_APID) {
+                return fail(
+                    "links.apid_sources",
+                    format!("{apid:?} is not an APID (0 to 2047)"),
+                );
+            }
+        }
+        if self.apids[0] > self.apids[1] || self.apids[1] > MAX_APID {
+            return fail(
+                "links.apids",
+                format!("{:?} is not [first, last] within 0 to 2047", self.apids),
+            );
+        }
+        if self
+            .apid_base
+            .is_some_and(|base| base.checked_add(u32::from(self.apids[1])).is_none())
+        {
+            return fail(
+                "links.apid_base",
+                "apid_base + the last APID is beyond 4294967295".into(),
+            );
+        }
+        if self.unmatched == Unmatched::Default && self.default_source.is_none() {
+            return fail("links.unmatched", "\"default\" needs default_source".into());
+        }
+        if let Some(apid) = self.emergency_apids.iter().find(|&&a| a > MAX_APID) {
+            return fail(
+                "links.emergency_apids",
+                format!("{apid} is not an APID (0 to 2047)"),
+            );
+        }
+        bounds::check(&[
+            Bound::bytes(
+                "links.max_packet_bytes",
+                self.max_packet_bytes,
+                7..=MAX_PACKET as u64,
+            ),
+            Bound::count("links.merge_window", self.merge_window, 8192),
+            Bound::millis("links.reconnect_min_ms", self.reconnect_min),
+            Bound::millis("links.reconnect_max_ms", self.reconnect_max),
+        ])
+    }
+}
+
+/// Every link's own rules, then those between links: unique names, no shared bind address, and
+/// no source id two links (or a link and a group other than its own) could both register.
+pub(super) fn validate(links: &[LinkConfig]) -> Result<(), Invalid> {
+    let mut names = HashSet::new();
+    let mut bound = HashSet::new();
+    for link in links {
+        link.validate()?;
+        if !names.insert(&link.name) {
+            let problem = Problem::InLink {
+                link: link.name.clone(),
+                problem: "another link has this name".into(),
+            };
+            return Err(Invalid::new("links.name", problem));
+        }
+        let bind = link
+            .bind_address()
+            .filter(|_| link.transport != Transport::TcpConnect);
+        if let Some(addr) = bind.filter(|a| a.port() != 0) {
+            if !bound.insert((addr, link.transport == Transport::Udp)) {
+                let problem = Problem::InLink {
+                    link: link.name.clone(),
+                    problem: format!("{addr} is bound by another link"),
+                };
+                return Err(Invalid::new("links.address", problem));
+            }
+        }
+    }
+    for (i, a) in links.iter().enumerate() {
+        for b in &links[i + 1..] {
+            let overlap = a.source_ranges().into_iter().find_map(|(a0, a1)| {
+                b.source_ranges()
+                    .into_iter()
+                    .find(|&(b0, b1)| a0 <= b1 && b0 <= a1)
+                    .map(|(b0, b1)| a0.max(b0).min(a1.min(b1)))
+            });
+            if let Some(id) = overlap.filter(|_| a.kind == b.kind) {
+                let problem = Problem::InLink {
+                    link: b.name.clone(),
+                    problem: format!(
+                        "source {}:{id} is also a source of the link {:?}: each link's sources must be its own",
+                        b.kind, a.name
+                    ),
+                };
+                return Err(Invalid::new("links.apid_base", problem));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! A station's packets into the pipeline: each packet becomes a frame of the source its APID
+//! maps to, in the lane its priority rule gives, with the sequence the merge gives it.
+//!
+//! The source's ledger and the archive work as for the ingest protocol's sources: the packets of
+//! one read go into batches by source and lane, recorded in arrival order as runs, staged in the
+//! shard's fan-in, and the connection reads again only once they are admitted: a full pipeline
+//! slows the station's socket, and nothing is dropped for it. Sources are registered at the first
+//! packet that maps to them and deregistered when the connection ends.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::merge::{MergeGroup, Verdict};
+use crate::config::LinkConfig;
+use crate::domain::batch::Batch;
+use crate::domain::frame::Priority;
+use crate::domain::ledger::Run;
+use crate::domain::sequence_set::SequenceSet;
+use crate::domain::source::Source;
+use crate::ingest::router::{RegisterError, RouterHandle};
+use crate::pipeline::fan_in::{Closed, Ingress};
+use crate::protocol::ccsds::{PrimaryHeader, SEQUENCE_COUNT_MODULUS};
+use crate::stats::{LinkCounters, Stats};
+
+/// What every connection of one link shares.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub config: LinkConfig,
+    pub counters: Arc<LinkCounters>,
+    pub group: Arc<MergeGroup>,
+    pub router: RouterHandle,
+    pub stats: Stats,
+    pub max_batch: usize,
+    pub read_buffer: usize,
+    /// One connection feeds the link at a time: a newer one waits for the older to finish.
+    pub turn: tokio::sync::Mutex<()>,
+    /// Bad input and gaps, logged at most once a second.
+    log: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Link {
+    pub(crate) fn new(
+        config: LinkConfig,
+        counters: Arc<LinkCounters>,
+        group: Arc<MergeGroup>,
+        router: RouterHandle,
+        stats: Stats,
+        max_batch: usize,
+        read_buffer: usize,
+    ) -> Link {
+        Link {
+            config,
+            counters,
+            group,
+            router,
+            stats,
+            max_batch,
+            read_buffer,
+            turn: tokio::sync::Mutex::new(()),
+            log: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether a warning about the link's input may be logged now: at most one a second.
+    pub(crate) fn may_log(&self) -> bool {
+        let mut last = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    /// Counts a packet refused as malformed, and logs it within the rate.
+    pub(crate) fn bad_packet(&self, why: &dyn std::fmt::Display) {
+        self.counters.bad_input();
+        if self.may_log() {
+            tracing::warn!(link = %self.config.name, reason = %why, "packet refused");
+        }
+    }
+}
+
+/// One connection's (or a UDP socket's) sources and what it knows of each.
+pub(crate) struct Station {
+    link: Arc<Link>,
+    /// By source id; `None` for a source the router refused (already connected elsewhere).
+    sources: HashMap<u32, Option<Slot>>,
+    /// The last count per APID, for the link's own gaps.
+    counts: HashMap<u16, u16>,
+}
+
+/// A registered source with what this read added to it.
+struct Slot {
+    source: Arc<Source>,
+    ingress: Ingress,
+    stats: Stats,
+    /// Its sequence is its APID's extended count (it takes one APID), or else its arrival count.
+    carries_count: bool,
+    /// The highest sequence accepted or stored.
+    last: Option<u64>,
+    already_stored: Arc<SequenceSet>,
+    read: Pending,
+}
+
+/// One read's frames of one source.
+#[derive(Default)]
+struct Pending {
+    runs: Vec<Run>,
+    emergency: Vec<Batch>,
+    routine: Vec<Batch>,
+    accepted: u64,
+    bytes: u64,
+}
+
+impl Station {
+    pub(crate) fn new(link: Arc<Link>) -> Station {
+        Station {
+            link,
+            sources: HashMap::new(),
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Takes the packets at `packets` of `chunk` (each a whole, checked space packet), sent by
+    /// `peer`, and stages them; returns once the pipeline admitted them.
+    pub(crate) async fn take(
+        &mut self,
+        peer: SocketAddr,
+        chunk: Bytes,
+        packets: &[Range<usize>],
+    ) -> Result<(), Closed> {
+        let decoded_at = Instant::now();
+        let link = Arc::clone(&self.link);
+        let (mut copies, mut unmatched, mut gaps) = (0, 0, 0);
+        for range in packets {
+            let packet = &chunk[range.clone()];
+            let Some(header) = PrimaryHeader::parse(packet) else {
+                continue;
+            };
+            gaps += self.gap(header.apid, header.sequence_count);
+            let Some(id) = self.link.config.source_of(header.apid) else {
+                unmatched += 1;
+                continue;
+            };
+            let Some(slot) = self.slot(id, header.apid, peer).await else {
+                unmatched += 1;
+                continue;
+            };
+            let priority = priority(&link.config, header.apid, packet);
+            let crc = crc32fast::hash(packet);
+            let (carries, last) = (slot.carries_count, slot.last);
+            let stored_before = &slot.already_stored;
+            let mut sequence = None;
+            let verdict = link.group.admit(
+                header.apid,
+                header.sequence_count,
+                crc,
+                || carries.then_some(last).flatten(),
+                |extended| {
+                    let next = match carries {
+                        true => extended,
+                        false => last.map_or(0, |l| l + 1),
+                    };
+                    let new = last.is_none_or(|l| next > l) && !stored_before.contains(next);
+                    sequence = new.then_some(next);
+                    new
+                },
+            );
+            match (verdict, sequence) {
+                (Verdict::New(_), Some(sequence)) => {
+                    slot.push(link.max_batch, decoded_at, priority, sequence, range)
+                }
+                _ => copies += 1,
+            }
+        }
+        let counters = &self.link.counters;
+        counters.copies(copies);
+        counters.unmatched(unmatched);
+        if gaps > 0 {
+            counters.gaps(gaps);
+            if self.link.may_log() {
+                tracing::warn!(link = %self.link.config.name, missing = gaps, "gap in the sequence counts");
+            }
+        }
+        let mut staged = Vec::new();
+        for slot in self.sources.values_mut().flatten() {
+            let read = std::mem::take(&mut slot.read);
+            if read.accepted == 0 {
+                continue;
+            }
+            // In the ledger before the fan-in: the archive may store them once admitted.
+            slot.source.record(&read.runs);
+            slot.stats.accepted(read.accepted);
+            counters.stored(read.accepted, read.bytes);
+            let batches = read.emergency.into_iter().chain(read.routine);
+            slot.ingress.stage(batches.map(|mut batch| {
+                batch.attach(chunk.clone());
+                batch
+            }))?;
+            staged.push(slot.ingress.clone());
+        }
+        for ingress in &staged {
+            ingress.drained().await;
+        }
+        Ok(())
+    }
+
+    /// Packets missing between the last count of `apid` and `count`.
+    fn gap(&mut self, apid: u16, count: u16) -> u64 {
+        let modulus = SEQUENCE_COUNT_MODULUS;
+        let before = self.counts.insert(apid, count);
+        let Some(before) = before else { return 0 };
+        let missing = (u32::from(count) + modulus - u32::from(before) - 1) % modulus;
+        // Far behind is a copy or a restart, not a gap.
+        match missing < modulus / 2 {
+            true => u64::from(missing),
+            false => 0,
+        }
+    }
+
+    /// The slot of source `id`, registered at its first packet.
+    async fn slot(&mut self, id: u32, apid: u16, peer: SocketAddr) -> Option<&mut Slot> {
+        if !self.sources.contains_key(&id) {
+            let slot = self.register(id, apid, peer).await;
+            self.sources.insert(id, slot);
+        }
+        self.sources.get_mut(&id).and_then(Option::as_mut)
+    }
+
+    async fn register(&self, id: u32, apid: u16, peer: SocketAddr) -> Option<Slot> {
+        let config = &self.link.config;
+        let carries_count = config.carries_count(id);
+        let station: Arc<str> = match carries_count {
+            true => format!("{} APID {apid}", config.name).into(),
+            false => config.name.as_str().into(),
+        };
+        let registered = self
+            .link
+            .router
+            .register_as(id, config.kind, peer, Some(station))
+            .await;
+        match registered {
+            Ok(registration) => {
+                let source = registration.source;
+                let last = source
+                    .ledger()
+                    .accepted()
+                    .max(registration.already_stored.last());
+                Some(Slot {
+                    stats: self.link.stats.shard(registration.shard),
+                    ingress: registration.ingress,
+                    carries_count,
+                    last,
+                    already_stored: registration.already_stored,
+                    source,
+                    read: Pending::default(),
+                })
+            }
+            Err(err) => {
+                if !matches!(err, RegisterError::ShuttingDown) {
+                    tracing::warn!(link = %config.name, apid, error = %err, "packets of this APID are dropped while the source is taken");
+                }
+                None
+            }
+        }
+    }
+
+    /// Deregisters the connection's sources.
+    pub(crate) async fn finish(self) {
+        for slot in self.sources.into_values().flatten() {
+            let key = (slot.source.kind, slot.source.id);
+            drop(slot.ingress);
+            let _ = self.link.router.deregister(key).await;
+        }
+    }
+}
+
+impl Slot {
+    fn push(
+        &mut self,
+        max_batch: usize,
+        decoded_at: Instant,
+        priority: Priority,
+        sequence: u64,
+        payload: &Range<usize>,
+    ) {
+        self.last = Some(sequence);
+        let read = &mut self.read;
+        read.accepted += 1;
+        read.bytes += payload.len() as u64;
+        let lane = match priority {
+            Priority::Emergency => &mut read.emergency,
+            Priority::Routine => &mut read.routine,
+        };
+        let new_batch = lane.last().is_none_or(|b| b.len() >= max_batch);
+        if new_batch {
+            let source = Arc::clone(&self.source);
+            lane.push(Batch::new(source, priority, decoded_at, max_batch));
+        }
+        if let Some(batch) = lane.last_mut() {
+            batch.push(sequence, payload.clone());
+        }
+        // A run never spans two batches: the archive marks runs by the batch that stored them.
+        match read.runs.last_mut() {
+            Some(run) if run.priority == priority && !new_batch => {
+                run.frames += 1;
+                run.last_sequence = sequence;
+            }
+            _ => read.runs.push(Run {
+                priority,
+                frames: 1,
+                last_sequence: sequence,
+            }),
+        }
+    }
+}
+
+/// The lane of a packet: emergency when its APID is listed or its header byte matches the rule.
+fn priority(config: &LinkConfig, apid: u16, packet: &[u8]) -> Priority {
+    let by_field = config.emergency_field.is_some_and(|rule| {
+        packet
+            .get(rule.offset)
+            .is_some_and(|&byte| byte & rule.mask == rule.value)
+    });
+    match by_field || config.emergency_apids.contains(&apid) {
+        true => Priority::Emergency,
+        false => Priority::Routine,
+    }
+}

@@ -1,0 +1,294 @@
+//! A link's TCP connections: accepted (tcp-listen) or dialled again and again with backoff
+//! (tcp-connect), each read, delimited into packets and handed to its [`Station`].
+//!
+//! A station connected to a listening link that connects again (its old connection half dead)
+//! replaces the old one: the old one stops reading, its packets are admitted, and the new one
+//! starts, so one connection at a time feeds the link's sources and their sequences stay in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::station::{Link, Station};
+use crate::protocol::ccsds::{Framing, Next, PacketError, PrimaryHeader};
+use crate::protocol::kiss::{self, KissError, KissFrame};
+use crate::stats::LinkState;
+
+/// Why a link's connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Ending {
+    #[error("the station closed the connection")]
+    EndOfStream,
+    #[error("the station closed the connection within a packet ({0} bytes unread)")]
+    Truncated(usize),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("unreadable stream: {0}")]
+    Packet(#[from] PacketError),
+    #[error("unreadable KISS stream: {0}")]
+    Kiss(#[from] KissError),
+    #[error("replaced by a newer connection of the station")]
+    Replaced,
+    #[error("the daemon is draining")]
+    Drain,
+}
+
+/// Accepts stations until the drain; each connection replaces the one before.
+pub(crate) async fn listen(
+    link: Arc<Link>,
+    listener: TcpListener,
+    drain: CancellationToken,
+    tracker: TaskTracker,
+) {
+    link.counters.set_state(LinkState::Listening);
+    let mut current: Option<CancellationToken> = None;
+    loop {
+        let accepted = tokio::select! {
+            _ = drain.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(link = %link.config.name, error = %err, "accept failed");
+                tokio::select! {
+                    _ = drain.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let stop = drain.child_token();
+        if let Some(previous) = current.replace(stop.clone()) {
+            previous.cancel();
+        }
+        let (link, drain) = (Arc::clone(&link), drain.clone());
+        tracker.spawn(async move {
+            let _turn = link.turn.lock().await;
+            let ending = connection(&link, stream, peer, &stop, &drain).await;
+            ended(&link, peer, &ending, &stop);
+            if !stop.is_cancelled() {
+                link.counters.set_state(LinkState::Listening);
+            }
+        });
+    }
+    link.counters.set_state(LinkState::Stopped);
+}
+
+/// Dials the station until the drain, again after each loss, waiting between tries from
+/// `reconnect_min` doubling up to `reconnect_max`.
+pub(crate) async fn dial(link: Arc<Link>, drain: CancellationToken) {
+    let config = &link.config;
+    let mut wait = config.reconnect_min;
+    let mut failures = 0u64;
+    loop {
+        link.counters.set_state(LinkState::Connecting);
+        let dialled = tokio::select! {
+            _ = drain.cancelled() => break,
+            dialled = TcpStream::connect(config.address.as_str()) => dialled,
+        };
+        match dialled.and_then(|stream| Ok((stream.peer_addr()?, stream))) {
+            Ok((peer, stream)) => {
+                let _ = stream.set_nodelay(true);
+                tracing::info!(link = %config.name, %peer, "link connected");
+                failures = 0;
+                wait = config.reconnect_min;
+                let ending = connection(&link, stream, peer, &drain, &drain).await;
+                ended(&link, peer, &ending, &drain);
+            }
+            Err(err) => {
+                failures += 1;
+                let why = format!("cannot connect to {}: {err}", config.address);
+                // The first failure after a success is news; the retries are not.
+                match failures {
+                    1 => {
+                        tracing::warn!(link = %config.name, reason = %why, retry_ms = wait.as_millis() as u64, "link down")
+                    }
+                    _ => tracing::debug!(link = %config.name, reason = %why, "link still down"),
+                }
+                link.counters.failed(why);
+            }
+        }
+        link.counters.set_state(LinkState::Backoff);
+        tokio::select! {
+            _ = drain.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if failures > 0 {
+            wait = (wait * 2).min(config.reconnect_max);
+        }
+    }
+    link.counters.set_state(LinkState::Stopped);
+}
+
+fn ended(link: &Link, peer: SocketAddr, ending: &Ending, stop: &CancellationToken) {
+    let name = &link.config.name;
+    match ending {
+        Ending::Drain | Ending::Replaced => {
+            tracing::debug!(link = %name, %peer, reason = %ending, "link connection ended")
+        }
+        Ending::Packet(_) | Ending::Kiss(_) => {
+            link.counters.bad_input();
+            tracing::warn!(link = %name, %peer, reason = %ending, "closing the link's connection on bad input");
+        }
+        _ => tracing::info!(link = %name, %peer, reason = %ending, "link connection ended"),
+    }
+    if !stop.is_cancelled() {
+        link.counters.failed(ending.to_string());
+    }
+}
+
+/// Reads one connection until it ends, `stop` is cancelled (by the `drain`, or by a newer
+/// connection) or its input is unreadable; every packet decoded before the end is admitted.
+async fn connection(
+    link: &Arc<Link>,
+    mut stream: impl AsyncRead + Unpin,
+    peer: SocketAddr,
+    stop: &CancellationToken,
+    drain: &CancellationToken,
+) -> Ending {
+    link.counters.connected();
+    let mut station = Station::new(Arc::clone(link));
+    let mut buf = BytesMut::new();
+    let framing = link.config.stream_framing();
+    let max = link.config.max_packet_bytes;
+    let ending = loop {
+        buf.reserve(link.read_buffer.max(max + 8) - buf.len().min(max + 8));
+        let read = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break match drain.is_cancelled() {
+                true => Ending::Drain,
+                false => Ending::Replaced,
+            },
+            read = stream.read_buf(&mut buf) => read,
+        };
+        match read {
+            Ok(0) if buf.is_empty() => break Ending::EndOfStream,
+            Ok(0) => break Ending::Truncated(buf.len()),
+            Ok(_) => {}
+            Err(err) => break Ending::Io(err),
+        }
+        let (chunk, packets, failure) = match framing {
+            Some(framing) => delimit(link, &framing, &mut buf),
+            None => unescape(link, &mut buf),
+        };
+        if station.take(peer, chunk, &packets).await.is_err() {
+            break Ending::Drain;
+        }
+        if let Some(failure) = failure {
+            break failure;
+        }
+    };
+    station.finish().await;
+    ending
+}
+
+/// The complete packets at the front of `buf`, cut off it as one chunk.
+fn delimit(
+    link: &Link,
+    framing: &Framing,
+    buf: &mut BytesMut,
+) -> (Bytes, Vec<std::ops::Range<usize>>, Option<Ending>) {
+    let (mut at, mut packets, mut failure) = (0, Vec::new(), None);
+    loop {
+        match framing.next(&buf[at..], link.config.max_packet_bytes) {
+            Ok(Next::Packet {
+                packet,
+                end,
+                skipped,
+            }) => {
+                lost_sync(link, skipped);
+                packets.push(at + packet.start..at + packet.end);
+                at += end;
+            }
+            Ok(Next::More { skipped }) => {
+                lost_sync(link, skipped);
+                at += skipped;
+                break;
+            }
+            Err(err) => {
+                failure = Some(Ending::Packet(err));
+                break;
+            }
+        }
+    }
+    (buf.split_to(at).freeze(), packets, failure)
+}
+
+fn lost_sync(link: &Link, skipped: usize) {
+    if skipped == 0 {
+        return;
+    }
+    link.counters.skipped(skipped as u64);
+    if link.may_log() {
+        tracing::warn!(link = %link.config.name, skipped, "sync marker lost: bytes skipped to the next marker");
+    }
+}
+
+/// The complete KISS data frames at the front of `buf`, unescaped into a chunk of their own; a
+/// frame that is not one whole space packet is dropped and counted.
+fn unescape(
+    link: &Link,
+    buf: &mut BytesMut,
+) -> (Bytes, Vec<std::ops::Range<usize>>, Option<Ending>) {
+    let max = link.config.max_packet_bytes;
+    let (mut at, mut out, mut packets, mut failure) = (0, Vec::new(), Vec::new(), None);
+    loop {
+        match kiss::next_frame(&buf[at..], 2 * max + 2, &mut out) {
+            Ok(Some((end, KissFrame::Data { len, .. }))) => {
+                at += end;
+                let start = out.len() - len;
+                match whole_packet(&out[start..], max) {
+                    Ok(()) => packets.push(start..out.len()),
+                    Err(err) => {
+                        out.truncate(start);
+                        link.bad_packet(&err);
+                    }
+                }
+            }
+            Ok(Some((end, KissFrame::Command(_)))) => at += end,
+            Ok(Some((end, KissFrame::Bad(err)))) => {
+                at += end;
+                link.bad_packet(&err);
+            }
+            Ok(None) => break,
+            Err(err) => {
+                failure = Some(Ending::Kiss(err));
+                break;
+            }
+        }
+    }
+    buf.advance(at);
+    (Bytes::from(out), packets, failure)
+}
+
+/// Checks that `bytes` are one whole space packet of at most `max` bytes.
+pub(crate) fn whole_packet(bytes: &[u8], max: usize) -> Result<(), PacketError> {
+    let least = crate::protocol::ccsds::PRIMARY_HEADER + 1;
+    let header = PrimaryHeader::parse(bytes).ok_or(PacketError::TooShort {
+        length: bytes.len(),
+        least,
+    })?;
+    if header.version != 0 {
+        return Err(PacketError::Version(header.version));
+    }
+    if bytes.len() > max {
+        return Err(PacketError::TooLong {
+            length: bytes.len(),
+            max,
+        });
+    }
+    if header.packet_len() != bytes.len() {
+        return Err(PacketError::LengthMismatch {
+            declared: header.packet_len(),
+            carried: bytes.len(),
+        });
+    }
+    Ok(())
+}
