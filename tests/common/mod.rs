@@ -4,6 +4,8 @@
 //! Every integration test file includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

@@ -1,0 +1,221 @@
+//! The `aggregator` binary as a child process: a config written to a scratch directory, the
+//! listener addresses read from its log, its log lines waited on, signals, and its exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::PATIENCE;
+
+/// The drain deadline the daemon is configured with.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// A running `aggregator` child, killed if the test fails before it exits.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: PathBuf,
+    lines: mpsc::Receiver<String>,
+    /// Every line the daemon logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub uplink: SocketAddr,
+    pub replay: SocketAddr,
+    pub monitor: SocketAddr,
+}
+
+impl Daemon {
+    /// Writes a config with both listeners on loopback port 0 and JSON logs, starts the binary,
+    /// and reads the listener addresses from its "aggregator listening" log line.
+    pub fn start(name: &str) -> Daemon {
+        Daemon::start_logging(name, "json")
+    }
+
+    /// The same with logs in `format` (`json` or `text`).
+    pub fn start_logging(name: &str, format: &str) -> Daemon {
+        Daemon::start_configured(name, format, "")
+    }
+
+    /// The same with `extra` appended to the config (sections of its own).
+    pub fn start_configured(name: &str, format: &str, extra: &str) -> Daemon {
+        Daemon::launch(name, format, extra, "", None)
+    }
+
+    /// Starts the binary with `monitor` appended to its `[monitor]` section, `extra` to the
+    /// config, and with `open_files` as its soft and hard `RLIMIT_NOFILE` if given.
+    pub fn launch(
+        name: &str,
+        format: &str,
+        extra: &str,
+        monitor: &str,
+        open_files: Option<u64>,
+    ) -> Daemon {
+        let dir = std::env::temp_dir().join(format!(
+            "aggregator-binary-test-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("aggregator.toml");
+        let text = format!(
+            "[uplink]\nlisten = \"127.0.0.1:0\"\nmax_connections = 16\n\
+             [replay]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\n\
+             [shutdown]\ndrain_deadline_ms = {}\n\
+             [dashboard]\nstats_interval_ms = 50\n\
+             [log]\nlevel = \"info\"\nformat = \"{format}\"\n\
+             [monitor]\nlisten = \"127.0.0.1:0\"\n{monitor}\n\
+             [archive]\ndir = \"{}\"\n{extra}",
+            DRAIN_DEADLINE.as_millis(),
+            dir.join("archive").display()
+        );
+        std::fs::write(&config, &text).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aggregator"));
+        command
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(files) = open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: files as libc::rlim_t,
+                rlim_max: files as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe and reads a struct copied into the closure.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let mut child = command.spawn().expect("start the aggregator binary");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Drain stderr continuously so the daemon never blocks on a full pipe.
+        std::thread::spawn({
+            let log = Arc::clone(&log);
+            move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            dir,
+            lines,
+            log,
+            uplink: "0.0.0.0:0".parse().unwrap(),
+            replay: "0.0.0.0:0".parse().unwrap(),
+            monitor: "0.0.0.0:0".parse().unwrap(),
+        };
+        let listening = daemon.wait_for_line("aggregator listening");
+        let field = |key| match format {
+            "json" => json_field(&listening, key).to_string(),
+            _ => text_field(&listening, key).to_string(),
+        };
+        daemon.uplink = field("uplink").parse().unwrap();
+        daemon.replay = field("replay").parse().unwrap();
+        daemon.monitor = field("monitor").parse().unwrap();
+        daemon
+    }
+
+    /// The next log line containing `needle`; fails the test if none comes in time.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(err) => panic!(
+                    "no log line with {needle:?} ({err}); log so far:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                ),
+            }
+        }
+    }
+
+    /// A line logged so far (waited for or not) that contains every one of `needles`.
+    pub fn logged(&self, needles: &[&str]) -> Option<String> {
+        let log = self.log.lock().unwrap();
+        let found = log
+            .iter()
+            .find(|line| needles.iter().all(|n| line.contains(n)));
+        found.cloned()
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the daemon did not exit within {limit:?}; log:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The value of `"key":` in a JSON log line, as text (quotes stripped).
+pub fn json_field<'a>(line: &'a str, key: &str) -> &'a str {
+    let pattern = format!("\"{key}\":");
+    let start = line
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key:?} in {line}"))
+        + pattern.len();
+    let rest = &line[start..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        &quoted[..quoted.find('"').unwrap()]
+    } else {
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim()
+    }
+}
+
+/// The value of `key=` in a text log line.
+pub fn text_field<'a>(line: &'a str, key: &str) -> &'a str {
+    let pattern = format!(" {key}=");
+    let start = line
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        + pattern.len();
+    line[start..].split(' ').next().unwrap_or_default()
+}
+
+pub fn json_u64(line: &str, key: &str) -> u64 {
+    json_field(line, key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key:?} is not a number in {line}"))
+}

@@ -1,0 +1,531 @@
+//! The ground segment against code no one here wrote (issue 43): packets built by PyPI's
+//! `spacepackets`, sent by `tmtccmd`'s TCP space-packet client, by its UDP client, and by a KISS
+//! server framing them with `kiss3`, go into the `aggregator` binary's `[[links]]`; a
+//! `[[tm_servers]]` stream of the archive is read back and parsed by `spacepackets`. Every packet
+//! arrives exactly once, byte for byte (SHA-256 over the whole packet), in order per APID.
+//!
+//! The Python side is `tests/ground/*.py`, run by the virtual environment `tests/ground/venv.sh`
+//! makes in `target/ground-venv` (`.ci/run` does): the tests are ignored without it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::process::{json_field, json_u64, Daemon, DRAIN_DEADLINE};
+use common::{free_port, TempDir};
+
+/// How long a Python program may take: each gives up on its own after 30 s and says why.
+const PYTHON_PATIENCE: Duration = Duration::from_secs(40);
+
+/// The virtual environment's interpreter; fails the test, saying how to make it, when missing.
+fn python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ground-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/ground/venv.sh (a Python environment with spacepackets, tmtccmd \
+         and kiss3 from PyPI)",
+        python.display()
+    );
+    python
+}
+
+/// `python tests/ground/<program> args...`.
+fn program(name: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(python());
+    command
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/ground")
+                .join(name),
+        )
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs a program to its end; fails the test with its stderr unless it exits 0.
+fn run(name: &str, args: &[&str]) {
+    let out = program(name, args)
+        .output()
+        .unwrap_or_else(|err| panic!("start {name}: {err}"));
+    assert!(
+        out.status.success(),
+        "{name} {args:?} exited {}:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Python program running beside the test, its stdout read line by line; killed on drop.
+struct Running {
+    name: &'static str,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    fn start(name: &'static str, args: &[&str]) -> Running {
+        let mut child = program(name, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {name}: {err}"));
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        Running {
+            name,
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next line of stdout; fails the test, with the program's stderr, if none comes in time
+    /// or the program exits first.
+    fn next_line(&mut self, what: &str) -> String {
+        match self.lines.recv_timeout(PYTHON_PATIENCE) {
+            Ok(line) => line,
+            Err(err) => {
+                let _ = self.child.kill();
+                let status = self.child.wait().unwrap();
+                let stderr = self.stderr_text();
+                panic!(
+                    "{}: no line with {what} ({err}); it exited {status}:\n{stderr}",
+                    self.name
+                )
+            }
+        }
+    }
+
+    /// Waits for the exit; the status, the rest of stdout and stderr.
+    fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > PYTHON_PATIENCE {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let stderr = self.stderr_text();
+                panic!(
+                    "{} did not exit within {PYTHON_PATIENCE:?}:\n{stderr}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let rest = self.lines.try_iter().collect();
+        let stderr = self.stderr_text();
+        (status, rest, stderr)
+    }
+
+    /// Everything the program wrote to stderr (once it has exited).
+    fn stderr_text(&mut self) -> String {
+        let handle = self.stderr.take();
+        handle
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One packet as a manifest line gives it: `{"apid", "count", "len", "sha256"}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    apid: u16,
+    count: u16,
+    len: usize,
+    sha256: String,
+}
+
+impl Entry {
+    fn parse(line: &str) -> Entry {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a manifest line ({err}): {line}"));
+        let number = |key: &str| {
+            value[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {key:?} in {line}"))
+        };
+        Entry {
+            apid: number("apid") as u16,
+            count: number("count") as u16,
+            len: number("len") as usize,
+            sha256: value["sha256"].as_str().expect("sha256").to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sha = &self.sha256[..12.min(self.sha256.len())];
+        write!(
+            f,
+            "APID {} count {} ({} bytes, sha256 {sha}…)",
+            self.apid, self.count, self.len
+        )
+    }
+}
+
+fn read_manifest(path: &Path) -> Vec<Entry> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(Entry::parse)
+        .collect()
+}
+
+/// Every packet sent was read exactly once, byte for byte, and per APID in the order sent; when
+/// not, what differed: the packets missing, those read twice or never sent, and per APID the first
+/// place the order differs.
+fn assert_same_packets(what: &str, sent: &[Entry], read: &[Entry]) {
+    let by_apid = |entries: &[Entry]| {
+        let mut map: BTreeMap<u16, Vec<Entry>> = BTreeMap::new();
+        for entry in entries {
+            map.entry(entry.apid).or_default().push(entry.clone());
+        }
+        map
+    };
+    let (sent_apids, read_apids) = (by_apid(sent), by_apid(read));
+    if sent_apids == read_apids {
+        return;
+    }
+    let mut problems = Vec::new();
+    let tally = |entries: &[Entry]| {
+        let mut map: BTreeMap<Entry, usize> = BTreeMap::new();
+        for entry in entries {
+            *map.entry(entry.clone()).or_default() += 1;
+        }
+        map
+    };
+    let (sent_tally, read_tally) = (tally(sent), tally(read));
+    let missing: Vec<_> = sent_tally
+        .iter()
+        .filter(|(e, &n)| read_tally.get(*e).copied().unwrap_or(0) < n)
+        .map(|(e, _)| e)
+        .collect();
+    let extra: Vec<_> = read_tally
+        .iter()
+        .filter(|(e, &n)| sent_tally.get(*e).copied().unwrap_or(0) < n)
+        .map(|(e, n)| (e, *n))
+        .collect();
+    if !missing.is_empty() {
+        let first: Vec<_> = missing.iter().take(5).map(|e| e.to_string()).collect();
+        problems.push(format!(
+            "{} packets sent were never read (or changed), first {}",
+            missing.len(),
+            first.join("; ")
+        ));
+    }
+    if !extra.is_empty() {
+        let first: Vec<_> = extra
+            .iter()
+            .take(5)
+            .map(|(e, n)| {
+                let sent = sent_tally.get(*e).copied().unwrap_or(0);
+                format!("{e} read {n}× (sent {sent}×)")
+            })
+            .collect();
+        problems.push(format!(
+            "{} packets read more often than sent, first {}",
+            extra.len(),
+            first.join("; ")
+        ));
+    }
+    for (apid, sent) in &sent_apids {
+        let read = read_apids.get(apid).map(Vec::as_slice).unwrap_or_default();
+        if let Some(at) = sent.iter().zip(read).position(|(s, r)| s != r) {
+            problems.push(format!(
+                "APID {apid}: read #{at} is {}, sent #{at} was {}",
+                read[at], sent[at]
+            ));
+        }
+    }
+    panic!(
+        "{what}: {} packets sent, {} read:\n  {}",
+        sent.len(),
+        read.len(),
+        problems.join("\n  ")
+    );
+}
+
+/// The daemon under test: its config's `[archive]` (small segments) and `sections` after it.
+fn start_daemon(name: &str, sections: &str) -> Daemon {
+    let extra = format!("segment_bytes = 1048576\n{sections}");
+    Daemon::launch(name, "json", &extra, "", None)
+}
+
+/// The address the link `name` bound, from its "link listening" log line.
+fn link_address(daemon: &Daemon, name: &str) -> String {
+    let line = daemon
+        .logged(&["link listening", &format!("\"link\":\"{name}\"")])
+        .unwrap_or_else(|| {
+            panic!(
+                "no \"link listening\" line for {name}; log:\n{}",
+                daemon.log.lock().unwrap().join("\n")
+            )
+        });
+    json_field(&line, "address").to_owned()
+}
+
+fn link(name: &str, transport: &str, address: &str, framing: &str) -> String {
+    format!(
+        "[[links]]\nname = \"{name}\"\ntransport = \"{transport}\"\naddress = \"{address}\"\n\
+         framing = \"{framing}\"\napid_base = 10000\n"
+    )
+}
+
+fn tm_server(name: &str, port: u16, framing: &str) -> String {
+    format!(
+        "[[tm_servers]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\nframing = \"{framing}\"\n\
+         from = \"start\"\n"
+    )
+}
+
+/// Reads `expect` packets from the TM server on `port` with read_tm.py, then stops the daemon
+/// (SIGTERM) and checks what read_tm.py read to the end of the stream (nothing more may come),
+/// that the drain was clean, and that the archive holds exactly `expect` frames.
+fn read_back_and_stop(daemon: &mut Daemon, port: u16, expect: usize, asm: bool) -> Vec<Entry> {
+    let port = port.to_string();
+    let expected = expect.to_string();
+    let mut args = vec!["127.0.0.1", &port, "--expect", &expected, "--to-eof"];
+    if asm {
+        args.push("--asm");
+    }
+    let mut reader = Running::start("read_tm.py", &args);
+    let mut read = Vec::with_capacity(expect);
+    while read.len() < expect {
+        let what = format!("packet {} of {expect} from the TM server", read.len() + 1);
+        read.push(Entry::parse(&reader.next_line(&what)));
+    }
+    daemon.signal(libc::SIGTERM);
+    let (status, rest, stderr) = reader.finish();
+    read.extend(rest.iter().map(|line| Entry::parse(line)));
+    assert!(
+        status.success(),
+        "read_tm.py exited {status} after the daemon's drain:\n{stderr}"
+    );
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
+    assert!(status.success(), "the daemon exited {status}");
+    let summary = daemon.wait_for_line("drain complete");
+    assert_eq!(json_u64(&summary, "unacknowledged"), 0, "{summary}");
+    assert_eq!(
+        json_u64(&summary, "archived"),
+        expect as u64,
+        "the archive holds each packet once: {summary}"
+    );
+    read
+}
+
+#[test]
+#[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
+fn the_python_programs_agree_with_each_other() {
+    run("selftest.py", &[]);
+}
+
+#[test]
+#[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
+fn tmtccmd_over_tcp_into_a_link_read_back_by_spacepackets() {
+    let scratch = TempDir::new("ground-tcp");
+    let tm = free_port();
+    let sections = format!(
+        "{}{}",
+        link("gs-north", "tcp-listen", "127.0.0.1:0", "ccsds"),
+        tm_server("yamcs", tm, "ccsds")
+    );
+    let mut daemon = start_daemon("ground-tcp", &sections);
+    let address = link_address(&daemon, "gs-north");
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let manifest = scratch.0.join("sent.jsonl");
+    let manifest_arg = manifest.to_str().unwrap();
+    run(
+        "send_tcp.py",
+        &[
+            host,
+            port,
+            "--apids",
+            "100,101",
+            "--count",
+            "500",
+            "--size",
+            "64",
+            "--seed",
+            "1",
+            "--manifest",
+            manifest_arg,
+        ],
+    );
+    let sent = read_manifest(&manifest);
+    assert_eq!(sent.len(), 1000);
+    let read = read_back_and_stop(&mut daemon, tm, sent.len(), false);
+    assert_same_packets("tmtccmd -> tcp-listen link -> TM server", &sent, &read);
+}
+
+#[test]
+#[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
+fn udp_datagrams_into_a_link_read_back_by_spacepackets() {
+    let scratch = TempDir::new("ground-udp");
+    let tm = free_port();
+    let sections = format!(
+        "{}{}",
+        link("gs-udp", "udp", "127.0.0.1:0", "ccsds"),
+        tm_server("yamcs", tm, "ccsds")
+    );
+    let mut daemon = start_daemon("ground-udp", &sections);
+    let address = link_address(&daemon, "gs-udp");
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let manifest = scratch.0.join("sent.jsonl");
+    // 400 datagrams at 2,000 a second: well within a loopback socket's buffer.
+    run(
+        "send_udp.py",
+        &[
+            host,
+            port,
+            "--apids",
+            "100,101",
+            "--count",
+            "200",
+            "--size",
+            "200",
+            "--seed",
+            "2",
+            "--rate",
+            "2000",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    let sent = read_manifest(&manifest);
+    assert_eq!(sent.len(), 400);
+    let read = read_back_and_stop(&mut daemon, tm, sent.len(), false);
+    assert_same_packets("tmtccmd UDP -> udp link -> TM server", &sent, &read);
+}
+
+#[test]
+#[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
+fn a_kiss3_server_dialled_by_a_link_read_back_by_spacepackets() {
+    let scratch = TempDir::new("ground-kiss");
+    let manifest = scratch.0.join("sent.jsonl");
+    // APIDs 0x0C0 and 0x0DB and a data length field of 0xC0 (193 bytes) put FEND and FESC in the
+    // headers; every other packet's data starts with them.
+    let mut kiss = Running::start(
+        "kiss_server.py",
+        &[
+            "0",
+            "--apids",
+            "192,219",
+            "--count",
+            "300",
+            "--size",
+            "193",
+            "--seed",
+            "3",
+            "--with-command",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    let kiss_port = kiss.next_line("the KISS server's port");
+    kiss_port
+        .parse::<u16>()
+        .unwrap_or_else(|_| panic!("kiss_server.py's first line is not a port: {kiss_port}"));
+    let tm = free_port();
+    let sections = format!(
+        "{}{}",
+        link(
+            "gs-kiss",
+            "tcp-connect",
+            &format!("127.0.0.1:{kiss_port}"),
+            "kiss"
+        ),
+        tm_server("yamcs", tm, "ccsds")
+    );
+    let mut daemon = start_daemon("ground-kiss", &sections);
+    assert_eq!(kiss.next_line("\"connected\""), "connected");
+    assert_eq!(kiss.next_line("\"sent 600\""), "sent 600");
+    let sent = read_manifest(&manifest);
+    assert_eq!(sent.len(), 600);
+    let read = read_back_and_stop(&mut daemon, tm, sent.len(), false);
+    let (status, _, stderr) = kiss.finish();
+    assert!(
+        status.success(),
+        "kiss_server.py exited {status} once the daemon closed the link:\n{stderr}"
+    );
+    assert_same_packets(
+        "kiss3 server -> tcp-connect kiss link -> TM server",
+        &sent,
+        &read,
+    );
+}
+
+#[test]
+#[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
+fn a_tm_server_with_sync_markers_read_back_by_spacepackets() {
+    let scratch = TempDir::new("ground-asm");
+    let tm = free_port();
+    let sections = format!(
+        "{}{}",
+        link("gs-north", "tcp-listen", "127.0.0.1:0", "ccsds"),
+        tm_server("yamcs-asm", tm, "ccsds-asm")
+    );
+    let mut daemon = start_daemon("ground-asm", &sections);
+    let address = link_address(&daemon, "gs-north");
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let manifest = scratch.0.join("sent.jsonl");
+    run(
+        "send_tcp.py",
+        &[
+            host,
+            port,
+            "--apids",
+            "7,300,2046",
+            "--count",
+            "200",
+            "--size",
+            "512",
+            "--seed",
+            "4",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    let sent = read_manifest(&manifest);
+    assert_eq!(sent.len(), 600);
+    let read = read_back_and_stop(&mut daemon, tm, sent.len(), true);
+    assert_same_packets(
+        "tmtccmd -> tcp-listen link -> TM server (ASM)",
+        &sent,
+        &read,
+    );
+}
