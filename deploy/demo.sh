@@ -21,6 +21,11 @@
 # a few emergency batches processed while routine frames their source had sent before them were
 # still waiting in the daemon.
 #
+# Beside the uplinks, during the first scenario, a CCSDS ground station (uplink-sim --station)
+# sends 2 x 2000 space packets into a ground-segment link (docs/ground-segment.md), and a reader
+# (uplink-sim --tm-reader) counts them in what the TM server serves (docs/tm-server.md): the
+# verdict requires each packet stored once and served once.
+#
 # With DEMO_TLS=1 the whole demo runs over mutual TLS: a CA, a server and a client certificate are
 # made with openssl into a temporary directory (removed at the end); the daemon gets [tls] and an
 # [[auth.clients]] entry allowing the client certificate the demo's sources, and uplink-sim and
@@ -30,7 +35,7 @@
 # Usage: deploy/demo.sh            (from anywhere inside a clone)
 # Environment: DEMO_SCENARIOS (default "default brief"); DEMO_SIM_SECS (how long each scenario
 # but brief generates frames, default the scenario's 3 s); DEMO_UPLINK_PORT, DEMO_REPLAY_PORT,
-# DEMO_MONITOR_PORT (default 7700, 7701, 7780); DEMO_TLS (1: over mutual TLS); DEMO_BIN_DIR (run the aggregator and uplink-sim
+# DEMO_MONITOR_PORT, DEMO_STATION_PORT, DEMO_TM_PORT (default 7700, 7701, 7780, 7810, 7815); DEMO_TLS (1: over mutual TLS); DEMO_BIN_DIR (run the aggregator and uplink-sim
 # found there instead of building them); CARGO (default cargo).
 set -euo pipefail
 
@@ -41,6 +46,8 @@ scenarios="${DEMO_SCENARIOS:-default brief}"
 uplink_port="${DEMO_UPLINK_PORT:-7700}"
 replay_port="${DEMO_REPLAY_PORT:-7701}"
 monitor_port="${DEMO_MONITOR_PORT:-7780}"
+station_port="${DEMO_STATION_PORT:-7810}"
+tm_port="${DEMO_TM_PORT:-7815}"
 sim_secs="${DEMO_SIM_SECS:-}"
 run="$root/demo-run"
 archive="$run/archive"
@@ -75,7 +82,7 @@ trap 'failure="terminated"; exit 143' TERM
 
 fail() { failure="$*"; exit 1; }
 
-for port in "$uplink_port" "$replay_port" "$monitor_port"; do
+for port in "$uplink_port" "$replay_port" "$monitor_port" "$station_port" "$tm_port"; do
     [[ $port =~ ^[0-9]+$ ]] || fail "$port is not a port number (DEMO_*_PORT)"
 done
 [[ -z $sim_secs || $sim_secs =~ ^[0-9]+$ ]] || fail "DEMO_SIM_SECS=$sim_secs is not a number of seconds"
@@ -101,6 +108,21 @@ for port in "$uplink_port" "$replay_port" "$monitor_port"; do
     grep -qxF "listen = \"127.0.0.1:$port\"" "$config" || fail "could not set port $port in $config"
 done
 grep -qxF "dir = \"$archive\"" "$config" || fail "could not set the archive directory in $config"
+# A ground station's link, and the TM server a mission-control system reads.
+cat >>"$config" <<TOML
+
+[[links]]
+name = "gs-demo"
+transport = "tcp-listen"
+address = "127.0.0.1:$station_port"
+framing = "ccsds"
+apid_base = 10000
+
+[[tm_servers]]
+name = "mcs"
+listen = "127.0.0.1:$tm_port"
+from = "start"
+TOML
 
 # DEMO_TLS=1: a CA, the daemon's certificate (for 127.0.0.1) and a ground station's, made here and
 # never kept; the ground station may speak for the demo's uplinks and replay feeds only.
@@ -165,6 +187,9 @@ registered() { grep -c "source registered" "$daemon_log" || true; }
 
 sent=0
 acked=0
+station_sent=0
+station_served=0
+station=(--station "127.0.0.1:$station_port" --tm-reader "127.0.0.1:$tm_port")
 summaries=()
 published=""
 for scenario in $scenarios; do
@@ -177,7 +202,7 @@ for scenario in $scenarios; do
     before="$(registered)"
     "$bin/uplink-sim" --uplink "127.0.0.1:$uplink_port" --replay "127.0.0.1:$replay_port" \
         --scenario "$scenario" ${duration[@]+"${duration[@]}"} ${client_tls[@]+"${client_tls[@]}"} \
-        --require-all-acked >"$sim_out" &
+        ${station[@]+"${station[@]}"} --require-all-acked >"$sim_out" &
     sim_pid=$!
     tail -f --pid "$sim_pid" "$sim_out" &
     if [[ -z $published ]]; then
@@ -195,6 +220,14 @@ for scenario in $scenarios; do
     summaries+=("$scenario: $total")
     summaries+=("$scenario: $(grep '^catalog:' "$sim_out" || echo 'catalog: no line')")
     sent=$((sent + $(sed -E 's/.* sent=([0-9]+) .*/\1/' <<<"$total")))
+    if ((${#station[@]})); then
+        played="$(grep '^station:' "$sim_out")" || fail "no station line from uplink-sim"
+        served="$(grep '^tm-reader:' "$sim_out")" || fail "no tm-reader line from uplink-sim"
+        summaries+=("$scenario: $played" "$scenario: $served")
+        station_sent="$(sed -E 's/.* sent=([0-9]+) .*/\1/' <<<"$played")"
+        station_served="$(sed -E 's/.* received=([0-9]+) .*/\1/' <<<"$served")"
+        station=()
+    fi
     acked=$((acked + $(sed -E 's/.* acked=([0-9]+) .*/\1/' <<<"$total")))
 done
 
@@ -214,7 +247,7 @@ accepted="$(field accepted "$drain")"
 processed="$(field processed "$drain")"
 archived="$(field archived "$drain")"
 unacknowledged="$(field unacknowledged "$drain")"
-accounting="sent=$sent accepted=$accepted processed=$processed archived=$archived acknowledged=$acked unacknowledged=$unacknowledged daemon_exit=$daemon_status"
+accounting="sent=$sent station_packets=$station_sent served=$station_served accepted=$accepted processed=$processed archived=$archived acknowledged=$acked unacknowledged=$unacknowledged daemon_exit=$daemon_status"
 
 # An emergency batch overtook routine frames when a routine batch of the same source processed
 # after it begins below its first sequence: those frames were sent before the emergency, on the
@@ -269,6 +302,8 @@ echo "================================================="
 
 [[ $daemon_status -eq 0 ]] || fail "the daemon exited with status $daemon_status"
 [[ $verify_status -eq 0 && $verified -eq $archived ]] || fail "the archive does not verify"
-[[ $sent -eq $accepted && $accepted -eq $processed && $processed -eq $archived \
-    && $archived -eq $acked && $unacknowledged -eq 0 ]] || fail "accounting mismatch"
+# Station packets are stored like frames but have no acknowledgement; the TM server served each.
+[[ $((sent + station_sent)) -eq $accepted && $accepted -eq $processed && $processed -eq $archived \
+    && $sent -eq $acked && $unacknowledged -eq 0 && $station_served -eq $station_sent ]] \
+    || fail "accounting mismatch"
 echo "demo: OK: every frame accounted for and in the archive: $accounting"

@@ -628,3 +628,29 @@ fn the_nats_sink_takes_its_defaults_and_names_the_key_of_each_mistake() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("sinks.nats.site"), "{stderr}");
 }
+
+/// `[[links]]` mistakes name the link and what is wrong: a link with no source rule, UDP with a
+/// stream framing, a length prefix without its field, and two links that could register one
+/// source.
+#[test]
+fn link_mistakes_name_the_link_and_the_rule() {
+    let link = |extra: &str| {
+        format!(
+            "[[links]]\nname = \"gs\"\ntransport = \"tcp-listen\"\naddress = \"127.0.0.1:0\"\n\
+             framing = \"ccsds\"\n{extra}\n"
+        )
+    };
+    expect_error(&link(""), &["links.source_id", "\"gs\"", "apid_base"]);
+    let udp = "[[links]]\nname = \"u\"\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n\
+               framing = \"kiss\"\nsource_id = 1\n";
+    expect_error(udp, &["links.framing", "one packet per datagram"]);
+    let prefix = link("source_id = 1").replace("\"ccsds\"", "\"length-prefix\"");
+    expect_error(&prefix, &["links.length", "offset, size"]);
+    let overlap = format!(
+        "{}{}",
+        link("apid_base = 100"),
+        link("source_id = 150").replace("\"gs\"", "\"gs2\"")
+    );
+    expect_error(&overlap, &["\"gs2\"", "live:150", "\"gs\""]);
+    expect_error(&link("source_id = 1\nframing_x = 1"), &["framing_x"]);
+}

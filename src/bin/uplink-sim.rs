@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use aggregator::protocol::ccsds::Framing;
+use aggregator::sim::station::StationPlan;
 use aggregator::sim::{
     self, Amount, EmergencyMix, Outcome, Pace, Profile, Progress, ProgressStyle, Rate, Scenario,
     SessionOptions, SimPlan, SimReport, SourceSpec,
@@ -126,6 +128,34 @@ struct Cli {
     progress_ms: Option<u64>,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Also play a CCSDS ground station into the tcp-listen link at this address: space packets
+    /// back to back (docs/ground-segment.md), beside the uplinks.
+    #[arg(long, value_name = "ADDR")]
+    station: Option<String>,
+    /// The station's framing: ccsds or ccsds-asm.
+    #[arg(long, default_value = "ccsds", value_parser = ["ccsds", "ccsds-asm"])]
+    station_framing: String,
+    /// The station's APIDs, comma-separated.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "100,101",
+        value_delimiter = ','
+    )]
+    station_apids: Vec<u16>,
+    /// Packets per APID.
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    station_packets: u64,
+    /// Packets per second per APID, or "max".
+    #[arg(long, value_name = "RATE", default_value = "500", value_parser = parse_rate)]
+    station_rate: Rate,
+    /// Data bytes per packet (1 to 65536).
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    station_data: usize,
+    /// Read the TM server at this address (from = "start", framing as --station-framing) and
+    /// count the station's packets in it: the run fails unless each one arrived, once.
+    #[arg(long, value_name = "ADDR", requires = "station")]
+    tm_reader: Option<String>,
 }
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
@@ -299,7 +329,16 @@ fn main() -> ExitCode {
         }
     };
     let ack_log = plan.session.ack_log.clone();
-    let report = runtime.block_on(sim::run(plan, progress));
+    let station = cli.station_plan();
+    let (report, station) = runtime.block_on(async {
+        let played = async {
+            match &station {
+                Some(station) => Some(station.run().await),
+                None => None,
+            }
+        };
+        tokio::join!(sim::run(plan, progress), played)
+    });
     if let Some(Err(err)) = ack_log.map(|log| log.flush()) {
         eprintln!("uplink-sim: --ack-log: cannot write: {err}");
         return ExitCode::FAILURE;
@@ -307,7 +346,77 @@ fn main() -> ExitCode {
     if !report.reached_none() {
         println!("{report}");
     }
-    exit_status(&report, cli.require_all_acked, skipped)
+    let station_ok = match (cli.station_plan(), station) {
+        (Some(plan), Some(played)) => runtime.block_on(cli.account_station(&plan, played)),
+        _ => true,
+    };
+    match station_ok {
+        true => exit_status(&report, cli.require_all_acked, skipped),
+        false => ExitCode::FAILURE,
+    }
+}
+
+impl Cli {
+    fn station_plan(&self) -> Option<StationPlan> {
+        Some(StationPlan {
+            address: self.station.clone()?,
+            framing: self.station_framing(),
+            apids: self.station_apids.clone(),
+            packets: self.station_packets,
+            data: self.station_data,
+            rate: match self.station_rate {
+                Rate::Max => None,
+                Rate::PerSecond(rate) => Some(rate),
+            },
+            connect_for: Duration::from_secs(3),
+        })
+    }
+
+    fn station_framing(&self) -> Framing {
+        match self.station_framing.as_str() {
+            "ccsds-asm" => Framing::CcsdsAsm,
+            _ => Framing::Ccsds,
+        }
+    }
+
+    /// Prints what the station sent and, with --tm-reader, what the TM server served of it;
+    /// whether both went well.
+    async fn account_station(
+        &self,
+        plan: &StationPlan,
+        played: std::io::Result<sim::station::StationReport>,
+    ) -> bool {
+        let sent = match played {
+            Ok(sent) => sent,
+            Err(err) => {
+                eprintln!("uplink-sim: station: {err}");
+                return false;
+            }
+        };
+        println!(
+            "station: sent={} packets ({} bytes) of APIDs {:?} to {}",
+            sent.packets, sent.bytes, plan.apids, plan.address
+        );
+        let Some(reader) = &self.tm_reader else {
+            return true;
+        };
+        let patience = Duration::from_secs(30);
+        let counted =
+            sim::station::count_tm(reader, plan.framing, &plan.apids, sent.packets, patience).await;
+        match counted {
+            Ok(count) => {
+                println!(
+                    "tm-reader: received={} repeated={} other_apids={} from {reader}",
+                    count.packets, count.repeated, count.others
+                );
+                count.packets == sent.packets && count.repeated == 0
+            }
+            Err(err) => {
+                eprintln!("uplink-sim: tm-reader: {err}");
+                false
+            }
+        }
+    }
 }
 
 /// Names what went wrong on standard error and turns it into the exit status (`Cli`'s doc lists

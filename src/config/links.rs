@@ -324,7 +324,7 @@ impl LinkConfig {
                 "source_id takes every packet: apid_base and apid_sources would never apply".into(),
             );
         }
-        for (apid, _) in &self.apid_sources {
+        for apid in self.apid_sources.keys() {
             if !apid.parse::<u16>().is_ok_and(|a| a <= MAX_APID) {
                 return fail(
                     "links.apid_sources",

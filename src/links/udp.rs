@@ -3,6 +3,7 @@
 //! exactly one space packet is dropped and counted, and nothing else is affected.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -16,13 +17,30 @@ use crate::stats::LinkState;
 /// Datagrams read into one chunk at most.
 const BURST: usize = 64;
 
+/// The datagrams of one burst: where each packet lies in the chunk, and who sent the first.
+#[derive(Default)]
+struct Burst {
+    peer: Option<SocketAddr>,
+    packets: Vec<Range<usize>>,
+}
+
+impl Burst {
+    /// The datagram at `buf[start..]`, taken if it is one whole packet.
+    fn datagram(&mut self, link: &Link, buf: &BytesMut, start: usize, from: SocketAddr) {
+        self.peer.get_or_insert(from);
+        match whole_packet(&buf[start..], link.config.max_packet_bytes) {
+            Ok(()) => self.packets.push(start..buf.len()),
+            Err(err) => link.bad_packet(&err),
+        }
+    }
+}
+
 /// Reads datagrams until the drain.
 pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: CancellationToken) {
     link.counters.set_state(LinkState::Listening);
     let mut station = Station::new(Arc::clone(&link));
-    let max = link.config.max_packet_bytes;
     // One byte more than the largest packet: a datagram that fills it is too long.
-    let room = max + 1;
+    let room = link.config.max_packet_bytes + 1;
     let mut first = true;
     loop {
         let mut buf = BytesMut::with_capacity(room * 4);
@@ -30,35 +48,25 @@ pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: Cancellat
             _ = drain.cancelled() => break,
             received = socket.recv_buf_from(&mut buf) => received,
         };
-        let mut peer: Option<SocketAddr> = None;
-        let mut packets = Vec::new();
-        let mut datagram = |buf: &BytesMut, start: usize, from: SocketAddr| {
-            peer.get_or_insert(from);
-            match whole_packet(&buf[start..], max) {
-                Ok(()) => packets.push(start..buf.len()),
-                Err(err) => link.bad_packet(&err),
-            }
-            packets.len()
-        };
-        let mut taken = match received {
-            Ok((_, from)) => datagram(&buf, 0, from),
+        let mut burst = Burst::default();
+        match received {
+            Ok((_, from)) => burst.datagram(&link, &buf, 0, from),
             Err(err) => {
                 tracing::warn!(link = %link.config.name, error = %err, "udp receive failed");
                 continue;
             }
-        };
-        for _ in 1..BURST {
+        }
+        while burst.packets.len() < BURST {
             let start = buf.len();
             if buf.capacity() - start < room {
                 buf.reserve(room);
             }
             match socket.try_recv_buf_from(&mut buf) {
-                Ok((_, from)) => taken = datagram(&buf, start, from),
+                Ok((_, from)) => burst.datagram(&link, &buf, start, from),
                 Err(_) => break,
             }
         }
-        drop(datagram);
-        tracing::trace!(taken, "udp burst");
+        let Burst { peer, packets } = burst;
         let Some(peer) = peer else { continue };
         if first {
             link.counters.connected();

@@ -15,6 +15,8 @@
 //! - [`progress`]: the live counters and their display while the simulation runs.
 //! - [`replay`]: an archive read back as replay sources (`--replay-archive DIR`).
 //! - [`ack_log`]: every WELCOME and acknowledgement written to a file (`--ack-log FILE`).
+//! - [`station`]: a CCSDS ground station feeding a link (`--station ADDR`), and a reader that
+//!   counts what the TM server serves (`--tm-reader ADDR`).
 
 pub mod ack_log;
 pub mod outbox;
@@ -23,6 +25,7 @@ pub mod replay;
 pub mod report;
 pub mod scenario;
 pub mod source;
+pub mod station;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

@@ -18,6 +18,7 @@ pub use aggregator::archive::Archive as Shards;
 use aggregator::archive::{layout, ArchiveSink, BoxFuture, DurableEnd, SegmentSink};
 use aggregator::config::SyncMode;
 use aggregator::ingest::router::RouterHandle;
+use aggregator::links::LinkSockets;
 use aggregator::ops::frame_feed::FrameFeed;
 use aggregator::ops::monitor::{self, MonitorState};
 use aggregator::protocol::ingest::{
@@ -75,6 +76,8 @@ pub fn unbatched_config(processor: usize, emergency: usize, archive: usize) -> C
 pub struct TestDaemon {
     pub uplink: SocketAddr,
     pub replay: SocketAddr,
+    /// Each bound link's address, by name (`[[links]]`).
+    pub links: std::collections::HashMap<String, SocketAddr>,
     pub config: Config,
     pub stats: Stats,
     pub router: RouterHandle,
@@ -111,7 +114,14 @@ impl TestDaemon {
             .expect("bind loopback port 0");
         let uplink = listeners.uplink.local_addr().unwrap();
         let replay = listeners.replay.local_addr().unwrap();
-        let daemon = build(config.clone());
+        let sockets = LinkSockets::bind(&config.links)
+            .await
+            .expect("bind the links on loopback");
+        let links = (config.links.iter())
+            .filter_map(|l| Some((l.name.clone(), sockets.local_addr(&l.name)?)))
+            .collect();
+        let mut daemon = build(config.clone());
+        daemon.serve_links(sockets);
         let taken = before_run(&daemon);
         let stats = daemon.stats();
         let router = daemon.router();
@@ -120,6 +130,7 @@ impl TestDaemon {
         let daemon = TestDaemon {
             uplink,
             replay,
+            links,
             config,
             stats,
             router,

@@ -1,0 +1,430 @@
+//! Ground-segment links (`[[links]]`): stations' CCSDS packets over TCP (back to back, after a
+//! sync marker, behind a length field), UDP and KISS become frames of the sources their APIDs map
+//! to; redundant stations are merged; bad input costs only its own connection or packet.
+//! (`tests/ground_segment.rs` checks the same against third-party clients.)
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use aggregator::protocol::ccsds::{self, Framing, PrimaryHeader};
+use aggregator::protocol::kiss;
+use aggregator::stats::LinkState;
+use aggregator::{Config, Priority, SourceKind};
+use common::{test_config, wait_until, Archive, TestDaemon, PATIENCE};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+const LIVE: SourceKind = SourceKind::LiveUplink;
+
+/// The test config with the `[[links]]` of `toml`.
+fn with_links(toml: &str) -> Config {
+    let parsed = Config::parse(toml, Path::new("links.toml")).expect("valid [[links]]");
+    let mut config = test_config();
+    config.links = parsed.links;
+    config
+}
+
+/// A telemetry packet of `apid` and `count` whose data says which one it is.
+fn packet(apid: u16, count: u16, len: usize) -> Vec<u8> {
+    let mut data = format!("apid {apid} count {count} ").into_bytes();
+    data.resize(len.max(data.len()), b'.');
+    let mut p = PrimaryHeader::telemetry(apid, count, data.len())
+        .encode()
+        .to_vec();
+    p.extend_from_slice(&data);
+    p
+}
+
+/// `(apid, count)` of every stored packet, checked to be the packet as sent.
+fn stored_packets(archive: &Archive) -> Vec<(u16, u16)> {
+    archive
+        .records()
+        .iter()
+        .map(|r| {
+            let h = PrimaryHeader::parse(&r.payload).expect("a stored packet has its header");
+            assert_eq!(
+                r.payload,
+                packet(h.apid, h.sequence_count, r.payload.len() - 6)
+            );
+            (h.apid, h.sequence_count)
+        })
+        .collect()
+}
+
+async fn wait_for_packets(archive: &Archive, n: usize) {
+    wait_until(&format!("{n} packets stored"), PATIENCE, || {
+        archive.len() >= n
+    })
+    .await;
+}
+
+/// Back-to-back packets of two APIDs become one source each, with the count as the sequence;
+/// an emergency APID takes the emergency lane; the source shows its station and APID.
+#[tokio::test]
+async fn ccsds_packets_become_one_source_per_apid() {
+    let config = with_links(
+        r#"
+        [[links]]
+        name = "gs-north"
+        transport = "tcp-listen"
+        address = "127.0.0.1:0"
+        framing = "ccsds"
+        apid_base = 10000
+        emergency_apids = [7]
+        "#,
+    );
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let mut station = TcpStream::connect(daemon.links["gs-north"]).await.unwrap();
+    let mut wire = Vec::new();
+    for count in 0..50u16 {
+        wire.extend(packet(100, count, 20));
+        wire.extend(packet(101, count, 30));
+    }
+    wire.extend(packet(7, 0, 10));
+    // Written in uneven pieces: a packet may arrive split across reads.
+    for piece in wire.chunks(37) {
+        station.write_all(piece).await.unwrap();
+    }
+    wait_for_packets(&archive, 101).await;
+    let packets = stored_packets(&archive);
+    assert_eq!(packets.len(), 101);
+    assert_eq!(archive.sequences(LIVE, 10100), (0..50).collect::<Vec<_>>());
+    assert_eq!(archive.sequences(LIVE, 10101), (0..50).collect::<Vec<_>>());
+    assert_eq!(
+        archive.sequences_with(LIVE, 10007, Priority::Emergency),
+        [0]
+    );
+    let sources = daemon.router.sources().await.unwrap();
+    let north = sources.iter().find(|s| s.id == 10100).unwrap();
+    assert_eq!(north.station.as_deref(), Some("gs-north APID 100"));
+    let link = &daemon.stats.links()[0];
+    assert_eq!((link.packets, link.state), (101, LinkState::Connected));
+    drop(station);
+    let report = daemon.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// The 14-bit count extends across its wrap: 20,000 packets are sequences 0 to 19,999.
+#[tokio::test]
+async fn the_count_extends_across_its_wrap() {
+    let config = with_links(
+        r#"
+        [[links]]
+        name = "gs"
+        transport = "tcp-listen"
+        address = "127.0.0.1:0"
+        framing = "ccsds"
+        apid_base = 0
+        "#,
+    );
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let mut station = TcpStream::connect(daemon.links["gs"]).await.unwrap();
+    let mut wire = Vec::new();
+    for i in 0..20_000u32 {
+        wire.extend(packet(5, (i % 16_384) as u16, 8));
+    }
+    station.write_all(&wire).await.unwrap();
+    wait_for_packets(&archive, 20_000).await;
+    assert_eq!(archive.sequences(LIVE, 5), (0..20_000).collect::<Vec<_>>());
+    assert_eq!(daemon.stats.links()[0].gaps, 0);
+    daemon.shutdown().await;
+}
+
+/// Two stations receive the same spacecraft, each with its own losses, at once: the archive
+/// holds the union, each packet once, and each link counts the copies it delivered.
+#[tokio::test]
+async fn redundant_stations_store_the_union_once() {
+    let config = with_links(
+        r#"
+        [[links]]
+        name = "north"
+        transport = "tcp-listen"
+        address = "127.0.0.1:0"
+        framing = "ccsds"
+        group = "sat-a"
+        apid_base = 10000
+
+        [[links]]
+        name = "south"
+        transport = "tcp-listen"
+        address = "127.0.0.1:0"
+        framing = "ccsds-asm"
+        group = "sat-a"
+        apid_base = 20000
+        "#,
+    );
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let sent: Vec<(u16, u16)> = (0..3000u16).flat_map(|c| [(100, c), (101, c)]).collect();
+    // North loses every 7th packet, south every 5th and a stretch of 200 (a dropout).
+    let north: Vec<_> = sent
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 7 != 3)
+        .map(|(_, p)| *p)
+        .collect();
+    let south: Vec<_> = sent
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 1 && !(2000..2200).contains(i))
+        .map(|(_, p)| *p)
+        .collect();
+    let feed = |addr, packets: Vec<(u16, u16)>, framing: Framing| async move {
+        let mut wire = Vec::new();
+        for (apid, count) in packets {
+            ccsds::encode(&framing, &packet(apid, count, 40), &mut wire);
+        }
+        let mut station = TcpStream::connect(addr).await.unwrap();
+        for piece in wire.chunks(1500) {
+            station.write_all(piece).await.unwrap();
+        }
+        station
+    };
+    // What either station received; what both lost is lost.
+    let union: BTreeSet<_> = north.iter().chain(&south).copied().collect();
+    assert!(union.len() < sent.len());
+    let (a, b) = tokio::join!(
+        feed(daemon.links["north"], north.clone(), Framing::Ccsds),
+        feed(daemon.links["south"], south.clone(), Framing::CcsdsAsm)
+    );
+    wait_until("the union stored", PATIENCE, || {
+        archive.len() >= union.len()
+    })
+    .await;
+    wait_until("every copy counted", PATIENCE, || {
+        daemon.stats.links().iter().map(|l| l.copies).sum::<u64>() as usize + union.len()
+            == north.len() + south.len()
+    })
+    .await;
+    let stored = stored_packets(&archive);
+    let unique: BTreeSet<_> = stored.iter().copied().collect();
+    assert_eq!(stored.len(), unique.len(), "a packet stored twice");
+    assert_eq!(unique, union);
+    drop((a, b));
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// A packet of a bad version closes that connection after the packets before it; garbage on
+/// a marker link is skipped to the next marker; other links go on.
+#[tokio::test]
+async fn bad_input_costs_only_its_connection() {
+    let config = with_links(
+        r#"
+        [[links]]
+        name = "plain"
+        transport = "tcp-listen"
+        address = "127.0.0.1:0"
+        framing = "ccsds"
+        source_id = 500
+        max_packet_bytes = 1024
+
+        [[links]]
+        name = "marked"
+        transport = "tcp-listen"
+        address = "127.0.0.1:0"
+        framing = "ccsds-asm"
+        source_id = 600
+        "#,
+    );
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let mut plain = TcpStream::connect(daemon.links["plain"]).await.unwrap();
+    let mut wire = packet(1, 0, 10);
+    wire.extend(packet(1, 1, 10));
+    let mut bad = packet(1, 2, 10);
+    bad[0] |= 0x20;
+    wire.extend(bad);
+    wire.extend(packet(1, 3, 10));
+    plain.write_all(&wire).await.unwrap();
+
+    let mut marked = TcpStream::connect(daemon.links["marked"]).await.unwrap();
+    let mut wire = Vec::new();
+    ccsds::encode(&Framing::CcsdsAsm, &packet(2, 0, 10), &mut wire);
+    wire.extend_from_slice(b"line noise \x1A\xCF");
+    ccsds::encode(&Framing::CcsdsAsm, &packet(2, 1, 10), &mut wire);
+    marked.write_all(&wire).await.unwrap();
+
+    wait_for_packets(&archive, 4).await;
+    wait_until("the bad connection closed", PATIENCE, || {
+        daemon.stats.links()[0].bad_input == 1
+    })
+    .await;
+    let links = daemon.stats.links();
+    assert!(
+        links[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("packet version 1"),
+        "{links:?}"
+    );
+    assert_eq!(links[1].skipped_bytes, 13);
+    assert_eq!(archive.sequences(LIVE, 500), [0, 1]);
+    assert_eq!(archive.sequences(LIVE, 600), [0, 1]);
+    // The link takes a new connection of the station.
+    let mut again = TcpStream::connect(daemon.links["plain"]).await.unwrap();
+    again.write_all(&packet(1, 3, 10)).await.unwrap();
+    wait_for_packets(&archive, 5).await;
+    assert_eq!(archive.sequences(LIVE, 500), [0, 1, 2]);
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// The daemon dials a KISS server, takes its data frames (escapes undone, a broken escape
+/// dropped alone), and dials again when the server closes.
+#[tokio::test]
+async fn a_kiss_link_dials_out_and_again_after_a_loss() {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = with_links(&format!(
+        r#"
+        [[links]]
+        name = "tnc"
+        transport = "tcp-connect"
+        address = "{}"
+        framing = "kiss"
+        apid_base = 0
+        reconnect_min_ms = 10
+        "#,
+        server.local_addr().unwrap()
+    ));
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    // Data with FEND and FESC in it, so that escapes are exercised.
+    let tricky = |count| {
+        let mut p = packet(3, count, 4);
+        p.extend_from_slice(&[kiss::FEND, kiss::FESC]);
+        p[5] += 2;
+        p
+    };
+    let (mut tnc, _) = tokio::time::timeout(PATIENCE, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut wire = Vec::new();
+    kiss::encode(0, &tricky(0), &mut wire);
+    wire.extend_from_slice(&[kiss::FEND, 0x00, 0x08, kiss::FESC, 0x42, kiss::FEND]);
+    kiss::encode(0, &tricky(1), &mut wire);
+    tnc.write_all(&wire).await.unwrap();
+    wait_until("two packets", PATIENCE, || archive.len() == 2).await;
+    drop(tnc);
+    let (mut tnc, _) = tokio::time::timeout(PATIENCE, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut wire = Vec::new();
+    kiss::encode(0, &tricky(2), &mut wire);
+    tnc.write_all(&wire).await.unwrap();
+    wait_until("the third packet", PATIENCE, || archive.len() == 3).await;
+    let records = archive
+        .records()
+        .iter()
+        .map(|r| r.payload.to_vec())
+        .collect::<Vec<_>>();
+    assert_eq!(records, [tricky(0), tricky(1), tricky(2)]);
+    let link = &daemon.stats.links()[0];
+    assert_eq!((link.bad_input, link.connections), (1, 2));
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// UDP: one packet per datagram; a datagram that is not one whole packet is dropped alone.
+/// Unmatched APIDs are refused or go to the default source, as configured, and are counted.
+#[tokio::test]
+async fn udp_datagrams_and_unmatched_apids() {
+    let config = with_links(
+        r#"
+        [[links]]
+        name = "to-lab"
+        transport = "udp"
+        address = "127.0.0.1:0"
+        framing = "ccsds"
+        apid_sources = { "100" = 700 }
+
+        [[links]]
+        name = "to-lab-2"
+        transport = "udp"
+        address = "127.0.0.1:0"
+        framing = "ccsds"
+        apid_sources = { "100" = 800 }
+        unmatched = "default"
+        default_source = 899
+        "#,
+    );
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for link in ["to-lab", "to-lab-2"] {
+        let to = daemon.links[link];
+        sender.send_to(&packet(100, 0, 10), to).await.unwrap();
+        let mut short = packet(100, 1, 10);
+        short.truncate(12);
+        sender.send_to(&short, to).await.unwrap();
+        sender.send_to(&packet(200, 0, 10), to).await.unwrap();
+        sender.send_to(&packet(100, 1, 10), to).await.unwrap();
+    }
+    wait_for_packets(&archive, 5).await;
+    wait_until("every datagram read", PATIENCE, || {
+        let l = daemon.stats.links();
+        l[0].bad_input == 1 && l[0].unmatched == 1 && l[1].bad_input == 1 && l[1].packets == 3
+    })
+    .await;
+    assert_eq!(archive.sequences(LIVE, 700), [0, 1]);
+    assert_eq!(archive.sequences(LIVE, 800), [0, 1]);
+    assert_eq!(
+        archive.sequences(LIVE, 899),
+        [0],
+        "the default source counts arrivals"
+    );
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// A packet stored before, sent again by a station that reconnects, is not stored twice; and
+/// packets on their way when the drain starts are all stored.
+#[tokio::test]
+async fn a_station_that_resends_after_reconnecting_adds_nothing() {
+    let config = with_links(
+        r#"
+        [[links]]
+        name = "gs"
+        transport = "tcp-listen"
+        address = "127.0.0.1:0"
+        framing = "ccsds"
+        apid_base = 0
+        "#,
+    );
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let send = |range: std::ops::Range<u16>| {
+        let addr = daemon.links["gs"];
+        async move {
+            let mut station = TcpStream::connect(addr).await.unwrap();
+            let wire: Vec<u8> = range.flat_map(|c| packet(9, c, 16)).collect();
+            station.write_all(&wire).await.unwrap();
+            station
+        }
+    };
+    let first = send(0..100).await;
+    wait_for_packets(&archive, 100).await;
+    drop(first);
+    let second = send(50..150).await;
+    wait_for_packets(&archive, 150).await;
+    let by_count: BTreeMap<u64, usize> =
+        archive
+            .sequences(LIVE, 9)
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, s| {
+                *m.entry(s).or_default() += 1;
+                m
+            });
+    assert_eq!(by_count.len(), 150);
+    assert!(
+        by_count.values().all(|&n| n == 1),
+        "stored twice: {by_count:?}"
+    );
+    drop(second);
+    let report = daemon.shutdown().await;
+    assert!(report.is_clean());
+    assert_eq!(report.accepted, 150);
+}
