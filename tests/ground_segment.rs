@@ -206,10 +206,21 @@ fn read_manifest(path: &Path) -> Vec<Entry> {
         .collect()
 }
 
-/// Every packet sent was read exactly once, byte for byte, and per APID in the order sent; when
-/// not, what differed: the packets missing, those read twice or never sent, and per APID the first
-/// place the order differs.
+/// Every packet sent was read exactly once, byte for byte, and per APID in the order sent; fails
+/// the test naming what differed otherwise.
 fn assert_same_packets(what: &str, sent: &[Entry], read: &[Entry]) {
+    if let Some(differences) = differences(sent, read) {
+        panic!(
+            "{what}: {} packets sent, {} read:\n  {differences}",
+            sent.len(),
+            read.len()
+        );
+    }
+}
+
+/// What differs between the packets sent and those read, if anything: the packets missing, those
+/// read more often than sent, and per APID the first place the order differs.
+fn differences(sent: &[Entry], read: &[Entry]) -> Option<String> {
     let by_apid = |entries: &[Entry]| {
         let mut map: BTreeMap<u16, Vec<Entry>> = BTreeMap::new();
         for entry in entries {
@@ -219,7 +230,7 @@ fn assert_same_packets(what: &str, sent: &[Entry], read: &[Entry]) {
     };
     let (sent_apids, read_apids) = (by_apid(sent), by_apid(read));
     if sent_apids == read_apids {
-        return;
+        return None;
     }
     let mut problems = Vec::new();
     let tally = |entries: &[Entry]| {
@@ -272,12 +283,7 @@ fn assert_same_packets(what: &str, sent: &[Entry], read: &[Entry]) {
             ));
         }
     }
-    panic!(
-        "{what}: {} packets sent, {} read:\n  {}",
-        sent.len(),
-        read.len(),
-        problems.join("\n  ")
-    );
+    Some(problems.join("\n  "))
 }
 
 /// The daemon under test: its config's `[archive]` (small segments) and `sections` after it.
@@ -527,5 +533,36 @@ fn a_tm_server_with_sync_markers_read_back_by_spacepackets() {
         "tmtccmd -> tcp-listen link -> TM server (ASM)",
         &sent,
         &read,
+    );
+}
+
+/// The comparison itself, without Python: a lost packet, a duplicate and a swap are each named.
+#[test]
+fn the_comparison_names_what_differed() {
+    let entry = |apid, count| Entry {
+        apid,
+        count,
+        len: 10,
+        sha256: format!("{apid:04}{count:060}"),
+    };
+    let sent: Vec<_> = (0..4).flat_map(|c| [entry(1, c), entry(2, c)]).collect();
+    assert_eq!(differences(&sent, &sent), None);
+    let message = |read: Vec<Entry>| differences(&sent, &read).expect("the difference is found");
+    let lost = message(sent[1..].to_vec());
+    assert!(
+        lost.contains("1 packets sent were never read") && lost.contains("APID 1 count 0"),
+        "{lost}"
+    );
+    let twice = message([sent.clone(), vec![entry(2, 3)]].concat());
+    assert!(
+        twice.contains("APID 2 count 3 (10 bytes, sha256 000200000000…) read 2× (sent 1×)"),
+        "{twice}"
+    );
+    let mut swapped = sent.clone();
+    swapped.swap(2, 4);
+    let order = message(swapped);
+    assert!(
+        order.contains("APID 1: read #1 is APID 1 count 2") && !order.contains("never read"),
+        "{order}"
     );
 }
