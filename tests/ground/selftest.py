@@ -1,6 +1,7 @@
 """Checks the ground-segment test programs against each other, without the daemon: what each
-sender sends is what its manifest says, as the third-party libraries read it back, and read_tm.py
-reads a TM stream (plain and with sync markers) and refuses a broken or overlong one.
+sender sends is what its manifest says, as the third-party libraries read it back; read_tm.py
+reads a TM stream (plain and with sync markers) and refuses a broken or overlong one; read_udp.py
+reads datagrams and refuses one too many.
 
 Each check starts the program under test as a child, plays the other end itself with
 `spacepackets` (and kiss3's decoder for KISS), and compares manifests. Prints one line per check;
@@ -204,6 +205,37 @@ def check_read_tm() -> None:
                          f" expected 1 and {why!r}")
 
 
+def check_read_udp(tmp: str) -> None:
+    for extra in (False, True):
+        reader = subprocess.Popen(program("read_udp.py", "127.0.0.1", 0, "--expect", 60,
+                                          "--until-stdin-closes"),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            port = int(reader.stdout.readline())
+            sent = os.path.join(tmp, "udp-forward.jsonl")
+            run(program("send_udp.py", "127.0.0.1", port, "--apids", "5,6", "--count", 30,
+                        "--manifest", sent))
+            got = [json.loads(reader.stdout.readline()) for _ in range(60)]
+            same("read_udp.py vs send_udp.py's manifest", got, read_manifest(sent))
+            if extra:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+                    again.sendto(pk.build_packets([5], 1, 64, 43)[0], ("127.0.0.1", port))
+            reader.stdin.close()
+            status = reader.wait(TIMEOUT_S)
+            stderr = reader.stderr.read()
+            if extra and (status != 1 or "beyond those expected" not in stderr):
+                raise Failed(f"read_udp.py took a packet too many: exit {status}, {stderr!r}")
+            if not extra and status != 0:
+                raise Failed(f"read_udp.py exited {status}: {stderr}")
+        finally:
+            if reader.poll() is None:
+                reader.kill()
+            reader.wait()
+            reader.stdout.close()
+            reader.stderr.close()
+
+
 def main() -> int:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     checks = [
@@ -211,6 +243,7 @@ def main() -> int:
         ("send_udp.py", check_send_udp),
         ("kiss_server.py", check_kiss_server),
         ("read_tm.py", lambda _tmp: check_read_tm()),
+        ("read_udp.py", check_read_udp),
     ]
     with tempfile.TemporaryDirectory(prefix="ground-selftest-") as tmp:
         for name, check in checks:
