@@ -66,6 +66,8 @@ fn run(name: &str, args: &[&str]) {
 struct Running {
     name: &'static str,
     child: Child,
+    /// The program's stdin, held open until [`Running::close_stdin`] (or the drop).
+    stdin: Option<std::process::ChildStdin>,
     lines: mpsc::Receiver<String>,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
@@ -73,10 +75,12 @@ struct Running {
 impl Running {
     fn start(name: &'static str, args: &[&str]) -> Running {
         let mut child = program(name, args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|err| panic!("start {name}: {err}"));
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -96,6 +100,7 @@ impl Running {
         Running {
             name,
             child,
+            stdin,
             lines,
             stderr: Some(stderr),
         }
@@ -116,6 +121,10 @@ impl Running {
                 )
             }
         }
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     /// Waits for the exit; the status, the rest of stdout and stderr.
@@ -564,5 +573,65 @@ fn the_comparison_names_what_differed() {
     assert!(
         order.contains("APID 1: read #1 is APID 1 count 2") && !order.contains("never read"),
         "{order}"
+    );
+}
+
+#[test]
+#[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
+fn a_tm_forward_read_back_by_spacepackets() {
+    let scratch = TempDir::new("ground-forward");
+    let mut reader = Running::start(
+        "read_udp.py",
+        &["127.0.0.1", "0", "--expect", "600", "--until-stdin-closes"],
+    );
+    let port = reader.next_line("read_udp.py's port");
+    port.parse::<u16>()
+        .unwrap_or_else(|_| panic!("read_udp.py's first line is not a port: {port}"));
+    let sections = format!(
+        "{}[[tm_forwards]]\nname = \"yamcs-udp\"\nto = \"127.0.0.1:{port}\"\nfrom = \"start\"\n",
+        link("gs-north", "tcp-listen", "127.0.0.1:0", "ccsds"),
+    );
+    let mut daemon = start_daemon("ground-forward", &sections);
+    let address = link_address(&daemon, "gs-north");
+    let (host, link_port) = address.rsplit_once(':').unwrap();
+    let manifest = scratch.0.join("sent.jsonl");
+    run(
+        "send_tcp.py",
+        &[
+            host,
+            link_port,
+            "--apids",
+            "100,101,102",
+            "--count",
+            "200",
+            "--size",
+            "100",
+            "--seed",
+            "5",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    let sent = read_manifest(&manifest);
+    let mut read = Vec::with_capacity(sent.len());
+    while read.len() < sent.len() {
+        let what = format!(
+            "packet {} of {} from the TM forward",
+            read.len() + 1,
+            sent.len()
+        );
+        read.push(Entry::parse(&reader.next_line(&what)));
+    }
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
+    assert!(status.success(), "the daemon exited {status}");
+    // Whatever the daemon sent is in read_udp.py's socket buffer now: it checks nothing more came.
+    reader.close_stdin();
+    let (status, _, stderr) = reader.finish();
+    assert!(status.success(), "read_udp.py exited {status}:\n{stderr}");
+    assert_same_packets(
+        "tmtccmd -> tcp-listen link -> TM forward (UDP)",
+        &sent,
+        &read,
     );
 }

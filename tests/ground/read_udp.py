@@ -58,8 +58,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    # Room for bursts: the sender has no flow control.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    # Room for bursts: the sender has no flow control. Past net.core.rmem_max only as root.
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, 8 << 20)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind((args.host, args.port))
     print(sock.getsockname()[1], flush=True)
     read = 0
