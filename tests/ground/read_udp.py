@@ -59,8 +59,9 @@ def main() -> int:
     args = parser.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     # Room for bursts: the sender has no flow control. Past net.core.rmem_max only as root.
+    # (SO_RCVBUFFORCE is 33 on Linux; Python's socket module does not name it.)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, 8 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind((args.host, args.port))
