@@ -428,3 +428,53 @@ async fn a_station_that_resends_after_reconnecting_adds_nothing() {
     assert!(report.is_clean());
     assert_eq!(report.accepted, 150);
 }
+
+/// A station that connects again while its old connection is still open replaces it: the old
+/// one is closed after what it sent is stored, and the new one feeds the same sources. Packets
+/// here come behind a 4-byte length (`framing = "length-prefix"`).
+#[tokio::test]
+async fn a_new_connection_of_the_station_replaces_the_old_one() {
+    use tokio::io::AsyncReadExt;
+    let config = with_links(
+        r#"
+        [[links]]
+        name = "gs"
+        transport = "tcp-listen"
+        address = "127.0.0.1:0"
+        framing = "length-prefix"
+        length = { offset = 0, size = 4, adjustment = 4, strip = 4 }
+        apid_base = 0
+        "#,
+    );
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let framing = Framing::LengthPrefix(ccsds::LengthField {
+        offset: 0,
+        size: 4,
+        adjustment: 4,
+        strip: 4,
+    });
+    let wire = |counts: std::ops::Range<u16>| {
+        let mut wire = Vec::new();
+        for count in counts {
+            ccsds::encode(&framing, &packet(4, count, 12), &mut wire);
+        }
+        wire
+    };
+    let mut old = TcpStream::connect(daemon.links["gs"]).await.unwrap();
+    old.write_all(&wire(0..10)).await.unwrap();
+    wait_for_packets(&archive, 10).await;
+    let mut new = TcpStream::connect(daemon.links["gs"]).await.unwrap();
+    new.write_all(&wire(10..20)).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, old.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the old connection is closed: {closed:?}"
+    );
+    wait_for_packets(&archive, 20).await;
+    assert_eq!(archive.sequences(LIVE, 4), (0..20).collect::<Vec<_>>());
+    assert_eq!(daemon.stats.links()[0].connections, 2);
+    drop(new);
+    assert!(daemon.shutdown().await.is_clean());
+}

@@ -11,7 +11,7 @@
 //! modulus, the count jumps forward: a gap, or a restart.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::protocol::ccsds::SEQUENCE_COUNT_MODULUS;
 
@@ -49,19 +49,34 @@ impl MergeGroup {
         }
     }
 
+    /// The group's memory, held for one read's packets.
+    pub(crate) fn lock(&self) -> Merging<'_> {
+        Merging {
+            window: self.window,
+            apids: self.apids.lock().unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+}
+
+/// A group's memory, locked.
+pub(crate) struct Merging<'a> {
+    window: usize,
+    apids: MutexGuard<'a, HashMap<u16, Window>>,
+}
+
+impl Merging<'_> {
     /// Takes a packet of `apid` with sequence `count` and bytes of `crc`, if new and if `accept`
     /// takes its extended count (the source may refuse it as at or below what it stored). `seed`
     /// is the highest extended count stored for the APID before, read when the APID is first seen.
     pub(crate) fn admit(
-        &self,
+        &mut self,
         apid: u16,
         count: u16,
         crc: u32,
         seed: impl FnOnce() -> Option<u64>,
         accept: impl FnOnce(u64) -> bool,
     ) -> Verdict {
-        let mut apids = self.apids.lock().unwrap_or_else(PoisonError::into_inner);
-        let window = apids.entry(apid).or_insert_with(|| Window {
+        let window = self.apids.entry(apid).or_insert_with(|| Window {
             high: seed(),
             slots: vec![(0, 0); self.window],
         });
@@ -121,7 +136,7 @@ mod tests {
     use super::*;
 
     fn admit(group: &MergeGroup, count: u16, crc: u32) -> Verdict {
-        group.admit(1, count, crc, || None, |_| true)
+        group.lock().admit(1, count, crc, || None, |_| true)
     }
 
     #[test]
@@ -169,9 +184,14 @@ mod tests {
     #[test]
     fn a_seed_continues_after_a_restart_and_the_source_may_refuse() {
         let group = MergeGroup::new(64);
-        let seeded = group.admit(1, 2, 0, || Some(3 * 16_384 + 1), |_| true);
+        let seeded = group
+            .lock()
+            .admit(1, 2, 0, || Some(3 * 16_384 + 1), |_| true);
         assert_eq!(seeded, Verdict::New(3 * 16_384 + 2));
-        assert_eq!(group.admit(1, 3, 0, || None, |_| false), Verdict::Copy);
+        assert_eq!(
+            group.lock().admit(1, 3, 0, || None, |_| false),
+            Verdict::Copy
+        );
         assert_eq!(admit(&group, 3, 0), Verdict::New(3 * 16_384 + 3));
     }
 }

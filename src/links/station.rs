@@ -24,7 +24,7 @@ use crate::domain::sequence_set::SequenceSet;
 use crate::domain::source::Source;
 use crate::ingest::router::{RegisterError, RouterHandle};
 use crate::pipeline::fan_in::{Closed, Ingress};
-use crate::protocol::ccsds::{PrimaryHeader, SEQUENCE_COUNT_MODULUS};
+use crate::protocol::ccsds::{PrimaryHeader, MAX_APID, SEQUENCE_COUNT_MODULUS};
 use crate::stats::{LinkCounters, Stats};
 
 /// What every connection of one link shares.
@@ -41,6 +41,8 @@ pub(crate) struct Link {
     pub turn: tokio::sync::Mutex<()>,
     /// Bad input and gaps, logged at most once a second.
     log: std::sync::Mutex<Option<Instant>>,
+    /// The source of each APID, by APID: the config's rules, resolved once.
+    sources: Vec<Option<u32>>,
 }
 
 impl Link {
@@ -54,7 +56,6 @@ impl Link {
         read_buffer: usize,
     ) -> Link {
         Link {
-            config,
             counters,
             group,
             router,
@@ -63,7 +64,14 @@ impl Link {
             read_buffer,
             turn: tokio::sync::Mutex::new(()),
             log: std::sync::Mutex::new(None),
+            sources: (0..=MAX_APID).map(|apid| config.source_of(apid)).collect(),
+            config,
         }
+    }
+
+    /// The source a packet of `apid` becomes, or `None` when none does.
+    fn source_of(&self, apid: u16) -> Option<u32> {
+        self.sources.get(usize::from(apid)).copied().flatten()
     }
 
     /// Whether a warning about the link's input may be logged now: at most one a second.
@@ -138,45 +146,60 @@ impl Station {
         let decoded_at = Instant::now();
         let link = Arc::clone(&self.link);
         let (mut copies, mut unmatched, mut gaps) = (0, 0, 0);
+        // First the sources, registered at their first packet (the router answers): the merge
+        // then takes the whole read under one lock.
+        let mut mapped = Vec::with_capacity(packets.len());
         for range in packets {
-            let packet = &chunk[range.clone()];
-            let Some(header) = PrimaryHeader::parse(packet) else {
+            let Some(header) = PrimaryHeader::parse(&chunk[range.clone()]) else {
                 continue;
             };
             gaps += self.gap(header.apid, header.sequence_count);
-            let Some(id) = self.link.config.source_of(header.apid) else {
-                unmatched += 1;
-                continue;
-            };
-            let Some(slot) = self.slot(id, header.apid, peer).await else {
-                unmatched += 1;
-                continue;
-            };
-            let priority = priority(&link.config, header.apid, packet);
-            let crc = crc32fast::hash(packet);
-            let (carries, last) = (slot.carries_count, slot.last);
-            let stored_before = &slot.already_stored;
-            let mut sequence = None;
-            let verdict = link.group.admit(
-                header.apid,
-                header.sequence_count,
-                crc,
-                || carries.then_some(last).flatten(),
-                |extended| {
-                    let next = match carries {
-                        true => extended,
-                        false => last.map_or(0, |l| l + 1),
-                    };
-                    let new = last.is_none_or(|l| next > l) && !stored_before.contains(next);
-                    sequence = new.then_some(next);
-                    new
-                },
-            );
-            match (verdict, sequence) {
-                (Verdict::New(_), Some(sequence)) => {
-                    slot.push(link.max_batch, decoded_at, priority, sequence, range)
+            let id = link.source_of(header.apid);
+            if let Some(id) = id {
+                if !self.sources.contains_key(&id) {
+                    let slot = self.register(id, header.apid, peer).await;
+                    self.sources.insert(id, slot);
                 }
-                _ => copies += 1,
+            }
+            let packet = &chunk[range.clone()];
+            match id.and_then(|id| self.sources.get(&id)?.as_ref().map(|_| id)) {
+                Some(id) => {
+                    let priority = priority(&link.config, header.apid, packet);
+                    mapped.push((range, header, id, priority, crc32fast::hash(packet)));
+                }
+                None => unmatched += 1,
+            }
+        }
+        {
+            let mut merging = link.group.lock();
+            for (range, header, id, priority, crc) in mapped {
+                let Some(slot) = self.sources.get_mut(&id).and_then(Option::as_mut) else {
+                    continue;
+                };
+                let (carries, last) = (slot.carries_count, slot.last);
+                let stored_before = &slot.already_stored;
+                let mut sequence = None;
+                let verdict = merging.admit(
+                    header.apid,
+                    header.sequence_count,
+                    crc,
+                    || carries.then_some(last).flatten(),
+                    |extended| {
+                        let next = match carries {
+                            true => extended,
+                            false => last.map_or(0, |l| l + 1),
+                        };
+                        let new = last.is_none_or(|l| next > l) && !stored_before.contains(next);
+                        sequence = new.then_some(next);
+                        new
+                    },
+                );
+                match (verdict, sequence) {
+                    (Verdict::New(_), Some(sequence)) => {
+                        slot.push(link.max_batch, decoded_at, priority, sequence, range)
+                    }
+                    _ => copies += 1,
+                }
             }
         }
         let counters = &self.link.counters;
@@ -222,15 +245,6 @@ impl Station {
             true => u64::from(missing),
             false => 0,
         }
-    }
-
-    /// The slot of source `id`, registered at its first packet.
-    async fn slot(&mut self, id: u32, apid: u16, peer: SocketAddr) -> Option<&mut Slot> {
-        if !self.sources.contains_key(&id) {
-            let slot = self.register(id, apid, peer).await;
-            self.sources.insert(id, slot);
-        }
-        self.sources.get_mut(&id).and_then(Option::as_mut)
     }
 
     async fn register(&self, id: u32, apid: u16, peer: SocketAddr) -> Option<Slot> {

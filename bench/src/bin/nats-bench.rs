@@ -16,10 +16,8 @@
 
 use std::collections::VecDeque;
 use std::future::IntoFuture;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -47,7 +45,14 @@ struct Args {
     runs: usize,
 }
 
-type BenchResult<T> = Result<T, String>;
+mod daemon_child;
+
+use daemon_child::{free_port, median, sibling, BenchResult, Daemon};
+
+/// The config's archive section over `archive`, and `rest`.
+fn archive_at(archive: &Path, rest: &str) -> String {
+    format!("[archive]\ndir = \"{}\"\n{rest}", archive.display())
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -88,109 +93,11 @@ fn bench(args: &Args) -> BenchResult<()> {
     Ok(())
 }
 
-fn median(rates: &mut [f64]) -> f64 {
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
-}
-
-/// A binary built beside this one.
-fn sibling(name: &str) -> BenchResult<PathBuf> {
-    let exe = std::env::current_exe().map_err(|err| err.to_string())?;
-    let path = exe.with_file_name(name);
-    match path.is_file() {
-        true => Ok(path),
-        false => Err(format!("{} is missing: cargo build --bins", path.display())),
-    }
-}
-
-fn free_port() -> BenchResult<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|err| err.to_string())?;
-    Ok(listener.local_addr().map_err(|err| err.to_string())?.port())
-}
-
-/// A daemon child, killed if the bench ends early.
-struct Daemon {
-    child: Child,
-    monitor: u16,
-}
-
-impl Daemon {
-    /// Starts `aggregator` with `sinks` appended to a config over `archive`; waits until its
-    /// monitor answers.
-    fn start(dir: &Path, archive: &Path, uplink: u16, sinks: &str) -> BenchResult<Daemon> {
-        let (replay, monitor) = (free_port()?, free_port()?);
-        let config = dir.join("aggregator.toml");
-        let text = format!(
-            "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\n[replay]\nlisten = \"127.0.0.1:{replay}\"\n\
-             [monitor]\nlisten = \"127.0.0.1:{monitor}\"\n[log]\nlevel = \"warn\"\n\
-             [archive]\ndir = \"{}\"\n{sinks}",
-            archive.display()
-        );
-        std::fs::write(&config, text).map_err(|err| err.to_string())?;
-        let child = Command::new(sibling("aggregator")?)
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|err| format!("cannot start aggregator: {err}"))?;
-        let daemon = Daemon { child, monitor };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while daemon.stats(["frames_archived"]).is_err() {
-            if Instant::now() > deadline {
-                return Err("the daemon's monitor did not answer in 30 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(daemon)
-    }
-
-    /// Counters from `/stats`, each of `names` once.
-    fn stats<const N: usize>(&self, names: [&str; N]) -> BenchResult<[u64; N]> {
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", self.monitor)).map_err(|err| err.to_string())?;
-        write!(stream, "GET /stats HTTP/1.0\r\n\r\n").map_err(|err| err.to_string())?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .map_err(|err| err.to_string())?;
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-        let json: serde_json::Value = serde_json::from_str(body).map_err(|err| err.to_string())?;
-        let mut values = [0; N];
-        for (value, name) in values.iter_mut().zip(names) {
-            *value = json["stats"][name]
-                .as_u64()
-                .ok_or_else(|| format!("no stats.{name} in /stats"))?;
-        }
-        Ok(values)
-    }
-
-    /// SIGTERM, and waits for the drain.
-    fn stop(mut self) -> BenchResult<()> {
-        let pid = libc::pid_t::try_from(self.child.id()).map_err(|err| err.to_string())?;
-        // SAFETY: signalling our own child process by its pid.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = self.child.wait().map_err(|err| err.to_string())?;
-        match status.success() {
-            true => Ok(()),
-            false => Err(format!("the daemon exited with {status}")),
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Fills the archive with `frames` frames from 4 uplinks.
 fn fill_archive(args: &Args, dir: &Path, archive: &Path) -> BenchResult<()> {
     std::fs::create_dir_all(dir).map_err(|err| err.to_string())?;
     let uplink = free_port()?;
-    let daemon = Daemon::start(dir, archive, uplink, "")?;
+    let daemon = Daemon::start(dir, uplink, &archive_at(archive, ""))?;
     let sim = Command::new(sibling("uplink-sim")?)
         .args(["--scenario", "saturate", "--uplinks", "4", "--replays", "0"])
         .args(["--frames", &(args.frames / 4).to_string()])
@@ -250,7 +157,7 @@ fn sink_run(args: &Args, dir: &Path, archive: &Path, run: usize) -> BenchResult<
          subject = \"bench-sink-{run}.{{site}}.{{kind}}.{{source}}\"\nwindow = {}\n",
         args.url, args.window
     );
-    let daemon = Daemon::start(dir, archive, free_port()?, &sinks)?;
+    let daemon = Daemon::start(dir, free_port()?, &archive_at(archive, &sinks))?;
     let mut span = Span::new(args.frames);
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
