@@ -2,13 +2,15 @@
 //! packet is stored once, whichever link delivers it first.
 //!
 //! A packet is known by its APID, its sequence count extended to 64 bits, and a CRC-32 of its
-//! bytes. The count wraps at 16,384, so the extension takes the reading nearest the highest count
-//! seen: up to half the modulus ahead is new, and behind it is a packet the window may remember.
-//! The window remembers the last `merge_window` counts of each APID and each one's CRC: a count in
-//! it with the same CRC is a copy; one it does not hold is a packet the other station lost and
-//! this one delivers late, stored with its own count; one with another CRC is a new packet
-//! (the spacecraft restarted its counter). Behind the window, or further ahead than half the
-//! modulus, the count jumps forward: a gap, or a restart.
+//! bytes. The count wraps at 16,384, so each connection extends it to the reading nearest the last
+//! count it delivered (at its first packet, nearest the group's highest): a station's own stream
+//! is in order, so how far one station lags the other does not change the reading. Ahead of the
+//! group's highest count, a packet is new. Behind it, the window decides: it remembers the last
+//! `merge_window` counts of each APID with their CRCs. A count in it with the same CRC is a copy;
+//! one it does not hold is a packet the other station lost and this one delivers late, stored with
+//! its own count; one with another CRC is a new packet (the spacecraft restarted its counter),
+//! placed after the highest. Further behind than the window, a packet is taken for a copy: the
+//! station lags the group by more than the window (counted, and logged).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -20,10 +22,12 @@ const MODULUS: u64 = SEQUENCE_COUNT_MODULUS as u64;
 /// What the merge makes of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// New: its extended count.
+    /// New, at this extended count.
     New(u64),
-    /// A copy of a packet already taken.
-    Copy,
+    /// A copy of the packet taken at this extended count.
+    Copy(u64),
+    /// Further behind the group than the window: taken for a copy.
+    Behind(u64),
 }
 
 /// One group's memory of the packets it took, per APID.
@@ -66,13 +70,14 @@ pub(crate) struct Merging<'a> {
 
 impl Merging<'_> {
     /// Takes a packet of `apid` with sequence `count` and bytes of `crc`, if new and if `accept`
-    /// takes its extended count (the source may refuse it as at or below what it stored). `seed`
-    /// is the highest extended count stored for the APID before, read when the APID is first seen.
+    /// takes its extended count (the source may refuse it as at or below what it stored). `own`
+    /// is the extended count of the connection's last packet of the APID; `seed` the highest
+    /// stored for the APID before, read when the group first sees the APID.
     pub(crate) fn admit(
         &mut self,
         apid: u16,
-        count: u16,
-        crc: u32,
+        (count, crc): (u16, u32),
+        own: Option<u64>,
         seed: impl FnOnce() -> Option<u64>,
         accept: impl FnOnce(u64) -> bool,
     ) -> Verdict {
@@ -80,44 +85,48 @@ impl Merging<'_> {
             high: seed(),
             slots: vec![(0, 0); self.window],
         });
-        let extended = match window.place(u64::from(count), crc) {
-            Placed::Copy => return Verdict::Copy,
-            Placed::At(extended) => extended,
-        };
-        if !accept(extended) {
-            return Verdict::Copy;
+        let verdict = window.place(own, u64::from(count), crc);
+        match verdict {
+            Verdict::New(extended) if accept(extended) => {
+                window.take(extended, crc);
+                verdict
+            }
+            Verdict::New(extended) => Verdict::Copy(extended),
+            other => other,
         }
-        window.take(extended, crc);
-        Verdict::New(extended)
     }
 }
 
-enum Placed {
-    Copy,
-    At(u64),
-}
-
 impl Window {
-    /// Where a packet of `count` with `crc` belongs.
-    fn place(&self, count: u64, crc: u32) -> Placed {
-        let Some(high) = self.high else {
-            return Placed::At(count);
+    /// Where a packet of `count` with `crc` belongs, read nearest `own` (or the highest).
+    fn place(&self, own: Option<u64>, count: u64, crc: u32) -> Verdict {
+        let Some(base) = own.or(self.high) else {
+            return Verdict::New(count);
         };
-        let ahead = (count + MODULUS - high % MODULUS) % MODULUS;
-        if (1..MODULUS / 2).contains(&ahead) {
-            return Placed::At(high + ahead);
+        let nearest = nearest(base, count);
+        let Some(high) = self.high.filter(|&high| nearest <= high) else {
+            // A connection that starts more than half the modulus behind its group reads its
+            // first count as ahead: the reading a wrap earlier, remembered with the same bytes,
+            // is the packet, and the connection's stream goes on from there.
+            let earlier = nearest.checked_sub(MODULUS).filter(|&e| self.holds(e, crc));
+            return earlier.map_or(Verdict::New(nearest), Verdict::Copy);
+        };
+        if high - nearest >= self.slots.len() as u64 {
+            return Verdict::Behind(nearest);
         }
-        let jump = Placed::At(high + if ahead == 0 { MODULUS } else { ahead });
-        let behind = (MODULUS - ahead) % MODULUS;
-        if behind >= self.slots.len() as u64 || behind > high {
-            return jump;
+        match self.slots[self.index(nearest)] {
+            _ if self.holds(nearest, crc) => Verdict::Copy(nearest),
+            (e, _) if e == nearest + 1 => {
+                let ahead = (count + MODULUS - high % MODULUS) % MODULUS;
+                Verdict::New(high + if ahead == 0 { MODULUS } else { ahead })
+            }
+            _ => Verdict::New(nearest),
         }
-        let extended = high - behind;
-        match self.slots[self.index(extended)] {
-            (e, c) if e == extended + 1 && c == crc => Placed::Copy,
-            (e, _) if e == extended + 1 => jump,
-            _ => Placed::At(extended),
-        }
+    }
+
+    /// Whether the window holds the packet taken at `extended` with `crc`.
+    fn holds(&self, extended: u64, crc: u32) -> bool {
+        self.slots[self.index(extended)] == (extended + 1, crc)
     }
 
     fn index(&self, extended: u64) -> usize {
@@ -131,12 +140,22 @@ impl Window {
     }
 }
 
+/// The extension of `count` nearest `base`: up to half the modulus ahead, or behind.
+fn nearest(base: u64, count: u64) -> u64 {
+    let ahead = (count + MODULUS - base % MODULUS) % MODULUS;
+    let behind = (MODULUS - ahead) % MODULUS;
+    match ahead < MODULUS / 2 || behind > base {
+        true => base + ahead,
+        false => base - behind,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn admit(group: &MergeGroup, count: u16, crc: u32) -> Verdict {
-        group.lock().admit(1, count, crc, || None, |_| true)
+        group.lock().admit(1, (count, crc), None, || None, |_| true)
     }
 
     #[test]
@@ -176,7 +195,7 @@ mod tests {
         for count in 0..10 {
             admit(&group, count, 7);
         }
-        assert_eq!(admit(&group, 3, 7), Verdict::Copy);
+        assert_eq!(admit(&group, 3, 7), Verdict::Copy(3));
         assert_eq!(admit(&group, 3, 8), Verdict::New(16_387));
     }
 
@@ -184,14 +203,56 @@ mod tests {
     #[test]
     fn a_seed_continues_after_a_restart_and_the_source_may_refuse() {
         let group = MergeGroup::new(64);
-        let seeded = group
-            .lock()
-            .admit(1, 2, 0, || Some(3 * 16_384 + 1), |_| true);
+        let seeded = (group.lock()).admit(1, (2, 0), None, || Some(3 * 16_384 + 1), |_| true);
         assert_eq!(seeded, Verdict::New(3 * 16_384 + 2));
-        assert_eq!(
-            group.lock().admit(1, 3, 0, || None, |_| false),
-            Verdict::Copy
-        );
+        let refused = (group.lock()).admit(1, (3, 0), None, || None, |_| false);
+        assert_eq!(refused, Verdict::Copy(3 * 16_384 + 3));
         assert_eq!(admit(&group, 3, 0), Verdict::New(3 * 16_384 + 3));
+    }
+
+    /// A station that lags the other by more than the window (here 5,000 packets, within half the
+    /// modulus at its first packet) reads its counts from its own last one: its copies are taken
+    /// for copies, not new packets, and one it alone has is stored.
+    #[test]
+    fn a_lagging_station_reads_its_counts_from_its_own_stream() {
+        let group = MergeGroup::new(64);
+        for i in 0..40_000u64 {
+            admit(&group, (i % 16_384) as u16, i as u32);
+        }
+        let mut own = None;
+        let mut verdicts = Vec::new();
+        for i in 35_000..35_100u64 {
+            let count = (i % 16_384) as u16;
+            let v = (group.lock()).admit(1, (count, i as u32), own, || None, |_| true);
+            let (Verdict::New(e) | Verdict::Copy(e) | Verdict::Behind(e)) = v;
+            own = Some(e);
+            verdicts.push(v);
+        }
+        assert!(verdicts
+            .iter()
+            .enumerate()
+            .all(|(k, v)| *v == Verdict::Behind(35_000 + k as u64)));
+        let count = |i: u64| (i % 16_384) as u16;
+        let v = (group.lock()).admit(1, (count(39_995), 39_995), Some(39_990), || None, |_| true);
+        assert_eq!(v, Verdict::Copy(39_995));
+        let v = (group.lock()).admit(1, (count(40_000), 1), Some(39_995), || None, |_| true);
+        assert_eq!(v, Verdict::New(40_000));
+    }
+
+    /// A connection whose first packet comes 12,000 counts behind the group (more than half the
+    /// modulus) finds it a wrap earlier in the window, and its stream goes on as copies.
+    #[test]
+    fn a_connection_far_behind_at_its_start_is_read_a_wrap_earlier() {
+        let group = MergeGroup::new(16_384);
+        for i in 0..30_000u64 {
+            admit(&group, (i % 16_384) as u16, i as u32);
+        }
+        let mut own = None;
+        for i in 18_000..18_010u64 {
+            let count = (i % 16_384) as u16;
+            let v = (group.lock()).admit(1, (count, i as u32), own, || None, |_| true);
+            assert_eq!(v, Verdict::Copy(i));
+            own = Some(i);
+        }
     }
 }

@@ -101,6 +101,8 @@ pub(crate) struct Station {
     sources: HashMap<u32, Option<Slot>>,
     /// The last count per APID, for the link's own gaps.
     counts: HashMap<u16, u16>,
+    /// The extended count of the connection's last packet per APID (see [`super::merge`]).
+    own: HashMap<u16, u64>,
 }
 
 /// A registered source with what this read added to it.
@@ -132,6 +134,7 @@ impl Station {
             link,
             sources: HashMap::new(),
             counts: HashMap::new(),
+            own: HashMap::new(),
         }
     }
 
@@ -145,7 +148,7 @@ impl Station {
     ) -> Result<(), Closed> {
         let decoded_at = Instant::now();
         let link = Arc::clone(&self.link);
-        let (mut copies, mut unmatched, mut gaps) = (0, 0, 0);
+        let (mut copies, mut behind, mut unmatched, mut gaps) = (0, 0, 0, 0);
         // First the sources, registered at their first packet (the router answers): the merge
         // then takes the whole read under one lock.
         let mut mapped = Vec::with_capacity(packets.len());
@@ -179,10 +182,11 @@ impl Station {
                 let (carries, last) = (slot.carries_count, slot.last);
                 let stored_before = &slot.already_stored;
                 let mut sequence = None;
+                let own = self.own.get(&header.apid).copied();
                 let verdict = merging.admit(
                     header.apid,
-                    header.sequence_count,
-                    crc,
+                    (header.sequence_count, crc),
+                    own,
                     || carries.then_some(last).flatten(),
                     |extended| {
                         let next = match carries {
@@ -194,16 +198,28 @@ impl Station {
                         new
                     },
                 );
+                let (Verdict::New(extended) | Verdict::Copy(extended) | Verdict::Behind(extended)) =
+                    verdict;
+                self.own.insert(header.apid, extended);
                 match (verdict, sequence) {
                     (Verdict::New(_), Some(sequence)) => {
                         slot.push(link.max_batch, decoded_at, priority, sequence, range)
                     }
+                    (Verdict::Behind(_), _) => behind += 1,
                     _ => copies += 1,
                 }
             }
         }
         let counters = &self.link.counters;
-        counters.copies(copies);
+        counters.copies(copies + behind);
+        if behind > 0 && self.link.may_log() {
+            tracing::warn!(
+                link = %self.link.config.name,
+                packets = behind,
+                window = self.link.config.merge_window,
+                "the station lags its group by more than links.merge_window: its packets there are taken for copies"
+            );
+        }
         counters.unmatched(unmatched);
         if gaps > 0 {
             counters.gaps(gaps);

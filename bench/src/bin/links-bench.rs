@@ -42,6 +42,9 @@ struct Args {
     /// Megabytes of packets each run sends.
     #[arg(long, default_value_t = 64)]
     megabytes: usize,
+    /// The variants to run (floor and ingest always run: the ratios need them).
+    #[arg(long, value_delimiter = ',', default_values_t = VARIANTS.map(String::from))]
+    variants: Vec<String>,
     /// Runs of each variant, interleaved; the medians are printed.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -85,14 +88,23 @@ fn bench(args: &Args) -> BenchResult<()> {
         let mut kept = vec![Vec::new(); VARIANTS.len()];
         for run in 0..args.runs {
             for (i, variant) in VARIANTS.iter().enumerate() {
+                if i > 1 && !args.variants.iter().any(|v| v == variant) {
+                    continue;
+                }
                 let (rate, share) = measure(variant, &packets, &dir)?;
                 eprintln!("run {run}: {size} B {variant}: {rate:.0} packets/s, kept {share:.3}");
                 rates[i].push(rate);
                 kept[i].push(share);
             }
         }
-        let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+        let medians: Vec<f64> = rates
+            .iter_mut()
+            .map(|r| if r.is_empty() { 0.0 } else { median(r) })
+            .collect();
         for (i, variant) in VARIANTS.iter().enumerate() {
+            if kept[i].is_empty() {
+                continue;
+            }
             println!(
                 "| {size} B | {variant} | {:.0} | {:.2} | {:.2} | {:.3} |",
                 medians[i],
