@@ -42,7 +42,7 @@ use crate::ops::feed::{self, FeedState};
 use crate::ops::health::{Health, HealthProbe};
 use crate::ops::http::{self, Http};
 use crate::pipeline::fan_out::Subscribe;
-use crate::stats::{processing_rates, MetricKind, PipelineStats, ShardStats, Stats};
+use crate::stats::{processing_rates, MetricKind, PipelineStats, ShardStats, Stats, TmStats};
 use crate::tls::ServerTls;
 
 /// How often rates are sampled.
@@ -210,6 +210,8 @@ struct StatsBody {
     catalog: CatalogBody,
     /// Each shard's own counters: an unbalanced shard shows here.
     shards: Vec<ShardStats>,
+    /// Each TM server's and forward's counters, by name.
+    tm: Vec<TmStats>,
     sources: Vec<SourceBody>,
 }
 
@@ -270,6 +272,7 @@ async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
         },
         catalog: CatalogBody::of(&state.catalog, &sources),
         shards: state.stats.shard_snapshots(),
+        tm: state.stats.tm_snapshots(),
         sources: sources.into_iter().map(SourceBody::from).collect(),
     })
 }
@@ -297,6 +300,7 @@ async fn metrics(State(state): State<MonitorState>) -> Response {
     let sources = state.router.sources().await.unwrap_or_default();
     let mut body = render_metrics(&snapshot, state.health.health(), &sources);
     render_shard_metrics(&mut body, &state.stats.shard_snapshots());
+    render_tm_metrics(&mut body, &state.stats.tm_snapshots());
     for (name, help, value) in CatalogBody::of(&state.catalog, &sources).gauges() {
         family(&mut body, name, MetricKind::Gauge, help);
         let _ = writeln!(body, "{name} {value}");
@@ -359,6 +363,58 @@ pub(crate) fn render_shard_metrics(out: &mut String, shards: &[ShardStats]) {
         family(out, name, kind, help);
         for shard in shards {
             let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", shard.shard, get(shard));
+        }
+    }
+}
+
+/// Appends each TM server's and forward's counters, labelled `name="NAME"`.
+fn render_tm_metrics(out: &mut String, outputs: &[TmStats]) {
+    if outputs.is_empty() {
+        return;
+    }
+    type Getter = fn(&TmStats) -> u64;
+    let per_output: [(&str, MetricKind, &str, Getter); 6] = [
+        (
+            "aggregator_tm_connections",
+            MetricKind::Gauge,
+            "Connections to the TM server open now.",
+            |t| t.connections,
+        ),
+        (
+            "aggregator_tm_packets_sent_total",
+            MetricKind::Counter,
+            "Space packets the TM server or forward sent.",
+            |t| t.packets_sent,
+        ),
+        (
+            "aggregator_tm_bytes_sent_total",
+            MetricKind::Counter,
+            "Bytes the TM server or forward sent, the framing included.",
+            |t| t.bytes_sent,
+        ),
+        (
+            "aggregator_tm_frames_not_packets_total",
+            MetricKind::Counter,
+            "Selected frames skipped for not being one whole space packet.",
+            |t| t.frames_not_packets,
+        ),
+        (
+            "aggregator_tm_connections_refused_total",
+            MetricKind::Counter,
+            "Connections the TM server closed at once, at its max_connections.",
+            |t| t.connections_refused,
+        ),
+        (
+            "aggregator_tm_send_errors_total",
+            MetricKind::Counter,
+            "Datagrams the TM forward could not send.",
+            |t| t.send_errors,
+        ),
+    ];
+    for (name, kind, help, get) in per_output {
+        family(out, name, kind, help);
+        for output in outputs {
+            let _ = writeln!(out, "{name}{{name=\"{}\"}} {}", output.name, get(output));
         }
     }
 }
