@@ -290,20 +290,33 @@ async fn a_client_that_never_reads_holds_back_neither_ingest_nor_other_clients()
     })
     .await;
     let mut reader = daemon.connect("yamcs").await;
-    let reading = tokio::spawn(async move { read_to_end(&mut reader).await });
 
     // 8 MiB: more than the kernel buffers of the stalled connection hold.
     let big: Vec<Vec<u8>> = (0..4096).map(|i| packet(300, i, 2048)).collect();
+    let expected = big.concat();
+    let len = expected.len();
+    let reading = tokio::spawn(async move {
+        let mut received = vec![0; len];
+        let read = reader.read_exact(&mut received).await.map(|_| received);
+        (reader, read)
+    });
     for (round, chunk) in big.chunks(512).enumerate() {
         daemon.send(LIVE, 1, round as u64 * 1000, chunk).await;
     }
-    let stats = daemon.stats.snapshot();
-    assert_eq!(stats.frames_archived, big.len() as u64);
-    // The stalled client leaves; the other reads to the drain.
+    assert_eq!(daemon.stats.snapshot().frames_archived, big.len() as u64);
+    let (mut reader, read) = tokio::time::timeout(PATIENCE, reading)
+        .await
+        .expect("the reader gets every packet in time")
+        .unwrap();
+    assert!(read.unwrap() == expected, "the reader got every packet");
+    // The stalled connection really stalled: it took less than everything.
+    let sent = daemon.tm_stats("yamcs").packets_sent;
+    assert!(sent < 2 * big.len() as u64, "{sent} packets sent");
+
+    // The stalled client leaves; the other reads nothing more to the drain.
     drop(stalled);
     daemon.shutdown().await;
-    let received = reading.await.unwrap();
-    assert!(received == big.concat(), "the reader got every packet");
+    assert!(read_to_end(&mut reader).await.is_empty());
 }
 
 #[tokio::test]
