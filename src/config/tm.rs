@@ -201,3 +201,72 @@ fn kinds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SourceKind>, 
         .map(|text| text.parse().map_err(serde::de::Error::custom))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("t.toml")).map_err(|err| err.to_string())
+    }
+
+    const SERVER: &str = "[[tm_servers]]\nname = \"yamcs\"\nlisten = \"127.0.0.1:10015\"\n";
+
+    #[test]
+    fn a_server_with_only_its_name_and_address_takes_the_defaults() {
+        let config = parse(SERVER).unwrap();
+        let server = &config.tm_servers[0];
+        assert_eq!(server.framing, super::TmFraming::Ccsds);
+        assert_eq!(server.from, super::TmStart::Now);
+        assert!(server.apids.is_empty() && server.sources.is_empty());
+        assert_eq!(server.kinds, super::default_kinds());
+        assert_eq!(server.max_connections, 16);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let text = format!(
+            "{SERVER}framing = \"ccsds-asm\"\nfrom = \"start\"\napids = [0, 2047]\n\
+             sources = [\"live:10100\"]\nkinds = [\"replay\"]\nmax_connections = 2\n\
+             [[tm_forwards]]\nname = \"tools\"\nto = \"127.0.0.1:10016\"\n"
+        );
+        let config = parse(&text).unwrap();
+        let server = &config.tm_servers[0];
+        assert_eq!(server.framing, super::TmFraming::CcsdsAsm);
+        assert_eq!(server.from, super::TmStart::Start);
+        assert_eq!(server.apids, [0, 2047]);
+        assert_eq!(server.sources, [(crate::SourceKind::LiveUplink, 10100)]);
+        assert_eq!(server.kinds, [crate::SourceKind::ArchivedReplay]);
+        assert_eq!(config.tm_forwards[0].to.port(), 10016);
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let cases = [
+            (format!("{SERVER}apid = [1]\n"), "apid"),
+            (format!("{SERVER}apids = [2048]\n"), "tm_servers.apids: 2048 is above"),
+            (format!("{SERVER}sources = [\"live\"]\n"), "KIND:ID"),
+            (format!("{SERVER}kinds = []\n"), "tm_servers.kinds: names no kind"),
+            (format!("{SERVER}kinds = [\"ground\"]\n"), "unknown source kind"),
+            (format!("{SERVER}framing = \"kiss\"\n"), "framing"),
+            (format!("{SERVER}max_connections = 0\n"), "tm_servers.max_connections"),
+            (format!("{SERVER}{SERVER}"), "\"yamcs\" names another entry"),
+            (SERVER.replace("yamcs", "ya mcs"), "tm_servers.name"),
+            (SERVER.replace("10015", "7700"), "tm_servers.listen: 127.0.0.1:7700"),
+            (
+                format!("{SERVER}[[tm_forwards]]\nname = \"yamcs\"\nto = \"127.0.0.1:1\"\n"),
+                "tm_forwards.name",
+            ),
+            (
+                format!("{SERVER}[archive]\nkind = \"count\"\n"),
+                "tm_servers: serves the archive's files",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(&text).expect_err(&text);
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        }
+    }
+}
