@@ -7,16 +7,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 
-use aggregator::config::{SyncMode, TmForwardConfig, TmFraming, TmServerConfig, TmStart};
+use aggregator::config::{TmForwardConfig, TmFraming, TmServerConfig, TmStart};
 use aggregator::domain::frame::SourceKey;
 use aggregator::protocol::ccsds::{PrimaryHeader, ASM};
 use aggregator::protocol::ingest::encode_data;
 use aggregator::stats::TmStats;
 use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::BytesMut;
-use common::{test_config, wait_until, Client, TempDir, PATIENCE};
+use common::{archive_config, wait_until, Client, TempDir, PATIENCE};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
@@ -61,12 +60,19 @@ impl Running {
     }
 
     fn tm_addr(&self, name: &str) -> SocketAddr {
-        self.tm.iter().find(|(n, _)| n == name).expect("a TM server").1
+        self.tm
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a TM server")
+            .1
     }
 
     fn tm_stats(&self, name: &str) -> TmStats {
         let outputs = self.stats.tm_snapshots();
-        outputs.into_iter().find(|t| t.name == name).expect("TM counters")
+        outputs
+            .into_iter()
+            .find(|t| t.name == name)
+            .expect("TM counters")
     }
 
     /// Connects to TM server `name` and waits until the server has found where it starts.
@@ -106,15 +112,6 @@ impl Running {
         assert!(report.is_clean(), "{report:?}");
         report
     }
-}
-
-/// One shard, its archive in `dir` synced every 20 ms as deployed.
-fn archive_config(dir: &Path) -> Config {
-    let mut config = test_config();
-    config.archive.dir = dir.to_path_buf();
-    config.archive.sync = SyncMode::Interval;
-    config.runtime.shards = 1;
-    config
 }
 
 fn server(name: &str, from: TmStart) -> TmServerConfig {
@@ -267,7 +264,12 @@ async fn apid_source_and_kind_filters_choose_the_packets() {
 
     let of_apid_100 = |packets: &[Vec<u8>]| -> Vec<u8> {
         let apid = |p: &Vec<u8>| PrimaryHeader::parse(p).unwrap().apid;
-        packets.iter().filter(|p| apid(p) == 100).flatten().copied().collect()
+        packets
+            .iter()
+            .filter(|p| apid(p) == 100)
+            .flatten()
+            .copied()
+            .collect()
     };
     let all_100 = [of_apid_100(&a), of_apid_100(&b), of_apid_100(&c)].concat();
     assert_eq!(read_to_end(&mut clients[0]).await, all_100);

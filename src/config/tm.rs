@@ -128,7 +128,10 @@ fn default_kinds() -> Vec<SourceKind> {
 impl TmSelection {
     fn validate(&self, apids: &'static str, kinds: &'static str) -> Result<(), Invalid> {
         if self.kinds.is_empty() {
-            return Err(Invalid::new(kinds, Problem::Rule("names no kind: nothing would be served")));
+            return Err(Invalid::new(
+                kinds,
+                Problem::Rule("names no kind: nothing would be served"),
+            ));
         }
         let rows: Vec<Bound> = self
             .apids
@@ -181,9 +184,10 @@ pub(super) fn validate(
             return Err(Invalid::new("tm_servers.listen", problem));
         }
     }
-    forwards
-        .iter()
-        .try_for_each(|f| f.selection().validate("tm_forwards.apids", "tm_forwards.kinds"))
+    forwards.iter().try_for_each(|f| {
+        f.selection()
+            .validate("tm_forwards.apids", "tm_forwards.kinds")
+    })
 }
 
 /// `["live:10100", "replay:7"]`, as `aggregator tail --source` takes them.
@@ -246,15 +250,30 @@ mod tests {
     fn mistakes_name_the_key() {
         let cases = [
             (format!("{SERVER}apid = [1]\n"), "apid"),
-            (format!("{SERVER}apids = [2048]\n"), "tm_servers.apids: 2048 is above"),
+            (
+                format!("{SERVER}apids = [2048]\n"),
+                "tm_servers.apids: 2048 is above",
+            ),
             (format!("{SERVER}sources = [\"live\"]\n"), "KIND:ID"),
-            (format!("{SERVER}kinds = []\n"), "tm_servers.kinds: names no kind"),
-            (format!("{SERVER}kinds = [\"ground\"]\n"), "unknown source kind"),
+            (
+                format!("{SERVER}kinds = []\n"),
+                "tm_servers.kinds: names no kind",
+            ),
+            (
+                format!("{SERVER}kinds = [\"ground\"]\n"),
+                "unknown source kind",
+            ),
             (format!("{SERVER}framing = \"kiss\"\n"), "framing"),
-            (format!("{SERVER}max_connections = 0\n"), "tm_servers.max_connections"),
+            (
+                format!("{SERVER}max_connections = 0\n"),
+                "tm_servers.max_connections",
+            ),
             (format!("{SERVER}{SERVER}"), "\"yamcs\" names another entry"),
             (SERVER.replace("yamcs", "ya mcs"), "tm_servers.name"),
-            (SERVER.replace("10015", "7700"), "tm_servers.listen: 127.0.0.1:7700"),
+            (
+                SERVER.replace("10015", "7700"),
+                "tm_servers.listen: 127.0.0.1:7700",
+            ),
             (
                 format!("{SERVER}[[tm_forwards]]\nname = \"yamcs\"\nto = \"127.0.0.1:1\"\n"),
                 "tm_forwards.name",

@@ -324,10 +324,27 @@ fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A family of one value per item (a shard, a TM output): its name, kind, help, and the value.
+type PerItem<T> = (&'static str, MetricKind, &'static str, fn(&T) -> u64);
+
+/// Appends each family of `families` with a line per item of `items`, labelled by `label`.
+fn render_per_item<T>(
+    out: &mut String,
+    families: &[PerItem<T>],
+    items: &[T],
+    label: impl Fn(&T) -> String,
+) {
+    for (name, kind, help, get) in families {
+        family(out, name, *kind, help);
+        for item in items {
+            let _ = writeln!(out, "{name}{{{}}} {}", label(item), get(item));
+        }
+    }
+}
+
 /// Appends each shard's counters, labelled `shard="K"`, in the Prometheus text format.
 pub(crate) fn render_shard_metrics(out: &mut String, shards: &[ShardStats]) {
-    type Getter = fn(&ShardStats) -> u64;
-    let per_shard: [(&str, MetricKind, &str, Getter); 5] = [
+    let per_shard: [PerItem<ShardStats>; 5] = [
         (
             "aggregator_shard_frames_processed_total",
             MetricKind::Counter,
@@ -359,12 +376,9 @@ pub(crate) fn render_shard_metrics(out: &mut String, shards: &[ShardStats]) {
             |s| s.archive_failing,
         ),
     ];
-    for (name, kind, help, get) in per_shard {
-        family(out, name, kind, help);
-        for shard in shards {
-            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", shard.shard, get(shard));
-        }
-    }
+    render_per_item(out, &per_shard, shards, |s| {
+        format!("shard=\"{}\"", s.shard)
+    });
 }
 
 /// Appends each TM server's and forward's counters, labelled `name="NAME"`.
@@ -372,8 +386,7 @@ fn render_tm_metrics(out: &mut String, outputs: &[TmStats]) {
     if outputs.is_empty() {
         return;
     }
-    type Getter = fn(&TmStats) -> u64;
-    let per_output: [(&str, MetricKind, &str, Getter); 6] = [
+    let per_output: [PerItem<TmStats>; 6] = [
         (
             "aggregator_tm_connections",
             MetricKind::Gauge,
@@ -411,12 +424,9 @@ fn render_tm_metrics(out: &mut String, outputs: &[TmStats]) {
             |t| t.send_errors,
         ),
     ];
-    for (name, kind, help, get) in per_output {
-        family(out, name, kind, help);
-        for output in outputs {
-            let _ = writeln!(out, "{name}{{name=\"{}\"}} {}", output.name, get(output));
-        }
-    }
+    render_per_item(out, &per_output, outputs, |t| {
+        format!("name=\"{}\"", t.name)
+    });
 }
 
 /// Renders the Prometheus text exposition format (version 0.0.4).

@@ -111,7 +111,9 @@ mod tests {
     use super::*;
 
     fn packet(apid: u16, data: &[u8]) -> Vec<u8> {
-        let mut p = PrimaryHeader::telemetry(apid, 0, data.len()).encode().to_vec();
+        let mut p = PrimaryHeader::telemetry(apid, 0, data.len())
+            .encode()
+            .to_vec();
         p.extend_from_slice(data);
         p
     }
