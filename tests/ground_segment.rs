@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::process::{json_field, json_u64, Daemon, DRAIN_DEADLINE};
-use common::{free_port, TempDir};
+use common::TempDir;
 
 /// How long a Python program may take: each gives up on its own after 30 s and says why.
 const PYTHON_PATIENCE: Duration = Duration::from_secs(40);
@@ -321,11 +321,27 @@ fn link(name: &str, transport: &str, address: &str, framing: &str) -> String {
     )
 }
 
-fn tm_server(name: &str, port: u16, framing: &str) -> String {
+/// A `[[tm_servers]]` entry on a free loopback port (see [`tm_port`]).
+fn tm_server(name: &str, framing: &str) -> String {
     format!(
-        "[[tm_servers]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\nframing = \"{framing}\"\n\
+        "[[tm_servers]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nframing = \"{framing}\"\n\
          from = \"start\"\n"
     )
+}
+
+/// The port the TM server `name` listens on, from its "tm server listening" log line.
+fn tm_port(daemon: &Daemon, name: &str) -> u16 {
+    let name_field = format!("\"name\":\"{name}\"");
+    loop {
+        if let Some(line) = daemon.logged(&["tm server listening", &name_field]) {
+            let address = json_field(&line, "address");
+            let port = address.rsplit_once(':').map(|(_, port)| port.parse());
+            return port
+                .and_then(Result::ok)
+                .unwrap_or_else(|| panic!("no port in {line}"));
+        }
+        daemon.wait_for_line("tm server listening");
+    }
 }
 
 /// Reads `expect` packets from the TM server on `port` with read_tm.py, then stops the daemon
@@ -373,13 +389,13 @@ fn the_python_programs_agree_with_each_other() {
 #[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
 fn tmtccmd_over_tcp_into_a_link_read_back_by_spacepackets() {
     let scratch = TempDir::new("ground-tcp");
-    let tm = free_port();
     let sections = format!(
         "{}{}",
         link("gs-north", "tcp-listen", "127.0.0.1:0", "ccsds"),
-        tm_server("yamcs", tm, "ccsds")
+        tm_server("yamcs", "ccsds")
     );
     let mut daemon = start_daemon("ground-tcp", &sections);
+    let tm = tm_port(&daemon, "yamcs");
     let address = link_address(&daemon, "gs-north");
     let (host, port) = address.rsplit_once(':').unwrap();
     let manifest = scratch.0.join("sent.jsonl");
@@ -411,13 +427,13 @@ fn tmtccmd_over_tcp_into_a_link_read_back_by_spacepackets() {
 #[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
 fn udp_datagrams_into_a_link_read_back_by_spacepackets() {
     let scratch = TempDir::new("ground-udp");
-    let tm = free_port();
     let sections = format!(
         "{}{}",
         link("gs-udp", "udp", "127.0.0.1:0", "ccsds"),
-        tm_server("yamcs", tm, "ccsds")
+        tm_server("yamcs", "ccsds")
     );
     let mut daemon = start_daemon("ground-udp", &sections);
+    let tm = tm_port(&daemon, "yamcs");
     let address = link_address(&daemon, "gs-udp");
     let (host, port) = address.rsplit_once(':').unwrap();
     let manifest = scratch.0.join("sent.jsonl");
@@ -475,7 +491,6 @@ fn a_kiss3_server_dialled_by_a_link_read_back_by_spacepackets() {
     kiss_port
         .parse::<u16>()
         .unwrap_or_else(|_| panic!("kiss_server.py's first line is not a port: {kiss_port}"));
-    let tm = free_port();
     let sections = format!(
         "{}{}",
         link(
@@ -484,9 +499,10 @@ fn a_kiss3_server_dialled_by_a_link_read_back_by_spacepackets() {
             &format!("127.0.0.1:{kiss_port}"),
             "kiss"
         ),
-        tm_server("yamcs", tm, "ccsds")
+        tm_server("yamcs", "ccsds")
     );
     let mut daemon = start_daemon("ground-kiss", &sections);
+    let tm = tm_port(&daemon, "yamcs");
     assert_eq!(kiss.next_line("\"connected\""), "connected");
     assert_eq!(kiss.next_line("\"sent 600\""), "sent 600");
     let sent = read_manifest(&manifest);
@@ -508,13 +524,13 @@ fn a_kiss3_server_dialled_by_a_link_read_back_by_spacepackets() {
 #[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
 fn a_tm_server_with_sync_markers_read_back_by_spacepackets() {
     let scratch = TempDir::new("ground-asm");
-    let tm = free_port();
     let sections = format!(
         "{}{}",
         link("gs-north", "tcp-listen", "127.0.0.1:0", "ccsds"),
-        tm_server("yamcs-asm", tm, "ccsds-asm")
+        tm_server("yamcs-asm", "ccsds-asm")
     );
     let mut daemon = start_daemon("ground-asm", &sections);
+    let tm = tm_port(&daemon, "yamcs-asm");
     let address = link_address(&daemon, "gs-north");
     let (host, port) = address.rsplit_once(':').unwrap();
     let manifest = scratch.0.join("sent.jsonl");
