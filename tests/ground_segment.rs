@@ -109,18 +109,19 @@ impl Running {
     /// The next line of stdout; fails the test, with the program's stderr, if none comes in time
     /// or the program exits first.
     fn next_line(&mut self, what: &str) -> String {
-        match self.lines.recv_timeout(PYTHON_PATIENCE) {
-            Ok(line) => line,
-            Err(err) => {
-                let _ = self.child.kill();
-                let status = self.child.wait().unwrap();
-                let stderr = self.stderr_text();
-                panic!(
-                    "{}: no line with {what} ({err}); it exited {status}:\n{stderr}",
-                    self.name
-                )
-            }
-        }
+        self.try_next_line()
+            .unwrap_or_else(|why| panic!("{}: no line with {what}: {why}", self.name))
+    }
+
+    /// The next line of stdout, or why none came (the program's exit and stderr); the program is
+    /// killed then.
+    fn try_next_line(&mut self) -> Result<String, String> {
+        self.lines.recv_timeout(PYTHON_PATIENCE).map_err(|err| {
+            let _ = self.child.kill();
+            let status = self.child.wait().unwrap();
+            let stderr = self.stderr_text();
+            format!("{err}; it exited {status}:\n{stderr}")
+        })
     }
 
     fn close_stdin(&mut self) {
@@ -344,10 +345,12 @@ fn tm_port(daemon: &Daemon, name: &str) -> u16 {
     }
 }
 
-/// Reads `expect` packets from the TM server on `port` with read_tm.py, then stops the daemon
-/// (SIGTERM) and checks what read_tm.py read to the end of the stream (nothing more may come),
-/// that the drain was clean, and that the archive holds exactly `expect` frames.
-fn read_back_and_stop(daemon: &mut Daemon, port: u16, expect: usize, asm: bool) -> Vec<Entry> {
+/// Reads as many packets as were `sent` from the TM server on `port` with read_tm.py, then stops
+/// the daemon (SIGTERM) and checks that read_tm.py read to the end of the stream with nothing more
+/// (see [`assert_same_packets`]), that the drain was clean, and that the archive holds exactly the
+/// packets sent. `what` names the path in failures.
+fn read_back_and_stop(daemon: &mut Daemon, what: &str, sent: &[Entry], port: u16, asm: bool) {
+    let expect = sent.len();
     let port = port.to_string();
     let expected = expect.to_string();
     let mut args = vec!["127.0.0.1", &port, "--expect", &expected, "--to-eof"];
@@ -355,10 +358,18 @@ fn read_back_and_stop(daemon: &mut Daemon, port: u16, expect: usize, asm: bool) 
         args.push("--asm");
     }
     let mut reader = Running::start("read_tm.py", &args);
-    let mut read = Vec::with_capacity(expect);
-    while read.len() < expect {
-        let what = format!("packet {} of {expect} from the TM server", read.len() + 1);
-        read.push(Entry::parse(&reader.next_line(&what)));
+    let mut read = Vec::with_capacity(sent.len());
+    while read.len() < sent.len() {
+        match reader.try_next_line() {
+            Ok(line) => read.push(Entry::parse(&line)),
+            Err(why) => panic!(
+                "{what}: read_tm.py stopped at {} of {} packets (per APID, read {} of {}): {why}",
+                read.len(),
+                sent.len(),
+                per_apid(&read),
+                per_apid(sent)
+            ),
+        }
     }
     daemon.signal(libc::SIGTERM);
     let (status, rest, stderr) = reader.finish();
@@ -376,7 +387,20 @@ fn read_back_and_stop(daemon: &mut Daemon, port: u16, expect: usize, asm: bool) 
         expect as u64,
         "the archive holds each packet once: {summary}"
     );
-    read
+    assert_same_packets(what, sent, &read);
+}
+
+/// How many packets of each APID `entries` holds: `APID 100: 500, APID 101: 0`.
+fn per_apid(entries: &[Entry]) -> String {
+    let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
+    for entry in entries {
+        *counts.entry(entry.apid).or_default() += 1;
+    }
+    let counts: Vec<_> = counts
+        .iter()
+        .map(|(a, n)| format!("APID {a}: {n}"))
+        .collect();
+    format!("[{}]", counts.join(", "))
 }
 
 #[test]
@@ -419,8 +443,13 @@ fn tmtccmd_over_tcp_into_a_link_read_back_by_spacepackets() {
     );
     let sent = read_manifest(&manifest);
     assert_eq!(sent.len(), 1000);
-    let read = read_back_and_stop(&mut daemon, tm, sent.len(), false);
-    assert_same_packets("tmtccmd -> tcp-listen link -> TM server", &sent, &read);
+    read_back_and_stop(
+        &mut daemon,
+        "tmtccmd -> tcp-listen link -> TM server",
+        &sent,
+        tm,
+        false,
+    );
 }
 
 #[test]
@@ -459,8 +488,13 @@ fn udp_datagrams_into_a_link_read_back_by_spacepackets() {
     );
     let sent = read_manifest(&manifest);
     assert_eq!(sent.len(), 400);
-    let read = read_back_and_stop(&mut daemon, tm, sent.len(), false);
-    assert_same_packets("tmtccmd UDP -> udp link -> TM server", &sent, &read);
+    read_back_and_stop(
+        &mut daemon,
+        "tmtccmd UDP -> udp link -> TM server",
+        &sent,
+        tm,
+        false,
+    );
 }
 
 #[test]
@@ -507,16 +541,12 @@ fn a_kiss3_server_dialled_by_a_link_read_back_by_spacepackets() {
     assert_eq!(kiss.next_line("\"sent 600\""), "sent 600");
     let sent = read_manifest(&manifest);
     assert_eq!(sent.len(), 600);
-    let read = read_back_and_stop(&mut daemon, tm, sent.len(), false);
+    let path = "kiss3 server -> tcp-connect kiss link -> TM server";
+    read_back_and_stop(&mut daemon, path, &sent, tm, false);
     let (status, _, stderr) = kiss.finish();
     assert!(
         status.success(),
         "kiss_server.py exited {status} once the daemon closed the link:\n{stderr}"
-    );
-    assert_same_packets(
-        "kiss3 server -> tcp-connect kiss link -> TM server",
-        &sent,
-        &read,
     );
 }
 
@@ -553,12 +583,8 @@ fn a_tm_server_with_sync_markers_read_back_by_spacepackets() {
     );
     let sent = read_manifest(&manifest);
     assert_eq!(sent.len(), 600);
-    let read = read_back_and_stop(&mut daemon, tm, sent.len(), true);
-    assert_same_packets(
-        "tmtccmd -> tcp-listen link -> TM server (ASM)",
-        &sent,
-        &read,
-    );
+    let path = "tmtccmd -> tcp-listen link -> TM server (ASM)";
+    read_back_and_stop(&mut daemon, path, &sent, tm, true);
 }
 
 /// The comparison itself, without Python: a lost packet, a duplicate and a swap are each named.
@@ -631,12 +657,16 @@ fn a_tm_forward_read_back_by_spacepackets() {
     let sent = read_manifest(&manifest);
     let mut read = Vec::with_capacity(sent.len());
     while read.len() < sent.len() {
-        let what = format!(
-            "packet {} of {} from the TM forward",
-            read.len() + 1,
-            sent.len()
-        );
-        read.push(Entry::parse(&reader.next_line(&what)));
+        match reader.try_next_line() {
+            Ok(line) => read.push(Entry::parse(&line)),
+            Err(why) => panic!(
+                "read_udp.py stopped at {} of {} packets (per APID, read {} of {}): {why}",
+                read.len(),
+                sent.len(),
+                per_apid(&read),
+                per_apid(&sent)
+            ),
+        }
     }
     daemon.signal(libc::SIGTERM);
     let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
