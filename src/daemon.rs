@@ -11,8 +11,9 @@
 //! handle. When the last handle is gone the fan-in closes; the processor empties it and drops the
 //! fan-out; the archive stores what is queued and ends; connections send their final
 //! acknowledgements. The deadline bounds the whole sequence. Followers of the archive
-//! ([`crate::follow`]) and its sinks ([`crate::sinks`]) finish after the archive closes, within
-//! the same deadline, and are cut off at it: they never change the drain's report.
+//! ([`crate::follow`]), its sinks ([`crate::sinks`]) and the TM outputs ([`crate::tm`]) finish
+//! after the archive closes, within the same deadline, and are cut off at it: they never change
+//! the drain's report.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use crate::pipeline::shard::ShardThreads;
 use crate::sinks::nats::NatsSink;
 use crate::stats::{self, PipelineStats, Stats};
 use crate::tls::ServerTls;
+use crate::tm::{TmArchive, TmOutputs};
 
 /// How the drain went; the binary logs it and picks its exit status from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,8 @@ pub struct Daemon {
     followers: Option<TcpListener>,
     /// The ground-segment links' sockets (`[[links]]`).
     links: LinkSockets,
+    /// Each TM server's listener, by its name in `[[tm_servers]]`.
+    tm_listeners: Vec<(String, TcpListener)>,
     /// The followers reading the archive's files, for the archive to keep them cached.
     readers: Option<Arc<Readers>>,
     drain: CancellationToken,
@@ -118,7 +122,9 @@ impl Daemon {
             readers,
         } = archive.into();
         let p = &config.pipeline;
-        let stats = Stats::sharded(sinks.len());
+        let tm_names = config.tm_servers.iter().map(|s| s.name.clone());
+        let forward_names = config.tm_forwards.iter().map(|f| f.name.clone());
+        let stats = Stats::sharded(sinks.len()).with_tm_outputs(tm_names.chain(forward_names));
         let mut durable = Vec::new();
         let mut ingress = Vec::with_capacity(sinks.len());
         let mut shards = Vec::with_capacity(sinks.len());
@@ -157,6 +163,7 @@ impl Daemon {
             durable,
             followers: None,
             links: LinkSockets::default(),
+            tm_listeners: Vec::new(),
             readers,
             drain,
             tracker,
@@ -197,6 +204,11 @@ impl Daemon {
     /// Serves the ground-segment links bound to `sockets` while the daemon runs.
     pub fn serve_links(&mut self, sockets: LinkSockets) {
         self.links = sockets;
+    }
+
+    /// Serves the `[[tm_servers]]` entry `name` on `listener` while the daemon runs.
+    pub fn serve_tm(&mut self, name: &str, listener: TcpListener) {
+        self.tm_listeners.push((name.to_string(), listener));
     }
 
     /// The live counters (lock-free reads).
@@ -322,6 +334,7 @@ impl Daemon {
             drain: drain.clone(),
         };
         let link_sockets = std::mem::take(&mut self.links);
+        let tm = self.start_tm(&durable, &stats);
         let publisher = self.start_stages(storage_lost, threads.as_ref());
         listener::serve(listeners, &config, services, &tracker);
         links::serve(link_sockets, link_services, &tracker);
@@ -347,6 +360,9 @@ impl Daemon {
         if let Some((nats, _reading)) = nats {
             nats.finish(deadline).await;
         }
+        if let Some(tm) = tm {
+            tm.finish(deadline).await;
+        }
         publisher.stop.cancel();
         let _ = publisher.task.await;
         let _ = publisher.dashboard.await;
@@ -357,6 +373,38 @@ impl Daemon {
         let report = DrainReport::of(&stats.snapshot(), completed, started.elapsed());
         report.log();
         report
+    }
+
+    /// Starts the TM servers (each on the listener handed to [`Daemon::serve_tm`]) and forwards;
+    /// `None` when there are none, or the archive keeps no files for them to read.
+    fn start_tm(
+        &mut self,
+        durable: &[(usize, watch::Receiver<DurableEnd>)],
+        stats: &Stats,
+    ) -> Option<TmOutputs> {
+        let config = Arc::clone(&self.config);
+        let mut servers = Vec::new();
+        for (name, listener) in std::mem::take(&mut self.tm_listeners) {
+            match config.tm_servers.iter().find(|s| s.name == name) {
+                Some(server) => servers.push((server.clone(), listener)),
+                None => tracing::error!(name, "no [[tm_servers]] entry has this name; not served"),
+            }
+        }
+        if servers.is_empty() && config.tm_forwards.is_empty() {
+            return None;
+        }
+        if durable.is_empty() {
+            tracing::error!("TM servers and forwards need an archive that keeps files; none runs");
+            return None;
+        }
+        let archive = TmArchive {
+            dir: config.archive.dir.clone(),
+            durable: durable.to_vec(),
+            readers: self.readers.clone(),
+            stats: stats.clone(),
+            drain: self.drain.clone(),
+        };
+        Some(TmOutputs::start(servers, &config.tm_forwards, &archive))
     }
 
     /// Starts the stats publisher and the dashboard, and each shard's processor and archive

@@ -23,6 +23,8 @@
 //!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
 //! - [`follow`]: consumers that read the archive from a position and then follow it live: the
 //!   follow protocol, the listener and its per-follower tasks, and `aggregator tail`.
+//! - [`tm`]: the archive's space packets for mission control (Yamcs, COSMOS): TM servers that
+//!   write them back to back on TCP, and forwards that send each as a UDP datagram.
 //! - [`sinks`]: publishers of the archive into other systems (NATS JetStream), each a follower of
 //!   the files with a durable cursor of its own, so that an outage never slows ingest.
 //! - [`ops`]: how operators see it: the monitor's HTTP endpoint (stats, metrics, health, the feed,
@@ -45,6 +47,7 @@ pub mod sim;
 pub mod sinks;
 pub mod stats;
 pub mod tls;
+pub mod tm;
 
 pub use config::Config;
 pub use daemon::{Daemon, DrainReport};

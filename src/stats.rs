@@ -146,6 +146,8 @@ pub struct Stats {
     shard: Option<usize>,
     /// Each ground-segment link's counters, in the order of `[[links]]`.
     links: Arc<Mutex<Vec<Arc<LinkCounters>>>>,
+    /// Each TM server's and forward's own counters, by name (`[[tm_servers]]`, `[[tm_forwards]]`).
+    tm: Arc<[Arc<TmCounters>]>,
 }
 
 /// One shard's own counters: those every batch moves, which the totals sum. Aligned to two cache
@@ -222,7 +224,46 @@ impl Stats {
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             shard: None,
             links: Arc::default(),
+            tm: Arc::default(),
         }
+    }
+
+    /// The same counters, with a set of TM counters for each name in `names`: the outputs are
+    /// known from the config before anything runs, so the set is fixed and read without a lock.
+    pub(crate) fn with_tm_outputs(self, names: impl IntoIterator<Item = String>) -> Self {
+        let tm = names
+            .into_iter()
+            .map(|name| {
+                Arc::new(TmCounters {
+                    name,
+                    ..TmCounters::default()
+                })
+            })
+            .collect();
+        Stats { tm, ..self }
+    }
+
+    /// The counters of the TM output `name`; counters of its own, shown nowhere, for a name the
+    /// set was not built with (a daemon started without its config's names).
+    pub(crate) fn tm_output(&self, name: &str) -> TmOutput {
+        let known = self.tm.iter().find(|c| c.name == name);
+        TmOutput(known.map_or_else(Arc::default, Arc::clone))
+    }
+
+    /// Every TM output's counters (atomic loads).
+    pub fn tm_snapshots(&self) -> Vec<TmStats> {
+        self.tm
+            .iter()
+            .map(|c| TmStats {
+                name: c.name.clone(),
+                connections: c.connections.load(Relaxed),
+                packets_sent: c.packets_sent.load(Relaxed),
+                bytes_sent: c.bytes_sent.load(Relaxed),
+                frames_not_packets: c.frames_not_packets.load(Relaxed),
+                connections_refused: c.connections_refused.load(Relaxed),
+                send_errors: c.send_errors.load(Relaxed),
+            })
+            .collect()
     }
 
     /// The handle of shard `shard`'s stages: what they count goes to the shard's counters, which
@@ -449,6 +490,68 @@ impl Stats {
         c.nats_degraded.store(u64::from(degraded), Relaxed);
         c.nats_lag_frames.store(lag_frames, Relaxed);
         c.nats_lag_seconds.store(lag.as_secs(), Relaxed);
+    }
+}
+
+/// One TM output's counters; its tasks count into them through a [`TmOutput`].
+#[derive(Debug, Default)]
+struct TmCounters {
+    name: String,
+    connections: AtomicU64,
+    packets_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    frames_not_packets: AtomicU64,
+    connections_refused: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+/// One reading of a TM output's counters (`[[tm_servers]]`, `[[tm_forwards]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TmStats {
+    pub name: String,
+    /// Connections open now (a server's).
+    pub connections: u64,
+    /// Space packets written to connections or sent as datagrams.
+    pub packets_sent: u64,
+    /// Bytes of them, the framing included.
+    pub bytes_sent: u64,
+    /// Frames of the served kinds, sources and APIDs skipped for not being one whole space packet
+    /// (each connection counts its own).
+    pub frames_not_packets: u64,
+    /// Connections closed at once: the server was at its `max_connections`.
+    pub connections_refused: u64,
+    /// Datagrams that could not be sent (a forward's; a refusal from an ICMP among them).
+    pub send_errors: u64,
+}
+
+/// A TM output's handle to its counters.
+#[derive(Debug, Clone)]
+pub(crate) struct TmOutput(Arc<TmCounters>);
+
+impl TmOutput {
+    pub(crate) fn connection_opened(&self) {
+        self.0.connections.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.0.connections.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn sent(&self, packets: u64, bytes: u64) {
+        self.0.packets_sent.fetch_add(packets, Relaxed);
+        self.0.bytes_sent.fetch_add(bytes, Relaxed);
+    }
+
+    pub(crate) fn not_packets(&self, frames: u64) {
+        self.0.frames_not_packets.fetch_add(frames, Relaxed);
+    }
+
+    pub(crate) fn refused(&self) {
+        self.0.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn send_error(&self) {
+        self.0.send_errors.fetch_add(1, Relaxed);
     }
 }
 

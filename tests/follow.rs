@@ -26,7 +26,7 @@ use aggregator::follow::{FollowSettings, Followers};
 use aggregator::protocol::ingest::encode_data;
 use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
 use bytes::BytesMut;
-use common::{test_config, wait_until, Client, ShardedArchive, TempDir, PATIENCE};
+use common::{archive_config, test_config, wait_until, Client, ShardedArchive, TempDir, PATIENCE};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -46,17 +46,6 @@ struct Running {
     catalog: CatalogHandle,
     token: CancellationToken,
     handle: JoinHandle<DrainReport>,
-}
-
-/// The test config with its archive in `dir`, synced every 20 ms as deployed, in one shard: these
-/// tests read one shard's stream in archive order (several shards: `ShardedArchive` below, and the
-/// daemon's own in `aggregator-bench run consumers-smoke`).
-fn archive_config(dir: &Path) -> Config {
-    let mut config = test_config();
-    config.archive.dir = dir.to_path_buf();
-    config.archive.sync = SyncMode::Interval;
-    config.runtime.shards = 1;
-    config
 }
 
 impl Running {

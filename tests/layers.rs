@@ -20,12 +20,14 @@ const LAYERS: &[&[&str]] = &[
     &["tls"],
     &["catalog"],
     // A frame's way: priority fan-in and shards, the connections that feed them, the archive
-    // that stores what they carry, the followers and sinks that read it back.
+    // that stores what they carry, the followers, TM outputs and sinks that read it back.
     &["pipeline"],
     &["ingest"],
     &["links"],
     &["archive"],
     &["follow"],
+    // The archive's packets for mission control, read as followers read it.
+    &["tm"],
     &["sinks"],
     &["ops"],
     &["daemon", "sim"],

@@ -297,6 +297,11 @@ async fn serve(
     let links = LinkSockets::bind(&config.links)
         .await
         .map_err(std::io::Error::other)?;
+    let mut tm_listeners = Vec::with_capacity(config.tm_servers.len());
+    for server in &config.tm_servers {
+        let listener = bind(server.listen, &format!("TM server {}", server.name)).await?;
+        tm_listeners.push((server.name.clone(), listener));
+    }
     let archive = aggregator::archive::open(&config.archive, config.runtime.shards)?;
     // Next to the archive, whose directory lock keeps a second daemon from publishing into it.
     let catalog = CatalogHandle::open(Store::in_dir(&config.archive.dir), config.catalog.max_bytes)
@@ -325,6 +330,10 @@ async fn serve(
         daemon.serve_followers(listener);
     }
     daemon.serve_links(links);
+    for (name, listener) in tm_listeners {
+        tracing::info!(name, address = %listener.local_addr()?, "tm server listening");
+        daemon.serve_tm(&name, listener);
+    }
     let monitor_stop = tokio_util::sync::CancellationToken::new();
     let monitor = monitor_listener.map(|listener| {
         let mut state = daemon.monitor_state();

@@ -41,6 +41,14 @@ impl Bound {
         }
     }
 
+    /// A number from 0 to `most` (an identifier, where 0 is one like any other).
+    pub(crate) fn up_to(key: &'static str, value: impl TryInto<u64>, most: u64) -> Bound {
+        Bound {
+            range: 0..=most,
+            ..Bound::count(key, value, most)
+        }
+    }
+
     /// Bytes from `least` to `most`.
     pub(crate) fn bytes(
         key: &'static str,

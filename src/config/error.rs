@@ -94,6 +94,9 @@ pub enum Problem {
     NotNatsServer { url: String, source: std::io::Error },
     #[error("{0:?} must be a non-empty name of letters, digits, '-' and '_'")]
     NotAName(String),
+    /// A name that must tell one entry from the others, given twice.
+    #[error("{0:?} names another entry already")]
+    Duplicate(String),
     #[error(transparent)]
     Subject(SubjectError),
     /// A rule of one `[[links]]` entry, named.

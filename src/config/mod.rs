@@ -28,6 +28,7 @@ mod runtime;
 mod shutdown;
 mod sinks;
 mod tls;
+mod tm;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -52,6 +53,7 @@ pub(crate) use runtime::RuntimeConfig;
 pub(crate) use shutdown::ShutdownConfig;
 pub(crate) use sinks::{NatsConfig, SinksConfig};
 pub use tls::TlsConfig;
+pub use tm::{TmForwardConfig, TmFraming, TmSelection, TmServerConfig, TmStart};
 
 /// The whole daemon configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +106,12 @@ pub struct Config {
     /// Ground-segment inputs: stations' CCSDS packets (`docs/ground-segment.md`).
     #[serde(default)]
     pub links: Vec<LinkConfig>,
+    /// Listeners that serve the archive's space packets to mission control (`docs/tm-server.md`).
+    #[serde(default)]
+    pub tm_servers: Vec<TmServerConfig>,
+    /// The archive's space packets sent as UDP datagrams.
+    #[serde(default)]
+    pub tm_forwards: Vec<TmForwardConfig>,
     /// What the file sets that takes no effect as written (see [`Config::ineffective_settings`]).
     #[serde(skip)]
     ineffective: Vec<String>,
@@ -129,6 +137,8 @@ impl Default for Config {
             tls: None,
             auth: AuthConfig::default(),
             links: Vec::new(),
+            tm_servers: Vec::new(),
+            tm_forwards: Vec::new(),
             ineffective: Vec::new(),
         }
     }
@@ -190,6 +200,7 @@ impl Config {
         if let Some(nats) = &self.sinks.nats {
             nats.validate()?;
         }
+        tm::validate(&self.tm_servers, &self.tm_forwards)?;
         self.validate_relations()
     }
 
@@ -208,6 +219,15 @@ impl Config {
         if self.sinks.nats.is_some() && self.archive.kind != ArchiveKind::Segments {
             let rule = "publishes the archive's files: it needs archive.kind = \"segments\"";
             return Err(Invalid::new("sinks.nats", Problem::Rule(rule)));
+        }
+        if self.archive.kind != ArchiveKind::Segments {
+            let rule = "serves the archive's files: it needs archive.kind = \"segments\"";
+            if !self.tm_servers.is_empty() {
+                return Err(Invalid::new("tm_servers", Problem::Rule(rule)));
+            }
+            if !self.tm_forwards.is_empty() {
+                return Err(Invalid::new("tm_forwards", Problem::Rule(rule)));
+            }
         }
         self.validate_auth()
     }
@@ -235,7 +255,20 @@ impl Config {
         {
             return taken("consumer.listen", consumer, "another listener's address");
         }
-        Ok(())
+        let others = [
+            Some(uplink),
+            Some(replay),
+            self.monitor.enabled.then_some(monitor),
+            self.consumer.enabled.then_some(consumer),
+        ];
+        match self
+            .tm_servers
+            .iter()
+            .find(|tm| tm.listen.port() != 0 && others.contains(&Some(tm.listen)))
+        {
+            Some(tm) => taken("tm_servers.listen", tm.listen, "another listener's address"),
+            None => Ok(()),
+        }
     }
 
     /// `[[auth.clients]]` needs mutual TLS to know who a client is, and mutual TLS needs at least

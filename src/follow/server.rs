@@ -65,8 +65,31 @@ const LINGER: Duration = Duration::from_millis(500);
 
 /// The running followers: their tasks, and the cut-off at the drain deadline.
 pub struct Followers {
-    tracker: TaskTracker,
-    cut_off: CancellationToken,
+    tasks: ReaderTasks,
+}
+
+/// Tasks that read the archive for a peer outside (followers, TM outputs), kept apart from the
+/// pipeline's: a drain waits for them until its deadline and then cuts them off, so a peer that
+/// stopped reading never delays the drain or changes its report.
+#[derive(Debug, Default)]
+pub(crate) struct ReaderTasks {
+    pub tracker: TaskTracker,
+    /// Cancelled at the drain deadline: every task ends.
+    pub cut_off: CancellationToken,
+}
+
+impl ReaderTasks {
+    /// Waits for every task until `deadline`, then cuts off those still running.
+    pub(crate) async fn finish(self, deadline: Instant) {
+        self.tracker.close();
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            self.cut_off.cancel();
+            self.tracker.wait().await;
+        }
+    }
 }
 
 /// What every follower task shares.
@@ -106,8 +129,7 @@ impl Followers {
         drain: CancellationToken,
     ) -> Followers {
         let followers = Followers {
-            tracker: TaskTracker::new(),
-            cut_off: CancellationToken::new(),
+            tasks: ReaderTasks::default(),
         };
         let shared = Arc::new(FollowService {
             settings,
@@ -115,7 +137,10 @@ impl Followers {
             catalog,
             drain,
         });
-        let (tasks, stop) = (followers.tracker.clone(), followers.cut_off.clone());
+        let (tasks, stop) = (
+            followers.tasks.tracker.clone(),
+            followers.tasks.cut_off.clone(),
+        );
         let thread = listener.into_std().and_then(|listener| {
             spawn_low_priority("followers", move || async move {
                 match TcpListener::from_std(listener) {
@@ -134,14 +159,7 @@ impl Followers {
     /// Waits for every follower to send what is durable and its END, until `deadline`; then cuts
     /// off those still sending (a consumer that does not read).
     pub async fn finish(self, deadline: Instant) {
-        self.tracker.close();
-        if tokio::time::timeout_at(deadline, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            self.cut_off.cancel();
-            self.tracker.wait().await;
-        }
+        self.tasks.finish(deadline).await;
     }
 }
 

@@ -131,7 +131,7 @@ impl Window {
         let high = self.high?;
         let newest = high.checked_sub((high + MODULUS - count % MODULUS) % MODULUS)?;
         let oldest = high.saturating_sub(self.slots.len() as u64 - 1);
-        let mut candidates = std::iter::successors(Some(newest), |e| e.checked_sub(MODULUS));
+        let candidates = std::iter::successors(Some(newest), |e| e.checked_sub(MODULUS));
         candidates
             .take_while(|&e| e >= oldest)
             .find(|&e| self.holds(e, crc))

@@ -44,6 +44,7 @@ use crate::ops::http::{self, Http};
 use crate::pipeline::fan_out::Subscribe;
 use crate::stats::{
     processing_rates, LinkSnapshot, LinkState, MetricKind, PipelineStats, ShardStats, Stats,
+    TmStats,
 };
 use crate::tls::ServerTls;
 
@@ -214,6 +215,8 @@ struct StatsBody {
     shards: Vec<ShardStats>,
     /// Each ground-segment link (`[[links]]`): its state and counters.
     links: Vec<LinkSnapshot>,
+    /// Each TM server's and forward's counters, by name.
+    tm: Vec<TmStats>,
     sources: Vec<SourceBody>,
 }
 
@@ -279,6 +282,7 @@ async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
         catalog: CatalogBody::of(&state.catalog, &sources),
         shards: state.stats.shard_snapshots(),
         links: state.stats.links(),
+        tm: state.stats.tm_snapshots(),
         sources: sources.into_iter().map(SourceBody::from).collect(),
     })
 }
@@ -314,6 +318,7 @@ async fn metrics(State(state): State<MonitorState>) -> Response {
     let mut body = render_metrics(&snapshot, state.health.health(), &sources);
     render_shard_metrics(&mut body, &state.stats.shard_snapshots());
     render_link_metrics(&mut body, &state.stats.links());
+    render_tm_metrics(&mut body, &state.stats.tm_snapshots());
     for (name, help, value) in CatalogBody::of(&state.catalog, &sources).gauges() {
         family(&mut body, name, MetricKind::Gauge, help);
         let _ = writeln!(body, "{name} {value}");
@@ -339,11 +344,7 @@ fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
 
 /// Appends each link's counters, labelled `link="NAME"`, in the Prometheus text format.
 fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
-    if links.is_empty() {
-        return;
-    }
-    type Getter = fn(&LinkSnapshot) -> u64;
-    let per_link: [(&str, MetricKind, &str, Getter); 8] = [
+    let per_link: [PerItem<LinkSnapshot>; 8] = [
         (
             "aggregator_link_connected",
             MetricKind::Gauge,
@@ -393,18 +394,32 @@ fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
             |l| l.bad_input,
         ),
     ];
-    for (name, kind, help, get) in per_link {
-        family(out, name, kind, help);
-        for link in links {
-            let _ = writeln!(out, "{name}{{link=\"{}\"}} {}", link.name, get(link));
+    if !links.is_empty() {
+        render_per_item(out, &per_link, links, |l| format!("link=\"{}\"", l.name));
+    }
+}
+
+/// A family of one value per item (a shard, a TM output): its name, kind, help, and the value.
+type PerItem<T> = (&'static str, MetricKind, &'static str, fn(&T) -> u64);
+
+/// Appends each family of `families` with a line per item of `items`, labelled by `label`.
+fn render_per_item<T>(
+    out: &mut String,
+    families: &[PerItem<T>],
+    items: &[T],
+    label: impl Fn(&T) -> String,
+) {
+    for (name, kind, help, get) in families {
+        family(out, name, *kind, help);
+        for item in items {
+            let _ = writeln!(out, "{name}{{{}}} {}", label(item), get(item));
         }
     }
 }
 
 /// Appends each shard's counters, labelled `shard="K"`, in the Prometheus text format.
 pub(crate) fn render_shard_metrics(out: &mut String, shards: &[ShardStats]) {
-    type Getter = fn(&ShardStats) -> u64;
-    let per_shard: [(&str, MetricKind, &str, Getter); 5] = [
+    let per_shard: [PerItem<ShardStats>; 5] = [
         (
             "aggregator_shard_frames_processed_total",
             MetricKind::Counter,
@@ -436,12 +451,57 @@ pub(crate) fn render_shard_metrics(out: &mut String, shards: &[ShardStats]) {
             |s| s.archive_failing,
         ),
     ];
-    for (name, kind, help, get) in per_shard {
-        family(out, name, kind, help);
-        for shard in shards {
-            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", shard.shard, get(shard));
-        }
+    render_per_item(out, &per_shard, shards, |s| {
+        format!("shard=\"{}\"", s.shard)
+    });
+}
+
+/// Appends each TM server's and forward's counters, labelled `name="NAME"`.
+fn render_tm_metrics(out: &mut String, outputs: &[TmStats]) {
+    if outputs.is_empty() {
+        return;
     }
+    let per_output: [PerItem<TmStats>; 6] = [
+        (
+            "aggregator_tm_connections",
+            MetricKind::Gauge,
+            "Connections to the TM server open now.",
+            |t| t.connections,
+        ),
+        (
+            "aggregator_tm_packets_sent_total",
+            MetricKind::Counter,
+            "Space packets the TM server or forward sent.",
+            |t| t.packets_sent,
+        ),
+        (
+            "aggregator_tm_bytes_sent_total",
+            MetricKind::Counter,
+            "Bytes the TM server or forward sent, the framing included.",
+            |t| t.bytes_sent,
+        ),
+        (
+            "aggregator_tm_frames_not_packets_total",
+            MetricKind::Counter,
+            "Selected frames skipped for not being one whole space packet.",
+            |t| t.frames_not_packets,
+        ),
+        (
+            "aggregator_tm_connections_refused_total",
+            MetricKind::Counter,
+            "Connections the TM server closed at once, at its max_connections.",
+            |t| t.connections_refused,
+        ),
+        (
+            "aggregator_tm_send_errors_total",
+            MetricKind::Counter,
+            "Datagrams the TM forward could not send.",
+            |t| t.send_errors,
+        ),
+    ];
+    render_per_item(out, &per_output, outputs, |t| {
+        format!("name=\"{}\"", t.name)
+    });
 }
 
 /// Renders the Prometheus text exposition format (version 0.0.4).

@@ -55,6 +55,16 @@ pub fn test_config() -> Config {
     config
 }
 
+/// The test config with its archive in `dir`, synced every 20 ms as deployed, in one shard: for
+/// tests that read one shard's stream back in archive order (followers, TM servers).
+pub fn archive_config(dir: &Path) -> Config {
+    let mut config = test_config();
+    config.archive.dir = dir.to_path_buf();
+    config.archive.sync = SyncMode::Interval;
+    config.runtime.shards = 1;
+    config
+}
+
 /// A config whose pipeline moves every frame on its own (`max_batch_frames = 1`), so that capacities
 /// fill to exact, predictable frame counts.
 pub fn unbatched_config(processor: usize, emergency: usize, archive: usize) -> Config {

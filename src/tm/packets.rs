@@ -1,0 +1,137 @@
+//! The archive read as a stream of space packets: the follow layer's cursors over every shard,
+//! and the choice of which stored frames are packets a TM output serves.
+//!
+//! A frame is served when its kind is one of `kinds`, its source one of `sources` (the follow
+//! subscription's own filter), and its payload is exactly one whole space packet of version 0,
+//! of one of `apids`. Ground stations that send over the ingest protocol may carry anything in
+//! a payload; a payload that is not one packet cannot be delimited on a stream of packets, so it
+//! is skipped and counted, never cut or padded into one.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::{TmSelection, TmStart};
+use crate::follow::protocol::{FrameRun, Start, Subscription};
+use crate::follow::shards::{DurableEnds, ShardCursors};
+use crate::protocol::ccsds::PrimaryHeader;
+use crate::stats::TmOutput;
+
+/// One TM output's reading of the archive, a batch of packets at a time.
+pub(crate) struct PacketStream {
+    cursors: ShardCursors,
+    /// Its start and its sources; every priority.
+    subscription: Arc<Subscription>,
+    selection: TmSelection,
+    output: TmOutput,
+}
+
+impl PacketStream {
+    /// Finds where `selection` starts in every shard of the archive at `root`; an error says why
+    /// the archive cannot be read.
+    pub(crate) async fn locate(
+        root: &Path,
+        durable: &DurableEnds,
+        selection: TmSelection,
+        output: TmOutput,
+    ) -> Result<PacketStream, String> {
+        let start = match selection.from {
+            TmStart::Now => Start::Now,
+            TmStart::Start => Start::Oldest,
+        };
+        let subscription = Arc::new(Subscription::new(start, selection.sources.clone(), None));
+        let cursors = ShardCursors::locate(root, durable, &subscription.start)
+            .await
+            .map_err(|(_, detail)| detail)?;
+        Ok(PacketStream {
+            cursors,
+            subscription,
+            selection,
+            output,
+        })
+    }
+
+    /// The next packets in archive order (each shard's, shards in turn), waiting for them to
+    /// become durable. `None` once every shard's writer has closed and everything is read: the
+    /// daemon drained. Cancel-safe: a read that is cancelled moves no cursor.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<Bytes>>, String> {
+        loop {
+            // Whether every shard was closed before this read: then a read that finds nothing
+            // means everything durable was read.
+            let closed = !self.cursors.is_open();
+            match self.cursors.read(&self.subscription).await {
+                Err((_, detail)) => return Err(detail),
+                Ok(Some(runs)) => {
+                    let packets = self.packets_of(&runs);
+                    if !packets.is_empty() {
+                        return Ok(Some(packets));
+                    }
+                }
+                Ok(None) if closed => return Ok(None),
+                Ok(None) => self.cursors.changed().await,
+            }
+        }
+    }
+
+    /// The packets this output serves among `runs`, counting the frames that are no packet.
+    fn packets_of(&self, runs: &[FrameRun]) -> Vec<Bytes> {
+        let mut packets = Vec::new();
+        let mut not_packets = 0;
+        let wanted = runs
+            .iter()
+            .filter(|run| self.selection.kinds.contains(&run.kind))
+            .flat_map(|run| run.frames.iter().map(|(_, payload)| payload));
+        for payload in wanted {
+            match apid_of_packet(payload) {
+                None => not_packets += 1,
+                Some(apid) if self.wants_apid(apid) => packets.push(payload.clone()),
+                Some(_) => {}
+            }
+        }
+        if not_packets > 0 {
+            self.output.not_packets(not_packets);
+        }
+        packets
+    }
+
+    fn wants_apid(&self, apid: u16) -> bool {
+        self.selection.apids.is_empty() || self.selection.apids.contains(&apid)
+    }
+}
+
+/// The APID of `payload` when it is exactly one space packet of version 0.
+fn apid_of_packet(payload: &[u8]) -> Option<u16> {
+    let header = PrimaryHeader::parse(payload)?;
+    (header.version == 0 && header.packet_len() == payload.len()).then_some(header.apid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(apid: u16, data: &[u8]) -> Vec<u8> {
+        let mut p = PrimaryHeader::telemetry(apid, 0, data.len())
+            .encode()
+            .to_vec();
+        p.extend_from_slice(data);
+        p
+    }
+
+    #[test]
+    fn only_one_whole_packet_of_version_0_is_a_packet() {
+        let whole = packet(42, &[1, 2, 3]);
+        assert_eq!(apid_of_packet(&whole), Some(42));
+        assert_eq!(apid_of_packet(&whole[..whole.len() - 1]), None, "short");
+        let mut two = whole.clone();
+        two.extend_from_slice(&whole);
+        assert_eq!(apid_of_packet(&two), None, "two packets");
+        let mut longer = whole.clone();
+        longer.push(0);
+        assert_eq!(apid_of_packet(&longer), None, "trailing bytes");
+        let mut version = whole.clone();
+        version[0] |= 0x20;
+        assert_eq!(apid_of_packet(&version), None, "version 1");
+        assert_eq!(apid_of_packet(&[0, 1, 2]), None, "no header");
+    }
+}

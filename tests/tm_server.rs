@@ -1,0 +1,380 @@
+//! TM servers and forwards over loopback: a client reading raw TCP gets every stored space packet
+//! once, byte for byte, in archive order, and no frame that is not one; from the start it gets the
+//! archive and then live packets, from now only later ones; the ASM framing; APID, source and
+//! kind filters; a client that never reads holds back neither ingest nor other clients; a server
+//! at its limit closes new connections; and a forward sends each packet as one datagram.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use aggregator::config::{TmForwardConfig, TmFraming, TmServerConfig, TmStart};
+use aggregator::domain::frame::SourceKey;
+use aggregator::protocol::ccsds::{PrimaryHeader, ASM};
+use aggregator::protocol::ingest::encode_data;
+use aggregator::stats::TmStats;
+use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
+use bytes::BytesMut;
+use common::{archive_config, wait_until, Client, TempDir, PATIENCE};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const LIVE: SourceKind = SourceKind::LiveUplink;
+const REPLAY: SourceKind = SourceKind::ArchivedReplay;
+
+/// A daemon on a segment archive, serving its config's TM servers on loopback port 0.
+struct Running {
+    uplink: SocketAddr,
+    replay: SocketAddr,
+    /// Each server's address, by name.
+    tm: Vec<(String, SocketAddr)>,
+    stats: Stats,
+    token: CancellationToken,
+    handle: JoinHandle<DrainReport>,
+}
+
+impl Running {
+    async fn start(config: &Config) -> Running {
+        config.validate().expect("the test config is valid");
+        let archive = aggregator::archive::open(&config.archive, config.runtime.shards)
+            .expect("open the archive");
+        let mut daemon = Daemon::new(config.clone(), archive);
+        let listeners = Listeners::bind(config).await.unwrap();
+        let mut tm = Vec::new();
+        for server in &config.tm_servers {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tm.push((server.name.clone(), listener.local_addr().unwrap()));
+            daemon.serve_tm(&server.name, listener);
+        }
+        let token = CancellationToken::new();
+        Running {
+            uplink: listeners.uplink.local_addr().unwrap(),
+            replay: listeners.replay.local_addr().unwrap(),
+            tm,
+            stats: daemon.stats(),
+            token: token.clone(),
+            handle: tokio::spawn(daemon.run(listeners, token.cancelled_owned())),
+        }
+    }
+
+    fn tm_addr(&self, name: &str) -> SocketAddr {
+        self.tm
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a TM server")
+            .1
+    }
+
+    fn tm_stats(&self, name: &str) -> TmStats {
+        let outputs = self.stats.tm_snapshots();
+        outputs
+            .into_iter()
+            .find(|t| t.name == name)
+            .expect("TM counters")
+    }
+
+    /// Connects to TM server `name` and waits until the server has found where it starts.
+    async fn connect(&self, name: &str) -> TcpStream {
+        let open = self.tm_stats(name).connections;
+        let stream = TcpStream::connect(self.tm_addr(name)).await.unwrap();
+        wait_until("the TM connection is open", PATIENCE, || {
+            self.tm_stats(name).connections == open + 1
+        })
+        .await;
+        stream
+    }
+
+    /// Sends `payloads` as source `kind:id` with sequences from `first`, and waits until the
+    /// daemon has stored them all (acknowledged and closed).
+    async fn send(&self, kind: SourceKind, id: u32, first: u64, payloads: &[Vec<u8>]) {
+        let addr = match kind {
+            LIVE => self.uplink,
+            REPLAY => self.replay,
+        };
+        let mut bytes = BytesMut::new();
+        for (sequence, payload) in (first..).zip(payloads) {
+            encode_data(&mut bytes, Priority::Routine, sequence, payload);
+        }
+        let mut client = Client::source(addr, kind, id).await;
+        client.send_raw(&bytes).await;
+        client.finish_sending().await;
+        client.read_to_close().await;
+    }
+
+    async fn shutdown(self) -> DrainReport {
+        self.token.cancel();
+        let report = tokio::time::timeout(PATIENCE, self.handle)
+            .await
+            .expect("the drain ends in time")
+            .expect("the daemon did not panic");
+        assert!(report.is_clean(), "{report:?}");
+        report
+    }
+}
+
+fn server(name: &str, from: TmStart) -> TmServerConfig {
+    TmServerConfig {
+        name: name.into(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        framing: TmFraming::Ccsds,
+        from,
+        apids: Vec::new(),
+        sources: Vec::new(),
+        kinds: vec![LIVE, REPLAY],
+        max_connections: 16,
+    }
+}
+
+/// A telemetry packet of `apid` with `len` bytes of data, numbered `count`.
+fn packet(apid: u16, count: u16, len: usize) -> Vec<u8> {
+    let mut p = PrimaryHeader::telemetry(apid, count, len).encode().to_vec();
+    p.extend((0..len).map(|i| (i as u16 ^ count) as u8));
+    p
+}
+
+/// Packets of APIDs 100 and 200 in turn, `n` of them, numbered from `first`.
+fn packets(first: u16, n: u16) -> Vec<Vec<u8>> {
+    (first..first + n)
+        .map(|i| packet(100 + 100 * (i % 2), i, 1 + usize::from(i) % 50))
+        .collect()
+}
+
+/// Payloads that are not one whole space packet.
+fn not_packets() -> Vec<Vec<u8>> {
+    let whole = packet(5, 0, 10);
+    let mut version_1 = whole.clone();
+    version_1[0] |= 0x20;
+    vec![
+        b"not a packet".to_vec(),
+        whole[..whole.len() - 1].to_vec(),
+        [whole.clone(), whole.clone()].concat(),
+        [whole, vec![0]].concat(),
+        version_1,
+        vec![0; 3],
+    ]
+}
+
+/// Everything the server sends until it closes the connection (after the daemon drained).
+async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut bytes))
+        .await
+        .expect("the server closes the connection after the drain")
+        .expect("read the TM connection");
+    bytes
+}
+
+#[tokio::test]
+async fn from_start_the_stored_packets_then_live_ones_each_once_and_nothing_else() {
+    let dir = TempDir::new("tm-start");
+    let mut config = archive_config(&dir.0);
+    config.tm_servers = vec![server("yamcs", TmStart::Start)];
+    let daemon = Running::start(&config).await;
+    let (stored, live) = (packets(0, 40), packets(40, 30));
+    // Non-packets among the packets of one source, in its sequence.
+    let mut before: Vec<Vec<u8>> = stored[..20].to_vec();
+    before.extend(not_packets());
+    before.extend_from_slice(&stored[20..]);
+    daemon.send(LIVE, 1, 0, &before).await;
+
+    let mut client = daemon.connect("yamcs").await;
+    daemon.send(LIVE, 1, 1000, &live).await;
+    daemon.send(REPLAY, 1, 0, &not_packets()).await;
+    daemon.shutdown().await;
+
+    let received = read_to_end(&mut client).await;
+    assert_eq!(received, [stored, live].concat().concat());
+}
+
+#[tokio::test]
+async fn from_now_only_packets_stored_after_the_connection() {
+    let dir = TempDir::new("tm-now");
+    let mut config = archive_config(&dir.0);
+    config.tm_servers = vec![server("live", TmStart::Now)];
+    let daemon = Running::start(&config).await;
+    daemon.send(LIVE, 1, 0, &packets(0, 25)).await;
+
+    let mut client = daemon.connect("live").await;
+    let later = packets(25, 25);
+    daemon.send(LIVE, 1, 100, &later).await;
+    daemon.send(LIVE, 1, 200, &not_packets()).await;
+    let counted = not_packets().len() as u64;
+    wait_until("the non-packets are counted", PATIENCE, || {
+        daemon.tm_stats("live").frames_not_packets == counted
+    })
+    .await;
+    let stats = daemon.tm_stats("live");
+    daemon.shutdown().await;
+
+    let received = read_to_end(&mut client).await;
+    assert_eq!(received, later.concat());
+    assert_eq!(stats.packets_sent, later.len() as u64);
+    assert_eq!(stats.bytes_sent, received.len() as u64);
+}
+
+#[tokio::test]
+async fn with_ccsds_asm_each_packet_follows_the_sync_marker() {
+    let dir = TempDir::new("tm-asm");
+    let mut config = archive_config(&dir.0);
+    config.tm_servers = vec![TmServerConfig {
+        framing: TmFraming::CcsdsAsm,
+        ..server("cosmos", TmStart::Start)
+    }];
+    let daemon = Running::start(&config).await;
+    let sent = packets(0, 20);
+    daemon.send(REPLAY, 3, 0, &sent).await;
+    let mut client = daemon.connect("cosmos").await;
+    daemon.shutdown().await;
+
+    let expected: Vec<u8> = sent.iter().flat_map(|p| [&ASM[..], p].concat()).collect();
+    assert_eq!(read_to_end(&mut client).await, expected);
+}
+
+#[tokio::test]
+async fn apid_source_and_kind_filters_choose_the_packets() {
+    let dir = TempDir::new("tm-filters");
+    let mut config = archive_config(&dir.0);
+    let source: SourceKey = (LIVE, 10100);
+    config.tm_servers = vec![
+        TmServerConfig {
+            apids: vec![100],
+            ..server("apid", TmStart::Start)
+        },
+        TmServerConfig {
+            sources: vec![source],
+            ..server("source", TmStart::Start)
+        },
+        TmServerConfig {
+            kinds: vec![REPLAY],
+            ..server("replay", TmStart::Start)
+        },
+    ];
+    let daemon = Running::start(&config).await;
+    let (a, b, c) = (packets(0, 30), packets(30, 30), packets(60, 30));
+    daemon.send(LIVE, 10100, 0, &a).await;
+    daemon.send(LIVE, 7, 0, &b).await;
+    daemon.send(REPLAY, 10100, 0, &c).await;
+    let mut clients = Vec::new();
+    for name in ["apid", "source", "replay"] {
+        clients.push(daemon.connect(name).await);
+    }
+    daemon.shutdown().await;
+
+    let of_apid_100 = |packets: &[Vec<u8>]| -> Vec<u8> {
+        let apid = |p: &Vec<u8>| PrimaryHeader::parse(p).unwrap().apid;
+        packets
+            .iter()
+            .filter(|p| apid(p) == 100)
+            .flatten()
+            .copied()
+            .collect()
+    };
+    let all_100 = [of_apid_100(&a), of_apid_100(&b), of_apid_100(&c)].concat();
+    assert_eq!(read_to_end(&mut clients[0]).await, all_100);
+    assert_eq!(read_to_end(&mut clients[1]).await, a.concat());
+    assert_eq!(read_to_end(&mut clients[2]).await, c.concat());
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_holds_back_neither_ingest_nor_other_clients() {
+    let dir = TempDir::new("tm-stalled");
+    let mut config = archive_config(&dir.0);
+    config.tm_servers = vec![server("yamcs", TmStart::Start)];
+    let daemon = Running::start(&config).await;
+    // A small receive window, so that the server's writes to it stop for good.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stalled = socket.connect(daemon.tm_addr("yamcs")).await.unwrap();
+    wait_until("the stalled connection is open", PATIENCE, || {
+        daemon.tm_stats("yamcs").connections == 1
+    })
+    .await;
+    let mut reader = daemon.connect("yamcs").await;
+
+    // 8 MiB: more than the kernel buffers of the stalled connection hold.
+    let big: Vec<Vec<u8>> = (0..4096).map(|i| packet(300, i, 2048)).collect();
+    let expected = big.concat();
+    let len = expected.len();
+    let reading = tokio::spawn(async move {
+        let mut received = vec![0; len];
+        let read = reader.read_exact(&mut received).await.map(|_| received);
+        (reader, read)
+    });
+    for (round, chunk) in big.chunks(512).enumerate() {
+        daemon.send(LIVE, 1, round as u64 * 1000, chunk).await;
+    }
+    assert_eq!(daemon.stats.snapshot().frames_archived, big.len() as u64);
+    let (mut reader, read) = tokio::time::timeout(PATIENCE, reading)
+        .await
+        .expect("the reader gets every packet in time")
+        .unwrap();
+    assert!(read.unwrap() == expected, "the reader got every packet");
+    // The stalled connection really stalled: it took less than everything.
+    let sent = daemon.tm_stats("yamcs").packets_sent;
+    assert!(sent < 2 * big.len() as u64, "{sent} packets sent");
+
+    // The stalled client leaves; the other reads nothing more to the drain.
+    drop(stalled);
+    daemon.shutdown().await;
+    assert!(read_to_end(&mut reader).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_server_at_its_limit_closes_new_connections() {
+    let dir = TempDir::new("tm-limit");
+    let mut config = archive_config(&dir.0);
+    config.tm_servers = vec![TmServerConfig {
+        max_connections: 1,
+        ..server("one", TmStart::Now)
+    }];
+    let daemon = Running::start(&config).await;
+    let mut first = daemon.connect("one").await;
+    let mut second = TcpStream::connect(daemon.tm_addr("one")).await.unwrap();
+    assert!(read_to_end(&mut second).await.is_empty());
+    assert_eq!(daemon.tm_stats("one").connections_refused, 1);
+    let sent = packets(0, 5);
+    daemon.send(LIVE, 1, 0, &sent).await;
+    daemon.shutdown().await;
+    assert_eq!(read_to_end(&mut first).await, sent.concat());
+}
+
+#[tokio::test]
+async fn a_forward_sends_each_packet_as_one_datagram() {
+    let dir = TempDir::new("tm-forward");
+    let tool = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut config = archive_config(&dir.0);
+    config.tm_forwards = vec![TmForwardConfig {
+        name: "tools".into(),
+        to: tool.local_addr().unwrap(),
+        from: TmStart::Start,
+        apids: Vec::new(),
+        sources: Vec::new(),
+        kinds: vec![LIVE, REPLAY],
+    }];
+    let daemon = Running::start(&config).await;
+    let mut sent = packets(0, 20);
+    daemon.send(LIVE, 1, 0, &sent).await;
+    daemon.send(LIVE, 1, 100, &not_packets()).await;
+    let later = packets(20, 20);
+    daemon.send(REPLAY, 2, 0, &later).await;
+    sent.extend(later);
+
+    let mut buf = vec![0u8; 70_000];
+    for (i, expected) in sent.iter().enumerate() {
+        let len = tokio::time::timeout(PATIENCE, tool.recv(&mut buf))
+            .await
+            .expect("a datagram in time")
+            .unwrap();
+        assert_eq!(&buf[..len], &expected[..], "datagram {i}");
+    }
+    // Counted once its send returned, which may be after the datagram arrived.
+    wait_until("every datagram counted", PATIENCE, || {
+        daemon.tm_stats("tools").packets_sent == sent.len() as u64
+    })
+    .await;
+    let stats = daemon.tm_stats("tools");
+    assert_eq!(stats.frames_not_packets, not_packets().len() as u64);
+    daemon.shutdown().await;
+}
