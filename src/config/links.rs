@@ -362,7 +362,7 @@ impl LinkConfig {
                 self.max_packet_bytes,
                 7..=MAX_PACKET as u64,
             ),
-            Bound::count("links.merge_window", self.merge_window, 8192),
+            Bound::count("links.merge_window", self.merge_window, 1 << 16),
             Bound::millis("links.reconnect_min_ms", self.reconnect_min),
             Bound::millis("links.reconnect_max_ms", self.reconnect_max),
         ])

@@ -100,16 +100,18 @@ impl Merging<'_> {
 impl Window {
     /// Where a packet of `count` with `crc` belongs, read nearest `own` (or the highest).
     fn place(&self, own: Option<u64>, count: u64, crc: u32) -> Verdict {
+        // A connection's first packet of the APID may lag the group by any number of wraps:
+        // found in the window by its count and bytes, it is a copy, and the connection reads on
+        // from there.
+        if let Some(found) = own.is_none().then(|| self.find(count, crc)).flatten() {
+            return Verdict::Copy(found);
+        }
         let Some(base) = own.or(self.high) else {
             return Verdict::New(count);
         };
         let nearest = nearest(base, count);
         let Some(high) = self.high.filter(|&high| nearest <= high) else {
-            // A connection that starts more than half the modulus behind its group reads its
-            // first count as ahead: the reading a wrap earlier, remembered with the same bytes,
-            // is the packet, and the connection's stream goes on from there.
-            let earlier = nearest.checked_sub(MODULUS).filter(|&e| self.holds(e, crc));
-            return earlier.map_or(Verdict::New(nearest), Verdict::Copy);
+            return Verdict::New(nearest);
         };
         if high - nearest >= self.slots.len() as u64 {
             return Verdict::Behind(nearest);
@@ -122,6 +124,17 @@ impl Window {
             }
             _ => Verdict::New(nearest),
         }
+    }
+
+    /// The extended count at which the window holds a packet of `count` with `crc`.
+    fn find(&self, count: u64, crc: u32) -> Option<u64> {
+        let high = self.high?;
+        let newest = high.checked_sub((high + MODULUS - count % MODULUS) % MODULUS)?;
+        let oldest = high.saturating_sub(self.slots.len() as u64 - 1);
+        let candidates = std::iter::successors(Some(newest), |e| e.checked_sub(MODULUS));
+        candidates
+            .take_while(|&e| e >= oldest)
+            .find(|&e| self.holds(e, crc))
     }
 
     /// Whether the window holds the packet taken at `extended` with `crc`.
@@ -239,12 +252,12 @@ mod tests {
         assert_eq!(v, Verdict::New(40_000));
     }
 
-    /// A connection whose first packet comes 12,000 counts behind the group (more than half the
-    /// modulus) finds it a wrap earlier in the window, and its stream goes on as copies.
+    /// A connection whose first packet comes 40,000 counts behind the group (more than two wraps)
+    /// finds it in the window by its count and bytes, and its stream goes on as copies.
     #[test]
-    fn a_connection_far_behind_at_its_start_is_read_a_wrap_earlier() {
-        let group = MergeGroup::new(16_384);
-        for i in 0..30_000u64 {
+    fn a_connection_far_behind_at_its_start_is_found_in_the_window() {
+        let group = MergeGroup::new(65_536);
+        for i in 0..58_000u64 {
             admit(&group, (i % 16_384) as u16, i as u32);
         }
         let mut own = None;

@@ -344,11 +344,7 @@ fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
 
 /// Appends each link's counters, labelled `link="NAME"`, in the Prometheus text format.
 fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
-    if links.is_empty() {
-        return;
-    }
-    type Getter = fn(&LinkSnapshot) -> u64;
-    let per_link: [(&str, MetricKind, &str, Getter); 8] = [
+    let per_link: [PerItem<LinkSnapshot>; 8] = [
         (
             "aggregator_link_connected",
             MetricKind::Gauge,
@@ -398,11 +394,8 @@ fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
             |l| l.bad_input,
         ),
     ];
-    for (name, kind, help, get) in per_link {
-        family(out, name, kind, help);
-        for link in links {
-            let _ = writeln!(out, "{name}{{link=\"{}\"}} {}", link.name, get(link));
-        }
+    if !links.is_empty() {
+        render_per_item(out, &per_link, links, |l| format!("link=\"{}\"", l.name));
     }
 }
 

@@ -160,8 +160,12 @@ fn measure(variant: &str, packets: &[Vec<u8>], dir: &Path) -> BenchResult<(f64, 
         "merge" => format!(
             "{}[[links]]\nname = \"second\"\ntransport = \"tcp-listen\"\n\
              address = \"127.0.0.1:{second}\"\nframing = \"ccsds\"\napid_base = 10000\n\
-             group = \"g\"\n",
-            link("tcp-listen", "ccsds", "group = \"g\"\n")
+             group = \"g\"\nmerge_window = 65536\n",
+            link(
+                "tcp-listen",
+                "ccsds",
+                "group = \"g\"\nmerge_window = 65536\n"
+            )
         ),
         other => return Err(format!("no variant {other}")),
     };
@@ -206,7 +210,20 @@ fn measure(variant: &str, packets: &[Vec<u8>], dir: &Path) -> BenchResult<(f64, 
         "udp" => vec![send_udp(port, packets.to_vec())],
         _ => {
             let wire = encode(&Framing::Ccsds, packets);
-            vec![send_tcp(port, wire.clone()), send_tcp(second, wire)]
+            // Both connected before either writes: a station that starts far behind its group
+            // is another case (docs/ground-segment.md, "Redundant stations").
+            let (a, b) = (connect(port)?, connect(second)?);
+            let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+            [(a, wire.clone()), (b, wire)]
+                .into_iter()
+                .map(|(mut stream, wire)| {
+                    let start = std::sync::Arc::clone(&start);
+                    std::thread::spawn(move || {
+                        start.wait();
+                        stream.write_all(&wire).map_err(|err| err.to_string())
+                    })
+                })
+                .collect()
         }
     };
     let wanted_copies = if variant == "merge" { n } else { 0 };
