@@ -71,8 +71,9 @@ pub(crate) struct Merging<'a> {
 impl Merging<'_> {
     /// Takes a packet of `apid` with sequence `count` and bytes of `crc`, if new and if `accept`
     /// takes its extended count (the source may refuse it as at or below what it stored). `own`
-    /// is the extended count of the connection's last packet of the APID; `seed` the highest
-    /// stored for the APID before, read when the group first sees the APID.
+    /// is the extended count of the connection's last packet of the APID that it could place
+    /// (new, or a copy; not [`Verdict::Behind`]); `seed` the highest stored for the APID before,
+    /// read when the group first sees the APID.
     pub(crate) fn admit(
         &mut self,
         apid: u16,
@@ -118,6 +119,10 @@ impl Window {
         }
         match self.slots[self.index(nearest)] {
             _ if self.holds(nearest, crc) => Verdict::Copy(nearest),
+            // Other bytes at that count: the spacecraft restarted its counter. A connection that
+            // has not placed a packet yet may instead read from the wrong wrap: it waits for one
+            // it can place, taking this for a copy.
+            (e, _) if e == nearest + 1 && own.is_none() => Verdict::Behind(nearest),
             (e, _) if e == nearest + 1 => {
                 let ahead = (count + MODULUS - high % MODULUS) % MODULUS;
                 Verdict::New(high + if ahead == 0 { MODULUS } else { ahead })
@@ -167,8 +172,25 @@ fn nearest(base: u64, count: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// One station's connection: the last count it placed.
+    #[derive(Default)]
+    struct Station(Option<u64>);
+
+    impl Station {
+        fn admit(&mut self, group: &MergeGroup, count: u16, crc: u32) -> Verdict {
+            let v = group
+                .lock()
+                .admit(1, (count, crc), self.0, || None, |_| true);
+            if let Verdict::New(e) | Verdict::Copy(e) = v {
+                self.0 = Some(e);
+            }
+            v
+        }
+    }
+
     fn admit(group: &MergeGroup, count: u16, crc: u32) -> Verdict {
-        group.lock().admit(1, (count, crc), None, || None, |_| true)
+        thread_local!(static ONE: std::cell::RefCell<Station> = Default::default());
+        ONE.with(|one| one.borrow_mut().admit(group, count, crc))
     }
 
     #[test]
@@ -187,13 +209,14 @@ mod tests {
         let north = [0u16, 1, 2, 4, 5];
         let south = [0u16, 2, 3, 5, 6];
         let mut taken = Vec::new();
+        let (mut a, mut b) = (Station::default(), Station::default());
         for count in north {
-            if let Verdict::New(e) = admit(&group, count, u32::from(count)) {
+            if let Verdict::New(e) = a.admit(&group, count, u32::from(count)) {
                 taken.push(e);
             }
         }
         for count in south {
-            if let Verdict::New(e) = admit(&group, count, u32::from(count)) {
+            if let Verdict::New(e) = b.admit(&group, count, u32::from(count)) {
                 taken.push(e);
             }
         }
@@ -237,8 +260,9 @@ mod tests {
         for i in 35_000..35_100u64 {
             let count = (i % 16_384) as u16;
             let v = (group.lock()).admit(1, (count, i as u32), own, || None, |_| true);
-            let (Verdict::New(e) | Verdict::Copy(e) | Verdict::Behind(e)) = v;
-            own = Some(e);
+            if let Verdict::New(e) | Verdict::Copy(e) = v {
+                own = Some(e);
+            }
             verdicts.push(v);
         }
         assert!(verdicts
@@ -266,6 +290,65 @@ mod tests {
             let v = (group.lock()).admit(1, (count, i as u32), own, || None, |_| true);
             assert_eq!(v, Verdict::Copy(i));
             own = Some(i);
+        }
+    }
+
+    /// Two stations deliver the same 65,536 packets of each of 4 APIDs at different paces, one
+    /// starting up to the window behind the other: each packet is new exactly once.
+    #[test]
+    fn two_stations_at_any_pace_store_each_packet_once() {
+        let n = 1usize << 18;
+        let crc = |i: usize| crc32fast::hash(&[(i % 251) as u8, (i % 4) as u8, (i / 4) as u8]);
+        for window in [4096usize, 65_536] {
+            let paces = [
+                (0, 1024, 1024),
+                (window * 3, 1024, 1024),
+                (window * 4 - 4, 1024, 1024),
+                (0, 1024, 7),
+                (0, 7, 1024),
+                (window, 3000, 1000),
+            ];
+            for (head, pace_a, pace_b) in paces {
+                let group = MergeGroup::new(window);
+                let mut own: [[Option<u64>; 4]; 2] = [[None; 4]; 2];
+                let mut last: [[Option<u64>; 4]; 2] = [[None; 4]; 2];
+                let (mut at, mut new, mut round) = ([0usize; 2], 0, 0);
+                while at[0] < n || at[1] < n {
+                    for (k, pace) in [(0, pace_a), (1, pace_b)] {
+                        if k == 1 && at[0] < head {
+                            continue;
+                        }
+                        let pace = if round % 7 == 3 { pace * 5 } else { pace };
+                        let end = (at[k] + pace).min(n);
+                        let mut merging = group.lock();
+                        for i in at[k]..end {
+                            let apid = i % 4;
+                            let count = ((i / 4) % 16_384) as u16;
+                            let stored = last[k][apid];
+                            let v = merging.admit(
+                                apid as u16,
+                                (count, crc(i)),
+                                own[k][apid],
+                                || None,
+                                |e| stored.is_none_or(|l| e > l),
+                            );
+                            if let Verdict::New(e) | Verdict::Copy(e) = v {
+                                own[k][apid] = Some(e);
+                            }
+                            if let Verdict::New(e) = v {
+                                last[k][apid] = Some(e);
+                                new += 1;
+                            }
+                        }
+                        at[k] = end;
+                    }
+                    round += 1;
+                }
+                assert_eq!(
+                    new, n,
+                    "window {window}, {head} ahead, paces {pace_a}, {pace_b}"
+                );
+            }
         }
     }
 }

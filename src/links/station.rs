@@ -198,9 +198,9 @@ impl Station {
                         new
                     },
                 );
-                let (Verdict::New(extended) | Verdict::Copy(extended) | Verdict::Behind(extended)) =
-                    verdict;
-                self.own.insert(header.apid, extended);
+                if let Verdict::New(extended) | Verdict::Copy(extended) = verdict {
+                    self.own.insert(header.apid, extended);
+                }
                 match (verdict, sequence) {
                     (Verdict::New(_), Some(sequence)) => {
                         slot.push(link.max_batch, decoded_at, priority, sequence, range)
