@@ -71,9 +71,9 @@ pub(crate) struct Merging<'a> {
 impl Merging<'_> {
     /// Takes a packet of `apid` with sequence `count` and bytes of `crc`, if new and if `accept`
     /// takes its extended count (the source may refuse it as at or below what it stored). `own`
-    /// is the extended count of the connection's last packet of the APID that it could place
-    /// (new, or a copy; not [`Verdict::Behind`]); `seed` the highest stored for the APID before,
-    /// read when the group first sees the APID.
+    /// is the extended count of the connection's last packet of the APID, once it placed one
+    /// (a [`Verdict::Behind`] first packet is not placed); `seed` the highest stored for the APID
+    /// before, read when the group first sees the APID.
     pub(crate) fn admit(
         &mut self,
         apid: u16,
@@ -293,11 +293,11 @@ mod tests {
         }
     }
 
-    /// Two stations deliver the same 65,536 packets of each of 4 APIDs at different paces, one
+    /// Two stations deliver the same 131,072 packets of each of 4 APIDs at different paces, one
     /// starting up to the window behind the other: each packet is new exactly once.
     #[test]
     fn two_stations_at_any_pace_store_each_packet_once() {
-        let n = 1usize << 18;
+        let n = 1usize << 19;
         let crc = |i: usize| crc32fast::hash(&[(i % 251) as u8, (i % 4) as u8, (i / 4) as u8]);
         for window in [4096usize, 65_536] {
             let paces = [
@@ -307,6 +307,7 @@ mod tests {
                 (0, 1024, 7),
                 (0, 7, 1024),
                 (window, 3000, 1000),
+                (window / 2, 1024, 3),
             ];
             for (head, pace_a, pace_b) in paces {
                 let group = MergeGroup::new(window);
@@ -332,8 +333,12 @@ mod tests {
                                 || None,
                                 |e| stored.is_none_or(|l| e > l),
                             );
-                            if let Verdict::New(e) | Verdict::Copy(e) = v {
-                                own[k][apid] = Some(e);
+                            match v {
+                                Verdict::New(e) | Verdict::Copy(e) => own[k][apid] = Some(e),
+                                Verdict::Behind(e) if own[k][apid].is_some() => {
+                                    own[k][apid] = Some(e)
+                                }
+                                Verdict::Behind(_) => {}
                             }
                             if let Verdict::New(e) = v {
                                 last[k][apid] = Some(e);

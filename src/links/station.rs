@@ -198,8 +198,12 @@ impl Station {
                         new
                     },
                 );
-                if let Verdict::New(extended) | Verdict::Copy(extended) = verdict {
-                    self.own.insert(header.apid, extended);
+                // A connection reads on from each packet it placed; one it could not place yet
+                // (behind, its wrap unknown) leaves it unplaced.
+                match verdict {
+                    Verdict::New(e) | Verdict::Copy(e) => drop(self.own.insert(header.apid, e)),
+                    Verdict::Behind(e) if own.is_some() => drop(self.own.insert(header.apid, e)),
+                    Verdict::Behind(_) => {}
                 }
                 match (verdict, sequence) {
                     (Verdict::New(_), Some(sequence)) => {
