@@ -309,8 +309,11 @@ fn main() -> ExitCode {
         }
     };
     let terminal = std::io::stdout().is_terminal();
+    // A station alone (--uplinks 0 --replays 0 --station ...) has no sources to show.
+    let no_sources = plan.sources.is_empty();
     let style = match cli.progress.as_str() {
         "off" => ProgressStyle::Off,
+        _ if no_sources => ProgressStyle::Off,
         "lines" => ProgressStyle::Lines,
         _ if terminal => ProgressStyle::Terminal,
         _ => ProgressStyle::Lines,
@@ -343,7 +346,7 @@ fn main() -> ExitCode {
         eprintln!("uplink-sim: --ack-log: cannot write: {err}");
         return ExitCode::FAILURE;
     }
-    if !report.reached_none() {
+    if !report.reached_none() && !no_sources {
         println!("{report}");
     }
     let station_ok = match (cli.station_plan(), station) {
