@@ -18,6 +18,15 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 const LIVE: SourceKind = SourceKind::LiveUplink;
 
+/// A `[[links]]` entry on loopback port 0, with its source and other rules in `rules` (TOML
+/// lines).
+fn link(name: &str, transport: &str, framing: &str, rules: &str) -> String {
+    format!(
+        "[[links]]\nname = \"{name}\"\ntransport = \"{transport}\"\naddress = \"127.0.0.1:0\"\n\
+         framing = \"{framing}\"\n{rules}\n"
+    )
+}
+
 /// The test config with the `[[links]]` of `toml`.
 fn with_links(toml: &str) -> Config {
     let parsed = Config::parse(toml, Path::new("links.toml")).expect("valid [[links]]");
@@ -64,17 +73,12 @@ async fn wait_for_packets(archive: &Archive, n: usize) {
 /// an emergency APID takes the emergency lane; the source shows its station and APID.
 #[tokio::test]
 async fn ccsds_packets_become_one_source_per_apid() {
-    let config = with_links(
-        r#"
-        [[links]]
-        name = "gs-north"
-        transport = "tcp-listen"
-        address = "127.0.0.1:0"
-        framing = "ccsds"
-        apid_base = 10000
-        emergency_apids = [7]
-        "#,
-    );
+    let config = with_links(&link(
+        "gs-north",
+        "tcp-listen",
+        "ccsds",
+        "apid_base = 10000\nemergency_apids = [7]",
+    ));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
     let mut station = TcpStream::connect(daemon.links["gs-north"]).await.unwrap();
@@ -110,16 +114,7 @@ async fn ccsds_packets_become_one_source_per_apid() {
 /// The 14-bit count extends across its wrap: 20,000 packets are sequences 0 to 19,999.
 #[tokio::test]
 async fn the_count_extends_across_its_wrap() {
-    let config = with_links(
-        r#"
-        [[links]]
-        name = "gs"
-        transport = "tcp-listen"
-        address = "127.0.0.1:0"
-        framing = "ccsds"
-        apid_base = 0
-        "#,
-    );
+    let config = with_links(&link("gs", "tcp-listen", "ccsds", "apid_base = 0"));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
     let mut station = TcpStream::connect(daemon.links["gs"]).await.unwrap();
@@ -139,23 +134,21 @@ async fn the_count_extends_across_its_wrap() {
 #[tokio::test]
 async fn redundant_stations_store_the_union_once() {
     let config = with_links(
-        r#"
-        [[links]]
-        name = "north"
-        transport = "tcp-listen"
-        address = "127.0.0.1:0"
-        framing = "ccsds"
-        group = "sat-a"
-        apid_base = 10000
-
-        [[links]]
-        name = "south"
-        transport = "tcp-listen"
-        address = "127.0.0.1:0"
-        framing = "ccsds-asm"
-        group = "sat-a"
-        apid_base = 20000
-        "#,
+        &[
+            link(
+                "north",
+                "tcp-listen",
+                "ccsds",
+                "group = \"sat-a\"\napid_base = 10000",
+            ),
+            link(
+                "south",
+                "tcp-listen",
+                "ccsds-asm",
+                "group = \"sat-a\"\napid_base = 20000",
+            ),
+        ]
+        .concat(),
     );
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
@@ -213,22 +206,16 @@ async fn redundant_stations_store_the_union_once() {
 #[tokio::test]
 async fn bad_input_costs_only_its_connection() {
     let config = with_links(
-        r#"
-        [[links]]
-        name = "plain"
-        transport = "tcp-listen"
-        address = "127.0.0.1:0"
-        framing = "ccsds"
-        source_id = 500
-        max_packet_bytes = 1024
-
-        [[links]]
-        name = "marked"
-        transport = "tcp-listen"
-        address = "127.0.0.1:0"
-        framing = "ccsds-asm"
-        source_id = 600
-        "#,
+        &[
+            link(
+                "plain",
+                "tcp-listen",
+                "ccsds",
+                "source_id = 500\nmax_packet_bytes = 1024",
+            ),
+            link("marked", "tcp-listen", "ccsds-asm", "source_id = 600"),
+        ]
+        .concat(),
     );
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
@@ -334,23 +321,16 @@ async fn a_kiss_link_dials_out_and_again_after_a_loss() {
 #[tokio::test]
 async fn udp_datagrams_and_unmatched_apids() {
     let config = with_links(
-        r#"
-        [[links]]
-        name = "to-lab"
-        transport = "udp"
-        address = "127.0.0.1:0"
-        framing = "ccsds"
-        apid_sources = { "100" = 700 }
-
-        [[links]]
-        name = "to-lab-2"
-        transport = "udp"
-        address = "127.0.0.1:0"
-        framing = "ccsds"
-        apid_sources = { "100" = 800 }
-        unmatched = "default"
-        default_source = 899
-        "#,
+        &[
+            link("to-lab", "udp", "ccsds", "apid_sources = { \"100\" = 700 }"),
+            link(
+                "to-lab-2",
+                "udp",
+                "ccsds",
+                "apid_sources = { \"100\" = 800 }\nunmatched = \"default\"\ndefault_source = 899",
+            ),
+        ]
+        .concat(),
     );
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
@@ -384,16 +364,7 @@ async fn udp_datagrams_and_unmatched_apids() {
 /// packets on their way when the drain starts are all stored.
 #[tokio::test]
 async fn a_station_that_resends_after_reconnecting_adds_nothing() {
-    let config = with_links(
-        r#"
-        [[links]]
-        name = "gs"
-        transport = "tcp-listen"
-        address = "127.0.0.1:0"
-        framing = "ccsds"
-        apid_base = 0
-        "#,
-    );
+    let config = with_links(&link("gs", "tcp-listen", "ccsds", "apid_base = 0"));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
     let send = |range: std::ops::Range<u16>| {
@@ -435,17 +406,12 @@ async fn a_station_that_resends_after_reconnecting_adds_nothing() {
 #[tokio::test]
 async fn a_new_connection_of_the_station_replaces_the_old_one() {
     use tokio::io::AsyncReadExt;
-    let config = with_links(
-        r#"
-        [[links]]
-        name = "gs"
-        transport = "tcp-listen"
-        address = "127.0.0.1:0"
-        framing = "length-prefix"
-        length = { offset = 0, size = 4, adjustment = 4, strip = 4 }
-        apid_base = 0
-        "#,
-    );
+    let config = with_links(&link(
+        "gs",
+        "tcp-listen",
+        "length-prefix",
+        "length = { offset = 0, size = 4, adjustment = 4, strip = 4 }\napid_base = 0",
+    ));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
     let framing = Framing::LengthPrefix(ccsds::LengthField {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::frame::{Frame, Priority};
-use crate::domain::ledger::Span;
+use crate::domain::ledger::{Run, Span};
 use crate::domain::source::Source;
 
 /// Frames of one socket read with one priority, in arrival order, moved through the pipeline as a
@@ -138,5 +138,68 @@ impl Batch {
             sequence: f.sequence,
             payload: self.chunk.slice(f.start as usize..f.end as usize),
         })
+    }
+}
+
+/// One source's frames of one socket read, as they become batches: by lane, up to `max_batch`
+/// frames each, with their runs in arrival order for the ledger ([`crate::domain::ledger`]).
+/// Batching by lane rather than by run of one priority keeps the routine frames together when
+/// emergencies come between them; the runs keep the arrival order the acknowledgement needs.
+#[derive(Debug, Default)]
+pub(crate) struct ReadBatches {
+    /// In arrival order.
+    pub runs: Vec<Run>,
+    emergency: Vec<Batch>,
+    routine: Vec<Batch>,
+    /// Frames pushed.
+    pub accepted: u64,
+}
+
+impl ReadBatches {
+    /// A new frame of `source`: into its lane's last batch, or a new one when that is full, and
+    /// into the runs.
+    pub(crate) fn push(
+        &mut self,
+        source: &Arc<Source>,
+        max_batch: usize,
+        decoded_at: Instant,
+        priority: Priority,
+        sequence: u64,
+        payload: std::ops::Range<usize>,
+    ) {
+        self.accepted += 1;
+        let lane = match priority {
+            Priority::Emergency => &mut self.emergency,
+            Priority::Routine => &mut self.routine,
+        };
+        let new_batch = lane.last().is_none_or(|b| b.len() >= max_batch);
+        if new_batch {
+            lane.push(Batch::new(
+                Arc::clone(source),
+                priority,
+                decoded_at,
+                max_batch,
+            ));
+        }
+        if let Some(batch) = lane.last_mut() {
+            batch.push(sequence, payload);
+        }
+        // A run never spans two batches: the archive marks runs by the batch that stored them.
+        match self.runs.last_mut() {
+            Some(run) if run.priority == priority && run.frames > 0 && !new_batch => {
+                run.frames += 1;
+                run.last_sequence = sequence;
+            }
+            _ => self.runs.push(Run {
+                priority,
+                frames: 1,
+                last_sequence: sequence,
+            }),
+        }
+    }
+
+    /// The batches, emergencies first.
+    pub(crate) fn into_batches(self) -> impl Iterator<Item = Batch> {
+        self.emergency.into_iter().chain(self.routine)
     }
 }

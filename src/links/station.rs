@@ -17,9 +17,8 @@ use bytes::Bytes;
 
 use super::merge::{MergeGroup, Verdict};
 use crate::config::LinkConfig;
-use crate::domain::batch::Batch;
+use crate::domain::batch::ReadBatches;
 use crate::domain::frame::Priority;
-use crate::domain::ledger::Run;
 use crate::domain::sequence_set::SequenceSet;
 use crate::domain::source::Source;
 use crate::ingest::router::{RegisterError, RouterHandle};
@@ -121,10 +120,7 @@ struct Slot {
 /// One read's frames of one source.
 #[derive(Default)]
 struct Pending {
-    runs: Vec<Run>,
-    emergency: Vec<Batch>,
-    routine: Vec<Batch>,
-    accepted: u64,
+    batches: ReadBatches,
     bytes: u64,
 }
 
@@ -234,14 +230,15 @@ impl Station {
         let mut staged = Vec::new();
         for slot in self.sources.values_mut().flatten() {
             let read = std::mem::take(&mut slot.read);
-            if read.accepted == 0 {
+            let accepted = read.batches.accepted;
+            if accepted == 0 {
                 continue;
             }
             // In the ledger before the fan-in: the archive may store them once admitted.
-            slot.source.record(&read.runs);
-            slot.stats.accepted(read.accepted);
-            counters.stored(read.accepted, read.bytes);
-            let batches = read.emergency.into_iter().chain(read.routine);
+            slot.source.record(&read.batches.runs);
+            slot.stats.accepted(accepted);
+            counters.stored(accepted, read.bytes);
+            let batches = read.batches.into_batches();
             slot.ingress.stage(batches.map(|mut batch| {
                 batch.attach(chunk.clone());
                 batch
@@ -325,33 +322,16 @@ impl Slot {
         payload: &Range<usize>,
     ) {
         self.last = Some(sequence);
-        let read = &mut self.read;
-        read.accepted += 1;
-        read.bytes += payload.len() as u64;
-        let lane = match priority {
-            Priority::Emergency => &mut read.emergency,
-            Priority::Routine => &mut read.routine,
-        };
-        let new_batch = lane.last().is_none_or(|b| b.len() >= max_batch);
-        if new_batch {
-            let source = Arc::clone(&self.source);
-            lane.push(Batch::new(source, priority, decoded_at, max_batch));
-        }
-        if let Some(batch) = lane.last_mut() {
-            batch.push(sequence, payload.clone());
-        }
-        // A run never spans two batches: the archive marks runs by the batch that stored them.
-        match read.runs.last_mut() {
-            Some(run) if run.priority == priority && !new_batch => {
-                run.frames += 1;
-                run.last_sequence = sequence;
-            }
-            _ => read.runs.push(Run {
-                priority,
-                frames: 1,
-                last_sequence: sequence,
-            }),
-        }
+        self.read.bytes += payload.len() as u64;
+        let source = &self.source;
+        (self.read.batches).push(
+            source,
+            max_batch,
+            decoded_at,
+            priority,
+            sequence,
+            payload.clone(),
+        );
     }
 }
 

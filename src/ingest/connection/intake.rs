@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::ending::Ending;
 use super::services::Services;
-use crate::domain::batch::Batch;
+use crate::domain::batch::ReadBatches;
 use crate::domain::frame::Priority;
 use crate::domain::ledger::Run;
 use crate::domain::sequence_set::SequenceSet;
@@ -137,10 +137,10 @@ impl Intake {
     /// the payloads in `chunk`.
     fn stage(&mut self, read: Read, chunk: Bytes, ingress: &Ingress) -> Result<(), Ending> {
         // In the ledger before the fan-in: the archive may store them as soon as they are admitted.
-        if !read.runs.is_empty() {
-            self.source.record(&read.runs);
+        if !read.batches.runs.is_empty() {
+            self.source.record(&read.batches.runs);
         }
-        self.stats.accepted(read.accepted);
+        self.stats.accepted(read.batches.accepted);
         if read.duplicates > 0 {
             self.stats.duplicates(read.duplicates);
             tracing::debug!(
@@ -148,7 +148,7 @@ impl Intake {
                 "dropped frames at or below an accepted sequence"
             );
         }
-        let batches = read.into_batches().map(|mut batch| {
+        let batches = read.batches.into_batches().map(|mut batch| {
             batch.attach(chunk.clone());
             batch
         });
@@ -173,31 +173,11 @@ impl Intake {
     }
 }
 
-/// One of each per lane.
-#[derive(Default)]
-struct Lanes<T> {
-    emergency: T,
-    routine: T,
-}
-
-impl<T> Lanes<T> {
-    fn get_mut(&mut self, priority: Priority) -> &mut T {
-        match priority {
-            Priority::Emergency => &mut self.emergency,
-            Priority::Routine => &mut self.routine,
-        }
-    }
-}
-
 /// What one socket read's frames become. Per read, not kept in the intake: with 10,000
 /// connections, the room each would keep adds up to tens of megabytes.
 struct Read {
     decoded_at: Instant,
-    /// In arrival order.
-    runs: Vec<Run>,
-    sealed: Lanes<Vec<Batch>>,
-    open: Lanes<Option<Batch>>,
-    accepted: u64,
+    batches: ReadBatches,
     duplicates: u64,
 }
 
@@ -205,15 +185,12 @@ impl Read {
     fn new() -> Read {
         Read {
             decoded_at: Instant::now(),
-            runs: Vec::new(),
-            sealed: Lanes::default(),
-            open: Lanes::default(),
-            accepted: 0,
+            batches: ReadBatches::default(),
             duplicates: 0,
         }
     }
 
-    /// A new frame: into its lane's open batch, and into the runs.
+    /// A new frame: into its lane's batch, and into the runs.
     fn accept(
         &mut self,
         source: &Arc<Source>,
@@ -222,31 +199,8 @@ impl Read {
         sequence: u64,
         payload: Range<usize>,
     ) {
-        self.accepted += 1;
-        let slot = self.open.get_mut(priority);
-        let new_batch = slot.as_ref().is_none_or(|b| b.len() >= max_batch);
-        if new_batch {
-            if let Some(full) = slot.take() {
-                self.sealed.get_mut(priority).push(full);
-            }
-            let source = Arc::clone(source);
-            *slot = Some(Batch::new(source, priority, self.decoded_at, max_batch));
-        }
-        if let Some(batch) = slot.as_mut() {
-            batch.push(sequence, payload);
-        }
-        // A run never spans two batches: the archive marks runs by the batch that stored them.
-        match self.runs.last_mut() {
-            Some(run) if run.priority == priority && run.frames > 0 && !new_batch => {
-                run.frames += 1;
-                run.last_sequence = sequence;
-            }
-            _ => self.runs.push(Run {
-                priority,
-                frames: 1,
-                last_sequence: sequence,
-            }),
-        }
+        let decoded_at = self.decoded_at;
+        (self.batches).push(source, max_batch, decoded_at, priority, sequence, payload);
     }
 
     /// A duplicate of a frame stored before the restart: where it arrived, the acknowledgement may
@@ -254,31 +208,21 @@ impl Read {
     /// would never hear that they were.
     fn stored_duplicate(&mut self, priority: Priority, sequence: u64) {
         self.duplicates += 1;
-        match self.runs.last_mut() {
+        match self.batches.runs.last_mut() {
             Some(run) if run.frames == 0 => run.last_sequence = sequence,
-            _ => self.runs.push(Run {
+            _ => self.batches.runs.push(Run {
                 priority,
                 frames: 0,
                 last_sequence: sequence,
             }),
         }
     }
-
-    /// The read's batches, emergencies first.
-    fn into_batches(self) -> impl Iterator<Item = Batch> {
-        let Lanes {
-            mut emergency,
-            mut routine,
-        } = self.sealed;
-        emergency.extend(self.open.emergency);
-        routine.extend(self.open.routine);
-        emergency.into_iter().chain(routine)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::batch::Batch;
     use crate::domain::frame::SourceKind;
     use crate::pipeline::fan_in::priority_fan_in;
 
