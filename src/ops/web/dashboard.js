@@ -108,6 +108,7 @@ function showStats(body, now) {
   $("catalog-holders").textContent =
     catalog.version === null ? "nothing published" : `held by ${catalog.holding_latest} of ${catalog.sources} sources`;
   showNats(stats);
+  showLinks(body.links);
   showShards(body.shards);
   showSources(body.sources, uptime);
 }
@@ -133,6 +134,21 @@ function showShards(shards) {
     item.querySelector(".detail").textContent =
       `${(share * 100).toFixed(0)}% · ${number.format(shard.in_flight)}`;
   });
+}
+
+/// The ground-segment links' tile, shown when `[[links]]` are configured (docs/ground-segment.md):
+/// each link's state, packets stored and copies dropped; a dialled link that is not connected in red.
+function showLinks(links) {
+  $("links-tile").hidden = !links || links.length === 0;
+  if (!links) return;
+  $("links").replaceChildren(...links.map((link) => {
+    const item = document.createElement("li");
+    item.textContent =
+      `${link.name}: ${link.state} · ${number.format(link.packets)} · ${number.format(link.copies)}`;
+    item.classList.toggle("down", link.state === "connecting" || link.state === "backoff");
+    if (link.last_error) item.title = link.last_error;
+    return item;
+  }));
 }
 
 /// The NATS sink's tile, shown when `[sinks.nats]` is configured (docs/scale-out.md).
