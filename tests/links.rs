@@ -444,3 +444,64 @@ async fn a_new_connection_of_the_station_replaces_the_old_one() {
     drop(new);
     assert!(daemon.shutdown().await.is_clean());
 }
+
+/// On a segment archive: the extended count continues across a restart of the daemon (the
+/// station's counts wrapped during the first run), packets the station sends again after the
+/// restart are not stored twice, and a gap in the counts is counted.
+#[tokio::test]
+async fn counts_continue_across_a_restart_and_gaps_are_counted() {
+    let dir = common::TempDir::new("links-restart");
+    let mut config = common::archive_config(&dir.0);
+    config.links = with_links(&link("gs", "tcp-listen", "ccsds", "apid_base = 0")).links;
+    let start = |config: Config| async move {
+        let archive = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+        let build = |config| aggregator::Daemon::new(config, archive);
+        TestDaemon::start_built(config, build, |_| ()).await.0
+    };
+    let send = |daemon: &TestDaemon, counts: Vec<u16>| {
+        let addr = daemon.links["gs"];
+        async move {
+            let wire: Vec<u8> = counts.into_iter().flat_map(|c| packet(5, c, 8)).collect();
+            let mut station = TcpStream::connect(addr).await.unwrap();
+            station.write_all(&wire).await.unwrap();
+            station
+        }
+    };
+    let stored = |daemon: &TestDaemon| daemon.stats.links()[0].packets;
+
+    let daemon = start(config.clone()).await;
+    let first: Vec<u16> = (16_300..16_384).chain(0..100).collect();
+    let station = send(&daemon, first).await;
+    wait_until("the first run's packets", PATIENCE, || {
+        stored(&daemon) == 184
+    })
+    .await;
+    drop(station);
+    assert!(daemon.shutdown().await.is_clean());
+
+    let daemon = start(config.clone()).await;
+    let second: Vec<u16> = (90..110).chain(120..130).collect();
+    let station = send(&daemon, second).await;
+    wait_until("the second run's packets", PATIENCE, || {
+        let link = &daemon.stats.links()[0];
+        link.packets == 20 && link.copies == 10
+    })
+    .await;
+    assert_eq!(daemon.stats.links()[0].gaps, 10);
+    drop(station);
+    assert!(daemon.shutdown().await.is_clean());
+
+    let loaded = aggregator::sim::replay::load_archive(&dir.0, aggregator::sim::Pace::Max)
+        .expect("read the archive");
+    let (_, recording) = loaded
+        .sources
+        .iter()
+        .find(|(id, _)| *id == 5)
+        .expect("source 5");
+    let sequences: Vec<u64> = recording.frames.iter().map(|f| f.sequence).collect();
+    let expected: Vec<u64> = (16_300..16_484)
+        .chain(16_484..16_494)
+        .chain(16_504..16_514)
+        .collect();
+    assert_eq!(sequences, expected);
+}
