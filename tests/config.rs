@@ -654,3 +654,26 @@ fn link_mistakes_name_the_link_and_the_rule() {
     expect_error(&overlap, &["\"gs2\"", "live:150", "\"gs\""]);
     expect_error(&link("source_id = 1\nframing_x = 1"), &["framing_x"]);
 }
+
+/// Links and TM servers have no TLS: bound beyond loopback, each is named in the exposure
+/// warnings, with `[tls]` or without.
+#[test]
+fn links_and_tm_servers_beyond_loopback_are_exposure_warnings() {
+    let text = "[uplink]\nlisten = \"127.0.0.1:7700\"\n[replay]\nlisten = \"127.0.0.1:7701\"\n\
+                [[links]]\nname = \"gs\"\ntransport = \"tcp-listen\"\naddress = \"0.0.0.0:7810\"\n\
+                framing = \"ccsds\"\nsource_id = 1\n\
+                [[links]]\nname = \"local\"\ntransport = \"udp\"\naddress = \"127.0.0.1:7811\"\n\
+                framing = \"ccsds\"\nsource_id = 2\n\
+                [[tm_servers]]\nname = \"mcs\"\nlisten = \"0.0.0.0:10015\"\n";
+    let config = Config::parse(text, Path::new("exposed.toml")).expect("valid");
+    let warnings = config.exposure_warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("link \"gs\" on 0.0.0.0:7810"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("TM server \"mcs\" on 0.0.0.0:10015"),
+        "{warnings:?}"
+    );
+}

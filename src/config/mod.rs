@@ -295,11 +295,36 @@ impl Config {
     }
 
     /// The listeners bound to an address other than loopback while `[tls]` is absent (and, for the
-    /// monitor, `monitor.token_file` too), each with what anyone who reaches it may do (logged at
-    /// start, and reported on `/healthz`).
+    /// monitor, `monitor.token_file` too), and the links and TM servers beyond loopback (they have
+    /// no TLS), each with what anyone who reaches it may do (logged at start, and reported on
+    /// `/healthz`).
     pub fn exposure_warnings(&self) -> Vec<String> {
+        // Links and TM servers have no TLS: beyond loopback they are open with or without `[tls]`.
+        let mut open: Vec<String> = (self.links.iter())
+            .filter(|l| l.transport != Transport::TcpConnect)
+            .filter_map(|l| Some((l, l.bind_address()?)))
+            .filter(|(_, addr)| !addr.ip().is_loopback())
+            .map(|(l, addr)| {
+                format!(
+                    "the link {:?} on {addr} is not loopback and has no TLS: anyone who reaches it \
+                     may send packets as its station",
+                    l.name
+                )
+            })
+            .collect();
+        open.extend(
+            (self.tm_servers.iter())
+                .filter(|t| !t.listen.ip().is_loopback())
+                .map(|t| {
+                    format!(
+                        "the TM server {:?} on {} is not loopback and has no TLS: anyone who \
+                         reaches it may read every packet it serves",
+                        t.name, t.listen
+                    )
+                }),
+        );
         if self.tls.is_some() {
-            return Vec::new();
+            return open;
         }
         const CLAIM: &str = "anyone who reaches it may claim any source";
         let mut listeners = vec![
@@ -324,6 +349,7 @@ impl Config {
                 };
                 format!("the {name} listener on {addr} is not loopback and has {guard}: {risk}")
             })
+            .chain(open)
             .collect()
     }
 
