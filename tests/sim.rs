@@ -673,7 +673,8 @@ fn after_a_first_connection_a_source_gives_up_after_give_up_after() {
 /// scenario's sources stream (every source of both scenarios holds it; it once came after the
 /// brief scenario had ended), keeps and verifies its archive, ends with its verdict, and of the
 /// processor's per-batch debug lines shows only a few emergency batches, each followed by the
-/// routine batch of its source, sent before it, that it overtook.
+/// routine batch of its source, sent before it, that it overtook; its CCSDS station's packets are
+/// stored and served by the TM server.
 #[test]
 fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() {
     let scratch = common::TempDir::new("demo");
@@ -684,6 +685,7 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
         std::fs::copy(clone.join(file), &to).expect("copy into the scratch clone");
     }
     let ports = [free_port(), free_port(), free_port()];
+    let [station, tm] = [free_port(), free_port()];
     let mut demo = Command::new("bash");
     // Standard error into standard output, so that the order of the lines is the terminal's.
     demo.args(["-c", "exec \"$0\" 2>&1"])
@@ -696,6 +698,8 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
         .env("DEMO_UPLINK_PORT", ports[0].to_string())
         .env("DEMO_REPLAY_PORT", ports[1].to_string())
         .env("DEMO_MONITOR_PORT", ports[2].to_string())
+        .env("DEMO_STATION_PORT", station.to_string())
+        .env("DEMO_TM_PORT", tm.to_string())
         // The only debug lines are to be the demo's picks: no simulator log a RUST_LOG would add.
         .env_remove("RUST_LOG");
     let demo = SimRun::start(demo).wait();
@@ -734,13 +738,17 @@ fn the_demo_keeps_its_archive_shows_a_few_overtakes_and_ends_with_its_verdict() 
         )),
         "{output}"
     );
+    // The station's packets are in the archive beside the uplinks' frames, and the TM server
+    // served each of them to the reader.
     let (valid, verified) = verify(&archive);
     assert!(valid, "{verified}");
     assert_eq!(
         number(&verified, "frames"),
-        number(verdict, "sent"),
+        number(verdict, "sent") + number(verdict, "station_packets"),
         "{verified}"
     );
+    assert_eq!(number(verdict, "station_packets"), 4000, "{verdict}");
+    assert_eq!(number(verdict, "served"), 4000, "{verdict}");
 
     let debug: Vec<&str> = output.lines().filter(|l| l.contains(" DEBUG ")).collect();
     assert!(
