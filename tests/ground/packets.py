@@ -89,6 +89,14 @@ def build_packets(
     return packets
 
 
+def not_rebuilt(header: SpacePacketHeader, raw: bytes) -> str | None:
+    """Why `spacepackets` does not rebuild `raw` (a whole packet) from its header, or None."""
+    rebuilt = bytes(SpacePacket(header, None, raw[len(header.pack()) :]).pack())
+    if rebuilt != raw:
+        return f"spacepackets rebuilds {rebuilt.hex()} from {raw.hex()}"
+    return None
+
+
 def describe(packet: bytes) -> dict:
     """A packet's manifest entry, its header read by `spacepackets`."""
     header = SpacePacketHeader.unpack(packet)
