@@ -27,10 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive::{
-    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, Readers, SyncPolicy,
+    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, ReadMarks, Readers,
+    Retention, SealedFeed, SyncPolicy,
 };
 use crate::catalog::CatalogHandle;
-use crate::config::Config;
+use crate::config::{Config, Protected};
 use crate::domain::batch::Batch;
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Services;
@@ -87,6 +88,8 @@ pub struct Daemon {
     tm_listeners: Vec<(String, TcpListener)>,
     /// The followers reading the archive's files, for the archive to keep them cached.
     readers: Option<Arc<Readers>>,
+    /// The archive's files, for retention; `None` when it keeps none.
+    files: Option<SealedFeed>,
     drain: CancellationToken,
     tracker: TaskTracker,
     catalog: CatalogHandle,
@@ -120,6 +123,7 @@ impl Daemon {
             retired,
             resume,
             readers,
+            files,
         } = archive.into();
         let p = &config.pipeline;
         let tm_names = config.tm_servers.iter().map(|s| s.name.clone());
@@ -165,6 +169,7 @@ impl Daemon {
             links: LinkSockets::default(),
             tm_listeners: Vec::new(),
             readers,
+            files,
             drain,
             tracker,
             catalog,
@@ -294,6 +299,12 @@ impl Daemon {
                 .map_or_else(Vec::new, |threads| threads.handles().to_vec()),
         });
         let durable = std::mem::take(&mut self.durable);
+        let protect_nats = config.archive.retention.protect.contains(&Protected::Nats);
+        let marks = protect_nats.then(|| Arc::new(ReadMarks::default()));
+        let retention = self.files.take().map(|files| {
+            let limits = config.archive.retention.clone();
+            Retention::start(files, limits, stats.clone(), marks.clone())
+        });
         let nats = config.sinks.nats.clone().and_then(|nats| {
             if durable.is_empty() {
                 tracing::error!(
@@ -369,6 +380,10 @@ impl Daemon {
         if let Some(threads) = threads {
             // Blocks while a task the deadline cut off is dropped: off the runtime's thread.
             let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
+        }
+        if let Some(retention) = retention {
+            // Ends once the archive's writers have: after the shards.
+            let _ = tokio::task::spawn_blocking(move || retention.finish()).await;
         }
         let report = DrainReport::of(&stats.snapshot(), completed, started.elapsed());
         report.log();

@@ -97,6 +97,15 @@ pipeline_stats! {
     Gauge archive_failing: "Shards whose archive is failing: each from its first failed write until every frame that write held is stored (for good after a failed sync). 0 when all store.",
     Gauge archive_unsynced_bytes: "Payload bytes written to the archive and not yet durable: at most archive.max_unsynced_bytes and one group per shard.",
     Counter frames_abandoned: "Accepted frames a drain gave up on because the archive could not store them: never acknowledged, their sources still hold them.",
+    Gauge archive_bytes: "Bytes the archive's files hold on disk (every file of its directory and shard directories, reserved blocks included).",
+    Gauge archive_segments: "Segments in the archive, every shard's.",
+    Gauge archive_free_bytes: "Bytes free for the daemon on the archive's file system.",
+    Gauge archive_oldest_frame_timestamp_seconds: "Unix time the oldest frame the archive retains was received; 0 before the first.",
+    Gauge archive_newest_frame_timestamp_seconds: "Unix time the newest frame the archive holds was received; 0 before the first.",
+    Counter retention_deleted_segments: "Sealed segments retention deleted ([archive.retention]), over the archive's life.",
+    Counter retention_deleted_bytes: "Bytes on disk of the segments retention deleted, over the archive's life.",
+    Gauge retention_last_deletion_timestamp_seconds: "Unix time of retention's last deletion; 0 before the first.",
+    Gauge retention_short: "1 while retention cannot keep archive.retention.max_bytes or min_free_*: every segment left is one it never deletes; else 0.",
     Gauge nats_sink: "1 when [sinks.nats] publishes this daemon's archive into NATS JetStream, else 0.",
     Gauge nats_connected: "1 while the NATS sink is connected to a server ([sinks.nats]), else 0.",
     Gauge nats_degraded: "1 while the NATS sink is disconnected or further behind than sinks.nats.max_lag_ms, else 0.",
@@ -477,6 +486,28 @@ impl Stats {
             .store(u64::from(position.index), Relaxed);
     }
 
+    /// The archive's files and retention, as retention's last check found them.
+    pub(crate) fn archive_files(&self, files: &ArchiveFiles) {
+        let c = &self.counters;
+        let seconds = |ns: Option<u64>| ns.map_or(0, |ns| ns / 1_000_000_000);
+        c.archive_bytes.store(files.bytes, Relaxed);
+        c.archive_segments.store(files.segments, Relaxed);
+        c.archive_free_bytes.store(files.free_bytes, Relaxed);
+        let (oldest, newest) = files.received.unzip();
+        c.archive_oldest_frame_timestamp_seconds
+            .store(seconds(oldest), Relaxed);
+        c.archive_newest_frame_timestamp_seconds
+            .store(seconds(newest), Relaxed);
+        c.retention_deleted_segments
+            .store(files.deleted_segments, Relaxed);
+        c.retention_deleted_bytes
+            .store(files.deleted_bytes, Relaxed);
+        let last = (files.last_deletion_ns > 0).then_some(files.last_deletion_ns);
+        c.retention_last_deletion_timestamp_seconds
+            .store(seconds(last), Relaxed);
+        c.retention_short.store(u64::from(files.short), Relaxed);
+    }
+
     /// The NATS sink's connection and lag, as its watcher last saw them.
     pub(crate) fn nats_state(
         &self,
@@ -491,6 +522,22 @@ impl Stats {
         c.nats_lag_frames.store(lag_frames, Relaxed);
         c.nats_lag_seconds.store(lag.as_secs(), Relaxed);
     }
+}
+
+/// What retention found of the archive's files at its last check ([`Stats::archive_files`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ArchiveFiles {
+    pub bytes: u64,
+    pub segments: u64,
+    pub free_bytes: u64,
+    /// The oldest and newest received time of a frame held (nanoseconds since the epoch).
+    pub received: Option<(u64, u64)>,
+    /// Retention's deletions, over the archive's life.
+    pub deleted_segments: u64,
+    pub deleted_bytes: u64,
+    pub last_deletion_ns: u64,
+    /// A size limit cannot be kept.
+    pub short: bool,
 }
 
 /// One TM output's counters; its tasks count into them through a [`TmOutput`].

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::index::{self, SealedSegment, SegmentIndex};
 use super::journal::Gate;
 use super::pace::PAGE;
 use super::{opening_failed, sync_dir};
@@ -299,6 +300,14 @@ impl WriteBack {
     }
 }
 
+/// Writes a sealed segment's index beside it. Only logged when it fails: the index is a cache,
+/// built again from the segment when it is missing.
+fn write_index(dir: &Path, segment: u64, contents: &SegmentIndex) {
+    if let Err(err) = contents.write(&index::index_path(dir, segment)) {
+        tracing::warn!(error = %err, "archive: cannot write a sealed segment's index; it is built again when needed");
+    }
+}
+
 /// Makes the first `len` bytes of the segment durable, then drops them from the page cache.
 fn sync_segment(
     segment: &Segment,
@@ -320,10 +329,11 @@ type Reply<T> = oneshot::Sender<io::Result<T>>;
 enum Job {
     /// Creates the next segment under its staging name (the spare the writer switches to).
     Prepare { index: u64, reply: Reply<File> },
-    /// Syncs the full segment and gives back its unused reservation, then makes the staged segment
-    /// durable and names it.
+    /// Syncs the full segment, gives back its unused reservation and writes its index
+    /// (`contents`), then makes the staged segment durable and names it.
     RollOver {
         full: Segment,
+        contents: SegmentIndex,
         next: Arc<File>,
         index: u64,
         reply: Reply<PathBuf>,
@@ -347,22 +357,35 @@ pub(super) struct Disk {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What a shard's disk thread shares with the others and with retention.
+#[derive(Debug)]
+pub(super) struct DiskShared {
+    /// The emergency appends its write-back makes way for.
+    pub(super) gate: Arc<Gate>,
+    /// The followers, for whom synced segments stay cached.
+    pub(super) readers: Arc<Readers>,
+    /// Where a sealed segment is announced (retention); nowhere without it.
+    pub(super) sealed: Option<mpsc::Sender<SealedSegment>>,
+}
+
 impl Disk {
-    /// Starts the disk thread for the archive in `dir`, whose segments reserve `segment_bytes`.
-    /// Its write-back makes way for the emergency appends `gate` counts, and it keeps synced
-    /// segments cached while there are `readers`.
+    /// Starts the disk thread of shard `shard`, whose archive is in `dir` and whose segments
+    /// reserve `segment_bytes`.
     pub(super) fn start(
         dir: PathBuf,
+        shard: usize,
         segment_bytes: u64,
-        (gate, readers): (Arc<Gate>, Arc<Readers>),
+        shared: DiskShared,
     ) -> io::Result<Disk> {
         let (jobs, queue) = mpsc::channel();
         let worker = Worker {
             dir,
+            shard,
             segment_bytes,
             write_back: WriteBack::default(),
-            gate,
-            readers,
+            gate: shared.gate,
+            readers: shared.readers,
+            sealed: shared.sealed,
             spare: None,
             failed: None,
             unnamed: None,
@@ -398,16 +421,18 @@ impl Disk {
         self.send(|reply| Job::Prepare { index, reply })
     }
 
-    /// Starts the rollover from the `full` segment to the staged segment `index`, whose checkpoint
-    /// is written (`next` is a handle on it). The reply is its name.
+    /// Starts the rollover from the `full` segment, which holds `contents`, to the staged segment
+    /// `index`, whose checkpoint is written (`next` is a handle on it). The reply is its name.
     pub(super) fn roll_over(
         &self,
         full: Segment,
+        contents: SegmentIndex,
         next: Arc<File>,
         index: u64,
     ) -> oneshot::Receiver<io::Result<PathBuf>> {
         self.send(|reply| Job::RollOver {
             full,
+            contents,
             next,
             index,
             reply,
@@ -461,10 +486,12 @@ pub(super) fn thread_gone() -> io::Error {
 /// The disk thread's state.
 struct Worker {
     dir: PathBuf,
+    shard: usize,
     segment_bytes: u64,
     write_back: WriteBack,
     gate: Arc<Gate>,
     readers: Arc<Readers>,
+    sealed: Option<mpsc::Sender<SealedSegment>>,
     /// The spare segment prepared and not yet rolled over to: deleted at close.
     spare: Option<u64>,
     /// Why a rollover failed; every later job fails with it.
@@ -479,6 +506,8 @@ struct Unnamed {
     next: Arc<File>,
     index: u64,
     reply: Reply<PathBuf>,
+    /// The segment before it, sealed once this one has its name.
+    sealed: SealedSegment,
     /// The failure has been logged: once per rollover, not once per retry.
     told: bool,
 }
@@ -502,6 +531,7 @@ impl Worker {
             }
             Job::RollOver {
                 full,
+                contents,
                 next,
                 index,
                 reply,
@@ -510,16 +540,23 @@ impl Worker {
                     self.spare = None;
                     sync_segment(&full, &mut self.write_back, (&self.gate, &self.readers))?;
                     trim(&full.file, &full.path, full.len)?;
+                    write_index(&self.dir, full.index, &contents);
                     // The writer has been appending to the staged segment meanwhile.
                     let staged = staged_path(&self.dir, index);
                     self.write_back.run((&next, index, &staged), &self.gate)
                 });
                 match result {
                     Ok(()) => {
+                        let sealed = SealedSegment {
+                            shard: self.shard,
+                            segment: full.index,
+                            contents,
+                        };
                         self.unnamed = Some(Unnamed {
                             next,
                             index,
                             reply,
+                            sealed,
                             told: false,
                         });
                         // A transient failure keeps it for the next job; the rest is reported.
@@ -585,6 +622,10 @@ impl Worker {
                     tracing::info!(segment = %path.display(), "archive: the new segment is named");
                 }
                 let _ = unnamed.reply.send(Ok(path));
+                if let Some(sealed) = &self.sealed {
+                    // Retention may have stopped first, at a drain: nothing is deleted then.
+                    let _ = sealed.send(unnamed.sealed);
+                }
                 Ok(())
             }
             Err(err) if super::is_transient(&err) => {

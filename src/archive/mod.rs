@@ -29,10 +29,12 @@ use crate::domain::ledger::ResumePoint;
 
 pub mod consumer;
 mod disk;
+pub mod index;
 mod journal;
 pub mod layout;
 pub mod pace;
 mod recovery;
+pub mod retention;
 pub mod segment;
 pub mod tools;
 mod tracked;
@@ -40,6 +42,7 @@ pub mod writer;
 
 pub(crate) use consumer::{ArchiveConsumer, ArchiveSettings};
 pub(crate) use disk::Readers;
+pub use retention::{ReadMarks, Retention, SealedFeed};
 pub use writer::SegmentSink;
 
 /// Opens the archive the config names for `shards` shards: the durable segment archive, each
@@ -68,6 +71,9 @@ pub struct Archive {
     /// The followers reading its files, which keep its synced segments cached; `None` when it
     /// keeps no files.
     pub readers: Option<Arc<Readers>>,
+    /// What retention watches, its files and the segments its writers seal; `None` when it keeps
+    /// no files.
+    pub files: Option<SealedFeed>,
 }
 
 impl From<Vec<Box<dyn ArchiveSink>>> for Archive {
@@ -78,6 +84,7 @@ impl From<Vec<Box<dyn ArchiveSink>>> for Archive {
             retired: Vec::new(),
             resume: HashMap::new(),
             readers: None,
+            files: None,
         }
     }
 }

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::disk;
+use super::index::SegmentIndex;
 use super::segment::{self, with_path, Entry};
 use super::tracked::Tracked;
 use crate::domain::frame::SourceKey;
@@ -44,6 +45,8 @@ pub(super) struct Newest {
     pub(super) index: u64,
     pub(super) path: PathBuf,
     pub(super) len: u64,
+    /// What it holds, for its index once the writer seals it.
+    pub(super) contents: SegmentIndex,
 }
 
 /// Deletes what an unclean stop left unnamed, reads the newest segment (cutting a torn tail, and
@@ -69,7 +72,7 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
         let why = "the segment index is at its limit: move the archive aside";
         with_path(io::Error::other(why), &path, "cannot start a segment after")
     })?;
-    let (sources, settled) = read_newest(&path)?;
+    let (sources, contents, settled) = read_newest(&path)?;
     tracing::info!(
         segment = %path.display(),
         sources = sources.len(),
@@ -79,16 +82,24 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
         index,
         path,
         len: settled,
+        contents,
     });
     Ok((sources, Start { newest, next_index }))
 }
 
-/// Each source's watermark and the frames stored above it, from one read of the segment, a window
-/// at a time (it may be `segment_bytes` long); and the segment's length. A segment of another
-/// format version is refused (the error names it and both versions).
-fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, u64)> {
+/// Each source's watermark and the frames stored above it, and what the segment holds, from one
+/// read of the segment, a window at a time (it may be `segment_bytes` long); and the segment's
+/// length. A segment of another format version is refused (the error names it and both
+/// versions).
+fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, SegmentIndex, u64)> {
     let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
-    let cut = segment::repair_tail(path, |_, entry| track(&mut sources, entry))?;
+    let mut contents = SegmentIndex::default();
+    let cut = segment::repair_tail(path, |_, entry| {
+        if let Entry::Frame(frame) = &entry {
+            contents.add_frame(frame);
+        }
+        track(&mut sources, entry)
+    })?;
     if let Some(cut) = cut {
         tracing::warn!(
             segment = %path.display(),
@@ -98,7 +109,7 @@ fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, u64)> {
     }
     let settled = settle_newest(path)?;
     settle(&mut sources);
-    Ok((sources, settled))
+    Ok((sources, contents, settled))
 }
 
 /// Adds a record of the newest segment to what recovery knows of its source. Watermarks may come

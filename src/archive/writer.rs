@@ -28,19 +28,20 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::watch;
 
-use super::disk::{self, Disk, Readers, Segment};
+use super::disk::{self, Disk, DiskShared, Readers, Segment};
+use super::index::{OpenSpan, SealedSegment, SegmentIndex};
 use super::journal::{self, Gate, Journal, Leftover};
 use super::layout::{self, shard_dir};
 use super::recovery::{self, Newest, Start};
 use super::segment::{self, with_path, FrameRecord, MAGIC};
 use super::tracked::Tracked;
-use super::{Archive, ArchiveSink, BoxFuture, DurableEnd};
+use super::{Archive, ArchiveSink, BoxFuture, DurableEnd, SealedFeed};
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
 use crate::domain::frame::SourceKey;
@@ -90,7 +91,22 @@ struct Writer {
     /// When the next segment may be asked for again, after the disk thread failed to create it.
     prepare_again: Option<Instant>,
     sources: HashMap<SourceKey, Tracked>,
+    /// What the open segment holds, for its index once it is sealed.
+    contents: SegmentIndex,
+    /// The received times the open segment holds, shared with retention, which reports them.
+    span: Arc<OpenSpan>,
     buf: Vec<u8>,
+}
+
+/// What a shard's sink shares with the others and with retention: the disk's emergency gate, the
+/// followers reading the files (which keep synced segments cached), where sealed segments are
+/// announced, and the received times its open segment holds.
+#[derive(Debug, Clone)]
+pub(super) struct Shared {
+    pub(super) gate: Arc<Gate>,
+    pub(super) readers: Arc<Readers>,
+    pub(super) sealed: Option<mpsc::Sender<SealedSegment>>,
+    pub(super) span: Arc<OpenSpan>,
 }
 
 /// The bytes a group takes in a segment: its FRAMES records and a WATERMARK per batch at most. (A
@@ -124,29 +140,41 @@ impl SegmentSink {
         let mut shards = [sources];
         let resume = recovery::resume_points(&mut shards);
         let [sources] = shards;
-        let shared = (Arc::new(Gate::new(&dir)), Arc::default());
-        let sink = SegmentSink::start(config, (dir, lock), (sources, start), leftover, shared)?;
+        let shared = Shared {
+            gate: Arc::new(Gate::new(&dir)),
+            readers: Arc::default(),
+            sealed: None,
+            span: Arc::default(),
+        };
+        let sink = SegmentSink::start(config, (dir, 0, lock), (sources, start), leftover, shared)?;
         Ok((sink, resume))
     }
 
     /// Starts the sink of a recovered directory: the frames its journals held that its segments
     /// lost appended to its newest segment (or to a new one with a checkpoint), then the journals
     /// deleted and a new one started.
-    /// Every shard's disk thread makes way for every shard's emergency appends (`gate`): they
-    /// share the disk; and keeps its synced segments cached while the archive has `readers`.
+    /// Every shard's disk thread makes way for every shard's emergency appends (`shared.gate`):
+    /// they share the disk; and keeps its synced segments cached while the archive has readers.
     fn start(
         config: &ArchiveConfig,
-        (dir, lock): (PathBuf, File),
+        (dir, shard, lock): (PathBuf, usize, File),
         (sources, start): (HashMap<SourceKey, Tracked>, Start),
         leftover: Leftover,
-        (gate, readers): (Arc<Gate>, Arc<Readers>),
+        shared: Shared,
     ) -> io::Result<SegmentSink> {
+        let Shared {
+            gate,
+            readers,
+            sealed,
+            span,
+        } = shared;
+        let disk_shared = DiskShared {
+            gate: Arc::clone(&gate),
+            readers,
+            sealed,
+        };
         let mut writer = Writer {
-            disk: Disk::start(
-                dir.clone(),
-                config.segment_bytes,
-                (Arc::clone(&gate), readers),
-            )?,
+            disk: Disk::start(dir.clone(), shard, config.segment_bytes, disk_shared)?,
             dir,
             segment_bytes: config.segment_bytes,
             segment: None,
@@ -156,6 +184,8 @@ impl SegmentSink {
             appended: false,
             prepare_again: None,
             sources,
+            contents: SegmentIndex::default(),
+            span,
             buf: Vec::with_capacity(1 << 20),
         };
         writer.start(start, &leftover.frames)?;
@@ -233,15 +263,25 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
         starts[0].1.absorb(leftover, &mut sources[0]);
     }
     let resume = recovery::resume_points(&mut sources);
-    let readers = Arc::new(Readers::default());
+    let (sealed, sealed_rx) = mpsc::channel();
+    let shared = Shared {
+        gate: Arc::new(Gate::new(&root)),
+        readers: Arc::new(Readers::default()),
+        sealed: Some(sealed),
+        span: Arc::default(),
+    };
     let mut archive = Archive {
         sinks: Vec::with_capacity(shards),
         retired: Vec::new(),
         resume,
-        readers: Some(Arc::clone(&readers)),
+        readers: Some(Arc::clone(&shared.readers)),
+        files: Some(SealedFeed {
+            root: root.clone(),
+            sealed: sealed_rx,
+            open: Vec::new(),
+        }),
     };
     let mut lock = Some(root_lock);
-    let gate = Arc::new(Gate::new(&root));
     for (((shard, dir), sources), (start, leftover)) in dirs.into_iter().zip(sources).zip(starts) {
         if shard >= shards {
             archive.retired.push((shard, retired_end(&dir)?));
@@ -251,12 +291,19 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
             Some(root_lock) => root_lock,
             None => segment::lock_directory(&dir)?,
         };
+        let span = Arc::new(OpenSpan::default());
+        if let Some(files) = &mut archive.files {
+            files.open.push((shard, Arc::clone(&span)));
+        }
         let sink = SegmentSink::start(
             config,
-            (dir, lock),
+            (dir, shard, lock),
             (sources, start),
             leftover,
-            (Arc::clone(&gate), Arc::clone(&readers)),
+            Shared {
+                span,
+                ..shared.clone()
+            },
         )?;
         archive.sinks.push(Box::new(sink));
     }
@@ -295,10 +342,17 @@ impl Writer {
     /// Goes on appending to the newest segment, which recovery made durable, after the
     /// `journaled` frames; returns its index.
     fn resume(&mut self, newest: Newest, journaled: &[FrameRecord]) -> io::Result<u64> {
-        let Newest { index, path, len } = newest;
+        let Newest {
+            index,
+            path,
+            len,
+            contents,
+        } = newest;
         let file = disk::open_appending(&path, self.segment_bytes)?;
+        self.contents = contents;
         self.buf.clear();
         self.encode_journaled(journaled);
+        self.span.add(self.contents.received);
         if !self.buf.is_empty() {
             (&file)
                 .write_all(&self.buf)
@@ -321,7 +375,9 @@ impl Writer {
     fn begin(&mut self, index: u64, journaled: &[FrameRecord]) -> io::Result<u64> {
         let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
         let raised = self.checkpoint();
+        self.contents = SegmentIndex::default();
         self.encode_journaled(journaled);
+        self.span.add(self.contents.received);
         file.write_all(&self.buf)
             .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
         self.commit(&raised);
@@ -335,9 +391,11 @@ impl Writer {
         Ok(index)
     }
 
-    /// Appends the frames recovery read from the journals to the buffer.
+    /// Appends the frames recovery read from the journals to the buffer, and counts them in what
+    /// the open segment holds.
     fn encode_journaled(&mut self, journaled: &[FrameRecord]) {
         for frame in journaled {
+            self.contents.add_frame(frame);
             segment::encode_frame(
                 &mut self.buf,
                 frame.kind,
@@ -462,14 +520,19 @@ impl Writer {
                 None => {}
             }
         }
-        let raised = self.encode(batches);
+        let clock = Clock::now();
+        let raised = self.encode(batches, &clock);
         self.write_buf()?;
         for batch in batches {
             let source = &batch.source;
-            if let Some(tracked) = self.sources.get_mut(&(source.kind, source.id)) {
-                let sequences = batch.payloads().map(|(sequence, _)| sequence);
-                tracked.above.extend(sequences);
+            let key = (source.kind, source.id);
+            let sequences = || batch.payloads().map(|(sequence, _)| sequence);
+            if let Some(tracked) = self.sources.get_mut(&key) {
+                tracked.above.extend(sequences());
             }
+            let received = clock.received_ns(batch);
+            self.contents.add(key, received, sequences());
+            self.span.add(Some((received, received)));
         }
         self.commit(&raised);
         self.appended = true;
@@ -533,8 +596,13 @@ impl Writer {
             len: self.buf.len() as u64,
         };
         if let Some(full) = self.segment.replace(new) {
-            self.rolling = Some(self.disk.roll_over(full, next, index));
+            let contents = SegmentIndex {
+                len: full.len,
+                ..std::mem::take(&mut self.contents)
+            };
+            self.rolling = Some(self.disk.roll_over(full, contents, next, index));
         }
+        self.span.reset();
         self.appended = false;
         self.preparing = Some(self.disk.prepare(index + 1));
         Ok(())
@@ -543,9 +611,8 @@ impl Writer {
     /// Encodes a group: a FRAMES record per batch, then a WATERMARK for each source whose
     /// acknowledgement moved since the last one (acknowledgements only ever cover frames already
     /// synced). Returns the watermarks, for [`Self::commit`] once the group is written.
-    fn encode(&mut self, batches: &[Arc<Batch>]) -> Raised {
+    fn encode(&mut self, batches: &[Arc<Batch>], clock: &Clock) -> Raised {
         self.buf.clear();
-        let clock = Clock::now();
         let mut raised = Raised::new();
         for batch in batches {
             let source = &batch.source;
@@ -612,16 +679,21 @@ impl Clock {
         }
     }
 
+    /// When the batch was read off its socket, in nanoseconds since the Unix epoch.
+    fn received_ns(&self, batch: &Batch) -> u64 {
+        let since = self.at.duration_since(batch.decoded_at).as_nanos() as u64;
+        self.unix_ns.saturating_sub(since)
+    }
+
     /// Appends the batch's FRAMES record(s) to `out`.
     fn encode(&self, out: &mut Vec<u8>, batch: &Batch) {
-        let since = self.at.duration_since(batch.decoded_at).as_nanos() as u64;
         let source = &batch.source;
         segment::encode_frames(
             out,
             source.kind,
             batch.priority,
             source.id,
-            self.unix_ns.saturating_sub(since),
+            self.received_ns(batch),
             batch.payloads(),
         );
     }

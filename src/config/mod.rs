@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use archive::{ArchiveConfig, ArchiveKind, SyncMode};
+pub use archive::{ArchiveConfig, ArchiveKind, Protected, RetentionConfig, SyncMode};
 pub use auth::{AuthClient, AuthConfig, SourceRange, SourceRangeError};
 pub(crate) use catalog::CatalogConfig;
 pub(crate) use connection::ConnectionConfig;
@@ -193,7 +193,7 @@ impl Config {
         self.runtime.validate()?;
         self.shutdown.validate()?;
         self.dashboard.validate()?;
-        self.archive.validate()?;
+        self.archive.validate(self.runtime.shards)?;
         self.log.validate()?;
         self.auth.validate()?;
         links::validate(&self.links)?;
@@ -219,6 +219,16 @@ impl Config {
         if self.sinks.nats.is_some() && self.archive.kind != ArchiveKind::Segments {
             let rule = "publishes the archive's files: it needs archive.kind = \"segments\"";
             return Err(Invalid::new("sinks.nats", Problem::Rule(rule)));
+        }
+        let retention = &self.archive.retention;
+        if retention.protect.contains(&Protected::Nats) && self.sinks.nats.is_none() {
+            let problem =
+                Problem::Needs("[sinks.nats]: it protects the NATS sink's unread segments");
+            return Err(Invalid::new("archive.retention.protect", problem));
+        }
+        if retention.is_bounded() && self.archive.kind != ArchiveKind::Segments {
+            let rule = "deletes segment files: it needs archive.kind = \"segments\"";
+            return Err(Invalid::new("archive.retention", Problem::Rule(rule)));
         }
         if self.archive.kind != ArchiveKind::Segments {
             let rule = "serves the archive's files: it needs archive.kind = \"segments\"";

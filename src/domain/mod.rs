@@ -14,3 +14,4 @@ pub mod position;
 pub mod sequence_set;
 pub mod shard;
 pub mod source;
+pub mod units;

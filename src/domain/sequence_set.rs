@@ -63,6 +63,15 @@ impl SequenceSet {
         }
     }
 
+    /// Merges the two lowest runs, and the sequences between them, until at most `most` runs are
+    /// left: a bound on the set's size that gives up only its oldest gaps.
+    pub(crate) fn merge_oldest_past(&mut self, most: usize) {
+        while self.runs.len() > most.max(1) {
+            let (first, _) = self.runs.remove(0);
+            self.runs[0].0 = first;
+        }
+    }
+
     /// Drops every sequence up to and including `acked`.
     pub(crate) fn remove_through(&mut self, acked: u64) {
         let gone = self.runs.partition_point(|&(_, end)| end <= acked);

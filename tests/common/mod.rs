@@ -257,6 +257,7 @@ impl ShardedArchive {
             retired: Vec::new(),
             resume,
             readers: None,
+            files: None,
         };
         let build = |config| Daemon::new(config, shards);
         let (daemon, ()) = TestDaemon::start_built(config, build, |_| ()).await;

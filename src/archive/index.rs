@@ -1,0 +1,389 @@
+//! A sealed segment's index: what the segment holds, known without reading it.
+//!
+//! Retention deletes whole segments, oldest first by their newest frame's received time, and must
+//! remember which frames of each source went with them (followers are told how many they missed,
+//! `verify` does not call them missing). Reading a 64 MiB segment to learn that, at every deletion
+//! or at every start for every segment, would cost as much I/O as the archive itself. So when a
+//! segment is sealed the writer, which saw every batch go in, writes `segment-{index}.index` beside
+//! it: its length, its frames, the oldest and newest received time, and each source's frames as
+//! runs of sequences.
+//!
+//! The index is a cache, never the truth: it is written without a sync, carries a CRC and the
+//! segment length it describes, and a missing, damaged or stale index (of another length, after a
+//! crash or a repair) is rebuilt from the segment by [`SegmentIndex::read_or_rebuild`]. Nothing
+//! that must survive a crash rests on it alone.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::segment::{self, Entry, FrameRecord};
+use crate::domain::frame::{SourceKey, SourceKind};
+use crate::domain::sequence_set::SequenceSet;
+
+const MAGIC: &[u8; 8] = b"TLMIDX01";
+const SUFFIX: &str = ".index";
+
+/// The most sources or runs an index file may claim: a length past it is damage.
+const MOST_ENTRIES: u32 = 1 << 24;
+
+/// One source's frames in a segment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSpan {
+    pub frames: u64,
+    pub sequences: SequenceSet,
+}
+
+/// What a segment holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentIndex {
+    /// The segment's length in bytes when the index was made: another length makes it stale.
+    pub len: u64,
+    pub frames: u64,
+    /// The oldest and the newest received time of its frames (nanoseconds since the Unix epoch);
+    /// `None` for a segment without frames.
+    pub received: Option<(u64, u64)>,
+    /// Each source's frames, by (kind byte, id).
+    pub sources: BTreeMap<(u8, u32), SourceSpan>,
+}
+
+/// A segment a shard's disk thread has sealed: durable, trimmed, its index written, and the
+/// segment after it named, so that recovery no longer needs it. What retention may delete.
+#[derive(Debug)]
+pub struct SealedSegment {
+    pub shard: usize,
+    pub segment: u64,
+    pub contents: SegmentIndex,
+}
+
+/// The received times a shard's open segment holds, which its writer keeps current and retention
+/// reads (a segment's index exists only once it is sealed). Atomics: the writer pays two of them
+/// a group, and never waits.
+#[derive(Debug)]
+pub struct OpenSpan {
+    oldest: AtomicU64,
+    newest: AtomicU64,
+}
+
+impl Default for OpenSpan {
+    fn default() -> Self {
+        OpenSpan {
+            oldest: AtomicU64::new(u64::MAX),
+            newest: AtomicU64::new(0),
+        }
+    }
+}
+
+impl OpenSpan {
+    /// Widens the span to take `received` (the oldest and newest of some frames).
+    pub(crate) fn add(&self, received: Option<(u64, u64)>) {
+        if let Some((oldest, newest)) = received {
+            self.oldest.fetch_min(oldest, Relaxed);
+            self.newest.fetch_max(newest, Relaxed);
+        }
+    }
+
+    /// A new segment is open: it holds nothing yet.
+    pub(crate) fn reset(&self) {
+        self.oldest.store(u64::MAX, Relaxed);
+        self.newest.store(0, Relaxed);
+    }
+
+    /// The oldest and newest received time the open segment holds; `None` before its first frame.
+    pub fn get(&self) -> Option<(u64, u64)> {
+        let (oldest, newest) = (self.oldest.load(Relaxed), self.newest.load(Relaxed));
+        (oldest <= newest).then_some((oldest, newest))
+    }
+}
+
+/// The path of segment `index`'s index file in `dir`: `segment-{index:020}.index`.
+pub fn index_path(dir: &Path, index: u64) -> PathBuf {
+    let segment = segment::segment_name(index);
+    let stem = segment.strip_suffix(".seg").unwrap_or(&segment);
+    dir.join(format!("{stem}{SUFFIX}"))
+}
+
+/// The segment index an index file's name gives; `None` for any other file.
+pub(crate) fn indexed_segment(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    segment::segment_index(Path::new(&format!("{}.seg", name.strip_suffix(SUFFIX)?)))
+}
+
+impl SegmentIndex {
+    /// Counts `frames` frames of `source`, received at `received_ns`, with these sequences.
+    pub(crate) fn add(
+        &mut self,
+        source: SourceKey,
+        received_ns: u64,
+        sequences: impl IntoIterator<Item = u64>,
+    ) {
+        let span = self
+            .sources
+            .entry((source.0.to_byte(), source.1))
+            .or_default();
+        let before = span.sequences.len();
+        let mut count = 0;
+        span.sequences
+            .extend(sequences.into_iter().inspect(|_| count += 1));
+        // A sequence twice in one segment is a duplicate the set cannot count.
+        debug_assert!(span.sequences.len() <= before + count);
+        span.frames += count;
+        self.frames += count;
+        if count > 0 {
+            self.received = Some(match self.received {
+                None => (received_ns, received_ns),
+                Some((oldest, newest)) => (oldest.min(received_ns), newest.max(received_ns)),
+            });
+        }
+    }
+
+    /// Counts one stored frame.
+    pub(crate) fn add_frame(&mut self, frame: &FrameRecord) {
+        self.add(
+            (frame.kind, frame.source_id),
+            frame.received_unix_ns,
+            [frame.sequence],
+        );
+    }
+
+    /// The index of the segment at `path`, read whole (a sealed segment: nothing appends to it).
+    pub fn build(path: &Path) -> io::Result<SegmentIndex> {
+        let mut index = SegmentIndex::default();
+        let scanned = segment::read_segment(path)?;
+        for (_, entry) in &scanned.entries {
+            if let Entry::Frame(frame) = entry {
+                index.add_frame(frame);
+            }
+        }
+        index.len = scanned.file_len;
+        Ok(index)
+    }
+
+    /// The index of segment `segment` (at `path`, in `dir`): its index file when that is whole
+    /// and of the segment's present length, else built from the segment and written for the next
+    /// time (a failure to write it is only logged: the index is a cache).
+    pub fn read_or_rebuild(dir: &Path, segment: u64, path: &Path) -> io::Result<SegmentIndex> {
+        let len = fs::metadata(path)
+            .map_err(|err| segment::with_path(err, path, "cannot stat"))?
+            .len();
+        let file = index_path(dir, segment);
+        if let Some(index) = fs::read(&file).ok().and_then(|bytes| decode(&bytes)) {
+            if index.len == len {
+                return Ok(index);
+            }
+        }
+        let index = SegmentIndex::build(path)?;
+        if let Err(err) = index.write(&file) {
+            tracing::warn!(error = %err, "archive: cannot write a segment's index; it is built again when needed");
+        }
+        Ok(index)
+    }
+
+    /// Writes the index to `path`, unsynced (it is rebuilt when lost).
+    pub(crate) fn write(&self, path: &Path) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(64 + self.sources.len() * 40);
+        self.encode(&mut bytes);
+        fs::write(path, &bytes).map_err(|err| segment::with_path(err, path, "cannot write"))
+    }
+
+    /// The source keys and spans, with their kinds decoded.
+    pub fn spans(&self) -> impl Iterator<Item = (SourceKey, &SourceSpan)> {
+        self.sources
+            .iter()
+            .filter_map(|(&(kind, id), span)| Some(((SourceKind::from_byte(kind)?, id), span)))
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(MAGIC);
+        let (oldest, newest) = self.received.unwrap_or((u64::MAX, 0));
+        for value in [self.len, self.frames, oldest, newest] {
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        out.extend_from_slice(&(self.sources.len() as u32).to_be_bytes());
+        for (&(kind, id), span) in &self.sources {
+            out.push(kind);
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&span.frames.to_be_bytes());
+            encode_runs(out, &span.sequences);
+        }
+        let crc = crc32fast::hash(out);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Appends a count of runs, then each run's `first` and `last`: how [`Input::runs`] reads them.
+pub(crate) fn encode_runs(out: &mut Vec<u8>, sequences: &SequenceSet) {
+    out.extend_from_slice(&(sequences.runs().count() as u32).to_be_bytes());
+    for (first, last) in sequences.runs() {
+        out.extend_from_slice(&first.to_be_bytes());
+        out.extend_from_slice(&last.to_be_bytes());
+    }
+}
+
+/// Reads an index file's bytes; `None` when they are not a whole, valid index.
+fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
+    let (body, crc) = bytes.split_last_chunk::<4>()?;
+    if crc32fast::hash(body) != u32::from_be_bytes(*crc) {
+        return None;
+    }
+    let mut input = Input::new(body.strip_prefix(MAGIC)?);
+    let (len, frames, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?, input.u64()?);
+    let mut index = SegmentIndex {
+        len,
+        frames,
+        received: (oldest <= newest).then_some((oldest, newest)),
+        sources: BTreeMap::new(),
+    };
+    for _ in 0..input.count()? {
+        let (kind, id, frames) = (input.u8()?, input.u32()?, input.u64()?);
+        SourceKind::from_byte(kind)?;
+        let sequences = input.runs()?;
+        index
+            .sources
+            .insert((kind, id), SourceSpan { frames, sequences });
+    }
+    input.is_empty().then_some(index)
+}
+
+/// The bytes of a small file of the archive's (an index, retention's state) not yet decoded:
+/// big-endian integers, and counts bounded so that damage cannot ask for the memory of billions.
+pub(crate) struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Input<'a> {
+        Input(bytes)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A count, then that many runs of sequences (`first`, `last`, `first <= last`).
+    pub(crate) fn runs(&mut self) -> Option<SequenceSet> {
+        let mut sequences = SequenceSet::default();
+        for _ in 0..self.count()? {
+            let (first, last) = (self.u64()?, self.u64()?);
+            if first > last {
+                return None;
+            }
+            sequences.insert_run(first, last);
+        }
+        Some(sequences)
+    }
+
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|[byte]| byte)
+    }
+
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_be_bytes)
+    }
+
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_be_bytes)
+    }
+
+    /// A count of entries, refused past [`MOST_ENTRIES`].
+    pub(crate) fn count(&mut self) -> Option<u32> {
+        self.u32().filter(|&n| n <= MOST_ENTRIES)
+    }
+}
+
+/// Deletes segment `index`'s index file, if it has one.
+pub(crate) fn remove(dir: &Path, index: u64) -> io::Result<()> {
+    let path = index_path(dir, index);
+    match fs::remove_file(&path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            Err(segment::with_path(err, &path, "cannot delete"))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::frame::Priority;
+
+    fn sample() -> SegmentIndex {
+        let mut index = SegmentIndex {
+            len: 4096,
+            ..SegmentIndex::default()
+        };
+        index.add((SourceKind::LiveUplink, 7), 2_000, 0..10);
+        index.add((SourceKind::LiveUplink, 7), 1_000, [12, 13]);
+        index.add((SourceKind::ArchivedReplay, 1), 3_000, [5]);
+        index
+    }
+
+    #[test]
+    fn an_index_reads_back_as_written() {
+        let index = sample();
+        assert_eq!(index.frames, 13);
+        assert_eq!(index.received, Some((1_000, 3_000)));
+        let mut bytes = Vec::new();
+        index.encode(&mut bytes);
+        assert_eq!(decode(&bytes), Some(index.clone()));
+        let live = &index.sources[&(0, 7)];
+        assert_eq!(live.frames, 12);
+        assert_eq!(
+            live.sequences.runs().collect::<Vec<_>>(),
+            [(0, 9), (12, 13)]
+        );
+    }
+
+    #[test]
+    fn a_damaged_or_cut_index_is_refused_never_trusted() {
+        let mut bytes = Vec::new();
+        sample().encode(&mut bytes);
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x10;
+            assert_eq!(decode(&flipped), None, "byte {at} flipped");
+        }
+    }
+
+    #[test]
+    fn names_pair_an_index_with_its_segment() {
+        let dir = Path::new("/a");
+        let path = index_path(dir, 42);
+        assert_eq!(path, dir.join("segment-00000000000000000042.index"));
+        assert_eq!(indexed_segment(&path), Some(42));
+        assert_eq!(indexed_segment(&dir.join(segment::segment_name(42))), None);
+    }
+
+    #[test]
+    fn a_stale_index_is_rebuilt_from_its_segment() {
+        let dir = std::env::temp_dir().join(format!("index-rebuild-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(segment::segment_name(3));
+        let mut bytes = segment::MAGIC.to_vec();
+        for sequence in 0..5 {
+            let kind = SourceKind::LiveUplink;
+            segment::encode_frame(&mut bytes, kind, Priority::Routine, 9, sequence, 77, b"x");
+        }
+        fs::write(&path, &bytes).unwrap();
+        // An index of another length: what a repair or a crash leaves.
+        sample().write(&index_path(&dir, 3)).unwrap();
+        let index = SegmentIndex::read_or_rebuild(&dir, 3, &path).unwrap();
+        assert_eq!(index.len, bytes.len() as u64);
+        assert_eq!(index.frames, 5);
+        assert_eq!(index.received, Some((77, 77)));
+        // Written again, and read from its file the next time.
+        let again = fs::read(index_path(&dir, 3)).unwrap();
+        assert_eq!(decode(&again), Some(index));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
