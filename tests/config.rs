@@ -677,3 +677,81 @@ fn links_and_tm_servers_beyond_loopback_are_exposure_warnings() {
         "{warnings:?}"
     );
 }
+
+/// `[archive.retention]`: sizes and ages with units, each mistake named with its key and reason,
+/// and a `max_bytes` below two segments per shard refused with the arithmetic.
+#[test]
+fn retention_takes_units_and_names_each_mistake() {
+    let retention = load(
+        "[archive.retention]\nmax_age = \"30d\"\nmax_bytes = \"400GiB\"\nmin_free_bytes = 1048576\n\
+         min_free_ratio = 0.05\n",
+    )
+    .archive
+    .retention;
+    assert_eq!(
+        retention.max_age,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(retention.max_bytes, Some(400 << 30));
+    assert_eq!(retention.min_free_bytes, Some(1 << 20));
+    assert_eq!(retention.min_free_ratio, Some(0.05));
+    assert!(retention.is_bounded());
+    assert!(
+        !Config::default().archive.retention.is_bounded(),
+        "none by default"
+    );
+    let least = "[runtime]\nshards = 2\n[archive]\nsegment_bytes = 1048576\n[archive.retention]\n";
+    load(&format!("{least}max_bytes = \"4MiB\"\n"));
+    for (keys, needles) in [
+        (
+            format!("{least}max_bytes = \"3MiB\"\n"),
+            &[
+                "archive.retention.max_bytes",
+                "4194304",
+                "two segments per shard",
+            ][..],
+        ),
+        (
+            "[archive.retention]\nmax_age = \"30 days ago\"\n".into(),
+            &["archive.retention.max_age", "not a duration"],
+        ),
+        (
+            "[archive.retention]\nmax_age = \"500ms\"\n".into(),
+            &["archive.retention.max_age", "at least 1 s"],
+        ),
+        (
+            "[archive.retention]\nmax_age = \"200years\"\n".into(),
+            &["archive.retention.max_age", "100 years"],
+        ),
+        (
+            "[archive.retention]\nmax_bytes = \"12 apples\"\n".into(),
+            &["archive.retention.max_bytes", "not a size"],
+        ),
+        (
+            "[archive.retention]\nmin_free_ratio = 1.5\n".into(),
+            &["archive.retention.min_free_ratio", "below 1"],
+        ),
+        (
+            "[archive.retention]\nmin_free_bytes = 0\n".into(),
+            &["archive.retention.min_free_bytes", "at least 1"],
+        ),
+        (
+            "[archive.retention]\nprotect = [\"nats\"]\n".into(),
+            &["archive.retention.protect", "[sinks.nats]"],
+        ),
+        (
+            "[archive.retention]\nprotect = [\"tail\"]\n".into(),
+            &["archive.retention.protect", "unknown variant"],
+        ),
+        (
+            "[archive]\nkind = \"count\"\n[archive.retention]\nmax_age = \"1d\"\n".into(),
+            &["archive.retention", "archive.kind"],
+        ),
+        (
+            "[archive.retention]\nmax_ages = \"1d\"\n".into(),
+            &["unknown field"],
+        ),
+    ] {
+        expect_error(&keys, needles);
+    }
+}

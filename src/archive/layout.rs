@@ -57,6 +57,15 @@ pub(crate) fn list_shards(root: &Path) -> io::Result<Vec<(usize, PathBuf)>> {
     Ok(shards)
 }
 
+/// Takes every shard directory's lock ([`segment::lock_directory`]), the archive directory's
+/// first: what a tool that changes the archive holds, so that it never runs beside a daemon.
+pub(crate) fn lock_shards(root: &Path) -> io::Result<Vec<fs::File>> {
+    list_shards(root)?
+        .iter()
+        .map(|(_, dir)| segment::lock_directory(dir))
+        .collect()
+}
+
 /// One shard's segment stream, as the archive's readers find it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardSegments {

@@ -24,6 +24,7 @@
 //! tools can use them.
 
 pub mod journals;
+pub mod prune;
 pub mod repair;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use crate::archive::layout;
+use crate::archive::retention::state::{Pruned, ShardState};
 use crate::archive::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
 use crate::domain::display::{payload_preview, unix_ns_to_rfc3339};
 use crate::domain::frame::{Priority, SourceKind};
@@ -166,6 +168,11 @@ pub struct SourceCheck {
     /// Frames (counted in `frames`) that only an emergency journal holds: the next start stores
     /// them in a segment.
     pub journaled: u64,
+    /// Frames retention deleted with their segments (`RETENTION` in each shard's directory): not
+    /// missing, and never in `gaps`. An emergency that overtook routine frames may have gone with
+    /// its segment while they stayed, so a source's oldest retained frames can lie below some of
+    /// these.
+    pub pruned: u64,
 }
 
 /// A damaged byte range of a segment, with what the valid records around it tell of what it held.
@@ -242,7 +249,7 @@ impl VerifyReport {
         self.problems().next().is_none()
     }
 
-    /// Whether no source has a duplicate or a gap.
+    /// Whether no source has a duplicate or a gap (other than what retention deleted).
     pub fn is_exactly_once(&self) -> bool {
         self.sources
             .iter()
@@ -281,13 +288,14 @@ impl VerifyReport {
     /// `verify total: segments=N bytes=N ... valid=BOOL`.
     fn total_line(&self) -> String {
         format!(
-            "verify total: segments={} bytes={} sources={} frames={} emergency={} journaled={} missing={} duplicates={} problems={} damaged={} damaged_bytes={} valid={}",
+            "verify total: segments={} bytes={} sources={} frames={} emergency={} journaled={} pruned={} missing={} duplicates={} problems={} damaged={} damaged_bytes={} valid={}",
             self.segments.len(),
             self.bytes(),
             self.sources.len(),
             self.frames(),
             self.sources.iter().map(|s| s.emergency).sum::<u64>(),
             self.sources.iter().map(|s| s.journaled).sum::<u64>(),
+            self.sources.iter().map(|s| s.pruned).sum::<u64>(),
             self.sources.iter().map(|s| s.missing).sum::<u64>(),
             self.sources.iter().map(|s| s.duplicate_frames).sum::<u64>(),
             self.problems().count(),
@@ -320,6 +328,9 @@ impl SourceCheck {
         }
         if self.journaled > 0 {
             let _ = write!(line, " journaled={}", self.journaled);
+        }
+        if self.pruned > 0 {
+            let _ = write!(line, " pruned={}", self.pruned);
         }
         let gaps = self.gaps.iter().map(|&(a, b)| run(a, b));
         write_capped(&mut line, "gaps", gaps, self.gaps.len(), " gaps");
@@ -395,7 +406,16 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let mut tallies: BTreeMap<(u8, u32), Tally> = BTreeMap::new();
     let mut held = Held::default();
     let mut journal_paths = Vec::new();
+    let mut pruned: BTreeMap<(u8, u32), Pruned> = BTreeMap::new();
     for shard in layout::list_shard_segments(dir)? {
+        for (&key, deleted) in &ShardState::read(&shard.dir)?.pruned {
+            let all = pruned.entry(key).or_default();
+            all.frames += deleted.frames;
+            deleted
+                .sequences
+                .runs()
+                .for_each(|(a, b)| all.sequences.insert_run(a, b));
+        }
         let first = segments.len();
         for (index, path) in shard.segments {
             let scan = segment::read_segment(&path)?;
@@ -420,10 +440,11 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let sources = tallies
         .into_iter()
         .filter_map(|((kind, id), tally)| {
+            let deleted = pruned.remove(&(kind, id)).unwrap_or_default();
             Some(summarize(
-                SourceKind::from_byte(kind)?,
-                id,
+                (SourceKind::from_byte(kind)?, id),
                 tally,
+                &deleted,
                 &mut damaged,
             ))
         })
@@ -541,11 +562,11 @@ fn tally_segment(
 }
 
 /// The source's counts, gaps and duplicates; each gap is also added to the `damaged` ranges that
-/// lie across it.
+/// lie across it. Sequences retention deleted (`pruned`) are no gap.
 fn summarize(
-    kind: SourceKind,
-    id: u32,
+    (kind, id): (SourceKind, u32),
     mut tally: Tally,
+    pruned: &Pruned,
     damaged: &mut [DamagedRange],
 ) -> SourceCheck {
     tally.sequences.sort_by_key(|seen| seen.sequence);
@@ -561,8 +582,10 @@ fn summarize(
                 duplicates.push(a);
             }
         } else if b > a + 1 {
-            gaps.push((a + 1, b - 1));
-            missing += b - a - 1;
+            for (first, last) in pruned.sequences.missing_in(a + 1, b - 1) {
+                gaps.push((first, last));
+                missing += last - first + 1;
+            }
         }
     }
     add_gaps_across(kind, id, &tally.sequences, &gaps, damaged);
@@ -579,6 +602,7 @@ fn summarize(
         duplicate_frames,
         watermark: tally.watermark,
         journaled: tally.journaled,
+        pruned: pruned.frames,
     }
 }
 
@@ -807,6 +831,36 @@ mod tests {
         );
     }
 
+    /// An emergency that overtook routine frames went with its deleted segment while they
+    /// stayed: the hole it leaves among the retained frames is retention's, not a loss.
+    #[test]
+    fn what_retention_deleted_is_no_gap() {
+        let seen = |sequence| Seen {
+            sequence,
+            priority: Priority::Routine,
+            damage_before: 0,
+        };
+        let tally = Tally {
+            frames: 5,
+            sequences: [10, 11, 12, 14, 20].map(seen).to_vec(),
+            ..Tally::default()
+        };
+        let mut pruned = Pruned::default();
+        for (first, last) in [(0, 9), (13, 13), (15, 17)] {
+            pruned.sequences.insert_run(first, last);
+            pruned.frames += last - first + 1;
+        }
+        let s = summarize((SourceKind::LiveUplink, 4), tally, &pruned, &mut []);
+        assert_eq!((s.first, s.last), (Some(10), Some(20)));
+        assert_eq!(
+            s.gaps,
+            vec![(18, 19)],
+            "13 and 15..=17 were deleted, not lost"
+        );
+        assert_eq!((s.missing, s.pruned), (2, 14));
+        assert!(s.line().contains(" pruned=14"), "{}", s.line());
+    }
+
     #[test]
     fn gaps_and_duplicates_are_found_in_sorted_sequences() {
         let tally = Tally {
@@ -822,7 +876,12 @@ mod tests {
             watermark: Some(3),
             journaled: 0,
         };
-        let s = summarize(SourceKind::LiveUplink, 4, tally, &mut []);
+        let s = summarize(
+            (SourceKind::LiveUplink, 4),
+            tally,
+            &Pruned::default(),
+            &mut [],
+        );
         assert_eq!((s.first, s.last), (Some(1), Some(9)));
         assert_eq!(s.gaps, vec![(4, 4), (6, 8)]);
         assert_eq!(s.missing, 4);
@@ -862,7 +921,12 @@ mod tests {
             watermark: None,
             journaled: 0,
         };
-        let s = summarize(SourceKind::LiveUplink, 4, tally, &mut damaged);
+        let s = summarize(
+            (SourceKind::LiveUplink, 4),
+            tally,
+            &Pruned::default(),
+            &mut damaged,
+        );
         assert_eq!(s.gaps, vec![(2, 2), (4, 4), (7, 7)]);
         let live = SourceKind::LiveUplink;
         assert_eq!(damaged[0].missing, vec![(live, 4, 2, 2), (live, 4, 4, 4)]);

@@ -5,13 +5,16 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use aggregator::archive::tools::prune::PruneLimit;
 use aggregator::archive::tools::{self, Filter};
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::{ConfigError, LogFormat};
 use aggregator::domain::frame::parse_source;
+use aggregator::domain::units;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::ingest::descriptors;
@@ -179,6 +182,36 @@ enum ArchiveTool {
         /// without them.
         #[arg(long)]
         quarantine: bool,
+    },
+    /// Delete the oldest sealed segments, as [archive.retention] does: by time, size or age.
+    ///
+    /// Whole segments go, oldest first by their newest frame's received time, each shard's in
+    /// index order; a shard's newest segment never does (it carries every source's resume point).
+    /// What each deletion takes is recorded in the shard's RETENTION file first, so that `verify`
+    /// does not call those frames missing and followers are told what they skipped.
+    ///
+    /// Prints a line per segment deleted, what each source keeps, and a summary line.
+    ///
+    /// Exit status: 0 (also when nothing is old enough), 2 when the archive cannot be read or
+    /// written, or is locked by a running daemon (it takes every shard's lock, dry run or not).
+    #[command(group(clap::ArgGroup::new("limit").required(true)))]
+    Prune {
+        /// The archive directory (the daemon must be stopped).
+        dir: PathBuf,
+        /// Delete the segments whose newest frame was received before this time: RFC 3339
+        /// (2026-11-24T10:00:00Z) or a time ago (-30d).
+        #[arg(long, group = "limit", value_name = "TIME")]
+        before: Option<String>,
+        /// Delete the oldest segments until the archive holds at most this on disk: bytes, or a
+        /// size with a unit (400GiB).
+        #[arg(long, group = "limit", value_name = "SIZE", value_parser = units::parse_bytes)]
+        keep_bytes: Option<u64>,
+        /// Delete the segments whose newest frame is older than this: 30d, 12h, 15m.
+        #[arg(long, group = "limit", value_name = "AGE", value_parser = units::parse_duration)]
+        keep_age: Option<Duration>,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -505,6 +538,47 @@ fn archive(tool: ArchiveTool) -> ExitCode {
         ArchiveTool::Verify { dir, strict } => verify(&dir, strict),
         ArchiveTool::Inspect { dir, filter } => inspect(&dir, &filter),
         ArchiveTool::Repair { dir, quarantine } => repair(&dir, quarantine),
+        ArchiveTool::Prune {
+            dir,
+            before,
+            keep_bytes,
+            keep_age,
+            dry_run,
+        } => {
+            let now = SystemTime::now();
+            let limit = match (before, keep_bytes, keep_age) {
+                (Some(time), _, _) => units::parse_time(&time, now)
+                    .map(PruneLimit::Before)
+                    .map_err(|why| format!("--before: {why}")),
+                (_, Some(bytes), _) => Ok(PruneLimit::KeepBytes(bytes)),
+                (_, _, Some(age)) => Ok(PruneLimit::KeepAge(age)),
+                (None, None, None) => Err("give --before, --keep-bytes or --keep-age".into()),
+            };
+            match limit {
+                Ok(limit) => prune(&dir, limit, dry_run, units::unix_ns(now).unwrap_or(0)),
+                Err(why) => {
+                    eprintln!("aggregator archive prune: {why}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn prune(dir: &Path, limit: PruneLimit, dry_run: bool, now_ns: u64) -> ExitCode {
+    let report = match tools::prune::prune(dir, limit, dry_run, now_ns) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("aggregator archive prune: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match report.print(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aggregator archive prune: writing the report: {err}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -119,6 +119,26 @@ impl SequenceSet {
     pub(crate) fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.runs.iter().copied()
     }
+
+    /// The parts of `first..=last` the set does not hold, as runs, lowest first.
+    pub(crate) fn missing_in(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
+        let mut missing = Vec::new();
+        let mut next = Some(first);
+        let from = self.runs.partition_point(|&(_, end)| end < first);
+        for &(start, end) in &self.runs[from..] {
+            let Some(at) = next.filter(|&at| at <= last) else {
+                break;
+            };
+            if start > at {
+                missing.push((at, (start - 1).min(last)));
+            }
+            next = end.checked_add(1);
+        }
+        if let Some(at) = next.filter(|&at| at <= last) {
+            missing.push((at, last));
+        }
+        missing
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +148,22 @@ mod tests {
     /// The set as one sorted list, to compare with a plain model.
     fn members(set: &SequenceSet) -> Vec<u64> {
         set.runs().flat_map(|(first, last)| first..=last).collect()
+    }
+
+    #[test]
+    fn what_is_missing_in_a_range_is_what_no_run_covers() {
+        let mut set = SequenceSet::default();
+        set.extend([3, 4, 5, 9, 10, 20]);
+        assert_eq!(set.missing_in(0, 25), [(0, 2), (6, 8), (11, 19), (21, 25)]);
+        assert_eq!(set.missing_in(4, 9), [(6, 8)]);
+        assert_eq!(set.missing_in(3, 5), []);
+        assert_eq!(set.missing_in(12, 14), [(12, 14)]);
+        assert_eq!(SequenceSet::default().missing_in(1, 2), [(1, 2)]);
+        set.insert_run(u64::MAX - 1, u64::MAX);
+        assert_eq!(
+            set.missing_in(u64::MAX - 3, u64::MAX),
+            [(u64::MAX - 3, u64::MAX - 2)]
+        );
     }
 
     #[test]

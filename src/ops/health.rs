@@ -14,8 +14,10 @@ pub enum Health {
     /// Shutting down: finishing what it accepted, accepting nothing new.
     Draining,
     /// Running, but the archive is failing (from its first failed write until every frame that
-    /// write held is stored, frames are not being acknowledged), or the NATS sink is disconnected
-    /// or further behind than `sinks.nats.max_lag_ms` (ingest goes on; the sink catches up).
+    /// write held is stored, frames are not being acknowledged), retention cannot keep the
+    /// archive's size limits (only segments it never deletes are left), or the NATS sink is
+    /// disconnected or further behind than `sinks.nats.max_lag_ms` (ingest goes on; the sink
+    /// catches up).
     Degraded,
 }
 
@@ -41,7 +43,10 @@ impl HealthProbe {
         let stats = self.stats.snapshot();
         if self.drain.is_cancelled() {
             Health::Draining
-        } else if stats.archive_failing != 0 || stats.nats_degraded != 0 {
+        } else if stats.archive_failing != 0
+            || stats.nats_degraded != 0
+            || stats.retention_short != 0
+        {
             Health::Degraded
         } else {
             Health::Ready

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, MonitorConfig};
+use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::source::SourceSnapshot;
 use crate::ingest::router::RouterHandle;
 use crate::ops::access::{require_token, Access};
@@ -217,7 +218,51 @@ struct StatsBody {
     links: Vec<LinkSnapshot>,
     /// Each TM server's and forward's counters, by name.
     tm: Vec<TmStats>,
+    /// The archive's files and retention.
+    archive: ArchiveBody,
     sources: Vec<SourceBody>,
+}
+
+/// `/stats`' `archive`: what the archive holds on disk, the time it spans, and what retention
+/// deleted (every figure from retention's last check).
+#[derive(Serialize)]
+struct ArchiveBody {
+    bytes: u64,
+    segments: u64,
+    free_bytes: u64,
+    /// RFC 3339, to the second; `null` before the first frame.
+    oldest_received: Option<String>,
+    newest_received: Option<String>,
+    retention: RetentionBody,
+}
+
+#[derive(Serialize)]
+struct RetentionBody {
+    deleted_segments: u64,
+    deleted_bytes: u64,
+    last_deletion: Option<String>,
+    /// A size limit retention cannot keep (`/healthz` says `degraded`).
+    short: bool,
+}
+
+impl ArchiveBody {
+    fn of(s: &PipelineStats) -> ArchiveBody {
+        let time =
+            |seconds: u64| (seconds > 0).then(|| unix_ns_to_rfc3339(seconds * 1_000_000_000));
+        ArchiveBody {
+            bytes: s.archive_bytes,
+            segments: s.archive_segments,
+            free_bytes: s.archive_free_bytes,
+            oldest_received: time(s.archive_oldest_frame_timestamp_seconds),
+            newest_received: time(s.archive_newest_frame_timestamp_seconds),
+            retention: RetentionBody {
+                deleted_segments: s.retention_deleted_segments,
+                deleted_bytes: s.retention_deleted_bytes,
+                last_deletion: time(s.retention_last_deletion_timestamp_seconds),
+                short: s.retention_short != 0,
+            },
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -283,6 +328,7 @@ async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
         shards: state.stats.shard_snapshots(),
         links: state.stats.links(),
         tm: state.stats.tm_snapshots(),
+        archive: ArchiveBody::of(&snapshot),
         sources: sources.into_iter().map(SourceBody::from).collect(),
     })
 }
@@ -301,6 +347,13 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
             |l| serde_json::json!({ "name": l.name, "state": l.state, "last_error": l.last_error }),
         );
         body["links"] = states.collect();
+    }
+    if s.retention_short != 0 {
+        body["archive"] = serde_json::json!({
+            "retention_short": true,
+            "bytes": s.archive_bytes,
+            "free_bytes": s.archive_free_bytes,
+        });
     }
     if s.nats_degraded != 0 {
         body["nats"] = serde_json::json!({

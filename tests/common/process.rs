@@ -16,6 +16,8 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
 pub struct Daemon {
     pub child: Child,
     pub dir: PathBuf,
+    /// The directory is the daemon's own, removed when it is dropped.
+    owns_dir: bool,
     lines: mpsc::Receiver<String>,
     /// Every line the daemon logged so far.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -68,6 +70,24 @@ impl Daemon {
             dir.join("archive").display()
         );
         std::fs::write(&config, &text).unwrap();
+        Daemon::spawn(dir, format, open_files, true)
+    }
+
+    /// Starts the binary on the config `text` (JSON logs: it should not set `[log]`), written to
+    /// `dir/aggregator.toml`. The directory is the caller's: kept when the daemon is dropped, so
+    /// that another daemon can start on what this one left.
+    pub fn start_in(dir: &std::path::Path, text: &str) -> Daemon {
+        std::fs::write(
+            dir.join("aggregator.toml"),
+            format!("{text}\n[log]\nformat = \"json\"\n"),
+        )
+        .unwrap();
+        Daemon::spawn(dir.to_path_buf(), "json", None, false)
+    }
+
+    /// Starts the binary on `dir/aggregator.toml` and reads its listeners from its log.
+    fn spawn(dir: PathBuf, format: &str, open_files: Option<u64>, owns_dir: bool) -> Daemon {
+        let config = dir.join("aggregator.toml");
         let mut command = Command::new(env!("CARGO_BIN_EXE_aggregator"));
         command
             .arg("--config")
@@ -109,6 +129,7 @@ impl Daemon {
         let mut daemon = Daemon {
             child,
             dir,
+            owns_dir,
             lines,
             log,
             uplink: "0.0.0.0:0".parse().unwrap(),
@@ -184,7 +205,9 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

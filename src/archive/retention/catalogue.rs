@@ -56,10 +56,18 @@ pub fn allocated(metadata: &fs::Metadata) -> u64 {
 }
 
 impl Catalogue {
-    /// Reads every shard directory of the archive at `root`: finishes the deletions their states
-    /// name, and reads (or rebuilds) the index of every segment but each shard's newest.
+    /// Reads every shard directory of the archive at `root`, and the index of every segment but
+    /// each shard's newest (rebuilding those missing or stale). Segments its state names deleted
+    /// (a deletion a crash cut short) are left out: [`Self::finish_deletions`] unlinks them.
     pub fn load(root: &Path) -> io::Result<Catalogue> {
         Catalogue::load_until(root, &|| false)
+    }
+
+    /// Unlinks what each shard's state names deleted and is still there.
+    pub fn finish_deletions(&self) -> io::Result<()> {
+        self.shards
+            .iter()
+            .try_for_each(|files| files.state.finish_deletions(&files.dir))
     }
 
     /// [`Self::load`], given up with an error once `stopped` says so (an archive written before
@@ -68,8 +76,8 @@ impl Catalogue {
         let mut shards = Vec::new();
         for (shard, dir) in layout::list_shards(root)? {
             let state = ShardState::read(&dir)?;
-            state.finish_deletions(&dir)?;
             let mut segments = segment::list_segments(&dir)?;
+            segments.retain(|(index, _)| *index >= state.first_retained);
             let newest = segments.pop().map(|(index, _)| index);
             let sealed = segments
                 .iter()

@@ -145,7 +145,8 @@ impl Retainer {
     fn run(mut self) {
         let root = self.feed.root.clone();
         let stopped = || self.stop.load(std::sync::atomic::Ordering::Relaxed);
-        let mut catalogue = match Catalogue::load_until(&root, &stopped) {
+        let loaded = Catalogue::load_until(&root, &stopped);
+        let mut catalogue = match loaded.and_then(|c| c.finish_deletions().map(|()| c)) {
             Ok(catalogue) => catalogue,
             Err(err) => {
                 tracing::error!(error = %err, "archive retention: cannot read the archive; nothing is deleted");

@@ -192,10 +192,7 @@ pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
     // Locked before the segments are listed: a daemon that stopped in between may have started
     // a newer segment.
     let _locks = match quarantine {
-        true => layout::list_shards(root)?
-            .iter()
-            .map(|(_, dir)| segment::lock_directory(dir))
-            .collect::<io::Result<Vec<_>>>()?,
+        true => layout::lock_shards(root)?,
         false => Vec::new(),
     };
     let mut repairs = Vec::new();

@@ -100,6 +100,7 @@ function showStats(body, now) {
   $("archive-bytes").textContent = formatBytes(stats.bytes_archived);
   $("archive-frames").textContent =
     `${number.format(stats.frames_archived)} frames · ${formatBytes(stats.archive_unsynced_bytes)} not yet synced`;
+  showArchive(body.archive);
   const live = body.sources.filter((s) => s.kind === "live_uplink").length;
   $("source-count").textContent = number.format(body.sources.length);
   $("source-kinds").textContent = `${live} live · ${body.sources.length - live} replay`;
@@ -163,6 +164,25 @@ function showNats(stats) {
     `${number.format(stats.nats_republished)} republished, ${number.format(stats.nats_errors)} errors`;
 }
 
+/// The archive's size on disk, the time it spans, and what retention deleted.
+function showArchive(archive) {
+  $("archive-disk").textContent = formatBytes(archive.bytes);
+  const span = archive.oldest_received === null
+    ? "no frames yet"
+    : `${shortTime(archive.oldest_received)} → ${shortTime(archive.newest_received)} UTC`;
+  $("archive-span").textContent = `${number.format(archive.segments)} segments · ${span}`;
+  const retention = archive.retention;
+  $("archive-retention").textContent = retention.deleted_segments === 0
+    ? `${formatBytes(archive.free_bytes)} free · nothing deleted`
+    : `${formatBytes(archive.free_bytes)} free · ${number.format(retention.deleted_segments)} segments ` +
+      `(${formatBytes(retention.deleted_bytes)}) deleted, last ${shortTime(retention.last_deletion)}`;
+}
+
+/// `2026-11-24T10:00:00.000000000Z` as `11-24 10:00:00`.
+function shortTime(rfc3339) {
+  return rfc3339 === null ? "–" : `${rfc3339.slice(5, 10)} ${rfc3339.slice(11, 19)}`;
+}
+
 function showHealth(health, stats) {
   const badge = $("health");
   badge.dataset.health = health;
@@ -171,6 +191,10 @@ function showHealth(health, stats) {
   if (stats.archive_failing) {
     degraded.push(`the archive cannot store frames (${number.format(stats.archive_errors)} failed writes or syncs): ` +
       "frames are held, not acknowledged");
+  }
+  if (stats.retention_short) {
+    degraded.push(`retention cannot keep the archive's size limits (${formatBytes(stats.archive_bytes)} on disk, ` +
+      `${formatBytes(stats.archive_free_bytes)} free): only segments it never deletes are left`);
   }
   if (stats.nats_degraded) {
     degraded.push(`the NATS sink is ${stats.nats_connected ? "behind" : "disconnected"}: ` +

@@ -1,0 +1,350 @@
+//! Retention (`[archive.retention]`, `aggregator archive prune`): whole sealed segments go, and
+//! nothing a restart or a reader relies on goes with them.
+
+mod common;
+
+use std::path::Path;
+
+use aggregator::archive::tools::{self, SourceCheck, VerifyReport};
+use aggregator::protocol::ccsds::PrimaryHeader;
+use aggregator::protocol::ingest::VERSION;
+use aggregator::SourceKind;
+use common::process::Daemon;
+use common::{free_port, hello_bytes, Client, TempDir};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use SourceKind::LiveUplink;
+
+/// The quiet source whose segments retention deletes, and the busy one that fills the archive.
+const QUIET: u32 = 1;
+const BUSY: u32 = 2;
+/// The link's APID, and the source it maps to (`apid_base = 1000`).
+const APID: u16 = 5;
+const LINK_SOURCE: u32 = 1005;
+
+/// A daemon of one shard with tiny segments and an archive bounded to 64 KiB, a link of one
+/// station on `link_port`.
+fn config(dir: &Path, link_port: u16) -> String {
+    format!(
+        "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
+         [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = 1\n\
+         [archive]\ndir = \"{}\"\nsegment_bytes = 4096\n\
+         [archive.retention]\nmax_bytes = \"64KiB\"\ncheck_interval_ms = 20\n\
+         [[links]]\nname = \"gs\"\ntransport = \"tcp-listen\"\naddress = \"127.0.0.1:{link_port}\"\n\
+         framing = \"ccsds\"\napid_base = 1000\n",
+        dir.join("archive").display()
+    )
+}
+
+/// Connects as `live:id` and returns the client with its WELCOME's `resume_after`.
+async fn hello(daemon: &Daemon, id: u32) -> (Client, Option<u64>) {
+    let mut client = Client::connect(daemon.uplink).await;
+    client.send_raw(&hello_bytes(VERSION, LiveUplink, id)).await;
+    let resume_after = client.expect_welcome().await;
+    (client, resume_after)
+}
+
+/// Sends routine `sequences` as `live:id` on a connection of its own, and returns the final ACK.
+async fn send(daemon: &Daemon, id: u32, sequences: impl IntoIterator<Item = u64>) -> Option<u64> {
+    let (mut client, _) = hello(daemon, id).await;
+    client.send_routine(sequences).await;
+    client.finish_sending().await;
+    client.read_to_close().await.final_ack
+}
+
+/// A station's packets of [`APID`] with `counts`, sent on a connection to the link, closed once
+/// the daemon has read them (it closes nothing: the station closes after the daemon's stats say).
+async fn station(port: u16, counts: impl IntoIterator<Item = u16>) -> TcpStream {
+    let wire: Vec<u8> = counts
+        .into_iter()
+        .flat_map(|count| {
+            let data = format!("count {count:05}").into_bytes();
+            let mut packet = PrimaryHeader::telemetry(APID, count, data.len())
+                .encode()
+                .to_vec();
+            packet.extend_from_slice(&data);
+            packet
+        })
+        .collect();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(&wire).await.unwrap();
+    stream
+}
+
+fn source<'a>(report: &'a VerifyReport, id: u32) -> Option<&'a SourceCheck> {
+    report
+        .sources
+        .iter()
+        .find(|s| s.kind == LiveUplink && s.id == id)
+}
+
+/// Frames the archive holds of `live:id`, and those retention recorded deleted. Read while the
+/// daemon runs: a segment retention deletes between the listing and its reading fails the read,
+/// which is made again.
+fn held_and_pruned(archive: &Path, id: u32) -> (u64, u64) {
+    for _ in 0..100 {
+        if let Ok(report) = tools::verify(archive) {
+            return source(&report, id).map_or((0, 0), |s| (s.frames, s.pruned));
+        }
+    }
+    panic!("verify never read {}", archive.display());
+}
+
+/// Every segment that held a source's frames deleted by retention, then the daemon stopped
+/// (`kill`: SIGKILL, else SIGTERM) and started again: the source resumes where it did, its resent
+/// frames are dropped as duplicates and acknowledged, a link's extended count goes on, and nothing
+/// is stored twice.
+async fn resume_after_every_segment_of_a_source_is_deleted(kill: bool) {
+    let dir = TempDir::new(if kill {
+        "retention-kill"
+    } else {
+        "retention-term"
+    });
+    let archive = dir.0.join("archive");
+    let link_port = free_port();
+    let text = config(&dir.0, link_port);
+    let mut daemon = Daemon::start_in(&dir.0, &text);
+
+    assert_eq!(send(&daemon, QUIET, 0..100).await, Some(99));
+    // The station's counts wrap during the first run: the link's sequence is the extended count.
+    let link = station(link_port, (16_300..16_384).chain(0..100)).await;
+    let mut busy = 0;
+    while held_and_pruned(&archive, LINK_SOURCE).1 < 184 || held_and_pruned(&archive, QUIET).1 < 100
+    {
+        assert!(
+            busy < 200_000,
+            "retention never deleted the quiet sources' segments"
+        );
+        assert_eq!(
+            send(&daemon, BUSY, busy..busy + 500).await,
+            Some(busy + 499)
+        );
+        busy += 500;
+    }
+    drop(link);
+    assert_eq!(
+        held_and_pruned(&archive, QUIET),
+        (0, 100),
+        "every segment of it is gone"
+    );
+    assert_eq!(held_and_pruned(&archive, LINK_SOURCE), (0, 184));
+
+    match kill {
+        true => daemon.signal(libc::SIGKILL),
+        false => daemon.signal(libc::SIGTERM),
+    }
+    daemon.wait_exit(common::PATIENCE);
+    let daemon = Daemon::start_in(&dir.0, &text);
+
+    let (mut quiet, resume_after) = hello(&daemon, QUIET).await;
+    assert_eq!(resume_after, Some(99), "the same resume point as before");
+    quiet.send_routine(90..110).await;
+    quiet.finish_sending().await;
+    assert_eq!(
+        quiet.read_to_close().await.final_ack,
+        Some(109),
+        "resent frames acknowledged"
+    );
+    // 90..=99 again (copies), then 100..=109: the extended count goes on from 16,483.
+    let link = station(link_port, 90..110).await;
+    common::wait_until("the station's new packets", common::PATIENCE, || {
+        held_and_pruned(&archive, LINK_SOURCE).0 == 10
+    })
+    .await;
+    drop(link);
+    let mut daemon = daemon;
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(common::PATIENCE);
+    assert!(status.success(), "{status}");
+
+    let report = tools::verify(&archive).unwrap();
+    assert!(
+        report.is_valid() && report.is_exactly_once(),
+        "verify --strict fails"
+    );
+    let quiet = source(&report, QUIET).unwrap();
+    assert_eq!(
+        (quiet.frames, quiet.first, quiet.last),
+        (10, Some(100), Some(109))
+    );
+    assert_eq!(
+        (quiet.pruned, quiet.duplicate_frames),
+        (100, 0),
+        "nothing stored twice"
+    );
+    let link = source(&report, LINK_SOURCE).unwrap();
+    assert_eq!(
+        (link.frames, link.first, link.last),
+        (10, Some(16_484), Some(16_493))
+    );
+    assert_eq!(link.duplicate_frames, 0);
+}
+
+#[tokio::test]
+async fn resume_points_survive_retention_and_a_clean_stop() {
+    resume_after_every_segment_of_a_source_is_deleted(false).await;
+}
+
+#[tokio::test]
+async fn resume_points_survive_retention_and_a_sigkill() {
+    resume_after_every_segment_of_a_source_is_deleted(true).await;
+}
+
+/// Runs `aggregator archive prune` with `args`; its exit status, standard output and error.
+fn prune(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "prune"])
+        .args(args)
+        .output()
+        .expect("run aggregator archive prune");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+/// The `prune total:` line's `key=value`.
+fn total(stdout: &str, key: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("prune total:"))
+        .expect("a total line");
+    let value = line
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")));
+    value
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+/// An archive of one shard and 4 KiB segments, written by an in-process daemon: two sources'
+/// frames over many segments.
+async fn small_archive(dir: &Path) -> aggregator::Config {
+    let mut config = common::archive_config(dir);
+    config.archive.segment_bytes = 4096;
+    let archive = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let build = |config| aggregator::Daemon::new(config, archive);
+    let (daemon, ()) = common::TestDaemon::start_built(config.clone(), build, |_| ()).await;
+    // A connection a round: each round's frames are a group of their own, a fraction of a
+    // segment.
+    for first in (0..1000).step_by(50) {
+        for id in [QUIET, BUSY] {
+            let mut client = Client::source(daemon.uplink, LiveUplink, id).await;
+            client.send_routine(first..first + 50).await;
+            client.finish_sending().await;
+            assert_eq!(client.read_to_close().await.final_ack, Some(first + 49));
+        }
+    }
+    assert!(daemon.shutdown().await.is_clean());
+    config
+}
+
+/// `prune --dry-run` lists what it would delete and deletes nothing; `prune` then deletes exactly
+/// that, oldest first, never the newest segment, and `verify` counts those frames deleted, not
+/// missing; what each source keeps is what `verify` finds.
+#[tokio::test]
+async fn prune_deletes_what_its_dry_run_listed_and_verify_agrees() {
+    let dir = TempDir::new("prune");
+    let archive = dir.0.join("archive");
+    small_archive(&archive).await;
+    let segments = || aggregator::archive::segment::list_segments(&archive).unwrap();
+    let before = segments();
+    assert!(before.len() > 4, "{} segments", before.len());
+    let path = archive.to_str().unwrap();
+
+    let (status, dry, stderr) = prune(&[path, "--keep-bytes", "20KiB", "--dry-run"]);
+    assert_eq!(status, Some(0), "{stderr}");
+    let listed: Vec<&str> = dry
+        .lines()
+        .filter(|l| l.starts_with("would delete"))
+        .collect();
+    assert!(!listed.is_empty(), "{dry}");
+    assert_eq!(segments(), before, "a dry run deletes nothing");
+    assert!(dry.contains("dry_run=true"), "{dry}");
+
+    let (status, done, stderr) = prune(&[path, "--keep-bytes", "20KiB"]);
+    assert_eq!(status, Some(0), "{stderr}");
+    let deleted: Vec<String> = done
+        .lines()
+        .filter_map(|l| l.strip_prefix("deleted "))
+        .map(str::to_owned)
+        .collect();
+    let would: Vec<String> = listed
+        .iter()
+        .map(|l| l["would delete ".len()..].to_owned())
+        .collect();
+    assert_eq!(deleted, would, "what the dry run listed, in its order");
+    let left = segments();
+    assert_eq!(left.len(), before.len() - deleted.len());
+    assert_eq!(left, before[deleted.len()..], "the oldest went");
+    assert!(total(&done, "bytes_after") <= 20 << 10, "{done}");
+
+    let report = tools::verify(&archive).unwrap();
+    assert!(
+        report.is_valid() && report.is_exactly_once(),
+        "verify --strict passes"
+    );
+    for id in [QUIET, BUSY] {
+        let check = source(&report, id).unwrap();
+        assert_eq!(check.frames + check.pruned, 1000, "{check:?}");
+        assert_eq!(check.last, Some(999));
+        let keeps = format!(
+            "source live {id}: keeps frames={} first={}",
+            check.frames,
+            check.first.unwrap()
+        );
+        assert!(done.contains(&keeps), "{keeps:?} in {done}");
+    }
+
+    // Nothing is older than a day: --keep-age deletes nothing; --before a time to come deletes
+    // every segment but the newest.
+    let (_, none, _) = prune(&[path, "--keep-age", "1d"]);
+    assert_eq!(total(&none, "deleted_segments"), 0, "{none}");
+    let (_, all, _) = prune(&[path, "--before", "2100-01-01T00:00:00Z"]);
+    assert_eq!(segments(), before[before.len() - 1..], "{all}");
+}
+
+/// `prune` takes every shard's lock: beside a running daemon it refuses (status 2), dry run or
+/// not, and says why; a bad limit is refused the same way.
+#[tokio::test]
+async fn prune_refuses_a_running_daemons_archive_and_bad_limits() {
+    let dir = TempDir::new("prune-lock");
+    let archive = dir.0.join("archive");
+    let config = small_archive(&archive).await;
+    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let build = |config| aggregator::Daemon::new(config, opened);
+    let (daemon, ()) = common::TestDaemon::start_built(config, build, |_| ()).await;
+    let path = archive.to_str().unwrap();
+    for dry in [true, false] {
+        let mut args = vec![path, "--keep-bytes", "1"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (status, _, stderr) = prune(&args);
+        assert_eq!(status, Some(2), "{stderr}");
+        assert!(
+            stderr.contains("in use by another aggregator process"),
+            "{stderr}"
+        );
+    }
+    assert!(daemon.shutdown().await.is_clean());
+    for (args, needle) in [
+        (
+            vec![path, "--before", "yesterday"],
+            "--before: \"yesterday\" is not a time",
+        ),
+        (vec![path, "--keep-bytes", "lots"], "is not a size"),
+        (vec![path], "--before"),
+        (
+            vec![path, "--keep-age", "1d", "--keep-bytes", "1"],
+            "cannot be used with",
+        ),
+    ] {
+        let (status, _, stderr) = prune(&args);
+        assert_eq!(status, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{needle:?} in {stderr}");
+    }
+}
