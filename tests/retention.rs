@@ -72,7 +72,7 @@ async fn station(port: u16, counts: impl IntoIterator<Item = u16>) -> TcpStream 
     stream
 }
 
-fn source<'a>(report: &'a VerifyReport, id: u32) -> Option<&'a SourceCheck> {
+fn source(report: &VerifyReport, id: u32) -> Option<&SourceCheck> {
     report
         .sources
         .iter()
