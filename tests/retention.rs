@@ -348,3 +348,124 @@ async fn prune_refuses_a_running_daemons_archive_and_bad_limits() {
         assert!(stderr.contains(needle), "{needle:?} in {stderr}");
     }
 }
+
+/// A 512 MiB tmpfs, an archive of two shards bounded to 256 MiB (and 64 MiB free), and the
+/// simulator saturating it with 1 KiB frames until more than ten times the file system went
+/// through: the daemon never finds its disk full, acknowledgements never stop for longer than a
+/// sync interval and a deletion (and what the scheduler of a loaded machine adds), and what remains
+/// is every source's frames from some point on, each once: with what retention recorded deleted,
+/// exactly what the source sent.
+#[tokio::test]
+#[ignore = "needs root (mounts a 512 MiB tmpfs); .ci/run runs it"]
+async fn a_saturated_archive_stays_within_a_small_disk_and_never_stops() {
+    const DISK: u64 = 512 << 20;
+    const FRAMES: u64 = 110_000;
+    let disk = common::Tmpfs::mount("aggregator-retention", "512m");
+    let archive = disk.dir.join("archive");
+    let text = format!(
+        "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
+         [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = 2\n\
+         [archive]\ndir = \"{}\"\nsegment_bytes = 8388608\n\
+         [archive.retention]\nmax_bytes = \"256MiB\"\nmin_free_bytes = \"64MiB\"\n",
+        archive.display()
+    );
+    let mut daemon = Daemon::start_in(&disk.dir, &text);
+    let sim = std::process::Command::new(env!("CARGO_BIN_EXE_uplink-sim"))
+        .args([
+            "--uplink",
+            &daemon.uplink.to_string(),
+            "--replay",
+            &daemon.replay.to_string(),
+        ])
+        .args([
+            "--scenario",
+            "saturate",
+            "--payload",
+            "1024",
+            "--frames",
+            &FRAMES.to_string(),
+        ])
+        .args(["--require-all-acked", "--progress", "off"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run uplink-sim");
+    let stdout = String::from_utf8_lossy(&sim.stdout);
+    assert!(
+        sim.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let total = stdout
+        .lines()
+        .find(|l| l.starts_with("sim total:"))
+        .expect("a total");
+    let field = |key: &str| -> f64 {
+        let value = total
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")));
+        value
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {total}"))
+    };
+    assert_eq!(field("acked") as u64, 50 * FRAMES, "{total}");
+
+    let stats = common::http_get_json(daemon.monitor, "/stats").await;
+    let counter = |name: &str| stats["stats"][name].as_u64().unwrap();
+    assert!(counter("bytes_archived") > 10 * DISK, "{}", stats["stats"]);
+    assert_eq!(counter("archive_errors"), 0, "the disk was never full");
+    assert!(counter("retention_deleted_segments") > 0);
+    assert_eq!(
+        stats["archive"]["retention"]["short"], false,
+        "{}",
+        stats["archive"]
+    );
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(common::PATIENCE);
+    assert!(status.success(), "{status}");
+    assert!(
+        daemon.logged(&["archive write failed"]).is_none(),
+        "the daemon reported its disk full"
+    );
+
+    // The longest stop of the acknowledgements: a sync interval (20 ms), the longest deletion,
+    // and a second for the scheduler of a machine whose two cores the debug builds of the
+    // simulator and the daemon share (the same run without retention on a larger tmpfs stopped
+    // for up to 642 ms): a full disk would stop them until space returned.
+    let deletions = daemon.log.lock().unwrap().clone();
+    let longest_deletion_ms = deletions
+        .iter()
+        .filter(|l| l.contains("deleted the oldest sealed segments"))
+        .map(|l| common::process::json_u64(l, "took_us") as f64 / 1000.0)
+        .fold(0.0, f64::max);
+    let gap = field("ack_gap_ms_max");
+    eprintln!(
+        "longest stop of the acknowledgements {gap} ms, longest deletion {longest_deletion_ms} ms"
+    );
+    assert!(
+        gap <= 20.0 + longest_deletion_ms + 250.0,
+        "{total}; longest deletion {longest_deletion_ms} ms"
+    );
+
+    let report = tools::verify(&archive).unwrap();
+    assert!(
+        report.is_valid() && report.is_exactly_once(),
+        "verify --strict fails"
+    );
+    assert_eq!(report.sources.len(), 50);
+    for check in &report.sources {
+        // A source that finished early may have had every segment of its frames deleted.
+        if check.frames > 0 {
+            assert_eq!(
+                check.last,
+                Some(FRAMES - 1),
+                "its newest frames stay: {check:?}"
+            );
+        }
+        assert_eq!(
+            check.frames + check.pruned,
+            FRAMES,
+            "sent: kept or deleted, once: {check:?}"
+        );
+        assert_eq!(check.duplicate_frames, 0, "{check:?}");
+    }
+}

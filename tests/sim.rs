@@ -19,7 +19,7 @@ use bytes::BytesMut;
 
 mod common;
 
-use common::{free_port, hello_bytes, Client};
+use common::{free_port, hello_bytes, Client, Tmpfs};
 
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
@@ -1031,50 +1031,6 @@ fn a_second_daemon_on_the_same_archive_is_refused() {
         stderr.contains("in use by another aggregator process"),
         "{stderr}"
     );
-}
-
-/// A tmpfs mounted on a directory of its own, unmounted when dropped.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); fails the test where mounting is
-    /// refused (not root, or no mount namespace rights).
-    fn mount(name: &str, size: &str) -> Tmpfs {
-        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the mount point");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .is_ok_and(|status| status.success());
-        if !mounted {
-            let _ = std::fs::remove_dir(&dir);
-            panic!(
-                "cannot mount a tmpfs on {}: the test needs root",
-                dir.display()
-            );
-        }
-        Tmpfs { dir }
-    }
-
-    /// Grows (or shrinks) the file system: what an operator freeing space does.
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.dir)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "remount {}: {status}", self.dir.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-        let _ = std::fs::remove_dir(&self.dir);
-    }
 }
 
 /// The archive's disk fills under load (a 4 MiB tmpfs), and an operator grows it: writes fail

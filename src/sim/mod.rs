@@ -186,6 +186,7 @@ pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
         return SimReport {
             sources: sources.collect(),
             elapsed: started.elapsed(),
+            longest_ack_gap: Duration::ZERO,
         };
     }
     let goal = progress::Goal::of(&plan.sources);
@@ -219,6 +220,7 @@ pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
     SimReport {
         sources,
         elapsed: started.elapsed(),
+        longest_ack_gap: progress.longest_ack_gap(),
     }
 }
 

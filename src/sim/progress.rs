@@ -84,6 +84,12 @@ pub struct Progress {
     pub connected: AtomicU64,
     /// Sources that have ended, whatever the outcome.
     pub finished: AtomicU64,
+    /// When the run started: the clock of `last_ack_ns`.
+    started: Instant,
+    /// When the last acknowledgement of any source arrived, in nanoseconds since `started`.
+    last_ack_ns: AtomicU64,
+    /// The longest time between two acknowledgements (of any sources) in a row.
+    longest_ack_gap_ns: AtomicU64,
     done: AtomicBool,
     wake: Notify,
 }
@@ -100,6 +106,9 @@ impl Progress {
             refused: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             finished: AtomicU64::new(0),
+            started: Instant::now(),
+            last_ack_ns: AtomicU64::new(0),
+            longest_ack_gap_ns: AtomicU64::new(0),
             done: AtomicBool::new(false),
             wake: Notify::new(),
         })
@@ -109,6 +118,22 @@ impl Progress {
         if n > 0 {
             counter.fetch_add(n, Relaxed);
         }
+    }
+
+    /// An acknowledgement arrived at `now`: the gap since the one before it, of whatever source,
+    /// may be the run's longest. Under load that gap is how long the daemon acknowledged nothing
+    /// at all: a stalled archive (a full disk) shows there.
+    pub(crate) fn acknowledged_at(&self, now: Instant) {
+        let at = now.saturating_duration_since(self.started).as_nanos() as u64;
+        let before = self.last_ack_ns.fetch_max(at, Relaxed);
+        if before > 0 && at > before {
+            self.longest_ack_gap_ns.fetch_max(at - before, Relaxed);
+        }
+    }
+
+    /// The longest time between two acknowledgements in a row so far.
+    pub fn longest_ack_gap(&self) -> Duration {
+        Duration::from_nanos(self.longest_ack_gap_ns.load(Relaxed))
     }
 
     /// Stops the display after one last line.

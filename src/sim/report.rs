@@ -164,6 +164,8 @@ impl SourceReport {
 pub struct SimReport {
     pub sources: Vec<SourceReport>,
     pub elapsed: Duration,
+    /// The longest time between two acknowledgements in a row, of any sources.
+    pub longest_ack_gap: Duration,
 }
 
 /// Sums over every source.
@@ -325,7 +327,7 @@ impl fmt::Display for SimReport {
             f,
             "sim total: sources={} completed={} connections={} sent={} acked={} unacked={} resent={} refused={} \
              emergency_acked={} emergency_ack_ms_p50={} emergency_ack_ms_p99={} emergency_ack_ms_max={} \
-             elapsed_ms={} acked_per_s={:.0}",
+             ack_gap_ms_max={:.3} elapsed_ms={} acked_per_s={:.0}",
             t.sources,
             t.completed,
             t.connections,
@@ -338,6 +340,7 @@ impl fmt::Display for SimReport {
             q(0.5),
             q(0.99),
             q(1.0),
+            ms(self.longest_ack_gap),
             self.elapsed.as_millis(),
             rate
         )
@@ -386,6 +389,7 @@ mod tests {
                 source(unreachable("127.0.0.1:7701")),
             ],
             elapsed: Duration::from_secs(3),
+            longest_ack_gap: Duration::ZERO,
         };
         let addresses: Vec<_> = report.unreachable().into_keys().collect();
         assert_eq!(addresses, ["127.0.0.1:7700", "127.0.0.1:7701"]);
@@ -404,11 +408,13 @@ mod tests {
             SimReport {
                 sources: vec![s.clone()],
                 elapsed: Duration::from_secs(1),
+                longest_ack_gap: Duration::from_millis(25),
             }
             .to_string()
         };
         let plain = report(&reached);
         assert!(!plain.contains("note:"), "{plain}");
+        assert!(plain.contains(" ack_gap_ms_max=25.000 "), "{plain}");
 
         reached.emergency_latency.record(Duration::from_millis(21));
         reached.resent = 7;

@@ -387,6 +387,9 @@ impl SimSource {
         self.acked += acked.frames;
         self.emergency_acked += acked.emergency;
         Progress::add(&self.progress.acked, acked.frames);
+        if acked.frames > 0 {
+            self.progress.acknowledged_at(now.into());
+        }
     }
 
     /// One connection, from HELLO to its end.

@@ -214,12 +214,14 @@ impl Retainer {
         if plan.delete.is_empty() {
             return usage;
         }
+        let started = Instant::now();
         match catalogue.delete(&plan, now) {
             Ok((segments, bytes)) => {
                 tracing::info!(
                     segments,
                     bytes,
                     archive_bytes = usage.bytes.saturating_sub(bytes),
+                    took_us = started.elapsed().as_micros() as u64,
                     "archive retention: deleted the oldest sealed segments"
                 );
                 Usage {
