@@ -11,6 +11,8 @@
 //!   acknowledgement ledger, resume points, sequence sets, positions, shards, catalogs.
 //! - [`stats`]: the counters every stage bumps and the snapshots published from them.
 //! - [`protocol`]: the ingest wire format that uplinks, replay feeds and `uplink-sim` speak.
+//! - [`net`]: the accept loop every listener runs, and the file descriptors it keeps for the
+//!   archive.
 //! - [`config`]: the config file, `aggregator.toml`, with its defaults and validation.
 //! - [`tls`]: TLS on the listeners (one stream type for plain TCP and TLS, reloaded on SIGHUP),
 //!   the clients' `--tls-*` flags, and which certificate may speak for which source.
@@ -40,6 +42,7 @@ pub mod domain;
 pub mod follow;
 pub mod ingest;
 pub mod links;
+pub mod net;
 pub mod ops;
 pub mod pipeline;
 pub mod protocol;

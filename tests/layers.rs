@@ -16,6 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["domain"],
     // What every stage counts, and the wire format peers speak.
     &["stats", "protocol"],
+    // How every listener accepts, keeping the archive's file descriptors.
+    &["net"],
     &["config"],
     &["tls"],
     &["catalog"],

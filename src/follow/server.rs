@@ -37,7 +37,7 @@ use super::protocol::{MAX_SUBSCRIBE_LEN, VERSION};
 use super::shards::{DurableEnds, ShardCursors};
 use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
-use crate::ingest::listener::accept_until;
+use crate::net::accept_until;
 use crate::stats::Stats;
 use crate::tls::stream::{self, Reader, Writer};
 use crate::tls::ServerTls;

@@ -21,7 +21,7 @@ use super::packets::PacketStream;
 use crate::archive::Readers;
 use crate::config::{TmFraming, TmSelection};
 use crate::follow::shards::DurableEnds;
-use crate::ingest::listener::accept_until;
+use crate::net::accept_until;
 use crate::protocol::ccsds::{self, Framing};
 use crate::stats::{Stats, TmOutput};
 
