@@ -1,5 +1,5 @@
 //! The sources' listeners: binding with room for a fleet that reconnects at once, and an accept
-//! loop ([`accept_until`]) per listener that hands each connection its task.
+//! loop per listener (the shared `net::accept_until`) that hands each connection its task.
 //!
 //! A connection beyond a listener's limit is refused at once with a reason, not left in the
 //! kernel's queue; the queue itself is as long as the limit (at least 1,024), so a whole fleet
