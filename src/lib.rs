@@ -11,6 +11,8 @@
 //!   acknowledgement ledger, resume points, sequence sets, positions, shards, catalogs.
 //! - [`stats`]: the counters every stage bumps and the snapshots published from them.
 //! - [`protocol`]: the ingest wire format that uplinks, replay feeds and `uplink-sim` speak.
+//! - [`net`]: the accept loop every listener runs, and the file descriptors it keeps for the
+//!   archive.
 //! - [`config`]: the config file, `aggregator.toml`, with its defaults and validation.
 //! - [`tls`]: TLS on the listeners (one stream type for plain TCP and TLS, reloaded on SIGHUP),
 //!   the clients' `--tls-*` flags, and which certificate may speak for which source.
@@ -20,7 +22,8 @@
 //! - [`ingest`]: from the socket into the pipeline: listeners, one task per connection
 //!   (handshake, intake, acknowledgements), read credits, the router.
 //! - [`archive`]: where every frame is stored: the consumer with its sync policy and unsynced bound,
-//!   the segment format, the durable writer and its disk thread, recovery, the operators' tools.
+//!   the segment format, the durable writer and its disk thread, recovery, the operators' tools;
+//!   and its read side, which followers, TM outputs and sinks read it with.
 //! - [`follow`]: consumers that read the archive from a position and then follow it live: the
 //!   follow protocol, the listener and its per-follower tasks, and `aggregator tail`.
 //! - [`tm`]: the archive's space packets for mission control (Yamcs, COSMOS): TM servers that
@@ -40,6 +43,7 @@ pub mod domain;
 pub mod follow;
 pub mod ingest;
 pub mod links;
+pub mod net;
 pub mod ops;
 pub mod pipeline;
 pub mod protocol;

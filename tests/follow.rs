@@ -370,7 +370,7 @@ async fn filters_pass_only_the_sources_and_the_priority_asked_for() {
     let expected: Vec<Seen> = archived(&dir.0)
         .into_iter()
         .filter(|(_, kind, id, _, priority, _)| {
-            *priority == Priority::Emergency && wanted.sources.contains(&(*kind, *id))
+            *priority == Priority::Emergency && wanted.filter.sources.contains(&(*kind, *id))
         })
         .collect();
     assert_eq!(expected.len(), 40);

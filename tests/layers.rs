@@ -16,19 +16,20 @@ const LAYERS: &[&[&str]] = &[
     &["domain"],
     // What every stage counts, and the wire format peers speak.
     &["stats", "protocol"],
+    // How every listener accepts, keeping the archive's file descriptors.
+    &["net"],
     &["config"],
     &["tls"],
     &["catalog"],
     // A frame's way: priority fan-in and shards, the connections that feed them, the archive
-    // that stores what they carry, the followers, TM outputs and sinks that read it back.
+    // that stores what they carry and reads it back.
     &["pipeline"],
     &["ingest"],
     &["links"],
     &["archive"],
-    &["follow"],
-    // The archive's packets for mission control, read as followers read it.
-    &["tm"],
-    &["sinks"],
+    // The archive's readers, side by side: each reads with the archive's read side, and none
+    // imports another (the TM outputs and the sinks speak no follow protocol).
+    &["follow", "tm", "sinks"],
     &["ops"],
     &["daemon", "sim"],
 ];

@@ -7,8 +7,8 @@
 //! ([`segment`] is their format, [`writer`] appends, [`disk`] syncs and rolls over on a thread of
 //! its own, [`recovery`] reads them back at start); [`tools`] are the operators' `verify`,
 //! `inspect` and `repair`. [`open`] is how a daemon gets its archive and where each source resumes.
-//! A sink that keeps files publishes its [`DurableEnd`], which followers of the archive
-//! (the follow folder) read up to and never past.
+//! A sink that keeps files publishes its [`DurableEnd`], which the archive's readers ([`read`]:
+//! followers, TM outputs, sinks) read up to and never past.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -33,6 +33,7 @@ pub mod index;
 mod journal;
 pub mod layout;
 pub mod pace;
+pub mod read;
 mod recovery;
 pub mod retention;
 pub mod segment;

@@ -18,7 +18,7 @@ pub struct ConsumerConfig {
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// Followers beyond this are refused with `TooManyConnections`; each holds a read buffer of
-    /// the archive (`follow::reader::READ_BUDGET`) and a file descriptor.
+    /// the archive (`archive::read`'s `READ_BUDGET`) and a file descriptor.
     pub max_connections: usize,
 }
 

@@ -1,17 +1,16 @@
 //! The follow listener and one task per follower: the SUBSCRIBE, its refusals, and the stream of
 //! frames from the archive's files up to its durable ends, then along them as they move.
 //!
-//! Each shard of the archive publishes its durable end (a `watch`); a follower reads each shard's
-//! records up to it and then waits for one to move ([`ShardCursors`]). History and live are the
-//! same loop, so the switch from one to the other can neither lose nor repeat a frame, and a
-//! follower only ever sends durable frames: a position it hands out survives a crash. Reads go
-//! through `spawn_blocking`, and a follower writes to its own socket only, so TCP backpressure
-//! from a slow consumer stops that follower's task and nothing else: ingest, the archive and the
-//! other followers never wait for it.
+//! Each follower reads the archive with the archive's own read side ([`crate::archive::read`]):
+//! every shard's records up to its durable end, then along it as it moves, so history and live
+//! are one loop and a follower only ever sends durable frames. A follower writes to its own socket
+//! only, so TCP backpressure from a slow consumer stops that follower's task and nothing else:
+//! ingest, the archive and the other followers never wait for it. What the archive cannot read
+//! becomes REFUSED or END with the reason the protocol gives it.
 //!
-//! Followers run on a thread and runtime of their own (`spawn_low_priority`), at a lower scheduling
-//! priority (`FOLLOWERS_NICE`): when the cores are short, ingest goes first, and followers only
-//! fall further behind in the files. They have a [`TaskTracker`] apart from the pipeline's: at a
+//! Followers run on a thread and runtime of their own, at a lower scheduling priority
+//! (`spawn_low_priority`): when the cores are short, ingest goes first, and followers only fall
+//! further behind in the files. They have tasks apart from the pipeline's (`ReaderTasks`): at a
 //! drain each one sends what became durable up to the archive's close, then END, and the daemon
 //! waits for them until the drain deadline and then cuts them off, so a consumer that stopped
 //! reading never delays the drain or changes its report.
@@ -32,12 +31,14 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::protocol::{DaemonMessage, EndReason, RefuseReason, Subscription};
+use super::protocol::{encode_frames, DaemonMessage, EndReason, RefuseReason, Subscription};
 use super::protocol::{MAX_SUBSCRIBE_LEN, VERSION};
-use super::shards::{DurableEnds, ShardCursors};
+use crate::archive::read::{
+    spawn_low_priority, DurableEnds, FrameFilter, ReaderTasks, ShardCursors,
+};
 use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
-use crate::ingest::listener::accept_until;
+use crate::net::accept_until;
 use crate::stats::Stats;
 use crate::tls::stream::{self, Reader, Writer};
 use crate::tls::ServerTls;
@@ -66,30 +67,6 @@ const LINGER: Duration = Duration::from_millis(500);
 /// The running followers: their tasks, and the cut-off at the drain deadline.
 pub struct Followers {
     tasks: ReaderTasks,
-}
-
-/// Tasks that read the archive for a peer outside (followers, TM outputs), kept apart from the
-/// pipeline's: a drain waits for them until its deadline and then cuts them off, so a peer that
-/// stopped reading never delays the drain or changes its report.
-#[derive(Debug, Default)]
-pub(crate) struct ReaderTasks {
-    pub tracker: TaskTracker,
-    /// Cancelled at the drain deadline: every task ends.
-    pub cut_off: CancellationToken,
-}
-
-impl ReaderTasks {
-    /// Waits for every task until `deadline`, then cuts off those still running.
-    pub(crate) async fn finish(self, deadline: Instant) {
-        self.tracker.close();
-        if tokio::time::timeout_at(deadline, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            self.cut_off.cancel();
-            self.tracker.wait().await;
-        }
-    }
 }
 
 /// What every follower task shares.
@@ -163,54 +140,6 @@ impl Followers {
     }
 }
 
-/// Runs `task` on a thread of its own, at a lower scheduling priority ([`FOLLOWERS_NICE`]), in a
-/// current-thread runtime of its own: followers of the archive (these, and the sinks) encode and
-/// write frames without taking the time of the runtime that runs ingest and the archive (one
-/// thread by default), and when the cores are short ingest goes first. The thread ends when `task` does.
-pub(crate) fn spawn_low_priority<F, T>(name: &str, task: T) -> io::Result<()>
-where
-    T: FnOnce() -> F + Send + 'static,
-    F: std::future::Future<Output = ()>,
-{
-    let thread_name = name.to_string();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            lower_priority();
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(task()),
-                Err(err) => {
-                    tracing::error!(error = %err, thread = thread_name, "cannot start a runtime");
-                }
-            }
-        })
-        .map(drop)
-}
-
-/// The followers' thread's nice value: when the cores are short, the kernel gives ingest's threads
-/// about nine times the time it gives followers, which then only fall further behind in the files.
-const FOLLOWERS_NICE: libc::c_int = 10;
-
-/// Lowers this thread's scheduling priority to [`FOLLOWERS_NICE`]; the threads it starts (the
-/// runtime's blocking pool, which reads the files) inherit it. Only advice: a failure is logged.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take and return plain integers; `who` is this thread.
-        let lowered = unsafe {
-            let thread = libc::gettid() as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, thread, FOLLOWERS_NICE)
-        };
-        if lowered != 0 {
-            let err = std::io::Error::last_os_error();
-            tracing::warn!(error = %err, "cannot lower a follower thread's priority");
-        }
-    }
-}
-
 /// Accepts followers until the drain starts; each runs until its END, or the cut-off.
 async fn accept(
     listener: &TcpListener,
@@ -276,14 +205,15 @@ async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Fol
             return;
         }
     };
-    tracing::info!(start = %subscription.start, sources = subscription.sources.len(), priority = ?subscription.priority, "follower subscribed");
+    let filter = subscription.filter;
+    tracing::info!(start = %subscription.start, sources = filter.sources.len(), priority = ?filter.priority, "follower subscribed");
     let _reading = settings.readers.as_ref().map(Readers::hold);
     let mut sent = 0;
     let ending = stream_frames(
         &mut input,
         &mut write,
         cursors,
-        subscription,
+        Arc::new(filter),
         shared,
         &mut sent,
     )
@@ -304,7 +234,7 @@ async fn subscribe(
     input: &mut FramedRead<Reader, LengthDelimitedCodec>,
     write: &mut Writer,
     shared: &FollowService,
-) -> Result<(Arc<Subscription>, ShardCursors), Option<Refusal>> {
+) -> Result<(Subscription, ShardCursors), Option<Refusal>> {
     let timeout = shared.settings.handshake_timeout;
     let body = match tokio::time::timeout(timeout, input.next()).await {
         Err(_) => {
@@ -328,11 +258,11 @@ async fn subscribe(
     }
     let cursors = ShardCursors::locate(&shared.settings.dir, &shared.durable, &subscription.start)
         .await
-        .map_err(Some)?;
+        .map_err(|err| Some((RefuseReason::from(&err), err.to_string())))?;
     let mut buf = BytesMut::new();
     DaemonMessage::Subscribed { version: VERSION }.encode(&mut buf);
     write_flushed(write, &buf).await.map_err(|_| None)?;
-    Ok((Arc::new(subscription), cursors))
+    Ok((subscription, cursors))
 }
 
 /// Sends the frames from the cursors on as they become durable, until every shard's archive
@@ -342,7 +272,7 @@ async fn stream_frames(
     input: &mut FramedRead<Reader, LengthDelimitedCodec>,
     write: &mut Writer,
     mut cursors: ShardCursors,
-    subscription: Arc<Subscription>,
+    filter: Arc<FrameFilter>,
     shared: &FollowService,
     sent: &mut u64,
 ) -> Ending {
@@ -361,12 +291,12 @@ async fn stream_frames(
         // Whether every shard was closed before this read: then a read that finds nothing
         // means everything durable was sent.
         let closed = !cursors.is_open();
-        match cursors.read(&subscription).await {
-            Err((reason, detail)) => return Ending::End(reason, detail),
+        match cursors.read(&filter).await {
+            Err(err) => return Ending::End(EndReason::from(&err), err.to_string()),
             Ok(Some(runs)) if runs.is_empty() => continue,
             Ok(Some(runs)) => {
                 buf.clear();
-                runs.iter().for_each(|run| run.encode(&mut buf));
+                runs.iter().for_each(|run| encode_frames(run, &mut buf));
                 tokio::select! {
                     written = write_flushed(write, &buf) => {
                         if let Err(err) = written {

@@ -4,7 +4,7 @@
 //! that sent half a request held the exit open for as long as it liked.
 //!
 //! Here each connection takes one of `monitor.max_connections` slots (one more is answered 503 and
-//! closed) and a descriptor outside the archive's reserve ([`crate::ingest::descriptors`]); hyper
+//! closed) and a descriptor outside the archive's reserve ([`crate::net::descriptors`]); hyper
 //! closes one whose request head does not arrive within `monitor.header_read_timeout_ms`, counted
 //! from the accept or the end of the previous response, so a silent connection goes too; and one
 //! on which nothing moves either way for `monitor.idle_timeout_ms` is closed. When the monitor
@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::MonitorConfig;
-use crate::ingest::listener::accept_until;
+use crate::net::accept_until;
 use crate::stats::Stats;
 use crate::tls::https;
 use crate::tls::ServerTls;

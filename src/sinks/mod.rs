@@ -2,9 +2,10 @@
 //! (`docs/scale-out.md`).
 //!
 //! A sink is a follower of the archive, like a lossless consumer of [`crate::follow`]: it reads
-//! the segment files from its own durable [`cursor`] with the same reader, on a thread of its own,
-//! so an outage of the system it publishes to only puts it further behind in the files; ingest,
-//! the archive and the drain never wait for it. [`nats`] publishes into NATS JetStream.
+//! the segment files from its own durable [`cursor`] with the archive's read side
+//! ([`crate::archive::read`]), on a thread of its own, so an outage of the system it publishes to
+//! only puts it further behind in the files; ingest, the archive and the drain never wait for it.
+//! [`nats`] publishes into NATS JetStream.
 
 pub mod cursor;
 pub mod nats;

@@ -3,9 +3,10 @@
 //!
 //! Why a follower of the files and not a subscriber of the pipeline: JetStream may be away for
 //! minutes, and a daemon may be killed at any moment. Reading the segment files from a durable
-//! cursor ([`CursorFile`]) with the follow reader makes both cheap: while NATS is down the sink
-//! only falls behind in the files (ingest, the archive and the drain never wait for it, and it runs
-//! on a thread of its own at a lower priority), and after any restart it resumes at its cursor.
+//! cursor ([`CursorFile`]) with the archive's read side makes both cheap: while NATS is down the
+//! sink only falls behind in the files (ingest, the archive and the drain never wait for it, and it
+//! runs on a thread of its own at a lower priority), and after any restart it resumes at its
+//! cursor.
 //!
 //! Every shard of the archive is read ([`ShardCursors`], in turns, each up to its own durable
 //! end), and each has a cursor of its own, since a position only means something within its
@@ -37,13 +38,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::cursor::CursorFile;
+use crate::archive::read::{spawn_low_priority, DurableEnds, FollowedFrame, FrameFilter};
+use crate::archive::read::{FrameRun, ReadError, ShardCursors, Start};
 use crate::archive::DurableEnd;
 use crate::config::NatsConfig;
 use crate::domain::frame::SourceKind;
 use crate::domain::position::{Positions, ShardPosition};
-use crate::follow::protocol::{FollowedFrame, FrameRun, Start, Subscription};
-use crate::follow::server::spawn_low_priority;
-use crate::follow::shards::{DurableEnds, ShardCursors};
 use crate::stats::Stats;
 
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
@@ -283,7 +283,7 @@ enum SessionEnd {
     Failed(NatsError),
     /// The archive cannot be followed any more (a segment deleted, a record damaged): publishing
     /// on would skip frames, so the sink stops and says degraded.
-    Fatal(String),
+    Fatal(ReadError),
 }
 
 /// A publish waiting for its PubAck.
@@ -336,7 +336,7 @@ impl JetStreamWriter {
                 }
                 SessionEnd::Fatal(why) => {
                     tracing::error!(
-                        error = why,
+                        error = %why,
                         "the NATS sink stopped: publishing on would skip frames"
                     );
                     return true;
@@ -371,9 +371,9 @@ impl JetStreamWriter {
         let start = Start::After(self.acked.clone());
         let mut cursors = match ShardCursors::locate(&self.archive, &self.durable, &start).await {
             Ok(cursors) => cursors,
-            Err((reason, detail)) => return SessionEnd::Fatal(format!("{reason:?}: {detail}")),
+            Err(err) => return SessionEnd::Fatal(err),
         };
-        let everything = Arc::new(Subscription::new(Start::Oldest, Vec::new(), None));
+        let everything = Arc::new(FrameFilter::default());
         let (mut pending, mut in_flight) = (VecDeque::new(), VecDeque::new());
         let mut caught_up = false;
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
@@ -396,9 +396,7 @@ impl JetStreamWriter {
                         continue;
                     }
                     Ok(None) => caught_up = true,
-                    Err((reason, detail)) => {
-                        return SessionEnd::Fatal(format!("{reason:?}: {detail}"))
-                    }
+                    Err(err) => return SessionEnd::Fatal(err),
                 }
                 if closed && in_flight.is_empty() {
                     return SessionEnd::ArchiveClosed;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 
 use super::packets::PacketStream;
+use crate::archive::read::DurableEnds;
 use crate::archive::Readers;
 use crate::config::TmSelection;
-use crate::follow::shards::DurableEnds;
 use crate::stats::TmOutput;
 
 /// One `[[tm_forwards]]` entry, ready to run.
@@ -48,8 +48,8 @@ pub(crate) async fn run(forward: TmForward) {
     .await;
     let mut packets = match located {
         Ok(packets) => packets,
-        Err(detail) => {
-            tracing::error!(detail, "cannot read the archive; nothing is forwarded");
+        Err(err) => {
+            tracing::error!(detail = %err, "cannot read the archive; nothing is forwarded");
             return;
         }
     };
@@ -59,8 +59,8 @@ pub(crate) async fn run(forward: TmForward) {
         let batch = match packets.next().await {
             Ok(Some(batch)) => batch,
             Ok(None) => break,
-            Err(detail) => {
-                tracing::error!(detail, "cannot read the archive; the forward stopped");
+            Err(err) => {
+                tracing::error!(detail = %err, "cannot read the archive; the forward stopped");
                 return;
             }
         };

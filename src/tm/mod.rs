@@ -3,15 +3,15 @@
 //! client interfaces do, and TM forwards (`[[tm_forwards]]`), a datagram per packet
 //! (`docs/tm-server.md`).
 //!
-//! Why a layer of its own over the follow layer: mission-control systems read bare packets and
+//! Why a layer of its own beside the follow layer: mission-control systems read bare packets and
 //! speak no follow protocol, so they could not read the archive without an adapter; and why it
-//! reads the archive's files as a follower does ([`packets`]), not the pipeline: a connection's
-//! history and live are one loop up to the durable end, so it loses and repeats nothing, and a
-//! slow reader is only further behind in the files, while ingest, the archive writer and the
-//! drain never wait for it. Like followers, the outputs run on threads of their own at a lower
-//! priority, with tasks apart from the pipeline's: at a drain each sends what became
-//! durable up to the archive's close, and what is still sending at the drain deadline is cut off,
-//! so the drain's report never depends on them.
+//! reads the archive's files with the archive's read side ([`crate::archive::read`], through
+//! [`packets`]), not the pipeline: a connection's history and live are one loop up to the durable
+//! end, so it loses and repeats nothing, and a slow reader is only further behind in the files,
+//! while ingest, the archive writer and the drain never wait for it. Like followers, the outputs
+//! run on threads of their own at a lower priority, with tasks apart from the pipeline's: at a
+//! drain each sends what became durable up to the archive's close, and what is still sending at
+//! the drain deadline is cut off, so the drain's report never depends on them.
 
 pub mod forward;
 pub mod packets;
@@ -24,10 +24,9 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks};
 use crate::archive::Readers;
 use crate::config::{TmForwardConfig, TmServerConfig};
-use crate::follow::server::{spawn_low_priority, ReaderTasks};
-use crate::follow::shards::DurableEnds;
 use crate::stats::Stats;
 use forward::TmForward;
 use server::TmService;

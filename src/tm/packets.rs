@@ -1,8 +1,8 @@
-//! The archive read as a stream of space packets: the follow layer's cursors over every shard,
-//! and the choice of which stored frames are packets a TM output serves.
+//! The archive read as a stream of space packets: the archive's cursors over every shard, and the
+//! choice of which stored frames are packets a TM output serves.
 //!
-//! A frame is served when its kind is one of `kinds`, its source one of `sources` (the follow
-//! subscription's own filter), and its payload is exactly one whole space packet of version 0,
+//! A frame is served when its kind is one of `kinds`, its source one of `sources` (the archive
+//! reader's own filter), and its payload is exactly one whole space packet of version 0,
 //! of one of `apids`. Ground stations that send over the ingest protocol may carry anything in
 //! a payload; a payload that is not one packet cannot be delimited on a stream of packets, so it
 //! is skipped and counted, never cut or padded into one.
@@ -12,17 +12,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::archive::read::{DurableEnds, FrameFilter, FrameRun, ReadError, ShardCursors, Start};
 use crate::config::{TmSelection, TmStart};
-use crate::follow::protocol::{FrameRun, Start, Subscription};
-use crate::follow::shards::{DurableEnds, ShardCursors};
 use crate::protocol::ccsds::PrimaryHeader;
 use crate::stats::TmOutput;
 
 /// One TM output's reading of the archive, a batch of packets at a time.
 pub(crate) struct PacketStream {
     cursors: ShardCursors,
-    /// Its start and its sources; every priority.
-    subscription: Arc<Subscription>,
+    /// Its sources; every priority.
+    filter: Arc<FrameFilter>,
     selection: TmSelection,
     output: TmOutput,
 }
@@ -35,18 +34,19 @@ impl PacketStream {
         durable: &DurableEnds,
         selection: TmSelection,
         output: TmOutput,
-    ) -> Result<PacketStream, String> {
+    ) -> Result<PacketStream, ReadError> {
         let start = match selection.from {
             TmStart::Now => Start::Now,
             TmStart::Start => Start::Oldest,
         };
-        let subscription = Arc::new(Subscription::new(start, selection.sources.clone(), None));
-        let cursors = ShardCursors::locate(root, durable, &subscription.start)
-            .await
-            .map_err(|(_, detail)| detail)?;
+        let filter = Arc::new(FrameFilter {
+            sources: selection.sources.clone(),
+            priority: None,
+        });
+        let cursors = ShardCursors::locate(root, durable, &start).await?;
         Ok(PacketStream {
             cursors,
-            subscription,
+            filter,
             selection,
             output,
         })
@@ -55,21 +55,20 @@ impl PacketStream {
     /// The next packets in archive order (each shard's, shards in turn), waiting for them to
     /// become durable. `None` once every shard's writer has closed and everything is read: the
     /// daemon drained. Cancel-safe: a read that is cancelled moves no cursor.
-    pub(crate) async fn next(&mut self) -> Result<Option<Vec<Bytes>>, String> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<Bytes>>, ReadError> {
         loop {
             // Whether every shard was closed before this read: then a read that finds nothing
             // means everything durable was read.
             let closed = !self.cursors.is_open();
-            match self.cursors.read(&self.subscription).await {
-                Err((_, detail)) => return Err(detail),
-                Ok(Some(runs)) => {
+            match self.cursors.read(&self.filter).await? {
+                Some(runs) => {
                     let packets = self.packets_of(&runs);
                     if !packets.is_empty() {
                         return Ok(Some(packets));
                     }
                 }
-                Ok(None) if closed => return Ok(None),
-                Ok(None) => self.cursors.changed().await,
+                None if closed => return Ok(None),
+                None => self.cursors.changed().await,
             }
         }
     }

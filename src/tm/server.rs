@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::packets::PacketStream;
+use crate::archive::read::{DurableEnds, ReadError};
 use crate::archive::Readers;
 use crate::config::{TmFraming, TmSelection};
-use crate::follow::shards::DurableEnds;
-use crate::ingest::listener::accept_until;
+use crate::net::accept_until;
 use crate::protocol::ccsds::{self, Framing};
 use crate::stats::{Stats, TmOutput};
 
@@ -48,7 +48,7 @@ enum Ending {
     Drained,
     ClientClosed,
     Io(io::Error),
-    ArchiveUnreadable(String),
+    ArchiveUnreadable(ReadError),
 }
 
 /// Accepts connections until the drain starts; each runs until the archive closes, the client
@@ -99,8 +99,8 @@ async fn serve(stream: TcpStream, peer: SocketAddr, service: &TmService) {
     .await;
     let mut packets = match located {
         Ok(packets) => packets,
-        Err(detail) => {
-            tracing::warn!(detail, "cannot read the archive; TM connection closed");
+        Err(err) => {
+            tracing::warn!(detail = %err, "cannot read the archive; TM connection closed");
             return;
         }
     };
@@ -120,7 +120,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, service: &TmService) {
         let batch = match next {
             Ok(Some(batch)) => batch,
             Ok(None) => break Ending::Drained,
-            Err(detail) => break Ending::ArchiveUnreadable(detail),
+            Err(err) => break Ending::ArchiveUnreadable(err),
         };
         buf.clear();
         batch
@@ -143,8 +143,8 @@ async fn serve(stream: TcpStream, peer: SocketAddr, service: &TmService) {
         }
         Ending::ClientClosed => tracing::info!("TM client closed its connection"),
         Ending::Io(err) => tracing::info!(error = %err, "TM connection lost"),
-        Ending::ArchiveUnreadable(detail) => {
-            tracing::warn!(detail, "cannot read the archive; TM connection closed");
+        Ending::ArchiveUnreadable(err) => {
+            tracing::warn!(detail = %err, "cannot read the archive; TM connection closed");
         }
     }
 }

@@ -1,31 +1,35 @@
-//! Reading one shard's segment stream for a follower: from a cursor up to the shard's durable
-//! end, a bounded chunk at a time, from the segment files. [`super::shards`] reads every shard.
+//! Reading one shard's segment stream: where a start lies in it ([`locate`]), and from a cursor up
+//! to the shard's durable end, a bounded chunk at a time ([`read`]), from the segment files.
+//! [`super::shards`] reads every shard.
 //!
-//! Every function here blocks on the disk; the server calls them through `spawn_blocking`, so the
-//! runtime that runs ingest never waits for a follower's read. A follower reads files, never the
-//! pipeline's memory, so it cannot hold the pipeline back: a follower that falls behind is only
+//! Every function here blocks on the disk; the readers call them through `spawn_blocking`, so the
+//! runtime that runs ingest never waits for a reader's read. A reader reads files, never the
+//! pipeline's memory, so it cannot hold the pipeline back: a reader that falls behind is only
 //! further back in the files (as a Kafka consumer or Vector's disk buffer reader is).
 //!
 //! A segment is read under its name, or under its staging name (`….seg.new`) while the disk
 //! thread has not yet renamed it: with `archive.sync = never` a write is durable before the
 //! segment has its name. A rename keeps the file, so either name reads the same bytes. Segments
 //! are numbered without gaps (a restart starts the next index), so a missing next segment is one
-//! an operator deleted, and the follower is told instead of skipping its frames.
+//! an operator deleted, and the reader is told ([`next_segment`]) instead of skipping its frames.
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::protocol::{EndReason, FollowedFrame, FrameRun, RefuseReason, Start, Subscription};
-use crate::archive::segment::{self, Entry, MAGIC};
+use super::error::ReadError;
+use super::filter::FrameFilter;
+use super::run::{FollowedFrame, FrameRun};
+use super::start::Start;
+use crate::archive::segment::{self, Entry, Records, MAGIC};
 use crate::archive::DurableEnd;
 use crate::domain::position::{Position, ShardPosition};
 
-/// About how many bytes of records one read takes: what a follower holds in memory at most,
+/// About how many bytes of records one read takes: what a reader holds in memory at most,
 /// besides a single record larger than this.
 pub(crate) const READ_BUDGET: usize = 256 * 1024;
 
-/// Where a follower reads next: the record at `offset` of segment `segment`, from its frame
+/// Where a reader reads next: the record at `offset` of segment `segment`, from its frame
 /// `first_index` on (a position resumes inside a FRAMES record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cursor {
@@ -37,7 +41,7 @@ pub(crate) struct Cursor {
 /// The frames one read found, and where the next read starts.
 #[derive(Debug)]
 pub(crate) struct Chunk {
-    /// The frames the subscription wants, in archive order, a run per record.
+    /// The frames the filter wants, in archive order, a run per record.
     pub runs: Vec<FrameRun>,
     pub cursor: Cursor,
 }
@@ -73,14 +77,27 @@ fn open_segment(dir: &Path, index: u64) -> io::Result<Option<(File, PathBuf)>> {
     Ok(None)
 }
 
-/// Where a subscription's reading of shard `shard`, in `dir`, starts, or the refusal that ends it.
+/// Opens segment `segment` of shard `shard`, in `dir`, to read on in it. Segments are numbered
+/// without gaps, so one that is missing was deleted, and reading on would skip its frames.
+fn open_to_read(dir: &Path, shard: usize, segment: u64) -> Result<(File, PathBuf), ReadError> {
+    open_segment(dir, segment)?.ok_or(ReadError::SegmentDeleted { shard, segment })
+}
+
+/// Where reading goes on once segment `segment` of shard `shard` is read to its end: the start of
+/// the next segment, which must be there ([`open_to_read`]).
+fn next_segment(dir: &Path, shard: usize, segment: u64) -> Result<Cursor, ReadError> {
+    let next = segment + 1;
+    open_to_read(dir, shard, next)?;
+    Ok(Cursor::segment_start(next))
+}
+
+/// Where a reading of shard `shard`, in `dir`, from `start` begins, or why it cannot.
 pub(crate) fn locate(
     dir: &Path,
     shard: usize,
     start: &Start,
     end: DurableEnd,
-) -> Result<Cursor, (RefuseReason, String)> {
-    let unreadable = |err: io::Error| (RefuseReason::ArchiveUnreadable, err.to_string());
+) -> Result<Cursor, ReadError> {
     match start {
         Start::Now => Ok(Cursor {
             segment: end.segment,
@@ -92,7 +109,7 @@ pub(crate) fn locate(
             None => locate(dir, shard, &Start::Oldest, end),
         },
         Start::Oldest => {
-            let segments = segment::list_segments(dir).map_err(unreadable)?;
+            let segments = segment::list_segments(dir)?;
             let oldest = segments.first().map_or(end.segment, |(index, _)| *index);
             Ok(Cursor::segment_start(oldest.min(end.segment)))
         }
@@ -100,29 +117,16 @@ pub(crate) fn locate(
 }
 
 /// The cursor right after `at`, once it is known to name a durable frame of its shard.
-fn after(dir: &Path, at: ShardPosition, end: DurableEnd) -> Result<Cursor, (RefuseReason, String)> {
+fn after(dir: &Path, at: ShardPosition, end: DurableEnd) -> Result<Cursor, ReadError> {
     let position = at.position;
     if (position.segment, position.offset) >= (end.segment, end.len) {
-        return Err((
-            RefuseReason::PositionPastEnd,
-            format!(
-                "{at} is at or past shard {}'s durable end {}:{}",
-                at.shard, end.segment, end.len
-            ),
-        ));
+        return Err(ReadError::PositionPastEnd { at, end });
     }
-    let unknown = |why: String| (RefuseReason::UnknownPosition, format!("{at}: {why}"));
-    let unreadable = |err: io::Error| (RefuseReason::ArchiveUnreadable, err.to_string());
-    let Some((file, path)) = open_segment(dir, position.segment).map_err(unreadable)? else {
-        return Err((
-            RefuseReason::SegmentDeleted,
-            format!(
-                "{at}: segment {} of shard {} is not in the archive",
-                position.segment, at.shard
-            ),
-        ));
+    let Some((file, path)) = open_segment(dir, position.segment)? else {
+        return Err(ReadError::PositionDeleted { at });
     };
-    let to = segment_limit(&file, &path, position.segment, end).map_err(unreadable)?;
+    let to = segment_limit(&file, &path, position.segment, end)?;
+    let unknown = |why: String| ReadError::UnknownPosition { at, why };
     if position.offset < MAGIC.len() as u64 || position.offset >= to {
         return Err(unknown(format!(
             "no record starts at offset {}",
@@ -132,7 +136,7 @@ fn after(dir: &Path, at: ShardPosition, end: DurableEnd) -> Result<Cursor, (Refu
     let records = segment::read_records(&file, &path, position.offset, to, 1).map_err(|err| {
         match err.kind() {
             io::ErrorKind::InvalidData => unknown(format!("no record starts there ({err})")),
-            _ => unreadable(err),
+            _ => ReadError::Unreadable(err),
         }
     })?;
     let frames = records
@@ -166,54 +170,48 @@ fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::R
     Ok(len)
 }
 
-/// Why a follower's reading stopped short of the durable end.
-pub(crate) type ReadError = (EndReason, String);
-
 /// Reads the next chunk of shard `shard` (in `dir`) after `cursor`, no further than `end`: the
-/// frames `subscription` wants, each with its position. At the end of a complete segment the
-/// chunk is empty and its cursor is the next segment's start.
+/// frames `filter` wants, each with its position. At the end of a complete segment the chunk is
+/// empty and its cursor is the next segment's start.
 pub(crate) fn read(
     dir: &Path,
     shard: usize,
     cursor: Cursor,
     end: DurableEnd,
-    subscription: &Subscription,
+    filter: &FrameFilter,
 ) -> Result<Chunk, ReadError> {
+    let empty = |cursor| Chunk {
+        runs: Vec::new(),
+        cursor,
+    };
     if cursor.has_reached(end) {
-        return Ok(Chunk {
-            runs: Vec::new(),
-            cursor,
-        });
+        return Ok(empty(cursor));
     }
-    let unreadable = |err: io::Error| (EndReason::ArchiveUnreadable, err.to_string());
-    let deleted = |index: u64| {
-        (
-            EndReason::SegmentDeleted,
-            format!(
-                "segment {index} of shard {shard} is no longer in the archive; its frames cannot be sent"
-            ),
-        )
-    };
-    let Some((file, path)) = open_segment(dir, cursor.segment).map_err(unreadable)? else {
-        return Err(deleted(cursor.segment));
-    };
-    let to = segment_limit(&file, &path, cursor.segment, end).map_err(unreadable)?;
+    let (file, path) = open_to_read(dir, shard, cursor.segment)?;
+    let to = segment_limit(&file, &path, cursor.segment, end)?;
     if cursor.offset >= to {
-        let next = Cursor::segment_start(cursor.segment + 1);
-        return match open_segment(dir, next.segment).map_err(unreadable)? {
-            Some(_) => Ok(Chunk {
-                runs: Vec::new(),
-                cursor: next,
-            }),
-            None => Err(deleted(next.segment)),
-        };
+        return Ok(empty(next_segment(dir, shard, cursor.segment)?));
     }
     let records = segment::read_records(&file, &path, cursor.offset, to, READ_BUDGET).map_err(
         |err| match err.kind() {
-            io::ErrorKind::InvalidData => (EndReason::ArchiveDamaged, err.to_string()),
-            _ => unreadable(err),
+            io::ErrorKind::InvalidData => ReadError::Damaged(err),
+            _ => ReadError::Unreadable(err),
         },
     )?;
+    let next = Cursor {
+        segment: cursor.segment,
+        offset: records.next,
+        first_index: 0,
+    };
+    Ok(Chunk {
+        runs: runs_of(records, shard, cursor, filter),
+        cursor: next,
+    })
+}
+
+/// The frames of `records` that `filter` wants, a run per record, each frame with its position;
+/// those before `cursor`'s first index in its record are skipped.
+fn runs_of(records: Records, shard: usize, cursor: Cursor, filter: &FrameFilter) -> Vec<FrameRun> {
     let mut runs: Vec<FrameRun> = Vec::new();
     let (mut record, mut index) = (u64::MAX, 0u32);
     for (offset, entry) in records.entries {
@@ -228,27 +226,21 @@ pub(crate) fn read(
         };
         index += 1;
         let skipped = offset == cursor.offset && position.index < cursor.first_index;
-        if !skipped && subscription.wants(&frame) {
-            let followed = FollowedFrame {
-                frame,
-                shard,
-                position,
-            };
-            let extended = match runs.last_mut() {
-                Some(run) => run.extend(followed),
-                None => Err(followed),
-            };
-            if let Err(first) = extended {
-                runs.push(FrameRun::starting_with(first));
-            }
+        if skipped || !filter.wants(&frame) {
+            continue;
+        }
+        let followed = FollowedFrame {
+            frame,
+            shard,
+            position,
+        };
+        let extended = match runs.last_mut() {
+            Some(run) => run.extend(followed),
+            None => Err(followed),
+        };
+        if let Err(first) = extended {
+            runs.push(FrameRun::starting_with(first));
         }
     }
-    Ok(Chunk {
-        runs,
-        cursor: Cursor {
-            segment: cursor.segment,
-            offset: records.next,
-            first_index: 0,
-        },
-    })
+    runs
 }

@@ -1,0 +1,110 @@
+//! Why the archive cannot be read where a reader asks, as a type: each reader says it in its own
+//! words (the follow protocol's REFUSED and END reasons, a TM output's log, the NATS sink's stop),
+//! and the detail is the same text whoever reports it.
+//!
+//! Locating a start can fail on the position a reader brings ([`ReadError::UnknownPosition`] and
+//! the variants after it); reading on can fail on the files ([`ReadError::SegmentDeleted`],
+//! [`ReadError::Damaged`]); either can find the files unreadable.
+
+use std::io;
+
+use crate::archive::DurableEnd;
+use crate::domain::position::ShardPosition;
+
+/// Why a reader of the archive cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The next segment to read is gone (an operator deleted it): reading on would skip its frames.
+    #[error(
+        "segment {segment} of shard {shard} is no longer in the archive; its frames cannot be sent"
+    )]
+    SegmentDeleted { shard: usize, segment: u64 },
+    /// A durable record does not decode (the message names the file and the offset).
+    #[error(transparent)]
+    Damaged(io::Error),
+    /// The files could not be read (the message names the file).
+    #[error(transparent)]
+    Unreadable(#[from] io::Error),
+    /// No frame is at a position: no record starts there, or the record holds no such frame.
+    #[error("{at}: {why}")]
+    UnknownPosition { at: ShardPosition, why: String },
+    /// A position is at or beyond its shard's durable end: this archive never gave it.
+    #[error("{at} is at or past shard {}'s durable end {}:{}", at.shard, end.segment, end.len)]
+    PositionPastEnd { at: ShardPosition, end: DurableEnd },
+    /// A position's segment is not in its shard any more (an operator deleted it).
+    #[error("{at}: segment {} of shard {} is not in the archive", at.position.segment, at.shard)]
+    PositionDeleted { at: ShardPosition },
+    /// A position names a shard the archive does not have.
+    #[error("{at}: this archive has no shard {} (its shards: {})", at.shard, listed(shards))]
+    UnknownShard {
+        at: ShardPosition,
+        /// The shards it has.
+        shards: Vec<usize>,
+    },
+}
+
+/// `shards` joined by commas.
+fn listed(shards: &[usize]) -> String {
+    let shards: Vec<String> = shards.iter().map(usize::to_string).collect();
+    shards.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::position::Position;
+
+    /// The texts followers receive as REFUSED's and END's detail, and the logs show.
+    #[test]
+    fn each_error_says_what_happened_in_the_words_readers_rely_on() {
+        let at = ShardPosition {
+            shard: 1,
+            position: Position {
+                segment: 4,
+                offset: 8,
+                index: 2,
+            },
+        };
+        let cases = [
+            (
+                ReadError::SegmentDeleted {
+                    shard: 1,
+                    segment: 5,
+                },
+                "segment 5 of shard 1 is no longer in the archive; its frames cannot be sent",
+            ),
+            (
+                ReadError::UnknownPosition {
+                    at,
+                    why: "no record starts at offset 8".into(),
+                },
+                "1/4:8:2: no record starts at offset 8",
+            ),
+            (
+                ReadError::PositionPastEnd {
+                    at,
+                    end: DurableEnd { segment: 4, len: 8 },
+                },
+                "1/4:8:2 is at or past shard 1's durable end 4:8",
+            ),
+            (
+                ReadError::PositionDeleted { at },
+                "1/4:8:2: segment 4 of shard 1 is not in the archive",
+            ),
+            (
+                ReadError::UnknownShard {
+                    at,
+                    shards: vec![0, 2],
+                },
+                "1/4:8:2: this archive has no shard 1 (its shards: 0, 2)",
+            ),
+            (
+                ReadError::Damaged(io::Error::other("seg: CRC mismatch")),
+                "seg: CRC mismatch",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+        }
+    }
+}

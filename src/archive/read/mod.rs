@@ -1,0 +1,34 @@
+//! The archive's read side: where a reading starts ([`Start`]), which frames it wants
+//! ([`FrameFilter`]), a cursor per shard that reads the segment files up to each shard's durable
+//! end (`ShardCursors`), the runs of frames it hands back ([`FrameRun`]), why it cannot go on
+//! ([`ReadError`]), and where readers run (`spawn_low_priority`, `ReaderTasks`).
+//!
+//! Why beside the writer and not in one of its readers: the follow server, the TM outputs and the
+//! NATS sink all read the same files in the same way, and only the archive knows its format, its
+//! layout and what a missing segment means. As vector-buffers' disk buffer keeps `reader.rs`
+//! beside `writer.rs`, the reading lives here once, typed in the archive's words, and each reader
+//! says the outcome in its own: the follow protocol puts runs and reasons on the wire, a TM output
+//! takes the packets out of the runs, the sink publishes frames.
+//!
+//! How it reads: each shard's writer publishes how far its files are durable
+//! ([`DurableEnd`](super::DurableEnd), a `watch`); a reader reads the records up to it, a bounded
+//! chunk at a time, and then waits for it to move. History and live are the same loop, so the
+//! switch from one to the other can neither lose nor repeat a frame, and a reader only ever hands
+//! out durable frames: a position it gives survives a crash. Reads block on the disk and run
+//! through `spawn_blocking`; a reader reads files, never the pipeline's memory, so a slow reader
+//! is only further behind in the files, and ingest, the writer and the drain never wait for it.
+
+mod cursor;
+mod error;
+mod filter;
+mod run;
+mod shards;
+mod start;
+mod tasks;
+
+pub use error::ReadError;
+pub use filter::FrameFilter;
+pub use run::{FollowedFrame, FrameRun};
+pub(crate) use shards::{DurableEnds, ShardCursors};
+pub use start::{Start, StartError};
+pub(crate) use tasks::{spawn_low_priority, ReaderTasks};

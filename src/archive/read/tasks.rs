@@ -1,0 +1,90 @@
+//! Where the archive's readers run: a thread and runtime of their own at a lower scheduling
+//! priority ([`spawn_low_priority`]), and tasks kept apart from the pipeline's ([`ReaderTasks`]).
+//!
+//! Why apart: followers, TM outputs and sinks encode and write frames for peers outside, at the
+//! pace those peers read. On the runtime that runs ingest and the archive (one thread by default)
+//! they would take its time; at a lower priority, when the cores are short, ingest goes first and
+//! the readers only fall further behind in the files. And at a drain the pipeline's tasks must
+//! finish, while a reader whose peer stopped reading must not delay the drain or change its
+//! report: each sends what became durable up to the archive's close, and is cut off at the drain
+//! deadline.
+
+use std::io;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Tasks that read the archive for a peer outside (followers, TM outputs), kept apart from the
+/// pipeline's: a drain waits for them until its deadline and then cuts them off, so a peer that
+/// stopped reading never delays the drain or changes its report.
+#[derive(Debug, Default)]
+pub(crate) struct ReaderTasks {
+    pub tracker: TaskTracker,
+    /// Cancelled at the drain deadline: every task ends.
+    pub cut_off: CancellationToken,
+}
+
+impl ReaderTasks {
+    /// Waits for every task until `deadline`, then cuts off those still running.
+    pub(crate) async fn finish(self, deadline: Instant) {
+        self.tracker.close();
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            self.cut_off.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
+/// Runs `task` on a thread of its own, at a lower scheduling priority ([`READERS_NICE`]), in a
+/// current-thread runtime of its own: the archive's readers (followers, TM outputs, sinks) encode
+/// and write frames without taking the time of the runtime that runs ingest and the archive (one
+/// thread by default), and when the cores are short ingest goes first. The thread ends when
+/// `task` does.
+pub(crate) fn spawn_low_priority<F, T>(name: &str, task: T) -> io::Result<()>
+where
+    T: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    let thread_name = name.to_string();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            lower_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(task()),
+                Err(err) => {
+                    tracing::error!(error = %err, thread = thread_name, "cannot start a runtime");
+                }
+            }
+        })
+        .map(drop)
+}
+
+/// The readers' threads' nice value: when the cores are short, the kernel gives ingest's threads
+/// about nine times the time it gives the readers, which then only fall further behind in the
+/// files.
+const READERS_NICE: libc::c_int = 10;
+
+/// Lowers this thread's scheduling priority to [`READERS_NICE`]; the threads it starts (the
+/// runtime's blocking pool, which reads the files) inherit it. Only advice: a failure is logged.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; `who` is this thread.
+        let lowered = unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, READERS_NICE)
+        };
+        if lowered != 0 {
+            let err = std::io::Error::last_os_error();
+            tracing::warn!(error = %err, "cannot lower a follower thread's priority");
+        }
+    }
+}
