@@ -316,7 +316,7 @@ impl Daemon {
             // The sink follows the archive's files as a follower does: they stay cached for it.
             let reading = self.readers.as_ref().map(Readers::hold);
             Some((
-                NatsSink::start(nats, dir, durable.clone(), stats.clone()),
+                NatsSink::start(nats, dir, durable.clone(), stats.clone(), marks),
                 reading,
             ))
         });

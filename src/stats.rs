@@ -117,6 +117,7 @@ pipeline_stats! {
     Counter nats_published: "Frames JetStream acknowledged as new messages.",
     Counter nats_republished: "Frames published again (after a failure or a restart) that JetStream acknowledged as duplicates and dropped.",
     Counter nats_errors: "Failures of the NATS sink: publishes, acknowledgements or stream set-up that failed and were retried.",
+    Counter nats_skipped_frames: "Frames the NATS sink never published because retention deleted them first ([archive.retention] max_bytes or min_free_*, or max_age without protect = [\"nats\"]).",
 }
 
 impl PipelineStats {
@@ -269,6 +270,7 @@ impl Stats {
                 packets_sent: c.packets_sent.load(Relaxed),
                 bytes_sent: c.bytes_sent.load(Relaxed),
                 frames_not_packets: c.frames_not_packets.load(Relaxed),
+                frames_skipped: c.frames_skipped.load(Relaxed),
                 connections_refused: c.connections_refused.load(Relaxed),
                 send_errors: c.send_errors.load(Relaxed),
             })
@@ -477,6 +479,10 @@ impl Stats {
         self.counters.nats_errors.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn nats_skipped(&self, frames: u64) {
+        self.counters.nats_skipped_frames.fetch_add(frames, Relaxed);
+    }
+
     /// Everything up to `position` is acknowledged.
     pub(crate) fn nats_cursor(&self, position: crate::domain::position::Position) {
         let c = &self.counters;
@@ -548,6 +554,7 @@ struct TmCounters {
     packets_sent: AtomicU64,
     bytes_sent: AtomicU64,
     frames_not_packets: AtomicU64,
+    frames_skipped: AtomicU64,
     connections_refused: AtomicU64,
     send_errors: AtomicU64,
 }
@@ -565,6 +572,9 @@ pub struct TmStats {
     /// Frames of the served kinds, sources and APIDs skipped for not being one whole space packet
     /// (each connection counts its own).
     pub frames_not_packets: u64,
+    /// Frames of its sources it skipped because retention deleted them before it read them
+    /// (with `from_oldest_on_gap`; each connection counts its own).
+    pub frames_skipped: u64,
     /// Connections closed at once: the server was at its `max_connections`.
     pub connections_refused: u64,
     /// Datagrams that could not be sent (a forward's; a refusal from an ICMP among them).
@@ -591,6 +601,10 @@ impl TmOutput {
 
     pub(crate) fn not_packets(&self, frames: u64) {
         self.0.frames_not_packets.fetch_add(frames, Relaxed);
+    }
+
+    pub(crate) fn skipped(&self, frames: u64) {
+        self.0.frames_skipped.fetch_add(frames, Relaxed);
     }
 
     pub(crate) fn refused(&self) {

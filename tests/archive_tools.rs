@@ -588,7 +588,7 @@ fn verify_counts_frames_only_an_emergency_journal_holds_once() {
     );
     let total = line(&stdout, "verify total:");
     assert!(
-        total.contains(" frames=8 emergency=3 journaled=2 missing=0 duplicates=0 "),
+        total.contains(" frames=8 emergency=3 journaled=2 pruned=0 missing=0 duplicates=0 "),
         "{total}"
     );
 }

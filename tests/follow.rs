@@ -865,6 +865,7 @@ async fn followers_hear_of_the_latest_catalog_at_once_and_of_each_publication() 
         .map(|e| match e {
             Event::Frame(f) => f.frame.sequence,
             Event::Catalog(v) => panic!("a repeat of catalog {v}"),
+            Event::Skipped(skipped) => panic!("nothing was deleted: {skipped:?}"),
         })
         .collect();
     assert_eq!(sequences, vec![0, 1, 2]);

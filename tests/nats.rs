@@ -569,6 +569,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
         root.0.clone(),
         archive.durable.clone(),
         first.clone(),
+        None,
     );
     wait_published(&first, sent.len() as u64).await;
     sink.finish(tokio::time::Instant::now()).await;
@@ -601,6 +602,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
         root.0.clone(),
         archive.durable.clone(),
         second.clone(),
+        None,
     );
     archive.stop().await;
     wait_published(&second, more.len() as u64).await;

@@ -469,3 +469,186 @@ async fn a_saturated_archive_stays_within_a_small_disk_and_never_stops() {
         assert_eq!(check.duplicate_frames, 0, "{check:?}");
     }
 }
+
+/// A daemon of one shard with 256 KiB segments and an archive bounded to 2 MiB, serving
+/// followers, on an archive in `dir`.
+async fn bounded_with_followers(dir: &Path) -> (common::TestDaemon, std::net::SocketAddr) {
+    let mut config = common::archive_config(dir);
+    config.archive.segment_bytes = 256 << 10;
+    config.archive.retention.max_bytes = Some(2 << 20);
+    config.archive.retention.check_interval = std::time::Duration::from_millis(20);
+    let archive = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let follow = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = follow.local_addr().unwrap();
+    follow.set_nonblocking(true).unwrap();
+    let build = move |config| {
+        let mut daemon = aggregator::Daemon::new(config, archive);
+        daemon.serve_followers(tokio::net::TcpListener::from_std(follow).unwrap());
+        daemon
+    };
+    let (daemon, ()) = common::TestDaemon::start_built(config, build, |_| ()).await;
+    (daemon, addr)
+}
+
+/// Frames of 1 KiB per source, 20 MB in all: ten times the archive's bound, and more than a
+/// follower's socket buffers hold.
+const BULK: u64 = 10_000;
+
+/// The source of the last frame sent, after the bulk: the newest, which retention never deletes.
+const MARKER: u32 = 3;
+
+/// Sends [`BULK`] routine frames of 1 KiB as each of [`QUIET`] and [`BUSY`], every tenth an
+/// emergency, then one frame of [`MARKER`], and waits for every acknowledgement.
+async fn send_bulk(daemon: &common::TestDaemon) {
+    for id in [QUIET, BUSY] {
+        let mut client = Client::source(daemon.uplink, LiveUplink, id).await;
+        for chunk in (0..BULK).collect::<Vec<_>>().chunks(500) {
+            let mut bytes = bytes::BytesMut::new();
+            for &sequence in chunk {
+                let priority = match sequence % 10 {
+                    0 => aggregator::Priority::Emergency,
+                    _ => aggregator::Priority::Routine,
+                };
+                let payload = [sequence as u8; 1024];
+                aggregator::protocol::ingest::encode_data(&mut bytes, priority, sequence, &payload);
+            }
+            client.send_raw(&bytes).await;
+        }
+        client.finish_sending().await;
+        assert_eq!(client.read_to_close().await.final_ack, Some(BULK - 1));
+    }
+    let mut marker = Client::source(daemon.uplink, LiveUplink, MARKER).await;
+    marker.send_routine([0]).await;
+    marker.finish_sending().await;
+    assert_eq!(marker.read_to_close().await.final_ack, Some(0));
+}
+
+/// What a follower read: each source's sequences received and the frames it was told it skipped.
+#[derive(Default)]
+struct Followed {
+    received: std::collections::BTreeMap<u32, Vec<u64>>,
+    skipped: std::collections::BTreeMap<u32, u64>,
+    notices: usize,
+}
+
+impl Followed {
+    /// Reads until it has seen the [`MARKER`] (or the END it is given).
+    async fn read(
+        follower: &mut aggregator::follow::client::Follower,
+    ) -> (Followed, Option<String>) {
+        use aggregator::follow::client::Event;
+        let mut followed = Followed::default();
+        while !followed.received.contains_key(&MARKER) {
+            let event = tokio::time::timeout(common::PATIENCE, follower.next_event()).await;
+            match event.expect("the follower hears in time") {
+                Ok(Some(Event::Frame(frame))) => {
+                    let id = frame.frame.source_id;
+                    followed
+                        .received
+                        .entry(id)
+                        .or_default()
+                        .push(frame.frame.sequence);
+                }
+                Ok(Some(Event::Skipped(skipped))) => {
+                    followed.notices += 1;
+                    for ((_, id), frames) in skipped.sources {
+                        *followed.skipped.entry(id).or_default() += frames;
+                    }
+                }
+                Ok(Some(Event::Catalog(_))) => {}
+                Ok(None) => return (followed, Some("END(Shutdown)".into())),
+                Err(err) => return (followed, Some(err.to_string())),
+            }
+        }
+        (followed, None)
+    }
+}
+
+/// A follower that asked to go on past deleted segments, and fell behind retention: it is told,
+/// per source, how many frames it skipped, and goes on at the oldest frame left. What it received
+/// and what it was told it skipped are every frame each source sent, once.
+#[tokio::test]
+async fn a_follower_that_asked_goes_on_past_deleted_segments_and_is_told_what_it_skipped() {
+    use aggregator::follow::client::Follower;
+    use aggregator::follow::protocol::{Start, Subscription};
+    let dir = TempDir::new("retention-follower");
+    let (daemon, follow) = bounded_with_followers(&dir.0).await;
+    let subscription = Subscription::new(Start::Oldest, Vec::new(), None).going_on_past_gaps();
+    let mut follower = Follower::subscribe(follow, &subscription, None)
+        .await
+        .unwrap();
+    // It reads nothing while the sources send: it falls behind by all but its socket buffers.
+    send_bulk(&daemon).await;
+    let (followed, ended) = Followed::read(&mut follower).await;
+    assert_eq!(ended, None, "it read on to each source's last frame");
+    assert!(
+        followed.notices > 0,
+        "retention deleted what it had not read"
+    );
+    for id in [QUIET, BUSY] {
+        let mut received = followed.received.get(&id).cloned().unwrap_or_default();
+        let skipped = followed.skipped.get(&id).copied().unwrap_or(0);
+        let count = received.len() as u64;
+        received.sort_unstable();
+        received.dedup();
+        assert_eq!(received.len() as u64, count, "live:{id}: nothing twice");
+        assert_eq!(
+            count + skipped,
+            BULK,
+            "live:{id}: received {count}, told skipped {skipped}"
+        );
+    }
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// By default a follower whose next segment was deleted is ended with SegmentDeleted, and a
+/// subscription after a position retention deleted is refused with it; one that asks to go on
+/// starts at the oldest frame left, told of what it skipped.
+#[tokio::test]
+async fn by_default_a_follower_is_ended_and_a_deleted_position_refused() {
+    use aggregator::domain::position::{Position, Positions, ShardPosition};
+    use aggregator::follow::client::Follower;
+    use aggregator::follow::protocol::{Start, Subscription};
+    let dir = TempDir::new("retention-follower-end");
+    let (daemon, follow) = bounded_with_followers(&dir.0).await;
+    let subscription = Subscription::new(Start::Oldest, Vec::new(), None);
+    let mut follower = Follower::subscribe(follow, &subscription, None)
+        .await
+        .unwrap();
+    send_bulk(&daemon).await;
+    let (followed, ended) = Followed::read(&mut follower).await;
+    let ended = ended.expect("ended before the last frames");
+    assert!(
+        ended.contains("SegmentDeleted") && ended.contains("no longer in the archive"),
+        "{ended}"
+    );
+    assert_eq!(followed.notices, 0);
+
+    // The first frame's position: segment 1 is long gone.
+    let mut first = Positions::new();
+    let position = Position {
+        segment: 1,
+        offset: 8,
+        index: 0,
+    };
+    first.set(ShardPosition { shard: 0, position });
+    let after = Subscription::new(Start::After(first.clone()), Vec::new(), None);
+    let refused = Follower::subscribe(follow, &after, None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(refused.to_string().contains("SegmentDeleted"), "{refused}");
+    let going_on = Subscription::new(Start::After(first), Vec::new(), None).going_on_past_gaps();
+    let mut follower = Follower::subscribe(follow, &going_on, None).await.unwrap();
+    let (followed, ended) = Followed::read(&mut follower).await;
+    assert_eq!(ended, None);
+    // Told before its first frame (and again if retention, still catching up, deletes on).
+    assert!(followed.notices >= 1);
+    for id in [QUIET, BUSY] {
+        let received = followed.received.get(&id).map_or(0, Vec::len) as u64;
+        let skipped = followed.skipped.get(&id).copied().unwrap_or(0);
+        // What it could not know it had: every frame retention deleted of the source.
+        assert_eq!(received + skipped, BULK, "live:{id}");
+    }
+    assert!(daemon.shutdown().await.is_clean());
+}

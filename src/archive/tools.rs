@@ -435,7 +435,7 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let damage_before = u32::try_from(damaged.len()).unwrap_or(u32::MAX);
     let journals = journal_paths
         .into_iter()
-        .map(|path| check_journal(path, &mut held, damage_before, &mut tallies))
+        .map(|path| check_journal(path, (&mut held, &pruned), damage_before, &mut tallies))
         .collect::<io::Result<Vec<_>>>()?;
     let sources = tallies
         .into_iter()
@@ -461,18 +461,29 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
 
 /// Reads an emergency journal, adding to `tallies` the frames that `held` (what the segments and
 /// the journals read before hold) lacks: those the next start stores from it. They are read
-/// after every segment (`damage_before` counts the damaged ranges of all of them).
+/// after every segment (`damage_before` counts the damaged ranges of all of them). A frame whose
+/// segment retention deleted (`pruned`) may still be in a journal: it is neither stored again
+/// nor counted.
 fn check_journal(
     path: PathBuf,
-    held: &mut Held,
+    (held, pruned): (&mut Held, &BTreeMap<(u8, u32), Pruned>),
     damage_before: u32,
     tallies: &mut BTreeMap<(u8, u32), Tally>,
 ) -> io::Result<JournalCheck> {
     let journal = held.read_journal(&path)?;
+    let mut only_here = 0;
     for (_, entry) in &journal.scan.entries {
         let Entry::Frame(frame) = entry else {
             continue;
         };
+        let key = (frame.kind.to_byte(), frame.source_id);
+        if pruned
+            .get(&key)
+            .is_some_and(|p| p.sequences.contains(frame.sequence))
+        {
+            continue;
+        }
+        only_here += 1;
         let tally = tallies
             .entry((frame.kind.to_byte(), frame.source_id))
             .or_default();
@@ -488,7 +499,7 @@ fn check_journal(
     Ok(JournalCheck {
         path,
         frames: journal.frames,
-        only_here: journal.scan.entries.len() as u64,
+        only_here,
         end: journal.scan.end,
     })
 }

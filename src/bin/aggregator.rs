@@ -113,6 +113,11 @@ struct TailArgs {
     /// Only frames of this priority: emergency or routine.
     #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
     priority: Option<Priority>,
+    /// When the next frames were deleted (retention), go on at the oldest frame left after a
+    /// line saying how many frames of each source were skipped, instead of ending with
+    /// SegmentDeleted.
+    #[arg(long)]
+    from_oldest_on_gap: bool,
     /// Exit after this many frames.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -424,7 +429,10 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> std::io::Result<tokio::
 fn tail(args: TailArgs) -> ExitCode {
     let options = TailOptions {
         addr: args.addr,
-        subscription: Subscription::new(args.from, args.source, args.priority),
+        subscription: match args.from_oldest_on_gap {
+            true => Subscription::new(args.from, args.source, args.priority).going_on_past_gaps(),
+            false => Subscription::new(args.from, args.source, args.priority),
+        },
         limit: args.limit,
         json: args.json,
         tls: match args.tls.client() {

@@ -26,6 +26,9 @@ pub struct TmServerConfig {
     pub framing: TmFraming,
     #[serde(default)]
     pub from: TmStart,
+    /// When the next frames were deleted, go on at the oldest left instead of stopping.
+    #[serde(default)]
+    pub from_oldest_on_gap: bool,
     /// Only packets of these APIDs; every APID when empty.
     #[serde(default)]
     pub apids: Vec<u16>,
@@ -50,6 +53,9 @@ pub struct TmForwardConfig {
     pub to: SocketAddr,
     #[serde(default)]
     pub from: TmStart,
+    /// When the next frames were deleted, go on at the oldest left instead of stopping.
+    #[serde(default)]
+    pub from_oldest_on_gap: bool,
     /// Only packets of these APIDs; every APID when empty.
     #[serde(default)]
     pub apids: Vec<u16>,
@@ -66,6 +72,9 @@ pub struct TmForwardConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TmSelection {
     pub from: TmStart,
+    /// When the next frames were deleted (retention): go on at the oldest segment left (and log
+    /// what was skipped), instead of closing the connection (or stopping the forward).
+    pub from_oldest_on_gap: bool,
     pub apids: Vec<u16>,
     pub sources: Vec<SourceKey>,
     pub kinds: Vec<SourceKind>,
@@ -103,6 +112,7 @@ impl TmServerConfig {
     pub fn selection(&self) -> TmSelection {
         TmSelection {
             from: self.from,
+            from_oldest_on_gap: self.from_oldest_on_gap,
             apids: self.apids.clone(),
             sources: self.sources.clone(),
             kinds: self.kinds.clone(),
@@ -114,6 +124,7 @@ impl TmForwardConfig {
     pub fn selection(&self) -> TmSelection {
         TmSelection {
             from: self.from,
+            from_oldest_on_gap: self.from_oldest_on_gap,
             apids: self.apids.clone(),
             sources: self.sources.clone(),
             kinds: self.kinds.clone(),

@@ -125,6 +125,11 @@ impl Positions {
         self.0.insert(at.shard, at.position);
     }
 
+    /// Forgets shard `shard`'s position: its reading starts at its oldest frame.
+    pub fn remove(&mut self, shard: usize) {
+        self.0.remove(&shard);
+    }
+
     /// Each shard's position, by shard.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = ShardPosition> + '_ {
         self.0

@@ -17,8 +17,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::protocol::{
-    DaemonMessage, DecodeError, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
-    MAX_DAEMON_MESSAGE_LEN,
+    DaemonMessage, DecodeError, EndReason, FollowedFrame, RefuseReason, Skipped, Start,
+    Subscription, MAX_DAEMON_MESSAGE_LEN,
 };
 use crate::domain::display::{hex, payload_preview, unix_ns_to_rfc3339};
 use crate::domain::position::Positions;
@@ -70,6 +70,9 @@ pub enum Event {
     Frame(FollowedFrame),
     /// This catalog version was published (`docs/follow-protocol.md`, CATALOG).
     Catalog(u64),
+    /// Segments the subscription needed were deleted: it goes on at the oldest one left
+    /// (`docs/follow-protocol.md`, SKIPPED; only to a subscription that asked for it).
+    Skipped(Skipped),
 }
 
 /// A subscription that the daemon accepted.
@@ -123,12 +126,12 @@ impl Follower {
     }
 
     /// The next frame; `None` at the END that follows the daemon's drain, after every durable frame.
-    /// Catalog notices are passed over.
+    /// Catalog and skip notices are passed over.
     pub async fn next(&mut self) -> Result<Option<FollowedFrame>, FollowError> {
         loop {
             match self.next_event().await? {
                 Some(Event::Frame(frame)) => return Ok(Some(frame)),
-                Some(Event::Catalog(_)) => {}
+                Some(Event::Catalog(_) | Event::Skipped(_)) => {}
                 None => return Ok(None),
             }
         }
@@ -147,6 +150,11 @@ impl Follower {
             match self.message().await? {
                 DaemonMessage::Frames(run) => self.pending.extend(run.into_frames()),
                 DaemonMessage::Catalog { version } => return Ok(Some(Event::Catalog(version))),
+                DaemonMessage::Skipped(skipped) => {
+                    // The shard's last position is in a deleted segment: no place to resume.
+                    self.positions.remove(skipped.shard);
+                    return Ok(Some(Event::Skipped(skipped)));
+                }
                 DaemonMessage::End {
                     reason: EndReason::Shutdown,
                     ..
@@ -200,6 +208,8 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
                 serde_json::json!({ "catalog": version }).to_string()
             }
             Some(Event::Catalog(version)) => format!("catalog version {version} published"),
+            Some(Event::Skipped(skipped)) if options.json => skipped_json(&skipped).to_string(),
+            Some(Event::Skipped(skipped)) => skipped_line(&skipped),
             Some(Event::Frame(frame)) => {
                 printed += 1;
                 match options.json {
@@ -228,6 +238,41 @@ pub fn frame_line(followed: &FollowedFrame) -> String {
         f.payload.len(),
         payload_preview(&f.payload)
     )
+}
+
+/// A skip as `aggregator tail` prints it: `skipped N frames: shard K segments D.. deleted, on at
+/// segment R: live:1 10, live:2 5`.
+pub fn skipped_line(skipped: &Skipped) -> String {
+    let sources: Vec<String> = (skipped.sources.iter())
+        .map(|((kind, id), frames)| format!("{}:{id} {frames}", kind.label()))
+        .collect();
+    format!(
+        "skipped {} frames: shard {} segments {}..{} deleted, on at segment {}: {}",
+        skipped.frames(),
+        skipped.shard,
+        skipped.deleted,
+        skipped.resumed,
+        skipped.resumed,
+        sources.join(", ")
+    )
+}
+
+/// A skip as `aggregator tail --json` prints it.
+pub fn skipped_json(skipped: &Skipped) -> serde_json::Value {
+    let sources: Vec<serde_json::Value> = (skipped.sources.iter())
+        .map(|((kind, id), frames)| {
+            serde_json::json!({ "kind": kind.label(), "source": id, "frames": frames })
+        })
+        .collect();
+    serde_json::json!({
+        "skipped": {
+            "shard": skipped.shard,
+            "deleted": skipped.deleted,
+            "resumed": skipped.resumed,
+            "frames": skipped.frames(),
+            "sources": sources,
+        }
+    })
 }
 
 /// A frame as `aggregator tail --json` prints it, the whole payload in hex, with `resume`: the

@@ -24,7 +24,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::archive::read::ReadError;
-pub use crate::archive::read::{FollowedFrame, FrameFilter, FrameRun, Start, StartError};
+pub use crate::archive::read::{
+    FollowedFrame, FrameFilter, FrameRun, OnGap, Skipped, Start, StartError,
+};
 use crate::archive::segment;
 use crate::domain::frame::SourceKey;
 use crate::domain::frame::{Priority, SourceKind};
@@ -58,16 +60,28 @@ const END: u8 = 0x94;
 const CATALOG: u8 = 0x95;
 /// FRAMES: 0x96, the type that names its shard (0x93 is not used).
 const FRAMES: u8 = 0x96;
+const SKIPPED: u8 = 0x97;
+
+/// SUBSCRIBE's start byte: the start in its low bits, and this bit for "go on at the oldest
+/// segment left when the next frames were deleted" ([`OnGap::Oldest`]).
+const ON_GAP_OLDEST: u8 = 0x80;
+
+/// SKIPPED's bytes before its sources, and each source's.
+const SKIPPED_FIXED_LEN: usize = 22;
+const SKIPPED_SOURCE_LEN: usize = 13;
 
 // A shard is one byte on the wire.
 const _: () = assert!(MAX_SHARDS <= 256);
 
-/// A consumer's SUBSCRIBE: where to start and which frames it wants.
+/// A consumer's SUBSCRIBE: where to start, which frames it wants, and what to do when its next
+/// frames were deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub start: Start,
     /// Its sources (every source when none) and its priority (both when none).
     pub filter: FrameFilter,
+    /// END(SegmentDeleted), or SKIPPED and on at the oldest segment left.
+    pub on_gap: OnGap,
 }
 
 impl Subscription {
@@ -76,15 +90,28 @@ impl Subscription {
         Subscription {
             start,
             filter: FrameFilter { sources, priority },
+            on_gap: OnGap::End,
+        }
+    }
+
+    /// The same subscription, going on past deleted segments after a SKIPPED notice.
+    pub fn going_on_past_gaps(self) -> Subscription {
+        Subscription {
+            on_gap: OnGap::Oldest,
+            ..self
         }
     }
 
     /// Appends the SUBSCRIBE message with its length prefix.
     pub fn encode(&self, dst: &mut BytesMut) {
-        let code = match self.start {
+        let start = match self.start {
             Start::Oldest => 0,
             Start::Now => 1,
             Start::After(_) => 2,
+        };
+        let code = match self.on_gap {
+            OnGap::End => start,
+            OnGap::Oldest => start | ON_GAP_OLDEST,
         };
         let priority = match self.filter.priority {
             None => 0,
@@ -146,7 +173,11 @@ impl Subscription {
             )));
         }
         body.advance(2);
-        let from = body.get_u8();
+        let code = body.get_u8();
+        let (from, on_gap) = match code & ON_GAP_OLDEST {
+            0 => (code, OnGap::End),
+            _ => (code & !ON_GAP_OLDEST, OnGap::Oldest),
+        };
         let priority = priority_filter(body.get_u8())?;
         let count = usize::from(body.get_u16());
         let held = usize::from(body.get_u8());
@@ -166,6 +197,7 @@ impl Subscription {
         Ok(Subscription {
             start: start(from, || positions)?,
             filter: FrameFilter { sources, priority },
+            on_gap,
         })
     }
 }
@@ -411,6 +443,8 @@ pub enum DecodeError {
     },
     #[error("FRAMES with undefined source kind {0}")]
     UndefinedKind(u8),
+    #[error("SKIPPED with undefined source kind {0}")]
+    SourceKind(u8),
     #[error("FRAMES with undefined priority {0}")]
     UndefinedPriority(u8),
     #[error("FRAMES of shard {0}; shards are below {MAX_SHARDS}")]
@@ -453,6 +487,9 @@ pub enum DaemonMessage {
     Catalog {
         version: u64,
     },
+    /// SKIPPED (0x97): segments the subscription needed were deleted, and it goes on at the
+    /// oldest one left (only to a SUBSCRIBE that asked for it).
+    Skipped(Skipped),
 }
 
 impl DaemonMessage {
@@ -472,6 +509,7 @@ impl DaemonMessage {
                 dst.put_u64(*version);
                 return;
             }
+            DaemonMessage::Skipped(skipped) => return encode_skipped(skipped, dst),
             DaemonMessage::Refused { reason, detail } => (REFUSED, *reason as u8, detail),
             DaemonMessage::End { reason, detail } => (END, *reason as u8, detail),
         };
@@ -503,6 +541,7 @@ impl DaemonMessage {
                 version: body.get_u64(),
             }),
             CATALOG => Err(length("CATALOG", 9)),
+            SKIPPED => decode_skipped(body, len).map(DaemonMessage::Skipped),
             REFUSED | END if len < 2 => Err(DecodeError::Short {
                 what: "REFUSED or END",
                 len,
@@ -536,6 +575,60 @@ impl DaemonMessage {
             other => Err(DecodeError::Type(other)),
         }
     }
+}
+
+/// Appends a SKIPPED message with its length prefix.
+fn encode_skipped(skipped: &Skipped, dst: &mut BytesMut) {
+    let len = SKIPPED_FIXED_LEN + SKIPPED_SOURCE_LEN * skipped.sources.len();
+    dst.reserve(4 + len);
+    dst.put_u32(len as u32);
+    dst.put_u8(SKIPPED);
+    dst.put_u8(skipped.shard as u8);
+    dst.put_u64(skipped.deleted);
+    dst.put_u64(skipped.resumed);
+    dst.put_u32(skipped.sources.len() as u32);
+    for &((kind, id), frames) in &skipped.sources {
+        dst.put_u8(kind.to_byte());
+        dst.put_u32(id);
+        dst.put_u64(frames);
+    }
+}
+
+/// A SKIPPED body after its type, `len` bytes in all with the type.
+fn decode_skipped(mut body: Bytes, len: usize) -> Result<Skipped, DecodeError> {
+    if len < SKIPPED_FIXED_LEN {
+        let least = SKIPPED_FIXED_LEN;
+        return Err(DecodeError::Short {
+            what: "SKIPPED",
+            len,
+            least,
+        });
+    }
+    let (shard, deleted, resumed) = (body.get_u8(), body.get_u64(), body.get_u64());
+    let count = body.get_u32() as usize;
+    let expected = count
+        .checked_mul(SKIPPED_SOURCE_LEN)
+        .and_then(|n| n.checked_add(SKIPPED_FIXED_LEN));
+    if expected != Some(len) {
+        let expected = expected.unwrap_or(usize::MAX);
+        return Err(DecodeError::Length {
+            what: "SKIPPED",
+            len,
+            expected,
+        });
+    }
+    let mut sources = Vec::with_capacity(count);
+    for _ in 0..count {
+        let byte = body.get_u8();
+        let kind = SourceKind::from_byte(byte).ok_or(DecodeError::SourceKind(byte))?;
+        sources.push(((kind, body.get_u32()), body.get_u64()));
+    }
+    Ok(Skipped {
+        shard: usize::from(shard),
+        deleted,
+        resumed,
+        sources,
+    })
 }
 
 fn put_position(dst: &mut BytesMut, position: Position) {

@@ -33,9 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use super::protocol::{encode_frames, DaemonMessage, EndReason, RefuseReason, Subscription};
 use super::protocol::{MAX_SUBSCRIBE_LEN, VERSION};
-use crate::archive::read::{
-    spawn_low_priority, DurableEnds, FrameFilter, ReaderTasks, ShardCursors,
-};
+use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors, Skipped};
 use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
 use crate::net::accept_until;
@@ -205,19 +203,11 @@ async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Fol
             return;
         }
     };
-    let filter = subscription.filter;
-    tracing::info!(start = %subscription.start, sources = filter.sources.len(), priority = ?filter.priority, "follower subscribed");
+    let filter = &subscription.filter;
+    tracing::info!(start = %subscription.start, sources = filter.sources.len(), priority = ?filter.priority, on_gap = ?subscription.on_gap, "follower subscribed");
     let _reading = settings.readers.as_ref().map(Readers::hold);
     let mut sent = 0;
-    let ending = stream_frames(
-        &mut input,
-        &mut write,
-        cursors,
-        Arc::new(filter),
-        shared,
-        &mut sent,
-    )
-    .await;
+    let ending = stream_frames(&mut input, &mut write, cursors, shared, &mut sent).await;
     match ending {
         Ending::End(reason, detail) => {
             tracing::info!(?reason, detail, frames = sent, "subscription ended");
@@ -256,9 +246,15 @@ async fn subscribe(
         let detail = "this daemon keeps no archive files (archive.kind = \"count\")".to_string();
         return Err(Some((RefuseReason::NoArchive, detail)));
     }
-    let cursors = ShardCursors::locate(&shared.settings.dir, &shared.durable, &subscription.start)
-        .await
-        .map_err(|err| Some((RefuseReason::from(&err), err.to_string())))?;
+    let reading = (Arc::new(subscription.filter.clone()), subscription.on_gap);
+    let located = ShardCursors::locate(
+        &shared.settings.dir,
+        &shared.durable,
+        &subscription.start,
+        reading,
+    );
+    let cursors =
+        (located.await).map_err(|err| Some((RefuseReason::from(&err), err.to_string())))?;
     let mut buf = BytesMut::new();
     DaemonMessage::Subscribed { version: VERSION }.encode(&mut buf);
     write_flushed(write, &buf).await.map_err(|_| None)?;
@@ -272,7 +268,6 @@ async fn stream_frames(
     input: &mut FramedRead<Reader, LengthDelimitedCodec>,
     write: &mut Writer,
     mut cursors: ShardCursors,
-    filter: Arc<FrameFilter>,
     shared: &FollowService,
     sent: &mut u64,
 ) -> Ending {
@@ -291,7 +286,11 @@ async fn stream_frames(
         // Whether every shard was closed before this read: then a read that finds nothing
         // means everything durable was sent.
         let closed = !cursors.is_open();
-        match cursors.read(&filter).await {
+        let read = cursors.read().await;
+        if let Err(err) = send_skipped(write, cursors.take_skipped()).await {
+            return Ending::Io(err);
+        }
+        match read {
             Err(err) => return Ending::End(EndReason::from(&err), err.to_string()),
             Ok(Some(runs)) if runs.is_empty() => continue,
             Ok(Some(runs)) => {
@@ -323,6 +322,25 @@ async fn stream_frames(
             sent = anything_sent(input) => return sent,
         }
     }
+}
+
+/// Tells the consumer of each skip past deleted segments (it asked to be taken on past them).
+async fn send_skipped(write: &mut Writer, skipped: Vec<Skipped>) -> io::Result<()> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    let mut buf = BytesMut::new();
+    for skip in skipped {
+        tracing::warn!(
+            shard = skip.shard,
+            deleted = skip.deleted,
+            resumed = skip.resumed,
+            frames = skip.frames(),
+            "follower: segments it needed were deleted; it goes on at the oldest segment left"
+        );
+        DaemonMessage::Skipped(skip).encode(&mut buf);
+    }
+    write_flushed(write, &buf).await
 }
 
 /// The version of a catalog published since the last look, if any.

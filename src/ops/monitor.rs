@@ -514,7 +514,7 @@ fn render_tm_metrics(out: &mut String, outputs: &[TmStats]) {
     if outputs.is_empty() {
         return;
     }
-    let per_output: [PerItem<TmStats>; 6] = [
+    let per_output: [PerItem<TmStats>; 7] = [
         (
             "aggregator_tm_connections",
             MetricKind::Gauge,
@@ -538,6 +538,12 @@ fn render_tm_metrics(out: &mut String, outputs: &[TmStats]) {
             MetricKind::Counter,
             "Selected frames skipped for not being one whole space packet.",
             |t| t.frames_not_packets,
+        ),
+        (
+            "aggregator_tm_frames_skipped_total",
+            MetricKind::Counter,
+            "Frames of its sources the TM output skipped: retention deleted them before it read them.",
+            |t| t.frames_skipped,
         ),
         (
             "aggregator_tm_connections_refused_total",

@@ -24,7 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,8 +39,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::cursor::CursorFile;
 use crate::archive::read::{spawn_low_priority, DurableEnds, FollowedFrame, FrameFilter};
-use crate::archive::read::{FrameRun, ReadError, ShardCursors, Start};
-use crate::archive::DurableEnd;
+use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
+use crate::archive::{DurableEnd, ReadMarks};
 use crate::config::NatsConfig;
 use crate::domain::frame::SourceKind;
 use crate::domain::position::{Positions, ShardPosition};
@@ -71,11 +71,14 @@ impl NatsSink {
     /// Starts publishing the archive in `archive`, every shard up to its durable end, on a thread
     /// of its own. `durable` has every shard directory of the archive with its durable end (a
     /// closed watch for a shard no writer appends to).
+    /// With `marks`, retention keeps the segments the sink has not published from `max_age`
+    /// (`archive.retention.protect = ["nats"]`): the sink says where its saved cursors are.
     pub fn start(
         config: NatsConfig,
         archive: PathBuf,
         durable: DurableEnds,
         stats: Stats,
+        marks: Option<Arc<ReadMarks>>,
     ) -> NatsSink {
         let sink = NatsSink {
             done: CancellationToken::new(),
@@ -84,7 +87,7 @@ impl NatsSink {
         let (done, cut_off) = (sink.done.clone().drop_guard(), sink.cut_off.clone());
         let started = spawn_low_priority("nats-sink", move || async move {
             let _done = done;
-            run(config, archive, durable, stats, cut_off).await;
+            run(config, (archive, durable, marks), stats, cut_off).await;
         });
         if let Err(err) = started {
             tracing::error!(error = %err, "cannot start the NATS sink's thread; nothing is published");
@@ -109,8 +112,7 @@ impl NatsSink {
 /// cut-off; the cursors are saved at the end.
 async fn run(
     config: NatsConfig,
-    archive: PathBuf,
-    durable: DurableEnds,
+    (archive, durable, marks): (PathBuf, DurableEnds, Option<Arc<ReadMarks>>),
     stats: Stats,
     cut_off: CancellationToken,
 ) {
@@ -132,6 +134,12 @@ async fn run(
     };
     if let Some(position) = acked.get(0) {
         stats.nats_cursor(position);
+    }
+    if let Some(marks) = &marks {
+        acked
+            .iter()
+            .for_each(|at| marks.set(at.shard, at.position.segment));
+        marks.reported();
     }
     tracing::info!(stream = config.stream, site = config.site, cursors = %acked, "NATS sink started");
     let progress = Arc::new(Progress::default());
@@ -157,6 +165,8 @@ async fn run(
         saved: acked.clone(),
         acked,
         saved_at: Instant::now(),
+        marks,
+        skipped_to: HashMap::new(),
     };
     publisher.context.set_timeout(ACK_TIMEOUT);
     let fatal = publisher.sessions(&cut_off).await;
@@ -249,6 +259,9 @@ struct Progress {
     oldest_unacked_ns: AtomicU64,
     /// Acknowledged frames that were archived after the sink started.
     acked_new: AtomicU64,
+    /// Retention deleted frames before the sink published them, and it has not caught up since:
+    /// degraded meanwhile.
+    skipped: AtomicBool,
 }
 
 /// Reports the connection, the lag and health to the stats every [`REPORT_INTERVAL`].
@@ -264,7 +277,7 @@ async fn report(client: Client, stats: Stats, progress: Arc<Progress>, max_lag: 
         };
         let archived = stats.snapshot().frames_archived - archived_at_start;
         let lag_frames = archived.saturating_sub(progress.acked_new.load(Relaxed));
-        let degraded = !connected || lag > max_lag;
+        let degraded = !connected || lag > max_lag || progress.skipped.load(Relaxed);
         stats.nats_state(connected, degraded, lag_frames, lag);
     }
 }
@@ -314,6 +327,11 @@ struct JetStreamWriter {
     acked: Positions,
     saved: Positions,
     saved_at: Instant,
+    /// Where retention protection is told the saved cursors are (`retention.protect`).
+    marks: Option<Arc<ReadMarks>>,
+    /// The segment each shard's reading went on in after retention deleted what it had not
+    /// published: a cursor below it is no place to start again.
+    skipped_to: HashMap<usize, u64>,
 }
 
 impl JetStreamWriter {
@@ -368,12 +386,16 @@ impl JetStreamWriter {
         if let Err(err) = self.ensure_stream().await {
             return SessionEnd::Failed(err);
         }
-        let start = Start::After(self.acked.clone());
-        let mut cursors = match ShardCursors::locate(&self.archive, &self.durable, &start).await {
+        let start = Start::After(self.restart_points());
+        // Never stopped by a deletion: retention may delete what the sink has not published (a
+        // size limit does even when the sink is protected), and it goes on at the oldest frame left.
+        let reading = (Arc::new(FrameFilter::default()), OnGap::Oldest);
+        let located = ShardCursors::locate(&self.archive, &self.durable, &start, reading);
+        let mut cursors = match located.await {
             Ok(cursors) => cursors,
             Err(err) => return SessionEnd::Fatal(err),
         };
-        let everything = Arc::new(FrameFilter::default());
+        self.note_skipped(&mut cursors);
         let (mut pending, mut in_flight) = (VecDeque::new(), VecDeque::new());
         let mut caught_up = false;
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
@@ -389,7 +411,9 @@ impl JetStreamWriter {
                 }
                 // Every shard closed before the read: a read that finds nothing is the end.
                 let closed = !cursors.is_open();
-                match cursors.read(&everything).await {
+                let read = cursors.read().await;
+                self.note_skipped(&mut cursors);
+                match read {
                     Ok(Some(runs)) => {
                         caught_up = false;
                         pending.extend(runs.into_iter().flat_map(FrameRun::into_frames));
@@ -397,6 +421,9 @@ impl JetStreamWriter {
                     }
                     Ok(None) => caught_up = true,
                     Err(err) => return SessionEnd::Fatal(err),
+                }
+                if in_flight.is_empty() {
+                    self.progress.skipped.store(false, Relaxed);
                 }
                 if closed && in_flight.is_empty() {
                     return SessionEnd::ArchiveClosed;
@@ -411,6 +438,37 @@ impl JetStreamWriter {
                 () = cursors.changed(), if cursors.is_open() && in_flight.len() < self.config.window => {}
                 _ = ticker.tick() => self.save().await,
             }
+        }
+    }
+
+    /// Where a session starts: after each shard's acknowledged frame, unless retention deleted
+    /// past it since (that shard starts at its oldest frame then).
+    fn restart_points(&self) -> Positions {
+        let mut points = Positions::new();
+        let deleted_past = |at: &ShardPosition| {
+            (self.skipped_to.get(&at.shard)).is_some_and(|&to| at.position.segment < to)
+        };
+        self.acked
+            .iter()
+            .filter(|at| !deleted_past(at))
+            .for_each(|at| points.set(at));
+        points
+    }
+
+    /// Counts and logs the frames retention deleted before the sink published them: it is
+    /// degraded until it has caught up.
+    fn note_skipped(&mut self, cursors: &mut ShardCursors) {
+        for skip in cursors.take_skipped() {
+            self.stats.nats_skipped(skip.frames());
+            self.progress.skipped.store(true, Relaxed);
+            self.skipped_to.insert(skip.shard, skip.resumed);
+            tracing::error!(
+                shard = skip.shard,
+                deleted = skip.deleted,
+                resumed = skip.resumed,
+                frames = skip.frames(),
+                "the NATS sink skipped frames retention deleted before it published them; it goes on at the oldest frame left"
+            );
         }
     }
 
@@ -535,6 +593,9 @@ impl JetStreamWriter {
                     self.saved.set(at);
                     if at.shard == 0 {
                         self.stats.nats_cursor(at.position);
+                    }
+                    if let Some(marks) = &self.marks {
+                        marks.set(at.shard, at.position.segment);
                     }
                 }
                 Ok(Err(err)) => {

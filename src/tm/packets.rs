@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::archive::read::{DurableEnds, FrameFilter, FrameRun, ReadError, ShardCursors, Start};
+use crate::archive::read::{
+    DurableEnds, FrameFilter, FrameRun, OnGap, ReadError, ShardCursors, Start,
+};
 use crate::config::{TmSelection, TmStart};
 use crate::protocol::ccsds::PrimaryHeader;
 use crate::stats::TmOutput;
@@ -20,8 +22,6 @@ use crate::stats::TmOutput;
 /// One TM output's reading of the archive, a batch of packets at a time.
 pub(crate) struct PacketStream {
     cursors: ShardCursors,
-    /// Its sources; every priority.
-    filter: Arc<FrameFilter>,
     selection: TmSelection,
     output: TmOutput,
 }
@@ -39,14 +39,18 @@ impl PacketStream {
             TmStart::Now => Start::Now,
             TmStart::Start => Start::Oldest,
         };
+        // Its sources; every priority.
         let filter = Arc::new(FrameFilter {
             sources: selection.sources.clone(),
             priority: None,
         });
-        let cursors = ShardCursors::locate(root, durable, &start).await?;
+        let on_gap = match selection.from_oldest_on_gap {
+            true => OnGap::Oldest,
+            false => OnGap::End,
+        };
+        let cursors = ShardCursors::locate(root, durable, &start, (filter, on_gap)).await?;
         Ok(PacketStream {
             cursors,
-            filter,
             selection,
             output,
         })
@@ -60,7 +64,18 @@ impl PacketStream {
             // Whether every shard was closed before this read: then a read that finds nothing
             // means everything durable was read.
             let closed = !self.cursors.is_open();
-            match self.cursors.read(&self.filter).await? {
+            let read = self.cursors.read().await;
+            for skip in self.cursors.take_skipped() {
+                self.output.skipped(skip.frames());
+                tracing::warn!(
+                    shard = skip.shard,
+                    deleted = skip.deleted,
+                    resumed = skip.resumed,
+                    frames = skip.frames(),
+                    "TM output: segments it needed were deleted; it goes on at the oldest segment left"
+                );
+            }
+            match read? {
                 Some(runs) => {
                     let packets = self.packets_of(&runs);
                     if !packets.is_empty() {

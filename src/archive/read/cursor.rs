@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ReadError;
 use super::filter::FrameFilter;
+use super::gap::Passed;
 use super::run::{FollowedFrame, FrameRun};
 use super::start::Start;
 use crate::archive::segment::{self, Entry, Records, MAGIC};
@@ -44,11 +45,13 @@ pub(crate) struct Chunk {
     /// The frames the filter wants, in archive order, a run per record.
     pub runs: Vec<FrameRun>,
     pub cursor: Cursor,
+    /// The sequences it passed of the sources the filter wants, both priorities: with `track`.
+    pub passed: Passed,
 }
 
 impl Cursor {
     /// The start of segment `segment`, after its magic.
-    fn segment_start(segment: u64) -> Cursor {
+    pub(super) fn segment_start(segment: u64) -> Cursor {
         Cursor {
             segment,
             offset: MAGIC.len() as u64,
@@ -175,14 +178,14 @@ fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::R
 /// empty and its cursor is the next segment's start.
 pub(crate) fn read(
     dir: &Path,
-    shard: usize,
-    cursor: Cursor,
-    end: DurableEnd,
+    (shard, cursor, end): (usize, Cursor, DurableEnd),
     filter: &FrameFilter,
+    track: bool,
 ) -> Result<Chunk, ReadError> {
     let empty = |cursor| Chunk {
         runs: Vec::new(),
         cursor,
+        passed: Passed::new(),
     };
     if cursor.has_reached(end) {
         return Ok(empty(cursor));
@@ -203,15 +206,29 @@ pub(crate) fn read(
         offset: records.next,
         first_index: 0,
     };
+    let mut passed = Passed::new();
+    let runs = runs_of(
+        records,
+        (shard, cursor),
+        filter,
+        track.then_some(&mut passed),
+    );
     Ok(Chunk {
-        runs: runs_of(records, shard, cursor, filter),
+        runs,
         cursor: next,
+        passed,
     })
 }
 
 /// The frames of `records` that `filter` wants, a run per record, each frame with its position;
-/// those before `cursor`'s first index in its record are skipped.
-fn runs_of(records: Records, shard: usize, cursor: Cursor, filter: &FrameFilter) -> Vec<FrameRun> {
+/// those before `cursor`'s first index in its record are skipped. With `passed`, the sequences of
+/// every frame of a wanted source go there too, whatever its priority.
+fn runs_of(
+    records: Records,
+    (shard, cursor): (usize, Cursor),
+    filter: &FrameFilter,
+    mut passed: Option<&mut Passed>,
+) -> Vec<FrameRun> {
     let mut runs: Vec<FrameRun> = Vec::new();
     let (mut record, mut index) = (u64::MAX, 0u32);
     for (offset, entry) in records.entries {
@@ -226,6 +243,13 @@ fn runs_of(records: Records, shard: usize, cursor: Cursor, filter: &FrameFilter)
         };
         index += 1;
         let skipped = offset == cursor.offset && position.index < cursor.first_index;
+        if let Some(passed) = passed
+            .as_deref_mut()
+            .filter(|_| filter.wants_source(&frame))
+        {
+            let sequences = passed.entry((frame.kind, frame.source_id)).or_default();
+            sequences.insert_run(frame.sequence, frame.sequence);
+        }
         if skipped || !filter.wants(&frame) {
             continue;
         }

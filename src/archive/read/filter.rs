@@ -17,7 +17,11 @@ pub struct FrameFilter {
 impl FrameFilter {
     /// Whether the reader wants this frame.
     pub fn wants(&self, frame: &FrameRecord) -> bool {
-        self.priority.is_none_or(|p| p == frame.priority)
-            && (self.sources.is_empty() || self.sources.contains(&(frame.kind, frame.source_id)))
+        self.priority.is_none_or(|p| p == frame.priority) && self.wants_source(frame)
+    }
+
+    /// Whether the reader wants frames of this frame's source (of its priority or not).
+    pub(crate) fn wants_source(&self, frame: &FrameRecord) -> bool {
+        self.sources.is_empty() || self.sources.contains(&(frame.kind, frame.source_id))
     }
 }

@@ -1,7 +1,8 @@
 //! The archive's read side: where a reading starts ([`Start`]), which frames it wants
 //! ([`FrameFilter`]), a cursor per shard that reads the segment files up to each shard's durable
 //! end (`ShardCursors`), the runs of frames it hands back ([`FrameRun`]), why it cannot go on
-//! ([`ReadError`]), and where readers run (`spawn_low_priority`, `ReaderTasks`).
+//! ([`ReadError`]) or what it skipped when it goes on past deleted segments ([`OnGap`],
+//! [`Skipped`]), and where readers run (`spawn_low_priority`, `ReaderTasks`).
 //!
 //! Why beside the writer and not in one of its readers: the follow server, the TM outputs and the
 //! NATS sink all read the same files in the same way, and only the archive knows its format, its
@@ -21,6 +22,7 @@
 mod cursor;
 mod error;
 mod filter;
+mod gap;
 mod run;
 mod shards;
 mod start;
@@ -28,6 +30,7 @@ mod tasks;
 
 pub use error::ReadError;
 pub use filter::FrameFilter;
+pub use gap::{OnGap, Skipped};
 pub use run::{FollowedFrame, FrameRun};
 pub(crate) use shards::{DurableEnds, ShardCursors};
 pub use start::{Start, StartError};

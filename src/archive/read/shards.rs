@@ -21,6 +21,7 @@ use tokio::task::JoinError;
 use super::cursor::{self, Cursor};
 use super::error::ReadError;
 use super::filter::FrameFilter;
+use super::gap::{GapWatch, OnGap, Skipped};
 use super::run::FrameRun;
 use super::start::Start;
 use crate::archive::{layout, DurableEnd};
@@ -39,6 +40,8 @@ struct Shard {
     cursor: Cursor,
     /// Its watch is still open: more may become durable.
     open: bool,
+    /// What it needs to count a skip, when the reader goes on past deleted segments.
+    gap: Option<GapWatch>,
 }
 
 /// A reader's place in every shard, and the reads that move it.
@@ -47,63 +50,114 @@ pub(crate) struct ShardCursors {
     shards: Vec<Shard>,
     /// The shard the next read tries first: the shards take turns.
     next: usize,
+    /// The frames the reader wants.
+    filter: Arc<FrameFilter>,
+    /// Skips not yet taken ([`Self::take_skipped`]).
+    skipped: Vec<Skipped>,
 }
 
 impl ShardCursors {
-    /// Finds where `start` lies in each shard of the archive at `root`; an error names the shard
-    /// it is about.
+    /// Finds where `start` lies in each shard of the archive at `root`, for a reader of the frames
+    /// `filter` wants that does `on_gap` when its next frames were deleted (a start position
+    /// already deleted included); an error names the shard it is about.
     pub(crate) async fn locate(
         root: &Path,
         durable: &DurableEnds,
         start: &Start,
+        (filter, on_gap): (Arc<FrameFilter>, OnGap),
     ) -> Result<ShardCursors, ReadError> {
         check_shards(durable, start)?;
-        let mut shards = Vec::with_capacity(durable.len());
+        let mut cursors = ShardCursors {
+            shards: Vec::with_capacity(durable.len()),
+            next: 0,
+            filter,
+            skipped: Vec::new(),
+        };
         for (index, receiver) in durable {
             let (index, mut durable) = (*index, receiver.clone());
             let end = *durable.borrow_and_update();
             let dir = layout::shard_dir(root, index);
-            let (from, start) = (dir.clone(), start.clone());
-            let located =
-                tokio::task::spawn_blocking(move || cursor::locate(&from, index, &start, end))
-                    .await;
-            shards.push(Shard {
+            let (from, start, wanted) = (dir.clone(), start.clone(), Arc::clone(&cursors.filter));
+            let located = tokio::task::spawn_blocking(move || {
+                locate_shard(&from, (index, &start, end), &wanted, on_gap)
+            })
+            .await;
+            let (cursor, gap, skipped) = joined(located)?;
+            cursors.skipped.extend(skipped);
+            cursors.shards.push(Shard {
                 index,
                 dir,
                 durable,
-                cursor: joined(located)?,
+                cursor,
                 open: true,
+                gap,
             });
         }
-        Ok(ShardCursors { shards, next: 0 })
+        Ok(cursors)
     }
 
     /// Reads the next chunk of a shard not yet at its durable end, taking the shards in turn: its
-    /// runs (none at a segment's end, or when `filter` wants none of them). `None`: every shard is
-    /// read to its durable end; [`Self::changed`] says when one moves.
-    pub(crate) async fn read(
-        &mut self,
-        filter: &Arc<FrameFilter>,
-    ) -> Result<Option<Vec<FrameRun>>, ReadError> {
+    /// runs (none at a segment's end, or when the filter wants none of them). `None`: every shard
+    /// is read to its durable end; [`Self::changed`] says when one moves. A reader that goes on
+    /// past deleted segments finds what it skipped in [`Self::take_skipped`], before these runs.
+    pub(crate) async fn read(&mut self) -> Result<Option<Vec<FrameRun>>, ReadError> {
         let count = self.shards.len();
         for turn in 0..count {
             let at = (self.next + turn) % count;
-            let shard = &mut self.shards[at];
-            let end = *shard.durable.borrow_and_update();
-            if shard.cursor.has_reached(end) {
+            let end = *self.shards[at].durable.borrow_and_update();
+            if self.shards[at].cursor.has_reached(end) {
                 continue;
             }
             self.next = (at + 1) % count;
-            let (dir, index, from) = (shard.dir.clone(), shard.index, shard.cursor);
-            let wanted = Arc::clone(filter);
-            let chunk =
-                tokio::task::spawn_blocking(move || cursor::read(&dir, index, from, end, &wanted))
-                    .await;
-            let chunk = joined(chunk)?;
-            shard.cursor = chunk.cursor;
-            return Ok(Some(chunk.runs));
+            return self.read_shard(at, end).await.map(Some);
         }
         Ok(None)
+    }
+
+    /// Reads the next chunk of shard `at` up to `end`, going on past deleted segments if the
+    /// reader does.
+    async fn read_shard(&mut self, at: usize, end: DurableEnd) -> Result<Vec<FrameRun>, ReadError> {
+        let filter = Arc::clone(&self.filter);
+        let shard = &mut self.shards[at];
+        let (dir, index, from) = (shard.dir.clone(), shard.index, shard.cursor);
+        let track = shard.gap.is_some();
+        let wanted = Arc::clone(&filter);
+        let chunk = tokio::task::spawn_blocking(move || {
+            cursor::read(&dir, (index, from, end), &wanted, track)
+        })
+        .await;
+        match (joined(chunk), shard.gap.take()) {
+            (Ok(chunk), gap) => {
+                shard.gap = gap.map(|mut gap| {
+                    gap.pass(chunk.passed);
+                    gap
+                });
+                shard.cursor = chunk.cursor;
+                Ok(chunk.runs)
+            }
+            (Err(ReadError::SegmentDeleted { segment, .. }), Some(mut gap)) => {
+                let dir = shard.dir.clone();
+                let skipping = tokio::task::spawn_blocking(move || {
+                    let skip = gap.skip(&dir, index, segment, &filter);
+                    skip.map(|skipped| (skipped, gap))
+                })
+                .await;
+                let (skipped, gap) = joined(skipping)?;
+                shard.cursor = Cursor::segment_start(skipped.resumed);
+                shard.gap = Some(gap);
+                self.skipped.push(skipped);
+                Ok(Vec::new())
+            }
+            (Err(err), gap) => {
+                shard.gap = gap;
+                Err(err)
+            }
+        }
+    }
+
+    /// The skips past deleted segments since the last call, oldest first.
+    pub(crate) fn take_skipped(&mut self) -> Vec<Skipped> {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Whether a shard's watch is open: more may become durable.
@@ -129,6 +183,30 @@ impl ShardCursors {
         if !waits.is_empty() {
             select_all(waits).await;
         }
+    }
+}
+
+/// Where a reading from `start` begins in shard `index` (in `dir`): the cursor, what counts a
+/// later skip (with [`OnGap::Oldest`]), and the skip a start position already deleted makes.
+/// Blocking.
+fn locate_shard(
+    dir: &Path,
+    (index, start, end): (usize, &Start, DurableEnd),
+    filter: &FrameFilter,
+    on_gap: OnGap,
+) -> Result<(Cursor, Option<GapWatch>, Option<Skipped>), ReadError> {
+    let located = cursor::locate(dir, index, start, end);
+    match (located, on_gap) {
+        (Ok(cursor), OnGap::End) => Ok((cursor, None, None)),
+        (Ok(cursor), OnGap::Oldest) => Ok((cursor, Some(GapWatch::starting(dir)?), None)),
+        (Err(ReadError::PositionDeleted { at }), OnGap::Oldest) => {
+            // Which deleted frames came before the position is no longer known: all count.
+            let mut gap = GapWatch::default();
+            let skipped = gap.skip(dir, index, at.position.segment, filter)?;
+            let cursor = Cursor::segment_start(skipped.resumed);
+            Ok((cursor, Some(gap), Some(skipped)))
+        }
+        (Err(err), _) => Err(err),
     }
 }
 
