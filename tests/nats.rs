@@ -176,27 +176,33 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, site: &str, nats: &str) -> Daemon {
+        Daemon::start_with(dir, site, nats, "")
+    }
+
+    /// A daemon whose `[archive]` section ends with `archive` (keys, then tables of its own, such
+    /// as `[archive.retention]`).
+    fn start_with(dir: &Path, site: &str, nats: &str, archive_keys: &str) -> Daemon {
         let (uplink, replay, monitor) = (
             common::free_port(),
             common::free_port(),
             common::free_port(),
         );
-        let archive = dir.join("archive");
+        let archive_dir = dir.join("archive");
         let config = dir.join("aggregator.toml");
         let text = format!(
             "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\n\
              [replay]\nlisten = \"127.0.0.1:{replay}\"\n\
              [monitor]\nlisten = \"127.0.0.1:{monitor}\"\n\
              [dashboard]\nstats_interval_ms = 50\n\
-             [archive]\ndir = \"{}\"\n\
              [sinks.nats]\nurl = \"{nats}\"\nstream = \"{STREAM}\"\nsite = \"{site}\"\n\
-             max_lag_ms = 2000\n",
-            archive.display()
+             max_lag_ms = 2000\n\
+             [archive]\ndir = \"{}\"\n{archive_keys}",
+            archive_dir.display()
         );
         std::fs::write(&config, text).expect("write the daemon's config");
         let mut daemon = Daemon {
             config,
-            archive,
+            archive: archive_dir,
             uplink,
             replay,
             monitor,
@@ -615,4 +621,122 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
     assert!(twice.is_empty(), "published more than once: {twice:?}");
     let keys: BTreeSet<_> = published.keys().cloned().collect();
     assert_eq!(keys, sent);
+}
+
+/// The frames of `contents`' only site, checked to be there once each.
+fn published_once(contents: &Contents) -> u64 {
+    let published = contents.values().next().expect("a site in the stream");
+    let twice: Vec<_> = published.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "published more than once: {twice:?}");
+    published.len() as u64
+}
+
+/// NATS stopped long enough for retention to overtake the sink: `max_bytes` deletes segments the
+/// sink has not published, though it is protected. Once NATS is back, the sink goes on at the
+/// oldest frame left: it counts the frames it skipped, says so at error level, and is degraded
+/// until it has caught up. What the stream holds and what the sink counted skipped are every
+/// frame archived, once.
+#[test]
+#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+fn retention_overtaking_a_stopped_nats_is_counted_and_the_sink_goes_on() {
+    let binary = nats_server();
+    let store = TempDir::new("store");
+    let mut nats = NatsServer::start(binary, &store.0);
+    let dir = TempDir::new("retention");
+    let archive = "segment_bytes = 1048576
+[archive.retention]
+max_bytes = \"8MiB\"
+\
+                   protect = [\"nats\"]
+check_interval_ms = 50
+[runtime]
+shards = 1
+";
+    let mut daemon = Daemon::start_with(&dir.0, "north", &nats.url(), archive);
+    let first = daemon.sim(200, 1).wait();
+    wait_until("the sink to publish the first frames", || {
+        daemon.stat("nats_published") == first
+    });
+
+    nats.stop();
+    // 5 sources at 4,000 frames/s of 64 bytes for 10 s: several times the archive's bound.
+    let more = daemon.sim(4000, 10).wait();
+    wait_until("retention to delete unpublished segments", || {
+        daemon.stat("retention_deleted_segments") > 3
+    });
+    assert_eq!(daemon.stat("nats_skipped_frames"), 0, "nothing read yet");
+
+    nats.restart();
+    wait_until("the sink to skip ahead", || {
+        daemon.stat("nats_skipped_frames") > 0
+    });
+    wait_until("the sink to catch up", || {
+        daemon.stat("nats_lag_seconds") == 0 && daemon.get("/healthz").0 == 200
+    });
+    let skipped = daemon.stat("nats_skipped_frames");
+    let line = daemon.log();
+    assert!(
+        line.contains("ERROR") && line.contains("the NATS sink skipped frames retention deleted"),
+        "{line}"
+    );
+    assert!(daemon.terminate().success(), "{}", daemon.log());
+
+    let archived = first + more;
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let contents = runtime.block_on(stream_contents(&nats.url(), Some(archived - skipped)));
+    assert_eq!(
+        published_once(&contents) + skipped,
+        archived,
+        "published or skipped, once"
+    );
+}
+
+/// With `protect = ["nats"]` and only `max_age`, segments NATS has not published outlive their
+/// age while it is away, and once it is back every frame is published: none skipped.
+#[test]
+#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+fn protected_segments_outlive_max_age_until_the_sink_has_published_them() {
+    let binary = nats_server();
+    let store = TempDir::new("store");
+    let mut nats = NatsServer::start(binary, &store.0);
+    let dir = TempDir::new("protect");
+    let archive = "segment_bytes = 65536
+[archive.retention]
+max_age = \"1s\"
+\
+                   protect = [\"nats\"]
+check_interval_ms = 50
+[runtime]
+shards = 1
+";
+    let mut daemon = Daemon::start_with(&dir.0, "north", &nats.url(), archive);
+    let first = daemon.sim(500, 1).wait();
+    wait_until("the sink to publish", || {
+        daemon.stat("nats_published") == first
+    });
+    // Published and older than a second: deleted.
+    wait_until("retention to delete what was published", || {
+        daemon.stat("retention_deleted_segments") > 0
+    });
+
+    nats.stop();
+    let more = daemon.sim(500, 1).wait();
+    let sent_at = Instant::now();
+    let deleted = daemon.stat("retention_deleted_segments");
+    // Every unpublished segment is past its age, and retention has looked at it many times.
+    wait_until("the unpublished frames to pass max_age", || {
+        sent_at.elapsed() > Duration::from_secs(2)
+    });
+    assert_eq!(
+        daemon.stat("retention_deleted_segments"),
+        deleted,
+        "protected"
+    );
+
+    nats.restart();
+    wait_until("the sink to publish the rest", || {
+        daemon.stat("nats_published") == first + more
+    });
+    assert_eq!(daemon.stat("nats_skipped_frames"), 0);
+    assert!(daemon.terminate().success(), "{}", daemon.log());
 }

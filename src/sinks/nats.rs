@@ -166,7 +166,7 @@ async fn run(
         acked,
         saved_at: Instant::now(),
         marks,
-        skipped_to: HashMap::new(),
+        backlog: None,
     };
     publisher.context.set_timeout(ACK_TIMEOUT);
     let fatal = publisher.sessions(&cut_off).await;
@@ -257,7 +257,8 @@ struct Progress {
     /// When the oldest frame not yet acknowledged was received (ns since the epoch); 0 when
     /// everything durable is acknowledged.
     oldest_unacked_ns: AtomicU64,
-    /// Acknowledged frames that were archived after the sink started.
+    /// Acknowledged frames that were archived after the sink started, and frames it skipped
+    /// (retention deleted them first): what it is done with, counted against what was archived.
     acked_new: AtomicU64,
     /// Retention deleted frames before the sink published them, and it has not caught up since:
     /// degraded meanwhile.
@@ -301,6 +302,8 @@ enum SessionEnd {
 
 /// A publish waiting for its PubAck.
 struct InFlight {
+    /// Published again first by the next session, if this one fails before the PubAck.
+    frame: FollowedFrame,
     position: ShardPosition,
     received_unix_ns: u64,
     /// Archived after the sink started (counted in the lag in frames).
@@ -329,9 +332,16 @@ struct JetStreamWriter {
     saved_at: Instant,
     /// Where retention protection is told the saved cursors are (`retention.protect`).
     marks: Option<Arc<ReadMarks>>,
-    /// The segment each shard's reading went on in after retention deleted what it had not
-    /// published: a cursor below it is no place to start again.
-    skipped_to: HashMap<usize, u64>,
+    /// The reading a failed session leaves to the next: its place in the archive and the frames
+    /// read and not yet acknowledged, so that the next goes on where it was (a new reading from
+    /// the cursor, after retention deleted past it, could not tell what was published).
+    backlog: Option<Backlog>,
+}
+
+/// The archive's cursors, and the frames read from them not yet acknowledged, in order.
+struct Backlog {
+    cursors: ShardCursors,
+    pending: VecDeque<FollowedFrame>,
 }
 
 impl JetStreamWriter {
@@ -367,7 +377,7 @@ impl JetStreamWriter {
                     tracing::warn!(
                         error = why.to_string(),
                         retry_ms = backoff.as_millis() as u64,
-                        "NATS sink failed; publishing again from its cursor"
+                        "NATS sink failed; publishing again what it had not seen acknowledged"
                     );
                     self.save().await;
                     tokio::select! {
@@ -380,39 +390,73 @@ impl JetStreamWriter {
         }
     }
 
-    /// Publishes from the cursors, a window of PubAcks in flight, until something fails or every
-    /// shard's archive writer has closed and everything is acknowledged.
+    /// Publishes from where the last session left off (from the cursors, the first time), a
+    /// window of PubAcks in flight, until something fails or every shard's archive writer has
+    /// closed and everything is acknowledged. A failed session leaves its reading to the next.
     async fn session(&mut self) -> SessionEnd {
         if let Err(err) = self.ensure_stream().await {
             return SessionEnd::Failed(err);
         }
-        let start = Start::After(self.restart_points());
+        let mut backlog = match self.backlog.take() {
+            Some(backlog) => backlog,
+            None => match self.locate().await {
+                Ok(backlog) => backlog,
+                Err(err) => return SessionEnd::Fatal(err),
+            },
+        };
+        let mut in_flight = VecDeque::new();
+        let ended = self.publish_from(&mut backlog, &mut in_flight).await;
+        if let SessionEnd::Failed(_) = ended {
+            // What was in flight is published again first, in its order.
+            let unacked = in_flight.into_iter().map(|published| published.frame);
+            backlog.pending = unacked.chain(backlog.pending.drain(..)).collect();
+            self.backlog = Some(backlog);
+        }
+        ended
+    }
+
+    /// A reading from the cursors: after each shard's acknowledged frame.
+    async fn locate(&mut self) -> Result<Backlog, ReadError> {
+        let start = Start::After(self.acked.clone());
         // Never stopped by a deletion: retention may delete what the sink has not published (a
         // size limit does even when the sink is protected), and it goes on at the oldest frame left.
         let reading = (Arc::new(FrameFilter::default()), OnGap::Oldest);
-        let located = ShardCursors::locate(&self.archive, &self.durable, &start, reading);
-        let mut cursors = match located.await {
-            Ok(cursors) => cursors,
-            Err(err) => return SessionEnd::Fatal(err),
-        };
+        let mut cursors =
+            ShardCursors::locate(&self.archive, &self.durable, &start, reading).await?;
         self.note_skipped(&mut cursors);
-        let (mut pending, mut in_flight) = (VecDeque::new(), VecDeque::new());
+        Ok(Backlog {
+            cursors,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The session's loop: publishes what `backlog` holds and reads on, `in_flight` the window
+    /// of publishes waiting for their PubAck.
+    async fn publish_from(
+        &mut self,
+        backlog: &mut Backlog,
+        in_flight: &mut VecDeque<InFlight>,
+    ) -> SessionEnd {
+        let Backlog { cursors, pending } = backlog;
         let mut caught_up = false;
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
         loop {
-            self.note_oldest(&in_flight, &pending, caught_up);
+            self.note_oldest(in_flight, pending, caught_up);
             if in_flight.len() < self.config.window {
                 if let Some(frame) = pending.pop_front() {
-                    match self.publish(frame).await {
+                    match self.publish(&frame).await {
                         Ok(published) => in_flight.push_back(published),
-                        Err(why) => return SessionEnd::Failed(why),
+                        Err(why) => {
+                            pending.push_front(frame);
+                            return SessionEnd::Failed(why);
+                        }
                     }
                     continue;
                 }
                 // Every shard closed before the read: a read that finds nothing is the end.
                 let closed = !cursors.is_open();
                 let read = cursors.read().await;
-                self.note_skipped(&mut cursors);
+                self.note_skipped(cursors);
                 match read {
                     Ok(Some(runs)) => {
                         caught_up = false;
@@ -430,7 +474,7 @@ impl JetStreamWriter {
                 }
             }
             tokio::select! {
-                Some(acked) = next_ack(&mut in_flight), if !in_flight.is_empty() => {
+                Some(acked) = next_ack(in_flight), if !in_flight.is_empty() => {
                     if let Err(why) = self.acked(acked).await {
                         return SessionEnd::Failed(why);
                     }
@@ -441,27 +485,13 @@ impl JetStreamWriter {
         }
     }
 
-    /// Where a session starts: after each shard's acknowledged frame, unless retention deleted
-    /// past it since (that shard starts at its oldest frame then).
-    fn restart_points(&self) -> Positions {
-        let mut points = Positions::new();
-        let deleted_past = |at: &ShardPosition| {
-            (self.skipped_to.get(&at.shard)).is_some_and(|&to| at.position.segment < to)
-        };
-        self.acked
-            .iter()
-            .filter(|at| !deleted_past(at))
-            .for_each(|at| points.set(at));
-        points
-    }
-
     /// Counts and logs the frames retention deleted before the sink published them: it is
     /// degraded until it has caught up.
     fn note_skipped(&mut self, cursors: &mut ShardCursors) {
         for skip in cursors.take_skipped() {
             self.stats.nats_skipped(skip.frames());
+            self.progress.acked_new.fetch_add(skip.frames(), Relaxed);
             self.progress.skipped.store(true, Relaxed);
-            self.skipped_to.insert(skip.shard, skip.resumed);
             tracing::error!(
                 shard = skip.shard,
                 deleted = skip.deleted,
@@ -502,15 +532,15 @@ impl JetStreamWriter {
     }
 
     /// Hands one frame to the client; its PubAck comes later.
-    async fn publish(&self, followed: FollowedFrame) -> Result<InFlight, NatsError> {
-        let frame = followed.frame;
+    async fn publish(&self, followed: &FollowedFrame) -> Result<InFlight, NatsError> {
+        let frame = &followed.frame;
         let kind = kind_token(frame.kind);
         let id = format!(
             "{}.{kind}.{}.{}",
             self.config.site, frame.source_id, frame.sequence
         );
         let message = PublishMessage::build()
-            .payload(frame.payload)
+            .payload(frame.payload.clone())
             .message_id(id)
             .header("Aggregator-Priority", frame.priority.as_str())
             .header("Aggregator-Sequence", frame.sequence.to_string())
@@ -531,6 +561,7 @@ impl JetStreamWriter {
             .get(&shard)
             .is_none_or(|end| (p.segment, p.offset) >= (end.segment, end.len));
         Ok(InFlight {
+            frame: followed.clone(),
             position: ShardPosition { shard, position: p },
             received_unix_ns: frame.received_unix_ns,
             new,
