@@ -75,7 +75,7 @@ pub struct ShardSegments {
     /// Its segments, by index ([`segment::list_segments`]).
     pub segments: Vec<(u64, PathBuf)>,
     /// Its emergency journals, by generation: the segment format, and frames a crash may have
-    /// left nowhere else, which the next start stores (`docs/archive.md`, "Emergency journals").
+    /// left nowhere else, which the next start stores (`docs/archive-format.md`, "Emergency journals").
     pub journals: Vec<PathBuf>,
 }
 

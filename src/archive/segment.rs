@@ -1,5 +1,5 @@
 //! The archive's on-disk format: segment files of length-prefixed, checksummed records
-//! (`docs/archive.md` describes it byte by byte).
+//! (`docs/archive-format.md` describes it byte by byte).
 //!
 //! Why it is shaped this way:
 //! - **Append-only segments.** The archive only ever appends, so a crash can damage nothing but the

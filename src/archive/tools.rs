@@ -1,5 +1,5 @@
 //! The operator's tools on top of the archive: `aggregator archive verify`,
-//! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) (`docs/archive.md`).
+//! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) (`docs/archive-tools.md`).
 //!
 //! `verify` and `inspect` read segment files and emergency journals with
 //! [`crate::archive::segment`] and change nothing, so they work on a copy of an archive, with the

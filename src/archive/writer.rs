@@ -1,4 +1,4 @@
-//! The durable archive: every frame appended to CRC-checked segment files (`docs/archive.md`).
+//! The durable archive: every frame appended to CRC-checked segment files (`docs/archive-format.md`).
 //!
 //! [`SegmentSink`] is the [`ArchiveSink`] the daemon runs with by default. The archive consumer
 //! hands it groups of batches; it encodes them into one buffer and writes it with one system call,

@@ -52,7 +52,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Tools for the segment-file archive (see docs/archive.md).
+    /// Tools for the segment-file archive (see docs/archive-tools.md).
     Archive {
         #[command(subcommand)]
         tool: ArchiveTool,

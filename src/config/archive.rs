@@ -38,7 +38,7 @@ pub struct ArchiveConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ArchiveKind {
-    /// Append every frame to CRC-checked segment files (`docs/archive.md`).
+    /// Append every frame to CRC-checked segment files (`docs/archive-format.md`).
     Segments,
     /// Keep only the count: no durability (tests, benchmarks of the pipeline alone).
     Count,

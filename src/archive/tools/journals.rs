@@ -3,8 +3,8 @@
 //!
 //! Why they read the journals at all: after a power cut, and before the next start, an
 //! acknowledged emergency may be in its shard's journal alone (the crash took the segment's
-//! unsynced tail); the next start stores it in the segment (`docs/archive.md`, "Emergency
-//! journals"). A reader of segments only would miss frames the archive does hold.
+//! unsynced tail); the next start stores it in the segment (`docs/archive-format.md`,
+//! "Emergency journals"). A reader of segments only would miss frames the archive does hold.
 //!
 //! Why through one type: a journal also holds most of its frames a second time (each was written
 //! to the segment first), and those must not count, list or play twice. Whether a journal frame is

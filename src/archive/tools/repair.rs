@@ -1,5 +1,5 @@
 //! `aggregator archive repair DIR [--quarantine]`: the way out when a newest segment is
-//! corrupt and the daemon refuses to start (`docs/archive.md`).
+//! corrupt and the daemon refuses to start (`docs/archive-tools.md`).
 //!
 //! Why it works as it does:
 //! - **The newest segment of each shard only.** Recovery reads each shard's newest segment alone
@@ -26,7 +26,7 @@
 //!   damaged, in the same bytes it scanned, so what is left is the valid records, whole.
 //! - **The journals are counted, never touched.** After a power cut a shard's emergency journals
 //!   may hold acknowledged frames its segments lost, which the next start stores
-//!   (`docs/archive.md`, "Emergency journals"): an operator deciding what to do with a damaged
+//!   (`docs/archive-format.md`, "Emergency journals"): an operator deciding what to do with a damaged
 //!   archive needs to know they are there, and that they must stay. It says how many frames each
 //!   shard's next start takes from them, with recovery's own code (its reading of the newest
 //!   segment, `recovery::track`, and `journal::recover`), so the count is what the start does,
