@@ -228,6 +228,8 @@ struct PageView {
     catalog: String,
     /// Each shard's share of the frames archived, in per cent, as the shards tile shows it.
     shards: Vec<f64>,
+    /// The archive tile: its size on disk, and its segments and the time span they hold.
+    archive: (String, String),
 }
 
 const READ_PAGE: &str = r#"({
@@ -246,6 +248,8 @@ const READ_PAGE: &str = r#"({
     catalog: document.getElementById("catalog-holders").textContent,
     shards: [...document.querySelectorAll("li[data-shard] .detail")]
         .map((cell) => parseFloat(cell.textContent)),
+    archive: [document.getElementById("archive-disk").textContent,
+        document.getElementById("archive-span").textContent],
 })"#;
 
 impl PageView {
@@ -505,6 +509,11 @@ fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart(
         "{:?}",
         sharded.shards
     );
+    // The archive's size on disk, its segments and the span of time they hold.
+    let archive = browser.wait_for("the archive's size and time span", |v| {
+        v.archive.1.contains(" segments · ") && v.archive.1.ends_with(" UTC")
+    });
+    assert!(archive.archive.0.ends_with("MiB"), "{:?}", archive.archive);
     for source in &view.emergencies {
         assert!(
             expected.contains(source),
