@@ -652,3 +652,69 @@ async fn by_default_a_follower_is_ended_and_a_deleted_position_refused() {
     }
     assert!(daemon.shutdown().await.is_clean());
 }
+
+/// What `/stats`, `/metrics` and `/healthz` say of the archive and retention: its size, segments
+/// and span, what was deleted; and a `max_bytes` at its least, which the journals and index files
+/// alone pass, makes `/healthz` say degraded, and why.
+#[tokio::test]
+async fn stats_metrics_and_health_show_the_archive_and_retention() {
+    let dir = TempDir::new("retention-visible");
+    let link_port = free_port();
+    let mut daemon = Daemon::start_in(&dir.0, &config(&dir.0, link_port));
+    for first in (0..5000).step_by(500) {
+        assert_eq!(
+            send(&daemon, BUSY, first..first + 500).await,
+            Some(first + 499)
+        );
+    }
+    common::wait_until_async(
+        "retention to report its deletions",
+        common::PATIENCE,
+        || async {
+            let stats = common::http_get_json(daemon.monitor, "/stats").await;
+            stats["archive"]["retention"]["deleted_segments"].as_u64() > Some(0)
+                && stats["archive"]["oldest_received"].is_string()
+        },
+    )
+    .await;
+    let stats = common::http_get_json(daemon.monitor, "/stats").await;
+    let archive = &stats["archive"];
+    assert!(archive["bytes"].as_u64().unwrap() <= 64 << 10, "{archive}");
+    assert!(archive["segments"].as_u64().unwrap() >= 2, "{archive}");
+    assert!(archive["free_bytes"].as_u64().unwrap() > 0, "{archive}");
+    assert!(archive["newest_received"].as_str() >= archive["oldest_received"].as_str());
+    assert_eq!(archive["retention"]["short"], false);
+    assert!(
+        archive["retention"]["last_deletion"].is_string(),
+        "{archive}"
+    );
+    let (status, _, metrics) = common::http_get(daemon.monitor, "/metrics").await;
+    assert_eq!(status, 200);
+    for family in [
+        "aggregator_archive_bytes ",
+        "aggregator_archive_oldest_frame_timestamp_seconds ",
+        "aggregator_retention_deleted_segments_total ",
+        "aggregator_retention_deleted_bytes_total ",
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit(common::PATIENCE);
+
+    // Two segments of a shard, the least accepted: the journals, index files and RETENTION take
+    // more, and nothing left may be deleted.
+    let tight = config(&dir.0, free_port()).replace("max_bytes = \"64KiB\"", "max_bytes = 8192");
+    let daemon = Daemon::start_in(&dir.0, &tight);
+    assert_eq!(send(&daemon, BUSY, 5000..5100).await, Some(5099));
+    common::wait_until_async("/healthz to say degraded", common::PATIENCE, || async {
+        common::http_get(daemon.monitor, "/healthz").await.0 == 503
+    })
+    .await;
+    let (_, _, body) = common::http_get(daemon.monitor, "/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["archive"]["retention_short"], true, "{health}");
+    assert!(daemon
+        .logged(&["archive retention cannot keep its limits"])
+        .is_some());
+}

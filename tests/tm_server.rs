@@ -380,3 +380,94 @@ async fn a_forward_sends_each_packet_as_one_datagram() {
     assert_eq!(stats.frames_not_packets, not_packets().len() as u64);
     daemon.shutdown().await;
 }
+
+/// A TM connection from the start that falls behind retention (it reads nothing while 20 MB go
+/// into an archive bounded to 2 MiB): by default it is closed without the packets stored after
+/// the deletion; with `from_oldest_on_gap` it goes on at the oldest packet left, and what it
+/// received and what the server counted skipped are every packet stored.
+async fn behind_retention(from_oldest_on_gap: bool) -> (Vec<u8>, TmStats) {
+    let dir = TempDir::new("tm-retention");
+    let mut config = archive_config(&dir.0);
+    config.archive.segment_bytes = 256 << 10;
+    config.archive.retention.max_bytes = Some(2 << 20);
+    config.archive.retention.check_interval = std::time::Duration::from_millis(20);
+    let mut yamcs = server("yamcs", TmStart::Start);
+    yamcs.from_oldest_on_gap = from_oldest_on_gap;
+    config.tm_servers = vec![yamcs];
+    let daemon = Running::start(&config).await;
+    let mut client = daemon.connect("yamcs").await;
+    let bulk: Vec<Vec<u8>> = (0..BULK).map(|i| packet(100, i, 1000)).collect();
+    for (chunk, first) in bulk.chunks(1000).zip((0..).step_by(1000)) {
+        daemon.send(LIVE, 1, first, chunk).await;
+    }
+    // The newest packet, which retention never deletes.
+    daemon.send(LIVE, 2, 0, &[packet(300, 0, 8)]).await;
+    let received = tokio::time::timeout(PATIENCE, read_to_newest(&mut client))
+        .await
+        .expect("the stream ends or reaches the newest packet in time");
+    let stats = daemon.tm_stats("yamcs");
+    daemon.shutdown().await;
+    (received, stats)
+}
+
+/// What the server sends until the newest packet (APID 300) or the end of the connection.
+async fn read_to_newest(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut buf = vec![0; 1 << 16];
+    while !apids(&whole_packets(&bytes)).contains(&300) {
+        match stream.read(&mut buf).await.expect("read the TM connection") {
+            0 => break,
+            n => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    bytes
+}
+
+/// The whole packets at the start of `stream`.
+fn whole_packets(stream: &[u8]) -> &[u8] {
+    let mut at = 0;
+    while let Some(header) = PrimaryHeader::parse(&stream[at..]) {
+        if at + header.packet_len() > stream.len() {
+            break;
+        }
+        at += header.packet_len();
+    }
+    &stream[..at]
+}
+
+/// Packets of 1,000 bytes of data stored by the bulk of [`behind_retention`].
+const BULK: u16 = 16_000;
+
+/// The APIDs of a stream of back-to-back packets, in order.
+fn apids(mut stream: &[u8]) -> Vec<u16> {
+    let mut apids = Vec::new();
+    while let Some(header) = PrimaryHeader::parse(stream) {
+        apids.push(header.apid);
+        stream = &stream[header.packet_len()..];
+    }
+    assert!(stream.is_empty(), "whole packets");
+    apids
+}
+
+#[tokio::test]
+async fn a_connection_behind_retention_is_closed_by_default() {
+    let (received, stats) = behind_retention(false).await;
+    let apids = apids(&received);
+    assert!(!apids.contains(&300), "closed before the newest packet");
+    assert!(apids.len() < usize::from(BULK), "{} packets", apids.len());
+    assert_eq!(stats.frames_skipped, 0);
+}
+
+#[tokio::test]
+async fn with_from_oldest_on_gap_a_connection_goes_on_and_counts_what_it_skipped() {
+    let (received, stats) = behind_retention(true).await;
+    let apids = apids(&received);
+    assert_eq!(apids.last(), Some(&300), "the newest packet, at the end");
+    let bulk = apids.iter().filter(|&&apid| apid == 100).count() as u64;
+    assert!(stats.frames_skipped > 0);
+    assert_eq!(
+        bulk + stats.frames_skipped,
+        u64::from(BULK),
+        "received or skipped, once"
+    );
+}
