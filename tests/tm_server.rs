@@ -414,7 +414,7 @@ async fn behind_retention(from_oldest_on_gap: bool) -> (Vec<u8>, TmStats) {
 async fn read_to_newest(stream: &mut TcpStream) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut buf = vec![0; 1 << 16];
-    while !apids(&whole_packets(&bytes)).contains(&300) {
+    while !apids(whole_packets(&bytes)).contains(&300) {
         match stream.read(&mut buf).await.expect("read the TM connection") {
             0 => break,
             n => bytes.extend_from_slice(&buf[..n]),
