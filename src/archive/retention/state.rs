@@ -344,7 +344,7 @@ mod tests {
         }
         let pruned = state.pruned((SourceKind::LiveUplink, 3)).unwrap();
         assert_eq!(
-            pruned.frames, 1000,
+            pruned.frames, 10_000,
             "counted, not read from the merged runs"
         );
         assert!(pruned.sequences.runs().count() <= MOST_RUNS);
