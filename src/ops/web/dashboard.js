@@ -167,9 +167,11 @@ function showNats(stats) {
 /// The archive's size on disk, the time it spans, and what retention deleted.
 function showArchive(archive) {
   $("archive-disk").textContent = formatBytes(archive.bytes);
+  const [oldest, newest] = [shortTime(archive.oldest_received), shortTime(archive.newest_received)];
+  // One date when both ends share it.
   const span = archive.oldest_received === null
     ? "no frames yet"
-    : `${shortTime(archive.oldest_received)} → ${shortTime(archive.newest_received)} UTC`;
+    : `${oldest} → ${newest.startsWith(oldest.slice(0, 6)) ? newest.slice(6) : newest} UTC`;
   $("archive-span").textContent = `${number.format(archive.segments)} segments · ${span}`;
   const retention = archive.retention;
   $("archive-retention").textContent = retention.deleted_segments === 0
