@@ -623,6 +623,25 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
     assert_eq!(keys, sent);
 }
 
+/// A `nats-server`, and a daemon of one shard publishing into it whose segments are
+/// `segment_bytes` long and whose retention protects the sink and has `limit` (a TOML key):
+/// the server's store, the server, the daemon's directory and the daemon.
+fn bounded_under_nats(
+    name: &str,
+    segment_bytes: u64,
+    limit: &str,
+) -> (TempDir, NatsServer, TempDir, Daemon) {
+    let store = TempDir::new("store");
+    let nats = NatsServer::start(nats_server(), &store.0);
+    let dir = TempDir::new(name);
+    let archive = format!(
+        "segment_bytes = {segment_bytes}\n[archive.retention]\n{limit}\nprotect = [\"nats\"]\n\
+         check_interval_ms = 50\n[runtime]\nshards = 1\n"
+    );
+    let daemon = Daemon::start_with(&dir.0, "north", &nats.url(), &archive);
+    (store, nats, dir, daemon)
+}
+
 /// The frames of `contents`' only site, checked to be there once each.
 fn published_once(contents: &Contents) -> u64 {
     let published = contents.values().next().expect("a site in the stream");
@@ -639,20 +658,8 @@ fn published_once(contents: &Contents) -> u64 {
 #[test]
 #[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
 fn retention_overtaking_a_stopped_nats_is_counted_and_the_sink_goes_on() {
-    let binary = nats_server();
-    let store = TempDir::new("store");
-    let mut nats = NatsServer::start(binary, &store.0);
-    let dir = TempDir::new("retention");
-    let archive = "segment_bytes = 1048576
-[archive.retention]
-max_bytes = \"8MiB\"
-\
-                   protect = [\"nats\"]
-check_interval_ms = 50
-[runtime]
-shards = 1
-";
-    let mut daemon = Daemon::start_with(&dir.0, "north", &nats.url(), archive);
+    let limit = "max_bytes = \"8MiB\"";
+    let (_store, mut nats, _dir, mut daemon) = bounded_under_nats("retention", 1 << 20, limit);
     let first = daemon.sim(200, 1).wait();
     wait_until("the sink to publish the first frames", || {
         daemon.stat("nats_published") == first
@@ -696,20 +703,8 @@ shards = 1
 #[test]
 #[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
 fn protected_segments_outlive_max_age_until_the_sink_has_published_them() {
-    let binary = nats_server();
-    let store = TempDir::new("store");
-    let mut nats = NatsServer::start(binary, &store.0);
-    let dir = TempDir::new("protect");
-    let archive = "segment_bytes = 65536
-[archive.retention]
-max_age = \"1s\"
-\
-                   protect = [\"nats\"]
-check_interval_ms = 50
-[runtime]
-shards = 1
-";
-    let mut daemon = Daemon::start_with(&dir.0, "north", &nats.url(), archive);
+    let limit = "max_age = \"1s\"";
+    let (_store, mut nats, _dir, mut daemon) = bounded_under_nats("protect", 64 << 10, limit);
     let first = daemon.sim(500, 1).wait();
     wait_until("the sink to publish", || {
         daemon.stat("nats_published") == first

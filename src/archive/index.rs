@@ -29,12 +29,16 @@ const SUFFIX: &str = ".index";
 /// The most sources or runs an index file may claim: a length past it is damage.
 const MOST_ENTRIES: u32 = 1 << 24;
 
-/// One source's frames in a segment.
+/// One source's frames in a segment (or, in retention's state, deleted from a shard): how many,
+/// and their sequences.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceSpan {
     pub frames: u64,
     pub sequences: SequenceSet,
 }
+
+/// Each source's span, by (kind byte, id).
+pub type SourceSpans = BTreeMap<(u8, u32), SourceSpan>;
 
 /// What a segment holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,8 +49,8 @@ pub struct SegmentIndex {
     /// The oldest and the newest received time of its frames (nanoseconds since the Unix epoch);
     /// `None` for a segment without frames.
     pub received: Option<(u64, u64)>,
-    /// Each source's frames, by (kind byte, id).
-    pub sources: BTreeMap<(u8, u32), SourceSpan>,
+    /// Each source's frames.
+    pub sources: SourceSpans,
 }
 
 /// A segment a shard's disk thread has sealed: durable, trimmed, its index written, and the
@@ -196,72 +200,75 @@ impl SegmentIndex {
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(MAGIC);
         let (oldest, newest) = self.received.unwrap_or((u64::MAX, 0));
-        for value in [self.len, self.frames, oldest, newest] {
-            out.extend_from_slice(&value.to_be_bytes());
-        }
-        out.extend_from_slice(&(self.sources.len() as u32).to_be_bytes());
-        for (&(kind, id), span) in &self.sources {
-            out.push(kind);
-            out.extend_from_slice(&id.to_be_bytes());
-            out.extend_from_slice(&span.frames.to_be_bytes());
-            encode_runs(out, &span.sequences);
-        }
-        let crc = crc32fast::hash(out);
-        out.extend_from_slice(&crc.to_be_bytes());
+        encode_file(
+            out,
+            MAGIC,
+            [self.len, self.frames, oldest, newest],
+            &self.sources,
+        );
     }
 }
 
-/// Appends a count of runs, then each run's `first` and `last`: how [`Input::runs`] reads them.
-pub(crate) fn encode_runs(out: &mut Vec<u8>, sequences: &SequenceSet) {
-    out.extend_from_slice(&(sequences.runs().count() as u32).to_be_bytes());
-    for (first, last) in sequences.runs() {
-        out.extend_from_slice(&first.to_be_bytes());
-        out.extend_from_slice(&last.to_be_bytes());
+/// Appends one of the archive's small files (an index, retention's state): its magic, the
+/// integers of its head, each source's span, and the CRC-32 of all of them.
+pub(crate) fn encode_file(out: &mut Vec<u8>, magic: &[u8; 8], head: [u64; 4], spans: &SourceSpans) {
+    out.extend_from_slice(magic);
+    for value in head {
+        out.extend_from_slice(&value.to_be_bytes());
     }
+    out.extend_from_slice(&(spans.len() as u32).to_be_bytes());
+    for (&(kind, id), span) in spans {
+        out.push(kind);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&span.frames.to_be_bytes());
+        out.extend_from_slice(&(span.sequences.runs().count() as u32).to_be_bytes());
+        for (first, last) in span.sequences.runs() {
+            out.extend_from_slice(&first.to_be_bytes());
+            out.extend_from_slice(&last.to_be_bytes());
+        }
+    }
+    let crc = crc32fast::hash(out);
+    out.extend_from_slice(&crc.to_be_bytes());
 }
 
-/// Reads an index file's bytes; `None` when they are not a whole, valid index.
-fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
+/// Reads what [`encode_file`] wrote: the head and the spans; `None` when the bytes are not a whole
+/// file of that magic with a matching CRC.
+pub(crate) fn decode_file(bytes: &[u8], magic: &[u8; 8]) -> Option<([u64; 4], SourceSpans)> {
     let (body, crc) = bytes.split_last_chunk::<4>()?;
     if crc32fast::hash(body) != u32::from_be_bytes(*crc) {
         return None;
     }
-    let mut input = Input::new(body.strip_prefix(MAGIC)?);
-    let (len, frames, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?, input.u64()?);
-    let mut index = SegmentIndex {
-        len,
-        frames,
-        received: (oldest <= newest).then_some((oldest, newest)),
-        sources: BTreeMap::new(),
-    };
+    let mut input = Input(body.strip_prefix(magic)?);
+    let head = [input.u64()?, input.u64()?, input.u64()?, input.u64()?];
+    let mut spans = SourceSpans::new();
     for _ in 0..input.count()? {
         let (kind, id, frames) = (input.u8()?, input.u32()?, input.u64()?);
         SourceKind::from_byte(kind)?;
         let sequences = input.runs()?;
-        index
-            .sources
-            .insert((kind, id), SourceSpan { frames, sequences });
+        spans.insert((kind, id), SourceSpan { frames, sequences });
     }
-    input.is_empty().then_some(index)
+    input.0.is_empty().then_some((head, spans))
 }
 
-/// The bytes of a small file of the archive's (an index, retention's state) not yet decoded:
-/// big-endian integers, and counts bounded so that damage cannot ask for the memory of billions.
-pub(crate) struct Input<'a>(&'a [u8]);
+/// Reads an index file's bytes; `None` when they are not a whole, valid index.
+fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
+    let ([len, frames, oldest, newest], sources) = decode_file(bytes, MAGIC)?;
+    Some(SegmentIndex {
+        len,
+        frames,
+        received: (oldest <= newest).then_some((oldest, newest)),
+        sources,
+    })
+}
 
-impl<'a> Input<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Input<'a> {
-        Input(bytes)
-    }
+/// The bytes of a small file of the archive's not yet decoded: big-endian integers, and counts
+/// bounded so that damage cannot ask for the memory of billions.
+struct Input<'a>(&'a [u8]);
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
+impl Input<'_> {
     /// A count, then that many runs of sequences (`first`, `last`, `first <= last`).
-    pub(crate) fn runs(&mut self) -> Option<SequenceSet> {
+    fn runs(&mut self) -> Option<SequenceSet> {
         let mut sequences = SequenceSet::default();
         for _ in 0..self.count()? {
             let (first, last) = (self.u64()?, self.u64()?);
@@ -279,20 +286,20 @@ impl<'a> Input<'a> {
         Some(*head)
     }
 
-    pub(crate) fn u8(&mut self) -> Option<u8> {
+    fn u8(&mut self) -> Option<u8> {
         self.take::<1>().map(|[byte]| byte)
     }
 
-    pub(crate) fn u32(&mut self) -> Option<u32> {
+    fn u32(&mut self) -> Option<u32> {
         self.take().map(u32::from_be_bytes)
     }
 
-    pub(crate) fn u64(&mut self) -> Option<u64> {
+    fn u64(&mut self) -> Option<u64> {
         self.take().map(u64::from_be_bytes)
     }
 
     /// A count of entries, refused past [`MOST_ENTRIES`].
-    pub(crate) fn count(&mut self) -> Option<u32> {
+    fn count(&mut self) -> Option<u32> {
         self.u32().filter(|&n| n <= MOST_ENTRIES)
     }
 }

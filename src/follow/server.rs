@@ -331,13 +331,7 @@ async fn send_skipped(write: &mut Writer, skipped: Vec<Skipped>) -> io::Result<(
     }
     let mut buf = BytesMut::new();
     for skip in skipped {
-        tracing::warn!(
-            shard = skip.shard,
-            deleted = skip.deleted,
-            resumed = skip.resumed,
-            frames = skip.frames(),
-            "follower: segments it needed were deleted; it goes on at the oldest segment left"
-        );
+        skip.log("follower");
         DaemonMessage::Skipped(skip).encode(&mut buf);
     }
     write_flushed(write, &buf).await

@@ -474,8 +474,10 @@ impl JetStreamWriter {
                 }
             }
             tokio::select! {
-                Some(acked) = next_ack(in_flight), if !in_flight.is_empty() => {
-                    if let Err(why) = self.acked(acked).await {
+                Some((published, ack)) = next_ack(in_flight), if !in_flight.is_empty() => {
+                    if let Err(why) = self.acked(&published, ack).await {
+                        // Published again first by the next session.
+                        in_flight.push_front(published);
                         return SessionEnd::Failed(why);
                     }
                 }
@@ -492,12 +494,10 @@ impl JetStreamWriter {
             self.stats.nats_skipped(skip.frames());
             self.progress.acked_new.fetch_add(skip.frames(), Relaxed);
             self.progress.skipped.store(true, Relaxed);
+            skip.log("NATS sink");
             tracing::error!(
-                shard = skip.shard,
-                deleted = skip.deleted,
-                resumed = skip.resumed,
                 frames = skip.frames(),
-                "the NATS sink skipped frames retention deleted before it published them; it goes on at the oldest frame left"
+                "the NATS sink skipped frames retention deleted before it published them"
             );
         }
     }
@@ -572,7 +572,8 @@ impl JetStreamWriter {
     /// Moves the cursor past a frame JetStream acknowledged (in publishing order).
     async fn acked(
         &mut self,
-        (published, ack): (InFlight, Result<PublishAck, PublishError>),
+        published: &InFlight,
+        ack: Result<PublishAck, PublishError>,
     ) -> Result<(), NatsError> {
         let ack = ack.map_err(|source| NatsError::NoAck {
             position: published.position,

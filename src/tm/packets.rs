@@ -67,13 +67,7 @@ impl PacketStream {
             let read = self.cursors.read().await;
             for skip in self.cursors.take_skipped() {
                 self.output.skipped(skip.frames());
-                tracing::warn!(
-                    shard = skip.shard,
-                    deleted = skip.deleted,
-                    resumed = skip.resumed,
-                    frames = skip.frames(),
-                    "TM output: segments it needed were deleted; it goes on at the oldest segment left"
-                );
+                skip.log("TM output");
             }
             match read? {
                 Some(runs) => {

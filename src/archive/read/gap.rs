@@ -59,6 +59,18 @@ impl Skipped {
     pub fn frames(&self) -> u64 {
         self.sources.iter().map(|(_, frames)| frames).sum()
     }
+
+    /// Logs the skip (at warn level) as `reader`'s.
+    pub(crate) fn log(&self, reader: &str) {
+        tracing::warn!(
+            reader,
+            shard = self.shard,
+            deleted = self.deleted,
+            resumed = self.resumed,
+            frames = self.frames(),
+            "segments a reader needed were deleted; it goes on at the oldest segment left"
+        );
+    }
 }
 
 /// The sequences of each source a reader passed in one read, both priorities.

@@ -19,16 +19,14 @@
 //! oldest frames, and the emergencies that overtook frames still retained), merged past
 //! [`MOST_RUNS`].
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::index::SegmentIndex;
+use crate::archive::index::{SegmentIndex, SourceSpan, SourceSpans};
 use crate::archive::segment::with_path;
 use crate::archive::{index, sync_dir};
 use crate::domain::frame::{SourceKey, SourceKind};
-use crate::domain::sequence_set::SequenceSet;
 
 const MAGIC: &[u8; 8] = b"TLMRET01";
 /// The state file's name in a shard's directory.
@@ -41,13 +39,9 @@ pub const STATE_FILE: &str = "RETENTION";
 /// source sent (a space-link loss), which only grow in number: the oldest of them merge away.
 const MOST_RUNS: usize = 1024;
 
-/// What retention deleted of one source, in one shard.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pruned {
-    /// Frames deleted (counted, not read from `sequences`, which merging widens).
-    pub frames: u64,
-    pub sequences: SequenceSet,
-}
+/// What retention deleted of one source, in one shard: its frames (counted, not read from the
+/// sequences, which merging widens) and their sequences.
+pub type Pruned = SourceSpan;
 
 /// One shard's retention state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,8 +52,8 @@ pub struct ShardState {
     pub deleted_bytes: u64,
     /// When the last deletion was written, nanoseconds since the Unix epoch; 0 before one.
     pub last_deletion_ns: u64,
-    /// Each source's deleted frames, by (kind byte, id).
-    pub pruned: BTreeMap<(u8, u32), Pruned>,
+    /// Each source's deleted frames.
+    pub pruned: SourceSpans,
 }
 
 /// A segment to delete, and what it held.
@@ -173,25 +167,13 @@ impl ShardState {
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(MAGIC);
         let head = [
             self.first_retained,
             self.deleted_segments,
             self.deleted_bytes,
             self.last_deletion_ns,
         ];
-        for value in head {
-            out.extend_from_slice(&value.to_be_bytes());
-        }
-        out.extend_from_slice(&(self.pruned.len() as u32).to_be_bytes());
-        for (&(kind, id), pruned) in &self.pruned {
-            out.push(kind);
-            out.extend_from_slice(&id.to_be_bytes());
-            out.extend_from_slice(&pruned.frames.to_be_bytes());
-            index::encode_runs(out, &pruned.sequences);
-        }
-        let crc = crc32fast::hash(out);
-        out.extend_from_slice(&crc.to_be_bytes());
+        index::encode_file(out, MAGIC, head, &self.pruned);
     }
 }
 
@@ -201,27 +183,15 @@ fn staged(dir: &Path) -> PathBuf {
 }
 
 fn decode(bytes: &[u8]) -> Option<ShardState> {
-    let (body, crc) = bytes.split_last_chunk::<4>()?;
-    if crc32fast::hash(body) != u32::from_be_bytes(*crc) {
-        return None;
-    }
-    let mut input = index::Input::new(body.strip_prefix(MAGIC)?);
-    let mut state = ShardState {
-        first_retained: input.u64()?,
-        deleted_segments: input.u64()?,
-        deleted_bytes: input.u64()?,
-        last_deletion_ns: input.u64()?,
-        pruned: BTreeMap::new(),
-    };
-    for _ in 0..input.count()? {
-        let (kind, id, frames) = (input.u8()?, input.u32()?, input.u64()?);
-        SourceKind::from_byte(kind)?;
-        let sequences = input.runs()?;
-        state
-            .pruned
-            .insert((kind, id), Pruned { frames, sequences });
-    }
-    input.is_empty().then_some(state)
+    let ([first_retained, deleted_segments, deleted_bytes, last_deletion_ns], pruned) =
+        index::decode_file(bytes, MAGIC)?;
+    Some(ShardState {
+        first_retained,
+        deleted_segments,
+        deleted_bytes,
+        last_deletion_ns,
+        pruned,
+    })
 }
 
 #[cfg(test)]
