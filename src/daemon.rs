@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive::{
-    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, ReadMarks, Readers,
-    Retention, SealedFeed, SyncPolicy,
+    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, ReadMarks, ReaderHold,
+    Readers, Retention, SealedFeed, SyncPolicy,
 };
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, Protected};
@@ -299,27 +299,7 @@ impl Daemon {
                 .map_or_else(Vec::new, |threads| threads.handles().to_vec()),
         });
         let durable = std::mem::take(&mut self.durable);
-        let protect_nats = config.archive.retention.protect.contains(&Protected::Nats);
-        let marks = protect_nats.then(|| Arc::new(ReadMarks::default()));
-        let retention = self.files.take().map(|files| {
-            let limits = config.archive.retention.clone();
-            Retention::start(files, limits, stats.clone(), marks.clone())
-        });
-        let nats = config.sinks.nats.clone().and_then(|nats| {
-            if durable.is_empty() {
-                tracing::error!(
-                    "sinks.nats needs an archive that keeps files; nothing is published"
-                );
-                return None;
-            }
-            let dir = config.archive.dir.clone();
-            // The sink follows the archive's files as a follower does: they stay cached for it.
-            let reading = self.readers.as_ref().map(Readers::hold);
-            Some((
-                NatsSink::start(nats, dir, durable.clone(), stats.clone(), marks),
-                reading,
-            ))
-        });
+        let (retention, nats) = self.start_retention_and_sink(&durable, &stats);
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {
                 dir: config.archive.dir.clone(),
@@ -388,6 +368,37 @@ impl Daemon {
         let report = DrainReport::of(&stats.snapshot(), completed, started.elapsed());
         report.log();
         report
+    }
+
+    /// Starts retention on the archive's files, and the NATS sink (with the hold that keeps the
+    /// files cached for it), which retention protects with `protect = ["nats"]`; each `None`
+    /// when the archive keeps no files or the config has none.
+    fn start_retention_and_sink(
+        &mut self,
+        durable: &[(usize, watch::Receiver<DurableEnd>)],
+        stats: &Stats,
+    ) -> (Option<Retention>, Option<(NatsSink, Option<ReaderHold>)>) {
+        let config = Arc::clone(&self.config);
+        let protect_nats = config.archive.retention.protect.contains(&Protected::Nats);
+        let marks = protect_nats.then(|| Arc::new(ReadMarks::default()));
+        let retention = self.files.take().map(|files| {
+            let limits = config.archive.retention.clone();
+            Retention::start(files, limits, stats.clone(), marks.clone())
+        });
+        let nats = config.sinks.nats.clone().and_then(|nats| {
+            if durable.is_empty() {
+                tracing::error!(
+                    "sinks.nats needs an archive that keeps files; nothing is published"
+                );
+                return None;
+            }
+            let dir = config.archive.dir.clone();
+            // The sink follows the archive's files as a follower does: they stay cached for it.
+            let reading = self.readers.as_ref().map(Readers::hold);
+            let sink = NatsSink::start(nats, dir, durable.to_vec(), stats.clone(), marks);
+            Some((sink, reading))
+        });
+        (retention, nats)
     }
 
     /// Starts the TM servers (each on the listener handed to [`Daemon::serve_tm`]) and forwards;

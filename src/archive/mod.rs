@@ -42,7 +42,7 @@ mod tracked;
 pub mod writer;
 
 pub(crate) use consumer::{ArchiveConsumer, ArchiveSettings};
-pub(crate) use disk::Readers;
+pub(crate) use disk::{ReaderHold, Readers};
 pub use retention::{ReadMarks, Retention, SealedFeed};
 pub use writer::SegmentSink;
 

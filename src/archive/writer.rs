@@ -233,27 +233,7 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
     for (_, dir) in &dirs[..shards] {
         create_dir(dir)?;
     }
-    let recovered = std::thread::scope(|scope| {
-        let reading: Vec<_> = dirs
-            .iter()
-            .map(|(_, dir)| {
-                scope.spawn(|| {
-                    let (mut sources, start) = recovery::recover(dir)?;
-                    let leftover = journal::recover(dir, &mut sources)?;
-                    Ok((sources, (start, leftover)))
-                })
-            })
-            .collect();
-        reading
-            .into_iter()
-            .map(|thread| {
-                thread
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("recovery panicked")))
-            })
-            .collect::<io::Result<Vec<_>>>()
-    })?;
-    let (mut sources, mut starts): (Vec<_>, Vec<_>) = recovered.into_iter().unzip();
+    let (mut sources, mut starts): (Vec<_>, Vec<_>) = recover_all(&dirs)?.into_iter().unzip();
     // The frames a retired shard's journal holds that its segments lost are stored by shard 0.
     let retired: Vec<Leftover> = starts[shards..]
         .iter_mut()
@@ -308,6 +288,34 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
         archive.sinks.push(Box::new(sink));
     }
     Ok(archive)
+}
+
+/// A shard directory recovered: its sources, where its writer starts, and what its journals hold
+/// that its segments lost.
+type Recovered = (HashMap<SourceKey, Tracked>, (Start, Leftover));
+
+/// Recovers each shard directory of `dirs`, in parallel.
+fn recover_all(dirs: &[(usize, PathBuf)]) -> io::Result<Vec<Recovered>> {
+    std::thread::scope(|scope| {
+        let reading: Vec<_> = dirs
+            .iter()
+            .map(|(_, dir)| {
+                scope.spawn(|| {
+                    let (mut sources, start) = recovery::recover(dir)?;
+                    let leftover = journal::recover(dir, &mut sources)?;
+                    Ok((sources, (start, leftover)))
+                })
+            })
+            .collect();
+        reading
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("recovery panicked")))
+            })
+            .collect()
+    })
 }
 
 /// The durable end of a retired shard: all of its files, which nothing writes any more. The
