@@ -145,6 +145,7 @@ impl Retainer {
     fn run(mut self) {
         let root = self.feed.root.clone();
         let stopped = || self.stop.load(std::sync::atomic::Ordering::Relaxed);
+        let started = Instant::now();
         let loaded = Catalogue::load_until(&root, &stopped);
         let mut catalogue = match loaded.and_then(|c| c.finish_deletions().map(|()| c)) {
             Ok(catalogue) => catalogue,
@@ -153,6 +154,13 @@ impl Retainer {
                 return;
             }
         };
+        // Segments written before indexes existed are each read once, here: it can take a while.
+        tracing::info!(
+            segments = catalogue.segments(),
+            took_ms = started.elapsed().as_millis() as u64,
+            bounded = self.limits.is_bounded(),
+            "archive retention: read the archive's segment indexes"
+        );
         let interval = self.limits.check_interval;
         loop {
             self.check(&mut catalogue);
