@@ -866,6 +866,7 @@ async fn followers_hear_of_the_latest_catalog_at_once_and_of_each_publication() 
             Event::Frame(f) => f.frame.sequence,
             Event::Catalog(v) => panic!("a repeat of catalog {v}"),
             Event::Skipped(skipped) => panic!("nothing was deleted: {skipped:?}"),
+            Event::Earliest(earliest) => panic!("no window: {earliest:?}"),
         })
         .collect();
     assert_eq!(sequences, vec![0, 1, 2]);

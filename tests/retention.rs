@@ -555,7 +555,7 @@ impl Followed {
                         *followed.skipped.entry(id).or_default() += frames;
                     }
                 }
-                Ok(Some(Event::Catalog(_))) => {}
+                Ok(Some(Event::Catalog(_) | Event::Earliest(_))) => {}
                 Ok(None) => return (followed, Some("END(Shutdown)".into())),
                 Err(err) => return (followed, Some(err.to_string())),
             }

@@ -5,8 +5,15 @@
 //! `verify` does not call them missing). Reading a 64 MiB segment to learn that, at every deletion
 //! or at every start for every segment, would cost as much I/O as the archive itself. So when a
 //! segment is sealed the writer, which saw every batch go in, writes `segment-{index}.index` beside
-//! it: its length, its frames, the oldest and newest received time, and each source's frames as
-//! runs of sequences.
+//! it: its length, its frames, the oldest and newest received time, each source's frames as runs
+//! of sequences, and a time index.
+//!
+//! The time index answers "where in this segment are the frames received between two times"
+//! without reading it: the segment in blocks of at least [`TIME_BLOCK_BYTES`] of records, each
+//! with its offset and the oldest and newest received time of its frames. Received times are not
+//! in order inside a shard (an emergency frame overtakes queued routine ones; frames recovered
+//! from a journal are written after newer ones), so each block has both bounds and a time range
+//! reads every block whose bounds meet it, and only those: exact whatever the order.
 //!
 //! The index is a cache, never the truth: it is written without a sync, carries a CRC and the
 //! segment length it describes, and a missing, damaged or stale index (of another length, after a
@@ -23,11 +30,25 @@ use super::segment::{self, Entry, FrameRecord};
 use crate::domain::frame::{SourceKey, SourceKind};
 use crate::domain::sequence_set::SequenceSet;
 
-const MAGIC: &[u8; 8] = b"TLMIDX01";
+const MAGIC: &[u8; 8] = b"TLMIDX02";
 const SUFFIX: &str = ".index";
 
 /// The most sources or runs an index file may claim: a length past it is damage.
 const MOST_ENTRIES: u32 = 1 << 24;
+
+/// Bytes of records a block of the time index covers before the next block starts (a block
+/// starts at a group of records, never inside one): 1,024 blocks of 24 bytes for a 64 MiB
+/// segment.
+pub(crate) const TIME_BLOCK_BYTES: u64 = 64 * 1024;
+
+/// A block of a segment's time index: the records from `offset` to the next block's offset (or
+/// the segment's end), and the oldest and newest received time of their frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBlock {
+    pub offset: u64,
+    pub oldest: u64,
+    pub newest: u64,
+}
 
 /// One source's frames in a segment (or, in retention's state, deleted from a shard): how many,
 /// and their sequences.
@@ -51,6 +72,8 @@ pub struct SegmentIndex {
     pub received: Option<(u64, u64)>,
     /// Each source's frames.
     pub sources: SourceSpans,
+    /// The time index: blocks in the order of their offsets.
+    pub times: Vec<TimeBlock>,
 }
 
 /// A segment a shard's disk thread has sealed: durable, trimmed, its index written, and the
@@ -116,11 +139,13 @@ pub(crate) fn indexed_segment(path: &Path) -> Option<u64> {
 }
 
 impl SegmentIndex {
-    /// Counts `frames` frames of `source`, received at `received_ns`, with these sequences.
+    /// Counts the frames of `source` with these sequences, received at `received_ns`, stored in
+    /// the record at `offset` (or in a group of records starting there). Offsets come in the
+    /// order the records are in the segment.
     pub(crate) fn add(
         &mut self,
-        source: SourceKey,
-        received_ns: u64,
+        offset: u64,
+        (source, received_ns): (SourceKey, u64),
         sequences: impl IntoIterator<Item = u64>,
     ) {
         let span = self
@@ -140,25 +165,65 @@ impl SegmentIndex {
                 None => (received_ns, received_ns),
                 Some((oldest, newest)) => (oldest.min(received_ns), newest.max(received_ns)),
             });
+            self.place(offset, received_ns);
         }
     }
 
-    /// Counts one stored frame.
-    pub(crate) fn add_frame(&mut self, frame: &FrameRecord) {
-        self.add(
-            (frame.kind, frame.source_id),
-            frame.received_unix_ns,
-            [frame.sequence],
-        );
+    /// Counts one stored frame, stored in the record at `offset`.
+    pub(crate) fn add_frame(&mut self, offset: u64, frame: &FrameRecord) {
+        let source = (frame.kind, frame.source_id);
+        self.add(offset, (source, frame.received_unix_ns), [frame.sequence]);
+    }
+
+    /// Puts a frame received at `received_ns` of the record at `offset` into the time index: into
+    /// the last block, unless that one covers [`TIME_BLOCK_BYTES`] already.
+    fn place(&mut self, offset: u64, received_ns: u64) {
+        // The first record follows the magic (a buffer written at 0 starts with it).
+        let offset = offset.max(segment::MAGIC.len() as u64);
+        match self.times.last_mut() {
+            Some(block) if offset < block.offset + TIME_BLOCK_BYTES => {
+                block.oldest = block.oldest.min(received_ns);
+                block.newest = block.newest.max(received_ns);
+            }
+            _ => self.times.push(TimeBlock {
+                offset,
+                oldest: received_ns,
+                newest: received_ns,
+            }),
+        }
+    }
+
+    /// The byte ranges of the segment that hold every frame received from `from` to `to`
+    /// (inclusive), by its time index: each a run of blocks whose bounds meet the range, from a
+    /// block's offset to the next block's (the last to the segment's length). Frames outside the
+    /// range are in them too; none inside it is outside them.
+    pub fn ranges_between(&self, from: u64, to: u64) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        let ends = self
+            .times
+            .iter()
+            .skip(1)
+            .map(|b| b.offset)
+            .chain([self.len]);
+        for (block, end) in self.times.iter().zip(ends) {
+            if block.newest < from || block.oldest > to {
+                continue;
+            }
+            match ranges.last_mut() {
+                Some(last) if last.1 == block.offset => last.1 = end,
+                _ => ranges.push((block.offset, end)),
+            }
+        }
+        ranges
     }
 
     /// The index of the segment at `path`, read whole (a sealed segment: nothing appends to it).
     pub fn build(path: &Path) -> io::Result<SegmentIndex> {
         let mut index = SegmentIndex::default();
         let scanned = segment::read_segment(path)?;
-        for (_, entry) in &scanned.entries {
+        for (offset, entry) in &scanned.entries {
             if let Entry::Frame(frame) = entry {
-                index.add_frame(frame);
+                index.add_frame(*offset, frame);
             }
         }
         index.len = scanned.file_len;
@@ -187,7 +252,7 @@ impl SegmentIndex {
 
     /// Writes the index to `path`, unsynced (it is rebuilt when lost).
     pub(crate) fn write(&self, path: &Path) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(64 + self.sources.len() * 40);
+        let mut bytes = Vec::with_capacity(64 + self.sources.len() * 40 + self.times.len() * 24);
         self.encode(&mut bytes);
         fs::write(path, &bytes).map_err(|err| segment::with_path(err, path, "cannot write"))
     }
@@ -201,18 +266,26 @@ impl SegmentIndex {
 
     fn encode(&self, out: &mut Vec<u8>) {
         let (oldest, newest) = self.received.unwrap_or((u64::MAX, 0));
-        encode_file(
-            out,
-            MAGIC,
-            [self.len, self.frames, oldest, newest],
-            &self.sources,
-        );
+        let head = [self.len, self.frames, oldest, newest];
+        encode_file(out, (MAGIC, head), &self.sources, |out| {
+            out.extend_from_slice(&(self.times.len() as u32).to_be_bytes());
+            for block in &self.times {
+                for value in [block.offset, block.oldest, block.newest] {
+                    out.extend_from_slice(&value.to_be_bytes());
+                }
+            }
+        });
     }
 }
 
 /// Appends one of the archive's small files (an index, retention's state): its magic, the
-/// integers of its head, each source's span, and the CRC-32 of all of them.
-pub(crate) fn encode_file(out: &mut Vec<u8>, magic: &[u8; 8], head: [u64; 4], spans: &SourceSpans) {
+/// integers of its head, each source's span, what `more` adds, and the CRC-32 of all of them.
+pub(crate) fn encode_file(
+    out: &mut Vec<u8>,
+    (magic, head): (&[u8; 8], [u64; 4]),
+    spans: &SourceSpans,
+    more: impl FnOnce(&mut Vec<u8>),
+) {
     out.extend_from_slice(magic);
     for value in head {
         out.extend_from_slice(&value.to_be_bytes());
@@ -228,13 +301,18 @@ pub(crate) fn encode_file(out: &mut Vec<u8>, magic: &[u8; 8], head: [u64; 4], sp
             out.extend_from_slice(&last.to_be_bytes());
         }
     }
+    more(out);
     let crc = crc32fast::hash(out);
     out.extend_from_slice(&crc.to_be_bytes());
 }
 
-/// Reads what [`encode_file`] wrote: the head and the spans; `None` when the bytes are not a whole
-/// file of that magic with a matching CRC.
-pub(crate) fn decode_file(bytes: &[u8], magic: &[u8; 8]) -> Option<([u64; 4], SourceSpans)> {
+/// Reads what [`encode_file`] wrote: the head, the spans and what `more` reads of the rest;
+/// `None` when the bytes are not a whole file of that magic with a matching CRC.
+pub(crate) fn decode_file<T>(
+    bytes: &[u8],
+    magic: &[u8; 8],
+    more: impl FnOnce(&mut Input) -> Option<T>,
+) -> Option<([u64; 4], SourceSpans, T)> {
     let (body, crc) = bytes.split_last_chunk::<4>()?;
     if crc32fast::hash(body) != u32::from_be_bytes(*crc) {
         return None;
@@ -248,23 +326,43 @@ pub(crate) fn decode_file(bytes: &[u8], magic: &[u8; 8]) -> Option<([u64; 4], So
         let sequences = input.runs()?;
         spans.insert((kind, id), SourceSpan { frames, sequences });
     }
-    input.0.is_empty().then_some((head, spans))
+    let more = more(&mut input)?;
+    input.0.is_empty().then_some((head, spans, more))
 }
 
 /// Reads an index file's bytes; `None` when they are not a whole, valid index.
 fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
-    let ([len, frames, oldest, newest], sources) = decode_file(bytes, MAGIC)?;
+    let ([len, frames, oldest, newest], sources, times) = decode_file(bytes, MAGIC, |input| {
+        let mut times = Vec::new();
+        for _ in 0..input.count()? {
+            let (offset, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?);
+            let after = times.last().is_none_or(|b: &TimeBlock| offset > b.offset);
+            if oldest > newest || !after {
+                return None;
+            }
+            times.push(TimeBlock {
+                offset,
+                oldest,
+                newest,
+            });
+        }
+        Some(times)
+    })?;
+    if times.last().is_some_and(|block| block.offset >= len) {
+        return None;
+    }
     Some(SegmentIndex {
         len,
         frames,
         received: (oldest <= newest).then_some((oldest, newest)),
         sources,
+        times,
     })
 }
 
 /// The bytes of a small file of the archive's not yet decoded: big-endian integers, and counts
 /// bounded so that damage cannot ask for the memory of billions.
-struct Input<'a>(&'a [u8]);
+pub(crate) struct Input<'a>(&'a [u8]);
 
 impl Input<'_> {
     /// A count, then that many runs of sequences (`first`, `last`, `first <= last`).
@@ -325,10 +423,48 @@ mod tests {
             len: 4096,
             ..SegmentIndex::default()
         };
-        index.add((SourceKind::LiveUplink, 7), 2_000, 0..10);
-        index.add((SourceKind::LiveUplink, 7), 1_000, [12, 13]);
-        index.add((SourceKind::ArchivedReplay, 1), 3_000, [5]);
+        index.add(8, ((SourceKind::LiveUplink, 7), 2_000), 0..10);
+        index.add(900, ((SourceKind::LiveUplink, 7), 1_000), [12, 13]);
+        index.add(1_000, ((SourceKind::ArchivedReplay, 1), 3_000), [5]);
         index
+    }
+
+    #[test]
+    fn the_time_index_finds_every_frame_of_a_range_out_of_order_or_not() {
+        // Records of 10 KiB, received out of order: a block every 7 records.
+        let mut index = SegmentIndex::default();
+        let received = |record: u64| 1_000 + (record * 37) % 100;
+        let record_len = 10 * 1024;
+        for record in 0..100u64 {
+            let offset = 8 + record * record_len;
+            index.add(
+                offset,
+                ((SourceKind::LiveUplink, 1), received(record)),
+                [record],
+            );
+        }
+        index.len = 8 + 100 * record_len;
+        assert_eq!(index.times.len(), 15);
+        for (from, to) in [
+            (0, 999),
+            (1_000, 1_099),
+            (1_040, 1_040),
+            (1_050, 1_060),
+            (2_000, 3_000),
+        ] {
+            let ranges = index.ranges_between(from, to);
+            for record in 0..100 {
+                let offset = 8 + record * record_len;
+                let inside = ranges.iter().any(|&(a, b)| a <= offset && offset < b);
+                if (from..=to).contains(&received(record)) {
+                    assert!(inside, "record {record} of {from}..={to} not in {ranges:?}");
+                }
+            }
+            let outside = (0..100).all(|r| !(from..=to).contains(&received(r)));
+            assert_eq!(ranges.is_empty(), outside, "{from}..={to}: {ranges:?}");
+        }
+        // Blocks that meet the range and follow each other make one range, to the segment's end.
+        assert_eq!(index.ranges_between(0, u64::MAX), [(8, index.len)]);
     }
 
     #[test]

@@ -94,9 +94,9 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
 fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, SegmentIndex, u64)> {
     let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
     let mut contents = SegmentIndex::default();
-    let cut = segment::repair_tail(path, |_, entry| {
+    let cut = segment::repair_tail(path, |offset, entry| {
         if let Entry::Frame(frame) = &entry {
-            contents.add_frame(frame);
+            contents.add_frame(offset, frame);
         }
         track(&mut sources, entry)
     })?;

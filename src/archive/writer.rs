@@ -359,7 +359,7 @@ impl Writer {
         let file = disk::open_appending(&path, self.segment_bytes)?;
         self.contents = contents;
         self.buf.clear();
-        self.encode_journaled(journaled);
+        self.encode_journaled(len, journaled);
         self.span.add(self.contents.received);
         if !self.buf.is_empty() {
             (&file)
@@ -384,7 +384,7 @@ impl Writer {
         let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
         let raised = self.checkpoint();
         self.contents = SegmentIndex::default();
-        self.encode_journaled(journaled);
+        self.encode_journaled(0, journaled);
         self.span.add(self.contents.received);
         file.write_all(&self.buf)
             .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
@@ -399,11 +399,11 @@ impl Writer {
         Ok(index)
     }
 
-    /// Appends the frames recovery read from the journals to the buffer, and counts them in what
-    /// the open segment holds.
-    fn encode_journaled(&mut self, journaled: &[FrameRecord]) {
+    /// Appends the frames recovery read from the journals to the buffer, which is written at
+    /// offset `at` of the open segment, and counts them in what the open segment holds.
+    fn encode_journaled(&mut self, at: u64, journaled: &[FrameRecord]) {
         for frame in journaled {
-            self.contents.add_frame(frame);
+            self.contents.add_frame(at + self.buf.len() as u64, frame);
             segment::encode_frame(
                 &mut self.buf,
                 frame.kind,
@@ -530,6 +530,8 @@ impl Writer {
         }
         let clock = Clock::now();
         let raised = self.encode(batches, &clock);
+        // The group's records start where the open segment (perhaps a new one) ends now.
+        let at = self.segment.as_ref().map_or(0, |segment| segment.len);
         self.write_buf()?;
         for batch in batches {
             let source = &batch.source;
@@ -539,7 +541,7 @@ impl Writer {
                 tracked.above.extend(sequences());
             }
             let received = clock.received_ns(batch);
-            self.contents.add(key, received, sequences());
+            self.contents.add(at, (key, received), sequences());
             self.span.add(Some((received, received)));
         }
         self.commit(&raised);

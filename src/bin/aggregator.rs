@@ -118,6 +118,14 @@ struct TailArgs {
     /// SegmentDeleted.
     #[arg(long)]
     from_oldest_on_gap: bool,
+    /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
+    /// (-15m). The reading jumps over the segments and blocks without any (by their indexes).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_now)]
+    since: Option<u64>,
+    /// Only frames received at or before TIME; exit once every shard has nothing more of them
+    /// (the daemon's END `Until`).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_now)]
+    until: Option<u64>,
     /// Exit after this many frames.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -427,11 +435,19 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> std::io::Result<tokio::
 
 /// `aggregator tail`: prints frames until --limit or the daemon's END.
 fn tail(args: TailArgs) -> ExitCode {
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        if since > until {
+            eprintln!("aggregator tail: --since is after --until");
+            return ExitCode::from(2);
+        }
+    }
+    let subscription = Subscription::new(args.from, args.source, args.priority);
+    let subscription = subscription.within(args.since, args.until);
     let options = TailOptions {
         addr: args.addr,
         subscription: match args.from_oldest_on_gap {
-            true => Subscription::new(args.from, args.source, args.priority).going_on_past_gaps(),
-            false => Subscription::new(args.from, args.source, args.priority),
+            true => subscription.going_on_past_gaps(),
+            false => subscription,
         },
         limit: args.limit,
         json: args.json,
@@ -673,4 +689,9 @@ fn repair(dir: &Path, quarantine: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A time as `--since` and `--until` take it, a time ago counted from now.
+fn parse_time_now(text: &str) -> Result<u64, String> {
+    units::parse_time(text, SystemTime::now())
 }

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::protocol::{
-    DaemonMessage, DecodeError, EndReason, FollowedFrame, RefuseReason, Skipped, Start,
+    DaemonMessage, DecodeError, Earliest, EndReason, FollowedFrame, RefuseReason, Skipped, Start,
     Subscription, MAX_DAEMON_MESSAGE_LEN,
 };
 use crate::domain::display::{hex, payload_preview, unix_ns_to_rfc3339};
@@ -73,6 +73,9 @@ pub enum Event {
     /// Segments the subscription needed were deleted: it goes on at the oldest one left
     /// (`docs/follow-protocol.md`, SKIPPED; only to a subscription that asked for it).
     Skipped(Skipped),
+    /// A shard holds nothing received before this time any more, and the subscription's window
+    /// starts before it (`docs/follow-protocol.md`, EARLIEST).
+    Earliest(Earliest),
 }
 
 /// A subscription that the daemon accepted.
@@ -126,12 +129,12 @@ impl Follower {
     }
 
     /// The next frame; `None` at the END that follows the daemon's drain, after every durable frame.
-    /// Catalog and skip notices are passed over.
+    /// Catalog, skip and earliest notices are passed over.
     pub async fn next(&mut self) -> Result<Option<FollowedFrame>, FollowError> {
         loop {
             match self.next_event().await? {
                 Some(Event::Frame(frame)) => return Ok(Some(frame)),
-                Some(Event::Catalog(_) | Event::Skipped(_)) => {}
+                Some(Event::Catalog(_) | Event::Skipped(_) | Event::Earliest(_)) => {}
                 None => return Ok(None),
             }
         }
@@ -144,19 +147,21 @@ impl Follower {
         &self.positions
     }
 
-    /// The next frame or catalog notice; `None` at the END that follows the daemon's drain.
+    /// The next frame or notice; `None` at the END that follows the daemon's drain or the end of
+    /// the subscription's time window.
     pub async fn next_event(&mut self) -> Result<Option<Event>, FollowError> {
         if self.pending.is_empty() {
             match self.message().await? {
                 DaemonMessage::Frames(run) => self.pending.extend(run.into_frames()),
                 DaemonMessage::Catalog { version } => return Ok(Some(Event::Catalog(version))),
+                DaemonMessage::Earliest(earliest) => return Ok(Some(Event::Earliest(earliest))),
                 DaemonMessage::Skipped(skipped) => {
                     // The shard's last position is in a deleted segment: no place to resume.
                     self.positions.remove(skipped.shard);
                     return Ok(Some(Event::Skipped(skipped)));
                 }
                 DaemonMessage::End {
-                    reason: EndReason::Shutdown,
+                    reason: EndReason::Shutdown | EndReason::Until,
                     ..
                 } => return Ok(None),
                 DaemonMessage::End { reason, detail } => {
@@ -210,6 +215,19 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
             Some(Event::Catalog(version)) => format!("catalog version {version} published"),
             Some(Event::Skipped(skipped)) if options.json => skipped_json(&skipped).to_string(),
             Some(Event::Skipped(skipped)) => skipped_line(&skipped),
+            Some(Event::Earliest(earliest)) if options.json => serde_json::json!({
+                "earliest": {
+                    "shard": earliest.shard,
+                    "oldest": unix_ns_to_rfc3339(earliest.oldest),
+                }
+            })
+            .to_string(),
+            Some(Event::Earliest(earliest)) => format!(
+                "shard {} holds nothing received before {} any more (retention deleted older \
+                 segments): it starts at its oldest frame",
+                earliest.shard,
+                unix_ns_to_rfc3339(earliest.oldest)
+            ),
             Some(Event::Frame(frame)) => {
                 printed += 1;
                 match options.json {

@@ -25,7 +25,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::archive::read::ReadError;
 pub use crate::archive::read::{
-    FollowedFrame, FrameFilter, FrameRun, OnGap, Skipped, Start, StartError,
+    Earliest, FollowedFrame, FrameFilter, FrameRun, OnGap, Skipped, Start, StartError,
 };
 use crate::archive::segment;
 use crate::domain::frame::SourceKey;
@@ -61,10 +61,17 @@ const CATALOG: u8 = 0x95;
 /// FRAMES: 0x96, the type that names its shard (0x93 is not used).
 const FRAMES: u8 = 0x96;
 const SKIPPED: u8 = 0x97;
+const EARLIEST: u8 = 0x98;
 
 /// SUBSCRIBE's start byte: the start in its low bits, and this bit for "go on at the oldest
 /// segment left when the next frames were deleted" ([`OnGap::Oldest`]).
 const ON_GAP_OLDEST: u8 = 0x80;
+
+/// Bit 6 of SUBSCRIBE's start byte: a time window (since, until) follows the positions.
+const WINDOW: u8 = 0x40;
+
+/// Bytes of a time window: since and until, u64 each.
+const WINDOW_LEN: usize = 16;
 
 /// SKIPPED's bytes before its sources, and each source's.
 const SKIPPED_FIXED_LEN: usize = 22;
@@ -89,8 +96,25 @@ impl Subscription {
     pub fn new(start: Start, sources: Vec<SourceKey>, priority: Option<Priority>) -> Subscription {
         Subscription {
             start,
-            filter: FrameFilter { sources, priority },
+            filter: FrameFilter {
+                sources,
+                priority,
+                ..FrameFilter::default()
+            },
             on_gap: OnGap::End,
+        }
+    }
+
+    /// The same subscription, of the frames received from `since` to `until` (inclusive;
+    /// nanoseconds since the Unix epoch): it ends with END(Until) once none can come any more.
+    pub fn within(self, since: Option<u64>, until: Option<u64>) -> Subscription {
+        Subscription {
+            filter: FrameFilter {
+                since,
+                until,
+                ..self.filter
+            },
+            ..self
         }
     }
 
@@ -109,10 +133,14 @@ impl Subscription {
             Start::Now => 1,
             Start::After(_) => 2,
         };
-        let code = match self.on_gap {
+        let mut code = match self.on_gap {
             OnGap::End => start,
             OnGap::Oldest => start | ON_GAP_OLDEST,
         };
+        let window = self.filter.has_window();
+        if window {
+            code |= WINDOW;
+        }
         let priority = match self.filter.priority {
             None => 0,
             Some(Priority::Routine) => 1,
@@ -123,7 +151,10 @@ impl Subscription {
             _ => Positions::new(),
         };
         let sources = &self.filter.sources;
-        let len = SUBSCRIBE_FIXED_LEN + 5 * sources.len() + SHARD_POSITION_LEN * positions.len();
+        let len = SUBSCRIBE_FIXED_LEN
+            + 5 * sources.len()
+            + SHARD_POSITION_LEN * positions.len()
+            + usize::from(window) * WINDOW_LEN;
         dst.put_u32(len as u32);
         dst.put_slice(&[SUBSCRIBE, VERSION, code, priority]);
         dst.put_u16(sources.len() as u16);
@@ -132,6 +163,11 @@ impl Subscription {
         for at in positions.iter() {
             dst.put_u8(at.shard as u8);
             put_position(dst, at.position);
+        }
+        if window {
+            let received = self.filter.received();
+            dst.put_u64(*received.start());
+            dst.put_u64(*received.end());
         }
     }
 
@@ -174,17 +210,23 @@ impl Subscription {
         }
         body.advance(2);
         let code = body.get_u8();
-        let (from, on_gap) = match code & ON_GAP_OLDEST {
-            0 => (code, OnGap::End),
-            _ => (code & !ON_GAP_OLDEST, OnGap::Oldest),
+        let on_gap = match code & ON_GAP_OLDEST {
+            0 => OnGap::End,
+            _ => OnGap::Oldest,
         };
+        let window = code & WINDOW != 0;
+        let from = code & !(ON_GAP_OLDEST | WINDOW);
         let priority = priority_filter(body.get_u8())?;
         let count = usize::from(body.get_u16());
         let held = usize::from(body.get_u8());
-        let expected = SUBSCRIBE_FIXED_LEN + 5 * count + SHARD_POSITION_LEN * held;
+        let expected = SUBSCRIBE_FIXED_LEN
+            + 5 * count
+            + SHARD_POSITION_LEN * held
+            + usize::from(window) * WINDOW_LEN;
         if len != expected {
+            let window = if window { " and a time window" } else { "" };
             return Err(malformed(format!(
-                "SUBSCRIBE of {len} bytes for {count} sources and {held} positions; expected {expected}"
+                "SUBSCRIBE of {len} bytes for {count} sources and {held} positions{window}; expected {expected}"
             )));
         }
         if from != 2 && held != 0 {
@@ -194,9 +236,18 @@ impl Subscription {
         }
         let sources = get_sources(&mut body, count)?;
         let positions = get_positions(&mut body, held)?;
+        let (since, until) = match window {
+            true => get_window(&mut body)?,
+            false => (None, None),
+        };
         Ok(Subscription {
             start: start(from, || positions)?,
-            filter: FrameFilter { sources, priority },
+            filter: FrameFilter {
+                sources,
+                priority,
+                since,
+                until,
+            },
             on_gap,
         })
     }
@@ -219,6 +270,21 @@ fn get_positions(body: &mut &[u8], held: usize) -> Result<Positions, (RefuseReas
         positions.set(ShardPosition { shard, position });
     }
     Ok(positions)
+}
+
+/// A time window, whose 16 bytes the caller checked are there: since (0: any time) and until
+/// (`u64::MAX`: no end), since at most until.
+fn get_window(body: &mut &[u8]) -> Result<(Option<u64>, Option<u64>), (RefuseReason, String)> {
+    let (since, until) = (body.get_u64(), body.get_u64());
+    if since > until {
+        return Err(malformed(format!(
+            "a time window from {since} to {until} ns: since is after until"
+        )));
+    }
+    Ok((
+        (since > 0).then_some(since),
+        (until < u64::MAX).then_some(until),
+    ))
 }
 
 fn malformed(why: String) -> (RefuseReason, String) {
@@ -284,6 +350,8 @@ pub enum EndReason {
     ArchiveUnreadable = 4,
     /// The consumer sent something after its SUBSCRIBE.
     UnexpectedMessage = 5,
+    /// The subscription's time window ended: every frame it wanted was sent.
+    Until = 6,
 }
 
 impl RefuseReason {
@@ -302,12 +370,13 @@ impl RefuseReason {
 }
 
 impl EndReason {
-    const ALL: [EndReason; 5] = [
+    const ALL: [EndReason; 6] = [
         EndReason::Shutdown,
         EndReason::SegmentDeleted,
         EndReason::ArchiveDamaged,
         EndReason::ArchiveUnreadable,
         EndReason::UnexpectedMessage,
+        EndReason::Until,
     ];
 }
 
@@ -490,6 +559,9 @@ pub enum DaemonMessage {
     /// SKIPPED (0x97): segments the subscription needed were deleted, and it goes on at the
     /// oldest one left (only to a SUBSCRIBE that asked for it).
     Skipped(Skipped),
+    /// EARLIEST (0x98): a shard holds no frame received before this time any more (retention
+    /// deleted its older segments), and the subscription's window starts before it.
+    Earliest(Earliest),
 }
 
 impl DaemonMessage {
@@ -510,6 +582,13 @@ impl DaemonMessage {
                 return;
             }
             DaemonMessage::Skipped(skipped) => return encode_skipped(skipped, dst),
+            DaemonMessage::Earliest(earliest) => {
+                dst.put_u32(10);
+                dst.put_u8(EARLIEST);
+                dst.put_u8(earliest.shard as u8);
+                dst.put_u64(earliest.oldest);
+                return;
+            }
             DaemonMessage::Refused { reason, detail } => (REFUSED, *reason as u8, detail),
             DaemonMessage::End { reason, detail } => (END, *reason as u8, detail),
         };
@@ -542,6 +621,11 @@ impl DaemonMessage {
             }),
             CATALOG => Err(length("CATALOG", 9)),
             SKIPPED => decode_skipped(body, len).map(DaemonMessage::Skipped),
+            EARLIEST if len == 10 => Ok(DaemonMessage::Earliest(Earliest {
+                shard: usize::from(body.get_u8()),
+                oldest: body.get_u64(),
+            })),
+            EARLIEST => Err(length("EARLIEST", 10)),
             REFUSED | END if len < 2 => Err(DecodeError::Short {
                 what: "REFUSED or END",
                 len,

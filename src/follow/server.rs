@@ -286,6 +286,13 @@ async fn stream_frames(
         // Whether every shard was closed before this read: then a read that finds nothing
         // means everything durable was sent.
         let closed = !cursors.is_open();
+        for earliest in cursors.take_earliest() {
+            buf.clear();
+            DaemonMessage::Earliest(earliest).encode(&mut buf);
+            if let Err(err) = write_flushed(write, &buf).await {
+                return Ending::Io(err);
+            }
+        }
         let read = cursors.read().await;
         if let Err(err) = send_skipped(write, cursors.take_skipped()).await {
             return Ending::Io(err);
@@ -306,6 +313,10 @@ async fn stream_frames(
                 }
                 *sent += runs.iter().map(|run| run.frames.len() as u64).sum::<u64>();
                 continue;
+            }
+            Ok(None) if cursors.is_finished() => {
+                let detail = "every frame received until the window's end was sent".to_string();
+                return Ending::End(EndReason::Until, detail);
             }
             Ok(None) if closed => {
                 let detail = "the daemon drained; every durable frame was sent".to_string();

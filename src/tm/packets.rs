@@ -42,7 +42,7 @@ impl PacketStream {
         // Its sources; every priority.
         let filter = Arc::new(FrameFilter {
             sources: selection.sources.clone(),
-            priority: None,
+            ..FrameFilter::default()
         });
         let on_gap = match selection.from_oldest_on_gap {
             true => OnGap::Oldest,

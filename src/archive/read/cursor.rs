@@ -47,6 +47,8 @@ pub(crate) struct Chunk {
     pub cursor: Cursor,
     /// The sequences it passed of the sources the filter wants, both priorities: with `track`.
     pub passed: Passed,
+    /// The newest received time of the frames it read, wanted or not.
+    pub newest: Option<u64>,
 }
 
 impl Cursor {
@@ -173,28 +175,30 @@ fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::R
     Ok(len)
 }
 
-/// Reads the next chunk of shard `shard` (in `dir`) after `cursor`, no further than `end`: the
-/// frames `filter` wants, each with its position. At the end of a complete segment the chunk is
-/// empty and its cursor is the next segment's start.
+/// Reads the next chunk of shard `shard` (in `dir`) after `cursor`, no further than `end` nor
+/// than offset `stop` of its segment: the frames `filter` wants, each with its position. At the
+/// end of a complete segment the chunk is empty and its cursor is the next segment's start.
 pub(crate) fn read(
     dir: &Path,
     (shard, cursor, end): (usize, Cursor, DurableEnd),
-    filter: &FrameFilter,
+    (filter, stop): (&FrameFilter, Option<u64>),
     track: bool,
 ) -> Result<Chunk, ReadError> {
     let empty = |cursor| Chunk {
         runs: Vec::new(),
         cursor,
         passed: Passed::new(),
+        newest: None,
     };
     if cursor.has_reached(end) {
         return Ok(empty(cursor));
     }
     let (file, path) = open_to_read(dir, shard, cursor.segment)?;
-    let to = segment_limit(&file, &path, cursor.segment, end)?;
-    if cursor.offset >= to {
+    let limit = segment_limit(&file, &path, cursor.segment, end)?;
+    if cursor.offset >= limit {
         return Ok(empty(next_segment(dir, shard, cursor.segment)?));
     }
+    let to = stop.map_or(limit, |stop| stop.min(limit));
     let records = segment::read_records(&file, &path, cursor.offset, to, READ_BUDGET).map_err(
         |err| match err.kind() {
             io::ErrorKind::InvalidData => ReadError::Damaged(err),
@@ -207,6 +211,11 @@ pub(crate) fn read(
         first_index: 0,
     };
     let mut passed = Passed::new();
+    let newest = records.entries.iter().filter_map(|(_, entry)| match entry {
+        Entry::Frame(frame) => Some(frame.received_unix_ns),
+        _ => None,
+    });
+    let newest = newest.max();
     let runs = runs_of(
         records,
         (shard, cursor),
@@ -217,6 +226,7 @@ pub(crate) fn read(
         runs,
         cursor: next,
         passed,
+        newest,
     })
 }
 

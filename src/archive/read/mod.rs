@@ -1,5 +1,5 @@
 //! The archive's read side: where a reading starts ([`Start`]), which frames it wants
-//! ([`FrameFilter`]), a cursor per shard that reads the segment files up to each shard's durable
+//! ([`FrameFilter`], received times included, which the segments' indexes find), a cursor per shard that reads the segment files up to each shard's durable
 //! end (`ShardCursors`), the runs of frames it hands back ([`FrameRun`]), why it cannot go on
 //! ([`ReadError`]) or what it skipped when it goes on past deleted segments ([`OnGap`],
 //! [`Skipped`]), and where readers run (`spawn_low_priority`, `ReaderTasks`).
@@ -27,6 +27,7 @@ mod run;
 mod shards;
 mod start;
 mod tasks;
+mod window;
 
 pub use error::ReadError;
 pub use filter::FrameFilter;
@@ -35,3 +36,4 @@ pub use run::{FollowedFrame, FrameRun};
 pub(crate) use shards::{DurableEnds, ShardCursors};
 pub use start::{Start, StartError};
 pub(crate) use tasks::{spawn_low_priority, ReaderTasks};
+pub use window::Earliest;

@@ -24,6 +24,7 @@ use super::filter::FrameFilter;
 use super::gap::{GapWatch, OnGap, Skipped};
 use super::run::FrameRun;
 use super::start::Start;
+use super::window::{self, Earliest, Window};
 use crate::archive::{layout, DurableEnd};
 
 /// Every shard of the archive, each with its durable end: what the daemon hands followers, TM
@@ -42,6 +43,15 @@ struct Shard {
     open: bool,
     /// What it needs to count a skip, when the reader goes on past deleted segments.
     gap: Option<GapWatch>,
+    /// The reader's received times, when it wants only some.
+    window: Option<Window>,
+}
+
+impl Shard {
+    /// No frame the reader wants can come any more here: its window ended.
+    fn done(&self) -> bool {
+        self.window.as_ref().is_some_and(|w| w.done)
+    }
 }
 
 /// A reader's place in every shard, and the reads that move it.
@@ -54,6 +64,9 @@ pub(crate) struct ShardCursors {
     filter: Arc<FrameFilter>,
     /// Skips not yet taken ([`Self::take_skipped`]).
     skipped: Vec<Skipped>,
+    /// What the start found deleted of the reader's window, not yet taken
+    /// ([`Self::take_earliest`]).
+    earliest: Vec<Earliest>,
 }
 
 impl ShardCursors {
@@ -72,6 +85,7 @@ impl ShardCursors {
             next: 0,
             filter,
             skipped: Vec::new(),
+            earliest: Vec::new(),
         };
         for (index, receiver) in durable {
             let (index, mut durable) = (*index, receiver.clone());
@@ -82,8 +96,9 @@ impl ShardCursors {
                 locate_shard(&from, (index, &start, end), &wanted, on_gap)
             })
             .await;
-            let (cursor, gap, skipped) = joined(located)?;
+            let (cursor, gap, skipped, earliest) = joined(located)?;
             cursors.skipped.extend(skipped);
+            cursors.earliest.extend(earliest);
             cursors.shards.push(Shard {
                 index,
                 dir,
@@ -91,6 +106,7 @@ impl ShardCursors {
                 cursor,
                 open: true,
                 gap,
+                window: Window::of(&cursors.filter),
             });
         }
         Ok(cursors)
@@ -104,8 +120,15 @@ impl ShardCursors {
         let count = self.shards.len();
         for turn in 0..count {
             let at = (self.next + turn) % count;
-            let end = *self.shards[at].durable.borrow_and_update();
-            if self.shards[at].cursor.has_reached(end) {
+            let shard = &mut self.shards[at];
+            let end = *shard.durable.borrow_and_update();
+            if shard.done() {
+                continue;
+            }
+            if shard.cursor.has_reached(end) {
+                if let Some(window) = &mut shard.window {
+                    window.reached_end(shard.open);
+                }
                 continue;
             }
             self.next = (at + 1) % count;
@@ -121,17 +144,27 @@ impl ShardCursors {
         let shard = &mut self.shards[at];
         let (dir, index, from) = (shard.dir.clone(), shard.index, shard.cursor);
         let track = shard.gap.is_some();
-        let wanted = Arc::clone(&filter);
+        let (wanted, mut window) = (Arc::clone(&filter), shard.window.take());
         let chunk = tokio::task::spawn_blocking(move || {
-            cursor::read(&dir, (index, from, end), &wanted, track)
+            let (from, stop) = match &mut window {
+                Some(window) => window.plan(&dir, from, end)?,
+                None => (from, None),
+            };
+            let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), track);
+            chunk.map(|chunk| (chunk, window))
         })
         .await;
         match (joined(chunk), shard.gap.take()) {
-            (Ok(chunk), gap) => {
+            (Ok((chunk, mut window)), gap) => {
                 shard.gap = gap.map(|mut gap| {
                     gap.pass(chunk.passed);
                     gap
                 });
+                // Only the open segment's frames tell that the window is over.
+                if let Some(window) = window.as_mut().filter(|_| from.segment >= end.segment) {
+                    window.saw(chunk.newest);
+                }
+                shard.window = window;
                 shard.cursor = chunk.cursor;
                 Ok(chunk.runs)
             }
@@ -150,9 +183,15 @@ impl ShardCursors {
             }
             (Err(err), gap) => {
                 shard.gap = gap;
+                shard.window = Window::of(&filter);
                 Err(err)
             }
         }
+    }
+
+    /// What the start found deleted of the reader's window, a notice per shard; once.
+    pub(crate) fn take_earliest(&mut self) -> Vec<Earliest> {
+        std::mem::take(&mut self.earliest)
     }
 
     /// The skips past deleted segments since the last call, oldest first.
@@ -165,13 +204,22 @@ impl ShardCursors {
         self.shards.iter().any(|shard| shard.open)
     }
 
-    /// Waits until a shard's durable end moves or its watch closes (read again then); at once
-    /// when no watch is open. Cancel-safe: nothing changes until it returns.
+    /// Whether the reader's window has ended in every shard: nothing it wants can come any more.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.filter.until.is_some() && self.shards.iter().all(Shard::done)
+    }
+
+    /// Waits until a shard's durable end moves or its watch closes (read again then), or until a
+    /// window's end has settled; at once when no watch is open. Cancel-safe: nothing changes
+    /// until it returns.
     pub(crate) async fn changed(&mut self) {
+        let settles = (self.shards.iter())
+            .filter_map(|shard| shard.window.as_ref()?.settles_in())
+            .min();
         let waits: Vec<_> = self
             .shards
             .iter_mut()
-            .filter(|shard| shard.open)
+            .filter(|shard| shard.open && !shard.done())
             .map(|shard| {
                 Box::pin(async move {
                     if shard.durable.changed().await.is_err() {
@@ -180,16 +228,46 @@ impl ShardCursors {
                 })
             })
             .collect();
-        if !waits.is_empty() {
-            select_all(waits).await;
+        if waits.is_empty() {
+            return;
+        }
+        match settles {
+            Some(wait) => {
+                tokio::select! {
+                    _ = select_all(waits) => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => {
+                select_all(waits).await;
+            }
         }
     }
 }
 
+/// What [`locate_shard`] finds: the cursor, what counts a later skip, the skip a start position
+/// already deleted makes, and what the start found deleted of the window.
+type Located = (Cursor, Option<GapWatch>, Option<Skipped>, Option<Earliest>);
+
 /// Where a reading from `start` begins in shard `index` (in `dir`): the cursor, what counts a
-/// later skip (with [`OnGap::Oldest`]), and the skip a start position already deleted makes.
-/// Blocking.
+/// later skip (with [`OnGap::Oldest`]), the skip a start position already deleted makes, and,
+/// for a window starting at the oldest frame, whether retention deleted part of it. Blocking.
 fn locate_shard(
+    dir: &Path,
+    (index, start, end): (usize, &Start, DurableEnd),
+    filter: &FrameFilter,
+    on_gap: OnGap,
+) -> Result<Located, ReadError> {
+    let earliest = match (start, filter.since) {
+        (Start::Oldest, Some(since)) => window::earliest(dir, index, since)?,
+        _ => None,
+    };
+    let (cursor, gap, skipped) = locate_gap(dir, (index, start, end), filter, on_gap)?;
+    Ok((cursor, gap, skipped, earliest))
+}
+
+/// [`locate_shard`]'s cursor, skip watch and first skip.
+fn locate_gap(
     dir: &Path,
     (index, start, end): (usize, &Start, DurableEnd),
     filter: &FrameFilter,

@@ -173,7 +173,7 @@ impl ShardState {
             self.deleted_bytes,
             self.last_deletion_ns,
         ];
-        index::encode_file(out, MAGIC, head, &self.pruned);
+        index::encode_file(out, (MAGIC, head), &self.pruned, |_| ());
     }
 }
 
@@ -183,8 +183,8 @@ fn staged(dir: &Path) -> PathBuf {
 }
 
 fn decode(bytes: &[u8]) -> Option<ShardState> {
-    let ([first_retained, deleted_segments, deleted_bytes, last_deletion_ns], pruned) =
-        index::decode_file(bytes, MAGIC)?;
+    let ([first_retained, deleted_segments, deleted_bytes, last_deletion_ns], pruned, ()) =
+        index::decode_file(bytes, MAGIC, |_| Some(()))?;
     Some(ShardState {
         first_retained,
         deleted_segments,
@@ -201,7 +201,7 @@ mod tests {
 
     fn contents(source: u32, sequences: std::ops::Range<u64>) -> SegmentIndex {
         let mut contents = SegmentIndex::default();
-        contents.add((SourceKind::LiveUplink, source), 1, sequences);
+        contents.add(8, ((SourceKind::LiveUplink, source), 1), sequences);
         contents
     }
 

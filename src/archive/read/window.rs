@@ -1,0 +1,407 @@
+//! Reading a shard by received time: only the parts of its segments that can hold frames received
+//! in a reader's window ([`FrameFilter::since`] to [`FrameFilter::until`]), and knowing when none
+//! can come any more.
+//!
+//! Why the indexes and not a search of the files: received times are not in order inside a shard
+//! (an emergency frame overtakes queued routine ones; frames recovered from a journal at a restart
+//! are written after newer ones), so no bisection of a segment is exact. A sealed segment's index
+//! (`crate::archive::index`) has the oldest and newest received time of every block of about
+//! 64 KiB: the reader reads the blocks that meet its window and jumps over the others, and over
+//! whole segments that hold nothing of it. The open segment has no index yet; it is read whole.
+//!
+//! When a window ends (`until`), a shard has nothing more to give once every sealed segment left
+//! is read or jumped over and either its writer has stopped and its files are read to their end,
+//! or, while it writes on, it has stored a frame received more than [`UNTIL_SETTLE`] after
+//! `until` or the clock has passed that time with everything durable read: a frame waits in the
+//! daemon's queues for far less between its reception and its record, so none of the window can
+//! still be on its way. (Frames recovered from a journal at a restart, written later than that,
+//! are the exception: a reading of a stopped archive finds them, a live one may not.)
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::cursor::Cursor;
+use super::error::ReadError;
+use super::filter::FrameFilter;
+use crate::archive::index::SegmentIndex;
+use crate::archive::retention::state::ShardState;
+use crate::archive::{segment, DurableEnd};
+use crate::domain::units::unix_ns;
+
+/// How long after `until` a frame of the window may still be stored in a shard being written:
+/// longer than any wait in the daemon's queues.
+pub(crate) const UNTIL_SETTLE: Duration = Duration::from_secs(5);
+
+/// A sealed segment's parts that hold frames of a window: its index, the byte ranges, and its
+/// length.
+type SegmentRanges = (u64, Vec<(u64, u64)>, u64);
+
+/// A reader's window in one shard.
+#[derive(Debug)]
+pub(super) struct Window {
+    since: u64,
+    until: Option<u64>,
+    /// The ranges of the window in the sealed segment read last.
+    ranges: Option<SegmentRanges>,
+    /// No frame of the window can come any more in this shard.
+    pub(super) done: bool,
+}
+
+impl Window {
+    /// The window of `filter`, if it has one.
+    pub(super) fn of(filter: &FrameFilter) -> Option<Window> {
+        filter.has_window().then(|| Window {
+            since: filter.since.unwrap_or(0),
+            until: filter.until,
+            ranges: None,
+            done: false,
+        })
+    }
+
+    /// Where to read next from `cursor` in shard `shard` (in `dir`), whose durable end is `end`,
+    /// and how far: in a sealed segment, the next part that can hold frames of the window (its
+    /// end the limit), or the segment's end when none is left; elsewhere `cursor` as it is, to
+    /// the durable end. A sealed segment that is missing is left to the read, which says so.
+    /// Blocking.
+    pub(super) fn plan(
+        &mut self,
+        dir: &Path,
+        cursor: Cursor,
+        end: DurableEnd,
+    ) -> Result<(Cursor, Option<u64>), ReadError> {
+        if cursor.segment >= end.segment {
+            return Ok((cursor, None));
+        }
+        if self.ranges.as_ref().is_none_or(|r| r.0 != cursor.segment) {
+            let path = dir.join(segment::segment_name(cursor.segment));
+            if !path.exists() {
+                return Ok((cursor, None));
+            }
+            let index = SegmentIndex::read_or_rebuild(dir, cursor.segment, &path)?;
+            let to = self.until.unwrap_or(u64::MAX);
+            let ranges = index.ranges_between(self.since, to);
+            self.ranges = Some((cursor.segment, ranges, index.len));
+        }
+        let Some((segment, ranges, len)) = &self.ranges else {
+            return Ok((cursor, None));
+        };
+        let at = |offset| Cursor {
+            segment: *segment,
+            offset,
+            first_index: 0,
+        };
+        Ok(match ranges.iter().find(|r| r.1 > cursor.offset) {
+            Some(&(start, stop)) if cursor.offset < start => (at(start), Some(stop)),
+            Some(&(_, stop)) => (cursor, Some(stop)),
+            // The read moves on to the next segment from the end of this one.
+            None => (at(*len), None),
+        })
+    }
+
+    /// A read of the shard's open segment found frames received up to `newest`: once one is past
+    /// `until` and the settling time, nothing of the window can come after it.
+    pub(super) fn saw(&mut self, newest: Option<u64>) {
+        if let (Some(until), Some(newest)) = (self.until, newest) {
+            self.done |= newest > until.saturating_add(settle_ns());
+        }
+    }
+
+    /// The shard is read to its durable end: it is done if its writer stopped (`open` false) or
+    /// the clock is past `until` and the settling time.
+    pub(super) fn reached_end(&mut self, open: bool) {
+        if let Some(until) = self.until {
+            let now = unix_ns(SystemTime::now()).unwrap_or(0);
+            self.done |= !open || now > until.saturating_add(settle_ns());
+        }
+    }
+
+    /// How long until the clock passes `until` and the settling time; `None` without `until`, or
+    /// once it has.
+    pub(super) fn settles_in(&self) -> Option<Duration> {
+        let until = self.until.filter(|_| !self.done)?;
+        let now = unix_ns(SystemTime::now()).unwrap_or(0);
+        let at = until.saturating_add(settle_ns());
+        (at >= now).then(|| Duration::from_nanos(at - now + 1))
+    }
+}
+
+fn settle_ns() -> u64 {
+    UNTIL_SETTLE.as_nanos() as u64
+}
+
+/// A shard holds no frame received before `oldest` any more: retention deleted its older
+/// segments. A reader whose window starts before it is told so once, at its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earliest {
+    pub shard: usize,
+    /// The oldest received time the shard still holds (nanoseconds since the Unix epoch).
+    pub oldest: u64,
+}
+
+/// What a reader whose window starts at `since` is told of shard `shard` (in `dir`): nothing when
+/// retention never deleted a segment there, or when the oldest frame left is not after `since`.
+/// Blocking.
+pub(super) fn earliest(
+    dir: &Path,
+    shard: usize,
+    since: u64,
+) -> Result<Option<Earliest>, ReadError> {
+    let state = ShardState::read(dir)?;
+    if state.deleted_segments == 0 {
+        return Ok(None);
+    }
+    let segments = segment::list_segments(dir)?;
+    let mut left = segments
+        .iter()
+        .filter(|(index, _)| *index >= state.first_retained);
+    let oldest = match left.next() {
+        // The newest segment has no index yet: read it.
+        Some((_, path)) if left.next().is_none() => SegmentIndex::build(path)?.received,
+        Some((index, path)) => SegmentIndex::read_or_rebuild(dir, *index, path)?.received,
+        None => None,
+    };
+    Ok(oldest
+        .map(|(oldest, _)| oldest)
+        .filter(|&oldest| since < oldest)
+        .map(|oldest| Earliest { shard, oldest }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::archive::index::{self, TIME_BLOCK_BYTES};
+    use crate::archive::layout;
+    use crate::archive::read::{DurableEnds, OnGap, ShardCursors, Start};
+    use crate::archive::retention::state::Deleted;
+    use crate::archive::segment::{Entry, FrameRecord};
+    use crate::domain::frame::{Priority, SourceKind};
+
+    const SHARDS: usize = 3;
+    const SEGMENTS: u64 = 6;
+    const RECORDS: u64 = 150;
+    /// Received times step by this per record, give or take [`JITTER`].
+    const STEP: u64 = 1_000_000;
+    const JITTER: u64 = 40_000_000;
+
+    /// xorshift64*: random enough, and the same every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// An archive of `SHARDS` shards of `SEGMENTS` segments, records of random sources,
+    /// priorities and sizes, received out of order (jitter, and now and then a frame a minute
+    /// old, as a journal's), the newest segment of each shard without an index and one index
+    /// damaged. Returns the root and each shard's durable end.
+    fn archive(name: &str) -> (PathBuf, Vec<DurableEnd>) {
+        let root = std::env::temp_dir().join(format!("window-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut sequences: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut ends = Vec::new();
+        for shard in 0..SHARDS {
+            let dir = layout::shard_dir(&root, shard);
+            fs::create_dir_all(&dir).unwrap();
+            let mut len = 0;
+            for segment in 0..SEGMENTS {
+                let mut bytes = segment::MAGIC.to_vec();
+                for record in 0..RECORDS {
+                    let at = (segment * RECORDS + record) * STEP;
+                    let received = match rng.below(50) {
+                        0 => 1_000_000_000_000 + at.saturating_sub(60_000_000_000),
+                        _ => 1_000_000_000_000 + at + rng.below(2 * JITTER) - JITTER,
+                    };
+                    let source = shard as u32 * 10 + rng.below(4) as u32;
+                    let priority = match rng.below(5) {
+                        0 => Priority::Emergency,
+                        _ => Priority::Routine,
+                    };
+                    let payloads: Vec<Vec<u8>> = (0..1 + rng.below(4))
+                        .map(|_| vec![record as u8; rng.below(1500) as usize])
+                        .collect();
+                    let next = sequences.entry(source).or_default();
+                    let frames: Vec<(u64, &[u8])> = payloads
+                        .iter()
+                        .map(|p| {
+                            *next += 1;
+                            (*next, p.as_slice())
+                        })
+                        .collect();
+                    let kind = SourceKind::LiveUplink;
+                    segment::encode_frames(&mut bytes, kind, priority, source, received, frames);
+                }
+                fs::write(dir.join(segment::segment_name(segment)), &bytes).unwrap();
+                len = bytes.len() as u64;
+            }
+            // Segment 2 of shard 1 has a damaged index, which is built again.
+            if shard == 1 {
+                let path = dir.join(segment::segment_name(2));
+                SegmentIndex::read_or_rebuild(&dir, 2, &path).unwrap();
+                let file = index::index_path(&dir, 2);
+                let mut bytes = fs::read(&file).unwrap();
+                bytes[30] ^= 0xff;
+                fs::write(&file, bytes).unwrap();
+            }
+            ends.push(DurableEnd {
+                segment: SEGMENTS - 1,
+                len,
+            });
+        }
+        (root, ends)
+    }
+
+    /// Each shard's frames `filter` wants, read whole.
+    fn scanned(root: &Path, filter: &FrameFilter) -> Vec<Vec<FrameRecord>> {
+        (0..SHARDS)
+            .map(|shard| {
+                let dir = layout::shard_dir(root, shard);
+                let mut frames = Vec::new();
+                for (_, path) in segment::list_segments(&dir).unwrap() {
+                    for (_, entry) in segment::read_segment(&path).unwrap().entries {
+                        match entry {
+                            Entry::Frame(frame) if filter.wants(&frame) => frames.push(frame),
+                            _ => {}
+                        }
+                    }
+                }
+                frames
+            })
+            .collect()
+    }
+
+    /// Each shard's frames a reader with `filter` reads from the oldest, the daemon stopped (every
+    /// shard closed), and whether it ended by its window; with the notices of its start.
+    async fn followed(
+        root: &Path,
+        ends: &[DurableEnd],
+        filter: &FrameFilter,
+    ) -> (Vec<Vec<FrameRecord>>, bool, Vec<Earliest>) {
+        let durable: DurableEnds = (ends.iter().enumerate())
+            .map(|(shard, end)| (shard, watch::channel(*end).1))
+            .collect();
+        let reading = (Arc::new(filter.clone()), OnGap::End);
+        let mut cursors = ShardCursors::locate(root, &durable, &Start::Oldest, reading)
+            .await
+            .unwrap();
+        let earliest = cursors.take_earliest();
+        let mut frames = vec![Vec::new(); SHARDS];
+        loop {
+            let closed = !cursors.is_open();
+            match cursors.read().await.unwrap() {
+                Some(runs) => {
+                    for frame in runs.into_iter().flat_map(|run| run.into_frames()) {
+                        frames[frame.shard].push(frame.frame);
+                    }
+                }
+                None if cursors.is_finished() => return (frames, true, earliest),
+                None if closed => return (frames, false, earliest),
+                None => cursors.changed().await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_window_reads_exactly_what_a_scan_of_every_frame_finds() {
+        let (root, ends) = archive("exact");
+        let first = 1_000_000_000_000;
+        let last = first + SEGMENTS * RECORDS * STEP;
+        let mut rng = Rng(7);
+        let mut windows = vec![
+            (None, None),
+            (Some(first - 90_000_000_000), None),
+            (None, Some(first - 90_000_000_000)),
+            (Some(last + JITTER + 1), None),
+            (
+                Some(first + 2 * RECORDS * STEP + 17),
+                Some(first + 2 * RECORDS * STEP + 17),
+            ),
+        ];
+        for _ in 0..20 {
+            let since = first + rng.below(last - first);
+            let until = since + rng.below(3 * RECORDS * STEP);
+            windows.push((Some(since), Some(until)));
+        }
+        for (since, until) in windows {
+            for sources in [vec![], vec![(SourceKind::LiveUplink, 11)]] {
+                let filter = FrameFilter {
+                    sources,
+                    priority: None,
+                    since,
+                    until,
+                };
+                let (frames, finished, earliest) = followed(&root, &ends, &filter).await;
+                let expected = scanned(&root, &filter);
+                assert_eq!(frames, expected, "{since:?}..{until:?}");
+                assert_eq!(finished, until.is_some(), "{since:?}..{until:?}");
+                assert_eq!(earliest, [], "nothing was deleted");
+            }
+        }
+        // The damaged index was built again.
+        let dir = layout::shard_dir(&root, 1);
+        let path = dir.join(segment::segment_name(2));
+        let rebuilt = fs::read(index::index_path(&dir, 2)).unwrap();
+        assert_eq!(rebuilt, {
+            let index = SegmentIndex::build(&path).unwrap();
+            let mut bytes = Vec::new();
+            index.write(&root.join("expected.index")).unwrap();
+            bytes.extend(fs::read(root.join("expected.index")).unwrap());
+            assert!(
+                index.times.len() > 2,
+                "{} blocks of {TIME_BLOCK_BYTES}",
+                index.times.len()
+            );
+            bytes
+        });
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_window_starting_before_what_retention_left_says_so() {
+        let (root, ends) = archive("earliest");
+        let dir = layout::shard_dir(&root, 2);
+        let mut state = ShardState::read(&dir).unwrap();
+        let deleted: Vec<Deleted> = (0..2)
+            .map(|segment| {
+                let path = dir.join(segment::segment_name(segment));
+                Deleted {
+                    segment,
+                    bytes: fs::metadata(&path).unwrap().len(),
+                    contents: SegmentIndex::build(&path).unwrap(),
+                }
+            })
+            .collect();
+        state.delete(&dir, &deleted, 1).unwrap();
+        let oldest = SegmentIndex::build(&dir.join(segment::segment_name(2)))
+            .unwrap()
+            .received
+            .unwrap()
+            .0;
+        let window = |since| FrameFilter {
+            since: Some(since),
+            ..FrameFilter::default()
+        };
+        let (frames, _, earliest) = followed(&root, &ends, &window(oldest - 1)).await;
+        assert_eq!(earliest, [Earliest { shard: 2, oldest }]);
+        assert_eq!(frames, scanned(&root, &window(oldest - 1)));
+        let (_, _, earliest) = followed(&root, &ends, &window(oldest)).await;
+        assert_eq!(earliest, [], "nothing of the window was deleted");
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
