@@ -736,6 +736,49 @@ async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails()
     assert_eq!(expected.len(), 3);
     assert_eq!(out.lines().collect::<Vec<_>>(), expected);
 
+    // A window, by the received times it printed (fixed width: their text sorts as they do):
+    // exactly those frames, then END(Until) and exit 0 (a window over long ago ends at once).
+    let json = |out: &str| -> Vec<serde_json::Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (_, out, _) = tail(&["--addr", &addr, "--json", "--limit", "20"]).await;
+    let every = json(&out);
+    let received = |l: &serde_json::Value| l["received"].as_str().unwrap().to_string();
+    let (since, until) = (received(&every[12]), received(&every[5]));
+    let (since, until) = (since.clone().min(until.clone()), since.max(until));
+    let args = [
+        "--addr", &addr, "--json", "--since", &since, "--until", &until,
+    ];
+    let (status, out, err) = tail(&args).await;
+    assert_eq!(status, Some(0), "{err}");
+    let position = |l: &serde_json::Value| l["position"].as_str().unwrap().to_string();
+    let wanted: Vec<String> = (every.iter())
+        .filter(|l| (since.clone()..=until.clone()).contains(&received(l)))
+        .map(position)
+        .collect();
+    assert!(wanted.len() >= 2, "{wanted:?}");
+    assert_eq!(json(&out).iter().map(position).collect::<Vec<_>>(), wanted);
+    let (status, out, err) = tail(&["--addr", &addr, "--until", "-1h"]).await;
+    assert_eq!((status, out.as_str()), (Some(0), ""), "{err}");
+    for bad in [
+        &["--since", "yesterday"][..],
+        &[
+            "--since",
+            "2026-11-24T10:00:00Z",
+            "--until",
+            "2026-11-24T09:00:00Z",
+        ],
+    ] {
+        let (status, _, err) = tail(&[&["--addr", &addr][..], bad].concat()).await;
+        assert_eq!(status, Some(2), "a usage error: {err}");
+        assert!(
+            err.contains("is not a time") || err.contains("--since is after --until"),
+            "{err}"
+        );
+    }
+
     let (status, _, err) = tail(&["--addr", &addr, "--from", "99:8:0"]).await;
     assert_eq!(status, Some(1));
     assert!(err.contains("PositionPastEnd"), "{err}");
@@ -1160,4 +1203,84 @@ async fn aggregator_tail_prints_shard_positions_and_resumes_from_them() {
     printed.sort();
     stored.sort();
     assert_eq!(printed, stored, "every frame printed once");
+}
+
+/// Every frame of the subscription up to its END, read off the wire, and the END's reason.
+async fn frames_to_end(
+    input: &mut FramedRead<TcpStream, LengthDelimitedCodec>,
+) -> (Vec<FollowedFrame>, EndReason) {
+    let mut frames = Vec::new();
+    loop {
+        match next_message(input).await {
+            DaemonMessage::Frames(run) => frames.extend(run.into_frames()),
+            DaemonMessage::Catalog { .. } => {}
+            DaemonMessage::End { reason, .. } => return (frames, reason),
+            other => panic!("expected FRAMES or END, got {other:?}"),
+        }
+    }
+}
+
+/// A subscription with a time window gets exactly the frames received in it, in every shard and
+/// across segment rolls (history and live alike), and END(Until) once no more can come: here
+/// when the daemon stops, since its end has not settled yet.
+#[tokio::test]
+async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
+    let dir = TempDir::new("follow-window");
+    let mut config = archive_config(&dir.0);
+    config.runtime.shards = 2;
+    config.archive.segment_bytes = 8 * 1024;
+    let daemon = Running::start(&config).await;
+    let mut sent = 0;
+    for round in 0..6u64 {
+        for id in 1..=3 {
+            send(&daemon, LIVE, id, mixed(round * 40..round * 40 + 40)).await;
+            sent += 40;
+        }
+    }
+    daemon.wait_archived(sent).await;
+    let mut all = subscribe(&daemon, &subscription(Start::Oldest)).await;
+    let all = take(&mut all, sent as usize).await;
+    let mut received: Vec<u64> = all.iter().map(|f| f.frame.received_unix_ns).collect();
+    received.sort_unstable();
+    let (since, until) = (
+        received[received.len() / 4],
+        received[received.len() * 3 / 4],
+    );
+    let wanted: Vec<FollowedFrame> = (all.iter())
+        .filter(|f| (since..=until).contains(&f.frame.received_unix_ns))
+        .cloned()
+        .collect();
+    assert!(wanted.len() >= sent as usize / 2, "{} frames", wanted.len());
+
+    let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
+    let mut bytes = BytesMut::new();
+    let window = subscription(Start::Oldest).within(Some(since), Some(until));
+    window.encode(&mut bytes);
+    stream.write_all(&bytes).await.unwrap();
+    let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+    assert!(matches!(
+        next_message(&mut input).await,
+        DaemonMessage::Subscribed { .. }
+    ));
+    let reader = tokio::spawn(async move { frames_to_end(&mut input).await });
+    // Frames received after the window are passed over while the daemon runs.
+    send(&daemon, LIVE, 1, routine(1_000..1_050)).await;
+    daemon.wait_archived(sent + 50).await;
+    assert!(daemon.shutdown().await.is_clean());
+    let (frames, reason) = reader.await.unwrap();
+    assert_eq!(reason, EndReason::Until);
+    // Each shard's frames in its order (positions repeat across shards).
+    let by_shard = |frames: &[FollowedFrame]| -> BTreeMap<usize, Vec<Seen>> {
+        let mut shards: BTreeMap<usize, Vec<Seen>> = BTreeMap::new();
+        for f in frames {
+            shards.entry(f.shard).or_default().push(seen(f));
+        }
+        shards
+    };
+    assert_eq!(by_shard(&frames), by_shard(&wanted));
+    assert_eq!(
+        by_shard(&wanted).len(),
+        2,
+        "both shards hold frames of the window"
+    );
 }

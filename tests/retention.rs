@@ -303,6 +303,9 @@ async fn prune_deletes_what_its_dry_run_listed_and_verify_agrees() {
     // every segment but the newest.
     let (_, none, _) = prune(&[path, "--keep-age", "1d"]);
     assert_eq!(total(&none, "deleted_segments"), 0, "{none}");
+    let (status, none, err) = prune(&[path, "--before", "-1d"]);
+    assert_eq!(status, Some(0), "a time ago, as documented: {err}");
+    assert_eq!(total(&none, "deleted_segments"), 0, "{none}");
     let (_, all, _) = prune(&[path, "--before", "2100-01-01T00:00:00Z"]);
     assert_eq!(segments(), before[before.len() - 1..], "{all}");
 }

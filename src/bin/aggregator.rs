@@ -120,11 +120,11 @@ struct TailArgs {
     from_oldest_on_gap: bool,
     /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
     /// (-15m). The reading jumps over the segments and blocks without any (by their indexes).
-    #[arg(long, value_name = "TIME", value_parser = parse_time_now)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
     since: Option<u64>,
     /// Only frames received at or before TIME; exit once every shard has nothing more of them
     /// (the daemon's END `Until`).
-    #[arg(long, value_name = "TIME", value_parser = parse_time_now)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
     until: Option<u64>,
     /// Exit after this many frames.
     #[arg(long, value_name = "N")]
@@ -213,7 +213,7 @@ enum ArchiveTool {
         dir: PathBuf,
         /// Delete the segments whose newest frame was received before this time: RFC 3339
         /// (2026-11-24T10:00:00Z) or a time ago (-30d).
-        #[arg(long, group = "limit", value_name = "TIME")]
+        #[arg(long, group = "limit", value_name = "TIME", allow_hyphen_values = true)]
         before: Option<String>,
         /// Delete the oldest segments until the archive holds at most this on disk: bytes, or a
         /// size with a unit (400GiB).

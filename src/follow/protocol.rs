@@ -800,6 +800,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_time_window_is_byte_exact_round_trips_and_is_checked() {
+        let subscription = Subscription::new(Start::Oldest, vec![], None)
+            .within(Some(1_700_000_000_000_000_000), None)
+            .going_on_past_gaps();
+        let mut encoded = BytesMut::new();
+        subscription.encode(&mut encoded);
+        // Start 0 with bits 7 and 6, since, until u64::MAX (no end).
+        let documented = "00 00 00 17 11 03 c0 00 00 00 00 \
+            17 97 9c fe 36 2a 00 00 ff ff ff ff ff ff ff ff";
+        assert_eq!(&encoded[..], &hex_bytes(documented)[..]);
+        assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
+        let windows = [(None, Some(5)), (Some(5), Some(5)), (Some(1), Some(9))];
+        for (since, until) in windows {
+            let subscription = Subscription::new(after(&[at(1, 2, 8, 0)]), vec![], None);
+            let subscription = subscription.within(since, until);
+            let mut encoded = BytesMut::new();
+            subscription.encode(&mut encoded);
+            assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
+        }
+        let mut encoded = BytesMut::new();
+        Subscription::new(Start::Oldest, vec![], None)
+            .within(Some(9), Some(10))
+            .encode(&mut encoded);
+        let good = body(encoded).to_vec();
+        // Since after until; the window cut short; the bit without the window.
+        let mut backwards = good.clone();
+        backwards[14] = 11;
+        let (reason, detail) = Subscription::decode(&backwards).unwrap_err();
+        assert_eq!(reason, RefuseReason::MalformedSubscribe);
+        assert_eq!(
+            detail,
+            "a time window from 11 to 10 ns: since is after until"
+        );
+        for bad in [good[..good.len() - 1].to_vec(), good[..7].to_vec()] {
+            let (reason, detail) = Subscription::decode(&bad).unwrap_err();
+            assert_eq!(reason, RefuseReason::MalformedSubscribe, "{detail}");
+        }
+    }
+
     /// The example of `docs/follow-protocol.md`, byte for byte.
     #[test]
     fn the_documented_example_is_what_is_encoded() {
@@ -956,6 +996,14 @@ mod tests {
                 reason: EndReason::Shutdown,
                 detail: "drained".into(),
             },
+            DaemonMessage::End {
+                reason: EndReason::Until,
+                detail: "window".into(),
+            },
+            DaemonMessage::Earliest(Earliest {
+                shard: 63,
+                oldest: 1_700_000_000_000_000_000,
+            }),
             DaemonMessage::Frames(run(0)),
             DaemonMessage::Frames(run(63)),
         ];
@@ -972,7 +1020,13 @@ mod tests {
         unsharded.remove(15);
         unsharded[0] = 0x93;
         assert!(DaemonMessage::decode(Bytes::from(unsharded)).is_err());
-        for bad in [&[0x92, 99][..], &[0x94, 0], &[0x7f], &[0x93, 0, 0]] {
+        for bad in [
+            &[0x92, 99][..],
+            &[0x94, 0],
+            &[0x7f],
+            &[0x93, 0, 0],
+            &[0x98, 1],
+        ] {
             assert!(DaemonMessage::decode(Bytes::copy_from_slice(bad)).is_err());
         }
         // FRAMES with no frame, a frame cut short, a byte left over, and a shard out of range.

@@ -79,7 +79,7 @@ impl FrameRun {
     }
 
     /// The frames one by one, each with its position.
-    pub(crate) fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
+    pub fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
         let FrameRun {
             shard,
             kind,

@@ -372,6 +372,51 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 
+    #[test]
+    fn a_live_shard_is_done_with_a_window_once_its_end_has_settled() {
+        let now = unix_ns(SystemTime::now()).unwrap();
+        let window = |until| {
+            Window::of(&FrameFilter {
+                until: Some(until),
+                ..FrameFilter::default()
+            })
+            .unwrap()
+        };
+        // A window ending a minute from now: its frames may still come.
+        let mut ahead = window(now + 60_000_000_000);
+        ahead.reached_end(true);
+        ahead.saw(Some(now));
+        assert!(!ahead.done);
+        let wait = ahead.settles_in().unwrap();
+        assert!(
+            wait > Duration::from_secs(60) && wait <= Duration::from_secs(66),
+            "{wait:?}"
+        );
+        // A frame received after its end and the settling time closes it; so does a stopped
+        // writer.
+        ahead.saw(Some(now + 66_000_000_000));
+        assert!(ahead.done);
+        assert_eq!(ahead.settles_in(), None);
+        let mut stopped = window(now + 60_000_000_000);
+        stopped.reached_end(false);
+        assert!(stopped.done);
+        // A window that ended a minute ago: done once everything durable is read.
+        let mut past = window(now - 60_000_000_000);
+        past.saw(Some(now - 59_000_000_000));
+        assert!(!past.done, "within the settling time of its end");
+        past.reached_end(true);
+        assert!(past.done);
+        // Without an end, never.
+        let mut open = Window::of(&FrameFilter {
+            since: Some(1),
+            ..FrameFilter::default()
+        })
+        .unwrap();
+        open.saw(Some(u64::MAX));
+        open.reached_end(false);
+        assert!(!open.done && open.settles_in().is_none());
+    }
+
     #[tokio::test]
     async fn a_window_starting_before_what_retention_left_says_so() {
         let (root, ends) = archive("earliest");
