@@ -15,8 +15,8 @@
 //! from a journal are written after newer ones), so each block has both bounds and a time range
 //! reads every block whose bounds meet it, and only those: exact whatever the order.
 //!
-//! The index is a cache, never the truth: it is written without a sync, carries a CRC and the
-//! segment length it describes, and a missing, damaged or stale index (of another length, after a
+//! The index is a cache, never the truth: it is synced as its segment is, but carries a CRC and
+//! the segment length it describes, and a missing, damaged or stale index (of another length, after a
 //! crash or a repair) is rebuilt from the segment by [`SegmentIndex::read_or_rebuild`]. Nothing
 //! that must survive a crash rests on it alone.
 
@@ -250,11 +250,16 @@ impl SegmentIndex {
         Ok(index)
     }
 
-    /// Writes the index to `path`, unsynced (it is rebuilt when lost).
+    /// Writes the index to `path` and syncs it, as its segment is (it is still rebuilt when lost
+    /// or damaged: the directory entry is not synced, and the segment stays the truth).
     pub(crate) fn write(&self, path: &Path) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(64 + self.sources.len() * 40 + self.times.len() * 24);
         self.encode(&mut bytes);
-        fs::write(path, &bytes).map_err(|err| segment::with_path(err, path, "cannot write"))
+        let written = fs::File::create(path).and_then(|mut file| {
+            io::Write::write_all(&mut file, &bytes)?;
+            file.sync_data()
+        });
+        written.map_err(|err| segment::with_path(err, path, "cannot write"))
     }
 
     /// The source keys and spans, with their kinds decoded.

@@ -807,7 +807,8 @@ mod tests {
             .going_on_past_gaps();
         let mut encoded = BytesMut::new();
         subscription.encode(&mut encoded);
-        // Start 0 with bits 7 and 6, since, until u64::MAX (no end).
+        // Start 0 with bits 7 and 6, since, until u64::MAX (no end): docs/follow-protocol.md's
+        // example.
         let documented = "00 00 00 17 11 03 c0 00 00 00 00 \
             17 97 9c fe 36 2a 00 00 ff ff ff ff ff ff ff ff";
         assert_eq!(&encoded[..], &hex_bytes(documented)[..]);
