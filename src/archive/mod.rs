@@ -29,6 +29,7 @@ use crate::domain::ledger::ResumePoint;
 
 pub mod consumer;
 mod disk;
+pub mod export;
 pub mod index;
 mod journal;
 pub mod layout;

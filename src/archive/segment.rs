@@ -924,6 +924,12 @@ pub fn read_segment(path: &Path) -> io::Result<SegmentScan> {
     Ok(SegmentScan::new(entries, scanned))
 }
 
+/// Bytes of the segment at `path` up to the end of its last valid record, read through once
+/// without keeping its records.
+pub(crate) fn valid_len(path: &Path) -> io::Result<u64> {
+    Ok(scan_file(path, |_, _| ())?.valid_len)
+}
+
 /// [`scan`] of the file at `path`; an error names it.
 fn scan_file(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
     let file = File::open(path).map_err(|err| with_path(err, path, "cannot read"))?;

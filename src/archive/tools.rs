@@ -23,6 +23,7 @@
 //! turns the results into an exit status; the work and the wording are here, so tests and other
 //! tools can use them.
 
+pub mod export;
 pub mod journals;
 pub mod prune;
 pub mod repair;

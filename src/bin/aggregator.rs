@@ -7,12 +7,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aggregator::archive::export::Format;
+use aggregator::archive::read::FrameFilter;
+use aggregator::archive::tools::export::{ExportSink, Progress, RowSink};
 use aggregator::archive::tools::prune::PruneLimit;
 use aggregator::archive::tools::{self, Filter};
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::{ConfigError, LogFormat};
+use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::frame::parse_source;
 use aggregator::domain::units;
 use aggregator::follow::client::{self, TailOptions};
@@ -225,6 +229,40 @@ enum ArchiveTool {
         /// Only list what would be deleted.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Write the frames received in a time window to a file: Parquet, CSV, NDJSON, or the raw or
+    /// CCSDS payloads.
+    ///
+    /// Reads the files alone, through the segments' time indexes: on a stopped archive, or beside
+    /// a running daemon (read-only, it takes no lock; frames stored after it began are not in
+    /// the file). Rows are in archive order, each shard's frames in its order. The columns and
+    /// rows: docs/archive-tools.md ("export").
+    ///
+    /// Exit status: 0; 1 when the archive cannot be read part way (the file holds what came
+    /// before); 2 on a usage error or an archive that cannot be opened.
+    Export {
+        /// The archive directory.
+        dir: PathBuf,
+        /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
+        /// (-1d); from the oldest frame without it.
+        #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
+        from: Option<u64>,
+        /// Only frames received at or before TIME; to the newest frame without it.
+        #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
+        to: Option<u64>,
+        /// Only frames of this source, KIND:ID with KIND live or replay; repeat for more.
+        #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
+        source: Vec<(SourceKind, u32)>,
+        /// Only frames of this priority: emergency or routine.
+        #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
+        priority: Option<Priority>,
+        /// parquet, csv, ndjson, raw (each payload after its u32 length) or ccsds (the payloads
+        /// back to back).
+        #[arg(long, value_parser = str::parse::<Format>)]
+        format: Format,
+        /// The file to write; - for standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
     },
 }
 
@@ -560,6 +598,27 @@ fn monitor_access(token_file: Option<&Path>, tls: &TlsArgs) -> Result<MonitorAcc
 fn archive(tool: ArchiveTool) -> ExitCode {
     match tool {
         ArchiveTool::Verify { dir, strict } => verify(&dir, strict),
+        ArchiveTool::Export {
+            dir,
+            from,
+            to,
+            source,
+            priority,
+            format,
+            output,
+        } => {
+            if from.zip(to).is_some_and(|(from, to)| from > to) {
+                eprintln!("aggregator archive export: --from is after --to");
+                return ExitCode::from(2);
+            }
+            let filter = FrameFilter {
+                sources: source,
+                priority,
+                since: from,
+                until: to,
+            };
+            export(&dir, filter, format, &output)
+        }
         ArchiveTool::Inspect { dir, filter } => inspect(&dir, &filter),
         ArchiveTool::Repair { dir, quarantine } => repair(&dir, quarantine),
         ArchiveTool::Prune {
@@ -585,6 +644,103 @@ fn archive(tool: ArchiveTool) -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// Runs `aggregator archive export`: the window's frames to `output` (`-`: standard output), with a
+/// progress line on a terminal.
+fn export(dir: &Path, filter: FrameFilter, format: Format, output: &Path) -> ExitCode {
+    if !dir.is_dir() {
+        eprintln!(
+            "aggregator archive export: {} is not a directory",
+            dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut file: Box<dyn std::io::Write> = match output.to_str() {
+        Some("-") => Box::new(std::io::stdout().lock()),
+        _ => match std::fs::File::create(output) {
+            Ok(file) => Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
+            Err(err) => {
+                eprintln!(
+                    "aggregator archive export: cannot create {}: {err}",
+                    output.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut sink: Box<dyn ExportSink + '_> = match format {
+        Format::Parquet => {
+            eprintln!("aggregator archive export: --format parquet is not built yet");
+            return ExitCode::from(2);
+        }
+        rows => Box::new(RowSink::new(rows, &mut file)),
+    };
+    let mut line = ProgressLine::new();
+    let exported = tools::export::export(dir, filter, sink.as_mut(), &mut |done| line.show(done));
+    line.clear();
+    match exported {
+        Ok(exported) => {
+            for earliest in &exported.earliest {
+                eprintln!(
+                    "aggregator archive export: shard {} holds nothing received before {} any \
+                     more (retention deleted older segments)",
+                    earliest.shard,
+                    unix_ns_to_rfc3339(earliest.oldest)
+                );
+            }
+            let done = exported.progress;
+            eprintln!(
+                "exported {} frames, {} payload bytes, to {}",
+                done.frames,
+                done.bytes,
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("aggregator archive export: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An export's progress on standard error, rewritten in place at most ten times a second, when
+/// standard error is a terminal.
+struct ProgressLine {
+    terminal: bool,
+    shown: Option<std::time::Instant>,
+}
+
+impl ProgressLine {
+    fn new() -> ProgressLine {
+        ProgressLine {
+            terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            shown: None,
+        }
+    }
+
+    fn show(&mut self, done: &Progress) {
+        let due = self
+            .shown
+            .is_none_or(|at| at.elapsed() >= Duration::from_millis(100));
+        if !self.terminal || !due {
+            return;
+        }
+        self.shown = Some(std::time::Instant::now());
+        let newest = done.newest.map_or("-".into(), unix_ns_to_rfc3339);
+        eprint!(
+            "\r{} frames, {:.1} MiB, received up to {newest}\x1b[K",
+            done.frames,
+            done.bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
+
+    fn clear(&self) {
+        if self.terminal && self.shown.is_some() {
+            eprint!("\r\x1b[K");
         }
     }
 }

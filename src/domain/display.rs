@@ -30,7 +30,7 @@ pub(crate) fn payload_preview(payload: &[u8]) -> String {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (UTC) for nanoseconds since the Unix epoch.
-pub(crate) fn unix_ns_to_rfc3339(ns: u64) -> String {
+pub fn unix_ns_to_rfc3339(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let nanos = ns % 1_000_000_000;
     let days = secs / 86_400;

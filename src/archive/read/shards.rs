@@ -189,6 +189,21 @@ impl ShardCursors {
         }
     }
 
+    /// The next frames, waiting for them as long as more can come: `None` once every shard's
+    /// writer has stopped and everything durable is read, or the window has ended. For readers
+    /// that wait for nothing else (an export, an HTTP query); skips and notices are left to take.
+    pub(crate) async fn next_runs(&mut self) -> Result<Option<Vec<FrameRun>>, ReadError> {
+        loop {
+            let closed = !self.is_open();
+            match self.read().await? {
+                Some(runs) if runs.is_empty() => {}
+                Some(runs) => return Ok(Some(runs)),
+                None if closed || self.is_finished() => return Ok(None),
+                None => self.changed().await,
+            }
+        }
+    }
+
     /// What the start found deleted of the reader's window, a notice per shard; once.
     pub(crate) fn take_earliest(&mut self) -> Vec<Earliest> {
         std::mem::take(&mut self.earliest)

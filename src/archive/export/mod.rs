@@ -1,0 +1,15 @@
+//! The archive's frames as rows for people and other programs: NDJSON, CSV, length-prefixed raw
+//! payloads, CCSDS packets back to back, and Parquet. `aggregator archive export` writes them to a
+//! file from a stopped archive (or beside a running daemon, read-only); the monitor's
+//! `GET /archive/frames` streams them from the running daemon's archive.
+//!
+//! Why here and not in each of them: both read through the archive's read side
+//! ([`crate::archive::read`]) with a time window, and a row must be the same whoever writes it, so
+//! a file exported today and a query answered tomorrow compare line for line. The row layouts are
+//! documented in `docs/http-api.md` ("Archive queries").
+
+mod rows;
+mod stopped;
+
+pub use rows::{Format, FormatError, Rows};
+pub(crate) use stopped::stopped_ends;

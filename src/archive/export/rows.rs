@@ -1,0 +1,204 @@
+//! One stored frame as a row of each export format.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+
+use crate::archive::read::FollowedFrame;
+use crate::domain::display::unix_ns_to_rfc3339;
+
+/// How frames are written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A JSON object per line.
+    Ndjson,
+    /// A header line, then a line per frame.
+    Csv,
+    /// Each payload after its length (u32, big-endian).
+    Raw,
+    /// The payloads back to back: CCSDS space packets delimit themselves.
+    Ccsds,
+    /// An Apache Parquet file (`aggregator archive export` only).
+    Parquet,
+}
+
+/// Why a format name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {0:?}: ndjson, csv, raw, ccsds or parquet")]
+pub struct FormatError(String);
+
+impl std::str::FromStr for Format {
+    type Err = FormatError;
+
+    fn from_str(name: &str) -> Result<Format, FormatError> {
+        match name {
+            "ndjson" => Ok(Format::Ndjson),
+            "csv" => Ok(Format::Csv),
+            "raw" => Ok(Format::Raw),
+            "ccsds" => Ok(Format::Ccsds),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(FormatError(other.to_string())),
+        }
+    }
+}
+
+impl Format {
+    /// The media type of a response or file in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Raw | Format::Ccsds => "application/octet-stream",
+            Format::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+/// The CSV header: the columns of every row.
+const CSV_HEADER: &str = "received,kind,source,sequence,priority,shard,position,payload\n";
+
+/// Writes frames as rows of a text or byte format (not Parquet, which is a file of its own).
+#[derive(Debug)]
+pub struct Rows {
+    format: Format,
+    /// The CSV header is written.
+    started: bool,
+}
+
+impl Rows {
+    pub fn new(format: Format) -> Rows {
+        Rows {
+            format,
+            started: false,
+        }
+    }
+
+    /// Appends `frame`'s row to `out` (after the CSV header, before the first row).
+    pub fn write(&mut self, frame: &FollowedFrame, out: &mut Vec<u8>) {
+        self.start(out);
+        let f = &frame.frame;
+        match self.format {
+            Format::Ndjson => {
+                let row = serde_json::json!({
+                    "received": unix_ns_to_rfc3339(f.received_unix_ns),
+                    "kind": f.kind.label(),
+                    "source": f.source_id,
+                    "sequence": f.sequence,
+                    "priority": f.priority.as_str(),
+                    "shard": frame.shard,
+                    "position": frame.shard_position().to_string(),
+                    "payload": base64(&f.payload),
+                });
+                out.extend_from_slice(row.to_string().as_bytes());
+                out.push(b'\n');
+            }
+            Format::Csv => {
+                let mut line = String::with_capacity(96 + f.payload.len() * 4 / 3);
+                let _ = writeln!(
+                    line,
+                    "{},{},{},{},{},{},{},{}",
+                    unix_ns_to_rfc3339(f.received_unix_ns),
+                    f.kind.label(),
+                    f.source_id,
+                    f.sequence,
+                    f.priority.as_str(),
+                    frame.shard,
+                    frame.shard_position(),
+                    base64(&f.payload)
+                );
+                out.extend_from_slice(line.as_bytes());
+            }
+            Format::Raw => {
+                out.extend_from_slice(&(f.payload.len() as u32).to_be_bytes());
+                out.extend_from_slice(&f.payload);
+            }
+            Format::Ccsds => out.extend_from_slice(&f.payload),
+            Format::Parquet => {}
+        }
+    }
+
+    /// Appends what comes before the first row: the CSV header, once, rows or none.
+    pub fn start(&mut self, out: &mut Vec<u8>) {
+        if !self.started && self.format == Format::Csv {
+            out.extend_from_slice(CSV_HEADER.as_bytes());
+        }
+        self.started = true;
+    }
+}
+
+fn base64(payload: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::archive::segment::FrameRecord;
+    use crate::domain::frame::{Priority, SourceKind};
+    use crate::domain::position::Position;
+
+    fn frame() -> FollowedFrame {
+        FollowedFrame {
+            frame: FrameRecord {
+                kind: SourceKind::LiveUplink,
+                priority: Priority::Emergency,
+                source_id: 7,
+                sequence: 42,
+                received_unix_ns: 1_700_000_000_123_456_789,
+                payload: Bytes::from_static(b"\x08\x64\xc0\x00\x00\x01ab"),
+            },
+            shard: 1,
+            position: Position {
+                segment: 3,
+                offset: 8,
+                index: 2,
+            },
+        }
+    }
+
+    /// The rows `docs/http-api.md` shows, byte for byte.
+    #[test]
+    fn each_format_writes_the_documented_row() {
+        let rows = |format| {
+            let mut out = Vec::new();
+            let mut rows = Rows::new(format);
+            rows.write(&frame(), &mut out);
+            out
+        };
+        assert_eq!(
+            String::from_utf8(rows(Format::Ndjson)).unwrap(),
+            "{\"kind\":\"live\",\"payload\":\"CGTAAAABYWI=\",\"position\":\"1/3:8:2\",\
+             \"priority\":\"emergency\",\"received\":\"2023-11-14T22:13:20.123456789Z\",\
+             \"sequence\":42,\"shard\":1,\"source\":7}\n"
+        );
+        assert_eq!(
+            String::from_utf8(rows(Format::Csv)).unwrap(),
+            "received,kind,source,sequence,priority,shard,position,payload\n\
+             2023-11-14T22:13:20.123456789Z,live,7,42,emergency,1,1/3:8:2,CGTAAAABYWI=\n"
+        );
+        assert_eq!(rows(Format::Raw), b"\0\0\0\x08\x08\x64\xc0\x00\x00\x01ab");
+        assert_eq!(rows(Format::Ccsds), b"\x08\x64\xc0\x00\x00\x01ab");
+        let mut empty = Vec::new();
+        Rows::new(Format::Csv).start(&mut empty);
+        assert_eq!(empty, CSV_HEADER.as_bytes(), "a header without rows");
+    }
+
+    #[test]
+    fn formats_are_named_as_documented() {
+        for (name, format) in [
+            ("ndjson", Format::Ndjson),
+            ("csv", Format::Csv),
+            ("raw", Format::Raw),
+            ("ccsds", Format::Ccsds),
+            ("parquet", Format::Parquet),
+        ] {
+            assert_eq!(name.parse(), Ok(format));
+        }
+        assert_eq!(
+            "xml".parse::<Format>().unwrap_err().to_string(),
+            "unknown format \"xml\": ndjson, csv, raw, ccsds or parquet"
+        );
+    }
+}

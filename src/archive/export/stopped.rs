@@ -1,0 +1,29 @@
+//! Where each shard of an archive no daemon writes to (or one read beside it) ends: what a reading
+//! of the files alone may read.
+
+use std::io;
+use std::path::Path;
+
+use tokio::sync::watch;
+
+use crate::archive::read::DurableEnds;
+use crate::archive::{layout, segment, DurableEnd};
+
+/// Each shard's end for a reading of the archive at `root` as its files are now: the newest
+/// segment's last whole record (a daemon may be appending one; a crash may have torn one). Their
+/// watches are closed: nothing more becomes durable for this reading. Blocking: it reads each
+/// shard's newest segment once.
+pub(crate) fn stopped_ends(root: &Path) -> io::Result<DurableEnds> {
+    let mut ends = DurableEnds::new();
+    for (shard, dir) in layout::list_shards(root)? {
+        let end = match segment::list_segments(&dir)?.pop() {
+            Some((index, path)) => DurableEnd {
+                segment: index,
+                len: segment::valid_len(&path)?,
+            },
+            None => DurableEnd { segment: 0, len: 0 },
+        };
+        ends.push((shard, watch::channel(end).1));
+    }
+    Ok(ends)
+}

@@ -1,0 +1,120 @@
+//! `aggregator archive export`: the frames received in a time window, read from the files, written
+//! to a file an analyst opens (DuckDB, pandas, Spark read Parquet and CSV).
+//!
+//! It reads through the archive's read side with the window, as a follower does, so it reads only
+//! the parts of the segments that can hold it; from the files alone, each shard up to its newest
+//! segment's last whole record, so it runs on a stopped archive or beside a running daemon
+//! (read-only: it takes no lock, and frames stored after it began are not in the file).
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::archive::export::{stopped_ends, Format, Rows};
+use crate::archive::read::{
+    Earliest, FollowedFrame, FrameFilter, OnGap, ReadError, ShardCursors, Start,
+};
+
+/// How far an export has come, for its progress line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub frames: u64,
+    /// Payload bytes exported.
+    pub bytes: u64,
+    /// The newest received time exported (ns since the epoch).
+    pub newest: Option<u64>,
+}
+
+/// What an export wrote, and what it found deleted of its window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exported {
+    pub progress: Progress,
+    /// Shards whose oldest frame left is after the window's start (retention deleted the rest).
+    pub earliest: Vec<Earliest>,
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot read the archive: {0}")]
+    Read(#[from] ReadError),
+    #[error("cannot write the export: {0}")]
+    Write(io::Error),
+}
+
+/// Where exported frames go: a file in some format.
+pub trait ExportSink {
+    /// Takes the next frames, in archive order.
+    fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()>;
+    /// Takes the end: everything is written out.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// Rows of a text or byte format ([`Rows`]) written to `out`, a chunk at a time.
+pub struct RowSink<'a> {
+    rows: Rows,
+    out: &'a mut dyn Write,
+    buf: Vec<u8>,
+}
+
+impl<'a> RowSink<'a> {
+    pub fn new(format: Format, out: &'a mut dyn Write) -> RowSink<'a> {
+        let (mut rows, mut buf) = (Rows::new(format), Vec::new());
+        rows.start(&mut buf);
+        RowSink { rows, out, buf }
+    }
+}
+
+impl ExportSink for RowSink<'_> {
+    fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()> {
+        for frame in frames {
+            self.rows.write(frame, &mut self.buf);
+        }
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()
+    }
+}
+
+/// Exports the frames `filter` wants of the archive at `root` to `sink`, calling `progress` after
+/// each chunk read (at most about 256 KiB of records: memory stays bounded whatever the window).
+pub fn export(
+    root: &Path,
+    filter: FrameFilter,
+    sink: &mut dyn ExportSink,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Exported, ExportError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ExportError::Write)?;
+    runtime.block_on(async {
+        let ends = stopped_ends(root).map_err(ReadError::Unreadable)?;
+        let reading = (Arc::new(filter), OnGap::End);
+        let mut cursors = ShardCursors::locate(root, &ends, &Start::Oldest, reading).await?;
+        let mut exported = Exported {
+            earliest: cursors.take_earliest(),
+            ..Exported::default()
+        };
+        while let Some(runs) = cursors.next_runs().await? {
+            let frames: Vec<FollowedFrame> =
+                runs.into_iter().flat_map(|run| run.into_frames()).collect();
+            let done = &mut exported.progress;
+            for frame in &frames {
+                done.frames += 1;
+                done.bytes += frame.frame.payload.len() as u64;
+                done.newest = done.newest.max(Some(frame.frame.received_unix_ns));
+            }
+            sink.frames(&frames).map_err(ExportError::Write)?;
+            progress(done);
+        }
+        sink.finish().map_err(ExportError::Write)?;
+        Ok(exported)
+    })
+}

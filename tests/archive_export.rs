@@ -1,0 +1,311 @@
+//! `aggregator archive export` against a full scan: on archives of several shards and many
+//! segments, with sources, priorities and sizes at random and received times out of order, every
+//! window's export (in every format) holds exactly the frames a scan of every record finds, in each
+//! shard's order; windows that start or end inside a segment, before the oldest frame and after
+//! the newest included. Bad arguments are refused with the reason (exit status 2).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use aggregator::archive::layout;
+use aggregator::archive::segment::{self, Entry};
+use aggregator::domain::display::unix_ns_to_rfc3339;
+use aggregator::{Priority, SourceKind};
+use base64::Engine as _;
+use common::TempDir;
+
+const T0: u64 = 1_800_000_000_000_000_000;
+const SHARDS: usize = 3;
+const SEGMENTS: u64 = 5;
+const RECORDS: u64 = 120;
+/// Received times step by 1 ms a record, give or take 30 ms, and now and then a frame a minute
+/// old (as one recovered from a journal).
+const STEP: u64 = 1_000_000;
+
+/// A frame as an export row names it: received, kind, source, sequence, priority, shard,
+/// position, payload.
+type Row = (String, String, u32, u64, String, usize, String, Vec<u8>);
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Writes the archive: `SHARDS` shards of `SEGMENTS` segments of `RECORDS` FRAMES records each.
+fn write_archive(root: &Path) {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+    for shard in 0..SHARDS {
+        let dir = layout::shard_dir(root, shard);
+        fs::create_dir_all(&dir).unwrap();
+        for index in 0..SEGMENTS {
+            let mut bytes = segment::MAGIC.to_vec();
+            for record in 0..RECORDS {
+                let at = T0 + (index * RECORDS + record) * STEP;
+                let received = match rng.below(40) {
+                    0 => at - 60_000_000_000,
+                    _ => at + rng.below(60_000_000) - 30_000_000,
+                };
+                let id = 100 * shard as u32 + rng.below(3) as u32;
+                let kind = match id % 2 {
+                    0 => SourceKind::LiveUplink,
+                    _ => SourceKind::ArchivedReplay,
+                };
+                let priority = match rng.below(4) {
+                    0 => Priority::Emergency,
+                    _ => Priority::Routine,
+                };
+                let payloads: Vec<Vec<u8>> = (0..1 + rng.below(3))
+                    .map(|_| (0..rng.below(2000)).map(|b| b as u8).collect())
+                    .collect();
+                let sequence = next.entry(id).or_default();
+                let frames: Vec<(u64, &[u8])> = payloads
+                    .iter()
+                    .map(|payload| {
+                        *sequence += 1;
+                        (*sequence, payload.as_slice())
+                    })
+                    .collect();
+                segment::encode_frames(&mut bytes, kind, priority, id, received, frames);
+            }
+            fs::write(dir.join(segment::segment_name(index)), bytes).unwrap();
+        }
+    }
+}
+
+/// Every frame of the archive, each shard's in its order, read from the files whole.
+fn scanned(root: &Path) -> Vec<(u64, Row)> {
+    let mut rows = Vec::new();
+    for shard in 0..SHARDS {
+        let dir = layout::shard_dir(root, shard);
+        for (index, path) in segment::list_segments(&dir).unwrap() {
+            let mut last = (u64::MAX, 0);
+            for (offset, entry) in segment::read_segment(&path).unwrap().entries {
+                let Entry::Frame(f) = entry else { continue };
+                last = match last {
+                    (at, i) if at == offset => (at, i + 1),
+                    _ => (offset, 0),
+                };
+                let kind = match f.kind {
+                    SourceKind::LiveUplink => "live",
+                    SourceKind::ArchivedReplay => "replay",
+                };
+                let priority = match f.priority {
+                    Priority::Routine => "routine",
+                    Priority::Emergency => "emergency",
+                };
+                let row = (
+                    unix_ns_to_rfc3339(f.received_unix_ns),
+                    kind.to_string(),
+                    f.source_id,
+                    f.sequence,
+                    priority.to_string(),
+                    shard,
+                    format!("{shard}/{index}:{offset}:{}", last.1),
+                    f.payload.to_vec(),
+                );
+                rows.push((f.received_unix_ns, row));
+            }
+        }
+    }
+    rows
+}
+
+fn export(root: &Path, args: &[&str]) -> (Option<i32>, Vec<u8>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "export", root.to_str().unwrap(), "-o", "-"])
+        .args(args)
+        .output()
+        .expect("run aggregator archive export");
+    let err = String::from_utf8(out.stderr).unwrap();
+    (out.status.code(), out.stdout, err)
+}
+
+fn base64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+fn ndjson_rows(bytes: &[u8]) -> Vec<Row> {
+    let text = std::str::from_utf8(bytes).unwrap();
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = |key: &str| v[key].as_str().unwrap().to_string();
+            (
+                text("received"),
+                text("kind"),
+                v["source"].as_u64().unwrap() as u32,
+                v["sequence"].as_u64().unwrap(),
+                text("priority"),
+                v["shard"].as_u64().unwrap() as usize,
+                text("position"),
+                base64(&text("payload")),
+            )
+        })
+        .collect()
+}
+
+fn csv_rows(bytes: &[u8]) -> Vec<Row> {
+    let text = std::str::from_utf8(bytes).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("received,kind,source,sequence,priority,shard,position,payload")
+    );
+    lines
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            assert_eq!(f.len(), 8, "{line}");
+            (
+                f[0].to_string(),
+                f[1].to_string(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+                f[4].to_string(),
+                f[5].parse().unwrap(),
+                f[6].to_string(),
+                base64(f[7]),
+            )
+        })
+        .collect()
+}
+
+/// Fails naming the first row that differs (rows hold whole payloads: too long to print all).
+fn same(got: &BTreeMap<usize, Vec<Row>>, expected: &BTreeMap<usize, Vec<Row>>, what: &str) {
+    for shard in got.keys().chain(expected.keys()) {
+        let (a, b) = (&got.get(shard), &expected.get(shard));
+        let (a, b) = (a.map_or(&[][..], |v| v), b.map_or(&[][..], |v| v));
+        if let Some(at) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
+            let short = |row: Option<&Row>| row.map(|r| (r.0.clone(), r.2, r.3, r.6.clone()));
+            panic!(
+                "{what}: shard {shard}: {} rows, {} expected; row {at}: {:?}, expected {:?}",
+                a.len(),
+                b.len(),
+                short(a.get(at)),
+                short(b.get(at))
+            );
+        }
+    }
+}
+
+/// Each shard's rows in the order they came (the export interleaves shards).
+fn by_shard(rows: Vec<Row>) -> BTreeMap<usize, Vec<Row>> {
+    let mut shards: BTreeMap<usize, Vec<Row>> = BTreeMap::new();
+    for row in rows {
+        shards.entry(row.5).or_default().push(row);
+    }
+    shards
+}
+
+#[test]
+fn every_window_exports_exactly_what_a_full_scan_finds() {
+    let dir = TempDir::new("export-exact");
+    write_archive(&dir.0);
+    let all = scanned(&dir.0);
+    let (first, last) = (T0, T0 + SEGMENTS * RECORDS * STEP);
+    let mut rng = Rng(99);
+    let mut windows = vec![
+        (None, None),
+        (Some(first - 120_000_000_000), Some(first + 5 * STEP)),
+        (Some(last - 3 * STEP), Some(last + 120_000_000_000)),
+        (Some(last + 120_000_000_000), None),
+    ];
+    for _ in 0..8 {
+        let from = first + rng.below(last - first);
+        windows.push((Some(from), Some(from + rng.below(2 * RECORDS * STEP))));
+    }
+    for (n, (from, to)) in windows.into_iter().enumerate() {
+        let (from_text, to_text) = (from.map(unix_ns_to_rfc3339), to.map(unix_ns_to_rfc3339));
+        let mut args = Vec::new();
+        if let Some(from) = &from_text {
+            args.extend(["--from", from.as_str()]);
+        }
+        if let Some(to) = &to_text {
+            args.extend(["--to", to.as_str()]);
+        }
+        // Every other window: one source of shard 1 only.
+        let one_source = n % 2 == 1;
+        if one_source {
+            args.extend(["--source", "live:100", "--source", "replay:101"]);
+        }
+        let wanted = |received: u64, row: &Row| {
+            from.is_none_or(|from| received >= from)
+                && to.is_none_or(|to| received <= to)
+                && (!one_source || [100, 101].contains(&row.2))
+        };
+        let expected: Vec<Row> = (all.iter())
+            .filter(|(received, row)| wanted(*received, row))
+            .map(|(_, row)| row.clone())
+            .collect();
+        let (status, ndjson, err) = export(&dir.0, &[&args[..], &["--format", "ndjson"]].concat());
+        assert_eq!(status, Some(0), "{args:?}: {err}");
+        let what = format!("{args:?}");
+        same(
+            &by_shard(ndjson_rows(&ndjson)),
+            &by_shard(expected.clone()),
+            &what,
+        );
+        let (status, csv, err) = export(&dir.0, &[&args[..], &["--format", "csv"]].concat());
+        assert_eq!(status, Some(0), "{args:?}: {err}");
+        assert!(
+            csv_rows(&csv) == ndjson_rows(&ndjson),
+            "{args:?}: CSV and NDJSON differ"
+        );
+        assert!(
+            err.contains(&format!("exported {} frames", expected.len())),
+            "{err}"
+        );
+        // raw: each payload after its length; ccsds: the payloads back to back, in the same order.
+        let payloads: Vec<Vec<u8>> = ndjson_rows(&ndjson).into_iter().map(|r| r.7).collect();
+        let (_, raw, _) = export(&dir.0, &[&args[..], &["--format", "raw"]].concat());
+        let framed: Vec<u8> = (payloads.iter())
+            .flat_map(|p| [&(p.len() as u32).to_be_bytes()[..], p].concat())
+            .collect();
+        assert!(raw == framed, "{args:?}: raw differs");
+        let (_, ccsds, _) = export(&dir.0, &[&args[..], &["--format", "ccsds"]].concat());
+        assert!(ccsds == payloads.concat(), "{args:?}: ccsds differs");
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_with_the_reason() {
+    let dir = TempDir::new("export-bad");
+    write_archive(&dir.0);
+    for (args, needle) in [
+        (&["--format", "xml"][..], "unknown format \"xml\""),
+        (&["--format", "csv", "--from", "noon"], "is not a time"),
+        (
+            &[
+                "--format",
+                "csv",
+                "--from",
+                "2026-11-24T10:00:00Z",
+                "--to",
+                "2026-11-24T09:00:00Z",
+            ],
+            "--from is after --to",
+        ),
+        (&["--format", "csv", "--source", "radio:1"], "radio"),
+    ] {
+        let (status, out, err) = export(&dir.0, args);
+        assert_eq!(status, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{needle:?} in {err}");
+        assert!(out.is_empty());
+    }
+    let missing = dir.0.join("nothing-here");
+    let (status, _, err) = export(&missing, &["--format", "csv"]);
+    assert_eq!(status, Some(2), "{err}");
+    assert!(err.contains("is not a directory"), "{err}");
+}
