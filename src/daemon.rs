@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::archive::read::DurableEnds;
 use crate::archive::{
     Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, ReadMarks, ReaderHold,
     Readers, Retention, SealedFeed, SyncPolicy,
@@ -239,9 +240,14 @@ impl Daemon {
             self.health(),
             self.frames(),
             self.catalog(),
-            self.tls(),
+            (self.tls(), self.archive_ends()),
             &self.config,
         )
+    }
+
+    /// Every shard's durable end, for readers of the archive's files; `None` when it keeps none.
+    fn archive_ends(&self) -> Option<DurableEnds> {
+        (!self.durable.is_empty()).then(|| self.durable.clone())
     }
 
     /// Snapshots published every stats interval.

@@ -1,4 +1,5 @@
-//! `[monitor]`: the HTTP endpoint (`/stats`, `/metrics`, `/healthz`, `/feed`, `PUT /catalog`).
+//! `[monitor]`: the HTTP endpoint (`/stats`, `/metrics`, `/healthz`, `/feed`, `PUT /catalog`,
+//! `/archive/frames`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,9 @@ use serde::Deserialize;
 use super::bounds::{self, Bound, MAX_CONNECTIONS};
 use super::de::{millis, socket_addr};
 use super::error::{Invalid, Problem};
+
+/// The most archive queries at once a config may allow: each holds a reader's chunk in memory.
+const MAX_ARCHIVE_QUERIES: u64 = 1024;
 
 /// The HTTP monitoring endpoint (`/stats`, `/metrics`, `/healthz`).
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +38,9 @@ pub struct MonitorConfig {
     /// stopped reading its response) is closed.
     #[serde(rename = "idle_timeout_ms", deserialize_with = "millis")]
     pub idle_timeout: Duration,
+    /// `GET /archive/frames` queries at once; one more is answered 503. Each reads the archive's
+    /// files and holds a chunk of them in memory.
+    pub max_archive_queries: usize,
 }
 
 impl Default for MonitorConfig {
@@ -46,6 +53,7 @@ impl Default for MonitorConfig {
             max_connections: 256,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            max_archive_queries: 4,
         }
     }
 }
@@ -61,6 +69,11 @@ impl MonitorConfig {
             ),
             Bound::millis("monitor.header_read_timeout_ms", self.header_read_timeout),
             Bound::millis("monitor.idle_timeout_ms", self.idle_timeout),
+            Bound::count(
+                "monitor.max_archive_queries",
+                self.max_archive_queries,
+                MAX_ARCHIVE_QUERIES,
+            ),
         ])?;
         if self.protect_all && self.token_file.is_none() {
             let problem = Problem::Needs("monitor.token_file: there is no token to require");

@@ -6,7 +6,9 @@
 //! - `GET /healthz`: `ready` (200), `draining` or `degraded` (503), with `warnings` (a source
 //!   listener open beyond loopback without TLS);
 //! - `GET /feed`: the live feed, a WebSocket ([`crate::ops::feed`]);
-//! - `PUT /catalog`: publishes a catalog to every connected source ([`crate::ops::catalog`]).
+//! - `PUT /catalog`: publishes a catalog to every connected source ([`crate::ops::catalog`]);
+//! - `GET /archive/frames`: the frames received in a time window, streamed
+//!   ([`crate::ops::archive_query`]).
 //!
 //! Every figure comes from atomic loads (`Stats::snapshot`, `Source::snapshot`); the per-source
 //! table is a request to the router actor, which answers from those same atomics. Serving a scrape
@@ -32,12 +34,14 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::read::DurableEnds;
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, MonitorConfig};
 use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::source::SourceSnapshot;
 use crate::ingest::router::RouterHandle;
 use crate::ops::access::{require_token, Access};
+use crate::ops::archive_query::{self, ArchiveQueries};
 use crate::ops::catalog::{self, CatalogBody};
 use crate::ops::feed::{self, FeedState};
 use crate::ops::health::{Health, HealthProbe};
@@ -72,6 +76,14 @@ pub struct MonitorState {
     settings: MonitorConfig,
     /// How long after the drain began the monitor's last connections are cut off.
     drain_deadline: Duration,
+    /// What `/archive/frames` reads.
+    archive: ArchiveQueries,
+}
+
+impl FromRef<MonitorState> for ArchiveQueries {
+    fn from_ref(state: &MonitorState) -> Self {
+        state.archive.clone()
+    }
 }
 
 impl FromRef<MonitorState> for FeedState {
@@ -101,9 +113,11 @@ impl MonitorState {
         health: HealthProbe,
         frames: Subscribe,
         catalog: CatalogHandle,
-        tls: Option<Arc<ServerTls>>,
+        (tls, archive): (Option<Arc<ServerTls>>, Option<DurableEnds>),
         config: &Config,
     ) -> Self {
+        let archive = archive.map(|durable| (config.archive.dir.clone(), durable));
+        let queries = config.monitor.max_archive_queries;
         MonitorState {
             feed: FeedState::new(frames, catalog.clone(), config.feed.clone(), stats.clone()),
             stats,
@@ -117,6 +131,7 @@ impl MonitorState {
             tls,
             settings: config.monitor.clone(),
             drain_deadline: config.shutdown.drain_deadline,
+            archive: ArchiveQueries::new(archive, queries),
         }
     }
 
@@ -159,6 +174,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/feed", get(feed::feed))
         .route("/catalog", put(catalog::put))
+        .route("/archive/frames", get(archive_query::frames))
         .with_state(state);
     if let Some(access) = access {
         app = app.layer(middleware::from_fn_with_state(access, require_token));

@@ -257,6 +257,13 @@ pub fn encode(framing: &Framing, packet: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(packet);
 }
 
+/// The APID of `payload` when it is exactly one space packet of version 0 (its length field
+/// says so): what a stored frame of a ground-segment link holds.
+pub fn apid_of_packet(payload: &[u8]) -> Option<u16> {
+    let header = PrimaryHeader::parse(payload)?;
+    (header.version == 0 && header.packet_len() == payload.len()).then_some(header.apid)
+}
+
 /// The sequence count of a packet's header, or `None` for fewer than six bytes.
 pub fn apid_and_count(packet: &[u8]) -> Option<(u16, u16)> {
     PrimaryHeader::parse(packet).map(|h| (h.apid, h.sequence_count))
@@ -265,6 +272,23 @@ pub fn apid_and_count(packet: &[u8]) -> Option<(u16, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_one_whole_packet_of_version_0_is_a_packet() {
+        let whole = packet(42, 0, &[1, 2, 3]);
+        assert_eq!(apid_of_packet(&whole), Some(42));
+        assert_eq!(apid_of_packet(&whole[..whole.len() - 1]), None, "short");
+        let mut two = whole.clone();
+        two.extend_from_slice(&whole);
+        assert_eq!(apid_of_packet(&two), None, "two packets");
+        let mut longer = whole.clone();
+        longer.push(0);
+        assert_eq!(apid_of_packet(&longer), None, "trailing bytes");
+        let mut version = whole.clone();
+        version[0] |= 0x20;
+        assert_eq!(apid_of_packet(&version), None, "version 1");
+        assert_eq!(apid_of_packet(&[0, 1, 2]), None, "no header");
+    }
 
     fn packet(apid: u16, count: u16, data: &[u8]) -> Vec<u8> {
         let mut p = PrimaryHeader::telemetry(apid, count, data.len())

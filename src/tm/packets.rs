@@ -16,7 +16,7 @@ use crate::archive::read::{
     DurableEnds, FrameFilter, FrameRun, OnGap, ReadError, ShardCursors, Start,
 };
 use crate::config::{TmSelection, TmStart};
-use crate::protocol::ccsds::PrimaryHeader;
+use crate::protocol::ccsds::apid_of_packet;
 use crate::stats::TmOutput;
 
 /// One TM output's reading of the archive, a batch of packets at a time.
@@ -105,41 +105,5 @@ impl PacketStream {
 
     fn wants_apid(&self, apid: u16) -> bool {
         self.selection.apids.is_empty() || self.selection.apids.contains(&apid)
-    }
-}
-
-/// The APID of `payload` when it is exactly one space packet of version 0.
-fn apid_of_packet(payload: &[u8]) -> Option<u16> {
-    let header = PrimaryHeader::parse(payload)?;
-    (header.version == 0 && header.packet_len() == payload.len()).then_some(header.apid)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn packet(apid: u16, data: &[u8]) -> Vec<u8> {
-        let mut p = PrimaryHeader::telemetry(apid, 0, data.len())
-            .encode()
-            .to_vec();
-        p.extend_from_slice(data);
-        p
-    }
-
-    #[test]
-    fn only_one_whole_packet_of_version_0_is_a_packet() {
-        let whole = packet(42, &[1, 2, 3]);
-        assert_eq!(apid_of_packet(&whole), Some(42));
-        assert_eq!(apid_of_packet(&whole[..whole.len() - 1]), None, "short");
-        let mut two = whole.clone();
-        two.extend_from_slice(&whole);
-        assert_eq!(apid_of_packet(&two), None, "two packets");
-        let mut longer = whole.clone();
-        longer.push(0);
-        assert_eq!(apid_of_packet(&longer), None, "trailing bytes");
-        let mut version = whole.clone();
-        version[0] |= 0x20;
-        assert_eq!(apid_of_packet(&version), None, "version 1");
-        assert_eq!(apid_of_packet(&[0, 1, 2]), None, "no header");
     }
 }

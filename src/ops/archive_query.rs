@@ -1,0 +1,314 @@
+//! `GET /archive/frames`: the frames received between two times, from the running daemon's
+//! archive, streamed as NDJSON, CSV, raw or CCSDS bytes.
+//!
+//! Why a stream and a limit: a window may hold a day of a busy station, so the answer is read and
+//! sent a chunk at a time (the archive's read side reads at most about 256 KiB of records at
+//! once, and two encoded chunks wait for the client at most), and a client that reads slowly only
+//! slows its own answer. Each query reads files on the blocking pool, so at most
+//! `monitor.max_archive_queries` run at once; one more is told so at once (503) rather than
+//! queued behind the others. A read error part way cannot change the status any more: the answer
+//! is cut off without its last chunk, so a client never takes a truncated answer for a whole one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::archive::export::{Format, Rows};
+use crate::archive::read::{DurableEnds, FollowedFrame, FrameFilter, OnGap, ShardCursors, Start};
+use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
+use crate::domain::units::{parse_time, unix_ns};
+use crate::protocol::ccsds::apid_of_packet;
+
+/// The most `source` parameters one query may give.
+const MAX_SOURCES: usize = 64;
+
+/// Encoded chunks waiting for the client, at most.
+const QUEUED_CHUNKS: usize = 2;
+
+/// What `/archive/frames` reads: the archive and how many queries may read it at once.
+#[derive(Debug, Clone)]
+pub(crate) struct ArchiveQueries {
+    /// The archive's directory and every shard's durable end; `None` with `archive.kind = "count"`.
+    archive: Option<(PathBuf, DurableEnds)>,
+    permits: Arc<Semaphore>,
+    most: usize,
+}
+
+impl ArchiveQueries {
+    pub(crate) fn new(archive: Option<(PathBuf, DurableEnds)>, most: usize) -> ArchiveQueries {
+        ArchiveQueries {
+            archive,
+            permits: Arc::new(Semaphore::new(most)),
+            most,
+        }
+    }
+}
+
+/// A query, from its query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FramesQuery {
+    filter: FrameFilter,
+    /// Only frames of sources of this kind.
+    kind: Option<SourceKind>,
+    /// Only frames that are one space packet of this APID.
+    apid: Option<u16>,
+    format: Format,
+}
+
+/// Why a query string was refused: each names the parameter (the body of the 400 answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum QueryError {
+    #[error("{0}: {1}")]
+    Time(&'static str, String),
+    #[error("from is after to")]
+    Backwards,
+    #[error("source: {0}")]
+    Source(ParseError),
+    #[error("source: more than {MAX_SOURCES} sources")]
+    TooManySources,
+    #[error("kind: {0}")]
+    Kind(ParseError),
+    #[error("priority: {0}")]
+    Priority(ParseError),
+    #[error("apid: {0:?} is not an APID (0 to 2047)")]
+    Apid(String),
+    #[error("format: {0}")]
+    Format(String),
+    #[error("format: parquet is a file: `aggregator archive export --format parquet` writes it")]
+    Parquet,
+    #[error("unknown parameter {0:?} (expected from, to, source, kind, priority, apid or format)")]
+    Unknown(String),
+}
+
+/// Parses the query string, times ago counted from `now`.
+fn parse_query(query: &str, now: SystemTime) -> Result<FramesQuery, QueryError> {
+    let mut request = FramesQuery {
+        filter: FrameFilter::default(),
+        kind: None,
+        apid: None,
+        format: Format::Ndjson,
+    };
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "from" => {
+                let time = parse_time(&value, now).map_err(|why| QueryError::Time("from", why))?;
+                request.filter.since = Some(time);
+            }
+            "to" => {
+                let time = parse_time(&value, now).map_err(|why| QueryError::Time("to", why))?;
+                request.filter.until = Some(time);
+            }
+            "source" => {
+                let source = parse_source(&value).map_err(QueryError::Source)?;
+                if request.filter.sources.len() == MAX_SOURCES {
+                    return Err(QueryError::TooManySources);
+                }
+                request.filter.sources.push(source);
+            }
+            "kind" => {
+                let kind = value.parse::<SourceKind>().map_err(QueryError::Kind)?;
+                request.kind = Some(kind);
+            }
+            "priority" => {
+                let priority = value.parse::<Priority>().map_err(QueryError::Priority)?;
+                request.filter.priority = Some(priority);
+            }
+            "apid" => {
+                let apid = value.parse().ok().filter(|apid| *apid <= 0x7ff);
+                request.apid = Some(apid.ok_or_else(|| QueryError::Apid(value.to_string()))?);
+            }
+            "format" => {
+                request.format = match value.parse() {
+                    Ok(Format::Parquet) => return Err(QueryError::Parquet),
+                    Ok(format) => format,
+                    Err(err) => return Err(QueryError::Format(err.to_string())),
+                }
+            }
+            other => return Err(QueryError::Unknown(other.to_string())),
+        }
+    }
+    let window = request.filter.since.zip(request.filter.until);
+    if window.is_some_and(|(from, to)| from > to) {
+        return Err(QueryError::Backwards);
+    }
+    // Without an end, the answer ends with what was received by the time of the query.
+    if request.filter.until.is_none() {
+        let now = unix_ns(now).unwrap_or(0);
+        request.filter.until = Some(now.max(request.filter.since.unwrap_or(0)));
+    }
+    Ok(request)
+}
+
+impl FramesQuery {
+    /// Whether a frame the archive's filter let through is wanted: its kind and its APID.
+    fn wants(&self, frame: &FollowedFrame) -> bool {
+        let f = &frame.frame;
+        self.kind.is_none_or(|kind| kind == f.kind)
+            && self
+                .apid
+                .is_none_or(|apid| apid_of_packet(&f.payload) == Some(apid))
+    }
+}
+
+/// `GET /archive/frames`: checks the query and the limit, then streams the answer.
+pub(crate) async fn frames(
+    State(queries): State<ArchiveQueries>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let bad = |status, reason: String| (status, format!("{reason}\n")).into_response();
+    let request = match parse_query(query.as_deref().unwrap_or(""), SystemTime::now()) {
+        Ok(request) => request,
+        Err(reason) => return bad(StatusCode::BAD_REQUEST, reason.to_string()),
+    };
+    let Some((root, durable)) = queries.archive.clone() else {
+        let reason = "this daemon keeps no archive files (archive.kind = \"count\")";
+        return bad(StatusCode::NOT_FOUND, reason.into());
+    };
+    let Ok(permit) = Arc::clone(&queries.permits).try_acquire_owned() else {
+        let reason = format!(
+            "too many archive queries at once (monitor.max_archive_queries = {})",
+            queries.most
+        );
+        return bad(StatusCode::SERVICE_UNAVAILABLE, reason);
+    };
+    let reading = (Arc::new(request.filter.clone()), OnGap::End);
+    let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
+        Ok(cursors) => cursors,
+        Err(err) => return bad(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    };
+    let (chunks, body) = mpsc::channel(QUEUED_CHUNKS);
+    let format = request.format;
+    tokio::spawn(answer(cursors, request, chunks, permit));
+    let stream = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, format.content_type())
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|err| bad(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
+}
+
+/// A chunk of the answer, or the error that cuts it off.
+type Chunk = Result<Bytes, std::io::Error>;
+
+/// Reads the window and sends its rows, a chunk at a time, until it ends, the archive cannot be
+/// read (the answer is cut off) or the client goes. The permit goes back before the last chunk:
+/// a client that has the whole answer may query again at once.
+async fn answer(
+    mut cursors: ShardCursors,
+    request: FramesQuery,
+    chunks: mpsc::Sender<Chunk>,
+    permit: OwnedSemaphorePermit,
+) {
+    let last = rows_until_the_last(&mut cursors, &request, &chunks).await;
+    drop(permit);
+    if let Some(last) = last {
+        let _ = chunks.send(last).await;
+    }
+}
+
+/// Sends every chunk of the answer but the last, which it returns (`None`: the client went).
+async fn rows_until_the_last(
+    cursors: &mut ShardCursors,
+    request: &FramesQuery,
+    chunks: &mpsc::Sender<Chunk>,
+) -> Option<Chunk> {
+    let mut rows = Rows::new(request.format);
+    let mut buf = Vec::new();
+    rows.start(&mut buf);
+    loop {
+        let next = tokio::select! {
+            next = cursors.next_runs() => next,
+            () = chunks.closed() => return None,
+        };
+        let runs = match next {
+            Ok(Some(runs)) => runs,
+            Ok(None) => return Some(Ok(Bytes::from(buf))),
+            Err(err) => {
+                tracing::warn!(error = %err, "archive query: cannot read on; the answer is cut off");
+                return Some(Err(std::io::Error::other(err.to_string())));
+            }
+        };
+        if !buf.is_empty()
+            && chunks
+                .send(Ok(Bytes::from(std::mem::take(&mut buf))))
+                .await
+                .is_err()
+        {
+            return None;
+        }
+        for frame in runs.into_iter().flat_map(|run| run.into_frames()) {
+            if request.wants(&frame) {
+                rows.write(&frame, &mut buf);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000_000_000_000;
+
+    fn parse(query: &str) -> Result<FramesQuery, QueryError> {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(NOW);
+        parse_query(query, now)
+    }
+
+    #[test]
+    fn the_query_selects_a_window_sources_kind_priority_apid_and_format() {
+        let query = parse(
+            "from=2027-01-15T07:00:00Z&to=-15m&source=live:7&source=replay:2&kind=live\
+             &priority=emergency&apid=100&format=csv",
+        )
+        .unwrap();
+        assert_eq!(query.filter.since, Some(NOW - 3_600_000_000_000));
+        assert_eq!(query.filter.until, Some(NOW - 900_000_000_000));
+        assert_eq!(
+            query.filter.sources,
+            [(SourceKind::LiveUplink, 7), (SourceKind::ArchivedReplay, 2)]
+        );
+        assert_eq!(query.kind, Some(SourceKind::LiveUplink));
+        assert_eq!(query.filter.priority, Some(Priority::Emergency));
+        assert_eq!((query.apid, query.format), (Some(100), Format::Csv));
+        let every = parse("").unwrap();
+        let until_now = FrameFilter {
+            until: Some(NOW),
+            ..FrameFilter::default()
+        };
+        assert_eq!(every.filter, until_now, "to the time of the query");
+        assert_eq!(every.format, Format::Ndjson);
+        let ahead = parse("from=2030-01-01T00:00:00Z").unwrap().filter;
+        assert_eq!(
+            ahead.since, ahead.until,
+            "a window to come ends where it starts"
+        );
+    }
+
+    #[test]
+    fn a_bad_query_names_the_parameter() {
+        for (query, reason) in [
+            ("from=noon", "from: \"noon\" is not a time"),
+            ("from=-1m&to=-2m", "from is after to"),
+            ("source=radio:1", "source: "),
+            ("kind=radio", "kind: "),
+            ("priority=urgent", "priority: "),
+            ("apid=2048", "apid: \"2048\" is not an APID (0 to 2047)"),
+            ("format=xml", "format: unknown format \"xml\""),
+            ("format=parquet", "format: parquet is a file"),
+            ("limit=5", "unknown parameter \"limit\""),
+        ] {
+            let err = parse(query).unwrap_err().to_string();
+            assert!(err.starts_with(reason), "{query}: {err}");
+        }
+        let many: Vec<String> = (0..65).map(|i| format!("source=live:{i}")).collect();
+        assert_eq!(parse(&many.join("&")), Err(QueryError::TooManySources));
+    }
+}

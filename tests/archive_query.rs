@@ -1,0 +1,230 @@
+//! `GET /archive/frames` on a running daemon: the frames received in a window, of two shards and
+//! across segment rolls, exactly as the archive's files hold them (the same rows as
+//! `aggregator archive export`), the answer ending once no more can come; bad queries get 400 with
+//! the reason, one query past `monitor.max_archive_queries` gets 503, and the token guards it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use aggregator::archive::segment::{self, Entry};
+use aggregator::domain::display::unix_ns_to_rfc3339;
+use aggregator::domain::units::unix_ns;
+use aggregator::{Daemon, Priority, SourceKind};
+use common::{archive_config, http_get, http_get_with, serve_monitor, Client, TempDir, PATIENCE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `frames` as `kind:id` on a connection of its own, and waits until all are acknowledged.
+async fn send(addr: SocketAddr, kind: SourceKind, id: u32, sequences: std::ops::Range<u64>) {
+    let mut client = Client::source(addr, kind, id).await;
+    let priority = |s: u64| match s % 7 {
+        0 => Priority::Emergency,
+        _ => Priority::Routine,
+    };
+    client
+        .send_frames(sequences.map(|s| (priority(s), s)))
+        .await;
+    client.finish_sending().await;
+    client.read_to_close().await;
+}
+
+/// The body of a chunked answer, decoded.
+fn dechunked(body: &str) -> String {
+    let (mut rest, mut out) = (body, String::new());
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+/// Every frame in the archive at `root` (shards 0 and 1): (received, its NDJSON row's source,
+/// sequence and position).
+fn scanned(root: &std::path::Path) -> Vec<(u64, (u64, u64, String))> {
+    let mut frames = Vec::new();
+    for shard in 0..2 {
+        let dir = aggregator::archive::layout::shard_dir(root, shard);
+        for (index, path) in segment::list_segments(&dir).unwrap() {
+            let mut last = (u64::MAX, 0);
+            for (offset, entry) in segment::read_segment(&path).unwrap().entries {
+                let Entry::Frame(f) = entry else { continue };
+                last = match last {
+                    (at, i) if at == offset => (at, i + 1),
+                    _ => (offset, 0),
+                };
+                let position = format!("{shard}/{index}:{offset}:{}", last.1);
+                let row = (u64::from(f.source_id), f.sequence, position);
+                frames.push((f.received_unix_ns, row));
+            }
+        }
+    }
+    frames
+}
+
+fn rows(ndjson: &str) -> Vec<(u64, u64, String)> {
+    let mut rows: Vec<_> = ndjson
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let position = v["position"].as_str().unwrap().to_string();
+            (
+                v["source"].as_u64().unwrap(),
+                v["sequence"].as_u64().unwrap(),
+                position,
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// A GET whose status line and head have come (the query holds its permit from then): the status,
+/// and the rest of the answer read in the background until it ends.
+async fn get_started(addr: SocketAddr, path: &str) -> (u16, tokio::task::JoinHandle<String>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let status = String::from_utf8(head[9..12].to_vec())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = tokio::spawn(async move {
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        body
+    });
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_window_answers_exactly_the_frames_received_in_it() {
+    let dir = TempDir::new("archive-query");
+    let root = dir.0.join("archive");
+    let mut config = archive_config(&root);
+    config.runtime.shards = 2;
+    config.archive.segment_bytes = 8 * 1024;
+    config.monitor.max_archive_queries = 2;
+    let opened = aggregator::archive::open(&config.archive, 2).expect("open the archive");
+    let build = |config| Daemon::new(config, opened);
+    let (daemon, state) =
+        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await;
+    let (monitor, stop) = serve_monitor(state).await;
+    for id in 1..=4 {
+        send(daemon.uplink, SourceKind::LiveUplink, id, 0..150).await;
+    }
+    let middle = unix_ns(SystemTime::now()).unwrap();
+    for id in 1..=4 {
+        send(daemon.uplink, SourceKind::LiveUplink, id, 150..300).await;
+    }
+    // Bad queries, at once.
+    for (query, reason) in [
+        ("from=noon", "from: \"noon\" is not a time"),
+        ("format=parquet", "format: parquet is a file"),
+        ("from=-1m&to=-2m", "from is after to"),
+    ] {
+        let (status, _, body) = http_get(monitor, &format!("/archive/frames?{query}")).await;
+        assert_eq!(
+            (status, body.starts_with(reason)),
+            (400, true),
+            "{query}: {body}"
+        );
+    }
+    // A window over an hour ago ends at once, empty.
+    let (status, headers, body) = http_get(monitor, "/archive/frames?to=-1h").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(headers.contains(&"content-type: application/x-ndjson".to_string()));
+    assert_eq!(dechunked(&body), "");
+
+    // From the middle on, and everything, to an hour from now: both end when the daemon stops.
+    let hour = unix_ns_to_rfc3339(unix_ns(SystemTime::now()).unwrap() + 3_600_000_000_000);
+    let later = unix_ns_to_rfc3339(middle);
+    let half_path = format!("/archive/frames?from={later}&to={hour}");
+    let (status, second_half) = get_started(monitor, &half_path).await;
+    assert_eq!(status, 200);
+    let all_path = format!("/archive/frames?to={hour}&format=ndjson");
+    let (status, everything) = get_started(monitor, &all_path).await;
+    assert_eq!(status, 200);
+    // Both hold their permits: a third is refused at once.
+    let (status, _, body) = http_get(monitor, "/archive/frames?to=-1h").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("monitor.max_archive_queries = 2"), "{body}");
+    assert!(daemon.shutdown().await.is_clean());
+    let all = tokio::time::timeout(PATIENCE, everything)
+        .await
+        .unwrap()
+        .unwrap();
+    let half = tokio::time::timeout(PATIENCE, second_half)
+        .await
+        .unwrap()
+        .unwrap();
+    stop.cancel();
+
+    let frames = scanned(&root);
+    assert_eq!(frames.len(), 4 * 300);
+    let mut expected: Vec<_> = frames.iter().map(|(_, row)| row.clone()).collect();
+    expected.sort();
+    assert_eq!(rows(&dechunked(&all)), expected);
+    let mut expected: Vec<_> = (frames.iter())
+        .filter(|(received, _)| *received >= middle)
+        .map(|(_, row)| row.clone())
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty() && expected.len() < frames.len());
+    assert_eq!(rows(&dechunked(&half)), expected);
+}
+
+#[tokio::test]
+async fn the_token_guards_archive_queries() {
+    let dir = TempDir::new("archive-query-token");
+    let root = dir.0.join("archive");
+    let token = dir.0.join("token");
+    std::fs::write(&token, "sesame\n").unwrap();
+    let mut config = archive_config(&root);
+    config.monitor.token_file = Some(token.clone());
+    config.monitor.max_archive_queries = 1;
+    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let build = |config| Daemon::new(config, opened);
+    let access = aggregator::ops::access::Access::load(&token, false).unwrap();
+    let (daemon, state) = common::TestDaemon::start_built(config, build, |daemon| {
+        daemon.monitor_state().with_access(access)
+    })
+    .await;
+    let (monitor, stop) = serve_monitor(state).await;
+    let (status, _, _) = http_get(monitor, "/archive/frames?to=-1h").await;
+    assert_eq!(status, 401);
+    let bearer = ["Authorization: Bearer sesame"];
+    let (status, _, body) = http_get_with(monitor, "/archive/frames?to=-1h", &bearer, None).await;
+    assert_eq!((status, dechunked(&body).as_str()), (200, ""));
+    // A client that goes away mid-answer gives its permit back.
+    let mut stream = TcpStream::connect(monitor).await.unwrap();
+    let hour = unix_ns_to_rfc3339(unix_ns(SystemTime::now()).unwrap() + 3_600_000_000_000);
+    let request = format!(
+        "GET /archive/frames?to={hour} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer sesame\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let (status, _, _) = http_get_with(monitor, "/archive/frames?to=-1h", &bearer, None).await;
+    assert_eq!(status, 503, "the one permit is held");
+    drop(stream);
+    common::wait_until_async("the permit back", PATIENCE, || async {
+        let (status, _, _) = http_get_with(monitor, "/archive/frames?to=-1h", &bearer, None).await;
+        status == 200
+    })
+    .await;
+    assert!(daemon.shutdown().await.is_clean());
+    stop.cancel();
+}
