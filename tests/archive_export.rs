@@ -309,3 +309,126 @@ fn bad_arguments_are_refused_with_the_reason() {
     assert_eq!(status, Some(2), "{err}");
     assert!(err.contains("is not a directory"), "{err}");
 }
+
+/// Writes FRAMES records of `kind:id`, one per sequence, received a millisecond apart from `at`.
+fn frames_of(bytes: &mut Vec<u8>, (kind, id): (SourceKind, u32), sequences: &[u64], at: u64) {
+    for (n, &sequence) in sequences.iter().enumerate() {
+        let received = at + n as u64 * STEP;
+        let payload = [sequence as u8; 16];
+        let frame = [(sequence, &payload[..])];
+        segment::encode_frames(bytes, kind, Priority::Routine, id, received, frame);
+    }
+}
+
+fn gaps(root: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "gaps", root.to_str().unwrap(), "--json"])
+        .args(args)
+        .output()
+        .expect("run aggregator archive gaps");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `archive gaps`: the runs each source holds in a window and the gaps between them, those
+/// retention deleted told apart from those that never came; the same from the segments' indexes
+/// as from reading them.
+#[test]
+fn gaps_say_what_retention_deleted_and_what_never_arrived() {
+    let dir = TempDir::new("export-gaps");
+    let root = &dir.0;
+    let live = (SourceKind::LiveUplink, 7);
+    let seconds = |s: u64| T0 + s * 1_000_000_000;
+    // Segment 0: live:7 11..=20 (first received, as after an emergency overtook); segment 1: 0..=10
+    // (recovered from a journal), 21..=30, then 40..=50 (31..=39 never came); segment 2, the
+    // newest: 51..=60 and replay:8.
+    let mut segments = vec![segment::MAGIC.to_vec(); 3];
+    frames_of(
+        &mut segments[0],
+        live,
+        &(11..=20).collect::<Vec<_>>(),
+        seconds(1),
+    );
+    let second: Vec<u64> = (0..=10).chain(21..=30).chain(40..=50).collect();
+    frames_of(&mut segments[1], live, &second, seconds(10));
+    frames_of(
+        &mut segments[2],
+        live,
+        &(51..=60).collect::<Vec<_>>(),
+        seconds(20),
+    );
+    let replay = (SourceKind::ArchivedReplay, 8);
+    frames_of(
+        &mut segments[2],
+        replay,
+        &(0..=9).collect::<Vec<_>>(),
+        seconds(20),
+    );
+    fs::create_dir_all(root).unwrap();
+    for (index, bytes) in segments.iter().enumerate() {
+        fs::write(root.join(segment::segment_name(index as u64)), bytes).unwrap();
+    }
+    let pruned = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "prune", root.to_str().unwrap(), "--before"])
+        .arg(unix_ns_to_rfc3339(seconds(5)))
+        .output()
+        .unwrap();
+    assert_eq!(pruned.status.code(), Some(0));
+
+    let every = gaps(root, &[]);
+    let sources = every["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 2, "{every}");
+    let (live_7, replay_8) = (&sources[0], &sources[1]);
+    assert_eq!(
+        (live_7["kind"].as_str(), live_7["source"].as_u64()),
+        (Some("live"), Some(7))
+    );
+    assert_eq!(live_7["frames"], 11 + 10 + 11 + 10);
+    assert_eq!(
+        live_7["held"],
+        serde_json::json!([[0, 10], [21, 30], [40, 60]])
+    );
+    assert_eq!(
+        live_7["gaps"],
+        serde_json::json!([
+            {"first": 11, "last": 20, "frames": 10, "cause": "retention"},
+            {"first": 31, "last": 39, "frames": 9, "cause": "not_received"},
+        ])
+    );
+    assert_eq!(replay_8["held"], serde_json::json!([[0, 9]]));
+    assert_eq!(replay_8["gaps"], serde_json::json!([]));
+
+    // A window through segment 1 (read, not answered from its index) and one source.
+    let from = unix_ns_to_rfc3339(seconds(10) + 5 * STEP);
+    let to = unix_ns_to_rfc3339(seconds(10) + 25 * STEP);
+    let window = gaps(root, &["--from", &from, "--to", &to, "--source", "live:7"]);
+    assert_eq!(window["from"].as_str(), Some(from.as_str()));
+    let only = &window["sources"].as_array().unwrap()[0];
+    // Records 5..=25 of segment 1: sequences 5..=10, 21..=30, 40..=44.
+    assert_eq!(
+        only["held"],
+        serde_json::json!([[5, 10], [21, 30], [40, 44]])
+    );
+    assert_eq!(only["frames"], 6 + 10 + 5);
+    assert_eq!(only["gaps"][0]["cause"], "retention");
+    assert_eq!(only["gaps"][1]["cause"], "not_received");
+    let text = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args([
+            "archive",
+            "gaps",
+            root.to_str().unwrap(),
+            "--source",
+            "live:7",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(
+        text,
+        "live:7 frames=42 held=0..10,21..30,40..60 gaps=2\n\
+         \x20 gap 11..20 (10 frames): retention\n\
+         \x20 gap 31..39 (9 frames): not_received\n\
+         total sources=1 frames=42 gaps=2\n"
+    );
+}

@@ -141,6 +141,22 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
             "{query}: {body}"
         );
     }
+    // Live 9 skips 50..=79: a gap that never arrived, in what completeness answers.
+    send(daemon.uplink, SourceKind::LiveUplink, 9, 0..50).await;
+    send(daemon.uplink, SourceKind::LiveUplink, 9, 80..120).await;
+    let held = common::http_get_json(monitor, "/archive/completeness?source=live:9").await;
+    let nine = &held["sources"][0];
+    assert_eq!(
+        nine["held"],
+        serde_json::json!([[0, 49], [80, 119]]),
+        "{held}"
+    );
+    assert_eq!(
+        nine["gaps"],
+        serde_json::json!([{"first": 50, "last": 79, "frames": 30, "cause": "not_received"}])
+    );
+    let (status, _, body) = http_get(monitor, "/archive/completeness?format=csv").await;
+    assert_eq!(status, 400, "{body}");
     // A window over an hour ago ends at once, empty.
     let (status, headers, body) = http_get(monitor, "/archive/frames?to=-1h").await;
     assert_eq!(status, 200, "{body}");
@@ -172,7 +188,7 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
     stop.cancel();
 
     let frames = scanned(&root);
-    assert_eq!(frames.len(), 4 * 300);
+    assert_eq!(frames.len(), 4 * 300 + 90);
     let mut expected: Vec<_> = frames.iter().map(|(_, row)| row.clone()).collect();
     expected.sort();
     assert_eq!(rows(&dechunked(&all)), expected);

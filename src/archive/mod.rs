@@ -27,6 +27,7 @@ use crate::domain::batch::Batch;
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
 
+pub mod completeness;
 pub mod consumer;
 mod disk;
 pub mod export;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aggregator::archive::completeness;
 use aggregator::archive::export::Format;
 use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools::export::{ExportSink, Progress, RowSink};
@@ -229,6 +230,30 @@ enum ArchiveTool {
         /// Only list what would be deleted.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Per source, the sequences held over a time window and the gaps between them, each with
+    /// its cause: deleted by retention, or never received.
+    ///
+    /// Sealed segments wholly inside the window are answered from their indexes; only the blocks
+    /// the window's ends cut through, and each shard's newest segment, are read. Runs on a stopped
+    /// archive or beside a running daemon (read-only).
+    ///
+    /// Exit status: 0 (gaps or none); 2 when the archive cannot be read or on a usage error.
+    Gaps {
+        /// The archive directory.
+        dir: PathBuf,
+        /// Only frames received at or after TIME: RFC 3339 or a time ago (-1d).
+        #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
+        from: Option<u64>,
+        /// Only frames received at or before TIME.
+        #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
+        to: Option<u64>,
+        /// Only this source, KIND:ID with KIND live or replay; repeat for more.
+        #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
+        source: Vec<(SourceKind, u32)>,
+        /// One JSON object, as GET /archive/completeness answers.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the frames received in a time window to a file: Parquet, CSV, NDJSON, or the raw or
     /// CCSDS payloads.
@@ -598,6 +623,25 @@ fn monitor_access(token_file: Option<&Path>, tls: &TlsArgs) -> Result<MonitorAcc
 fn archive(tool: ArchiveTool) -> ExitCode {
     match tool {
         ArchiveTool::Verify { dir, strict } => verify(&dir, strict),
+        ArchiveTool::Gaps {
+            dir,
+            from,
+            to,
+            source,
+            json,
+        } => {
+            if from.zip(to).is_some_and(|(from, to)| from > to) {
+                eprintln!("aggregator archive gaps: --from is after --to");
+                return ExitCode::from(2);
+            }
+            let filter = FrameFilter {
+                sources: source,
+                since: from,
+                until: to,
+                ..FrameFilter::default()
+            };
+            gaps(&dir, &filter, json)
+        }
         ArchiveTool::Export {
             dir,
             from,
@@ -646,6 +690,55 @@ fn archive(tool: ArchiveTool) -> ExitCode {
             }
         }
     }
+}
+
+/// Runs `aggregator archive gaps`: a line per source and per gap, or the JSON.
+fn gaps(dir: &Path, filter: &FrameFilter, json: bool) -> ExitCode {
+    if !dir.is_dir() {
+        eprintln!(
+            "aggregator archive gaps: {} is not a directory",
+            dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let sources = match completeness::of_files(dir, filter) {
+        Ok(sources) => sources,
+        Err(err) => {
+            eprintln!("aggregator archive gaps: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!("{}", completeness::to_json(&sources, filter));
+        return ExitCode::SUCCESS;
+    }
+    for s in &sources {
+        let runs: Vec<String> = s.held.runs().map(|(a, b)| format!("{a}..{b}")).collect();
+        println!(
+            "{}:{} frames={} held={} gaps={}",
+            s.source.0.label(),
+            s.source.1,
+            s.frames,
+            runs.join(","),
+            s.gaps.len()
+        );
+        for gap in &s.gaps {
+            println!(
+                "  gap {}..{} ({} frames): {}",
+                gap.first,
+                gap.last,
+                gap.last - gap.first + 1,
+                gap.cause.label()
+            );
+        }
+    }
+    let frames: u64 = sources.iter().map(|s| s.frames).sum();
+    let gaps: usize = sources.iter().map(|s| s.gaps.len()).sum();
+    println!(
+        "total sources={} frames={frames} gaps={gaps}",
+        sources.len()
+    );
+    ExitCode::SUCCESS
 }
 
 /// Runs `aggregator archive export`: the window's frames to `output` (`-`: standard output), with a

@@ -81,7 +81,7 @@ impl SourceKind {
     }
 
     /// `live` or `replay`: the short names the tools and the HTTP API print and accept.
-    pub(crate) fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             SourceKind::LiveUplink => "live",
             SourceKind::ArchivedReplay => "replay",

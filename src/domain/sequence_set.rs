@@ -116,7 +116,7 @@ impl SequenceSet {
     }
 
     /// The runs, lowest first, as `(first, last)`.
-    pub(crate) fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.runs.iter().copied()
     }
 

@@ -1,5 +1,6 @@
 //! `GET /archive/frames`: the frames received between two times, from the running daemon's
-//! archive, streamed as NDJSON, CSV, raw or CCSDS bytes.
+//! archive, streamed as NDJSON, CSV, raw or CCSDS bytes; and `GET /archive/completeness`: what the
+//! archive holds of each source over such a window, and what it is missing.
 //!
 //! Why a stream and a limit: a window may hold a day of a busy station, so the answer is read and
 //! sent a chunk at a time (the archive's read side reads at most about 256 KiB of records at
@@ -19,6 +20,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use crate::archive::completeness;
 use crate::archive::export::{Format, Rows};
 use crate::archive::read::{DurableEnds, FollowedFrame, FrameFilter, OnGap, ShardCursors, Start};
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
@@ -47,6 +49,62 @@ impl ArchiveQueries {
             permits: Arc::new(Semaphore::new(most)),
             most,
         }
+    }
+}
+
+/// Why a query is refused: its status and the reason, the text of the answer.
+type Refused = (StatusCode, String);
+
+impl ArchiveQueries {
+    /// The query, the archive and a permit to read it; or why it is refused.
+    fn admit(
+        &self,
+        query: Option<String>,
+        path: Path,
+    ) -> Result<(FramesQuery, (PathBuf, DurableEnds), OwnedSemaphorePermit), Refused> {
+        let request = parse_query(query.as_deref().unwrap_or(""), SystemTime::now(), path)
+            .map_err(|reason| (StatusCode::BAD_REQUEST, reason.to_string()))?;
+        let Some(archive) = self.archive.clone() else {
+            let reason = "this daemon keeps no archive files (archive.kind = \"count\")";
+            return Err((StatusCode::NOT_FOUND, reason.into()));
+        };
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            let reason = format!(
+                "too many archive queries at once (monitor.max_archive_queries = {})",
+                self.most
+            );
+            return Err((StatusCode::SERVICE_UNAVAILABLE, reason));
+        };
+        Ok((request, archive, permit))
+    }
+}
+
+/// An answer of `status` with `reason` as its text body.
+fn refusal(status: StatusCode, reason: String) -> Response {
+    (status, format!("{reason}\n")).into_response()
+}
+
+/// `GET /archive/completeness`: each source's sequences held over the window and the gaps
+/// between them, as JSON (`crate::archive::completeness`).
+pub(crate) async fn completeness(
+    State(queries): State<ArchiveQueries>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (request, (root, durable), permit) = match queries.admit(query, Path::Completeness) {
+        Ok(admitted) => admitted,
+        Err((status, reason)) => return refusal(status, reason),
+    };
+    let filter = request.filter;
+    let answered = tokio::task::spawn_blocking(move || {
+        let answer = completeness::completeness(&root, &durable, &filter);
+        drop(permit);
+        answer.map(|sources| completeness::to_json(&sources, &filter))
+    })
+    .await;
+    match answered {
+        Ok(Ok(json)) => axum::Json(json).into_response(),
+        Ok(Err(err)) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
 }
 
@@ -82,12 +140,29 @@ enum QueryError {
     Format(String),
     #[error("format: parquet is a file: `aggregator archive export --format parquet` writes it")]
     Parquet,
-    #[error("unknown parameter {0:?} (expected from, to, source, kind, priority, apid or format)")]
-    Unknown(String),
+    #[error("unknown parameter {0:?} (expected {1})")]
+    Unknown(String, &'static str),
 }
 
-/// Parses the query string, times ago counted from `now`.
-fn parse_query(query: &str, now: SystemTime) -> Result<FramesQuery, QueryError> {
+/// Which path a query string is for: each takes its own parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Frames,
+    Completeness,
+}
+
+impl Path {
+    /// The parameters it takes, as its 400 answer lists them.
+    fn expected(self) -> &'static str {
+        match self {
+            Path::Frames => "from, to, source, kind, priority, apid or format",
+            Path::Completeness => "from, to or source",
+        }
+    }
+}
+
+/// Parses the query string of `path`, times ago counted from `now`.
+fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQuery, QueryError> {
     let mut request = FramesQuery {
         filter: FrameFilter::default(),
         kind: None,
@@ -95,6 +170,10 @@ fn parse_query(query: &str, now: SystemTime) -> Result<FramesQuery, QueryError> 
         format: Format::Ndjson,
     };
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let general = matches!(&*key, "from" | "to" | "source");
+        if !general && path == Path::Completeness {
+            return Err(QueryError::Unknown(key.to_string(), path.expected()));
+        }
         match &*key {
             "from" => {
                 let time = parse_time(&value, now).map_err(|why| QueryError::Time("from", why))?;
@@ -130,7 +209,7 @@ fn parse_query(query: &str, now: SystemTime) -> Result<FramesQuery, QueryError> 
                     Err(err) => return Err(QueryError::Format(err.to_string())),
                 }
             }
-            other => return Err(QueryError::Unknown(other.to_string())),
+            other => return Err(QueryError::Unknown(other.to_string(), path.expected())),
         }
     }
     let window = request.filter.since.zip(request.filter.until);
@@ -161,26 +240,14 @@ pub(crate) async fn frames(
     State(queries): State<ArchiveQueries>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let bad = |status, reason: String| (status, format!("{reason}\n")).into_response();
-    let request = match parse_query(query.as_deref().unwrap_or(""), SystemTime::now()) {
-        Ok(request) => request,
-        Err(reason) => return bad(StatusCode::BAD_REQUEST, reason.to_string()),
-    };
-    let Some((root, durable)) = queries.archive.clone() else {
-        let reason = "this daemon keeps no archive files (archive.kind = \"count\")";
-        return bad(StatusCode::NOT_FOUND, reason.into());
-    };
-    let Ok(permit) = Arc::clone(&queries.permits).try_acquire_owned() else {
-        let reason = format!(
-            "too many archive queries at once (monitor.max_archive_queries = {})",
-            queries.most
-        );
-        return bad(StatusCode::SERVICE_UNAVAILABLE, reason);
+    let (request, (root, durable), permit) = match queries.admit(query, Path::Frames) {
+        Ok(admitted) => admitted,
+        Err((status, reason)) => return refusal(status, reason),
     };
     let reading = (Arc::new(request.filter.clone()), OnGap::End);
     let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
         Ok(cursors) => cursors,
-        Err(err) => return bad(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        Err(err) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
     let (chunks, body) = mpsc::channel(QUEUED_CHUNKS);
     let format = request.format;
@@ -191,7 +258,7 @@ pub(crate) async fn frames(
     Response::builder()
         .header(header::CONTENT_TYPE, format.content_type())
         .body(Body::from_stream(stream))
-        .unwrap_or_else(|err| bad(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
+        .unwrap_or_else(|err| refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
 }
 
 /// A chunk of the answer, or the error that cuts it off.
@@ -259,7 +326,7 @@ mod tests {
 
     fn parse(query: &str) -> Result<FramesQuery, QueryError> {
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(NOW);
-        parse_query(query, now)
+        parse_query(query, now, Path::Frames)
     }
 
     #[test]
@@ -308,6 +375,12 @@ mod tests {
             let err = parse(query).unwrap_err().to_string();
             assert!(err.starts_with(reason), "{query}: {err}");
         }
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(NOW);
+        let gaps = parse_query("from=-1h&source=live:3&format=csv", now, Path::Completeness);
+        assert_eq!(
+            gaps.unwrap_err().to_string(),
+            "unknown parameter \"format\" (expected from, to or source)"
+        );
         let many: Vec<String> = (0..65).map(|i| format!("source=live:{i}")).collect();
         assert_eq!(parse(&many.join("&")), Err(QueryError::TooManySources));
     }

@@ -175,6 +175,7 @@ pub async fn serve(
         .route("/feed", get(feed::feed))
         .route("/catalog", put(catalog::put))
         .route("/archive/frames", get(archive_query::frames))
+        .route("/archive/completeness", get(archive_query::completeness))
         .with_state(state);
     if let Some(access) = access {
         app = app.layer(middleware::from_fn_with_state(access, require_token));
