@@ -432,3 +432,35 @@ fn gaps_say_what_retention_deleted_and_what_never_arrived() {
          total sources=1 frames=42 gaps=2\n"
     );
 }
+
+/// A damaged record inside the window is passed over and named (exit status 1), and every other
+/// frame of the window is still exported: what a scan that resynchronises after damage finds.
+#[test]
+fn a_damaged_record_is_named_and_the_rest_of_the_window_exported() {
+    let dir = TempDir::new("export-damaged");
+    write_archive(&dir.0);
+    // A byte in the middle of shard 1's segment 2, a sealed one.
+    let path = layout::shard_dir(&dir.0, 1).join(segment::segment_name(2));
+    let mut bytes = fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    fs::write(&path, &bytes).unwrap();
+    let scan = segment::read_segment(&path).unwrap();
+    assert_eq!(scan.damaged.len(), 1, "one damaged range");
+    let (status, ndjson, err) = export(&dir.0, &["--format", "ndjson"]);
+    assert_eq!(status, Some(1), "{err}");
+    let damage = &scan.damaged[0];
+    assert!(
+        err.contains(&format!(
+            "shard 1 segment 2 bytes {}..{} damaged, passed over",
+            damage.start, damage.end
+        )),
+        "{err} (verify: {damage:?})"
+    );
+    let expected: Vec<Row> = scanned(&dir.0).into_iter().map(|(_, row)| row).collect();
+    same(
+        &by_shard(ndjson_rows(&ndjson)),
+        &by_shard(expected),
+        "damaged",
+    );
+}

@@ -994,7 +994,9 @@ pub struct Records {
 /// however large it is. It reads only that range, with positioned reads, so a follower of the
 /// archive can read a segment the daemon is still appending to, up to what is durable. The
 /// range holds whole records, so anything that does not decode is damage (or `from` is not where
-/// a record starts): an `InvalidData` error naming the file and the offset.
+/// a record starts): an `InvalidData` error naming the file and the offset, when the first record
+/// does not decode; when a later one does not, the records before it, and `next` at it (the next
+/// read there is the error).
 pub(crate) fn read_records(
     file: &File,
     path: &Path,
@@ -1044,8 +1046,11 @@ pub(crate) fn read_records(
         if record > data.len() - pos {
             break;
         }
-        pos = decode_at(&data, pos, &mut entries)
-            .map_err(|bad| invalid(from + pos as u64, bad.into_reason()))?;
+        match decode_at(&data, pos, &mut entries) {
+            Ok(next) => pos = next,
+            Err(_) if pos > 0 => break,
+            Err(bad) => return Err(invalid(from + pos as u64, bad.into_reason())),
+        }
     }
     if pos == 0 && !data.is_empty() {
         return Err(invalid(
@@ -1062,7 +1067,16 @@ pub(crate) fn read_records(
     })
 }
 
-/// `err`, prefixed with what was being done (`what`) and to which file.
+/// Where the first valid record after the damaged one at `from` starts, before `to`; `None` when
+/// none does. Reads the range whole: only after damage, which is rare.
+pub(crate) fn next_record(file: &File, path: &Path, from: u64, to: u64) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut buf, from)
+        .map_err(|err| with_path(err, path, "cannot read"))?;
+    Ok(resync_after(&Bytes::from(buf), 0).map(|at| from + at as u64))
+}
+
 /// The error for a file whose magic is a segment's of another format version (`TLMSEG` and two
 /// digits other than this one's): refused with both versions named, rather than read as damage
 /// (which `archive repair --quarantine` would move aside). The caller adds the file's path.

@@ -784,6 +784,9 @@ fn export(dir: &Path, filter: FrameFilter, format: Format, output: &Path) -> Exi
                     unix_ns_to_rfc3339(earliest.oldest)
                 );
             }
+            for range in &exported.damaged {
+                eprintln!("aggregator archive export: {range}");
+            }
             let done = exported.progress;
             eprintln!(
                 "exported {} frames, {} payload bytes, to {}",
@@ -791,7 +794,10 @@ fn export(dir: &Path, filter: FrameFilter, format: Format, output: &Path) -> Exi
                 done.bytes,
                 output.display()
             );
-            ExitCode::SUCCESS
+            match exported.damaged.is_empty() {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
+            }
         }
         Err(err) => {
             eprintln!("aggregator archive export: {err}");

@@ -246,7 +246,7 @@ pub(crate) async fn frames(
     };
     let reading = (Arc::new(request.filter.clone()), OnGap::End);
     let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
-        Ok(cursors) => cursors,
+        Ok(cursors) => cursors.passing_damage(),
         Err(err) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     };
     let (chunks, body) = mpsc::channel(QUEUED_CHUNKS);
@@ -296,7 +296,10 @@ async fn rows_until_the_last(
         };
         let runs = match next {
             Ok(Some(runs)) => runs,
-            Ok(None) => return Some(Ok(Bytes::from(buf))),
+            Ok(None) => {
+                damage_notices(cursors, request.format, &mut buf);
+                return Some(Ok(Bytes::from(buf)));
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "archive query: cannot read on; the answer is cut off");
                 return Some(Err(std::io::Error::other(err.to_string())));
@@ -310,10 +313,28 @@ async fn rows_until_the_last(
         {
             return None;
         }
+        damage_notices(cursors, request.format, &mut buf);
         for frame in runs.into_iter().flat_map(|run| run.into_frames()) {
             if request.wants(&frame) {
                 rows.write(&frame, &mut buf);
             }
+        }
+    }
+}
+
+/// Damaged records the reading passed over, each as an NDJSON line `{"damaged":{...}}` where they
+/// were in the answer; other formats have no place for them (the daemon's log says so).
+fn damage_notices(cursors: &mut ShardCursors, format: Format, buf: &mut Vec<u8>) {
+    for range in cursors.take_damaged() {
+        if format == Format::Ndjson {
+            let notice = serde_json::json!({ "damaged": {
+                "shard": range.shard,
+                "segment": range.segment,
+                "from": range.from,
+                "to": range.to,
+                "reason": range.reason,
+            }});
+            buf.extend_from_slice(format!("{notice}\n").as_bytes());
         }
     }
 }

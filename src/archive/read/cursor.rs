@@ -230,6 +230,31 @@ pub(crate) fn read(
     })
 }
 
+/// Where reading shard `shard` (in `dir`) goes on after the damaged record at `cursor`: the next
+/// valid record before the segment's limit (`end` in the durable end's segment), or that limit.
+/// Blocking.
+pub(crate) fn past_damage(
+    dir: &Path,
+    (shard, cursor, end): (usize, Cursor, DurableEnd),
+) -> io::Result<Cursor> {
+    let (file, path) = match open_segment(dir, cursor.segment)? {
+        Some(opened) => opened,
+        None => {
+            return Err(io::Error::other(format!(
+                "segment {} of shard {shard} is gone",
+                cursor.segment
+            )))
+        }
+    };
+    let limit = segment_limit(&file, &path, cursor.segment, end)?;
+    let next = segment::next_record(&file, &path, cursor.offset, limit)?;
+    Ok(Cursor {
+        segment: cursor.segment,
+        offset: next.unwrap_or(limit),
+        first_index: 0,
+    })
+}
+
 /// The frames of `records` that `filter` wants, a run per record, each frame with its position;
 /// those before `cursor`'s first index in its record are skipped. With `passed`, the sequences of
 /// every frame of a wanted source go there too, whatever its priority.

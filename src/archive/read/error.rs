@@ -43,6 +43,30 @@ pub enum ReadError {
     },
 }
 
+/// Damaged bytes a reader passed over (`ShardCursors::passing_damage`): what `archive verify`
+/// reports of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRange {
+    pub shard: usize,
+    pub segment: u64,
+    /// The damaged record's offset.
+    pub from: u64,
+    /// Where reading went on: the next valid record, or the end of what could be read.
+    pub to: u64,
+    /// Why the record did not decode (the file and the offset).
+    pub reason: String,
+}
+
+impl std::fmt::Display for DamagedRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "shard {} segment {} bytes {}..{} damaged, passed over: {}",
+            self.shard, self.segment, self.from, self.to, self.reason
+        )
+    }
+}
+
 /// `shards` joined by commas.
 fn listed(shards: &[usize]) -> String {
     let shards: Vec<String> = shards.iter().map(usize::to_string).collect();

@@ -29,7 +29,7 @@ mod start;
 mod tasks;
 mod window;
 
-pub use error::ReadError;
+pub use error::{DamagedRange, ReadError};
 pub use filter::FrameFilter;
 pub use gap::{OnGap, Skipped};
 pub use run::{FollowedFrame, FrameRun};

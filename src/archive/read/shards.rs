@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinError;
 
 use super::cursor::{self, Cursor};
-use super::error::ReadError;
+use super::error::{DamagedRange, ReadError};
 use super::filter::FrameFilter;
 use super::gap::{GapWatch, OnGap, Skipped};
 use super::run::FrameRun;
@@ -67,6 +67,8 @@ pub(crate) struct ShardCursors {
     /// What the start found deleted of the reader's window, not yet taken
     /// ([`Self::take_earliest`]).
     earliest: Vec<Earliest>,
+    /// Damaged records are passed over (and listed here until taken) rather than an error.
+    damage: Option<Vec<DamagedRange>>,
 }
 
 impl ShardCursors {
@@ -86,6 +88,7 @@ impl ShardCursors {
             filter,
             skipped: Vec::new(),
             earliest: Vec::new(),
+            damage: None,
         };
         for (index, receiver) in durable {
             let (index, mut durable) = (*index, receiver.clone());
@@ -181,12 +184,46 @@ impl ShardCursors {
                 self.skipped.push(skipped);
                 Ok(Vec::new())
             }
+            (Err(ReadError::Damaged(err)), gap) if self.damage.is_some() => {
+                shard.gap = gap;
+                shard.window = Window::of(&filter);
+                let (dir, cursor) = (shard.dir.clone(), shard.cursor);
+                let found = tokio::task::spawn_blocking(move || {
+                    cursor::past_damage(&dir, (index, cursor, end)).map_err(ReadError::Unreadable)
+                })
+                .await;
+                let resumed = joined(found)?;
+                let range = DamagedRange {
+                    shard: index,
+                    segment: cursor.segment,
+                    from: cursor.offset,
+                    to: resumed.offset,
+                    reason: err.to_string(),
+                };
+                tracing::warn!(%range, "archive reader: damaged records passed over");
+                shard.cursor = resumed;
+                self.damage.get_or_insert_with(Vec::new).push(range);
+                Ok(Vec::new())
+            }
             (Err(err), gap) => {
                 shard.gap = gap;
                 shard.window = Window::of(&filter);
                 Err(err)
             }
         }
+    }
+
+    /// The same reader, passing over damaged records (each range listed by
+    /// [`Self::take_damaged`]) instead of stopping at the first: for a query or an export, which
+    /// serve the rest of their window.
+    pub(crate) fn passing_damage(mut self) -> ShardCursors {
+        self.damage = Some(Vec::new());
+        self
+    }
+
+    /// The damaged ranges passed over since the last call.
+    pub(crate) fn take_damaged(&mut self) -> Vec<DamagedRange> {
+        self.damage.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The next frames, waiting for them as long as more can come: `None` once every shard's

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::archive::export::{stopped_ends, Format, Rows};
 use crate::archive::read::{
-    Earliest, FollowedFrame, FrameFilter, OnGap, ReadError, ShardCursors, Start,
+    DamagedRange, Earliest, FollowedFrame, FrameFilter, OnGap, ReadError, ShardCursors, Start,
 };
 
 /// How far an export has come, for its progress line.
@@ -31,6 +31,8 @@ pub struct Exported {
     pub progress: Progress,
     /// Shards whose oldest frame left is after the window's start (retention deleted the rest).
     pub earliest: Vec<Earliest>,
+    /// Damaged records passed over: the rest of the window was exported.
+    pub damaged: Vec<DamagedRange>,
 }
 
 /// Why an export stopped.
@@ -97,12 +99,14 @@ pub fn export(
     runtime.block_on(async {
         let ends = stopped_ends(root).map_err(ReadError::Unreadable)?;
         let reading = (Arc::new(filter), OnGap::End);
-        let mut cursors = ShardCursors::locate(root, &ends, &Start::Oldest, reading).await?;
+        let cursors = ShardCursors::locate(root, &ends, &Start::Oldest, reading).await?;
+        let mut cursors = cursors.passing_damage();
         let mut exported = Exported {
             earliest: cursors.take_earliest(),
             ..Exported::default()
         };
         while let Some(runs) = cursors.next_runs().await? {
+            exported.damaged.extend(cursors.take_damaged());
             let frames: Vec<FollowedFrame> =
                 runs.into_iter().flat_map(|run| run.into_frames()).collect();
             let done = &mut exported.progress;
@@ -114,6 +118,7 @@ pub fn export(
             sink.frames(&frames).map_err(ExportError::Write)?;
             progress(done);
         }
+        exported.damaged.extend(cursors.take_damaged());
         sink.finish().map_err(ExportError::Write)?;
         Ok(exported)
     })
