@@ -392,10 +392,11 @@ def judge_retained(lines, ledger, retention):
     gaps only between the sequences a source still holds, leaving out those retention deleted, so
     this adds the two ends: an acknowledged frame below a source's first retained sequence (or of
     a source with none left) must be one RETENTION names deleted, and none may lie above its last
-    stored one. Returns the acknowledged frames missing at the ends, those excused (deleted), those
-    of them inside what a source keeps (emergencies that went with their segment while routine
-    frames of lower sequence stayed), a line per source with frames missing, and each source's
-    last stored sequence."""
+    stored one. An acknowledgement covers every sequence up to it, so the frames stored but not yet
+    acknowledged at a cut count as acknowledged once the check's frame is. Returns the acknowledged
+    frames missing at the ends, those excused (deleted), those of them inside what a source keeps
+    (emergencies that went with their segment while routine frames of lower sequence stayed), a
+    line per source with frames missing, and each source's last stored sequence."""
     out = dict(missing=0, excused=0, inside=0, bad=[], last={})
     kept = {}
     for line in lines:
@@ -676,7 +677,7 @@ def main():
 
     ledger = Ledger()
     totals = dict(acked=0, lost=0, archive_missing=0, duplicated=0, damaged=0, load_s=0.0, boots=0, boot_s=0.0,
-                  segments_deleted=0, excused=0, inside=0, cuts_amid_deletions=0)
+                  segments_deleted=0, frames_deleted=0, excused=0, inside=0, cuts_amid_deletions=0)
     dup_before = 0
     final_strict = None
     guest = None
@@ -723,7 +724,8 @@ def main():
                     in_window = "?" if None in probed else probed[1] - probed[0]
                     print(f"  retention: {judged['deleted_segments']} segments deleted since the last check, "
                           f"{in_window} of them in the {window_s:.1f} s before the cut; acked frames it has deleted "
-                          f"{judged['excused']} ({judged['inside']} inside what their source keeps)", flush=True)
+                          f"(excused) {judged['excused']}, {judged['inside']} of them inside what their source "
+                          f"keeps", flush=True)
                 for line in (short + judged["bad"])[:5]:
                     print(f"  {line}", flush=True)
                 if len(short) + len(judged["bad"]) > 5:
@@ -736,6 +738,7 @@ def main():
                 final_strict, lines = guest.verify()
                 final_total = next((x for x in lines if x.startswith("verify total:")), "")
                 totals["segments_deleted"] = read_retention(lines)["segments"]
+                totals["frames_deleted"] = field(final_total, "pruned")
                 print(f"final: after {need} more frames per source, aggregator archive verify --strict "
                       f"exit={final_strict}: {final_total}", flush=True)
                 for line in [x for x in lines[:-1] if not x.startswith(("archive-source ", "retention-state "))][:5]:
@@ -773,9 +776,12 @@ def main():
                f"acked_per_s={rate:.0f} boot_to_ready_s_mean={totals['boot_s'] / totals['boots']:.1f} "
                f"elapsed_s={elapsed:.0f} seed={args.seed}")
     if args.retention_mib:
+        # `excused` may pass `acknowledged` (the ACKs received under load): the check's frame
+        # acknowledges what was stored but not yet acknowledged at the cut.
         summary += (f" retention_mib={args.retention_mib} segment_mib={args.segment_mib} "
-                    f"segments_deleted={totals['segments_deleted']} cuts_amid_deletions={totals['cuts_amid_deletions']} "
-                    f"acked_deleted={totals['excused']} acked_deleted_inside={totals['inside']}")
+                    f"segments_deleted={totals['segments_deleted']} frames_deleted={totals['frames_deleted']} "
+                    f"excused={totals['excused']} excused_inside={totals['inside']} "
+                    f"cuts_amid_deletions={totals['cuts_amid_deletions']}")
     if args.expect_loss:
         if missing > 0:
             print(f"powercut: OK: loss found, as expected with sync={args.sync}: {summary}")
