@@ -17,9 +17,20 @@ disk written through (cache=none), its ports forwarded to host loopback. For eac
 After the last cut one more boot runs steps 1-3. Exit status 0 when nothing acknowledged was lost or
 duplicated (or, with --expect-loss, when a loss was found), 1 otherwise, 2 on a usage or set-up
 error.
+
+With --retention-mib N the guest's archive is bounded ([archive.retention] max_bytes = "N MiB"):
+with small segments (--segment-mib) retention deletes the oldest segments all through the load,
+and the cuts land among its deletions (the daemon's /stats, read 2 s before each cut and at it,
+says how many it made in between). What retention deleted is read from the archive itself: each
+shard's RETENTION file, dumped by the guest's verify script. An acknowledged frame it names deleted
+is excused; every other acknowledged frame must be in the archive: none below a source's first
+retained sequence, none above its last, no gap between (verify does not call deleted sequences
+gaps), none stored twice.
 """
 
 import argparse
+import base64
+import gzip
 import json
 import os
 import random
@@ -27,9 +38,11 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 GUEST_UPLINK, GUEST_REPLAY, GUEST_MONITOR = 7700, 7701, 7780
@@ -37,18 +50,37 @@ AGGREGATOR_PORTS = {"uplink": GUEST_UPLINK, "replay": GUEST_REPLAY, "monitor": G
 # nats-server's client port and its monitoring port (/healthz).
 JETSTREAM_PORTS = {"client": 4222, "monitor": 8222}
 SOURCES = 48
+# A shard's RETENTION file (docs/archive-format.md, "Retention"): its magic, and the source kinds'
+# bytes as the ack logs name them.
+RETENTION_MAGIC = b"TLMRET01"
+SOURCE_KINDS = {0: "live", 1: "replay"}
+# How long before a cut the daemon's retention counters are read a first time.
+CUT_WINDOW_S = 2.0
 
 
-def cut_under_load(guest, load, rng, args, out_path, what):
+def cut_under_load(guest, load, rng, args, out_path, what, probe=None):
     """Lets `load` run for a random time (--load-min to --load-max seconds), cuts the guest's power
-    under it, and waits for the load to give up; returns how long it ran before the cut."""
+    under it, and waits for the load to give up; returns how long it ran before the cut. With
+    `probe`, calls it CUT_WINDOW_S (or half the load, if shorter) before the cut and just before
+    it, and returns the two answers too."""
     load_for = rng.uniform(args.load_min, args.load_max)
+    window = min(CUT_WINDOW_S, load_for / 2) if probe else 0.0
     started = time.monotonic()
-    try:
-        load.wait(timeout=load_for)
-        raise RuntimeError(f"the load ended before the cut:\n{Path(out_path).read_text(errors='replace')[-2000:]}")
-    except subprocess.TimeoutExpired:
-        pass
+    probed = []
+
+    def run_until(at):
+        try:
+            load.wait(timeout=max(0.0, started + at - time.monotonic()))
+            raise RuntimeError(f"the load ended before the cut:\n{Path(out_path).read_text(errors='replace')[-2000:]}")
+        except subprocess.TimeoutExpired:
+            pass
+
+    if probe:
+        run_until(load_for - window)
+        probed.append(probe())
+    run_until(load_for)
+    if probe:
+        probed.append(probe())
     guest.cut()
     cut_load_s = time.monotonic() - started
     try:
@@ -56,7 +88,7 @@ def cut_under_load(guest, load, rng, args, out_path, what):
     except subprocess.TimeoutExpired:
         load.kill()
         raise RuntimeError(f"{what} did not end within 120 s of the cut")
-    return cut_load_s
+    return (cut_load_s, probed) if probe else cut_load_s
 
 
 def fail_run(guest, err):
@@ -80,20 +112,43 @@ def free_port():
         return s.getsockname()[1]
 
 
-def healthz(port, timeout=2.0):
-    """The monitor's /healthz status line, or None when nothing (or not the daemon) answers."""
+def http_get(port, path, timeout=2.0):
+    """The monitor's answer to GET `path` as (status line, body), or None when nothing (or not the
+    daemon) answers."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.settimeout(timeout)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: powercut\r\nConnection: close\r\n\r\n")
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: powercut\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while True:
-                chunk = s.recv(4096)
+                chunk = s.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-            return data.split(b"\r\n", 1)[0].decode(errors="replace") if data else None
     except OSError:
+        return None
+    if not data:
+        return None
+    # The monitor answers with a Content-Length and closes: the body is the rest.
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0].decode(errors="replace"), body
+
+
+def healthz(port, timeout=2.0):
+    """The monitor's /healthz status line, or None when nothing (or not the daemon) answers."""
+    answer = http_get(port, "/healthz", timeout)
+    return answer[0] if answer else None
+
+
+def deleted_segments_now(port):
+    """Segments retention has deleted over the archive's life, as the daemon's /stats says (from
+    retention's last check: every segment roll and check_interval_ms); None without an answer."""
+    answer = http_get(port, "/stats", timeout=5.0)
+    if not answer or " 200 " not in answer[0] + " ":
+        return None
+    try:
+        return int(json.loads(answer[1])["stats"]["retention_deleted_segments"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 
@@ -272,6 +327,104 @@ def judge_archive(lines, ledger):
     return out
 
 
+KEPT_LINE = re.compile(r"^archive-source (\w+) (\d+): .*?\bfirst=(\d+|-) last=(\d+|-)")
+
+
+def decode_retention(data):
+    """A shard's RETENTION file: (segments deleted, their bytes, {source: [(first, last), ...]}), or
+    None when it is not a whole file with a matching CRC."""
+    body, crc = data[:-4], data[-4:]
+    if len(data) < 48 or not body.startswith(RETENTION_MAGIC) or zlib.crc32(body) != int.from_bytes(crc, "big"):
+        return None
+    _, segments, deleted_bytes, _ = struct.unpack_from(">4Q", body, 8)
+    (count,), at, sources = struct.unpack_from(">I", body, 40), 44, {}
+    for _ in range(count):
+        if at + 17 > len(body):
+            return None
+        kind, ident, _, runs = struct.unpack_from(">BIQI", body, at)
+        at += 17
+        if kind not in SOURCE_KINDS or at + 16 * runs > len(body):
+            return None
+        sources[(SOURCE_KINDS[kind], ident)] = [struct.unpack_from(">QQ", body, at + 16 * i) for i in range(runs)]
+        at += 16 * runs
+    return (segments, deleted_bytes, sources) if at == len(body) else None
+
+
+def read_retention(lines):
+    """What retention deleted, from the archive: the guest's verify script prints each shard's
+    RETENTION file (`retention-state PATH BASE64-OF-GZIP`). Returns the segments and bytes deleted
+    over the archive's life, each source's deleted sequences as sorted, merged runs, and the files
+    that could not be read (a damaged state: a failure, never "nothing deleted")."""
+    out = dict(segments=0, bytes=0, runs={}, bad=[])
+    for line in lines:
+        if not line.startswith("retention-state "):
+            continue
+        _, path, blob = (line.split(" ", 2) + [""])[:3]
+        try:
+            state = decode_retention(gzip.decompress(base64.b64decode(blob)))
+        except (ValueError, OSError, EOFError):
+            state = None
+        if state is None:
+            out["bad"].append(f"{path}: damaged retention state (bad length or CRC)")
+            continue
+        out["segments"] += state[0]
+        out["bytes"] += state[1]
+        for key, runs in state[2].items():
+            out["runs"].setdefault(key, []).extend(runs)
+    for key, runs in out["runs"].items():
+        merged = []
+        for lo, hi in sorted(runs):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        out["runs"][key] = merged
+    return out
+
+
+def deleted_in(runs, lo, hi):
+    """How many sequences of lo..=hi the sorted, merged `runs` hold."""
+    return sum(max(0, min(b, hi) - max(a, lo) + 1) for a, b in runs) if lo <= hi else 0
+
+
+def judge_retained(lines, ledger, retention):
+    """Every acknowledged frame not deleted by retention must be in the archive. `verify` reports
+    gaps only between the sequences a source still holds, leaving out those retention deleted, so
+    this adds the two ends: an acknowledged frame below a source's first retained sequence (or of
+    a source with none left) must be one RETENTION names deleted, and none may lie above its last
+    stored one. An acknowledgement covers every sequence up to it, so the frames stored but not yet
+    acknowledged at a cut count as acknowledged once the check's frame is. Returns the acknowledged
+    frames missing at the ends, those excused (deleted), those of them inside what a source keeps
+    (emergencies that went with their segment while routine frames of lower sequence stayed), a
+    line per source with frames missing, and each source's last stored sequence."""
+    out = dict(missing=0, excused=0, inside=0, bad=[], last={})
+    kept = {}
+    for line in lines:
+        m = KEPT_LINE.match(line)
+        if m:
+            first, last = (None if v == "-" else int(v) for v in m.group(3, 4))
+            kept[(m.group(1), int(m.group(2)))] = (first, last)
+            if last is not None:
+                out["last"][(m.group(1), int(m.group(2)))] = last
+    for key, acked in sorted(ledger.acked.items()):
+        if acked < 0:
+            continue
+        runs = retention["runs"].get(key, [])
+        first, last = kept.get(key, (None, None))
+        out["excused"] += deleted_in(runs, 0, acked)
+        if first is None:
+            below, above = acked + 1 - deleted_in(runs, 0, acked), 0
+        else:
+            below = first - deleted_in(runs, 0, first - 1) if acked >= first else acked + 1 - deleted_in(runs, 0, acked)
+            above = acked - last - deleted_in(runs, last + 1, acked) if acked > last else 0
+            out["inside"] += deleted_in(runs, first, acked)
+        if below or above:
+            out["missing"] += below + above
+            out["bad"].append(f"{key[0]} {key[1]}: acked up to {acked}, archive keeps {first}..={last}: "
+                              f"{below} below and {above} above it neither stored nor deleted by retention")
+    return out
+
+
 def sim(args, guest, log_path, extra, out_path):
     cmd = [
         str(args.bin / "uplink-sim"), "--scenario", "saturate", "--uplinks", str(SOURCES), "--replays", "0",
@@ -371,11 +524,19 @@ dir = "archive"
 segment_bytes = {args.segment_mib * 1024 * 1024}
 sync = "{args.sync}"
 """
+        + (f'[archive.retention]\nmax_bytes = "{args.retention_mib}MiB"\n' if args.retention_mib else "")
     )
     script(stage / "service", "exec ./aggregator --config aggregator.toml\n")
-    # The report on the console, its summary line last (the harness reads that one).
+    # The report on the console, its summary line last (the harness reads that one). Before it,
+    # every source's line again under a name the guest's init does not leave out of the report
+    # (it keeps only the sources with a gap or a duplicate), and each shard's RETENTION file.
     script(stage / "verify", "./aggregator archive verify --strict archive > /tmp/verify.out 2> /tmp/verify.err\n"
-                             "status=$?\ncat /tmp/verify.err /tmp/verify.out\nexit $status\n")
+                             "status=$?\ncat /tmp/verify.err\n"
+                             "sed -n 's/^source /archive-source /p' /tmp/verify.out\n"
+                             "for f in archive/RETENTION archive/shard-*/RETENTION; do\n"
+                             "    if [ -f \"$f\" ]; then echo \"retention-state $f $(gzip -c \"$f\" | base64 -w 0)\"; fi\n"
+                             "done\n"
+                             "cat /tmp/verify.out\nexit $status\n")
     return make_disk(args, work, stage)
 
 
@@ -465,6 +626,9 @@ def main():
     p.add_argument("--mem", type=int, default=1024, help="MiB")
     p.add_argument("--disk-gib", type=int, default=16)
     p.add_argument("--segment-mib", type=int, default=16)
+    p.add_argument("--retention-mib", type=int, default=0,
+                   help="[archive.retention] max_bytes in MiB: retention deletes the oldest segments "
+                        "all through the load (0: no retention)")
     p.add_argument("--boot-timeout", type=float, default=300)
     p.add_argument("--target", choices=["aggregator", "jetstream"], default="aggregator")
     p.add_argument("--jetstream-sync", choices=["default", "always"], default="default",
@@ -475,6 +639,14 @@ def main():
         fail_setup("--cuts must be at least 1")
     if not 0 < args.load_min <= args.load_max:
         fail_setup("--load-min must be positive and at most --load-max")
+    if args.retention_mib < 0:
+        fail_setup("--retention-mib must be 0 (no retention) or more")
+    # The daemon refuses a max_bytes below two segments per shard (a shard per guest CPU).
+    if args.retention_mib and args.retention_mib < args.segment_mib * 2 * args.smp:
+        fail_setup(f"--retention-mib must be at least --segment-mib x 2 x --smp (the shards): "
+                   f"{args.segment_mib * 2 * args.smp}")
+    if args.retention_mib and args.target != "aggregator":
+        fail_setup("--retention-mib is for --target aggregator")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1 << 31)
     rng = random.Random(args.seed)
@@ -499,11 +671,13 @@ def main():
     if args.target == "jetstream":
         return run_jetstream(args, rng, work, t0)
     data_img = make_data_disk(args, work)
-    print(f"powercut: sync={args.sync} cuts={args.cuts} seed={args.seed} accel={args.accel} "
-          f"load={args.load_min:g}-{args.load_max:g}s work={work}", flush=True)
+    retention = f"retention={args.retention_mib}MiB " if args.retention_mib else ""
+    print(f"powercut: sync={args.sync} cuts={args.cuts} segment={args.segment_mib}MiB {retention}seed={args.seed} "
+          f"accel={args.accel} load={args.load_min:g}-{args.load_max:g}s work={work}", flush=True)
 
     ledger = Ledger()
-    totals = dict(acked=0, lost=0, archive_missing=0, duplicated=0, damaged=0, load_s=0.0, boots=0, boot_s=0.0)
+    totals = dict(acked=0, lost=0, archive_missing=0, duplicated=0, damaged=0, load_s=0.0, boots=0, boot_s=0.0,
+                  segments_deleted=0, frames_deleted=0, excused=0, inside=0, cuts_amid_deletions=0)
     dup_before = 0
     final_strict = None
     guest = None
@@ -516,6 +690,15 @@ def main():
         judged = judge_archive(lines, ledger)
         if not judged["total"]:
             raise RuntimeError("verify printed no summary:\n" + "\n".join(lines[-20:]))
+        deleted = read_retention(lines)
+        kept = judge_retained(lines, ledger, deleted)
+        judged["last"].update(kept["last"])
+        judged["acked_missing"] += kept["missing"]
+        judged["problems"] += len(deleted["bad"])
+        judged["bad"] += deleted["bad"] + kept["bad"]
+        judged["deleted_segments"] = deleted["segments"] - totals["segments_deleted"]
+        judged["excused"], judged["inside"] = kept["excused"], kept["inside"]
+        totals.update(segments_deleted=deleted["segments"], excused=kept["excused"], inside=kept["inside"])
         dup_cut, dup_before = judged["duplicates"] - dup_before, judged["duplicates"]
         totals["lost"] += lost
         totals["archive_missing"] += judged["acked_missing"]
@@ -537,6 +720,12 @@ def main():
                       f"acked but not in archive {judged['acked_missing']}, duplicated {dup_cut}, "
                       f"damaged {judged['problems']}; unacked gaps {judged['unacked_gaps']} (resent later); "
                       f"boot to ready {boot_s:.1f} s", flush=True)
+                if args.retention_mib:
+                    in_window = "?" if None in probed else probed[1] - probed[0]
+                    print(f"  retention: {judged['deleted_segments']} segments deleted since the last check, "
+                          f"{in_window} of them in the {window_s:.1f} s before the cut; acked frames it has deleted "
+                          f"(excused) {judged['excused']}, {judged['inside']} of them inside what their source "
+                          f"keeps", flush=True)
                 for line in (short + judged["bad"])[:5]:
                     print(f"  {line}", flush=True)
                 if len(short) + len(judged["bad"]) > 5:
@@ -548,16 +737,28 @@ def main():
                 sim_settled(args, guest, ledger, "fill", ["--frames", str(need), "--rate", "max"], 600)
                 final_strict, lines = guest.verify()
                 final_total = next((x for x in lines if x.startswith("verify total:")), "")
+                totals["segments_deleted"] = read_retention(lines)["segments"]
+                totals["frames_deleted"] = field(final_total, "pruned")
                 print(f"final: after {need} more frames per source, aggregator archive verify --strict "
                       f"exit={final_strict}: {final_total}", flush=True)
-                for line in lines[:-1][:5]:
+                for line in [x for x in lines[:-1] if not x.startswith(("archive-source ", "retention-state "))][:5]:
                     print(f"  {line}", flush=True)
                 break
             # 4. load, then the cut at a random moment.
             log = work / f"load-{boot + 1:03}.acks"
             out = work / f"load-{boot + 1:03}.out"
             s = sim(args, guest, log, ["--rate", "max", "--duration", "100000", "--give-up-after", "1"], out)
-            cut_load_s = cut_under_load(guest, s, rng, args, out, "uplink-sim")
+            if args.retention_mib:
+                # Retention's count of deleted segments shortly before the cut and at it.
+                def probe(port=guest.ports["monitor"]):
+                    return time.monotonic(), deleted_segments_now(port)
+
+                cut_load_s, probed = cut_under_load(guest, s, rng, args, out, "uplink-sim", probe)
+                window_s = probed[1][0] - probed[0][0]
+                probed = [count for _, count in probed]
+                totals["cuts_amid_deletions"] += None not in probed and probed[1] > probed[0]
+            else:
+                cut_load_s = cut_under_load(guest, s, rng, args, out, "uplink-sim")
             ledger.read(log)
             cut_acked = field(sim_total(out), "acked")
             totals["acked"] += cut_acked
@@ -574,6 +775,13 @@ def main():
                f"duplicated={totals['duplicated']} damaged={totals['damaged']} final_verify_exit={final_strict} "
                f"acked_per_s={rate:.0f} boot_to_ready_s_mean={totals['boot_s'] / totals['boots']:.1f} "
                f"elapsed_s={elapsed:.0f} seed={args.seed}")
+    if args.retention_mib:
+        # `excused` may pass `acknowledged` (the ACKs received under load): the check's frame
+        # acknowledges what was stored but not yet acknowledged at the cut.
+        summary += (f" retention_mib={args.retention_mib} segment_mib={args.segment_mib} "
+                    f"segments_deleted={totals['segments_deleted']} frames_deleted={totals['frames_deleted']} "
+                    f"excused={totals['excused']} excused_inside={totals['inside']} "
+                    f"cuts_amid_deletions={totals['cuts_amid_deletions']}")
     if args.expect_loss:
         if missing > 0:
             print(f"powercut: OK: loss found, as expected with sync={args.sync}: {summary}")

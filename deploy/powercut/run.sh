@@ -11,15 +11,20 @@
 #   deploy/powercut/run.sh                            # 20 cuts, archive.sync = "interval"
 #   deploy/powercut/run.sh --cuts 3
 #   deploy/powercut/run.sh --sync never --expect-loss --cuts 2   # must find loss
+#   deploy/powercut/run.sh --segment-mib 1 --retention-mib 8 --cuts 2   # retention deleting all along
 #   deploy/powercut/run.sh --target jetstream [--jetstream-sync always]   # NATS JetStream instead
 #                          (setup.sh --jetstream first; reports acknowledged messages lost per cut)
 #
 # Options (the rest go to powercut.py; --help lists them): --cuts N (20), --sync interval|batch|
 # never, --expect-loss, --seed N, --load-min/--load-max SECS (3, 12), --accel tcg|kvm (tcg; or
-# POWERCUT_ACCEL), --work DIR (target/powercut/run-TARGET-SYNC), --bin DIR (take aggregator and uplink-sim
-# from DIR instead of building target/release; tests/power_cut.rs passes its own).
+# POWERCUT_ACCEL), --segment-mib N (16), --retention-mib N ([archive.retention] max_bytes; none by
+# default; at least segment x 2 x shards), --work DIR (target/powercut/run-TARGET-SYNC, with
+# -retention-N), --bin DIR (take aggregator and uplink-sim from DIR instead of building
+# target/release; tests/power_cut.rs passes its own).
 # Prints one line per cut and a summary; exit 0 only if nothing acknowledged was lost or duplicated
-# (with --expect-loss: only if a loss was found), 1 if the check failed, 2 if it could not run.
+# (with --expect-loss: only if a loss was found), 1 if the check failed, 2 if it could not run. With
+# retention, an acknowledged frame counts as lost unless it is in the archive or the archive's
+# RETENTION files name it deleted; the summary adds the segments retention deleted.
 # The guest image is built once and cached under target/powercut/ (deploy/powercut/image.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,13 +32,14 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 fail() { echo "powercut: $*" >&2; exit 2; }
-bin="" sync=interval work="" service=aggregator args=()
+bin="" sync=interval work="" service=aggregator retention="" args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --bin) [[ $# -ge 2 ]] || fail "--bin needs a directory"; bin="$2"; shift ;;
         --sync) [[ $# -ge 2 ]] || fail "--sync needs a value"; sync="$2"; args+=("$1" "$2"); shift ;;
         --sync=*) sync="${1#--sync=}"; args+=("$1") ;;
         --target) [[ $# -ge 2 ]] || fail "--target needs a value"; service="$2"; args+=("$1" "$2"); shift ;;
+        --retention-mib) [[ $# -ge 2 ]] || fail "--retention-mib needs a value"; retention="-retention-$2"; args+=("$1" "$2"); shift ;;
         --work) [[ $# -ge 2 ]] || fail "--work needs a value"; work="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) args+=("$1") ;;
@@ -61,5 +67,5 @@ fi
 started=$(date +%s)
 image="$("$here/image.sh" "$target/powercut")" || fail "building the guest image failed"
 echo "powercut: guest image $image ($(( $(date +%s) - started )) s)" >&2
-[[ -n $work ]] || work="$target/powercut/run-$service-$sync"
+[[ -n $work ]] || work="$target/powercut/run-$service-$sync$retention"
 exec python3 "$here/powercut.py" --image "$image" --bin "$bin" --work "$work" "${args[@]}"
