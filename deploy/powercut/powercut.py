@@ -91,6 +91,10 @@ def cut_under_load(guest, load, rng, args, out_path, what, probe=None):
     return (cut_load_s, probed) if probe else cut_load_s
 
 
+class ServiceDied(RuntimeError):
+    """The daemon in the guest ended by itself before it was ready (the console says why)."""
+
+
 def fail_run(guest, err):
     """A run that failed: cuts the guest it left running; a failure of the harness itself
     (RuntimeError) ends the run with status 2, anything else goes on up."""
@@ -198,6 +202,8 @@ class Guest:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(f"qemu exited ({self.proc.returncode}) before the daemon was ready:\n{self.console_tail()}")
+            if "service died:" in self.console_tail():
+                raise ServiceDied(f"the daemon stopped before it was ready:\n{self.console_tail()}")
             line = healthz(self.ports["monitor"])
             if line and " 200 " in line + " ":
                 return time.monotonic() - self.started
@@ -710,7 +716,20 @@ def main():
     try:
         for boot in range(args.cuts + 1):
             guest = Guest(args, args.image, work, data_img, boot, AGGREGATOR_PORTS)
-            boot_s = guest.wait_ready(args.boot_timeout)
+            try:
+                boot_s = guest.wait_ready(args.boot_timeout)
+            except ServiceDied as died:
+                # Without syncs the page cache reaches the disk in any order: a cut can leave zeros
+                # in the middle of the newest segment, which the start refuses as damage (an
+                # operator runs `archive repair`). That is acknowledged frames lost, as expected.
+                if not (args.expect_loss and boot > 0 and "corrupt record" in str(died)):
+                    raise
+                print(f"cut {boot}/{args.cuts}: the daemon refused to start on the damage the cut "
+                      f"left (sync={args.sync}):\n{guest.console_tail(3)}", flush=True)
+                guest.cut()
+                print(f"powercut: OK: loss found, as expected with sync={args.sync}: the archive "
+                      f"was damaged at cut {boot}; seed={args.seed}")
+                return 0
             totals["boots"] += 1
             totals["boot_s"] += boot_s
             if boot > 0:
