@@ -121,10 +121,15 @@ function showStats(body, now) {
 // The smallest a tile's figure is shrunk to.
 const SMALLEST_VALUE_PX = 14;
 
-/// Shrinks the tiles' figures, all alike, when one is wider than its tile (a long uptime, a large
-/// size, a narrow screen), until each fits; otherwise they keep the style sheet's size.
+/// Shrinks the figures' tiles' figures, all alike, when one is wider than its tile (a long uptime,
+/// a large size, a narrow screen), until each fits; a list's tile's figure (the NATS sink's state)
+/// on its own. Figures that fit keep the style sheet's size.
 function fitValues() {
-  const values = [...document.querySelectorAll(".tile .value")];
+  fitAlike([...document.querySelectorAll(".figures .value")]);
+  for (const value of document.querySelectorAll(".lists .value")) fitAlike([value]);
+}
+
+function fitAlike(values) {
   for (const value of values) value.style.fontSize = "";
   const overflows = () => values.some((value) => value.scrollWidth > value.clientWidth);
   if (!overflows()) return;
