@@ -704,8 +704,7 @@ function drawTimeline() {
   $("timeline-empty").hidden = answer.sources.length > 0;
 }
 
-/// One source's lane: its name, its bar (a rect per run of buckets of one shade, one per bucket
-/// with missing sequences, over faint lines at the axis's ticks) and its totals.
+/// One source's lane: its name, its bar and its totals.
 function timelineLane(source, from, to, ticks) {
   const lane = document.createElement("div");
   lane.className = "lane";
@@ -716,34 +715,14 @@ function timelineLane(source, from, to, ticks) {
   tag.className = `tag tag-${source.kind}`;
   tag.textContent = source.kind;
   label.append(tag, `${source.source}`);
-
   const buckets = source.timeline ?? [];
-  const n = Math.max(1, buckets.length);
-  const fullest = Math.max(1, ...buckets.map(([frames]) => frames));
-  const shade = (frames) => (frames === 0 ? 0 : SHADES[Math.min(3, Math.floor((4 * frames) / fullest))]);
-  const at = (time) => ((time - from) / Math.max(1, to - from)) * n;
-  let marks = ticks.map((time) => `<line class="grid" x1="${at(time)}" x2="${at(time)}" y1="0" y2="1" vector-effect="non-scaling-stroke"/>`).join("");
-  for (let i = 0; i < buckets.length;) {
-    const level = shade(buckets[i][0]);
-    let j = i + 1;
-    while (j < buckets.length && shade(buckets[j][0]) === level) j += 1;
-    if (level > 0) marks += `<rect class="held" x="${i}" width="${j - i}" height="1" fill-opacity="${level}"/>`;
-    i = j;
-  }
-  let missing = 0;
-  buckets.forEach(([, gap], i) => {
-    if (gap === 0) return;
-    missing += gap;
-    const when = clock(new Date(from + ((to - from) * i) / n));
-    marks += `<rect class="missing" x="${i}" width="1" height="1"><title>${number.format(gap)} sequences missing after a frame received from ${when} UTC</title></rect>`;
-  });
   const bar = document.createElement("div");
   bar.className = "bar";
-  bar.innerHTML = `<svg viewBox="0 0 ${n} 1" preserveAspectRatio="none" shape-rendering="crispEdges">${marks}</svg>`;
-
+  bar.innerHTML = laneBar(buckets, from, to, ticks);
   const summary = document.createElement("span");
   summary.className = "summary";
   summary.textContent = `${number.format(source.frames)} frames`;
+  const missing = buckets.reduce((sum, [, gap]) => sum + gap, 0);
   if (missing > 0) {
     const gaps = document.createElement("span");
     gaps.className = "missing";
@@ -752,6 +731,32 @@ function timelineLane(source, from, to, ticks) {
   }
   lane.append(label, bar, summary);
   return lane;
+}
+
+/// A lane's bar, as SVG: a unit of width per bucket; faint lines at the axis's ticks, a rect per
+/// run of buckets of one shade of frames held, and a red one per bucket with missing sequences.
+function laneBar(buckets, from, to, ticks) {
+  const n = Math.max(1, buckets.length);
+  const fullest = Math.max(1, ...buckets.map(([frames]) => frames));
+  const shade = (frames) => (frames === 0 ? 0 : SHADES[Math.min(3, Math.floor((4 * frames) / fullest))]);
+  const at = (time) => ((time - from) / Math.max(1, to - from)) * n;
+  let marks = ticks
+    .map((time) => `<line class="grid" x1="${at(time)}" x2="${at(time)}" y1="0" y2="1" vector-effect="non-scaling-stroke"/>`)
+    .join("");
+  for (let i = 0; i < buckets.length;) {
+    const level = shade(buckets[i][0]);
+    let j = i + 1;
+    while (j < buckets.length && shade(buckets[j][0]) === level) j += 1;
+    if (level > 0) marks += `<rect class="held" x="${i}" width="${j - i}" height="1" fill-opacity="${level}"/>`;
+    i = j;
+  }
+  buckets.forEach(([, gap], i) => {
+    if (gap === 0) return;
+    const when = clock(new Date(from + ((to - from) * i) / n));
+    marks += `<rect class="missing" x="${i}" width="1" height="1"><title>${number.format(gap)} sequences ` +
+      `missing after a frame received from ${when} UTC</title></rect>`;
+  });
+  return `<svg viewBox="0 0 ${n} 1" preserveAspectRatio="none" shape-rendering="crispEdges">${marks}</svg>`;
 }
 
 /// The time axis under the lanes: the window's start and end and round times between, HH:MM
