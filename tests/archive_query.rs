@@ -155,8 +155,34 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
         nine["gaps"],
         serde_json::json!([{"first": 50, "last": 79, "frames": 30, "cause": "not_received"}])
     );
+    assert!(
+        nine.get("timeline").is_none(),
+        "a timeline only when asked: {nine}"
+    );
     let (status, _, body) = http_get(monitor, "/archive/completeness?format=csv").await;
     assert_eq!(status, 400, "{body}");
+    // Its timeline over the last hour, in ten buckets: every frame, and the gap, in the last.
+    let path = "/archive/completeness?source=live:9&from=-1h&buckets=10";
+    let timeline = common::http_get_json(monitor, path).await;
+    let buckets = &timeline["sources"][0]["timeline"];
+    let mut expected = vec![serde_json::json!([0, 0]); 9];
+    expected.push(serde_json::json!([90, 30]));
+    assert_eq!(*buckets, serde_json::json!(expected), "{timeline}");
+    // Every source's timeline counts its frames, from the segments' indexes or read.
+    let everyone = common::http_get_json(monitor, "/archive/completeness?from=-1h&buckets=7").await;
+    for source in everyone["sources"].as_array().unwrap() {
+        let buckets = source["timeline"].as_array().unwrap();
+        let frames: u64 = buckets.iter().map(|b| b[0].as_u64().unwrap()).sum();
+        assert_eq!(
+            (buckets.len(), frames),
+            (7, source["frames"].as_u64().unwrap())
+        );
+    }
+    let (status, _, body) = http_get(monitor, "/archive/completeness?buckets=10").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "buckets: needs from, the timeline's start\n")
+    );
     // A window over an hour ago ends at once, empty.
     let (status, headers, body) = http_get(monitor, "/archive/frames?to=-1h").await;
     assert_eq!(status, 200, "{body}");

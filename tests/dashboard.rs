@@ -6,7 +6,13 @@
 //! the daemon and watches the page notice and reconnect by itself. Another test fills the disk
 //! under an in-process daemon and checks the badge says degraded, with the reason, and that the
 //! source's row turns red while its lag grows, then clears once the disk has room
-//! (`target/dashboard-degraded.png`).
+//! (`target/dashboard-degraded.png`). A third answers the page's `/stats` polls with the longest
+//! figures a daemon shows (two weeks up, terabytes archived, links, a NATS sink, eight shards) and
+//! checks at 1024 to 1920 px that no tile's text is wider than its box or reaches out of its tile
+//! (`target/dashboard-tiles-WIDTH.png`); its daemon keeps no archive files, so the completeness
+//! panel is hidden. A fourth stores frames of four sources, one of which skips sequences, in a real
+//! archive, and reads the completeness panel: a bar per source, missing marks on the one that
+//! skipped, the time axis (`target/dashboard-timeline-1280.png`, `-1920.png`).
 //!
 //! Chromium is driven over the DevTools protocol through a pipe, so the page runs in real time
 //! and every wait is on what the DOM shows, with a deadline.
@@ -290,7 +296,9 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 }
 
 impl Browser {
-    fn open(url: &str, profile: &Path) -> Browser {
+    /// The page at `url`, in a browser of its own (its profile in `profile`), with `script`, when
+    /// given, run in the page before its own scripts.
+    fn open_with(url: &str, profile: &Path, script: Option<&str>) -> Browser {
         let (their_commands, commands) = pipe();
         let (answers_in, their_answers) = pipe();
         let mut command = Command::new(CHROMIUM);
@@ -352,18 +360,67 @@ impl Browser {
             session: String::new(),
             _chromium: chromium,
         };
-        let target = browser.call(None, "Target.createTarget", json!({ "url": url }));
+        let target = browser.call(None, "Target.createTarget", json!({ "url": "about:blank" }));
         let attached = browser.call(
             None,
             "Target.attachToTarget",
             json!({ "targetId": target["targetId"], "flatten": true }),
         );
         browser.session = attached["sessionId"].as_str().unwrap().to_string();
-        browser.page(
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": false }),
-        );
+        browser.resize(1600, 1000);
+        if let Some(source) = script {
+            // Scripts for new documents are run only with the page domain enabled.
+            browser.page("Page.enable", json!({}));
+            browser.page(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": source }),
+            );
+        }
+        browser.page("Page.navigate", json!({ "url": url }));
         browser
+    }
+
+    /// The page at `url`, in a browser of its own (its profile in `profile`).
+    fn open(url: &str, profile: &Path) -> Browser {
+        Browser::open_with(url, profile, None)
+    }
+
+    /// Sets the page's viewport, in CSS pixels.
+    fn resize(&mut self, width: u32, height: u32) {
+        self.page(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        );
+    }
+
+    /// The value of `expression` in the page, as JSON (`null` while it throws).
+    fn evaluate(&mut self, expression: &str) -> serde_json::Value {
+        let result = self.page(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true }),
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` until `shown` holds of its value, at most [`BROWSER_DEADLINE`].
+    fn wait_until(
+        &mut self,
+        what: &str,
+        expression: &str,
+        shown: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + BROWSER_DEADLINE;
+        loop {
+            let value = self.evaluate(expression);
+            if shown(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page did not show {what} within {BROWSER_DEADLINE:?}; it shows {value}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Sends a command (to the page's session, or to the browser) and returns its result.
@@ -606,5 +663,294 @@ async fn chromium_shows_a_full_disk_as_degraded_and_a_growing_lag_in_red() {
     .await
     .expect("the browser's side of the test");
     source.abort();
+    stop.cancel();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tiles at every width, with long figures
+// ---------------------------------------------------------------------------------------------
+
+/// `/stats` as a daemon long in service would answer it: two weeks up, a 1.7 TiB archive, 123.4
+/// GiB archived this run, a NATS sink, four ground links and eight shards. Every figure is as
+/// long as it gets in practice.
+fn long_stats() -> serde_json::Value {
+    let shards: Vec<_> = (0..8)
+        .map(|shard| {
+            json!({
+                "shard": shard, "frames_routed": 0, "frames_processed": 0,
+                "frames_archived": 123_456_789 + shard * 7_654_321, "bytes_archived": 0,
+                "in_flight": 1_234_567 + shard, "archive_unsynced_bytes": 0, "archive_failing": 0,
+            })
+        })
+        .collect();
+    let links: Vec<_> = [
+        ("svalbard-x-band", "connected"),
+        ("kiruna-s-band", "backoff"),
+        ("hartebeesthoek-uhf", "connected"),
+        ("mcmurdo-relay", "connecting"),
+    ]
+    .iter()
+    .map(|(name, state)| {
+        json!({
+            "name": name, "transport": "tcp", "state": state, "connections": 3,
+            "packets": 123_456_789, "bytes": 0, "copies": 98_765, "gaps": 0, "unmatched": 0,
+            "bad_input": 0, "skipped_bytes": 0, "last_error": null,
+        })
+    })
+    .collect();
+    let sources: Vec<_> = (0..4)
+        .map(|id| {
+            json!({
+                "id": id, "kind": "live_uplink", "peer": format!("10.1.2.{id}:40123"),
+                "connected_since_unix_ms": 0, "frames": 123_456_789, "emergency_frames": 1234,
+                "bytes": 0, "last_sequence": 123_456_789, "last_acked": 123_456_780, "lag": 3,
+                "catalog_version": 12345,
+            })
+        })
+        .collect();
+    json!({
+        "health": "ready",
+        // 14 d 6:56:07
+        "uptime_seconds": 1_234_567.0,
+        "stats": {
+            "bytes_archived": 132_499_999_999_u64, "frames_archived": 9_876_543_210_u64,
+            "archive_unsynced_bytes": 3_670_016, "archive_failing": 0, "archive_errors": 0,
+            "retention_short": 0, "nats_degraded": 0, "nats_sink": 1, "nats_connected": 0,
+            "nats_lag_frames": 1_234_567, "nats_lag_seconds": 1234,
+            "nats_cursor_segment": 123_456, "nats_cursor_offset": 67_108_864,
+            "nats_cursor_index": 12, "nats_published": 9_876_543_210_u64,
+            "nats_republished": 12345, "nats_errors": 12,
+        },
+        "frames_in_flight": 1_234_567,
+        "rates": { "frames_per_sec": 123_456.7, "bytes_per_sec": 0 },
+        "catalog": {
+            "version": 12345, "content_type": "text/plain", "bytes": 1,
+            "published_unix_ms": 0, "sources": 250, "holding_latest": 249,
+        },
+        "shards": shards,
+        "links": links,
+        "tm": [],
+        "archive": {
+            "bytes": 1_913_295_207_874_u64, "segments": 123_456, "free_bytes": 987_654_321_098_u64,
+            "oldest_received": "2026-11-10T10:00:00.000000000Z",
+            "newest_received": "2026-11-24T13:30:00.000000000Z",
+            "retention": {
+                "deleted_segments": 12345, "deleted_bytes": 1_234_567_890_123_u64,
+                "last_deletion": "2026-11-24T13:29:00.000000000Z", "short": false,
+            },
+        },
+        "sources": sources,
+    })
+}
+
+/// Answers the page's `/stats` polls with `stats` (its uptime counting on) instead of asking the
+/// daemon: run in the page before its own script.
+fn answer_stats_with(stats: &serde_json::Value) -> String {
+    format!(
+        r#"(() => {{
+            const stats = {stats};
+            const opened = performance.now();
+            const fetchFromDaemon = window.fetch.bind(window);
+            window.fetch = (resource, options) => {{
+                if (String(resource) !== "stats") return fetchFromDaemon(resource, options);
+                const uptime = stats.uptime_seconds + (performance.now() - opened) / 1000;
+                const body = JSON.stringify({{ ...stats, uptime_seconds: uptime }});
+                return Promise.resolve(new Response(body, {{ headers: {{ "content-type": "application/json" }} }}));
+            }};
+        }})()"#
+    )
+}
+
+/// Every shown tile's elements whose text is wider than their box, or that reach out of their
+/// tile: a line each.
+const OVERFLOWING: &str = r#"(() => {
+    const overflowing = [];
+    for (const tile of document.querySelectorAll(".tile")) {
+        if (tile.offsetParent === null) continue;
+        const box = tile.getBoundingClientRect();
+        const title = tile.querySelector("h2").firstChild.textContent.trim();
+        for (const element of [tile, ...tile.querySelectorAll("*")]) {
+            const name = `${title}: ${element.id || element.className || element.tagName}`;
+            const text = JSON.stringify(element.textContent.slice(0, 40));
+            if (element.clientWidth > 0 && element.scrollWidth > element.clientWidth) {
+                overflowing.push(`${name} ${text} is ${element.scrollWidth} px wide in ${element.clientWidth}`);
+            }
+            for (const rect of element.getClientRects()) {
+                if (rect.left < box.left - 0.5 || rect.right > box.right + 0.5) {
+                    overflowing.push(`${name} ${text} runs out of its tile`);
+                }
+            }
+        }
+    }
+    return overflowing;
+})()"#;
+
+/// The figures the tiles show, and whether the completeness panel is shown.
+const TILES: &str = r##"({
+    uptime: document.getElementById("uptime").textContent,
+    disk: document.getElementById("archive-disk").textContent,
+    archived: document.getElementById("archive-bytes").textContent,
+    links: document.querySelectorAll("#links li").length,
+    shards: document.querySelectorAll("#shards li").length,
+    nats: !document.getElementById("nats-tile").hidden,
+    timeline: !document.getElementById("timeline-panel").hidden,
+})"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium (Debian package chromium); .ci/run runs it"]
+async fn chromium_fits_long_figures_in_every_tile_from_1280_to_1920_px() {
+    require_chromium();
+    let dir = common::TempDir::new("dashboard-tiles");
+    // A daemon without archive files: its completeness answers 404, and the panel is hidden.
+    let (_archive, sink) = Archive::open();
+    let (_daemon, monitor, stop) = start_monitored(sink).await;
+    tokio::task::spawn_blocking(move || {
+        let script = answer_stats_with(&long_stats());
+        let url = format!("http://{monitor}/");
+        let mut browser = Browser::open_with(&url, &dir.0.join("profile"), Some(&script));
+        let tiles = browser.wait_until("the long figures", TILES, |tiles| {
+            tiles["uptime"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("14 d "))
+                && tiles["links"] == 4
+                && tiles["shards"] == 8
+        });
+        assert_eq!(
+            (&tiles["disk"], &tiles["archived"], &tiles["nats"]),
+            (&json!("1.7 TiB"), &json!("123.4 GiB"), &json!(true)),
+            "{tiles}"
+        );
+        browser.wait_until(
+            "the completeness panel hidden (no archive files)",
+            TILES,
+            |t| t["timeline"] == false,
+        );
+        // The widths of wall screens and laptops, and a narrow one (one column of panels).
+        for width in [1280, 1400, 1600, 1920, 1024] {
+            browser.resize(width, 1000);
+            // The figures are fitted at the resize and at each poll: a second at most.
+            let fits = browser.wait_until(
+                &format!("every tile's text inside it at {width} px"),
+                OVERFLOWING,
+                |o| o.as_array().is_some_and(Vec::is_empty),
+            );
+            assert_eq!(fits, json!([]));
+            browser.screenshot(&target_dir().join(format!("dashboard-tiles-{width}.png")));
+        }
+    })
+    .await
+    .expect("the browser's side of the test");
+    stop.cancel();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The archive completeness panel
+// ---------------------------------------------------------------------------------------------
+
+/// The completeness panel: per lane (`kind:id`), whether it has a bar with held frames and how
+/// many missing marks; the axis's labels; the window's hint.
+const TIMELINE: &str = r##"({
+    shown: !document.getElementById("timeline-panel").hidden,
+    lanes: Object.fromEntries([...document.querySelectorAll("#lanes .lane")].map((lane) => [
+        lane.dataset.source,
+        { held: lane.querySelectorAll("svg rect.held").length, missing: lane.querySelectorAll("svg rect.missing").length,
+          summary: lane.querySelector(".summary").textContent },
+    ])),
+    axis: [...document.querySelectorAll("#axis .tick")].map((tick) => tick.textContent),
+    hint: document.getElementById("timeline-hint").textContent,
+})"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium (Debian package chromium); .ci/run runs it"]
+async fn chromium_shows_each_sources_archive_completeness_with_missing_sequences_marked() {
+    require_chromium();
+    let dir = common::TempDir::new("dashboard-timeline");
+    let config = common::archive_config(&dir.0.join("archive"));
+    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let build = |config| aggregator::Daemon::new(config, opened);
+    let (daemon, state) =
+        TestDaemon::start_built(config, build, aggregator::Daemon::monitor_state).await;
+    let (monitor, stop) = common::serve_monitor(state).await;
+    // Three uplinks and a replay, 20 frames a second each for a few seconds; live 3 skips
+    // 60..=99 half way.
+    let sources = [
+        (SourceKind::LiveUplink, 1),
+        (SourceKind::LiveUplink, 2),
+        (SourceKind::LiveUplink, 3),
+        (SourceKind::ArchivedReplay, 7),
+    ];
+    let mut clients = Vec::new();
+    for (kind, id) in sources {
+        clients.push(Client::source(daemon.addr(kind), kind, id).await);
+    }
+    for second in 0..6_u64 {
+        for (client, (_, id)) in clients.iter_mut().zip(sources) {
+            let sequences =
+                (second * 20..second * 20 + 20).filter(|&s| id != 3 || !(60..100).contains(&s));
+            client.send_routine(sequences).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for client in &mut clients {
+        client.finish_sending().await;
+        client.read_to_close().await;
+    }
+
+    tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::open(&format!("http://{monitor}/"), &dir.0.join("profile"));
+        browser.resize(1280, 1000);
+        let expected = ["live:1", "live:2", "live:3", "replay:7"];
+        let shown = browser.wait_until("a lane per source", TIMELINE, |t| {
+            t["shown"] == true
+                && t["lanes"].as_object().is_some_and(|lanes| {
+                    lanes.keys().eq(expected.iter().copied())
+                        && lanes.values().all(|lane| lane["held"].as_u64() > Some(0))
+                })
+        });
+        let lanes = &shown["lanes"];
+        for source in expected {
+            let marks = lanes[source]["missing"].as_u64().unwrap();
+            assert_eq!(
+                marks > 0,
+                source == "live:3",
+                "{source}'s missing marks: {shown}"
+            );
+        }
+        assert_eq!(
+            lanes["live:3"]["summary"], "80 frames · 40 missing",
+            "{shown}"
+        );
+        assert_eq!(lanes["live:1"]["summary"], "120 frames", "{shown}");
+        // The axis: the window's start and end, and round times between, as HH:MM (UTC).
+        let axis: Vec<&str> = shown["axis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect();
+        assert!(axis.len() >= 3, "{axis:?}");
+        for label in &axis {
+            let hhmm = label.len() == 5 && label.as_bytes()[2] == b':';
+            assert!(
+                hhmm && label.replace(':', "").bytes().all(|b| b.is_ascii_digit()),
+                "{axis:?}"
+            );
+        }
+        assert_eq!(shown["hint"], "last 1 h, in steps of 15 s");
+        browser.screenshot(&target_dir().join("dashboard-timeline-1280.png"));
+
+        // Another window, at another width.
+        browser.click(r#".windows button[data-window="15m"]"#);
+        browser.resize(1920, 1000);
+        let narrower = browser.wait_until("the last 15 minutes", TIMELINE, |t| {
+            t["hint"] == "last 15 min, in steps of 5 s"
+                && t["lanes"]["live:3"]["missing"].as_u64() > Some(0)
+        });
+        assert_eq!(narrower["lanes"].as_object().unwrap().len(), 4);
+        browser.screenshot(&target_dir().join("dashboard-timeline-1920.png"));
+    })
+    .await
+    .expect("the browser's side of the test");
+    assert!(daemon.shutdown().await.is_clean());
     stop.cancel();
 }

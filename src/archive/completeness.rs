@@ -8,13 +8,23 @@
 //! its index alone, one wholly outside is passed over, and only the blocks of the few segments the
 //! window's ends cut through (and each shard's newest segment, which has no index yet) are read.
 //! Retention's state (`crate::archive::retention::state`) says which sequences it deleted.
+//!
+//! A timeline ([`Timeline`]) divides the window into equal buckets and says, per source, how many
+//! frames were received in each and how many sequences are missing after it, for a picture of the
+//! window (the dashboard's bars). It reads nothing more: a frame read from its block counts in the
+//! bucket of its received time; the frames of a segment answered from its index are spread evenly
+//! over the segment's received span (the index has the span and each source's count, not each
+//! frame's time); a gap counts in the bucket of the frame held before it, which for an indexed
+//! segment is the segment's newest time. Under load a segment spans seconds, so the bars are
+//! exact to a few seconds; at low rates the newest segment, unsealed, is read frame by frame.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
+use std::num::NonZeroU32;
 use std::path::Path;
 
-use super::index::SegmentIndex;
+use super::index::{SegmentIndex, SourceSpan};
 use super::read::{DurableEnds, FrameFilter};
 use super::retention::state::ShardState;
 use super::segment::{self, Entry};
@@ -58,23 +68,195 @@ pub struct SourceCompleteness {
     pub held: SequenceSet,
     /// The gaps between the runs held, lowest first.
     pub gaps: Vec<Gap>,
+    /// With a [`Timeline`]: its buckets, oldest first.
+    pub timeline: Option<Vec<Bucket>>,
 }
 
-/// Each source's sequences, by kind byte and id, and its frame count.
-type Held = BTreeMap<(u8, u32), (u64, SequenceSet)>;
+/// A window divided into equal spans of received time, the buckets, for a picture of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeline {
+    /// The window's first and last nanosecond (since the Unix epoch), both inside it.
+    from: u64,
+    to: u64,
+    buckets: u32,
+}
+
+/// One bucket of a source's timeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Frames received in the bucket's span.
+    pub frames: u64,
+    /// Sequences missing after a frame received in it (the gap that follows it).
+    pub missing: u64,
+}
+
+impl Timeline {
+    /// `buckets` over the window from `from` to `to` (nanoseconds since the Unix epoch, both
+    /// inside; a `to` before `from` is taken as `from`).
+    pub fn new(from: u64, to: u64, buckets: NonZeroU32) -> Timeline {
+        Timeline {
+            from,
+            to: to.max(from),
+            buckets: buckets.get(),
+        }
+    }
+
+    /// The window's length in nanoseconds, both ends counted.
+    fn span(&self) -> u128 {
+        u128::from(self.to - self.from) + 1
+    }
+
+    /// The bucket a frame received at `time` falls in (the first or the last, outside).
+    fn bucket(&self, time: u64) -> usize {
+        let at = u128::from(time.clamp(self.from, self.to) - self.from);
+        (at * u128::from(self.buckets) / self.span()) as usize
+    }
+
+    /// The first nanosecond of bucket `bucket` (`buckets` gives the one after the window).
+    fn start(&self, bucket: usize) -> u128 {
+        let buckets = u128::from(self.buckets);
+        u128::from(self.from) + (bucket as u128 * self.span()).div_ceil(buckets)
+    }
+}
+
+/// Each source's frames held, by kind byte and id.
+type Held = BTreeMap<(u8, u32), Gathered>;
+
+/// What the segments gave of one source so far.
+#[derive(Debug, Default)]
+struct Gathered {
+    frames: u64,
+    held: SequenceSet,
+    /// With a timeline: frames by bucket.
+    buckets: Vec<u64>,
+    /// With a timeline: the last sequence of each run of sequences met, and its received time, to
+    /// place the gap after it. A run ends at a sequence whose next one is not the next met.
+    run_ends: Vec<(u64, u64)>,
+    /// The sequence and received time of the frame last read, the end of the run being read.
+    reading: Option<(u64, u64)>,
+}
+
+impl Gathered {
+    fn new(timeline: Option<&Timeline>) -> Gathered {
+        Gathered {
+            buckets: vec![0; timeline.map_or(0, |t| t.buckets as usize)],
+            ..Gathered::default()
+        }
+    }
+
+    /// Counts a frame read from its block: at its received time.
+    fn add_frame(&mut self, sequence: u64, received: u64, timeline: Option<&Timeline>) {
+        self.frames += 1;
+        self.held.insert_run(sequence, sequence);
+        let Some(timeline) = timeline else { return };
+        self.buckets[timeline.bucket(received)] += 1;
+        match self.reading {
+            Some((last, _)) if last.checked_add(1) == Some(sequence) => {}
+            Some(end) => self.run_ends.push(end),
+            None => {}
+        }
+        self.reading = Some((sequence, received));
+    }
+
+    /// Counts a segment's frames from its index, received from `oldest` to `newest`: spread
+    /// evenly over that span, each run of sequences ending at `newest`.
+    fn add_indexed(
+        &mut self,
+        span: &SourceSpan,
+        (oldest, newest): (u64, u64),
+        timeline: Option<&Timeline>,
+    ) {
+        self.frames += span.frames;
+        span.sequences
+            .runs()
+            .for_each(|(a, b)| self.held.insert_run(a, b));
+        let Some(timeline) = timeline else { return };
+        spread(&mut self.buckets, timeline, span.frames, (oldest, newest));
+        self.run_ends
+            .extend(span.sequences.runs().map(|(_, last)| (last, newest)));
+    }
+
+    /// The source's answer: its gaps (cut by what retention deleted, `pruned`) and its timeline.
+    fn finish(
+        mut self,
+        source: SourceKey,
+        pruned: Option<&SequenceSet>,
+        timeline: Option<&Timeline>,
+    ) -> SourceCompleteness {
+        let gaps = gaps(&self.held, pruned);
+        let timeline = timeline.map(|timeline| {
+            let mut buckets: Vec<Bucket> = (self.buckets.iter())
+                .map(|&frames| Bucket { frames, missing: 0 })
+                .collect();
+            self.run_ends.extend(self.reading.take());
+            self.run_ends.sort_unstable();
+            // A hole between two runs held may be cut into gaps of both causes: all of it counts
+            // where the frame before it was received.
+            let mut hole: Option<(u64, usize)> = None;
+            for gap in &gaps {
+                let bucket = match hole {
+                    Some((last, bucket)) if last + 1 == gap.first => Some(bucket),
+                    _ => self.received(gap.first - 1).map(|t| timeline.bucket(t)),
+                };
+                if let Some(bucket) = bucket {
+                    buckets[bucket].missing += gap.last - gap.first + 1;
+                    hole = Some((gap.last, bucket));
+                }
+            }
+            buckets
+        });
+        SourceCompleteness {
+            source,
+            frames: self.frames,
+            held: self.held,
+            gaps,
+            timeline,
+        }
+    }
+
+    /// When the frame of `sequence` that ends a run was received (the newest time when it was met
+    /// twice), from the sorted run ends.
+    fn received(&self, sequence: u64) -> Option<u64> {
+        let at = self.run_ends.partition_point(|&(s, _)| s <= sequence);
+        let end = at.checked_sub(1).map(|i| self.run_ends[i]);
+        end.filter(|&(s, _)| s == sequence).map(|(_, time)| time)
+    }
+}
+
+/// Adds `frames` received evenly from `oldest` to `newest` to `buckets`: to each bucket the
+/// frames of the part of the span it covers, rounded so that the buckets get `frames` in all.
+fn spread(buckets: &mut [u64], timeline: &Timeline, frames: u64, (oldest, newest): (u64, u64)) {
+    let (oldest, newest) = (oldest.max(timeline.from), newest.min(timeline.to));
+    if oldest > newest {
+        return;
+    }
+    let len = u128::from(newest - oldest) + 1;
+    // The frames received before `time`, from `oldest` to one past `newest`.
+    let before = |time: u128| {
+        let time = time.clamp(u128::from(oldest), u128::from(newest) + 1);
+        (u128::from(frames) * (time - u128::from(oldest)) / len) as u64
+    };
+    let (first, last) = (timeline.bucket(oldest), timeline.bucket(newest));
+    for (bucket, count) in buckets.iter_mut().enumerate().take(last + 1).skip(first) {
+        *count += before(timeline.start(bucket + 1)) - before(timeline.start(bucket));
+    }
+}
 
 /// [`completeness`] of the archive's files as they are now (a stopped archive, or one read beside
-/// its daemon: each shard to its newest segment's last whole record). Blocking.
+/// its daemon: each shard to its newest segment's last whole record), without a timeline.
+/// Blocking.
 pub fn of_files(root: &Path, filter: &FrameFilter) -> io::Result<Vec<SourceCompleteness>> {
-    completeness(root, &super::export::stopped_ends(root)?, filter)
+    completeness(root, &super::export::stopped_ends(root)?, filter, None)
 }
 
 /// What the archive at `root` holds of each source `filter` wants (its sources, its window; not
-/// its priority: completeness is of both) up to `ends`, by source. Blocking.
+/// its priority: completeness is of both) up to `ends`, by source, with `timeline` when given.
+/// Blocking.
 pub fn completeness(
     root: &Path,
     ends: &DurableEnds,
     filter: &FrameFilter,
+    timeline: Option<&Timeline>,
 ) -> io::Result<Vec<SourceCompleteness>> {
     let mut held = Held::new();
     let mut pruned: BTreeMap<(u8, u32), SequenceSet> = BTreeMap::new();
@@ -93,81 +275,91 @@ pub fn completeness(
                 .runs()
                 .for_each(|(a, b)| sequences.insert_run(a, b));
         }
+        let reading = Reading {
+            dir: &dir,
+            end,
+            filter,
+            timeline,
+        };
         for (index, path) in segment::list_segments(&dir)? {
             if index < state.first_retained || index > end.segment {
                 continue;
             }
-            add_segment(&dir, (index, &path), end, filter, &mut held)?;
+            reading.add_segment((index, &path), &mut held)?;
         }
     }
     Ok(held
         .into_iter()
-        .filter_map(|((kind, id), (frames, held))| {
+        .filter_map(|((kind, id), gathered)| {
             let source = (SourceKind::from_byte(kind)?, id);
-            let gaps = gaps(&held, pruned.get(&(kind, id)));
-            Some(SourceCompleteness {
-                source,
-                frames,
-                held,
-                gaps,
-            })
+            Some(gathered.finish(source, pruned.get(&(kind, id)), timeline))
         })
         .collect())
 }
 
-/// Adds what segment `index` (at `path`, in `dir`) holds of the window: from its index when it
-/// is sealed and wholly inside, by reading the blocks that meet the window otherwise.
-fn add_segment(
-    dir: &Path,
-    (index, path): (u64, &Path),
+/// What one shard's segments are read for: the shard's directory and durable end, the sources
+/// and window wanted, and the timeline.
+struct Reading<'a> {
+    dir: &'a Path,
     end: DurableEnd,
-    filter: &FrameFilter,
-    held: &mut Held,
-) -> io::Result<()> {
-    let window = filter.received();
-    let ranges = match index < end.segment {
-        true => {
-            let contents = SegmentIndex::read_or_rebuild(dir, index, path)?;
-            let inside = contents.received.is_some_and(|(oldest, newest)| {
-                window.contains(&oldest) && window.contains(&newest)
-            });
-            if inside {
-                for (&key, span) in &contents.sources {
-                    if wants(filter, key) {
-                        let (frames, sequences) = held.entry(key).or_default();
-                        *frames += span.frames;
-                        span.sequences
-                            .runs()
-                            .for_each(|(a, b)| sequences.insert_run(a, b));
+    filter: &'a FrameFilter,
+    timeline: Option<&'a Timeline>,
+}
+
+impl Reading<'_> {
+    /// Adds what segment `index` (at `path`) holds of the window: from its index when it is
+    /// sealed and wholly inside, by reading the blocks that meet the window otherwise.
+    fn add_segment(&self, (index, path): (u64, &Path), held: &mut Held) -> io::Result<()> {
+        let window = self.filter.received();
+        let ranges = match index < self.end.segment {
+            true => {
+                let contents = SegmentIndex::read_or_rebuild(self.dir, index, path)?;
+                match contents.received {
+                    Some(span) if window.contains(&span.0) && window.contains(&span.1) => {
+                        self.add_indexed(&contents, span, held);
+                        return Ok(());
+                    }
+                    _ => contents.ranges_between(*window.start(), *window.end()),
+                }
+            }
+            false => vec![(segment::MAGIC.len() as u64, self.end.len)],
+        };
+        let file = File::open(path).map_err(|err| segment::with_path(err, path, "cannot read"))?;
+        for (mut from, to) in ranges {
+            while from < to {
+                let records = segment::read_records(&file, path, from, to, 1 << 20)?;
+                for (_, entry) in records.entries {
+                    let Entry::Frame(frame) = entry else { continue };
+                    let key = (frame.kind.to_byte(), frame.source_id);
+                    let received = frame.received_unix_ns;
+                    if window.contains(&received) && wants(self.filter, key) {
+                        (held.entry(key))
+                            .or_insert_with(|| Gathered::new(self.timeline))
+                            .add_frame(frame.sequence, received, self.timeline);
                     }
                 }
-                return Ok(());
+                from = records.next;
             }
-            contents.ranges_between(*window.start(), *window.end())
         }
-        false => vec![(segment::MAGIC.len() as u64, end.len)],
-    };
-    let file = File::open(path).map_err(|err| segment::with_path(err, path, "cannot read"))?;
-    for (mut from, to) in ranges {
-        while from < to {
-            let records = segment::read_records(&file, path, from, to, 1 << 20)?;
-            for (_, entry) in records.entries {
-                let Entry::Frame(frame) = entry else { continue };
-                let key = (frame.kind.to_byte(), frame.source_id);
-                if window.contains(&frame.received_unix_ns) && wants(filter, key) {
-                    let (frames, sequences) = held.entry(key).or_default();
-                    *frames += 1;
-                    sequences.insert_run(frame.sequence, frame.sequence);
-                }
+        Ok(())
+    }
+
+    /// Adds a sealed segment's sources from its index: its frames were received from `span.0` to
+    /// `span.1`.
+    fn add_indexed(&self, contents: &SegmentIndex, span: (u64, u64), held: &mut Held) {
+        for (&key, source) in &contents.sources {
+            if wants(self.filter, key) {
+                (held.entry(key))
+                    .or_insert_with(|| Gathered::new(self.timeline))
+                    .add_indexed(source, span, self.timeline);
             }
-            from = records.next;
         }
     }
-    Ok(())
 }
 
 /// The answer as JSON, as `GET /archive/completeness` and `aggregator archive gaps --json` give
-/// it: the window (`null` for an open end) and each source's frames, runs held and gaps.
+/// it: the window (`null` for an open end) and each source's frames, runs held and gaps, and with
+/// a timeline its buckets, each `[frames, missing]`.
 pub fn to_json(sources: &[SourceCompleteness], filter: &FrameFilter) -> serde_json::Value {
     let time = |ns: Option<u64>| ns.map(crate::domain::display::unix_ns_to_rfc3339);
     let sources: Vec<serde_json::Value> = sources
@@ -184,7 +376,7 @@ pub fn to_json(sources: &[SourceCompleteness], filter: &FrameFilter) -> serde_js
                     })
                 })
                 .collect();
-            serde_json::json!({
+            let mut source = serde_json::json!({
                 "kind": s.source.0.label(),
                 "source": s.source.1,
                 "frames": s.frames,
@@ -192,7 +384,13 @@ pub fn to_json(sources: &[SourceCompleteness], filter: &FrameFilter) -> serde_js
                 "last": s.held.last(),
                 "held": held,
                 "gaps": gaps,
-            })
+            });
+            if let Some(timeline) = &s.timeline {
+                let buckets: Vec<[u64; 2]> =
+                    timeline.iter().map(|b| [b.frames, b.missing]).collect();
+                source["timeline"] = serde_json::json!(buckets);
+            }
+            source
         })
         .collect();
     serde_json::json!({
@@ -246,6 +444,121 @@ mod tests {
         let mut set = SequenceSet::default();
         runs.iter().for_each(|&(a, b)| set.insert_run(a, b));
         set
+    }
+
+    /// Ten buckets of 100 ns from 1000 to 1999.
+    fn timeline() -> Timeline {
+        Timeline::new(1000, 1999, NonZeroU32::new(10).unwrap())
+    }
+
+    fn frames(timeline: &[Bucket]) -> Vec<u64> {
+        timeline.iter().map(|b| b.frames).collect()
+    }
+
+    fn missing(timeline: &[Bucket]) -> Vec<u64> {
+        timeline.iter().map(|b| b.missing).collect()
+    }
+
+    const LIVE_7: SourceKey = (SourceKind::LiveUplink, 7);
+
+    #[test]
+    fn frames_read_count_at_their_received_time_and_a_gap_after_the_frame_before_it() {
+        let t = timeline();
+        let mut source = Gathered::new(Some(&t));
+        // 0..=2, then 3..=5 never came, then 6 and 7; the last bucket ends the window.
+        for (sequence, received) in [(0, 1000), (1, 1150), (2, 1199), (6, 1500), (7, 1999)] {
+            source.add_frame(sequence, received, Some(&t));
+        }
+        let answer = source.finish(LIVE_7, None, Some(&t));
+        assert_eq!(answer.frames, 5);
+        assert_eq!(answer.gaps, [gap(3, 5, GapCause::NotReceived)]);
+        let buckets = answer.timeline.unwrap();
+        assert_eq!(frames(&buckets), [1, 2, 0, 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(missing(&buckets), [0, 3, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn an_indexed_segment_spreads_its_frames_over_its_span_and_ends_its_runs_at_its_newest() {
+        let t = timeline();
+        let mut source = Gathered::new(Some(&t));
+        // Ten frames received from 1000 to 1499: two a bucket.
+        let span = SourceSpan {
+            frames: 10,
+            sequences: set(&[(0, 9)]),
+        };
+        source.add_indexed(&span, (1000, 1499), Some(&t));
+        // Four more from 1550 to 1749, half a bucket, a bucket and half a bucket; 14..=19 lost.
+        let span = SourceSpan {
+            frames: 4,
+            sequences: set(&[(10, 13)]),
+        };
+        source.add_indexed(&span, (1550, 1749), Some(&t));
+        // Then 20 read, at 1900.
+        source.add_frame(20, 1900, Some(&t));
+        let answer = source.finish(LIVE_7, None, Some(&t));
+        assert_eq!(answer.frames, 15);
+        let buckets = answer.timeline.unwrap();
+        assert_eq!(frames(&buckets), [2, 2, 2, 2, 2, 1, 2, 1, 0, 1]);
+        // The gap after 13 is at its segment's newest time, 1749.
+        assert_eq!(missing(&buckets), [0, 0, 0, 0, 0, 0, 0, 6, 0, 0]);
+    }
+
+    #[test]
+    fn a_hole_cut_by_retention_counts_whole_after_the_frame_before_it() {
+        let t = timeline();
+        let mut source = Gathered::new(Some(&t));
+        for (sequence, received) in [(0, 1000), (1, 1250), (20, 1900)] {
+            source.add_frame(sequence, received, Some(&t));
+        }
+        // Retention deleted 5..=9: 2..=4 and 10..=19 never came.
+        let answer = source.finish(LIVE_7, Some(&set(&[(5, 9)])), Some(&t));
+        assert_eq!(answer.gaps.len(), 3);
+        let buckets = answer.timeline.unwrap();
+        assert_eq!(missing(&buckets), [0, 0, 18, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_spread_rounds_to_the_segments_frames_and_one_instant_fills_one_bucket() {
+        let t = timeline();
+        for (count, span) in [(7, (1003, 1998)), (1000, (1001, 1002)), (3, (1234, 1234))] {
+            let mut buckets = vec![0; 10];
+            spread(&mut buckets, &t, count, span);
+            assert_eq!(buckets.iter().sum::<u64>(), count, "{span:?}");
+            let used: Vec<usize> = (0..10).filter(|&b| buckets[b] > 0).collect();
+            assert!(
+                used.iter()
+                    .all(|&b| b >= t.bucket(span.0) && b <= t.bucket(span.1)),
+                "{span:?}: {buckets:?}"
+            );
+        }
+        let mut buckets = vec![0; 10];
+        spread(&mut buckets, &t, 3, (1234, 1234));
+        assert_eq!(buckets[2], 3);
+        // Bucket edges: the last nanosecond of one, the first of the next, and the window's ends.
+        assert_eq!(
+            [1000, 1099, 1100, 1999, 0, u64::MAX].map(|time| t.bucket(time)),
+            [0, 0, 1, 9, 0, 9]
+        );
+        let odd = Timeline::new(0, 9, NonZeroU32::new(3).unwrap());
+        assert_eq!(
+            (0..10).map(|time| odd.bucket(time)).collect::<Vec<_>>(),
+            [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+        );
+        assert_eq!(
+            (0..=3).map(|b| odd.start(b)).collect::<Vec<_>>(),
+            [0, 4, 7, 10]
+        );
+    }
+
+    #[test]
+    fn without_a_timeline_nothing_is_kept_for_one() {
+        let mut source = Gathered::new(None);
+        source.add_frame(0, 1000, None);
+        source.add_frame(5, 1001, None);
+        assert!(source.run_ends.is_empty() && source.buckets.is_empty());
+        let answer = source.finish(LIVE_7, None, None);
+        assert_eq!((answer.frames, answer.timeline), (2, None));
+        assert_eq!(answer.gaps, [gap(1, 4, GapCause::NotReceived)]);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! queued behind the others. A read error part way cannot change the status any more: the answer
 //! is cut off without its last chunk, so a client never takes a truncated answer for a whole one.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -29,6 +30,9 @@ use crate::protocol::ccsds::apid_of_packet;
 
 /// The most `source` parameters one query may give.
 const MAX_SOURCES: usize = 64;
+
+/// The most buckets a completeness timeline may have: more than a screen's width of bars.
+const MAX_BUCKETS: u32 = 1000;
 
 /// Encoded chunks waiting for the client, at most.
 const QUEUED_CHUNKS: usize = 2;
@@ -85,7 +89,7 @@ fn refusal(status: StatusCode, reason: String) -> Response {
 }
 
 /// `GET /archive/completeness`: each source's sequences held over the window and the gaps
-/// between them, as JSON (`crate::archive::completeness`).
+/// between them, and with `buckets` its timeline, as JSON (`crate::archive::completeness`).
 pub(crate) async fn completeness(
     State(queries): State<ArchiveQueries>,
     RawQuery(query): RawQuery,
@@ -95,8 +99,11 @@ pub(crate) async fn completeness(
         Err((status, reason)) => return refusal(status, reason),
     };
     let filter = request.filter;
+    // `from` is there with `buckets` (the query says so), and `to` always.
+    let timeline = (request.buckets.zip(filter.since).zip(filter.until))
+        .map(|((buckets, from), to)| completeness::Timeline::new(from, to, buckets));
     let answered = tokio::task::spawn_blocking(move || {
-        let answer = completeness::completeness(&root, &durable, &filter);
+        let answer = completeness::completeness(&root, &durable, &filter, timeline.as_ref());
         drop(permit);
         answer.map(|sources| completeness::to_json(&sources, &filter))
     })
@@ -117,6 +124,8 @@ struct FramesQuery {
     /// Only frames that are one space packet of this APID.
     apid: Option<u16>,
     format: Format,
+    /// Completeness only: a timeline of this many buckets over the window.
+    buckets: Option<NonZeroU32>,
 }
 
 /// Why a query string was refused: each names the parameter (the body of the 400 answer).
@@ -140,6 +149,10 @@ enum QueryError {
     Format(String),
     #[error("format: parquet is a file: `aggregator archive export --format parquet` writes it")]
     Parquet,
+    #[error("buckets: {0:?} is not a number of buckets (1 to {MAX_BUCKETS})")]
+    Buckets(String),
+    #[error("buckets: needs from, the timeline's start")]
+    BucketsWithoutFrom,
     #[error("unknown parameter {0:?} (expected {1})")]
     Unknown(String, &'static str),
 }
@@ -156,7 +169,15 @@ impl Path {
     fn expected(self) -> &'static str {
         match self {
             Path::Frames => "from, to, source, kind, priority, apid or format",
-            Path::Completeness => "from, to or source",
+            Path::Completeness => "from, to, source or buckets",
+        }
+    }
+
+    /// Whether it takes parameter `key`.
+    fn takes(self, key: &str) -> bool {
+        match self {
+            Path::Frames => key != "buckets",
+            Path::Completeness => matches!(key, "from" | "to" | "source" | "buckets"),
         }
     }
 }
@@ -168,10 +189,10 @@ fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQuery, 
         kind: None,
         apid: None,
         format: Format::Ndjson,
+        buckets: None,
     };
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let general = matches!(&*key, "from" | "to" | "source");
-        if !general && path == Path::Completeness {
+        if !path.takes(&key) {
             return Err(QueryError::Unknown(key.to_string(), path.expected()));
         }
         match &*key {
@@ -209,8 +230,17 @@ fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQuery, 
                     Err(err) => return Err(QueryError::Format(err.to_string())),
                 }
             }
+            "buckets" => {
+                let buckets = value.parse().ok().filter(|n| *n <= MAX_BUCKETS);
+                let buckets = buckets.and_then(NonZeroU32::new);
+                request.buckets =
+                    Some(buckets.ok_or_else(|| QueryError::Buckets(value.to_string()))?);
+            }
             other => return Err(QueryError::Unknown(other.to_string(), path.expected())),
         }
+    }
+    if request.buckets.is_some() && request.filter.since.is_none() {
+        return Err(QueryError::BucketsWithoutFrom);
     }
     let window = request.filter.since.zip(request.filter.until);
     if window.is_some_and(|(from, to)| from > to) {
@@ -381,6 +411,19 @@ mod tests {
     }
 
     #[test]
+    fn completeness_takes_a_number_of_buckets_with_a_start() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(NOW);
+        let query = parse_query("from=-1h&buckets=60", now, Path::Completeness).unwrap();
+        assert_eq!(query.buckets, NonZeroU32::new(60));
+        assert_eq!(
+            (query.filter.since, query.filter.until),
+            (Some(NOW - 3_600_000_000_000), Some(NOW))
+        );
+        let plain = parse_query("from=-1h", now, Path::Completeness).unwrap();
+        assert_eq!(plain.buckets, None, "no timeline unless asked");
+    }
+
+    #[test]
     fn a_bad_query_names_the_parameter() {
         for (query, reason) in [
             ("from=noon", "from: \"noon\" is not a time"),
@@ -400,7 +443,24 @@ mod tests {
         let gaps = parse_query("from=-1h&source=live:3&format=csv", now, Path::Completeness);
         assert_eq!(
             gaps.unwrap_err().to_string(),
-            "unknown parameter \"format\" (expected from, to or source)"
+            "unknown parameter \"format\" (expected from, to, source or buckets)"
+        );
+        for (query, reason) in [
+            (
+                "from=-1h&buckets=0",
+                "buckets: \"0\" is not a number of buckets (1 to 1000)",
+            ),
+            ("from=-1h&buckets=1001", "buckets: \"1001\" is not a number"),
+            ("from=-1h&buckets=many", "buckets: \"many\" is not a number"),
+            ("buckets=60", "buckets: needs from, the timeline's start"),
+        ] {
+            let err = parse_query(query, now, Path::Completeness).unwrap_err();
+            assert!(err.to_string().starts_with(reason), "{query}: {err}");
+        }
+        let frames = parse("from=-1h&buckets=60").unwrap_err().to_string();
+        assert!(
+            frames.starts_with("unknown parameter \"buckets\""),
+            "{frames}"
         );
         let many: Vec<String> = (0..65).map(|i| format!("source=live:{i}")).collect();
         assert_eq!(parse(&many.join("&")), Err(QueryError::TooManySources));

@@ -1,11 +1,14 @@
-// The dashboard's script. Two inputs, each reconnecting by itself with backoff when the daemon
-// goes away (a restart, a network cut):
+// The dashboard's script. Three inputs, the first two reconnecting by themselves with backoff when
+// the daemon goes away (a restart, a network cut):
 // - /stats, polled every second: health, uptime, counters and the sources table. The page keeps
 //   what the plot and the rates need, since the daemon keeps no history: the plot is the daemon's
 //   own frames_per_sec at each poll; a source's rate is the change of its frames over the last
 //   few seconds of the daemon's uptime (the daemon's clock, not the browser's timers).
 // - the live feed, /feed?priority=emergency, a WebSocket: one JSON object per frame, or
 //   {"gap": N} when this subscriber missed N frames; any other shape is ignored.
+// - /archive/completeness, every 10 s and when another window is chosen: a bar per source over
+//   the window, where frames are held and where sequences are missing (asked again at the next
+//   turn when it fails). A daemon without archive files answers 404: the panel is hidden.
 "use strict";
 
 const POLL_MS = 1000;
@@ -112,6 +115,34 @@ function showStats(body, now) {
   showLinks(body.links);
   showShards(body.shards);
   showSources(body.sources, uptime);
+  fitValues();
+}
+
+// The smallest a tile's figure is shrunk to.
+const SMALLEST_VALUE_PX = 14;
+
+/// Shrinks the figures' tiles' figures, all alike, when one is wider than its tile (a long uptime,
+/// a large size, a narrow screen), until each fits; a list's tile's figure (the NATS sink's state)
+/// on its own. Figures that fit keep the style sheet's size.
+function fitValues() {
+  fitAlike([...document.querySelectorAll(".figures .value")]);
+  for (const value of document.querySelectorAll(".lists .value")) fitAlike([value]);
+}
+
+function fitAlike(values) {
+  for (const value of values) value.style.fontSize = "";
+  const overflows = () => values.some((value) => value.scrollWidth > value.clientWidth);
+  if (!overflows()) return;
+  // In proportion first, then (text does not scale quite in proportion) a pixel at a time.
+  const shown = values.filter((value) => value.clientWidth > 0);
+  const ratio = Math.min(...shown.map((value) => value.clientWidth / value.scrollWidth));
+  let size = Math.floor(parseFloat(getComputedStyle(values[0]).fontSize) * ratio);
+  for (;;) {
+    size = Math.max(SMALLEST_VALUE_PX, size);
+    for (const value of values) value.style.fontSize = `${size}px`;
+    if (size === SMALLEST_VALUE_PX || !overflows()) return;
+    size -= 1;
+  }
 }
 
 /// One line per shard: its share of the frames archived, as a bar, and what it has in flight, so
@@ -578,6 +609,214 @@ function payloadPreview(frame) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Archive completeness: per source, a bar over the chosen window
+// ---------------------------------------------------------------------------------------------
+
+// The windows offered, each divided into buckets of a round length, a few pixels each on a wall
+// screen; the daemon counts each bucket's frames and the sequences missing after it.
+const WINDOWS = {
+  "15m": { name: "15 min", buckets: 180, step: "5 s" },
+  "1h": { name: "1 h", buckets: 240, step: "15 s" },
+  "6h": { name: "6 h", buckets: 360, step: "1 min" },
+  "24h": { name: "24 h", buckets: 288, step: "5 min" },
+};
+const TIMELINE_POLL_MS = 10000;
+const WINDOW_STORAGE = "aggregator-dashboard-window";
+// The axis's tick steps, in minutes: the smallest that leaves this much room for each label.
+const TICK_STEPS_MIN = [1, 2, 5, 10, 15, 30, 60, 120, 180, 240, 360, 720, 1440];
+const TICK_ROOM_PX = 80;
+// A tick closer than this to the window's start or end (or than 0.7 of the ticks' spacing) gives
+// way to its label.
+const TICK_CLEARANCE_PX = 64;
+// A bucket's fill by its frames (against the source's fullest bucket), in four shades.
+const SHADES = [0.5, 0.67, 0.84, 1];
+
+let timelineWindow = loadWindow();
+let timelineTimer = null;
+let timelineBusy = false;
+// The last answer drawn, drawn again when the page is resized: { answer, window }.
+let timelineShown = null;
+
+// Asks for the chosen window now and every TIMELINE_POLL_MS: one request at a time; a window
+// chosen while one is under way is asked for as soon as it ends.
+async function refreshTimeline() {
+  clearTimeout(timelineTimer);
+  timelineTimer = setTimeout(refreshTimeline, TIMELINE_POLL_MS);
+  if (timelineBusy) return;
+  timelineBusy = true;
+  const chosen = timelineWindow;
+  try {
+    const response = await fetch(
+      `archive/completeness?from=-${chosen}&buckets=${WINDOWS[chosen].buckets}`,
+      { cache: "no-store", signal: AbortSignal.timeout(TIMELINE_POLL_MS) },
+    );
+    if (chosen === timelineWindow) await onTimelineAnswer(response, chosen);
+  } catch {
+    // The daemon does not answer: the stats poll says so; the last picture stays.
+  } finally {
+    timelineBusy = false;
+    if (chosen !== timelineWindow) refreshTimeline();
+  }
+}
+
+async function onTimelineAnswer(response, chosen) {
+  const panel = $("timeline-panel");
+  if (response.status === 404) {
+    // archive.kind = "count": no archive files, nothing to draw.
+    panel.hidden = true;
+    timelineShown = null;
+    return;
+  }
+  panel.hidden = false;
+  if (response.status === 503) {
+    $("timeline-hint").textContent = "the daemon is busy with other archive queries; retrying";
+    return;
+  }
+  if (!response.ok) {
+    const why = response.status === 401
+      ? "the daemon wants its token: open the dashboard once as /?token=…"
+      : `HTTP ${response.status}: ${(await response.text()).trim()}`;
+    showTimelineMessage(why);
+    return;
+  }
+  timelineShown = { answer: await response.json(), window: chosen };
+  drawTimeline();
+}
+
+function showTimelineMessage(text) {
+  timelineShown = null;
+  $("lanes").replaceChildren();
+  $("axis").replaceChildren();
+  $("timeline-empty").textContent = text;
+  $("timeline-empty").hidden = false;
+}
+
+function drawTimeline() {
+  if (timelineShown === null) return;
+  const { answer, window } = timelineShown;
+  const from = parseTime(answer.from);
+  const to = parseTime(answer.to);
+  const { name, step } = WINDOWS[window];
+  $("timeline-hint").textContent = `last ${name}, in steps of ${step}`;
+  const ticks = drawAxis(from, to);
+  $("lanes").replaceChildren(...answer.sources.map((source) => timelineLane(source, from, to, ticks)));
+  $("timeline-empty").textContent = "No frame received in this window.";
+  $("timeline-empty").hidden = answer.sources.length > 0;
+}
+
+/// One source's lane: its name, its bar and its totals.
+function timelineLane(source, from, to, ticks) {
+  const lane = document.createElement("div");
+  lane.className = "lane";
+  lane.dataset.source = `${source.kind}:${source.source}`;
+  const label = document.createElement("span");
+  label.className = "label";
+  const tag = document.createElement("span");
+  tag.className = `tag tag-${source.kind}`;
+  tag.textContent = source.kind;
+  label.append(tag, `${source.source}`);
+  const buckets = source.timeline ?? [];
+  const bar = document.createElement("div");
+  bar.className = "bar";
+  bar.innerHTML = laneBar(buckets, from, to, ticks);
+  const summary = document.createElement("span");
+  summary.className = "summary";
+  summary.textContent = `${number.format(source.frames)} frames`;
+  const missing = buckets.reduce((sum, [, gap]) => sum + gap, 0);
+  if (missing > 0) {
+    const gaps = document.createElement("span");
+    gaps.className = "missing";
+    gaps.textContent = ` · ${number.format(missing)} missing`;
+    summary.append(gaps);
+  }
+  lane.append(label, bar, summary);
+  return lane;
+}
+
+/// A lane's bar, as SVG: a unit of width per bucket; faint lines at the axis's ticks, a rect per
+/// run of buckets of one shade of frames held, and a red one per bucket with missing sequences.
+function laneBar(buckets, from, to, ticks) {
+  const n = Math.max(1, buckets.length);
+  const fullest = Math.max(1, ...buckets.map(([frames]) => frames));
+  const shade = (frames) => (frames === 0 ? 0 : SHADES[Math.min(3, Math.floor((4 * frames) / fullest))]);
+  const at = (time) => ((time - from) / Math.max(1, to - from)) * n;
+  let marks = ticks
+    .map((time) => `<line class="grid" x1="${at(time)}" x2="${at(time)}" y1="0" y2="1" vector-effect="non-scaling-stroke"/>`)
+    .join("");
+  for (let i = 0; i < buckets.length;) {
+    const level = shade(buckets[i][0]);
+    let j = i + 1;
+    while (j < buckets.length && shade(buckets[j][0]) === level) j += 1;
+    if (level > 0) marks += `<rect class="held" x="${i}" width="${j - i}" height="1" fill-opacity="${level}"/>`;
+    i = j;
+  }
+  buckets.forEach(([, gap], i) => {
+    if (gap === 0) return;
+    const when = clock(new Date(from + ((to - from) * i) / n));
+    marks += `<rect class="missing" x="${i}" width="1" height="1"><title>${number.format(gap)} sequences ` +
+      `missing after a frame received from ${when} UTC</title></rect>`;
+  });
+  return `<svg viewBox="0 0 ${n} 1" preserveAspectRatio="none" shape-rendering="crispEdges">${marks}</svg>`;
+}
+
+/// The time axis under the lanes: the window's start and end and round times between, HH:MM
+/// UTC. Returns the round times, for the lanes' lines.
+function drawAxis(from, to) {
+  const axis = $("axis");
+  const width = axis.clientWidth;
+  const span = Math.max(1, to - from);
+  const room = Math.max(1, Math.floor(width / TICK_ROOM_PX));
+  const step = 60000 * (TICK_STEPS_MIN.find((minutes) => span / (minutes * 60000) <= room) ?? 1440);
+  const x = (time) => ((time - from) / span) * width;
+  const clearance = Math.max(TICK_CLEARANCE_PX, (0.7 * step * width) / span);
+  const ticks = [];
+  for (let time = Math.ceil(from / step) * step; time < to; time += step) {
+    if (x(time) >= clearance && x(time) <= width - clearance) ticks.push(time);
+  }
+  const label = (time, className) => {
+    const tick = document.createElement("span");
+    tick.className = `tick ${className}`;
+    tick.style.left = `${((time - from) / span) * 100}%`;
+    tick.textContent = hoursMinutes(new Date(time));
+    return tick;
+  };
+  axis.replaceChildren(label(from, "start"), ...ticks.map((time) => label(time, "mid")), label(to, "end"));
+  return ticks;
+}
+
+function chooseWindow(key) {
+  timelineWindow = key;
+  try {
+    localStorage.setItem(WINDOW_STORAGE, key);
+  } catch {
+    // It holds until the page is reloaded.
+  }
+  showWindowChoice();
+  refreshTimeline();
+}
+
+function showWindowChoice() {
+  for (const button of document.querySelectorAll(".windows button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.window === timelineWindow));
+  }
+}
+
+function loadWindow() {
+  try {
+    const saved = localStorage.getItem(WINDOW_STORAGE);
+    if (saved in WINDOWS) return saved;
+  } catch {
+    // No storage: the default.
+  }
+  return "1h";
+}
+
+/// An RFC 3339 time as the daemon writes it (nanoseconds), in milliseconds since the epoch.
+function parseTime(rfc3339) {
+  return Date.parse(rfc3339.replace(/(\.\d{3})\d+/, "$1"));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Formatting
 // ---------------------------------------------------------------------------------------------
 
@@ -588,6 +827,10 @@ function formatUptime(totalSeconds) {
   const days = Math.floor(s / 86400);
   const clockPart = `${Math.floor((s % 86400) / 3600)}:${pad2(Math.floor((s % 3600) / 60))}:${pad2(s % 60)}`;
   return days > 0 ? `${days} d ${clockPart}` : clockPart;
+}
+
+function hoursMinutes(date) {
+  return `${pad2(date.getUTCHours())}:${pad2(date.getUTCMinutes())}`;
 }
 
 function clock(date) {
@@ -611,6 +854,15 @@ for (const header of $("sources").tHead.rows[0].cells) {
   header.addEventListener("click", () => sortBy(header.dataset.key));
 }
 showSortOrder();
-window.addEventListener("resize", () => drawPlot(performance.now()));
+for (const button of document.querySelectorAll(".windows button")) {
+  button.addEventListener("click", () => chooseWindow(button.dataset.window));
+}
+showWindowChoice();
+window.addEventListener("resize", () => {
+  fitValues();
+  drawPlot(performance.now());
+  drawTimeline();
+});
 const reconnectFeed = followFeed();
 pollStats(reconnectFeed);
+refreshTimeline();

@@ -5,8 +5,10 @@
 //! from the internet: its Content-Security-Policy allows only the daemon itself. Everything it
 //! shows comes from the monitor's own endpoints, read by the browser: `/stats`, polled every
 //! second (health, uptime, counters, the sources table, kept client side to draw the rate plot and
-//! each source's rate), and the live feed's WebSocket, `/feed?priority=emergency` (the latest
-//! emergency frames). Both reconnect by themselves, with backoff, when the daemon restarts.
+//! each source's rate), the live feed's WebSocket, `/feed?priority=emergency` (the latest
+//! emergency frames), both reconnecting by themselves, with backoff, when the daemon restarts; and
+//! `/archive/completeness?from=-1h&buckets=N`, every 10 s, for a bar per source over the chosen
+//! window (hidden where the daemon keeps no archive files and answers 404).
 //!
 //! Every response says `Cache-Control: no-cache`: after an upgrade the browser revalidates, so it
 //! never pairs a new daemon with an old script.
