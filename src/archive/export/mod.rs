@@ -8,8 +8,12 @@
 //! a file exported today and a query answered tomorrow compare line for line. The row layouts are
 //! documented in `docs/http-api.md` ("Archive queries").
 
+mod parquet;
 mod rows;
+mod sink;
 mod stopped;
 
+pub use self::parquet::{ParquetSink, COLUMNS, ROW_GROUP_PAYLOAD, ROW_GROUP_ROWS};
 pub use rows::{Format, FormatError, Rows};
+pub use sink::{ExportSink, RowSink};
 pub(crate) use stopped::stopped_ends;
