@@ -6,7 +6,9 @@
 //! Why here and not in each of them: both read through the archive's read side
 //! ([`crate::archive::read`]) with a time window, and a row must be the same whoever writes it, so
 //! a file exported today and a query answered tomorrow compare line for line. The row layouts are
-//! documented in `docs/http-api.md` ("Archive queries").
+//! documented in `docs/http-api.md` ("Archive queries") and, with the Parquet schema, in
+//! `docs/archive-tools.md` ("export"). [`ExportSink`] is where rows go: [`RowSink`] for the text
+//! and byte formats, [`ParquetSink`] for Parquet.
 
 mod parquet;
 mod rows;
