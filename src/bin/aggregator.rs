@@ -263,8 +263,9 @@ enum ArchiveTool {
     /// the file). Rows are in archive order, each shard's frames in its order. The columns and
     /// rows: docs/archive-tools.md ("export").
     ///
-    /// Exit status: 0; 1 when the archive cannot be read part way (the file holds what came
-    /// before); 2 on a usage error or an archive that cannot be opened.
+    /// Exit status: 0; 1 when a damaged record was passed over (named on standard error) or the
+    /// archive cannot be read part way (the file holds what came before, a Parquet file with its
+    /// footer); 2 on a usage error or a DIR that is no directory.
     Export {
         /// The archive directory.
         dir: PathBuf,
