@@ -2,21 +2,27 @@
 //! segments, with sources, priorities and sizes at random and received times out of order, every
 //! window's export (in every format) holds exactly the frames a scan of every record finds, in each
 //! shard's order; windows that start or end inside a segment, before the oldest frame and after
-//! the newest included. Bad arguments are refused with the reason (exit status 2).
+//! the newest included. Bad arguments are refused with the reason (exit status 2). The Parquet
+//! file, read back with the `parquet` crate, holds the NDJSON rows, typed; and, with the PyPI
+//! packages of `tests/analytics/` (`.ci/run` installs them), DuckDB and pyarrow find in the
+//! Parquet and CSV files what the archive holds, source by source.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use aggregator::archive::export::COLUMNS;
 use aggregator::archive::layout;
 use aggregator::archive::segment::{self, Entry};
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::{Priority, SourceKind};
 use base64::Engine as _;
 use common::TempDir;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
 
 const T0: u64 = 1_800_000_000_000_000_000;
 const SHARDS: usize = 3;
@@ -65,9 +71,8 @@ fn write_archive(root: &Path) {
                     0 => Priority::Emergency,
                     _ => Priority::Routine,
                 };
-                let payloads: Vec<Vec<u8>> = (0..1 + rng.below(3))
-                    .map(|_| (0..rng.below(2000)).map(|b| b as u8).collect())
-                    .collect();
+                let payloads: Vec<Vec<u8>> =
+                    (0..1 + rng.below(3)).map(|_| payload(&mut rng)).collect();
                 let sequence = next.entry(id).or_default();
                 let frames: Vec<(u64, &[u8])> = payloads
                     .iter()
@@ -81,6 +86,30 @@ fn write_archive(root: &Path) {
             fs::write(dir.join(segment::segment_name(index)), bytes).unwrap();
         }
     }
+}
+
+/// A payload of up to 2000 bytes; one in four a CCSDS space packet of APID 0 to 2047, now and
+/// then one whose length field is off by one (no packet: no APID in the Parquet file).
+fn payload(rng: &mut Rng) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (0..rng.below(2000)).map(|b| b as u8).collect();
+    if rng.below(4) == 0 {
+        let apid = rng.below(2048) as u16;
+        let data = 1 + rng.below(1000) as usize;
+        let length = (data - 1 + rng.below(5).saturating_sub(3) as usize) as u16;
+        bytes = [(apid >> 8) as u8, apid as u8, 0xC0, 0].to_vec();
+        bytes.extend_from_slice(&length.to_be_bytes());
+        bytes.extend((0..data).map(|b| b as u8));
+    }
+    bytes
+}
+
+/// The APID the Parquet file should hold for `payload`: a version-0 header whose length field
+/// (+ 7) is the payload's length.
+fn expected_apid(payload: &[u8]) -> Option<i32> {
+    let header = payload.get(..6)?;
+    let length = u16::from_be_bytes([header[4], header[5]]) as usize + 7;
+    (header[0] >> 5 == 0 && length == payload.len())
+        .then(|| i32::from(u16::from_be_bytes([header[0], header[1]]) & 0x7FF))
 }
 
 /// Every frame of the archive, each shard's in its order, read from the files whole.
@@ -129,6 +158,20 @@ fn export(root: &Path, args: &[&str]) -> (Option<i32>, Vec<u8>, String) {
         .expect("run aggregator archive export");
     let err = String::from_utf8(out.stderr).unwrap();
     (out.status.code(), out.stdout, err)
+}
+
+/// `aggregator archive export` to the file `out`: its exit status and standard error.
+fn export_to(root: &Path, out: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let status = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "export", root.to_str().unwrap(), "-o"])
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("run aggregator archive export");
+    (
+        status.status.code(),
+        String::from_utf8(status.stderr).unwrap(),
+    )
 }
 
 fn base64(text: &str) -> Vec<u8> {
@@ -182,6 +225,49 @@ fn csv_rows(bytes: &[u8]) -> Vec<Row> {
         .collect()
 }
 
+/// The rows of a Parquet export, read with the `parquet` crate's reader: the columns named and
+/// typed as documented, each row's `apid` the payload's and `station` null.
+fn parquet_rows(bytes: Vec<u8>) -> Vec<Row> {
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).expect("a Parquet file");
+    let rows = reader.get_row_iter(None).unwrap();
+    rows.map(|row| {
+        let columns = row.unwrap().into_columns();
+        let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, COLUMNS);
+        let values: Vec<Field> = columns.into_iter().map(|(_, value)| value).collect();
+        let text = |field: &Field| match field {
+            Field::Str(text) => text.clone(),
+            other => panic!("{other:?} is no string"),
+        };
+        let (received, kind, source, sequence, priority, shard, position, payload) = match &values
+            [..8]
+        {
+            [Field::Long(r), k, Field::UInt(i), Field::ULong(s), p, Field::UInt(h), o, Field::Bytes(b)] => {
+                (*r, k, *i, *s, p, *h, o, b.data().to_vec())
+            }
+            other => panic!("not the documented types: {other:?}"),
+        };
+        let apid = match values[8] {
+            Field::Int(apid) => Some(apid),
+            Field::Null => None,
+            ref other => panic!("apid {other:?}"),
+        };
+        assert_eq!(apid, expected_apid(&payload), "apid of {position:?}");
+        assert_eq!(values[9], Field::Null, "station");
+        (
+            unix_ns_to_rfc3339(received as u64),
+            text(kind),
+            source,
+            sequence,
+            text(priority),
+            shard as usize,
+            text(position),
+            payload,
+        )
+    })
+    .collect()
+}
+
 /// Fails naming the first row that differs (rows hold whole payloads: too long to print all).
 fn same(got: &BTreeMap<usize, Vec<Row>>, expected: &BTreeMap<usize, Vec<Row>>, what: &str) {
     for shard in got.keys().chain(expected.keys()) {
@@ -214,6 +300,14 @@ fn every_window_exports_exactly_what_a_full_scan_finds() {
     let dir = TempDir::new("export-exact");
     write_archive(&dir.0);
     let all = scanned(&dir.0);
+    let packets = all.iter().filter(|(_, r)| expected_apid(&r.7).is_some());
+    let near_misses = all.iter().filter(|(_, r)| {
+        r.7.len() >= 6 && r.7[0] == 0 && r.7[2] == 0xC0 && expected_apid(&r.7).is_none()
+    });
+    assert!(
+        packets.count() > 100 && near_misses.count() > 10,
+        "packets and near misses"
+    );
     let (first, last) = (T0, T0 + SEGMENTS * RECORDS * STEP);
     let mut rng = Rng(99);
     let mut windows = vec![
@@ -266,6 +360,14 @@ fn every_window_exports_exactly_what_a_full_scan_finds() {
         assert!(
             err.contains(&format!("exported {} frames", expected.len())),
             "{err}"
+        );
+        // Parquet, to standard output (the writer needs no seeking): the same rows, typed.
+        let (status, parquet, err) =
+            export(&dir.0, &[&args[..], &["--format", "parquet"]].concat());
+        assert_eq!(status, Some(0), "{args:?}: {err}");
+        assert!(
+            parquet_rows(parquet) == ndjson_rows(&ndjson),
+            "{args:?}: Parquet and NDJSON differ"
         );
         // raw: each payload after its length; ccsds: the payloads back to back, in the same order.
         let payloads: Vec<Vec<u8>> = ndjson_rows(&ndjson).into_iter().map(|r| r.7).collect();
@@ -434,7 +536,8 @@ fn gaps_say_what_retention_deleted_and_what_never_arrived() {
 }
 
 /// A damaged record inside the window is passed over and named (exit status 1), and every other
-/// frame of the window is still exported: what a scan that resynchronises after damage finds.
+/// frame of the window is still exported: what a scan that resynchronises after damage finds. A
+/// Parquet file holds the same rows.
 #[test]
 fn a_damaged_record_is_named_and_the_rest_of_the_window_exported() {
     let dir = TempDir::new("export-damaged");
@@ -463,4 +566,148 @@ fn a_damaged_record_is_named_and_the_rest_of_the_window_exported() {
         &by_shard(expected),
         "damaged",
     );
+    // Parquet too: the same rows, in a whole file (its footer written).
+    let (status, parquet, err) = export(&dir.0, &["--format", "parquet"]);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(
+        parquet_rows(parquet) == ndjson_rows(&ndjson),
+        "damaged: Parquet and NDJSON differ"
+    );
+}
+
+/// What a reader finds of one source (kind, id): rows, payload bytes, least and greatest
+/// sequence, rows with an APID, earliest and latest received time (ns); `None` where the format
+/// has none.
+type Summary = BTreeMap<(String, u32), [Option<u64>; 7]>;
+
+/// The archive's summary, from a scan of every record.
+fn summary_of(rows: &[(u64, Row)]) -> Summary {
+    let mut summary: Summary = BTreeMap::new();
+    for (received, row) in rows {
+        let s = summary.entry((row.1.clone(), row.2)).or_insert([
+            Some(0),
+            Some(0),
+            Some(u64::MAX),
+            Some(0),
+            Some(0),
+            Some(u64::MAX),
+            Some(0),
+        ]);
+        let [n, bytes, low, high, apids, earliest, latest] = s.map(Option::unwrap);
+        *s = [
+            n + 1,
+            bytes + row.7.len() as u64,
+            low.min(row.3),
+            high.max(row.3),
+            apids + u64::from(expected_apid(&row.7).is_some()),
+            earliest.min(*received),
+            latest.max(*received),
+        ]
+        .map(Some);
+    }
+    summary
+}
+
+/// `tests/analytics/summary.py READER FILE`: the columns as the reader types them, and its
+/// summary.
+fn read_with(reader: &str, file: &Path) -> (Vec<String>, Summary) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = repo.join("target/analytics-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/analytics/venv.sh (duckdb and pyarrow from PyPI)",
+        python.display()
+    );
+    let out = Command::new(python)
+        .arg(repo.join("tests/analytics/summary.py"))
+        .arg(reader)
+        .arg(file)
+        .output()
+        .expect("run summary.py");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{reader}: {}\n{text}{err}",
+        out.status
+    );
+    let (mut columns, mut summary) = (Vec::new(), Summary::new());
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields[..] {
+            ["column", name, kind] => columns.push(format!("{name} {kind}")),
+            ["source", kind, id, ref numbers @ ..] if numbers.len() == 7 => {
+                let numbers = numbers.iter().map(|n| n.parse().ok());
+                let numbers: Vec<Option<u64>> = numbers.collect();
+                let key = (kind.to_string(), id.parse().unwrap());
+                summary.insert(key, numbers.try_into().unwrap());
+            }
+            _ => panic!("{reader}: {line:?}"),
+        }
+    }
+    (columns, summary)
+}
+
+/// The Parquet columns as pyarrow and DuckDB type them.
+const PYARROW_COLUMNS: [&str; 10] = [
+    "received timestamp[ns, tz=UTC]",
+    "kind string",
+    "source uint32",
+    "sequence uint64",
+    "priority string",
+    "shard uint32",
+    "position string",
+    "payload binary",
+    "apid int32",
+    "station string",
+];
+const DUCKDB_COLUMNS: [&str; 10] = [
+    "received TIMESTAMPTZ_NS",
+    "kind VARCHAR",
+    "source UINTEGER",
+    "sequence UBIGINT",
+    "priority VARCHAR",
+    "shard UINTEGER",
+    "position VARCHAR",
+    "payload BLOB",
+    "apid INTEGER",
+    "station VARCHAR",
+];
+
+#[test]
+#[ignore = "needs PyPI duckdb and pyarrow (.ci/run installs them)"]
+fn duckdb_and_pyarrow_find_what_the_archive_holds() {
+    let (dir, files) = (TempDir::new("export-readers"), TempDir::new("export-files"));
+    write_archive(&dir.0);
+    let archive = summary_of(&scanned(&dir.0));
+    let (parquet, csv) = (files.0.join("frames.parquet"), files.0.join("frames.csv"));
+    for (file, format) in [(&parquet, "parquet"), (&csv, "csv")] {
+        let (status, err) = export_to(&dir.0, file, &["--format", format]);
+        assert_eq!(status, Some(0), "{format}: {err}");
+    }
+    let readers: [(&str, &PathBuf, &[&str]); 3] = [
+        ("pyarrow", &parquet, &PYARROW_COLUMNS),
+        ("duckdb-parquet", &parquet, &DUCKDB_COLUMNS),
+        ("duckdb-csv", &csv, &[]),
+    ];
+    for (reader, file, columns) in readers {
+        let (got_columns, got) = read_with(reader, file);
+        assert_eq!(got_columns, columns, "{reader}");
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            archive.keys().collect::<Vec<_>>(),
+            "{reader}: sources"
+        );
+        for (source, expected) in &archive {
+            let found = got[source];
+            // What this reader has of the summary (pyarrow all of it; DuckDB no received times,
+            // and no APIDs from the CSV).
+            let expected = std::array::from_fn::<_, 7, _>(|i| found[i].and(expected[i]));
+            assert_eq!(found, expected, "{reader}: {source:?}");
+            assert!(
+                found[..4].iter().all(Option::is_some),
+                "{reader}: {found:?}"
+            );
+        }
+    }
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aggregator::archive::completeness;
-use aggregator::archive::export::Format;
+use aggregator::archive::export::{ExportSink, Format, ParquetSink, RowSink};
 use aggregator::archive::read::FrameFilter;
-use aggregator::archive::tools::export::{ExportSink, Progress, RowSink};
+use aggregator::archive::tools::export::Progress;
 use aggregator::archive::tools::prune::PruneLimit;
 use aggregator::archive::tools::{self, Filter};
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
@@ -263,8 +263,9 @@ enum ArchiveTool {
     /// the file). Rows are in archive order, each shard's frames in its order. The columns and
     /// rows: docs/archive-tools.md ("export").
     ///
-    /// Exit status: 0; 1 when the archive cannot be read part way (the file holds what came
-    /// before); 2 on a usage error or an archive that cannot be opened.
+    /// Exit status: 0; 1 when a damaged record was passed over (named on standard error) or the
+    /// archive cannot be read part way (the file holds what came before, a Parquet file with its
+    /// footer); 2 on a usage error or a DIR that is no directory.
     Export {
         /// The archive directory.
         dir: PathBuf,
@@ -751,8 +752,9 @@ fn export(dir: &Path, filter: FrameFilter, format: Format, output: &Path) -> Exi
         );
         return ExitCode::from(2);
     }
-    let mut file: Box<dyn std::io::Write> = match output.to_str() {
-        Some("-") => Box::new(std::io::stdout().lock()),
+    // The Parquet writer needs no seeking: standard output serves every format.
+    let mut out: Box<dyn std::io::Write + Send> = match output.to_str() {
+        Some("-") => Box::new(std::io::stdout()),
         _ => match std::fs::File::create(output) {
             Ok(file) => Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
             Err(err) => {
@@ -765,11 +767,17 @@ fn export(dir: &Path, filter: FrameFilter, format: Format, output: &Path) -> Exi
         },
     };
     let mut sink: Box<dyn ExportSink + '_> = match format {
-        Format::Parquet => {
-            eprintln!("aggregator archive export: --format parquet is not built yet");
-            return ExitCode::from(2);
-        }
-        rows => Box::new(RowSink::new(rows, &mut file)),
+        Format::Parquet => match ParquetSink::new(&mut out) {
+            Ok(sink) => Box::new(sink),
+            Err(err) => {
+                eprintln!(
+                    "aggregator archive export: cannot write {}: {err}",
+                    output.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        rows => Box::new(RowSink::new(rows, &mut out)),
     };
     let mut line = ProgressLine::new();
     let exported = tools::export::export(dir, filter, sink.as_mut(), &mut |done| line.show(done));

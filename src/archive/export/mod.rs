@@ -6,10 +6,16 @@
 //! Why here and not in each of them: both read through the archive's read side
 //! ([`crate::archive::read`]) with a time window, and a row must be the same whoever writes it, so
 //! a file exported today and a query answered tomorrow compare line for line. The row layouts are
-//! documented in `docs/http-api.md` ("Archive queries").
+//! documented in `docs/http-api.md` ("Archive queries") and, with the Parquet schema, in
+//! `docs/archive-tools.md` ("export"). [`ExportSink`] is where rows go: [`RowSink`] for the text
+//! and byte formats, [`ParquetSink`] for Parquet.
 
+mod parquet;
 mod rows;
+mod sink;
 mod stopped;
 
+pub use self::parquet::{ParquetSink, COLUMNS, ROW_GROUP_PAYLOAD, ROW_GROUP_ROWS};
 pub use rows::{Format, FormatError, Rows};
+pub use sink::{ExportSink, RowSink};
 pub(crate) use stopped::stopped_ends;

@@ -6,11 +6,11 @@
 //! segment's last whole record, so it runs on a stopped archive or beside a running daemon
 //! (read-only: it takes no lock, and frames stored after it began are not in the file).
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::archive::export::{stopped_ends, Format, Rows};
+use crate::archive::export::{stopped_ends, ExportSink};
 use crate::archive::read::{
     DamagedRange, Earliest, FollowedFrame, FrameFilter, OnGap, ReadError, ShardCursors, Start,
 };
@@ -44,46 +44,6 @@ pub enum ExportError {
     Write(io::Error),
 }
 
-/// Where exported frames go: a file in some format.
-pub trait ExportSink {
-    /// Takes the next frames, in archive order.
-    fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()>;
-    /// Takes the end: everything is written out.
-    fn finish(&mut self) -> io::Result<()>;
-}
-
-/// Rows of a text or byte format ([`Rows`]) written to `out`, a chunk at a time.
-pub struct RowSink<'a> {
-    rows: Rows,
-    out: &'a mut dyn Write,
-    buf: Vec<u8>,
-}
-
-impl<'a> RowSink<'a> {
-    pub fn new(format: Format, out: &'a mut dyn Write) -> RowSink<'a> {
-        let (mut rows, mut buf) = (Rows::new(format), Vec::new());
-        rows.start(&mut buf);
-        RowSink { rows, out, buf }
-    }
-}
-
-impl ExportSink for RowSink<'_> {
-    fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()> {
-        for frame in frames {
-            self.rows.write(frame, &mut self.buf);
-        }
-        self.out.write_all(&self.buf)?;
-        self.buf.clear();
-        Ok(())
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        self.out.write_all(&self.buf)?;
-        self.buf.clear();
-        self.out.flush()
-    }
-}
-
 /// Exports the frames `filter` wants of the archive at `root` to `sink`, calling `progress` after
 /// each chunk read (at most about 256 KiB of records: memory stays bounded whatever the window).
 pub fn export(
@@ -105,21 +65,39 @@ pub fn export(
             earliest: cursors.take_earliest(),
             ..Exported::default()
         };
-        while let Some(runs) = cursors.next_runs().await? {
-            exported.damaged.extend(cursors.take_damaged());
-            let frames: Vec<FollowedFrame> =
-                runs.into_iter().flat_map(|run| run.into_frames()).collect();
-            let done = &mut exported.progress;
-            for frame in &frames {
-                done.frames += 1;
-                done.bytes += frame.frame.payload.len() as u64;
-                done.newest = done.newest.max(Some(frame.frame.received_unix_ns));
-            }
-            sink.frames(&frames).map_err(ExportError::Write)?;
-            progress(done);
+        let copied = copy(&mut cursors, sink, &mut exported, progress).await;
+        if let Err(ExportError::Read(_)) = copied {
+            // The file holds what came before, complete (a Parquet file its footer): the read
+            // error is what is reported, whether this ends the file or not.
+            let _ = sink.finish();
         }
-        exported.damaged.extend(cursors.take_damaged());
+        copied?;
         sink.finish().map_err(ExportError::Write)?;
         Ok(exported)
     })
+}
+
+/// Writes every frame `cursors` read to `sink`, a chunk at a time, noting the damaged records
+/// passed over in `exported`.
+async fn copy(
+    cursors: &mut ShardCursors,
+    sink: &mut dyn ExportSink,
+    exported: &mut Exported,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(), ExportError> {
+    while let Some(runs) = cursors.next_runs().await? {
+        exported.damaged.extend(cursors.take_damaged());
+        let frames: Vec<FollowedFrame> =
+            runs.into_iter().flat_map(|run| run.into_frames()).collect();
+        let done = &mut exported.progress;
+        for frame in &frames {
+            done.frames += 1;
+            done.bytes += frame.frame.payload.len() as u64;
+            done.newest = done.newest.max(Some(frame.frame.received_unix_ns));
+        }
+        sink.frames(&frames).map_err(ExportError::Write)?;
+        progress(done);
+    }
+    exported.damaged.extend(cursors.take_damaged());
+    Ok(())
 }

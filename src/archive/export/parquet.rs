@@ -1,0 +1,363 @@
+//! Frames as an Apache Parquet file: one row per frame, typed columns, for DuckDB, pandas/pyarrow,
+//! Polars or Spark.
+//!
+//! The columns are the NDJSON/CSV rows' (same names, same meanings), typed, then two more:
+//!
+//! | column | physical type | logical type | nullable |
+//! | --- | --- | --- | --- |
+//! | `received` | INT64 | TIMESTAMP(NANOS, UTC-adjusted) | no |
+//! | `kind` | BYTE_ARRAY | STRING (`live`, `replay`) | no |
+//! | `source` | INT32 | INTEGER(32, unsigned) | no |
+//! | `sequence` | INT64 | INTEGER(64, unsigned) | no |
+//! | `priority` | BYTE_ARRAY | STRING (`emergency`, `routine`) | no |
+//! | `shard` | INT32 | INTEGER(32, unsigned) | no |
+//! | `position` | BYTE_ARRAY | STRING (`SHARD/SEGMENT:OFFSET:INDEX`) | no |
+//! | `payload` | BYTE_ARRAY | none (bytes) | no |
+//! | `apid` | INT32 | none | yes: set when the payload is one whole CCSDS space packet |
+//! | `station` | BYTE_ARRAY | STRING | yes: always null for now |
+//!
+//! `apid` is the space packet's APID when the payload is exactly one packet of version 0 (its
+//! header's length, packet data length + 7, is the payload's), as the TM outputs decide
+//! ([`apid_of_packet`]); null for any other payload. `station` is the receiving ground station;
+//! the archive does not record it yet (reception metadata comes with a later issue), so every row
+//! holds null there and a reader's schema stays the same when it comes.
+//!
+//! Why the `parquet` crate's low-level writer and not its arrow writer: a frame's values go
+//! straight from the frame into the column writers (a payload as the archive's own `Bytes`, which
+//! the encoder copies once into its page), where arrow would first copy every payload into an
+//! array's buffer for the same writers to read; and without the `arrow` feature the crate brings
+//! none of its six `arrow-*` crates (nor what they pull in) into the build.
+//!
+//! Row groups: frames are gathered until [`ROW_GROUP_ROWS`] rows or [`ROW_GROUP_PAYLOAD`] bytes of
+//! payload, whichever comes first, then written as one row group, so memory stays bounded whatever
+//! the window (the gathered frames hold the read buffers their payloads lie in; BENCHMARKS.md
+//! measured a peak RSS of 108-173 MiB). Compression: zstd, level 1, on every column: DuckDB,
+//! pyarrow and Spark all read it, and the `parquet` crate's docs recommend it as the balance of
+//! ratio, speed and support; snappy, the other codec they all read, was not measured against it.
+//! Columns whose values hardly repeat (`received`, `sequence`, `position`, `payload`) are written
+//! without a dictionary, and `payload` without min/max statistics (a byte-wise minimum of payloads
+//! helps no query).
+//!
+//! The writer needs only [`Write`]: no seeking, so standard output serves as well as a file.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical, ZstdLevel};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
+use parquet::errors::ParquetError;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
+use parquet::schema::types::{ColumnPath, Type};
+
+use crate::archive::export::ExportSink;
+use crate::archive::read::FollowedFrame;
+use crate::protocol::ccsds::apid_of_packet;
+
+/// A row group holds at most this many rows (the `parquet` crate's default maximum).
+pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
+
+/// A row group holds at most about this many bytes of payload: it is written once its frames'
+/// payloads reach this.
+pub const ROW_GROUP_PAYLOAD: usize = 64 * 1024 * 1024;
+
+/// Rows handed to a column writer at a time, so that the values of a column are never all in
+/// memory at once (the frames are).
+const BATCH: usize = 8192;
+
+/// The columns, in order: the names a reader's query uses.
+pub const COLUMNS: [&str; 10] = [
+    "received", "kind", "source", "sequence", "priority", "shard", "position", "payload", "apid",
+    "station",
+];
+
+/// Writes frames to `W` as a Parquet file, a row group at a time; [`ExportSink::finish`] writes
+/// the last row group and the footer.
+pub struct ParquetSink<W: Write + Send> {
+    /// `None` once finished.
+    writer: Option<SerializedFileWriter<W>>,
+    /// The output, once finished.
+    finished: Option<W>,
+    /// The frames of the row group being gathered.
+    group: Vec<FollowedFrame>,
+    /// Their payloads' bytes.
+    group_payload: usize,
+    /// When a row group is written: rows, payload bytes.
+    limits: (usize, usize),
+}
+
+impl<W: Write + Send> ParquetSink<W> {
+    /// Starts the file: writes its magic bytes to `out`.
+    pub fn new(out: W) -> io::Result<ParquetSink<W>> {
+        ParquetSink::with_limits(out, (ROW_GROUP_ROWS, ROW_GROUP_PAYLOAD))
+    }
+
+    fn with_limits(out: W, limits: (usize, usize)) -> io::Result<ParquetSink<W>> {
+        let writer = SerializedFileWriter::new(out, Arc::new(schema()?), Arc::new(properties()))
+            .map_err(to_io)?;
+        Ok(ParquetSink {
+            writer: Some(writer),
+            finished: None,
+            group: Vec::new(),
+            group_payload: 0,
+            limits,
+        })
+    }
+
+    /// The output, once [`ExportSink::finish`] has written the file's end.
+    pub fn into_inner(self) -> Option<W> {
+        self.finished
+    }
+
+    /// Writes the gathered frames as a row group.
+    fn write_group(&mut self) -> io::Result<()> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        let writer = self.writer.as_mut().ok_or_else(finished)?;
+        let mut group = writer.next_row_group().map_err(to_io)?;
+        for name in COLUMNS {
+            let column = group
+                .next_column()
+                .map_err(to_io)?
+                .ok_or_else(|| to_io(ParquetError::General(format!("no column {name}"))))?;
+            write_column(name, column, &self.group).map_err(to_io)?;
+        }
+        group.close().map_err(to_io)?;
+        self.group.clear();
+        self.group_payload = 0;
+        Ok(())
+    }
+}
+
+impl<W: Write + Send> ExportSink for ParquetSink<W> {
+    fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()> {
+        if self.writer.is_none() {
+            return Err(finished());
+        }
+        for frame in frames {
+            self.group.push(frame.clone());
+            self.group_payload += frame.frame.payload.len();
+            let (rows, payload) = self.limits;
+            if self.group.len() >= rows || self.group_payload >= payload {
+                self.write_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.write_group()?;
+        let writer = self.writer.take().ok_or_else(finished)?;
+        let mut out = writer.into_inner().map_err(to_io)?;
+        out.flush()?;
+        self.finished = Some(out);
+        Ok(())
+    }
+}
+
+/// Writes column `name` of `frames`' rows.
+fn write_column(
+    name: &str,
+    column: SerializedColumnWriter<'_>,
+    frames: &[FollowedFrame],
+) -> Result<(), ParquetError> {
+    let text = |text: &'static str| Some(ByteArray::from(Bytes::from_static(text.as_bytes())));
+    match name {
+        "received" => write::<Int64Type>(column, frames, |f| {
+            // Past 2262 a time no longer fits an INT64 of nanoseconds.
+            Some(i64::try_from(f.frame.received_unix_ns).unwrap_or(i64::MAX))
+        }),
+        "kind" => write::<ByteArrayType>(column, frames, |f| text(f.frame.kind.label())),
+        // Unsigned logical types: the bits of the u32 and u64, as Parquet stores them.
+        "source" => write::<Int32Type>(column, frames, |f| Some(f.frame.source_id as i32)),
+        "sequence" => write::<Int64Type>(column, frames, |f| Some(f.frame.sequence as i64)),
+        "priority" => write::<ByteArrayType>(column, frames, |f| text(f.frame.priority.as_str())),
+        "shard" => write::<Int32Type>(column, frames, |f| Some(f.shard as i32)),
+        "position" => write::<ByteArrayType>(column, frames, |f| {
+            Some(ByteArray::from(f.shard_position().to_string().into_bytes()))
+        }),
+        "payload" => write::<ByteArrayType>(column, frames, |f| {
+            Some(ByteArray::from(f.frame.payload.clone()))
+        }),
+        "apid" => write::<Int32Type>(column, frames, |f| {
+            apid_of_packet(&f.frame.payload).map(i32::from)
+        }),
+        "station" => write::<ByteArrayType>(column, frames, |_| None),
+        other => Err(ParquetError::General(format!("no column {other}"))),
+    }
+}
+
+/// Writes `value` of each frame to `column`, whose physical type is `T`'s; `None` is a null,
+/// which only an optional column takes.
+fn write<T: DataType>(
+    mut column: SerializedColumnWriter<'_>,
+    frames: &[FollowedFrame],
+    value: impl Fn(&FollowedFrame) -> Option<T::T>,
+) -> Result<(), ParquetError> {
+    let typed = T::get_column_writer_mut(column.untyped())
+        .ok_or_else(|| ParquetError::General(format!("not a {} column", T::get_physical_type())))?;
+    let nullable = typed.get_descriptor().max_def_level() > 0;
+    let (mut values, mut defined) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+    for batch in frames.chunks(BATCH) {
+        values.clear();
+        defined.clear();
+        for frame in batch {
+            let value = value(frame);
+            defined.push(i16::from(value.is_some()));
+            values.extend(value);
+        }
+        if !nullable && values.len() != batch.len() {
+            return Err(ParquetError::General("a null in a required column".into()));
+        }
+        typed.write_batch(&values, nullable.then_some(&defined[..]), None)?;
+    }
+    column.close()
+}
+
+/// The file's schema: [`COLUMNS`], typed as the module doc's table says.
+fn schema() -> io::Result<Type> {
+    use Physical::{BYTE_ARRAY, INT32, INT64};
+    let column = |name: &str, physical, logical: Option<LogicalType>, repetition| {
+        Type::primitive_type_builder(name, physical)
+            .with_logical_type(logical)
+            .with_repetition(repetition)
+            .build()
+            .map(Arc::new)
+    };
+    let (required, optional) = (Repetition::REQUIRED, Repetition::OPTIONAL);
+    let string = Some(LogicalType::String);
+    let unsigned = |bits| Some(LogicalType::integer(bits, false));
+    let nanos = Some(LogicalType::timestamp(true, TimeUnit::NANOS));
+    let fields = [
+        column("received", INT64, nanos, required),
+        column("kind", BYTE_ARRAY, string.clone(), required),
+        column("source", INT32, unsigned(32), required),
+        column("sequence", INT64, unsigned(64), required),
+        column("priority", BYTE_ARRAY, string.clone(), required),
+        column("shard", INT32, unsigned(32), required),
+        column("position", BYTE_ARRAY, string.clone(), required),
+        column("payload", BYTE_ARRAY, None, required),
+        column("apid", INT32, None, optional),
+        column("station", BYTE_ARRAY, string, optional),
+    ];
+    let fields = fields.into_iter().collect::<Result<Vec<_>, _>>();
+    Type::group_type_builder("frame")
+        .with_fields(fields.map_err(to_io)?)
+        .build()
+        .map_err(to_io)
+}
+
+/// zstd on every column; no dictionary where values hardly repeat; no statistics of payloads.
+fn properties() -> WriterProperties {
+    let mut properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_column_statistics_enabled(ColumnPath::from("payload"), EnabledStatistics::None);
+    for unique in ["received", "sequence", "position", "payload"] {
+        properties = properties.set_column_dictionary_enabled(ColumnPath::from(unique), false);
+    }
+    properties.build()
+}
+
+fn to_io(err: ParquetError) -> io::Error {
+    match err {
+        ParquetError::External(err) => match err.downcast::<io::Error>() {
+            Ok(err) => *err,
+            Err(err) => io::Error::other(err),
+        },
+        err => io::Error::other(err),
+    }
+}
+
+fn finished() -> io::Error {
+    io::Error::other("the Parquet file is already finished")
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+
+    use super::*;
+    use crate::archive::segment::FrameRecord;
+    use crate::domain::frame::{Priority, SourceKind};
+    use crate::domain::position::Position;
+
+    fn frame(sequence: u64, payload: &'static [u8]) -> FollowedFrame {
+        FollowedFrame {
+            frame: FrameRecord {
+                kind: SourceKind::LiveUplink,
+                priority: Priority::Emergency,
+                source_id: 7,
+                sequence,
+                received_unix_ns: 1_700_000_000_123_456_789,
+                payload: Bytes::from_static(payload),
+            },
+            shard: 1,
+            position: Position {
+                segment: 3,
+                offset: 8,
+                index: 2,
+            },
+        }
+    }
+
+    /// The NDJSON row of `rows.rs`' test, as Parquet: every column, then a frame that is no
+    /// space packet (null APID).
+    #[test]
+    fn a_row_holds_the_documented_values() {
+        let mut sink = ParquetSink::new(Vec::new()).unwrap();
+        let frames = [frame(42, b"\x08\x64\xc0\x00\x00\x01ab"), frame(43, b"ab")];
+        sink.frames(&frames).unwrap();
+        sink.finish().unwrap();
+        let file = sink.into_inner().unwrap();
+        let reader = SerializedFileReader::new(Bytes::from(file)).unwrap();
+        let rows: Vec<Vec<(String, Field)>> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|row| row.unwrap().into_columns())
+            .collect();
+        let names: Vec<&str> = rows[0].iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, COLUMNS);
+        let values: Vec<&Field> = rows[0].iter().map(|(_, value)| value).collect();
+        assert_eq!(
+            values,
+            [
+                &Field::Long(1_700_000_000_123_456_789),
+                &Field::Str("live".into()),
+                &Field::UInt(7),
+                &Field::ULong(42),
+                &Field::Str("emergency".into()),
+                &Field::UInt(1),
+                &Field::Str("1/3:8:2".into()),
+                &Field::Bytes(ByteArray::from(&b"\x08\x64\xc0\x00\x00\x01ab"[..])),
+                &Field::Int(100),
+                &Field::Null,
+            ]
+        );
+        assert_eq!(rows[1][8].1, Field::Null, "no packet, no APID");
+    }
+
+    /// Row groups end at the row limit or the payload limit, whichever comes first; an empty
+    /// export is a valid file of none; a finished file takes nothing more.
+    #[test]
+    fn row_groups_are_bounded() {
+        let groups = |limits, frames: &[FollowedFrame]| {
+            let mut sink = ParquetSink::with_limits(Vec::new(), limits).unwrap();
+            sink.frames(frames).unwrap();
+            sink.finish().unwrap();
+            assert!(sink.frames(frames).is_err(), "finished already");
+            assert!(sink.finish().is_err(), "finished already");
+            let reader = SerializedFileReader::new(Bytes::from(sink.into_inner().unwrap()));
+            let reader = reader.unwrap();
+            let groups = reader.metadata().row_groups().iter();
+            groups.map(|group| group.num_rows()).collect::<Vec<_>>()
+        };
+        let small: Vec<FollowedFrame> = (0..25).map(|n| frame(n, b"abcd")).collect();
+        assert_eq!(groups((10, 1000), &small), [10, 10, 5], "rows");
+        assert_eq!(groups((1000, 40), &small), [10, 10, 5], "payload bytes");
+        assert_eq!(groups((10, 1000), &[]), Vec::<i64>::new(), "empty");
+    }
+}
