@@ -568,7 +568,7 @@ fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart(
     );
     // The archive's size on disk, its segments and the span of time they hold.
     let archive = browser.wait_for("the archive's size and time span", |v| {
-        v.archive.1.contains(" segments · ") && v.archive.1.ends_with(" UTC")
+        v.archive.1.contains(" segment") && v.archive.1.ends_with(" UTC")
     });
     assert!(archive.archive.0.ends_with("MiB"), "{:?}", archive.archive);
     for source in &view.emergencies {

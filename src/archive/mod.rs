@@ -6,9 +6,11 @@
 //! failed writes; an [`ArchiveSink`] stores them. The durable sink writes CRC-checked segment files
 //! ([`segment`] is their format, [`writer`] appends, [`disk`] syncs and rolls over on a thread of
 //! its own, [`recovery`] reads them back at start); [`tools`] are the operators' `verify`,
-//! `inspect` and `repair`. [`open`] is how a daemon gets its archive and where each source resumes.
-//! A sink that keeps files publishes its [`DurableEnd`], which the archive's readers ([`read`]:
-//! followers, TM outputs, sinks) read up to and never past.
+//! `inspect`, `repair`, `prune` and `export`. [`open`] is how a daemon gets its archive and where
+//! each source resumes. A sink that keeps files publishes its [`DurableEnd`], which the archive's
+//! readers ([`read`]: followers, TM outputs, sinks, time-window queries) read up to and never
+//! past; [`index`] is each sealed segment's index (its contents and time blocks), [`retention`]
+//! bounds the archive, [`export`] writes frames as rows and [`completeness`] finds the gaps.
 
 use std::collections::HashMap;
 use std::error::Error;

@@ -1,5 +1,7 @@
 //! The operator's tools on top of the archive: `aggregator archive verify`,
-//! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) (`docs/archive-tools.md`).
+//! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) here, and beside
+//! them `prune` ([`prune`]) and `export` ([`export`]) (`docs/archive-tools.md`; `gaps` is
+//! [`crate::archive::completeness`]).
 //!
 //! `verify` and `inspect` read segment files and emergency journals with
 //! [`crate::archive::segment`] and change nothing, so they work on a copy of an archive, with the

@@ -203,12 +203,17 @@ function showArchive(archive) {
   const span = archive.oldest_received === null
     ? "no frames yet"
     : `${oldest} → ${newest.startsWith(oldest.slice(0, 6)) ? newest.slice(6) : newest} UTC`;
-  $("archive-span").textContent = `${number.format(archive.segments)} segments · ${span}`;
+  $("archive-span").textContent = `${counted(archive.segments, "segment")} · ${span}`;
   const retention = archive.retention;
   $("archive-retention").textContent = retention.deleted_segments === 0
     ? `${formatBytes(archive.free_bytes)} free · nothing deleted`
-    : `${formatBytes(archive.free_bytes)} free · ${number.format(retention.deleted_segments)} segments ` +
+    : `${formatBytes(archive.free_bytes)} free · ${counted(retention.deleted_segments, "segment")} ` +
       `(${formatBytes(retention.deleted_bytes)}) deleted, last ${shortTime(retention.last_deletion)}`;
+}
+
+/// `1 segment`, `2 segments`.
+function counted(n, noun) {
+  return `${number.format(n)} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 /// `2026-11-24T10:00:00.000000000Z` as `11-24 10:00:00`.
