@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::control::LatencySummary;
 use crate::results::{
     CatalogResult, ChurnResult, ConsumersRound, DrainResult, EmergencyOnly, Measured, Plan,
-    RunResult, ThrottleResult, Throttled, CONSUMERS,
+    RetentionRound, RunResult, ThrottleResult, Throttled, CONSUMERS,
 };
 use crate::summary::{Aggregate, Machine, Ratio, Stat, Summary};
 use crate::targets::{at_least, Goals, Target};
@@ -26,6 +26,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         throttle,
         consumers,
         catalog,
+        retention,
         durable_floor,
     } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
@@ -116,7 +117,11 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         && match throttle.as_ref().and_then(|t| t.measured.as_ref()) {
             Some(t) => t.drain.archived_total == Some(t.drain.processed_total),
             None => true,
-        };
+        }
+        && retention
+            .iter()
+            .flat_map(|r| [&r.without.run, &r.with.run])
+            .all(|r| r.archived_total == Some(r.processed_total) && r.processed_total > 0);
     let mut targets = targets(
         plan,
         &aggregates,
@@ -127,6 +132,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         daemon_archive_complete,
     );
     targets.extend(consumer_targets(&plan.goals, &consumers));
+    targets.extend(retention_targets(&plan.goals, &retention));
     let durable_floor_mb_per_s = Stat::of(durable_floor.iter().map(|d| d.mb_per_s));
     targets.extend(shard_report::targets(
         plan,
@@ -147,6 +153,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         throttle,
         consumers,
         catalog,
+        retention,
         durable_floor,
         durable_floor_mb_per_s,
         targets,
@@ -207,6 +214,52 @@ fn consumer_targets(goals: &Goals, consumers: &[ConsumersRound]) -> Vec<Target> 
         "",
     ));
     out
+}
+
+/// Ingest keeps its pace while retention deletes, at each payload; and retention deleted segments
+/// in every window with it and none in a window without.
+fn retention_targets(goals: &Goals, rounds: &[RetentionRound]) -> Vec<Target> {
+    if rounds.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for payload in payloads_of(rounds) {
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .filter(|r| r.payload == payload)
+            .map(RetentionRound::ratio)
+            .collect();
+        let name = format!(
+            "{payload} B ingest with retention deleting / without (median of {} rounds)",
+            ratios.len()
+        );
+        let median = Stat::of(ratios).median;
+        out.extend(goals.judge("retention_ingest_over_without", name, median, "x"));
+    }
+    let deleted = Stat::of(rounds.iter().map(|r| r.with.deleted_segments as f64));
+    let as_configured = rounds.iter().filter(|r| r.deleted_as_configured()).count();
+    out.push(Target {
+        name: "retention deleted segments in every window with it, none without".into(),
+        target: "every round".into(),
+        measured: format!(
+            "{as_configured} of {} rounds; {} segments deleted per window with retention",
+            rounds.len(),
+            deleted.show(1.0, 0)
+        ),
+        met: as_configured == rounds.len(),
+    });
+    out
+}
+
+/// The payloads of the retention run's rounds, in the order they ran.
+fn payloads_of(rounds: &[RetentionRound]) -> Vec<usize> {
+    let mut payloads: Vec<usize> = Vec::new();
+    for r in rounds {
+        if !payloads.contains(&r.payload) {
+            payloads.push(r.payload);
+        }
+    }
+    payloads
 }
 
 fn targets(
@@ -470,6 +523,9 @@ pub fn render(s: &Summary) -> String {
     if !s.consumers.is_empty() {
         render_consumers(&mut o, &s.consumers, &s.plan);
     }
+    if !s.retention.is_empty() {
+        render_retention(&mut o, &s.retention, &s.plan);
+    }
     let _ = writeln!(
         o,
         "\nTargets (the scenario's, and the checks every run makes):\n"
@@ -712,6 +768,71 @@ fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {
                 .caught_up_s
                 .map_or("n/a".into(), |s| format!("{s:.1}")),
             r.without.drain_clean && r.with.drain_clean,
+        );
+    }
+}
+
+/// The retention run: each round's pair of windows, their ratio, and what retention deleted.
+fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan) {
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let (segment, max) = plan
+        .retention
+        .map_or((0.0, 0.0), |r| (mib(r.segment_bytes), mib(r.max_bytes)));
+    let _ = writeln!(
+        o,
+        "\nRetention (durable daemon, {} saturating uplinks; segments of {segment:.0} MiB in both variants; with retention: `[archive.retention] max_bytes` = {max:.0} MiB; each round a fresh daemon of each, the first alternating; deleted: the daemon's `archive.retention` stats at the window's ends; archive: its bytes on disk at the window's end, from retention's last check):\n",
+        plan.connections
+    );
+    let _ = writeln!(o, "| payload | round | first | M frames/s without | with | with / without | MB/s without | with | server CPU ns/frame without | with | segments deleted | MiB deleted | archive MiB without | with | machine idle % without | with | host steal % without | with |");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let pct = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.0}"));
+    let steal = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.1}"));
+    for r in rounds {
+        let (a, b) = (&r.without, &r.with);
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} | {:.3} | {:.3} | {:.3}x | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
+            r.payload,
+            r.run,
+            if r.with_first { "with" } else { "without" },
+            a.run.frames_per_s / 1e6,
+            b.run.frames_per_s / 1e6,
+            r.ratio(),
+            a.run.mb_per_s,
+            b.run.mb_per_s,
+            a.run.cpu_ns_per_frame,
+            b.run.cpu_ns_per_frame,
+            b.deleted_segments,
+            mib(b.deleted_bytes),
+            mib(a.archive_bytes_at_end),
+            mib(b.archive_bytes_at_end),
+            pct(a.run.machine_idle_pct),
+            pct(b.run.machine_idle_pct),
+            steal(a.run.host_steal_pct),
+            steal(b.run.host_steal_pct),
+        );
+    }
+    let _ = writeln!(o);
+    for payload in payloads_of(rounds) {
+        let of_payload: Vec<&RetentionRound> =
+            rounds.iter().filter(|r| r.payload == payload).collect();
+        let ratio = Stat::of(of_payload.iter().map(|r| r.ratio()));
+        let deleted = Stat::of(of_payload.iter().map(|r| r.with.deleted_segments as f64));
+        let per_s = Stat::of(
+            of_payload
+                .iter()
+                .map(|r| r.with.deleted_segments as f64 / r.with.run.window_s),
+        );
+        let _ = writeln!(
+            o,
+            "{payload} B: with / without {}x over {} rounds; {} segments deleted per window ({} a second)  ",
+            ratio.show(1.0, 3),
+            of_payload.len(),
+            deleted.show(1.0, 0),
+            per_s.show(1.0, 1),
         );
     }
 }

@@ -64,6 +64,8 @@ pub struct Plan {
     pub durable_floor_bytes: Option<u64>,
     /// Where the sweep's plot goes.
     pub plot: Option<PathBuf>,
+    /// The retention run's archive sizes; `None`: it does not run.
+    pub retention: Option<RetentionPlan>,
     /// The scenario's targets.
     pub goals: Goals,
     /// The `aggregator` binary the daemon variants run (`--daemon`); `None`: the library.
@@ -100,6 +102,7 @@ impl Plan {
             default_shards: 2,
             durable_floor_bytes: Some(1 << 30),
             plot: None,
+            retention: None,
             goals: Goals::default(),
             daemon: None,
         }
@@ -260,6 +263,50 @@ impl ConsumersWindow {
     }
 }
 
+/// The retention run's archive: both variants write segments of `segment_bytes`; the one with
+/// retention deletes the oldest sealed ones while the archive holds more than `max_bytes`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RetentionPlan {
+    pub segment_bytes: u64,
+    pub max_bytes: u64,
+}
+
+/// A round of the retention run at one payload: a fresh durable daemon without retention and one
+/// with it, one after the other (which first alternates from round to round).
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionRound {
+    pub payload: usize,
+    pub run: usize,
+    /// Whether the daemon with retention was measured first in this round.
+    pub with_first: bool,
+    pub without: RetentionWindow,
+    pub with: RetentionWindow,
+}
+
+impl RetentionRound {
+    /// Frames/s with retention over frames/s without.
+    pub fn ratio(&self) -> f64 {
+        self.with.run.frames_per_s / self.without.run.frames_per_s
+    }
+
+    /// Retention deleted segments within the window with it, and none within the one without.
+    pub fn deleted_as_configured(&self) -> bool {
+        self.with.deleted_segments > 0 && self.without.deleted_segments == 0
+    }
+}
+
+/// One window of the retention run: the measured window, and what retention did during it, from
+/// the daemon's stats (`/stats`' `archive.retention`) read when the window opened and closed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionWindow {
+    pub run: RunResult,
+    /// Segments and bytes on disk retention deleted within the window.
+    pub deleted_segments: u64,
+    pub deleted_bytes: u64,
+    /// The archive's bytes on disk when the window closed, as retention's last check found them.
+    pub archive_bytes_at_end: u64,
+}
+
 /// Everything [`run_plan`] measured.
 pub struct Measured {
     pub runs: Vec<RunResult>,
@@ -269,6 +316,7 @@ pub struct Measured {
     pub throttle: Option<ThrottleResult>,
     pub consumers: Vec<ConsumersRound>,
     pub catalog: Vec<CatalogResult>,
+    pub retention: Vec<RetentionRound>,
     /// Each measurement of the durable floor, in the order taken.
     pub durable_floor: Vec<DurableFloor>,
 }

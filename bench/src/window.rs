@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::child::{
     child_limit, start_client, start_server_sharded, start_watcher, wait_for_sources,
 };
+use crate::control::Counts;
 use crate::results::{
     process_cpu_ns, tcp_memory_bytes, tcp_retransmits, CpuTimes, Plan, RunResult,
 };
@@ -24,8 +25,20 @@ pub struct Window {
     pub shards: Option<usize>,
 }
 
+/// A measured window, and the server's counters when it opened and when it closed.
+pub struct Measurement {
+    pub result: RunResult,
+    pub start: Counts,
+    pub end: Counts,
+}
+
 /// Starts the server and the load client of `window`, measures it, and stops them.
 pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, String> {
+    measure_counted(exe, plan, window).map(|m| m.result)
+}
+
+/// [`measure`], with the server's counters at the window's ends.
+pub fn measure_counted(exe: &Path, plan: &Plan, window: Window) -> Result<Measurement, String> {
     let Window {
         section,
         variant,
@@ -71,7 +84,7 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
     let shares = machine_before
         .zip(machine_after)
         .and_then(|(before, after)| before.shares_until(&after));
-    Ok(RunResult {
+    let result = RunResult {
         section,
         variant,
         shards: listening.shards,
@@ -108,5 +121,6 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
         connection_errors: last.connection_errors,
         first_error: last.first_error,
         watched,
-    })
+    };
+    Ok(Measurement { result, start, end })
 }
