@@ -135,6 +135,8 @@ pub struct Counts {
     pub archive_bytes: u64,
     pub deleted_segments: u64,
     pub deleted_bytes: u64,
+    /// CPU time of the daemon's retention thread (`archive-retention`), in nanoseconds.
+    pub retention_cpu_ns: u64,
 }
 
 /// What the load client's sources had acknowledged at one instant: its uplinks, and apart from

@@ -524,7 +524,7 @@ pub fn render(s: &Summary) -> String {
         render_consumers(&mut o, &s.consumers, &s.plan);
     }
     if !s.retention.is_empty() {
-        render_retention(&mut o, &s.retention, &s.plan);
+        render_retention(&mut o, &s.retention, &s.plan, s.machine.nproc);
     }
     let _ = writeln!(
         o,
@@ -772,8 +772,9 @@ fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {
     }
 }
 
-/// The retention run: each round's pair of windows, their ratio, and what retention deleted.
-fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan) {
+/// The retention run: each round's pair of windows, their ratio and what retention deleted; then
+/// where the machine's CPU went in each window.
+fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan, nproc: usize) {
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let (segment, max) = plan
         .retention
@@ -783,18 +784,13 @@ fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan) {
         "\nRetention (durable daemon, {} saturating uplinks; segments of {segment:.0} MiB in both variants; with retention: `[archive.retention] max_bytes` = {max:.0} MiB; each round a fresh daemon of each, the first alternating; deleted: the daemon's `archive.retention` stats at the window's ends; archive: its bytes on disk at the window's end, from retention's last check):\n",
         plan.connections
     );
-    let _ = writeln!(o, "| payload | round | first | M frames/s without | with | with / without | MB/s without | with | server CPU ns/frame without | with | segments deleted | MiB deleted | archive MiB without | with | machine idle % without | with | host steal % without | with |");
-    let _ = writeln!(
-        o,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    let pct = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.0}"));
-    let steal = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.1}"));
+    let _ = writeln!(o, "| payload | round | first | M frames/s without | with | with / without | MB/s without | with | segments deleted | MiB deleted | archive MiB without | with |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rounds {
         let (a, b) = (&r.without, &r.with);
         let _ = writeln!(
             o,
-            "| {} B | {} | {} | {:.3} | {:.3} | {:.3}x | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
+            "| {} B | {} | {} | {:.3} | {:.3} | {:.3}x | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} |",
             r.payload,
             r.run,
             if r.with_first { "with" } else { "without" },
@@ -803,16 +799,10 @@ fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan) {
             r.ratio(),
             a.run.mb_per_s,
             b.run.mb_per_s,
-            a.run.cpu_ns_per_frame,
-            b.run.cpu_ns_per_frame,
             b.deleted_segments,
             mib(b.deleted_bytes),
             mib(a.archive_bytes_at_end),
             mib(b.archive_bytes_at_end),
-            pct(a.run.machine_idle_pct),
-            pct(b.run.machine_idle_pct),
-            steal(a.run.host_steal_pct),
-            steal(b.run.host_steal_pct),
         );
     }
     let _ = writeln!(o);
@@ -835,6 +825,56 @@ fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan) {
             per_s.show(1.0, 1),
         );
     }
+    render_retention_cpu(o, rounds, nproc);
+}
+
+/// Where the machine's CPU went in each window of the retention run, in cores.
+fn render_retention_cpu(o: &mut String, rounds: &[RetentionRound], nproc: usize) {
+    let _ = writeln!(
+        o,
+        "\nThe same windows' CPU, in cores of the machine's {nproc}: the daemon's, its retention thread's (deleting and checking), the load client's, and the rest of the machine's busy time (other processes and the kernel's own threads):\n"
+    );
+    let _ = writeln!(o, "| payload | round | daemon without | with | of it retention | daemon CPU ns/frame without | with | load client without | with | rest of the machine without | with | idle % without | with | host steal % without | with |");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let show = |x: Option<f64>, digits: usize| x.map_or("n/a".into(), |v| format!("{v:.digits$}"));
+    for r in rounds {
+        let (a, b) = (&r.without.run, &r.with.run);
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {:.2} | {:.2} | {:.3} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.payload,
+            r.run,
+            a.cpu_cores,
+            b.cpu_cores,
+            r.with.retention_thread_cores,
+            a.cpu_ns_per_frame,
+            b.cpu_ns_per_frame,
+            show(client_cores(a), 2),
+            show(client_cores(b), 2),
+            show(rest_cores(a, nproc), 2),
+            show(rest_cores(b, nproc), 2),
+            show(a.machine_idle_pct, 0),
+            show(b.machine_idle_pct, 0),
+            show(a.host_steal_pct, 1),
+            show(b.host_steal_pct, 1),
+        );
+    }
+}
+
+/// The load client's CPU over a window, in cores.
+fn client_cores(r: &RunResult) -> Option<f64> {
+    r.client_cpu_ns_per_frame
+        .map(|ns| ns * r.frames_per_s / 1e9)
+}
+
+/// The machine's busy CPU over a window outside the server and the load client, in cores: other
+/// processes, and kernel threads.
+fn rest_cores(r: &RunResult, nproc: usize) -> Option<f64> {
+    let busy = nproc as f64 * (100.0 - r.machine_idle_pct? - r.host_steal_pct?) / 100.0;
+    Some(busy - r.cpu_cores - client_cores(r)?)
 }
 
 fn render_catalog(o: &mut String, spreads: &[CatalogResult]) {

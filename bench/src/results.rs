@@ -305,6 +305,8 @@ pub struct RetentionWindow {
     pub deleted_bytes: u64,
     /// The archive's bytes on disk when the window closed, as retention's last check found them.
     pub archive_bytes_at_end: u64,
+    /// CPU time of the daemon's retention thread over the window, in cores.
+    pub retention_thread_cores: f64,
 }
 
 /// Everything [`run_plan`] measured.
@@ -465,6 +467,24 @@ pub fn process_cpu_ns(pid: i32) -> Option<u64> {
     Some(process_cpu_ticks(&stat)? * 1_000_000_000 / system_constant(libc::_SC_CLK_TCK)?)
 }
 
+/// CPU time (user and system) of the threads of process `pid` whose name starts with `name`, in
+/// nanoseconds: `/proc/PID/task/*/stat`. A thread that has ended is no longer counted.
+pub fn threads_cpu_ns(pid: i32, name: &str) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let ticks: u64 = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .filter(|stat| thread_name(stat).is_some_and(|n| n.starts_with(name)))
+        .filter_map(|stat| process_cpu_ticks(&stat))
+        .sum();
+    Some(ticks * 1_000_000_000 / system_constant(libc::_SC_CLK_TCK)?)
+}
+
+/// The name in a `/proc/PID/task/TID/stat` line: between the first `(` and the last `)`.
+fn thread_name(stat: &str) -> Option<&str> {
+    let (_, rest) = stat.split_once('(')?;
+    rest.rsplit_once(')').map(|(name, _)| name)
+}
+
 /// A positive constant of the system (`sysconf`): clock ticks per second, the page size.
 fn system_constant(name: libc::c_int) -> Option<u64> {
     // SAFETY: sysconf reads a constant of the system and takes no pointers.
@@ -519,7 +539,7 @@ fn tcp_memory_pages(sockstat: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{process_cpu_ticks, tcp_memory_pages, tcp_retransmits_of, CpuTimes};
+    use super::{process_cpu_ticks, tcp_memory_pages, tcp_retransmits_of, thread_name, CpuTimes};
 
     #[test]
     fn tcp_memory_is_the_mem_field_of_the_tcp_line() {
@@ -538,6 +558,7 @@ mod tests {
                     3 0 912 123456 789 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0";
         assert_eq!(process_cpu_ticks(stat), Some(3750));
         assert_eq!(process_cpu_ticks("4242 (short) S 1 2"), None);
+        assert_eq!(thread_name(stat), Some("tokio (rt) w"));
         assert_eq!(process_cpu_ticks("no parenthesis"), None);
     }
 

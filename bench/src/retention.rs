@@ -84,7 +84,12 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Vec<RetentionRound>, String> {
 
 /// What retention did within a measured window.
 fn retention_window(m: Measurement) -> RetentionWindow {
+    let retention_ns = m
+        .end
+        .retention_cpu_ns
+        .saturating_sub(m.start.retention_cpu_ns);
     RetentionWindow {
+        retention_thread_cores: retention_ns as f64 / 1e9 / m.result.window_s,
         deleted_segments: m
             .end
             .deleted_segments
