@@ -816,11 +816,17 @@ fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan, npro
                 .iter()
                 .map(|r| r.with.deleted_segments as f64 / r.with.run.window_s),
         );
+        let cpu_per_frame = Stat::of(
+            of_payload
+                .iter()
+                .map(|r| r.with.run.cpu_ns_per_frame / r.without.run.cpu_ns_per_frame),
+        );
         let _ = writeln!(
             o,
-            "{payload} B: with / without {}x over {} rounds; {} segments deleted per window ({} a second)  ",
+            "{payload} B: with / without {}x over {} rounds; the daemon's CPU per frame, with / without, {}x; {} segments deleted per window ({} a second)  ",
             ratio.show(1.0, 3),
             of_payload.len(),
+            cpu_per_frame.show(1.0, 3),
             deleted.show(1.0, 0),
             per_s.show(1.0, 1),
         );
