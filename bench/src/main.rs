@@ -33,6 +33,7 @@
 //! - `witness`: a writer outside that throttle timing the disk's own syncs meanwhile.
 //! - `retention`: the retention run: ingest with retention deleting segments, against without.
 //! - `sweep`: the shard sweep: the daemon variants at each `runtime.shards`, interleaved rounds.
+//! - `diskstat`: a disk's I/O counters over a window (the retention run's archive disk).
 //! - `durable`: the durable floor: the archive's filesystem's sequential writes with `fsync`.
 //! - `watch`: the `watched` variant's dashboard and `/feed` subscribers.
 //! - `server`: the server role: control over stdin, SIGTERM, the final report.
@@ -51,6 +52,7 @@ mod churn;
 mod consumers;
 mod control;
 mod daemon;
+mod diskstat;
 mod durable;
 mod emergency;
 mod external;

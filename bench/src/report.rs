@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::control::LatencySummary;
+use crate::diskstat::DiskWindow;
 use crate::results::{
     CatalogResult, ChurnResult, ConsumersRound, DrainResult, EmergencyOnly, Measured, Plan,
     RetentionRound, RunResult, ThrottleResult, Throttled, CONSUMERS,
@@ -832,6 +833,51 @@ fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan, npro
         );
     }
     render_retention_cpu(o, rounds, nproc);
+    render_retention_disk(o, rounds);
+}
+
+/// What the disk under the archives did in each window of the retention run.
+fn render_retention_disk(o: &mut String, rounds: &[RetentionRound]) {
+    let Some(device) = rounds
+        .iter()
+        .find_map(|r| r.with.disk.as_ref().or(r.without.disk.as_ref()))
+        .map(|d| d.device.clone())
+    else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "\nThe disk under the archives ({device}, `/sys/dev/block/{device}/stat`) in the same windows, every writer of it counted: written and discarded MiB/s, milliseconds of discards per second (summed over the requests), flushes per second and their mean time, and the share of the window it was busy:\n"
+    );
+    let _ = writeln!(o, "| payload | round | written without | with | discarded without | with | discard ms/s without | with | flushes/s without | with | flush ms without | with | busy % without | with |");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let show = |d: Option<&DiskWindow>, f: fn(&DiskWindow) -> f64, digits: usize| {
+        d.map_or("n/a".into(), |d| format!("{:.digits$}", f(d)))
+    };
+    for r in rounds {
+        let (a, b) = (r.without.disk.as_ref(), r.with.disk.as_ref());
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.payload,
+            r.run,
+            show(a, |d| d.written_mib_per_s, 0),
+            show(b, |d| d.written_mib_per_s, 0),
+            show(a, |d| d.discarded_mib_per_s, 0),
+            show(b, |d| d.discarded_mib_per_s, 0),
+            show(a, |d| d.discard_ms_per_s, 0),
+            show(b, |d| d.discard_ms_per_s, 0),
+            show(a, |d| d.flushes_per_s, 0),
+            show(b, |d| d.flushes_per_s, 0),
+            show(a, |d| d.flush_ms_mean, 2),
+            show(b, |d| d.flush_ms_mean, 2),
+            show(a, |d| d.busy_pct, 0),
+            show(b, |d| d.busy_pct, 0),
+        );
+    }
 }
 
 /// Where the machine's CPU went in each window of the retention run, in cores.

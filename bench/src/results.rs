@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::control::{
     CatalogSpread, Churned, DrainInfo, Followed, LatencySummary, Recovered, Watched,
 };
+use crate::diskstat::DiskWindow;
 use crate::targets::Goals;
 use crate::Variant;
 
@@ -307,6 +308,9 @@ pub struct RetentionWindow {
     pub archive_bytes_at_end: u64,
     /// CPU time of the daemon's retention thread over the window, in cores.
     pub retention_thread_cores: f64,
+    /// The archive's disk over the window (every writer of it counted); `None` where its counters
+    /// cannot be read.
+    pub disk: Option<DiskWindow>,
 }
 
 /// Everything [`run_plan`] measured.

@@ -12,14 +12,16 @@
 //! The daemon's own stats (`/stats`' `archive.retention.deleted_segments` and `deleted_bytes`, read
 //! from the library's counters, or from the monitor of a `--daemon` binary) when the window opens
 //! and closes say what retention deleted within it: a window with retention in which nothing was
-//! deleted, or one without in which something was, fails the run.
+//! deleted, or one without in which something was, fails the run. The disk under the archives is
+//! read at the same instants (`diskstat`): what it wrote, discarded and flushed, with every other
+//! writer of it.
 
 use std::path::{Path, PathBuf};
 
-use crate::external;
 use crate::results::{Plan, RetentionPlan, RetentionRound, RetentionWindow};
 use crate::window::{self, Measurement, Window};
 use crate::Variant;
+use crate::{blkio, external};
 
 /// The section of the run's windows in the results.
 pub const SECTION: &str = "retention";
@@ -35,6 +37,7 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Vec<RetentionRound>, String> {
         return Ok(Vec::new());
     };
     let configs = Configs::write(plan, sizes)?;
+    let disk = archive_disk();
     let mut rounds = Vec::new();
     for run in 1..=plan.runs {
         for &payload in &plan.payloads {
@@ -62,7 +65,7 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Vec<RetentionRound>, String> {
                     run,
                     shards: None,
                 };
-                window::measure_counted(exe, &plan, window).map(retention_window)
+                window::measure_counted(exe, &plan, window, disk.as_deref()).map(retention_window)
             };
             let first = measure(with_first)?;
             let second = measure(!with_first)?;
@@ -96,8 +99,20 @@ fn retention_window(m: Measurement) -> RetentionWindow {
             .saturating_sub(m.start.deleted_segments),
         deleted_bytes: m.end.deleted_bytes.saturating_sub(m.start.deleted_bytes),
         archive_bytes_at_end: m.end.archive_bytes,
+        disk: m.disk,
         run: m.result,
     }
+}
+
+/// The disk under the daemons' archives, `MAJ:MIN`; `None`, with a warning, where it cannot be
+/// found (the run goes on without the disk's figures).
+fn archive_disk() -> Option<String> {
+    let dir = crate::control::archive_dir(std::process::id())
+        .parent()
+        .map_or_else(std::env::temp_dir, Path::to_path_buf);
+    blkio::disk_of(&dir)
+        .inspect_err(|e| eprintln!("[bench] retention: no figures of the archive's disk: {e}"))
+        .ok()
 }
 
 /// The two daemon configs of the run: the `--daemon-config` file (or the defaults) with the
