@@ -123,7 +123,7 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 
 /// The whole disk under the filesystem holding `path`, `MAJ:MIN`: the filesystem's source
 /// (`findmnt`), then the disk among it and its parents (`lsblk --inverse`).
-fn disk_of(path: &Path) -> Result<String, String> {
+pub fn disk_of(path: &Path) -> Result<String, String> {
     let source = run(
         "findmnt",
         &["-nvo", "SOURCE", "--target", &path.display().to_string()],

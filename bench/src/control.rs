@@ -130,6 +130,13 @@ pub struct Counts {
     /// `frames_in_flight`); 0 for the floor.
     pub unsynced_bytes: u64,
     pub in_flight: u64,
+    /// The durable daemon's archive as retention's last check found it (`/stats`' `archive`): its
+    /// bytes on disk, and the segments and bytes retention has deleted; 0 for the others.
+    pub archive_bytes: u64,
+    pub deleted_segments: u64,
+    pub deleted_bytes: u64,
+    /// CPU time of the daemon's retention thread (`archive-retention`), in nanoseconds.
+    pub retention_cpu_ns: u64,
 }
 
 /// What the load client's sources had acknowledged at one instant: its uplinks, and apart from

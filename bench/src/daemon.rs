@@ -165,6 +165,9 @@ pub async fn start(
                 sources: s.active_sources,
                 unsynced_bytes: s.archive_unsynced_bytes,
                 in_flight: s.in_flight(),
+                archive_bytes: s.archive_bytes,
+                deleted_segments: s.retention_deleted_segments,
+                deleted_bytes: s.retention_deleted_bytes,
                 ..Counts::default()
             }
         }),

@@ -36,7 +36,7 @@ fn free_port() -> io::Result<SocketAddr> {
 }
 
 /// Sets `section.key` in `table`.
-fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
+pub fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
     let entry = table
         .entry(section)
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -211,6 +211,8 @@ impl StatsReader {
             return self.last;
         };
         let stat = |name: &str| json["stats"][name].as_u64().unwrap_or(0);
+        let archive = &json["archive"];
+        let retention = |name: &str| archive["retention"][name].as_u64().unwrap_or(0);
         self.last = Counts {
             processed: stat("frames_processed"),
             bytes: stat("bytes_processed"),
@@ -218,6 +220,9 @@ impl StatsReader {
             sources: stat("active_sources"),
             unsynced_bytes: stat("archive_unsynced_bytes"),
             in_flight: json["frames_in_flight"].as_u64().unwrap_or(0),
+            archive_bytes: archive["bytes"].as_u64().unwrap_or(0),
+            deleted_segments: retention("deleted_segments"),
+            deleted_bytes: retention("deleted_bytes"),
             ..Counts::default()
         };
         self.last

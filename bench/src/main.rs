@@ -31,7 +31,9 @@
 //! - `emergency`: that run's emergency-only sources, beside the saturating uplinks.
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
 //! - `witness`: a writer outside that throttle timing the disk's own syncs meanwhile.
+//! - `retention`: the retention run: ingest with retention deleting segments, against without.
 //! - `sweep`: the shard sweep: the daemon variants at each `runtime.shards`, interleaved rounds.
+//! - `diskstat`: a disk's I/O counters over a window (the retention run's archive disk).
 //! - `durable`: the durable floor: the archive's filesystem's sequential writes with `fsync`.
 //! - `watch`: the `watched` variant's dashboard and `/feed` subscribers.
 //! - `server`: the server role: control over stdin, SIGTERM, the final report.
@@ -50,6 +52,7 @@ mod churn;
 mod consumers;
 mod control;
 mod daemon;
+mod diskstat;
 mod durable;
 mod emergency;
 mod external;
@@ -60,6 +63,7 @@ mod plot;
 mod report;
 mod restart;
 mod results;
+mod retention;
 mod scenario;
 mod server;
 mod serving;
@@ -438,6 +442,17 @@ fn run(args: RunArgs) -> ExitCode {
     {
         eprintln!(
             "aggregator-bench: the consumers run: a follower did not receive every archived frame: {window:?}"
+        );
+        return ExitCode::FAILURE;
+    }
+    if let Some(round) = summary
+        .retention
+        .iter()
+        .find(|round| !round.deleted_as_configured())
+    {
+        eprintln!(
+            "aggregator-bench: the retention run: round {} at {} B: retention deleted {} segments in the window with it and {} in the one without (expected some, then none)",
+            round.run, round.payload, round.with.deleted_segments, round.without.deleted_segments
         );
         return ExitCode::FAILURE;
     }

@@ -11,10 +11,11 @@ use crate::child::{
 use crate::control::ChildMsg;
 use crate::results::{ChurnResult, DrainResult, Measured, Plan, RestartResult};
 use crate::window::{measure, Window};
-use crate::{catalog, churn, consumers, restart, sweep, throttle, Variant};
+use crate::{catalog, churn, consumers, restart, retention, sweep, throttle, Variant};
 
 /// Runs the whole plan: the durable floor, main runs, scale runs, the shard sweep, the drain run,
-/// the restart run, the churn run, the throttle run, then the consumers run.
+/// the restart run, the churn run, the throttle run, the consumers run, the catalog run, then the
+/// retention run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut results = Vec::new();
@@ -122,6 +123,7 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         false => Vec::new(),
     };
     let catalog = catalog::run(&exe, plan)?;
+    let retention = retention::run(&exe, plan)?;
     Ok(Measured {
         runs: results,
         drain,
@@ -130,6 +132,7 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         throttle,
         consumers,
         catalog,
+        retention,
         durable_floor,
     })
 }

@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 
 use crate::control::LatencySummary;
+use crate::diskstat::DiskWindow;
 use crate::results::{
     CatalogResult, ChurnResult, ConsumersRound, DrainResult, EmergencyOnly, Measured, Plan,
-    RunResult, ThrottleResult, Throttled, CONSUMERS,
+    RetentionRound, RunResult, ThrottleResult, Throttled, CONSUMERS,
 };
 use crate::summary::{Aggregate, Machine, Ratio, Stat, Summary};
 use crate::targets::{at_least, Goals, Target};
@@ -26,6 +27,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         throttle,
         consumers,
         catalog,
+        retention,
         durable_floor,
     } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
@@ -116,7 +118,11 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         && match throttle.as_ref().and_then(|t| t.measured.as_ref()) {
             Some(t) => t.drain.archived_total == Some(t.drain.processed_total),
             None => true,
-        };
+        }
+        && retention
+            .iter()
+            .flat_map(|r| [&r.without.run, &r.with.run])
+            .all(|r| r.archived_total == Some(r.processed_total) && r.processed_total > 0);
     let mut targets = targets(
         plan,
         &aggregates,
@@ -127,6 +133,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         daemon_archive_complete,
     );
     targets.extend(consumer_targets(&plan.goals, &consumers));
+    targets.extend(retention_targets(&plan.goals, &retention));
     let durable_floor_mb_per_s = Stat::of(durable_floor.iter().map(|d| d.mb_per_s));
     targets.extend(shard_report::targets(
         plan,
@@ -147,6 +154,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         throttle,
         consumers,
         catalog,
+        retention,
         durable_floor,
         durable_floor_mb_per_s,
         targets,
@@ -207,6 +215,52 @@ fn consumer_targets(goals: &Goals, consumers: &[ConsumersRound]) -> Vec<Target> 
         "",
     ));
     out
+}
+
+/// Ingest keeps its pace while retention deletes, at each payload; and retention deleted segments
+/// in every window with it and none in a window without.
+fn retention_targets(goals: &Goals, rounds: &[RetentionRound]) -> Vec<Target> {
+    if rounds.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for payload in payloads_of(rounds) {
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .filter(|r| r.payload == payload)
+            .map(RetentionRound::ratio)
+            .collect();
+        let name = format!(
+            "{payload} B ingest with retention deleting / without (median of {} rounds)",
+            ratios.len()
+        );
+        let median = Stat::of(ratios).median;
+        out.extend(goals.judge("retention_ingest_over_without", name, median, "x"));
+    }
+    let deleted = Stat::of(rounds.iter().map(|r| r.with.deleted_segments as f64));
+    let as_configured = rounds.iter().filter(|r| r.deleted_as_configured()).count();
+    out.push(Target {
+        name: "retention deleted segments in every window with it, none without".into(),
+        target: "every round".into(),
+        measured: format!(
+            "{as_configured} of {} rounds; {} segments deleted per window with retention",
+            rounds.len(),
+            deleted.show(1.0, 0)
+        ),
+        met: as_configured == rounds.len(),
+    });
+    out
+}
+
+/// The payloads of the retention run's rounds, in the order they ran.
+fn payloads_of(rounds: &[RetentionRound]) -> Vec<usize> {
+    let mut payloads: Vec<usize> = Vec::new();
+    for r in rounds {
+        if !payloads.contains(&r.payload) {
+            payloads.push(r.payload);
+        }
+    }
+    payloads
 }
 
 fn targets(
@@ -470,6 +524,9 @@ pub fn render(s: &Summary) -> String {
     if !s.consumers.is_empty() {
         render_consumers(&mut o, &s.consumers, &s.plan);
     }
+    if !s.retention.is_empty() {
+        render_retention(&mut o, &s.retention, &s.plan, s.machine.nproc);
+    }
     let _ = writeln!(
         o,
         "\nTargets (the scenario's, and the checks every run makes):\n"
@@ -714,6 +771,162 @@ fn render_consumers(o: &mut String, rounds: &[ConsumersRound], plan: &Plan) {
             r.without.drain_clean && r.with.drain_clean,
         );
     }
+}
+
+/// The retention run: each round's pair of windows, their ratio and what retention deleted; then
+/// where the machine's CPU went in each window.
+fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan, nproc: usize) {
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let (segment, max) = plan
+        .retention
+        .map_or((0.0, 0.0), |r| (mib(r.segment_bytes), mib(r.max_bytes)));
+    let _ = writeln!(
+        o,
+        "\nRetention (durable daemon, {} saturating uplinks; segments of {segment:.0} MiB in both variants; with retention: `[archive.retention] max_bytes` = {max:.0} MiB; each round a fresh daemon of each, the first alternating; deleted: the daemon's `archive.retention` stats at the window's ends; archive: its bytes on disk at the window's end, from retention's last check):\n",
+        plan.connections
+    );
+    let _ = writeln!(o, "| payload | round | first | M frames/s without | with | with / without | MB/s without | with | segments deleted | MiB deleted | archive MiB without | with |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rounds {
+        let (a, b) = (&r.without, &r.with);
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} | {:.3} | {:.3} | {:.3}x | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} |",
+            r.payload,
+            r.run,
+            if r.with_first { "with" } else { "without" },
+            a.run.frames_per_s / 1e6,
+            b.run.frames_per_s / 1e6,
+            r.ratio(),
+            a.run.mb_per_s,
+            b.run.mb_per_s,
+            b.deleted_segments,
+            mib(b.deleted_bytes),
+            mib(a.archive_bytes_at_end),
+            mib(b.archive_bytes_at_end),
+        );
+    }
+    let _ = writeln!(o);
+    for payload in payloads_of(rounds) {
+        let of_payload: Vec<&RetentionRound> =
+            rounds.iter().filter(|r| r.payload == payload).collect();
+        let ratio = Stat::of(of_payload.iter().map(|r| r.ratio()));
+        let deleted = Stat::of(of_payload.iter().map(|r| r.with.deleted_segments as f64));
+        let per_s = Stat::of(
+            of_payload
+                .iter()
+                .map(|r| r.with.deleted_segments as f64 / r.with.run.window_s),
+        );
+        let cpu_per_frame = Stat::of(
+            of_payload
+                .iter()
+                .map(|r| r.with.run.cpu_ns_per_frame / r.without.run.cpu_ns_per_frame),
+        );
+        let _ = writeln!(
+            o,
+            "{payload} B: with / without {}x over {} rounds; the daemon's CPU per frame, with / without, {}x; {} segments deleted per window ({} a second)  ",
+            ratio.show(1.0, 3),
+            of_payload.len(),
+            cpu_per_frame.show(1.0, 3),
+            deleted.show(1.0, 0),
+            per_s.show(1.0, 1),
+        );
+    }
+    render_retention_cpu(o, rounds, nproc);
+    render_retention_disk(o, rounds);
+}
+
+/// What the disk under the archives did in each window of the retention run.
+fn render_retention_disk(o: &mut String, rounds: &[RetentionRound]) {
+    let Some(device) = rounds
+        .iter()
+        .find_map(|r| r.with.disk.as_ref().or(r.without.disk.as_ref()))
+        .map(|d| d.device.clone())
+    else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "\nThe disk under the archives ({device}, `/sys/dev/block/{device}/stat`) in the same windows, every writer of it counted: written and discarded MiB/s, milliseconds of discards per second (summed over the requests), flushes per second and their mean time, and the share of the window it was busy:\n"
+    );
+    let _ = writeln!(o, "| payload | round | written without | with | discarded without | with | discard ms/s without | with | flushes/s without | with | flush ms without | with | busy % without | with |");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let show = |d: Option<&DiskWindow>, f: fn(&DiskWindow) -> f64, digits: usize| {
+        d.map_or("n/a".into(), |d| format!("{:.digits$}", f(d)))
+    };
+    for r in rounds {
+        let (a, b) = (r.without.disk.as_ref(), r.with.disk.as_ref());
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.payload,
+            r.run,
+            show(a, |d| d.written_mib_per_s, 0),
+            show(b, |d| d.written_mib_per_s, 0),
+            show(a, |d| d.discarded_mib_per_s, 0),
+            show(b, |d| d.discarded_mib_per_s, 0),
+            show(a, |d| d.discard_ms_per_s, 0),
+            show(b, |d| d.discard_ms_per_s, 0),
+            show(a, |d| d.flushes_per_s, 0),
+            show(b, |d| d.flushes_per_s, 0),
+            show(a, |d| d.flush_ms_mean, 2),
+            show(b, |d| d.flush_ms_mean, 2),
+            show(a, |d| d.busy_pct, 0),
+            show(b, |d| d.busy_pct, 0),
+        );
+    }
+}
+
+/// Where the machine's CPU went in each window of the retention run, in cores.
+fn render_retention_cpu(o: &mut String, rounds: &[RetentionRound], nproc: usize) {
+    let _ = writeln!(
+        o,
+        "\nThe same windows' CPU, in cores of the machine's {nproc}: the daemon's, its retention thread's (deleting and checking), the load client's, and the rest of the machine's busy time (other processes and the kernel's own threads):\n"
+    );
+    let _ = writeln!(o, "| payload | round | daemon without | with | of it retention | daemon CPU ns/frame without | with | load client without | with | rest of the machine without | with | idle % without | with | host steal % without | with |");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let show = |x: Option<f64>, digits: usize| x.map_or("n/a".into(), |v| format!("{v:.digits$}"));
+    for r in rounds {
+        let (a, b) = (&r.without.run, &r.with.run);
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {:.2} | {:.2} | {:.3} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.payload,
+            r.run,
+            a.cpu_cores,
+            b.cpu_cores,
+            r.with.retention_thread_cores,
+            a.cpu_ns_per_frame,
+            b.cpu_ns_per_frame,
+            show(client_cores(a), 2),
+            show(client_cores(b), 2),
+            show(rest_cores(a, nproc), 2),
+            show(rest_cores(b, nproc), 2),
+            show(a.machine_idle_pct, 0),
+            show(b.machine_idle_pct, 0),
+            show(a.host_steal_pct, 1),
+            show(b.host_steal_pct, 1),
+        );
+    }
+}
+
+/// The load client's CPU over a window, in cores.
+fn client_cores(r: &RunResult) -> Option<f64> {
+    r.client_cpu_ns_per_frame
+        .map(|ns| ns * r.frames_per_s / 1e9)
+}
+
+/// The machine's busy CPU over a window outside the server and the load client, in cores: other
+/// processes, and kernel threads.
+fn rest_cores(r: &RunResult, nproc: usize) -> Option<f64> {
+    let busy = nproc as f64 * (100.0 - r.machine_idle_pct? - r.host_steal_pct?) / 100.0;
+    Some(busy - r.cpu_cores - client_cores(r)?)
 }
 
 fn render_catalog(o: &mut String, spreads: &[CatalogResult]) {

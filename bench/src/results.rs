@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::control::{
     CatalogSpread, Churned, DrainInfo, Followed, LatencySummary, Recovered, Watched,
 };
+use crate::diskstat::DiskWindow;
 use crate::targets::Goals;
 use crate::Variant;
 
@@ -64,6 +65,8 @@ pub struct Plan {
     pub durable_floor_bytes: Option<u64>,
     /// Where the sweep's plot goes.
     pub plot: Option<PathBuf>,
+    /// The retention run's archive sizes; `None`: it does not run.
+    pub retention: Option<RetentionPlan>,
     /// The scenario's targets.
     pub goals: Goals,
     /// The `aggregator` binary the daemon variants run (`--daemon`); `None`: the library.
@@ -100,6 +103,7 @@ impl Plan {
             default_shards: 2,
             durable_floor_bytes: Some(1 << 30),
             plot: None,
+            retention: None,
             goals: Goals::default(),
             daemon: None,
         }
@@ -260,6 +264,55 @@ impl ConsumersWindow {
     }
 }
 
+/// The retention run's archive: both variants write segments of `segment_bytes`; the one with
+/// retention deletes the oldest sealed ones while the archive holds more than `max_bytes`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RetentionPlan {
+    pub segment_bytes: u64,
+    pub max_bytes: u64,
+}
+
+/// A round of the retention run at one payload: a fresh durable daemon without retention and one
+/// with it, one after the other (which first alternates from round to round).
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionRound {
+    pub payload: usize,
+    pub run: usize,
+    /// Whether the daemon with retention was measured first in this round.
+    pub with_first: bool,
+    pub without: RetentionWindow,
+    pub with: RetentionWindow,
+}
+
+impl RetentionRound {
+    /// Frames/s with retention over frames/s without.
+    pub fn ratio(&self) -> f64 {
+        self.with.run.frames_per_s / self.without.run.frames_per_s
+    }
+
+    /// Retention deleted segments within the window with it, and none within the one without.
+    pub fn deleted_as_configured(&self) -> bool {
+        self.with.deleted_segments > 0 && self.without.deleted_segments == 0
+    }
+}
+
+/// One window of the retention run: the measured window, and what retention did during it, from
+/// the daemon's stats (`/stats`' `archive.retention`) read when the window opened and closed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionWindow {
+    pub run: RunResult,
+    /// Segments and bytes on disk retention deleted within the window.
+    pub deleted_segments: u64,
+    pub deleted_bytes: u64,
+    /// The archive's bytes on disk when the window closed, as retention's last check found them.
+    pub archive_bytes_at_end: u64,
+    /// CPU time of the daemon's retention thread over the window, in cores.
+    pub retention_thread_cores: f64,
+    /// The archive's disk over the window (every writer of it counted); `None` where its counters
+    /// cannot be read.
+    pub disk: Option<DiskWindow>,
+}
+
 /// Everything [`run_plan`] measured.
 pub struct Measured {
     pub runs: Vec<RunResult>,
@@ -269,6 +322,7 @@ pub struct Measured {
     pub throttle: Option<ThrottleResult>,
     pub consumers: Vec<ConsumersRound>,
     pub catalog: Vec<CatalogResult>,
+    pub retention: Vec<RetentionRound>,
     /// Each measurement of the durable floor, in the order taken.
     pub durable_floor: Vec<DurableFloor>,
 }
@@ -417,6 +471,24 @@ pub fn process_cpu_ns(pid: i32) -> Option<u64> {
     Some(process_cpu_ticks(&stat)? * 1_000_000_000 / system_constant(libc::_SC_CLK_TCK)?)
 }
 
+/// CPU time (user and system) of the threads of process `pid` whose name starts with `name`, in
+/// nanoseconds: `/proc/PID/task/*/stat`. A thread that has ended is no longer counted.
+pub fn threads_cpu_ns(pid: i32, name: &str) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let ticks: u64 = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .filter(|stat| thread_name(stat).is_some_and(|n| n.starts_with(name)))
+        .filter_map(|stat| process_cpu_ticks(&stat))
+        .sum();
+    Some(ticks * 1_000_000_000 / system_constant(libc::_SC_CLK_TCK)?)
+}
+
+/// The name in a `/proc/PID/task/TID/stat` line: between the first `(` and the last `)`.
+fn thread_name(stat: &str) -> Option<&str> {
+    let (_, rest) = stat.split_once('(')?;
+    rest.rsplit_once(')').map(|(name, _)| name)
+}
+
 /// A positive constant of the system (`sysconf`): clock ticks per second, the page size.
 fn system_constant(name: libc::c_int) -> Option<u64> {
     // SAFETY: sysconf reads a constant of the system and takes no pointers.
@@ -471,7 +543,7 @@ fn tcp_memory_pages(sockstat: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{process_cpu_ticks, tcp_memory_pages, tcp_retransmits_of, CpuTimes};
+    use super::{process_cpu_ticks, tcp_memory_pages, tcp_retransmits_of, thread_name, CpuTimes};
 
     #[test]
     fn tcp_memory_is_the_mem_field_of_the_tcp_line() {
@@ -490,6 +562,7 @@ mod tests {
                     3 0 912 123456 789 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0";
         assert_eq!(process_cpu_ticks(stat), Some(3750));
         assert_eq!(process_cpu_ticks("4242 (short) S 1 2"), None);
+        assert_eq!(thread_name(stat), Some("tokio (rt) w"));
         assert_eq!(process_cpu_ticks("no parenthesis"), None);
     }
 

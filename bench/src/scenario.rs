@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::results::Plan;
+use crate::results::{Plan, RetentionPlan};
 use crate::targets::Goals;
 use crate::Variant;
 
@@ -64,12 +64,29 @@ pub struct Scenario {
     /// `runtime.shards` counts of the shard sweep.
     #[serde(default)]
     pub shards: Vec<usize>,
+    /// The retention run: the durable daemon at each payload with `[archive.retention]` deleting
+    /// continuously, against the same archive without retention, in interleaved rounds.
+    pub retention: Option<RetentionScenario>,
     /// The most MiB one measurement of the durable floor writes.
     #[serde(default = "durable_floor_mib")]
     pub durable_floor_mib: u64,
     /// Bounds on the figures, by what they measure ([`crate::targets::MEASURES`]).
     #[serde(default)]
     pub targets: Goals,
+}
+
+/// The retention run's archive: small segments and a small `max_bytes`, so that retention deletes
+/// segments all through the window. `max_bytes` is given in segments per shard, so that the
+/// scenario holds on any machine: the daemon refuses less than two per shard (each shard's open
+/// segment and its staged next one), and its shards are one per core by default.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionScenario {
+    /// `archive.segment_bytes` of both variants, in MiB.
+    pub segment_mib: u64,
+    /// `archive.retention.max_bytes` of the variant with retention: this many segments for each
+    /// of the daemon's `runtime.shards`.
+    pub max_segments_per_shard: u64,
 }
 
 fn one() -> usize {
@@ -122,6 +139,18 @@ impl Scenario {
         {
             return Err(format!("throttle_mib_per_s = {mib}: give a limit above 0"));
         }
+        if let Some(r) = self.retention.filter(|r| r.segment_mib == 0) {
+            return Err(format!(
+                "retention.segment_mib = {}: give a size above 0",
+                r.segment_mib
+            ));
+        }
+        if let Some(r) = self.retention.filter(|r| r.max_segments_per_shard < 2) {
+            return Err(format!(
+                "retention.max_segments_per_shard = {}: the daemon keeps two per shard at least",
+                r.max_segments_per_shard
+            ));
+        }
         let most = aggregator::domain::shard::MAX_SHARDS;
         if let Some(n) = self.shards.iter().find(|&&n| n == 0 || n > most) {
             return Err(format!("shards: {n}: give counts from 1 to {most}"));
@@ -160,6 +189,12 @@ impl Scenario {
             consumers: self.consumers,
             catalog: self.catalog,
             plot: plot.filter(|_| !self.shards.is_empty()),
+            retention: self.retention.map(|r| RetentionPlan {
+                segment_bytes: r.segment_mib << 20,
+                max_bytes: (r.segment_mib << 20)
+                    * r.max_segments_per_shard
+                    * config.runtime.shards as u64,
+            }),
             shards: self.shards,
             default_shards: config.runtime.shards,
             durable_floor_bytes: durable.then_some(self.durable_floor_mib.max(1) << 20),

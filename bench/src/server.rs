@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::{self, emit, ChildMsg, Counts, FinalReport};
 use crate::external::{self, External};
-use crate::results::process_cpu_ns;
+use crate::results::{process_cpu_ns, threads_cpu_ns};
 use crate::serving::Shared;
 use crate::{daemon, floor, Variant};
 
@@ -98,6 +98,12 @@ async fn serve(
             Some(pid) => external::memory_kib(pid, "VmRSS:"),
             None => control::rss_kib(),
         },
+        // The thread's name as the kernel keeps it: its first 15 bytes.
+        retention_cpu_ns: threads_cpu_ns(
+            pid.map_or(std::process::id() as i32, |pid| pid as i32),
+            "archive-retenti",
+        )
+        .unwrap_or(0),
         ..(running.counts)()
     };
     let peak_rss_kib = || match pid {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::results::{
     CatalogResult, ChurnResult, ConsumersRound, DrainResult, DurableFloor, Plan, RestartResult,
-    RunResult, ThrottleResult,
+    RetentionRound, RunResult, ThrottleResult,
 };
 use crate::targets::Target;
 use crate::Variant;
@@ -104,6 +104,8 @@ pub struct Summary {
     pub throttle: Option<ThrottleResult>,
     pub consumers: Vec<ConsumersRound>,
     pub catalog: Vec<CatalogResult>,
+    /// The retention run's rounds, one per round and payload.
+    pub retention: Vec<RetentionRound>,
     /// Each measurement of the durable floor, and their median with min-max, in MB/s.
     pub durable_floor: Vec<DurableFloor>,
     pub durable_floor_mb_per_s: Stat,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every figure a target may bound, with what it is.
-pub const MEASURES: [(&str, &str); 14] = [
+pub const MEASURES: [(&str, &str); 15] = [
     (
         "throughput_over_floor_64b",
         "64 B frames/s of daemon and pipeline over the floor's, main runs",
@@ -51,6 +51,10 @@ pub const MEASURES: [(&str, &str); 14] = [
     (
         "followers_ingest_over_without",
         "ingest with followers of the archive over ingest without",
+    ),
+    (
+        "retention_ingest_over_without",
+        "ingest with retention deleting over ingest without, median of the rounds' ratios, per payload",
     ),
     (
         "sweep_pipeline_over_floor",

@@ -7,6 +7,8 @@ use std::time::Duration;
 use crate::child::{
     child_limit, start_client, start_server_sharded, start_watcher, wait_for_sources,
 };
+use crate::control::Counts;
+use crate::diskstat::{DiskCounters, DiskWindow};
 use crate::results::{
     process_cpu_ns, tcp_memory_bytes, tcp_retransmits, CpuTimes, Plan, RunResult,
 };
@@ -24,8 +26,28 @@ pub struct Window {
     pub shards: Option<usize>,
 }
 
+/// A measured window, the server's counters when it opened and when it closed, and what the disk
+/// asked for did meanwhile.
+pub struct Measurement {
+    pub result: RunResult,
+    pub start: Counts,
+    pub end: Counts,
+    pub disk: Option<DiskWindow>,
+}
+
 /// Starts the server and the load client of `window`, measures it, and stops them.
 pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, String> {
+    measure_counted(exe, plan, window, None).map(|m| m.result)
+}
+
+/// [`measure`], with the server's counters at the window's ends, and the I/O of `disk` (`MAJ:MIN`)
+/// over the window.
+pub fn measure_counted(
+    exe: &Path,
+    plan: &Plan,
+    window: Window,
+    disk: Option<&str>,
+) -> Result<Measurement, String> {
     let Window {
         section,
         variant,
@@ -47,9 +69,11 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
     let machine_before = CpuTimes::read();
     let (client_before, retransmits_before) = (process_cpu_ns(client.pid()), tcp_retransmits());
     let tcp_memory_before = tcp_memory_bytes();
+    let disk_before = disk.and_then(DiskCounters::read);
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure);
     let end = server.counts("END")?;
+    let disk_after = disk.and_then(DiskCounters::read);
     let (client_after, retransmits_after) = (process_cpu_ns(client.pid()), tcp_retransmits());
     let tcp_memory_after = tcp_memory_bytes();
     let machine_after = CpuTimes::read();
@@ -71,7 +95,7 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
     let shares = machine_before
         .zip(machine_after)
         .and_then(|(before, after)| before.shares_until(&after));
-    Ok(RunResult {
+    let result = RunResult {
         section,
         variant,
         shards: listening.shards,
@@ -108,5 +132,17 @@ pub fn measure(exe: &Path, plan: &Plan, window: Window) -> Result<RunResult, Str
         connection_errors: last.connection_errors,
         first_error: last.first_error,
         watched,
+    };
+    let disk = match (disk, disk_before, disk_after) {
+        (Some(device), Some(before), Some(after)) => {
+            Some(DiskWindow::between(device, &before, &after, window_s))
+        }
+        _ => None,
+    };
+    Ok(Measurement {
+        result,
+        start,
+        end,
+        disk,
     })
 }

@@ -1,6 +1,7 @@
 //! Runs the benchmark harness's smoke scenarios, so that it cannot rot: every variant, the scale
-//! runs, the drain run, the restart run and the churn run must complete, the daemon's archive must
-//! receive every frame it processed, and every churn source must have every frame acknowledged.
+//! runs, the drain run, the restart run, the churn run and the retention run must complete, the
+//! daemon's archive must receive every frame it processed, every churn source must have every
+//! frame acknowledged, and retention must delete segments in its windows.
 //! The throttle run, which needs root and a cgroup v1 blkio hierarchy, must either say why it was
 //! skipped or count acknowledgements, drain without loss and remove its cgroup.
 
@@ -152,5 +153,32 @@ fn the_consumers_run_counts_every_archived_frame_at_every_follower() {
             .collect();
         assert_eq!(frames, vec![Some(archived); 4], "{stdout}");
         assert_eq!(with["drain_clean"], true, "{stdout}");
+    }
+}
+
+/// The durable daemon with retention deleting, against without: in each round's window with
+/// retention the daemon's stats count deleted segments, and none in the one without. The ratio is
+/// not a test's business.
+#[test]
+fn the_retention_run_deletes_segments_in_the_window_with_retention_only() {
+    let (stdout, summary) = bench(&["run", "retention-smoke"], "retention");
+    assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
+    let rounds = summary["retention"].as_array().expect("retention rounds");
+    let payloads: Vec<_> = rounds.iter().map(|r| r["payload"].as_u64()).collect();
+    assert_eq!(payloads, [Some(64), Some(1024)], "{stdout}");
+    for round in rounds {
+        let (with, without) = (&round["with"], &round["without"]);
+        assert!(
+            with["deleted_segments"].as_u64() > Some(0),
+            "nothing deleted: {stdout}"
+        );
+        assert!(with["deleted_bytes"].as_u64() > Some(0), "{stdout}");
+        assert_eq!(without["deleted_segments"], 0, "{stdout}");
+        for window in [with, without] {
+            assert!(
+                window["run"]["frames"].as_u64() > Some(0),
+                "no frames in the window: {stdout}"
+            );
+        }
     }
 }
