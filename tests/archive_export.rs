@@ -16,7 +16,7 @@ use std::process::Command;
 
 use aggregator::archive::export::COLUMNS;
 use aggregator::archive::layout;
-use aggregator::archive::segment::{self, Entry};
+use aggregator::archive::segment;
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::{Priority, SourceKind};
 use base64::Engine as _;
@@ -117,34 +117,26 @@ fn scanned(root: &Path) -> Vec<(u64, Row)> {
     let mut rows = Vec::new();
     for shard in 0..SHARDS {
         let dir = layout::shard_dir(root, shard);
-        for (index, path) in segment::list_segments(&dir).unwrap() {
-            let mut last = (u64::MAX, 0);
-            for (offset, entry) in segment::read_segment(&path).unwrap().entries {
-                let Entry::Frame(f) = entry else { continue };
-                last = match last {
-                    (at, i) if at == offset => (at, i + 1),
-                    _ => (offset, 0),
-                };
-                let kind = match f.kind {
-                    SourceKind::LiveUplink => "live",
-                    SourceKind::ArchivedReplay => "replay",
-                };
-                let priority = match f.priority {
-                    Priority::Routine => "routine",
-                    Priority::Emergency => "emergency",
-                };
-                let row = (
-                    unix_ns_to_rfc3339(f.received_unix_ns),
-                    kind.to_string(),
-                    f.source_id,
-                    f.sequence,
-                    priority.to_string(),
-                    shard,
-                    format!("{shard}/{index}:{offset}:{}", last.1),
-                    f.payload.to_vec(),
-                );
-                rows.push((f.received_unix_ns, row));
-            }
+        for (position, f) in common::stored_frames(&dir) {
+            let kind = match f.kind {
+                SourceKind::LiveUplink => "live",
+                SourceKind::ArchivedReplay => "replay",
+            };
+            let priority = match f.priority {
+                Priority::Routine => "routine",
+                Priority::Emergency => "emergency",
+            };
+            let row = (
+                unix_ns_to_rfc3339(f.received_unix_ns),
+                kind.to_string(),
+                f.source_id,
+                f.sequence,
+                priority.to_string(),
+                shard,
+                format!("{shard}/{position}"),
+                f.payload.to_vec(),
+            );
+            rows.push((f.received_unix_ns, row));
         }
     }
     rows

@@ -8,7 +8,6 @@ mod common;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use aggregator::archive::segment::{self, Entry};
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::units::unix_ns;
 use aggregator::{Daemon, Priority, SourceKind};
@@ -50,18 +49,13 @@ fn scanned(root: &std::path::Path) -> Vec<(u64, (u64, u64, String))> {
     let mut frames = Vec::new();
     for shard in 0..2 {
         let dir = aggregator::archive::layout::shard_dir(root, shard);
-        for (index, path) in segment::list_segments(&dir).unwrap() {
-            let mut last = (u64::MAX, 0);
-            for (offset, entry) in segment::read_segment(&path).unwrap().entries {
-                let Entry::Frame(f) = entry else { continue };
-                last = match last {
-                    (at, i) if at == offset => (at, i + 1),
-                    _ => (offset, 0),
-                };
-                let position = format!("{shard}/{index}:{offset}:{}", last.1);
-                let row = (u64::from(f.source_id), f.sequence, position);
-                frames.push((f.received_unix_ns, row));
-            }
+        for (position, f) in common::stored_frames(&dir) {
+            let row = (
+                u64::from(f.source_id),
+                f.sequence,
+                format!("{shard}/{position}"),
+            );
+            frames.push((f.received_unix_ns, row));
         }
     }
     frames

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aggregator::archive::layout;
-use aggregator::archive::segment::{self, Entry};
+use aggregator::archive::segment;
 use aggregator::archive::CountingSink;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::SyncMode;
@@ -137,32 +137,20 @@ fn seen(followed: &FollowedFrame) -> Seen {
 /// Every frame in the archive in `dir`, in archive order, read from the files independently of the
 /// follower: its record's offset and its index in the record.
 fn archived(dir: &Path) -> Vec<Seen> {
-    let mut frames = Vec::new();
-    for (index, path) in segment::list_segments(dir).unwrap() {
-        let mut last = (u64::MAX, 0);
-        for (offset, entry) in segment::read_segment(&path).unwrap().entries {
-            let Entry::Frame(f) = entry else { continue };
-            last = match last {
-                (at, i) if at == offset => (at, i + 1),
-                _ => (offset, 0),
-            };
-            let position = Position {
-                segment: index,
-                offset,
-                index: last.1,
-            };
+    let stored = common::stored_frames(dir).into_iter();
+    stored
+        .map(|(position, f)| {
             let payload = f.payload.to_vec();
-            frames.push((
+            (
                 position,
                 f.kind,
                 f.source_id,
                 f.sequence,
                 f.priority,
                 payload,
-            ));
-        }
-    }
-    frames
+            )
+        })
+        .collect()
 }
 
 fn subscription(start: Start) -> Subscription {

@@ -242,15 +242,8 @@ enum ArchiveTool {
     Gaps {
         /// The archive directory.
         dir: PathBuf,
-        /// Only frames received at or after TIME: RFC 3339 or a time ago (-1d).
-        #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
-        from: Option<u64>,
-        /// Only frames received at or before TIME.
-        #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
-        to: Option<u64>,
-        /// Only this source, KIND:ID with KIND live or replay; repeat for more.
-        #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
-        source: Vec<(SourceKind, u32)>,
+        #[command(flatten)]
+        window: WindowArgs,
         /// One JSON object, as GET /archive/completeness answers.
         #[arg(long)]
         json: bool,
@@ -269,16 +262,8 @@ enum ArchiveTool {
     Export {
         /// The archive directory.
         dir: PathBuf,
-        /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
-        /// (-1d); from the oldest frame without it.
-        #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
-        from: Option<u64>,
-        /// Only frames received at or before TIME; to the newest frame without it.
-        #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
-        to: Option<u64>,
-        /// Only frames of this source, KIND:ID with KIND live or replay; repeat for more.
-        #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
-        source: Vec<(SourceKind, u32)>,
+        #[command(flatten)]
+        window: WindowArgs,
         /// Only frames of this priority: emergency or routine.
         #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
         priority: Option<Priority>,
@@ -290,6 +275,36 @@ enum ArchiveTool {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
     },
+}
+
+/// The time window and sources of `archive gaps` and `archive export`.
+#[derive(Debug, clap::Args)]
+struct WindowArgs {
+    /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
+    /// (-1d); from the oldest frame without it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
+    from: Option<u64>,
+    /// Only frames received at or before TIME; to the newest frame without it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
+    to: Option<u64>,
+    /// Only frames of this source, KIND:ID with KIND live or replay; repeat for more.
+    #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
+    source: Vec<(SourceKind, u32)>,
+}
+
+impl WindowArgs {
+    /// The filter of these frames; the reason, when --from is after --to.
+    fn filter(self, priority: Option<Priority>) -> Result<FrameFilter, &'static str> {
+        if self.from.zip(self.to).is_some_and(|(from, to)| from > to) {
+            return Err("--from is after --to");
+        }
+        Ok(FrameFilter {
+            sources: self.source,
+            priority,
+            since: self.from,
+            until: self.to,
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -624,46 +639,26 @@ fn monitor_access(token_file: Option<&Path>, tls: &TlsArgs) -> Result<MonitorAcc
 fn archive(tool: ArchiveTool) -> ExitCode {
     match tool {
         ArchiveTool::Verify { dir, strict } => verify(&dir, strict),
-        ArchiveTool::Gaps {
-            dir,
-            from,
-            to,
-            source,
-            json,
-        } => {
-            if from.zip(to).is_some_and(|(from, to)| from > to) {
-                eprintln!("aggregator archive gaps: --from is after --to");
-                return ExitCode::from(2);
+        ArchiveTool::Gaps { dir, window, json } => match window.filter(None) {
+            Ok(filter) => gaps(&dir, &filter, json),
+            Err(why) => {
+                eprintln!("aggregator archive gaps: {why}");
+                ExitCode::from(2)
             }
-            let filter = FrameFilter {
-                sources: source,
-                since: from,
-                until: to,
-                ..FrameFilter::default()
-            };
-            gaps(&dir, &filter, json)
-        }
+        },
         ArchiveTool::Export {
             dir,
-            from,
-            to,
-            source,
+            window,
             priority,
             format,
             output,
-        } => {
-            if from.zip(to).is_some_and(|(from, to)| from > to) {
-                eprintln!("aggregator archive export: --from is after --to");
-                return ExitCode::from(2);
+        } => match window.filter(priority) {
+            Ok(filter) => export(&dir, filter, format, &output),
+            Err(why) => {
+                eprintln!("aggregator archive export: {why}");
+                ExitCode::from(2)
             }
-            let filter = FrameFilter {
-                sources: source,
-                priority,
-                since: from,
-                until: to,
-            };
-            export(&dir, filter, format, &output)
-        }
+        },
         ArchiveTool::Inspect { dir, filter } => inspect(&dir, &filter),
         ArchiveTool::Repair { dir, quarantine } => repair(&dir, quarantine),
         ArchiveTool::Prune {

@@ -43,6 +43,14 @@ impl SequenceSet {
         self.runs.splice(from..to, [merged]);
     }
 
+    /// The set of these runs (`first <= last` each).
+    #[cfg(test)]
+    pub(crate) fn of_runs(runs: &[(u64, u64)]) -> SequenceSet {
+        let mut set = SequenceSet::default();
+        runs.iter().for_each(|&(first, last)| set.insert_run(first, last));
+        set
+    }
+
     /// Adds every sequence of `sequences`; consecutive ones go in as one run.
     pub(crate) fn extend(&mut self, sequences: impl IntoIterator<Item = u64>) {
         let mut run: Option<(u64, u64)> = None;

@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use aggregator::archive::segment::{self, Entry, FrameRecord};
 pub use aggregator::archive::Archive as Shards;
 use aggregator::archive::{layout, ArchiveSink, BoxFuture, DurableEnd, SegmentSink};
 use aggregator::config::SyncMode;
+use aggregator::domain::position::Position;
 use aggregator::ingest::router::RouterHandle;
 use aggregator::links::LinkSockets;
 use aggregator::ops::frame_feed::FrameFeed;
@@ -553,6 +555,33 @@ where
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The archive's files, read independently of the daemon.
+// ---------------------------------------------------------------------------------------------
+
+/// Every frame stored in the segments of the shard directory `dir`, in file order, each with its
+/// position: its segment, its record's offset and its index in the record.
+pub fn stored_frames(dir: &Path) -> Vec<(Position, FrameRecord)> {
+    let mut frames = Vec::new();
+    for (index, path) in segment::list_segments(dir).unwrap() {
+        let mut last = (u64::MAX, 0);
+        for (offset, entry) in segment::read_segment(&path).unwrap().entries {
+            let Entry::Frame(frame) = entry else { continue };
+            last = match last {
+                (at, i) if at == offset => (at, i + 1),
+                _ => (offset, 0),
+            };
+            let position = Position {
+                segment: index,
+                offset,
+                index: last.1,
+            };
+            frames.push((position, frame));
+        }
+    }
+    frames
 }
 
 // ---------------------------------------------------------------------------------------------

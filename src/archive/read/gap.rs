@@ -178,9 +178,7 @@ mod tests {
     use super::*;
 
     fn set(runs: &[(u64, u64)]) -> SequenceSet {
-        let mut set = SequenceSet::default();
-        runs.iter().for_each(|&(a, b)| set.insert_run(a, b));
-        set
+        SequenceSet::of_runs(runs)
     }
 
     #[test]
