@@ -36,22 +36,24 @@ ip route add default via 10.0.2.2
 cd /data
 daemon=""
 start_daemon() {
-    rm -f /tmp/stopping
     ./service >> /data/service.log 2>&1 &
     daemon=$!
     log "service started pid=$daemon"
     # A service that ends by itself (a start that refuses the archive) says why on the console,
-    # where the host reads it. It stays a zombie until waited for: watch its state, not its pid.
+    # where the host reads it; one stopped by stop_daemon (its pid's flag set) does not. It stays
+    # a zombie until waited for: watch its state, not its pid.
     (
-        while [ -d "/proc/$daemon" ] && ! grep -q '^State:.*Z' "/proc/$daemon/status" 2>/dev/null; do
+        pid=$daemon
+        while [ -d "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do
             sleep 1
         done
-        [ -e /tmp/stopping ] || tail -n 5 /data/service.log | sed 's/^/powercut-init: service died: /' > /dev/console
+        [ -e "/tmp/stopping.$pid" ] ||
+            tail -n 5 /data/service.log | sed 's/^/powercut-init: service died: /' > /dev/console
     ) &
 }
 stop_daemon() {
-    touch /tmp/stopping
     if [ -n "$daemon" ]; then
+        touch "/tmp/stopping.$daemon"
         kill -TERM "$daemon" 2>/dev/null
         wait "$daemon"
         log "service exited status=$?"

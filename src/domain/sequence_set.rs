@@ -47,7 +47,8 @@ impl SequenceSet {
     #[cfg(test)]
     pub(crate) fn of_runs(runs: &[(u64, u64)]) -> SequenceSet {
         let mut set = SequenceSet::default();
-        runs.iter().for_each(|&(first, last)| set.insert_run(first, last));
+        runs.iter()
+            .for_each(|&(first, last)| set.insert_run(first, last));
         set
     }
 
