@@ -507,6 +507,20 @@ fn gaps_say_what_retention_deleted_and_what_never_arrived() {
     assert_eq!(only["frames"], 6 + 10 + 5);
     assert_eq!(only["gaps"][0]["cause"], "retention");
     assert_eq!(only["gaps"][1]["cause"], "not_received");
+    // docs/archive-tools.md's line, byte for byte.
+    let path = root.to_str().unwrap();
+    let json = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "gaps", path, "--source", "live:7", "--json"])
+        .output()
+        .unwrap();
+    let documented = "{\"from\":null,\"sources\":[{\"first\":0,\"frames\":42,\"gaps\":[\
+        {\"cause\":\"retention\",\"first\":11,\"frames\":10,\"last\":20},{\"cause\":\"not_received\",\
+        \"first\":31,\"frames\":9,\"last\":39}],\"held\":[[0,10],[21,30],[40,60]],\"kind\":\"live\",\
+        \"last\":60,\"source\":7}],\"to\":null}";
+    assert_eq!(
+        String::from_utf8(json.stdout).unwrap().trim_end(),
+        documented
+    );
     let text = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args([
             "archive",
