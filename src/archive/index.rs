@@ -488,6 +488,32 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any index, of any sources and blocks, reads back as written.
+        #[test]
+        fn any_index_reads_back_as_written(
+            frames in proptest::collection::vec(
+                (0u64..4, 0u32..5, 0u64..1_000, 0u64..u64::MAX / 2, 1u64..200_000),
+                0..60,
+            ),
+        ) {
+            let mut index = SegmentIndex::default();
+            let mut offset = 8;
+            for (kind, id, sequence, received, len) in frames {
+                let kind = match kind % 2 {
+                    0 => SourceKind::LiveUplink,
+                    _ => SourceKind::ArchivedReplay,
+                };
+                index.add(offset, ((kind, id), received), [sequence]);
+                offset += len;
+            }
+            index.len = offset;
+            let mut bytes = Vec::new();
+            index.encode(&mut bytes);
+            proptest::prop_assert_eq!(decode(&bytes), Some(index));
+        }
+    }
+
     #[test]
     fn a_damaged_or_cut_index_is_refused_never_trusted() {
         let mut bytes = Vec::new();

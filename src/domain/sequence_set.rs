@@ -159,6 +159,31 @@ mod tests {
         set.runs().flat_map(|(first, last)| first..=last).collect()
     }
 
+    proptest::proptest! {
+        /// Whatever the order runs come in, the set holds what a plain set of them holds, as
+        /// sorted, disjoint, non-adjacent runs, and what is missing is the rest.
+        #[test]
+        fn runs_hold_what_a_plain_set_holds(
+            runs in proptest::collection::vec((0u64..300, 0u64..8), 0..40),
+            (from, span) in (0u64..300, 0u64..60),
+        ) {
+            let mut set = SequenceSet::default();
+            let mut model = std::collections::BTreeSet::new();
+            for (first, len) in runs {
+                set.insert_run(first, first + len);
+                model.extend(first..=first + len);
+            }
+            proptest::prop_assert_eq!(members(&set), model.iter().copied().collect::<Vec<_>>());
+            let runs: Vec<(u64, u64)> = set.runs().collect();
+            proptest::prop_assert!(runs.windows(2).all(|w| w[0].1 + 1 < w[1].0));
+            let missing: Vec<u64> = (set.missing_in(from, from + span).into_iter())
+                .flat_map(|(a, b)| a..=b)
+                .collect();
+            let expected: Vec<u64> = (from..=from + span).filter(|s| !model.contains(s)).collect();
+            proptest::prop_assert_eq!(missing, expected);
+        }
+    }
+
     #[test]
     fn what_is_missing_in_a_range_is_what_no_run_covers() {
         let mut set = SequenceSet::default();

@@ -841,6 +841,96 @@ mod tests {
         }
     }
 
+    fn kind(byte: u8) -> SourceKind {
+        match byte % 2 {
+            0 => SourceKind::LiveUplink,
+            _ => SourceKind::ArchivedReplay,
+        }
+    }
+
+    proptest::proptest! {
+        /// Any subscription a consumer can send decodes to itself: every start, sources,
+        /// positions in distinct shards, priority, window and choice on gaps.
+        #[test]
+        fn any_subscription_round_trips(
+            start in 0u8..3,
+            sources in proptest::collection::vec((0u8..2, proptest::prelude::any::<u32>()), 0..40),
+            shards in proptest::collection::btree_map(0usize..64, (0u64..9, 8u64..1 << 40, 0u32..9), 0..8),
+            priority in 0u8..3,
+            window in proptest::option::of((1u64..u64::MAX / 2, 0u64..u64::MAX / 2)),
+            go_on in proptest::prelude::any::<bool>(),
+        ) {
+            let positions = shards
+                .into_iter()
+                .map(|(shard, (segment, offset, index))| at(shard, segment, offset, index))
+                .collect::<Vec<_>>();
+            let start = match start {
+                0 => Start::Oldest,
+                1 => Start::Now,
+                _ => after(&positions),
+            };
+            let sources = sources.into_iter().map(|(k, id)| (kind(k), id)).collect();
+            let priority = match priority {
+                0 => None,
+                1 => Some(Priority::Routine),
+                _ => Some(Priority::Emergency),
+            };
+            let mut subscription = Subscription::new(start, sources, priority);
+            if let Some((since, more)) = window {
+                subscription = subscription.within(Some(since), Some(since + more));
+            }
+            if go_on {
+                subscription = subscription.going_on_past_gaps();
+            }
+            let mut encoded = BytesMut::new();
+            subscription.encode(&mut encoded);
+            proptest::prop_assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
+        }
+
+        /// Any message the daemon sends decodes to itself.
+        #[test]
+        fn any_daemon_message_round_trips(
+            shard in 0usize..64,
+            (kind_byte, source_id, received) in (0u8..2, proptest::prelude::any::<u32>(), proptest::prelude::any::<u64>()),
+            frames in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)),
+                1..8,
+            ),
+            (segment, offset, index) in (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>(), 0u32..1000),
+            skipped in proptest::collection::vec((0u8..2, proptest::prelude::any::<u32>(), proptest::prelude::any::<u64>()), 0..10),
+            detail in "[a-z ]{0,40}",
+        ) {
+            let run = FrameRun {
+                shard,
+                kind: kind(kind_byte),
+                priority: Priority::Routine,
+                source_id,
+                received_unix_ns: received,
+                first: Position { segment, offset, index },
+                frames: frames.into_iter().map(|(s, p)| (s, Bytes::from(p))).collect(),
+            };
+            let skipped = Skipped {
+                shard,
+                deleted: segment,
+                resumed: segment.saturating_add(1),
+                sources: skipped.into_iter().map(|(k, id, n)| ((kind(k), id), n)).collect(),
+            };
+            let messages = [
+                DaemonMessage::Frames(run),
+                DaemonMessage::Skipped(skipped),
+                DaemonMessage::Earliest(Earliest { shard, oldest: received }),
+                DaemonMessage::Catalog { version: offset },
+                DaemonMessage::End { reason: EndReason::Until, detail: detail.clone() },
+                DaemonMessage::Refused { reason: RefuseReason::MalformedSubscribe, detail },
+            ];
+            for message in messages {
+                let mut encoded = BytesMut::new();
+                message.encode(&mut encoded);
+                proptest::prop_assert_eq!(DaemonMessage::decode(body(encoded)), Ok(message));
+            }
+        }
+    }
+
     /// The example of `docs/follow-protocol.md`, byte for byte.
     #[test]
     fn the_documented_example_is_what_is_encoded() {
