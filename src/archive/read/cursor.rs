@@ -45,7 +45,7 @@ pub(crate) struct Chunk {
     /// The frames the filter wants, in archive order, a run per record.
     pub runs: Vec<FrameRun>,
     pub cursor: Cursor,
-    /// The sequences it passed of the sources the filter wants, both priorities: with `track`.
+    /// How many frames it passed of each source the filter wants, both priorities: with `track`.
     pub passed: Passed,
     /// The newest received time of the frames it read, wanted or not.
     pub newest: Option<u64>,
@@ -256,8 +256,8 @@ pub(crate) fn past_damage(
 }
 
 /// The frames of `records` that `filter` wants, a run per record, each frame with its position;
-/// those before `cursor`'s first index in its record are skipped. With `passed`, the sequences of
-/// every frame of a wanted source go there too, whatever its priority.
+/// those before `cursor`'s first index in its record are skipped. With `passed`, every frame of a
+/// wanted source is counted there too, whatever its priority.
 fn runs_of(
     records: Records,
     (shard, cursor): (usize, Cursor),
@@ -282,8 +282,7 @@ fn runs_of(
             .as_deref_mut()
             .filter(|_| filter.wants_source(&frame))
         {
-            let sequences = passed.entry((frame.kind, frame.source_id)).or_default();
-            sequences.insert_run(frame.sequence, frame.sequence);
+            *passed.entry((frame.kind, frame.source_id)).or_default() += 1;
         }
         if skipped || !filter.wants(&frame) {
             continue;

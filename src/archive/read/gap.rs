@@ -6,14 +6,19 @@
 //! may delete under a size limit) goes on at the oldest segment left, and is told how many frames
 //! of each source it wants it skipped ([`Skipped`]), so that it can say so in turn.
 //!
-//! The count is exact without reading what is gone. Retention writes down each source's deleted
-//! sequences before it unlinks a segment (`archive::retention::state`), so a reader that found a
-//! segment missing finds its frames there; it only has to take away what was deleted before it
-//! started (or before its last skip), which it noted, and what it had read already: a reader keeps
-//! the sequences it passed, of both priorities, for the sources it wants ([`GapWatch`]), as a few
-//! runs each. A reader that starts at a position whose segment is already gone cannot know which
-//! of the frames deleted before it came before that position: its first notice counts every frame
-//! of its sources retention deleted.
+//! The count is exact without reading what is gone. Retention counts each source's deleted frames
+//! in the shard's state before it unlinks a segment (`archive::retention::state`), and within a
+//! shard it deletes in index order. So when a reader finds its next segment missing, every
+//! segment it read since it last looked is deleted too, each after the reader read it: the frames
+//! deleted since it last looked are those it skipped and those it had read. It keeps how many it
+//! read of each source it wants, of both priorities, since its last look ([`GapWatch`]), and the
+//! skip is the difference. (Counts, not the deleted sequences: those are kept as at most 1,024
+//! runs, merging the oldest gaps, and a set widened so would hide skipped frames inside it.) A
+//! reader that starts after a position inside a segment, or at the frames to come, counts the
+//! frames of its first segment before its start as skipped when that segment goes before it
+//! reads on; one that starts at a position whose segment is already gone cannot know which of the
+//! frames deleted before it came before that position: its first notice counts every frame of
+//! its sources retention deleted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -24,12 +29,6 @@ use super::filter::FrameFilter;
 use crate::archive::retention::state::ShardState;
 use crate::archive::segment;
 use crate::domain::frame::{SourceKey, SourceKind};
-use crate::domain::sequence_set::SequenceSet;
-
-/// The runs a reader keeps of each source's passed sequences, at most: older gaps merge (gaps in
-/// what the source sent; the holes near the top, routine frames an emergency overtook that the
-/// reader has yet to read, are hundreds at most).
-const MOST_RUNS: usize = 1024;
 
 /// What a reader does when its next frames were deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,15 +72,15 @@ impl Skipped {
     }
 }
 
-/// The sequences of each source a reader passed in one read, both priorities.
-pub(crate) type Passed = HashMap<SourceKey, SequenceSet>;
+/// How many frames of each source a reader passed in one read, both priorities.
+pub(crate) type Passed = HashMap<SourceKey, u64>;
 
 /// What a shard's reader remembers to count what a deletion made it skip.
 #[derive(Debug, Default)]
 pub(crate) struct GapWatch {
-    /// Each source's deleted sequences when the reader last looked: not skips of its own.
-    seen: BTreeMap<(u8, u32), SequenceSet>,
-    /// The sequences of the wanted sources it has passed since.
+    /// Each source's deleted frames when the reader last looked: not skips of its own.
+    seen: BTreeMap<(u8, u32), u64>,
+    /// The frames of the wanted sources it has passed since.
     passed: Passed,
 }
 
@@ -90,17 +89,15 @@ impl GapWatch {
     pub(crate) fn starting(dir: &Path) -> io::Result<GapWatch> {
         let state = ShardState::read(dir)?;
         Ok(GapWatch {
-            seen: pruned_sequences(&state),
+            seen: pruned_frames(&state),
             passed: Passed::new(),
         })
     }
 
-    /// Adds the sequences of one read.
+    /// Adds the frames of one read.
     pub(crate) fn pass(&mut self, passed: Passed) {
-        for (key, sequences) in passed {
-            let all = self.passed.entry(key).or_default();
-            sequences.runs().for_each(|(a, b)| all.insert_run(a, b));
-            all.merge_oldest_past(MOST_RUNS);
+        for (key, frames) in passed {
+            *self.passed.entry(key).or_default() += frames;
         }
     }
 
@@ -124,9 +121,9 @@ impl GapWatch {
                 shard,
                 segment: deleted,
             })?;
-        let now = pruned_sequences(&state);
+        let now = pruned_frames(&state);
         let mut sources = Vec::new();
-        for (&(kind, id), sequences) in &now {
+        for (&(kind, id), &deleted) in &now {
             let Some(kind) = SourceKind::from_byte(kind) else {
                 continue;
             };
@@ -134,9 +131,9 @@ impl GapWatch {
             if !(filter.sources.is_empty() || filter.sources.contains(&key)) {
                 continue;
             }
-            let before = self.seen.get(&(kind.to_byte(), id));
-            let read = self.passed.get(&key);
-            let frames = count_new(sequences, before, read);
+            let before = self.seen.get(&(kind.to_byte(), id)).copied().unwrap_or(0);
+            let read = self.passed.get(&key).copied().unwrap_or(0);
+            let frames = deleted.saturating_sub(before).saturating_sub(read);
             if frames > 0 {
                 sources.push((key, frames));
             }
@@ -152,43 +149,69 @@ impl GapWatch {
     }
 }
 
-/// Each source's deleted sequences in a shard's retention state.
-fn pruned_sequences(state: &ShardState) -> BTreeMap<(u8, u32), SequenceSet> {
-    let pruned = state.pruned.iter();
-    pruned.map(|(&key, p)| (key, p.sequences.clone())).collect()
-}
-
-/// How many sequences of `now` are in neither `before` nor `read`.
-fn count_new(now: &SequenceSet, before: Option<&SequenceSet>, read: Option<&SequenceSet>) -> u64 {
-    now.runs()
-        .map(|(first, last)| {
-            let mut left = vec![(first, last)];
-            for known in [before, read].into_iter().flatten() {
-                left = (left.into_iter())
-                    .flat_map(|(a, b)| known.missing_in(a, b))
-                    .collect();
-            }
-            left.iter().map(|(a, b)| b - a + 1).sum::<u64>()
-        })
-        .sum()
+/// Each source's deleted frames in a shard's retention state.
+fn pruned_frames(state: &ShardState) -> BTreeMap<(u8, u32), u64> {
+    state
+        .pruned
+        .iter()
+        .map(|(&key, p)| (key, p.frames))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::fs;
 
-    fn set(runs: &[(u64, u64)]) -> SequenceSet {
-        SequenceSet::of_runs(runs)
+    use super::*;
+    use crate::archive::index::SegmentIndex;
+    use crate::archive::retention::state::Deleted;
+
+    /// A source's frames with sequences far apart: one run each.
+    fn scattered(first: u64, frames: u64) -> SegmentIndex {
+        let mut contents = SegmentIndex::default();
+        let sequences = (0..frames).map(|n| first + 2 * n);
+        contents.add(8, ((SourceKind::LiveUplink, 7), 1), sequences);
+        contents
     }
 
+    /// Retention keeps at most 1,024 runs of a source's deleted sequences, merging the oldest: a
+    /// skip past them still counts exactly the frames deleted that the reader had not read.
     #[test]
-    fn a_skip_counts_what_was_deleted_since_and_not_read() {
-        // Deleted before the reader started: 0..=99. Since: 100..=199 and an emergency at 250.
-        // The reader read 100..=149 and 250 of them.
-        let now = set(&[(0, 199), (250, 250)]);
-        let before = set(&[(0, 99)]);
-        let read = set(&[(100, 149), (250, 250)]);
-        assert_eq!(count_new(&now, Some(&before), Some(&read)), 50);
-        assert_eq!(count_new(&now, None, None), 201);
+    fn a_skip_counts_what_was_deleted_since_and_not_read_however_scattered() {
+        let dir = std::env::temp_dir().join(format!("gap-count-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for index in 0..4 {
+            fs::write(dir.join(segment::segment_name(index)), segment::MAGIC).unwrap();
+        }
+        let mut gap = GapWatch::starting(&dir).unwrap();
+        // The reader read segment 0 (1,200 frames, every other sequence from 0); then retention
+        // deleted it and segment 1 (1,200 more, from 2,400): 2,400 runs, merged to 1,024.
+        gap.pass(Passed::from([((SourceKind::LiveUplink, 7), 1_200)]));
+        let mut state = ShardState::read(&dir).unwrap();
+        let deleted =
+            [(0, scattered(0, 1_200)), (1, scattered(2_400, 1_200))].map(|(segment, contents)| {
+                Deleted {
+                    segment,
+                    bytes: 1,
+                    contents,
+                }
+            });
+        state.delete(&dir, &deleted, 1).unwrap();
+        let pruned = ShardState::read(&dir).unwrap();
+        let runs = pruned
+            .pruned((SourceKind::LiveUplink, 7))
+            .unwrap()
+            .sequences
+            .runs();
+        assert!(runs.count() <= 1_024, "the deleted sequences were merged");
+        let skipped = gap.skip(&dir, 0, 1, &FrameFilter::default()).unwrap();
+        assert_eq!(skipped.resumed, 2);
+        assert_eq!(skipped.sources, [((SourceKind::LiveUplink, 7), 1_200)]);
+        // Nothing more deleted: the next skip finds none.
+        fs::remove_file(dir.join(segment::segment_name(2))).unwrap();
+        let again = gap.skip(&dir, 0, 2, &FrameFilter::default()).unwrap();
+        assert_eq!((again.resumed, again.sources), (3, vec![]));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
