@@ -281,35 +281,14 @@ mod tests {
     use parquet::record::Field;
 
     use super::*;
-    use crate::archive::segment::FrameRecord;
-    use crate::domain::frame::{Priority, SourceKind};
-    use crate::domain::position::Position;
-
-    fn frame(sequence: u64, payload: &'static [u8]) -> FollowedFrame {
-        FollowedFrame {
-            frame: FrameRecord {
-                kind: SourceKind::LiveUplink,
-                priority: Priority::Emergency,
-                source_id: 7,
-                sequence,
-                received_unix_ns: 1_700_000_000_123_456_789,
-                payload: Bytes::from_static(payload),
-            },
-            shard: 1,
-            position: Position {
-                segment: 3,
-                offset: 8,
-                index: 2,
-            },
-        }
-    }
+    use crate::archive::export::rows::tests::{frame, PACKET};
 
     /// The NDJSON row of `rows.rs`' test, as Parquet: every column, then a frame that is no
     /// space packet (null APID).
     #[test]
     fn a_row_holds_the_documented_values() {
         let mut sink = ParquetSink::new(Vec::new()).unwrap();
-        let frames = [frame(42, b"\x08\x64\xc0\x00\x00\x01ab"), frame(43, b"ab")];
+        let frames = [frame(42, PACKET), frame(43, b"ab")];
         sink.frames(&frames).unwrap();
         sink.finish().unwrap();
         let file = sink.into_inner().unwrap();
@@ -332,7 +311,7 @@ mod tests {
                 &Field::Str("emergency".into()),
                 &Field::UInt(1),
                 &Field::Str("1/3:8:2".into()),
-                &Field::Bytes(ByteArray::from(&b"\x08\x64\xc0\x00\x00\x01ab"[..])),
+                &Field::Bytes(ByteArray::from(PACKET)),
                 &Field::Int(100),
                 &Field::Null,
             ]

@@ -131,7 +131,7 @@ fn base64(payload: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::Bytes;
 
     use super::*;
@@ -139,15 +139,16 @@ mod tests {
     use crate::domain::frame::{Priority, SourceKind};
     use crate::domain::position::Position;
 
-    fn frame() -> FollowedFrame {
+    /// The frame the documented rows show: live:7, sequence 42, an emergency, one space packet.
+    pub(crate) fn frame(sequence: u64, payload: &'static [u8]) -> FollowedFrame {
         FollowedFrame {
             frame: FrameRecord {
                 kind: SourceKind::LiveUplink,
                 priority: Priority::Emergency,
                 source_id: 7,
-                sequence: 42,
+                sequence,
                 received_unix_ns: 1_700_000_000_123_456_789,
-                payload: Bytes::from_static(b"\x08\x64\xc0\x00\x00\x01ab"),
+                payload: Bytes::from_static(payload),
             },
             shard: 1,
             position: Position {
@@ -158,13 +159,16 @@ mod tests {
         }
     }
 
+    /// The documented frame's payload.
+    pub(crate) const PACKET: &[u8] = b"\x08\x64\xc0\x00\x00\x01ab";
+
     /// The rows `docs/http-api.md` shows, byte for byte.
     #[test]
     fn each_format_writes_the_documented_row() {
         let rows = |format| {
             let mut out = Vec::new();
             let mut rows = Rows::new(format);
-            rows.write(&frame(), &mut out);
+            rows.write(&frame(42, PACKET), &mut out);
             out
         };
         assert_eq!(
