@@ -223,5 +223,11 @@ fn power_cuts_find_the_loss_with_sync_never() {
         &["--cuts", "2", "--sync", "never", "--expect-loss"],
     );
     assert!(summary.starts_with("powercut: OK: loss found"), "{summary}");
-    assert!(summary_field(&summary, "missing") > 0, "{summary}");
+    // Acknowledged frames missing after a reboot, or a start that refused the damage a cut left
+    // in the middle of the newest segment (the page cache reaches the disk in any order).
+    let refused = summary.contains(" refused_start=1 ");
+    assert!(
+        refused || summary_field(&summary, "missing") > 0,
+        "{summary}"
+    );
 }

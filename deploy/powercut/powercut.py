@@ -727,8 +727,9 @@ def main():
                 print(f"cut {boot}/{args.cuts}: the daemon refused to start on the damage the cut "
                       f"left (sync={args.sync}):\n{guest.console_tail(3)}", flush=True)
                 guest.cut()
-                print(f"powercut: OK: loss found, as expected with sync={args.sync}: the archive "
-                      f"was damaged at cut {boot}; seed={args.seed}")
+                print(f"powercut: OK: loss found, as expected with sync={args.sync}: the start "
+                      f"refused the damaged archive: cuts={boot} acknowledged={totals['acked']} "
+                      f"refused_start=1 seed={args.seed}")
                 return 0
             totals["boots"] += 1
             totals["boot_s"] += boot_s
