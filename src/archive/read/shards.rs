@@ -172,6 +172,8 @@ impl ShardCursors {
                 Ok(chunk.runs)
             }
             (Err(ReadError::SegmentDeleted { segment, .. }), Some(mut gap)) => {
+                // The window went with the failed read: it starts over at the oldest segment left.
+                shard.window = Window::of(&filter);
                 let dir = shard.dir.clone();
                 let skipping = tokio::task::spawn_blocking(move || {
                     let skip = gap.skip(&dir, index, segment, &filter);

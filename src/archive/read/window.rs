@@ -417,6 +417,53 @@ mod tests {
         assert!(!open.done && open.settles_in().is_none());
     }
 
+    /// A window's reader that goes on past deleted segments still ends with its window.
+    #[tokio::test]
+    async fn a_window_that_goes_on_past_deleted_segments_still_ends() {
+        let (root, ends) = archive("gone");
+        let durable: DurableEnds = (ends.iter().enumerate())
+            .map(|(shard, end)| (shard, watch::channel(*end).1))
+            .collect();
+        let filter = FrameFilter {
+            until: Some(1_000_000_000_000 + SEGMENTS * RECORDS * STEP),
+            ..FrameFilter::default()
+        };
+        let reading = (Arc::new(filter), OnGap::Oldest);
+        let mut cursors = ShardCursors::locate(&root, &durable, &Start::Oldest, reading)
+            .await
+            .unwrap();
+        // Segments 0 to 2 of shard 0 go before the reader reads them.
+        let dir = layout::shard_dir(&root, 0);
+        let mut state = ShardState::read(&dir).unwrap();
+        let deleted: Vec<Deleted> = (0..3)
+            .map(|segment| {
+                let path = dir.join(segment::segment_name(segment));
+                let contents = SegmentIndex::build(&path).unwrap();
+                Deleted {
+                    segment,
+                    bytes: 1,
+                    contents,
+                }
+            })
+            .collect();
+        state.delete(&dir, &deleted, 1).unwrap();
+        let read_to_the_end = async {
+            loop {
+                let closed = !cursors.is_open();
+                match cursors.read().await.unwrap() {
+                    Some(_) => {}
+                    None if cursors.is_finished() => return,
+                    None if closed => panic!("every shard read, and the window never ended"),
+                    None => cursors.changed().await,
+                }
+            }
+        };
+        let ended = tokio::time::timeout(Duration::from_secs(30), read_to_the_end).await;
+        assert!(ended.is_ok(), "the window never said it ended");
+        assert_eq!(cursors.take_skipped().len(), 1, "one skip, in shard 0");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
     #[tokio::test]
     async fn a_window_starting_before_what_retention_left_says_so() {
         let (root, ends) = archive("earliest");
