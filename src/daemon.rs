@@ -309,7 +309,7 @@ impl Daemon {
         let followers = self.followers.take().map(|listener| {
             let settings = FollowSettings {
                 dir: config.archive.dir.clone(),
-                max_connections: config.consumer.max_connections,
+                limits: config.consumer.limits(),
                 handshake_timeout: config.connection.handshake_timeout,
                 tls: self.tls.clone(),
                 readers: self.readers.clone(),

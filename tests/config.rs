@@ -265,6 +265,32 @@ fn a_zero_capacity_is_rejected() {
     );
 }
 
+/// One address holds half of a listener's connections unless its own limit is written, and never
+/// more than all of them.
+#[test]
+fn one_address_holds_half_of_a_listener_unless_configured() {
+    let config = load("[uplink]\nmax_connections = 9\n[monitor]\nmax_connections = 1\n");
+    assert_eq!(config.uplink.limits().per_address, 4);
+    assert_eq!(config.replay.limits().per_address, 32);
+    assert_eq!(config.monitor.limits().per_address, 1, "at least one");
+    let config = load("[uplink]\nmax_connections = 48\nmax_connections_per_address = 48\n");
+    assert_eq!(config.uplink.limits().per_address, 48);
+    for table in ["uplink", "replay", "consumer", "monitor"] {
+        expect_error(
+            &format!("[{table}]\nmax_connections = 8\nmax_connections_per_address = 9\n"),
+            &[
+                &format!("{table}.max_connections_per_address"),
+                "9",
+                "one address holds at most all of the listener's connections",
+            ],
+        );
+    }
+    expect_error(
+        "[[tm_servers]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nmax_connections_per_address = 0\n",
+        &["tm_servers.max_connections_per_address", "at least 1"],
+    );
+}
+
 /// An "unlimited" written as a huge number is refused before anything starts, naming the key and
 /// the bound: it would abort the start in a semaphore or an allocation.
 #[test]

@@ -927,7 +927,7 @@ impl ShardFollowers {
         let addr = listener.local_addr().unwrap();
         let settings = FollowSettings {
             dir: archive.root.clone(),
-            max_connections: 16,
+            limits: aggregator::net::Limits::new(16, None),
             handshake_timeout: PATIENCE,
             tls: None,
             readers: None,

@@ -485,3 +485,31 @@ async fn connections_beyond_the_listener_limit_are_refused() {
     replay.read_to_close().await;
     scene.finish().await;
 }
+
+/// One address holds at most `uplink.max_connections_per_address`; one more from it is refused
+/// with a reason naming the limit, while another address still connects.
+#[tokio::test]
+async fn connections_beyond_the_per_address_limit_are_refused() {
+    let mut config = test_config();
+    config.uplink.max_connections = 8;
+    config.uplink.max_connections_per_address = Some(1);
+    let scene = Scene::start(config).await;
+
+    let mut extra = Client::connect(scene.daemon.uplink).await;
+    let (reason, detail) = extra.expect_refused().await;
+    assert_eq!(reason, RefuseReason::TooManyConnections);
+    assert!(
+        detail.contains("127.0.0.1 holds this listener's limit of 1 connections per address"),
+        "{detail}"
+    );
+    scene.expect_counted(0, 1).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(scene.daemon.uplink).await.unwrap();
+    let mut other = Client::from_stream(stream);
+    other.send_raw(&hello_bytes(VERSION, LiveUplink, 13)).await;
+    other.expect_welcome().await;
+    other.finish_sending().await;
+    other.read_to_close().await;
+    scene.finish().await;
+}

@@ -87,7 +87,8 @@ impl Setup {
         let archive =
             archive.unwrap_or_else(|| std::env::temp_dir().join(format!("{name}-archive")));
         let text = format!(
-            "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\nmax_connections = {uplink_limit}\n\n\
+            "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\nmax_connections = {uplink_limit}\n\
+             max_connections_per_address = {uplink_limit}\n\n\
              [replay]\nlisten = \"127.0.0.1:{replay}\"\nmax_connections = 64\n\n\
              [dashboard]\nstats_interval_ms = 50\n\n\
              [monitor]\nenabled = false\n\n\

@@ -125,6 +125,7 @@ fn server(name: &str, from: TmStart) -> TmServerConfig {
         sources: Vec::new(),
         kinds: vec![LIVE, REPLAY],
         max_connections: 16,
+        max_connections_per_address: None,
     }
 }
 

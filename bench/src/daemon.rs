@@ -78,7 +78,8 @@ impl ArchiveSink for MeasuredSink {
 }
 
 /// Starts the daemon with `config` (the defaults unless `--daemon-config` gave a file).
-/// `max_connections` raises the uplink limit for the scale runs only; otherwise the config is used
+/// `max_connections` raises the uplink limit (in all and from one address: every source connects
+/// from loopback) for the scale runs only; otherwise the config is used
 /// unchanged, but for the listeners, the archive's directory (a fresh temporary one,
 /// [`control::archive_dir`]) or, for `pipeline`, its kind.
 pub async fn start(
@@ -92,6 +93,7 @@ pub async fn start(
     config.replay.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
     if let Some(limit) = max_connections {
         config.uplink.max_connections = limit;
+        config.uplink.max_connections_per_address = Some(limit);
     }
     let archive_dir = control::archive_dir(std::process::id());
     config.archive.dir = archive_dir.clone();

@@ -69,6 +69,13 @@ pub async fn start(
             "max_connections",
             (limit as i64).into(),
         );
+        // Every source connects from loopback.
+        set(
+            &mut table,
+            "uplink",
+            "max_connections_per_address",
+            (limit as i64).into(),
+        );
     }
     if let Some(shards) = external.shards {
         set(&mut table, "runtime", "shards", (shards as i64).into());

@@ -24,6 +24,7 @@ use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
 use aggregator::links::LinkSockets;
 use aggregator::net::descriptors;
+use aggregator::net::listen;
 use aggregator::ops::access::Access;
 use aggregator::ops::monitor;
 use aggregator::tls::client::TlsArgs;
@@ -412,11 +413,21 @@ async fn serve(
     // the daemon runs, after recovery, so sources that connect meanwhile wait in the backlog.
     let listeners = Listeners::bind(&config).await?;
     let monitor_listener = match config.monitor.enabled {
-        true => Some(bind(config.monitor.listen, "monitor").await?),
+        true => Some(listen(
+            config.monitor.listen,
+            config.monitor.max_connections,
+            None,
+            "monitor",
+        )?),
         false => None,
     };
     let follow_listener = match config.consumer.enabled {
-        true => Some(bind(config.consumer.listen, "consumer").await?),
+        true => Some(listen(
+            config.consumer.listen,
+            config.consumer.max_connections,
+            None,
+            "consumer",
+        )?),
         false => None,
     };
     let links = LinkSockets::bind(&config.links)
@@ -424,7 +435,8 @@ async fn serve(
         .map_err(std::io::Error::other)?;
     let mut tm_listeners = Vec::with_capacity(config.tm_servers.len());
     for server in &config.tm_servers {
-        let listener = bind(server.listen, &format!("TM server {}", server.name)).await?;
+        let what = format!("TM server {}", server.name);
+        let listener = listen(server.listen, server.max_connections, None, &what)?;
         tm_listeners.push((server.name.clone(), listener));
     }
     let archive = aggregator::archive::open(&config.archive, config.runtime.shards)?;
@@ -501,15 +513,6 @@ async fn reload_on_hangup(mut hangup: Signal, tls: Option<Arc<ServerTls>>) {
             },
         }
     }
-}
-
-async fn bind(addr: std::net::SocketAddr, what: &str) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|err| {
-        std::io::Error::new(
-            err.kind(),
-            format!("cannot bind the {what} listener on {addr}: {err}"),
-        )
-    })
 }
 
 /// `aggregator tail`: prints frames until --limit or the daemon's END.

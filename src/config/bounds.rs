@@ -8,9 +8,10 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::error::{Invalid, Problem, Unit};
+use crate::net::Limits;
 
 /// Connections one listener accepts at once.
-pub(super) const MAX_CONNECTIONS: u64 = 1 << 20;
+const MAX_CONNECTIONS: u64 = 1 << 20;
 
 /// No upper bound but the type's.
 pub(super) const UNBOUNDED: u64 = u64::MAX;
@@ -126,6 +127,19 @@ impl Bound {
         };
         Err(Invalid::new(self.key, problem))
     }
+}
+
+/// The rows of a listener's connection limits: `max_connections` under `key`, and one address's
+/// share of them under `per_address_key`.
+pub(super) fn connections(
+    (key, per_address_key): (&'static str, &'static str),
+    limits: Limits,
+) -> [Bound; 2] {
+    [
+        Bound::count(key, limits.total, MAX_CONNECTIONS),
+        Bound::count(per_address_key, limits.per_address, limits.total as u64)
+            .most_because("one address holds at most all of the listener's connections"),
+    ]
 }
 
 /// The first row of `table` whose value is outside its range.

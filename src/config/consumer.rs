@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::bounds::{self, Bound, MAX_CONNECTIONS};
+use super::bounds;
 use super::de::socket_addr;
 use super::error::Invalid;
+use crate::net::Limits;
 
 /// The follow listener: consumers that read the archive from a position and then follow it live.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,6 +21,9 @@ pub struct ConsumerConfig {
     /// Followers beyond this are refused with `TooManyConnections`; each holds a read buffer of
     /// the archive (`archive::read`'s `READ_BUDGET`) and a file descriptor.
     pub max_connections: usize,
+    /// Followers from one address beyond this are refused the same way; half of
+    /// `max_connections` when not set.
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Default for ConsumerConfig {
@@ -28,17 +32,23 @@ impl Default for ConsumerConfig {
             enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 7702)),
             max_connections: 64,
+            max_connections_per_address: None,
         }
     }
 }
 
 impl ConsumerConfig {
+    /// The listener's connection limits.
+    pub fn limits(&self) -> Limits {
+        Limits::new(self.max_connections, self.max_connections_per_address)
+    }
+
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        bounds::check(&[Bound::count(
+        let keys = (
             "consumer.max_connections",
-            self.max_connections,
-            MAX_CONNECTIONS,
-        )])
+            "consumer.max_connections_per_address",
+        );
+        bounds::check(&bounds::connections(keys, self.limits()))
     }
 }
 

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
-use super::bounds::{self, Bound, MAX_CONNECTIONS};
+use super::bounds;
 use super::de::some_socket_addr;
 use super::error::Invalid;
+use crate::net::Limits;
 
 /// One TCP listener. `[uplink]` and `[replay]` have defaults of their own
 /// ([`ListenerConfig::uplink`], [`ListenerConfig::replay`]), so a section is read as
@@ -17,6 +18,9 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     /// Connections beyond this are refused with `TooManyConnections`, not queued.
     pub max_connections: usize,
+    /// Connections from one address beyond this are refused the same way; half of
+    /// `max_connections` when not set.
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// The keys of a listener's section as written: any of them may be left out.
@@ -26,6 +30,7 @@ struct ListenerKeys {
     #[serde(default, deserialize_with = "some_socket_addr")]
     listen: Option<SocketAddr>,
     max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
 }
 
 impl ListenerKeys {
@@ -34,6 +39,9 @@ impl ListenerKeys {
         ListenerConfig {
             listen: self.listen.unwrap_or(defaults.listen),
             max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(defaults.max_connections_per_address),
         }
     }
 }
@@ -57,6 +65,7 @@ impl ListenerConfig {
         ListenerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             max_connections: 1024,
+            max_connections_per_address: None,
         }
     }
 
@@ -64,15 +73,18 @@ impl ListenerConfig {
         ListenerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7701)),
             max_connections: 64,
+            max_connections_per_address: None,
         }
     }
 
-    /// Checks the section; `max_connections_key` names its key (`uplink.max_connections`).
-    pub(super) fn validate(&self, max_connections_key: &'static str) -> Result<(), Invalid> {
-        bounds::check(&[Bound::count(
-            max_connections_key,
-            self.max_connections,
-            MAX_CONNECTIONS,
-        )])
+    /// The listener's connection limits.
+    pub fn limits(&self) -> Limits {
+        Limits::new(self.max_connections, self.max_connections_per_address)
+    }
+
+    /// Checks the section; `keys` name its limits (`uplink.max_connections`,
+    /// `uplink.max_connections_per_address`).
+    pub(super) fn validate(&self, keys: (&'static str, &'static str)) -> Result<(), Invalid> {
+        bounds::check(&bounds::connections(keys, self.limits()))
     }
 }

@@ -182,8 +182,14 @@ impl Config {
     /// Checks what serde cannot: each section's own rules, then the relations between sections.
     /// A failure names the key and the problem.
     pub fn validate(&self) -> Result<(), Invalid> {
-        self.uplink.validate("uplink.max_connections")?;
-        self.replay.validate("replay.max_connections")?;
+        self.uplink.validate((
+            "uplink.max_connections",
+            "uplink.max_connections_per_address",
+        ))?;
+        self.replay.validate((
+            "replay.max_connections",
+            "replay.max_connections_per_address",
+        ))?;
         self.consumer.validate()?;
         self.monitor.validate()?;
         self.pipeline.validate()?;

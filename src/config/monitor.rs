@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::bounds::{self, Bound, MAX_CONNECTIONS};
+use super::bounds::{self, Bound};
 use super::de::{millis, socket_addr};
 use super::error::{Invalid, Problem};
+use crate::net::Limits;
 
 /// The most archive queries at once a config may allow: each holds a reader's chunk in memory.
 const MAX_ARCHIVE_QUERIES: u64 = 1024;
@@ -28,8 +29,13 @@ pub struct MonitorConfig {
     pub token_file: Option<PathBuf>,
     /// Require the token on `/healthz` and `/metrics` too.
     pub protect_all: bool,
-    /// Connections at once; one more is answered 503 and closed. Each holds a file descriptor.
+    /// Connections at once. One more takes the place of the oldest idle connection (one waiting
+    /// for a request) of the address holding the most; with none idle it is answered 503 and
+    /// closed. Each holds a file descriptor.
     pub max_connections: usize,
+    /// Connections from one address at once; one more takes the place of the address's oldest
+    /// idle connection, or with none idle is answered 503. Half of `max_connections` when not set.
+    pub max_connections_per_address: Option<usize>,
     /// A request's head must arrive whole within this, counted from the connection's accept or
     /// from the end of its previous response: a silent or half-sent request is closed.
     #[serde(rename = "header_read_timeout_ms", deserialize_with = "millis")]
@@ -51,6 +57,7 @@ impl Default for MonitorConfig {
             token_file: None,
             protect_all: false,
             max_connections: 256,
+            max_connections_per_address: None,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_archive_queries: 4,
@@ -59,14 +66,19 @@ impl Default for MonitorConfig {
 }
 
 impl MonitorConfig {
+    /// The listener's connection limits.
+    pub fn limits(&self) -> Limits {
+        Limits::new(self.max_connections, self.max_connections_per_address)
+    }
+
     /// Bounds, and `protect_all` only with a token to require.
     pub(super) fn validate(&self) -> Result<(), Invalid> {
+        let keys = (
+            "monitor.max_connections",
+            "monitor.max_connections_per_address",
+        );
+        bounds::check(&bounds::connections(keys, self.limits()))?;
         bounds::check(&[
-            Bound::count(
-                "monitor.max_connections",
-                self.max_connections,
-                MAX_CONNECTIONS,
-            ),
             Bound::millis("monitor.header_read_timeout_ms", self.header_read_timeout),
             Bound::millis("monitor.idle_timeout_ms", self.idle_timeout),
             Bound::count(

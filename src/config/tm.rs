@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
-use super::bounds::{self, Bound, MAX_CONNECTIONS};
+use super::bounds::{self, Bound};
 use super::de::socket_addr;
 use super::error::{Invalid, Problem};
 use crate::domain::frame::{parse_source, SourceKey, SourceKind};
+use crate::net::Limits;
 use crate::protocol::ccsds::MAX_APID;
 
 /// A TCP listener whose connections read packets back to back (Yamcs' `TcpTmDataLink`, a COSMOS
@@ -41,6 +42,9 @@ pub struct TmServerConfig {
     /// More connections are closed at once; each holds a read of the archive.
     #[serde(default = "TmServerConfig::default_max_connections")]
     pub max_connections: usize,
+    /// More from one address are closed at once; half of `max_connections` when not set.
+    #[serde(default)]
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// Packets sent one per UDP datagram to one address, for tools that listen rather than connect.
@@ -109,6 +113,11 @@ impl TmServerConfig {
 }
 
 impl TmServerConfig {
+    /// The server's connection limits.
+    pub fn limits(&self) -> Limits {
+        Limits::new(self.max_connections, self.max_connections_per_address)
+    }
+
     pub fn selection(&self) -> TmSelection {
         TmSelection {
             from: self.from,
@@ -181,11 +190,11 @@ pub(super) fn validate(
         server
             .selection()
             .validate("tm_servers.apids", "tm_servers.kinds")?;
-        bounds::check(&[Bound::count(
+        let keys = (
             "tm_servers.max_connections",
-            server.max_connections,
-            MAX_CONNECTIONS,
-        )])?;
+            "tm_servers.max_connections_per_address",
+        );
+        bounds::check(&bounds::connections(keys, server.limits()))?;
         let addr = server.listen;
         if addr.port() != 0 && !addresses.insert(addr) {
             let problem = Problem::AddressTaken {

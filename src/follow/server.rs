@@ -36,7 +36,7 @@ use super::protocol::{MAX_SUBSCRIBE_LEN, VERSION};
 use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors, Skipped};
 use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
-use crate::net::accept_until;
+use crate::net::{accept_until, Limits, Refused, Slots};
 use crate::stats::Stats;
 use crate::tls::stream::{self, Reader, Writer};
 use crate::tls::ServerTls;
@@ -46,8 +46,8 @@ use crate::tls::ServerTls;
 pub struct FollowSettings {
     /// The archive directory: shard 0's segments, and the other shards' directories.
     pub dir: PathBuf,
-    /// Followers beyond this are refused with `TooManyConnections`.
-    pub max_connections: usize,
+    /// Followers beyond these are refused with `TooManyConnections`.
+    pub limits: Limits,
     /// Time a consumer has to send its SUBSCRIBE (and, with TLS, to complete its handshake).
     pub handshake_timeout: Duration,
     /// TLS, with `[tls]`: a consumer needs a client certificate of `tls.client_ca` if one is set.
@@ -145,12 +145,12 @@ async fn accept(
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) {
-    let (limit, stats) = (shared.settings.max_connections, &shared.settings.stats);
+    let slots = Slots::new(shared.settings.limits);
     accept_until(
         listener,
-        limit,
+        (&slots, Slots::take),
         &shared.drain,
-        stats,
+        &shared.settings.stats,
         |stream, peer, slot| {
             let (shared, stop) = (Arc::clone(shared), stop.clone());
             tasks.spawn(async move {
@@ -158,7 +158,7 @@ async fn accept(
                     _ = stop.cancelled() => {
                         tracing::warn!(%peer, "follower cut off at the drain deadline");
                     }
-                    _ = serve(stream, peer, slot.is_some(), &shared) => {}
+                    _ = serve(stream, peer, slot.as_ref().err(), &shared) => {}
                 }
                 drop(slot);
             });
@@ -169,7 +169,12 @@ async fn accept(
 
 /// One follower, from its SUBSCRIBE to its END.
 #[tracing::instrument(name = "follower", skip_all, fields(%peer))]
-async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &FollowService) {
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    refused: Option<&Refused>,
+    shared: &FollowService,
+) {
     let settings = &shared.settings;
     let (read, mut write) =
         match stream::accept(stream, settings.tls.as_deref(), settings.handshake_timeout).await {
@@ -183,14 +188,11 @@ async fn serve(stream: TcpStream, peer: SocketAddr, has_slot: bool, shared: &Fol
         .max_frame_length(MAX_SUBSCRIBE_LEN)
         .new_codec();
     let mut input = FramedRead::new(read, codec);
-    let subscribed = match has_slot {
-        true => subscribe(&mut input, &mut write, shared).await,
-        false => Err(Some((
+    let subscribed = match refused {
+        None => subscribe(&mut input, &mut write, shared).await,
+        Some(refused) => Err(Some((
             RefuseReason::TooManyConnections,
-            format!(
-                "the follow listener is at its limit of {} connections",
-                shared.settings.max_connections
-            ),
+            format!("the follow listener: {refused}"),
         ))),
     };
     let (subscription, cursors) = match subscribed {

@@ -2,19 +2,19 @@
 //! loop per listener (the shared `net::accept_until`) that hands each connection its task.
 //!
 //! A connection beyond a listener's limit is refused at once with a reason, not left in the
-//! kernel's queue; the queue itself is as long as the limit (at least 1,024), so a whole fleet
-//! reconnecting after a restart waits there instead of having its handshakes dropped.
+//! kernel's queue; the queue itself is as long as the limit (at least 4,096, `net::listen`), so a
+//! whole fleet reconnecting after a restart waits there instead of having its handshakes dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Services};
 use crate::config::Config;
 use crate::domain::frame::SourceKind;
-use crate::net::accept_until;
+use crate::net::{accept_until, listen, Limits, Slots};
 
 /// The two bound listeners.
 #[derive(Debug)]
@@ -26,18 +26,9 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both configured addresses; the error names the one that failed.
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let receive_buffer = config.connection.receive_buffer;
         let bind = |addr: SocketAddr, max_connections: usize, what: &'static str| {
-            listen(
-                addr,
-                accept_queue(max_connections),
-                config.connection.receive_buffer,
-            )
-            .map_err(|err| {
-                std::io::Error::new(
-                    err.kind(),
-                    format!("cannot bind the {what} listener on {addr}: {err}"),
-                )
-            })
+            listen(addr, max_connections, receive_buffer, what)
         };
         Ok(Listeners {
             uplink: bind(
@@ -54,51 +45,6 @@ impl Listeners {
     }
 }
 
-/// How many connections the kernel may hold for the accept loop: all a listener allows, at least
-/// 1,024, so that a whole fleet reconnecting at once (after a restart or a network failure) waits
-/// in the queue. `TcpListener::bind` asks for 128: past that the kernel drops the handshakes, and
-/// each dropped source waits out SYN retransmissions of 1, 3, 7, 15 s and more (in the benchmark,
-/// 59 of 1,001 sources were still not connected after 30 s). The kernel caps the queue at
-/// `net.core.somaxconn` (4,096 by default since Linux 5.4).
-fn accept_queue(max_connections: usize) -> u32 {
-    u32::try_from(max_connections.max(1024)).unwrap_or(u32::MAX)
-}
-
-/// Binds `addr` with room for `backlog` connections waiting to be accepted, each accepted with
-/// `receive_buffer` (or the kernel's autotuning).
-fn listen(
-    addr: SocketAddr,
-    backlog: u32,
-    receive_buffer: Option<usize>,
-) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // As `TcpListener::bind` does: a restart may bind while old connections are in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    if let Some(bytes) = receive_buffer {
-        // On the listener, before it listens: accepted sockets inherit it, and the window scale
-        // offered in the handshake fits it.
-        socket.set_recv_buffer_size(u32::try_from(bytes).unwrap_or(u32::MAX))?;
-        // Linux doubles what it is asked for (room for its bookkeeping) and caps the request
-        // at net.core.rmem_max without an error.
-        let granted =
-            socket.recv_buffer_size()? as usize / if cfg!(target_os = "linux") { 2 } else { 1 };
-        if granted < bytes {
-            tracing::warn!(
-                %addr,
-                asked = bytes,
-                granted,
-                "connection.receive_buffer is capped by the kernel's net.core.rmem_max"
-            );
-        }
-    }
-    socket.bind(addr)?;
-    socket.listen(backlog)
-}
-
 /// Starts an accept loop on each listener; the connections they accept join `tracker`.
 pub(crate) fn serve(
     listeners: Listeners,
@@ -106,22 +52,22 @@ pub(crate) fn serve(
     services: Arc<Services>,
     tracker: &TaskTracker,
 ) {
-    for (listener, kind, limit) in [
+    for (listener, kind, limits) in [
         (
             listeners.uplink,
             SourceKind::LiveUplink,
-            config.uplink.max_connections,
+            config.uplink.limits(),
         ),
         (
             listeners.replay,
             SourceKind::ArchivedReplay,
-            config.replay.max_connections,
+            config.replay.limits(),
         ),
     ] {
         let accept = accept_loop(
             listener,
             kind,
-            limit,
+            limits,
             Arc::clone(&services),
             tracker.clone(),
         );
@@ -129,29 +75,37 @@ pub(crate) fn serve(
     }
 }
 
-/// Accepts connections until the drain starts. Beyond `limit` open connections a new one is
-/// refused at once, with a reason, rather than left waiting in the backlog.
+/// Accepts connections until the drain starts. Beyond `limits` open connections (in all, or from
+/// one address) a new one is refused at once, with a reason, rather than left waiting in the
+/// backlog.
 #[tracing::instrument(name = "listener", skip_all, fields(kind = kind.as_str()))]
 async fn accept_loop(
     listener: TcpListener,
     kind: SourceKind,
-    limit: usize,
+    limits: Limits,
     services: Arc<Services>,
     tracker: TaskTracker,
 ) {
     let (drain, stats) = (services.drain.clone(), services.stats.clone());
-    accept_until(&listener, limit, &drain, &stats, |stream, peer, slot| {
-        let services = Arc::clone(&services);
-        match slot {
-            Some(slot) => tracker.spawn(async move {
-                connection::serve(stream, peer, kind, services).await;
-                drop(slot);
-            }),
-            None => tracker.spawn(connection::refuse_over_limit(
-                stream, peer, kind, limit, services,
-            )),
-        };
-    })
+    let slots = Slots::new(limits);
+    accept_until(
+        &listener,
+        (&slots, Slots::take),
+        &drain,
+        &stats,
+        |stream, peer, slot| {
+            let services = Arc::clone(&services);
+            match slot {
+                Ok(slot) => tracker.spawn(async move {
+                    connection::serve(stream, peer, kind, services).await;
+                    drop(slot);
+                }),
+                Err(refused) => tracker.spawn(connection::refuse_over_limit(
+                    stream, peer, kind, refused, services,
+                )),
+            };
+        },
+    )
     .await;
 }
 
@@ -196,7 +150,7 @@ mod tests {
         config.uplink.listen = "127.0.0.1:0".parse().unwrap();
         config.replay.listen = "127.0.0.1:0".parse().unwrap();
         let receive_buffer = |stream: TcpStream| {
-            let socket = TcpSocket::from_std_stream(stream.into_std().unwrap());
+            let socket = tokio::net::TcpSocket::from_std_stream(stream.into_std().unwrap());
             socket.recv_buffer_size().unwrap() as usize
         };
         let accepted = |listeners: Listeners| async move {

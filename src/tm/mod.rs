@@ -71,9 +71,9 @@ impl TmOutputs {
         let service = Arc::new(TmService {
             selection: config.selection(),
             output: archive.stats.tm_output(&config.name),
+            limits: config.limits(),
             name: config.name,
             framing: config.framing,
-            max_connections: config.max_connections,
             archive: archive.dir.clone(),
             durable: archive.durable.clone(),
             readers: archive.readers.clone(),

@@ -21,7 +21,7 @@ use super::packets::PacketStream;
 use crate::archive::read::{DurableEnds, ReadError};
 use crate::archive::Readers;
 use crate::config::{TmFraming, TmSelection};
-use crate::net::accept_until;
+use crate::net::{accept_until, Limits, Slots};
 use crate::protocol::ccsds::{self, Framing};
 use crate::stats::{Stats, TmOutput};
 
@@ -30,7 +30,7 @@ pub(crate) struct TmService {
     pub name: String,
     pub framing: TmFraming,
     pub selection: TmSelection,
-    pub max_connections: usize,
+    pub limits: Limits,
     /// The archive directory, and each shard's durable end.
     pub archive: PathBuf,
     pub durable: DurableEnds,
@@ -59,17 +59,20 @@ pub(crate) async fn accept(
     tasks: &TaskTracker,
     cut_off: &CancellationToken,
 ) {
-    let limit = service.max_connections;
+    let slots = Slots::new(service.limits);
     accept_until(
         listener,
-        limit,
+        (&slots, Slots::take),
         &service.drain,
         &service.stats,
         |stream, peer, slot| {
-            let Some(slot) = slot else {
-                service.output.refused();
-                tracing::debug!(server = service.name, %peer, limit, "TM connection closed: the server is at its max_connections");
-                return;
+            let slot = match slot {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    service.output.refused();
+                    tracing::debug!(server = service.name, %peer, "TM connection closed: {refused}");
+                    return;
+                }
             };
             let (service, cut_off) = (Arc::clone(service), cut_off.clone());
             tasks.spawn(async move {

@@ -599,9 +599,11 @@ pub async fn start_monitored(
     (daemon, addr, stop)
 }
 
-/// Serves the monitor with `state` on loopback port 0; cancel the token to stop it.
+/// Serves the monitor with `state` on loopback port 0, bound as the binary binds it; cancel the
+/// token to stop it.
 pub async fn serve_monitor(state: MonitorState) -> (SocketAddr, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let listener = aggregator::net::listen(loopback, 256, None, "monitor").unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(monitor::serve(

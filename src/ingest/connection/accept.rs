@@ -14,6 +14,7 @@ use super::wire::Wire;
 use super::Connection;
 use crate::domain::frame::SourceKind;
 use crate::ingest::router::{RegisterError, Registration};
+use crate::net::Refused;
 use crate::protocol::ingest::{RefuseReason, ServerMessage};
 use crate::tls::auth::PeerIdentity;
 use crate::tls::stream;
@@ -117,20 +118,21 @@ async fn admit(
     Some((wire, registration, catalog))
 }
 
-/// Refuses a connection the listener will not serve (it is at its connection limit) before any
-/// HELLO is read, through the same REFUSED, log line, counter and lingering close as every refusal.
+/// Refuses a connection the listener will not serve (it, or the address, is at its connection
+/// limit: `refused` says which) before any HELLO is read, through the same REFUSED, log line,
+/// counter and lingering close as every refusal.
 #[tracing::instrument(name = "conn", skip_all, fields(%peer, listener = listener.as_str()))]
 pub(crate) async fn refuse_over_limit(
     stream: TcpStream,
     peer: SocketAddr,
     listener: SourceKind,
-    limit: usize,
+    refused: Refused,
     services: Arc<Services>,
 ) {
     let Some((mut wire, _)) = open(stream, peer, &services).await else {
         return;
     };
-    let detail = format!("the listener is at its limit of {limit} connections");
+    let detail = refused.to_string();
     let refusal = Refusal::Refuse(RefuseReason::TooManyConnections, detail);
     refuse(&mut wire, peer, &services, refusal).await;
 }
