@@ -1664,6 +1664,22 @@ mod tests {
         assert!(err.to_string().contains("body length"), "{err}");
     }
 
+    fn stored_frame(
+        (kind, source_id): (SourceKind, u32),
+        priority: Priority,
+        received_unix_ns: u64,
+        (sequence, payload): (u64, Vec<u8>),
+    ) -> Entry {
+        Entry::Frame(FrameRecord {
+            kind,
+            priority,
+            source_id,
+            sequence,
+            received_unix_ns,
+            payload: payload.into(),
+        })
+    }
+
     /// One record as the writer writes it, with the entries it reads back as: a FRAME, a
     /// WATERMARK, a STORED RUN, or a FRAMES record of one to five frames.
     fn any_record() -> impl Strategy<Value = (Vec<u8>, Vec<Entry>)> {
@@ -1681,14 +1697,7 @@ mod tests {
         let single = proptest::prop_oneof![
             frame.prop_map(
                 |((kind, source_id), priority, sequence, received, payload)| {
-                    Entry::Frame(FrameRecord {
-                        kind,
-                        priority,
-                        source_id,
-                        sequence,
-                        received_unix_ns: received,
-                        payload: payload.into(),
-                    })
+                    stored_frame((kind, source_id), priority, received, (sequence, payload))
                 }
             ),
             (source(), any::<u64>()).prop_map(|((kind, source_id), acked)| Entry::Watermark {
@@ -1714,16 +1723,8 @@ mod tests {
             let mut bytes = Vec::new();
             let payloads = frames.iter().map(|(sequence, p)| (*sequence, &p[..]));
             encode_frames(&mut bytes, kind, priority, source_id, received, payloads);
-            let entries = frames.into_iter().map(|(sequence, payload)| {
-                Entry::Frame(FrameRecord {
-                    kind,
-                    priority,
-                    source_id,
-                    sequence,
-                    received_unix_ns: received,
-                    payload: payload.into(),
-                })
-            });
+            let entries = (frames.into_iter())
+                .map(|frame| stored_frame((kind, source_id), priority, received, frame));
             (bytes, entries.collect())
         });
         proptest::prop_oneof![single, batch]
