@@ -159,6 +159,9 @@ fn decode(mut bytes: Bytes) -> Result<Catalog, Damage> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::any;
+    use proptest::strategy::Strategy;
+
     use super::*;
 
     fn dir(name: &str) -> PathBuf {
@@ -209,5 +212,39 @@ mod tests {
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("shorter"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn any_catalog() -> impl Strategy<Value = Catalog> {
+        let body = proptest::collection::vec(any::<u8>(), 0..200);
+        // Up to 60 characters of up to 4 bytes: within the content type's length byte.
+        (any::<u64>(), "\\PC{0,60}", body, any::<u64>()).prop_map(
+            |(version, content_type, body, published_unix_ms)| Catalog {
+                version,
+                content_type,
+                body: body.into(),
+                published_unix_ms,
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(128))]
+
+        /// Any catalog reads back as saved; the file cut short anywhere, or with any byte
+        /// flipped, is damage, never another catalog.
+        #[test]
+        fn any_catalog_reads_back_and_any_damage_is_refused(
+            catalog in any_catalog(),
+            at in any::<proptest::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let bytes = encode(&catalog).freeze();
+            proptest::prop_assert_eq!(decode(bytes.clone()), Ok(catalog));
+            let at = at.index(bytes.len());
+            proptest::prop_assert!(decode(bytes.slice(..at)).is_err());
+            let mut flipped = bytes.to_vec();
+            flipped[at] ^= flip;
+            proptest::prop_assert!(decode(Bytes::from(flipped)).is_err());
+        }
     }
 }

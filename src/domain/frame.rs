@@ -169,3 +169,19 @@ pub struct Frame {
     /// The opaque telemetry, a slice of the read buffer it arrived in.
     pub payload: Bytes,
 }
+
+/// Any priority and any source kind, for the property tests of the formats that carry them.
+#[cfg(test)]
+pub(crate) mod arbitrary {
+    use proptest::strategy::Strategy;
+
+    use super::{Priority, SourceKind};
+
+    pub(crate) fn priority() -> impl Strategy<Value = Priority> {
+        proptest::sample::select(&[Priority::Routine, Priority::Emergency][..])
+    }
+
+    pub(crate) fn source_kind() -> impl Strategy<Value = SourceKind> {
+        proptest::sample::select(&[SourceKind::LiveUplink, SourceKind::ArchivedReplay][..])
+    }
+}

@@ -239,4 +239,32 @@ mod tests {
             assert!(bad.parse::<Positions>().is_err(), "{bad:?} parsed");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(128))]
+
+        /// Any positions, of any shards, read back from their text form (what a sink's cursor
+        /// file and `tail --from` hold), each alone and all together.
+        #[test]
+        fn any_positions_read_back_from_their_text(
+            shards in proptest::collection::btree_map(
+                0..MAX_SHARDS,
+                proptest::prelude::any::<(u64, u64, u32)>(),
+                1..8,
+            ),
+        ) {
+            let positions: Positions = shards
+                .into_iter()
+                .map(|(shard, (segment, offset, index))| ShardPosition {
+                    shard,
+                    position: Position { segment, offset, index },
+                })
+                .collect();
+            for at in positions.iter() {
+                proptest::prop_assert_eq!(at.position.to_string().parse(), Ok(at.position));
+                proptest::prop_assert_eq!(at.to_string().parse(), Ok(at));
+            }
+            proptest::prop_assert_eq!(positions.to_string().parse(), Ok(positions));
+        }
+    }
 }

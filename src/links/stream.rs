@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::station::{Link, Station};
-use crate::protocol::ccsds::{Framing, Next, PacketError, PrimaryHeader};
+use crate::protocol::ccsds::{Framing, PacketError, PrimaryHeader};
 use crate::protocol::kiss::{self, KissError, KissFrame};
 use crate::stats::LinkState;
 
@@ -195,30 +195,14 @@ fn delimit(
     framing: &Framing,
     buf: &mut BytesMut,
 ) -> (Bytes, Vec<std::ops::Range<usize>>, Option<Ending>) {
-    let (mut at, mut packets, mut failure) = (0, Vec::new(), None);
-    loop {
-        match framing.next(&buf[at..], link.config.max_packet_bytes) {
-            Ok(Next::Packet {
-                packet,
-                end,
-                skipped,
-            }) => {
-                lost_sync(link, skipped);
-                packets.push(at + packet.start..at + packet.end);
-                at += end;
-            }
-            Ok(Next::More { skipped }) => {
-                lost_sync(link, skipped);
-                at += skipped;
-                break;
-            }
-            Err(err) => {
-                failure = Some(Ending::Packet(err));
-                break;
-            }
-        }
-    }
-    (buf.split_to(at).freeze(), packets, failure)
+    let max = link.config.max_packet_bytes;
+    let delimited = framing.delimit(buf, max, |skipped| lost_sync(link, skipped));
+    let failure = delimited.failure.map(Ending::Packet);
+    (
+        buf.split_to(delimited.end).freeze(),
+        delimited.packets,
+        failure,
+    )
 }
 
 fn lost_sync(link: &Link, skipped: usize) {

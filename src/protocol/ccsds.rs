@@ -161,6 +161,57 @@ impl Framing {
     }
 }
 
+/// The packets a link's read takes off the front of its buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delimited {
+    /// The bytes used up: the packets and the bytes skipped before and between them.
+    pub end: usize,
+    /// Where each packet lies in the buffer.
+    pub packets: Vec<Range<usize>>,
+    /// Why the stream cannot be read past `end`, if it cannot.
+    pub failure: Option<PacketError>,
+}
+
+impl Framing {
+    /// Every complete packet at the front of `buf`, in one pass, up to a partial one or
+    /// unreadable bytes: what a link takes out of its read buffer. `skipped` is told of each run
+    /// of bytes passed over before a marker.
+    pub fn delimit(&self, buf: &[u8], max: usize, mut skipped: impl FnMut(usize)) -> Delimited {
+        let (mut end, mut packets) = (0, Vec::new());
+        loop {
+            match self.next(&buf[end..], max) {
+                Ok(Next::Packet {
+                    packet,
+                    end: used,
+                    skipped: passed,
+                }) => {
+                    skipped(passed);
+                    packets.push(end + packet.start..end + packet.end);
+                    end += used;
+                }
+                Ok(Next::More { skipped: passed }) => {
+                    skipped(passed);
+                    end += passed;
+                    let failure = None;
+                    return Delimited {
+                        end,
+                        packets,
+                        failure,
+                    };
+                }
+                Err(err) => {
+                    let failure = Some(err);
+                    return Delimited {
+                        end,
+                        packets,
+                        failure,
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// The packet starting at `start`, checked, if it is all in `buf`.
 fn packet_at(buf: &[u8], start: usize, max: usize) -> Result<Option<Range<usize>>, PacketError> {
     let Some(header) = buf.get(start..).and_then(PrimaryHeader::parse) else {
@@ -271,7 +322,11 @@ pub fn apid_and_count(packet: &[u8]) -> Option<(u16, u16)> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::{any, Just};
+    use proptest::strategy::Strategy;
+
     use super::*;
+    use crate::protocol::pieces;
 
     #[test]
     fn only_one_whole_packet_of_version_0_is_a_packet() {
@@ -406,5 +461,122 @@ mod tests {
             panic!()
         };
         assert_eq!(at, 0..p.len());
+    }
+
+    fn any_packet() -> impl Strategy<Value = Vec<u8>> {
+        let data = proptest::collection::vec(any::<u8>(), 1..64);
+        (0..=MAX_APID, any::<u16>(), data)
+            .prop_map(|(apid, count, data)| packet(apid, count, &data))
+    }
+
+    /// Every framing: back to back, after markers, Yamcs' length in the header, and a length
+    /// field of any size and adjustment in a prefix of its own.
+    fn any_framing() -> impl Strategy<Value = Framing> {
+        let yamcs = LengthField {
+            offset: 4,
+            size: 2,
+            adjustment: 7,
+            strip: 0,
+        };
+        // The adjustment keeps the field's value within one byte for the longest packet.
+        let prefix = (0usize..4, 1usize..=4, 0usize..4, -150i64..=0).prop_map(
+            |(offset, size, extra, below)| {
+                let strip = offset + size + extra;
+                let adjustment = strip as i64 + 7 + below;
+                Framing::LengthPrefix(LengthField {
+                    offset,
+                    size,
+                    adjustment,
+                    strip,
+                })
+            },
+        );
+        proptest::prop_oneof![
+            Just(Framing::Ccsds),
+            Just(Framing::CcsdsAsm),
+            Just(Framing::LengthPrefix(yamcs)),
+            prefix,
+        ]
+    }
+
+    /// The packets `framing` delimits in `wire` read in pieces of `sizes`, what is left unread,
+    /// and the bytes skipped: a link's reads.
+    fn read_in_pieces(
+        framing: &Framing,
+        wire: &[u8],
+        sizes: &[usize],
+    ) -> (Vec<Vec<u8>>, Vec<u8>, usize) {
+        let (mut buf, mut packets, mut skipped) = (Vec::new(), Vec::new(), 0);
+        for piece in pieces::cut(wire, sizes) {
+            buf.extend_from_slice(piece);
+            let delimited = framing.delimit(&buf, MAX_PACKET, |n| skipped += n);
+            assert_eq!(delimited.failure, None);
+            packets.extend(delimited.packets.iter().map(|at| buf[at.clone()].to_vec()));
+            buf.drain(..delimited.end);
+        }
+        (packets, buf, skipped)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(128))]
+
+        /// Packets framed any way and read in any pieces are the packets sent, nothing skipped
+        /// and nothing left over.
+        #[test]
+        fn framed_packets_delimit_as_sent_across_any_reads(
+            framing in any_framing(),
+            packets in proptest::collection::vec(any_packet(), 0..12),
+            sizes in pieces::read_sizes(),
+        ) {
+            let mut wire = Vec::new();
+            packets.iter().for_each(|p| encode(&framing, p, &mut wire));
+            let (read, left, skipped) = read_in_pieces(&framing, &wire, &sizes);
+            proptest::prop_assert_eq!(read, packets);
+            proptest::prop_assert_eq!((left.len(), skipped), (0, 0));
+        }
+
+        /// Bytes without a marker's first byte before each marker are skipped, each counted
+        /// once, and cost no packet.
+        #[test]
+        fn noise_before_markers_is_skipped_and_counted(
+            packets in proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>().prop_filter("no marker", |b| *b != ASM[0]), 0..20), any_packet()),
+                0..12,
+            ),
+            sizes in pieces::read_sizes(),
+        ) {
+            let mut wire = Vec::new();
+            for (noise, packet) in &packets {
+                wire.extend_from_slice(noise);
+                encode(&Framing::CcsdsAsm, packet, &mut wire);
+            }
+            let (read, left, skipped) = read_in_pieces(&Framing::CcsdsAsm, &wire, &sizes);
+            let noise: usize = packets.iter().map(|(noise, _)| noise.len()).sum();
+            let packets: Vec<_> = packets.into_iter().map(|(_, packet)| packet).collect();
+            proptest::prop_assert_eq!(read, packets);
+            proptest::prop_assert_eq!((left.len(), skipped), (0, noise));
+        }
+
+        /// Any bytes delimit into packets in order, each within the stream's bounds and the
+        /// largest packet, whole space packets where the header delimits them; or fail, never
+        /// panic.
+        #[test]
+        fn any_bytes_delimit_into_checked_packets_or_fail(
+            framing in any_framing(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let max = 64;
+            let delimited = framing.delimit(&bytes, max, |_| {});
+            proptest::prop_assert!(delimited.end <= bytes.len());
+            let mut after = 0;
+            for at in &delimited.packets {
+                proptest::prop_assert!(after <= at.start && at.end <= delimited.end);
+                proptest::prop_assert!(at.len() <= max);
+                after = at.end;
+                if matches!(framing, Framing::Ccsds | Framing::CcsdsAsm) {
+                    proptest::prop_assert!(apid_of_packet(&bytes[at.clone()]).is_some());
+                }
+            }
+        }
     }
 }

@@ -50,29 +50,25 @@ pub fn next_frame(
         };
     };
     let end = start + len + 1;
-    let body = &buf[start..start + len];
-    let Some((&kind, data)) = body.split_first() else {
-        return Ok(None);
+    // The type byte is escaped like the data: a data frame of port 12 starts with FEND's byte.
+    let mut bytes = buf[start..start + len].iter();
+    let kind = match unescape(&mut bytes) {
+        None => return Ok(None),
+        Some(Err(bad)) => return Ok(Some((end, KissFrame::Bad(KissError::BadEscape(bad))))),
+        Some(Ok(kind)) => kind,
     };
     if kind & 0x0F != 0 {
         return Ok(Some((end, KissFrame::Command(kind & 0x0F))));
     }
     let before = out.len();
-    let mut bytes = data.iter();
-    while let Some(&b) = bytes.next() {
-        let byte = match b {
-            FESC => match bytes.next() {
-                Some(&TFEND) => FEND,
-                Some(&TFESC) => FESC,
-                other => {
-                    out.truncate(before);
-                    let bad = other.copied().unwrap_or(FEND);
-                    return Ok(Some((end, KissFrame::Bad(KissError::BadEscape(bad)))));
-                }
-            },
-            b => b,
-        };
-        out.push(byte);
+    while let Some(byte) = unescape(&mut bytes) {
+        match byte {
+            Ok(byte) => out.push(byte),
+            Err(bad) => {
+                out.truncate(before);
+                return Ok(Some((end, KissFrame::Bad(KissError::BadEscape(bad)))));
+            }
+        }
     }
     let port = kind >> 4;
     Ok(Some((
@@ -84,11 +80,23 @@ pub fn next_frame(
     )))
 }
 
+/// The next byte of a frame's body, unescaped; `Err` with the byte after a FESC that is not an
+/// escape (FEND when the body ends there).
+fn unescape(bytes: &mut std::slice::Iter<'_, u8>) -> Option<Result<u8, u8>> {
+    Some(match *bytes.next()? {
+        FESC => match bytes.next() {
+            Some(&TFEND) => Ok(FEND),
+            Some(&TFESC) => Ok(FESC),
+            other => Err(other.copied().unwrap_or(FEND)),
+        },
+        byte => Ok(byte),
+    })
+}
+
 /// Appends `data` as one data frame of `port` (0 to 15).
 pub fn encode(port: u8, data: &[u8], out: &mut Vec<u8>) {
     out.push(FEND);
-    out.push((port & 0x0F) << 4);
-    for &b in data {
+    for &b in std::iter::once(&((port & 0x0F) << 4)).chain(data) {
         match b {
             FEND => out.extend_from_slice(&[FESC, TFEND]),
             FESC => out.extend_from_slice(&[FESC, TFESC]),
@@ -100,7 +108,11 @@ pub fn encode(port: u8, data: &[u8], out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::any;
+    use proptest::strategy::Strategy;
+
     use super::*;
+    use crate::protocol::pieces;
 
     #[test]
     fn escaped_bytes_round_trip() {
@@ -116,6 +128,19 @@ mod tests {
         );
         assert_eq!(out, data);
         assert_eq!(next_frame(&wire[..5], 100, &mut out), Ok(None));
+    }
+
+    /// Found by `frames_decode_as_sent_across_any_reads`: port 12's type byte is FEND's, so it
+    /// is escaped like any byte of the frame, and read back unescaped.
+    #[test]
+    fn a_data_frame_of_port_12_escapes_its_type_byte() {
+        let mut wire = Vec::new();
+        encode(12, b"ok", &mut wire);
+        assert_eq!(wire, [FEND, FESC, TFEND, b'o', b'k', FEND]);
+        let mut out = Vec::new();
+        let taken = next_frame(&wire, 100, &mut out).unwrap();
+        assert_eq!(taken, Some((6, KissFrame::Data { port: 12, len: 2 })));
+        assert_eq!(out, b"ok");
     }
 
     #[test]
@@ -143,5 +168,95 @@ mod tests {
             next_frame(&[0; 20], 10, &mut out),
             Err(KissError::Unterminated(10))
         );
+    }
+
+    /// Bytes of which many are the ones escaping exists for.
+    fn any_data() -> impl Strategy<Value = Vec<u8>> {
+        let byte = proptest::prop_oneof![
+            proptest::sample::select(vec![FEND, FESC, TFEND, TFESC]),
+            any::<u8>(),
+        ];
+        proptest::collection::vec(byte, 0..48)
+    }
+
+    /// A data frame of a port, or a command frame (`None` for its data).
+    fn any_frame() -> impl Strategy<Value = (u8, Option<Vec<u8>>)> {
+        let data = (0u8..16, any_data()).prop_map(|(port, data)| (port, Some(data)));
+        let command = (0u8..16, 1u8..16).prop_map(|(port, command)| ((port << 4) | command, None));
+        proptest::prop_oneof![3 => data, 1 => command]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(128))]
+
+        /// Any bytes escape into a frame with no frame end inside, and unescape to themselves.
+        #[test]
+        fn any_bytes_round_trip_through_escapes(port in 0u8..16, data in any_data()) {
+            let mut wire = Vec::new();
+            encode(port, &data, &mut wire);
+            proptest::prop_assert!(!wire[1..wire.len() - 1].contains(&FEND));
+            let mut out = Vec::new();
+            let taken = next_frame(&wire, wire.len(), &mut out);
+            let len = data.len();
+            proptest::prop_assert_eq!(taken, Ok(Some((wire.len(), KissFrame::Data { port, len }))));
+            proptest::prop_assert_eq!(out, data);
+        }
+
+        /// Data and command frames, read in any pieces, give each data frame's bytes and port
+        /// in order and pass over the commands, as a link's reads take them.
+        #[test]
+        fn frames_decode_as_sent_across_any_reads(
+            frames in proptest::collection::vec(any_frame(), 0..12),
+            sizes in pieces::read_sizes(),
+        ) {
+            let mut wire = Vec::new();
+            for (port, data) in &frames {
+                match data {
+                    Some(data) => encode(*port, data, &mut wire),
+                    // A command's type byte escaped as any (port 13's command 11 is FESC's).
+                    None if *port == FESC => wire.extend_from_slice(&[FEND, FESC, TFESC, 0x20, FEND]),
+                    None => wire.extend_from_slice(&[FEND, *port, 0x20, FEND]),
+                }
+            }
+            let (mut buf, mut out, mut read) = (Vec::new(), Vec::new(), Vec::new());
+            for piece in pieces::cut(&wire, &sizes) {
+                buf.extend_from_slice(piece);
+                let mut at = 0;
+                while let Some((end, frame)) = next_frame(&buf[at..], 2 * 48 + 2, &mut out).unwrap() {
+                    at += end;
+                    match frame {
+                        KissFrame::Data { port, len } => {
+                            read.push((port, Some(out[out.len() - len..].to_vec())))
+                        }
+                        KissFrame::Command(command) => read.push((command, None)),
+                        KissFrame::Bad(err) => proptest::prop_assert!(false, "{err}"),
+                    }
+                }
+                buf.drain(..at);
+            }
+            let sent: Vec<_> = frames
+                .into_iter()
+                .map(|(port, data)| match data {
+                    Some(data) => (port, Some(data)),
+                    None => (port & 0x0F, None),
+                })
+                .collect();
+            proptest::prop_assert_eq!(read, sent);
+            proptest::prop_assert!(buf.iter().all(|&b| b == FEND), "only frame ends left");
+        }
+
+        /// Any bytes give frames or a refusal of a stream without frame ends, never a panic,
+        /// and a data frame's bytes are all appended to the output.
+        #[test]
+        fn any_bytes_give_frames_or_a_refusal(bytes in any_data(), max in 1usize..64) {
+            let (mut at, mut out) = (0, Vec::new());
+            while let Ok(Some((end, frame))) = next_frame(&bytes[at..], max, &mut out) {
+                proptest::prop_assert!(end > 0 && at + end <= bytes.len());
+                at += end;
+                if let KissFrame::Data { len, .. } = frame {
+                    proptest::prop_assert!(len <= out.len());
+                }
+            }
+        }
     }
 }
