@@ -39,7 +39,9 @@ pub(crate) fn publish_and_store(data: &[u8]) {
     let acceptable = !body.is_empty()
         && body.len() <= MAX_BYTES
         && (1..=255).contains(&content_type.len())
-        && content_type.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+        && content_type
+            .chars()
+            .all(|c| c.is_ascii_graphic() || c == ' ');
     assert_eq!(published.is_ok(), acceptable, "{published:?}");
     let Ok(version) = published else {
         return;

@@ -33,7 +33,11 @@ pub(crate) fn stream(data: &[u8]) {
             return;
         };
         buf.drain(..at);
-        assert!(buf.len() <= pending_bound(&framing, max), "{} bytes kept", buf.len());
+        assert!(
+            buf.len() <= pending_bound(&framing, max),
+            "{} bytes kept",
+            buf.len()
+        );
     }
 }
 

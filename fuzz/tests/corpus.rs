@@ -10,7 +10,9 @@ use aggregator_fuzz::TARGETS;
 fn replay(folder: &str) -> usize {
     let mut replayed = 0;
     for target in TARGETS {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder).join(target.name);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(folder)
+            .join(target.name);
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
@@ -28,7 +30,9 @@ fn replay(folder: &str) -> usize {
 #[test]
 fn every_seed_passes_every_target() {
     for target in TARGETS {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target.name);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target.name);
         let seeds = fs::read_dir(&dir).map_or(0, |entries| entries.count());
         assert!(seeds > 0, "{} has no seeds", dir.display());
     }
