@@ -96,32 +96,7 @@ fn re_encode(file: &[u8], entries: &[(u64, Entry)]) {
                     other => panic!("a FRAMES record holds {other:?}"),
                 }),
             ),
-            (_, Entry::Frame(f)) => segment::encode_frame(
-                &mut encoded,
-                f.kind,
-                f.priority,
-                f.source_id,
-                f.sequence,
-                f.received_unix_ns,
-                &f.payload,
-            ),
-            (
-                _,
-                &Entry::Watermark {
-                    kind,
-                    source_id,
-                    acked,
-                },
-            ) => segment::encode_watermark(&mut encoded, kind, source_id, acked),
-            (
-                _,
-                &Entry::Stored {
-                    kind,
-                    source_id,
-                    first,
-                    last,
-                },
-            ) => segment::encode_stored(&mut encoded, kind, source_id, first, last),
+            (_, entry) => entry.encode(&mut encoded),
         }
         assert_eq!(
             encoded,

@@ -209,9 +209,8 @@ impl Entry {
         }
     }
 
-    /// Appends the record's encoding to `out`.
-    #[cfg(test)]
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the record's encoding to `out` (a frame as a FRAME record of its own).
+    pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Entry::Frame(f) => encode_frame(
                 out,
