@@ -269,7 +269,8 @@ impl SegmentIndex {
             .filter_map(|(&(kind, id), span)| Some(((SourceKind::from_byte(kind)?, id), span)))
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the index file's bytes: [`encode_file`] with the time blocks after the spans.
+    pub fn encode(&self, out: &mut Vec<u8>) {
         let (oldest, newest) = self.received.unwrap_or((u64::MAX, 0));
         let head = [self.len, self.frames, oldest, newest];
         encode_file(out, (MAGIC, head), &self.sources, |out| {
@@ -336,7 +337,7 @@ pub(crate) fn decode_file<T>(
 }
 
 /// Reads an index file's bytes; `None` when they are not a whole, valid index.
-fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
+pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
     let ([len, frames, oldest, newest], sources, times) = decode_file(bytes, MAGIC, |input| {
         let mut times = Vec::new();
         for _ in 0..input.count()? {

@@ -209,9 +209,8 @@ impl Entry {
         }
     }
 
-    /// Appends the record's encoding to `out`.
-    #[cfg(test)]
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the record's encoding to `out` (a frame as a FRAME record of its own).
+    pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Entry::Frame(f) => encode_frame(
                 out,
@@ -704,7 +703,7 @@ const WINDOW: usize = 1 << 20;
 
 /// How a scan ended; the entries went to its visitor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Scanned {
+pub struct Scanned {
     /// Bytes up to the end of the last valid record (8, the magic, for a segment without records;
     /// 0 when the magic itself is incomplete).
     pub valid_len: u64,
@@ -843,7 +842,7 @@ impl<R: Read> Window<R> {
 /// ([`resync_after`]), and the records from there on are handed out too. An `Err` is a failed
 /// read, or a segment of another format version ([`other_version`]); bad contents are in
 /// [`Scanned::end`] and [`Scanned::damaged`].
-pub(crate) fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
+pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
     let mut window = Window {
         reader,
         bytes: BytesMut::new(),
@@ -997,7 +996,7 @@ pub struct Records {
 /// a record starts): an `InvalidData` error naming the file and the offset, when the first record
 /// does not decode; when a later one does not, the records before it, and `next` at it (the next
 /// read there is the error).
-pub(crate) fn read_records(
+pub fn read_records(
     file: &File,
     path: &Path,
     from: u64,

@@ -106,7 +106,8 @@ impl Store {
     }
 }
 
-fn encode(catalog: &Catalog) -> BytesMut {
+/// The file's bytes, laid out as the table above says.
+pub fn encode(catalog: &Catalog) -> BytesMut {
     let mut out = BytesMut::with_capacity(33 + catalog.content_type.len() + catalog.body.len());
     out.put_slice(MAGIC);
     out.put_u64(catalog.version);
@@ -120,7 +121,8 @@ fn encode(catalog: &Catalog) -> BytesMut {
     out
 }
 
-fn decode(mut bytes: Bytes) -> Result<Catalog, Damage> {
+/// Reads a file's bytes, or says what is wrong with them.
+pub fn decode(mut bytes: Bytes) -> Result<Catalog, Damage> {
     if bytes.len() < 33 {
         return Err(Damage::Short(bytes.len()));
     }

@@ -179,7 +179,7 @@ impl Subscription {
     }
 
     /// Decodes a SUBSCRIBE body; an error is the refusal to send.
-    pub(crate) fn decode(body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
+    pub fn decode(body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
         if body.first() != Some(&SUBSCRIBE) {
             let what = body
                 .first()

@@ -236,7 +236,7 @@ fn unescape(
                     }
                 }
             }
-            Ok(Some((end, KissFrame::Command(_)))) => at += end,
+            Ok(Some((end, KissFrame::Command(_) | KissFrame::Fill))) => at += end,
             Ok(Some((end, KissFrame::Bad(err)))) => {
                 at += end;
                 link.bad_packet(&err);

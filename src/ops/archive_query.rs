@@ -117,7 +117,7 @@ pub(crate) async fn completeness(
 
 /// A query, from its query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FramesQuery {
+pub struct FramesQuery {
     filter: FrameFilter,
     /// Only frames of sources of this kind.
     kind: Option<SourceKind>,
@@ -130,7 +130,7 @@ struct FramesQuery {
 
 /// Why a query string was refused: each names the parameter (the body of the 400 answer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum QueryError {
+pub enum QueryError {
     #[error("{0}: {1}")]
     Time(&'static str, String),
     #[error("from is after to")]
@@ -159,7 +159,7 @@ enum QueryError {
 
 /// Which path a query string is for: each takes its own parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
+pub enum Path {
     Frames,
     Completeness,
 }
@@ -183,7 +183,7 @@ impl Path {
 }
 
 /// Parses the query string of `path`, times ago counted from `now`.
-fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQuery, QueryError> {
+pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQuery, QueryError> {
     let mut request = FramesQuery {
         filter: FrameFilter::default(),
         kind: None,

@@ -109,7 +109,7 @@ enum Encoding {
 
 /// A subscriber's request, from the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FeedRequest {
+pub struct FeedRequest {
     filter: Filter,
     /// Every `sample`-th routine frame is sent; emergencies always.
     sample: u64,
@@ -123,7 +123,7 @@ const MAX_SOURCES: usize = 64;
 /// Why `/feed`'s query string was refused: each names the parameter and what was wrong with it
 /// (the body of the 400 answer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum QueryError {
+pub enum QueryError {
     #[error("source: {0}")]
     Source(ParseError),
     #[error("source: more than {MAX_SOURCES} sources")]
@@ -139,7 +139,7 @@ enum QueryError {
 }
 
 /// Parses `/feed`'s query string; the error names the parameter and what was wrong with it.
-fn parse_query(query: &str) -> Result<FeedRequest, QueryError> {
+pub fn parse_query(query: &str) -> Result<FeedRequest, QueryError> {
     let mut request = FeedRequest {
         filter: Filter::default(),
         sample: 1,

@@ -6,7 +6,7 @@
 //! never slows it.
 
 pub mod access;
-mod archive_query;
+pub mod archive_query;
 pub mod catalog;
 pub mod dashboard;
 pub mod feed;

@@ -379,7 +379,7 @@ pub enum MessageView {
 
 impl ServerMessage {
     /// Appends the message with its length prefix.
-    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+    pub fn encode(&self, dst: &mut BytesMut) {
         match self {
             ServerMessage::Welcome {
                 version,

@@ -32,10 +32,13 @@ pub enum KissFrame {
     Command(u8),
     /// A frame that cannot be read; the stream goes on after it.
     Bad(KissError),
+    /// Frame ends with no frame after them yet (a TNC's idle fill, or a frame still to come):
+    /// used up, so that a stream of FENDs alone is not kept without end.
+    Fill,
 }
 
 /// Takes the first frame of `buf`: how many bytes it used up and what it was, or `None` when the
-/// frame is not complete yet. A frame longer than `max` (escaped) ends the stream with
+/// frame is not complete yet and no FEND is in front of it. A frame longer than `max` (escaped) ends the stream with
 /// [`KissError::Unterminated`], as the bytes of a stream without FENDs cannot be read.
 pub fn next_frame(
     buf: &[u8],
@@ -46,6 +49,7 @@ pub fn next_frame(
     let Some(len) = buf[start..].iter().position(|&b| b == FEND) else {
         return match buf.len() - start > max {
             true => Err(KissError::Unterminated(max)),
+            false if start > 0 => Ok(Some((start, KissFrame::Fill))),
             false => Ok(None),
         };
     };
@@ -127,7 +131,23 @@ mod tests {
             Some((wire.len(), KissFrame::Data { port: 0, len: 5 }))
         );
         assert_eq!(out, data);
-        assert_eq!(next_frame(&wire[..5], 100, &mut out), Ok(None));
+        assert_eq!(
+            next_frame(&wire[..5], 100, &mut out),
+            Ok(Some((1, KissFrame::Fill)))
+        );
+        assert_eq!(next_frame(&wire[1..5], 100, &mut out), Ok(None));
+    }
+
+    /// Found by fuzzing (fuzz/regressions/link_stream/fends-only): a stream of FENDs alone was
+    /// never used up, so a link kept every byte of a TNC's idle fill.
+    #[test]
+    fn idle_fends_are_used_up_not_kept() {
+        let mut out = Vec::new();
+        assert_eq!(
+            next_frame(&[FEND; 64], 10, &mut out),
+            Ok(Some((64, KissFrame::Fill)))
+        );
+        assert!(out.is_empty());
     }
 
     /// Found by `frames_decode_as_sent_across_any_reads`: port 12's type byte is FEND's, so it

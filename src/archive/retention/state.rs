@@ -166,7 +166,8 @@ impl ShardState {
         sync_dir(dir)
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the file's bytes: [`index::encode_file`] with this state's head and sources.
+    pub fn encode(&self, out: &mut Vec<u8>) {
         let head = [
             self.first_retained,
             self.deleted_segments,
@@ -182,7 +183,8 @@ fn staged(dir: &Path) -> PathBuf {
     dir.join(format!("{STATE_FILE}.new"))
 }
 
-fn decode(bytes: &[u8]) -> Option<ShardState> {
+/// Reads the file's bytes; `None` when they are not a whole state file with a matching CRC.
+pub fn decode(bytes: &[u8]) -> Option<ShardState> {
     let ([first_retained, deleted_segments, deleted_bytes, last_deletion_ns], pruned, ()) =
         index::decode_file(bytes, MAGIC, |_| Some(()))?;
     Some(ShardState {

@@ -1,0 +1,133 @@
+//! The ground-segment links' framings (`docs/ground-segment.md`): CCSDS back to back, after the
+//! sync marker, behind a generic length field, and KISS. The stream is fed a read at a time, and
+//! its unread bytes cut off after each, as a link's connection does.
+
+use std::ops::Range;
+
+use aggregator::protocol::ccsds::{self, Framing, LengthField, Next, MAX_PACKET};
+use aggregator::protocol::kiss::{self, KissFrame};
+
+/// The first byte picks the framing, and the read size; the next four the packet limit and the
+/// length field (within what the config accepts); the rest is the stream.
+pub(crate) fn stream(data: &[u8]) {
+    let [mode, limit, offset, adjustment, strip, stream @ ..] = data else {
+        return;
+    };
+    let max = (usize::from(*limit) * 64).clamp(7, MAX_PACKET);
+    let read = usize::from(mode >> 2) * 8 + 1;
+    let framing = match mode & 3 {
+        0 => Framing::Ccsds,
+        1 => Framing::CcsdsAsm,
+        2 => Framing::LengthPrefix(LengthField {
+            offset: usize::from(offset & 0x0F),
+            size: usize::from(offset >> 4) % 4 + 1,
+            adjustment: i64::from(*adjustment as i8),
+            strip: usize::from(*strip & 0x1F),
+        }),
+        _ => return kiss_stream(stream, read, max),
+    };
+    let mut buf = Vec::new();
+    for chunk in stream.chunks(read) {
+        buf.extend_from_slice(chunk);
+        let Some(at) = delimit(&framing, &buf, max) else {
+            return;
+        };
+        buf.drain(..at);
+        assert!(
+            buf.len() <= pending_bound(&framing, max),
+            "{} bytes kept",
+            buf.len()
+        );
+    }
+}
+
+/// The link's loop over one read: the offset up to which the buffer is used up, `None` when the
+/// stream is unreadable (the connection ends).
+fn delimit(framing: &Framing, buf: &[u8], max: usize) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        match framing.next(&buf[at..], max) {
+            Ok(Next::Packet {
+                packet,
+                end,
+                skipped,
+            }) => {
+                assert!(skipped <= packet.start && packet.start <= packet.end);
+                assert!(packet.end <= end && end <= buf.len() - at && end > 0);
+                assert!(packet.len() <= max);
+                let packet = &buf[at + packet.start..at + packet.end];
+                round_trip(framing, packet, max);
+                at += end;
+            }
+            Ok(Next::More { skipped }) => {
+                assert!(skipped <= buf.len() - at);
+                return Some(at + skipped);
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The most bytes a framing may keep unread while it waits for more: a stream that sends more
+/// without completing a packet must be refused, not buffered without end.
+fn pending_bound(framing: &Framing, max: usize) -> usize {
+    match framing {
+        Framing::Ccsds => max.max(ccsds::PRIMARY_HEADER),
+        Framing::CcsdsAsm => ccsds::ASM.len() + max.max(ccsds::PRIMARY_HEADER),
+        Framing::LengthPrefix(field) => (field.offset + field.size).max(field.strip + max),
+    }
+}
+
+/// A packet taken off the stream, encoded as the TM server would and taken again, is itself.
+fn round_trip(framing: &Framing, packet: &[u8], max: usize) {
+    if let Framing::LengthPrefix(field) = framing {
+        // The encoder writes the field only within the stripped prefix.
+        if field.offset + field.size > field.strip {
+            return;
+        }
+    }
+    let mut encoded = Vec::new();
+    ccsds::encode(framing, packet, &mut encoded);
+    match framing.next(&encoded, max) {
+        Ok(Next::Packet { packet: again, .. }) => assert_eq!(&encoded[again], packet),
+        other => panic!("an encoded packet reads back as {other:?}"),
+    }
+}
+
+/// KISS as the link reads it: frames of at most `2 * max + 2` escaped bytes.
+fn kiss_stream(stream: &[u8], read: usize, max: usize) {
+    let limit = 2 * max + 2;
+    let (mut buf, mut out) = (Vec::new(), Vec::new());
+    for chunk in stream.chunks(read) {
+        buf.extend_from_slice(chunk);
+        let mut at = 0;
+        loop {
+            match kiss::next_frame(&buf[at..], limit, &mut out) {
+                Ok(Some((end, frame))) => {
+                    assert!(end > 0 && end <= buf.len() - at);
+                    if let KissFrame::Data { port, len } = frame {
+                        kiss_round_trip(port, out.len() - len..out.len(), &out, limit);
+                    }
+                    at += end;
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        buf.drain(..at);
+        out.clear();
+        assert!(buf.len() <= limit + 1, "{} bytes kept", buf.len());
+    }
+}
+
+fn kiss_round_trip(port: u8, data: Range<usize>, out: &[u8], limit: usize) {
+    let (mut encoded, mut again) = (Vec::new(), Vec::new());
+    kiss::encode(port, &out[data.clone()], &mut encoded);
+    let read = kiss::next_frame(&encoded, 2 * encoded.len().max(limit), &mut again);
+    let frame = KissFrame::Data {
+        port,
+        len: data.len(),
+    };
+    assert_eq!(read, Ok(Some((encoded.len(), frame))));
+    assert_eq!(again, &out[data]);
+}
