@@ -5,7 +5,7 @@
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
-# Each target starts from its seeds (fuzz/corpus/TARGET) and writes to target/fuzz/TARGET; the
+# Each target starts from its seeds (fuzz/corpus/TARGET) and writes to target/afl/fuzz/TARGET; the
 # last line per target is AFL++'s own count (fuzzer_stats): executions, bitmap coverage, inputs
 # in its queue, crashes and hangs saved.
 set -euo pipefail
@@ -18,9 +18,11 @@ if [[ ${#targets[@]} -eq 0 ]]; then
     targets=($(ls corpus))
 fi
 
-echo "== cargo afl build --release --features afl (fuzz/)"
-cargo afl build --release --features afl --quiet
-target=${CARGO_TARGET_DIR:-$PWD/../target}
+# A target folder of its own: the instrumented build must not replace the plain release build's
+# files (the demo's, the benchmarks'), nor be rebuilt by it.
+target=${CARGO_TARGET_DIR:-$PWD/../target}/afl
+echo "== cargo afl build --release --features afl (fuzz/, into $target)"
+CARGO_TARGET_DIR=$target cargo afl build --release --features afl --quiet
 binary=$target/release/afl-target
 out=$target/fuzz
 mkdir -p "$out"

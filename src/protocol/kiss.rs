@@ -38,8 +38,9 @@ pub enum KissFrame {
 }
 
 /// Takes the first frame of `buf`: how many bytes it used up and what it was, or `None` when the
-/// frame is not complete yet and no FEND is in front of it. A frame longer than `max` (escaped) ends the stream with
-/// [`KissError::Unterminated`], as the bytes of a stream without FENDs cannot be read.
+/// frame is not complete yet and no FEND is in front of it. A frame longer than `max` (escaped)
+/// ends the stream with [`KissError::Unterminated`], as the bytes of a stream without FENDs cannot
+/// be read.
 pub fn next_frame(
     buf: &[u8],
     max: usize,
@@ -250,6 +251,7 @@ mod tests {
                         }
                         KissFrame::Command(command) => read.push((command, None)),
                         KissFrame::Bad(err) => proptest::prop_assert!(false, "{err}"),
+                        KissFrame::Fill => {}
                     }
                 }
                 buf.drain(..at);
