@@ -672,6 +672,9 @@ fn link_mistakes_name_the_link_and_the_rule() {
     expect_error(udp, &["links.framing", "one packet per datagram"]);
     let prefix = link("source_id = 1").replace("\"ccsds\"", "\"length-prefix\"");
     expect_error(&prefix, &["links.length", "offset, size"]);
+    let far = link("source_id = 1\nlength = { offset = 1000000000, size = 2 }")
+        .replace("\"ccsds\"", "\"length-prefix\"");
+    expect_error(&far, &["links.length", "past 65536 bytes of frame header"]);
     let overlap = format!(
         "{}{}",
         link("apid_base = 100"),

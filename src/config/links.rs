@@ -59,6 +59,9 @@ pub enum Unmatched {
     Default,
 }
 
+/// The most bytes of frame header a length field's `offset` or `strip` may reach past.
+const MAX_FRAME_HEADER: usize = 65_536;
+
 /// The generic length field, as written (`length = { offset, size, adjustment, strip }`).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,6 +302,17 @@ impl LinkConfig {
                 return fail(
                     "links.length",
                     format!("size {} is not 1, 2, 3 or 4 bytes", l.size),
+                )
+            }
+            // Until the field has arrived the link keeps what it read: a frame header past 64 KiB
+            // is a typo, and one near usize::MAX would overflow.
+            (FramingName::LengthPrefix, Some(l)) if l.offset.max(l.strip) > MAX_FRAME_HEADER => {
+                return fail(
+                    "links.length",
+                    format!(
+                        "offset {} or strip {} is past {MAX_FRAME_HEADER} bytes of frame header",
+                        l.offset, l.strip
+                    ),
                 )
             }
             (FramingName::LengthPrefix, Some(_)) => {}
