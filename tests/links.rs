@@ -445,6 +445,35 @@ async fn a_new_connection_of_the_station_replaces_the_old_one() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// A flood of connections to a station port holds nothing: each replaces the one before and is
+/// closed, at most a few are open at once, and the newest feeds the link.
+#[tokio::test]
+async fn a_flood_of_station_connections_is_closed_and_the_newest_feeds_the_link() {
+    use tokio::io::AsyncReadExt;
+    let config = with_links(&link("gs", "tcp-listen", "ccsds", "apid_base = 0"));
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        flood.push(TcpStream::connect(daemon.links["gs"]).await.unwrap());
+    }
+    let mut newest = TcpStream::connect(daemon.links["gs"]).await.unwrap();
+    for (i, stream) in flood.iter_mut().enumerate() {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "flooding connection {i} is closed: {closed:?}"
+        );
+    }
+    let wire: Vec<u8> = (0..10).flat_map(|count| packet(4, count, 12)).collect();
+    newest.write_all(&wire).await.unwrap();
+    wait_for_packets(&archive, 10).await;
+    assert_eq!(archive.sequences(LIVE, 4), (0..10).collect::<Vec<_>>());
+    drop(newest);
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 /// On a segment archive: the extended count continues across a restart of the daemon (the
 /// station's counts wrapped during the first run), packets the station sends again after the
 /// restart are not stored twice, and a gap in the counts is counted.

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -16,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::station::{Link, Station};
+use crate::net::{accept_until, Limits, Slots};
 use crate::protocol::ccsds::{Framing, PacketError, PrimaryHeader};
 use crate::protocol::kiss::{self, KissError, KissFrame};
 use crate::stats::LinkState;
@@ -39,7 +39,14 @@ pub(crate) enum Ending {
     Drain,
 }
 
-/// Accepts stations until the drain; each connection replaces the one before.
+/// Connections of one link's station at once: the one feeding it, and those waiting for their
+/// turn. A newer one takes the place of the oldest waiting, so that a flood of connections to a
+/// station port holds neither memory nor descriptors, and the newest always gets its turn.
+const LINK_CONNECTIONS: usize = 4;
+
+/// Accepts stations until the drain; each connection replaces the one before. Through the accept
+/// loop every listener runs, so the archive's descriptor reserve is kept, and past
+/// [`LINK_CONNECTIONS`] the oldest connection still waiting for its turn is closed.
 pub(crate) async fn listen(
     link: Arc<Link>,
     listener: TcpListener,
@@ -48,36 +55,45 @@ pub(crate) async fn listen(
 ) {
     link.counters.set_state(LinkState::Listening);
     let mut current: Option<CancellationToken> = None;
-    loop {
-        let accepted = tokio::select! {
-            _ = drain.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(link = %link.config.name, error = %err, "accept failed");
-                tokio::select! {
-                    _ = drain.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+    let slots = Slots::new(Limits::new(LINK_CONNECTIONS, Some(LINK_CONNECTIONS)));
+    let stats = link.stats.clone();
+    accept_until(
+        &listener,
+        (&slots, Slots::take_or_evict),
+        &drain,
+        &stats,
+        |stream, peer, slot| {
+            let slot = match slot {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    tracing::debug!(link = %link.config.name, %peer, "station connection closed: {refused}");
+                    return;
                 }
+            };
+            let _ = stream.set_nodelay(true);
+            let stop = drain.child_token();
+            if let Some(previous) = current.replace(stop.clone()) {
+                previous.cancel();
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let stop = drain.child_token();
-        if let Some(previous) = current.replace(stop.clone()) {
-            previous.cancel();
-        }
-        let (link, drain) = (Arc::clone(&link), drain.clone());
-        tracker.spawn(async move {
-            let _turn = link.turn.lock().await;
-            let ending = connection(&link, stream, peer, &stop, &drain).await;
-            ended(&link, peer, &ending, &stop);
-            if !stop.is_cancelled() {
-                link.counters.set_state(LinkState::Listening);
-            }
-        });
-    }
+            let (link, drain) = (Arc::clone(&link), drain.clone());
+            tracker.spawn(async move {
+                // A connection replaced before its turn came has read nothing to store.
+                let _turn = tokio::select! {
+                    turn = link.turn.lock() => turn,
+                    () = stop.cancelled() => return,
+                    () = slot.evicted().cancelled() => return,
+                };
+                slot.set_idle(false);
+                let ending = connection(&link, stream, peer, &stop, &drain).await;
+                ended(&link, peer, &ending, &stop);
+                if !stop.is_cancelled() {
+                    link.counters.set_state(LinkState::Listening);
+                }
+                drop(slot);
+            });
+        },
+    )
+    .await;
     link.counters.set_state(LinkState::Stopped);
 }
 
