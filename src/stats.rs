@@ -685,8 +685,9 @@ pub struct LinkSnapshot {
     pub copies: u64,
     /// Packets missing from the link's own sequence counts, per APID.
     pub gaps: u64,
-    /// Packets no rule maps to a source (`unmatched = "refuse"`), or whose source could not be
-    /// registered: dropped.
+    /// Packets no rule maps to a source: dropped (`unmatched = "refuse"`) or stored as
+    /// `default_source` (`unmatched = "default"`); and packets dropped because their source
+    /// could not be registered (taken by another connection).
     pub unmatched: u64,
     /// Packets or connections refused as malformed: a bad version or length, a broken escape.
     pub bad_input: u64,

@@ -350,6 +350,11 @@ async fn udp_datagrams_and_unmatched_apids() {
         l[0].bad_input == 1 && l[0].unmatched == 1 && l[1].bad_input == 1 && l[1].packets == 3
     })
     .await;
+    assert_eq!(
+        daemon.stats.links()[1].unmatched,
+        1,
+        "a packet stored as the default source is counted too"
+    );
     assert_eq!(archive.sequences(LIVE, 700), [0, 1]);
     assert_eq!(archive.sequences(LIVE, 800), [0, 1]);
     assert_eq!(

@@ -200,7 +200,8 @@ impl LinkConfig {
         self.group.as_deref().unwrap_or(&self.name)
     }
 
-    /// The source a packet of `apid` becomes, or `None` when it is refused.
+    /// The source a packet of `apid` becomes by the link's rules, or `None` when no rule maps
+    /// it: the packet is then unmatched ([`LinkConfig::unmatched_source`]).
     pub(crate) fn source_of(&self, apid: u16) -> Option<u32> {
         if let Some(id) = self.source_id {
             return Some(id);
@@ -213,6 +214,12 @@ impl LinkConfig {
                 return Some(base + u32::from(apid));
             }
         }
+        None
+    }
+
+    /// The source of a packet no rule maps: `default_source` with `unmatched = "default"`, none
+    /// when it is refused. Counted in `unmatched` either way.
+    pub(crate) fn unmatched_source(&self) -> Option<u32> {
         match self.unmatched {
             Unmatched::Refuse => None,
             Unmatched::Default => self.default_source,

@@ -40,7 +40,7 @@ pub(crate) struct Link {
     pub turn: tokio::sync::Mutex<()>,
     /// Bad input and gaps, logged at most once a second.
     log: std::sync::Mutex<Option<Instant>>,
-    /// The source of each APID, by APID: the config's rules, resolved once.
+    /// The source the rules map each APID to, by APID: resolved once.
     sources: Vec<Option<u32>>,
 }
 
@@ -68,9 +68,13 @@ impl Link {
         }
     }
 
-    /// The source a packet of `apid` becomes, or `None` when none does.
-    fn source_of(&self, apid: u16) -> Option<u32> {
-        self.sources.get(usize::from(apid)).copied().flatten()
+    /// The source a packet of `apid` becomes, or `None` when none does; and whether a rule
+    /// mapped it. One no rule maps is unmatched, whether `default_source` stores it or not.
+    fn source_of(&self, apid: u16) -> (Option<u32>, bool) {
+        match self.sources.get(usize::from(apid)).copied().flatten() {
+            Some(id) => (Some(id), true),
+            None => (self.config.unmatched_source(), false),
+        }
     }
 
     /// Whether a warning about the link's input may be logged now: at most one a second.
@@ -153,7 +157,7 @@ impl Station {
                 continue;
             };
             gaps += self.gap(header.apid, header.sequence_count);
-            let id = link.source_of(header.apid);
+            let (id, matched) = link.source_of(header.apid);
             if let Some(id) = id {
                 if !self.sources.contains_key(&id) {
                     let slot = self.register(id, header.apid, peer).await;
@@ -163,6 +167,7 @@ impl Station {
             let packet = &chunk[range.clone()];
             match id.and_then(|id| self.sources.get(&id)?.as_ref().map(|_| id)) {
                 Some(id) => {
+                    unmatched += u64::from(!matched);
                     let priority = priority(&link.config, header.apid, packet);
                     mapped.push((range, header, id, priority, crc32fast::hash(packet)));
                 }

@@ -454,7 +454,7 @@ fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
         (
             "aggregator_link_unmatched_total",
             MetricKind::Counter,
-            "Packets no rule maps to a source: dropped.",
+            "Packets no rule maps to a source, dropped or stored as the default source, and packets whose source was taken.",
             |l| l.unmatched,
         ),
         (
