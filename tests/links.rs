@@ -260,6 +260,49 @@ async fn bad_input_costs_only_its_connection() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// A length-prefixed frame whose content is not exactly one whole packet (shorter than a header,
+/// or a byte more or less than its header says) is dropped and counted as bad input, as a KISS
+/// frame or a datagram is; the connection goes on.
+#[tokio::test]
+async fn a_length_prefixed_frame_that_is_not_one_packet_is_dropped_and_counted() {
+    let config = with_links(&link(
+        "framed",
+        "tcp-listen",
+        "length-prefix",
+        "source_id = 700\nlength = { offset = 0, size = 4, adjustment = 4, strip = 4 }",
+    ));
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let framing = Framing::LengthPrefix(ccsds::LengthField {
+        offset: 0,
+        size: 4,
+        adjustment: 4,
+        strip: 4,
+    });
+    let mut wire = Vec::new();
+    ccsds::encode(&framing, &packet(1, 0, 10), &mut wire);
+    // docs/ground-segment.md's example: three bytes of content.
+    wire.extend_from_slice(&[0x00, 0x00, 0x00, 0x03, 0x00, 0x29, 0xC0]);
+    let mut longer = packet(1, 1, 10);
+    longer.push(0);
+    ccsds::encode(&framing, &longer, &mut wire);
+    let mut shorter = packet(1, 1, 10);
+    shorter.pop();
+    ccsds::encode(&framing, &shorter, &mut wire);
+    ccsds::encode(&framing, &packet(1, 1, 10), &mut wire);
+    let mut station = TcpStream::connect(daemon.links["framed"]).await.unwrap();
+    station.write_all(&wire).await.unwrap();
+    wait_for_packets(&archive, 2).await;
+    let records: Vec<_> = archive.records().iter().map(|r| r.payload.to_vec()).collect();
+    assert_eq!(records, [packet(1, 0, 10), packet(1, 1, 10)]);
+    let link = &daemon.stats.links()[0];
+    assert_eq!((link.bad_input, link.packets), (3, 2), "{link:?}");
+    assert_eq!((link.connections, link.state), (1, LinkState::Connected));
+    assert_eq!(link.last_error, None, "the connection goes on");
+    drop(station);
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 /// The daemon dials a KISS server, takes its data frames (escapes undone, a broken escape
 /// dropped alone), and dials again when the server closes.
 #[tokio::test]

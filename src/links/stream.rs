@@ -205,14 +205,18 @@ async fn connection(
     ending
 }
 
-/// The complete packets at the front of `buf`, cut off it as one chunk.
+/// The complete packets at the front of `buf`, cut off it as one chunk. A header delimits a
+/// whole packet by itself; a length field delimits a frame, which must hold one.
 fn delimit(
     link: &Link,
     framing: &Framing,
     buf: &mut BytesMut,
 ) -> (Bytes, Vec<std::ops::Range<usize>>, Option<Ending>) {
     let max = link.config.max_packet_bytes;
-    let delimited = framing.delimit(buf, max, |skipped| lost_sync(link, skipped));
+    let mut delimited = framing.delimit(buf, max, |skipped| lost_sync(link, skipped));
+    if matches!(framing, Framing::LengthPrefix(_)) {
+        (delimited.packets).retain(|frame| takes_frame(link, &buf[frame.clone()]));
+    }
     let failure = delimited.failure.map(Ending::Packet);
     (
         buf.split_to(delimited.end).freeze(),
@@ -268,7 +272,21 @@ fn unescape(
     (Bytes::from(out), packets, failure)
 }
 
-/// Checks that `bytes` are one whole space packet of at most `max` bytes.
+/// Whether the content of a frame (length-prefixed, a KISS data frame, a datagram) is taken as
+/// a packet: it must be one whole packet ([`whole_packet`]), or it is dropped, counted as bad
+/// input and logged at most once a second; the stream goes on after it.
+pub(crate) fn takes_frame(link: &Link, content: &[u8]) -> bool {
+    match whole_packet(content, link.config.max_packet_bytes) {
+        Ok(()) => true,
+        Err(err) => {
+            link.bad_packet(&err);
+            false
+        }
+    }
+}
+
+/// Checks that `bytes` are one whole space packet of at most `max` bytes: a header of version
+/// 0 whose length field says `bytes.len()`.
 pub(crate) fn whole_packet(bytes: &[u8], max: usize) -> Result<(), PacketError> {
     let least = crate::protocol::ccsds::PRIMARY_HEADER + 1;
     let header = PrimaryHeader::parse(bytes).ok_or(PacketError::TooShort {

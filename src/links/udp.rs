@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::station::{Link, Station};
-use super::stream::whole_packet;
+use super::stream::takes_frame;
 use crate::stats::LinkState;
 
 /// Datagrams read into one chunk at most.
@@ -28,9 +28,8 @@ impl Burst {
     /// The datagram at `buf[start..]`, taken if it is one whole packet.
     fn datagram(&mut self, link: &Link, buf: &BytesMut, start: usize, from: SocketAddr) {
         self.peer.get_or_insert(from);
-        match whole_packet(&buf[start..], link.config.max_packet_bytes) {
-            Ok(()) => self.packets.push(start..buf.len()),
-            Err(err) => link.bad_packet(&err),
+        if takes_frame(link, &buf[start..]) {
+            self.packets.push(start..buf.len());
         }
     }
 }
