@@ -202,7 +202,8 @@ async fn redundant_stations_store_the_union_once() {
 }
 
 /// A packet of a bad version closes that connection after the packets before it; garbage on
-/// a marker link is skipped to the next marker; other links go on.
+/// a marker link, and a marker followed by a header of another version, are skipped to the next
+/// marker with a valid header; other links go on.
 #[tokio::test]
 async fn bad_input_costs_only_its_connection() {
     let config = with_links(
@@ -233,9 +234,13 @@ async fn bad_input_costs_only_its_connection() {
     ccsds::encode(&Framing::CcsdsAsm, &packet(2, 0, 10), &mut wire);
     wire.extend_from_slice(b"line noise \x1A\xCF");
     ccsds::encode(&Framing::CcsdsAsm, &packet(2, 1, 10), &mut wire);
+    let mut other_version = packet(2, 9, 10);
+    other_version[0] |= 0x20;
+    ccsds::encode(&Framing::CcsdsAsm, &other_version, &mut wire);
+    ccsds::encode(&Framing::CcsdsAsm, &packet(2, 2, 10), &mut wire);
     marked.write_all(&wire).await.unwrap();
 
-    wait_for_packets(&archive, 4).await;
+    wait_for_packets(&archive, 5).await;
     wait_until("the bad connection closed", PATIENCE, || {
         daemon.stats.links()[0].bad_input == 1
     })
@@ -249,13 +254,16 @@ async fn bad_input_costs_only_its_connection() {
             .contains("packet version 1"),
         "{links:?}"
     );
-    assert_eq!(links[1].skipped_bytes, 13);
+    let false_marker = ccsds::ASM.len() + other_version.len();
+    assert_eq!(links[1].skipped_bytes as usize, 13 + false_marker);
+    assert_eq!((links[1].bad_input, links[1].connections), (0, 1));
+    assert_eq!(links[1].last_error, None, "the marker link's connection goes on");
     assert_eq!(archive.sequences(LIVE, 500), [0, 1]);
-    assert_eq!(archive.sequences(LIVE, 600), [0, 1]);
+    assert_eq!(archive.sequences(LIVE, 600), [0, 1, 2]);
     // The link takes a new connection of the station.
     let mut again = TcpStream::connect(daemon.links["plain"]).await.unwrap();
     again.write_all(&packet(1, 3, 10)).await.unwrap();
-    wait_for_packets(&archive, 5).await;
+    wait_for_packets(&archive, 6).await;
     assert_eq!(archive.sequences(LIVE, 500), [0, 1, 2]);
     assert!(daemon.shutdown().await.is_clean());
 }

@@ -110,7 +110,8 @@ pub enum PacketError {
 pub enum Framing {
     /// Back to back: the header's length field delimits them (Yamcs' `CcsdsPacketInputStream`).
     Ccsds,
-    /// Each packet after the attached sync marker; bytes before a marker are skipped.
+    /// Each packet after the attached sync marker; bytes before a marker with a valid header
+    /// behind it are skipped.
     CcsdsAsm,
     /// Behind a length field (Yamcs' `GenericPacketInputStream`): the field of `size` bytes at
     /// `offset`, big-endian, plus `adjustment`, is the frame's whole length from its first byte;
@@ -155,7 +156,7 @@ impl Framing {
                 },
                 None => Next::More { skipped: 0 },
             }),
-            Framing::CcsdsAsm => after_marker(buf, max),
+            Framing::CcsdsAsm => Ok(after_marker(buf, max)),
             Framing::LengthPrefix(field) => field.next(buf, max),
         }
     }
@@ -227,29 +228,29 @@ fn packet_at(buf: &[u8], start: usize, max: usize) -> Result<Option<Range<usize>
     Ok((buf.len() >= start + length).then_some(start..start + length))
 }
 
-/// The packet after the first marker in `buf`. A packet that fails its checks after a marker is
-/// taken for a false marker: the search goes on after it, so only a marker with a good packet
-/// behind it ends a resynchronisation.
-fn after_marker(buf: &[u8], max: usize) -> Result<Next, PacketError> {
+/// The packet after the first marker in `buf`. A header that fails its checks after a marker
+/// (another version, a length above `max`) is taken for a false marker wherever it lies, the
+/// front of the stream included: the search goes on after it, so only a marker with a good
+/// header behind it ends a resynchronisation, and the stream is never given up.
+fn after_marker(buf: &[u8], max: usize) -> Next {
     let mut from = 0;
     loop {
         let Some(at) = find_marker(&buf[from..]).map(|at| from + at) else {
             // A marker may begin in the last three bytes.
             let keep = buf.len().min(ASM.len() - 1);
-            return Ok(Next::More {
+            return Next::More {
                 skipped: buf.len() - keep,
-            });
+            };
         };
         match packet_at(buf, at + ASM.len(), max) {
             Ok(Some(packet)) => {
-                return Ok(Next::Packet {
+                return Next::Packet {
                     end: packet.end,
                     packet,
                     skipped: at,
-                })
+                }
             }
-            Ok(None) => return Ok(Next::More { skipped: at }),
-            Err(err) if at == 0 && from == 0 => return Err(err),
+            Ok(None) => return Next::More { skipped: at },
             Err(_) => from = at + 1,
         }
     }
@@ -411,6 +412,30 @@ mod tests {
             Framing::CcsdsAsm.next(&[0x00, 0x11, 0x1A, 0xCF], MAX_PACKET),
             Ok(Next::More { skipped: 1 })
         );
+    }
+
+    /// A marker followed by a header of another version, at the front of the stream as after
+    /// noise, is a false marker: skipped to the next marker with a valid header, never an end.
+    #[test]
+    fn a_marker_before_a_header_of_another_version_is_skipped() {
+        let mut other_version = packet(3, 8, b"xy");
+        other_version[0] |= 0x20;
+        let mut stream = ASM.to_vec();
+        stream.extend_from_slice(&other_version);
+        stream.extend_from_slice(&ASM);
+        stream.extend(packet(3, 9, b"xy"));
+        let false_marker = ASM.len() + other_version.len();
+        for noise in [0, 2] {
+            let mut wire = vec![0x55; noise];
+            wire.extend_from_slice(&stream);
+            let Next::Packet {
+                packet: p, skipped, ..
+            } = Framing::CcsdsAsm.next(&wire, MAX_PACKET).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!((&wire[p], skipped), (&packet(3, 9, b"xy")[..], noise + false_marker));
+        }
     }
 
     /// A four-byte length in front of each packet: offset 0, size 4, the frame's length is the
