@@ -13,6 +13,7 @@ use aggregator::archive::segment::{
 };
 use aggregator::archive::SegmentSink;
 use aggregator::config::{ArchiveKind, SyncMode};
+use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::{Config, Priority, SourceKind};
 use common::TempDir;
 
@@ -61,6 +62,19 @@ impl SegmentBuilder {
             T0 + seqs.start * 1_000_000,
             seqs.zip(&payloads).map(|(seq, p)| (seq, p.as_bytes())),
         );
+        self
+    }
+
+    /// A frame whose payload is a space packet of `apid` with the 14-bit `count`, as a
+    /// ground-segment link stores it.
+    fn packet(&mut self, id: u32, seq: u64, apid: u16, count: u16) -> &mut Self {
+        self.offsets.push(self.bytes.len() as u64);
+        let data = format!("{id}:{seq}");
+        let mut payload = PrimaryHeader::telemetry(apid, count, data.len())
+            .encode()
+            .to_vec();
+        payload.extend_from_slice(data.as_bytes());
+        encode_frame(&mut self.bytes, Live, Routine, id, seq, T0, &payload);
         self
     }
 
@@ -191,6 +205,40 @@ fn verify_passes_a_good_archive_and_reports_counts_gaps_and_duplicates() {
     // --strict also fails on the gap and the duplicate.
     let (code, _, _) = verify(&dir.0, &["--strict"]);
     assert_eq!(code, Some(1));
+}
+
+/// A link's source whose sequence is its APID's count: after the spacecraft restarted its
+/// counter its packets are numbered in the next 14-bit cycle, and the counts jumped over are no
+/// frames the archive lost: `count_jumps`, not `missing`, and `--strict` passes. A link's source
+/// numbered by arrival (its packets' counts are not its sequences) keeps a gap as `missing`.
+#[test]
+fn verify_reports_a_link_sources_count_jump_not_missing() {
+    let dir = TempDir::new("archive-tools-count-jump");
+    let mut first = SegmentBuilder::new();
+    for seq in (0..10).chain(16_384..16_390) {
+        first.packet(10_005, seq, 5, (seq % 16_384) as u16);
+    }
+    first.write(&dir.0, 1);
+    let (code, stdout, stderr) = verify(&dir.0, &["--strict"]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        line(&stdout, "source live 10005:"),
+        "source live 10005: frames=16 emergency=0 first=0 last=16389 missing=0 duplicates=0 count_jumps=[10..=16383]"
+    );
+
+    let mut second = SegmentBuilder::new();
+    for seq in [0, 1, 5] {
+        second.packet(7_000, seq, 7, 0);
+    }
+    second.write(&dir.0, 2);
+    let (code, stdout, _) = verify(&dir.0, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        line(&stdout, "source live 7000:"),
+        "source live 7000: frames=3 emergency=0 first=0 last=5 missing=3 duplicates=0 gaps=[2..=4]"
+    );
+    let total = line(&stdout, "verify total:");
+    assert!(total.contains(" missing=3 duplicates=0 count_jumps=1 "), "{total}");
 }
 
 #[test]

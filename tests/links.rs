@@ -532,7 +532,8 @@ async fn a_flood_of_station_connections_is_closed_and_the_newest_feeds_the_link(
 
 /// On a segment archive: the extended count continues across a restart of the daemon (the
 /// station's counts wrapped during the first run), packets the station sends again after the
-/// restart are not stored twice, and a gap in the counts is counted.
+/// restart are not stored twice, and a gap in the counts is counted: by the link, and by
+/// `archive verify` as a count jump, not as frames the archive is missing.
 #[tokio::test]
 async fn counts_continue_across_a_restart_and_gaps_are_counted() {
     let dir = common::TempDir::new("links-restart");
@@ -589,4 +590,8 @@ async fn counts_continue_across_a_restart_and_gaps_are_counted() {
         .chain(16_504..16_514)
         .collect();
     assert_eq!(sequences, expected);
+    let report = aggregator::archive::tools::verify(&dir.0).expect("verify the archive");
+    let source = report.sources.iter().find(|s| s.id == 5).expect("source 5");
+    assert_eq!((source.missing, &source.gaps), (0, &vec![]));
+    assert_eq!(source.count_jumps, [(16_494, 16_503)]);
 }

@@ -38,9 +38,10 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::layout;
 use crate::archive::retention::state::{Pruned, ShardState};
-use crate::archive::segment::{self, Damage, Entry, ScanEnd, SegmentScan};
+use crate::archive::segment::{self, Damage, Entry, FrameRecord, ScanEnd, SegmentScan};
 use crate::domain::display::{payload_preview, unix_ns_to_rfc3339};
 use crate::domain::frame::{Priority, SourceKind};
+use crate::protocol::ccsds::{apid_and_count, apid_of_packet, SEQUENCE_COUNT_MODULUS};
 use journals::{FileKind, Held};
 
 /// At most this many gap ranges and duplicate sequences are printed per source.
@@ -162,6 +163,11 @@ pub struct SourceCheck {
     pub gaps: Vec<(u64, u64)>,
     /// Total sequences missing in `gaps`.
     pub missing: u64,
+    /// The sequences a link's source jumped over, as inclusive ranges, in order, in the place of
+    /// `gaps` (and not counted in `missing`): the source's frames are its APID's packets, each
+    /// sequence its packet's count extended, so a jump is the spacecraft's (a counter restart,
+    /// numbered in the next cycle) or a station's loss, never a frame the archive held.
+    pub count_jumps: Vec<(u64, u64)>,
     /// Sequences stored more than once, in order, each once.
     pub duplicates: Vec<u64>,
     /// Frames beyond the first copy of their sequence.
@@ -291,7 +297,7 @@ impl VerifyReport {
     /// `verify total: segments=N bytes=N ... valid=BOOL`.
     fn total_line(&self) -> String {
         format!(
-            "verify total: segments={} bytes={} sources={} frames={} emergency={} journaled={} pruned={} missing={} duplicates={} problems={} damaged={} damaged_bytes={} valid={}",
+            "verify total: segments={} bytes={} sources={} frames={} emergency={} journaled={} pruned={} missing={} duplicates={} count_jumps={} problems={} damaged={} damaged_bytes={} valid={}",
             self.segments.len(),
             self.bytes(),
             self.sources.len(),
@@ -301,6 +307,7 @@ impl VerifyReport {
             self.sources.iter().map(|s| s.pruned).sum::<u64>(),
             self.sources.iter().map(|s| s.missing).sum::<u64>(),
             self.sources.iter().map(|s| s.duplicate_frames).sum::<u64>(),
+            self.sources.iter().map(|s| s.count_jumps.len()).sum::<usize>(),
             self.problems().count(),
             self.damaged.len(),
             self.damaged
@@ -337,6 +344,9 @@ impl SourceCheck {
         }
         let gaps = self.gaps.iter().map(|&(a, b)| run(a, b));
         write_capped(&mut line, "gaps", gaps, self.gaps.len(), " gaps");
+        let jumps = self.count_jumps.iter().map(|&(a, b)| run(a, b));
+        let len = self.count_jumps.len();
+        write_capped(&mut line, "count_jumps", jumps, len, " jumps");
         let duplicates = self.duplicates.iter().map(u64::to_string);
         write_capped(
             &mut line,
@@ -384,6 +394,45 @@ struct Tally {
     sequences: Vec<Seen>,
     watermark: Option<u64>,
     journaled: u64,
+    counts: PacketCounts,
+}
+
+impl Tally {
+    fn frame(&mut self, frame: &FrameRecord, damage_before: u32) {
+        self.frames += 1;
+        self.emergency += u64::from(frame.priority == Priority::Emergency);
+        self.counts = self.counts.and(frame);
+        self.sequences.push(Seen {
+            sequence: frame.sequence,
+            priority: frame.priority,
+            damage_before,
+        });
+    }
+}
+
+/// Whether a source's sequences are its packets' counts: every frame a whole space packet of one
+/// APID whose 14-bit count is its sequence's low bits. The frames of a ground-segment link's
+/// source that carries its APID's count are such (docs/ground-segment.md); the archive records
+/// no link, so this is how `verify` knows one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum PacketCounts {
+    #[default]
+    NoFrame,
+    Apid(u16),
+    Not,
+}
+
+impl PacketCounts {
+    fn and(self, frame: &FrameRecord) -> PacketCounts {
+        let modulus = u64::from(SEQUENCE_COUNT_MODULUS);
+        let counted = apid_and_count(&frame.payload)
+            .is_some_and(|(_, count)| u64::from(count) == frame.sequence % modulus);
+        match (self, apid_of_packet(&frame.payload).filter(|_| counted)) {
+            (PacketCounts::NoFrame, Some(apid)) => PacketCounts::Apid(apid),
+            (PacketCounts::Apid(known), Some(apid)) if known == apid => self,
+            _ => PacketCounts::Not,
+        }
+    }
 }
 
 /// A stored frame as `verify` tallies it.
@@ -487,17 +536,9 @@ fn check_journal(
             continue;
         }
         only_here += 1;
-        let tally = tallies
-            .entry((frame.kind.to_byte(), frame.source_id))
-            .or_default();
-        tally.frames += 1;
-        tally.emergency += u64::from(frame.priority == Priority::Emergency);
+        let tally = tallies.entry(key).or_default();
+        tally.frame(frame, damage_before);
         tally.journaled += 1;
-        tally.sequences.push(Seen {
-            sequence: frame.sequence,
-            priority: frame.priority,
-            damage_before,
-        });
     }
     Ok(JournalCheck {
         path,
@@ -558,13 +599,7 @@ fn tally_segment(
         match entry {
             Entry::Frame(f) => {
                 frames += 1;
-                tally.frames += 1;
-                tally.emergency += u64::from(f.priority == Priority::Emergency);
-                tally.sequences.push(Seen {
-                    sequence: f.sequence,
-                    priority: f.priority,
-                    damage_before: damage_before.saturating_add(ranges_passed),
-                });
+                tally.frame(f, damage_before.saturating_add(ranges_passed));
             }
             Entry::Watermark { acked, .. } => {
                 tally.watermark = Some(tally.watermark.map_or(*acked, |w| w.max(*acked)));
@@ -576,7 +611,8 @@ fn tally_segment(
 }
 
 /// The source's counts, gaps and duplicates; each gap is also added to the `damaged` ranges that
-/// lie across it. Sequences retention deleted (`pruned`) are no gap.
+/// lie across it. Sequences retention deleted (`pruned`) are no gap. A link's source whose
+/// sequences are its packets' counts has count jumps in the place of gaps.
 fn summarize(
     (kind, id): (SourceKind, u32),
     mut tally: Tally,
@@ -603,6 +639,11 @@ fn summarize(
         }
     }
     add_gaps_across(kind, id, &tally.sequences, &gaps, damaged);
+    let mut count_jumps = Vec::new();
+    if matches!(tally.counts, PacketCounts::Apid(_)) {
+        count_jumps = std::mem::take(&mut gaps);
+        missing = 0;
+    }
     SourceCheck {
         kind,
         id,
@@ -612,6 +653,7 @@ fn summarize(
         last: tally.sequences.last().map(|seen| seen.sequence),
         gaps,
         missing,
+        count_jumps,
         duplicates,
         duplicate_frames,
         watermark: tally.watermark,
@@ -888,7 +930,7 @@ mod tests {
                 })
                 .to_vec(),
             watermark: Some(3),
-            journaled: 0,
+            ..Tally::default()
         };
         let s = summarize(
             (SourceKind::LiveUplink, 4),
@@ -932,8 +974,7 @@ mod tests {
             frames: 6,
             emergency: 2,
             sequences: seen,
-            watermark: None,
-            journaled: 0,
+            ..Tally::default()
         };
         let s = summarize(
             (SourceKind::LiveUplink, 4),
