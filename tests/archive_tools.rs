@@ -238,7 +238,10 @@ fn verify_reports_a_link_sources_count_jump_not_missing() {
         "source live 7000: frames=3 emergency=0 first=0 last=5 missing=3 duplicates=0 gaps=[2..=4]"
     );
     let total = line(&stdout, "verify total:");
-    assert!(total.contains(" missing=3 duplicates=0 count_jumps=1 "), "{total}");
+    assert!(
+        total.contains(" missing=3 duplicates=0 count_jumps=1 "),
+        "{total}"
+    );
 }
 
 #[test]

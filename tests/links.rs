@@ -257,7 +257,10 @@ async fn bad_input_costs_only_its_connection() {
     let false_marker = ccsds::ASM.len() + other_version.len();
     assert_eq!(links[1].skipped_bytes as usize, 13 + false_marker);
     assert_eq!((links[1].bad_input, links[1].connections), (0, 1));
-    assert_eq!(links[1].last_error, None, "the marker link's connection goes on");
+    assert_eq!(
+        links[1].last_error, None,
+        "the marker link's connection goes on"
+    );
     assert_eq!(archive.sequences(LIVE, 500), [0, 1]);
     assert_eq!(archive.sequences(LIVE, 600), [0, 1, 2]);
     // The link takes a new connection of the station.
@@ -301,7 +304,11 @@ async fn a_length_prefixed_frame_that_is_not_one_packet_is_dropped_and_counted()
     let mut station = TcpStream::connect(daemon.links["framed"]).await.unwrap();
     station.write_all(&wire).await.unwrap();
     wait_for_packets(&archive, 2).await;
-    let records: Vec<_> = archive.records().iter().map(|r| r.payload.to_vec()).collect();
+    let records: Vec<_> = archive
+        .records()
+        .iter()
+        .map(|r| r.payload.to_vec())
+        .collect();
     assert_eq!(records, [packet(1, 0, 10), packet(1, 1, 10)]);
     let link = &daemon.stats.links()[0];
     assert_eq!((link.bad_input, link.packets), (3, 2), "{link:?}");

@@ -434,7 +434,10 @@ mod tests {
             else {
                 panic!()
             };
-            assert_eq!((&wire[p], skipped), (&packet(3, 9, b"xy")[..], noise + false_marker));
+            assert_eq!(
+                (&wire[p], skipped),
+                (&packet(3, 9, b"xy")[..], noise + false_marker)
+            );
         }
     }
 
