@@ -46,6 +46,19 @@ fn packet(apid: u16, count: u16, len: usize) -> Vec<u8> {
     p
 }
 
+/// A 4-byte length of the packet in front of it, as a `length-prefix` link's rule ...
+const FOUR_BYTE_LENGTH: &str = "length = { offset = 0, size = 4, adjustment = 4, strip = 4 }";
+
+/// ... and as the station frames its packets.
+fn four_byte_length() -> Framing {
+    Framing::LengthPrefix(ccsds::LengthField {
+        offset: 0,
+        size: 4,
+        adjustment: 4,
+        strip: 4,
+    })
+}
+
 /// `(apid, count)` of every stored packet, checked to be the packet as sent.
 fn stored_packets(archive: &Archive) -> Vec<(u16, u16)> {
     archive
@@ -280,16 +293,11 @@ async fn a_length_prefixed_frame_that_is_not_one_packet_is_dropped_and_counted()
         "framed",
         "tcp-listen",
         "length-prefix",
-        "source_id = 700\nlength = { offset = 0, size = 4, adjustment = 4, strip = 4 }",
+        &format!("source_id = 700\n{FOUR_BYTE_LENGTH}"),
     ));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
-    let framing = Framing::LengthPrefix(ccsds::LengthField {
-        offset: 0,
-        size: 4,
-        adjustment: 4,
-        strip: 4,
-    });
+    let framing = four_byte_length();
     let mut wire = Vec::new();
     ccsds::encode(&framing, &packet(1, 0, 10), &mut wire);
     // docs/ground-segment.md's example: three bytes of content.
@@ -473,16 +481,11 @@ async fn a_new_connection_of_the_station_replaces_the_old_one() {
         "gs",
         "tcp-listen",
         "length-prefix",
-        "length = { offset = 0, size = 4, adjustment = 4, strip = 4 }\napid_base = 0",
+        &format!("{FOUR_BYTE_LENGTH}\napid_base = 0"),
     ));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
-    let framing = Framing::LengthPrefix(ccsds::LengthField {
-        offset: 0,
-        size: 4,
-        adjustment: 4,
-        strip: 4,
-    });
+    let framing = four_byte_length();
     let wire = |counts: std::ops::Range<u16>| {
         let mut wire = Vec::new();
         for count in counts {
