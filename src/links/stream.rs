@@ -215,7 +215,9 @@ fn delimit(
     let max = link.config.max_packet_bytes;
     let mut delimited = framing.delimit(buf, max, |skipped| lost_sync(link, skipped));
     if matches!(framing, Framing::LengthPrefix(_)) {
-        (delimited.packets).retain(|frame| takes_frame(link, &buf[frame.clone()]));
+        delimited
+            .packets
+            .retain(|frame| takes_frame(link, &buf[frame.clone()]));
     }
     let failure = delimited.failure.map(Ending::Packet);
     (
