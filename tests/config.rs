@@ -699,17 +699,29 @@ fn kiss_keys_are_checked_where_they_apply() {
         &link("ccsds", &format!("source_id = 1\n{ax25}")),
         &["links.kiss_payload", "\"tnc\""],
     );
-    expect_error(&link("kiss", "source_id = 1\nkiss_port = 16"), &["links.kiss_port", "16"]);
-    expect_error(&link("ccsds", "source_id = 1\nkiss_port = 1"), &["links.kiss_port"]);
+    expect_error(
+        &link("kiss", "source_id = 1\nkiss_port = 16"),
+        &["links.kiss_port", "16"],
+    );
+    expect_error(
+        &link("ccsds", "source_id = 1\nkiss_port = 1"),
+        &["links.kiss_port"],
+    );
     let callsigns = "callsign_sources = { \"N0CALL-1\" = 500 }";
-    expect_error(&link("kiss", callsigns), &["links.callsign_sources", "\"ax25\""]);
+    expect_error(
+        &link("kiss", callsigns),
+        &["links.callsign_sources", "\"ax25\""],
+    );
     for wrong in ["n0call", "N0CALL-16", "TOOLONG"] {
         let table = format!("{ax25}callsign_sources = {{ \"{wrong}\" = 500 }}");
         expect_error(&link("kiss", &table), &["links.callsign_sources", wrong]);
     }
     let twice = format!("{ax25}callsign_sources = {{ \"N0CALL\" = 5, \"N0CALL-0\" = 6 }}");
     expect_error(&link("kiss", &twice), &["links.callsign_sources", "twice"]);
-    let toml = link("kiss", &format!("{ax25}{callsigns}\nkiss_port = 15\nsource_id = 7"));
+    let toml = link(
+        "kiss",
+        &format!("{ax25}{callsigns}\nkiss_port = 15\nsource_id = 7"),
+    );
     let config = Config::parse(&toml, Path::new("kiss.toml")).expect("callsigns and source_id");
     assert_eq!(config.links[0].kiss_payload, KissPayload::Ax25);
 }

@@ -353,12 +353,20 @@ async fn a_kiss_link_takes_packets_out_of_ax25_frames() {
     let mut wire = Vec::new();
     let first = ui("N0CALL-1", &[], &with_newline(packet(3, 0, 8)));
     kiss::encode(0, &first, &mut wire);
-    kiss::encode(0, &ui("N0CALL-2", &["WIDE1-1"], &packet(3, 1, 8)), &mut wire);
+    kiss::encode(
+        0,
+        &ui("N0CALL-2", &["WIDE1-1"], &packet(3, 1, 8)),
+        &mut wire,
+    );
     kiss::encode(1, &ui("N0CALL-1", &[], &packet(3, 2, 8)), &mut wire);
     let mut not_ui = ui("N0CALL-1", &[], &packet(3, 3, 8));
     not_ui[14] = 0x10;
     kiss::encode(0, &not_ui, &mut wire);
-    kiss::encode(0, &ui("N0CALL-1", &[], &with_newline(packet(4, 0, 8))), &mut wire);
+    kiss::encode(
+        0,
+        &ui("N0CALL-1", &[], &with_newline(packet(4, 0, 8))),
+        &mut wire,
+    );
     // The same frame again: a copy.
     kiss::encode(0, &first, &mut wire);
     let (mut tnc, _) = tokio::time::timeout(PATIENCE, server.accept())
@@ -378,7 +386,11 @@ async fn a_kiss_link_takes_packets_out_of_ax25_frames() {
     let link = &daemon.stats.links()[0];
     assert_eq!(link.trailing_bytes, 3, "the newline of three frames");
     assert_eq!((link.bad_input, link.other_port_frames), (1, 1));
-    assert_eq!((link.ax25_frames, link.packets), (4, 3), "UI frames, packets stored");
+    assert_eq!(
+        (link.ax25_frames, link.packets),
+        (4, 3),
+        "UI frames, packets stored"
+    );
     assert!(daemon.shutdown().await.is_clean());
 }
 
