@@ -260,25 +260,24 @@ async fn bad_input_costs_only_its_connection() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// A TNC the test plays, dialled by a KISS link named `tnc` with `rules`, and the daemon.
+async fn kiss_tnc(rules: &str) -> (TcpListener, Archive, TestDaemon) {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = server.local_addr().unwrap();
+    let config = with_links(&format!(
+        "[[links]]\nname = \"tnc\"\ntransport = \"tcp-connect\"\naddress = \"{address}\"\n\
+         framing = \"kiss\"\n{rules}\n"
+    ));
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    (server, archive, daemon)
+}
+
 /// The daemon dials a KISS server, takes its data frames (escapes undone, a broken escape
 /// dropped alone), and dials again when the server closes.
 #[tokio::test]
 async fn a_kiss_link_dials_out_and_again_after_a_loss() {
-    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = with_links(&format!(
-        r#"
-        [[links]]
-        name = "tnc"
-        transport = "tcp-connect"
-        address = "{}"
-        framing = "kiss"
-        apid_base = 0
-        reconnect_min_ms = 10
-        "#,
-        server.local_addr().unwrap()
-    ));
-    let (archive, sink) = Archive::open();
-    let daemon = TestDaemon::start(config, sink).await;
+    let (server, archive, daemon) = kiss_tnc("apid_base = 0\nreconnect_min_ms = 10").await;
     // Data with FEND and FESC in it, so that escapes are exercised.
     let tricky = |count| {
         let mut p = packet(3, count, 4);
@@ -322,23 +321,9 @@ async fn a_kiss_link_dials_out_and_again_after_a_loss() {
 /// is not a UI frame is bad input that costs only itself.
 #[tokio::test]
 async fn a_kiss_link_takes_packets_out_of_ax25_frames() {
-    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = with_links(&format!(
-        r#"
-        [[links]]
-        name = "tnc"
-        transport = "tcp-connect"
-        address = "{}"
-        framing = "kiss"
-        kiss_payload = "ax25"
-        kiss_port = 0
-        callsign_sources = {{ "N0CALL-1" = 500 }}
-        apid_base = 0
-        "#,
-        server.local_addr().unwrap()
-    ));
-    let (archive, sink) = Archive::open();
-    let daemon = TestDaemon::start(config, sink).await;
+    let rules = "kiss_payload = \"ax25\"\nkiss_port = 0\napid_base = 0\n\
+                 callsign_sources = { \"N0CALL-1\" = 500 }";
+    let (server, archive, daemon) = kiss_tnc(rules).await;
     let call = |text: &str| text.parse::<ax25::Callsign>().unwrap();
     let ui = |from: &str, via: &[&str], info: &[u8]| {
         let via: Vec<_> = via.iter().map(|v| call(v)).collect();
