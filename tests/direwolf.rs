@@ -107,7 +107,10 @@ async fn direwolfs_kiss_frames_store_every_packet_once() {
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
     wait_until("the link connected to direwolf", PATIENCE, || {
-        daemon.stats.links()[0].state == LinkState::Connected
+        let links = daemon.stats.links();
+        links
+            .first()
+            .is_some_and(|l| l.state == LinkState::Connected)
     })
     .await;
     let mut input = tnc.stdin.take().unwrap();
