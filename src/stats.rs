@@ -667,6 +667,9 @@ pub struct LinkCounters {
     unmatched: AtomicU64,
     bad_input: AtomicU64,
     skipped_bytes: AtomicU64,
+    trailing_bytes: AtomicU64,
+    ax25_frames: AtomicU64,
+    other_port_frames: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -693,6 +696,12 @@ pub struct LinkSnapshot {
     pub bad_input: u64,
     /// Bytes passed over looking for a sync marker.
     pub skipped_bytes: u64,
+    /// Bytes after the packet in a KISS data frame (a decoder's newline, padding): not stored.
+    pub trailing_bytes: u64,
+    /// AX.25 UI frames read (`kiss_payload = "ax25"`), whatever became of their packets.
+    pub ax25_frames: u64,
+    /// KISS data frames of a port other than `kiss_port`: passed over.
+    pub other_port_frames: u64,
     /// Why the last connection ended or the last dial failed.
     pub last_error: Option<String>,
 }
@@ -743,6 +752,18 @@ impl LinkCounters {
         self.skipped_bytes.fetch_add(bytes, Relaxed);
     }
 
+    pub(crate) fn trailing(&self, bytes: u64) {
+        self.trailing_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub(crate) fn ax25_frame(&self) {
+        self.ax25_frames.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn other_port(&self) {
+        self.other_port_frames.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn failed(&self, why: String) {
         *self
             .last_error
@@ -767,6 +788,9 @@ impl LinkCounters {
             unmatched: self.unmatched.load(Relaxed),
             bad_input: self.bad_input.load(Relaxed),
             skipped_bytes: self.skipped_bytes.load(Relaxed),
+            trailing_bytes: self.trailing_bytes.load(Relaxed),
+            ax25_frames: self.ax25_frames.load(Relaxed),
+            other_port_frames: self.other_port_frames.load(Relaxed),
             last_error: self
                 .last_error
                 .lock()
@@ -791,6 +815,9 @@ impl Stats {
             unmatched: AtomicU64::new(0),
             bad_input: AtomicU64::new(0),
             skipped_bytes: AtomicU64::new(0),
+            trailing_bytes: AtomicU64::new(0),
+            ax25_frames: AtomicU64::new(0),
+            other_port_frames: AtomicU64::new(0),
             last_error: Mutex::new(None),
         });
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use aggregator::config::ConfigError;
+use aggregator::config::{ConfigError, KissPayload};
 use aggregator::Config;
 
 fn example_path() -> PathBuf {
@@ -682,6 +682,48 @@ fn link_mistakes_name_the_link_and_the_rule() {
     );
     expect_error(&overlap, &["\"gs2\"", "live:150", "\"gs\""]);
     expect_error(&link("source_id = 1\nframing_x = 1"), &["framing_x"]);
+}
+
+/// The KISS keys: AX.25 payloads and ports only with KISS framing, callsigns only with AX.25
+/// payloads and written as callsigns; `callsign_sources` alone is a link's source rule.
+#[test]
+fn kiss_keys_are_checked_where_they_apply() {
+    let link = |framing: &str, extra: &str| {
+        format!(
+            "[[links]]\nname = \"tnc\"\ntransport = \"tcp-connect\"\naddress = \"127.0.0.1:8001\"\n\
+             framing = \"{framing}\"\n{extra}\n"
+        )
+    };
+    let ax25 = "kiss_payload = \"ax25\"\n";
+    expect_error(
+        &link("ccsds", &format!("source_id = 1\n{ax25}")),
+        &["links.kiss_payload", "\"tnc\""],
+    );
+    expect_error(
+        &link("kiss", "source_id = 1\nkiss_port = 16"),
+        &["links.kiss_port", "16"],
+    );
+    expect_error(
+        &link("ccsds", "source_id = 1\nkiss_port = 1"),
+        &["links.kiss_port"],
+    );
+    let callsigns = "callsign_sources = { \"N0CALL-1\" = 500 }";
+    expect_error(
+        &link("kiss", callsigns),
+        &["links.callsign_sources", "\"ax25\""],
+    );
+    for wrong in ["n0call", "N0CALL-16", "TOOLONG"] {
+        let table = format!("{ax25}callsign_sources = {{ \"{wrong}\" = 500 }}");
+        expect_error(&link("kiss", &table), &["links.callsign_sources", wrong]);
+    }
+    let twice = format!("{ax25}callsign_sources = {{ \"N0CALL\" = 5, \"N0CALL-0\" = 6 }}");
+    expect_error(&link("kiss", &twice), &["links.callsign_sources", "twice"]);
+    let toml = link(
+        "kiss",
+        &format!("{ax25}{callsigns}\nkiss_port = 15\nsource_id = 7"),
+    );
+    let config = Config::parse(&toml, Path::new("kiss.toml")).expect("callsigns and source_id");
+    assert_eq!(config.links[0].kiss_payload, KissPayload::Ax25);
 }
 
 /// Links and TM servers have no TLS: bound beyond loopback, each is named in the exposure

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use aggregator::protocol::ccsds::{self, Framing, PrimaryHeader};
-use aggregator::protocol::kiss;
+use aggregator::protocol::{ax25, kiss};
 use aggregator::stats::LinkState;
 use aggregator::{Config, Priority, SourceKind};
 use common::{test_config, wait_until, Archive, TestDaemon, PATIENCE};
@@ -326,25 +326,24 @@ async fn a_length_prefixed_frame_that_is_not_one_packet_is_dropped_and_counted()
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// A TNC the test plays, dialled by a KISS link named `tnc` with `rules`, and the daemon.
+async fn kiss_tnc(rules: &str) -> (TcpListener, Archive, TestDaemon) {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = server.local_addr().unwrap();
+    let config = with_links(&format!(
+        "[[links]]\nname = \"tnc\"\ntransport = \"tcp-connect\"\naddress = \"{address}\"\n\
+         framing = \"kiss\"\n{rules}\n"
+    ));
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    (server, archive, daemon)
+}
+
 /// The daemon dials a KISS server, takes its data frames (escapes undone, a broken escape
 /// dropped alone), and dials again when the server closes.
 #[tokio::test]
 async fn a_kiss_link_dials_out_and_again_after_a_loss() {
-    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = with_links(&format!(
-        r#"
-        [[links]]
-        name = "tnc"
-        transport = "tcp-connect"
-        address = "{}"
-        framing = "kiss"
-        apid_base = 0
-        reconnect_min_ms = 10
-        "#,
-        server.local_addr().unwrap()
-    ));
-    let (archive, sink) = Archive::open();
-    let daemon = TestDaemon::start(config, sink).await;
+    let (server, archive, daemon) = kiss_tnc("apid_base = 0\nreconnect_min_ms = 10").await;
     // Data with FEND and FESC in it, so that escapes are exercised.
     let tricky = |count| {
         let mut p = packet(3, count, 4);
@@ -379,6 +378,70 @@ async fn a_kiss_link_dials_out_and_again_after_a_loss() {
     assert_eq!(records, [tricky(0), tricky(1), tricky(2)]);
     let link = &daemon.stats.links()[0];
     assert_eq!((link.bad_input, link.connections), (1, 2));
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// A TNC's KISS frames hold AX.25 UI frames: the packet behind the header is stored once, a
+/// listed sender's callsign picks its source (others go by APID), a decoder's newline after the
+/// packet is counted in `trailing_bytes`, another port's frames are passed over, and a frame that
+/// is not a UI frame is bad input that costs only itself.
+#[tokio::test]
+async fn a_kiss_link_takes_packets_out_of_ax25_frames() {
+    let rules = "kiss_payload = \"ax25\"\nkiss_port = 0\napid_base = 0\n\
+                 callsign_sources = { \"N0CALL-1\" = 500 }";
+    let (server, archive, daemon) = kiss_tnc(rules).await;
+    let call = |text: &str| text.parse::<ax25::Callsign>().unwrap();
+    let ui = |from: &str, via: &[&str], info: &[u8]| {
+        let via: Vec<_> = via.iter().map(|v| call(v)).collect();
+        let mut frame = Vec::new();
+        ax25::encode(call("CQ"), call(from), &via, info, &mut frame);
+        frame
+    };
+    let with_newline = |mut packet: Vec<u8>| {
+        packet.push(b'\n');
+        packet
+    };
+    let mut wire = Vec::new();
+    let first = ui("N0CALL-1", &[], &with_newline(packet(3, 0, 8)));
+    kiss::encode(0, &first, &mut wire);
+    kiss::encode(
+        0,
+        &ui("N0CALL-2", &["WIDE1-1"], &packet(3, 1, 8)),
+        &mut wire,
+    );
+    kiss::encode(1, &ui("N0CALL-1", &[], &packet(3, 2, 8)), &mut wire);
+    let mut not_ui = ui("N0CALL-1", &[], &packet(3, 3, 8));
+    not_ui[14] = 0x10;
+    kiss::encode(0, &not_ui, &mut wire);
+    kiss::encode(
+        0,
+        &ui("N0CALL-1", &[], &with_newline(packet(4, 0, 8))),
+        &mut wire,
+    );
+    // The same frame again: a copy.
+    kiss::encode(0, &first, &mut wire);
+    let (mut tnc, _) = tokio::time::timeout(PATIENCE, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    tnc.write_all(&wire).await.unwrap();
+    wait_until("every frame read", PATIENCE, || {
+        daemon.stats.links()[0].copies == 1
+    })
+    .await;
+    let mut stored = stored_packets(&archive);
+    stored.sort();
+    assert_eq!(stored, [(3, 0), (3, 1), (4, 0)]);
+    assert_eq!(archive.sequences(LIVE, 500).len(), 2);
+    assert_eq!(archive.sequences(LIVE, 3), [1]);
+    let link = &daemon.stats.links()[0];
+    assert_eq!(link.trailing_bytes, 3, "the newline of three frames");
+    assert_eq!((link.bad_input, link.other_port_frames), (1, 1));
+    assert_eq!(
+        (link.ax25_frames, link.packets),
+        (4, 3),
+        "UI frames, packets stored"
+    );
     assert!(daemon.shutdown().await.is_clean());
 }
 

@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use aggregator::protocol::ax25;
 use aggregator::protocol::ccsds::{self, Framing, LengthField, Next, MAX_PACKET};
 use aggregator::protocol::kiss::{self, KissFrame};
 
@@ -24,7 +25,8 @@ pub(crate) fn stream(data: &[u8]) {
             adjustment: i64::from(*adjustment as i8),
             strip: usize::from(*strip & 0x1F),
         }),
-        _ => return kiss_stream(stream, read, max),
+        // The strip byte's top bit: KISS frames holding AX.25 UI frames (`kiss_payload = "ax25"`).
+        _ => return kiss_stream(stream, read, max, strip & 0x80 != 0),
     };
     let mut buf = Vec::new();
     for chunk in stream.chunks(read) {
@@ -95,7 +97,7 @@ fn round_trip(framing: &Framing, packet: &[u8], max: usize) {
 }
 
 /// KISS as the link reads it: frames of at most `2 * max + 2` escaped bytes.
-fn kiss_stream(stream: &[u8], read: usize, max: usize) {
+fn kiss_stream(stream: &[u8], read: usize, max: usize, ax25: bool) {
     let limit = 2 * max + 2;
     let (mut buf, mut out) = (Vec::new(), Vec::new());
     for chunk in stream.chunks(read) {
@@ -106,7 +108,11 @@ fn kiss_stream(stream: &[u8], read: usize, max: usize) {
                 Ok(Some((end, frame))) => {
                     assert!(end > 0 && end <= buf.len() - at);
                     if let KissFrame::Data { port, len } = frame {
-                        kiss_round_trip(port, out.len() - len..out.len(), &out, limit);
+                        let data = out.len() - len..out.len();
+                        if ax25 {
+                            ax25_round_trip(&out[data.clone()]);
+                        }
+                        kiss_round_trip(port, data, &out, limit);
                     }
                     at += end;
                 }
@@ -130,4 +136,23 @@ fn kiss_round_trip(port: u8, data: Range<usize>, out: &[u8], limit: usize) {
     };
     assert_eq!(read, Ok(Some((encoded.len(), frame))));
     assert_eq!(again, &out[data]);
+}
+
+/// An AX.25 header read off a frame lies within it, and the frame encoded again from what was
+/// read (its repeaters aside) reads back the same.
+fn ax25_round_trip(frame: &[u8]) {
+    let Ok(header) = ax25::parse(frame) else {
+        return;
+    };
+    assert!(header.len <= frame.len());
+    assert!(header.repeaters <= ax25::MAX_ADDRESSES - 2);
+    let info = &frame[header.len..];
+    let mut again = Vec::new();
+    ax25::encode(header.destination, header.source, &[], info, &mut again);
+    let read = ax25::parse(&again).expect("an encoded header reads back");
+    assert_eq!(
+        (read.destination, read.source),
+        (header.destination, header.source)
+    );
+    assert_eq!(&again[read.len..], info);
 }

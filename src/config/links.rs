@@ -1,9 +1,10 @@
 //! `[[links]]`: ground-segment inputs, each a named link that takes CCSDS space packets from a
 //! station as the station sends them (`docs/ground-segment.md`): on a TCP connection it accepts
 //! or dials, or in UDP datagrams; back to back, after a sync marker, behind a length field, or
-//! KISS-framed. Which source a packet becomes and how urgent it is are rules on its APID.
+//! KISS-framed (the packet alone or in an AX.25 UI frame). Which source a packet becomes and how
+//! urgent it is are rules on its APID, or on the AX.25 sender's callsign.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use super::bounds::{self, Bound};
 use super::de::{millis, parsed};
 use super::error::{Invalid, Problem};
 use crate::domain::frame::SourceKind;
+use crate::protocol::ax25::Callsign;
 use crate::protocol::ccsds::{Framing, LengthField, MAX_APID, MAX_PACKET};
 
 /// How a link reaches its station.
@@ -46,6 +48,17 @@ pub enum FramingName {
     CcsdsAsm,
     LengthPrefix,
     Kiss,
+}
+
+/// What a KISS data frame holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KissPayload {
+    /// The space packet alone (a KISS server of ours, kiss3).
+    #[default]
+    Packet,
+    /// An AX.25 UI frame around it, as TNCs, Direwolf and SDR decoders send what they received.
+    Ax25,
 }
 
 /// What happens to a packet whose APID no rule maps to a source.
@@ -103,6 +116,16 @@ pub struct LinkConfig {
     /// The generic length field (`framing = "length-prefix"` only).
     #[serde(default)]
     pub length: Option<LengthFieldConfig>,
+    /// What a KISS data frame holds (`framing = "kiss"` only).
+    #[serde(default)]
+    pub kiss_payload: KissPayload,
+    /// Only the KISS data frames of this port (0 to 15) are taken; every port's by default.
+    #[serde(default)]
+    pub kiss_port: Option<u8>,
+    /// AX.25 source callsign (`N0CALL-1`) to source id, tried before the APID rules
+    /// (`kiss_payload = "ax25"` only).
+    #[serde(default)]
+    pub callsign_sources: BTreeMap<String, u32>,
     /// A longer packet closes the connection (or drops the datagram).
     #[serde(default = "max_packet_bytes")]
     pub max_packet_bytes: usize,
@@ -200,8 +223,17 @@ impl LinkConfig {
         self.group.as_deref().unwrap_or(&self.name)
     }
 
-    /// The source a packet of `apid` becomes by the link's rules, or `None` when no rule maps
-    /// it: the packet is then unmatched ([`LinkConfig::unmatched_source`]).
+    /// The sources of AX.25 senders' callsigns (valid once [`validate`] passed).
+    pub(crate) fn callsign_sources(&self) -> HashMap<Callsign, u32> {
+        let parsed = self.callsign_sources.iter();
+        parsed
+            .filter_map(|(call, &id)| Some((call.parse().ok()?, id)))
+            .collect()
+    }
+
+    /// The source a packet of `apid` becomes by the APID rules (`callsign_sources` go first), or
+    /// `None` when no rule maps it: the packet is then unmatched
+    /// ([`LinkConfig::unmatched_source`]).
     pub(crate) fn source_of(&self, apid: u16) -> Option<u32> {
         if let Some(id) = self.source_id {
             return Some(id);
@@ -229,7 +261,8 @@ impl LinkConfig {
     /// Whether source `id` receives the packets of one APID only: then its sequence is that
     /// APID's extended count; otherwise its arrival count.
     pub(crate) fn carries_count(&self, id: u32) -> bool {
-        if self.source_id.is_some() || self.default_source == Some(id) {
+        let by_callsign = self.callsign_sources.values().any(|&s| s == id);
+        if self.source_id.is_some() || self.default_source == Some(id) || by_callsign {
             return false;
         }
         let in_table = self.apid_sources.values().filter(|&&s| s == id).count();
@@ -247,6 +280,7 @@ impl LinkConfig {
     fn source_ranges(&self) -> Vec<(u32, u32)> {
         let mut ranges: Vec<_> = self.source_id.iter().map(|&id| (id, id)).collect();
         ranges.extend(self.apid_sources.values().map(|&id| (id, id)));
+        ranges.extend(self.callsign_sources.values().map(|&id| (id, id)));
         if let Some(base) = self.apid_base {
             let (first, last) = (self.apids[0], self.apids[1]);
             ranges.push((base + u32::from(first), base + u32::from(last)));
@@ -331,15 +365,17 @@ impl LinkConfig {
             }
             (_, None) => {}
         }
+        self.validate_kiss()?;
         let rules = [
             self.source_id.is_some(),
             self.apid_base.is_some(),
             !self.apid_sources.is_empty(),
+            !self.callsign_sources.is_empty(),
         ];
         if !rules.contains(&true) {
-            return fail("links.source_id", "a link needs source_id, apid_base or apid_sources: which source its packets become".into());
+            return fail("links.source_id", "a link needs source_id, apid_base, apid_sources or callsign_sources: which source its packets become".into());
         }
-        if self.source_id.is_some() && rules[1..].contains(&true) {
+        if self.source_id.is_some() && rules[1..3].contains(&true) {
             return fail(
                 "links.source_id",
                 "source_id takes every packet: apid_base and apid_sources would never apply".into(),
@@ -387,6 +423,57 @@ impl LinkConfig {
             Bound::millis("links.reconnect_min_ms", self.reconnect_min),
             Bound::millis("links.reconnect_max_ms", self.reconnect_max),
         ])
+    }
+}
+
+impl LinkConfig {
+    /// The KISS keys: read only with KISS framing, AX.25 callsigns only with AX.25 frames.
+    fn validate_kiss(&self) -> Result<(), Invalid> {
+        let fail = |key, problem: String| {
+            let link = self.name.clone();
+            Err(Invalid::new(key, Problem::InLink { link, problem }))
+        };
+        let kiss = self.framing == FramingName::Kiss;
+        if !kiss && self.kiss_payload != KissPayload::Packet {
+            return fail(
+                "links.kiss_payload",
+                "is read only with framing = \"kiss\"".into(),
+            );
+        }
+        match self.kiss_port {
+            Some(_) if !kiss => {
+                return fail(
+                    "links.kiss_port",
+                    "is read only with framing = \"kiss\"".into(),
+                )
+            }
+            Some(port) if port > 15 => {
+                return fail(
+                    "links.kiss_port",
+                    format!("{port} is not a KISS port (0 to 15)"),
+                )
+            }
+            _ => {}
+        }
+        if !self.callsign_sources.is_empty() && self.kiss_payload != KissPayload::Ax25 {
+            let text = "callsigns are read only with kiss_payload = \"ax25\"";
+            return fail("links.callsign_sources", text.into());
+        }
+        let mut seen = HashSet::new();
+        for call in self.callsign_sources.keys() {
+            let parsed: Callsign = match call.parse() {
+                Ok(parsed) => parsed,
+                Err(err) => return fail("links.callsign_sources", err.to_string()),
+            };
+            // `N0CALL` and `N0CALL-0` are one station.
+            if !seen.insert(parsed) {
+                return fail(
+                    "links.callsign_sources",
+                    format!("{parsed} is listed twice"),
+                );
+            }
+        }
+        Ok(())
     }
 }
 

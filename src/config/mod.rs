@@ -44,7 +44,9 @@ pub(crate) use consumer::ConsumerConfig;
 pub(crate) use dashboard::DashboardConfig;
 pub use error::{ConfigError, Invalid, LogFilterError, Problem, SubjectError, Unit};
 pub(crate) use feed::FeedConfig;
-pub use links::{FieldRule, FramingName, LengthFieldConfig, LinkConfig, Transport, Unmatched};
+pub use links::{
+    FieldRule, FramingName, KissPayload, LengthFieldConfig, LinkConfig, Transport, Unmatched,
+};
 pub(crate) use listener::ListenerConfig;
 pub use log::{LogConfig, LogFormat};
 pub(crate) use monitor::MonitorConfig;

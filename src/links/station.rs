@@ -1,5 +1,5 @@
-//! A station's packets into the pipeline: each packet becomes a frame of the source its APID
-//! maps to, in the lane its priority rule gives, with the sequence the merge gives it.
+//! A station's packets into the pipeline: each packet becomes a frame of the source its AX.25
+//! sender's callsign or else its APID maps to, in the lane its priority rule gives, with the sequence the merge gives it.
 //!
 //! The source's ledger and the archive work as for the ingest protocol's sources: the packets of
 //! one read go into batches by source and lane, recorded in arrival order as runs, staged in the
@@ -23,6 +23,7 @@ use crate::domain::sequence_set::SequenceSet;
 use crate::domain::source::Source;
 use crate::ingest::router::{RegisterError, RouterHandle};
 use crate::pipeline::fan_in::{Closed, Ingress};
+use crate::protocol::ax25::Callsign;
 use crate::protocol::ccsds::{PrimaryHeader, MAX_APID, SEQUENCE_COUNT_MODULUS};
 use crate::stats::{LinkCounters, Stats};
 
@@ -42,6 +43,8 @@ pub(crate) struct Link {
     log: std::sync::Mutex<Option<Instant>>,
     /// The source the rules map each APID to, by APID: resolved once.
     sources: Vec<Option<u32>>,
+    /// The source of each AX.25 sender listed in `callsign_sources`.
+    callsigns: HashMap<Callsign, u32>,
 }
 
 impl Link {
@@ -64,6 +67,7 @@ impl Link {
             turn: tokio::sync::Mutex::new(()),
             log: std::sync::Mutex::new(None),
             sources: (0..=MAX_APID).map(|apid| config.source_of(apid)).collect(),
+            callsigns: config.callsign_sources(),
             config,
         }
     }
@@ -75,6 +79,11 @@ impl Link {
             Some(id) => (Some(id), true),
             None => (self.config.unmatched_source(), false),
         }
+    }
+
+    /// The source the packets an AX.25 station sends become, when `callsign_sources` lists it.
+    pub(crate) fn source_of_sender(&self, sender: &Callsign) -> Option<u32> {
+        self.callsigns.get(sender).copied()
     }
 
     /// Whether a warning about the link's input may be logged now: at most one a second.
@@ -146,18 +155,34 @@ impl Station {
         chunk: Bytes,
         packets: &[Range<usize>],
     ) -> Result<(), Closed> {
+        self.take_from(peer, chunk, packets, &[]).await
+    }
+
+    /// As [`Station::take`], the `i`th packet becoming the source `senders[i]` when that is
+    /// `Some` (its AX.25 sender's), otherwise the one its APID maps to.
+    pub(crate) async fn take_from(
+        &mut self,
+        peer: SocketAddr,
+        chunk: Bytes,
+        packets: &[Range<usize>],
+        senders: &[Option<u32>],
+    ) -> Result<(), Closed> {
         let decoded_at = Instant::now();
         let link = Arc::clone(&self.link);
         let (mut copies, mut behind, mut unmatched, mut gaps) = (0, 0, 0, 0);
         // First the sources, registered at their first packet (the router answers): the merge
         // then takes the whole read under one lock.
         let mut mapped = Vec::with_capacity(packets.len());
-        for range in packets {
+        for (i, range) in packets.iter().enumerate() {
             let Some(header) = PrimaryHeader::parse(&chunk[range.clone()]) else {
                 continue;
             };
             gaps += self.gap(header.apid, header.sequence_count);
-            let (id, matched) = link.source_of(header.apid);
+            let sender = senders.get(i).copied().flatten();
+            let (id, matched) = match sender {
+                Some(id) => (Some(id), true),
+                None => link.source_of(header.apid),
+            };
             if let Some(id) = id {
                 if !self.sources.contains_key(&id) {
                     let slot = self.register(id, header.apid, peer).await;

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::station::{Link, Station};
+use crate::config::KissPayload;
 use crate::net::{accept_until, Limits, Slots};
+use crate::protocol::ax25;
 use crate::protocol::ccsds::{Framing, PacketError, PrimaryHeader};
 use crate::protocol::kiss::{self, KissError, KissFrame};
 use crate::stats::LinkState;
@@ -190,11 +192,21 @@ async fn connection(
             Ok(_) => {}
             Err(err) => break Ending::Io(err),
         }
-        let (chunk, packets, failure) = match framing {
-            Some(framing) => delimit(link, &framing, &mut buf),
-            None => unescape(link, &mut buf),
+        let (chunk, packets, senders, failure) = match framing {
+            Some(framing) => {
+                let (chunk, packets, failure) = delimit(link, &framing, &mut buf);
+                (chunk, packets, Vec::new(), failure)
+            }
+            None => {
+                let (chunk, read, failure) = unescape(link, &mut buf);
+                (chunk, read.packets, read.senders, failure)
+            }
         };
-        if station.take(peer, chunk, &packets).await.is_err() {
+        if station
+            .take_from(peer, chunk, &packets, &senders)
+            .await
+            .is_err()
+        {
             break Ending::Drain;
         }
         if let Some(failure) = failure {
@@ -237,26 +249,27 @@ fn lost_sync(link: &Link, skipped: usize) {
     }
 }
 
+/// What a read's KISS data frames hold: the packets, unescaped into a chunk of their own, and
+/// the source of each packet's AX.25 sender where `callsign_sources` names one.
+#[derive(Default)]
+struct KissPackets {
+    out: Vec<u8>,
+    packets: Vec<std::ops::Range<usize>>,
+    senders: Vec<Option<u32>>,
+}
+
 /// The complete KISS data frames at the front of `buf`, unescaped into a chunk of their own; a
-/// frame that is not one whole space packet is dropped and counted.
-fn unescape(
-    link: &Link,
-    buf: &mut BytesMut,
-) -> (Bytes, Vec<std::ops::Range<usize>>, Option<Ending>) {
+/// frame that does not start with one whole space packet (behind its AX.25 header with
+/// `kiss_payload = "ax25"`) is dropped and counted, and bytes after the packet are counted.
+fn unescape(link: &Link, buf: &mut BytesMut) -> (Bytes, KissPackets, Option<Ending>) {
     let max = link.config.max_packet_bytes;
-    let (mut at, mut out, mut packets, mut failure) = (0, Vec::new(), Vec::new(), None);
+    let (mut at, mut read, mut failure) = (0, KissPackets::default(), None);
     loop {
-        match kiss::next_frame(&buf[at..], 2 * max + 2, &mut out) {
-            Ok(Some((end, KissFrame::Data { len, .. }))) => {
+        match kiss::next_frame(&buf[at..], 2 * max + 2, &mut read.out) {
+            Ok(Some((end, KissFrame::Data { port, len }))) => {
                 at += end;
-                let start = out.len() - len;
-                match whole_packet(&out[start..], max) {
-                    Ok(()) => packets.push(start..out.len()),
-                    Err(err) => {
-                        out.truncate(start);
-                        link.bad_packet(&err);
-                    }
-                }
+                let start = read.out.len() - len;
+                read.data_frame(link, port, start);
             }
             Ok(Some((end, KissFrame::Command(_) | KissFrame::Fill))) => at += end,
             Ok(Some((end, KissFrame::Bad(err)))) => {
@@ -271,7 +284,67 @@ fn unescape(
         }
     }
     buf.advance(at);
-    (Bytes::from(out), packets, failure)
+    let chunk = Bytes::from(std::mem::take(&mut read.out));
+    (chunk, read, failure)
+}
+
+impl KissPackets {
+    /// Takes the packet of the data frame of `port` at `out[start..]`, or drops the frame.
+    fn data_frame(&mut self, link: &Link, port: u8, start: usize) {
+        let config = &link.config;
+        if config.kiss_port.is_some_and(|wanted| wanted != port) {
+            link.counters.other_port();
+            return self.out.truncate(start);
+        }
+        let (at, sender) = match config.kiss_payload {
+            KissPayload::Packet => (start, None),
+            KissPayload::Ax25 => match ax25::parse(&self.out[start..]) {
+                Ok(header) => (start + header.len, received(link, &header)),
+                Err(err) => {
+                    link.bad_packet(&err);
+                    return self.out.truncate(start);
+                }
+            },
+        };
+        match leading_packet(&self.out[at..], config.max_packet_bytes) {
+            Ok(len) => {
+                trailing(link, self.out.len() - at - len);
+                self.out.truncate(at + len);
+                self.packets.push(at..at + len);
+                self.senders.push(sender);
+            }
+            Err(err) => {
+                self.out.truncate(start);
+                link.bad_packet(&err);
+            }
+        }
+    }
+}
+
+/// Counts and logs an AX.25 frame: the source its sender maps to, if any.
+fn received(link: &Link, header: &ax25::UiHeader) -> Option<u32> {
+    link.counters.ax25_frame();
+    let source = link.source_of_sender(&header.source);
+    tracing::debug!(
+        link = %link.config.name,
+        from = %header.source,
+        to = %header.destination,
+        repeaters = header.repeaters,
+        source,
+        "AX.25 frame"
+    );
+    source
+}
+
+/// Bytes after the packet in a KISS frame: counted, and logged at most once a second.
+fn trailing(link: &Link, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    link.counters.trailing(bytes as u64);
+    if link.may_log() {
+        tracing::warn!(link = %link.config.name, bytes, "bytes after the packet in a KISS frame: not stored");
+    }
 }
 
 /// Whether the content of a frame (length-prefixed, a KISS data frame, a datagram) is taken as
@@ -290,6 +363,21 @@ pub(crate) fn takes_frame(link: &Link, content: &[u8]) -> bool {
 /// Checks that `bytes` are one whole space packet of at most `max` bytes: a header of version
 /// 0 whose length field says `bytes.len()`.
 pub(crate) fn whole_packet(bytes: &[u8], max: usize) -> Result<(), PacketError> {
+    if bytes.len() > max {
+        let length = bytes.len();
+        return Err(PacketError::TooLong { length, max });
+    }
+    match leading_packet(bytes, max)? {
+        len if len == bytes.len() => Ok(()),
+        declared => Err(PacketError::LengthMismatch {
+            declared,
+            carried: bytes.len(),
+        }),
+    }
+}
+
+/// The length of the whole space packet of at most `max` bytes that `bytes` start with.
+fn leading_packet(bytes: &[u8], max: usize) -> Result<usize, PacketError> {
     let least = crate::protocol::ccsds::PRIMARY_HEADER + 1;
     let header = PrimaryHeader::parse(bytes).ok_or(PacketError::TooShort {
         length: bytes.len(),
@@ -298,17 +386,18 @@ pub(crate) fn whole_packet(bytes: &[u8], max: usize) -> Result<(), PacketError> 
     if header.version != 0 {
         return Err(PacketError::Version(header.version));
     }
-    if bytes.len() > max {
+    let declared = header.packet_len();
+    if declared > max {
         return Err(PacketError::TooLong {
-            length: bytes.len(),
+            length: declared,
             max,
         });
     }
-    if header.packet_len() != bytes.len() {
+    if declared > bytes.len() {
         return Err(PacketError::LengthMismatch {
-            declared: header.packet_len(),
+            declared,
             carried: bytes.len(),
         });
     }
-    Ok(())
+    Ok(declared)
 }

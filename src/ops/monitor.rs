@@ -414,7 +414,7 @@ fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
 
 /// Appends each link's counters, labelled `link="NAME"`, in the Prometheus text format.
 fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
-    let per_link: [PerItem<LinkSnapshot>; 8] = [
+    let per_link: [PerItem<LinkSnapshot>; 11] = [
         (
             "aggregator_link_connected",
             MetricKind::Gauge,
@@ -462,6 +462,24 @@ fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
             MetricKind::Counter,
             "Packets and connections refused as malformed.",
             |l| l.bad_input,
+        ),
+        (
+            "aggregator_link_trailing_bytes_total",
+            MetricKind::Counter,
+            "Bytes after the packet in a KISS data frame (a decoder's newline): not stored.",
+            |l| l.trailing_bytes,
+        ),
+        (
+            "aggregator_link_ax25_frames_total",
+            MetricKind::Counter,
+            "AX.25 UI frames the link read (kiss_payload = \"ax25\").",
+            |l| l.ax25_frames,
+        ),
+        (
+            "aggregator_link_other_port_frames_total",
+            MetricKind::Counter,
+            "KISS data frames of a port other than kiss_port: passed over.",
+            |l| l.other_port_frames,
         ),
     ];
     if !links.is_empty() {

@@ -3,8 +3,10 @@
 //! [`ingest`] is the protocol of uplinks and replay feeds (`docs/ingest-protocol.md`): the
 //! daemon's connections, the catalog's pre-encoded CATALOG message and `uplink-sim` all speak it.
 //! [`ccsds`] and [`kiss`] are the ground segment's formats (`docs/ground-segment.md`): what
-//! stations send into the links, and what the TM server sends to mission-control systems.
+//! stations send into the links, and what the TM server sends to mission-control systems;
+//! [`ax25`] is the radio frame a TNC's KISS frame holds around a packet.
 
+pub mod ax25;
 pub mod ccsds;
 pub mod ingest;
 pub mod kiss;
