@@ -71,7 +71,6 @@ fn loose(message: &ServerMessage) -> bool {
             final_ack: None, ..
         } => return true,
         ServerMessage::Refused { detail, .. } | ServerMessage::Close { detail, .. } => detail,
-        ServerMessage::Catalog { content_type, .. } => content_type,
         _ => return false,
     };
     text.contains(char::REPLACEMENT_CHARACTER)
