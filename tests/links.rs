@@ -18,6 +18,10 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 const LIVE: SourceKind = SourceKind::LiveUplink;
 
+/// Where a source numbered by its APID's count starts: a group reads its first packet of an APID
+/// one cycle (16,384) above its count.
+const UP: u64 = 16_384;
+
 /// A `[[links]]` entry on loopback port 0, with its source and other rules in `rules` (TOML
 /// lines).
 fn link(name: &str, transport: &str, framing: &str, rules: &str) -> String {
@@ -108,11 +112,17 @@ async fn ccsds_packets_become_one_source_per_apid() {
     wait_for_packets(&archive, 101).await;
     let packets = stored_packets(&archive);
     assert_eq!(packets.len(), 101);
-    assert_eq!(archive.sequences(LIVE, 10100), (0..50).collect::<Vec<_>>());
-    assert_eq!(archive.sequences(LIVE, 10101), (0..50).collect::<Vec<_>>());
+    assert_eq!(
+        archive.sequences(LIVE, 10100),
+        (UP..UP + 50).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        archive.sequences(LIVE, 10101),
+        (UP..UP + 50).collect::<Vec<_>>()
+    );
     assert_eq!(
         archive.sequences_with(LIVE, 10007, Priority::Emergency),
-        [0]
+        [UP]
     );
     let sources = daemon.router.sources().await.unwrap();
     let north = sources.iter().find(|s| s.id == 10100).unwrap();
@@ -137,7 +147,10 @@ async fn the_count_extends_across_its_wrap() {
     }
     station.write_all(&wire).await.unwrap();
     wait_for_packets(&archive, 20_000).await;
-    assert_eq!(archive.sequences(LIVE, 5), (0..20_000).collect::<Vec<_>>());
+    assert_eq!(
+        archive.sequences(LIVE, 5),
+        (UP..UP + 20_000).collect::<Vec<_>>()
+    );
     assert_eq!(daemon.stats.links()[0].gaps, 0);
     daemon.shutdown().await;
 }
@@ -433,7 +446,7 @@ async fn a_kiss_link_takes_packets_out_of_ax25_frames() {
     stored.sort();
     assert_eq!(stored, [(3, 0), (3, 1), (4, 0)]);
     assert_eq!(archive.sequences(LIVE, 500).len(), 2);
-    assert_eq!(archive.sequences(LIVE, 3), [1]);
+    assert_eq!(archive.sequences(LIVE, 3), [UP + 1]);
     let link = &daemon.stats.links()[0];
     assert_eq!(link.trailing_bytes, 3, "the newline of three frames");
     assert_eq!((link.bad_input, link.other_port_frames), (1, 1));
@@ -484,8 +497,8 @@ async fn udp_datagrams_and_unmatched_apids() {
         1,
         "a packet stored as the default source is counted too"
     );
-    assert_eq!(archive.sequences(LIVE, 700), [0, 1]);
-    assert_eq!(archive.sequences(LIVE, 800), [0, 1]);
+    assert_eq!(archive.sequences(LIVE, 700), [UP, UP + 1]);
+    assert_eq!(archive.sequences(LIVE, 800), [UP, UP + 1]);
     assert_eq!(
         archive.sequences(LIVE, 899),
         [0],
@@ -568,7 +581,10 @@ async fn a_new_connection_of_the_station_replaces_the_old_one() {
         "the old connection is closed: {closed:?}"
     );
     wait_for_packets(&archive, 20).await;
-    assert_eq!(archive.sequences(LIVE, 4), (0..20).collect::<Vec<_>>());
+    assert_eq!(
+        archive.sequences(LIVE, 4),
+        (UP..UP + 20).collect::<Vec<_>>()
+    );
     assert_eq!(daemon.stats.links()[0].connections, 2);
     drop(new);
     assert!(daemon.shutdown().await.is_clean());
@@ -598,7 +614,10 @@ async fn a_flood_of_station_connections_is_closed_and_the_newest_feeds_the_link(
     let wire: Vec<u8> = (0..10).flat_map(|count| packet(4, count, 12)).collect();
     newest.write_all(&wire).await.unwrap();
     wait_for_packets(&archive, 10).await;
-    assert_eq!(archive.sequences(LIVE, 4), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        archive.sequences(LIVE, 4),
+        (UP..UP + 10).collect::<Vec<_>>()
+    );
     drop(newest);
     assert!(daemon.shutdown().await.is_clean());
 }
@@ -658,13 +677,12 @@ async fn counts_continue_across_a_restart_and_gaps_are_counted() {
         .find(|(id, _)| *id == 5)
         .expect("source 5");
     let sequences: Vec<u64> = recording.frames.iter().map(|f| f.sequence).collect();
-    let expected: Vec<u64> = (16_300..16_484)
-        .chain(16_484..16_494)
-        .chain(16_504..16_514)
+    let expected: Vec<u64> = (UP + 16_300..UP + 16_494)
+        .chain(UP + 16_504..UP + 16_514)
         .collect();
     assert_eq!(sequences, expected);
     let report = aggregator::archive::tools::verify(&dir.0).expect("verify the archive");
     let source = report.sources.iter().find(|s| s.id == 5).expect("source 5");
     assert_eq!((source.missing, &source.gaps), (0, &vec![]));
-    assert_eq!(source.count_jumps, [(16_494, 16_503)]);
+    assert_eq!(source.count_jumps, [(UP + 16_494, UP + 16_503)]);
 }
