@@ -146,7 +146,8 @@ async fn resume_after_every_segment_of_a_source_is_deleted(kill: bool) {
         Some(109),
         "resent frames acknowledged"
     );
-    // 90..=99 again (copies), then 100..=109: the extended count goes on from 16,483.
+    // 90..=99 again (copies), then 100..=109: the extended count goes on from 32,867 (a new
+    // source's first packet is read one cycle up, at 16,384 + 16,300).
     let link = station(link_port, 90..110).await;
     common::wait_until("the station's new packets", common::PATIENCE, || {
         held_and_pruned(&archive, LINK_SOURCE).0 == 10
@@ -176,7 +177,7 @@ async fn resume_after_every_segment_of_a_source_is_deleted(kill: bool) {
     let link = source(&report, LINK_SOURCE).unwrap();
     assert_eq!(
         (link.frames, link.first, link.last),
-        (10, Some(16_484), Some(16_493))
+        (10, Some(32_868), Some(32_877))
     );
     assert_eq!(link.duplicate_frames, 0);
 }
