@@ -322,27 +322,12 @@ fn link(name: &str, transport: &str, address: &str, framing: &str) -> String {
     )
 }
 
-/// A `[[tm_servers]]` entry on a free loopback port (see [`tm_port`]).
+/// A `[[tm_servers]]` entry on a free loopback port (see [`Daemon::tm_port`]).
 fn tm_server(name: &str, framing: &str) -> String {
     format!(
         "[[tm_servers]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nframing = \"{framing}\"\n\
          from = \"start\"\n"
     )
-}
-
-/// The port the TM server `name` listens on, from its "tm server listening" log line.
-fn tm_port(daemon: &Daemon, name: &str) -> u16 {
-    let name_field = format!("\"name\":\"{name}\"");
-    loop {
-        if let Some(line) = daemon.logged(&["tm server listening", &name_field]) {
-            let address = json_field(&line, "address");
-            let port = address.rsplit_once(':').map(|(_, port)| port.parse());
-            return port
-                .and_then(Result::ok)
-                .unwrap_or_else(|| panic!("no port in {line}"));
-        }
-        daemon.wait_for_line("tm server listening");
-    }
 }
 
 /// Reads as many packets as were `sent` from the TM server on `port` with read_tm.py, then stops
@@ -419,7 +404,7 @@ fn tmtccmd_over_tcp_into_a_link_read_back_by_spacepackets() {
         tm_server("yamcs", "ccsds")
     );
     let mut daemon = start_daemon("ground-tcp", &sections);
-    let tm = tm_port(&daemon, "yamcs");
+    let tm = daemon.tm_port("yamcs");
     let address = link_address(&daemon, "gs-north");
     let (host, port) = address.rsplit_once(':').unwrap();
     let manifest = scratch.0.join("sent.jsonl");
@@ -462,7 +447,7 @@ fn udp_datagrams_into_a_link_read_back_by_spacepackets() {
         tm_server("yamcs", "ccsds")
     );
     let mut daemon = start_daemon("ground-udp", &sections);
-    let tm = tm_port(&daemon, "yamcs");
+    let tm = daemon.tm_port("yamcs");
     let address = link_address(&daemon, "gs-udp");
     let (host, port) = address.rsplit_once(':').unwrap();
     let manifest = scratch.0.join("sent.jsonl");
@@ -536,7 +521,7 @@ fn a_kiss3_server_dialled_by_a_link_read_back_by_spacepackets() {
         tm_server("yamcs", "ccsds")
     );
     let mut daemon = start_daemon("ground-kiss", &sections);
-    let tm = tm_port(&daemon, "yamcs");
+    let tm = daemon.tm_port("yamcs");
     assert_eq!(kiss.next_line("\"connected\""), "connected");
     assert_eq!(kiss.next_line("\"sent 600\""), "sent 600");
     let sent = read_manifest(&manifest);
@@ -560,7 +545,7 @@ fn a_tm_server_with_sync_markers_read_back_by_spacepackets() {
         tm_server("yamcs-asm", "ccsds-asm")
     );
     let mut daemon = start_daemon("ground-asm", &sections);
-    let tm = tm_port(&daemon, "yamcs-asm");
+    let tm = daemon.tm_port("yamcs-asm");
     let address = link_address(&daemon, "gs-north");
     let (host, port) = address.rsplit_once(':').unwrap();
     let manifest = scratch.0.join("sent.jsonl");

@@ -11,10 +11,8 @@ use std::net::SocketAddr;
 use aggregator::config::{TmForwardConfig, TmFraming, TmServerConfig, TmStart};
 use aggregator::domain::frame::SourceKey;
 use aggregator::protocol::ccsds::{PrimaryHeader, ASM};
-use aggregator::protocol::ingest::encode_data;
 use aggregator::stats::TmStats;
-use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
-use bytes::BytesMut;
+use aggregator::{Config, Daemon, DrainReport, Listeners, SourceKind, Stats};
 use common::{archive_config, wait_until, Client, TempDir, PATIENCE};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
@@ -93,14 +91,7 @@ impl Running {
             LIVE => self.uplink,
             REPLAY => self.replay,
         };
-        let mut bytes = BytesMut::new();
-        for (sequence, payload) in (first..).zip(payloads) {
-            encode_data(&mut bytes, Priority::Routine, sequence, payload);
-        }
-        let mut client = Client::source(addr, kind, id).await;
-        client.send_raw(&bytes).await;
-        client.finish_sending().await;
-        client.read_to_close().await;
+        Client::store(addr, kind, id, first, payloads).await;
     }
 
     async fn shutdown(self) -> DrainReport {

@@ -626,16 +626,31 @@ pub async fn http_get_with(
     headers: &[&str],
     tls: Option<&ClientTls>,
 ) -> (u16, Vec<String>, String) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut reader, mut writer) = stream::client(tcp, tls).await.unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    http_request(addr, "GET", path, headers, tls)
+        .await
+        .unwrap_or_else(|err| panic!("GET {path} from {addr}: {err}"))
+}
+
+/// An HTTP/1.1 request without a body (`method` GET, or POST with `Content-Length: 0` among the
+/// headers), over TLS when `tls` is given: (status, lowercase header lines, body). An error when
+/// no connection can be made, as to a server still starting.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    tls: Option<&ClientTls>,
+) -> io::Result<(u16, Vec<String>, String)> {
+    let tcp = TcpStream::connect(addr).await?;
+    let (mut reader, mut writer) = stream::client(tcp, tls).await?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
     for header in headers {
         request.push_str(header);
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
-    writer.write_all(request.as_bytes()).await.unwrap();
-    writer.flush().await.unwrap();
+    writer.write_all(request.as_bytes()).await?;
+    writer.flush().await?;
     let mut response = String::new();
     // A TLS peer may close without close_notify once the response is complete.
     let _ = reader.read_to_string(&mut response).await;
@@ -649,7 +664,7 @@ pub async fn http_get_with(
         .and_then(|s| s.parse().ok())
         .expect("a status line");
     let headers = lines.map(str::to_ascii_lowercase).collect();
-    (status, headers, body.to_string())
+    Ok((status, headers, body.to_string()))
 }
 
 /// `GET path` as JSON.
@@ -765,6 +780,26 @@ impl Client {
             .await;
         client.expect_welcome().await;
         client
+    }
+
+    /// Sends `payloads` as source `kind:id` to the listener at `addr`, with sequences from
+    /// `first` and routine priority, and waits until the daemon has stored them all (acknowledged
+    /// and closed the connection).
+    pub async fn store(
+        addr: SocketAddr,
+        kind: SourceKind,
+        id: u32,
+        first: u64,
+        payloads: &[Vec<u8>],
+    ) {
+        let mut bytes = BytesMut::new();
+        for (sequence, payload) in (first..).zip(payloads) {
+            encode_data(&mut bytes, Priority::Routine, sequence, payload);
+        }
+        let mut client = Client::source(addr, kind, id).await;
+        client.send_raw(&bytes).await;
+        client.finish_sending().await;
+        client.read_to_close().await;
     }
 
     /// Separates the halves, to write from one task and read from another.

@@ -163,6 +163,21 @@ impl Daemon {
         }
     }
 
+    /// The port the TM server `name` listens on, from its "tm server listening" log line.
+    pub fn tm_port(&self, name: &str) -> u16 {
+        let name_field = format!("\"name\":\"{name}\"");
+        loop {
+            if let Some(line) = self.logged(&["tm server listening", &name_field]) {
+                let address = json_field(&line, "address");
+                let port = address.rsplit_once(':').map(|(_, port)| port.parse());
+                return port
+                    .and_then(Result::ok)
+                    .unwrap_or_else(|| panic!("no port in {line}"));
+            }
+            self.wait_for_line("tm server listening");
+        }
+    }
+
     /// A line logged so far (waited for or not) that contains every one of `needles`.
     pub fn logged(&self, needles: &[&str]) -> Option<String> {
         let log = self.log.lock().unwrap();
