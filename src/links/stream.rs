@@ -1,5 +1,6 @@
 //! A link's TCP connections: accepted (tcp-listen) or dialled again and again with backoff
-//! (tcp-connect), each read, delimited into packets and handed to its [`Station`].
+//! (tcp-connect), each read, delimited into packets (or frames, their packets taken out) and
+//! handed to its [`Station`].
 //!
 //! A station connected to a listening link that connects again (its old connection half dead)
 //! replaces the old one: the old one stops reading, its packets are admitted, and the new one
@@ -14,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::frames::Deframer;
 use super::station::{Link, Station};
 use crate::config::KissPayload;
 use crate::net::{accept_until, Limits, Slots};
@@ -175,6 +177,7 @@ async fn connection(
     let mut station = Station::new(Arc::clone(link));
     let mut buf = BytesMut::new();
     let framing = link.config.stream_framing();
+    let mut deframer = Deframer::new(link);
     let max = link.config.max_packet_bytes;
     let ending = loop {
         buf.reserve(link.read_buffer.max(max + 8) - buf.len().min(max + 8));
@@ -192,12 +195,17 @@ async fn connection(
             Ok(_) => {}
             Err(err) => break Ending::Io(err),
         }
-        let (chunk, packets, senders, failure) = match framing {
-            Some(framing) => {
+        let (chunk, packets, senders, failure) = match (&mut deframer, framing) {
+            (Some(deframer), _) => {
+                deframer.read_stream(link, &mut buf);
+                let (chunk, packets) = deframer.packets(link);
+                (chunk, packets, Vec::new(), None)
+            }
+            (None, Some(framing)) => {
                 let (chunk, packets, failure) = delimit(link, &framing, &mut buf);
                 (chunk, packets, Vec::new(), failure)
             }
-            None => {
+            (None, None) => {
                 let (chunk, read, failure) = unescape(link, &mut buf);
                 (chunk, read.packets, read.senders, failure)
             }
@@ -213,6 +221,9 @@ async fn connection(
             break failure;
         }
     };
+    if let Some(deframer) = &mut deframer {
+        deframer.finish(link);
+    }
     station.finish().await;
     ending
 }
@@ -239,7 +250,7 @@ fn delimit(
     )
 }
 
-fn lost_sync(link: &Link, skipped: usize) {
+pub(super) fn lost_sync(link: &Link, skipped: usize) {
     if skipped == 0 {
         return;
     }
