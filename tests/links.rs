@@ -9,6 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use aggregator::domain::frame_quality::FrameQuality;
 use aggregator::protocol::ccsds::{self, Framing, PrimaryHeader};
 use aggregator::protocol::frames::{FrameFormat, FrameKind, FrameWriter};
 use aggregator::protocol::{ax25, kiss};
@@ -687,6 +688,12 @@ fn lay_into_frames(
     (std::iter::from_fn(|| writer.next_frame()).collect(), spans)
 }
 
+/// The frame quality of the daemon's first link, which must be a link of frames.
+fn frame_quality(daemon: &TestDaemon) -> FrameQuality {
+    let link = daemon.stats.links().swap_remove(0);
+    link.frames.expect("a link of frames shows their quality")
+}
+
 /// A station sends CADUs (marker, randomised TM frames with FECF) over TCP, packets spanning
 /// frames, with noise, a frame of another spacecraft and one of another channel among them, and
 /// one frame lost: exactly the packets lying wholly in received frames are stored, once, and
@@ -724,7 +731,7 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     let cut_short = spans
         .iter()
         .any(|&(a, b)| a < lost * capacity && b >= lost * capacity);
-    let mut others = vec![
+    let mut others = [
         FrameWriter::new(
             FrameFormat {
                 spacecraft_id: 43,
@@ -759,10 +766,7 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     }
     wait_for_packets(&archive, expected.len()).await;
     wait_until("every frame read", PATIENCE, || {
-        daemon.stats.links()[0]
-            .frames
-            .as_ref()
-            .is_some_and(|f| f.frames_good == frames.len() as u64 - 1)
+        frame_quality(&daemon).frames_good == frames.len() as u64 - 1
     })
     .await;
     assert!(
@@ -772,7 +776,7 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     assert_eq!(archive.sequences(LIVE, 10100), expected);
     assert_eq!(stored_packets(&archive).len(), expected.len());
     let link = &daemon.stats.links()[0];
-    let f = link.frames.clone().expect("a frame link shows its frames");
+    let f = frame_quality(&daemon);
     assert_eq!((f.frames_bad_fecf, f.frames_dropped, f.vc_gaps), (0, 2, 1));
     assert_eq!(f.packets_extracted, expected.len() as u64);
     assert_eq!(f.packets_dropped_incomplete, u64::from(cut_short));
@@ -788,9 +792,8 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
 /// stored whole; a datagram of the wrong length is dropped and counted, an idle frame taken.
 #[tokio::test]
 async fn aos_frames_over_udp_are_read_one_per_datagram() {
-    let rules =
-        "source_id = 900\nframe_length = 48\nspacecraft_id = 85\nvirtual_channels = [2, 5]\n\
-                 frame_marker = false\nfecf = true\nocf = true";
+    let rules = "source_id = 900\nframe_length = 48\nspacecraft_id = 85\n\
+                 virtual_channels = [2, 5]\nframe_marker = false\nfecf = true\nocf = true";
     let config = with_links(&link("aos", "udp", "aos-frames", rules));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
@@ -818,15 +821,12 @@ async fn aos_frames_over_udp_are_read_one_per_datagram() {
     }
     wait_for_packets(&archive, packets.len()).await;
     wait_until("every datagram read", PATIENCE, || {
-        daemon.stats.links()[0]
-            .frames
-            .as_ref()
-            .is_some_and(|f| f.frames_good == frames.len() as u64 + 1)
+        frame_quality(&daemon).frames_good == frames.len() as u64 + 1
     })
     .await;
     assert_eq!(archive.sequences(LIVE, 900), (0..12).collect::<Vec<_>>());
     assert_eq!(stored_packets(&archive).len(), packets.len());
-    let f = daemon.stats.links()[0].frames.clone().unwrap();
+    let f = frame_quality(&daemon);
     assert_eq!(
         (f.frames_dropped, f.vc_gaps, f.packets_extracted),
         (1, 0, 12)

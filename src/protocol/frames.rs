@@ -950,7 +950,8 @@ mod tests {
         wire.extend_from_slice(&ASM);
         wire.extend_from_slice(&[6, 7]);
         let cuts = stream.delimit(&wire);
-        assert_eq!(cuts.frames, [6..11]);
+        assert_eq!(cuts.frames.first(), Some(&(6..11)));
+        assert_eq!(cuts.frames.len(), 1);
         assert_eq!((cuts.end, cuts.skipped), (11, 2));
         let cuts = stream.delimit(&[9, 9, 9, 9, 0x1A, 0xCF]);
         assert_eq!((cuts.end, cuts.skipped, cuts.frames.len()), (3, 3, 0));
@@ -1050,7 +1051,7 @@ mod tests {
             let expected: Vec<_> = packets
                 .iter()
                 .zip(&sent.spans)
-                .filter(|(_, span)| whole(*span))
+                .filter(|(_, span)| whole(span))
                 .map(|(p, _)| p.clone())
                 .collect();
             let mut reader = FrameReader::new(format, &[3], 4096);
