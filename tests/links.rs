@@ -695,14 +695,15 @@ fn frame_quality(daemon: &TestDaemon) -> FrameQuality {
 }
 
 /// A station sends CADUs (marker, randomised TM frames with FECF) over TCP, packets spanning
-/// frames, with noise, a frame of another spacecraft and one of another channel among them, and
-/// one frame lost: exactly the packets lying wholly in received frames are stored, once, and
-/// the frame counters say what happened.
+/// frames, with noise, a frame of another spacecraft, one of another channel and one with a bad
+/// FECF among them, and one frame lost: exactly the packets lying wholly in received frames are
+/// stored, once, the frame counters say what happened, and another link goes on.
 #[tokio::test]
 async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     let rules = "apid_base = 10000\nframe_length = 64\nspacecraft_id = 42\n\
                  virtual_channels = [1]\nderandomize = true\nfecf = true";
-    let config = with_links(&link("sat", "tcp-listen", "tm-frames", rules));
+    let other_link = link("gs", "udp", "ccsds", "source_id = 5000");
+    let config = with_links(&[link("sat", "tcp-listen", "tm-frames", rules), other_link].concat());
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
     let format = FrameFormat {
@@ -742,7 +743,10 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
         )
         .idle_frame(),
         FrameWriter::new(format, 2, 0).idle_frame(),
+        frames[0].clone(),
     ];
+    // A frame of the channel with a bit flipped: its FECF does not match.
+    others[2][20] ^= 0x01;
     let mut wire = vec![0x55, 0x00, 0x1A];
     for (i, frame) in frames.iter().enumerate() {
         if i == lost {
@@ -764,20 +768,26 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     for piece in wire.chunks(45) {
         station.write_all(piece).await.unwrap();
     }
-    wait_for_packets(&archive, expected.len()).await;
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sender
+        .send_to(&packet(7, 0, 10), daemon.links["gs"])
+        .await
+        .unwrap();
+    wait_for_packets(&archive, expected.len() + 1).await;
     wait_until("every frame read", PATIENCE, || {
         frame_quality(&daemon).frames_good == frames.len() as u64 - 1
     })
     .await;
+    assert_eq!(archive.sequences(LIVE, 5000), [0], "the other link goes on");
     assert!(
         expected.len() < packets.len(),
         "the lost frame cost packets"
     );
     assert_eq!(archive.sequences(LIVE, 10100), expected);
-    assert_eq!(stored_packets(&archive).len(), expected.len());
+    assert_eq!(stored_packets(&archive).len(), expected.len() + 1);
     let link = &daemon.stats.links()[0];
     let f = frame_quality(&daemon);
-    assert_eq!((f.frames_bad_fecf, f.frames_dropped, f.vc_gaps), (0, 2, 1));
+    assert_eq!((f.frames_bad_fecf, f.frames_dropped, f.vc_gaps), (1, 2, 1));
     assert_eq!(f.packets_extracted, expected.len() as u64);
     assert_eq!(f.packets_dropped_incomplete, u64::from(cut_short));
     assert_eq!(
