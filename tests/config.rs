@@ -793,6 +793,12 @@ fn frame_keys_are_checked_where_they_apply() {
             "frame_length = 100\nspacecraft_id = 1\nvirtual_channels = [0]\nocf = true",
             "links.ocf",
         ),
+        (
+            "tm-frames",
+            "frame_length = 100\nspacecraft_id = 1\nvirtual_channels = [0]\nrs_check_symbols_length = 257",
+            "links.rs_check_symbols_length",
+        ),
+        ("ccsds", "rs_check_symbols_length = 32", "tm-frames"),
         ("ccsds", "fecf = true", "tm-frames"),
         ("ccsds", "frame_length = 100", "links.frame_length"),
     ];

@@ -798,12 +798,14 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
-/// AOS frames without marker or randomiser, one per datagram: packets spanning frames are
-/// stored whole; a datagram of the wrong length is dropped and counted, an idle frame taken.
+/// AOS frames without marker or randomiser, one per datagram with RS check symbols left in:
+/// packets spanning frames are stored whole; a datagram of the wrong length is dropped and
+/// counted, an idle frame taken.
 #[tokio::test]
 async fn aos_frames_over_udp_are_read_one_per_datagram() {
     let rules = "source_id = 900\nframe_length = 48\nspacecraft_id = 85\n\
-                 virtual_channels = [2, 5]\nframe_marker = false\nfecf = true\nocf = true";
+                 virtual_channels = [2, 5]\nframe_marker = false\nfecf = true\nocf = true\n\
+                 rs_check_symbols_length = 32";
     let config = with_links(&link("aos", "udp", "aos-frames", rules));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
@@ -825,9 +827,14 @@ async fn aos_frames_over_udp_are_read_one_per_datagram() {
     let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = daemon.links["aos"];
     sender.send_to(&frames[0][..40], to).await.unwrap();
-    sender.send_to(&writer.idle_frame(), to).await.unwrap();
+    // Each frame is followed by the 32 check symbols the station left in.
+    let with_check = |frame: &[u8]| [frame, &[0xEE; 32]].concat();
+    sender
+        .send_to(&with_check(&writer.idle_frame()), to)
+        .await
+        .unwrap();
     for frame in &frames {
-        sender.send_to(frame, to).await.unwrap();
+        sender.send_to(&with_check(frame), to).await.unwrap();
     }
     wait_for_packets(&archive, packets.len()).await;
     wait_until("every datagram read", PATIENCE, || {

@@ -28,7 +28,10 @@ pub(crate) fn stream(data: &[u8]) {
             adjustment: i64::from(*adjustment as i8),
             strip: usize::from(*strip & 0x1F),
         }),
-        _ if offset & 0x80 != 0 => return frame_stream(stream, read, max, *offset, *adjustment),
+        _ if offset & 0x80 != 0 => {
+            let layout = (*offset, *adjustment, *strip);
+            return frame_stream(stream, read, max, layout);
+        }
         // The strip byte's top bit: KISS frames holding AX.25 UI frames (`kiss_payload = "ax25"`).
         _ => return kiss_stream(stream, read, max, strip & 0x80 != 0),
     };
@@ -163,10 +166,10 @@ fn ax25_round_trip(frame: &[u8]) {
 
 /// Transfer frames as a link reads them, every virtual channel configured: `bits` pick AOS (1),
 /// the marker (2), the randomiser (4), the FECF (8), AOS' OCF (16) and header error control
-/// (32); the frame is 20 to 275 bytes. Frames lie within the stream, every packet taken out is
+/// (32); the frame is 20 to 275 bytes, followed by up to 63 bytes of check symbols. Frames lie within the stream, every packet taken out is
 /// one whole packet within the limit and counted, and what is kept unread stays under a marker
 /// and a frame.
-fn frame_stream(stream: &[u8], read: usize, max: usize, bits: u8, length: u8) {
+fn frame_stream(stream: &[u8], read: usize, max: usize, (bits, length, check): (u8, u8, u8)) {
     let aos = bits & 1 != 0;
     let format = FrameFormat {
         kind: if aos { FrameKind::Aos } else { FrameKind::Tm },
@@ -181,6 +184,7 @@ fn frame_stream(stream: &[u8], read: usize, max: usize, bits: u8, length: u8) {
     let frames = FrameStream {
         length: format.length,
         marker: bits & 2 != 0,
+        check_symbols: usize::from(check & 0x3F),
     };
     let channels: Vec<u8> = (0..=format.max_vcid()).collect();
     let mut reader = FrameReader::new(format, &channels, max);
@@ -201,7 +205,7 @@ fn frame_stream(stream: &[u8], read: usize, max: usize, bits: u8, length: u8) {
         assert_eq!(out.tally.packets_extracted, out.packets.len() as u64);
         buf.drain(..cuts.end);
         assert!(
-            buf.len() < ccsds::ASM.len() + format.length,
+            buf.len() < ccsds::ASM.len() + format.length + frames.check_symbols,
             "{} bytes kept",
             buf.len()
         );

@@ -78,6 +78,9 @@ pub enum Unmatched {
     Default,
 }
 
+/// Reed-Solomon check symbols after a frame at most: 32 a codeword, interleaved 8 deep.
+const MAX_CHECK_SYMBOLS: usize = 256;
+
 /// The most bytes of frame header a length field's `offset` or `strip` may reach past.
 const MAX_FRAME_HEADER: usize = 65_536;
 
@@ -159,6 +162,10 @@ pub struct LinkConfig {
     /// AOS: the insert zone's length in bytes (passed over).
     #[serde(default)]
     pub insert_zone_length: usize,
+    /// Bytes of Reed-Solomon check symbols after each frame, left in by the station (passed
+    /// over, not decoded).
+    #[serde(default)]
+    pub rs_check_symbols_length: usize,
     /// A longer packet closes the connection (or drops the datagram).
     #[serde(default = "max_packet_bytes")]
     pub max_packet_bytes: usize,
@@ -281,6 +288,7 @@ impl LinkConfig {
         let stream = FrameStream {
             length: format.length,
             marker: self.frame_marker,
+            check_symbols: self.rs_check_symbols_length,
         };
         let reader = FrameReader::new(format, &self.virtual_channels, self.max_packet_bytes);
         Some((stream, reader))
@@ -587,6 +595,13 @@ impl LinkConfig {
             );
             return fail("links.virtual_channels", text);
         }
+        if self.rs_check_symbols_length > MAX_CHECK_SYMBOLS {
+            let text = format!(
+                "{} bytes: RS(255,223) interleaved 8 deep has {MAX_CHECK_SYMBOLS} bytes of check symbols",
+                self.rs_check_symbols_length
+            );
+            return fail("links.rs_check_symbols_length", text);
+        }
         if format.length > MAX_FRAME || format.data_capacity() < 1 {
             let text = format!(
                 "{} bytes: a frame is at most {MAX_FRAME} bytes and its headers and trailer must leave a data field",
@@ -615,6 +630,7 @@ impl LinkConfig {
             || self.ocf
             || self.frame_header_error_control
             || self.insert_zone_length > 0
+            || self.rs_check_symbols_length > 0
             || !self.frame_marker
         {
             let text = "frame keys are read only with framing = \"tm-frames\" or \"aos-frames\"";

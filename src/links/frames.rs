@@ -13,7 +13,6 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::station::Link;
 use super::stream::lost_sync;
-use crate::protocol::ccsds::ASM;
 use crate::protocol::frames::{Extracted, FrameReader, FrameStream};
 
 /// One connection's (or a UDP socket's) frames in, packets out.
@@ -49,10 +48,7 @@ impl Deframer {
 
     /// Takes one datagram: one frame, after the marker if the link expects one.
     pub(crate) fn read_datagram(&mut self, link: &Link, datagram: &[u8]) {
-        if !self.stream.marker {
-            return self.frame(link, datagram);
-        }
-        match datagram.strip_prefix(&ASM[..]) {
+        match self.stream.datagram(datagram) {
             Some(frame) => self.frame(link, frame),
             None => {
                 self.out.tally.frames_dropped += 1;

@@ -52,7 +52,11 @@ pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: Cancellat
     let mut deframer = Deframer::new(&link);
     // One byte more than the largest packet (or marker and frame): a datagram that fills it is
     // too long.
-    let frame = link.config.frame_length.map_or(0, |length| length + 4);
+    let check = link.config.rs_check_symbols_length;
+    let frame = link
+        .config
+        .frame_length
+        .map_or(0, |length| 4 + length + check);
     let room = link.config.max_packet_bytes.max(frame) + 1;
     let mut first = true;
     loop {

@@ -522,12 +522,15 @@ impl FrameReader {
     }
 }
 
-/// How frames lie on a byte stream: each after the attached sync marker, or back to back.
+/// How frames lie on a byte stream: each after the attached sync marker, or back to back, and
+/// each perhaps followed by Reed-Solomon check symbols the station left in (passed over).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameStream {
     /// The frame's length, marker excluded.
     pub length: usize,
     pub marker: bool,
+    /// Bytes after each frame that are not the frame's: RS check symbols not stripped.
+    pub check_symbols: usize,
 }
 
 /// The frames at the front of a stream's buffer.
@@ -542,9 +545,21 @@ pub struct FrameCuts {
 }
 
 impl FrameStream {
+    /// The frame a datagram holds: after the marker (`None` without one, where one is
+    /// expected), without the check symbols. Its length is the frame checks' to judge.
+    pub fn datagram<'a>(&self, datagram: &'a [u8]) -> Option<&'a [u8]> {
+        let frame = match self.marker {
+            true => datagram.strip_prefix(&ASM[..])?,
+            false => datagram,
+        };
+        let end = frame.len().saturating_sub(self.check_symbols);
+        Some(&frame[..end])
+    }
+
     /// Every whole frame at the front of `buf`. With markers, bytes before a marker are
     /// skipped; a frame is the `length` bytes after its marker, whatever they hold (the frame
-    /// checks judge it), and the search for the next marker starts after it.
+    /// checks judge it), and the search for the next marker starts after it and its check
+    /// symbols.
     pub fn delimit(&self, buf: &[u8]) -> FrameCuts {
         let mut cuts = FrameCuts::default();
         if self.length == 0 {
@@ -569,11 +584,11 @@ impl FrameStream {
             cuts.skipped += at;
             cuts.end += at;
             let start = cuts.end + prefix;
-            if buf.len() < start + self.length {
+            if buf.len() < start + self.length + self.check_symbols {
                 return cuts;
             }
             cuts.frames.push(start..start + self.length);
-            cuts.end = start + self.length;
+            cuts.end = start + self.length + self.check_symbols;
         }
     }
 }
@@ -943,6 +958,7 @@ mod tests {
         let stream = FrameStream {
             length: 5,
             marker: true,
+            check_symbols: 0,
         };
         let mut wire = vec![0x55, 0x1A];
         wire.extend_from_slice(&ASM);
@@ -958,9 +974,30 @@ mod tests {
         let plain = FrameStream {
             length: 4,
             marker: false,
+            check_symbols: 0,
         };
         let cuts = plain.delimit(&[0; 10]);
         assert_eq!((cuts.frames, cuts.end), (vec![0..4, 4..8], 8));
+    }
+
+    /// RS check symbols the station left after each frame are passed over, on a stream and in
+    /// a datagram; a datagram without the marker expected holds no frame.
+    #[test]
+    fn check_symbols_after_frames_are_passed_over() {
+        let stream = FrameStream {
+            length: 3,
+            marker: true,
+            check_symbols: 2,
+        };
+        let mut wire = ASM.to_vec();
+        wire.extend_from_slice(&[1, 2, 3, 0xC1, 0xC2]);
+        wire.extend_from_slice(&ASM);
+        wire.extend_from_slice(&[4, 5, 6, 0xC3]);
+        let cuts = stream.delimit(&wire);
+        let first = cuts.frames.first().cloned();
+        assert_eq!((first, cuts.frames.len(), cuts.end), (Some(4..7), 1, 9));
+        assert_eq!(stream.datagram(&wire[..9]), Some(&[1, 2, 3][..]));
+        assert_eq!(stream.datagram(&wire[4..9]), None);
     }
 
     fn any_format() -> impl Strategy<Value = FrameFormat> {
@@ -1092,7 +1129,7 @@ mod tests {
             ),
             sizes in pieces::read_sizes(),
         ) {
-            let stream = FrameStream { length: 12, marker: true };
+            let stream = FrameStream { length: 12, marker: true, check_symbols: 0 };
             let mut wire = Vec::new();
             for (noise, frame) in &frames {
                 wire.extend_from_slice(noise);
