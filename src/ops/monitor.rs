@@ -486,7 +486,12 @@ fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
     if !links.is_empty() {
         render_per_item(out, &per_link, links, |l| format!("link=\"{}\"", l.name));
     }
-    // The transfer frames' quality of the links with a frame framing.
+    render_frame_quality_metrics(out, links);
+}
+
+/// Appends the transfer frames' quality of the links with a frame framing, labelled
+/// `link="NAME"`.
+fn render_frame_quality_metrics(out: &mut String, links: &[LinkSnapshot]) {
     let frame_quality: [PerItem<(&str, &FrameQuality)>; 6] = [
         (
             "aggregator_link_frames_good_total",
