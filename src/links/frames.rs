@@ -12,7 +12,6 @@ use std::ops::Range;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::station::Link;
-use super::stream::lost_sync;
 use crate::protocol::frames::{Extracted, FrameReader, FrameStream};
 
 /// One connection's (or a UDP socket's) frames in, packets out.
@@ -39,7 +38,7 @@ impl Deframer {
     /// are counted as a lost sync.
     pub(crate) fn read_stream(&mut self, link: &Link, buf: &mut BytesMut) {
         let cuts = self.stream.delimit(buf);
-        lost_sync(link, cuts.skipped);
+        link.lost_sync(cuts.skipped);
         for frame in cuts.frames {
             self.frame(link, &buf[frame]);
         }

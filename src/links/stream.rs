@@ -236,7 +236,7 @@ fn delimit(
     buf: &mut BytesMut,
 ) -> (Bytes, Vec<std::ops::Range<usize>>, Option<Ending>) {
     let max = link.config.max_packet_bytes;
-    let mut delimited = framing.delimit(buf, max, |skipped| lost_sync(link, skipped));
+    let mut delimited = framing.delimit(buf, max, |skipped| link.lost_sync(skipped));
     if matches!(framing, Framing::LengthPrefix(_)) {
         delimited
             .packets
@@ -248,16 +248,6 @@ fn delimit(
         delimited.packets,
         failure,
     )
-}
-
-pub(super) fn lost_sync(link: &Link, skipped: usize) {
-    if skipped == 0 {
-        return;
-    }
-    link.counters.skipped(skipped as u64);
-    if link.may_log() {
-        tracing::warn!(link = %link.config.name, skipped, "sync marker lost: bytes skipped to the next marker");
-    }
 }
 
 /// What a read's KISS data frames hold: the packets, unescaped into a chunk of their own, and
