@@ -918,6 +918,46 @@ mod tests {
         assert_eq!((tally.packets_dropped_incomplete, tally.vc_gaps), (1, 0));
     }
 
+    /// A TM frame's secondary header is passed over (its length in its first byte); a frame
+    /// with the synchronisation flag set carries no packets and is dropped.
+    #[test]
+    fn a_tm_secondary_header_is_passed_over() {
+        let the_packet = packet(100, 5, 4);
+        let frame = |status: u16| {
+            let mut f = vec![0x02, 0xA2, 0x00, 0x00];
+            f.extend_from_slice(&status.to_be_bytes());
+            f.extend_from_slice(&[0x01, 0xAA]); // a secondary header of 2 bytes
+            f.extend_from_slice(&the_packet);
+            let crc = crc16(&f);
+            f.extend_from_slice(&crc.to_be_bytes());
+            f
+        };
+        let format = tm(6 + 2 + the_packet.len() + 2);
+        let mut reader = FrameReader::new(format, &[1], 100);
+        let (packets, _) = read(&mut reader, &[frame(0x9800)]);
+        assert_eq!(packets.len(), 1);
+        assert_eq!(packets[0], the_packet);
+        let mut out = Extracted::default();
+        let not_packets = reader.take(&frame(0xD800), &mut out);
+        assert_eq!(not_packets, Err(FrameError::NotPackets));
+        assert_eq!(out.tally.frames_dropped, 1);
+    }
+
+    /// A packet still in reassembly when the stream ends is dropped and counted.
+    #[test]
+    fn a_packet_in_reassembly_at_the_end_is_dropped_and_counted() {
+        let format = tm(30);
+        let frames = frames_of(format, &[packet(2, 0, 60)]);
+        let mut reader = FrameReader::new(format, &[1], 1000);
+        let mut out = Extracted::default();
+        assert_eq!(reader.take(&frames[0], &mut out), Ok(()));
+        reader.finish(&mut out);
+        assert!(out.packets.is_empty());
+        assert_eq!(out.tally.packets_dropped_incomplete, 1);
+        assert_eq!(reader.take(&frames[1], &mut out), Ok(()));
+        assert_eq!(out.tally.vc_gaps, 0, "the counts start afresh");
+    }
+
     /// Idle frames (TM's "idle data only" on the channel, AOS' channel 63) and idle packets
     /// carry nothing, and break no packet in reassembly.
     #[test]
