@@ -97,6 +97,9 @@ pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: Cancellat
             break;
         }
     }
+    if let Some(deframer) = deframer.as_mut() {
+        deframer.finish(&link);
+    }
     station.finish().await;
     link.counters.set_state(LinkState::Stopped);
 }
