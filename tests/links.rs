@@ -688,6 +688,15 @@ fn lay_into_frames(
     (std::iter::from_fn(|| writer.next_frame()).collect(), spans)
 }
 
+/// A frame of packets of channel 2.
+fn frame_of_channel_2(format: FrameFormat) -> Vec<u8> {
+    let mut writer = FrameWriter::new(format, 2, 0);
+    writer.push(&packet(100, 0, 200));
+    writer
+        .next_frame()
+        .expect("a packet of 206 bytes fills a frame")
+}
+
 /// The frame quality of the daemon's first link, which must be a link of frames.
 fn frame_quality(daemon: &TestDaemon) -> FrameQuality {
     let link = daemon.stats.links().swap_remove(0);
@@ -742,7 +751,7 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
             0,
         )
         .idle_frame(),
-        FrameWriter::new(format, 2, 0).idle_frame(),
+        frame_of_channel_2(format),
         frames[0].clone(),
     ];
     // A frame of the channel with a bit flipped: its FECF does not match.

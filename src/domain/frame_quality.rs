@@ -6,7 +6,7 @@
 /// Frame quality counts, added up over frames.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FrameQuality {
-    /// Frames taken: of a configured virtual channel, or AOS idle frames.
+    /// Frames taken: of a configured virtual channel, or idle frames of any.
     pub frames_good: u64,
     /// Frames whose frame error control field did not match: dropped.
     pub frames_bad_fecf: u64,

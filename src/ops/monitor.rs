@@ -496,7 +496,7 @@ fn render_frame_quality_metrics(out: &mut String, links: &[LinkSnapshot]) {
         (
             "aggregator_link_frames_good_total",
             MetricKind::Counter,
-            "Transfer frames the link took: of a configured virtual channel, or idle.",
+            "Transfer frames the link took: of a configured virtual channel, or idle frames of any.",
             |(_, f)| f.frames_good,
         ),
         (

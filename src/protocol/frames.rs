@@ -495,15 +495,17 @@ impl FrameReader {
                 return Err(err);
             }
         };
-        let idle = self.format.kind == FrameKind::Aos && parsed.vcid == AOS_IDLE_VC;
+        // An idle frame of a channel not read (TM's often fill channel 7, AOS' fill 63) is
+        // taken, not dropped: it is no fault of the station's.
+        let idle = parsed.first_header == FirstHeader::IdleOnly;
         let channel = self.channels.get_mut(usize::from(parsed.vcid));
         match channel.and_then(Option::as_mut) {
-            _ if idle => out.tally.frames_good += 1,
             Some(channel) => {
                 out.tally.frames_good += 1;
                 let modulus = self.format.count_modulus();
                 channel.frame(&parsed, modulus, self.max_packet, out);
             }
+            None if idle => out.tally.frames_good += 1,
             None => {
                 out.tally.frames_dropped += 1;
                 return Err(FrameError::VirtualChannel(parsed.vcid));
@@ -868,7 +870,9 @@ mod tests {
                 expected: 42
             })
         );
-        let other_vc = FrameWriter::new(format, 2, 0).idle_frame();
+        let mut channel_2 = FrameWriter::new(format, 2, 0);
+        channel_2.push(&packet(9, 9, 30));
+        let other_vc = channel_2.next_frame().expect("a frame of channel 2");
         assert_eq!(
             reader.take(&other_vc, &mut out),
             Err(FrameError::VirtualChannel(2))
@@ -958,8 +962,8 @@ mod tests {
         assert_eq!(out.tally.vc_gaps, 0, "the counts start afresh");
     }
 
-    /// Idle frames (TM's "idle data only" on the channel, AOS' channel 63) and idle packets
-    /// carry nothing, and break no packet in reassembly.
+    /// Idle frames (TM's "idle data only", on the channel or another, AOS' channel 63) and
+    /// idle packets carry nothing, and break no packet in reassembly.
     #[test]
     fn idle_frames_and_idle_packets_are_dropped() {
         for format in [tm(24), aos(32)] {
@@ -972,6 +976,8 @@ mod tests {
                 frames.push(frame);
                 frames.push(writer.idle_frame());
             }
+            // And an idle frame of a channel not read.
+            frames.push(FrameWriter::new(format, 7, 0).idle_frame());
             let mut reader = FrameReader::new(format, &[1], 1000);
             let (packets, tally) = read(&mut reader, &frames);
             assert_eq!(packets, sent);
