@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::frame_quality::FrameQuality;
+
 /// How an exporter should present a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MetricKind {
@@ -670,6 +672,9 @@ pub struct LinkCounters {
     trailing_bytes: AtomicU64,
     ax25_frames: AtomicU64,
     other_port_frames: AtomicU64,
+    /// With a frame framing: added to once per read, under a lock so that a snapshot reads one
+    /// read's counts together (a frame counted good and its packets extracted).
+    frames: Option<Mutex<FrameQuality>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -702,6 +707,10 @@ pub struct LinkSnapshot {
     pub ax25_frames: u64,
     /// KISS data frames of a port other than `kiss_port`: passed over.
     pub other_port_frames: u64,
+    /// With `framing = "tm-frames"` or `"aos-frames"`: the frames' quality, flattened into
+    /// the link's object on `/stats`.
+    #[serde(flatten)]
+    pub frames: Option<FrameQuality>,
     /// Why the last connection ended or the last dial failed.
     pub last_error: Option<String>,
 }
@@ -764,6 +773,16 @@ impl LinkCounters {
         self.other_port_frames.fetch_add(1, Relaxed);
     }
 
+    /// Adds a read's frame counts (a link without frames keeps none); bad packets inside
+    /// frames are the link's bad input.
+    pub(crate) fn frames(&self, read: &FrameQuality) {
+        self.bad_input.fetch_add(read.bad_packets, Relaxed);
+        if let Some(frames) = &self.frames {
+            let mut frames = frames.lock().unwrap_or_else(PoisonError::into_inner);
+            frames.add(read);
+        }
+    }
+
     pub(crate) fn failed(&self, why: String) {
         *self
             .last_error
@@ -791,6 +810,10 @@ impl LinkCounters {
             trailing_bytes: self.trailing_bytes.load(Relaxed),
             ax25_frames: self.ax25_frames.load(Relaxed),
             other_port_frames: self.other_port_frames.load(Relaxed),
+            frames: self.frames.as_ref().map(|frames| {
+                let frames = frames.lock().unwrap_or_else(PoisonError::into_inner);
+                frames.clone()
+            }),
             last_error: self
                 .last_error
                 .lock()
@@ -801,8 +824,13 @@ impl LinkCounters {
 }
 
 impl Stats {
-    /// Counters for a new link, listed from now on.
-    pub(crate) fn add_link(&self, name: &str, transport: &'static str) -> Arc<LinkCounters> {
+    /// Counters for a new link, listed from now on; with `frames`, its frame quality too.
+    pub(crate) fn add_link(
+        &self,
+        name: &str,
+        transport: &'static str,
+        frames: bool,
+    ) -> Arc<LinkCounters> {
         let link = Arc::new(LinkCounters {
             name: name.to_owned(),
             transport,
@@ -818,6 +846,7 @@ impl Stats {
             trailing_bytes: AtomicU64::new(0),
             ax25_frames: AtomicU64::new(0),
             other_port_frames: AtomicU64::new(0),
+            frames: frames.then(Mutex::default),
             last_error: Mutex::new(None),
         });
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);

@@ -726,6 +726,88 @@ fn kiss_keys_are_checked_where_they_apply() {
     assert_eq!(config.links[0].kiss_payload, KissPayload::Ax25);
 }
 
+/// The transfer frame keys: needed with a frame framing, refused without one, AOS' keys only
+/// for AOS, each value within what the frame header holds; udp takes frames.
+#[test]
+fn frame_keys_are_checked_where_they_apply() {
+    let link = |transport: &str, framing: &str, extra: &str| {
+        format!(
+            "[[links]]\nname = \"sat\"\ntransport = \"{transport}\"\naddress = \"127.0.0.1:8002\"\n\
+             framing = \"{framing}\"\nsource_id = 1\n{extra}\n"
+        )
+    };
+    let tm = "frame_length = 1115\nspacecraft_id = 42\nvirtual_channels = [0, 7]";
+    let config = Config::parse(&link("udp", "tm-frames", tm), Path::new("f.toml"))
+        .expect("a udp link of TM frames");
+    assert_eq!(config.links[0].frame_length, Some(1115));
+    assert!(
+        config.links[0].frame_marker,
+        "frames follow the marker by default"
+    );
+    let aos = "frame_length = 892\nspacecraft_id = 255\nvirtual_channels = [62]\nocf = true\n\
+               frame_header_error_control = true\ninsert_zone_length = 4\nframe_marker = false";
+    Config::parse(&link("tcp-listen", "aos-frames", aos), Path::new("f.toml")).expect("AOS keys");
+    let cases = [
+        (
+            "tm-frames",
+            "spacecraft_id = 1\nvirtual_channels = [0]",
+            "links.frame_length",
+        ),
+        (
+            "tm-frames",
+            "frame_length = 100\nvirtual_channels = [0]",
+            "links.spacecraft_id",
+        ),
+        (
+            "tm-frames",
+            "frame_length = 100\nspacecraft_id = 1",
+            "links.virtual_channels",
+        ),
+        (
+            "tm-frames",
+            "frame_length = 100\nspacecraft_id = 1024\nvirtual_channels = [0]",
+            "1023",
+        ),
+        (
+            "tm-frames",
+            "frame_length = 100\nspacecraft_id = 1\nvirtual_channels = [8]",
+            "0 to 7",
+        ),
+        (
+            "aos-frames",
+            "frame_length = 100\nspacecraft_id = 1\nvirtual_channels = [63]",
+            "0 to 62",
+        ),
+        (
+            "tm-frames",
+            "frame_length = 2049\nspacecraft_id = 1\nvirtual_channels = [0]",
+            "2048",
+        ),
+        (
+            "tm-frames",
+            "frame_length = 8\nspacecraft_id = 1\nvirtual_channels = [0]\nfecf = true",
+            "data field",
+        ),
+        (
+            "tm-frames",
+            "frame_length = 100\nspacecraft_id = 1\nvirtual_channels = [0]\nocf = true",
+            "links.ocf",
+        ),
+        (
+            "tm-frames",
+            "frame_length = 100\nspacecraft_id = 1\nvirtual_channels = [0]\nrs_check_symbols_length = 257",
+            "links.rs_check_symbols_length",
+        ),
+        ("ccsds", "rs_check_symbols_length = 32", "tm-frames"),
+        ("ccsds", "fecf = true", "tm-frames"),
+        ("ccsds", "frame_length = 100", "links.frame_length"),
+    ];
+    for (framing, extra, named) in cases {
+        expect_error(&link("tcp-listen", framing, extra), &[named, "\"sat\""]);
+    }
+    expect_error(&link("udp", "kiss", ""), &["links.framing", "aos-frames"]);
+}
+
 /// Links and TM servers have no TLS: bound beyond loopback, each is named in the exposure
 /// warnings, with `[tls]` or without.
 #[test]

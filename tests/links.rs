@@ -1,6 +1,7 @@
 //! Ground-segment links (`[[links]]`): stations' CCSDS packets over TCP (back to back, after a
-//! sync marker, behind a length field), UDP and KISS become frames of the sources their APIDs map
-//! to; redundant stations are merged; bad input costs only its own connection or packet.
+//! sync marker, behind a length field, inside transfer frames), UDP and KISS become frames of
+//! the sources their APIDs map to; redundant stations are merged; bad input costs only its own
+//! connection or packet.
 //! (`tests/ground_segment.rs` checks the same against third-party clients.)
 
 mod common;
@@ -8,7 +9,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use aggregator::domain::frame_quality::FrameQuality;
 use aggregator::protocol::ccsds::{self, Framing, PrimaryHeader};
+use aggregator::protocol::frames::{FrameFormat, FrameKind, FrameWriter};
 use aggregator::protocol::{ax25, kiss};
 use aggregator::stats::LinkState;
 use aggregator::{Config, Priority, SourceKind};
@@ -685,4 +688,192 @@ async fn counts_continue_across_a_restart_and_gaps_are_counted() {
     let source = report.sources.iter().find(|s| s.id == 5).expect("source 5");
     assert_eq!((source.missing, &source.gaps), (0, &vec![]));
     assert_eq!(source.count_jumps, [(UP + 16_494, UP + 16_503)]);
+}
+
+/// Packets laid into frames by `writer`, the last frame filled with idle data: the frames, and
+/// where each packet lies in the frames' data fields (its first and last byte's offset).
+fn lay_into_frames(
+    writer: &mut FrameWriter,
+    packets: &[Vec<u8>],
+) -> (Vec<Vec<u8>>, Vec<(usize, usize)>) {
+    let (mut spans, mut at) = (Vec::new(), 0);
+    for p in packets {
+        spans.push((at, at + p.len() - 1));
+        at += p.len();
+        writer.push(p);
+    }
+    writer.flush();
+    (std::iter::from_fn(|| writer.next_frame()).collect(), spans)
+}
+
+/// A frame of packets of channel 2.
+fn frame_of_channel_2(format: FrameFormat) -> Vec<u8> {
+    let mut writer = FrameWriter::new(format, 2, 0);
+    writer.push(&packet(100, 0, 200));
+    writer
+        .next_frame()
+        .expect("a packet of 206 bytes fills a frame")
+}
+
+/// The frame quality of the daemon's first link, which must be a link of frames.
+fn frame_quality(daemon: &TestDaemon) -> FrameQuality {
+    let link = daemon.stats.links().swap_remove(0);
+    link.frames.expect("a link of frames shows their quality")
+}
+
+/// A station sends CADUs (marker, randomised TM frames with FECF) over TCP, packets spanning
+/// frames, with noise, a frame of another spacecraft, one of another channel and one with a bad
+/// FECF among them, and one frame lost: exactly the packets lying wholly in received frames are
+/// stored, once, the frame counters say what happened, and another link goes on.
+#[tokio::test]
+async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
+    let rules = "apid_base = 10000\nframe_length = 64\nspacecraft_id = 42\n\
+                 virtual_channels = [1]\nderandomize = true\nfecf = true";
+    let other_link = link("gs", "udp", "ccsds", "source_id = 5000");
+    let config = with_links(&[link("sat", "tcp-listen", "tm-frames", rules), other_link].concat());
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let format = FrameFormat {
+        kind: FrameKind::Tm,
+        length: 64,
+        spacecraft_id: 42,
+        randomized: true,
+        fecf: true,
+        ocf: false,
+        header_error_control: false,
+        insert_zone: 0,
+    };
+    let capacity = format.data_capacity();
+    let packets: Vec<_> = (0..30u16)
+        .map(|i| packet(100, i, 24 + usize::from(i * 7 % 60)))
+        .collect();
+    let mut writer = FrameWriter::new(format, 1, 250);
+    let (frames, spans) = lay_into_frames(&mut writer, &packets);
+    let lost = 3;
+    let expected: Vec<u64> = spans
+        .iter()
+        .enumerate()
+        .filter(|(_, &(a, b))| !(a / capacity..=b / capacity).contains(&lost))
+        .map(|(i, _)| i as u64)
+        .collect();
+    let cut_short = spans
+        .iter()
+        .any(|&(a, b)| a < lost * capacity && b >= lost * capacity);
+    let mut others = [
+        FrameWriter::new(
+            FrameFormat {
+                spacecraft_id: 43,
+                ..format
+            },
+            1,
+            0,
+        )
+        .idle_frame(),
+        frame_of_channel_2(format),
+        frames[0].clone(),
+    ];
+    // A frame of the channel with a bit flipped: its FECF does not match.
+    others[2][20] ^= 0x01;
+    let mut wire = vec![0x55, 0x00, 0x1A];
+    for (i, frame) in frames.iter().enumerate() {
+        if i == lost {
+            continue;
+        }
+        if i == 1 {
+            for other in others.iter_mut() {
+                aggregator::protocol::frames::randomize(other);
+                wire.extend_from_slice(&ccsds::ASM);
+                wire.extend_from_slice(other);
+            }
+        }
+        let mut cadu = frame.clone();
+        aggregator::protocol::frames::randomize(&mut cadu);
+        wire.extend_from_slice(&ccsds::ASM);
+        wire.extend_from_slice(&cadu);
+    }
+    let mut station = TcpStream::connect(daemon.links["sat"]).await.unwrap();
+    for piece in wire.chunks(45) {
+        station.write_all(piece).await.unwrap();
+    }
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sender
+        .send_to(&packet(7, 0, 10), daemon.links["gs"])
+        .await
+        .unwrap();
+    wait_for_packets(&archive, expected.len() + 1).await;
+    wait_until("every frame read", PATIENCE, || {
+        frame_quality(&daemon).frames_good == frames.len() as u64 - 1
+    })
+    .await;
+    assert_eq!(archive.sequences(LIVE, 5000), [0], "the other link goes on");
+    assert!(
+        expected.len() < packets.len(),
+        "the lost frame cost packets"
+    );
+    assert_eq!(archive.sequences(LIVE, 10100), expected);
+    assert_eq!(stored_packets(&archive).len(), expected.len() + 1);
+    let link = &daemon.stats.links()[0];
+    let f = frame_quality(&daemon);
+    assert_eq!((f.frames_bad_fecf, f.frames_dropped, f.vc_gaps), (1, 2, 1));
+    assert_eq!(f.packets_extracted, expected.len() as u64);
+    assert_eq!(f.packets_dropped_incomplete, u64::from(cut_short));
+    assert_eq!(
+        (link.skipped_bytes, link.packets),
+        (3, expected.len() as u64)
+    );
+    drop(station);
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// AOS frames without marker or randomiser, one per datagram with RS check symbols left in:
+/// packets spanning frames are stored whole; a datagram of the wrong length is dropped and
+/// counted, an idle frame taken.
+#[tokio::test]
+async fn aos_frames_over_udp_are_read_one_per_datagram() {
+    let rules = "source_id = 900\nframe_length = 48\nspacecraft_id = 85\n\
+                 virtual_channels = [2, 5]\nframe_marker = false\nfecf = true\nocf = true\n\
+                 rs_check_symbols_length = 32";
+    let config = with_links(&link("aos", "udp", "aos-frames", rules));
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let format = FrameFormat {
+        kind: FrameKind::Aos,
+        length: 48,
+        spacecraft_id: 85,
+        randomized: false,
+        fecf: true,
+        ocf: true,
+        header_error_control: false,
+        insert_zone: 0,
+    };
+    let packets: Vec<_> = (0..12u16)
+        .map(|i| packet(300, i, 30 + usize::from(i)))
+        .collect();
+    let mut writer = FrameWriter::new(format, 5, 0);
+    let (frames, _) = lay_into_frames(&mut writer, &packets);
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = daemon.links["aos"];
+    sender.send_to(&frames[0][..40], to).await.unwrap();
+    // Each frame is followed by the 32 check symbols the station left in.
+    let with_check = |frame: &[u8]| [frame, &[0xEE; 32]].concat();
+    sender
+        .send_to(&with_check(&writer.idle_frame()), to)
+        .await
+        .unwrap();
+    for frame in &frames {
+        sender.send_to(&with_check(frame), to).await.unwrap();
+    }
+    wait_for_packets(&archive, packets.len()).await;
+    wait_until("every datagram read", PATIENCE, || {
+        frame_quality(&daemon).frames_good == frames.len() as u64 + 1
+    })
+    .await;
+    assert_eq!(archive.sequences(LIVE, 900), (0..12).collect::<Vec<_>>());
+    assert_eq!(stored_packets(&archive).len(), packets.len());
+    let f = frame_quality(&daemon);
+    assert_eq!(
+        (f.frames_dropped, f.vc_gaps, f.packets_extracted),
+        (1, 0, 12)
+    );
+    assert!(daemon.shutdown().await.is_clean());
 }

@@ -1,15 +1,18 @@
 //! The ground-segment links' framings (`docs/ground-segment.md`): CCSDS back to back, after the
-//! sync marker, behind a generic length field, and KISS. The stream is fed a read at a time, and
-//! its unread bytes cut off after each, as a link's connection does.
+//! sync marker, behind a generic length field, KISS, and transfer frames. The stream is fed a
+//! read at a time, and its unread bytes cut off after each, as a link's connection does.
 
 use std::ops::Range;
 
 use aggregator::protocol::ax25;
 use aggregator::protocol::ccsds::{self, Framing, LengthField, Next, MAX_PACKET};
+use aggregator::protocol::frames::{Extracted, FrameFormat, FrameKind, FrameReader, FrameStream};
 use aggregator::protocol::kiss::{self, KissFrame};
 
 /// The first byte picks the framing, and the read size; the next four the packet limit and the
-/// length field (within what the config accepts); the rest is the stream.
+/// length field (within what the config accepts); the rest is the stream. With KISS' framing
+/// number, the length field's offset byte with its top bit set picks transfer frames instead
+/// (its other bits their format, the adjustment byte their length).
 pub(crate) fn stream(data: &[u8]) {
     let [mode, limit, offset, adjustment, strip, stream @ ..] = data else {
         return;
@@ -25,6 +28,10 @@ pub(crate) fn stream(data: &[u8]) {
             adjustment: i64::from(*adjustment as i8),
             strip: usize::from(*strip & 0x1F),
         }),
+        _ if offset & 0x80 != 0 => {
+            let layout = (*offset, *adjustment, *strip);
+            return frame_stream(stream, read, max, layout);
+        }
         // The strip byte's top bit: KISS frames holding AX.25 UI frames (`kiss_payload = "ax25"`).
         _ => return kiss_stream(stream, read, max, strip & 0x80 != 0),
     };
@@ -155,4 +162,52 @@ fn ax25_round_trip(frame: &[u8]) {
         (header.destination, header.source)
     );
     assert_eq!(&again[read.len..], info);
+}
+
+/// Transfer frames as a link reads them, every virtual channel configured: `bits` pick AOS (1),
+/// the marker (2), the randomiser (4), the FECF (8), AOS' OCF (16) and header error control
+/// (32); the frame is 20 to 275 bytes, followed by up to 63 bytes of check symbols. Frames lie within the stream, every packet taken out is
+/// one whole packet within the limit and counted, and what is kept unread stays under a marker
+/// and a frame.
+fn frame_stream(stream: &[u8], read: usize, max: usize, (bits, length, check): (u8, u8, u8)) {
+    let aos = bits & 1 != 0;
+    let format = FrameFormat {
+        kind: if aos { FrameKind::Aos } else { FrameKind::Tm },
+        length: 20 + usize::from(length),
+        spacecraft_id: 42,
+        randomized: bits & 4 != 0,
+        fecf: bits & 8 != 0,
+        ocf: aos && bits & 16 != 0,
+        header_error_control: aos && bits & 32 != 0,
+        insert_zone: 0,
+    };
+    let frames = FrameStream {
+        length: format.length,
+        marker: bits & 2 != 0,
+        check_symbols: usize::from(check & 0x3F),
+    };
+    let channels: Vec<u8> = (0..=format.max_vcid()).collect();
+    let mut reader = FrameReader::new(format, &channels, max);
+    let mut buf = Vec::new();
+    for chunk in stream.chunks(read) {
+        buf.extend_from_slice(chunk);
+        let cuts = frames.delimit(&buf);
+        assert!(cuts.end <= buf.len() && cuts.skipped <= cuts.end);
+        let mut out = Extracted::default();
+        for frame in cuts.frames {
+            assert!(frame.len() == format.length && frame.end <= cuts.end);
+            let _ = reader.take(&buf[frame], &mut out);
+        }
+        for packet in &out.packets {
+            let packet = &out.bytes[packet.clone()];
+            assert!(packet.len() <= max && ccsds::apid_of_packet(packet).is_some());
+        }
+        assert_eq!(out.tally.packets_extracted, out.packets.len() as u64);
+        buf.drain(..cuts.end);
+        assert!(
+            buf.len() < ccsds::ASM.len() + format.length + frames.check_symbols,
+            "{} bytes kept",
+            buf.len()
+        );
+    }
 }

@@ -1,8 +1,9 @@
 //! `[[links]]`: ground-segment inputs, each a named link that takes CCSDS space packets from a
 //! station as the station sends them (`docs/ground-segment.md`): on a TCP connection it accepts
 //! or dials, or in UDP datagrams; back to back, after a sync marker, behind a length field, or
-//! KISS-framed (the packet alone or in an AX.25 UI frame). Which source a packet becomes and how
-//! urgent it is are rules on its APID, or on the AX.25 sender's callsign.
+//! KISS-framed (the packet alone or in an AX.25 UI frame), or inside CCSDS transfer frames (TM,
+//! AOS). Which source a packet becomes and how urgent it is are rules on its APID, or on the
+//! AX.25 sender's callsign.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use super::error::{Invalid, Problem};
 use crate::domain::frame::SourceKind;
 use crate::protocol::ax25::Callsign;
 use crate::protocol::ccsds::{Framing, LengthField, MAX_APID, MAX_PACKET};
+use crate::protocol::frames::{FrameFormat, FrameKind, FrameReader, FrameStream, MAX_FRAME};
 
 /// How a link reaches its station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -26,7 +28,7 @@ pub enum Transport {
     /// The daemon dials `address` (a KISS TNC, a station's telemetry server), and again with
     /// backoff whenever the connection is lost.
     TcpConnect,
-    /// Datagrams to `address`, one packet each.
+    /// Datagrams to `address`, one packet (or transfer frame) each.
     Udp,
 }
 
@@ -48,6 +50,10 @@ pub enum FramingName {
     CcsdsAsm,
     LengthPrefix,
     Kiss,
+    /// TM transfer frames (CCSDS 132.0-B) of `frame_length` bytes, packets inside.
+    TmFrames,
+    /// AOS transfer frames (CCSDS 732.0-B), likewise.
+    AosFrames,
 }
 
 /// What a KISS data frame holds.
@@ -71,6 +77,9 @@ pub enum Unmatched {
     /// Stored as `default_source`, and counted.
     Default,
 }
+
+/// Reed-Solomon check symbols after a frame at most: 32 a codeword, interleaved 8 deep.
+const MAX_CHECK_SYMBOLS: usize = 256;
 
 /// The most bytes of frame header a length field's `offset` or `strip` may reach past.
 const MAX_FRAME_HEADER: usize = 65_536;
@@ -126,6 +135,37 @@ pub struct LinkConfig {
     /// (`kiss_payload = "ax25"` only).
     #[serde(default)]
     pub callsign_sources: BTreeMap<String, u32>,
+    /// The transfer frames' length, marker excluded (frame framings only).
+    #[serde(default)]
+    pub frame_length: Option<usize>,
+    /// Each frame follows the attached sync marker `1A CF FC 1D` (a CADU); else back to back.
+    #[serde(default = "yes")]
+    pub frame_marker: bool,
+    /// Frames arrive pseudo-randomised (CCSDS 131.0-B): the link removes it.
+    #[serde(default)]
+    pub derandomize: bool,
+    /// Frames end with the frame error control field (CRC-16), checked.
+    #[serde(default)]
+    pub fecf: bool,
+    /// AOS frames carry the operational control field (a TM frame's header says itself).
+    #[serde(default)]
+    pub ocf: bool,
+    /// The spacecraft whose frames are read; others' are dropped and counted.
+    #[serde(default)]
+    pub spacecraft_id: Option<u16>,
+    /// The virtual channels whose packets are read; others' frames are dropped and counted.
+    #[serde(default)]
+    pub virtual_channels: Vec<u8>,
+    /// AOS: the frame header error control field follows the header (passed over).
+    #[serde(default)]
+    pub frame_header_error_control: bool,
+    /// AOS: the insert zone's length in bytes (passed over).
+    #[serde(default)]
+    pub insert_zone_length: usize,
+    /// Bytes of Reed-Solomon check symbols after each frame, left in by the station (passed
+    /// over, not decoded).
+    #[serde(default)]
+    pub rs_check_symbols_length: usize,
     /// A longer packet closes the connection (or drops the datagram).
     #[serde(default = "max_packet_bytes")]
     pub max_packet_bytes: usize,
@@ -180,6 +220,10 @@ fn max_packet_bytes() -> usize {
     MAX_PACKET
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn live() -> SourceKind {
     SourceKind::LiveUplink
 }
@@ -214,8 +258,40 @@ impl LinkConfig {
                     strip: l.strip,
                 })
             }),
-            FramingName::Kiss => None,
+            FramingName::Kiss | FramingName::TmFrames | FramingName::AosFrames => None,
         }
+    }
+
+    /// The frames' format, with a frame framing (valid once [`validate`] passed).
+    pub(crate) fn frame_format(&self) -> Option<FrameFormat> {
+        let kind = match self.framing {
+            FramingName::TmFrames => FrameKind::Tm,
+            FramingName::AosFrames => FrameKind::Aos,
+            _ => return None,
+        };
+        Some(FrameFormat {
+            kind,
+            length: self.frame_length?,
+            spacecraft_id: self.spacecraft_id?,
+            randomized: self.derandomize,
+            fecf: self.fecf,
+            ocf: self.ocf,
+            header_error_control: self.frame_header_error_control,
+            insert_zone: self.insert_zone_length,
+        })
+    }
+
+    /// How frames lie on the stream, and the reader of their packets: a connection's (or a UDP
+    /// socket's) frame layer, with a frame framing.
+    pub(crate) fn frame_reader(&self) -> Option<(FrameStream, FrameReader)> {
+        let format = self.frame_format()?;
+        let stream = FrameStream {
+            length: format.length,
+            marker: self.frame_marker,
+            check_symbols: self.rs_check_symbols_length,
+        };
+        let reader = FrameReader::new(format, &self.virtual_channels, self.max_packet_bytes);
+        Some((stream, reader))
     }
 
     /// The merge group: the link's `group`, or the link alone.
@@ -327,8 +403,9 @@ impl LinkConfig {
             }
             _ => {}
         }
-        if self.transport == Transport::Udp && self.framing != FramingName::Ccsds {
-            let text = "a udp link takes one packet per datagram: framing = \"ccsds\"";
+        let frames = matches!(self.framing, FramingName::TmFrames | FramingName::AosFrames);
+        if self.transport == Transport::Udp && self.framing != FramingName::Ccsds && !frames {
+            let text = "a udp link takes one packet per datagram (framing = \"ccsds\") or one transfer frame (\"tm-frames\", \"aos-frames\")";
             return fail("links.framing", text.into());
         }
         match (self.framing, self.length) {
@@ -366,6 +443,7 @@ impl LinkConfig {
             (_, None) => {}
         }
         self.validate_kiss()?;
+        self.validate_frames()?;
         let rules = [
             self.source_id.is_some(),
             self.apid_base.is_some(),
@@ -474,6 +552,94 @@ impl LinkConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl LinkConfig {
+    /// The transfer frame keys: read only with a frame framing, within what the format holds.
+    fn validate_frames(&self) -> Result<(), Invalid> {
+        let fail = |key, problem: String| {
+            let link = self.name.clone();
+            Err(Invalid::new(key, Problem::InLink { link, problem }))
+        };
+        let Some(format) = self.frame_format() else {
+            return self.validate_no_frame_keys();
+        };
+        let aos = format.kind == FrameKind::Aos;
+        if !aos && (self.ocf || self.frame_header_error_control || self.insert_zone_length > 0) {
+            let text = "ocf, frame_header_error_control and insert_zone_length are AOS keys (a TM frame's header says whether it has an OCF)";
+            return fail("links.ocf", text.into());
+        }
+        if format.spacecraft_id > format.max_spacecraft_id() {
+            let text = format!(
+                "{} is beyond the frame header's {}",
+                format.spacecraft_id,
+                format.max_spacecraft_id()
+            );
+            return fail("links.spacecraft_id", text);
+        }
+        if self.virtual_channels.is_empty() {
+            return fail(
+                "links.virtual_channels",
+                "list the virtual channels whose packets the link reads".into(),
+            );
+        }
+        if let Some(vc) = self
+            .virtual_channels
+            .iter()
+            .find(|&&vc| vc > format.max_vcid())
+        {
+            let text = format!(
+                "{vc} is not a virtual channel of packets (0 to {})",
+                format.max_vcid()
+            );
+            return fail("links.virtual_channels", text);
+        }
+        if self.rs_check_symbols_length > MAX_CHECK_SYMBOLS {
+            let text = format!(
+                "{} bytes: RS(255,223) interleaved 8 deep has {MAX_CHECK_SYMBOLS} bytes of check symbols",
+                self.rs_check_symbols_length
+            );
+            return fail("links.rs_check_symbols_length", text);
+        }
+        if format.length > MAX_FRAME || format.data_capacity() < 1 {
+            let text = format!(
+                "{} bytes: a frame is at most {MAX_FRAME} bytes and its headers and trailer must leave a data field",
+                format.length
+            );
+            return fail("links.frame_length", text);
+        }
+        Ok(())
+    }
+
+    /// Without a frame framing, the frame keys are a mistake: said so rather than ignored.
+    fn validate_no_frame_keys(&self) -> Result<(), Invalid> {
+        let frames = matches!(self.framing, FramingName::TmFrames | FramingName::AosFrames);
+        let missing = match (self.frame_length, self.spacecraft_id) {
+            (None, _) => "links.frame_length",
+            (_, None) => "links.spacecraft_id",
+            _ => "",
+        };
+        let (key, problem) = if frames {
+            (missing, "is needed with a frame framing".to_string())
+        } else if self.frame_length.is_some()
+            || self.spacecraft_id.is_some()
+            || !self.virtual_channels.is_empty()
+            || self.derandomize
+            || self.fecf
+            || self.ocf
+            || self.frame_header_error_control
+            || self.insert_zone_length > 0
+            || self.rs_check_symbols_length > 0
+            || !self.frame_marker
+        {
+            let text = "frame keys are read only with framing = \"tm-frames\" or \"aos-frames\"";
+            ("links.frame_length", text.to_string())
+        } else {
+            return Ok(());
+        };
+        let link = self.name.clone();
+        Err(Invalid::new(key, Problem::InLink { link, problem }))
     }
 }
 

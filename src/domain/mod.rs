@@ -9,6 +9,7 @@ pub mod batch;
 pub mod catalog;
 pub mod display;
 pub mod frame;
+pub mod frame_quality;
 pub mod ledger;
 pub mod position;
 pub mod sequence_set;

@@ -3,7 +3,8 @@
 //!
 //! A link takes packets from a TCP connection it accepts or dials, or from UDP datagrams, and
 //! delimits them as the station frames them ([`crate::protocol::ccsds`],
-//! [`crate::protocol::kiss`]). Each packet becomes a frame of a source the link's rules pick from
+//! [`crate::protocol::kiss`]), or takes them out of transfer frames
+//! ([`crate::protocol::frames`]). Each packet becomes a frame of a source the link's rules pick from
 //! its APID, in the lane its priority rule picks, and from there it goes where every frame goes:
 //! the fan-in, the archive, followers, the feed, sinks. Unlike the ingest protocol, a station hears
 //! no acknowledgement: what a link received is stored exactly once; what a station sent into a
@@ -16,6 +17,7 @@
 //! The binary binds the links' sockets before the daemon starts ([`LinkSockets::bind`]), so that
 //! an address in use is a startup error; the daemon serves them until the drain.
 
+mod frames;
 mod merge;
 mod station;
 mod stream;
@@ -117,9 +119,10 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
         let group = groups
             .entry(config.group_name().to_owned())
             .or_insert_with(|| Arc::new(MergeGroup::new(config.merge_window)));
+        let framed = config.frame_format().is_some();
         let counters = services
             .stats
-            .add_link(&config.name, config.transport.as_str());
+            .add_link(&config.name, config.transport.as_str(), framed);
         let link = Arc::new(Link::new(
             config,
             counters,

@@ -97,6 +97,17 @@ impl Link {
         true
     }
 
+    /// Counts the bytes passed over looking for a sync marker, and logs it within the rate.
+    pub(crate) fn lost_sync(&self, skipped: usize) {
+        if skipped == 0 {
+            return;
+        }
+        self.counters.skipped(skipped as u64);
+        if self.may_log() {
+            tracing::warn!(link = %self.config.name, skipped, "sync marker lost: bytes skipped to the next marker");
+        }
+    }
+
     /// Counts a packet refused as malformed, and logs it within the rate.
     pub(crate) fn bad_packet(&self, why: &dyn std::fmt::Display) {
         self.counters.bad_input();

@@ -1,5 +1,6 @@
 //! A link's TCP connections: accepted (tcp-listen) or dialled again and again with backoff
-//! (tcp-connect), each read, delimited into packets and handed to its [`Station`].
+//! (tcp-connect), each read, delimited into packets (or frames, their packets taken out) and
+//! handed to its [`Station`].
 //!
 //! A station connected to a listening link that connects again (its old connection half dead)
 //! replaces the old one: the old one stops reading, its packets are admitted, and the new one
@@ -14,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::frames::Deframer;
 use super::station::{Link, Station};
 use crate::config::KissPayload;
 use crate::net::{accept_until, Limits, Slots};
@@ -175,6 +177,7 @@ async fn connection(
     let mut station = Station::new(Arc::clone(link));
     let mut buf = BytesMut::new();
     let framing = link.config.stream_framing();
+    let mut deframer = Deframer::new(link);
     let max = link.config.max_packet_bytes;
     let ending = loop {
         buf.reserve(link.read_buffer.max(max + 8) - buf.len().min(max + 8));
@@ -192,12 +195,17 @@ async fn connection(
             Ok(_) => {}
             Err(err) => break Ending::Io(err),
         }
-        let (chunk, packets, senders, failure) = match framing {
-            Some(framing) => {
+        let (chunk, packets, senders, failure) = match (&mut deframer, framing) {
+            (Some(deframer), _) => {
+                deframer.read_stream(link, &mut buf);
+                let (chunk, packets) = deframer.packets(link);
+                (chunk, packets, Vec::new(), None)
+            }
+            (None, Some(framing)) => {
                 let (chunk, packets, failure) = delimit(link, &framing, &mut buf);
                 (chunk, packets, Vec::new(), failure)
             }
-            None => {
+            (None, None) => {
                 let (chunk, read, failure) = unescape(link, &mut buf);
                 (chunk, read.packets, read.senders, failure)
             }
@@ -213,6 +221,9 @@ async fn connection(
             break failure;
         }
     };
+    if let Some(deframer) = &mut deframer {
+        deframer.finish(link);
+    }
     station.finish().await;
     ending
 }
@@ -225,7 +236,7 @@ fn delimit(
     buf: &mut BytesMut,
 ) -> (Bytes, Vec<std::ops::Range<usize>>, Option<Ending>) {
     let max = link.config.max_packet_bytes;
-    let mut delimited = framing.delimit(buf, max, |skipped| lost_sync(link, skipped));
+    let mut delimited = framing.delimit(buf, max, |skipped| link.lost_sync(skipped));
     if matches!(framing, Framing::LengthPrefix(_)) {
         delimited
             .packets
@@ -237,16 +248,6 @@ fn delimit(
         delimited.packets,
         failure,
     )
-}
-
-fn lost_sync(link: &Link, skipped: usize) {
-    if skipped == 0 {
-        return;
-    }
-    link.counters.skipped(skipped as u64);
-    if link.may_log() {
-        tracing::warn!(link = %link.config.name, skipped, "sync marker lost: bytes skipped to the next marker");
-    }
 }
 
 /// What a read's KISS data frames hold: the packets, unescaped into a chunk of their own, and

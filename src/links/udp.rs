@@ -1,6 +1,7 @@
-//! A UDP link: one packet per datagram (cFS' TO_LAB, Yamcs' UDP links). A burst of datagrams
-//! waiting on the socket is read into one chunk and admitted together; a datagram that is not
-//! exactly one space packet is dropped and counted, and nothing else is affected.
+//! A UDP link: one packet per datagram (cFS' TO_LAB, Yamcs' UDP links), or one transfer frame
+//! per datagram with a frame framing. A burst of datagrams waiting on the socket is read into
+//! one chunk and admitted together; a datagram that is not exactly one space packet (or one
+//! frame) is dropped and counted, and nothing else is affected.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -10,6 +11,7 @@ use bytes::BytesMut;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::frames::Deframer;
 use super::station::{Link, Station};
 use super::stream::takes_frame;
 use crate::stats::LinkState;
@@ -25,11 +27,20 @@ struct Burst {
 }
 
 impl Burst {
-    /// The datagram at `buf[start..]`, taken if it is one whole packet.
-    fn datagram(&mut self, link: &Link, buf: &BytesMut, start: usize, from: SocketAddr) {
+    /// The datagram at `buf[start..]`: a frame to `deframer` if the link reads frames, else
+    /// taken if it is one whole packet.
+    fn datagram(
+        &mut self,
+        link: &Link,
+        deframer: Option<&mut Deframer>,
+        (buf, start): (&BytesMut, usize),
+        from: SocketAddr,
+    ) {
         self.peer.get_or_insert(from);
-        if takes_frame(link, &buf[start..]) {
-            self.packets.push(start..buf.len());
+        match deframer {
+            Some(deframer) => deframer.read_datagram(link, &buf[start..]),
+            None if takes_frame(link, &buf[start..]) => self.packets.push(start..buf.len()),
+            None => {}
         }
     }
 }
@@ -38,8 +49,15 @@ impl Burst {
 pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: CancellationToken) {
     link.counters.set_state(LinkState::Listening);
     let mut station = Station::new(Arc::clone(&link));
-    // One byte more than the largest packet: a datagram that fills it is too long.
-    let room = link.config.max_packet_bytes + 1;
+    let mut deframer = Deframer::new(&link);
+    // One byte more than the largest packet (or marker and frame): a datagram that fills it is
+    // too long.
+    let check = link.config.rs_check_symbols_length;
+    let frame = link
+        .config
+        .frame_length
+        .map_or(0, |length| 4 + length + check);
+    let room = link.config.max_packet_bytes.max(frame) + 1;
     let mut first = true;
     loop {
         let mut buf = BytesMut::with_capacity(room * 4);
@@ -49,19 +67,19 @@ pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: Cancellat
         };
         let mut burst = Burst::default();
         match received {
-            Ok((_, from)) => burst.datagram(&link, &buf, 0, from),
+            Ok((_, from)) => burst.datagram(&link, deframer.as_mut(), (&buf, 0), from),
             Err(err) => {
                 tracing::warn!(link = %link.config.name, error = %err, "udp receive failed");
                 continue;
             }
         }
-        while burst.packets.len() < BURST {
+        for _ in 1..BURST {
             let start = buf.len();
             if buf.capacity() - start < room {
                 buf.reserve(room);
             }
             match socket.try_recv_buf_from(&mut buf) {
-                Ok((_, from)) => burst.datagram(&link, &buf, start, from),
+                Ok((_, from)) => burst.datagram(&link, deframer.as_mut(), (&buf, start), from),
                 Err(_) => break,
             }
         }
@@ -71,9 +89,16 @@ pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: Cancellat
             link.counters.connected();
             first = false;
         }
-        if station.take(peer, buf.freeze(), &packets).await.is_err() {
+        let (chunk, packets) = match deframer.as_mut() {
+            Some(deframer) => deframer.packets(&link),
+            None => (buf.freeze(), packets),
+        };
+        if station.take(peer, chunk, &packets).await.is_err() {
             break;
         }
+    }
+    if let Some(deframer) = deframer.as_mut() {
+        deframer.finish(&link);
     }
     station.finish().await;
     link.counters.set_state(LinkState::Stopped);

@@ -38,6 +38,7 @@ use crate::archive::read::DurableEnds;
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, MonitorConfig};
 use crate::domain::display::unix_ns_to_rfc3339;
+use crate::domain::frame_quality::FrameQuality;
 use crate::domain::source::SourceSnapshot;
 use crate::ingest::router::RouterHandle;
 use crate::ops::access::{require_token, Access};
@@ -485,6 +486,59 @@ fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
     if !links.is_empty() {
         render_per_item(out, &per_link, links, |l| format!("link=\"{}\"", l.name));
     }
+    render_frame_quality_metrics(out, links);
+}
+
+/// Appends the transfer frames' quality of the links with a frame framing, labelled
+/// `link="NAME"`.
+fn render_frame_quality_metrics(out: &mut String, links: &[LinkSnapshot]) {
+    let frame_quality: [PerItem<(&str, &FrameQuality)>; 6] = [
+        (
+            "aggregator_link_frames_good_total",
+            MetricKind::Counter,
+            "Transfer frames the link took: of a configured virtual channel, or idle frames of any.",
+            |(_, f)| f.frames_good,
+        ),
+        (
+            "aggregator_link_frames_bad_fecf_total",
+            MetricKind::Counter,
+            "Transfer frames dropped because their frame error control field did not match.",
+            |(_, f)| f.frames_bad_fecf,
+        ),
+        (
+            "aggregator_link_frames_dropped_total",
+            MetricKind::Counter,
+            "Transfer frames dropped: wrong length, version or spacecraft, virtual channel not configured, first header pointer beyond the data field.",
+            |(_, f)| f.frames_dropped,
+        ),
+        (
+            "aggregator_link_vc_gaps_total",
+            MetricKind::Counter,
+            "Transfer frames missing from the virtual channels' frame counts.",
+            |(_, f)| f.vc_gaps,
+        ),
+        (
+            "aggregator_link_packets_extracted_total",
+            MetricKind::Counter,
+            "Packets taken out of transfer frames (idle packets not counted).",
+            |(_, f)| f.packets_extracted,
+        ),
+        (
+            "aggregator_link_packets_dropped_incomplete_total",
+            MetricKind::Counter,
+            "Packets in reassembly dropped because a frame was lost or the first header pointer disagreed.",
+            |(_, f)| f.packets_dropped_incomplete,
+        ),
+    ];
+    let framed: Vec<_> = links
+        .iter()
+        .filter_map(|l| Some((l.name.as_str(), l.frames.as_ref()?)))
+        .collect();
+    if !framed.is_empty() {
+        render_per_item(out, &frame_quality, &framed, |(name, _)| {
+            format!("link=\"{name}\"")
+        });
+    }
 }
 
 /// A family of one value per item (a shard, a TM output): its name, kind, help, and the value.
@@ -685,4 +739,35 @@ pub fn render_metrics(stats: &PipelineStats, health: Health, sources: &[SourceSn
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link of transfer frames shows its frame quality, one line per family with its own
+    /// counts; a link of packets shows none.
+    #[test]
+    fn frame_quality_is_rendered_for_links_of_frames_only() {
+        let stats = Stats::new();
+        stats.add_link("packets", "tcp-listen", false);
+        let framed = stats.add_link("frames", "udp", true);
+        framed.frames(&FrameQuality {
+            frames_good: 7,
+            vc_gaps: 2,
+            bad_packets: 1,
+            ..FrameQuality::default()
+        });
+        let mut text = String::new();
+        render_link_metrics(&mut text, &stats.links());
+        assert!(text.contains("aggregator_link_frames_good_total{link=\"frames\"} 7\n"));
+        assert!(text.contains("aggregator_link_vc_gaps_total{link=\"frames\"} 2\n"));
+        assert!(text.contains("aggregator_link_bad_input_total{link=\"frames\"} 1\n"));
+        assert_eq!(
+            text.matches("# HELP aggregator_link_frames_good_total")
+                .count(),
+            1
+        );
+        assert!(!text.contains("frames_good_total{link=\"packets\"}"));
+    }
 }

@@ -256,7 +256,8 @@ fn after_marker(buf: &[u8], max: usize) -> Next {
     }
 }
 
-fn find_marker(buf: &[u8]) -> Option<usize> {
+/// Where the first attached sync marker in `buf` starts.
+pub(crate) fn find_marker(buf: &[u8]) -> Option<usize> {
     buf.windows(ASM.len()).position(|w| w == ASM)
 }
 

@@ -169,7 +169,8 @@ function showShards(shards) {
 }
 
 /// The ground-segment links' tile, shown when `[[links]]` are configured (docs/ground-segment.md):
-/// each link's state, packets stored and copies dropped; a dialled link that is not connected in red.
+/// each link's state, packets stored and copies dropped, and for frames their quality; a dialled
+/// link that is not connected in red.
 function showLinks(links) {
   $("links-tile").hidden = !links || links.length === 0;
   if (!links) return;
@@ -177,6 +178,12 @@ function showLinks(links) {
     const item = document.createElement("li");
     item.textContent =
       `${link.name}: ${link.state} · ${number.format(link.packets)} · ${number.format(link.copies)}`;
+    // A link of transfer frames: frames good, bad FECF and dropped, and frames lost.
+    if (link.frames_good !== undefined) {
+      item.textContent += ` · frames ${number.format(link.frames_good)} good, ` +
+        `${number.format(link.frames_bad_fecf + link.frames_dropped)} bad, ` +
+        `${number.format(link.vc_gaps)} lost`;
+    }
     item.classList.toggle("down", link.state === "connecting" || link.state === "backoff");
     if (link.last_error) item.title = link.last_error;
     return item;
