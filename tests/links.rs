@@ -754,7 +754,7 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
         .iter()
         .enumerate()
         .filter(|(_, &(a, b))| !(a / capacity..=b / capacity).contains(&lost))
-        .map(|(i, _)| i as u64)
+        .map(|(i, _)| UP + i as u64)
         .collect();
     let cut_short = spans
         .iter()
