@@ -371,13 +371,34 @@ impl LinkConfig {
     }
 
     fn validate(&self) -> Result<(), Invalid> {
-        let fail = |key, problem: String| {
-            let problem = Problem::InLink {
-                link: self.name.clone(),
-                problem,
-            };
-            Err(Invalid::new(key, problem))
-        };
+        self.validate_address()?;
+        self.validate_length()?;
+        self.validate_kiss()?;
+        self.validate_frames()?;
+        self.validate_sources()?;
+        bounds::check(&[
+            Bound::bytes(
+                "links.max_packet_bytes",
+                self.max_packet_bytes,
+                7..=MAX_PACKET as u64,
+            ),
+            Bound::count("links.merge_window", self.merge_window, 1 << 16),
+            Bound::millis("links.reconnect_min_ms", self.reconnect_min),
+            Bound::millis("links.reconnect_max_ms", self.reconnect_max),
+        ])
+    }
+}
+
+impl LinkConfig {
+    /// A problem of this link's `key`.
+    fn fail(&self, key: &'static str, problem: String) -> Result<(), Invalid> {
+        let link = self.name.clone();
+        Err(Invalid::new(key, Problem::InLink { link, problem }))
+    }
+
+    /// The name, the address for the transport, and a framing UDP can carry.
+    fn validate_address(&self) -> Result<(), Invalid> {
+        let fail = |key, problem| self.fail(key, problem);
         let name_ok = !self.name.is_empty()
             && self
                 .name
@@ -408,6 +429,12 @@ impl LinkConfig {
             let text = "a udp link takes one packet per datagram (framing = \"ccsds\") or one transfer frame (\"tm-frames\", \"aos-frames\")";
             return fail("links.framing", text.into());
         }
+        Ok(())
+    }
+
+    /// The length field: with `length-prefix` only, and within its bounds.
+    fn validate_length(&self) -> Result<(), Invalid> {
+        let fail = |key, problem| self.fail(key, problem);
         match (self.framing, self.length) {
             (FramingName::LengthPrefix, None) => {
                 return fail(
@@ -442,8 +469,12 @@ impl LinkConfig {
             }
             (_, None) => {}
         }
-        self.validate_kiss()?;
-        self.validate_frames()?;
+        Ok(())
+    }
+
+    /// The rules that give packets their sources, and the APIDs they name.
+    fn validate_sources(&self) -> Result<(), Invalid> {
+        let fail = |key, problem| self.fail(key, problem);
         let rules = [
             self.source_id.is_some(),
             self.apid_base.is_some(),
@@ -491,26 +522,14 @@ impl LinkConfig {
                 format!("{apid} is not an APID (0 to 2047)"),
             );
         }
-        bounds::check(&[
-            Bound::bytes(
-                "links.max_packet_bytes",
-                self.max_packet_bytes,
-                7..=MAX_PACKET as u64,
-            ),
-            Bound::count("links.merge_window", self.merge_window, 1 << 16),
-            Bound::millis("links.reconnect_min_ms", self.reconnect_min),
-            Bound::millis("links.reconnect_max_ms", self.reconnect_max),
-        ])
+        Ok(())
     }
 }
 
 impl LinkConfig {
     /// The KISS keys: read only with KISS framing, AX.25 callsigns only with AX.25 frames.
     fn validate_kiss(&self) -> Result<(), Invalid> {
-        let fail = |key, problem: String| {
-            let link = self.name.clone();
-            Err(Invalid::new(key, Problem::InLink { link, problem }))
-        };
+        let fail = |key, problem| self.fail(key, problem);
         let kiss = self.framing == FramingName::Kiss;
         if !kiss && self.kiss_payload != KissPayload::Packet {
             return fail(
@@ -558,10 +577,7 @@ impl LinkConfig {
 impl LinkConfig {
     /// The transfer frame keys: read only with a frame framing, within what the format holds.
     fn validate_frames(&self) -> Result<(), Invalid> {
-        let fail = |key, problem: String| {
-            let link = self.name.clone();
-            Err(Invalid::new(key, Problem::InLink { link, problem }))
-        };
+        let fail = |key, problem| self.fail(key, problem);
         let Some(format) = self.frame_format() else {
             return self.validate_no_frame_keys();
         };
