@@ -251,6 +251,13 @@ impl Station {
                 }
             }
         }
+        self.count(copies, behind, unmatched, gaps);
+        self.stage(&chunk).await
+    }
+
+    /// Counts what a read's packets came to, and logs a lag past the window and a gap in the
+    /// counts at most once a second.
+    fn count(&self, copies: u64, behind: u64, unmatched: u64, gaps: u64) {
         let counters = &self.link.counters;
         counters.copies(copies + behind);
         if behind > 0 && self.link.may_log() {
@@ -268,6 +275,12 @@ impl Station {
                 tracing::warn!(link = %self.link.config.name, missing = gaps, "gap in the sequence counts");
             }
         }
+    }
+
+    /// Hands each source's packets of the read (`chunk`) to the fan-in, and waits until they are
+    /// taken.
+    async fn stage(&mut self, chunk: &Bytes) -> Result<(), Closed> {
+        let counters = &self.link.counters;
         let mut staged = Vec::new();
         for slot in self.sources.values_mut().flatten() {
             let read = std::mem::take(&mut slot.read);
