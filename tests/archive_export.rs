@@ -197,12 +197,16 @@ fn csv_rows(bytes: &[u8]) -> Vec<Row> {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("received,kind,source,sequence,priority,shard,position,payload")
+        Some(
+            "received,kind,source,sequence,priority,shard,position,payload,\
+             link,station,mode,earth_received,ax25_from,ax25_to"
+        )
     );
     lines
         .map(|line| {
             let f: Vec<&str> = line.split(',').collect();
-            assert_eq!(f.len(), 8, "{line}");
+            // The ingest protocol's frames have no reception: its six fields are empty.
+            assert_eq!((f.len(), &f[8..]), (14, &[""; 6][..]), "{line}");
             (
                 f[0].to_string(),
                 f[1].to_string(),
@@ -245,7 +249,11 @@ fn parquet_rows(bytes: Vec<u8>) -> Vec<Row> {
             ref other => panic!("apid {other:?}"),
         };
         assert_eq!(apid, expected_apid(&payload), "apid of {position:?}");
-        assert_eq!(values[9], Field::Null, "station");
+        assert!(
+            values[9..].iter().all(|v| *v == Field::Null),
+            "no reception: {:?}",
+            &values[9..]
+        );
         (
             unix_ns_to_rfc3339(received as u64),
             text(kind),
@@ -655,7 +663,7 @@ fn read_with(reader: &str, file: &Path) -> (Vec<String>, Summary) {
 }
 
 /// The Parquet columns as pyarrow and DuckDB type them.
-const PYARROW_COLUMNS: [&str; 10] = [
+const PYARROW_COLUMNS: [&str; 15] = [
     "received timestamp[ns, tz=UTC]",
     "kind string",
     "source uint32",
@@ -666,8 +674,13 @@ const PYARROW_COLUMNS: [&str; 10] = [
     "payload binary",
     "apid int32",
     "station string",
+    "link string",
+    "mode string",
+    "earth_received timestamp[ns, tz=UTC]",
+    "ax25_from string",
+    "ax25_to string",
 ];
-const DUCKDB_COLUMNS: [&str; 10] = [
+const DUCKDB_COLUMNS: [&str; 15] = [
     "received TIMESTAMPTZ_NS",
     "kind VARCHAR",
     "source UINTEGER",
@@ -678,6 +691,11 @@ const DUCKDB_COLUMNS: [&str; 10] = [
     "payload BLOB",
     "apid INTEGER",
     "station VARCHAR",
+    "link VARCHAR",
+    "mode VARCHAR",
+    "earth_received TIMESTAMPTZ_NS",
+    "ax25_from VARCHAR",
+    "ax25_to VARCHAR",
 ];
 
 #[test]

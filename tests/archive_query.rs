@@ -29,20 +29,6 @@ async fn send(addr: SocketAddr, kind: SourceKind, id: u32, sequences: std::ops::
     client.read_to_close().await;
 }
 
-/// The body of a chunked answer, decoded.
-fn dechunked(body: &str) -> String {
-    let (mut rest, mut out) = (body, String::new());
-    loop {
-        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
-        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
-        if size == 0 {
-            return out;
-        }
-        out.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-}
-
 /// Every frame in the archive at `root` (shards 0 and 1): (received, its NDJSON row's source,
 /// sequence and position).
 fn scanned(root: &std::path::Path) -> Vec<(u64, (u64, u64, String))> {
@@ -181,7 +167,7 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
     let (status, headers, body) = http_get(monitor, "/archive/frames?to=-1h").await;
     assert_eq!(status, 200, "{body}");
     assert!(headers.contains(&"content-type: application/x-ndjson".to_string()));
-    assert_eq!(dechunked(&body), "");
+    assert_eq!(common::dechunked(&body), "");
 
     // From the middle on, and everything, to an hour from now: both end when the daemon stops.
     let hour = unix_ns_to_rfc3339(unix_ns(SystemTime::now()).unwrap() + 3_600_000_000_000);
@@ -211,14 +197,14 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
     assert_eq!(frames.len(), 4 * 300 + 90);
     let mut expected: Vec<_> = frames.iter().map(|(_, row)| row.clone()).collect();
     expected.sort();
-    assert_eq!(rows(&dechunked(&all)), expected);
+    assert_eq!(rows(&common::dechunked(&all)), expected);
     let mut expected: Vec<_> = (frames.iter())
         .filter(|(received, _)| *received >= middle)
         .map(|(_, row)| row.clone())
         .collect();
     expected.sort();
     assert!(!expected.is_empty() && expected.len() < frames.len());
-    assert_eq!(rows(&dechunked(&half)), expected);
+    assert_eq!(rows(&common::dechunked(&half)), expected);
 }
 
 #[tokio::test]
@@ -242,7 +228,7 @@ async fn the_token_guards_archive_queries() {
     assert_eq!(status, 401);
     let bearer = ["Authorization: Bearer sesame"];
     let (status, _, body) = http_get_with(monitor, "/archive/frames?to=-1h", &bearer, None).await;
-    assert_eq!((status, dechunked(&body).as_str()), (200, ""));
+    assert_eq!((status, common::dechunked(&body).as_str()), (200, ""));
     // A client that goes away mid-answer gives its permit back.
     let mut stream = TcpStream::connect(monitor).await.unwrap();
     let hour = unix_ns_to_rfc3339(unix_ns(SystemTime::now()).unwrap() + 3_600_000_000_000);

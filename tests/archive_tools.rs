@@ -775,15 +775,15 @@ fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
     assert_eq!(played, expected);
 }
 
-/// A segment or an emergency journal of another format version (here the older `TLMSEG02` and
-/// `TLMSEG01`) is refused by the daemon's start and by the tools, with an error naming the file,
+/// A segment or an emergency journal of another format version (here the older `TLMSEG03` and
+/// `TLMSEG02`) is refused by the daemon's start and by the tools, with an error naming the file,
 /// the version found and the version read; nothing is taken for damage.
 #[test]
 fn a_segment_or_journal_of_an_older_format_version_is_refused_naming_file_and_versions() {
     // The file of the magic `TLMSEG0{found}` is refused: the error names it and both versions.
     let assert_refused = |err: &str, found: u8, path: &Path| {
         let says = format!(
-            "archive format version {found} (magic TLMSEG0{found}); this build reads version 3 only"
+            "archive format version {found} (magic TLMSEG0{found}); this build reads version 4 only"
         );
         assert!(err.contains(&says), "{err}");
         assert!(err.contains(path.to_str().unwrap()), "{err}");
@@ -801,14 +801,14 @@ fn a_segment_or_journal_of_an_older_format_version_is_refused_naming_file_and_ve
 
     let dir = TempDir::new("archive-tools-older-segment");
     let (_, newest, _) = good_archive(&dir.0);
-    with_magic(&newest, 2);
-    assert_refused(&open(&dir.0), 2, &newest);
+    with_magic(&newest, 3);
+    assert_refused(&open(&dir.0), 3, &newest);
     let (code, _, stderr) = verify(&dir.0, &[]);
     assert_ne!(code, Some(0), "{stderr}");
-    assert_refused(&stderr, 2, &newest);
+    assert_refused(&stderr, 3, &newest);
 
     let dir = TempDir::new("archive-tools-older-journal");
     let (journal, _) = journaled_archive(&dir.0);
-    with_magic(&journal, 1);
-    assert_refused(&open(&dir.0), 1, &journal);
+    with_magic(&journal, 2);
+    assert_refused(&open(&dir.0), 2, &journal);
 }

@@ -801,6 +801,20 @@ fn frame_keys_are_checked_where_they_apply() {
         ("ccsds", "rs_check_symbols_length = 32", "tm-frames"),
         ("ccsds", "fecf = true", "tm-frames"),
         ("ccsds", "frame_length = 100", "links.frame_length"),
+        (
+            "tm-frames",
+            "frame_length = 100\nspacecraft_id = 1\nvirtual_channels = [0]\nplayback_virtual_channels = [1]",
+            "1 is not in virtual_channels",
+        ),
+        ("ccsds", "playback_virtual_channels = [1]", "links.playback_virtual_channels"),
+        ("ccsds", "station = \"\"", "links.station"),
+        ("ccsds", "earth_time = { offset = 0, unit = \"ms\" }", "links.earth_time"),
+        (
+            "length-prefix",
+            "length = { size = 4, strip = 4 }\nearth_time = { offset = 0, unit = \"ms\" }",
+            "run past the 4 header bytes",
+        ),
+        ("ccsds", "station = \"a\\nb\"", "control characters"),
     ];
     for (framing, extra, named) in cases {
         expect_error(&link("tcp-listen", framing, extra), &[named, "\"sat\""]);

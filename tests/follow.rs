@@ -1131,7 +1131,7 @@ async fn a_subscribe_of_version_1_or_2_is_refused_naming_both_versions() {
         assert_eq!(reason, RefuseReason::UnsupportedVersion, "{detail}");
         assert_eq!(
             detail,
-            format!("SUBSCRIBE of protocol version {version}; this daemon speaks version 3 only")
+            format!("SUBSCRIBE of protocol version {version}; this daemon speaks versions 3 and 4")
         );
     }
     // A position in a shard the archive does not have.

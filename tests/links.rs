@@ -342,6 +342,40 @@ async fn a_length_prefixed_frame_that_is_not_one_packet_is_dropped_and_counted()
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// A station's header holds the earth-receive time (`earth_time`): each packet is stored with
+/// the time of the frame it came in, as the docs' example says.
+#[tokio::test]
+async fn a_length_prefixed_header_gives_the_earth_receive_time() {
+    let rules = "source_id = 700\nlength = { offset = 0, size = 4, adjustment = 12, strip = 12 }\n\
+                 earth_time = { offset = 4, unit = \"us\" }";
+    let config = with_links(&link("framed", "tcp-listen", "length-prefix", rules));
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let mut wire = Vec::new();
+    for (i, micros) in [(0u16, 1_700_000_000_000_001u64), (1, 1_700_000_000_500_000)] {
+        let p = packet(1, i, 10);
+        wire.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        wire.extend_from_slice(&micros.to_be_bytes());
+        wire.extend_from_slice(&p);
+    }
+    let mut station = TcpStream::connect(daemon.links["framed"]).await.unwrap();
+    station.write_all(&wire).await.unwrap();
+    wait_for_packets(&archive, 2).await;
+    let times: Vec<_> = (archive.records().iter())
+        .map(|r| r.reception.as_ref().and_then(|r| r.received.earth_unix_ns))
+        .collect();
+    assert_eq!(
+        times,
+        [
+            Some(1_700_000_000_000_001_000),
+            Some(1_700_000_000_500_000_000)
+        ]
+    );
+    assert_eq!(stored_packets(&archive), [(1, 0), (1, 1)]);
+    drop(station);
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 /// A TNC the test plays, dialled by a KISS link named `tnc` with `rules`, and the daemon.
 async fn kiss_tnc(rules: &str) -> (TcpListener, Archive, TestDaemon) {
     let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -832,7 +866,8 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
 async fn aos_frames_over_udp_are_read_one_per_datagram() {
     let rules = "source_id = 900\nframe_length = 48\nspacecraft_id = 85\n\
                  virtual_channels = [2, 5]\nframe_marker = false\nfecf = true\nocf = true\n\
-                 rs_check_symbols_length = 32";
+                 rs_check_symbols_length = 32\nplayback_virtual_channels = [5]\n\
+                 station = \"Kiruna\"";
     let config = with_links(&link("aos", "udp", "aos-frames", rules));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
@@ -863,17 +898,39 @@ async fn aos_frames_over_udp_are_read_one_per_datagram() {
     for frame in &frames {
         sender.send_to(&with_check(frame), to).await.unwrap();
     }
-    wait_for_packets(&archive, packets.len()).await;
+    // Then a packet of the realtime channel 2.
+    let mut realtime = FrameWriter::new(format, 2, 0);
+    let (realtime, _) = lay_into_frames(&mut realtime, &[packet(301, 0, 20)]);
+    for frame in &realtime {
+        sender.send_to(&with_check(frame), to).await.unwrap();
+    }
+    wait_for_packets(&archive, packets.len() + 1).await;
+    let read = frames.len() + realtime.len() + 1;
     wait_until("every datagram read", PATIENCE, || {
-        frame_quality(&daemon).frames_good == frames.len() as u64 + 1
+        frame_quality(&daemon).frames_good == read as u64
     })
     .await;
-    assert_eq!(archive.sequences(LIVE, 900), (0..12).collect::<Vec<_>>());
-    assert_eq!(stored_packets(&archive).len(), packets.len());
+    assert_eq!(archive.sequences(LIVE, 900), (0..13).collect::<Vec<_>>());
+    assert_eq!(stored_packets(&archive).len(), packets.len() + 1);
+    // Channel 5 is playback, 2 realtime; the station named, no earth time or AX.25 known.
+    let modes: Vec<_> = (archive.records().iter())
+        .map(|r| {
+            let reception = r
+                .reception
+                .as_ref()
+                .expect("a link's frame has its reception");
+            let delivery = &reception.delivery;
+            assert_eq!((&*delivery.link, &*delivery.station), ("aos", "Kiruna"));
+            let r = reception.received;
+            assert_eq!((r.earth_unix_ns, r.ax25), (None, None));
+            r.mode()
+        })
+        .collect();
+    assert_eq!(modes, [["playback"; 12].as_slice(), &["realtime"]].concat());
     let f = frame_quality(&daemon);
     assert_eq!(
         (f.frames_dropped, f.vc_gaps, f.packets_extracted),
-        (1, 0, 12)
+        (1, 0, 13)
     );
     assert!(daemon.shutdown().await.is_clean());
 }

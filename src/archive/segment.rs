@@ -6,7 +6,7 @@
 //!   end of the newest segment. Segments roll over at a size limit, so recovery reads one bounded
 //!   file and old segments can be copied or deleted whole. A name carries a zero-padded index
 //!   (`segment-00000000000000000001.seg`), so the lexical order of the names is their write order.
-//! - **A magic per file** (`TLMSEG03`): a tool pointed at the wrong file fails at byte 0 instead of
+//! - **A magic per file** (`TLMSEG04`): a tool pointed at the wrong file fails at byte 0 instead of
 //!   reading nonsense, and the trailing digits are the format version. One version is read, this
 //!   one; a file of another (`TLMSEGnn`) is refused with an error naming both versions, never
 //!   taken for damage.
@@ -44,16 +44,18 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::domain::frame::{Priority, SourceKind};
+use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, Reception};
 
 /// The first 8 bytes of every segment and journal file: format version [`FORMAT_VERSION`].
-pub const MAGIC: &[u8; 8] = b"TLMSEG03";
+pub const MAGIC: &[u8; 8] = b"TLMSEG04";
 
 /// The format version the magic names, the only one read and written.
-pub(crate) const FORMAT_VERSION: u8 = 3;
+pub(crate) const FORMAT_VERSION: u8 = 4;
 
 /// The magic's bytes before the two digits of its version.
 const MAGIC_STEM: &[u8] = b"TLMSEG";
@@ -74,6 +76,8 @@ pub(crate) const TYPE_WATERMARK: u8 = 2;
 pub(crate) const TYPE_FRAMES: u8 = 4;
 /// Record type of a stored-above-watermark marker for a run of sequences (type 3 is not used).
 pub(crate) const TYPE_STORED_RUN: u8 = 5;
+/// Record type of a batch of a link's frames, with their reception.
+pub(crate) const TYPE_RECEIVED_FRAMES: u8 = 6;
 
 /// Body bytes of a frame record before its payload.
 pub(crate) const FRAME_BODY_FIXED: usize = 23;
@@ -85,6 +89,21 @@ pub(crate) const RUN_BODY_LEN: usize = 22;
 pub(crate) const FRAMES_BODY_FIXED: usize = 19;
 /// Bytes of a FRAMES record per frame before the frame's payload: sequence and length.
 pub(crate) const FRAMES_ENTRY_FIXED: usize = 12;
+/// Most bytes of a RECEIVED FRAMES record before its first frame: the FRAMES record's, then
+/// the link's and the station's names (at most 255 bytes each, behind a length byte).
+pub(crate) const RECEIVED_BODY_MAX_FIXED: usize = FRAMES_BODY_FIXED + 2 + 2 * 255;
+/// Most bytes of a RECEIVED FRAMES record per frame before its payload: a FRAMES record's, the
+/// flags, the earth-receive time, two AX.25 addresses.
+pub(crate) const RECEIVED_ENTRY_MAX_FIXED: usize = FRAMES_ENTRY_FIXED + 1 + 8 + 2 * CALLSIGN_LEN;
+
+/// A received frame's flags: an earth-receive time follows.
+const HAS_EARTH_TIME: u8 = 0x01;
+/// A received frame's flags: played back from the recorder.
+const PLAYBACK: u8 = 0x02;
+/// A received frame's flags: AX.25 source and destination follow.
+const HAS_AX25: u8 = 0x04;
+/// Bytes of an AX.25 callsign in a record: 6 characters, then the SSID.
+const CALLSIGN_LEN: usize = 7;
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".seg";
@@ -212,15 +231,7 @@ impl Entry {
     /// Appends the record's encoding to `out` (a frame as a FRAME record of its own).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Entry::Frame(f) => encode_frame(
-                out,
-                f.kind,
-                f.priority,
-                f.source_id,
-                f.sequence,
-                f.received_unix_ns,
-                &f.payload,
-            ),
+            Entry::Frame(f) => f.encode(out),
             Entry::Watermark {
                 kind,
                 source_id,
@@ -247,6 +258,35 @@ pub struct FrameRecord {
     /// replay at the recorded pace follows.
     pub received_unix_ns: u64,
     pub payload: Bytes,
+    /// What the station said of its reception: a link's frames only (boxed: most frames have
+    /// none, and a frame is moved often).
+    pub reception: Option<Box<Reception>>,
+}
+
+impl FrameRecord {
+    /// Appends it as a record of its own: a FRAME record, or a RECEIVED FRAMES record of one
+    /// frame when it has a reception.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let Some(reception) = &self.reception else {
+            return encode_frame(
+                out,
+                self.kind,
+                self.priority,
+                self.source_id,
+                self.sequence,
+                self.received_unix_ns,
+                &self.payload,
+            );
+        };
+        let head = FramesHead {
+            kind: self.kind,
+            priority: self.priority,
+            source_id: self.source_id,
+            received_unix_ns: self.received_unix_ns,
+        };
+        let frame = (self.sequence, &self.payload[..], reception.received);
+        encode_received_frames(out, head, &reception.delivery, [frame]);
+    }
 }
 
 /// Appends one record: length, CRC, then the body `write_body` appends.
@@ -289,6 +329,16 @@ pub fn encode_frame(
     });
 }
 
+/// What the frames of one FRAMES record share.
+#[derive(Debug, Clone, Copy)]
+pub struct FramesHead {
+    pub kind: SourceKind,
+    pub priority: Priority,
+    pub source_id: u32,
+    /// When the daemon read them, in nanoseconds since the Unix epoch.
+    pub received_unix_ns: u64,
+}
+
 /// Appends frames of one source and priority, all received at `received_unix_ns`, as one FRAMES
 /// record (type 4), or as several when one would pass [`MAX_BODY_LEN`]. Writes nothing for no
 /// frames.
@@ -300,31 +350,41 @@ pub fn encode_frames<'a>(
     received_unix_ns: u64,
     frames: impl IntoIterator<Item = (u64, &'a [u8])>,
 ) {
-    encode_frames_within(
-        out,
-        MAX_BODY_LEN as usize,
+    let head = FramesHead {
         kind,
         priority,
         source_id,
         received_unix_ns,
-        frames,
-    );
+    };
+    let frames = frames.into_iter().map(|(s, p)| (s, p, Received::default()));
+    encode_frames_within(out, MAX_BODY_LEN as usize, head, None, frames);
 }
 
-/// [`encode_frames`] with the largest body a parameter, so that tests can reach it.
+/// As [`encode_frames`], a link's frames delivered by `delivery`, each with its reception, as
+/// RECEIVED FRAMES records (type 6).
+pub fn encode_received_frames<'a>(
+    out: &mut Vec<u8>,
+    head: FramesHead,
+    delivery: &Delivery,
+    frames: impl IntoIterator<Item = (u64, &'a [u8], Received)>,
+) {
+    encode_frames_within(out, MAX_BODY_LEN as usize, head, Some(delivery), frames);
+}
+
+/// [`encode_frames`] and [`encode_received_frames`] with the largest body a parameter, so that
+/// tests can reach it.
 fn encode_frames_within<'a>(
     out: &mut Vec<u8>,
     max_body: usize,
-    kind: SourceKind,
-    priority: Priority,
-    source_id: u32,
-    received_unix_ns: u64,
-    frames: impl IntoIterator<Item = (u64, &'a [u8])>,
+    head: FramesHead,
+    delivery: Option<&Delivery>,
+    frames: impl IntoIterator<Item = (u64, &'a [u8], Received)>,
 ) {
     // The open record: where its header starts, and how many frames it holds.
     let mut open: Option<(usize, u32)> = None;
-    for (sequence, payload) in frames {
-        let entry = FRAMES_ENTRY_FIXED + payload.len();
+    for (sequence, payload, received) in frames {
+        let entry =
+            FRAMES_ENTRY_FIXED + payload.len() + delivery.map_or(0, |_| received_len(&received));
         if let Some((start, count)) = open {
             let body = out.len() - start - RECORD_HEADER_LEN;
             if body + entry > max_body {
@@ -335,21 +395,57 @@ fn encode_frames_within<'a>(
         let (_, count) = open.get_or_insert_with(|| {
             let start = out.len();
             out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-            out.push(TYPE_FRAMES);
-            out.push(kind.to_byte());
-            out.push(priority.to_byte());
-            out.extend_from_slice(&source_id.to_be_bytes());
-            out.extend_from_slice(&received_unix_ns.to_be_bytes());
+            out.push(match delivery {
+                Some(_) => TYPE_RECEIVED_FRAMES,
+                None => TYPE_FRAMES,
+            });
+            out.push(head.kind.to_byte());
+            out.push(head.priority.to_byte());
+            out.extend_from_slice(&head.source_id.to_be_bytes());
+            out.extend_from_slice(&head.received_unix_ns.to_be_bytes());
             out.extend_from_slice(&[0; 4]);
+            if let Some(delivery) = delivery {
+                for name in [&delivery.link, &delivery.station] {
+                    let name = &name.as_bytes()[..name.len().min(255)];
+                    out.push(name.len() as u8);
+                    out.extend_from_slice(name);
+                }
+            }
             (start, 0)
         });
         out.extend_from_slice(&sequence.to_be_bytes());
         out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        if delivery.is_some() {
+            encode_received(&received, out);
+        }
         out.extend_from_slice(payload);
         *count += 1;
     }
     if let Some((start, count)) = open {
         close_frames(out, start, count);
+    }
+}
+
+/// Bytes of a received frame's flags and the fields they announce.
+fn received_len(received: &Received) -> usize {
+    1 + received.earth_unix_ns.map_or(0, |_| 8) + received.ax25.map_or(0, |_| 2 * CALLSIGN_LEN)
+}
+
+/// Appends a received frame's flags and the fields they announce.
+fn encode_received(received: &Received, out: &mut Vec<u8>) {
+    let flags = (received.earth_unix_ns.map_or(0, |_| HAS_EARTH_TIME))
+        | (if received.playback { PLAYBACK } else { 0 })
+        | (received.ax25.map_or(0, |_| HAS_AX25));
+    out.push(flags);
+    if let Some(time) = received.earth_unix_ns {
+        out.extend_from_slice(&time.to_be_bytes());
+    }
+    if let Some(Ax25Addresses { from, to }) = received.ax25 {
+        for callsign in [from, to] {
+            let (call, ssid) = callsign.parts();
+            out.extend_from_slice(&call);
+            out.push(ssid);
+        }
     }
 }
 
@@ -567,6 +663,7 @@ fn decode_at(data: &Bytes, pos: usize, out: &mut Vec<(u64, Entry)>) -> Result<us
                 sequence: be_u64(body, 7),
                 received_unix_ns: be_u64(body, 15),
                 payload: data.slice(body_start + FRAME_BODY_FIXED..body_start + len),
+                reception: None,
             })
         }
         TYPE_WATERMARK => {
@@ -600,7 +697,7 @@ fn decode_at(data: &Bytes, pos: usize, out: &mut Vec<(u64, Entry)>) -> Result<us
                 last,
             }
         }
-        TYPE_FRAMES => {
+        TYPE_FRAMES | TYPE_RECEIVED_FRAMES => {
             let before = out.len();
             let decoded = decode_frames(data, body_start, len, pos, out);
             if decoded.is_err() {
@@ -626,9 +723,9 @@ fn priority(byte: u8) -> Result<Priority, Bad> {
     Priority::from_byte(byte).ok_or_else(|| Bad::Impossible(format!("undefined priority {byte}")))
 }
 
-/// Decodes the frames of the FRAMES record whose `len`-byte body starts at `body_start`, appending
-/// one entry per frame at `pos`. On an error some may have been appended: the caller takes them
-/// back.
+/// Decodes the frames of the FRAMES or RECEIVED FRAMES record whose `len`-byte body starts at
+/// `body_start`, appending one entry per frame at `pos`. On an error some may have been
+/// appended: the caller takes them back.
 fn decode_frames(
     data: &Bytes,
     body_start: usize,
@@ -647,6 +744,10 @@ fn decode_frames(
     let received_unix_ns = be_u64(body, 7);
     let count = be_u32(body, 15);
     let mut at = FRAMES_BODY_FIXED;
+    let delivery = match body[0] {
+        TYPE_RECEIVED_FRAMES => Some(Arc::new(decode_delivery(body, &mut at)?)),
+        _ => None,
+    };
     for index in 0..count {
         let bad = |what: String| {
             Bad::Impossible(format!(
@@ -659,6 +760,13 @@ fn decode_frames(
         let sequence = be_u64(body, at);
         let payload_len = be_u32(body, at + 8) as usize;
         at += FRAMES_ENTRY_FIXED;
+        let reception = match &delivery {
+            Some(delivery) => Some(Box::new(Reception {
+                delivery: Arc::clone(delivery),
+                received: decode_received(body, &mut at).map_err(bad)?,
+            })),
+            None => None,
+        };
         if payload_len > len - at {
             return Err(bad(format!(
                 "payload of {payload_len} bytes runs past the {len}-byte body"
@@ -673,6 +781,7 @@ fn decode_frames(
                 sequence,
                 received_unix_ns,
                 payload: data.slice(body_start + at..body_start + at + payload_len),
+                reception,
             }),
         ));
         at += payload_len;
@@ -684,6 +793,66 @@ fn decode_frames(
         )));
     }
     Ok(())
+}
+
+/// The link's and the station's names of a RECEIVED FRAMES record, from `body[*at..]`.
+fn decode_delivery(body: &[u8], at: &mut usize) -> Result<Delivery, Bad> {
+    let mut name = |what: &str| {
+        let len = usize::from(*body.get(*at).ok_or_else(|| {
+            Bad::Impossible(format!("RECEIVED FRAMES record cut within its {what} name"))
+        })?);
+        let bytes = body.get(*at + 1..*at + 1 + len).ok_or_else(|| {
+            Bad::Impossible(format!("RECEIVED FRAMES record cut within its {what} name"))
+        })?;
+        *at += 1 + len;
+        std::str::from_utf8(bytes).map(Arc::from).map_err(|_| {
+            Bad::Impossible(format!(
+                "RECEIVED FRAMES record: its {what} name is not UTF-8"
+            ))
+        })
+    };
+    let link = name("link")?;
+    let station = name("station")?;
+    Ok(Delivery { link, station })
+}
+
+/// A received frame's flags and the fields they announce, from `body[*at..]`.
+fn decode_received(body: &[u8], at: &mut usize) -> Result<Received, String> {
+    let cut = || format!("reception runs past the {}-byte body", body.len());
+    let flags = *body.get(*at).ok_or_else(cut)?;
+    if flags & !(HAS_EARTH_TIME | PLAYBACK | HAS_AX25) != 0 {
+        return Err(format!("has undefined reception flags 0x{flags:02X}"));
+    }
+    *at += 1;
+    let mut take = |n: usize| {
+        let bytes = body.get(*at..*at + n).ok_or_else(cut)?;
+        *at += n;
+        Ok::<_, String>(bytes)
+    };
+    let earth_unix_ns = match flags & HAS_EARTH_TIME {
+        0 => None,
+        _ => Some(be_u64(take(8)?, 0)),
+    };
+    let ax25 = match flags & HAS_AX25 {
+        0 => None,
+        _ => {
+            let bytes = take(2 * CALLSIGN_LEN)?;
+            let callsign = |b: &[u8]| {
+                let mut call = [0; 6];
+                call.copy_from_slice(&b[..6]);
+                Callsign::from_parts(call, b[6])
+            };
+            Some(Ax25Addresses {
+                from: callsign(&bytes[..CALLSIGN_LEN]),
+                to: callsign(&bytes[CALLSIGN_LEN..]),
+            })
+        }
+    };
+    Ok(Received {
+        earth_unix_ns,
+        playback: flags & PLAYBACK != 0,
+        ax25,
+    })
 }
 
 /// The first offset after `pos` where a complete, valid record starts (a length within
@@ -1117,6 +1286,7 @@ mod tests {
                 sequence: 42,
                 received_unix_ns: 1_700_000_000_123_456_789,
                 payload: Bytes::from_static(b"SAFE_MODE"),
+                reception: None,
             }),
             Entry::Frame(FrameRecord {
                 kind: SourceKind::ArchivedReplay,
@@ -1125,6 +1295,7 @@ mod tests {
                 sequence: u64::MAX,
                 received_unix_ns: 0,
                 payload: Bytes::new(),
+                reception: None,
             }),
             Entry::Watermark {
                 kind: SourceKind::LiveUplink,
@@ -1491,6 +1662,7 @@ mod tests {
             sequence,
             received_unix_ns: 77,
             payload: Bytes::from_static(payload),
+            reception: None,
         })
     }
 
@@ -1522,20 +1694,92 @@ mod tests {
         assert!(empty.is_empty());
     }
 
+    /// A link's frames keep their reception: the record's link and station, each frame's
+    /// earth-receive time, mode and AX.25 addresses; a frame on its own (as recovery rewrites a
+    /// journal's) too. Undefined flags are damage, never a guess.
+    #[test]
+    fn received_frames_read_back_with_their_reception() {
+        let delivery = Arc::new(Delivery {
+            link: "uhf".into(),
+            station: "Svalbard, SG-1".into(),
+        });
+        let received = [
+            Received {
+                earth_unix_ns: Some(1_700_000_000_123_000_000),
+                playback: false,
+                ax25: Some(Ax25Addresses {
+                    from: "N0CALL-1".parse().unwrap(),
+                    to: "CQ".parse().unwrap(),
+                }),
+            },
+            Received {
+                playback: true,
+                ..Received::default()
+            },
+            Received::default(),
+        ];
+        let head = FramesHead {
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Routine,
+            source_id: 500,
+            received_unix_ns: 77,
+        };
+        let frames = three_frames().into_iter().zip(received);
+        let frames = frames.map(|((s, p), r)| (s, p, r));
+        let mut bytes = MAGIC.to_vec();
+        encode_received_frames(&mut bytes, head, &delivery, frames);
+        let scan = scan_bytes(Bytes::from(bytes.clone()));
+        assert_eq!(scan.end, ScanEnd::Clean);
+        let frames: Vec<FrameRecord> = (scan.entries.into_iter())
+            .map(|(_, entry)| match entry {
+                Entry::Frame(frame) => frame,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let got: Vec<_> = frames.iter().map(|f| f.reception.clone()).collect();
+        let expected: Vec<_> = (received.iter())
+            .map(|&received| {
+                let delivery = Arc::clone(&delivery);
+                Some(Box::new(Reception { delivery, received }))
+            })
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(frames[2].payload, &b"SAFE_MODE"[..]);
+        let mut one = MAGIC.to_vec();
+        frames[0].encode(&mut one);
+        let again = scan_bytes(Bytes::from(one));
+        assert_eq!(again.entries, vec![(8, Entry::Frame(frames[0].clone()))]);
+        // The first frame's flags, after the fixed part and the two names.
+        let flags = MAGIC.len() + RECORD_HEADER_LEN + FRAMES_BODY_FIXED + 2 + 3 + 14 + 12;
+        assert_eq!(bytes[flags], HAS_EARTH_TIME | HAS_AX25);
+        bytes[flags] |= 0x80;
+        let start = MAGIC.len();
+        let len = bytes.len() - start - RECORD_HEADER_LEN;
+        let crc = crc32fast::hash(&bytes[start + RECORD_HEADER_LEN..]);
+        bytes[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+        let scan = scan_bytes(Bytes::from(bytes));
+        assert!(
+            matches!(&scan.end, ScanEnd::Corrupt { reason, .. } | ScanEnd::Torn { reason, .. }
+                if reason.contains("undefined reception flags 0x85")),
+            "{:?} ({len} bytes)",
+            scan.end
+        );
+    }
+
     #[test]
     fn frames_past_the_body_limit_go_into_more_records() {
         let mut bytes = MAGIC.to_vec();
         // Room for the fixed part and two 5-byte or 0-byte frames, not for 9 bytes more.
         let max_body = FRAMES_BODY_FIXED + 2 * FRAMES_ENTRY_FIXED + 5;
-        encode_frames_within(
-            &mut bytes,
-            max_body,
-            SourceKind::LiveUplink,
-            Priority::Emergency,
-            9,
-            77,
-            three_frames(),
-        );
+        let head = FramesHead {
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Emergency,
+            source_id: 9,
+            received_unix_ns: 77,
+        };
+        let frames = three_frames().into_iter();
+        let frames = frames.map(|(s, p)| (s, p, Received::default()));
+        encode_frames_within(&mut bytes, max_body, head, None, frames);
         let scan = scan_bytes(Bytes::from(bytes));
         assert_eq!(scan.end, ScanEnd::Clean);
         let offsets: Vec<_> = scan.entries.iter().map(|(at, _)| *at).collect();
@@ -1549,17 +1793,17 @@ mod tests {
         assert_eq!(got, expected);
     }
 
-    /// A segment of an older format version (`TLMSEG01`, `TLMSEG02`) or a newer one is refused:
+    /// A segment of an older format version (`TLMSEG02`, `TLMSEG03`) or a newer one is refused:
     /// a scan, and a follower's read, fail with an error naming the version found and the one
     /// read, and the file; nothing is taken for damage.
     #[test]
     fn a_segment_of_another_format_version_is_refused_naming_both_versions() {
         let dir = temp_dir("other-version");
-        for (magic, found) in [(b"TLMSEG01", 1), (b"TLMSEG02", 2), (b"TLMSEG04", 4)] {
+        for (magic, found) in [(b"TLMSEG02", 2), (b"TLMSEG03", 3), (b"TLMSEG05", 5)] {
             let (mut bytes, _) = segment(&sample());
             bytes[..8].copy_from_slice(magic);
             let says = format!(
-                "archive format version {found} (magic {}); this build reads version 3 only",
+                "archive format version {found} (magic {}); this build reads version 4 only",
                 String::from_utf8_lossy(magic)
             );
             let err = scan(&bytes[..], |_, _| panic!("nothing is read")).unwrap_err();
@@ -1676,6 +1920,7 @@ mod tests {
             sequence,
             received_unix_ns,
             payload: payload.into(),
+            reception: None,
         })
     }
 

@@ -830,12 +830,16 @@ fn list_entries(
 pub(crate) fn describe(entry: &Entry) -> String {
     match entry {
         Entry::Frame(f) => format!(
-            "frame     {:<6} {:>10} {:<9} seq={} received={} len={} payload={}",
+            "frame     {:<6} {:>10} {:<9} seq={} received={}{} len={} payload={}",
             f.kind.label(),
             f.source_id,
             f.priority.as_str(),
             f.sequence,
             unix_ns_to_rfc3339(f.received_unix_ns),
+            f.reception
+                .as_ref()
+                .map(|r| r.line_fields())
+                .unwrap_or_default(),
             f.payload.len(),
             payload_preview(&f.payload)
         ),

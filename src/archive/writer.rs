@@ -39,7 +39,7 @@ use super::index::{OpenSpan, SealedSegment, SegmentIndex};
 use super::journal::{self, Gate, Journal, Leftover};
 use super::layout::{self, shard_dir};
 use super::recovery::{self, Newest, Start};
-use super::segment::{self, with_path, FrameRecord, MAGIC};
+use super::segment::{self, with_path, FrameRecord, FramesHead, MAGIC};
 use super::tracked::Tracked;
 use super::{Archive, ArchiveSink, BoxFuture, DurableEnd, SealedFeed};
 use crate::config::{ArchiveConfig, SyncMode};
@@ -112,13 +112,18 @@ pub(super) struct Shared {
 /// The bytes a group takes in a segment: its FRAMES records and a WATERMARK per batch at most. (A
 /// batch over the 17 MiB limit of a record takes one more record header per part.)
 fn group_len(batches: &[Arc<Batch>]) -> u64 {
-    let per_batch = (2 * segment::RECORD_HEADER_LEN
-        + segment::FRAMES_BODY_FIXED
-        + segment::MARK_BODY_LEN) as u64;
+    let per_batch = 2 * segment::RECORD_HEADER_LEN + segment::MARK_BODY_LEN;
     batches
         .iter()
         .map(|batch| {
-            per_batch + batch.payload_bytes() + (segment::FRAMES_ENTRY_FIXED * batch.len()) as u64
+            let (fixed, entry) = match batch.reception() {
+                Some(_) => (
+                    segment::RECEIVED_BODY_MAX_FIXED,
+                    segment::RECEIVED_ENTRY_MAX_FIXED,
+                ),
+                None => (segment::FRAMES_BODY_FIXED, segment::FRAMES_ENTRY_FIXED),
+            };
+            (per_batch + fixed + entry * batch.len()) as u64 + batch.payload_bytes()
         })
         .sum()
 }
@@ -404,15 +409,7 @@ impl Writer {
     fn encode_journaled(&mut self, at: u64, journaled: &[FrameRecord]) {
         for frame in journaled {
             self.contents.add_frame(at + self.buf.len() as u64, frame);
-            segment::encode_frame(
-                &mut self.buf,
-                frame.kind,
-                frame.priority,
-                frame.source_id,
-                frame.sequence,
-                frame.received_unix_ns,
-                &frame.payload,
-            );
+            frame.encode(&mut self.buf);
         }
     }
 
@@ -698,14 +695,28 @@ impl Clock {
     /// Appends the batch's FRAMES record(s) to `out`.
     fn encode(&self, out: &mut Vec<u8>, batch: &Batch) {
         let source = &batch.source;
-        segment::encode_frames(
-            out,
-            source.kind,
-            batch.priority,
-            source.id,
-            self.received_ns(batch),
-            batch.payloads(),
-        );
+        let received_unix_ns = self.received_ns(batch);
+        match batch.reception() {
+            None => segment::encode_frames(
+                out,
+                source.kind,
+                batch.priority,
+                source.id,
+                received_unix_ns,
+                batch.payloads(),
+            ),
+            Some((delivery, received)) => {
+                let head = FramesHead {
+                    kind: source.kind,
+                    priority: batch.priority,
+                    source_id: source.id,
+                    received_unix_ns,
+                };
+                let frames = batch.payloads().zip(received);
+                let frames = frames.map(|((sequence, payload), &r)| (sequence, payload, r));
+                segment::encode_received_frames(out, head, delivery, frames);
+            }
+        }
     }
 }
 

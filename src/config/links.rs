@@ -15,7 +15,7 @@ use super::bounds::{self, Bound};
 use super::de::{millis, parsed};
 use super::error::{Invalid, Problem};
 use crate::domain::frame::SourceKind;
-use crate::protocol::ax25::Callsign;
+use crate::domain::reception::{Callsign, Delivery};
 use crate::protocol::ccsds::{Framing, LengthField, MAX_APID, MAX_PACKET};
 use crate::protocol::frames::{FrameFormat, FrameKind, FrameReader, FrameStream, MAX_FRAME};
 
@@ -97,6 +97,42 @@ pub struct LengthFieldConfig {
     pub strip: usize,
 }
 
+/// Where a length-prefixed frame's header holds the earth-receive time: 8 bytes, big-endian, at
+/// `offset` from the frame's start, counting `unit`s since the Unix epoch
+/// (`earth_time = { offset, unit }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarthTimeField {
+    pub offset: usize,
+    pub unit: TimeUnit,
+}
+
+/// What an earth-receive time field counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    S,
+    Ms,
+    Us,
+    Ns,
+}
+
+impl EarthTimeField {
+    /// The time in `header` (the frame's bytes before its packet) in nanoseconds since the Unix
+    /// epoch; `None` when the header is too short or the time is past what nanoseconds hold.
+    pub(crate) fn read(&self, header: &[u8]) -> Option<u64> {
+        let bytes = header.get(self.offset..self.offset.checked_add(8)?)?;
+        let count = u64::from_be_bytes(bytes.try_into().ok()?);
+        let per = match self.unit {
+            TimeUnit::S => 1_000_000_000,
+            TimeUnit::Ms => 1_000_000,
+            TimeUnit::Us => 1_000,
+            TimeUnit::Ns => 1,
+        };
+        count.checked_mul(per)
+    }
+}
+
 /// A header field that marks an emergency: the byte at `offset` of the packet, masked, equals
 /// `value`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -172,6 +208,19 @@ pub struct LinkConfig {
     /// The kind of the link's sources.
     #[serde(default = "live", deserialize_with = "parsed")]
     pub kind: SourceKind,
+    /// The earth-receive time in a length-prefixed frame's header (`length-prefix` only).
+    #[serde(default)]
+    pub earth_time: Option<EarthTimeField>,
+    /// The ground station the link belongs to, in its frames' reception metadata (the link's name
+    /// by default).
+    #[serde(default)]
+    pub station: Option<String>,
+    /// The link carries playback of the spacecraft's recorder, not realtime telemetry.
+    #[serde(default)]
+    pub playback: bool,
+    /// Of `virtual_channels`, those that carry playback (frame framings only).
+    #[serde(default)]
+    pub playback_virtual_channels: Vec<u8>,
     /// Links of one group are redundant stations of one spacecraft: each packet is stored once.
     #[serde(default)]
     pub group: Option<String>,
@@ -215,6 +264,9 @@ pub struct LinkConfig {
     )]
     pub reconnect_max: Duration,
 }
+
+/// The longest link or station name: the archive keeps each behind a one-byte length.
+const MAX_NAME: usize = 255;
 
 fn max_packet_bytes() -> usize {
     MAX_PACKET
@@ -376,6 +428,8 @@ impl LinkConfig {
         self.validate_kiss()?;
         self.validate_frames()?;
         self.validate_sources()?;
+        self.validate_reception()?;
+        self.validate_earth_time()?;
         bounds::check(&[
             Bound::bytes(
                 "links.max_packet_bytes",
@@ -390,6 +444,74 @@ impl LinkConfig {
 }
 
 impl LinkConfig {
+    /// Who delivered the link's frames, as their reception metadata names it.
+    pub(crate) fn delivery(&self) -> Delivery {
+        let station = self.station.as_deref().unwrap_or(&self.name);
+        Delivery {
+            link: self.name.as_str().into(),
+            station: station.into(),
+        }
+    }
+
+    /// Whether a packet of virtual channel `vc` (none outside transfer frames) is playback.
+    pub(crate) fn playback_of(&self, vc: Option<u8>) -> bool {
+        self.playback || vc.is_some_and(|vc| self.playback_virtual_channels.contains(&vc))
+    }
+
+    /// The names the archive keeps with each record (at most 255 bytes each), and playback
+    /// channels among the channels read.
+    fn validate_reception(&self) -> Result<(), Invalid> {
+        if self.name.len() > MAX_NAME {
+            let text = format!("{} bytes: at most {MAX_NAME}", self.name.len());
+            return self.fail("links.name", text);
+        }
+        if let Some(station) = &self.station {
+            if station.is_empty()
+                || station.len() > MAX_NAME
+                || station.chars().any(char::is_control)
+            {
+                let text = format!("{station:?}: 1 to {MAX_NAME} bytes without control characters");
+                return self.fail("links.station", text);
+            }
+        }
+        let frames = self.frame_format().is_some();
+        let unread =
+            (self.playback_virtual_channels.iter()).find(|vc| !self.virtual_channels.contains(vc));
+        match (frames, unread) {
+            (false, _) if !self.playback_virtual_channels.is_empty() => self.fail(
+                "links.playback_virtual_channels",
+                "is read only with framing = \"tm-frames\" or \"aos-frames\"".into(),
+            ),
+            (true, Some(vc)) => self.fail(
+                "links.playback_virtual_channels",
+                format!("{vc} is not in virtual_channels"),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The earth-receive time field: with `length-prefix` only, inside the bytes it strips.
+    fn validate_earth_time(&self) -> Result<(), Invalid> {
+        let Some(field) = self.earth_time else {
+            return Ok(());
+        };
+        let length_prefix = self.framing == FramingName::LengthPrefix;
+        match self.length.filter(|_| length_prefix) {
+            None => self.fail(
+                "links.earth_time",
+                "is read only with framing = \"length-prefix\"".into(),
+            ),
+            Some(length) if field.offset.saturating_add(8) > length.strip => self.fail(
+                "links.earth_time",
+                format!(
+                    "8 bytes at offset {} run past the {} header bytes the length field strips",
+                    field.offset, length.strip
+                ),
+            ),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// A problem of this link's `key`.
     fn fail(&self, key: &'static str, problem: String) -> Result<(), Invalid> {
         let link = self.name.clone();

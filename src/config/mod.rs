@@ -45,7 +45,8 @@ pub(crate) use dashboard::DashboardConfig;
 pub use error::{ConfigError, Invalid, LogFilterError, Problem, SubjectError, Unit};
 pub(crate) use feed::FeedConfig;
 pub use links::{
-    FieldRule, FramingName, KissPayload, LengthFieldConfig, LinkConfig, Transport, Unmatched,
+    EarthTimeField, FieldRule, FramingName, KissPayload, LengthFieldConfig, LinkConfig, TimeUnit,
+    Transport, Unmatched,
 };
 pub(crate) use listener::ListenerConfig;
 pub use log::{LogConfig, LogFormat};

@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::frame::{Frame, Priority};
+use super::reception::{Delivery, Received};
 use crate::domain::ledger::{Run, Span};
 use crate::domain::source::Source;
 
@@ -35,6 +36,8 @@ pub struct Batch {
     chunk: Bytes,
     frames: Vec<FrameRef>,
     payload_bytes: u64,
+    /// A link's frames: who delivered them and each frame's reception, in frame order.
+    reception: Option<(Arc<Delivery>, Vec<Received>)>,
 }
 
 /// One frame's place in its batch's chunk.
@@ -62,6 +65,7 @@ impl Batch {
             chunk: Bytes::new(),
             frames: Vec::with_capacity(capacity),
             payload_bytes: 0,
+            reception: None,
         }
     }
 
@@ -73,6 +77,29 @@ impl Batch {
             start: payload.start as u32,
             end: payload.end as u32,
         });
+    }
+
+    /// Appends a link's frame whose payload is `chunk[payload]`, delivered by `delivery`. Every
+    /// frame of a batch has a reception or none does: a batch holds one source's frames of one read.
+    pub(crate) fn push_received(
+        &mut self,
+        sequence: u64,
+        payload: std::ops::Range<usize>,
+        delivery: &Arc<Delivery>,
+        received: Received,
+    ) {
+        let capacity = self.frames.capacity();
+        let (_, all) = self
+            .reception
+            .get_or_insert_with(|| (Arc::clone(delivery), Vec::with_capacity(capacity)));
+        all.push(received);
+        self.push(sequence, payload);
+    }
+
+    /// Who delivered the frames and each one's reception, for a link's batch.
+    pub fn reception(&self) -> Option<(&Arc<Delivery>, &[Received])> {
+        let (delivery, received) = self.reception.as_ref()?;
+        Some((delivery, received))
     }
 
     /// Supplies the socket read every pushed payload range refers to.
@@ -163,9 +190,9 @@ impl ReadBatches {
         source: &Arc<Source>,
         max_batch: usize,
         decoded_at: Instant,
-        priority: Priority,
-        sequence: u64,
+        (priority, sequence): (Priority, u64),
         payload: std::ops::Range<usize>,
+        reception: Option<(&Arc<Delivery>, Received)>,
     ) {
         self.accepted += 1;
         let lane = match priority {
@@ -181,8 +208,12 @@ impl ReadBatches {
                 max_batch,
             ));
         }
-        if let Some(batch) = lane.last_mut() {
-            batch.push(sequence, payload);
+        match (lane.last_mut(), reception) {
+            (Some(batch), Some((delivery, received))) => {
+                batch.push_received(sequence, payload, delivery, received)
+            }
+            (Some(batch), None) => batch.push(sequence, payload),
+            (None, _) => {}
         }
         // A run never spans two batches: the archive marks runs by the batch that stored them.
         match self.runs.last_mut() {

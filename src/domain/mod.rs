@@ -12,6 +12,7 @@ pub mod frame;
 pub mod frame_quality;
 pub mod ledger;
 pub mod position;
+pub mod reception;
 pub mod sequence_set;
 pub mod shard;
 pub mod source;

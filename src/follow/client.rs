@@ -17,8 +17,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::protocol::{
-    DaemonMessage, DecodeError, Earliest, EndReason, FollowedFrame, RefuseReason, Skipped, Start,
-    Subscription, MAX_DAEMON_MESSAGE_LEN,
+    DaemonMessage, DecodeError, Earliest, EndReason, FollowedFrame, RefuseReason, RunReception,
+    Skipped, Start, Subscription, MAX_DAEMON_MESSAGE_LEN,
 };
 use crate::domain::display::{hex, payload_preview, unix_ns_to_rfc3339};
 use crate::domain::position::Positions;
@@ -83,6 +83,8 @@ pub struct Follower {
     input: FramedRead<Reader, LengthDelimitedCodec>,
     /// The rest of the last FRAMES message, handed out one by one.
     pending: VecDeque<FollowedFrame>,
+    /// The RECEPTION of the FRAMES message to come.
+    reception: Option<RunReception>,
     /// Each shard's last frame handed out (or the subscription's start after it).
     positions: Positions,
     /// Kept open: closing it ends the subscription.
@@ -110,6 +112,7 @@ impl Follower {
         let mut follower = Follower {
             input: FramedRead::new(read, codec),
             pending: VecDeque::new(),
+            reception: None,
             positions: match &subscription.start {
                 Start::After(positions) => positions.clone(),
                 Start::Oldest | Start::Now => Positions::new(),
@@ -150,9 +153,21 @@ impl Follower {
     /// The next frame or notice; `None` at the END that follows the daemon's drain or the end of
     /// the subscription's time window.
     pub async fn next_event(&mut self) -> Result<Option<Event>, FollowError> {
-        if self.pending.is_empty() {
+        while self.pending.is_empty() {
             match self.message().await? {
-                DaemonMessage::Frames(run) => self.pending.extend(run.into_frames()),
+                DaemonMessage::Reception(reception) => self.reception = Some(reception),
+                DaemonMessage::Frames(mut run) => {
+                    if let Some((delivery, received)) = self.reception.take() {
+                        if received.len() != run.frames.len() {
+                            return Err(FollowError::Protocol(DecodeError::ReceptionCount {
+                                reception: received.len(),
+                                frames: run.frames.len(),
+                            }));
+                        }
+                        run.reception = Some((delivery, received));
+                    }
+                    self.pending.extend(run.into_frames())
+                }
                 DaemonMessage::Catalog { version } => return Ok(Some(Event::Catalog(version))),
                 DaemonMessage::Earliest(earliest) => return Ok(Some(Event::Earliest(earliest))),
                 DaemonMessage::Skipped(skipped) => {
@@ -246,16 +261,20 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
 /// payload length and its first bytes in hex.
 pub fn frame_line(followed: &FollowedFrame) -> String {
     let f = &followed.frame;
-    format!(
-        "{} {}:{} seq={} {} len={} payload={}",
+    let mut line = format!(
+        "{} {}:{} seq={} {} len={}",
         followed.shard_position(),
         f.kind.label(),
         f.source_id,
         f.sequence,
         f.priority.as_str(),
         f.payload.len(),
-        payload_preview(&f.payload)
-    )
+    );
+    if let Some(reception) = &f.reception {
+        line.push_str(&reception.line_fields());
+    }
+    line.push_str(&format!(" payload={}", payload_preview(&f.payload)));
+    line
 }
 
 /// A skip as `aggregator tail` prints it: `skipped N frames: shard K segments D.. deleted, on at
@@ -297,7 +316,7 @@ pub fn skipped_json(skipped: &Skipped) -> serde_json::Value {
 /// positions to subscribe after once this frame is handled (`--from`).
 pub fn frame_json(followed: &FollowedFrame, resume: &Positions) -> serde_json::Value {
     let f = &followed.frame;
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "position": followed.shard_position().to_string(),
         "resume": resume.to_string(),
         "kind": f.kind.label(),
@@ -307,5 +326,9 @@ pub fn frame_json(followed: &FollowedFrame, resume: &Positions) -> serde_json::V
         "received": unix_ns_to_rfc3339(f.received_unix_ns),
         "payload_len": f.payload.len(),
         "payload_hex": hex(&f.payload),
-    })
+    });
+    if let (Some(object), Some(reception)) = (json.as_object_mut(), &f.reception) {
+        reception.add_to(object);
+    }
+    json
 }

@@ -7,7 +7,8 @@
 //! more to take apart than the frame itself.
 //!
 //! Every position names its shard (`crate::archive::layout`): SUBSCRIBE carries one position per
-//! shard, and FRAMES its shard. One version is spoken, [`VERSION`]; a SUBSCRIBE of any other is
+//! shard, and FRAMES its shard. Versions 3 and 4 are spoken: 4 adds RECEPTION, a link's frames'
+//! reception, before their FRAMES, which a consumer of 3 never sees; a SUBSCRIBE of any other is
 //! refused with `UnsupportedVersion`.
 //!
 //! What the messages carry is the archive's: where a reading starts ([`Start`]), which frames it
@@ -17,9 +18,11 @@
 //!
 //! It uses the uplink protocol's framing (a u32 big-endian length, then the body, whose first byte
 //! is the type), so a client reuses its framing code, and message types of their own (0x11, 0x91
-//! to 0x96), so a consumer that connects to a source listener by mistake, or a source that
+//! to 0x99), so a consumer that connects to a source listener by mistake, or a source that
 //! connects here, is refused at its first message instead of misread. Every message is encoded
 //! and decoded here and nowhere else: the daemon, `aggregator tail` and the benchmark share it.
+
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -31,10 +34,14 @@ use crate::archive::segment;
 use crate::domain::frame::SourceKey;
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::position::{Position, Positions, ShardPosition};
+use crate::domain::reception::{Ax25Addresses, Delivery, Received};
 use crate::domain::shard::MAX_SHARDS;
 
-/// The protocol version SUBSCRIBE and SUBSCRIBED carry; a SUBSCRIBE of another is refused.
-pub const VERSION: u8 = 3;
+/// The protocol version SUBSCRIBE and SUBSCRIBED carry: the newest the daemon speaks.
+pub const VERSION: u8 = 4;
+
+/// The oldest version the daemon speaks: a subscription of version 3 gets no RECEPTION.
+pub const OLDEST_VERSION: u8 = 3;
 
 /// The longest SUBSCRIBE body the daemon reads (a length above it is refused): room for 549
 /// sources and a position in each of 64 shards.
@@ -62,6 +69,12 @@ const CATALOG: u8 = 0x95;
 const FRAMES: u8 = 0x96;
 const SKIPPED: u8 = 0x97;
 const EARLIEST: u8 = 0x98;
+const RECEPTION: u8 = 0x99;
+
+/// RECEPTION's per-frame flags: an earth-receive time follows; playback; AX.25 addresses follow.
+const HAS_EARTH_TIME: u8 = 0x01;
+const PLAYBACK: u8 = 0x02;
+const HAS_AX25: u8 = 0x04;
 
 /// SUBSCRIBE's start byte: the start in its low bits, and this bit for "go on at the oldest
 /// segment left when the next frames were deleted" ([`OnGap::Oldest`]).
@@ -89,6 +102,8 @@ pub struct Subscription {
     pub filter: FrameFilter,
     /// END(SegmentDeleted), or SKIPPED and on at the oldest segment left.
     pub on_gap: OnGap,
+    /// The protocol version it speaks: from 4 on, a link's frames come with their RECEPTION.
+    pub version: u8,
 }
 
 impl Subscription {
@@ -102,6 +117,7 @@ impl Subscription {
                 ..FrameFilter::default()
             },
             on_gap: OnGap::End,
+            version: VERSION,
         }
     }
 
@@ -156,7 +172,7 @@ impl Subscription {
             + SHARD_POSITION_LEN * positions.len()
             + usize::from(window) * WINDOW_LEN;
         dst.put_u32(len as u32);
-        dst.put_slice(&[SUBSCRIBE, VERSION, code, priority]);
+        dst.put_slice(&[SUBSCRIBE, self.version, code, priority]);
         dst.put_u16(sources.len() as u16);
         dst.put_u8(positions.len() as u8);
         self.put_sources(dst);
@@ -189,19 +205,19 @@ impl Subscription {
         let Some(&version) = body.get(1) else {
             return Err(malformed("SUBSCRIBE of 1 byte, without a version".into()));
         };
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err((
                 RefuseReason::UnsupportedVersion,
                 format!(
-                    "SUBSCRIBE of protocol version {version}; this daemon speaks version {VERSION} only"
+                    "SUBSCRIBE of protocol version {version}; this daemon speaks versions {OLDEST_VERSION} and {VERSION}"
                 ),
             ));
         }
-        Self::decode_body(body)
+        Self::decode_body(body, version)
     }
 
     /// The fields after the version: a position per shard, after the sources.
-    fn decode_body(mut body: &[u8]) -> Result<Subscription, (RefuseReason, String)> {
+    fn decode_body(mut body: &[u8], version: u8) -> Result<Subscription, (RefuseReason, String)> {
         let len = body.len();
         if len < SUBSCRIBE_FIXED_LEN {
             return Err(malformed(format!(
@@ -249,6 +265,7 @@ impl Subscription {
                 until,
             },
             on_gap,
+            version,
         })
     }
 }
@@ -412,8 +429,12 @@ impl From<&ReadError> for EndReason {
     }
 }
 
-/// Appends `run`'s FRAMES message with its length prefix.
-pub(crate) fn encode_frames(run: &FrameRun, dst: &mut BytesMut) {
+/// Appends `run`'s FRAMES message with its length prefix, after its RECEPTION when it has one and
+/// `version` carries it.
+pub(crate) fn encode_frames(run: &FrameRun, version: u8, dst: &mut BytesMut) {
+    if let Some((delivery, received)) = run.reception.as_ref().filter(|_| version >= 4) {
+        encode_reception(delivery, received, dst);
+    }
     let payloads: usize = run.frames.iter().map(|(_, p)| p.len()).sum();
     let len = FRAMES_HEADER_LEN + FRAME_ENTRY_LEN * run.frames.len() + payloads;
     dst.reserve(4 + len);
@@ -431,6 +452,108 @@ pub(crate) fn encode_frames(run: &FrameRun, dst: &mut BytesMut) {
         dst.put_u32(payload.len() as u32);
         dst.put_slice(payload);
     }
+}
+
+/// Appends a RECEPTION message with its length prefix: the reception of each frame of the FRAMES
+/// message that follows it.
+fn encode_reception(delivery: &Delivery, received: &[Received], dst: &mut BytesMut) {
+    let start = dst.len();
+    dst.put_u32(0);
+    dst.put_u8(RECEPTION);
+    for name in [&delivery.link, &delivery.station] {
+        put_name(dst, name);
+    }
+    dst.put_u32(received.len() as u32);
+    for frame in received {
+        let flags = frame.earth_unix_ns.map_or(0, |_| HAS_EARTH_TIME)
+            | if frame.playback { PLAYBACK } else { 0 }
+            | frame.ax25.map_or(0, |_| HAS_AX25);
+        dst.put_u8(flags);
+        if let Some(time) = frame.earth_unix_ns {
+            dst.put_u64(time);
+        }
+        if let Some(Ax25Addresses { from, to }) = frame.ax25 {
+            put_name(dst, &from.to_string());
+            put_name(dst, &to.to_string());
+        }
+    }
+    let len = (dst.len() - start - 4) as u32;
+    dst[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A name: its length in bytes (at most 255, longer is cut), then its UTF-8.
+fn put_name(dst: &mut BytesMut, name: &str) {
+    let mut len = name.len().min(255);
+    while !name.is_char_boundary(len) {
+        len -= 1;
+    }
+    dst.put_u8(len as u8);
+    dst.put_slice(&name.as_bytes()[..len]);
+}
+
+/// Decodes a RECEPTION body after its type byte.
+fn decode_reception(mut body: Bytes) -> Result<RunReception, DecodeError> {
+    let link = get_name(&mut body, "link")?;
+    let station = get_name(&mut body, "station")?;
+    let delivery = Arc::new(Delivery {
+        link: link.into(),
+        station: station.into(),
+    });
+    let count = take(&mut body, 4, "its count")?.get_u32();
+    let mut received = Vec::with_capacity((count as usize).min(body.len()));
+    for index in 0..count {
+        let flags = take(&mut body, 1, "a frame's flags")?.get_u8();
+        if flags & !(HAS_EARTH_TIME | PLAYBACK | HAS_AX25) != 0 {
+            return Err(DecodeError::Reception(format!(
+                "frame {index} has undefined flags 0x{flags:02X}"
+            )));
+        }
+        let earth_unix_ns = match flags & HAS_EARTH_TIME {
+            0 => None,
+            _ => Some(take(&mut body, 8, "an earth-receive time")?.get_u64()),
+        };
+        let ax25 = match flags & HAS_AX25 {
+            0 => None,
+            _ => {
+                let mut callsign = |what| {
+                    let text = get_name(&mut body, what)?;
+                    text.parse()
+                        .map_err(|_| DecodeError::Reception(format!("{text:?} is not a callsign")))
+                };
+                let from = callsign("an AX.25 source")?;
+                let to = callsign("an AX.25 destination")?;
+                Some(Ax25Addresses { from, to })
+            }
+        };
+        received.push(Received {
+            earth_unix_ns,
+            playback: flags & PLAYBACK != 0,
+            ax25,
+        });
+    }
+    if !body.is_empty() {
+        let left = body.len();
+        return Err(DecodeError::Reception(format!(
+            "{left} bytes left over after {count} frames"
+        )));
+    }
+    Ok((delivery, received))
+}
+
+/// The first `n` bytes of `body`, or the error of a RECEPTION cut within `what`.
+fn take(body: &mut Bytes, n: usize, what: &str) -> Result<Bytes, DecodeError> {
+    match body.len() >= n {
+        true => Ok(body.split_to(n)),
+        false => Err(DecodeError::Reception(format!("cut within {what}"))),
+    }
+}
+
+/// A name: a length byte, then that many bytes of UTF-8.
+fn get_name(body: &mut Bytes, what: &str) -> Result<String, DecodeError> {
+    let len = usize::from(take(body, 1, what)?.get_u8());
+    let bytes = take(body, len, what)?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| DecodeError::Reception(format!("{what} is not UTF-8")))
 }
 
 /// Decodes a FRAMES body after its type byte (`len` bytes with it).
@@ -463,6 +586,7 @@ fn decode_frames(mut body: Bytes, len: usize) -> Result<FrameRun, DecodeError> {
         received_unix_ns,
         first,
         frames: get_frames(body, count)?,
+        reception: None,
     })
 }
 
@@ -533,6 +657,10 @@ pub enum DecodeError {
     },
     #[error("unknown message type {0:#04x}")]
     Type(u8),
+    #[error("RECEPTION: {0}")]
+    Reception(String),
+    #[error("RECEPTION of {reception} frames before FRAMES of {frames}")]
+    ReceptionCount { reception: usize, frames: usize },
 }
 
 /// What the daemon sends a follower.
@@ -562,7 +690,12 @@ pub enum DaemonMessage {
     /// EARLIEST (0x98): a shard holds no frame received before this time any more (retention
     /// deleted its older segments), and the subscription's window starts before it.
     Earliest(Earliest),
+    /// RECEPTION (0x99): the reception of each frame of the FRAMES that follows (version 4).
+    Reception(RunReception),
 }
+
+/// Who delivered a run's frames, and each one's reception.
+pub type RunReception = (Arc<Delivery>, Vec<Received>);
 
 impl DaemonMessage {
     /// Appends the message with its length prefix.
@@ -574,7 +707,10 @@ impl DaemonMessage {
                 dst.put_u8(*version);
                 return;
             }
-            DaemonMessage::Frames(run) => return encode_frames(run, dst),
+            DaemonMessage::Frames(run) => return encode_frames(run, VERSION, dst),
+            DaemonMessage::Reception((delivery, received)) => {
+                return encode_reception(delivery, received, dst)
+            }
             DaemonMessage::Catalog { version } => {
                 dst.put_u32(9);
                 dst.put_u8(CATALOG);
@@ -626,6 +762,7 @@ impl DaemonMessage {
                 oldest: body.get_u64(),
             })),
             EARLIEST => Err(length("EARLIEST", 10)),
+            RECEPTION => decode_reception(body).map(DaemonMessage::Reception),
             REFUSED | END if len < 2 => Err(DecodeError::Short {
                 what: "REFUSED or END",
                 len,
@@ -771,7 +908,7 @@ mod tests {
         let mut encoded = BytesMut::new();
         subscription.encode(&mut encoded);
         let expected: &[u8] = &[
-            0, 0, 0, 33, 0x11, 3, 2, 2, 0, 1, 1, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+            0, 0, 0, 33, 0x11, 4, 2, 2, 0, 1, 1, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
             0, 0, 0, 0, 8, 0, 0, 0, 2,
         ];
         assert_eq!(&encoded[..], expected);
@@ -809,7 +946,7 @@ mod tests {
         subscription.encode(&mut encoded);
         // Start 0 with bits 7 and 6, since, until u64::MAX (no end): docs/follow-protocol.md's
         // example.
-        let documented = "00 00 00 17 11 03 c0 00 00 00 00 \
+        let documented = "00 00 00 17 11 04 c0 00 00 00 00 \
             17 97 9c fe 36 2a 00 00 ff ff ff ff ff ff ff ff";
         assert_eq!(&encoded[..], &hex_bytes(documented)[..]);
         assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
@@ -908,6 +1045,7 @@ mod tests {
                 received_unix_ns: received,
                 first: Position { segment, offset, index },
                 frames: frames.into_iter().map(|(s, p)| (s, Bytes::from(p))).collect(),
+                reception: None,
             };
             let skipped = Skipped {
                 shard,
@@ -928,6 +1066,58 @@ mod tests {
                 message.encode(&mut encoded);
                 proptest::prop_assert_eq!(DaemonMessage::decode(body(encoded)), Ok(message));
             }
+        }
+    }
+
+    /// docs/follow-protocol.md's RECEPTION: a link's frame with its earth-receive time and AX.25
+    /// addresses, then one played back, before their FRAMES from version 4 on; a version 3
+    /// subscription gets the FRAMES alone.
+    #[test]
+    fn reception_comes_before_its_frames_from_version_4_on() {
+        let delivery = Arc::new(Delivery {
+            link: "uhf".into(),
+            station: "svalbard".into(),
+        });
+        let received = vec![
+            Received {
+                earth_unix_ns: Some(1_700_000_000_000_000_000),
+                playback: false,
+                ax25: Some(Ax25Addresses {
+                    from: "N0CALL-1".parse().unwrap(),
+                    to: "CQ".parse().unwrap(),
+                }),
+            },
+            Received {
+                playback: true,
+                ..Received::default()
+            },
+        ];
+        let run = FrameRun {
+            shard: 0,
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Routine,
+            source_id: 500,
+            received_unix_ns: 1_700_000_000_001_000_000,
+            first: Position {
+                segment: 1,
+                offset: 8,
+                index: 0,
+            },
+            frames: vec![(1, Bytes::from_static(b"a")), (2, Bytes::from_static(b"b"))],
+            reception: Some((Arc::clone(&delivery), received.clone())),
+        };
+        let (mut v3, mut v4) = (BytesMut::new(), BytesMut::new());
+        encode_frames(&run, 3, &mut v3);
+        encode_frames(&run, 4, &mut v4);
+        let (reception, frames) = v4.split_at(v4.len() - v3.len());
+        assert_eq!(frames, &v3[..]);
+        let documented = "00 00 00 28 99 03 75 68 66 08 73 76 61 6c 62 61 72 64 00 00 00 02 05 17 97 9c fe 36 2a 00 00 08 4e 30 43 41 4c 4c 2d 31 02 43 51 02";
+        assert_eq!(reception, &hex_bytes(documented)[..]);
+        let decoded = DaemonMessage::decode(Bytes::copy_from_slice(&reception[4..]));
+        assert_eq!(decoded, Ok(DaemonMessage::Reception((delivery, received))));
+        for cut in 5..reception.len() - 1 {
+            let body = Bytes::copy_from_slice(&reception[4..cut]);
+            assert!(DaemonMessage::decode(body).is_err(), "cut at {cut}");
         }
     }
 
@@ -954,12 +1144,13 @@ mod tests {
                 index: 2,
             },
             frames: vec![(5, Bytes::from_static(b"ab")), (6, Bytes::new())],
+            reception: None,
         };
-        encode_frames(&run, &mut encoded);
-        let documented = "00 00 00 36 11 03 02 02 00 01 02 00 00 00 00 07 \
+        encode_frames(&run, VERSION, &mut encoded);
+        let documented = "00 00 00 36 11 04 02 02 00 01 02 00 00 00 00 07 \
             00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 00 00 00 00 \
             02 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 08 00 00 00 01 \
-            00 00 00 02 91 03 \
+            00 00 00 02 91 04 \
             00 00 00 42 96 00 01 00 00 00 07 17 97 9c fe 36 39 42 40 \
             02 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 7b 00 00 00 02 \
             00 00 00 02 00 00 00 00 00 00 00 05 00 00 00 02 61 62 \
@@ -978,7 +1169,7 @@ mod tests {
         for (version, bytes) in [
             (1, version_1.clone()),
             (2, [&[0x11, 2], &version_1[2..]].concat()),
-            (4, [&[0x11, 4], &version_1[2..]].concat()),
+            (5, [&[0x11, 5], &version_1[2..]].concat()),
             (0, vec![0x11, 0]),
         ] {
             let (reason, detail) = Subscription::decode(&bytes).unwrap_err();
@@ -986,7 +1177,7 @@ mod tests {
             assert_eq!(
                 detail,
                 format!(
-                    "SUBSCRIBE of protocol version {version}; this daemon speaks version 3 only"
+                    "SUBSCRIBE of protocol version {version}; this daemon speaks versions 3 and 4"
                 )
             );
         }
@@ -1075,6 +1266,7 @@ mod tests {
                 (9, Bytes::from_static(b"ab")),
                 (10, Bytes::from_static(b"c")),
             ],
+            reception: None,
         };
         let messages = [
             DaemonMessage::Subscribed { version: VERSION },
@@ -1105,7 +1297,7 @@ mod tests {
         }
         // FRAMES is type 0x96; 0x93 (FRAMES without a shard) is no message of this version.
         let mut frames = BytesMut::new();
-        encode_frames(&run(0), &mut frames);
+        encode_frames(&run(0), VERSION, &mut frames);
         assert_eq!(frames[4], 0x96);
         let mut unsharded = body(frames).to_vec();
         unsharded.remove(15);
@@ -1131,8 +1323,9 @@ mod tests {
                 received_unix_ns: 0,
                 first: Position::default(),
                 frames,
+                reception: None,
             };
-            encode_frames(&run, &mut encoded);
+            encode_frames(&run, VERSION, &mut encoded);
             body(encoded).to_vec()
         };
         let one = encoded(vec![(1, Bytes::from_static(b"xyz"))], 0);

@@ -31,8 +31,8 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::protocol::MAX_SUBSCRIBE_LEN;
 use super::protocol::{encode_frames, DaemonMessage, EndReason, RefuseReason, Subscription};
-use super::protocol::{MAX_SUBSCRIBE_LEN, VERSION};
 use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors, Skipped};
 use crate::archive::Readers;
 use crate::catalog::{CatalogHandle, Published};
@@ -209,7 +209,15 @@ async fn serve(
     tracing::info!(start = %subscription.start, sources = filter.sources.len(), priority = ?filter.priority, on_gap = ?subscription.on_gap, "follower subscribed");
     let _reading = settings.readers.as_ref().map(Readers::hold);
     let mut sent = 0;
-    let ending = stream_frames(&mut input, &mut write, cursors, shared, &mut sent).await;
+    let version = subscription.version;
+    let ending = stream_frames(
+        &mut input,
+        &mut write,
+        (cursors, version),
+        shared,
+        &mut sent,
+    )
+    .await;
     match ending {
         Ending::End(reason, detail) => {
             tracing::info!(?reason, detail, frames = sent, "subscription ended");
@@ -258,7 +266,8 @@ async fn subscribe(
     let cursors =
         (located.await).map_err(|err| Some((RefuseReason::from(&err), err.to_string())))?;
     let mut buf = BytesMut::new();
-    DaemonMessage::Subscribed { version: VERSION }.encode(&mut buf);
+    let version = subscription.version;
+    DaemonMessage::Subscribed { version }.encode(&mut buf);
     write_flushed(write, &buf).await.map_err(|_| None)?;
     Ok((subscription, cursors))
 }
@@ -269,7 +278,7 @@ async fn subscribe(
 async fn stream_frames(
     input: &mut FramedRead<Reader, LengthDelimitedCodec>,
     write: &mut Writer,
-    mut cursors: ShardCursors,
+    (mut cursors, version): (ShardCursors, u8),
     shared: &FollowService,
     sent: &mut u64,
 ) -> Ending {
@@ -304,7 +313,8 @@ async fn stream_frames(
             Ok(Some(runs)) if runs.is_empty() => continue,
             Ok(Some(runs)) => {
                 buf.clear();
-                runs.iter().for_each(|run| encode_frames(run, &mut buf));
+                runs.iter()
+                    .for_each(|run| encode_frames(run, version, &mut buf));
                 tokio::select! {
                     written = write_flushed(write, &buf) => {
                         if let Err(err) = written {

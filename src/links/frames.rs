@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::station::Link;
+use super::station::{Heard, Link};
 use crate::protocol::frames::{Extracted, FrameReader, FrameStream};
 
 /// One connection's (or a UDP socket's) frames in, packets out.
@@ -62,9 +62,9 @@ impl Deframer {
         }
     }
 
-    /// The packets of the frames read since the last call, as one chunk, with their counts
-    /// added to the link's.
-    pub(crate) fn packets(&mut self, link: &Link) -> (Bytes, Vec<Range<usize>>) {
+    /// The packets of the frames read since the last call, as one chunk, each with its virtual
+    /// channel, and their counts added to the link's.
+    pub(crate) fn packets(&mut self, link: &Link) -> (Bytes, Vec<Range<usize>>, Vec<Heard>) {
         let out = std::mem::take(&mut self.out);
         let tally = &out.tally;
         link.counters.frames(tally);
@@ -77,7 +77,13 @@ impl Deframer {
                 "frames missing from a virtual channel's count: the packets in reassembly are dropped"
             );
         }
-        (Bytes::from(out.bytes), out.packets)
+        let heard = (out.channels.iter())
+            .map(|&vc| Heard {
+                vc: Some(vc),
+                ..Heard::default()
+            })
+            .collect();
+        (Bytes::from(out.bytes), out.packets, heard)
     }
 
     /// The stream ended: packets in reassembly are dropped and counted.

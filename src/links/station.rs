@@ -19,11 +19,11 @@ use super::merge::{MergeGroup, Verdict};
 use crate::config::LinkConfig;
 use crate::domain::batch::ReadBatches;
 use crate::domain::frame::Priority;
+use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received};
 use crate::domain::sequence_set::SequenceSet;
 use crate::domain::source::Source;
 use crate::ingest::router::{RegisterError, RouterHandle};
 use crate::pipeline::fan_in::{Closed, Ingress};
-use crate::protocol::ax25::Callsign;
 use crate::protocol::ccsds::{PrimaryHeader, MAX_APID, SEQUENCE_COUNT_MODULUS};
 use crate::stats::{LinkCounters, Stats};
 
@@ -45,6 +45,21 @@ pub(crate) struct Link {
     sources: Vec<Option<u32>>,
     /// The source of each AX.25 sender listed in `callsign_sources`.
     callsigns: HashMap<Callsign, u32>,
+    /// The link and station its frames' reception names.
+    delivery: Arc<Delivery>,
+}
+
+/// What a framing knew of a packet besides its bytes (nothing, by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Heard {
+    /// The source its AX.25 sender maps to by `callsign_sources`.
+    pub sender: Option<u32>,
+    /// The AX.25 frame's addresses.
+    pub ax25: Option<Ax25Addresses>,
+    /// The virtual channel of the transfer frames it came in.
+    pub vc: Option<u8>,
+    /// The earth-receive time the station gave, in nanoseconds since the Unix epoch.
+    pub earth_unix_ns: Option<u64>,
 }
 
 impl Link {
@@ -68,6 +83,7 @@ impl Link {
             log: std::sync::Mutex::new(None),
             sources: (0..=MAX_APID).map(|apid| config.source_of(apid)).collect(),
             callsigns: config.callsign_sources(),
+            delivery: Arc::new(config.delivery()),
             config,
         }
     }
@@ -159,24 +175,15 @@ impl Station {
     }
 
     /// Takes the packets at `packets` of `chunk` (each a whole, checked space packet), sent by
-    /// `peer`, and stages them; returns once the pipeline admitted them.
+    /// `peer`, and stages them; returns once the pipeline admitted them. The framing heard of
+    /// the `i`th packet what `heard[i]` says (nothing when `heard` is shorter): it becomes the source of its AX.25 sender when `callsign_sources` names one, otherwise the
+    /// one its APID maps to, and is stored with its reception.
     pub(crate) async fn take(
         &mut self,
         peer: SocketAddr,
         chunk: Bytes,
         packets: &[Range<usize>],
-    ) -> Result<(), Closed> {
-        self.take_from(peer, chunk, packets, &[]).await
-    }
-
-    /// As [`Station::take`], the `i`th packet becoming the source `senders[i]` when that is
-    /// `Some` (its AX.25 sender's), otherwise the one its APID maps to.
-    pub(crate) async fn take_from(
-        &mut self,
-        peer: SocketAddr,
-        chunk: Bytes,
-        packets: &[Range<usize>],
-        senders: &[Option<u32>],
+        heard: &[Heard],
     ) -> Result<(), Closed> {
         let decoded_at = Instant::now();
         let link = Arc::clone(&self.link);
@@ -189,8 +196,8 @@ impl Station {
                 continue;
             };
             gaps += self.gap(header.apid, header.sequence_count);
-            let sender = senders.get(i).copied().flatten();
-            let (id, matched) = match sender {
+            let heard = heard.get(i).copied().unwrap_or_default();
+            let (id, matched) = match heard.sender {
                 Some(id) => (Some(id), true),
                 None => link.source_of(header.apid),
             };
@@ -205,14 +212,20 @@ impl Station {
                 Some(id) => {
                     unmatched += u64::from(!matched);
                     let priority = priority(&link.config, header.apid, packet);
-                    mapped.push((range, header, id, priority, crc32fast::hash(packet)));
+                    let received = Received {
+                        earth_unix_ns: heard.earth_unix_ns,
+                        playback: link.config.playback_of(heard.vc),
+                        ax25: heard.ax25,
+                    };
+                    let crc = crc32fast::hash(packet);
+                    mapped.push((range, header, id, priority, crc, received));
                 }
                 None => unmatched += 1,
             }
         }
         {
             let mut merging = link.group.lock();
-            for (range, header, id, priority, crc) in mapped {
+            for (range, header, id, priority, crc, received) in mapped {
                 let Some(slot) = self.sources.get_mut(&id).and_then(Option::as_mut) else {
                     continue;
                 };
@@ -244,7 +257,15 @@ impl Station {
                 }
                 match (verdict, sequence) {
                     (Verdict::New(_), Some(sequence)) => {
-                        slot.push(link.max_batch, decoded_at, priority, sequence, range)
+                        let reception = (&link.delivery, received);
+                        slot.push(
+                            link.max_batch,
+                            decoded_at,
+                            priority,
+                            sequence,
+                            range,
+                            reception,
+                        )
                     }
                     (Verdict::Behind(_), _) => behind += 1,
                     _ => copies += 1,
@@ -374,6 +395,7 @@ impl Slot {
         priority: Priority,
         sequence: u64,
         payload: &Range<usize>,
+        reception: (&Arc<Delivery>, Received),
     ) {
         self.last = Some(sequence);
         self.read.bytes += payload.len() as u64;
@@ -382,9 +404,9 @@ impl Slot {
             source,
             max_batch,
             decoded_at,
-            priority,
-            sequence,
+            (priority, sequence),
             payload.clone(),
+            Some(reception),
         );
     }
 }

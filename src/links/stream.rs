@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frames::Deframer;
-use super::station::{Link, Station};
+use super::station::{Heard, Link, Station};
 use crate::config::KissPayload;
+use crate::domain::reception::Ax25Addresses;
 use crate::net::{accept_until, Limits, Slots};
 use crate::protocol::ax25;
 use crate::protocol::ccsds::{Framing, PacketError, PrimaryHeader};
@@ -178,6 +179,8 @@ async fn connection(
     let mut buf = BytesMut::new();
     let framing = link.config.stream_framing();
     let mut deframer = Deframer::new(link);
+    // A KISS time frame's earth-receive time, for the next data frame (it may come in a later read).
+    let mut earth_time = None;
     let max = link.config.max_packet_bytes;
     let ending = loop {
         buf.reserve(link.read_buffer.max(max + 8) - buf.len().min(max + 8));
@@ -195,26 +198,23 @@ async fn connection(
             Ok(_) => {}
             Err(err) => break Ending::Io(err),
         }
-        let (chunk, packets, senders, failure) = match (&mut deframer, framing) {
+        let (chunk, packets, heard, failure) = match (&mut deframer, framing) {
             (Some(deframer), _) => {
                 deframer.read_stream(link, &mut buf);
-                let (chunk, packets) = deframer.packets(link);
-                (chunk, packets, Vec::new(), None)
+                let (chunk, packets, heard) = deframer.packets(link);
+                (chunk, packets, heard, None)
             }
             (None, Some(framing)) => {
                 let (chunk, packets, failure) = delimit(link, &framing, &mut buf);
-                (chunk, packets, Vec::new(), failure)
+                let heard = header_times(link, &chunk, &packets);
+                (chunk, packets, heard, failure)
             }
             (None, None) => {
-                let (chunk, read, failure) = unescape(link, &mut buf);
-                (chunk, read.packets, read.senders, failure)
+                let (chunk, read, failure) = unescape(link, &mut buf, &mut earth_time);
+                (chunk, read.packets, read.heard, failure)
             }
         };
-        if station
-            .take_from(peer, chunk, &packets, &senders)
-            .await
-            .is_err()
-        {
+        if station.take(peer, chunk, &packets, &heard).await.is_err() {
             break Ending::Drain;
         }
         if let Some(failure) = failure {
@@ -250,31 +250,63 @@ fn delimit(
     )
 }
 
+/// Each length-prefixed packet's earth-receive time, from the header before it
+/// (`earth_time`); nothing for other framings.
+fn header_times(link: &Link, chunk: &[u8], packets: &[std::ops::Range<usize>]) -> Vec<Heard> {
+    let config = &link.config;
+    let (Some(field), Some(length)) = (config.earth_time, config.length) else {
+        return Vec::new();
+    };
+    (packets.iter())
+        .map(|packet| Heard {
+            earth_unix_ns: (chunk.get(packet.start.saturating_sub(length.strip)..packet.start))
+                .and_then(|header| field.read(header)),
+            ..Heard::default()
+        })
+        .collect()
+}
+
 /// What a read's KISS data frames hold: the packets, unescaped into a chunk of their own, and
-/// the source of each packet's AX.25 sender where `callsign_sources` names one.
+/// what was heard of each: its AX.25 addresses and the source its sender maps to, and the
+/// earth-receive time of a time frame before it.
 #[derive(Default)]
 struct KissPackets {
     out: Vec<u8>,
     packets: Vec<std::ops::Range<usize>>,
-    senders: Vec<Option<u32>>,
+    heard: Vec<Heard>,
 }
 
 /// The complete KISS data frames at the front of `buf`, unescaped into a chunk of their own; a
 /// frame that does not start with one whole space packet (behind its AX.25 header with
-/// `kiss_payload = "ax25"`) is dropped and counted, and bytes after the packet are counted.
-fn unescape(link: &Link, buf: &mut BytesMut) -> (Bytes, KissPackets, Option<Ending>) {
+/// `kiss_payload = "ax25"`) is dropped and counted, and bytes after the packet are counted. A
+/// time frame's time (`earth_time`) goes to the next data frame of the link's port.
+fn unescape(
+    link: &Link,
+    buf: &mut BytesMut,
+    earth_time: &mut Option<u64>,
+) -> (Bytes, KissPackets, Option<Ending>) {
     let max = link.config.max_packet_bytes;
     let (mut at, mut read, mut failure) = (0, KissPackets::default(), None);
+    let port_taken = |port| link.config.kiss_port.is_none_or(|wanted| wanted == port);
     loop {
         match kiss::next_frame(&buf[at..], 2 * max + 2, &mut read.out) {
             Ok(Some((end, KissFrame::Data { port, len }))) => {
                 at += end;
                 let start = read.out.len() - len;
-                read.data_frame(link, port, start);
+                let time = port_taken(port).then(|| earth_time.take()).flatten();
+                read.data_frame(link, port, start, time);
+            }
+            Ok(Some((end, KissFrame::Time { port, unix_ms }))) => {
+                at += end;
+                if port_taken(port) {
+                    *earth_time = earth_receive_time(link, unix_ms);
+                }
             }
             Ok(Some((end, KissFrame::Command(_) | KissFrame::Fill))) => at += end,
             Ok(Some((end, KissFrame::Bad(err)))) => {
                 at += end;
+                // A time frame cut short gives no time: the next data frame goes without.
+                *earth_time = None;
                 link.bad_packet(&err);
             }
             Ok(None) => break,
@@ -290,17 +322,29 @@ fn unescape(link: &Link, buf: &mut BytesMut) -> (Bytes, KissPackets, Option<Endi
 }
 
 impl KissPackets {
-    /// Takes the packet of the data frame of `port` at `out[start..]`, or drops the frame.
-    fn data_frame(&mut self, link: &Link, port: u8, start: usize) {
+    /// Takes the packet of the data frame of `port` at `out[start..]`, received on earth at
+    /// `earth_unix_ns`, or drops the frame.
+    fn data_frame(&mut self, link: &Link, port: u8, start: usize, earth_unix_ns: Option<u64>) {
         let config = &link.config;
         if config.kiss_port.is_some_and(|wanted| wanted != port) {
             link.counters.other_port();
             return self.out.truncate(start);
         }
-        let (at, sender) = match config.kiss_payload {
-            KissPayload::Packet => (start, None),
+        let mut heard = Heard {
+            earth_unix_ns,
+            ..Heard::default()
+        };
+        let at = match config.kiss_payload {
+            KissPayload::Packet => start,
             KissPayload::Ax25 => match ax25::parse(&self.out[start..]) {
-                Ok(header) => (start + header.len, received(link, &header)),
+                Ok(header) => {
+                    heard.sender = received(link, &header);
+                    heard.ax25 = Some(Ax25Addresses {
+                        from: header.source,
+                        to: header.destination,
+                    });
+                    start + header.len
+                }
                 Err(err) => {
                     link.bad_packet(&err);
                     return self.out.truncate(start);
@@ -312,7 +356,7 @@ impl KissPackets {
                 trailing(link, self.out.len() - at - len);
                 self.out.truncate(at + len);
                 self.packets.push(at..at + len);
-                self.senders.push(sender);
+                self.heard.push(heard);
             }
             Err(err) => {
                 self.out.truncate(start);
@@ -320,6 +364,18 @@ impl KissPackets {
             }
         }
     }
+}
+
+/// A time frame's milliseconds as nanoseconds; past what nanoseconds hold (the year 2554) it is
+/// bad input, and the next data frame goes without.
+fn earth_receive_time(link: &Link, unix_ms: u64) -> Option<u64> {
+    let time = unix_ms.checked_mul(1_000_000);
+    if time.is_none() {
+        link.bad_packet(&format_args!(
+            "a KISS time frame of {unix_ms} ms since 1970: beyond the year 2554"
+        ));
+    }
+    time
 }
 
 /// Counts and logs an AX.25 frame: the source its sender maps to, if any.

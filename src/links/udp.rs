@@ -89,11 +89,11 @@ pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: Cancellat
             link.counters.connected();
             first = false;
         }
-        let (chunk, packets) = match deframer.as_mut() {
+        let (chunk, packets, heard) = match deframer.as_mut() {
             Some(deframer) => deframer.packets(&link),
-            None => (buf.freeze(), packets),
+            None => (buf.freeze(), packets, Vec::new()),
         };
-        if station.take(peer, chunk, &packets).await.is_err() {
+        if station.take(peer, chunk, &packets, &heard).await.is_err() {
             break;
         }
     }

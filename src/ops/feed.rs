@@ -33,6 +33,7 @@ use crate::config::FeedConfig;
 use crate::domain::batch::Batch;
 use crate::domain::display::hex;
 use crate::domain::frame::{parse_source, ParseError, Priority};
+use crate::domain::reception::Reception;
 use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
 use crate::stats::Stats;
 
@@ -375,7 +376,8 @@ impl Writer<'_> {
         let routine = batch.priority == Priority::Routine;
         self.budget(routine).refill();
         let mut header = None;
-        for (seq, payload) in batch.payloads() {
+        let reception = batch.reception();
+        for (i, (seq, payload)) in batch.payloads().enumerate() {
             if routine {
                 self.routine_seen += 1;
                 if (self.routine_seen - 1) % self.request.sample != 0 {
@@ -388,7 +390,7 @@ impl Writer<'_> {
             }
             self.report_gap(out);
             let header = header.get_or_insert_with(|| Header::of(batch, &self.state.clock));
-            let message = FrameMessage {
+            let mut message = FrameMessage {
                 kind: header.kind,
                 source: &header.source,
                 seq,
@@ -397,7 +399,15 @@ impl Writer<'_> {
                 processed: &header.processed,
                 payload_len: payload.len(),
                 payload: encode_payload(payload, self.request.encoding),
+                reception: serde_json::Map::new(),
             };
+            if let Some((delivery, received)) = reception {
+                let reception = Reception {
+                    delivery: Arc::clone(delivery),
+                    received: received.get(i).copied().unwrap_or_default(),
+                };
+                reception.add_to(&mut message.reception);
+            }
             if let Ok(text) = serde_json::to_string(&message) {
                 out.messages.push(text);
                 out.frames += 1;
@@ -474,6 +484,9 @@ struct FrameMessage<'a> {
     processed: &'a str,
     payload_len: usize,
     payload: String,
+    /// A link frame's reception fields that are known (`docs/ground-segment.md`).
+    #[serde(flatten)]
+    reception: serde_json::Map<String, serde_json::Value>,
 }
 
 fn encode_payload(payload: &[u8], encoding: Encoding) -> String {

@@ -8,8 +8,7 @@
 //! it tells which station or spacecraft sent the frame; the repeaters only count towards the
 //! header's length.
 
-use std::fmt;
-use std::str::FromStr;
+pub use crate::domain::reception::Callsign;
 
 /// The bytes of one address: 6 callsign characters shifted left by one, then the SSID byte.
 pub const ADDRESS: usize = 7;
@@ -22,14 +21,6 @@ pub const NO_LAYER_3: u8 = 0xF0;
 
 /// The shortest header: destination, source, control and PID.
 const LEAST: usize = 2 * ADDRESS + 2;
-
-/// A station's callsign and SSID, shown as `N0CALL-1` (`N0CALL` for SSID 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Callsign {
-    /// The characters, space-padded, as on the air once shifted back.
-    call: [u8; 6],
-    ssid: u8,
-}
 
 /// Why a KISS frame's bytes are not an AX.25 UI frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,11 +35,6 @@ pub enum Ax25Error {
     NotUi(u8, u8),
 }
 
-/// Why a configured callsign is not one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a callsign: 1 to 6 letters and digits, then -SSID (0 to 15) or nothing")]
-pub struct NotACallsign(pub String);
-
 /// What the header of a UI frame says, and where the information field starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UiHeader {
@@ -60,71 +46,20 @@ pub struct UiHeader {
     pub len: usize,
 }
 
-impl Callsign {
-    /// Decodes one 7-byte address.
-    fn decode(address: &[u8; ADDRESS]) -> Callsign {
-        let mut call = [b' '; 6];
-        for (c, &byte) in call.iter_mut().zip(address) {
-            *c = byte >> 1;
-        }
-        Callsign {
-            call,
-            ssid: (address[6] >> 1) & 0x0F,
-        }
+/// Decodes one 7-byte address: 6 characters shifted left by one, then the SSID byte.
+fn decode_address(address: &[u8; ADDRESS]) -> Callsign {
+    let mut call = [b' '; 6];
+    for (c, &byte) in call.iter_mut().zip(address) {
+        *c = byte >> 1;
     }
-
-    /// Encodes it as one address; `last` sets the end-of-field bit.
-    fn encode(&self, last: bool, out: &mut Vec<u8>) {
-        out.extend(self.call.iter().map(|c| c << 1));
-        out.push(0x60 | (self.ssid << 1) | u8::from(last));
-    }
+    Callsign::from_parts(call, (address[6] >> 1) & 0x0F)
 }
 
-impl fmt::Display for Callsign {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = self
-            .call
-            .iter()
-            .rposition(|&c| c != b' ')
-            .map_or(0, |i| i + 1);
-        for &c in &self.call[..len] {
-            // On the air a callsign may hold anything; a log shows it unambiguously.
-            match c.is_ascii_graphic() {
-                true => write!(f, "{}", char::from(c))?,
-                false => write!(f, "\\x{c:02X}")?,
-            }
-        }
-        match self.ssid {
-            0 => Ok(()),
-            ssid => write!(f, "-{ssid}"),
-        }
-    }
-}
-
-impl FromStr for Callsign {
-    type Err = NotACallsign;
-
-    fn from_str(text: &str) -> Result<Callsign, NotACallsign> {
-        let wrong = || NotACallsign(text.to_owned());
-        let (call, ssid) = match text.split_once('-') {
-            Some((call, ssid)) if !ssid.starts_with('+') => {
-                (call, ssid.parse::<u8>().map_err(|_| wrong())?)
-            }
-            Some(_) => return Err(wrong()),
-            None => (text, 0),
-        };
-        let fits = (1..=6).contains(&call.len()) && ssid <= 15;
-        if !fits
-            || !call
-                .bytes()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        {
-            return Err(wrong());
-        }
-        let mut padded = [b' '; 6];
-        padded[..call.len()].copy_from_slice(call.as_bytes());
-        Ok(Callsign { call: padded, ssid })
-    }
+/// Encodes `callsign` as one address; `last` sets the end-of-field bit.
+fn encode_address(callsign: Callsign, last: bool, out: &mut Vec<u8>) {
+    let (call, ssid) = callsign.parts();
+    out.extend(call.iter().map(|c| c << 1));
+    out.push(0x60 | (ssid << 1) | u8::from(last));
 }
 
 /// Reads the header of the UI frame `frame` starts with.
@@ -156,7 +91,7 @@ pub fn parse(frame: &[u8]) -> Result<UiHeader, Ax25Error> {
     let address = |i: usize| {
         let mut bytes = [0; ADDRESS];
         bytes.copy_from_slice(&frame[i * ADDRESS..(i + 1) * ADDRESS]);
-        Callsign::decode(&bytes)
+        decode_address(&bytes)
     };
     Ok(UiHeader {
         destination: address(0),
@@ -176,10 +111,10 @@ pub fn encode(
     out: &mut Vec<u8>,
 ) {
     let repeaters = &repeaters[..repeaters.len().min(MAX_ADDRESSES - 2)];
-    destination.encode(false, out);
-    source.encode(repeaters.is_empty(), out);
-    for (i, repeater) in repeaters.iter().enumerate() {
-        repeater.encode(i + 1 == repeaters.len(), out);
+    encode_address(destination, false, out);
+    encode_address(source, repeaters.is_empty(), out);
+    for (i, &repeater) in repeaters.iter().enumerate() {
+        encode_address(repeater, i + 1 == repeaters.len(), out);
     }
     out.extend_from_slice(&[UI, NO_LAYER_3]);
     out.extend_from_slice(info);

@@ -331,6 +331,8 @@ pub fn randomize(frame: &mut [u8]) {
 pub struct Extracted {
     pub bytes: Vec<u8>,
     pub packets: Vec<Range<usize>>,
+    /// Each packet's virtual channel.
+    pub channels: Vec<u8>,
     pub tally: FrameQuality,
 }
 
@@ -504,6 +506,7 @@ impl FrameReader {
                 out.tally.frames_good += 1;
                 let modulus = self.format.count_modulus();
                 channel.frame(&parsed, modulus, self.max_packet, out);
+                out.channels.resize(out.packets.len(), parsed.vcid);
             }
             None if idle => out.tally.frames_good += 1,
             None => {

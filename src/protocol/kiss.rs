@@ -21,6 +21,8 @@ pub enum KissError {
     BadEscape(u8),
     #[error("no frame end within {0} bytes")]
     Unterminated(usize),
+    #[error("a KISS time frame (command 09) of {0} bytes, not 8")]
+    TimeLength(usize),
 }
 
 /// What the front of a stream holds.
@@ -28,6 +30,10 @@ pub enum KissError {
 pub enum KissFrame {
     /// A data frame of `port`, whose unescaped bytes were appended to the output buffer.
     Data { port: u8, len: usize },
+    /// A time frame of `port` (command `09`, as gr-satellites' KISS server sends before each
+    /// data frame): the next data frame's earth-receive time, in milliseconds since the Unix
+    /// epoch.
+    Time { port: u8, unix_ms: u64 },
     /// A frame of another command (TXDELAY, persistence, ...): a receiver has nothing to keep.
     Command(u8),
     /// A frame that cannot be read; the stream goes on after it.
@@ -36,6 +42,9 @@ pub enum KissFrame {
     /// used up, so that a stream of FENDs alone is not kept without end.
     Fill,
 }
+
+/// The command of a time frame.
+pub const TIME: u8 = 0x09;
 
 /// Takes the first frame of `buf`: how many bytes it used up and what it was, or `None` when the
 /// frame is not complete yet and no FEND is in front of it. A frame longer than `max` (escaped)
@@ -62,8 +71,11 @@ pub fn next_frame(
         Some(Err(bad)) => return Ok(Some((end, KissFrame::Bad(KissError::BadEscape(bad))))),
         Some(Ok(kind)) => kind,
     };
-    if kind & 0x0F != 0 {
-        return Ok(Some((end, KissFrame::Command(kind & 0x0F))));
+    let port = kind >> 4;
+    match kind & 0x0F {
+        0 => {}
+        TIME => return Ok(Some((end, time_frame(port, &mut bytes)))),
+        command => return Ok(Some((end, KissFrame::Command(command)))),
     }
     let before = out.len();
     while let Some(byte) = unescape(&mut bytes) {
@@ -75,7 +87,6 @@ pub fn next_frame(
             }
         }
     }
-    let port = kind >> 4;
     Ok(Some((
         end,
         KissFrame::Data {
@@ -83,6 +94,29 @@ pub fn next_frame(
             len: out.len() - before,
         },
     )))
+}
+
+/// A time frame's body: 8 bytes, a big-endian count of milliseconds.
+fn time_frame(port: u8, bytes: &mut std::slice::Iter<'_, u8>) -> KissFrame {
+    let (mut time, mut len) = ([0; 8], 0);
+    while let Some(byte) = unescape(bytes) {
+        match byte {
+            Ok(byte) => {
+                if let Some(slot) = time.get_mut(len) {
+                    *slot = byte;
+                }
+                len += 1;
+            }
+            Err(bad) => return KissFrame::Bad(KissError::BadEscape(bad)),
+        }
+    }
+    match len {
+        8 => KissFrame::Time {
+            port,
+            unix_ms: u64::from_be_bytes(time),
+        },
+        len => KissFrame::Bad(KissError::TimeLength(len)),
+    }
 }
 
 /// The next byte of a frame's body, unescaped; `Err` with the byte after a FESC that is not an
@@ -118,6 +152,40 @@ mod tests {
 
     use super::*;
     use crate::protocol::pieces;
+
+    /// gr-satellites' KISS server sends each data frame's time first: command 09 of port 0,
+    /// 8 bytes of big-endian Unix milliseconds, escaped like data.
+    #[test]
+    fn time_frames_give_their_milliseconds() {
+        let time: u64 = 0x0000_0193_C0DB_0001;
+        let mut wire = Vec::new();
+        encode(0, &time.to_be_bytes(), &mut wire);
+        wire[1] = TIME;
+        let mut out = Vec::new();
+        let taken = next_frame(&wire, 100, &mut out).unwrap();
+        let frame = KissFrame::Time {
+            port: 0,
+            unix_ms: time,
+        };
+        assert_eq!(taken, Some((wire.len(), frame)));
+        assert!(out.is_empty(), "a time frame's bytes are not data");
+        // Port 3's, and ones of the wrong length.
+        let three = [FEND, 0x39, 0, 0, 0, 0, 0, 0, 0, 7, FEND];
+        let taken = next_frame(&three, 100, &mut out).unwrap();
+        let frame = KissFrame::Time {
+            port: 3,
+            unix_ms: 7,
+        };
+        assert_eq!(taken, Some((three.len(), frame)));
+        for len in [0, 7, 9] {
+            let mut wire = vec![FEND, TIME];
+            wire.extend(std::iter::repeat_n(1, len));
+            wire.push(FEND);
+            let taken = next_frame(&wire, 100, &mut out).unwrap();
+            let bad = KissFrame::Bad(KissError::TimeLength(len));
+            assert_eq!(taken, Some((wire.len(), bad)));
+        }
+    }
 
     #[test]
     fn escaped_bytes_round_trip() {
@@ -203,7 +271,10 @@ mod tests {
     /// A data frame of a port, or a command frame (`None` for its data).
     fn any_frame() -> impl Strategy<Value = (u8, Option<Vec<u8>>)> {
         let data = (0u8..16, any_data()).prop_map(|(port, data)| (port, Some(data)));
-        let command = (0u8..16, 1u8..16).prop_map(|(port, command)| ((port << 4) | command, None));
+        // Commands other than time frames, whose body is checked.
+        let commands =
+            proptest::sample::select(&[1u8, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15][..]);
+        let command = (0u8..16, commands).prop_map(|(port, command)| ((port << 4) | command, None));
         proptest::prop_oneof![3 => data, 1 => command]
     }
 
@@ -251,6 +322,7 @@ mod tests {
                         }
                         KissFrame::Command(command) => read.push((command, None)),
                         KissFrame::Bad(err) => proptest::prop_assert!(false, "{err}"),
+                        KissFrame::Time { .. } => proptest::prop_assert!(false, "a time frame"),
                         KissFrame::Fill => {}
                     }
                 }

@@ -44,6 +44,7 @@ use crate::archive::{DurableEnd, ReadMarks};
 use crate::config::NatsConfig;
 use crate::domain::frame::SourceKind;
 use crate::domain::position::{Positions, ShardPosition};
+use crate::domain::reception::Reception;
 use crate::stats::Stats;
 
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
@@ -531,6 +532,25 @@ impl JetStreamWriter {
         Ok(())
     }
 
+    /// A link frame's reception as headers: `Aggregator-Link`, `-Station`, `-Mode`, and where known
+    /// `-Earth-Received-Unix-Ns`, `-Ax25-From`, `-Ax25-To`.
+    fn reception_headers(reception: &Reception) -> Vec<(&'static str, String)> {
+        let r = &reception.received;
+        let mut headers = vec![
+            ("Aggregator-Link", reception.delivery.link.to_string()),
+            ("Aggregator-Station", reception.delivery.station.to_string()),
+            ("Aggregator-Mode", r.mode().to_string()),
+        ];
+        if let Some(time) = r.earth_unix_ns {
+            headers.push(("Aggregator-Earth-Received-Unix-Ns", time.to_string()));
+        }
+        if let Some(ax25) = r.ax25 {
+            headers.push(("Aggregator-Ax25-From", ax25.from.to_string()));
+            headers.push(("Aggregator-Ax25-To", ax25.to.to_string()));
+        }
+        headers
+    }
+
     /// Hands one frame to the client; its PubAck comes later.
     async fn publish(&self, followed: &FollowedFrame) -> Result<InFlight, NatsError> {
         let frame = &followed.frame;
@@ -539,7 +559,7 @@ impl JetStreamWriter {
             "{}.{kind}.{}.{}",
             self.config.site, frame.source_id, frame.sequence
         );
-        let message = PublishMessage::build()
+        let mut message = PublishMessage::build()
             .payload(frame.payload.clone())
             .message_id(id)
             .header("Aggregator-Priority", frame.priority.as_str())
@@ -548,6 +568,14 @@ impl JetStreamWriter {
                 "Aggregator-Received-Unix-Ns",
                 frame.received_unix_ns.to_string(),
             );
+        for (name, value) in frame
+            .reception
+            .as_deref()
+            .into_iter()
+            .flat_map(Self::reception_headers)
+        {
+            message = message.header(name, value);
+        }
         let subject = self.subject.render(kind, frame.source_id);
         let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
         let ack = match sent.await {
@@ -691,6 +719,51 @@ impl SubjectTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link's frame's reception as docs/scale-out.md names the headers; unknown fields absent.
+    #[test]
+    fn a_reception_becomes_the_documented_headers() {
+        let delivery = std::sync::Arc::new(crate::domain::reception::Delivery {
+            link: "uhf".into(),
+            station: "Kiruna".into(),
+        });
+        let mut reception = Reception {
+            delivery,
+            received: crate::domain::reception::Received {
+                earth_unix_ns: Some(7),
+                playback: true,
+                ax25: Some(crate::domain::reception::Ax25Addresses {
+                    from: "N0CALL-1".parse().unwrap(),
+                    to: "CQ".parse().unwrap(),
+                }),
+            },
+        };
+        let headers = JetStreamWriter::reception_headers(&reception);
+        let named = |pairs: &[(&'static str, &str)]| {
+            (pairs.iter())
+                .map(|&(name, value)| (name, value.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            headers,
+            named(&[
+                ("Aggregator-Link", "uhf"),
+                ("Aggregator-Station", "Kiruna"),
+                ("Aggregator-Mode", "playback"),
+                ("Aggregator-Earth-Received-Unix-Ns", "7"),
+                ("Aggregator-Ax25-From", "N0CALL-1"),
+                ("Aggregator-Ax25-To", "CQ"),
+            ])
+        );
+        reception.received = Default::default();
+        let headers = JetStreamWriter::reception_headers(&reception);
+        let expected = [
+            ("Aggregator-Link", "uhf"),
+            ("Aggregator-Station", "Kiruna"),
+            ("Aggregator-Mode", "realtime"),
+        ];
+        assert_eq!(headers, named(&expected));
+    }
 
     #[test]
     fn the_subject_template_fills_in_site_kind_and_source() {

@@ -22,7 +22,9 @@ def duckdb_rows(path, csv):
         source = (
             "read_csv(?, header = true, columns = {'received': 'VARCHAR', 'kind': 'VARCHAR', "
             "'source': 'UINTEGER', 'sequence': 'UBIGINT', 'priority': 'VARCHAR', "
-            "'shard': 'UINTEGER', 'position': 'VARCHAR', 'payload': 'VARCHAR'})"
+            "'shard': 'UINTEGER', 'position': 'VARCHAR', 'payload': 'VARCHAR', "
+            "'link': 'VARCHAR', 'station': 'VARCHAR', 'mode': 'VARCHAR', "
+            "'earth_received': 'VARCHAR', 'ax25_from': 'VARCHAR', 'ax25_to': 'VARCHAR'})"
         )
         length = "coalesce(octet_length(from_base64(payload)), 0)"
         apids = "NULL"

@@ -19,6 +19,7 @@ pub use aggregator::archive::Archive as Shards;
 use aggregator::archive::{layout, ArchiveSink, BoxFuture, DurableEnd, SegmentSink};
 use aggregator::config::SyncMode;
 use aggregator::domain::position::Position;
+use aggregator::domain::reception::Reception;
 use aggregator::ingest::router::RouterHandle;
 use aggregator::links::LinkSockets;
 use aggregator::ops::frame_feed::FrameFeed;
@@ -320,6 +321,8 @@ pub struct Stored {
     pub sequence: u64,
     pub priority: Priority,
     pub payload: Bytes,
+    /// A link's frame's reception.
+    pub reception: Option<Reception>,
 }
 
 #[derive(Debug, Default)]
@@ -480,18 +483,20 @@ impl ArchiveSink for RecordingSink {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
             let mut records = self.state.records.lock().unwrap();
-            records.extend(
-                batches
-                    .iter()
-                    .flat_map(|batch| batch.frames())
-                    .map(|f| Stored {
-                        kind: f.source_kind,
-                        source_id: f.source_id,
-                        sequence: f.sequence,
-                        priority: f.priority,
-                        payload: f.payload,
+            for batch in batches.iter() {
+                let reception = batch.reception();
+                records.extend(batch.frames().enumerate().map(|(i, f)| Stored {
+                    kind: f.source_kind,
+                    source_id: f.source_id,
+                    sequence: f.sequence,
+                    priority: f.priority,
+                    payload: f.payload,
+                    reception: reception.map(|(delivery, received)| Reception {
+                        delivery: Arc::clone(delivery),
+                        received: received[i],
                     }),
-            );
+                }));
+            }
             Ok(())
         })
     }
@@ -665,6 +670,20 @@ pub async fn http_request(
         .expect("a status line");
     let headers = lines.map(str::to_ascii_lowercase).collect();
     Ok((status, headers, body.to_string()))
+}
+
+/// The body of a chunked answer, decoded.
+pub fn dechunked(body: &str) -> String {
+    let (mut rest, mut out) = (body, String::new());
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
 }
 
 /// `GET path` as JSON.

@@ -14,13 +14,18 @@
 //! | `position` | BYTE_ARRAY | STRING (`SHARD/SEGMENT:OFFSET:INDEX`) | no |
 //! | `payload` | BYTE_ARRAY | none (bytes) | no |
 //! | `apid` | INT32 | none | yes: set when the payload is one whole CCSDS space packet |
-//! | `station` | BYTE_ARRAY | STRING | yes: always null for now |
+//! | `station` | BYTE_ARRAY | STRING | yes: set for a link's frames |
+//! | `link` | BYTE_ARRAY | STRING | yes: set for a link's frames |
+//! | `mode` | BYTE_ARRAY | STRING (`realtime`, `playback`) | yes: set for a link's frames |
+//! | `earth_received` | INT64 | TIMESTAMP(NANOS, UTC-adjusted) | yes: set when the station gave it |
+//! | `ax25_from` | BYTE_ARRAY | STRING | yes: set for a frame that came in an AX.25 frame |
+//! | `ax25_to` | BYTE_ARRAY | STRING | yes: as `ax25_from` |
 //!
 //! `apid` is the space packet's APID when the payload is exactly one packet of version 0 (its
 //! header's length, packet data length + 7, is the payload's), as the TM outputs decide
-//! ([`apid_of_packet`]); null for any other payload. `station` is the receiving ground station;
-//! the archive does not record it yet (reception metadata comes with a later issue), so every row
-//! holds null there and a reader's schema stays the same when it comes.
+//! ([`apid_of_packet`]); null for any other payload. The last six are a link's reception
+//! metadata (`docs/ground-segment.md`, "Reception metadata"); null for the ingest protocol's
+//! sources.
 //!
 //! Why the `parquet` crate's low-level writer and not its arrow writer: a frame's values go
 //! straight from the frame into the column writers (a payload as the archive's own `Bytes`, which
@@ -67,9 +72,22 @@ pub const ROW_GROUP_PAYLOAD: usize = 64 * 1024 * 1024;
 const BATCH: usize = 8192;
 
 /// The columns, in order: the names a reader's query uses.
-pub const COLUMNS: [&str; 10] = [
-    "received", "kind", "source", "sequence", "priority", "shard", "position", "payload", "apid",
+pub const COLUMNS: [&str; 15] = [
+    "received",
+    "kind",
+    "source",
+    "sequence",
+    "priority",
+    "shard",
+    "position",
+    "payload",
+    "apid",
     "station",
+    "link",
+    "mode",
+    "earth_received",
+    "ax25_from",
+    "ax25_to",
 ];
 
 /// Writes frames to `W` as a Parquet file, a row group at a time; [`ExportSink::finish`] writes
@@ -184,7 +202,20 @@ fn write_column(
         "apid" => write::<Int32Type>(column, frames, |f| {
             apid_of_packet(&f.frame.payload).map(i32::from)
         }),
-        "station" => write::<ByteArrayType>(column, frames, |_| None),
+        "station" | "link" | "mode" | "ax25_from" | "ax25_to" => {
+            write::<ByteArrayType>(column, frames, |f| {
+                let reception = f.frame.reception.as_ref()?;
+                let (_, value) = reception
+                    .text_fields()
+                    .into_iter()
+                    .find(|(n, _)| *n == name)?;
+                Some(ByteArray::from(value?.into_bytes()))
+            })
+        }
+        "earth_received" => write::<Int64Type>(column, frames, |f| {
+            let time = f.frame.reception.as_ref()?.received.earth_unix_ns?;
+            Some(i64::try_from(time).unwrap_or(i64::MAX))
+        }),
         other => Err(ParquetError::General(format!("no column {other}"))),
     }
 }
@@ -231,7 +262,7 @@ fn schema() -> io::Result<Type> {
     let unsigned = |bits| Some(LogicalType::integer(bits, false));
     let nanos = Some(LogicalType::timestamp(true, TimeUnit::NANOS));
     let fields = [
-        column("received", INT64, nanos, required),
+        column("received", INT64, nanos.clone(), required),
         column("kind", BYTE_ARRAY, string.clone(), required),
         column("source", INT32, unsigned(32), required),
         column("sequence", INT64, unsigned(64), required),
@@ -240,7 +271,12 @@ fn schema() -> io::Result<Type> {
         column("position", BYTE_ARRAY, string.clone(), required),
         column("payload", BYTE_ARRAY, None, required),
         column("apid", INT32, None, optional),
-        column("station", BYTE_ARRAY, string, optional),
+        column("station", BYTE_ARRAY, string.clone(), optional),
+        column("link", BYTE_ARRAY, string.clone(), optional),
+        column("mode", BYTE_ARRAY, string.clone(), optional),
+        column("earth_received", INT64, nanos, optional),
+        column("ax25_from", BYTE_ARRAY, string.clone(), optional),
+        column("ax25_to", BYTE_ARRAY, string, optional),
     ];
     let fields = fields.into_iter().collect::<Result<Vec<_>, _>>();
     Type::group_type_builder("frame")
@@ -313,6 +349,11 @@ mod tests {
                 &Field::Str("1/3:8:2".into()),
                 &Field::Bytes(ByteArray::from(PACKET)),
                 &Field::Int(100),
+                &Field::Null,
+                &Field::Null,
+                &Field::Null,
+                &Field::Null,
+                &Field::Null,
                 &Field::Null,
             ]
         );

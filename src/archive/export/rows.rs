@@ -6,6 +6,7 @@ use base64::Engine as _;
 
 use crate::archive::read::FollowedFrame;
 use crate::domain::display::unix_ns_to_rfc3339;
+use crate::domain::reception::Reception;
 
 /// How frames are written out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,8 @@ impl Format {
 }
 
 /// The CSV header: the columns of every row.
-const CSV_HEADER: &str = "received,kind,source,sequence,priority,shard,position,payload\n";
+const CSV_HEADER: &str = "received,kind,source,sequence,priority,shard,position,payload,\
+                          link,station,mode,earth_received,ax25_from,ax25_to\n";
 
 /// Writes frames as rows of a text or byte format (not Parquet, which is a file of its own).
 #[derive(Debug)]
@@ -79,7 +81,7 @@ impl Rows {
         let f = &frame.frame;
         match self.format {
             Format::Ndjson => {
-                let row = serde_json::json!({
+                let mut row = serde_json::json!({
                     "received": unix_ns_to_rfc3339(f.received_unix_ns),
                     "kind": f.kind.label(),
                     "source": f.source_id,
@@ -89,12 +91,15 @@ impl Rows {
                     "position": frame.shard_position().to_string(),
                     "payload": base64(&f.payload),
                 });
+                if let (Some(object), Some(reception)) = (row.as_object_mut(), &f.reception) {
+                    reception.add_to(object);
+                }
                 out.extend_from_slice(row.to_string().as_bytes());
                 out.push(b'\n');
             }
             Format::Csv => {
                 let mut line = String::with_capacity(96 + f.payload.len() * 4 / 3);
-                let _ = writeln!(
+                let _ = write!(
                     line,
                     "{},{},{},{},{},{},{},{}",
                     unix_ns_to_rfc3339(f.received_unix_ns),
@@ -106,6 +111,13 @@ impl Rows {
                     frame.shard_position(),
                     base64(&f.payload)
                 );
+                let fields = f.reception.as_deref().map(Reception::text_fields);
+                let values = fields.map(|fields| fields.map(|(_, value)| value));
+                for value in values.unwrap_or_default() {
+                    line.push(',');
+                    line.push_str(&csv_field(value.as_deref().unwrap_or("")));
+                }
+                line.push('\n');
                 out.extend_from_slice(line.as_bytes());
             }
             Format::Raw => {
@@ -123,6 +135,14 @@ impl Rows {
             out.extend_from_slice(CSV_HEADER.as_bytes());
         }
         self.started = true;
+    }
+}
+
+/// A CSV field (RFC 4180): quoted, quotes doubled, when it holds a comma, a quote or a line end.
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.contains([',', '"', '\n', '\r']) {
+        true => format!("\"{}\"", text.replace('"', "\"\"")).into(),
+        false => text.into(),
     }
 }
 
@@ -149,6 +169,7 @@ pub(crate) mod tests {
                 sequence,
                 received_unix_ns: 1_700_000_000_123_456_789,
                 payload: Bytes::from_static(payload),
+                reception: None,
             },
             shard: 1,
             position: Position {
@@ -179,8 +200,9 @@ pub(crate) mod tests {
         );
         assert_eq!(
             String::from_utf8(rows(Format::Csv)).unwrap(),
-            "received,kind,source,sequence,priority,shard,position,payload\n\
-             2023-11-14T22:13:20.123456789Z,live,7,42,emergency,1,1/3:8:2,CGTAAAABYWI=\n"
+            "received,kind,source,sequence,priority,shard,position,payload,\
+             link,station,mode,earth_received,ax25_from,ax25_to\n\
+             2023-11-14T22:13:20.123456789Z,live,7,42,emergency,1,1/3:8:2,CGTAAAABYWI=,,,,,,\n"
         );
         assert_eq!(rows(Format::Raw), b"\0\0\0\x08\x08\x64\xc0\x00\x00\x01ab");
         assert_eq!(rows(Format::Ccsds), b"\x08\x64\xc0\x00\x00\x01ab");

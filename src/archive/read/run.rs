@@ -5,11 +5,14 @@
 //! after it, as the archive stores them. A reader that wants the frames one by one takes them
 //! apart ([`FrameRun::into_frames`]) into [`FollowedFrame`]s.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::archive::segment::FrameRecord;
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::position::{Position, ShardPosition};
+use crate::domain::reception::{Delivery, Received, Reception};
 
 /// A frame as a reader of the archive receives it: the archive's record of it and where it is
 /// stored.
@@ -46,6 +49,8 @@ pub struct FrameRun {
     pub first: Position,
     /// Each frame's sequence and payload; never empty.
     pub frames: Vec<(u64, Bytes)>,
+    /// A link's frames: who delivered them, and each one's reception, in frame order.
+    pub reception: Option<(Arc<Delivery>, Vec<Received>)>,
 }
 
 impl FrameRun {
@@ -60,6 +65,7 @@ impl FrameRun {
             received_unix_ns: f.received_unix_ns,
             first: followed.position,
             frames: vec![(f.sequence, f.payload)],
+            reception: f.reception.map(|r| (r.delivery, vec![r.received])),
         }
     }
 
@@ -70,8 +76,11 @@ impl FrameRun {
         let same_record = followed.shard == self.shard
             && (p.segment, p.offset) == (self.first.segment, self.first.offset);
         if same_record && p.index as usize == next {
-            self.frames
-                .push((followed.frame.sequence, followed.frame.payload));
+            let frame = followed.frame;
+            if let (Some((_, all)), Some(reception)) = (&mut self.reception, frame.reception) {
+                all.push(reception.received);
+            }
+            self.frames.push((frame.sequence, frame.payload));
             Ok(())
         } else {
             Err(followed)
@@ -88,7 +97,10 @@ impl FrameRun {
             received_unix_ns,
             first,
             frames,
+            reception,
         } = self;
+        let (delivery, received) = reception.unzip();
+        let mut received = received.unwrap_or_default().into_iter();
         frames
             .into_iter()
             .zip(first.index..)
@@ -100,6 +112,12 @@ impl FrameRun {
                     sequence,
                     received_unix_ns,
                     payload,
+                    reception: delivery.as_ref().map(|delivery| {
+                        Box::new(Reception {
+                            delivery: Arc::clone(delivery),
+                            received: received.next().unwrap_or_default(),
+                        })
+                    }),
                 },
                 shard,
                 position: Position { index, ..first },
@@ -121,6 +139,7 @@ mod tests {
                 sequence,
                 received_unix_ns: 0,
                 payload: Bytes::new(),
+                reception: None,
             },
             shard,
             position: Position {

@@ -200,7 +200,8 @@ impl Read {
         payload: Range<usize>,
     ) {
         let decoded_at = self.decoded_at;
-        (self.batches).push(source, max_batch, decoded_at, priority, sequence, payload);
+        let frame = (priority, sequence);
+        (self.batches).push(source, max_batch, decoded_at, frame, payload, None);
     }
 
     /// A duplicate of a frame stored before the restart: where it arrived, the acknowledgement may

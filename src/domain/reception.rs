@@ -1,0 +1,197 @@
+//! What a ground station knows of a frame's reception, carried from the link that took it to the
+//! archive and every reader of it (`docs/ground-segment.md`, "Reception metadata").
+//!
+//! The daemon's own received time says when a frame reached the daemon; an operator asking what a
+//! pass delivered needs what the station saw: when the antenna received it (the earth-receive
+//! time, from a TNC's KISS command `09` or the station's header), which station and link delivered
+//! it (redundant stations fill each other's losses), whether it was realtime telemetry or a
+//! playback of the spacecraft's recorder, and for AX.25 who sent it to whom. Only link frames
+//! carry it; the ingest protocol's sources have none.
+//!
+//! A record of the archive holds one source's frames of one read of one link, so the link and the
+//! station are kept once per record ([`Delivery`]) and the rest per frame ([`Received`]).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use super::display::unix_ns_to_rfc3339;
+
+/// The link and the ground station that delivered a record's frames.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Delivery {
+    /// The `[[links]]` name.
+    pub link: Arc<str>,
+    /// The link's `station`, or its name when none is set.
+    pub station: Arc<str>,
+}
+
+/// What a station said of one frame's reception.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    /// When the station received the frame, in nanoseconds since the Unix epoch, if it said.
+    pub earth_unix_ns: Option<u64>,
+    /// Played back from the spacecraft's recorder rather than received as it was made.
+    pub playback: bool,
+    /// The AX.25 sender and addressee, for a frame that came in an AX.25 UI frame.
+    pub ax25: Option<Ax25Addresses>,
+}
+
+/// An AX.25 frame's source and destination callsigns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ax25Addresses {
+    pub from: Callsign,
+    pub to: Callsign,
+}
+
+/// A frame's reception: the record's delivery and the frame's own part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reception {
+    pub delivery: Arc<Delivery>,
+    pub received: Received,
+}
+
+/// The names of a reception's fields, in the order every output lists them: `tail`, the follow
+/// and HTTP rows, exports, the feed and NATS headers.
+pub const FIELDS: [&str; 6] = [
+    "link",
+    "station",
+    "mode",
+    "earth_received",
+    "ax25_from",
+    "ax25_to",
+];
+
+impl Reception {
+    /// Its fields as text, named as [`FIELDS`]: `None` where the station said nothing (the
+    /// earth-receive time, AX.25 addresses). The earth-receive time is RFC 3339 with
+    /// nanoseconds.
+    pub fn text_fields(&self) -> [(&'static str, Option<String>); 6] {
+        let r = &self.received;
+        let ax25 = |pick: fn(&Ax25Addresses) -> Callsign| r.ax25.map(|a| pick(&a).to_string());
+        let values = [
+            Some(self.delivery.link.to_string()),
+            Some(self.delivery.station.to_string()),
+            Some(r.mode().to_string()),
+            r.earth_unix_ns.map(unix_ns_to_rfc3339),
+            ax25(|a| a.from),
+            ax25(|a| a.to),
+        ];
+        let mut fields = FIELDS.map(|name| (name, None));
+        for (field, value) in fields.iter_mut().zip(values) {
+            field.1 = value;
+        }
+        fields
+    }
+}
+
+impl Reception {
+    /// The fields that are known as ` name=value` pairs, for one-line text (`tail`, `archive
+    /// inspect`); a value with a space, a quote or a backslash is quoted.
+    pub fn line_fields(&self) -> String {
+        let mut line = String::new();
+        for (name, value) in self.text_fields() {
+            let Some(value) = value else { continue };
+            match value.contains([' ', '"', '\\']) {
+                true => line.push_str(&format!(" {name}={value:?}")),
+                false => line.push_str(&format!(" {name}={value}")),
+            }
+        }
+        line
+    }
+
+    /// Adds the fields that are known to a JSON object (`tail --json`, the HTTP API's and
+    /// exports' NDJSON rows, the feed).
+    pub fn add_to(&self, object: &mut serde_json::Map<String, serde_json::Value>) {
+        for (name, value) in self.text_fields() {
+            if let Some(value) = value {
+                object.insert(name.into(), value.into());
+            }
+        }
+    }
+}
+
+impl Received {
+    /// `realtime` or `playback`: the names the tools, the HTTP API and exports print.
+    pub fn mode(&self) -> &'static str {
+        match self.playback {
+            true => "playback",
+            false => "realtime",
+        }
+    }
+}
+
+/// A station's callsign and SSID, shown as `N0CALL-1` (`N0CALL` for SSID 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Callsign {
+    /// The characters, space-padded, as on the air once shifted back.
+    call: [u8; 6],
+    ssid: u8,
+}
+
+/// Why a configured callsign is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a callsign: 1 to 6 letters and digits, then -SSID (0 to 15) or nothing")]
+pub struct NotACallsign(pub String);
+
+impl Callsign {
+    /// The callsign of six characters (space-padded) and an SSID (its low 4 bits).
+    pub(crate) fn from_parts(call: [u8; 6], ssid: u8) -> Callsign {
+        Callsign {
+            call,
+            ssid: ssid & 0x0F,
+        }
+    }
+
+    /// Its characters (space-padded) and SSID.
+    pub(crate) fn parts(&self) -> ([u8; 6], u8) {
+        (self.call, self.ssid)
+    }
+}
+
+impl fmt::Display for Callsign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self
+            .call
+            .iter()
+            .rposition(|&c| c != b' ')
+            .map_or(0, |i| i + 1);
+        for &c in &self.call[..len] {
+            // On the air a callsign may hold anything; a log shows it unambiguously.
+            match c.is_ascii_graphic() {
+                true => write!(f, "{}", char::from(c))?,
+                false => write!(f, "\\x{c:02X}")?,
+            }
+        }
+        match self.ssid {
+            0 => Ok(()),
+            ssid => write!(f, "-{ssid}"),
+        }
+    }
+}
+
+impl FromStr for Callsign {
+    type Err = NotACallsign;
+
+    fn from_str(text: &str) -> Result<Callsign, NotACallsign> {
+        let wrong = || NotACallsign(text.to_owned());
+        let (call, ssid) = match text.split_once('-') {
+            Some((call, ssid)) if !ssid.starts_with('+') => {
+                (call, ssid.parse::<u8>().map_err(|_| wrong())?)
+            }
+            Some(_) => return Err(wrong()),
+            None => (text, 0),
+        };
+        let fits = (1..=6).contains(&call.len()) && ssid <= 15;
+        if !fits
+            || !call
+                .bytes()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            return Err(wrong());
+        }
+        let mut padded = [b' '; 6];
+        padded[..call.len()].copy_from_slice(call.as_bytes());
+        Ok(Callsign { call: padded, ssid })
+    }
+}
