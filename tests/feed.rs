@@ -8,6 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::protocol::ingest::encode_data;
 use aggregator::{Config, Priority, SourceKind};
 use bytes::BytesMut;
@@ -125,6 +126,33 @@ async fn frames_arrive_filtered_and_encoded_with_their_times() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A ground-segment link's frame carries its reception: link, station and mode; nothing the
+/// station did not say (docs/http-api.md).
+#[tokio::test]
+async fn a_links_frames_carry_their_reception() {
+    let links = "[[links]]\nname = \"gs\"\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n\
+                 framing = \"ccsds\"\nsource_id = 900\nstation = \"Kiruna\"\nplayback = true\n";
+    let mut config = common::test_config();
+    config.links = Config::parse(links, std::path::Path::new("feed.toml"))
+        .unwrap()
+        .links;
+    let (daemon, _archive, addr, _stop) = start(config).await;
+    let mut feed = subscribe(addr, "").await;
+    let mut packet = PrimaryHeader::telemetry(5, 0, 4).encode().to_vec();
+    packet.extend_from_slice(b"TEMP");
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sender.send_to(&packet, daemon.links["gs"]).await.unwrap();
+    let m = next_json(&mut feed).await;
+    assert_eq!(m["source"], "live:900", "{m}");
+    assert_eq!(
+        (&m["link"], &m["station"], &m["mode"]),
+        (&"gs".into(), &"Kiruna".into(), &"playback".into())
+    );
+    for unknown in ["earth_received", "ax25_from", "ax25_to"] {
+        assert!(m.get(unknown).is_none(), "{unknown}: {m}");
+    }
 }
 
 #[tokio::test]
