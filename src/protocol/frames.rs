@@ -268,30 +268,15 @@ fn check_fecf(frame: &[u8]) -> Result<&[u8], FrameError> {
     }
 }
 
-const CRC_TABLE: [u16; 256] = {
-    let mut table = [0u16; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = (i as u16) << 8;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = match crc & 0x8000 != 0 {
-                true => (crc << 1) ^ 0x1021,
-                false => crc << 1,
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
+/// The FECF's CRC, sixteen bytes a step (the `crc` crate's slice-by-16 tables): a byte at a time
+/// it took most of a `tm-frames` link's CPU (`docs/bench/links.md`).
+const FECF: crc::Crc<u16, crc::Table<16>> =
+    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_IBM_3740);
 
-/// CRC-16-CCITT as the FECF uses it: polynomial 0x1021, initial value 0xFFFF, not reflected.
+/// CRC-16-CCITT as the FECF uses it: polynomial 0x1021, initial value 0xFFFF, not reflected
+/// (the catalogue's CRC-16/IBM-3740).
 pub fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0xFFFF, |crc, &b| {
-        (crc << 8) ^ CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)]
-    })
+    FECF.checksum(bytes)
 }
 
 /// One period of the pseudo-randomiser's sequence, in bytes: h(x) = x^8+x^7+x^5+x^3+1 from all
