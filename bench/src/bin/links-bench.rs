@@ -209,49 +209,21 @@ fn measure(variant: &str, packets: &[Vec<u8>], dir: &Path) -> BenchResult<(f64, 
         "[archive]\nkind = \"count\"\ndir = \"{}\"\n{config}",
         dir.join(format!("archive-{port}")).display()
     );
+    // The bytes are made before the clock starts: what is timed is the daemon taking them.
+    let wire = wire_of(variant, packets)?;
     let daemon = Daemon::start(dir, uplink, &rest)?;
     let started = Instant::now();
     let senders = match variant {
-        "ingest" => vec![send_ingest(uplink, packets)?],
-        "ccsds" | "ccsds-asm" | "length-prefix" => {
-            let framing = match variant {
-                "ccsds" => Framing::Ccsds,
-                "ccsds-asm" => Framing::CcsdsAsm,
-                _ => Framing::LengthPrefix(LengthField {
-                    offset: 0,
-                    size: 4,
-                    adjustment: 4,
-                    strip: 4,
-                }),
-            };
-            vec![send_tcp(port, encode(&framing, packets))]
-        }
-        "tm-frames" => vec![send_tcp(port, tm_frames(packets))],
+        "ingest" => vec![send_ingest(uplink, wire)?],
         "kiss" | "kiss-ax25" => {
             let server = kiss_server.ok_or("no KISS server")?;
-            let (to, from) = ("CQ".parse(), "N0CALL-1".parse());
-            let (to, from) = (to.map_err(|_| "CQ")?, from.map_err(|_| "N0CALL-1")?);
-            let mut wire = Vec::new();
-            let mut frame = Vec::new();
-            for p in packets {
-                let data = match variant {
-                    "kiss" => p,
-                    _ => {
-                        frame.clear();
-                        ax25::encode(to, from, &[], p, &mut frame);
-                        &frame
-                    }
-                };
-                kiss::encode(0, data, &mut wire);
-            }
             vec![std::thread::spawn(move || {
                 let (mut stream, _) = server.accept().map_err(|err| err.to_string())?;
                 stream.write_all(&wire).map_err(|err| err.to_string())
             })]
         }
         "udp" => vec![send_udp(port, packets.to_vec())],
-        _ => {
-            let wire = encode(&Framing::Ccsds, packets);
+        "merge" => {
             // Both connected before either writes: a station that starts far behind its group
             // is another case (docs/ground-segment.md, "Redundant stations").
             let (a, b) = (connect(port)?, connect(second)?);
@@ -267,6 +239,7 @@ fn measure(variant: &str, packets: &[Vec<u8>], dir: &Path) -> BenchResult<(f64, 
                 })
                 .collect()
         }
+        _ => vec![send_tcp(port, wire)],
     };
     let wanted_copies = if variant == "merge" { n } else { 0 };
     let (archived, elapsed) = wait_for(&daemon, n, wanted_copies, variant == "udp", started)?;
@@ -312,6 +285,41 @@ fn wait_for(
     }
 }
 
+/// The byte stream `variant` sends (none for `udp`, whose datagrams are the packets).
+fn wire_of(variant: &str, packets: &[Vec<u8>]) -> BenchResult<Vec<u8>> {
+    let length_prefix = Framing::LengthPrefix(LengthField {
+        offset: 0,
+        size: 4,
+        adjustment: 4,
+        strip: 4,
+    });
+    Ok(match variant {
+        "ingest" => ingest_wire(packets),
+        "ccsds" | "merge" => encode(&Framing::Ccsds, packets),
+        "ccsds-asm" => encode(&Framing::CcsdsAsm, packets),
+        "length-prefix" => encode(&length_prefix, packets),
+        "tm-frames" => tm_frames(packets),
+        "kiss" | "kiss-ax25" => {
+            let (to, from) = ("CQ".parse(), "N0CALL-1".parse());
+            let (to, from) = (to.map_err(|_| "CQ")?, from.map_err(|_| "N0CALL-1")?);
+            let (mut wire, mut frame) = (Vec::new(), Vec::new());
+            for p in packets {
+                let data = match variant {
+                    "kiss" => p,
+                    _ => {
+                        frame.clear();
+                        ax25::encode(to, from, &[], p, &mut frame);
+                        &frame
+                    }
+                };
+                kiss::encode(0, data, &mut wire);
+            }
+            wire
+        }
+        _ => Vec::new(),
+    })
+}
+
 /// The packets in TM frames of virtual channel 0, each frame behind the marker.
 fn tm_frames(packets: &[Vec<u8>]) -> Vec<u8> {
     let mut writer = FrameWriter::new(TM_FRAMES, 0, 0);
@@ -352,9 +360,8 @@ fn connect(port: u16) -> BenchResult<TcpStream> {
     TcpStream::connect(("127.0.0.1", port)).map_err(|err| err.to_string())
 }
 
-/// Every packet as the payload of a DATA frame of live uplink 1, after its HELLO; the replies
-/// (WELCOME, ACKs) are read and dropped.
-fn send_ingest(port: u16, packets: &[Vec<u8>]) -> BenchResult<Sender> {
+/// Every packet as the payload of a DATA frame of live uplink 1, after its HELLO.
+fn ingest_wire(packets: &[Vec<u8>]) -> Vec<u8> {
     let mut wire = BytesMut::new();
     ClientMessage::Hello(Hello {
         version: ingest::VERSION,
@@ -365,6 +372,11 @@ fn send_ingest(port: u16, packets: &[Vec<u8>]) -> BenchResult<Sender> {
     for (sequence, p) in packets.iter().enumerate() {
         ingest::encode_data(&mut wire, Priority::Routine, sequence as u64, p);
     }
+    wire.to_vec()
+}
+
+/// Sends the ingest protocol's `wire`; the replies (WELCOME, ACKs) are read and dropped.
+fn send_ingest(port: u16, wire: Vec<u8>) -> BenchResult<Sender> {
     let mut stream = connect(port)?;
     let mut replies = stream.try_clone().map_err(|err| err.to_string())?;
     std::thread::spawn(move || {
