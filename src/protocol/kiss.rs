@@ -56,7 +56,7 @@ pub fn next_frame(
     out: &mut Vec<u8>,
 ) -> Result<Option<(usize, KissFrame)>, KissError> {
     let start = buf.iter().position(|&b| b != FEND).unwrap_or(buf.len());
-    let Some(len) = buf[start..].iter().position(|&b| b == FEND) else {
+    let Some(len) = memchr::memchr(FEND, &buf[start..]) else {
         return match buf.len() - start > max {
             true => Err(KissError::Unterminated(max)),
             false if start > 0 => Ok(Some((start, KissFrame::Fill))),
@@ -77,16 +77,24 @@ pub fn next_frame(
         TIME => return Ok(Some((end, time_frame(port, &mut bytes)))),
         command => return Ok(Some((end, KissFrame::Command(command)))),
     }
+    // Runs between escapes are copied whole: a byte at a time this loop was most of a KISS
+    // link's CPU (docs/bench/links.md).
     let before = out.len();
-    while let Some(byte) = unescape(&mut bytes) {
-        match byte {
-            Ok(byte) => out.push(byte),
-            Err(bad) => {
+    let mut rest = bytes.as_slice();
+    while let Some(at) = memchr::memchr(FESC, rest) {
+        out.extend_from_slice(&rest[..at]);
+        match rest.get(at + 1) {
+            Some(&TFEND) => out.push(FEND),
+            Some(&TFESC) => out.push(FESC),
+            other => {
                 out.truncate(before);
+                let bad = other.copied().unwrap_or(FEND);
                 return Ok(Some((end, KissFrame::Bad(KissError::BadEscape(bad)))));
             }
         }
+        rest = &rest[at + 2..];
     }
+    out.extend_from_slice(rest);
     Ok(Some((
         end,
         KissFrame::Data {
