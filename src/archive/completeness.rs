@@ -24,7 +24,7 @@ use std::io;
 use std::num::NonZeroU32;
 use std::path::Path;
 
-use super::index::{SegmentIndex, SourceSpan};
+use super::index::{self, SegmentIndex, SourceSpan};
 use super::read::{DurableEnds, FrameFilter};
 use super::retention::state::ShardState;
 use super::segment::{self, Entry};
@@ -319,7 +319,10 @@ impl Reading<'_> {
                         self.add_indexed(&contents, span, held);
                         return Ok(());
                     }
-                    _ => contents.ranges_between(*window.start(), *window.end()),
+                    _ => {
+                        let sources = index::sources_mask(&self.filter.sources);
+                        contents.ranges_between(*window.start(), *window.end(), sources)
+                    }
                 }
             }
             false => vec![(segment::MAGIC.len() as u64, self.end.len)],

@@ -303,6 +303,7 @@ impl WriteBack {
 /// Writes a sealed segment's index beside it. Only logged when it fails: the index is a cache,
 /// built again from the segment when it is missing.
 fn write_index(dir: &Path, segment: u64, contents: &SegmentIndex) {
+    index::remember(dir, segment, contents);
     if let Err(err) = contents.write(&index::index_path(dir, segment)) {
         tracing::warn!(error = %err, "archive: cannot write a sealed segment's index; it is built again when needed");
     }

@@ -20,17 +20,18 @@
 //! crash or a repair) is rebuilt from the segment by [`SegmentIndex::read_or_rebuild`]. Nothing
 //! that must survive a crash rests on it alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use super::segment::{self, Entry, FrameRecord};
 use crate::domain::frame::{SourceKey, SourceKind};
 use crate::domain::sequence_set::SequenceSet;
 
-const MAGIC: &[u8; 8] = b"TLMIDX02";
+const MAGIC: &[u8; 8] = b"TLMIDX03";
 const SUFFIX: &str = ".index";
 
 /// The most sources or runs an index file may claim: a length past it is damage.
@@ -42,12 +43,33 @@ const MOST_ENTRIES: u32 = 1 << 24;
 pub(crate) const TIME_BLOCK_BYTES: u64 = 64 * 1024;
 
 /// A block of a segment's time index: the records from `offset` to the next block's offset (or
-/// the segment's end), and the oldest and newest received time of their frames.
+/// the segment's end), the oldest and newest received time of their frames, and their sources'
+/// bits ([`source_bit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeBlock {
     pub offset: u64,
     pub oldest: u64,
     pub newest: u64,
+    pub sources: u64,
+}
+
+/// A source's bit in a time block's mask: one of 64, by a multiplicative hash of its kind byte
+/// and id, so that a reader of a few sources passes over blocks that hold none of them. A
+/// block of many sources has most bits set and is read; one of a source or two, as a busy
+/// source's batches make them, is passed over unless a bit matches.
+pub fn source_bit((kind, id): (u8, u32)) -> u64 {
+    let key = u64::from(kind) << 32 | u64::from(id);
+    1 << (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+}
+
+/// The mask of `sources`' bits; every bit when there are none (a reader of every source).
+pub fn sources_mask(sources: &[SourceKey]) -> u64 {
+    match sources {
+        [] => u64::MAX,
+        sources => sources.iter().fold(0, |mask, &(kind, id)| {
+            mask | source_bit((kind.to_byte(), id))
+        }),
+    }
 }
 
 /// One source's frames in a segment (or, in retention's state, deleted from a shard): how many,
@@ -165,7 +187,11 @@ impl SegmentIndex {
                 None => (received_ns, received_ns),
                 Some((oldest, newest)) => (oldest.min(received_ns), newest.max(received_ns)),
             });
-            self.place(offset, received_ns);
+            self.place(
+                offset,
+                received_ns,
+                source_bit((source.0.to_byte(), source.1)),
+            );
         }
     }
 
@@ -177,27 +203,30 @@ impl SegmentIndex {
 
     /// Puts a frame received at `received_ns` of the record at `offset` into the time index: into
     /// the last block, unless that one covers [`TIME_BLOCK_BYTES`] already.
-    fn place(&mut self, offset: u64, received_ns: u64) {
+    fn place(&mut self, offset: u64, received_ns: u64, source: u64) {
         // The first record follows the magic (a buffer written at 0 starts with it).
         let offset = offset.max(segment::MAGIC.len() as u64);
         match self.times.last_mut() {
             Some(block) if offset < block.offset + TIME_BLOCK_BYTES => {
                 block.oldest = block.oldest.min(received_ns);
                 block.newest = block.newest.max(received_ns);
+                block.sources |= source;
             }
             _ => self.times.push(TimeBlock {
                 offset,
                 oldest: received_ns,
                 newest: received_ns,
+                sources: source,
             }),
         }
     }
 
     /// The byte ranges of the segment that hold every frame received from `from` to `to`
-    /// (inclusive), by its time index: each a run of blocks whose bounds meet the range, from a
-    /// block's offset to the next block's (the last to the segment's length). Frames outside the
-    /// range are in them too; none inside it is outside them.
-    pub fn ranges_between(&self, from: u64, to: u64) -> Vec<(u64, u64)> {
+    /// (inclusive) of the sources whose bits are in `sources` ([`sources_mask`]), by its time
+    /// index: each a run of blocks whose bounds meet the range and whose mask meets `sources`,
+    /// from a block's offset to the next block's (the last to the segment's length). Other frames
+    /// are in them too; none of those asked for is outside them.
+    pub fn ranges_between(&self, from: u64, to: u64, sources: u64) -> Vec<(u64, u64)> {
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         let ends = self
             .times
@@ -206,7 +235,7 @@ impl SegmentIndex {
             .map(|b| b.offset)
             .chain([self.len]);
         for (block, end) in self.times.iter().zip(ends) {
-            if block.newest < from || block.oldest > to {
+            if block.newest < from || block.oldest > to || block.sources & sources == 0 {
                 continue;
             }
             match ranges.last_mut() {
@@ -240,6 +269,7 @@ impl SegmentIndex {
         let file = index_path(dir, segment);
         if let Some(index) = fs::read(&file).ok().and_then(|bytes| decode(&bytes)) {
             if index.len == len {
+                remember(dir, segment, &index);
                 return Ok(index);
             }
         }
@@ -247,13 +277,14 @@ impl SegmentIndex {
         if let Err(err) = index.write(&file) {
             tracing::warn!(error = %err, "archive: cannot write a segment's index; it is built again when needed");
         }
+        remember(dir, segment, &index);
         Ok(index)
     }
 
     /// Writes the index to `path` and syncs it, as its segment is (it is still rebuilt when lost
     /// or damaged: the directory entry is not synced, and the segment stays the truth).
     pub(crate) fn write(&self, path: &Path) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(64 + self.sources.len() * 40 + self.times.len() * 24);
+        let mut bytes = Vec::with_capacity(64 + self.sources.len() * 40 + self.times.len() * 32);
         self.encode(&mut bytes);
         let written = fs::File::create(path).and_then(|mut file| {
             io::Write::write_all(&mut file, &bytes)?;
@@ -276,7 +307,7 @@ impl SegmentIndex {
         encode_file(out, (MAGIC, head), &self.sources, |out| {
             out.extend_from_slice(&(self.times.len() as u32).to_be_bytes());
             for block in &self.times {
-                for value in [block.offset, block.oldest, block.newest] {
+                for value in [block.offset, block.oldest, block.newest, block.sources] {
                     out.extend_from_slice(&value.to_be_bytes());
                 }
             }
@@ -342,6 +373,7 @@ pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
         let mut times = Vec::new();
         for _ in 0..input.count()? {
             let (offset, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?);
+            let sources = input.u64()?;
             let after = times.last().is_none_or(|b: &TimeBlock| offset > b.offset);
             if oldest > newest || !after {
                 return None;
@@ -350,6 +382,7 @@ pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
                 offset,
                 oldest,
                 newest,
+                sources,
             });
         }
         Some(times)
@@ -364,6 +397,33 @@ pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
         sources,
         times,
     })
+}
+
+/// The received span of every sealed segment whose index this process has read or written, with
+/// the segment's length then, by directory and segment: a reader of a time window passes over
+/// the segments of other times without opening their indexes, which on a cold cache took most of
+/// a query's time to its first frame (`docs/bench/queries.md`). A start's retention catalogue
+/// reads every index, and the writer adds each segment it seals; deleting an index forgets its
+/// span. 40 bytes or so a segment.
+type SpanKey = (PathBuf, u64);
+static SPANS: LazyLock<Mutex<HashMap<SpanKey, (u64, Option<(u64, u64)>)>>> =
+    LazyLock::new(Mutex::default);
+
+fn spans() -> std::sync::MutexGuard<'static, HashMap<SpanKey, (u64, Option<(u64, u64)>)>> {
+    SPANS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Keeps `index`'s span as segment `segment`'s of `dir`.
+pub(crate) fn remember(dir: &Path, segment: u64, index: &SegmentIndex) {
+    spans().insert((dir.to_path_buf(), segment), (index.len, index.received));
+}
+
+/// The received span of segment `segment` of `dir`, if its index was read while it had length
+/// `len` (`Some(None)`: it holds no frames); `None` when unknown.
+pub(crate) fn known_span(dir: &Path, segment: u64, len: u64) -> Option<Option<(u64, u64)>> {
+    let spans = spans();
+    let &(known_len, span) = spans.get(&(dir.to_path_buf(), segment))?;
+    (known_len == len).then_some(span)
 }
 
 /// The bytes of a small file of the archive's not yet decoded: big-endian integers, and counts
@@ -410,6 +470,7 @@ impl Input<'_> {
 
 /// Deletes segment `index`'s index file, if it has one.
 pub(crate) fn remove(dir: &Path, index: u64) -> io::Result<()> {
+    spans().remove(&(dir.to_path_buf(), index));
     let path = index_path(dir, index);
     match fs::remove_file(&path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
@@ -458,7 +519,7 @@ mod tests {
             (1_050, 1_060),
             (2_000, 3_000),
         ] {
-            let ranges = index.ranges_between(from, to);
+            let ranges = index.ranges_between(from, to, u64::MAX);
             for record in 0..100 {
                 let offset = 8 + record * record_len;
                 let inside = ranges.iter().any(|&(a, b)| a <= offset && offset < b);
@@ -470,7 +531,39 @@ mod tests {
             assert_eq!(ranges.is_empty(), outside, "{from}..={to}: {ranges:?}");
         }
         // Blocks that meet the range and follow each other make one range, to the segment's end.
-        assert_eq!(index.ranges_between(0, u64::MAX), [(8, index.len)]);
+        assert_eq!(
+            index.ranges_between(0, u64::MAX, u64::MAX),
+            [(8, index.len)]
+        );
+    }
+
+    /// A reader of one source passes over the blocks that hold only others; one of every source
+    /// reads them all.
+    #[test]
+    fn the_time_index_passes_over_blocks_of_other_sources() {
+        let (a, b) = ((SourceKind::LiveUplink, 3), (SourceKind::LiveUplink, 4));
+        let mask = |source: SourceKey| sources_mask(&[source]);
+        assert_ne!(mask(a), mask(b), "the test needs sources of two bits");
+        // Records of 64 KiB, a block each, alternating sources; the last holds both.
+        let mut index = SegmentIndex::default();
+        let record_len = TIME_BLOCK_BYTES;
+        for record in 0..6u64 {
+            let source = if record % 2 == 0 { a } else { b };
+            index.add(8 + record * record_len, (source, 1_000), [record]);
+        }
+        index.add(8 + 5 * record_len + 100, (a, 1_000), [6]);
+        index.len = 8 + 6 * record_len;
+        let of_a = index.ranges_between(0, u64::MAX, mask(a));
+        let block = |n: u64| (8 + n * record_len, 8 + (n + 1) * record_len);
+        assert_eq!(of_a, [block(0), block(2), (block(4).0, index.len)]);
+        assert_eq!(
+            index.ranges_between(0, u64::MAX, mask(b)),
+            [block(1), block(3), block(5)]
+        );
+        assert_eq!(
+            index.ranges_between(0, u64::MAX, sources_mask(&[])),
+            [(8, index.len)]
+        );
     }
 
     #[test]
@@ -527,6 +620,19 @@ mod tests {
             flipped[at] ^= 0x10;
             assert_eq!(decode(&flipped), None, "byte {at} flipped");
         }
+    }
+
+    /// A span is trusted only for the segment and length it was read at, and forgotten with the
+    /// index.
+    #[test]
+    fn a_known_span_is_of_the_length_it_was_read_at() {
+        let dir = Path::new("/nonexistent/spans");
+        remember(dir, 9, &sample());
+        assert_eq!(known_span(dir, 9, 4096), Some(Some((1_000, 3_000))));
+        assert_eq!(known_span(dir, 9, 4097), None, "another length: stale");
+        assert_eq!(known_span(dir, 8, 4096), None);
+        remove(dir, 9).unwrap();
+        assert_eq!(known_span(dir, 9, 4096), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use super::cursor::Cursor;
 use super::error::ReadError;
 use super::filter::FrameFilter;
-use crate::archive::index::SegmentIndex;
+use crate::archive::index::{self, SegmentIndex};
 use crate::archive::retention::state::ShardState;
 use crate::archive::{segment, DurableEnd};
 use crate::domain::units::unix_ns;
@@ -41,6 +41,8 @@ type SegmentRanges = (u64, Vec<(u64, u64)>, u64);
 pub(super) struct Window {
     since: u64,
     until: Option<u64>,
+    /// The bits of the sources it reads ([`index::sources_mask`]).
+    sources: u64,
     /// The ranges of the window in the sealed segment read last.
     ranges: Option<SegmentRanges>,
     /// No frame of the window can come any more in this shard.
@@ -53,6 +55,7 @@ impl Window {
         filter.has_window().then(|| Window {
             since: filter.since.unwrap_or(0),
             until: filter.until,
+            sources: index::sources_mask(&filter.sources),
             ranges: None,
             done: false,
         })
@@ -74,13 +77,21 @@ impl Window {
         }
         if self.ranges.as_ref().is_none_or(|r| r.0 != cursor.segment) {
             let path = dir.join(segment::segment_name(cursor.segment));
-            if !path.exists() {
+            let Ok(len) = std::fs::metadata(&path).map(|meta| meta.len()) else {
                 return Ok((cursor, None));
-            }
-            let index = SegmentIndex::read_or_rebuild(dir, cursor.segment, &path)?;
+            };
             let to = self.until.unwrap_or(u64::MAX);
-            let ranges = index.ranges_between(self.since, to);
-            self.ranges = Some((cursor.segment, ranges, index.len));
+            let meets = |(oldest, newest)| newest >= self.since && oldest <= to;
+            let ranges = match index::known_span(dir, cursor.segment, len) {
+                // A segment of other times: passed over without its index.
+                Some(span) if !span.is_some_and(meets) => Vec::new(),
+                _ => SegmentIndex::read_or_rebuild(dir, cursor.segment, &path)?.ranges_between(
+                    self.since,
+                    to,
+                    self.sources,
+                ),
+            };
+            self.ranges = Some((cursor.segment, ranges, len));
         }
         let Some((segment, ranges, len)) = &self.ranges else {
             return Ok((cursor, None));
