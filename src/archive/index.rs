@@ -405,11 +405,10 @@ pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
 /// a query's time to its first frame (`docs/bench/queries.md`). A start's retention catalogue
 /// reads every index, and the writer adds each segment it seals; deleting an index forgets its
 /// span. 40 bytes or so a segment.
-type SpanKey = (PathBuf, u64);
-static SPANS: LazyLock<Mutex<HashMap<SpanKey, (u64, Option<(u64, u64)>)>>> =
-    LazyLock::new(Mutex::default);
+type Spans = HashMap<(PathBuf, u64), (u64, Option<(u64, u64)>)>;
+static SPANS: LazyLock<Mutex<Spans>> = LazyLock::new(Mutex::default);
 
-fn spans() -> std::sync::MutexGuard<'static, HashMap<SpanKey, (u64, Option<(u64, u64)>)>> {
+fn spans() -> std::sync::MutexGuard<'static, Spans> {
     SPANS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -1,5 +1,6 @@
 //! What the bench binaries share: the `aggregator` binary beside them as a child process on free
 //! loopback ports, read through its monitor's `/stats`.
+#![allow(dead_code)] // Each bench binary uses a part of it.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,6 +34,7 @@ pub fn free_port() -> BenchResult<u16> {
 pub struct Daemon {
     child: Child,
     monitor: u16,
+    replay: u16,
 }
 
 impl Daemon {
@@ -52,7 +54,11 @@ impl Daemon {
             .stdout(Stdio::null())
             .spawn()
             .map_err(|err| format!("cannot start aggregator: {err}"))?;
-        let daemon = Daemon { child, monitor };
+        let daemon = Daemon {
+            child,
+            monitor,
+            replay,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while daemon.stats(["frames_archived"]).is_err() {
             if Instant::now() > deadline {
@@ -61,6 +67,19 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(daemon)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn monitor_port(&self) -> u16 {
+        self.monitor
+    }
+
+    /// The replay listener's address.
+    pub fn replay_address(&self) -> String {
+        format!("127.0.0.1:{}", self.replay)
     }
 
     /// Counters from `/stats`, each of `names` once.
