@@ -250,3 +250,117 @@ async fn the_token_guards_archive_queries() {
     assert!(daemon.shutdown().await.is_clean());
     stop.cancel();
 }
+
+/// A pass received by two stations of one group, each link with sources of its own (Kiruna's APID
+/// 7 is live:10007, Svalbard's live:20007): Kiruna lost 50..=79 of the spacecraft's counts, Svalbard
+/// (later, and lagging) delivered 45..=84 but lost 60..=64; both lost 100..=109. Completeness
+/// says, per source, the station and the gaps on the space link, and for the pass of APID 7
+/// exactly which station delivered what and which ranges Svalbard filled for Kiruna: from the
+/// running daemon (frames read from their blocks, segments answered from their indexes) and from
+/// the files with the config (`aggregator archive gaps --config`).
+#[tokio::test]
+async fn a_merged_pass_says_which_station_delivered_each_range() {
+    use aggregator::archive::completeness;
+    use aggregator::archive::read::FrameFilter;
+    use aggregator::protocol::ccsds::PrimaryHeader;
+
+    let dir = TempDir::new("archive-query-pass");
+    let root = dir.0.join("archive");
+    let mut config = archive_config(&root);
+    config.archive.segment_bytes = 8 * 1024;
+    let links = [("Kiruna", 10_000), ("Svalbard", 20_000)].map(|(station, base)| {
+        format!(
+            "[[links]]\nname = \"{station}\"\nstation = \"{station}\"\ntransport = \"tcp-listen\"\n\
+             address = \"127.0.0.1:0\"\nframing = \"ccsds\"\ngroup = \"pass\"\napid_base = {base}\n"
+        )
+    });
+    let parsed = aggregator::Config::parse(&links.concat(), std::path::Path::new("pass.toml"));
+    config.links = parsed.expect("valid [[links]]").links;
+    let groups = completeness::merge_groups(&config.links);
+    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let build = |config| Daemon::new(config, opened);
+    let (daemon, state) =
+        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await;
+    let (monitor, stop) = serve_monitor(state).await;
+    let packet = |count: u16| {
+        let header = PrimaryHeader::telemetry(7, count, 200).encode();
+        header
+            .into_iter()
+            .chain([count as u8; 200])
+            .collect::<Vec<u8>>()
+    };
+    let path = "/archive/completeness?source=live:10007&source=live:20007";
+    let stored = |frames: u64| async move {
+        let answer = common::http_get_json(monitor, path).await;
+        answer["passes"][0]["frames"] == frames
+    };
+    let kiruna: Vec<u16> = (0..50).chain(80..100).chain(110..120).collect();
+    let svalbard: Vec<u16> = (45..60).chain(65..85).collect();
+    let mut held = Vec::new();
+    for (station, counts, total) in [("Kiruna", kiruna, 80), ("Svalbard", svalbard, 105)] {
+        let mut wire = TcpStream::connect(daemon.links[station]).await.unwrap();
+        for count in counts {
+            wire.write_all(&packet(count)).await.unwrap();
+        }
+        common::wait_until_async("the station's packets stored", PATIENCE, || stored(total)).await;
+        held.push(wire);
+    }
+    // A group reads its first packet of an APID one cycle up.
+    let up = |a: u64, b: u64| [16_384 + a, 16_384 + b];
+    let gap = |a: u64, b: u64| {
+        let [first, last] = up(a, b);
+        serde_json::json!({"first": first, "last": last, "frames": b - a + 1, "cause": "space_link"})
+    };
+    let expected = |answer: &serde_json::Value| {
+        let svalbard = &answer["sources"][1];
+        assert_eq!(svalbard["source"], 20007, "{answer}");
+        assert_eq!(svalbard["gaps"], serde_json::json!([gap(60, 64)]));
+        assert_eq!(svalbard["stations"][0]["station"], "Svalbard");
+        let pass = &answer["passes"][0];
+        assert_eq!((&pass["group"], &pass["apid"]), (&"pass".into(), &7.into()));
+        assert_eq!(
+            pass["held"],
+            serde_json::json!([up(0, 59), up(65, 99), up(110, 119)])
+        );
+        assert_eq!(
+            pass["gaps"],
+            serde_json::json!([gap(60, 64), gap(100, 109)])
+        );
+        let stations = serde_json::json!([
+            {"station": "Kiruna", "source": "live:10007", "frames": 80,
+             "held": [up(0, 49), up(80, 99), up(110, 119)]},
+            {"station": "Svalbard", "source": "live:20007", "frames": 25,
+             "held": [up(50, 59), up(65, 79)]},
+        ]);
+        assert_eq!(pass["stations"], stations);
+        let filled = |a: u64, b: u64| {
+            let [first, last] = up(a, b);
+            serde_json::json!({"station": "Svalbard", "for": "Kiruna", "first": first, "last": last})
+        };
+        assert_eq!(
+            pass["filled"],
+            serde_json::json!([filled(50, 59), filled(65, 79)])
+        );
+    };
+    expected(&common::http_get_json(monitor, path).await);
+    let copies: u64 = daemon.stats.links().iter().map(|l| l.copies).sum();
+    assert_eq!(copies, 10, "Svalbard's 45..=49 and 80..=84");
+    drop(held);
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+    // The files, read again: the sealed segments from their indexes.
+    let sealed = std::fs::read_dir(&root)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "index")
+        })
+        .count();
+    assert!(sealed >= 2, "segments sealed with their indexes: {sealed}");
+    let filter = FrameFilter::default();
+    let sources = completeness::of_files(&root, &filter).unwrap();
+    expected(&completeness::answer_json(&sources, &filter, &groups));
+}

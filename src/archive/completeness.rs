@@ -29,6 +29,7 @@ use super::read::{DurableEnds, FrameFilter};
 use super::retention::state::ShardState;
 use super::segment::{self, Entry};
 use super::{layout, DurableEnd};
+use crate::config::LinkConfig;
 use crate::domain::frame::{SourceKey, SourceKind};
 use crate::domain::sequence_set::SequenceSet;
 
@@ -37,16 +38,20 @@ use crate::domain::sequence_set::SequenceSet;
 pub enum GapCause {
     /// Retention (or `archive prune`) deleted the segments that held them.
     Retention,
-    /// They never reached the archive: the source skipped them, or they were lost on the way.
+    /// A source of the ingest protocol never sent them: it skipped them.
     NotReceived,
+    /// A ground-segment link's source: the spacecraft's count jumped over them, so no station
+    /// delivered them (a loss on the space link, or a counter restart).
+    SpaceLink,
 }
 
 impl GapCause {
-    /// `retention` or `not_received`, as the tools and the HTTP API print it.
+    /// `retention`, `not_received` or `space_link`, as the tools and the HTTP API print it.
     pub fn label(self) -> &'static str {
         match self {
             GapCause::Retention => "retention",
             GapCause::NotReceived => "not_received",
+            GapCause::SpaceLink => "space_link",
         }
     }
 }
@@ -70,6 +75,112 @@ pub struct SourceCompleteness {
     pub gaps: Vec<Gap>,
     /// With a [`Timeline`]: its buckets, oldest first.
     pub timeline: Option<Vec<Bucket>>,
+    /// A ground-segment link's source: the sequences each station delivered (whose copy was
+    /// stored), by the station's name. Empty for a source of the ingest protocol.
+    pub stations: BTreeMap<String, SequenceSet>,
+}
+
+/// The sources of the stations of merge groups (`[[links]]` of one `group`), by source: the
+/// group, and the APID whose count the source carries. Built from the config
+/// ([`merge_groups`]): the archive does not know which links were redundant.
+pub type MergeGroups = std::collections::HashMap<SourceKey, (String, u16)>;
+
+/// The merge groups of `links`: each station's source of each APID, for the links that name a
+/// `group`.
+pub fn merge_groups(links: &[LinkConfig]) -> MergeGroups {
+    let mut groups = MergeGroups::new();
+    for link in links.iter().filter(|l| l.group.is_some()) {
+        for (apid, id) in link.count_sources() {
+            groups.insert((link.kind, id), (link.group_name().to_owned(), apid));
+        }
+    }
+    groups
+}
+
+/// One APID of a merge group over the window: the packets its stations' sources hold together
+/// (each stored once, from the station that delivered it first), the gaps no station filled, what
+/// each station delivered, and what one filled for another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub group: String,
+    pub apid: u16,
+    pub held: SequenceSet,
+    pub gaps: Vec<Gap>,
+    /// Each station's source and the sequences whose copy it delivered.
+    pub stations: Vec<(String, SourceKey, SequenceSet)>,
+    pub filled: Vec<Filled>,
+}
+
+/// Sequences `first..=last` that `station` delivered within the span of `other` (from the first
+/// to the last sequence `other` delivered in the window): packets `other` lost, or delivered
+/// later than `station`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filled {
+    pub station: String,
+    pub other: String,
+    pub first: u64,
+    pub last: u64,
+}
+
+/// The passes of `sources` that belong to merge groups, by group and APID.
+pub fn passes(sources: &[SourceCompleteness], groups: &MergeGroups) -> Vec<Pass> {
+    let mut members: BTreeMap<(&str, u16), Vec<&SourceCompleteness>> = BTreeMap::new();
+    for source in sources {
+        if let Some((group, apid)) = groups.get(&source.source) {
+            members.entry((group, *apid)).or_default().push(source);
+        }
+    }
+    members
+        .into_iter()
+        .map(|((group, apid), members)| {
+            let (mut held, mut pruned) = (SequenceSet::default(), SequenceSet::default());
+            let mut stations = Vec::new();
+            for source in members {
+                source.held.runs().for_each(|(a, b)| held.insert_run(a, b));
+                let deleted = source
+                    .gaps
+                    .iter()
+                    .filter(|g| g.cause == GapCause::Retention);
+                deleted.for_each(|g| pruned.insert_run(g.first, g.last));
+                for (station, sequences) in &source.stations {
+                    stations.push((station.clone(), source.source, sequences.clone()));
+                }
+            }
+            let gaps = gaps(&held, Some(&pruned), GapCause::SpaceLink);
+            let filled = filled(&stations);
+            Pass {
+                group: group.to_owned(),
+                apid,
+                held,
+                gaps,
+                stations,
+                filled,
+            }
+        })
+        .collect()
+}
+
+/// The runs each station filled for another, station by station, lowest first.
+fn filled(stations: &[(String, SourceKey, SequenceSet)]) -> Vec<Filled> {
+    let mut filled = Vec::new();
+    for (station, _, held) in stations {
+        for (other, _, theirs) in stations {
+            let (Some(from), Some(to)) = (theirs.first(), theirs.last()) else {
+                continue;
+            };
+            if other == station {
+                continue;
+            }
+            let within = held.runs().filter(|&(a, b)| a <= to && b >= from);
+            filled.extend(within.map(|(a, b)| Filled {
+                station: station.clone(),
+                other: other.clone(),
+                first: a.max(from),
+                last: b.min(to),
+            }));
+        }
+    }
+    filled
 }
 
 /// A window divided into equal spans of received time, the buckets, for a picture of it.
@@ -134,6 +245,8 @@ struct Gathered {
     run_ends: Vec<(u64, u64)>,
     /// The sequence and received time of the frame last read, the end of the run being read.
     reading: Option<(u64, u64)>,
+    /// A link's source: the sequences each station delivered.
+    stations: BTreeMap<String, SequenceSet>,
 }
 
 impl Gathered {
@@ -176,6 +289,15 @@ impl Gathered {
             .extend(span.sequences.runs().map(|(_, last)| (last, newest)));
     }
 
+    /// Notes that `station` delivered these sequences.
+    fn add_station(&mut self, station: &str, runs: impl IntoIterator<Item = (u64, u64)>) {
+        let held = match self.stations.get_mut(station) {
+            Some(held) => held,
+            None => self.stations.entry(station.to_owned()).or_default(),
+        };
+        runs.into_iter().for_each(|(a, b)| held.insert_run(a, b));
+    }
+
     /// The source's answer: its gaps (cut by what retention deleted, `pruned`) and its timeline.
     fn finish(
         mut self,
@@ -183,7 +305,11 @@ impl Gathered {
         pruned: Option<&SequenceSet>,
         timeline: Option<&Timeline>,
     ) -> SourceCompleteness {
-        let gaps = gaps(&self.held, pruned);
+        let never = match self.stations.is_empty() {
+            true => GapCause::NotReceived,
+            false => GapCause::SpaceLink,
+        };
+        let gaps = gaps(&self.held, pruned, never);
         let timeline = timeline.map(|timeline| {
             let mut buckets: Vec<Bucket> = (self.buckets.iter())
                 .map(|&frames| Bucket { frames, missing: 0 })
@@ -211,6 +337,7 @@ impl Gathered {
             held: self.held,
             gaps,
             timeline,
+            stations: self.stations,
         }
     }
 
@@ -336,9 +463,13 @@ impl Reading<'_> {
                     let key = (frame.kind.to_byte(), frame.source_id);
                     let received = frame.received_unix_ns;
                     if window.contains(&received) && wants(self.filter, key) {
-                        (held.entry(key))
-                            .or_insert_with(|| Gathered::new(self.timeline))
-                            .add_frame(frame.sequence, received, self.timeline);
+                        let source =
+                            (held.entry(key)).or_insert_with(|| Gathered::new(self.timeline));
+                        source.add_frame(frame.sequence, received, self.timeline);
+                        if let Some(reception) = &frame.reception {
+                            let sequence = frame.sequence;
+                            source.add_station(&reception.delivery.station, [(sequence, sequence)]);
+                        }
                     }
                 }
                 from = records.next;
@@ -352,9 +483,11 @@ impl Reading<'_> {
     fn add_indexed(&self, contents: &SegmentIndex, span: (u64, u64), held: &mut Held) {
         for (&key, source) in &contents.sources {
             if wants(self.filter, key) {
-                (held.entry(key))
-                    .or_insert_with(|| Gathered::new(self.timeline))
-                    .add_indexed(source, span, self.timeline);
+                let gathered = (held.entry(key)).or_insert_with(|| Gathered::new(self.timeline));
+                gathered.add_indexed(source, span, self.timeline);
+                for (station, sequences) in contents.stations.get(&key).into_iter().flatten() {
+                    gathered.add_station(station, sequences.runs());
+                }
             }
         }
     }
@@ -368,30 +501,24 @@ pub fn to_json(sources: &[SourceCompleteness], filter: &FrameFilter) -> serde_js
     let sources: Vec<serde_json::Value> = sources
         .iter()
         .map(|s| {
-            let held: Vec<[u64; 2]> = s.held.runs().map(|(a, b)| [a, b]).collect();
-            let gaps: Vec<serde_json::Value> = (s.gaps.iter())
-                .map(|g| {
-                    serde_json::json!({
-                        "first": g.first,
-                        "last": g.last,
-                        "frames": g.last - g.first + 1,
-                        "cause": g.cause.label(),
-                    })
-                })
-                .collect();
             let mut source = serde_json::json!({
                 "kind": s.source.0.label(),
                 "source": s.source.1,
                 "frames": s.frames,
                 "first": s.held.first(),
                 "last": s.held.last(),
-                "held": held,
-                "gaps": gaps,
+                "held": runs_json(&s.held),
+                "gaps": gaps_json(&s.gaps),
             });
             if let Some(timeline) = &s.timeline {
                 let buckets: Vec<[u64; 2]> =
                     timeline.iter().map(|b| [b.frames, b.missing]).collect();
                 source["timeline"] = serde_json::json!(buckets);
+            }
+            if !s.stations.is_empty() {
+                source["stations"] = (s.stations.iter())
+                    .map(|(station, held)| station_json(station, None, held))
+                    .collect();
             }
             source
         })
@@ -403,14 +530,83 @@ pub fn to_json(sources: &[SourceCompleteness], filter: &FrameFilter) -> serde_js
     })
 }
 
+/// A station's runs: `{"station": NAME, ["source": "KIND:ID",] "frames": N, "held": [[first,
+/// last], ...]}`.
+fn station_json(station: &str, source: Option<SourceKey>, held: &SequenceSet) -> serde_json::Value {
+    let mut json =
+        serde_json::json!({"station": station, "frames": held.len(), "held": runs_json(held)});
+    if let Some((kind, id)) = source {
+        json["source"] = format!("{}:{id}", kind.label()).into();
+    }
+    json
+}
+
+fn runs_json(held: &SequenceSet) -> serde_json::Value {
+    held.runs()
+        .map(|(a, b)| [a, b])
+        .collect::<Vec<[u64; 2]>>()
+        .into()
+}
+
+fn gaps_json(gaps: &[Gap]) -> serde_json::Value {
+    (gaps.iter())
+        .map(|g| {
+            serde_json::json!({
+                "first": g.first,
+                "last": g.last,
+                "frames": g.last - g.first + 1,
+                "cause": g.cause.label(),
+            })
+        })
+        .collect()
+}
+
+/// [`to_json`], with the [`passes`] of `groups` under `passes` when there are any.
+pub fn answer_json(
+    sources: &[SourceCompleteness],
+    filter: &FrameFilter,
+    groups: &MergeGroups,
+) -> serde_json::Value {
+    let mut json = to_json(sources, filter);
+    let passes = passes(sources, groups);
+    if !passes.is_empty() {
+        json["passes"] = passes_json(&passes);
+    }
+    json
+}
+
+/// The passes as JSON, the `passes` of `GET /archive/completeness` and of `aggregator archive
+/// gaps --json --config FILE`.
+fn passes_json(passes: &[Pass]) -> serde_json::Value {
+    (passes.iter())
+        .map(|p| {
+            let stations: Vec<serde_json::Value> = (p.stations.iter())
+                .map(|(station, source, held)| station_json(station, Some(*source), held))
+                .collect();
+            let filled: Vec<serde_json::Value> = (p.filled.iter())
+                .map(|f| serde_json::json!({"station": f.station, "for": f.other, "first": f.first, "last": f.last}))
+                .collect();
+            serde_json::json!({
+                "group": p.group,
+                "apid": p.apid,
+                "frames": p.held.len(),
+                "held": runs_json(&p.held),
+                "gaps": gaps_json(&p.gaps),
+                "stations": stations,
+                "filled": filled,
+            })
+        })
+        .collect()
+}
+
 fn wants(filter: &FrameFilter, (kind, id): (u8, u32)) -> bool {
     let source = SourceKind::from_byte(kind).map(|kind| (kind, id));
     filter.sources.is_empty() || source.is_some_and(|s| filter.sources.contains(&s))
 }
 
 /// The gaps between the runs of `held`, each cut into what retention deleted (`pruned`) and what
-/// never arrived.
-fn gaps(held: &SequenceSet, pruned: Option<&SequenceSet>) -> Vec<Gap> {
+/// never arrived (`never`: the cause for this kind of source).
+fn gaps(held: &SequenceSet, pruned: Option<&SequenceSet>, never_cause: GapCause) -> Vec<Gap> {
     let mut gaps = Vec::new();
     let runs: Vec<(u64, u64)> = held.runs().collect();
     for pair in runs.windows(2) {
@@ -425,7 +621,7 @@ fn gaps(held: &SequenceSet, pruned: Option<&SequenceSet>) -> Vec<Gap> {
             if a > at {
                 gaps.push(gap(at, a - 1, GapCause::Retention));
             }
-            gaps.push(gap(a, b, GapCause::NotReceived));
+            gaps.push(gap(a, b, never_cause));
             at = b + 1;
         }
         if at <= last {
@@ -566,7 +762,7 @@ mod tests {
     fn gaps_between_held_runs_say_what_retention_deleted_and_what_never_came() {
         let held = set(&[(0, 9), (20, 29), (40, 49)]);
         assert_eq!(
-            gaps(&held, None),
+            gaps(&held, None, GapCause::NotReceived),
             [
                 gap(10, 19, GapCause::NotReceived),
                 gap(30, 39, GapCause::NotReceived)
@@ -575,7 +771,7 @@ mod tests {
         // Retention deleted 12..=15 and all of 30..=39.
         let pruned = set(&[(12, 15), (30, 39)]);
         assert_eq!(
-            gaps(&held, Some(&pruned)),
+            gaps(&held, Some(&pruned), GapCause::NotReceived),
             [
                 gap(10, 11, GapCause::NotReceived),
                 gap(12, 15, GapCause::Retention),
@@ -583,6 +779,66 @@ mod tests {
                 gap(30, 39, GapCause::Retention),
             ]
         );
-        assert_eq!(gaps(&set(&[(5, 9)]), Some(&pruned)), []);
+        assert_eq!(
+            gaps(&set(&[(5, 9)]), Some(&pruned), GapCause::NotReceived),
+            []
+        );
+    }
+
+    /// A merged pass: Kiruna delivered 0..=49 and 80..=119 but lost 50..=79, Svalbard filled
+    /// 50..=59 and 65..=79; nobody had 60..=64 nor 100..=109 (both lost on the space link).
+    /// Each station has a source of its own (live:507, live:607).
+    #[test]
+    fn a_pass_says_which_station_delivered_what_and_what_one_filled_for_the_other() {
+        let kiruna = [(0, 49), (80, 99), (110, 119)];
+        let svalbard = [(50, 59), (65, 79)];
+        let mut groups = MergeGroups::new();
+        let mut sources = Vec::new();
+        for (station, id, runs) in [
+            ("Kiruna", 507, &kiruna[..]),
+            ("Svalbard", 607, &svalbard[..]),
+        ] {
+            let mut source = Gathered::new(None);
+            for &(a, b) in runs {
+                (a..=b).for_each(|sequence| source.add_frame(sequence, 1000, None));
+                source.add_station(station, [(a, b)]);
+            }
+            let key = (SourceKind::LiveUplink, id);
+            sources.push(source.finish(key, None, None));
+            groups.insert(key, ("pass".into(), 7));
+        }
+        // Alone, each station's source has gaps on the space link.
+        assert_eq!(sources[1].gaps, [gap(60, 64, GapCause::SpaceLink)]);
+        let passes = passes(&sources, &groups);
+        assert_eq!(passes.len(), 1);
+        let pass = &passes[0];
+        assert_eq!((pass.group.as_str(), pass.apid), ("pass", 7));
+        assert_eq!(pass.held, set(&[(0, 59), (65, 99), (110, 119)]));
+        assert_eq!(
+            pass.gaps,
+            [
+                gap(60, 64, GapCause::SpaceLink),
+                gap(100, 109, GapCause::SpaceLink)
+            ]
+        );
+        let filled = |first, last| Filled {
+            station: "Svalbard".into(),
+            other: "Kiruna".into(),
+            first,
+            last,
+        };
+        assert_eq!(pass.filled, [filled(50, 59), filled(65, 79)]);
+        let json = answer_json(&sources, &FrameFilter::default(), &groups);
+        assert_eq!(json["sources"][0]["stations"][0]["station"], "Kiruna");
+        let stations = &json["passes"][0]["stations"];
+        assert_eq!(stations[1]["source"], "live:607");
+        assert_eq!(stations[1]["held"], serde_json::json!([[50, 59], [65, 79]]));
+        assert_eq!(
+            json["passes"][0]["filled"][0],
+            serde_json::json!({"station": "Svalbard", "for": "Kiruna", "first": 50, "last": 59})
+        );
+        // Without the config's groups, no passes.
+        let alone = answer_json(&sources, &FrameFilter::default(), &MergeGroups::new());
+        assert!(alone.get("passes").is_none());
     }
 }

@@ -83,6 +83,10 @@ pub struct SourceSpan {
 /// Each source's span, by (kind byte, id).
 pub type SourceSpans = BTreeMap<(u8, u32), SourceSpan>;
 
+/// The sequences each ground station delivered of a link's source, by (kind byte, id) and the
+/// station's name: which station's copy of each packet was stored.
+pub type StationSpans = BTreeMap<(u8, u32), BTreeMap<String, SequenceSet>>;
+
 /// What a segment holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SegmentIndex {
@@ -96,6 +100,8 @@ pub struct SegmentIndex {
     pub sources: SourceSpans,
     /// The time index: blocks in the order of their offsets.
     pub times: Vec<TimeBlock>,
+    /// Of the sources of ground-segment links, the sequences each station delivered.
+    pub stations: StationSpans,
 }
 
 /// A segment a shard's disk thread has sealed: durable, trimmed, its index written, and the
@@ -199,6 +205,25 @@ impl SegmentIndex {
     pub(crate) fn add_frame(&mut self, offset: u64, frame: &FrameRecord) {
         let source = (frame.kind, frame.source_id);
         self.add(offset, (source, frame.received_unix_ns), [frame.sequence]);
+        if let Some(reception) = &frame.reception {
+            let station = &reception.delivery.station;
+            self.add_station(source, station, [frame.sequence]);
+        }
+    }
+
+    /// Notes that `station` delivered these sequences of `source` (counted with [`Self::add`]).
+    pub(crate) fn add_station(
+        &mut self,
+        (kind, id): SourceKey,
+        station: &str,
+        sequences: impl IntoIterator<Item = u64>,
+    ) {
+        let stations = self.stations.entry((kind.to_byte(), id)).or_default();
+        let held = match stations.get_mut(station) {
+            Some(held) => held,
+            None => stations.entry(station.to_owned()).or_default(),
+        };
+        held.extend(sequences);
     }
 
     /// Puts a frame received at `received_ns` of the record at `offset` into the time index: into
@@ -300,7 +325,8 @@ impl SegmentIndex {
             .filter_map(|(&(kind, id), span)| Some(((SourceKind::from_byte(kind)?, id), span)))
     }
 
-    /// Appends the index file's bytes: [`encode_file`] with the time blocks after the spans.
+    /// Appends the index file's bytes: [`encode_file`] with the time blocks and the stations'
+    /// sequences after the spans.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let (oldest, newest) = self.received.unwrap_or((u64::MAX, 0));
         let head = [self.len, self.frames, oldest, newest];
@@ -309,6 +335,19 @@ impl SegmentIndex {
             for block in &self.times {
                 for value in [block.offset, block.oldest, block.newest, block.sources] {
                     out.extend_from_slice(&value.to_be_bytes());
+                }
+            }
+            let entries = self.stations.values().map(BTreeMap::len).sum::<usize>();
+            out.extend_from_slice(&(entries as u32).to_be_bytes());
+            for (&(kind, id), stations) in &self.stations {
+                for (station, sequences) in stations {
+                    out.push(kind);
+                    out.extend_from_slice(&id.to_be_bytes());
+                    // Station names are at most 255 bytes (the config's rule).
+                    let name = &station.as_bytes()[..station.len().min(255)];
+                    out.push(name.len() as u8);
+                    out.extend_from_slice(name);
+                    encode_runs(out, sequences);
                 }
             }
         });
@@ -332,15 +371,20 @@ pub(crate) fn encode_file(
         out.push(kind);
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&span.frames.to_be_bytes());
-        out.extend_from_slice(&(span.sequences.runs().count() as u32).to_be_bytes());
-        for (first, last) in span.sequences.runs() {
-            out.extend_from_slice(&first.to_be_bytes());
-            out.extend_from_slice(&last.to_be_bytes());
-        }
+        encode_runs(out, &span.sequences);
     }
     more(out);
     let crc = crc32fast::hash(out);
     out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// Appends a count of runs, then each run's `first` and `last`.
+fn encode_runs(out: &mut Vec<u8>, sequences: &SequenceSet) {
+    out.extend_from_slice(&(sequences.runs().count() as u32).to_be_bytes());
+    for (first, last) in sequences.runs() {
+        out.extend_from_slice(&first.to_be_bytes());
+        out.extend_from_slice(&last.to_be_bytes());
+    }
 }
 
 /// Reads what [`encode_file`] wrote: the head, the spans and what `more` reads of the rest;
@@ -369,24 +413,37 @@ pub(crate) fn decode_file<T>(
 
 /// Reads an index file's bytes; `None` when they are not a whole, valid index.
 pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
-    let ([len, frames, oldest, newest], sources, times) = decode_file(bytes, MAGIC, |input| {
-        let mut times = Vec::new();
-        for _ in 0..input.count()? {
-            let (offset, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?);
-            let sources = input.u64()?;
-            let after = times.last().is_none_or(|b: &TimeBlock| offset > b.offset);
-            if oldest > newest || !after {
-                return None;
+    let ([len, frames, oldest, newest], sources, (times, stations)) =
+        decode_file(bytes, MAGIC, |input| {
+            let mut times = Vec::new();
+            for _ in 0..input.count()? {
+                let (offset, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?);
+                let sources = input.u64()?;
+                let after = times.last().is_none_or(|b: &TimeBlock| offset > b.offset);
+                if oldest > newest || !after {
+                    return None;
+                }
+                times.push(TimeBlock {
+                    offset,
+                    oldest,
+                    newest,
+                    sources,
+                });
             }
-            times.push(TimeBlock {
-                offset,
-                oldest,
-                newest,
-                sources,
-            });
-        }
-        Some(times)
-    })?;
+            let mut stations = StationSpans::new();
+            for _ in 0..input.count()? {
+                let (kind, id) = (input.u8()?, input.u32()?);
+                SourceKind::from_byte(kind)?;
+                let len = usize::from(input.u8()?);
+                let name = std::str::from_utf8(input.bytes(len)?).ok()?.to_owned();
+                let sequences = input.runs()?;
+                stations
+                    .entry((kind, id))
+                    .or_default()
+                    .insert(name, sequences);
+            }
+            Some((times, stations))
+        })?;
     if times.last().is_some_and(|block| block.offset >= len) {
         return None;
     }
@@ -396,6 +453,7 @@ pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
         received: (oldest <= newest).then_some((oldest, newest)),
         sources,
         times,
+        stations,
     })
 }
 
@@ -441,6 +499,12 @@ impl Input<'_> {
             sequences.insert_run(first, last);
         }
         Some(sequences)
+    }
+
+    fn bytes(&mut self, n: usize) -> Option<&[u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
     }
 
     fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
@@ -492,6 +556,8 @@ mod tests {
         index.add(8, ((SourceKind::LiveUplink, 7), 2_000), 0..10);
         index.add(900, ((SourceKind::LiveUplink, 7), 1_000), [12, 13]);
         index.add(1_000, ((SourceKind::ArchivedReplay, 1), 3_000), [5]);
+        index.add_station((SourceKind::LiveUplink, 7), "Kiruna", 0..10);
+        index.add_station((SourceKind::LiveUplink, 7), "Svalbard", [12, 13]);
         index
     }
 

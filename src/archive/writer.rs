@@ -539,6 +539,10 @@ impl Writer {
             }
             let received = clock.received_ns(batch);
             self.contents.add(at, (key, received), sequences());
+            if let Some((delivery, _)) = batch.reception() {
+                self.contents
+                    .add_station(key, &delivery.station, sequences());
+            }
             self.span.add(Some((received, received)));
         }
         self.commit(&raised);

@@ -19,6 +19,7 @@ use aggregator::catalog::CatalogHandle;
 use aggregator::config::{ConfigError, LogFormat};
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::frame::parse_source;
+use aggregator::domain::sequence_set::SequenceSet;
 use aggregator::domain::units;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::{Start, Subscription};
@@ -248,6 +249,10 @@ enum ArchiveTool {
         /// One JSON object, as GET /archive/completeness answers.
         #[arg(long)]
         json: bool,
+        /// The daemon's config: with `[[links]]` of a merge group, each APID's pass too (the
+        /// stations' sources together: what each delivered, what one filled for another).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Write the frames received in a time window to a file: Parquet, CSV, NDJSON, or the raw or
     /// CCSDS payloads.
@@ -642,8 +647,13 @@ fn monitor_access(token_file: Option<&Path>, tls: &TlsArgs) -> Result<MonitorAcc
 fn archive(tool: ArchiveTool) -> ExitCode {
     match tool {
         ArchiveTool::Verify { dir, strict } => verify(&dir, strict),
-        ArchiveTool::Gaps { dir, window, json } => match window.filter(None) {
-            Ok(filter) => gaps(&dir, &filter, json),
+        ArchiveTool::Gaps {
+            dir,
+            window,
+            json,
+            config,
+        } => match window.filter(None) {
+            Ok(filter) => gaps(&dir, &filter, json, config.as_deref()),
             Err(why) => {
                 eprintln!("aggregator archive gaps: {why}");
                 ExitCode::from(2)
@@ -692,7 +702,16 @@ fn archive(tool: ArchiveTool) -> ExitCode {
 }
 
 /// Runs `aggregator archive gaps`: a line per source and per gap, or the JSON.
-fn gaps(dir: &Path, filter: &FrameFilter, json: bool) -> ExitCode {
+fn gaps(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> ExitCode {
+    let groups = match config.map(Config::load).transpose() {
+        Ok(config) => {
+            config.map_or_else(Default::default, |c| completeness::merge_groups(&c.links))
+        }
+        Err(err) => {
+            eprintln!("aggregator archive gaps: {err}");
+            return ExitCode::from(2);
+        }
+    };
     if !dir.is_dir() {
         eprintln!(
             "aggregator archive gaps: {} is not a directory",
@@ -708,17 +727,20 @@ fn gaps(dir: &Path, filter: &FrameFilter, json: bool) -> ExitCode {
         }
     };
     if json {
-        println!("{}", completeness::to_json(&sources, filter));
+        println!("{}", completeness::answer_json(&sources, filter, &groups));
         return ExitCode::SUCCESS;
     }
+    let runs = |held: &SequenceSet| {
+        let runs: Vec<String> = held.runs().map(|(a, b)| format!("{a}..{b}")).collect();
+        runs.join(",")
+    };
     for s in &sources {
-        let runs: Vec<String> = s.held.runs().map(|(a, b)| format!("{a}..{b}")).collect();
         println!(
             "{}:{} frames={} held={} gaps={}",
             s.source.0.label(),
             s.source.1,
             s.frames,
-            runs.join(","),
+            runs(&s.held),
             s.gaps.len()
         );
         for gap in &s.gaps {
@@ -729,6 +751,39 @@ fn gaps(dir: &Path, filter: &FrameFilter, json: bool) -> ExitCode {
                 gap.last - gap.first + 1,
                 gap.cause.label()
             );
+        }
+        for (station, held) in &s.stations {
+            println!(
+                "  station {station}: frames={} held={}",
+                held.len(),
+                runs(held)
+            );
+        }
+    }
+    for pass in completeness::passes(&sources, &groups) {
+        let (group, apid, held) = (&pass.group, pass.apid, &pass.held);
+        println!(
+            "pass {group} apid {apid}: frames={} held={}",
+            held.len(),
+            runs(held)
+        );
+        for gap in &pass.gaps {
+            let (first, last, cause) = (gap.first, gap.last, gap.cause.label());
+            println!(
+                "  gap {first}..{last} ({} frames): {cause}",
+                last - first + 1
+            );
+        }
+        for (station, (kind, id), held) in &pass.stations {
+            let (kind, frames) = (kind.label(), held.len());
+            println!(
+                "  station {station} ({kind}:{id}): frames={frames} held={}",
+                runs(held)
+            );
+        }
+        for f in &pass.filled {
+            let (station, other, first, last) = (&f.station, &f.other, f.first, f.last);
+            println!("  filled {first}..{last}: {station} for {other}");
         }
     }
     let frames: u64 = sources.iter().map(|s| s.frames).sum();

@@ -404,6 +404,24 @@ impl LinkConfig {
         in_table + usize::from(from_base) == 1
     }
 
+    /// The sources of this link that carry one APID's count ([`Self::carries_count`]), with
+    /// their APID: in a merge group, the stations' sources of one APID together hold the pass.
+    pub fn count_sources(&self) -> Vec<(u16, u32)> {
+        let table = self
+            .apid_sources
+            .iter()
+            .filter_map(|(apid, &id)| Some((apid.parse().ok()?, id)));
+        let mut sources: Vec<(u16, u32)> = table.collect();
+        if let Some(base) = self.apid_base {
+            sources
+                .extend((self.apids[0]..=self.apids[1]).map(|apid| (apid, base + u32::from(apid))));
+        }
+        sources.retain(|&(_, id)| self.carries_count(id));
+        sources.sort_unstable();
+        sources.dedup();
+        sources
+    }
+
     /// The sources the link may register, as ranges of ids, for the overlap check.
     fn source_ranges(&self) -> Vec<(u32, u32)> {
         let mut ranges: Vec<_> = self.source_id.iter().map(|&id| (id, id)).collect();

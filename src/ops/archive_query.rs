@@ -44,14 +44,21 @@ pub(crate) struct ArchiveQueries {
     archive: Option<(PathBuf, DurableEnds)>,
     permits: Arc<Semaphore>,
     most: usize,
+    /// The config's merge groups, for the passes of completeness answers.
+    groups: Arc<completeness::MergeGroups>,
 }
 
 impl ArchiveQueries {
-    pub(crate) fn new(archive: Option<(PathBuf, DurableEnds)>, most: usize) -> ArchiveQueries {
+    pub(crate) fn new(
+        archive: Option<(PathBuf, DurableEnds)>,
+        most: usize,
+        groups: completeness::MergeGroups,
+    ) -> ArchiveQueries {
         ArchiveQueries {
             archive,
             permits: Arc::new(Semaphore::new(most)),
             most,
+            groups: Arc::new(groups),
         }
     }
 }
@@ -102,10 +109,11 @@ pub(crate) async fn completeness(
     // `from` is there with `buckets` (the query says so), and `to` always.
     let timeline = (request.buckets.zip(filter.since).zip(filter.until))
         .map(|((buckets, from), to)| completeness::Timeline::new(from, to, buckets));
+    let groups = Arc::clone(&queries.groups);
     let answered = tokio::task::spawn_blocking(move || {
         let answer = completeness::completeness(&root, &durable, &filter, timeline.as_ref());
         drop(permit);
-        answer.map(|sources| completeness::to_json(&sources, &filter))
+        answer.map(|sources| completeness::answer_json(&sources, &filter, &groups))
     })
     .await;
     match answered {

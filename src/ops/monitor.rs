@@ -34,6 +34,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::completeness::merge_groups;
 use crate::archive::read::DurableEnds;
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, MonitorConfig};
@@ -132,7 +133,7 @@ impl MonitorState {
             tls,
             settings: config.monitor.clone(),
             drain_deadline: config.shutdown.drain_deadline,
-            archive: ArchiveQueries::new(archive, queries),
+            archive: ArchiveQueries::new(archive, queries, merge_groups(&config.links)),
         }
     }
 
