@@ -14,15 +14,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aggregator::protocol::ccsds::{PrimaryHeader, ASM};
 use aggregator::SourceKind;
-use common::process::{Daemon, DRAIN_DEADLINE};
+use common::process::{Daemon, Program, DRAIN_DEADLINE};
 use common::{http_get_json, Client};
 
 /// How long read_tm.py may take: it gives up on its own after 30 s and says why.
@@ -188,105 +186,23 @@ fn differences(sent: &[Vec<u8>], read: &[Vec<u8>]) -> Option<String> {
     (!differences.is_empty()).then(|| differences.join("\n"))
 }
 
-/// tests/cosmos/read_tm.py running beside the test, its packets read line by line; killed on
-/// drop.
-struct ReadTm {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl ReadTm {
-    /// Reads `count` packets, then to the end of the stream, with COSMOS' interface built from
-    /// `interface` (the `INTERFACE` line's arguments after its name).
-    fn start(count: usize, interface: &[String]) -> ReadTm {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("target/cosmos-venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run tests/cosmos/venv.sh (OpenC3 COSMOS, PyPI openc3)",
-            python.display()
-        );
-        let mut child = Command::new(python)
-            .arg(root.join("tests/cosmos/read_tm.py"))
-            .arg(count.to_string())
-            .args(interface)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start read_tm.py");
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-            text
-        });
-        ReadTm {
-            child,
-            lines,
-            stderr: Some(stderr),
-        }
-    }
-
-    /// The next packet read, or why none came: its exit and stderr (it is killed then).
-    fn next_packet(&mut self) -> Result<Vec<u8>, String> {
-        match self.lines.recv_timeout(COSMOS_PATIENCE) {
-            Ok(line) => Ok(unhex(&line)),
-            Err(err) => Err(format!("{err}; {}", self.kill())),
-        }
-    }
-
-    /// `Some(why)` once read_tm.py has exited.
-    fn exited(&mut self) -> Option<String> {
-        let status = self.child.try_wait().unwrap()?;
-        Some(format!("it exited {status}:\n{}", self.stderr_text()))
-    }
-
-    /// Kills it; its exit and stderr.
-    fn kill(&mut self) -> String {
-        let _ = self.child.kill();
-        let status = self.child.wait().unwrap();
-        format!("it exited {status}:\n{}", self.stderr_text())
-    }
-
-    /// Waits for its exit: the status, the packets it read on, and its stderr.
-    fn finish(mut self) -> (ExitStatus, Vec<Vec<u8>>, String) {
-        let deadline = Instant::now() + COSMOS_PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                panic!("read_tm.py did not exit in time; {}", self.kill());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let rest = self.lines.iter().map(|line| unhex(&line)).collect();
-        (status, rest, self.stderr_text())
-    }
-
-    fn stderr_text(&mut self) -> String {
-        let stderr = self.stderr.take().map(|thread| thread.join().unwrap());
-        stderr.unwrap_or_default()
-    }
-}
-
-impl Drop for ReadTm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// tests/cosmos/read_tm.py, reading `count` packets, then to the end of the stream, with COSMOS'
+/// interface built from `interface` (the `INTERFACE` line's arguments after its name): a line of
+/// hex a packet.
+fn read_tm(count: usize, interface: &[String]) -> Program {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/cosmos-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/cosmos/venv.sh (OpenC3 COSMOS, PyPI openc3)",
+        python.display()
+    );
+    let mut command = Command::new(python);
+    command
+        .arg(root.join("tests/cosmos/read_tm.py"))
+        .arg(count.to_string())
+        .args(interface);
+    Program::spawn("read_tm.py", command, COSMOS_PATIENCE)
 }
 
 /// The TM server's open connections, from the daemon's `/stats`.
@@ -311,7 +227,7 @@ async fn cosmos_reads_every_packet(asm: bool) {
     let name = if asm { "cosmos-asm" } else { "cosmos" };
     let mut daemon = Daemon::launch(name, "json", &config, "", None);
     let interface = example.interface_for(daemon.tm_port(SERVER));
-    let mut cosmos = ReadTm::start(PACKETS, &interface);
+    let mut cosmos = read_tm(PACKETS, &interface);
 
     let deadline = Instant::now() + COSMOS_PATIENCE;
     while tm_connections(&daemon).await != 1 {
@@ -326,8 +242,8 @@ async fn cosmos_reads_every_packet(asm: bool) {
     Client::store(daemon.uplink, SourceKind::LiveUplink, 1, 0, &sent).await;
     let mut read = Vec::with_capacity(PACKETS);
     while read.len() < PACKETS {
-        match cosmos.next_packet() {
-            Ok(packet) => read.push(packet),
+        match cosmos.try_next_line() {
+            Ok(line) => read.push(unhex(&line)),
             Err(why) => panic!(
                 "COSMOS ({interface:?}) stopped at {} of {PACKETS} packets: {why}",
                 read.len()
@@ -337,7 +253,7 @@ async fn cosmos_reads_every_packet(asm: bool) {
 
     daemon.signal(libc::SIGTERM);
     let (status, rest, stderr) = cosmos.finish();
-    read.extend(rest);
+    read.extend(rest.iter().map(|line| unhex(line)));
     assert!(
         status.success(),
         "read_tm.py exited {status} after the daemon's drain:\n{stderr}"

@@ -10,13 +10,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::process::{json_field, json_u64, Daemon, DRAIN_DEADLINE};
+use common::process::{json_field, json_u64, Daemon, Program, DRAIN_DEADLINE};
 use common::TempDir;
 
 /// How long a Python program may take: each gives up on its own after 30 s and says why.
@@ -63,110 +61,8 @@ fn run(name: &str, args: &[&str]) {
 }
 
 /// A Python program running beside the test, its stdout read line by line; killed on drop.
-struct Running {
-    name: &'static str,
-    child: Child,
-    /// The program's stdin, held open until [`Running::close_stdin`] (or the drop).
-    stdin: Option<std::process::ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Running {
-    fn start(name: &'static str, args: &[&str]) -> Running {
-        let mut child = program(name, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("start {name}: {err}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-            text
-        });
-        Running {
-            name,
-            child,
-            stdin,
-            lines,
-            stderr: Some(stderr),
-        }
-    }
-
-    /// The next line of stdout; fails the test, with the program's stderr, if none comes in time
-    /// or the program exits first.
-    fn next_line(&mut self, what: &str) -> String {
-        self.try_next_line()
-            .unwrap_or_else(|why| panic!("{}: no line with {what}: {why}", self.name))
-    }
-
-    /// The next line of stdout, or why none came (the program's exit and stderr); the program is
-    /// killed then.
-    fn try_next_line(&mut self) -> Result<String, String> {
-        self.lines.recv_timeout(PYTHON_PATIENCE).map_err(|err| {
-            let _ = self.child.kill();
-            let status = self.child.wait().unwrap();
-            let stderr = self.stderr_text();
-            format!("{err}; it exited {status}:\n{stderr}")
-        })
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for the exit; the status, the rest of stdout and stderr.
-    fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > PYTHON_PATIENCE {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let stderr = self.stderr_text();
-                panic!(
-                    "{} did not exit within {PYTHON_PATIENCE:?}:\n{stderr}",
-                    self.name
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let rest = self.lines.try_iter().collect();
-        let stderr = self.stderr_text();
-        (status, rest, stderr)
-    }
-
-    /// Everything the program wrote to stderr (once it has exited).
-    fn stderr_text(&mut self) -> String {
-        let handle = self.stderr.take();
-        handle
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+fn start(name: &'static str, args: &[&str]) -> Program {
+    Program::spawn(name, program(name, args), PYTHON_PATIENCE)
 }
 
 /// One packet as a manifest line gives it: `{"apid", "count", "len", "sha256"}`.
@@ -342,7 +238,7 @@ fn read_back_and_stop(daemon: &mut Daemon, what: &str, sent: &[Entry], port: u16
     if asm {
         args.push("--asm");
     }
-    let mut reader = Running::start("read_tm.py", &args);
+    let mut reader = start("read_tm.py", &args);
     let mut read = Vec::with_capacity(sent.len());
     while read.len() < sent.len() {
         match reader.try_next_line() {
@@ -489,7 +385,7 @@ fn a_kiss3_server_dialled_by_a_link_read_back_by_spacepackets() {
     let manifest = scratch.0.join("sent.jsonl");
     // APIDs 0x0C0 and 0x0DB and a data length field of 0xC0 (193 bytes) put FEND and FESC in the
     // headers; every other packet's data starts with them.
-    let mut kiss = Running::start(
+    let mut kiss = start(
         "kiss_server.py",
         &[
             "0",
@@ -607,7 +503,7 @@ fn the_comparison_names_what_differed() {
 #[ignore = "needs target/ground-venv (tests/ground/venv.sh); .ci/run runs it"]
 fn a_tm_forward_read_back_by_spacepackets() {
     let scratch = TempDir::new("ground-forward");
-    let mut reader = Running::start(
+    let mut reader = start(
         "read_udp.py",
         &["127.0.0.1", "0", "--expect", "600", "--until-stdin-closes"],
     );

@@ -1,9 +1,10 @@
 //! The `aggregator` binary as a child process: a config written to a scratch directory, the
 //! listener addresses read from its log, its log lines waited on, signals, and its exit.
 
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -256,4 +257,123 @@ pub fn json_u64(line: &str, key: &str) -> u64 {
     json_field(line, key)
         .parse()
         .unwrap_or_else(|_| panic!("{key:?} is not a number in {line}"))
+}
+
+/// An outside program running beside a test (a Python client, a peer's tool), its stdout read
+/// line by line; killed on drop. Every wait is bounded by its `patience`.
+pub struct Program {
+    name: String,
+    child: Child,
+    /// The program's stdin, held open until [`Program::close_stdin`] (or the drop).
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    patience: Duration,
+}
+
+impl Program {
+    /// Starts `command` with its stdin, stdout and stderr piped; fails the test if it cannot.
+    pub fn spawn(name: &str, mut command: Command, patience: Duration) -> Program {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {name}: {err}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        Program {
+            name: name.to_owned(),
+            child,
+            stdin,
+            lines,
+            stderr: Some(stderr),
+            patience,
+        }
+    }
+
+    /// The next line of stdout; fails the test, with the program's stderr, if none comes in time
+    /// or the program exits first.
+    pub fn next_line(&mut self, what: &str) -> String {
+        self.try_next_line()
+            .unwrap_or_else(|why| panic!("{}: no line with {what}: {why}", self.name))
+    }
+
+    /// The next line of stdout, or why none came (the program's exit and stderr); the program is
+    /// killed then.
+    pub fn try_next_line(&mut self) -> Result<String, String> {
+        match self.lines.recv_timeout(self.patience) {
+            Ok(line) => Ok(line),
+            Err(err) => Err(format!("{err}; {}", self.kill())),
+        }
+    }
+
+    /// `Some(its exit and stderr)` once the program has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().unwrap()?;
+        Some(format!("it exited {status}:\n{}", self.stderr_text()))
+    }
+
+    /// Kills it; its exit and stderr.
+    fn kill(&mut self) -> String {
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        format!("it exited {status}:\n{}", self.stderr_text())
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the exit; the status, the rest of stdout and stderr.
+    pub fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
+        let deadline = Instant::now() + self.patience;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let why = self.kill();
+                panic!(
+                    "{} did not exit within {:?}; {why}",
+                    self.name, self.patience
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let rest = self.lines.try_iter().collect();
+        (status, rest, self.stderr_text())
+    }
+
+    /// Everything the program wrote to stderr (once it has exited).
+    fn stderr_text(&mut self) -> String {
+        let handle = self.stderr.take();
+        handle
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
