@@ -4,6 +4,7 @@
 //! Every integration test file includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod ax25_audio;
 pub mod process;
 
 use std::future::Future;

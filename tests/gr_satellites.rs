@@ -1,0 +1,69 @@
+//! A `kiss_payload = "ax25"` link against an SDR decoder: gr-satellites 4.4 (Debian's
+//! `gr-satellites` package, run by GNU Radio 3.10, package `gnuradio`) demodulates the 9600 bd
+//! audio of `common::ax25_audio` through a satellite definition (FSK, AX.25 with G3RUH scrambling,
+//! tests/gr_satellites/satellite.yml) and serves the frames on its KISS server
+//! (`--kiss_server`), which the link dials.
+//!
+//! gr-satellites sends before every data frame a KISS frame of command 09: 8 bytes, its clock
+//! when it decoded the frame, in milliseconds since the Unix epoch. The link keeps it as each
+//! packet's earth-receive time. It reads raw 16-bit samples from its standard input
+//! (`--rawint16 /dev/stdin`): the WAV file's samples.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use aggregator::domain::units::unix_ns;
+use common::ax25_audio::{audio, packet, samples, OnTheAir, FRAMES, RATE};
+use common::{free_port, TempDir};
+
+/// Every packet on the air is stored once, byte for byte, in order, under its sender's source,
+/// each with gr-satellites' time as its earth-receive time: within the test's run, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs gr-satellites and GNU Radio (Debian packages gr-satellites, gnuradio), run by .ci/run"]
+async fn gr_satellites_kiss_server_stores_every_packet_with_its_time() {
+    let dir = TempDir::new("gr-satellites");
+    let packets: Vec<_> = (0..FRAMES).map(packet).collect();
+    let pcm = samples(&audio(&dir.0, &packets)).to_vec();
+    let port = free_port();
+    let satellite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gr_satellites/satellite.yml");
+    let log = dir.0.join("gr_satellites.log");
+    let output = std::fs::File::create(&log).unwrap();
+    let decoder = Command::new("gr_satellites")
+        .arg(satellite)
+        .args(["--rawint16", "/dev/stdin", "--samp_rate", RATE, "--hexdump"])
+        .args(["--kiss_server", &port.to_string()])
+        .args(["--kiss_server_address", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
+        .spawn()
+        .expect("gr_satellites runs (Debian package gr-satellites)");
+    let mut on_air = OnTheAir::connect(decoder, port, log).await;
+    let before = unix_ns(SystemTime::now()).unwrap();
+    on_air.play(pcm, packets.len()).await;
+    let after = unix_ns(SystemTime::now()).unwrap();
+    on_air.assert_every_packet_once(&packets);
+    let times: Vec<u64> = (on_air.archive.records().iter())
+        .map(|r| {
+            let reception = r
+                .reception
+                .as_ref()
+                .expect("a link's frame has its reception");
+            reception
+                .received
+                .earth_unix_ns
+                .expect("gr-satellites' time")
+        })
+        .collect();
+    // Milliseconds: the first may be up to one below the instant the audio began.
+    let window = before - before % 1_000_000..=after;
+    assert!(
+        times.iter().all(|t| window.contains(t)),
+        "earth-receive times {times:?} outside {window:?}"
+    );
+    assert!(times.is_sorted(), "in the order decoded: {times:?}");
+    assert!(on_air.daemon.shutdown().await.is_clean());
+}
