@@ -12,6 +12,9 @@
 //! first packet once the link listens again. Packets go in batches, each once Yamcs counted the
 //! last: UDP has no flow control, and a burst overflows Yamcs' socket buffer.
 //!
+//! And Yamcs is the oracle for transfer frames: the same TM and AOS frames go to its
+//! `UdpTmFrameLink`s and to the daemon's links of frames, and both give the same packets.
+//!
 //! Yamcs' jars come from PyPI's fprime-yamcs-bundle in target/yamcs-venv (tests/yamcs/venv.sh),
 //! run by Java 17 (Debian's openjdk-17-jre-headless); .ci/run installs both.
 
@@ -24,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aggregator::protocol::ccsds::PrimaryHeader;
+use aggregator::protocol::frames::{FrameFormat, FrameKind, FrameWriter};
 use aggregator::SourceKind;
 use base64::Engine;
 use common::process::Daemon;
@@ -88,13 +92,18 @@ struct Yamcs {
     child: Child,
     http: SocketAddr,
     log: PathBuf,
+    /// The UDP ports of its links of TM and of AOS transfer frames.
+    tm_frames: u16,
+    aos_frames: u16,
 }
 
 impl Yamcs {
-    /// Starts Yamcs with its links to the TM server on `tm_port` and on `udp_port`.
+    /// Starts Yamcs with its links to the TM server on `tm_port` and on `udp_port`, and its
+    /// frame links on free ports.
     fn start(scratch: &Path, tm_port: u16, udp_port: u16) -> Yamcs {
         let home = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/yamcs");
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let (tm_frames, aos_frames) = (free_udp_port(), free_udp_port());
         let log = scratch.join("yamcs.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new("java")
@@ -115,13 +124,21 @@ impl Yamcs {
             .env("AGGREGATOR_HOST", "127.0.0.1")
             .env("AGGREGATOR_TM_PORT", tm_port.to_string())
             .env("YAMCS_UDP_PORT", udp_port.to_string())
+            .env("YAMCS_TM_FRAMES_PORT", tm_frames.to_string())
+            .env("YAMCS_AOS_FRAMES_PORT", aos_frames.to_string())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .process_group(0)
             .spawn()
             .expect("start java (Debian package openjdk-17-jre-headless)");
-        Yamcs { child, http, log }
+        Yamcs {
+            child,
+            http,
+            log,
+            tm_frames,
+            aos_frames,
+        }
     }
 
     /// The end of Yamcs' log, for failures.
@@ -183,13 +200,17 @@ impl Yamcs {
             .await;
     }
 
-    /// Every packet Yamcs' archive holds from link `name`, as bytes, read a page at a time.
-    async fn archived(&self, name: &str) -> Vec<Vec<u8>> {
+    /// Every packet Yamcs' archive holds from link `name` (of every link with `None`), as bytes,
+    /// read a page at a time.
+    async fn archived(&self, name: Option<&str>) -> Vec<Vec<u8>> {
         let mut packets = Vec::new();
         let mut next: Option<String> = None;
         loop {
             let mut query = form_urlencoded::Serializer::new(String::new());
-            query.append_pair("link", name).append_pair("limit", "1000");
+            if let Some(name) = name {
+                query.append_pair("link", name);
+            }
+            query.append_pair("limit", "1000");
             if let Some(token) = &next {
                 query.append_pair("next", token);
             }
@@ -278,10 +299,10 @@ async fn feed_and_check(
     let mut expected = packets.to_vec();
     expected.sort();
     let deadline = Instant::now() + YAMCS_PATIENCE;
-    let mut archived = yamcs.archived(link).await;
+    let mut archived = yamcs.archived(Some(link)).await;
     while archived.len() < expected.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        archived = yamcs.archived(link).await;
+        archived = yamcs.archived(Some(link)).await;
     }
     archived.sort();
     let missing = expected
@@ -321,9 +342,10 @@ async fn yamcs_archives_every_packet_of_a_tm_server_and_of_a_tm_forward() {
         .await;
     let links = format!("/api/links/{INSTANCE}");
     yamcs
-        .wait_for("both links OK", &links, |answer| {
-            let links = answer["links"].as_array().into_iter().flatten();
-            links.filter(|link| link["status"] == "OK").count() == 2
+        .wait_for("every link OK", &links, |answer| {
+            // The frame links list a link of each virtual channel too.
+            let links = answer["links"].as_array().map_or(&[][..], Vec::as_slice);
+            links.len() >= 4 && links.iter().all(|link| link["status"] == "OK")
         })
         .await;
 
@@ -346,7 +368,201 @@ async fn yamcs_archives_every_packet_of_a_tm_server_and_of_a_tm_forward() {
     assert_eq!(count(&server["packets_sent"]), PACKETS as u64, "{server}");
 
     // Each link's packets only under its own name.
-    assert_eq!(yamcs.archived(UDP_LINK).await.len(), PACKETS);
+    assert_eq!(yamcs.archived(Some(UDP_LINK)).await.len(), PACKETS);
     let forward_link = yamcs.link(UDP_LINK).await;
     assert_eq!(count(&forward_link["dataInCount"]), PACKETS as u64);
+}
+
+/// The TM frames of the frames test: 223 bytes with a FECF, spacecraft 42, as
+/// tests/yamcs/etc/yamcs.aggregator.yaml's `tm-frames` link reads them.
+const TM_FRAMES: FrameFormat = FrameFormat {
+    kind: FrameKind::Tm,
+    length: 223,
+    spacecraft_id: 42,
+    randomized: false,
+    fecf: true,
+    ocf: false,
+    header_error_control: false,
+    insert_zone: 0,
+};
+
+/// The AOS frames: 256 bytes with a FECF, spacecraft 171, no header error control, insert zone
+/// or OCF (the `aos-frames` link).
+const AOS_FRAMES: FrameFormat = FrameFormat {
+    kind: FrameKind::Aos,
+    length: 256,
+    spacecraft_id: 171,
+    ..TM_FRAMES
+};
+
+/// Frames of channels 0 and 1 as a spacecraft sends them, and the packets in them: 4 APIDs from
+/// `apid`, odd ones on channel 1, each packet's count its number (so that Yamcs, which keys its
+/// archive by the header's first 4 bytes and its clock's millisecond, keeps each); 1 to 300
+/// bytes of data, every 10th 700 (several frames), an idle frame now and then (TM: of channel 7,
+/// which carries nothing else; AOS: channel 63), and idle packets filling each channel's last
+/// frame. (A TM idle frame of a channel in the middle of one of its packets, which no spacecraft
+/// sends, is where the two differ: Yamcs drops that packet, the daemon keeps it.)
+fn spacecraft_frames(format: FrameFormat, apid: u16) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut channels = [0, 1].map(|vc| FrameWriter::new(format, vc, 0));
+    let mut idle = FrameWriter::new(format, 7, 0);
+    let (mut frames, mut packets) = (Vec::new(), Vec::new());
+    for i in 0..240u16 {
+        let len = if i % 10 == 9 {
+            700
+        } else {
+            1 + usize::from(i * 37 % 300)
+        };
+        let header = PrimaryHeader::telemetry(apid + i % 4, i, len);
+        let packet: Vec<u8> = (header.encode().into_iter())
+            .chain((0..len).map(|j| (usize::from(i) ^ j) as u8))
+            .collect();
+        let channel = &mut channels[usize::from(i % 2)];
+        channel.push(&packet);
+        packets.push(packet);
+        frames.extend(std::iter::from_fn(|| channel.next_frame()));
+        if i % 17 == 0 {
+            frames.push(idle.idle_frame());
+        }
+    }
+    for channel in &mut channels {
+        channel.flush();
+        frames.extend(std::iter::from_fn(|| channel.next_frame()));
+    }
+    (frames, packets)
+}
+
+/// Yamcs as the oracle for transfer frames: the same TM frames, then the same AOS frames, each a
+/// datagram, go to Yamcs' `UdpTmFrameLink`s and to the daemon's `udp` links of `tm-frames` and
+/// `aos-frames` framing (`frame_marker = false`); both take the same packets out of them, each
+/// once, in each APID's order, and the same as the spacecraft put in. Datagrams go in batches,
+/// each once both counted the last.
+#[tokio::test]
+#[ignore = "needs Yamcs (PyPI fprime-yamcs-bundle) and Java 17, run by .ci/run"]
+async fn yamcs_and_the_daemon_take_the_same_packets_out_of_frames() {
+    let scratch = TempDir::new("yamcs-frames");
+    let links = |name: &str, framing: &str, format: FrameFormat, base: u32| {
+        format!(
+            "[[links]]\nname = \"{name}\"\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n\
+             framing = \"{framing}\"\nframe_length = {}\nspacecraft_id = {}\n\
+             virtual_channels = [0, 1]\nframe_marker = false\nfecf = true\napid_base = {base}\n",
+            format.length, format.spacecraft_id
+        )
+    };
+    let toml = links("tm", "tm-frames", TM_FRAMES, 10_000)
+        + &links("aos", "aos-frames", AOS_FRAMES, 20_000);
+    let mut config = common::test_config();
+    config.links = aggregator::Config::parse(&toml, Path::new("frames.toml"))
+        .expect("valid [[links]]")
+        .links;
+    let (archive, sink) = common::Archive::open();
+    let daemon = common::TestDaemon::start(config, sink).await;
+    let mut yamcs = Yamcs::start(&scratch.0, free_port(), free_udp_port());
+    let instance = format!("/api/instances/{INSTANCE}");
+    yamcs
+        .wait_for("the instance running", &instance, |i| {
+            i["state"] == "RUNNING"
+        })
+        .await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let yamcs_at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let cases = [
+        (TM_FRAMES, 200, "tm", "tm-frames", yamcs_at(yamcs.tm_frames)),
+        (
+            AOS_FRAMES,
+            300,
+            "aos",
+            "aos-frames",
+            yamcs_at(yamcs.aos_frames),
+        ),
+    ];
+    for (format, apid, ours, theirs, to_yamcs) in cases {
+        let link = format!("/api/links/{INSTANCE}/{theirs}");
+        yamcs
+            .wait_for("the frame link OK", &link, |l| l["status"] == "OK")
+            .await;
+        let (frames, packets) = spacecraft_frames(format, apid);
+        let mut sent = 0;
+        for batch in frames.chunks(20) {
+            for frame in batch {
+                socket.send_to(frame, to_yamcs).await.unwrap();
+                socket.send_to(frame, daemon.links[ours]).await.unwrap();
+            }
+            sent += batch.len() as u64;
+            let what = format!("{theirs} counted {sent} frames");
+            yamcs
+                .wait_for(&what, &link, |l| count(&l["dataInCount"]) >= sent)
+                .await;
+            common::wait_until(
+                &format!("the daemon's {ours} link took {sent} frames"),
+                YAMCS_PATIENCE,
+                || {
+                    let links = daemon.stats.links();
+                    let link = links.iter().find(|l| l.name == ours).expect("the link");
+                    link.frames.as_ref().is_some_and(|q| q.frames_good >= sent)
+                },
+            )
+            .await;
+        }
+        let of_apids =
+            |p: &Vec<u8>| (apid..apid + 4).contains(&PrimaryHeader::parse(p).unwrap().apid);
+        let ours_stored: Vec<Vec<u8>> = (archive.records().iter())
+            .map(|r| r.payload.to_vec())
+            .filter(of_apids)
+            .collect();
+        // The link counts a packet before the archive writes it.
+        let deadline = Instant::now() + YAMCS_PATIENCE;
+        let mut theirs_stored = yamcs.archived(None).await;
+        while theirs_stored.iter().filter(|p| of_apids(p)).count() < packets.len()
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            theirs_stored = yamcs.archived(None).await;
+        }
+        theirs_stored.retain(of_apids);
+        let per_apid = |packets: &[Vec<u8>]| {
+            let mut by_apid: std::collections::BTreeMap<u16, Vec<Vec<u8>>> = Default::default();
+            for p in packets {
+                by_apid
+                    .entry(PrimaryHeader::parse(p).unwrap().apid)
+                    .or_default()
+                    .push(p.clone());
+            }
+            by_apid
+        };
+        // Yamcs' archive lists by time: within a millisecond, in any order; sorted, the same set.
+        let mut sorted = theirs_stored.clone();
+        sorted.sort();
+        let mut expected = packets.clone();
+        expected.sort();
+        assert!(
+            sorted == expected,
+            "{theirs}: Yamcs took {} packets of the {} sent",
+            sorted.len(),
+            expected.len()
+        );
+        assert_eq!(
+            per_apid(&ours_stored),
+            per_apid(&packets),
+            "{ours}: the daemon's packets"
+        );
+        let info = yamcs.link(theirs).await;
+        let quality = daemon
+            .stats
+            .links()
+            .into_iter()
+            .find(|l| l.name == ours)
+            .unwrap()
+            .frames
+            .unwrap();
+        assert_eq!(
+            (
+                quality.frames_bad_fecf,
+                quality.vc_gaps,
+                quality.packets_dropped_incomplete
+            ),
+            (0, 0, 0),
+            "{info}"
+        );
+    }
+    assert!(daemon.shutdown().await.is_clean());
 }
