@@ -479,6 +479,8 @@ async fn a_kiss_link_takes_packets_out_of_ax25_frames() {
         daemon.stats.links()[0].copies == 1
     })
     .await;
+    // The copy is known at the link, before the packets ahead of it reach the archive.
+    wait_for_packets(&archive, 3).await;
     let mut stored = stored_packets(&archive);
     stored.sort();
     assert_eq!(stored, [(3, 0), (3, 1), (4, 0)]);
