@@ -20,8 +20,9 @@ error.
 
 With --retention-mib N the guest's archive is bounded ([archive.retention] max_bytes = "N MiB"):
 with small segments (--segment-mib) retention deletes the oldest segments all through the load,
-and the cuts land among its deletions (the daemon's /stats, read 2 s before each cut and at it,
-says how many it made in between). What retention deleted is read from the archive itself: each
+and each cut, after its random load, waits for retention's next deletion (the daemon's /stats,
+polled) and lands within 2 s of it, however slow the host (the summary counts the cuts whose
+window saw a deletion). What retention deleted is read from the archive itself: each
 shard's RETENTION file, dumped by the guest's verify script. An acknowledged frame it names deleted
 is excused; every other acknowledged frame must be in the archive: none below a source's first
 retained sequence, none above its last, no gap between (verify does not call deleted sequences
@@ -54,33 +55,42 @@ SOURCES = 48
 # bytes as the ack logs name them.
 RETENTION_MAGIC = b"TLMRET01"
 SOURCE_KINDS = {0: "live", 1: "replay"}
-# How long before a cut the daemon's retention counters are read a first time.
-CUT_WINDOW_S = 2.0
+# With --retention-mib, each cut waits for retention's next deletion (the daemon's /stats, read
+# every PROBE_EVERY_S for at most PROBE_WAIT_S) and lands at a random moment in the CUT_WINDOW_S
+# after the last read that had not seen it.
+PROBE_EVERY_S, PROBE_WAIT_S, CUT_WINDOW_S = 0.2, 600.0, 2.0
 
 
 def cut_under_load(guest, load, rng, args, out_path, what, probe=None):
     """Lets `load` run for a random time (--load-min to --load-max seconds), cuts the guest's power
     under it, and waits for the load to give up; returns how long it ran before the cut. With
-    `probe`, calls it CUT_WINDOW_S (or half the load, if shorter) before the cut and just before
-    it, and returns the two answers too."""
+    `probe` (returning a count that grows), the cut then waits for the count to grow (polled every
+    PROBE_EVERY_S, for at most PROBE_WAIT_S) and lands at a random moment in the CUT_WINDOW_S after
+    the last probe that had not seen it grow; returns that probe's answer and one just before the
+    cut too."""
     load_for = rng.uniform(args.load_min, args.load_max)
-    window = min(CUT_WINDOW_S, load_for / 2) if probe else 0.0
     started = time.monotonic()
-    probed = []
 
     def run_until(at):
         try:
-            load.wait(timeout=max(0.0, started + at - time.monotonic()))
+            load.wait(timeout=max(0.0, at - time.monotonic()))
             raise RuntimeError(f"the load ended before the cut:\n{Path(out_path).read_text(errors='replace')[-2000:]}")
         except subprocess.TimeoutExpired:
             pass
 
+    run_until(started + load_for)
+    probed = []
     if probe:
-        run_until(load_for - window)
-        probed.append(probe())
-    run_until(load_for)
-    if probe:
-        probed.append(probe())
+        before = probe()
+        give_up = time.monotonic() + PROBE_WAIT_S
+        while time.monotonic() < give_up:
+            run_until(time.monotonic() + PROBE_EVERY_S)
+            now = probe()
+            if None not in (before[1], now[1]) and now[1] > before[1]:
+                break
+            before = now
+        run_until(before[0] + rng.uniform(PROBE_EVERY_S, CUT_WINDOW_S))
+        probed = [before, probe()]
     guest.cut()
     cut_load_s = time.monotonic() - started
     try:
