@@ -7,6 +7,7 @@
 //! target/release/aggregator-bench run smoke          # ~15 s; bench/tests/smoke.rs runs it
 //! target/release/aggregator-bench run full --json target/bench.json
 //! target/release/aggregator-bench run main-64b --daemon /other/build/aggregator
+//! target/release/aggregator-bench run queries --archive /work/day   # a 10 GiB day, ~15 min
 //! ```
 //!
 //! The parent process starts each server variant as a child (`--role server --variant X`) and the
@@ -32,6 +33,7 @@
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
 //! - `witness`: a writer outside that throttle timing the disk's own syncs meanwhile.
 //! - `retention`: the retention run: ingest with retention deleting segments, against without.
+//! - `queries`: the queries run: an archive of a day asked by `query-bench`, and judged.
 //! - `sweep`: the shard sweep: the daemon variants at each `runtime.shards`, interleaved rounds.
 //! - `diskstat`: a disk's I/O counters over a window (the retention run's archive disk).
 //! - `durable`: the durable floor: the archive's filesystem's sequential writes with `fsync`.
@@ -60,6 +62,7 @@ mod floor;
 mod load;
 mod orchestrate;
 mod plot;
+mod queries;
 mod report;
 mod restart;
 mod results;
@@ -207,6 +210,10 @@ struct RunArgs {
     /// Also write the summary, with every run, as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// The queries run's archive of a day: made there by bench/random-archive.py when the
+    /// directory is empty or missing, used again when an earlier run made it.
+    #[arg(long, value_name = "DIR", default_value = "target/bench-day")]
+    archive: PathBuf,
     /// Where the shard sweep's plot (SVG) goes [default: shards.svg beside --json, else
     /// target/shards.svg].
     #[arg(long, value_name = "FILE")]
@@ -336,8 +343,22 @@ fn list() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    let scenario = match Scenario::load(&args.scenario) {
+        Ok(scenario) => scenario,
+        Err(err) => {
+            eprintln!("aggregator-bench: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(queries) = &scenario.queries {
+        return queries::run(
+            queries,
+            &scenario.targets,
+            &args.archive,
+            args.json.as_deref(),
+        );
+    }
     let prepared = load_daemon_config(args.daemon_config.as_deref()).and_then(|config| {
-        let scenario = Scenario::load(&args.scenario)?;
         let daemon = match &args.daemon {
             Some(path) => Some(
                 std::fs::canonicalize(path)

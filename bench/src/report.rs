@@ -10,7 +10,7 @@ use crate::results::{
     RetentionRound, RunResult, ThrottleResult, Throttled, CONSUMERS,
 };
 use crate::summary::{Aggregate, Machine, Ratio, Stat, Summary};
-use crate::targets::{at_least, Goals, Target};
+use crate::targets::{self, at_least, Goals, Target};
 use crate::{shard_report, Variant};
 /// Host steal above this share of a window is pointed out under the table.
 const STEAL_NOTED_PCT: f64 = 5.0;
@@ -531,18 +531,7 @@ pub fn render(s: &Summary) -> String {
         o,
         "\nTargets (the scenario's, and the checks every run makes):\n"
     );
-    let _ = writeln!(o, "| target | goal | measured | met |");
-    let _ = writeln!(o, "|---|---|---|---|");
-    for t in &s.targets {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} |",
-            t.name,
-            t.target,
-            t.measured,
-            if t.met { "yes" } else { "**no**" }
-        );
-    }
+    o.push_str(&targets::table(&s.targets));
     let errors: u64 = s.runs.iter().map(|r| r.connection_errors).sum();
     if errors > 0 {
         let first = s

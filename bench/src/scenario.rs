@@ -67,6 +67,9 @@ pub struct Scenario {
     /// The retention run: the durable daemon at each payload with `[archive.retention]` deleting
     /// continuously, against the same archive without retention, in interleaved rounds.
     pub retention: Option<RetentionScenario>,
+    /// The queries run: asking an archive of a day (`query-bench`). A scenario with it runs
+    /// nothing else.
+    pub queries: Option<QueriesScenario>,
     /// The most MiB one measurement of the durable floor writes.
     #[serde(default = "durable_floor_mib")]
     pub durable_floor_mib: u64,
@@ -89,6 +92,39 @@ pub struct RetentionScenario {
     pub max_segments_per_shard: u64,
 }
 
+/// The queries run: `bench/random-archive.py` makes the archive of a day (when the directory
+/// holds none), then `query-bench` asks it and measures the daemon's ingest beside the asking.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueriesScenario {
+    /// The archive's size in MiB, its frames' payload in bytes, its shards and its live
+    /// sources, received round robin over 2026-11-24.
+    pub archive_mib: u64,
+    #[serde(default = "kib")]
+    pub payload: usize,
+    #[serde(default = "two")]
+    pub shards: usize,
+    #[serde(default = "fifty")]
+    pub sources: u32,
+    /// Range queries measured, each of a quarter of an hour of one source.
+    pub queries: u64,
+    /// Rounds of ingest alone and beside queries and exports, and each round's seconds.
+    pub rounds: usize,
+    pub ingest_s: u64,
+    /// The niceness the exports beside ingest run at.
+    #[serde(default)]
+    pub export_nice: i32,
+}
+
+fn kib() -> usize {
+    1024
+}
+fn two() -> usize {
+    2
+}
+fn fifty() -> u32 {
+    50
+}
 fn one() -> usize {
     1
 }
@@ -150,6 +186,26 @@ impl Scenario {
                 "retention.max_segments_per_shard = {}: the daemon keeps two per shard at least",
                 r.max_segments_per_shard
             ));
+        }
+        if let Some(q) = &self.queries {
+            let others = !self.payloads.is_empty()
+                || !self.scale.is_empty()
+                || !self.shards.is_empty()
+                || !self.catalog.is_empty()
+                || self.churn.is_some()
+                || self.retention.is_some()
+                || self.throttle_mib_per_s.is_some()
+                || self.consumers
+                || self.drain
+                || self.restart;
+            if others {
+                return Err("a scenario with [queries] runs nothing else".into());
+            }
+            if q.archive_mib == 0 || q.queries == 0 || q.shards == 0 || q.sources == 0 {
+                return Err(
+                    "queries: give archive_mib, queries, shards and sources above 0".into(),
+                );
+            }
         }
         let most = aggregator::domain::shard::MAX_SHARDS;
         if let Some(n) = self.shards.iter().find(|&&n| n == 0 || n > most) {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every figure a target may bound, with what it is.
-pub const MEASURES: [(&str, &str); 15] = [
+pub const MEASURES: [(&str, &str); 19] = [
     (
         "throughput_over_floor_64b",
         "64 B frames/s of daemon and pipeline over the floor's, main runs",
@@ -63,6 +63,22 @@ pub const MEASURES: [(&str, &str); 15] = [
     (
         "sweep_durable_over_durable_floor",
         "durable daemon's archived MB/s over the durable floor's",
+    ),
+    (
+        "query_first_frame_ms",
+        "a quarter of an hour of one source, archive evicted: first frame, slowest query",
+    ),
+    (
+        "query_read_over_allowance",
+        "bytes the daemon read for a range query over 2 x its answer + the indexes, largest",
+    ),
+    (
+        "completeness_day_ms",
+        "completeness of every source over the day, archive evicted",
+    ),
+    (
+        "ingest_beside_queries_over_alone",
+        "ingest beside range queries and a Parquet export over ingest alone, medians",
     ),
 ];
 
@@ -135,4 +151,14 @@ pub fn at_least(name: String, goal: f64, value: f64, unit: &str) -> Target {
         measured: format!("{value:.2}{unit} ({:+.0}%)", (value / goal - 1.0) * 100.0),
         met: value >= goal,
     }
+}
+
+/// `targets` as a Markdown table.
+pub fn table(targets: &[Target]) -> String {
+    let mut out = String::from("| target | goal | measured | met |\n|---|---|---|---|\n");
+    for t in targets {
+        let met = if t.met { "yes" } else { "**no**" };
+        out += &format!("| {} | {} | {} | {met} |\n", t.name, t.target, t.measured);
+    }
+    out
 }

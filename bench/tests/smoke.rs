@@ -4,6 +4,7 @@
 //! frame acknowledged, and retention must delete segments in its windows.
 //! The throttle run, which needs root and a cgroup v1 blkio hierarchy, must either say why it was
 //! skipped or count acknowledgements, drain without loss and remove its cgroup.
+//! The queries run must make its day's archive and answer every query on it.
 
 use std::path::Path;
 use std::process::Command;
@@ -181,4 +182,40 @@ fn the_retention_run_deletes_segments_in_the_window_with_retention_only() {
             );
         }
     }
+}
+
+/// The queries run on a small day: it makes the archive, every range query returns frames, the
+/// completeness lists every source, and ingest is measured alone and beside the asking. A
+/// directory that holds something else is refused, not measured. The figures are not a test's
+/// business.
+#[test]
+fn the_queries_run_makes_its_archive_and_answers_every_query() {
+    let dir = std::env::temp_dir().join(format!("aggregator-bench-day-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let archive = dir.to_str().expect("a UTF-8 temporary directory");
+    let (stdout, summary) = bench(&["run", "queries-smoke", "--archive", archive], "queries");
+    let figures = &summary["figures"];
+    let ranges = figures["ranges"].as_array().expect("ranges");
+    assert_eq!(ranges.len(), 2, "{stdout}");
+    for range in ranges {
+        assert!(range["frames"].as_u64() > Some(0), "{stdout}");
+        assert!(range["answer_bytes"].as_u64() > Some(0), "{stdout}");
+    }
+    assert_eq!(figures["completeness_sources"], 2, "{stdout}");
+    for rate in ["ingest_alone", "ingest_beside"] {
+        assert!(figures[rate].as_f64() > Some(0.0), "{rate}: {stdout}");
+    }
+    assert!(Path::new(archive).join("bench-archive.json").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not an archive").unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_aggregator-bench"))
+        .args(["run", "queries-smoke", "--archive", archive])
+        .output()
+        .expect("the harness starts");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("give another --archive"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -22,6 +22,9 @@
 //!   frames, into the same archive) alone, and beside a loop of range queries and a loop of
 //!   `nice -n 19 aggregator archive export --format parquet` of an hour, rounds interleaved:
 //!   frames archived per second over the middle of each run, medians.
+//!
+//! With `--json FILE` it also writes the figures, which `aggregator-bench run queries` (the
+//! scenario `bench/scenarios/queries.toml`) judges against its targets.
 
 mod daemon_child;
 
@@ -64,6 +67,37 @@ struct Args {
     /// advises beside a busy daemon.
     #[arg(long, default_value_t = 19)]
     export_nice: i32,
+    /// Also write the figures, as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// The figures, as `--json` writes them.
+#[derive(Debug, Default, serde::Serialize)]
+struct Figures {
+    /// The archive's index files, bytes.
+    index_bytes: u64,
+    /// Each range query, in order.
+    ranges: Vec<RangeFigures>,
+    /// Completeness of the day, every source: its sources, and the time with the archive evicted
+    /// from the page cache and cached.
+    completeness_sources: usize,
+    completeness_cold_ms: f64,
+    completeness_warm_ms: f64,
+    /// Frames archived per second, medians of the rounds (absent with `--rounds 0`).
+    ingest_alone: Option<f64>,
+    ingest_beside: Option<f64>,
+}
+
+/// One range query: its first frame's and its last bytes' time, its frames and bytes, and the
+/// bytes the daemon read for it.
+#[derive(Debug, serde::Serialize)]
+struct RangeFigures {
+    first_ms: f64,
+    all_ms: f64,
+    frames: u64,
+    answer_bytes: u64,
+    read_bytes: u64,
 }
 
 /// 2026-11-24T00:00:00Z, the archive's first received time, in seconds.
@@ -92,13 +126,19 @@ fn run(args: &Args) -> BenchResult<()> {
         args.archive, args.shards
     );
     let daemon = Daemon::start(&work, uplink, &config)?;
-    let index_bytes = index_bytes(&args.archive)?;
     // The first reading of each segment writes its index: made before anything is timed.
     let (warmup, _) = timed_get(&daemon, &completeness_path())?;
-    println!("indexes: {index_bytes} bytes; first completeness (indexes built): {warmup:?}");
-    ranges(args, &daemon, index_bytes)?;
-    for label in ["cold", "warm"] {
-        if label == "cold" {
+    let mut figures = Figures {
+        index_bytes: index_bytes(&args.archive)?,
+        ..Figures::default()
+    };
+    println!(
+        "indexes: {} bytes; first completeness (indexes built): {warmup:?}",
+        figures.index_bytes
+    );
+    figures.ranges = ranges(args, &daemon, figures.index_bytes)?;
+    for cold in [true, false] {
+        if cold {
             evict(&args.archive)?;
         }
         let (took, body) = timed_get(&daemon, &completeness_path())?;
@@ -106,11 +146,20 @@ fn run(args: &Args) -> BenchResult<()> {
             .map_err(|err| err.to_string())?["sources"]
             .as_array()
             .map_or(0, Vec::len);
+        let label = if cold { "cold" } else { "warm" };
         println!("completeness of the day, {label}: {took:?}, {sources} sources");
+        figures.completeness_sources = sources;
+        match cold {
+            true => figures.completeness_cold_ms = ms(took),
+            false => figures.completeness_warm_ms = ms(took),
+        }
     }
     let ingested = match args.rounds {
         0 => Ok(()),
-        _ => ingest(args, &daemon, uplink),
+        _ => ingest(args, &daemon, uplink).map(|(alone, beside)| {
+            figures.ingest_alone = Some(alone);
+            figures.ingest_beside = Some(beside);
+        }),
     };
     daemon.stop()?;
     for file in archive_files(&args.archive)? {
@@ -125,6 +174,11 @@ fn run(args: &Args) -> BenchResult<()> {
     }
     ingested?;
     let _ = std::fs::remove_dir_all(&work);
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&figures).map_err(|err| err.to_string())?;
+        std::fs::write(path, json + "\n")
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -147,12 +201,12 @@ fn range_path(args: &Args, i: u64) -> String {
     )
 }
 
-fn ranges(args: &Args, daemon: &Daemon, index_bytes: u64) -> BenchResult<()> {
+fn ranges(args: &Args, daemon: &Daemon, index_bytes: u64) -> BenchResult<Vec<RangeFigures>> {
     println!(
         "| query | first frame ms | all ms | frames | answer bytes | read bytes | read / answer |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let (mut firsts, mut ratios) = (Vec::new(), Vec::new());
+    let (mut firsts, mut ratios, mut figures) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.queries {
         evict(&args.archive)?;
         let before = read_bytes(daemon.pid())?;
@@ -168,6 +222,13 @@ fn ranges(args: &Args, daemon: &Daemon, index_bytes: u64) -> BenchResult<()> {
         );
         firsts.push(ms(answer.first));
         ratios.push(ratio);
+        figures.push(RangeFigures {
+            first_ms: ms(answer.first),
+            all_ms: ms(answer.all),
+            frames: answer.frames,
+            answer_bytes: answer.bytes,
+            read_bytes: read,
+        });
     }
     println!(
         "range: first frame median {:.1} ms, max {:.1} ms; read / answer median {:.2}, max {:.2} \
@@ -177,10 +238,11 @@ fn ranges(args: &Args, daemon: &Daemon, index_bytes: u64) -> BenchResult<()> {
         median(&mut ratios.clone()),
         ratios.iter().copied().fold(0.0, f64::max)
     );
-    Ok(())
+    Ok(figures)
 }
 
-fn ingest(args: &Args, daemon: &Daemon, uplink: u16) -> BenchResult<()> {
+/// Ingest alone and beside queries and exports: the medians of the rounds, frames per second.
+fn ingest(args: &Args, daemon: &Daemon, uplink: u16) -> BenchResult<(f64, f64)> {
     let (mut alone, mut beside) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
         // Which comes first alternates, so that the machine's drift falls on both.
@@ -217,7 +279,7 @@ fn ingest(args: &Args, daemon: &Daemon, uplink: u16) -> BenchResult<()> {
         "ingest: alone {alone:.0} frames/s, beside queries and an export {beside:.0} ({:.2} x)",
         beside / alone
     );
-    Ok(())
+    Ok((alone, beside))
 }
 
 /// Frames archived per second over the middle of a saturating run of `args.ingest_s` seconds.
