@@ -154,17 +154,19 @@ impl ShardCursors {
                 None => (from, None),
             };
             let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), track);
-            chunk.map(|chunk| (chunk, window))
+            chunk.map(|chunk| (chunk, window, from))
         })
         .await;
         match (joined(chunk), shard.gap.take()) {
-            (Ok((chunk, mut window)), gap) => {
+            (Ok((chunk, mut window, read_from)), gap) => {
                 shard.gap = gap.map(|mut gap| {
                     gap.pass(chunk.passed);
                     gap
                 });
-                // Only the open segment's frames tell that the window is over.
-                if let Some(window) = window.as_mut().filter(|_| from.segment >= end.segment) {
+                // Only the open segment's frames tell that the window is over (the plan may
+                // have gone on to it from a sealed one).
+                let open = read_from.segment >= end.segment;
+                if let Some(window) = window.as_mut().filter(|_| open) {
                     window.saw(chunk.newest);
                 }
                 shard.window = window;

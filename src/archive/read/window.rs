@@ -32,9 +32,8 @@ use crate::domain::units::unix_ns;
 /// longer than any wait in the daemon's queues.
 pub(crate) const UNTIL_SETTLE: Duration = Duration::from_secs(5);
 
-/// A sealed segment's parts that hold frames of a window: its index, the byte ranges, and its
-/// length.
-type SegmentRanges = (u64, Vec<(u64, u64)>, u64);
+/// A sealed segment's parts that hold frames of a window: its index and the byte ranges.
+type SegmentRanges = (u64, Vec<(u64, u64)>);
 
 /// A reader's window in one shard.
 #[derive(Debug)]
@@ -63,50 +62,54 @@ impl Window {
 
     /// Where to read next from `cursor` in shard `shard` (in `dir`), whose durable end is `end`,
     /// and how far: in a sealed segment, the next part that can hold frames of the window (its
-    /// end the limit), or the segment's end when none is left; elsewhere `cursor` as it is, to
+    /// end the limit); past the sealed segments that hold no more of it, to the next one's start
+    /// (one read per part, not one per segment of other times); elsewhere `cursor` as it is, to
     /// the durable end. A sealed segment that is missing is left to the read, which says so.
     /// Blocking.
     pub(super) fn plan(
         &mut self,
         dir: &Path,
-        cursor: Cursor,
+        mut cursor: Cursor,
         end: DurableEnd,
     ) -> Result<(Cursor, Option<u64>), ReadError> {
-        if cursor.segment >= end.segment {
-            return Ok((cursor, None));
-        }
-        if self.ranges.as_ref().is_none_or(|r| r.0 != cursor.segment) {
-            let path = dir.join(segment::segment_name(cursor.segment));
-            let Ok(len) = std::fs::metadata(&path).map(|meta| meta.len()) else {
+        loop {
+            if cursor.segment >= end.segment {
+                return Ok((cursor, None));
+            }
+            if self.ranges.as_ref().is_none_or(|r| r.0 != cursor.segment) {
+                let path = dir.join(segment::segment_name(cursor.segment));
+                let Ok(len) = std::fs::metadata(&path).map(|meta| meta.len()) else {
+                    return Ok((cursor, None));
+                };
+                let to = self.until.unwrap_or(u64::MAX);
+                let meets = |(oldest, newest)| newest >= self.since && oldest <= to;
+                let ranges =
+                    match index::known_span(dir, cursor.segment, len) {
+                        // A segment of other times: passed over without its index.
+                        Some(span) if !span.is_some_and(meets) => Vec::new(),
+                        _ => SegmentIndex::read_or_rebuild(dir, cursor.segment, &path)?
+                            .ranges_between(self.since, to, self.sources),
+                    };
+                self.ranges = Some((cursor.segment, ranges));
+            }
+            let Some((segment, ranges)) = &self.ranges else {
                 return Ok((cursor, None));
             };
-            let to = self.until.unwrap_or(u64::MAX);
-            let meets = |(oldest, newest)| newest >= self.since && oldest <= to;
-            let ranges = match index::known_span(dir, cursor.segment, len) {
-                // A segment of other times: passed over without its index.
-                Some(span) if !span.is_some_and(meets) => Vec::new(),
-                _ => SegmentIndex::read_or_rebuild(dir, cursor.segment, &path)?.ranges_between(
-                    self.since,
-                    to,
-                    self.sources,
-                ),
+            let at = |offset| Cursor {
+                segment: *segment,
+                offset,
+                first_index: 0,
             };
-            self.ranges = Some((cursor.segment, ranges, len));
+            match ranges.iter().find(|r| r.1 > cursor.offset) {
+                Some(&(start, stop)) if cursor.offset < start => {
+                    return Ok((at(start), Some(stop)))
+                }
+                Some(&(_, stop)) => return Ok((cursor, Some(stop))),
+                // Nothing more of the window here: on to the next segment, which a sealed one
+                // always has (a missing one is found by the next turn, or by the read).
+                None => cursor = Cursor::segment_start(segment + 1),
+            }
         }
-        let Some((segment, ranges, len)) = &self.ranges else {
-            return Ok((cursor, None));
-        };
-        let at = |offset| Cursor {
-            segment: *segment,
-            offset,
-            first_index: 0,
-        };
-        Ok(match ranges.iter().find(|r| r.1 > cursor.offset) {
-            Some(&(start, stop)) if cursor.offset < start => (at(start), Some(stop)),
-            Some(&(_, stop)) => (cursor, Some(stop)),
-            // The read moves on to the next segment from the end of this one.
-            None => (at(*len), None),
-        })
     }
 
     /// A read of the shard's open segment found frames received up to `newest`: once one is past
