@@ -28,6 +28,7 @@
 
 mod daemon_child;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -119,7 +120,7 @@ fn run(args: &Args) -> BenchResult<()> {
     let work = std::env::temp_dir().join(format!("query-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|err| err.to_string())?;
     // What the ingest runs add is removed at the end: the archive stays the day it was.
-    let before: Vec<PathBuf> = archive_files(&args.archive)?;
+    let before = segment_lengths(&args.archive)?;
     let uplink = free_port()?;
     let config = format!(
         "[archive]\ndir = {:?}\n[runtime]\nshards = {}\n",
@@ -162,16 +163,7 @@ fn run(args: &Args) -> BenchResult<()> {
         }),
     };
     daemon.stop()?;
-    for file in archive_files(&args.archive)? {
-        let added = match file.extension().and_then(|e| e.to_str()) {
-            Some("seg") => !before.contains(&file),
-            Some("index") => !before.contains(&file.with_extension("seg")),
-            _ => false,
-        };
-        if added {
-            std::fs::remove_file(&file).map_err(|err| err.to_string())?;
-        }
-    }
+    restore(&args.archive, &before)?;
     ingested?;
     let _ = std::fs::remove_dir_all(&work);
     if let Some(path) = &args.json {
@@ -502,6 +494,41 @@ fn archive_files(archive: &Path) -> BenchResult<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// Each segment of the archive, with its length.
+fn segment_lengths(archive: &Path) -> BenchResult<HashMap<PathBuf, u64>> {
+    archive_files(archive)?
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "seg"))
+        .map(|path| {
+            let len = path.metadata().map_err(|err| err.to_string())?.len();
+            Ok((path, len))
+        })
+        .collect()
+}
+
+/// Takes the archive back to the segments and lengths of `before`: the ingest runs' segments are
+/// removed, and the newest segment of each shard, which the daemon went on writing, is cut back.
+/// The indexes of both go too (an index is a cache: the next reader writes it again).
+fn restore(archive: &Path, before: &HashMap<PathBuf, u64>) -> BenchResult<()> {
+    let mut changed = Vec::new();
+    for (segment, len) in segment_lengths(archive)? {
+        match before.get(&segment) {
+            None => std::fs::remove_file(&segment).map_err(|err| err.to_string())?,
+            Some(&was) if was < len => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&segment)
+                .and_then(|file| file.set_len(was))
+                .map_err(|err| format!("cannot cut {} back: {err}", segment.display()))?,
+            Some(_) => continue,
+        }
+        changed.push(segment.with_extension("index"));
+    }
+    for index in changed.iter().filter(|index| index.exists()) {
+        std::fs::remove_file(index).map_err(|err| err.to_string())?;
+    }
+    Ok(())
 }
 
 /// The bytes of the archive's index files.
