@@ -6,7 +6,7 @@
 //! skipped or count acknowledgements, drain without loss and remove its cgroup.
 //! The queries run must make its day's archive and answer every query on it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Runs the harness with `args` and a JSON summary, which it must write and exit 0; returns its
@@ -206,6 +206,11 @@ fn the_queries_run_makes_its_archive_and_answers_every_query() {
         assert!(figures[rate].as_f64() > Some(0.0), "{rate}: {stdout}");
     }
     assert!(Path::new(archive).join("bench-archive.json").is_file());
+    // Each round's ingest is taken out of the archive again: a second run finds the same day.
+    let day = segments(&dir);
+    assert!(!day.is_empty());
+    bench(&["run", "queries-smoke", "--archive", archive], "queries");
+    assert_eq!(segments(&dir), day);
     std::fs::remove_dir_all(&dir).unwrap();
 
     std::fs::create_dir_all(&dir).unwrap();
@@ -218,4 +223,20 @@ fn the_queries_run_makes_its_archive_and_answers_every_query() {
     assert!(!refused.status.success(), "{stderr}");
     assert!(stderr.contains("give another --archive"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The segment files under `dir` (its shard folders too) and their lengths, sorted.
+fn segments(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(segments(&path));
+        } else if path.extension().is_some_and(|e| e == "seg") {
+            let len = path.metadata().unwrap().len();
+            found.push((path, len));
+        }
+    }
+    found.sort();
+    found
 }

@@ -109,7 +109,7 @@ fn bench(args: &Args) -> BenchResult<()> {
                 if i > 1 && !args.variants.iter().any(|v| v == variant) {
                     continue;
                 }
-                let (rate, share) = measure(variant, &packets, &dir)?;
+                let (rate, share) = measure_retried(variant, &packets, &dir)?;
                 eprintln!("run {run}: {size} B {variant}: {rate:.0} packets/s, kept {share:.3}");
                 rates[i].push(rate);
                 kept[i].push(share);
@@ -150,6 +150,22 @@ fn packets(size: usize, megabytes: usize) -> Vec<Vec<u8>> {
             p
         })
         .collect()
+}
+
+/// `measure`, tried up to three times: the ports it picks were free when picked, but another
+/// socket (a connection's own port) can take one before the daemon binds it, which stops the
+/// daemon at its start.
+fn measure_retried(variant: &str, packets: &[Vec<u8>], dir: &Path) -> BenchResult<(f64, f64)> {
+    let mut failed = 0;
+    loop {
+        match measure(variant, packets, dir) {
+            Err(err) if failed < 2 => {
+                failed += 1;
+                eprintln!("{variant}: {err}; again, on other ports");
+            }
+            done => return done,
+        }
+    }
 }
 
 /// One run of `variant`: packets per second, and the share of them kept.

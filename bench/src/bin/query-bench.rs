@@ -119,14 +119,13 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> BenchResult<()> {
     let work = std::env::temp_dir().join(format!("query-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|err| err.to_string())?;
-    // What the ingest runs add is removed at the end: the archive stays the day it was.
+    // What the ingest rounds add is removed after each: the archive stays the day it was.
     let before = segment_lengths(&args.archive)?;
-    let uplink = free_port()?;
     let config = format!(
         "[archive]\ndir = {:?}\n[runtime]\nshards = {}\n",
         args.archive, args.shards
     );
-    let daemon = Daemon::start(&work, uplink, &config)?;
+    let daemon = Daemon::start(&work, free_port()?, &config)?;
     // The first reading of each segment writes its index: made before anything is timed.
     let (warmup, _) = timed_get(&daemon, &completeness_path())?;
     let mut figures = Figures {
@@ -155,16 +154,12 @@ fn run(args: &Args) -> BenchResult<()> {
             false => figures.completeness_warm_ms = ms(took),
         }
     }
-    let ingested = match args.rounds {
-        0 => Ok(()),
-        _ => ingest(args, &daemon, uplink).map(|(alone, beside)| {
-            figures.ingest_alone = Some(alone);
-            figures.ingest_beside = Some(beside);
-        }),
-    };
     daemon.stop()?;
-    restore(&args.archive, &before)?;
-    ingested?;
+    if args.rounds > 0 {
+        let (alone, beside) = ingest(args, &work, &config, &before)?;
+        figures.ingest_alone = Some(alone);
+        figures.ingest_beside = Some(beside);
+    }
     let _ = std::fs::remove_dir_all(&work);
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&figures).map_err(|err| err.to_string())?;
@@ -234,32 +229,24 @@ fn ranges(args: &Args, daemon: &Daemon, index_bytes: u64) -> BenchResult<Vec<Ran
 }
 
 /// Ingest alone and beside queries and exports: the medians of the rounds, frames per second.
-fn ingest(args: &Args, daemon: &Daemon, uplink: u16) -> BenchResult<(f64, f64)> {
+/// Each round has a daemon of its own, and the archive is taken back to `before` after it: the
+/// rounds together never need more disk than one round writes (a fast disk fills otherwise, and
+/// the daemon then holds its frames until space comes back).
+fn ingest(
+    args: &Args,
+    work: &Path,
+    config: &str,
+    before: &HashMap<PathBuf, u64>,
+) -> BenchResult<(f64, f64)> {
     let (mut alone, mut beside) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
-        // Which comes first alternates, so that the machine's drift falls on both.
-        for with in [round % 2 == 1, round % 2 == 0] {
-            let rate = match with {
-                false => ingest_rate(args, daemon, uplink)?,
-                true => {
-                    let stop = Arc::new(AtomicBool::new(false));
-                    let (queried, exported) = (Arc::default(), Arc::default());
-                    let queries = spawn_queries(args, daemon, &stop, &queried);
-                    let exports = spawn_exports(args, &stop, &exported)?;
-                    let rate = ingest_rate(args, daemon, uplink);
-                    stop.store(true, Ordering::Relaxed);
-                    let _ = queries.join();
-                    let _ = exports.join();
-                    println!(
-                        "  beside: {} range queries answered, {} exports of an hour written",
-                        queried.load(Ordering::Relaxed),
-                        exported.load(Ordering::Relaxed)
-                    );
-                    rate?
-                }
-            };
-            let label = if with { "beside" } else { "alone" };
-            println!("ingest round {round} {label}: {rate:.0} frames/s");
+        let uplink = free_port()?;
+        let daemon = Daemon::start(work, uplink, config)?;
+        let rates = ingest_round(args, &daemon, uplink, round);
+        let stopped = daemon.stop();
+        restore(&args.archive, before)?;
+        stopped?;
+        for (with, rate) in rates? {
             match with {
                 true => beside.push(rate),
                 false => alone.push(rate),
@@ -272,6 +259,42 @@ fn ingest(args: &Args, daemon: &Daemon, uplink: u16) -> BenchResult<(f64, f64)> 
         beside / alone
     );
     Ok((alone, beside))
+}
+
+/// One round: ingest alone and beside queries and exports, as (beside, frames/s) pairs.
+fn ingest_round(
+    args: &Args,
+    daemon: &Daemon,
+    uplink: u16,
+    round: usize,
+) -> BenchResult<[(bool, f64); 2]> {
+    let mut rates = [(false, 0.0); 2];
+    // Which comes first alternates, so that the machine's drift falls on both.
+    for (slot, with) in rates.iter_mut().zip([round % 2 == 1, round % 2 == 0]) {
+        let rate = match with {
+            false => ingest_rate(args, daemon, uplink)?,
+            true => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (queried, exported) = (Arc::default(), Arc::default());
+                let queries = spawn_queries(args, daemon, &stop, &queried);
+                let exports = spawn_exports(args, &stop, &exported)?;
+                let rate = ingest_rate(args, daemon, uplink);
+                stop.store(true, Ordering::Relaxed);
+                let _ = queries.join();
+                let _ = exports.join();
+                println!(
+                    "  beside: {} range queries answered, {} exports of an hour written",
+                    queried.load(Ordering::Relaxed),
+                    exported.load(Ordering::Relaxed)
+                );
+                rate?
+            }
+        };
+        let label = if with { "beside" } else { "alone" };
+        println!("ingest round {round} {label}: {rate:.0} frames/s");
+        *slot = (with, rate);
+    }
+    Ok(rates)
 }
 
 /// Frames archived per second over the middle of a saturating run of `args.ingest_s` seconds.
@@ -466,6 +489,10 @@ fn next_chunk(reader: &mut BufReader<TcpStream>) -> BenchResult<Option<Vec<u8>>>
 fn evict(archive: &Path) -> BenchResult<()> {
     for path in archive_files(archive)? {
         let file = std::fs::File::open(&path).map_err(|err| err.to_string())?;
+        // Dirty pages stay cached through DONTNEED, and an archive just written is still being
+        // written back: both would fall on the first timed query.
+        file.sync_data()
+            .map_err(|err| format!("cannot sync {}: {err}", path.display()))?;
         // SAFETY: posix_fadvise reads no memory; `file` keeps the descriptor open for the call.
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }

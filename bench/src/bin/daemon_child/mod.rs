@@ -54,13 +54,18 @@ impl Daemon {
             .stdout(Stdio::null())
             .spawn()
             .map_err(|err| format!("cannot start aggregator: {err}"))?;
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             child,
             monitor,
             replay,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while daemon.stats(["frames_archived"]).is_err() {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                return Err(format!(
+                    "the daemon exited while starting ({status}); its log above says why"
+                ));
+            }
             if Instant::now() > deadline {
                 return Err("the daemon's monitor did not answer in 30 s".into());
             }
