@@ -20,8 +20,9 @@
 //!   evicted and again with it cached;
 //! - **ingest**: the daemon's ingest (`uplink-sim --scenario saturate`, 8 replay feeds of 1 KiB
 //!   frames, into the same archive) alone, and beside a loop of range queries and a loop of
-//!   `nice -n 19 aggregator archive export --format parquet` of an hour, rounds interleaved:
-//!   frames archived per second over the middle of each run, medians.
+//!   `nice -n 19 aggregator archive export --format parquet` of an hour, rounds interleaved, each
+//!   with a daemon of its own and the archive taken back after it: frames archived per second
+//!   over the middle of each run, medians.
 //!
 //! With `--json FILE` it also writes the figures, which `aggregator-bench run queries` (the
 //! scenario `bench/scenarios/queries.toml`) judges against its targets.
@@ -68,6 +69,10 @@ struct Args {
     /// advises beside a busy daemon.
     #[arg(long, default_value_t = 19)]
     export_nice: i32,
+    /// Where the exports beside ingest write their Parquet file (default: the temporary
+    /// directory). docs/archive-tools.md advises a disk other than the archive's.
+    #[arg(long, value_name = "DIR")]
+    export_dir: Option<PathBuf>,
     /// Also write the figures, as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -356,7 +361,9 @@ fn spawn_exports(
 ) -> BenchResult<std::thread::JoinHandle<()>> {
     let (exe, nice) = (sibling("aggregator")?, args.export_nice);
     let (archive, stop, done) = (args.archive.clone(), Arc::clone(stop), Arc::clone(done));
-    let out = std::env::temp_dir().join(format!("query-bench-{}.parquet", std::process::id()));
+    let out = (args.export_dir.clone())
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("query-bench-{}.parquet", std::process::id()));
     Ok(std::thread::spawn(move || {
         for hour in (0..24).cycle() {
             if stop.load(Ordering::Relaxed) {
