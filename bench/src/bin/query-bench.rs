@@ -361,7 +361,9 @@ fn spawn_exports(
 ) -> BenchResult<std::thread::JoinHandle<()>> {
     let (exe, nice) = (sibling("aggregator")?, args.export_nice);
     let (archive, stop, done) = (args.archive.clone(), Arc::clone(stop), Arc::clone(done));
-    let out = (args.export_dir.clone())
+    let out = args
+        .export_dir
+        .clone()
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("query-bench-{}.parquet", std::process::id()));
     Ok(std::thread::spawn(move || {
