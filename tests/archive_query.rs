@@ -64,6 +64,22 @@ fn rows(ndjson: &str) -> Vec<(u64, u64, String)> {
     rows
 }
 
+/// The nice values of this process's threads named `name` (a thread that ends meanwhile is left
+/// out: other tests' daemons stop beside this one).
+fn threads_named(name: &str) -> Vec<i64> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+    let nice = |task: std::fs::DirEntry| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // The fields after the command's closing parenthesis start at the third; nice is the
+        // nineteenth.
+        let (_, fields) = stat.rsplit_once(')')?;
+        let nice = fields.split_whitespace().nth(16)?.parse().ok()?;
+        (comm.trim() == name).then_some(nice)
+    };
+    tasks.filter_map(|task| nice(task.ok()?)).collect()
+}
+
 /// A GET whose status line and head have come (the query holds its permit from then): the status,
 /// and the rest of the answer read in the background until it ends.
 async fn get_started(addr: SocketAddr, path: &str) -> (u16, tokio::task::JoinHandle<String>) {
@@ -182,6 +198,12 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
     let (status, _, body) = http_get(monitor, "/archive/frames?to=-1h").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("monitor.max_archive_queries = 2"), "{body}");
+    // They read on the queries' thread, at the followers' lower priority.
+    let queries = threads_named("archive-queries");
+    assert!(
+        !queries.is_empty() && queries.iter().all(|nice| *nice == 10),
+        "{queries:?}"
+    );
     assert!(daemon.shutdown().await.is_clean());
     let all = tokio::time::timeout(PATIENCE, everything)
         .await

@@ -5,9 +5,11 @@
 //! Why a stream and a limit: a window may hold a day of a busy station, so the answer is read and
 //! sent a chunk at a time (the archive's read side reads at most about 256 KiB of records at
 //! once, and two encoded chunks wait for the client at most), and a client that reads slowly only
-//! slows its own answer. Each query reads files on the blocking pool, so at most
+//! slows its own answer. Each query reads files on a blocking pool, so at most
 //! `monitor.max_archive_queries` run at once; one more is told so at once (503) rather than
-//! queued behind the others. A read error part way cannot change the status any more: the answer
+//! queued behind the others. Queries read and encode on a runtime of their own at the followers'
+//! lower priority (`LowPriorityRuntime`), not on the main runtime's thread: when the cores are
+//! short, ingest goes first and a query only takes longer. A read error part way cannot change the status any more: the answer
 //! is cut off without its last chunk, so a client never takes a truncated answer for a whole one.
 
 use std::num::NonZeroU32;
@@ -19,11 +21,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::archive::completeness;
 use crate::archive::export::{Format, Rows};
-use crate::archive::read::{DurableEnds, FollowedFrame, FrameFilter, OnGap, ShardCursors, Start};
+use crate::archive::read::{
+    DurableEnds, FollowedFrame, FrameFilter, LowPriorityRuntime, OnGap, ShardCursors, Start,
+};
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
 use crate::domain::units::{parse_time, unix_ns};
 use crate::protocol::ccsds::apid_of_packet;
@@ -46,6 +50,9 @@ pub(crate) struct ArchiveQueries {
     most: usize,
     /// The config's merge groups, for the passes of completeness answers.
     groups: Arc<completeness::MergeGroups>,
+    /// Where queries read and encode; `None` if its thread could not start (they then run on
+    /// the monitor's runtime).
+    readers: Option<Arc<LowPriorityRuntime>>,
 }
 
 impl ArchiveQueries {
@@ -54,11 +61,31 @@ impl ArchiveQueries {
         most: usize,
         groups: completeness::MergeGroups,
     ) -> ArchiveQueries {
+        let readers = LowPriorityRuntime::start("archive-queries")
+            .inspect_err(|err| {
+                let reason =
+                    "cannot start the archive queries' thread; they run beside the monitor";
+                tracing::error!(error = %err, "{reason}");
+            })
+            .ok();
         ArchiveQueries {
             archive,
             permits: Arc::new(Semaphore::new(most)),
             most,
             groups: Arc::new(groups),
+            readers: readers.map(Arc::new),
+        }
+    }
+
+    /// Runs a query's reading and encoding on the readers' runtime.
+    fn spawn<F>(&self, query: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.readers {
+            Some(readers) => readers.handle().spawn(query),
+            None => tokio::spawn(query),
         }
     }
 }
@@ -110,16 +137,19 @@ pub(crate) async fn completeness(
     let timeline = (request.buckets.zip(filter.since).zip(filter.until))
         .map(|((buckets, from), to)| completeness::Timeline::new(from, to, buckets));
     let groups = Arc::clone(&queries.groups);
-    let answered = tokio::task::spawn_blocking(move || {
-        let answer = completeness::completeness(&root, &durable, &filter, timeline.as_ref());
-        drop(permit);
-        answer.map(|sources| completeness::answer_json(&sources, &filter, &groups))
-    })
-    .await;
-    match answered {
-        Ok(Ok(json)) => axum::Json(json).into_response(),
-        Ok(Err(err)) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
-        Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    // Called on the readers' thread, spawn_blocking starts threads of its priority.
+    let answered = queries.spawn(async move {
+        tokio::task::spawn_blocking(move || {
+            let answer = completeness::completeness(&root, &durable, &filter, timeline.as_ref());
+            drop(permit);
+            answer.map(|sources| completeness::answer_json(&sources, &filter, &groups))
+        })
+        .await
+    });
+    match answered.await {
+        Ok(Ok(Ok(json))) => axum::Json(json).into_response(),
+        Ok(Ok(Err(err))) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        Ok(Err(err)) | Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
 }
 
@@ -282,14 +312,27 @@ pub(crate) async fn frames(
         Ok(admitted) => admitted,
         Err((status, reason)) => return refusal(status, reason),
     };
-    let reading = (Arc::new(request.filter.clone()), OnGap::End);
-    let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
-        Ok(cursors) => cursors.passing_damage(),
-        Err(err) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
-    };
-    let (chunks, body) = mpsc::channel(QUEUED_CHUNKS);
     let format = request.format;
-    tokio::spawn(answer(cursors, request, chunks, permit));
+    let (located, body) = oneshot::channel();
+    queries.spawn(async move {
+        let reading = (Arc::new(request.filter.clone()), OnGap::End);
+        let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
+            Ok(cursors) => cursors.passing_damage(),
+            Err(err) => return drop(located.send(Err(err.to_string()))),
+        };
+        let (chunks, body) = mpsc::channel(QUEUED_CHUNKS);
+        if located.send(Ok(body)).is_ok() {
+            answer(cursors, request, chunks, permit).await;
+        }
+    });
+    let body = match body.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(reason)) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, reason),
+        Err(_) => {
+            let reason = "the archive queries' runtime has stopped".to_string();
+            return refusal(StatusCode::SERVICE_UNAVAILABLE, reason);
+        }
+    };
     let stream = futures_util::stream::unfold(body, |mut body| async move {
         body.recv().await.map(|chunk| (chunk, body))
     });

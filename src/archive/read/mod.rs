@@ -2,7 +2,7 @@
 //! ([`FrameFilter`], received times included, which the segments' indexes find), a cursor per shard that reads the segment files up to each shard's durable
 //! end (`ShardCursors`), the runs of frames it hands back ([`FrameRun`]), why it cannot go on
 //! ([`ReadError`]) or what it skipped when it goes on past deleted segments ([`OnGap`],
-//! [`Skipped`]), and where readers run (`spawn_low_priority`, `ReaderTasks`).
+//! [`Skipped`]), and where readers run (`spawn_low_priority`, `LowPriorityRuntime`, `ReaderTasks`).
 //!
 //! Why beside the writer and not in one of its readers: the follow server, the TM outputs and the
 //! NATS sink all read the same files in the same way, and only the archive knows its format, its
@@ -35,5 +35,5 @@ pub use gap::{OnGap, Skipped};
 pub use run::{FollowedFrame, FrameRun};
 pub(crate) use shards::{DurableEnds, ShardCursors};
 pub use start::{Start, StartError};
-pub(crate) use tasks::{spawn_low_priority, ReaderTasks};
+pub(crate) use tasks::{spawn_low_priority, LowPriorityRuntime, ReaderTasks};
 pub use window::Earliest;

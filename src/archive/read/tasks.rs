@@ -1,7 +1,8 @@
 //! Where the archive's readers run: a thread and runtime of their own at a lower scheduling
-//! priority ([`spawn_low_priority`]), and tasks kept apart from the pipeline's ([`ReaderTasks`]).
+//! priority ([`spawn_low_priority`], or [`LowPriorityRuntime`] for readers that come and go), and
+//! tasks kept apart from the pipeline's ([`ReaderTasks`]).
 //!
-//! Why apart: followers, TM outputs and sinks encode and write frames for peers outside, at the
+//! Why apart: followers, TM outputs, sinks and archive queries encode and write frames for peers outside, at the
 //! pace those peers read. On the runtime that runs ingest and the archive (one thread by default)
 //! they would take its time; at a lower priority, when the cores are short, ingest goes first and
 //! the readers only fall further behind in the files. And at a drain the pipeline's tasks must
@@ -11,6 +12,7 @@
 
 use std::io;
 
+use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,22 +51,57 @@ where
     T: FnOnce() -> F + Send + 'static,
     F: std::future::Future<Output = ()>,
 {
-    let thread_name = name.to_string();
+    let runtime = current_thread_runtime()?;
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             lower_priority();
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(task()),
-                Err(err) => {
-                    tracing::error!(error = %err, thread = thread_name, "cannot start a runtime");
-                }
-            }
+            runtime.block_on(task());
         })
         .map(drop)
+}
+
+/// A runtime on a thread of its own at the readers' priority, for readers that come and go (the
+/// monitor's archive queries): each is spawned on it through [`LowPriorityRuntime::handle`], from
+/// any runtime, and reads and encodes there, at [`READERS_NICE`], as the followers do. The thread
+/// and the tasks still on it end when this is dropped.
+#[derive(Debug)]
+pub(crate) struct LowPriorityRuntime {
+    handle: Handle,
+    stop: CancellationToken,
+}
+
+impl LowPriorityRuntime {
+    pub(crate) fn start(name: &str) -> io::Result<LowPriorityRuntime> {
+        let runtime = current_thread_runtime()?;
+        let (handle, stop) = (runtime.handle().clone(), CancellationToken::new());
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                lower_priority();
+                runtime.block_on(stopped.cancelled());
+            })?;
+        Ok(LowPriorityRuntime { handle, stop })
+    }
+
+    /// Where to spawn a reader. Its `spawn_blocking` calls, made on the runtime's thread, start
+    /// blocking threads that inherit the thread's priority.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for LowPriorityRuntime {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn current_thread_runtime() -> io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// The readers' threads' nice value: when the cores are short, the kernel gives ingest's threads
@@ -84,7 +121,42 @@ fn lower_priority() {
         };
         if lowered != 0 {
             let err = std::io::Error::last_os_error();
-            tracing::warn!(error = %err, "cannot lower a follower thread's priority");
+            tracing::warn!(error = %err, "cannot lower a reader thread's priority");
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// This thread's nice value.
+    fn nice() -> libc::c_int {
+        // SAFETY: gettid and getpriority take and return plain integers; `who` is this thread.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[tokio::test]
+    async fn readers_and_their_blocking_reads_run_at_the_readers_priority() {
+        let before = nice();
+        let readers = LowPriorityRuntime::start("test-readers").unwrap();
+        let nices = readers.handle().spawn(async {
+            let blocking = tokio::task::spawn_blocking(nice).await.unwrap();
+            (nice(), blocking)
+        });
+        assert_eq!(nices.await.unwrap(), (READERS_NICE, READERS_NICE));
+        assert_eq!(
+            nice(),
+            before,
+            "the runtime that spawned them keeps its priority"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_runtime_ends_its_tasks() {
+        let readers = LowPriorityRuntime::start("test-readers").unwrap();
+        let pending = readers.handle().spawn(std::future::pending::<()>());
+        drop(readers);
+        assert!(pending.await.unwrap_err().is_cancelled());
     }
 }
