@@ -329,8 +329,8 @@ pub(crate) async fn frames(
         Ok(Ok(body)) => body,
         Ok(Err(reason)) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, reason),
         Err(_) => {
-            let reason = "the archive queries' runtime has stopped".to_string();
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, reason);
+            let reason = "the archive queries' thread has stopped".to_string();
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, reason);
         }
     };
     let stream = futures_util::stream::unfold(body, |mut body| async move {
