@@ -306,23 +306,7 @@ impl Daemon {
         });
         let durable = std::mem::take(&mut self.durable);
         let (retention, nats) = self.start_retention_and_sink(&durable, &stats);
-        let followers = self.followers.take().map(|listener| {
-            let settings = FollowSettings {
-                dir: config.archive.dir.clone(),
-                limits: config.consumer.limits(),
-                handshake_timeout: config.connection.handshake_timeout,
-                tls: self.tls.clone(),
-                readers: self.readers.clone(),
-                stats: stats.clone(),
-            };
-            Followers::start(
-                listener,
-                settings,
-                durable.clone(),
-                self.catalog.clone(),
-                drain.clone(),
-            )
-        });
+        let followers = self.start_followers(&durable, &stats);
         let link_services = LinkServices {
             router: self.router.clone(),
             stats: stats.clone(),
@@ -405,6 +389,32 @@ impl Daemon {
             Some((sink, reading))
         });
         (retention, nats)
+    }
+
+    /// Starts serving followers on the listener handed to [`Daemon::serve_followers`], if any.
+    fn start_followers(
+        &mut self,
+        durable: &[(usize, watch::Receiver<DurableEnd>)],
+        stats: &Stats,
+    ) -> Option<Followers> {
+        let listener = self.followers.take()?;
+        let config = &self.config;
+        let settings = FollowSettings {
+            dir: config.archive.dir.clone(),
+            limits: config.consumer.limits(),
+            handshake_timeout: config.connection.handshake_timeout,
+            tls: self.tls.clone(),
+            readers: self.readers.clone(),
+            stats: stats.clone(),
+        };
+        let (catalog, drain) = (self.catalog.clone(), self.drain.clone());
+        Some(Followers::start(
+            listener,
+            settings,
+            durable.to_vec(),
+            catalog,
+            drain,
+        ))
     }
 
     /// Starts the TM servers (each on the listener handed to [`Daemon::serve_tm`]) and forwards;

@@ -33,6 +33,7 @@ use aggregator::tls::ServerTls;
 use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
 use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Where the daemon reads its configuration without --config: the example in the repository.
@@ -416,34 +417,13 @@ async fn serve(
     // Every address is bound before the archive is opened: a start that fails on a port in use
     // must not leave segments behind, each holding its reserved disk. Nothing is accepted until
     // the daemon runs, after recovery, so sources that connect meanwhile wait in the backlog.
-    let listeners = Listeners::bind(&config).await?;
-    let monitor_listener = match config.monitor.enabled {
-        true => Some(listen(
-            config.monitor.listen,
-            config.monitor.max_connections,
-            None,
-            "monitor",
-        )?),
-        false => None,
-    };
-    let follow_listener = match config.consumer.enabled {
-        true => Some(listen(
-            config.consumer.listen,
-            config.consumer.max_connections,
-            None,
-            "consumer",
-        )?),
-        false => None,
-    };
-    let links = LinkSockets::bind(&config.links)
-        .await
-        .map_err(std::io::Error::other)?;
-    let mut tm_listeners = Vec::with_capacity(config.tm_servers.len());
-    for server in &config.tm_servers {
-        let what = format!("TM server {}", server.name);
-        let listener = listen(server.listen, server.max_connections, None, &what)?;
-        tm_listeners.push((server.name.clone(), listener));
-    }
+    let Bound {
+        listeners,
+        monitor_listener,
+        follow_listener,
+        links,
+        tm_listeners,
+    } = Bound::bind(&config).await?;
     let archive = aggregator::archive::open(&config.archive, config.runtime.shards)?;
     // Next to the archive, whose directory lock keeps a second daemon from publishing into it.
     let catalog = CatalogHandle::open(Store::in_dir(&config.archive.dir), config.catalog.max_bytes)
@@ -503,6 +483,58 @@ async fn serve(
         let _ = monitor.await;
     }
     Ok(report.is_clean())
+}
+
+/// Every socket of the daemon, bound.
+struct Bound {
+    listeners: Listeners,
+    monitor_listener: Option<TcpListener>,
+    follow_listener: Option<TcpListener>,
+    links: LinkSockets,
+    /// Each TM server's name and listener.
+    tm_listeners: Vec<(String, TcpListener)>,
+}
+
+impl Bound {
+    async fn bind(config: &Config) -> std::io::Result<Bound> {
+        let listeners = Listeners::bind(config).await?;
+        let monitor = &config.monitor;
+        let monitor_listener = match monitor.enabled {
+            true => Some(listen(
+                monitor.listen,
+                monitor.max_connections,
+                None,
+                "monitor",
+            )?),
+            false => None,
+        };
+        let consumer = &config.consumer;
+        let follow_listener = match consumer.enabled {
+            true => Some(listen(
+                consumer.listen,
+                consumer.max_connections,
+                None,
+                "consumer",
+            )?),
+            false => None,
+        };
+        let links = LinkSockets::bind(&config.links)
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut tm_listeners = Vec::with_capacity(config.tm_servers.len());
+        for server in &config.tm_servers {
+            let what = format!("TM server {}", server.name);
+            let listener = listen(server.listen, server.max_connections, None, &what)?;
+            tm_listeners.push((server.name.clone(), listener));
+        }
+        Ok(Bound {
+            listeners,
+            monitor_listener,
+            follow_listener,
+            links,
+            tm_listeners,
+        })
+    }
 }
 
 /// SIGHUP: reads `[tls]`'s certificate, key and client CA again; open connections keep theirs.

@@ -509,23 +509,8 @@ impl SimSource {
                         Ok(None) => return SessionEnd::Retry("the daemon closed the connection without CLOSE".into()),
                         Err(err) => return SessionEnd::Retry(format!("reading from the daemon: {err}")),
                     };
-                    match message {
-                        ServerMessage::Ack { sequence } => self.acknowledge(sequence, now),
-                        ServerMessage::Pong(_) => {}
-                        // Held from now on; the acknowledgement goes out behind what is queued.
-                        ServerMessage::Catalog { version, .. } => {
-                            self.catalog_version = self.catalog_version.max(Some(version));
-                            if close_deadline.is_none() {
-                                ClientMessage::CatalogAck(version).encode(out);
-                            }
-                        }
-                        ServerMessage::Close { reason, final_ack, detail } => {
-                            if let Some(sequence) = final_ack {
-                                self.acknowledge(sequence, now);
-                            }
-                            return self.closed(reason, detail, close_deadline.is_some(), now);
-                        }
-                        other => return SessionEnd::Fatal(format!("unexpected message from the daemon: {other:?}")),
+                    if let Some(end) = self.on_message(message, out, close_deadline.is_some(), now) {
+                        return end;
                     }
                 }
                 written = write_or_flush(wr, out), if !out.is_empty() || unflushed => match written {
@@ -557,6 +542,43 @@ impl SimSource {
                 }
             }
         }
+    }
+
+    /// Takes a message from the daemon (`closing`: after this side's end of stream); the
+    /// session's end when it ends it.
+    fn on_message(
+        &mut self,
+        message: ServerMessage,
+        out: &mut BytesMut,
+        closing: bool,
+        now: Instant,
+    ) -> Option<SessionEnd> {
+        match message {
+            ServerMessage::Ack { sequence } => self.acknowledge(sequence, now),
+            ServerMessage::Pong(_) => {}
+            // Held from now on; the acknowledgement goes out behind what is queued.
+            ServerMessage::Catalog { version, .. } => {
+                self.catalog_version = self.catalog_version.max(Some(version));
+                if !closing {
+                    ClientMessage::CatalogAck(version).encode(out);
+                }
+            }
+            ServerMessage::Close {
+                reason,
+                final_ack,
+                detail,
+            } => {
+                if let Some(sequence) = final_ack {
+                    self.acknowledge(sequence, now);
+                }
+                return Some(self.closed(reason, detail, closing, now));
+            }
+            other => {
+                let reason = format!("unexpected message from the daemon: {other:?}");
+                return Some(SessionEnd::Fatal(reason));
+            }
+        }
+        None
     }
 
     /// Reads whatever acknowledgements and CLOSE the daemon sent before the connection broke,
