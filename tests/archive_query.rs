@@ -198,12 +198,10 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
     let (status, _, body) = http_get(monitor, "/archive/frames?to=-1h").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("monitor.max_archive_queries = 2"), "{body}");
-    // They read on the queries' thread, at the followers' lower priority.
+    // They read on the queries' thread, at the followers' lower priority (another test's
+    // daemon's may have just started, not yet lowered).
     let queries = threads_named("archive-queries");
-    assert!(
-        !queries.is_empty() && queries.iter().all(|nice| *nice == 10),
-        "{queries:?}"
-    );
+    assert!(queries.contains(&10), "{queries:?}");
     assert!(daemon.shutdown().await.is_clean());
     let all = tokio::time::timeout(PATIENCE, everything)
         .await

@@ -50,8 +50,8 @@ pub(crate) struct ArchiveQueries {
     most: usize,
     /// The config's merge groups, for the passes of completeness answers.
     groups: Arc<completeness::MergeGroups>,
-    /// Where queries read and encode; `None` if its thread could not start (they then run on
-    /// the monitor's runtime).
+    /// Where queries read and encode; `None` without an archive, or if its thread could not
+    /// start (they then run on the monitor's runtime).
     readers: Option<Arc<LowPriorityRuntime>>,
 }
 
@@ -61,13 +61,16 @@ impl ArchiveQueries {
         most: usize,
         groups: completeness::MergeGroups,
     ) -> ArchiveQueries {
-        let readers = LowPriorityRuntime::start("archive-queries")
-            .inspect_err(|err| {
+        let start = || match LowPriorityRuntime::start("archive-queries") {
+            Ok(readers) => Some(readers),
+            Err(err) => {
                 let reason =
                     "cannot start the archive queries' thread; they run beside the monitor";
                 tracing::error!(error = %err, "{reason}");
-            })
-            .ok();
+                None
+            }
+        };
+        let readers = archive.as_ref().and_then(|_| start());
         ArchiveQueries {
             archive,
             permits: Arc::new(Semaphore::new(most)),
