@@ -498,26 +498,24 @@ struct Bound {
 impl Bound {
     async fn bind(config: &Config) -> std::io::Result<Bound> {
         let listeners = Listeners::bind(config).await?;
-        let monitor = &config.monitor;
-        let monitor_listener = match monitor.enabled {
-            true => Some(listen(
-                monitor.listen,
-                monitor.max_connections,
-                None,
-                "monitor",
-            )?),
-            false => None,
+        let (monitor, consumer) = (&config.monitor, &config.consumer);
+        // A listener where it is enabled.
+        let optional = |enabled, addr, max_connections, what| match enabled {
+            true => listen(addr, max_connections, None, what).map(Some),
+            false => Ok(None),
         };
-        let consumer = &config.consumer;
-        let follow_listener = match consumer.enabled {
-            true => Some(listen(
-                consumer.listen,
-                consumer.max_connections,
-                None,
-                "consumer",
-            )?),
-            false => None,
-        };
+        let monitor_listener = optional(
+            monitor.enabled,
+            monitor.listen,
+            monitor.max_connections,
+            "monitor",
+        )?;
+        let follow_listener = optional(
+            consumer.enabled,
+            consumer.listen,
+            consumer.max_connections,
+            "consumer",
+        )?;
         let links = LinkSockets::bind(&config.links)
             .await
             .map_err(std::io::Error::other)?;

@@ -27,6 +27,10 @@
 //! With `--json FILE` it also writes the figures, which `aggregator-bench run queries` (the
 //! scenario `bench/scenarios/queries.toml`) judges against its targets.
 
+// The throttle run's write limit, for `--write-limit-mib`; this uses a part of it.
+#[allow(dead_code)]
+#[path = "../blkio.rs"]
+mod blkio;
 mod daemon_child;
 
 use std::collections::HashMap;
@@ -73,6 +77,11 @@ struct Args {
     /// directory). docs/archive-tools.md advises a disk other than the archive's.
     #[arg(long, value_name = "DIR")]
     export_dir: Option<PathBuf>,
+    /// Limits the daemon's own writes to the archive's disk to this many MiB/s (a cgroup v1 blkio
+    /// throttle, as the throttle run's; root): ingest is then bound by a disk budget the queries
+    /// and the export do not share, as on a machine whose cores are not short.
+    #[arg(long, value_name = "MIB")]
+    write_limit_mib: Option<u64>,
     /// Also write the figures, as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -247,8 +256,22 @@ fn ingest(
     for round in 0..args.rounds {
         let uplink = free_port()?;
         let daemon = Daemon::start(work, uplink, config)?;
+        let throttle = match args.write_limit_mib {
+            Some(mib) => {
+                let pid = i32::try_from(daemon.pid()).map_err(|err| err.to_string())?;
+                Some(blkio::WriteThrottle::apply(pid, &args.archive, mib << 20)?)
+            }
+            None => None,
+        };
         let rates = ingest_round(args, &daemon, uplink, round);
         let stopped = daemon.stop();
+        if let Some(written) = throttle.as_ref().and_then(|t| t.written_bytes()) {
+            println!(
+                "  the throttle counted {} MiB of the daemon's writes",
+                written >> 20
+            );
+        }
+        drop(throttle);
         restore(&args.archive, before)?;
         stopped?;
         for (with, rate) in rates? {
