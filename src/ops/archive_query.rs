@@ -9,8 +9,9 @@
 //! `monitor.max_archive_queries` run at once; one more is told so at once (503) rather than
 //! queued behind the others. Queries read and encode on a runtime of their own at the followers'
 //! lower priority (`LowPriorityRuntime`), not on the main runtime's thread: when the cores are
-//! short, ingest goes first and a query only takes longer. A read error part way cannot change the status any more: the answer
-//! is cut off without its last chunk, so a client never takes a truncated answer for a whole one.
+//! short, ingest goes first and a query only takes longer. A read error part way cannot change
+//! the status any more: the answer is cut off without its last chunk, so a client never takes a
+//! truncated answer for a whole one.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;

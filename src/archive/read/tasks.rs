@@ -2,13 +2,13 @@
 //! priority ([`spawn_low_priority`], or [`LowPriorityRuntime`] for readers that come and go), and
 //! tasks kept apart from the pipeline's ([`ReaderTasks`]).
 //!
-//! Why apart: followers, TM outputs, sinks and archive queries encode and write frames for peers outside, at the
-//! pace those peers read. On the runtime that runs ingest and the archive (one thread by default)
-//! they would take its time; at a lower priority, when the cores are short, ingest goes first and
-//! the readers only fall further behind in the files. And at a drain the pipeline's tasks must
-//! finish, while a reader whose peer stopped reading must not delay the drain or change its
-//! report: each sends what became durable up to the archive's close, and is cut off at the drain
-//! deadline.
+//! Why apart: followers, TM outputs, sinks and archive queries encode and write frames for peers
+//! outside, at the pace those peers read. On the runtime that runs ingest and the archive (one
+//! thread by default) they would take its time; at a lower priority, when the cores are short,
+//! ingest goes first and the readers only fall further behind in the files. And at a drain the
+//! pipeline's tasks must finish, while a reader whose peer stopped reading must not delay the
+//! drain or change its report: each sends what became durable up to the archive's close, and is
+//! cut off at the drain deadline.
 
 use std::io;
 
@@ -51,7 +51,15 @@ where
     T: FnOnce() -> F + Send + 'static,
     F: std::future::Future<Output = ()>,
 {
-    let runtime = current_thread_runtime()?;
+    run_low_priority(name, current_thread_runtime()?, task)
+}
+
+/// Runs `task` on `runtime`, on a thread of its own at [`READERS_NICE`].
+fn run_low_priority<F, T>(name: &str, runtime: Runtime, task: T) -> io::Result<()>
+where
+    T: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -76,12 +84,11 @@ impl LowPriorityRuntime {
         let runtime = current_thread_runtime()?;
         let (handle, stop) = (runtime.handle().clone(), CancellationToken::new());
         let stopped = stop.clone();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                lower_priority();
-                runtime.block_on(stopped.cancelled());
-            })?;
+        run_low_priority(
+            name,
+            runtime,
+            move || async move { stopped.cancelled().await },
+        )?;
         Ok(LowPriorityRuntime { handle, stop })
     }
 
