@@ -78,7 +78,13 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<u64, String> {
                      ago such as \"-15m\""
                 )
             })?;
-            return u64::try_from(ns).map_err(|_| format!("{text:?} is before the Unix epoch"));
+            return match u64::try_from(ns) {
+                Ok(ns) => Ok(ns),
+                Err(_) if ns < 0 => Err(format!("{text:?} is before the Unix epoch")),
+                Err(_) => Err(format!(
+                    "{text:?} is after 2554-07-21T23:34:33Z, the last time the archive holds"
+                )),
+            };
         }
     };
     unix_ns(time).ok_or_else(|| format!("{text:?} is before the Unix epoch"))
@@ -117,10 +123,12 @@ fn rfc3339_ns(text: &str) -> Option<i128> {
             .iter()
             .take_while(|d| d.is_ascii_digit())
             .count();
-        if !(1..=9).contains(&len) {
+        if len == 0 {
             return None;
         }
-        nanos = digits(at + 1, len)? * 10i128.pow(9 - len as u32);
+        // RFC 3339 allows any number of digits: those past nanoseconds are dropped.
+        let kept = len.min(9);
+        nanos = digits(at + 1, kept)? * 10i128.pow(9 - kept as u32);
         at += 1 + len;
     }
     let offset_s = match (b.get(at), b.len() - at) {
@@ -211,5 +219,17 @@ mod tests {
             "before the epoch"
         );
         assert!(parse_time("-60000d", now).is_err(), "before the epoch");
+        let why = parse_time("2600-01-01T00:00:00Z", now).unwrap_err();
+        assert!(why.contains("is after 2554-07-21T23:34:33Z"), "{why}");
+        assert_eq!(
+            parse_time("2554-07-21T23:34:33Z", now),
+            Ok(18_446_744_073_000_000_000),
+            "the last second a u64 of nanoseconds holds"
+        );
+        assert_eq!(
+            parse_time("1970-01-01T00:00:00.1234567891234Z", now),
+            Ok(123_456_789),
+            "digits past nanoseconds are dropped"
+        );
     }
 }
