@@ -423,14 +423,24 @@ fn frames_of(bytes: &mut Vec<u8>, (kind, id): (SourceKind, u32), sequences: &[u6
 }
 
 fn gaps(root: &Path, args: &[&str]) -> serde_json::Value {
+    let (status, json, err) = gaps_and_status(root, args);
+    assert_eq!(status, Some(0), "{err}");
+    json
+}
+
+/// `archive gaps --json`: its exit status, its answer and its standard error.
+fn gaps_and_status(root: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args(["archive", "gaps", root.to_str().unwrap(), "--json"])
         .args(args)
         .output()
         .expect("run aggregator archive gaps");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+        err,
+    )
 }
 
 /// `archive gaps`: the runs each source holds in a window and the gaps between them, those
@@ -587,6 +597,68 @@ fn a_damaged_record_is_named_and_the_rest_of_the_window_exported() {
         parquet_rows(parquet) == ndjson_rows(&ndjson),
         "damaged: Parquet and NDJSON differ"
     );
+}
+
+/// `archive gaps` passes over a damaged record of a segment it reads, as `verify` names it, and
+/// goes past a segment deleted by hand, naming both (exit status 1): what the other records
+/// hold is still answered.
+#[test]
+fn gaps_name_damage_and_a_missing_segment_and_answer_the_rest() {
+    let dir = TempDir::new("gaps-damaged");
+    let root = &dir.0;
+    let live = (SourceKind::LiveUplink, 7);
+    let seconds = |s: u64| T0 + s * 1_000_000_000;
+    // Segments 0, 1 and 2 (the newest, read record by record) hold 0..=9, 10..=19, 20..=29.
+    let mut segments = vec![segment::MAGIC.to_vec(); 3];
+    for (n, bytes) in segments.iter_mut().enumerate() {
+        let first = n as u64 * 10;
+        let sequences: Vec<u64> = (first..first + 10).collect();
+        frames_of(bytes, live, &sequences, seconds(n as u64 * 10));
+    }
+    fs::create_dir_all(root).unwrap();
+    for (index, bytes) in segments.iter().enumerate() {
+        fs::write(root.join(segment::segment_name(index as u64)), bytes).unwrap();
+    }
+    // A byte of the newest segment's fifth record (sequence 24) changed.
+    let newest = root.join(segment::segment_name(2));
+    let mut bytes = fs::read(&newest).unwrap();
+    let record = (bytes.len() - segment::MAGIC.len()) / 10;
+    bytes[segment::MAGIC.len() + 4 * record + record / 2] ^= 0x5a;
+    fs::write(&newest, &bytes).unwrap();
+    let scan = segment::read_segment(&newest).unwrap();
+    let [damage] = &scan.damaged[..] else {
+        panic!("one damaged range: {:?}", scan.damaged)
+    };
+
+    let (status, answer, err) = gaps_and_status(root, &[]);
+    assert_eq!(status, Some(1), "{err}");
+    let named = format!(
+        "shard 0 segment 2 bytes {}..{} damaged, passed over",
+        damage.start, damage.end
+    );
+    assert!(err.contains(&named), "{err}");
+    let held = serde_json::json!([[0, 23], [25, 29]]);
+    assert_eq!(answer["sources"][0]["held"], held, "{answer}");
+    let damaged = &answer["damaged"][0];
+    assert_eq!(
+        (&damaged["segment"], &damaged["from"], &damaged["to"]),
+        (&2.into(), &damage.start.into(), &damage.end.into()),
+        "{answer}"
+    );
+    assert!(answer.get("missing_segments").is_none(), "{answer}");
+
+    // Segment 1 deleted by hand (retention never ran).
+    fs::remove_file(root.join(segment::segment_name(1))).unwrap();
+    let (status, answer, err) = gaps_and_status(root, &[]);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(
+        err.contains("shard 0 segment 1 is missing (deleted, not by retention)"),
+        "{err}"
+    );
+    let missing = serde_json::json!([{"shard": 0, "segment": 1}]);
+    assert_eq!(answer["missing_segments"], missing, "{answer}");
+    let held = serde_json::json!([[0, 9], [20, 23], [25, 29]]);
+    assert_eq!(answer["sources"][0]["held"], held, "{answer}");
 }
 
 /// What a reader finds of one source (kind, id): rows, payload bytes, least and greatest

@@ -384,6 +384,6 @@ async fn a_merged_pass_says_which_station_delivered_each_range() {
         .count();
     assert!(sealed >= 2, "segments sealed with their indexes: {sealed}");
     let filter = FrameFilter::default();
-    let sources = completeness::of_files(&root, &filter).unwrap();
-    expected(&completeness::answer_json(&sources, &filter, &groups));
+    let answer = completeness::of_files(&root, &filter).unwrap();
+    expected(&completeness::answer_json(&answer, &filter, &groups));
 }

@@ -25,7 +25,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 
 use super::index::{self, SegmentIndex, SourceSpan};
-use super::read::{DurableEnds, FrameFilter};
+use super::read::{DamagedRange, DurableEnds, FrameFilter};
 use super::retention::state::ShardState;
 use super::segment::{self, Entry};
 use super::{layout, DurableEnd};
@@ -369,24 +369,51 @@ fn spread(buckets: &mut [u64], timeline: &Timeline, frames: u64, (oldest, newest
     }
 }
 
+/// What the archive holds of the sources asked about, and what of it could not be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completeness {
+    pub sources: Vec<SourceCompleteness>,
+    /// Damaged records passed over, as `archive verify` names them: their frames are not held.
+    pub damaged: Vec<DamagedRange>,
+    /// Segments missing from a shard's numbering that retention did not delete (an operator
+    /// did), as (shard, segment): their frames are not held.
+    pub missing: Vec<(usize, u64)>,
+}
+
+impl Completeness {
+    /// The lines that say what could not be read, each for an operator's eyes.
+    pub fn problems(&self) -> Vec<String> {
+        let missing = self.missing.iter().map(|(shard, segment)| {
+            format!(
+                "shard {shard} segment {segment} is missing (deleted, not by retention): its \
+                 frames are not held"
+            )
+        });
+        let damaged = self.damaged.iter().map(ToString::to_string);
+        damaged.chain(missing).collect()
+    }
+}
+
 /// [`completeness`] of the archive's files as they are now (a stopped archive, or one read beside
 /// its daemon: each shard to its newest segment's last whole record), without a timeline.
 /// Blocking.
-pub fn of_files(root: &Path, filter: &FrameFilter) -> io::Result<Vec<SourceCompleteness>> {
+pub fn of_files(root: &Path, filter: &FrameFilter) -> io::Result<Completeness> {
     completeness(root, &super::export::stopped_ends(root)?, filter, None)
 }
 
 /// What the archive at `root` holds of each source `filter` wants (its sources, its window; not
 /// its priority: completeness is of both) up to `ends`, by source, with `timeline` when given.
-/// Blocking.
+/// Damaged records are passed over and a segment missing from a shard's numbering is gone past,
+/// each named in the answer. Blocking.
 pub fn completeness(
     root: &Path,
     ends: &DurableEnds,
     filter: &FrameFilter,
     timeline: Option<&Timeline>,
-) -> io::Result<Vec<SourceCompleteness>> {
+) -> io::Result<Completeness> {
     let mut held = Held::new();
     let mut pruned: BTreeMap<(u8, u32), SequenceSet> = BTreeMap::new();
+    let (mut damaged, mut missing) = (Vec::new(), Vec::new());
     for (shard, dir) in layout::list_shards(root)? {
         let Some(end) = ends
             .iter()
@@ -403,30 +430,44 @@ pub fn completeness(
                 .for_each(|(a, b)| sequences.insert_run(a, b));
         }
         let reading = Reading {
+            shard,
             dir: &dir,
             end,
             filter,
             timeline,
         };
+        // Segments are numbered without gaps, and retention deletes the oldest, below
+        // `first_retained`: the next one expected after it, or after the last one seen.
+        let mut expected = (state.first_retained > 0).then_some(state.first_retained);
         for (index, path) in segment::list_segments(&dir)? {
             if index < state.first_retained || index > end.segment {
                 continue;
             }
-            reading.add_segment((index, &path), &mut held)?;
+            if let Some(expected) = expected {
+                missing.extend((expected..index).map(|gone| (shard, gone)));
+            }
+            expected = Some(index + 1);
+            damaged.extend(reading.add_segment((index, &path), &mut held)?);
         }
     }
-    Ok(held
+    let sources = held
         .into_iter()
         .filter_map(|((kind, id), gathered)| {
             let source = (SourceKind::from_byte(kind)?, id);
             Some(gathered.finish(source, pruned.get(&(kind, id)), timeline))
         })
-        .collect())
+        .collect();
+    Ok(Completeness {
+        sources,
+        damaged,
+        missing,
+    })
 }
 
 /// What one shard's segments are read for: the shard's directory and durable end, the sources
 /// and window wanted, and the timeline.
 struct Reading<'a> {
+    shard: usize,
     dir: &'a Path,
     end: DurableEnd,
     filter: &'a FrameFilter,
@@ -435,8 +476,13 @@ struct Reading<'a> {
 
 impl Reading<'_> {
     /// Adds what segment `index` (at `path`) holds of the window: from its index when it is
-    /// sealed and wholly inside, by reading the blocks that meet the window otherwise.
-    fn add_segment(&self, (index, path): (u64, &Path), held: &mut Held) -> io::Result<()> {
+    /// sealed and wholly inside, by reading the blocks that meet the window otherwise, passing
+    /// over damaged records (the ranges it returns).
+    fn add_segment(
+        &self,
+        (index, path): (u64, &Path),
+        held: &mut Held,
+    ) -> io::Result<Vec<DamagedRange>> {
         let window = self.filter.received();
         let ranges = match index < self.end.segment {
             true => {
@@ -444,7 +490,7 @@ impl Reading<'_> {
                 match contents.received {
                     Some(span) if window.contains(&span.0) && window.contains(&span.1) => {
                         self.add_indexed(&contents, span, held);
-                        return Ok(());
+                        return Ok(Vec::new());
                     }
                     _ => {
                         let sources = index::sources_mask(&self.filter.sources);
@@ -455,27 +501,48 @@ impl Reading<'_> {
             false => vec![(segment::MAGIC.len() as u64, self.end.len)],
         };
         let file = File::open(path).map_err(|err| segment::with_path(err, path, "cannot read"))?;
+        let mut damaged = Vec::new();
         for (mut from, to) in ranges {
             while from < to {
-                let records = segment::read_records(&file, path, from, to, 1 << 20)?;
-                for (_, entry) in records.entries {
-                    let Entry::Frame(frame) = entry else { continue };
-                    let key = (frame.kind.to_byte(), frame.source_id);
-                    let received = frame.received_unix_ns;
-                    if window.contains(&received) && wants(self.filter, key) {
-                        let source =
-                            (held.entry(key)).or_insert_with(|| Gathered::new(self.timeline));
-                        source.add_frame(frame.sequence, received, self.timeline);
-                        if let Some(reception) = &frame.reception {
-                            let sequence = frame.sequence;
-                            source.add_station(&reception.delivery.station, [(sequence, sequence)]);
-                        }
+                match segment::read_records(&file, path, from, to, 1 << 20) {
+                    Ok(records) => {
+                        from = records.next;
+                        self.add_frames(records.entries, held);
                     }
+                    Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                        let next = segment::next_record(&file, path, from, to)?.unwrap_or(to);
+                        damaged.push(DamagedRange {
+                            shard: self.shard,
+                            segment: index,
+                            from,
+                            to: next,
+                            reason: err.to_string(),
+                        });
+                        from = next;
+                    }
+                    Err(err) => return Err(err),
                 }
-                from = records.next;
             }
         }
-        Ok(())
+        Ok(damaged)
+    }
+
+    /// Adds the frames of `entries`, read from their blocks, that the window and sources want.
+    fn add_frames(&self, entries: Vec<(u64, Entry)>, held: &mut Held) {
+        let window = self.filter.received();
+        for (_, entry) in entries {
+            let Entry::Frame(frame) = entry else { continue };
+            let key = (frame.kind.to_byte(), frame.source_id);
+            let received = frame.received_unix_ns;
+            if window.contains(&received) && wants(self.filter, key) {
+                let source = (held.entry(key)).or_insert_with(|| Gathered::new(self.timeline));
+                source.add_frame(frame.sequence, received, self.timeline);
+                if let Some(reception) = &frame.reception {
+                    let sequence = frame.sequence;
+                    source.add_station(&reception.delivery.station, [(sequence, sequence)]);
+                }
+            }
+        }
     }
 
     /// Adds a sealed segment's sources from its index: its frames were received from `span.0` to
@@ -561,16 +628,25 @@ fn gaps_json(gaps: &[Gap]) -> serde_json::Value {
         .collect()
 }
 
-/// [`to_json`], with the [`passes`] of `groups` under `passes` when there are any.
+/// [`to_json`] of the answer's sources, with the [`passes`] of `groups` under `passes` when there
+/// are any, and what could not be read under `damaged` and `missing_segments` when anything.
 pub fn answer_json(
-    sources: &[SourceCompleteness],
+    answer: &Completeness,
     filter: &FrameFilter,
     groups: &MergeGroups,
 ) -> serde_json::Value {
-    let mut json = to_json(sources, filter);
-    let passes = passes(sources, groups);
+    let mut json = to_json(&answer.sources, filter);
+    let passes = passes(&answer.sources, groups);
     if !passes.is_empty() {
         json["passes"] = passes_json(&passes);
+    }
+    if !answer.damaged.is_empty() {
+        json["damaged"] = answer.damaged.iter().map(DamagedRange::to_json).collect();
+    }
+    if !answer.missing.is_empty() {
+        json["missing_segments"] = (answer.missing.iter())
+            .map(|(shard, segment)| serde_json::json!({"shard": shard, "segment": segment}))
+            .collect();
     }
     json
 }
@@ -828,7 +904,11 @@ mod tests {
             last,
         };
         assert_eq!(pass.filled, [filled(50, 59), filled(65, 79)]);
-        let json = answer_json(&sources, &FrameFilter::default(), &groups);
+        let answer = Completeness {
+            sources,
+            ..Completeness::default()
+        };
+        let json = answer_json(&answer, &FrameFilter::default(), &groups);
         assert_eq!(json["sources"][0]["stations"][0]["station"], "Kiruna");
         let stations = &json["passes"][0]["stations"];
         assert_eq!(stations[1]["source"], "live:607");
@@ -838,7 +918,8 @@ mod tests {
             serde_json::json!({"station": "Svalbard", "for": "Kiruna", "first": 50, "last": 59})
         );
         // Without the config's groups, no passes.
-        let alone = answer_json(&sources, &FrameFilter::default(), &MergeGroups::new());
+        let alone = answer_json(&answer, &FrameFilter::default(), &MergeGroups::new());
         assert!(alone.get("passes").is_none());
+        assert!(alone.get("damaged").is_none() && alone.get("missing_segments").is_none());
     }
 }

@@ -938,7 +938,7 @@ impl<R: Read> Window<R> {
     }
 
     /// Reads the magic: `Ok(Ok(()))` for this format, or how a scan of a file that is not a
-    /// segment (or whose magic was cut short) ends; an `InvalidData` error for a segment of
+    /// segment (or whose magic was cut short) ends; an `Unsupported` error for a segment of
     /// another format version ([`other_version`]).
     fn magic(&mut self) -> io::Result<Result<(), Scanned>> {
         self.fill(MAGIC.len())?;
@@ -1236,9 +1236,17 @@ pub fn read_records(
 }
 
 /// Where the first valid record after the damaged one at `from` starts, before `to`; `None` when
-/// none does. Reads the range whole: only after damage, which is rare.
+/// none does, or the file's magic is not a segment's (nothing in it is read: [`read_records`]
+/// refuses every range of it, so the whole file is one damaged range). Reads the range whole: only
+/// after damage, which is rare.
 pub(crate) fn next_record(file: &File, path: &Path, from: u64, to: u64) -> io::Result<Option<u64>> {
     use std::os::unix::fs::FileExt;
+    let mut magic = [0; MAGIC.len()];
+    file.read_exact_at(&mut magic, 0)
+        .map_err(|err| with_path(err, path, "cannot read"))?;
+    if &magic != MAGIC {
+        return Ok(None);
+    }
     let mut buf = vec![0; usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)];
     file.read_exact_at(&mut buf, from)
         .map_err(|err| with_path(err, path, "cannot read"))?;
@@ -1255,7 +1263,7 @@ fn other_version(magic: &[u8]) -> Option<io::Error> {
     }
     let found = u32::from(digits[0] - b'0') * 10 + u32::from(digits[1] - b'0');
     Some(io::Error::new(
-        io::ErrorKind::InvalidData,
+        io::ErrorKind::Unsupported,
         format!(
             "archive format version {found} (magic {}); this build reads version \
              {FORMAT_VERSION} only",
@@ -1807,7 +1815,7 @@ mod tests {
                 String::from_utf8_lossy(magic)
             );
             let err = scan(&bytes[..], |_, _| panic!("nothing is read")).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert_eq!(err.kind(), io::ErrorKind::Unsupported, "no damage");
             assert_eq!(err.to_string(), says);
 
             let path = dir.join(segment_name(u64::from(magic[7])));
@@ -1818,9 +1826,9 @@ mod tests {
                 "{err}"
             );
             let file = File::open(&path).unwrap();
-            let err = read_records(&file, &path, 8, bytes.len() as u64, 1 << 20)
-                .unwrap_err()
-                .to_string();
+            let err = read_records(&file, &path, 8, bytes.len() as u64, 1 << 20).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::Unsupported, "no damage");
+            let err = err.to_string();
             assert!(
                 err.contains(&says) && err.contains(&*path.to_string_lossy()),
                 "{err}"

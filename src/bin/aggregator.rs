@@ -749,17 +749,26 @@ fn gaps(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> 
         );
         return ExitCode::from(2);
     }
-    let sources = match completeness::of_files(dir, filter) {
-        Ok(sources) => sources,
+    let answer = match completeness::of_files(dir, filter) {
+        Ok(answer) => answer,
         Err(err) => {
             eprintln!("aggregator archive gaps: {err}");
             return ExitCode::from(2);
         }
     };
-    if json {
-        println!("{}", completeness::answer_json(&sources, filter, &groups));
-        return ExitCode::SUCCESS;
+    let problems = answer.problems();
+    for problem in &problems {
+        eprintln!("aggregator archive gaps: {problem}");
     }
+    let status = match problems.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    };
+    if json {
+        println!("{}", completeness::answer_json(&answer, filter, &groups));
+        return status;
+    }
+    let sources = answer.sources;
     let runs = |held: &SequenceSet| {
         let runs: Vec<String> = held.runs().map(|(a, b)| format!("{a}..{b}")).collect();
         runs.join(",")
@@ -822,7 +831,7 @@ fn gaps(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> 
         "total sources={} frames={frames} gaps={gaps}",
         sources.len()
     );
-    ExitCode::SUCCESS
+    status
 }
 
 /// Runs `aggregator archive export`: the window's frames to `output` (`-`: standard output), with a
@@ -862,7 +871,7 @@ fn export(dir: &Path, filter: FrameFilter, format: Format, output: &Path) -> Exi
         },
         rows => Box::new(RowSink::new(rows, &mut out)),
     };
-    let mut line = ProgressLine::new();
+    let mut line = ProgressLine::new(output.to_str() == Some("-"));
     let exported = tools::export::export(dir, filter, sink.as_mut(), &mut |done| line.show(done));
     line.clear();
     match exported {
@@ -905,9 +914,13 @@ struct ProgressLine {
 }
 
 impl ProgressLine {
-    fn new() -> ProgressLine {
+    /// A line on standard error when it is a terminal, unless the rows go to standard output and
+    /// that is a terminal too: the line would be written in among them.
+    fn new(to_stdout: bool) -> ProgressLine {
+        use std::io::IsTerminal;
+        let rows_on_terminal = to_stdout && std::io::stdout().is_terminal();
         ProgressLine {
-            terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            terminal: std::io::stderr().is_terminal() && !rows_on_terminal,
             shown: None,
         }
     }

@@ -146,7 +146,10 @@ pub(crate) async fn completeness(
         tokio::task::spawn_blocking(move || {
             let answer = completeness::completeness(&root, &durable, &filter, timeline.as_ref());
             drop(permit);
-            answer.map(|sources| completeness::answer_json(&sources, &filter, &groups))
+            for problem in answer.iter().flat_map(completeness::Completeness::problems) {
+                tracing::warn!(%problem, "archive completeness: passed over");
+            }
+            answer.map(|answer| completeness::answer_json(&answer, &filter, &groups))
         })
         .await
     });
@@ -412,13 +415,7 @@ async fn rows_until_the_last(
 fn damage_notices(cursors: &mut ShardCursors, format: Format, buf: &mut Vec<u8>) {
     for range in cursors.take_damaged() {
         if format == Format::Ndjson {
-            let notice = serde_json::json!({ "damaged": {
-                "shard": range.shard,
-                "segment": range.segment,
-                "from": range.from,
-                "to": range.to,
-                "reason": range.reason,
-            }});
+            let notice = serde_json::json!({ "damaged": range.to_json() });
             buf.extend_from_slice(format!("{notice}\n").as_bytes());
         }
     }

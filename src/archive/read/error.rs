@@ -16,7 +16,7 @@ use crate::domain::position::ShardPosition;
 pub enum ReadError {
     /// The next segment to read is gone (an operator deleted it): reading on would skip its frames.
     #[error(
-        "segment {segment} of shard {shard} is no longer in the archive; its frames cannot be sent"
+        "segment {segment} of shard {shard} is no longer in the archive; its frames cannot be read"
     )]
     SegmentDeleted { shard: usize, segment: u64 },
     /// A durable record does not decode (the message names the file and the offset).
@@ -67,6 +67,20 @@ impl std::fmt::Display for DamagedRange {
     }
 }
 
+impl DamagedRange {
+    /// As the JSON answers name it: `{"shard":S,"segment":N,"from":OFFSET,"to":OFFSET,
+    /// "reason":"..."}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "shard": self.shard,
+            "segment": self.segment,
+            "from": self.from,
+            "to": self.to,
+            "reason": self.reason,
+        })
+    }
+}
+
 /// `shards` joined by commas.
 fn listed(shards: &[usize]) -> String {
     let shards: Vec<String> = shards.iter().map(usize::to_string).collect();
@@ -95,7 +109,7 @@ mod tests {
                     shard: 1,
                     segment: 5,
                 },
-                "segment 5 of shard 1 is no longer in the archive; its frames cannot be sent",
+                "segment 5 of shard 1 is no longer in the archive; its frames cannot be read",
             ),
             (
                 ReadError::UnknownPosition {
