@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aggregator::archive::layout;
 use aggregator::archive::segment;
@@ -17,6 +17,7 @@ use aggregator::archive::CountingSink;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::SyncMode;
 use aggregator::domain::position::{Position, Positions, ShardPosition};
+use aggregator::domain::units::unix_ns;
 use aggregator::follow::client::{Event, FollowError, Follower};
 use aggregator::follow::protocol::{
     DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
@@ -773,17 +774,17 @@ async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails()
     let (status, _, err) = tail(&["--addr", &addr, "--from", "yesterday"]).await;
     assert_eq!(status, Some(2), "a usage error: {err}");
 
-    // Without --limit it runs until the daemon drains, then exits 0 having printed every frame.
+    // Without --limit it runs until the daemon drains, then exits 0 having printed every frame;
+    // with a window that reaches past the drain it exits 1: more of it may come after a restart.
     let follower = tokio::task::spawn_blocking({
         let addr = addr.clone();
-        move || follow_until_drained(&addr, daemon)
+        move || follow_until_drained(&addr, daemon, &[&[], &["--until", "2100-01-01T00:00:00Z"]])
     });
-    let (lines, status) = tokio::time::timeout(PATIENCE, follower)
+    let tails = tokio::time::timeout(PATIENCE, follower)
         .await
         .expect("tail ends at the drain")
         .unwrap();
-    assert_eq!(status, Some(0));
-    assert_eq!(lines, 20);
+    assert_eq!(tails, [(20, Some(0)), (20, Some(1))]);
     let (status, _, err) = tail(&["--addr", &addr]).await;
     assert_eq!(status, Some(1));
     assert!(err.contains("cannot connect"), "{err}");
@@ -810,24 +811,36 @@ async fn aggregator_tail_refused_says_the_follow_listener_may_not_be_enabled() {
     }
 }
 
-/// Runs `aggregator tail --addr ADDR` until its first line (it has subscribed), then sends the
-/// daemon SIGTERM; returns how many lines the tail printed and its exit status.
-fn follow_until_drained(addr: &str, mut daemon: Binary) -> (usize, Option<i32>) {
+/// Runs an `aggregator tail --addr ADDR` with each of `options` until each has printed its first
+/// line (it has subscribed), then sends the daemon SIGTERM; returns how many lines each tail
+/// printed and its exit status.
+fn follow_until_drained(
+    addr: &str,
+    mut daemon: Binary,
+    options: &[&[&str]],
+) -> Vec<(usize, Option<i32>)> {
     use std::io::BufRead;
-    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
-        .args(["tail", "--addr", addr])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run aggregator tail");
-    let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
-    assert!(lines.next().is_some(), "a first frame");
+    let mut tails: Vec<_> = (options.iter())
+        .map(|options| {
+            let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+                .args(["tail", "--addr", addr])
+                .args(*options)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("run aggregator tail");
+            let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+            assert!(lines.next().is_some(), "a first frame");
+            (tail, lines)
+        })
+        .collect();
     let pid = libc::pid_t::try_from(daemon.child.id()).unwrap();
     // SAFETY: a signal to our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let printed = 1 + lines.count();
-    let status = tail.wait().unwrap().code();
+    let ended = (tails.iter_mut())
+        .map(|(tail, lines)| (1 + lines.count(), tail.wait().unwrap().code()))
+        .collect();
     assert!(daemon.child.wait().unwrap().success(), "a clean drain");
-    (printed, status)
+    ended
 }
 
 #[tokio::test]
@@ -1210,7 +1223,8 @@ async fn frames_to_end(
 
 /// A subscription with a time window gets exactly the frames received in it, in every shard and
 /// across segment rolls (history and live alike), and END(Until) once no more can come: here
-/// when the daemon stops, since its end has not settled yet.
+/// when the daemon stops, since its end has not settled yet. One whose window reaches past the
+/// stop gets END(Shutdown) instead: frames received after a restart may still belong to it.
 #[tokio::test]
 async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
     let dir = TempDir::new("follow-window");
@@ -1254,9 +1268,24 @@ async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
     // Frames received after the window are passed over while the daemon runs.
     send(&daemon, LIVE, 1, routine(1_000..1_050)).await;
     daemon.wait_archived(sent + 50).await;
+    let hour_ahead = unix_ns(SystemTime::now()).unwrap() + 3_600_000_000_000;
+    let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
+    let mut bytes = BytesMut::new();
+    let ahead = subscription(Start::Oldest).within(Some(since), Some(hour_ahead));
+    ahead.encode(&mut bytes);
+    stream.write_all(&bytes).await.unwrap();
+    let mut ahead = FramedRead::new(stream, LengthDelimitedCodec::new());
+    assert!(matches!(
+        next_message(&mut ahead).await,
+        DaemonMessage::Subscribed { .. }
+    ));
+    let ahead = tokio::spawn(async move { frames_to_end(&mut ahead).await });
     assert!(daemon.shutdown().await.is_clean());
     let (frames, reason) = reader.await.unwrap();
     assert_eq!(reason, EndReason::Until);
+    let (from_since, reason) = ahead.await.unwrap();
+    assert_eq!(reason, EndReason::Shutdown, "the window had not ended");
+    assert!(from_since.len() > frames.len(), "{}", from_since.len());
     // Each shard's frames in its order (positions repeat across shards).
     let by_shard = |frames: &[FollowedFrame]| -> BTreeMap<usize, Vec<Seen>> {
         let mut shards: BTreeMap<usize, Vec<Seen>> = BTreeMap::new();

@@ -87,6 +87,9 @@ pub struct Follower {
     reception: Option<RunReception>,
     /// Each shard's last frame handed out (or the subscription's start after it).
     positions: Positions,
+    /// The subscription's window has an end: only END(Until) says every frame of it came, and
+    /// END(Shutdown) is an error (the daemon drained before the window's end).
+    ends: bool,
     /// Kept open: closing it ends the subscription.
     _output: Writer,
 }
@@ -117,6 +120,7 @@ impl Follower {
                 Start::After(positions) => positions.clone(),
                 Start::Oldest | Start::Now => Positions::new(),
             },
+            ends: subscription.filter.until.is_some(),
             _output: output,
         };
         match follower.message().await? {
@@ -151,7 +155,8 @@ impl Follower {
     }
 
     /// The next frame or notice; `None` at the END that follows the daemon's drain or the end of
-    /// the subscription's time window.
+    /// the subscription's time window. A window's subscription that the drain ended before the
+    /// window's end is [`FollowError::Ended`]: more of the window may come after a restart.
     pub async fn next_event(&mut self) -> Result<Option<Event>, FollowError> {
         while self.pending.is_empty() {
             match self.message().await? {
@@ -176,9 +181,13 @@ impl Follower {
                     return Ok(Some(Event::Skipped(skipped)));
                 }
                 DaemonMessage::End {
-                    reason: EndReason::Shutdown | EndReason::Until,
+                    reason: EndReason::Until,
                     ..
                 } => return Ok(None),
+                DaemonMessage::End {
+                    reason: EndReason::Shutdown,
+                    ..
+                } if !self.ends => return Ok(None),
                 DaemonMessage::End { reason, detail } => {
                     return Err(FollowError::Ended { reason, detail })
                 }
@@ -230,13 +239,7 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
             Some(Event::Catalog(version)) => format!("catalog version {version} published"),
             Some(Event::Skipped(skipped)) if options.json => skipped_json(&skipped).to_string(),
             Some(Event::Skipped(skipped)) => skipped_line(&skipped),
-            Some(Event::Earliest(earliest)) if options.json => serde_json::json!({
-                "earliest": {
-                    "shard": earliest.shard,
-                    "oldest": unix_ns_to_rfc3339(earliest.oldest),
-                }
-            })
-            .to_string(),
+            Some(Event::Earliest(earliest)) if options.json => earliest.to_json().to_string(),
             Some(Event::Earliest(earliest)) => format!(
                 "shard {} holds nothing received before {} any more (retention deleted older \
                  segments): it starts at its oldest frame",

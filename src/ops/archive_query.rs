@@ -178,8 +178,10 @@ pub struct FramesQuery {
 pub enum QueryError {
     #[error("{0}: {1}")]
     Time(&'static str, String),
-    #[error("from is after to")]
+    #[error("from is after to (without to, the time of the query)")]
     Backwards,
+    #[error("{0}: given more than once (only source may be repeated)")]
+    Repeated(String),
     #[error("source: {0}")]
     Source(ParseError),
     #[error("source: more than {MAX_SOURCES} sources")]
@@ -236,10 +238,19 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
         format: Format::Ndjson,
         buckets: None,
     };
+    let mut seen = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        // The bearer token, which the monitor's authentication took already.
+        if key == "token" {
+            continue;
+        }
         if !path.takes(&key) {
             return Err(QueryError::Unknown(key.to_string(), path.expected()));
         }
+        if key != "source" && seen.contains(&key) {
+            return Err(QueryError::Repeated(key.to_string()));
+        }
+        seen.push(key.clone());
         match &*key {
             "from" => {
                 let time = parse_time(&value, now).map_err(|why| QueryError::Time("from", why))?;
@@ -287,14 +298,10 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
     if request.buckets.is_some() && request.filter.since.is_none() {
         return Err(QueryError::BucketsWithoutFrom);
     }
-    let window = request.filter.since.zip(request.filter.until);
-    if window.is_some_and(|(from, to)| from > to) {
-        return Err(QueryError::Backwards);
-    }
     // Without an end, the answer ends with what was received by the time of the query.
-    if request.filter.until.is_none() {
-        let now = unix_ns(now).unwrap_or(0);
-        request.filter.until = Some(now.max(request.filter.since.unwrap_or(0)));
+    let until = *(request.filter.until).get_or_insert_with(|| unix_ns(now).unwrap_or(0));
+    if request.filter.since.is_some_and(|from| from > until) {
+        return Err(QueryError::Backwards);
     }
     Ok(request)
 }
@@ -352,45 +359,62 @@ pub(crate) async fn frames(
 /// A chunk of the answer, or the error that cuts it off.
 type Chunk = Result<Bytes, std::io::Error>;
 
-/// Reads the window and sends its rows, a chunk at a time, until it ends, the archive cannot be
-/// read (the answer is cut off) or the client goes. The permit goes back before the last chunk:
-/// a client that has the whole answer may query again at once.
+/// Reads the window and sends its rows, a chunk as soon as it is read, until it ends, the archive
+/// cannot be read or the daemon drains before the window's end (the answer is cut off: the
+/// stream ends in an error, so no last chunk marks it whole), or the client goes. The permit goes
+/// back before the stream ends: a client that has the whole answer may query again at once.
 async fn answer(
     mut cursors: ShardCursors,
     request: FramesQuery,
     chunks: mpsc::Sender<Chunk>,
     permit: OwnedSemaphorePermit,
 ) {
-    let last = rows_until_the_last(&mut cursors, &request, &chunks).await;
+    let end = send_rows(&mut cursors, &request, &chunks).await;
     drop(permit);
-    if let Some(last) = last {
-        let _ = chunks.send(last).await;
+    if let Some(Err(err)) = end {
+        let _ = chunks.send(Err(err)).await;
     }
 }
 
-/// Sends every chunk of the answer but the last, which it returns (`None`: the client went).
-async fn rows_until_the_last(
+/// Sends every chunk of the answer; returns how it ended (`None`: the client went).
+async fn send_rows(
     cursors: &mut ShardCursors,
     request: &FramesQuery,
     chunks: &mpsc::Sender<Chunk>,
-) -> Option<Chunk> {
+) -> Option<Result<(), std::io::Error>> {
     let mut rows = Rows::new(request.format);
     let mut buf = Vec::new();
     rows.start(&mut buf);
+    // A window that starts before what retention left of a shard: NDJSON says so first.
+    for earliest in cursors.take_earliest() {
+        if request.format == Format::Ndjson {
+            buf.extend_from_slice(format!("{}\n", earliest.to_json()).as_bytes());
+        }
+    }
     loop {
         let next = tokio::select! {
             next = cursors.next_runs() => next,
             () = chunks.closed() => return None,
         };
-        let runs = match next {
-            Ok(Some(runs)) => runs,
-            Ok(None) => {
-                damage_notices(cursors, request.format, &mut buf);
-                return Some(Ok(Bytes::from(buf)));
+        damage_notices(cursors, request.format, &mut buf);
+        let ended = match next {
+            Ok(Some(runs)) => {
+                for frame in runs.into_iter().flat_map(|run| run.into_frames()) {
+                    if request.wants(&frame) {
+                        rows.write(&frame, &mut buf);
+                    }
+                }
+                None
             }
+            Ok(None) if cursors.is_cut_short() => {
+                let why = "the daemon drained before the window's end; ask again once it is back";
+                tracing::info!("archive query: {why}; the answer is cut off");
+                Some(Err(std::io::Error::other(why)))
+            }
+            Ok(None) => Some(Ok(())),
             Err(err) => {
                 tracing::warn!(error = %err, "archive query: cannot read on; the answer is cut off");
-                return Some(Err(std::io::Error::other(err.to_string())));
+                Some(Err(std::io::Error::other(err.to_string())))
             }
         };
         if !buf.is_empty()
@@ -401,11 +425,8 @@ async fn rows_until_the_last(
         {
             return None;
         }
-        damage_notices(cursors, request.format, &mut buf);
-        for frame in runs.into_iter().flat_map(|run| run.into_frames()) {
-            if request.wants(&frame) {
-                rows.write(&frame, &mut buf);
-            }
+        if ended.is_some() {
+            return ended;
         }
     }
 }
@@ -455,10 +476,16 @@ mod tests {
         };
         assert_eq!(every.filter, until_now, "to the time of the query");
         assert_eq!(every.format, Format::Ndjson);
-        let ahead = parse("from=2030-01-01T00:00:00Z").unwrap().filter;
         assert_eq!(
-            ahead.since, ahead.until,
-            "a window to come ends where it starts"
+            parse("from=2030-01-01T00:00:00Z"),
+            Err(QueryError::Backwards),
+            "without to, a start to come is after the end"
+        );
+        let token = parse("token=s3cret&format=csv").unwrap();
+        assert_eq!(
+            token.format,
+            Format::Csv,
+            "the token is the monitor's to take"
         );
     }
 
@@ -487,6 +514,8 @@ mod tests {
             ("format=xml", "format: unknown format \"xml\""),
             ("format=parquet", "format: parquet is a file"),
             ("limit=5", "unknown parameter \"limit\""),
+            ("kind=live&kind=replay", "kind: given more than once"),
+            ("format=csv&format=raw", "format: given more than once"),
         ] {
             let err = parse(query).unwrap_err().to_string();
             assert!(err.starts_with(reason), "{query}: {err}");

@@ -675,12 +675,25 @@ pub async fn http_request(
 
 /// The body of a chunked answer, decoded.
 pub fn dechunked(body: &str) -> String {
+    let (out, whole) = chunks_so_far(body);
+    assert!(whole, "the answer has no last chunk: {out}");
+    out
+}
+
+/// The data of the whole chunks of a chunked body read so far, and whether its last chunk (the
+/// empty one that says the answer is whole) came.
+pub fn chunks_so_far(body: &str) -> (String, bool) {
     let (mut rest, mut out) = (body, String::new());
     loop {
-        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return (out, false);
+        };
         let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
         if size == 0 {
-            return out;
+            return (out, true);
+        }
+        if after.len() < size + 2 {
+            return (out, false);
         }
         out.push_str(&after[..size]);
         rest = &after[size + 2..];

@@ -262,7 +262,14 @@ impl ShardCursors {
 
     /// Whether the reader's window has ended in every shard: nothing it wants can come any more.
     pub(crate) fn is_finished(&self) -> bool {
-        self.filter.until.is_some() && self.shards.iter().all(Shard::done)
+        self.filter.until.is_some() && self.shards.iter().all(Shard::done) && !self.is_cut_short()
+    }
+
+    /// Whether a shard's writer stopped (the daemon drained) before the window's end: the
+    /// reading is over, but frames received after a restart may still belong to the window.
+    pub(crate) fn is_cut_short(&self) -> bool {
+        let cut = |shard: &Shard| shard.window.as_ref().is_some_and(|w| w.cut_short);
+        self.shards.iter().any(cut)
     }
 
     /// Waits until a shard's durable end moves or its watch closes (read again then), or until a

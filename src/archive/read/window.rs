@@ -46,6 +46,9 @@ pub(super) struct Window {
     ranges: Option<SegmentRanges>,
     /// No frame of the window can come any more in this shard.
     pub(super) done: bool,
+    /// The shard's writer stopped (the daemon drained) before the window's end: frames received
+    /// after the restart may still belong to it. Such a reading is done, not finished.
+    pub(super) cut_short: bool,
 }
 
 impl Window {
@@ -57,6 +60,7 @@ impl Window {
             sources: index::sources_mask(&filter.sources),
             ranges: None,
             done: false,
+            cut_short: false,
         })
     }
 
@@ -121,10 +125,14 @@ impl Window {
     }
 
     /// The shard is read to its durable end: it is done if its writer stopped (`open` false) or
-    /// the clock is past `until` and the settling time.
+    /// the clock is past `until` and the settling time; cut short if the writer stopped before
+    /// `until` (every frame received before the stop is durable by then, none after it).
     pub(super) fn reached_end(&mut self, open: bool) {
         if let Some(until) = self.until {
             let now = unix_ns(SystemTime::now()).unwrap_or(0);
+            if !open && !self.done {
+                self.cut_short = now <= until;
+            }
             self.done |= !open || now > until.saturating_add(settle_ns());
         }
     }
@@ -150,6 +158,15 @@ pub struct Earliest {
     pub shard: usize,
     /// The oldest received time the shard still holds (nanoseconds since the Unix epoch).
     pub oldest: u64,
+}
+
+impl Earliest {
+    /// As the JSON answers name it (`aggregator tail --json`, `GET /archive/frames`' NDJSON):
+    /// `{"earliest":{"shard":S,"oldest":"RFC 3339"}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let oldest = crate::domain::display::unix_ns_to_rfc3339(self.oldest);
+        serde_json::json!({ "earliest": { "shard": self.shard, "oldest": oldest } })
+    }
 }
 
 /// What a reader whose window starts at `since` is told of shard `shard` (in `dir`): nothing when
@@ -413,7 +430,14 @@ mod tests {
         assert_eq!(ahead.settles_in(), None);
         let mut stopped = window(now + 60_000_000_000);
         stopped.reached_end(false);
-        assert!(stopped.done);
+        assert!(
+            stopped.done && stopped.cut_short,
+            "a restart may bring more"
+        );
+        // A writer that stopped after the window's end leaves nothing of it to come.
+        let mut ended = window(now - 1_000_000_000);
+        ended.reached_end(false);
+        assert!(ended.done && !ended.cut_short);
         // A window that ended a minute ago: done once everything durable is read.
         let mut past = window(now - 60_000_000_000);
         past.saw(Some(now - 59_000_000_000));
