@@ -45,10 +45,11 @@
 //!
 //! Threads: the columns of a row group are encoded at once, each into a buffer of its own on one
 //! of as many threads as the process may use (`available_parallelism`, which `taskset` and a
-//! cgroup's CPU limit lower), the heaviest first, then written to the file in column order. zstd,
-//! the encoders and the copies cost about a microsecond a frame (`docs/bench/export.md`), which on
-//! one thread held the export under the disk's pace; the price is a row group's encoded columns in
-//! memory until they are written.
+//! cgroup's CPU limit lower), the heaviest first, while the reader gathers the next row group;
+//! once that is gathered, the encoded columns are written to the file in column order. zstd, the
+//! encoders and the copies cost about a microsecond a frame (`docs/bench/export.md`), which on one
+//! thread held the export under the disk's pace; the price is memory: two row groups' frames and
+//! one's encoded columns.
 //!
 //! The writer needs only [`Write`]: no seeking, so standard output serves as well as a file.
 
@@ -119,6 +120,8 @@ pub struct ParquetSink<W: Write + Send> {
     buffers: Vec<Vec<u8>>,
     /// The output, once finished.
     finished: Option<W>,
+    /// The row group before it, being encoded meanwhile.
+    encoding: Option<Encoding>,
     /// The frames of the row group being gathered.
     group: Vec<FollowedFrame>,
     /// Their payloads' bytes.
@@ -144,6 +147,7 @@ impl<W: Write + Send> ParquetSink<W> {
             threads,
             buffers: COLUMNS.iter().map(|_| Vec::new()).collect(),
             finished: None,
+            encoding: None,
             group: Vec::new(),
             group_payload: 0,
             limits,
@@ -155,35 +159,54 @@ impl<W: Write + Send> ParquetSink<W> {
         self.finished
     }
 
-    /// Writes the gathered frames as a row group.
+    /// Starts encoding the gathered frames as a row group, then writes the row group before it
+    /// (whose encoding ran while these were gathered) to the file.
     fn write_group(&mut self) -> io::Result<()> {
         if self.group.is_empty() {
             return Ok(());
         }
-        let writer = self.writer.as_mut().ok_or_else(finished)?;
+        let writer = self.writer.as_ref().ok_or_else(finished)?;
         let columns = writer.schema_descr().columns().to_vec();
+        let (properties, threads) = (Arc::clone(&self.properties), self.threads);
+        let frames = std::mem::take(&mut self.group);
         let buffers = std::mem::take(&mut self.buffers);
-        let encoded = encode_columns(
-            &columns,
-            &self.properties,
-            &self.group,
-            self.threads,
-            buffers,
-        );
+        self.group_payload = 0;
+        let encoding = std::thread::Builder::new()
+            .name("parquet-encode".into())
+            .spawn(move || encode_columns(&columns, &properties, &frames, threads, buffers))?;
+        match self.encoding.replace(encoding) {
+            Some(before) => self.append(before),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for a row group's columns to be encoded and writes them to the file, keeping their
+    /// buffers for a row group to come.
+    fn append(&mut self, encoding: Encoding) -> io::Result<()> {
+        let encoded = encoding
+            .join()
+            .map_err(|_| io::Error::other("a Parquet encoding thread panicked"))?
+            .map_err(to_io)?;
+        let writer = self.writer.as_mut().ok_or_else(finished)?;
         let mut group = writer.next_row_group().map_err(to_io)?;
-        for column in encoded.map_err(to_io)? {
+        let keep = self.buffers.is_empty();
+        for column in encoded {
             group
                 .append_column(&column.bytes, column.close)
                 .map_err(to_io)?;
-            let buffer = column.bytes.try_into_mut().map(Vec::from);
-            self.buffers.push(buffer.unwrap_or_default());
+            if keep {
+                let buffer = column.bytes.try_into_mut().map(Vec::from);
+                self.buffers.push(buffer.unwrap_or_default());
+            }
         }
         group.close().map_err(to_io)?;
-        self.group.clear();
-        self.group_payload = 0;
         Ok(())
     }
 }
+
+/// A row group's columns being encoded on a thread of their own (and the threads it starts),
+/// while the next row group is gathered.
+type Encoding = std::thread::JoinHandle<Result<Vec<EncodedColumn>, ParquetError>>;
 
 impl<W: Write + Send> ExportSink for ParquetSink<W> {
     fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()> {
@@ -203,6 +226,9 @@ impl<W: Write + Send> ExportSink for ParquetSink<W> {
 
     fn finish(&mut self) -> io::Result<()> {
         self.write_group()?;
+        if let Some(last) = self.encoding.take() {
+            self.append(last)?;
+        }
         let writer = self.writer.take().ok_or_else(finished)?;
         let mut out = writer.into_inner().map_err(to_io)?;
         out.flush()?;
