@@ -109,6 +109,7 @@ fn measure(scenario: &QueriesScenario, archive: &Path) -> Result<Figures, String
         .args(["--rounds", &scenario.rounds.to_string()])
         .args(["--ingest-s", &scenario.ingest_s.to_string()])
         .args(["--export-nice", &scenario.export_nice.to_string()])
+        .args(["--export-ionice", &scenario.export_ionice.to_string()])
         .arg("--json")
         .arg(&json)
         .status()

@@ -111,11 +111,17 @@ pub struct QueriesScenario {
     /// Rounds of ingest alone and beside queries and exports, and each round's seconds.
     pub rounds: usize,
     pub ingest_s: u64,
-    /// The niceness the exports beside ingest run at.
+    /// The niceness the exports beside ingest run at, and their I/O scheduling class
+    /// (`ionice -c`: 3 is idle; 2, best effort, the default).
     #[serde(default)]
     pub export_nice: i32,
+    #[serde(default = "best_effort")]
+    pub export_ionice: u8,
 }
 
+fn best_effort() -> u8 {
+    2
+}
 fn kib() -> usize {
     1024
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aggregator::archive::completeness;
-use aggregator::archive::export::{ExportSink, Format, ParquetSink, RowSink};
+use aggregator::archive::export::{ExportSink, Format, ParquetSink, RowSink, WriteBehind};
 use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools::export::Progress;
 use aggregator::archive::tools::prune::PruneLimit;
@@ -848,7 +848,10 @@ fn export(dir: &Path, filter: FrameFilter, format: Format, output: &Path) -> Exi
     let mut out: Box<dyn std::io::Write + Send> = match output.to_str() {
         Some("-") => Box::new(std::io::stdout()),
         _ => match std::fs::File::create(output) {
-            Ok(file) => Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
+            Ok(file) => Box::new(std::io::BufWriter::with_capacity(
+                1 << 20,
+                WriteBehind::new(file),
+            )),
             Err(err) => {
                 eprintln!(
                     "aggregator archive export: cannot create {}: {err}",

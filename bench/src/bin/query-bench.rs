@@ -20,7 +20,7 @@
 //!   evicted and again with it cached;
 //! - **ingest**: the daemon's ingest (`uplink-sim --scenario saturate`, 8 replay feeds of 1 KiB
 //!   frames, into the same archive) alone, and beside a loop of range queries and a loop of
-//!   `nice -n 19 aggregator archive export --format parquet` of an hour, rounds interleaved, each
+//!   `ionice -c 3 nice -n 19 aggregator archive export --format parquet` of an hour, rounds interleaved, each
 //!   with a daemon of its own and the archive taken back after it: frames archived per second
 //!   over the middle of each run, medians.
 //!
@@ -73,6 +73,10 @@ struct Args {
     /// advises beside a busy daemon.
     #[arg(long, default_value_t = 19)]
     export_nice: i32,
+    /// The I/O scheduling class of the exports beside ingest (`ionice -c`): 3, idle, as
+    /// docs/archive-tools.md advises beside a busy daemon; 2, best effort, the kernel's default.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    export_ionice: u8,
     /// Where the exports beside ingest write their Parquet file (default: the temporary
     /// directory). docs/archive-tools.md advises a disk other than the archive's.
     #[arg(long, value_name = "DIR")]
@@ -376,13 +380,14 @@ fn spawn_queries(
 }
 
 /// Exports of an hour to Parquet, read-only beside the daemon, one after another until `stop`,
-/// each under `nice`.
+/// each under `ionice` and `nice`.
 fn spawn_exports(
     args: &Args,
     stop: &Arc<AtomicBool>,
     done: &Arc<AtomicU64>,
 ) -> BenchResult<std::thread::JoinHandle<()>> {
     let (exe, nice) = (sibling("aggregator")?, args.export_nice);
+    let ionice = args.export_ionice;
     let (archive, stop, done) = (args.archive.clone(), Arc::clone(stop), Arc::clone(done));
     let out = args
         .export_dir
@@ -395,8 +400,8 @@ fn spawn_exports(
                 break;
             }
             let from = DAY + hour * 3600;
-            let exported = Command::new("nice")
-                .args(["-n", &nice.to_string()])
+            let exported = Command::new("ionice")
+                .args(["-c", &ionice.to_string(), "nice", "-n", &nice.to_string()])
                 .arg(&exe)
                 .args(["archive", "export"])
                 .arg(&archive)

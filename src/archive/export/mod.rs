@@ -10,12 +10,14 @@
 //! `docs/archive-tools.md` ("export"). [`ExportSink`] is where rows go: [`RowSink`] for the text
 //! and byte formats, [`ParquetSink`] for Parquet.
 
+mod behind;
 mod parquet;
 mod rows;
 mod sink;
 mod stopped;
 
 pub use self::parquet::{ParquetSink, COLUMNS, ROW_GROUP_PAYLOAD, ROW_GROUP_ROWS};
+pub use behind::WriteBehind;
 pub use rows::{Format, FormatError, Rows};
 pub use sink::{ExportSink, RowSink};
 pub(crate) use stopped::stopped_ends;

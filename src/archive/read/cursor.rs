@@ -178,11 +178,13 @@ fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::R
 /// Reads the next chunk of shard `shard` (in `dir`) after `cursor`, no further than `end` nor
 /// than offset `stop` of its segment: the frames `filter` wants, each with its position. At the
 /// end of a complete segment the chunk is empty and its cursor is the next segment's start.
+/// With `track`, it counts the frames it passed ([`Chunk::passed`]); with `uncache`, what it read
+/// of a sealed segment leaves the page cache.
 pub(crate) fn read(
     dir: &Path,
     (shard, cursor, end): (usize, Cursor, DurableEnd),
     (filter, stop): (&FrameFilter, Option<u64>),
-    track: bool,
+    (track, uncache): (bool, bool),
 ) -> Result<Chunk, ReadError> {
     let empty = |cursor| Chunk {
         runs: Vec::new(),
@@ -213,6 +215,9 @@ pub(crate) fn read(
         offset: records.next,
         first_index: 0,
     };
+    if uncache && cursor.segment < end.segment {
+        drop_cached(&file, cursor.offset, records.next);
+    }
     let mut passed = Passed::new();
     let newest = records.entries.iter().filter_map(|(_, entry)| match entry {
         Entry::Frame(frame) => Some(frame.received_unix_ns),
@@ -247,6 +252,20 @@ fn read_only_what_is_asked(file: &File) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = file;
+}
+
+/// Drops bytes `from..to` of a segment, read, from the page cache. Only advice: a failure changes
+/// nothing that matters, so it is not reported.
+fn drop_cached(file: &File, from: u64, to: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (at, len) = (from as libc::off_t, to.saturating_sub(from) as libc::off_t);
+        // SAFETY: posix_fadvise reads no memory; `file` keeps the descriptor open for the call.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), at, len, libc::POSIX_FADV_DONTNEED) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, from, to);
 }
 
 /// Where reading shard `shard` (in `dir`) goes on after the damaged record at `cursor`: the next

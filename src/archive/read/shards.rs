@@ -69,6 +69,8 @@ pub(crate) struct ShardCursors {
     earliest: Vec<Earliest>,
     /// Damaged records are passed over (and listed here until taken) rather than an error.
     damage: Option<Vec<DamagedRange>>,
+    /// What it read of sealed segments leaves the page cache ([`Self::uncaching`]).
+    uncache: bool,
 }
 
 impl ShardCursors {
@@ -89,6 +91,7 @@ impl ShardCursors {
             skipped: Vec::new(),
             earliest: Vec::new(),
             damage: None,
+            uncache: false,
         };
         for (index, receiver) in durable {
             let (index, mut durable) = (*index, receiver.clone());
@@ -146,14 +149,14 @@ impl ShardCursors {
         let filter = Arc::clone(&self.filter);
         let shard = &mut self.shards[at];
         let (dir, index, from) = (shard.dir.clone(), shard.index, shard.cursor);
-        let track = shard.gap.is_some();
+        let (track, uncache) = (shard.gap.is_some(), self.uncache);
         let (wanted, mut window) = (Arc::clone(&filter), shard.window.take());
         let chunk = tokio::task::spawn_blocking(move || {
             let (from, stop) = match &mut window {
                 Some(window) => window.plan(&dir, from, end)?,
                 None => (from, None),
             };
-            let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), track);
+            let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), (track, uncache));
             chunk.map(|chunk| (chunk, window, from))
         })
         .await;
@@ -222,6 +225,16 @@ impl ShardCursors {
     /// serve the rest of their window.
     pub(crate) fn passing_damage(mut self) -> ShardCursors {
         self.damage = Some(Vec::new());
+        self
+    }
+
+    /// The same reader, dropping from the page cache the parts of sealed segments it has read:
+    /// for an export beside a running daemon, which reads hours the daemon has no more use for,
+    /// once. Cached, they would push out the pages the daemon writes and its followers read, and
+    /// the kernel would spend the daemon's time reclaiming them (docs/bench/queries.md measured
+    /// ingest beside exports).
+    pub(crate) fn uncaching(mut self) -> ShardCursors {
+        self.uncache = true;
         self
     }
 

@@ -60,7 +60,7 @@ pub fn export(
         let ends = stopped_ends(root).map_err(ReadError::Unreadable)?;
         let reading = (Arc::new(filter), OnGap::End);
         let cursors = ShardCursors::locate(root, &ends, &Start::Oldest, reading).await?;
-        let mut cursors = cursors.passing_damage();
+        let mut cursors = cursors.passing_damage().uncaching();
         let mut exported = Exported {
             earliest: cursors.take_earliest(),
             ..Exported::default()
