@@ -8,6 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use aggregator::config::Config;
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::units::unix_ns;
 use aggregator::{Daemon, Priority, SourceKind};
@@ -237,6 +238,60 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
     expected.sort();
     assert!(!expected.is_empty() && expected.len() < frames.len());
     cut_off(&half, &expected);
+}
+
+/// A window that starts before what retention (here `archive prune`) left: the NDJSON answer
+/// opens with an `earliest` line for the shard, as `aggregator tail --json` prints it, and holds
+/// every frame left.
+#[tokio::test]
+async fn a_window_before_the_oldest_frame_left_says_where_it_starts() {
+    let dir = TempDir::new("archive-query-earliest");
+    let root = dir.0.join("archive");
+    let mut config = archive_config(&root);
+    config.archive.segment_bytes = 8 * 1024;
+    let start = |config: Config| async move {
+        let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+        let build = |config| Daemon::new(config, opened);
+        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await
+    };
+    let (daemon, _) = start(config.clone()).await;
+    send(daemon.uplink, SourceKind::LiveUplink, 1, 0..1000).await;
+    let middle = unix_ns(SystemTime::now()).unwrap();
+    send(daemon.uplink, SourceKind::LiveUplink, 1, 1000..2000).await;
+    let to = unix_ns_to_rfc3339(unix_ns(SystemTime::now()).unwrap());
+    assert!(daemon.shutdown().await.is_clean());
+    let pruned = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "prune", root.to_str().unwrap(), "--before"])
+        .arg(unix_ns_to_rfc3339(middle))
+        .output()
+        .unwrap();
+    assert!(pruned.status.success(), "{pruned:?}");
+    let left: Vec<u64> = (common::stored_frames(&root).into_iter())
+        .map(|(_, frame)| frame.received_unix_ns)
+        .collect();
+    let oldest = *left.iter().min().unwrap();
+    assert!(
+        left.len() < 2000,
+        "prune deleted a segment: {} left",
+        left.len()
+    );
+
+    let (daemon, state) = start(config).await;
+    let (monitor, stop) = serve_monitor(state).await;
+    // A window that ended before this daemon started: whole once it drains, if not before.
+    let (status, body) = get_started(monitor, &format!("/archive/frames?from=-1h&to={to}")).await;
+    assert_eq!(status, 200);
+    assert!(daemon.shutdown().await.is_clean());
+    let body = tokio::time::timeout(PATIENCE, body).await.unwrap().unwrap();
+    let body = common::dechunked(&body);
+    let mut lines = body.lines();
+    let earliest: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        earliest,
+        serde_json::json!({"earliest": {"shard": 0, "oldest": unix_ns_to_rfc3339(oldest)}})
+    );
+    assert_eq!(lines.count(), left.len());
+    stop.cancel();
 }
 
 /// Reads `stream`'s chunked answer until its rows hold `lines` lines; the body read so far.
