@@ -16,6 +16,15 @@ use common::{archive_config, http_get, http_get_with, serve_monitor, Client, Tem
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A daemon on `config` with its archive (of `config.runtime.shards` shards) and its monitor's
+/// state, not yet served.
+async fn start(config: Config) -> (common::TestDaemon, aggregator::ops::monitor::MonitorState) {
+    let shards = config.runtime.shards;
+    let opened = aggregator::archive::open(&config.archive, shards).expect("open the archive");
+    let build = |config| Daemon::new(config, opened);
+    common::TestDaemon::start_built(config, build, Daemon::monitor_state).await
+}
+
 /// Sends `frames` as `kind:id` on a connection of its own, and waits until all are acknowledged.
 async fn send(addr: SocketAddr, kind: SourceKind, id: u32, sequences: std::ops::Range<u64>) {
     let mut client = Client::source(addr, kind, id).await;
@@ -82,8 +91,8 @@ fn threads_named(name: &str) -> Vec<i64> {
 }
 
 /// A GET whose status line and head have come (the query holds its permit from then): the status,
-/// and the rest of the answer read in the background until it ends.
-async fn get_started(addr: SocketAddr, path: &str) -> (u16, tokio::task::JoinHandle<String>) {
+/// and the connection, its body next.
+async fn get_head(addr: SocketAddr, path: &str) -> (u16, TcpStream) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -97,6 +106,12 @@ async fn get_started(addr: SocketAddr, path: &str) -> (u16, tokio::task::JoinHan
         .unwrap()
         .parse()
         .unwrap();
+    (status, stream)
+}
+
+/// [`get_head`], and the rest of the answer read in the background until it ends.
+async fn get_started(addr: SocketAddr, path: &str) -> (u16, tokio::task::JoinHandle<String>) {
+    let (status, mut stream) = get_head(addr, path).await;
     let body = tokio::spawn(async move {
         let mut body = String::new();
         stream.read_to_string(&mut body).await.unwrap();
@@ -113,10 +128,7 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
     config.runtime.shards = 2;
     config.archive.segment_bytes = 8 * 1024;
     config.monitor.max_archive_queries = 2;
-    let opened = aggregator::archive::open(&config.archive, 2).expect("open the archive");
-    let build = |config| Daemon::new(config, opened);
-    let (daemon, state) =
-        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await;
+    let (daemon, state) = start(config).await;
     let (monitor, stop) = serve_monitor(state).await;
     for id in 1..=4 {
         send(daemon.uplink, SourceKind::LiveUplink, id, 0..150).await;
@@ -249,11 +261,6 @@ async fn a_window_before_the_oldest_frame_left_says_where_it_starts() {
     let root = dir.0.join("archive");
     let mut config = archive_config(&root);
     config.archive.segment_bytes = 8 * 1024;
-    let start = |config: Config| async move {
-        let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
-        let build = |config| Daemon::new(config, opened);
-        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await
-    };
     let (daemon, _) = start(config.clone()).await;
     send(daemon.uplink, SourceKind::LiveUplink, 1, 0..1000).await;
     let middle = unix_ns(SystemTime::now()).unwrap();
@@ -316,24 +323,13 @@ async fn rows_of_a_window_still_open_come_as_they_are_stored() {
     let dir = TempDir::new("archive-query-live");
     let root = dir.0.join("archive");
     let config = archive_config(&root);
-    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
-    let build = |config| Daemon::new(config, opened);
-    let (daemon, state) =
-        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await;
+    let (daemon, state) = start(config).await;
     let (monitor, stop) = serve_monitor(state).await;
     send(daemon.uplink, SourceKind::LiveUplink, 1, 0..100).await;
     let hour = unix_ns_to_rfc3339(unix_ns(SystemTime::now()).unwrap() + 3_600_000_000_000);
-    let mut stream = TcpStream::connect(monitor).await.unwrap();
     let path = format!("/archive/frames?to={hour}&source=live:1&format=csv");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0];
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 200"));
+    let (status, mut stream) = get_head(monitor, &path).await;
+    assert_eq!(status, 200);
     let mut body = String::new();
     read_rows(&mut stream, &mut body, 1 + 100).await;
     send(daemon.uplink, SourceKind::LiveUplink, 1, 100..150).await;
@@ -422,10 +418,7 @@ async fn a_merged_pass_says_which_station_delivered_each_range() {
     let parsed = aggregator::Config::parse(&links.concat(), std::path::Path::new("pass.toml"));
     config.links = parsed.expect("valid [[links]]").links;
     let groups = completeness::merge_groups(&config.links);
-    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
-    let build = |config| Daemon::new(config, opened);
-    let (daemon, state) =
-        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await;
+    let (daemon, state) = start(config).await;
     let (monitor, stop) = serve_monitor(state).await;
     let packet = |count: u16| {
         let header = PrimaryHeader::telemetry(7, count, 200).encode();

@@ -768,29 +768,29 @@ fn gaps(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> 
         println!("{}", completeness::answer_json(&answer, filter, &groups));
         return status;
     }
-    let sources = answer.sources;
+    print_gaps(&answer.sources, &groups);
+    status
+}
+
+/// `aggregator archive gaps`' text report: each source's runs and gaps (and stations), each pass
+/// of `groups`, and the totals.
+fn print_gaps(sources: &[completeness::SourceCompleteness], groups: &completeness::MergeGroups) {
     let runs = |held: &SequenceSet| {
         let runs: Vec<String> = held.runs().map(|(a, b)| format!("{a}..{b}")).collect();
         runs.join(",")
     };
-    for s in &sources {
+    let gap_line = |gap: &completeness::Gap| {
+        let (first, last, cause) = (gap.first, gap.last, gap.cause.label());
         println!(
-            "{}:{} frames={} held={} gaps={}",
-            s.source.0.label(),
-            s.source.1,
-            s.frames,
-            runs(&s.held),
-            s.gaps.len()
+            "  gap {first}..{last} ({} frames): {cause}",
+            last - first + 1
         );
-        for gap in &s.gaps {
-            println!(
-                "  gap {}..{} ({} frames): {}",
-                gap.first,
-                gap.last,
-                gap.last - gap.first + 1,
-                gap.cause.label()
-            );
-        }
+    };
+    for s in sources {
+        let (kind, id, frames) = (s.source.0.label(), s.source.1, s.frames);
+        let (held, gaps) = (runs(&s.held), s.gaps.len());
+        println!("{kind}:{id} frames={frames} held={held} gaps={gaps}");
+        s.gaps.iter().for_each(gap_line);
         for (station, held) in &s.stations {
             println!(
                 "  station {station}: frames={} held={}",
@@ -799,20 +799,14 @@ fn gaps(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> 
             );
         }
     }
-    for pass in completeness::passes(&sources, &groups) {
+    for pass in completeness::passes(sources, groups) {
         let (group, apid, held) = (&pass.group, pass.apid, &pass.held);
         println!(
             "pass {group} apid {apid}: frames={} held={}",
             held.len(),
             runs(held)
         );
-        for gap in &pass.gaps {
-            let (first, last, cause) = (gap.first, gap.last, gap.cause.label());
-            println!(
-                "  gap {first}..{last} ({} frames): {cause}",
-                last - first + 1
-            );
-        }
+        pass.gaps.iter().for_each(gap_line);
         for (station, (kind, id), held) in &pass.stations {
             let (kind, frames) = (kind.label(), held.len());
             println!(
@@ -831,7 +825,6 @@ fn gaps(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> 
         "total sources={} frames={frames} gaps={gaps}",
         sources.len()
     );
-    status
 }
 
 /// Runs `aggregator archive export`: the window's frames to `output` (`-`: standard output), with a
