@@ -1254,32 +1254,29 @@ async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
         .collect();
     assert!(wanted.len() >= sent as usize / 2, "{} frames", wanted.len());
 
-    let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
-    let mut bytes = BytesMut::new();
-    let window = subscription(Start::Oldest).within(Some(since), Some(until));
-    window.encode(&mut bytes);
-    stream.write_all(&bytes).await.unwrap();
-    let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
-    assert!(matches!(
-        next_message(&mut input).await,
-        DaemonMessage::Subscribed { .. }
-    ));
+    // Subscribes to the window from `since` to `until`; its frames and END are read in the
+    // background.
+    let follow_window = |until| async move {
+        let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
+        let mut bytes = BytesMut::new();
+        let window = subscription(Start::Oldest).within(Some(since), Some(until));
+        window.encode(&mut bytes);
+        stream.write_all(&bytes).await.unwrap();
+        let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+        assert!(matches!(
+            next_message(&mut input).await,
+            DaemonMessage::Subscribed { .. }
+        ));
+        input
+    };
+    let mut input = follow_window(until).await;
     let reader = tokio::spawn(async move { frames_to_end(&mut input).await });
     // Frames received after the window are passed over while the daemon runs.
     send(&daemon, LIVE, 1, routine(1_000..1_050)).await;
     daemon.wait_archived(sent + 50).await;
     let hour_ahead = unix_ns(SystemTime::now()).unwrap() + 3_600_000_000_000;
-    let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
-    let mut bytes = BytesMut::new();
-    let ahead = subscription(Start::Oldest).within(Some(since), Some(hour_ahead));
-    ahead.encode(&mut bytes);
-    stream.write_all(&bytes).await.unwrap();
-    let mut ahead = FramedRead::new(stream, LengthDelimitedCodec::new());
-    assert!(matches!(
-        next_message(&mut ahead).await,
-        DaemonMessage::Subscribed { .. }
-    ));
-    let ahead = tokio::spawn(async move { frames_to_end(&mut ahead).await });
+    let mut input = follow_window(hour_ahead).await;
+    let ahead = tokio::spawn(async move { frames_to_end(&mut input).await });
     assert!(daemon.shutdown().await.is_clean());
     let (frames, reason) = reader.await.unwrap();
     assert_eq!(reason, EndReason::Until);
