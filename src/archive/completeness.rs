@@ -422,13 +422,7 @@ pub fn completeness(
         else {
             continue;
         };
-        let state = ShardState::read(&dir)?;
-        for (&key, span) in &state.pruned {
-            let sequences = pruned.entry(key).or_default();
-            span.sequences
-                .runs()
-                .for_each(|(a, b)| sequences.insert_run(a, b));
-        }
+        let first_retained = ShardState::read(&dir)?.first_retained;
         let reading = Reading {
             shard,
             dir: &dir,
@@ -438,17 +432,34 @@ pub fn completeness(
         };
         // Segments are numbered without gaps, and retention deletes the oldest, below
         // `first_retained`: the next one expected after it, or after the last one seen.
-        let mut expected = (state.first_retained > 0).then_some(state.first_retained);
+        let (mut expected, mut holes) =
+            ((first_retained > 0).then_some(first_retained), Vec::new());
         for (index, path) in segment::list_segments(&dir)? {
-            if index < state.first_retained || index > end.segment {
+            if index < first_retained || index > end.segment {
                 continue;
             }
-            if let Some(expected) = expected {
-                missing.extend((expected..index).map(|gone| (shard, gone)));
-            }
+            holes.extend(expected.map_or(0..0, |expected| expected..index));
             expected = Some(index + 1);
-            damaged.extend(reading.add_segment((index, &path), &mut held)?);
+            match reading.add_segment((index, &path), &mut held) {
+                Ok(passed) => damaged.extend(passed),
+                // Retention may delete a segment between the listing and its reading.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => holes.push(index),
+                Err(err) => return Err(err),
+            }
         }
+        // Read after the segments: retention records a deletion before it unlinks, so the state
+        // names every segment it deleted before or during the reading, and their sequences.
+        let state = ShardState::read(&dir)?;
+        for (&key, span) in &state.pruned {
+            let sequences = pruned.entry(key).or_default();
+            span.sequences
+                .runs()
+                .for_each(|(a, b)| sequences.insert_run(a, b));
+        }
+        let by_hand = holes
+            .into_iter()
+            .filter(|&gone| gone >= state.first_retained);
+        missing.extend(by_hand.map(|gone| (shard, gone)));
     }
     let sources = held
         .into_iter()

@@ -35,10 +35,10 @@
 //!
 //! Row groups: frames are gathered until [`ROW_GROUP_ROWS`] rows or [`ROW_GROUP_PAYLOAD`] bytes of
 //! payload, whichever comes first, then written as one row group, so memory stays bounded whatever
-//! the window (the gathered frames hold the read buffers their payloads lie in; BENCHMARKS.md
-//! measured a peak RSS of 108-173 MiB). Compression: zstd, level 1, on every column: DuckDB,
-//! pyarrow and Spark all read it, and the `parquet` crate's docs recommend it as the balance of
-//! ratio, speed and support; snappy, the other codec they all read, was not measured against it.
+//! the window (the gathered frames hold the read buffers their payloads lie in;
+//! `docs/bench/export.md` measured a peak RSS of 259-506 MB). Compression: zstd, level 1, on every
+//! column: DuckDB, pyarrow and Spark all read it, and the `parquet` crate's docs recommend it as
+//! the balance of ratio, speed and support; snappy, the other codec they all read, was not measured against it.
 //! Columns whose values hardly repeat (`received`, `sequence`, `position`, `payload`) are written
 //! without a dictionary, and `payload` without min/max statistics (a byte-wise minimum of payloads
 //! helps no query).
@@ -47,9 +47,9 @@
 //! of as many threads as the process may use (`available_parallelism`, which `taskset` and a
 //! cgroup's CPU limit lower), the heaviest first, while the reader gathers the next row group;
 //! once that is gathered, the encoded columns are written to the file in column order. zstd, the
-//! encoders and the copies cost about a microsecond a frame (`docs/bench/export.md`), which on one
-//! thread held the export under the disk's pace; the price is memory: two row groups' frames and
-//! one's encoded columns.
+//! encoders and the copies cost one to two microseconds a frame (`docs/bench/export.md`), which
+//! on one thread held the export well under the disk's pace; the price is memory: two row
+//! groups' frames and one's encoded columns.
 //!
 //! The writer needs only [`Write`]: no seeking, so standard output serves as well as a file.
 
