@@ -36,7 +36,7 @@
 //! Row groups: frames are gathered until [`ROW_GROUP_ROWS`] rows or [`ROW_GROUP_PAYLOAD`] bytes of
 //! payload, whichever comes first, then written as one row group, so memory stays bounded whatever
 //! the window (the gathered frames hold the read buffers their payloads lie in;
-//! `docs/bench/export.md` measured a peak RSS of 259-506 MB). Compression: zstd, level 1, on every
+//! `docs/bench/export.md` measured a peak RSS of 253-494 MiB). Compression: zstd, level 1, on every
 //! column: DuckDB, pyarrow and Spark all read it, and the `parquet` crate's docs recommend it as
 //! the balance of ratio, speed and support; snappy, the other codec they all read, was not measured against it.
 //! Columns whose values hardly repeat (`received`, `sequence`, `position`, `payload`) are written
