@@ -3,15 +3,15 @@
 //! archive holds of each source over such a window, and what it is missing.
 //!
 //! Why a stream and a limit: a window may hold a day of a busy station, so the answer is read and
-//! sent a chunk at a time (the archive's read side reads at most about 256 KiB of records at
-//! once, and two encoded chunks wait for the client at most), and a client that reads slowly only
-//! slows its own answer. Each query reads files on a blocking pool, so at most
+//! sent a chunk at a time, each as soon as it is read (the archive's read side reads at most about
+//! 256 KiB of records at once, and two encoded chunks wait for the client at most), and a client
+//! that reads slowly only slows its own answer. Each query reads files on a blocking pool, so at most
 //! `monitor.max_archive_queries` run at once; one more is told so at once (503) rather than
 //! queued behind the others. Queries read and encode on a runtime of their own at the followers'
 //! lower priority (`LowPriorityRuntime`), not on the main runtime's thread: when the cores are
 //! short, ingest goes first and a query only takes longer. A read error part way cannot change
-//! the status any more: the answer is cut off without its last chunk, so a client never takes a
-//! truncated answer for a whole one.
+//! the status any more, nor can a drain before the window's end: the answer is cut off without
+//! its last chunk, so a client never takes a truncated answer for a whole one.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -385,18 +385,12 @@ async fn send_rows(
     let mut rows = Rows::new(request.format);
     let mut buf = Vec::new();
     rows.start(&mut buf);
-    // A window that starts before what retention left of a shard: NDJSON says so first.
-    for earliest in cursors.take_earliest() {
-        if request.format == Format::Ndjson {
-            buf.extend_from_slice(format!("{}\n", earliest.to_json()).as_bytes());
-        }
-    }
     loop {
         let next = tokio::select! {
             next = cursors.next_runs() => next,
             () = chunks.closed() => return None,
         };
-        damage_notices(cursors, request.format, &mut buf);
+        notices(cursors, request.format, &mut buf);
         let ended = match next {
             Ok(Some(runs)) => {
                 for frame in runs.into_iter().flat_map(|run| run.into_frames()) {
@@ -431,12 +425,16 @@ async fn send_rows(
     }
 }
 
-/// Damaged records the reading passed over, each as an NDJSON line `{"damaged":{...}}` where they
-/// were in the answer; other formats have no place for them (the daemon's log says so).
-fn damage_notices(cursors: &mut ShardCursors, format: Format, buf: &mut Vec<u8>) {
-    for range in cursors.take_damaged() {
+/// The reading's notices, as NDJSON lines where they belong in the answer: before the first rows,
+/// each shard whose oldest frame left is after the window's start (`{"earliest":{...}}`, taken
+/// once); where they were, the damaged records passed over (`{"damaged":{...}}`). Other formats
+/// have no place for them (the daemon's log names the damage).
+fn notices(cursors: &mut ShardCursors, format: Format, buf: &mut Vec<u8>) {
+    let earliest = cursors.take_earliest().into_iter().map(|e| e.to_json());
+    let damaged = (cursors.take_damaged().into_iter())
+        .map(|range| serde_json::json!({ "damaged": range.to_json() }));
+    for notice in earliest.chain(damaged) {
         if format == Format::Ndjson {
-            let notice = serde_json::json!({ "damaged": range.to_json() });
             buf.extend_from_slice(format!("{notice}\n").as_bytes());
         }
     }
