@@ -407,6 +407,46 @@ fn the_daemon_command_line_is_unchanged() {
     assert!(stdout.contains("configuration is valid"), "{stdout}");
 }
 
+/// The exit statuses a paragraph opening at "Exit status:" names: its words that are one digit.
+fn exit_statuses(text: &str) -> Vec<u8> {
+    let at = text
+        .find("Exit status:")
+        .expect("an \"Exit status:\" paragraph");
+    let paragraph = text[at..].split("\n\n").next().unwrap();
+    let mut statuses: Vec<u8> = paragraph
+        .split_whitespace()
+        .map(|word| word.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+}
+
+/// Each archive tool's `--help` names the exit statuses docs/archive-tools.md gives it (`gaps`'
+/// said "0 (gaps or none); 2 ..." though it exits 1 when it passed something over).
+#[test]
+fn each_tools_help_names_the_exit_statuses_its_docs_name() {
+    let docs = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/archive-tools.md"
+    ))
+    .expect("read docs/archive-tools.md");
+    for tool in ["verify", "prune", "gaps", "inspect", "export", "repair"] {
+        let heading = format!("\n## `aggregator archive {tool} ");
+        let section = docs.split(&heading).nth(1).expect("the tool's section");
+        let section = section.split("\n## ").next().unwrap();
+        let out = aggregator(&["archive", tool, "--help"]);
+        let (help, err) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert_eq!(
+            exit_statuses(&help),
+            exit_statuses(section),
+            "archive {tool} --help:\n{help}"
+        );
+    }
+}
+
 /// Where a damaged record was: its segment, and the byte range it took there.
 struct Damaged {
     path: PathBuf,

@@ -241,7 +241,11 @@ enum ArchiveTool {
     /// the window's ends cut through, and each shard's newest segment, are read. Runs on a stopped
     /// archive or beside a running daemon (read-only).
     ///
-    /// Exit status: 0 (gaps or none); 2 when the archive cannot be read or on a usage error.
+    /// What cannot be read is passed over and named on standard error, the rest answered: a
+    /// damaged record, a segment missing that retention did not delete.
+    ///
+    /// Exit status: 0 (gaps or none); 1 when something was passed over; 2 when the archive cannot
+    /// be read or on a usage error.
     Gaps {
         /// The archive directory.
         dir: PathBuf,
