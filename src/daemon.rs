@@ -28,8 +28,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::archive::read::DurableEnds;
 use crate::archive::{
-    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, DurableEnd, ReadMarks, ReaderHold,
-    Readers, Retention, SealedFeed, SyncPolicy,
+    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, ArchiveTime, DurableEnd, ReadMarks,
+    ReaderHold, Readers, Retention, SealedFeed, SyncPolicy,
 };
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, Protected};
@@ -40,10 +40,10 @@ use crate::ingest::listener::{self, Listeners};
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
 use crate::links::{self, LinkServices, LinkSockets};
-use crate::ops::dashboard;
 use crate::ops::frame_feed::FrameFeed;
 use crate::ops::health::HealthProbe;
 use crate::ops::monitor::MonitorState;
+use crate::ops::{clock, dashboard};
 use crate::pipeline::fan_in::{priority_fan_in, FanIn};
 use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
 use crate::pipeline::processor::Processor;
@@ -91,6 +91,9 @@ pub struct Daemon {
     readers: Option<Arc<Readers>>,
     /// The archive's files, for retention; `None` when it keeps none.
     files: Option<SealedFeed>,
+    /// Where the archive's received times stood at the start, and where steps of the wall clock
+    /// go to be recorded.
+    archive_time: ArchiveTime,
     drain: CancellationToken,
     tracker: TaskTracker,
     catalog: CatalogHandle,
@@ -106,12 +109,13 @@ struct Chain {
     sink: Box<dyn ArchiveSink>,
 }
 
-/// The stats publisher, which runs until the drain is over so that the last figures go out, and
-/// the dashboard that logs them.
+/// The stats publisher, which runs until the drain is over so that the last figures go out, the
+/// dashboard that logs them, and the clock's watcher.
 struct StatsPublisher {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     dashboard: tokio::task::JoinHandle<()>,
+    clock: tokio::task::JoinHandle<()>,
 }
 
 impl Daemon {
@@ -125,6 +129,7 @@ impl Daemon {
             resume,
             readers,
             files,
+            clock: archive_time,
         } = archive.into();
         let p = &config.pipeline;
         let tm_names = config.tm_servers.iter().map(|s| s.name.clone());
@@ -171,6 +176,7 @@ impl Daemon {
             tm_listeners: Vec::new(),
             readers,
             files,
+            archive_time,
             drain,
             tracker,
             catalog,
@@ -347,6 +353,7 @@ impl Daemon {
         publisher.stop.cancel();
         let _ = publisher.task.await;
         let _ = publisher.dashboard.await;
+        let _ = publisher.clock.await;
         if let Some(threads) = threads {
             // Blocks while a task the deadline cut off is dropped: off the runtime's thread.
             let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
@@ -372,7 +379,7 @@ impl Daemon {
         let protect_nats = config.archive.retention.protect.contains(&Protected::Nats);
         let marks = protect_nats.then(|| Arc::new(ReadMarks::default()));
         let retention = self.files.take().map(|files| {
-            let limits = config.archive.retention.clone();
+            let limits = (config.archive.retention.clone(), config.clock.start_grace);
             Retention::start(files, limits, stats.clone(), marks.clone())
         });
         let nats = config.sinks.nats.clone().and_then(|nats| {
@@ -465,6 +472,7 @@ impl Daemon {
             published,
             drain,
             tracker,
+            archive_time,
             ..
         } = self;
         // Closes every subscription once the last shard's processor has finished.
@@ -501,11 +509,19 @@ impl Daemon {
         let stop = CancellationToken::new();
         let interval = config.dashboard.stats_interval;
         let dashboard = tokio::spawn(dashboard::run(published.subscribe()));
+        let watch = clock::watch(
+            config.clock.clone(),
+            archive_time,
+            stats.clone(),
+            stop.clone(),
+        );
+        let clock = tokio::spawn(watch);
         let task = tokio::spawn(stats::publish(stats, published, interval, stop.clone()));
         StatsPublisher {
             stop,
             task,
             dashboard,
+            clock,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! The folders follow a frame through the daemon, bottom up; each imports only those above it in
 //! this list (`tests/layers.rs` checks it):
 //! - [`domain`]: the words every stage shares: frames, batches, sources and their keys, the
-//!   acknowledgement ledger, resume points, sequence sets, positions, shards, catalogs.
+//!   acknowledgement ledger, resume points, sequence sets, positions, shards, catalogs, the
+//!   archive clock that stamps received times and the steps of the wall clock.
 //! - [`stats`]: the counters every stage bumps and the snapshots published from them.
 //! - [`protocol`]: the ingest wire format that uplinks, replay feeds and `uplink-sim` speak.
 //! - [`net`]: the accept loop every listener runs, and the file descriptors it keeps for the

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::clock::ClockEvent;
 use crate::domain::frame_quality::FrameQuality;
 
 /// How an exporter should present a field.
@@ -119,6 +120,9 @@ pipeline_stats! {
     Counter nats_published: "Frames JetStream acknowledged as new messages.",
     Counter nats_republished: "Frames published again (after a failure or a restart) that JetStream acknowledged as duplicates and dropped.",
     Counter nats_errors: "Failures of the NATS sink: publishes, acknowledgements or stream set-up that failed and were retried.",
+    Counter clock_steps: "Steps of the wall clock past clock.step_threshold_ms the daemon noticed while running; received times did not move.",
+    Gauge clock_in_doubt: "1 while the clock is in doubt (/healthz says degraded): the wall clock and the archive clock disagree by more than clock.step_threshold_ms, or the daemon started with its clock behind the archive's newest frame (until the clock passes it, at most clock.start_grace_ms); else 0.",
+    Gauge clock_last_step_timestamp_seconds: "Unix time, by the archive clock, of the last step of the wall clock; 0 before the first.",
     Counter nats_skipped_frames: "Frames the NATS sink never published because retention deleted them first ([archive.retention] max_bytes or min_free_*, or max_age without protect = [\"nats\"]).",
 }
 
@@ -160,6 +164,19 @@ pub struct Stats {
     links: Arc<Mutex<Vec<Arc<LinkCounters>>>>,
     /// Each TM server's and forward's own counters, by name (`[[tm_servers]]`, `[[tm_forwards]]`).
     tm: Arc<[Arc<TmCounters>]>,
+    /// The clock's signed figures, which the counters cannot hold (`/stats`' `clock`).
+    clock: Arc<Mutex<ClockState>>,
+}
+
+/// What the daemon knows of its clock, as its watcher last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClockState {
+    /// The wall clock minus the archive clock, in nanoseconds.
+    pub offset_ns: i64,
+    /// The last step of the wall clock, or a start whose clock was behind the archive.
+    pub last_step: Option<ClockEvent>,
+    /// Why the clock is in doubt, while it is.
+    pub doubt: Option<String>,
 }
 
 /// One shard's own counters: those every batch moves, which the totals sum. Aligned to two cache
@@ -237,6 +254,7 @@ impl Stats {
             shard: None,
             links: Arc::default(),
             tm: Arc::default(),
+            clock: Arc::default(),
         }
     }
 
@@ -514,6 +532,34 @@ impl Stats {
         c.retention_last_deletion_timestamp_seconds
             .store(seconds(last), Relaxed);
         c.retention_short.store(u64::from(files.short), Relaxed);
+    }
+
+    /// A step of the wall clock: counted, and the last one kept.
+    pub(crate) fn clock_step(&self, step: &ClockEvent) {
+        self.counters.clock_steps.fetch_add(1, Relaxed);
+        self.counters
+            .clock_last_step_timestamp_seconds
+            .store(step.archive_ns / 1_000_000_000, Relaxed);
+        self.clock_state().last_step = Some(*step);
+    }
+
+    /// The offset of the wall clock from the archive clock, and why the clock is in doubt, if it
+    /// is (`/healthz` says degraded while it is).
+    pub(crate) fn clock_reading(&self, offset_ns: i64, doubt: Option<String>) {
+        let in_doubt = u64::from(doubt.is_some());
+        self.counters.clock_in_doubt.store(in_doubt, Relaxed);
+        let mut state = self.clock_state();
+        state.offset_ns = offset_ns;
+        state.doubt = doubt;
+    }
+
+    /// What the daemon knows of its clock now.
+    pub fn clock(&self) -> ClockState {
+        self.clock_state().clone()
+    }
+
+    fn clock_state(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        self.clock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The NATS sink's connection and lag, as its watcher last saw them.

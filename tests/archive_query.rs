@@ -267,8 +267,15 @@ async fn a_window_before_the_oldest_frame_left_says_where_it_starts() {
     send(daemon.uplink, SourceKind::LiveUplink, 1, 1000..2000).await;
     let to = unix_ns_to_rfc3339(unix_ns(SystemTime::now()).unwrap());
     assert!(daemon.shutdown().await.is_clean());
+    // It deletes what the daemon's last run wrote: trusted, with --force.
     let pruned = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
-        .args(["archive", "prune", root.to_str().unwrap(), "--before"])
+        .args([
+            "archive",
+            "prune",
+            root.to_str().unwrap(),
+            "--force",
+            "--before",
+        ])
         .arg(unix_ns_to_rfc3339(middle))
         .output()
         .unwrap();

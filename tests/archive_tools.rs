@@ -823,7 +823,7 @@ fn a_segment_or_journal_of_an_older_format_version_is_refused_naming_file_and_ve
     // The file of the magic `TLMSEG0{found}` is refused: the error names it and both versions.
     let assert_refused = |err: &str, found: u8, path: &Path| {
         let says = format!(
-            "archive format version {found} (magic TLMSEG0{found}); this build reads version 4 only"
+            "archive format version {found} (magic TLMSEG0{found}); this build reads versions 4 and 5"
         );
         assert!(err.contains(&says), "{err}");
         assert!(err.contains(path.to_str().unwrap()), "{err}");

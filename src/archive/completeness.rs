@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::index::{self, SegmentIndex, SourceSpan};
 use super::read::{DamagedRange, DurableEnds, FrameFilter};
@@ -30,6 +30,7 @@ use super::retention::state::ShardState;
 use super::segment::{self, Entry};
 use super::{layout, DurableEnd};
 use crate::config::LinkConfig;
+use crate::domain::clock::{self, ClockEvent};
 use crate::domain::frame::{SourceKey, SourceKind};
 use crate::domain::sequence_set::SequenceSet;
 
@@ -68,7 +69,12 @@ pub struct Gap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceCompleteness {
     pub source: SourceKey,
+    /// Frames held, those of `outside_window` included.
     pub frames: u64,
+    /// Frames held whose received time is outside the window, between frames of the window in
+    /// sequence: stamped out of order (the clock stood behind the archive at a start), they are
+    /// held, not missing, and counted in `frames` and `held`.
+    pub outside_window: u64,
     /// The sequences held.
     pub held: SequenceSet,
     /// The gaps between the runs held, lowest first.
@@ -233,6 +239,10 @@ impl Timeline {
 /// Each source's frames held, by kind byte and id.
 type Held = BTreeMap<(u8, u32), Gathered>;
 
+/// Each source's sequences held near the window but received outside it, by kind byte and id:
+/// what a gap between the window's frames may hold after all.
+type Elsewhere = BTreeMap<(u8, u32), SequenceSet>;
+
 /// What the segments gave of one source so far.
 #[derive(Debug, Default)]
 struct Gathered {
@@ -298,13 +308,35 @@ impl Gathered {
         runs.into_iter().for_each(|(a, b)| held.insert_run(a, b));
     }
 
-    /// The source's answer: its gaps (cut by what retention deleted, `pruned`) and its timeline.
+    /// Takes as held the sequences of `elsewhere` between its first and last held: stamped
+    /// outside the window, they are no gap in it. Returns how many.
+    fn take_elsewhere(&mut self, elsewhere: Option<&SequenceSet>) -> u64 {
+        let (Some(first), Some(last), Some(elsewhere)) =
+            (self.held.first(), self.held.last(), elsewhere)
+        else {
+            return 0;
+        };
+        let mut taken = 0;
+        let within = elsewhere.runs().filter(|&(a, b)| a <= last && b >= first);
+        for (a, b) in within.collect::<Vec<_>>() {
+            for (x, y) in self.held.missing_in(a.max(first), b.min(last)) {
+                self.held.insert_run(x, y);
+                taken += y - x + 1;
+            }
+        }
+        self.frames += taken;
+        taken
+    }
+
+    /// The source's answer: its gaps (cut by what retention deleted, `pruned`) and its timeline,
+    /// once what `elsewhere` holds between its frames is taken as held.
     fn finish(
         mut self,
         source: SourceKey,
-        pruned: Option<&SequenceSet>,
+        (pruned, elsewhere): (Option<&SequenceSet>, Option<&SequenceSet>),
         timeline: Option<&Timeline>,
     ) -> SourceCompleteness {
+        let outside_window = self.take_elsewhere(elsewhere);
         let never = match self.stations.is_empty() {
             true => GapCause::NotReceived,
             false => GapCause::SpaceLink,
@@ -334,6 +366,7 @@ impl Gathered {
         SourceCompleteness {
             source,
             frames: self.frames,
+            outside_window,
             held: self.held,
             gaps,
             timeline,
@@ -378,6 +411,46 @@ pub struct Completeness {
     /// Segments missing from a shard's numbering that retention did not delete (an operator
     /// did), as (shard, segment): their frames are not held.
     pub missing: Vec<(usize, u64)>,
+    /// The CLOCK records among the segments that meet the window that tell of a step, shard by
+    /// shard in file order: where the wall clock stepped while a daemon ran, or where a daemon
+    /// started with its clock behind the archive (its received times jump back there).
+    pub clock: Vec<ClockRecord>,
+}
+
+/// A CLOCK record and where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockRecord {
+    pub shard: usize,
+    pub segment: u64,
+    pub offset: u64,
+    pub event: ClockEvent,
+}
+
+impl ClockRecord {
+    /// `{"shard":S,"segment":N,"offset":O,"event":"start"|"step","at":T,"wall":T,"jump_seconds":F}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let e = &self.event;
+        serde_json::json!({
+            "shard": self.shard,
+            "segment": self.segment,
+            "offset": self.offset,
+            "event": e.kind.label(),
+            "at": crate::domain::display::unix_ns_to_rfc3339(e.archive_ns),
+            "wall": crate::domain::display::unix_ns_to_rfc3339(e.wall_ns),
+            "jump_seconds": clock::seconds(e.jump_ns),
+        })
+    }
+}
+
+impl std::fmt::Display for ClockRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (shard, segment, offset) = (self.shard, self.segment, self.offset);
+        write!(
+            f,
+            "shard {shard} segment {segment} offset {offset}: {}",
+            self.event
+        )
+    }
 }
 
 impl Completeness {
@@ -411,9 +484,7 @@ pub fn completeness(
     filter: &FrameFilter,
     timeline: Option<&Timeline>,
 ) -> io::Result<Completeness> {
-    let mut held = Held::new();
-    let mut pruned: BTreeMap<(u8, u32), SequenceSet> = BTreeMap::new();
-    let (mut damaged, mut missing) = (Vec::new(), Vec::new());
+    let mut found = Found::default();
     for (shard, dir) in layout::list_shards(root)? {
         let Some(end) = ends
             .iter()
@@ -422,7 +493,6 @@ pub fn completeness(
         else {
             continue;
         };
-        let first_retained = ShardState::read(&dir)?.first_retained;
         let reading = Reading {
             shard,
             dir: &dir,
@@ -430,49 +500,42 @@ pub fn completeness(
             filter,
             timeline,
         };
-        // Segments are numbered without gaps, and retention deletes the oldest, below
-        // `first_retained`: the next one expected after it, or after the last one seen.
-        let (mut expected, mut holes) =
-            ((first_retained > 0).then_some(first_retained), Vec::new());
-        for (index, path) in segment::list_segments(&dir)? {
-            if index < first_retained || index > end.segment {
-                continue;
-            }
-            holes.extend(expected.map_or(0..0, |expected| expected..index));
-            expected = Some(index + 1);
-            match reading.add_segment((index, &path), &mut held) {
-                Ok(passed) => damaged.extend(passed),
-                // Retention may delete a segment between the listing and its reading.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => holes.push(index),
-                Err(err) => return Err(err),
-            }
-        }
-        // Read after the segments: retention records a deletion before it unlinks, so the state
-        // names every segment it deleted before or during the reading, and their sequences.
-        let state = ShardState::read(&dir)?;
-        for (&key, span) in &state.pruned {
-            let sequences = pruned.entry(key).or_default();
-            span.sequences
-                .runs()
-                .for_each(|(a, b)| sequences.insert_run(a, b));
-        }
-        let by_hand = holes
-            .into_iter()
-            .filter(|&gone| gone >= state.first_retained);
-        missing.extend(by_hand.map(|gone| (shard, gone)));
+        reading.read_shard(&mut found)?;
     }
+    let Found {
+        held,
+        elsewhere,
+        pruned,
+        damaged,
+        missing,
+        clock,
+    } = found;
     let sources = held
         .into_iter()
         .filter_map(|((kind, id), gathered)| {
             let source = (SourceKind::from_byte(kind)?, id);
-            Some(gathered.finish(source, pruned.get(&(kind, id)), timeline))
+            let around = (pruned.get(&(kind, id)), elsewhere.get(&(kind, id)));
+            Some(gathered.finish(source, around, timeline))
         })
         .collect();
     Ok(Completeness {
         sources,
         damaged,
         missing,
+        clock,
     })
+}
+
+/// What the shards' segments gave so far.
+#[derive(Default)]
+struct Found {
+    held: Held,
+    elsewhere: Elsewhere,
+    /// What retention deleted, by source.
+    pruned: BTreeMap<(u8, u32), SequenceSet>,
+    damaged: Vec<DamagedRange>,
+    missing: Vec<(usize, u64)>,
+    clock: Vec<ClockRecord>,
 }
 
 /// What one shard's segments are read for: the shard's directory and durable end, the sources
@@ -486,22 +549,100 @@ struct Reading<'a> {
 }
 
 impl Reading<'_> {
-    /// Adds what segment `index` (at `path`) holds of the window: from its index when it is
-    /// sealed and wholly inside, by reading the blocks that meet the window otherwise, passing
-    /// over damaged records (the ranges it returns).
-    fn add_segment(
+    /// Reads the shard's segments into `found`: what each holds of the window, the damage passed
+    /// over, the segments missing from its numbering, and what retention deleted.
+    fn read_shard(&self, found: &mut Found) -> io::Result<()> {
+        let first_retained = ShardState::read(self.dir)?.first_retained;
+        // Segments are numbered without gaps, and retention deletes the oldest, below
+        // `first_retained`: the next one expected after it, or after the last one seen.
+        let (mut expected, mut holes) =
+            ((first_retained > 0).then_some(first_retained), Vec::new());
+        // The first and last segment that meet the window.
+        let mut met: Option<(u64, u64)> = None;
+        let mut sealed = Vec::new();
+        for (index, path) in segment::list_segments(self.dir)? {
+            if index < first_retained || index > self.end.segment {
+                continue;
+            }
+            holes.extend(expected.map_or(0..0, |expected| expected..index));
+            expected = Some(index + 1);
+            match self.add_segment((index, &path), found) {
+                Ok(meets) => {
+                    met = meets
+                        .then(|| met.map_or((index, index), |(a, _)| (a, index)))
+                        .or(met)
+                }
+                // Retention may delete a segment between the listing and its reading.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => holes.push(index),
+                Err(err) => return Err(err),
+            }
+            sealed.extend((index < self.end.segment).then_some((index, path)));
+        }
+        let (first, last) = met.unwrap_or((1, 0));
+        let shard = self.shard;
+        found
+            .clock
+            .retain(|r| r.shard != shard || (first..=last).contains(&r.segment));
+        if self.filter.has_window() {
+            let between = sealed.iter().filter(|(i, _)| (first..=last).contains(i));
+            for (index, path) in between {
+                self.add_elsewhere((*index, path), &mut found.elsewhere)?;
+            }
+        }
+        // Read after the segments: retention records a deletion before it unlinks, so the state
+        // names every segment it deleted before or during the reading, and their sequences.
+        let state = ShardState::read(self.dir)?;
+        for (&key, span) in &state.pruned {
+            let sequences = found.pruned.entry(key).or_default();
+            span.sequences
+                .runs()
+                .for_each(|(a, b)| sequences.insert_run(a, b));
+        }
+        let by_hand = holes
+            .into_iter()
+            .filter(|&gone| gone >= state.first_retained);
+        found.missing.extend(by_hand.map(|gone| (self.shard, gone)));
+        Ok(())
+    }
+
+    /// Adds what sealed segment `index` (at `path`) holds of the sources wanted to `elsewhere`:
+    /// it lies among the segments that meet the window, so frames of it received outside the
+    /// window may fill gaps between the window's frames.
+    fn add_elsewhere(
         &self,
-        (index, path): (u64, &Path),
-        held: &mut Held,
-    ) -> io::Result<Vec<DamagedRange>> {
+        (index, path): (u64, &PathBuf),
+        elsewhere: &mut Elsewhere,
+    ) -> io::Result<()> {
+        let contents = match SegmentIndex::read_or_rebuild(self.dir, index, path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            contents => contents?,
+        };
+        for (&key, span) in &contents.sources {
+            if wants(self.filter, key) {
+                let sequences = elsewhere.entry(key).or_default();
+                span.sequences
+                    .runs()
+                    .for_each(|(a, b)| sequences.insert_run(a, b));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds what segment `index` (at `path`) holds of the window to `found`: from its index when
+    /// it is sealed and wholly inside, by reading the blocks that meet the window otherwise,
+    /// passing over damaged records. Returns whether it meets the window.
+    fn add_segment(&self, (index, path): (u64, &Path), found: &mut Found) -> io::Result<bool> {
         let window = self.filter.received();
         let ranges = match index < self.end.segment {
             true => {
                 let contents = SegmentIndex::read_or_rebuild(self.dir, index, path)?;
+                let steps = contents.clock.iter().filter(|(_, e)| e.tells_of_a_step());
+                let at = |&(offset, event)| self.clock_record(index, offset, event);
+                found.clock.extend(steps.map(at));
                 match contents.received {
                     Some(span) if window.contains(&span.0) && window.contains(&span.1) => {
-                        self.add_indexed(&contents, span, held);
-                        return Ok(Vec::new());
+                        self.add_indexed(&contents, span, &mut found.held);
+                        return Ok(true);
                     }
                     _ => {
                         let sources = index::sources_mask(&self.filter.sources);
@@ -512,17 +653,18 @@ impl Reading<'_> {
             false => vec![(segment::MAGIC.len() as u64, self.end.len)],
         };
         let file = File::open(path).map_err(|err| segment::with_path(err, path, "cannot read"))?;
-        let mut damaged = Vec::new();
+        let (mut meets, mut elsewhere) = (false, Elsewhere::new());
         for (mut from, to) in ranges {
             while from < to {
                 match segment::read_records(&file, path, from, to, 1 << 20) {
                     Ok(records) => {
                         from = records.next;
-                        self.add_frames(records.entries, held);
+                        let read = (index, records.entries);
+                        meets |= self.add_frames(read, found, &mut elsewhere);
                     }
                     Err(err) if err.kind() == io::ErrorKind::InvalidData => {
                         let next = segment::next_record(&file, path, from, to)?.unwrap_or(to);
-                        damaged.push(DamagedRange {
+                        found.damaged.push(DamagedRange {
                             shard: self.shard,
                             segment: index,
                             from,
@@ -535,24 +677,67 @@ impl Reading<'_> {
                 }
             }
         }
-        Ok(damaged)
+        // The newest segment, read whole, is among the window's segments when it meets it (a
+        // sealed one's frames outside the window come from its index, `add_elsewhere`).
+        if meets && index == self.end.segment {
+            for (key, sequences) in elsewhere {
+                let all = found.elsewhere.entry(key).or_default();
+                sequences.runs().for_each(|(a, b)| all.insert_run(a, b));
+            }
+        }
+        Ok(meets)
     }
 
-    /// Adds the frames of `entries`, read from their blocks, that the window and sources want.
-    fn add_frames(&self, entries: Vec<(u64, Entry)>, held: &mut Held) {
+    /// Adds the frames of `entries` (of segment `index`), read from their blocks, that the window
+    /// and sources want, and those of the sources outside the window to `elsewhere`; returns
+    /// whether one was in the window.
+    fn add_frames(
+        &self,
+        (index, entries): (u64, Vec<(u64, Entry)>),
+        found: &mut Found,
+        elsewhere: &mut Elsewhere,
+    ) -> bool {
         let window = self.filter.received();
-        for (_, entry) in entries {
-            let Entry::Frame(frame) = entry else { continue };
+        let mut meets = false;
+        for (offset, entry) in entries {
+            let frame = match entry {
+                Entry::Frame(frame) => frame,
+                // Those of the blocks of sealed segments come from their index.
+                Entry::Clock(event) if index == self.end.segment && event.tells_of_a_step() => {
+                    found.clock.push(self.clock_record(index, offset, event));
+                    continue;
+                }
+                _ => continue,
+            };
             let key = (frame.kind.to_byte(), frame.source_id);
             let received = frame.received_unix_ns;
-            if window.contains(&received) && wants(self.filter, key) {
-                let source = (held.entry(key)).or_insert_with(|| Gathered::new(self.timeline));
-                source.add_frame(frame.sequence, received, self.timeline);
-                if let Some(reception) = &frame.reception {
-                    let sequence = frame.sequence;
-                    source.add_station(&reception.delivery.station, [(sequence, sequence)]);
-                }
+            if !wants(self.filter, key) {
+                continue;
             }
+            if !window.contains(&received) {
+                let sequences = elsewhere.entry(key).or_default();
+                sequences.insert_run(frame.sequence, frame.sequence);
+                continue;
+            }
+            meets = true;
+            let held = &mut found.held;
+            let source = (held.entry(key)).or_insert_with(|| Gathered::new(self.timeline));
+            source.add_frame(frame.sequence, received, self.timeline);
+            if let Some(reception) = &frame.reception {
+                let sequence = frame.sequence;
+                source.add_station(&reception.delivery.station, [(sequence, sequence)]);
+            }
+        }
+        meets
+    }
+
+    /// The CLOCK record of `event` at `offset` of segment `index` of this shard.
+    fn clock_record(&self, segment: u64, offset: u64, event: ClockEvent) -> ClockRecord {
+        ClockRecord {
+            shard: self.shard,
+            segment,
+            offset,
+            event,
         }
     }
 
@@ -588,6 +773,9 @@ pub fn to_json(sources: &[SourceCompleteness], filter: &FrameFilter) -> serde_js
                 "held": runs_json(&s.held),
                 "gaps": gaps_json(&s.gaps),
             });
+            if s.outside_window > 0 {
+                source["outside_window"] = s.outside_window.into();
+            }
             if let Some(timeline) = &s.timeline {
                 let buckets: Vec<[u64; 2]> =
                     timeline.iter().map(|b| [b.frames, b.missing]).collect();
@@ -658,6 +846,9 @@ pub fn answer_json(
         json["missing_segments"] = (answer.missing.iter())
             .map(|(shard, segment)| serde_json::json!({"shard": shard, "segment": segment}))
             .collect();
+    }
+    if !answer.clock.is_empty() {
+        json["clock"] = answer.clock.iter().map(ClockRecord::to_json).collect();
     }
     json
 }
@@ -753,7 +944,7 @@ mod tests {
         for (sequence, received) in [(0, 1000), (1, 1150), (2, 1199), (6, 1500), (7, 1999)] {
             source.add_frame(sequence, received, Some(&t));
         }
-        let answer = source.finish(LIVE_7, None, Some(&t));
+        let answer = source.finish(LIVE_7, (None, None), Some(&t));
         assert_eq!(answer.frames, 5);
         assert_eq!(answer.gaps, [gap(3, 5, GapCause::NotReceived)]);
         let buckets = answer.timeline.unwrap();
@@ -779,7 +970,7 @@ mod tests {
         source.add_indexed(&span, (1550, 1749), Some(&t));
         // Then 20 read, at 1900.
         source.add_frame(20, 1900, Some(&t));
-        let answer = source.finish(LIVE_7, None, Some(&t));
+        let answer = source.finish(LIVE_7, (None, None), Some(&t));
         assert_eq!(answer.frames, 15);
         let buckets = answer.timeline.unwrap();
         assert_eq!(frames(&buckets), [2, 2, 2, 2, 2, 1, 2, 1, 0, 1]);
@@ -795,7 +986,7 @@ mod tests {
             source.add_frame(sequence, received, Some(&t));
         }
         // Retention deleted 5..=9: 2..=4 and 10..=19 never came.
-        let answer = source.finish(LIVE_7, Some(&set(&[(5, 9)])), Some(&t));
+        let answer = source.finish(LIVE_7, (Some(&set(&[(5, 9)])), None), Some(&t));
         assert_eq!(answer.gaps.len(), 3);
         let buckets = answer.timeline.unwrap();
         assert_eq!(missing(&buckets), [0, 0, 18, 0, 0, 0, 0, 0, 0, 0]);
@@ -840,7 +1031,7 @@ mod tests {
         source.add_frame(0, 1000, None);
         source.add_frame(5, 1001, None);
         assert!(source.run_ends.is_empty() && source.buckets.is_empty());
-        let answer = source.finish(LIVE_7, None, None);
+        let answer = source.finish(LIVE_7, (None, None), None);
         assert_eq!((answer.frames, answer.timeline), (2, None));
         assert_eq!(answer.gaps, [gap(1, 4, GapCause::NotReceived)]);
     }
@@ -891,7 +1082,7 @@ mod tests {
                 source.add_station(station, [(a, b)]);
             }
             let key = (SourceKind::LiveUplink, id);
-            sources.push(source.finish(key, None, None));
+            sources.push(source.finish(key, (None, None), None));
             groups.insert(key, ("pass".into(), 7));
         }
         // Alone, each station's source has gaps on the space link.

@@ -28,10 +28,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
 use super::segment::{self, Entry, FrameRecord};
+use crate::domain::clock::{ClockEvent, ClockEventKind};
 use crate::domain::frame::{SourceKey, SourceKind};
 use crate::domain::sequence_set::SequenceSet;
 
-const MAGIC: &[u8; 8] = b"TLMIDX03";
+const MAGIC: &[u8; 8] = b"TLMIDX04";
+/// The index of an earlier build: the same, without the CLOCK records (its segments have none).
+const MAGIC_03: &[u8; 8] = b"TLMIDX03";
 const SUFFIX: &str = ".index";
 
 /// The most sources or runs an index file may claim: a length past it is damage.
@@ -102,6 +105,8 @@ pub struct SegmentIndex {
     pub times: Vec<TimeBlock>,
     /// Of the sources of ground-segment links, the sequences each station delivered.
     pub stations: StationSpans,
+    /// Its CLOCK records, with their offsets: where a daemon started, or saw its clock step.
+    pub clock: Vec<(u64, ClockEvent)>,
 }
 
 /// A segment a shard's disk thread has sealed: durable, trimmed, its index written, and the
@@ -211,6 +216,21 @@ impl SegmentIndex {
         }
     }
 
+    /// Notes the CLOCK record at `offset`.
+    pub(crate) fn add_clock(&mut self, offset: u64, event: ClockEvent) {
+        self.clock.push((offset, event));
+    }
+
+    /// Adds a record read from the segment, at `offset`: a frame or a CLOCK record (the others
+    /// are not indexed).
+    pub(crate) fn add_entry(&mut self, offset: u64, entry: &Entry) {
+        match entry {
+            Entry::Frame(frame) => self.add_frame(offset, frame),
+            Entry::Clock(event) => self.add_clock(offset, *event),
+            Entry::Watermark { .. } | Entry::Stored { .. } => {}
+        }
+    }
+
     /// Notes that `station` delivered these sequences of `source` (counted with [`Self::add`]).
     pub(crate) fn add_station(
         &mut self,
@@ -276,9 +296,7 @@ impl SegmentIndex {
         let mut index = SegmentIndex::default();
         let scanned = segment::read_segment(path)?;
         for (offset, entry) in &scanned.entries {
-            if let Entry::Frame(frame) = entry {
-                index.add_frame(*offset, frame);
-            }
+            index.add_entry(*offset, entry);
         }
         index.len = scanned.file_len;
         Ok(index)
@@ -350,6 +368,14 @@ impl SegmentIndex {
                     encode_runs(out, sequences);
                 }
             }
+            out.extend_from_slice(&(self.clock.len() as u32).to_be_bytes());
+            for (offset, event) in &self.clock {
+                out.extend_from_slice(&offset.to_be_bytes());
+                out.push(event.kind.to_byte());
+                for value in [event.archive_ns, event.wall_ns, event.jump_ns as u64] {
+                    out.extend_from_slice(&value.to_be_bytes());
+                }
+            }
         });
     }
 }
@@ -411,38 +437,23 @@ pub(crate) fn decode_file<T>(
     input.0.is_empty().then_some((head, spans, more))
 }
 
-/// Reads an index file's bytes; `None` when they are not a whole, valid index.
+/// Reads an index file's bytes; `None` when they are not a whole, valid index. An earlier build's
+/// (`TLMIDX03`) is read too: its segment, of format version 4, has no CLOCK records.
 pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
-    let ([len, frames, oldest, newest], sources, (times, stations)) =
-        decode_file(bytes, MAGIC, |input| {
-            let mut times = Vec::new();
-            for _ in 0..input.count()? {
-                let (offset, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?);
-                let sources = input.u64()?;
-                let after = times.last().is_none_or(|b: &TimeBlock| offset > b.offset);
-                if oldest > newest || !after {
-                    return None;
-                }
-                times.push(TimeBlock {
-                    offset,
-                    oldest,
-                    newest,
-                    sources,
-                });
-            }
-            let mut stations = StationSpans::new();
-            for _ in 0..input.count()? {
-                let (kind, id) = (input.u8()?, input.u32()?);
-                SourceKind::from_byte(kind)?;
-                let len = usize::from(input.u8()?);
-                let name = std::str::from_utf8(input.bytes(len)?).ok()?.to_owned();
-                let sequences = input.runs()?;
-                stations
-                    .entry((kind, id))
-                    .or_default()
-                    .insert(name, sequences);
-            }
-            Some((times, stations))
+    decode_of(bytes, MAGIC).or_else(|| decode_of(bytes, MAGIC_03))
+}
+
+/// [`decode`] of an index of `magic`.
+fn decode_of(bytes: &[u8], magic: &[u8; 8]) -> Option<SegmentIndex> {
+    let ([len, frames, oldest, newest], sources, (times, stations, clock)) =
+        decode_file(bytes, magic, |input| {
+            let times = decode_times(input)?;
+            let stations = decode_stations(input)?;
+            let clock = match magic == MAGIC {
+                true => decode_clock(input)?,
+                false => Vec::new(),
+            };
+            Some((times, stations, clock))
         })?;
     if times.last().is_some_and(|block| block.offset >= len) {
         return None;
@@ -454,7 +465,62 @@ pub fn decode(bytes: &[u8]) -> Option<SegmentIndex> {
         sources,
         times,
         stations,
+        clock,
     })
+}
+
+/// An index's time blocks, in the order of their offsets.
+fn decode_times(input: &mut Input) -> Option<Vec<TimeBlock>> {
+    let mut times = Vec::new();
+    for _ in 0..input.count()? {
+        let (offset, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?);
+        let sources = input.u64()?;
+        let after = times.last().is_none_or(|b: &TimeBlock| offset > b.offset);
+        if oldest > newest || !after {
+            return None;
+        }
+        times.push(TimeBlock {
+            offset,
+            oldest,
+            newest,
+            sources,
+        });
+    }
+    Some(times)
+}
+
+/// An index's stations' entries.
+fn decode_stations(input: &mut Input) -> Option<StationSpans> {
+    let mut stations = StationSpans::new();
+    for _ in 0..input.count()? {
+        let (kind, id) = (input.u8()?, input.u32()?);
+        SourceKind::from_byte(kind)?;
+        let len = usize::from(input.u8()?);
+        let name = std::str::from_utf8(input.bytes(len)?).ok()?.to_owned();
+        let sequences = input.runs()?;
+        stations
+            .entry((kind, id))
+            .or_default()
+            .insert(name, sequences);
+    }
+    Some(stations)
+}
+
+/// An index's CLOCK records.
+fn decode_clock(input: &mut Input) -> Option<Vec<(u64, ClockEvent)>> {
+    let mut clock = Vec::new();
+    for _ in 0..input.count()? {
+        let (offset, kind) = (input.u64()?, ClockEventKind::from_byte(input.u8()?)?);
+        let (archive_ns, wall_ns, jump) = (input.u64()?, input.u64()?, input.u64()?);
+        let event = ClockEvent {
+            kind,
+            archive_ns,
+            wall_ns,
+            jump_ns: jump as i64,
+        };
+        clock.push((offset, event));
+    }
+    Some(clock)
 }
 
 /// The received span of every sealed segment whose index this process has read or written, with
@@ -558,6 +624,13 @@ mod tests {
         index.add(1_000, ((SourceKind::ArchivedReplay, 1), 3_000), [5]);
         index.add_station((SourceKind::LiveUplink, 7), "Kiruna", 0..10);
         index.add_station((SourceKind::LiveUplink, 7), "Svalbard", [12, 13]);
+        let event = ClockEvent {
+            kind: ClockEventKind::Start,
+            archive_ns: 2_500,
+            wall_ns: 2_500,
+            jump_ns: -6_000_000_000,
+        };
+        index.add_clock(1_200, event);
         index
     }
 
@@ -645,6 +718,23 @@ mod tests {
             live.sequences.runs().collect::<Vec<_>>(),
             [(0, 9), (12, 13)]
         );
+    }
+
+    /// An earlier build's index (`TLMIDX03`: no CLOCK records) is read, not rebuilt.
+    #[test]
+    fn an_index_of_the_build_before_reads_without_clock_records() {
+        let index = SegmentIndex {
+            clock: Vec::new(),
+            ..sample()
+        };
+        let mut bytes = Vec::new();
+        index.encode(&mut bytes);
+        // What the earlier build wrote: its magic, and no count of CLOCK records.
+        let mut earlier = MAGIC_03.to_vec();
+        earlier.extend_from_slice(&bytes[8..bytes.len() - 8]);
+        let crc = crc32fast::hash(&earlier);
+        earlier.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(decode(&earlier), Some(index));
     }
 
     proptest::proptest! {

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::config::{ArchiveConfig, ArchiveKind, SyncMode};
 use crate::domain::batch::Batch;
+use crate::domain::clock::ClockSteps;
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
 
@@ -79,6 +80,18 @@ pub struct Archive {
     /// What retention watches, its files and the segments its writers seal; `None` when it keeps
     /// no files.
     pub files: Option<SealedFeed>,
+    /// Where its received times stood at the start, and the steps of the wall clock its writers
+    /// record.
+    pub clock: ArchiveTime,
+}
+
+/// What the archive knows of time: the newest received time it held when it was opened (the last
+/// run's, in every shard; `None` when it held no frame), and the steps of the wall clock that the
+/// daemon notices and every shard's writer records ([`ClockSteps`]).
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveTime {
+    pub newest_at_start: Option<u64>,
+    pub steps: Arc<ClockSteps>,
 }
 
 impl From<Vec<Box<dyn ArchiveSink>>> for Archive {
@@ -90,6 +103,7 @@ impl From<Vec<Box<dyn ArchiveSink>>> for Archive {
             resume: HashMap::new(),
             readers: None,
             files: None,
+            clock: ArchiveTime::default(),
         }
     }
 }

@@ -37,6 +37,9 @@ pub(super) struct Start {
     pub(super) newest: Option<Newest>,
     /// The index a new segment takes.
     pub(super) next_index: u64,
+    /// The newest received time of the last segment that holds frames: where the shard's
+    /// received times stood when the last run stopped (`None`: it holds none).
+    pub(super) newest_received: Option<u64>,
 }
 
 /// The newest segment, as recovery left it.
@@ -65,6 +68,7 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
         let start = Start {
             newest: None,
             next_index: 1,
+            newest_received: None,
         };
         return Ok((HashMap::new(), start));
     };
@@ -78,13 +82,35 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
         sources = sources.len(),
         "archive: recovered resume points from the newest segment"
     );
+    let newest_received = match contents.received {
+        Some((_, newest)) => Some(newest),
+        None => newest_before(dir, index)?,
+    };
     let newest = Some(Newest {
         index,
         path,
         len: settled,
         contents,
     });
-    Ok((sources, Start { newest, next_index }))
+    let start = Start {
+        newest,
+        next_index,
+        newest_received,
+    };
+    Ok((sources, start))
+}
+
+/// The newest received time of the segment before `index` in `dir`, by its index, when there is
+/// one: a newest segment without frames has just been begun.
+fn newest_before(dir: &Path, index: u64) -> io::Result<Option<u64>> {
+    let before = segment::list_segments(dir)?
+        .into_iter()
+        .rfind(|(earlier, _)| *earlier < index);
+    let Some((earlier, path)) = before else {
+        return Ok(None);
+    };
+    let contents = SegmentIndex::read_or_rebuild(dir, earlier, &path)?;
+    Ok(contents.received.map(|(_, newest)| newest))
 }
 
 /// Each source's watermark and the frames stored above it, and what the segment holds, from one
@@ -95,9 +121,7 @@ fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, SegmentI
     let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
     let mut contents = SegmentIndex::default();
     let cut = segment::repair_tail(path, |offset, entry| {
-        if let Entry::Frame(frame) = &entry {
-            contents.add_frame(offset, frame);
-        }
+        contents.add_entry(offset, &entry);
         track(&mut sources, entry)
     })?;
     if let Some(cut) = cut {
@@ -116,13 +140,17 @@ fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, SegmentI
 /// after what they cover: [`settle`] prunes the stored frames once every record is read. Also how
 /// `archive repair` reads a newest segment to tell what the next start stores from the journals.
 pub(super) fn track(sources: &mut HashMap<SourceKey, Tracked>, entry: Entry) {
-    let tracked = sources.entry(entry.source()).or_default();
+    let Some(source) = entry.source() else {
+        return;
+    };
+    let tracked = sources.entry(source).or_default();
     match entry {
         Entry::Frame(frame) => tracked.above.insert_run(frame.sequence, frame.sequence),
         Entry::Stored { first, last, .. } => tracked.above.insert_run(first, last),
         Entry::Watermark { acked, .. } => {
             tracked.watermark = tracked.watermark.max(Some(acked));
         }
+        Entry::Clock(_) => {}
     }
 }
 

@@ -6,10 +6,11 @@
 //!   end of the newest segment. Segments roll over at a size limit, so recovery reads one bounded
 //!   file and old segments can be copied or deleted whole. A name carries a zero-padded index
 //!   (`segment-00000000000000000001.seg`), so the lexical order of the names is their write order.
-//! - **A magic per file** (`TLMSEG04`): a tool pointed at the wrong file fails at byte 0 instead of
-//!   reading nonsense, and the trailing digits are the format version. One version is read, this
-//!   one; a file of another (`TLMSEGnn`) is refused with an error naming both versions, never
-//!   taken for damage.
+//! - **A magic per file** (`TLMSEG05`): a tool pointed at the wrong file fails at byte 0 instead of
+//!   reading nonsense, and the trailing digits are the format version. This version is written,
+//!   and this one and the one before it are read ([`READ_VERSIONS`]: version 4 lacks only the
+//!   CLOCK record); a file of another (`TLMSEGnn`) is refused with an error naming the versions,
+//!   never taken for damage.
 //! - **Length, then CRC, then body.** The length lets a reader skip a record without knowing its
 //!   type; the CRC-32 of the body tells a complete record from a torn or damaged one. The length is
 //!   outside the CRC, so a damaged length is caught by the body's CRC not matching, or by no record
@@ -48,14 +49,18 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::domain::clock::{ClockEvent, ClockEventKind};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, Reception};
 
-/// The first 8 bytes of every segment and journal file: format version [`FORMAT_VERSION`].
-pub const MAGIC: &[u8; 8] = b"TLMSEG04";
+/// The first 8 bytes of every segment and journal file written: format version [`FORMAT_VERSION`].
+pub const MAGIC: &[u8; 8] = b"TLMSEG05";
 
-/// The format version the magic names, the only one read and written.
-pub(crate) const FORMAT_VERSION: u8 = 4;
+/// The format version the magic names, the one written.
+pub(crate) const FORMAT_VERSION: u8 = 5;
+
+/// The format versions read: version 4 is version 5 without CLOCK records.
+pub(crate) const READ_VERSIONS: [u8; 2] = [4, FORMAT_VERSION];
 
 /// The magic's bytes before the two digits of its version.
 const MAGIC_STEM: &[u8] = b"TLMSEG";
@@ -78,6 +83,8 @@ pub(crate) const TYPE_FRAMES: u8 = 4;
 pub(crate) const TYPE_STORED_RUN: u8 = 5;
 /// Record type of a batch of a link's frames, with their reception.
 pub(crate) const TYPE_RECEIVED_FRAMES: u8 = 6;
+/// Record type of a start of the daemon or a step of the wall clock (version 5).
+pub(crate) const TYPE_CLOCK: u8 = 7;
 
 /// Body bytes of a frame record before its payload.
 pub(crate) const FRAME_BODY_FIXED: usize = 23;
@@ -85,6 +92,8 @@ pub(crate) const FRAME_BODY_FIXED: usize = 23;
 pub(crate) const MARK_BODY_LEN: usize = 14;
 /// Body bytes of a STORED RUN record.
 pub(crate) const RUN_BODY_LEN: usize = 22;
+/// Body bytes of a CLOCK record.
+pub(crate) const CLOCK_BODY_LEN: usize = 26;
 /// Body bytes of a FRAMES record before its first frame.
 pub(crate) const FRAMES_BODY_FIXED: usize = 19;
 /// Bytes of a FRAMES record per frame before the frame's payload: sequence and length.
@@ -212,19 +221,23 @@ pub enum Entry {
         first: u64,
         last: u64,
     },
+    /// The daemon started, or the wall clock stepped: where received times jump, or where they
+    /// did not though the wall clock did (`crate::domain::clock`).
+    Clock(ClockEvent),
 }
 
 impl Entry {
-    /// The source the record is about.
-    pub(crate) fn source(&self) -> (SourceKind, u32) {
+    /// The source the record is about; `None` for a CLOCK record, which is about every source.
+    pub(crate) fn source(&self) -> Option<(SourceKind, u32)> {
         match self {
-            Entry::Frame(f) => (f.kind, f.source_id),
+            Entry::Frame(f) => Some((f.kind, f.source_id)),
             Entry::Watermark {
                 kind, source_id, ..
             }
             | Entry::Stored {
                 kind, source_id, ..
-            } => (*kind, *source_id),
+            } => Some((*kind, *source_id)),
+            Entry::Clock(_) => None,
         }
     }
 
@@ -243,6 +256,7 @@ impl Entry {
                 first,
                 last,
             } => encode_stored(out, *kind, *source_id, *first, *last),
+            Entry::Clock(event) => encode_clock(out, event),
         }
     }
 }
@@ -472,6 +486,17 @@ pub fn encode_stored(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, first:
     });
 }
 
+/// Appends a CLOCK record (type 7) for `event` to `out`.
+pub fn encode_clock(out: &mut Vec<u8>, event: &ClockEvent) {
+    encode_record(out, |b| {
+        b.push(TYPE_CLOCK);
+        b.push(event.kind.to_byte());
+        b.extend_from_slice(&event.archive_ns.to_be_bytes());
+        b.extend_from_slice(&event.wall_ns.to_be_bytes());
+        b.extend_from_slice(&event.jump_ns.to_be_bytes());
+    });
+}
+
 fn encode_mark(out: &mut Vec<u8>, record_type: u8, kind: SourceKind, source_id: u32, value: u64) {
     encode_record(out, |b| {
         b.push(record_type);
@@ -697,6 +722,7 @@ fn decode_at(data: &Bytes, pos: usize, out: &mut Vec<(u64, Entry)>) -> Result<us
                 last,
             }
         }
+        TYPE_CLOCK => Entry::Clock(decode_clock(body)?),
         TYPE_FRAMES | TYPE_RECEIVED_FRAMES => {
             let before = out.len();
             let decoded = decode_frames(data, body_start, len, pos, out);
@@ -710,6 +736,24 @@ fn decode_at(data: &Bytes, pos: usize, out: &mut Vec<(u64, Entry)>) -> Result<us
     };
     out.push((pos as u64, entry));
     Ok(body_start + len)
+}
+
+/// A CLOCK record's body.
+fn decode_clock(body: &[u8]) -> Result<ClockEvent, Bad> {
+    if body.len() != CLOCK_BODY_LEN {
+        return Err(Bad::Impossible(format!(
+            "type {TYPE_CLOCK} record body of {} bytes, expected {CLOCK_BODY_LEN}",
+            body.len()
+        )));
+    }
+    let kind = ClockEventKind::from_byte(body[1])
+        .ok_or_else(|| Bad::Impossible(format!("undefined clock event {}", body[1])))?;
+    Ok(ClockEvent {
+        kind,
+        archive_ns: be_u64(body, 2),
+        wall_ns: be_u64(body, 10),
+        jump_ns: be_u64(body, 18) as i64,
+    })
 }
 
 /// A record's source kind byte, or why it is impossible.
@@ -947,7 +991,7 @@ impl<R: Read> Window<R> {
             return Err(refused);
         }
         match magic {
-            magic if magic == MAGIC => {}
+            magic if readable(magic) => {}
             short if short.len() < MAGIC.len() => {
                 let torn = MAGIC.starts_with(short);
                 let reason = match torn {
@@ -1185,7 +1229,7 @@ pub fn read_records(
     if let Some(refused) = other_version(&magic) {
         return Err(with_path(refused, path, "cannot read"));
     }
-    if &magic != MAGIC {
+    if !readable(&magic) {
         return Err(invalid(0, "bad magic: not a segment file".into()));
     }
     if from < MAGIC.len() as u64 || from > to {
@@ -1244,7 +1288,7 @@ pub(crate) fn next_record(file: &File, path: &Path, from: u64, to: u64) -> io::R
     let mut magic = [0; MAGIC.len()];
     file.read_exact_at(&mut magic, 0)
         .map_err(|err| with_path(err, path, "cannot read"))?;
-    if &magic != MAGIC {
+    if !readable(&magic) {
         return Ok(None);
     }
     let mut buf = vec![0; usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)];
@@ -1253,21 +1297,43 @@ pub(crate) fn next_record(file: &File, path: &Path, from: u64, to: u64) -> io::R
     Ok(resync_after(&Bytes::from(buf), 0).map(|at| from + at as u64))
 }
 
-/// The error for a file whose magic is a segment's of another format version (`TLMSEG` and two
-/// digits other than this one's): refused with both versions named, rather than read as damage
-/// (which `archive repair --quarantine` would move aside). The caller adds the file's path.
-fn other_version(magic: &[u8]) -> Option<io::Error> {
+/// The format version a segment magic names (`TLMSEG` and two digits).
+fn magic_version(magic: &[u8]) -> Option<u8> {
     let digits = magic.strip_prefix(MAGIC_STEM)?;
-    if magic == MAGIC || digits.len() != 2 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let found = u32::from(digits[0] - b'0') * 10 + u32::from(digits[1] - b'0');
+    (digits.len() == 2 && digits.iter().all(u8::is_ascii_digit))
+        .then(|| (digits[0] - b'0') * 10 + (digits[1] - b'0'))
+}
+
+/// Whether `magic` is the magic of a format version this build reads.
+fn readable(magic: &[u8]) -> bool {
+    magic_version(magic).is_some_and(|version| READ_VERSIONS.contains(&version))
+}
+
+/// The format version of the segment or journal at `path`, from its magic: what a writer checks
+/// before it appends to a file an earlier build wrote. An error names the file.
+pub(crate) fn file_version(path: &Path) -> io::Result<u8> {
+    let mut magic = [0; MAGIC.len()];
+    File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .map_err(|err| with_path(err, path, "cannot read the magic of"))?;
+    magic_version(&magic).ok_or_else(|| {
+        let err = io::Error::new(io::ErrorKind::InvalidData, "bad magic: not a segment file");
+        with_path(err, path, "cannot read")
+    })
+}
+
+/// The error for a file whose magic is a segment's of a format version this build does not read
+/// (`TLMSEG` and two digits): refused with the versions named, rather than read as damage (which
+/// `archive repair --quarantine` would move aside). The caller adds the file's path.
+fn other_version(magic: &[u8]) -> Option<io::Error> {
+    let found = magic_version(magic).filter(|v| !READ_VERSIONS.contains(v))?;
     Some(io::Error::new(
         io::ErrorKind::Unsupported,
         format!(
-            "archive format version {found} (magic {}); this build reads version \
-             {FORMAT_VERSION} only",
-            String::from_utf8_lossy(magic)
+            "archive format version {found} (magic {}); this build reads versions {} and \
+             {FORMAT_VERSION}",
+            String::from_utf8_lossy(magic),
+            READ_VERSIONS[0]
         ),
     ))
 }
@@ -1316,6 +1382,12 @@ mod tests {
                 first: 9,
                 last: 12,
             },
+            Entry::Clock(ClockEvent {
+                kind: ClockEventKind::Step,
+                archive_ns: 1_700_000_000_200_000_000,
+                wall_ns: 1_731_536_000_200_000_000,
+                jump_ns: -31_536_000_000_000_000,
+            }),
         ]
     }
 
@@ -1801,17 +1873,62 @@ mod tests {
         assert_eq!(got, expected);
     }
 
+    /// The CLOCK record of the example in docs/archive-format.md, byte for byte.
+    #[test]
+    fn a_clock_record_is_the_bytes_the_format_document_shows() {
+        let at = 1_700_000_000_000_000_000;
+        let start = ClockEvent {
+            kind: ClockEventKind::Start,
+            archive_ns: at,
+            wall_ns: at,
+            jump_ns: 0,
+        };
+        let mut out = Vec::new();
+        encode_clock(&mut out, &start);
+        let hex: Vec<String> = out.iter().map(|b| format!("{b:02x}")).collect();
+        let documented = "00 00 00 1a 90 93 0a 2d 07 00 17 97 9c fe 36 2a 00 00 \
+                          17 97 9c fe 36 2a 00 00 00 00 00 00 00 00 00 00";
+        assert_eq!(
+            hex.join(" "),
+            documented.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+
+    /// A version 4 segment (an earlier build's, without CLOCK records) reads as it was written;
+    /// the file's version is told before a writer appends to it.
+    #[test]
+    fn a_version_4_segment_reads_as_it_was_written() {
+        let dir = temp_dir("version-4");
+        let entries: Vec<Entry> = sample()
+            .into_iter()
+            .filter(|e| e.source().is_some())
+            .collect();
+        let (mut bytes, offsets) = segment(&entries);
+        bytes[..8].copy_from_slice(b"TLMSEG04");
+        let path = write(&dir, 1, &bytes);
+        let scan = read_segment(&path).unwrap();
+        assert_eq!(scan.end, ScanEnd::Clean);
+        let expected: Vec<_> = offsets.into_iter().zip(entries).collect();
+        assert_eq!(scan.entries, expected);
+        assert_eq!(file_version(&path).unwrap(), 4);
+        let file = File::open(&path).unwrap();
+        let records = read_records(&file, &path, 8, bytes.len() as u64, 1 << 20).unwrap();
+        assert_eq!(records.entries, expected);
+        fs::write(&path, MAGIC).unwrap();
+        assert_eq!(file_version(&path).unwrap(), FORMAT_VERSION);
+    }
+
     /// A segment of an older format version (`TLMSEG02`, `TLMSEG03`) or a newer one is refused:
-    /// a scan, and a follower's read, fail with an error naming the version found and the one
+    /// a scan, and a follower's read, fail with an error naming the version found and the ones
     /// read, and the file; nothing is taken for damage.
     #[test]
     fn a_segment_of_another_format_version_is_refused_naming_both_versions() {
         let dir = temp_dir("other-version");
-        for (magic, found) in [(b"TLMSEG02", 2), (b"TLMSEG03", 3), (b"TLMSEG05", 5)] {
+        for (magic, found) in [(b"TLMSEG02", 2), (b"TLMSEG03", 3), (b"TLMSEG06", 6)] {
             let (mut bytes, _) = segment(&sample());
             bytes[..8].copy_from_slice(magic);
             let says = format!(
-                "archive format version {found} (magic {}); this build reads version 4 only",
+                "archive format version {found} (magic {}); this build reads versions 4 and 5",
                 String::from_utf8_lossy(magic)
             );
             let err = scan(&bytes[..], |_, _| panic!("nothing is read")).unwrap_err();

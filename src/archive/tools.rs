@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use crate::archive::layout;
 use crate::archive::retention::state::{Pruned, ShardState};
 use crate::archive::segment::{self, Damage, Entry, FrameRecord, ScanEnd, SegmentScan};
+use crate::domain::clock::{self, ClockEvent, ClockEventKind};
 use crate::domain::display::{payload_preview, unix_ns_to_rfc3339};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::protocol::ccsds::{apid_and_count, apid_of_packet, SEQUENCE_COUNT_MODULUS};
@@ -64,6 +65,8 @@ pub struct SegmentCheck {
     pub records: u64,
     pub frames: u64,
     pub end: ScanEnd,
+    /// Its CLOCK records, with their offsets: where the daemon started, or saw its clock step.
+    pub clock: Vec<(u64, ClockEvent)>,
 }
 
 impl SegmentCheck {
@@ -82,6 +85,13 @@ impl SegmentCheck {
             self.frames,
             self.end
         )
+    }
+
+    /// `clock PATH offset N: EVENT`, one per CLOCK record.
+    fn clock_lines(&self) -> impl Iterator<Item = String> + '_ {
+        let path = self.path.display();
+        (self.clock.iter())
+            .map(move |(offset, event)| format!("clock {path} offset {offset}: {event}"))
     }
 }
 
@@ -279,6 +289,9 @@ impl VerifyReport {
         for s in &self.segments {
             writeln!(out, "{}", s.line())?;
         }
+        for line in self.segments.iter().flat_map(SegmentCheck::clock_lines) {
+            writeln!(out, "{line}")?;
+        }
         for journal in &self.journals {
             writeln!(out, "{}", journal.line())?;
         }
@@ -294,10 +307,21 @@ impl VerifyReport {
         writeln!(out, "{}", self.total_line())
     }
 
-    /// `verify total: segments=N bytes=N ... valid=BOOL`.
+    /// The steps of the wall clock the daemon recorded while it ran, each once (every shard
+    /// records each; starts are not counted).
+    pub fn clock_steps(&self) -> usize {
+        let events = self.segments.iter().flat_map(|s| &s.clock);
+        let steps = events.filter(|(_, e)| e.kind == ClockEventKind::Step);
+        let mut steps: Vec<_> = steps.map(|(_, e)| (e.archive_ns, e.wall_ns)).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps.len()
+    }
+
+    /// `verify total: segments=N bytes=N ... valid=BOOL clock_steps=N`.
     fn total_line(&self) -> String {
         format!(
-            "verify total: segments={} bytes={} sources={} frames={} emergency={} journaled={} pruned={} missing={} duplicates={} count_jumps={} problems={} damaged={} damaged_bytes={} valid={}",
+            "verify total: segments={} bytes={} sources={} frames={} emergency={} journaled={} pruned={} missing={} duplicates={} count_jumps={} problems={} damaged={} damaged_bytes={} valid={} clock_steps={}",
             self.segments.len(),
             self.bytes(),
             self.sources.len(),
@@ -314,7 +338,8 @@ impl VerifyReport {
                 .iter()
                 .map(|d| d.damage.end - d.damage.start)
                 .sum::<u64>(),
-            self.is_valid()
+            self.is_valid(),
+            self.clock_steps()
         )
     }
 }
@@ -573,6 +598,12 @@ fn check_segment(
         // The frames of one FRAMES record share its offset.
         records: scan.entries.chunk_by(|(a, _), (b, _)| a == b).count() as u64,
         frames,
+        clock: (scan.entries.iter())
+            .filter_map(|(offset, entry)| match entry {
+                Entry::Clock(event) => Some((*offset, *event)),
+                _ => None,
+            })
+            .collect(),
         end: scan.end,
     }
 }
@@ -594,7 +625,9 @@ fn tally_segment(
         {
             ranges_passed = ranges_passed.saturating_add(1);
         }
-        let (kind, id) = entry.source();
+        let Some((kind, id)) = entry.source() else {
+            continue;
+        };
         let tally = tallies.entry((kind.to_byte(), id)).or_default();
         match entry {
             Entry::Frame(f) => {
@@ -604,7 +637,7 @@ fn tally_segment(
             Entry::Watermark { acked, .. } => {
                 tally.watermark = Some(tally.watermark.map_or(*acked, |w| w.max(*acked)));
             }
-            Entry::Stored { .. } => {}
+            Entry::Stored { .. } | Entry::Clock(_) => {}
         }
     }
     frames
@@ -730,9 +763,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether `entry` passes.
+    /// Whether `entry` passes. A CLOCK record is about every source: it passes unless frames
+    /// of one priority are asked for.
     pub(crate) fn matches(&self, entry: &Entry) -> bool {
-        let (kind, id) = entry.source();
+        let Some((kind, id)) = entry.source() else {
+            return self.priority.is_none();
+        };
         // The sequences the record is about; it passes if any of them is in range.
         let (first, last) = match entry {
             Entry::Frame(f) => {
@@ -753,6 +789,7 @@ impl Filter {
                 }
                 (*first, *last)
             }
+            Entry::Clock(_) => return self.priority.is_none(),
         };
         self.source.is_none_or(|s| s == id)
             && self.kind.is_none_or(|k| k == kind)
@@ -868,6 +905,16 @@ pub(crate) fn describe(entry: &Entry) -> String {
             } else {
                 format!("{first}..={last}")
             }
+        ),
+        Entry::Clock(event) => format!(
+            "clock     {:<6} {:>10} {:<9} event={} at={} wall={} jump_s={:+.9}",
+            "-",
+            "-",
+            "-",
+            event.kind.label(),
+            unix_ns_to_rfc3339(event.archive_ns),
+            unix_ns_to_rfc3339(event.wall_ns),
+            clock::seconds(event.jump_ns)
         ),
     }
 }

@@ -29,7 +29,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::watch;
@@ -39,11 +39,13 @@ use super::index::{OpenSpan, SealedSegment, SegmentIndex};
 use super::journal::{self, Gate, Journal, Leftover};
 use super::layout::{self, shard_dir};
 use super::recovery::{self, Newest, Start};
+use super::retention::ShardStart;
 use super::segment::{self, with_path, FrameRecord, FramesHead, MAGIC};
 use super::tracked::Tracked;
-use super::{Archive, ArchiveSink, BoxFuture, DurableEnd, SealedFeed};
+use super::{Archive, ArchiveSink, ArchiveTime, BoxFuture, DurableEnd, SealedFeed};
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
+use crate::domain::clock::{self, ArchiveClock, ClockEvent, ClockEventKind, ClockSteps};
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
 
@@ -95,18 +97,24 @@ struct Writer {
     contents: SegmentIndex,
     /// The received times the open segment holds, shared with retention, which reports them.
     span: Arc<OpenSpan>,
+    /// The clock frames are stamped with, and the steps of the wall clock the daemon noticed,
+    /// each recorded at the next write after it (up to `steps_written`).
+    clock: ArchiveClock,
+    steps: Arc<ClockSteps>,
+    steps_written: u64,
     buf: Vec<u8>,
 }
 
 /// What a shard's sink shares with the others and with retention: the disk's emergency gate, the
 /// followers reading the files (which keep synced segments cached), where sealed segments are
-/// announced, and the received times its open segment holds.
+/// announced, the received times its open segment holds, and the steps of the wall clock.
 #[derive(Debug, Clone)]
 pub(super) struct Shared {
     pub(super) gate: Arc<Gate>,
     pub(super) readers: Arc<Readers>,
     pub(super) sealed: Option<mpsc::Sender<SealedSegment>>,
     pub(super) span: Arc<OpenSpan>,
+    pub(super) steps: Arc<ClockSteps>,
 }
 
 /// The bytes a group takes in a segment: its FRAMES records and a WATERMARK per batch at most. (A
@@ -150,6 +158,7 @@ impl SegmentSink {
             readers: Arc::default(),
             sealed: None,
             span: Arc::default(),
+            steps: Arc::default(),
         };
         let sink = SegmentSink::start(config, (dir, 0, lock), (sources, start), leftover, shared)?;
         Ok((sink, resume))
@@ -172,6 +181,7 @@ impl SegmentSink {
             readers,
             sealed,
             span,
+            steps,
         } = shared;
         let disk_shared = DiskShared {
             gate: Arc::clone(&gate),
@@ -191,6 +201,9 @@ impl SegmentSink {
             sources,
             contents: SegmentIndex::default(),
             span,
+            clock: ArchiveClock::process(),
+            steps_written: steps.newest(),
+            steps,
             buf: Vec::with_capacity(1 << 20),
         };
         writer.start(start, &leftover.frames)?;
@@ -248,12 +261,21 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
         starts[0].1.absorb(leftover, &mut sources[0]);
     }
     let resume = recovery::resume_points(&mut sources);
+    // Where each shard's received times stood when the last run stopped.
+    let mut shard_starts: Vec<ShardStart> = (dirs.iter().zip(&starts))
+        .map(|((shard, _), (start, _))| ShardStart {
+            shard: *shard,
+            newest: start.newest_received,
+            began_in: None,
+        })
+        .collect();
     let (sealed, sealed_rx) = mpsc::channel();
     let shared = Shared {
         gate: Arc::new(Gate::new(&root)),
         readers: Arc::new(Readers::default()),
         sealed: Some(sealed),
         span: Arc::default(),
+        steps: Arc::default(),
     };
     let mut archive = Archive {
         sinks: Vec::with_capacity(shards),
@@ -264,7 +286,12 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
             root: root.clone(),
             sealed: sealed_rx,
             open: Vec::new(),
+            start: Vec::new(),
         }),
+        clock: ArchiveTime {
+            steps: Arc::clone(&shared.steps),
+            newest_at_start: shard_starts.iter().filter_map(|s| s.newest).max(),
+        },
     };
     let mut lock = Some(root_lock);
     for (((shard, dir), sources), (start, leftover)) in dirs.into_iter().zip(sources).zip(starts) {
@@ -290,7 +317,11 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
                 ..shared.clone()
             },
         )?;
+        shard_starts[shard].began_in = sink.writer.segment.as_ref().map(|s| s.index);
         archive.sinks.push(Box::new(sink));
+    }
+    if let Some(files) = &mut archive.files {
+        files.start = shard_starts;
     }
     Ok(archive)
 }
@@ -343,18 +374,65 @@ impl Writer {
     /// missing made durable in it, and has the disk thread create the one after it: the newest
     /// segment, continued, unless it is full; else a new one with a
     /// checkpoint. Blocking: called once, at start.
+    /// A segment an earlier build wrote (format version 4) is not continued: a new one begins,
+    /// so that every file holds the records of its own version. Either way the start's CLOCK
+    /// record follows the journaled frames.
     fn start(&mut self, start: Start, journaled: &[FrameRecord]) -> io::Result<()> {
+        let event = self.start_event(start.newest_received);
+        let continued = match &start.newest {
+            Some(newest) => segment::file_version(&newest.path)? == segment::FORMAT_VERSION,
+            None => false,
+        };
         let index = match start.newest {
-            Some(newest) if newest.len < self.segment_bytes => self.resume(newest, journaled)?,
-            _ => self.begin(start.next_index, journaled)?,
+            Some(newest) if newest.len < self.segment_bytes && continued => {
+                self.resume(newest, journaled, &event)?
+            }
+            _ => self.begin(start.next_index, journaled, &event)?,
         };
         self.preparing = Some(self.disk.prepare(index + 1));
         Ok(())
     }
 
+    /// The CLOCK record of this start: its received times jump from `newest`, the newest the
+    /// shard held, to the clock now (0 without one).
+    fn start_event(&self, newest: Option<u64>) -> ClockEvent {
+        let now = self.clock.now();
+        ClockEvent {
+            kind: ClockEventKind::Start,
+            archive_ns: now,
+            wall_ns: clock::wall_now_ns(),
+            jump_ns: newest.map_or(0, |newest| clock::signed_diff(newest, now)),
+        }
+    }
+
+    /// Appends a CLOCK record of `event` to the buffer, written at offset `at` of the open
+    /// segment, and notes it in what the open segment holds.
+    fn encode_clock(&mut self, at: u64, event: &ClockEvent) {
+        self.contents.add_clock(at + self.buf.len() as u64, *event);
+        segment::encode_clock(&mut self.buf, event);
+    }
+
+    /// Appends a CLOCK record for each step noticed since the last write, to the buffer written
+    /// at offset `at`. One atomic load when there is none.
+    fn encode_steps(&mut self, at: u64) {
+        if self.steps.newest() == self.steps_written {
+            return;
+        }
+        let (events, newest) = self.steps.after(self.steps_written);
+        for event in &events {
+            self.encode_clock(at, event);
+        }
+        self.steps_written = newest;
+    }
+
     /// Goes on appending to the newest segment, which recovery made durable, after the
-    /// `journaled` frames; returns its index.
-    fn resume(&mut self, newest: Newest, journaled: &[FrameRecord]) -> io::Result<u64> {
+    /// `journaled` frames and the start's CLOCK record; returns its index.
+    fn resume(
+        &mut self,
+        newest: Newest,
+        journaled: &[FrameRecord],
+        event: &ClockEvent,
+    ) -> io::Result<u64> {
         let Newest {
             index,
             path,
@@ -365,6 +443,7 @@ impl Writer {
         self.contents = contents;
         self.buf.clear();
         self.encode_journaled(len, journaled);
+        self.encode_clock(len, event);
         self.span.add(self.contents.received);
         if !self.buf.is_empty() {
             (&file)
@@ -383,13 +462,19 @@ impl Writer {
         Ok(index)
     }
 
-    /// Creates segment `index` with its checkpoint and the `journaled` frames, makes it durable
-    /// and names it; returns its index.
-    fn begin(&mut self, index: u64, journaled: &[FrameRecord]) -> io::Result<u64> {
+    /// Creates segment `index` with its checkpoint, the `journaled` frames and the start's CLOCK
+    /// record, makes it durable and names it; returns its index.
+    fn begin(
+        &mut self,
+        index: u64,
+        journaled: &[FrameRecord],
+        event: &ClockEvent,
+    ) -> io::Result<u64> {
         let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
         let raised = self.checkpoint();
         self.contents = SegmentIndex::default();
         self.encode_journaled(0, journaled);
+        self.encode_clock(0, event);
         self.span.add(self.contents.received);
         file.write_all(&self.buf)
             .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
@@ -525,10 +610,9 @@ impl Writer {
                 None => {}
             }
         }
-        let clock = Clock::now();
-        let raised = self.encode(batches, &clock);
         // The group's records start where the open segment (perhaps a new one) ends now.
         let at = self.segment.as_ref().map_or(0, |segment| segment.len);
+        let raised = self.encode(batches, at);
         self.write_buf()?;
         for batch in batches {
             let source = &batch.source;
@@ -537,7 +621,7 @@ impl Writer {
             if let Some(tracked) = self.sources.get_mut(&key) {
                 tracked.above.extend(sequences());
             }
-            let received = clock.received_ns(batch);
+            let received = self.clock.at(batch.decoded_at);
             self.contents.add(at, (key, received), sequences());
             if let Some((delivery, _)) = batch.reception() {
                 self.contents
@@ -574,6 +658,8 @@ impl Writer {
     /// exactly-once.
     fn mark_acknowledged(&mut self) -> io::Result<()> {
         self.buf.clear();
+        let at = self.segment.as_ref().map_or(0, |segment| segment.len);
+        self.encode_steps(at);
         let mut raised = Raised::new();
         for (&(kind, id), tracked) in &self.sources {
             if let Some(acked) = tracked.moved() {
@@ -619,11 +705,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Encodes a group: a FRAMES record per batch, then a WATERMARK for each source whose
-    /// acknowledgement moved since the last one (acknowledgements only ever cover frames already
-    /// synced). Returns the watermarks, for [`Self::commit`] once the group is written.
-    fn encode(&mut self, batches: &[Arc<Batch>], clock: &Clock) -> Raised {
+    /// Encodes a group, written at offset `at` of the open segment: a CLOCK record for each step
+    /// of the wall clock noticed since the last group, a FRAMES record per batch, then a
+    /// WATERMARK for each source whose acknowledgement moved since the last one
+    /// (acknowledgements only ever cover frames already synced). Returns the watermarks, for
+    /// [`Self::commit`] once the group is written.
+    fn encode(&mut self, batches: &[Arc<Batch>], at: u64) -> Raised {
         self.buf.clear();
+        self.encode_steps(at);
         let mut raised = Raised::new();
         for batch in batches {
             let source = &batch.source;
@@ -633,7 +722,7 @@ impl Writer {
             if let Some(acked) = tracked.moved() {
                 raised.push((key, acked));
             }
-            clock.encode(&mut self.buf, batch);
+            encode_batch(&mut self.buf, batch, self.clock.at(batch.decoded_at));
         }
         // One WATERMARK per source, however many of its batches the group holds.
         raised.sort_unstable_by_key(|&((kind, id), _)| (kind.to_byte(), id));
@@ -673,53 +762,28 @@ impl Writer {
     }
 }
 
-/// The wall clock and the monotonic one read together: a batch's receive time, which it keeps as
-/// an instant, as the Unix time a record stores.
-struct Clock {
-    unix_ns: u64,
-    at: Instant,
-}
-
-impl Clock {
-    fn now() -> Clock {
-        Clock {
-            unix_ns: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
-            at: Instant::now(),
-        }
-    }
-
-    /// When the batch was read off its socket, in nanoseconds since the Unix epoch.
-    fn received_ns(&self, batch: &Batch) -> u64 {
-        let since = self.at.duration_since(batch.decoded_at).as_nanos() as u64;
-        self.unix_ns.saturating_sub(since)
-    }
-
-    /// Appends the batch's FRAMES record(s) to `out`.
-    fn encode(&self, out: &mut Vec<u8>, batch: &Batch) {
-        let source = &batch.source;
-        let received_unix_ns = self.received_ns(batch);
-        match batch.reception() {
-            None => segment::encode_frames(
-                out,
-                source.kind,
-                batch.priority,
-                source.id,
+/// Appends the batch's FRAMES record(s) to `out`, received at `received_unix_ns`.
+fn encode_batch(out: &mut Vec<u8>, batch: &Batch, received_unix_ns: u64) {
+    let source = &batch.source;
+    match batch.reception() {
+        None => segment::encode_frames(
+            out,
+            source.kind,
+            batch.priority,
+            source.id,
+            received_unix_ns,
+            batch.payloads(),
+        ),
+        Some((delivery, received)) => {
+            let head = FramesHead {
+                kind: source.kind,
+                priority: batch.priority,
+                source_id: source.id,
                 received_unix_ns,
-                batch.payloads(),
-            ),
-            Some((delivery, received)) => {
-                let head = FramesHead {
-                    kind: source.kind,
-                    priority: batch.priority,
-                    source_id: source.id,
-                    received_unix_ns,
-                };
-                let frames = batch.payloads().zip(received);
-                let frames = frames.map(|((sequence, payload), &r)| (sequence, payload, r));
-                segment::encode_received_frames(out, head, delivery, frames);
-            }
+            };
+            let frames = batch.payloads().zip(received);
+            let frames = frames.map(|((sequence, payload), &r)| (sequence, payload, r));
+            segment::encode_received_frames(out, head, delivery, frames);
         }
     }
 }
@@ -757,10 +821,10 @@ impl ArchiveSink for SegmentSink {
 
     fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<BoxFuture<'static, io::Result<()>>> {
         let journal = self.journal.as_mut()?;
-        let clock = Clock::now();
         let mut records = Vec::new();
         for batch in batches {
-            clock.encode(&mut records, batch);
+            let received = self.writer.clock.at(batch.decoded_at);
+            encode_batch(&mut records, batch, received);
         }
         let reply = journal.append(records);
         Some(Box::pin(journal::answer(reply)))
@@ -1047,7 +1111,7 @@ mod tests {
         let (_, newest) = segments.last().unwrap();
         let checkpoint: Vec<Entry> = entries(newest)
             .into_iter()
-            .filter(|entry| entry.source() == (SourceKind::LiveUplink, 1))
+            .filter(|entry| entry.source() == Some((SourceKind::LiveUplink, 1)))
             .collect();
         assert_eq!(
             checkpoint,
@@ -1059,6 +1123,58 @@ mod tests {
             "the watermark, and no STORED RUN for frames it covers"
         );
         drop(sink);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Every start records a CLOCK record, with the jump of received times from the newest the
+    /// shard held; a step of the wall clock the daemon noticed is recorded before the frames
+    /// written after it, once, and the frames keep the archive clock's times.
+    #[tokio::test]
+    async fn starts_and_steps_are_recorded_where_they_happened() {
+        let (dir, config) = fresh_archive("clock", 1 << 20);
+        let source = uplink(1);
+        let archive = open_shards(&config, 1).unwrap();
+        let steps = Arc::clone(&archive.clock.steps);
+        let mut sink = archive.sinks.into_iter().next().unwrap();
+        sink.write(&[batch(&source, 0, 2)]).await.unwrap();
+        let step = ClockEvent {
+            kind: ClockEventKind::Step,
+            archive_ns: ArchiveClock::process().now(),
+            wall_ns: 1,
+            jump_ns: -3_600_000_000_000,
+        };
+        steps.push(step);
+        sink.write(&[batch(&source, 2, 2)]).await.unwrap();
+        sink.write(&[batch(&source, 4, 2)]).await.unwrap();
+        sink.sync().await.unwrap();
+        sink.close().await.unwrap();
+        drop(sink);
+        let (_, resume) = SegmentSink::open(&config).unwrap();
+        drop(resume);
+
+        let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
+        let kinds: Vec<String> = (entries(&newest).into_iter())
+            .filter(|e| !matches!(e, Entry::Watermark { .. } | Entry::Stored { .. }))
+            .map(|e| match e {
+                Entry::Clock(event) => {
+                    format!("{}{:+}", event.kind.label(), event.jump_ns.signum())
+                }
+                Entry::Frame(frame) => frame.sequence.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        // The first start found nothing (jump 0), the second jumps forward from frame 5.
+        let want = ["start+0", "0", "1", "step-1", "2", "3", "4", "5", "start+1"];
+        assert_eq!(kinds, want);
+        let frames = entries(&newest).into_iter().filter_map(|e| match e {
+            Entry::Frame(frame) => Some(frame.received_unix_ns),
+            _ => None,
+        });
+        let before = frames.clone().take(2).max().unwrap();
+        assert!(
+            frames.skip(2).all(|at| at >= before),
+            "no received time moved back"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -1079,10 +1195,10 @@ mod tests {
         assert_eq!(point.after(), Some(9), "{point:?}");
         assert!(point.already_stored.is_empty(), "{point:?}");
         let (_, newest) = segment::list_segments(&dir).unwrap().pop().unwrap();
-        let records: Vec<Entry> = entries(&newest)
+        let (starts, records): (Vec<Entry>, Vec<Entry>) = entries(&newest)
             .into_iter()
             .filter(|entry| !matches!(entry, Entry::Frame(_)))
-            .collect();
+            .partition(|entry| matches!(entry, Entry::Clock(_)));
         assert_eq!(
             records,
             vec![Entry::Watermark {
@@ -1091,6 +1207,7 @@ mod tests {
                 acked: 9
             }]
         );
+        assert_eq!(starts.len(), 2, "a CLOCK record for each start: {starts:?}");
         let _ = fs::remove_dir_all(&dir);
     }
 

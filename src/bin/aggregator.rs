@@ -11,7 +11,7 @@ use aggregator::archive::completeness;
 use aggregator::archive::export::{ExportSink, Format, ParquetSink, RowSink, WriteBehind};
 use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools::export::Progress;
-use aggregator::archive::tools::prune::PruneLimit;
+use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
 use aggregator::archive::tools::{self, Filter};
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
@@ -213,8 +213,13 @@ enum ArchiveTool {
     ///
     /// Prints a line per segment deleted, what each source keeps, and a summary line.
     ///
-    /// Exit status: 0 (also when nothing is old enough), 2 when the archive cannot be read or
-    /// written, or is locked by a running daemon (it takes every shard's lock, dry run or not).
+    /// By time (--before, --keep-age) it refuses, and deletes nothing, when this machine's clock
+    /// is behind the newest frame the archive holds, or when it would delete what the daemon's
+    /// last run wrote (after its last start): --force deletes all the same.
+    ///
+    /// Exit status: 0 (also when nothing is old enough), 1 when it refused to trust the clock
+    /// (nothing deleted), 2 when the archive cannot be read or written, or is locked by a running
+    /// daemon (it takes every shard's lock, dry run or not).
     #[command(group(clap::ArgGroup::new("limit").required(true)))]
     Prune {
         /// The archive directory (the daemon must be stopped).
@@ -233,6 +238,11 @@ enum ArchiveTool {
         /// Only list what would be deleted.
         #[arg(long)]
         dry_run: bool,
+        /// By time: delete even when this machine's clock is behind the newest frame held, or
+        /// when it would delete what the daemon's last run wrote (refused without it: a clock
+        /// stepped forward says the same).
+        #[arg(long)]
+        force: bool,
     },
     /// Per source, the sequences held over a time window and the gaps between them, each with
     /// its cause: deleted by retention, or never received.
@@ -714,6 +724,7 @@ fn archive(tool: ArchiveTool) -> ExitCode {
             keep_bytes,
             keep_age,
             dry_run,
+            force,
         } => {
             let now = SystemTime::now();
             let limit = match (before, keep_bytes, keep_age) {
@@ -725,7 +736,15 @@ fn archive(tool: ArchiveTool) -> ExitCode {
                 (None, None, None) => Err("give --before, --keep-bytes or --keep-age".into()),
             };
             match limit {
-                Ok(limit) => prune(&dir, limit, dry_run, units::unix_ns(now).unwrap_or(0)),
+                Ok(limit) => {
+                    let now_ns = units::unix_ns(now).unwrap_or(0);
+                    let run = PruneRun {
+                        dry_run,
+                        now_ns,
+                        force,
+                    };
+                    prune(&dir, limit, run)
+                }
                 Err(why) => {
                     eprintln!("aggregator archive prune: {why}");
                     ExitCode::from(2)
@@ -772,6 +791,9 @@ fn gaps(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> 
         println!("{}", completeness::answer_json(&answer, filter, &groups));
         return status;
     }
+    for record in &answer.clock {
+        println!("clock {record}");
+    }
     print_gaps(&answer.sources, &groups);
     status
 }
@@ -793,7 +815,11 @@ fn print_gaps(sources: &[completeness::SourceCompleteness], groups: &completenes
     for s in sources {
         let (kind, id, frames) = (s.source.0.label(), s.source.1, s.frames);
         let (held, gaps) = (runs(&s.held), s.gaps.len());
-        println!("{kind}:{id} frames={frames} held={held} gaps={gaps}");
+        let outside = match s.outside_window {
+            0 => String::new(),
+            n => format!(" outside_window={n}"),
+        };
+        println!("{kind}:{id} frames={frames}{outside} held={held} gaps={gaps}");
         s.gaps.iter().for_each(gap_line);
         for (station, held) in &s.stations {
             println!(
@@ -948,12 +974,13 @@ impl ProgressLine {
     }
 }
 
-fn prune(dir: &Path, limit: PruneLimit, dry_run: bool, now_ns: u64) -> ExitCode {
-    let report = match tools::prune::prune(dir, limit, dry_run, now_ns) {
+fn prune(dir: &Path, limit: PruneLimit, run: PruneRun) -> ExitCode {
+    let report = match tools::prune::prune(dir, limit, run) {
         Ok(report) => report,
         Err(err) => {
             eprintln!("aggregator archive prune: {err}");
-            return ExitCode::from(2);
+            let refused = matches!(err, tools::prune::PruneError::Untrusted(_));
+            return ExitCode::from(if refused { 1 } else { 2 });
         }
     };
     match report.print(&mut std::io::stdout().lock()) {

@@ -13,6 +13,7 @@ mod archive;
 mod auth;
 mod bounds;
 mod catalog;
+mod clock;
 mod connection;
 mod consumer;
 mod dashboard;
@@ -39,6 +40,7 @@ use serde::Deserialize;
 pub use archive::{ArchiveConfig, ArchiveKind, Protected, RetentionConfig, SyncMode};
 pub use auth::{AuthClient, AuthConfig, SourceRange, SourceRangeError};
 pub(crate) use catalog::CatalogConfig;
+pub use clock::ClockConfig;
 pub(crate) use connection::ConnectionConfig;
 pub(crate) use consumer::ConsumerConfig;
 pub(crate) use dashboard::DashboardConfig;
@@ -97,6 +99,9 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub archive: ArchiveConfig,
+    /// What a step of the wall clock is (`docs/guarantees.md`, "Time").
+    #[serde(default)]
+    pub clock: ClockConfig,
     /// Where the archive is published besides (`docs/scale-out.md`).
     #[serde(default)]
     pub sinks: SinksConfig,
@@ -136,6 +141,7 @@ impl Default for Config {
             consumer: ConsumerConfig::default(),
             runtime: RuntimeConfig::default(),
             archive: ArchiveConfig::default(),
+            clock: ClockConfig::default(),
             sinks: SinksConfig::default(),
             tls: None,
             auth: AuthConfig::default(),
@@ -203,6 +209,7 @@ impl Config {
         self.shutdown.validate()?;
         self.dashboard.validate()?;
         self.archive.validate(self.runtime.shards)?;
+        self.clock.validate()?;
         self.log.validate()?;
         self.auth.validate()?;
         links::validate(&self.links)?;

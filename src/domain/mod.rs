@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod clock;
 pub mod display;
 pub mod frame;
 pub mod frame_quality;

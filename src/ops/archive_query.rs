@@ -22,13 +22,15 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::archive::completeness;
 use crate::archive::export::{Format, Rows};
 use crate::archive::read::{
     DurableEnds, FollowedFrame, FrameFilter, LowPriorityRuntime, OnGap, ShardCursors, Start,
 };
+use crate::archive::DurableEnd;
+use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
 use crate::domain::units::{parse_time, unix_ns};
 use crate::protocol::ccsds::apid_of_packet;
@@ -104,7 +106,7 @@ impl ArchiveQueries {
         query: Option<String>,
         path: Path,
     ) -> Result<(FramesQuery, (PathBuf, DurableEnds), OwnedSemaphorePermit), Refused> {
-        let request = parse_query(query.as_deref().unwrap_or(""), SystemTime::now(), path)
+        let request = parse_query(query.as_deref().unwrap_or(""), archive_now(), path)
             .map_err(|reason| (StatusCode::BAD_REQUEST, reason.to_string()))?;
         let Some(archive) = self.archive.clone() else {
             let reason = "this daemon keeps no archive files (archive.kind = \"count\")";
@@ -119,6 +121,21 @@ impl ArchiveQueries {
         };
         Ok((request, archive, permit))
     }
+}
+
+/// Now on the archive clock, which stamps the frames: times ago (`-15m`) count back from it,
+/// whatever step the wall clock took.
+fn archive_now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ArchiveClock::process().now())
+}
+
+/// Every shard's durable end as it is now, never to move: what a query without `to` reads to,
+/// every frame stored by the time of the query, whatever its received time.
+fn frozen(durable: &DurableEnds) -> DurableEnds {
+    let end = |(shard, end): &(usize, watch::Receiver<DurableEnd>)| {
+        (*shard, watch::channel(*end.borrow()).1)
+    };
+    durable.iter().map(end).collect()
 }
 
 /// An answer of `status` with `reason` as its text body.
@@ -137,9 +154,12 @@ pub(crate) async fn completeness(
         Err((status, reason)) => return refusal(status, reason),
     };
     let filter = request.filter;
-    // `from` is there with `buckets` (the query says so), and `to` always.
-    let timeline = (request.buckets.zip(filter.since).zip(filter.until))
-        .map(|((buckets, from), to)| completeness::Timeline::new(from, to, buckets));
+    // `from` is there with `buckets` (the query says so); without `to` the timeline ends now.
+    let to = filter
+        .until
+        .unwrap_or_else(|| ArchiveClock::process().now());
+    let timeline = (request.buckets.zip(filter.since))
+        .map(|(buckets, from)| completeness::Timeline::new(from, to, buckets));
     let groups = Arc::clone(&queries.groups);
     // Called on the readers' thread, spawn_blocking starts threads of its priority.
     let answered = queries.spawn(async move {
@@ -298,8 +318,9 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
     if request.buckets.is_some() && request.filter.since.is_none() {
         return Err(QueryError::BucketsWithoutFrom);
     }
-    // Without an end, the answer ends with what was received by the time of the query.
-    let until = *(request.filter.until).get_or_insert_with(|| unix_ns(now).unwrap_or(0));
+    // Without an end, the answer is every frame stored by the time of the query, whatever its
+    // received time: a start still to come is after it.
+    let until = (request.filter.until).unwrap_or_else(|| unix_ns(now).unwrap_or(0));
     if request.filter.since.is_some_and(|from| from > until) {
         return Err(QueryError::Backwards);
     }
@@ -328,6 +349,10 @@ pub(crate) async fn frames(
     };
     let format = request.format;
     let (located, body) = oneshot::channel();
+    let durable = match request.filter.until {
+        Some(_) => durable,
+        None => frozen(&durable),
+    };
     queries.spawn(async move {
         let reading = (Arc::new(request.filter.clone()), OnGap::End);
         let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
@@ -468,11 +493,11 @@ mod tests {
         assert_eq!(query.filter.priority, Some(Priority::Emergency));
         assert_eq!((query.apid, query.format), (Some(100), Format::Csv));
         let every = parse("").unwrap();
-        let until_now = FrameFilter {
-            until: Some(NOW),
-            ..FrameFilter::default()
-        };
-        assert_eq!(every.filter, until_now, "to the time of the query");
+        assert_eq!(
+            every.filter,
+            FrameFilter::default(),
+            "whatever the received times"
+        );
         assert_eq!(every.format, Format::Ndjson);
         assert_eq!(
             parse("from=2030-01-01T00:00:00Z"),
@@ -494,7 +519,7 @@ mod tests {
         assert_eq!(query.buckets, NonZeroU32::new(60));
         assert_eq!(
             (query.filter.since, query.filter.until),
-            (Some(NOW - 3_600_000_000_000), Some(NOW))
+            (Some(NOW - 3_600_000_000_000), None)
         );
         let plain = parse_query("from=-1h", now, Path::Completeness).unwrap();
         assert_eq!(plain.buckets, None, "no timeline unless asked");

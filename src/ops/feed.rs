@@ -16,7 +16,7 @@
 //! The message format and the query parameters are specified in `docs/http-api.md`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -31,7 +31,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::catalog::CatalogHandle;
 use crate::config::FeedConfig;
 use crate::domain::batch::Batch;
-use crate::domain::display::hex;
+use crate::domain::clock::ArchiveClock;
+use crate::domain::display::{hex, unix_ns_to_rfc3339};
 use crate::domain::frame::{parse_source, ParseError, Priority};
 use crate::domain::reception::Reception;
 use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
@@ -55,7 +56,8 @@ pub(crate) struct FeedState {
     catalog: CatalogHandle,
     /// One permit per subscriber that may connect (`feed.max_subscribers`).
     slots: Arc<Semaphore>,
-    clock: WallClock,
+    /// What the archive stamps frames with: a frame's `received` here is its received time there.
+    clock: ArchiveClock,
 }
 
 impl FeedState {
@@ -71,34 +73,17 @@ impl FeedState {
             catalog,
             config,
             stats,
-            clock: WallClock::now(),
+            clock: ArchiveClock::process(),
         }
     }
 }
 
-/// Turns the pipeline's monotonic instants into wall-clock times for the messages.
-#[derive(Debug, Clone, Copy)]
-struct WallClock {
-    instant: Instant,
-    system: SystemTime,
-}
-
-impl WallClock {
-    fn now() -> Self {
-        WallClock {
-            instant: Instant::now(),
-            system: SystemTime::now(),
-        }
-    }
-
-    /// `instant` in RFC 3339 with microseconds, UTC.
-    fn format(&self, instant: Instant) -> String {
-        let time = match instant.checked_duration_since(self.instant) {
-            Some(after) => self.system + after,
-            None => self.system - self.instant.duration_since(instant),
-        };
-        humantime::format_rfc3339_micros(time).to_string()
-    }
+/// `instant` on `clock` in RFC 3339 with microseconds, UTC: the archive's received time of a frame
+/// read at `instant`, to the microsecond.
+fn micros(clock: &ArchiveClock, instant: Instant) -> String {
+    let full = unix_ns_to_rfc3339(clock.at(instant));
+    // `...SS.nnnnnnnnnZ`: the last three digits of nanoseconds go.
+    format!("{}Z", &full[..full.len() - 4])
 }
 
 /// How payloads are written in the JSON.
@@ -425,13 +410,13 @@ struct Header {
 }
 
 impl Header {
-    fn of(batch: &Batch, clock: &WallClock) -> Header {
+    fn of(batch: &Batch, clock: &ArchiveClock) -> Header {
         let kind = batch.source.kind.label();
         Header {
             kind,
             source: format!("{kind}:{}", batch.source.id),
-            received: clock.format(batch.decoded_at),
-            processed: clock.format(batch.processed_at.unwrap_or(batch.decoded_at)),
+            received: micros(clock, batch.decoded_at),
+            processed: micros(clock, batch.processed_at.unwrap_or(batch.decoded_at)),
         }
     }
 }
@@ -562,14 +547,14 @@ mod tests {
         assert_eq!(encode_payload(&[0, 0xab, 0x10], Encoding::Hex), "00ab10");
     }
 
+    /// A frame's `received` is the archive's received time of it, to the microsecond, in RFC
+    /// 3339 UTC.
     #[test]
-    fn wall_clock_times_are_rfc3339_utc() {
-        let clock = WallClock::now();
-        let text = clock.format(clock.instant);
-        assert!(text.ends_with('Z') && text.contains('T'), "{text}");
-        assert_eq!(
-            text,
-            humantime::format_rfc3339_micros(clock.system).to_string()
-        );
+    fn times_are_the_archive_clocks_to_the_microsecond() {
+        let instant = Instant::now();
+        let clock = ArchiveClock::anchored(instant, 1_700_000_000_123_456_789);
+        assert_eq!(micros(&clock, instant), "2023-11-14T22:13:20.123456Z");
+        let later = instant + Duration::from_micros(1);
+        assert_eq!(micros(&clock, later), "2023-11-14T22:13:20.123457Z");
     }
 }

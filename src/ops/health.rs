@@ -17,7 +17,9 @@ pub enum Health {
     /// write held is stored, frames are not being acknowledged), retention cannot keep the
     /// archive's size limits (only segments it never deletes are left), or the NATS sink is
     /// disconnected or further behind than `sinks.nats.max_lag_ms` (ingest goes on; the sink
-    /// catches up).
+    /// catches up), or the clock is in doubt (`crate::ops::clock`: the wall clock stepped, or
+    /// the daemon started with it behind the archive; nothing is lost, the stamps follow the
+    /// archive clock).
     Degraded,
 }
 
@@ -46,6 +48,7 @@ impl HealthProbe {
         } else if stats.archive_failing != 0
             || stats.nats_degraded != 0
             || stats.retention_short != 0
+            || stats.clock_in_doubt != 0
         {
             Health::Degraded
         } else {

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod archive_query;
 pub mod catalog;
+pub(crate) mod clock;
 pub mod dashboard;
 pub mod feed;
 pub mod frame_feed;

@@ -38,6 +38,7 @@ use crate::archive::completeness::merge_groups;
 use crate::archive::read::DurableEnds;
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, MonitorConfig};
+use crate::domain::clock::{self, ArchiveClock};
 use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::frame_quality::FrameQuality;
 use crate::domain::source::SourceSnapshot;
@@ -50,8 +51,8 @@ use crate::ops::health::{Health, HealthProbe};
 use crate::ops::http::{self, Http};
 use crate::pipeline::fan_out::Subscribe;
 use crate::stats::{
-    processing_rates, LinkSnapshot, LinkState, MetricKind, PipelineStats, ShardStats, Stats,
-    TmStats,
+    processing_rates, ClockState, LinkSnapshot, LinkState, MetricKind, PipelineStats, ShardStats,
+    Stats, TmStats,
 };
 use crate::tls::ServerTls;
 
@@ -239,7 +240,54 @@ struct StatsBody {
     tm: Vec<TmStats>,
     /// The archive's files and retention.
     archive: ArchiveBody,
+    /// The wall clock against the archive clock, and its last step.
+    clock: ClockBody,
     sources: Vec<SourceBody>,
+}
+
+/// `/stats`' `clock`: how far the wall clock is from the archive clock that stamps frames, the
+/// steps seen, the last one, and why the clock is in doubt while it is (`crate::ops::clock`).
+#[derive(Serialize)]
+struct ClockBody {
+    /// The archive clock now, RFC 3339: every received time is on it.
+    now: String,
+    /// The wall clock minus the archive clock, in seconds.
+    offset_seconds: f64,
+    steps: u64,
+    last_step: Option<StepBody>,
+    in_doubt: bool,
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StepBody {
+    /// `step` (while running), or `start` (a start with the clock behind the archive).
+    event: &'static str,
+    /// When, by the archive clock and by the wall clock, RFC 3339.
+    at: String,
+    wall: String,
+    /// How far the wall clock moved (negative: back), in seconds.
+    seconds: f64,
+}
+
+impl ClockBody {
+    fn of(stats: &Stats, s: &PipelineStats) -> ClockBody {
+        let state = stats.clock();
+        let step = state.last_step.map(|step| StepBody {
+            event: step.kind.label(),
+            at: unix_ns_to_rfc3339(step.archive_ns),
+            wall: unix_ns_to_rfc3339(step.wall_ns),
+            seconds: clock::seconds(step.jump_ns),
+        });
+        ClockBody {
+            now: unix_ns_to_rfc3339(ArchiveClock::process().now()),
+            offset_seconds: clock::seconds(state.offset_ns),
+            steps: s.clock_steps,
+            last_step: step,
+            in_doubt: state.doubt.is_some(),
+            reason: state.doubt,
+        }
+    }
 }
 
 /// `/stats`' `archive`: what the archive holds on disk, the time it spans, and what retention
@@ -348,6 +396,7 @@ async fn stats(State(state): State<MonitorState>) -> Json<StatsBody> {
         links: state.stats.links(),
         tm: state.stats.tm_snapshots(),
         archive: ArchiveBody::of(&snapshot),
+        clock: ClockBody::of(&state.stats, &snapshot),
         sources: sources.into_iter().map(SourceBody::from).collect(),
     })
 }
@@ -374,6 +423,9 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
             "free_bytes": s.archive_free_bytes,
         });
     }
+    if let Some(reason) = state.stats.clock().doubt {
+        body["clock"] = serde_json::json!({ "in_doubt": true, "reason": reason });
+    }
     if s.nats_degraded != 0 {
         body["nats"] = serde_json::json!({
             "connected": s.nats_connected != 0,
@@ -391,6 +443,7 @@ async fn metrics(State(state): State<MonitorState>) -> Response {
     render_shard_metrics(&mut body, &state.stats.shard_snapshots());
     render_link_metrics(&mut body, &state.stats.links());
     render_tm_metrics(&mut body, &state.stats.tm_snapshots());
+    render_clock_metrics(&mut body, &state.stats.clock());
     for (name, help, value) in CatalogBody::of(&state.catalog, &sources).gauges() {
         family(&mut body, name, MetricKind::Gauge, help);
         let _ = writeln!(body, "{name} {value}");
@@ -412,6 +465,27 @@ fn family(out: &mut String, name: &str, kind: MetricKind, help: &str) {
     };
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Appends the clock's signed figures: the wall clock's offset from the archive clock, and the
+/// last step's size.
+fn render_clock_metrics(out: &mut String, clock: &ClockState) {
+    let gauges = [
+        (
+            "aggregator_clock_offset_seconds",
+            "The wall clock minus the archive clock that stamps frames, in seconds.",
+            clock::seconds(clock.offset_ns),
+        ),
+        (
+            "aggregator_clock_last_step_seconds",
+            "How far the wall clock moved at its last step (negative: back), in seconds; 0 before the first.",
+            clock.last_step.map_or(0.0, |step| clock::seconds(step.jump_ns)),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, MetricKind::Gauge, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
 }
 
 /// Appends each link's counters, labelled `link="NAME"`, in the Prometheus text format.

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::context::{CreateStreamError, PublishError};
@@ -42,6 +42,7 @@ use crate::archive::read::{spawn_low_priority, DurableEnds, FollowedFrame, Frame
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::{DurableEnd, ReadMarks};
 use crate::config::NatsConfig;
+use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::SourceKind;
 use crate::domain::position::{Positions, ShardPosition};
 use crate::domain::reception::Reception;
@@ -284,10 +285,9 @@ async fn report(client: Client, stats: Stats, progress: Arc<Progress>, max_lag: 
     }
 }
 
+/// Now on the archive clock, which stamped the frames: a step of the wall clock moves no lag.
 fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as u64)
+    ArchiveClock::process().now()
 }
 
 /// Why a session ended.

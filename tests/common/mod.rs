@@ -262,6 +262,7 @@ impl ShardedArchive {
             resume,
             readers: None,
             files: None,
+            clock: Default::default(),
         };
         let build = |config| Daemon::new(config, shards);
         let (daemon, ()) = TestDaemon::start_built(config, build, |_| ()).await;

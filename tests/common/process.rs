@@ -71,29 +71,41 @@ impl Daemon {
             dir.join("archive").display()
         );
         std::fs::write(&config, &text).unwrap();
-        Daemon::spawn(dir, format, open_files, true)
+        Daemon::spawn(dir, format, (open_files, &[]), true)
     }
 
     /// Starts the binary on the config `text` (JSON logs: it should not set `[log]`), written to
     /// `dir/aggregator.toml`. The directory is the caller's: kept when the daemon is dropped, so
     /// that another daemon can start on what this one left.
     pub fn start_in(dir: &std::path::Path, text: &str) -> Daemon {
+        Daemon::start_in_env(dir, text, &[])
+    }
+
+    /// [`Daemon::start_in`] with the variables `env` set (libfaketime's, say).
+    pub fn start_in_env(dir: &std::path::Path, text: &str, env: &[(&str, String)]) -> Daemon {
         std::fs::write(
             dir.join("aggregator.toml"),
             format!("{text}\n[log]\nformat = \"json\"\n"),
         )
         .unwrap();
-        Daemon::spawn(dir.to_path_buf(), "json", None, false)
+        Daemon::spawn(dir.to_path_buf(), "json", (None, env), false)
     }
 
-    /// Starts the binary on `dir/aggregator.toml` and reads its listeners from its log.
-    fn spawn(dir: PathBuf, format: &str, open_files: Option<u64>, owns_dir: bool) -> Daemon {
+    /// Starts the binary on `dir/aggregator.toml`, with `open_files` as its descriptor limit and
+    /// the variables `env`, and reads its listeners from its log.
+    fn spawn(
+        dir: PathBuf,
+        format: &str,
+        (open_files, env): (Option<u64>, &[(&str, String)]),
+        owns_dir: bool,
+    ) -> Daemon {
         let config = dir.join("aggregator.toml");
         let mut command = Command::new(env!("CARGO_BIN_EXE_aggregator"));
         command
             .arg("--config")
             .arg(&config)
             .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

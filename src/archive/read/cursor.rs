@@ -47,8 +47,6 @@ pub(crate) struct Chunk {
     pub cursor: Cursor,
     /// How many frames it passed of each source the filter wants, both priorities: with `track`.
     pub passed: Passed,
-    /// The newest received time of the frames it read, wanted or not.
-    pub newest: Option<u64>,
 }
 
 impl Cursor {
@@ -190,7 +188,6 @@ pub(crate) fn read(
         runs: Vec::new(),
         cursor,
         passed: Passed::new(),
-        newest: None,
     };
     if cursor.has_reached(end) {
         return Ok(empty(cursor));
@@ -219,11 +216,6 @@ pub(crate) fn read(
         drop_cached(&file, cursor.offset, records.next);
     }
     let mut passed = Passed::new();
-    let newest = records.entries.iter().filter_map(|(_, entry)| match entry {
-        Entry::Frame(frame) => Some(frame.received_unix_ns),
-        _ => None,
-    });
-    let newest = newest.max();
     let runs = runs_of(
         records,
         (shard, cursor),
@@ -234,7 +226,6 @@ pub(crate) fn read(
         runs,
         cursor: next,
         passed,
-        newest,
     })
 }
 

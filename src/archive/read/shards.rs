@@ -157,21 +157,15 @@ impl ShardCursors {
                 None => (from, None),
             };
             let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), (track, uncache));
-            chunk.map(|chunk| (chunk, window, from))
+            chunk.map(|chunk| (chunk, window))
         })
         .await;
         match (joined(chunk), shard.gap.take()) {
-            (Ok((chunk, mut window, read_from)), gap) => {
+            (Ok((chunk, window)), gap) => {
                 shard.gap = gap.map(|mut gap| {
                     gap.pass(chunk.passed);
                     gap
                 });
-                // Only the open segment's frames tell that the window is over (the plan may
-                // have gone on to it from a sealed one).
-                let open = read_from.segment >= end.segment;
-                if let Some(window) = window.as_mut().filter(|_| open) {
-                    window.saw(chunk.newest);
-                }
                 shard.window = window;
                 shard.cursor = chunk.cursor;
                 Ok(chunk.runs)

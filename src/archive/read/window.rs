@@ -11,14 +11,15 @@
 //!
 //! When a window ends (`until`), a shard has nothing more to give once every sealed segment left
 //! is read or jumped over and either its writer has stopped and its files are read to their end,
-//! or, while it writes on, it has stored a frame received more than [`UNTIL_SETTLE`] after
-//! `until` or the clock has passed that time with everything durable read: a frame waits in the
-//! daemon's queues for far less between its reception and its record, so none of the window can
-//! still be on its way. (Frames recovered from a journal at a restart, written later than that,
-//! are the exception: a reading of a stopped archive finds them, a live one may not.)
+//! or, while it writes on, the archive clock (`crate::domain::clock`, which stamps the frames and
+//! never steps) has passed `until` by [`UNTIL_SETTLE`] with everything durable read: a frame
+//! waits in the daemon's queues for far less between its reception and its record, so none of the
+//! window can still be on its way. The wall clock has no say: one stepped back would hold the
+//! answer for as long as the step. (Frames recovered from a journal at a restart, written later
+//! than that, are the exception: a reading of a stopped archive finds them, a live one may not.)
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::cursor::Cursor;
 use super::error::ReadError;
@@ -26,7 +27,7 @@ use super::filter::FrameFilter;
 use crate::archive::index::{self, SegmentIndex};
 use crate::archive::retention::state::ShardState;
 use crate::archive::{segment, DurableEnd};
-use crate::domain::units::unix_ns;
+use crate::domain::clock::ArchiveClock;
 
 /// How long after `until` a frame of the window may still be stored in a shard being written:
 /// longer than any wait in the daemon's queues.
@@ -116,20 +117,12 @@ impl Window {
         }
     }
 
-    /// A read of the shard's open segment found frames received up to `newest`: once one is past
-    /// `until` and the settling time, nothing of the window can come after it.
-    pub(super) fn saw(&mut self, newest: Option<u64>) {
-        if let (Some(until), Some(newest)) = (self.until, newest) {
-            self.done |= newest > until.saturating_add(settle_ns());
-        }
-    }
-
     /// The shard is read to its durable end: it is done if its writer stopped (`open` false) or
     /// the clock is past `until` and the settling time; cut short if the writer stopped before
     /// `until` (every frame received before the stop is durable by then, none after it).
     pub(super) fn reached_end(&mut self, open: bool) {
         if let Some(until) = self.until {
-            let now = unix_ns(SystemTime::now()).unwrap_or(0);
+            let now = ArchiveClock::process().now();
             if !open && !self.done {
                 self.cut_short = now <= until;
             }
@@ -141,7 +134,7 @@ impl Window {
     /// once it has.
     pub(super) fn settles_in(&self) -> Option<Duration> {
         let until = self.until.filter(|_| !self.done)?;
-        let now = unix_ns(SystemTime::now()).unwrap_or(0);
+        let now = ArchiveClock::process().now();
         let at = until.saturating_add(settle_ns());
         (at >= now).then(|| Duration::from_nanos(at - now + 1))
     }
@@ -207,12 +200,14 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
+    use crate::archive::completeness;
     use crate::archive::index::{self, TIME_BLOCK_BYTES};
     use crate::archive::layout;
     use crate::archive::read::{DurableEnds, OnGap, ShardCursors, Start};
     use crate::archive::retention::state::Deleted;
     use crate::archive::segment::{Entry, FrameRecord};
     use crate::domain::frame::{Priority, SourceKind};
+    use crate::domain::sequence_set::SequenceSet;
 
     const SHARDS: usize = 3;
     const SEGMENTS: u64 = 6;
@@ -405,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_live_shard_is_done_with_a_window_once_its_end_has_settled() {
-        let now = unix_ns(SystemTime::now()).unwrap();
+        let now = ArchiveClock::process().now();
         let window = |until| {
             Window::of(&FrameFilter {
                 until: Some(until),
@@ -413,21 +408,18 @@ mod tests {
             })
             .unwrap()
         };
-        // A window ending a minute from now: its frames may still come.
+        // A window ending a minute from now by the archive clock: its frames may still come,
+        // whatever the stamps already stored say (a start with the clock stepped back writes
+        // stamps below those of the run before).
         let mut ahead = window(now + 60_000_000_000);
         ahead.reached_end(true);
-        ahead.saw(Some(now));
         assert!(!ahead.done);
         let wait = ahead.settles_in().unwrap();
         assert!(
             wait > Duration::from_secs(60) && wait <= Duration::from_secs(66),
             "{wait:?}"
         );
-        // A frame received after its end and the settling time closes it; so does a stopped
-        // writer.
-        ahead.saw(Some(now + 66_000_000_000));
-        assert!(ahead.done);
-        assert_eq!(ahead.settles_in(), None);
+        // A stopped writer ends it, cut short: a restart may bring more.
         let mut stopped = window(now + 60_000_000_000);
         stopped.reached_end(false);
         assert!(
@@ -440,17 +432,16 @@ mod tests {
         assert!(ended.done && !ended.cut_short);
         // A window that ended a minute ago: done once everything durable is read.
         let mut past = window(now - 60_000_000_000);
-        past.saw(Some(now - 59_000_000_000));
-        assert!(!past.done, "within the settling time of its end");
+        assert!(!past.done);
         past.reached_end(true);
         assert!(past.done);
+        assert_eq!(past.settles_in(), None);
         // Without an end, never.
         let mut open = Window::of(&FrameFilter {
             since: Some(1),
             ..FrameFilter::default()
         })
         .unwrap();
-        open.saw(Some(u64::MAX));
         open.reached_end(false);
         assert!(!open.done && open.settles_in().is_none());
     }
@@ -533,5 +524,176 @@ mod tests {
         let (_, _, earliest) = followed(&root, &ends, &window(oldest)).await;
         assert_eq!(earliest, [], "nothing of the window was deleted");
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A daemon's run in [`any_archive`]: how far its clock stood from the true time (in steps
+    /// of [`STEP`], negative: behind, as after a restart with the clock stepped back), the shard
+    /// each of 4 sources stored in, and its records, each (source, frames).
+    type Run = (i64, [usize; 4], Vec<(usize, u64)>);
+
+    /// Each shard's segments, each segment's frames as (source, sequence, received), in file
+    /// order: the runs written one after the other, a segment rolling every `per_segment`
+    /// records of its shard.
+    type Written = Vec<Vec<Vec<(u32, u64, u64)>>>;
+
+    /// Writes `runs` as an archive of [`SHARDS`] shards in a new directory (each shard's newest
+    /// segment without an index, as the daemon leaves it); returns it, each shard's durable end,
+    /// and what it holds.
+    fn any_archive(
+        name: &str,
+        runs: &[Run],
+        per_segment: usize,
+    ) -> (PathBuf, Vec<DurableEnd>, Written) {
+        let root = std::env::temp_dir().join(format!("window-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let mut written: Written = vec![vec![Vec::new()]; SHARDS];
+        let mut records = [0; SHARDS];
+        let (mut t, mut next) = (0i64, [0u64; 4]);
+        for (offset, shards, run) in runs {
+            for &(source, frames) in run {
+                t += 1;
+                let shard = shards[source];
+                if records[shard] == per_segment {
+                    written[shard].push(Vec::new());
+                    records[shard] = 0;
+                }
+                records[shard] += 1;
+                let received = (1_000_000 + t + offset) as u64 * STEP;
+                let segment = written[shard].last_mut().unwrap();
+                for _ in 0..frames {
+                    segment.push((source as u32, next[source], received));
+                    next[source] += 1;
+                }
+            }
+        }
+        let mut ends = Vec::new();
+        for (shard, segments) in written.iter().enumerate() {
+            let dir = layout::shard_dir(&root, shard);
+            fs::create_dir_all(&dir).unwrap();
+            let mut end = DurableEnd { segment: 0, len: 0 };
+            for (index, frames) in (1..).zip(segments) {
+                let mut bytes = segment::MAGIC.to_vec();
+                for &(source, sequence, received) in frames {
+                    let kind = SourceKind::LiveUplink;
+                    let frame = [(sequence, &b"x"[..])];
+                    segment::encode_frames(
+                        &mut bytes,
+                        kind,
+                        Priority::Routine,
+                        source,
+                        received,
+                        frame,
+                    );
+                }
+                fs::write(dir.join(segment::segment_name(index)), &bytes).unwrap();
+                end = DurableEnd {
+                    segment: index,
+                    len: bytes.len() as u64,
+                };
+            }
+            ends.push(end);
+        }
+        (root, ends, written)
+    }
+
+    /// What completeness must answer of `written` for `window`, found by brute force: each
+    /// source's sequences received in the window, and those held in a shard's segments from the
+    /// first to the last that holds a frame of the window, between the source's first and last
+    /// in the window; with how many of them were received outside it.
+    fn model(written: &Written, window: &FrameFilter) -> BTreeMap<u32, (SequenceSet, u64)> {
+        let inside = |received: &u64| window.received().contains(received);
+        let (mut held, mut elsewhere) = (BTreeMap::<u32, SequenceSet>::new(), BTreeMap::new());
+        for segments in written {
+            let meets = |frames: &&Vec<(u32, u64, u64)>| frames.iter().any(|f| inside(&f.2));
+            let first = segments.iter().position(|s| meets(&s));
+            let last = segments.iter().rposition(|s| meets(&s));
+            for (index, frames) in segments.iter().enumerate() {
+                let among = first
+                    .zip(last)
+                    .is_some_and(|(a, b)| (a..=b).contains(&index));
+                for &(source, sequence, received) in frames {
+                    let set = match inside(&received) {
+                        true => held.entry(source).or_default(),
+                        false if among && window.has_window() => {
+                            elsewhere.entry(source).or_default()
+                        }
+                        false => continue,
+                    };
+                    set.insert_run(sequence, sequence);
+                }
+            }
+        }
+        let empty = SequenceSet::default();
+        (held.into_iter())
+            .map(|(source, mut set)| {
+                let (first, last) = (set.first().unwrap(), set.last().unwrap());
+                let before = set.len();
+                let extra = elsewhere.get(&source).unwrap_or(&empty);
+                for sequence in first..=last {
+                    if extra.contains(sequence) {
+                        set.insert_run(sequence, sequence);
+                    }
+                }
+                let outside = set.len() - before;
+                (source, (set, outside))
+            })
+            .collect()
+    }
+
+    fn any_run() -> impl proptest::strategy::Strategy<Value = Run> {
+        let records = proptest::collection::vec((0usize..4, 1u64..3), 1..12);
+        (
+            -30i64..30,
+            [0usize..SHARDS, 0..SHARDS, 0..SHARDS, 0..SHARDS],
+            records,
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Received times out of order within and across segments and shards (runs of daemons
+        /// whose clocks stood apart, sources moving between shards from run to run): a window
+        /// reads each frame received in it once, as a scan of every frame finds them, and
+        /// completeness counts every sequence the model does, none missing that is held between
+        /// the window's frames.
+        #[test]
+        fn out_of_order_stamps_are_found_once_and_never_missing(
+            runs in proptest::collection::vec(any_run(), 1..4),
+            per_segment in 1usize..6,
+            ends in (0i64..120, 0i64..120),
+        ) {
+            // A directory of its own each case: the spans of indexes read are kept by path.
+            static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("prop-{case}");
+            let (root, durable_ends, written) = any_archive(&name, &runs, per_segment);
+            let at = |t: i64| (1_000_000 + t - 30) as u64 * STEP;
+            let window = FrameFilter {
+                since: Some(at(ends.0.min(ends.1))),
+                until: Some(at(ends.0.max(ends.1))),
+                ..FrameFilter::default()
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            for filter in [window, FrameFilter::default()] {
+                let (frames, _, _) = runtime.block_on(followed(&root, &durable_ends, &filter));
+                proptest::prop_assert_eq!(frames, scanned(&root, &filter));
+                let durable: DurableEnds = (durable_ends.iter().enumerate())
+                    .map(|(shard, end)| (shard, watch::channel(*end).1))
+                    .collect();
+                let answer = completeness::completeness(&root, &durable, &filter, None).unwrap();
+                let got: BTreeMap<u32, (SequenceSet, u64)> = (answer.sources.iter())
+                    .map(|s| (s.source.1, (s.held.clone(), s.outside_window)))
+                    .collect();
+                let expected = model(&written, &filter);
+                proptest::prop_assert_eq!(&got, &expected);
+                for source in &answer.sources {
+                    proptest::prop_assert_eq!(source.frames, source.held.len());
+                    let holes = source.held.runs().count().saturating_sub(1);
+                    proptest::prop_assert_eq!(source.gaps.len(), holes);
+                }
+            }
+            fs::remove_dir_all(&root).unwrap();
+        }
     }
 }

@@ -170,6 +170,11 @@ impl Catalogue {
         self.shards.iter().map(queue).collect()
     }
 
+    /// The shard of each queue of [`Self::candidates`].
+    pub fn shard_numbers(&self) -> Vec<usize> {
+        self.shards.iter().map(|files| files.shard).collect()
+    }
+
     /// Deletes what `plan` says (its queues are [`Self::candidates`]'), shard by shard, each
     /// crash-safely ([`ShardState::delete`]); returns the segments and bytes deleted.
     pub fn delete(&mut self, plan: &Plan, now_ns: u64) -> io::Result<(u64, u64)> {

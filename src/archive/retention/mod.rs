@@ -24,6 +24,7 @@
 //! reports the archive's size, segments and the span of time it holds to the stats. Without limits
 //! it only reports.
 
+pub mod ages;
 pub mod catalogue;
 pub mod plan;
 pub mod state;
@@ -32,12 +33,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::index::{OpenSpan, SealedSegment};
 use crate::config::RetentionConfig;
-use crate::domain::units::unix_ns;
+use crate::domain::clock::{self, ArchiveClock};
 use crate::stats::{ArchiveFiles, Stats};
+use ages::Ages;
+pub use ages::ShardStart;
 use catalogue::Catalogue;
 use plan::{Shortfall, Usage};
 
@@ -49,6 +52,8 @@ pub struct SealedFeed {
     pub(crate) sealed: mpsc::Receiver<SealedSegment>,
     /// Each active shard's open segment, by shard.
     pub open: Vec<(usize, Arc<OpenSpan>)>,
+    /// What each shard held when the archive was opened, and where its writer began.
+    pub start: Vec<ShardStart>,
 }
 
 /// How far a reader named in `retention.protect` (the NATS sink) has read each shard: the segment
@@ -93,6 +98,7 @@ pub struct Retention {
 struct Retainer {
     feed: SealedFeed,
     limits: RetentionConfig,
+    ages: Ages,
     stats: Stats,
     marks: Option<Arc<ReadMarks>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -104,15 +110,17 @@ struct Retainer {
 
 impl Retention {
     /// Starts retention on the archive `feed` describes, with `limits` (none: it only reports to
-    /// `stats`), keeping from `max_age` what `marks` protect.
+    /// `stats`), keeping from `max_age` what `marks` protect, and counting the time before the
+    /// start after `grace` (`clock.start_grace_ms`, [`ages`]).
     pub fn start(
         feed: SealedFeed,
-        limits: RetentionConfig,
+        (limits, grace): (RetentionConfig, Duration),
         stats: Stats,
         marks: Option<Arc<ReadMarks>>,
     ) -> Retention {
         let stop = Arc::default();
         let retainer = Retainer {
+            ages: Ages::new(ArchiveClock::process(), &feed.start, grace),
             feed,
             limits,
             stats,
@@ -180,7 +188,7 @@ impl Retainer {
 
     /// Deletes what the limits ask, then reports the archive to the stats.
     fn check(&mut self, catalogue: &mut Catalogue) {
-        let now = unix_ns(SystemTime::now()).unwrap_or(0);
+        let now = self.ages.now(clock::wall_now_ns());
         let mut usage = Usage {
             bytes: catalogue.bytes().unwrap_or_else(|err| {
                 self.failed(&err);
@@ -216,7 +224,9 @@ impl Retainer {
     fn delete(&mut self, catalogue: &mut Catalogue, usage: Usage, now: u64) -> Usage {
         let marks = self.marks.clone();
         let protects = |shard, segment| marks.as_ref().is_some_and(|m| m.protects(shard, segment));
-        let queues = catalogue.candidates(protects);
+        let mut queues = catalogue.candidates(protects);
+        self.ages
+            .apply(&mut queues, &catalogue.shard_numbers(), now);
         let plan = plan::plan(&queues, usage, &self.limits, now);
         self.note_shortfall(plan.short);
         if plan.delete.is_empty() {

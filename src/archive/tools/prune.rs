@@ -6,6 +6,14 @@
 //! crash-safe deletion, which records what each source lost in the shard's `RETENTION` state. It
 //! takes every shard's lock first, so it never runs beside a daemon, and lists what it deletes and
 //! what each source keeps.
+//!
+//! By time (`--before`, `--keep-age`) it trusts what the daemon does not: the received times as
+//! stamped, and this machine's clock now. A segment is at least as old as those its shard wrote
+//! after it, as for retention ([`crate::archive::retention::ages`]), but a wrong clock (now, or
+//! when a run stamped its frames) could still delete the lot. So it refuses without `--force`
+//! when this machine's clock is behind the newest frame the archive holds, or when it would delete
+//! a segment the daemon's last run wrote (from the segment of the last start's CLOCK record on),
+//! and says which it is.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
@@ -14,10 +22,12 @@ use std::time::Duration;
 
 use crate::archive::index::SegmentIndex;
 use crate::archive::layout;
+use crate::archive::retention::ages::Ages;
 use crate::archive::retention::catalogue::{Catalogue, ShardFiles};
 use crate::archive::retention::plan::{self, Candidate, Usage};
 use crate::archive::segment;
 use crate::config::RetentionConfig;
+use crate::domain::clock::{ArchiveClock, ClockEventKind};
 use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::frame::SourceKind;
 use crate::domain::sequence_set::SequenceSet;
@@ -69,30 +79,55 @@ pub struct PruneReport {
     pub segments_after: u64,
 }
 
-/// Deletes (or with `dry_run` only lists) the oldest sealed segments of the archive at `root` that
-/// `limit` asks for, at `now_ns`. An `Err` names the cause: the archive is locked by a running
-/// daemon, a directory or segment cannot be read, or a deletion failed (what was deleted before it
-/// is recorded).
-pub fn prune(
-    root: &Path,
-    limit: PruneLimit,
-    dry_run: bool,
-    now_ns: u64,
-) -> io::Result<PruneReport> {
+/// How a prune runs: only listing (`dry_run`), at `now_ns` by this machine's clock, and with
+/// `force` past what it would otherwise refuse to trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneRun {
+    pub dry_run: bool,
+    pub now_ns: u64,
+    pub force: bool,
+}
+
+/// Why a prune did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// The archive cannot be read or written, or is locked by a running daemon.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// By time, it would trust a clock it should not (the text says which); nothing is deleted.
+    #[error("{0}; nothing deleted: if the clock and the received times are right, run it again with --force")]
+    Untrusted(String),
+}
+
+/// Deletes (or with `run.dry_run` only lists) the oldest sealed segments of the archive at `root`
+/// that `limit` asks for. An `Err` names the cause: the archive is locked by a running daemon, a
+/// directory or segment cannot be read, a deletion failed (what was deleted before it is
+/// recorded), or, by time and without `run.force`, the clock is not to be trusted with it.
+pub fn prune(root: &Path, limit: PruneLimit, run: PruneRun) -> Result<PruneReport, PruneError> {
     let _locks = layout::lock_shards(root)?;
     let mut catalogue = Catalogue::load(root)?;
+    let now_ns = run.now_ns;
     let (limits, at) = match limit {
         PruneLimit::Before(time) => (with(|l| l.max_age = Some(Duration::ZERO)), time),
         PruneLimit::KeepBytes(bytes) => (with(|l| l.max_bytes = Some(bytes)), now_ns),
         PruneLimit::KeepAge(age) => (with(|l| l.max_age = Some(age)), now_ns),
     };
     let bytes_before = catalogue.bytes()?;
-    let queues = catalogue.candidates(|_, _| false);
+    let mut queues = catalogue.candidates(|_, _| false);
+    // No run of a daemon to age by: the stamps against `at`, each segment at least as old as
+    // those after it.
+    let ages = Ages::new(ArchiveClock::process(), &[], Duration::ZERO);
+    ages.apply(&mut queues, &catalogue.shard_numbers(), at);
     let usage = Usage {
         bytes: bytes_before,
         free: None,
     };
     let plan = plan::plan(&queues, usage, &limits, at);
+    let by_time = !matches!(limit, PruneLimit::KeepBytes(_));
+    if by_time && !run.force {
+        check_trust(&catalogue, &plan.delete, limit, now_ns)?;
+    }
+    let dry_run = run.dry_run;
     let deleted: Vec<PrunedSegment> = plan
         .delete
         .iter()
@@ -112,6 +147,81 @@ pub fn prune(
         sources,
         bytes_before,
     })
+}
+
+/// Refuses a prune by time that trusts a clock it should not: this machine's, when it is behind
+/// the newest frame the archive holds (`KeepAge` only: `Before` names its own time), or the one
+/// that stamped the frames, when `deleting` takes what the daemon's last run wrote.
+fn check_trust(
+    catalogue: &Catalogue,
+    deleting: &[(usize, u64)],
+    limit: PruneLimit,
+    now_ns: u64,
+) -> Result<(), PruneError> {
+    let last_run = last_run(catalogue)?;
+    let slack = 1_000_000_000;
+    if let (PruneLimit::KeepAge(_), Some(newest)) = (limit, last_run.newest) {
+        if now_ns.saturating_add(slack) < newest {
+            return Err(PruneError::Untrusted(format!(
+                "this machine's clock ({}) is behind the newest frame the archive holds ({}): \
+                 ages counted by it would be wrong",
+                unix_ns_to_rfc3339(now_ns),
+                unix_ns_to_rfc3339(newest)
+            )));
+        }
+    }
+    let last = deleting.iter().find_map(|&(queue, segment)| {
+        let (began, at) = *last_run.began_in.get(&queue)?;
+        (segment >= began).then_some((catalogue.shards[queue].shard, began, at))
+    });
+    match last {
+        Some((shard, began, at)) => Err(PruneError::Untrusted(format!(
+            "it would delete what the daemon wrote in its last run (shard {shard} from segment \
+             {began}, started {}): by these received times the whole run is older than asked, \
+             which a clock stepped forward also says",
+            unix_ns_to_rfc3339(at)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What the archive says of the last run that wrote it.
+struct LastRun {
+    /// By queue: the segment of the last start's CLOCK record, and the start's time (an
+    /// archive of format version 4 has none).
+    began_in: BTreeMap<usize, (u64, u64)>,
+    /// The newest received time of each shard's last segment with frames, the newest of them.
+    newest: Option<u64>,
+}
+
+/// Reads each shard's segments, newest first, for its last start and its newest frame.
+fn last_run(catalogue: &Catalogue) -> io::Result<LastRun> {
+    let mut last = LastRun {
+        began_in: BTreeMap::new(),
+        newest: None,
+    };
+    for (queue, files) in catalogue.shards.iter().enumerate() {
+        let mut shard_newest = None;
+        let sealed = files.sealed.iter().rev().map(|e| e.segment);
+        for segment in files.newest.into_iter().chain(sealed) {
+            let path = files.dir.join(segment::segment_name(segment));
+            let contents = match Some(segment) == files.newest {
+                true => SegmentIndex::build(&path)?,
+                false => SegmentIndex::read_or_rebuild(&files.dir, segment, &path)?,
+            };
+            shard_newest = shard_newest.or(contents.received.map(|(_, newest)| newest));
+            let mut starts = contents.clock.iter().rev();
+            let start = starts.find(|(_, e)| e.kind == ClockEventKind::Start);
+            if let (Some((_, event)), false) = (start, last.began_in.contains_key(&queue)) {
+                last.began_in.insert(queue, (segment, event.archive_ns));
+            }
+            if shard_newest.is_some() && last.began_in.contains_key(&queue) {
+                break;
+            }
+        }
+        last.newest = last.newest.max(shard_newest);
+    }
+    Ok(last)
 }
 
 fn with(edit: impl FnOnce(&mut RetentionConfig)) -> RetentionConfig {

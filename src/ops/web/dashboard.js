@@ -96,7 +96,7 @@ function showStats(body, now) {
   previousUptime = uptime;
   document.body.classList.remove("stale");
 
-  showHealth(body.health, stats);
+  showHealth(body.health, stats, body.clock);
   $("uptime").textContent = formatUptime(uptime);
   $("started").textContent = `since ${clock(new Date(Date.now() - uptime * 1000))} UTC`;
   $("in-flight").textContent = number.format(body.frames_in_flight);
@@ -104,6 +104,7 @@ function showStats(body, now) {
   $("archive-frames").textContent =
     `${number.format(stats.frames_archived)} frames · ${formatBytes(stats.archive_unsynced_bytes)} not yet synced`;
   showArchive(body.archive);
+  showClock(body.clock);
   const live = body.sources.filter((s) => s.kind === "live_uplink").length;
   $("source-count").textContent = number.format(body.sources.length);
   $("source-kinds").textContent = `${live} live · ${body.sources.length - live} replay`;
@@ -218,6 +219,15 @@ function showArchive(archive) {
       `(${formatBytes(retention.deleted_bytes)}) deleted, last ${shortTime(retention.last_deletion)}`;
 }
 
+/// The clock's steps: none, or how many and the last (the archive clock never moves with them).
+function showClock(clock) {
+  const last = clock.last_step;
+  $("archive-clock").textContent = last === null
+    ? "clock: no step"
+    : `clock: ${counted(clock.steps, "step")}, last ${last.seconds > 0 ? "+" : ""}${number.format(last.seconds)} s ` +
+      `at ${shortTime(last.at)}${last.event === "start" ? " (a start behind the archive)" : ""}`;
+}
+
 /// `1 segment`, `2 segments`.
 function counted(n, noun) {
   return `${number.format(n)} ${noun}${n === 1 ? "" : "s"}`;
@@ -228,7 +238,7 @@ function shortTime(rfc3339) {
   return rfc3339 === null ? "–" : `${rfc3339.slice(5, 10)} ${rfc3339.slice(11, 19)}`;
 }
 
-function showHealth(health, stats) {
+function showHealth(health, stats, clock) {
   const badge = $("health");
   badge.dataset.health = health;
   badge.textContent = health;
@@ -244,6 +254,9 @@ function showHealth(health, stats) {
   if (stats.nats_degraded) {
     degraded.push(`the NATS sink is ${stats.nats_connected ? "behind" : "disconnected"}: ` +
       `${number.format(stats.nats_lag_frames)} frames, ${number.format(stats.nats_lag_seconds)} s not yet in JetStream; ingest goes on`);
+  }
+  if (clock.in_doubt) {
+    degraded.push(`the clock is in doubt: ${clock.reason}`);
   }
   const reasons = {
     ready: "",
