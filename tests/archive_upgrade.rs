@@ -11,7 +11,7 @@ use std::process::Command;
 use aggregator::archive::segment;
 use aggregator::SourceKind;
 use common::process::Daemon;
-use common::{Client, PATIENCE};
+use common::{Client, TempDir, PATIENCE};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/archive-v4");
 const LISTED: &str = concat!(
@@ -20,26 +20,10 @@ const LISTED: &str = concat!(
 );
 
 /// A copy of the fixture in a directory of its own, removed at the end.
-struct Copy(PathBuf);
-
-impl Copy {
-    fn new(name: &str) -> Copy {
-        let dir =
-            std::env::temp_dir().join(format!("archive-upgrade-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        copy_dir(Path::new(FIXTURE), &dir.join("archive"));
-        Copy(dir)
-    }
-
-    fn archive(&self) -> PathBuf {
-        self.0.join("archive")
-    }
-}
-
-impl Drop for Copy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn copy(name: &str) -> TempDir {
+    let dir = TempDir::new(&format!("archive-upgrade-{name}"));
+    copy_dir(Path::new(FIXTURE), &dir.0.join("archive"));
+    dir
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -80,19 +64,20 @@ fn of_fixture_files(listing: &str) -> Vec<&str> {
 
 #[test]
 fn the_build_befores_archive_reads_as_it_did_every_frame() {
-    let copy = Copy::new("read");
-    let (status, listing) = tool(&["inspect"], &copy.archive());
+    let copy = copy("read");
+    let archive = copy.0.join("archive");
+    let (status, listing) = tool(&["inspect"], &archive);
     assert_eq!(status, 0, "{listing}");
     let listed = std::fs::read_to_string(LISTED).unwrap();
     assert_eq!(
         listing, listed,
         "today's build lists what the build before listed"
     );
-    let (status, report) = tool(&["verify", "--strict"], &copy.archive());
+    let (status, report) = tool(&["verify", "--strict"], &archive);
     assert_eq!(status, 0, "{report}");
     let frames = listed.lines().filter(|l| l.contains(" frame ")).count();
     assert!(report.contains(&format!(" frames={frames} ")), "{report}");
-    let (status, gaps) = tool(&["gaps", "--json"], &copy.archive());
+    let (status, gaps) = tool(&["gaps", "--json"], &archive);
     assert_eq!(status, 0, "{gaps}");
     let answer: serde_json::Value = serde_json::from_str(&gaps).unwrap();
     for source in answer["sources"].as_array().unwrap() {
@@ -102,8 +87,8 @@ fn the_build_befores_archive_reads_as_it_did_every_frame() {
 
 #[tokio::test]
 async fn todays_daemon_resumes_on_it_and_appends_in_a_segment_of_its_own() {
-    let copy = Copy::new("append");
-    let root = copy.archive();
+    let copy = copy("append");
+    let root = copy.0.join("archive");
     let config = format!(
         "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
          [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = 2\n\

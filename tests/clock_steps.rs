@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::SourceKind;
 use common::process::Daemon;
-use common::{http_get, http_get_json, Client, PATIENCE};
+use common::{http_get, http_get_json, Client, TempDir, PATIENCE};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -72,38 +72,40 @@ impl FakeClock {
     }
 }
 
-/// A scratch directory, removed at the end.
-struct Scratch(PathBuf);
+/// A daemon's directory (removed at the end), its fake clock and its config: two shards, small
+/// segments (a batch fills several), retention's check every 100 ms and `retention`'s limits.
+struct Station {
+    dir: TempDir,
+    clock: FakeClock,
+    config: String,
+}
 
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clock-steps-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+impl Station {
+    fn new(name: &str, retention: &str, extra: &str) -> Station {
+        let dir = TempDir::new(&format!("clock-steps-{name}"));
+        let config = format!(
+            "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
+             [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = 2\n\
+             [dashboard]\nstats_interval_ms = 50\n\
+             [archive]\ndir = \"{}\"\nsegment_bytes = 8192\n\
+             [archive.retention]\ncheck_interval_ms = 100\n{retention}\n{extra}",
+            dir.0.join("archive").display()
+        );
+        Station {
+            clock: FakeClock::new(&dir.0),
+            dir,
+            config,
+        }
+    }
+
+    /// Starts the daemon under the fake clock.
+    fn start(&self) -> Daemon {
+        Daemon::start_in_env(&self.dir.0, &self.config, &self.clock.env())
     }
 
     fn archive(&self) -> PathBuf {
-        self.0.join("archive")
+        self.dir.0.join("archive")
     }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Two shards, small segments (a batch fills several), retention as `retention` says.
-fn config(dir: &Scratch, retention: &str, extra: &str) -> String {
-    format!(
-        "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
-         [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = 2\n\
-         [dashboard]\nstats_interval_ms = 50\n\
-         [archive]\ndir = \"{}\"\nsegment_bytes = 8192\n\
-         [archive.retention]\ncheck_interval_ms = 100\n{retention}\n{extra}",
-        dir.archive().display()
-    )
 }
 
 /// Stores frames `first..first + BATCH` of every source, each acknowledged.
@@ -193,17 +195,15 @@ fn stop(daemon: &mut Daemon) {
 /// 30-day `max_age`, nothing is stamped in the wrong year, the step is noticed, logged, counted,
 /// recorded in the archive and said by `/healthz` until the clock is back.
 async fn forward_step_while_running(step: i64) {
-    let dir = Scratch::new(&format!("forward-{step}"));
-    let clock = FakeClock::new(&dir.0);
-    let text = config(&dir, "max_age = \"30d\"", "");
-    let mut daemon = Daemon::start_in_env(&dir.0, &text, &clock.env());
+    let station = Station::new(&format!("forward-{step}"), "max_age = \"30d\"", "");
+    let (clock, mut daemon) = (&station.clock, station.start());
     let started = archive_now(&daemon).await;
     store(daemon.uplink, 0).await;
 
     clock.set(step);
     wait_stats(&daemon, "the step is noticed", |s| s["clock"]["steps"] == 1).await;
     store(daemon.uplink, BATCH).await;
-    retention_checked(&daemon, &dir.archive()).await;
+    retention_checked(&daemon, &station.archive()).await;
     let s = stats(&daemon).await;
     assert_eq!(s["stats"]["retention_deleted_segments"], 0, "{s:#}");
     assert_eq!(s["clock"]["in_doubt"], true, "{s:#}");
@@ -226,7 +226,7 @@ async fn forward_step_while_running(step: i64) {
     let ended = archive_now(&daemon).await;
     stop(&mut daemon);
 
-    let frames = archived(&dir.archive());
+    let frames = archived(&station.archive());
     assert_eq!(without_times(&frames), every_sequence(3 * BATCH));
     let outside = frames.iter().filter(|f| !(started..=ended).contains(&f.2));
     assert_eq!(
@@ -234,7 +234,7 @@ async fn forward_step_while_running(step: i64) {
         0,
         "every stamp within the run, by the archive clock"
     );
-    let verify = clock.tool(&["archive", "verify", dir.archive().to_str().unwrap()]);
+    let verify = clock.tool(&["archive", "verify", station.archive().to_str().unwrap()]);
     let report = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{report}");
     assert!(report.contains(" clock_steps=2"), "{report}");
@@ -260,10 +260,8 @@ async fn ten_years_forward_while_running_deletes_and_misdates_nothing() {
 #[ignore = "needs Debian's faketime (libfaketimeMT.so.1); .ci/run installs it"]
 async fn retention_deletes_by_real_elapsed_time_across_a_step() {
     const MAX_AGE: Duration = Duration::from_secs(3);
-    let dir = Scratch::new("elapsed");
-    let clock = FakeClock::new(&dir.0);
-    let text = config(&dir, "max_age = \"3s\"", "");
-    let daemon = Daemon::start_in_env(&dir.0, &text, &clock.env());
+    let station = Station::new("elapsed", "max_age = \"3s\"", "");
+    let (clock, daemon) = (&station.clock, station.start());
     let sent = Instant::now();
     store(daemon.uplink, 0).await;
     clock.set(YEAR);
@@ -283,7 +281,7 @@ async fn retention_deletes_by_real_elapsed_time_across_a_step() {
                 sent.elapsed()
             );
         }
-        let left = archived(&dir.archive());
+        let left = archived(&station.archive());
         if left.iter().all(|f| f.1 >= 2 * BATCH) && deleted > 0 {
             break;
         }
@@ -299,10 +297,9 @@ async fn retention_deletes_by_real_elapsed_time_across_a_step() {
 /// frame, completeness counts every frame, a window ends by the archive clock, and the feed's
 /// received times are the archive's.
 async fn back_while_running(step: i64) {
-    let dir = Scratch::new(&format!("back-{step}"));
-    let clock = FakeClock::new(&dir.0);
-    let text = config(&dir, "", "[feed]\nmax_frames_per_sec = 1000000\n");
-    let mut daemon = Daemon::start_in_env(&dir.0, &text, &clock.env());
+    let feed = "[feed]\nmax_frames_per_sec = 1000000\n";
+    let station = Station::new(&format!("back-{step}"), "", feed);
+    let (clock, mut daemon) = (&station.clock, station.start());
     let started = archive_now(&daemon).await;
     let feed_url = format!("ws://{}/feed", daemon.monitor);
     let (mut feed, _) = tokio_tungstenite::connect_async(feed_url).await.unwrap();
@@ -358,7 +355,7 @@ async fn back_while_running(step: i64) {
         }
     }
     stop(&mut daemon);
-    for (id, seq, at) in archived(&dir.archive()) {
+    for (id, seq, at) in archived(&station.archive()) {
         let at = unix_ns_to_rfc3339(at);
         let micros = format!("{}Z", &at[..at.len() - 4]);
         if let Some(said) = told.get(&(id, seq)) {
@@ -386,25 +383,23 @@ async fn a_day_back_while_running_hides_nothing() {
 /// among the first's. Completeness counts every frame held, whatever the window; the start is
 /// noticed, said by `/healthz`, and recorded; `max_age` deletes none of the first run's frames.
 async fn restart_back(step: i64) {
-    let dir = Scratch::new(&format!("restart-back-{step}"));
-    let clock = FakeClock::new(&dir.0);
-    let text = config(&dir, "max_age = \"1h\"", "");
-    let mut first = Daemon::start_in_env(&dir.0, &text, &clock.env());
+    let station = Station::new(&format!("restart-back-{step}"), "max_age = \"1h\"", "");
+    let (clock, mut first) = (&station.clock, station.start());
     store(first.uplink, 0).await;
     stop(&mut first);
     clock.set(-step);
-    let mut second = Daemon::start_in_env(&dir.0, &text, &clock.env());
+    let mut second = station.start();
     wait_stats(&second, "the start behind the archive is noticed", |s| {
         s["clock"]["steps"] == 1 && s["clock"]["in_doubt"] == true
     })
     .await;
     store(second.uplink, BATCH).await;
-    retention_checked(&second, &dir.archive()).await;
+    retention_checked(&second, &station.archive()).await;
     let s = stats(&second).await;
     assert_eq!(s["stats"]["retention_deleted_segments"], 0, "{s:#}");
     // A window from a little after the second run began to a little after the first ended: it
     // meets both runs' frames, and the sequences between are held, stamped outside it.
-    let frames = archived(&dir.archive());
+    let frames = archived(&station.archive());
     let second_start = (frames.iter().filter(|f| f.1 >= BATCH))
         .map(|f| f.2)
         .min()
@@ -419,7 +414,7 @@ async fn restart_back(step: i64) {
     assert_gapless(&answer);
     stop(&mut second);
 
-    let root = dir.archive();
+    let root = station.archive();
     let gaps = clock.tool(&["archive", "gaps", root.to_str().unwrap(), "--json"]);
     let answer: serde_json::Value = serde_json::from_slice(&gaps.stdout).unwrap();
     assert_gapless(&answer);
@@ -465,14 +460,13 @@ async fn a_restart_a_day_back_counts_every_frame_once() {
 #[tokio::test]
 #[ignore = "needs Debian's faketime (libfaketimeMT.so.1); .ci/run installs it"]
 async fn a_restart_a_year_ahead_deletes_only_on_the_operators_word() {
-    let dir = Scratch::new("restart-forward");
-    let trusted = Scratch::new("restart-forward-trusted");
-    let clock = FakeClock::new(&dir.0);
-    let text = config(&dir, "max_age = \"30d\"", "");
-    let mut first = Daemon::start_in_env(&dir.0, &text, &clock.env());
+    let station = Station::new("restart-forward", "max_age = \"30d\"", "");
+    let word = "[clock]\nstart_grace_ms = 0\n";
+    let trusted = Station::new("restart-forward-trusted", "max_age = \"30d\"", word);
+    let (clock, mut first) = (&station.clock, station.start());
     store(first.uplink, 0).await;
     stop(&mut first);
-    let root = dir.archive();
+    let root = station.archive();
     let held = segment_files(&root);
     let copied = Command::new("cp")
         .arg("-r")
@@ -482,6 +476,7 @@ async fn a_restart_a_year_ahead_deletes_only_on_the_operators_word() {
     assert!(copied.unwrap().success());
 
     clock.set(YEAR);
+    trusted.clock.set(YEAR);
     let root_arg = root.to_str().unwrap();
     let refused = clock.tool(&["archive", "prune", root_arg, "--keep-age", "30d"]);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
@@ -507,7 +502,7 @@ async fn a_restart_a_year_ahead_deletes_only_on_the_operators_word() {
         "{forced:?}"
     );
 
-    let mut second = Daemon::start_in_env(&dir.0, &text, &clock.env());
+    let mut second = station.start();
     store(second.uplink, BATCH).await;
     retention_checked(&second, &root).await;
     let s = stats(&second).await;
@@ -519,12 +514,7 @@ async fn a_restart_a_year_ahead_deletes_only_on_the_operators_word() {
     stop(&mut second);
     assert_eq!(without_times(&archived(&root)), every_sequence(2 * BATCH));
 
-    let word = config(
-        &trusted,
-        "max_age = \"30d\"",
-        "[clock]\nstart_grace_ms = 0\n",
-    );
-    let mut third = Daemon::start_in_env(&trusted.0, &word, &clock.env());
+    let mut third = trusted.start();
     wait_stats(&third, "the first run's segments go", |s| {
         s["stats"]["retention_deleted_segments"].as_u64() > Some(0)
     })

@@ -112,24 +112,38 @@ mod tests {
     const SECOND: u64 = 1_000_000_000;
     const DAY: u64 = 86_400 * SECOND;
 
-    fn candidate(segment: u64, newest: u64) -> Candidate {
-        Candidate {
-            segment,
-            bytes: 1,
-            newest,
-            protected: false,
+    /// A run of one shard that started at `start` (by the wall clock then), `since` ago, with
+    /// the shard holding frames up to `held` and its writer beginning in segment `began_in`.
+    struct Run {
+        start: u64,
+        since: Duration,
+        held: Option<u64>,
+        began_in: u64,
+    }
+
+    impl Run {
+        /// The virtual received times of `segments` ((index, newest)) aged by this run, with
+        /// `grace`, the wall clock reading `start + since` now; and the archive clock then.
+        fn aged(&self, grace: Duration, segments: &[(u64, u64)]) -> (u64, Vec<u64>) {
+            let clock = ArchiveClock::anchored(Instant::now() - self.since, self.start);
+            let shard = ShardStart {
+                shard: 0,
+                newest: self.held,
+                began_in: Some(self.began_in),
+            };
+            let mut ages = Ages::new(clock, &[shard], grace);
+            let wall = self.start + u64::try_from(self.since.as_nanos()).unwrap();
+            let now = ages.now(wall);
+            let candidate = |&(segment, newest)| Candidate {
+                segment,
+                bytes: 1,
+                newest,
+                protected: false,
+            };
+            let mut queues = [segments.iter().map(candidate).collect()];
+            ages.apply(&mut queues, &[0], now);
+            (now, queues[0].iter().map(|c| c.newest).collect())
         }
-    }
-
-    /// A clock anchored `since` ago at wall time `at`.
-    fn clock(at: u64, since: Duration) -> ArchiveClock {
-        ArchiveClock::anchored(Instant::now() - since, at)
-    }
-
-    fn newest(queues: &[VecDeque<Candidate>]) -> Vec<Vec<u64>> {
-        (queues.iter())
-            .map(|q| q.iter().map(|c| c.newest).collect())
-            .collect()
     }
 
     /// This run's segments are aged on the archive clock; one stamped ahead (an earlier
@@ -137,30 +151,28 @@ mod tests {
     #[test]
     fn this_runs_segments_age_on_the_archive_clock_and_none_holds_back_the_older() {
         let start = 1_000 * DAY;
-        let shards = [ShardStart {
-            shard: 0,
-            newest: None,
-            began_in: Some(1),
-        }];
-        let mut ages = Ages::new(
-            clock(start, Duration::from_secs(100)),
-            &shards,
-            Duration::ZERO,
-        );
-        let now = ages.now(start + 100 * SECOND);
+        let since = Duration::from_secs(100);
+        let run = Run {
+            start,
+            since,
+            held: None,
+            began_in: 1,
+        };
         let year = 365 * DAY;
-        let mut queues = [VecDeque::from([
-            candidate(1, start + 10 * SECOND),
-            candidate(2, start + year),
-            candidate(3, start + 50 * SECOND),
-        ])];
-        ages.apply(&mut queues, &[0], now);
+        let (_, aged) = run.aged(
+            Duration::ZERO,
+            &[
+                (1, start + 10 * SECOND),
+                (2, start + year),
+                (3, start + 50 * SECOND),
+            ],
+        );
         let want = [
             start + 10 * SECOND,
             start + 50 * SECOND,
             start + 50 * SECOND,
         ];
-        assert_eq!(newest(&queues), [want]);
+        assert_eq!(aged, want);
     }
 
     /// An earlier run's segments: aged by their stamps up to the newest the shard held, plus the
@@ -168,45 +180,25 @@ mod tests {
     /// tells it then; a stamp ahead of that newest frame is no younger than it.
     #[test]
     fn an_earlier_runs_segments_count_the_time_down_only_after_the_grace() {
-        let held = 1_000 * DAY;
-        let down = 40 * DAY;
-        let shards = [ShardStart {
-            shard: 0,
-            newest: Some(held),
-            began_in: Some(9),
-        }];
-        let since = Duration::from_secs(10);
-        let start = held + down;
-        let queues = || {
-            [VecDeque::from([
-                candidate(5, held - 2 * DAY),
-                candidate(6, held + DAY),
-                candidate(7, held),
-            ])]
+        let (held, down) = (1_000 * DAY, 40 * DAY);
+        let run = Run {
+            start: held + down,
+            since: Duration::from_secs(10),
+            held: Some(held),
+            began_in: 9,
         };
-        let mut ages = Ages::new(clock(start, since), &shards, Duration::from_secs(3600));
-        let now = ages.now(start + 10 * SECOND);
-        let mut during = queues();
-        ages.apply(&mut during, &[0], now);
-        // Ages of 2 days + 10 s, 10 s and 10 s: as if the daemon had not been down.
-        let elapsed = now - start;
-        let aged = |age: u64| now - age;
-        let want = [aged(2 * DAY + elapsed), aged(elapsed), aged(elapsed)];
-        assert_eq!(newest(&during), [want]);
-        // Past the grace, the 40 days count too.
-        let mut ages = Ages::new(clock(start, since), &shards, Duration::ZERO);
-        let now = ages.now(start + 10 * SECOND);
-        let mut after = queues();
-        ages.apply(&mut after, &[0], now);
-        // The wall clock read 10 s after the start, and its reckoning of the start is that.
-        let elapsed = now - start;
-        let aged = |age: u64| now - age + (elapsed - 10 * SECOND);
-        let want = [
-            aged(2 * DAY + down + elapsed),
-            aged(down + elapsed),
-            aged(down + elapsed),
-        ];
-        assert_eq!(newest(&after), [want]);
+        let segments = [(5, held - 2 * DAY), (6, held + DAY), (7, held)];
+        // Within the grace: ages of 2 days + 10 s, 10 s and 10 s, as if the daemon had not been
+        // down.
+        let (now, during) = run.aged(Duration::from_secs(3600), &segments);
+        let elapsed = now - run.start;
+        let want = [now - 2 * DAY - elapsed, now - elapsed, now - elapsed];
+        assert_eq!(during, want);
+        // Past the grace the 40 days count too, as the wall clock tells them: it reads 10 s
+        // after the start, so the segments are that much older than the 40 days.
+        let (now, after) = run.aged(Duration::ZERO, &segments);
+        let aged = |age: u64| now - age - down - 10 * SECOND;
+        assert_eq!(after, [aged(2 * DAY), aged(0), aged(0)]);
     }
 
     /// A start whose clock is behind the newest frame held (a step back while down): the earlier
@@ -215,32 +207,20 @@ mod tests {
     #[test]
     fn a_clock_behind_the_archive_at_the_start_never_makes_older_segments_younger() {
         let held = 1_000 * DAY;
-        let start = held - DAY;
-        let shards = [ShardStart {
-            shard: 0,
-            newest: Some(held),
-            began_in: Some(3),
-        }];
-        let mut ages = Ages::new(
-            clock(start, Duration::from_secs(60)),
-            &shards,
+        let run = Run {
+            start: held - DAY,
+            since: Duration::from_secs(60),
+            held: Some(held),
+            began_in: 3,
+        };
+        let third = run.start + 5 * SECOND;
+        let (now, aged) = run.aged(
             Duration::ZERO,
+            &[(1, held - 10 * SECOND), (2, held), (3, third)],
         );
-        let now = ages.now(start + 60 * SECOND);
-        let mut queues = [VecDeque::from([
-            candidate(1, held - 10 * SECOND),
-            candidate(2, held),
-            candidate(3, start + 5 * SECOND),
-        ])];
-        ages.apply(&mut queues, &[0], now);
-        let elapsed = now - start;
-        let third = start + 5 * SECOND;
-        let want = [
-            now - (elapsed + 10 * SECOND),
-            third.min(now - elapsed),
-            third,
-        ];
-        assert_eq!(newest(&queues), [want]);
+        let elapsed = now - run.start;
+        let want = [now - elapsed - 10 * SECOND, third.min(now - elapsed), third];
+        assert_eq!(aged, want);
     }
 
     /// A segment without frames is as old as those after it; the last one of a shard, the
@@ -248,24 +228,13 @@ mod tests {
     #[test]
     fn a_segment_without_frames_is_as_old_as_those_after_it() {
         let start = 1_000 * DAY;
-        let shards = [ShardStart {
-            shard: 0,
-            newest: None,
-            began_in: Some(1),
-        }];
-        let mut ages = Ages::new(
-            clock(start, Duration::from_secs(100)),
-            &shards,
-            Duration::ZERO,
-        );
-        let now = ages.now(start + 100 * SECOND);
-        let mut queues = [VecDeque::from([
-            candidate(1, 0),
-            candidate(2, start + 20 * SECOND),
-            candidate(3, 0),
-        ])];
-        ages.apply(&mut queues, &[0], now);
-        let want = [start + 20 * SECOND, start + 20 * SECOND, 0];
-        assert_eq!(newest(&queues), [want]);
+        let run = Run {
+            start,
+            since: Duration::from_secs(100),
+            held: None,
+            began_in: 1,
+        };
+        let (_, aged) = run.aged(Duration::ZERO, &[(1, 0), (2, start + 20 * SECOND), (3, 0)]);
+        assert_eq!(aged, [start + 20 * SECOND, start + 20 * SECOND, 0]);
     }
 }
