@@ -750,6 +750,15 @@ fn long_stats() -> serde_json::Value {
                 "last_deletion": "2026-11-24T13:29:00.000000000Z", "short": false,
             },
         },
+        "clock": {
+            "now": "2026-11-24T13:30:00.000000000Z", "offset_seconds": -315_576_000.123,
+            "steps": 12345,
+            "last_step": {
+                "event": "step", "at": "2026-11-24T13:29:59.000000000Z",
+                "wall": "2016-11-24T13:29:59.000000000Z", "seconds": -315_576_000.123,
+            },
+            "in_doubt": false, "reason": null,
+        },
         "sources": sources,
     })
 }

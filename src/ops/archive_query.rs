@@ -160,6 +160,12 @@ pub(crate) async fn completeness(
         .unwrap_or_else(|| ArchiveClock::process().now());
     let timeline = (request.buckets.zip(filter.since))
         .map(|(buckets, from)| completeness::Timeline::new(from, to, buckets));
+    // The answer says where the window ended, as it always has, though without `to` it counts
+    // what was stamped after.
+    let answered_window = FrameFilter {
+        until: Some(to),
+        ..filter.clone()
+    };
     let groups = Arc::clone(&queries.groups);
     // Called on the readers' thread, spawn_blocking starts threads of its priority.
     let answered = queries.spawn(async move {
@@ -169,7 +175,7 @@ pub(crate) async fn completeness(
             for problem in answer.iter().flat_map(completeness::Completeness::problems) {
                 tracing::warn!(%problem, "archive completeness: passed over");
             }
-            answer.map(|answer| completeness::answer_json(&answer, &filter, &groups))
+            answer.map(|answer| completeness::answer_json(&answer, &answered_window, &groups))
         })
         .await
     });

@@ -221,6 +221,7 @@ function showArchive(archive) {
 
 /// The clock's steps: none, or how many and the last (the archive clock never moves with them).
 function showClock(clock) {
+  if (clock === undefined) return;
   const last = clock.last_step;
   $("archive-clock").textContent = last === null
     ? "clock: no step"
@@ -255,7 +256,7 @@ function showHealth(health, stats, clock) {
     degraded.push(`the NATS sink is ${stats.nats_connected ? "behind" : "disconnected"}: ` +
       `${number.format(stats.nats_lag_frames)} frames, ${number.format(stats.nats_lag_seconds)} s not yet in JetStream; ingest goes on`);
   }
-  if (clock.in_doubt) {
+  if (clock?.in_doubt) {
     degraded.push(`the clock is in doubt: ${clock.reason}`);
   }
   const reasons = {
