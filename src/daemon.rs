@@ -509,12 +509,8 @@ impl Daemon {
         let stop = CancellationToken::new();
         let interval = config.dashboard.stats_interval;
         let dashboard = tokio::spawn(dashboard::run(published.subscribe()));
-        let watch = clock::watch(
-            config.clock.clone(),
-            archive_time,
-            stats.clone(),
-            stop.clone(),
-        );
+        let clock_config = (config.clock.clone(), config.archive.retention.max_age);
+        let watch = clock::watch(clock_config, archive_time, stats.clone(), stop.clone());
         let clock = tokio::spawn(watch);
         let task = tokio::spawn(stats::publish(stats, published, interval, stop.clone()));
         StatsPublisher {

@@ -120,7 +120,7 @@ pipeline_stats! {
     Counter nats_published: "Frames JetStream acknowledged as new messages.",
     Counter nats_republished: "Frames published again (after a failure or a restart) that JetStream acknowledged as duplicates and dropped.",
     Counter nats_errors: "Failures of the NATS sink: publishes, acknowledgements or stream set-up that failed and were retried.",
-    Counter clock_steps: "Steps of the wall clock past clock.step_threshold_ms the daemon noticed while running; received times did not move.",
+    Counter clock_steps: "Steps of the wall clock past clock.step_threshold_ms the daemon noticed: while running (received times did not move), and a start with the clock behind the archive's newest frame.",
     Gauge clock_in_doubt: "1 while the clock is in doubt (/healthz says degraded): the wall clock and the archive clock disagree by more than clock.step_threshold_ms, or the daemon started with its clock behind the archive's newest frame (until the clock passes it, at most clock.start_grace_ms); else 0.",
     Gauge clock_last_step_timestamp_seconds: "Unix time, by the archive clock, of the last step of the wall clock; 0 before the first.",
     Counter nats_skipped_frames: "Frames the NATS sink never published because retention deleted them first ([archive.retention] max_bytes or min_free_*, or max_age without protect = [\"nats\"]).",

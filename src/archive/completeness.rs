@@ -69,11 +69,11 @@ pub struct Gap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceCompleteness {
     pub source: SourceKey,
-    /// Frames held, those of `outside_window` included.
+    /// Frames received in the window.
     pub frames: u64,
-    /// Frames held whose received time is outside the window, between frames of the window in
-    /// sequence: stamped out of order (the clock stood behind the archive at a start), they are
-    /// held, not missing, and counted in `frames` and `held`.
+    /// Sequences held whose received time is outside the window, between frames of the window
+    /// in sequence: stamped out of order (the clock stood behind the archive at a start), they
+    /// are held, not missing: in `held`, not in `frames`.
     pub outside_window: u64,
     /// The sequences held.
     pub held: SequenceSet,
@@ -309,7 +309,7 @@ impl Gathered {
     }
 
     /// Takes as held the sequences of `elsewhere` between its first and last held: stamped
-    /// outside the window, they are no gap in it. Returns how many.
+    /// outside the window, they are no gap in it. Returns how many (not counted in `frames`).
     fn take_elsewhere(&mut self, elsewhere: Option<&SequenceSet>) -> u64 {
         let (Some(first), Some(last), Some(elsewhere)) =
             (self.held.first(), self.held.last(), elsewhere)
@@ -324,7 +324,6 @@ impl Gathered {
                 taken += y - x + 1;
             }
         }
-        self.frames += taken;
         taken
     }
 
@@ -375,11 +374,12 @@ impl Gathered {
     }
 
     /// When the frame of `sequence` that ends a run was received (the newest time when it was met
-    /// twice), from the sorted run ends.
+    /// twice), from the sorted run ends; for a sequence held outside the window, when the last
+    /// run in it before `sequence` ended.
     fn received(&self, sequence: u64) -> Option<u64> {
         let at = self.run_ends.partition_point(|&(s, _)| s <= sequence);
         let end = at.checked_sub(1).map(|i| self.run_ends[i]);
-        end.filter(|&(s, _)| s == sequence).map(|(_, time)| time)
+        end.map(|(_, time)| time)
     }
 }
 

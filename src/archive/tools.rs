@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use crate::archive::layout;
 use crate::archive::retention::state::{Pruned, ShardState};
 use crate::archive::segment::{self, Damage, Entry, FrameRecord, ScanEnd, SegmentScan};
-use crate::domain::clock::{self, ClockEvent, ClockEventKind};
+use crate::domain::clock::{self, ClockEvent};
 use crate::domain::display::{payload_preview, unix_ns_to_rfc3339};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::protocol::ccsds::{apid_and_count, apid_of_packet, SEQUENCE_COUNT_MODULUS};
@@ -307,12 +307,14 @@ impl VerifyReport {
         writeln!(out, "{}", self.total_line())
     }
 
-    /// The steps of the wall clock the daemon recorded while it ran, each once (every shard
-    /// records each; starts are not counted).
+    /// The steps of the wall clock the daemon recorded, each once (every shard records each):
+    /// while it ran, and starts with the clock behind the archive, as `/stats` counts them.
     pub fn clock_steps(&self) -> usize {
         let events = self.segments.iter().flat_map(|s| &s.clock);
-        let steps = events.filter(|(_, e)| e.kind == ClockEventKind::Step);
-        let mut steps: Vec<_> = steps.map(|(_, e)| (e.archive_ns, e.wall_ns)).collect();
+        let steps = events.filter(|(_, e)| e.tells_of_a_step());
+        let mut steps: Vec<_> = steps
+            .map(|(_, e)| (e.kind.to_byte(), e.archive_ns))
+            .collect();
         steps.sort_unstable();
         steps.dedup();
         steps.len()

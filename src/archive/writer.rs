@@ -115,6 +115,16 @@ pub(super) struct Shared {
     pub(super) sealed: Option<mpsc::Sender<SealedSegment>>,
     pub(super) span: Arc<OpenSpan>,
     pub(super) steps: Arc<ClockSteps>,
+    /// The archive clock when the archive was opened: every shard's start record's time.
+    pub(super) started: u64,
+}
+
+/// The CLOCK records of steps a write carries, with their offsets, and the number of the newest
+/// step: what the open segment holds and the writer has recorded once the write is done.
+#[derive(Debug, Default)]
+struct Steps {
+    written: Vec<(u64, ClockEvent)>,
+    newest: u64,
 }
 
 /// The bytes a group takes in a segment: its FRAMES records and a WATERMARK per batch at most. (A
@@ -159,6 +169,7 @@ impl SegmentSink {
             sealed: None,
             span: Arc::default(),
             steps: Arc::default(),
+            started: ArchiveClock::process().now(),
         };
         let sink = SegmentSink::start(config, (dir, 0, lock), (sources, start), leftover, shared)?;
         Ok((sink, resume))
@@ -182,6 +193,7 @@ impl SegmentSink {
             sealed,
             span,
             steps,
+            started,
         } = shared;
         let disk_shared = DiskShared {
             gate: Arc::clone(&gate),
@@ -206,7 +218,7 @@ impl SegmentSink {
             steps,
             buf: Vec::with_capacity(1 << 20),
         };
-        writer.start(start, &leftover.frames)?;
+        writer.start((start, started), &leftover.frames)?;
         leftover.delete()?;
         let journal = match config.sync {
             SyncMode::Never => None,
@@ -242,15 +254,7 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
     create_dir(&root)?;
     // Taken before any shard is touched: recovery deletes files a crash left unnamed.
     let root_lock = segment::lock_directory(&root)?;
-    let mut dirs: Vec<(usize, PathBuf)> = (0..shards).map(|k| (k, shard_dir(&root, k))).collect();
-    for (shard, dir) in layout::list_shards(&root)? {
-        if shard >= shards {
-            dirs.push((shard, dir));
-        }
-    }
-    for (_, dir) in &dirs[..shards] {
-        create_dir(dir)?;
-    }
+    let dirs = shard_dirs(&root, shards)?;
     let (mut sources, mut starts): (Vec<_>, Vec<_>) = recover_all(&dirs)?.into_iter().unzip();
     // The frames a retired shard's journal holds that its segments lost are stored by shard 0.
     let retired: Vec<Leftover> = starts[shards..]
@@ -263,11 +267,7 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
     let resume = recovery::resume_points(&mut sources);
     // Where each shard's received times stood when the last run stopped.
     let mut shard_starts: Vec<ShardStart> = (dirs.iter().zip(&starts))
-        .map(|((shard, _), (start, _))| ShardStart {
-            shard: *shard,
-            newest: start.newest_received,
-            began_in: None,
-        })
+        .map(|((shard, _), (start, _))| ShardStart::before(*shard, start.newest_received))
         .collect();
     let (sealed, sealed_rx) = mpsc::channel();
     let shared = Shared {
@@ -276,6 +276,7 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
         sealed: Some(sealed),
         span: Arc::default(),
         steps: Arc::default(),
+        started: ArchiveClock::process().now(),
     };
     let mut archive = Archive {
         sinks: Vec::with_capacity(shards),
@@ -324,6 +325,21 @@ pub(crate) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
         files.start = shard_starts;
     }
     Ok(archive)
+}
+
+/// The shard directories of the archive at `root` for `shards` shards, created, then those beyond
+/// them a daemon that ran more left, by shard.
+fn shard_dirs(root: &Path, shards: usize) -> io::Result<Vec<(usize, PathBuf)>> {
+    let mut dirs: Vec<(usize, PathBuf)> = (0..shards).map(|k| (k, shard_dir(root, k))).collect();
+    for (shard, dir) in layout::list_shards(root)? {
+        if shard >= shards {
+            dirs.push((shard, dir));
+        }
+    }
+    for (_, dir) in &dirs[..shards] {
+        create_dir(dir)?;
+    }
+    Ok(dirs)
 }
 
 /// A shard directory recovered: its sources, where its writer starts, and what its journals hold
@@ -377,8 +393,12 @@ impl Writer {
     /// A segment an earlier build wrote (format version 4) is not continued: a new one begins,
     /// so that every file holds the records of its own version. Either way the start's CLOCK
     /// record follows the journaled frames.
-    fn start(&mut self, start: Start, journaled: &[FrameRecord]) -> io::Result<()> {
-        let event = self.start_event(start.newest_received);
+    fn start(
+        &mut self,
+        (start, started): (Start, u64),
+        journaled: &[FrameRecord],
+    ) -> io::Result<()> {
+        let event = self.start_event(started, start.newest_received);
         let continued = match &start.newest {
             Some(newest) => segment::file_version(&newest.path)? == segment::FORMAT_VERSION,
             None => false,
@@ -393,15 +413,15 @@ impl Writer {
         Ok(())
     }
 
-    /// The CLOCK record of this start: its received times jump from `newest`, the newest the
-    /// shard held, to the clock now (0 without one).
-    fn start_event(&self, newest: Option<u64>) -> ClockEvent {
-        let now = self.clock.now();
+    /// The CLOCK record of this start, at `started` (the archive clock when the archive was
+    /// opened, the same in every shard): its received times jump there from `newest`, the newest
+    /// the shard held (0 without one).
+    fn start_event(&self, started: u64, newest: Option<u64>) -> ClockEvent {
         ClockEvent {
             kind: ClockEventKind::Start,
-            archive_ns: now,
+            archive_ns: started,
             wall_ns: clock::wall_now_ns(),
-            jump_ns: newest.map_or(0, |newest| clock::signed_diff(newest, now)),
+            jump_ns: newest.map_or(0, |newest| clock::signed_diff(newest, started)),
         }
     }
 
@@ -413,16 +433,30 @@ impl Writer {
     }
 
     /// Appends a CLOCK record for each step noticed since the last write, to the buffer written
-    /// at offset `at`. One atomic load when there is none.
-    fn encode_steps(&mut self, at: u64) {
+    /// at offset `at`; returns them, for [`Self::commit_steps`] once the buffer is written (a
+    /// failed write leaves them to the next). One atomic load when there is none.
+    fn encode_steps(&mut self, at: u64) -> Steps {
         if self.steps.newest() == self.steps_written {
-            return;
+            return Steps::default();
         }
         let (events, newest) = self.steps.after(self.steps_written);
-        for event in &events {
-            self.encode_clock(at, event);
+        let mut written = Vec::with_capacity(events.len());
+        for event in events {
+            written.push((at + self.buf.len() as u64, event));
+            segment::encode_clock(&mut self.buf, &event);
         }
-        self.steps_written = newest;
+        Steps { written, newest }
+    }
+
+    /// What a written buffer's CLOCK records say is now what the open segment holds.
+    fn commit_steps(&mut self, steps: Steps) {
+        if steps.written.is_empty() {
+            return;
+        }
+        for (offset, event) in steps.written {
+            self.contents.add_clock(offset, event);
+        }
+        self.steps_written = steps.newest;
     }
 
     /// Goes on appending to the newest segment, which recovery made durable, after the
@@ -612,8 +646,9 @@ impl Writer {
         }
         // The group's records start where the open segment (perhaps a new one) ends now.
         let at = self.segment.as_ref().map_or(0, |segment| segment.len);
-        let raised = self.encode(batches, at);
+        let (raised, steps) = self.encode(batches, at);
         self.write_buf()?;
+        self.commit_steps(steps);
         for batch in batches {
             let source = &batch.source;
             let key = (source.kind, source.id);
@@ -659,7 +694,7 @@ impl Writer {
     fn mark_acknowledged(&mut self) -> io::Result<()> {
         self.buf.clear();
         let at = self.segment.as_ref().map_or(0, |segment| segment.len);
-        self.encode_steps(at);
+        let steps = self.encode_steps(at);
         let mut raised = Raised::new();
         for (&(kind, id), tracked) in &self.sources {
             if let Some(acked) = tracked.moved() {
@@ -672,6 +707,7 @@ impl Writer {
         }
         self.write_buf()?;
         self.commit(&raised);
+        self.commit_steps(steps);
         Ok(())
     }
 
@@ -708,11 +744,11 @@ impl Writer {
     /// Encodes a group, written at offset `at` of the open segment: a CLOCK record for each step
     /// of the wall clock noticed since the last group, a FRAMES record per batch, then a
     /// WATERMARK for each source whose acknowledgement moved since the last one
-    /// (acknowledgements only ever cover frames already synced). Returns the watermarks, for
-    /// [`Self::commit`] once the group is written.
-    fn encode(&mut self, batches: &[Arc<Batch>], at: u64) -> Raised {
+    /// (acknowledgements only ever cover frames already synced). Returns the watermarks and the
+    /// steps, for [`Self::commit`] and [`Self::commit_steps`] once the group is written.
+    fn encode(&mut self, batches: &[Arc<Batch>], at: u64) -> (Raised, Steps) {
         self.buf.clear();
-        self.encode_steps(at);
+        let steps = self.encode_steps(at);
         let mut raised = Raised::new();
         for batch in batches {
             let source = &batch.source;
@@ -730,7 +766,7 @@ impl Writer {
         for &((kind, id), acked) in &raised {
             segment::encode_watermark(&mut self.buf, kind, id, acked);
         }
-        raised
+        (raised, steps)
     }
 
     /// The open segment, shared with a job of the disk thread's.

@@ -17,6 +17,7 @@ use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::catalog::store::Store;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::{ConfigError, LogFormat};
+use aggregator::domain::clock::ArchiveClock;
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::frame::parse_source;
 use aggregator::domain::sequence_set::SequenceSet;
@@ -213,9 +214,10 @@ enum ArchiveTool {
     ///
     /// Prints a line per segment deleted, what each source keeps, and a summary line.
     ///
-    /// By time (--before, --keep-age) it refuses, and deletes nothing, when this machine's clock
-    /// is behind the newest frame the archive holds, or when it would delete what the daemon's
-    /// last run wrote (after its last start): --force deletes all the same.
+    /// By age (--keep-age) it refuses, and deletes nothing, when this machine's clock is behind
+    /// the newest frame the archive holds, or when it would delete a segment of the daemon's last
+    /// run that the run's own received times do not call that old (only the time since it
+    /// stopped does): --force deletes all the same. --before trusts the time it is given.
     ///
     /// Exit status: 0 (also when nothing is old enough), 1 when it refused to trust the clock
     /// (nothing deleted), 2 when the archive cannot be read or written, or is locked by a running
@@ -238,9 +240,9 @@ enum ArchiveTool {
         /// Only list what would be deleted.
         #[arg(long)]
         dry_run: bool,
-        /// By time: delete even when this machine's clock is behind the newest frame held, or
-        /// when it would delete what the daemon's last run wrote (refused without it: a clock
-        /// stepped forward says the same).
+        /// By age: delete even when this machine's clock is behind the newest frame held, or
+        /// when only the time since the daemon's last run stopped makes its segments old enough
+        /// (refused without it: a clock stepped forward says the same).
         #[arg(long)]
         force: bool,
     },
@@ -418,6 +420,10 @@ async fn serve(
     tls: Option<Arc<ServerTls>>,
     access: Option<Access>,
 ) -> std::io::Result<bool> {
+    // The wall clock, read once: every frame of this run is stamped on it, advanced by the
+    // monotonic clock (docs/guarantees.md, "Time").
+    let (_, started) = ArchiveClock::process().anchor();
+    tracing::info!(at = %unix_ns_to_rfc3339(started), "archive clock started");
     // Registered before binding, so a failure is a startup error and not a lost signal later.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

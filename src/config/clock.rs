@@ -15,6 +15,7 @@ use super::error::Invalid;
 pub struct ClockConfig {
     /// A change of the wall clock against the monotonic clock larger than this is a step: logged,
     /// counted, recorded in the archive, and `/healthz` degraded while the two disagree by more.
+    /// Above a second, so that a stepped leap second is none.
     #[serde(rename = "step_threshold_ms", deserialize_with = "millis")]
     pub step_threshold: Duration,
     /// After a start, how long `archive.retention.max_age` waits before it counts the time
@@ -28,7 +29,7 @@ pub struct ClockConfig {
 impl Default for ClockConfig {
     fn default() -> Self {
         ClockConfig {
-            step_threshold: Duration::from_secs(1),
+            step_threshold: Duration::from_millis(1500),
             start_grace: Duration::from_secs(3600),
         }
     }

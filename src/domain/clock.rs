@@ -13,6 +13,7 @@
 //! ([`StepDetector`]: a log line, the counters, `/healthz`, and a CLOCK record in every shard's
 //! segment stream, [`ClockEvent`]) and why `deploy/aggregator.service` starts after time sync.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -27,9 +28,11 @@ pub struct ArchiveClock {
 }
 
 impl ArchiveClock {
-    /// The process's clock, anchored the first time it is asked for (the daemon asks first thing
-    /// at its start): every stage that stamps or ages a frame reads this one, so a frame's
-    /// received time is the same number in the archive, the feed and every reader.
+    /// The process's clock, anchored the first time it is asked for (the daemon's binary asks
+    /// first thing; a daemon in a test process, when it opens its archive): every stage that
+    /// stamps or ages a frame reads this one, so a frame's received time is the same number in
+    /// the archive, the feed and every reader. One per process, as the monotonic clock's origin
+    /// is: the clock it stands for is the process's.
     pub fn process() -> ArchiveClock {
         static PROCESS: OnceLock<ArchiveClock> = OnceLock::new();
         *PROCESS.get_or_init(|| ArchiveClock::anchored(Instant::now(), wall_now_ns()))
@@ -118,8 +121,8 @@ impl ClockEventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClockEvent {
     pub kind: ClockEventKind,
-    /// The archive clock at the event: received times before it in the shard are at most this,
-    /// those after it at least (within the run).
+    /// The archive clock at the event: at a start, received times of the run are at least
+    /// this; at a step, when the daemon noticed it (a batch read before may be written after).
     pub archive_ns: u64,
     /// The wall clock read at the event.
     pub wall_ns: u64,
@@ -206,7 +209,7 @@ impl StepDetector {
 #[derive(Debug, Default)]
 pub struct ClockSteps {
     newest: AtomicU64,
-    steps: Mutex<Vec<(u64, ClockEvent)>>,
+    steps: Mutex<VecDeque<(u64, ClockEvent)>>,
 }
 
 /// How many steps are kept for writers that have not written them yet: a clock that flaps faster
@@ -218,9 +221,9 @@ impl ClockSteps {
     pub fn push(&self, event: ClockEvent) {
         let mut steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
         let number = self.newest.load(Ordering::Relaxed) + 1;
-        steps.push((number, event));
+        steps.push_back((number, event));
         if steps.len() > KEPT_STEPS {
-            steps.remove(0);
+            steps.pop_front();
         }
         self.newest.store(number, Ordering::Release);
     }
@@ -235,7 +238,7 @@ impl ClockSteps {
         let steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
         let newer = steps.iter().filter(|(n, _)| *n > after);
         let events = newer.map(|(_, event)| *event).collect();
-        (events, steps.last().map_or(after, |(n, _)| *n))
+        (events, steps.back().map_or(after, |(n, _)| *n))
     }
 }
 

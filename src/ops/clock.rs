@@ -4,10 +4,15 @@
 //! of the station. A task compares the two clocks four times a second. A step is logged at
 //! `warn` with its size, counted (`clock_steps`), kept as the last step, and handed to every
 //! shard's writer for a CLOCK record; while the clocks disagree by more than
-//! `clock.step_threshold_ms` the clock is in doubt and `/healthz` says `degraded` with the reason.
-//! At the start it compares the clock with the newest frame the archive held: a clock behind it
-//! is in doubt too (new stamps fall among older ones) until the clock passes that frame, or for
-//! `clock.start_grace_ms` at most.
+//! `clock.step_threshold_ms` (one step, or smaller changes that added up) the clock is in doubt
+//! and `/healthz` says `degraded` with the reason.
+//!
+//! At the start it compares the clock with the newest frame the archive held. A clock behind it is
+//! a step back (counted; new stamps fall among older ones): in doubt until the clock passes that
+//! frame, for `clock.start_grace_ms` at most. A clock ahead of it by more than
+//! `archive.retention.max_age` (a long downtime, or a step forward while down: the two cannot be
+//! told apart) is in doubt for the grace: once it has passed, retention counts that time and
+//! deletes what the earlier runs wrote, which an operator whose clock is wrong must stop first.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +27,17 @@ use crate::stats::Stats;
 /// How often the clocks are compared.
 const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
+/// What the start found, while it keeps the clock in doubt.
+#[derive(Debug, Clone, Copy)]
+enum AtStart {
+    /// The clock was behind the newest frame held (its received time): in doubt until the
+    /// archive clock passes it.
+    Behind { newest: u64 },
+    /// The clock was ahead of it by this much, more than `max_age`: retention deletes by it
+    /// once the grace has passed.
+    Ahead { jump_ns: i64 },
+}
+
 /// The watcher's state.
 struct ClockWatch {
     clock: ArchiveClock,
@@ -29,36 +45,32 @@ struct ClockWatch {
     detector: StepDetector,
     archive: ArchiveTime,
     stats: Stats,
-    /// After a start with the clock behind the archive's newest frame: that frame's time, and
-    /// the end of the grace.
-    behind: Option<(u64, Instant)>,
+    /// The start's doubt, and when the grace ends.
+    at_start: Option<(AtStart, Instant)>,
     /// Whether the clock was in doubt at the last check, to log when that ends.
     doubted: bool,
 }
 
-/// Watches the wall clock until `stop`: the start's check against `archive`'s newest frame, then
-/// a comparison every [`CHECK_INTERVAL`].
+/// Watches the wall clock until `stop`: the start's check against `archive`'s newest frame (with
+/// retention's `max_age`), then a comparison every [`CHECK_INTERVAL`].
 pub(crate) async fn watch(
-    config: ClockConfig,
+    (config, max_age): (ClockConfig, Option<Duration>),
     archive: ArchiveTime,
     stats: Stats,
     stop: CancellationToken,
 ) {
-    let clock = ArchiveClock::process();
-    let offset = clock::signed_diff(clock.now(), clock::wall_now_ns());
+    let threshold_ns = u64::try_from(config.step_threshold.as_nanos()).unwrap_or(u64::MAX);
     let mut watch = ClockWatch {
-        clock,
-        threshold_ns: u64::try_from(config.step_threshold.as_nanos()).unwrap_or(u64::MAX),
-        detector: StepDetector::new(
-            u64::try_from(config.step_threshold.as_nanos()).unwrap_or(u64::MAX),
-            offset,
-        ),
+        clock: ArchiveClock::process(),
+        threshold_ns,
+        // The archive clock is the wall clock as it read at the start: no offset then.
+        detector: StepDetector::new(threshold_ns, 0),
         archive,
         stats,
-        behind: None,
+        at_start: None,
         doubted: false,
     };
-    watch.start(config.start_grace);
+    watch.start(config.start_grace, max_age);
     let mut ticks = tokio::time::interval(CHECK_INTERVAL);
     loop {
         tokio::select! {
@@ -70,38 +82,42 @@ pub(crate) async fn watch(
 
 impl ClockWatch {
     /// Compares the clock at the start with the newest frame the archive held.
-    fn start(&mut self, grace: Duration) {
+    fn start(&mut self, grace: Duration, max_age: Option<Duration>) {
         let Some(newest) = self.archive.newest_at_start else {
             return;
         };
-        let now = self.clock.now();
-        let jump = clock::signed_diff(newest, now);
+        let started = self.clock.now();
+        let jump = clock::signed_diff(newest, started);
+        let until = Instant::now() + grace;
         let newest_at = unix_ns_to_rfc3339(newest);
-        if jump < 0 && jump.unsigned_abs() > self.threshold_ns {
+        if jump < 0 {
             tracing::warn!(
                 behind_s = clock::seconds(-jump),
                 newest = %newest_at,
                 "clock: the daemon started with its clock behind the newest frame the archive \
-                 holds: new received times fall among older ones until the clock passes it; \
-                 /healthz says degraded meanwhile (at most clock.start_grace_ms)"
+                 holds: new received times fall among older ones until the clock passes it"
             );
             let event = ClockEvent {
                 kind: ClockEventKind::Start,
-                archive_ns: now,
+                archive_ns: started,
                 wall_ns: clock::wall_now_ns(),
                 jump_ns: jump,
             };
             self.stats.clock_step(&event);
-            self.behind = Some((newest, Instant::now() + grace));
-        } else if jump.unsigned_abs() > self.threshold_ns {
-            tracing::info!(
+            if jump.unsigned_abs() > self.threshold_ns {
+                self.at_start = Some((AtStart::Behind { newest }, until));
+            }
+        } else if max_age.is_some_and(|age| jump.unsigned_abs() > nanos(age)) {
+            tracing::warn!(
                 after_s = clock::seconds(jump),
                 newest = %newest_at,
                 grace_s = grace.as_secs(),
-                "clock: the clock at the start is past the newest frame the archive holds \
-                 (downtime, or a step while the daemon was down): archive.retention.max_age \
-                 counts that time once clock.start_grace_ms has passed"
+                "clock: the clock at the start is past the newest frame the archive holds by \
+                 more than archive.retention.max_age (downtime, or a step while the daemon was \
+                 down): once clock.start_grace_ms has passed, retention deletes by it what the \
+                 earlier runs wrote"
             );
+            self.at_start = Some((AtStart::Ahead { jump_ns: jump }, until));
         }
         self.check();
     }
@@ -141,15 +157,32 @@ impl ClockWatch {
                 clock::seconds(offset)
             ));
         }
-        let (newest, until) = self.behind?;
-        if now > newest || Instant::now() >= until {
-            self.behind = None;
+        let (at_start, until) = self.at_start?;
+        let over = match at_start {
+            AtStart::Behind { newest } => now > newest,
+            AtStart::Ahead { .. } => false,
+        };
+        if over || Instant::now() >= until {
+            self.at_start = None;
             return None;
         }
-        Some(format!(
-            "the daemon started with its clock behind the newest frame the archive held ({}): \
-             new received times fall among older ones until the clock passes it",
-            unix_ns_to_rfc3339(newest)
-        ))
+        Some(match at_start {
+            AtStart::Behind { newest } => format!(
+                "the daemon started with its clock behind the newest frame the archive held \
+                 ({}): new received times fall among older ones until the clock passes it",
+                unix_ns_to_rfc3339(newest)
+            ),
+            AtStart::Ahead { jump_ns } => format!(
+                "the daemon started with its clock {:.0} s past the newest frame the archive \
+                 held, more than archive.retention.max_age: when clock.start_grace_ms has \
+                 passed, retention deletes by it what the earlier runs wrote; if the clock is \
+                 wrong, stop the daemon and correct it",
+                clock::seconds(jump_ns)
+            ),
+        })
     }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -208,6 +208,7 @@ mod tests {
     use crate::archive::segment::{Entry, FrameRecord};
     use crate::domain::frame::{Priority, SourceKind};
     use crate::domain::sequence_set::SequenceSet;
+    use std::num::NonZeroU32;
 
     const SHARDS: usize = 3;
     const SEGMENTS: u64 = 6;
@@ -681,16 +682,27 @@ mod tests {
                 let durable: DurableEnds = (durable_ends.iter().enumerate())
                     .map(|(shard, end)| (shard, watch::channel(*end).1))
                     .collect();
-                let answer = completeness::completeness(&root, &durable, &filter, None).unwrap();
+                let timeline = (filter.since.zip(filter.until))
+                    .map(|(from, to)| completeness::Timeline::new(from, to, NonZeroU32::MIN.saturating_add(6)));
+                let answer = completeness::completeness(&root, &durable, &filter, timeline.as_ref()).unwrap();
                 let got: BTreeMap<u32, (SequenceSet, u64)> = (answer.sources.iter())
                     .map(|s| (s.source.1, (s.held.clone(), s.outside_window)))
                     .collect();
                 let expected = model(&written, &filter);
                 proptest::prop_assert_eq!(&got, &expected);
                 for source in &answer.sources {
-                    proptest::prop_assert_eq!(source.frames, source.held.len());
+                    let held = source.frames + source.outside_window;
+                    proptest::prop_assert_eq!(held, source.held.len());
                     let holes = source.held.runs().count().saturating_sub(1);
                     proptest::prop_assert_eq!(source.gaps.len(), holes);
+                    // The timeline counts every frame received in the window, and every
+                    // sequence missing, in some bucket.
+                    if let Some(buckets) = &source.timeline {
+                        let frames: u64 = buckets.iter().map(|b| b.frames).sum();
+                        let missing: u64 = buckets.iter().map(|b| b.missing).sum();
+                        let gaps: u64 = source.gaps.iter().map(|g| g.last - g.first + 1).sum();
+                        proptest::prop_assert_eq!((frames, missing), (source.frames, gaps));
+                    }
                 }
             }
             fs::remove_dir_all(&root).unwrap();

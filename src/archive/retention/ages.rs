@@ -10,9 +10,10 @@
 //! - a segment an earlier run wrote is aged by the stamps of that run up to the newest frame the
 //!   shard held at the start, plus the time since the start; the time in between (the daemon was
 //!   down, or the clock stepped meanwhile: the two cannot be told apart) counts only once
-//!   `clock.start_grace_ms` has passed, then as the wall clock tells it, read once at the end of
-//!   the grace (an NTP step right after boot has corrected it by then). Until then a start
-//!   deletes by age only what the last run itself would have deleted;
+//!   `clock.start_grace_ms` has passed, then as the wall clock tells it at the end of the grace
+//!   (an NTP step back right after boot has corrected a clock that booted ahead by then) or at
+//!   the start, whichever says less: a step forward during the grace never lengthens it. Until
+//!   then a start deletes by age only what the last run itself would have deleted;
 //! - a segment is at least as old as every segment its shard wrote after it: one stamped ahead of
 //!   the clock (by an earlier build, or a run whose clock was wrong) takes the age of those after
 //!   it, and never holds back the deletion of older ones.
@@ -35,6 +36,18 @@ pub struct ShardStart {
     /// The segment the start's CLOCK record went into: sealed segments from it on hold this
     /// run's frames last. `None` for a shard no writer runs on (retired).
     pub began_in: Option<u64>,
+}
+
+impl ShardStart {
+    /// Shard `shard` as the start found it, holding frames up to `newest`, its writer not yet
+    /// begun.
+    pub fn before(shard: usize, newest: Option<u64>) -> ShardStart {
+        ShardStart {
+            shard,
+            newest,
+            began_in: None,
+        }
+    }
 }
 
 /// How a check ages segments: the start of the run, and what the grace has let it trust.
@@ -60,14 +73,16 @@ impl Ages {
     }
 
     /// The archive clock now, after taking the word of the wall clock, which reads `wall_ns`,
-    /// on the start once the grace has passed (once).
+    /// on the start once the grace has passed (once): the start as it reckons it now, or as it
+    /// read then, whichever is earlier. A step back during the grace (NTP correcting a clock that
+    /// booted ahead) shortens the time down; a step forward never lengthens it.
     pub fn now(&mut self, wall_ns: u64) -> u64 {
-        let (anchor, _) = self.clock.anchor();
+        let (anchor, started) = self.clock.anchor();
         let at = Instant::now();
         let since = at.saturating_duration_since(anchor);
         if self.trusted_start.is_none() && since >= self.grace {
             let since = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
-            self.trusted_start = Some(wall_ns.saturating_sub(since));
+            self.trusted_start = Some(wall_ns.saturating_sub(since).min(started));
         }
         self.clock.at(at)
     }
@@ -125,6 +140,17 @@ mod tests {
         /// The virtual received times of `segments` ((index, newest)) aged by this run, with
         /// `grace`, the wall clock reading `start + since` now; and the archive clock then.
         fn aged(&self, grace: Duration, segments: &[(u64, u64)]) -> (u64, Vec<u64>) {
+            let wall = self.start + u64::try_from(self.since.as_nanos()).unwrap();
+            self.aged_reading(grace, wall, segments)
+        }
+
+        /// [`Self::aged`] with the wall clock reading `wall` now.
+        fn aged_reading(
+            &self,
+            grace: Duration,
+            wall: u64,
+            segments: &[(u64, u64)],
+        ) -> (u64, Vec<u64>) {
             let clock = ArchiveClock::anchored(Instant::now() - self.since, self.start);
             let shard = ShardStart {
                 shard: 0,
@@ -132,7 +158,6 @@ mod tests {
                 began_in: Some(self.began_in),
             };
             let mut ages = Ages::new(clock, &[shard], grace);
-            let wall = self.start + u64::try_from(self.since.as_nanos()).unwrap();
             let now = ages.now(wall);
             let candidate = |&(segment, newest)| Candidate {
                 segment,
@@ -199,6 +224,23 @@ mod tests {
         let (now, after) = run.aged(Duration::ZERO, &segments);
         let aged = |age: u64| now - age - down - 10 * SECOND;
         assert_eq!(after, [aged(2 * DAY), aged(0), aged(0)]);
+    }
+
+    /// The wall clock stepped forward during the grace: the time down is what the clock said at
+    /// the start, not a year more.
+    #[test]
+    fn a_step_forward_during_the_grace_never_lengthens_the_time_down() {
+        let (held, down) = (1_000 * DAY, 2 * DAY);
+        let run = Run {
+            start: held + down,
+            since: Duration::from_secs(10),
+            held: Some(held),
+            began_in: 9,
+        };
+        let year = 365 * DAY;
+        let (now, aged) = run.aged_reading(Duration::ZERO, run.start + year, &[(5, held)]);
+        let elapsed = now - run.start;
+        assert_eq!(aged, [now - elapsed - down]);
     }
 
     /// A start whose clock is behind the newest frame held (a step back while down): the earlier

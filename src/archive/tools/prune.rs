@@ -7,13 +7,14 @@
 //! takes every shard's lock first, so it never runs beside a daemon, and lists what it deletes and
 //! what each source keeps.
 //!
-//! By time (`--before`, `--keep-age`) it trusts what the daemon does not: the received times as
-//! stamped, and this machine's clock now. A segment is at least as old as those its shard wrote
-//! after it, as for retention ([`crate::archive::retention::ages`]), but a wrong clock (now, or
-//! when a run stamped its frames) could still delete the lot. So it refuses without `--force`
-//! when this machine's clock is behind the newest frame the archive holds, or when it would delete
-//! a segment the daemon's last run wrote (from the segment of the last start's CLOCK record on),
-//! and says which it is.
+//! By time it trusts what the daemon does not: the received times as stamped, and, by age
+//! (`--keep-age`), this machine's clock now. A segment is at least as old as those its shard
+//! wrote after it, as for retention ([`crate::archive::retention::ages`]), but a clock stepped
+//! forward since the daemon stopped would still delete all it wrote. So by age it refuses without
+//! `--force` when this machine's clock is behind the newest frame the archive holds, or when it
+//! would delete a segment of the daemon's last run (from the segment of the last start's CLOCK
+//! record on) that is not that old by the last run's own received times (the archive clock,
+//! which no step moved), and says which. `--before` deletes by the time it is given.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
@@ -123,9 +124,8 @@ pub fn prune(root: &Path, limit: PruneLimit, run: PruneRun) -> Result<PruneRepor
         free: None,
     };
     let plan = plan::plan(&queues, usage, &limits, at);
-    let by_time = !matches!(limit, PruneLimit::KeepBytes(_));
-    if by_time && !run.force {
-        check_trust(&catalogue, &plan.delete, limit, now_ns)?;
+    if let (PruneLimit::KeepAge(age), false) = (limit, run.force) {
+        check_trust(&catalogue, (&plan.delete, &queues), age, now_ns)?;
     }
     let dry_run = run.dry_run;
     let deleted: Vec<PrunedSegment> = plan
@@ -149,40 +149,55 @@ pub fn prune(root: &Path, limit: PruneLimit, run: PruneRun) -> Result<PruneRepor
     })
 }
 
-/// Refuses a prune by time that trusts a clock it should not: this machine's, when it is behind
-/// the newest frame the archive holds (`KeepAge` only: `Before` names its own time), or the one
-/// that stamped the frames, when `deleting` takes what the daemon's last run wrote.
+/// Refuses a prune by age (`age`) that trusts this machine's clock where it should not: when it
+/// is behind the newest frame the archive holds, or when `deleting` (of `queues`, their received
+/// times as the plan took them) takes a segment the daemon's last run wrote that the last run's
+/// own received times do not call old enough: what deletes it is the time since the last run's
+/// newest frame, which a clock stepped forward since (or a long stop) says alike. Within a run,
+/// received times are on the archive clock and trusted.
 fn check_trust(
     catalogue: &Catalogue,
-    deleting: &[(usize, u64)],
-    limit: PruneLimit,
+    (deleting, queues): (&[(usize, u64)], &[VecDeque<Candidate>]),
+    age: Duration,
     now_ns: u64,
 ) -> Result<(), PruneError> {
     let last_run = last_run(catalogue)?;
+    let Some(newest) = last_run.newest else {
+        return Ok(());
+    };
     let slack = 1_000_000_000;
-    if let (PruneLimit::KeepAge(_), Some(newest)) = (limit, last_run.newest) {
-        if now_ns.saturating_add(slack) < newest {
-            return Err(PruneError::Untrusted(format!(
-                "this machine's clock ({}) is behind the newest frame the archive holds ({}): \
-                 ages counted by it would be wrong",
-                unix_ns_to_rfc3339(now_ns),
-                unix_ns_to_rfc3339(newest)
-            )));
-        }
+    if now_ns.saturating_add(slack) < newest {
+        return Err(PruneError::Untrusted(format!(
+            "this machine's clock ({}) is behind the newest frame the archive holds ({}): ages \
+             counted by it would be wrong",
+            unix_ns_to_rfc3339(now_ns),
+            unix_ns_to_rfc3339(newest)
+        )));
     }
-    let last = deleting.iter().find_map(|&(queue, segment)| {
+    // The cutoff the last run's own times allow: received before it, a segment goes whatever
+    // the time since.
+    let allowed = newest.saturating_sub(nanos(age));
+    let untrusted = deleting.iter().find_map(|&(queue, segment)| {
         let (began, at) = *last_run.began_in.get(&queue)?;
-        (segment >= began).then_some((catalogue.shards[queue].shard, began, at))
+        let received = queues[queue].iter().find(|c| c.segment == segment)?.newest;
+        (segment >= began && received >= allowed).then_some((queue, segment, at))
     });
-    match last {
-        Some((shard, began, at)) => Err(PruneError::Untrusted(format!(
-            "it would delete what the daemon wrote in its last run (shard {shard} from segment \
-             {began}, started {}): by these received times the whole run is older than asked, \
-             which a clock stepped forward also says",
-            unix_ns_to_rfc3339(at)
+    match untrusted {
+        Some((queue, segment, at)) => Err(PruneError::Untrusted(format!(
+            "it would delete shard {} segment {segment}, which the daemon's last run (started \
+             {}) wrote less than that before its newest frame ({}): only the time since that \
+             frame, by this machine's clock, makes it old enough, and a clock stepped forward \
+             says the same",
+            catalogue.shards[queue].shard,
+            unix_ns_to_rfc3339(at),
+            unix_ns_to_rfc3339(newest)
         ))),
         None => Ok(()),
     }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What the archive says of the last run that wrote it.
