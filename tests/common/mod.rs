@@ -569,12 +569,17 @@ where
 // ---------------------------------------------------------------------------------------------
 
 /// Every frame stored in the segments of the shard directory `dir`, in file order, each with its
-/// position: its segment, its record's offset and its index in the record.
+/// position: its segment, its record's offset and its index in the record. A segment that a
+/// running daemon's retention deletes between the listing and the reading is passed over.
 pub fn stored_frames(dir: &Path) -> Vec<(Position, FrameRecord)> {
     let mut frames = Vec::new();
     for (index, path) in segment::list_segments(dir).unwrap() {
+        let segment = match segment::read_segment(&path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            read => read.unwrap(),
+        };
         let mut last = (u64::MAX, 0);
-        for (offset, entry) in segment::read_segment(&path).unwrap().entries {
+        for (offset, entry) in segment.entries {
             let Entry::Frame(frame) = entry else { continue };
             last = match last {
                 (at, i) if at == offset => (at, i + 1),
