@@ -27,13 +27,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::archive::read::DurableEnds;
-use crate::archive::{
-    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, ArchiveTime, DurableEnd, ReadMarks,
-    ReaderHold, Readers, Retention, SealedFeed, SyncPolicy,
+use crate::archive::retention::{ReadMarks, Retention, SealedFeed};
+use crate::archive::write::{
+    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, ArchiveTime, ReaderHold, Readers,
+    SyncPolicy,
 };
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, Protected};
 use crate::domain::batch::Batch;
+use crate::domain::position::DurableEnd;
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Services;
 use crate::ingest::listener::{self, Listeners};

@@ -70,7 +70,7 @@ async fn running_out_of_descriptors_holds_the_archive_until_they_are_back() -> i
     config.archive.sync = SyncMode::Interval;
     // About 400 frames of 8 bytes fill a segment.
     config.archive.segment_bytes = 8192;
-    let archive = aggregator::archive::open(&config.archive, 1)?;
+    let archive = aggregator::archive::write::open(&config.archive, 1)?;
     let (mut daemon, health) =
         common::TestDaemon::start_with(config, archive, |d| d.health()).await;
     let mut client = Client::source(daemon.uplink, SourceKind::LiveUplink, 1).await;

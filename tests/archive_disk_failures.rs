@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::archive::{ArchiveSink, BoxFuture};
+use aggregator::archive::write::{ArchiveSink, BoxFuture};
 use aggregator::config::SyncMode;
 use aggregator::protocol::ingest::{CloseReason, VERSION};
 use aggregator::{Batch, Health, Priority, SourceKind};

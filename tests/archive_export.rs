@@ -14,9 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aggregator::archive::export::COLUMNS;
-use aggregator::archive::layout;
-use aggregator::archive::segment;
+use aggregator::archive::format;
+use aggregator::archive::query::export::COLUMNS;
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::{Priority, SourceKind};
 use base64::Engine as _;
@@ -52,10 +51,10 @@ fn write_archive(root: &Path) {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     for shard in 0..SHARDS {
-        let dir = layout::shard_dir(root, shard);
+        let dir = format::shard_dir(root, shard);
         fs::create_dir_all(&dir).unwrap();
         for index in 0..SEGMENTS {
-            let mut bytes = segment::MAGIC.to_vec();
+            let mut bytes = format::MAGIC.to_vec();
             for record in 0..RECORDS {
                 let at = T0 + (index * RECORDS + record) * STEP;
                 let received = match rng.below(40) {
@@ -81,9 +80,9 @@ fn write_archive(root: &Path) {
                         (*sequence, payload.as_slice())
                     })
                     .collect();
-                segment::encode_frames(&mut bytes, kind, priority, id, received, frames);
+                format::encode_frames(&mut bytes, kind, priority, id, received, frames);
             }
-            fs::write(dir.join(segment::segment_name(index)), bytes).unwrap();
+            fs::write(dir.join(format::segment_name(index)), bytes).unwrap();
         }
     }
 }
@@ -116,7 +115,7 @@ fn expected_apid(payload: &[u8]) -> Option<i32> {
 fn scanned(root: &Path) -> Vec<(u64, Row)> {
     let mut rows = Vec::new();
     for shard in 0..SHARDS {
-        let dir = layout::shard_dir(root, shard);
+        let dir = format::shard_dir(root, shard);
         for (position, f) in common::stored_frames(&dir) {
             let kind = match f.kind {
                 SourceKind::LiveUplink => "live",
@@ -418,7 +417,7 @@ fn frames_of(bytes: &mut Vec<u8>, (kind, id): (SourceKind, u32), sequences: &[u6
         let received = at + n as u64 * STEP;
         let payload = [sequence as u8; 16];
         let frame = [(sequence, &payload[..])];
-        segment::encode_frames(bytes, kind, Priority::Routine, id, received, frame);
+        format::encode_frames(bytes, kind, Priority::Routine, id, received, frame);
     }
 }
 
@@ -455,7 +454,7 @@ fn gaps_say_what_retention_deleted_and_what_never_arrived() {
     // Segment 0: live:7 11..=20 (first received, as after an emergency overtook); segment 1: 0..=10
     // (recovered from a journal), 21..=30, then 40..=50 (31..=39 never came); segment 2, the
     // newest: 51..=60 and replay:8.
-    let mut segments = vec![segment::MAGIC.to_vec(); 3];
+    let mut segments = vec![format::MAGIC.to_vec(); 3];
     frames_of(
         &mut segments[0],
         live,
@@ -479,7 +478,7 @@ fn gaps_say_what_retention_deleted_and_what_never_arrived() {
     );
     fs::create_dir_all(root).unwrap();
     for (index, bytes) in segments.iter().enumerate() {
-        fs::write(root.join(segment::segment_name(index as u64)), bytes).unwrap();
+        fs::write(root.join(format::segment_name(index as u64)), bytes).unwrap();
     }
     let pruned = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args(["archive", "prune", root.to_str().unwrap(), "--before"])
@@ -567,12 +566,12 @@ fn a_damaged_record_is_named_and_the_rest_of_the_window_exported() {
     let dir = TempDir::new("export-damaged");
     write_archive(&dir.0);
     // A byte in the middle of shard 1's segment 2, a sealed one.
-    let path = layout::shard_dir(&dir.0, 1).join(segment::segment_name(2));
+    let path = format::shard_dir(&dir.0, 1).join(format::segment_name(2));
     let mut bytes = fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5a;
     fs::write(&path, &bytes).unwrap();
-    let scan = segment::read_segment(&path).unwrap();
+    let scan = format::read_segment(&path).unwrap();
     assert_eq!(scan.damaged.len(), 1, "one damaged range");
     let (status, ndjson, err) = export(&dir.0, &["--format", "ndjson"]);
     assert_eq!(status, Some(1), "{err}");
@@ -609,7 +608,7 @@ fn gaps_name_damage_and_a_missing_segment_and_answer_the_rest() {
     let live = (SourceKind::LiveUplink, 7);
     let seconds = |s: u64| T0 + s * 1_000_000_000;
     // Segments 0, 1 and 2 (the newest, read record by record) hold 0..=9, 10..=19, 20..=29.
-    let mut segments = vec![segment::MAGIC.to_vec(); 3];
+    let mut segments = vec![format::MAGIC.to_vec(); 3];
     for (n, bytes) in segments.iter_mut().enumerate() {
         let first = n as u64 * 10;
         let sequences: Vec<u64> = (first..first + 10).collect();
@@ -617,15 +616,15 @@ fn gaps_name_damage_and_a_missing_segment_and_answer_the_rest() {
     }
     fs::create_dir_all(root).unwrap();
     for (index, bytes) in segments.iter().enumerate() {
-        fs::write(root.join(segment::segment_name(index as u64)), bytes).unwrap();
+        fs::write(root.join(format::segment_name(index as u64)), bytes).unwrap();
     }
     // A byte of the newest segment's fifth record (sequence 24) changed.
-    let newest = root.join(segment::segment_name(2));
+    let newest = root.join(format::segment_name(2));
     let mut bytes = fs::read(&newest).unwrap();
-    let record = (bytes.len() - segment::MAGIC.len()) / 10;
-    bytes[segment::MAGIC.len() + 4 * record + record / 2] ^= 0x5a;
+    let record = (bytes.len() - format::MAGIC.len()) / 10;
+    bytes[format::MAGIC.len() + 4 * record + record / 2] ^= 0x5a;
     fs::write(&newest, &bytes).unwrap();
-    let scan = segment::read_segment(&newest).unwrap();
+    let scan = format::read_segment(&newest).unwrap();
     let [damage] = &scan.damaged[..] else {
         panic!("one damaged range: {:?}", scan.damaged)
     };
@@ -648,7 +647,7 @@ fn gaps_name_damage_and_a_missing_segment_and_answer_the_rest() {
     assert!(answer.get("missing_segments").is_none(), "{answer}");
 
     // Segment 1 deleted by hand (retention never ran).
-    fs::remove_file(root.join(segment::segment_name(1))).unwrap();
+    fs::remove_file(root.join(format::segment_name(1))).unwrap();
     let (status, answer, err) = gaps_and_status(root, &[]);
     assert_eq!(status, Some(1), "{err}");
     assert!(

@@ -20,7 +20,8 @@ use tokio::net::TcpStream;
 /// state, not yet served.
 async fn start(config: Config) -> (common::TestDaemon, aggregator::ops::monitor::MonitorState) {
     let shards = config.runtime.shards;
-    let opened = aggregator::archive::open(&config.archive, shards).expect("open the archive");
+    let opened =
+        aggregator::archive::write::open(&config.archive, shards).expect("open the archive");
     let build = |config| Daemon::new(config, opened);
     common::TestDaemon::start_built(config, build, Daemon::monitor_state).await
 }
@@ -44,7 +45,7 @@ async fn send(addr: SocketAddr, kind: SourceKind, id: u32, sequences: std::ops::
 fn scanned(root: &std::path::Path) -> Vec<(u64, (u64, u64, String))> {
     let mut frames = Vec::new();
     for shard in 0..2 {
-        let dir = aggregator::archive::layout::shard_dir(root, shard);
+        let dir = aggregator::archive::format::shard_dir(root, shard);
         for (position, f) in common::stored_frames(&dir) {
             let row = (
                 u64::from(f.source_id),
@@ -368,7 +369,7 @@ async fn the_token_guards_archive_queries() {
     let mut config = archive_config(&root);
     config.monitor.token_file = Some(token.clone());
     config.monitor.max_archive_queries = 1;
-    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let opened = aggregator::archive::write::open(&config.archive, 1).expect("open the archive");
     let build = |config| Daemon::new(config, opened);
     let access = aggregator::ops::access::Access::load(&token, false).unwrap();
     let (daemon, state) = common::TestDaemon::start_built(config, build, |daemon| {
@@ -412,7 +413,7 @@ async fn the_token_guards_archive_queries() {
 /// the files with the config (`aggregator archive gaps --config`).
 #[tokio::test]
 async fn a_merged_pass_says_which_station_delivered_each_range() {
-    use aggregator::archive::completeness;
+    use aggregator::archive::query::completeness;
     use aggregator::archive::read::FrameFilter;
     use aggregator::protocol::ccsds::PrimaryHeader;
 

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use aggregator::archive::layout::shard_dir;
-use aggregator::archive::segment::{self, encode_frames, encode_watermark, MAGIC};
+use aggregator::archive::format::shard_dir;
+use aggregator::archive::format::{self, encode_frames, encode_watermark, MAGIC};
 use aggregator::archive::tools::{self, repair, Filter, ShardCheck};
-use aggregator::archive::SegmentSink;
+use aggregator::archive::write::SegmentSink;
 use aggregator::config::{ArchiveConfig, ArchiveKind, SyncMode};
 use aggregator::sim::{self, Pace};
 use aggregator::{Config, Priority, SourceKind};
@@ -64,7 +64,7 @@ fn write_segment(
         encode_frames(&mut bytes, *kind, Priority::Routine, *id, received, batch);
         encode_watermark(&mut bytes, *kind, *id, seqs.end - 1);
     }
-    let path = dir.join(segment::segment_name(index));
+    let path = dir.join(format::segment_name(index));
     fs::write(&path, bytes).unwrap();
     path
 }
@@ -132,7 +132,7 @@ fn verify_reads_every_shard_and_checks_a_split_source_as_one() {
     let shard_two = shard_dir(&root.0, 2);
     let segment_line = format!(
         "segment {}: ",
-        shard_two.join(segment::segment_name(2)).display()
+        shard_two.join(format::segment_name(2)).display()
     );
     assert!(
         stdout.contains(&segment_line),
@@ -221,7 +221,7 @@ fn inspect_walks_shard_zero_first_then_by_shard() {
     let segment_of = |line: &String| line.split_whitespace().next().unwrap().to_string();
     let mut segments: Vec<_> = all.iter().map(segment_of).collect();
     segments.dedup();
-    let name = segment::segment_name;
+    let name = format::segment_name;
     assert_eq!(
         segments,
         vec![
@@ -278,7 +278,7 @@ fn repair_cuts_a_torn_tail_in_shard_two_and_leaves_the_other_shards() {
     let _locks = locking();
     let root = TempDir::new("shards-repair");
     sharded_archive(&root.0);
-    let newest = shard_dir(&root.0, 2).join(segment::segment_name(2));
+    let newest = shard_dir(&root.0, 2).join(format::segment_name(2));
     let full = fs::read(&newest).unwrap();
     fs::write(&newest, &full[..full.len() - 3]).unwrap();
     let torn = fs::read(&newest).unwrap();
@@ -322,7 +322,7 @@ fn repair_cuts_a_torn_tail_in_shard_two_and_leaves_the_other_shards() {
     let damage = &shard_two.damaged[0];
     let quarantined = shard_dir(&root.0, 2).join("quarantine").join(format!(
         "{}.at-{}.damaged",
-        segment::segment_name(2),
+        format::segment_name(2),
         damage.start
     ));
     assert_eq!(shard_two.quarantine_path(damage), quarantined);
@@ -372,7 +372,7 @@ fn an_archive_written_before_shards_is_shard_zero() {
     );
     let lines = inspect(&root.0, &Filter::default());
     assert!(
-        lines[0].starts_with(&format!("{} ", segment::segment_name(1))),
+        lines[0].starts_with(&format!("{} ", format::segment_name(1))),
         "{}",
         lines[0]
     );
@@ -381,7 +381,7 @@ fn an_archive_written_before_shards_is_shard_zero() {
     assert_eq!(repaired.shards[0].dir, root.0);
     assert_eq!(
         repaired.shards[0].segment,
-        root.0.join(segment::segment_name(2))
+        root.0.join(format::segment_name(2))
     );
     let loaded = sim::replay::load_archive(&root.0, Pace::Max).unwrap();
     assert_eq!(loaded.segments, 2);
@@ -393,11 +393,11 @@ fn a_shard_that_cannot_be_repaired_stops_the_repair_before_any_shard_changes() {
     let _locks = locking();
     let root = TempDir::new("shards-repair-refused");
     sharded_archive(&root.0);
-    let torn_path = root.0.join(segment::segment_name(2));
+    let torn_path = root.0.join(format::segment_name(2));
     let full = fs::read(&torn_path).unwrap();
     fs::write(&torn_path, &full[..full.len() - 3]).unwrap();
     let torn = fs::read(&torn_path).unwrap();
-    let bad_magic = shard_dir(&root.0, 3).join(segment::segment_name(1));
+    let bad_magic = shard_dir(&root.0, 3).join(format::segment_name(1));
     let mut bytes = fs::read(&bad_magic).unwrap();
     bytes[0] ^= 0xff;
     fs::write(&bad_magic, &bytes).unwrap();
@@ -436,7 +436,7 @@ fn a_retired_shards_journal_is_stored_by_shard_zero() {
         sync: SyncMode::Interval,
         ..shard_config(&root.0, 0)
     };
-    let archive = aggregator::archive::open(&config, 1).unwrap();
+    let archive = aggregator::archive::write::open(&config, 1).unwrap();
     assert_eq!(archive.retired.len(), 1, "shard 1 is retired");
     assert_eq!(archive.resume[&(Live, 2)].after(), Some(3));
     assert!(!path.exists(), "the retired shard's journal is deleted");
@@ -456,7 +456,7 @@ fn a_retired_shards_journal_is_stored_by_shard_zero() {
 
     // A crash after shard 0 stored it and before the journal was deleted: stored once all the same.
     fs::write(&path, &journal).unwrap();
-    let archive = aggregator::archive::open(&config, 1).unwrap();
+    let archive = aggregator::archive::write::open(&config, 1).unwrap();
     assert!(!path.exists());
     drop(archive);
     exactly_once();

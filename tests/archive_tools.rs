@@ -8,10 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use aggregator::archive::segment::{
+use aggregator::archive::format::{
     self, encode_frame, encode_frames, encode_stored, encode_watermark, MAGIC,
 };
-use aggregator::archive::SegmentSink;
+use aggregator::archive::write::SegmentSink;
 use aggregator::config::{ArchiveKind, SyncMode};
 use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::{Config, Priority, SourceKind};
@@ -91,7 +91,7 @@ impl SegmentBuilder {
     }
 
     fn write(&self, dir: &Path, index: u64) -> PathBuf {
-        let path = dir.join(segment::segment_name(index));
+        let path = dir.join(format::segment_name(index));
         fs::write(&path, &self.bytes).unwrap();
         path
     }
@@ -182,8 +182,8 @@ fn verify_passes_a_good_archive_and_reports_counts_gaps_and_duplicates() {
     assert!(
         stdout.contains(&format!(
             "{}: {} bytes, 10 records, 11 frames, clean",
-            segment::segment_name(2),
-            fs::metadata(dir.0.join(segment::segment_name(2)))
+            format::segment_name(2),
+            fs::metadata(dir.0.join(format::segment_name(2)))
                 .unwrap()
                 .len()
         )),
@@ -261,7 +261,7 @@ fn a_corrupted_byte_mid_segment_fails_verify_naming_file_and_offset() {
     assert!(stdout.contains("problems=1"), "{stdout}");
     assert!(stdout.contains("valid=false"), "{stdout}");
     // Corruption is never repaired by cutting.
-    let err = segment::repair_tail(&second_path, |_, _| {}).unwrap_err();
+    let err = format::repair_tail(&second_path, |_, _| {}).unwrap_err();
     assert!(
         err.to_string().contains(&format!("offset {offset}")),
         "{err}"
@@ -286,7 +286,7 @@ fn a_torn_tail_fails_verify_until_repair_tail_cuts_it() {
     assert!(stderr.contains(&expected), "{expected:?} in:\n{stderr}");
 
     assert_eq!(
-        segment::repair_tail(&second_path, |_, _| {}).unwrap(),
+        format::repair_tail(&second_path, |_, _| {}).unwrap(),
         Some(full - 3 - last)
     );
     let (code, stdout, stderr) = verify(&dir.0, &[]);
@@ -347,7 +347,7 @@ fn inspect_lists_records_and_filters_them() {
     );
     let first = &all[0];
     assert!(
-        first.starts_with(&format!("{} {:>10} frame", segment::segment_name(1), 8)),
+        first.starts_with(&format!("{} {:>10} frame", format::segment_name(1), 8)),
         "{first}"
     );
     for field in [
@@ -592,7 +592,7 @@ fn repair_quarantines_the_damaged_bytes_of_the_newest_segment_and_the_daemon_sta
     let quarantined = dir
         .0
         .join("quarantine")
-        .join(format!("{}.at-{start}.damaged", segment::segment_name(2)));
+        .join(format!("{}.at-{start}.damaged", format::segment_name(2)));
     let repair = |extra: &[&str]| {
         let mut args = vec!["archive", "repair", dir.0.to_str().unwrap()];
         args.extend_from_slice(extra);
@@ -698,7 +698,7 @@ fn inspect_lists_the_frames_only_an_emergency_journal_holds() {
     let live_one = |seqs: &[u64]| seqs.iter().map(|&s| ("live".into(), 1, s)).collect();
     let expected: Vec<_> = live_one(&[3, 0, 1, 2, 4, 7, 5, 6]);
     assert_eq!(keys, expected, "{all:#?}");
-    let segment_name = segment::segment_name(1);
+    let segment_name = format::segment_name(1);
     assert!(
         all[..6].iter().all(|l| l.starts_with(&segment_name)),
         "{all:#?}"

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aggregator::archive::segment;
+use aggregator::archive::format;
 use aggregator::SourceKind;
 use common::process::Daemon;
 use common::{Client, TempDir, PATIENCE};
@@ -110,14 +110,14 @@ async fn todays_daemon_resumes_on_it_and_appends_in_a_segment_of_its_own() {
         .into_iter()
         .chain([(root.join("shard-01"), Path::new(FIXTURE).join("shard-01"))])
     {
-        let segments = segment::list_segments(&dir).unwrap();
-        let earlier = segment::list_segments(&fixture).unwrap();
+        let segments = format::list_segments(&dir).unwrap();
+        let earlier = format::list_segments(&fixture).unwrap();
         for (index, path) in &earlier {
             let before = std::fs::read(path).unwrap();
-            let after = std::fs::read(dir.join(segment::segment_name(*index))).unwrap();
+            let after = std::fs::read(dir.join(format::segment_name(*index))).unwrap();
             assert!(after == before, "{} changed", path.display());
             // A `TLMIDX03` index is read as it is, not built again.
-            let index_file = aggregator::archive::index::index_path(&fixture, *index);
+            let index_file = aggregator::archive::format::index::index_path(&fixture, *index);
             if let Ok(before) = std::fs::read(&index_file) {
                 let after = std::fs::read(dir.join(index_file.file_name().unwrap())).unwrap();
                 assert!(after == before, "{} changed", index_file.display());

@@ -139,7 +139,7 @@ async fn wait_stats(daemon: &Daemon, what: &str, condition: impl Fn(&serde_json:
 fn segment_files(root: &Path) -> u64 {
     let shards = [root.to_path_buf(), root.join("shard-01")];
     let count = |dir: &PathBuf| {
-        aggregator::archive::segment::list_segments(dir).map_or(0, |s| s.len() as u64)
+        aggregator::archive::format::list_segments(dir).map_or(0, |s| s.len() as u64)
     };
     shards.iter().map(count).sum()
 }

@@ -30,7 +30,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggregator::archive::ArchiveSink;
+use aggregator::archive::write::ArchiveSink;
 use aggregator::SourceKind;
 use base64::Engine as _;
 use common::{Archive, Client, TestDaemon, PATIENCE};
@@ -886,7 +886,7 @@ async fn chromium_shows_each_sources_archive_completeness_with_missing_sequences
     require_chromium();
     let dir = common::TempDir::new("dashboard-timeline");
     let config = common::archive_config(&dir.0.join("archive"));
-    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let opened = aggregator::archive::write::open(&config.archive, 1).expect("open the archive");
     let build = |config| aggregator::Daemon::new(config, opened);
     let (daemon, state) =
         TestDaemon::start_built(config, build, aggregator::Daemon::monitor_state).await;

@@ -11,9 +11,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use aggregator::archive::layout;
-use aggregator::archive::segment;
-use aggregator::archive::CountingSink;
+use aggregator::archive::format;
+use aggregator::archive::write::CountingSink;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::SyncMode;
 use aggregator::domain::position::{Position, Positions, ShardPosition};
@@ -51,7 +50,7 @@ struct Running {
 
 impl Running {
     async fn start(config: &Config) -> Running {
-        let archive = aggregator::archive::open(&config.archive, config.runtime.shards)
+        let archive = aggregator::archive::write::open(&config.archive, config.runtime.shards)
             .expect("open the archive");
         let daemon = Daemon::new(config.clone(), archive);
         Self::run(config, daemon).await
@@ -335,7 +334,7 @@ async fn history_then_live(sync: SyncMode) {
     let received: Vec<Seen> = frames.iter().map(seen).collect();
     assert_eq!(received, archived(&dir.0));
     // Crossed a rollover at least (how many depends on how fast the disk thread names segments).
-    assert!(segment::list_segments(&dir.0).unwrap().len() >= 2);
+    assert!(format::list_segments(&dir.0).unwrap().len() >= 2);
 }
 
 #[tokio::test]
@@ -473,7 +472,7 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
     }
     daemon.wait_archived(500).await;
     let frames = archived(&dir.0);
-    assert!(segment::list_segments(&dir.0).unwrap().len() >= 3);
+    assert!(format::list_segments(&dir.0).unwrap().len() >= 3);
     let first = frames[0].0;
 
     // Not a SUBSCRIBE, a newer version, an oversize length, a truncated body.
@@ -525,7 +524,7 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
     assert_eq!(reason, RefuseReason::UnknownPosition);
     assert!(detail.contains("no frame 10000"), "{detail}");
     // An operator deletes the oldest segment.
-    std::fs::remove_file(dir.0.join(segment::segment_name(first.segment))).unwrap();
+    std::fs::remove_file(dir.0.join(format::segment_name(first.segment))).unwrap();
     let (reason, detail) = refused(&daemon, after_shard_0(first)).await;
     assert_eq!(reason, RefuseReason::SegmentDeleted, "{detail}");
 
@@ -991,7 +990,7 @@ fn archived_shards(root: &Path, shards: &[usize]) -> Vec<ShardSeen> {
     shards
         .iter()
         .flat_map(|&shard| {
-            let frames = archived(&layout::shard_dir(root, shard));
+            let frames = archived(&format::shard_dir(root, shard));
             frames.into_iter().map(move |frame| (shard, frame))
         })
         .collect()
@@ -1063,7 +1062,7 @@ async fn every_frame_of_every_shard_comes_once_in_its_shards_order() {
     assert_eq!(received.len(), expected.len(), "a frame lost or repeated");
     assert_eq!(by_shard(&received), by_shard(&expected));
     assert!(
-        segment::list_segments(&layout::shard_dir(&dir.0, 3))
+        format::list_segments(&format::shard_dir(&dir.0, 3))
             .unwrap()
             .len()
             >= 2,

@@ -34,6 +34,26 @@ const LAYERS: &[&[&str]] = &[
     &["daemon", "sim"],
 ];
 
+/// Folders whose own rooms are layered the same way, bottom first: a room (a subfolder or a file
+/// of the folder) may import only rooms of a lower layer; none imports the folder's face
+/// (`mod.rs`), which only names the rooms.
+const INNER_LAYERS: &[(&str, &[&[&str]])] = &[(
+    "archive",
+    &[
+        // The bytes on disk: names, records, scans, the index and RETENTION files.
+        &["format"],
+        // Which sealed segments go, and the deleting.
+        &["retention"],
+        // How a frame becomes durable, and how the files are read back: side by side, neither
+        // imports the other.
+        &["write", "read"],
+        // Questions of the whole archive, through the read side.
+        &["query"],
+        // The operators' tools over a stopped archive.
+        &["tools"],
+    ],
+)];
+
 /// The crates of the repository: (root file, the folder its modules live in).
 fn crates() -> Vec<(PathBuf, PathBuf)> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -85,6 +105,80 @@ fn folders_import_only_the_layers_below_them() {
         "imports that run up or across:\n{}",
         broken.join("\n")
     );
+}
+
+#[test]
+fn rooms_inside_a_folder_import_only_the_layers_below_them() {
+    let (root, dir) = &crates()[0];
+    let graph = Graph::read(root, dir);
+    let broken = inner_imports_against(&graph, INNER_LAYERS);
+    assert!(
+        broken.is_empty(),
+        "imports inside a folder that run up or across:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn an_inner_room_importing_upwards_is_caught() {
+    let (root, dir) = &crates()[0];
+    let mut graph = Graph::read(root, dir);
+    let format = dir.join("archive/format/names.rs");
+    let tools = dir.join("archive/tools/mod.rs");
+    let path = "crate::archive::tools::verify".to_string();
+    graph.edges.entry(format).or_default().insert((tools, path));
+    let broken = inner_imports_against(&graph, INNER_LAYERS);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(
+        broken[0].contains("format may not import tools"),
+        "{broken:?}"
+    );
+}
+
+/// The imports between rooms of each folder of `layers` that break its order.
+fn inner_imports_against(graph: &Graph, layers: &[(&str, &[&[&str]])]) -> Vec<String> {
+    let mut broken = Vec::new();
+    for (folder, rooms) in layers {
+        let base = graph.dir.join(folder);
+        let face = base.join("mod.rs");
+        let room_of = |file: &Path| -> Option<String> {
+            let rel = file.strip_prefix(&base).ok()?;
+            let first = rel.iter().next()?.to_string_lossy();
+            Some(first.trim_end_matches(".rs").to_string())
+        };
+        let layer_of = |room: &str| rooms.iter().position(|layer| layer.contains(&room));
+        for (from, uses) in &graph.edges {
+            let Some(from_room) = room_of(from).filter(|_| *from != face) else {
+                continue;
+            };
+            let Some(from_layer) = layer_of(&from_room) else {
+                broken.push(format!(
+                    "{}: room {from_room:?} is in no layer",
+                    from.display()
+                ));
+                continue;
+            };
+            for (to, path) in uses {
+                let Some(to_room) = room_of(to) else { continue };
+                if *to == face {
+                    broken.push(format!(
+                        "{} uses {path}: import the room that defines it, not {folder}'s face",
+                        from.display()
+                    ));
+                    continue;
+                }
+                match layer_of(&to_room) {
+                    _ if to_room == from_room => {}
+                    Some(to_layer) if to_layer < from_layer => {}
+                    _ => broken.push(format!(
+                        "{} uses {path}: {from_room} may not import {to_room}, which is not below it",
+                        from.display()
+                    )),
+                }
+            }
+        }
+    }
+    broken
 }
 
 #[test]
@@ -327,6 +421,10 @@ fn paths_in(code: &str) -> Vec<(String, bool)> {
         while let Some(at) = code[from..].find(start).map(|at| from + at) {
             from = at + start.len();
             if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
+                continue;
+            }
+            // `pub(in crate::a)` names who may see an item, not a path it uses.
+            if code[..at].ends_with("(in ") {
                 continue;
             }
             let path: String = code[at..]

@@ -671,7 +671,8 @@ async fn counts_continue_across_a_restart_and_gaps_are_counted() {
     let mut config = common::archive_config(&dir.0);
     config.links = with_links(&link("gs", "tcp-listen", "ccsds", "apid_base = 0")).links;
     let start = |config: Config| async move {
-        let archive = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+        let archive =
+            aggregator::archive::write::open(&config.archive, 1).expect("open the archive");
         let build = |config| aggregator::Daemon::new(config, archive);
         TestDaemon::start_built(config, build, |_| ()).await.0
     };

@@ -19,7 +19,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggregator::archive::{layout, tools};
+use aggregator::archive::format;
+use aggregator::archive::tools;
 use aggregator::config::SyncMode;
 use aggregator::domain::position::Position;
 use aggregator::sinks::nats::NatsSink;
@@ -588,7 +589,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
             .unwrap_or_else(|err| panic!("shard {shard}'s cursor {name}: {err}"));
         let cursor: Position = text.trim().parse().expect("a position");
         let segments =
-            aggregator::archive::segment::list_segments(&layout::shard_dir(&root.0, shard));
+            aggregator::archive::format::list_segments(&format::shard_dir(&root.0, shard));
         let newest = segments
             .expect("the shard's segments")
             .last()

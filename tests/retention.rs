@@ -226,7 +226,7 @@ fn total(stdout: &str, key: &str) -> u64 {
 async fn small_archive(dir: &Path) -> aggregator::Config {
     let mut config = common::archive_config(dir);
     config.archive.segment_bytes = 4096;
-    let archive = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let archive = aggregator::archive::write::open(&config.archive, 1).expect("open the archive");
     let build = |config| aggregator::Daemon::new(config, archive);
     let (daemon, ()) = common::TestDaemon::start_built(config.clone(), build, |_| ()).await;
     // A connection a round: each round's frames are a group of their own, a fraction of a
@@ -251,7 +251,7 @@ async fn prune_deletes_what_its_dry_run_listed_and_verify_agrees() {
     let dir = TempDir::new("prune");
     let archive = dir.0.join("archive");
     small_archive(&archive).await;
-    let segments = || aggregator::archive::segment::list_segments(&archive).unwrap();
+    let segments = || aggregator::archive::format::list_segments(&archive).unwrap();
     let before = segments();
     assert!(before.len() > 4, "{} segments", before.len());
     let path = archive.to_str().unwrap();
@@ -318,7 +318,7 @@ async fn prune_refuses_a_running_daemons_archive_and_bad_limits() {
     let dir = TempDir::new("prune-lock");
     let archive = dir.0.join("archive");
     let config = small_archive(&archive).await;
-    let opened = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let opened = aggregator::archive::write::open(&config.archive, 1).expect("open the archive");
     let build = |config| aggregator::Daemon::new(config, opened);
     let (daemon, ()) = common::TestDaemon::start_built(config, build, |_| ()).await;
     let path = archive.to_str().unwrap();
@@ -481,7 +481,7 @@ async fn bounded_with_followers(dir: &Path) -> (common::TestDaemon, std::net::So
     config.archive.segment_bytes = 256 << 10;
     config.archive.retention.max_bytes = Some(2 << 20);
     config.archive.retention.check_interval = std::time::Duration::from_millis(20);
-    let archive = aggregator::archive::open(&config.archive, 1).expect("open the archive");
+    let archive = aggregator::archive::write::open(&config.archive, 1).expect("open the archive");
     let follow = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = follow.local_addr().unwrap();
     follow.set_nonblocking(true).unwrap();

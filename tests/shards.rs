@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use aggregator::archive::{self, layout, segment};
+use aggregator::archive::{format, write};
 use aggregator::config::{ArchiveKind, SyncMode};
 use aggregator::domain::shard::shard_of;
 use aggregator::protocol::ingest::ServerMessage;
@@ -88,7 +88,7 @@ fn segment_config(dir: &std::path::Path, shards: usize) -> Config {
 /// from the point the daemon gives them up to `through`, and the daemon drains.
 async fn run(dir: &std::path::Path, shards: usize, sources: u32, through: u64) {
     let config = segment_config(dir, shards);
-    let archive = archive::open(&config.archive, shards).expect("open the archive");
+    let archive = write::open(&config.archive, shards).expect("open the archive");
     assert_eq!(archive.sinks.len(), shards);
     let listeners = Listeners::bind(&config).await.unwrap();
     let uplink = listeners.uplink.local_addr().unwrap();
@@ -119,10 +119,10 @@ async fn run(dir: &std::path::Path, shards: usize, sources: u32, through: u64) {
 /// Every frame of every shard directory, as (source id, sequence).
 fn stored(dir: &std::path::Path) -> Vec<(u32, u64)> {
     let mut frames = Vec::new();
-    let shards = layout::list_shard_segments(dir).unwrap();
+    let shards = format::list_shard_segments(dir).unwrap();
     for (_, path) in shards.into_iter().flat_map(|shard| shard.segments) {
-        for (_, entry) in segment::read_segment(&path).unwrap().entries {
-            if let segment::Entry::Frame(frame) = entry {
+        for (_, entry) in format::read_segment(&path).unwrap().entries {
+            if let format::Entry::Frame(frame) = entry {
                 frames.push((frame.source_id, frame.sequence));
             }
         }
@@ -140,7 +140,7 @@ async fn a_restart_with_another_shard_count_resumes_every_source_exactly_once() 
     assert!(dir.0.join("shard-02").is_dir());
     // Down to one shard: the others are retired, still read for where each source resumes.
     let config = segment_config(&dir.0, 1);
-    let reopened = archive::open(&config.archive, 1).unwrap();
+    let reopened = write::open(&config.archive, 1).unwrap();
     assert_eq!(reopened.sinks.len(), 1);
     let retired: Vec<usize> = reopened.retired.iter().map(|(shard, _)| *shard).collect();
     assert_eq!(retired, vec![1, 2]);

@@ -796,11 +796,11 @@ type ArchivedFrames = HashMap<(SourceKind, u32), Vec<(u64, aggregator::Priority,
 
 /// Every frame record in an archive, per source, sorted by sequence.
 fn archived_frames(archive: &std::path::Path) -> ArchivedFrames {
-    use aggregator::archive::segment::{self, Entry};
+    use aggregator::archive::format::{self, Entry};
     let mut frames: HashMap<_, Vec<_>> = HashMap::new();
-    let shards = aggregator::archive::layout::list_shard_segments(archive).expect("list segments");
+    let shards = aggregator::archive::format::list_shard_segments(archive).expect("list segments");
     for (_, path) in shards.into_iter().flat_map(|shard| shard.segments) {
-        let scan = segment::read_segment(&path).expect("read segment");
+        let scan = format::read_segment(&path).expect("read segment");
         for (_, entry) in scan.entries {
             if let Entry::Frame(f) = entry {
                 frames
@@ -931,7 +931,7 @@ fn a_torn_last_record_is_cut_on_start_and_reported() {
     let (status, _) = daemon.terminate();
     assert!(status.success());
 
-    let segments = aggregator::archive::segment::list_segments(&setup.archive).unwrap();
+    let segments = aggregator::archive::format::list_segments(&setup.archive).unwrap();
     let (_, last) = segments.last().expect("a segment");
     let len = std::fs::metadata(last).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(last).unwrap();

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use std::time::{Duration, Instant};
 
-use aggregator::archive::segment::{self, encode_frame, encode_watermark, MAGIC};
+use aggregator::archive::format::{self, encode_frame, encode_watermark, MAGIC};
 use aggregator::sim::{self, Pace, Progress, ProgressStyle, SessionOptions, SimPlan};
 use aggregator::{Priority, SourceKind};
 use common::{test_config, Archive, Stored, TempDir, TestDaemon};
@@ -30,7 +30,7 @@ fn write_archive(dir: &Path, frames: &[Archived], per_segment: usize) {
             encode_frame(&mut bytes, *kind, *priority, *id, *seq, *received, payload);
         }
         encode_watermark(&mut bytes, SourceKind::LiveUplink, 1, 0);
-        fs::write(dir.join(segment::segment_name(i as u64 + 1)), bytes).unwrap();
+        fs::write(dir.join(format::segment_name(i as u64 + 1)), bytes).unwrap();
     }
 }
 
@@ -213,7 +213,7 @@ async fn a_damaged_record_is_skipped_and_every_valid_frame_replayed() {
     let dir = TempDir::new("replay-corrupt");
     let archived = sample_archive();
     write_archive(&dir.0, &archived, 7);
-    let path = dir.0.join(segment::segment_name(1));
+    let path = dir.0.join(format::segment_name(1));
     let mut bytes = fs::read(&path).unwrap();
     bytes[8 + 8 + 23] ^= 0xff; // the first frame's payload, with valid records after it
     fs::write(&path, bytes).unwrap();

@@ -489,7 +489,7 @@ async fn a_follower_reads_the_archive_over_mutual_tls() {
     config.archive.dir = dir.0.join("archive");
     config.archive.sync = SyncMode::Interval;
     let tls = Arc::new(ServerTls::load(config.tls.as_ref().unwrap()).unwrap());
-    let archive = aggregator::archive::open(&config.archive, config.runtime.shards).unwrap();
+    let archive = aggregator::archive::write::open(&config.archive, config.runtime.shards).unwrap();
     let mut daemon = Daemon::new(config.clone(), archive).with_tls(tls);
     let listeners = Listeners::bind(&config).await.unwrap();
     let uplink = listeners.uplink.local_addr().unwrap();

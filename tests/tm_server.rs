@@ -36,7 +36,7 @@ struct Running {
 impl Running {
     async fn start(config: &Config) -> Running {
         config.validate().expect("the test config is valid");
-        let archive = aggregator::archive::open(&config.archive, config.runtime.shards)
+        let archive = aggregator::archive::write::open(&config.archive, config.runtime.shards)
             .expect("open the archive");
         let mut daemon = Daemon::new(config.clone(), archive);
         let listeners = Listeners::bind(config).await.unwrap();

@@ -25,7 +25,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use aggregator::archive::segment::encode_frames;
+use aggregator::archive::format::encode_frames;
 use aggregator::domain::ledger::Ledger;
 use aggregator::domain::source::Source;
 use aggregator::pipeline::fan_in::{priority_fan_in, FanIn, Ingress};

@@ -9,8 +9,9 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use aggregator::archive::{ArchiveSink, BoxFuture, DurableEnd};
+use aggregator::archive::write::{ArchiveSink, BoxFuture};
 use aggregator::config::ArchiveKind;
+use aggregator::domain::position::DurableEnd;
 use aggregator::ops::monitor;
 use aggregator::{Batch, Config, Daemon, Listeners, Priority};
 use tokio::net::TcpListener;
@@ -100,7 +101,7 @@ pub async fn start(
     if variant == Variant::Pipeline {
         config.archive.kind = ArchiveKind::Count;
     }
-    let mut archive = aggregator::archive::open(&config.archive, config.runtime.shards)?;
+    let mut archive = aggregator::archive::write::open(&config.archive, config.runtime.shards)?;
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
     let follow = match variant {

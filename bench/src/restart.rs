@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use aggregator::archive::segment;
-use aggregator::archive::SegmentSink;
+use aggregator::archive::format;
+use aggregator::archive::write::SegmentSink;
 use aggregator::config::ArchiveConfig;
 use aggregator::{Priority, SourceKind};
 
@@ -30,7 +30,7 @@ const PAYLOAD: usize = 64;
 /// one batch behind (acknowledgements follow the syncs). Returns the frames written.
 pub fn write_full_segment(dir: &Path, segment_bytes: u64, sources: u32) -> io::Result<u64> {
     let payload = [0x5a; PAYLOAD];
-    let mut out = segment::MAGIC.to_vec();
+    let mut out = format::MAGIC.to_vec();
     let mut round = Vec::new();
     let mut frames = 0;
     for r in 0.. {
@@ -39,9 +39,9 @@ pub fn write_full_segment(dir: &Path, segment_bytes: u64, sources: u32) -> io::R
         for id in 0..sources {
             let batch = (first..first + BATCH).map(|sequence| (sequence, &payload[..]));
             let (kind, priority) = (SourceKind::LiveUplink, Priority::Routine);
-            segment::encode_frames(&mut round, kind, priority, id, 0, batch);
+            format::encode_frames(&mut round, kind, priority, id, 0, batch);
             if let Some(acked) = first.checked_sub(1) {
-                segment::encode_watermark(&mut round, kind, id, acked);
+                format::encode_watermark(&mut round, kind, id, acked);
             }
         }
         if (out.len() + round.len()) as u64 > segment_bytes {
@@ -52,7 +52,7 @@ pub fn write_full_segment(dir: &Path, segment_bytes: u64, sources: u32) -> io::R
     }
     // Synced, as the daemon's segment is but for the appends since its last sync: the run times
     // reading it back, not writing it out.
-    let mut file = fs::File::create(dir.join(segment::segment_name(1)))?;
+    let mut file = fs::File::create(dir.join(format::segment_name(1)))?;
     file.write_all(&out)?;
     file.sync_all()?;
     Ok(frames)

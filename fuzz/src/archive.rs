@@ -11,9 +11,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
-use aggregator::archive::index::{self, SegmentIndex};
-use aggregator::archive::retention::state;
-use aggregator::archive::segment::{self, Entry, ScanEnd, MAGIC};
+use aggregator::archive::format::index::{self, SegmentIndex};
+use aggregator::archive::format::retention_file;
+use aggregator::archive::format::{self, Entry, ScanEnd, MAGIC};
 use aggregator::catalog::store;
 use aggregator::domain::position::{Position, Positions, ShardPosition};
 use bytes::Bytes;
@@ -29,7 +29,7 @@ const RECORD_HEADER: usize = 8;
 pub(crate) fn segment_scan(data: &[u8]) {
     let file = segment_file(data);
     let mut entries: Vec<(u64, Entry)> = Vec::new();
-    let scanned = match segment::scan(&file[..], |offset, entry| entries.push((offset, entry))) {
+    let scanned = match format::scan(&file[..], |offset, entry| entries.push((offset, entry))) {
         Ok(scanned) => scanned,
         // Only a segment of another format version is refused rather than read as damage.
         Err(err) => return assert!(file.starts_with(b"TLMSEG"), "{err}"),
@@ -85,7 +85,7 @@ fn re_encode(file: &[u8], entries: &[(u64, Entry)]) {
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let mut encoded = Vec::new();
         match (file[at + RECORD_HEADER], &record[0].1) {
-            (4, Entry::Frame(first)) => segment::encode_frames(
+            (4, Entry::Frame(first)) => format::encode_frames(
                 &mut encoded,
                 first.kind,
                 first.priority,
@@ -122,7 +122,7 @@ pub(crate) fn segment_read(data: &[u8]) {
     let from = u64::from(*from) % (len + 1);
     let to = (from + u64::from(*to)).min(len);
     let budget = usize::from(*budget) * 16;
-    if let Ok(records) = segment::read_records(&opened, &path, from, to, budget) {
+    if let Ok(records) = format::read_records(&opened, &path, from, to, budget) {
         assert!(from <= records.next && records.next <= to);
         let within = |&(offset, _): &(u64, Entry)| from <= offset && offset < records.next;
         assert!(records.entries.iter().all(within));
@@ -159,10 +159,10 @@ pub(crate) fn small_files(data: &[u8]) {
             }
         }
         1 => {
-            if let Some(decoded) = state::decode(&bytes) {
+            if let Some(decoded) = retention_file::decode(&bytes) {
                 let mut encoded = Vec::new();
                 decoded.encode(&mut encoded);
-                assert_eq!(state::decode(&encoded).as_ref(), Some(&decoded));
+                assert_eq!(retention_file::decode(&encoded).as_ref(), Some(&decoded));
             }
         }
         2 => {

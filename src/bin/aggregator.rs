@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aggregator::archive::completeness;
-use aggregator::archive::export::{ExportSink, Format, ParquetSink, RowSink, WriteBehind};
+use aggregator::archive::query::completeness;
+use aggregator::archive::query::export::{ExportSink, Format, ParquetSink, RowSink, WriteBehind};
 use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools::export::Progress;
 use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
@@ -444,7 +444,7 @@ async fn serve(
         links,
         tm_listeners,
     } = Bound::bind(&config).await?;
-    let archive = aggregator::archive::open(&config.archive, config.runtime.shards)?;
+    let archive = aggregator::archive::write::open(&config.archive, config.runtime.shards)?;
     // Next to the archive, whose directory lock keeps a second daemon from publishing into it.
     let catalog = CatalogHandle::open(Store::in_dir(&config.archive.dir), config.catalog.max_bytes)
         .map_err(std::io::Error::other)?;

@@ -184,6 +184,18 @@ impl FromStr for Positions {
     }
 }
 
+/// How far the segment files are durable: every record of the segments before `segment`, and
+/// the first `len` bytes (whole records) of segment `segment`, are stored under the sync policy.
+/// It only moves forward. A follower that reads no further than this never hands out a frame
+/// that a crash could take back, so a position it gave stays valid across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurableEnd {
+    /// The segment index (as in its file name).
+    pub segment: u64,
+    /// Bytes of that segment, from the start of the file.
+    pub len: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 //! ingest, the archive writer and the drain never wait for it. The price is latency: a frame
 //! reaches a follower once it is durable (`archive.sync_interval_ms`, 20 ms by default).
 //!
-//! The archive has a segment stream per shard (`crate::archive::layout`), each with its own
+//! The archive has a segment stream per shard (`crate::archive::format`), each with its own
 //! durable end: a follower reads them all, and a position names its shard; a consumer resumes
 //! with one position per shard ([`Positions`]).
 //!

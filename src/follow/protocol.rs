@@ -6,7 +6,7 @@
 //! after it, as the archive stores them. At 64-byte payloads a message per frame cost the consumer
 //! more to take apart than the frame itself.
 //!
-//! Every position names its shard (`crate::archive::layout`): SUBSCRIBE carries one position per
+//! Every position names its shard (`crate::archive::format`): SUBSCRIBE carries one position per
 //! shard, and FRAMES its shard. Versions 3 and 4 are spoken: 4 adds RECEPTION, a link's frames'
 //! reception, before their FRAMES, which a consumer of 3 never sees; a SUBSCRIBE of any other is
 //! refused with `UnsupportedVersion`.
@@ -26,11 +26,11 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::archive::format;
 use crate::archive::read::ReadError;
 pub use crate::archive::read::{
     Earliest, FollowedFrame, FrameFilter, FrameRun, OnGap, Skipped, Start, StartError,
 };
-use crate::archive::segment;
 use crate::domain::frame::SourceKey;
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::position::{Position, Positions, ShardPosition};
@@ -48,7 +48,7 @@ pub const OLDEST_VERSION: u8 = 3;
 pub(crate) const MAX_SUBSCRIBE_LEN: usize = 4096;
 
 /// The longest body a client must accept: FRAMES holding a whole record of the largest size.
-pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAMES_HEADER_LEN + segment::MAX_BODY_LEN as usize;
+pub const MAX_DAEMON_MESSAGE_LEN: usize = FRAMES_HEADER_LEN + format::MAX_BODY_LEN as usize;
 
 /// A FRAMES message's bytes before its first frame.
 pub(crate) const FRAMES_HEADER_LEN: usize = 40;

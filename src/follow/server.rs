@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use super::protocol::MAX_SUBSCRIBE_LEN;
 use super::protocol::{encode_frames, DaemonMessage, EndReason, RefuseReason, Subscription};
 use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors, Skipped};
-use crate::archive::Readers;
+use crate::archive::write::Readers;
 use crate::catalog::{CatalogHandle, Published};
 use crate::net::{accept_until, Limits, Refused, Slots};
 use crate::stats::Stats;

@@ -24,14 +24,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::archive::completeness;
-use crate::archive::export::{Format, Rows};
+use crate::archive::query::completeness;
+use crate::archive::query::export::{Format, Rows};
 use crate::archive::read::{
     DurableEnds, FollowedFrame, FrameFilter, LowPriorityRuntime, OnGap, ShardCursors, Start,
 };
-use crate::archive::DurableEnd;
 use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
+use crate::domain::position::DurableEnd;
 use crate::domain::units::{parse_time, unix_ns};
 use crate::protocol::ccsds::apid_of_packet;
 
@@ -144,7 +144,7 @@ fn refusal(status: StatusCode, reason: String) -> Response {
 }
 
 /// `GET /archive/completeness`: each source's sequences held over the window and the gaps
-/// between them, and with `buckets` its timeline, as JSON (`crate::archive::completeness`).
+/// between them, and with `buckets` its timeline, as JSON (`crate::archive::query::completeness`).
 pub(crate) async fn completeness(
     State(queries): State<ArchiveQueries>,
     RawQuery(query): RawQuery,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::ArchiveTime;
+use crate::archive::write::ArchiveTime;
 use crate::config::ClockConfig;
 use crate::domain::clock::{self, ArchiveClock, ClockEvent, ClockEventKind, StepDetector};
 use crate::domain::display::unix_ns_to_rfc3339;

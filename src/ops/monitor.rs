@@ -34,7 +34,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::completeness::merge_groups;
+use crate::archive::query::completeness::merge_groups;
 use crate::archive::read::DurableEnds;
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, MonitorConfig};

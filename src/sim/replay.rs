@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::archive::segment::{Entry, FrameRecord, ScanEnd, SegmentScan};
+use crate::archive::format::{Entry, FrameRecord, ScanEnd, SegmentScan};
 use crate::archive::tools::journals::{self, FileKind};
 use crate::domain::frame::{Priority, SourceKind};
 

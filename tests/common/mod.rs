@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use aggregator::archive::segment::{self, Entry, FrameRecord};
-pub use aggregator::archive::Archive as Shards;
-use aggregator::archive::{layout, ArchiveSink, BoxFuture, DurableEnd, SegmentSink};
+use aggregator::archive::format::{self, Entry, FrameRecord};
+pub use aggregator::archive::write::Archive as Shards;
+use aggregator::archive::write::{ArchiveSink, BoxFuture, SegmentSink};
 use aggregator::config::SyncMode;
+use aggregator::domain::position::DurableEnd;
 use aggregator::domain::position::Position;
 use aggregator::domain::reception::Reception;
 use aggregator::ingest::router::RouterHandle;
@@ -220,7 +221,7 @@ impl Drop for TestDaemon {
 // ---------------------------------------------------------------------------------------------
 
 /// An archive of several shards as a sharded daemon lays it out: shard `k`'s frames come through
-/// a daemon of its own whose segment sink writes in `layout::shard_dir(root, k)`, so each shard
+/// a daemon of its own whose segment sink writes in `format::shard_dir(root, k)`, so each shard
 /// has its own segment stream and its own durable end, as each shard's writer has. The test
 /// starts followers or sinks on [`Self::durable`].
 pub struct ShardedArchive {
@@ -251,7 +252,7 @@ impl ShardedArchive {
     /// Starts shard `shard`'s daemon (again) on its directory, with a new durable end.
     pub async fn start_shard(&mut self, shard: usize) {
         let mut config = self.config.clone();
-        config.archive.dir = layout::shard_dir(&self.root, shard);
+        config.archive.dir = format::shard_dir(&self.root, shard);
         let (sink, resume) = SegmentSink::open(&config.archive).expect("open the shard's archive");
         let durable = sink
             .durable_end()
@@ -573,8 +574,8 @@ where
 /// running daemon's retention deletes between the listing and the reading is passed over.
 pub fn stored_frames(dir: &Path) -> Vec<(Position, FrameRecord)> {
     let mut frames = Vec::new();
-    for (index, path) in segment::list_segments(dir).unwrap() {
-        let segment = match segment::read_segment(&path) {
+    for (index, path) in format::list_segments(dir).unwrap() {
+        let segment = match format::read_segment(&path) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             read => read.unwrap(),
         };

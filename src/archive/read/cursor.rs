@@ -22,8 +22,8 @@ use super::filter::FrameFilter;
 use super::gap::Passed;
 use super::run::{FollowedFrame, FrameRun};
 use super::start::Start;
-use crate::archive::segment::{self, Entry, Records, MAGIC};
-use crate::archive::DurableEnd;
+use crate::archive::format::{self, Entry, Records, MAGIC};
+use crate::domain::position::DurableEnd;
 use crate::domain::position::{Position, ShardPosition};
 
 /// About how many bytes of records one read takes: what a reader holds in memory at most,
@@ -68,13 +68,13 @@ impl Cursor {
 /// Opens segment `index` under its name or its staging name; `None` when it has neither. The name
 /// is tried again last: the disk thread may rename the segment between the first two tries.
 fn open_segment(dir: &Path, index: u64) -> io::Result<Option<(File, PathBuf)>> {
-    let named = segment::segment_name(index);
-    for name in [named.clone(), segment::staged_name(index), named] {
+    let named = format::segment_name(index);
+    for name in [named.clone(), format::staged_name(index), named] {
         let path = dir.join(name);
         match File::open(&path) {
             Ok(file) => return Ok(Some((file, path))),
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(segment::with_path(err, &path, "cannot open")),
+            Err(err) => return Err(format::with_path(err, &path, "cannot open")),
         }
     }
     Ok(None)
@@ -112,7 +112,7 @@ pub(crate) fn locate(
             None => locate(dir, shard, &Start::Oldest, end),
         },
         Start::Oldest => {
-            let segments = segment::list_segments(dir)?;
+            let segments = format::list_segments(dir)?;
             let oldest = segments.first().map_or(end.segment, |(index, _)| *index);
             Ok(Cursor::segment_start(oldest.min(end.segment)))
         }
@@ -136,7 +136,7 @@ fn after(dir: &Path, at: ShardPosition, end: DurableEnd) -> Result<Cursor, ReadE
             position.offset
         )));
     }
-    let records = segment::read_records(&file, &path, position.offset, to, 1).map_err(|err| {
+    let records = format::read_records(&file, &path, position.offset, to, 1).map_err(|err| {
         match err.kind() {
             io::ErrorKind::InvalidData => unknown(format!("no record starts there ({err})")),
             _ => ReadError::Unreadable(err),
@@ -168,7 +168,7 @@ fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::R
     }
     let len = file
         .metadata()
-        .map_err(|err| segment::with_path(err, path, "cannot stat"))?
+        .map_err(|err| format::with_path(err, path, "cannot stat"))?
         .len();
     Ok(len)
 }
@@ -201,7 +201,7 @@ pub(crate) fn read(
         return Ok(empty(next_segment(dir, shard, cursor.segment)?));
     }
     let to = stop.map_or(limit, |stop| stop.min(limit));
-    let records = segment::read_records(&file, &path, cursor.offset, to, READ_BUDGET).map_err(
+    let records = format::read_records(&file, &path, cursor.offset, to, READ_BUDGET).map_err(
         |err| match err.kind() {
             io::ErrorKind::InvalidData => ReadError::Damaged(err),
             _ => ReadError::Unreadable(err),
@@ -276,7 +276,7 @@ pub(crate) fn past_damage(
         }
     };
     let limit = segment_limit(&file, &path, cursor.segment, end)?;
-    let next = segment::next_record(&file, &path, cursor.offset, limit)?;
+    let next = format::next_record(&file, &path, cursor.offset, limit)?;
     Ok(Cursor {
         segment: cursor.segment,
         offset: next.unwrap_or(limit),

@@ -8,7 +8,7 @@
 
 use std::io;
 
-use crate::archive::DurableEnd;
+use crate::domain::position::DurableEnd;
 use crate::domain::position::ShardPosition;
 
 /// Why a reader of the archive cannot start or go on.

@@ -4,7 +4,7 @@
 //! everything); the received times also tell it which parts of the files to read at all
 //! ([`super::window`]).
 
-use crate::archive::segment::FrameRecord;
+use crate::archive::format::FrameRecord;
 use crate::domain::frame::{Priority, SourceKey};
 
 /// The frames a reader wants; the default wants every frame.

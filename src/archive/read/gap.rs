@@ -26,8 +26,8 @@ use std::path::Path;
 
 use super::error::ReadError;
 use super::filter::FrameFilter;
-use crate::archive::retention::state::ShardState;
-use crate::archive::segment;
+use crate::archive::format;
+use crate::archive::format::retention_file::ShardState;
 use crate::domain::frame::{SourceKey, SourceKind};
 
 /// What a reader does when its next frames were deleted.
@@ -113,7 +113,7 @@ impl GapWatch {
         // The state first: retention writes it before it unlinks, so a segment it names deleted
         // may still be listed, and its frames are counted skipped.
         let state = ShardState::read(dir)?;
-        let resumed = segment::list_segments(dir)?
+        let resumed = format::list_segments(dir)?
             .into_iter()
             .map(|(index, _)| index)
             .find(|&index| index >= deleted.max(state.first_retained))
@@ -163,8 +163,8 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::archive::index::SegmentIndex;
-    use crate::archive::retention::state::Deleted;
+    use crate::archive::format::index::SegmentIndex;
+    use crate::archive::format::retention_file::Deleted;
 
     /// A source's frames with sequences far apart: one run each.
     fn scattered(first: u64, frames: u64) -> SegmentIndex {
@@ -182,7 +182,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         for index in 0..4 {
-            fs::write(dir.join(segment::segment_name(index)), segment::MAGIC).unwrap();
+            fs::write(dir.join(format::segment_name(index)), format::MAGIC).unwrap();
         }
         let mut gap = GapWatch::starting(&dir).unwrap();
         // The reader read segment 0 (1,200 frames, every other sequence from 0); then retention
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(skipped.resumed, 2);
         assert_eq!(skipped.sources, [((SourceKind::LiveUplink, 7), 1_200)]);
         // Nothing more deleted: the next skip finds none.
-        fs::remove_file(dir.join(segment::segment_name(2))).unwrap();
+        fs::remove_file(dir.join(format::segment_name(2))).unwrap();
         let again = gap.skip(&dir, 0, 2, &FrameFilter::default()).unwrap();
         assert_eq!((again.resumed, again.sources), (3, vec![]));
         fs::remove_dir_all(&dir).unwrap();

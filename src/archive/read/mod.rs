@@ -26,6 +26,7 @@ mod gap;
 mod run;
 mod shards;
 mod start;
+mod stopped;
 mod tasks;
 mod window;
 
@@ -35,5 +36,6 @@ pub use gap::{OnGap, Skipped};
 pub use run::{FollowedFrame, FrameRun};
 pub(crate) use shards::{DurableEnds, ShardCursors};
 pub use start::{Start, StartError};
+pub(crate) use stopped::stopped_ends;
 pub(crate) use tasks::{spawn_low_priority, LowPriorityRuntime, ReaderTasks};
 pub use window::Earliest;

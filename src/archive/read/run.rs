@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::archive::segment::FrameRecord;
+use crate::archive::format::FrameRecord;
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::position::{Position, ShardPosition};
 use crate::domain::reception::{Delivery, Received, Reception};

@@ -2,7 +2,7 @@
 //! shard's durable end, for the follow server, the TM outputs and the sinks alike.
 //!
 //! Why per shard: each shard's writer appends a segment stream of its own
-//! (`crate::archive::layout`) and publishes how far it is durable on a watch of its own. There is
+//! (`crate::archive::format`) and publishes how far it is durable on a watch of its own. There is
 //! no order across shards to keep, only each shard's (and so each source's, since a source
 //! belongs to one shard), so a reader reads the shards in turn, a bounded chunk at a time, and
 //! frames of different shards interleave as they become durable: a busy shard never holds back
@@ -25,7 +25,8 @@ use super::gap::{GapWatch, OnGap, Skipped};
 use super::run::FrameRun;
 use super::start::Start;
 use super::window::{self, Earliest, Window};
-use crate::archive::{layout, DurableEnd};
+use crate::archive::format;
+use crate::domain::position::DurableEnd;
 
 /// Every shard of the archive, each with its durable end: what the daemon hands followers, TM
 /// outputs and sinks (shard 0 first, then by shard). A closed watch is a shard where nothing more
@@ -96,7 +97,7 @@ impl ShardCursors {
         for (index, receiver) in durable {
             let (index, mut durable) = (*index, receiver.clone());
             let end = *durable.borrow_and_update();
-            let dir = layout::shard_dir(root, index);
+            let dir = format::shard_dir(root, index);
             let (from, start, wanted) = (dir.clone(), start.clone(), Arc::clone(&cursors.filter));
             let located = tokio::task::spawn_blocking(move || {
                 locate_shard(&from, (index, &start, end), &wanted, on_gap)

@@ -5,7 +5,7 @@
 //! Why the indexes and not a search of the files: received times are not in order inside a shard
 //! (an emergency frame overtakes queued routine ones; frames recovered from a journal at a restart
 //! are written after newer ones), so no bisection of a segment is exact. A sealed segment's index
-//! (`crate::archive::index`) has the oldest and newest received time of every block of about
+//! (`crate::archive::format::index`) has the oldest and newest received time of every block of about
 //! 64 KiB: the reader reads the blocks that meet its window and jumps over the others, and over
 //! whole segments that hold nothing of it. The open segment has no index yet; it is read whole.
 //!
@@ -24,10 +24,11 @@ use std::time::Duration;
 use super::cursor::Cursor;
 use super::error::ReadError;
 use super::filter::FrameFilter;
-use crate::archive::index::{self, SegmentIndex};
-use crate::archive::retention::state::ShardState;
-use crate::archive::{segment, DurableEnd};
+use crate::archive::format;
+use crate::archive::format::index::{self, SegmentIndex};
+use crate::archive::format::retention_file::ShardState;
 use crate::domain::clock::ArchiveClock;
+use crate::domain::position::DurableEnd;
 
 /// How long after `until` a frame of the window may still be stored in a shard being written:
 /// longer than any wait in the daemon's queues.
@@ -82,7 +83,7 @@ impl Window {
                 return Ok((cursor, None));
             }
             if self.ranges.as_ref().is_none_or(|r| r.0 != cursor.segment) {
-                let path = dir.join(segment::segment_name(cursor.segment));
+                let path = dir.join(format::segment_name(cursor.segment));
                 let Ok(len) = std::fs::metadata(&path).map(|meta| meta.len()) else {
                     return Ok((cursor, None));
                 };
@@ -174,7 +175,7 @@ pub(super) fn earliest(
     if state.deleted_segments == 0 {
         return Ok(None);
     }
-    let segments = segment::list_segments(dir)?;
+    let segments = format::list_segments(dir)?;
     let mut left = segments
         .iter()
         .filter(|(index, _)| *index >= state.first_retained);
@@ -200,12 +201,11 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::archive::completeness;
-    use crate::archive::index::{self, TIME_BLOCK_BYTES};
-    use crate::archive::layout;
+    use crate::archive::format::index::{self, TIME_BLOCK_BYTES};
+    use crate::archive::format::retention_file::Deleted;
+    use crate::archive::format::{Entry, FrameRecord};
+    use crate::archive::query::completeness;
     use crate::archive::read::{DurableEnds, OnGap, ShardCursors, Start};
-    use crate::archive::retention::state::Deleted;
-    use crate::archive::segment::{Entry, FrameRecord};
     use crate::domain::frame::{Priority, SourceKind};
     use crate::domain::sequence_set::SequenceSet;
     use std::num::NonZeroU32;
@@ -244,11 +244,11 @@ mod tests {
         let mut sequences: BTreeMap<u32, u64> = BTreeMap::new();
         let mut ends = Vec::new();
         for shard in 0..SHARDS {
-            let dir = layout::shard_dir(&root, shard);
+            let dir = format::shard_dir(&root, shard);
             fs::create_dir_all(&dir).unwrap();
             let mut len = 0;
             for segment in 0..SEGMENTS {
-                let mut bytes = segment::MAGIC.to_vec();
+                let mut bytes = format::MAGIC.to_vec();
                 for record in 0..RECORDS {
                     let at = (segment * RECORDS + record) * STEP;
                     let received = match rng.below(50) {
@@ -272,14 +272,14 @@ mod tests {
                         })
                         .collect();
                     let kind = SourceKind::LiveUplink;
-                    segment::encode_frames(&mut bytes, kind, priority, source, received, frames);
+                    format::encode_frames(&mut bytes, kind, priority, source, received, frames);
                 }
-                fs::write(dir.join(segment::segment_name(segment)), &bytes).unwrap();
+                fs::write(dir.join(format::segment_name(segment)), &bytes).unwrap();
                 len = bytes.len() as u64;
             }
             // Segment 2 of shard 1 has a damaged index, which is built again.
             if shard == 1 {
-                let path = dir.join(segment::segment_name(2));
+                let path = dir.join(format::segment_name(2));
                 SegmentIndex::read_or_rebuild(&dir, 2, &path).unwrap();
                 let file = index::index_path(&dir, 2);
                 let mut bytes = fs::read(&file).unwrap();
@@ -298,10 +298,10 @@ mod tests {
     fn scanned(root: &Path, filter: &FrameFilter) -> Vec<Vec<FrameRecord>> {
         (0..SHARDS)
             .map(|shard| {
-                let dir = layout::shard_dir(root, shard);
+                let dir = format::shard_dir(root, shard);
                 let mut frames = Vec::new();
-                for (_, path) in segment::list_segments(&dir).unwrap() {
-                    for (_, entry) in segment::read_segment(&path).unwrap().entries {
+                for (_, path) in format::list_segments(&dir).unwrap() {
+                    for (_, entry) in format::read_segment(&path).unwrap().entries {
                         match entry {
                             Entry::Frame(frame) if filter.wants(&frame) => frames.push(frame),
                             _ => {}
@@ -381,8 +381,8 @@ mod tests {
             }
         }
         // The damaged index was built again.
-        let dir = layout::shard_dir(&root, 1);
-        let path = dir.join(segment::segment_name(2));
+        let dir = format::shard_dir(&root, 1);
+        let path = dir.join(format::segment_name(2));
         let rebuilt = fs::read(index::index_path(&dir, 2)).unwrap();
         assert_eq!(rebuilt, {
             let index = SegmentIndex::build(&path).unwrap();
@@ -463,11 +463,11 @@ mod tests {
             .await
             .unwrap();
         // Segments 0 to 2 of shard 0 go before the reader reads them.
-        let dir = layout::shard_dir(&root, 0);
+        let dir = format::shard_dir(&root, 0);
         let mut state = ShardState::read(&dir).unwrap();
         let deleted: Vec<Deleted> = (0..3)
             .map(|segment| {
-                let path = dir.join(segment::segment_name(segment));
+                let path = dir.join(format::segment_name(segment));
                 let contents = SegmentIndex::build(&path).unwrap();
                 Deleted {
                     segment,
@@ -497,11 +497,11 @@ mod tests {
     #[tokio::test]
     async fn a_window_starting_before_what_retention_left_says_so() {
         let (root, ends) = archive("earliest");
-        let dir = layout::shard_dir(&root, 2);
+        let dir = format::shard_dir(&root, 2);
         let mut state = ShardState::read(&dir).unwrap();
         let deleted: Vec<Deleted> = (0..2)
             .map(|segment| {
-                let path = dir.join(segment::segment_name(segment));
+                let path = dir.join(format::segment_name(segment));
                 Deleted {
                     segment,
                     bytes: fs::metadata(&path).unwrap().len(),
@@ -510,7 +510,7 @@ mod tests {
             })
             .collect();
         state.delete(&dir, &deleted, 1).unwrap();
-        let oldest = SegmentIndex::build(&dir.join(segment::segment_name(2)))
+        let oldest = SegmentIndex::build(&dir.join(format::segment_name(2)))
             .unwrap()
             .received
             .unwrap()
@@ -569,15 +569,15 @@ mod tests {
         }
         let mut ends = Vec::new();
         for (shard, segments) in written.iter().enumerate() {
-            let dir = layout::shard_dir(&root, shard);
+            let dir = format::shard_dir(&root, shard);
             fs::create_dir_all(&dir).unwrap();
             let mut end = DurableEnd { segment: 0, len: 0 };
             for (index, frames) in (1..).zip(segments) {
-                let mut bytes = segment::MAGIC.to_vec();
+                let mut bytes = format::MAGIC.to_vec();
                 for &(source, sequence, received) in frames {
                     let kind = SourceKind::LiveUplink;
                     let frame = [(sequence, &b"x"[..])];
-                    segment::encode_frames(
+                    format::encode_frames(
                         &mut bytes,
                         kind,
                         Priority::Routine,
@@ -586,7 +586,7 @@ mod tests {
                         frame,
                     );
                 }
-                fs::write(dir.join(segment::segment_name(index)), &bytes).unwrap();
+                fs::write(dir.join(format::segment_name(index)), &bytes).unwrap();
                 end = DurableEnd {
                     segment: index,
                     len: bytes.len() as u64,

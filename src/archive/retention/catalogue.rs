@@ -15,10 +15,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::plan::{Candidate, Plan};
-use super::state::{Deleted, ShardState};
-use crate::archive::index::{self, SealedSegment, SegmentIndex};
-use crate::archive::layout;
-use crate::archive::segment::{self, with_path};
+use crate::archive::format::index::{self, SealedSegment, SegmentIndex};
+use crate::archive::format::retention_file::{Deleted, ShardState};
+use crate::archive::format::{self, with_path};
 
 /// A sealed segment retention may delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +73,9 @@ impl Catalogue {
     /// indexes has every segment read once: the daemon's exit does not wait for that).
     pub fn load_until(root: &Path, stopped: &dyn Fn() -> bool) -> io::Result<Catalogue> {
         let mut shards = Vec::new();
-        for (shard, dir) in layout::list_shards(root)? {
+        for (shard, dir) in format::list_shards(root)? {
             let state = ShardState::read(&dir)?;
-            let mut segments = segment::list_segments(&dir)?;
+            let mut segments = format::list_segments(&dir)?;
             segments.retain(|(index, _)| *index >= state.first_retained);
             let newest = segments.pop().map(|(index, _)| index);
             let sealed = segments
@@ -132,7 +131,7 @@ impl Catalogue {
                 .map_err(|err| with_path(err, &files.dir, "cannot list"))?;
             for entry in entries.flatten() {
                 let path = entry.path();
-                let sealed = segment::segment_index(&path).and_then(|i| known.get(&i));
+                let sealed = format::segment_index(&path).and_then(|i| known.get(&i));
                 total += match sealed {
                     Some(&bytes) => bytes,
                     // A sealed segment's index file is counted with it.
@@ -215,7 +214,7 @@ impl Catalogue {
 impl SealedEntry {
     fn of(dir: &Path, segment: u64, contents: &SegmentIndex) -> SealedEntry {
         let size = |path: PathBuf| fs::metadata(path).map_or(0, |m| allocated(&m));
-        let path = dir.join(segment::segment_name(segment));
+        let path = dir.join(format::segment_name(segment));
         SealedEntry {
             segment,
             bytes: size(path) + size(index::index_path(dir, segment)),
@@ -226,7 +225,7 @@ impl SealedEntry {
 
     /// What deleting it takes away: its contents, read from its index (or the segment).
     fn deleted(&self, dir: &Path) -> io::Result<Deleted> {
-        let path = dir.join(segment::segment_name(self.segment));
+        let path = dir.join(format::segment_name(self.segment));
         let contents = match path.exists() {
             true => SegmentIndex::read_or_rebuild(dir, self.segment, &path)?,
             // Someone deleted it already: what it held is no longer known.

@@ -27,7 +27,6 @@
 pub mod ages;
 pub mod catalogue;
 pub mod plan;
-pub mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,7 +34,7 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::index::{OpenSpan, SealedSegment};
+use crate::archive::format::index::{OpenSpan, SealedSegment};
 use crate::config::RetentionConfig;
 use crate::domain::clock::{self, ArchiveClock};
 use crate::stats::{ArchiveFiles, Stats};

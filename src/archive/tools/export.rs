@@ -10,7 +10,8 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::archive::export::{stopped_ends, ExportSink};
+use crate::archive::query::export::ExportSink;
+use crate::archive::read::stopped_ends;
 use crate::archive::read::{
     DamagedRange, Earliest, FollowedFrame, FrameFilter, OnGap, ReadError, ShardCursors, Start,
 };

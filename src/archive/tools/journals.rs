@@ -20,10 +20,9 @@ use std::io;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use crate::archive::journal;
-use crate::archive::layout;
-use crate::archive::segment::{self, Entry, SegmentScan};
-use crate::archive::tracked::Tracked;
+use crate::archive::format::{self, Entry, SegmentScan};
+use crate::archive::write::journal;
+use crate::archive::write::tracked::Tracked;
 use crate::domain::frame::SourceKey;
 
 /// The frames the segments read so far hold (and those taken from the journals read so far), by
@@ -61,7 +60,7 @@ impl Held {
     /// Reads the journal at `path` and returns its frames that were not held, which are held from
     /// then on. An `Err` names the file that cannot be read.
     pub(crate) fn read_journal(&mut self, path: &Path) -> io::Result<JournalFrames> {
-        let mut scan = segment::read_segment(path)?;
+        let mut scan = format::read_segment(path)?;
         let mut frames = 0;
         scan.entries.retain(|(_, entry)| match entry {
             Entry::Frame(frame) => {
@@ -84,7 +83,7 @@ pub(crate) enum FileKind {
 }
 
 /// Reads every segment of every shard of the archive at `dir` (shard 0 first, each shard's by
-/// index: [`layout::list_shard_segments`]), then every shard's journals, and hands each file's
+/// index: [`format::list_shard_segments`]), then every shard's journals, and hands each file's
 /// scan to `visit`, a journal's with only the frames no segment holds ([`Held::read_journal`]).
 /// `visit` stops the reading with [`ControlFlow::Break`]. An `Err` names the directory or file
 /// that cannot be read, or is `visit`'s.
@@ -94,10 +93,10 @@ pub(crate) fn read_archive(
 ) -> io::Result<()> {
     let mut held = Held::default();
     let mut journals = Vec::new();
-    for shard in layout::list_shard_segments(dir)? {
+    for shard in format::list_shard_segments(dir)? {
         journals.extend(shard.journals);
         for (_, path) in shard.segments {
-            let scan = segment::read_segment(&path)?;
+            let scan = format::read_segment(&path)?;
             held.hold(&scan);
             if visit(FileKind::Segment, &path, scan)?.is_break() {
                 return Ok(());

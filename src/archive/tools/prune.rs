@@ -21,12 +21,11 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::archive::index::SegmentIndex;
-use crate::archive::layout;
+use crate::archive::format;
+use crate::archive::format::index::SegmentIndex;
 use crate::archive::retention::ages::Ages;
 use crate::archive::retention::catalogue::{Catalogue, ShardFiles};
 use crate::archive::retention::plan::{self, Candidate, Usage};
-use crate::archive::segment;
 use crate::config::RetentionConfig;
 use crate::domain::clock::{ArchiveClock, ClockEventKind};
 use crate::domain::display::unix_ns_to_rfc3339;
@@ -105,7 +104,7 @@ pub enum PruneError {
 /// directory or segment cannot be read, a deletion failed (what was deleted before it is
 /// recorded), or, by time and without `run.force`, the clock is not to be trusted with it.
 pub fn prune(root: &Path, limit: PruneLimit, run: PruneRun) -> Result<PruneReport, PruneError> {
-    let _locks = layout::lock_shards(root)?;
+    let _locks = format::lock_shards(root)?;
     let mut catalogue = Catalogue::load(root)?;
     let now_ns = run.now_ns;
     let (limits, at) = match limit {
@@ -219,7 +218,7 @@ fn last_run(catalogue: &Catalogue) -> io::Result<LastRun> {
         let mut shard_newest = None;
         let sealed = files.sealed.iter().rev().map(|e| e.segment);
         for segment in files.newest.into_iter().chain(sealed) {
-            let path = files.dir.join(segment::segment_name(segment));
+            let path = files.dir.join(format::segment_name(segment));
             let contents = match Some(segment) == files.newest {
                 true => SegmentIndex::build(&path)?,
                 false => SegmentIndex::read_or_rebuild(&files.dir, segment, &path)?,
@@ -270,7 +269,7 @@ fn kept_sources(catalogue: &Catalogue, deleting: &[(usize, u64)]) -> io::Result<
     for (queue, files) in catalogue.shards.iter().enumerate() {
         let sealed = files.sealed.iter().map(|e| e.segment);
         for segment in sealed.chain(files.newest) {
-            let path = files.dir.join(segment::segment_name(segment));
+            let path = files.dir.join(format::segment_name(segment));
             let contents = match Some(segment) == files.newest {
                 true => SegmentIndex::build(&path)?,
                 false => SegmentIndex::read_or_rebuild(&files.dir, segment, &path)?,

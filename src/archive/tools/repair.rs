@@ -22,7 +22,7 @@
 //!   synced. A crash at any point leaves the original or the repaired segment, never neither.
 //! - **Never under a running daemon.** It takes every shard directory's `LOCK`, as the daemon's
 //!   shards do: rewriting the segment a daemon appends to would lose what it appends.
-//! - **The scan's own ranges.** What is moved is exactly what [`segment::scan`] reports as
+//! - **The scan's own ranges.** What is moved is exactly what [`format::scan`] reports as
 //!   damaged, in the same bytes it scanned, so what is left is the valid records, whole.
 //! - **The journals are counted, never touched.** After a power cut a shard's emergency journals
 //!   may hold acknowledged frames its segments lost, which the next start stores
@@ -38,8 +38,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::segment::{self, with_path, Damage, Entry};
-use crate::archive::{journal, layout, recovery};
+use crate::archive::format::{self, with_path, Damage, Entry};
+use crate::archive::write::{journal, recovery};
 
 /// The directory under the archive's that holds the damaged bytes `repair` moved aside.
 pub(crate) const QUARANTINE_DIR: &str = "quarantine";
@@ -183,7 +183,7 @@ impl Repair {
 }
 
 /// Looks at the newest segment of every shard of the archive at `root`
-/// ([`layout::list_shard_segments`]) and, with `quarantine`, moves their damaged ranges aside and
+/// ([`format::list_shard_segments`]) and, with `quarantine`, moves their damaged ranges aside and
 /// rewrites them without them. No shard is changed until every one has been looked at. An `Err`
 /// names the file and the cause: a directory or a segment cannot be read, a shard is locked by a
 /// running daemon, a segment's magic is damaged (it does not guess a format), or a write failed,
@@ -192,12 +192,12 @@ pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
     // Locked before the segments are listed: a daemon that stopped in between may have started
     // a newer segment.
     let _locks = match quarantine {
-        true => layout::lock_shards(root)?,
+        true => format::lock_shards(root)?,
         false => Vec::new(),
     };
     let mut repairs = Vec::new();
     let mut journals = Vec::new();
-    for shard in layout::list_shard_segments(root)? {
+    for shard in format::list_shard_segments(root)? {
         // What recovery reads of the newest segment: what the journals are tested against.
         let mut sources = HashMap::new();
         if let Some((_, newest)) = shard.segments.last() {
@@ -235,15 +235,15 @@ pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
     })
 }
 
-/// The bytes of `segment` and what [`segment::scan`] finds in them, each valid entry handed to
+/// The bytes of `segment` and what [`format::scan`] finds in them, each valid entry handed to
 /// `visit`; a segment whose magic is damaged is an error.
 fn read_and_scan(
     segment: &Path,
     visit: impl FnMut(u64, Entry),
-) -> io::Result<(Vec<u8>, segment::Scanned)> {
+) -> io::Result<(Vec<u8>, format::Scanned)> {
     let bytes = fs::read(segment).map_err(|err| with_path(err, segment, "cannot read"))?;
     let scanned =
-        segment::scan(&bytes[..], visit).map_err(|err| with_path(err, segment, "cannot read"))?;
+        format::scan(&bytes[..], visit).map_err(|err| with_path(err, segment, "cannot read"))?;
     if scanned.damaged.first().is_some_and(|d| d.start == 0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -346,12 +346,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("repair-again-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut bytes = segment::MAGIC.to_vec();
+        let mut bytes = format::MAGIC.to_vec();
         for acked in 0..3 {
-            segment::encode_watermark(&mut bytes, SourceKind::LiveUplink, 1, acked);
+            format::encode_watermark(&mut bytes, SourceKind::LiveUplink, 1, acked);
         }
         bytes[8 + 22 + 10] ^= 1; // the second record's body
-        let path = dir.join(segment::segment_name(1));
+        let path = dir.join(format::segment_name(1));
         fs::write(&path, &bytes).unwrap();
 
         let done = repair(&dir, true).unwrap().shards.remove(0);

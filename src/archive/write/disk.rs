@@ -17,7 +17,7 @@
 //! fails with its error, so nothing more is acknowledged, and the writer stops. Naming it, though,
 //! only needs a rename and a descriptor of the directory, and when the system is short of those
 //! for now (out of descriptors, say: `EMFILE`) nothing is lost: the rollover waits, every job
-//! after it first tries the name again and fails [transiently](super::is_transient) while it
+//! after it first tries the name again and fails [transiently](crate::archive::format::is_transient) while it
 //! cannot, so the archive consumer retries its syncs and the archive recovers once the name is
 //! given. The jobs share the open files (`Arc<File>`), so a sync needs no descriptor of its own.
 
@@ -32,11 +32,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::index::{self, SealedSegment, SegmentIndex};
 use super::journal::Gate;
 use super::pace::PAGE;
-use super::{opening_failed, sync_dir};
-use crate::archive::segment::{self, with_path};
+use crate::archive::format::index::{self, SealedSegment, SegmentIndex};
+use crate::archive::format::{self, is_transient, opening_failed, sync_dir, transient, with_path};
 
 /// A segment file, and how many bytes of whole records it holds.
 #[derive(Debug)]
@@ -52,7 +51,7 @@ pub(super) struct Segment {
 
 /// The path a segment is created under, until the segment before it is durable.
 pub(super) fn staged_path(dir: &Path, index: u64) -> PathBuf {
-    dir.join(segment::staged_name(index))
+    dir.join(format::staged_name(index))
 }
 
 /// Creates segment `index` under its staging name, with `bytes` of disk reserved.
@@ -86,10 +85,10 @@ pub(super) fn open_appending(path: &Path, bytes: u64) -> io::Result<File> {
 }
 
 /// Makes a staged segment durable and gives it its name: from here on, recovery reads it. Called
-/// again after a [transient](super::is_transient) failure, it does not rename twice.
+/// again after a [transient](crate::archive::format::is_transient) failure, it does not rename twice.
 pub(super) fn publish(dir: &Path, file: &File, index: u64) -> io::Result<PathBuf> {
     let staged = staged_path(dir, index);
-    let path = dir.join(segment::segment_name(index));
+    let path = dir.join(format::segment_name(index));
     file.sync_data()
         .map_err(|err| with_path(err, &staged, "cannot sync segment"))?;
     match fs::rename(&staged, &path) {
@@ -584,7 +583,7 @@ impl Worker {
                             .map_err(|err| with_path(err, &spare, "cannot delete"))?;
                     }
                     // The segment may have been staged when the close was sent; it is named now.
-                    let name = self.dir.join(segment::segment_name(segment.index));
+                    let name = self.dir.join(format::segment_name(segment.index));
                     tracing::info!(segment = %name.display(), "archive closed");
                     Ok(())
                 });
@@ -612,7 +611,7 @@ impl Worker {
     }
 
     /// Gives the staged segment of the last rollover its name, if it waits for one, and sends the
-    /// rollover's reply; a [transient](super::is_transient) failure keeps it waiting.
+    /// rollover's reply; a [transient](crate::archive::format::is_transient) failure keeps it waiting.
     fn name_staged(&mut self) -> io::Result<()> {
         let Some(mut unnamed) = self.unnamed.take() else {
             return Ok(());
@@ -629,11 +628,11 @@ impl Worker {
                 }
                 Ok(())
             }
-            Err(err) if super::is_transient(&err) => {
+            Err(err) if is_transient(&err) => {
                 if !std::mem::replace(&mut unnamed.told, true) {
                     tracing::error!(error = %err, "archive: cannot name the new segment yet; syncs fail until it is named, and are tried again");
                 }
-                let retry = super::transient(io::Error::new(err.kind(), err.to_string()));
+                let retry = transient(io::Error::new(err.kind(), err.to_string()));
                 self.unnamed = Some(unnamed);
                 Err(retry)
             }

@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::disk;
-use super::index::SegmentIndex;
-use super::segment::{self, with_path, Entry};
 use super::tracked::Tracked;
+use crate::archive::format::index::SegmentIndex;
+use crate::archive::format::{self, with_path, Entry};
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
 
@@ -57,14 +57,14 @@ pub(super) struct Newest {
 /// where the writer starts.
 pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, Start)> {
     // Nothing in a segment that never got its name was acknowledged.
-    for (_, staged) in segment::list_staged(dir)? {
+    for (_, staged) in format::list_staged(dir)? {
         fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
         tracing::warn!(
             segment = %staged.display(),
             "archive: deleted a segment an unclean stop left unnamed"
         );
     }
-    let Some((index, path)) = segment::list_segments(dir)?.pop() else {
+    let Some((index, path)) = format::list_segments(dir)?.pop() else {
         let start = Start {
             newest: None,
             next_index: 1,
@@ -103,7 +103,7 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
 /// The newest received time of the segment before `index` in `dir`, by its index, when there is
 /// one: a newest segment without frames has just been begun.
 fn newest_before(dir: &Path, index: u64) -> io::Result<Option<u64>> {
-    let before = segment::list_segments(dir)?
+    let before = format::list_segments(dir)?
         .into_iter()
         .rfind(|(earlier, _)| *earlier < index);
     let Some((earlier, path)) = before else {
@@ -120,7 +120,7 @@ fn newest_before(dir: &Path, index: u64) -> io::Result<Option<u64>> {
 fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, SegmentIndex, u64)> {
     let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
     let mut contents = SegmentIndex::default();
-    let cut = segment::repair_tail(path, |offset, entry| {
+    let cut = format::repair_tail(path, |offset, entry| {
         contents.add_entry(offset, &entry);
         track(&mut sources, entry)
     })?;
@@ -139,7 +139,7 @@ fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, SegmentI
 /// Adds a record of the newest segment to what recovery knows of its source. Watermarks may come
 /// after what they cover: [`settle`] prunes the stored frames once every record is read. Also how
 /// `archive repair` reads a newest segment to tell what the next start stores from the journals.
-pub(super) fn track(sources: &mut HashMap<SourceKey, Tracked>, entry: Entry) {
+pub(in crate::archive) fn track(sources: &mut HashMap<SourceKey, Tracked>, entry: Entry) {
     let Some(source) = entry.source() else {
         return;
     };
@@ -156,7 +156,7 @@ pub(super) fn track(sources: &mut HashMap<SourceKey, Tracked>, entry: Entry) {
 
 /// After the newest segment's last record ([`track`]): drops the stored frames each watermark
 /// covers, and moves it past those stored right above it.
-pub(super) fn settle(sources: &mut HashMap<SourceKey, Tracked>) {
+pub(in crate::archive) fn settle(sources: &mut HashMap<SourceKey, Tracked>) {
     for tracked in sources.values_mut() {
         if let Some(acked) = tracked.watermark {
             tracked.above.remove_through(acked);
@@ -303,12 +303,12 @@ mod tests {
         }
         let dir = Removed(tmp.join(format!("recover-unsynced-{}", std::process::id())));
         fs::create_dir_all(&dir.0).unwrap();
-        let path = dir.0.join(segment::segment_name(1));
-        let mut bytes = segment::MAGIC.to_vec();
+        let path = dir.0.join(format::segment_name(1));
+        let mut bytes = format::MAGIC.to_vec();
         let source = (SourceKind::LiveUplink, 7);
         for sequence in 0..256 {
             let payload = [0xA5; 1000];
-            segment::encode_frame(
+            format::encode_frame(
                 &mut bytes,
                 source.0,
                 Priority::Routine,

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use tokio::sync::watch;
 
+use crate::archive::format;
 use crate::archive::read::DurableEnds;
-use crate::archive::{layout, segment, DurableEnd};
+use crate::domain::position::DurableEnd;
 
 /// Each shard's end for a reading of the archive at `root` as its files are now: the newest
 /// segment's last whole record (a daemon may be appending one; a crash may have torn one). Their
@@ -15,11 +16,11 @@ use crate::archive::{layout, segment, DurableEnd};
 /// shard's newest segment once.
 pub(crate) fn stopped_ends(root: &Path) -> io::Result<DurableEnds> {
     let mut ends = DurableEnds::new();
-    for (shard, dir) in layout::list_shards(root)? {
-        let end = match segment::list_segments(&dir)?.pop() {
+    for (shard, dir) in format::list_shards(root)? {
+        let end = match format::list_segments(&dir)?.pop() {
             Some((index, path)) => DurableEnd {
                 segment: index,
-                len: segment::valid_len(&path)?,
+                len: format::valid_len(&path)?,
             },
             None => DurableEnd { segment: 0, len: 0 },
         };

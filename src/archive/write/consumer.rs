@@ -20,7 +20,7 @@
 //! report success over them (PostgreSQL's "fsyncgate"); what it covered is never acknowledged, and
 //! the consumer writes nothing more until the daemon is restarted and recovers from the disk. A
 //! sync that failed before any `fsync` ran, in a step that only needs a descriptor or a name (out
-//! of descriptors, say: the sink says so with a [transient](super::is_transient) error), lost
+//! of descriptors, say: the sink says so with a [transient](crate::archive::format::is_transient) error), lost
 //! nothing: what it covered waits for the next sync, tried again as a failed write is, and the
 //! archive is failing meanwhile, as for a full disk.
 //!
@@ -48,7 +48,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ArchiveSink, BoxFuture, SyncPolicy};
+use super::sink::{ArchiveSink, BoxFuture, SyncPolicy};
+use crate::archive::format::is_transient;
 use crate::domain::batch::Batch;
 use crate::domain::frame::Priority;
 use crate::domain::ledger::Span;
@@ -527,7 +528,7 @@ impl ArchiveConsumer {
                 self.sync_again = None;
                 self.stored(covered);
             }
-            Err(err) if super::is_transient(&err) => {
+            Err(err) if is_transient(&err) => {
                 self.stats.archive_error();
                 let backoff = self
                     .sync_again

@@ -10,11 +10,11 @@ use crate::domain::sequence_set::SequenceSet;
 
 /// What the archive remembers of one source between its records.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Tracked {
+pub(in crate::archive) struct Tracked {
     /// The last WATERMARK written.
     pub(super) watermark: Option<u64>,
     /// Sequences written above it; pruned when the watermark moves.
-    pub(super) above: SequenceSet,
+    pub(in crate::archive) above: SequenceSet,
     /// The source's ledger, to read its acknowledgement whenever a record is written: with many
     /// sources taking turns a source may send nothing for seconds after its frames were stored
     /// and acknowledged, and a source that resends only frames stored before a restart sends the

@@ -20,6 +20,7 @@
 //! crash or a repair) is rebuilt from the segment by [`SegmentIndex::read_or_rebuild`]. Nothing
 //! that must survive a crash rests on it alone.
 
+use super::{error, names, record, scan};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use super::segment::{self, Entry, FrameRecord};
+use super::record::{Entry, FrameRecord};
 use crate::domain::clock::{ClockEvent, ClockEventKind};
 use crate::domain::frame::{SourceKey, SourceKind};
 use crate::domain::sequence_set::SequenceSet;
@@ -160,7 +161,7 @@ impl OpenSpan {
 
 /// The path of segment `index`'s index file in `dir`: `segment-{index:020}.index`.
 pub fn index_path(dir: &Path, index: u64) -> PathBuf {
-    let segment = segment::segment_name(index);
+    let segment = names::segment_name(index);
     let stem = segment.strip_suffix(".seg").unwrap_or(&segment);
     dir.join(format!("{stem}{SUFFIX}"))
 }
@@ -168,7 +169,7 @@ pub fn index_path(dir: &Path, index: u64) -> PathBuf {
 /// The segment index an index file's name gives; `None` for any other file.
 pub(crate) fn indexed_segment(path: &Path) -> Option<u64> {
     let name = path.file_name()?.to_str()?;
-    segment::segment_index(Path::new(&format!("{}.seg", name.strip_suffix(SUFFIX)?)))
+    names::segment_index(Path::new(&format!("{}.seg", name.strip_suffix(SUFFIX)?)))
 }
 
 impl SegmentIndex {
@@ -250,7 +251,7 @@ impl SegmentIndex {
     /// the last block, unless that one covers [`TIME_BLOCK_BYTES`] already.
     fn place(&mut self, offset: u64, received_ns: u64, source: u64) {
         // The first record follows the magic (a buffer written at 0 starts with it).
-        let offset = offset.max(segment::MAGIC.len() as u64);
+        let offset = offset.max(record::MAGIC.len() as u64);
         match self.times.last_mut() {
             Some(block) if offset < block.offset + TIME_BLOCK_BYTES => {
                 block.oldest = block.oldest.min(received_ns);
@@ -294,7 +295,7 @@ impl SegmentIndex {
     /// The index of the segment at `path`, read whole (a sealed segment: nothing appends to it).
     pub fn build(path: &Path) -> io::Result<SegmentIndex> {
         let mut index = SegmentIndex::default();
-        let scanned = segment::read_segment(path)?;
+        let scanned = scan::read_segment(path)?;
         for (offset, entry) in &scanned.entries {
             index.add_entry(*offset, entry);
         }
@@ -307,7 +308,7 @@ impl SegmentIndex {
     /// time (a failure to write it is only logged: the index is a cache).
     pub fn read_or_rebuild(dir: &Path, segment: u64, path: &Path) -> io::Result<SegmentIndex> {
         let len = fs::metadata(path)
-            .map_err(|err| segment::with_path(err, path, "cannot stat"))?
+            .map_err(|err| error::with_path(err, path, "cannot stat"))?
             .len();
         let file = index_path(dir, segment);
         if let Some(index) = fs::read(&file).ok().and_then(|bytes| decode(&bytes)) {
@@ -333,7 +334,7 @@ impl SegmentIndex {
             io::Write::write_all(&mut file, &bytes)?;
             file.sync_data()
         });
-        written.map_err(|err| segment::with_path(err, path, "cannot write"))
+        written.map_err(|err| error::with_path(err, path, "cannot write"))
     }
 
     /// The source keys and spans, with their kinds decoded.
@@ -603,7 +604,7 @@ pub(crate) fn remove(dir: &Path, index: u64) -> io::Result<()> {
     let path = index_path(dir, index);
     match fs::remove_file(&path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(segment::with_path(err, &path, "cannot delete"))
+            Err(error::with_path(err, &path, "cannot delete"))
         }
         _ => Ok(()),
     }
@@ -612,6 +613,7 @@ pub(crate) fn remove(dir: &Path, index: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::format;
     use crate::domain::frame::Priority;
 
     fn sample() -> SegmentIndex {
@@ -796,7 +798,7 @@ mod tests {
         let path = index_path(dir, 42);
         assert_eq!(path, dir.join("segment-00000000000000000042.index"));
         assert_eq!(indexed_segment(&path), Some(42));
-        assert_eq!(indexed_segment(&dir.join(segment::segment_name(42))), None);
+        assert_eq!(indexed_segment(&dir.join(format::segment_name(42))), None);
     }
 
     #[test]
@@ -804,11 +806,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("index-rebuild-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(segment::segment_name(3));
-        let mut bytes = segment::MAGIC.to_vec();
+        let path = dir.join(format::segment_name(3));
+        let mut bytes = format::MAGIC.to_vec();
         for sequence in 0..5 {
             let kind = SourceKind::LiveUplink;
-            segment::encode_frame(&mut bytes, kind, Priority::Routine, 9, sequence, 77, b"x");
+            format::encode_frame(&mut bytes, kind, Priority::Routine, 9, sequence, 77, b"x");
         }
         fs::write(&path, &bytes).unwrap();
         // An index of another length: what a repair or a crash leaves.

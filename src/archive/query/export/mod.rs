@@ -14,10 +14,8 @@ mod behind;
 mod parquet;
 mod rows;
 mod sink;
-mod stopped;
 
 pub use self::parquet::{ParquetSink, COLUMNS, ROW_GROUP_PAYLOAD, ROW_GROUP_ROWS};
 pub use behind::WriteBehind;
 pub use rows::{Format, FormatError, Rows};
 pub use sink::{ExportSink, RowSink};
-pub(crate) use stopped::stopped_ends;

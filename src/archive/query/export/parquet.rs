@@ -67,7 +67,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath, Type};
 
-use crate::archive::export::ExportSink;
+use crate::archive::query::export::ExportSink;
 use crate::archive::read::FollowedFrame;
 use crate::protocol::ccsds::apid_of_packet;
 
@@ -449,7 +449,7 @@ mod tests {
     use parquet::record::Field;
 
     use super::*;
-    use crate::archive::export::rows::tests::{frame, PACKET};
+    use crate::archive::query::export::rows::tests::{frame, PACKET};
 
     /// The NDJSON row of `rows.rs`' test, as Parquet: every column, then a frame that is no
     /// space packet (null APID).

@@ -37,9 +37,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::pace::{Pace, PAGE};
-use super::segment::{self, with_path, Entry, FrameRecord, MAGIC};
 use super::tracked::Tracked;
-use super::{opening_failed, sync_dir};
+use crate::archive::format::{
+    self, journal_name, list_journals, opening_failed, sync_dir, with_path, Entry, FrameRecord,
+    MAGIC,
+};
 use crate::domain::frame::SourceKey;
 
 /// Journal bytes past which a sync's start moves the journal to a new generation.
@@ -56,40 +58,6 @@ const MOST_YIELD: Duration = Duration::from_millis(200);
 /// for the sync under way: a gap would hold the unpaced write-back too, which makes way for the
 /// appends in flight ([`Gate`]).
 const SYNC_GAP: Duration = Duration::from_millis(10);
-
-const PREFIX: &str = "emergency-";
-const SUFFIX: &str = ".journal";
-
-/// The file name of journal generation `generation`.
-fn journal_name(generation: u64) -> String {
-    format!("{PREFIX}{generation:020}{SUFFIX}")
-}
-
-/// The generation in a journal's file name; `None` for any other file.
-fn journal_generation(path: &Path) -> Option<u64> {
-    let name = path.file_name()?.to_str()?;
-    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// The journal files in `dir`, by generation.
-pub(super) fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
-    let mut journals = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|err| with_path(err, dir, "cannot list"))?
-            .path();
-        if let Some(generation) = journal_generation(&path) {
-            journals.push((generation, path));
-        }
-    }
-    journals.sort();
-    Ok(journals)
-}
 
 /// Emergency appends sent to the journal and those made durable, which an unpaced disk thread
 /// lets pass before each piece of routine write-back; and the pace the writes of every shard to
@@ -147,11 +115,11 @@ impl Gate {
 /// What recovery found in a shard's journals: the frames its segments lack, to be appended to the
 /// new segment, and the journal files, to be deleted once that segment is durable.
 #[derive(Debug, Default)]
-pub(super) struct Leftover {
-    pub(super) frames: Vec<FrameRecord>,
-    pub(super) files: Vec<PathBuf>,
+pub(in crate::archive) struct Leftover {
+    pub(in crate::archive) frames: Vec<FrameRecord>,
+    pub(in crate::archive) files: Vec<PathBuf>,
     /// The generation the next journal takes.
-    pub(super) next_generation: u64,
+    pub(in crate::archive) next_generation: u64,
 }
 
 impl Leftover {
@@ -185,7 +153,7 @@ impl Leftover {
 /// them into `sources`, do not hold; each is added to its source's stored frames. Every record
 /// whose CRC holds is taken, whether or not its sync ended: a frame stored that was never
 /// acknowledged is resent by its source and dropped as a duplicate.
-pub(super) fn recover(
+pub(in crate::archive) fn recover(
     dir: &Path,
     sources: &mut HashMap<SourceKey, Tracked>,
 ) -> io::Result<Leftover> {
@@ -197,7 +165,7 @@ pub(super) fn recover(
         leftover.next_generation = leftover.next_generation.max(generation.saturating_add(1));
         let file = File::open(&path).map_err(|err| with_path(err, &path, "cannot open"))?;
         let mut frames = Vec::new();
-        let scanned = segment::scan(file, |_, entry| {
+        let scanned = format::scan(file, |_, entry| {
             if let Entry::Frame(frame) = entry {
                 frames.push(frame);
             }
@@ -231,7 +199,10 @@ pub(super) fn recover(
 
 /// Whether `sources` lacks `frame`; if so, it counts as stored from now on. What recovery stores
 /// from a journal, and what `archive verify` counts as the journal's alone.
-pub(super) fn take_missing(sources: &mut HashMap<SourceKey, Tracked>, frame: &FrameRecord) -> bool {
+pub(in crate::archive) fn take_missing(
+    sources: &mut HashMap<SourceKey, Tracked>,
+    frame: &FrameRecord,
+) -> bool {
     let tracked = sources.entry((frame.kind, frame.source_id)).or_default();
     let stored = tracked
         .watermark

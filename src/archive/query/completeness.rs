@@ -3,11 +3,11 @@
 //! that never arrived (the source skipped them, or a link lost them).
 //!
 //! Why from the indexes: an operator asks this about a day or a pass, and a day of a busy station
-//! is gigabytes. A sealed segment's index (`crate::archive::index`) holds each source's sequences
+//! is gigabytes. A sealed segment's index (`crate::archive::format::index`) holds each source's sequences
 //! and the received times of its blocks, so a segment wholly inside the window is answered from
 //! its index alone, one wholly outside is passed over, and only the blocks of the few segments the
 //! window's ends cut through (and each shard's newest segment, which has no index yet) are read.
-//! Retention's state (`crate::archive::retention::state`) says which sequences it deleted.
+//! Retention's state (`crate::archive::format::retention_file`) says which sequences it deleted.
 //!
 //! A timeline ([`Timeline`]) divides the window into equal buckets and says, per source, how many
 //! frames were received in each and how many sequences are missing after it, for a picture of the
@@ -24,14 +24,14 @@ use std::io;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
-use super::index::{self, SegmentIndex, SourceSpan};
-use super::read::{DamagedRange, DurableEnds, FrameFilter};
-use super::retention::state::ShardState;
-use super::segment::{self, Entry};
-use super::{layout, DurableEnd};
+use crate::archive::format::index::{self, SegmentIndex, SourceSpan};
+use crate::archive::format::retention_file::ShardState;
+use crate::archive::format::{self, Entry};
+use crate::archive::read::{self, DamagedRange, DurableEnds, FrameFilter};
 use crate::config::LinkConfig;
 use crate::domain::clock::{self, ClockEvent};
 use crate::domain::frame::{SourceKey, SourceKind};
+use crate::domain::position::DurableEnd;
 use crate::domain::sequence_set::SequenceSet;
 
 /// Why sequences between two held runs are missing.
@@ -471,7 +471,7 @@ impl Completeness {
 /// its daemon: each shard to its newest segment's last whole record), without a timeline.
 /// Blocking.
 pub fn of_files(root: &Path, filter: &FrameFilter) -> io::Result<Completeness> {
-    completeness(root, &super::export::stopped_ends(root)?, filter, None)
+    completeness(root, &read::stopped_ends(root)?, filter, None)
 }
 
 /// What the archive at `root` holds of each source `filter` wants (its sources, its window; not
@@ -485,7 +485,7 @@ pub fn completeness(
     timeline: Option<&Timeline>,
 ) -> io::Result<Completeness> {
     let mut found = Found::default();
-    for (shard, dir) in layout::list_shards(root)? {
+    for (shard, dir) in format::list_shards(root)? {
         let Some(end) = ends
             .iter()
             .find(|(k, _)| *k == shard)
@@ -560,7 +560,7 @@ impl Reading<'_> {
         // The first and last segment that meet the window.
         let mut met: Option<(u64, u64)> = None;
         let mut sealed = Vec::new();
-        for (index, path) in segment::list_segments(self.dir)? {
+        for (index, path) in format::list_segments(self.dir)? {
             if index < first_retained || index > self.end.segment {
                 continue;
             }
@@ -650,20 +650,20 @@ impl Reading<'_> {
                     }
                 }
             }
-            false => vec![(segment::MAGIC.len() as u64, self.end.len)],
+            false => vec![(format::MAGIC.len() as u64, self.end.len)],
         };
-        let file = File::open(path).map_err(|err| segment::with_path(err, path, "cannot read"))?;
+        let file = File::open(path).map_err(|err| format::with_path(err, path, "cannot read"))?;
         let (mut meets, mut elsewhere) = (false, Elsewhere::new());
         for (mut from, to) in ranges {
             while from < to {
-                match segment::read_records(&file, path, from, to, 1 << 20) {
+                match format::read_records(&file, path, from, to, 1 << 20) {
                     Ok(records) => {
                         from = records.next;
                         let read = (index, records.entries);
                         meets |= self.add_frames(read, found, &mut elsewhere);
                     }
                     Err(err) if err.kind() == io::ErrorKind::InvalidData => {
-                        let next = segment::next_record(&file, path, from, to)?.unwrap_or(to);
+                        let next = format::next_record(&file, path, from, to)?.unwrap_or(to);
                         found.damaged.push(DamagedRange {
                             shard: self.shard,
                             segment: index,

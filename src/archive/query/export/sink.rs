@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::archive::export::{Format, Rows};
+use crate::archive::query::export::{Format, Rows};
 use crate::archive::read::FollowedFrame;
 
 /// Where exported frames go: a file in some format.

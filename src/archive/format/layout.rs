@@ -11,11 +11,12 @@
 //! [`list_shard_segments`], so they agree on which files make up an archive: a second way of
 //! walking the shards would sooner or later find a different set.
 
+use super::names;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::segment::{self, with_path};
+use super::error::with_path;
 use crate::domain::shard::MAX_SHARDS;
 
 const PREFIX: &str = "shard-";
@@ -57,12 +58,12 @@ pub(crate) fn list_shards(root: &Path) -> io::Result<Vec<(usize, PathBuf)>> {
     Ok(shards)
 }
 
-/// Takes every shard directory's lock ([`segment::lock_directory`]), the archive directory's
+/// Takes every shard directory's lock ([`names::lock_directory`]), the archive directory's
 /// first: what a tool that changes the archive holds, so that it never runs beside a daemon.
 pub(crate) fn lock_shards(root: &Path) -> io::Result<Vec<fs::File>> {
     list_shards(root)?
         .iter()
-        .map(|(_, dir)| segment::lock_directory(dir))
+        .map(|(_, dir)| names::lock_directory(dir))
         .collect()
 }
 
@@ -72,7 +73,7 @@ pub struct ShardSegments {
     pub shard: usize,
     /// The shard's directory ([`shard_dir`]): the archive directory itself for shard 0.
     pub dir: PathBuf,
-    /// Its segments, by index ([`segment::list_segments`]).
+    /// Its segments, by index ([`names::list_segments`]).
     pub segments: Vec<(u64, PathBuf)>,
     /// Its emergency journals, by generation: the segment format, and frames a crash may have
     /// left nowhere else, which the next start stores (`docs/archive-format.md`, "Emergency journals").
@@ -86,8 +87,8 @@ pub fn list_shard_segments(root: &Path) -> io::Result<Vec<ShardSegments>> {
     list_shards(root)?
         .into_iter()
         .map(|(shard, dir)| {
-            let segments = segment::list_segments(&dir)?;
-            let journals = super::journal::list_journals(&dir)?
+            let segments = names::list_segments(&dir)?;
+            let journals = names::list_journals(&dir)?
                 .into_iter()
                 .map(|(_, path)| path)
                 .collect();
@@ -104,6 +105,7 @@ pub fn list_shard_segments(root: &Path) -> io::Result<Vec<ShardSegments>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::format;
 
     #[test]
     fn shard_zero_is_the_root_and_the_others_are_named_directories() {
@@ -144,7 +146,7 @@ mod tests {
         for (shard, index) in [(0, 1), (0, 2), (2, 7)] {
             let dir = shard_dir(&root, shard);
             fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join(segment::segment_name(index)), segment::MAGIC).unwrap();
+            fs::write(dir.join(format::segment_name(index)), format::MAGIC).unwrap();
         }
         fs::create_dir_all(shard_dir(&root, 1)).unwrap();
         let listed = list_shard_segments(&root).unwrap();
@@ -163,7 +165,7 @@ mod tests {
         assert_eq!(shard_two.dir, root.join("shard-02"));
         assert_eq!(
             shard_two.segments[0].1,
-            root.join("shard-02").join(segment::segment_name(7))
+            root.join("shard-02").join(format::segment_name(7))
         );
     }
 }

@@ -23,9 +23,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::index::{SegmentIndex, SourceSpan, SourceSpans};
-use crate::archive::segment::with_path;
-use crate::archive::{index, sync_dir};
+use super::error::sync_dir;
+use super::error::with_path;
+use super::index;
+use super::index::{SegmentIndex, SourceSpan, SourceSpans};
 use crate::domain::frame::{SourceKey, SourceKind};
 
 const MAGIC: &[u8; 8] = b"TLMRET01";
@@ -118,7 +119,7 @@ impl ShardState {
     /// steps. Returns after the directory is synced.
     pub fn finish_deletions(&self, dir: &Path) -> io::Result<()> {
         let mut removed = false;
-        for (segment, path) in crate::archive::segment::list_segments(dir)? {
+        for (segment, path) in super::names::list_segments(dir)? {
             if segment >= self.first_retained {
                 break;
             }
@@ -199,7 +200,7 @@ pub fn decode(bytes: &[u8]) -> Option<ShardState> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::segment;
+    use crate::archive::format;
 
     fn contents(source: u32, sequences: std::ops::Range<u64>) -> SegmentIndex {
         let mut contents = SegmentIndex::default();
@@ -216,7 +217,7 @@ mod tests {
     }
 
     fn segments(dir: &Path) -> Vec<u64> {
-        let listed = segment::list_segments(dir).unwrap();
+        let listed = format::list_segments(dir).unwrap();
         listed.into_iter().map(|(index, _)| index).collect()
     }
 
@@ -224,7 +225,7 @@ mod tests {
     fn a_deletion_writes_the_state_then_unlinks_and_reads_back() {
         let dir = scratch("delete");
         for segment in 1..=4 {
-            fs::write(dir.join(segment::segment_name(segment)), segment::MAGIC).unwrap();
+            fs::write(dir.join(format::segment_name(segment)), format::MAGIC).unwrap();
             contents(1, 0..1)
                 .write(&index::index_path(&dir, segment))
                 .unwrap();
@@ -273,7 +274,7 @@ mod tests {
     fn a_deletion_cut_short_is_finished_from_the_state() {
         let dir = scratch("finish");
         for segment in 5..=8 {
-            fs::write(dir.join(segment::segment_name(segment)), segment::MAGIC).unwrap();
+            fs::write(dir.join(format::segment_name(segment)), format::MAGIC).unwrap();
         }
         let state = ShardState {
             first_retained: 7,

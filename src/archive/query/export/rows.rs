@@ -155,7 +155,7 @@ pub(crate) mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::archive::segment::FrameRecord;
+    use crate::archive::format::FrameRecord;
     use crate::domain::frame::{Priority, SourceKind};
     use crate::domain::position::Position;
 

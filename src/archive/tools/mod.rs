@@ -1,10 +1,10 @@
 //! The operator's tools on top of the archive: `aggregator archive verify`,
 //! `aggregator archive inspect` and `aggregator archive repair` ([`repair`]) here, and beside
 //! them `prune` ([`prune`]) and `export` ([`export`]) (`docs/archive-tools.md`; `gaps` is
-//! [`crate::archive::completeness`]).
+//! [`crate::archive::query::completeness`]).
 //!
 //! `verify` and `inspect` read segment files and emergency journals with
-//! [`crate::archive::segment`] and change nothing, so they work on a copy of an archive, with the
+//! [`crate::archive::format`] and change nothing, so they work on a copy of an archive, with the
 //! daemon stopped or running (a running daemon's newest segment may end in a record it is still
 //! writing, which `verify` reports as torn). The scan goes on past damage, so both see every valid
 //! record; `verify` also says, for each damaged range, which sources' sequences have a gap across
@@ -36,9 +36,8 @@ use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use crate::archive::layout;
-use crate::archive::retention::state::{Pruned, ShardState};
-use crate::archive::segment::{self, Damage, Entry, FrameRecord, ScanEnd, SegmentScan};
+use crate::archive::format::retention_file::{Pruned, ShardState};
+use crate::archive::format::{self, Damage, Entry, FrameRecord, ScanEnd, SegmentScan};
 use crate::domain::clock::{self, ClockEvent};
 use crate::domain::display::{payload_preview, unix_ns_to_rfc3339};
 use crate::domain::frame::{Priority, SourceKind};
@@ -473,7 +472,7 @@ struct Seen {
     damage_before: u32,
 }
 
-/// Reads every segment of every shard of the archive at `dir` ([`layout::list_shard_segments`])
+/// Reads every segment of every shard of the archive at `dir` ([`format::list_shard_segments`])
 /// and checks every record. Sources are tallied across the shards together: a source whose frames
 /// a change of `runtime.shards` split over several shards is one source, and a sequence stored in
 /// two shards is a duplicate. `Err` only when a directory or a file cannot be read; damage is in
@@ -486,7 +485,7 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let mut held = Held::default();
     let mut journal_paths = Vec::new();
     let mut pruned: BTreeMap<(u8, u32), Pruned> = BTreeMap::new();
-    for shard in layout::list_shard_segments(dir)? {
+    for shard in format::list_shard_segments(dir)? {
         for (&key, deleted) in &ShardState::read(&shard.dir)?.pruned {
             let all = pruned.entry(key).or_default();
             all.frames += deleted.frames;
@@ -497,7 +496,7 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
         }
         let first = segments.len();
         for (index, path) in shard.segments {
-            let scan = segment::read_segment(&path)?;
+            let scan = format::read_segment(&path)?;
             held.hold(&scan);
             segments.push(check_segment(
                 shard.shard,
@@ -813,7 +812,7 @@ pub struct InspectSummary {
 }
 
 /// Lists the records of every segment of every shard of the archive at `dir` that pass `filter`,
-/// one line each, to `out`: shard 0 first, then by shard ([`layout::list_shard_segments`]); then,
+/// one line each, to `out`: shard 0 first, then by shard ([`format::list_shard_segments`]); then,
 /// shard by shard, the frames of the emergency journals that no segment holds ([`journals`]),
 /// which the next start stores. Each line names its file by its path inside `dir`
 /// (`shard-02/segment-...seg`, `shard-02/emergency-...journal`; a file of shard 0, as before

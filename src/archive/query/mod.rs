@@ -1,0 +1,6 @@
+//! Questions asked of the whole archive, answered through the read side: which sequences each
+//! source's frames hold and what is missing ([`completeness`]), and the frames as rows for people
+//! and other programs ([`export`]).
+
+pub mod completeness;
+pub mod export;
