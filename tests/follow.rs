@@ -24,85 +24,24 @@ use aggregator::follow::protocol::{
 };
 use aggregator::follow::{FollowSettings, Followers};
 use aggregator::protocol::ingest::encode_data;
-use aggregator::{Config, Daemon, DrainReport, Listeners, Priority, SourceKind, Stats};
+use aggregator::{Config, Priority, SourceKind, Stats};
 use bytes::BytesMut;
-use common::{archive_config, test_config, wait_until, Client, ShardedArchive, TempDir, PATIENCE};
+use common::{
+    archive_config, test_config, with_followers, Client, ShardedArchive, TempDir, TestDaemon,
+    PATIENCE,
+};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 const LIVE: SourceKind = SourceKind::LiveUplink;
 const REPLAY: SourceKind = SourceKind::ArchivedReplay;
 
-/// A daemon on a segment archive in `dir`, serving followers, on loopback port 0.
-struct Running {
-    uplink: SocketAddr,
-    replay: SocketAddr,
-    follow: SocketAddr,
-    stats: Stats,
-    catalog: CatalogHandle,
-    token: CancellationToken,
-    handle: JoinHandle<DrainReport>,
-}
-
-impl Running {
-    async fn start(config: &Config) -> Running {
-        let archive = aggregator::archive::write::open(&config.archive, config.runtime.shards)
-            .expect("open the archive");
-        let daemon = Daemon::new(config.clone(), archive);
-        Self::run(config, daemon).await
-    }
-
-    async fn run(config: &Config, mut daemon: Daemon) -> Running {
-        let listeners = Listeners::bind(config).await.unwrap();
-        let follow = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let follow_addr = follow.local_addr().unwrap();
-        daemon.serve_followers(follow);
-        let token = CancellationToken::new();
-        Running {
-            uplink: listeners.uplink.local_addr().unwrap(),
-            replay: listeners.replay.local_addr().unwrap(),
-            follow: follow_addr,
-            stats: daemon.stats(),
-            catalog: daemon.catalog(),
-            token: token.clone(),
-            handle: tokio::spawn(daemon.run(listeners, token.cancelled_owned())),
-        }
-    }
-
-    fn addr(&self, kind: SourceKind) -> SocketAddr {
-        match kind {
-            LIVE => self.uplink,
-            REPLAY => self.replay,
-        }
-    }
-
-    async fn wait_archived(&self, frames: u64) {
-        wait_until(&format!("{frames} frames archived"), PATIENCE, || {
-            self.stats.snapshot().frames_archived == frames
-        })
-        .await;
-    }
-
-    async fn shutdown(self) -> DrainReport {
-        self.token.cancel();
-        tokio::time::timeout(PATIENCE, self.handle)
-            .await
-            .expect("the drain ends in time")
-            .expect("the daemon did not panic")
-    }
-}
-
-/// Sends `frames` (priority, sequence) as source `kind:id` on a connection of its own, then
-/// closes it once the daemon has handled them all.
-async fn send(daemon: &Running, kind: SourceKind, id: u32, frames: Vec<(Priority, u64)>) {
-    let mut client = Client::source(daemon.addr(kind), kind, id).await;
-    client.send_frames(frames).await;
-    client.finish_sending().await;
-    client.read_to_close().await;
+/// A daemon on the segment archive of `config`, serving followers.
+async fn start(config: &Config) -> TestDaemon {
+    TestDaemon::open(with_followers(config.clone())).await
 }
 
 fn routine(sequences: std::ops::Range<u64>) -> Vec<(Priority, u64)> {
@@ -162,10 +101,10 @@ fn after_shard_0(position: Position) -> Start {
     Start::After([ShardPosition { shard: 0, position }].into_iter().collect())
 }
 
-async fn subscribe(daemon: &Running, subscription: &Subscription) -> Follower {
+async fn subscribe(daemon: &TestDaemon, subscription: &Subscription) -> Follower {
     tokio::time::timeout(
         PATIENCE,
-        Follower::subscribe(daemon.follow, subscription, None),
+        Follower::subscribe(daemon.follow(), subscription, None),
     )
     .await
     .expect("SUBSCRIBED in time")
@@ -202,10 +141,10 @@ async fn take_to_end(follower: &mut Follower) -> Vec<FollowedFrame> {
 async fn from_the_start_every_archived_frame_comes_once_in_archive_order() {
     let dir = TempDir::new("follow-start");
     let config = archive_config(&dir.0);
-    let daemon = Running::start(&config).await;
-    send(&daemon, LIVE, 1, mixed(0..300)).await;
-    send(&daemon, LIVE, 2, routine(0..200)).await;
-    send(&daemon, REPLAY, 3, mixed(0..100)).await;
+    let daemon = start(&config).await;
+    daemon.send(LIVE, 1, mixed(0..300)).await;
+    daemon.send(LIVE, 2, routine(0..200)).await;
+    daemon.send(REPLAY, 3, mixed(0..100)).await;
     daemon.wait_archived(600).await;
 
     let mut follower = subscribe(&daemon, &subscription(Start::Oldest)).await;
@@ -223,12 +162,12 @@ async fn from_the_start_every_archived_frame_comes_once_in_archive_order() {
 #[tokio::test]
 async fn from_now_only_frames_stored_after_the_subscription_come() {
     let dir = TempDir::new("follow-now");
-    let daemon = Running::start(&archive_config(&dir.0)).await;
-    send(&daemon, LIVE, 1, routine(0..100)).await;
+    let daemon = start(&archive_config(&dir.0)).await;
+    daemon.send(LIVE, 1, routine(0..100)).await;
     daemon.wait_archived(100).await;
 
     let mut follower = subscribe(&daemon, &subscription(Start::Now)).await;
-    send(&daemon, LIVE, 1, routine(100..150)).await;
+    daemon.send(LIVE, 1, routine(100..150)).await;
     daemon.wait_archived(150).await;
     let report = daemon.shutdown().await;
     assert!(report.is_clean(), "{report:?}");
@@ -242,8 +181,8 @@ async fn from_now_only_frames_stored_after_the_subscription_come() {
 async fn a_position_resumes_right_after_it_across_a_daemon_restart() {
     let dir = TempDir::new("follow-resume");
     let config = archive_config(&dir.0);
-    let first = Running::start(&config).await;
-    send(&first, LIVE, 7, routine(0..400)).await;
+    let first = start(&config).await;
+    first.send(LIVE, 7, routine(0..400)).await;
     first.wait_archived(400).await;
     let mut follower = subscribe(&first, &subscription(Start::Oldest)).await;
     let before = take(&mut follower, 150).await;
@@ -256,7 +195,7 @@ async fn a_position_resumes_right_after_it_across_a_daemon_restart() {
     drop(follower);
     assert!(first.shutdown().await.is_clean());
 
-    let second = Running::start(&config).await;
+    let second = start(&config).await;
     let mut source = Client::source(second.uplink, LIVE, 7).await;
     source.send_routine(400..500).await;
     source.finish_sending().await;
@@ -294,7 +233,7 @@ async fn history_then_live(sync: SyncMode) {
     config.archive.sync = sync;
     // Small segments: the follower crosses rollovers while it catches up.
     config.archive.segment_bytes = 16 * 1024;
-    let daemon = Running::start(&config).await;
+    let daemon = start(&config).await;
     let sources = [(LIVE, 1), (LIVE, 2), (REPLAY, 3), (REPLAY, 4)];
     let per_source = 1_500u64;
     let mut clients = Vec::new();
@@ -340,10 +279,10 @@ async fn history_then_live(sync: SyncMode) {
 #[tokio::test]
 async fn filters_pass_only_the_sources_and_the_priority_asked_for() {
     let dir = TempDir::new("follow-filter");
-    let daemon = Running::start(&archive_config(&dir.0)).await;
-    send(&daemon, LIVE, 1, mixed(0..100)).await;
-    send(&daemon, LIVE, 2, mixed(0..100)).await;
-    send(&daemon, REPLAY, 1, mixed(0..100)).await;
+    let daemon = start(&archive_config(&dir.0)).await;
+    daemon.send(LIVE, 1, mixed(0..100)).await;
+    daemon.send(LIVE, 2, mixed(0..100)).await;
+    daemon.send(REPLAY, 1, mixed(0..100)).await;
     daemon.wait_archived(300).await;
     let wanted = Subscription::new(
         Start::Oldest,
@@ -390,8 +329,8 @@ async fn a_consumer_that_never_reads_holds_back_neither_ingest_nor_others_nor_th
     let dir = TempDir::new("follow-stuck");
     let mut config = archive_config(&dir.0);
     config.shutdown.drain_deadline = Duration::from_secs(1);
-    let daemon = Running::start(&config).await;
-    let stuck = stuck_consumer(daemon.follow).await;
+    let daemon = start(&config).await;
+    let stuck = stuck_consumer(daemon.follow()).await;
     let mut reading = subscribe(&daemon, &subscription(Start::Oldest)).await;
     // 16 MiB of frames: far more than the stuck consumer's socket buffers hold.
     let total = 16 * 1024;
@@ -452,8 +391,8 @@ async fn refusal(addr: SocketAddr, bytes: &[u8]) -> (RefuseReason, String) {
     }
 }
 
-async fn refused(daemon: &Running, start: Start) -> (RefuseReason, String) {
-    match Follower::subscribe(daemon.follow, &subscription(start.clone()), None).await {
+async fn refused(daemon: &TestDaemon, start: Start) -> (RefuseReason, String) {
+    match Follower::subscribe(daemon.follow(), &subscription(start.clone()), None).await {
         Err(FollowError::Refused { reason, detail }) => (reason, detail),
         Err(other) => panic!("expected a refusal for {start}, got {other}"),
         Ok(_) => panic!("{start} was accepted"),
@@ -465,10 +404,10 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
     let dir = TempDir::new("follow-refuse");
     let mut config = archive_config(&dir.0);
     config.archive.segment_bytes = 4096;
-    let daemon = Running::start(&config).await;
+    let daemon = start(&config).await;
     // One connection after another: one write to the archive each, so several segments.
     for from in (0..500).step_by(50) {
-        send(&daemon, LIVE, 1, routine(from..from + 50)).await;
+        daemon.send(LIVE, 1, routine(from..from + 50)).await;
     }
     daemon.wait_archived(500).await;
     let frames = archived(&dir.0);
@@ -478,7 +417,7 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
     // Not a SUBSCRIBE, a newer version, an oversize length, a truncated body.
     let hello = [0, 0, 0, 7, 0x01, 1, 0, 0, 0, 0, 7];
     assert_eq!(
-        refusal(daemon.follow, &hello).await.0,
+        refusal(daemon.follow(), &hello).await.0,
         RefuseReason::MalformedSubscribe
     );
     let mut good = BytesMut::new();
@@ -486,16 +425,16 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
     let mut newer = good.to_vec();
     newer[5] = VERSION + 1;
     assert_eq!(
-        refusal(daemon.follow, &newer).await.0,
+        refusal(daemon.follow(), &newer).await.0,
         RefuseReason::UnsupportedVersion
     );
-    let (reason, detail) = refusal(daemon.follow, &[0, 1, 0, 0]).await;
+    let (reason, detail) = refusal(daemon.follow(), &[0, 1, 0, 0]).await;
     assert_eq!(reason, RefuseReason::MalformedSubscribe, "{detail}");
     let mut short = good.to_vec();
     short[3] -= 1;
     short.pop();
     assert_eq!(
-        refusal(daemon.follow, &short).await.0,
+        refusal(daemon.follow(), &short).await.0,
         RefuseReason::MalformedSubscribe
     );
 
@@ -538,9 +477,8 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
 
 #[tokio::test]
 async fn a_daemon_without_archive_files_refuses_followers() {
-    let config = test_config();
-    let daemon = Daemon::new(config.clone(), Box::new(CountingSink::default()));
-    let running = Running::run(&config, daemon).await;
+    let config = with_followers(test_config());
+    let running = TestDaemon::start(config, Box::new(CountingSink::default())).await;
     assert_eq!(
         refused(&running, Start::Oldest).await.0,
         RefuseReason::NoArchive
@@ -563,9 +501,9 @@ async fn next_message(input: &mut FramedRead<TcpStream, LengthDelimitedCodec>) -
 #[tokio::test]
 async fn a_consumer_that_sends_after_subscribing_is_ended_with_the_reason() {
     let dir = TempDir::new("follow-chatty");
-    let daemon = Running::start(&archive_config(&dir.0)).await;
+    let daemon = start(&archive_config(&dir.0)).await;
     for sent in [&[0, 0, 0, 1, 0x11][..], &[0x42], &[0, 0, 0, 9, 1]] {
-        let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
+        let mut stream = TcpStream::connect(daemon.follow()).await.unwrap();
         let mut bytes = BytesMut::new();
         subscription(Start::Now).encode(&mut bytes);
         stream.write_all(&bytes).await.unwrap();
@@ -848,7 +786,7 @@ async fn a_full_listener_and_a_silent_consumer_are_refused_with_their_reason() {
     let mut config = archive_config(&dir.0);
     config.consumer.max_connections = 1;
     config.connection.handshake_timeout = Duration::from_millis(200);
-    let daemon = Running::start(&config).await;
+    let daemon = start(&config).await;
     let first = subscribe(&daemon, &subscription(Start::Oldest)).await;
     let (reason, detail) = refused(&daemon, Start::Oldest).await;
     assert_eq!(reason, RefuseReason::TooManyConnections, "{detail}");
@@ -858,7 +796,7 @@ async fn a_full_listener_and_a_silent_consumer_are_refused_with_their_reason() {
     // refused when the handshake time is up.
     let silent = tokio::time::timeout(PATIENCE, async {
         loop {
-            let stream = TcpStream::connect(daemon.follow).await.unwrap();
+            let stream = TcpStream::connect(daemon.follow()).await.unwrap();
             let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
             match next_message(&mut input).await {
                 DaemonMessage::Refused {
@@ -881,7 +819,7 @@ async fn a_full_listener_and_a_silent_consumer_are_refused_with_their_reason() {
 #[tokio::test]
 async fn followers_hear_of_the_latest_catalog_at_once_and_of_each_publication() {
     let dir = TempDir::new("follow-catalog");
-    let daemon = Running::start(&archive_config(&dir.0)).await;
+    let daemon = start(&archive_config(&dir.0)).await;
     daemon
         .catalog
         .publish("text/plain", "v1".into())
@@ -896,7 +834,7 @@ async fn followers_hear_of_the_latest_catalog_at_once_and_of_each_publication() 
         .await
         .unwrap();
     assert_eq!(next(&mut new).await.unwrap(), Some(Event::Catalog(2)));
-    send(&daemon, LIVE, 1, routine(0..3)).await;
+    daemon.send(LIVE, 1, routine(0..3)).await;
     daemon.wait_archived(3).await;
     assert!(daemon.shutdown().await.is_clean());
     let mut events = Vec::new();
@@ -1230,11 +1168,13 @@ async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
     let mut config = archive_config(&dir.0);
     config.runtime.shards = 2;
     config.archive.segment_bytes = 8 * 1024;
-    let daemon = Running::start(&config).await;
+    let daemon = start(&config).await;
     let mut sent = 0;
     for round in 0..6u64 {
         for id in 1..=3 {
-            send(&daemon, LIVE, id, mixed(round * 40..round * 40 + 40)).await;
+            daemon
+                .send(LIVE, id, mixed(round * 40..round * 40 + 40))
+                .await;
             sent += 40;
         }
     }
@@ -1255,8 +1195,9 @@ async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
 
     // Subscribes to the window from `since` to `until`; its frames and END are read in the
     // background.
+    let follow = daemon.follow();
     let follow_window = |until| async move {
-        let mut stream = TcpStream::connect(daemon.follow).await.unwrap();
+        let mut stream = TcpStream::connect(follow).await.unwrap();
         let mut bytes = BytesMut::new();
         let window = subscription(Start::Oldest).within(Some(since), Some(until));
         window.encode(&mut bytes);
@@ -1271,7 +1212,7 @@ async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
     let mut input = follow_window(until).await;
     let reader = tokio::spawn(async move { frames_to_end(&mut input).await });
     // Frames received after the window are passed over while the daemon runs.
-    send(&daemon, LIVE, 1, routine(1_000..1_050)).await;
+    daemon.send(LIVE, 1, routine(1_000..1_050)).await;
     daemon.wait_archived(sent + 50).await;
     let hour_ahead = unix_ns(SystemTime::now()).unwrap() + 3_600_000_000_000;
     let mut input = follow_window(hour_ahead).await;

@@ -12,97 +12,38 @@ use aggregator::config::{TmForwardConfig, TmFraming, TmServerConfig, TmStart};
 use aggregator::domain::frame::SourceKey;
 use aggregator::protocol::ccsds::{PrimaryHeader, ASM};
 use aggregator::stats::TmStats;
-use aggregator::{Config, Daemon, DrainReport, Listeners, SourceKind, Stats};
-use common::{archive_config, wait_until, Client, TempDir, PATIENCE};
+use aggregator::SourceKind;
+use common::{archive_config, wait_until, Client, TempDir, TestDaemon, PATIENCE};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 const LIVE: SourceKind = SourceKind::LiveUplink;
 const REPLAY: SourceKind = SourceKind::ArchivedReplay;
 
-/// A daemon on a segment archive, serving its config's TM servers on loopback port 0.
-struct Running {
-    uplink: SocketAddr,
-    replay: SocketAddr,
-    /// Each server's address, by name.
-    tm: Vec<(String, SocketAddr)>,
-    stats: Stats,
-    token: CancellationToken,
-    handle: JoinHandle<DrainReport>,
+/// TM server `name`'s counters.
+fn tm_stats(daemon: &TestDaemon, name: &str) -> TmStats {
+    let outputs = daemon.stats.tm_snapshots();
+    outputs
+        .into_iter()
+        .find(|t| t.name == name)
+        .expect("TM counters")
 }
 
-impl Running {
-    async fn start(config: &Config) -> Running {
-        config.validate().expect("the test config is valid");
-        let archive = aggregator::archive::write::open(&config.archive, config.runtime.shards)
-            .expect("open the archive");
-        let mut daemon = Daemon::new(config.clone(), archive);
-        let listeners = Listeners::bind(config).await.unwrap();
-        let mut tm = Vec::new();
-        for server in &config.tm_servers {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tm.push((server.name.clone(), listener.local_addr().unwrap()));
-            daemon.serve_tm(&server.name, listener);
-        }
-        let token = CancellationToken::new();
-        Running {
-            uplink: listeners.uplink.local_addr().unwrap(),
-            replay: listeners.replay.local_addr().unwrap(),
-            tm,
-            stats: daemon.stats(),
-            token: token.clone(),
-            handle: tokio::spawn(daemon.run(listeners, token.cancelled_owned())),
-        }
-    }
+/// Connects to TM server `name` and waits until the server has found where it starts.
+async fn connect(daemon: &TestDaemon, name: &str) -> TcpStream {
+    let open = tm_stats(daemon, name).connections;
+    let stream = TcpStream::connect(daemon.tm_server(name)).await.unwrap();
+    wait_until("the TM connection is open", PATIENCE, || {
+        tm_stats(daemon, name).connections == open + 1
+    })
+    .await;
+    stream
+}
 
-    fn tm_addr(&self, name: &str) -> SocketAddr {
-        self.tm
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("a TM server")
-            .1
-    }
-
-    fn tm_stats(&self, name: &str) -> TmStats {
-        let outputs = self.stats.tm_snapshots();
-        outputs
-            .into_iter()
-            .find(|t| t.name == name)
-            .expect("TM counters")
-    }
-
-    /// Connects to TM server `name` and waits until the server has found where it starts.
-    async fn connect(&self, name: &str) -> TcpStream {
-        let open = self.tm_stats(name).connections;
-        let stream = TcpStream::connect(self.tm_addr(name)).await.unwrap();
-        wait_until("the TM connection is open", PATIENCE, || {
-            self.tm_stats(name).connections == open + 1
-        })
-        .await;
-        stream
-    }
-
-    /// Sends `payloads` as source `kind:id` with sequences from `first`, and waits until the
-    /// daemon has stored them all (acknowledged and closed).
-    async fn send(&self, kind: SourceKind, id: u32, first: u64, payloads: &[Vec<u8>]) {
-        let addr = match kind {
-            LIVE => self.uplink,
-            REPLAY => self.replay,
-        };
-        Client::store(addr, kind, id, first, payloads).await;
-    }
-
-    async fn shutdown(self) -> DrainReport {
-        self.token.cancel();
-        let report = tokio::time::timeout(PATIENCE, self.handle)
-            .await
-            .expect("the drain ends in time")
-            .expect("the daemon did not panic");
-        assert!(report.is_clean(), "{report:?}");
-        report
-    }
+/// Sends `payloads` as source `kind:id` with sequences from `first`, and waits until the daemon
+/// has stored them all (acknowledged and closed).
+async fn send(daemon: &TestDaemon, kind: SourceKind, id: u32, first: u64, payloads: &[Vec<u8>]) {
+    Client::store(daemon.addr(kind), kind, id, first, payloads).await;
 }
 
 fn server(name: &str, from: TmStart) -> TmServerConfig {
@@ -164,18 +105,18 @@ async fn from_start_the_stored_packets_then_live_ones_each_once_and_nothing_else
     let dir = TempDir::new("tm-start");
     let mut config = archive_config(&dir.0);
     config.tm_servers = vec![server("yamcs", TmStart::Start)];
-    let daemon = Running::start(&config).await;
+    let daemon = TestDaemon::open(config).await;
     let (stored, live) = (packets(0, 40), packets(40, 30));
     // Non-packets among the packets of one source, in its sequence.
     let mut before: Vec<Vec<u8>> = stored[..20].to_vec();
     before.extend(not_packets());
     before.extend_from_slice(&stored[20..]);
-    daemon.send(LIVE, 1, 0, &before).await;
+    send(&daemon, LIVE, 1, 0, &before).await;
 
-    let mut client = daemon.connect("yamcs").await;
-    daemon.send(LIVE, 1, 1000, &live).await;
-    daemon.send(REPLAY, 1, 0, &not_packets()).await;
-    daemon.shutdown().await;
+    let mut client = connect(&daemon, "yamcs").await;
+    send(&daemon, LIVE, 1, 1000, &live).await;
+    send(&daemon, REPLAY, 1, 0, &not_packets()).await;
+    daemon.shutdown_clean().await;
 
     let received = read_to_end(&mut client).await;
     assert_eq!(received, [stored, live].concat().concat());
@@ -186,20 +127,20 @@ async fn from_now_only_packets_stored_after_the_connection() {
     let dir = TempDir::new("tm-now");
     let mut config = archive_config(&dir.0);
     config.tm_servers = vec![server("live", TmStart::Now)];
-    let daemon = Running::start(&config).await;
-    daemon.send(LIVE, 1, 0, &packets(0, 25)).await;
+    let daemon = TestDaemon::open(config).await;
+    send(&daemon, LIVE, 1, 0, &packets(0, 25)).await;
 
-    let mut client = daemon.connect("live").await;
+    let mut client = connect(&daemon, "live").await;
     let later = packets(25, 25);
-    daemon.send(LIVE, 1, 100, &later).await;
-    daemon.send(LIVE, 1, 200, &not_packets()).await;
+    send(&daemon, LIVE, 1, 100, &later).await;
+    send(&daemon, LIVE, 1, 200, &not_packets()).await;
     let counted = not_packets().len() as u64;
     wait_until("the non-packets are counted", PATIENCE, || {
-        daemon.tm_stats("live").frames_not_packets == counted
+        tm_stats(&daemon, "live").frames_not_packets == counted
     })
     .await;
-    let stats = daemon.tm_stats("live");
-    daemon.shutdown().await;
+    let stats = tm_stats(&daemon, "live");
+    daemon.shutdown_clean().await;
 
     let received = read_to_end(&mut client).await;
     assert_eq!(received, later.concat());
@@ -215,11 +156,11 @@ async fn with_ccsds_asm_each_packet_follows_the_sync_marker() {
         framing: TmFraming::CcsdsAsm,
         ..server("cosmos", TmStart::Start)
     }];
-    let daemon = Running::start(&config).await;
+    let daemon = TestDaemon::open(config).await;
     let sent = packets(0, 20);
-    daemon.send(REPLAY, 3, 0, &sent).await;
-    let mut client = daemon.connect("cosmos").await;
-    daemon.shutdown().await;
+    send(&daemon, REPLAY, 3, 0, &sent).await;
+    let mut client = connect(&daemon, "cosmos").await;
+    daemon.shutdown_clean().await;
 
     let expected: Vec<u8> = sent.iter().flat_map(|p| [&ASM[..], p].concat()).collect();
     assert_eq!(read_to_end(&mut client).await, expected);
@@ -244,16 +185,16 @@ async fn apid_source_and_kind_filters_choose_the_packets() {
             ..server("replay", TmStart::Start)
         },
     ];
-    let daemon = Running::start(&config).await;
+    let daemon = TestDaemon::open(config).await;
     let (a, b, c) = (packets(0, 30), packets(30, 30), packets(60, 30));
-    daemon.send(LIVE, 10100, 0, &a).await;
-    daemon.send(LIVE, 7, 0, &b).await;
-    daemon.send(REPLAY, 10100, 0, &c).await;
+    send(&daemon, LIVE, 10100, 0, &a).await;
+    send(&daemon, LIVE, 7, 0, &b).await;
+    send(&daemon, REPLAY, 10100, 0, &c).await;
     let mut clients = Vec::new();
     for name in ["apid", "source", "replay"] {
-        clients.push(daemon.connect(name).await);
+        clients.push(connect(&daemon, name).await);
     }
-    daemon.shutdown().await;
+    daemon.shutdown_clean().await;
 
     let of_apid_100 = |packets: &[Vec<u8>]| -> Vec<u8> {
         let apid = |p: &Vec<u8>| PrimaryHeader::parse(p).unwrap().apid;
@@ -275,16 +216,16 @@ async fn a_client_that_never_reads_holds_back_neither_ingest_nor_other_clients()
     let dir = TempDir::new("tm-stalled");
     let mut config = archive_config(&dir.0);
     config.tm_servers = vec![server("yamcs", TmStart::Start)];
-    let daemon = Running::start(&config).await;
+    let daemon = TestDaemon::open(config).await;
     // A small receive window, so that the server's writes to it stop for good.
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let stalled = socket.connect(daemon.tm_addr("yamcs")).await.unwrap();
+    let stalled = socket.connect(daemon.tm_server("yamcs")).await.unwrap();
     wait_until("the stalled connection is open", PATIENCE, || {
-        daemon.tm_stats("yamcs").connections == 1
+        tm_stats(&daemon, "yamcs").connections == 1
     })
     .await;
-    let mut reader = daemon.connect("yamcs").await;
+    let mut reader = connect(&daemon, "yamcs").await;
 
     // 8 MiB: more than the kernel buffers of the stalled connection hold.
     let big: Vec<Vec<u8>> = (0..4096).map(|i| packet(300, i, 2048)).collect();
@@ -296,7 +237,7 @@ async fn a_client_that_never_reads_holds_back_neither_ingest_nor_other_clients()
         (reader, read)
     });
     for (round, chunk) in big.chunks(512).enumerate() {
-        daemon.send(LIVE, 1, round as u64 * 1000, chunk).await;
+        send(&daemon, LIVE, 1, round as u64 * 1000, chunk).await;
     }
     assert_eq!(daemon.stats.snapshot().frames_archived, big.len() as u64);
     let (mut reader, read) = tokio::time::timeout(PATIENCE, reading)
@@ -305,12 +246,12 @@ async fn a_client_that_never_reads_holds_back_neither_ingest_nor_other_clients()
         .unwrap();
     assert!(read.unwrap() == expected, "the reader got every packet");
     // The stalled connection really stalled: it took less than everything.
-    let sent = daemon.tm_stats("yamcs").packets_sent;
+    let sent = tm_stats(&daemon, "yamcs").packets_sent;
     assert!(sent < 2 * big.len() as u64, "{sent} packets sent");
 
     // The stalled client leaves; the other reads nothing more to the drain.
     drop(stalled);
-    daemon.shutdown().await;
+    daemon.shutdown_clean().await;
     assert!(read_to_end(&mut reader).await.is_empty());
 }
 
@@ -322,14 +263,14 @@ async fn a_server_at_its_limit_closes_new_connections() {
         max_connections: 1,
         ..server("one", TmStart::Now)
     }];
-    let daemon = Running::start(&config).await;
-    let mut first = daemon.connect("one").await;
-    let mut second = TcpStream::connect(daemon.tm_addr("one")).await.unwrap();
+    let daemon = TestDaemon::open(config).await;
+    let mut first = connect(&daemon, "one").await;
+    let mut second = TcpStream::connect(daemon.tm_server("one")).await.unwrap();
     assert!(read_to_end(&mut second).await.is_empty());
-    assert_eq!(daemon.tm_stats("one").connections_refused, 1);
+    assert_eq!(tm_stats(&daemon, "one").connections_refused, 1);
     let sent = packets(0, 5);
-    daemon.send(LIVE, 1, 0, &sent).await;
-    daemon.shutdown().await;
+    send(&daemon, LIVE, 1, 0, &sent).await;
+    daemon.shutdown_clean().await;
     assert_eq!(read_to_end(&mut first).await, sent.concat());
 }
 
@@ -347,12 +288,12 @@ async fn a_forward_sends_each_packet_as_one_datagram() {
         sources: Vec::new(),
         kinds: vec![LIVE, REPLAY],
     }];
-    let daemon = Running::start(&config).await;
+    let daemon = TestDaemon::open(config).await;
     let mut sent = packets(0, 20);
-    daemon.send(LIVE, 1, 0, &sent).await;
-    daemon.send(LIVE, 1, 100, &not_packets()).await;
+    send(&daemon, LIVE, 1, 0, &sent).await;
+    send(&daemon, LIVE, 1, 100, &not_packets()).await;
     let later = packets(20, 20);
-    daemon.send(REPLAY, 2, 0, &later).await;
+    send(&daemon, REPLAY, 2, 0, &later).await;
     sent.extend(later);
 
     let mut buf = vec![0u8; 70_000];
@@ -365,12 +306,12 @@ async fn a_forward_sends_each_packet_as_one_datagram() {
     }
     // Counted once its send returned, which may be after the datagram arrived.
     wait_until("every datagram counted", PATIENCE, || {
-        daemon.tm_stats("tools").packets_sent == sent.len() as u64
+        tm_stats(&daemon, "tools").packets_sent == sent.len() as u64
     })
     .await;
-    let stats = daemon.tm_stats("tools");
+    let stats = tm_stats(&daemon, "tools");
     assert_eq!(stats.frames_not_packets, not_packets().len() as u64);
-    daemon.shutdown().await;
+    daemon.shutdown_clean().await;
 }
 
 /// A TM connection from the start that falls behind retention (it reads nothing while 20 MB go
@@ -386,19 +327,19 @@ async fn behind_retention(from_oldest_on_gap: bool) -> (Vec<u8>, TmStats) {
     let mut yamcs = server("yamcs", TmStart::Start);
     yamcs.from_oldest_on_gap = from_oldest_on_gap;
     config.tm_servers = vec![yamcs];
-    let daemon = Running::start(&config).await;
-    let mut client = daemon.connect("yamcs").await;
+    let daemon = TestDaemon::open(config).await;
+    let mut client = connect(&daemon, "yamcs").await;
     let bulk: Vec<Vec<u8>> = (0..BULK).map(|i| packet(100, i, 1000)).collect();
     for (chunk, first) in bulk.chunks(1000).zip((0..).step_by(1000)) {
-        daemon.send(LIVE, 1, first, chunk).await;
+        send(&daemon, LIVE, 1, first, chunk).await;
     }
     // The newest packet, which retention never deletes.
-    daemon.send(LIVE, 2, 0, &[packet(300, 0, 8)]).await;
+    send(&daemon, LIVE, 2, 0, &[packet(300, 0, 8)]).await;
     let received = tokio::time::timeout(PATIENCE, read_to_newest(&mut client))
         .await
         .expect("the stream ends or reaches the newest packet in time");
-    let stats = daemon.tm_stats("yamcs");
-    daemon.shutdown().await;
+    let stats = tm_stats(&daemon, "yamcs");
+    daemon.shutdown_clean().await;
     (received, stats)
 }
 

@@ -31,7 +31,7 @@ pub use self::{
         data_bytes, emergency_at, every_nth_emergency, hello_bytes, is_disconnect, payload_for,
         ping_bytes, routine_at, Client, Closed, Inbox,
     },
-    daemon::{archive_config, test_config, unbatched_config, Shards, TestDaemon},
+    daemon::{archive_config, test_config, unbatched_config, with_followers, Shards, TestDaemon},
     files::stored_frames,
     http::{
         chunks_so_far, dechunked, http_get, http_get_json, http_get_with, http_request,

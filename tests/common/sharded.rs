@@ -8,7 +8,7 @@ use aggregator::domain::position::DurableEnd;
 use aggregator::{Config, Daemon, Priority, SourceKind};
 use tokio::sync::watch;
 
-use super::{Client, Shards, TestDaemon};
+use super::{Shards, TestDaemon};
 
 /// An archive of several shards as a sharded daemon lays it out: shard `k`'s frames come through
 /// a daemon of its own whose segment sink writes in `format::shard_dir(root, k)`, so each shard
@@ -78,10 +78,7 @@ impl ShardedArchive {
         id: u32,
         frames: impl IntoIterator<Item = (Priority, u64)>,
     ) {
-        let mut client = Client::source(self.daemon(shard).addr(kind), kind, id).await;
-        client.send_frames(frames).await;
-        client.finish_sending().await;
-        client.read_to_close().await;
+        self.daemon(shard).send(kind, id, frames).await;
     }
 
     /// Drains shard `shard`'s daemon: its segment sink closes, and its durable end with it.
