@@ -481,16 +481,8 @@ async fn bounded_with_followers(dir: &Path) -> (common::TestDaemon, std::net::So
     config.archive.segment_bytes = 256 << 10;
     config.archive.retention.max_bytes = Some(2 << 20);
     config.archive.retention.check_interval = std::time::Duration::from_millis(20);
-    let archive = aggregator::archive::write::open(&config.archive, 1).expect("open the archive");
-    let follow = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = follow.local_addr().unwrap();
-    follow.set_nonblocking(true).unwrap();
-    let build = move |config| {
-        let mut daemon = aggregator::Daemon::new(config, archive);
-        daemon.serve_followers(tokio::net::TcpListener::from_std(follow).unwrap());
-        daemon
-    };
-    let (daemon, ()) = common::TestDaemon::start_built(config, build, |_| ()).await;
+    let daemon = common::TestDaemon::open(common::with_followers(config)).await;
+    let addr = daemon.follow();
     (daemon, addr)
 }
 

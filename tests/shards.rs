@@ -11,7 +11,7 @@ use aggregator::archive::{format, write};
 use aggregator::config::{ArchiveKind, SyncMode};
 use aggregator::domain::shard::shard_of;
 use aggregator::protocol::ingest::ServerMessage;
-use aggregator::{Config, Daemon, Listeners, Priority, SourceKind};
+use aggregator::{Config, Priority, SourceKind};
 use common::*;
 
 use SourceKind::LiveUplink;
@@ -90,13 +90,9 @@ async fn run(dir: &std::path::Path, shards: usize, sources: u32, through: u64) {
     let config = segment_config(dir, shards);
     let archive = write::open(&config.archive, shards).expect("open the archive");
     assert_eq!(archive.sinks.len(), shards);
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let uplink = listeners.uplink.local_addr().unwrap();
-    let daemon = Daemon::new(config, archive);
-    let token = tokio_util::sync::CancellationToken::new();
-    let serving = tokio::spawn(daemon.run(listeners, token.clone().cancelled_owned()));
+    let daemon = TestDaemon::start(config, archive).await;
     for id in 0..sources {
-        let mut client = Client::connect(uplink).await;
+        let mut client = Client::connect(daemon.uplink).await;
         client
             .send_raw(&hello_bytes(
                 aggregator::protocol::ingest::VERSION,
@@ -111,9 +107,7 @@ async fn run(dir: &std::path::Path, shards: usize, sources: u32, through: u64) {
         client.finish_sending().await;
         assert_eq!(client.read_to_close().await.final_ack, Some(through));
     }
-    token.cancel();
-    let report = serving.await.unwrap();
-    assert!(report.is_clean(), "{report:?}");
+    daemon.shutdown_clean().await;
 }
 
 /// Every frame of every shard directory, as (source id, sequence).

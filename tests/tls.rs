@@ -15,7 +15,7 @@ use aggregator::ops::access::Access;
 use aggregator::protocol::ingest::{RefuseReason, VERSION};
 use aggregator::tls::stream;
 use aggregator::tls::ServerTls;
-use aggregator::{Config, Daemon, Listeners, SourceKind};
+use aggregator::{Config, Daemon, SourceKind};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -485,19 +485,14 @@ async fn healthz_warns_of_a_listener_beyond_loopback_without_tls() {
 async fn a_follower_reads_the_archive_over_mutual_tls() {
     let dir = TempDir::new("tls-follow");
     let ca = Ca::new("main", &dir);
-    let mut config = mutual_tls_config(&ca);
+    let mut config = with_followers(mutual_tls_config(&ca));
     config.archive.dir = dir.0.join("archive");
     config.archive.sync = SyncMode::Interval;
     let tls = Arc::new(ServerTls::load(config.tls.as_ref().unwrap()).unwrap());
     let archive = aggregator::archive::write::open(&config.archive, config.runtime.shards).unwrap();
-    let mut daemon = Daemon::new(config.clone(), archive).with_tls(tls);
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let uplink = listeners.uplink.local_addr().unwrap();
-    let follow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let follow_addr = follow.local_addr().unwrap();
-    daemon.serve_followers(follow);
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(daemon.run(listeners, stop.clone().cancelled_owned()));
+    let build = |config| Daemon::new(config, archive).with_tls(tls);
+    let (daemon, ()) = TestDaemon::start_built(config, build, |_| ()).await;
+    let (uplink, follow_addr) = (daemon.uplink, daemon.follow());
 
     let client_tls = ca.client(Some(ca.sign("client", &[GROUND_STATION], false, false)));
     let mut source = Client::connect_tls(uplink, &client_tls).await.unwrap();
@@ -533,10 +528,5 @@ async fn a_follower_reads_the_archive_over_mutual_tls() {
             .is_err(),
         "a consumer without a certificate is turned away"
     );
-    stop.cancel();
-    let report = tokio::time::timeout(PATIENCE, running)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(report.is_clean(), "{report:?}");
+    daemon.shutdown_clean().await;
 }
