@@ -27,8 +27,8 @@ use aggregator::protocol::ingest::encode_data;
 use aggregator::{Config, Priority, SourceKind, Stats};
 use bytes::BytesMut;
 use common::{
-    archive_config, test_config, with_followers, Client, ShardedArchive, TempDir, TestDaemon,
-    PATIENCE,
+    archive_config, process, test_config, with_followers, Client, ShardedArchive, TempDir,
+    TestDaemon, PATIENCE,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -523,66 +523,16 @@ async fn a_consumer_that_sends_after_subscribing_is_ended_with_the_reason() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
-/// The `aggregator` binary with followers enabled, and its follow and uplink addresses from the
-/// "aggregator listening" log line.
-struct Binary {
-    child: std::process::Child,
-    uplink: SocketAddr,
-    follow: SocketAddr,
-}
-
-impl Binary {
-    fn start(dir: &Path) -> Binary {
-        use std::io::BufRead;
-        let config = dir.join("aggregator.toml");
-        let text = format!(
-            "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
-             [monitor]\nenabled = false\n[consumer]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\
-             [log]\nformat = \"json\"\n[runtime]\nshards = 1\n[archive]\ndir = \"{}\"\n",
-            dir.join("archive").display()
-        );
-        std::fs::write(&config, text).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the aggregator binary");
-        let (lines, listening) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("aggregator listening") {
-                    let _ = lines.send(line);
-                }
-            }
-        });
-        let line = listening
-            .recv_timeout(PATIENCE)
-            .expect("the daemon listens");
-        let field = |key: &str| -> SocketAddr {
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-            let fields = value.get("fields").unwrap_or(&value);
-            fields[key].as_str().unwrap().parse().unwrap()
-        };
-        Binary {
-            uplink: field("uplink"),
-            follow: field("consumer"),
-            child,
-        }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The `aggregator` binary on an archive in `dir`, with followers enabled.
+fn start_binary(dir: &Path) -> process::Daemon {
+    let text = format!(
+        "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
+         [monitor]\nlisten = \"127.0.0.1:0\"\n\
+         [consumer]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\
+         [runtime]\nshards = 1\n[archive]\ndir = \"{}\"\n",
+        dir.join("archive").display()
+    );
+    process::Daemon::start_in(dir, &text)
 }
 
 /// Runs `aggregator tail ARGS` to its exit: status, standard output, standard error.
@@ -602,13 +552,13 @@ async fn tail(args: &[&str]) -> (Option<i32>, String, String) {
 #[tokio::test]
 async fn aggregator_tail_prints_frames_ends_at_the_drain_and_says_why_it_fails() {
     let dir = TempDir::new("follow-tail");
-    let daemon = Binary::start(&dir.0);
+    let daemon = start_binary(&dir.0);
     let mut source = Client::source(daemon.uplink, LIVE, 5).await;
     source.send_frames(mixed(0..20)).await;
     source.finish_sending().await;
     source.read_to_close().await;
 
-    let addr = daemon.follow.to_string();
+    let addr = daemon.consumer.expect("the follow listener").to_string();
     let (status, out, err) = tail(&["--addr", &addr, "--limit", "5", "--json"]).await;
     assert_eq!(status, Some(0), "{err}");
     let lines: Vec<serde_json::Value> = out
@@ -753,7 +703,7 @@ async fn aggregator_tail_refused_says_the_follow_listener_may_not_be_enabled() {
 /// printed and its exit status.
 fn follow_until_drained(
     addr: &str,
-    mut daemon: Binary,
+    mut daemon: process::Daemon,
     options: &[&[&str]],
 ) -> Vec<(usize, Option<i32>)> {
     use std::io::BufRead;
@@ -770,13 +720,12 @@ fn follow_until_drained(
             (tail, lines)
         })
         .collect();
-    let pid = libc::pid_t::try_from(daemon.child.id()).unwrap();
-    // SAFETY: a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    daemon.signal(libc::SIGTERM);
     let ended = (tails.iter_mut())
         .map(|(tail, lines)| (1 + lines.count(), tail.wait().unwrap().code()))
         .collect();
-    assert!(daemon.child.wait().unwrap().success(), "a clean drain");
+    let (status, _) = daemon.wait_exit(PATIENCE);
+    assert!(status.success(), "a clean drain");
     ended
 }
 

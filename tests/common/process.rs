@@ -25,6 +25,8 @@ pub struct Daemon {
     pub uplink: SocketAddr,
     pub replay: SocketAddr,
     pub monitor: SocketAddr,
+    /// The follow listener, where the config enables it (`consumer.enabled`).
+    pub consumer: Option<SocketAddr>,
 }
 
 impl Daemon {
@@ -148,6 +150,7 @@ impl Daemon {
             uplink: "0.0.0.0:0".parse().unwrap(),
             replay: "0.0.0.0:0".parse().unwrap(),
             monitor: "0.0.0.0:0".parse().unwrap(),
+            consumer: None,
         };
         let listening = daemon.wait_for_line("aggregator listening");
         let field = |key| match format {
@@ -157,6 +160,8 @@ impl Daemon {
         daemon.uplink = field("uplink").parse().unwrap();
         daemon.replay = field("replay").parse().unwrap();
         daemon.monitor = field("monitor").parse().unwrap();
+        // "disabled" where it is off.
+        daemon.consumer = field("consumer").parse().ok();
         daemon
     }
 
