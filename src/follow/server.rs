@@ -31,9 +31,9 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::protocol::MAX_SUBSCRIBE_LEN;
-use super::protocol::{encode_frames, DaemonMessage, EndReason, RefuseReason, Subscription};
-use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors, Skipped};
+use super::protocol::{encode_frames, DaemonMessage, End, Refusal, Subscription};
+use super::protocol::{FrameRun, MAX_SUBSCRIBE_LEN};
+use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors};
 use crate::archive::write::Readers;
 use crate::catalog::{CatalogHandle, Published};
 use crate::net::{accept_until, Limits, Refused, Slots};
@@ -78,17 +78,26 @@ struct FollowService {
     drain: CancellationToken,
 }
 
-/// A consumer's message that does not subscribe.
-type Refusal = (RefuseReason, String);
-
 /// Why a subscription ended.
 enum Ending {
-    /// The daemon sends END with this reason.
-    End(EndReason, String),
+    /// The daemon sends END.
+    End(End),
     /// The consumer closed its side.
     ConsumerClosed,
     /// The socket failed (the consumer went away).
     Io(io::Error),
+}
+
+impl From<End> for Ending {
+    fn from(end: End) -> Ending {
+        Ending::End(end)
+    }
+}
+
+impl From<io::Error> for Ending {
+    fn from(err: io::Error) -> Ending {
+        Ending::Io(err)
+    }
 }
 
 impl Followers {
@@ -190,42 +199,24 @@ async fn serve(
     let mut input = FramedRead::new(read, codec);
     let subscribed = match refused {
         None => subscribe(&mut input, &mut write, shared).await,
-        Some(refused) => Err(Some((
-            RefuseReason::TooManyConnections,
-            format!("the follow listener: {refused}"),
-        ))),
+        Some(refused) => Err(Some(Refusal::TooManyConnections(*refused))),
     };
     let (subscription, cursors) = match subscribed {
         Ok(subscribed) => subscribed,
         Err(None) => return,
-        Err(Some((reason, detail))) => {
+        Err(Some(refusal)) => {
+            let (reason, detail) = (refusal.reason(), refusal.to_string());
             tracing::info!(?reason, detail, "subscription refused");
-            let refused = DaemonMessage::Refused { reason, detail };
-            close(input, write, &refused).await;
-            return;
+            return close(input, write, &DaemonMessage::from(&refusal)).await;
         }
     };
     let filter = &subscription.filter;
     tracing::info!(start = %subscription.start, sources = filter.sources.len(), priority = ?filter.priority, on_gap = ?subscription.on_gap, "follower subscribed");
     let _reading = settings.readers.as_ref().map(Readers::hold);
-    let mut sent = 0;
-    let version = subscription.version;
-    let ending = stream_frames(
-        &mut input,
-        &mut write,
-        (cursors, version),
-        shared,
-        &mut sent,
-    )
-    .await;
-    match ending {
-        Ending::End(reason, detail) => {
-            tracing::info!(?reason, detail, frames = sent, "subscription ended");
-            close(input, write, &DaemonMessage::End { reason, detail }).await;
-        }
-        Ending::ConsumerClosed => tracing::info!(frames = sent, "follower closed its connection"),
-        Ending::Io(err) => tracing::info!(frames = sent, error = %err, "follower connection lost"),
-    }
+    let mut follower =
+        Subscriber::new(input, write, cursors, subscription.version, &shared.catalog);
+    let ending = follower.run().await;
+    follower.finish(ending).await;
 }
 
 /// Reads and checks the SUBSCRIBE, finds where it starts, and answers SUBSCRIBED. `Err(None)`:
@@ -237,24 +228,17 @@ async fn subscribe(
 ) -> Result<(Subscription, ShardCursors), Option<Refusal>> {
     let timeout = shared.settings.handshake_timeout;
     let body = match tokio::time::timeout(timeout, input.next()).await {
-        Err(_) => {
-            let detail = format!("no SUBSCRIBE within {} ms", timeout.as_millis());
-            return Err(Some((RefuseReason::HandshakeTimeout, detail)));
-        }
+        Err(_) => return Err(Some(Refusal::HandshakeTimeout(timeout))),
         Ok(None) => return Err(None),
-        Ok(Some(Err(err))) => {
-            return Err(Some((RefuseReason::MalformedSubscribe, err.to_string())));
-        }
+        Ok(Some(Err(err))) => return Err(Some(Refusal::Unreadable(err))),
         Ok(Some(Ok(body))) => body,
     };
-    let subscription = Subscription::decode(&body).map_err(Some)?;
+    let subscription = Subscription::decode(&body).map_err(|err| Some(err.into()))?;
     if shared.drain.is_cancelled() {
-        let detail = "the daemon is draining; subscribe again later".to_string();
-        return Err(Some((RefuseReason::ShuttingDown, detail)));
+        return Err(Some(Refusal::ShuttingDown));
     }
     if shared.durable.is_empty() {
-        let detail = "this daemon keeps no archive files (archive.kind = \"count\")".to_string();
-        return Err(Some((RefuseReason::NoArchive, detail)));
+        return Err(Some(Refusal::NoArchive));
     }
     let reading = (Arc::new(subscription.filter.clone()), subscription.on_gap);
     let located = ShardCursors::locate(
@@ -263,8 +247,7 @@ async fn subscribe(
         &subscription.start,
         reading,
     );
-    let cursors =
-        (located.await).map_err(|err| Some((RefuseReason::from(&err), err.to_string())))?;
+    let cursors = (located.await).map_err(|err| Some(Refusal::Archive(err)))?;
     let mut buf = BytesMut::new();
     let version = subscription.version;
     DaemonMessage::Subscribed { version }.encode(&mut buf);
@@ -272,92 +255,151 @@ async fn subscribe(
     Ok((subscription, cursors))
 }
 
-/// Sends the frames from the cursors on as they become durable, until every shard's archive
-/// writer has closed (END `Shutdown` once everything durable is sent), the archive cannot be read,
-/// or the consumer goes.
-async fn stream_frames(
-    input: &mut FramedRead<Reader, LengthDelimitedCodec>,
-    write: &mut Writer,
-    (mut cursors, version): (ShardCursors, u8),
-    shared: &FollowService,
-    sent: &mut u64,
-) -> Ending {
-    let mut buf = BytesMut::new();
-    // Followers hear of each catalog publication, and of the latest at once.
-    let mut catalog = shared.catalog.subscribe();
-    catalog.mark_changed();
-    loop {
-        if let Some(version) = newly_published(&mut catalog) {
-            buf.clear();
-            DaemonMessage::Catalog { version }.encode(&mut buf);
-            if let Err(err) = write_flushed(write, &buf).await {
-                return Ending::Io(err);
-            }
-        }
-        // Whether every shard was closed before this read: then a read that finds nothing
-        // means everything durable was sent.
-        let closed = !cursors.is_open();
-        for earliest in cursors.take_earliest() {
-            buf.clear();
-            DaemonMessage::Earliest(earliest).encode(&mut buf);
-            if let Err(err) = write_flushed(write, &buf).await {
-                return Ending::Io(err);
-            }
-        }
-        let read = cursors.read().await;
-        if let Err(err) = send_skipped(write, cursors.take_skipped()).await {
-            return Ending::Io(err);
-        }
-        match read {
-            Err(err) => return Ending::End(EndReason::from(&err), err.to_string()),
-            Ok(Some(runs)) if runs.is_empty() => continue,
-            Ok(Some(runs)) => {
-                buf.clear();
-                runs.iter()
-                    .for_each(|run| encode_frames(run, version, &mut buf));
-                tokio::select! {
-                    written = write_flushed(write, &buf) => {
-                        if let Err(err) = written {
-                            return Ending::Io(err);
-                        }
-                    }
-                    sent = anything_sent(input) => return sent,
-                }
-                *sent += runs.iter().map(|run| run.frames.len() as u64).sum::<u64>();
-                continue;
-            }
-            Ok(None) if cursors.is_finished() => {
-                let detail = "every frame received until the window's end was sent".to_string();
-                return Ending::End(EndReason::Until, detail);
-            }
-            Ok(None) if closed => {
-                let detail = "the daemon drained; every durable frame was sent".to_string();
-                return Ending::End(EndReason::Shutdown, detail);
-            }
-            Ok(None) => {}
-        }
-        tokio::select! {
-            () = cursors.changed() => {}
-            Ok(()) = catalog.changed() => {
-                // Marked changed again for the loop's check, which sends the notice.
-                catalog.mark_changed();
-            }
-            sent = anything_sent(input) => return sent,
-        }
-    }
+/// A subscribed follower: what its task needs until its END, as mini-redis' `Handler` holds a
+/// connection's. Each turn of its loop, and each branch of a turn, is a method.
+struct Subscriber {
+    input: FramedRead<Reader, LengthDelimitedCodec>,
+    write: Writer,
+    cursors: ShardCursors,
+    /// The subscription's protocol version: from 4 on, a link's FRAMES come after a RECEPTION.
+    version: u8,
+    /// Followers hear of each catalog publication, and of the latest at once.
+    catalog: watch::Receiver<Option<Arc<Published>>>,
+    /// The messages being sent; kept from one to the next.
+    buf: BytesMut,
+    /// Frames sent so far.
+    sent: u64,
 }
 
-/// Tells the consumer of each skip past deleted segments (it asked to be taken on past them).
-async fn send_skipped(write: &mut Writer, skipped: Vec<Skipped>) -> io::Result<()> {
-    if skipped.is_empty() {
-        return Ok(());
+impl Subscriber {
+    fn new(
+        input: FramedRead<Reader, LengthDelimitedCodec>,
+        write: Writer,
+        cursors: ShardCursors,
+        version: u8,
+        catalog: &CatalogHandle,
+    ) -> Subscriber {
+        let mut catalog = catalog.subscribe();
+        catalog.mark_changed();
+        Subscriber {
+            input,
+            write,
+            cursors,
+            version,
+            catalog,
+            buf: BytesMut::new(),
+            sent: 0,
+        }
     }
-    let mut buf = BytesMut::new();
-    for skip in skipped {
-        skip.log("follower");
-        DaemonMessage::Skipped(skip).encode(&mut buf);
+
+    /// Sends the frames from the cursors on as they become durable, until every shard's archive
+    /// writer has closed (END `Shutdown` once everything durable is sent), the archive cannot be
+    /// read, or the consumer goes.
+    async fn run(&mut self) -> Ending {
+        loop {
+            if let Err(ending) = self.turn().await {
+                return ending;
+            }
+        }
     }
-    write_flushed(write, &buf).await
+
+    /// The notices due, one read of the archive and what it found sent; when it found nothing,
+    /// a wait for more.
+    async fn turn(&mut self) -> Result<(), Ending> {
+        self.send_catalog().await?;
+        // Whether every shard was closed before this read: then a read that finds nothing
+        // means everything durable was sent.
+        let closed = !self.cursors.is_open();
+        self.send_earliest().await?;
+        let read = self.cursors.read().await;
+        self.send_skipped().await?;
+        match read.map_err(End::Archive)? {
+            Some(runs) if runs.is_empty() => Ok(()),
+            Some(runs) => self.send_frames(&runs).await,
+            None if self.cursors.is_finished() => Err(End::WindowEnded.into()),
+            None if closed => Err(End::Drained.into()),
+            None => self.wait().await,
+        }
+    }
+
+    /// CATALOG, when a catalog was published since the last look.
+    async fn send_catalog(&mut self) -> io::Result<()> {
+        match newly_published(&mut self.catalog) {
+            Some(version) => self.send(&DaemonMessage::Catalog { version }).await,
+            None => Ok(()),
+        }
+    }
+
+    /// EARLIEST for each shard that holds nothing as old as the subscription's window start.
+    async fn send_earliest(&mut self) -> io::Result<()> {
+        for earliest in self.cursors.take_earliest() {
+            self.send(&DaemonMessage::Earliest(earliest)).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the consumer of each skip past deleted segments (it asked to be taken on past them).
+    async fn send_skipped(&mut self) -> io::Result<()> {
+        let skipped = self.cursors.take_skipped();
+        if skipped.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        for skip in skipped {
+            skip.log("follower");
+            DaemonMessage::Skipped(skip).encode(&mut self.buf);
+        }
+        write_flushed(&mut self.write, &self.buf).await
+    }
+
+    /// The runs' FRAMES (each after its RECEPTION, to a subscription of version 4 on), unless the
+    /// consumer sends something first.
+    async fn send_frames(&mut self, runs: &[FrameRun]) -> Result<(), Ending> {
+        self.buf.clear();
+        for run in runs {
+            encode_frames(run, self.version, &mut self.buf);
+        }
+        tokio::select! {
+            written = write_flushed(&mut self.write, &self.buf) => written?,
+            sent = anything_sent(&mut self.input) => return Err(sent),
+        }
+        self.sent += runs.iter().map(|run| run.frames.len() as u64).sum::<u64>();
+        Ok(())
+    }
+
+    /// Waits for a shard's durable end to move or a catalog to be published; or for the
+    /// consumer, which ends the subscription.
+    async fn wait(&mut self) -> Result<(), Ending> {
+        tokio::select! {
+            () = self.cursors.changed() => {}
+            Ok(()) = self.catalog.changed() => {
+                // Marked changed again for the next turn's check, which sends the notice.
+                self.catalog.mark_changed();
+            }
+            sent = anything_sent(&mut self.input) => return Err(sent),
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, message: &DaemonMessage) -> io::Result<()> {
+        self.buf.clear();
+        message.encode(&mut self.buf);
+        write_flushed(&mut self.write, &self.buf).await
+    }
+
+    /// Logs how the subscription ended, and sends its END when it has one.
+    async fn finish(self, ending: Ending) {
+        let frames = self.sent;
+        match ending {
+            Ending::End(end) => {
+                let (reason, detail) = (end.reason(), end.to_string());
+                tracing::info!(?reason, detail, frames, "subscription ended");
+                close(self.input, self.write, &DaemonMessage::from(&end)).await;
+            }
+            Ending::ConsumerClosed => tracing::info!(frames, "follower closed its connection"),
+            Ending::Io(err) => tracing::info!(frames, error = %err, "follower connection lost"),
+        }
+    }
 }
 
 /// The version of a catalog published since the last look, if any.
@@ -379,17 +421,14 @@ async fn write_flushed(write: &mut Writer, buf: &[u8]) -> io::Result<()> {
 /// byte is enough, whether or not a whole message follows (a partial one must not wait for the
 /// rest). Reads the socket itself, past the framing; cancel-safe.
 async fn anything_sent(input: &mut FramedRead<Reader, LengthDelimitedCodec>) -> Ending {
-    let unexpected = |what: String| Ending::End(EndReason::UnexpectedMessage, what);
     let buffered = input.read_buffer().len();
     if buffered > 0 {
-        return unexpected(format!(
-            "a consumer sends nothing after SUBSCRIBE; {buffered} bytes came"
-        ));
+        return End::BufferedAfterSubscribe(buffered).into();
     }
     let mut byte = [0u8; 1];
     match input.get_mut().read(&mut byte).await {
         Ok(0) => Ending::ConsumerClosed,
-        Ok(_) => unexpected("a consumer sends nothing after SUBSCRIBE".into()),
+        Ok(_) => End::SentAfterSubscribe.into(),
         Err(err) => Ending::Io(err),
     }
 }

@@ -1,0 +1,131 @@
+//! RECEPTION (version 4): who delivered a link's frames, and each frame's reception, sent before
+//! their FRAMES. Each frame's flags say what follows them: an earth-receive time, AX.25
+//! addresses; and whether it was played back.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::decode_error::DecodeError;
+use super::wire::RECEPTION;
+use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received};
+
+/// RECEPTION's per-frame flags: an earth-receive time follows; playback; AX.25 addresses follow.
+const HAS_EARTH_TIME: u8 = 0x01;
+const PLAYBACK: u8 = 0x02;
+const HAS_AX25: u8 = 0x04;
+
+/// Who delivered a run's frames, and each one's reception.
+pub type RunReception = (Arc<Delivery>, Vec<Received>);
+
+/// Appends a RECEPTION message with its length prefix: the reception of each frame of the FRAMES
+/// message that follows it.
+pub(super) fn encode_reception(delivery: &Delivery, received: &[Received], dst: &mut BytesMut) {
+    let start = dst.len();
+    dst.put_u32(0);
+    dst.put_u8(RECEPTION);
+    for name in [&delivery.link, &delivery.station] {
+        put_name(dst, name);
+    }
+    dst.put_u32(received.len() as u32);
+    for frame in received {
+        dst.put_u8(flags(frame));
+        if let Some(time) = frame.earth_unix_ns {
+            dst.put_u64(time);
+        }
+        if let Some(Ax25Addresses { from, to }) = frame.ax25 {
+            put_name(dst, &from.to_string());
+            put_name(dst, &to.to_string());
+        }
+    }
+    let len = (dst.len() - start - 4) as u32;
+    dst[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A frame's flags: what follows them, and whether it was played back.
+fn flags(frame: &Received) -> u8 {
+    frame.earth_unix_ns.map_or(0, |_| HAS_EARTH_TIME)
+        | if frame.playback { PLAYBACK } else { 0 }
+        | frame.ax25.map_or(0, |_| HAS_AX25)
+}
+
+/// A name: its length in bytes (at most 255, longer is cut), then its UTF-8.
+fn put_name(dst: &mut BytesMut, name: &str) {
+    let mut len = name.len().min(255);
+    while !name.is_char_boundary(len) {
+        len -= 1;
+    }
+    dst.put_u8(len as u8);
+    dst.put_slice(&name.as_bytes()[..len]);
+}
+
+/// Decodes a RECEPTION body after its type byte.
+pub(super) fn decode_reception(mut body: Bytes) -> Result<RunReception, DecodeError> {
+    let link = get_name(&mut body, "link")?;
+    let station = get_name(&mut body, "station")?;
+    let delivery = Arc::new(Delivery {
+        link: link.into(),
+        station: station.into(),
+    });
+    let count = take(&mut body, 4, "its count")?.get_u32();
+    let mut received = Vec::with_capacity((count as usize).min(body.len()));
+    for index in 0..count {
+        received.push(get_received(&mut body, index)?);
+    }
+    if !body.is_empty() {
+        let left = body.len();
+        return Err(DecodeError::Reception(format!(
+            "{left} bytes left over after {count} frames"
+        )));
+    }
+    Ok((delivery, received))
+}
+
+/// Frame `index`'s reception: its flags, and what they say follows them.
+fn get_received(body: &mut Bytes, index: u32) -> Result<Received, DecodeError> {
+    let flags = take(body, 1, "a frame's flags")?.get_u8();
+    if flags & !(HAS_EARTH_TIME | PLAYBACK | HAS_AX25) != 0 {
+        return Err(DecodeError::Reception(format!(
+            "frame {index} has undefined flags 0x{flags:02X}"
+        )));
+    }
+    let earth_unix_ns = match flags & HAS_EARTH_TIME {
+        0 => None,
+        _ => Some(take(body, 8, "an earth-receive time")?.get_u64()),
+    };
+    let ax25 = match flags & HAS_AX25 {
+        0 => None,
+        _ => Some(Ax25Addresses {
+            from: get_callsign(body, "an AX.25 source")?,
+            to: get_callsign(body, "an AX.25 destination")?,
+        }),
+    };
+    Ok(Received {
+        earth_unix_ns,
+        playback: flags & PLAYBACK != 0,
+        ax25,
+    })
+}
+
+/// A callsign, as a name.
+fn get_callsign(body: &mut Bytes, what: &str) -> Result<Callsign, DecodeError> {
+    let text = get_name(body, what)?;
+    text.parse()
+        .map_err(|_| DecodeError::Reception(format!("{text:?} is not a callsign")))
+}
+
+/// The first `n` bytes of `body`, or the error of a RECEPTION cut within `what`.
+fn take(body: &mut Bytes, n: usize, what: &str) -> Result<Bytes, DecodeError> {
+    match body.len() >= n {
+        true => Ok(body.split_to(n)),
+        false => Err(DecodeError::Reception(format!("cut within {what}"))),
+    }
+}
+
+/// A name: a length byte, then that many bytes of UTF-8.
+fn get_name(body: &mut Bytes, what: &str) -> Result<String, DecodeError> {
+    let len = usize::from(take(body, 1, what)?.get_u8());
+    let bytes = take(body, len, what)?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| DecodeError::Reception(format!("{what} is not UTF-8")))
+}
