@@ -7,11 +7,9 @@
 //! with its packets, and bad frames are logged at most once a second: a station sending noise
 //! costs its own frames, never the link.
 
-use std::ops::Range;
-
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::station::{Heard, Link};
+use super::station::{Heard, Link, ReadPackets};
 use crate::protocol::frames::{Extracted, FrameReader, FrameStream};
 
 /// One connection's (or a UDP socket's) frames in, packets out.
@@ -64,7 +62,7 @@ impl Deframer {
 
     /// The packets of the frames read since the last call, as one chunk, each with its virtual
     /// channel, and their counts added to the link's.
-    pub(crate) fn packets(&mut self, link: &Link) -> (Bytes, Vec<Range<usize>>, Vec<Heard>) {
+    pub(crate) fn packets(&mut self, link: &Link) -> ReadPackets {
         let out = std::mem::take(&mut self.out);
         let tally = &out.tally;
         link.counters.frames(tally);
@@ -83,7 +81,11 @@ impl Deframer {
                 ..Heard::default()
             })
             .collect();
-        (Bytes::from(out.bytes), out.packets, heard)
+        ReadPackets {
+            chunk: Bytes::from(out.bytes),
+            packets: out.packets,
+            heard,
+        }
     }
 
     /// The stream ended: packets in reassembly are dropped and counted.

@@ -30,6 +30,14 @@ pub(crate) enum Verdict {
     Behind(u64),
 }
 
+/// How the merge knows a packet: its APID, its sequence count and a CRC-32 of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PacketId {
+    pub apid: u16,
+    pub count: u16,
+    pub crc: u32,
+}
+
 /// One group's memory of the packets it took, per APID.
 #[derive(Debug)]
 pub(crate) struct MergeGroup {
@@ -69,19 +77,19 @@ pub(crate) struct Merging<'a> {
 }
 
 impl Merging<'_> {
-    /// Takes a packet of `apid` with sequence `count` and bytes of `crc`, if new and if `accept`
-    /// takes its extended count (the source may refuse it as at or below what it stored). `own`
-    /// is the extended count of the connection's last packet of the APID, once it placed one
-    /// (a [`Verdict::Behind`] first packet is not placed); `seed` the highest stored for the APID
-    /// before, read when the group first sees the APID.
+    /// Takes `packet`, if new and if `accept` takes its extended count (the source may refuse
+    /// it as at or below what it stored). `own` is the extended count of the connection's last
+    /// packet of the APID, once it placed one (a [`Verdict::Behind`] first packet is not
+    /// placed); `seed` the highest stored for the APID before, read when the group first sees
+    /// the APID.
     pub(crate) fn admit(
         &mut self,
-        apid: u16,
-        (count, crc): (u16, u32),
+        packet: PacketId,
         own: Option<u64>,
         seed: impl FnOnce() -> Option<u64>,
         accept: impl FnOnce(u64) -> bool,
     ) -> Verdict {
+        let PacketId { apid, count, crc } = packet;
         let window = self.apids.entry(apid).or_insert_with(|| Window {
             high: seed(),
             slots: vec![(0, 0); self.window],
@@ -177,6 +185,10 @@ mod tests {
 
     use super::*;
 
+    fn id(apid: u16, count: u16, crc: u32) -> PacketId {
+        PacketId { apid, count, crc }
+    }
+
     /// One station's connection: the last count it placed.
     #[derive(Default)]
     struct Station(Option<u64>);
@@ -185,7 +197,7 @@ mod tests {
         fn admit(&mut self, group: &MergeGroup, count: u16, crc: u32) -> Verdict {
             let v = group
                 .lock()
-                .admit(1, (count, crc), self.0, || None, |_| true);
+                .admit(id(1, count, crc), self.0, || None, |_| true);
             if let Verdict::New(e) | Verdict::Copy(e) = v {
                 self.0 = Some(e);
             }
@@ -242,9 +254,9 @@ mod tests {
     #[test]
     fn a_seed_continues_after_a_restart_and_the_source_may_refuse() {
         let group = MergeGroup::new(64);
-        let seeded = (group.lock()).admit(1, (2, 0), None, || Some(3 * 16_384 + 1), |_| true);
+        let seeded = (group.lock()).admit(id(1, 2, 0), None, || Some(3 * 16_384 + 1), |_| true);
         assert_eq!(seeded, Verdict::New(3 * 16_384 + 2));
-        let refused = (group.lock()).admit(1, (3, 0), None, || None, |_| false);
+        let refused = (group.lock()).admit(id(1, 3, 0), None, || None, |_| false);
         assert_eq!(refused, Verdict::Copy(3 * 16_384 + 3));
         assert_eq!(admit(&group, 3, 0), Verdict::New(3 * 16_384 + 3));
     }
@@ -262,7 +274,7 @@ mod tests {
         let mut verdicts = Vec::new();
         for i in 35_000..35_100u64 {
             let count = (i % 16_384) as u16;
-            let v = (group.lock()).admit(1, (count, i as u32), own, || None, |_| true);
+            let v = (group.lock()).admit(id(1, count, i as u32), own, || None, |_| true);
             if let Verdict::New(e) | Verdict::Copy(e) = v {
                 own = Some(e);
             }
@@ -275,10 +287,10 @@ mod tests {
             .all(|(k, v)| *v == Verdict::Behind(MODULUS + 35_000 + k as u64)));
         let (count, up) = (|i: u64| (i % 16_384) as u16, |i: u64| MODULUS + i);
         let own = Some(up(39_990));
-        let v = (group.lock()).admit(1, (count(39_995), 39_995), own, || None, |_| true);
+        let v = (group.lock()).admit(id(1, count(39_995), 39_995), own, || None, |_| true);
         assert_eq!(v, Verdict::Copy(up(39_995)));
         let own = Some(up(39_995));
-        let v = (group.lock()).admit(1, (count(40_000), 1), own, || None, |_| true);
+        let v = (group.lock()).admit(id(1, count(40_000), 1), own, || None, |_| true);
         assert_eq!(v, Verdict::New(up(40_000)));
     }
 
@@ -293,7 +305,7 @@ mod tests {
         let mut own = None;
         for i in 18_000..18_010u64 {
             let count = (i % 16_384) as u16;
-            let v = (group.lock()).admit(1, (count, i as u32), own, || None, |_| true);
+            let v = (group.lock()).admit(id(1, count, i as u32), own, || None, |_| true);
             // The group read its first packet one cycle up.
             assert_eq!(v, Verdict::Copy(MODULUS + i));
             own = Some(MODULUS + i);
@@ -332,8 +344,7 @@ mod tests {
                             let count = ((i / 4) % 16_384) as u16;
                             let stored = last[k][apid];
                             let v = merging.admit(
-                                apid as u16,
-                                (count, crc(i)),
+                                id(apid as u16, count, crc(i)),
                                 own[k][apid],
                                 || None,
                                 |e| stored.is_none_or(|l| e > l),
@@ -466,7 +477,7 @@ mod tests {
                     let own = station.own.get(&apid).copied();
                     let last = station.last.get(&apid).copied();
                     let count = (true_count % MODULUS) as u16;
-                    let verdict = group.lock().admit(apid, (count, i as u32), own, || None, |e| {
+                    let verdict = group.lock().admit(id(apid, count, i as u32), own, || None, |e| {
                         last.is_none_or(|l| e > l)
                     });
                     match verdict {

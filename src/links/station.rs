@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::merge::{MergeGroup, Verdict};
+use super::merge::{MergeGroup, PacketId, Verdict};
 use crate::config::LinkConfig;
 use crate::domain::batch::ReadBatches;
 use crate::domain::frame::Priority;
@@ -62,6 +62,48 @@ pub(crate) struct Heard {
     pub earth_unix_ns: Option<u64>,
 }
 
+/// One read's packets: the chunk they lie in, where each lies in it, and what the framing heard
+/// of each (nothing of those past the end of `heard`).
+pub(crate) struct ReadPackets {
+    pub chunk: Bytes,
+    pub packets: Vec<Range<usize>>,
+    pub heard: Vec<Heard>,
+}
+
+/// A packet of a read, mapped to a registered source: what the merge and its batch need of it.
+struct Mapped {
+    range: Range<usize>,
+    apid: u16,
+    count: u16,
+    crc: u32,
+    source: u32,
+    priority: Priority,
+    received: Received,
+}
+
+impl Mapped {
+    fn id(&self) -> PacketId {
+        PacketId {
+            apid: self.apid,
+            count: self.count,
+            crc: self.crc,
+        }
+    }
+}
+
+/// What a read's packets came to, for the link's counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    /// Copies of packets the group took.
+    copies: u64,
+    /// Packets further behind the group than the merge window: taken for copies.
+    behind: u64,
+    /// Packets no rule maps (stored or not).
+    unmatched: u64,
+    /// Packets missing in the sequence counts.
+    gaps: u64,
+}
+
 impl Link {
     pub(crate) fn new(
         config: LinkConfig,
@@ -94,6 +136,30 @@ impl Link {
         match self.sources.get(usize::from(apid)).copied().flatten() {
             Some(id) => (Some(id), true),
             None => (self.config.unmatched_source(), false),
+        }
+    }
+
+    /// A packet at `range` of a read, with its `header`, mapped to `source`, heard as `heard`.
+    fn mapped(
+        &self,
+        range: &Range<usize>,
+        header: &PrimaryHeader,
+        source: u32,
+        heard: &Heard,
+        packet: &[u8],
+    ) -> Mapped {
+        Mapped {
+            range: range.clone(),
+            apid: header.apid,
+            count: header.sequence_count,
+            crc: crc32fast::hash(packet),
+            source,
+            priority: priority(&self.config, header.apid, packet),
+            received: Received {
+                earth_unix_ns: heard.earth_unix_ns,
+                playback: self.config.playback_of(heard.vc),
+                ax25: heard.ax25,
+            },
         }
     }
 
@@ -174,111 +240,105 @@ impl Station {
         }
     }
 
-    /// Takes the packets at `packets` of `chunk` (each a whole, checked space packet), sent by
-    /// `peer`, and stages them; returns once the pipeline admitted them. The framing heard of
-    /// the `i`th packet what `heard[i]` says (nothing when `heard` is shorter): it becomes the source of its AX.25 sender when `callsign_sources` names one, otherwise the
-    /// one its APID maps to, and is stored with its reception.
-    pub(crate) async fn take(
-        &mut self,
-        peer: SocketAddr,
-        chunk: Bytes,
-        packets: &[Range<usize>],
-        heard: &[Heard],
-    ) -> Result<(), Closed> {
+    /// Takes a read's packets (each a whole, checked space packet), sent by `peer`, and stages
+    /// them; returns once the pipeline admitted them. A packet becomes the source of its AX.25
+    /// sender when `callsign_sources` names one, otherwise the one its APID maps to, and is
+    /// stored with its reception.
+    pub(crate) async fn take(&mut self, peer: SocketAddr, read: ReadPackets) -> Result<(), Closed> {
         let decoded_at = Instant::now();
-        let link = Arc::clone(&self.link);
-        let (mut copies, mut behind, mut unmatched, mut gaps) = (0, 0, 0, 0);
+        let mut tally = Tally::default();
         // First the sources, registered at their first packet (the router answers): the merge
         // then takes the whole read under one lock.
-        let mut mapped = Vec::with_capacity(packets.len());
-        for (i, range) in packets.iter().enumerate() {
-            let Some(header) = PrimaryHeader::parse(&chunk[range.clone()]) else {
+        let mapped = self.map(peer, &read, &mut tally).await;
+        self.merge(mapped, decoded_at, &mut tally);
+        self.count(&tally);
+        self.stage(&read.chunk).await
+    }
+
+    /// The read's packets that map to a source the router took, each registered at its first
+    /// packet; the others are counted as unmatched, and the gaps in the counts are counted.
+    async fn map(
+        &mut self,
+        peer: SocketAddr,
+        read: &ReadPackets,
+        tally: &mut Tally,
+    ) -> Vec<Mapped> {
+        let mut mapped = Vec::with_capacity(read.packets.len());
+        for (i, range) in read.packets.iter().enumerate() {
+            let packet = &read.chunk[range.clone()];
+            let Some(header) = PrimaryHeader::parse(packet) else {
                 continue;
             };
-            gaps += self.gap(header.apid, header.sequence_count);
-            let heard = heard.get(i).copied().unwrap_or_default();
+            tally.gaps += self.gap(header.apid, header.sequence_count);
+            let heard = read.heard.get(i).copied().unwrap_or_default();
             let (id, matched) = match heard.sender {
                 Some(id) => (Some(id), true),
-                None => link.source_of(header.apid),
+                None => self.link.source_of(header.apid),
             };
-            if let Some(id) = id {
-                if !self.sources.contains_key(&id) {
-                    let slot = self.register(id, header.apid, peer).await;
-                    self.sources.insert(id, slot);
+            match self.registered(id, header.apid, peer).await {
+                Some(source) => {
+                    tally.unmatched += u64::from(!matched);
+                    mapped.push(self.link.mapped(range, &header, source, &heard, packet));
                 }
-            }
-            let packet = &chunk[range.clone()];
-            match id.and_then(|id| self.sources.get(&id)?.as_ref().map(|_| id)) {
-                Some(id) => {
-                    unmatched += u64::from(!matched);
-                    let priority = priority(&link.config, header.apid, packet);
-                    let received = Received {
-                        earth_unix_ns: heard.earth_unix_ns,
-                        playback: link.config.playback_of(heard.vc),
-                        ax25: heard.ax25,
-                    };
-                    let crc = crc32fast::hash(packet);
-                    mapped.push((range, header, id, priority, crc, received));
-                }
-                None => unmatched += 1,
+                None => tally.unmatched += 1,
             }
         }
-        {
-            let mut merging = link.group.lock();
-            for (range, header, id, priority, crc, received) in mapped {
-                let Some(slot) = self.sources.get_mut(&id).and_then(Option::as_mut) else {
-                    continue;
-                };
-                let (carries, last) = (slot.carries_count, slot.last);
-                let stored_before = &slot.already_stored;
-                let mut sequence = None;
-                let own = self.own.get(&header.apid).copied();
-                let verdict = merging.admit(
-                    header.apid,
-                    (header.sequence_count, crc),
-                    own,
-                    || carries.then_some(last).flatten(),
-                    |extended| {
-                        let next = match carries {
-                            true => extended,
-                            false => last.map_or(0, |l| l + 1),
-                        };
-                        let new = last.is_none_or(|l| next > l) && !stored_before.contains(next);
-                        sequence = new.then_some(next);
-                        new
-                    },
-                );
-                // A connection reads on from each packet it placed; one it could not place yet
-                // (behind, its wrap unknown) leaves it unplaced.
-                match verdict {
-                    Verdict::New(e) | Verdict::Copy(e) => drop(self.own.insert(header.apid, e)),
-                    Verdict::Behind(e) if own.is_some() => drop(self.own.insert(header.apid, e)),
-                    Verdict::Behind(_) => {}
-                }
-                match (verdict, sequence) {
-                    (Verdict::New(_), Some(sequence)) => {
-                        let reception = (&link.delivery, received);
-                        slot.push(
-                            link.max_batch,
-                            decoded_at,
-                            priority,
-                            sequence,
-                            range,
-                            reception,
-                        )
-                    }
-                    (Verdict::Behind(_), _) => behind += 1,
-                    _ => copies += 1,
-                }
+        mapped
+    }
+
+    /// `id`, registered at its first packet (one of `apid`), if the router took it.
+    async fn registered(&mut self, id: Option<u32>, apid: u16, peer: SocketAddr) -> Option<u32> {
+        let id = id?;
+        if !self.sources.contains_key(&id) {
+            let slot = self.register(id, apid, peer).await;
+            self.sources.insert(id, slot);
+        }
+        self.sources.get(&id)?.as_ref().map(|_| id)
+    }
+
+    /// Takes the mapped packets through the link group's merge, under one lock: a new one goes
+    /// into its source's batches with the sequence the source gives it; copies, and packets
+    /// further behind the group than the window, are counted.
+    fn merge(&mut self, mapped: Vec<Mapped>, decoded_at: Instant, tally: &mut Tally) {
+        let link = &self.link;
+        let mut merging = link.group.lock();
+        for packet in mapped {
+            let Some(slot) = self
+                .sources
+                .get_mut(&packet.source)
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            let own = self.own.get(&packet.apid).copied();
+            let mut sequence = None;
+            let verdict = merging.admit(
+                packet.id(),
+                own,
+                || slot.seed(),
+                |extended| {
+                    sequence = slot.sequence_of(extended);
+                    sequence.is_some()
+                },
+            );
+            read_on(&mut self.own, packet.apid, verdict);
+            match (verdict, sequence) {
+                (Verdict::New(_), Some(sequence)) => slot.push(link, decoded_at, sequence, packet),
+                (Verdict::Behind(_), _) => tally.behind += 1,
+                _ => tally.copies += 1,
             }
         }
-        self.count(copies, behind, unmatched, gaps);
-        self.stage(&chunk).await
     }
 
     /// Counts what a read's packets came to, and logs a lag past the window and a gap in the
     /// counts at most once a second.
-    fn count(&self, copies: u64, behind: u64, unmatched: u64, gaps: u64) {
+    fn count(&self, tally: &Tally) {
+        let Tally {
+            copies,
+            behind,
+            unmatched,
+            gaps,
+        } = *tally;
         let counters = &self.link.counters;
         counters.copies(copies + behind);
         if behind > 0 && self.link.may_log() {
@@ -388,26 +448,49 @@ impl Station {
 }
 
 impl Slot {
-    fn push(
-        &mut self,
-        max_batch: usize,
-        decoded_at: Instant,
-        priority: Priority,
-        sequence: u64,
-        payload: &Range<usize>,
-        reception: (&Arc<Delivery>, Received),
-    ) {
+    /// The merge's seed for an APID it has not seen: the highest sequence stored, when the
+    /// source's sequences are the APID's extended counts.
+    fn seed(&self) -> Option<u64> {
+        self.carries_count.then_some(self.last).flatten()
+    }
+
+    /// The sequence a new packet of extended count `extended` gets in this source: that count
+    /// when the source carries it, else the next after the last; `None` when it is at or below
+    /// what the source accepted or stored.
+    fn sequence_of(&self, extended: u64) -> Option<u64> {
+        let next = match self.carries_count {
+            true => extended,
+            false => self.last.map_or(0, |l| l + 1),
+        };
+        let new = self.last.is_none_or(|l| next > l) && !self.already_stored.contains(next);
+        new.then_some(next)
+    }
+
+    /// Adds `packet`, new at `sequence`, to this read's batches.
+    fn push(&mut self, link: &Link, decoded_at: Instant, sequence: u64, packet: Mapped) {
         self.last = Some(sequence);
-        self.read.bytes += payload.len() as u64;
-        let source = &self.source;
+        self.read.bytes += packet.range.len() as u64;
         (self.read.batches).push(
-            source,
-            max_batch,
+            &self.source,
+            link.max_batch,
             decoded_at,
-            (priority, sequence),
-            payload.clone(),
-            Some(reception),
+            (packet.priority, sequence),
+            packet.range,
+            Some((&link.delivery, packet.received)),
         );
+    }
+}
+
+/// Moves where the connection reads `apid`'s counts on from: a connection reads on from each
+/// packet it placed; one it could not place yet (behind, its wrap unknown) leaves it unplaced.
+fn read_on(own: &mut HashMap<u16, u64>, apid: u16, verdict: Verdict) {
+    match verdict {
+        Verdict::New(e) | Verdict::Copy(e) => drop(own.insert(apid, e)),
+        Verdict::Behind(e) => {
+            if let Some(placed) = own.get_mut(&apid) {
+                *placed = e;
+            }
+        }
     }
 }
 

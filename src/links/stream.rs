@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frames::Deframer;
-use super::station::{Heard, Link, Station};
+use super::station::{Heard, Link, ReadPackets, Station};
 use crate::config::KissPayload;
 use crate::domain::reception::Ax25Addresses;
 use crate::net::{accept_until, Limits, Slots};
@@ -176,65 +176,89 @@ async fn connection(
 ) -> Ending {
     link.counters.connected();
     let mut station = Station::new(Arc::clone(link));
-    let mut buf = BytesMut::new();
-    let framing = link.config.stream_framing();
-    let mut deframer = Deframer::new(link);
-    // A KISS time frame's earth-receive time, for the next data frame (it may come in a later read).
-    let mut earth_time = None;
-    let max = link.config.max_packet_bytes;
+    let mut input = Input::new(link);
     let ending = loop {
-        buf.reserve(link.read_buffer.max(max + 8) - buf.len().min(max + 8));
+        input.reserve(link);
         let read = tokio::select! {
             biased;
             _ = stop.cancelled() => break match drain.is_cancelled() {
                 true => Ending::Drain,
                 false => Ending::Replaced,
             },
-            read = stream.read_buf(&mut buf) => read,
+            read = stream.read_buf(&mut input.buf) => read,
         };
         match read {
-            Ok(0) if buf.is_empty() => break Ending::EndOfStream,
-            Ok(0) => break Ending::Truncated(buf.len()),
+            Ok(0) if input.buf.is_empty() => break Ending::EndOfStream,
+            Ok(0) => break Ending::Truncated(input.buf.len()),
             Ok(_) => {}
             Err(err) => break Ending::Io(err),
         }
-        let (chunk, packets, heard, failure) = match (&mut deframer, framing) {
-            (Some(deframer), _) => {
-                deframer.read_stream(link, &mut buf);
-                let (chunk, packets, heard) = deframer.packets(link);
-                (chunk, packets, heard, None)
-            }
-            (None, Some(framing)) => {
-                let (chunk, packets, failure) = delimit(link, &framing, &mut buf);
-                let heard = header_times(link, &chunk, &packets);
-                (chunk, packets, heard, failure)
-            }
-            (None, None) => {
-                let (chunk, read, failure) = unescape(link, &mut buf, &mut earth_time);
-                (chunk, read.packets, read.heard, failure)
-            }
-        };
-        if station.take(peer, chunk, &packets, &heard).await.is_err() {
+        let (packets, failure) = input.packets(link);
+        if station.take(peer, packets).await.is_err() {
             break Ending::Drain;
         }
         if let Some(failure) = failure {
             break failure;
         }
     };
-    if let Some(deframer) = &mut deframer {
-        deframer.finish(link);
-    }
+    input.finish(link);
     station.finish().await;
     ending
 }
 
-/// The complete packets at the front of `buf`, cut off it as one chunk. A header delimits a
-/// whole packet by itself; a length field delimits a frame, which must hold one.
-fn delimit(
-    link: &Link,
-    framing: &Framing,
-    buf: &mut BytesMut,
-) -> (Bytes, Vec<std::ops::Range<usize>>, Option<Ending>) {
+/// What one connection reads with: its buffer, and the state of the link's framing.
+struct Input {
+    buf: BytesMut,
+    /// How the stream delimits packets, unless it carries frames or KISS.
+    framing: Option<Framing>,
+    /// The frame layer, when the stream carries transfer frames.
+    deframer: Option<Deframer>,
+    /// A KISS time frame's earth-receive time, for the next data frame (it may come in a later
+    /// read).
+    earth_time: Option<u64>,
+}
+
+impl Input {
+    fn new(link: &Link) -> Input {
+        Input {
+            buf: BytesMut::new(),
+            framing: link.config.stream_framing(),
+            deframer: Deframer::new(link),
+            earth_time: None,
+        }
+    }
+
+    /// Makes room for the next read: the link's read buffer, and at least a whole packet.
+    fn reserve(&mut self, link: &Link) {
+        let max = link.config.max_packet_bytes;
+        (self.buf).reserve(link.read_buffer.max(max + 8) - self.buf.len().min(max + 8));
+    }
+
+    /// The whole packets at the front of the buffer, cut off it, and the failure that stops the
+    /// stream after them, if any.
+    fn packets(&mut self, link: &Link) -> (ReadPackets, Option<Ending>) {
+        match (&mut self.deframer, &self.framing) {
+            (Some(deframer), _) => {
+                deframer.read_stream(link, &mut self.buf);
+                (deframer.packets(link), None)
+            }
+            (None, Some(framing)) => delimit(link, framing, &mut self.buf),
+            (None, None) => unescape(link, &mut self.buf, &mut self.earth_time),
+        }
+    }
+
+    /// The stream ended: packets in reassembly in the frame layer are dropped and counted.
+    fn finish(&mut self, link: &Link) {
+        if let Some(deframer) = &mut self.deframer {
+            deframer.finish(link);
+        }
+    }
+}
+
+/// The complete packets at the front of `buf`, cut off it as one chunk, with their
+/// earth-receive times. A header delimits a whole packet by itself; a length field delimits a
+/// frame, which must hold one.
+fn delimit(link: &Link, framing: &Framing, buf: &mut BytesMut) -> (ReadPackets, Option<Ending>) {
     let max = link.config.max_packet_bytes;
     let mut delimited = framing.delimit(buf, max, |skipped| link.lost_sync(skipped));
     if matches!(framing, Framing::LengthPrefix(_)) {
@@ -243,9 +267,15 @@ fn delimit(
             .retain(|frame| takes_frame(link, &buf[frame.clone()]));
     }
     let failure = delimited.failure.map(Ending::Packet);
+    let chunk = buf.split_to(delimited.end).freeze();
+    let heard = header_times(link, &chunk, &delimited.packets);
+    let packets = delimited.packets;
     (
-        buf.split_to(delimited.end).freeze(),
-        delimited.packets,
+        ReadPackets {
+            chunk,
+            packets,
+            heard,
+        },
         failure,
     )
 }
@@ -284,7 +314,7 @@ fn unescape(
     link: &Link,
     buf: &mut BytesMut,
     earth_time: &mut Option<u64>,
-) -> (Bytes, KissPackets, Option<Ending>) {
+) -> (ReadPackets, Option<Ending>) {
     let max = link.config.max_packet_bytes;
     let (mut at, mut read, mut failure) = (0, KissPackets::default(), None);
     let port_taken = |port| link.config.kiss_port.is_none_or(|wanted| wanted == port);
@@ -317,8 +347,17 @@ fn unescape(
         }
     }
     buf.advance(at);
-    let chunk = Bytes::from(std::mem::take(&mut read.out));
-    (chunk, read, failure)
+    (read.into(), failure)
+}
+
+impl From<KissPackets> for ReadPackets {
+    fn from(read: KissPackets) -> ReadPackets {
+        ReadPackets {
+            chunk: Bytes::from(read.out),
+            packets: read.packets,
+            heard: read.heard,
+        }
+    }
 }
 
 impl KissPackets {

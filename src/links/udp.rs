@@ -12,35 +12,77 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::frames::Deframer;
-use super::station::{Link, Station};
+use super::station::{Link, ReadPackets, Station};
 use super::stream::takes_frame;
 use crate::stats::LinkState;
 
 /// Datagrams read into one chunk at most.
 const BURST: usize = 64;
 
-/// The datagrams of one burst: where each packet lies in the chunk, and who sent the first.
-#[derive(Default)]
+/// The datagrams of one burst: the buffer they are read into, where each packet lies in it, and
+/// who sent the first.
 struct Burst {
+    buf: BytesMut,
     peer: Option<SocketAddr>,
     packets: Vec<Range<usize>>,
 }
 
 impl Burst {
-    /// The datagram at `buf[start..]`: a frame to `deframer` if the link reads frames, else
-    /// taken if it is one whole packet.
+    fn new(room: usize) -> Burst {
+        Burst {
+            buf: BytesMut::with_capacity(room * 4),
+            peer: None,
+            packets: Vec::new(),
+        }
+    }
+
+    /// The datagram just read into `buf[start..]`: a frame to `deframer` if the link reads
+    /// frames, else taken if it is one whole packet.
     fn datagram(
         &mut self,
         link: &Link,
         deframer: Option<&mut Deframer>,
-        (buf, start): (&BytesMut, usize),
+        start: usize,
         from: SocketAddr,
     ) {
         self.peer.get_or_insert(from);
+        let datagram = &self.buf[start..];
         match deframer {
-            Some(deframer) => deframer.read_datagram(link, &buf[start..]),
-            None if takes_frame(link, &buf[start..]) => self.packets.push(start..buf.len()),
+            Some(deframer) => deframer.read_datagram(link, datagram),
+            None if takes_frame(link, datagram) => self.packets.push(start..self.buf.len()),
             None => {}
+        }
+    }
+
+    /// Reads the datagrams waiting on `socket`, up to [`BURST`] in all, each with `room` bytes.
+    fn read_waiting(
+        &mut self,
+        socket: &UdpSocket,
+        link: &Link,
+        mut deframer: Option<&mut Deframer>,
+        room: usize,
+    ) {
+        for _ in 1..BURST {
+            let start = self.buf.len();
+            if self.buf.capacity() - start < room {
+                self.buf.reserve(room);
+            }
+            match socket.try_recv_buf_from(&mut self.buf) {
+                Ok((_, from)) => self.datagram(link, deframer.as_deref_mut(), start, from),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The burst's packets (out of its frames, when the link reads frames).
+    fn packets(self, link: &Link, deframer: Option<&mut Deframer>) -> ReadPackets {
+        match deframer {
+            Some(deframer) => deframer.packets(link),
+            None => ReadPackets {
+                chunk: self.buf.freeze(),
+                packets: self.packets,
+                heard: Vec::new(),
+            },
         }
     }
 }
@@ -50,50 +92,29 @@ pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: Cancellat
     link.counters.set_state(LinkState::Listening);
     let mut station = Station::new(Arc::clone(&link));
     let mut deframer = Deframer::new(&link);
-    // One byte more than the largest packet (or marker and frame): a datagram that fills it is
-    // too long.
-    let check = link.config.rs_check_symbols_length;
-    let frame = link
-        .config
-        .frame_length
-        .map_or(0, |length| 4 + length + check);
-    let room = link.config.max_packet_bytes.max(frame) + 1;
+    let room = room(&link);
     let mut first = true;
     loop {
-        let mut buf = BytesMut::with_capacity(room * 4);
+        let mut burst = Burst::new(room);
         let received = tokio::select! {
             _ = drain.cancelled() => break,
-            received = socket.recv_buf_from(&mut buf) => received,
+            received = socket.recv_buf_from(&mut burst.buf) => received,
         };
-        let mut burst = Burst::default();
         match received {
-            Ok((_, from)) => burst.datagram(&link, deframer.as_mut(), (&buf, 0), from),
+            Ok((_, from)) => burst.datagram(&link, deframer.as_mut(), 0, from),
             Err(err) => {
                 tracing::warn!(link = %link.config.name, error = %err, "udp receive failed");
                 continue;
             }
         }
-        for _ in 1..BURST {
-            let start = buf.len();
-            if buf.capacity() - start < room {
-                buf.reserve(room);
-            }
-            match socket.try_recv_buf_from(&mut buf) {
-                Ok((_, from)) => burst.datagram(&link, deframer.as_mut(), (&buf, start), from),
-                Err(_) => break,
-            }
-        }
-        let Burst { peer, packets } = burst;
-        let Some(peer) = peer else { continue };
+        burst.read_waiting(&socket, &link, deframer.as_mut(), room);
+        let Some(peer) = burst.peer else { continue };
         if first {
             link.counters.connected();
             first = false;
         }
-        let (chunk, packets, heard) = match deframer.as_mut() {
-            Some(deframer) => deframer.packets(&link),
-            None => (buf.freeze(), packets, Vec::new()),
-        };
-        if station.take(peer, chunk, &packets, &heard).await.is_err() {
+        let packets = burst.packets(&link, deframer.as_mut());
+        if station.take(peer, packets).await.is_err() {
             break;
         }
     }
@@ -102,4 +123,15 @@ pub(crate) async fn receive(link: Arc<Link>, socket: UdpSocket, drain: Cancellat
     }
     station.finish().await;
     link.counters.set_state(LinkState::Stopped);
+}
+
+/// One byte more than the largest packet (or marker and frame): a datagram that fills it is too
+/// long.
+fn room(link: &Link) -> usize {
+    let check = link.config.rs_check_symbols_length;
+    let frame = link
+        .config
+        .frame_length
+        .map_or(0, |length| 4 + length + check);
+    link.config.max_packet_bytes.max(frame) + 1
 }
