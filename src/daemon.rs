@@ -19,6 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,7 +34,7 @@ use crate::archive::write::{
     SyncPolicy,
 };
 use crate::catalog::CatalogHandle;
-use crate::config::{Config, Protected};
+use crate::config::{Config, PipelineConfig, Protected};
 use crate::domain::batch::Batch;
 use crate::domain::position::DurableEnd;
 use crate::follow::server::{FollowSettings, Followers};
@@ -46,8 +47,8 @@ use crate::ops::frame_feed::FrameFeed;
 use crate::ops::health::HealthProbe;
 use crate::ops::monitor::MonitorState;
 use crate::ops::{clock, dashboard};
-use crate::pipeline::fan_in::{priority_fan_in, FanIn};
-use crate::pipeline::fan_out::{fan_out, FanOut, Subscribe};
+use crate::pipeline::fan_in::{priority_fan_in, FanIn, Ingress};
+use crate::pipeline::fan_out::{fan_out, FanOut, FanOutLane, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
 use crate::pipeline::shard::ShardThreads;
@@ -120,6 +121,34 @@ struct StatsPublisher {
     clock: tokio::task::JoinHandle<()>,
 }
 
+/// The NATS sink, and the hold that keeps the archive's files cached for it while it runs.
+struct NatsOutput {
+    sink: NatsSink,
+    _reading: Option<ReaderHold>,
+}
+
+/// What reads the archive beside the pipeline while the daemon serves; each finishes after the
+/// archive closes, within the drain's deadline.
+struct Outputs {
+    followers: Option<Followers>,
+    nats: Option<NatsOutput>,
+    tm: Option<TmOutputs>,
+}
+
+/// The daemon while it serves: what the drain cancels, waits for and stops, in order.
+struct Running {
+    config: Arc<Config>,
+    stats: Stats,
+    drain: CancellationToken,
+    tracker: TaskTracker,
+    /// `None` when the shards run on the main runtime.
+    threads: Option<ShardThreads>,
+    outputs: Outputs,
+    publisher: StatsPublisher,
+    /// Retention on the archive's files, when it keeps files.
+    retention: Option<Retention>,
+}
+
 impl Daemon {
     /// Builds the pipeline, one shard per sink of `archive`, and starts the router. Must be called
     /// inside a Tokio runtime. The archive's resume points tell sources where to resume, and
@@ -133,7 +162,6 @@ impl Daemon {
             files,
             clock: archive_time,
         } = archive.into();
-        let p = &config.pipeline;
         let tm_names = config.tm_servers.iter().map(|s| s.name.clone());
         let forward_names = config.tm_forwards.iter().map(|f| f.name.clone());
         let stats = Stats::sharded(sinks.len()).with_tm_outputs(tm_names.chain(forward_names));
@@ -141,21 +169,10 @@ impl Daemon {
         let mut ingress = Vec::with_capacity(sinks.len());
         let mut shards = Vec::with_capacity(sinks.len());
         for (shard, sink) in sinks.into_iter().enumerate() {
-            let (lane, fan_in) = priority_fan_in(
-                p.processor_capacity,
-                p.emergency_capacity,
-                p.emergency_streak,
-                stats.shard(shard),
-            );
-            let (archive_tx, archive_rx) = frame_queue(p.archive_capacity);
             durable.extend(sink.durable_end().map(|end| (shard, end)));
+            let (lane, chain) = Chain::new(sink, &config.pipeline, stats.shard(shard));
             ingress.push(lane);
-            shards.push(Chain {
-                fan_in,
-                archive_tx,
-                archive_rx,
-                sink,
-            });
+            shards.push(chain);
         }
         durable.extend(retired);
         let (fan_out, subscribe) = fan_out(&stats, shards.len());
@@ -278,28 +295,73 @@ impl Daemon {
 
     /// Serves until `shutdown` resolves, then drains within the configured deadline.
     pub async fn run(
-        mut self,
+        self,
         listeners: Listeners,
         shutdown: impl Future<Output = ()>,
     ) -> DrainReport {
+        let running = self.start(listeners);
+        tokio::select! {
+            _ = shutdown => {}
+            _ = running.drain.cancelled() => {}
+        }
+        running.finish().await
+    }
+
+    /// Starts the shards' threads, every stage, the outputs that read the archive, and the
+    /// listeners: the daemon serves.
+    fn start(mut self, listeners: Listeners) -> Running {
         let storage_lost = CancellationToken::new();
-        let (config, stats, drain, tracker) = (
-            Arc::clone(&self.config),
-            self.stats.clone(),
-            self.drain.clone(),
-            self.tracker.clone(),
-        );
-        // Without threads of their own (the system refused them) the shards run on this runtime.
-        let threads = ShardThreads::start(self.shards.len(), config.runtime.event_interval)
+        let threads = self.start_threads();
+        let services = self.services(&storage_lost, threads.as_ref());
+        let durable = std::mem::take(&mut self.durable);
+        let stats = self.stats.clone();
+        let (retention, nats) = self.start_retention_and_sink(&durable, &stats);
+        let followers = self.start_followers(&durable, &stats);
+        let link_services = self.link_services();
+        let link_sockets = std::mem::take(&mut self.links);
+        let tm = self.start_tm(&durable, &stats);
+        let config = Arc::clone(&self.config);
+        let (drain, tracker) = (self.drain.clone(), self.tracker.clone());
+        let publisher = self.start_stages(storage_lost, threads.as_ref());
+        listener::serve(listeners, &config, services, &tracker);
+        links::serve(link_sockets, link_services, &tracker);
+        Running {
+            config,
+            stats,
+            drain,
+            tracker,
+            threads,
+            outputs: Outputs {
+                followers,
+                nats,
+                tm,
+            },
+            publisher,
+            retention,
+        }
+    }
+
+    /// The shards' threads; `None` when the system refused them: the shards run on this runtime.
+    fn start_threads(&self) -> Option<ShardThreads> {
+        ShardThreads::start(self.shards.len(), self.config.runtime.event_interval)
             .inspect_err(|err| {
                 tracing::error!(error = %err, "cannot start the shards' threads; they share the main runtime")
             })
-            .ok();
-        let services = Arc::new(Services {
-            config: Arc::clone(&config),
+            .ok()
+    }
+
+    /// What the source listeners' connections need of the daemon.
+    fn services(
+        &self,
+        storage_lost: &CancellationToken,
+        threads: Option<&ShardThreads>,
+    ) -> Arc<Services> {
+        let config = &self.config;
+        Arc::new(Services {
+            config: Arc::clone(config),
             router: self.router.clone(),
-            stats: stats.clone(),
-            drain: drain.clone(),
+            stats: self.stats.clone(),
+            drain: self.drain.clone(),
             storage_lost: storage_lost.clone(),
             read_credits: ReadCredits::per_shard(
                 config.read_credits(),
@@ -308,65 +370,19 @@ impl Daemon {
             ),
             catalog: self.catalog.clone(),
             tls: self.tls.clone(),
-            shards: threads
-                .as_ref()
-                .map_or_else(Vec::new, |threads| threads.handles().to_vec()),
-        });
-        let durable = std::mem::take(&mut self.durable);
-        let (retention, nats) = self.start_retention_and_sink(&durable, &stats);
-        let followers = self.start_followers(&durable, &stats);
-        let link_services = LinkServices {
-            router: self.router.clone(),
-            stats: stats.clone(),
-            max_batch: config.pipeline.max_batch_frames,
-            read_buffer: config.connection.read_buffer,
-            drain: drain.clone(),
-        };
-        let link_sockets = std::mem::take(&mut self.links);
-        let tm = self.start_tm(&durable, &stats);
-        let publisher = self.start_stages(storage_lost, threads.as_ref());
-        listener::serve(listeners, &config, services, &tracker);
-        links::serve(link_sockets, link_services, &tracker);
+            shards: threads.map_or_else(Vec::new, |threads| threads.handles().to_vec()),
+        })
+    }
 
-        tokio::select! {
-            _ = shutdown => {}
-            _ = drain.cancelled() => {}
+    /// What the ground-segment links need of the daemon.
+    fn link_services(&self) -> LinkServices {
+        LinkServices {
+            router: self.router.clone(),
+            stats: self.stats.clone(),
+            max_batch: self.config.pipeline.max_batch_frames,
+            read_buffer: self.config.connection.read_buffer,
+            drain: self.drain.clone(),
         }
-        let started = Instant::now();
-        tracing::info!(
-            deadline_ms = config.shutdown.drain_deadline.as_millis() as u64,
-            "drain started: no new connections or frames; finishing everything accepted"
-        );
-        drain.cancel();
-        tracker.close();
-        let deadline = started + config.shutdown.drain_deadline;
-        let completed = tokio::time::timeout_at(deadline, tracker.wait())
-            .await
-            .is_ok();
-        if let Some(followers) = followers {
-            followers.finish(deadline).await;
-        }
-        if let Some((nats, _reading)) = nats {
-            nats.finish(deadline).await;
-        }
-        if let Some(tm) = tm {
-            tm.finish(deadline).await;
-        }
-        publisher.stop.cancel();
-        let _ = publisher.task.await;
-        let _ = publisher.dashboard.await;
-        let _ = publisher.clock.await;
-        if let Some(threads) = threads {
-            // Blocks while a task the deadline cut off is dropped: off the runtime's thread.
-            let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
-        }
-        if let Some(retention) = retention {
-            // Ends once the archive's writers have: after the shards.
-            let _ = tokio::task::spawn_blocking(move || retention.finish()).await;
-        }
-        let report = DrainReport::of(&stats.snapshot(), completed, started.elapsed());
-        report.log();
-        report
     }
 
     /// Starts retention on the archive's files, and the NATS sink (with the hold that keeps the
@@ -376,7 +392,7 @@ impl Daemon {
         &mut self,
         durable: &[(usize, watch::Receiver<DurableEnd>)],
         stats: &Stats,
-    ) -> (Option<Retention>, Option<(NatsSink, Option<ReaderHold>)>) {
+    ) -> (Option<Retention>, Option<NatsOutput>) {
         let config = Arc::clone(&self.config);
         let protect_nats = config.archive.retention.protect.contains(&Protected::Nats);
         let marks = protect_nats.then(|| Arc::new(ReadMarks::default()));
@@ -393,9 +409,9 @@ impl Daemon {
             }
             let dir = config.archive.dir.clone();
             // The sink follows the archive's files as a follower does: they stay cached for it.
-            let reading = self.readers.as_ref().map(Readers::hold);
+            let _reading = self.readers.as_ref().map(Readers::hold);
             let sink = NatsSink::start(nats, dir, durable.to_vec(), stats.clone(), marks);
-            Some((sink, reading))
+            Some(NatsOutput { sink, _reading })
         });
         (retention, nats)
     }
@@ -480,34 +496,73 @@ impl Daemon {
         // Closes every subscription once the last shard's processor has finished.
         let publishers = fan_out.into_publishers();
         for ((shard, chain), publisher) in shards.into_iter().enumerate().zip(publishers) {
-            let stats = stats.shard(shard);
-            let processor = Processor {
-                fan_in: chain.fan_in,
-                archive_emergency: chain
-                    .archive_tx
-                    .with_own_bound(config.pipeline.emergency_capacity),
-                archive: chain.archive_tx,
-                subscribers: publisher,
-                stats: stats.clone(),
-            };
             let settings = ArchiveSettings {
                 policy: SyncPolicy::of(&config.archive),
                 max_unsynced_bytes: config.archive.max_unsynced_bytes,
                 drain: drain.clone(),
                 storage_lost: storage_lost.clone(),
             };
-            let consumer = ArchiveConsumer::new(chain.archive_rx, chain.sink, settings, stats);
-            let stages = [
-                tracker.track_future(processor.run()).boxed(),
-                tracker.track_future(consumer.run()).boxed(),
-            ];
-            for stage in stages {
+            let stages = chain.stages(publisher, &config.pipeline, settings, stats.shard(shard));
+            for stage in stages.map(|stage| tracker.track_future(stage)) {
                 match threads {
                     Some(threads) => drop(threads.spawn(shard, stage)),
                     None => drop(tokio::spawn(stage)),
                 }
             }
         }
+        StatsPublisher::start(&config, stats, published, archive_time)
+    }
+}
+
+impl Chain {
+    /// A shard's chain before it starts, and the fan-in's ingress, which the router hands the
+    /// shard's sources.
+    fn new(sink: Box<dyn ArchiveSink>, p: &PipelineConfig, stats: Stats) -> (Ingress, Chain) {
+        let (lane, fan_in) = priority_fan_in(
+            p.processor_capacity,
+            p.emergency_capacity,
+            p.emergency_streak,
+            stats,
+        );
+        let (archive_tx, archive_rx) = frame_queue(p.archive_capacity);
+        let chain = Chain {
+            fan_in,
+            archive_tx,
+            archive_rx,
+            sink,
+        };
+        (lane, chain)
+    }
+
+    /// The shard's processor, which takes from the fan-in into the archive's queue and the
+    /// fan-out lane `subscribers`, and its archive consumer: to run on the shard's thread.
+    fn stages(
+        self,
+        subscribers: FanOutLane,
+        p: &PipelineConfig,
+        settings: ArchiveSettings,
+        stats: Stats,
+    ) -> [BoxFuture<'static, ()>; 2] {
+        let processor = Processor {
+            fan_in: self.fan_in,
+            archive_emergency: self.archive_tx.with_own_bound(p.emergency_capacity),
+            archive: self.archive_tx,
+            subscribers,
+            stats: stats.clone(),
+        };
+        let consumer = ArchiveConsumer::new(self.archive_rx, self.sink, settings, stats);
+        [processor.run().boxed(), consumer.run().boxed()]
+    }
+}
+
+impl StatsPublisher {
+    /// Starts the stats publisher, the dashboard that logs its figures, and the clock's watcher.
+    fn start(
+        config: &Config,
+        stats: Stats,
+        published: watch::Sender<PipelineStats>,
+        archive_time: ArchiveTime,
+    ) -> StatsPublisher {
         let stop = CancellationToken::new();
         let interval = config.dashboard.stats_interval;
         let dashboard = tokio::spawn(dashboard::run(published.subscribe()));
@@ -521,6 +576,64 @@ impl Daemon {
             dashboard,
             clock,
         }
+    }
+
+    /// Stops the publisher, once the drain is over so that its last figures go out, and waits
+    /// for it, the dashboard and the clock's watcher.
+    async fn finish(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        let _ = self.dashboard.await;
+        let _ = self.clock.await;
+    }
+}
+
+impl Outputs {
+    /// Waits for each output to finish what the archive made durable, until `deadline`, and
+    /// cuts it off there.
+    async fn finish(self, deadline: Instant) {
+        if let Some(followers) = self.followers {
+            followers.finish(deadline).await;
+        }
+        if let Some(NatsOutput { sink, _reading }) = self.nats {
+            sink.finish(deadline).await;
+        }
+        if let Some(tm) = self.tm {
+            tm.finish(deadline).await;
+        }
+    }
+}
+
+impl Running {
+    /// Drains within the configured deadline: the connections and the stages first, every shard
+    /// in order (the module's doc), then the outputs, the stats publisher, the shards' threads
+    /// and retention; and reports.
+    async fn finish(self) -> DrainReport {
+        let started = Instant::now();
+        let drain_deadline = self.config.shutdown.drain_deadline;
+        tracing::info!(
+            deadline_ms = drain_deadline.as_millis() as u64,
+            "drain started: no new connections or frames; finishing everything accepted"
+        );
+        self.drain.cancel();
+        self.tracker.close();
+        let deadline = started + drain_deadline;
+        let completed = tokio::time::timeout_at(deadline, self.tracker.wait())
+            .await
+            .is_ok();
+        self.outputs.finish(deadline).await;
+        self.publisher.finish().await;
+        if let Some(threads) = self.threads {
+            // Blocks while a task the deadline cut off is dropped: off the runtime's thread.
+            let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
+        }
+        if let Some(retention) = self.retention {
+            // Ends once the archive's writers have: after the shards.
+            let _ = tokio::task::spawn_blocking(move || retention.finish()).await;
+        }
+        let report = DrainReport::of(&self.stats.snapshot(), completed, started.elapsed());
+        report.log();
+        report
     }
 }
 
