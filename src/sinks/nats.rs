@@ -90,7 +90,12 @@ impl NatsSink {
         let (done, cut_off) = (sink.done.clone().drop_guard(), sink.cut_off.clone());
         let started = spawn_low_priority("nats-sink", move || async move {
             let _done = done;
-            run(config, (archive, durable, marks), stats, cut_off).await;
+            let files = ArchiveFiles {
+                dir: archive,
+                durable,
+                marks,
+            };
+            run(config, files, stats, cut_off).await;
         });
         if let Err(err) = started {
             tracing::error!(error = %err, "cannot start the NATS sink's thread; nothing is published");
@@ -111,23 +116,24 @@ impl NatsSink {
     }
 }
 
+/// The archive the sink publishes.
+struct ArchiveFiles {
+    /// The archive directory.
+    dir: PathBuf,
+    /// Every shard of the archive, with its durable end.
+    durable: DurableEnds,
+    /// Where retention protection is told the saved cursors are (`retention.protect`).
+    marks: Option<Arc<ReadMarks>>,
+}
+
 /// The sink's life: connect, then sessions until the archive closes, a fatal problem, or the
 /// cut-off; the cursors are saved at the end.
-async fn run(
-    config: NatsConfig,
-    (archive, durable, marks): (PathBuf, DurableEnds, Option<Arc<ReadMarks>>),
-    stats: Stats,
-    cut_off: CancellationToken,
-) {
+async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: CancellationToken) {
     stats.nats_sink_started();
-    let cursor_files: HashMap<usize, CursorFile> = durable
-        .iter()
-        .map(|(shard, _)| (*shard, CursorFile::of_shard(&archive, "nats", *shard)))
+    let cursor_files: HashMap<usize, CursorFile> = (files.durable.iter())
+        .map(|(shard, _)| (*shard, CursorFile::of_shard(&files.dir, "nats", *shard)))
         .collect();
-    let (client, acked) = match connect(&config).await.and_then(|client| {
-        let acked = load_cursors(&cursor_files).map_err(NatsError::Cursor)?;
-        Ok((client, acked))
-    }) {
+    let (client, acked) = match start(&config, &cursor_files).await {
         Ok(started) => started,
         Err(err) => {
             tracing::error!(error = %err, "the NATS sink cannot start; nothing is published");
@@ -138,7 +144,7 @@ async fn run(
     if let Some(position) = acked.get(0) {
         stats.nats_cursor(position);
     }
-    if let Some(marks) = &marks {
+    if let Some(marks) = &files.marks {
         acked
             .iter()
             .for_each(|at| marks.set(at.shard, at.position.segment));
@@ -155,20 +161,17 @@ async fn run(
     let mut publisher = JetStreamWriter {
         subject: SubjectTemplate::new(&config),
         context: jetstream::new(client),
-        start_ends: durable
-            .iter()
+        start_ends: (files.durable.iter())
             .map(|(shard, end)| (*shard, *end.borrow()))
             .collect(),
-        durable,
+        files,
         config,
-        archive,
         cursor_files,
         stats,
         progress,
         saved: acked.clone(),
         acked,
         saved_at: Instant::now(),
-        marks,
         backlog: None,
     };
     publisher.context.set_timeout(ACK_TIMEOUT);
@@ -178,6 +181,17 @@ async fn run(
     if fatal {
         publisher.stats.nats_state(false, true, 0, Duration::ZERO);
     }
+}
+
+/// Connects (the client goes on trying in the background), and loads every shard's saved
+/// cursor.
+async fn start(
+    config: &NatsConfig,
+    cursor_files: &HashMap<usize, CursorFile>,
+) -> Result<(Client, Positions), NatsError> {
+    let client = connect(config).await?;
+    let acked = load_cursors(cursor_files).map_err(NatsError::Cursor)?;
+    Ok((client, acked))
 }
 
 /// Every shard's saved cursor; a shard without one starts at its oldest frame.
@@ -318,9 +332,7 @@ struct JetStreamWriter {
     config: NatsConfig,
     subject: SubjectTemplate,
     context: jetstream::Context,
-    archive: PathBuf,
-    /// Every shard of the archive, with its durable end.
-    durable: DurableEnds,
+    files: ArchiveFiles,
     /// Each shard's cursor file.
     cursor_files: HashMap<usize, CursorFile>,
     stats: Stats,
@@ -332,8 +344,6 @@ struct JetStreamWriter {
     acked: Positions,
     saved: Positions,
     saved_at: Instant,
-    /// Where retention protection is told the saved cursors are (`retention.protect`).
-    marks: Option<Arc<ReadMarks>>,
     /// The reading a failed session leaves to the next: its place in the archive and the frames
     /// read and not yet acknowledged, so that the next goes on where it was (a new reading from
     /// the cursor, after retention deleted past it, could not tell what was published).
@@ -424,7 +434,7 @@ impl JetStreamWriter {
         // size limit does even when the sink is protected), and it goes on at the oldest frame left.
         let reading = (Arc::new(FrameFilter::default()), OnGap::Oldest);
         let mut cursors =
-            ShardCursors::locate(&self.archive, &self.durable, &start, reading).await?;
+            ShardCursors::locate(&self.files.dir, &self.files.durable, &start, reading).await?;
         self.note_skipped(&mut cursors);
         Ok(Backlog {
             cursors,
@@ -655,7 +665,7 @@ impl JetStreamWriter {
                     if at.shard == 0 {
                         self.stats.nats_cursor(at.position);
                     }
-                    if let Some(marks) = &self.marks {
+                    if let Some(marks) = &self.files.marks {
                         marks.set(at.shard, at.position.segment);
                     }
                 }
