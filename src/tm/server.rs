@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -114,32 +114,15 @@ async fn serve(stream: TcpStream, peer: SocketAddr, service: &TmService) {
         TmFraming::Ccsds => Framing::Ccsds,
         TmFraming::CcsdsAsm => Framing::CcsdsAsm,
     };
-    let mut buf = Vec::new();
-    let ending = loop {
-        let next = tokio::select! {
-            next = packets.next() => next,
-            ending = closed(&mut read) => break ending,
-        };
-        let batch = match next {
-            Ok(Some(batch)) => batch,
-            Ok(None) => break Ending::Drained,
-            Err(err) => break Ending::ArchiveUnreadable(err),
-        };
-        buf.clear();
-        batch
-            .iter()
-            .for_each(|packet| ccsds::encode(&framing, packet, &mut buf));
-        tokio::select! {
-            written = write.write_all(&buf) => {
-                if let Err(err) = written {
-                    break Ending::Io(err);
-                }
-            }
-            ending = closed(&mut read) => break ending,
-        }
-        service.output.sent(batch.len() as u64, buf.len() as u64);
-    };
-    match ending {
+    match send(
+        &mut packets,
+        &mut read,
+        &mut write,
+        &framing,
+        &service.output,
+    )
+    .await
+    {
         Ending::Drained => {
             tracing::info!("the daemon drained; every stored packet was sent");
             let _ = write.shutdown().await;
@@ -149,6 +132,42 @@ async fn serve(stream: TcpStream, peer: SocketAddr, service: &TmService) {
         Ending::ArchiveUnreadable(err) => {
             tracing::warn!(detail = %err, "cannot read the archive; TM connection closed");
         }
+    }
+}
+
+/// Writes the packets as `framing` frames them, batch after batch, until the archive closes or
+/// cannot be read, or the client goes; each batch written is counted in `output`.
+async fn send(
+    packets: &mut PacketStream,
+    read: &mut OwnedReadHalf,
+    write: &mut OwnedWriteHalf,
+    framing: &Framing,
+    output: &TmOutput,
+) -> Ending {
+    let mut buf = Vec::new();
+    loop {
+        let next = tokio::select! {
+            next = packets.next() => next,
+            ending = closed(read) => return ending,
+        };
+        let batch = match next {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return Ending::Drained,
+            Err(err) => return Ending::ArchiveUnreadable(err),
+        };
+        buf.clear();
+        batch
+            .iter()
+            .for_each(|packet| ccsds::encode(framing, packet, &mut buf));
+        tokio::select! {
+            written = write.write_all(&buf) => {
+                if let Err(err) = written {
+                    return Ending::Io(err);
+                }
+            }
+            ending = closed(read) => return ending,
+        }
+        output.sent(batch.len() as u64, buf.len() as u64);
     }
 }
 
