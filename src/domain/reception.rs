@@ -119,6 +119,55 @@ impl Received {
             false => "realtime",
         }
     }
+
+    /// The flags byte the archive's RECEIVED FRAMES records and the follow protocol's RECEPTION
+    /// carry before each frame's fields: what follows it, and whether it was played back.
+    pub fn flags(&self) -> ReceptionFlags {
+        let bit = |set: bool, bit: u8| if set { bit } else { 0 };
+        ReceptionFlags(
+            bit(self.earth_unix_ns.is_some(), ReceptionFlags::EARTH_TIME)
+                | bit(self.playback, ReceptionFlags::PLAYBACK)
+                | bit(self.ax25.is_some(), ReceptionFlags::AX25),
+        )
+    }
+}
+
+/// A received frame's flags byte: one codec for the archive and the follow protocol, which each
+/// write the fields it announces in their own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceptionFlags(u8);
+
+impl ReceptionFlags {
+    /// An earth-receive time follows.
+    const EARTH_TIME: u8 = 0x01;
+    /// Played back from the recorder.
+    const PLAYBACK: u8 = 0x02;
+    /// AX.25 source and destination follow.
+    const AX25: u8 = 0x04;
+
+    /// The flags `byte` holds; the byte itself when it sets a bit no flag has.
+    pub fn from_byte(byte: u8) -> Result<ReceptionFlags, u8> {
+        match byte & !(Self::EARTH_TIME | Self::PLAYBACK | Self::AX25) {
+            0 => Ok(ReceptionFlags(byte)),
+            _ => Err(byte),
+        }
+    }
+
+    pub fn byte(self) -> u8 {
+        self.0
+    }
+
+    pub fn earth_time(self) -> bool {
+        self.0 & Self::EARTH_TIME != 0
+    }
+
+    pub fn playback(self) -> bool {
+        self.0 & Self::PLAYBACK != 0
+    }
+
+    pub fn ax25(self) -> bool {
+        self.0 & Self::AX25 != 0
+    }
 }
 
 /// A station's callsign and SSID, shown as `N0CALL-1` (`N0CALL` for SSID 0).

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use super::record::*;
 use crate::domain::clock::{ClockEvent, ClockEventKind};
 use crate::domain::frame::{Priority, SourceKind};
-use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, Reception};
+use crate::domain::reception::{
+    Ax25Addresses, Callsign, Delivery, Received, Reception, ReceptionFlags,
+};
 
 /// Why a record could not be decoded.
 pub(super) enum Bad {
@@ -276,23 +278,21 @@ fn decode_delivery(body: &[u8], at: &mut usize) -> Result<Delivery, Bad> {
 /// A received frame's flags and the fields they announce, from `body[*at..]`.
 fn decode_received(body: &[u8], at: &mut usize) -> Result<Received, String> {
     let cut = || format!("reception runs past the {}-byte body", body.len());
-    let flags = *body.get(*at).ok_or_else(cut)?;
-    if flags & !(HAS_EARTH_TIME | PLAYBACK | HAS_AX25) != 0 {
-        return Err(format!("has undefined reception flags 0x{flags:02X}"));
-    }
+    let flags = ReceptionFlags::from_byte(*body.get(*at).ok_or_else(cut)?)
+        .map_err(|byte| format!("has undefined reception flags 0x{byte:02X}"))?;
     *at += 1;
     let mut take = |n: usize| {
         let bytes = body.get(*at..*at + n).ok_or_else(cut)?;
         *at += n;
         Ok::<_, String>(bytes)
     };
-    let earth_unix_ns = match flags & HAS_EARTH_TIME {
-        0 => None,
-        _ => Some(be_u64(take(8)?, 0)),
+    let earth_unix_ns = match flags.earth_time() {
+        false => None,
+        true => Some(be_u64(take(8)?, 0)),
     };
-    let ax25 = match flags & HAS_AX25 {
-        0 => None,
-        _ => {
+    let ax25 = match flags.ax25() {
+        false => None,
+        true => {
             let bytes = take(2 * CALLSIGN_LEN)?;
             let callsign = |b: &[u8]| {
                 let mut call = [0; 6];
@@ -307,7 +307,7 @@ fn decode_received(body: &[u8], at: &mut usize) -> Result<Received, String> {
     };
     Ok(Received {
         earth_unix_ns,
-        playback: flags & PLAYBACK != 0,
+        playback: flags.playback(),
         ax25,
     })
 }

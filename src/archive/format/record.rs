@@ -59,12 +59,6 @@ pub(crate) const RECEIVED_BODY_MAX_FIXED: usize = FRAMES_BODY_FIXED + 2 + 2 * 25
 /// flags, the earth-receive time, two AX.25 addresses.
 pub(crate) const RECEIVED_ENTRY_MAX_FIXED: usize = FRAMES_ENTRY_FIXED + 1 + 8 + 2 * CALLSIGN_LEN;
 
-/// A received frame's flags: an earth-receive time follows.
-pub(super) const HAS_EARTH_TIME: u8 = 0x01;
-/// A received frame's flags: played back from the recorder.
-pub(super) const PLAYBACK: u8 = 0x02;
-/// A received frame's flags: AX.25 source and destination follow.
-pub(super) const HAS_AX25: u8 = 0x04;
 /// Bytes of an AX.25 callsign in a record: 6 characters, then the SSID.
 pub(super) const CALLSIGN_LEN: usize = 7;
 
@@ -315,10 +309,7 @@ fn received_len(received: &Received) -> usize {
 
 /// Appends a received frame's flags and the fields they announce.
 fn encode_received(received: &Received, out: &mut Vec<u8>) {
-    let flags = (received.earth_unix_ns.map_or(0, |_| HAS_EARTH_TIME))
-        | (if received.playback { PLAYBACK } else { 0 })
-        | (received.ax25.map_or(0, |_| HAS_AX25));
-    out.push(flags);
+    out.push(received.flags().byte());
     if let Some(time) = received.earth_unix_ns {
         out.extend_from_slice(&time.to_be_bytes());
     }

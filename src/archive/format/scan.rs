@@ -8,8 +8,11 @@ use std::path::Path;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::domain::position::DurableEnd;
+
 use super::decode::{be_u32, body_len, decode_at, Bad};
 use super::error::with_path;
+use super::names::list_segments;
 use super::record::*;
 
 /// How a segment's records ended.
@@ -348,6 +351,19 @@ pub fn read_segment(path: &Path) -> io::Result<SegmentScan> {
 /// without keeping its records.
 pub(crate) fn valid_len(path: &Path) -> io::Result<u64> {
     Ok(scan_file(path, |_, _| ())?.valid_len)
+}
+
+/// Where the shard in `dir` ends when no daemon writes to it: its newest segment's last whole
+/// record (a daemon may be appending one; a crash may have torn one). Blocking: it reads that
+/// segment once.
+pub(crate) fn stopped_end(dir: &Path) -> io::Result<DurableEnd> {
+    Ok(match list_segments(dir)?.pop() {
+        Some((index, path)) => DurableEnd {
+            segment: index,
+            len: valid_len(&path)?,
+        },
+        None => DurableEnd { segment: 0, len: 0 },
+    })
 }
 
 /// [`scan`] of the file at `path`; an error names it.

@@ -8,7 +8,6 @@ use tokio::sync::watch;
 
 use crate::archive::format;
 use crate::archive::read::DurableEnds;
-use crate::domain::position::DurableEnd;
 
 /// Each shard's end for a reading of the archive at `root` as its files are now: the newest
 /// segment's last whole record (a daemon may be appending one; a crash may have torn one). Their
@@ -17,14 +16,7 @@ use crate::domain::position::DurableEnd;
 pub(crate) fn stopped_ends(root: &Path) -> io::Result<DurableEnds> {
     let mut ends = DurableEnds::new();
     for (shard, dir) in format::list_shards(root)? {
-        let end = match format::list_segments(&dir)?.pop() {
-            Some((index, path)) => DurableEnd {
-                segment: index,
-                len: format::valid_len(&path)?,
-            },
-            None => DurableEnd { segment: 0, len: 0 },
-        };
-        ends.push((shard, watch::channel(end).1));
+        ends.push((shard, watch::channel(format::stopped_end(&dir)?).1));
     }
     Ok(ends)
 }

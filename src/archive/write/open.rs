@@ -2,7 +2,6 @@
 //! [`Archive`] a daemon runs with, or counting sinks that remember nothing.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -16,12 +15,11 @@ use super::sink::{Archive, ArchiveSink, ArchiveTime, CountingSink};
 use super::tracked::Tracked;
 use super::writer::{create_dir, SegmentSink, Shared};
 use crate::archive::format::index::OpenSpan;
-use crate::archive::format::{self, shard_dir, with_path};
+use crate::archive::format::{self, shard_dir};
 use crate::archive::retention::{SealedFeed, ShardStart};
 use crate::config::{ArchiveConfig, ArchiveKind};
 use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::SourceKey;
-use crate::domain::position::DurableEnd;
 
 /// Opens the archive the config names for `shards` shards: the durable segment archive, each
 /// shard recovered from its newest segment, with every source's resume point; or counting sinks,
@@ -89,7 +87,10 @@ pub(super) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
     let mut lock = Some(root_lock);
     for (((shard, dir), sources), (start, leftover)) in dirs.into_iter().zip(sources).zip(starts) {
         if shard >= shards {
-            archive.retired.push((shard, retired_end(&dir)?));
+            // A retired shard: all of its files, which nothing writes any more. The
+            // receiver's sender is gone, which tells followers so.
+            let end = format::stopped_end(&dir)?;
+            archive.retired.push((shard, watch::channel(end).1));
             continue;
         }
         let lock = match lock.take() {
@@ -160,19 +161,4 @@ fn recover_all(dirs: &[(usize, PathBuf)]) -> io::Result<Vec<Recovered>> {
             })
             .collect()
     })
-}
-
-/// The durable end of a retired shard: all of its files, which nothing writes any more. The
-/// receiver's sender is gone, which tells followers so.
-fn retired_end(dir: &Path) -> io::Result<watch::Receiver<DurableEnd>> {
-    let end = match format::list_segments(dir)?.pop() {
-        Some((index, path)) => DurableEnd {
-            segment: index,
-            len: fs::metadata(&path)
-                .map_err(|err| with_path(err, &path, "cannot read the length of"))?
-                .len(),
-        },
-        None => DurableEnd { segment: 0, len: 0 },
-    };
-    Ok(watch::channel(end).1)
 }

@@ -8,12 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::decode_error::DecodeError;
 use super::wire::RECEPTION;
-use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received};
-
-/// RECEPTION's per-frame flags: an earth-receive time follows; playback; AX.25 addresses follow.
-const HAS_EARTH_TIME: u8 = 0x01;
-const PLAYBACK: u8 = 0x02;
-const HAS_AX25: u8 = 0x04;
+use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, ReceptionFlags};
 
 /// Who delivered a run's frames, and each one's reception.
 pub type RunReception = (Arc<Delivery>, Vec<Received>);
@@ -29,7 +24,7 @@ pub(super) fn encode_reception(delivery: &Delivery, received: &[Received], dst: 
     }
     dst.put_u32(received.len() as u32);
     for frame in received {
-        dst.put_u8(flags(frame));
+        dst.put_u8(frame.flags().byte());
         if let Some(time) = frame.earth_unix_ns {
             dst.put_u64(time);
         }
@@ -40,13 +35,6 @@ pub(super) fn encode_reception(delivery: &Delivery, received: &[Received], dst: 
     }
     let len = (dst.len() - start - 4) as u32;
     dst[start..start + 4].copy_from_slice(&len.to_be_bytes());
-}
-
-/// A frame's flags: what follows them, and whether it was played back.
-fn flags(frame: &Received) -> u8 {
-    frame.earth_unix_ns.map_or(0, |_| HAS_EARTH_TIME)
-        | if frame.playback { PLAYBACK } else { 0 }
-        | frame.ax25.map_or(0, |_| HAS_AX25)
 }
 
 /// A name: its length in bytes (at most 255, longer is cut), then its UTF-8.
@@ -83,26 +71,24 @@ pub(super) fn decode_reception(mut body: Bytes) -> Result<RunReception, DecodeEr
 
 /// Frame `index`'s reception: its flags, and what they say follows them.
 fn get_received(body: &mut Bytes, index: u32) -> Result<Received, DecodeError> {
-    let flags = take(body, 1, "a frame's flags")?.get_u8();
-    if flags & !(HAS_EARTH_TIME | PLAYBACK | HAS_AX25) != 0 {
-        return Err(DecodeError::Reception(format!(
-            "frame {index} has undefined flags 0x{flags:02X}"
-        )));
-    }
-    let earth_unix_ns = match flags & HAS_EARTH_TIME {
-        0 => None,
-        _ => Some(take(body, 8, "an earth-receive time")?.get_u64()),
+    let byte = take(body, 1, "a frame's flags")?.get_u8();
+    let flags = ReceptionFlags::from_byte(byte).map_err(|byte| {
+        DecodeError::Reception(format!("frame {index} has undefined flags 0x{byte:02X}"))
+    })?;
+    let earth_unix_ns = match flags.earth_time() {
+        false => None,
+        true => Some(take(body, 8, "an earth-receive time")?.get_u64()),
     };
-    let ax25 = match flags & HAS_AX25 {
-        0 => None,
-        _ => Some(Ax25Addresses {
+    let ax25 = match flags.ax25() {
+        false => None,
+        true => Some(Ax25Addresses {
             from: get_callsign(body, "an AX.25 source")?,
             to: get_callsign(body, "an AX.25 destination")?,
         }),
     };
     Ok(Received {
         earth_unix_ns,
-        playback: flags & PLAYBACK != 0,
+        playback: flags.playback(),
         ax25,
     })
 }
