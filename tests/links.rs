@@ -11,7 +11,9 @@ use std::path::Path;
 
 use aggregator::domain::frame_quality::FrameQuality;
 use aggregator::protocol::ccsds::{self, Framing, PrimaryHeader};
-use aggregator::protocol::frames::{FrameFormat, FrameKind, FrameWriter};
+use aggregator::protocol::transfer_frames::{
+    TransferFrameFormat, TransferFrameKind, TransferFrameWriter,
+};
 use aggregator::protocol::{ax25, kiss};
 use aggregator::stats::LinkState;
 use aggregator::{Config, Priority, SourceKind};
@@ -730,7 +732,7 @@ async fn counts_continue_across_a_restart_and_gaps_are_counted() {
 /// Packets laid into frames by `writer`, the last frame filled with idle data: the frames, and
 /// where each packet lies in the frames' data fields (its first and last byte's offset).
 fn lay_into_frames(
-    writer: &mut FrameWriter,
+    writer: &mut TransferFrameWriter,
     packets: &[Vec<u8>],
 ) -> (Vec<Vec<u8>>, Vec<(usize, usize)>) {
     let (mut spans, mut at) = (Vec::new(), 0);
@@ -744,8 +746,8 @@ fn lay_into_frames(
 }
 
 /// A frame of packets of channel 2.
-fn frame_of_channel_2(format: FrameFormat) -> Vec<u8> {
-    let mut writer = FrameWriter::new(format, 2, 0);
+fn frame_of_channel_2(format: TransferFrameFormat) -> Vec<u8> {
+    let mut writer = TransferFrameWriter::new(format, 2, 0);
     writer.push(&packet(100, 0, 200));
     writer
         .next_frame()
@@ -770,8 +772,8 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     let config = with_links(&[link("sat", "tcp-listen", "tm-frames", rules), other_link].concat());
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
-    let format = FrameFormat {
-        kind: FrameKind::Tm,
+    let format = TransferFrameFormat {
+        kind: TransferFrameKind::Tm,
         length: 64,
         spacecraft_id: 42,
         randomized: true,
@@ -784,7 +786,7 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     let packets: Vec<_> = (0..30u16)
         .map(|i| packet(100, i, 24 + usize::from(i * 7 % 60)))
         .collect();
-    let mut writer = FrameWriter::new(format, 1, 250);
+    let mut writer = TransferFrameWriter::new(format, 1, 250);
     let (frames, spans) = lay_into_frames(&mut writer, &packets);
     let lost = 3;
     let expected: Vec<u64> = spans
@@ -797,8 +799,8 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
         .iter()
         .any(|&(a, b)| a < lost * capacity && b >= lost * capacity);
     let mut others = [
-        FrameWriter::new(
-            FrameFormat {
+        TransferFrameWriter::new(
+            TransferFrameFormat {
                 spacecraft_id: 43,
                 ..format
             },
@@ -818,13 +820,13 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
         }
         if i == 1 {
             for other in others.iter_mut() {
-                aggregator::protocol::frames::randomize(other);
+                aggregator::protocol::transfer_frames::randomize(other);
                 wire.extend_from_slice(&ccsds::ASM);
                 wire.extend_from_slice(other);
             }
         }
         let mut cadu = frame.clone();
-        aggregator::protocol::frames::randomize(&mut cadu);
+        aggregator::protocol::transfer_frames::randomize(&mut cadu);
         wire.extend_from_slice(&ccsds::ASM);
         wire.extend_from_slice(&cadu);
     }
@@ -874,8 +876,8 @@ async fn aos_frames_over_udp_are_read_one_per_datagram() {
     let config = with_links(&link("aos", "udp", "aos-frames", rules));
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
-    let format = FrameFormat {
-        kind: FrameKind::Aos,
+    let format = TransferFrameFormat {
+        kind: TransferFrameKind::Aos,
         length: 48,
         spacecraft_id: 85,
         randomized: false,
@@ -887,7 +889,7 @@ async fn aos_frames_over_udp_are_read_one_per_datagram() {
     let packets: Vec<_> = (0..12u16)
         .map(|i| packet(300, i, 30 + usize::from(i)))
         .collect();
-    let mut writer = FrameWriter::new(format, 5, 0);
+    let mut writer = TransferFrameWriter::new(format, 5, 0);
     let (frames, _) = lay_into_frames(&mut writer, &packets);
     let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = daemon.links["aos"];
@@ -902,7 +904,7 @@ async fn aos_frames_over_udp_are_read_one_per_datagram() {
         sender.send_to(&with_check(frame), to).await.unwrap();
     }
     // Then a packet of the realtime channel 2.
-    let mut realtime = FrameWriter::new(format, 2, 0);
+    let mut realtime = TransferFrameWriter::new(format, 2, 0);
     let (realtime, _) = lay_into_frames(&mut realtime, &[packet(301, 0, 20)]);
     for frame in &realtime {
         sender.send_to(&with_check(frame), to).await.unwrap();

@@ -27,7 +27,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aggregator::protocol::ccsds::PrimaryHeader;
-use aggregator::protocol::frames::{FrameFormat, FrameKind, FrameWriter};
+use aggregator::protocol::transfer_frames::{
+    TransferFrameFormat, TransferFrameKind, TransferFrameWriter,
+};
 use aggregator::SourceKind;
 use base64::Engine;
 use common::process::Daemon;
@@ -375,8 +377,8 @@ async fn yamcs_archives_every_packet_of_a_tm_server_and_of_a_tm_forward() {
 
 /// The TM frames of the frames test: 223 bytes with a FECF, spacecraft 42, as
 /// tests/yamcs/etc/yamcs.aggregator.yaml's `tm-frames` link reads them.
-const TM_FRAMES: FrameFormat = FrameFormat {
-    kind: FrameKind::Tm,
+const TM_FRAMES: TransferFrameFormat = TransferFrameFormat {
+    kind: TransferFrameKind::Tm,
     length: 223,
     spacecraft_id: 42,
     randomized: false,
@@ -388,8 +390,8 @@ const TM_FRAMES: FrameFormat = FrameFormat {
 
 /// The AOS frames: 256 bytes with a FECF, spacecraft 171, no header error control, insert zone
 /// or OCF (the `aos-frames` link).
-const AOS_FRAMES: FrameFormat = FrameFormat {
-    kind: FrameKind::Aos,
+const AOS_FRAMES: TransferFrameFormat = TransferFrameFormat {
+    kind: TransferFrameKind::Aos,
     length: 256,
     spacecraft_id: 171,
     ..TM_FRAMES
@@ -402,9 +404,9 @@ const AOS_FRAMES: FrameFormat = FrameFormat {
 /// which carries nothing else; AOS: channel 63), and idle packets filling each channel's last
 /// frame. (A TM idle frame of a channel in the middle of one of its packets, which no spacecraft
 /// sends, is where the two differ: Yamcs drops that packet, the daemon keeps it.)
-fn spacecraft_frames(format: FrameFormat, apid: u16) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let mut channels = [0, 1].map(|vc| FrameWriter::new(format, vc, 0));
-    let mut idle = FrameWriter::new(format, 7, 0);
+fn spacecraft_frames(format: TransferFrameFormat, apid: u16) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut channels = [0, 1].map(|vc| TransferFrameWriter::new(format, vc, 0));
+    let mut idle = TransferFrameWriter::new(format, 7, 0);
     let (mut frames, mut packets) = (Vec::new(), Vec::new());
     for i in 0..240u16 {
         let len = if i % 10 == 9 {
@@ -440,7 +442,7 @@ fn spacecraft_frames(format: FrameFormat, apid: u16) -> (Vec<Vec<u8>>, Vec<Vec<u
 #[ignore = "needs Yamcs (PyPI fprime-yamcs-bundle) and Java 17, run by .ci/run"]
 async fn yamcs_and_the_daemon_take_the_same_packets_out_of_frames() {
     let scratch = TempDir::new("yamcs-frames");
-    let links = |name: &str, framing: &str, format: FrameFormat, base: u32| {
+    let links = |name: &str, framing: &str, format: TransferFrameFormat, base: u32| {
         format!(
             "[[links]]\nname = \"{name}\"\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n\
              framing = \"{framing}\"\nframe_length = {}\nspacecraft_id = {}\n\

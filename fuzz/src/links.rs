@@ -6,8 +6,10 @@ use std::ops::Range;
 
 use aggregator::protocol::ax25;
 use aggregator::protocol::ccsds::{self, Framing, LengthField, Next, MAX_PACKET};
-use aggregator::protocol::frames::{Extracted, FrameFormat, FrameKind, FrameReader, FrameStream};
 use aggregator::protocol::kiss::{self, KissFrame};
+use aggregator::protocol::transfer_frames::{
+    Extracted, TransferFrameFormat, TransferFrameKind, TransferFrameReader, TransferFrameStream,
+};
 
 /// The first byte picks the framing, and the read size; the next four the packet limit and the
 /// length field (within what the config accepts); the rest is the stream. With KISS' framing
@@ -171,8 +173,12 @@ fn ax25_round_trip(frame: &[u8]) {
 /// and a frame.
 fn frame_stream(stream: &[u8], read: usize, max: usize, (bits, length, check): (u8, u8, u8)) {
     let aos = bits & 1 != 0;
-    let format = FrameFormat {
-        kind: if aos { FrameKind::Aos } else { FrameKind::Tm },
+    let format = TransferFrameFormat {
+        kind: if aos {
+            TransferFrameKind::Aos
+        } else {
+            TransferFrameKind::Tm
+        },
         length: 20 + usize::from(length),
         spacecraft_id: 42,
         randomized: bits & 4 != 0,
@@ -181,13 +187,13 @@ fn frame_stream(stream: &[u8], read: usize, max: usize, (bits, length, check): (
         header_error_control: aos && bits & 32 != 0,
         insert_zone: 0,
     };
-    let frames = FrameStream {
+    let frames = TransferFrameStream {
         length: format.length,
         marker: bits & 2 != 0,
         check_symbols: usize::from(check & 0x3F),
     };
     let channels: Vec<u8> = (0..=format.max_vcid()).collect();
-    let mut reader = FrameReader::new(format, &channels, max);
+    let mut reader = TransferFrameReader::new(format, &channels, max);
     let mut buf = Vec::new();
     for chunk in stream.chunks(read) {
         buf.extend_from_slice(chunk);

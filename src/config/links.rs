@@ -17,7 +17,10 @@ use super::error::{Invalid, Problem};
 use crate::domain::frame::SourceKind;
 use crate::domain::reception::{Callsign, Delivery};
 use crate::protocol::ccsds::{Framing, LengthField, MAX_APID, MAX_PACKET};
-use crate::protocol::frames::{FrameFormat, FrameKind, FrameReader, FrameStream, MAX_FRAME};
+use crate::protocol::transfer_frames::{
+    TransferFrameFormat, TransferFrameKind, TransferFrameReader, TransferFrameStream,
+    MAX_TRANSFER_FRAME,
+};
 
 /// How a link reaches its station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -315,13 +318,13 @@ impl LinkConfig {
     }
 
     /// The frames' format, with a frame framing (valid once [`validate`] passed).
-    pub(crate) fn frame_format(&self) -> Option<FrameFormat> {
+    pub(crate) fn frame_format(&self) -> Option<TransferFrameFormat> {
         let kind = match self.framing {
-            FramingName::TmFrames => FrameKind::Tm,
-            FramingName::AosFrames => FrameKind::Aos,
+            FramingName::TmFrames => TransferFrameKind::Tm,
+            FramingName::AosFrames => TransferFrameKind::Aos,
             _ => return None,
         };
-        Some(FrameFormat {
+        Some(TransferFrameFormat {
             kind,
             length: self.frame_length?,
             spacecraft_id: self.spacecraft_id?,
@@ -335,14 +338,15 @@ impl LinkConfig {
 
     /// How frames lie on the stream, and the reader of their packets: a connection's (or a UDP
     /// socket's) frame layer, with a frame framing.
-    pub(crate) fn frame_reader(&self) -> Option<(FrameStream, FrameReader)> {
+    pub(crate) fn frame_reader(&self) -> Option<(TransferFrameStream, TransferFrameReader)> {
         let format = self.frame_format()?;
-        let stream = FrameStream {
+        let stream = TransferFrameStream {
             length: format.length,
             marker: self.frame_marker,
             check_symbols: self.rs_check_symbols_length,
         };
-        let reader = FrameReader::new(format, &self.virtual_channels, self.max_packet_bytes);
+        let reader =
+            TransferFrameReader::new(format, &self.virtual_channels, self.max_packet_bytes);
         Some((stream, reader))
     }
 
@@ -721,7 +725,7 @@ impl LinkConfig {
         let Some(format) = self.frame_format() else {
             return self.validate_no_frame_keys();
         };
-        let aos = format.kind == FrameKind::Aos;
+        let aos = format.kind == TransferFrameKind::Aos;
         if !aos && (self.ocf || self.frame_header_error_control || self.insert_zone_length > 0) {
             let text = "ocf, frame_header_error_control and insert_zone_length are AOS keys (a TM frame's header says whether it has an OCF)";
             return fail("links.ocf", text.into());
@@ -758,9 +762,9 @@ impl LinkConfig {
             );
             return fail("links.rs_check_symbols_length", text);
         }
-        if format.length > MAX_FRAME || format.data_capacity() < 1 {
+        if format.length > MAX_TRANSFER_FRAME || format.data_capacity() < 1 {
             let text = format!(
-                "{} bytes: a frame is at most {MAX_FRAME} bytes and its headers and trailer must leave a data field",
+                "{} bytes: a frame is at most {MAX_TRANSFER_FRAME} bytes and its headers and trailer must leave a data field",
                 format.length
             );
             return fail("links.frame_length", text);

@@ -1,7 +1,7 @@
 //! What a link's transfer frames gave and what became of them: counted by the frame layer
-//! (`protocol::frames`), shown per link on `/stats`, `/metrics` and the dashboard. One type for
-//! both, here below them, because the frame layer and the counters sit side by side and neither
-//! imports the other.
+//! (`protocol::transfer_frames`), shown per link on `/stats`, `/metrics` and the dashboard. One
+//! type for both, here below them, because the frame layer and the counters sit side by side and
+//! neither imports the other.
 
 /// Frame quality counts, added up over frames.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]

@@ -10,12 +10,12 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::station::{Heard, Link, ReadPackets};
-use crate::protocol::frames::{Extracted, FrameReader, FrameStream};
+use crate::protocol::transfer_frames::{Extracted, TransferFrameReader, TransferFrameStream};
 
 /// One connection's (or a UDP socket's) frames in, packets out.
 pub(crate) struct Deframer {
-    stream: FrameStream,
-    reader: FrameReader,
+    stream: TransferFrameStream,
+    reader: TransferFrameReader,
     /// The packets and counts of the frames read since the last [`Deframer::packets`].
     out: Extracted,
 }

@@ -4,7 +4,7 @@
 //! A link takes packets from a TCP connection it accepts or dials, or from UDP datagrams, and
 //! delimits them as the station frames them ([`crate::protocol::ccsds`],
 //! [`crate::protocol::kiss`]), or takes them out of transfer frames
-//! ([`crate::protocol::frames`]). Each packet becomes a frame of a source the link's rules pick from
+//! ([`crate::protocol::transfer_frames`]). Each packet becomes a frame of a source the link's rules pick from
 //! its APID, in the lane its priority rule picks, and from there it goes where every frame goes:
 //! the fan-in, the archive, followers, the feed, sinks. Unlike the ingest protocol, a station hears
 //! no acknowledgement: what a link received is stored exactly once; what a station sent into a

@@ -4,14 +4,14 @@
 //! daemon's connections, the catalog's pre-encoded CATALOG message and `uplink-sim` all speak it.
 //! [`ccsds`] and [`kiss`] are the ground segment's formats (`docs/ground-segment.md`): what
 //! stations send into the links, and what the TM server sends to mission-control systems;
-//! [`ax25`] is the radio frame a TNC's KISS frame holds around a packet; [`frames`] are the
-//! transfer frames (TM, AOS) a station's deframer delivers with packets inside.
+//! [`ax25`] is the radio frame a TNC's KISS frame holds around a packet; [`transfer_frames`] are
+//! the transfer frames (TM, AOS) a station's deframer delivers with packets inside.
 
 pub mod ax25;
 pub mod ccsds;
-pub mod frames;
 pub mod ingest;
 pub mod kiss;
+pub mod transfer_frames;
 
 /// What property tests of the formats share: a byte stream cut as a socket's reads may cut it.
 #[cfg(test)]

@@ -27,8 +27,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use aggregator::protocol::ccsds::{self, Framing, LengthField, PrimaryHeader};
-use aggregator::protocol::frames::{FrameFormat, FrameKind, FrameWriter};
 use aggregator::protocol::ingest::{self, ClientMessage, Hello};
+use aggregator::protocol::transfer_frames::{
+    TransferFrameFormat, TransferFrameKind, TransferFrameWriter,
+};
 use aggregator::protocol::{ax25, kiss};
 use aggregator::{Priority, SourceKind};
 use bytes::BytesMut;
@@ -68,8 +70,8 @@ const VARIANTS: [&str; 10] = [
 
 /// The transfer frames of the `tm-frames` variant: 1115 bytes, as the issue that asked for them
 /// measured, with a FECF, behind the marker.
-const TM_FRAMES: FrameFormat = FrameFormat {
-    kind: FrameKind::Tm,
+const TM_FRAMES: TransferFrameFormat = TransferFrameFormat {
+    kind: TransferFrameKind::Tm,
     length: 1115,
     spacecraft_id: 42,
     randomized: false,
@@ -338,9 +340,9 @@ fn wire_of(variant: &str, packets: &[Vec<u8>]) -> BenchResult<Vec<u8>> {
 
 /// The packets in TM frames of virtual channel 0, each frame behind the marker.
 fn tm_frames(packets: &[Vec<u8>]) -> Vec<u8> {
-    let mut writer = FrameWriter::new(TM_FRAMES, 0, 0);
+    let mut writer = TransferFrameWriter::new(TM_FRAMES, 0, 0);
     let mut wire = Vec::new();
-    let mut take = |writer: &mut FrameWriter| {
+    let mut take = |writer: &mut TransferFrameWriter| {
         while let Some(frame) = writer.next_frame() {
             wire.extend_from_slice(&ccsds::ASM);
             wire.extend_from_slice(&frame);
