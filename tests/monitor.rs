@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use aggregator::ops::monitor::render_metrics;
+use aggregator::ops::metrics::render_metrics;
 use aggregator::{Health, SourceKind};
 use common::{wait_until, Archive, Client, TestDaemon, PATIENCE};
 use tokio_util::sync::CancellationToken;

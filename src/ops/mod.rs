@@ -15,5 +15,7 @@ pub mod frame_feed;
 pub mod health;
 mod http;
 pub mod logging;
+pub mod metrics;
 pub mod monitor;
+mod stats_body;
 pub mod web;
