@@ -46,7 +46,7 @@ use crate::links::{self, LinkServices, LinkSockets};
 use crate::ops::frame_feed::FrameFeed;
 use crate::ops::health::HealthProbe;
 use crate::ops::monitor::MonitorState;
-use crate::ops::{clock, dashboard};
+use crate::ops::{clock, stats_log};
 use crate::pipeline::fan_in::{priority_fan_in, FanIn, Ingress};
 use crate::pipeline::fan_out::{fan_out, FanOut, FanOutLane, Subscribe};
 use crate::pipeline::processor::Processor;
@@ -565,7 +565,7 @@ impl StatsPublisher {
     ) -> StatsPublisher {
         let stop = CancellationToken::new();
         let interval = config.dashboard.stats_interval;
-        let dashboard = tokio::spawn(dashboard::run(published.subscribe()));
+        let dashboard = tokio::spawn(stats_log::run(published.subscribe()));
         let clock_config = (config.clock.clone(), config.archive.retention.max_age);
         let watch = clock::watch(clock_config, archive_time, stats.clone(), stop.clone());
         let clock = tokio::spawn(watch);

@@ -11,7 +11,9 @@
 //!   acknowledgement ledger, resume points, sequence sets, positions, shards, catalogs, the
 //!   archive clock that stamps received times and the steps of the wall clock.
 //! - [`stats`]: the counters every stage bumps and the snapshots published from them.
-//! - [`protocol`]: the ingest wire format that uplinks, replay feeds and `uplink-sim` speak.
+//! - [`protocol`]: the wire formats: the ingest protocol that uplinks, replay feeds and
+//!   `uplink-sim` speak, and the ground segment's (CCSDS space packets, KISS, AX.25, TM and AOS
+//!   transfer frames).
 //! - [`net`]: the accept loop every listener runs, and the file descriptors it keeps for the
 //!   archive.
 //! - [`config`]: the config file, `aggregator.toml`, with its defaults and validation.
@@ -32,7 +34,7 @@
 //! - [`sinks`]: publishers of the archive into other systems (NATS JetStream), each a follower of
 //!   the files with a durable cursor of its own, so that an outage never slows ingest.
 //! - [`ops`]: how operators see it: the monitor's HTTP endpoint (stats, metrics, health, the feed,
-//!   catalog uploads), the web dashboard, logs.
+//!   catalog uploads), the web dashboard, the stats log line, logs.
 //! - [`daemon`]: the stages wired together, and the drain.
 //! - [`sim`]: `uplink-sim`, the load and smoke-test client that accounts for every frame end to end.
 

@@ -1,15 +1,15 @@
-//! How operators see the daemon: counters, the monitor's HTTP endpoint, the dashboard, the web
-//! dashboard page, the logs.
+//! How operators see the daemon: counters, the monitor's HTTP endpoint (`/stats`, `/metrics`,
+//! health, the feed, catalog uploads, archive queries), the web dashboard page, the stats log
+//! line, the logs.
 //!
 //! Nothing here is on the data path's critical section: stages add to atomic counters, and every
-//! reader (the monitor, the dashboard, the stats line) takes snapshots, so watching the daemon
+//! reader (the monitor, the web dashboard, the stats line) takes snapshots, so watching the daemon
 //! never slows it.
 
 pub mod access;
 pub mod archive_query;
 pub mod catalog;
 pub(crate) mod clock;
-pub mod dashboard;
 pub mod feed;
 pub mod frame_feed;
 pub mod health;
@@ -18,4 +18,5 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 mod stats_body;
+pub mod stats_log;
 pub mod web;

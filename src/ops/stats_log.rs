@@ -1,10 +1,11 @@
-//! The dashboard: a stats line logged for each published snapshot.
+//! The stats log line: one logged for each published snapshot (the web dashboard is
+//! [`crate::ops::web`]).
 //!
 //! It needs only the latest pipeline statistics, so it reads the snapshots the stats publisher
 //! sends and never the frames. Following every processed batch through the lossy fan-out, only to
 //! count it, cost each shard a wake-up of another thread per batch and left that thread freeing
 //! the batches: at full rate, a fifth to a third of the daemon's CPU per frame
-//! (docs/architecture.md, "The dashboard reads snapshots"). The frames go to the lossy
+//! (docs/architecture.md, "The stats line reads snapshots"). The frames go to the lossy
 //! consumers that want them: `/feed` (and the web dashboard through it) and
 //! [`crate::Daemon::subscribe_frames`].
 
@@ -39,6 +40,7 @@ async fn follow(
 /// The stats line: totals, then the processing rates since the last line.
 fn log_line(s: &PipelineStats, (frames_per_sec, bytes_per_sec): (f64, f64)) {
     tracing::info!(
+        // The module's old name, kept: operators' log filters and searches name it.
         target: "aggregator::ops::dashboard",
         "stats: accepted={} processed={} emergency={} archived={} in_flight={} bytes={} sources={} dup={} refused={} errors={} lag_events={} archive={} unsynced_bytes={} frames_per_sec={:.0} mb_per_sec={:.1}",
         s.frames_accepted,
@@ -74,7 +76,7 @@ mod tests {
     async fn every_snapshot_is_a_line_up_to_the_last_one_published() {
         let (tx, rx) = watch::channel(PipelineStats::default());
         let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-        let dashboard = tokio::spawn(follow(rx, move |s, _| {
+        let stats_log = tokio::spawn(follow(rx, move |s, _| {
             let _ = lines_tx.send(s.frames_processed);
         }));
         tx.send_replace(processed(5));
@@ -82,9 +84,9 @@ mod tests {
         // The publisher's final snapshot, sent as it ends after the drain.
         tx.send_replace(processed(9));
         drop(tx);
-        dashboard
+        stats_log
             .await
-            .expect("the dashboard ends with its publisher");
+            .expect("the stats log ends with its publisher");
         assert_eq!(lines.recv().await, Some(9), "the last snapshot is logged");
         assert_eq!(lines.recv().await, None);
     }
