@@ -255,6 +255,16 @@ impl SimReport {
 
 impl fmt::Display for SimReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.totals();
+        self.write_table(f, &t)?;
+        self.write_notes(f, &t)?;
+        self.write_summary(f, &t)
+    }
+}
+
+impl SimReport {
+    /// A row per source, and one of the totals.
+    fn write_table(&self, f: &mut fmt::Formatter<'_>, t: &Totals) -> fmt::Result {
         writeln!(
             f,
             "{:<12} {:>9} {:>9} {:>7} {:>7} {:>5} {:>6}  {:<24} outcome",
@@ -282,7 +292,6 @@ impl fmt::Display for SimReport {
                 s.outcome
             )?;
         }
-        let t = self.totals();
         writeln!(
             f,
             "{:<12} {:>9} {:>9} {:>7} {:>7} {:>5} {:>6}  {:<24} {}/{} completed",
@@ -296,7 +305,11 @@ impl fmt::Display for SimReport {
             t.emergency_latency.summary(),
             t.completed,
             t.sources
-        )?;
+        )
+    }
+
+    /// What the figures do not say themselves: the latency's reach, the catalog, the resent frames.
+    fn write_notes(&self, f: &mut fmt::Formatter<'_>, t: &Totals) -> fmt::Result {
         if !t.emergency_latency.is_empty() {
             writeln!(f, "{LATENCY_NOTE}")?;
         }
@@ -312,6 +325,11 @@ impl fmt::Display for SimReport {
                 t.resent
             )?;
         }
+        Ok(())
+    }
+
+    /// The `sim total:` line, every figure as `key=value` for scripts.
+    fn write_summary(&self, f: &mut fmt::Formatter<'_>, t: &Totals) -> fmt::Result {
         let secs = self.elapsed.as_secs_f64();
         let rate = if secs > 0.0 {
             t.acked as f64 / secs
