@@ -60,6 +60,36 @@ enum SessionEnd {
     Fatal(String),
 }
 
+/// What a welcomed connection's loop keeps from one turn to the next.
+#[derive(Debug)]
+struct Turns {
+    /// Set once this side shut down its sending side: the CLOSE must come by then.
+    close_deadline: Option<Instant>,
+    /// When bytes last went out: a keep-alive follows `keepalive` after it.
+    last_write: Instant,
+    /// PINGs sent, each with its number as its token.
+    pings: u64,
+    /// Written and not yet flushed: a TLS session may hold the last record (plain TCP never).
+    unflushed: bool,
+}
+
+impl Turns {
+    fn new(now: Instant) -> Turns {
+        Turns {
+            close_deadline: None,
+            last_write: now,
+            pings: 0,
+            unflushed: false,
+        }
+    }
+
+    /// Queues a keep-alive.
+    fn ping(&mut self, out: &mut BytesMut) {
+        ClientMessage::Ping(self.pings).encode(out);
+        self.pings += 1;
+    }
+}
+
 /// A small deterministic generator (SplitMix64) for jitter and the emergency draw.
 #[derive(Debug)]
 struct SplitMix(u64);
@@ -466,74 +496,32 @@ impl SimSource {
         out: &mut BytesMut,
         resume_after: Option<u64>,
     ) -> SessionEnd {
-        if let Some(stored) = resume_after {
-            // A source that has not written yet is a restarted source: it numbers its frames after
-            // what the daemon stored. Otherwise the daemon stored some of ours: they are acknowledged.
-            if !self.outbox.continue_after(stored) {
-                self.acknowledge(stored, Instant::now());
-            }
-        }
-        self.outbox.rewind();
-        let mut close_deadline: Option<Instant> = None;
-        let mut last_write = Instant::now();
-        let mut pings = 0u64;
-        // Written and not yet flushed: a TLS session may hold the last record (plain TCP never).
-        let mut unflushed = false;
+        self.resume(resume_after);
+        let mut turns = Turns::new(Instant::now());
         loop {
             let now = Instant::now();
-            if close_deadline.is_none() {
-                self.fill(out, now);
-                if out.is_empty() && self.outbox.unwritten() == 0 && self.generation_done(now) {
-                    // Everything is on the wire: shut down the sending side, and the daemon answers
-                    // with its final acknowledgement and CLOSE(EndOfStream).
-                    if let Err(err) = wr.shutdown().await {
-                        return SessionEnd::Retry(format!("shutting down the sending side: {err}"));
-                    }
-                    close_deadline = Some(now + self.opts.close_timeout);
-                }
+            if let Some(end) = self.fill_or_end_stream(wr, out, &mut turns, now).await {
+                return end;
             }
-            let next_tick = self.next_due().filter(|_| {
-                close_deadline.is_none()
-                    && !self.generation_done(now)
-                    && self.outbox.unacked() < self.opts.max_in_flight
-            });
+            let next_tick = self.next_tick(&turns, now);
             // Nothing written for a while, and nothing to write: a keep-alive.
-            let ping_at = (close_deadline.is_none() && out.is_empty())
-                .then_some(last_write + self.opts.keepalive);
+            let ping_at = (turns.close_deadline.is_none() && out.is_empty())
+                .then_some(turns.last_write + self.opts.keepalive);
             tokio::select! {
                 biased;
                 message = read_message(rd, rbuf, codec) => {
-                    let now = Instant::now();
-                    let message = match message {
-                        Ok(Some(message)) => message,
-                        Ok(None) => return SessionEnd::Retry("the daemon closed the connection without CLOSE".into()),
-                        Err(err) => return SessionEnd::Retry(format!("reading from the daemon: {err}")),
-                    };
-                    if let Some(end) = self.on_message(message, out, close_deadline.is_some(), now) {
+                    if let Some(end) = self.on_read(message, out, &turns) {
                         return end;
                     }
                 }
-                written = write_or_flush(wr, out), if !out.is_empty() || unflushed => match written {
-                    Ok(Some(0)) => return SessionEnd::Retry("the daemon stopped accepting bytes".into()),
-                    Ok(Some(_)) => {
-                        last_write = Instant::now();
-                        unflushed = true;
+                written = write_or_flush(wr, out), if !out.is_empty() || turns.unflushed => {
+                    if let Some(end) = self.on_written(written, &mut turns, rd, rbuf, codec).await {
+                        return end;
                     }
-                    Ok(None) => unflushed = false,
-                    Err(err) => {
-                        // A daemon that closes with our frames unread in its buffer resets the
-                        // connection, and the write can fail before the CLOSE in front of the reset
-                        // was read: take what the daemon said last, so its final_ack still counts.
-                        self.salvage(rd, rbuf, codec).await;
-                        return SessionEnd::Retry(format!("writing to the daemon: {err}"));
-                    }
-                },
-                _ = sleep_until(next_tick.unwrap_or(now)), if next_tick.is_some() => {}
-                _ = sleep_until(ping_at.unwrap_or(now)), if ping_at.is_some() => {
-                    ClientMessage::Ping(pings).encode(out);
-                    pings += 1;
                 }
-                _ = sleep_until(close_deadline.unwrap_or(now)), if close_deadline.is_some() => {
+                _ = sleep_until(next_tick.unwrap_or(now)), if next_tick.is_some() => {}
+                _ = sleep_until(ping_at.unwrap_or(now)), if ping_at.is_some() => turns.ping(out),
+                _ = sleep_until(turns.close_deadline.unwrap_or(now)), if turns.close_deadline.is_some() => {
                     return SessionEnd::Retry(format!(
                         "no CLOSE within {} ms of the end of stream ({} frames unacknowledged)",
                         self.opts.close_timeout.as_millis(),
@@ -542,6 +530,101 @@ impl SimSource {
                 }
             }
         }
+    }
+
+    /// Takes up where the WELCOME says the daemon is, and rewinds to resend what it lacks.
+    fn resume(&mut self, resume_after: Option<u64>) {
+        if let Some(stored) = resume_after {
+            // A source that has not written yet is a restarted source: it numbers its frames after
+            // what the daemon stored. Otherwise the daemon stored some of ours: they are acknowledged.
+            if !self.outbox.continue_after(stored) {
+                self.acknowledge(stored, Instant::now());
+            }
+        }
+        self.outbox.rewind();
+    }
+
+    /// Before the end of stream, encodes what fell due; once everything is on the wire, shuts
+    /// down the sending side, and the daemon answers with its final acknowledgement and
+    /// CLOSE(EndOfStream).
+    async fn fill_or_end_stream(
+        &mut self,
+        wr: &mut Writer,
+        out: &mut BytesMut,
+        turns: &mut Turns,
+        now: Instant,
+    ) -> Option<SessionEnd> {
+        if turns.close_deadline.is_some() {
+            return None;
+        }
+        self.fill(out, now);
+        if out.is_empty() && self.outbox.unwritten() == 0 && self.generation_done(now) {
+            if let Err(err) = wr.shutdown().await {
+                let why = format!("shutting down the sending side: {err}");
+                return Some(SessionEnd::Retry(why));
+            }
+            turns.close_deadline = Some(now + self.opts.close_timeout);
+        }
+        None
+    }
+
+    /// When the clock next has frames due, while it may generate more: before the end of stream,
+    /// and with room under `max_in_flight`.
+    fn next_tick(&self, turns: &Turns, now: Instant) -> Option<Instant> {
+        self.next_due().filter(|_| {
+            turns.close_deadline.is_none()
+                && !self.generation_done(now)
+                && self.outbox.unacked() < self.opts.max_in_flight
+        })
+    }
+
+    /// What a read from the daemon gave: a message taken, or the session's end.
+    fn on_read(
+        &mut self,
+        read: io::Result<Option<ServerMessage>>,
+        out: &mut BytesMut,
+        turns: &Turns,
+    ) -> Option<SessionEnd> {
+        let now = Instant::now();
+        let message = match read {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                let why = "the daemon closed the connection without CLOSE";
+                return Some(SessionEnd::Retry(why.into()));
+            }
+            Err(err) => return Some(SessionEnd::Retry(format!("reading from the daemon: {err}"))),
+        };
+        self.on_message(message, out, turns.close_deadline.is_some(), now)
+    }
+
+    /// What a write (or a flush) gave: bytes on their way, or the session's end.
+    async fn on_written(
+        &mut self,
+        written: io::Result<Option<usize>>,
+        turns: &mut Turns,
+        rd: &mut Reader,
+        rbuf: &mut BytesMut,
+        codec: &mut ClientCodec,
+    ) -> Option<SessionEnd> {
+        match written {
+            Ok(Some(0)) => {
+                let why = "the daemon stopped accepting bytes";
+                return Some(SessionEnd::Retry(why.into()));
+            }
+            Ok(Some(_)) => {
+                turns.last_write = Instant::now();
+                turns.unflushed = true;
+            }
+            Ok(None) => turns.unflushed = false,
+            Err(err) => {
+                // A daemon that closes with our frames unread in its buffer resets the
+                // connection, and the write can fail before the CLOSE in front of the reset
+                // was read: take what the daemon said last, so its final_ack still counts.
+                self.salvage(rd, rbuf, codec).await;
+                return Some(SessionEnd::Retry(format!("writing to the daemon: {err}")));
+            }
+        }
+        None
     }
 
     /// Takes a message from the daemon (`closing`: after this side's end of stream); the
@@ -631,8 +714,6 @@ impl SimSource {
     }
 }
 
-/// The next message from the daemon; `None` on a clean end of stream. Cancellation safe: the read
-/// buffer and the codec live with the caller, so a cancelled read loses no byte.
 /// Writes what `out` holds (`Some` bytes written) or, once it is empty, flushes (`None`).
 /// Cancel-safe either way.
 async fn write_or_flush(wr: &mut Writer, out: &mut BytesMut) -> std::io::Result<Option<usize>> {
@@ -643,6 +724,8 @@ async fn write_or_flush(wr: &mut Writer, out: &mut BytesMut) -> std::io::Result<
     }
 }
 
+/// The next message from the daemon; `None` on a clean end of stream. Cancellation safe: the read
+/// buffer and the codec live with the caller, so a cancelled read loses no byte.
 async fn read_message(
     rd: &mut Reader,
     rbuf: &mut BytesMut,
