@@ -277,36 +277,51 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
             return Err(QueryError::Repeated(key.to_string()));
         }
         seen.push(key.clone());
-        match &*key {
+        request.set(&key, &value, now, path)?;
+    }
+    request.check(now)?;
+    Ok(request)
+}
+
+impl FramesQuery {
+    /// Takes one parameter, `key=value`; an unknown key's error lists those `path` takes.
+    fn set(
+        &mut self,
+        key: &str,
+        value: &str,
+        now: SystemTime,
+        path: Path,
+    ) -> Result<(), QueryError> {
+        match key {
             "from" => {
-                let time = parse_time(&value, now).map_err(|why| QueryError::Time("from", why))?;
-                request.filter.since = Some(time);
+                let time = parse_time(value, now).map_err(|why| QueryError::Time("from", why))?;
+                self.filter.since = Some(time);
             }
             "to" => {
-                let time = parse_time(&value, now).map_err(|why| QueryError::Time("to", why))?;
-                request.filter.until = Some(time);
+                let time = parse_time(value, now).map_err(|why| QueryError::Time("to", why))?;
+                self.filter.until = Some(time);
             }
             "source" => {
-                let source = parse_source(&value).map_err(QueryError::Source)?;
-                if request.filter.sources.len() == MAX_SOURCES {
+                let source = parse_source(value).map_err(QueryError::Source)?;
+                if self.filter.sources.len() == MAX_SOURCES {
                     return Err(QueryError::TooManySources);
                 }
-                request.filter.sources.push(source);
+                self.filter.sources.push(source);
             }
             "kind" => {
                 let kind = value.parse::<SourceKind>().map_err(QueryError::Kind)?;
-                request.kind = Some(kind);
+                self.kind = Some(kind);
             }
             "priority" => {
                 let priority = value.parse::<Priority>().map_err(QueryError::Priority)?;
-                request.filter.priority = Some(priority);
+                self.filter.priority = Some(priority);
             }
             "apid" => {
                 let apid = value.parse().ok().filter(|apid| *apid <= 0x7ff);
-                request.apid = Some(apid.ok_or_else(|| QueryError::Apid(value.to_string()))?);
+                self.apid = Some(apid.ok_or_else(|| QueryError::Apid(value.to_string()))?);
             }
             "format" => {
-                request.format = match value.parse() {
+                self.format = match value.parse() {
                     Ok(Format::Parquet) => return Err(QueryError::Parquet),
                     Ok(format) => format,
                     Err(err) => return Err(QueryError::Format(err.to_string())),
@@ -315,22 +330,26 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
             "buckets" => {
                 let buckets = value.parse().ok().filter(|n| *n <= MAX_BUCKETS);
                 let buckets = buckets.and_then(NonZeroU32::new);
-                request.buckets =
-                    Some(buckets.ok_or_else(|| QueryError::Buckets(value.to_string()))?);
+                self.buckets = Some(buckets.ok_or_else(|| QueryError::Buckets(value.to_string()))?);
             }
             other => return Err(QueryError::Unknown(other.to_string(), path.expected())),
         }
+        Ok(())
     }
-    if request.buckets.is_some() && request.filter.since.is_none() {
-        return Err(QueryError::BucketsWithoutFrom);
+
+    /// The parameters together: `buckets` needs `from`, and `from` is not after `to`.
+    fn check(&self, now: SystemTime) -> Result<(), QueryError> {
+        if self.buckets.is_some() && self.filter.since.is_none() {
+            return Err(QueryError::BucketsWithoutFrom);
+        }
+        // Without an end, the answer is every frame stored by the time of the query, whatever its
+        // received time: a start still to come is after it.
+        let until = (self.filter.until).unwrap_or_else(|| unix_ns(now).unwrap_or(0));
+        if self.filter.since.is_some_and(|from| from > until) {
+            return Err(QueryError::Backwards);
+        }
+        Ok(())
     }
-    // Without an end, the answer is every frame stored by the time of the query, whatever its
-    // received time: a start still to come is after it.
-    let until = (request.filter.until).unwrap_or_else(|| unix_ns(now).unwrap_or(0));
-    if request.filter.since.is_some_and(|from| from > until) {
-        return Err(QueryError::Backwards);
-    }
-    Ok(request)
 }
 
 impl FramesQuery {
