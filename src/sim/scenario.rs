@@ -65,74 +65,80 @@ impl Profile {
 impl Scenario {
     /// The uplink profile and the replay profile.
     pub fn profiles(self) -> (Profile, Profile) {
+        (self.uplinks(), self.replays())
+    }
+
+    /// The profile of the live uplinks.
+    fn uplinks(self) -> Profile {
         let secs = |s: u64| Amount::Duration(Duration::from_secs(s));
         match self {
-            Scenario::Brief => (
-                Profile {
-                    count: 4,
-                    first_id: 0,
-                    rate: Rate::PerSecond(200.0),
-                    jitter: 0.0,
-                    payload: 32,
-                    amount: Amount::Frames(10),
-                    batch: 10,
-                    emergency: EmergencyMix::FirstOfBatch(2),
-                },
-                Profile {
-                    count: 1,
-                    first_id: REPLAY_FIRST_ID,
-                    rate: Rate::PerSecond(200.0),
-                    jitter: 0.0,
-                    payload: 32,
-                    amount: Amount::Frames(5),
-                    batch: 5,
-                    emergency: EmergencyMix::FirstOfBatch(0),
-                },
-            ),
-            Scenario::Default => (
-                Profile {
-                    count: 48,
-                    first_id: 0,
-                    rate: Rate::PerSecond(100.0),
-                    jitter: 0.2,
-                    payload: 64,
-                    amount: secs(3),
-                    batch: 10,
-                    emergency: EmergencyMix::Share(0.05),
-                },
-                Profile {
-                    count: 2,
-                    first_id: REPLAY_FIRST_ID,
-                    rate: Rate::PerSecond(500.0),
-                    jitter: 0.2,
-                    payload: 64,
-                    amount: secs(3),
-                    batch: 50,
-                    emergency: EmergencyMix::Share(0.0),
-                },
-            ),
-            Scenario::Saturate => (
-                Profile {
-                    count: 48,
-                    first_id: 0,
-                    rate: Rate::Max,
-                    jitter: 0.0,
-                    payload: 64,
-                    amount: secs(3),
-                    batch: 32,
-                    emergency: EmergencyMix::Share(0.01),
-                },
-                Profile {
-                    count: 2,
-                    first_id: REPLAY_FIRST_ID,
-                    rate: Rate::Max,
-                    jitter: 0.0,
-                    payload: 64,
-                    amount: secs(3),
-                    batch: 32,
-                    emergency: EmergencyMix::Share(0.0),
-                },
-            ),
+            Scenario::Brief => Profile {
+                count: 4,
+                first_id: 0,
+                rate: Rate::PerSecond(200.0),
+                jitter: 0.0,
+                payload: 32,
+                amount: Amount::Frames(10),
+                batch: 10,
+                emergency: EmergencyMix::FirstOfBatch(2),
+            },
+            Scenario::Default => Profile {
+                count: 48,
+                first_id: 0,
+                rate: Rate::PerSecond(100.0),
+                jitter: 0.2,
+                payload: 64,
+                amount: secs(3),
+                batch: 10,
+                emergency: EmergencyMix::Share(0.05),
+            },
+            Scenario::Saturate => Profile {
+                count: 48,
+                first_id: 0,
+                rate: Rate::Max,
+                jitter: 0.0,
+                payload: 64,
+                amount: secs(3),
+                batch: 32,
+                emergency: EmergencyMix::Share(0.01),
+            },
+        }
+    }
+
+    /// The profile of the archived replay feeds.
+    fn replays(self) -> Profile {
+        let secs = |s: u64| Amount::Duration(Duration::from_secs(s));
+        match self {
+            Scenario::Brief => Profile {
+                count: 1,
+                first_id: REPLAY_FIRST_ID,
+                rate: Rate::PerSecond(200.0),
+                jitter: 0.0,
+                payload: 32,
+                amount: Amount::Frames(5),
+                batch: 5,
+                emergency: EmergencyMix::FirstOfBatch(0),
+            },
+            Scenario::Default => Profile {
+                count: 2,
+                first_id: REPLAY_FIRST_ID,
+                rate: Rate::PerSecond(500.0),
+                jitter: 0.2,
+                payload: 64,
+                amount: secs(3),
+                batch: 50,
+                emergency: EmergencyMix::Share(0.0),
+            },
+            Scenario::Saturate => Profile {
+                count: 2,
+                first_id: REPLAY_FIRST_ID,
+                rate: Rate::Max,
+                jitter: 0.0,
+                payload: 64,
+                amount: secs(3),
+                batch: 32,
+                emergency: EmergencyMix::Share(0.0),
+            },
         }
     }
 }
