@@ -497,7 +497,11 @@ fn received_frames_read_back_with_their_reception() {
     assert_eq!(again.entries, vec![(8, Entry::Frame(frames[0].clone()))]);
     // The first frame's flags, after the fixed part and the two names.
     let flags = MAGIC.len() + RECORD_HEADER_LEN + FRAMES_BODY_FIXED + 2 + 3 + 14 + 12;
-    assert_eq!(bytes[flags], 0x01 | 0x04, "an earth time and AX.25 addresses follow");
+    assert_eq!(
+        bytes[flags],
+        0x01 | 0x04,
+        "an earth time and AX.25 addresses follow"
+    );
     bytes[flags] |= 0x80;
     let start = MAGIC.len();
     let len = bytes.len() - start - RECORD_HEADER_LEN;
