@@ -278,10 +278,11 @@ EOF
     assert!(files.contains(".cursor"), "no NATS cursor:\n{files}");
     assert!(files.contains("/archive/"), "no archive:\n{files}");
 
-    // kill -9 of the main process: systemd restarts it and every source resumes.
+    // kill -9 of the main process: systemd restarts it and every source resumes. The sources
+    // send for 20 s, so that a slow machine still kills the daemon while they do.
     let sim = system.sim(
         "/certs/b/ca.pem",
-        "--scenario default --duration 6 --require-all-acked",
+        "--scenario default --duration 20 --require-all-acked",
     );
     wait_until("50 sources connected", || {
         system.stat("active_sources") >= 50
