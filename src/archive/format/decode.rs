@@ -66,6 +66,31 @@ pub(super) fn decode_at(
     pos: usize,
     out: &mut Vec<(u64, Entry)>,
 ) -> Result<usize, Bad> {
+    let body_start = pos + RECORD_HEADER_LEN;
+    let body = checked_body(data, pos)?;
+    let len = body.len();
+    let entry = match body[0] {
+        TYPE_FRAME => Entry::Frame(decode_frame(data, body_start, body)?),
+        TYPE_WATERMARK => decode_watermark(body)?,
+        TYPE_STORED_RUN => decode_stored_run(body)?,
+        TYPE_CLOCK => Entry::Clock(decode_clock(body)?),
+        TYPE_FRAMES | TYPE_RECEIVED_FRAMES => {
+            let before = out.len();
+            let decoded = decode_frames(data, body_start, len, pos, out);
+            if decoded.is_err() {
+                out.truncate(before);
+            }
+            decoded?;
+            return Ok(body_start + len);
+        }
+        other => return Err(Bad::Impossible(format!("unknown record type {other}"))),
+    };
+    out.push((pos as u64, entry));
+    Ok(body_start + len)
+}
+
+/// The body of the record at `pos`, whole and with its CRC matching.
+fn checked_body(data: &Bytes, pos: usize) -> Result<&[u8], Bad> {
     let rest = data.len() - pos;
     if rest < RECORD_HEADER_LEN {
         return Err(Bad::Incomplete(format!(
@@ -88,69 +113,64 @@ pub(super) fn decode_at(
             "CRC mismatch (stored {stored_crc:08x}, computed {crc:08x}) over a {len}-byte body"
         )));
     }
-    let entry = match body[0] {
-        TYPE_FRAME => {
-            if len < FRAME_BODY_FIXED {
-                return Err(Bad::Impossible(format!(
-                    "frame record body of {len} bytes, shorter than {FRAME_BODY_FIXED}"
-                )));
-            }
-            let priority = priority(body[2])?;
-            Entry::Frame(FrameRecord {
-                kind: kind(body[1])?,
-                priority,
-                source_id: be_u32(body, 3),
-                sequence: be_u64(body, 7),
-                received_unix_ns: be_u64(body, 15),
-                payload: data.slice(body_start + FRAME_BODY_FIXED..body_start + len),
-                reception: None,
-            })
-        }
-        TYPE_WATERMARK => {
-            if len != MARK_BODY_LEN {
-                return Err(Bad::Impossible(format!(
-                    "type {TYPE_WATERMARK} record body of {len} bytes, expected {MARK_BODY_LEN}"
-                )));
-            }
-            Entry::Watermark {
-                kind: kind(body[1])?,
-                source_id: be_u32(body, 2),
-                acked: be_u64(body, 6),
-            }
-        }
-        TYPE_STORED_RUN => {
-            if len != RUN_BODY_LEN {
-                return Err(Bad::Impossible(format!(
-                    "type {TYPE_STORED_RUN} record body of {len} bytes, expected {RUN_BODY_LEN}"
-                )));
-            }
-            let (first, last) = (be_u64(body, 6), be_u64(body, 14));
-            if first > last {
-                return Err(Bad::Impossible(format!(
-                    "stored run from {first} down to {last}"
-                )));
-            }
-            Entry::Stored {
-                kind: kind(body[1])?,
-                source_id: be_u32(body, 2),
-                first,
-                last,
-            }
-        }
-        TYPE_CLOCK => Entry::Clock(decode_clock(body)?),
-        TYPE_FRAMES | TYPE_RECEIVED_FRAMES => {
-            let before = out.len();
-            let decoded = decode_frames(data, body_start, len, pos, out);
-            if decoded.is_err() {
-                out.truncate(before);
-            }
-            decoded?;
-            return Ok(body_start + len);
-        }
-        other => return Err(Bad::Impossible(format!("unknown record type {other}"))),
-    };
-    out.push((pos as u64, entry));
-    Ok(body_start + len)
+    Ok(body)
+}
+
+/// A FRAME record's `body`, which starts at `body_start` of `data` (its payload shares `data`).
+fn decode_frame(data: &Bytes, body_start: usize, body: &[u8]) -> Result<FrameRecord, Bad> {
+    let len = body.len();
+    if len < FRAME_BODY_FIXED {
+        return Err(Bad::Impossible(format!(
+            "frame record body of {len} bytes, shorter than {FRAME_BODY_FIXED}"
+        )));
+    }
+    let priority = priority(body[2])?;
+    Ok(FrameRecord {
+        kind: kind(body[1])?,
+        priority,
+        source_id: be_u32(body, 3),
+        sequence: be_u64(body, 7),
+        received_unix_ns: be_u64(body, 15),
+        payload: data.slice(body_start + FRAME_BODY_FIXED..body_start + len),
+        reception: None,
+    })
+}
+
+/// A WATERMARK record's body.
+fn decode_watermark(body: &[u8]) -> Result<Entry, Bad> {
+    if body.len() != MARK_BODY_LEN {
+        return Err(Bad::Impossible(format!(
+            "type {TYPE_WATERMARK} record body of {} bytes, expected {MARK_BODY_LEN}",
+            body.len()
+        )));
+    }
+    Ok(Entry::Watermark {
+        kind: kind(body[1])?,
+        source_id: be_u32(body, 2),
+        acked: be_u64(body, 6),
+    })
+}
+
+/// A STORED RUN record's body.
+fn decode_stored_run(body: &[u8]) -> Result<Entry, Bad> {
+    if body.len() != RUN_BODY_LEN {
+        return Err(Bad::Impossible(format!(
+            "type {TYPE_STORED_RUN} record body of {} bytes, expected {RUN_BODY_LEN}",
+            body.len()
+        )));
+    }
+    let (first, last) = (be_u64(body, 6), be_u64(body, 14));
+    if first > last {
+        return Err(Bad::Impossible(format!(
+            "stored run from {first} down to {last}"
+        )));
+    }
+    Ok(Entry::Stored {
+        kind: kind(body[1])?,
+        source_id: be_u32(body, 2),
+        first,
+        last,
+    })
 }
 
 /// A CLOCK record's body.

@@ -1,7 +1,6 @@
 //! Opening the archive: every shard's directory found, its newest segment recovered, and the
 //! [`Archive`] a daemon runs with, or counting sinks that remember nothing.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -10,16 +9,14 @@ use tokio::sync::watch;
 
 use super::disk::Readers;
 use super::journal::{self, Gate, Leftover};
-use super::recovery::{self, Start};
+use super::recovery;
 use super::sink::{Archive, ArchiveSink, ArchiveTime, CountingSink};
-use super::tracked::Tracked;
-use super::writer::{create_dir, SegmentSink, Shared};
+use super::writer::{create_dir, Recovered, SegmentSink, ShardDir, Shared};
 use crate::archive::format::index::OpenSpan;
 use crate::archive::format::{self, shard_dir};
 use crate::archive::retention::{SealedFeed, ShardStart};
 use crate::config::{ArchiveConfig, ArchiveKind};
 use crate::domain::clock::ArchiveClock;
-use crate::domain::frame::SourceKey;
 
 /// Opens the archive the config names for `shards` shards: the durable segment archive, each
 /// shard recovered from its newest segment, with every source's resume point; or counting sinks,
@@ -35,29 +32,30 @@ pub fn open(config: &ArchiveConfig, shards: usize) -> io::Result<Archive> {
     }
 }
 
-/// Opens the archive of `shards` shards in `config.dir` ([`super::layout`]): locks it, recovers
-/// every shard directory in parallel (also those of shards beyond `shards`, left by a daemon that
-/// ran more, whose frames still count), merges each source's resume point over all of them, and
-/// starts a sink for each of the first `shards`. The others are retired: read, never written.
-pub(super) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<Archive> {
+/// Opens the archive of `shards` shards in `config.dir` ([`format::shard_dir`]): locks it,
+/// recovers every shard directory in parallel (also those of shards beyond `shards`, left by a
+/// daemon that ran more, whose frames still count), merges each source's resume point over all of
+/// them, and starts a sink for each of the first `shards`. The others are retired: read, never
+/// written.
+pub(super) fn open_shards(config: &ArchiveConfig, count: usize) -> io::Result<Archive> {
     let root = config.dir.clone();
     create_dir(&root)?;
     // Taken before any shard is touched: recovery deletes files a crash left unnamed.
     let root_lock = format::lock_directory(&root)?;
-    let dirs = shard_dirs(&root, shards)?;
-    let (mut sources, mut starts): (Vec<_>, Vec<_>) = recover_all(&dirs)?.into_iter().unzip();
-    // The frames a retired shard's journal holds that its segments lost are stored by shard 0.
-    let retired: Vec<Leftover> = starts[shards..]
+    let dirs = shard_dirs(&root, count)?;
+    let mut recovered = recover_all(&dirs)?;
+    retire_journals(&mut recovered, count);
+    let mut sources: Vec<_> = recovered
         .iter_mut()
-        .map(|(_, leftover)| std::mem::take(leftover))
+        .map(|r| std::mem::take(&mut r.sources))
         .collect();
-    for leftover in retired {
-        starts[0].1.absorb(leftover, &mut sources[0]);
-    }
     let resume = recovery::resume_points(&mut sources);
+    for (shard, sources) in recovered.iter_mut().zip(sources) {
+        shard.sources = sources;
+    }
     // Where each shard's received times stood when the last run stopped.
-    let mut shard_starts: Vec<ShardStart> = (dirs.iter().zip(&starts))
-        .map(|((shard, _), (start, _))| ShardStart::before(*shard, start.newest_received))
+    let shard_starts: Vec<ShardStart> = (dirs.iter().zip(&recovered))
+        .map(|((shard, _), r)| ShardStart::before(*shard, r.start.newest_received))
         .collect();
     let (sealed, sealed_rx) = mpsc::channel();
     let shared = Shared {
@@ -69,55 +67,75 @@ pub(super) fn open_shards(config: &ArchiveConfig, shards: usize) -> io::Result<A
         started: ArchiveClock::process().now(),
     };
     let mut archive = Archive {
-        sinks: Vec::with_capacity(shards),
+        sinks: Vec::new(),
         retired: Vec::new(),
         resume,
         readers: Some(Arc::clone(&shared.readers)),
-        files: Some(SealedFeed {
-            root: root.clone(),
-            sealed: sealed_rx,
-            open: Vec::new(),
-            start: Vec::new(),
-        }),
+        files: None,
         clock: ArchiveTime {
             steps: Arc::clone(&shared.steps),
             newest_at_start: shard_starts.iter().filter_map(|s| s.newest).max(),
         },
     };
+    let mut feed = SealedFeed {
+        root: root.clone(),
+        sealed: sealed_rx,
+        open: Vec::new(),
+        start: shard_starts,
+    };
+    let mut shards: Vec<_> = dirs.into_iter().zip(recovered).collect();
+    let retired = shards.split_off(shards.len().min(count));
+    let sinks = start_sinks(config, &mut feed, shards, root_lock, shared)?;
+    archive.sinks = sinks;
+    archive.files = Some(feed);
+    for ((shard, dir), _) in retired {
+        // A retired shard: all of its files, which nothing writes any more. The receiver's
+        // sender is gone, which tells followers so.
+        let end = format::stopped_end(&dir)?;
+        archive.retired.push((shard, watch::channel(end).1));
+    }
+    Ok(archive)
+}
+
+/// The frames a retired shard's journal holds that its segments lost, given to shard 0 to store.
+fn retire_journals(recovered: &mut [Recovered], shards: usize) {
+    let retired: Vec<Leftover> = recovered[shards..]
+        .iter_mut()
+        .map(|r| std::mem::take(&mut r.leftover))
+        .collect();
+    let first = &mut recovered[0];
+    for leftover in retired {
+        first.leftover.absorb(leftover, &mut first.sources);
+    }
+}
+
+/// A sink started for each of `shards`, with what recovery read of it (the first with the
+/// archive directory's lock, `root_lock`), each told to retention's `feed`.
+fn start_sinks(
+    config: &ArchiveConfig,
+    feed: &mut SealedFeed,
+    shards: Vec<((usize, PathBuf), Recovered)>,
+    root_lock: std::fs::File,
+    shared: Shared,
+) -> io::Result<Vec<Box<dyn ArchiveSink>>> {
+    let mut sinks: Vec<Box<dyn ArchiveSink>> = Vec::with_capacity(shards.len());
     let mut lock = Some(root_lock);
-    for (((shard, dir), sources), (start, leftover)) in dirs.into_iter().zip(sources).zip(starts) {
-        if shard >= shards {
-            // A retired shard: all of its files, which nothing writes any more. The
-            // receiver's sender is gone, which tells followers so.
-            let end = format::stopped_end(&dir)?;
-            archive.retired.push((shard, watch::channel(end).1));
-            continue;
-        }
+    for ((shard, dir), recovered) in shards {
         let lock = match lock.take() {
             Some(root_lock) => root_lock,
             None => format::lock_directory(&dir)?,
         };
         let span = Arc::new(OpenSpan::default());
-        if let Some(files) = &mut archive.files {
-            files.open.push((shard, Arc::clone(&span)));
-        }
-        let sink = SegmentSink::start(
-            config,
-            (dir, shard, lock),
-            (sources, start),
-            leftover,
-            Shared {
-                span,
-                ..shared.clone()
-            },
-        )?;
-        shard_starts[shard].began_in = sink.segment_index();
-        archive.sinks.push(Box::new(sink));
+        feed.open.push((shard, Arc::clone(&span)));
+        let shared = Shared {
+            span,
+            ..shared.clone()
+        };
+        let sink = SegmentSink::start(config, ShardDir { dir, shard, lock }, recovered, shared)?;
+        feed.start[shard].began_in = sink.segment_index();
+        sinks.push(Box::new(sink));
     }
-    if let Some(files) = &mut archive.files {
-        files.start = shard_starts;
-    }
-    Ok(archive)
+    Ok(sinks)
 }
 
 /// The shard directories of the archive at `root` for `shards` shards, created, then those beyond
@@ -135,10 +153,6 @@ fn shard_dirs(root: &Path, shards: usize) -> io::Result<Vec<(usize, PathBuf)>> {
     Ok(dirs)
 }
 
-/// A shard directory recovered: its sources, where its writer starts, and what its journals hold
-/// that its segments lost.
-type Recovered = (HashMap<SourceKey, Tracked>, (Start, Leftover));
-
 /// Recovers each shard directory of `dirs`, in parallel.
 fn recover_all(dirs: &[(usize, PathBuf)]) -> io::Result<Vec<Recovered>> {
     std::thread::scope(|scope| {
@@ -148,7 +162,11 @@ fn recover_all(dirs: &[(usize, PathBuf)]) -> io::Result<Vec<Recovered>> {
                 scope.spawn(|| {
                     let (mut sources, start) = recovery::recover(dir)?;
                     let leftover = journal::recover(dir, &mut sources)?;
-                    Ok((sources, (start, leftover)))
+                    Ok(Recovered {
+                        sources,
+                        start,
+                        leftover,
+                    })
                 })
             })
             .collect();

@@ -175,7 +175,17 @@ impl SegmentSink {
             steps: Arc::default(),
             started: ArchiveClock::process().now(),
         };
-        let sink = SegmentSink::start(config, (dir, 0, lock), (sources, start), leftover, shared)?;
+        let shard = ShardDir {
+            dir,
+            shard: 0,
+            lock,
+        };
+        let recovered = Recovered {
+            sources,
+            start,
+            leftover,
+        };
+        let sink = SegmentSink::start(config, shard, recovered, shared)?;
         Ok((sink, resume))
     }
 
@@ -186,11 +196,15 @@ impl SegmentSink {
     /// they share the disk; and keeps its synced segments cached while the archive has readers.
     pub(super) fn start(
         config: &ArchiveConfig,
-        (dir, shard, lock): (PathBuf, usize, File),
-        (sources, start): (HashMap<SourceKey, Tracked>, Start),
-        leftover: Leftover,
+        ShardDir { dir, shard, lock }: ShardDir,
+        recovered: Recovered,
         shared: Shared,
     ) -> io::Result<SegmentSink> {
+        let Recovered {
+            sources,
+            start,
+            leftover,
+        } = recovered;
         let Shared {
             gate,
             readers,
@@ -242,6 +256,21 @@ impl SegmentSink {
             _lock: lock,
         })
     }
+}
+
+/// A shard's directory as its sink opens it: the shard, and the lock held on the directory.
+pub(super) struct ShardDir {
+    pub(super) dir: PathBuf,
+    pub(super) shard: usize,
+    pub(super) lock: File,
+}
+
+/// What recovery read back of a shard directory: each source's state, where its writer starts,
+/// and what its journals hold that its segments lost.
+pub(super) struct Recovered {
+    pub(super) sources: HashMap<SourceKey, Tracked>,
+    pub(super) start: Start,
+    pub(super) leftover: Leftover,
 }
 
 pub(super) fn create_dir(dir: &Path) -> io::Result<()> {
