@@ -24,9 +24,11 @@
 //!   frames, the processor and its fan-out, the shards' threads.
 //! - [`ingest`]: from the socket into the pipeline: listeners, one task per connection
 //!   (handshake, intake, acknowledgements), read credits, the router.
-//! - [`archive`]: where every frame is stored: the consumer with its sync policy and unsynced bound,
-//!   the segment format, the durable writer and its disk thread, recovery, the operators' tools;
-//!   and its read side, which followers, TM outputs and sinks read it with.
+//! - [`archive`]: where every frame is stored, in rooms that import only downwards: the format
+//!   on disk; retention; the write side (the consumer with its sync policy and unsynced bound,
+//!   the segment writer and its disk thread, journals, recovery) beside the read side, which
+//!   followers, TM outputs and sinks read it with; queries (completeness, export); the
+//!   operators' tools.
 //! - [`follow`]: consumers that read the archive from a position and then follow it live: the
 //!   follow protocol, the listener and its per-follower tasks, and `aggregator tail`.
 //! - [`tm`]: the archive's space packets for mission control (Yamcs, COSMOS): TM servers that
