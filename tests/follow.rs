@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aggregator::archive::format;
+use aggregator::archive::read::{FollowedFrame, Start};
 use aggregator::archive::write::CountingSink;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::SyncMode;
@@ -19,8 +20,7 @@ use aggregator::domain::position::{Position, Positions, ShardPosition};
 use aggregator::domain::units::unix_ns;
 use aggregator::follow::client::{Event, FollowError, Follower};
 use aggregator::follow::protocol::{
-    DaemonMessage, EndReason, FollowedFrame, RefuseReason, Start, Subscription,
-    MAX_DAEMON_MESSAGE_LEN, VERSION,
+    DaemonMessage, EndReason, RefuseReason, Subscription, MAX_DAEMON_MESSAGE_LEN, VERSION,
 };
 use aggregator::follow::{FollowSettings, Followers};
 use aggregator::protocol::ingest::encode_data;

@@ -8,8 +8,9 @@ mod common;
 
 use std::process::Command;
 
+use aggregator::archive::read::Start;
 use aggregator::follow::client::Follower;
-use aggregator::follow::protocol::{Start, Subscription};
+use aggregator::follow::protocol::Subscription;
 use aggregator::protocol::ax25::{self, Callsign};
 use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::protocol::kiss;

@@ -565,8 +565,9 @@ impl Followed {
 /// and what it was told it skipped are every frame each source sent, once.
 #[tokio::test]
 async fn a_follower_that_asked_goes_on_past_deleted_segments_and_is_told_what_it_skipped() {
+    use aggregator::archive::read::Start;
     use aggregator::follow::client::Follower;
-    use aggregator::follow::protocol::{Start, Subscription};
+    use aggregator::follow::protocol::Subscription;
     let dir = TempDir::new("retention-follower");
     let (daemon, follow) = bounded_with_followers(&dir.0).await;
     let subscription = Subscription::new(Start::Oldest, Vec::new(), None).going_on_past_gaps();
@@ -602,9 +603,10 @@ async fn a_follower_that_asked_goes_on_past_deleted_segments_and_is_told_what_it
 /// starts at the oldest frame left, told of what it skipped.
 #[tokio::test]
 async fn by_default_a_follower_is_ended_and_a_deleted_position_refused() {
+    use aggregator::archive::read::Start;
     use aggregator::domain::position::{Position, Positions, ShardPosition};
     use aggregator::follow::client::Follower;
-    use aggregator::follow::protocol::{Start, Subscription};
+    use aggregator::follow::protocol::Subscription;
     let dir = TempDir::new("retention-follower-end");
     let (daemon, follow) = bounded_with_followers(&dir.0).await;
     let subscription = Subscription::new(Start::Oldest, Vec::new(), None);

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use aggregator::archive::read::Start;
 use aggregator::config::{AuthClient, SyncMode, TlsConfig};
 use aggregator::follow::client::Follower;
-use aggregator::follow::protocol::{Start, Subscription};
+use aggregator::follow::protocol::Subscription;
 use aggregator::ops::access::Access;
 use aggregator::protocol::ingest::{RefuseReason, VERSION};
 use aggregator::tls::stream;

@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aggregator::archive::read::Start;
 use aggregator::follow::client::Follower;
-use aggregator::follow::protocol::{Start, Subscription};
+use aggregator::follow::protocol::Subscription;
 
 use crate::child::{self, ChildProc};
 use crate::control::{emit, ChildMsg, Followed};

@@ -17,9 +17,11 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::protocol::{
-    DaemonMessage, DecodeError, Earliest, EndReason, FollowedFrame, RefuseReason, RunReception,
-    Skipped, Start, Subscription, MAX_DAEMON_MESSAGE_LEN,
+    DaemonMessage, DecodeError, EndReason, RefuseReason, RunReception, Subscription,
+    MAX_DAEMON_MESSAGE_LEN,
 };
+
+use crate::archive::read::{Earliest, FollowedFrame, Skipped, Start};
 use crate::domain::display::{hex, payload_preview, unix_ns_to_rfc3339};
 use crate::domain::position::Positions;
 use crate::tls::client::ClientTls;

@@ -31,8 +31,9 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::protocol::MAX_SUBSCRIBE_LEN;
 use super::protocol::{encode_frames, DaemonMessage, End, Refusal, Subscription};
-use super::protocol::{FrameRun, MAX_SUBSCRIBE_LEN};
+use crate::archive::read::FrameRun;
 use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors};
 use crate::archive::write::Readers;
 use crate::catalog::{CatalogHandle, Published};

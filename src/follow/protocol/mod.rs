@@ -40,9 +40,6 @@ mod refusal;
 mod subscribe;
 mod wire;
 
-pub use crate::archive::read::{
-    Earliest, FollowedFrame, FrameFilter, FrameRun, OnGap, Skipped, Start, StartError,
-};
 pub use decode_error::DecodeError;
 pub use end::{End, EndReason};
 pub(crate) use frames::encode_frames;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::*;
+use crate::archive::read::{Earliest, FrameRun, Skipped, Start};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::position::{Position, Positions, ShardPosition};
 use crate::domain::reception::{Ax25Addresses, Delivery, Received};
