@@ -1,0 +1,141 @@
+//! `aggregator archive ...`: the operators' tools on an archive directory. Each runs the
+//! library's tool (`aggregator::archive::tools`, `aggregator::archive::query`), words its result
+//! on standard output, names problems on standard error, and turns the result into the exit
+//! status the subcommand's help promises.
+
+mod export;
+mod gaps;
+mod inspect;
+mod verify;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use aggregator::archive::tools;
+use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
+use aggregator::domain::units;
+
+use crate::ArchiveTool;
+
+/// Runs an archive tool; its output goes to stdout, problems to stderr.
+pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
+    match tool {
+        ArchiveTool::Verify { dir, strict } => verify::run(&dir, strict),
+        ArchiveTool::Gaps {
+            dir,
+            window,
+            json,
+            config,
+        } => match window.filter(None) {
+            Ok(filter) => gaps::run(&dir, &filter, json, config.as_deref()),
+            Err(why) => {
+                eprintln!("aggregator archive gaps: {why}");
+                ExitCode::from(2)
+            }
+        },
+        ArchiveTool::Export {
+            dir,
+            window,
+            priority,
+            format,
+            output,
+        } => match window.filter(priority) {
+            Ok(filter) => export::run(&dir, filter, format, &output),
+            Err(why) => {
+                eprintln!("aggregator archive export: {why}");
+                ExitCode::from(2)
+            }
+        },
+        ArchiveTool::Inspect { dir, filter } => inspect::run(&dir, &filter),
+        ArchiveTool::Repair { dir, quarantine } => repair(&dir, quarantine),
+        ArchiveTool::Prune {
+            dir,
+            before,
+            keep_bytes,
+            keep_age,
+            dry_run,
+            force,
+        } => {
+            let now = SystemTime::now();
+            match prune_limit(before, keep_bytes, keep_age, now) {
+                Ok(limit) => {
+                    let now_ns = units::unix_ns(now).unwrap_or(0);
+                    let run = PruneRun {
+                        dry_run,
+                        now_ns,
+                        force,
+                    };
+                    prune(&dir, limit, run)
+                }
+                Err(why) => {
+                    eprintln!("aggregator archive prune: {why}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+/// What `prune` deletes by: the one of --before, --keep-bytes and --keep-age given.
+fn prune_limit(
+    before: Option<String>,
+    keep_bytes: Option<u64>,
+    keep_age: Option<Duration>,
+    now: SystemTime,
+) -> Result<PruneLimit, String> {
+    match (before, keep_bytes, keep_age) {
+        (Some(time), _, _) => units::parse_time(&time, now)
+            .map(PruneLimit::Before)
+            .map_err(|why| format!("--before: {why}")),
+        (_, Some(bytes), _) => Ok(PruneLimit::KeepBytes(bytes)),
+        (_, _, Some(age)) => Ok(PruneLimit::KeepAge(age)),
+        (None, None, None) => Err("give --before, --keep-bytes or --keep-age".into()),
+    }
+}
+
+/// Runs `aggregator archive prune`: what it deleted (or would), and what each source keeps.
+fn prune(dir: &Path, limit: PruneLimit, run: PruneRun) -> ExitCode {
+    let report = match tools::prune::prune(dir, limit, run) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("aggregator archive prune: {err}");
+            let refused = matches!(err, tools::prune::PruneError::Untrusted(_));
+            return ExitCode::from(if refused { 1 } else { 2 });
+        }
+    };
+    match report.print(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aggregator archive prune: writing the report: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs `aggregator archive repair`: what it moved aside (or would), shard by shard.
+fn repair(dir: &Path, quarantine: bool) -> ExitCode {
+    let report = match tools::repair::repair(dir, quarantine) {
+        Ok(report) if report.shards.is_empty() => {
+            eprintln!(
+                "aggregator archive repair: no segment files in {}",
+                dir.display()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("aggregator archive repair: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = report.print(&mut std::io::stdout().lock()) {
+        eprintln!("aggregator archive repair: writing the report: {err}");
+        return ExitCode::from(2);
+    }
+    if report.is_settled() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
