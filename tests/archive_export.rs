@@ -380,6 +380,41 @@ fn every_window_exports_exactly_what_a_full_scan_finds() {
     }
 }
 
+/// `--apid N` exports the frames that are one space packet of APID N, as `GET /archive/frames`'
+/// `apid` answers: not a payload that only looks like one (its length field off by one).
+#[test]
+fn an_apid_exports_only_its_packets() {
+    let dir = TempDir::new("export-apid");
+    write_archive(&dir.0);
+    let all = scanned(&dir.0);
+    let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
+    for (_, row) in &all {
+        if let Some(apid) = expected_apid(&row.7) {
+            *counts.entry(apid).or_default() += 1;
+        }
+    }
+    let (&apid, _) = (counts.iter()).max_by_key(|(_, n)| **n).unwrap();
+    let text = apid.to_string();
+    for priority in [None, Some("emergency")] {
+        let mut args = vec!["--format", "ndjson", "--apid", &text];
+        args.extend(priority.iter().flat_map(|p| ["--priority", p]));
+        let expected: Vec<Row> = (all.iter())
+            .filter(|(_, row)| expected_apid(&row.7) == Some(apid))
+            .filter(|(_, row)| priority.is_none_or(|p| row.4 == p))
+            .map(|(_, row)| row.clone())
+            .collect();
+        assert!(!expected.is_empty(), "{args:?}");
+        let (status, ndjson, err) = export(&dir.0, &args);
+        assert_eq!(status, Some(0), "{args:?}: {err}");
+        let what = format!("{args:?}");
+        same(&by_shard(ndjson_rows(&ndjson)), &by_shard(expected), &what);
+    }
+    let (status, out, err) = export(&dir.0, &["--format", "csv", "--apid", "2048"]);
+    assert_eq!(status, Some(2), "{err}");
+    assert!(err.contains("--apid"), "{err}");
+    assert!(out.is_empty());
+}
+
 #[test]
 fn bad_arguments_are_refused_with_the_reason() {
     let dir = TempDir::new("export-bad");

@@ -13,8 +13,10 @@ use std::process::Command;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use aggregator::archive::format::shard_dir;
+use aggregator::archive::format::Entry;
 use aggregator::archive::format::{self, encode_frames, encode_watermark, MAGIC};
-use aggregator::archive::tools::{self, repair, Filter, ShardCheck};
+use aggregator::archive::read::FrameFilter;
+use aggregator::archive::tools::{self, repair, ShardCheck};
 use aggregator::archive::write::SegmentSink;
 use aggregator::config::{ArchiveConfig, ArchiveKind, SyncMode};
 use aggregator::sim::{self, Pace};
@@ -200,26 +202,30 @@ fn the_replay_merges_each_source_across_shards() {
     assert_eq!(live_one.frames[12].payload.as_ref(), b"1:12");
 }
 
-/// `inspect`'s lines for `filter`.
-fn inspect(root: &Path, filter: &Filter) -> Vec<String> {
-    let mut out = Vec::new();
-    let summary = tools::inspect(root, filter, &mut out).unwrap();
+/// What `inspect` lists for `filter`, at most `limit`: each record's file and, for a frame, its
+/// sequence.
+fn inspect(root: &Path, filter: &FrameFilter, limit: Option<usize>) -> Vec<(String, Option<u64>)> {
+    let mut listed = Vec::new();
+    let summary = tools::inspect(root, filter, limit, &mut |record| {
+        let sequence = match record.entry {
+            Entry::Frame(frame) => Some(frame.sequence),
+            _ => None,
+        };
+        listed.push((record.file.to_string(), sequence));
+        Ok(())
+    })
+    .unwrap();
     assert!(summary.damaged.is_empty());
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    listed
 }
 
 #[test]
 fn inspect_walks_shard_zero_first_then_by_shard() {
     let root = TempDir::new("shards-inspect");
     sharded_archive(&root.0);
-    let all = inspect(&root.0, &Filter::default());
+    let all = inspect(&root.0, &FrameFilter::default(), None);
     assert_eq!(all.len(), 39 + 7, "every frame and watermark");
-    let segment_of = |line: &String| line.split_whitespace().next().unwrap().to_string();
-    let mut segments: Vec<_> = all.iter().map(segment_of).collect();
+    let mut segments: Vec<_> = all.iter().map(|(file, _)| file.clone()).collect();
     segments.dedup();
     let name = format::segment_name;
     assert_eq!(
@@ -234,30 +240,20 @@ fn inspect_walks_shard_zero_first_then_by_shard() {
         ]
     );
     // Live 1, split across shards 0 and 3, from 8 to 11: its frames in both, in that order.
-    let filter = Filter {
-        source: Some(1),
-        kind: Some(Live),
+    let filter = FrameFilter {
+        sources: vec![(Live, 1)],
         priority: Some(Priority::Routine),
-        from: Some(8),
-        to: Some(11),
-        limit: Some(3),
+        first_sequence: Some(8),
+        last_sequence: Some(11),
+        ..FrameFilter::default()
     };
-    let lines = inspect(&root.0, &filter);
-    let sequences: Vec<_> = lines
-        .iter()
-        .map(|l| {
-            (
-                segment_of(l),
-                l.split_whitespace().nth(6).unwrap().to_string(),
-            )
-        })
-        .collect();
+    let sequences = inspect(&root.0, &filter, Some(3));
     assert_eq!(
         sequences,
         vec![
-            (name(2), "seq=8".to_string()),
-            (name(2), "seq=9".to_string()),
-            (format!("shard-03/{}", name(1)), "seq=10".to_string()),
+            (name(2), Some(8)),
+            (name(2), Some(9)),
+            (format!("shard-03/{}", name(1)), Some(10)),
         ]
     );
 }
@@ -370,12 +366,8 @@ fn an_archive_written_before_shards_is_shard_zero() {
         source_spans(&report),
         vec![(Live, 1, Some(0), 10), (Live, 2, Some(0), 3)]
     );
-    let lines = inspect(&root.0, &Filter::default());
-    assert!(
-        lines[0].starts_with(&format!("{} ", format::segment_name(1))),
-        "{}",
-        lines[0]
-    );
+    let listed = inspect(&root.0, &FrameFilter::default(), None);
+    assert_eq!(listed[0].0, format::segment_name(1));
     let repaired = repair::repair(&root.0, false).unwrap();
     assert_eq!(repaired.shards.len(), 1);
     assert_eq!(repaired.shards[0].dir, root.0);

@@ -23,7 +23,6 @@ use std::time::{Duration, SystemTime};
 
 use aggregator::archive::query::export::Format;
 use aggregator::archive::read::FrameFilter;
-use aggregator::archive::tools::Filter;
 use aggregator::domain::frame::parse_source;
 use aggregator::domain::units;
 use aggregator::archive::read::Start;
@@ -175,7 +174,7 @@ enum ArchiveTool {
         /// The archive directory.
         dir: PathBuf,
         #[command(flatten)]
-        filter: Filter,
+        filter: InspectArgs,
     },
     /// Move the damaged byte ranges of each shard's newest segment aside, so that the daemon can
     /// start.
@@ -284,6 +283,10 @@ enum ArchiveTool {
         /// Only frames of this priority: emergency or routine.
         #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
         priority: Option<Priority>,
+        /// Only frames that are one space packet of this APID (0 to 2047), as the `apid` of
+        /// GET /archive/frames selects them.
+        #[arg(long, value_name = "APID", value_parser = clap::value_parser!(u16).range(..=0x7ff))]
+        apid: Option<u16>,
         /// parquet, csv, ndjson, raw (each payload after its u32 length) or ccsds (the payloads
         /// back to back).
         #[arg(long, value_parser = str::parse::<Format>)]
@@ -292,6 +295,43 @@ enum ArchiveTool {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
     },
+}
+
+/// Which records `inspect` lists. Every `None` lets everything through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+struct InspectArgs {
+    /// Only this source id.
+    #[arg(long, value_name = "ID")]
+    source: Option<u32>,
+    /// Only this source kind: live or replay.
+    #[arg(long, value_parser = str::parse::<SourceKind>)]
+    kind: Option<SourceKind>,
+    /// Only frames of this priority: emergency or routine (hides watermark and stored records).
+    #[arg(long, value_parser = str::parse::<Priority>)]
+    priority: Option<Priority>,
+    /// Lowest sequence listed (for watermarks, the acknowledged sequence).
+    #[arg(long, value_name = "SEQ")]
+    from: Option<u64>,
+    /// Highest sequence listed.
+    #[arg(long, value_name = "SEQ")]
+    to: Option<u64>,
+    /// List at most N lines (a frame of a FRAMES record is a line).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+}
+
+impl InspectArgs {
+    /// The records these flags ask for (the limit aside).
+    fn filter(&self) -> FrameFilter {
+        FrameFilter {
+            sources: self.source.map(FrameFilter::every_kind).unwrap_or_default(),
+            kind: self.kind,
+            priority: self.priority,
+            first_sequence: self.from,
+            last_sequence: self.to,
+            ..FrameFilter::default()
+        }
+    }
 }
 
 /// The time window and sources of `archive gaps` and `archive export`.
@@ -310,17 +350,18 @@ struct WindowArgs {
 }
 
 impl WindowArgs {
-    /// The filter of these frames; the reason, when --from is after --to.
-    fn filter(self, priority: Option<Priority>) -> Result<FrameFilter, &'static str> {
-        if self.from.zip(self.to).is_some_and(|(from, to)| from > to) {
-            return Err("--from is after --to");
-        }
-        Ok(FrameFilter {
+    /// The frames of this window and these sources; the reason, when --from is after --to.
+    fn filter(self) -> Result<FrameFilter, &'static str> {
+        let filter = FrameFilter {
             sources: self.source,
-            priority,
             since: self.from,
             until: self.to,
-        })
+            ..FrameFilter::default()
+        };
+        match filter.is_backwards(None) {
+            true => Err("--from is after --to"),
+            false => Ok(filter),
+        }
     }
 }
 

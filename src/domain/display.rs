@@ -18,7 +18,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// A payload's first bytes in hex, `..` when there are more, `-` when it is empty: what `inspect`
 /// and `aggregator tail` print.
-pub(crate) fn payload_preview(payload: &[u8]) -> String {
+pub fn payload_preview(payload: &[u8]) -> String {
     if payload.is_empty() {
         return "-".into();
     }

@@ -1,19 +1,33 @@
-//! Which stored frames a reader wants: its sources, its priority and the times they were received
-//! in. The reader applies it as it reads the records, so frames it does not want never leave the
-//! read (a follower's SUBSCRIBE carries one; a TM output asks for its sources; the NATS sink for
-//! everything); the received times also tell it which parts of the files to read at all
-//! ([`super::window`]).
+//! Which stored frames a reader wants: its sources and their kind, its priority, the APID of its
+//! packets, a range of sequences and the times they were received in. The reader applies it as
+//! it reads the records, so frames it does not want never leave the read (a follower's SUBSCRIBE
+//! carries one; a TM output asks for its sources; the NATS sink for everything; `GET
+//! /archive/frames`, `aggregator archive export` and `inspect` for what their callers ask); the
+//! received times also tell it which parts of the files to read at all ([`super::window`]).
+//!
+//! One filter for every reader, so that a question asked of the archive means the same over
+//! HTTP and on the command line; and one check of a window's ends ([`FrameFilter::is_backwards`])
+//! for all of them.
 
-use crate::archive::format::FrameRecord;
-use crate::domain::frame::{Priority, SourceKey};
+use crate::archive::format::{Entry, FrameRecord};
+use crate::domain::frame::{Priority, SourceKey, SourceKind};
+use crate::protocol::ccsds::apid_of_packet;
 
 /// The frames a reader wants; the default wants every frame.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FrameFilter {
     /// Only frames of these sources; every source when empty.
     pub sources: Vec<SourceKey>,
+    /// Only frames of sources of this kind.
+    pub kind: Option<SourceKind>,
     /// Only frames of this priority; both when `None`.
     pub priority: Option<Priority>,
+    /// Only frames that are one space packet of this APID.
+    pub apid: Option<u16>,
+    /// Only sequences at or above this.
+    pub first_sequence: Option<u64>,
+    /// Only sequences at or below this.
+    pub last_sequence: Option<u64>,
     /// Only frames received at or after this time (nanoseconds since the Unix epoch).
     pub since: Option<u64>,
     /// Only frames received at or before this time; the reading ends once no more can come.
@@ -25,12 +39,53 @@ impl FrameFilter {
     pub fn wants(&self, frame: &FrameRecord) -> bool {
         self.priority.is_none_or(|p| p == frame.priority)
             && self.wants_source(frame)
+            && self.wants_sequences(frame.sequence, frame.sequence)
             && self.received().contains(&frame.received_unix_ns)
+            && (self.apid).is_none_or(|apid| apid_of_packet(&frame.payload) == Some(apid))
     }
 
     /// Whether the reader wants frames of this frame's source (of its priority or not).
     pub(crate) fn wants_source(&self, frame: &FrameRecord) -> bool {
-        self.sources.is_empty() || self.sources.contains(&(frame.kind, frame.source_id))
+        self.wants_key((frame.kind, frame.source_id))
+    }
+
+    /// Whether it wants frames of `source`.
+    fn wants_key(&self, source: SourceKey) -> bool {
+        (self.sources.is_empty() || self.sources.contains(&source))
+            && self.kind.is_none_or(|kind| kind == source.0)
+    }
+
+    /// Whether any of the sequences `first..=last` is in its range.
+    fn wants_sequences(&self, first: u64, last: u64) -> bool {
+        self.first_sequence.is_none_or(|from| last >= from)
+            && self.last_sequence.is_none_or(|to| first <= to)
+    }
+
+    /// Whether a record of any kind passes, as `archive inspect` lists them: a frame as
+    /// [`wants`](Self::wants) says; a WATERMARK (its acknowledged sequence) or a STORED record
+    /// (its sequences) by its source and sequences; a CLOCK record, about every source, always.
+    /// A record other than a frame passes only when nothing only a frame has is asked for: a
+    /// priority, an APID or received times.
+    pub fn wants_record(&self, entry: &Entry) -> bool {
+        let (source, first, last) = match entry {
+            Entry::Frame(frame) => return self.wants(frame),
+            _ if self.priority.is_some() || self.apid.is_some() || self.has_window() => {
+                return false
+            }
+            Entry::Clock(_) => return true,
+            Entry::Watermark {
+                kind,
+                source_id,
+                acked,
+            } => ((*kind, *source_id), *acked, *acked),
+            Entry::Stored {
+                kind,
+                source_id,
+                first,
+                last,
+            } => ((*kind, *source_id), *first, *last),
+        };
+        self.wants_key(source) && self.wants_sequences(first, last)
     }
 
     /// The received times it wants: every time unless it says otherwise.
@@ -41,5 +96,157 @@ impl FrameFilter {
     /// Whether it wants only some received times.
     pub fn has_window(&self) -> bool {
         self.since.is_some() || self.until.is_some()
+    }
+
+    /// Whether its window is backwards, holding no time at all, as every front end checks
+    /// before reading: `since` is after `until`, or, without `until`, after `open_end` when one
+    /// is given (an HTTP query's open end is the time of the query; the command line's is open).
+    pub fn is_backwards(&self, open_end: Option<u64>) -> bool {
+        let until = self.until.or(open_end);
+        self.since
+            .zip(until)
+            .is_some_and(|(since, until)| since > until)
+    }
+
+    /// The sources of every kind with this id: what `--source ID` asks for where the kind is
+    /// given apart (`archive inspect`).
+    pub fn every_kind(id: u32) -> Vec<SourceKey> {
+        (0..=u8::MAX)
+            .filter_map(SourceKind::from_byte)
+            .map(|kind| (kind, id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::clock::{ClockEvent, ClockEventKind};
+
+    fn frame(kind: SourceKind, id: u32, sequence: u64, payload: &[u8]) -> FrameRecord {
+        FrameRecord {
+            kind,
+            source_id: id,
+            sequence,
+            priority: Priority::Routine,
+            received_unix_ns: 1_000,
+            reception: None,
+            payload: bytes::Bytes::copy_from_slice(payload),
+        }
+    }
+
+    #[test]
+    fn a_frame_passes_when_every_condition_given_holds() {
+        let live = SourceKind::LiveUplink;
+        // A space packet of APID 0x123 with a one-byte data field.
+        let packet = [0x01, 0x23, 0xc0, 0x00, 0x00, 0x00, 0xaa];
+        let f = frame(live, 7, 10, &packet);
+        let everything = FrameFilter::default();
+        assert!(everything.wants(&f));
+        let cases = [
+            (
+                FrameFilter {
+                    apid: Some(0x123),
+                    ..FrameFilter::default()
+                },
+                true,
+            ),
+            (
+                FrameFilter {
+                    apid: Some(0x124),
+                    ..FrameFilter::default()
+                },
+                false,
+            ),
+            (
+                FrameFilter {
+                    kind: Some(SourceKind::ArchivedReplay),
+                    ..FrameFilter::default()
+                },
+                false,
+            ),
+            (
+                FrameFilter {
+                    sources: FrameFilter::every_kind(7),
+                    ..FrameFilter::default()
+                },
+                true,
+            ),
+            (
+                FrameFilter {
+                    first_sequence: Some(11),
+                    ..FrameFilter::default()
+                },
+                false,
+            ),
+            (
+                FrameFilter {
+                    last_sequence: Some(10),
+                    ..FrameFilter::default()
+                },
+                true,
+            ),
+            (
+                FrameFilter {
+                    until: Some(999),
+                    ..FrameFilter::default()
+                },
+                false,
+            ),
+        ];
+        for (filter, wanted) in cases {
+            assert_eq!(filter.wants(&f), wanted, "{filter:?}");
+            assert_eq!(filter.wants_record(&Entry::Frame(f.clone())), wanted);
+        }
+        let text = frame(live, 7, 10, b"not a packet");
+        assert!(!FrameFilter {
+            apid: Some(0x123),
+            ..FrameFilter::default()
+        }
+        .wants(&text));
+    }
+
+    #[test]
+    fn other_records_pass_by_source_and_sequences_unless_a_frame_s_condition_is_asked() {
+        let stored = Entry::Stored {
+            kind: SourceKind::LiveUplink,
+            source_id: 3,
+            first: 5,
+            last: 9,
+        };
+        let clock = Entry::Clock(ClockEvent {
+            kind: ClockEventKind::Start,
+            archive_ns: 1,
+            wall_ns: 1,
+            jump_ns: 0,
+        });
+        let from = |first| FrameFilter {
+            first_sequence: Some(first),
+            ..FrameFilter::default()
+        };
+        assert!(from(9).wants_record(&stored) && !from(10).wants_record(&stored));
+        assert!(
+            from(10).wants_record(&clock),
+            "a CLOCK record is about every source"
+        );
+        let routine = FrameFilter {
+            priority: Some(Priority::Routine),
+            ..FrameFilter::default()
+        };
+        assert!(!routine.wants_record(&stored) && !routine.wants_record(&clock));
+    }
+
+    #[test]
+    fn a_window_is_backwards_when_its_start_is_after_its_end_or_the_open_end() {
+        let window = |since, until| FrameFilter {
+            since,
+            until,
+            ..FrameFilter::default()
+        };
+        assert!(window(Some(5), Some(4)).is_backwards(None));
+        assert!(!window(Some(5), Some(5)).is_backwards(None));
+        assert!(!window(Some(5), None).is_backwards(None));
+        assert!(window(Some(5), None).is_backwards(Some(4)));
+        assert!(!window(Some(5), Some(6)).is_backwards(Some(4)));
     }
 }

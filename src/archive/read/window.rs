@@ -372,6 +372,7 @@ mod tests {
                     priority: None,
                     since,
                     until,
+                    ..FrameFilter::default()
                 };
                 let (frames, finished, earliest) = followed(&root, &ends, &filter).await;
                 let expected = scanned(&root, &filter);

@@ -9,14 +9,12 @@ use crate::TailArgs;
 
 /// Prints frames until --limit or the daemon's END.
 pub(crate) fn run(args: TailArgs) -> ExitCode {
-    if let (Some(since), Some(until)) = (args.since, args.until) {
-        if since > until {
-            eprintln!("aggregator tail: --since is after --until");
-            return ExitCode::from(2);
-        }
-    }
     let subscription = Subscription::new(args.from, args.source, args.priority);
     let subscription = subscription.within(args.since, args.until);
+    if subscription.filter.is_backwards(None) {
+        eprintln!("aggregator tail: --since is after --until");
+        return ExitCode::from(2);
+    }
     let options = TailOptions {
         addr: args.addr,
         subscription: match args.from_oldest_on_gap {

@@ -171,6 +171,7 @@ impl Subscription {
                 priority,
                 since,
                 until,
+                ..FrameFilter::default()
             },
             on_gap: match code & ON_GAP_OLDEST {
                 0 => OnGap::End,

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools;
 use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
 use aggregator::domain::units;
@@ -27,7 +28,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             window,
             json,
             config,
-        } => match window.filter(None) {
+        } => match window.filter() {
             Ok(filter) => gaps::run(&dir, &filter, json, config.as_deref()),
             Err(why) => {
                 eprintln!("aggregator archive gaps: {why}");
@@ -38,16 +39,24 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             dir,
             window,
             priority,
+            apid,
             format,
             output,
-        } => match window.filter(priority) {
-            Ok(filter) => export::run(&dir, filter, format, &output),
+        } => match window.filter() {
+            Ok(filter) => {
+                let filter = FrameFilter {
+                    priority,
+                    apid,
+                    ..filter
+                };
+                export::run(&dir, filter, format, &output)
+            }
             Err(why) => {
                 eprintln!("aggregator archive export: {why}");
                 ExitCode::from(2)
             }
         },
-        ArchiveTool::Inspect { dir, filter } => inspect::run(&dir, &filter),
+        ArchiveTool::Inspect { dir, filter } => inspect::run(&dir, &filter.filter(), filter.limit),
         ArchiveTool::Repair { dir, quarantine } => repair(&dir, quarantine),
         ArchiveTool::Prune {
             dir,
