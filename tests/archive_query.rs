@@ -253,6 +253,58 @@ async fn a_window_answers_exactly_the_frames_received_in_it() {
     cut_off(&half, &expected);
 }
 
+/// `kind` and `apid` keep the frames of that kind and those that are one space packet of that
+/// APID, as `aggregator archive export --apid` does: both are the archive's one frame filter.
+#[tokio::test]
+async fn kind_and_apid_keep_the_frames_of_a_kind_and_an_apid() {
+    let dir = TempDir::new("archive-query-apid");
+    let (daemon, state) = start(archive_config(&dir.0.join("archive"))).await;
+    let (monitor, stop) = serve_monitor(state).await;
+    // Live 1 sends space packets of APID 5 (even sequences) and 6 (odd), replay 2 plain payloads.
+    let mut packets = bytes::BytesMut::new();
+    for sequence in 0..10u64 {
+        let packet = [
+            0,
+            5 + (sequence % 2) as u8,
+            0xC0,
+            sequence as u8,
+            0,
+            0,
+            0xAA,
+        ];
+        aggregator::protocol::ingest::encode_data(
+            &mut packets,
+            Priority::Routine,
+            sequence,
+            &packet,
+        );
+    }
+    let mut client = Client::source(daemon.uplink, SourceKind::LiveUplink, 1).await;
+    client.send_raw(&packets).await;
+    client.finish_sending().await;
+    client.read_to_close().await;
+    send(daemon.replay, SourceKind::ArchivedReplay, 2, 0..10).await;
+    let sequences = |query: &str| {
+        let path = format!("/archive/frames?{query}");
+        async move {
+            let (status, _, body) = http_get(monitor, &path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            let rows = rows(&common::dechunked(&body));
+            rows.into_iter()
+                .map(|(source, sequence, _)| (source, sequence))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(sequences("").await.len(), 20);
+    let replay: Vec<_> = (0..10).map(|sequence| (2, sequence)).collect();
+    assert_eq!(sequences("kind=replay").await, replay);
+    let even: Vec<_> = (0..10).step_by(2).map(|sequence| (1, sequence)).collect();
+    assert_eq!(sequences("apid=5").await, even);
+    assert_eq!(sequences("apid=5&kind=replay").await, []);
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 /// A window that starts before what retention (here `archive prune`) left: the NDJSON answer
 /// opens with an `earliest` line for the shard, as `aggregator tail --json` prints it, and holds
 /// every frame left.

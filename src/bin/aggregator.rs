@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime};
 
 use aggregator::archive::query::export::Format;
 use aggregator::archive::read::FrameFilter;
+use aggregator::archive::read::Start;
 use aggregator::domain::frame::parse_source;
 use aggregator::domain::units;
-use aggregator::archive::read::Start;
 use aggregator::tls::client::TlsArgs;
 use aggregator::{Priority, SourceKind};
 use clap::{Parser, Subcommand};

@@ -27,13 +27,12 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use crate::archive::query::completeness;
 use crate::archive::query::export::{Format, Rows};
 use crate::archive::read::{
-    DurableEnds, FollowedFrame, FrameFilter, LowPriorityRuntime, OnGap, ShardCursors, Start,
+    DurableEnds, FrameFilter, LowPriorityRuntime, OnGap, ShardCursors, Start,
 };
 use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
 use crate::domain::position::DurableEnd;
 use crate::domain::units::{parse_time, unix_ns};
-use crate::protocol::ccsds::apid_of_packet;
 
 /// The most `source` parameters one query may give.
 const MAX_SOURCES: usize = 64;
@@ -190,10 +189,6 @@ pub(crate) async fn completeness(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FramesQuery {
     filter: FrameFilter,
-    /// Only frames of sources of this kind.
-    kind: Option<SourceKind>,
-    /// Only frames that are one space packet of this APID.
-    apid: Option<u16>,
     format: Format,
     /// Completeness only: a timeline of this many buckets over the window.
     buckets: Option<NonZeroU32>,
@@ -259,8 +254,6 @@ impl Path {
 pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQuery, QueryError> {
     let mut request = FramesQuery {
         filter: FrameFilter::default(),
-        kind: None,
-        apid: None,
         format: Format::Ndjson,
         buckets: None,
     };
@@ -310,7 +303,7 @@ impl FramesQuery {
             }
             "kind" => {
                 let kind = value.parse::<SourceKind>().map_err(QueryError::Kind)?;
-                self.kind = Some(kind);
+                self.filter.kind = Some(kind);
             }
             "priority" => {
                 let priority = value.parse::<Priority>().map_err(QueryError::Priority)?;
@@ -318,7 +311,7 @@ impl FramesQuery {
             }
             "apid" => {
                 let apid = value.parse().ok().filter(|apid| *apid <= 0x7ff);
-                self.apid = Some(apid.ok_or_else(|| QueryError::Apid(value.to_string()))?);
+                self.filter.apid = Some(apid.ok_or_else(|| QueryError::Apid(value.to_string()))?);
             }
             "format" => {
                 self.format = match value.parse() {
@@ -344,22 +337,10 @@ impl FramesQuery {
         }
         // Without an end, the answer is every frame stored by the time of the query, whatever its
         // received time: a start still to come is after it.
-        let until = (self.filter.until).unwrap_or_else(|| unix_ns(now).unwrap_or(0));
-        if self.filter.since.is_some_and(|from| from > until) {
+        if (self.filter).is_backwards(Some(unix_ns(now).unwrap_or(0))) {
             return Err(QueryError::Backwards);
         }
         Ok(())
-    }
-}
-
-impl FramesQuery {
-    /// Whether a frame the archive's filter let through is wanted: its kind and its APID.
-    fn wants(&self, frame: &FollowedFrame) -> bool {
-        let f = &frame.frame;
-        self.kind.is_none_or(|kind| kind == f.kind)
-            && self
-                .apid
-                .is_none_or(|apid| apid_of_packet(&f.payload) == Some(apid))
     }
 }
 
@@ -444,9 +425,7 @@ async fn send_rows(
         let ended = match next {
             Ok(Some(runs)) => {
                 for frame in runs.into_iter().flat_map(|run| run.into_frames()) {
-                    if request.wants(&frame) {
-                        rows.write(&frame, &mut buf);
-                    }
+                    rows.write(&frame, &mut buf);
                 }
                 None
             }
@@ -514,9 +493,9 @@ mod tests {
             query.filter.sources,
             [(SourceKind::LiveUplink, 7), (SourceKind::ArchivedReplay, 2)]
         );
-        assert_eq!(query.kind, Some(SourceKind::LiveUplink));
+        assert_eq!(query.filter.kind, Some(SourceKind::LiveUplink));
         assert_eq!(query.filter.priority, Some(Priority::Emergency));
-        assert_eq!((query.apid, query.format), (Some(100), Format::Csv));
+        assert_eq!((query.filter.apid, query.format), (Some(100), Format::Csv));
         let every = parse("").unwrap();
         assert_eq!(
             every.filter,
