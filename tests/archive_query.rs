@@ -467,6 +467,7 @@ async fn the_token_guards_archive_queries() {
 async fn a_merged_pass_says_which_station_delivered_each_range() {
     use aggregator::archive::query::completeness;
     use aggregator::archive::read::FrameFilter;
+    use aggregator::ops::completeness_json;
     use aggregator::protocol::ccsds::PrimaryHeader;
 
     let dir = TempDir::new("archive-query-pass");
@@ -567,5 +568,5 @@ async fn a_merged_pass_says_which_station_delivered_each_range() {
     assert!(sealed >= 2, "segments sealed with their indexes: {sealed}");
     let filter = FrameFilter::default();
     let answer = completeness::of_files(&root, &filter).unwrap();
-    expected(&completeness::answer_json(&answer, &filter, &groups));
+    expected(&completeness_json::answer_json(&answer, &filter, &groups));
 }

@@ -24,6 +24,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
+use super::completeness_json;
 use crate::archive::query::completeness;
 use crate::archive::query::export::{Format, Rows};
 use crate::archive::read::{
@@ -174,7 +175,7 @@ pub(crate) async fn completeness(
             for problem in answer.iter().flat_map(completeness::Completeness::problems) {
                 tracing::warn!(%problem, "archive completeness: passed over");
             }
-            answer.map(|answer| completeness::answer_json(&answer, &answered_window, &groups))
+            answer.map(|answer| completeness_json::answer_json(&answer, &answered_window, &groups))
         })
         .await
     });

@@ -10,6 +10,7 @@ pub mod access;
 pub mod archive_query;
 pub mod catalog;
 pub(crate) mod clock;
+pub mod completeness_json;
 pub mod feed;
 pub mod frame_feed;
 pub mod health;

@@ -46,11 +46,11 @@ impl FrameFilter {
 
     /// Whether the reader wants frames of this frame's source (of its priority or not).
     pub(crate) fn wants_source(&self, frame: &FrameRecord) -> bool {
-        self.wants_key((frame.kind, frame.source_id))
+        self.wants_source_key((frame.kind, frame.source_id))
     }
 
-    /// Whether it wants frames of `source`.
-    fn wants_key(&self, source: SourceKey) -> bool {
+    /// Whether it wants frames of `source` (of any priority, received at any time).
+    pub(crate) fn wants_source_key(&self, source: SourceKey) -> bool {
         (self.sources.is_empty() || self.sources.contains(&source))
             && self.kind.is_none_or(|kind| kind == source.0)
     }
@@ -85,7 +85,7 @@ impl FrameFilter {
                 last,
             } => ((*kind, *source_id), *first, *last),
         };
-        self.wants_key(source) && self.wants_sequences(first, last)
+        self.wants_source_key(source) && self.wants_sequences(first, last)
     }
 
     /// The received times it wants: every time unless it says otherwise.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use aggregator::archive::query::completeness::{self, Gap, MergeGroups, SourceCompleteness};
 use aggregator::archive::read::FrameFilter;
 use aggregator::domain::sequence_set::SequenceSet;
+use aggregator::ops::completeness_json;
 use aggregator::Config;
 
 /// Runs `aggregator archive gaps`: a line per source and per gap, or the JSON.
@@ -43,7 +44,10 @@ pub(super) fn run(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&
         false => ExitCode::FAILURE,
     };
     if json {
-        println!("{}", completeness::answer_json(&answer, filter, &groups));
+        println!(
+            "{}",
+            completeness_json::answer_json(&answer, filter, &groups)
+        );
         return status;
     }
     for record in &answer.clock {
@@ -67,7 +71,8 @@ fn print_gaps(sources: &[SourceCompleteness], groups: &MergeGroups) {
             runs(held)
         );
         pass.gaps.iter().for_each(print_gap);
-        for (station, (kind, id), held) in &pass.stations {
+        for s in &pass.stations {
+            let (station, (kind, id), held) = (&s.station, s.source, &s.held);
             let (kind, frames) = (kind.label(), held.len());
             println!(
                 "  station {station} ({kind}:{id}): frames={frames} held={}",

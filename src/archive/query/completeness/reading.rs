@@ -1,0 +1,331 @@
+//! The reading of the archive for a completeness answer, shard by shard: a sealed segment wholly
+//! inside the window from its index, the blocks the window's ends cut through and the newest
+//! segment read, damaged records passed over, and the segments missing from the shard's numbering
+//! that retention did not delete named.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use super::answer::{ClockRecord, Completeness};
+use super::gathered::{Around, Gathered};
+use super::timeline::Timeline;
+use crate::archive::format::index::{self, SegmentIndex};
+use crate::archive::format::retention_file::ShardState;
+use crate::archive::format::{self, Entry};
+use crate::archive::read::{self, DamagedRange, DurableEnds, FrameFilter};
+use crate::domain::clock::ClockEvent;
+use crate::domain::frame::SourceKind;
+use crate::domain::position::DurableEnd;
+use crate::domain::sequence_set::SequenceSet;
+
+/// [`completeness`] of the archive's files as they are now (a stopped archive, or one read beside
+/// its daemon: each shard to its newest segment's last whole record), without a timeline.
+/// Blocking.
+pub fn of_files(root: &Path, filter: &FrameFilter) -> io::Result<Completeness> {
+    completeness(root, &read::stopped_ends(root)?, filter, None)
+}
+
+/// What the archive at `root` holds of each source `filter` wants (its sources, its window; not
+/// its priority: completeness is of both) up to `ends`, by source, with `timeline` when given.
+/// Damaged records are passed over and a segment missing from a shard's numbering is gone past,
+/// each named in the answer. Blocking.
+pub fn completeness(
+    root: &Path,
+    ends: &DurableEnds,
+    filter: &FrameFilter,
+    timeline: Option<&Timeline>,
+) -> io::Result<Completeness> {
+    let mut found = Found::default();
+    for (shard, dir) in format::list_shards(root)? {
+        let Some(end) = ends
+            .iter()
+            .find(|(k, _)| *k == shard)
+            .map(|(_, e)| *e.borrow())
+        else {
+            continue;
+        };
+        let reading = Reading {
+            shard,
+            dir: &dir,
+            end,
+            filter,
+            timeline,
+        };
+        reading.read_shard(&mut found)?;
+    }
+    Ok(found.answer(timeline))
+}
+
+/// Each source's frames held, by kind byte and id.
+pub(super) type Held = BTreeMap<(u8, u32), Gathered>;
+
+/// Each source's sequences held near the window but received outside it, by kind byte and id:
+/// what a gap between the window's frames may hold after all.
+pub(super) type Elsewhere = BTreeMap<(u8, u32), SequenceSet>;
+
+/// What the shards' segments gave so far.
+#[derive(Default)]
+pub(super) struct Found {
+    held: Held,
+    elsewhere: Elsewhere,
+    /// What retention deleted, by source.
+    pruned: BTreeMap<(u8, u32), SequenceSet>,
+    damaged: Vec<DamagedRange>,
+    missing: Vec<(usize, u64)>,
+    clock: Vec<ClockRecord>,
+}
+
+impl Found {
+    /// The answer, once every shard is read: each source's, by kind and id, and what could not be
+    /// read.
+    pub(super) fn answer(self, timeline: Option<&Timeline>) -> Completeness {
+        let Found {
+            held,
+            elsewhere,
+            pruned,
+            damaged,
+            missing,
+            clock,
+        } = self;
+        let sources = held
+            .into_iter()
+            .filter_map(|((kind, id), gathered)| {
+                let source = (SourceKind::from_byte(kind)?, id);
+                let around = Around {
+                    pruned: pruned.get(&(kind, id)),
+                    elsewhere: elsewhere.get(&(kind, id)),
+                };
+                Some(gathered.finish(source, around, timeline))
+            })
+            .collect();
+        Completeness {
+            sources,
+            damaged,
+            missing,
+            clock,
+        }
+    }
+}
+
+/// What one shard's segments are read for: the shard's directory and durable end, the sources
+/// and window wanted, and the timeline.
+pub(super) struct Reading<'a> {
+    pub(super) shard: usize,
+    pub(super) dir: &'a Path,
+    pub(super) end: DurableEnd,
+    pub(super) filter: &'a FrameFilter,
+    pub(super) timeline: Option<&'a Timeline>,
+}
+
+impl Reading<'_> {
+    /// Reads the shard's segments into `found`: what each holds of the window, the damage passed
+    /// over, the segments missing from its numbering, and what retention deleted.
+    pub(super) fn read_shard(&self, found: &mut Found) -> io::Result<()> {
+        let first_retained = ShardState::read(self.dir)?.first_retained;
+        // Segments are numbered without gaps, and retention deletes the oldest, below
+        // `first_retained`: the next one expected after it, or after the last one seen.
+        let (mut expected, mut holes) =
+            ((first_retained > 0).then_some(first_retained), Vec::new());
+        // The first and last segment that meet the window.
+        let mut met: Option<(u64, u64)> = None;
+        let mut sealed = Vec::new();
+        for (index, path) in format::list_segments(self.dir)? {
+            if index < first_retained || index > self.end.segment {
+                continue;
+            }
+            holes.extend(expected.map_or(0..0, |expected| expected..index));
+            expected = Some(index + 1);
+            match self.add_segment(index, &path, found) {
+                Ok(meets) => {
+                    met = meets
+                        .then(|| met.map_or((index, index), |(a, _)| (a, index)))
+                        .or(met)
+                }
+                // Retention may delete a segment between the listing and its reading.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => holes.push(index),
+                Err(err) => return Err(err),
+            }
+            sealed.extend((index < self.end.segment).then_some((index, path)));
+        }
+        let (first, last) = met.unwrap_or((1, 0));
+        let shard = self.shard;
+        found
+            .clock
+            .retain(|r| r.shard != shard || (first..=last).contains(&r.segment));
+        if self.filter.has_window() {
+            let between = sealed.iter().filter(|(i, _)| (first..=last).contains(i));
+            for (index, path) in between {
+                self.add_elsewhere(*index, path, &mut found.elsewhere)?;
+            }
+        }
+        // Read after the segments: retention records a deletion before it unlinks, so the state
+        // names every segment it deleted before or during the reading, and their sequences.
+        let state = ShardState::read(self.dir)?;
+        for (&key, span) in &state.pruned {
+            let sequences = found.pruned.entry(key).or_default();
+            span.sequences
+                .runs()
+                .for_each(|(a, b)| sequences.insert_run(a, b));
+        }
+        let by_hand = holes
+            .into_iter()
+            .filter(|&gone| gone >= state.first_retained);
+        found.missing.extend(by_hand.map(|gone| (self.shard, gone)));
+        Ok(())
+    }
+
+    /// Adds what sealed segment `index` (at `path`) holds of the sources wanted to `elsewhere`:
+    /// it lies among the segments that meet the window, so frames of it received outside the
+    /// window may fill gaps between the window's frames.
+    fn add_elsewhere(&self, index: u64, path: &Path, elsewhere: &mut Elsewhere) -> io::Result<()> {
+        let contents = match SegmentIndex::read_or_rebuild(self.dir, index, path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            contents => contents?,
+        };
+        for (&key, span) in &contents.sources {
+            if self.wants(key) {
+                let sequences = elsewhere.entry(key).or_default();
+                span.sequences
+                    .runs()
+                    .for_each(|(a, b)| sequences.insert_run(a, b));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds what segment `index` (at `path`) holds of the window to `found`: from its index when
+    /// it is sealed and wholly inside, by reading the blocks that meet the window otherwise,
+    /// passing over damaged records. Returns whether it meets the window.
+    fn add_segment(&self, index: u64, path: &Path, found: &mut Found) -> io::Result<bool> {
+        let window = self.filter.received();
+        let ranges = match index < self.end.segment {
+            true => {
+                let contents = SegmentIndex::read_or_rebuild(self.dir, index, path)?;
+                let steps = contents.clock.iter().filter(|(_, e)| e.tells_of_a_step());
+                let at = |&(offset, event)| self.clock_record(index, offset, event);
+                found.clock.extend(steps.map(at));
+                match contents.received {
+                    Some(span) if window.contains(&span.0) && window.contains(&span.1) => {
+                        self.add_indexed(&contents, span.0..=span.1, &mut found.held);
+                        return Ok(true);
+                    }
+                    _ => {
+                        let sources = index::sources_mask(&self.filter.sources);
+                        contents.ranges_between(*window.start(), *window.end(), sources)
+                    }
+                }
+            }
+            false => vec![(format::MAGIC.len() as u64, self.end.len)],
+        };
+        let file = File::open(path).map_err(|err| format::with_path(err, path, "cannot read"))?;
+        let (mut meets, mut elsewhere) = (false, Elsewhere::new());
+        for (mut from, to) in ranges {
+            while from < to {
+                match format::read_records(&file, path, from, to, 1 << 20) {
+                    Ok(records) => {
+                        from = records.next;
+                        meets |= self.add_frames(index, records.entries, found, &mut elsewhere);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                        let next = format::next_record(&file, path, from, to)?.unwrap_or(to);
+                        found.damaged.push(DamagedRange {
+                            shard: self.shard,
+                            segment: index,
+                            from,
+                            to: next,
+                            reason: err.to_string(),
+                        });
+                        from = next;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        // The newest segment, read whole, is among the window's segments when it meets it (a
+        // sealed one's frames outside the window come from its index, `add_elsewhere`).
+        if meets && index == self.end.segment {
+            for (key, sequences) in elsewhere {
+                let all = found.elsewhere.entry(key).or_default();
+                sequences.runs().for_each(|(a, b)| all.insert_run(a, b));
+            }
+        }
+        Ok(meets)
+    }
+
+    /// Adds the frames of `entries` (of segment `index`), read from their blocks, that the window
+    /// and sources want, and those of the sources outside the window to `elsewhere`; returns
+    /// whether one was in the window.
+    fn add_frames(
+        &self,
+        index: u64,
+        entries: Vec<(u64, Entry)>,
+        found: &mut Found,
+        elsewhere: &mut Elsewhere,
+    ) -> bool {
+        let window = self.filter.received();
+        let mut meets = false;
+        for (offset, entry) in entries {
+            let frame = match entry {
+                Entry::Frame(frame) => frame,
+                // Those of the blocks of sealed segments come from their index.
+                Entry::Clock(event) if index == self.end.segment && event.tells_of_a_step() => {
+                    found.clock.push(self.clock_record(index, offset, event));
+                    continue;
+                }
+                _ => continue,
+            };
+            let key = (frame.kind.to_byte(), frame.source_id);
+            let received = frame.received_unix_ns;
+            if !self.wants(key) {
+                continue;
+            }
+            if !window.contains(&received) {
+                let sequences = elsewhere.entry(key).or_default();
+                sequences.insert_run(frame.sequence, frame.sequence);
+                continue;
+            }
+            meets = true;
+            let held = &mut found.held;
+            let source = (held.entry(key)).or_insert_with(|| Gathered::new(self.timeline));
+            source.add_frame(frame.sequence, received, self.timeline);
+            if let Some(reception) = &frame.reception {
+                let sequence = frame.sequence;
+                source.add_station(&reception.delivery.station, [(sequence, sequence)]);
+            }
+        }
+        meets
+    }
+
+    /// The CLOCK record of `event` at `offset` of segment `index` of this shard.
+    fn clock_record(&self, segment: u64, offset: u64, event: ClockEvent) -> ClockRecord {
+        ClockRecord {
+            shard: self.shard,
+            segment,
+            offset,
+            event,
+        }
+    }
+
+    /// Adds a sealed segment's sources from its index: its frames were received over
+    /// `received`.
+    fn add_indexed(&self, contents: &SegmentIndex, received: RangeInclusive<u64>, held: &mut Held) {
+        for (&key, source) in &contents.sources {
+            if self.wants(key) {
+                let gathered = (held.entry(key)).or_insert_with(|| Gathered::new(self.timeline));
+                gathered.add_indexed(source, received.clone(), self.timeline);
+                for (station, sequences) in contents.stations.get(&key).into_iter().flatten() {
+                    gathered.add_station(station, sequences.runs());
+                }
+            }
+        }
+    }
+
+    /// Whether the filter wants the source of the index's key (kind byte, id). Completeness is
+    /// of both priorities: only the sources (and the window, read apart) count.
+    fn wants(&self, (kind, id): (u8, u32)) -> bool {
+        SourceKind::from_byte(kind).is_some_and(|kind| self.filter.wants_source_key((kind, id)))
+    }
+}
