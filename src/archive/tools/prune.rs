@@ -25,7 +25,7 @@ use crate::archive::format;
 use crate::archive::format::index::SegmentIndex;
 use crate::archive::retention::ages::Ages;
 use crate::archive::retention::catalogue::{Catalogue, ShardFiles};
-use crate::archive::retention::plan::{self, Candidate, Usage};
+use crate::archive::retention::plan::{self, Candidate, Plan, Usage};
 use crate::config::RetentionConfig;
 use crate::domain::clock::{ArchiveClock, ClockEventKind};
 use crate::domain::display::unix_ns_to_rfc3339;
@@ -124,7 +124,7 @@ pub fn prune(root: &Path, limit: PruneLimit, run: PruneRun) -> Result<PruneRepor
     };
     let plan = plan::plan(&queues, usage, &limits, at);
     if let (PruneLimit::KeepAge(age), false) = (limit, run.force) {
-        check_trust(&catalogue, (&plan.delete, &queues), age, now_ns)?;
+        check_trust(&catalogue, &plan, &queues, age, now_ns)?;
     }
     let dry_run = run.dry_run;
     let deleted: Vec<PrunedSegment> = plan
@@ -149,14 +149,15 @@ pub fn prune(root: &Path, limit: PruneLimit, run: PruneRun) -> Result<PruneRepor
 }
 
 /// Refuses a prune by age (`age`) that trusts this machine's clock where it should not: when it
-/// is behind the newest frame the archive holds, or when `deleting` (of `queues`, their received
-/// times as the plan took them) takes a segment the daemon's last run wrote that the last run's
+/// is behind the newest frame the archive holds, or when `plan` deletes (of `queues`, their
+/// received times as the plan took them) a segment the daemon's last run wrote that the last run's
 /// own received times do not call old enough: what deletes it is the time since the last run's
 /// newest frame, which a clock stepped forward since (or a long stop) says alike. Within a run,
 /// received times are on the archive clock and trusted.
 fn check_trust(
     catalogue: &Catalogue,
-    (deleting, queues): (&[(usize, u64)], &[VecDeque<Candidate>]),
+    plan: &Plan,
+    queues: &[VecDeque<Candidate>],
     age: Duration,
     now_ns: u64,
 ) -> Result<(), PruneError> {
@@ -176,7 +177,7 @@ fn check_trust(
     // The cutoff the last run's own times allow: received before it, a segment goes whatever
     // the time since.
     let allowed = newest.saturating_sub(nanos(age));
-    let untrusted = deleting.iter().find_map(|&(queue, segment)| {
+    let untrusted = plan.delete.iter().find_map(|&(queue, segment)| {
         let (began, at) = *last_run.began_in.get(&queue)?;
         let received = queues[queue].iter().find(|c| c.segment == segment)?.newest;
         (segment >= began && received >= allowed).then_some((queue, segment, at))

@@ -325,7 +325,8 @@ impl Reading<'_> {
 
     /// Whether the filter wants the source of the index's key (kind byte, id). Completeness is
     /// of both priorities: only the sources (and the window, read apart) count.
-    fn wants(&self, (kind, id): (u8, u32)) -> bool {
+    fn wants(&self, key: (u8, u32)) -> bool {
+        let (kind, id) = key;
         SourceKind::from_byte(kind).is_some_and(|kind| self.filter.wants_source_key((kind, id)))
     }
 }

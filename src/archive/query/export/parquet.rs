@@ -126,17 +126,28 @@ pub struct ParquetSink<W: Write + Send> {
     group: Vec<FollowedFrame>,
     /// Their payloads' bytes.
     group_payload: usize,
-    /// When a row group is written: rows, payload bytes.
-    limits: (usize, usize),
+    /// When a row group is written.
+    limits: RowGroupLimits,
+}
+
+/// A row group is written once it holds `rows` rows or `payload` bytes of payloads.
+#[derive(Debug, Clone, Copy)]
+struct RowGroupLimits {
+    rows: usize,
+    payload: usize,
 }
 
 impl<W: Write + Send> ParquetSink<W> {
     /// Starts the file: writes its magic bytes to `out`.
     pub fn new(out: W) -> io::Result<ParquetSink<W>> {
-        ParquetSink::with_limits(out, (ROW_GROUP_ROWS, ROW_GROUP_PAYLOAD))
+        let limits = RowGroupLimits {
+            rows: ROW_GROUP_ROWS,
+            payload: ROW_GROUP_PAYLOAD,
+        };
+        ParquetSink::with_limits(out, limits)
     }
 
-    fn with_limits(out: W, limits: (usize, usize)) -> io::Result<ParquetSink<W>> {
+    fn with_limits(out: W, limits: RowGroupLimits) -> io::Result<ParquetSink<W>> {
         let properties = Arc::new(properties());
         let writer = SerializedFileWriter::new(out, Arc::new(schema()?), Arc::clone(&properties))
             .map_err(to_io)?;
@@ -216,8 +227,8 @@ impl<W: Write + Send> ExportSink for ParquetSink<W> {
         for frame in frames {
             self.group.push(frame.clone());
             self.group_payload += frame.frame.payload.len();
-            let (rows, payload) = self.limits;
-            if self.group.len() >= rows || self.group_payload >= payload {
+            let limits = self.limits;
+            if self.group.len() >= limits.rows || self.group_payload >= limits.payload {
                 self.write_group()?;
             }
         }
@@ -503,7 +514,11 @@ mod tests {
             })
             .collect();
         let file = |threads| {
-            let mut sink = ParquetSink::with_limits(Vec::new(), (1000, 1 << 20)).unwrap();
+            let limits = RowGroupLimits {
+                rows: 1000,
+                payload: 1 << 20,
+            };
+            let mut sink = ParquetSink::with_limits(Vec::new(), limits).unwrap();
             sink.threads = NonZeroUsize::new(threads).unwrap();
             sink.frames(&frames).unwrap();
             sink.finish().unwrap();
@@ -520,7 +535,8 @@ mod tests {
     /// export is a valid file of none; a finished file takes nothing more.
     #[test]
     fn row_groups_are_bounded() {
-        let groups = |limits, frames: &[FollowedFrame]| {
+        let groups = |(rows, payload), frames: &[FollowedFrame]| {
+            let limits = RowGroupLimits { rows, payload };
             let mut sink = ParquetSink::with_limits(Vec::new(), limits).unwrap();
             sink.frames(frames).unwrap();
             sink.finish().unwrap();
