@@ -294,9 +294,13 @@ fn repair_cuts_a_torn_tail_in_shard_two_and_leaves_the_other_shards() {
         .collect();
     assert_eq!(looked_at, vec![(0, 0), (1, 0), (2, 1), (3, 0)]);
     assert!(!dry.is_settled());
-    let mut printed = Vec::new();
-    dry.print(&mut printed).unwrap();
-    let printed = String::from_utf8(printed).unwrap();
+    // The command says how to do it (a dry run that found damage: status 1).
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "repair", root.0.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let printed = String::from_utf8(out.stdout).unwrap();
     let hint = format!(
         "run `aggregator archive repair {} --quarantine`",
         root.0.display()

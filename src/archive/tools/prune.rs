@@ -17,7 +17,7 @@
 //! which no step moved), and says which. `--before` deletes by the time it is given.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::time::Duration;
 
@@ -302,47 +302,4 @@ fn kept_sources(catalogue: &Catalogue, deleting: &[(usize, u64)]) -> io::Result<
             })
         })
         .collect())
-}
-
-impl PruneReport {
-    /// A line per segment deleted, one per source, then `prune total: key=value ...` (stable for
-    /// scripts).
-    pub fn print(&self, out: &mut dyn Write) -> io::Result<()> {
-        let verb = if self.dry_run {
-            "would delete"
-        } else {
-            "deleted"
-        };
-        for d in &self.deleted {
-            let newest = d.newest.map_or("-".into(), unix_ns_to_rfc3339);
-            writeln!(
-                out,
-                "{verb} shard {} segment {}: {} bytes, {} frames, newest frame {newest}",
-                d.shard, d.segment, d.bytes, d.frames
-            )?;
-        }
-        for s in &self.sources {
-            let seq = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
-            writeln!(
-                out,
-                "source {} {}: keeps frames={} first={} last={} deleted={}",
-                s.kind.label(),
-                s.id,
-                s.frames,
-                seq(s.first),
-                seq(s.last),
-                s.deleted
-            )?;
-        }
-        writeln!(
-            out,
-            "prune total: deleted_segments={} deleted_bytes={} bytes_before={} bytes_after={} segments_after={} dry_run={}",
-            self.deleted.len(),
-            self.deleted.iter().map(|d| d.bytes).sum::<u64>(),
-            self.bytes_before,
-            self.bytes_after,
-            self.segments_after,
-            self.dry_run
-        )
-    }
 }

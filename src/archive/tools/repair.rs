@@ -65,32 +65,6 @@ impl RepairReport {
     pub fn journaled(&self) -> u64 {
         self.journals.iter().map(|j| j.frames).sum()
     }
-
-    /// Writes what was (or would be) done in each shard, what the next start stores from each
-    /// shard's journals and from all of them, and how to do it after a dry run.
-    pub fn print(&self, out: &mut dyn Write) -> io::Result<()> {
-        for repair in &self.shards {
-            repair.print(out)?;
-        }
-        for journals in &self.journals {
-            writeln!(out, "{}", journals.line())?;
-        }
-        let files = self.journals.iter().map(|j| j.files).sum();
-        writeln!(
-            out,
-            "journals total: the next start stores {} from {}; repair leaves the journals as they are",
-            counted(self.journaled(), "frame"),
-            counted(files, "journal"),
-        )?;
-        if !self.is_settled() {
-            let root = self.root.display();
-            writeln!(
-                out,
-                "run `aggregator archive repair {root} --quarantine` to do it"
-            )?;
-        }
-        Ok(())
-    }
 }
 
 /// What the next start of one shard stores from its emergency journals: the frames in them that
@@ -106,23 +80,6 @@ pub struct JournalRestore {
     pub files: u64,
     /// The frames the next start stores from them.
     pub frames: u64,
-}
-
-impl JournalRestore {
-    /// `journals DIR: the next start stores N frames from N journals`.
-    fn line(&self) -> String {
-        format!(
-            "journals {}: the next start stores {} from {}",
-            self.dir.display(),
-            counted(self.frames, "frame"),
-            counted(self.files, "journal"),
-        )
-    }
-}
-
-/// `1 frame`, `2 frames`.
-fn counted(n: u64, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// What `repair` found in one shard's newest segment, and did (or, in a dry run, would do).
@@ -155,30 +112,8 @@ impl Repair {
     }
 
     /// The segment's length without its damaged ranges.
-    pub(crate) fn kept_len(&self) -> u64 {
+    pub fn kept_len(&self) -> u64 {
         self.file_len - self.damaged.iter().map(|d| d.end - d.start).sum::<u64>()
-    }
-
-    /// Writes what was (or would be) done, one line per damaged range and one for the segment.
-    pub(crate) fn print(&self, out: &mut dyn Write) -> io::Result<()> {
-        let segment = self.segment.display();
-        if self.damaged.is_empty() {
-            return writeln!(out, "segment {segment}: clean, nothing to repair");
-        }
-        let (moves, rewrites) = match self.done {
-            true => ("moved", "rewrote"),
-            false => ("would move", "would rewrite"),
-        };
-        for damage in &self.damaged {
-            writeln!(out, "damaged {segment}: {damage}")?;
-            let (start, end, to) = (damage.start, damage.end, self.quarantine_path(damage));
-            writeln!(out, "{moves} bytes {start}..{end} to {}", to.display())?;
-        }
-        let (kept, len) = (self.kept_len(), self.file_len);
-        writeln!(
-            out,
-            "{rewrites} {segment} without them: {kept} of {len} bytes"
-        )
     }
 }
 

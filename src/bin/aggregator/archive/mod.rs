@@ -6,14 +6,14 @@
 mod export;
 mod gaps;
 mod inspect;
+mod prune;
+mod repair;
 mod verify;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use aggregator::archive::read::FrameFilter;
-use aggregator::archive::tools;
 use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
 use aggregator::domain::units;
 
@@ -57,7 +57,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             }
         },
         ArchiveTool::Inspect { dir, filter } => inspect::run(&dir, &filter.filter(), filter.limit),
-        ArchiveTool::Repair { dir, quarantine } => repair(&dir, quarantine),
+        ArchiveTool::Repair { dir, quarantine } => repair::run(&dir, quarantine),
         ArchiveTool::Prune {
             dir,
             before,
@@ -75,7 +75,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
                         now_ns,
                         force,
                     };
-                    prune(&dir, limit, run)
+                    prune::run(&dir, limit, run)
                 }
                 Err(why) => {
                     eprintln!("aggregator archive prune: {why}");
@@ -100,51 +100,5 @@ fn prune_limit(
         (_, Some(bytes), _) => Ok(PruneLimit::KeepBytes(bytes)),
         (_, _, Some(age)) => Ok(PruneLimit::KeepAge(age)),
         (None, None, None) => Err("give --before, --keep-bytes or --keep-age".into()),
-    }
-}
-
-/// Runs `aggregator archive prune`: what it deleted (or would), and what each source keeps.
-fn prune(dir: &Path, limit: PruneLimit, run: PruneRun) -> ExitCode {
-    let report = match tools::prune::prune(dir, limit, run) {
-        Ok(report) => report,
-        Err(err) => {
-            eprintln!("aggregator archive prune: {err}");
-            let refused = matches!(err, tools::prune::PruneError::Untrusted(_));
-            return ExitCode::from(if refused { 1 } else { 2 });
-        }
-    };
-    match report.print(&mut std::io::stdout().lock()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("aggregator archive prune: writing the report: {err}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// Runs `aggregator archive repair`: what it moved aside (or would), shard by shard.
-fn repair(dir: &Path, quarantine: bool) -> ExitCode {
-    let report = match tools::repair::repair(dir, quarantine) {
-        Ok(report) if report.shards.is_empty() => {
-            eprintln!(
-                "aggregator archive repair: no segment files in {}",
-                dir.display()
-            );
-            return ExitCode::SUCCESS;
-        }
-        Ok(report) => report,
-        Err(err) => {
-            eprintln!("aggregator archive repair: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(err) = report.print(&mut std::io::stdout().lock()) {
-        eprintln!("aggregator archive repair: writing the report: {err}");
-        return ExitCode::from(2);
-    }
-    if report.is_settled() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
