@@ -264,6 +264,32 @@ mod tests {
         );
     }
 
+    /// What retention deleted is said apart from what is missing.
+    #[test]
+    fn a_source_line_names_what_retention_deleted() {
+        let source = SourceCheck {
+            kind: SourceKind::LiveUplink,
+            id: 4,
+            frames: 5,
+            emergency: 0,
+            first: Some(10),
+            last: Some(20),
+            gaps: vec![(18, 19)],
+            missing: 2,
+            count_jumps: Vec::new(),
+            duplicates: Vec::new(),
+            duplicate_frames: 0,
+            watermark: None,
+            journaled: 0,
+            pruned: 14,
+        };
+        assert_eq!(
+            source_line(&source),
+            "source live 4: frames=5 emergency=0 first=10 last=20 missing=2 duplicates=0 \
+             pruned=14 gaps=[18..=19]"
+        );
+    }
+
     #[test]
     fn a_damaged_range_names_each_source_before_its_first_run() {
         let live_4 = (SourceKind::LiveUplink, 4);
