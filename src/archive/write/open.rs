@@ -9,9 +9,9 @@ use tokio::sync::watch;
 
 use super::disk::Readers;
 use super::journal::{self, Gate, Leftover};
-use super::recovery;
+use super::recovery::{self, Recovered};
 use super::sink::{Archive, ArchiveSink, ArchiveTime, CountingSink};
-use super::writer::{create_dir, Recovered, SegmentSink, ShardDir, Shared};
+use super::writer::{create_dir, SegmentSink, ShardDir, Shared};
 use crate::archive::format::index::OpenSpan;
 use crate::archive::format::{self, shard_dir};
 use crate::archive::retention::{SealedFeed, ShardStart};

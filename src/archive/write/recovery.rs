@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::disk;
+use super::journal::Leftover;
 use super::tracked::Tracked;
 use crate::archive::format::index::SegmentIndex;
 use crate::archive::format::{self, with_path, Entry};
@@ -217,6 +218,14 @@ pub(super) fn resume_points(
         tracked.ledger = points.get(key).map(|point| Arc::clone(&point.ledger));
     }
     points
+}
+
+/// What recovery read back of a shard directory: each source's state, where its writer starts,
+/// and what its journals hold that its segments lost.
+pub(super) struct Recovered {
+    pub(super) sources: HashMap<SourceKey, Tracked>,
+    pub(super) start: Start,
+    pub(super) leftover: Leftover,
 }
 
 #[cfg(test)]

@@ -35,8 +35,8 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::watch;
 
 use super::disk::{self, Disk, DiskShared, Readers, Segment};
-use super::journal::{self, Gate, Journal, Leftover};
-use super::recovery::{self, Newest, Start};
+use super::journal::{self, Gate, Journal};
+use super::recovery::{self, Newest, Recovered, Start};
 use super::sink::{ArchiveSink, BoxFuture};
 use super::tracked::Tracked;
 use crate::archive::format::index::{OpenSpan, SealedSegment, SegmentIndex};
@@ -263,14 +263,6 @@ pub(super) struct ShardDir {
     pub(super) dir: PathBuf,
     pub(super) shard: usize,
     pub(super) lock: File,
-}
-
-/// What recovery read back of a shard directory: each source's state, where its writer starts,
-/// and what its journals hold that its segments lost.
-pub(super) struct Recovered {
-    pub(super) sources: HashMap<SourceKey, Tracked>,
-    pub(super) start: Start,
-    pub(super) leftover: Leftover,
 }
 
 pub(super) fn create_dir(dir: &Path) -> io::Result<()> {
