@@ -138,6 +138,17 @@ async fn a_restart_with_another_shard_count_resumes_every_source_exactly_once() 
     assert_eq!(reopened.sinks.len(), 1);
     let retired: Vec<usize> = reopened.retired.iter().map(|(shard, _)| *shard).collect();
     assert_eq!(retired, vec![1, 2]);
+    // A retired shard ends at the end of its newest segment: all of it is readable.
+    for (shard, end) in &reopened.retired {
+        let dir = format::shard_dir(&dir.0, *shard);
+        let (index, path) = format::list_segments(&dir).unwrap().pop().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(
+            (end.borrow().segment, end.borrow().len),
+            (index, len),
+            "shard {shard}"
+        );
+    }
     for id in 0..6 {
         let point = &reopened.resume[&(LiveUplink, id)];
         assert_eq!(point.after(), Some(99), "source {id}");

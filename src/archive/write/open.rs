@@ -17,6 +17,7 @@ use crate::archive::format::{self, shard_dir};
 use crate::archive::retention::{SealedFeed, ShardStart};
 use crate::config::{ArchiveConfig, ArchiveKind};
 use crate::domain::clock::ArchiveClock;
+use crate::domain::position::DurableEnd;
 
 /// Opens the archive the config names for `shards` shards: the durable segment archive, each
 /// shard recovered from its newest segment, with every source's resume point; or counting sinks,
@@ -88,10 +89,16 @@ pub(super) fn open_shards(config: &ArchiveConfig, count: usize) -> io::Result<Ar
     let sinks = start_sinks(config, &mut feed, shards, root_lock, shared)?;
     archive.sinks = sinks;
     archive.files = Some(feed);
-    for ((shard, dir), _) in retired {
-        // A retired shard: all of its files, which nothing writes any more. The receiver's
-        // sender is gone, which tells followers so.
-        let end = format::stopped_end(&dir)?;
+    for ((shard, _), recovered) in retired {
+        // A retired shard: all of its files, which nothing writes any more, as far as recovery
+        // found whole records. The receiver's sender is gone, which tells followers so.
+        let end = recovered
+            .start
+            .newest
+            .map_or(DurableEnd { segment: 0, len: 0 }, |newest| DurableEnd {
+                segment: newest.index,
+                len: newest.len,
+            });
         archive.retired.push((shard, watch::channel(end).1));
     }
     Ok(archive)
