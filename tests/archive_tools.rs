@@ -684,6 +684,25 @@ fn verify_counts_frames_only_an_emergency_journal_holds_once() {
     );
 }
 
+/// An emergency journal of format version 3 or 4 (the earlier versions that had journals) is
+/// read as today's: `verify` counts the frames only it holds, and the daemon's start opens on it.
+#[test]
+fn an_emergency_journal_an_earlier_build_wrote_is_read() {
+    for version in ["TLMSEG03", "TLMSEG04"] {
+        let dir = TempDir::new(&format!("journal-{version}"));
+        let (journal_path, _) = journaled_archive(&dir.0);
+        let mut bytes = fs::read(&journal_path).unwrap();
+        bytes[..8].copy_from_slice(version.as_bytes());
+        fs::write(&journal_path, bytes).unwrap();
+        let (status, stdout, stderr) = verify(&dir.0, &["--strict"]);
+        assert_eq!(status, Some(0), "{version}: {stdout}{stderr}");
+        let source = line(&stdout, "source live 1:");
+        assert!(source.ends_with(" journaled=2"), "{version}: {source}");
+        let sink = SegmentSink::open(&archive_config(&dir.0));
+        assert!(sink.is_ok(), "{version}: {:?}", sink.err());
+    }
+}
+
 /// `inspect` lists the frames only the journal holds after the segment's, each naming the journal
 /// and its record's offset, and filters them as it filters the segment's; emergency 3, which the
 /// segment holds too, is listed once. Before, it listed segments only.
@@ -815,15 +834,15 @@ fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
     assert_eq!(played, expected);
 }
 
-/// A segment or an emergency journal of another format version (here the older `TLMSEG03` and
-/// `TLMSEG02`) is refused by the daemon's start and by the tools, with an error naming the file,
-/// the version found and the version read; nothing is taken for damage.
+/// A segment or an emergency journal of a format version no build wrote (here a newer `TLMSEG06`
+/// and `TLMSEG00`) is refused by the daemon's start and by the tools, with an error naming the
+/// file, the version found and the versions read; nothing is taken for damage.
 #[test]
-fn a_segment_or_journal_of_an_older_format_version_is_refused_naming_file_and_versions() {
+fn a_segment_or_journal_of_another_format_version_is_refused_naming_file_and_versions() {
     // The file of the magic `TLMSEG0{found}` is refused: the error names it and both versions.
     let assert_refused = |err: &str, found: u8, path: &Path| {
         let says = format!(
-            "archive format version {found} (magic TLMSEG0{found}); this build reads versions 4 and 5"
+            "archive format version {found} (magic TLMSEG0{found}); this build reads versions 1 to 5"
         );
         assert!(err.contains(&says), "{err}");
         assert!(err.contains(path.to_str().unwrap()), "{err}");
@@ -841,14 +860,14 @@ fn a_segment_or_journal_of_an_older_format_version_is_refused_naming_file_and_ve
 
     let dir = TempDir::new("archive-tools-older-segment");
     let (_, newest, _) = good_archive(&dir.0);
-    with_magic(&newest, 3);
-    assert_refused(&open(&dir.0), 3, &newest);
+    with_magic(&newest, 6);
+    assert_refused(&open(&dir.0), 6, &newest);
     let (code, _, stderr) = verify(&dir.0, &[]);
     assert_ne!(code, Some(0), "{stderr}");
-    assert_refused(&stderr, 3, &newest);
+    assert_refused(&stderr, 6, &newest);
 
     let dir = TempDir::new("archive-tools-older-journal");
     let (journal, _) = journaled_archive(&dir.0);
-    with_magic(&journal, 2);
-    assert_refused(&open(&dir.0), 2, &journal);
+    with_magic(&journal, 0);
+    assert_refused(&open(&dir.0), 0, &journal);
 }

@@ -1,7 +1,15 @@
-//! An archive the build before wrote (format version 4: segments `TLMSEG04`, indexes `TLMIDX03`;
-//! `tests/fixtures/make-archive-v4.sh` rebuilds it from commit b608eb4) is read as that build
-//! read it, every frame; today's daemon starts on it, resumes every source where it stood, and
-//! appends in a version 5 segment of its own, leaving the earlier files as they were.
+//! Archives earlier builds wrote, one per format version (`tests/fixtures/archive-vN`;
+//! `tests/fixtures/make-archive.sh N` rebuilds one from the last commit that wrote version N):
+//! each is read as that build read it, every frame; today's daemon starts on it, resumes every
+//! source where it stood, and appends in a version 5 segment of its own, leaving the earlier files
+//! as they were.
+//!
+//! | version | written by | segments | indexes | shards |
+//! |---|---|---|---|---|
+//! | 1 | 03ea247 | FRAME and STORED records | none | 1 |
+//! | 2 | 78c18ef | FRAMES records | none | 1 |
+//! | 3 | 489c6c0 | STORED RUN records | `TLMIDX02` (not read: built again) | 2 |
+//! | 4 | b608eb4 | RECEIVED FRAMES records | `TLMIDX03` (read as it is) | 2 |
 
 mod common;
 
@@ -13,16 +21,21 @@ use aggregator::SourceKind;
 use common::process::Daemon;
 use common::{Client, TempDir, PATIENCE};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/archive-v4");
-const LISTED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/archive-v4.inspect"
-);
+/// The format versions earlier builds wrote, each with a fixture.
+const VERSIONS: [u8; 4] = [1, 2, 3, 4];
 
-/// A copy of the fixture in a directory of its own, removed at the end.
-fn copy(name: &str) -> TempDir {
-    let dir = TempDir::new(&format!("archive-upgrade-{name}"));
-    copy_dir(Path::new(FIXTURE), &dir.0.join("archive"));
+/// The fixture of format `version`, and what the build that wrote it listed of it.
+fn fixture(version: u8) -> (PathBuf, String) {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/archive-v{version}"));
+    let listed = std::fs::read_to_string(path.with_extension("inspect")).unwrap();
+    (path, listed)
+}
+
+/// A copy of the fixture of format `version` in a directory of its own, removed at the end.
+fn copy(name: &str, version: u8) -> TempDir {
+    let dir = TempDir::new(&format!("archive-upgrade-{name}-v{version}"));
+    copy_dir(&fixture(version).0, &dir.0.join("archive"));
     dir
 }
 
@@ -50,10 +63,9 @@ fn tool(args: &[&str], dir: &Path) -> (i32, String) {
     (output.status.code().unwrap_or(-1), stdout)
 }
 
-/// The lines `inspect` lists of the fixture's own files (the build before's listing has no
-/// others).
-fn of_fixture_files(listing: &str) -> Vec<&str> {
-    let listed = std::fs::read_to_string(LISTED).unwrap();
+/// The lines `inspect` lists of the fixture's own files (`listed`, the earlier build's listing,
+/// has no others).
+fn of_fixture_files<'a>(listing: &'a str, listed: &str) -> Vec<&'a str> {
     let files: Vec<String> = (listed.lines())
         .map(|line| line.split_whitespace().next().unwrap().to_owned())
         .collect();
@@ -63,82 +75,183 @@ fn of_fixture_files(listing: &str) -> Vec<&str> {
 }
 
 #[test]
-fn the_build_befores_archive_reads_as_it_did_every_frame() {
-    let copy = copy("read");
-    let archive = copy.0.join("archive");
-    let (status, listing) = tool(&["inspect"], &archive);
-    assert_eq!(status, 0, "{listing}");
-    let listed = std::fs::read_to_string(LISTED).unwrap();
-    assert_eq!(
-        listing, listed,
-        "today's build lists what the build before listed"
-    );
-    let (status, report) = tool(&["verify", "--strict"], &archive);
-    assert_eq!(status, 0, "{report}");
-    let frames = listed.lines().filter(|l| l.contains(" frame ")).count();
-    assert!(report.contains(&format!(" frames={frames} ")), "{report}");
-    let (status, gaps) = tool(&["gaps", "--json"], &archive);
-    assert_eq!(status, 0, "{gaps}");
-    let answer: serde_json::Value = serde_json::from_str(&gaps).unwrap();
-    for source in answer["sources"].as_array().unwrap() {
-        assert_eq!(source["gaps"], serde_json::json!([]), "{answer:#}");
+fn every_earlier_archive_reads_as_it_did_every_frame() {
+    for version in VERSIONS {
+        let copy = copy("read", version);
+        let archive = copy.0.join("archive");
+        let (status, listing) = tool(&["inspect"], &archive);
+        assert_eq!(status, 0, "v{version}: {listing}");
+        let (_, listed) = fixture(version);
+        assert!(
+            listing == listed,
+            "v{version}: today's build lists what the build that wrote it listed"
+        );
+        let (status, report) = tool(&["verify", "--strict"], &archive);
+        assert_eq!(status, 0, "v{version}: {report}");
+        let frames = listed.lines().filter(|l| l.contains(" frame ")).count();
+        assert!(
+            frames > 0 && report.contains(&format!(" frames={frames} ")),
+            "{report}"
+        );
+        let (status, gaps) = tool(&["gaps", "--json"], &archive);
+        assert_eq!(status, 0, "v{version}: {gaps}");
+        let answer: serde_json::Value = serde_json::from_str(&gaps).unwrap();
+        for source in answer["sources"].as_array().unwrap() {
+            assert_eq!(
+                source["gaps"],
+                serde_json::json!([]),
+                "v{version}: {answer:#}"
+            );
+        }
     }
 }
 
+/// The highest sequence of live uplink 0 in an `inspect` listing.
+fn last_of_live_0(listed: &str) -> u64 {
+    (listed.lines())
+        .filter(|line| line.contains(" frame     live            0 "))
+        .filter_map(|line| line.split(" seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .max()
+        .unwrap()
+}
+
 #[tokio::test]
-async fn todays_daemon_resumes_on_it_and_appends_in_a_segment_of_its_own() {
-    let copy = copy("append");
+async fn todays_daemon_resumes_on_each_and_appends_in_a_segment_of_its_own() {
+    for version in VERSIONS {
+        resumes_and_appends(version).await;
+    }
+}
+
+async fn resumes_and_appends(version: u8) {
+    let copy = copy("append", version);
     let root = copy.0.join("archive");
+    let (fixture, listed) = fixture(version);
+    let shards = 1 + usize::from(fixture.join("shard-01").is_dir());
     let config = format!(
         "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
-         [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = 2\n\
+         [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = {shards}\n\
          [archive]\ndir = \"{}\"\nsegment_bytes = 4096\n",
         root.display()
     );
     let mut daemon = Daemon::start_in(&copy.0, &config);
-    // live:0 holds 0 to 39 (the fixture's listing): it goes on from 40.
-    let payloads: Vec<Vec<u8>> = (40..60)
+    // live:0 goes on after the last sequence the fixture holds of it.
+    let last = last_of_live_0(&listed);
+    let payloads: Vec<Vec<u8>> = (last + 1..last + 21)
         .map(|seq: u64| seq.to_be_bytes().to_vec())
         .collect();
-    Client::store(daemon.uplink, SourceKind::LiveUplink, 0, 40, &payloads).await;
+    Client::store(
+        daemon.uplink,
+        SourceKind::LiveUplink,
+        0,
+        last + 1,
+        &payloads,
+    )
+    .await;
     daemon.signal(libc::SIGTERM);
     let (status, _) = daemon.wait_exit(PATIENCE);
-    assert!(status.success());
+    assert!(status.success(), "v{version}");
 
-    // The earlier files are as the build before left them; a version 5 segment follows them.
-    for (dir, fixture) in [(root.clone(), PathBuf::from(FIXTURE))]
-        .into_iter()
-        .chain([(root.join("shard-01"), Path::new(FIXTURE).join("shard-01"))])
+    // The earlier files are as the earlier build left them; a version 5 segment follows them.
+    let dirs = [(root.clone(), fixture.clone())].into_iter();
+    for (dir, fixture) in
+        dirs.chain((shards > 1).then(|| (root.join("shard-01"), fixture.join("shard-01"))))
     {
         let segments = format::list_segments(&dir).unwrap();
         let earlier = format::list_segments(&fixture).unwrap();
         for (index, path) in &earlier {
             let before = std::fs::read(path).unwrap();
             let after = std::fs::read(dir.join(format::segment_name(*index))).unwrap();
-            assert!(after == before, "{} changed", path.display());
+            assert!(after == before, "v{version}: {} changed", path.display());
             // A `TLMIDX03` index is read as it is, not built again.
-            let index_file = aggregator::archive::format::index::index_path(&fixture, *index);
-            if let Ok(before) = std::fs::read(&index_file) {
+            let index_file = format::index::index_path(&fixture, *index);
+            if let (4, Ok(before)) = (version, std::fs::read(&index_file)) {
                 let after = std::fs::read(dir.join(index_file.file_name().unwrap())).unwrap();
                 assert!(after == before, "{} changed", index_file.display());
             }
         }
         let (newest, path) = segments.last().unwrap();
-        assert!(*newest > earlier.last().unwrap().0, "a segment of its own");
+        assert!(
+            *newest > earlier.last().unwrap().0,
+            "v{version}: a segment of its own"
+        );
         assert_eq!(&std::fs::read(path).unwrap()[..8], b"TLMSEG05");
     }
     // Every frame the fixture held, and the new ones after them, once.
     let (status, listing) = tool(&["inspect"], &root);
-    assert_eq!(status, 0, "{listing}");
-    let listed = std::fs::read_to_string(LISTED).unwrap();
+    assert_eq!(status, 0, "v{version}: {listing}");
     assert_eq!(
-        of_fixture_files(&listing),
-        listed.lines().collect::<Vec<_>>()
+        of_fixture_files(&listing, &listed),
+        listed.lines().collect::<Vec<_>>(),
+        "v{version}"
     );
     let (status, report) = tool(&["verify", "--strict"], &root);
-    assert_eq!(status, 0, "{report}");
+    assert_eq!(status, 0, "v{version}: {report}");
+    let (frames, last) = (last + 21, last + 20);
     assert!(
-        report.contains("source live 0: frames=60 ") && report.contains(" last=59 "),
-        "{report}"
+        report.contains(&format!("source live 0: frames={frames} "))
+            && report.contains(&format!(" last={last} ")),
+        "v{version}: {report}"
     );
+}
+
+/// Every file under `dir` but the locks (the tool takes them), with its bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        match (path.is_dir(), path.ends_with("LOCK")) {
+            (true, _) => all.extend(files(&path)),
+            (false, true) => {}
+            (false, false) => all.push((path.clone(), std::fs::read(&path).unwrap())),
+        }
+    }
+    all.sort();
+    all
+}
+
+/// `archive upgrade --dry-run` changes nothing; `upgrade` leaves every segment as it was and
+/// builds again, once, the indexes this build does not read (version 3's `TLMIDX02`) or that
+/// were never written (before version 3, and each shard's newest segment).
+#[test]
+fn archive_upgrade_reads_each_through_and_makes_its_indexes_current() {
+    for version in VERSIONS {
+        let copy = copy("tool", version);
+        let archive = copy.0.join("archive");
+        let before = files(&archive);
+        let frames = fixture(version)
+            .1
+            .lines()
+            .filter(|l| l.contains(" frame "))
+            .count();
+        // Every segment but those with an index this build reads (version 4's `TLMIDX03`).
+        let stale = (before.iter())
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "seg"))
+            .filter(|(p, _)| {
+                let index = std::fs::read(p.with_extension("index")).unwrap_or_default();
+                !index.starts_with(b"TLMIDX03")
+            })
+            .count();
+        let (status, report) = tool(&["upgrade", "--dry-run"], &archive);
+        assert_eq!(status, 0, "v{version}: {report}");
+        let says = format!(" frames={frames} indexes={stale} damaged=0;");
+        assert!(report.contains(&says), "v{version}: {report}");
+        assert!(
+            files(&archive) == before,
+            "v{version}: a dry run changes nothing"
+        );
+
+        let (status, report) = tool(&["upgrade"], &archive);
+        assert_eq!(status, 0, "v{version}: {report}");
+        assert!(report.contains(&says), "v{version}: {report}");
+        let segments = |files: Vec<(PathBuf, Vec<u8>)>| -> Vec<_> {
+            let is_segment = |p: &Path| p.extension().is_some_and(|e| e == "seg");
+            files.into_iter().filter(|(p, _)| is_segment(p)).collect()
+        };
+        assert!(segments(files(&archive)) == segments(before), "v{version}");
+        let (_, again) = tool(&["upgrade"], &archive);
+        assert!(
+            again.contains(" indexes=0 damaged=0;"),
+            "v{version}: {again}"
+        );
+    }
 }

@@ -198,6 +198,24 @@ enum ArchiveTool {
         #[arg(long)]
         quarantine: bool,
     },
+    /// Check an archive an earlier build wrote and bring its indexes up to date.
+    ///
+    /// Every format version a build wrote (1 to 5) is read in place, and segments are never
+    /// rewritten: a follower's or a sink's position is a byte offset in one. This reads every
+    /// segment and emergency journal of every shard through, counts them by format version, and
+    /// builds again each sealed segment's index of a version not read (the readers would, as
+    /// they meet it). The next start appends in a segment of the current version.
+    ///
+    /// Exit status: 0; 1 when a file is damaged (named; `archive verify` and `repair` say more);
+    /// 2 when the archive cannot be read or written, is locked by a running daemon, or holds a
+    /// file of a format version this build does not read.
+    Upgrade {
+        /// The archive directory (the daemon must be stopped).
+        dir: PathBuf,
+        /// Only say what it finds and which indexes it would build again.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Delete the oldest sealed segments, as [archive.retention] does: by time, size or age.
     ///
     /// Whole segments go, oldest first by their newest frame's received time, each shard's in

@@ -59,19 +59,28 @@ pub(super) fn body_len(data: &[u8], pos: usize) -> Result<usize, Bad> {
     Ok(len as usize)
 }
 
-/// Decodes the record at `pos` of a segment into `out` (a FRAMES record gives one entry per frame,
-/// all at `pos`); returns the offset right after it. On an error `out` is as it was.
+/// Decodes the record at `pos` of a segment of format `version` into `out` (a FRAMES record gives
+/// one entry per frame, all at `pos`); returns the offset right after it. On an error `out` is as
+/// it was.
 pub(super) fn decode_at(
     data: &Bytes,
     pos: usize,
+    version: u8,
     out: &mut Vec<(u64, Entry)>,
 ) -> Result<usize, Bad> {
     let body_start = pos + RECORD_HEADER_LEN;
     let body = checked_body(data, pos)?;
     let len = body.len();
+    if versions_of(body[0]).is_some_and(|versions| !versions.contains(&version)) {
+        return Err(Bad::Impossible(format!(
+            "record type {} in a version {version} segment",
+            body[0]
+        )));
+    }
     let entry = match body[0] {
         TYPE_FRAME => Entry::Frame(decode_frame(data, body_start, body)?),
         TYPE_WATERMARK => decode_watermark(body)?,
+        TYPE_STORED => decode_stored(body)?,
         TYPE_STORED_RUN => decode_stored_run(body)?,
         TYPE_CLOCK => Entry::Clock(decode_clock(body)?),
         TYPE_FRAMES | TYPE_RECEIVED_FRAMES => {
@@ -148,6 +157,23 @@ fn decode_watermark(body: &[u8]) -> Result<Entry, Bad> {
         kind: kind(body[1])?,
         source_id: be_u32(body, 2),
         acked: be_u64(body, 6),
+    })
+}
+
+/// A STORED record's body (versions 1 and 2): a run of one sequence.
+fn decode_stored(body: &[u8]) -> Result<Entry, Bad> {
+    if body.len() != MARK_BODY_LEN {
+        return Err(Bad::Impossible(format!(
+            "type {TYPE_STORED} record body of {} bytes, expected {MARK_BODY_LEN}",
+            body.len()
+        )));
+    }
+    let sequence = be_u64(body, 6);
+    Ok(Entry::Stored {
+        kind: kind(body[1])?,
+        source_id: be_u32(body, 2),
+        first: sequence,
+        last: sequence,
     })
 }
 

@@ -11,10 +11,12 @@ use crate::domain::reception::{Ax25Addresses, Delivery, Received, Reception};
 pub const MAGIC: &[u8; 8] = b"TLMSEG05";
 
 /// The format version the magic names, the one written.
-pub(crate) const FORMAT_VERSION: u8 = 5;
+pub const FORMAT_VERSION: u8 = 5;
 
-/// The format versions read: version 4 is version 5 without CLOCK records.
-pub(crate) const READ_VERSIONS: [u8; 2] = [4, FORMAT_VERSION];
+/// The format versions read: every one the project wrote. Each is the next without its newest
+/// record type ([`versions_of`]), except that versions 1 and 2 kept runs of one sequence as
+/// STORED records.
+pub const READ_VERSIONS: std::ops::RangeInclusive<u8> = 1..=FORMAT_VERSION;
 
 /// The magic's bytes before the two digits of its version.
 pub(super) const MAGIC_STEM: &[u8] = b"TLMSEG";
@@ -31,18 +33,35 @@ pub(crate) const MAX_BODY_LEN: u32 = 17 * 1024 * 1024;
 pub(crate) const TYPE_FRAME: u8 = 1;
 /// Record type of a watermark.
 pub(crate) const TYPE_WATERMARK: u8 = 2;
+/// Record type of a stored-above-watermark marker for one sequence (versions 1 and 2).
+pub(crate) const TYPE_STORED: u8 = 3;
 /// Record type of a batch of frames of one source and priority.
 pub(crate) const TYPE_FRAMES: u8 = 4;
-/// Record type of a stored-above-watermark marker for a run of sequences (type 3 is not used).
+/// Record type of a stored-above-watermark marker for a run of sequences (version 3 on).
 pub(crate) const TYPE_STORED_RUN: u8 = 5;
 /// Record type of a batch of a link's frames, with their reception.
 pub(crate) const TYPE_RECEIVED_FRAMES: u8 = 6;
 /// Record type of a start of the daemon or a step of the wall clock (version 5).
 pub(crate) const TYPE_CLOCK: u8 = 7;
 
+/// The format versions that have records of type `record_type`: from the first to the last (a
+/// version 4 segment may hold a CLOCK record: readers take one there, though none is written).
+/// `None` for a type no version has.
+pub(super) fn versions_of(record_type: u8) -> Option<std::ops::RangeInclusive<u8>> {
+    Some(match record_type {
+        TYPE_FRAME | TYPE_WATERMARK => 1..=FORMAT_VERSION,
+        TYPE_STORED => 1..=2,
+        TYPE_FRAMES => 2..=FORMAT_VERSION,
+        TYPE_STORED_RUN => 3..=FORMAT_VERSION,
+        TYPE_RECEIVED_FRAMES => 4..=FORMAT_VERSION,
+        TYPE_CLOCK => 4..=FORMAT_VERSION,
+        _ => return None,
+    })
+}
+
 /// Body bytes of a frame record before its payload.
 pub(crate) const FRAME_BODY_FIXED: usize = 23;
-/// Body bytes of a WATERMARK record.
+/// Body bytes of a WATERMARK or STORED record.
 pub(crate) const MARK_BODY_LEN: usize = 14;
 /// Body bytes of a STORED RUN record.
 pub(crate) const RUN_BODY_LEN: usize = 22;

@@ -114,11 +114,11 @@ impl SegmentScan {
 /// [`MAX_BODY_LEN`], a body whose CRC matches and which decodes), if any: where a scan resumes
 /// after the bad record at `pos`, and evidence that the damage is in the middle of the file, not a
 /// torn tail.
-fn resync_after(data: &Bytes, pos: usize) -> Option<usize> {
+fn resync_after(data: &Bytes, pos: usize, version: u8) -> Option<usize> {
     let mut scratch = Vec::new();
     (pos + 1..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&at| {
         scratch.clear();
-        decode_at(data, at, &mut scratch).is_ok()
+        decode_at(data, at, version, &mut scratch).is_ok()
     })
 }
 
@@ -192,18 +192,18 @@ impl<R: Read> Window<R> {
         Ok(Bytes::from(rest))
     }
 
-    /// Reads the magic: `Ok(Ok(()))` for this format, or how a scan of a file that is not a
-    /// segment (or whose magic was cut short) ends; an `Unsupported` error for a segment of
-    /// another format version ([`other_version`]).
-    fn magic(&mut self) -> io::Result<Result<(), Scanned>> {
+    /// Reads the magic: `Ok(Ok(version))` for a format version read, or how a scan of a file
+    /// that is not a segment (or whose magic was cut short) ends; an `Unsupported` error for a
+    /// segment of another format version ([`other_version`]).
+    fn magic(&mut self) -> io::Result<Result<u8, Scanned>> {
         self.fill(MAGIC.len())?;
         let magic = &self.bytes[..self.bytes.len().min(MAGIC.len())];
         if let Some(refused) = other_version(magic) {
             return Err(refused);
         }
-        match magic {
-            magic if readable(magic) => {}
-            short if short.len() < MAGIC.len() => {
+        let version = match (readable(magic), magic) {
+            (Some(version), _) => version,
+            (None, short) if short.len() < MAGIC.len() => {
                 let torn = MAGIC.starts_with(short);
                 let reason = match torn {
                     true => format!("magic cut short ({} of 8 bytes)", short.len()),
@@ -211,7 +211,7 @@ impl<R: Read> Window<R> {
                 };
                 return Ok(Err(Scanned::unreadable(short.len() as u64, torn, reason)));
             }
-            magic => {
+            (None, magic) => {
                 let reason = format!(
                     "bad magic {magic:02x?}, expected {:?}",
                     String::from_utf8_lossy(MAGIC)
@@ -219,16 +219,17 @@ impl<R: Read> Window<R> {
                 let file_len = self.rest()?.len() as u64;
                 return Ok(Err(Scanned::unreadable(file_len, false, reason)));
             }
-        }
+        };
         self.bytes.advance(MAGIC.len());
         self.offset = MAGIC.len() as u64;
-        Ok(Ok(()))
+        Ok(Ok(version))
     }
 
     /// Decodes the record at the start of the window into `out` and moves past it. `None` at the
     /// end of the file; `Some(Err)` for a bad record, with its bytes (what the window held of it).
     fn next_record(
         &mut self,
+        version: u8,
         out: &mut Vec<(u64, Entry)>,
     ) -> io::Result<Option<Result<(), (Bytes, Bad)>>> {
         self.fill(RECORD_HEADER_LEN)?;
@@ -247,7 +248,7 @@ impl<R: Read> Window<R> {
             }
         }
         let record = self.bytes.split_to(take).freeze();
-        match decode_at(&record, 0, out) {
+        match decode_at(&record, 0, version, out) {
             Ok(_) => {
                 self.offset += take as u64;
                 Ok(Some(Ok(())))
@@ -273,13 +274,14 @@ pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<
         offset: 0,
         eof: false,
     };
-    if let Err(scanned) = window.magic()? {
-        return Ok(scanned);
-    }
+    let version = match window.magic()? {
+        Ok(version) => version,
+        Err(scanned) => return Ok(scanned),
+    };
     let mut entries = Vec::new();
     loop {
         let at = window.offset;
-        match window.next_record(&mut entries)? {
+        match window.next_record(version, &mut entries)? {
             None => {
                 return Ok(Scanned {
                     valid_len: at,
@@ -292,21 +294,26 @@ pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<
             Some(Err((record, bad))) => {
                 let mut rest = record.to_vec();
                 rest.extend_from_slice(&window.rest()?);
-                return Ok(scan_damaged(Bytes::from(rest), at, bad, visit));
+                let rest = (Bytes::from(rest), at, version);
+                return Ok(scan_damaged(rest, bad, visit));
             }
         }
     }
 }
 
-/// The rest of a [`scan`] from the bad record at file offset `base`, `rest` holding the file from
-/// there on: each damaged range runs to the next offset where a valid record starts, and the
-/// valid records after it go to `visit`, until the end of the file.
-fn scan_damaged(rest: Bytes, base: u64, first: Bad, mut visit: impl FnMut(u64, Entry)) -> Scanned {
+/// The rest of a [`scan`] of a segment of format `version` from the bad record at file offset
+/// `base`, `rest` holding the file from there on: each damaged range runs to the next offset where
+/// a valid record starts, and the valid records after it go to `visit`, until the end of the file.
+fn scan_damaged(
+    (rest, base, version): (Bytes, u64, u8),
+    first: Bad,
+    mut visit: impl FnMut(u64, Entry),
+) -> Scanned {
     let crash_can_explain = first.crash_can_explain();
     let (mut damaged, mut entries, mut valid_len) = (Vec::new(), Vec::new(), base);
     let (mut bad, mut pos) = (Some(first), 0);
     while let Some(reason) = bad.take().map(Bad::into_reason) {
-        let end = resync_after(&rest, pos).unwrap_or(rest.len());
+        let end = resync_after(&rest, pos, version).unwrap_or(rest.len());
         damaged.push(Damage {
             start: base + pos as u64,
             end: base + end as u64,
@@ -314,7 +321,7 @@ fn scan_damaged(rest: Bytes, base: u64, first: Bad, mut visit: impl FnMut(u64, E
         });
         pos = end;
         while pos < rest.len() {
-            match decode_at(&rest, pos, &mut entries) {
+            match decode_at(&rest, pos, version, &mut entries) {
                 Ok(after) => {
                     let at = base + pos as u64;
                     entries.drain(..).for_each(|(_, entry)| visit(at, entry));
@@ -453,9 +460,9 @@ pub fn read_records(
     if let Some(refused) = other_version(&magic) {
         return Err(with_path(refused, path, "cannot read"));
     }
-    if !readable(&magic) {
+    let Some(version) = readable(&magic) else {
         return Err(invalid(0, "bad magic: not a segment file".into()));
-    }
+    };
     if from < MAGIC.len() as u64 || from > to {
         return Err(invalid(from, format!("not a record offset below {to}")));
     }
@@ -482,7 +489,7 @@ pub fn read_records(
         if record > data.len() - pos {
             break;
         }
-        match decode_at(&data, pos, &mut entries) {
+        match decode_at(&data, pos, version, &mut entries) {
             Ok(next) => pos = next,
             Err(_) if pos > 0 => break,
             Err(bad) => return Err(invalid(from + pos as u64, bad.into_reason())),
@@ -512,13 +519,13 @@ pub(crate) fn next_record(file: &File, path: &Path, from: u64, to: u64) -> io::R
     let mut magic = [0; MAGIC.len()];
     file.read_exact_at(&mut magic, 0)
         .map_err(|err| with_path(err, path, "cannot read"))?;
-    if !readable(&magic) {
+    let Some(version) = readable(&magic) else {
         return Ok(None);
-    }
+    };
     let mut buf = vec![0; usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)];
     file.read_exact_at(&mut buf, from)
         .map_err(|err| with_path(err, path, "cannot read"))?;
-    Ok(resync_after(&Bytes::from(buf), 0).map(|at| from + at as u64))
+    Ok(resync_after(&Bytes::from(buf), 0, version).map(|at| from + at as u64))
 }
 
 /// The format version a segment magic names (`TLMSEG` and two digits).
@@ -528,9 +535,9 @@ fn magic_version(magic: &[u8]) -> Option<u8> {
         .then(|| (digits[0] - b'0') * 10 + (digits[1] - b'0'))
 }
 
-/// Whether `magic` is the magic of a format version this build reads.
-fn readable(magic: &[u8]) -> bool {
-    magic_version(magic).is_some_and(|version| READ_VERSIONS.contains(&version))
+/// The format version `magic` names, when this build reads it.
+fn readable(magic: &[u8]) -> Option<u8> {
+    magic_version(magic).filter(|version| READ_VERSIONS.contains(version))
 }
 
 /// The format version of the segment or journal at `path`, from its magic: what a writer checks
@@ -554,10 +561,10 @@ fn other_version(magic: &[u8]) -> Option<io::Error> {
     Some(io::Error::new(
         io::ErrorKind::Unsupported,
         format!(
-            "archive format version {found} (magic {}); this build reads versions {} and \
-             {FORMAT_VERSION}",
+            "archive format version {found} (magic {}); this build reads versions {} to {}",
             String::from_utf8_lossy(magic),
-            READ_VERSIONS[0]
+            READ_VERSIONS.start(),
+            READ_VERSIONS.end(),
         ),
     ))
 }

@@ -4,6 +4,7 @@
 //! - [`repair`]: the damaged ranges of each shard's newest segment moved aside.
 //! - [`prune`]: the oldest sealed segments deleted, as retention does.
 //! - [`export`]: the frames of a window written to a file.
+//! - [`upgrade`]: an archive an earlier build wrote, read through and its indexes made current.
 //!
 //! (`gaps` is [`crate::archive::query::completeness`].) Beside them, [`journals`]: the frames of
 //! the emergency journals that no segment holds, which `verify` counts, `inspect` lists and the
@@ -19,6 +20,7 @@ mod inspect;
 pub mod journals;
 pub mod prune;
 pub mod repair;
+pub mod upgrade;
 mod verify;
 
 pub use inspect::{inspect, InspectSummary, Listed};

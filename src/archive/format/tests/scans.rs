@@ -314,17 +314,79 @@ fn a_version_4_segment_reads_as_it_was_written() {
     assert_eq!(file_version(&path).unwrap(), FORMAT_VERSION);
 }
 
-/// A segment of an older format version (`TLMSEG02`, `TLMSEG03`) or a newer one is refused:
-/// a scan, and a follower's read, fail with an error naming the version found and the ones
-/// read, and the file; nothing is taken for damage.
+/// A STORED record of versions 1 and 2 (type 3: one sequence) as the build of 78c18ef wrote it.
+fn stored_v2(source_id: u32, sequence: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_record(&mut out, |body| {
+        body.extend_from_slice(&[TYPE_STORED, SourceKind::LiveUplink.to_byte()]);
+        body.extend_from_slice(&source_id.to_be_bytes());
+        body.extend_from_slice(&sequence.to_be_bytes());
+    });
+    out
+}
+
+/// Versions 1 and 2 read a STORED record as a run of one sequence; from version 3 on, where no
+/// build wrote one, it is a damaged range, and so is a record type newer than the segment's
+/// version (a RECEIVED FRAMES record in a version 3 segment).
+#[test]
+fn each_version_reads_the_record_types_it_had_and_no_other() {
+    let (frames, _) = segment(&sample()[..3]);
+    let mut bytes = frames.clone();
+    let stored_at = bytes.len() as u64;
+    bytes.extend_from_slice(&stored_v2(7, 44));
+    let stored = Entry::Stored {
+        kind: SourceKind::LiveUplink,
+        source_id: 7,
+        first: 44,
+        last: 44,
+    };
+    for version in [b"TLMSEG01", b"TLMSEG02"] {
+        bytes[..8].copy_from_slice(version);
+        let scan = scan_bytes(Bytes::from(bytes.clone()));
+        assert_eq!(scan.end, ScanEnd::Clean, "{version:?}");
+        assert_eq!(scan.entries.last(), Some(&(stored_at, stored.clone())));
+    }
+    for version in [b"TLMSEG03", b"TLMSEG05"] {
+        bytes[..8].copy_from_slice(version);
+        let scan = scan_bytes(Bytes::from(bytes.clone()));
+        let says = format!("record type 3 in a version {} segment", version[7] - b'0');
+        assert_corrupt_at(&scan.end, stored_at, &says, "STORED past version 2");
+    }
+    let mut v3 = frames;
+    v3[..8].copy_from_slice(b"TLMSEG03");
+    let received_at = v3.len() as u64;
+    let head = FramesHead {
+        kind: SourceKind::LiveUplink,
+        priority: Priority::Routine,
+        source_id: 7,
+        received_unix_ns: 1,
+    };
+    let delivery = crate::domain::reception::Delivery {
+        link: "l".into(),
+        station: "s".into(),
+    };
+    encode_received_frames(
+        &mut v3,
+        head,
+        &delivery,
+        [(45, &b"x"[..], Default::default())],
+    );
+    let scan = scan_bytes(Bytes::from(v3));
+    let says = "record type 6 in a version 3 segment";
+    assert_corrupt_at(&scan.end, received_at, says, "RECEIVED FRAMES in version 3");
+}
+
+/// A segment of a format version no build wrote (`TLMSEG00`) or a newer one is refused: a scan,
+/// and a follower's read, fail with an error naming the version found and the ones read, and
+/// the file; nothing is taken for damage.
 #[test]
 fn a_segment_of_another_format_version_is_refused_naming_both_versions() {
     let dir = temp_dir("other-version");
-    for (magic, found) in [(b"TLMSEG02", 2), (b"TLMSEG03", 3), (b"TLMSEG06", 6)] {
+    for (magic, found) in [(b"TLMSEG00", 0), (b"TLMSEG06", 6), (b"TLMSEG99", 99)] {
         let (mut bytes, _) = segment(&sample());
         bytes[..8].copy_from_slice(magic);
         let says = format!(
-            "archive format version {found} (magic {}); this build reads versions 4 and 5",
+            "archive format version {found} (magic {}); this build reads versions 1 to 5",
             String::from_utf8_lossy(magic)
         );
         let err = scan(&bytes[..], |_, _| panic!("nothing is read")).unwrap_err();

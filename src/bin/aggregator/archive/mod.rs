@@ -8,6 +8,7 @@ mod gaps;
 mod inspect;
 mod prune;
 mod repair;
+mod upgrade;
 mod verify;
 
 use std::process::ExitCode;
@@ -58,6 +59,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
         },
         ArchiveTool::Inspect { dir, filter } => inspect::run(&dir, &filter.filter(), filter.limit),
         ArchiveTool::Repair { dir, quarantine } => repair::run(&dir, quarantine),
+        ArchiveTool::Upgrade { dir, dry_run } => upgrade::run(&dir, dry_run),
         ArchiveTool::Prune {
             dir,
             before,
