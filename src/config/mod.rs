@@ -185,6 +185,7 @@ impl Config {
             Ok(table) => consumer::ineffective(&table),
             Err(_) => Vec::new(),
         };
+        config.ineffective.extend(config.removed_keys());
         Ok(config)
     }
 
@@ -315,9 +316,30 @@ impl Config {
     }
 
     /// What the file sets that takes no effect as written, each with the reason (logged at start):
-    /// `[consumer]` keys without `enabled = true`, whose listener then does not listen.
+    /// `[consumer]` keys without `enabled = true`, whose listener then does not listen, and keys
+    /// an earlier build read that this one ignores.
     pub fn ineffective_settings(&self) -> &[String] {
         &self.ineffective
+    }
+
+    /// The keys an earlier build read and this one does not, set in the file: accepted for a
+    /// major release with a warning each, so that a file written for that build still starts
+    /// (docs/compatibility.md, "Configuration").
+    fn removed_keys(&self) -> Vec<String> {
+        let removed = [(
+            "pipeline.dashboard_capacity",
+            self.pipeline.removed_dashboard_capacity.is_some(),
+            "the stats log no longer follows every frame",
+        )];
+        (removed.into_iter())
+            .filter(|(_, set, _)| *set)
+            .map(|(key, _, why)| {
+                format!(
+                    "{key} is no longer read ({why}) and is ignored; remove it: the next major \
+                     release refuses it"
+                )
+            })
+            .collect()
     }
 
     /// The listeners bound to an address other than loopback while `[tls]` is absent (and, for the

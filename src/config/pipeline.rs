@@ -25,6 +25,10 @@ pub struct PipelineConfig {
     /// Starvation guard: after this many emergency frames in a row while routine frames wait, the
     /// processor takes one routine batch.
     pub emergency_streak: usize,
+    /// Removed (the stats log stopped following every frame in 9a11fac): accepted and ignored,
+    /// with a warning, until the next major release (docs/compatibility.md).
+    #[serde(rename = "dashboard_capacity")]
+    pub(super) removed_dashboard_capacity: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for PipelineConfig {
@@ -35,6 +39,7 @@ impl Default for PipelineConfig {
             archive_capacity: 1024,
             max_batch_frames: 64,
             emergency_streak: 256,
+            removed_dashboard_capacity: None,
         }
     }
 }

@@ -43,6 +43,9 @@ pub(crate) fn run(cli: &Cli) -> ExitCode {
         Err(status) => return status,
     };
     if cli.check_config {
+        for setting in loaded.config.ineffective_settings() {
+            eprintln!("warning: {setting}");
+        }
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }
