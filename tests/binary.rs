@@ -206,6 +206,37 @@ fn a_missing_config_file_names_the_config_option() {
     assert!(!dir.0.join("archive").exists(), "nothing was started");
 }
 
+/// `--version` says the release, the commit it was built from (git's, in a checkout), and what it
+/// reads and writes, as docs/compatibility.md lists them; `-V` the first line alone.
+#[test]
+fn version_names_the_release_the_commit_and_what_it_reads_and_writes() {
+    let run = |flag: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+            .arg(flag)
+            .output()
+            .expect("run the aggregator binary");
+        assert!(out.status.success(), "{flag}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let long = run("--version");
+    let lines: Vec<&str> = long.lines().collect();
+    let first = format!("aggregator {} (", env!("CARGO_PKG_VERSION"));
+    assert!(lines[0].starts_with(&first), "{long}");
+    let commit = lines[0][first.len()..].trim_end_matches(')');
+    let hex = commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    assert!(hex || commit == "unknown", "{long}");
+    assert_eq!(
+        lines[1..],
+        [
+            "archive format: writes 5, reads 1 to 5",
+            "ingest protocol: 2",
+            "follow protocol: speaks 3 to 4"
+        ],
+        "{long}"
+    );
+    assert_eq!(run("-V"), format!("{}\n", lines[0]));
+}
+
 /// A source's frames, then its close: what an operator greps the logs for.
 async fn ten_frames_and_a_close(daemon: &Daemon) {
     let mut client = Client::source(daemon.uplink, SourceKind::LiveUplink, 3).await;

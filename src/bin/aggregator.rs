@@ -16,6 +16,8 @@ mod catalog;
 mod serve;
 #[path = "aggregator/tail.rs"]
 mod tail;
+#[path = "aggregator/version.rs"]
+mod version;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +39,12 @@ const DEFAULT_CONFIG: &str = "config/aggregator.toml";
 ///
 /// Without a subcommand it runs the daemon; `aggregator archive ...` works on an archive directory.
 #[derive(Debug, Parser)]
-#[command(name = "aggregator", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "aggregator",
+    version = version::SHORT,
+    long_version = version::LONG.as_str(),
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     /// Path of the configuration file.
     #[arg(long, default_value = DEFAULT_CONFIG)]
