@@ -1,8 +1,8 @@
 //! Archives earlier builds wrote, one per format version (`tests/fixtures/archive-vN`;
 //! `tests/fixtures/make-archive.sh N` rebuilds one from the last commit that wrote version N):
 //! each is read as that build read it, every frame; today's daemon starts on it, resumes every
-//! source where it stood, and appends in a version 5 segment of its own, leaving the earlier files
-//! as they were.
+//! source where it stood, serves it to a follower, and appends in a version 5 segment of its own,
+//! leaving the earlier files as they were.
 //!
 //! | version | written by | segments | indexes | shards |
 //! |---|---|---|---|---|
@@ -130,6 +130,7 @@ async fn resumes_and_appends(version: u8) {
     let config = format!(
         "[uplink]\nlisten = \"127.0.0.1:0\"\n[replay]\nlisten = \"127.0.0.1:0\"\n\
          [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = {shards}\n\
+         [consumer]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\
          [archive]\ndir = \"{}\"\nsegment_bytes = 4096\n",
         root.display()
     );
@@ -147,6 +148,19 @@ async fn resumes_and_appends(version: u8) {
         &payloads,
     )
     .await;
+    // A follower from the oldest frame reads every earlier frame, then the new ones.
+    let held = listed.lines().filter(|l| l.contains(" frame ")).count() + 20;
+    let follow = daemon.consumer.expect("the follow listener").to_string();
+    let limit = held.to_string();
+    let tail = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args([
+            "tail", "--addr", &follow, "--from", "start", "--limit", &limit,
+        ])
+        .output()
+        .unwrap();
+    let followed = String::from_utf8_lossy(&tail.stdout).lines().count();
+    assert!(tail.status.success(), "v{version}: {tail:?}");
+    assert_eq!(followed, held, "v{version}");
     daemon.signal(libc::SIGTERM);
     let (status, _) = daemon.wait_exit(PATIENCE);
     assert!(status.success(), "v{version}");

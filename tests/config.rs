@@ -168,14 +168,18 @@ fn every_earlier_builds_example_config_still_loads() {
         let warned: Vec<_> = (config.ineffective_settings().iter())
             .filter(|w| w.contains("is no longer read"))
             .collect();
-        let removed = std::fs::read_to_string(&path).unwrap().contains("dashboard_capacity");
+        let removed = std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("dashboard_capacity");
         assert_eq!(warned.len(), usize::from(removed), "{commit}: {warned:?}");
     }
     let config = load("[pipeline]\ndashboard_capacity = 64\n");
     assert_eq!(
         config.ineffective_settings(),
-        ["pipeline.dashboard_capacity is no longer read (the stats log no longer follows every \
-          frame) and is ignored; remove it: the next major release refuses it"]
+        [
+            "pipeline.dashboard_capacity is no longer read (the stats log no longer follows every \
+          frame) and is ignored; remove it: the next major release refuses it"
+        ]
     );
 }
 

@@ -183,3 +183,32 @@ fn the_scale_out_profile_runs_two_sites_into_one_stream() {
     assert_eq!(sites[0].1, sites[1].1, "both publish into one stream");
     assert!(compose.contains("profiles: [scale-out]") && compose.contains("\"-js\""));
 }
+
+/// `deploy/rolling-restart.sh` on this build: a fleet of two daemons under load from `uplink-sim`,
+/// each restarted in turn while its sources send. Every frame sent is acknowledged and archived
+/// once (the script checks with `archive verify --strict`); it says OK only then.
+#[test]
+fn a_rolling_restart_of_a_fleet_loses_and_duplicates_nothing() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_aggregator"))
+        .parent()
+        .unwrap();
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rolling-restart.sh"))
+        .arg(bin)
+        .env("DAEMONS", "2")
+        .env("LOAD_SECS", "6")
+        .output()
+        .expect("run deploy/rolling-restart.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let verdict = stdout.lines().last().unwrap_or_default();
+    assert!(
+        verdict.starts_with("rolling-restart: OK daemons=2 "),
+        "{verdict}"
+    );
+    assert_eq!(
+        verdict.matches(" lost=0 duplicated=0 ").count(),
+        2,
+        "{verdict}"
+    );
+}
