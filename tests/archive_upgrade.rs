@@ -134,6 +134,13 @@ async fn resumes_and_appends(version: u8) {
          [archive]\ndir = \"{}\"\nsegment_bytes = 4096\n",
         root.display()
     );
+    // A start killed right after it began its own segment (SIGKILL, twice) leaves the earlier
+    // files as they were and the next start goes on.
+    for _ in 0..2 {
+        let mut killed = Daemon::start_in(&copy.0, &config);
+        killed.signal(libc::SIGKILL);
+        killed.wait_exit(PATIENCE);
+    }
     let mut daemon = Daemon::start_in(&copy.0, &config);
     // live:0 goes on after the last sequence the fixture holds of it.
     let last = last_of_live_0(&listed);
