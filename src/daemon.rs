@@ -36,7 +36,6 @@ use crate::archive::write::{
 use crate::catalog::CatalogHandle;
 use crate::config::{Config, PipelineConfig, Protected};
 use crate::domain::batch::Batch;
-use crate::domain::position::DurableEnd;
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Services;
 use crate::ingest::listener::{self, Listeners};
@@ -83,7 +82,7 @@ pub struct Daemon {
     subscribe: Subscribe,
     published: watch::Sender<PipelineStats>,
     /// Each shard directory's durable end, for followers (none when the archive keeps no files).
-    durable: Vec<(usize, watch::Receiver<DurableEnd>)>,
+    durable: DurableEnds,
     /// The follow listener, when followers are served.
     followers: Option<TcpListener>,
     /// The ground-segment links' sockets (`[[links]]`).
@@ -161,6 +160,7 @@ impl Daemon {
             readers,
             files,
             clock: archive_time,
+            spans,
         } = archive.into();
         let tm_names = config.tm_servers.iter().map(|s| s.name.clone());
         let forward_names = config.tm_forwards.iter().map(|f| f.name.clone());
@@ -175,6 +175,7 @@ impl Daemon {
             shards.push(chain);
         }
         durable.extend(retired);
+        let durable = DurableEnds::new(durable, spans);
         let (fan_out, subscribe) = fan_out(&stats, shards.len());
         let drain = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -390,7 +391,7 @@ impl Daemon {
     /// when the archive keeps no files or the config has none.
     fn start_retention_and_sink(
         &mut self,
-        durable: &[(usize, watch::Receiver<DurableEnd>)],
+        durable: &DurableEnds,
         stats: &Stats,
     ) -> (Option<Retention>, Option<NatsOutput>) {
         let config = Arc::clone(&self.config);
@@ -410,18 +411,14 @@ impl Daemon {
             let dir = config.archive.dir.clone();
             // The sink follows the archive's files as a follower does: they stay cached for it.
             let _reading = self.readers.as_ref().map(Readers::hold);
-            let sink = NatsSink::start(nats, dir, durable.to_vec(), stats.clone(), marks);
+            let sink = NatsSink::start(nats, dir, durable.clone(), stats.clone(), marks);
             Some(NatsOutput { sink, _reading })
         });
         (retention, nats)
     }
 
     /// Starts serving followers on the listener handed to [`Daemon::serve_followers`], if any.
-    fn start_followers(
-        &mut self,
-        durable: &[(usize, watch::Receiver<DurableEnd>)],
-        stats: &Stats,
-    ) -> Option<Followers> {
+    fn start_followers(&mut self, durable: &DurableEnds, stats: &Stats) -> Option<Followers> {
         let listener = self.followers.take()?;
         let config = &self.config;
         let settings = FollowSettings {
@@ -436,7 +433,7 @@ impl Daemon {
         Some(Followers::start(
             listener,
             settings,
-            durable.to_vec(),
+            durable.clone(),
             catalog,
             drain,
         ))
@@ -444,11 +441,7 @@ impl Daemon {
 
     /// Starts the TM servers (each on the listener handed to [`Daemon::serve_tm`]) and forwards;
     /// `None` when there are none, or the archive keeps no files for them to read.
-    fn start_tm(
-        &mut self,
-        durable: &[(usize, watch::Receiver<DurableEnd>)],
-        stats: &Stats,
-    ) -> Option<TmOutputs> {
+    fn start_tm(&mut self, durable: &DurableEnds, stats: &Stats) -> Option<TmOutputs> {
         let config = Arc::clone(&self.config);
         let mut servers = Vec::new();
         for (name, listener) in std::mem::take(&mut self.tm_listeners) {
@@ -466,7 +459,7 @@ impl Daemon {
         }
         let archive = TmArchive {
             dir: config.archive.dir.clone(),
-            durable: durable.to_vec(),
+            durable: durable.clone(),
             readers: self.readers.clone(),
             stats: stats.clone(),
             drain: self.drain.clone(),

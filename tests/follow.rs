@@ -837,7 +837,7 @@ impl ShardFollowers {
         let followers = Followers::start(
             listener,
             settings,
-            archive.durable.clone(),
+            archive.durable_ends(),
             catalog,
             drain.clone(),
         );

@@ -574,7 +574,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
     let sink = NatsSink::start(
         nats_config.clone(),
         root.0.clone(),
-        archive.durable.clone(),
+        archive.durable_ends(),
         first.clone(),
         None,
     );
@@ -607,7 +607,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
     let sink = NatsSink::start(
         nats_config,
         root.0.clone(),
-        archive.durable.clone(),
+        archive.durable_ends(),
         second.clone(),
         None,
     );

@@ -22,7 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::completeness_json;
 use crate::archive::query::completeness;
@@ -32,7 +32,6 @@ use crate::archive::read::{
 };
 use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
-use crate::domain::position::DurableEnd;
 use crate::domain::units::{parse_time, unix_ns};
 
 /// The most `source` parameters one query may give.
@@ -127,15 +126,6 @@ impl ArchiveQueries {
 /// whatever step the wall clock took.
 fn archive_now() -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ArchiveClock::process().now())
-}
-
-/// Every shard's durable end as it is now, never to move: what a query without `to` reads to,
-/// every frame stored by the time of the query, whatever its received time.
-fn frozen(durable: &DurableEnds) -> DurableEnds {
-    let end = |(shard, end): &(usize, watch::Receiver<DurableEnd>)| {
-        (*shard, watch::channel(*end.borrow()).1)
-    };
-    durable.iter().map(end).collect()
 }
 
 /// An answer of `status` with `reason` as its text body.
@@ -358,7 +348,7 @@ pub(crate) async fn frames(
     let (located, body) = oneshot::channel();
     let durable = match request.filter.until {
         Some(_) => durable,
-        None => frozen(&durable),
+        None => durable.frozen(),
     };
     queries.spawn(async move {
         let reading = (Arc::new(request.filter.clone()), OnGap::End);

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use aggregator::archive::format;
+use aggregator::archive::read::DurableEnds;
 use aggregator::archive::write::{ArchiveSink, SegmentSink};
 use aggregator::domain::position::DurableEnd;
 use aggregator::{Config, Daemon, Priority, SourceKind};
@@ -39,6 +40,11 @@ impl ShardedArchive {
         archive
     }
 
+    /// Every shard's durable end, as the daemon hands its readers (with a span cache of their own).
+    pub fn durable_ends(&self) -> DurableEnds {
+        DurableEnds::new(self.durable.clone(), Default::default())
+    }
+
     /// Starts shard `shard`'s daemon (again) on its directory, with a new durable end.
     pub async fn start_shard(&mut self, shard: usize) {
         let mut config = self.config.clone();
@@ -54,6 +60,7 @@ impl ShardedArchive {
             readers: None,
             files: None,
             clock: Default::default(),
+            spans: Default::default(),
         };
         let build = |config| Daemon::new(config, shards);
         let (daemon, ()) = TestDaemon::start_built(config, build, |_| ()).await;

@@ -26,7 +26,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::record::{Entry, FrameRecord};
 use crate::domain::clock::{ClockEvent, ClockEventKind};
@@ -305,15 +305,21 @@ impl SegmentIndex {
 
     /// The index of segment `segment` (at `path`, in `dir`): its index file when that is whole
     /// and of the segment's present length, else built from the segment and written for the next
-    /// time (a failure to write it is only logged: the index is a cache).
-    pub fn read_or_rebuild(dir: &Path, segment: u64, path: &Path) -> io::Result<SegmentIndex> {
+    /// time (a failure to write it is only logged: the index is a cache). Its span goes into
+    /// `spans`.
+    pub fn read_or_rebuild(
+        dir: &Path,
+        segment: u64,
+        path: &Path,
+        spans: &SpanCache,
+    ) -> io::Result<SegmentIndex> {
         let len = fs::metadata(path)
             .map_err(|err| error::with_path(err, path, "cannot stat"))?
             .len();
         let file = index_path(dir, segment);
         if let Some(index) = fs::read(&file).ok().and_then(|bytes| decode(&bytes)) {
             if index.len == len {
-                remember(dir, segment, &index);
+                spans.remember(dir, segment, &index);
                 return Ok(index);
             }
         }
@@ -321,7 +327,7 @@ impl SegmentIndex {
         if let Err(err) = index.write(&file) {
             tracing::warn!(error = %err, "archive: cannot write a segment's index; it is built again when needed");
         }
-        remember(dir, segment, &index);
+        spans.remember(dir, segment, &index);
         Ok(index)
     }
 
@@ -524,30 +530,41 @@ fn decode_clock(input: &mut Input) -> Option<Vec<(u64, ClockEvent)>> {
     Some(clock)
 }
 
-/// The received span of every sealed segment whose index this process has read or written, with
-/// the segment's length then, by directory and segment: a reader of a time window passes over
-/// the segments of other times without opening their indexes, which on a cold cache took most of
-/// a query's time to its first frame (`docs/bench/queries.md`). A start's retention catalogue
-/// reads every index, and the writer adds each segment it seals; deleting an index forgets its
-/// span. 40 bytes or so a segment.
+/// The received span of every sealed segment whose index the archive's daemon has read or
+/// written, with the segment's length then, by directory and segment: a reader of a time window
+/// passes over the segments of other times without opening their indexes, which on a cold cache
+/// took most of a query's time to its first frame (`docs/bench/queries.md`). One per opened
+/// archive, its clones shared by the writers (each segment they seal), retention (every index at
+/// its start; it forgets the segments it deletes) and the readers; a tool makes its own. 40 bytes
+/// or so a segment.
+#[derive(Debug, Clone, Default)]
+pub struct SpanCache(Arc<Mutex<Spans>>);
+
 type Spans = HashMap<(PathBuf, u64), (u64, Option<(u64, u64)>)>;
-static SPANS: LazyLock<Mutex<Spans>> = LazyLock::new(Mutex::default);
 
-fn spans() -> std::sync::MutexGuard<'static, Spans> {
-    SPANS.lock().unwrap_or_else(PoisonError::into_inner)
-}
+impl SpanCache {
+    fn spans(&self) -> std::sync::MutexGuard<'_, Spans> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-/// Keeps `index`'s span as segment `segment`'s of `dir`.
-pub(crate) fn remember(dir: &Path, segment: u64, index: &SegmentIndex) {
-    spans().insert((dir.to_path_buf(), segment), (index.len, index.received));
-}
+    /// Keeps `index`'s span as segment `segment`'s of `dir`.
+    pub(crate) fn remember(&self, dir: &Path, segment: u64, index: &SegmentIndex) {
+        let span = (index.len, index.received);
+        self.spans().insert((dir.to_path_buf(), segment), span);
+    }
 
-/// The received span of segment `segment` of `dir`, if its index was read while it had length
-/// `len` (`Some(None)`: it holds no frames); `None` when unknown.
-pub(crate) fn known_span(dir: &Path, segment: u64, len: u64) -> Option<Option<(u64, u64)>> {
-    let spans = spans();
-    let &(known_len, span) = spans.get(&(dir.to_path_buf(), segment))?;
-    (known_len == len).then_some(span)
+    /// The received span of segment `segment` of `dir`, if its index was read while it had
+    /// length `len` (`Some(None)`: it holds no frames); `None` when unknown.
+    pub(crate) fn known(&self, dir: &Path, segment: u64, len: u64) -> Option<Option<(u64, u64)>> {
+        let spans = self.spans();
+        let &(known_len, span) = spans.get(&(dir.to_path_buf(), segment))?;
+        (known_len == len).then_some(span)
+    }
+
+    /// Forgets segment `segment` of `dir`, deleted.
+    pub(crate) fn forget(&self, dir: &Path, segment: u64) {
+        self.spans().remove(&(dir.to_path_buf(), segment));
+    }
 }
 
 /// The bytes of a small file of the archive's not yet decoded: big-endian integers, and counts
@@ -600,7 +617,6 @@ impl Input<'_> {
 
 /// Deletes segment `index`'s index file, if it has one.
 pub(crate) fn remove(dir: &Path, index: u64) -> io::Result<()> {
-    spans().remove(&(dir.to_path_buf(), index));
     let path = index_path(dir, index);
     match fs::remove_file(&path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {

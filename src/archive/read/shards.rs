@@ -26,12 +26,50 @@ use super::run::FrameRun;
 use super::start::Start;
 use super::window::{self, Earliest, Window};
 use crate::archive::format;
+use crate::archive::format::index::SpanCache;
 use crate::domain::position::DurableEnd;
 
-/// Every shard of the archive, each with its durable end: what the daemon hands followers, TM
-/// outputs and sinks (shard 0 first, then by shard). A closed watch is a shard where nothing more
-/// becomes durable.
-pub(crate) type DurableEnds = Vec<(usize, watch::Receiver<DurableEnd>)>;
+/// Every shard of the archive, each with its durable end (shard 0 first, then by shard), and the
+/// archive's span cache: what the daemon hands followers, TM outputs, sinks and queries. A closed
+/// watch is a shard where nothing more becomes durable.
+#[derive(Debug, Clone, Default)]
+pub struct DurableEnds {
+    shards: Vec<(usize, watch::Receiver<DurableEnd>)>,
+    spans: SpanCache,
+}
+
+impl DurableEnds {
+    pub fn new(shards: Vec<(usize, watch::Receiver<DurableEnd>)>, spans: SpanCache) -> Self {
+        DurableEnds { shards, spans }
+    }
+
+    /// Each shard and its durable end.
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, (usize, watch::Receiver<DurableEnd>)> {
+        self.shards.iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shards.is_empty()
+    }
+
+    /// The spans of the indexes read or written so far.
+    pub(crate) fn spans(&self) -> &SpanCache {
+        &self.spans
+    }
+
+    /// Every shard's durable end as it is now, never to move: what a query without `to` reads
+    /// to, every frame stored by the time of the query, whatever its received time.
+    pub(crate) fn frozen(&self) -> DurableEnds {
+        let end = |(shard, end): &(usize, watch::Receiver<DurableEnd>)| {
+            (*shard, watch::channel(*end.borrow()).1)
+        };
+        DurableEnds::new(self.iter().map(end).collect(), self.spans.clone())
+    }
+}
 
 /// One shard as a reader reads it.
 #[derive(Debug)]
@@ -72,6 +110,8 @@ pub(crate) struct ShardCursors {
     damage: Option<Vec<DamagedRange>>,
     /// What it read of sealed segments leaves the page cache ([`Self::uncaching`]).
     uncache: bool,
+    /// The archive's span cache, which the windows' plans consult and fill.
+    spans: SpanCache,
 }
 
 impl ShardCursors {
@@ -93,14 +133,16 @@ impl ShardCursors {
             earliest: Vec::new(),
             damage: None,
             uncache: false,
+            spans: durable.spans().clone(),
         };
-        for (index, receiver) in durable {
+        for (index, receiver) in durable.iter() {
             let (index, mut durable) = (*index, receiver.clone());
             let end = *durable.borrow_and_update();
             let dir = format::shard_dir(root, index);
             let (from, start, wanted) = (dir.clone(), start.clone(), Arc::clone(&cursors.filter));
+            let spans = cursors.spans.clone();
             let located = tokio::task::spawn_blocking(move || {
-                locate_shard(&from, (index, &start, end), &wanted, on_gap)
+                locate_shard(&from, (index, &start, end), &wanted, (on_gap, &spans))
             })
             .await;
             let (cursor, gap, skipped, earliest) = joined(located)?;
@@ -152,9 +194,10 @@ impl ShardCursors {
         let (dir, index, from) = (shard.dir.clone(), shard.index, shard.cursor);
         let (track, uncache) = (shard.gap.is_some(), self.uncache);
         let (wanted, mut window) = (Arc::clone(&filter), shard.window.take());
+        let spans = self.spans.clone();
         let chunk = tokio::task::spawn_blocking(move || {
             let (from, stop) = match &mut window {
-                Some(window) => window.plan(&dir, from, end)?,
+                Some(window) => window.plan(&dir, from, end, &spans)?,
                 None => (from, None),
             };
             let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), (track, uncache));
@@ -327,10 +370,10 @@ fn locate_shard(
     dir: &Path,
     (index, start, end): (usize, &Start, DurableEnd),
     filter: &FrameFilter,
-    on_gap: OnGap,
+    (on_gap, spans): (OnGap, &SpanCache),
 ) -> Result<Located, ReadError> {
     let earliest = match (start, filter.since) {
-        (Start::Oldest, Some(since)) => window::earliest(dir, index, since)?,
+        (Start::Oldest, Some(since)) => window::earliest(dir, index, since, spans)?,
         _ => None,
     };
     let (cursor, gap, skipped) = locate_gap(dir, (index, start, end), filter, on_gap)?;

@@ -25,7 +25,7 @@ use super::cursor::Cursor;
 use super::error::ReadError;
 use super::filter::FrameFilter;
 use crate::archive::format;
-use crate::archive::format::index::{self, SegmentIndex};
+use crate::archive::format::index::{self, SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::ShardState;
 use crate::domain::clock::ArchiveClock;
 use crate::domain::position::DurableEnd;
@@ -77,6 +77,7 @@ impl Window {
         dir: &Path,
         mut cursor: Cursor,
         end: DurableEnd,
+        spans: &SpanCache,
     ) -> Result<(Cursor, Option<u64>), ReadError> {
         loop {
             if cursor.segment >= end.segment {
@@ -89,13 +90,12 @@ impl Window {
                 };
                 let to = self.until.unwrap_or(u64::MAX);
                 let meets = |(oldest, newest)| newest >= self.since && oldest <= to;
-                let ranges =
-                    match index::known_span(dir, cursor.segment, len) {
-                        // A segment of other times: passed over without its index.
-                        Some(span) if !span.is_some_and(meets) => Vec::new(),
-                        _ => SegmentIndex::read_or_rebuild(dir, cursor.segment, &path)?
-                            .ranges_between(self.since, to, self.sources),
-                    };
+                let ranges = match spans.known(dir, cursor.segment, len) {
+                    // A segment of other times: passed over without its index.
+                    Some(span) if !span.is_some_and(meets) => Vec::new(),
+                    _ => SegmentIndex::read_or_rebuild(dir, cursor.segment, &path, spans)?
+                        .ranges_between(self.since, to, self.sources),
+                };
                 self.ranges = Some((cursor.segment, ranges));
             }
             let Some((segment, ranges)) = &self.ranges else {
@@ -170,6 +170,7 @@ pub(super) fn earliest(
     dir: &Path,
     shard: usize,
     since: u64,
+    spans: &SpanCache,
 ) -> Result<Option<Earliest>, ReadError> {
     let state = ShardState::read(dir)?;
     if state.deleted_segments == 0 {
@@ -182,7 +183,7 @@ pub(super) fn earliest(
     let oldest = match left.next() {
         // The newest segment has no index yet: read it.
         Some((_, path)) if left.next().is_none() => SegmentIndex::build(path)?.received,
-        Some((index, path)) => SegmentIndex::read_or_rebuild(dir, *index, path)?.received,
+        Some((index, path)) => SegmentIndex::read_or_rebuild(dir, *index, path, spans)?.received,
         None => None,
     };
     Ok(oldest
@@ -209,6 +210,14 @@ mod tests {
     use crate::domain::frame::{Priority, SourceKind};
     use crate::domain::sequence_set::SequenceSet;
     use std::num::NonZeroU32;
+
+    /// Closed watches at `ends`, one per shard, with a span cache of their own.
+    fn durable_ends(ends: &[DurableEnd]) -> DurableEnds {
+        let shards = (ends.iter().enumerate())
+            .map(|(shard, end)| (shard, watch::channel(*end).1))
+            .collect();
+        DurableEnds::new(shards, SpanCache::default())
+    }
 
     const SHARDS: usize = 3;
     const SEGMENTS: u64 = 6;
@@ -280,7 +289,7 @@ mod tests {
             // Segment 2 of shard 1 has a damaged index, which is built again.
             if shard == 1 {
                 let path = dir.join(format::segment_name(2));
-                SegmentIndex::read_or_rebuild(&dir, 2, &path).unwrap();
+                SegmentIndex::read_or_rebuild(&dir, 2, &path, &SpanCache::default()).unwrap();
                 let file = index::index_path(&dir, 2);
                 let mut bytes = fs::read(&file).unwrap();
                 bytes[30] ^= 0xff;
@@ -320,9 +329,7 @@ mod tests {
         ends: &[DurableEnd],
         filter: &FrameFilter,
     ) -> (Vec<Vec<FrameRecord>>, bool, Vec<Earliest>) {
-        let durable: DurableEnds = (ends.iter().enumerate())
-            .map(|(shard, end)| (shard, watch::channel(*end).1))
-            .collect();
+        let durable = durable_ends(ends);
         let reading = (Arc::new(filter.clone()), OnGap::End);
         let mut cursors = ShardCursors::locate(root, &durable, &Start::Oldest, reading)
             .await
@@ -452,9 +459,7 @@ mod tests {
     #[tokio::test]
     async fn a_window_that_goes_on_past_deleted_segments_still_ends() {
         let (root, ends) = archive("gone");
-        let durable: DurableEnds = (ends.iter().enumerate())
-            .map(|(shard, end)| (shard, watch::channel(*end).1))
-            .collect();
+        let durable = durable_ends(&ends);
         let filter = FrameFilter {
             until: Some(1_000_000_000_000 + SEGMENTS * RECORDS * STEP),
             ..FrameFilter::default()
@@ -669,7 +674,7 @@ mod tests {
             static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let name = format!("prop-{case}");
-            let (root, durable_ends, written) = any_archive(&name, &runs, per_segment);
+            let (root, ends_written, written) = any_archive(&name, &runs, per_segment);
             let at = |t: i64| (1_000_000 + t - 30) as u64 * STEP;
             let window = FrameFilter {
                 since: Some(at(ends.0.min(ends.1))),
@@ -678,11 +683,9 @@ mod tests {
             };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             for filter in [window, FrameFilter::default()] {
-                let (frames, _, _) = runtime.block_on(followed(&root, &durable_ends, &filter));
+                let (frames, _, _) = runtime.block_on(followed(&root, &ends_written, &filter));
                 proptest::prop_assert_eq!(frames, scanned(&root, &filter));
-                let durable: DurableEnds = (durable_ends.iter().enumerate())
-                    .map(|(shard, end)| (shard, watch::channel(*end).1))
-                    .collect();
+                let durable = durable_ends(&ends_written);
                 let timeline = (filter.since.zip(filter.until))
                     .map(|(from, to)| completeness::Timeline::new(from, to, NonZeroU32::MIN.saturating_add(6)));
                 let answer = completeness::completeness(&root, &durable, &filter, timeline.as_ref()).unwrap();

@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::plan::{Candidate, Plan};
-use crate::archive::format::index::{self, SealedSegment, SegmentIndex};
+use crate::archive::format::index::{self, SealedSegment, SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::{Deleted, ShardState};
 use crate::archive::format::{self, with_path};
 
@@ -47,6 +47,8 @@ pub struct ShardFiles {
 pub struct Catalogue {
     pub root: PathBuf,
     pub shards: Vec<ShardFiles>,
+    /// The spans of the indexes it reads: the daemon's, shared with its readers.
+    spans: SpanCache,
 }
 
 /// The blocks a file holds on disk, in bytes.
@@ -59,7 +61,7 @@ impl Catalogue {
     /// each shard's newest (rebuilding those missing or stale). Segments its state names deleted
     /// (a deletion a crash cut short) are left out: [`Self::finish_deletions`] unlinks them.
     pub fn load(root: &Path) -> io::Result<Catalogue> {
-        Catalogue::load_until(root, &|| false)
+        Catalogue::load_until(root, SpanCache::default(), &|| false)
     }
 
     /// Unlinks what each shard's state names deleted and is still there.
@@ -69,9 +71,14 @@ impl Catalogue {
             .try_for_each(|files| files.state.finish_deletions(&files.dir))
     }
 
-    /// [`Self::load`], given up with an error once `stopped` says so (an archive written before
-    /// indexes has every segment read once: the daemon's exit does not wait for that).
-    pub fn load_until(root: &Path, stopped: &dyn Fn() -> bool) -> io::Result<Catalogue> {
+    /// [`Self::load`] into `spans`, given up with an error once `stopped` says so (an archive
+    /// written before indexes has every segment read once: the daemon's exit does not wait for
+    /// that).
+    pub fn load_until(
+        root: &Path,
+        spans: SpanCache,
+        stopped: &dyn Fn() -> bool,
+    ) -> io::Result<Catalogue> {
         let mut shards = Vec::new();
         for (shard, dir) in format::list_shards(root)? {
             let state = ShardState::read(&dir)?;
@@ -84,7 +91,7 @@ impl Catalogue {
                     if stopped() {
                         return Err(io::Error::other("stopped before the archive was read"));
                     }
-                    let contents = SegmentIndex::read_or_rebuild(&dir, *index, path)?;
+                    let contents = SegmentIndex::read_or_rebuild(&dir, *index, path, &spans)?;
                     Ok(SealedEntry::of(&dir, *index, &contents))
                 })
                 .collect::<io::Result<_>>()?;
@@ -99,6 +106,7 @@ impl Catalogue {
         Ok(Catalogue {
             root: root.to_path_buf(),
             shards,
+            spans,
         })
     }
 
@@ -169,6 +177,11 @@ impl Catalogue {
         self.shards.iter().map(queue).collect()
     }
 
+    /// The spans of the indexes it read.
+    pub fn spans(&self) -> &SpanCache {
+        &self.spans
+    }
+
     /// The shard of each queue of [`Self::candidates`].
     pub fn shard_numbers(&self) -> Vec<usize> {
         self.shards.iter().map(|files| files.shard).collect()
@@ -185,9 +198,12 @@ impl Catalogue {
         for (queue, count) in counts {
             let files = &mut self.shards[queue];
             let deleted = (files.sealed.iter().take(count))
-                .map(|entry| entry.deleted(&files.dir))
+                .map(|entry| entry.deleted(&files.dir, &self.spans))
                 .collect::<io::Result<Vec<_>>>()?;
             files.state.delete(&files.dir, &deleted, now_ns)?;
+            for gone in &deleted {
+                self.spans.forget(&files.dir, gone.segment);
+            }
             files.sealed.drain(..count);
             segments += deleted.len() as u64;
             bytes += deleted.iter().map(|d| d.bytes).sum::<u64>();
@@ -224,10 +240,10 @@ impl SealedEntry {
     }
 
     /// What deleting it takes away: its contents, read from its index (or the segment).
-    fn deleted(&self, dir: &Path) -> io::Result<Deleted> {
+    fn deleted(&self, dir: &Path, spans: &SpanCache) -> io::Result<Deleted> {
         let path = dir.join(format::segment_name(self.segment));
         let contents = match path.exists() {
-            true => SegmentIndex::read_or_rebuild(dir, self.segment, &path)?,
+            true => SegmentIndex::read_or_rebuild(dir, self.segment, &path, spans)?,
             // Someone deleted it already: what it held is no longer known.
             false => SegmentIndex::default(),
         };

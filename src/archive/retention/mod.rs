@@ -34,7 +34,7 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::archive::format::index::{OpenSpan, SealedSegment};
+use crate::archive::format::index::{OpenSpan, SealedSegment, SpanCache};
 use crate::config::RetentionConfig;
 use crate::domain::clock::{self, ArchiveClock};
 use crate::stats::{ArchiveFiles, Stats};
@@ -53,6 +53,8 @@ pub struct SealedFeed {
     pub open: Vec<(usize, Arc<OpenSpan>)>,
     /// What each shard held when the archive was opened, and where its writer began.
     pub start: Vec<ShardStart>,
+    /// The archive's span cache, which retention fills at its start and prunes as it deletes.
+    pub spans: SpanCache,
 }
 
 /// How far a reader named in `retention.protect` (the NATS sink) has read each shard: the segment
@@ -153,7 +155,7 @@ impl Retainer {
         let root = self.feed.root.clone();
         let stopped = || self.stop.load(std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        let loaded = Catalogue::load_until(&root, &stopped);
+        let loaded = Catalogue::load_until(&root, self.feed.spans.clone(), &stopped);
         let mut catalogue = match loaded.and_then(|c| c.finish_deletions().map(|()| c)) {
             Ok(catalogue) => catalogue,
             Err(err) => {

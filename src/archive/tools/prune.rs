@@ -215,6 +215,7 @@ fn last_run(catalogue: &Catalogue) -> io::Result<LastRun> {
         began_in: BTreeMap::new(),
         newest: None,
     };
+    let spans = catalogue.spans();
     for (queue, files) in catalogue.shards.iter().enumerate() {
         let mut shard_newest = None;
         let sealed = files.sealed.iter().rev().map(|e| e.segment);
@@ -222,7 +223,7 @@ fn last_run(catalogue: &Catalogue) -> io::Result<LastRun> {
             let path = files.dir.join(format::segment_name(segment));
             let contents = match Some(segment) == files.newest {
                 true => SegmentIndex::build(&path)?,
-                false => SegmentIndex::read_or_rebuild(&files.dir, segment, &path)?,
+                false => SegmentIndex::read_or_rebuild(&files.dir, segment, &path, spans)?,
             };
             shard_newest = shard_newest.or(contents.received.map(|(_, newest)| newest));
             let mut starts = contents.clock.iter().rev();
@@ -267,13 +268,14 @@ fn kept_sources(catalogue: &Catalogue, deleting: &[(usize, u64)]) -> io::Result<
         sequences: SequenceSet,
     }
     let mut tallies: BTreeMap<(u8, u32), Tally> = BTreeMap::new();
+    let spans = catalogue.spans();
     for (queue, files) in catalogue.shards.iter().enumerate() {
         let sealed = files.sealed.iter().map(|e| e.segment);
         for segment in sealed.chain(files.newest) {
             let path = files.dir.join(format::segment_name(segment));
             let contents = match Some(segment) == files.newest {
                 true => SegmentIndex::build(&path)?,
-                false => SegmentIndex::read_or_rebuild(&files.dir, segment, &path)?,
+                false => SegmentIndex::read_or_rebuild(&files.dir, segment, &path, spans)?,
             };
             let gone = deleting.contains(&(queue, segment));
             for (&key, span) in &contents.sources {

@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 
 use super::journal::Gate;
 use super::pace::PAGE;
-use crate::archive::format::index::{self, SealedSegment, SegmentIndex};
+use crate::archive::format::index::{self, SealedSegment, SegmentIndex, SpanCache};
 use crate::archive::format::{self, is_transient, opening_failed, sync_dir, transient, with_path};
 
 /// A segment file, and how many bytes of whole records it holds.
@@ -301,8 +301,8 @@ impl WriteBack {
 
 /// Writes a sealed segment's index beside it. Only logged when it fails: the index is a cache,
 /// built again from the segment when it is missing.
-fn write_index(dir: &Path, segment: u64, contents: &SegmentIndex) {
-    index::remember(dir, segment, contents);
+fn write_index(dir: &Path, segment: u64, contents: &SegmentIndex, spans: &SpanCache) {
+    spans.remember(dir, segment, contents);
     if let Err(err) = contents.write(&index::index_path(dir, segment)) {
         tracing::warn!(error = %err, "archive: cannot write a sealed segment's index; it is built again when needed");
     }
@@ -366,6 +366,8 @@ pub(super) struct DiskShared {
     pub(super) readers: Arc<Readers>,
     /// Where a sealed segment is announced (retention); nowhere without it.
     pub(super) sealed: Option<mpsc::Sender<SealedSegment>>,
+    /// The archive's span cache, told of each segment sealed.
+    pub(super) spans: SpanCache,
 }
 
 impl Disk {
@@ -386,6 +388,7 @@ impl Disk {
             gate: shared.gate,
             readers: shared.readers,
             sealed: shared.sealed,
+            spans: shared.spans,
             spare: None,
             failed: None,
             unnamed: None,
@@ -492,6 +495,7 @@ struct Worker {
     gate: Arc<Gate>,
     readers: Arc<Readers>,
     sealed: Option<mpsc::Sender<SealedSegment>>,
+    spans: SpanCache,
     /// The spare segment prepared and not yet rolled over to: deleted at close.
     spare: Option<u64>,
     /// Why a rollover failed; every later job fails with it.
@@ -540,7 +544,7 @@ impl Worker {
                     self.spare = None;
                     sync_segment(&full, &mut self.write_back, (&self.gate, &self.readers))?;
                     trim(&full.file, &full.path, full.len)?;
-                    write_index(&self.dir, full.index, &contents);
+                    write_index(&self.dir, full.index, &contents, &self.spans);
                     // The writer has been appending to the staged segment meanwhile.
                     let staged = staged_path(&self.dir, index);
                     self.write_back.run((&next, index, &staged), &self.gate)

@@ -12,7 +12,7 @@ use super::journal::{self, Gate, Leftover};
 use super::recovery::{self, Recovered};
 use super::sink::{Archive, ArchiveSink, ArchiveTime, CountingSink};
 use super::writer::{create_dir, SegmentSink, ShardDir, Shared};
-use crate::archive::format::index::OpenSpan;
+use crate::archive::format::index::{OpenSpan, SpanCache};
 use crate::archive::format::{self, shard_dir};
 use crate::archive::retention::{SealedFeed, ShardStart};
 use crate::config::{ArchiveConfig, ArchiveKind};
@@ -44,7 +44,8 @@ pub(super) fn open_shards(config: &ArchiveConfig, count: usize) -> io::Result<Ar
     // Taken before any shard is touched: recovery deletes files a crash left unnamed.
     let root_lock = format::lock_directory(&root)?;
     let dirs = shard_dirs(&root, count)?;
-    let mut recovered = recover_all(&dirs)?;
+    let spans = SpanCache::default();
+    let mut recovered = recover_all(&dirs, &spans)?;
     retire_journals(&mut recovered, count);
     let mut sources: Vec<_> = recovered
         .iter_mut()
@@ -64,6 +65,7 @@ pub(super) fn open_shards(config: &ArchiveConfig, count: usize) -> io::Result<Ar
         readers: Arc::new(Readers::default()),
         sealed: Some(sealed),
         span: Arc::default(),
+        spans: spans.clone(),
         steps: Arc::default(),
         started: ArchiveClock::process().now(),
     };
@@ -77,12 +79,14 @@ pub(super) fn open_shards(config: &ArchiveConfig, count: usize) -> io::Result<Ar
             steps: Arc::clone(&shared.steps),
             newest_at_start: shard_starts.iter().filter_map(|s| s.newest).max(),
         },
+        spans: spans.clone(),
     };
     let mut feed = SealedFeed {
         root: root.clone(),
         sealed: sealed_rx,
         open: Vec::new(),
         start: shard_starts,
+        spans: spans.clone(),
     };
     let mut shards: Vec<_> = dirs.into_iter().zip(recovered).collect();
     let retired = shards.split_off(shards.len().min(count));
@@ -161,13 +165,13 @@ fn shard_dirs(root: &Path, shards: usize) -> io::Result<Vec<(usize, PathBuf)>> {
 }
 
 /// Recovers each shard directory of `dirs`, in parallel.
-fn recover_all(dirs: &[(usize, PathBuf)]) -> io::Result<Vec<Recovered>> {
+fn recover_all(dirs: &[(usize, PathBuf)], spans: &SpanCache) -> io::Result<Vec<Recovered>> {
     std::thread::scope(|scope| {
         let reading: Vec<_> = dirs
             .iter()
             .map(|(_, dir)| {
                 scope.spawn(|| {
-                    let (mut sources, start) = recovery::recover(dir)?;
+                    let (mut sources, start) = recovery::recover(dir, spans)?;
                     let leftover = journal::recover(dir, &mut sources)?;
                     Ok(Recovered {
                         sources,

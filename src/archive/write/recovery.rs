@@ -25,7 +25,7 @@ use std::sync::Arc;
 use super::disk;
 use super::journal::Leftover;
 use super::tracked::Tracked;
-use crate::archive::format::index::SegmentIndex;
+use crate::archive::format::index::{SegmentIndex, SpanCache};
 use crate::archive::format::{self, with_path, Entry};
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
@@ -56,7 +56,10 @@ pub(super) struct Newest {
 /// Deletes what an unclean stop left unnamed, reads the newest segment (cutting a torn tail, and
 /// giving back the blocks it had reserved), and returns what the archive knows of each source with
 /// where the writer starts.
-pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, Start)> {
+pub(super) fn recover(
+    dir: &Path,
+    spans: &SpanCache,
+) -> io::Result<(HashMap<SourceKey, Tracked>, Start)> {
     // Nothing in a segment that never got its name was acknowledged.
     for (_, staged) in format::list_staged(dir)? {
         fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
@@ -85,7 +88,7 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
     );
     let newest_received = match contents.received {
         Some((_, newest)) => Some(newest),
-        None => newest_before(dir, index)?,
+        None => newest_before(dir, index, spans)?,
     };
     let newest = Some(Newest {
         index,
@@ -103,14 +106,14 @@ pub(super) fn recover(dir: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, St
 
 /// The newest received time of the segment before `index` in `dir`, by its index, when there is
 /// one: a newest segment without frames has just been begun.
-fn newest_before(dir: &Path, index: u64) -> io::Result<Option<u64>> {
+fn newest_before(dir: &Path, index: u64, spans: &SpanCache) -> io::Result<Option<u64>> {
     let before = format::list_segments(dir)?
         .into_iter()
         .rfind(|(earlier, _)| *earlier < index);
     let Some((earlier, path)) = before else {
         return Ok(None);
     };
-    let contents = SegmentIndex::read_or_rebuild(dir, earlier, &path)?;
+    let contents = SegmentIndex::read_or_rebuild(dir, earlier, &path, spans)?;
     Ok(contents.received.map(|(_, newest)| newest))
 }
 
@@ -330,7 +333,7 @@ mod tests {
         // Written and never synced, as a SIGKILL leaves the appends since the last sync.
         fs::write(&path, &bytes).unwrap();
 
-        let (sources, start) = recover(&dir.0).unwrap();
+        let (sources, start) = recover(&dir.0, &SpanCache::default()).unwrap();
         assert_eq!(start.next_index, 2);
         assert_eq!(sources[&source].watermark, Some(255), "read back as stored");
 

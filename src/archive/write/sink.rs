@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::disk::Readers;
+use crate::archive::format::index::SpanCache;
 use crate::archive::retention::SealedFeed;
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
@@ -37,6 +38,8 @@ pub struct Archive {
     /// Where its received times stood at the start, and the steps of the wall clock its writers
     /// record.
     pub clock: ArchiveTime,
+    /// The span cache its writers and retention fill, for its readers.
+    pub spans: SpanCache,
 }
 
 /// What the archive knows of time: the newest received time it held when it was opened (the last
@@ -58,6 +61,7 @@ impl From<Vec<Box<dyn ArchiveSink>>> for Archive {
             readers: None,
             files: None,
             clock: ArchiveTime::default(),
+            spans: SpanCache::default(),
         }
     }
 }

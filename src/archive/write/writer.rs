@@ -39,7 +39,7 @@ use super::journal::{self, Gate, Journal};
 use super::recovery::{self, Newest, Recovered, Start};
 use super::sink::{ArchiveSink, BoxFuture};
 use super::tracked::Tracked;
-use crate::archive::format::index::{OpenSpan, SealedSegment, SegmentIndex};
+use crate::archive::format::index::{OpenSpan, SealedSegment, SegmentIndex, SpanCache};
 use crate::archive::format::{self, is_transient, with_path, FrameRecord, FramesHead, MAGIC};
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
@@ -113,6 +113,8 @@ pub(super) struct Shared {
     pub(super) readers: Arc<Readers>,
     pub(super) sealed: Option<mpsc::Sender<SealedSegment>>,
     pub(super) span: Arc<OpenSpan>,
+    /// The archive's span cache, into which each sealed segment's index goes.
+    pub(super) spans: SpanCache,
     pub(super) steps: Arc<ClockSteps>,
     /// The archive clock when the archive was opened: every shard's start record's time.
     pub(super) started: u64,
@@ -162,7 +164,8 @@ impl SegmentSink {
         let dir = config.dir.clone();
         create_dir(&dir)?;
         let lock = format::lock_directory(&dir)?;
-        let (mut sources, start) = recovery::recover(&dir)?;
+        let spans = SpanCache::default();
+        let (mut sources, start) = recovery::recover(&dir, &spans)?;
         let leftover = journal::recover(&dir, &mut sources)?;
         let mut shards = [sources];
         let resume = recovery::resume_points(&mut shards);
@@ -172,6 +175,7 @@ impl SegmentSink {
             readers: Arc::default(),
             sealed: None,
             span: Arc::default(),
+            spans,
             steps: Arc::default(),
             started: ArchiveClock::process().now(),
         };
@@ -210,6 +214,7 @@ impl SegmentSink {
             readers,
             sealed,
             span,
+            spans,
             steps,
             started,
         } = shared;
@@ -217,6 +222,7 @@ impl SegmentSink {
             gate: Arc::clone(&gate),
             readers,
             sealed,
+            spans,
         };
         let mut writer = Writer {
             disk: Disk::start(dir.clone(), shard, config.segment_bytes, disk_shared)?,

@@ -167,17 +167,27 @@ fn a_damaged_or_cut_index_is_refused_never_trusted() {
     }
 }
 
-/// A span is trusted only for the segment and length it was read at, and forgotten with the
-/// index.
+/// A span is trusted only for the segment and length it was read at, and only by the cache that
+/// read it; a deleted segment is forgotten.
 #[test]
 fn a_known_span_is_of_the_length_it_was_read_at() {
     let dir = Path::new("/nonexistent/spans");
-    remember(dir, 9, &sample());
-    assert_eq!(known_span(dir, 9, 4096), Some(Some((1_000, 3_000))));
-    assert_eq!(known_span(dir, 9, 4097), None, "another length: stale");
-    assert_eq!(known_span(dir, 8, 4096), None);
-    remove(dir, 9).unwrap();
-    assert_eq!(known_span(dir, 9, 4096), None);
+    let spans = SpanCache::default();
+    spans.remember(dir, 9, &sample());
+    assert_eq!(spans.known(dir, 9, 4096), Some(Some((1_000, 3_000))));
+    assert_eq!(spans.known(dir, 9, 4097), None, "another length: stale");
+    assert_eq!(spans.known(dir, 8, 4096), None);
+    assert_eq!(
+        SpanCache::default().known(dir, 9, 4096),
+        None,
+        "another archive's"
+    );
+    assert_eq!(
+        spans.clone().known(dir, 9, 4096),
+        Some(Some((1_000, 3_000)))
+    );
+    spans.forget(dir, 9);
+    assert_eq!(spans.known(dir, 9, 4096), None);
 }
 
 #[test]
@@ -203,7 +213,7 @@ fn a_stale_index_is_rebuilt_from_its_segment() {
     fs::write(&path, &bytes).unwrap();
     // An index of another length: what a repair or a crash leaves.
     sample().write(&index_path(&dir, 3)).unwrap();
-    let index = SegmentIndex::read_or_rebuild(&dir, 3, &path).unwrap();
+    let index = SegmentIndex::read_or_rebuild(&dir, 3, &path, &SpanCache::default()).unwrap();
     assert_eq!(index.len, bytes.len() as u64);
     assert_eq!(index.frames, 5);
     assert_eq!(index.received, Some((77, 77)));

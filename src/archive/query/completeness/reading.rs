@@ -12,7 +12,7 @@ use std::path::Path;
 use super::answer::{ClockRecord, Completeness};
 use super::gathered::{Around, Gathered};
 use super::timeline::Timeline;
-use crate::archive::format::index::{self, SegmentIndex};
+use crate::archive::format::index::{self, SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::ShardState;
 use crate::archive::format::{self, Entry};
 use crate::archive::read::{self, DamagedRange, DurableEnds, FrameFilter};
@@ -53,6 +53,7 @@ pub fn completeness(
             end,
             filter,
             timeline,
+            spans: ends.spans(),
         };
         reading.read_shard(&mut found)?;
     }
@@ -118,6 +119,7 @@ pub(super) struct Reading<'a> {
     pub(super) end: DurableEnd,
     pub(super) filter: &'a FrameFilter,
     pub(super) timeline: Option<&'a Timeline>,
+    pub(super) spans: &'a SpanCache,
 }
 
 impl Reading<'_> {
@@ -181,7 +183,7 @@ impl Reading<'_> {
     /// it lies among the segments that meet the window, so frames of it received outside the
     /// window may fill gaps between the window's frames.
     fn add_elsewhere(&self, index: u64, path: &Path, elsewhere: &mut Elsewhere) -> io::Result<()> {
-        let contents = match SegmentIndex::read_or_rebuild(self.dir, index, path) {
+        let contents = match SegmentIndex::read_or_rebuild(self.dir, index, path, self.spans) {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             contents => contents?,
         };
@@ -203,7 +205,7 @@ impl Reading<'_> {
         let window = self.filter.received();
         let ranges = match index < self.end.segment {
             true => {
-                let contents = SegmentIndex::read_or_rebuild(self.dir, index, path)?;
+                let contents = SegmentIndex::read_or_rebuild(self.dir, index, path, self.spans)?;
                 let steps = contents.clock.iter().filter(|(_, e)| e.tells_of_a_step());
                 let at = |&(offset, event)| self.clock_record(index, offset, event);
                 found.clock.extend(steps.map(at));
