@@ -196,6 +196,24 @@ fn power_cuts_under_load_lose_no_acknowledged_frame_with_sync_interval() {
     assert_eq!(summary_field(&summary, "final_verify_exit"), 0, "{summary}");
 }
 
+/// The guest's daemon starts on an archive of format version 3 (`tests/fixtures/archive-v3`, as
+/// the build of 489c6c0 wrote it): the cuts come during its first run on it and after, and every
+/// frame the fixture held and every frame acknowledged since is in the archive once.
+#[test]
+#[ignore = "needs qemu-system-x86_64 and debootstrap (deploy/powercut/setup.sh); .ci/run runs it"]
+fn power_cuts_during_an_upgrade_lose_no_acknowledged_frame() {
+    let fixture = root().join("tests/fixtures/archive-v3");
+    let fixture = fixture.to_str().unwrap();
+    let summary = run_power_cuts("test-upgrade", &["--cuts", "2", "--seed-archive", fixture]);
+    assert!(summary.starts_with("powercut: OK"), "{summary}");
+    assert_eq!(summary_field(&summary, "cuts"), 2, "{summary}");
+    assert!(summary_field(&summary, "acknowledged") > 0, "{summary}");
+    assert_eq!(summary_field(&summary, "missing"), 0, "{summary}");
+    assert_eq!(summary_field(&summary, "duplicated"), 0, "{summary}");
+    assert_eq!(summary_field(&summary, "damaged"), 0, "{summary}");
+    assert_eq!(summary_field(&summary, "final_verify_exit"), 0, "{summary}");
+}
+
 #[test]
 #[ignore = "needs qemu-system-x86_64 and debootstrap (deploy/powercut/setup.sh); .ci/run runs it"]
 fn power_cuts_while_retention_deletes_lose_no_acknowledged_frame() {

@@ -520,7 +520,11 @@ def make_jetstream_disk(args, work):
 def make_data_disk(args, work):
     stage = work / "data-stage"
     shutil.rmtree(stage, ignore_errors=True)
-    (stage / "archive").mkdir(parents=True)
+    if args.seed_archive:
+        # An archive an earlier build wrote: the first start is the upgrade the cuts hit.
+        shutil.copytree(args.seed_archive, stage / "archive")
+    else:
+        (stage / "archive").mkdir(parents=True)
     shutil.copy2(args.bin / "aggregator", stage / "aggregator")
     # Without its debug information the binary loads faster from the emulated disk.
     if shutil.which("strip"):
@@ -645,6 +649,9 @@ def main():
     p.add_argument("--retention-mib", type=int, default=0,
                    help="[archive.retention] max_bytes in MiB: retention deletes the oldest segments "
                         "all through the load (0: no retention)")
+    p.add_argument("--seed-archive", type=Path, default=None,
+                   help="start the guest's daemon on a copy of this archive (one an earlier build "
+                        "wrote, tests/fixtures/archive-vN): the cuts hit its upgrade")
     p.add_argument("--boot-timeout", type=float, default=300)
     p.add_argument("--target", choices=["aggregator", "jetstream"], default="aggregator")
     p.add_argument("--jetstream-sync", choices=["default", "always"], default="default",

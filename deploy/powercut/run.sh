@@ -12,6 +12,7 @@
 #   deploy/powercut/run.sh --cuts 3
 #   deploy/powercut/run.sh --sync never --expect-loss --cuts 2   # must find loss
 #   deploy/powercut/run.sh --segment-mib 1 --retention-mib 8 --cuts 2   # retention deleting all along
+#   deploy/powercut/run.sh --seed-archive tests/fixtures/archive-v3 --cuts 2   # cuts in an upgrade
 #   deploy/powercut/run.sh --target jetstream [--jetstream-sync always]   # NATS JetStream instead
 #                          (setup.sh --jetstream first; reports acknowledged messages lost per cut)
 #
