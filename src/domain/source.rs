@@ -9,8 +9,9 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
+use super::clock::ArchiveClock;
 use super::ledger::{AtomicSeq, Ledger, Run, Span};
 use crate::domain::frame::{Priority, SourceKind};
 
@@ -35,6 +36,8 @@ pub struct Source {
     catalog_version: AtomicSeq,
     /// The last emergency frame the archive handed to its emergency journal.
     journaled: AtomicSeq,
+    /// When the connection last brought frames, and its longest silence.
+    silence: Silence,
 }
 
 /// A source's counters at one moment, for listings and monitoring.
@@ -61,6 +64,10 @@ pub struct SourceSnapshot {
     pub takes_catalogs: bool,
     /// The newest catalog version the source acknowledged holding.
     pub catalog_version: Option<u64>,
+    /// Since the connection's last frame (since it connected, before the first).
+    pub silence: Duration,
+    /// The longest the connection was silent before a frame came.
+    pub longest_silence: Duration,
 }
 
 impl Source {
@@ -82,6 +89,7 @@ impl Source {
             takes_catalogs: AtomicBool::new(false),
             catalog_version: AtomicSeq::new(None),
             journaled: AtomicSeq::new(None),
+            silence: Silence::new(ArchiveClock::process().now()),
         }
     }
 
@@ -124,6 +132,11 @@ impl Source {
         self.ledger.record(runs);
     }
 
+    /// Called by the connection with each read that brought frames: when it was decoded.
+    pub(crate) fn heard(&self, at: Instant) {
+        self.silence.heard(ArchiveClock::process().at(at));
+    }
+
     /// Called by the archive once a batch of this source is stored: moves the acknowledgement.
     pub(crate) fn stored(&self, span: Span) {
         self.stored.fetch_add(span.frames, Relaxed);
@@ -161,6 +174,7 @@ impl Source {
 
     pub fn snapshot(&self) -> SourceSnapshot {
         let frames = self.frames.load(Relaxed);
+        let (silence, longest_silence) = self.silence.at(ArchiveClock::process().now());
         SourceSnapshot {
             id: self.id,
             kind: self.kind,
@@ -175,6 +189,67 @@ impl Source {
             lag: frames.saturating_sub(self.stored.load(Relaxed)),
             takes_catalogs: self.takes_catalogs.load(Relaxed),
             catalog_version: self.catalog_version.load(),
+            silence,
+            longest_silence,
         }
+    }
+}
+
+/// How long a connection's source has been silent, for an alert on a source quiet for longer
+/// than it usually is (`/metrics`' `aggregator_source_silence_seconds` against the history of
+/// `aggregator_source_longest_silence_seconds`). Nanoseconds on the process's archive clock,
+/// which only moves forward within a run: a step of the wall clock changes neither figure.
+/// Atomics, as the other counters, so the connection never waits for the monitor.
+#[derive(Debug)]
+struct Silence {
+    /// When the last frames came; the connection's start before the first.
+    last_ns: AtomicU64,
+    /// The longest time between two of those that a frame ended.
+    longest_ns: AtomicU64,
+}
+
+impl Silence {
+    fn new(now_ns: u64) -> Silence {
+        Silence {
+            last_ns: AtomicU64::new(now_ns),
+            longest_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Frames came at `at_ns`. The raise keeps the latest time when two station tasks of a
+    /// link report reads decoded out of order.
+    fn heard(&self, at_ns: u64) {
+        let last = self.last_ns.fetch_max(at_ns, Relaxed);
+        self.longest_ns
+            .fetch_max(at_ns.saturating_sub(last), Relaxed);
+    }
+
+    /// The silence at `now_ns`, and the longest before it.
+    fn at(&self, now_ns: u64) -> (Duration, Duration) {
+        let since = now_ns.saturating_sub(self.last_ns.load(Relaxed));
+        let longest = self.longest_ns.load(Relaxed);
+        (Duration::from_nanos(since), Duration::from_nanos(longest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// The silence runs from the start, then from each read's frames; the longest is the longest
+    /// that frames ended, not the one still running, and a read reported late changes nothing.
+    #[test]
+    fn silence_runs_from_the_last_frames_and_the_longest_is_one_that_ended() {
+        let silence = Silence::new(100 * SECOND);
+        assert_eq!(silence.at(103 * SECOND).0, Duration::from_secs(3));
+        silence.heard(102 * SECOND);
+        silence.heard(112 * SECOND);
+        silence.heard(113 * SECOND);
+        silence.heard(111 * SECOND);
+        let (since, longest) = silence.at(143 * SECOND);
+        assert_eq!(since, Duration::from_secs(30));
+        assert_eq!(longest, Duration::from_secs(10));
     }
 }

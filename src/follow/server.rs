@@ -249,6 +249,7 @@ async fn subscribe(
         reading,
     );
     let cursors = (located.await).map_err(|err| Some(Refusal::Archive(err)))?;
+    let cursors = cursors.counting_damage(&shared.settings.stats);
     let mut buf = BytesMut::new();
     let version = subscription.version;
     DaemonMessage::Subscribed { version }.encode(&mut buf);

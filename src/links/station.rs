@@ -252,7 +252,7 @@ impl Station {
         let mapped = self.map(peer, &read, &mut tally).await;
         self.merge(mapped, decoded_at, &mut tally);
         self.count(&tally);
-        self.stage(&read.chunk).await
+        self.stage(&read.chunk, decoded_at).await
     }
 
     /// The read's packets that map to a source the router took, each registered at its first
@@ -358,9 +358,9 @@ impl Station {
         }
     }
 
-    /// Hands each source's packets of the read (`chunk`) to the fan-in, and waits until they are
-    /// taken.
-    async fn stage(&mut self, chunk: &Bytes) -> Result<(), Closed> {
+    /// Hands each source's packets of the read (`chunk`, decoded at `decoded_at`) to the fan-in,
+    /// and waits until they are taken.
+    async fn stage(&mut self, chunk: &Bytes, decoded_at: Instant) -> Result<(), Closed> {
         let counters = &self.link.counters;
         let mut staged = Vec::new();
         for slot in self.sources.values_mut().flatten() {
@@ -371,6 +371,7 @@ impl Station {
             }
             // In the ledger before the fan-in: the archive may store them once admitted.
             slot.source.record(&read.batches.runs);
+            slot.source.heard(decoded_at);
             slot.stats.accepted(accepted);
             counters.stored(accepted, read.bytes);
             let batches = read.batches.into_batches();

@@ -33,6 +33,7 @@ use crate::archive::read::{
 use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
 use crate::domain::units::{parse_time, unix_ns};
+use crate::stats::Stats;
 
 /// The most `source` parameters one query may give.
 const MAX_SOURCES: usize = 64;
@@ -55,13 +56,15 @@ pub(crate) struct ArchiveQueries {
     /// Where queries read and encode; `None` without an archive, or if its thread could not
     /// start (they then run on the monitor's runtime).
     readers: Option<Arc<LowPriorityRuntime>>,
+    /// The daemon's counters: the damaged records queries meet are counted there.
+    stats: Stats,
 }
 
 impl ArchiveQueries {
     pub(crate) fn new(
         archive: Option<(PathBuf, DurableEnds)>,
-        most: usize,
-        groups: completeness::MergeGroups,
+        (most, groups): (usize, completeness::MergeGroups),
+        stats: Stats,
     ) -> ArchiveQueries {
         let start = || match LowPriorityRuntime::start("archive-queries") {
             Ok(readers) => Some(readers),
@@ -79,6 +82,7 @@ impl ArchiveQueries {
             most,
             groups: Arc::new(groups),
             readers: readers.map(Arc::new),
+            stats,
         }
     }
 
@@ -156,12 +160,15 @@ pub(crate) async fn completeness(
         until: Some(to),
         ..filter.clone()
     };
-    let groups = Arc::clone(&queries.groups);
+    let (groups, stats) = (Arc::clone(&queries.groups), queries.stats.clone());
     // Called on the readers' thread, spawn_blocking starts threads of its priority.
     let answered = queries.spawn(async move {
         tokio::task::spawn_blocking(move || {
             let answer = completeness::completeness(&root, &durable, &filter, timeline.as_ref());
             drop(permit);
+            if let Ok(answer) = &answer {
+                stats.archive_damage_found(answer.damaged.len() as u64);
+            }
             for problem in answer.iter().flat_map(completeness::Completeness::problems) {
                 tracing::warn!(%problem, "archive completeness: passed over");
             }
@@ -350,10 +357,11 @@ pub(crate) async fn frames(
         Some(_) => durable,
         None => durable.frozen(),
     };
+    let stats = queries.stats.clone();
     queries.spawn(async move {
         let reading = (Arc::new(request.filter.clone()), OnGap::End);
         let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
-            Ok(cursors) => cursors.passing_damage(),
+            Ok(cursors) => cursors.passing_damage().counting_damage(&stats),
             Err(err) => return drop(located.send(Err(err.to_string()))),
         };
         let (chunks, body) = mpsc::channel(QUEUED_CHUNKS);

@@ -179,7 +179,7 @@ fn render_per_item<T>(out: &mut String, families: &[PerItem<T>], items: &[(Strin
 }
 
 /// Each source's figures, labelled `source="ID",kind="KIND"`.
-const PER_SOURCE: [PerItem<SourceSnapshot>; 6] = [
+const PER_SOURCE: [PerItem<SourceSnapshot>; 8] = [
     (
         "aggregator_source_frames_total",
         MetricKind::Counter,
@@ -215,6 +215,18 @@ const PER_SOURCE: [PerItem<SourceSnapshot>; 6] = [
         MetricKind::Gauge,
         "Newest catalog version the source acknowledged holding (0 for none).",
         |s| s.catalog_version.unwrap_or(0),
+    ),
+    (
+        "aggregator_source_silence_seconds",
+        MetricKind::Gauge,
+        "Whole seconds since the connection's last frame (since it connected, before the first), by the monotonic clock.",
+        |s| s.silence.as_secs(),
+    ),
+    (
+        "aggregator_source_longest_silence_seconds",
+        MetricKind::Gauge,
+        "The longest the connection was silent before a frame came, in whole seconds.",
+        |s| s.longest_silence.as_secs(),
     ),
 ];
 

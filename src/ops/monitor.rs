@@ -115,7 +115,9 @@ impl MonitorState {
         config: &Config,
     ) -> Self {
         let archive = archive.map(|durable| (config.archive.dir.clone(), durable));
-        let queries = config.monitor.max_archive_queries;
+        let most = config.monitor.max_archive_queries;
+        let groups = merge_groups(&config.links);
+        let queries = ArchiveQueries::new(archive, (most, groups), stats.clone());
         MonitorState {
             feed: FeedState::new(frames, catalog.clone(), config.feed.clone(), stats.clone()),
             stats,
@@ -129,7 +131,7 @@ impl MonitorState {
             tls,
             settings: config.monitor.clone(),
             drain_deadline: config.shutdown.drain_deadline,
-            archive: ArchiveQueries::new(archive, queries, merge_groups(&config.links)),
+            archive: queries,
         }
     }
 

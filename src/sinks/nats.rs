@@ -433,8 +433,8 @@ impl JetStreamWriter {
         // Never stopped by a deletion: retention may delete what the sink has not published (a
         // size limit does even when the sink is protected), and it goes on at the oldest frame left.
         let reading = (Arc::new(FrameFilter::default()), OnGap::Oldest);
-        let mut cursors =
-            ShardCursors::locate(&self.files.dir, &self.files.durable, &start, reading).await?;
+        let located = ShardCursors::locate(&self.files.dir, &self.files.durable, &start, reading);
+        let mut cursors = located.await?.counting_damage(&self.stats);
         self.note_skipped(&mut cursors);
         Ok(Backlog {
             cursors,

@@ -86,6 +86,7 @@ pipeline_stats! {
     Gauge archive_bytes: "Bytes the archive's files hold on disk (every file of its directory and shard directories, reserved blocks included).",
     Gauge archive_segments: "Segments in the archive, every shard's.",
     Gauge archive_free_bytes: "Bytes free for the daemon on the archive's file system.",
+    Gauge archive_filesystem_bytes: "Size of the archive's file system in bytes (0 before retention's first check, or when it could not be read).",
     Gauge archive_oldest_frame_timestamp_seconds: "Unix time the oldest frame the archive retains was received; 0 before the first.",
     Gauge archive_newest_frame_timestamp_seconds: "Unix time the newest frame the archive holds was received; 0 before the first.",
     Counter retention_deleted_segments: "Sealed segments retention deleted ([archive.retention]), over the archive's life.",
@@ -106,6 +107,7 @@ pipeline_stats! {
     Counter clock_steps: "Steps of the wall clock past clock.step_threshold_ms the daemon noticed: while running (received times did not move), and a start with the clock behind the archive's newest frame.",
     Gauge clock_in_doubt: "1 while the clock is in doubt (/healthz says degraded): the wall clock and the archive clock disagree by more than clock.step_threshold_ms, or the daemon started with its clock behind the archive's newest frame (until the clock passes it, at most clock.start_grace_ms); else 0.",
     Gauge clock_last_step_timestamp_seconds: "Unix time, by the archive clock, of the last step of the wall clock; 0 before the first.",
+    Counter archive_damage_found: "Damaged records the daemon's readers of the archive met (followers, TM outputs, the NATS sink, /archive queries), each time one was met: `aggregator archive verify` names them.",
     Counter nats_skipped_frames: "Frames the NATS sink never published because retention deleted them first ([archive.retention] max_bytes or min_free_*, or max_age without protect = [\"nats\"]).",
 }
 

@@ -317,6 +317,8 @@ impl Stats {
         c.archive_bytes.store(files.bytes, Relaxed);
         c.archive_segments.store(files.segments, Relaxed);
         c.archive_free_bytes.store(files.free_bytes, Relaxed);
+        c.archive_filesystem_bytes
+            .store(files.filesystem_bytes, Relaxed);
         let (oldest, newest) = files.received.unzip();
         c.archive_oldest_frame_timestamp_seconds
             .store(seconds(oldest), Relaxed);
@@ -330,6 +332,11 @@ impl Stats {
         c.retention_last_deletion_timestamp_seconds
             .store(seconds(last), Relaxed);
         c.retention_short.store(u64::from(files.short), Relaxed);
+    }
+
+    /// A reader of the archive met `records` damaged records.
+    pub(crate) fn archive_damage_found(&self, records: u64) {
+        (self.counters.archive_damage_found).fetch_add(records, Relaxed);
     }
 
     /// A step of the wall clock: counted, and the last one kept.
@@ -382,6 +389,8 @@ pub(crate) struct ArchiveFiles {
     pub bytes: u64,
     pub segments: u64,
     pub free_bytes: u64,
+    /// The size of its file system.
+    pub filesystem_bytes: u64,
     /// The oldest and newest received time of a frame held (nanoseconds since the epoch).
     pub received: Option<(u64, u64)>,
     /// Retention's deletions, over the archive's life.

@@ -15,7 +15,7 @@ use super::packets::PacketStream;
 use crate::archive::read::DurableEnds;
 use crate::archive::write::Readers;
 use crate::config::TmSelection;
-use crate::stats::TmOutput;
+use crate::stats::{Stats, TmOutput};
 
 /// One `[[tm_forwards]]` entry, ready to run.
 pub(crate) struct TmForward {
@@ -26,6 +26,8 @@ pub(crate) struct TmForward {
     pub durable: DurableEnds,
     pub readers: Option<Arc<Readers>>,
     pub output: TmOutput,
+    /// The daemon's counters (damaged records met).
+    pub stats: Stats,
 }
 
 /// Sends every packet selected until the daemon drained and everything stored was sent, or the
@@ -43,7 +45,7 @@ pub(crate) async fn run(forward: TmForward) {
         &forward.archive,
         &forward.durable,
         forward.selection.clone(),
-        forward.output.clone(),
+        (forward.output.clone(), &forward.stats),
     )
     .await;
     let mut packets = match located {

@@ -107,6 +107,7 @@ impl TmOutputs {
             durable: archive.durable.clone(),
             readers: archive.readers.clone(),
             output: archive.stats.tm_output(&config.name),
+            stats: archive.stats.clone(),
         };
         let (tasks, cut_off) = (self.tasks.tracker.clone(), self.tasks.cut_off.clone());
         let name = config.name.clone();

@@ -17,7 +17,7 @@ use crate::archive::read::{
 };
 use crate::config::{TmSelection, TmStart};
 use crate::protocol::ccsds::apid_of_packet;
-use crate::stats::TmOutput;
+use crate::stats::{Stats, TmOutput};
 
 /// One TM output's reading of the archive, a batch of packets at a time.
 pub(crate) struct PacketStream {
@@ -28,12 +28,12 @@ pub(crate) struct PacketStream {
 
 impl PacketStream {
     /// Finds where `selection` starts in every shard of the archive at `root`; an error says why
-    /// the archive cannot be read.
+    /// the archive cannot be read. Damaged records it meets are counted in `stats`.
     pub(crate) async fn locate(
         root: &Path,
         durable: &DurableEnds,
         selection: TmSelection,
-        output: TmOutput,
+        (output, stats): (TmOutput, &Stats),
     ) -> Result<PacketStream, ReadError> {
         let start = match selection.from {
             TmStart::Now => Start::Now,
@@ -49,6 +49,7 @@ impl PacketStream {
             false => OnGap::End,
         };
         let cursors = ShardCursors::locate(root, durable, &start, (filter, on_gap)).await?;
+        let cursors = cursors.counting_damage(stats);
         Ok(PacketStream {
             cursors,
             selection,

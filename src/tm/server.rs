@@ -97,7 +97,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, service: &TmService) {
         &service.archive,
         &service.durable,
         service.selection.clone(),
-        service.output.clone(),
+        (service.output.clone(), &service.stats),
     )
     .await;
     let mut packets = match located {

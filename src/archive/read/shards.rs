@@ -28,6 +28,7 @@ use super::window::{self, Earliest, Window};
 use crate::archive::format;
 use crate::archive::format::index::SpanCache;
 use crate::domain::position::DurableEnd;
+use crate::stats::Stats;
 
 /// Every shard of the archive, each with its durable end (shard 0 first, then by shard), and the
 /// archive's span cache: what the daemon hands followers, TM outputs, sinks and queries. A closed
@@ -112,6 +113,8 @@ pub(crate) struct ShardCursors {
     uncache: bool,
     /// The archive's span cache, which the windows' plans consult and fill.
     spans: SpanCache,
+    /// Where a damaged record met is counted: a reader in the daemon ([`Self::counting_damage`]).
+    damage_count: Option<Stats>,
 }
 
 impl ShardCursors {
@@ -134,6 +137,7 @@ impl ShardCursors {
             damage: None,
             uncache: false,
             spans: durable.spans().clone(),
+            damage_count: None,
         };
         for (index, receiver) in durable.iter() {
             let (index, mut durable) = (*index, receiver.clone());
@@ -190,21 +194,10 @@ impl ShardCursors {
     /// reader does.
     async fn read_shard(&mut self, at: usize, end: DurableEnd) -> Result<Vec<FrameRun>, ReadError> {
         let filter = Arc::clone(&self.filter);
+        let chunk = self.read_chunk(at, end).await;
         let shard = &mut self.shards[at];
-        let (dir, index, from) = (shard.dir.clone(), shard.index, shard.cursor);
-        let (track, uncache) = (shard.gap.is_some(), self.uncache);
-        let (wanted, mut window) = (Arc::clone(&filter), shard.window.take());
-        let spans = self.spans.clone();
-        let chunk = tokio::task::spawn_blocking(move || {
-            let (from, stop) = match &mut window {
-                Some(window) => window.plan(&dir, from, end, &spans)?,
-                None => (from, None),
-            };
-            let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), (track, uncache));
-            chunk.map(|chunk| (chunk, window))
-        })
-        .await;
-        match (joined(chunk), shard.gap.take()) {
+        let index = shard.index;
+        match (chunk, shard.gap.take()) {
             (Ok((chunk, window)), gap) => {
                 shard.gap = gap.map(|mut gap| {
                     gap.pass(chunk.passed);
@@ -258,6 +251,34 @@ impl ShardCursors {
         }
     }
 
+    /// Reads shard `at`'s next chunk (within the reader's window, which comes back with it),
+    /// counting a damaged record met where the reader counts them.
+    async fn read_chunk(
+        &mut self,
+        at: usize,
+        end: DurableEnd,
+    ) -> Result<(cursor::Chunk, Option<Window>), ReadError> {
+        let shard = &mut self.shards[at];
+        let (dir, index, from) = (shard.dir.clone(), shard.index, shard.cursor);
+        let (track, uncache) = (shard.gap.is_some(), self.uncache);
+        let (wanted, mut window) = (Arc::clone(&self.filter), shard.window.take());
+        let spans = self.spans.clone();
+        let chunk = tokio::task::spawn_blocking(move || {
+            let (from, stop) = match &mut window {
+                Some(window) => window.plan(&dir, from, end, &spans)?,
+                None => (from, None),
+            };
+            let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), (track, uncache));
+            chunk.map(|chunk| (chunk, window))
+        })
+        .await;
+        let chunk = joined(chunk);
+        if let (Err(ReadError::Damaged(_)), Some(stats)) = (&chunk, &self.damage_count) {
+            stats.archive_damage_found(1);
+        }
+        chunk
+    }
+
     /// The same reader, passing over damaged records (each range listed by
     /// [`Self::take_damaged`]) instead of stopping at the first: for a query or an export, which
     /// serve the rest of their window.
@@ -273,6 +294,13 @@ impl ShardCursors {
     /// ingest beside exports).
     pub(crate) fn uncaching(mut self) -> ShardCursors {
         self.uncache = true;
+        self
+    }
+
+    /// The same reader, counting each damaged record it meets in `stats`' `archive_damage_found`:
+    /// for the daemon's readers, so that an alert hears of damage a reader met.
+    pub(crate) fn counting_damage(mut self, stats: &Stats) -> ShardCursors {
+        self.damage_count = Some(stats.clone());
         self
     }
 

@@ -209,6 +209,7 @@ impl Retainer {
             bytes: usage.bytes,
             segments: catalogue.segments(),
             free_bytes: usage.free.map_or(0, |(free, _)| free),
+            filesystem_bytes: usage.free.map_or(0, |(_, size)| size),
             received,
             short: self.short.is_some(),
             ..ArchiveFiles::default()

@@ -140,6 +140,9 @@ impl Intake {
         if !read.batches.runs.is_empty() {
             self.source.record(&read.batches.runs);
         }
+        if read.batches.accepted > 0 {
+            self.source.heard(read.decoded_at);
+        }
         self.stats.accepted(read.batches.accepted);
         if read.duplicates > 0 {
             self.stats.duplicates(read.duplicates);
