@@ -8,7 +8,7 @@
 //! |---|---|---|---|---|
 //! | 1 | 03ea247 | FRAME and STORED records | none | 1 |
 //! | 2 | 78c18ef | FRAMES records | none | 1 |
-//! | 3 | 489c6c0 | STORED RUN records | `TLMIDX02` (not read: built again) | 2 |
+//! | 3 | 489c6c0 | STORED RUN records; `catalog.bin` | `TLMIDX02` (not read: built again) | 2 |
 //! | 4 | b608eb4 | RECEIVED FRAMES records | `TLMIDX03` (read as it is) | 2 |
 
 mod common;
@@ -155,6 +155,13 @@ async fn resumes_and_appends(version: u8) {
         &payloads,
     )
     .await;
+    // The catalog the earlier build kept (from version 3 on: its second publication) is served.
+    if fixture.join("catalog.bin").exists() {
+        let (status, _, metrics) = common::http_get(daemon.monitor, "/metrics").await;
+        assert_eq!(status, 200, "v{version}");
+        let served = metrics.lines().any(|l| l == "aggregator_catalog_version 2");
+        assert!(served, "v{version}: {metrics}");
+    }
     // A follower from the oldest frame reads every earlier frame, then the new ones.
     let held = listed.lines().filter(|l| l.contains(" frame ")).count() + 20;
     let follow = daemon.consumer.expect("the follow listener").to_string();
@@ -165,7 +172,9 @@ async fn resumes_and_appends(version: u8) {
         ])
         .output()
         .unwrap();
-    let followed = String::from_utf8_lossy(&tail.stdout).lines().count();
+    let stdout = String::from_utf8_lossy(&tail.stdout);
+    // Frame lines, not the catalog's (`catalog version N published`).
+    let followed = stdout.lines().filter(|l| !l.starts_with("catalog ")).count();
     assert!(tail.status.success(), "v{version}: {tail:?}");
     assert_eq!(followed, held, "v{version}");
     daemon.signal(libc::SIGTERM);
