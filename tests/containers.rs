@@ -20,12 +20,11 @@ mod nats_stream;
 mod podman;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use podman::{field, podman, root, run, wait_until, Cleanup, Scratch};
+use podman::{ack_log, field, podman, root, run, wait_until, Cleanup, Scratch};
 
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
 const IMAGE: &str = "telemetry-aggregator";
@@ -100,22 +99,6 @@ fn sim(uplink: &str, replay: &str, extra: &[&str]) -> String {
     assert!(out.status.success(), "uplink-sim: {}\n{text}", out.status);
     assert_eq!(field(&text, "sim total:", "unacked"), 0, "{text}");
     text
-}
-
-/// Each `(kind, id)`'s last acknowledgement (`ack`) or first WELCOME value (`welcome`) in an
-/// `uplink-sim --ack-log` file.
-fn ack_log(path: &Path, what: &str) -> BTreeMap<(String, u32), String> {
-    let mut values = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap().lines() {
-        let parts: Vec<&str> = line.split(' ').collect();
-        if parts[0] == what {
-            let key = (parts[1].to_string(), parts[2].parse().unwrap());
-            if what == "ack" || !values.contains_key(&key) {
-                values.insert(key, parts[3].to_string());
-            }
-        }
-    }
-    values
 }
 
 #[test]

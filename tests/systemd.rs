@@ -18,77 +18,21 @@
 mod podman;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use podman::{field, podman, root, run, wait_until, Cleanup, Scratch};
+use podman::system::{finish, read_only, System};
+use podman::{field, root, run, wait_until, Scratch};
 
-const IMAGE: &str = "aggregator-systemd-host";
+/// The daemon's /stats, over TLS (either CA's certificate).
+const STATS: &str = "curl -fsS --cacert /certs/both.pem https://127.0.0.1:7780/stats";
 
-/// The running system: commands in it, as root.
-struct System {
-    name: String,
-}
-
-impl System {
-    fn exec(&self, script: &str) -> Command {
-        let mut command = podman();
-        command.args(["exec", &self.name, "sh", "-c", script]);
-        command
-    }
-
-    /// Runs `script` in the system; fails the test unless it succeeded; its stdout.
-    fn sh(&self, script: &str) -> String {
-        run(&mut self.exec(script))
-    }
-
-    /// Whether `script` succeeded.
-    fn ok(&self, script: &str) -> bool {
-        podman::output(&mut self.exec(script)).status.success()
-    }
-
-    fn show(&self, property: &str) -> String {
-        self.sh(&format!("systemctl show -P {property} aggregator"))
-            .trim()
-            .to_string()
-    }
-
-    /// A counter of the daemon's /stats (0 while it does not answer).
-    fn stat(&self, name: &str) -> u64 {
-        let out = podman::output(
-            &mut self.exec("curl -fsS --cacert /certs/both.pem https://127.0.0.1:7780/stats"),
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|stats| stats["stats"][name].as_u64())
-            .unwrap_or(0)
-    }
-
-    fn journal(&self) -> String {
-        self.sh("journalctl -u aggregator -o cat --no-pager")
-    }
-
-    /// `uplink-sim` in the system against the daemon, trusting `ca`, in the background.
-    fn sim(&self, ca: &str, args: &str) -> Child {
-        self.exec(&format!(
-            "/build/uplink-sim --uplink 127.0.0.1:7700 --replay 127.0.0.1:7701 \
-             --tls-ca {ca} --tls-server-name localhost --progress off {args}"
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-    }
-}
-
-fn finish(sim: Child) -> (bool, String) {
-    let out = sim.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+/// `uplink-sim` in the system against the daemon, trusting `ca`, in the background.
+fn sim(system: &System, ca: &str, args: &str) -> Child {
+    system.spawn(&format!(
+        "/build/uplink-sim --uplink 127.0.0.1:7700 --replay 127.0.0.1:7701 \
+         --tls-ca {ca} --tls-server-name localhost --progress off {args}"
+    ))
 }
 
 /// The directives under "# Hardening" in the unit, as `Key=value` lines.
@@ -104,13 +48,7 @@ fn hardening(unit: &str) -> Vec<&str> {
 #[test]
 #[ignore = "needs podman (Debian packages podman, runc) and deploy/podman/base-images.sh; .ci/run runs it"]
 fn the_unit_runs_under_systemd() {
-    podman::require_base_images(&["debian:bookworm-slim"]);
     let started = Instant::now();
-    run(podman()
-        .args(["build", "--network", "host", "-q", "-t", IMAGE, "-f"])
-        .arg(root().join("deploy/podman/systemd-host.Containerfile"))
-        .arg(root().join("deploy/podman")));
-
     // Two certificate authorities: the daemon starts with a's certificate, reloads b's.
     let scratch = Scratch::new("aggregator-systemd");
     for pki in ["a", "b"] {
@@ -126,30 +64,14 @@ fn the_unit_runs_under_systemd() {
         .unwrap();
     assert!(bin.join("uplink-sim").is_file(), "uplink-sim is built");
 
-    let name = format!("aggregator-systemd-{}", std::process::id());
-    let _cleanup = Cleanup::container(&name, Vec::new());
-    let mount = |from: &Path, to: &str| format!("{}:{to}:ro", from.display());
-    run(podman()
-        .args([
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--systemd=always",
-            "--privileged",
-        ])
-        .args(["--network", "none"])
-        .args(["-v", &mount(bin, "/build"), "-v", &mount(root(), "/src")])
-        .args(["-v", &mount(&scratch.0, "/certs"), IMAGE]));
-    let system = System { name };
-    wait_until("the system to boot", || {
-        let state = podman::output(&mut system.exec("systemctl is-system-running"));
-        matches!(
-            String::from_utf8_lossy(&state.stdout).trim(),
-            "running" | "degraded"
-        )
-    });
-    eprintln!("booted in {:.1?}", started.elapsed());
+    let system = System::boot(
+        &format!("aggregator-systemd-{}", std::process::id()),
+        &[
+            read_only(bin, "/build"),
+            read_only(root(), "/src"),
+            read_only(&scratch.0, "/certs"),
+        ],
+    );
 
     // JetStream for the NATS sink.
     system.sh(
@@ -222,12 +144,13 @@ EOF
     assert_ne!(uid.trim(), "0", "DynamicUser: not root");
 
     // Reload under load: 50 sources connected with CA a's trust stay connected to the end.
-    let long = system.sim(
+    let long = sim(
+        &system,
         "/certs/a/ca.pem",
         "--scenario default --duration 8 --require-all-acked",
     );
     wait_until("50 sources connected", || {
-        system.stat("active_sources") >= 50
+        system.stat(STATS, "active_sources") >= 50
     });
     system.sh(
         "install -m 0644 /certs/b/ca.pem /certs/b/server.pem /certs/b/server.key /etc/aggregator/tls/
@@ -253,9 +176,17 @@ EOF
         field(&out, "sim total:", "sources"),
         "a connection was dropped across the reload:\n{out}"
     );
-    let (ok, out) = finish(system.sim("/certs/b/ca.pem", "--scenario brief --require-all-acked"));
+    let (ok, out) = finish(sim(
+        &system,
+        "/certs/b/ca.pem",
+        "--scenario brief --require-all-acked",
+    ));
     assert!(ok, "a client of the new CA after the reload:\n{out}");
-    let (ok, out) = finish(system.sim("/certs/a/ca.pem", "--scenario brief --give-up-after 1"));
+    let (ok, out) = finish(sim(
+        &system,
+        "/certs/a/ca.pem",
+        "--scenario brief --give-up-after 1",
+    ));
     assert!(
         !ok,
         "a client of the old CA got in after the reload:\n{out}"
@@ -267,8 +198,8 @@ EOF
          https://127.0.0.1:7780/catalog",
     );
     wait_until("NATS to acknowledge the archive", || {
-        let archived = system.stat("frames_archived");
-        archived > 0 && system.stat("nats_published") >= archived
+        let archived = system.stat(STATS, "frames_archived");
+        archived > 0 && system.stat(STATS, "nats_published") >= archived
     });
     wait_until("the NATS cursor on disk", || {
         system.ok("find /var/lib/private/aggregator -name '*.cursor' | grep -q .")
@@ -280,12 +211,13 @@ EOF
 
     // kill -9 of the main process: systemd restarts it and every source resumes. The sources
     // send for 20 s, so that a slow machine still kills the daemon while they do.
-    let sim = system.sim(
+    let load = sim(
+        &system,
         "/certs/b/ca.pem",
         "--scenario default --duration 20 --require-all-acked",
     );
     wait_until("50 sources connected", || {
-        system.stat("active_sources") >= 50
+        system.stat(STATS, "active_sources") >= 50
     });
     let before = system.show("MainPID");
     system.sh(&format!("kill -9 {before}"));
@@ -293,7 +225,7 @@ EOF
         system.show("NRestarts") == "1" && system.show("ActiveState") == "active"
     });
     assert_ne!(system.show("MainPID"), before);
-    let (ok, out) = finish(sim);
+    let (ok, out) = finish(load);
     assert!(ok, "the sources across kill -9:\n{out}");
     assert!(
         field(&out, "sim total:", "connections") > field(&out, "sim total:", "sources"),
@@ -328,11 +260,12 @@ EOF
     }
 
     // Stop under load: the drain completes and the daemon exits 0 within TimeoutStopSec.
-    let sim = system.sim(
+    let load = sim(
+        &system,
         "/certs/b/ca.pem",
         "--scenario saturate --duration 30 --give-up-after 1",
     );
-    wait_until("load", || system.stat("frames_accepted") > 10_000);
+    wait_until("load", || system.stat(STATS, "frames_accepted") > 10_000);
     let t = Instant::now();
     system.sh("systemctl stop aggregator");
     let stop = t.elapsed();
@@ -351,6 +284,6 @@ EOF
         journal.contains("drain complete"),
         "no drain line:\n{journal}"
     );
-    let _ = finish(sim);
+    let _ = finish(load);
     eprintln!("the systemd test took {:.1?}", started.elapsed());
 }

@@ -1,8 +1,12 @@
-//! What tests/containers.rs and tests/systemd.rs share: podman with this repository's settings
-//! (`deploy/podman/containers.conf`), commands that must succeed, containers removed at the end of
-//! a test whatever happens, and waiting with a deadline.
+//! What tests/containers.rs, tests/systemd.rs and tests/package.rs share: podman with this
+//! repository's settings (`deploy/podman/containers.conf`), commands that must succeed, containers
+//! removed at the end of a test whatever happens, waiting with a deadline, the system booted with
+//! systemd ([`system`]), and reading what `uplink-sim` reports.
 #![allow(dead_code)]
 
+pub mod system;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread;
@@ -120,8 +124,15 @@ impl Drop for Scratch {
     }
 }
 
-/// The value of `key=value` in whitespace-separated `text` (uplink-sim's summary line).
+/// The number in `key=N` on the line of `text` that starts with `line_prefix` (uplink-sim's
+/// summary line).
 pub fn field(text: &str, line_prefix: &str, key: &str) -> u64 {
+    field_text(text, line_prefix, key).parse().unwrap()
+}
+
+/// The value of `key=value` on the line of `text` that starts with `line_prefix`, the line's
+/// fields separated by whitespace.
+pub fn field_text<'a>(text: &'a str, line_prefix: &str, key: &str) -> &'a str {
     let line = text
         .lines()
         .find(|l| l.starts_with(line_prefix))
@@ -129,6 +140,20 @@ pub fn field(text: &str, line_prefix: &str, key: &str) -> u64 {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-        .parse()
-        .unwrap()
+}
+
+/// Each `(kind, id)`'s last acknowledgement (`ack`) or first WELCOME value (`welcome`) in an
+/// `uplink-sim --ack-log` file.
+pub fn ack_log(path: &Path, what: &str) -> BTreeMap<(String, u32), String> {
+    let mut values = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        if parts[0] == what {
+            let key = (parts[1].to_string(), parts[2].parse().unwrap());
+            if what == "ack" || !values.contains_key(&key) {
+                values.insert(key, parts[3].to_string());
+            }
+        }
+    }
+    values
 }
