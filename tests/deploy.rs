@@ -1,6 +1,7 @@
 //! The deployment files: the systemd unit passes `systemd-analyze verify`, and the unit, the
 //! Dockerfile and the compose file agree with the configs they ship (ports, drain deadline), so an
-//! operator's stop never kills a drain that is still within its deadline.
+//! operator's stop never kills a drain that is still within its deadline; the Debian package's
+//! config and drop-in are the repository's config and unit with the package's paths.
 
 use std::path::Path;
 use std::process::Command;
@@ -116,6 +117,31 @@ fn container_config_is_valid_and_matches_the_image() {
         .and_then(|s| s.parse().ok())
         .expect("stop_grace_period in seconds");
     assert!(Duration::from_secs(grace) > config.shutdown.drain_deadline);
+}
+
+#[test]
+fn the_debian_package_ships_the_config_and_the_unit_with_its_paths() {
+    // The conffile: config/aggregator.toml with the archive in the unit's state directory.
+    let unit = read("deploy/aggregator.service");
+    let archive = format!("/var/lib/{}/archive", unit_value(&unit, "StateDirectory"));
+    assert_eq!(
+        read("deploy/debian/aggregator.toml"),
+        read("config/aggregator.toml")
+            .replace("\ndir = \"archive\"\n", &format!("\ndir = \"{archive}\"\n")),
+        "deploy/debian/aggregator.toml must be config/aggregator.toml with dir = \"{archive}\""
+    );
+    let config = config("deploy/debian/aggregator.toml");
+    assert_eq!(config.archive.dir, Path::new(&archive));
+    // The drop-in: the unit's commands, reset, then again with the package's binary.
+    let drop_in = read("deploy/debian/aggregator.service.d/00-package.conf");
+    for key in ["ExecStartPre", "ExecStart"] {
+        let commands: Vec<&str> = drop_in
+            .lines()
+            .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .collect();
+        let packaged = unit_value(&unit, key).replace("/usr/local/bin/", "/usr/bin/");
+        assert_eq!(commands, ["", packaged.as_str()], "{key}");
+    }
 }
 
 #[test]
