@@ -174,7 +174,10 @@ async fn resumes_and_appends(version: u8) {
         .unwrap();
     let stdout = String::from_utf8_lossy(&tail.stdout);
     // Frame lines, not the catalog's (`catalog version N published`).
-    let followed = stdout.lines().filter(|l| !l.starts_with("catalog ")).count();
+    let followed = stdout
+        .lines()
+        .filter(|l| !l.starts_with("catalog "))
+        .count();
     assert!(tail.status.success(), "v{version}: {tail:?}");
     assert_eq!(followed, held, "v{version}");
     daemon.signal(libc::SIGTERM);
