@@ -14,6 +14,8 @@
 //!   frame from a missing one.
 //! - **Received times are the archive clock's** ([`crate::domain::clock`]): a step of the wall
 //!   clock is recorded (a CLOCK record), never written into the stamps.
+//! - **Every file an earlier build wrote is read in place** (`docs/compatibility.md`): segments of
+//!   format versions 1 to 5, never rewritten, since a position is a byte offset in one.
 //!
 //! The files of a shard's directory (shard 0 in `archive.dir`, shard K in `shard-KK/`;
 //! `docs/archive-format.md` gives each byte), and who writes and reads them:
@@ -22,7 +24,7 @@
 //! | --- | --- | --- |
 //! | `segment-N.seg` | [`write`](mod@write) (appended, synced, sealed) | [`read`], recovery, [`query`], [`tools`]; deleted by [`retention`] |
 //! | `segment-N.seg.new` | [`write`](mod@write)'s disk thread, before the previous segment is durable | nobody: recovery deletes it |
-//! | `segment-N.index` | [`write`](mod@write) at sealing; any reader rebuilds a missing or stale one | [`read`], [`retention`], [`query`], [`tools`] |
+//! | `segment-N.index` | [`write`](mod@write) at sealing; any reader rebuilds a missing or stale one | [`read`], [`retention`], [`query`], [`tools`]; each index's received span is kept in the archive's span cache (`format::index::SpanCache`), shared by its writers, retention and readers |
 //! | `emergency-G.journal` | [`write`](mod@write)'s journal thread; deleted once the segments hold its frames | recovery, [`tools`] |
 //! | `RETENTION` | [`retention`], `archive prune` | [`read`] (what was skipped), [`query`], [`tools`] |
 //! | `LOCK` | held by the daemon, `archive repair` and `archive prune` | |
@@ -37,8 +39,8 @@
 //! - [`read`]: how the files are read back, up to each shard's durable end: cursors, time
 //!   windows, shards merged, what a reader skipped.
 //! - [`query`]: questions asked of the whole archive through the read side: completeness, export.
-//! - [`tools`]: the operators' `verify`, `inspect`, `repair`, `prune` and `export` of a stopped
-//!   archive.
+//! - [`tools`]: the operators' `verify`, `inspect`, `repair`, `prune`, `export` and `upgrade` of
+//!   a stopped archive.
 
 pub mod format;
 pub mod query;
