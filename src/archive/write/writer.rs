@@ -281,19 +281,28 @@ impl Writer {
     /// missing made durable in it, and has the disk thread create the one after it: the newest
     /// segment, continued, unless it is full; else a new one with a
     /// checkpoint. Blocking: called once, at start.
-    /// A segment an earlier build wrote (format version 4) is not continued: a new one begins,
-    /// so that every file holds the records of its own version. Either way the start's CLOCK
-    /// record follows the journaled frames.
+    /// A segment an earlier build wrote (an earlier format version) is not continued: a new one
+    /// begins, logged, so that every file holds the records of its own version. Either way the
+    /// start's CLOCK record follows the journaled frames.
     fn start(
         &mut self,
         (start, started): (Start, u64),
         journaled: &[FrameRecord],
     ) -> io::Result<()> {
         let event = self.start_event(started, start.newest_received);
-        let continued = match &start.newest {
-            Some(newest) => format::file_version(&newest.path)? == format::FORMAT_VERSION,
-            None => false,
+        let version = match &start.newest {
+            Some(newest) => Some(format::file_version(&newest.path)?),
+            None => None,
         };
+        let continued = version == Some(format::FORMAT_VERSION);
+        if let Some(earlier) = version.filter(|v| *v < format::FORMAT_VERSION) {
+            tracing::info!(
+                dir = %self.dir.display(),
+                version = earlier,
+                "archive: the newest segment is of an earlier format version, read in place; \
+                 a segment of the current one begins after it"
+            );
+        }
         let index = match start.newest {
             Some(newest) if newest.len < self.segment_bytes && continued => {
                 self.resume(newest, journaled, &event)?
