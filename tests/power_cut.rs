@@ -183,17 +183,22 @@ fn summary_field(summary: &str, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{name}= is not a number in {summary:?}"))
 }
 
+/// A run's summary says every acknowledged frame of its `cuts` cuts is in the archive exactly
+/// once, undamaged, and the final `verify --strict` passed.
+fn assert_nothing_lost(summary: &str, cuts: u64) {
+    assert!(summary.starts_with("powercut: OK"), "{summary}");
+    assert_eq!(summary_field(summary, "cuts"), cuts, "{summary}");
+    assert!(summary_field(summary, "acknowledged") > 0, "{summary}");
+    for zero in ["missing", "duplicated", "damaged", "final_verify_exit"] {
+        assert_eq!(summary_field(summary, zero), 0, "{zero}: {summary}");
+    }
+}
+
 #[test]
 #[ignore = "needs qemu-system-x86_64 and debootstrap (deploy/powercut/setup.sh); .ci/run runs it"]
 fn power_cuts_under_load_lose_no_acknowledged_frame_with_sync_interval() {
     let summary = run_power_cuts("test-interval", &["--cuts", "3", "--sync", "interval"]);
-    assert!(summary.starts_with("powercut: OK"), "{summary}");
-    assert_eq!(summary_field(&summary, "cuts"), 3, "{summary}");
-    assert!(summary_field(&summary, "acknowledged") > 0, "{summary}");
-    assert_eq!(summary_field(&summary, "missing"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "duplicated"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "damaged"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "final_verify_exit"), 0, "{summary}");
+    assert_nothing_lost(&summary, 3);
 }
 
 /// The guest's daemon starts on an archive of format version 3 (`tests/fixtures/archive-v3`, as
@@ -205,13 +210,7 @@ fn power_cuts_during_an_upgrade_lose_no_acknowledged_frame() {
     let fixture = root().join("tests/fixtures/archive-v3");
     let fixture = fixture.to_str().unwrap();
     let summary = run_power_cuts("test-upgrade", &["--cuts", "2", "--seed-archive", fixture]);
-    assert!(summary.starts_with("powercut: OK"), "{summary}");
-    assert_eq!(summary_field(&summary, "cuts"), 2, "{summary}");
-    assert!(summary_field(&summary, "acknowledged") > 0, "{summary}");
-    assert_eq!(summary_field(&summary, "missing"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "duplicated"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "damaged"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "final_verify_exit"), 0, "{summary}");
+    assert_nothing_lost(&summary, 2);
 }
 
 #[test]
@@ -221,13 +220,7 @@ fn power_cuts_while_retention_deletes_lose_no_acknowledged_frame() {
         "test-retention",
         &["--cuts", "2", "--segment-mib", "1", "--retention-mib", "8"],
     );
-    assert!(summary.starts_with("powercut: OK"), "{summary}");
-    assert_eq!(summary_field(&summary, "cuts"), 2, "{summary}");
-    assert!(summary_field(&summary, "acknowledged") > 0, "{summary}");
-    assert_eq!(summary_field(&summary, "missing"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "duplicated"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "damaged"), 0, "{summary}");
-    assert_eq!(summary_field(&summary, "final_verify_exit"), 0, "{summary}");
+    assert_nothing_lost(&summary, 2);
     // Retention deleted all along, acknowledged frames among what it deleted, and each cut waited
     // for a deletion and landed within 2 s of it.
     assert!(summary_field(&summary, "segments_deleted") > 0, "{summary}");
