@@ -294,13 +294,17 @@ impl SegmentIndex {
 
     /// The index of the segment at `path`, read whole (a sealed segment: nothing appends to it).
     pub fn build(path: &Path) -> io::Result<SegmentIndex> {
+        Ok(SegmentIndex::of_scan(&scan::read_segment(path)?))
+    }
+
+    /// The index of a segment from a scan of it whole.
+    pub(crate) fn of_scan(scanned: &scan::SegmentScan) -> SegmentIndex {
         let mut index = SegmentIndex::default();
-        let scanned = scan::read_segment(path)?;
         for (offset, entry) in &scanned.entries {
             index.add_entry(*offset, entry);
         }
         index.len = scanned.file_len;
-        Ok(index)
+        index
     }
 
     /// The index of segment `segment` (at `path`, in `dir`): its index file when that is whole

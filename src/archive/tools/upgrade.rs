@@ -15,7 +15,7 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use crate::archive::format::index::{self, SegmentIndex, SpanCache};
+use crate::archive::format::index::{self, SegmentIndex};
 use crate::archive::format::{self, Entry, ScanEnd};
 
 /// What `upgrade` found and did in one shard.
@@ -79,7 +79,7 @@ fn upgrade_shard(files: format::ShardSegments, dry_run: bool) -> io::Result<Shar
         }
         shard.indexes += 1;
         if !dry_run {
-            SegmentIndex::read_or_rebuild(&files.dir, *index, path, &SpanCache::default())?;
+            SegmentIndex::of_scan(&scan).write(&index::index_path(&files.dir, *index))?;
         }
     }
     for path in &files.journals {
