@@ -203,7 +203,7 @@ fn nanos(duration: Duration) -> u64 {
 /// What the archive says of the last run that wrote it.
 struct LastRun {
     /// By queue: the segment of the last start's CLOCK record, and the start's time (an
-    /// archive of format version 4 has none).
+    /// archive of a format version before 5 has none).
     began_in: BTreeMap<usize, (u64, u64)>,
     /// The newest received time of each shard's last segment with frames, the newest of them.
     newest: Option<u64>,
