@@ -9,8 +9,8 @@
 //! - **A magic per file** (`TLMSEG05`): a tool pointed at the wrong file fails at byte 0 instead of
 //!   reading nonsense, and the trailing digits are the format version. This version is written,
 //!   and every version a build wrote is read ([`READ_VERSIONS`]: each lacks the record types
-//!   added after it, `record::versions_of`); a file of another (`TLMSEGnn`) is refused with an error
-//!   naming the versions, never taken for damage.
+//!   added after it, `record::versions_of`); a file of another (`TLMSEGnn`) is refused with an
+//!   error naming the versions, never taken for damage.
 //! - **Length, then CRC, then body.** The length lets a reader skip a record without knowing its
 //!   type; the CRC-32 of the body tells a complete record from a torn or damaged one. The length is
 //!   outside the CRC, so a damaged length is caught by the body's CRC not matching, or by no record
