@@ -147,34 +147,35 @@ fn decode_frame(data: &Bytes, body_start: usize, body: &[u8]) -> Result<FrameRec
 
 /// A WATERMARK record's body.
 fn decode_watermark(body: &[u8]) -> Result<Entry, Bad> {
-    if body.len() != MARK_BODY_LEN {
-        return Err(Bad::Impossible(format!(
-            "type {TYPE_WATERMARK} record body of {} bytes, expected {MARK_BODY_LEN}",
-            body.len()
-        )));
-    }
+    let (kind, source_id, acked) = decode_mark(body)?;
     Ok(Entry::Watermark {
-        kind: kind(body[1])?,
-        source_id: be_u32(body, 2),
-        acked: be_u64(body, 6),
+        kind,
+        source_id,
+        acked,
     })
 }
 
 /// A STORED record's body (versions 1 and 2): a run of one sequence.
 fn decode_stored(body: &[u8]) -> Result<Entry, Bad> {
-    if body.len() != MARK_BODY_LEN {
-        return Err(Bad::Impossible(format!(
-            "type {TYPE_STORED} record body of {} bytes, expected {MARK_BODY_LEN}",
-            body.len()
-        )));
-    }
-    let sequence = be_u64(body, 6);
+    let (kind, source_id, sequence) = decode_mark(body)?;
     Ok(Entry::Stored {
-        kind: kind(body[1])?,
-        source_id: be_u32(body, 2),
+        kind,
+        source_id,
         first: sequence,
         last: sequence,
     })
+}
+
+/// The source and the value of a WATERMARK or STORED record's body, which `encode_mark` wrote.
+fn decode_mark(body: &[u8]) -> Result<(SourceKind, u32, u64), Bad> {
+    if body.len() != MARK_BODY_LEN {
+        return Err(Bad::Impossible(format!(
+            "type {} record body of {} bytes, expected {MARK_BODY_LEN}",
+            body[0],
+            body.len()
+        )));
+    }
+    Ok((kind(body[1])?, be_u32(body, 2), be_u64(body, 6)))
 }
 
 /// A STORED RUN record's body.
