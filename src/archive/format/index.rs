@@ -292,6 +292,13 @@ impl SegmentIndex {
         ranges
     }
 
+    /// Segment `segment`'s index file in `dir`, when it is whole, of a version read and of the
+    /// segment's length `len`.
+    pub(crate) fn read_current(dir: &Path, segment: u64, len: u64) -> Option<SegmentIndex> {
+        let index = decode(&fs::read(index_path(dir, segment)).ok()?)?;
+        (index.len == len).then_some(index)
+    }
+
     /// The index of the segment at `path`, read whole (a sealed segment: nothing appends to it).
     pub fn build(path: &Path) -> io::Result<SegmentIndex> {
         Ok(SegmentIndex::of_scan(&scan::read_segment(path)?))
@@ -320,15 +327,12 @@ impl SegmentIndex {
         let len = fs::metadata(path)
             .map_err(|err| error::with_path(err, path, "cannot stat"))?
             .len();
-        let file = index_path(dir, segment);
-        if let Some(index) = fs::read(&file).ok().and_then(|bytes| decode(&bytes)) {
-            if index.len == len {
-                spans.remember(dir, segment, &index);
-                return Ok(index);
-            }
+        if let Some(index) = SegmentIndex::read_current(dir, segment, len) {
+            spans.remember(dir, segment, &index);
+            return Ok(index);
         }
         let index = SegmentIndex::build(path)?;
-        if let Err(err) = index.write(&file) {
+        if let Err(err) = index.write(&index_path(dir, segment)) {
             tracing::warn!(error = %err, "archive: cannot write a segment's index; it is built again when needed");
         }
         spans.remember(dir, segment, &index);

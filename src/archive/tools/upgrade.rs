@@ -11,12 +11,11 @@
 //! segment of the current version. It takes every shard's lock, so it never runs beside a daemon.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::PathBuf;
 
 use crate::archive::format::index::{self, SegmentIndex};
-use crate::archive::format::{self, Entry, ScanEnd};
+use crate::archive::format::{self, Entry};
 
 /// What `upgrade` found and did in one shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,13 +67,13 @@ fn upgrade_shard(files: format::ShardSegments, dry_run: bool) -> io::Result<Shar
         shard.frames += (scan.entries.iter())
             .filter(|(_, entry)| matches!(entry, Entry::Frame(_)))
             .count() as u64;
-        if let Some(damage) = scan.damaged.first().filter(|_| scan.end != ScanEnd::Clean) {
+        if let Some(damage) = scan.damaged.first() {
             shard.damaged.push((path.clone(), damage.reason.clone()));
         }
         // The newest segment of this version is the one the next start goes on in; one of an
         // earlier version is sealed (the start begins a segment after it).
         let open = Some(*index) == newest && version == format::FORMAT_VERSION;
-        if open || index_is_read(&files.dir, *index, scan.file_len) {
+        if open || SegmentIndex::read_current(&files.dir, *index, scan.file_len).is_some() {
             continue;
         }
         shard.indexes += 1;
@@ -93,11 +92,4 @@ fn upgrade_shard(files: format::ShardSegments, dry_run: bool) -> io::Result<Shar
         }
     }
     Ok(shard)
-}
-
-/// Whether segment `segment` of `dir` has an index file this build reads, of its length `len`.
-fn index_is_read(dir: &std::path::Path, segment: u64, len: u64) -> bool {
-    (fs::read(index::index_path(dir, segment)).ok())
-        .and_then(|bytes| index::decode(&bytes))
-        .is_some_and(|index| index.len == len)
 }
