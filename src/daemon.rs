@@ -34,8 +34,9 @@ use crate::archive::write::{
     SyncPolicy,
 };
 use crate::catalog::CatalogHandle;
-use crate::config::{Config, PipelineConfig, Protected};
+use crate::config::{AckMode, Config, Identity, PipelineConfig, Protected};
 use crate::domain::batch::Batch;
+use crate::domain::replication::{FleetResume, Replication};
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Services;
 use crate::ingest::listener::{self, Listeners};
@@ -51,6 +52,7 @@ use crate::pipeline::fan_out::{fan_out, FanOut, FanOutLane, Subscribe};
 use crate::pipeline::processor::Processor;
 use crate::pipeline::queue::{frame_queue, FrameReceiver, FrameSender};
 use crate::pipeline::shard::ShardThreads;
+use crate::sinks::fleet::StreamResume;
 use crate::sinks::nats::NatsSink;
 use crate::stats::{self, PipelineStats, Stats};
 use crate::tls::ServerTls;
@@ -101,6 +103,8 @@ pub struct Daemon {
     catalog: CatalogHandle,
     /// TLS on the source and consumer listeners (`[tls]`), reloadable while serving.
     tls: Option<Arc<ServerTls>>,
+    /// With `sinks.nats.ack = "replicated"`: the gate between the archive and the NATS sink.
+    replication: Option<Arc<Replication>>,
 }
 
 /// One shard's stages before they start: its fan-in, its archive's queue and its sink.
@@ -201,7 +205,21 @@ impl Daemon {
             tracker,
             catalog,
             tls: None,
+            replication: None,
         }
+        .with_replication()
+    }
+
+    /// The gate that holds acknowledgements until JetStream has the frames, when the config asks
+    /// for it and there is a sink to replicate them.
+    fn with_replication(mut self) -> Daemon {
+        let Some(nats) = &self.config.sinks.nats else {
+            return self;
+        };
+        if nats.ack == AckMode::Replicated && !self.durable.is_empty() {
+            self.replication = Some(Replication::new(nats.max_unreplicated_frames));
+        }
+        self
     }
 
     /// Serves `catalog` (a stored one: the binary opens it next to the archive) instead of one
@@ -372,7 +390,16 @@ impl Daemon {
             catalog: self.catalog.clone(),
             tls: self.tls.clone(),
             shards: threads.map_or_else(Vec::new, |threads| threads.handles().to_vec()),
+            fleet: self.fleet_resume(),
         })
+    }
+
+    /// Where a registering source stands in the fleet's stream, when sources fail over between
+    /// daemons (`identity = "fleet"`, `ack = "replicated"`).
+    fn fleet_resume(&self) -> Option<Arc<dyn FleetResume>> {
+        let nats = self.config.sinks.nats.as_ref()?;
+        let fleet = nats.identity == Identity::Fleet && self.replication.is_some();
+        fleet.then(|| Arc::new(StreamResume::new(nats.clone())) as Arc<dyn FleetResume>)
     }
 
     /// What the ground-segment links need of the daemon.
@@ -411,7 +438,9 @@ impl Daemon {
             let dir = config.archive.dir.clone();
             // The sink follows the archive's files as a follower does: they stay cached for it.
             let _reading = self.readers.as_ref().map(Readers::hold);
-            let sink = NatsSink::start(nats, dir, durable.clone(), stats.clone(), marks);
+            let replication = self.replication.clone();
+            let (durable, stats) = (durable.clone(), stats.clone());
+            let sink = NatsSink::start(nats, dir, durable, stats, marks, replication);
             Some(NatsOutput { sink, _reading })
         });
         (retention, nats)
@@ -484,6 +513,7 @@ impl Daemon {
             drain,
             tracker,
             archive_time,
+            replication,
             ..
         } = self;
         // Closes every subscription once the last shard's processor has finished.
@@ -494,6 +524,7 @@ impl Daemon {
                 max_unsynced_bytes: config.archive.max_unsynced_bytes,
                 drain: drain.clone(),
                 storage_lost: storage_lost.clone(),
+                replication: replication.clone(),
             };
             let stages = chain.stages(publisher, &config.pipeline, settings, stats.shard(shard));
             for stage in stages.map(|stage| tracker.track_future(stage)) {

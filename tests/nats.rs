@@ -577,6 +577,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
         archive.durable_ends(),
         first.clone(),
         None,
+        None,
     );
     wait_published(&first, sent.len() as u64).await;
     sink.finish(tokio::time::Instant::now()).await;
@@ -609,6 +610,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
         root.0.clone(),
         archive.durable_ends(),
         second.clone(),
+        None,
         None,
     );
     archive.stop().await;

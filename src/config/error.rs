@@ -184,4 +184,9 @@ pub enum SubjectError {
         subject: String,
         placeholder: &'static str,
     },
+    #[error(
+        "{subject:?} holds {{site}}, but identity = \"fleet\" gives a source one subject on every \
+         daemon (e.g. \"telemetry.{{kind}}.{{source}}\"); the site is a header"
+    )]
+    SiteInFleet { subject: String },
 }

@@ -56,7 +56,7 @@ pub(crate) use monitor::MonitorConfig;
 pub(crate) use pipeline::PipelineConfig;
 pub(crate) use runtime::RuntimeConfig;
 pub(crate) use shutdown::ShutdownConfig;
-pub(crate) use sinks::{NatsConfig, SinksConfig};
+pub(crate) use sinks::{AckMode, Identity, NatsConfig, SinksConfig};
 pub use tls::TlsConfig;
 pub use tm::{TmForwardConfig, TmFraming, TmSelection, TmServerConfig, TmStart};
 

@@ -58,6 +58,46 @@ pub struct NatsConfig {
         deserialize_with = "millis"
     )]
     pub max_lag: Duration,
+    /// What an ACK to a sender promises: durable in this daemon's archive (`local`), or that and
+    /// acknowledged by JetStream (`replicated`).
+    #[serde(default)]
+    pub ack: AckMode,
+    /// Whose frames a message id names: this daemon's (`site`), or the source's wherever it
+    /// connects (`fleet`: ids and subjects without the site, so that a source failing over to
+    /// another daemon continues its own messages).
+    #[serde(default)]
+    pub identity: Identity,
+    /// The replicas asked for when the daemon creates the stream.
+    #[serde(default = "NatsConfig::default_replicas")]
+    pub replicas: usize,
+    /// With `ack = "replicated"`: frames written to the archive and not yet acknowledged by
+    /// JetStream before the archive stops taking routine frames (emergencies get twice as many),
+    /// so that an outage of JetStream slows the senders instead of piling up.
+    #[serde(default = "NatsConfig::default_max_unreplicated")]
+    pub max_unreplicated_frames: u64,
+}
+
+/// `sinks.nats.ack`: when a frame is acknowledged to its sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    /// Once it is durable in this daemon's archive.
+    #[default]
+    Local,
+    /// Once it is durable in the archive and JetStream has acknowledged it: it outlives the
+    /// loss of this machine.
+    Replicated,
+}
+
+/// `sinks.nats.identity`: the scope of message ids and subjects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Identity {
+    /// `{site}.{kind}.{source}.{seq}`: each daemon's frames its own.
+    #[default]
+    Site,
+    /// `{kind}.{source}.{seq}`: a source's frames are one series across the fleet.
+    Fleet,
 }
 
 /// A password: its `Debug` form hides it, so that a config printed for a bug report does not
@@ -98,6 +138,17 @@ impl NatsConfig {
     fn default_max_lag() -> Duration {
         Duration::from_secs(5)
     }
+
+    fn default_replicas() -> usize {
+        1
+    }
+
+    fn default_max_unreplicated() -> u64 {
+        65_536
+    }
+
+    /// The most replicas a JetStream stream has.
+    const MAX_REPLICAS: u64 = 5;
 
     /// The placeholders a subject template may hold.
     pub(crate) const PLACEHOLDERS: [&'static str; 3] = ["{site}", "{kind}", "{source}"];
@@ -152,6 +203,13 @@ impl NatsConfig {
             Bound::count("sinks.nats.window", self.window, UNBOUNDED),
             Bound::seconds("sinks.nats.duplicate_window_s", self.duplicate_window),
             Bound::millis("sinks.nats.max_lag_ms", self.max_lag),
+            Bound::count("sinks.nats.replicas", self.replicas, Self::MAX_REPLICAS)
+                .most_because("a JetStream stream has at most 5 replicas"),
+            Bound::count(
+                "sinks.nats.max_unreplicated_frames",
+                self.max_unreplicated_frames,
+                UNBOUNDED,
+            ),
         ])?;
         let (key, rule) = match (&self.user, &self.password) {
             (Some(_), None) => ("sinks.nats.password", "user is set without a password"),
@@ -181,7 +239,16 @@ impl NatsConfig {
             }
         }
         for placeholder in Self::PLACEHOLDERS {
-            if subject.split('.').filter(|t| *t == placeholder).count() != 1 {
+            let count = subject.split('.').filter(|t| *t == placeholder).count();
+            if placeholder == "{site}" && self.identity == Identity::Fleet {
+                if count > 0 {
+                    return Err(SubjectError::SiteInFleet {
+                        subject: subject.clone(),
+                    });
+                }
+                continue;
+            }
+            if count != 1 {
                 return Err(SubjectError::Placeholder {
                     subject: subject.clone(),
                     placeholder,

@@ -200,6 +200,19 @@ impl Ledger {
         self.changed.notified()
     }
 
+    /// Raises the acknowledgement to `after` when every frame recorded is stored and it is
+    /// below: the fleet's stream holds the source up to there ([`super::replication`]), sent
+    /// through another daemon. Returns whether it moved.
+    pub(crate) fn raise_to(&self, after: u64) -> bool {
+        let mut state = self.state();
+        if !state.runs.is_empty() || state.acked >= Some(after) {
+            return false;
+        }
+        state.acked = Some(after);
+        self.acked.store(state.acked);
+        true
+    }
+
     /// A connection feeds the ledger from now on (`true`), or has ended (`false`).
     pub(crate) fn set_connected(&self, connected: bool) {
         let mut state = self.state();
@@ -302,6 +315,21 @@ mod tests {
         ledger.stored(E, 1, 2);
         ledger.stored(R, 3, 5);
         assert!(ledger.settled_before(6, None));
+    }
+
+    /// A source that comes from another daemon resumes where the fleet's stream holds it, unless
+    /// frames it sent here are still on their way to the archive.
+    #[test]
+    fn the_fleet_raises_a_settled_ledger_only_and_never_lowers_it() {
+        let ledger = Ledger::new(Some(10));
+        assert!(!ledger.raise_to(8), "never lowered");
+        assert!(ledger.raise_to(20));
+        assert_eq!(ledger.acked(), Some(20));
+        ledger.record(&[run(R, 2, 22)]);
+        assert!(!ledger.raise_to(30), "21..=22 wait for the archive");
+        ledger.stored(R, 21, 22);
+        assert!(ledger.raise_to(30));
+        assert_eq!(ledger.acked(), Some(30));
     }
 
     #[test]

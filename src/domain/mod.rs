@@ -14,6 +14,7 @@ pub mod frame_quality;
 pub mod ledger;
 pub mod position;
 pub mod reception;
+pub mod replication;
 pub mod sequence_set;
 pub mod shard;
 pub mod source;

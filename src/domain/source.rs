@@ -143,6 +143,12 @@ impl Source {
         self.ledger.stored(span.priority, span.first, span.last);
     }
 
+    /// Called by the archive once a batch of this source is stored, when its acknowledgement waits
+    /// for a replica ([`crate::domain::replication`]): counted, the acknowledgement left alone.
+    pub(crate) fn stored_here(&self, span: Span) {
+        self.stored.fetch_add(span.frames, Relaxed);
+    }
+
     /// Whether an emergency batch from sequence `first` on, once stored by itself, would move the
     /// acknowledgement: every frame before it is stored, or in the archive's emergency journal.
     /// Only then is the journal's sync worth its cost: an emergency behind routine frames not yet

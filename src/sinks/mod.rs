@@ -5,7 +5,9 @@
 //! the segment files from its own durable [`cursor`] with the archive's read side
 //! ([`crate::archive::read`]), on a thread of its own, so an outage of the system it publishes to
 //! only puts it further behind in the files; ingest, the archive and the drain never wait for it.
-//! [`nats`] publishes into NATS JetStream.
+//! [`nats`] publishes into NATS JetStream; [`fleet`] asks its stream where a source stands, for a
+//! daemon that takes over a source from another.
 
 pub mod cursor;
+pub mod fleet;
 pub mod nats;

@@ -41,13 +41,18 @@ use super::cursor::CursorFile;
 use crate::archive::read::{spawn_low_priority, DurableEnds, FollowedFrame, FrameFilter};
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::retention::ReadMarks;
-use crate::config::NatsConfig;
+use crate::config::{AckMode, Identity, NatsConfig};
 use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::SourceKind;
 use crate::domain::position::DurableEnd;
 use crate::domain::position::{Positions, ShardPosition};
 use crate::domain::reception::Reception;
+use crate::domain::replication::Replication;
 use crate::stats::Stats;
+
+/// The header of each message published with `ack = "replicated"`: its source's acknowledgement
+/// when it was published, up to which every frame of the source is in the stream.
+pub(super) const REPLICATED_THROUGH: &str = "Aggregator-Replicated-Through";
 
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,24 +81,33 @@ impl NatsSink {
     /// closed watch for a shard no writer appends to).
     /// With `marks`, retention keeps the segments the sink has not published from `max_age`
     /// (`archive.retention.protect = ["nats"]`): the sink says where its saved cursors are.
+    /// With `replication` (`ack = "replicated"`), each frame JetStream acknowledges moves its
+    /// source's acknowledgement.
     pub fn start(
         config: NatsConfig,
         archive: PathBuf,
         durable: DurableEnds,
         stats: Stats,
         marks: Option<Arc<ReadMarks>>,
+        replication: Option<Arc<Replication>>,
     ) -> NatsSink {
         let sink = NatsSink {
             done: CancellationToken::new(),
             cut_off: CancellationToken::new(),
         };
         let (done, cut_off) = (sink.done.clone().drop_guard(), sink.cut_off.clone());
+        // Before anything of this run is written: frames from these ends on are new.
+        let start_ends = (durable.iter())
+            .map(|(shard, end)| (*shard, *end.borrow()))
+            .collect();
         let started = spawn_low_priority("nats-sink", move || async move {
             let _done = done;
             let files = ArchiveFiles {
                 dir: archive,
                 durable,
                 marks,
+                start_ends,
+                replication,
             };
             run(config, files, stats, cut_off).await;
         });
@@ -124,6 +138,11 @@ struct ArchiveFiles {
     durable: DurableEnds,
     /// Where retention protection is told the saved cursors are (`retention.protect`).
     marks: Option<Arc<ReadMarks>>,
+    /// Each shard's durable end when the daemon started: frames from it on were archived by
+    /// this run.
+    start_ends: HashMap<usize, DurableEnd>,
+    /// Where acknowledged frames are marked, with `ack = "replicated"`.
+    replication: Option<Arc<Replication>>,
 }
 
 /// The sink's life: connect, then sessions until the archive closes, a fatal problem, or the
@@ -161,9 +180,6 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
     let mut publisher = JetStreamWriter {
         subject: SubjectTemplate::new(&config),
         context: jetstream::new(client),
-        start_ends: (files.durable.iter())
-            .map(|(shard, end)| (*shard, *end.borrow()))
-            .collect(),
         files,
         config,
         cursor_files,
@@ -208,7 +224,7 @@ fn load_cursors(files: &HashMap<usize, CursorFile>) -> std::io::Result<Positions
 /// Why the sink cannot start, or why one of its sessions failed (and the next starts again from
 /// the cursor).
 #[derive(Debug, thiserror::Error)]
-enum NatsError {
+pub(super) enum NatsError {
     #[error("sinks.nats.credentials {}: {source}", path.display())]
     Credentials {
         path: PathBuf,
@@ -238,7 +254,7 @@ enum NatsError {
 }
 
 /// Connects in the background: the client keeps trying the servers, forever.
-async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
+pub(super) async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
     let mut options = ConnectOptions::new()
         .name(format!("aggregator {}", config.site))
         .retry_on_initial_connect()
@@ -337,8 +353,6 @@ struct JetStreamWriter {
     cursor_files: HashMap<usize, CursorFile>,
     stats: Stats,
     progress: Arc<Progress>,
-    /// Each shard's durable end when the sink started: frames from it on were archived by this run.
-    start_ends: HashMap<usize, DurableEnd>,
     /// In each shard, every frame up to this one is acknowledged; a shard without one has none
     /// acknowledged yet (it starts at the oldest).
     acked: Positions,
@@ -504,6 +518,9 @@ impl JetStreamWriter {
     fn note_skipped(&mut self, cursors: &mut ShardCursors) {
         for skip in cursors.take_skipped() {
             self.stats.nats_skipped(skip.frames());
+            if let Some(replication) = &self.files.replication {
+                replication.passed(skip.frames());
+            }
             self.progress.acked_new.fetch_add(skip.frames(), Relaxed);
             self.progress.skipped.store(true, Relaxed);
             skip.log("NATS sink");
@@ -520,6 +537,7 @@ impl JetStreamWriter {
             name: self.config.stream.clone(),
             subjects: vec![self.config.stream_subjects()],
             duplicate_window: self.config.duplicate_window,
+            num_replicas: self.config.replicas,
             storage: stream::StorageType::File,
             ..Default::default()
         };
@@ -531,6 +549,14 @@ impl JetStreamWriter {
                 stream: self.config.stream.clone(),
                 source,
             })?;
+        let replicas = stream.cached_info().config.num_replicas;
+        if self.config.ack == AckMode::Replicated && replicas < 3 {
+            tracing::warn!(
+                stream = self.config.stream,
+                replicas,
+                "ack = \"replicated\" with a stream of fewer than 3 replicas: an acknowledged frame outlives this machine, not the loss of a NATS server"
+            );
+        }
         let window = stream.cached_info().config.duplicate_window;
         if window < self.config.duplicate_window {
             tracing::warn!(
@@ -566,19 +592,26 @@ impl JetStreamWriter {
     async fn publish(&self, followed: &FollowedFrame) -> Result<InFlight, NatsError> {
         let frame = &followed.frame;
         let kind = kind_token(frame.kind);
-        let id = format!(
-            "{}.{kind}.{}.{}",
-            self.config.site, frame.source_id, frame.sequence
-        );
+        let series = format!("{kind}.{}.{}", frame.source_id, frame.sequence);
+        let id = match self.config.identity {
+            Identity::Site => format!("{}.{series}", self.config.site),
+            Identity::Fleet => series,
+        };
         let mut message = PublishMessage::build()
             .payload(frame.payload.clone())
             .message_id(id)
+            .header("Aggregator-Site", self.config.site.as_str())
             .header("Aggregator-Priority", frame.priority.as_str())
             .header("Aggregator-Sequence", frame.sequence.to_string())
             .header(
                 "Aggregator-Received-Unix-Ns",
                 frame.received_unix_ns.to_string(),
             );
+        let replicated_through = (self.files.replication.as_ref())
+            .and_then(|r| r.acked_through((frame.kind, frame.source_id)));
+        if let Some(through) = replicated_through {
+            message = message.header(REPLICATED_THROUGH, through.to_string());
+        }
         for (name, value) in frame
             .reception
             .as_deref()
@@ -595,8 +628,7 @@ impl JetStreamWriter {
             Err(_) => return Err(NatsError::PublishTimeout),
         };
         let (p, shard) = (followed.position, followed.shard);
-        let new = self
-            .start_ends
+        let new = (self.files.start_ends)
             .get(&shard)
             .is_none_or(|end| (p.segment, p.offset) >= (end.segment, end.len));
         Ok(InFlight {
@@ -620,6 +652,11 @@ impl JetStreamWriter {
         })?;
         self.acked.set(published.position);
         self.stats.nats_acked(ack.duplicate);
+        if let Some(replication) = &self.files.replication {
+            let frame = &published.frame.frame;
+            let key = (frame.kind, frame.source_id);
+            replication.replicated(key, frame.priority, frame.sequence, published.new);
+        }
         if published.new {
             self.progress.acked_new.fetch_add(1, Relaxed);
         }
@@ -689,7 +726,7 @@ async fn next_ack(
 }
 
 /// The `{kind}` of subjects and message ids.
-fn kind_token(kind: SourceKind) -> &'static str {
+pub(super) fn kind_token(kind: SourceKind) -> &'static str {
     match kind {
         SourceKind::LiveUplink => "live",
         SourceKind::ArchivedReplay => "replay",
@@ -697,13 +734,14 @@ fn kind_token(kind: SourceKind) -> &'static str {
 }
 
 /// `sinks.nats.subject`, taken apart once.
-struct SubjectTemplate {
+#[derive(Debug)]
+pub(super) struct SubjectTemplate {
     site: String,
     tokens: Vec<String>,
 }
 
 impl SubjectTemplate {
-    fn new(config: &NatsConfig) -> SubjectTemplate {
+    pub(super) fn new(config: &NatsConfig) -> SubjectTemplate {
         SubjectTemplate {
             site: config.site.clone(),
             tokens: config.subject.split('.').map(str::to_string).collect(),
@@ -711,7 +749,7 @@ impl SubjectTemplate {
     }
 
     /// The subject of a frame of source `source` of kind `kind`.
-    fn render(&self, kind: &str, source: u32) -> String {
+    pub(super) fn render(&self, kind: &str, source: u32) -> String {
         let source = source.to_string();
         let tokens: Vec<&str> = self
             .tokens

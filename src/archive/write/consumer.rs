@@ -35,6 +35,10 @@
 //! emergency journal, whose sync does not wait for the routine data; it counts as stored when the
 //! journal or the segment's sync has made it durable, whichever is first.
 //!
+//! With `sinks.nats.ack = "replicated"` the stores count, but a frame's acknowledgement waits
+//! for JetStream ([`Replication`]): the journal, which acknowledges early, is not used, and past
+//! the frames that may wait for their replica, batches wait as they do for a sync.
+//!
 //! The sink is a trait ([`ArchiveSink`]) so that the counting sink, the durable segment archive and
 //! the tests' sinks (which observe the processing order, hold the archive still, or fail on demand)
 //! share this one consumer.
@@ -45,6 +49,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +58,7 @@ use crate::archive::format::is_transient;
 use crate::domain::batch::Batch;
 use crate::domain::frame::Priority;
 use crate::domain::ledger::Span;
+use crate::domain::replication::Replication;
 use crate::domain::source::Source;
 use crate::pipeline::queue::{Admitted, FrameReceiver};
 use crate::stats::Stats;
@@ -67,6 +73,9 @@ pub(crate) struct ArchiveSettings {
     pub drain: CancellationToken,
     /// Cancelled when the consumer gives up on frames it cannot store.
     pub storage_lost: CancellationToken,
+    /// With `sinks.nats.ack = "replicated"`: stored frames are acknowledged once JetStream holds
+    /// them, and frames wait for room when too many wait for that.
+    pub replication: Option<Arc<Replication>>,
 }
 
 /// An emergency batch durable in two places, the segment and the journal: whichever makes it
@@ -85,13 +94,16 @@ impl Claim {
 /// journal append, if it has one.
 type Written = (Arc<Source>, Span, Option<Claim>);
 
-/// Frames counted as archived, and acknowledgeable to their sources, unless the other durable
-/// copy got there first.
-fn store(stats: &Stats, spans: Vec<Written>) {
+/// Frames counted as archived, and acknowledgeable to their sources (`acknowledge`; otherwise
+/// their replica acknowledges them), unless the other durable copy got there first.
+fn store(stats: &Stats, spans: Vec<Written>, acknowledge: bool) {
     for (source, span, claim) in spans {
         if claim.is_none_or(|claim| claim.take()) {
             stats.archived(span.frames);
-            source.stored(span);
+            match acknowledge {
+                true => source.stored(span),
+                false => source.stored_here(span),
+            }
         }
     }
 }
@@ -117,10 +129,11 @@ impl Unsynced {
         }
     }
 
-    /// Everything written is stored now: count it and let the sources acknowledge it.
-    fn stored(self, stats: &Stats) {
+    /// Everything written is stored now: count it and let the sources acknowledge it (unless
+    /// their replica does).
+    fn stored(self, stats: &Stats, acknowledge: bool) {
         stats.archived_bytes(self.bytes);
-        store(stats, self.spans);
+        store(stats, self.spans, acknowledge);
     }
 
     fn frames(&self) -> u64 {
@@ -176,6 +189,8 @@ pub(crate) struct ArchiveConsumer {
     outage: Option<(Instant, u64)>,
     /// Why a sync failed: nothing more is written.
     broken: Option<String>,
+    /// Moves as frames are replicated, with `settings.replication`.
+    replicas: Option<watch::Receiver<u64>>,
 }
 
 impl ArchiveConsumer {
@@ -186,6 +201,7 @@ impl ArchiveConsumer {
         stats: Stats,
     ) -> Self {
         ArchiveConsumer {
+            replicas: settings.replication.as_ref().map(|r| r.subscribe()),
             input,
             sink,
             settings,
@@ -246,6 +262,7 @@ impl ArchiveConsumer {
                     self.start_sync();
                 }
                 _ = drain.cancelled(), if self.held.is_some() => self.retry().await?,
+                _ = replicated(&mut self.replicas), if self.waits_for_replicas() => {}
                 first = self.input.recv(), if !self.input_done => match first {
                     Some(first) => self.take_input(first),
                     None => self.input_done = true,
@@ -312,12 +329,27 @@ impl ArchiveConsumer {
         covered + self.unsynced.bytes
     }
 
+    /// Whether stored frames are acknowledged at once, not once their replica holds them.
+    fn acknowledges(&self) -> bool {
+        self.settings.replication.is_none()
+    }
+
+    /// Whether frames of `priority` may be written, as far as what waits for a replica goes.
+    fn has_replica_room(&self, priority: Priority) -> bool {
+        (self.settings.replication.as_ref()).is_none_or(|r| r.has_room(priority))
+    }
+
+    /// Whether parked batches wait for frames to be replicated.
+    fn waits_for_replicas(&self) -> bool {
+        !self.parked.is_empty() && !self.has_replica_room(Priority::Routine)
+    }
+
     /// The next group to write: what is parked, in order, up to the room left; without room,
     /// the parked emergencies, ahead of the routine batches parked before them.
     fn take_group(&mut self) -> Vec<Admitted<Arc<Batch>>> {
         let room = self.room();
         let mut group = Vec::new();
-        if room > 0 {
+        if room > 0 && self.has_replica_room(Priority::Routine) {
             let mut bytes = 0;
             while bytes < room {
                 let Some(next) = self.parked.pop_front() else {
@@ -329,7 +361,10 @@ impl ArchiveConsumer {
                 }
                 group.push(next);
             }
-        } else if self.parked_emergencies > 0 && self.has_emergency_room() {
+        } else if self.parked_emergencies > 0
+            && self.has_emergency_room()
+            && self.has_replica_room(Priority::Emergency)
+        {
             let (emergencies, routine): (VecDeque<_>, _) = std::mem::take(&mut self.parked)
                 .into_iter()
                 .partition(|admitted| admitted.item.priority == Priority::Emergency);
@@ -371,6 +406,12 @@ impl ArchiveConsumer {
         if let Some(why) = &self.broken {
             return Err(io::Error::other(why.clone()));
         }
+        if let Some(replication) = &self.settings.replication {
+            // Before the frames can be durable, and so before the sink can meet them.
+            group
+                .iter()
+                .for_each(|a| replication.writing(&a.item.source));
+        }
         let batches: Vec<_> = group.iter().map(|a| Arc::clone(&a.item)).collect();
         self.sink.write(&batches).await
     }
@@ -378,6 +419,9 @@ impl ArchiveConsumer {
     /// A group is written: it waits for its sync, its emergencies go to the journal too, and its
     /// queue capacity goes back.
     fn written(&mut self, group: Vec<Admitted<Arc<Batch>>>, ends_outage: bool) {
+        if let Some(replication) = &self.settings.replication {
+            replication.written(group.iter().map(|a| a.item.len() as u64).sum());
+        }
         let claims = self.journal(&group);
         self.unsynced.add(&group, &claims);
         self.unsynced.ends_outage |= ends_outage;
@@ -401,7 +445,8 @@ impl ArchiveConsumer {
     /// journal; for each batch, the claim it shares with its journal append, if it has one.
     fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Vec<Option<Claim>> {
         let none = || vec![None; group.len()];
-        if self.settings.policy == SyncPolicy::Never {
+        // The journal acknowledges early; a replica's acknowledgement cannot come from it.
+        if self.settings.policy == SyncPolicy::Never || !self.acknowledges() {
             return none();
         }
         // In order, so that a batch journaled counts for the next one of its source.
@@ -462,7 +507,7 @@ impl ArchiveConsumer {
         match result {
             Ok(()) => {
                 self.journal_failing = false;
-                store(&self.stats, spans);
+                store(&self.stats, spans, self.acknowledges());
             }
             Err(err) if !self.journal_failing => {
                 self.journal_failing = true;
@@ -574,7 +619,7 @@ impl ArchiveConsumer {
     /// Frames are stored: their sources may acknowledge them; an outage they end is over.
     fn stored(&mut self, written: Unsynced) {
         let ends_outage = written.ends_outage;
-        written.stored(&self.stats);
+        written.stored(&self.stats, self.acknowledges());
         if ends_outage && self.held.is_none() && self.broken.is_none() {
             if let Some((since, frames)) = self.outage.take() {
                 tracing::info!(
@@ -667,6 +712,17 @@ async fn journal_front(journaling: &mut Journaling) -> io::Result<()> {
 }
 
 /// Sleeps until `at`, or forever when there is no such time.
+/// Completes when more frames are replicated; never without a replica to wait for.
+async fn replicated(replicas: &mut Option<watch::Receiver<u64>>) {
+    let Some(replicas) = replicas else {
+        return std::future::pending().await;
+    };
+    if replicas.changed().await.is_err() {
+        // The sink is gone: nothing will be replicated any more.
+        std::future::pending().await
+    }
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

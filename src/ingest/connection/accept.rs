@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -13,11 +14,16 @@ use super::services::Services;
 use super::wire::Wire;
 use super::Connection;
 use crate::domain::frame::SourceKind;
+use crate::domain::replication::FleetResume;
+use crate::domain::source::Source;
 use crate::ingest::router::{RegisterError, Registration};
 use crate::net::Refused;
 use crate::protocol::ingest::{RefuseReason, ServerMessage};
 use crate::tls::auth::PeerIdentity;
 use crate::tls::stream;
+
+/// How long a registering source waits for the fleet's stream to say where it stands.
+const FLEET_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Serves one accepted TCP connection on the listener for `listener` sources.
 #[tracing::instrument(name = "conn", skip_all, fields(%peer, listener = listener.as_str(), source_id))]
@@ -108,6 +114,9 @@ async fn admit(
             return None;
         }
     };
+    if let Some(fleet) = &services.fleet {
+        resume_in_fleet(fleet.as_ref(), &registration.source).await;
+    }
     wire.send(&ServerMessage::Welcome {
         version: hello.version,
         resume_after: registration.source.last_acked(),
@@ -116,6 +125,28 @@ async fn admit(
     registration.source.takes_catalogs();
     let catalog = CatalogOut::new(services.catalog.subscribe());
     Some((wire, registration, catalog))
+}
+
+/// Raises the source's resume point to where the fleet's stream holds it: the source may come
+/// from another daemon. Without an answer in time, this archive's resume point stands: the
+/// source sends again what the stream may hold, and its duplicate window drops it.
+async fn resume_in_fleet(fleet: &dyn FleetResume, source: &Source) {
+    let key = (source.kind, source.id);
+    let error = match tokio::time::timeout(FLEET_PATIENCE, fleet.resume_after(key)).await {
+        Ok(Ok(Some(after))) => {
+            if source.ledger().raise_to(after) {
+                tracing::info!(
+                    resume_after = after,
+                    "the fleet's stream holds the source further: resuming there"
+                );
+            }
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(why)) => why,
+        Err(_) => format!("no answer within {} ms", FLEET_PATIENCE.as_millis()),
+    };
+    tracing::warn!(%error, "cannot ask the fleet's stream where the source stands; resuming where this archive has it");
 }
 
 /// Refuses a connection the listener will not serve (it, or the address, is at its connection
@@ -210,6 +241,7 @@ mod tests {
             catalog: CatalogHandle::in_memory(1024),
             tls: None,
             shards: Vec::new(),
+            fleet: None,
         });
         let future = serve(stream, peer, SourceKind::LiveUplink, services);
         let size = std::mem::size_of_val(&future);

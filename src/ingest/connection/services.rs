@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogHandle;
 use crate::config::Config;
+use crate::domain::replication::FleetResume;
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
 use crate::stats::Stats;
@@ -30,4 +31,7 @@ pub(crate) struct Services {
     /// Each shard's runtime (`shards[k]` is shard `k`'s): a registered connection is served on
     /// its shard's. Empty: on the caller's runtime.
     pub shards: Vec<tokio::runtime::Handle>,
+    /// With `sinks.nats.identity = "fleet"` and `ack = "replicated"`: where a registering source
+    /// stands in the fleet's stream.
+    pub fleet: Option<Arc<dyn FleetResume>>,
 }

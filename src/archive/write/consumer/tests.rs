@@ -92,6 +92,7 @@ async fn an_emergency_is_acknowledged_from_the_journal_without_waiting_for_routi
         max_unsynced_bytes: KIB,
         drain: CancellationToken::new(),
         storage_lost: CancellationToken::new(),
+        replication: None,
     };
     let stats = Stats::new();
     let consumer = ArchiveConsumer::new(input, Box::new(disk), settings, stats.clone());
@@ -149,6 +150,7 @@ async fn a_slow_disk_bounds_what_is_written_and_not_durable() {
         max_unsynced_bytes: 8 * KIB,
         drain: CancellationToken::new(),
         storage_lost: CancellationToken::new(),
+        replication: None,
     };
     let consumer = ArchiveConsumer::new(input, Box::new(disk), settings, Stats::new());
     let stored = tokio::spawn(consumer.run());
