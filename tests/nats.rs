@@ -183,6 +183,17 @@ impl Daemon {
     /// A daemon whose `[archive]` section ends with `archive` (keys, then tables of its own, such
     /// as `[archive.retention]`).
     fn start_with(dir: &Path, site: &str, nats: &str, archive_keys: &str) -> Daemon {
+        Daemon::start_keyed(dir, site, nats, "", archive_keys)
+    }
+
+    /// A daemon with more keys of `[sinks.nats]` (`sink_keys`, one per line) and of `[archive]`.
+    fn start_keyed(
+        dir: &Path,
+        site: &str,
+        nats: &str,
+        sink_keys: &str,
+        archive_keys: &str,
+    ) -> Daemon {
         let (uplink, replay, monitor) = (
             common::free_port(),
             common::free_port(),
@@ -196,7 +207,7 @@ impl Daemon {
              [monitor]\nlisten = \"127.0.0.1:{monitor}\"\n\
              [dashboard]\nstats_interval_ms = 50\n\
              [sinks.nats]\nurl = \"{nats}\"\nstream = \"{STREAM}\"\nsite = \"{site}\"\n\
-             max_lag_ms = 2000\n\
+             max_lag_ms = 2000\n{sink_keys}\n\
              [archive]\ndir = \"{}\"\n{archive_keys}",
             archive_dir.display()
         );
@@ -511,6 +522,95 @@ fn sigkill_and_a_nats_outage_still_publish_exactly_once_and_ingest_goes_on() {
     assert!(north.terminate().success(), "{}", north.log());
     assert!(south.terminate().success(), "{}", south.log());
     assert_exactly_once(&contents, &[("north", &north), ("south", &south)]);
+}
+
+/// What a machine lost during a NATS outage took with it: the simulator's sources run against a
+/// daemon with `sinks.nats.ack = ack`; NATS stops, the daemon stores on, then is SIGKILLed and its
+/// archive deleted; NATS comes back. Returns the frames the simulator saw acknowledged and those
+/// of them the stream does not hold.
+fn acknowledged_and_lost_with_the_machine(ack: &str) -> (u64, u64) {
+    let store = TempDir::new("store");
+    let mut nats = NatsServer::start(nats_server(), &store.0);
+    let dir = TempDir::new("lost");
+    let sink_keys = format!("ack = \"{ack}\"");
+    let mut daemon = Daemon::start_keyed(&dir.0, "lost", &nats.url(), &sink_keys, "");
+    let acks = dir.0.join("acks.log");
+    let sim = Command::new(SIM)
+        .args(["--scenario", "default", "--uplinks", "4", "--replays", "1"])
+        .args(["--rate", "500", "--duration", "30", "--give-up-after", "1"])
+        .args(["--progress", "off", "--ack-log"])
+        .arg(&acks)
+        .arg("--uplink")
+        .arg(format!("127.0.0.1:{}", daemon.uplink))
+        .arg("--replay")
+        .arg(format!("127.0.0.1:{}", daemon.replay))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start uplink-sim");
+    let mut sim = Sim { child: sim };
+    wait_until("the daemon to publish", || {
+        daemon.stat("nats_published") > 1_000
+    });
+    nats.stop();
+    let archived = daemon.stat("frames_archived");
+    wait_until("frames stored during the outage", || {
+        daemon.stat("frames_archived") > archived + 1_000
+    });
+    if ack == "replicated" {
+        let (status, health) = daemon.get("/healthz");
+        assert_eq!(status, 503, "{health}");
+        let waiting = health["nats"]["acks_wait_for_jetstream"].as_u64();
+        assert!(waiting > Some(0), "{health}");
+    }
+    // The machine is lost: the daemon and its disk.
+    daemon.kill();
+    std::fs::remove_dir_all(&daemon.archive).expect("delete the archive");
+    wait_child(&mut sim.child);
+    nats.restart();
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let contents = runtime.block_on(stream_contents(&nats.url(), None));
+    let held = contents.get("lost").cloned().unwrap_or_default();
+    let log = std::fs::read_to_string(&acks).expect("the ack log");
+    let mut last_ack = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        if let ["ack", kind, id, seq] = line.split_whitespace().collect::<Vec<_>>()[..] {
+            let id: u32 = id.parse().expect("a source id");
+            let seq: u64 = seq.parse().expect("a sequence");
+            let last = last_ack.entry((kind.to_string(), id)).or_insert(seq);
+            *last = (*last).max(seq);
+        }
+    }
+    let (mut acknowledged, mut lost) = (0, 0);
+    for ((kind, id), last) in last_ack {
+        for seq in 0..=last {
+            acknowledged += 1;
+            match held.get(&(kind.clone(), id, seq)) {
+                Some(1) => {}
+                Some(n) => panic!("{kind} {id} {seq} is in the stream {n} times"),
+                None => lost += 1,
+            }
+        }
+    }
+    eprintln!("ack = {ack}: {acknowledged} frames acknowledged, {lost} of them not in the stream");
+    (acknowledged, lost)
+}
+
+#[test]
+#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+fn a_replicated_acknowledgement_outlives_the_machine() {
+    let (acknowledged, lost) = acknowledged_and_lost_with_the_machine("replicated");
+    assert!(acknowledged > 1_000, "{acknowledged} acknowledged");
+    assert_eq!(lost, 0, "of {acknowledged} acknowledged frames");
+}
+
+/// The control: the same loss with `ack = "local"` loses what was acknowledged during the outage.
+#[test]
+#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+fn a_local_acknowledgement_is_lost_with_the_machine() {
+    let (acknowledged, lost) = acknowledged_and_lost_with_the_machine("local");
+    assert!(lost > 0, "none of {acknowledged} acknowledged frames lost");
 }
 
 /// Sends frames `range` of shard `shard`'s two sources (live `10 * shard + 1`, replay

@@ -274,6 +274,9 @@ async fn healthz(State(state): State<MonitorState>) -> Response {
             "lag_frames": s.nats_lag_frames,
             "lag_seconds": s.nats_lag_seconds,
         });
+        if s.nats_ack_replicated != 0 {
+            body["nats"]["acks_wait_for_jetstream"] = s.nats_unreplicated_frames.into();
+        }
     }
     (status, Json(body)).into_response()
 }

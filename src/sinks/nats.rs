@@ -148,7 +148,7 @@ struct ArchiveFiles {
 /// The sink's life: connect, then sessions until the archive closes, a fatal problem, or the
 /// cut-off; the cursors are saved at the end.
 async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: CancellationToken) {
-    stats.nats_sink_started();
+    stats.nats_sink_started(files.replication.is_some());
     let cursor_files: HashMap<usize, CursorFile> = (files.durable.iter())
         .map(|(shard, _)| (*shard, CursorFile::of_shard(&files.dir, "nats", *shard)))
         .collect();
@@ -176,6 +176,7 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
         stats.clone(),
         Arc::clone(&progress),
         config.max_lag,
+        files.replication.clone(),
     ));
     let mut publisher = JetStreamWriter {
         subject: SubjectTemplate::new(&config),
@@ -299,7 +300,14 @@ struct Progress {
 }
 
 /// Reports the connection, the lag and health to the stats every [`REPORT_INTERVAL`].
-async fn report(client: Client, stats: Stats, progress: Arc<Progress>, max_lag: Duration) {
+/// With `replication`, also how many frames wait for JetStream to be acknowledged.
+async fn report(
+    client: Client,
+    stats: Stats,
+    progress: Arc<Progress>,
+    max_lag: Duration,
+    replication: Option<Arc<Replication>>,
+) {
     let archived_at_start = stats.snapshot().frames_archived;
     let mut ticker = tokio::time::interval(REPORT_INTERVAL);
     loop {
@@ -313,6 +321,9 @@ async fn report(client: Client, stats: Stats, progress: Arc<Progress>, max_lag: 
         let lag_frames = archived.saturating_sub(progress.acked_new.load(Relaxed));
         let degraded = !connected || lag > max_lag || progress.skipped.load(Relaxed);
         stats.nats_state(connected, degraded, lag_frames, lag);
+        if let Some(replication) = &replication {
+            stats.nats_unreplicated(replication.waiting());
+        }
     }
 }
 

@@ -280,8 +280,17 @@ impl Stats {
     }
 
     /// The NATS sink runs.
-    pub(crate) fn nats_sink_started(&self) {
+    /// The NATS sink started; `replicated`: with `ack = "replicated"`.
+    pub(crate) fn nats_sink_started(&self, replicated: bool) {
         self.counters.nats_sink.store(1, Relaxed);
+        (self.counters.nats_ack_replicated).store(u64::from(replicated), Relaxed);
+    }
+
+    /// Frames whose acknowledgement waits for JetStream's (`ack = "replicated"`).
+    pub(crate) fn nats_unreplicated(&self, frames: u64) {
+        self.counters
+            .nats_unreplicated_frames
+            .store(frames, Relaxed);
     }
 
     /// JetStream acknowledged a frame; `duplicate` when it already held it.
