@@ -184,8 +184,8 @@ async fn a_replay_at_a_speed_factor_keeps_the_recorded_gaps_scaled() {
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(test_config(), sink).await;
     let plan = SimPlan {
-        uplink: daemon.uplink.to_string(),
-        replay: daemon.replay.to_string(),
+        uplink: vec![daemon.uplink.to_string()],
+        replay: vec![daemon.replay.to_string()],
         sources: loaded.specs(64),
         session: SessionOptions::default(),
         tls: None,

@@ -36,12 +36,28 @@ struct Cli {
     /// (48 + 2 at a realistic rate for 3 s), saturate (48 + 2 at max rate for 3 s).
     #[arg(long, default_value = "default")]
     scenario: Scenario,
-    /// The daemon's uplink listener.
-    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
-    uplink: String,
-    /// The daemon's replay listener.
-    #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
-    replay: String,
+    /// The daemon's uplink listener, or several daemons' as a comma-separated list (A,B,...).
+    /// Every live uplink starts at the first; when it cannot connect, its connection breaks or
+    /// times out, or the daemon is shutting down (REFUSED or CLOSE), its next attempt goes to the
+    /// next address, wrapping around, after the same backoff: a failover. The summary counts them
+    /// (failovers), and the frames acknowledged above the resume point a daemon gave later
+    /// (acked_not_held).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7700",
+        value_name = "ADDR[,ADDR...]",
+        value_delimiter = ','
+    )]
+    uplink: Vec<String>,
+    /// The daemon's replay listener, or several daemons' as a comma-separated list (A,B,...),
+    /// tried by the replay feeds as --uplink says.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7701",
+        value_name = "ADDR[,ADDR...]",
+        value_delimiter = ','
+    )]
+    replay: Vec<String>,
     /// Play this archive directory back instead of generating frames: every source in it becomes
     /// a replay feed with the same id, sending its archived frames in sequence order. Damaged
     /// ranges of a corrupt segment are skipped with a warning (exit status 3), every valid record
@@ -98,9 +114,10 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     max_in_flight: usize,
     /// Seconds a source that has been connected keeps trying to reconnect before it gives up (a
-    /// daemon restart is worth waiting for). With nothing listening at an address the run fails
-    /// at once, before any source starts, with "cannot connect to ADDR: is the aggregator
-    /// running?"; a source that has never connected tries for 3 s at most.
+    /// daemon restart is worth waiting for). With nothing listening at an address (at any address
+    /// of a list) the run fails at once, before any source starts, with "cannot connect to ADDR:
+    /// is the aggregator running?"; a source that has never connected tries for 3 s at most, and
+    /// every address of its list at least once.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     give_up_after: f64,
     /// Milliseconds a connection attempt (with TLS, its handshake too) may take before the source
@@ -117,7 +134,8 @@ struct Cli {
     require_all_acked: bool,
     /// Write every WELCOME (`welcome KIND ID RESUME_AFTER|-`) and every acknowledgement a source
     /// takes (`ack KIND ID SEQUENCE`) to this file, one line each, KIND `live` or `replay`; flushed
-    /// when the run ends (deploy/powercut/run.sh checks them across power cuts).
+    /// when the run ends (deploy/powercut/run.sh checks them across power cuts). Where --uplink or
+    /// --replay lists several daemons, the lines of those sources end with the daemon's address.
     #[arg(long, value_name = "FILE")]
     ack_log: Option<PathBuf>,
     /// Progress display: auto (a live line on a terminal, plain lines otherwise), lines, or off.
@@ -168,6 +186,17 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
             "{text:?} is neither a positive number of frames/s nor \"max\""
         )),
     }
+}
+
+/// The daemons of `--what`, each address as given; an empty one is a usage error.
+fn daemons(what: &str, list: &[String]) -> Result<Vec<String>, String> {
+    if list.iter().any(|address| address.trim().is_empty()) {
+        return Err(format!(
+            "--{what}: an empty address in {:?}",
+            list.join(",")
+        ));
+    }
+    Ok(list.to_vec())
 }
 
 fn seconds(what: &str, secs: f64) -> Result<Duration, String> {
@@ -230,8 +259,8 @@ impl Cli {
             }
         };
         let plan = SimPlan {
-            uplink: self.uplink.clone(),
-            replay: self.replay.clone(),
+            uplink: daemons("uplink", &self.uplink)?,
+            replay: daemons("replay", &self.replay)?,
             sources,
             session: SessionOptions {
                 give_up_after: seconds("give-up-after", self.give_up_after)?,

@@ -9,6 +9,10 @@
 //! ack KIND ID SEQUENCE           # an ACK, a CLOSE's final_ack, or a resume_after that covered frames
 //! ```
 //!
+//! A source that knows several daemons (`--uplink A,B`) adds a fifth field to both, the address of
+//! the daemon that said it (`ack live 3 41 127.0.0.1:7700`). With one daemon the lines keep their
+//! four fields, which the readers of a single daemon's log (the power-cut harnesses) expect.
+//!
 //! The file is written through a buffer shared by all sources and flushed when the run ends.
 
 use std::fs::File;
@@ -29,17 +33,26 @@ impl AckLog {
         Ok(AckLog(Arc::new(Mutex::new(BufWriter::new(file)))))
     }
 
-    /// A WELCOME, with its `resume_after`.
-    pub(crate) fn welcome(&self, kind: SourceKind, id: u32, resume_after: Option<u64>) {
+    /// A WELCOME, with its `resume_after`, from `daemon` where the source knows several.
+    pub(crate) fn welcome(
+        &self,
+        kind: SourceKind,
+        id: u32,
+        resume_after: Option<u64>,
+        daemon: Option<&str>,
+    ) {
+        let kind = label(kind);
+        let daemon = DaemonField(daemon);
         match resume_after {
-            Some(sequence) => self.line(format_args!("welcome {} {id} {sequence}", label(kind))),
-            None => self.line(format_args!("welcome {} {id} -", label(kind))),
+            Some(sequence) => self.line(format_args!("welcome {kind} {id} {sequence}{daemon}")),
+            None => self.line(format_args!("welcome {kind} {id} -{daemon}")),
         }
     }
 
-    /// An acknowledgement up to `sequence`.
-    pub(crate) fn ack(&self, kind: SourceKind, id: u32, sequence: u64) {
-        self.line(format_args!("ack {} {id} {sequence}", label(kind)));
+    /// An acknowledgement up to `sequence`, from `daemon` where the source knows several.
+    pub(crate) fn ack(&self, kind: SourceKind, id: u32, sequence: u64, daemon: Option<&str>) {
+        let daemon = DaemonField(daemon);
+        self.line(format_args!("ack {} {id} {sequence}{daemon}", label(kind)));
     }
 
     /// Writes what the buffer holds to the file.
@@ -58,6 +71,18 @@ impl AckLog {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The fifth field of a line, with the space before it; nothing without a daemon to name.
+struct DaemonField<'a>(Option<&'a str>);
+
+impl std::fmt::Display for DaemonField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(address) => write!(f, " {address}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -90,15 +115,18 @@ mod tests {
         let log = AckLog::create(&path).unwrap();
         let shared = log.clone();
         assert_eq!(log, shared);
-        log.welcome(SourceKind::LiveUplink, 3, None);
-        shared.ack(SourceKind::LiveUplink, 3, 41);
-        log.welcome(SourceKind::ArchivedReplay, 1000, Some(7));
+        log.welcome(SourceKind::LiveUplink, 3, None, None);
+        shared.ack(SourceKind::LiveUplink, 3, 41, None);
+        log.welcome(SourceKind::ArchivedReplay, 1000, Some(7), None);
+        log.welcome(SourceKind::LiveUplink, 4, None, Some("127.0.0.1:7702"));
+        log.ack(SourceKind::LiveUplink, 4, 9, Some("127.0.0.1:7702"));
         log.flush().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
             text,
-            "welcome live 3 -\nack live 3 41\nwelcome replay 1000 7\n"
+            "welcome live 3 -\nack live 3 41\nwelcome replay 1000 7\n\
+             welcome live 4 - 127.0.0.1:7702\nack live 4 9 127.0.0.1:7702\n"
         );
     }
 }

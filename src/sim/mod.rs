@@ -6,6 +6,12 @@
 //! connection drops or the daemon drains, it reconnects with backoff and sends them again, so a daemon
 //! restart loses nothing and the summary can say exactly how many frames were sent twice.
 //!
+//! A source may know several daemons (`--uplink A,B`): it starts at the first, and whenever one is
+//! lost to it (the connection broke or timed out, or the daemon is shutting down) its next attempt
+//! goes to the next one. A WELCOME's `resume_after` is then one daemon's word about what it stores,
+//! and it may be below what another daemon acknowledged: the summary counts those frames, which the
+//! source no longer holds and no daemon is known to hold.
+//!
 //! Every byte goes through [`crate::protocol::ingest`]; the simulator has no wire format of its own.
 //!
 //! - [`scenario`]: the named scenarios and the per-kind profiles the command line overrides.
@@ -141,10 +147,10 @@ impl Default for SessionOptions {
 /// A whole run: where to connect and which sources to play.
 #[derive(Debug, Clone)]
 pub struct SimPlan {
-    /// The daemon's uplink listener (`host:port`).
-    pub uplink: String,
-    /// The daemon's replay listener (`host:port`).
-    pub replay: String,
+    /// The daemons' uplink listeners (`host:port`), in the order every live source tries them.
+    pub uplink: Vec<String>,
+    /// The daemons' replay listeners (`host:port`), in the order every replay source tries them.
+    pub replay: Vec<String>,
     pub sources: Vec<SourceSpec>,
     pub session: SessionOptions,
     /// TLS to both listeners (`--tls-ca`, and `--tls-cert`/`--tls-key` for mutual TLS).
@@ -152,56 +158,59 @@ pub struct SimPlan {
 }
 
 impl SimPlan {
-    fn address(&self, kind: SourceKind) -> &str {
+    /// The daemons sources of `kind` know, in the order they try them.
+    fn daemons(&self, kind: SourceKind) -> &[String] {
         match kind {
             SourceKind::LiveUplink => &self.uplink,
             SourceKind::ArchivedReplay => &self.replay,
         }
     }
+
+    /// The most daemons the sources of one kind know: with more than one, the run can fail over.
+    fn most_daemons(&self) -> usize {
+        let kinds = self.sources.iter().map(|spec| spec.kind);
+        kinds
+            .map(|kind| self.daemons(kind).len())
+            .max()
+            .unwrap_or(1)
+    }
+}
+
+/// A list of daemons as one text, as the command line takes it and as the summary names it.
+pub(crate) fn list_label(daemons: &[String]) -> String {
+    daemons.join(",")
 }
 
 /// Runs every source of the plan to its end and collects their reports. `progress` receives the
 /// live counters; pass [`Progress::new`] with [`ProgressStyle::Off`] for none.
 ///
-/// First it connects once to each address the sources use. Where that fails (nothing listens,
-/// the name does not resolve), no source starts and nothing is shown: every source's outcome is
-/// [`Outcome::Unreachable`] at once, rather than after each has tried for
-/// [`SessionOptions::first_connect_within`]. Each connection made is the first connection of a
-/// source of its address, so asking leaves nothing behind on the daemon. A connect that takes
-/// longer than [`SessionOptions::connect_timeout`] decides nothing: the sources try on their own.
+/// First it connects once to each address the sources use. Where that fails at every address of a
+/// list (nothing listens, the name does not resolve), no source starts and nothing is shown: every
+/// source's outcome is [`Outcome::Unreachable`] at once, rather than after each has tried for
+/// [`SessionOptions::first_connect_within`]. A connection made to the first address of a list is
+/// the first connection of a source of that list, so asking leaves nothing behind on the daemon;
+/// one made to a later address is closed at once, before any HELLO (a daemon takes that for a
+/// peer that went away). A connect that takes longer than [`SessionOptions::connect_timeout`]
+/// decides nothing: the sources try on their own.
 pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
     let started = Instant::now();
     let (mut made, unreachable) = connect_each_address(&plan).await;
-    if let Some((address, error)) = unreachable.iter().next() {
-        let sources = plan.sources.iter().map(|spec| {
-            let (address, error) = unreachable
-                .get_key_value(plan.address(spec.kind))
-                .unwrap_or((address, error));
-            let outcome = Outcome::Unreachable {
-                address: address.clone(),
-                error: error.clone(),
-            };
-            SourceReport::not_run(spec, outcome)
-        });
-        return SimReport {
-            sources: sources.collect(),
-            elapsed: started.elapsed(),
-            longest_ack_gap: Duration::ZERO,
-        };
+    if !unreachable.is_empty() {
+        return unreachable_report(&plan, &unreachable, started);
     }
     let goal = progress::Goal::of(&plan.sources);
     let ticker = tokio::spawn(progress::show(Arc::clone(&progress), goal));
     let mut tasks = Vec::with_capacity(plan.sources.len());
     for spec in &plan.sources {
-        let address = plan.address(spec.kind).to_string();
+        let daemons = plan.daemons(spec.kind);
         let mut task = source::SimSource::new(
             spec.clone(),
-            address,
+            daemons.to_vec(),
             plan.tls.clone(),
             plan.session.clone(),
             Arc::clone(&progress),
         );
-        if let Some(stream) = made.remove(plan.address(spec.kind)) {
+        if let Some(stream) = daemons.first().and_then(|first| made.remove(first)) {
             task = task.with_connection(stream);
         }
         tasks.push((spec.clone(), tokio::spawn(task.run())));
@@ -221,33 +230,141 @@ pub async fn run(plan: SimPlan, progress: Arc<Progress>) -> SimReport {
         sources,
         elapsed: started.elapsed(),
         longest_ack_gap: progress.longest_ack_gap(),
+        daemons: plan.most_daemons(),
     }
 }
 
-/// One TCP connection to each address the plan's sources use, made concurrently: those made, and
-/// the error of each address where the connect failed. An address whose connect timed out is in
-/// neither.
+/// The report of a run that did not start: every source is unreachable, at its own list where
+/// that is one of `unreachable` (by [`list_label`]), else at the first of them.
+fn unreachable_report(
+    plan: &SimPlan,
+    unreachable: &BTreeMap<String, String>,
+    started: Instant,
+) -> SimReport {
+    let first = unreachable.iter().next();
+    let sources = plan.sources.iter().filter_map(|spec| {
+        let label = list_label(plan.daemons(spec.kind));
+        let (address, error) = unreachable.get_key_value(&label).or(first)?;
+        let outcome = Outcome::Unreachable {
+            address: address.clone(),
+            error: error.clone(),
+        };
+        Some(SourceReport::not_run(spec, outcome))
+    });
+    SimReport {
+        sources: sources.collect(),
+        elapsed: started.elapsed(),
+        longest_ack_gap: Duration::ZERO,
+        daemons: plan.most_daemons(),
+    }
+}
+
+/// One TCP connection to each address the plan's sources use, made concurrently: those made to
+/// the first address of a list, and the error of each list (by [`list_label`]) where the connect
+/// failed at every address. An address whose connect timed out may listen: its list is not named.
 async fn connect_each_address(
     plan: &SimPlan,
 ) -> (HashMap<String, TcpStream>, BTreeMap<String, String>) {
-    let addresses: BTreeSet<&str> = plan.sources.iter().map(|s| plan.address(s.kind)).collect();
+    let mut kinds: Vec<SourceKind> = plan.sources.iter().map(|s| s.kind).collect();
+    kinds.sort_by_key(|kind| kind.to_byte());
+    kinds.dedup();
+    let lists: Vec<&[String]> = kinds.into_iter().map(|k| plan.daemons(k)).collect();
+    let addresses: BTreeSet<&str> = lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(String::as_str)
+        .collect();
     let patience = plan.session.connect_timeout;
     let attempts = addresses.into_iter().map(|address| async move {
         let made = tokio::time::timeout(patience, TcpStream::connect(address)).await;
         (address.to_string(), made)
     });
     let mut made = HashMap::new();
-    let mut unreachable = BTreeMap::new();
+    let mut failed = HashMap::new();
     for (address, attempt) in futures_util::future::join_all(attempts).await {
         match attempt {
             Ok(Ok(stream)) => {
                 made.insert(address, stream);
             }
             Ok(Err(err)) => {
-                unreachable.insert(address, err.to_string());
+                failed.insert(address, err.to_string());
             }
             Err(_) => {}
         }
     }
-    (made, unreachable)
+    made.retain(|address, _| lists.iter().any(|list| list.first() == Some(address)));
+    let unreachable = lists.iter().filter_map(|list| {
+        let error = nothing_listens(list, &failed)?;
+        Some((list_label(list), error))
+    });
+    (made, unreachable.collect())
+}
+
+/// Why nothing listens at any address of `list`, from the errors of those that `failed`: the
+/// error itself for one address, each address with its error for several; `None` while one of
+/// them may listen.
+fn nothing_listens(list: &[String], failed: &HashMap<String, String>) -> Option<String> {
+    match list {
+        [] => Some("no daemon address given".into()),
+        [one] => failed.get(one).cloned(),
+        several => {
+            let each = several
+                .iter()
+                .map(|a| Some(format!("{a}: {}", failed.get(a)?)));
+            Some(each.collect::<Option<Vec<_>>>()?.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An address where nothing listens: a port that was bound a moment ago.
+    fn closed_port() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    fn plan(uplink: Vec<String>) -> SimPlan {
+        let (uplinks, _) = Scenario::Brief.profiles();
+        SimPlan {
+            uplink,
+            replay: Vec::new(),
+            sources: uplinks.sources(SourceKind::LiveUplink, 1),
+            session: SessionOptions::default(),
+            tls: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_list_is_unreachable_only_when_nothing_listens_at_any_of_its_addresses() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        let (closed, other) = (closed_port(), closed_port());
+
+        let (made, unreachable) =
+            connect_each_address(&plan(vec![closed.clone(), open.clone()])).await;
+        assert!(unreachable.is_empty(), "{unreachable:?}");
+        assert!(
+            made.is_empty(),
+            "only a connection to the first address is kept"
+        );
+
+        let (made, _) = connect_each_address(&plan(vec![open.clone(), closed.clone()])).await;
+        assert!(made.contains_key(&open));
+
+        let both = vec![closed.clone(), other.clone()];
+        let (_, unreachable) = connect_each_address(&plan(both.clone())).await;
+        let error = &unreachable[&list_label(&both)];
+        assert!(
+            error.starts_with(&format!("{closed}: ")) && error.contains(&format!("; {other}: ")),
+            "{error}"
+        );
+        let (_, unreachable) = connect_each_address(&plan(vec![closed.clone()])).await;
+        assert!(
+            !unreachable[&closed].contains(&closed),
+            "one address: its error alone"
+        );
+    }
 }

@@ -59,6 +59,8 @@ pub(crate) struct Outbox {
     cursor: u64,
     /// Highest position the daemon acknowledged.
     acked: Option<u64>,
+    /// The first position of the source: 0, or where [`Outbox::continue_after`] moved it.
+    origin: u64,
     /// Whether any frame was ever written; until then the numbering may still move.
     started: bool,
     /// The frames of a replayed source; `None` for a generated one.
@@ -121,7 +123,21 @@ impl Outbox {
         }
         self.first = stored.saturating_add(1);
         self.cursor = self.first;
+        self.origin = self.first;
         true
+    }
+
+    /// How many acknowledged frames have a sequence above `resume_after` (`None`: all of them).
+    /// A WELCOME with that resume point comes from a daemon that does not store them, and they
+    /// are no longer here to send again.
+    pub(crate) fn acknowledged_above(&self, resume_after: Option<u64>) -> u64 {
+        let Some(acked) = self.acked else {
+            return 0;
+        };
+        let above = resume_after
+            .and_then(|stored| self.position_of(stored))
+            .map_or(self.origin, |position| position + 1);
+        (acked + 1).saturating_sub(above.max(self.origin))
     }
 
     /// Starts a new connection: everything unacknowledged is written again, except what the
@@ -238,6 +254,40 @@ mod tests {
     }
 
     #[test]
+    fn acknowledged_frames_above_a_resume_point_are_counted() {
+        let mut outbox = Outbox::new();
+        assert!(outbox.continue_after(9), "numbered from 10");
+        for _ in 0..10 {
+            outbox.push(Priority::Routine);
+        }
+        let now = Instant::now();
+        outbox.write_into(&mut BytesMut::new(), b"", usize::MAX, now);
+        assert_eq!(
+            outbox.acknowledged_above(None),
+            0,
+            "nothing acknowledged yet"
+        );
+        assert_eq!(outbox.acknowledge(14, now, |_| {}).frames, 5);
+        assert_eq!(
+            outbox.acknowledged_above(Some(14)),
+            0,
+            "at the acknowledgement"
+        );
+        assert_eq!(outbox.acknowledged_above(Some(20)), 0, "above it");
+        assert_eq!(outbox.acknowledged_above(Some(11)), 3, "12, 13 and 14");
+        assert_eq!(
+            outbox.acknowledged_above(Some(3)),
+            5,
+            "below the first frame"
+        );
+        assert_eq!(
+            outbox.acknowledged_above(None),
+            5,
+            "a daemon that stores nothing"
+        );
+    }
+
+    #[test]
     fn a_fresh_source_continues_the_numbering_of_its_previous_run() {
         let mut outbox = Outbox::new();
         outbox.push(Priority::Routine);
@@ -313,6 +363,12 @@ mod tests {
             0,
             "covers nothing new"
         );
+        assert_eq!(
+            outbox.acknowledged_above(Some(11)),
+            1,
+            "12, not the gap at 11"
+        );
+        assert_eq!(outbox.acknowledged_above(Some(9)), 2);
         assert_eq!(outbox.acknowledge(15, now, |_| {}).frames, 1);
         assert_eq!(outbox.unacked(), 0);
     }

@@ -80,6 +80,8 @@ pub struct Progress {
     pub resent: AtomicU64,
     /// REFUSED answers received.
     pub refused: AtomicU64,
+    /// Moves of a source to another daemon of its list.
+    pub failovers: AtomicU64,
     /// Sources with an open, welcomed connection.
     pub connected: AtomicU64,
     /// Sources that have ended, whatever the outcome.
@@ -104,6 +106,7 @@ impl Progress {
             acked: AtomicU64::new(0),
             resent: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             started: Instant::now(),
@@ -148,8 +151,13 @@ impl Progress {
         let done = goal.map_or(String::new(), |goal| {
             format!(" {:.0}%", (goal.done(elapsed, acked) * 100.0).floor())
         });
+        // Shown once there is one: a run with one daemon keeps its line as it was.
+        let failovers = match self.failovers.load(Relaxed) {
+            0 => String::new(),
+            n => format!(" failovers {n}"),
+        };
         format!(
-            "sim: {:.1} s{done} | sources {}/{} done, {} connected | sent {} acked {} in flight {} resent {} refused {} | {:.0} acked/s",
+            "sim: {:.1} s{done} | sources {}/{} done, {} connected | sent {} acked {} in flight {} resent {} refused {}{failovers} | {:.0} acked/s",
             elapsed.as_secs_f64(),
             self.finished.load(Relaxed),
             self.sources,
@@ -235,6 +243,16 @@ mod tests {
         Progress::add(&progress.acked, 9);
         let line = progress.line(goal, Duration::from_millis(200), 0.0);
         assert!(line.starts_with("sim: 0.2 s 20% | "), "{line}");
+    }
+
+    #[test]
+    fn the_line_shows_failovers_once_there_is_one() {
+        let progress = progress();
+        let line = progress.line(None, Duration::from_millis(100), 0.0);
+        assert!(line.contains(" refused 0 | "), "{line}");
+        Progress::add(&progress.failovers, 2);
+        let line = progress.line(None, Duration::from_millis(100), 0.0);
+        assert!(line.contains(" refused 0 failovers 2 | "), "{line}");
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! under the table say what the latency and the resent count include, which the client cannot
 //! measure apart. The last line, `sim total: key=value ...`, is stable so scripts and tests can
 //! read it.
+//!
+//! A run whose sources know several daemons also says how often they moved from one to another
+//! (`failovers`), and how many frames a daemon acknowledged above the resume point a daemon gave
+//! later (`acked_not_held`): the source dropped them when they were acknowledged, and the daemon
+//! that welcomed it does not store them. A run with one daemon shows these only when a restarted
+//! daemon lost what it had acknowledged, so its summary stays as it was.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,9 +34,10 @@ pub enum Outcome {
     },
     /// The source gave up; the text names the cause.
     Failed(String),
-    /// Nothing ever accepted a connection at the address: no daemon listens there. Found before
-    /// the run starts, it is every source's outcome, including those of the run's other address:
-    /// none of them started.
+    /// Nothing ever accepted a connection at the address, or at any address of the list (named
+    /// as the command line takes it, `A,B`): no daemon listens there. Found before the run starts,
+    /// it is every source's outcome, including those of the run's other address: none of them
+    /// started.
     Unreachable { address: String, error: String },
 }
 
@@ -117,6 +124,12 @@ pub struct SourceReport {
     pub refused: u64,
     /// Connections that got a WELCOME.
     pub connections: u64,
+    /// Moves to another daemon of the source's list after losing one.
+    pub failovers: u64,
+    /// Frames acknowledged above the resume point a later WELCOME gave: acknowledged (by another
+    /// daemon, or by the same one before it lost them), no longer held by the source, and not
+    /// stored by the daemon that welcomed it, so never sent again.
+    pub acked_not_held: u64,
     /// Frames generated and never acknowledged (0 unless the source failed or was refused).
     pub unacked: u64,
     /// From first write to the acknowledgement, for emergency frames.
@@ -143,6 +156,8 @@ impl SourceReport {
             resent: 0,
             refused: 0,
             connections: 0,
+            failovers: 0,
+            acked_not_held: 0,
             unacked: 0,
             emergency_latency: Latencies::default(),
             catalog_version: None,
@@ -166,6 +181,9 @@ pub struct SimReport {
     pub elapsed: Duration,
     /// The longest time between two acknowledgements in a row, of any sources.
     pub longest_ack_gap: Duration,
+    /// The most daemons the sources of one kind knew: with more than one, the summary shows the
+    /// failover figures.
+    pub daemons: usize,
 }
 
 /// Sums over every source.
@@ -179,6 +197,8 @@ pub struct Totals {
     pub resent: u64,
     pub refused: u64,
     pub connections: u64,
+    pub failovers: u64,
+    pub acked_not_held: u64,
     pub unacked: u64,
     pub emergency_latency: Latencies,
 }
@@ -195,6 +215,8 @@ impl SimReport {
             t.resent += s.resent;
             t.refused += s.refused;
             t.connections += s.connections;
+            t.failovers += s.failovers;
+            t.acked_not_held += s.acked_not_held;
             t.unacked += s.unacked;
             t.emergency_latency.merge(&s.emergency_latency);
         }
@@ -243,6 +265,34 @@ impl SimReport {
                 .sources
                 .iter()
                 .all(|s| matches!(s.outcome, Outcome::Unreachable { .. }))
+    }
+
+    /// Whether the summary shows the failover figures: the sources knew several daemons, or a
+    /// daemon's resume point was below what was acknowledged.
+    fn shows_failover(&self, t: &Totals) -> bool {
+        self.daemons > 1 || t.failovers > 0 || t.acked_not_held > 0
+    }
+
+    /// The note on frames acknowledged above a later resume point, naming the first sources.
+    fn acked_not_held_note(&self, total: u64) -> String {
+        /// Sources named; the rest are counted.
+        const NAMED: usize = 8;
+        let sources = self.sources.iter().filter(|s| s.acked_not_held > 0);
+        let mut each: Vec<String> = sources
+            .map(|s| format!("{} {}", s.label(), s.acked_not_held))
+            .collect();
+        if each.len() > NAMED {
+            let more = each.len() - NAMED;
+            each.truncate(NAMED);
+            each.push(format!("{more} more sources"));
+        }
+        format!(
+            "note: {total} frames acknowledged by a daemon were behind the resume point another \
+             daemon gave (acknowledged, not held any more): no daemon of the list is known to \
+             store them and the source no longer holds them, so they were not sent again. With \
+             one daemon, it had lost them (a restart without its archive) ({})",
+            each.join(", ")
+        )
     }
 
     /// Whether the run succeeded: every source completed (so nothing was refused for good), and,
@@ -314,6 +364,12 @@ impl SimReport {
             writeln!(f, "{LATENCY_NOTE}")?;
         }
         writeln!(f, "{}", self.catalog_line())?;
+        if self.shows_failover(t) {
+            writeln!(f, "failovers: {}", t.failovers)?;
+        }
+        if t.acked_not_held > 0 {
+            writeln!(f, "{}", self.acked_not_held_note(t.acked_not_held))?;
+        }
         if t.resent > 0 {
             writeln!(
                 f,
@@ -361,7 +417,15 @@ impl SimReport {
             ms(self.longest_ack_gap),
             self.elapsed.as_millis(),
             rate
-        )
+        )?;
+        if self.shows_failover(t) {
+            write!(
+                f,
+                " failovers={} acked_not_held={}",
+                t.failovers, t.acked_not_held
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -408,6 +472,7 @@ mod tests {
             ],
             elapsed: Duration::from_secs(3),
             longest_ack_gap: Duration::ZERO,
+            daemons: 1,
         };
         let addresses: Vec<_> = report.unreachable().into_keys().collect();
         assert_eq!(addresses, ["127.0.0.1:7700", "127.0.0.1:7701"]);
@@ -427,6 +492,7 @@ mod tests {
                 sources: vec![s.clone()],
                 elapsed: Duration::from_secs(1),
                 longest_ack_gap: Duration::from_millis(25),
+                daemons: 1,
             }
             .to_string()
         };
@@ -447,5 +513,44 @@ mod tests {
             "{noted}"
         );
         assert!(noted.lines().last().unwrap().starts_with("sim total:"));
+    }
+
+    #[test]
+    fn the_summary_counts_failovers_and_frames_acknowledged_not_held() {
+        let mut moved = source(Outcome::Completed);
+        let one_daemon = SimReport {
+            sources: vec![moved.clone()],
+            elapsed: Duration::from_secs(1),
+            longest_ack_gap: Duration::ZERO,
+            daemons: 1,
+        };
+        let plain = one_daemon.to_string();
+        assert!(!plain.contains("failovers"), "{plain}");
+        assert!(!plain.contains("acked_not_held"), "{plain}");
+
+        let two = SimReport {
+            daemons: 2,
+            ..one_daemon.clone()
+        };
+        let text = two.to_string();
+        assert!(text.contains("\nfailovers: 0\n"), "{text}");
+        assert!(text.ends_with(" failovers=0 acked_not_held=0"), "{text}");
+
+        moved.failovers = 1;
+        moved.acked_not_held = 12;
+        let lost = SimReport {
+            sources: vec![moved],
+            ..one_daemon
+        };
+        let text = lost.to_string();
+        assert!(
+            text.contains(
+                "note: 12 frames acknowledged by a daemon were behind the resume point another \
+                 daemon gave (acknowledged, not held any more)"
+            ) && text.contains("(uplink-0 12)"),
+            "{text}"
+        );
+        assert!(text.ends_with(" failovers=1 acked_not_held=12"), "{text}");
+        assert!(lost.is_success(true), "counted, not a failure");
     }
 }

@@ -9,12 +9,20 @@
 //!
 //! The clock keeps running while the source is disconnected, like a satellite that keeps producing
 //! telemetry during a ground-station outage: what fell due meanwhile is sent on reconnection, after
-//! everything still unacknowledged. A connection ends in one of five ways ([`SessionEnd`]); only a
+//! everything still unacknowledged. A connection ends in one of six ways ([`SessionEnd`]); only a
 //! refusal other than `ShuttingDown`, a protocol violation, failing to get a WELCOME for
 //! [`SessionOptions::give_up_after`] after a first connection, or finding nothing listening for
 //! [`SessionOptions::first_connect_within`] before one ends the source without its frames
 //! acknowledged. The last is told apart ([`Outcome::Unreachable`]) because it is not a source's
 //! problem but the run's: no daemon at the address, said once for all its sources.
+//!
+//! A source knows a list of daemons and starts at the first. When the one it talks to is lost (no
+//! connection, a broken or timed-out one, or a daemon shutting down), the next attempt goes to the
+//! next daemon of the list, wrapping around: a failover. A daemon that closes for a reason of the
+//! connection (idle, storage unavailable) is tried again. A WELCOME below the highest
+//! acknowledgement the source took means that the frames between were acknowledged (by another
+//! daemon, or by this one before it lost them) and are no longer held here: they are counted and
+//! warned about, and the source goes on with what it holds.
 
 use std::io;
 use std::sync::Arc;
@@ -50,7 +58,11 @@ const READ_BUFFER: usize = 8 * 1024;
 enum SessionEnd {
     /// Everything was acknowledged and the daemon closed with EndOfStream.
     Finished,
-    /// Worth another connection after a backoff; the text says why.
+    /// The daemon is lost for now: the connection broke or timed out, or the daemon is shutting
+    /// down. The next attempt, after a backoff, goes to the next daemon; the text says why.
+    Lost(String),
+    /// The daemon closed for a reason of this connection: worth another connection to it after a
+    /// backoff; the text says why.
     Retry(String),
     /// The TCP connection could not be made; the text says why.
     NoConnection(String),
@@ -123,7 +135,10 @@ struct Clock {
 #[derive(Debug)]
 pub(crate) struct SimSource {
     spec: SourceSpec,
-    address: String,
+    /// The daemons it knows, in the order it tries them.
+    daemons: Vec<String>,
+    /// The index in `daemons` of the one it connects to now.
+    daemon: usize,
     /// TLS to the daemon, when the run has `--tls-ca`.
     tls: Option<ClientTls>,
     opts: SessionOptions,
@@ -138,18 +153,35 @@ pub(crate) struct SimSource {
     resent: u64,
     refused: u64,
     connections: u64,
+    /// Moves to another daemon of the list.
+    failovers: u64,
+    /// Frames acknowledged above the resume point a later WELCOME gave.
+    acked_not_held: u64,
     /// The newest catalog version received.
     catalog_version: Option<u64>,
     latency: Latencies,
     /// A TCP connection made for this source before it started ([`super::run`] asks each address
-    /// once whether anything listens): its first connection.
+    /// once whether anything listens): its first connection, to the first daemon.
     first: Option<TcpStream>,
+}
+
+/// Where a source stands between its connections.
+#[derive(Debug)]
+struct Attempts {
+    /// The delay before the next attempt: doubled after each, back to the first after a WELCOME.
+    backoff: Duration,
+    started: Instant,
+    last_welcome: Instant,
+    /// Whether a TCP connection was ever made, to any daemon: until then nothing is known to listen.
+    reached: bool,
+    /// Attempts made: a source that never connected is unreachable only once it tried every daemon.
+    tried: usize,
 }
 
 impl SimSource {
     pub(crate) fn new(
         spec: SourceSpec,
-        address: String,
+        daemons: Vec<String>,
         tls: Option<ClientTls>,
         opts: SessionOptions,
         progress: Arc<Progress>,
@@ -180,7 +212,8 @@ impl SimSource {
                 generated: 0,
             },
             spec,
-            address,
+            daemons,
+            daemon: 0,
             tls,
             opts,
             progress,
@@ -191,16 +224,29 @@ impl SimSource {
             resent: 0,
             refused: 0,
             connections: 0,
+            failovers: 0,
+            acked_not_held: 0,
             catalog_version: None,
             latency: Latencies::default(),
             first: None,
         }
     }
 
-    /// The source's first connection is `stream`, already made to its address.
+    /// The source's first connection is `stream`, already made to its first daemon.
     pub(crate) fn with_connection(mut self, stream: TcpStream) -> Self {
         self.first = Some(stream);
         self
+    }
+
+    /// The address of the daemon it connects to now.
+    fn address(&self) -> &str {
+        self.daemons.get(self.daemon).map_or("", String::as_str)
+    }
+
+    /// The address to name in the `--ack-log`: only a source that knows several daemons names it,
+    /// so that the log of a run with one daemon keeps its four fields.
+    fn logged_daemon(&self) -> Option<&str> {
+        (self.daemons.len() > 1).then(|| self.address())
     }
 
     /// Runs the source to its end: connects, reconnects as long as retrying can help, and reports.
@@ -234,6 +280,8 @@ impl SimSource {
             resent: self.resent,
             refused: self.refused,
             connections: self.connections,
+            failovers: self.failovers,
+            acked_not_held: self.acked_not_held,
             unacked: self.outbox.unacked() as u64,
             emergency_latency: self.latency,
             catalog_version: self.catalog_version,
@@ -242,72 +290,111 @@ impl SimSource {
     }
 
     async fn connect_until_done(&mut self) -> Outcome {
-        let mut backoff = self.opts.backoff_initial;
-        let started = Instant::now();
-        let mut last_welcome = started;
-        // Whether a TCP connection was ever made: until then nothing is known to listen.
-        let mut reached = false;
+        let now = Instant::now();
+        let mut attempts = Attempts {
+            backoff: self.opts.backoff_initial,
+            started: now,
+            last_welcome: now,
+            reached: false,
+            tried: 0,
+        };
         loop {
-            let made = self.first.take();
-            let connect = async {
-                let stream = match made {
-                    Some(stream) => stream,
-                    None => TcpStream::connect(&self.address).await?,
-                };
-                stream::client(stream, self.tls.as_ref()).await
+            let end = self.attempt(&mut attempts).await;
+            let (why, lost) = match self.judge(end, &attempts) {
+                Ok(again) => again,
+                Err(outcome) => return outcome,
             };
-            let end = match timeout(self.opts.connect_timeout, connect).await {
-                Ok(Ok((rd, wr))) => {
-                    reached = true;
-                    let welcomed_before = self.connections;
-                    let end = self.session(rd, wr).await;
-                    if self.connections > welcomed_before {
-                        last_welcome = Instant::now();
-                        backoff = self.opts.backoff_initial;
-                    }
-                    end
-                }
-                Ok(Err(err)) => SessionEnd::NoConnection(err.to_string()),
-                Err(_) => SessionEnd::NoConnection(format!(
-                    "no answer within {} ms",
-                    self.opts.connect_timeout.as_millis()
-                )),
-            };
-            let why = match end {
-                SessionEnd::Finished => return Outcome::Completed,
-                SessionEnd::Fatal(why) => return Outcome::Failed(why),
-                SessionEnd::Refused(RefuseReason::ShuttingDown, detail) => {
-                    self.refused += 1;
-                    Progress::add(&self.progress.refused, 1);
-                    format!("refused: {}: {detail}", RefuseReason::ShuttingDown)
-                }
-                SessionEnd::Refused(reason, detail) => {
-                    self.refused += 1;
-                    Progress::add(&self.progress.refused, 1);
-                    return Outcome::Refused { reason, detail };
-                }
-                SessionEnd::NoConnection(error)
-                    if !reached && started.elapsed() >= self.opts.first_connect_within =>
-                {
-                    return Outcome::Unreachable {
-                        address: self.address.clone(),
-                        error,
-                    };
-                }
-                SessionEnd::NoConnection(error) => {
-                    format!("cannot connect to {}: {error}", self.address)
-                }
-                SessionEnd::Retry(why) => why,
-            };
-            if reached && last_welcome.elapsed() >= self.opts.give_up_after {
+            if attempts.reached && attempts.last_welcome.elapsed() >= self.opts.give_up_after {
                 return Outcome::Failed(format!(
                     "no connection for {} ms; last error: {why}",
                     self.opts.give_up_after.as_millis()
                 ));
             }
+            if lost {
+                self.fail_over(&why);
+            }
+            let backoff = attempts.backoff;
             tracing::debug!(%why, backoff_ms = backoff.as_millis() as u64, "reconnecting");
             sleep(backoff).await;
-            backoff = (backoff * 2).min(self.opts.backoff_max);
+            attempts.backoff = (backoff * 2).min(self.opts.backoff_max);
+        }
+    }
+
+    /// One connection to the current daemon, and its session once it is made.
+    async fn attempt(&mut self, attempts: &mut Attempts) -> SessionEnd {
+        attempts.tried += 1;
+        let made = self.first.take();
+        let connect = async {
+            let stream = match made {
+                Some(stream) => stream,
+                None => TcpStream::connect(self.address()).await?,
+            };
+            stream::client(stream, self.tls.as_ref()).await
+        };
+        match timeout(self.opts.connect_timeout, connect).await {
+            Ok(Ok((rd, wr))) => {
+                attempts.reached = true;
+                let welcomed_before = self.connections;
+                let end = self.session(rd, wr).await;
+                if self.connections > welcomed_before {
+                    attempts.last_welcome = Instant::now();
+                    attempts.backoff = self.opts.backoff_initial;
+                }
+                end
+            }
+            Ok(Err(err)) => SessionEnd::NoConnection(err.to_string()),
+            Err(_) => SessionEnd::NoConnection(format!(
+                "no answer within {} ms",
+                self.opts.connect_timeout.as_millis()
+            )),
+        }
+    }
+
+    /// What the end of a connection means: the source's outcome when it ends the source (`Err`),
+    /// else why it tries again and whether the daemon is lost to it (`Ok`).
+    fn judge(&mut self, end: SessionEnd, attempts: &Attempts) -> Result<(String, bool), Outcome> {
+        match end {
+            SessionEnd::Finished => Err(Outcome::Completed),
+            SessionEnd::Fatal(why) => Err(Outcome::Failed(why)),
+            SessionEnd::Refused(reason, detail) => {
+                self.refused += 1;
+                Progress::add(&self.progress.refused, 1);
+                match reason {
+                    RefuseReason::ShuttingDown => {
+                        Ok((format!("refused: {reason}: {detail}"), true))
+                    }
+                    _ => Err(Outcome::Refused { reason, detail }),
+                }
+            }
+            SessionEnd::NoConnection(error)
+                if !attempts.reached
+                    && attempts.tried >= self.daemons.len()
+                    && attempts.started.elapsed() >= self.opts.first_connect_within =>
+            {
+                let address = super::list_label(&self.daemons);
+                Err(Outcome::Unreachable { address, error })
+            }
+            SessionEnd::NoConnection(error) => Ok((
+                format!("cannot connect to {}: {error}", self.address()),
+                true,
+            )),
+            SessionEnd::Lost(why) => Ok((why, true)),
+            SessionEnd::Retry(why) => Ok((why, false)),
+        }
+    }
+
+    /// Turns to the next daemon of the list, wrapping around, after losing this one for `why`; a
+    /// move to another address is a failover.
+    fn fail_over(&mut self, why: &str) {
+        let from = self.daemon;
+        self.daemon = (from + 1) % self.daemons.len().max(1);
+        let (Some(from), to) = (self.daemons.get(from), self.address()) else {
+            return;
+        };
+        if from != to {
+            tracing::info!(%from, %to, %why, "failing over to the next daemon");
+            self.failovers += 1;
+            Progress::add(&self.progress.failovers, 1);
         }
     }
 
@@ -412,7 +499,7 @@ impl SimSource {
             .outbox
             .acknowledge(sequence, now, |d| latency.record(d));
         if let Some(log) = &self.opts.ack_log {
-            log.ack(self.spec.kind, self.spec.id, sequence);
+            log.ack(self.spec.kind, self.spec.id, sequence, self.logged_daemon());
         }
         self.acked += acked.frames;
         self.emergency_acked += acked.emergency;
@@ -440,8 +527,8 @@ impl SimSource {
         };
         match timeout(self.opts.handshake_timeout, hello).await {
             Ok(Ok(())) => out.clear(),
-            Ok(Err(err)) => return SessionEnd::Retry(format!("sending HELLO: {err}")),
-            Err(_) => return SessionEnd::Retry("sending HELLO timed out".into()),
+            Ok(Err(err)) => return SessionEnd::Lost(format!("sending HELLO: {err}")),
+            Err(_) => return SessionEnd::Lost("sending HELLO timed out".into()),
         }
         let answer = timeout(
             self.opts.handshake_timeout,
@@ -456,17 +543,18 @@ impl SimSource {
             Ok(Ok(Some(other))) => {
                 return SessionEnd::Fatal(format!("expected WELCOME or REFUSED, got {other:?}"))
             }
-            Ok(Ok(None)) => return SessionEnd::Retry("connection closed before WELCOME".into()),
-            Ok(Err(err)) => return SessionEnd::Retry(format!("waiting for WELCOME: {err}")),
+            Ok(Ok(None)) => return SessionEnd::Lost("connection closed before WELCOME".into()),
+            Ok(Err(err)) => return SessionEnd::Lost(format!("waiting for WELCOME: {err}")),
             Err(_) => {
-                return SessionEnd::Retry(format!(
+                return SessionEnd::Lost(format!(
                     "no WELCOME within {} ms",
                     self.opts.handshake_timeout.as_millis()
                 ))
             }
         };
         if let Some(log) = &self.opts.ack_log {
-            log.welcome(self.spec.kind, self.spec.id, resume_after);
+            let daemon = self.logged_daemon();
+            log.welcome(self.spec.kind, self.spec.id, resume_after, daemon);
         }
         self.connections += 1;
         Progress::add(&self.progress.connected, 1);
@@ -522,7 +610,7 @@ impl SimSource {
                 _ = sleep_until(next_tick.unwrap_or(now)), if next_tick.is_some() => {}
                 _ = sleep_until(ping_at.unwrap_or(now)), if ping_at.is_some() => turns.ping(out),
                 _ = sleep_until(turns.close_deadline.unwrap_or(now)), if turns.close_deadline.is_some() => {
-                    return SessionEnd::Retry(format!(
+                    return SessionEnd::Lost(format!(
                         "no CLOSE within {} ms of the end of stream ({} frames unacknowledged)",
                         self.opts.close_timeout.as_millis(),
                         self.outbox.unacked()
@@ -532,8 +620,21 @@ impl SimSource {
         }
     }
 
-    /// Takes up where the WELCOME says the daemon is, and rewinds to resend what it lacks.
+    /// Takes up where the WELCOME says the daemon is, and rewinds to resend what it lacks. Frames
+    /// acknowledged above that point are no longer here to resend: they are counted, and warned
+    /// about.
     fn resume(&mut self, resume_after: Option<u64>) {
+        let behind = self.outbox.acknowledged_above(resume_after);
+        if behind > 0 {
+            self.acked_not_held += behind;
+            tracing::warn!(
+                daemon = self.address(),
+                resume_after,
+                frames = behind,
+                "the daemon's resume point is below frames already acknowledged, which are not \
+                 held any more: they cannot be sent again"
+            );
+        }
         if let Some(stored) = resume_after {
             // A source that has not written yet is a restarted source: it numbers its frames after
             // what the daemon stored. Otherwise the daemon stored some of ours: they are acknowledged.
@@ -561,7 +662,7 @@ impl SimSource {
         if out.is_empty() && self.outbox.unwritten() == 0 && self.generation_done(now) {
             if let Err(err) = wr.shutdown().await {
                 let why = format!("shutting down the sending side: {err}");
-                return Some(SessionEnd::Retry(why));
+                return Some(SessionEnd::Lost(why));
             }
             turns.close_deadline = Some(now + self.opts.close_timeout);
         }
@@ -590,9 +691,9 @@ impl SimSource {
             Ok(Some(message)) => message,
             Ok(None) => {
                 let why = "the daemon closed the connection without CLOSE";
-                return Some(SessionEnd::Retry(why.into()));
+                return Some(SessionEnd::Lost(why.into()));
             }
-            Err(err) => return Some(SessionEnd::Retry(format!("reading from the daemon: {err}"))),
+            Err(err) => return Some(SessionEnd::Lost(format!("reading from the daemon: {err}"))),
         };
         self.on_message(message, out, turns.close_deadline.is_some(), now)
     }
@@ -609,7 +710,7 @@ impl SimSource {
         match written {
             Ok(Some(0)) => {
                 let why = "the daemon stopped accepting bytes";
-                return Some(SessionEnd::Retry(why.into()));
+                return Some(SessionEnd::Lost(why.into()));
             }
             Ok(Some(_)) => {
                 turns.last_write = Instant::now();
@@ -621,7 +722,7 @@ impl SimSource {
                 // connection, and the write can fail before the CLOSE in front of the reset
                 // was read: take what the daemon said last, so its final_ack still counts.
                 self.salvage(rd, rbuf, codec).await;
-                return Some(SessionEnd::Retry(format!("writing to the daemon: {err}")));
+                return Some(SessionEnd::Lost(format!("writing to the daemon: {err}")));
             }
         }
         None
@@ -697,13 +798,12 @@ impl SimSource {
             {
                 SessionEnd::Finished
             }
+            CloseReason::Shutdown => SessionEnd::Lost(self.closed_with(reason, &detail)),
             CloseReason::EndOfStream
-            | CloseReason::Shutdown
             | CloseReason::IdleTimeout
-            | CloseReason::StorageUnavailable => SessionEnd::Retry(format!(
-                "daemon closed the connection ({reason}: {detail}) with {} frames unacknowledged",
-                self.outbox.unacked()
-            )),
+            | CloseReason::StorageUnavailable => {
+                SessionEnd::Retry(self.closed_with(reason, &detail))
+            }
             CloseReason::FrameTooLarge
             | CloseReason::MalformedMessage
             | CloseReason::UnexpectedMessage
@@ -711,6 +811,14 @@ impl SimSource {
                 SessionEnd::Fatal(format!("daemon closed the connection: {reason}: {detail}"))
             }
         }
+    }
+
+    /// Why a CLOSE for `reason` ends a connection with frames still unacknowledged.
+    fn closed_with(&self, reason: CloseReason, detail: &str) -> String {
+        format!(
+            "daemon closed the connection ({reason}: {detail}) with {} frames unacknowledged",
+            self.outbox.unacked()
+        )
     }
 }
 
