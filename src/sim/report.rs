@@ -288,9 +288,8 @@ impl SimReport {
         }
         format!(
             "note: {total} frames acknowledged by a daemon were behind the resume point another \
-             daemon gave (acknowledged, not held any more): no daemon of the list is known to \
-             store them and the source no longer holds them, so they were not sent again. With \
-             one daemon, it had lost them (a restart without its archive) ({})",
+             daemon gave (acknowledged, not held any more), or the same daemon after it lost \
+             them; they were not sent again: {}",
             each.join(", ")
         )
     }
@@ -547,7 +546,7 @@ mod tests {
             text.contains(
                 "note: 12 frames acknowledged by a daemon were behind the resume point another \
                  daemon gave (acknowledged, not held any more)"
-            ) && text.contains("(uplink-0 12)"),
+            ) && text.contains("not sent again: uplink-0 12\n"),
             "{text}"
         );
         assert!(text.ends_with(" failovers=1 acked_not_held=12"), "{text}");
