@@ -178,6 +178,23 @@ struct Attempts {
     tried: usize,
 }
 
+/// Why a source connects again, and whether it moves to the next daemon of its list for it.
+#[derive(Debug)]
+struct Again {
+    why: String,
+    next_daemon: bool,
+}
+
+impl Again {
+    /// Again, at the next daemon: this one is lost.
+    fn next(why: String) -> Again {
+        Again {
+            why,
+            next_daemon: true,
+        }
+    }
+}
+
 impl SimSource {
     pub(crate) fn new(
         spec: SourceSpec,
@@ -300,7 +317,7 @@ impl SimSource {
         };
         loop {
             let end = self.attempt(&mut attempts).await;
-            let (why, lost) = match self.judge(end, &attempts) {
+            let Again { why, next_daemon } = match self.judge(end, &attempts) {
                 Ok(again) => again,
                 Err(outcome) => return outcome,
             };
@@ -310,7 +327,7 @@ impl SimSource {
                     self.opts.give_up_after.as_millis()
                 ));
             }
-            if lost {
+            if next_daemon {
                 self.fail_over(&why);
             }
             let backoff = attempts.backoff;
@@ -351,8 +368,8 @@ impl SimSource {
     }
 
     /// What the end of a connection means: the source's outcome when it ends the source (`Err`),
-    /// else why it tries again and whether the daemon is lost to it (`Ok`).
-    fn judge(&mut self, end: SessionEnd, attempts: &Attempts) -> Result<(String, bool), Outcome> {
+    /// else why it tries again, and where (`Ok`).
+    fn judge(&mut self, end: SessionEnd, attempts: &Attempts) -> Result<Again, Outcome> {
         match end {
             SessionEnd::Finished => Err(Outcome::Completed),
             SessionEnd::Fatal(why) => Err(Outcome::Failed(why)),
@@ -361,7 +378,7 @@ impl SimSource {
                 Progress::add(&self.progress.refused, 1);
                 match reason {
                     RefuseReason::ShuttingDown => {
-                        Ok((format!("refused: {reason}: {detail}"), true))
+                        Ok(Again::next(format!("refused: {reason}: {detail}")))
                     }
                     _ => Err(Outcome::Refused { reason, detail }),
                 }
@@ -374,12 +391,15 @@ impl SimSource {
                 let address = super::list_label(&self.daemons);
                 Err(Outcome::Unreachable { address, error })
             }
-            SessionEnd::NoConnection(error) => Ok((
-                format!("cannot connect to {}: {error}", self.address()),
-                true,
-            )),
-            SessionEnd::Lost(why) => Ok((why, true)),
-            SessionEnd::Retry(why) => Ok((why, false)),
+            SessionEnd::NoConnection(error) => Ok(Again::next(format!(
+                "cannot connect to {}: {error}",
+                self.address()
+            ))),
+            SessionEnd::Lost(why) => Ok(Again::next(why)),
+            SessionEnd::Retry(why) => Ok(Again {
+                why,
+                next_daemon: false,
+            }),
         }
     }
 
