@@ -674,6 +674,52 @@ fn the_nats_sink_takes_its_defaults_and_names_the_key_of_each_mistake() {
     assert!(stderr.contains("sinks.nats.site"), "{stderr}");
 }
 
+/// `ack`, `identity`, `replicas` and `max_unreplicated_frames`: today's meaning by default, and
+/// each mistake named by its key.
+#[test]
+fn replicated_acknowledgements_and_a_fleet_identity_are_keys_of_the_nats_sink() {
+    let base = "[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"a\"\n";
+    let nats = load(base).sinks.nats.expect("the section");
+    assert_eq!(
+        (format!("{:?} {:?}", nats.ack, nats.identity), nats.replicas),
+        ("Local Site".to_string(), 1)
+    );
+    assert_eq!(nats.max_unreplicated_frames, 65_536);
+    let fleet = format!(
+        "{base}ack = \"replicated\"\nidentity = \"fleet\"\nreplicas = 3\n\
+         subject = \"telemetry.{{kind}}.{{source}}\"\n"
+    );
+    let nats = load(&fleet).sinks.nats.expect("the section");
+    assert_eq!(
+        (format!("{:?} {:?}", nats.ack, nats.identity), nats.replicas),
+        ("Replicated Fleet".to_string(), 3)
+    );
+    for (keys, needles) in [
+        (
+            "ack = \"quorum\"\n",
+            &["sinks.nats.ack", "unknown variant"][..],
+        ),
+        ("replicas = 7\n", &["sinks.nats.replicas", "at most 5"]),
+        (
+            "max_unreplicated_frames = 0\n",
+            &["sinks.nats.max_unreplicated_frames"],
+        ),
+        (
+            "identity = \"fleet\"\n",
+            &["sinks.nats.subject", "identity = \"fleet\"", "{site}"],
+        ),
+    ] {
+        expect_error(&format!("{base}{keys}"), needles);
+    }
+    expect_error(
+        &format!("{base}ack = \"replicated\"\n[archive.retention]\nmax_age = \"1d\"\n"),
+        &["archive.retention.max_age", "protect = [\"nats\"]"],
+    );
+    load(&format!(
+        "{base}ack = \"replicated\"\n[archive.retention]\nmax_age = \"1d\"\nprotect = [\"nats\"]\n"
+    ));
+}
+
 /// `[[links]]` mistakes name the link and what is wrong: a link with no source rule, UDP with a
 /// stream framing, a length prefix without its field, and two links that could register one
 /// source.

@@ -243,6 +243,17 @@ impl Config {
                 Problem::Needs("[sinks.nats]: it protects the NATS sink's unread segments");
             return Err(Invalid::new("archive.retention.protect", problem));
         }
+        let replicated = (self.sinks.nats.as_ref()).is_some_and(|n| n.ack == AckMode::Replicated);
+        if replicated
+            && retention.max_age.is_some()
+            && !retention.protect.contains(&Protected::Nats)
+        {
+            let problem = Problem::Needs(
+                "protect = [\"nats\"] with sinks.nats.ack = \"replicated\": a frame deleted before \
+                 JetStream has it is never acknowledged",
+            );
+            return Err(Invalid::new("archive.retention.max_age", problem));
+        }
         if retention.is_bounded() && self.archive.kind != ArchiveKind::Segments {
             let rule = "deletes segment files: it needs archive.kind = \"segments\"";
             return Err(Invalid::new("archive.retention", Problem::Rule(rule)));
