@@ -210,6 +210,38 @@ fn the_scale_out_profile_runs_two_sites_into_one_stream() {
     assert!(compose.contains("profiles: [scale-out]") && compose.contains("\"-js\""));
 }
 
+#[test]
+fn the_failover_profile_runs_two_replicating_daemons_that_sources_know_both_of() {
+    let compose = read("deploy/docker-compose.yml");
+    let mut sites = Vec::new();
+    for daemon in ["a", "b"] {
+        let path = format!("deploy/docker/failover-{daemon}.toml");
+        assert!(
+            compose.contains(&path[7..]),
+            "the compose file mounts {path}"
+        );
+        let nats = config(&path).sinks.nats.expect("[sinks.nats]");
+        assert_eq!(nats.url.len(), 3, "{path}: every node of the cluster");
+        assert_eq!(
+            format!("{:?} {:?} {}", nats.ack, nats.identity, nats.replicas),
+            "Replicated Fleet 3",
+            "{path}"
+        );
+        sites.push((nats.site, nats.stream, nats.subject));
+    }
+    assert_ne!(sites[0].0, sites[1].0, "each daemon has a site of its own");
+    assert_eq!(
+        (&sites[0].1, &sites[0].2),
+        (&sites[1].1, &sites[1].2),
+        "one stream, one subject per source"
+    );
+    assert!(compose.contains("\"aggregator-a:7700,aggregator-b:7700\""));
+    assert!(compose.contains("\"aggregator-a:7701,aggregator-b:7701\""));
+    for node in ["nats-1", "nats-2", "nats-3"] {
+        assert!(compose.contains(&format!("\"-n\", \"{node}\"")), "{node}");
+    }
+}
+
 /// `deploy/rolling-restart.sh` on this build: a fleet of two daemons under load from `uplink-sim`,
 /// each restarted in turn while its sources send. Every frame sent is acknowledged and archived
 /// once (the script checks with `archive verify --strict`); it says OK only then.
