@@ -126,3 +126,24 @@ pub async fn http_get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).expect("a JSON body")
 }
+
+/// `GET path` from a plain HTTP server on loopback `port`, on the calling thread (HTTP/1.0: the
+/// server closes when done): the status and the JSON body. An error when no connection can be
+/// made or the body is not JSON, as from a server still starting.
+pub fn http_get_json_blocking(port: u16, path: &str) -> io::Result<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid(format!("no status in {response:?}")))?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let json = serde_json::from_str(body).map_err(|err| invalid(format!("{err}: {body:?}")))?;
+    Ok((status, json))
+}

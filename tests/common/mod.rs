@@ -2,7 +2,9 @@
 //! ([`daemon`]) or as a child process ([`process`]); archives that record or shard ([`archive`],
 //! [`sharded`]) and the archive's files read back ([`files`]); waiting ([`wait`]); the monitor over
 //! HTTP ([`http`]); protocol clients ([`client`]); log capture ([`logs`]); certificates
-//! ([`certs`]); scratch directories ([`scratch`]); and AX.25 audio for real TNCs ([`ax25_audio`]).
+//! ([`certs`]); scratch directories ([`scratch`]); AX.25 audio for real TNCs ([`ax25_audio`]);
+//! `nats-server`, alone or as a JetStream cluster ([`nats`]), daemons publishing into it
+//! ([`nats_daemon`]), and `uplink-sim` as a child ([`sim`]).
 //!
 //! Every integration test file includes this module and uses a different part of it, so what one
 //! file leaves unused is not dead code.
@@ -18,8 +20,11 @@ mod daemon;
 mod files;
 mod http;
 mod logs;
+mod nats;
+mod nats_daemon;
 mod scratch;
 mod sharded;
+mod sim;
 mod wait;
 
 // Each test file uses some of these, and the rest are unused there.
@@ -34,11 +39,14 @@ pub use self::{
     daemon::{archive_config, test_config, unbatched_config, with_followers, Shards, TestDaemon},
     files::stored_frames,
     http::{
-        chunks_so_far, dechunked, http_get, http_get_json, http_get_with, http_request,
-        serve_monitor, start_monitored,
+        chunks_so_far, dechunked, http_get, http_get_json, http_get_json_blocking, http_get_with,
+        http_request, serve_monitor, start_monitored,
     },
     logs::{log_capture, LogWriter},
+    nats::{nats_server, NatsCluster, NatsServer},
+    nats_daemon::NatsDaemon,
     scratch::{TempDir, Tmpfs},
     sharded::ShardedArchive,
-    wait::{free_port, wait_until, wait_until_async, PATIENCE},
+    sim::{Sim, SimTotal},
+    wait::{free_port, wait_until, wait_until_async, wait_until_blocking, PATIENCE},
 };

@@ -60,3 +60,16 @@ where
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// Like [`wait_until`] on a thread of its own, outside a runtime (a test driving child processes):
+/// polls `condition` every 20 ms; fails the test after `timeout`, naming `what`.
+pub fn wait_until_blocking(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
