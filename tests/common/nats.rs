@@ -137,6 +137,16 @@ impl NatsCluster {
         self.nodes[i].stop(libc::SIGKILL);
     }
 
+    /// SIGSTOPs server `i`: it keeps its connections and answers nothing, as a machine that hangs.
+    pub fn pause(&mut self, i: usize) {
+        self.nodes[i].signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONTs server `i` after [`NatsCluster::pause`].
+    pub fn resume(&mut self, i: usize) {
+        self.nodes[i].signal(libc::SIGCONT);
+    }
+
     /// Starts server `i` again on its ports and store, and waits until the cluster is ready with
     /// it current again.
     pub fn restart(&mut self, i: usize) {
@@ -316,11 +326,9 @@ impl Node {
         Ok(())
     }
 
-    /// Sends `signal` and waits for the exit; nothing where the server is not running.
-    fn stop(&mut self, signal: libc::c_int) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
+    /// Sends `signal` to the running server.
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("a running server");
         let pid = libc::pid_t::try_from(child.id()).expect("a pid");
         // SAFETY: signalling our own child process by its pid, which it keeps until waited for.
         assert_eq!(
@@ -328,6 +336,15 @@ impl Node {
             0,
             "kill({pid}, {signal})"
         );
+    }
+
+    /// Sends `signal` and waits for the exit; nothing where the server is not running.
+    fn stop(&mut self, signal: libc::c_int) {
+        if self.child.is_none() {
+            return;
+        }
+        self.signal(signal);
+        let mut child = self.child.take().expect("a running server");
         wait_until_blocking(&format!("{} to exit", self.server_name), PATIENCE, || {
             child.try_wait().expect("wait for nats-server").is_some()
         });

@@ -1,10 +1,13 @@
 //! What the tests of the NATS sink share about the stream: creating it ([`create_stream`]),
-//! reading back every message a sink published ([`stream_messages`]), and each frame's copies by
-//! site ([`stream_contents`]).
+//! reading back every message a sink published ([`stream_messages`]), each frame's copies by site
+//! ([`stream_contents`]), and holding the stream to what the simulators were acknowledged
+//! ([`audit`]).
 //!
-//! tests/nats.rs and tests/containers.rs include this module and each uses
+//! tests/nats.rs, tests/nats_cluster.rs and tests/containers.rs include this module and each uses
 //! a part of it, so what one file leaves unused is not dead code.
 #![allow(dead_code)]
+
+pub mod audit;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +40,8 @@ pub struct StreamMessage {
     pub sequence: Option<String>,
     /// `Aggregator-Site`: the daemon that published it, where the id does not say.
     pub site: Option<String>,
+    /// `Aggregator-Priority`: `routine` or `emergency`.
+    pub priority: Option<String>,
     /// Its sequence in the stream: the order the stream holds it in.
     pub stream_sequence: u64,
 }
@@ -154,6 +159,7 @@ pub async fn stream_messages(
             id: id.map(|id| id.as_str().to_string()),
             sequence: header("Aggregator-Sequence"),
             site: header("Aggregator-Site"),
+            priority: header("Aggregator-Priority"),
             stream_sequence: message.info().expect("a JetStream message").stream_sequence,
         });
     }
