@@ -493,7 +493,24 @@ fn fleet_run(name: &str, ack: &str, fault: Fault) -> Audit {
         });
     }
     let messages = runtime.block_on(stream_messages(reader, None));
+    messages.iter().for_each(assert_fleet_identity);
     audit(&Acknowledged::read(&[&acks]), &messages)
+}
+
+/// A message as `identity = "fleet"` publishes it: the id `kind.source.seq` without the site, the
+/// subject `telemetry.{kind}.{source}`, and the site that published it in `Aggregator-Site`.
+fn assert_fleet_identity(message: &StreamMessage) {
+    let Some((None, (kind, source, seq))) = message.identity() else {
+        panic!("not a fleet message id: {message:?}");
+    };
+    assert_eq!(
+        message.subject,
+        format!("telemetry.{kind}.{source}"),
+        "{message:?}"
+    );
+    assert_eq!(message.sequence, Some(seq.to_string()), "{message:?}");
+    let site = message.site.as_deref();
+    assert!(matches!(site, Some("a" | "b")), "{message:?}");
 }
 
 #[test]
