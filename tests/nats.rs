@@ -4,7 +4,8 @@
 //! seq)` of both archives exactly once, also across a SIGKILL of one daemon and a stop of
 //! `nats-server`, during which ingest goes on. And the sink on an archive of several shards,
 //! built shard by shard (`common::ShardedArchive`): every shard published once, with a cursor
-//! per shard that a restarted sink resumes from.
+//! per shard that a restarted sink resumes from. And `ack = "replicated"`: a daemon lost with its
+//! archive during a NATS outage loses nothing it acknowledged, where `ack = "local"` does.
 
 mod common;
 mod nats_stream;
@@ -21,8 +22,9 @@ use aggregator::domain::position::Position;
 use aggregator::sinks::nats::NatsSink;
 use aggregator::{Priority, SourceKind, Stats};
 
-use common::{NatsDaemon, NatsServer, TempDir};
-use nats_stream::{stream_contents, Contents, STREAM};
+use common::{NatsDaemon, NatsServer, Sim, TempDir};
+use nats_stream::audit::{audit, Acknowledged, Audit};
+use nats_stream::{stream_contents, stream_messages, Contents, STREAM};
 
 /// The longest any one wait may take: generous, the machine is shared.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -241,6 +243,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
         archive.durable_ends(),
         first.clone(),
         None,
+        None,
     );
     wait_published(&first, sent.len() as u64).await;
     sink.finish(tokio::time::Instant::now()).await;
@@ -273,6 +276,7 @@ async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
         root.0.clone(),
         archive.durable_ends(),
         second.clone(),
+        None,
         None,
     );
     archive.stop().await;
@@ -398,4 +402,78 @@ fn protected_segments_outlive_max_age_until_the_sink_has_published_them() {
     });
     assert_eq!(daemon.stat("nats_skipped_frames"), 0);
     assert!(daemon.terminate().success(), "{}", daemon.log());
+}
+
+/// What a machine lost during a NATS outage takes with it: 4 uplinks and a replay feed against a
+/// daemon with `sinks.nats.ack = ack`; NATS stops, the daemon stores 1,000 frames more, then is
+/// SIGKILLed and its archive deleted; NATS comes back. The audit of the stream against what the
+/// simulator saw acknowledged.
+fn lost_with_the_machine(ack: &str) -> Audit {
+    let mut nats = NatsServer::start();
+    let dir = TempDir::new("lost");
+    let sink_keys = format!("ack = \"{ack}\"\n");
+    let mut daemon = NatsDaemon::start_in(&dir.0, "lost", &[nats.url()], &sink_keys, "");
+    let acks = dir.0.join("acks.log");
+    let sim = Sim::start(
+        &daemon.uplink_addr(),
+        &daemon.replay_addr(),
+        &[
+            "--scenario",
+            "default",
+            "--uplinks",
+            "4",
+            "--replays",
+            "1",
+            "--rate",
+            "500",
+            "--duration",
+            "30",
+            "--give-up-after",
+            "1",
+            "--progress",
+            "off",
+            "--ack-log",
+            acks.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    wait_until("the daemon to publish", || {
+        daemon.stat("nats_published") > 1_000
+    });
+    nats.stop();
+    let archived = daemon.stat("frames_archived");
+    wait_until("frames stored during the outage", || {
+        daemon.stat("frames_archived") > archived + 1_000
+    });
+    if ack == "replicated" {
+        let (status, health) = daemon.get("/healthz");
+        assert_eq!(status, 503, "{health}");
+        let waiting = health["nats"]["acks_wait_for_jetstream"].as_u64();
+        assert!(waiting > Some(0), "{health}");
+    }
+    // The machine is lost: the daemon and its disk. The simulator gives up on it.
+    daemon.kill();
+    std::fs::remove_dir_all(&daemon.archive).expect("delete the archive");
+    sim.exit();
+    nats.restart();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let messages = runtime.block_on(stream_messages(nats.url(), None));
+    let report = audit(&Acknowledged::read(&[&acks]), &messages);
+    println!("ack = {ack}: {report}");
+    report
+}
+
+#[test]
+#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+fn a_replicated_acknowledgement_outlives_the_machine() {
+    let report = lost_with_the_machine("replicated");
+    assert!(report.acknowledged > 1_000, "{report}");
+    assert_eq!((report.missing, report.duplicated), (0, 0), "{report}");
+}
+
+/// The control: the same loss with `ack = "local"` loses what was acknowledged during the outage.
+#[test]
+#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+fn a_local_acknowledgement_is_lost_with_the_machine() {
+    let report = lost_with_the_machine("local");
+    assert!(report.missing > 0, "{report}");
 }

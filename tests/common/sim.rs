@@ -2,7 +2,7 @@
 //! options, its summary read when it ends.
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -56,20 +56,8 @@ impl Sim {
     }
 
     /// Waits for the simulator, which must succeed, and returns its totals.
-    pub fn finish(mut self) -> SimTotal {
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for uplink-sim") {
-                break status;
-            }
-            if self.started.elapsed() > SIM_PATIENCE {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let (out, err) = self.output();
-                panic!("uplink-sim ran longer than {SIM_PATIENCE:?}:\n{out}\n{err}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let (out, err) = self.output();
+    pub fn finish(self) -> SimTotal {
+        let (status, out, err) = self.exit();
         assert!(
             status.success(),
             "uplink-sim failed: {status}\n{out}\n{err}"
@@ -89,6 +77,25 @@ impl Sim {
             sent: number("sent"),
             acked: number("acked"),
         }
+    }
+
+    /// Waits for the simulator to exit, whatever its status, and returns it with what it wrote
+    /// to stdout and stderr.
+    pub fn exit(mut self) -> (ExitStatus, String, String) {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for uplink-sim") {
+                break status;
+            }
+            if self.started.elapsed() > SIM_PATIENCE {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let (out, err) = self.output();
+                panic!("uplink-sim ran longer than {SIM_PATIENCE:?}:\n{out}\n{err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (out, err) = self.output();
+        (status, out, err)
     }
 
     /// Everything the simulator wrote to stdout and stderr (once it has exited).

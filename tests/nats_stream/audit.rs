@@ -63,8 +63,9 @@ impl Acknowledged {
         for (number, line) in text.lines().enumerate() {
             let bad = |why: &str| format!("line {}: {why}: {line:?}", number + 1);
             let parts: Vec<&str> = line.split(' ').collect();
-            let [what, kind, id, value] = parts[..] else {
-                return Err(bad("not four fields"));
+            // A simulator that knows several daemons adds the one that answered.
+            let (&[what, kind, id, value] | &[what, kind, id, value, _]) = &parts[..] else {
+                return Err(bad("neither four fields nor five"));
             };
             if kind != "live" && kind != "replay" {
                 return Err(bad("the kind is neither live nor replay"));
