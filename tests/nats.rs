@@ -477,3 +477,74 @@ fn a_local_acknowledgement_is_lost_with_the_machine() {
     let report = lost_with_the_machine("local");
     assert!(report.missing > 0, "{report}");
 }
+
+/// A daemon that comes back with its archive after its sources failed over publishes none of the
+/// frames it held that their sources sent again through the other daemon, even past the
+/// duplicate window (1 s here): two daemons with `identity = "fleet"` and `ack = "replicated"`;
+/// A is SIGKILLed during a NATS outage with frames it could not publish, its sources move to B,
+/// and A is started again on its archive once the duplicate window has passed.
+#[test]
+#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+fn a_daemon_back_after_its_sources_moved_on_publishes_nothing_twice() {
+    let mut nats = NatsServer::start();
+    let sink = "ack = \"replicated\"\nidentity = \"fleet\"\nduplicate_window_s = 1\n\
+                subject = \"telemetry.{kind}.{source}\"\n";
+    let (dir_a, dir_b) = (TempDir::new("back-a"), TempDir::new("back-b"));
+    let mut a = NatsDaemon::start_in(&dir_a.0, "a", &[nats.url()], sink, "");
+    let b = NatsDaemon::start_in(&dir_b.0, "b", &[nats.url()], sink, "");
+    let acks = dir_a.0.join("acks.log");
+    let sim = Sim::start(
+        &format!("{},{}", a.uplink_addr(), b.uplink_addr()),
+        &format!("{},{}", a.replay_addr(), b.replay_addr()),
+        &[
+            "--scenario",
+            "default",
+            "--uplinks",
+            "4",
+            "--replays",
+            "1",
+            "--rate",
+            "200",
+            "--duration",
+            "6",
+            "--progress",
+            "off",
+            "--ack-log",
+            acks.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    wait_until("daemon a to publish", || a.stat("nats_published") > 500);
+    nats.stop();
+    let at_stop = a.stat("frames_archived");
+    wait_until("daemon a to archive what it cannot publish", || {
+        a.stat("frames_archived") > at_stop + 500
+    });
+    a.kill();
+    nats.restart();
+    sim.wait();
+    wait_until("daemon b to publish everything", || {
+        b.stat("nats_lag_frames") == 0
+    });
+    // Outlasts the stream's duplicate window: a copy now would be stored.
+    thread::sleep(Duration::from_millis(1_500));
+    a.restart();
+    // The drain publishes what the archive holds before the daemon exits.
+    assert!(a.terminate().success(), "{}", a.log());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let messages = runtime.block_on(stream_messages(nats.url(), None));
+    // Frames daemon a archived and b published: what a would publish a second time.
+    let held_by_a = archived(&a.archive);
+    let sent_again = (messages.iter())
+        .filter(|m| m.site.as_deref() == Some("b"))
+        .filter_map(|m| Some(m.identity()?.1))
+        .filter(|frame| held_by_a.contains(frame))
+        .count();
+    assert!(
+        sent_again > 0,
+        "daemon a held nothing its sources sent again"
+    );
+    let report = audit(&Acknowledged::read(&[&acks]), &messages);
+    println!("{sent_again} frames of a's archive published by b; {report}");
+    assert!(report.acknowledged > 1_000, "{report}");
+    assert_eq!((report.missing, report.duplicated), (0, 0), "{report}");
+}

@@ -8,6 +8,8 @@
 //! [`nats`] publishes into NATS JetStream; [`fleet`] asks its stream where a source stands, for a
 //! daemon that takes over a source from another.
 
+pub mod client;
 pub mod cursor;
 pub mod fleet;
+mod message;
 pub mod nats;

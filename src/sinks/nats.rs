@@ -30,29 +30,25 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::context::{CreateStreamError, PublishError};
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
-use async_nats::{Client, ConnectOptions, ServerAddr};
+use async_nats::Client;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::client::{connect, ConnectError};
 use super::cursor::CursorFile;
+use super::fleet::EarlierFrames;
+use super::message::Naming;
 use crate::archive::read::{spawn_low_priority, DurableEnds, FollowedFrame, FrameFilter};
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::retention::ReadMarks;
 use crate::config::{AckMode, Identity, NatsConfig};
 use crate::domain::clock::ArchiveClock;
-use crate::domain::frame::SourceKind;
 use crate::domain::position::DurableEnd;
 use crate::domain::position::{Positions, ShardPosition};
-use crate::domain::reception::Reception;
 use crate::domain::replication::Replication;
 use crate::stats::Stats;
-
-/// The header of each message published with `ack = "replicated"`: its source's acknowledgement
-/// when it was published, up to which every frame of the source is in the stream.
-pub(super) const REPLICATED_THROUGH: &str = "Aggregator-Replicated-Through";
 
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -178,9 +174,12 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
         config.max_lag,
         files.replication.clone(),
     ));
+    let context = jetstream::new(client.clone());
     let mut publisher = JetStreamWriter {
-        subject: SubjectTemplate::new(&config),
-        context: jetstream::new(client),
+        message: Naming::new(&config),
+        earlier: (config.identity == Identity::Fleet)
+            .then(|| EarlierFrames::new(context.clone(), &config)),
+        context,
         files,
         config,
         cursor_files,
@@ -225,16 +224,9 @@ fn load_cursors(files: &HashMap<usize, CursorFile>) -> std::io::Result<Positions
 /// Why the sink cannot start, or why one of its sessions failed (and the next starts again from
 /// the cursor).
 #[derive(Debug, thiserror::Error)]
-pub(super) enum NatsError {
-    #[error("sinks.nats.credentials {}: {source}", path.display())]
-    Credentials {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("sinks.nats.url: {0}")]
-    Url(std::io::Error),
+enum NatsError {
     #[error(transparent)]
-    Connect(#[from] async_nats::ConnectError),
+    Connect(#[from] ConnectError),
     /// A saved cursor cannot be read.
     #[error(transparent)]
     Cursor(std::io::Error),
@@ -252,37 +244,6 @@ pub(super) enum NatsError {
         position: ShardPosition,
         source: PublishError,
     },
-}
-
-/// Connects in the background: the client keeps trying the servers, forever.
-pub(super) async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
-    let mut options = ConnectOptions::new()
-        .name(format!("aggregator {}", config.site))
-        .retry_on_initial_connect()
-        .max_reconnects(None);
-    if let Some(path) = &config.credentials {
-        options =
-            options
-                .credentials_file(path)
-                .await
-                .map_err(|source| NatsError::Credentials {
-                    path: path.clone(),
-                    source,
-                })?;
-    }
-    if let (Some(user), Some(password)) = (&config.user, &config.password) {
-        options = options.user_and_password(user.clone(), password.expose().to_string());
-    }
-    if let Some(ca) = &config.tls_ca {
-        options = options.add_root_certificates(ca.clone()).require_tls(true);
-    }
-    let servers = config
-        .url
-        .iter()
-        .map(|url| url.parse::<ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(NatsError::Url)?;
-    Ok(options.connect(servers).await?)
 }
 
 /// What the publisher tells the reporter, which runs beside it.
@@ -351,13 +312,17 @@ struct InFlight {
     received_unix_ns: u64,
     /// Archived after the sink started (counted in the lag in frames).
     new: bool,
+    /// Not published: another daemon published its source past it ([`EarlierFrames`]).
+    held_elsewhere: bool,
     ack: Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>,
 }
 
 /// The publishing side: the cursor, and one session after another.
 struct JetStreamWriter {
     config: NatsConfig,
-    subject: SubjectTemplate,
+    message: Naming,
+    /// With `identity = "fleet"`: where other daemons published the sources of earlier frames.
+    earlier: Option<EarlierFrames>,
     context: jetstream::Context,
     files: ArchiveFiles,
     /// Each shard's cursor file.
@@ -580,75 +545,39 @@ impl JetStreamWriter {
         Ok(())
     }
 
-    /// A link frame's reception as headers: `Aggregator-Link`, `-Station`, `-Mode`, and where known
-    /// `-Earth-Received-Unix-Ns`, `-Ax25-From`, `-Ax25-To`.
-    fn reception_headers(reception: &Reception) -> Vec<(&'static str, String)> {
-        let r = &reception.received;
-        let mut headers = vec![
-            ("Aggregator-Link", reception.delivery.link.to_string()),
-            ("Aggregator-Station", reception.delivery.station.to_string()),
-            ("Aggregator-Mode", r.mode().to_string()),
-        ];
-        if let Some(time) = r.earth_unix_ns {
-            headers.push(("Aggregator-Earth-Received-Unix-Ns", time.to_string()));
-        }
-        if let Some(ax25) = r.ax25 {
-            headers.push(("Aggregator-Ax25-From", ax25.from.to_string()));
-            headers.push(("Aggregator-Ax25-To", ax25.to.to_string()));
-        }
-        headers
-    }
-
-    /// Hands one frame to the client; its PubAck comes later.
-    async fn publish(&self, followed: &FollowedFrame) -> Result<InFlight, NatsError> {
+    /// Hands one frame to the client; its PubAck comes later. A frame an earlier run archived
+    /// that another daemon has published since ([`EarlierFrames`]) is passed as held already.
+    async fn publish(&mut self, followed: &FollowedFrame) -> Result<InFlight, NatsError> {
         let frame = &followed.frame;
-        let kind = kind_token(frame.kind);
-        let series = format!("{kind}.{}.{}", frame.source_id, frame.sequence);
-        let id = match self.config.identity {
-            Identity::Site => format!("{}.{series}", self.config.site),
-            Identity::Fleet => series,
+        let (p, shard) = (followed.position, followed.shard);
+        let new = (self.files.start_ends)
+            .get(&shard)
+            .is_none_or(|end| (p.segment, p.offset) >= (end.segment, end.len));
+        let mut in_flight = InFlight {
+            frame: followed.clone(),
+            position: ShardPosition { shard, position: p },
+            received_unix_ns: frame.received_unix_ns,
+            new,
+            held_elsewhere: false,
+            ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
         };
-        let mut message = PublishMessage::build()
-            .payload(frame.payload.clone())
-            .message_id(id)
-            .header("Aggregator-Site", self.config.site.as_str())
-            .header("Aggregator-Priority", frame.priority.as_str())
-            .header("Aggregator-Sequence", frame.sequence.to_string())
-            .header(
-                "Aggregator-Received-Unix-Ns",
-                frame.received_unix_ns.to_string(),
-            );
+        if let (false, Some(earlier)) = (new, &mut self.earlier) {
+            in_flight.held_elsewhere = earlier.held_elsewhere(&self.message, frame).await;
+            if in_flight.held_elsewhere {
+                return Ok(in_flight);
+            }
+        }
         let replicated_through = (self.files.replication.as_ref())
             .and_then(|r| r.acked_through((frame.kind, frame.source_id)));
-        if let Some(through) = replicated_through {
-            message = message.header(REPLICATED_THROUGH, through.to_string());
-        }
-        for (name, value) in frame
-            .reception
-            .as_deref()
-            .into_iter()
-            .flat_map(Self::reception_headers)
-        {
-            message = message.header(name, value);
-        }
-        let subject = self.subject.render(kind, frame.source_id);
+        let (subject, message) = self.message.build(frame, replicated_through);
         let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
         let ack = match sent.await {
             Ok(Ok(ack)) => ack,
             Ok(Err(err)) => return Err(NatsError::Publish(err)),
             Err(_) => return Err(NatsError::PublishTimeout),
         };
-        let (p, shard) = (followed.position, followed.shard);
-        let new = (self.files.start_ends)
-            .get(&shard)
-            .is_none_or(|end| (p.segment, p.offset) >= (end.segment, end.len));
-        Ok(InFlight {
-            frame: followed.clone(),
-            position: ShardPosition { shard, position: p },
-            received_unix_ns: frame.received_unix_ns,
-            new,
-            ack: ack.into_future(),
-        })
+        in_flight.ack = ack.into_future();
+        Ok(in_flight)
     }
 
     /// Moves the cursor past a frame JetStream acknowledged (in publishing order).
@@ -662,7 +591,10 @@ impl JetStreamWriter {
             source,
         })?;
         self.acked.set(published.position);
-        self.stats.nats_acked(ack.duplicate);
+        match published.held_elsewhere {
+            true => self.stats.nats_held_elsewhere(),
+            false => self.stats.nats_acked(ack.duplicate),
+        }
         if let Some(replication) = &self.files.replication {
             let frame = &published.frame.frame;
             let key = (frame.kind, frame.source_id);
@@ -734,107 +666,4 @@ async fn next_ack(
 ) -> Option<(InFlight, Result<PublishAck, PublishError>)> {
     let ack = (&mut in_flight.front_mut()?.ack).await;
     in_flight.pop_front().map(|published| (published, ack))
-}
-
-/// The `{kind}` of subjects and message ids.
-pub(super) fn kind_token(kind: SourceKind) -> &'static str {
-    match kind {
-        SourceKind::LiveUplink => "live",
-        SourceKind::ArchivedReplay => "replay",
-    }
-}
-
-/// `sinks.nats.subject`, taken apart once.
-#[derive(Debug)]
-pub(super) struct SubjectTemplate {
-    site: String,
-    tokens: Vec<String>,
-}
-
-impl SubjectTemplate {
-    pub(super) fn new(config: &NatsConfig) -> SubjectTemplate {
-        SubjectTemplate {
-            site: config.site.clone(),
-            tokens: config.subject.split('.').map(str::to_string).collect(),
-        }
-    }
-
-    /// The subject of a frame of source `source` of kind `kind`.
-    pub(super) fn render(&self, kind: &str, source: u32) -> String {
-        let source = source.to_string();
-        let tokens: Vec<&str> = self
-            .tokens
-            .iter()
-            .map(|token| match token.as_str() {
-                "{site}" => self.site.as_str(),
-                "{kind}" => kind,
-                "{source}" => source.as_str(),
-                word => word,
-            })
-            .collect();
-        tokens.join(".")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A link's frame's reception as docs/scale-out.md names the headers; unknown fields absent.
-    #[test]
-    fn a_reception_becomes_the_documented_headers() {
-        let delivery = std::sync::Arc::new(crate::domain::reception::Delivery {
-            link: "uhf".into(),
-            station: "Kiruna".into(),
-        });
-        let mut reception = Reception {
-            delivery,
-            received: crate::domain::reception::Received {
-                earth_unix_ns: Some(7),
-                playback: true,
-                ax25: Some(crate::domain::reception::Ax25Addresses {
-                    from: "N0CALL-1".parse().unwrap(),
-                    to: "CQ".parse().unwrap(),
-                }),
-            },
-        };
-        let headers = JetStreamWriter::reception_headers(&reception);
-        let named = |pairs: &[(&'static str, &str)]| {
-            (pairs.iter())
-                .map(|&(name, value)| (name, value.to_string()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            headers,
-            named(&[
-                ("Aggregator-Link", "uhf"),
-                ("Aggregator-Station", "Kiruna"),
-                ("Aggregator-Mode", "playback"),
-                ("Aggregator-Earth-Received-Unix-Ns", "7"),
-                ("Aggregator-Ax25-From", "N0CALL-1"),
-                ("Aggregator-Ax25-To", "CQ"),
-            ])
-        );
-        reception.received = Default::default();
-        let headers = JetStreamWriter::reception_headers(&reception);
-        let expected = [
-            ("Aggregator-Link", "uhf"),
-            ("Aggregator-Station", "Kiruna"),
-            ("Aggregator-Mode", "realtime"),
-        ];
-        assert_eq!(headers, named(&expected));
-    }
-
-    #[test]
-    fn the_subject_template_fills_in_site_kind_and_source() {
-        let config: crate::Config = toml::from_str(
-            "[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"gs-north\"\n\
-             subject = \"tm.{kind}.{site}.raw.{source}\"\n",
-        )
-        .unwrap();
-        let nats = config.sinks.nats.unwrap();
-        let template = SubjectTemplate::new(&nats);
-        assert_eq!(template.render("live", 17), "tm.live.gs-north.raw.17");
-        assert_eq!(nats.stream_subjects(), "tm.*.*.raw.*");
-    }
 }

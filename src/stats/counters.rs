@@ -105,6 +105,7 @@ pipeline_stats! {
     Gauge nats_lag_seconds: "Whole seconds since the oldest frame JetStream has not yet acknowledged was received; 0 when the sink is caught up.",
     Counter nats_published: "Frames JetStream acknowledged as new messages.",
     Counter nats_republished: "Frames published again (after a failure or a restart) that JetStream acknowledged as duplicates and dropped.",
+    Counter nats_held_elsewhere: "With sinks.nats.identity = \"fleet\": frames an earlier run archived and had not published, not published because their source failed over and another daemon published it past them.",
     Counter nats_errors: "Failures of the NATS sink: publishes, acknowledgements or stream set-up that failed and were retried.",
     Counter clock_steps: "Steps of the wall clock past clock.step_threshold_ms the daemon noticed: while running (received times did not move), and a start with the clock behind the archive's newest frame.",
     Gauge clock_in_doubt: "1 while the clock is in doubt (/healthz says degraded): the wall clock and the archive clock disagree by more than clock.step_threshold_ms, or the daemon started with its clock behind the archive's newest frame (until the clock passes it, at most clock.start_grace_ms); else 0.",
