@@ -36,8 +36,9 @@
 //! journal or the segment's sync has made it durable, whichever is first.
 //!
 //! With `sinks.nats.ack = "replicated"` the stores count, but a frame's acknowledgement waits
-//! for JetStream ([`Replication`]): the journal, which acknowledges early, is not used, and past
-//! the frames that may wait for their replica, batches wait as they do for a sync.
+//! for JetStream ([`Replication`]): the journal, which acknowledges early, is not used (a group
+//! with an emergency starts the segment's sync at once instead), and past the frames that may
+//! wait for their replica, batches wait as they do for a sync.
 //!
 //! The sink is a trait ([`ArchiveSink`]) so that the counting sink, the durable segment archive and
 //! the tests' sinks (which observe the processing order, hold the archive still, or fail on demand)
@@ -423,6 +424,9 @@ impl ArchiveConsumer {
             replication.written(group.iter().map(|a| a.item.len() as u64).sum());
         }
         let claims = self.journal(&group);
+        // Without the journal an emergency waits for the segment's sync: it starts now.
+        let emergency = !self.acknowledges()
+            && (group.iter()).any(|a| a.item.priority == Priority::Emergency);
         self.unsynced.add(&group, &claims);
         self.unsynced.ends_outage |= ends_outage;
         drop(group);
@@ -432,6 +436,7 @@ impl ArchiveConsumer {
                 self.stored(written);
             }
             SyncPolicy::EveryBatch => self.start_sync(),
+            SyncPolicy::Interval(_) if emergency => self.start_sync(),
             // Half the bound written: start the sync now, so that it ends before the bound is hit.
             SyncPolicy::Interval(_) if self.room() <= self.settings.max_unsynced_bytes / 2 => {
                 self.start_sync();
