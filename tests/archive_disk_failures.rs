@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregator::archive::format::ArchiveError;
 use aggregator::archive::write::{ArchiveSink, BoxFuture};
 use aggregator::config::SyncMode;
 use aggregator::protocol::ingest::{CloseReason, VERSION};
@@ -24,19 +25,26 @@ struct FlakySink {
 }
 
 impl ArchiveSink for FlakySink {
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+    fn write<'a>(
+        &'a mut self,
+        batches: &'a [Arc<Batch>],
+    ) -> BoxFuture<'a, Result<(), ArchiveError>> {
         let frames: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let written = self.written.load(Ordering::SeqCst);
         let result = if written + frames <= self.good {
             self.written.fetch_add(frames, Ordering::SeqCst);
             Ok(())
         } else {
-            Err(io::Error::other("/archive/segment-1.seg: disk full"))
+            Err(ArchiveError::Io {
+                path: "/archive/segment-1.seg".into(),
+                operation: "append to segment",
+                source: io::Error::from_raw_os_error(libc::ENOSPC),
+            })
         };
         Box::pin(async move { result })
     }
 
-    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
+    fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }

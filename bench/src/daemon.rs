@@ -9,6 +9,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use aggregator::archive::format::ArchiveError;
 use aggregator::archive::write::{ArchiveSink, BoxFuture};
 use aggregator::config::ArchiveKind;
 use aggregator::domain::position::DurableEnd;
@@ -49,7 +50,10 @@ impl MeasuredSink {
 }
 
 impl ArchiveSink for MeasuredSink {
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+    fn write<'a>(
+        &'a mut self,
+        batches: &'a [Arc<Batch>],
+    ) -> BoxFuture<'a, Result<(), ArchiveError>> {
         let mut frames = 0;
         for batch in batches {
             frames += batch.len();
@@ -61,15 +65,18 @@ impl ArchiveSink for MeasuredSink {
         self.inner.write(batches)
     }
 
-    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<BoxFuture<'static, io::Result<()>>> {
+    fn journal(
+        &mut self,
+        batches: &[Arc<Batch>],
+    ) -> Option<BoxFuture<'static, Result<(), ArchiveError>>> {
         self.inner.journal(batches)
     }
 
-    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
+    fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
         self.inner.sync()
     }
 
-    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+    fn close(&mut self) -> BoxFuture<'_, Result<(), ArchiveError>> {
         self.inner.close()
     }
 

@@ -5,6 +5,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use aggregator::archive::format::ArchiveError;
 use aggregator::archive::write::{ArchiveSink, BoxFuture};
 use aggregator::domain::reception::Reception;
 use aggregator::{Batch, Priority, SourceKind};
@@ -167,18 +168,25 @@ impl Archive {
 }
 
 impl ArchiveSink for RecordingSink {
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+    fn write<'a>(
+        &'a mut self,
+        batches: &'a [Arc<Batch>],
+    ) -> BoxFuture<'a, Result<(), ArchiveError>> {
         Box::pin(async move {
             self.state.store_calls.fetch_add(1, Ordering::SeqCst);
             if !*self.gate.borrow() {
                 self.state.waiting.fetch_add(1, Ordering::SeqCst);
                 let opened = self.gate.wait_for(|open| *open).await.map(|_| ());
                 self.state.waiting.fetch_sub(1, Ordering::SeqCst);
-                opened.map_err(|_| io::Error::other("the test dropped the archive gate"))?;
+                opened.map_err(|_| ArchiveError::broken("the test dropped the archive gate"))?;
             }
             if self.state.full.load(Ordering::SeqCst) {
                 self.state.failed_writes.fetch_add(1, Ordering::SeqCst);
-                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                return Err(ArchiveError::Io {
+                    path: "/archive/segment-00000000000000000001.seg".into(),
+                    operation: "append to segment",
+                    source: io::Error::from_raw_os_error(libc::ENOSPC),
+                });
             }
             let mut records = self.state.records.lock().unwrap();
             for batch in batches.iter() {
@@ -199,7 +207,7 @@ impl ArchiveSink for RecordingSink {
         })
     }
 
-    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+    fn close(&mut self) -> BoxFuture<'_, Result<(), ArchiveError>> {
         self.state.closed.store(true, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }

@@ -12,7 +12,7 @@ pub fn stored_frames(dir: &Path) -> Vec<(Position, FrameRecord)> {
     let mut frames = Vec::new();
     for (index, path) in format::list_segments(dir).unwrap() {
         let segment = match format::read_segment(&path) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) if err.is_gone() => continue,
             read => read.unwrap(),
         };
         let mut last = (u64::MAX, 0);

@@ -20,7 +20,8 @@
 //! crash or a repair) is rebuilt from the segment by [`SegmentIndex::read_or_rebuild`]. Nothing
 //! that must survive a crash rests on it alone.
 
-use super::{error, names, record, scan};
+use super::error::ArchiveError;
+use super::{names, record, scan};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
@@ -300,7 +301,7 @@ impl SegmentIndex {
     }
 
     /// The index of the segment at `path`, read whole (a sealed segment: nothing appends to it).
-    pub fn build(path: &Path) -> io::Result<SegmentIndex> {
+    pub fn build(path: &Path) -> Result<SegmentIndex, ArchiveError> {
         Ok(SegmentIndex::of_scan(&scan::read_segment(path)?))
     }
 
@@ -323,9 +324,9 @@ impl SegmentIndex {
         segment: u64,
         path: &Path,
         spans: &SpanCache,
-    ) -> io::Result<SegmentIndex> {
+    ) -> Result<SegmentIndex, ArchiveError> {
         let len = fs::metadata(path)
-            .map_err(|err| error::with_path(err, path, "cannot stat"))?
+            .map_err(ArchiveError::io(path, "stat"))?
             .len();
         if let Some(index) = SegmentIndex::read_current(dir, segment, len) {
             spans.remember(dir, segment, &index);
@@ -341,14 +342,14 @@ impl SegmentIndex {
 
     /// Writes the index to `path` and syncs it, as its segment is (it is still rebuilt when lost
     /// or damaged: the directory entry is not synced, and the segment stays the truth).
-    pub(crate) fn write(&self, path: &Path) -> io::Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> Result<(), ArchiveError> {
         let mut bytes = Vec::with_capacity(64 + self.sources.len() * 40 + self.times.len() * 32);
         self.encode(&mut bytes);
         let written = fs::File::create(path).and_then(|mut file| {
             io::Write::write_all(&mut file, &bytes)?;
             file.sync_data()
         });
-        written.map_err(|err| error::with_path(err, path, "cannot write"))
+        written.map_err(ArchiveError::io(path, "write"))
     }
 
     /// The source keys and spans, with their kinds decoded.
@@ -624,11 +625,11 @@ impl Input<'_> {
 }
 
 /// Deletes segment `index`'s index file, if it has one.
-pub(crate) fn remove(dir: &Path, index: u64) -> io::Result<()> {
+pub(crate) fn remove(dir: &Path, index: u64) -> Result<(), ArchiveError> {
     let path = index_path(dir, index);
     match fs::remove_file(&path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(error::with_path(err, &path, "cannot delete"))
+            Err(ArchiveError::io(&path, "delete")(err))
         }
         _ => Ok(()),
     }

@@ -13,10 +13,9 @@
 
 use super::names;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
-use super::error::with_path;
+use super::error::ArchiveError;
 use crate::domain::shard::MAX_SHARDS;
 
 const PREFIX: &str = "shard-";
@@ -43,11 +42,11 @@ fn shard_of_name(name: &str) -> Option<usize> {
 
 /// Every shard's directory in the archive at `root`, shard 0 (`root` itself) first, then the
 /// `shard-KK` directories that exist, by shard.
-pub(crate) fn list_shards(root: &Path) -> io::Result<Vec<(usize, PathBuf)>> {
+pub(crate) fn list_shards(root: &Path) -> Result<Vec<(usize, PathBuf)>, ArchiveError> {
     let mut shards = vec![(0, root.to_path_buf())];
-    let entries = fs::read_dir(root).map_err(|err| with_path(err, root, "cannot list"))?;
+    let entries = fs::read_dir(root).map_err(ArchiveError::io(root, "list"))?;
     for entry in entries {
-        let entry = entry.map_err(|err| with_path(err, root, "cannot list"))?;
+        let entry = entry.map_err(ArchiveError::io(root, "list"))?;
         let shard = entry.file_name().to_str().and_then(shard_of_name);
         let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
         if let (Some(shard), true) = (shard, is_dir) {
@@ -60,7 +59,7 @@ pub(crate) fn list_shards(root: &Path) -> io::Result<Vec<(usize, PathBuf)>> {
 
 /// Takes every shard directory's lock ([`names::lock_directory`]), the archive directory's
 /// first: what a tool that changes the archive holds, so that it never runs beside a daemon.
-pub(crate) fn lock_shards(root: &Path) -> io::Result<Vec<fs::File>> {
+pub(crate) fn lock_shards(root: &Path) -> Result<Vec<fs::File>, ArchiveError> {
     list_shards(root)?
         .iter()
         .map(|(_, dir)| names::lock_directory(dir))
@@ -83,7 +82,7 @@ pub struct ShardSegments {
 /// The segments of every shard of the archive at `root` ([`list_shards`]): shard 0 first, then by
 /// shard, each shard's by index. A shard directory without segments is listed, empty. An `Err`
 /// names the directory that cannot be listed.
-pub fn list_shard_segments(root: &Path) -> io::Result<Vec<ShardSegments>> {
+pub fn list_shard_segments(root: &Path) -> Result<Vec<ShardSegments>, ArchiveError> {
     list_shards(root)?
         .into_iter()
         .map(|(shard, dir)| {

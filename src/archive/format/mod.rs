@@ -58,7 +58,8 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use error::{is_transient, opening_failed, sync_dir, transient, with_path};
+pub(crate) use error::sync_dir;
+pub use error::ArchiveError;
 pub use layout::{list_shard_segments, shard_dir, ShardSegments};
 pub(crate) use layout::{list_shards, lock_shards};
 pub(crate) use names::{

@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::error::with_path;
+use super::error::ArchiveError;
 
 /// A kind of numbered file: `{prefix}{number:020}{suffix}`.
 struct Numbered {
@@ -73,17 +73,17 @@ fn journal_generation(path: &Path) -> Option<u64> {
 }
 
 /// The segments in `dir`, sorted by index. Other files and directories are ignored.
-pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, ArchiveError> {
     list_numbered(dir, segment_index)
 }
 
 /// The staged segments in `dir` ([`staged_name`]), sorted by index.
-pub(crate) fn list_staged(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(crate) fn list_staged(dir: &Path) -> Result<Vec<(u64, PathBuf)>, ArchiveError> {
     list_numbered(dir, staged_index)
 }
 
 /// The journal files in `dir`, by generation.
-pub(crate) fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(crate) fn list_journals(dir: &Path) -> Result<Vec<(u64, PathBuf)>, ArchiveError> {
     list_numbered(dir, journal_generation)
 }
 
@@ -91,16 +91,14 @@ pub(crate) fn list_journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 fn list_numbered(
     dir: &Path,
     number_of: fn(&Path) -> Option<u64>,
-) -> io::Result<Vec<(u64, PathBuf)>> {
-    let entries = fs::read_dir(dir).map_err(|err| with_path(err, dir, "cannot list"))?;
+) -> Result<Vec<(u64, PathBuf)>, ArchiveError> {
+    let entries = fs::read_dir(dir).map_err(ArchiveError::io(dir, "list"))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|err| with_path(err, dir, "cannot list"))?;
+        let entry = entry.map_err(ArchiveError::io(dir, "list"))?;
         let path = entry.path();
         if let Some(number) = number_of(&path) {
-            let file_type = entry
-                .file_type()
-                .map_err(|err| with_path(err, &path, "cannot stat"))?;
+            let file_type = entry.file_type().map_err(ArchiveError::io(&path, "stat"))?;
             if !file_type.is_dir() {
                 files.push((number, path));
             }
@@ -113,7 +111,7 @@ fn list_numbered(
 /// Takes the exclusive lock on `dir/LOCK` that a running daemon holds, without waiting: two
 /// processes writing one archive would interleave segments, or rewrite one being appended to.
 /// Held until the file is dropped. (`SegmentSink::open` takes the same `flock` on the same file.)
-pub(crate) fn lock_directory(dir: &Path) -> io::Result<File> {
+pub(crate) fn lock_directory(dir: &Path) -> Result<File, ArchiveError> {
     use std::os::fd::AsRawFd;
     let path = dir.join("LOCK");
     let file = fs::OpenOptions::new()
@@ -121,17 +119,13 @@ pub(crate) fn lock_directory(dir: &Path) -> io::Result<File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|err| with_path(err, &path, "cannot open"))?;
+        .map_err(ArchiveError::io(&path, "open"))?;
     // SAFETY: flock on a descriptor this function owns; no memory is involved.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!(
-                "the archive directory {} is in use by another aggregator process ({err})",
-                dir.display()
-            ),
-        ));
+        return Err(ArchiveError::Locked {
+            path: dir.to_path_buf(),
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(file)
 }

@@ -24,7 +24,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::sync_dir;
-use super::error::with_path;
+use super::error::ArchiveError;
 use super::index;
 use super::index::{SegmentIndex, SourceSpan, SourceSpans};
 use crate::domain::frame::{SourceKey, SourceKind};
@@ -69,19 +69,14 @@ pub struct Deleted {
 impl ShardState {
     /// The state in `dir`; the empty state when there is none. A damaged file is an error naming
     /// it (never a reason to delete anything).
-    pub fn read(dir: &Path) -> io::Result<ShardState> {
+    pub fn read(dir: &Path) -> Result<ShardState, ArchiveError> {
         let path = dir.join(STATE_FILE);
         match fs::read(&path) {
             Ok(bytes) => decode(&bytes).ok_or_else(|| {
-                let why = "damaged retention state (bad length or CRC)";
-                with_path(
-                    io::Error::new(io::ErrorKind::InvalidData, why),
-                    &path,
-                    "cannot read",
-                )
+                ArchiveError::damaged(&path, 0, "damaged retention state (bad length or CRC)")
             }),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(ShardState::default()),
-            Err(err) => Err(with_path(err, &path, "cannot read")),
+            Err(err) => Err(ArchiveError::io(&path, "read")(err)),
         }
     }
 
@@ -99,7 +94,12 @@ impl ShardState {
 
     /// Deletes `segments` (the oldest of the shard in `dir`, in index order) crash-safely: the
     /// state that names them deleted first, then the files. `now_ns` dates the deletion.
-    pub fn delete(&mut self, dir: &Path, segments: &[Deleted], now_ns: u64) -> io::Result<()> {
+    pub fn delete(
+        &mut self,
+        dir: &Path,
+        segments: &[Deleted],
+        now_ns: u64,
+    ) -> Result<(), ArchiveError> {
         let Some(last) = segments.last() else {
             return Ok(());
         };
@@ -117,7 +117,7 @@ impl ShardState {
     /// Unlinks the segments (and index files) below the first retained one that are still in
     /// `dir`: after [`Self::delete`]'s state was written, or left by a crash between its two
     /// steps. Returns after the directory is synced.
-    pub fn finish_deletions(&self, dir: &Path) -> io::Result<()> {
+    pub fn finish_deletions(&self, dir: &Path) -> Result<(), ArchiveError> {
         let mut removed = false;
         for (segment, path) in super::names::list_segments(dir)? {
             if segment >= self.first_retained {
@@ -125,7 +125,7 @@ impl ShardState {
             }
             match fs::remove_file(&path) {
                 Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                    return Err(with_path(err, &path, "cannot delete"));
+                    return Err(ArchiveError::io(&path, "delete")(err));
                 }
                 _ => removed = true,
             }
@@ -153,17 +153,16 @@ impl ShardState {
 
     /// Writes the state durably: a new file, synced, renamed over the old one, the directory
     /// synced.
-    fn write(&self, dir: &Path) -> io::Result<()> {
+    fn write(&self, dir: &Path) -> Result<(), ArchiveError> {
         let path = dir.join(STATE_FILE);
         let staged = staged(dir);
         let mut bytes = Vec::with_capacity(64 + self.pruned.len() * 48);
         self.encode(&mut bytes);
-        let mut file =
-            fs::File::create(&staged).map_err(|err| with_path(err, &staged, "cannot create"))?;
+        let mut file = fs::File::create(&staged).map_err(ArchiveError::io(&staged, "create"))?;
         file.write_all(&bytes)
             .and_then(|()| file.sync_all())
-            .map_err(|err| with_path(err, &staged, "cannot write"))?;
-        fs::rename(&staged, &path).map_err(|err| with_path(err, &staged, "cannot rename"))?;
+            .map_err(ArchiveError::io(&staged, "write"))?;
+        fs::rename(&staged, &path).map_err(ArchiveError::io(&staged, "rename"))?;
         sync_dir(dir)
     }
 

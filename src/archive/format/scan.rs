@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::domain::position::DurableEnd;
 
 use super::decode::{be_u32, body_len, decode_at, Bad};
-use super::error::with_path;
+use super::error::ArchiveError;
 use super::names::list_segments;
 use super::record::*;
 
@@ -155,20 +155,25 @@ impl Scanned {
     }
 }
 
+/// One record decoded by [`Window::next_record`]: `Err` with its bytes when it is bad.
+type Decoded = Result<(), (Bytes, Bad)>;
+
 /// A segment read a window at a time, so that a scan holds the record it decodes and what follows
 /// it in the window, not the file: recovery reads a newest segment of `archive.segment_bytes`
 /// (64 MiB by default) with the daemon's memory bound still in force.
-struct Window<R> {
+struct Window<'a, R> {
     reader: R,
+    /// The file's path, for its errors.
+    path: &'a Path,
     bytes: BytesMut,
     /// The file offset of `bytes[0]`.
     offset: u64,
     eof: bool,
 }
 
-impl<R: Read> Window<R> {
+impl<R: Read> Window<'_, R> {
     /// Makes the window hold at least `want` bytes, unless the file ends first.
-    fn fill(&mut self, want: usize) -> io::Result<()> {
+    fn fill(&mut self, want: usize) -> Result<(), ArchiveError> {
         while self.bytes.len() < want && !self.eof {
             let len = self.bytes.len();
             self.bytes.resize(len + (want - len).max(WINDOW), 0);
@@ -178,7 +183,9 @@ impl<R: Read> Window<R> {
                     read => break read,
                 }
             };
-            let n = read.inspect_err(|_| self.bytes.truncate(len))?;
+            let n = read
+                .inspect_err(|_| self.bytes.truncate(len))
+                .map_err(ArchiveError::io(self.path, "read"))?;
             self.bytes.truncate(len + n);
             self.eof = n == 0;
         }
@@ -186,19 +193,21 @@ impl<R: Read> Window<R> {
     }
 
     /// The window's bytes and the rest of the file, for what only a damaged segment needs.
-    fn rest(&mut self) -> io::Result<Bytes> {
+    fn rest(&mut self) -> Result<Bytes, ArchiveError> {
         let mut rest = std::mem::take(&mut self.bytes).to_vec();
-        self.reader.read_to_end(&mut rest)?;
+        self.reader
+            .read_to_end(&mut rest)
+            .map_err(ArchiveError::io(self.path, "read"))?;
         Ok(Bytes::from(rest))
     }
 
     /// Reads the magic: `Ok(Ok(version))` for a format version read, or how a scan of a file
-    /// that is not a segment (or whose magic was cut short) ends; an `Unsupported` error for a
-    /// segment of another format version ([`other_version`]).
-    fn magic(&mut self) -> io::Result<Result<u8, Scanned>> {
+    /// that is not a segment (or whose magic was cut short) ends; an
+    /// [`ArchiveError::Version`] for a segment of another format version ([`other_version`]).
+    fn magic(&mut self) -> Result<Result<u8, Scanned>, ArchiveError> {
         self.fill(MAGIC.len())?;
         let magic = &self.bytes[..self.bytes.len().min(MAGIC.len())];
-        if let Some(refused) = other_version(magic) {
+        if let Some(refused) = other_version(self.path, magic) {
             return Err(refused);
         }
         let version = match (readable(magic), magic) {
@@ -231,7 +240,7 @@ impl<R: Read> Window<R> {
         &mut self,
         version: u8,
         out: &mut Vec<(u64, Entry)>,
-    ) -> io::Result<Option<Result<(), (Bytes, Bad)>>> {
+    ) -> Result<Option<Decoded>, ArchiveError> {
         self.fill(RECORD_HEADER_LEN)?;
         if self.bytes.is_empty() {
             return Ok(None);
@@ -258,7 +267,7 @@ impl<R: Read> Window<R> {
     }
 }
 
-/// Scans a segment from `reader`, handing every valid record's entries to `visit` in file order
+/// Scans a segment from `reader` (the file at `path`, which its errors name), handing every valid record's entries to `visit` in file order
 /// with their offsets (a FRAMES record's frames all at the record's), and says how it ended.
 ///
 /// It holds a window of about a megabyte and the record being decoded; a visitor that keeps the
@@ -267,9 +276,14 @@ impl<R: Read> Window<R> {
 /// ([`resync_after`]), and the records from there on are handed out too. An `Err` is a failed
 /// read, or a segment of another format version ([`other_version`]); bad contents are in
 /// [`Scanned::end`] and [`Scanned::damaged`].
-pub fn scan(reader: impl Read, mut visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
+pub fn scan(
+    path: &Path,
+    reader: impl Read,
+    mut visit: impl FnMut(u64, Entry),
+) -> Result<Scanned, ArchiveError> {
     let mut window = Window {
         reader,
+        path,
         bytes: BytesMut::new(),
         offset: 0,
         eof: false,
@@ -348,7 +362,7 @@ fn scan_damaged(
 ///
 /// An `Err` is an I/O error (the file cannot be read); bad contents are reported in
 /// [`SegmentScan::end`], never as a panic.
-pub fn read_segment(path: &Path) -> io::Result<SegmentScan> {
+pub fn read_segment(path: &Path) -> Result<SegmentScan, ArchiveError> {
     let mut entries = Vec::new();
     let scanned = scan_file(path, |offset, entry| entries.push((offset, entry)))?;
     Ok(SegmentScan::new(entries, scanned))
@@ -356,14 +370,14 @@ pub fn read_segment(path: &Path) -> io::Result<SegmentScan> {
 
 /// Bytes of the segment at `path` up to the end of its last valid record, read through once
 /// without keeping its records.
-pub(crate) fn valid_len(path: &Path) -> io::Result<u64> {
+pub(crate) fn valid_len(path: &Path) -> Result<u64, ArchiveError> {
     Ok(scan_file(path, |_, _| ())?.valid_len)
 }
 
 /// Where the shard in `dir` ends when no daemon writes to it: its newest segment's last whole
 /// record (a daemon may be appending one; a crash may have torn one). Blocking: it reads that
 /// segment once.
-pub(crate) fn stopped_end(dir: &Path) -> io::Result<DurableEnd> {
+pub(crate) fn stopped_end(dir: &Path) -> Result<DurableEnd, ArchiveError> {
     Ok(match list_segments(dir)?.pop() {
         Some((index, path)) => DurableEnd {
             segment: index,
@@ -374,9 +388,9 @@ pub(crate) fn stopped_end(dir: &Path) -> io::Result<DurableEnd> {
 }
 
 /// [`scan`] of the file at `path`; an error names it.
-fn scan_file(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> {
-    let file = File::open(path).map_err(|err| with_path(err, path, "cannot read"))?;
-    scan(file, visit).map_err(|err| with_path(err, path, "cannot read"))
+fn scan_file(path: &Path, visit: impl FnMut(u64, Entry)) -> Result<Scanned, ArchiveError> {
+    let file = File::open(path).map_err(ArchiveError::io(path, "read"))?;
+    scan(path, file, visit)
 }
 
 /// Scans the segment at `path`, handing every valid entry to `visit` as [`scan`] does, and
@@ -384,7 +398,10 @@ fn scan_file(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Scanned> 
 /// when the segment was clean. A segment whose magic itself was cut short is rewritten as an empty
 /// segment (the magic alone). A [`ScanEnd::Corrupt`] segment is not touched: the error names the
 /// file, the offset, and the operator's way out, `aggregator archive repair DIR --quarantine`.
-pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Option<u64>> {
+pub fn repair_tail(
+    path: &Path,
+    visit: impl FnMut(u64, Entry),
+) -> Result<Option<u64>, ArchiveError> {
     let scanned = scan_file(path, visit)?;
     match scanned.end {
         ScanEnd::Clean => Ok(None),
@@ -393,23 +410,20 @@ pub fn repair_tail(path: &Path, visit: impl FnMut(u64, Entry)) -> io::Result<Opt
                 .parent()
                 .filter(|dir| !dir.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: corrupt record at offset {offset}: {reason}; not repaired: \
-                     `aggregator archive repair {dir}` shows the damaged bytes, and with \
-                     --quarantine moves them aside so that the daemon can start",
-                    path.display(),
-                    dir = dir.display()
-                ),
-            ))
+            let reason = format!(
+                "corrupt record: {reason}; not repaired: `aggregator archive repair {dir}` shows \
+                 the damaged bytes, and with --quarantine moves them aside so that the daemon \
+                 can start",
+                dir = dir.display()
+            );
+            Err(ArchiveError::damaged(path, offset, reason))
         }
         ScanEnd::Torn { .. } => {
             let mut file = fs::OpenOptions::new()
                 .write(true)
                 .open(path)
-                .map_err(|err| with_path(err, path, "cannot open for repair"))?;
-            let fail = |err| with_path(err, path, "cannot truncate the torn tail of");
+                .map_err(ArchiveError::io(path, "open for repair"))?;
+            let fail = ArchiveError::io(path, "truncate the torn tail of");
             if scanned.valid_len < MAGIC.len() as u64 {
                 file.set_len(0).map_err(fail)?;
                 file.write_all(MAGIC).map_err(fail)?;
@@ -437,7 +451,7 @@ pub struct Records {
 /// however large it is. It reads only that range, with positioned reads, so a follower of the
 /// archive can read a segment the daemon is still appending to, up to what is durable. The
 /// range holds whole records, so anything that does not decode is damage (or `from` is not where
-/// a record starts): an `InvalidData` error naming the file and the offset, when the first record
+/// a record starts): an [`ArchiveError::Damaged`] naming the file and the offset, when the first record
 /// does not decode; when a later one does not, the records before it, and `next` at it (the next
 /// read there is the error).
 pub fn read_records(
@@ -446,19 +460,14 @@ pub fn read_records(
     from: u64,
     to: u64,
     budget: usize,
-) -> io::Result<Records> {
+) -> Result<Records, ArchiveError> {
     use std::os::unix::fs::FileExt;
-    let invalid = |offset: u64, why: String| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: offset {offset}: {why}", path.display()),
-        )
-    };
+    let invalid = |offset: u64, why: String| ArchiveError::damaged(path, offset, why);
     let mut magic = [0; MAGIC.len()];
     file.read_exact_at(&mut magic, 0)
-        .map_err(|err| with_path(err, path, "cannot read"))?;
-    if let Some(refused) = other_version(&magic) {
-        return Err(with_path(refused, path, "cannot read"));
+        .map_err(ArchiveError::io(path, "read"))?;
+    if let Some(refused) = other_version(path, &magic) {
+        return Err(refused);
     }
     let Some(version) = readable(&magic) else {
         return Err(invalid(0, "bad magic: not a segment file".into()));
@@ -469,7 +478,7 @@ pub fn read_records(
     let span = usize::try_from(to - from).unwrap_or(usize::MAX);
     let mut buf = vec![0; span.min(budget.max(RECORD_HEADER_LEN))];
     file.read_exact_at(&mut buf, from)
-        .map_err(|err| with_path(err, path, "cannot read"))?;
+        .map_err(ArchiveError::io(path, "read"))?;
     // The first record whole, even when it is larger than the budget, once its length is one a
     // record can have: `from` may come from a follower, and point into a payload.
     if buf.len() >= RECORD_HEADER_LEN {
@@ -479,7 +488,7 @@ pub fn read_records(
             let read = buf.len();
             buf.resize(first, 0);
             file.read_exact_at(&mut buf[read..], from + read as u64)
-                .map_err(|err| with_path(err, path, "cannot read"))?;
+                .map_err(ArchiveError::io(path, "read"))?;
         }
     }
     let data = Bytes::from(buf);
@@ -514,17 +523,22 @@ pub fn read_records(
 /// none does, or the file's magic is not a segment's (nothing in it is read: [`read_records`]
 /// refuses every range of it, so the whole file is one damaged range). Reads the range whole: only
 /// after damage, which is rare.
-pub(crate) fn next_record(file: &File, path: &Path, from: u64, to: u64) -> io::Result<Option<u64>> {
+pub(crate) fn next_record(
+    file: &File,
+    path: &Path,
+    from: u64,
+    to: u64,
+) -> Result<Option<u64>, ArchiveError> {
     use std::os::unix::fs::FileExt;
     let mut magic = [0; MAGIC.len()];
     file.read_exact_at(&mut magic, 0)
-        .map_err(|err| with_path(err, path, "cannot read"))?;
+        .map_err(ArchiveError::io(path, "read"))?;
     let Some(version) = readable(&magic) else {
         return Ok(None);
     };
     let mut buf = vec![0; usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)];
     file.read_exact_at(&mut buf, from)
-        .map_err(|err| with_path(err, path, "cannot read"))?;
+        .map_err(ArchiveError::io(path, "read"))?;
     Ok(resync_after(&Bytes::from(buf), 0, version).map(|at| from + at as u64))
 }
 
@@ -542,29 +556,23 @@ fn readable(magic: &[u8]) -> Option<u8> {
 
 /// The format version of the segment or journal at `path`, from its magic: what a writer checks
 /// before it appends to a file an earlier build wrote. An error names the file.
-pub(crate) fn file_version(path: &Path) -> io::Result<u8> {
+pub(crate) fn file_version(path: &Path) -> Result<u8, ArchiveError> {
     let mut magic = [0; MAGIC.len()];
     File::open(path)
         .and_then(|mut file| file.read_exact(&mut magic))
-        .map_err(|err| with_path(err, path, "cannot read the magic of"))?;
-    magic_version(&magic).ok_or_else(|| {
-        let err = io::Error::new(io::ErrorKind::InvalidData, "bad magic: not a segment file");
-        with_path(err, path, "cannot read")
-    })
+        .map_err(ArchiveError::io(path, "read the magic of"))?;
+    magic_version(&magic)
+        .ok_or_else(|| ArchiveError::damaged(path, 0, "bad magic: not a segment file"))
 }
 
-/// The error for a file whose magic is a segment's of a format version this build does not read
-/// (`TLMSEG` and two digits): refused with the versions named, rather than read as damage (which
-/// `archive repair --quarantine` would move aside). The caller adds the file's path.
-fn other_version(magic: &[u8]) -> Option<io::Error> {
+/// The error for the file at `path` whose magic is a segment's of a format version this build
+/// does not read (`TLMSEG` and two digits): refused with the versions named, rather than read as
+/// damage (which `archive repair --quarantine` would move aside).
+fn other_version(path: &Path, magic: &[u8]) -> Option<ArchiveError> {
     let found = magic_version(magic).filter(|v| !READ_VERSIONS.contains(v))?;
-    Some(io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!(
-            "archive format version {found} (magic {}); this build reads versions {} to {}",
-            String::from_utf8_lossy(magic),
-            READ_VERSIONS.start(),
-            READ_VERSIONS.end(),
-        ),
-    ))
+    Some(ArchiveError::Version {
+        path: path.to_path_buf(),
+        found,
+        reads: READ_VERSIONS,
+    })
 }

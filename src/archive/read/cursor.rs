@@ -22,7 +22,7 @@ use super::filter::FrameFilter;
 use super::gap::Passed;
 use super::run::{FollowedFrame, FrameRun};
 use super::start::Start;
-use crate::archive::format::{self, Entry, Records, MAGIC};
+use crate::archive::format::{self, ArchiveError, Entry, Records, MAGIC};
 use crate::domain::position::DurableEnd;
 use crate::domain::position::{Position, ShardPosition};
 
@@ -67,14 +67,14 @@ impl Cursor {
 
 /// Opens segment `index` under its name or its staging name; `None` when it has neither. The name
 /// is tried again last: the disk thread may rename the segment between the first two tries.
-fn open_segment(dir: &Path, index: u64) -> io::Result<Option<(File, PathBuf)>> {
+fn open_segment(dir: &Path, index: u64) -> Result<Option<(File, PathBuf)>, ArchiveError> {
     let named = format::segment_name(index);
     for name in [named.clone(), format::staged_name(index), named] {
         let path = dir.join(name);
         match File::open(&path) {
             Ok(file) => return Ok(Some((file, path))),
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(format::with_path(err, &path, "cannot open")),
+            Err(err) => return Err(ArchiveError::io(&path, "open")(err)),
         }
     }
     Ok(None)
@@ -136,12 +136,11 @@ fn after(dir: &Path, at: ShardPosition, end: DurableEnd) -> Result<Cursor, ReadE
             position.offset
         )));
     }
-    let records = format::read_records(&file, &path, position.offset, to, 1).map_err(|err| {
-        match err.kind() {
-            io::ErrorKind::InvalidData => unknown(format!("no record starts there ({err})")),
-            _ => ReadError::Unreadable(err),
-        }
-    })?;
+    let records =
+        format::read_records(&file, &path, position.offset, to, 1).map_err(|err| match err {
+            ArchiveError::Damaged { .. } => unknown(format!("no record starts there ({err})")),
+            err => ReadError::Unreadable(err),
+        })?;
     let frames = records
         .entries
         .iter()
@@ -162,13 +161,18 @@ fn after(dir: &Path, at: ShardPosition, end: DurableEnd) -> Result<Cursor, ReadE
 
 /// How far segment `index` may be read: to the durable end in the segment it names, to the end of
 /// the file in the complete segments before it.
-fn segment_limit(file: &File, path: &Path, index: u64, end: DurableEnd) -> io::Result<u64> {
+fn segment_limit(
+    file: &File,
+    path: &Path,
+    index: u64,
+    end: DurableEnd,
+) -> Result<u64, ArchiveError> {
     if index == end.segment {
         return Ok(end.len);
     }
     let len = file
         .metadata()
-        .map_err(|err| format::with_path(err, path, "cannot stat"))?
+        .map_err(ArchiveError::io(path, "stat"))?
         .len();
     Ok(len)
 }
@@ -202,9 +206,9 @@ pub(crate) fn read(
     }
     let to = stop.map_or(limit, |stop| stop.min(limit));
     let records = format::read_records(&file, &path, cursor.offset, to, READ_BUDGET).map_err(
-        |err| match err.kind() {
-            io::ErrorKind::InvalidData => ReadError::Damaged(err),
-            _ => ReadError::Unreadable(err),
+        |err| match err {
+            ArchiveError::Damaged { .. } => ReadError::Damaged(err),
+            err => ReadError::Unreadable(err),
         },
     )?;
     let next = Cursor {
@@ -265,15 +269,12 @@ fn drop_cached(file: &File, from: u64, to: u64) {
 pub(crate) fn past_damage(
     dir: &Path,
     (shard, cursor, end): (usize, Cursor, DurableEnd),
-) -> io::Result<Cursor> {
-    let (file, path) = match open_segment(dir, cursor.segment)? {
-        Some(opened) => opened,
-        None => {
-            return Err(io::Error::other(format!(
-                "segment {} of shard {shard} is gone",
-                cursor.segment
-            )))
-        }
+) -> Result<Cursor, ReadError> {
+    let Some((file, path)) = open_segment(dir, cursor.segment)? else {
+        return Err(ReadError::SegmentDeleted {
+            shard,
+            segment: cursor.segment,
+        });
     };
     let limit = segment_limit(&file, &path, cursor.segment, end)?;
     let next = format::next_record(&file, &path, cursor.offset, limit)?;

@@ -6,8 +6,7 @@
 //! the variants after it); reading on can fail on the files ([`ReadError::SegmentDeleted`],
 //! [`ReadError::Damaged`]); either can find the files unreadable.
 
-use std::io;
-
+use crate::archive::format::ArchiveError;
 use crate::domain::position::DurableEnd;
 use crate::domain::position::ShardPosition;
 
@@ -19,12 +18,13 @@ pub enum ReadError {
         "segment {segment} of shard {shard} is no longer in the archive; its frames cannot be read"
     )]
     SegmentDeleted { shard: usize, segment: u64 },
-    /// A durable record does not decode (the message names the file and the offset).
+    /// A durable record does not decode: always an [`ArchiveError::Damaged`], which names the
+    /// file and the offset.
     #[error(transparent)]
-    Damaged(io::Error),
-    /// The files could not be read (the message names the file).
+    Damaged(ArchiveError),
+    /// The files could not be read (the error names the file).
     #[error(transparent)]
-    Unreadable(#[from] io::Error),
+    Unreadable(#[from] ArchiveError),
     /// No frame is at a position: no record starts there, or the record holds no such frame.
     #[error("{at}: {why}")]
     UnknownPosition { at: ShardPosition, why: String },
@@ -91,6 +91,7 @@ fn listed(shards: &[usize]) -> String {
 mod tests {
     use super::*;
     use crate::domain::position::Position;
+    use std::path::Path;
 
     /// The texts followers receive as REFUSED's and END's detail, and the logs show.
     #[test]
@@ -137,8 +138,8 @@ mod tests {
                 "1/4:8:2: this archive has no shard 1 (its shards: 0, 2)",
             ),
             (
-                ReadError::Damaged(io::Error::other("seg: CRC mismatch")),
-                "seg: CRC mismatch",
+                ReadError::Damaged(ArchiveError::damaged(Path::new("seg"), 8, "CRC mismatch")),
+                "seg: offset 8: CRC mismatch",
             ),
         ];
         for (err, text) in cases {

@@ -21,13 +21,12 @@
 //! its sources retention deleted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io;
 use std::path::Path;
 
 use super::error::ReadError;
 use super::filter::FrameFilter;
-use crate::archive::format;
 use crate::archive::format::retention_file::ShardState;
+use crate::archive::format::{self, ArchiveError};
 use crate::domain::frame::{SourceKey, SourceKind};
 
 /// What a reader does when its next frames were deleted.
@@ -86,7 +85,7 @@ pub(crate) struct GapWatch {
 
 impl GapWatch {
     /// A reader starting now in the shard in `dir`: what is deleted already is not its skip.
-    pub(crate) fn starting(dir: &Path) -> io::Result<GapWatch> {
+    pub(crate) fn starting(dir: &Path) -> Result<GapWatch, ArchiveError> {
         let state = ShardState::read(dir)?;
         Ok(GapWatch {
             seen: pruned_frames(&state),

@@ -25,8 +25,8 @@ use super::gap::{GapWatch, OnGap, Skipped};
 use super::run::FrameRun;
 use super::start::Start;
 use super::window::{self, Earliest, Window};
-use crate::archive::format;
 use crate::archive::format::index::SpanCache;
+use crate::archive::format::{self, ArchiveError};
 use crate::domain::position::DurableEnd;
 use crate::stats::Stats;
 
@@ -227,7 +227,7 @@ impl ShardCursors {
                 shard.window = Window::of(&filter);
                 let (dir, cursor) = (shard.dir.clone(), shard.cursor);
                 let found = tokio::task::spawn_blocking(move || {
-                    cursor::past_damage(&dir, (index, cursor, end)).map_err(ReadError::Unreadable)
+                    cursor::past_damage(&dir, (index, cursor, end))
                 })
                 .await;
                 let resumed = joined(found)?;
@@ -447,5 +447,5 @@ fn check_shards(durable: &DurableEnds, start: &Start) -> Result<(), ReadError> {
 
 /// What a blocking read returned; a read task that failed (it panicked) is an unreadable archive.
 fn joined<T>(result: Result<Result<T, ReadError>, JoinError>) -> Result<T, ReadError> {
-    result.map_err(|err| ReadError::Unreadable(std::io::Error::other(err)))?
+    result.map_err(|err| ReadError::Unreadable(ArchiveError::broken(err.to_string())))?
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::plan::{Candidate, Plan};
 use crate::archive::format::index::{self, SealedSegment, SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::{Deleted, ShardState};
-use crate::archive::format::{self, with_path};
+use crate::archive::format::{self, ArchiveError};
 
 /// A sealed segment retention may delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +60,12 @@ impl Catalogue {
     /// Reads every shard directory of the archive at `root`, and the index of every segment but
     /// each shard's newest (rebuilding those missing or stale). Segments its state names deleted
     /// (a deletion a crash cut short) are left out: [`Self::finish_deletions`] unlinks them.
-    pub fn load(root: &Path) -> io::Result<Catalogue> {
+    pub fn load(root: &Path) -> Result<Catalogue, ArchiveError> {
         Catalogue::load_until(root, SpanCache::default(), &|| false)
     }
 
     /// Unlinks what each shard's state names deleted and is still there.
-    pub fn finish_deletions(&self) -> io::Result<()> {
+    pub fn finish_deletions(&self) -> Result<(), ArchiveError> {
         self.shards
             .iter()
             .try_for_each(|files| files.state.finish_deletions(&files.dir))
@@ -78,7 +78,7 @@ impl Catalogue {
         root: &Path,
         spans: SpanCache,
         stopped: &dyn Fn() -> bool,
-    ) -> io::Result<Catalogue> {
+    ) -> Result<Catalogue, ArchiveError> {
         let mut shards = Vec::new();
         for (shard, dir) in format::list_shards(root)? {
             let state = ShardState::read(&dir)?;
@@ -89,12 +89,12 @@ impl Catalogue {
                 .iter()
                 .map(|(index, path)| {
                     if stopped() {
-                        return Err(io::Error::other("stopped before the archive was read"));
+                        return Err(ArchiveError::broken("stopped before the archive was read"));
                     }
                     let contents = SegmentIndex::read_or_rebuild(&dir, *index, path, &spans)?;
                     Ok(SealedEntry::of(&dir, *index, &contents))
                 })
-                .collect::<io::Result<_>>()?;
+                .collect::<Result<_, ArchiveError>>()?;
             shards.push(ShardFiles {
                 shard,
                 dir,
@@ -130,13 +130,12 @@ impl Catalogue {
     /// Bytes on disk of every file in every shard directory (segments, staged segments, journals,
     /// index files, retention's state, the lock): sealed segments at the size they were sealed
     /// with, the rest read now.
-    pub fn bytes(&self) -> io::Result<u64> {
+    pub fn bytes(&self) -> Result<u64, ArchiveError> {
         let mut total = 0;
         for files in &self.shards {
             let known: BTreeMap<u64, u64> =
                 files.sealed.iter().map(|e| (e.segment, e.bytes)).collect();
-            let entries = fs::read_dir(&files.dir)
-                .map_err(|err| with_path(err, &files.dir, "cannot list"))?;
+            let entries = fs::read_dir(&files.dir).map_err(ArchiveError::io(&files.dir, "list"))?;
             for entry in entries.flatten() {
                 let path = entry.path();
                 let sealed = format::segment_index(&path).and_then(|i| known.get(&i));
@@ -189,7 +188,7 @@ impl Catalogue {
 
     /// Deletes what `plan` says (its queues are [`Self::candidates`]'), shard by shard, each
     /// crash-safely ([`ShardState::delete`]); returns the segments and bytes deleted.
-    pub fn delete(&mut self, plan: &Plan, now_ns: u64) -> io::Result<(u64, u64)> {
+    pub fn delete(&mut self, plan: &Plan, now_ns: u64) -> Result<(u64, u64), ArchiveError> {
         let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
         for &(queue, _) in &plan.delete {
             *counts.entry(queue).or_default() += 1;
@@ -199,7 +198,7 @@ impl Catalogue {
             let files = &mut self.shards[queue];
             let deleted = (files.sealed.iter().take(count))
                 .map(|entry| entry.deleted(&files.dir, &self.spans))
-                .collect::<io::Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>, ArchiveError>>()?;
             files.state.delete(&files.dir, &deleted, now_ns)?;
             for gone in &deleted {
                 self.spans.forget(&files.dir, gone.segment);
@@ -240,7 +239,7 @@ impl SealedEntry {
     }
 
     /// What deleting it takes away: its contents, read from its index (or the segment).
-    fn deleted(&self, dir: &Path, spans: &SpanCache) -> io::Result<Deleted> {
+    fn deleted(&self, dir: &Path, spans: &SpanCache) -> Result<Deleted, ArchiveError> {
         let path = dir.join(format::segment_name(self.segment));
         let contents = match path.exists() {
             true => SegmentIndex::read_or_rebuild(dir, self.segment, &path, spans)?,
@@ -256,16 +255,17 @@ impl SealedEntry {
 }
 
 /// Free bytes for an unprivileged writer on the file system of `dir`, and its size.
-pub fn free_space(dir: &Path) -> io::Result<(u64, u64)> {
+pub fn free_space(dir: &Path) -> Result<(u64, u64), ArchiveError> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))
+        .map_err(ArchiveError::io(dir, "read the free space of"))?;
     // SAFETY: statvfs writes into the zeroed struct it is given; `path` is NUL-terminated.
     let stat = unsafe {
         let mut stat: libc::statvfs = std::mem::zeroed();
         if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
             let err = io::Error::last_os_error();
-            return Err(with_path(err, dir, "cannot read the free space of"));
+            return Err(ArchiveError::io(dir, "read the free space of")(err));
         }
         stat
     };

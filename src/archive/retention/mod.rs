@@ -35,6 +35,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::archive::format::index::{OpenSpan, SealedSegment, SpanCache};
+use crate::archive::format::ArchiveError;
 use crate::config::RetentionConfig;
 use crate::domain::clock::{self, ArchiveClock};
 use crate::stats::{ArchiveFiles, Stats};
@@ -270,7 +271,7 @@ impl Retainer {
 
     /// A check that could not read or delete: logged once a minute at most, tried again at the
     /// next check.
-    fn failed(&mut self, err: &std::io::Error) {
+    fn failed(&mut self, err: &ArchiveError) {
         let now = Instant::now();
         if self
             .failed_at

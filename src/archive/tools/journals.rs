@@ -20,7 +20,7 @@ use std::io;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use crate::archive::format::{self, Entry, SegmentScan};
+use crate::archive::format::{self, ArchiveError, Entry, SegmentScan};
 use crate::archive::write::journal;
 use crate::archive::write::tracked::Tracked;
 use crate::domain::frame::SourceKey;
@@ -59,7 +59,7 @@ impl Held {
 
     /// Reads the journal at `path` and returns its frames that were not held, which are held from
     /// then on. An `Err` names the file that cannot be read.
-    pub(crate) fn read_journal(&mut self, path: &Path) -> io::Result<JournalFrames> {
+    pub(crate) fn read_journal(&mut self, path: &Path) -> Result<JournalFrames, ArchiveError> {
         let mut scan = format::read_segment(path)?;
         let mut frames = 0;
         scan.entries.retain(|(_, entry)| match entry {

@@ -17,12 +17,11 @@
 //! which no step moved), and says which. `--before` deletes by the time it is given.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::archive::format;
 use crate::archive::format::index::SegmentIndex;
+use crate::archive::format::{self, ArchiveError};
 use crate::archive::retention::ages::Ages;
 use crate::archive::retention::catalogue::{Catalogue, ShardFiles};
 use crate::archive::retention::plan::{self, Candidate, Plan, Usage};
@@ -93,7 +92,7 @@ pub struct PruneRun {
 pub enum PruneError {
     /// The archive cannot be read or written, or is locked by a running daemon.
     #[error(transparent)]
-    Io(#[from] io::Error),
+    Archive(#[from] ArchiveError),
     /// By time, it would trust a clock it should not (the text says which); nothing is deleted.
     #[error("{0}; nothing deleted: if the clock and the received times are right, run it again with --force")]
     Untrusted(String),
@@ -210,7 +209,7 @@ struct LastRun {
 }
 
 /// Reads each shard's segments, newest first, for its last start and its newest frame.
-fn last_run(catalogue: &Catalogue) -> io::Result<LastRun> {
+fn last_run(catalogue: &Catalogue) -> Result<LastRun, ArchiveError> {
     let mut last = LastRun {
         began_in: BTreeMap::new(),
         newest: None,
@@ -260,7 +259,10 @@ fn pruned_segment(files: &ShardFiles, queue: &VecDeque<Candidate>, segment: u64)
 
 /// What each source keeps once the `deleting` segments are gone: every retained segment's index
 /// (the newest read from the segment itself).
-fn kept_sources(catalogue: &Catalogue, deleting: &[(usize, u64)]) -> io::Result<Vec<KeptSource>> {
+fn kept_sources(
+    catalogue: &Catalogue,
+    deleting: &[(usize, u64)],
+) -> Result<Vec<KeptSource>, ArchiveError> {
     #[derive(Default)]
     struct Tally {
         frames: u64,

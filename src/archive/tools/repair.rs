@@ -38,7 +38,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::format::{self, with_path, Damage, Entry};
+use crate::archive::format::{self, ArchiveError, Damage, Entry};
 use crate::archive::write::{journal, recovery};
 
 /// The directory under the archive's that holds the damaged bytes `repair` moved aside.
@@ -123,7 +123,7 @@ impl Repair {
 /// names the file and the cause: a directory or a segment cannot be read, a shard is locked by a
 /// running daemon, a segment's magic is damaged (it does not guess a format), or a write failed,
 /// which leaves that segment as it was (and the shards before it repaired: run it again).
-pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
+pub fn repair(root: &Path, quarantine: bool) -> Result<RepairReport, ArchiveError> {
     // Locked before the segments are listed: a daemon that stopped in between may have started
     // a newer segment.
     let _locks = match quarantine {
@@ -175,19 +175,15 @@ pub fn repair(root: &Path, quarantine: bool) -> io::Result<RepairReport> {
 fn read_and_scan(
     segment: &Path,
     visit: impl FnMut(u64, Entry),
-) -> io::Result<(Vec<u8>, format::Scanned)> {
-    let bytes = fs::read(segment).map_err(|err| with_path(err, segment, "cannot read"))?;
-    let scanned =
-        format::scan(&bytes[..], visit).map_err(|err| with_path(err, segment, "cannot read"))?;
-    if scanned.damaged.first().is_some_and(|d| d.start == 0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: {}; repair keeps a segment's magic and does not guess one",
-                segment.display(),
-                scanned.end
-            ),
-        ));
+) -> Result<(Vec<u8>, format::Scanned), ArchiveError> {
+    let bytes = fs::read(segment).map_err(ArchiveError::io(segment, "read"))?;
+    let scanned = format::scan(segment, &bytes[..], visit)?;
+    if let Some(magic) = scanned.damaged.first().filter(|d| d.start == 0) {
+        let reason = format!(
+            "{}; repair keeps a segment's magic and does not guess one",
+            magic.reason
+        );
+        return Err(ArchiveError::damaged(segment, 0, reason));
     }
     Ok((bytes, scanned))
 }
@@ -196,10 +192,10 @@ fn read_and_scan(
 /// without them. The segment is read and scanned again (each shard was looked at before any was
 /// changed, and one segment's bytes at a time are held); the shard's `LOCK` is held, so it finds
 /// the same ranges, and a segment where it does not is left alone.
-fn carry_out(repair: &mut Repair) -> io::Result<()> {
+fn carry_out(repair: &mut Repair) -> Result<(), ArchiveError> {
     let (bytes, scanned) = read_and_scan(&repair.segment, |_, _| {})?;
     if scanned.file_len != repair.file_len || scanned.damaged != repair.damaged {
-        return Err(io::Error::other(format!(
+        return Err(ArchiveError::broken(format!(
             "{}: changed while it was being repaired; run the repair again",
             repair.segment.display()
         )));
@@ -212,9 +208,9 @@ fn carry_out(repair: &mut Repair) -> io::Result<()> {
 
 /// Writes every damaged range of the segment (whose contents are `bytes`) to its quarantine file
 /// and makes them durable.
-fn move_aside(repair: &Repair, bytes: &[u8]) -> io::Result<()> {
+fn move_aside(repair: &Repair, bytes: &[u8]) -> Result<(), ArchiveError> {
     let quarantine = repair.dir.join(QUARANTINE_DIR);
-    fs::create_dir_all(&quarantine).map_err(|err| with_path(err, &quarantine, "cannot create"))?;
+    fs::create_dir_all(&quarantine).map_err(ArchiveError::io(&quarantine, "create"))?;
     sync_dir(&repair.dir)?;
     for damage in &repair.damaged {
         let range = &bytes[damage.start as usize..damage.end as usize];
@@ -225,7 +221,7 @@ fn move_aside(repair: &Repair, bytes: &[u8]) -> io::Result<()> {
 
 /// Creates `path` holding `bytes`, synced. A file already there with the same bytes (left by a
 /// repair that stopped before it rewrote the segment) is kept; one with other bytes is an error.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     let created = OpenOptions::new().write(true).create_new(true).open(path);
     let result = match created {
         Ok(mut file) => file.write_all(bytes).and_then(|()| file.sync_all()),
@@ -239,34 +235,34 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
         },
         Err(err) => Err(err),
     };
-    result.map_err(|err| with_path(err, path, "cannot write"))
+    result.map_err(ArchiveError::io(path, "write"))
 }
 
 /// Replaces the segment (whose contents are `bytes`) with its bytes outside the damaged ranges:
 /// written to a temporary file, synced, renamed over it, and the directory synced.
-fn rewrite(repair: &Repair, bytes: &[u8]) -> io::Result<()> {
+fn rewrite(repair: &Repair, bytes: &[u8]) -> Result<(), ArchiveError> {
     let mut temp_name = repair.segment.clone().into_os_string();
     temp_name.push(".repairing");
     let temp = PathBuf::from(temp_name);
-    let mut file = File::create(&temp).map_err(|err| with_path(err, &temp, "cannot create"))?;
+    let mut file = File::create(&temp).map_err(ArchiveError::io(&temp, "create"))?;
     let mut kept_from = 0;
     for damage in &repair.damaged {
         file.write_all(&bytes[kept_from..damage.start as usize])
-            .map_err(|err| with_path(err, &temp, "cannot write"))?;
+            .map_err(ArchiveError::io(&temp, "write"))?;
         kept_from = damage.end as usize;
     }
     file.write_all(&bytes[kept_from..])
         .and_then(|()| file.sync_all())
-        .map_err(|err| with_path(err, &temp, "cannot write"))?;
-    fs::rename(&temp, &repair.segment).map_err(|err| with_path(err, &temp, "cannot rename"))?;
+        .map_err(ArchiveError::io(&temp, "write"))?;
+    fs::rename(&temp, &repair.segment).map_err(ArchiveError::io(&temp, "rename"))?;
     sync_dir(&repair.dir)
 }
 
 /// Makes the entries of `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     File::open(dir)
         .and_then(|file| file.sync_all())
-        .map_err(|err| with_path(err, dir, "cannot sync the directory"))
+        .map_err(ArchiveError::io(dir, "sync the directory"))
 }
 
 #[cfg(test)]

@@ -11,11 +11,10 @@
 //! segment of the current version. It takes every shard's lock, so it never runs beside a daemon.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::PathBuf;
 
 use crate::archive::format::index::{self, SegmentIndex};
-use crate::archive::format::{self, Entry};
+use crate::archive::format::{self, ArchiveError, Entry};
 
 /// What `upgrade` found and did in one shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,16 +43,19 @@ pub struct UpgradeReport {
 /// Reads every segment and journal of the archive at `root` and, unless `dry_run`, builds again
 /// each sealed segment's index of a version not read. An `Err` is an archive that cannot be read
 /// at all, is locked by a running daemon, or holds a file of a format version not read (named).
-pub fn upgrade(root: &std::path::Path, dry_run: bool) -> io::Result<UpgradeReport> {
+pub fn upgrade(root: &std::path::Path, dry_run: bool) -> Result<UpgradeReport, ArchiveError> {
     let _locks = format::lock_shards(root)?;
     let shards = format::list_shard_segments(root)?
         .into_iter()
         .map(|shard| upgrade_shard(shard, dry_run))
-        .collect::<io::Result<_>>()?;
+        .collect::<Result<_, ArchiveError>>()?;
     Ok(UpgradeReport { dry_run, shards })
 }
 
-fn upgrade_shard(files: format::ShardSegments, dry_run: bool) -> io::Result<ShardUpgrade> {
+fn upgrade_shard(
+    files: format::ShardSegments,
+    dry_run: bool,
+) -> Result<ShardUpgrade, ArchiveError> {
     let mut shard = ShardUpgrade {
         shard: files.shard,
         dir: files.dir.clone(),

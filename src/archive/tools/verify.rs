@@ -16,12 +16,11 @@
 //! The result is typed ([`VerifyReport`]); the binary words it.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use super::journals::Held;
 use crate::archive::format::retention_file::{Pruned, ShardState};
-use crate::archive::format::{self, Entry, FrameRecord, ScanEnd, SegmentScan};
+use crate::archive::format::{self, ArchiveError, Entry, FrameRecord, ScanEnd, SegmentScan};
 use crate::archive::read::DamagedRange;
 use crate::domain::clock::ClockEvent;
 use crate::domain::frame::{Priority, SourceKey, SourceKind};
@@ -220,7 +219,7 @@ impl VerifyReport {
 /// a change of `runtime.shards` split over several shards is one source, and a sequence stored in
 /// two shards is a duplicate. `Err` only when a directory or a file cannot be read; damage is in
 /// the report.
-pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
+pub fn verify(dir: &Path) -> Result<VerifyReport, ArchiveError> {
     let mut verifying = Verifying::default();
     let mut segments = Vec::new();
     let mut shards = Vec::new();
@@ -237,7 +236,7 @@ pub fn verify(dir: &Path) -> io::Result<VerifyReport> {
     let journals = journal_paths
         .into_iter()
         .map(|path| verifying.check_journal(path))
-        .collect::<io::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, ArchiveError>>()?;
     let (sources, damaged) = verifying.finish();
     Ok(VerifyReport {
         dir: dir.to_path_buf(),
@@ -264,7 +263,7 @@ struct Verifying {
 
 impl Verifying {
     /// Adds what retention deleted of the shard at `dir` (its `RETENTION` file).
-    fn add_pruned(&mut self, dir: &Path) -> io::Result<()> {
+    fn add_pruned(&mut self, dir: &Path) -> Result<(), ArchiveError> {
         for (&key, deleted) in &ShardState::read(dir)?.pruned {
             let all = self.pruned.entry(key).or_default();
             all.frames += deleted.frames;
@@ -288,7 +287,7 @@ impl Verifying {
         shard: usize,
         index: u64,
         path: PathBuf,
-    ) -> io::Result<SegmentCheck> {
+    ) -> Result<SegmentCheck, ArchiveError> {
         let scan = format::read_segment(&path)?;
         self.held.hold(&scan);
         let frames = tally_segment(&scan, self.damage_before(), &mut self.tallies);
@@ -326,7 +325,7 @@ impl Verifying {
     /// journal read before, holds: those the next start stores from it. They are read after
     /// every segment (after the damaged ranges of all of them). A frame whose segment retention
     /// deleted may still be in a journal: it is neither stored again nor counted.
-    fn check_journal(&mut self, path: PathBuf) -> io::Result<JournalCheck> {
+    fn check_journal(&mut self, path: PathBuf) -> Result<JournalCheck, ArchiveError> {
         let damage_before = self.damage_before();
         let journal = self.held.read_journal(&path)?;
         let mut only_here = 0;

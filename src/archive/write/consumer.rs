@@ -20,7 +20,7 @@
 //! report success over them (PostgreSQL's "fsyncgate"); what it covered is never acknowledged, and
 //! the consumer writes nothing more until the daemon is restarted and recovers from the disk. A
 //! sync that failed before any `fsync` ran, in a step that only needs a descriptor or a name (out
-//! of descriptors, say: the sink says so with a [transient](crate::archive::format::is_transient) error), lost
+//! of descriptors, say: the sink says so with a [transient](ArchiveError::Transient) error), lost
 //! nothing: what it covered waits for the next sync, tried again as a failed write is, and the
 //! archive is failing meanwhile, as for a full disk.
 //!
@@ -45,7 +45,6 @@
 //! share this one consumer.
 
 use std::collections::VecDeque;
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +54,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{ArchiveSink, BoxFuture, SyncPolicy};
-use crate::archive::format::is_transient;
+use crate::archive::format::ArchiveError;
 use crate::domain::batch::Batch;
 use crate::domain::frame::Priority;
 use crate::domain::ledger::Span;
@@ -147,10 +146,10 @@ impl Unsynced {
 }
 
 /// A sync under way and the frames it covers: those written before it started.
-type Syncing = Option<(BoxFuture<'static, io::Result<()>>, Unsynced)>;
+type Syncing = Option<(BoxFuture<'static, Result<(), ArchiveError>>, Unsynced)>;
 
 /// Emergency appends to the journal under way, in the order they end.
-type Journaling = VecDeque<(BoxFuture<'static, io::Result<()>>, Vec<Written>)>;
+type Journaling = VecDeque<(BoxFuture<'static, Result<(), ArchiveError>>, Vec<Written>)>;
 
 /// A group whose write failed, waiting to be written again.
 struct Held {
@@ -403,9 +402,9 @@ impl ArchiveConsumer {
     }
 
     /// Hands a group to the sink, unless a failed sync means nothing more may be written.
-    async fn attempt(&mut self, group: &[Admitted<Arc<Batch>>]) -> io::Result<()> {
+    async fn attempt(&mut self, group: &[Admitted<Arc<Batch>>]) -> Result<(), ArchiveError> {
         if let Some(why) = &self.broken {
-            return Err(io::Error::other(why.clone()));
+            return Err(ArchiveError::broken(why.clone()));
         }
         if let Some(replication) = &self.settings.replication {
             // Before the frames can be durable, and so before the sink can meet them.
@@ -425,8 +424,8 @@ impl ArchiveConsumer {
         }
         let claims = self.journal(&group);
         // Without the journal an emergency waits for the segment's sync: it starts now.
-        let emergency = !self.acknowledges()
-            && (group.iter()).any(|a| a.item.priority == Priority::Emergency);
+        let emergency =
+            !self.acknowledges() && (group.iter()).any(|a| a.item.priority == Priority::Emergency);
         self.unsynced.add(&group, &claims);
         self.unsynced.ends_outage |= ends_outage;
         drop(group);
@@ -505,7 +504,7 @@ impl ArchiveConsumer {
 
     /// The oldest journal append ended: its emergencies are stored, unless their segment's sync
     /// stored them first. A failed append leaves them to that sync.
-    fn journaled(&mut self, result: io::Result<()>) {
+    fn journaled(&mut self, result: Result<(), ArchiveError>) {
         let Some((_, spans)) = self.journaling.pop_front() else {
             return;
         };
@@ -529,7 +528,7 @@ impl ArchiveConsumer {
     fn failed(
         &mut self,
         group: Vec<Admitted<Arc<Batch>>>,
-        err: io::Error,
+        err: ArchiveError,
         backoff: Duration,
     ) -> Result<(), GaveUp> {
         self.stats.archive_error();
@@ -569,7 +568,7 @@ impl ArchiveConsumer {
 
     /// A sync ended: what it covered is stored; when it failed and lost nothing, it waits for the
     /// next try; when it failed otherwise, it never will be.
-    fn synced(&mut self, result: io::Result<()>) {
+    fn synced(&mut self, result: Result<(), ArchiveError>) {
         let Some((_, mut covered)) = self.syncing.take() else {
             return;
         };
@@ -578,7 +577,7 @@ impl ArchiveConsumer {
                 self.sync_again = None;
                 self.stored(covered);
             }
-            Err(err) if is_transient(&err) => {
+            Err(err) if err.is_transient() => {
                 self.stats.archive_error();
                 let backoff = self
                     .sync_again
@@ -701,7 +700,7 @@ impl ArchiveConsumer {
 }
 
 /// The sync under way, or never, when there is none.
-async fn in_flight(syncing: &mut Syncing) -> io::Result<()> {
+async fn in_flight(syncing: &mut Syncing) -> Result<(), ArchiveError> {
     match syncing {
         Some((pending, _)) => pending.await,
         None => std::future::pending().await,
@@ -709,7 +708,7 @@ async fn in_flight(syncing: &mut Syncing) -> io::Result<()> {
 }
 
 /// The oldest journal append under way, or never, when there is none.
-async fn journal_front(journaling: &mut Journaling) -> io::Result<()> {
+async fn journal_front(journaling: &mut Journaling) -> Result<(), ArchiveError> {
     match journaling.front_mut() {
         Some((pending, _)) => pending.await,
         None => std::future::pending().await,

@@ -17,7 +17,7 @@
 //! fails with its error, so nothing more is acknowledged, and the writer stops. Naming it, though,
 //! only needs a rename and a descriptor of the directory, and when the system is short of those
 //! for now (out of descriptors, say: `EMFILE`) nothing is lost: the rollover waits, every job
-//! after it first tries the name again and fails [transiently](crate::archive::format::is_transient) while it
+//! after it first tries the name again and fails [transiently](ArchiveError::Transient) while it
 //! cannot, so the archive consumer retries its syncs and the archive recovers once the name is
 //! given. The jobs share the open files (`Arc<File>`), so a sync needs no descriptor of its own.
 
@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 use super::journal::Gate;
 use super::pace::PAGE;
 use crate::archive::format::index::{self, SealedSegment, SegmentIndex, SpanCache};
-use crate::archive::format::{self, is_transient, opening_failed, sync_dir, transient, with_path};
+use crate::archive::format::{self, sync_dir, ArchiveError};
 
 /// A segment file, and how many bytes of whole records it holds.
 #[derive(Debug)]
@@ -55,12 +55,12 @@ pub(super) fn staged_path(dir: &Path, index: u64) -> PathBuf {
 }
 
 /// Creates segment `index` under its staging name, with `bytes` of disk reserved.
-pub(super) fn create_staged(dir: &Path, index: u64, bytes: u64) -> io::Result<File> {
+pub(super) fn create_staged(dir: &Path, index: u64, bytes: u64) -> Result<File, ArchiveError> {
     let path = staged_path(dir, index);
     // A staged file holds nothing yet, whatever an earlier attempt left there.
     match fs::remove_file(&path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            return Err(opening_failed(err, &path, "cannot delete"))
+            return Err(ArchiveError::opening(&path, "delete")(err))
         }
         _ => {}
     }
@@ -69,32 +69,32 @@ pub(super) fn create_staged(dir: &Path, index: u64, bytes: u64) -> io::Result<Fi
         .create_new(true)
         .append(true)
         .open(&path)
-        .map_err(|err| opening_failed(err, &path, "cannot create segment"))?;
+        .map_err(ArchiveError::opening(&path, "create segment"))?;
     preallocate(&file, bytes);
     Ok(file)
 }
 
 /// Opens a segment to go on appending to it, with `bytes` of disk reserved from its start.
-pub(super) fn open_appending(path: &Path, bytes: u64) -> io::Result<File> {
+pub(super) fn open_appending(path: &Path, bytes: u64) -> Result<File, ArchiveError> {
     let file = OpenOptions::new()
         .append(true)
         .open(path)
-        .map_err(|err| opening_failed(err, path, "cannot open segment"))?;
+        .map_err(ArchiveError::opening(path, "open segment"))?;
     preallocate(&file, bytes);
     Ok(file)
 }
 
 /// Makes a staged segment durable and gives it its name: from here on, recovery reads it. Called
-/// again after a [transient](crate::archive::format::is_transient) failure, it does not rename twice.
-pub(super) fn publish(dir: &Path, file: &File, index: u64) -> io::Result<PathBuf> {
+/// again after a [transient](ArchiveError::Transient) failure, it does not rename twice.
+pub(super) fn publish(dir: &Path, file: &File, index: u64) -> Result<PathBuf, ArchiveError> {
     let staged = staged_path(dir, index);
     let path = dir.join(format::segment_name(index));
     file.sync_data()
-        .map_err(|err| with_path(err, &staged, "cannot sync segment"))?;
+        .map_err(ArchiveError::io(&staged, "sync segment"))?;
     match fs::rename(&staged, &path) {
         // An earlier attempt named it, and failed after.
         Err(err) if err.kind() == io::ErrorKind::NotFound && path.exists() => {}
-        Err(err) => return Err(opening_failed(err, &staged, "cannot name segment")),
+        Err(err) => return Err(ArchiveError::opening(&staged, "name segment")(err)),
         Ok(()) => {}
     }
     // The name must survive a crash too.
@@ -125,9 +125,9 @@ fn preallocate(file: &File, bytes: u64) {
 
 /// Gives back the blocks [`preallocate`] reserved beyond the segment's `len` bytes of records (a
 /// truncation to the current size frees the blocks past it).
-pub(super) fn trim(file: &File, path: &Path, len: u64) -> io::Result<()> {
+pub(super) fn trim(file: &File, path: &Path, len: u64) -> Result<(), ArchiveError> {
     file.set_len(len)
-        .map_err(|err| with_path(err, path, "cannot trim segment"))
+        .map_err(ArchiveError::io(path, "trim segment"))
 }
 
 /// The followers of the archive reading its files right now, counted by the [`ReaderHold`]s they
@@ -218,7 +218,11 @@ impl WriteBack {
     /// write. Sized to take about [`PIECE_TIME`] at the pace the last piece went, and to fit the
     /// pace.
     #[cfg(target_os = "linux")]
-    fn run(&mut self, (file, index, path): (&File, u64, &Path), gate: &Gate) -> io::Result<()> {
+    fn run(
+        &mut self,
+        (file, index, path): (&File, u64, &Path),
+        gate: &Gate,
+    ) -> Result<(), ArchiveError> {
         use std::os::fd::AsRawFd;
         let mut at = match self.done {
             (done_index, done) if done_index == index => done,
@@ -269,7 +273,7 @@ impl WriteBack {
                 };
                 if written != 0 {
                     let err = io::Error::last_os_error();
-                    return Err(with_path(err, path, "cannot write back segment"));
+                    return Err(ArchiveError::io(path, "write back segment")(err));
                 }
                 // A piece the kernel had already written back says nothing of the disk's pace; the
                 // others move the size by at most a factor of two.
@@ -294,7 +298,7 @@ impl WriteBack {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn run(&mut self, _: (&File, u64, &Path), _: &Gate) -> io::Result<()> {
+    fn run(&mut self, _: (&File, u64, &Path), _: &Gate) -> Result<(), ArchiveError> {
         Ok(())
     }
 }
@@ -313,18 +317,18 @@ fn sync_segment(
     segment: &Segment,
     write_back: &mut WriteBack,
     (gate, readers): (&Gate, &Readers),
-) -> io::Result<()> {
+) -> Result<(), ArchiveError> {
     write_back.run((&segment.file, segment.index, &segment.path), gate)?;
     segment
         .file
         .sync_data()
-        .map_err(|err| with_path(err, &segment.path, "cannot sync segment"))?;
+        .map_err(ArchiveError::io(&segment.path, "sync segment"))?;
     release_cached(&segment.file, segment.len, readers);
     Ok(())
 }
 
 /// A reply the disk thread sends when a job is done.
-type Reply<T> = oneshot::Sender<io::Result<T>>;
+type Reply<T> = oneshot::Sender<Result<T, ArchiveError>>;
 
 enum Job {
     /// Creates the next segment under its staging name (the spare the writer switches to).
@@ -378,10 +382,10 @@ impl Disk {
         shard: usize,
         segment_bytes: u64,
         shared: DiskShared,
-    ) -> io::Result<Disk> {
+    ) -> Result<Disk, ArchiveError> {
         let (jobs, queue) = mpsc::channel();
         let worker = Worker {
-            dir,
+            dir: dir.clone(),
             shard,
             segment_bytes,
             write_back: WriteBack::default(),
@@ -396,12 +400,7 @@ impl Disk {
         let thread = std::thread::Builder::new()
             .name("archive-disk".into())
             .spawn(move || worker.run(queue))
-            .map_err(|err| {
-                io::Error::new(
-                    err.kind(),
-                    format!("cannot start the archive disk thread: {err}"),
-                )
-            })?;
+            .map_err(ArchiveError::io(&dir, "start the archive disk thread for"))?;
         Ok(Disk {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -410,7 +409,10 @@ impl Disk {
 
     /// Sends a job; its reply says what became of it (the reply is dropped with a job the thread
     /// cannot take, which [`answer`] reports).
-    fn send<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> oneshot::Receiver<io::Result<T>> {
+    fn send<T>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> oneshot::Receiver<Result<T, ArchiveError>> {
         let (reply, answer) = oneshot::channel();
         if let Some(jobs) = &self.jobs {
             // A send fails only once the thread is gone; the reply, dropped with the job, says so.
@@ -420,7 +422,7 @@ impl Disk {
     }
 
     /// Starts creating segment `index` under its staging name.
-    pub(super) fn prepare(&self, index: u64) -> oneshot::Receiver<io::Result<File>> {
+    pub(super) fn prepare(&self, index: u64) -> oneshot::Receiver<Result<File, ArchiveError>> {
         self.send(|reply| Job::Prepare { index, reply })
     }
 
@@ -432,7 +434,7 @@ impl Disk {
         contents: SegmentIndex,
         next: Arc<File>,
         index: u64,
-    ) -> oneshot::Receiver<io::Result<PathBuf>> {
+    ) -> oneshot::Receiver<Result<PathBuf, ArchiveError>> {
         self.send(|reply| Job::RollOver {
             full,
             contents,
@@ -444,13 +446,13 @@ impl Disk {
 
     /// Starts making the first `segment.len` bytes of the segment durable, after every rollover
     /// sent before.
-    pub(super) fn sync(&self, segment: Segment) -> oneshot::Receiver<io::Result<()>> {
+    pub(super) fn sync(&self, segment: Segment) -> oneshot::Receiver<Result<(), ArchiveError>> {
         self.send(|reply| Job::Sync { segment, reply })
     }
 
     /// Starts the last sync, which also gives back the segment's unused reservation and deletes
     /// the spare segment.
-    pub(super) fn close(&self, segment: Segment) -> oneshot::Receiver<io::Result<()>> {
+    pub(super) fn close(&self, segment: Segment) -> oneshot::Receiver<Result<(), ArchiveError>> {
         self.send(|reply| Job::Close { segment, reply })
     }
 
@@ -478,12 +480,14 @@ impl Drop for Disk {
 }
 
 /// A job's reply, with a thread that went away reported as an error.
-pub(super) async fn answer<T>(reply: oneshot::Receiver<io::Result<T>>) -> io::Result<T> {
+pub(super) async fn answer<T>(
+    reply: oneshot::Receiver<Result<T, ArchiveError>>,
+) -> Result<T, ArchiveError> {
     reply.await.unwrap_or_else(|_| Err(thread_gone()))
 }
 
-pub(super) fn thread_gone() -> io::Error {
-    io::Error::other("the archive disk thread stopped")
+pub(super) fn thread_gone() -> ArchiveError {
+    ArchiveError::broken("the archive disk thread stopped")
 }
 
 /// The disk thread's state.
@@ -499,7 +503,7 @@ struct Worker {
     /// The spare segment prepared and not yet rolled over to: deleted at close.
     spare: Option<u64>,
     /// Why a rollover failed; every later job fails with it.
-    failed: Option<(io::ErrorKind, String)>,
+    failed: Option<String>,
     /// A rollover whose new segment is durable and could not be named yet: its reply waits for
     /// the name, which every later job tries first.
     unnamed: Option<Unnamed>,
@@ -583,8 +587,7 @@ impl Worker {
                     trim(&segment.file, &segment.path, segment.len)?;
                     if let Some(index) = self.spare.take() {
                         let spare = staged_path(&self.dir, index);
-                        fs::remove_file(&spare)
-                            .map_err(|err| with_path(err, &spare, "cannot delete"))?;
+                        fs::remove_file(&spare).map_err(ArchiveError::io(&spare, "delete"))?;
                     }
                     // The segment may have been staged when the close was sent; it is named now.
                     let name = self.dir.join(format::segment_name(segment.index));
@@ -600,23 +603,23 @@ impl Worker {
         }
     }
 
-    fn check(&self) -> io::Result<()> {
+    fn check(&self) -> Result<(), ArchiveError> {
         match &self.failed {
             None => Ok(()),
-            Some((kind, why)) => Err(io::Error::new(*kind, why.clone())),
+            Some(why) => Err(ArchiveError::broken(why.clone())),
         }
     }
 
     /// Every job after a rollover comes after its new segment's name: fails unless the rollovers
     /// sent so far are done.
-    fn ready(&mut self) -> io::Result<()> {
+    fn ready(&mut self) -> Result<(), ArchiveError> {
         self.check()?;
         self.name_staged()
     }
 
     /// Gives the staged segment of the last rollover its name, if it waits for one, and sends the
-    /// rollover's reply; a [transient](crate::archive::format::is_transient) failure keeps it waiting.
-    fn name_staged(&mut self) -> io::Result<()> {
+    /// rollover's reply; a [transient](ArchiveError::Transient) failure keeps it waiting.
+    fn name_staged(&mut self) -> Result<(), ArchiveError> {
         let Some(mut unnamed) = self.unnamed.take() else {
             return Ok(());
         };
@@ -632,29 +635,26 @@ impl Worker {
                 }
                 Ok(())
             }
-            Err(err) if is_transient(&err) => {
+            Err(err) if err.is_transient() => {
                 if !std::mem::replace(&mut unnamed.told, true) {
                     tracing::error!(error = %err, "archive: cannot name the new segment yet; syncs fail until it is named, and are tried again");
                 }
-                let retry = transient(io::Error::new(err.kind(), err.to_string()));
+                let retry = err.duplicate();
                 self.unnamed = Some(unnamed);
                 Err(retry)
             }
             Err(err) => {
                 self.fail(unnamed.index, &err);
-                let _ = unnamed
-                    .reply
-                    .send(Err(io::Error::new(err.kind(), err.to_string())));
+                let _ = unnamed.reply.send(Err(err.duplicate()));
                 Err(err)
             }
         }
     }
 
     /// The rollover to segment `index` failed and lost what it covered: every later job fails.
-    fn fail(&mut self, index: u64, err: &io::Error) {
-        self.failed = Some((
-            err.kind(),
-            format!("the archive could not start segment {index}: {err}"),
+    fn fail(&mut self, index: u64, err: &ArchiveError) {
+        self.failed = Some(format!(
+            "the archive could not start segment {index}: {err}"
         ));
     }
 }

@@ -39,8 +39,7 @@ use tokio::sync::oneshot;
 use super::pace::{Pace, PAGE};
 use super::tracked::Tracked;
 use crate::archive::format::{
-    self, journal_name, list_journals, opening_failed, sync_dir, with_path, Entry, FrameRecord,
-    MAGIC,
+    self, journal_name, list_journals, sync_dir, ArchiveError, Entry, FrameRecord, MAGIC,
 };
 use crate::domain::frame::SourceKey;
 
@@ -136,11 +135,11 @@ impl Leftover {
     }
 
     /// Deletes the journal files, whose frames are durable in a segment now.
-    pub(super) fn delete(&self) -> io::Result<()> {
+    pub(super) fn delete(&self) -> Result<(), ArchiveError> {
         for path in &self.files {
             match fs::remove_file(path) {
                 Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                    return Err(with_path(err, path, "cannot delete"))
+                    return Err(ArchiveError::io(path, "delete")(err))
                 }
                 _ => {}
             }
@@ -156,21 +155,20 @@ impl Leftover {
 pub(in crate::archive) fn recover(
     dir: &Path,
     sources: &mut HashMap<SourceKey, Tracked>,
-) -> io::Result<Leftover> {
+) -> Result<Leftover, ArchiveError> {
     let mut leftover = Leftover {
         next_generation: 1,
         ..Leftover::default()
     };
     for (generation, path) in list_journals(dir)? {
         leftover.next_generation = leftover.next_generation.max(generation.saturating_add(1));
-        let file = File::open(&path).map_err(|err| with_path(err, &path, "cannot open"))?;
+        let file = File::open(&path).map_err(ArchiveError::io(&path, "open"))?;
         let mut frames = Vec::new();
-        let scanned = format::scan(file, |_, entry| {
+        let scanned = format::scan(&path, file, |_, entry| {
             if let Entry::Frame(frame) = entry {
                 frames.push(frame);
             }
-        })
-        .map_err(|err| with_path(err, &path, "cannot read"))?;
+        })?;
         if !scanned.damaged.is_empty() {
             tracing::warn!(
                 journal = %path.display(),
@@ -215,7 +213,7 @@ pub(in crate::archive) fn take_missing(
 }
 
 /// A reply the journal thread sends when an append is durable.
-type Reply = oneshot::Sender<io::Result<()>>;
+type Reply = oneshot::Sender<Result<(), ArchiveError>>;
 
 enum Job {
     /// Appends records and syncs them.
@@ -263,11 +261,15 @@ impl Retirer {
 impl Journal {
     /// Starts the journal of the shard in `dir` at generation `generation`: the file is created
     /// (and named durably) before this returns.
-    pub(super) fn start(dir: PathBuf, generation: u64, gate: Arc<Gate>) -> io::Result<Journal> {
+    pub(super) fn start(
+        dir: PathBuf,
+        generation: u64,
+        gate: Arc<Gate>,
+    ) -> Result<Journal, ArchiveError> {
         let file = create(&dir, generation)?;
         let (jobs, queue) = mpsc::channel();
         let worker = Worker {
-            dir,
+            dir: dir.clone(),
             file: Some(file),
             generation,
             broken: None,
@@ -277,12 +279,10 @@ impl Journal {
         let thread = std::thread::Builder::new()
             .name("archive-journal".into())
             .spawn(move || worker.run(queue))
-            .map_err(|err| {
-                io::Error::new(
-                    err.kind(),
-                    format!("cannot start the emergency journal thread: {err}"),
-                )
-            })?;
+            .map_err(ArchiveError::io(
+                &dir,
+                "start the emergency journal thread for",
+            ))?;
         Ok(Journal {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -293,7 +293,10 @@ impl Journal {
     }
 
     /// Appends `records` and makes them durable; the future ends when they are.
-    pub(super) fn append(&mut self, records: Vec<u8>) -> oneshot::Receiver<io::Result<()>> {
+    pub(super) fn append(
+        &mut self,
+        records: Vec<u8>,
+    ) -> oneshot::Receiver<Result<(), ArchiveError>> {
         let (reply, answer) = oneshot::channel();
         self.bytes += records.len() as u64;
         if let Some(jobs) = &self.jobs {
@@ -325,7 +328,7 @@ impl Journal {
     }
 
     /// After the last sync: deletes every generation.
-    pub(super) fn close(&mut self) -> oneshot::Receiver<io::Result<()>> {
+    pub(super) fn close(&mut self) -> oneshot::Receiver<Result<(), ArchiveError>> {
         let (reply, answer) = oneshot::channel();
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(Job::Close { reply });
@@ -335,10 +338,12 @@ impl Journal {
 }
 
 /// An append's reply, with a journal thread that went away reported as an error.
-pub(super) async fn answer(reply: oneshot::Receiver<io::Result<()>>) -> io::Result<()> {
+pub(super) async fn answer(
+    reply: oneshot::Receiver<Result<(), ArchiveError>>,
+) -> Result<(), ArchiveError> {
     reply
         .await
-        .unwrap_or_else(|_| Err(io::Error::other("the emergency journal thread stopped")))
+        .unwrap_or_else(|_| Err(ArchiveError::broken("the emergency journal thread stopped")))
 }
 
 impl Drop for Journal {
@@ -353,17 +358,17 @@ impl Drop for Journal {
 }
 
 /// Creates generation `generation` in `dir` with the magic, durably named.
-fn create(dir: &Path, generation: u64) -> io::Result<File> {
+fn create(dir: &Path, generation: u64) -> Result<File, ArchiveError> {
     let path = dir.join(journal_name(generation));
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .open(&path)
-        .map_err(|err| opening_failed(err, &path, "cannot create the emergency journal"))?;
+        .map_err(ArchiveError::opening(&path, "create the emergency journal"))?;
     file.write_all(MAGIC)
         .and_then(|()| file.sync_data())
-        .map_err(|err| with_path(err, &path, "cannot write"))?;
+        .map_err(ArchiveError::io(&path, "write"))?;
     sync_dir(dir)?;
     Ok(file)
 }
@@ -436,14 +441,17 @@ impl Worker {
         for (_, reply) in group {
             let _ = reply.send(match &result {
                 Ok(()) => Ok(()),
-                Err(err) => Err(io::Error::new(err.kind(), err.to_string())),
+                Err(err) => Err(err.duplicate()),
             });
         }
     }
 
-    fn write_and_sync<'a>(&mut self, records: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+    fn write_and_sync<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(), ArchiveError> {
         if let Some(why) = &self.broken {
-            return Err(io::Error::other(why.clone()));
+            return Err(ArchiveError::broken(why.clone()));
         }
         let path = self.dir.join(journal_name(self.generation));
         if self.file.is_none() {
@@ -453,17 +461,17 @@ impl Worker {
             tracing::info!(journal = %path.display(), "emergency journal: the new generation is started");
         }
         let Some(file) = self.file.as_mut() else {
-            return Err(io::Error::other("the emergency journal has no file"));
+            return Err(ArchiveError::broken("the emergency journal has no file"));
         };
         let len = file
             .metadata()
-            .map_err(|err| with_path(err, &path, "cannot read the length of"))?
+            .map_err(ArchiveError::io(&path, "read the length of"))?
             .len();
         let bytes: Vec<u8> = records.flatten().copied().collect();
         if let Err(err) = file.write_all(&bytes) {
             // Cut a partial record off, so that later appends follow whole records.
             let _ = file.set_len(len);
-            return Err(with_path(err, &path, "cannot append to"));
+            return Err(ArchiveError::io(&path, "append to")(err));
         }
         // The sync writes every page the append touched, and the inode with the new length.
         let end = len + bytes.len() as u64;
@@ -471,7 +479,7 @@ impl Worker {
             .pace()
             .charge((end.div_ceil(PAGE) - len / PAGE + 1) * PAGE);
         file.sync_data().map_err(|err| {
-            let err = with_path(err, &path, "cannot sync");
+            let err = ArchiveError::io(&path, "sync")(err);
             self.broken = Some(format!("an earlier sync failed ({err})"));
             err
         })
@@ -491,11 +499,11 @@ impl Worker {
     }
 
     /// Deletes the generations `which` picks, except the one being written.
-    fn retire(&self, which: impl Fn(u64) -> bool) -> io::Result<()> {
+    fn retire(&self, which: impl Fn(u64) -> bool) -> Result<(), ArchiveError> {
         let current = self.file.as_ref().map(|_| self.generation);
         for (generation, path) in list_journals(&self.dir)? {
             if which(generation) && Some(generation) != current {
-                fs::remove_file(&path).map_err(|err| with_path(err, &path, "cannot delete"))?;
+                fs::remove_file(&path).map_err(ArchiveError::io(&path, "delete"))?;
             }
         }
         Ok(())

@@ -1,7 +1,6 @@
 //! Opening the archive: every shard's directory found, its newest segment recovered, and the
 //! [`Archive`] a daemon runs with, or counting sinks that remember nothing.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
@@ -13,7 +12,7 @@ use super::recovery::{self, Recovered};
 use super::sink::{Archive, ArchiveSink, ArchiveTime, CountingSink};
 use super::writer::{create_dir, SegmentSink, ShardDir, Shared};
 use crate::archive::format::index::{OpenSpan, SpanCache};
-use crate::archive::format::{self, shard_dir};
+use crate::archive::format::{self, shard_dir, ArchiveError};
 use crate::archive::retention::{SealedFeed, ShardStart};
 use crate::config::{ArchiveConfig, ArchiveKind};
 use crate::domain::clock::ArchiveClock;
@@ -22,7 +21,7 @@ use crate::domain::position::DurableEnd;
 /// Opens the archive the config names for `shards` shards: the durable segment archive, each
 /// shard recovered from its newest segment, with every source's resume point; or counting sinks,
 /// which remember nothing.
-pub fn open(config: &ArchiveConfig, shards: usize) -> io::Result<Archive> {
+pub fn open(config: &ArchiveConfig, shards: usize) -> Result<Archive, ArchiveError> {
     match config.kind {
         ArchiveKind::Segments => open_shards(config, shards),
         ArchiveKind::Count => Ok(Archive::from(
@@ -38,7 +37,7 @@ pub fn open(config: &ArchiveConfig, shards: usize) -> io::Result<Archive> {
 /// daemon that ran more, whose frames still count), merges each source's resume point over all of
 /// them, and starts a sink for each of the first `shards`. The others are retired: read, never
 /// written.
-pub(super) fn open_shards(config: &ArchiveConfig, count: usize) -> io::Result<Archive> {
+pub(super) fn open_shards(config: &ArchiveConfig, count: usize) -> Result<Archive, ArchiveError> {
     let root = config.dir.clone();
     create_dir(&root)?;
     // Taken before any shard is touched: recovery deletes files a crash left unnamed.
@@ -128,7 +127,7 @@ fn start_sinks(
     shards: Vec<((usize, PathBuf), Recovered)>,
     root_lock: std::fs::File,
     shared: Shared,
-) -> io::Result<Vec<Box<dyn ArchiveSink>>> {
+) -> Result<Vec<Box<dyn ArchiveSink>>, ArchiveError> {
     let mut sinks: Vec<Box<dyn ArchiveSink>> = Vec::with_capacity(shards.len());
     let mut lock = Some(root_lock);
     for ((shard, dir), recovered) in shards {
@@ -151,7 +150,7 @@ fn start_sinks(
 
 /// The shard directories of the archive at `root` for `shards` shards, created, then those beyond
 /// them a daemon that ran more left, by shard.
-fn shard_dirs(root: &Path, shards: usize) -> io::Result<Vec<(usize, PathBuf)>> {
+fn shard_dirs(root: &Path, shards: usize) -> Result<Vec<(usize, PathBuf)>, ArchiveError> {
     let mut dirs: Vec<(usize, PathBuf)> = (0..shards).map(|k| (k, shard_dir(root, k))).collect();
     for (shard, dir) in format::list_shards(root)? {
         if shard >= shards {
@@ -165,7 +164,10 @@ fn shard_dirs(root: &Path, shards: usize) -> io::Result<Vec<(usize, PathBuf)>> {
 }
 
 /// Recovers each shard directory of `dirs`, in parallel.
-fn recover_all(dirs: &[(usize, PathBuf)], spans: &SpanCache) -> io::Result<Vec<Recovered>> {
+fn recover_all(
+    dirs: &[(usize, PathBuf)],
+    spans: &SpanCache,
+) -> Result<Vec<Recovered>, ArchiveError> {
     std::thread::scope(|scope| {
         let reading: Vec<_> = dirs
             .iter()
@@ -186,7 +188,7 @@ fn recover_all(dirs: &[(usize, PathBuf)], spans: &SpanCache) -> io::Result<Vec<R
             .map(|thread| {
                 thread
                     .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("recovery panicked")))
+                    .unwrap_or_else(|_| Err(ArchiveError::broken("recovery panicked")))
             })
             .collect()
     })

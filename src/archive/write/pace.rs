@@ -18,6 +18,7 @@
 //! the write-back is not paced: the disk's own queue is the daemon's alone.
 
 use std::fs;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -165,19 +166,47 @@ impl State {
     }
 }
 
+/// Why no write limit can apply to the archive's disk: it is found on no block device, or the
+/// calling thread's cgroup is not found.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PaceError {
+    #[error("cannot {operation} {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        operation: &'static str,
+        source: io::Error,
+    },
+    #[error(
+        "{} is on device {device}, which is no block device (a tmpfs, an overlay or a network \
+         filesystem)",
+        path.display()
+    )]
+    NoBlockDevice { path: PathBuf, device: String },
+    #[error("cannot find the disk of partition {partition} in /sys")]
+    NoDiskOfPartition { partition: String },
+    #[error("no {} hierarchy is mounted (/proc/self/mountinfo)", hierarchy.name())]
+    NotMounted { hierarchy: Hierarchy },
+    #[error("this thread is in no cgroup of the {} hierarchy (/proc/thread-self/cgroup)", hierarchy.name())]
+    NoCgroup { hierarchy: Hierarchy },
+}
+
 /// The whole disk under the filesystem that holds `path`, as `MAJ:MIN`: what cgroup write limits
 /// name (they take no partitions).
-pub(crate) fn disk_of(path: &Path) -> Result<String, String> {
+pub(crate) fn disk_of(path: &Path) -> Result<String, PaceError> {
     let dev = fs::metadata(path)
-        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
+        .map_err(|source| PaceError::Io {
+            path: path.to_path_buf(),
+            operation: "stat",
+            source,
+        })?
         .dev();
     let number = format!("{}:{}", libc::major(dev), libc::minor(dev));
     let sys = Path::new("/sys/dev/block").join(&number);
     if !sys.exists() {
-        return Err(format!(
-            "{} is on device {number}, which is no block device (a tmpfs, an overlay or a network filesystem)",
-            path.display()
-        ));
+        return Err(PaceError::NoBlockDevice {
+            path: path.to_path_buf(),
+            device: number,
+        });
     }
     if !sys.join("partition").exists() {
         return Ok(number);
@@ -187,7 +216,7 @@ pub(crate) fn disk_of(path: &Path) -> Result<String, String> {
         .ok()
         .and_then(|partition| Some(partition.parent()?.join("dev")))
         .and_then(|dev| fs::read_to_string(dev).ok())
-        .ok_or_else(|| format!("cannot find the disk of partition {number} in /sys"))?;
+        .ok_or(PaceError::NoDiskOfPartition { partition: number })?;
     Ok(disk.trim().to_string())
 }
 
@@ -200,12 +229,27 @@ pub(crate) enum Hierarchy {
     Unified,
 }
 
+impl Hierarchy {
+    /// The hierarchy's name, for messages.
+    fn name(self) -> &'static str {
+        match self {
+            Hierarchy::Blkio => "cgroup v1 blkio",
+            Hierarchy::Unified => "cgroup v2",
+        }
+    }
+}
+
 /// The calling thread's cgroup directory in `hierarchy` (cgroup v1 may put a process's threads in
 /// different ones), and the hierarchy's mount point, from `/proc/self/mountinfo` and
 /// `/proc/thread-self/cgroup`.
-pub(crate) fn own_cgroup(hierarchy: Hierarchy) -> Result<(PathBuf, PathBuf), String> {
-    let read =
-        |path: &str| fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
+pub(crate) fn own_cgroup(hierarchy: Hierarchy) -> Result<(PathBuf, PathBuf), PaceError> {
+    let read = |path: &str| {
+        fs::read_to_string(path).map_err(|source| PaceError::Io {
+            path: path.into(),
+            operation: "read",
+            source,
+        })
+    };
     cgroup_in(
         hierarchy,
         &read("/proc/self/mountinfo")?,
@@ -217,14 +261,11 @@ fn cgroup_in(
     hierarchy: Hierarchy,
     mountinfo: &str,
     cgroups: &str,
-) -> Result<(PathBuf, PathBuf), String> {
+) -> Result<(PathBuf, PathBuf), PaceError> {
     let (root, mountpoint) = mountinfo
         .lines()
         .find_map(|line| mount_of(hierarchy, line))
-        .ok_or(match hierarchy {
-            Hierarchy::Blkio => "no cgroup v1 blkio hierarchy is mounted (/proc/self/mountinfo)",
-            Hierarchy::Unified => "no cgroup v2 hierarchy is mounted (/proc/self/mountinfo)",
-        })?;
+        .ok_or(PaceError::NotMounted { hierarchy })?;
     let own = cgroups
         .lines()
         .find_map(|line| {
@@ -236,7 +277,7 @@ fn cgroup_in(
             };
             ours.then_some(path)
         })
-        .ok_or("this thread is in no cgroup of that hierarchy (/proc/thread-self/cgroup)")?;
+        .ok_or(PaceError::NoCgroup { hierarchy })?;
     let inside = own.strip_prefix(root).unwrap_or(own);
     let mountpoint = PathBuf::from(mountpoint);
     Ok((mountpoint.join(inside.trim_start_matches('/')), mountpoint))
@@ -332,18 +373,18 @@ mod tests {
         let cgroups =
             "4:blkio:/lxc/c1/aggregator\n2:memory:/other\n0::/system.slice/aggregator.service";
         assert_eq!(
-            cgroup_in(Hierarchy::Blkio, mountinfo, cgroups),
-            Ok((
+            cgroup_in(Hierarchy::Blkio, mountinfo, cgroups).unwrap(),
+            (
                 PathBuf::from("/sys/fs/cgroup/blkio/c1/aggregator"),
                 PathBuf::from("/sys/fs/cgroup/blkio")
-            ))
+            )
         );
         assert_eq!(
-            cgroup_in(Hierarchy::Unified, mountinfo, cgroups),
-            Ok((
+            cgroup_in(Hierarchy::Unified, mountinfo, cgroups).unwrap(),
+            (
                 PathBuf::from("/sys/fs/cgroup/system.slice/aggregator.service"),
                 PathBuf::from("/sys/fs/cgroup")
-            ))
+            )
         );
     }
 

@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +25,7 @@ use super::disk;
 use super::journal::Leftover;
 use super::tracked::Tracked;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
-use crate::archive::format::{self, with_path, Entry};
+use crate::archive::format::{self, ArchiveError, Entry};
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
 
@@ -59,10 +58,10 @@ pub(super) struct Newest {
 pub(super) fn recover(
     dir: &Path,
     spans: &SpanCache,
-) -> io::Result<(HashMap<SourceKey, Tracked>, Start)> {
+) -> Result<(HashMap<SourceKey, Tracked>, Start), ArchiveError> {
     // Nothing in a segment that never got its name was acknowledged.
     for (_, staged) in format::list_staged(dir)? {
-        fs::remove_file(&staged).map_err(|err| with_path(err, &staged, "cannot delete"))?;
+        fs::remove_file(&staged).map_err(ArchiveError::io(&staged, "delete"))?;
         tracing::warn!(
             segment = %staged.display(),
             "archive: deleted a segment an unclean stop left unnamed"
@@ -77,8 +76,11 @@ pub(super) fn recover(
         return Ok((HashMap::new(), start));
     };
     let next_index = index.checked_add(1).ok_or_else(|| {
-        let why = "the segment index is at its limit: move the archive aside";
-        with_path(io::Error::other(why), &path, "cannot start a segment after")
+        ArchiveError::broken(format!(
+            "cannot start a segment after {}: the segment index is at its limit: move the \
+             archive aside",
+            path.display()
+        ))
     })?;
     let (sources, contents, settled) = read_newest(&path)?;
     tracing::info!(
@@ -106,7 +108,7 @@ pub(super) fn recover(
 
 /// The newest received time of the segment before `index` in `dir`, by its index, when there is
 /// one: a newest segment without frames has just been begun.
-fn newest_before(dir: &Path, index: u64, spans: &SpanCache) -> io::Result<Option<u64>> {
+fn newest_before(dir: &Path, index: u64, spans: &SpanCache) -> Result<Option<u64>, ArchiveError> {
     let before = format::list_segments(dir)?
         .into_iter()
         .rfind(|(earlier, _)| *earlier < index);
@@ -121,7 +123,9 @@ fn newest_before(dir: &Path, index: u64, spans: &SpanCache) -> io::Result<Option
 /// read of the segment, a window at a time (it may be `segment_bytes` long); and the segment's
 /// length. A segment of another format version is refused (the error names it and both
 /// versions).
-fn read_newest(path: &Path) -> io::Result<(HashMap<SourceKey, Tracked>, SegmentIndex, u64)> {
+fn read_newest(
+    path: &Path,
+) -> Result<(HashMap<SourceKey, Tracked>, SegmentIndex, u64), ArchiveError> {
     let mut sources: HashMap<SourceKey, Tracked> = HashMap::new();
     let mut contents = SegmentIndex::default();
     let cut = format::repair_tail(path, |offset, entry| {
@@ -175,20 +179,18 @@ pub(in crate::archive) fn settle(sources: &mut HashMap<SourceKey, Tracked>) {
 /// and the emergency journals that hold the only durable copy of some of them would be deleted.
 /// Synced here, before anything read from the segment is trusted, they are as durable as the rest.
 /// Returns its length.
-fn settle_newest(path: &Path) -> io::Result<u64> {
+fn settle_newest(path: &Path) -> Result<u64, ArchiveError> {
     let newest = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|err| with_path(err, path, "cannot open"))?;
+        .map_err(ArchiveError::io(path, "open"))?;
     let len = newest
         .metadata()
-        .map_err(|err| with_path(err, path, "cannot read the length of"))?
+        .map_err(ArchiveError::io(path, "read the length of"))?
         .len();
     disk::trim(&newest, path, len)?;
-    newest
-        .sync_all()
-        .map_err(|err| with_path(err, path, "cannot sync"))?;
+    newest.sync_all().map_err(ArchiveError::io(path, "sync"))?;
     Ok(len)
 }
 

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use tokio::sync::watch;
 
 use super::disk::Readers;
 use crate::archive::format::index::SpanCache;
+use crate::archive::format::ArchiveError;
 use crate::archive::retention::SealedFeed;
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
@@ -88,27 +88,33 @@ pub trait ArchiveSink: Send + 'static {
     /// Writes a group of batches, in order. `Ok` means they will be stored once [`Self::sync`]
     /// (or nothing, for a sink without a sync) has covered them. `Err` means none of the group was
     /// written (a sink cuts a partial write back): the consumer offers the same batches again.
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>>;
+    fn write<'a>(
+        &'a mut self,
+        batches: &'a [Arc<Batch>],
+    ) -> BoxFuture<'a, Result<(), ArchiveError>>;
 
     /// Makes emergency batches, which the last [`Self::write`] wrote, durable on a path of their
     /// own that does not wait for the routine data written before them (the emergency journal).
     /// The future ends once they are. `None`: the sink has no such path, and they are stored with
     /// the next [`Self::sync`], which stores them in any case.
-    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<BoxFuture<'static, io::Result<()>>> {
+    fn journal(
+        &mut self,
+        batches: &[Arc<Batch>],
+    ) -> Option<BoxFuture<'static, Result<(), ArchiveError>>> {
         let _ = batches;
         None
     }
 
     /// Starts making everything written so far durable. The future completes once it is, and
-    /// does not hold the sink: writes go on while the disk syncs. A [transient](is_transient)
+    /// does not hold the sink: writes go on while the disk syncs. A [transient](ArchiveError::Transient)
     /// error lost nothing: what the sync was to cover is written and waits for the next one. Any
     /// other error may have lost it: nothing written before it may count as stored.
-    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
+    fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
         Box::pin(async { Ok(()) })
     }
 
     /// Called once after the last batch, when the pipeline has drained.
-    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+    fn close(&mut self) -> BoxFuture<'_, Result<(), ArchiveError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -148,12 +154,15 @@ pub struct CountingSink {
 }
 
 impl ArchiveSink for CountingSink {
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+    fn write<'a>(
+        &'a mut self,
+        batches: &'a [Arc<Batch>],
+    ) -> BoxFuture<'a, Result<(), ArchiveError>> {
         self.frames += batches.iter().map(|b| b.len() as u64).sum::<u64>();
         Box::pin(async { Ok(()) })
     }
 
-    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+    fn close(&mut self) -> BoxFuture<'_, Result<(), ArchiveError>> {
         tracing::info!(frames = self.frames, "archive closed");
         Box::pin(async { Ok(()) })
     }

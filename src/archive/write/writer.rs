@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -40,7 +40,7 @@ use super::recovery::{self, Newest, Recovered, Start};
 use super::sink::{ArchiveSink, BoxFuture};
 use super::tracked::Tracked;
 use crate::archive::format::index::{OpenSpan, SealedSegment, SegmentIndex, SpanCache};
-use crate::archive::format::{self, is_transient, with_path, FrameRecord, FramesHead, MAGIC};
+use crate::archive::format::{self, ArchiveError, FrameRecord, FramesHead, MAGIC};
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
 use crate::domain::clock::{self, ArchiveClock, ClockEvent, ClockEventKind, ClockSteps};
@@ -82,11 +82,11 @@ struct Writer {
     segment: Option<Segment>,
     disk: Disk,
     /// The next segment, while the disk thread creates it.
-    preparing: Option<oneshot::Receiver<io::Result<File>>>,
+    preparing: Option<oneshot::Receiver<Result<File, ArchiveError>>>,
     /// The next segment, created and waiting for this one to fill.
     spare: Option<File>,
     /// The last rollover, until the disk thread has given the segment its name.
-    rolling: Option<oneshot::Receiver<io::Result<PathBuf>>>,
+    rolling: Option<oneshot::Receiver<Result<PathBuf, ArchiveError>>>,
     /// Whether the open segment holds a group yet: each takes at least one, however large.
     appended: bool,
     /// When the next segment may be asked for again, after the disk thread failed to create it.
@@ -160,7 +160,7 @@ impl SegmentSink {
     /// and logged. One shard's archive: [`open_shards`](super::open::open_shards) opens them all.
     pub fn open(
         config: &ArchiveConfig,
-    ) -> io::Result<(SegmentSink, HashMap<SourceKey, ResumePoint>)> {
+    ) -> Result<(SegmentSink, HashMap<SourceKey, ResumePoint>), ArchiveError> {
         let dir = config.dir.clone();
         create_dir(&dir)?;
         let lock = format::lock_directory(&dir)?;
@@ -203,7 +203,7 @@ impl SegmentSink {
         ShardDir { dir, shard, lock }: ShardDir,
         recovered: Recovered,
         shared: Shared,
-    ) -> io::Result<SegmentSink> {
+    ) -> Result<SegmentSink, ArchiveError> {
         let Recovered {
             sources,
             start,
@@ -271,9 +271,8 @@ pub(super) struct ShardDir {
     pub(super) lock: File,
 }
 
-pub(super) fn create_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)
-        .map_err(|err| with_path(err, dir, "cannot create the archive directory"))
+pub(super) fn create_dir(dir: &Path) -> Result<(), ArchiveError> {
+    fs::create_dir_all(dir).map_err(ArchiveError::io(dir, "create the archive directory"))
 }
 
 impl Writer {
@@ -288,7 +287,7 @@ impl Writer {
         &mut self,
         (start, started): (Start, u64),
         journaled: &[FrameRecord],
-    ) -> io::Result<()> {
+    ) -> Result<(), ArchiveError> {
         let event = self.start_event(started, start.newest_received);
         let version = match &start.newest {
             Some(newest) => Some(format::file_version(&newest.path)?),
@@ -366,7 +365,7 @@ impl Writer {
         newest: Newest,
         journaled: &[FrameRecord],
         event: &ClockEvent,
-    ) -> io::Result<u64> {
+    ) -> Result<u64, ArchiveError> {
         let Newest {
             index,
             path,
@@ -383,7 +382,7 @@ impl Writer {
             (&file)
                 .write_all(&self.buf)
                 .and_then(|()| file.sync_data())
-                .map_err(|err| with_path(err, &path, "cannot write"))?;
+                .map_err(ArchiveError::io(&path, "write"))?;
         }
         self.segment = Some(Segment {
             file: Arc::new(file),
@@ -403,15 +402,17 @@ impl Writer {
         index: u64,
         journaled: &[FrameRecord],
         event: &ClockEvent,
-    ) -> io::Result<u64> {
+    ) -> Result<u64, ArchiveError> {
         let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
         let raised = self.checkpoint();
         self.contents = SegmentIndex::default();
         self.encode_journaled(0, journaled);
         self.encode_clock(0, event);
         self.span.add(self.contents.received);
-        file.write_all(&self.buf)
-            .map_err(|err| with_path(err, &disk::staged_path(&self.dir, index), "cannot write"))?;
+        file.write_all(&self.buf).map_err(ArchiveError::io(
+            &disk::staged_path(&self.dir, index),
+            "write",
+        ))?;
         self.commit(&raised);
         let path = disk::publish(&self.dir, &file, index)?;
         self.segment = Some(Segment {
@@ -470,7 +471,7 @@ impl Writer {
     /// Takes what the disk thread has reported since the last append: the next segment created,
     /// or the last rollover done. A failed rollover is returned once and leaves the archive
     /// unusable.
-    fn take_reports(&mut self) -> io::Result<()> {
+    fn take_reports(&mut self) -> Result<(), ArchiveError> {
         self.take_spare();
         let Some(rolling) = &mut self.rolling else {
             return Ok(());
@@ -521,7 +522,7 @@ impl Writer {
     }
 
     /// Encodes and appends a group, after switching to the next segment if this one is full.
-    fn append(&mut self, batches: &[Arc<Batch>]) -> io::Result<()> {
+    fn append(&mut self, batches: &[Arc<Batch>]) -> Result<(), ArchiveError> {
         self.take_reports()?;
         let Some(segment) = self.segment.as_ref() else {
             return Err(self.unusable());
@@ -570,12 +571,12 @@ impl Writer {
     }
 
     /// Appends the buffer's records to the open segment with one system call.
-    fn write_buf(&mut self) -> io::Result<()> {
+    fn write_buf(&mut self) -> Result<(), ArchiveError> {
         let Some(segment) = self.segment.as_mut() else {
             return Err(self.unusable());
         };
         if let Err(err) = (&*segment.file).write_all(&self.buf) {
-            let err = with_path(err, &segment.path, "cannot append to segment");
+            let err = ArchiveError::io(&segment.path, "append to segment")(err);
             // Cut a partial record off, so that later appends follow whole records.
             if segment.file.set_len(segment.len).is_err() {
                 self.segment = None;
@@ -591,7 +592,7 @@ impl Writer {
     /// the frames of that sync as stored above the watermarks. The close's sync makes them
     /// durable; without them (a crash first) those frames are listed as before, which is also
     /// exactly-once.
-    fn mark_acknowledged(&mut self) -> io::Result<()> {
+    fn mark_acknowledged(&mut self) -> Result<(), ArchiveError> {
         self.buf.clear();
         let at = self.segment.as_ref().map_or(0, |segment| segment.len);
         let steps = self.encode_steps(at);
@@ -615,11 +616,11 @@ impl Writer {
     /// full segment to the disk thread: it makes that one durable, then names the new one. The
     /// checkpoint comes before any frame is encoded for the new segment, since encoding adds to
     /// what it lists.
-    fn switch(&mut self, mut next: File, index: u64) -> io::Result<()> {
+    fn switch(&mut self, mut next: File, index: u64) -> Result<(), ArchiveError> {
         let staged = disk::staged_path(&self.dir, index);
         let raised = self.checkpoint();
         next.write_all(&self.buf)
-            .map_err(|err| with_path(err, &staged, "cannot write"))?;
+            .map_err(ArchiveError::io(&staged, "write"))?;
         self.commit(&raised);
         let next = Arc::new(next);
         let new = Segment {
@@ -670,7 +671,7 @@ impl Writer {
     }
 
     /// The open segment, shared with a job of the disk thread's.
-    fn current(&self) -> io::Result<Segment> {
+    fn current(&self) -> Result<Segment, ArchiveError> {
         let Some(segment) = &self.segment else {
             return Err(self.unusable());
         };
@@ -683,15 +684,15 @@ impl Writer {
     }
 
     /// The end of what is written to the open segment.
-    fn end(&self) -> io::Result<DurableEnd> {
+    fn end(&self) -> Result<DurableEnd, ArchiveError> {
         match &self.segment {
             Some(segment) => Ok(DurableEnd::of(segment)),
             None => Err(self.unusable()),
         }
     }
 
-    fn unusable(&self) -> io::Error {
-        io::Error::other(format!(
+    fn unusable(&self) -> ArchiveError {
+        ArchiveError::broken(format!(
             "the archive in {} is unusable after an earlier error",
             self.dir.display()
         ))
@@ -745,7 +746,10 @@ fn publish(durable: &watch::Sender<DurableEnd>, end: DurableEnd) {
 }
 
 impl ArchiveSink for SegmentSink {
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+    fn write<'a>(
+        &'a mut self,
+        batches: &'a [Arc<Batch>],
+    ) -> BoxFuture<'a, Result<(), ArchiveError>> {
         let written = self.writer.append(batches);
         if written.is_ok() && self.durable_when_written {
             if let Ok(end) = self.writer.end() {
@@ -755,7 +759,10 @@ impl ArchiveSink for SegmentSink {
         Box::pin(async move { written })
     }
 
-    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<BoxFuture<'static, io::Result<()>>> {
+    fn journal(
+        &mut self,
+        batches: &[Arc<Batch>],
+    ) -> Option<BoxFuture<'static, Result<(), ArchiveError>>> {
         let journal = self.journal.as_mut()?;
         let mut records = Vec::new();
         for batch in batches {
@@ -766,7 +773,7 @@ impl ArchiveSink for SegmentSink {
         Some(Box::pin(journal::answer(reply)))
     }
 
-    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
+    fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
         // Covers what was written before the sync began; the writer goes on appending meanwhile.
         let synced = self
             .writer
@@ -780,7 +787,7 @@ impl ArchiveSink for SegmentSink {
             let (end, reply) = synced?;
             if let Err(err) = disk::answer(reply).await {
                 // One that lost nothing is tried again; the journals are kept until it works.
-                if !is_transient(&err) {
+                if !err.is_transient() {
                     poisoned.store(true, Ordering::Relaxed);
                 }
                 return Err(err);
@@ -793,11 +800,11 @@ impl ArchiveSink for SegmentSink {
         })
     }
 
-    fn close(&mut self) -> BoxFuture<'_, io::Result<()>> {
+    fn close(&mut self) -> BoxFuture<'_, Result<(), ArchiveError>> {
         if self.poisoned.load(Ordering::Relaxed) {
             let why =
                 "an earlier sync failed: the close writes nothing, and the next start recovers";
-            return Box::pin(async move { Err(io::Error::other(why)) });
+            return Box::pin(async move { Err(ArchiveError::broken(why)) });
         }
         let closed = self
             .writer

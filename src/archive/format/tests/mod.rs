@@ -71,8 +71,10 @@ pub(super) fn write(dir: &Path, index: u64, bytes: &[u8]) -> PathBuf {
 /// [`scan`] over segment bytes already in memory, collecting the entries.
 pub(super) fn scan_bytes(data: Bytes) -> SegmentScan {
     let mut entries = Vec::new();
-    let scanned = scan(&data[..], |offset, entry| entries.push((offset, entry)))
-        .expect("a slice reads without error");
+    let scanned = scan(Path::new("t"), &data[..], |offset, entry| {
+        entries.push((offset, entry))
+    })
+    .expect("a slice reads without error");
     SegmentScan::new(entries, scanned)
 }
 

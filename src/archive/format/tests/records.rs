@@ -1,12 +1,13 @@
 //! Each record type written and read back, and records that cannot be.
 
 use std::fs::{self, File};
-use std::io::{self};
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::*;
+use crate::archive::format::ArchiveError;
 use crate::domain::clock::{ClockEvent, ClockEventKind};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::reception::{Ax25Addresses, Delivery, Received, Reception};
@@ -262,6 +263,6 @@ fn a_record_length_past_the_largest_is_refused_before_it_is_read() {
     let read = read_records(&file, &path, inside, to, 1);
     fs::remove_dir_all(&dir).unwrap();
     let err = read.unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    assert!(matches!(err, ArchiveError::Damaged { .. }), "{err}");
     assert!(err.to_string().contains("body length"), "{err}");
 }

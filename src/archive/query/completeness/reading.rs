@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
@@ -14,7 +13,7 @@ use super::gathered::{Around, Gathered};
 use super::timeline::Timeline;
 use crate::archive::format::index::{self, SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::ShardState;
-use crate::archive::format::{self, Entry};
+use crate::archive::format::{self, ArchiveError, Entry};
 use crate::archive::read::{self, DamagedRange, DurableEnds, FrameFilter};
 use crate::domain::clock::ClockEvent;
 use crate::domain::frame::SourceKind;
@@ -24,7 +23,7 @@ use crate::domain::sequence_set::SequenceSet;
 /// [`completeness`] of the archive's files as they are now (a stopped archive, or one read beside
 /// its daemon: each shard to its newest segment's last whole record), without a timeline.
 /// Blocking.
-pub fn of_files(root: &Path, filter: &FrameFilter) -> io::Result<Completeness> {
+pub fn of_files(root: &Path, filter: &FrameFilter) -> Result<Completeness, ArchiveError> {
     completeness(root, &read::stopped_ends(root)?, filter, None)
 }
 
@@ -37,7 +36,7 @@ pub fn completeness(
     ends: &DurableEnds,
     filter: &FrameFilter,
     timeline: Option<&Timeline>,
-) -> io::Result<Completeness> {
+) -> Result<Completeness, ArchiveError> {
     let mut found = Found::default();
     for (shard, dir) in format::list_shards(root)? {
         let Some(end) = ends
@@ -125,7 +124,7 @@ pub(super) struct Reading<'a> {
 impl Reading<'_> {
     /// Reads the shard's segments into `found`: what each holds of the window, the damage passed
     /// over, the segments missing from its numbering, and what retention deleted.
-    pub(super) fn read_shard(&self, found: &mut Found) -> io::Result<()> {
+    pub(super) fn read_shard(&self, found: &mut Found) -> Result<(), ArchiveError> {
         let first_retained = ShardState::read(self.dir)?.first_retained;
         // Segments are numbered without gaps, and retention deletes the oldest, below
         // `first_retained`: the next one expected after it, or after the last one seen.
@@ -147,7 +146,7 @@ impl Reading<'_> {
                         .or(met)
                 }
                 // Retention may delete a segment between the listing and its reading.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => holes.push(index),
+                Err(err) if err.is_gone() => holes.push(index),
                 Err(err) => return Err(err),
             }
             sealed.extend((index < self.end.segment).then_some((index, path)));
@@ -182,9 +181,14 @@ impl Reading<'_> {
     /// Adds what sealed segment `index` (at `path`) holds of the sources wanted to `elsewhere`:
     /// it lies among the segments that meet the window, so frames of it received outside the
     /// window may fill gaps between the window's frames.
-    fn add_elsewhere(&self, index: u64, path: &Path, elsewhere: &mut Elsewhere) -> io::Result<()> {
+    fn add_elsewhere(
+        &self,
+        index: u64,
+        path: &Path,
+        elsewhere: &mut Elsewhere,
+    ) -> Result<(), ArchiveError> {
         let contents = match SegmentIndex::read_or_rebuild(self.dir, index, path, self.spans) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) if err.is_gone() => return Ok(()),
             contents => contents?,
         };
         for (&key, span) in &contents.sources {
@@ -201,7 +205,12 @@ impl Reading<'_> {
     /// Adds what segment `index` (at `path`) holds of the window to `found`: from its index when
     /// it is sealed and wholly inside, by reading the blocks that meet the window otherwise,
     /// passing over damaged records. Returns whether it meets the window.
-    fn add_segment(&self, index: u64, path: &Path, found: &mut Found) -> io::Result<bool> {
+    fn add_segment(
+        &self,
+        index: u64,
+        path: &Path,
+        found: &mut Found,
+    ) -> Result<bool, ArchiveError> {
         let window = self.filter.received();
         let ranges = match index < self.end.segment {
             true => {
@@ -222,7 +231,7 @@ impl Reading<'_> {
             }
             false => vec![(format::MAGIC.len() as u64, self.end.len)],
         };
-        let file = File::open(path).map_err(|err| format::with_path(err, path, "cannot read"))?;
+        let file = File::open(path).map_err(ArchiveError::io(path, "read"))?;
         let (mut meets, mut elsewhere) = (false, Elsewhere::new());
         for (mut from, to) in ranges {
             while from < to {
@@ -231,7 +240,7 @@ impl Reading<'_> {
                         from = records.next;
                         meets |= self.add_frames(index, records.entries, found, &mut elsewhere);
                     }
-                    Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                    Err(err @ ArchiveError::Damaged { .. }) => {
                         let next = format::next_record(&file, path, from, to)?.unwrap_or(to);
                         found.damaged.push(DamagedRange {
                             shard: self.shard,

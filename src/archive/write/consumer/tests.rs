@@ -18,21 +18,31 @@ struct SlowDisk {
 }
 
 impl ArchiveSink for SlowDisk {
-    fn write<'a>(&'a mut self, batches: &'a [Arc<Batch>]) -> BoxFuture<'a, io::Result<()>> {
+    fn write<'a>(
+        &'a mut self,
+        batches: &'a [Arc<Batch>],
+    ) -> BoxFuture<'a, Result<(), ArchiveError>> {
         let bytes: u64 = batches.iter().map(|b| b.payload_bytes()).sum();
         self.written.fetch_add(bytes, SeqCst);
         Box::pin(async { Ok(()) })
     }
 
-    fn journal(&mut self, _: &[Arc<Batch>]) -> Option<BoxFuture<'static, io::Result<()>>> {
+    fn journal(
+        &mut self,
+        _: &[Arc<Batch>],
+    ) -> Option<BoxFuture<'static, Result<(), ArchiveError>>> {
         self.journal
             .then(|| Box::pin(async { Ok(()) }) as BoxFuture<'static, _>)
     }
 
-    fn sync(&mut self) -> BoxFuture<'static, io::Result<()>> {
+    fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
         let (done, synced) = oneshot::channel();
         self.syncs.lock().unwrap().push(done);
-        Box::pin(async move { synced.await.map_err(|_| io::Error::other("sync dropped")) })
+        Box::pin(async move {
+            synced
+                .await
+                .map_err(|_| ArchiveError::broken("sync dropped"))
+        })
     }
 }
 
