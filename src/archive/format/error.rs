@@ -7,6 +7,9 @@ use std::io;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+/// What [`ArchiveError::Locked`] says of the directory (the words operators and tests look for).
+const IN_USE: &str = "is in use by another aggregator process";
+
 /// What went wrong in the archive, and with which file.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -56,10 +59,7 @@ pub enum ArchiveError {
     },
     /// The shard directory `path` is locked (`LOCK`) by another process: a daemon, `archive
     /// repair` or `archive prune`.
-    #[error(
-        "the archive directory {} is in use by another aggregator process ({source})",
-        path.display()
-    )]
+    #[error("the archive directory {} {IN_USE} ({source})", path.display())]
     Locked { path: PathBuf, source: io::Error },
     /// The archive cannot go on: an earlier step failed and may have lost what it covered (a
     /// failed sync, a failed rollover), one of its threads stopped, or it was asked to stop. `reason` names the
