@@ -14,13 +14,11 @@
 //! with the same headers (a `Nats-Msg-Id` each), the same window of PubAcks in flight, into a
 //! stream of its own, timed over the same 10 %-90 % span. Each run uses new streams, deleted after.
 
-use std::collections::VecDeque;
-use std::future::IntoFuture;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, message::PublishMessage, stream};
+use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use clap::Parser;
 
@@ -46,8 +44,11 @@ struct Args {
 }
 
 mod daemon_child;
+#[path = "../publisher.rs"]
+mod publisher;
 
 use daemon_child::{free_port, median, sibling, BenchResult, Daemon};
+use publisher::{publish_windowed, sink_message};
 
 /// The config's archive section over `archive`, and `rest`.
 fn archive_at(archive: &Path, rest: &str) -> String {
@@ -193,37 +194,15 @@ async fn plain_publisher(args: &Args, run: usize) -> BenchResult<f64> {
         .await
         .map_err(|err| err.to_string())?;
     let payload = Bytes::from(vec![0x5a; args.payload]);
-    let mut in_flight = VecDeque::with_capacity(args.window);
     let mut span = Span::new(args.frames);
-    let mut acked = 0;
-    for seq in 0..args.frames {
-        if in_flight.len() == args.window {
-            if let Some(ack) = in_flight.pop_front() {
-                let ack: jetstream::context::PublishAckFuture = ack;
-                ack.into_future().await.map_err(|err| err.to_string())?;
-                acked += 1;
-                span.saw(acked);
-            }
-        }
+    let message = |seq: u64| {
         let source = seq % 4;
-        let message = PublishMessage::build()
-            .payload(payload.clone())
-            .message_id(format!("bench.live.{source}.{seq}"))
-            .header("Aggregator-Priority", "routine")
-            .header("Aggregator-Sequence", seq.to_string())
-            .header("Aggregator-Received-Unix-Ns", seq.to_string());
+        let id = format!("bench.live.{source}.{seq}");
         let subject = format!("bench-plain-{run}.bench.live.{source}");
-        let ack = context
-            .send_publish(subject, message)
-            .await
-            .map_err(|err| err.to_string())?;
-        in_flight.push_back(ack);
-    }
-    for ack in in_flight {
-        ack.into_future().await.map_err(|err| err.to_string())?;
-        acked += 1;
-        span.saw(acked);
-    }
+        (subject, sink_message(payload.clone(), id, seq))
+    };
+    let acked = |acked, _| span.saw(acked);
+    publish_windowed(&context, args.frames, args.window, message, acked).await?;
     span.rate()
 }
 
