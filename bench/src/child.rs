@@ -91,7 +91,7 @@ impl ChildProc {
     /// A server's counters, in answer to `command`.
     pub fn counts(&mut self, command: &str) -> Result<Counts, String> {
         self.ask(command, "counts", |msg| match msg {
-            ChildMsg::Counts(counts) => Ok(counts),
+            ChildMsg::Counts(counts) => Ok(*counts),
             other => Err(other),
         })
     }

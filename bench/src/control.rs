@@ -54,7 +54,7 @@ pub enum ChildMsg {
         first_error: Option<String>,
     },
     /// A server's counters, in answer to `START` and `END`.
-    Counts(Counts),
+    Counts(Box<Counts>),
     /// A server's last word, after `STOP`, SIGTERM or the end of its stdin.
     Final(Box<FinalReport>),
     /// The restart child opened its archive.
@@ -137,6 +137,13 @@ pub struct Counts {
     pub deleted_bytes: u64,
     /// CPU time of the daemon's retention thread (`archive-retention`), in nanoseconds.
     pub retention_cpu_ns: u64,
+    /// With `[sinks.nats]`: frames JetStream acknowledged to the sink as new (`nats_published`),
+    /// frames whose ACK waits for JetStream's (`nats_unreplicated_frames`), and the sink's thread
+    /// (`nats-sink`): its CPU time and its time waiting for a CPU, in nanoseconds; 0 without.
+    pub nats_published: u64,
+    pub nats_unreplicated: u64,
+    pub sink_cpu_ns: u64,
+    pub sink_runqueue_ns: u64,
 }
 
 /// What the load client's sources had acknowledged at one instant: its uplinks, and apart from

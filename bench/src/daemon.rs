@@ -178,6 +178,8 @@ pub async fn start(
                 archive_bytes: s.archive_bytes,
                 deleted_segments: s.retention_deleted_segments,
                 deleted_bytes: s.retention_deleted_bytes,
+                nats_published: s.nats_published,
+                nats_unreplicated: s.nats_unreplicated_frames,
                 ..Counts::default()
             }
         }),

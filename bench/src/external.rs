@@ -30,8 +30,8 @@ pub struct External {
     pub shards: Option<usize>,
 }
 
-/// A free loopback port, for the binary to listen on.
-fn free_port() -> io::Result<SocketAddr> {
+/// A free loopback port, for the binary (or a `nats-server`) to listen on.
+pub fn free_port() -> io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
@@ -230,6 +230,8 @@ impl StatsReader {
             archive_bytes: archive["bytes"].as_u64().unwrap_or(0),
             deleted_segments: retention("deleted_segments"),
             deleted_bytes: retention("deleted_bytes"),
+            nats_published: stat("nats_published"),
+            nats_unreplicated: stat("nats_unreplicated_frames"),
             ..Counts::default()
         };
         self.last

@@ -33,6 +33,10 @@
 //! - `blkio`: the cgroup v1 write throttle that run puts the daemon under.
 //! - `witness`: a writer outside that throttle timing the disk's own syncs meanwhile.
 //! - `retention`: the retention run: ingest with retention deleting segments, against without.
+//! - `replication`: the replication run: the daemon with `[sinks.nats] ack = "replicated"` and
+//!   `"local"`, beside a plain JetStream publisher (`publisher`), on a `nats_cluster` of
+//!   `nats-server` processes; `replication_report`, its tables and target.
+//! - `daemon_config`: the daemon config files the retention and replication runs write.
 //! - `queries`: the queries run: an archive of a day asked by `query-bench`, and judged.
 //! - `sweep`: the shard sweep: the daemon variants at each `runtime.shards`, interleaved rounds.
 //! - `diskstat`: a disk's I/O counters over a window (the retention run's archive disk).
@@ -54,15 +58,20 @@ mod churn;
 mod consumers;
 mod control;
 mod daemon;
+mod daemon_config;
 mod diskstat;
 mod durable;
 mod emergency;
 mod external;
 mod floor;
 mod load;
+mod nats_cluster;
 mod orchestrate;
 mod plot;
+mod publisher;
 mod queries;
+mod replication;
+mod replication_report;
 mod report;
 mod restart;
 mod results;

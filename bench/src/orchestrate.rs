@@ -11,11 +11,11 @@ use crate::child::{
 use crate::control::ChildMsg;
 use crate::results::{ChurnResult, DrainResult, Measured, Plan, RestartResult};
 use crate::window::{measure, Window};
-use crate::{catalog, churn, consumers, restart, retention, sweep, throttle, Variant};
+use crate::{catalog, churn, consumers, replication, restart, retention, sweep, throttle, Variant};
 
 /// Runs the whole plan: the durable floor, main runs, scale runs, the shard sweep, the drain run,
-/// the restart run, the churn run, the throttle run, the consumers run, the catalog run, then the
-/// retention run.
+/// the restart run, the churn run, the throttle run, the consumers run, the catalog run, the
+/// retention run, then the replication run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut results = Vec::new();
@@ -124,6 +124,7 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     };
     let catalog = catalog::run(&exe, plan)?;
     let retention = retention::run(&exe, plan)?;
+    let replication = replication::run(&exe, plan)?;
     Ok(Measured {
         runs: results,
         drain,
@@ -133,6 +134,7 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         consumers,
         catalog,
         retention,
+        replication,
         durable_floor,
     })
 }

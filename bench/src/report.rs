@@ -11,7 +11,7 @@ use crate::results::{
 };
 use crate::summary::{Aggregate, Machine, Ratio, Stat, Summary};
 use crate::targets::{self, at_least, Goals, Target};
-use crate::{shard_report, Variant};
+use crate::{replication_report, shard_report, Variant};
 /// Host steal above this share of a window is pointed out under the table.
 const STEAL_NOTED_PCT: f64 = 5.0;
 
@@ -19,6 +19,7 @@ const STEAL_NOTED_PCT: f64 = 5.0;
 const JUDGED: [Variant; 2] = [Variant::Daemon, Variant::Pipeline];
 
 pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measured) -> Summary {
+    let daemon_archive_complete = measured.daemon_archive_complete();
     let Measured {
         runs,
         drain,
@@ -28,6 +29,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         consumers,
         catalog,
         retention,
+        replication,
         durable_floor,
     } = measured;
     let mut aggregates: Vec<Aggregate> = Vec::new();
@@ -103,26 +105,6 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
             })
         })
         .collect();
-    let daemon_archive_complete = runs
-        .iter()
-        .filter(|r| r.variant == Variant::Daemon)
-        .all(|r| r.archived_total == Some(r.processed_total) && r.processed_total > 0)
-        && match &drain {
-            Some(d) => d.archived_total == Some(d.processed_total),
-            None => true,
-        }
-        && match &churn {
-            Some(c) => c.archived_total == Some(c.processed_total),
-            None => true,
-        }
-        && match throttle.as_ref().and_then(|t| t.measured.as_ref()) {
-            Some(t) => t.drain.archived_total == Some(t.drain.processed_total),
-            None => true,
-        }
-        && retention
-            .iter()
-            .flat_map(|r| [&r.without.run, &r.with.run])
-            .all(|r| r.archived_total == Some(r.processed_total) && r.processed_total > 0);
     let mut targets = targets(
         plan,
         &aggregates,
@@ -134,6 +116,10 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
     );
     targets.extend(consumer_targets(&plan.goals, &consumers));
     targets.extend(retention_targets(&plan.goals, &retention));
+    targets.extend(replication_report::targets(
+        &plan.goals,
+        replication.as_ref(),
+    ));
     let durable_floor_mb_per_s = Stat::of(durable_floor.iter().map(|d| d.mb_per_s));
     targets.extend(shard_report::targets(
         plan,
@@ -155,6 +141,7 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         consumers,
         catalog,
         retention,
+        replication,
         durable_floor,
         durable_floor_mb_per_s,
         targets,
@@ -224,7 +211,7 @@ fn retention_targets(goals: &Goals, rounds: &[RetentionRound]) -> Vec<Target> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for payload in payloads_of(rounds) {
+    for payload in distinct(rounds.iter().map(|r| r.payload)) {
         let ratios: Vec<f64> = rounds
             .iter()
             .filter(|r| r.payload == payload)
@@ -252,15 +239,15 @@ fn retention_targets(goals: &Goals, rounds: &[RetentionRound]) -> Vec<Target> {
     out
 }
 
-/// The payloads of the retention run's rounds, in the order they ran.
-fn payloads_of(rounds: &[RetentionRound]) -> Vec<usize> {
-    let mut payloads: Vec<usize> = Vec::new();
-    for r in rounds {
-        if !payloads.contains(&r.payload) {
-            payloads.push(r.payload);
+/// The payloads of a run's rounds, each once, in the order they ran.
+pub fn distinct(payloads: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let mut seen: Vec<usize> = Vec::new();
+    for payload in payloads {
+        if !seen.contains(&payload) {
+            seen.push(payload);
         }
     }
-    payloads
+    seen
 }
 
 fn targets(
@@ -526,6 +513,9 @@ pub fn render(s: &Summary) -> String {
     }
     if !s.retention.is_empty() {
         render_retention(&mut o, &s.retention, &s.plan, s.machine.nproc);
+    }
+    if let Some(r) = &s.replication {
+        replication_report::render(&mut o, r, &s.plan, s.machine.nproc);
     }
     let _ = writeln!(
         o,
@@ -796,7 +786,7 @@ fn render_retention(o: &mut String, rounds: &[RetentionRound], plan: &Plan, npro
         );
     }
     let _ = writeln!(o);
-    for payload in payloads_of(rounds) {
+    for payload in distinct(rounds.iter().map(|r| r.payload)) {
         let of_payload: Vec<&RetentionRound> =
             rounds.iter().filter(|r| r.payload == payload).collect();
         let ratio = Stat::of(of_payload.iter().map(|r| r.ratio()));

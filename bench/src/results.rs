@@ -67,6 +67,8 @@ pub struct Plan {
     pub plot: Option<PathBuf>,
     /// The retention run's archive sizes; `None`: it does not run.
     pub retention: Option<RetentionPlan>,
+    /// The replication run's cluster and publishers; `None`: it does not run.
+    pub replication: Option<ReplicationPlan>,
     /// The scenario's targets.
     pub goals: Goals,
     /// The `aggregator` binary the daemon variants run (`--daemon`); `None`: the library.
@@ -104,6 +106,7 @@ impl Plan {
             durable_floor_bytes: Some(1 << 30),
             plot: None,
             retention: None,
+            replication: None,
             goals: Goals::default(),
             daemon: None,
         }
@@ -313,6 +316,111 @@ pub struct RetentionWindow {
     pub disk: Option<DiskWindow>,
 }
 
+/// The replication run: a JetStream cluster of `nodes` nodes, R`nodes` streams; the plain
+/// publisher sends `messages` messages per window, and it and the daemons' sinks keep `window`
+/// publishes awaiting their PubAck.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReplicationPlan {
+    pub nodes: usize,
+    pub messages: u64,
+    pub window: usize,
+}
+
+/// The replication run, measured or skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicationResult {
+    /// `nats-server --version`, where there is one.
+    pub server: Option<String>,
+    /// Why it did not run here; nothing was measured then.
+    pub skipped: Option<String>,
+    pub rounds: Vec<ReplicationRound>,
+}
+
+impl ReplicationResult {
+    /// Every daemon's archive received every frame it processed.
+    pub fn archive_complete(&self) -> bool {
+        let windows = self.rounds.iter().flat_map(|r| [&r.replicated, &r.local]);
+        windows
+            .map(|w| (w.archived_total, w.processed_total))
+            .all(|(archived, processed)| archived == Some(processed) && processed > 0)
+    }
+}
+
+/// A round of the replication run at one payload: the plain publisher, the daemon with `ack =
+/// "replicated"` and with `ack = "local"`, in `order`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicationRound {
+    pub payload: usize,
+    pub run: usize,
+    pub order: Vec<&'static str>,
+    pub plain: PlainPublisher,
+    pub replicated: SinkWindow,
+    pub local: SinkWindow,
+}
+
+impl ReplicationRound {
+    /// Acknowledged frames/s with `ack = "replicated"` over the plain publisher's PubAcks/s.
+    pub fn replicated_over_plain(&self) -> f64 {
+        self.replicated.acked_frames_per_s / self.plain.acked_per_s
+    }
+
+    /// Acknowledged frames/s with `ack = "replicated"` over those with `ack = "local"`.
+    pub fn replicated_over_local(&self) -> f64 {
+        self.replicated.acked_frames_per_s / self.local.acked_frames_per_s
+    }
+}
+
+/// The plain publisher's window: its messages into a fresh stream, from the first publish to the
+/// last PubAck.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlainPublisher {
+    pub messages: u64,
+    pub seconds: f64,
+    pub acked_per_s: f64,
+    /// From each publish to its PubAck.
+    pub pub_ack_latency: LatencySummary,
+    /// CPU over the window, in cores: the publisher's process, and the nats-servers together.
+    pub publisher_cores: Option<f64>,
+    pub nats_cores: Option<f64>,
+    /// The node that led the stream.
+    pub leader: Option<String>,
+}
+
+/// A daemon's window with `[sinks.nats]` on the cluster, under the saturating uplinks and the
+/// emergency-only sources.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkWindow {
+    /// `sinks.nats.ack`: `replicated` or `local`.
+    pub ack: &'static str,
+    /// The window, on the load client's clock.
+    pub window_s: f64,
+    /// Frames of the uplinks the ACKs of the window covered, and per second.
+    pub frames_acked: u64,
+    pub acked_frames_per_s: f64,
+    /// From each uplink frame's send to the ACK that covered it, for the ACKs of the window.
+    pub ack_latency: LatencySummary,
+    /// The emergency-only sources beside the uplinks (not in the figures above).
+    pub emergency_only: EmergencyOnly,
+    /// Frames the daemon processed per second, and frames JetStream acknowledged to its sink.
+    pub processed_per_s: f64,
+    pub published_per_s: f64,
+    /// Frames whose ACK waited for JetStream's when the window ended (`replicated` only).
+    pub unreplicated_at_end: u64,
+    /// CPU over the window, in cores: the daemon, of it the sink's thread, the nats-servers
+    /// together, and the load client.
+    pub daemon_cores: f64,
+    pub sink_thread_cores: f64,
+    /// The share of the window the sink's thread was ready and waited for a CPU.
+    pub sink_runqueue_share: f64,
+    pub nats_cores: Option<f64>,
+    pub client_cores: Option<f64>,
+    /// After the daemon stopped: what it processed and what its archive received.
+    pub processed_total: u64,
+    pub archived_total: Option<u64>,
+    /// The node that led the stream.
+    pub leader: Option<String>,
+}
+
 /// Everything [`run_plan`] measured.
 pub struct Measured {
     pub runs: Vec<RunResult>,
@@ -323,8 +431,29 @@ pub struct Measured {
     pub consumers: Vec<ConsumersRound>,
     pub catalog: Vec<CatalogResult>,
     pub retention: Vec<RetentionRound>,
+    pub replication: Option<ReplicationResult>,
     /// Each measurement of the durable floor, in the order taken.
     pub durable_floor: Vec<DurableFloor>,
+}
+
+impl Measured {
+    /// The daemon's archive received every frame it processed, in every run that has one.
+    pub fn daemon_archive_complete(&self) -> bool {
+        let complete = |r: &RunResult| r.archived_total == Some(r.processed_total);
+        let stored = |r: &&RunResult| complete(r) && r.processed_total > 0;
+        let drained = |d: &DrainResult| d.archived_total == Some(d.processed_total);
+        let throttled = self.throttle.as_ref().and_then(|t| t.measured.as_ref());
+        let retention = self
+            .retention
+            .iter()
+            .flat_map(|r| [&r.without.run, &r.with.run]);
+        (self.runs.iter().filter(|r| r.variant == Variant::Daemon)).all(|r| stored(&r))
+            && self.drain.as_ref().is_none_or(drained)
+            && (self.churn.as_ref()).is_none_or(|c| c.archived_total == Some(c.processed_total))
+            && throttled.is_none_or(|t| drained(&t.drain))
+            && retention.into_iter().all(|r| stored(&r))
+            && (self.replication.as_ref()).is_none_or(ReplicationResult::archive_complete)
+    }
 }
 
 /// The durable floor: the archive's filesystem written sequentially in 1 MiB blocks and synced
@@ -481,6 +610,23 @@ pub fn threads_cpu_ns(pid: i32, name: &str) -> Option<u64> {
         .filter_map(|stat| process_cpu_ticks(&stat))
         .sum();
     Some(ticks * 1_000_000_000 / system_constant(libc::_SC_CLK_TCK)?)
+}
+
+/// Time the threads of process `pid` whose name starts with `name` have waited on a run queue for
+/// a CPU, in nanoseconds: the second field of `/proc/PID/task/*/schedstat`. A thread that is
+/// ready and gets no CPU (others hold the cores, or it has a lower priority) waits here.
+pub fn threads_runqueue_ns(pid: i32, name: &str) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let waited = tasks
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            thread_name(&stat).filter(|n| n.starts_with(name))?;
+            let schedstat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            schedstat.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum();
+    Some(waited)
 }
 
 /// The name in a `/proc/PID/task/TID/stat` line: between the first `(` and the last `)`.

@@ -16,8 +16,9 @@
 //! read at the same instants (`diskstat`): what it wrote, discarded and flushed, with every other
 //! writer of it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::daemon_config::{self, ConfigFile};
 use crate::results::{Plan, RetentionPlan, RetentionRound, RetentionWindow};
 use crate::window::{self, Measurement, Window};
 use crate::Variant;
@@ -54,7 +55,7 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Vec<RetentionRound>, String> {
                     &configs.without
                 };
                 let plan = Plan {
-                    daemon_config: Some(config.clone()),
+                    daemon_config: Some(config.path().to_path_buf()),
                     ..plan.clone()
                 };
                 let window = Window {
@@ -116,38 +117,20 @@ fn archive_disk() -> Option<String> {
 }
 
 /// The two daemon configs of the run: the `--daemon-config` file (or the defaults) with the
-/// scenario's segments, with `[archive.retention] max_bytes` and without any retention. Each is
-/// loaded as the daemon will load it before the first window, so a size the daemon refuses
-/// (`max_bytes` under two segments per shard) fails the run at once. Removed when dropped.
+/// scenario's segments, with `[archive.retention] max_bytes` and without any retention. A size the
+/// daemon refuses (`max_bytes` under two segments per shard) fails the run before the first window.
 struct Configs {
-    with: PathBuf,
-    without: PathBuf,
+    with: ConfigFile,
+    without: ConfigFile,
 }
 
 impl Configs {
     fn write(plan: &Plan, sizes: RetentionPlan) -> Result<Configs, String> {
-        let base: toml::Table = match &plan.daemon_config {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| toml::from_str(&text).map_err(|e| e.to_string()))
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-            None => toml::Table::new(),
-        };
-        let mut configs = Configs {
-            with: PathBuf::new(),
-            without: PathBuf::new(),
-        };
-        configs.without = write_config(&base, sizes.segment_bytes, None, "without")?;
-        configs.with = write_config(&base, sizes.segment_bytes, Some(sizes.max_bytes), "with")?;
-        Ok(configs)
-    }
-}
-
-impl Drop for Configs {
-    fn drop(&mut self) {
-        for path in [&self.with, &self.without] {
-            let _ = std::fs::remove_file(path);
-        }
+        let base = daemon_config::base(plan)?;
+        Ok(Configs {
+            without: write_config(&base, sizes.segment_bytes, None, "without")?,
+            with: write_config(&base, sizes.segment_bytes, Some(sizes.max_bytes), "with")?,
+        })
     }
 }
 
@@ -158,7 +141,7 @@ fn write_config(
     segment_bytes: u64,
     max_bytes: Option<u64>,
     name: &str,
-) -> Result<PathBuf, String> {
+) -> Result<ConfigFile, String> {
     let int = |bytes: u64| toml::Value::Integer(i64::try_from(bytes).unwrap_or(i64::MAX));
     let mut table = base.clone();
     external::set(&mut table, "archive", "segment_bytes", int(segment_bytes));
@@ -169,23 +152,14 @@ fn write_config(
         let retention = toml::Table::from_iter([("max_bytes".to_string(), int(max_bytes))]);
         external::set(&mut table, "archive", "retention", retention.into());
     }
-    let path = std::env::temp_dir().join(format!(
-        "aggregator-bench-retention-{}-{name}.toml",
-        std::process::id()
-    ));
-    let text = toml::to_string(&table).map_err(|e| e.to_string())?;
-    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    match aggregator::Config::load(&path) {
-        Ok(config) if config.archive.retention.max_bytes == max_bytes => Ok(path),
-        Ok(config) => Err(format!(
+    let (file, config) = ConfigFile::write(&table, SECTION, name)?;
+    match config.archive.retention.max_bytes == max_bytes {
+        true => Ok(file),
+        false => Err(format!(
             "{}: archive.retention.max_bytes is {:?}, not {max_bytes:?}",
-            path.display(),
+            file.path().display(),
             config.archive.retention.max_bytes
         )),
-        Err(err) => {
-            let _ = std::fs::remove_file(&path);
-            Err(format!("the retention run's daemon config: {err}"))
-        }
     }
 }
 
@@ -218,11 +192,8 @@ mod tests {
         .expect("accepted");
         let without =
             write_config(&base, sizes.segment_bytes, None, "test-without").expect("accepted");
-        let load = |path: &PathBuf| aggregator::Config::load(path).expect("loads");
+        let load = |file: &ConfigFile| aggregator::Config::load(file.path()).expect("loads");
         let (w, wo) = (load(&with), load(&without));
-        for path in [&with, &without] {
-            let _ = std::fs::remove_file(path);
-        }
         assert_eq!(w.runtime.shards, 1);
         assert_eq!(w.archive.segment_bytes, 1 << 20);
         assert_eq!(wo.archive.segment_bytes, 1 << 20);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::results::{Plan, RetentionPlan};
+use crate::results::{Plan, ReplicationPlan, RetentionPlan};
 use crate::targets::Goals;
 use crate::Variant;
 
@@ -67,6 +67,9 @@ pub struct Scenario {
     /// The retention run: the durable daemon at each payload with `[archive.retention]` deleting
     /// continuously, against the same archive without retention, in interleaved rounds.
     pub retention: Option<RetentionScenario>,
+    /// The replication run: a plain JetStream publisher, and the daemon with `[sinks.nats]` `ack
+    /// = "replicated"` and `"local"`, on a cluster of `nats-server` processes, at each payload.
+    pub replication: Option<ReplicationScenario>,
     /// The queries run: asking an archive of a day (`query-bench`). A scenario with it runs
     /// nothing else.
     pub queries: Option<QueriesScenario>,
@@ -90,6 +93,20 @@ pub struct RetentionScenario {
     /// `archive.retention.max_bytes` of the variant with retention: this many segments for each
     /// of the daemon's `runtime.shards`.
     pub max_segments_per_shard: u64,
+}
+
+/// The replication run's cluster and publishers (`replication`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationScenario {
+    /// Messages the plain publisher sends per window.
+    pub messages: u64,
+    /// Publishes awaiting their PubAck, the plain publisher's and the sink's (`sinks.nats.window`).
+    #[serde(default = "sink_window")]
+    pub window: usize,
+    /// `nats-server` nodes of the cluster, and the streams' replicas.
+    #[serde(default = "three")]
+    pub nodes: usize,
 }
 
 /// The queries run: `bench/random-archive.py` makes the archive of a day (when the directory
@@ -119,6 +136,12 @@ pub struct QueriesScenario {
     pub export_ionice: u8,
 }
 
+fn sink_window() -> usize {
+    256
+}
+fn three() -> usize {
+    3
+}
 fn best_effort() -> u8 {
     2
 }
@@ -193,6 +216,14 @@ impl Scenario {
                 r.max_segments_per_shard
             ));
         }
+        if let Some(r) = &self.replication {
+            if r.messages == 0 || r.window == 0 || !(1..=5).contains(&r.nodes) {
+                return Err("replication: give messages and window above 0, nodes 1 to 5".into());
+            }
+            if self.payloads.is_empty() {
+                return Err("replication: give the payloads to measure".into());
+            }
+        }
         if let Some(q) = &self.queries {
             let others = !self.payloads.is_empty()
                 || !self.scale.is_empty()
@@ -200,6 +231,7 @@ impl Scenario {
                 || !self.catalog.is_empty()
                 || self.churn.is_some()
                 || self.retention.is_some()
+                || self.replication.is_some()
                 || self.throttle_mib_per_s.is_some()
                 || self.consumers
                 || self.drain
@@ -256,6 +288,11 @@ impl Scenario {
                 max_bytes: (r.segment_mib << 20)
                     * r.max_segments_per_shard
                     * config.runtime.shards as u64,
+            }),
+            replication: self.replication.map(|r| ReplicationPlan {
+                nodes: r.nodes,
+                messages: r.messages,
+                window: r.window,
             }),
             shards: self.shards,
             default_shards: config.runtime.shards,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::{self, emit, ChildMsg, Counts, FinalReport};
 use crate::external::{self, External};
-use crate::results::{process_cpu_ns, threads_cpu_ns};
+use crate::results::{process_cpu_ns, threads_cpu_ns, threads_runqueue_ns};
 use crate::serving::Shared;
 use crate::{daemon, floor, Variant};
 
@@ -88,6 +88,7 @@ async fn serve(
     .map_err(|e| format!("cannot start: {e}"))?;
     // The serving process: this one, or the daemon binary's.
     let pid = running.pid;
+    let serving = pid.map_or(std::process::id() as i32, |pid| pid as i32);
     let counts = || Counts {
         at_ns: started.elapsed().as_nanos() as u64,
         cpu_ns: match pid {
@@ -99,11 +100,9 @@ async fn serve(
             None => control::rss_kib(),
         },
         // The thread's name as the kernel keeps it: its first 15 bytes.
-        retention_cpu_ns: threads_cpu_ns(
-            pid.map_or(std::process::id() as i32, |pid| pid as i32),
-            "archive-retenti",
-        )
-        .unwrap_or(0),
+        retention_cpu_ns: threads_cpu_ns(serving, "archive-retenti").unwrap_or(0),
+        sink_cpu_ns: threads_cpu_ns(serving, "nats-sink").unwrap_or(0),
+        sink_runqueue_ns: threads_runqueue_ns(serving, "nats-sink").unwrap_or(0),
         ..(running.counts)()
     };
     let peak_rss_kib = || match pid {
@@ -126,13 +125,13 @@ async fn serve(
                 Some(line) => match line.trim() {
                     "START" => {
                         shared.recorder.start();
-                        emit(&ChildMsg::Counts(counts()));
+                        emit(&ChildMsg::Counts(Box::new(counts())));
                     }
                     "END" => {
                         shared.recorder.stop();
-                        emit(&ChildMsg::Counts(counts()));
+                        emit(&ChildMsg::Counts(Box::new(counts())));
                     }
-                    "COUNTS" => emit(&ChildMsg::Counts(counts())),
+                    "COUNTS" => emit(&ChildMsg::Counts(Box::new(counts()))),
                     "STOP" => break,
                     other => eprintln!("aggregator-bench server: unknown command {other:?}"),
                 },

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::results::{
-    CatalogResult, ChurnResult, ConsumersRound, DrainResult, DurableFloor, Plan, RestartResult,
-    RetentionRound, RunResult, ThrottleResult,
+    CatalogResult, ChurnResult, ConsumersRound, DrainResult, DurableFloor, Plan, ReplicationResult,
+    RestartResult, RetentionRound, RunResult, ThrottleResult,
 };
 use crate::targets::Target;
 use crate::Variant;
@@ -106,6 +106,8 @@ pub struct Summary {
     pub catalog: Vec<CatalogResult>,
     /// The retention run's rounds, one per round and payload.
     pub retention: Vec<RetentionRound>,
+    /// The replication run, measured or skipped; `None`: the scenario has none.
+    pub replication: Option<ReplicationResult>,
     /// Each measurement of the durable floor, and their median with min-max, in MB/s.
     pub durable_floor: Vec<DurableFloor>,
     pub durable_floor_mb_per_s: Stat,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every figure a target may bound, with what it is.
-pub const MEASURES: [(&str, &str); 19] = [
+pub const MEASURES: [(&str, &str); 20] = [
     (
         "throughput_over_floor_64b",
         "64 B frames/s of daemon and pipeline over the floor's, main runs",
@@ -55,6 +55,10 @@ pub const MEASURES: [(&str, &str); 19] = [
     (
         "retention_ingest_over_without",
         "ingest with retention deleting over ingest without, median of the rounds' ratios, per payload",
+    ),
+    (
+        "replicated_over_plain",
+        "acknowledged frames/s with sinks.nats ack = \"replicated\" over a plain publisher's PubAcks/s, same stream replicas and window, median of the rounds' ratios, per payload",
     ),
     (
         "sweep_pipeline_over_floor",

@@ -128,7 +128,7 @@ fn measure(
 
 /// What `sources` emergency-only sources wrote and had acknowledged between the client's counts
 /// at `start` and at `end`.
-fn emergency_only(sources: usize, start: &AckCounts, end: &AckCounts) -> EmergencyOnly {
+pub fn emergency_only(sources: usize, start: &AckCounts, end: &AckCounts) -> EmergencyOnly {
     EmergencyOnly {
         sources,
         frames_per_s_each: emergency::FRAMES_PER_S,

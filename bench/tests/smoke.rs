@@ -4,7 +4,9 @@
 //! frame acknowledged, and retention must delete segments in its windows.
 //! The throttle run, which needs root and a cgroup v1 blkio hierarchy, must either say why it was
 //! skipped or count acknowledgements, drain without loss and remove its cgroup.
-//! The queries run must make its day's archive and answer every query on it.
+//! The queries run must make its day's archive and answer every query on it. The replication run,
+//! which needs `nats-server`, must either say why it was skipped or have JetStream acknowledge
+//! frames of the plain publisher and of both daemons.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -179,6 +181,53 @@ fn the_retention_run_deletes_segments_in_the_window_with_retention_only() {
             assert!(
                 window["run"]["frames"].as_u64() > Some(0),
                 "no frames in the window: {stdout}"
+            );
+        }
+    }
+}
+
+/// The daemon with `ack = "replicated"` and with `ack = "local"` beside a plain JetStream publisher,
+/// on a cluster of three `nats-server` processes: the publisher's PubAcks come, each daemon's ACKs
+/// cover frames and its sink publishes, and each archives every frame it processed. The ratios are
+/// not a test's business. Without `nats-server` the run is skipped: the harness says why and
+/// judges it a target not met, and this test says so on its standard error: it has shown nothing.
+#[test]
+fn the_replication_run_acknowledges_through_jetstream_or_says_why_it_is_skipped() {
+    let (stdout, summary) = bench(&["run", "replication-smoke"], "replication");
+    let replication = &summary["replication"];
+    if let Some(why) = replication["skipped"].as_str() {
+        let skipped = format!("skipped: {why}");
+        assert!(stdout.contains(&skipped), "{stdout}");
+        let targets = summary["targets"].as_array().expect("targets");
+        let judged = targets.iter().find(|t| t["measured"] == skipped.as_str());
+        assert_eq!(judged.map(|t| &t["met"]), Some(&false.into()), "{stdout}");
+        eprintln!("SKIPPED, not passed: the replication smoke run: {why}");
+        return;
+    }
+    assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
+    let rounds = replication["rounds"]
+        .as_array()
+        .expect("replication rounds");
+    let payloads: Vec<_> = rounds.iter().map(|r| r["payload"].as_u64()).collect();
+    assert_eq!(payloads, [Some(64), Some(1024)], "{stdout}");
+    let messages = summary["plan"]["replication"]["messages"].as_u64();
+    for round in rounds {
+        let plain = &round["plain"];
+        assert_eq!(
+            plain["pub_ack_latency"]["count"].as_u64(),
+            messages,
+            "{stdout}"
+        );
+        for ack in ["replicated", "local"] {
+            let window = &round[ack];
+            assert_eq!(window["ack"], ack, "{stdout}");
+            assert!(
+                window["frames_acked"].as_u64() > Some(0),
+                "no ACK with ack = {ack}: {stdout}"
+            );
+            assert!(
+                window["published_per_s"].as_f64() > Some(0.0),
+                "the sink published nothing with ack = {ack}: {stdout}"
             );
         }
     }

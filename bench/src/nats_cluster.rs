@@ -1,0 +1,231 @@
+//! A JetStream cluster of `nats-server` processes on loopback, for the replication run: each node
+//! with JetStream on (`-js`), a store directory of its own under one temporary directory, a name,
+//! and routes to every other node, so that an R3 stream has a RAFT quorum of three processes, as
+//! three machines would have (here on one disk and the same cores as everything else).
+//!
+//! `nats-server` is Debian's package (`apt-get install nats-server`, 2.9 on the reference
+//! machine); where it is missing, [`binary`] says so, and the run is skipped.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::external::free_port;
+use crate::results::process_cpu_ns;
+
+/// How long a node may take to accept connections, and the cluster to elect a JetStream leader.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// The `nats-server` binary: Debian's path, else the first on `PATH`; `Err` says how to install it.
+pub fn binary() -> Result<PathBuf, String> {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    find(
+        [PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]
+            .into_iter()
+            .chain(on_path),
+    )
+}
+
+/// The first executable `nats-server` in `dirs`.
+fn find(dirs: impl IntoIterator<Item = PathBuf>) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &PathBuf| {
+        (path.metadata()).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    dirs.into_iter()
+        .map(|dir| dir.join("nats-server"))
+        .find(executable)
+        .ok_or_else(|| "nats-server is not installed (apt-get install nats-server)".into())
+}
+
+/// What `nats-server --version` says, for the report.
+pub fn version(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// One node (`n1`, `n2`...): its client port and its process.
+struct Node {
+    port: u16,
+    child: Child,
+}
+
+/// The running cluster; its nodes are stopped and their stores removed when it is dropped.
+pub struct NatsCluster {
+    nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+impl NatsCluster {
+    /// Starts `nodes` nodes of `binary`, stores and logs under a fresh temporary directory, and
+    /// waits until each accepts clients.
+    pub fn start(binary: &Path, nodes: usize) -> Result<NatsCluster, String> {
+        let dir =
+            std::env::temp_dir().join(format!("aggregator-bench-nats-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut cluster = NatsCluster {
+            nodes: Vec::new(),
+            dir,
+        };
+        let port = |_| free_port().map(|a| a.port()).map_err(|e| e.to_string());
+        let clients = (0..nodes).map(port).collect::<Result<Vec<u16>, _>>()?;
+        let routes = (0..nodes).map(port).collect::<Result<Vec<u16>, _>>()?;
+        for (index, &client) in clients.iter().enumerate() {
+            let child = cluster.spawn(binary, index, client, &routes)?;
+            cluster.nodes.push(Node {
+                port: client,
+                child,
+            });
+        }
+        for index in 0..nodes {
+            cluster.wait_accepting(index)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts node `index` on client port `client`, its route on `routes[index]`, routed to the
+    /// others; its log goes to a file beside its store.
+    fn spawn(
+        &self,
+        binary: &Path,
+        index: usize,
+        client: u16,
+        routes: &[u16],
+    ) -> Result<Child, String> {
+        let name = format!("n{}", index + 1);
+        let url = |port: &u16| format!("nats://127.0.0.1:{port}");
+        let others: Vec<String> = (routes.iter().enumerate())
+            .filter(|(other, _)| *other != index)
+            .map(|(_, port)| url(port))
+            .collect();
+        let log = File::create(self.log(index)).map_err(|e| e.to_string())?;
+        let mut command = Command::new(binary);
+        command
+            .args(["-js", "-a", "127.0.0.1", "-p", &client.to_string()])
+            .args(["-n", &name, "--cluster_name", "aggregator-bench"])
+            .args(["--cluster", &url(&routes[index])])
+            .arg("-sd")
+            .arg(self.dir.join(&name));
+        if !others.is_empty() {
+            command.args(["--routes", &others.join(",")]);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))
+    }
+
+    fn log(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("n{}.log", index + 1))
+    }
+
+    /// Waits until node `index` accepts connections; `Err` with the end of its log when it does
+    /// not, or exits.
+    fn wait_accepting(&mut self, index: usize) -> Result<(), String> {
+        let deadline = Instant::now() + START_LIMIT;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.nodes[index].port));
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            let exited = self.nodes[index].child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                return Err(format!(
+                    "nats-server n{} did not start ({exited:?}); its log ends:\n{}",
+                    index + 1,
+                    self.log_tail(index)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// The last 2,000 bytes of node `index`'s log.
+    fn log_tail(&self, index: usize) -> String {
+        let mut text = String::new();
+        let _ = File::open(self.log(index)).and_then(|mut f| f.read_to_string(&mut text));
+        let from = text.len().saturating_sub(2000);
+        text.get(from..).unwrap_or_default().to_string()
+    }
+
+    /// Every node's client URL, as `sinks.nats.url` lists them.
+    pub fn urls(&self) -> Vec<String> {
+        let url = |node: &Node| format!("nats://127.0.0.1:{}", node.port);
+        self.nodes.iter().map(url).collect()
+    }
+
+    /// CPU time of every node so far, together, in nanoseconds; `None` where one is unreadable.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        let cpu = |node: &Node| process_cpu_ns(node.child.id() as i32);
+        self.nodes.iter().map(cpu).sum()
+    }
+
+    /// Waits until the cluster answers JetStream requests without an error (its metadata leader
+    /// is elected): `$JS.API.INFO`, read as plain JSON, as every server version writes it.
+    pub async fn jetstream_ready(&self, client: &async_nats::Client) -> Result<(), String> {
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            let answer = match client.request("$JS.API.INFO", Bytes::new()).await {
+                Ok(reply) => serde_json::from_slice::<serde_json::Value>(&reply.payload)
+                    .map_err(|e| e.to_string())
+                    .and_then(|json| match json.get("error") {
+                        Some(error) => Err(error.to_string()),
+                        None => Ok(()),
+                    }),
+                Err(err) => Err(err.to_string()),
+            };
+            match answer {
+                Ok(()) => return Ok(()),
+                Err(err) if Instant::now() > deadline => {
+                    return Err(format!(
+                        "the nats-server cluster has no JetStream after {START_LIMIT:?}: {err}"
+                    ))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    /// Stops every node (its own child process, by its pid) and removes the stores.
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_executable_nats_server_is_found() {
+        let dir =
+            std::env::temp_dir().join(format!("aggregator-bench-find-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let missing = find([dir.clone()]).expect_err("none there");
+        assert!(missing.contains("apt-get install nats-server"), "{missing}");
+        std::fs::write(dir.join("nats-server"), "").expect("a file");
+        assert!(find([dir.clone()]).is_err(), "not executable");
+        use std::os::unix::fs::PermissionsExt;
+        let executable = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(dir.join("nats-server"), executable).expect("chmod");
+        assert_eq!(find([dir.clone()]), Ok(dir.join("nats-server")));
+        std::fs::remove_dir_all(&dir).expect("removed");
+    }
+}
