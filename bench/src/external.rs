@@ -62,31 +62,7 @@ pub async fn start(
     set(&mut table, "replay", "listen", text(replay));
     set(&mut table, "monitor", "enabled", true.into());
     set(&mut table, "monitor", "listen", text(monitor));
-    if let Some(limit) = max_connections {
-        set(
-            &mut table,
-            "uplink",
-            "max_connections",
-            (limit as i64).into(),
-        );
-        // Every source connects from loopback.
-        set(
-            &mut table,
-            "uplink",
-            "max_connections_per_address",
-            (limit as i64).into(),
-        );
-    }
-    if let Some(shards) = external.shards {
-        set(&mut table, "runtime", "shards", (shards as i64).into());
-    }
-    // Warnings and errors, and the drain's report, unless the file says more; as JSON, to read
-    // that report.
-    if table.get("log").and_then(|l| l.get("level")).is_none() {
-        let level = "warn,aggregator::daemon=info";
-        set(&mut table, "log", "level", level.into());
-    }
-    set(&mut table, "log", "format", "json".into());
+    set_run_keys(&mut table, max_connections, external.shards);
     let dir = control::archive_dir(std::process::id());
     std::fs::create_dir_all(&dir)?;
     let archive = dir.join("archive");
@@ -119,10 +95,10 @@ pub async fn start(
         .spawn()?;
     let pid = child.id();
     let drained = Arc::new(Mutex::new(None));
-    if let Some(stderr) = child.stderr.take() {
+    let log_reader = child.stderr.take().map(|stderr| {
         let drained = Arc::clone(&drained);
-        std::thread::spawn(move || read_log(stderr, &drained));
-    }
+        std::thread::spawn(move || read_log(stderr, &drained))
+    });
     wait_listening(monitor, Duration::from_secs(20))?;
     let stats = Arc::new(Mutex::new(StatsReader {
         monitor,
@@ -133,7 +109,13 @@ pub async fn start(
     let done = tokio::spawn(async move {
         stop.cancelled().await;
         let mut child = child;
-        let _ = tokio::task::spawn_blocking(move || terminate(&mut child)).await;
+        // The drain's report is the log's last line: read to the end of the log, which comes
+        // with the exit, before looking for it.
+        let _ = tokio::task::spawn_blocking(move || {
+            terminate(&mut child);
+            log_reader.map(|reader| reader.join())
+        })
+        .await;
         let drain: Option<DrainInfo> = drained.lock().ok().and_then(|d| *d);
         // After the exit, the drain's totals are the last counts there are.
         if let (Some(d), Ok(mut stats)) = (drain, stats.lock()) {
@@ -150,6 +132,25 @@ pub async fn start(
         done,
         pid: Some(pid),
     })
+}
+
+/// The uplink limit the scale runs raise (in all and from one address: every source connects from
+/// loopback), the shard sweep's `runtime.shards`, and the log: warnings and errors, and the
+/// drain's report, unless the file says more; as JSON, to read that report.
+fn set_run_keys(table: &mut toml::Table, max_connections: Option<usize>, shards: Option<usize>) {
+    let int = |n: usize| toml::Value::Integer(n as i64);
+    if let Some(limit) = max_connections {
+        set(table, "uplink", "max_connections", int(limit));
+        set(table, "uplink", "max_connections_per_address", int(limit));
+    }
+    if let Some(shards) = shards {
+        set(table, "runtime", "shards", int(shards));
+    }
+    if table.get("log").and_then(|l| l.get("level")).is_none() {
+        let level = "warn,aggregator::daemon=info";
+        set(table, "log", "level", level.into());
+    }
+    set(table, "log", "format", "json".into());
 }
 
 /// Waits until something accepts on `addr`.
