@@ -217,7 +217,9 @@ impl Daemon {
             return self;
         };
         if nats.ack == AckMode::Replicated && !self.durable.is_empty() {
-            self.replication = Some(Replication::new(nats.max_unreplicated_frames));
+            // The sink's window a few times over: what it needs ready to keep its window full.
+            let floor = 4 * nats.window as u64;
+            self.replication = Some(Replication::new(nats.max_unreplicated_frames, floor));
         }
         self
     }

@@ -70,9 +70,10 @@ pub struct NatsConfig {
     /// The replicas asked for when the daemon creates the stream.
     #[serde(default = "NatsConfig::default_replicas")]
     pub replicas: usize,
-    /// With `ack = "replicated"`: frames written to the archive and not yet acknowledged by
-    /// JetStream before the archive stops taking routine frames (emergencies get twice as many),
-    /// so that an outage of JetStream slows the senders instead of piling up.
+    /// With `ack = "replicated"`: the most frames written to the archive and not yet acknowledged
+    /// by JetStream before the archive stops taking routine frames (emergencies get twice as
+    /// many), so that an outage of JetStream slows the senders instead of piling up. Below it, the
+    /// room follows what the sink publishes in 200 ms (`crate::domain::replication::PACE`).
     #[serde(default = "NatsConfig::default_max_unreplicated")]
     pub max_unreplicated_frames: u64,
 }

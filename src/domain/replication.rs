@@ -15,16 +15,20 @@
 //! up to it is in the stream), and a daemon that registers a source asks the stream for the last
 //! one ([`FleetResume`]) and raises the source's ledger to it.
 //!
-//! The gate also bounds what waits for a replica: past `sinks.nats.max_unreplicated_frames`
-//! written and not yet acknowledged by JetStream, the consumer takes no more routine frames
-//! (emergencies get twice the room), and the pipeline's bounded queues slow the senders through
-//! TCP, as a slow disk does.
+//! The gate also bounds what waits for a replica: past what the sink replicates in [`PACE`] (as it
+//! last measured, at least a floor, at most `sinks.nats.max_unreplicated_frames`) written and not
+//! yet acknowledged by JetStream, the consumer takes no more routine frames (emergencies get twice
+//! the room), and the pipeline's bounded queues slow the senders through TCP, as a slow disk does.
+//! Why a pace and not only the bound: the sink publishes in the files' order, so an emergency
+//! waits for every frame written before it; held in the pipeline instead, routine frames are
+//! overtaken there.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -43,17 +47,42 @@ pub struct Replication {
     replicated: watch::Sender<u64>,
     /// Routine frames may be written while fewer than this many wait for their replica.
     bound: u64,
+    /// What the sink replicates in [`PACE`], as last measured, at least `floor`: routine frames
+    /// may be written while fewer than this many wait.
+    room: AtomicU64,
+    floor: u64,
+    /// Replicated when the pace was last measured.
+    paced_at: AtomicU64,
 }
 
+/// How long an emergency waits behind routine frames for the sink, about, when JetStream is the
+/// bottleneck.
+pub const PACE: Duration = Duration::from_millis(200);
+
 impl Replication {
-    /// A gate that lets `bound` frames wait for their replica before routine frames wait.
-    pub fn new(bound: u64) -> Arc<Replication> {
+    /// A gate that lets at most `bound` frames wait for their replica before routine frames
+    /// wait, and at first `floor` (the sink's window, a few times over).
+    pub fn new(bound: u64, floor: u64) -> Arc<Replication> {
         Arc::new(Replication {
             ledgers: Mutex::new(HashMap::new()),
             written: AtomicU64::new(0),
             replicated: watch::channel(0).0,
             bound,
+            room: AtomicU64::new(floor),
+            floor,
+            paced_at: AtomicU64::new(0),
         })
+    }
+
+    /// Called by the sink every so often, `elapsed` since the last call: the room follows what it
+    /// replicated meanwhile, over [`PACE`].
+    pub(crate) fn pace(&self, elapsed: Duration) {
+        let replicated = *self.replicated.borrow();
+        let since = replicated.saturating_sub(self.paced_at.swap(replicated, Relaxed));
+        let per_pace = since as f64 * PACE.as_secs_f64() / elapsed.as_secs_f64().max(1e-3);
+        let smoothed = (self.room.load(Relaxed) as f64 + per_pace) / 2.0;
+        let room = (smoothed as u64).clamp(self.floor.min(self.bound), self.bound);
+        self.room.store(room, Relaxed);
     }
 
     /// Called by the archive's consumer before it writes frames of `source`: the sink will find
@@ -106,11 +135,12 @@ impl Replication {
 
     /// Whether a batch of `priority` may be written now.
     pub(crate) fn has_room(&self, priority: Priority) -> bool {
-        let bound = match priority {
-            Priority::Emergency => self.bound.saturating_mul(2),
-            Priority::Routine => self.bound,
+        let room = self.room.load(Relaxed).min(self.bound);
+        let room = match priority {
+            Priority::Emergency => room.saturating_mul(2),
+            Priority::Routine => room,
         };
-        self.waiting() < bound
+        self.waiting() < room
     }
 
     /// Changes whenever frames are replicated: a consumer waiting for room waits on it.
@@ -144,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_run_is_acknowledged_once_its_last_frame_is_replicated() {
-        let gate = Replication::new(100);
+        let gate = Replication::new(100, 100);
         let source = Source::for_test(7);
         source.record(&[run(Priority::Routine, 3, 3), run(Priority::Routine, 2, 5)]);
         gate.writing(&source);
@@ -164,7 +194,7 @@ mod tests {
 
     #[test]
     fn routine_frames_wait_past_the_bound_and_emergencies_past_twice_it() {
-        let gate = Replication::new(10);
+        let gate = Replication::new(10, 10);
         gate.written(10);
         assert!(!gate.has_room(Priority::Routine));
         assert!(gate.has_room(Priority::Emergency));
@@ -174,6 +204,34 @@ mod tests {
         gate.passed(1);
         assert!(moved.has_changed().unwrap_or(false));
         assert!(gate.has_room(Priority::Emergency));
+        assert!(!gate.has_room(Priority::Routine));
+    }
+
+    #[test]
+    fn the_room_follows_what_the_sink_replicates_within_the_floor_and_the_bound() {
+        let gate = Replication::new(10_000, 100);
+        assert!((gate.room.load(Relaxed), gate.floor) == (100, 100));
+        // 5,000 frames replicated in 100 ms: 10,000 in the pace, smoothed halfway.
+        gate.passed(5_000);
+        gate.pace(Duration::from_millis(100));
+        assert_eq!(gate.room.load(Relaxed), 5_050);
+        gate.passed(50_000);
+        gate.pace(Duration::from_millis(100));
+        assert_eq!(gate.room.load(Relaxed), 10_000, "at most the bound");
+        gate.pace(Duration::from_millis(100));
+        gate.pace(Duration::from_millis(100));
+        assert_eq!(
+            gate.room.load(Relaxed),
+            2_500,
+            "halved with nothing replicated"
+        );
+        for _ in 0..10 {
+            gate.pace(Duration::from_millis(100));
+        }
+        assert_eq!(gate.room.load(Relaxed), 100, "at least the floor");
+        gate.written(55_000 + 99);
+        assert!(gate.has_room(Priority::Routine));
+        gate.written(1);
         assert!(!gate.has_room(Priority::Routine));
     }
 }

@@ -6,7 +6,8 @@
 //! cursor ([`CursorFile`]) with the archive's read side makes both cheap: while NATS is down the
 //! sink only falls behind in the files (ingest, the archive and the drain never wait for it, and it
 //! runs on a thread of its own at a lower priority), and after any restart it resumes at its
-//! cursor.
+//! cursor. With `ack = "replicated"` the acknowledgements do wait for it ([`Replication`]): it runs
+//! at the daemon's priority, and tells the gate how fast it publishes.
 //!
 //! Every shard of the archive is read ([`ShardCursors`], in turns, each up to its own durable
 //! end), and each has a cursor of its own, since a position only means something within its
@@ -40,7 +41,7 @@ use super::client::{connect, ConnectError};
 use super::cursor::CursorFile;
 use super::fleet::EarlierFrames;
 use super::message::Naming;
-use crate::archive::read::{spawn_low_priority, DurableEnds, FollowedFrame, FrameFilter};
+use crate::archive::read::{spawn_reader, DurableEnds, FollowedFrame, FrameFilter};
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::retention::ReadMarks;
 use crate::config::{AckMode, Identity, NatsConfig};
@@ -96,7 +97,9 @@ impl NatsSink {
         let start_ends = (durable.iter())
             .map(|(shard, end)| (*shard, *end.borrow()))
             .collect();
-        let started = spawn_low_priority("nats-sink", move || async move {
+        // With `ack = "replicated"` the senders' acknowledgements wait for the sink.
+        let lowered = replication.is_none();
+        let started = spawn_reader("nats-sink", lowered, move || async move {
             let _done = done;
             let files = ArchiveFiles {
                 dir: archive,
@@ -271,8 +274,13 @@ async fn report(
 ) {
     let archived_at_start = stats.snapshot().frames_archived;
     let mut ticker = tokio::time::interval(REPORT_INTERVAL);
+    let mut last = Instant::now();
     loop {
         ticker.tick().await;
+        if let Some(replication) = &replication {
+            replication.pace(last.elapsed());
+            last = Instant::now();
+        }
         let connected = client.connection_state() == State::Connected;
         let lag = match progress.oldest_unacked_ns.load(Relaxed) {
             0 => Duration::ZERO,

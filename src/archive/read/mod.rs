@@ -38,5 +38,5 @@ pub use shards::DurableEnds;
 pub(crate) use shards::ShardCursors;
 pub use start::{Start, StartError};
 pub(crate) use stopped::stopped_ends;
-pub(crate) use tasks::{spawn_low_priority, LowPriorityRuntime, ReaderTasks};
+pub(crate) use tasks::{spawn_low_priority, spawn_reader, LowPriorityRuntime, ReaderTasks};
 pub use window::Earliest;

@@ -51,11 +51,22 @@ where
     T: FnOnce() -> F + Send + 'static,
     F: std::future::Future<Output = ()>,
 {
-    run_low_priority(name, current_thread_runtime()?, task)
+    spawn_reader(name, true, task)
 }
 
-/// Runs `task` on `runtime`, on a thread of its own at [`READERS_NICE`].
-fn run_low_priority<F, T>(name: &str, runtime: Runtime, task: T) -> io::Result<()>
+/// Runs `task` as [`spawn_low_priority`] does, at the readers' priority when `lowered`, else at
+/// the daemon's: a reader the acknowledgements wait for (the NATS sink with `ack =
+/// "replicated"`) is on the ingest path and must not be the first to wait for a core.
+pub(crate) fn spawn_reader<F, T>(name: &str, lowered: bool, task: T) -> io::Result<()>
+where
+    T: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    run_on_thread(name, current_thread_runtime()?, lowered, task)
+}
+
+/// Runs `task` on `runtime`, on a thread of its own, at [`READERS_NICE`] when `lowered`.
+fn run_on_thread<F, T>(name: &str, runtime: Runtime, lowered: bool, task: T) -> io::Result<()>
 where
     T: FnOnce() -> F + Send + 'static,
     F: std::future::Future<Output = ()>,
@@ -63,7 +74,9 @@ where
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            lower_priority();
+            if lowered {
+                lower_priority();
+            }
             runtime.block_on(task());
         })
         .map(drop)
@@ -84,11 +97,9 @@ impl LowPriorityRuntime {
         let runtime = current_thread_runtime()?;
         let (handle, stop) = (runtime.handle().clone(), CancellationToken::new());
         let stopped = stop.clone();
-        run_low_priority(
-            name,
-            runtime,
-            move || async move { stopped.cancelled().await },
-        )?;
+        run_on_thread(name, runtime, true, move || async move {
+            stopped.cancelled().await
+        })?;
         Ok(LowPriorityRuntime { handle, stop })
     }
 
