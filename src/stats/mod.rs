@@ -286,7 +286,7 @@ impl Stats {
         (self.counters.nats_ack_replicated).store(u64::from(replicated), Relaxed);
     }
 
-    /// A frame of an earlier run another daemon published past ([`crate::sinks::fleet`]).
+    /// A frame of an earlier run another daemon published past (`sinks::fleet`).
     pub(crate) fn nats_held_elsewhere(&self) {
         self.counters.nats_held_elsewhere.fetch_add(1, Relaxed);
     }
