@@ -11,35 +11,26 @@ use aggregator::archive::tools;
 use aggregator::archive::tools::export::{Exported, Progress};
 use aggregator::domain::display::unix_ns_to_rfc3339;
 
+use super::{clean_or_failure, Subcommand};
+
 /// Runs `aggregator archive export`: the window's frames to `output` (`-`: standard output), with a
 /// progress line on a terminal.
 pub(super) fn run(dir: &Path, filter: FrameFilter, format: Format, output: &Path) -> ExitCode {
+    let tool = Subcommand("export");
     if !dir.is_dir() {
-        eprintln!(
-            "aggregator archive export: {} is not a directory",
-            dir.display()
-        );
-        return ExitCode::from(2);
+        return tool.fails(format_args!("{} is not a directory", dir.display()), 2);
     }
     let mut out = match open(output) {
         Ok(out) => out,
         Err(err) => {
-            eprintln!(
-                "aggregator archive export: cannot create {}: {err}",
-                output.display()
-            );
-            return ExitCode::from(2);
+            return tool.fails(format_args!("cannot create {}: {err}", output.display()), 2)
         }
     };
     let mut sink: Box<dyn ExportSink + '_> = match format {
         Format::Parquet => match ParquetSink::new(&mut out) {
             Ok(sink) => Box::new(sink),
             Err(err) => {
-                eprintln!(
-                    "aggregator archive export: cannot write {}: {err}",
-                    output.display()
-                );
-                return ExitCode::from(2);
+                return tool.fails(format_args!("cannot write {}: {err}", output.display()), 2)
             }
         },
         rows => Box::new(RowSink::new(rows, &mut out)),
@@ -49,10 +40,7 @@ pub(super) fn run(dir: &Path, filter: FrameFilter, format: Format, output: &Path
     line.clear();
     match exported {
         Ok(exported) => report(&exported, output),
-        Err(err) => {
-            eprintln!("aggregator archive export: {err}");
-            ExitCode::FAILURE
-        }
+        Err(err) => tool.fails(err, 1),
     }
 }
 
@@ -70,16 +58,17 @@ fn open(output: &Path) -> std::io::Result<Box<dyn std::io::Write + Send>> {
 
 /// What the export found deleted or damaged, and what it wrote, on standard error; the status.
 fn report(exported: &Exported, output: &Path) -> ExitCode {
+    let tool = Subcommand("export");
     for earliest in &exported.earliest {
-        eprintln!(
-            "aggregator archive export: shard {} holds nothing received before {} any \
-             more (retention deleted older segments)",
+        tool.says(format_args!(
+            "shard {} holds nothing received before {} any more (retention deleted older \
+             segments)",
             earliest.shard,
             unix_ns_to_rfc3339(earliest.oldest)
-        );
+        ));
     }
     for range in &exported.damaged {
-        eprintln!("aggregator archive export: {range}");
+        tool.says(range);
     }
     let done = exported.progress;
     eprintln!(
@@ -88,10 +77,7 @@ fn report(exported: &Exported, output: &Path) -> ExitCode {
         done.bytes,
         output.display()
     );
-    match exported.damaged.is_empty() {
-        true => ExitCode::SUCCESS,
-        false => ExitCode::FAILURE,
-    }
+    clean_or_failure(exported.damaged.is_empty())
 }
 
 /// An export's progress on standard error, rewritten in place at most ten times a second, when

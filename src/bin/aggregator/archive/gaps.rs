@@ -10,39 +10,29 @@ use aggregator::domain::sequence_set::SequenceSet;
 use aggregator::ops::completeness_json;
 use aggregator::Config;
 
+use super::{clean_or_failure, Subcommand};
+
 /// Runs `aggregator archive gaps`: a line per source and per gap, or the JSON.
 pub(super) fn run(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> ExitCode {
+    let tool = Subcommand("gaps");
     let groups = match config.map(Config::load).transpose() {
         Ok(config) => {
             config.map_or_else(Default::default, |c| completeness::merge_groups(&c.links))
         }
-        Err(err) => {
-            eprintln!("aggregator archive gaps: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return tool.fails(err, 2),
     };
     if !dir.is_dir() {
-        eprintln!(
-            "aggregator archive gaps: {} is not a directory",
-            dir.display()
-        );
-        return ExitCode::from(2);
+        return tool.fails(format_args!("{} is not a directory", dir.display()), 2);
     }
     let answer = match completeness::of_files(dir, filter) {
         Ok(answer) => answer,
-        Err(err) => {
-            eprintln!("aggregator archive gaps: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return tool.fails(err, 2),
     };
     let problems = answer.problems();
     for problem in &problems {
-        eprintln!("aggregator archive gaps: {problem}");
+        tool.says(problem);
     }
-    let status = match problems.is_empty() {
-        true => ExitCode::SUCCESS,
-        false => ExitCode::FAILURE,
-    };
+    let status = clean_or_failure(problems.is_empty());
     if json {
         println!(
             "{}",

@@ -11,6 +11,8 @@ use aggregator::archive::tools::{self, Listed};
 use aggregator::domain::clock;
 use aggregator::domain::display::{payload_preview, unix_ns_to_rfc3339};
 
+use super::{clean_or_failure, Subcommand};
+
 /// Runs `aggregator archive inspect`: the lines on standard output, the damage passed over on
 /// standard error.
 pub(super) fn run(dir: &Path, filter: &FrameFilter, limit: Option<usize>) -> ExitCode {
@@ -19,30 +21,21 @@ pub(super) fn run(dir: &Path, filter: &FrameFilter, limit: Option<usize>) -> Exi
         let (file, offset) = (listed.file, listed.offset);
         writeln!(out, "{file} {offset:>10} {}", describe(listed.entry))
     };
+    let tool = Subcommand("inspect");
     let summary = match tools::inspect(dir, filter, limit, &mut line) {
         Ok(summary) => summary,
-        Err(err) => {
-            eprintln!("aggregator archive inspect: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return tool.fails(err, 2),
     };
     if summary.truncated {
-        eprintln!(
-            "aggregator archive inspect: stopped after {} lines (--limit)",
+        tool.says(format_args!(
+            "stopped after {} lines (--limit)",
             summary.listed
-        );
+        ));
     }
     for (path, damage) in &summary.damaged {
-        eprintln!(
-            "aggregator archive inspect: damaged {}: {damage}",
-            path.display()
-        );
+        tool.says(format_args!("damaged {}: {damage}", path.display()));
     }
-    if summary.damaged.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    clean_or_failure(summary.damaged.is_empty())
 }
 
 /// One record as `inspect` prints it, without its place.

@@ -11,6 +11,8 @@ mod repair;
 mod upgrade;
 mod verify;
 
+use std::fmt::Display;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +21,42 @@ use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
 use aggregator::domain::units;
 
 use crate::ArchiveTool;
+
+/// How an archive subcommand speaks: its report on standard output, each problem on standard
+/// error after its name, and the exit status its help promises (2: it could not run).
+#[derive(Debug, Clone, Copy)]
+struct Subcommand(&'static str);
+
+impl Subcommand {
+    /// Names `problem` on standard error.
+    fn says(self, problem: impl Display) {
+        eprintln!("aggregator archive {}: {problem}", self.0);
+    }
+
+    /// Names `problem` and ends with `status`.
+    fn fails(self, problem: impl Display, status: u8) -> ExitCode {
+        self.says(problem);
+        ExitCode::from(status)
+    }
+
+    /// `report` printed by `print` on standard output; a failure to write it ends with 2.
+    fn prints<R>(
+        self,
+        report: &R,
+        print: impl FnOnce(&R, &mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), ExitCode> {
+        print(report, &mut io::stdout().lock())
+            .map_err(|err| self.fails(format_args!("writing the report: {err}"), 2))
+    }
+}
+
+/// `SUCCESS` when `clean`, else `FAILURE`: what every tool says of a problem it went past.
+fn clean_or_failure(clean: bool) -> ExitCode {
+    match clean {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    }
+}
 
 /// Runs an archive tool; its output goes to stdout, problems to stderr.
 pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
@@ -31,10 +69,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             config,
         } => match window.filter() {
             Ok(filter) => gaps::run(&dir, &filter, json, config.as_deref()),
-            Err(why) => {
-                eprintln!("aggregator archive gaps: {why}");
-                ExitCode::from(2)
-            }
+            Err(why) => Subcommand("gaps").fails(why, 2),
         },
         ArchiveTool::Export {
             dir,
@@ -52,10 +87,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
                 };
                 export::run(&dir, filter, format, &output)
             }
-            Err(why) => {
-                eprintln!("aggregator archive export: {why}");
-                ExitCode::from(2)
-            }
+            Err(why) => Subcommand("export").fails(why, 2),
         },
         ArchiveTool::Inspect { dir, filter } => inspect::run(&dir, &filter.filter(), filter.limit),
         ArchiveTool::Repair { dir, quarantine } => repair::run(&dir, quarantine),
@@ -79,10 +111,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
                     };
                     prune::run(&dir, limit, run)
                 }
-                Err(why) => {
-                    eprintln!("aggregator archive prune: {why}");
-                    ExitCode::from(2)
-                }
+                Err(why) => Subcommand("prune").fails(why, 2),
             }
         }
     }

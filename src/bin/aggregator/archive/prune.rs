@@ -9,22 +9,21 @@ use std::process::ExitCode;
 use aggregator::archive::tools::prune::{self, PruneError, PruneLimit, PruneReport, PruneRun};
 use aggregator::domain::display::unix_ns_to_rfc3339;
 
+use super::Subcommand;
+
 /// Runs `aggregator archive prune`: what it deleted (or would), and what each source keeps.
 pub(super) fn run(dir: &Path, limit: PruneLimit, run: PruneRun) -> ExitCode {
+    let tool = Subcommand("prune");
     let report = match prune::prune(dir, limit, run) {
         Ok(report) => report,
         Err(err) => {
-            eprintln!("aggregator archive prune: {err}");
             let refused = matches!(err, PruneError::Untrusted(_));
-            return ExitCode::from(if refused { 1 } else { 2 });
+            return tool.fails(err, if refused { 1 } else { 2 });
         }
     };
-    match print(&report, &mut std::io::stdout().lock()) {
+    match tool.prints(&report, print) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("aggregator archive prune: writing the report: {err}");
-            ExitCode::from(2)
-        }
+        Err(status) => status,
     }
 }
 

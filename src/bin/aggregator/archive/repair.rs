@@ -7,31 +7,23 @@ use std::process::ExitCode;
 
 use aggregator::archive::tools::repair::{self, JournalRestore, Repair, RepairReport};
 
+use super::{clean_or_failure, Subcommand};
+
 /// Runs `aggregator archive repair`: what it moved aside (or would), shard by shard.
 pub(super) fn run(dir: &Path, quarantine: bool) -> ExitCode {
+    let tool = Subcommand("repair");
     let report = match repair::repair(dir, quarantine) {
         Ok(report) if report.shards.is_empty() => {
-            eprintln!(
-                "aggregator archive repair: no segment files in {}",
-                dir.display()
-            );
+            tool.says(format_args!("no segment files in {}", dir.display()));
             return ExitCode::SUCCESS;
         }
         Ok(report) => report,
-        Err(err) => {
-            eprintln!("aggregator archive repair: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return tool.fails(err, 2),
     };
-    if let Err(err) = print(&report, &mut std::io::stdout().lock()) {
-        eprintln!("aggregator archive repair: writing the report: {err}");
-        return ExitCode::from(2);
+    if let Err(status) = tool.prints(&report, print) {
+        return status;
     }
-    if report.is_settled() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    clean_or_failure(report.is_settled())
 }
 
 /// What was (or would be) done in each shard, what the next start stores from each shard's

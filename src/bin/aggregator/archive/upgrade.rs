@@ -10,18 +10,17 @@ use std::process::ExitCode;
 use aggregator::archive::format::FORMAT_VERSION;
 use aggregator::archive::tools::upgrade::{self, UpgradeReport};
 
+use super::Subcommand;
+
 /// Runs `aggregator archive upgrade`: what it found, and the indexes it built again (or would).
 pub(super) fn run(dir: &Path, dry_run: bool) -> ExitCode {
+    let tool = Subcommand("upgrade");
     let report = match upgrade::upgrade(dir, dry_run) {
         Ok(report) => report,
-        Err(err) => {
-            eprintln!("aggregator archive upgrade: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return tool.fails(err, 2),
     };
-    if let Err(err) = print(&report, &mut std::io::stdout().lock()) {
-        eprintln!("aggregator archive upgrade: writing the report: {err}");
-        return ExitCode::from(2);
+    if let Err(status) = tool.prints(&report, print) {
+        return status;
     }
     let damaged = report.shards.iter().any(|shard| !shard.damaged.is_empty());
     ExitCode::from(u8::from(damaged))

@@ -11,41 +11,29 @@ use aggregator::archive::tools::{
     self, JournalCheck, RangeCheck, SegmentCheck, ShardCheck, SourceCheck, VerifyReport,
 };
 
+use super::{clean_or_failure, Subcommand};
+
 /// At most this many gap ranges and duplicate sequences are printed per source.
 const PRINT_CAP: usize = 10;
 
 /// Runs `aggregator archive verify`: the report on standard output, each torn or corrupt segment
 /// named on standard error.
 pub(super) fn run(dir: &Path, strict: bool) -> ExitCode {
+    let tool = Subcommand("verify");
     let report = match tools::verify(dir) {
         Ok(report) => report,
-        Err(err) => {
-            eprintln!("aggregator archive verify: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return tool.fails(err, 2),
     };
     if report.segments.is_empty() {
-        eprintln!(
-            "aggregator archive verify: no segment files in {}",
-            dir.display()
-        );
+        tool.says(format_args!("no segment files in {}", dir.display()));
     }
-    if let Err(err) = print(&report, &mut std::io::stdout().lock()) {
-        eprintln!("aggregator archive verify: writing the report: {err}");
-        return ExitCode::from(2);
+    if let Err(status) = tool.prints(&report, print) {
+        return status;
     }
     for segment in report.problems() {
-        eprintln!(
-            "aggregator archive verify: {}: {}",
-            segment.path.display(),
-            segment.end
-        );
+        tool.says(format_args!("{}: {}", segment.path.display(), segment.end));
     }
-    if !report.is_valid() || (strict && !report.is_exactly_once()) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    clean_or_failure(report.is_valid() && (!strict || report.is_exactly_once()))
 }
 
 /// Writes the report: a line per segment, per CLOCK record, per journal, per damaged range, per
