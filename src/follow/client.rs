@@ -21,7 +21,7 @@ use super::protocol::{
     MAX_DAEMON_MESSAGE_LEN,
 };
 
-use crate::archive::read::{Earliest, FollowedFrame, Skipped, Start};
+use crate::archive::read::{DamagedRange, Earliest, FollowedFrame, Skipped, Start};
 use crate::domain::display::{hex, payload_preview, unix_ns_to_rfc3339};
 use crate::domain::position::Positions;
 use crate::tls::client::ClientTls;
@@ -241,7 +241,7 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
             Some(Event::Catalog(version)) => format!("catalog version {version} published"),
             Some(Event::Skipped(skipped)) if options.json => skipped_json(&skipped).to_string(),
             Some(Event::Skipped(skipped)) => skipped_line(&skipped),
-            Some(Event::Earliest(earliest)) if options.json => earliest.to_json().to_string(),
+            Some(Event::Earliest(earliest)) if options.json => earliest_json(&earliest).to_string(),
             Some(Event::Earliest(earliest)) => format!(
                 "shard {} holds nothing received before {} any more (retention deleted older \
                  segments): it starts at its oldest frame",
@@ -297,6 +297,25 @@ pub fn skipped_line(skipped: &Skipped) -> String {
         skipped.resumed,
         sources.join(", ")
     )
+}
+
+/// A shard's oldest frame left, as the JSON answers name it (`aggregator tail --json`, `GET
+/// /archive/frames`' NDJSON): `{"earliest":{"shard":S,"oldest":"RFC 3339"}}`.
+pub fn earliest_json(earliest: &Earliest) -> serde_json::Value {
+    let oldest = unix_ns_to_rfc3339(earliest.oldest);
+    serde_json::json!({ "earliest": { "shard": earliest.shard, "oldest": oldest } })
+}
+
+/// Damaged bytes passed over, as the JSON answers name them: `{"shard":S,"segment":N,
+/// "from":OFFSET,"to":OFFSET,"reason":"..."}`.
+pub fn damaged_json(range: &DamagedRange) -> serde_json::Value {
+    serde_json::json!({
+        "shard": range.shard,
+        "segment": range.segment,
+        "from": range.from,
+        "to": range.to,
+        "reason": range.reason,
+    })
 }
 
 /// A skip as `aggregator tail --json` prints it.

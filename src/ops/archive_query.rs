@@ -33,6 +33,7 @@ use crate::archive::read::{
 use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
 use crate::domain::units::{parse_time, unix_ns};
+use crate::follow::client::{damaged_json, earliest_json};
 use crate::stats::Stats;
 
 /// The most `source` parameters one query may give.
@@ -458,9 +459,12 @@ async fn send_rows(
 /// once); where they were, the damaged records passed over (`{"damaged":{...}}`). Other formats
 /// have no place for them (the daemon's log names the damage).
 fn notices(cursors: &mut ShardCursors, format: Format, buf: &mut Vec<u8>) {
-    let earliest = cursors.take_earliest().into_iter().map(|e| e.to_json());
+    let earliest = cursors
+        .take_earliest()
+        .into_iter()
+        .map(|e| earliest_json(&e));
     let damaged = (cursors.take_damaged().into_iter())
-        .map(|range| serde_json::json!({ "damaged": range.to_json() }));
+        .map(|range| serde_json::json!({ "damaged": damaged_json(&range) }));
     for notice in earliest.chain(damaged) {
         if format == Format::Ndjson {
             buf.extend_from_slice(format!("{notice}\n").as_bytes());

@@ -4,11 +4,12 @@
 use crate::archive::query::completeness::{
     passes, ClockRecord, Completeness, Gap, MergeGroups, Pass, SourceCompleteness,
 };
-use crate::archive::read::{DamagedRange, FrameFilter};
+use crate::archive::read::FrameFilter;
 use crate::domain::clock;
 use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::frame::SourceKey;
 use crate::domain::sequence_set::SequenceSet;
+use crate::follow::client::damaged_json;
 
 /// The answer as JSON, as `GET /archive/completeness` and `aggregator archive gaps --json` give
 /// it: the window (`null` for an open end) and each source's frames, runs held and gaps, and with
@@ -94,7 +95,7 @@ pub fn answer_json(
         json["passes"] = passes_json(&passes);
     }
     if !answer.damaged.is_empty() {
-        json["damaged"] = answer.damaged.iter().map(DamagedRange::to_json).collect();
+        json["damaged"] = answer.damaged.iter().map(damaged_json).collect();
     }
     if !answer.missing.is_empty() {
         json["missing_segments"] = (answer.missing.iter())

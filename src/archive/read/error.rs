@@ -67,20 +67,6 @@ impl std::fmt::Display for DamagedRange {
     }
 }
 
-impl DamagedRange {
-    /// As the JSON answers name it: `{"shard":S,"segment":N,"from":OFFSET,"to":OFFSET,
-    /// "reason":"..."}`.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "shard": self.shard,
-            "segment": self.segment,
-            "from": self.from,
-            "to": self.to,
-            "reason": self.reason,
-        })
-    }
-}
-
 /// `shards` joined by commas.
 fn listed(shards: &[usize]) -> String {
     let shards: Vec<String> = shards.iter().map(usize::to_string).collect();

@@ -154,15 +154,6 @@ pub struct Earliest {
     pub oldest: u64,
 }
 
-impl Earliest {
-    /// As the JSON answers name it (`aggregator tail --json`, `GET /archive/frames`' NDJSON):
-    /// `{"earliest":{"shard":S,"oldest":"RFC 3339"}}`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let oldest = crate::domain::display::unix_ns_to_rfc3339(self.oldest);
-        serde_json::json!({ "earliest": { "shard": self.shard, "oldest": oldest } })
-    }
-}
-
 /// What a reader whose window starts at `since` is told of shard `shard` (in `dir`): nothing when
 /// retention never deleted a segment there, or when the oldest frame left is not after `since`.
 /// Blocking.
