@@ -312,9 +312,9 @@ pub fn damaged_json(range: &DamagedRange) -> serde_json::Value {
     serde_json::json!({
         "shard": range.shard,
         "segment": range.segment,
-        "from": range.from,
-        "to": range.to,
-        "reason": range.reason,
+        "from": range.bytes.start,
+        "to": range.bytes.end,
+        "reason": range.bytes.reason,
     })
 }
 

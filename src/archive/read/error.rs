@@ -6,7 +6,7 @@
 //! the variants after it); reading on can fail on the files ([`ReadError::SegmentDeleted`],
 //! [`ReadError::Damaged`]); either can find the files unreadable.
 
-use crate::archive::format::ArchiveError;
+use crate::archive::format::{ArchiveError, Damage};
 use crate::domain::position::DurableEnd;
 use crate::domain::position::ShardPosition;
 
@@ -49,12 +49,9 @@ pub enum ReadError {
 pub struct DamagedRange {
     pub shard: usize,
     pub segment: u64,
-    /// The damaged record's offset.
-    pub from: u64,
-    /// Where reading went on: the next valid record, or the end of what could be read.
-    pub to: u64,
-    /// Why the record did not decode (the file and the offset).
-    pub reason: String,
+    /// The bytes of the segment: from the damaged record to where reading went on (the next
+    /// valid record, or the end of what could be read), and why the record did not decode.
+    pub bytes: Damage,
 }
 
 impl std::fmt::Display for DamagedRange {
@@ -62,7 +59,7 @@ impl std::fmt::Display for DamagedRange {
         write!(
             f,
             "shard {} segment {} bytes {}..{} damaged, passed over: {}",
-            self.shard, self.segment, self.from, self.to, self.reason
+            self.shard, self.segment, self.bytes.start, self.bytes.end, self.bytes.reason
         )
     }
 }

@@ -26,7 +26,7 @@ use super::run::FrameRun;
 use super::start::Start;
 use super::window::{self, Earliest, Window};
 use crate::archive::format::index::SpanCache;
-use crate::archive::format::{self, ArchiveError};
+use crate::archive::format::{self, ArchiveError, Damage};
 use crate::domain::position::DurableEnd;
 use crate::stats::Stats;
 
@@ -234,9 +234,11 @@ impl ShardCursors {
                 let range = DamagedRange {
                     shard: index,
                     segment: cursor.segment,
-                    from: cursor.offset,
-                    to: resumed.offset,
-                    reason: err.to_string(),
+                    bytes: Damage {
+                        start: cursor.offset,
+                        end: resumed.offset,
+                        reason: err.to_string(),
+                    },
                 };
                 tracing::warn!(%range, "archive reader: damaged records passed over");
                 shard.cursor = resumed;

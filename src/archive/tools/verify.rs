@@ -196,7 +196,7 @@ impl VerifyReport {
     /// The bytes of every damaged range.
     pub fn damaged_bytes(&self) -> u64 {
         (self.damaged.iter())
-            .map(|d| d.range.to - d.range.from)
+            .map(|d| d.range.bytes.end - d.range.bytes.start)
             .sum()
     }
 
@@ -297,9 +297,7 @@ impl Verifying {
                 range: DamagedRange {
                     shard,
                     segment: index,
-                    from: damage.start,
-                    to: damage.end,
-                    reason: damage.reason.clone(),
+                    bytes: damage.clone(),
                 },
                 missing: Vec::new(),
             }));
@@ -555,6 +553,7 @@ fn add_gaps_across(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::format::Damage;
 
     /// An emergency that overtook routine frames went with its deleted segment while they
     /// stayed: the hole it leaves among the retained frames is retention's, not a loss.
@@ -633,9 +632,11 @@ mod tests {
                 range: DamagedRange {
                     shard: 0,
                     segment: 1,
-                    from: i * 100,
-                    to: i * 100 + 50,
-                    reason: "CRC mismatch".into(),
+                    bytes: Damage {
+                        start: i * 100,
+                        end: i * 100 + 50,
+                        reason: "CRC mismatch".into(),
+                    },
                 },
                 missing: Vec::new(),
             })

@@ -13,7 +13,7 @@ use super::gathered::{Around, Gathered};
 use super::timeline::Timeline;
 use crate::archive::format::index::{self, SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::ShardState;
-use crate::archive::format::{self, ArchiveError, Entry};
+use crate::archive::format::{self, ArchiveError, Damage, Entry};
 use crate::archive::read::{self, DamagedRange, DurableEnds, FrameFilter};
 use crate::domain::clock::ClockEvent;
 use crate::domain::frame::SourceKind;
@@ -245,9 +245,11 @@ impl Reading<'_> {
                         found.damaged.push(DamagedRange {
                             shard: self.shard,
                             segment: index,
-                            from,
-                            to: next,
-                            reason: err.to_string(),
+                            bytes: Damage {
+                                start: from,
+                                end: next,
+                                reason: err.to_string(),
+                            },
                         });
                         from = next;
                     }

@@ -107,10 +107,10 @@ fn damaged_line(damaged: &RangeCheck) -> String {
     let mut line = format!(
         "damaged {}: bytes {}..{} ({} bytes): {}",
         damaged.path.display(),
-        range.from,
-        range.to,
-        range.to - range.from,
-        range.reason
+        range.bytes.start,
+        range.bytes.end,
+        range.bytes.end - range.bytes.start,
+        range.bytes.reason
     );
     if damaged.missing.is_empty() {
         line.push_str("; no source has a gap in its sequences across it");
@@ -231,6 +231,7 @@ fn opt(value: Option<u64>) -> String {
 mod tests {
     use std::path::PathBuf;
 
+    use aggregator::archive::format::Damage;
     use aggregator::archive::read::DamagedRange;
     use aggregator::archive::tools::MissingRun;
     use aggregator::SourceKind;
@@ -291,9 +292,11 @@ mod tests {
             range: DamagedRange {
                 shard: 0,
                 segment: 1,
-                from: 0,
-                to: 50,
-                reason: "CRC mismatch".into(),
+                bytes: Damage {
+                    start: 0,
+                    end: 50,
+                    reason: "CRC mismatch".into(),
+                },
             },
             missing: vec![missing(2, 2), missing(4, 4)],
         };
