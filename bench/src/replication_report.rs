@@ -16,7 +16,7 @@ fn ms(ns: u64) -> f64 {
 
 /// The payloads of the rounds, in the order they ran.
 fn payloads(rounds: &[ReplicationRound]) -> Vec<usize> {
-    crate::report::distinct(rounds.iter().map(|r| r.payload))
+    crate::summary::distinct(rounds.iter().map(|r| r.payload))
 }
 
 /// The rounds at `payload`.

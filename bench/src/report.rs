@@ -9,7 +9,7 @@ use crate::results::{
     CatalogResult, ChurnResult, ConsumersRound, DrainResult, EmergencyOnly, Measured, Plan,
     RetentionRound, RunResult, ThrottleResult, Throttled, CONSUMERS,
 };
-use crate::summary::{Aggregate, Machine, Ratio, Stat, Summary};
+use crate::summary::{distinct, Aggregate, Machine, Ratio, Stat, Summary};
 use crate::targets::{self, at_least, Goals, Target};
 use crate::{replication_report, shard_report, Variant};
 /// Host steal above this share of a window is pointed out under the table.
@@ -237,17 +237,6 @@ fn retention_targets(goals: &Goals, rounds: &[RetentionRound]) -> Vec<Target> {
         met: as_configured == rounds.len(),
     });
     out
-}
-
-/// The payloads of a run's rounds, each once, in the order they ran.
-pub fn distinct(payloads: impl IntoIterator<Item = usize>) -> Vec<usize> {
-    let mut seen: Vec<usize> = Vec::new();
-    for payload in payloads {
-        if !seen.contains(&payload) {
-            seen.push(payload);
-        }
-    }
-    seen
 }
 
 fn targets(

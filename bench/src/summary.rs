@@ -155,3 +155,14 @@ pub struct Ratio {
     pub variant: Variant,
     pub over_floor: Option<f64>,
 }
+
+/// The payloads of a run's rounds, each once, in the order they ran.
+pub fn distinct(payloads: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let mut seen: Vec<usize> = Vec::new();
+    for payload in payloads {
+        if !seen.contains(&payload) {
+            seen.push(payload);
+        }
+    }
+    seen
+}
