@@ -239,10 +239,14 @@ async fn the_health_probe_answers_through_a_flood_of_idle_and_slow_clients() {
         || counts.0.load(Relaxed) >= 3400,
     )
     .await;
-    assert!(
-        counts.1.load(Relaxed) > 0,
-        "the monitor closed none of the flood: it was never full"
-    );
+    // A client connects once the kernel has its handshake, before the monitor accepts it, and
+    // sees a close only when its task next runs: the evictions show a little after the connects.
+    wait_until(
+        "the monitor closes some of the flood, being full",
+        PATIENCE,
+        || counts.1.load(Relaxed) > 0,
+    )
+    .await;
 
     let source = tokio::spawn(async move {
         let mut client = Client::source(
