@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aggregator::archive::format;
-use aggregator::archive::read::{FollowedFrame, Start};
+use aggregator::archive::read::{ArchivedFrame, Start};
 use aggregator::archive::write::CountingSink;
 use aggregator::catalog::CatalogHandle;
 use aggregator::config::SyncMode;
@@ -60,7 +60,7 @@ fn mixed(sequences: std::ops::Range<u64>) -> Vec<(Priority, u64)> {
 /// A frame as the tests compare them: where it is, whose, which, how urgent, and its payload.
 type Seen = (Position, SourceKind, u32, u64, Priority, Vec<u8>);
 
-fn seen(followed: &FollowedFrame) -> Seen {
+fn seen(followed: &ArchivedFrame) -> Seen {
     let f = &followed.frame;
     let payload = f.payload.to_vec();
     (
@@ -112,7 +112,7 @@ async fn subscribe(daemon: &TestDaemon, subscription: &Subscription) -> Follower
 }
 
 /// The next `count` frames.
-async fn take(follower: &mut Follower, count: usize) -> Vec<FollowedFrame> {
+async fn take(follower: &mut Follower, count: usize) -> Vec<ArchivedFrame> {
     let mut frames = Vec::with_capacity(count);
     while frames.len() < count {
         let next = tokio::time::timeout(PATIENCE, follower.next()).await;
@@ -126,7 +126,7 @@ async fn take(follower: &mut Follower, count: usize) -> Vec<FollowedFrame> {
 }
 
 /// Everything up to the END that follows the drain.
-async fn take_to_end(follower: &mut Follower) -> Vec<FollowedFrame> {
+async fn take_to_end(follower: &mut Follower) -> Vec<ArchivedFrame> {
     let mut frames = Vec::new();
     loop {
         let next = tokio::time::timeout(PATIENCE, follower.next()).await;
@@ -868,7 +868,7 @@ impl ShardFollowers {
 /// A frame of a sharded archive as the tests compare them: its shard, then as [`Seen`].
 type ShardSeen = (usize, Seen);
 
-fn shard_seen(followed: &FollowedFrame) -> ShardSeen {
+fn shard_seen(followed: &ArchivedFrame) -> ShardSeen {
     (followed.shard, seen(followed))
 }
 
@@ -968,7 +968,7 @@ async fn a_resume_from_every_shards_position_loses_and_repeats_nothing() {
     let kept = first.positions().clone();
     assert_eq!(
         kept,
-        before.iter().map(FollowedFrame::shard_position).collect(),
+        before.iter().map(ArchivedFrame::shard_position).collect(),
         "the follower keeps each shard's last frame"
     );
     drop(first);
@@ -1095,7 +1095,7 @@ async fn aggregator_tail_prints_shard_positions_and_resumes_from_them() {
 /// Every frame of the subscription up to its END, read off the wire, and the END's reason.
 async fn frames_to_end(
     input: &mut FramedRead<TcpStream, LengthDelimitedCodec>,
-) -> (Vec<FollowedFrame>, EndReason) {
+) -> (Vec<ArchivedFrame>, EndReason) {
     let mut frames = Vec::new();
     loop {
         match next_message(input).await {
@@ -1136,7 +1136,7 @@ async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
         received[received.len() / 4],
         received[received.len() * 3 / 4],
     );
-    let wanted: Vec<FollowedFrame> = (all.iter())
+    let wanted: Vec<ArchivedFrame> = (all.iter())
         .filter(|f| (since..=until).contains(&f.frame.received_unix_ns))
         .cloned()
         .collect();
@@ -1173,7 +1173,7 @@ async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
     assert_eq!(reason, EndReason::Shutdown, "the window had not ended");
     assert!(from_since.len() > frames.len(), "{}", from_since.len());
     // Each shard's frames in its order (positions repeat across shards).
-    let by_shard = |frames: &[FollowedFrame]| -> BTreeMap<usize, Vec<Seen>> {
+    let by_shard = |frames: &[ArchivedFrame]| -> BTreeMap<usize, Vec<Seen>> {
         let mut shards: BTreeMap<usize, Vec<Seen>> = BTreeMap::new();
         for f in frames {
             shards.entry(f.shard).or_default().push(seen(f));

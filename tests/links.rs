@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use aggregator::domain::frame_quality::FrameQuality;
+use aggregator::domain::transfer_frame_counts::TransferFrameCounts;
 use aggregator::protocol::ccsds::{self, Framing, PrimaryHeader};
 use aggregator::protocol::transfer_frames::{
     TransferFrameFormat, TransferFrameKind, TransferFrameWriter,
@@ -755,7 +755,7 @@ fn frame_of_channel_2(format: TransferFrameFormat) -> Vec<u8> {
 }
 
 /// The frame quality of the daemon's first link, which must be a link of frames.
-fn frame_quality(daemon: &TestDaemon) -> FrameQuality {
+fn frame_quality(daemon: &TestDaemon) -> TransferFrameCounts {
     let link = daemon.stats.links().swap_remove(0);
     link.frames.expect("a link of frames shows their quality")
 }

@@ -21,7 +21,7 @@ use super::protocol::{
     MAX_DAEMON_MESSAGE_LEN,
 };
 
-use crate::archive::read::{DamagedRange, Earliest, FollowedFrame, Skipped, Start};
+use crate::archive::read::{ArchivedFrame, DamagedRange, Earliest, Skipped, Start};
 use crate::domain::display::{hex, payload_preview, unix_ns_to_rfc3339};
 use crate::domain::position::Positions;
 use crate::tls::client::ClientTls;
@@ -69,7 +69,7 @@ fn refused_hint(err: &io::Error) -> &'static str {
 /// What a follower receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Frame(FollowedFrame),
+    Frame(ArchivedFrame),
     /// This catalog version was published (`docs/follow-protocol.md`, CATALOG).
     Catalog(u64),
     /// Segments the subscription needed were deleted: it goes on at the oldest one left
@@ -84,7 +84,7 @@ pub enum Event {
 pub struct Follower {
     input: FramedRead<Reader, LengthDelimitedCodec>,
     /// The rest of the last FRAMES message, handed out one by one.
-    pending: VecDeque<FollowedFrame>,
+    pending: VecDeque<ArchivedFrame>,
     /// The RECEPTION of the FRAMES message to come.
     reception: Option<RunReception>,
     /// Each shard's last frame handed out (or the subscription's start after it).
@@ -139,7 +139,7 @@ impl Follower {
 
     /// The next frame; `None` at the END that follows the daemon's drain, after every durable frame.
     /// Catalog, skip and earliest notices are passed over.
-    pub async fn next(&mut self) -> Result<Option<FollowedFrame>, FollowError> {
+    pub async fn next(&mut self) -> Result<Option<ArchivedFrame>, FollowError> {
         loop {
             match self.next_event().await? {
                 Some(Event::Frame(frame)) => return Ok(Some(frame)),
@@ -264,7 +264,7 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
 
 /// A frame as `aggregator tail` prints it: shard and position, source, sequence, priority,
 /// payload length and its first bytes in hex.
-pub fn frame_line(followed: &FollowedFrame) -> String {
+pub fn frame_line(followed: &ArchivedFrame) -> String {
     let f = &followed.frame;
     let mut line = format!(
         "{} {}:{} seq={} {} len={}",
@@ -338,7 +338,7 @@ pub fn skipped_json(skipped: &Skipped) -> serde_json::Value {
 
 /// A frame as `aggregator tail --json` prints it, the whole payload in hex, with `resume`: the
 /// positions to subscribe after once this frame is handled (`--from`).
-pub fn frame_json(followed: &FollowedFrame, resume: &Positions) -> serde_json::Value {
+pub fn frame_json(followed: &ArchivedFrame, resume: &Positions) -> serde_json::Value {
     let f = &followed.frame;
     let mut json = serde_json::json!({
         "position": followed.shard_position().to_string(),

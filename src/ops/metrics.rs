@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use crate::catalog::CatalogHandle;
 use crate::domain::clock;
-use crate::domain::frame_quality::FrameQuality;
 use crate::domain::source::SourceSnapshot;
+use crate::domain::transfer_frame_counts::TransferFrameCounts;
 use crate::ops::catalog::CatalogBody;
 use crate::ops::health::Health;
 use crate::stats::{
@@ -335,7 +335,7 @@ const PER_LINK: [PerItem<LinkSnapshot>; 11] = [
 ];
 
 /// The transfer frames' quality, of each link with a frame framing.
-const FRAME_QUALITY: [PerItem<FrameQuality>; 6] = [
+const FRAME_QUALITY: [PerItem<TransferFrameCounts>; 6] = [
     (
         "aggregator_link_frames_good_total",
         MetricKind::Counter,
@@ -431,11 +431,11 @@ mod tests {
         let stats = Stats::new();
         stats.add_link("packets", "tcp-listen", false);
         let framed = stats.add_link("frames", "udp", true);
-        framed.frames(&FrameQuality {
+        framed.frames(&TransferFrameCounts {
             frames_good: 7,
             vc_gaps: 2,
             bad_packets: 1,
-            ..FrameQuality::default()
+            ..TransferFrameCounts::default()
         });
         let mut text = String::new();
         render_link_metrics(&mut text, &stats.links());

@@ -41,7 +41,7 @@ use super::client::{connect, ConnectError};
 use super::cursor::CursorFile;
 use super::fleet::EarlierFrames;
 use super::message::Naming;
-use crate::archive::read::{spawn_reader, DurableEnds, FollowedFrame, FrameFilter};
+use crate::archive::read::{spawn_reader, ArchivedFrame, DurableEnds, FrameFilter};
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::retention::ReadMarks;
 use crate::config::{AckMode, Identity, NatsConfig};
@@ -315,7 +315,7 @@ enum SessionEnd {
 /// A publish waiting for its PubAck.
 struct InFlight {
     /// Published again first by the next session, if this one fails before the PubAck.
-    frame: FollowedFrame,
+    frame: ArchivedFrame,
     position: ShardPosition,
     received_unix_ns: u64,
     /// Archived after the sink started (counted in the lag in frames).
@@ -351,7 +351,7 @@ struct JetStreamWriter {
 /// The archive's cursors, and the frames read from them not yet acknowledged, in order.
 struct Backlog {
     cursors: ShardCursors,
-    pending: VecDeque<FollowedFrame>,
+    pending: VecDeque<ArchivedFrame>,
 }
 
 impl JetStreamWriter {
@@ -555,7 +555,7 @@ impl JetStreamWriter {
 
     /// Hands one frame to the client; its PubAck comes later. A frame an earlier run archived
     /// that another daemon has published since ([`EarlierFrames`]) is passed as held already.
-    async fn publish(&mut self, followed: &FollowedFrame) -> Result<InFlight, NatsError> {
+    async fn publish(&mut self, followed: &ArchivedFrame) -> Result<InFlight, NatsError> {
         let frame = &followed.frame;
         let (p, shard) = (followed.position, followed.shard);
         let new = (self.files.start_ends)
@@ -621,7 +621,7 @@ impl JetStreamWriter {
     fn note_oldest(
         &self,
         in_flight: &VecDeque<InFlight>,
-        pending: &VecDeque<FollowedFrame>,
+        pending: &VecDeque<ArchivedFrame>,
         at_end: bool,
     ) {
         let oldest = in_flight

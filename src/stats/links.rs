@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 
-use crate::domain::frame_quality::FrameQuality;
+use crate::domain::transfer_frame_counts::TransferFrameCounts;
 
 /// Where a ground-segment link stands with its station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -41,7 +41,7 @@ pub struct LinkCounters {
     other_port_frames: AtomicU64,
     /// With a frame framing: added to once per read, under a lock so that a snapshot reads one
     /// read's counts together (a frame counted good and its packets extracted).
-    frames: Option<Mutex<FrameQuality>>,
+    frames: Option<Mutex<TransferFrameCounts>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -77,7 +77,7 @@ pub struct LinkSnapshot {
     /// With `framing = "tm-frames"` or `"aos-frames"`: the frames' quality, flattened into
     /// the link's object on `/stats`.
     #[serde(flatten)]
-    pub frames: Option<FrameQuality>,
+    pub frames: Option<TransferFrameCounts>,
     /// Why the last connection ended or the last dial failed.
     pub last_error: Option<String>,
 }
@@ -164,7 +164,7 @@ impl LinkCounters {
 
     /// Adds a read's frame counts (a link without frames keeps none); bad packets inside
     /// frames are the link's bad input.
-    pub(crate) fn frames(&self, read: &FrameQuality) {
+    pub(crate) fn frames(&self, read: &TransferFrameCounts) {
         self.bad_input.fetch_add(read.bad_packets, Relaxed);
         if let Some(frames) = &self.frames {
             let mut frames = frames.lock().unwrap_or_else(PoisonError::into_inner);

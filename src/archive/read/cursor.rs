@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::error::ReadError;
 use super::filter::FrameFilter;
 use super::gap::Passed;
-use super::run::{FollowedFrame, FrameRun};
+use super::run::{ArchivedFrame, FrameRun};
 use super::start::Start;
 use crate::archive::format::{self, ArchiveError, Entry, Records, MAGIC};
 use crate::domain::position::DurableEnd;
@@ -317,7 +317,7 @@ fn runs_of(
         if skipped || !filter.wants(&frame) {
             continue;
         }
-        let followed = FollowedFrame {
+        let followed = ArchivedFrame {
             frame,
             shard,
             position,

@@ -33,7 +33,7 @@ mod window;
 pub use error::{DamagedRange, ReadError};
 pub use filter::FrameFilter;
 pub use gap::{OnGap, Skipped};
-pub use run::{FollowedFrame, FrameRun};
+pub use run::{ArchivedFrame, FrameRun};
 pub use shards::DurableEnds;
 pub(crate) use shards::ShardCursors;
 pub use start::{Start, StartError};

@@ -3,7 +3,7 @@
 //! A read keeps the frames of one record together ([`FrameRun`]): what they share (shard, source,
 //! priority, reception time, the first one's position) once, each frame's sequence and payload
 //! after it, as the archive stores them. A reader that wants the frames one by one takes them
-//! apart ([`FrameRun::into_frames`]) into [`FollowedFrame`]s.
+//! apart ([`FrameRun::into_frames`]) into [`ArchivedFrame`]s.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::domain::reception::{Delivery, Received, Reception};
 /// A frame as a reader of the archive receives it: the archive's record of it and where it is
 /// stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FollowedFrame {
+pub struct ArchivedFrame {
     pub frame: FrameRecord,
     /// The shard whose segments hold it.
     pub shard: usize,
@@ -25,7 +25,7 @@ pub struct FollowedFrame {
     pub position: Position,
 }
 
-impl FollowedFrame {
+impl ArchivedFrame {
     /// Its shard and position, as `SHARD/SEGMENT:OFFSET:INDEX` prints.
     pub fn shard_position(&self) -> ShardPosition {
         ShardPosition {
@@ -54,41 +54,41 @@ pub struct FrameRun {
 }
 
 impl FrameRun {
-    /// A run starting with `followed`.
-    pub fn starting_with(followed: FollowedFrame) -> FrameRun {
-        let f = followed.frame;
+    /// A run starting with `archived`.
+    pub fn starting_with(archived: ArchivedFrame) -> FrameRun {
+        let f = archived.frame;
         FrameRun {
-            shard: followed.shard,
+            shard: archived.shard,
             kind: f.kind,
             priority: f.priority,
             source_id: f.source_id,
             received_unix_ns: f.received_unix_ns,
-            first: followed.position,
+            first: archived.position,
             frames: vec![(f.sequence, f.payload)],
             reception: f.reception.map(|r| (r.delivery, vec![r.received])),
         }
     }
 
-    /// Adds `followed` if it is the next frame of the same record; gives it back otherwise.
-    pub(crate) fn extend(&mut self, followed: FollowedFrame) -> Result<(), FollowedFrame> {
+    /// Adds `archived` if it is the next frame of the same record; gives it back otherwise.
+    pub(crate) fn extend(&mut self, archived: ArchivedFrame) -> Result<(), ArchivedFrame> {
         let next = self.first.index as usize + self.frames.len();
-        let p = followed.position;
-        let same_record = followed.shard == self.shard
+        let p = archived.position;
+        let same_record = archived.shard == self.shard
             && (p.segment, p.offset) == (self.first.segment, self.first.offset);
         if same_record && p.index as usize == next {
-            let frame = followed.frame;
+            let frame = archived.frame;
             if let (Some((_, all)), Some(reception)) = (&mut self.reception, frame.reception) {
                 all.push(reception.received);
             }
             self.frames.push((frame.sequence, frame.payload));
             Ok(())
         } else {
-            Err(followed)
+            Err(archived)
         }
     }
 
     /// The frames one by one, each with its position.
-    pub fn into_frames(self) -> impl Iterator<Item = FollowedFrame> {
+    pub fn into_frames(self) -> impl Iterator<Item = ArchivedFrame> {
         let FrameRun {
             shard,
             kind,
@@ -104,7 +104,7 @@ impl FrameRun {
         frames
             .into_iter()
             .zip(first.index..)
-            .map(move |((sequence, payload), index)| FollowedFrame {
+            .map(move |((sequence, payload), index)| ArchivedFrame {
                 frame: FrameRecord {
                     kind,
                     priority,
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn a_run_takes_only_the_next_frame_of_its_record_and_shard() {
-        let frame = |shard, offset, index, sequence| FollowedFrame {
+        let frame = |shard, offset, index, sequence| ArchivedFrame {
             frame: FrameRecord {
                 kind: SourceKind::LiveUplink,
                 priority: Priority::Routine,

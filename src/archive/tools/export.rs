@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::archive::query::export::ExportSink;
 use crate::archive::read::stopped_ends;
 use crate::archive::read::{
-    DamagedRange, Earliest, FollowedFrame, FrameFilter, OnGap, ReadError, ShardCursors, Start,
+    ArchivedFrame, DamagedRange, Earliest, FrameFilter, OnGap, ReadError, ShardCursors, Start,
 };
 
 /// How far an export has come, for its progress line.
@@ -88,7 +88,7 @@ async fn copy(
 ) -> Result<(), ExportError> {
     while let Some(runs) = cursors.next_runs().await? {
         exported.damaged.extend(cursors.take_damaged());
-        let frames: Vec<FollowedFrame> =
+        let frames: Vec<ArchivedFrame> =
             runs.into_iter().flat_map(|run| run.into_frames()).collect();
         let done = &mut exported.progress;
         for frame in &frames {

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::coding::randomize;
 use super::format::{FirstHeader, TransferFrame, TransferFrameError, TransferFrameFormat};
-use crate::domain::frame_quality::FrameQuality;
+use crate::domain::transfer_frame_counts::TransferFrameCounts;
 use crate::protocol::ccsds::{PacketError, PrimaryHeader, MAX_APID};
 
 /// The packets a read's frames gave: their bytes in one buffer, and where each lies.
@@ -16,7 +16,7 @@ pub struct Extracted {
     pub packets: Vec<Range<usize>>,
     /// Each packet's virtual channel.
     pub channels: Vec<u8>,
-    pub tally: FrameQuality,
+    pub tally: TransferFrameCounts,
 }
 
 impl Extracted {

@@ -5,7 +5,7 @@ use proptest::prelude::any;
 use proptest::strategy::Strategy;
 
 use super::*;
-use crate::domain::frame_quality::FrameQuality;
+use crate::domain::transfer_frame_counts::TransferFrameCounts;
 use crate::protocol::ccsds::{PrimaryHeader, MAX_APID};
 
 fn tm(length: usize) -> TransferFrameFormat {
@@ -42,7 +42,10 @@ fn packet(apid: u16, count: u16, len: usize) -> Vec<u8> {
     p
 }
 
-fn read(reader: &mut TransferFrameReader, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, FrameQuality) {
+fn read(
+    reader: &mut TransferFrameReader,
+    frames: &[Vec<u8>],
+) -> (Vec<Vec<u8>>, TransferFrameCounts) {
     let mut out = Extracted::default();
     for frame in frames {
         let _ = reader.take(frame, &mut out);

@@ -68,7 +68,7 @@ use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedW
 use parquet::schema::types::{ColumnDescPtr, ColumnPath, Type};
 
 use crate::archive::query::export::ExportSink;
-use crate::archive::read::FollowedFrame;
+use crate::archive::read::ArchivedFrame;
 use crate::protocol::ccsds::apid_of_packet;
 
 /// A row group holds at most this many rows (the `parquet` crate's default maximum).
@@ -123,7 +123,7 @@ pub struct ParquetSink<W: Write + Send> {
     /// The row group before it, being encoded meanwhile.
     encoding: Option<Encoding>,
     /// The frames of the row group being gathered.
-    group: Vec<FollowedFrame>,
+    group: Vec<ArchivedFrame>,
     /// Their payloads' bytes.
     group_payload: usize,
     /// When a row group is written.
@@ -220,7 +220,7 @@ impl<W: Write + Send> ParquetSink<W> {
 type Encoding = std::thread::JoinHandle<Result<Vec<EncodedColumn>, ParquetError>>;
 
 impl<W: Write + Send> ExportSink for ParquetSink<W> {
-    fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()> {
+    fn frames(&mut self, frames: &[ArchivedFrame]) -> io::Result<()> {
         if self.writer.is_none() {
             return Err(finished());
         }
@@ -260,7 +260,7 @@ struct EncodedColumn {
 fn encode_columns(
     columns: &[ColumnDescPtr],
     properties: &WriterPropertiesPtr,
-    frames: &[FollowedFrame],
+    frames: &[ArchivedFrame],
     threads: NonZeroUsize,
     buffers: Vec<Vec<u8>>,
 ) -> Result<Vec<EncodedColumn>, ParquetError> {
@@ -306,7 +306,7 @@ fn encode_columns(
 fn encode_column(
     descr: ColumnDescPtr,
     properties: &WriterPropertiesPtr,
-    frames: &[FollowedFrame],
+    frames: &[ArchivedFrame],
     buffer: Vec<u8>,
 ) -> Result<EncodedColumn, ParquetError> {
     let mut out = TrackedWrite::new(buffer);
@@ -322,7 +322,7 @@ fn encode_column(
 fn write_column(
     name: &str,
     column: &mut ColumnWriter<'_>,
-    frames: &[FollowedFrame],
+    frames: &[ArchivedFrame],
 ) -> Result<(), ParquetError> {
     let text = |text: &'static str| Some(ByteArray::from(Bytes::from_static(text.as_bytes())));
     match name {
@@ -367,8 +367,8 @@ fn write_column(
 /// which only an optional column takes.
 fn write<T: DataType>(
     column: &mut ColumnWriter<'_>,
-    frames: &[FollowedFrame],
-    value: impl Fn(&FollowedFrame) -> Option<T::T>,
+    frames: &[ArchivedFrame],
+    value: impl Fn(&ArchivedFrame) -> Option<T::T>,
 ) -> Result<(), ParquetError> {
     let typed = T::get_column_writer_mut(column)
         .ok_or_else(|| ParquetError::General(format!("not a {} column", T::get_physical_type())))?;
@@ -506,7 +506,7 @@ mod tests {
     /// The columns encoded on several threads make the file one thread makes, byte for byte.
     #[test]
     fn threads_change_nothing_in_the_file() {
-        let frames: Vec<FollowedFrame> = (0..3000)
+        let frames: Vec<ArchivedFrame> = (0..3000)
             .map(|n| match n % 3 {
                 0 => frame(n, PACKET),
                 1 => frame(n, b"ab"),
@@ -535,7 +535,7 @@ mod tests {
     /// export is a valid file of none; a finished file takes nothing more.
     #[test]
     fn row_groups_are_bounded() {
-        let groups = |(rows, payload), frames: &[FollowedFrame]| {
+        let groups = |(rows, payload), frames: &[ArchivedFrame]| {
             let limits = RowGroupLimits { rows, payload };
             let mut sink = ParquetSink::with_limits(Vec::new(), limits).unwrap();
             sink.frames(frames).unwrap();
@@ -547,7 +547,7 @@ mod tests {
             let groups = reader.metadata().row_groups().iter();
             groups.map(|group| group.num_rows()).collect::<Vec<_>>()
         };
-        let small: Vec<FollowedFrame> = (0..25).map(|n| frame(n, b"abcd")).collect();
+        let small: Vec<ArchivedFrame> = (0..25).map(|n| frame(n, b"abcd")).collect();
         assert_eq!(groups((10, 1000), &small), [10, 10, 5], "rows");
         assert_eq!(groups((1000, 40), &small), [10, 10, 5], "payload bytes");
         assert_eq!(groups((10, 1000), &[]), Vec::<i64>::new(), "empty");

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
-use crate::archive::read::FollowedFrame;
+use crate::archive::read::ArchivedFrame;
 use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::reception::Reception;
 
@@ -76,7 +76,7 @@ impl Rows {
     }
 
     /// Appends `frame`'s row to `out` (after the CSV header, before the first row).
-    pub fn write(&mut self, frame: &FollowedFrame, out: &mut Vec<u8>) {
+    pub fn write(&mut self, frame: &ArchivedFrame, out: &mut Vec<u8>) {
         self.start(out);
         let f = &frame.frame;
         match self.format {
@@ -160,8 +160,8 @@ pub(crate) mod tests {
     use crate::domain::position::Position;
 
     /// The frame the documented rows show: live:7, sequence 42, an emergency, one space packet.
-    pub(crate) fn frame(sequence: u64, payload: &'static [u8]) -> FollowedFrame {
-        FollowedFrame {
+    pub(crate) fn frame(sequence: u64, payload: &'static [u8]) -> ArchivedFrame {
+        ArchivedFrame {
             frame: FrameRecord {
                 kind: SourceKind::LiveUplink,
                 priority: Priority::Emergency,

@@ -3,12 +3,12 @@
 use std::io::{self, Write};
 
 use crate::archive::query::export::{Format, Rows};
-use crate::archive::read::FollowedFrame;
+use crate::archive::read::ArchivedFrame;
 
 /// Where exported frames go: a file in some format.
 pub trait ExportSink {
     /// Takes the next frames, in archive order.
-    fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()>;
+    fn frames(&mut self, frames: &[ArchivedFrame]) -> io::Result<()>;
     /// Takes the end: everything is written out.
     fn finish(&mut self) -> io::Result<()>;
 }
@@ -29,7 +29,7 @@ impl<'a> RowSink<'a> {
 }
 
 impl ExportSink for RowSink<'_> {
-    fn frames(&mut self, frames: &[FollowedFrame]) -> io::Result<()> {
+    fn frames(&mut self, frames: &[ArchivedFrame]) -> io::Result<()> {
         for frame in frames {
             self.rows.write(frame, &mut self.buf);
         }

@@ -3,9 +3,9 @@
 //! type for both, here below them, because the frame layer and the counters sit side by side and
 //! neither imports the other.
 
-/// Frame quality counts, added up over frames.
+/// A link's transfer-frame counts, added up over frames.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FrameQuality {
+pub struct TransferFrameCounts {
     /// Frames taken: of a configured virtual channel, or idle frames of any.
     pub frames_good: u64,
     /// Frames whose frame error control field did not match: dropped.
@@ -26,9 +26,9 @@ pub struct FrameQuality {
     pub bad_packets: u64,
 }
 
-impl FrameQuality {
+impl TransferFrameCounts {
     /// Adds `other`'s counts.
-    pub fn add(&mut self, other: &FrameQuality) {
+    pub fn add(&mut self, other: &TransferFrameCounts) {
         self.frames_good += other.frames_good;
         self.frames_bad_fecf += other.frames_bad_fecf;
         self.frames_dropped += other.frames_dropped;
