@@ -56,12 +56,13 @@ pub mod sim;
 pub mod sinks;
 pub mod stats;
 pub mod tls;
-pub mod tm;
+pub(crate) mod tm;
 
 pub use config::Config;
 pub use daemon::{Daemon, DrainReport};
 pub use domain::batch::Batch;
 pub use domain::frame::{Frame, Priority, SourceKind};
 pub use ingest::listener::Listeners;
-pub use ops::health::{Health, HealthProbe};
+pub use ops::health::Health;
+pub use ops::health::HealthProbe;
 pub use stats::{PipelineStats, Stats};

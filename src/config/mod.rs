@@ -37,28 +37,37 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use archive::{ArchiveConfig, ArchiveKind, Protected, RetentionConfig, SyncMode};
-pub use auth::{AuthClient, AuthConfig, SourceRange, SourceRangeError};
-pub(crate) use catalog::CatalogConfig;
+pub use archive::Protected;
+pub use archive::RetentionConfig;
+pub use archive::{ArchiveConfig, ArchiveKind, SyncMode};
+pub use auth::AuthClient;
+pub use auth::SourceRangeError;
+pub use auth::{AuthConfig, SourceRange};
+pub use catalog::CatalogConfig;
 pub use clock::ClockConfig;
-pub(crate) use connection::ConnectionConfig;
-pub(crate) use consumer::ConsumerConfig;
-pub(crate) use dashboard::DashboardConfig;
-pub use error::{ConfigError, Invalid, LogFilterError, Problem, SubjectError, Unit};
-pub(crate) use feed::FeedConfig;
-pub use links::{
-    EarthTimeField, FieldRule, FramingName, KissPayload, LengthFieldConfig, LinkConfig, TimeUnit,
-    Transport, Unmatched,
-};
-pub(crate) use listener::ListenerConfig;
-pub use log::{LogConfig, LogFormat};
-pub(crate) use monitor::MonitorConfig;
-pub(crate) use pipeline::PipelineConfig;
-pub(crate) use runtime::RuntimeConfig;
-pub(crate) use shutdown::ShutdownConfig;
-pub(crate) use sinks::{AckMode, Identity, NatsConfig, SinksConfig};
+pub use connection::ConnectionConfig;
+pub use consumer::ConsumerConfig;
+pub use dashboard::DashboardConfig;
+pub use error::Problem;
+pub use error::{ConfigError, Invalid};
+pub use error::{LogFilterError, SubjectError, Unit};
+pub use feed::FeedConfig;
+pub use links::LinkConfig;
+pub use links::TimeUnit;
+pub use links::{EarthTimeField, FieldRule, FramingName, LengthFieldConfig, Transport};
+pub use links::{KissPayload, Unmatched};
+pub use listener::ListenerConfig;
+pub use log::LogConfig;
+pub use log::LogFormat;
+pub use monitor::MonitorConfig;
+pub use pipeline::PipelineConfig;
+pub use runtime::RuntimeConfig;
+pub use shutdown::ShutdownConfig;
+pub use sinks::{AckMode, Identity};
+pub use sinks::{NatsConfig, SinksConfig};
 pub use tls::TlsConfig;
-pub use tm::{TmForwardConfig, TmFraming, TmSelection, TmServerConfig, TmStart};
+pub use tm::TmSelection;
+pub use tm::{TmForwardConfig, TmFraming, TmServerConfig, TmStart};
 
 /// The whole daemon configuration.
 #[derive(Debug, Clone, Deserialize)]

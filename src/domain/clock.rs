@@ -63,7 +63,7 @@ impl ArchiveClock {
 }
 
 /// The wall clock now, in nanoseconds since the Unix epoch (0 before it).
-pub fn wall_now_ns() -> u64 {
+pub(crate) fn wall_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, nanos)
@@ -74,7 +74,7 @@ fn nanos(duration: std::time::Duration) -> u64 {
 }
 
 /// `b - a` in nanoseconds, signed.
-pub fn signed_diff(a: u64, b: u64) -> i64 {
+pub(crate) fn signed_diff(a: u64, b: u64) -> i64 {
     let diff = i128::from(b) - i128::from(a);
     diff.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
@@ -169,7 +169,7 @@ pub fn seconds(ns: i64) -> f64 {
 /// archive clock changes only when one of them steps (NTP slews both alike), so a change beyond
 /// a threshold between two readings is a step.
 #[derive(Debug, Clone)]
-pub struct StepDetector {
+pub(crate) struct StepDetector {
     threshold_ns: u64,
     /// The wall clock minus the archive clock at the last reading.
     offset_ns: i64,

@@ -53,7 +53,7 @@ pub struct Reception {
 
 /// The names of a reception's fields, in the order every output lists them: `tail`, the follow
 /// and HTTP rows, exports, the feed and NATS headers.
-pub const FIELDS: [&str; 6] = [
+pub(crate) const FIELDS: [&str; 6] = [
     "link",
     "station",
     "mode",

@@ -57,7 +57,7 @@ pub struct Replication {
 
 /// How long an emergency waits behind routine frames for the sink, about, when JetStream is the
 /// bottleneck.
-pub const PACE: Duration = Duration::from_millis(200);
+pub(crate) const PACE: Duration = Duration::from_millis(200);
 
 impl Replication {
     /// A gate that lets at most `bound` frames wait for their replica before routine frames
@@ -152,12 +152,13 @@ impl Replication {
 /// Where a source stands in the fleet's stream: the sequence up to which the stream holds every
 /// frame of it, as the last message of it says; `None` when the stream has none of it, or none
 /// that says. The error names the cause (the stream unreachable, say).
-pub trait FleetResume: Send + Sync + std::fmt::Debug {
+pub(crate) trait FleetResume: Send + Sync + std::fmt::Debug {
     fn resume_after(&self, key: SourceKey) -> FleetLookup<'_>;
 }
 
 /// The answer of [`FleetResume::resume_after`], to come.
-pub type FleetLookup<'a> = Pin<Box<dyn Future<Output = Result<Option<u64>, String>> + Send + 'a>>;
+pub(crate) type FleetLookup<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<u64>, String>> + Send + 'a>>;
 
 #[cfg(test)]
 mod tests {

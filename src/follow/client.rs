@@ -264,7 +264,7 @@ pub async fn tail(options: &TailOptions, out: &mut dyn Write) -> Result<u64, Fol
 
 /// A frame as `aggregator tail` prints it: shard and position, source, sequence, priority,
 /// payload length and its first bytes in hex.
-pub fn frame_line(followed: &ArchivedFrame) -> String {
+pub(crate) fn frame_line(followed: &ArchivedFrame) -> String {
     let f = &followed.frame;
     let mut line = format!(
         "{} {}:{} seq={} {} len={}",
@@ -284,7 +284,7 @@ pub fn frame_line(followed: &ArchivedFrame) -> String {
 
 /// A skip as `aggregator tail` prints it: `skipped N frames: shard K segments D.. deleted, on at
 /// segment R: live:1 10, live:2 5`.
-pub fn skipped_line(skipped: &Skipped) -> String {
+pub(crate) fn skipped_line(skipped: &Skipped) -> String {
     let sources: Vec<String> = (skipped.sources.iter())
         .map(|((kind, id), frames)| format!("{}:{id} {frames}", kind.label()))
         .collect();
@@ -301,14 +301,14 @@ pub fn skipped_line(skipped: &Skipped) -> String {
 
 /// A shard's oldest frame left, as the JSON answers name it (`aggregator tail --json`, `GET
 /// /archive/frames`' NDJSON): `{"earliest":{"shard":S,"oldest":"RFC 3339"}}`.
-pub fn earliest_json(earliest: &Earliest) -> serde_json::Value {
+pub(crate) fn earliest_json(earliest: &Earliest) -> serde_json::Value {
     let oldest = unix_ns_to_rfc3339(earliest.oldest);
     serde_json::json!({ "earliest": { "shard": earliest.shard, "oldest": oldest } })
 }
 
 /// Damaged bytes passed over, as the JSON answers name them: `{"shard":S,"segment":N,
 /// "from":OFFSET,"to":OFFSET,"reason":"..."}`.
-pub fn damaged_json(range: &DamagedRange) -> serde_json::Value {
+pub(crate) fn damaged_json(range: &DamagedRange) -> serde_json::Value {
     serde_json::json!({
         "shard": range.shard,
         "segment": range.segment,
@@ -319,7 +319,7 @@ pub fn damaged_json(range: &DamagedRange) -> serde_json::Value {
 }
 
 /// A skip as `aggregator tail --json` prints it.
-pub fn skipped_json(skipped: &Skipped) -> serde_json::Value {
+pub(crate) fn skipped_json(skipped: &Skipped) -> serde_json::Value {
     let sources: Vec<serde_json::Value> = (skipped.sources.iter())
         .map(|((kind, id), frames)| {
             serde_json::json!({ "kind": kind.label(), "source": id, "frames": frames })
@@ -338,7 +338,7 @@ pub fn skipped_json(skipped: &Skipped) -> serde_json::Value {
 
 /// A frame as `aggregator tail --json` prints it, the whole payload in hex, with `resume`: the
 /// positions to subscribe after once this frame is handled (`--from`).
-pub fn frame_json(followed: &ArchivedFrame, resume: &Positions) -> serde_json::Value {
+pub(crate) fn frame_json(followed: &ArchivedFrame, resume: &Positions) -> serde_json::Value {
     let f = &followed.frame;
     let mut json = serde_json::json!({
         "position": followed.shard_position().to_string(),

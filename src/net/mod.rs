@@ -14,4 +14,5 @@ pub mod slots;
 
 pub(crate) use accept::accept_until;
 pub use listen::listen;
-pub use slots::{Limits, Refused, Slot, Slots};
+pub use slots::{Limits, Refused};
+pub(crate) use slots::{Slot, Slots};

@@ -64,7 +64,7 @@ impl fmt::Display for Refused {
 
 /// The slots of one listener, shared by its accept loop and its connections.
 #[derive(Debug)]
-pub struct Slots {
+pub(crate) struct Slots {
     limits: Limits,
     state: Mutex<State>,
 }
@@ -90,10 +90,6 @@ impl Slots {
             limits,
             state: Mutex::default(),
         })
-    }
-
-    pub fn limits(&self) -> Limits {
-        self.limits
     }
 
     /// A slot for a connection from `address`, if both the listener and the address have one.
@@ -184,7 +180,7 @@ impl State {
 
 /// One connection's place in its listener, given back when dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     slots: Arc<Slots>,
     id: u64,
     address: IpAddr,

@@ -14,7 +14,7 @@ use crate::follow::client::damaged_json;
 /// The answer as JSON, as `GET /archive/completeness` and `aggregator archive gaps --json` give
 /// it: the window (`null` for an open end) and each source's frames, runs held and gaps, and with
 /// a timeline its buckets, each `[frames, missing]`.
-pub fn to_json(sources: &[SourceCompleteness], filter: &FrameFilter) -> serde_json::Value {
+pub(crate) fn to_json(sources: &[SourceCompleteness], filter: &FrameFilter) -> serde_json::Value {
     let time = |ns: Option<u64>| ns.map(unix_ns_to_rfc3339);
     let sources: Vec<serde_json::Value> = sources
         .iter()

@@ -19,5 +19,5 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 mod stats_body;
-pub mod stats_log;
+pub(crate) mod stats_log;
 pub mod web;

@@ -7,7 +7,7 @@
 //! what carries backpressure from the disk to the sockets.
 
 pub mod fan_in;
-pub mod fan_out;
+pub(crate) mod fan_out;
 pub mod processor;
 pub mod queue;
 pub mod shard;

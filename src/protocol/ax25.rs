@@ -11,13 +11,13 @@
 pub use crate::domain::reception::Callsign;
 
 /// The bytes of one address: 6 callsign characters shifted left by one, then the SSID byte.
-pub const ADDRESS: usize = 7;
+pub(crate) const ADDRESS: usize = 7;
 /// Destination and source, then at most 8 repeaters.
 pub const MAX_ADDRESSES: usize = 10;
 /// Control: an unnumbered information frame.
 pub const UI: u8 = 0x03;
 /// Protocol identifier: no layer 3 protocol.
-pub const NO_LAYER_3: u8 = 0xF0;
+pub(crate) const NO_LAYER_3: u8 = 0xF0;
 
 /// The shortest header: destination, source, control and PID.
 const LEAST: usize = 2 * ADDRESS + 2;

@@ -37,10 +37,10 @@ pub struct PrimaryHeader {
 }
 
 /// The sequence count's modulus.
-pub const SEQUENCE_COUNT_MODULUS: u32 = 1 << 14;
+pub(crate) const SEQUENCE_COUNT_MODULUS: u32 = 1 << 14;
 
 /// The largest APID (11 bits); 2047 is the idle packet's.
-pub const MAX_APID: u16 = 0x7FF;
+pub(crate) const MAX_APID: u16 = 0x7FF;
 
 impl PrimaryHeader {
     /// Reads the header at the start of `bytes`; `None` when fewer than six bytes are there.
@@ -318,7 +318,7 @@ pub fn apid_of_packet(payload: &[u8]) -> Option<u16> {
 }
 
 /// The sequence count of a packet's header, or `None` for fewer than six bytes.
-pub fn apid_and_count(packet: &[u8]) -> Option<(u16, u16)> {
+pub(crate) fn apid_and_count(packet: &[u8]) -> Option<(u16, u16)> {
     PrimaryHeader::parse(packet).map(|h| (h.apid, h.sequence_count))
 }
 

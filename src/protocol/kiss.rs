@@ -10,9 +10,9 @@ pub const FEND: u8 = 0xC0;
 /// Frame escape.
 pub const FESC: u8 = 0xDB;
 /// After FESC: a FEND in the data.
-pub const TFEND: u8 = 0xDC;
+pub(crate) const TFEND: u8 = 0xDC;
 /// After FESC: a FESC in the data.
-pub const TFESC: u8 = 0xDD;
+pub(crate) const TFESC: u8 = 0xDD;
 
 /// Why a KISS frame cannot be taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -43,8 +43,10 @@ use crate::domain::frame::SourceKind;
 use crate::tls::client::ClientTls;
 
 pub use progress::{Progress, ProgressStyle};
-pub use replay::{LoadedArchive, Pace, Recording};
-pub use report::{Outcome, SimReport, SourceReport};
+pub use replay::Pace;
+pub use replay::{LoadedArchive, Recording};
+pub use report::SourceReport;
+pub use report::{Outcome, SimReport};
 pub use scenario::{Profile, Scenario};
 
 /// How fast a source produces frames.

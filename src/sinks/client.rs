@@ -10,7 +10,7 @@ use crate::config::NatsConfig;
 
 /// Why the client cannot be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("sinks.nats.credentials {}: {source}", path.display())]
     Credentials {
         path: PathBuf,

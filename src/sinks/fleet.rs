@@ -65,7 +65,7 @@ async fn last_message(
 
 /// The fleet's stream, asked for where a registering source resumes.
 #[derive(Debug)]
-pub struct StreamResume {
+pub(crate) struct StreamResume {
     config: NatsConfig,
     naming: Naming,
     /// Connected at the first question, then kept: it reconnects by itself.

@@ -24,7 +24,7 @@ pub enum LinkState {
 
 /// One link's counters: bumped by its connection once per read, read by the monitor.
 #[derive(Debug)]
-pub struct LinkCounters {
+pub(crate) struct LinkCounters {
     pub name: String,
     pub transport: &'static str,
     state: AtomicU8,

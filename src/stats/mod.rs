@@ -33,7 +33,9 @@ use tm::TmCounters;
 
 pub use counters::PipelineStats;
 pub(crate) use counters::{processing_rates, MetricKind};
-pub use links::{LinkCounters, LinkSnapshot, LinkState};
+pub(crate) use links::LinkCounters;
+pub use links::LinkSnapshot;
+pub use links::LinkState;
 pub use shards::ShardStats;
 pub(crate) use tm::TmOutput;
 pub use tm::TmStats;

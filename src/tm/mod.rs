@@ -43,7 +43,7 @@ pub(crate) struct TmArchive {
 }
 
 /// The running TM servers and forwards: their tasks, and the cut-off at the drain deadline.
-pub struct TmOutputs {
+pub(crate) struct TmOutputs {
     tasks: ReaderTasks,
 }
 

@@ -25,7 +25,7 @@
 //! it only reports.
 
 pub mod ages;
-pub mod catalogue;
+pub(crate) mod catalogue;
 pub mod plan;
 
 use std::collections::HashMap;

@@ -11,7 +11,7 @@ use super::wire::RECEPTION;
 use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, ReceptionFlags};
 
 /// Who delivered a run's frames, and each one's reception.
-pub type RunReception = (Arc<Delivery>, Vec<Received>);
+pub(crate) type RunReception = (Arc<Delivery>, Vec<Received>);
 
 /// Appends a RECEPTION message with its length prefix: the reception of each frame of the FRAMES
 /// message that follows it.

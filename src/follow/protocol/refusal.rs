@@ -133,7 +133,7 @@ impl SubscribeError {
 /// Why the daemon refuses a subscription: REFUSED's code is [`Refusal::reason`], its text the
 /// refusal's `Display`.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The SUBSCRIBE's bytes.
     #[error(transparent)]
     Subscribe(#[from] SubscribeError),

@@ -23,7 +23,8 @@ pub use client::{encode_data, ClientMessage, Data, Hello, MessageView};
 pub use codec::ClientCodec;
 pub use error::ProtocolError;
 pub use server::{CloseReason, RefuseReason, ServerMessage};
-pub use walk::{walk_messages, Walk};
+pub use walk::walk_messages;
+pub use walk::Walk;
 
 /// The protocol version HELLO and WELCOME carry; a HELLO of another is refused.
 pub const VERSION: u8 = 2;

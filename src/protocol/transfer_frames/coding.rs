@@ -8,7 +8,7 @@ const FECF: crc::Crc<u16, crc::Table<16>> =
 
 /// CRC-16-CCITT as the FECF uses it: polynomial 0x1021, initial value 0xFFFF, not reflected
 /// (the catalogue's CRC-16/IBM-3740).
-pub fn crc16(bytes: &[u8]) -> u16 {
+pub(crate) fn crc16(bytes: &[u8]) -> u16 {
     FECF.checksum(bytes)
 }
 

@@ -4,13 +4,13 @@
 use super::coding::crc16;
 
 /// The first header pointer that says no packet starts in the frame's data field.
-pub const NO_PACKET_START: u16 = 0x7FF;
+pub(crate) const NO_PACKET_START: u16 = 0x7FF;
 /// The first header pointer of a frame of idle data only (TM's OID frames).
-pub const IDLE_DATA_ONLY: u16 = 0x7FE;
+pub(crate) const IDLE_DATA_ONLY: u16 = 0x7FE;
 /// The AOS virtual channel of idle frames.
-pub const AOS_IDLE_VC: u8 = 63;
+pub(crate) const AOS_IDLE_VC: u8 = 63;
 /// The longest frame the daemon reads: TM's own limit, and the reach of an 11-bit pointer.
-pub const MAX_TRANSFER_FRAME: usize = 2048;
+pub(crate) const MAX_TRANSFER_FRAME: usize = 2048;
 
 /// Which of the two frame formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

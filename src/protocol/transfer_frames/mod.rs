@@ -29,12 +29,11 @@ mod format;
 mod stream;
 mod writer;
 
-pub use coding::{crc16, randomize};
+pub use coding::randomize;
 pub use extract::{Extracted, TransferFrameReader};
-pub use format::{
-    FirstHeader, TransferFrame, TransferFrameError, TransferFrameFormat, TransferFrameKind,
-    AOS_IDLE_VC, IDLE_DATA_ONLY, MAX_TRANSFER_FRAME, NO_PACKET_START,
-};
+pub use format::TransferFrameError;
+pub(crate) use format::MAX_TRANSFER_FRAME;
+pub use format::{TransferFrameFormat, TransferFrameKind};
 pub use stream::{TransferFrameCuts, TransferFrameStream};
 pub use writer::TransferFrameWriter;
 

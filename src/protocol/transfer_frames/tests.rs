@@ -4,6 +4,7 @@
 use proptest::prelude::any;
 use proptest::strategy::Strategy;
 
+use super::coding::crc16;
 use super::*;
 use crate::domain::transfer_frame_counts::TransferFrameCounts;
 use crate::protocol::ccsds::{PrimaryHeader, MAX_APID};
