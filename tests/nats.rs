@@ -520,6 +520,10 @@ fn a_daemon_back_after_its_sources_moved_on_publishes_nothing_twice() {
         a.stat("frames_archived") > at_stop + 500
     });
     a.kill();
+    // b's sink, given a's sources, fails for want of PubAcks and starts a session again later.
+    wait_until("daemon b's sink to fail without NATS", || {
+        b.log().contains("NATS sink failed")
+    });
     nats.restart();
     sim.wait();
     wait_until("daemon b to publish everything", || {
@@ -547,4 +551,7 @@ fn a_daemon_back_after_its_sources_moved_on_publishes_nothing_twice() {
     println!("{sent_again} frames of a's archive published by b; {report}");
     assert!(report.acknowledged > 1_000, "{report}");
     assert_eq!((report.missing, report.duplicated), (0, 0), "{report}");
+    // b's sink failed and found the stream again: its single replica is worth one warning.
+    let warned = b.log().matches("fewer than 3 replicas").count();
+    assert_eq!(warned, 1, "{}", b.log());
 }

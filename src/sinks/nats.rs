@@ -192,6 +192,7 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
         acked,
         saved_at: Instant::now(),
         backlog: None,
+        stream_seen: None,
     };
     publisher.context.set_timeout(ACK_TIMEOUT);
     let fatal = publisher.sessions(&cut_off).await;
@@ -346,6 +347,9 @@ struct JetStreamWriter {
     /// read and not yet acknowledged, so that the next goes on where it was (a new reading from
     /// the cursor, after retention deleted past it, could not tell what was published).
     backlog: Option<Backlog>,
+    /// The stream's replicas and duplicate window as the last session found them: a session
+    /// after a failure warns of them again only when they changed.
+    stream_seen: Option<(usize, Duration)>,
 }
 
 /// The archive's cursors, and the frames read from them not yet acknowledged, in order.
@@ -515,8 +519,9 @@ impl JetStreamWriter {
         }
     }
 
-    /// Finds the stream, or creates it with the configured duplicate window.
-    async fn ensure_stream(&self) -> Result<(), NatsError> {
+    /// Finds the stream, or creates it with the configured duplicate window and replicas, and
+    /// warns where they fall short of what the configuration counts on.
+    async fn ensure_stream(&mut self) -> Result<(), NatsError> {
         let config = stream::Config {
             name: self.config.stream.clone(),
             subjects: vec![self.config.stream_subjects()],
@@ -534,6 +539,10 @@ impl JetStreamWriter {
                 source,
             })?;
         let replicas = stream.cached_info().config.num_replicas;
+        let window = stream.cached_info().config.duplicate_window;
+        if self.stream_seen.replace((replicas, window)) == Some((replicas, window)) {
+            return Ok(());
+        }
         if self.config.ack == AckMode::Replicated && replicas < 3 {
             tracing::warn!(
                 stream = self.config.stream,
@@ -541,7 +550,6 @@ impl JetStreamWriter {
                 "ack = \"replicated\" with a stream of fewer than 3 replicas: an acknowledged frame outlives this machine, not the loss of a NATS server"
             );
         }
-        let window = stream.cached_info().config.duplicate_window;
         if window < self.config.duplicate_window {
             tracing::warn!(
                 stream = self.config.stream,
