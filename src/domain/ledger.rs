@@ -105,6 +105,18 @@ pub(crate) struct Run {
     pub last_sequence: u64,
 }
 
+#[cfg(test)]
+impl Run {
+    /// `frames` frames of `priority` up to `last_sequence`.
+    pub(crate) fn of(priority: Priority, frames: u64, last_sequence: u64) -> Run {
+        Run {
+            priority,
+            frames,
+            last_sequence,
+        }
+    }
+}
+
 /// A recorded run and whether the archive has stored it.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -287,21 +299,18 @@ mod tests {
     const R: Priority = Priority::Routine;
     const E: Priority = Priority::Emergency;
 
-    fn run(priority: Priority, frames: u64, last_sequence: u64) -> Run {
-        Run {
-            priority,
-            frames,
-            last_sequence,
-        }
-    }
-
     /// What decides whether the archive journals an emergency: the frames before it, stored or
     /// journaled, whatever sequence the source started at.
     #[test]
     fn an_emergency_is_settled_before_once_what_precedes_it_is_stored_or_journaled() {
         let ledger = Ledger::new(None);
         // A source starting at 1: emergencies 1 and 2, routine 3..=5, emergency 6.
-        ledger.record(&[run(E, 1, 1), run(E, 1, 2), run(R, 3, 5), run(E, 1, 6)]);
+        ledger.record(&[
+            Run::of(E, 1, 1),
+            Run::of(E, 1, 2),
+            Run::of(R, 3, 5),
+            Run::of(E, 1, 6),
+        ]);
         assert!(
             ledger.settled_before(1, None),
             "nothing before the first frame"
@@ -325,7 +334,7 @@ mod tests {
         assert!(!ledger.raise_to(8), "never lowered");
         assert!(ledger.raise_to(20));
         assert_eq!(ledger.acked(), Some(20));
-        ledger.record(&[run(R, 2, 22)]);
+        ledger.record(&[Run::of(R, 2, 22)]);
         assert!(!ledger.raise_to(30), "21..=22 wait for the archive");
         ledger.stored(R, 21, 22);
         assert!(ledger.raise_to(30));
@@ -336,7 +345,7 @@ mod tests {
     fn the_acknowledgement_stops_at_the_first_unstored_run_in_arrival_order() {
         let ledger = Ledger::new(None);
         // Routine 0..=2, emergency 3, routine 4..=5 (a second routine batch).
-        ledger.record(&[run(R, 3, 2), run(E, 1, 3), run(R, 2, 5)]);
+        ledger.record(&[Run::of(R, 3, 2), Run::of(E, 1, 3), Run::of(R, 2, 5)]);
 
         ledger.stored(E, 3, 3);
         assert_eq!(ledger.acked(), None, "the emergency overtook routine 0..=2");
@@ -353,7 +362,7 @@ mod tests {
     #[test]
     fn a_later_batch_does_not_pay_for_one_that_was_not_stored() {
         let ledger = Ledger::new(Some(9));
-        ledger.record(&[run(R, 10, 19), run(R, 10, 29)]);
+        ledger.record(&[Run::of(R, 10, 19), Run::of(R, 10, 29)]);
         ledger.stored(R, 20, 29);
         assert_eq!(ledger.acked(), Some(9), "10..=19 were never stored");
         ledger.stored(R, 10, 19);
@@ -365,7 +374,7 @@ mod tests {
     #[test]
     fn a_batch_marks_only_its_own_priority() {
         let ledger = Ledger::new(None);
-        ledger.record(&[run(R, 2, 1), run(E, 1, 2), run(R, 2, 4)]);
+        ledger.record(&[Run::of(R, 2, 1), Run::of(E, 1, 2), Run::of(R, 2, 4)]);
         // One routine batch: 0, 1, 3, 4.
         ledger.stored(R, 0, 4);
         assert_eq!(ledger.acked(), Some(1));
@@ -376,9 +385,9 @@ mod tests {
     #[test]
     fn stored_duplicates_are_passed_where_they_arrived() {
         let ledger = Ledger::new(Some(2));
-        ledger.record(&[run(R, 0, 4)]);
+        ledger.record(&[Run::of(R, 0, 4)]);
         assert_eq!(ledger.acked(), Some(4), "nothing to wait for");
-        ledger.record(&[run(R, 1, 5), run(R, 0, 6)]);
+        ledger.record(&[Run::of(R, 1, 5), Run::of(R, 0, 6)]);
         assert_eq!(ledger.acked(), Some(4));
         assert_eq!(ledger.accepted(), Some(6));
         ledger.stored(R, 5, 5);
@@ -391,7 +400,7 @@ mod tests {
         let ledger = Ledger::new(None);
         ledger.set_connected(true);
         let runs: Vec<Run> = (0..1000)
-            .map(|i| run(if i % 5 == 0 { E } else { R }, 1, i))
+            .map(|i| Run::of(if i % 5 == 0 { E } else { R }, 1, i))
             .collect();
         ledger.record(&runs);
         for i in 0..1000 {
@@ -415,7 +424,7 @@ mod tests {
     #[test]
     fn waiters_hear_of_a_moved_acknowledgement() {
         let ledger = Ledger::new(None);
-        ledger.record(&[run(R, 1, 0)]);
+        ledger.record(&[Run::of(R, 1, 0)]);
         let changed = ledger.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();

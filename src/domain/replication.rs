@@ -165,19 +165,14 @@ mod tests {
     use super::*;
     use crate::domain::ledger::Run;
 
-    fn run(priority: Priority, frames: u64, last_sequence: u64) -> Run {
-        Run {
-            priority,
-            frames,
-            last_sequence,
-        }
-    }
-
     #[test]
     fn a_run_is_acknowledged_once_its_last_frame_is_replicated() {
         let gate = Replication::new(100, 100);
         let source = Source::for_test(7);
-        source.record(&[run(Priority::Routine, 3, 3), run(Priority::Routine, 2, 5)]);
+        source.record(&[
+            Run::of(Priority::Routine, 3, 3),
+            Run::of(Priority::Routine, 2, 5),
+        ]);
         gate.writing(&source);
         gate.written(5);
         let key = (source.kind, source.id);
