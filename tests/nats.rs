@@ -414,28 +414,10 @@ fn lost_with_the_machine(ack: &str) -> Audit {
     let sink_keys = format!("ack = \"{ack}\"\n");
     let mut daemon = NatsDaemon::start_in(&dir.0, "lost", &[nats.url()], &sink_keys, "");
     let acks = dir.0.join("acks.log");
-    let sim = Sim::start(
-        &daemon.uplink_addr(),
-        &daemon.replay_addr(),
-        &[
-            "--scenario",
-            "default",
-            "--uplinks",
-            "4",
-            "--replays",
-            "1",
-            "--rate",
-            "500",
-            "--duration",
-            "30",
-            "--give-up-after",
-            "1",
-            "--progress",
-            "off",
-            "--ack-log",
-            acks.to_str().expect("a UTF-8 path"),
-        ],
-    );
+    let acks_path = acks.to_str().expect("a UTF-8 path");
+    let (uplink, replay) = (daemon.uplink_addr(), daemon.replay_addr());
+    let args = ["--give-up-after", "1", "--ack-log", acks_path];
+    let sim = Sim::four_and_one(&uplink, &replay, 500, 30, &args);
     wait_until("the daemon to publish", || {
         daemon.stat("nats_published") > 1_000
     });
@@ -493,25 +475,12 @@ fn a_daemon_back_after_its_sources_moved_on_publishes_nothing_twice() {
     let mut a = NatsDaemon::start_in(&dir_a.0, "a", &[nats.url()], sink, "");
     let b = NatsDaemon::start_in(&dir_b.0, "b", &[nats.url()], sink, "");
     let acks = dir_a.0.join("acks.log");
-    let sim = Sim::start(
+    let sim = Sim::four_and_one(
         &format!("{},{}", a.uplink_addr(), b.uplink_addr()),
         &format!("{},{}", a.replay_addr(), b.replay_addr()),
-        &[
-            "--scenario",
-            "default",
-            "--uplinks",
-            "4",
-            "--replays",
-            "1",
-            "--rate",
-            "200",
-            "--duration",
-            "6",
-            "--progress",
-            "off",
-            "--ack-log",
-            acks.to_str().expect("a UTF-8 path"),
-        ],
+        200,
+        6,
+        &["--ack-log", acks.to_str().expect("a UTF-8 path")],
     );
     wait_until("daemon a to publish", || a.stat("nats_published") > 500);
     nats.stop();

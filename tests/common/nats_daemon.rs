@@ -137,25 +137,7 @@ impl NatsDaemon {
     /// Starts an `uplink-sim` of 4 uplinks and a replay feed, each at `rate` frames/s for
     /// `seconds`, that must see every frame acknowledged (it waits through a daemon restart).
     pub fn sim(&self, rate: u32, seconds: u32) -> Sim {
-        let (rate, seconds) = (rate.to_string(), seconds.to_string());
-        Sim::start(
-            &self.uplink_addr(),
-            &self.replay_addr(),
-            &[
-                "--scenario",
-                "default",
-                "--uplinks",
-                "4",
-                "--replays",
-                "1",
-                "--rate",
-                &rate,
-                "--duration",
-                &seconds,
-                "--require-all-acked",
-                "--progress",
-                "off",
-            ],
-        )
+        let (uplink, replay) = (self.uplink_addr(), self.replay_addr());
+        Sim::four_and_one(&uplink, &replay, rate, seconds, &["--require-all-acked"])
     }
 }

@@ -47,6 +47,16 @@ impl Sim {
         }
     }
 
+    /// The default scenario's 4 uplinks and 1 replay feed at `rate` frames/s each for `seconds`,
+    /// without progress lines, with `args` added.
+    pub fn four_and_one(uplink: &str, replay: &str, rate: u32, seconds: u32, args: &[&str]) -> Sim {
+        let (rate, seconds) = (rate.to_string(), seconds.to_string());
+        let mut all = vec!["--scenario", "default", "--uplinks", "4", "--replays", "1"];
+        all.extend(["--rate", &rate, "--duration", &seconds, "--progress", "off"]);
+        all.extend(args);
+        Sim::start(uplink, replay, &all)
+    }
+
     /// Waits for the simulator, which must succeed with every frame it sent acknowledged; returns
     /// how many it sent.
     pub fn wait(self) -> u64 {
