@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::input::Input;
 use super::record::*;
 use crate::domain::clock::{ClockEvent, ClockEventKind};
 use crate::domain::frame::{Priority, SourceKind};
@@ -35,28 +36,24 @@ impl Bad {
     }
 }
 
-pub(super) fn be_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_be_bytes(a)
+/// The body length and the CRC of a record header, read from `input`; `None` when it is cut
+/// short.
+pub(super) fn record_header(input: &mut Input) -> Option<(u32, u32)> {
+    Some((input.u32()?, input.u32()?))
 }
 
-pub(super) fn be_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(a)
-}
-
-/// The body length in the header of the record at `pos`, which must hold a header: no record has
-/// an empty body or one past [`MAX_BODY_LEN`].
-pub(super) fn body_len(data: &[u8], pos: usize) -> Result<usize, Bad> {
-    let len = be_u32(data, pos);
-    if len == 0 || len > MAX_BODY_LEN {
-        return Err(Bad::Damaged(format!(
-            "body length {len} is outside 1..={MAX_BODY_LEN}"
-        )));
+/// A record header's body length `len`, checked: no record has an empty body or one past
+/// [`MAX_BODY_LEN`].
+pub(super) fn body_len(len: u32) -> Result<usize, Bad> {
+    match len {
+        1..=MAX_BODY_LEN => Ok(len as usize),
+        _ => Err(length_outside(len)),
     }
-    Ok(len as usize)
+}
+
+/// Why a body length `len` is refused.
+fn length_outside(len: u32) -> Bad {
+    Bad::Damaged(format!("body length {len} is outside 1..={MAX_BODY_LEN}"))
 }
 
 /// Decodes the record at `pos` of a segment of format `version` into `out` (a FRAMES record gives
@@ -68,79 +65,80 @@ pub(super) fn decode_at(
     version: u8,
     out: &mut Vec<(u64, Entry)>,
 ) -> Result<usize, Bad> {
-    let body_start = pos + RECORD_HEADER_LEN;
-    let body = checked_body(data, pos)?;
-    let len = body.len();
-    if versions_of(body[0]).is_some_and(|versions| !versions.contains(&version)) {
+    let (record_type, body) = checked_body(data, pos)?;
+    let next = pos + RECORD_HEADER_LEN + body.len();
+    if versions_of(record_type).is_some_and(|versions| !versions.contains(&version)) {
         return Err(Bad::Impossible(format!(
-            "record type {} in a version {version} segment",
-            body[0]
+            "record type {record_type} in a version {version} segment"
         )));
     }
-    let entry = match body[0] {
-        TYPE_FRAME => Entry::Frame(decode_frame(data, body_start, body)?),
+    let entry = match record_type {
+        TYPE_FRAME => Entry::Frame(decode_frame(data, body)?),
         TYPE_WATERMARK => decode_watermark(body)?,
         TYPE_STORED => decode_stored(body)?,
         TYPE_STORED_RUN => decode_stored_run(body)?,
         TYPE_CLOCK => Entry::Clock(decode_clock(body)?),
         TYPE_FRAMES | TYPE_RECEIVED_FRAMES => {
             let before = out.len();
-            let decoded = decode_frames(data, body_start, len, pos, out);
+            let decoded = decode_frames(data, body, pos, out);
             if decoded.is_err() {
                 out.truncate(before);
             }
             decoded?;
-            return Ok(body_start + len);
+            return Ok(next);
         }
         other => return Err(Bad::Impossible(format!("unknown record type {other}"))),
     };
     out.push((pos as u64, entry));
-    Ok(body_start + len)
+    Ok(next)
 }
 
-/// The body of the record at `pos`, whole and with its CRC matching.
-fn checked_body(data: &Bytes, pos: usize) -> Result<&[u8], Bad> {
-    let rest = data.len() - pos;
-    if rest < RECORD_HEADER_LEN {
+/// The type and the body of the record at `pos`, whole and with its CRC matching.
+fn checked_body(data: &Bytes, pos: usize) -> Result<(u8, &[u8]), Bad> {
+    let mut input = Input::new(data.get(pos..).unwrap_or_default());
+    let rest = input.len();
+    let Some((len, stored_crc)) = record_header(&mut input) else {
         return Err(Bad::Incomplete(format!(
             "record header cut short ({rest} of {RECORD_HEADER_LEN} bytes)"
         )));
-    }
-    let len = body_len(data, pos)?;
-    let body_start = pos + RECORD_HEADER_LEN;
-    if len > data.len() - body_start {
+    };
+    let len = body_len(len)?;
+    let Some(body) = input.bytes(len) else {
         return Err(Bad::Incomplete(format!(
             "record body cut short ({} of {len} bytes)",
-            data.len() - body_start
+            input.len()
         )));
-    }
-    let body = &data[body_start..body_start + len];
-    let stored_crc = be_u32(data, pos + 4);
+    };
     let crc = crc32fast::hash(body);
     if crc != stored_crc {
         return Err(Bad::Damaged(format!(
             "CRC mismatch (stored {stored_crc:08x}, computed {crc:08x}) over a {len}-byte body"
         )));
     }
-    Ok(body)
+    // `body_len` refused an empty body.
+    let record_type = Input::new(body).u8().ok_or_else(|| length_outside(0))?;
+    Ok((record_type, body))
 }
 
-/// A FRAME record's `body`, which starts at `body_start` of `data` (its payload shares `data`).
-fn decode_frame(data: &Bytes, body_start: usize, body: &[u8]) -> Result<FrameRecord, Bad> {
-    let len = body.len();
-    if len < FRAME_BODY_FIXED {
+/// A FRAME record's `body`, a part of `data` (its payload shares `data`).
+fn decode_frame(data: &Bytes, body: &[u8]) -> Result<FrameRecord, Bad> {
+    let mut input = Input::new(body);
+    let head = |input: &mut Input| Some((input.take()?, input.u32()?, input.u64()?, input.u64()?));
+    let Some(([_, kind_byte, priority_byte], source_id, sequence, received)) = head(&mut input)
+    else {
         return Err(Bad::Impossible(format!(
-            "frame record body of {len} bytes, shorter than {FRAME_BODY_FIXED}"
+            "frame record body of {} bytes, shorter than {FRAME_BODY_FIXED}",
+            body.len()
         )));
-    }
-    let priority = priority(body[2])?;
+    };
+    let priority = priority(priority_byte)?;
     Ok(FrameRecord {
-        kind: kind(body[1])?,
+        kind: kind(kind_byte)?,
         priority,
-        source_id: be_u32(body, 3),
-        sequence: be_u64(body, 7),
-        received_unix_ns: be_u64(body, 15),
-        payload: data.slice(body_start + FRAME_BODY_FIXED..body_start + len),
+        source_id,
+        sequence,
+        received_unix_ns: received,
+        payload: data.slice_ref(input.rest()),
         reception: None,
     })
 }
@@ -168,33 +166,25 @@ fn decode_stored(body: &[u8]) -> Result<Entry, Bad> {
 
 /// The source and the value of a WATERMARK or STORED record's body, which `encode_mark` wrote.
 fn decode_mark(body: &[u8]) -> Result<(SourceKind, u32, u64), Bad> {
-    if body.len() != MARK_BODY_LEN {
-        return Err(Bad::Impossible(format!(
-            "type {} record body of {} bytes, expected {MARK_BODY_LEN}",
-            body[0],
-            body.len()
-        )));
-    }
-    Ok((kind(body[1])?, be_u32(body, 2), be_u64(body, 6)))
+    let ([_, kind_byte], source_id, value) = whole(body, MARK_BODY_LEN, |input| {
+        Some((input.take()?, input.u32()?, input.u64()?))
+    })?;
+    Ok((kind(kind_byte)?, source_id, value))
 }
 
 /// A STORED RUN record's body.
 fn decode_stored_run(body: &[u8]) -> Result<Entry, Bad> {
-    if body.len() != RUN_BODY_LEN {
-        return Err(Bad::Impossible(format!(
-            "type {TYPE_STORED_RUN} record body of {} bytes, expected {RUN_BODY_LEN}",
-            body.len()
-        )));
-    }
-    let (first, last) = (be_u64(body, 6), be_u64(body, 14));
+    let ([_, kind_byte], source_id, first, last) = whole(body, RUN_BODY_LEN, |input| {
+        Some((input.take()?, input.u32()?, input.u64()?, input.u64()?))
+    })?;
     if first > last {
         return Err(Bad::Impossible(format!(
             "stored run from {first} down to {last}"
         )));
     }
     Ok(Entry::Stored {
-        kind: kind(body[1])?,
-        source_id: be_u32(body, 2),
+        kind: kind(kind_byte)?,
+        source_id,
         first,
         last,
     })
@@ -202,20 +192,37 @@ fn decode_stored_run(body: &[u8]) -> Result<Entry, Bad> {
 
 /// A CLOCK record's body.
 fn decode_clock(body: &[u8]) -> Result<ClockEvent, Bad> {
-    if body.len() != CLOCK_BODY_LEN {
-        return Err(Bad::Impossible(format!(
-            "type {TYPE_CLOCK} record body of {} bytes, expected {CLOCK_BODY_LEN}",
-            body.len()
-        )));
-    }
-    let kind = ClockEventKind::from_byte(body[1])
-        .ok_or_else(|| Bad::Impossible(format!("undefined clock event {}", body[1])))?;
+    let ([_, event], archive_ns, wall_ns, jump_ns) = whole(body, CLOCK_BODY_LEN, |input| {
+        Some((input.take()?, input.u64()?, input.u64()?, input.u64()?))
+    })?;
+    let kind = ClockEventKind::from_byte(event)
+        .ok_or_else(|| Bad::Impossible(format!("undefined clock event {event}")))?;
     Ok(ClockEvent {
         kind,
-        archive_ns: be_u64(body, 2),
-        wall_ns: be_u64(body, 10),
-        jump_ns: be_u64(body, 18) as i64,
+        archive_ns,
+        wall_ns,
+        jump_ns: jump_ns as i64,
     })
+}
+
+/// The fields `read` takes from the `body` of a record type whose bodies are `expected` bytes,
+/// when they are the whole body; why it is impossible when it is of another length.
+fn whole<T>(
+    body: &[u8],
+    expected: usize,
+    read: impl FnOnce(&mut Input) -> Option<T>,
+) -> Result<T, Bad> {
+    let mut input = Input::new(body);
+    match read(&mut input) {
+        Some(fields) if input.is_empty() => Ok(fields),
+        _ => {
+            let record_type = Input::new(body).u8().unwrap_or_default();
+            Err(Bad::Impossible(format!(
+                "type {record_type} record body of {} bytes, expected {expected}",
+                body.len()
+            )))
+        }
+    }
 }
 
 /// A record's source kind byte, or why it is impossible.
@@ -229,88 +236,100 @@ fn priority(byte: u8) -> Result<Priority, Bad> {
     Priority::from_byte(byte).ok_or_else(|| Bad::Impossible(format!("undefined priority {byte}")))
 }
 
-/// Decodes the frames of the FRAMES or RECEIVED FRAMES record whose `len`-byte body starts at
-/// `body_start`, appending one entry per frame at `pos`. On an error some may have been
-/// appended: the caller takes them back.
+/// The fields a FRAMES or RECEIVED FRAMES record gives each of its frames.
+struct Batch {
+    kind: SourceKind,
+    priority: Priority,
+    source_id: u32,
+    received_unix_ns: u64,
+    /// The link's and the station's names, of a RECEIVED FRAMES record.
+    delivery: Option<Arc<Delivery>>,
+}
+
+/// Decodes the frames of the FRAMES or RECEIVED FRAMES record `body` (a part of `data`, at
+/// `pos`), appending one entry per frame at `pos`. On an error some may have been appended: the
+/// caller takes them back.
 fn decode_frames(
     data: &Bytes,
-    body_start: usize,
-    len: usize,
+    body: &[u8],
     pos: usize,
     out: &mut Vec<(u64, Entry)>,
 ) -> Result<(), Bad> {
-    let body = &data[body_start..body_start + len];
-    if len < FRAMES_BODY_FIXED {
-        return Err(Bad::Impossible(format!(
-            "FRAMES record body of {len} bytes, shorter than {FRAMES_BODY_FIXED}"
-        )));
-    }
-    let (kind, priority) = (kind(body[1])?, priority(body[2])?);
-    let source_id = be_u32(body, 3);
-    let received_unix_ns = be_u64(body, 7);
-    let count = be_u32(body, 15);
-    let mut at = FRAMES_BODY_FIXED;
-    let delivery = match body[0] {
-        TYPE_RECEIVED_FRAMES => Some(Arc::new(decode_delivery(body, &mut at)?)),
-        _ => None,
-    };
+    let len = body.len();
+    let mut input = Input::new(body);
+    let (batch, count) = decode_batch(&mut input, len)?;
     for index in 0..count {
         let bad = |what: String| {
             Bad::Impossible(format!(
                 "FRAMES record of {count} frames: frame {index} {what}"
             ))
         };
-        if len - at < FRAMES_ENTRY_FIXED {
+        let (Some(sequence), Some(payload_len)) = (input.u64(), input.u32()) else {
             return Err(bad(format!("header runs past the {len}-byte body")));
-        }
-        let sequence = be_u64(body, at);
-        let payload_len = be_u32(body, at + 8) as usize;
-        at += FRAMES_ENTRY_FIXED;
-        let reception = match &delivery {
+        };
+        let reception = match &batch.delivery {
             Some(delivery) => Some(Box::new(Reception {
                 delivery: Arc::clone(delivery),
-                received: decode_received(body, &mut at).map_err(bad)?,
+                received: decode_received(&mut input, len).map_err(bad)?,
             })),
             None => None,
         };
-        if payload_len > len - at {
+        let Some(payload) = input.bytes(payload_len as usize) else {
             return Err(bad(format!(
                 "payload of {payload_len} bytes runs past the {len}-byte body"
             )));
-        }
-        out.push((
-            pos as u64,
-            Entry::Frame(FrameRecord {
-                kind,
-                priority,
-                source_id,
-                sequence,
-                received_unix_ns,
-                payload: data.slice(body_start + at..body_start + at + payload_len),
-                reception,
-            }),
-        ));
-        at += payload_len;
+        };
+        let frame = FrameRecord {
+            kind: batch.kind,
+            priority: batch.priority,
+            source_id: batch.source_id,
+            sequence,
+            received_unix_ns: batch.received_unix_ns,
+            payload: data.slice_ref(payload),
+            reception,
+        };
+        out.push((pos as u64, Entry::Frame(frame)));
     }
-    if count == 0 || at != len {
+    if count == 0 || !input.is_empty() {
         return Err(Bad::Impossible(format!(
             "FRAMES record of {count} frames leaves {} of its {len} body bytes unused",
-            len - at
+            input.len()
         )));
     }
     Ok(())
 }
 
-/// The link's and the station's names of a RECEIVED FRAMES record, from `body[*at..]`.
-fn decode_delivery(body: &[u8], at: &mut usize) -> Result<Delivery, Bad> {
+/// The fields before the first frame of a FRAMES or RECEIVED FRAMES record of a `len`-byte body,
+/// from `input`, and the count of its frames.
+fn decode_batch(input: &mut Input, len: usize) -> Result<(Batch, u32), Bad> {
+    let head = |input: &mut Input| Some((input.take()?, input.u32()?, input.u64()?, input.u32()?));
+    let Some(([record_type, kind_byte, priority_byte], source_id, received, count)) = head(input)
+    else {
+        return Err(Bad::Impossible(format!(
+            "FRAMES record body of {len} bytes, shorter than {FRAMES_BODY_FIXED}"
+        )));
+    };
+    let (kind, priority) = (kind(kind_byte)?, priority(priority_byte)?);
+    let delivery = match record_type {
+        TYPE_RECEIVED_FRAMES => Some(Arc::new(decode_delivery(input)?)),
+        _ => None,
+    };
+    let batch = Batch {
+        kind,
+        priority,
+        source_id,
+        received_unix_ns: received,
+        delivery,
+    };
+    Ok((batch, count))
+}
+
+/// The link's and the station's names of a RECEIVED FRAMES record, from `input`.
+fn decode_delivery(input: &mut Input) -> Result<Delivery, Bad> {
     let mut name = |what: &str| {
-        let len = usize::from(*body.get(*at).ok_or_else(|| {
-            Bad::Impossible(format!("RECEIVED FRAMES record cut within its {what} name"))
-        })?);
-        let bytes = body.get(*at + 1..*at + 1 + len).ok_or_else(|| {
-            Bad::Impossible(format!("RECEIVED FRAMES record cut within its {what} name"))
-        })?;
-        *at += 1 + len;
+        let cut = || Bad::Impossible(format!("RECEIVED FRAMES record cut within its {what} name"));
+        let len = input.u8().ok_or_else(cut)?;
+        let bytes = input.bytes(usize::from(len)).ok_or_else(cut)?;
         std::str::from_utf8(bytes).map(Arc::from).map_err(|_| {
             Bad::Impossible(format!(
                 "RECEIVED FRAMES record: its {what} name is not UTF-8"
@@ -322,34 +341,27 @@ fn decode_delivery(body: &[u8], at: &mut usize) -> Result<Delivery, Bad> {
     Ok(Delivery { link, station })
 }
 
-/// A received frame's flags and the fields they announce, from `body[*at..]`.
-fn decode_received(body: &[u8], at: &mut usize) -> Result<Received, String> {
-    let cut = || format!("reception runs past the {}-byte body", body.len());
-    let flags = ReceptionFlags::from_byte(*body.get(*at).ok_or_else(cut)?)
+/// A received frame's flags and the fields they announce, from `input`, in a `len`-byte body.
+fn decode_received(input: &mut Input, len: usize) -> Result<Received, String> {
+    let cut = || format!("reception runs past the {len}-byte body");
+    let flags = ReceptionFlags::from_byte(input.u8().ok_or_else(cut)?)
         .map_err(|byte| format!("has undefined reception flags 0x{byte:02X}"))?;
-    *at += 1;
-    let mut take = |n: usize| {
-        let bytes = body.get(*at..*at + n).ok_or_else(cut)?;
-        *at += n;
-        Ok::<_, String>(bytes)
-    };
     let earth_unix_ns = match flags.earth_time() {
         false => None,
-        true => Some(be_u64(take(8)?, 0)),
+        true => Some(input.u64().ok_or_else(cut)?),
     };
     let ax25 = match flags.ax25() {
         false => None,
         true => {
-            let bytes = take(2 * CALLSIGN_LEN)?;
-            let callsign = |b: &[u8]| {
-                let mut call = [0; 6];
-                call.copy_from_slice(&b[..6]);
-                Callsign::from_parts(call, b[6])
+            let callsign = |input: &mut Input| {
+                let (call, ssid) = (input.take()?, input.u8()?);
+                Some(Callsign::from_parts(call, ssid))
             };
-            Some(Ax25Addresses {
-                from: callsign(&bytes[..CALLSIGN_LEN]),
-                to: callsign(&bytes[CALLSIGN_LEN..]),
-            })
+            let (from, to) = (callsign(input), callsign(input));
+            let (Some(from), Some(to)) = (from, to) else {
+                return Err(cut());
+            };
+            Some(Ax25Addresses { from, to })
         }
     };
     Ok(Received {

@@ -21,6 +21,7 @@
 //! that must survive a crash rests on it alone.
 
 use super::error::ArchiveError;
+use super::input::Input;
 use super::{names, record, scan};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -431,26 +432,46 @@ fn encode_runs(out: &mut Vec<u8>, sequences: &SequenceSet) {
 
 /// Reads what [`encode_file`] wrote: the head, the spans and what `more` reads of the rest;
 /// `None` when the bytes are not a whole file of that magic with a matching CRC.
-pub(crate) fn decode_file<T>(
+pub(super) fn decode_file<T>(
     bytes: &[u8],
     magic: &[u8; 8],
     more: impl FnOnce(&mut Input) -> Option<T>,
 ) -> Option<([u64; 4], SourceSpans, T)> {
-    let (body, crc) = bytes.split_last_chunk::<4>()?;
-    if crc32fast::hash(body) != u32::from_be_bytes(*crc) {
+    let mut input = Input::new(bytes);
+    let crc = input.last_u32()?;
+    if crc32fast::hash(input.rest()) != crc {
         return None;
     }
-    let mut input = Input(body.strip_prefix(magic)?);
+    input.tag(magic)?;
     let head = [input.u64()?, input.u64()?, input.u64()?, input.u64()?];
     let mut spans = SourceSpans::new();
-    for _ in 0..input.count()? {
+    for _ in 0..count(&mut input)? {
         let (kind, id, frames) = (input.u8()?, input.u32()?, input.u64()?);
         SourceKind::from_byte(kind)?;
-        let sequences = input.runs()?;
+        let sequences = runs(&mut input)?;
         spans.insert((kind, id), SourceSpan { frames, sequences });
     }
     let more = more(&mut input)?;
-    input.0.is_empty().then_some((head, spans, more))
+    input.is_empty().then_some((head, spans, more))
+}
+
+/// A count of entries, refused past [`MOST_ENTRIES`] so that damage cannot ask for the memory
+/// of billions.
+fn count(input: &mut Input) -> Option<u32> {
+    input.u32().filter(|&n| n <= MOST_ENTRIES)
+}
+
+/// What [`encode_runs`] wrote: a count, then that many runs of sequences (`first <= last`).
+fn runs(input: &mut Input) -> Option<SequenceSet> {
+    let mut sequences = SequenceSet::default();
+    for _ in 0..count(input)? {
+        let (first, last) = (input.u64()?, input.u64()?);
+        if first > last {
+            return None;
+        }
+        sequences.insert_run(first, last);
+    }
+    Some(sequences)
 }
 
 /// Reads an index file's bytes; `None` when they are not a whole, valid index. An earlier build's
@@ -488,7 +509,7 @@ fn decode_of(bytes: &[u8], magic: &[u8; 8]) -> Option<SegmentIndex> {
 /// An index's time blocks, in the order of their offsets.
 fn decode_times(input: &mut Input) -> Option<Vec<TimeBlock>> {
     let mut times = Vec::new();
-    for _ in 0..input.count()? {
+    for _ in 0..count(input)? {
         let (offset, oldest, newest) = (input.u64()?, input.u64()?, input.u64()?);
         let sources = input.u64()?;
         let after = times.last().is_none_or(|b: &TimeBlock| offset > b.offset);
@@ -508,12 +529,12 @@ fn decode_times(input: &mut Input) -> Option<Vec<TimeBlock>> {
 /// An index's stations' entries.
 fn decode_stations(input: &mut Input) -> Option<StationSpans> {
     let mut stations = StationSpans::new();
-    for _ in 0..input.count()? {
+    for _ in 0..count(input)? {
         let (kind, id) = (input.u8()?, input.u32()?);
         SourceKind::from_byte(kind)?;
         let len = usize::from(input.u8()?);
         let name = std::str::from_utf8(input.bytes(len)?).ok()?.to_owned();
-        let sequences = input.runs()?;
+        let sequences = runs(input)?;
         stations
             .entry((kind, id))
             .or_default()
@@ -525,7 +546,7 @@ fn decode_stations(input: &mut Input) -> Option<StationSpans> {
 /// An index's CLOCK records.
 fn decode_clock(input: &mut Input) -> Option<Vec<(u64, ClockEvent)>> {
     let mut clock = Vec::new();
-    for _ in 0..input.count()? {
+    for _ in 0..count(input)? {
         let (offset, kind) = (input.u64()?, ClockEventKind::from_byte(input.u8()?)?);
         let (archive_ns, wall_ns, jump) = (input.u64()?, input.u64()?, input.u64()?);
         let event = ClockEvent {
@@ -573,54 +594,6 @@ impl SpanCache {
     /// Forgets segment `segment` of `dir`, deleted.
     pub(crate) fn forget(&self, dir: &Path, segment: u64) {
         self.spans().remove(&(dir.to_path_buf(), segment));
-    }
-}
-
-/// The bytes of a small file of the archive's not yet decoded: big-endian integers, and counts
-/// bounded so that damage cannot ask for the memory of billions.
-pub(crate) struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    /// A count, then that many runs of sequences (`first`, `last`, `first <= last`).
-    fn runs(&mut self) -> Option<SequenceSet> {
-        let mut sequences = SequenceSet::default();
-        for _ in 0..self.count()? {
-            let (first, last) = (self.u64()?, self.u64()?);
-            if first > last {
-                return None;
-            }
-            sequences.insert_run(first, last);
-        }
-        Some(sequences)
-    }
-
-    fn bytes(&mut self, n: usize) -> Option<&[u8]> {
-        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take::<1>().map(|[byte]| byte)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_be_bytes)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.take().map(u64::from_be_bytes)
-    }
-
-    /// A count of entries, refused past [`MOST_ENTRIES`].
-    fn count(&mut self) -> Option<u32> {
-        self.u32().filter(|&n| n <= MOST_ENTRIES)
     }
 }
 

@@ -46,10 +46,13 @@
 //! listed (`names`, `layout`), the records and their codec (`record`, `decode`), whole-file
 //! scans, repair of a torn tail and ranged reads (`scan`), a sealed segment's [`index`] and the
 //! [`retention_file`] (`RETENTION`). Every other room of the archive reads and writes through it.
+//! Every decoder here reads bytes one way, through `input`'s checked cursor, so that short or
+//! damaged bytes are an error and never a panic.
 
 mod decode;
 mod error;
 pub mod index;
+mod input;
 mod layout;
 mod names;
 mod record;

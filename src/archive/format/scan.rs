@@ -6,12 +6,13 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::domain::position::DurableEnd;
 
-use super::decode::{be_u32, body_len, decode_at, Bad};
+use super::decode::{body_len, decode_at, record_header, Bad};
 use super::error::ArchiveError;
+use super::input::Input;
 use super::names::list_segments;
 use super::record::*;
 
@@ -206,7 +207,8 @@ impl<R: Read> Window<'_, R> {
     /// [`ArchiveError::Version`] for a segment of another format version ([`other_version`]).
     fn magic(&mut self) -> Result<Result<u8, Scanned>, ArchiveError> {
         self.fill(MAGIC.len())?;
-        let magic = &self.bytes[..self.bytes.len().min(MAGIC.len())];
+        let held = &self.bytes[..];
+        let magic = Input::new(held).bytes(MAGIC.len()).unwrap_or(held);
         if let Some(refused) = other_version(self.path, magic) {
             return Err(refused);
         }
@@ -229,7 +231,8 @@ impl<R: Read> Window<'_, R> {
                 return Ok(Err(Scanned::unreadable(file_len, false, reason)));
             }
         };
-        self.bytes.advance(MAGIC.len());
+        // A readable magic is whole.
+        drop(self.bytes.split_to(MAGIC.len()));
         self.offset = MAGIC.len() as u64;
         Ok(Ok(version))
     }
@@ -248,13 +251,11 @@ impl<R: Read> Window<'_, R> {
         // The record alone (or, when its length cannot be right, what the window holds), so that
         // decoding it sees where it ends.
         let mut take = self.bytes.len();
-        if take >= RECORD_HEADER_LEN {
-            let len = be_u32(&self.bytes, 0);
-            if (1..=MAX_BODY_LEN).contains(&len) {
-                let record_len = RECORD_HEADER_LEN + len as usize;
-                self.fill(record_len)?;
-                take = record_len.min(self.bytes.len());
-            }
+        let header = record_header(&mut Input::new(&self.bytes));
+        if let Some(len) = header.and_then(|(len, _)| body_len(len).ok()) {
+            let record_len = RECORD_HEADER_LEN + len;
+            self.fill(record_len)?;
+            take = record_len.min(self.bytes.len());
         }
         let record = self.bytes.split_to(take).freeze();
         match decode_at(&record, 0, version, out) {
@@ -481,8 +482,8 @@ pub fn read_records(
         .map_err(ArchiveError::io(path, "read"))?;
     // The first record whole, even when it is larger than the budget, once its length is one a
     // record can have: `from` may come from a follower, and point into a payload.
-    if buf.len() >= RECORD_HEADER_LEN {
-        let len = body_len(&buf, 0).map_err(|bad| invalid(from, bad.into_reason()))?;
+    if let Some((len, _)) = record_header(&mut Input::new(&buf)) {
+        let len = body_len(len).map_err(|bad| invalid(from, bad.into_reason()))?;
         let first = RECORD_HEADER_LEN + len;
         if first > buf.len() && first <= span {
             let read = buf.len();
@@ -493,9 +494,10 @@ pub fn read_records(
     }
     let data = Bytes::from(buf);
     let (mut entries, mut pos) = (Vec::new(), 0);
-    while data.len() - pos >= RECORD_HEADER_LEN {
-        let record = RECORD_HEADER_LEN + be_u32(&data, pos) as usize;
-        if record > data.len() - pos {
+    loop {
+        let mut record = Input::new(data.get(pos..).unwrap_or_default());
+        let header = record_header(&mut record);
+        if header.is_none_or(|(len, _)| len as usize > record.len()) {
             break;
         }
         match decode_at(&data, pos, version, &mut entries) {
@@ -544,9 +546,11 @@ pub(crate) fn next_record(
 
 /// The format version a segment magic names (`TLMSEG` and two digits).
 fn magic_version(magic: &[u8]) -> Option<u8> {
-    let digits = magic.strip_prefix(MAGIC_STEM)?;
-    (digits.len() == 2 && digits.iter().all(u8::is_ascii_digit))
-        .then(|| (digits[0] - b'0') * 10 + (digits[1] - b'0'))
+    let mut input = Input::new(magic);
+    input.tag(MAGIC_STEM)?;
+    let [tens, ones] = input.take()?;
+    (input.is_empty() && tens.is_ascii_digit() && ones.is_ascii_digit())
+        .then(|| (tens - b'0') * 10 + (ones - b'0'))
 }
 
 /// The format version `magic` names, when this build reads it.
