@@ -11,8 +11,9 @@
 //! the offset reads this replaced; with it, no slower.
 
 /// Bytes not read yet. Each read takes from the front, or takes nothing and returns `None` when
-/// fewer bytes are left than it asks for.
-#[derive(Debug, Clone, Copy)]
+/// fewer bytes are left than it asks for. Not `Copy`: a copy would read on while the original
+/// stayed where it was.
+#[derive(Debug)]
 pub(super) struct Input<'a>(&'a [u8]);
 
 impl<'a> Input<'a> {
