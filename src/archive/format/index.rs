@@ -63,13 +63,13 @@ pub struct TimeBlock {
 /// and id, so that a reader of a few sources passes over blocks that hold none of them. A
 /// block of many sources has most bits set and is read; one of a source or two, as a busy
 /// source's batches make them, is passed over unless a bit matches.
-pub fn source_bit((kind, id): (u8, u32)) -> u64 {
+pub(crate) fn source_bit((kind, id): (u8, u32)) -> u64 {
     let key = u64::from(kind) << 32 | u64::from(id);
     1 << (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
 }
 
 /// The mask of `sources`' bits; every bit when there are none (a reader of every source).
-pub fn sources_mask(sources: &[SourceKey]) -> u64 {
+pub(crate) fn sources_mask(sources: &[SourceKey]) -> u64 {
     match sources {
         [] => u64::MAX,
         sources => sources.iter().fold(0, |mask, &(kind, id)| {
@@ -87,11 +87,11 @@ pub struct SourceSpan {
 }
 
 /// Each source's span, by (kind byte, id).
-pub type SourceSpans = BTreeMap<(u8, u32), SourceSpan>;
+pub(crate) type SourceSpans = BTreeMap<(u8, u32), SourceSpan>;
 
 /// The sequences each ground station delivered of a link's source, by (kind byte, id) and the
 /// station's name: which station's copy of each packet was stored.
-pub type StationSpans = BTreeMap<(u8, u32), BTreeMap<String, SequenceSet>>;
+pub(crate) type StationSpans = BTreeMap<(u8, u32), BTreeMap<String, SequenceSet>>;
 
 /// What a segment holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,7 +115,7 @@ pub struct SegmentIndex {
 /// A segment a shard's disk thread has sealed: durable, trimmed, its index written, and the
 /// segment after it named, so that recovery no longer needs it. What retention may delete.
 #[derive(Debug)]
-pub struct SealedSegment {
+pub(crate) struct SealedSegment {
     pub shard: usize,
     pub segment: u64,
     pub contents: SegmentIndex,

@@ -226,7 +226,7 @@ pub fn encode_frame(
 
 /// What the frames of one FRAMES record share.
 #[derive(Debug, Clone, Copy)]
-pub struct FramesHead {
+pub(crate) struct FramesHead {
     pub kind: SourceKind,
     pub priority: Priority,
     pub source_id: u32,
@@ -257,7 +257,7 @@ pub fn encode_frames<'a>(
 
 /// As [`encode_frames`], a link's frames delivered by `delivery`, each with its reception, as
 /// RECEIVED FRAMES records (type 6).
-pub fn encode_received_frames<'a>(
+pub(crate) fn encode_received_frames<'a>(
     out: &mut Vec<u8>,
     head: FramesHead,
     delivery: &Delivery,
@@ -365,7 +365,7 @@ pub fn encode_stored(out: &mut Vec<u8>, kind: SourceKind, source_id: u32, first:
 }
 
 /// Appends a CLOCK record (type 7) for `event` to `out`.
-pub fn encode_clock(out: &mut Vec<u8>, event: &ClockEvent) {
+pub(crate) fn encode_clock(out: &mut Vec<u8>, event: &ClockEvent) {
     encode_record(out, |b| {
         b.push(TYPE_CLOCK);
         b.push(event.kind.to_byte());

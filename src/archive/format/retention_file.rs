@@ -31,7 +31,7 @@ use crate::domain::frame::{SourceKey, SourceKind};
 
 const MAGIC: &[u8; 8] = b"TLMRET01";
 /// The state file's name in a shard's directory.
-pub const STATE_FILE: &str = "RETENTION";
+pub(crate) const STATE_FILE: &str = "RETENTION";
 
 /// A source's deleted sequences are kept as at most this many runs: past it the two oldest runs
 /// merge, taking in the sequences between them. The holes near the top are frames still retained
@@ -42,7 +42,7 @@ const MOST_RUNS: usize = 1024;
 
 /// What retention deleted of one source, in one shard: its frames (counted, not read from the
 /// sequences, which merging widens) and their sequences.
-pub type Pruned = SourceSpan;
+pub(crate) type Pruned = SourceSpan;
 
 /// One shard's retention state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

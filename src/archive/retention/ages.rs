@@ -52,7 +52,7 @@ impl ShardStart {
 
 /// How a check ages segments: the start of the run, and what the grace has let it trust.
 #[derive(Debug)]
-pub struct Ages {
+pub(crate) struct Ages {
     clock: ArchiveClock,
     shards: HashMap<usize, ShardStart>,
     grace: Duration,

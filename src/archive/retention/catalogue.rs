@@ -21,7 +21,7 @@ use crate::archive::format::{self, ArchiveError};
 
 /// A sealed segment retention may delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SealedEntry {
+pub(crate) struct SealedEntry {
     pub segment: u64,
     /// The segment's and its index file's bytes on disk.
     pub bytes: u64,
@@ -32,7 +32,7 @@ pub struct SealedEntry {
 
 /// One shard directory.
 #[derive(Debug)]
-pub struct ShardFiles {
+pub(crate) struct ShardFiles {
     pub shard: usize,
     pub dir: PathBuf,
     pub state: ShardState,
@@ -44,7 +44,7 @@ pub struct ShardFiles {
 
 /// Every shard directory of one archive.
 #[derive(Debug)]
-pub struct Catalogue {
+pub(crate) struct Catalogue {
     pub root: PathBuf,
     pub shards: Vec<ShardFiles>,
     /// The spans of the indexes it reads: the daemon's, shared with its readers.
@@ -52,7 +52,7 @@ pub struct Catalogue {
 }
 
 /// The blocks a file holds on disk, in bytes.
-pub fn allocated(metadata: &fs::Metadata) -> u64 {
+pub(crate) fn allocated(metadata: &fs::Metadata) -> u64 {
     metadata.blocks().saturating_mul(512)
 }
 
@@ -255,7 +255,7 @@ impl SealedEntry {
 }
 
 /// Free bytes for an unprivileged writer on the file system of `dir`, and its size.
-pub fn free_space(dir: &Path) -> Result<(u64, u64), ArchiveError> {
+pub(crate) fn free_space(dir: &Path) -> Result<(u64, u64), ArchiveError> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))
