@@ -1,7 +1,7 @@
 //! The segment writer's tests: what it writes, syncs, rolls over and recovers.
 
 use super::*;
-use crate::archive::format::Entry;
+use crate::archive::format::{Entry, MAGIC};
 use crate::config::{ArchiveKind, SyncMode};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::ledger::{Ledger, Run};
