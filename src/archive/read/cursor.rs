@@ -17,10 +17,11 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::error::ReadError;
+use super::error::{DamagedRange, ReadError};
 use super::filter::FrameFilter;
 use super::gap::Passed;
 use super::run::{ArchivedFrame, FrameRun};
+use super::segment::{Piece, SegmentFile};
 use super::start::Start;
 use crate::archive::format::{self, ArchiveError, Entry, Records, MAGIC};
 use crate::domain::position::DurableEnd;
@@ -47,6 +48,8 @@ pub(crate) struct Chunk {
     pub cursor: Cursor,
     /// How many frames it passed of each source the filter wants, both priorities: with `track`.
     pub passed: Passed,
+    /// The damaged bytes it passed over instead of reading frames: with `pass_damage`.
+    pub damaged: Option<DamagedRange>,
 }
 
 impl Cursor {
@@ -177,59 +180,89 @@ fn segment_limit(
     Ok(len)
 }
 
-/// Reads the next chunk of shard `shard` (in `dir`) after `cursor`, no further than `end` nor
-/// than offset `stop` of its segment: the frames `filter` wants, each with its position. At the
-/// end of a complete segment the chunk is empty and its cursor is the next segment's start.
-/// With `track`, it counts the frames it passed ([`Chunk::passed`]); with `uncache`, what it read
-/// of a sealed segment leaves the page cache.
-pub(crate) fn read(
-    dir: &Path,
-    (shard, cursor, end): (usize, Cursor, DurableEnd),
-    (filter, stop): (&FrameFilter, Option<u64>),
-    (track, uncache): (bool, bool),
-) -> Result<Chunk, ReadError> {
+/// What one read of a shard asks: where, how far, which frames, and how.
+#[derive(Debug)]
+pub(crate) struct ChunkRead<'a> {
+    pub shard: usize,
+    /// Where it reads from.
+    pub cursor: Cursor,
+    /// The shard's durable end, which it never passes.
+    pub end: DurableEnd,
+    /// No further than this offset of the cursor's segment: the end of a window's part.
+    pub stop: Option<u64>,
+    pub filter: &'a FrameFilter,
+    /// Counts the frames it passes ([`Chunk::passed`]).
+    pub track: bool,
+    /// What it reads of a sealed segment leaves the page cache.
+    pub uncache: bool,
+    /// A damaged record at the cursor is passed over ([`Chunk::damaged`]) rather than an error.
+    pub pass_damage: bool,
+}
+
+/// Reads the next chunk of a shard (in `dir`) as `ask` asks: the frames its filter wants after
+/// its cursor, each with its position, no further than its end nor its stop. At the end of a
+/// complete segment the chunk is empty and its cursor is the next segment's start; past a
+/// damaged record, it is empty and its cursor the next record that decodes.
+pub(crate) fn read(dir: &Path, ask: &ChunkRead) -> Result<Chunk, ReadError> {
+    let (shard, cursor, end) = (ask.shard, ask.cursor, ask.end);
     let empty = |cursor| Chunk {
         runs: Vec::new(),
         cursor,
         passed: Passed::new(),
+        damaged: None,
     };
     if cursor.has_reached(end) {
         return Ok(empty(cursor));
     }
     let (file, path) = open_to_read(dir, shard, cursor.segment)?;
-    if filter.has_window() {
+    if ask.filter.has_window() {
         read_only_what_is_asked(&file);
     }
     let limit = segment_limit(&file, &path, cursor.segment, end)?;
     if cursor.offset >= limit {
         return Ok(empty(next_segment(dir, shard, cursor.segment)?));
     }
-    let to = stop.map_or(limit, |stop| stop.min(limit));
-    let records = format::read_records(&file, &path, cursor.offset, to, READ_BUDGET).map_err(
-        |err| match err {
-            ArchiveError::Damaged { .. } => ReadError::Damaged(err),
-            err => ReadError::Unreadable(err),
-        },
-    )?;
+    let to = ask.stop.map_or(limit, |stop| stop.min(limit));
+    let segment = SegmentFile::new(shard, cursor.segment, file, path);
+    let past_damage = ask.pass_damage.then_some(limit);
+    let read = segment.read(cursor.offset, to, READ_BUDGET, past_damage);
+    let records = match read.map_err(|err| match err {
+        ArchiveError::Damaged { .. } => ReadError::Damaged(err),
+        err => ReadError::Unreadable(err),
+    })? {
+        Piece::Records(records) => records,
+        Piece::Damaged(range) => {
+            let resumed = Cursor {
+                offset: range.bytes.end,
+                first_index: 0,
+                ..cursor
+            };
+            return Ok(Chunk {
+                damaged: Some(range),
+                ..empty(resumed)
+            });
+        }
+    };
+    if ask.uncache && cursor.segment < end.segment {
+        drop_cached(segment.file(), cursor.offset, records.next);
+    }
     let next = Cursor {
         segment: cursor.segment,
         offset: records.next,
         first_index: 0,
     };
-    if uncache && cursor.segment < end.segment {
-        drop_cached(&file, cursor.offset, records.next);
-    }
     let mut passed = Passed::new();
     let runs = runs_of(
         records,
         (shard, cursor),
-        filter,
-        track.then_some(&mut passed),
+        ask.filter,
+        ask.track.then_some(&mut passed),
     );
     Ok(Chunk {
         runs,
         cursor: next,
         passed,
+        damaged: None,
     })
 }
 
@@ -261,28 +294,6 @@ fn drop_cached(file: &File, from: u64, to: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, from, to);
-}
-
-/// Where reading shard `shard` (in `dir`) goes on after the damaged record at `cursor`: the next
-/// valid record before the segment's limit (`end` in the durable end's segment), or that limit.
-/// Blocking.
-pub(crate) fn past_damage(
-    dir: &Path,
-    (shard, cursor, end): (usize, Cursor, DurableEnd),
-) -> Result<Cursor, ReadError> {
-    let Some((file, path)) = open_segment(dir, cursor.segment)? else {
-        return Err(ReadError::SegmentDeleted {
-            shard,
-            segment: cursor.segment,
-        });
-    };
-    let limit = segment_limit(&file, &path, cursor.segment, end)?;
-    let next = format::next_record(&file, &path, cursor.offset, limit)?;
-    Ok(Cursor {
-        segment: cursor.segment,
-        offset: next.unwrap_or(limit),
-        first_index: 0,
-    })
 }
 
 /// The frames of `records` that `filter` wants, a run per record, each frame with its position;

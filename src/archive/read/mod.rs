@@ -3,6 +3,9 @@
 //! end (`ShardCursors`), the runs of frames it hands back ([`FrameRun`]), why it cannot go on
 //! ([`ReadError`]) or what it skipped when it goes on past deleted segments ([`OnGap`],
 //! [`Skipped`]), and where readers run (`spawn_low_priority`, `LowPriorityRuntime`, `ReaderTasks`).
+//! Below the cursors, one segment as any reader reads it (`segment.rs`: what of a sealed one a
+//! window needs, by its index, and a read that passes over damaged records), which completeness
+//! (`crate::archive::query`) drives too.
 //!
 //! Why beside the writer and not in one of its readers: the follow server, the TM outputs and the
 //! NATS sink all read the same files in the same way, and only the archive knows its format, its
@@ -24,6 +27,7 @@ mod error;
 mod filter;
 mod gap;
 mod run;
+mod segment;
 mod shards;
 mod start;
 mod stopped;
@@ -34,6 +38,7 @@ pub use error::{DamagedRange, ReadError};
 pub use filter::FrameFilter;
 pub use gap::{OnGap, Skipped};
 pub use run::{ArchivedFrame, FrameRun};
+pub(crate) use segment::{Piece, SegmentFile, Wanted};
 pub use shards::DurableEnds;
 pub(crate) use shards::ShardCursors;
 pub use start::{Start, StartError};

@@ -26,7 +26,7 @@ use super::run::FrameRun;
 use super::start::Start;
 use super::window::{self, Earliest, Window};
 use crate::archive::format::index::SpanCache;
-use crate::archive::format::{self, ArchiveError, Damage};
+use crate::archive::format::{self, ArchiveError};
 use crate::domain::position::DurableEnd;
 use crate::stats::Stats;
 
@@ -205,6 +205,10 @@ impl ShardCursors {
                 });
                 shard.window = window;
                 shard.cursor = chunk.cursor;
+                if let Some(range) = chunk.damaged {
+                    tracing::warn!(%range, "archive reader: damaged records passed over");
+                    self.damage.get_or_insert_with(Vec::new).push(range);
+                }
                 Ok(chunk.runs)
             }
             (Err(ReadError::SegmentDeleted { segment, .. }), Some(mut gap)) => {
@@ -220,29 +224,6 @@ impl ShardCursors {
                 shard.cursor = Cursor::segment_start(skipped.resumed);
                 shard.gap = Some(gap);
                 self.skipped.push(skipped);
-                Ok(Vec::new())
-            }
-            (Err(ReadError::Damaged(err)), gap) if self.damage.is_some() => {
-                shard.gap = gap;
-                shard.window = Window::of(&filter);
-                let (dir, cursor) = (shard.dir.clone(), shard.cursor);
-                let found = tokio::task::spawn_blocking(move || {
-                    cursor::past_damage(&dir, (index, cursor, end))
-                })
-                .await;
-                let resumed = joined(found)?;
-                let range = DamagedRange {
-                    shard: index,
-                    segment: cursor.segment,
-                    bytes: Damage {
-                        start: cursor.offset,
-                        end: resumed.offset,
-                        reason: err.to_string(),
-                    },
-                };
-                tracing::warn!(%range, "archive reader: damaged records passed over");
-                shard.cursor = resumed;
-                self.damage.get_or_insert_with(Vec::new).push(range);
                 Ok(Vec::new())
             }
             (Err(err), gap) => {
@@ -264,18 +245,31 @@ impl ShardCursors {
         let (dir, index, from) = (shard.dir.clone(), shard.index, shard.cursor);
         let (track, uncache) = (shard.gap.is_some(), self.uncache);
         let (wanted, mut window) = (Arc::clone(&self.filter), shard.window.take());
-        let spans = self.spans.clone();
+        let (spans, pass_damage) = (self.spans.clone(), self.damage.is_some());
         let chunk = tokio::task::spawn_blocking(move || {
-            let (from, stop) = match &mut window {
+            let (at, stop) = match &mut window {
                 Some(window) => window.plan(&dir, from, end, &spans)?,
                 None => (from, None),
             };
-            let chunk = cursor::read(&dir, (index, from, end), (&wanted, stop), (track, uncache));
-            chunk.map(|chunk| (chunk, window))
+            let ask = cursor::ChunkRead {
+                shard: index,
+                cursor: at,
+                end,
+                stop,
+                filter: &wanted,
+                track,
+                uncache,
+                pass_damage,
+            };
+            cursor::read(&dir, &ask).map(|chunk| (chunk, window))
         })
         .await;
         let chunk = joined(chunk);
-        if let (Err(ReadError::Damaged(_)), Some(stats)) = (&chunk, &self.damage_count) {
+        let damaged = match &chunk {
+            Ok((chunk, _)) => chunk.damaged.is_some(),
+            Err(err) => matches!(err, ReadError::Damaged(_)),
+        };
+        if let (true, Some(stats)) = (damaged, &self.damage_count) {
             stats.archive_damage_found(1);
         }
         chunk

@@ -24,8 +24,9 @@ use std::time::Duration;
 use super::cursor::Cursor;
 use super::error::ReadError;
 use super::filter::FrameFilter;
+use super::segment::Wanted;
 use crate::archive::format;
-use crate::archive::format::index::{self, SegmentIndex, SpanCache};
+use crate::archive::format::index::{SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::ShardState;
 use crate::domain::clock::ArchiveClock;
 use crate::domain::position::DurableEnd;
@@ -40,10 +41,9 @@ type SegmentRanges = (u64, Vec<(u64, u64)>);
 /// A reader's window in one shard.
 #[derive(Debug)]
 pub(super) struct Window {
-    since: u64,
+    /// What it asks of the sealed segments' indexes.
+    wanted: Wanted,
     until: Option<u64>,
-    /// The bits of the sources it reads ([`index::sources_mask`]).
-    sources: u64,
     /// The ranges of the window in the sealed segment read last.
     ranges: Option<SegmentRanges>,
     /// No frame of the window can come any more in this shard.
@@ -57,9 +57,8 @@ impl Window {
     /// The window of `filter`, if it has one.
     pub(super) fn of(filter: &FrameFilter) -> Option<Window> {
         filter.has_window().then(|| Window {
-            since: filter.since.unwrap_or(0),
+            wanted: Wanted::of(filter),
             until: filter.until,
-            sources: index::sources_mask(&filter.sources),
             ranges: None,
             done: false,
             cut_short: false,
@@ -88,13 +87,11 @@ impl Window {
                 let Ok(len) = std::fs::metadata(&path).map(|meta| meta.len()) else {
                     return Ok((cursor, None));
                 };
-                let to = self.until.unwrap_or(u64::MAX);
-                let meets = |(oldest, newest)| newest >= self.since && oldest <= to;
+                let wanted = &self.wanted;
                 let ranges = match spans.known(dir, cursor.segment, len) {
                     // A segment of other times: passed over without its index.
-                    Some(span) if !span.is_some_and(meets) => Vec::new(),
-                    _ => SegmentIndex::read_or_rebuild(dir, cursor.segment, &path, spans)?
-                        .ranges_between(self.since, to, self.sources),
+                    Some(span) if !span.is_some_and(|span| wanted.meets(span)) => Vec::new(),
+                    _ => wanted.sealed(dir, cursor.segment, &path, spans)?.ranges,
                 };
                 self.ranges = Some((cursor.segment, ranges));
             }
@@ -521,6 +518,47 @@ mod tests {
         assert_eq!(frames, scanned(&root, &window(oldest - 1)));
         let (_, _, earliest) = followed(&root, &ends, &window(oldest)).await;
         assert_eq!(earliest, [], "nothing of the window was deleted");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A damaged record where a window's part starts, in a sealed segment: a reader of the window
+    /// and the window's completeness name the same damaged bytes, in the segment that holds them.
+    #[tokio::test]
+    async fn a_window_reader_and_completeness_name_the_same_damage() {
+        let (root, ends) = archive("damage");
+        let dir = format::shard_dir(&root, 0);
+        let path = dir.join(format::segment_name(2));
+        let spans = SpanCache::default();
+        let index = SegmentIndex::read_or_rebuild(&dir, 2, &path, &spans).unwrap();
+        // A window whose first part in the segment starts after its first block.
+        let (filter, start) = (index.times.iter().rev())
+            .find_map(|block| {
+                let filter = FrameFilter {
+                    since: Some(block.newest),
+                    until: Some(block.newest),
+                    ..FrameFilter::default()
+                };
+                let ranges = index.ranges_between(block.newest, block.newest, u64::MAX);
+                let start = ranges.first()?.0;
+                (start > format::MAGIC.len() as u64).then_some((filter, start))
+            })
+            .expect("a part that starts after the first block");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[start as usize + 8 + 23] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let durable = durable_ends(&ends);
+        let reading = (Arc::new(filter.clone()), OnGap::End);
+        let cursors = ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await;
+        let mut cursors = cursors.unwrap().passing_damage();
+        while cursors.next_runs().await.unwrap().is_some() {}
+        let read = cursors.take_damaged();
+        assert_eq!(read.len(), 1, "{read:?}");
+        assert_eq!(
+            (read[0].shard, read[0].segment, read[0].bytes.start),
+            (0, 2, start)
+        );
+        let answer = completeness::completeness(&root, &durable, &filter, None).unwrap();
+        assert_eq!(answer.damaged, read);
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -2,19 +2,24 @@
 //! inside the window from its index, the blocks the window's ends cut through and the newest
 //! segment read, damaged records passed over, and the segments missing from the shard's numbering
 //! that retention did not delete named.
+//!
+//! What to read of a segment and how damage is passed over are the read side's
+//! (`crate::archive::read`'s [`Wanted::sealed`] and [`SegmentFile::read`], which the cursors use
+//! too); what is here is the accounting: which sources' sequences the window holds, which lie
+//! beside it, the CLOCK records, the holes in a shard's numbering and retention's deletions.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
 use super::answer::{ClockRecord, Completeness};
 use super::gathered::{Around, Gathered};
 use super::timeline::Timeline;
-use crate::archive::format::index::{self, SegmentIndex, SpanCache};
+use crate::archive::format::index::{SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::ShardState;
-use crate::archive::format::{self, ArchiveError, Damage, Entry};
+use crate::archive::format::{self, ArchiveError, Entry};
 use crate::archive::read::{self, DamagedRange, DurableEnds, FrameFilter};
+use crate::archive::read::{Piece, SegmentFile, Wanted};
 use crate::domain::clock::ClockEvent;
 use crate::domain::frame::SourceKind;
 use crate::domain::position::DurableEnd;
@@ -37,7 +42,7 @@ pub fn completeness(
     filter: &FrameFilter,
     timeline: Option<&Timeline>,
 ) -> Result<Completeness, ArchiveError> {
-    let mut found = Found::default();
+    let (mut found, wanted) = (Found::default(), Wanted::of(filter));
     for (shard, dir) in format::list_shards(root)? {
         let Some(end) = ends
             .iter()
@@ -51,6 +56,7 @@ pub fn completeness(
             dir: &dir,
             end,
             filter,
+            wanted: &wanted,
             timeline,
             spans: ends.spans(),
         };
@@ -117,6 +123,8 @@ pub(super) struct Reading<'a> {
     pub(super) dir: &'a Path,
     pub(super) end: DurableEnd,
     pub(super) filter: &'a FrameFilter,
+    /// What the filter asks of the sealed segments' indexes.
+    pub(super) wanted: &'a Wanted,
     pub(super) timeline: Option<&'a Timeline>,
     pub(super) spans: &'a SpanCache,
 }
@@ -211,49 +219,33 @@ impl Reading<'_> {
         path: &Path,
         found: &mut Found,
     ) -> Result<bool, ArchiveError> {
-        let window = self.filter.received();
         let ranges = match index < self.end.segment {
             true => {
-                let contents = SegmentIndex::read_or_rebuild(self.dir, index, path, self.spans)?;
-                let steps = contents.clock.iter().filter(|(_, e)| e.tells_of_a_step());
+                let sealed = self.wanted.sealed(self.dir, index, path, self.spans)?;
+                let steps = (sealed.contents.clock.iter()).filter(|(_, e)| e.tells_of_a_step());
                 let at = |&(offset, event)| self.clock_record(index, offset, event);
                 found.clock.extend(steps.map(at));
-                match contents.received {
-                    Some(span) if window.contains(&span.0) && window.contains(&span.1) => {
-                        self.add_indexed(&contents, span.0..=span.1, &mut found.held);
-                        return Ok(true);
-                    }
-                    _ => {
-                        let sources = index::sources_mask(&self.filter.sources);
-                        contents.ranges_between(*window.start(), *window.end(), sources)
-                    }
+                if let Some(received) = sealed.whole {
+                    self.add_indexed(&sealed.contents, received, &mut found.held);
+                    return Ok(true);
                 }
+                sealed.ranges
             }
             false => vec![(format::MAGIC.len() as u64, self.end.len)],
         };
-        let file = File::open(path).map_err(ArchiveError::io(path, "read"))?;
+        let segment = SegmentFile::open(self.shard, index, path)?;
         let (mut meets, mut elsewhere) = (false, Elsewhere::new());
         for (mut from, to) in ranges {
             while from < to {
-                match format::read_records(&file, path, from, to, 1 << 20) {
-                    Ok(records) => {
+                match segment.read(from, to, 1 << 20, Some(to))? {
+                    Piece::Records(records) => {
                         from = records.next;
                         meets |= self.add_frames(index, records.entries, found, &mut elsewhere);
                     }
-                    Err(err @ ArchiveError::Damaged { .. }) => {
-                        let next = format::next_record(&file, path, from, to)?.unwrap_or(to);
-                        found.damaged.push(DamagedRange {
-                            shard: self.shard,
-                            segment: index,
-                            bytes: Damage {
-                                start: from,
-                                end: next,
-                                reason: err.to_string(),
-                            },
-                        });
-                        from = next;
+                    Piece::Damaged(range) => {
+                        from = range.bytes.end;
+                        found.damaged.push(range);
                     }
-                    Err(err) => return Err(err),
                 }
             }
         }
