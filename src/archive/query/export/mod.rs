@@ -15,7 +15,7 @@ mod parquet;
 mod rows;
 mod sink;
 
-pub use self::parquet::{ParquetSink, COLUMNS, ROW_GROUP_PAYLOAD, ROW_GROUP_ROWS};
+pub use self::parquet::{ParquetSink, COLUMNS};
 pub use behind::WriteBehind;
 pub use rows::{Format, FormatError, Rows};
 pub use sink::{ExportSink, RowSink};

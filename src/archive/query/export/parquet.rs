@@ -72,11 +72,11 @@ use crate::archive::read::ArchivedFrame;
 use crate::protocol::ccsds::apid_of_packet;
 
 /// A row group holds at most this many rows (the `parquet` crate's default maximum).
-pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 1024 * 1024;
 
 /// A row group holds at most about this many bytes of payload: it is written once its frames'
 /// payloads reach this.
-pub const ROW_GROUP_PAYLOAD: usize = 64 * 1024 * 1024;
+pub(crate) const ROW_GROUP_PAYLOAD: usize = 64 * 1024 * 1024;
 
 /// Rows handed to a column writer at a time, so that the values of a column are never all in
 /// memory at once (the frames are).
