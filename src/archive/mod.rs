@@ -36,9 +36,11 @@
 //!   the deleting.
 //! - [`write`](mod@write): how a frame becomes durable: the consumer with its sync policy, the segment
 //!   writer and its disk thread, the emergency journal, recovery at a start.
-//! - [`read`]: how the files are read back, up to each shard's durable end: cursors, time
-//!   windows, shards merged, what a reader skipped.
-//! - [`query`]: questions asked of the whole archive through the read side: completeness, export.
+//! - [`read`]: how the files are read back, up to each shard's durable end: one segment's plan
+//!   for a window and its read past damage, cursors, time windows, shards merged, what a reader
+//!   skipped.
+//! - [`query`]: questions asked of the whole archive through the read side: completeness (by
+//!   read's segment plan and damage pass), export.
 //! - [`tools`]: the operators' `verify`, `inspect`, `repair`, `prune`, `export` and `upgrade` of
 //!   a stopped archive.
 //!
