@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use aggregator::archive::write::ArchiveSink;
 use aggregator::SourceKind;
 use base64::Engine as _;
+use common::process::Daemon;
 use common::{Archive, Client, TestDaemon, PATIENCE};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -120,20 +121,6 @@ async fn the_page_and_its_assets_are_served_with_their_types_uncached_and_self_c
 /// A child process killed (and reaped) when the test ends, however it ends.
 struct Running(Child);
 
-impl Running {
-    /// SIGTERM, then the exit, within [`PATIENCE`].
-    fn terminate(mut self) {
-        let pid = libc::pid_t::try_from(self.0.id()).unwrap();
-        // SAFETY: signalling our own child process by its pid.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + PATIENCE;
-        while self.0.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the daemon did not exit");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -141,8 +128,6 @@ impl Drop for Running {
     }
 }
 
-/// The daemon's config: its listeners at `ports` (uplink, replay, monitor; 0 for any), its archive
-/// in `dir`.
 /// How long Chromium may take to start and answer its first command. In full test runs on the
 /// two-core CI machine it once took more than [`PATIENCE`] while alive (the pipe stayed open).
 const CHROMIUM_START: Duration = Duration::from_secs(60);
@@ -150,8 +135,9 @@ const CHROMIUM_START: Duration = Duration::from_secs(60);
 /// The daemon's shards, each shown with its share.
 const SHARDS: usize = 2;
 
-fn write_config(dir: &Path, [uplink, replay, monitor]: [u16; 3]) -> PathBuf {
-    let config = dir.join("aggregator.toml");
+/// The daemon as a child process with its archive in `dir` and its listeners at `ports`
+/// (uplink, replay, monitor; 0 for any), once it listens.
+fn start_daemon(dir: &Path, [uplink, replay, monitor]: [u16; 3]) -> Daemon {
     let text = format!(
         "[uplink]\nlisten = \"127.0.0.1:{uplink}\"\n\
          [replay]\nlisten = \"127.0.0.1:{replay}\"\n\
@@ -160,54 +146,7 @@ fn write_config(dir: &Path, [uplink, replay, monitor]: [u16; 3]) -> PathBuf {
          [runtime]\nshards = {SHARDS}\n",
         dir.join("archive").display()
     );
-    std::fs::write(&config, text).unwrap();
-    config
-}
-
-/// The daemon as a child process on `config`, once it listens, with the ports it listens on
-/// (uplink, replay, monitor), read from its log line that says so.
-fn start_daemon(config: &Path) -> (Running, [u16; 3]) {
-    let mut child = Command::new(AGGREGATOR)
-        .arg("--config")
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the aggregator");
-    let stderr = child.stderr.take().unwrap();
-    let daemon = Running(child);
-    // Read standard error to its end, so the daemon never blocks on a full pipe.
-    let (tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + PATIENCE;
-    let mut log = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines.recv_timeout(left).unwrap_or_else(|err| {
-            panic!(
-                "the daemon did not say it listens ({err}); its log:\n{}",
-                log.join("\n")
-            )
-        });
-        if line.contains("aggregator listening") {
-            let port = |key: &str| -> u16 {
-                line.split_whitespace()
-                    .find_map(|field| field.strip_prefix(&format!("{key}=")))
-                    .and_then(|addr| addr.parse::<SocketAddr>().ok())
-                    .unwrap_or_else(|| panic!("no {key} address in {line}"))
-                    .port()
-            };
-            return (daemon, [port("uplink"), port("replay"), port("monitor")]);
-        }
-        log.push(line);
-    }
+    Daemon::start_in(dir, &text)
 }
 
 /// What the page shows, read through its DOM.
@@ -529,7 +468,8 @@ fn require_chromium() {
 fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart() {
     require_chromium();
     let dir = common::TempDir::new("dashboard");
-    let (daemon, ports) = start_daemon(&write_config(&dir.0, [0; 3]));
+    let mut daemon = start_daemon(&dir.0, [0; 3]);
+    let ports = [daemon.uplink, daemon.replay, daemon.monitor].map(|addr| addr.port());
     let [uplink, replay, monitor] = ports;
     // Long enough to outlast the test (killed when it ends); its sources reconnect after the
     // restart.
@@ -608,10 +548,11 @@ fn chromium_shows_sources_emergencies_and_health_and_reconnects_after_a_restart(
     browser.wait_for("the rows by id, largest first", |v| v.rows == by_id);
 
     // The daemon restarts: the page says so, then shows the new one, with no reload.
-    daemon.terminate();
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit(PATIENCE);
     let down = browser.wait_for("the daemon unreachable", |v| v.health == "unreachable");
     // On the same ports, where the page and the sources left it.
-    let _daemon = start_daemon(&write_config(&dir.0, ports));
+    let _daemon = start_daemon(&dir.0, ports);
     browser.wait_for("every source and a live feed again", |v| {
         v.shows_every_source(&expected)
             && v.health == "ready"
