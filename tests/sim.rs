@@ -4,12 +4,12 @@
 //! observable (a log line, a process exit) with a deadline, never a sleep.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,31 +19,12 @@ use bytes::BytesMut;
 
 mod common;
 
+use common::process::Daemon;
 use common::{free_port, hello_bytes, Client, Tmpfs};
 
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_aggregator");
 const SIM: &str = env!("CARGO_BIN_EXE_uplink-sim");
 const DEADLINE: Duration = Duration::from_secs(30);
-/// Marks the end of the daemon's standard error in the collected log.
-const STDERR_CLOSED: &str = "<standard error closed>";
-
-/// Removes the terminal colour codes of the daemon's text logs.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// The value of `key=` in a `key=value ...` line.
 fn field(line: &str, key: &str) -> Option<String> {
@@ -63,6 +44,8 @@ fn number(line: &str, key: &str) -> u64 {
 struct Setup {
     uplink: u16,
     replay: u16,
+    /// Holds the config, `aggregator.toml`.
+    dir: PathBuf,
     config: PathBuf,
     /// The daemon's archive: shared by a restarted daemon, never by two tests.
     archive: PathBuf,
@@ -83,7 +66,9 @@ impl Setup {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let config = std::env::temp_dir().join(format!("{name}.toml"));
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).expect("create the config's directory");
+        let config = dir.join("aggregator.toml");
         let archive =
             archive.unwrap_or_else(|| std::env::temp_dir().join(format!("{name}-archive")));
         let text = format!(
@@ -99,13 +84,16 @@ impl Setup {
         Setup {
             uplink,
             replay,
+            dir,
             config,
             archive,
         }
     }
 
+    /// The daemon on this config, once it listens, its pipeline's debug lines logged too.
     fn start(&self) -> Daemon {
-        Daemon::start(&self.config)
+        let filter = "info,aggregator::pipeline::processor=debug".to_string();
+        Daemon::start_on(&self.dir, "text", &[("RUST_LOG", filter)])
     }
 
     /// Starts the simulator's default scenario at 2,000 frames/s per source for 3 s, requiring
@@ -156,105 +144,25 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(&self.archive);
     }
 }
 
-/// The daemon as a child process, its standard error collected line by line.
-struct Daemon {
-    child: Child,
-    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+/// Waits until the dashboard has seen a good number of frames accepted: mid-stream.
+fn wait_until_mid_stream(daemon: &Daemon) {
+    daemon.wait_for(|l| {
+        l.contains("stats: accepted=")
+            && field(l, "accepted").and_then(|v| v.parse::<u64>().ok()) > Some(5_000)
+    });
 }
 
-impl Daemon {
-    fn start(config: &PathBuf) -> Daemon {
-        let mut child = Command::new(AGGREGATOR)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info,aggregator::pipeline::processor=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the aggregator");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let sink = Arc::clone(&lines);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let (lock, ready) = &*sink;
-                lock.lock().expect("log lock").push(strip_ansi(&line));
-                ready.notify_all();
-            }
-            // The daemon closed its standard error: it has exited, so stop waiting for lines.
-            let (lock, ready) = &*sink;
-            lock.lock().expect("log lock").push(STDERR_CLOSED.into());
-            ready.notify_all();
-        });
-        let daemon = Daemon { child, lines };
-        daemon.wait_for_line(|l| l.contains("aggregator listening"));
-        daemon
-    }
-
-    /// Waits for a log line matching `pred` and returns it.
-    fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
-        let (lock, ready) = &*self.lines;
-        let until = Instant::now() + DEADLINE;
-        let mut lines = lock.lock().expect("log lock");
-        loop {
-            if let Some(line) = lines.iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            assert!(
-                lines.last().map(String::as_str) != Some(STDERR_CLOSED),
-                "the daemon exited without the expected log line; log:\n{}",
-                lines.join("\n")
-            );
-            let left = until.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no matching daemon log line; log:\n{}",
-                lines.join("\n")
-            );
-            lines = ready.wait_timeout(lines, left).expect("log lock").0;
-        }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.lines.0.lock().expect("log lock").clone()
-    }
-
-    /// Waits until the dashboard has seen a good number of frames accepted: mid-stream.
-    fn wait_until_mid_stream(&self) {
-        self.wait_for_line(|l| {
-            l.contains("stats: accepted=")
-                && field(l, "accepted").and_then(|v| v.parse::<u64>().ok()) > Some(5_000)
-        });
-    }
-
-    /// SIGKILL: the daemon gets no chance to drain, flush or close its archive.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the daemon");
-        wait_child(&mut self.child);
-    }
-
-    /// Sends SIGTERM, waits for the exit, and returns the drain summary line.
-    fn terminate(&mut self) -> (ExitStatus, String) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: signalling our own child process by its pid.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let status = wait_child(&mut self.child);
-        let drain =
-            self.wait_for_line(|l| l.contains("drain complete") || l.contains("drain incomplete"));
-        (status, drain)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Sends SIGTERM, waits for the exit, and returns the drain summary line.
+fn terminate(daemon: &mut Daemon) -> (ExitStatus, String) {
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait_exit(DEADLINE);
+    let drain = daemon.wait_for(|l| l.contains("drain complete") || l.contains("drain incomplete"));
+    (status, drain)
 }
 
 fn wait_child(child: &mut Child) -> ExitStatus {
@@ -418,9 +326,9 @@ fn brief_scenario_acknowledges_all_45_frames_and_processes_emergencies_first() {
     assert_eq!(number(total, "emergency_acked"), 8);
     assert_eq!(number(total, "completed"), 5);
 
-    let (status, drain) = daemon.terminate();
+    let (status, drain) = terminate(&mut daemon);
     // Read after the exit, so every line the daemon wrote is in.
-    let log = daemon.log();
+    let log = daemon.log.lock().unwrap().clone();
     assert!(status.success(), "daemon exit: {status}");
     for key in ["accepted", "processed", "archived"] {
         assert_eq!(number(&drain, key), 45, "{key} in {drain:?}");
@@ -471,7 +379,7 @@ fn fifty_sources_every_frame_acknowledged_and_counted_on_both_sides() {
     assert_eq!(number(total, "acked"), sent);
     assert_eq!(number(total, "resent"), 0);
 
-    let (status, drain) = daemon.terminate();
+    let (status, drain) = terminate(&mut daemon);
     assert!(status.success(), "daemon exit: {status}");
     for key in ["accepted", "processed", "archived"] {
         assert_eq!(number(&drain, key), sent, "{key} in {drain:?}");
@@ -483,8 +391,8 @@ fn a_daemon_restart_under_load_loses_nothing() {
     let setup = Setup::new(1024);
     let mut first = setup.start();
     let sim = setup.sim_under_load();
-    first.wait_until_mid_stream();
-    let (status, drain_first) = first.terminate();
+    wait_until_mid_stream(&first);
+    let (status, drain_first) = terminate(&mut first);
     assert!(status.success(), "first daemon: {status}: {drain_first}");
     let mut second = setup.start();
 
@@ -504,7 +412,7 @@ fn a_daemon_restart_under_load_loses_nothing() {
     );
     assert!(field(&total, "resent").is_some());
 
-    let (status, drain_second) = second.terminate();
+    let (status, drain_second) = terminate(&mut second);
     assert!(status.success(), "second daemon: {status}: {drain_second}");
     let processed = number(&drain_first, "processed") + number(&drain_second, "processed");
     let accepted = number(&drain_first, "accepted") + number(&drain_second, "accepted");
@@ -650,7 +558,7 @@ fn after_a_first_connection_a_source_gives_up_after_give_up_after() {
         "--give-up-after",
         "1",
     ]);
-    daemon.wait_for_line(|l| l.contains("source registered"));
+    daemon.wait_for(|l| l.contains("source registered"));
     daemon.kill();
     let sim = sim.wait();
     assert_eq!(sim.status.code(), Some(1), "{}", sim.stderr);
@@ -821,10 +729,10 @@ fn sigkill_under_load_then_restart_stores_every_acknowledged_frame_exactly_once(
     let setup = Setup::new(1024);
     let mut first = setup.start();
     let sim = setup.sim_under_load();
-    first.wait_until_mid_stream();
+    wait_until_mid_stream(&first);
     first.kill();
     let mut second = setup.start();
-    second.wait_for_line(|l| l.contains("recovered resume points"));
+    second.wait_for(|l| l.contains("recovered resume points"));
 
     let sim = sim.wait();
     assert!(
@@ -836,7 +744,7 @@ fn sigkill_under_load_then_restart_stores_every_acknowledged_frame_exactly_once(
     let total = sim.total().to_string();
     let sent = number(&total, "sent");
     assert_eq!(number(&total, "acked"), sent, "{total}");
-    let (status, drain) = second.terminate();
+    let (status, drain) = terminate(&mut second);
     assert!(status.success(), "second daemon: {status}: {drain}");
 
     // Every frame the simulator saw acknowledged is in the archive, exactly once.
@@ -909,7 +817,7 @@ async fn a_source_that_resends_only_stored_frames_resumes_after_them_next_time()
     client.send_routine(5..=9).await;
     client.finish_sending().await;
     assert_eq!(client.read_to_close().await.final_ack, Some(9));
-    let (status, drain) = second.terminate();
+    let (status, drain) = terminate(&mut second);
     assert!(status.success(), "{status}: {drain}");
     assert_eq!(number(&drain, "accepted"), 0, "{drain}");
     assert_eq!(number(&drain, "duplicates"), 5, "{drain}");
@@ -928,7 +836,7 @@ fn a_torn_last_record_is_cut_on_start_and_reported() {
     let mut daemon = setup.start();
     let sim = setup.sim(&["--scenario", "brief", "--require-all-acked"]);
     assert!(sim.status.success(), "{}\n{}", sim.stdout, sim.stderr);
-    let (status, _) = daemon.terminate();
+    let (status, _) = terminate(&mut daemon);
     assert!(status.success());
 
     let segments = aggregator::archive::format::list_segments(&setup.archive).unwrap();
@@ -943,9 +851,9 @@ fn a_torn_last_record_is_cut_on_start_and_reported() {
     );
 
     let mut restarted = setup.start();
-    let report = restarted.wait_for_line(|l| l.contains("truncated a torn tail"));
+    let report = restarted.wait_for(|l| l.contains("truncated a torn tail"));
     assert!(report.contains(&last.display().to_string()), "{report}");
-    let (status, _) = restarted.terminate();
+    let (status, _) = terminate(&mut restarted);
     assert!(status.success());
     let (valid, verified) = verify(&setup.archive);
     assert!(valid, "{verified}");
@@ -969,14 +877,14 @@ fn an_archive_replayed_into_a_second_daemon_gives_the_same_frames_in_the_same_or
         "--require-all-acked",
     ]);
     assert!(sim.status.success(), "{}\n{}", sim.stdout, sim.stderr);
-    assert!(daemon_a.terminate().0.success());
+    assert!(terminate(&mut daemon_a).0.success());
 
     let b = Setup::new(16);
     let mut daemon_b = b.start();
     let archive_a = a.archive.display().to_string();
     let sim = b.sim(&["--replay-archive", &archive_a, "--require-all-acked"]);
     assert!(sim.status.success(), "{}\n{}", sim.stdout, sim.stderr);
-    assert!(daemon_b.terminate().0.success());
+    assert!(terminate(&mut daemon_b).0.success());
 
     let frames_a = archived_frames(&a.archive);
     let frames_b = archived_frames(&b.archive);
@@ -1057,16 +965,16 @@ fn a_full_disk_loses_nothing_and_the_daemon_recovers_when_space_returns() {
         "60",
         "--require-all-acked",
     ]);
-    daemon.wait_for_line(|l| l.contains("archive write failed"));
+    daemon.wait_for(|l| l.contains("archive write failed"));
     disk.resize("256m");
-    daemon.wait_for_line(|l| l.contains("archive recovered"));
+    daemon.wait_for(|l| l.contains("archive recovered"));
 
     let sim = sim.wait();
     assert!(sim.status.success(), "sim failed:\n{}", sim.stderr);
     let total = sim.total().to_string();
     let sent = number(&total, "sent");
     assert_eq!(number(&total, "acked"), sent, "{total}");
-    let (status, drain) = daemon.terminate();
+    let (status, drain) = terminate(&mut daemon);
     assert!(status.success(), "{status}: {drain}");
     let (valid, verified) = verify(&archive);
     assert!(valid, "archive verify failed: {verified}");

@@ -90,7 +90,13 @@ impl Daemon {
             format!("{text}\n[log]\nformat = \"json\"\n"),
         )
         .unwrap();
-        Daemon::spawn(dir.to_path_buf(), "json", (None, env), false)
+        Daemon::start_on(dir, "json", env)
+    }
+
+    /// Starts the binary on the config the caller wrote to `dir/aggregator.toml`, whose logs are
+    /// in `format`, with the variables `env` set. The directory is the caller's.
+    pub fn start_on(dir: &std::path::Path, format: &str, env: &[(&str, String)]) -> Daemon {
+        Daemon::spawn(dir.to_path_buf(), format, (None, env), false)
     }
 
     /// Starts the binary on `dir/aggregator.toml`, with `open_files` as its descriptor limit and
@@ -159,8 +165,10 @@ impl Daemon {
         };
         daemon.uplink = field("uplink").parse().unwrap();
         daemon.replay = field("replay").parse().unwrap();
-        daemon.monitor = field("monitor").parse().unwrap();
-        // "disabled" where it is off.
+        // "disabled" where it is off: the monitor's stays unspecified (0.0.0.0:0).
+        if let Ok(monitor) = field("monitor").parse() {
+            daemon.monitor = monitor;
+        }
         daemon.consumer = field("consumer").parse().ok();
         daemon
     }
@@ -194,6 +202,35 @@ impl Daemon {
             }
             self.wait_for_line("tm server listening");
         }
+    }
+
+    /// A line matching `matches`, logged so far or to come; fails the test if none comes in time
+    /// or the daemon exits first.
+    pub fn wait_for(&self, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        // Each line is in the log before it is sent: a line received has been looked at, or is
+        // looked at in the next turn.
+        let (mut ended, mut seen) = (None, 0);
+        loop {
+            let log = self.log.lock().unwrap();
+            if let Some(line) = log[seen..].iter().find(|l| matches(l)) {
+                return line.clone();
+            }
+            seen = log.len();
+            drop(log);
+            if let Some(err) = ended {
+                let log = self.log.lock().unwrap().join("\n");
+                panic!("no matching log line ({err}); log so far:\n{log}");
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            ended = self.lines.recv_timeout(left).err();
+        }
+    }
+
+    /// SIGKILL: the daemon gets no chance to drain, flush or close its archive.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the daemon");
+        self.child.wait().expect("reap the daemon");
     }
 
     /// A line logged so far (waited for or not) that contains every one of `needles`.
