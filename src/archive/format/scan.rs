@@ -208,7 +208,7 @@ impl<R: Read> Window<'_, R> {
     fn magic(&mut self) -> Result<Result<u8, Scanned>, ArchiveError> {
         self.fill(MAGIC.len())?;
         let held = &self.bytes[..];
-        let magic = Input::new(held).bytes(MAGIC.len()).unwrap_or(held);
+        let magic = held.get(..MAGIC.len()).unwrap_or(held);
         if let Some(refused) = other_version(self.path, magic) {
             return Err(refused);
         }
