@@ -61,26 +61,10 @@ impl Acks {
         source: &Source,
         on_wait: impl FnOnce(),
     ) {
-        if let Some(at) = self.send_due(wire, source, on_wait).await {
-            if !self.recheck_armed || at < self.recheck.deadline() {
-                self.recheck.as_mut().reset(at);
-                self.recheck_armed = true;
-            }
-        }
-    }
-
-    /// Sends the ACK that is due, if any. Returns a wake-up to arm when one is due and the timer
-    /// does not already cover it; reads the clock only when it must.
-    async fn send_due(
-        &mut self,
-        wire: &mut Wire,
-        source: &Source,
-        on_wait: impl FnOnce(),
-    ) -> Option<Instant> {
         let acked = source.last_acked();
         let ack_due = acked != self.sent;
         if !ack_due && (self.recheck_armed || source.is_settled()) {
-            return None;
+            return;
         }
         let now = Instant::now();
         if ack_due && now >= self.next_send {
@@ -91,12 +75,39 @@ impl Acks {
             self.sent = acked;
             self.next_send = now + self.interval();
         }
-        if source.last_acked() != self.sent {
-            Some(self.next_send)
+        self.arm(source, now);
+    }
+
+    /// [`Acks::update`] while the connection's last read waits for admission: an ACK goes only
+    /// if the socket takes it at once (a wait would hold the read's credit), else it is tried
+    /// again an interval later. Without this, a source whose reads always wait (the pipeline full
+    /// behind a slow disk or a slow replica) would hear of its stored frames only between them.
+    pub(super) fn update_at_once(&mut self, wire: &mut Wire, source: &Source) {
+        let acked = source.last_acked();
+        let now = Instant::now();
+        if acked != self.sent && now >= self.next_send {
+            if acked.is_none_or(|sequence| wire.try_send(&ServerMessage::Ack { sequence })) {
+                self.sent = acked;
+            }
+            self.next_send = now + self.interval();
+        }
+        self.arm(source, now);
+    }
+
+    /// Arms the timer for the next look at the acknowledgement, where one is due that it does
+    /// not already cover: the next send, while the acknowledgement is ahead of what was sent;
+    /// an interval on, while frames are outstanding.
+    fn arm(&mut self, source: &Source, now: Instant) {
+        let at = if source.last_acked() != self.sent {
+            self.next_send
         } else if !source.is_settled() && !self.recheck_armed {
-            Some(now + self.interval())
+            now + self.interval()
         } else {
-            None
+            return;
+        };
+        if !self.recheck_armed || at < self.recheck.deadline() {
+            self.recheck.as_mut().reset(at);
+            self.recheck_armed = true;
         }
     }
 

@@ -144,11 +144,13 @@ impl Connection {
             _ = &mut self.drain, if self.ending.is_none() => self.on_drain(),
             _ = self.ingress.drained(), if self.admitting => self.on_admitted(),
             step = self.catalog.step(&mut self.wire.writer),
-                if self.catalog.is_active() && !self.wire.writer_broken => self.on_catalog_step(step),
+                if self.catalog.is_active() && !self.wire.writer_broken && !self.wire.owes() => {
+                    self.on_catalog_step(step)
+                }
             read = self.turn.read(&mut self.wire.reader, &mut self.wire.buf), if reading => {
                 self.on_read(read)
             }
-            _ = self.acks.recheck(), if self.acks.is_recheck_armed() => self.acks.rechecked(),
+            _ = self.acks.recheck(), if self.acks.is_recheck_armed() => self.on_recheck(),
             // Waiting in line for a read credit is not idleness.
             _ = self.idle.timer(), if reading && !self.turn.is_waiting() => self.on_idle_timer(),
         }
@@ -171,9 +173,10 @@ impl Connection {
     /// All that was read is admitted: the read's credit goes back, then the PONG and the ACK due
     /// go out.
     ///
-    /// The read's credit goes back before anything is written, nothing is written while a read's
-    /// frames wait for admission (which holds its credit), and a write that has to wait leaves
-    /// the read line: a write waits for the peer to read, and a peer that does not read would
+    /// The read's credit goes back before anything is written, nothing that would wait is written
+    /// while a read's frames wait for admission (which holds its credit; an ACK goes then only if
+    /// the socket takes it at once, [`Connection::on_recheck`]), and a write that has to wait
+    /// leaves the read line: a write waits for the peer to read, and a peer that does not read would
     /// otherwise hold a credit, and the turn of every source waiting in line, for as long as the
     /// write may wait.
     async fn answer(&mut self) {
@@ -191,6 +194,16 @@ impl Connection {
         self.acks
             .update(&mut self.wire, &self.source, || turn.leave_line())
             .await;
+    }
+
+    /// The ACK timer fired. While the last read waits for admission, an ACK due goes now if the
+    /// socket takes it at once; otherwise the next pass looks, and arms the timer again.
+    fn on_recheck(&mut self) {
+        self.acks.rechecked();
+        // Nothing may be written inside a catalog message that is part-written.
+        if self.admitting && !self.catalog.is_writing() {
+            self.acks.update_at_once(&mut self.wire, &self.source);
+        }
     }
 
     /// The drain started: the connection reads no more, and closes once what it read is in.

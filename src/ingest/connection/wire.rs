@@ -8,11 +8,12 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,8 @@ pub(super) struct Wire {
     /// Set after a failed or abandoned write: the peer is gone (or the stream is cut mid-message),
     /// so nothing more is written.
     pub(super) writer_broken: bool,
+    /// The rest of a message [`Wire::try_send`] wrote in part: the next write sends it first.
+    owed: BytesMut,
 }
 
 impl Wire {
@@ -53,6 +56,7 @@ impl Wire {
             drain: services.drain.clone(),
             drain_write_budget: services.config.shutdown.drain_deadline / 4,
             writer_broken: false,
+            owed: BytesMut::new(),
         }
     }
 
@@ -88,6 +92,39 @@ impl Wire {
         self.write_or_wait(&out, on_wait).await;
     }
 
+    /// Sends `message` only as far as the socket takes it now, without waiting: what a
+    /// connection may write while a read of it waits for admission, since a wait there would hold
+    /// the read's credit. False when nothing went out. A message that went out in part counts as
+    /// sent: its rest is owed, and goes before the next write.
+    pub(super) fn try_send(&mut self, message: &ServerMessage) -> bool {
+        if self.writer_broken || !self.owed.is_empty() {
+            return false;
+        }
+        let mut out = BytesMut::with_capacity(64);
+        message.encode(&mut out);
+        // Polled once: a socket without room now is tried again at a later pass.
+        let mut cx = Context::from_waker(Waker::noop());
+        let written = match Pin::new(&mut self.writer).poll_write(&mut cx, &out) {
+            Poll::Pending => return false,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                tracing::debug!("peer stopped reading; no further messages sent");
+                self.writer_broken = true;
+                return false;
+            }
+            Poll::Ready(Ok(written)) => written,
+        };
+        // A TLS session holds the record until a flush; what it cannot flush now goes with the
+        // next write.
+        let _ = Pin::new(&mut self.writer).poll_flush(&mut cx);
+        self.owed = out.split_off(written);
+        true
+    }
+
+    /// Whether part of a message is still to be written: nothing else may go out before it.
+    pub(super) fn owes(&self) -> bool {
+        !self.owed.is_empty()
+    }
+
     pub(super) async fn write(&mut self, bytes: &[u8]) {
         self.write_or_wait(bytes, || ()).await;
     }
@@ -97,9 +134,11 @@ impl Wire {
             return;
         }
         let budget = self.drain_write_budget;
+        let owed = std::mem::take(&mut self.owed);
         // The flush is free on plain TCP; a TLS session may keep the last record otherwise.
         let writer = &mut self.writer;
         let write = async move {
+            writer.write_all(&owed).await?;
             writer.write_all(bytes).await?;
             writer.flush().await
         };
