@@ -26,11 +26,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::frame::{Priority, SourceKey};
 use super::ledger::Ledger;
@@ -44,7 +44,12 @@ pub struct Replication {
     /// Frames written to the archive by this run.
     written: AtomicU64,
     /// Frames of this run JetStream acknowledged (or that the sink is done with otherwise).
-    replicated: watch::Sender<u64>,
+    replicated: AtomicU64,
+    /// The count of `replicated` at which a consumer waiting for room has it (the least, when
+    /// several wait); `u64::MAX` when none waits. The sink wakes them only then: a wake-up per
+    /// replicated frame would cost the consumer's thread a switch per frame.
+    wake_at: AtomicU64,
+    room_made: Notify,
     /// Routine frames may be written while fewer than this many wait for their replica.
     bound: u64,
     /// What the sink replicates in [`PACE`], as last measured, at least `floor`: routine frames
@@ -66,7 +71,9 @@ impl Replication {
         Arc::new(Replication {
             ledgers: Mutex::new(HashMap::new()),
             written: AtomicU64::new(0),
-            replicated: watch::channel(0).0,
+            replicated: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            room_made: Notify::new(),
             bound,
             room: AtomicU64::new(floor),
             floor,
@@ -77,12 +84,14 @@ impl Replication {
     /// Called by the sink every so often, `elapsed` since the last call: the room follows what it
     /// replicated meanwhile, over [`PACE`].
     pub(crate) fn pace(&self, elapsed: Duration) {
-        let replicated = *self.replicated.borrow();
+        let replicated = self.replicated.load(Relaxed);
         let since = replicated.saturating_sub(self.paced_at.swap(replicated, Relaxed));
         let per_pace = since as f64 * PACE.as_secs_f64() / elapsed.as_secs_f64().max(1e-3);
         let smoothed = (self.room.load(Relaxed) as f64 + per_pace) / 2.0;
         let room = (smoothed as u64).clamp(self.floor.min(self.bound), self.bound);
-        self.room.store(room, Relaxed);
+        if self.room.swap(room, SeqCst) < room {
+            self.wake();
+        }
     }
 
     /// Called by the archive's consumer before it writes frames of `source`: the sink will find
@@ -124,28 +133,55 @@ impl Replication {
     /// Called by the sink for frames of this run it is done with without a PubAck (retention
     /// deleted them first): they wait no more.
     pub(crate) fn passed(&self, frames: u64) {
-        self.replicated.send_modify(|done| *done += frames);
+        let replicated = self.replicated.fetch_add(frames, SeqCst) + frames;
+        if replicated >= self.wake_at.load(SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Wakes every consumer waiting for room, to look again.
+    fn wake(&self) {
+        self.wake_at.store(u64::MAX, SeqCst);
+        self.room_made.notify_waiters();
     }
 
     /// Frames written and not yet replicated.
     pub fn waiting(&self) -> u64 {
-        let written = self.written.load(Relaxed);
-        written.saturating_sub(*self.replicated.borrow())
+        let written = self.written.load(SeqCst);
+        written.saturating_sub(self.replicated.load(SeqCst))
     }
 
     /// Whether a batch of `priority` may be written now.
     pub(crate) fn has_room(&self, priority: Priority) -> bool {
-        let room = self.room.load(Relaxed).min(self.bound);
-        let room = match priority {
-            Priority::Emergency => room.saturating_mul(2),
-            Priority::Routine => room,
-        };
-        self.waiting() < room
+        self.waiting() < self.room(priority)
     }
 
-    /// Changes whenever frames are replicated: a consumer waiting for room waits on it.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.replicated.subscribe()
+    /// How many frames may wait for their replica before a batch of `priority` waits.
+    fn room(&self, priority: Priority) -> u64 {
+        let room = self.room.load(SeqCst).min(self.bound);
+        match priority {
+            Priority::Emergency => room.saturating_mul(2),
+            Priority::Routine => room,
+        }
+    }
+
+    /// Completes once a batch of `priority` may be written.
+    pub(crate) async fn room_for(&self, priority: Priority) {
+        loop {
+            let made = self.room_made.notified();
+            tokio::pin!(made);
+            made.as_mut().enable();
+            // Told before the look: a frame replicated in between is seen by one or the other.
+            let written = self.written.load(SeqCst);
+            let at = written
+                .saturating_sub(self.room(priority))
+                .saturating_add(1);
+            self.wake_at.fetch_min(at, SeqCst);
+            if self.has_room(priority) {
+                return;
+            }
+            made.await;
+        }
     }
 }
 
@@ -196,11 +232,49 @@ mod tests {
         assert!(gate.has_room(Priority::Emergency));
         gate.written(10);
         assert!(!gate.has_room(Priority::Emergency));
-        let moved = gate.subscribe();
         gate.passed(1);
-        assert!(moved.has_changed().unwrap_or(false));
         assert!(gate.has_room(Priority::Emergency));
         assert!(!gate.has_room(Priority::Routine));
+    }
+
+    /// Wakes of a task, counted.
+    #[derive(Default)]
+    struct Wakes(AtomicU64);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_consumer_waiting_for_room_is_woken_once_there_is_room_and_not_before() {
+        use std::task::{Context, Poll, Waker};
+        let gate = Replication::new(10, 10);
+        gate.written(20);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let mut routine = Box::pin(gate.room_for(Priority::Routine));
+        assert_eq!(routine.as_mut().poll(&mut cx), Poll::Pending);
+        // Room for routine frames once fewer than 10 of the 20 wait: after the 11th.
+        for _ in 0..10 {
+            gate.passed(1);
+        }
+        assert_eq!(wakes.0.load(Relaxed), 0, "woken without room");
+        gate.passed(1);
+        assert_eq!(wakes.0.load(Relaxed), 1);
+        assert_eq!(routine.as_mut().poll(&mut cx), Poll::Ready(()));
+        // A room that grows wakes a waiter too: 500 replicated in 100 ms make it 505.
+        let gate = Replication::new(10_000, 10);
+        gate.written(1_000);
+        let mut routine = Box::pin(gate.room_for(Priority::Routine));
+        assert_eq!(routine.as_mut().poll(&mut cx), Poll::Pending);
+        gate.passed(500);
+        assert_eq!(wakes.0.load(Relaxed), 1, "500 still wait, with room for 10");
+        gate.pace(Duration::from_millis(100));
+        assert_eq!(wakes.0.load(Relaxed), 2);
+        assert_eq!(routine.as_mut().poll(&mut cx), Poll::Ready(()));
     }
 
     #[test]

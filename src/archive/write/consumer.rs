@@ -49,7 +49,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -189,8 +188,6 @@ pub(crate) struct ArchiveConsumer {
     outage: Option<(Instant, u64)>,
     /// Why a sync failed: nothing more is written.
     broken: Option<String>,
-    /// Moves as frames are replicated, with `settings.replication`.
-    replicas: Option<watch::Receiver<u64>>,
 }
 
 impl ArchiveConsumer {
@@ -201,7 +198,6 @@ impl ArchiveConsumer {
         stats: Stats,
     ) -> Self {
         ArchiveConsumer {
-            replicas: settings.replication.as_ref().map(|r| r.subscribe()),
             input,
             sink,
             settings,
@@ -251,6 +247,7 @@ impl ArchiveConsumer {
             }
             let retry_at = self.held.as_ref().map(|held| held.next_try);
             let sync_at = self.sync_again.map(|(at, _)| at);
+            let waits_for = self.waits_for_replicas();
             tokio::select! {
                 result = in_flight(&mut self.syncing) => self.synced(result),
                 result = journal_front(&mut self.journaling) => self.journaled(result),
@@ -262,7 +259,8 @@ impl ArchiveConsumer {
                     self.start_sync();
                 }
                 _ = drain.cancelled(), if self.held.is_some() => self.retry().await?,
-                _ = replicated(&mut self.replicas), if self.waits_for_replicas() => {}
+                _ = replica_room(self.settings.replication.as_deref(), waits_for),
+                    if waits_for.is_some() => {}
                 first = self.input.recv(), if !self.input_done => match first {
                     Some(first) => self.take_input(first),
                     None => self.input_done = true,
@@ -339,9 +337,14 @@ impl ArchiveConsumer {
         (self.settings.replication.as_ref()).is_none_or(|r| r.has_room(priority))
     }
 
-    /// Whether parked batches wait for frames to be replicated.
-    fn waits_for_replicas(&self) -> bool {
-        !self.parked.is_empty() && !self.has_replica_room(Priority::Routine)
+    /// The priority of parked batches that wait for frames to be replicated, if any do: their
+    /// emergencies', which get room first.
+    fn waits_for_replicas(&self) -> Option<Priority> {
+        let waiting = !self.parked.is_empty() && !self.has_replica_room(Priority::Routine);
+        waiting.then_some(match self.parked_emergencies {
+            0 => Priority::Routine,
+            _ => Priority::Emergency,
+        })
     }
 
     /// The next group to write: what is parked, in order, up to the room left; without room,
@@ -715,18 +718,15 @@ async fn journal_front(journaling: &mut Journaling) -> Result<(), ArchiveError> 
     }
 }
 
-/// Sleeps until `at`, or forever when there is no such time.
-/// Completes when more frames are replicated; never without a replica to wait for.
-async fn replicated(replicas: &mut Option<watch::Receiver<u64>>) {
-    let Some(replicas) = replicas else {
-        return std::future::pending().await;
-    };
-    if replicas.changed().await.is_err() {
-        // The sink is gone: nothing will be replicated any more.
-        std::future::pending().await
+/// Completes once a batch of the priority that waits may be written; never without one.
+async fn replica_room(replication: Option<&Replication>, waits_for: Option<Priority>) {
+    match (replication, waits_for) {
+        (Some(replication), Some(priority)) => replication.room_for(priority).await,
+        _ => std::future::pending().await,
     }
 }
 
+/// Sleeps until `at`, or forever when there is no such time.
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
