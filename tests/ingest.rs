@@ -1,9 +1,9 @@
 //! Ingest over loopback sockets against an in-process daemon: sources connect and register while
-//! traffic flows.
+//! traffic flows, and hear of what is stored while their reads wait for room in the pipeline.
 
 mod common;
 
-use aggregator::protocol::ingest::CloseReason;
+use aggregator::protocol::ingest::{CloseReason, ServerMessage};
 use aggregator::SourceKind;
 use common::*;
 
@@ -74,4 +74,84 @@ async fn sources_register_while_traffic_flows() {
     let report = daemon.shutdown().await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.archived, 170);
+}
+
+/// A source whose last read waits for admission (the pipeline full behind a slow archive) still
+/// hears of the frames the archive stores meanwhile, at its ACK timer: not only once all it read
+/// is admitted, which a slow archive may put off for as long as it is slow.
+#[tokio::test]
+async fn a_source_whose_read_waits_for_admission_hears_of_stored_frames() {
+    const PROCESSOR_CAPACITY: u64 = 2;
+    const ARCHIVE_CAPACITY: u64 = 2;
+    let config = unbatched_config(PROCESSOR_CAPACITY as usize, 8, ARCHIVE_CAPACITY as usize);
+    let (archive, sink) = Archive::gated();
+    let daemon = TestDaemon::start(config, sink).await;
+    let mut client = Client::source(daemon.uplink, LiveUplink, 5).await;
+
+    // Frame 0 alone: the archive's first write holds it, and nothing else, at the gate.
+    client.send_routine([0]).await;
+    wait_until("frame 0 waits at the archive's gate", PATIENCE, || {
+        daemon.stats.snapshot().frames_routed == 1 && archive.is_blocked()
+    })
+    .await;
+
+    // One read of more than the pipeline has room for: what does not fit waits for admission.
+    // Full means the archive's queue (frame 0 included) and the routine lane (the frame the
+    // processor holds included).
+    const LAST: u64 = 7;
+    let full = ARCHIVE_CAPACITY + PROCESSOR_CAPACITY;
+    client.send_routine(1..=LAST).await;
+    wait_until(
+        "the read's last frames wait for admission",
+        PATIENCE,
+        || {
+            let s = daemon.stats.snapshot();
+            s.frames_accepted == LAST + 1 && s.frames_routed == full
+        },
+    )
+    .await;
+
+    // The archive stores frame 0 and blocks in its next write: the pipeline fills again, and the
+    // read's last frames still wait, for as long as the gate stays closed.
+    archive.open_for_one_write();
+    // Within half the patience, so that this, and not the read's own timeout, says what is late.
+    let ack = async {
+        loop {
+            match client.recv_message().await {
+                ServerMessage::Ack { sequence } => return sequence,
+                ServerMessage::Catalog { .. } => {}
+                other => panic!("expected an ACK, got {other:?}"),
+            }
+        }
+    };
+    let acked = tokio::time::timeout(PATIENCE / 2, ack)
+        .await
+        .expect("an ACK of the stored frame 0 while the read's last frames wait for admission");
+    assert_eq!(acked, 0, "only frame 0 is stored");
+    wait_until(
+        "the archive's next write waits at the gate",
+        PATIENCE,
+        || daemon.stats.snapshot().frames_routed == 1 + full && archive.is_blocked(),
+    )
+    .await;
+    // Staged frames only ever leave by admission: still staged now, they were when the ACK went.
+    let s = daemon.stats.snapshot();
+    assert_eq!(archive.sequences(LiveUplink, 5), [0]);
+    assert_eq!(s.frames_archived, 1);
+    assert_eq!(
+        s.frames_accepted - s.frames_routed,
+        LAST - full,
+        "the ACK came while the read's last frames wait for admission: {s:?}"
+    );
+
+    archive.open_gate();
+    client.finish_sending().await;
+    let closed = client.read_to_close().await;
+    assert_eq!(closed.reason, CloseReason::EndOfStream);
+    assert_eq!(closed.final_ack, Some(LAST));
+    assert_eq!(
+        archive.sequences(LiveUplink, 5),
+        (0..=LAST).collect::<Vec<_>>()
+    );
+    daemon.shutdown_clean().await;
 }

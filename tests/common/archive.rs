@@ -32,6 +32,8 @@ struct ArchiveState {
     /// Batches handed to `store` (whether or not through the gate yet).
     store_calls: AtomicU64,
     closed: AtomicBool,
+    /// Lets one `store` call through the closed gate ([`Archive::open_for_one_write`]).
+    one_write: AtomicBool,
     /// While set, every write fails half-way, as on a full disk, and stores nothing.
     full: AtomicBool,
     failed_writes: AtomicU64,
@@ -85,6 +87,14 @@ impl Archive {
 
     pub fn close_gate(&self) {
         self.gate.send_replace(false);
+    }
+
+    /// Lets exactly one `store` call through the closed gate (the one waiting at it, or else the
+    /// next), which stores its batches; the gate stays closed for the calls after it.
+    pub fn open_for_one_write(&self) {
+        self.state.one_write.store(true, Ordering::SeqCst);
+        // Wakes the call waiting at the gate, which looks again.
+        self.gate.send_modify(|_| ());
     }
 
     /// Whether a `store` call is waiting at the closed gate right now.
@@ -174,9 +184,11 @@ impl ArchiveSink for RecordingSink {
     ) -> BoxFuture<'a, Result<(), ArchiveError>> {
         Box::pin(async move {
             self.state.store_calls.fetch_add(1, Ordering::SeqCst);
-            if !*self.gate.borrow() {
+            let state = Arc::clone(&self.state);
+            let through = |open: &bool| *open || state.one_write.swap(false, Ordering::SeqCst);
+            if !through(&self.gate.borrow()) {
                 self.state.waiting.fetch_add(1, Ordering::SeqCst);
-                let opened = self.gate.wait_for(|open| *open).await.map(|_| ());
+                let opened = self.gate.wait_for(through).await.map(|_| ());
                 self.state.waiting.fetch_sub(1, Ordering::SeqCst);
                 opened.map_err(|_| ArchiveError::broken("the test dropped the archive gate"))?;
             }
