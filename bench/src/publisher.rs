@@ -1,24 +1,12 @@
 //! A plain JetStream publisher as the NATS sink publishes: a window of publishes awaiting their
-//! PubAck, taken in publishing order, each message with the sink's headers. The baseline the sink
-//! is measured against, by `nats-bench` and by the replication run (`replication`).
+//! PubAck, taken in publishing order. The baseline the sink is measured against, by `nats-bench`
+//! and by the replication run (`replication`).
 
 use std::collections::VecDeque;
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
-use bytes::Bytes;
-
-/// A message as the sink builds one: `payload`, the `Nats-Msg-Id` `id`, and the sink's headers
-/// for a routine frame of sequence `seq`.
-pub fn sink_message(payload: Bytes, id: String, seq: u64) -> PublishMessage {
-    PublishMessage::build()
-        .payload(payload)
-        .message_id(id)
-        .header("Aggregator-Priority", "routine")
-        .header("Aggregator-Sequence", seq.to_string())
-        .header("Aggregator-Received-Unix-Ns", seq.to_string())
-}
 
 /// Publishes messages `0..count` (`message` gives each its subject and message) with at most
 /// `window` awaiting their PubAck, taken in publishing order; `acked(n, latency)` is told of the

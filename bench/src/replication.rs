@@ -3,7 +3,8 @@
 //! streams, as the scenario ships). Each round measures three windows at each payload:
 //!
 //! - **plain**: an async-nats publisher in this process (`publisher`) sends the scenario's
-//!   messages, with the sink's headers and its window of publishes awaiting their PubAck, into a
+//!   messages, each the one the replicated sink would publish (its subject, id and headers, made
+//!   by its own `Naming`), with its window of publishes awaiting their PubAck, into a
 //!   fresh stream: what JetStream acknowledges on this machine, and how soon.
 //! - **replicated**: the durable daemon with `ack = "replicated"` under the main runs' saturating
 //!   uplinks and the throttle run's emergency-only sources (`emergency`); the load client counts
@@ -23,6 +24,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use aggregator::archive::format::FrameRecord;
+use aggregator::config::NatsConfig;
+use aggregator::sinks::message::Naming;
+use aggregator::{Priority, SourceKind};
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use tokio::runtime::Runtime;
@@ -31,7 +36,7 @@ use crate::child::{self, ChildProc};
 use crate::control::{self, ClientAcks, Counts, Samples};
 use crate::daemon_config::{self, ConfigFile};
 use crate::nats_cluster::{self, NatsCluster};
-use crate::publisher::{publish_windowed, sink_message};
+use crate::publisher::publish_windowed;
 use crate::results::{
     process_cpu_ns, PlainPublisher, Plan, ReplicationPlan, ReplicationResult, ReplicationRound,
     SinkWindow,
@@ -225,16 +230,28 @@ impl Bench<'_> {
     }
 
     /// The plain publisher's window: the run's messages of `payload` bytes, spread over as many
-    /// sources as the daemons have uplinks, into the plain stream.
+    /// sources as the daemons have uplinks, into the plain stream. Each is the message the sink
+    /// with `ack = "replicated"` would publish for such a frame, made by the sink's own
+    /// [`Naming`]: its subject, id and headers, `Aggregator-Replicated-Through` included.
     fn plain(&self, payload: usize, leader: Option<String>) -> Result<PlainPublisher, String> {
         let (messages, window) = (self.settings.messages, self.settings.window);
         let sources = self.plan.connections.max(1) as u64;
-        let (body, prefix) = (Bytes::from(vec![0x5A; payload]), Publisher::Plain.prefix());
+        let naming = Naming::new(&plain_sink(self.settings)?);
+        let body = Bytes::from(vec![0x5A; payload]);
+        // A reception time of today's 19 digits, as the sink's frames carry.
+        let received_unix_ns = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+            .map_or(0, |since| since.as_nanos() as u64);
         let message = |seq: u64| {
-            let source = seq % sources + 1;
-            let id = format!("live.{source}.{seq}");
-            let subject = format!("{prefix}.live.{source}");
-            (subject, sink_message(body.clone(), id, seq))
+            let frame = FrameRecord {
+                kind: SourceKind::LiveUplink,
+                priority: Priority::Routine,
+                source_id: (seq % sources + 1) as u32,
+                sequence: seq,
+                received_unix_ns: received_unix_ns + seq,
+                payload: body.clone(),
+                reception: None,
+            };
+            naming.build(&frame, Some(seq))
         };
         let latency = Samples::default();
         let acked = |_, ack: Duration| latency.push(ack.as_nanos() as u64, 1);
@@ -318,6 +335,24 @@ impl SinkConfigs {
             Publisher::Plain | Publisher::Replicated => &self.replicated,
         }
     }
+}
+
+/// `[sinks.nats]` as the replicated daemon's, publishing into the plain stream: what names the
+/// plain publisher's messages.
+fn plain_sink(settings: ReplicationPlan) -> Result<NatsConfig, String> {
+    let table = sink_table(&toml::Table::new(), &[], settings, Publisher::Replicated);
+    let mut nats = (table.get("sinks").and_then(|s| s.get("nats")).cloned())
+        .ok_or("replication: no [sinks.nats] table")?;
+    let (stream, subject) = (Publisher::Plain.stream(), Publisher::Plain.prefix());
+    if let Some(nats) = nats.as_table_mut() {
+        nats.insert("stream".into(), stream.into());
+        nats.insert(
+            "subject".into(),
+            format!("{subject}.{{kind}}.{{source}}").into(),
+        );
+    }
+    nats.try_into()
+        .map_err(|e| format!("replication: the plain publisher's [sinks.nats]: {e}"))
 }
 
 /// `base` with `[sinks.nats]` (in place of any it has) publishing to `publisher`'s stream on

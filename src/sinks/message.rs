@@ -16,16 +16,17 @@ pub(super) const REPLICATED_THROUGH: &str = "Aggregator-Replicated-Through";
 /// The daemon that published a message (`sinks.nats.site`).
 pub(super) const SITE: &str = "Aggregator-Site";
 
-/// How this daemon names and labels each frame's message.
+/// How this daemon names and labels each frame's message; public for the benchmark whose plain
+/// publisher sends the very messages the sink does.
 #[derive(Debug)]
-pub(super) struct Naming {
+pub struct Naming {
     subject: SubjectTemplate,
     site: String,
     identity: Identity,
 }
 
 impl Naming {
-    pub(super) fn new(config: &NatsConfig) -> Naming {
+    pub fn new(config: &NatsConfig) -> Naming {
         Naming {
             subject: SubjectTemplate::new(config),
             site: config.site.clone(),
@@ -39,7 +40,7 @@ impl Naming {
     }
 
     /// The frame's subject and message; `replicated_through`: its source's acknowledgement.
-    pub(super) fn build(
+    pub fn build(
         &self,
         frame: &FrameRecord,
         replicated_through: Option<u64>,

@@ -11,5 +11,5 @@
 pub mod client;
 pub mod cursor;
 pub mod fleet;
-mod message;
+pub mod message;
 pub mod nats;

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, message::PublishMessage, stream};
 use bytes::Bytes;
 use clap::Parser;
 
@@ -48,7 +48,7 @@ mod daemon_child;
 mod publisher;
 
 use daemon_child::{free_port, median, sibling, BenchResult, Daemon};
-use publisher::{publish_windowed, sink_message};
+use publisher::publish_windowed;
 
 /// The config's archive section over `archive`, and `rest`.
 fn archive_at(archive: &Path, rest: &str) -> String {
@@ -218,4 +218,15 @@ async fn delete_streams(url: &str, run: usize) -> BenchResult<()> {
             .map_err(|err| format!("cannot delete stream {name}: {err}"))?;
     }
     Ok(())
+}
+
+/// A message like the sink's: `payload`, the `Nats-Msg-Id` `id`, and the sink's priority,
+/// sequence and reception headers for a routine frame of sequence `seq` (not `Aggregator-Site`).
+fn sink_message(payload: Bytes, id: String, seq: u64) -> PublishMessage {
+    PublishMessage::build()
+        .payload(payload)
+        .message_id(id)
+        .header("Aggregator-Priority", "routine")
+        .header("Aggregator-Sequence", seq.to_string())
+        .header("Aggregator-Received-Unix-Ns", seq.to_string())
 }
