@@ -503,4 +503,36 @@ mod tests {
         assert_eq!(config.shutdown.drain_deadline, Duration::from_secs(60));
         assert!(file.path().is_file());
     }
+
+    #[test]
+    fn the_plain_publisher_sends_the_replicated_sink_s_messages_into_its_own_stream() {
+        let settings = ReplicationPlan {
+            nodes: 3,
+            messages: 1,
+            window: 256,
+        };
+        let nats = plain_sink(settings).expect("a [sinks.nats] the daemon accepts");
+        assert_eq!(nats.stream, "BENCH_PLAIN");
+        let frame = FrameRecord {
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Routine,
+            source_id: 7,
+            sequence: 42,
+            received_unix_ns: 1_795_680_303_679_000_000,
+            payload: Bytes::from_static(b"x"),
+            reception: None,
+        };
+        let (subject, message) = Naming::new(&nats).build(&frame, Some(41));
+        assert_eq!(subject, "bench-plain.live.7");
+        // The message's fields are private to async-nats: its Debug shows the headers.
+        let shown = format!("{message:?}");
+        for header in [
+            "live.7.42",
+            "Aggregator-Replicated-Through",
+            "Aggregator-Site",
+            "bench",
+        ] {
+            assert!(shown.contains(header), "{header} in {shown}");
+        }
+    }
 }
