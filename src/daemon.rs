@@ -393,6 +393,7 @@ impl Daemon {
             tls: self.tls.clone(),
             shards: threads.map_or_else(Vec::new, |threads| threads.handles().to_vec()),
             fleet: self.fleet_resume(),
+            replication: self.replication.clone(),
         })
     }
 

@@ -11,6 +11,7 @@ mod common;
 mod nats_stream;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,10 +20,11 @@ use aggregator::archive::format;
 use aggregator::archive::tools;
 use aggregator::config::SyncMode;
 use aggregator::domain::position::Position;
+use aggregator::protocol::ingest::VERSION;
 use aggregator::sinks::nats::NatsSink;
 use aggregator::{Priority, SourceKind, Stats};
 
-use common::{NatsDaemon, NatsServer, Sim, TempDir};
+use common::{hello_bytes, Client, NatsDaemon, NatsServer, Sim, TempDir};
 use nats_stream::audit::{audit, Acknowledged, Audit};
 use nats_stream::{stream_contents, stream_messages, Contents, STREAM};
 
@@ -523,4 +525,58 @@ fn a_daemon_back_after_its_sources_moved_on_publishes_nothing_twice() {
     // b's sink failed and found the stream again: its single replica is worth one warning.
     let warned = b.log().matches("fewer than 3 replicas").count();
     assert_eq!(warned, 1, "{}", b.log());
+}
+
+/// After a restart with JetStream away, a source whose frames the archive holds unpublished is
+/// welcomed only once the sink has published them: WELCOME's `resume_after` covers them, so a
+/// machine lost in between would lose frames the source was told are held. A daemon with `ack =
+/// "replicated"` stores 100 frames of one source during a NATS outage (none acknowledged), is
+/// SIGKILLed and started again on its archive; the source's HELLO gets no answer while NATS is
+/// away, and once it is back, the stream holds every frame up to WELCOME's `resume_after`.
+#[test]
+#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+fn after_a_restart_a_source_is_welcomed_only_past_what_the_stream_holds() {
+    const FRAMES: u64 = 100;
+    let mut nats = NatsServer::start();
+    let dir = TempDir::new("welcome");
+    let sink = "ack = \"replicated\"\n";
+    let mut daemon = NatsDaemon::start_in(&dir.0, "welcome", &[nats.url()], sink, "");
+    let addr: SocketAddr = daemon.uplink_addr().parse().expect("an address");
+    nats.stop();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let mut client = runtime.block_on(Client::source(addr, SourceKind::LiveUplink, 9));
+    runtime.block_on(client.send_routine(0..FRAMES));
+    wait_until("the frames stored during the outage", || {
+        daemon.stat("frames_archived") >= FRAMES
+    });
+    daemon.kill();
+    drop(client);
+    daemon.restart();
+
+    let hello = hello_bytes(VERSION, SourceKind::LiveUplink, 9);
+    let mut client = runtime.block_on(async {
+        let mut client = Client::connect(addr).await;
+        client.send_raw(&hello).await;
+        client
+    });
+    // A WELCOME comes at once when it does not wait; this one must wait for NATS.
+    let early = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(2), client.recv_message()).await
+    });
+    assert!(
+        early.is_err(),
+        "answered while the stream lacks the frames: {early:?}\n{}",
+        daemon.log()
+    );
+    nats.restart();
+    let welcome = async { tokio::time::timeout(PATIENCE, client.expect_welcome()).await };
+    let resume_after = (runtime.block_on(welcome)).expect("WELCOME once NATS is back");
+    assert_eq!(resume_after, Some(FRAMES - 1));
+    let messages = runtime.block_on(stream_messages(nats.url(), None));
+    let held: BTreeSet<u64> = (messages.iter())
+        .filter(|m| m.subject.ends_with(".9"))
+        .filter_map(|m| m.sequence.as_deref()?.parse().ok())
+        .collect();
+    assert_eq!(held, (0..FRAMES).collect(), "the stream at WELCOME");
+    assert!(daemon.log().contains("WELCOME waits for the NATS sink"));
 }

@@ -37,14 +37,20 @@ use crate::domain::sequence_set::SequenceSet;
 pub struct ResumePoint {
     pub ledger: Arc<Ledger>,
     pub already_stored: Arc<SequenceSet>,
+    /// Recovery found frames of the source above the acknowledgement the archive recorded (the
+    /// ledger's starts past those right above it): with `ack = "replicated"`, frames JetStream
+    /// may not hold yet.
+    pub held_above: bool,
 }
 
 impl ResumePoint {
-    /// What recovery found: every frame up to `after` stored, and `already_stored` above it.
-    pub fn recovered(after: Option<u64>, already_stored: SequenceSet) -> Self {
+    /// What recovery found: every frame up to `after` stored, and `already_stored` above it;
+    /// `held_above`, whether frames above the recorded acknowledgement were found.
+    pub fn recovered(after: Option<u64>, already_stored: SequenceSet, held_above: bool) -> Self {
         ResumePoint {
             ledger: Arc::new(Ledger::new(after)),
             already_stored: Arc::new(already_stored),
+            held_above,
         }
     }
 

@@ -15,6 +15,11 @@
 //! up to it is in the stream), and a daemon that registers a source asks the stream for the last
 //! one ([`FleetResume`]) and raises the source's ledger to it.
 //!
+//! After a restart, WELCOME's resume point and the duplicates of a reconnecting source count what
+//! the archive holds, published or not: a source recovery found frames of above its recorded
+//! acknowledgement is welcomed only once the sink has published every frame earlier runs archived
+//! ([`Replication::earlier_published`]).
+//!
 //! The gate also bounds what waits for a replica: past what the sink replicates in [`PACE`] (as it
 //! last measured, at least a floor, at most `sinks.nats.max_unreplicated_frames`) written and not
 //! yet acknowledged by JetStream, the consumer takes no more routine frames (emergencies get twice
@@ -30,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::frame::{Priority, SourceKey};
 use super::ledger::Ledger;
@@ -58,6 +63,9 @@ pub struct Replication {
     floor: u64,
     /// Replicated when the pace was last measured.
     paced_at: AtomicU64,
+    /// Set once the sink has published (or is otherwise done with) every frame earlier runs
+    /// archived: until then a source the archive holds unpublished frames of is not welcomed.
+    earlier_published: watch::Sender<bool>,
 }
 
 /// How long an emergency waits behind routine frames for the sink, about, when JetStream is the
@@ -78,6 +86,7 @@ impl Replication {
             room: AtomicU64::new(floor),
             floor,
             paced_at: AtomicU64::new(0),
+            earlier_published: watch::channel(false).0,
         })
     }
 
@@ -92,6 +101,23 @@ impl Replication {
         if self.room.swap(room, SeqCst) < room {
             self.wake();
         }
+    }
+
+    /// Called by the sink once it is done with every frame earlier runs archived.
+    pub(crate) fn published_earlier(&self) {
+        self.earlier_published.send_replace(true);
+    }
+
+    /// Whether the sink is done with every frame earlier runs archived.
+    pub(crate) fn has_published_earlier(&self) -> bool {
+        *self.earlier_published.borrow()
+    }
+
+    /// Completes once the sink is done with every frame earlier runs archived.
+    pub(crate) async fn earlier_published(&self) {
+        let mut published = self.earlier_published.subscribe();
+        // The sender lives as long as the gate, which the caller holds.
+        let _ = published.wait_for(|published| *published).await;
     }
 
     /// Called by the archive's consumer before it writes frames of `source`: the sink will find

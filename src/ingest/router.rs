@@ -39,6 +39,9 @@ pub(crate) struct Registration {
     /// Frames above the acknowledgement stored before the restart: a resent copy of one is a
     /// duplicate.
     pub already_stored: Arc<SequenceSet>,
+    /// Recovery found frames of the source above the acknowledgement it recorded
+    /// ([`ResumePoint::held_above`]).
+    pub held_above: bool,
 }
 
 /// Why the router refused a registration.
@@ -130,8 +133,8 @@ impl RouterHandle {
                     false => point.already_stored,
                 };
                 let point = ResumePoint {
-                    ledger: point.ledger,
                     already_stored,
+                    ..point
                 };
                 (key, point)
             })
@@ -272,11 +275,12 @@ impl Router {
         let point = self.known.entry(key).or_insert_with(|| ResumePoint {
             ledger: Arc::new(Ledger::new(None)),
             already_stored: Arc::clone(&self.nothing_stored),
+            held_above: false,
         });
         let mut source = Source::new(id, kind, peer, Arc::clone(&point.ledger));
         source.station = station;
         let source = Arc::new(source);
-        let already_stored = Arc::clone(&point.already_stored);
+        let (already_stored, held_above) = (Arc::clone(&point.already_stored), point.held_above);
         self.sources.insert(key, Arc::clone(&source));
         self.stats.source_registered();
         tracing::info!(
@@ -294,6 +298,7 @@ impl Router {
             shard,
             ingress: ingress.clone(),
             already_stored,
+            held_above,
         })
     }
 
@@ -336,7 +341,7 @@ mod tests {
         let (ingress, _fan_in) = priority_fan_in(64, 64, 256, Stats::new());
         let mut stored = SequenceSet::default();
         stored.insert_run(0, 9);
-        let point = ResumePoint::recovered(None, stored);
+        let point = ResumePoint::recovered(None, stored, true);
         let recovered = HashMap::from([((SourceKind::LiveUplink, 7), point)]);
         RouterHandle::spawn(
             vec![ingress],

@@ -193,6 +193,8 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
         saved_at: Instant::now(),
         backlog: None,
         stream_seen: None,
+        earlier_left: 0,
+        earlier_done: false,
     };
     publisher.context.set_timeout(ACK_TIMEOUT);
     let fatal = publisher.sessions(&cut_off).await;
@@ -350,6 +352,10 @@ struct JetStreamWriter {
     /// The stream's replicas and duplicate window as the last session found them: a session
     /// after a failure warns of them again only when they changed.
     stream_seen: Option<(usize, Duration)>,
+    /// Frames earlier runs archived that were read and not yet acknowledged; and whether every
+    /// frame before [`ArchiveFiles::start_ends`] is done with (told to the gate once).
+    earlier_left: u64,
+    earlier_done: bool,
 }
 
 /// The archive's cursors, and the frames read from them not yet acknowledged, in order.
@@ -408,9 +414,6 @@ impl JetStreamWriter {
     /// window of PubAcks in flight, until something fails or every shard's archive writer has
     /// closed and everything is acknowledged. A failed session leaves its reading to the next.
     async fn session(&mut self) -> SessionEnd {
-        if let Err(err) = self.ensure_stream().await {
-            return SessionEnd::Failed(err);
-        }
         let mut backlog = match self.backlog.take() {
             Some(backlog) => backlog,
             None => match self.locate().await {
@@ -418,6 +421,12 @@ impl JetStreamWriter {
                 Err(err) => return SessionEnd::Fatal(err),
             },
         };
+        // Before JetStream answers: a reading that starts past every earlier frame has none.
+        self.note_earlier(&backlog.cursors);
+        if let Err(err) = self.ensure_stream().await {
+            self.backlog = Some(backlog);
+            return SessionEnd::Failed(err);
+        }
         let mut in_flight = VecDeque::new();
         let ended = self.publish_from(&mut backlog, &mut in_flight).await;
         if let SessionEnd::Failed(_) = ended {
@@ -456,6 +465,7 @@ impl JetStreamWriter {
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
         loop {
             self.note_oldest(in_flight, pending, caught_up);
+            self.note_earlier(cursors);
             if in_flight.len() < self.config.window {
                 if let Some(frame) = pending.pop_front() {
                     match self.publish(&frame).await {
@@ -474,7 +484,10 @@ impl JetStreamWriter {
                 match read {
                     Ok(Some(runs)) => {
                         caught_up = false;
+                        let read = pending.len();
                         pending.extend(runs.into_iter().flat_map(FrameRun::into_frames));
+                        let earlier = pending.range(read..).filter(|f| !self.is_new(f));
+                        self.earlier_left += earlier.count() as u64;
                         continue;
                     }
                     Ok(None) => caught_up = true,
@@ -498,6 +511,28 @@ impl JetStreamWriter {
                 () = cursors.changed(), if cursors.is_open() && in_flight.len() < self.config.window => {}
                 _ = ticker.tick() => self.save().await,
             }
+        }
+    }
+
+    /// Whether `frame` was archived by this run: at or after its shard's durable end at start.
+    fn is_new(&self, frame: &ArchivedFrame) -> bool {
+        let p = frame.position;
+        (self.files.start_ends)
+            .get(&frame.shard)
+            .is_none_or(|end| (p.segment, p.offset) >= (end.segment, end.len))
+    }
+
+    /// Tells the gate, once, that every frame earlier runs archived is done with: read past in
+    /// every shard, and none of those read waits for its PubAck.
+    fn note_earlier(&mut self, cursors: &ShardCursors) {
+        if self.earlier_done || self.earlier_left > 0 || !cursors.has_passed(&self.files.start_ends)
+        {
+            return;
+        }
+        self.earlier_done = true;
+        if let Some(replication) = &self.files.replication {
+            tracing::info!("the NATS sink has published what earlier runs archived");
+            replication.published_earlier();
         }
     }
 
@@ -565,13 +600,14 @@ impl JetStreamWriter {
     /// that another daemon has published since ([`EarlierFrames`]) is passed as held already.
     async fn publish(&mut self, followed: &ArchivedFrame) -> Result<InFlight, NatsError> {
         let frame = &followed.frame;
-        let (p, shard) = (followed.position, followed.shard);
-        let new = (self.files.start_ends)
-            .get(&shard)
-            .is_none_or(|end| (p.segment, p.offset) >= (end.segment, end.len));
+        let new = self.is_new(followed);
+        let position = ShardPosition {
+            shard: followed.shard,
+            position: followed.position,
+        };
         let mut in_flight = InFlight {
             frame: followed.clone(),
-            position: ShardPosition { shard, position: p },
+            position,
             received_unix_ns: frame.received_unix_ns,
             new,
             held_elsewhere: false,
@@ -618,6 +654,8 @@ impl JetStreamWriter {
         }
         if published.new {
             self.progress.acked_new.fetch_add(1, Relaxed);
+        } else {
+            self.earlier_left = self.earlier_left.saturating_sub(1);
         }
         if self.saved_at.elapsed() >= SAVE_INTERVAL {
             self.save().await;

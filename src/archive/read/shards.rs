@@ -11,6 +11,7 @@
 //! nothing more becomes durable there: once every shard is closed and read to its end, the
 //! reader has everything.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -328,6 +329,13 @@ impl ShardCursors {
     /// The skips past deleted segments since the last call, oldest first.
     pub(crate) fn take_skipped(&mut self) -> Vec<Skipped> {
         std::mem::take(&mut self.skipped)
+    }
+
+    /// Whether the reading has passed `ends` in every shard they name: it has read everything
+    /// those shards held up to there.
+    pub(crate) fn has_passed(&self, ends: &HashMap<usize, DurableEnd>) -> bool {
+        (self.shards.iter())
+            .all(|shard| (ends.get(&shard.index)).is_none_or(|end| shard.cursor.has_reached(*end)))
     }
 
     /// Whether a shard's watch is open: more may become durable.

@@ -169,6 +169,7 @@ pub(in crate::archive) fn settle(sources: &mut HashMap<SourceKey, Tracked>) {
         if let Some(acked) = tracked.watermark {
             tracked.above.remove_through(acked);
         }
+        tracked.held_above |= !tracked.above.is_empty();
         tracked.extend_watermark();
     }
 }
@@ -205,6 +206,7 @@ pub(super) fn resume_points(
     for (key, tracked) in shards.iter().flatten() {
         let all = merged.entry(*key).or_default();
         all.watermark = all.watermark.max(tracked.watermark);
+        all.held_above |= tracked.held_above;
         for (first, last) in tracked.above.runs() {
             all.above.insert_run(first, last);
         }
@@ -215,8 +217,12 @@ pub(super) fn resume_points(
             if let Some(acked) = all.watermark {
                 all.above.remove_through(acked);
             }
+            let held_above = all.held_above || !all.above.is_empty();
             all.extend_watermark();
-            (key, ResumePoint::recovered(all.watermark, all.above))
+            (
+                key,
+                ResumePoint::recovered(all.watermark, all.above, held_above),
+            )
         })
         .collect();
     for (key, tracked) in shards.iter_mut().flatten() {
@@ -291,6 +297,27 @@ mod tests {
         let points = resume_points(&mut shards);
         assert_eq!(points[&key].after(), Some(60));
         assert!(points[&key].already_stored.is_empty());
+        assert!(
+            points[&key].held_above,
+            "50-60 lie above every watermark written"
+        );
+    }
+
+    /// Whether frames lay above the watermark is kept through the move past them, in one shard
+    /// ([`settle`]) and across shards: a source resumed past frames no watermark covered says so.
+    #[test]
+    fn frames_found_above_the_watermark_are_told_after_the_watermark_passes_them() {
+        let (held, settled) = ((SourceKind::LiveUplink, 1), (SourceKind::LiveUplink, 2));
+        let mut shard = HashMap::from([
+            (held, tracked(Some(9), &[(10, 19)])),
+            (settled, tracked(Some(9), &[(5, 9)])),
+        ]);
+        settle(&mut shard);
+        let points = resume_points(&mut [shard]);
+        assert_eq!(points[&held].after(), Some(19));
+        assert!(points[&held].held_above);
+        assert_eq!(points[&settled].after(), Some(9));
+        assert!(!points[&settled].held_above, "5-9 lie under the watermark");
     }
 
     /// A segment whose last appends a dead process left in the page cache, unsynced: the start

@@ -21,6 +21,9 @@ pub(in crate::archive) struct Tracked {
     /// archive nothing at all; without the fresh watermark, each checkpoint would list all those
     /// frames again.
     pub(super) ledger: Option<Arc<Ledger>>,
+    /// Recovery found frames above the last WATERMARK (before it moved the watermark past those
+    /// right above it): stored, and with `ack = "replicated"` not known to be in JetStream.
+    pub(super) held_above: bool,
 }
 
 impl Tracked {

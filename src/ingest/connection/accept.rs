@@ -14,7 +14,7 @@ use super::services::Services;
 use super::wire::Wire;
 use super::Connection;
 use crate::domain::frame::SourceKind;
-use crate::domain::replication::FleetResume;
+use crate::domain::replication::{FleetResume, Replication};
 use crate::domain::source::Source;
 use crate::ingest::router::{RegisterError, Registration};
 use crate::net::Refused;
@@ -114,6 +114,16 @@ async fn admit(
             return None;
         }
     };
+    if let (Some(replication), true) = (&services.replication, registration.held_above) {
+        if !published_before_welcome(replication, &registration.source, services).await {
+            let key = (registration.source.kind, registration.source.id);
+            let _ = services.router.deregister(key).await;
+            let detail = "the daemon is shutting down".to_string();
+            let refusal = Refusal::Refuse(RefuseReason::ShuttingDown, detail);
+            refuse(&mut wire, peer, services, refusal).await;
+            return None;
+        }
+    }
     if let Some(fleet) = &services.fleet {
         resume_in_fleet(fleet.as_ref(), &registration.source).await;
     }
@@ -125,6 +135,29 @@ async fn admit(
     registration.source.takes_catalogs();
     let catalog = CatalogOut::new(services.catalog.subscribe());
     Some((wire, registration, catalog))
+}
+
+/// With `ack = "replicated"`, for a source recovery found frames of above its recorded
+/// acknowledgement: waits until the sink has published every frame earlier runs archived, since
+/// WELCOME's `resume_after` covers those frames, and a resent copy of one is acknowledged as a
+/// duplicate; false if the drain starts first. Without the wait, a machine lost after a restart
+/// with JetStream away would lose frames its sources were told are held.
+async fn published_before_welcome(
+    replication: &Replication,
+    source: &Source,
+    services: &Services,
+) -> bool {
+    if replication.has_published_earlier() {
+        return true;
+    }
+    tracing::info!(
+        resume_after = source.last_acked(),
+        "WELCOME waits for the NATS sink to publish what earlier runs archived of this source"
+    );
+    tokio::select! {
+        () = replication.earlier_published() => true,
+        () = services.drain.cancelled() => false,
+    }
 }
 
 /// Raises the source's resume point to where the fleet's stream holds it: the source may come
@@ -242,6 +275,7 @@ mod tests {
             tls: None,
             shards: Vec::new(),
             fleet: None,
+            replication: None,
         });
         let future = serve(stream, peer, SourceKind::LiveUplink, services);
         let size = std::mem::size_of_val(&future);

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogHandle;
 use crate::config::Config;
-use crate::domain::replication::FleetResume;
+use crate::domain::replication::{FleetResume, Replication};
 use crate::ingest::read_credit::ReadCredits;
 use crate::ingest::router::RouterHandle;
 use crate::stats::Stats;
@@ -34,4 +34,7 @@ pub(crate) struct Services {
     /// With `sinks.nats.identity = "fleet"` and `ack = "replicated"`: where a registering source
     /// stands in the fleet's stream.
     pub fleet: Option<Arc<dyn FleetResume>>,
+    /// With `sinks.nats.ack = "replicated"`: the gate, which says when the sink has published
+    /// what earlier runs archived.
+    pub replication: Option<Arc<Replication>>,
 }
