@@ -532,7 +532,8 @@ fn a_daemon_back_after_its_sources_moved_on_publishes_nothing_twice() {
 /// machine lost in between would lose frames the source was told are held. A daemon with `ack =
 /// "replicated"` stores 100 frames of one source during a NATS outage (none acknowledged), is
 /// SIGKILLed and started again on its archive; the source's HELLO gets no answer while NATS is
-/// away, and once it is back, the stream holds every frame up to WELCOME's `resume_after`.
+/// away (a source that gives up is deregistered), and once it is back, the stream holds every
+/// frame up to WELCOME's `resume_after`.
 #[test]
 #[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
 fn after_a_restart_a_source_is_welcomed_only_past_what_the_stream_holds() {
@@ -568,6 +569,14 @@ fn after_a_restart_a_source_is_welcomed_only_past_what_the_stream_holds() {
         "answered while the stream lacks the frames: {early:?}\n{}",
         daemon.log()
     );
+    // A source that gives up waiting is free to come back at once.
+    drop(client);
+    wait_until("the source gone", || daemon.stat("active_sources") == 0);
+    let mut client = runtime.block_on(async {
+        let mut client = Client::connect(addr).await;
+        client.send_raw(&hello).await;
+        client
+    });
     nats.restart();
     let welcome = async { tokio::time::timeout(PATIENCE, client.expect_welcome()).await };
     let resume_after = (runtime.block_on(welcome)).expect("WELCOME once NATS is back");

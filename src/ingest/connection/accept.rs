@@ -16,6 +16,7 @@ use super::Connection;
 use crate::domain::frame::SourceKind;
 use crate::domain::replication::{FleetResume, Replication};
 use crate::domain::source::Source;
+use crate::ingest::read_credit::SMALL_READ;
 use crate::ingest::router::{RegisterError, Registration};
 use crate::net::Refused;
 use crate::protocol::ingest::{RefuseReason, ServerMessage};
@@ -115,11 +116,11 @@ async fn admit(
         }
     };
     if let (Some(replication), true) = (&services.replication, registration.held_above) {
-        if !published_before_welcome(replication, &registration.source, services).await {
-            let key = (registration.source.kind, registration.source.id);
-            let _ = services.router.deregister(key).await;
-            let detail = "the daemon is shutting down".to_string();
-            let refusal = Refusal::Refuse(RefuseReason::ShuttingDown, detail);
+        let source = &registration.source;
+        if let Err(refusal) =
+            published_before_welcome(replication, source, &mut wire, services).await
+        {
+            let _ = services.router.deregister((source.kind, source.id)).await;
             refuse(&mut wire, peer, services, refusal).await;
             return None;
         }
@@ -140,23 +141,41 @@ async fn admit(
 /// With `ack = "replicated"`, for a source recovery found frames of above its recorded
 /// acknowledgement: waits until the sink has published every frame earlier runs archived, since
 /// WELCOME's `resume_after` covers those frames, and a resent copy of one is acknowledged as a
-/// duplicate; false if the drain starts first. Without the wait, a machine lost after a restart
-/// with JetStream away would lose frames its sources were told are held.
+/// duplicate. Without the wait, a machine lost after a restart with JetStream away would lose
+/// frames its sources were told are held. Ends early at the drain, or when the peer goes (which
+/// frees the source to connect again); what the peer sends meanwhile stays in the read buffer,
+/// up to a small read's worth.
 async fn published_before_welcome(
     replication: &Replication,
     source: &Source,
+    wire: &mut Wire,
     services: &Services,
-) -> bool {
+) -> Result<(), Refusal> {
     if replication.has_published_earlier() {
-        return true;
+        return Ok(());
     }
     tracing::info!(
         resume_after = source.last_acked(),
         "WELCOME waits for the NATS sink to publish what earlier runs archived of this source"
     );
-    tokio::select! {
-        () = replication.earlier_published() => true,
-        () = services.drain.cancelled() => false,
+    let published = replication.earlier_published();
+    tokio::pin!(published);
+    loop {
+        let room = wire.buf.len() < SMALL_READ;
+        tokio::select! {
+            () = &mut published => return Ok(()),
+            () = services.drain.cancelled() => {
+                let detail = "the daemon is shutting down".to_string();
+                return Err(Refusal::Refuse(RefuseReason::ShuttingDown, detail));
+            }
+            read = wire.read_small(), if room => match read {
+                Ok(1..) => {}
+                Ok(0) | Err(_) => {
+                    tracing::debug!("the peer went while its WELCOME waited for the NATS sink");
+                    return Err(Refusal::Gone);
+                }
+            },
+        }
     }
 }
 
