@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use aggregator::archive::format::index::{self, SegmentIndex};
 use aggregator::archive::format::retention_file;
-use aggregator::archive::format::{self, ArchiveError, Entry, ScanEnd, MAGIC};
+use aggregator::archive::format::{self, ArchiveError, Entry, FramesHead, ScanEnd, MAGIC};
 use aggregator::catalog::store;
 use aggregator::domain::position::{Position, Positions, ShardPosition};
 use bytes::Bytes;
@@ -97,6 +97,26 @@ fn re_encode(file: &[u8], entries: &[(u64, Entry)]) {
                     other => panic!("a FRAMES record holds {other:?}"),
                 }),
             ),
+            (6, Entry::Frame(first)) => {
+                let head = FramesHead {
+                    kind: first.kind,
+                    priority: first.priority,
+                    source_id: first.source_id,
+                    received_unix_ns: first.received_unix_ns,
+                };
+                let reception = first
+                    .reception
+                    .as_ref()
+                    .expect("a RECEIVED FRAMES reception");
+                let frames = record.iter().map(|(_, entry)| match entry {
+                    Entry::Frame(f) => {
+                        let received = f.reception.as_ref().expect("each frame's reception");
+                        (f.sequence, &f.payload[..], received.received)
+                    }
+                    other => panic!("a RECEIVED FRAMES record holds {other:?}"),
+                });
+                format::encode_received_frames(&mut encoded, head, &reception.delivery, frames);
+            }
             (_, entry) => entry.encode(&mut encoded),
         }
         assert_eq!(

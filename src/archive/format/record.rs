@@ -226,7 +226,7 @@ pub fn encode_frame(
 
 /// What the frames of one FRAMES record share.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct FramesHead {
+pub struct FramesHead {
     pub kind: SourceKind,
     pub priority: Priority,
     pub source_id: u32,
@@ -257,7 +257,7 @@ pub fn encode_frames<'a>(
 
 /// As [`encode_frames`], a link's frames delivered by `delivery`, each with its reception, as
 /// RECEIVED FRAMES records (type 6).
-pub(crate) fn encode_received_frames<'a>(
+pub fn encode_received_frames<'a>(
     out: &mut Vec<u8>,
     head: FramesHead,
     delivery: &Delivery,
