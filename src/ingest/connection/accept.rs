@@ -164,10 +164,7 @@ async fn published_before_welcome(
         let room = wire.buf.len() < SMALL_READ;
         tokio::select! {
             () = &mut published => return Ok(()),
-            () = services.drain.cancelled() => {
-                let detail = "the daemon is shutting down".to_string();
-                return Err(Refusal::Refuse(RefuseReason::ShuttingDown, detail));
-            }
+            () = services.drain.cancelled() => return Err(Refusal::shutting_down()),
             read = wire.read_small(), if room => match read {
                 Ok(1..) => {}
                 Ok(0) | Err(_) => {

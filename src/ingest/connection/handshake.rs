@@ -36,6 +36,12 @@ impl Refusal {
             format!("expected HELLO: {err}"),
         )
     }
+
+    /// The drain started before the source was welcomed.
+    pub(super) fn shutting_down() -> Refusal {
+        let detail = "the daemon is shutting down".to_string();
+        Refusal::Refuse(RefuseReason::ShuttingDown, detail)
+    }
 }
 
 /// Waits for a valid hello and consumes it from the read buffer; anything the source sent behind
@@ -125,10 +131,7 @@ async fn first_message(
             None => {}
         }
         let read = tokio::select! {
-            _ = services.drain.cancelled() => {
-                let detail = "the daemon is shutting down".to_string();
-                return Err(Refusal::Refuse(RefuseReason::ShuttingDown, detail));
-            }
+            _ = services.drain.cancelled() => return Err(Refusal::shutting_down()),
             _ = sleep_until(deadline) => {
                 let detail = format!("no HELLO within {} ms", cfg.handshake_timeout.as_millis());
                 return Err(Refusal::Refuse(RefuseReason::HandshakeTimeout, detail));
