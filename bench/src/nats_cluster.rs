@@ -21,6 +21,9 @@ use crate::results::process_cpu_ns;
 /// How long a node may take to accept connections, and the cluster to elect a JetStream leader.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
+/// How many times a start is tried on fresh ports while a node finds its port taken.
+const START_ATTEMPTS: usize = 3;
+
 /// The `nats-server` binary: Debian's path, else the first on `PATH`; `Err` says how to install it.
 pub fn binary() -> Result<PathBuf, String> {
     let on_path = std::env::var_os("PATH")
@@ -68,8 +71,40 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Starts `nodes` nodes of `binary`, stores and logs under a fresh temporary directory, and
-    /// waits until each accepts clients.
+    /// waits until each accepts clients. Ports come from [`free_port`], which releases each port
+    /// before a node binds it, so another program may take one first: a node that finds its port
+    /// taken fails the start, which is tried again on fresh ports.
     pub fn start(binary: &Path, nodes: usize) -> Result<NatsCluster, String> {
+        let port = || free_port().map(|a| a.port()).map_err(|e| e.to_string());
+        Self::start_on(binary, nodes, port)
+    }
+
+    /// [`NatsCluster::start`] with the ports that `port` hands out, up to [`START_ATTEMPTS`]
+    /// times while a node says its address is in use.
+    fn start_on(
+        binary: &Path,
+        nodes: usize,
+        mut port: impl FnMut() -> Result<u16, String>,
+    ) -> Result<NatsCluster, String> {
+        let mut attempt = 1;
+        loop {
+            let clients = (0..nodes)
+                .map(|_| port())
+                .collect::<Result<Vec<u16>, _>>()?;
+            let routes = (0..nodes)
+                .map(|_| port())
+                .collect::<Result<Vec<u16>, _>>()?;
+            match Self::start_once(binary, &clients, &routes) {
+                Err(why) if why.contains("address already in use") && attempt < START_ATTEMPTS => {
+                    attempt += 1
+                }
+                started => return started,
+            }
+        }
+    }
+
+    /// One try: node `i` on client port `clients[i]` and route port `routes[i]`.
+    fn start_once(binary: &Path, clients: &[u16], routes: &[u16]) -> Result<NatsCluster, String> {
         let dir =
             std::env::temp_dir().join(format!("aggregator-bench-nats-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -78,17 +113,14 @@ impl NatsCluster {
             nodes: Vec::new(),
             dir,
         };
-        let port = |_| free_port().map(|a| a.port()).map_err(|e| e.to_string());
-        let clients = (0..nodes).map(port).collect::<Result<Vec<u16>, _>>()?;
-        let routes = (0..nodes).map(port).collect::<Result<Vec<u16>, _>>()?;
         for (index, &client) in clients.iter().enumerate() {
-            let child = cluster.spawn(binary, index, client, &routes)?;
+            let child = cluster.spawn(binary, index, client, routes)?;
             cluster.nodes.push(Node {
                 port: client,
                 child,
             });
         }
-        for index in 0..nodes {
+        for index in 0..clients.len() {
             cluster.wait_accepting(index)?;
         }
         Ok(cluster)
@@ -132,12 +164,17 @@ impl NatsCluster {
         self.dir.join(format!("n{}.log", index + 1))
     }
 
-    /// Waits until node `index` accepts connections; `Err` with the end of its log when it does
-    /// not, or exits.
+    /// Waits until node `index` accepts clients and its log says it listens for routes (it binds
+    /// the route port last, and exits if that is taken; another program may be listening there);
+    /// `Err` with the end of its log when it does not, or exits.
     fn wait_accepting(&mut self, index: usize) -> Result<(), String> {
         let deadline = Instant::now() + START_LIMIT;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.nodes[index].port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        let routed =
+            |cluster: &Self| (cluster.log_text(index)).contains("Listening for route connections");
+        while !(routed(self)
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+        {
             let exited = self.nodes[index].child.try_wait().ok().flatten();
             if exited.is_some() || Instant::now() > deadline {
                 return Err(format!(
@@ -151,10 +188,16 @@ impl NatsCluster {
         Ok(())
     }
 
-    /// The last 2,000 bytes of node `index`'s log.
-    fn log_tail(&self, index: usize) -> String {
+    /// Node `index`'s log so far.
+    fn log_text(&self, index: usize) -> String {
         let mut text = String::new();
         let _ = File::open(self.log(index)).and_then(|mut f| f.read_to_string(&mut text));
+        text
+    }
+
+    /// The last 2,000 bytes of node `index`'s log.
+    fn log_tail(&self, index: usize) -> String {
+        let text = self.log_text(index);
         let from = text.len().saturating_sub(2000);
         text.get(from..).unwrap_or_default().to_string()
     }
@@ -227,5 +270,29 @@ mod tests {
         std::fs::set_permissions(dir.join("nats-server"), executable).expect("chmod");
         assert_eq!(find([dir.clone()]), Ok(dir.join("nats-server")));
         std::fs::remove_dir_all(&dir).expect("removed");
+    }
+
+    #[test]
+    #[ignore = "needs nats-server (apt-get install nats-server); .ci/run installs it"]
+    fn a_start_that_finds_a_route_port_taken_is_tried_again_on_fresh_ports() {
+        let binary = binary().expect("nats-server");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+        let held = taken.local_addr().expect("its address").port();
+        let mut handed = 0;
+        let port = || {
+            handed += 1;
+            match handed {
+                // The third node's route port, on the first try: held by this test.
+                6 => Ok(held),
+                _ => free_port().map(|a| a.port()).map_err(|e| e.to_string()),
+            }
+        };
+        let cluster = NatsCluster::start_on(&binary, 3, port).expect("started on the second try");
+        assert!(handed >= 12, "a second set of ports, {handed} handed");
+        assert_eq!(cluster.urls().len(), 3);
+        assert!(!cluster
+            .urls()
+            .iter()
+            .any(|url| url.ends_with(&format!(":{held}"))));
     }
 }
