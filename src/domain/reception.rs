@@ -196,6 +196,47 @@ impl Callsign {
     pub(crate) fn parts(&self) -> ([u8; 6], u8) {
         (self.call, self.ssid)
     }
+
+    /// The callsign whose text ([`fmt::Display`]) is `text`, whatever it holds: a follower reads
+    /// back what the air gave. `None` where no callsign shows as `text` (hex digits of either
+    /// case are taken).
+    pub(crate) fn from_shown(text: &str) -> Option<Callsign> {
+        let (call, ssid) = match text.split_once('-') {
+            Some((call, ssid)) if ssid.bytes().all(|d| d.is_ascii_digit()) => (
+                call,
+                ssid.parse::<u8>().ok().filter(|s| (1..=15).contains(s))?,
+            ),
+            Some(_) => return None,
+            None => (text, 0),
+        };
+        let mut padded = [b' '; 6];
+        let mut len = 0;
+        let mut chars = call.bytes();
+        while let Some(c) = chars.next() {
+            let byte = match c {
+                b'\\' => {
+                    let digit = |d: Option<u8>| char::from(d?).to_digit(16);
+                    chars.next().filter(|&x| x == b'x')?;
+                    let value = digit(chars.next())? * 16 + digit(chars.next())?;
+                    Some(value as u8).filter(|&b| escaped(b))?
+                }
+                c if !escaped(c) => c,
+                _ => return None,
+            };
+            *padded.get_mut(len)? = byte;
+            len += 1;
+        }
+        // The text leaves out the padding: a space it shows last is none of a callsign's.
+        let shown_padding = len > 0 && padded[len - 1] == b' ';
+        (!shown_padding).then_some(Callsign { call: padded, ssid })
+    }
+}
+
+/// Whether [`Callsign`]'s text shows `byte` of its characters as `\xNN`: anything but printable
+/// ASCII, and the `-` before the SSID and the `\` of an escape, so that the text reads back as one
+/// callsign.
+fn escaped(byte: u8) -> bool {
+    !byte.is_ascii_graphic() || byte == b'-' || byte == b'\\'
 }
 
 impl fmt::Display for Callsign {
@@ -207,9 +248,9 @@ impl fmt::Display for Callsign {
             .map_or(0, |i| i + 1);
         for &c in &self.call[..len] {
             // On the air a callsign may hold anything; a log shows it unambiguously.
-            match c.is_ascii_graphic() {
-                true => write!(f, "{}", char::from(c))?,
-                false => write!(f, "\\x{c:02X}")?,
+            match escaped(c) {
+                false => write!(f, "{}", char::from(c))?,
+                true => write!(f, "\\x{c:02X}")?,
             }
         }
         match self.ssid {
@@ -242,5 +283,50 @@ impl FromStr for Callsign {
         let mut padded = [b' '; 6];
         padded[..call.len()].copy_from_slice(call.as_bytes());
         Ok(Callsign { call: padded, ssid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        /// Whatever the air gave, a callsign's text reads back as that callsign, and only as it.
+        #[test]
+        fn any_callsign_reads_back_from_its_text(
+            call in proptest::array::uniform6(proptest::prelude::any::<u8>()),
+            ssid in 0u8..16,
+        ) {
+            let callsign = Callsign::from_parts(call, ssid);
+            let text = callsign.to_string();
+            proptest::prop_assert_eq!(Callsign::from_shown(&text), Some(callsign), "{}", text);
+        }
+    }
+
+    #[test]
+    fn a_callsign_s_text_escapes_what_would_make_it_another() {
+        let shown = |call: &[u8; 6], ssid| Callsign::from_parts(*call, ssid).to_string();
+        assert_eq!(shown(b"N0CALL", 1), "N0CALL-1");
+        assert_eq!(shown(b"CQ    ", 0), "CQ");
+        assert_eq!(shown(b"A-1   ", 0), "A\\x2D1");
+        assert_eq!(shown(b"A\\x   ", 2), "A\\x5Cx-2");
+        assert_eq!(shown(b"a b\x01  ", 0), "a\\x20b\\x01");
+        for text in [
+            "N0CALL-0",
+            "N0CALL-16",
+            "A-1-2",
+            "TOOLONG1",
+            "A\\x2",
+            "A\\xZZ",
+            "A\\x41",
+            "A\\x20",
+            "A B",
+            "A-+1",
+            "A\\x+1",
+        ] {
+            assert_eq!(Callsign::from_shown(text), None, "{text:?}");
+        }
     }
 }

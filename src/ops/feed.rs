@@ -158,6 +158,8 @@ pub fn parse_query(query: &str) -> Result<FeedRequest, QueryError> {
                     other => return Err(QueryError::Encoding(other.to_string())),
                 }
             }
+            // The bearer token, which the monitor's authentication took already.
+            "token" => {}
             other => return Err(QueryError::Unknown(other.to_string())),
         }
     }
@@ -515,6 +517,15 @@ mod tests {
         let default = parse_query("").unwrap();
         assert_eq!(default.filter, Filter::default());
         assert_eq!((default.sample, default.encoding), (1, Encoding::Base64));
+    }
+
+    /// A browser that cannot set a header gives the monitor's token in the query, on `/feed` as
+    /// on every guarded path: it is the authentication's, not a parameter of the feed.
+    #[test]
+    fn the_token_in_the_query_is_no_parameter_of_the_feed() {
+        let request = parse_query("token=s3cret&sample=5").unwrap();
+        assert_eq!(request.sample, 5);
+        assert_eq!(request.filter, Filter::default());
     }
 
     #[test]

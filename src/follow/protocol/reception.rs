@@ -93,11 +93,11 @@ fn get_received(body: &mut Bytes, index: u32) -> Result<Received, DecodeError> {
     })
 }
 
-/// A callsign, as a name.
+/// A callsign, as a name: its text, whatever the air gave.
 fn get_callsign(body: &mut Bytes, what: &str) -> Result<Callsign, DecodeError> {
     let text = get_name(body, what)?;
-    text.parse()
-        .map_err(|_| DecodeError::Reception(format!("{text:?} is not a callsign")))
+    Callsign::from_shown(&text)
+        .ok_or_else(|| DecodeError::Reception(format!("{text:?} is not a callsign")))
 }
 
 /// The first `n` bytes of `body`, or the error of a RECEPTION cut within `what`.

@@ -8,7 +8,7 @@ use super::*;
 use crate::archive::read::{Earliest, FrameRun, Skipped, Start};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::position::{Position, Positions, ShardPosition};
-use crate::domain::reception::{Ax25Addresses, Delivery, Received};
+use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received};
 
 fn body(mut encoded: BytesMut) -> Bytes {
     encoded.advance(4);
@@ -266,6 +266,31 @@ fn reception_comes_before_its_frames_from_version_4_on() {
         let body = Bytes::copy_from_slice(&reception[4..cut]);
         assert!(DaemonMessage::decode(body).is_err(), "cut at {cut}");
     }
+}
+
+/// A callsign that is no station's (bytes outside printable ASCII, a `-`, lower case: what a
+/// damaged or odd AX.25 address gives) reaches a follower as it was received: the daemon writes it
+/// as text with escapes, and the client reads that text back, rather than refusing the message.
+#[test]
+fn a_reception_with_any_callsign_reads_back() {
+    let odd = Callsign::from_parts(*b"n0-\x01\xff ", 3);
+    let received = vec![Received {
+        ax25: Some(Ax25Addresses {
+            from: odd,
+            to: "CQ".parse().unwrap(),
+        }),
+        ..Received::default()
+    }];
+    let delivery = Arc::new(Delivery {
+        link: "uhf".into(),
+        station: "svalbard".into(),
+    });
+    let message = DaemonMessage::Reception((delivery, received));
+    let mut encoded = BytesMut::new();
+    message.encode(&mut encoded);
+    assert!(encoded.windows(3).any(|w| w == b"n0\\"), "{encoded:?}");
+    let decoded = DaemonMessage::decode(encoded.freeze().slice(4..));
+    assert_eq!(decoded, Ok(message));
 }
 
 /// The example of `docs/follow-protocol.md`, byte for byte.
