@@ -18,6 +18,10 @@ use axum::response::{IntoResponse, Response};
 /// The cookie the dashboard's requests carry the token in.
 const COOKIE: &str = "aggregator_token";
 
+/// The query parameter a browser that cannot set a header gives the token in: every route that
+/// reads its query passes it over.
+pub(crate) const QUERY_TOKEN: &str = "token";
+
 /// Why the token file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -95,7 +99,7 @@ fn presented(request: &Request) -> Option<Presented<'_>> {
     }
     let query = request.uri().query()?;
     form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == "token")
+        .find(|(key, _)| key == QUERY_TOKEN)
         .map(|(_, value)| Presented::Query(value.into_owned()))
 }
 

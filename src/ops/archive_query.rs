@@ -24,6 +24,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::access::QUERY_TOKEN;
 use super::completeness_json;
 use crate::archive::query::completeness;
 use crate::archive::query::export::{Format, Rows};
@@ -259,7 +260,7 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
     let mut seen = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         // The bearer token, which the monitor's authentication took already.
-        if key == "token" {
+        if key == QUERY_TOKEN {
             continue;
         }
         if !path.takes(&key) {

@@ -28,6 +28,7 @@ use futures_util::SinkExt;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::access::QUERY_TOKEN;
 use crate::catalog::CatalogHandle;
 use crate::config::FeedConfig;
 use crate::domain::batch::Batch;
@@ -159,7 +160,7 @@ pub fn parse_query(query: &str) -> Result<FeedRequest, QueryError> {
                 }
             }
             // The bearer token, which the monitor's authentication took already.
-            "token" => {}
+            QUERY_TOKEN => {}
             other => return Err(QueryError::Unknown(other.to_string())),
         }
     }
