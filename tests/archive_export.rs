@@ -695,6 +695,52 @@ fn gaps_name_damage_and_a_missing_segment_and_answer_the_rest() {
     assert_eq!(answer["sources"][0]["held"], held, "{answer}");
 }
 
+/// A window that starts at a FRAMES record of a sealed segment whose bytes were damaged since
+/// its index was written: the segment is read, the record named under `damaged`, and its frames
+/// are not held: their sequence is a gap, though the segment's index still lists it.
+#[test]
+fn a_damaged_record_in_a_window_is_a_gap_though_its_index_lists_it() {
+    let dir = TempDir::new("gaps-damaged-window");
+    let root = &dir.0;
+    let live = (SourceKind::LiveUplink, 7);
+    let seconds = |s: u64| T0 + s * 1_000_000_000;
+    // Segment 0 (sealed) holds 0..=9, segment 1 (the newest) 10..=19.
+    let mut segments = vec![format::MAGIC.to_vec(); 2];
+    for (n, bytes) in segments.iter_mut().enumerate() {
+        let first = n as u64 * 10;
+        let sequences: Vec<u64> = (first..first + 10).collect();
+        frames_of(bytes, live, &sequences, seconds(n as u64 * 10));
+    }
+    fs::create_dir_all(root).unwrap();
+    for (index, bytes) in segments.iter().enumerate() {
+        fs::write(root.join(format::segment_name(index as u64)), bytes).unwrap();
+    }
+    // A first answer writes segment 0's index, which lists 0..=9.
+    let whole = gaps(root, &[]);
+    assert_eq!(whole["sources"][0]["held"], serde_json::json!([[0, 19]]));
+    // Then a byte of its sixth record (sequence 5) changes: its length, so its index, stays.
+    let sealed = root.join(format::segment_name(0));
+    let mut bytes = fs::read(&sealed).unwrap();
+    let record = (bytes.len() - format::MAGIC.len()) / 10;
+    bytes[format::MAGIC.len() + 5 * record + record / 2] ^= 0x5a;
+    fs::write(&sealed, &bytes).unwrap();
+
+    // From sequence 3's received time: segment 0 is cut by the window, so read.
+    let from = unix_ns_to_rfc3339(seconds(0) + 3 * STEP);
+    let (status, answer, err) = gaps_and_status(root, &["--from", &from]);
+    assert_eq!(status, Some(1), "{err}");
+    assert_eq!(answer["damaged"][0]["segment"], 0, "{answer}");
+    let source = &answer["sources"][0];
+    assert_eq!(
+        source["held"],
+        serde_json::json!([[3, 4], [6, 19]]),
+        "{answer}"
+    );
+    let gap = serde_json::json!([{"cause": "not_received", "first": 5, "frames": 1, "last": 5}]);
+    assert_eq!(source["gaps"], gap, "{answer}");
+    assert_eq!(source["frames"], 16, "{answer}");
+}
+
 /// What a reader finds of one source (kind, id): rows, payload bytes, least and greatest
 /// sequence, rows with an APID, earliest and latest received time (ns); `None` where the format
 /// has none.

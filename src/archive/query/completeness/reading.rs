@@ -167,7 +167,7 @@ impl Reading<'_> {
         if self.filter.has_window() {
             let between = sealed.iter().filter(|(i, _)| (first..=last).contains(i));
             for (index, path) in between {
-                self.add_elsewhere(*index, path, &mut found.elsewhere)?;
+                self.add_elsewhere(*index, path, found)?;
             }
         }
         // Read after the segments: retention records a deletion before it unlinks, so the state
@@ -188,23 +188,79 @@ impl Reading<'_> {
 
     /// Adds what sealed segment `index` (at `path`) holds of the sources wanted to `elsewhere`:
     /// it lies among the segments that meet the window, so frames of it received outside the
-    /// window may fill gaps between the window's frames.
+    /// window may fill gaps between the window's frames. From its index, unless reading it found
+    /// damage.
     fn add_elsewhere(
         &self,
         index: u64,
         path: &Path,
-        elsewhere: &mut Elsewhere,
+        found: &mut Found,
     ) -> Result<(), ArchiveError> {
         let contents = match SegmentIndex::read_or_rebuild(self.dir, index, path, self.spans) {
             Err(err) if err.is_gone() => return Ok(()),
             contents => contents?,
         };
+        // Its index was written before the damage: what it lists is not all held.
+        if found
+            .damaged
+            .iter()
+            .any(|d| (d.shard, d.segment) == (self.shard, index))
+        {
+            return self.read_elsewhere(index, path, contents.len, found);
+        }
+        let elsewhere = &mut found.elsewhere;
         for (&key, span) in &contents.sources {
             if self.wants(key) {
                 let sequences = elsewhere.entry(key).or_default();
                 span.sequences
                     .runs()
                     .for_each(|(a, b)| sequences.insert_run(a, b));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds what damaged sealed segment `index` (at `path`, `len` bytes) holds of the sources
+    /// wanted to `found.elsewhere`, read from its blocks: the frames of a damaged record are not
+    /// held, wherever they were received. Damage not yet named is named.
+    fn read_elsewhere(
+        &self,
+        index: u64,
+        path: &Path,
+        len: u64,
+        found: &mut Found,
+    ) -> Result<(), ArchiveError> {
+        let segment = match SegmentFile::open(self.shard, index, path) {
+            Err(err) if err.is_gone() => return Ok(()),
+            segment => segment?,
+        };
+        let mut from = format::MAGIC.len() as u64;
+        while from < len {
+            match segment.read(from, len, 1 << 20, Some(len))? {
+                Piece::Records(records) => {
+                    from = records.next;
+                    let frames = records.entries.into_iter().filter_map(|(_, e)| match e {
+                        Entry::Frame(frame) => Some(frame),
+                        _ => None,
+                    });
+                    for frame in frames {
+                        let key = (frame.kind.to_byte(), frame.source_id);
+                        if self.wants(key) {
+                            let sequences = found.elsewhere.entry(key).or_default();
+                            sequences.insert_run(frame.sequence, frame.sequence);
+                        }
+                    }
+                }
+                Piece::Damaged(range) => {
+                    from = range.bytes.end;
+                    let named = |d: &DamagedRange| {
+                        (d.shard, d.segment, d.bytes.start)
+                            == (self.shard, index, range.bytes.start)
+                    };
+                    if !found.damaged.iter().any(named) {
+                        found.damaged.push(range);
+                    }
+                }
             }
         }
         Ok(())
