@@ -589,3 +589,134 @@ fn after_a_restart_a_source_is_welcomed_only_past_what_the_stream_holds() {
     assert_eq!(held, (0..FRAMES).collect(), "the stream at WELCOME");
     assert!(daemon.log().contains("WELCOME waits for the NATS sink"));
 }
+
+/// `aggregator nats read` gives back every frame the archive holds, with its metadata: the rows of
+/// `archive export --format ndjson` less `shard` and `position`, plus `site` and
+/// `stream_sequence`; by source, by priority and up to `--limit`. And docs/examples/read_stream.py
+/// (nats-py, `tests/nats/venv.sh`) prints the very same lines.
+#[test]
+#[ignore = "needs nats-server and nats-py (tests/nats/venv.sh); .ci/run runs it"]
+fn nats_read_and_the_python_example_give_back_every_frame_with_its_metadata() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new("nats-read");
+    let mut north = NatsDaemon::start(&dir.0, "north", &nats.url());
+    let sent = north.sim(200, 1).wait();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(stream_messages(&nats.url(), Some(sent)));
+    assert!(north.terminate().success(), "{}", north.log());
+
+    let path = north.archive.to_str().unwrap();
+    let export = ["archive", "export", path, "--format", "ndjson", "-o", "-"];
+    let (status, exported) = aggregator(&export);
+    assert_eq!(status, Some(0));
+    let mut archived: Vec<serde_json::Value> = exported
+        .iter()
+        .map(|row| {
+            let mut row = row.clone();
+            let object = row.as_object_mut().unwrap();
+            object.remove("shard");
+            object.remove("position");
+            object.insert("site".into(), "north".into());
+            row
+        })
+        .collect();
+    let config = dir.0.join("reader.toml");
+    let toml = format!(
+        "[sinks.nats]\nurl = \"{}\"\nsite = \"reader\"\n",
+        nats.url()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let config = config.to_str().unwrap();
+    let (status, read) = aggregator(&["nats", "read", "--config", config]);
+    assert_eq!(status, Some(0));
+    let stream_sequences: Vec<u64> = read
+        .iter()
+        .map(|r| r["stream_sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        stream_sequences,
+        (1..=sent).collect::<Vec<_>>(),
+        "the stream, in its order"
+    );
+    let mut frames: Vec<serde_json::Value> = read
+        .iter()
+        .map(|row| {
+            let mut row = row.clone();
+            row.as_object_mut().unwrap().remove("stream_sequence");
+            row
+        })
+        .collect();
+    let key = |r: &serde_json::Value| {
+        (
+            r["kind"].to_string(),
+            r["source"].as_u64(),
+            r["sequence"].as_u64(),
+        )
+    };
+    archived.sort_by_key(key);
+    frames.sort_by_key(key);
+    assert_eq!(frames.len() as u64, sent);
+    assert!(frames == archived, "the stream's frames are the archive's");
+
+    let one = [
+        "nats",
+        "read",
+        "--config",
+        config,
+        "--source",
+        "live:3",
+        "--priority",
+        "routine",
+    ];
+    let (status, of_one) = aggregator(&one);
+    assert_eq!(status, Some(0));
+    let wanted: Vec<&serde_json::Value> = read
+        .iter()
+        .filter(|r| r["kind"] == "live" && r["source"] == 3 && r["priority"] == "routine")
+        .collect();
+    assert!(!wanted.is_empty());
+    assert_eq!(of_one.iter().collect::<Vec<_>>(), wanted);
+    let (status, limited) = aggregator(&["nats", "read", "--config", config, "--limit", "5"]);
+    assert_eq!((status, &limited[..]), (Some(0), &read[..5]));
+
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nats-venv/bin/python");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/read_stream.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args([&nats.url(), STREAM, "telemetry.>"])
+        .output()
+        .expect("run docs/examples/read_stream.py (tests/nats/venv.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = read.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        lines
+    );
+}
+
+/// Runs `aggregator ARGS`: its exit status and its standard output's JSON lines.
+fn aggregator(args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(args)
+        .output()
+        .expect("run aggregator");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    eprintln!(
+        "aggregator {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), lines)
+}

@@ -5,6 +5,7 @@
 //! - `archive`: `aggregator archive ...`, the tools on an archive directory, a file each.
 //! - `catalog`: `aggregator catalog push`.
 //! - `tail`: `aggregator tail`, a running daemon's frames as they come.
+//! - `nats`: `aggregator nats read`, the NATS sink's stream read back.
 
 // The binary's own modules are in src/bin/aggregator/: a crate root that is not a `main.rs`
 // finds them only by path.
@@ -12,6 +13,8 @@
 mod archive;
 #[path = "aggregator/catalog.rs"]
 mod catalog;
+#[path = "aggregator/nats.rs"]
+mod nats;
 #[path = "aggregator/serve.rs"]
 mod serve;
 #[path = "aggregator/tail.rs"]
@@ -81,6 +84,41 @@ enum Command {
     /// Exit status: 0 after --limit frames, or at the daemon's END after it drained; 1 when the
     /// daemon cannot be reached, refuses the subscription, or ends it for another reason.
     Tail(TailArgs),
+    /// The NATS sink's stream (docs/scale-out.md).
+    Nats {
+        #[command(subcommand)]
+        tool: NatsTool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NatsTool {
+    /// Print the frames of the stream of the config's [sinks.nats], one JSON object a line.
+    ///
+    /// Each line has the keys of `archive export --format ndjson` but `shard` and `position`,
+    /// then `site` (the daemon that published it) and `stream_sequence`. Without --source the
+    /// stream in its order; with, each source in turn, in stream order. Reads what the stream
+    /// holds when each source's read starts, then ends. A summary goes to standard error.
+    ///
+    /// Exit status: 0; 1 when a message is no frame of the sink's (named on standard error, and
+    /// reading goes on) or the stream cannot be read; 2 on a usage error or a config without
+    /// [sinks.nats].
+    Read(NatsReadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NatsReadArgs {
+    /// The daemon's config: the stream, its servers, credentials and subjects.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Only frames of this priority: emergency or routine.
+    #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
+    priority: Option<Priority>,
+    /// Print at most N frames.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -396,6 +434,9 @@ fn main() -> ExitCode {
         Some(Command::Archive { tool }) => archive::run(tool),
         Some(Command::Catalog { tool }) => catalog::run(tool),
         Some(Command::Tail(args)) => tail::run(args),
+        Some(Command::Nats {
+            tool: NatsTool::Read(args),
+        }) => nats::run(args),
         None => serve::run(&cli),
     }
 }

@@ -1,13 +1,18 @@
 //! What a frame becomes in the stream: its subject, its `Nats-Msg-Id` and its headers, as
-//! `docs/scale-out.md` documents them for consumers. One place, so that the sink that publishes
-//! and the daemon that asks where a source stands name a source's messages alike.
+//! `docs/scale-out.md` documents them for consumers, and the frame a message holds
+//! ([`Naming::frame`]). One place, so that the sink that publishes, the daemon that asks where a
+//! source stands and `aggregator nats read` name a source's messages alike.
+
+use std::sync::Arc;
 
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::HeaderMap;
+use bytes::Bytes;
 
 use crate::archive::format::FrameRecord;
 use crate::config::{Identity, NatsConfig};
-use crate::domain::frame::SourceKind;
-use crate::domain::reception::Reception;
+use crate::domain::frame::{Priority, SourceKey, SourceKind};
+use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, Reception};
 
 /// The header of each message published with `ack = "replicated"`: its source's acknowledgement
 /// when it was published, up to which every frame of the source is in the stream.
@@ -37,6 +42,40 @@ impl Naming {
     /// The subject of the source `kind`, `source`.
     pub(super) fn subject(&self, kind: SourceKind, source: u32) -> String {
         self.subject.render(kind, source)
+    }
+
+    /// The subject a consumer of source `key` selects: this daemon's subject for it, with every
+    /// site's where the subject names the site.
+    pub fn source_filter(&self, key: SourceKey) -> String {
+        self.subject.render_for(key.0, key.1, "*")
+    }
+
+    /// The frame a message of the stream holds, with the site that published it (its
+    /// `Aggregator-Site`, absent from messages of builds before the header).
+    pub fn frame(
+        &self,
+        subject: &str,
+        headers: &HeaderMap,
+        payload: Bytes,
+    ) -> Result<(FrameRecord, Option<String>), BadMessage> {
+        let (kind, source_id) = self
+            .subject
+            .source_of(subject)
+            .ok_or_else(|| BadMessage::Subject(subject.to_string()))?;
+        let frame = FrameRecord {
+            kind,
+            priority: required::<Priority>(headers, "Aggregator-Priority", "routine or emergency")?,
+            source_id,
+            sequence: required(headers, "Aggregator-Sequence", "a sequence")?,
+            received_unix_ns: required(
+                headers,
+                "Aggregator-Received-Unix-Ns",
+                "nanoseconds since the Unix epoch",
+            )?,
+            payload,
+            reception: reception(headers)?,
+        };
+        Ok((frame, header(headers, SITE).map(str::to_string)))
     }
 
     /// The frame's subject and message; `replicated_through`: its source's acknowledgement.
@@ -74,6 +113,104 @@ impl Naming {
         }
         (self.subject(frame.kind, frame.source_id), message)
     }
+}
+
+/// Why a message of the stream is not a frame the sink published: the header or subject at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMessage {
+    #[error(
+        "subject {0:?} is not one of sinks.nats.subject's (KIND and SOURCE where it has them)"
+    )]
+    Subject(String),
+    #[error("no {0} header")]
+    Missing(&'static str),
+    #[error("header {name} {text:?} is not {what}")]
+    Header {
+        name: &'static str,
+        text: String,
+        what: &'static str,
+    },
+}
+
+/// A header's text, where the message has it.
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Option<&'a str> {
+    headers.get(name).map(|value| value.as_str())
+}
+
+/// A header that must be there, parsed; `what` names what it should be, for the error.
+fn parsed<T: std::str::FromStr>(
+    headers: &HeaderMap,
+    name: &'static str,
+    what: &'static str,
+) -> Result<Option<T>, BadMessage> {
+    let Some(text) = header(headers, name) else {
+        return Ok(None);
+    };
+    let bad = || BadMessage::Header {
+        name,
+        text: text.to_string(),
+        what,
+    };
+    text.parse().map(Some).map_err(|_| bad())
+}
+
+/// A header that every frame's message has, parsed.
+fn required<T: std::str::FromStr>(
+    headers: &HeaderMap,
+    name: &'static str,
+    what: &'static str,
+) -> Result<T, BadMessage> {
+    parsed(headers, name, what)?.ok_or(BadMessage::Missing(name))
+}
+
+/// The reception of a link frame's message: `None` without `Aggregator-Link`.
+fn reception(headers: &HeaderMap) -> Result<Option<Box<Reception>>, BadMessage> {
+    let Some(link) = header(headers, "Aggregator-Link") else {
+        return Ok(None);
+    };
+    let station =
+        header(headers, "Aggregator-Station").ok_or(BadMessage::Missing("Aggregator-Station"))?;
+    let playback = match header(headers, "Aggregator-Mode") {
+        Some("playback") => true,
+        Some("realtime") => false,
+        Some(text) => {
+            return Err(BadMessage::Header {
+                name: "Aggregator-Mode",
+                text: text.to_string(),
+                what: "realtime or playback",
+            })
+        }
+        None => return Err(BadMessage::Missing("Aggregator-Mode")),
+    };
+    let callsign = |name: &'static str| match header(headers, name) {
+        None => Ok(None),
+        Some(text) => Callsign::from_shown(text)
+            .map(Some)
+            .ok_or(BadMessage::Header {
+                name,
+                text: text.to_string(),
+                what: "a callsign",
+            }),
+    };
+    let ax25 = match (
+        callsign("Aggregator-Ax25-From")?,
+        callsign("Aggregator-Ax25-To")?,
+    ) {
+        (Some(from), Some(to)) => Some(Ax25Addresses { from, to }),
+        _ => None,
+    };
+    let earth = "Aggregator-Earth-Received-Unix-Ns";
+    Ok(Some(Box::new(Reception {
+        delivery: Arc::new(Delivery {
+            link: link.into(),
+            station: station.into(),
+        }),
+        received: Received {
+            earth_unix_ns: parsed(headers, earth, "nanoseconds since the Unix epoch")?,
+            playback,
+            ax25,
+        },
+    })))
 }
 
 /// A link frame's reception as headers: `Aggregator-Link`, `-Station`, `-Mode`, and where known
@@ -120,19 +257,46 @@ impl SubjectTemplate {
 
     /// The subject of a frame of source `source` of kind `kind`.
     fn render(&self, kind: SourceKind, source: u32) -> String {
-        let kind = kind_token(kind);
+        self.render_for(kind, source, &self.site)
+    }
+
+    /// The subject of source `source` of kind `kind` published by `site` (`*`: any).
+    fn render_for(&self, kind: SourceKind, source: u32, site: &str) -> String {
         let source = source.to_string();
+        self.fill(site, kind_token(kind), &source)
+    }
+
+    fn fill(&self, site: &str, kind: &str, source: &str) -> String {
         let tokens: Vec<&str> = self
             .tokens
             .iter()
             .map(|token| match token.as_str() {
-                "{site}" => self.site.as_str(),
+                "{site}" => site,
                 "{kind}" => kind,
-                "{source}" => source.as_str(),
+                "{source}" => source,
                 word => word,
             })
             .collect();
         tokens.join(".")
+    }
+
+    /// The source a subject of this template names: its `{kind}` and `{source}` tokens.
+    fn source_of(&self, subject: &str) -> Option<SourceKey> {
+        let parts: Vec<&str> = subject.split('.').collect();
+        if parts.len() != self.tokens.len() {
+            return None;
+        }
+        let (mut kind, mut source) = (None, None);
+        for (token, part) in self.tokens.iter().zip(parts) {
+            match token.as_str() {
+                "{kind}" => kind = Some(part.parse::<SourceKind>().ok()?),
+                "{source}" => source = Some(part.parse::<u32>().ok()?),
+                "{site}" => {}
+                word if word == part => {}
+                _ => return None,
+            }
+        }
+        Some((kind?, source?))
     }
 }
 
@@ -183,6 +347,61 @@ mod tests {
             ("Aggregator-Mode", "realtime"),
         ];
         assert_eq!(headers, named(&expected));
+    }
+
+    /// The headers the sink writes, read back into the frame; a header missing or wrong named.
+    #[test]
+    fn a_message_reads_back_as_its_frame_and_a_bad_header_is_named() {
+        let config: crate::Config =
+            toml::from_str("[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"north\"\n")
+                .unwrap();
+        let naming = Naming::new(&config.sinks.nats.unwrap());
+        let reception = Reception {
+            delivery: Arc::new(Delivery {
+                link: "uhf".into(),
+                station: "Kiruna".into(),
+            }),
+            received: Received {
+                earth_unix_ns: Some(7),
+                playback: true,
+                ax25: None,
+            },
+        };
+        let frame = FrameRecord {
+            kind: SourceKind::ArchivedReplay,
+            priority: Priority::Emergency,
+            source_id: 12,
+            sequence: 99,
+            received_unix_ns: 1_800_000_000_000_000_001,
+            payload: Bytes::from_static(b"abc"),
+            reception: Some(Box::new(reception.clone())),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(SITE, "north");
+        headers.insert("Aggregator-Priority", "emergency");
+        headers.insert("Aggregator-Sequence", "99");
+        headers.insert("Aggregator-Received-Unix-Ns", "1800000000000000001");
+        for (name, value) in reception_headers(&reception) {
+            headers.insert(name, value.as_str());
+        }
+        let subject = naming.subject(SourceKind::ArchivedReplay, 12);
+        assert_eq!(
+            naming.source_filter((SourceKind::ArchivedReplay, 12)),
+            "telemetry.*.replay.12"
+        );
+        let read = naming.frame(&subject, &headers, frame.payload.clone());
+        assert_eq!(read, Ok((frame, Some("north".to_string()))));
+        let other = naming.frame("telemetry.north.replay", &headers, Bytes::new());
+        assert_eq!(
+            other,
+            Err(BadMessage::Subject("telemetry.north.replay".into()))
+        );
+        headers.insert("Aggregator-Sequence", "x");
+        let bad = naming.frame(&subject, &headers, Bytes::new()).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "header Aggregator-Sequence \"x\" is not a sequence"
+        );
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! ([`crate::archive::read`]), on a thread of its own, so an outage of the system it publishes to
 //! only puts it further behind in the files; ingest, the archive and the drain never wait for it.
 //! [`nats`] publishes into NATS JetStream; [`fleet`] asks its stream where a source stands, for a
-//! daemon that takes over a source from another.
+//! daemon that takes over a source from another; [`reader`] reads the stream's frames back.
 
 pub mod client;
 pub mod cursor;
 pub mod fleet;
 pub mod message;
 pub mod nats;
+pub mod reader;

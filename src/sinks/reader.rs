@@ -1,0 +1,159 @@
+//! The stream read back (`aggregator nats read`): each message the sink published turned into its
+//! frame again, with the site that published it and its place in the stream.
+//!
+//! Why a reader of our own: a consumer of the stream must know how the sink lays a frame out
+//! (subject, headers, body: `docs/scale-out.md`) to get every frame with its metadata, and this
+//! one is that layout's own inverse ([`Naming::frame`]), tested against the sink.
+//!
+//! How: an ordered consumer per subject read (one per source asked for, else the stream's
+//! subjects), which JetStream 2.9 has (one filter subject a consumer); each is read up to the
+//! messages it had when it was made, so a read ends while the sink goes on publishing.
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::{self, stream::Stream};
+use base64::Engine as _;
+use futures_util::StreamExt;
+
+use super::client::connect;
+use super::message::{BadMessage, Naming};
+use crate::archive::format::FrameRecord;
+use crate::archive::read::FrameFilter;
+use crate::config::NatsConfig;
+use crate::domain::display::unix_ns_to_rfc3339;
+
+/// A frame of the stream.
+#[derive(Debug, Clone)]
+pub struct StreamFrame {
+    pub frame: FrameRecord,
+    /// `Aggregator-Site`: the daemon that published it.
+    pub site: Option<String>,
+    /// Its sequence in the stream.
+    pub stream_sequence: u64,
+}
+
+impl StreamFrame {
+    /// Its line of `aggregator nats read`: the keys of `archive export`'s NDJSON rows that a
+    /// message carries (no `shard` nor `position`: those are of one daemon's archive), then
+    /// `site` and `stream_sequence`.
+    pub fn json(&self) -> serde_json::Value {
+        let f = &self.frame;
+        let mut row = serde_json::json!({
+            "received": unix_ns_to_rfc3339(f.received_unix_ns),
+            "kind": f.kind.label(),
+            "source": f.source_id,
+            "sequence": f.sequence,
+            "priority": f.priority.as_str(),
+            "payload": base64::engine::general_purpose::STANDARD.encode(&f.payload),
+            "site": self.site,
+            "stream_sequence": self.stream_sequence,
+        });
+        if let (Some(object), Some(reception)) = (row.as_object_mut(), &f.reception) {
+            reception.add_to(object);
+        }
+        row
+    }
+}
+
+/// What one message of the stream gave: its frame, or why it is not one.
+pub type Read = Result<StreamFrame, (u64, BadMessage)>;
+
+/// Why the stream cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("{0}")]
+    Connect(String),
+    #[error("stream {stream}: {reason}")]
+    Stream { stream: String, reason: String },
+}
+
+/// Reads the frames of `config`'s stream that `filter` wants (its sources, one after another, each
+/// in stream order; its received times and priority), handing each to `each` until it says stop
+/// (`false`). Messages that are no frame of the sink's are handed over as errors, and reading goes
+/// on. Returns how many messages were read.
+pub async fn read_stream(
+    config: &NatsConfig,
+    filter: &FrameFilter,
+    mut each: impl FnMut(Read) -> bool,
+) -> Result<u64, StreamError> {
+    let client = connect(config)
+        .await
+        .map_err(|err| StreamError::Connect(err.to_string()))?;
+    let failed = |reason: String| StreamError::Stream {
+        stream: config.stream.clone(),
+        reason,
+    };
+    let context = jetstream::new(client);
+    let stream = (context.get_stream(&config.stream).await).map_err(|e| failed(e.to_string()))?;
+    let naming = Naming::new(config);
+    let subjects: Vec<String> = match filter.sources.is_empty() {
+        true => vec![config.stream_subjects()],
+        false => filter
+            .sources
+            .iter()
+            .map(|&k| naming.source_filter(k))
+            .collect(),
+    };
+    let mut read = 0;
+    for subject in subjects {
+        let (messages, going_on) = read_subject(&stream, &naming, subject, filter, &mut each)
+            .await
+            .map_err(failed)?;
+        read += messages;
+        if !going_on {
+            break;
+        }
+    }
+    Ok(read)
+}
+
+/// Reads the messages of `subject` the stream holds now; returns how many, and whether `each`
+/// wants more.
+async fn read_subject(
+    stream: &Stream,
+    naming: &Naming,
+    subject: String,
+    filter: &FrameFilter,
+    each: &mut impl FnMut(Read) -> bool,
+) -> Result<(u64, bool), String> {
+    let config = pull::OrderedConfig {
+        filter_subject: subject.clone(),
+        deliver_policy: DeliverPolicy::All,
+        ..Default::default()
+    };
+    let mut consumer = (stream.create_consumer(config).await)
+        .map_err(|e| format!("a consumer of {subject}: {e}"))?;
+    let info = (consumer.info().await).map_err(|e| format!("a consumer of {subject}: {e}"))?;
+    let mut left = info.num_pending;
+    let mut messages =
+        (consumer.messages().await).map_err(|e| format!("reading {subject}: {e}"))?;
+    let mut read = 0;
+    while left > 0 {
+        let message = match messages.next().await {
+            Some(message) => message.map_err(|e| format!("reading {subject}: {e}"))?,
+            None => return Err(format!("reading {subject}: the consumer ended")),
+        };
+        let info = (message.info()).map_err(|e| format!("reading {subject}: {e}"))?;
+        let stream_sequence = info.stream_sequence;
+        left = info.pending;
+        read += 1;
+        let empty = async_nats::HeaderMap::new();
+        let headers = message.headers.as_ref().unwrap_or(&empty);
+        let frame = naming.frame(&message.subject, headers, message.payload.clone());
+        let wanted = match frame {
+            Ok((frame, site)) => (filter.wants(&frame)
+                && filter.received().contains(&frame.received_unix_ns))
+            .then_some(Ok(StreamFrame {
+                frame,
+                site,
+                stream_sequence,
+            })),
+            Err(why) => Some(Err((stream_sequence, why))),
+        };
+        if let Some(frame) = wanted {
+            if !each(frame) {
+                return Ok((read, false));
+            }
+        }
+    }
+    Ok((read, true))
+}
