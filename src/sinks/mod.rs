@@ -14,3 +14,4 @@ pub mod fleet;
 pub mod message;
 pub mod nats;
 pub mod reader;
+mod unacked;

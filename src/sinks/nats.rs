@@ -14,9 +14,15 @@
 //! shard's segments: shard 0's file keeps the name it had before shards, so an upgraded
 //! deployment resumes where it was.
 //!
-//! Exactly once: many publishes are in flight (`sinks.nats.window`), and their PubAcks are taken
-//! in publishing order, so each shard's cursor is always the position up to which JetStream
-//! acknowledged everything of that shard; they are saved a few times a second. After a failure (a publish or an acknowledgement
+//! Emergencies first: the sink reads up to [`READ_AHEAD`] frames ahead of what it publishes and
+//! publishes the emergencies among them before the routine frames read before them (each
+//! priority in the files' order), so that with `ack = "replicated"` an emergency's ACK waits for
+//! its own replica, not for the routine frames written before it.
+//!
+//! Exactly once: many publishes are in flight (`sinks.nats.window`), and each shard's cursor is
+//! the position up to which JetStream acknowledged everything of that shard ([`Unacked`]: a
+//! prefix of the shard's frames acknowledged whole, whatever the publishing order); they are
+//! saved a few times a second. After a failure (a publish or an acknowledgement
 //! that fails or times out) or a restart, the sink publishes again from its cursor: what JetStream
 //! already holds carries the same `Nats-Msg-Id` (`{site}.{kind}.{source}.{seq}`), so the stream's
 //! duplicate window drops it, and the PubAck says so (counted as republished).
@@ -41,11 +47,13 @@ use super::client::{connect, ConnectError};
 use super::cursor::CursorFile;
 use super::fleet::EarlierFrames;
 use super::message::Naming;
+use super::unacked::Unacked;
 use crate::archive::read::{spawn_reader, ArchivedFrame, DurableEnds, FrameFilter};
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::retention::ReadMarks;
 use crate::config::{AckMode, Identity, NatsConfig};
 use crate::domain::clock::ArchiveClock;
+use crate::domain::frame::Priority;
 use crate::domain::position::DurableEnd;
 use crate::domain::position::{Positions, ShardPosition};
 use crate::domain::replication::Replication;
@@ -53,6 +61,12 @@ use crate::stats::Stats;
 
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many frames the sink reads ahead of what it publishes, at most: an emergency among them
+/// is published before the routine frames ahead of it. More than JetStream takes in
+/// [`crate::domain::replication::PACE`] on the reference machine, so that with `ack =
+/// "replicated"` an emergency is found as soon as it is durable.
+const READ_AHEAD: usize = 16_384;
 
 /// How often the cursor is saved while it moves: what a restart publishes again, at most.
 const SAVE_INTERVAL: Duration = Duration::from_millis(200);
@@ -358,10 +372,45 @@ struct JetStreamWriter {
     earlier_done: bool,
 }
 
-/// The archive's cursors, and the frames read from them not yet acknowledged, in order.
+/// The archive's cursors, and the frames read from them not yet published: emergencies and
+/// routine frames apart, each in the files' order; and those not yet acknowledged.
 struct Backlog {
     cursors: ShardCursors,
+    urgent: VecDeque<ArchivedFrame>,
     pending: VecDeque<ArchivedFrame>,
+    unacked: Unacked,
+}
+
+impl Backlog {
+    /// Takes frames read from the files.
+    fn add(&mut self, frames: impl IntoIterator<Item = ArchivedFrame>) {
+        for frame in frames {
+            self.unacked.read(frame.shard_position());
+            match frame.frame.priority {
+                Priority::Emergency => self.urgent.push_back(frame),
+                Priority::Routine => self.pending.push_back(frame),
+            }
+        }
+    }
+
+    /// Puts frames back at the front, to be published again first, each in its order.
+    fn put_back(&mut self, frames: impl DoubleEndedIterator<Item = ArchivedFrame>) {
+        for frame in frames.rev() {
+            match frame.frame.priority {
+                Priority::Emergency => self.urgent.push_front(frame),
+                Priority::Routine => self.pending.push_front(frame),
+            }
+        }
+    }
+
+    /// The next frame to publish: the oldest emergency read, else the oldest routine frame.
+    fn next(&mut self) -> Option<ArchivedFrame> {
+        self.urgent.pop_front().or_else(|| self.pending.pop_front())
+    }
+
+    fn read_ahead(&self) -> usize {
+        self.urgent.len() + self.pending.len()
+    }
 }
 
 impl JetStreamWriter {
@@ -431,8 +480,8 @@ impl JetStreamWriter {
         let ended = self.publish_from(&mut backlog, &mut in_flight).await;
         if let SessionEnd::Failed(_) = ended {
             // What was in flight is published again first, in its order.
-            let unacked = in_flight.into_iter().map(|published| published.frame);
-            backlog.pending = unacked.chain(backlog.pending.drain(..)).collect();
+            let unacked: Vec<ArchivedFrame> = in_flight.into_iter().map(|p| p.frame).collect();
+            backlog.put_back(unacked.into_iter());
             self.backlog = Some(backlog);
         }
         ended
@@ -449,66 +498,75 @@ impl JetStreamWriter {
         self.note_skipped(&mut cursors);
         Ok(Backlog {
             cursors,
+            urgent: VecDeque::new(),
             pending: VecDeque::new(),
+            unacked: Unacked::default(),
         })
     }
 
-    /// The session's loop: publishes what `backlog` holds and reads on, `in_flight` the window
-    /// of publishes waiting for their PubAck.
+    /// The session's loop: publishes what `backlog` holds (emergencies first) and reads on, up
+    /// to [`READ_AHEAD`] frames ahead, `in_flight` the window of publishes waiting for their
+    /// PubAck.
     async fn publish_from(
         &mut self,
         backlog: &mut Backlog,
         in_flight: &mut VecDeque<InFlight>,
     ) -> SessionEnd {
-        let Backlog { cursors, pending } = backlog;
-        let mut caught_up = false;
+        // Read to every shard's durable end, and whether every shard was closed at that read.
+        let (mut caught_up, mut finished) = (false, false);
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
         loop {
-            self.note_oldest(in_flight, pending, caught_up);
-            self.note_earlier(cursors);
+            self.note_oldest(in_flight, backlog, caught_up);
+            self.note_earlier(&backlog.cursors);
             if in_flight.len() < self.config.window {
-                if let Some(frame) = pending.pop_front() {
+                if let Some(frame) = backlog.next() {
                     match self.publish(&frame).await {
                         Ok(published) => in_flight.push_back(published),
                         Err(why) => {
-                            pending.push_front(frame);
+                            backlog.put_back(std::iter::once(frame));
                             return SessionEnd::Failed(why);
                         }
                     }
                     continue;
                 }
+            }
+            let room = backlog.read_ahead() < READ_AHEAD;
+            if room && !caught_up {
                 // Every shard closed before the read: a read that finds nothing is the end.
-                let closed = !cursors.is_open();
-                let read = cursors.read().await;
-                self.note_skipped(cursors);
+                let closed = !backlog.cursors.is_open();
+                let read = backlog.cursors.read().await;
+                self.note_skipped(&mut backlog.cursors);
                 match read {
                     Ok(Some(runs)) => {
-                        caught_up = false;
-                        let read = pending.len();
-                        pending.extend(runs.into_iter().flat_map(FrameRun::into_frames));
-                        let earlier = pending.range(read..).filter(|f| !self.is_new(f));
+                        let frames: Vec<ArchivedFrame> =
+                            runs.into_iter().flat_map(FrameRun::into_frames).collect();
+                        let earlier = frames.iter().filter(|f| !self.is_new(f));
                         self.earlier_left += earlier.count() as u64;
+                        backlog.add(frames);
                         continue;
                     }
-                    Ok(None) => caught_up = true,
+                    Ok(None) => (caught_up, finished) = (true, closed),
                     Err(err) => return SessionEnd::Fatal(err),
                 }
-                if in_flight.is_empty() {
-                    self.progress.skipped.store(false, Relaxed);
-                }
-                if closed && in_flight.is_empty() {
-                    return SessionEnd::ArchiveClosed;
-                }
             }
+            let done = in_flight.is_empty() && backlog.read_ahead() == 0;
+            if caught_up && done {
+                self.progress.skipped.store(false, Relaxed);
+            }
+            if finished && done {
+                return SessionEnd::ArchiveClosed;
+            }
+            let cursors = &mut backlog.cursors;
             tokio::select! {
                 Some((published, ack)) = next_ack(in_flight), if !in_flight.is_empty() => {
-                    if let Err(why) = self.acked(&published, ack).await {
+                    if let Err(why) = self.acked(&published, ack, &mut backlog.unacked).await {
                         // Published again first by the next session.
                         in_flight.push_front(published);
                         return SessionEnd::Failed(why);
                     }
                 }
-                () = cursors.changed(), if cursors.is_open() && in_flight.len() < self.config.window => {}
+                // Read again once a shard's durable end moved (at once when every shard closed).
+                () = cursors.changed(), if room && caught_up && !finished => caught_up = false,
                 _ = ticker.tick() => self.save().await,
             }
         }
@@ -632,17 +690,21 @@ impl JetStreamWriter {
         Ok(in_flight)
     }
 
-    /// Moves the cursor past a frame JetStream acknowledged (in publishing order).
+    /// Takes a frame's PubAck (in publishing order): its shard's cursor moves past it once
+    /// every frame before it in the shard is acknowledged too (`unacked`).
     async fn acked(
         &mut self,
         published: &InFlight,
         ack: Result<PublishAck, PublishError>,
+        unacked: &mut Unacked,
     ) -> Result<(), NatsError> {
         let ack = ack.map_err(|source| NatsError::NoAck {
             position: published.position,
             source,
         })?;
-        self.acked.set(published.position);
+        if let Some(passed) = unacked.acked(published.position) {
+            self.acked.set(passed);
+        }
         match published.held_elsewhere {
             true => self.stats.nats_held_elsewhere(),
             false => self.stats.nats_acked(ack.duplicate),
@@ -663,17 +725,15 @@ impl JetStreamWriter {
         Ok(())
     }
 
-    /// Tells the reporter when the oldest frame not yet acknowledged was received.
-    fn note_oldest(
-        &self,
-        in_flight: &VecDeque<InFlight>,
-        pending: &VecDeque<ArchivedFrame>,
-        at_end: bool,
-    ) {
-        let oldest = in_flight
-            .front()
-            .map(|f| f.received_unix_ns)
-            .or_else(|| pending.front().map(|f| f.frame.received_unix_ns));
+    /// Tells the reporter when the oldest frame not yet acknowledged was received (about: the
+    /// first in flight, else the first read).
+    fn note_oldest(&self, in_flight: &VecDeque<InFlight>, backlog: &Backlog, at_end: bool) {
+        let first_read = [backlog.pending.front(), backlog.urgent.front()];
+        let oldest = in_flight.front().map(|f| f.received_unix_ns).or_else(|| {
+            (first_read.into_iter().flatten())
+                .map(|f| f.frame.received_unix_ns)
+                .min()
+        });
         match oldest {
             Some(ns) => self.progress.oldest_unacked_ns.store(ns, Relaxed),
             None if at_end => self.progress.oldest_unacked_ns.store(0, Relaxed),
