@@ -741,6 +741,46 @@ fn a_damaged_record_in_a_window_is_a_gap_though_its_index_lists_it() {
     assert_eq!(source["frames"], 16, "{answer}");
 }
 
+/// Writes `segments` as shard 0's segments 0, 1, ... of the archive at `root`.
+fn write_segments(root: &Path, segments: &[Vec<u8>]) {
+    fs::create_dir_all(root).unwrap();
+    for (index, bytes) in segments.iter().enumerate() {
+        fs::write(root.join(format::segment_name(index as u64)), bytes).unwrap();
+    }
+}
+
+/// Frames stamped out of order (a daemon started with its clock behind the archive's newest
+/// frame): a window that meets both runs holds the sequences between them that were stamped
+/// outside it, counts them in `frames` with the rest, and says in `outside_window` how many of
+/// its `frames` they are.
+#[test]
+fn the_sequences_held_outside_the_window_count_in_frames() {
+    let dir = TempDir::new("gaps-outside-window");
+    let root = &dir.0;
+    let live = (SourceKind::LiveUplink, 7);
+    let seconds = |s: u64| T0 + s * 1_000_000_000;
+    // Segment 0 holds 0..=9 received at 100 s, segment 1 10..=19 at 0 s (its daemon's clock stood
+    // behind), segment 2 (the newest) 20..=29 at 200 s.
+    let mut segments = vec![format::MAGIC.to_vec(); 3];
+    for (n, at) in [100, 0, 200].into_iter().enumerate() {
+        let first = n as u64 * 10;
+        let sequences: Vec<u64> = (first..first + 10).collect();
+        frames_of(&mut segments[n], live, &sequences, seconds(at));
+    }
+    write_segments(root, &segments);
+
+    let window = [seconds(50), seconds(300)].map(unix_ns_to_rfc3339);
+    let answer = gaps(root, &["--from", &window[0], "--to", &window[1]]);
+    let source = &answer["sources"][0];
+    assert_eq!(source["held"], serde_json::json!([[0, 29]]), "{answer}");
+    assert_eq!(source["gaps"], serde_json::json!([]), "{answer}");
+    assert_eq!(
+        (&source["frames"], &source["outside_window"]),
+        (&30.into(), &10.into()),
+        "{answer}"
+    );
+}
+
 /// What a reader finds of one source (kind, id): rows, payload bytes, least and greatest
 /// sequence, rows with an APID, earliest and latest received time (ns); `None` where the format
 /// has none.

@@ -45,11 +45,11 @@ pub struct Gap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceCompleteness {
     pub source: SourceKey,
-    /// Frames received in the window.
+    /// Frames held of the window: those received in it, and the `outside_window` ones.
     pub frames: u64,
     /// Sequences held whose received time is outside the window, between frames of the window
     /// in sequence: stamped out of order (the clock stood behind the archive at a start), they
-    /// are held, not missing: in `held`, not in `frames`.
+    /// are held, not missing: in `held` and in `frames`, but in no bucket of the timeline.
     pub outside_window: u64,
     /// The sequences held.
     pub held: SequenceSet,

@@ -90,7 +90,8 @@ impl Gathered {
     }
 
     /// Takes as held the sequences of `elsewhere` between its first and last held: stamped
-    /// outside the window, they are no gap in it. Returns how many (not counted in `frames`).
+    /// outside the window, they are no gap in it. Returns how many ([`Gathered::finish`] counts
+    /// them in the answer's `frames`; `self.frames` stays what the window's frames gave).
     fn take_elsewhere(&mut self, elsewhere: Option<&SequenceSet>) -> u64 {
         let (Some(first), Some(last), Some(elsewhere)) =
             (self.held.first(), self.held.last(), elsewhere)
@@ -109,7 +110,9 @@ impl Gathered {
     }
 
     /// The source's answer: its gaps (cut by what retention deleted) and its timeline, once what
-    /// is held outside the window between its frames is taken as held.
+    /// is held outside the window between its frames is taken as held. Those count in `frames`
+    /// too, as in `held`, so that a source's `frames` is what it holds of the window, whatever
+    /// clock stamped it; the timeline has them in no bucket (they were received in none).
     pub(super) fn finish(
         mut self,
         source: SourceKey,
@@ -125,7 +128,7 @@ impl Gathered {
         let timeline = timeline.map(|timeline| self.buckets(&gaps, timeline));
         SourceCompleteness {
             source,
-            frames: self.frames,
+            frames: self.frames + outside_window,
             outside_window,
             held: self.held,
             gaps,
