@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use aggregator::archive::format::{
-    self, encode_frame, encode_frames, encode_stored, encode_watermark, MAGIC,
+    self, encode_frame, encode_frames, encode_stored, encode_watermark, Entry, MAGIC,
 };
 use aggregator::archive::write::SegmentSink;
 use aggregator::config::{ArchiveKind, SyncMode};
+use aggregator::domain::clock::{ClockEvent, ClockEventKind};
 use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::{Config, Priority, SourceKind};
 use common::TempDir;
@@ -87,6 +88,20 @@ impl SegmentBuilder {
     fn stored(&mut self, kind: SourceKind, id: u32, first: u64, last: u64) -> &mut Self {
         self.offsets.push(self.bytes.len() as u64);
         encode_stored(&mut self.bytes, kind, id, first, last);
+        self
+    }
+
+    /// A CLOCK record: a daemon's start, whose received times jump `jump_ns` from the newest
+    /// the shard held.
+    fn clock(&mut self, jump_ns: i64) -> &mut Self {
+        self.offsets.push(self.bytes.len() as u64);
+        let event = ClockEvent {
+            kind: ClockEventKind::Start,
+            archive_ns: T0,
+            wall_ns: T0,
+            jump_ns,
+        };
+        Entry::Clock(event).encode(&mut self.bytes);
         self
     }
 
@@ -397,6 +412,29 @@ fn inspect_lists_records_and_filters_them() {
         keys,
         vec![("replay".into(), 1000, 0), ("replay".into(), 1000, 1)]
     );
+}
+
+/// A CLOCK record has no source: `--source` and `--kind` neither list one nor count it against
+/// `--limit`; without them, every CLOCK record is listed.
+#[test]
+fn inspect_of_a_source_lists_no_clock_record() {
+    let dir = TempDir::new("archive-tools-inspect-clock");
+    let mut segment = SegmentBuilder::new();
+    segment.clock(0).frame(Live, 1, 0, Routine);
+    segment.clock(-6_000_000_000).frame(Live, 1, 1, Routine);
+    segment.frames(Live, 1, 2..6).frame(Live, 2, 0, Routine);
+    segment.write(&dir.0, 1);
+    let clocks = |lines: &[String]| lines.iter().filter(|l| l.contains(" clock ")).count();
+    assert_eq!(clocks(&inspect(&dir.0, &[])), 2);
+    for filters in [
+        &["--source", "1", "--limit", "5"][..],
+        &["--kind", "live", "--limit", "5"],
+    ] {
+        let lines = inspect(&dir.0, filters);
+        let keys: Vec<_> = lines.iter().map(|l| frame_key(l)).collect();
+        let expected: Vec<_> = (0..5).map(|seq| ("live".to_string(), 1, seq)).collect();
+        assert_eq!(keys, expected, "{filters:?}: {lines:#?}");
+    }
 }
 
 #[test]

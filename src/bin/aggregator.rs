@@ -363,13 +363,14 @@ enum ArchiveTool {
 /// Which records `inspect` lists. Every `None` lets everything through.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 struct InspectArgs {
-    /// Only this source id.
+    /// Only this source id (hides clock records, which have no source).
     #[arg(long, value_name = "ID")]
     source: Option<u32>,
-    /// Only this source kind: live or replay.
+    /// Only this source kind: live or replay (hides clock records, which have no source).
     #[arg(long, value_parser = str::parse::<SourceKind>)]
     kind: Option<SourceKind>,
-    /// Only frames of this priority: emergency or routine (hides watermark and stored records).
+    /// Only frames of this priority: emergency or routine (hides watermark, stored and clock
+    /// records).
     #[arg(long, value_parser = str::parse::<Priority>)]
     priority: Option<Priority>,
     /// Lowest sequence listed (for watermarks, the acknowledged sequence).

@@ -63,7 +63,8 @@ impl FrameFilter {
 
     /// Whether a record of any kind passes, as `archive inspect` lists them: a frame as
     /// [`wants`](Self::wants) says; a WATERMARK (its acknowledged sequence) or a STORED record
-    /// (its sequences) by its source and sequences; a CLOCK record, about every source, always.
+    /// (its sequences) by its source and sequences; a CLOCK record, which has no source, only
+    /// when no source or kind is asked for (a listing of one source is that source's records).
     /// A record other than a frame passes only when nothing only a frame has is asked for: a
     /// priority, an APID or received times.
     pub fn wants_record(&self, entry: &Entry) -> bool {
@@ -72,7 +73,7 @@ impl FrameFilter {
             _ if self.priority.is_some() || self.apid.is_some() || self.has_window() => {
                 return false
             }
-            Entry::Clock(_) => return true,
+            Entry::Clock(_) => return self.sources.is_empty() && self.kind.is_none(),
             Entry::Watermark {
                 kind,
                 source_id,
@@ -227,7 +228,20 @@ mod tests {
         assert!(from(9).wants_record(&stored) && !from(10).wants_record(&stored));
         assert!(
             from(10).wants_record(&clock),
-            "a CLOCK record is about every source"
+            "a CLOCK record is about every sequence"
+        );
+        let of_source = FrameFilter {
+            sources: FrameFilter::every_kind(3),
+            ..FrameFilter::default()
+        };
+        let of_kind = FrameFilter {
+            kind: Some(SourceKind::LiveUplink),
+            ..FrameFilter::default()
+        };
+        assert!(of_source.wants_record(&stored) && of_kind.wants_record(&stored));
+        assert!(
+            !of_source.wants_record(&clock) && !of_kind.wants_record(&clock),
+            "a CLOCK record has no source"
         );
         let routine = FrameFilter {
             priority: Some(Priority::Routine),
