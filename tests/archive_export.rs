@@ -781,6 +781,28 @@ fn the_sequences_held_outside_the_window_count_in_frames() {
     );
 }
 
+/// Times ago count back from one reading of the clock, whatever passes between reading the
+/// arguments: `--from -7d --to -1d` is six days exactly, in every unit and decimal.
+#[test]
+fn times_ago_count_back_from_one_reading_of_the_clock() {
+    let dir = TempDir::new("gaps-times-ago");
+    fs::create_dir_all(&dir.0).unwrap();
+    let time = |answer: &serde_json::Value, end: &str| {
+        let text = answer[end].as_str().expect("a time");
+        aggregator::domain::units::parse_time(text, std::time::SystemTime::UNIX_EPOCH).unwrap()
+    };
+    let hour = 3_600_000_000_000;
+    for (from, to, apart) in [
+        ("-7d", "-1d", 144 * hour),
+        ("-1.5h", "-0.002h", 5_400_000_000_000 - 7_200_000_000),
+        ("-90s", "-1ms", 89_999_000_000),
+    ] {
+        let answer = gaps(&dir.0, &["--from", from, "--to", to]);
+        let span = time(&answer, "to") - time(&answer, "from");
+        assert_eq!(span, apart, "--from {from} --to {to}: {answer}");
+    }
+}
+
 /// What a reader finds of one source (kind, id): rows, payload bytes, least and greatest
 /// sequence, rows with an APID, earliest and latest received time (ns); `None` where the format
 /// has none.

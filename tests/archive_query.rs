@@ -305,6 +305,32 @@ async fn kind_and_apid_keep_the_frames_of_a_kind_and_an_apid() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// Without `to`, the answer's `to` is the reading of the archive clock that `from`'s time ago
+/// counted back from: `from=-7d` answers a window of seven days exactly, in every unit and
+/// decimal.
+#[tokio::test]
+async fn a_time_ago_and_the_answer_s_end_are_one_reading_of_the_clock() {
+    let dir = TempDir::new("archive-query-one-reading");
+    let (daemon, state) = start(archive_config(&dir.0.join("archive"))).await;
+    let (monitor, stop) = serve_monitor(state).await;
+    let time = |answer: &serde_json::Value, end: &str| {
+        let text = answer[end].as_str().expect("a time");
+        aggregator::domain::units::parse_time(text, SystemTime::UNIX_EPOCH).unwrap()
+    };
+    for (from, apart) in [
+        ("-7d", 7 * 86_400_000_000_000),
+        ("-1.5h", 5_400_000_000_000),
+        ("-0.002h", 7_200_000_000),
+    ] {
+        let path = format!("/archive/completeness?from={from}");
+        let answer = common::http_get_json(monitor, &path).await;
+        let span = time(&answer, "to") - time(&answer, "from");
+        assert_eq!(span, apart, "{path}: {answer}");
+    }
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 /// A window that starts before what retention (here `archive prune`) left: the NDJSON answer
 /// opens with an `earliest` line for the shard, as `aggregator tail --json` prints it, and holds
 /// every frame left.

@@ -30,7 +30,7 @@ use aggregator::archive::query::export::Format;
 use aggregator::archive::read::FrameFilter;
 use aggregator::archive::read::Start;
 use aggregator::domain::frame::parse_source;
-use aggregator::domain::units;
+use aggregator::domain::units::{self, GivenTime};
 use aggregator::tls::client::TlsArgs;
 use aggregator::{Priority, SourceKind};
 use clap::{Parser, Subcommand};
@@ -167,12 +167,12 @@ struct TailArgs {
     from_oldest_on_gap: bool,
     /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
     /// (-15m). The reading jumps over the segments and blocks without any (by their indexes).
-    #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
-    since: Option<u64>,
+    #[arg(long, value_name = "TIME", value_parser = str::parse::<GivenTime>, allow_hyphen_values = true)]
+    since: Option<GivenTime>,
     /// Only frames received at or before TIME; exit once every shard has nothing more of them
     /// (the daemon's END `Until`).
-    #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
-    until: Option<u64>,
+    #[arg(long, value_name = "TIME", value_parser = str::parse::<GivenTime>, allow_hyphen_values = true)]
+    until: Option<GivenTime>,
     /// Exit after this many frames.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -403,30 +403,36 @@ impl InspectArgs {
 struct WindowArgs {
     /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
     /// (-1d); from the oldest frame without it.
-    #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
-    from: Option<u64>,
+    #[arg(long, value_name = "TIME", value_parser = str::parse::<GivenTime>, allow_hyphen_values = true)]
+    from: Option<GivenTime>,
     /// Only frames received at or before TIME; to the newest frame without it.
-    #[arg(long, value_name = "TIME", value_parser = parse_time_now, allow_hyphen_values = true)]
-    to: Option<u64>,
+    #[arg(long, value_name = "TIME", value_parser = str::parse::<GivenTime>, allow_hyphen_values = true)]
+    to: Option<GivenTime>,
     /// Only frames of this source, KIND:ID with KIND live or replay; repeat for more.
     #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
     source: Vec<(SourceKind, u32)>,
 }
 
 impl WindowArgs {
-    /// The frames of this window and these sources; the reason, when --from is after --to.
-    fn filter(self) -> Result<FrameFilter, &'static str> {
+    /// The frames of this window and these sources, times ago counted back from `now`; the
+    /// reason, when a time ago is before the epoch or --from is after --to.
+    fn filter(self, now: SystemTime) -> Result<FrameFilter, String> {
         let filter = FrameFilter {
             sources: self.source,
-            since: self.from,
-            until: self.to,
+            since: at(self.from.as_ref(), now).map_err(|why| format!("--from: {why}"))?,
+            until: at(self.to.as_ref(), now).map_err(|why| format!("--to: {why}"))?,
             ..FrameFilter::default()
         };
         match filter.is_backwards(None) {
-            true => Err("--from is after --to"),
+            true => Err("--from is after --to".into()),
             false => Ok(filter),
         }
     }
+}
+
+/// A time flag's time, if given, with `now` the command's one reading of the clock.
+fn at(time: Option<&GivenTime>, now: SystemTime) -> Result<Option<u64>, String> {
+    time.map(|time| time.at(now)).transpose()
 }
 
 fn main() -> ExitCode {
@@ -440,9 +446,4 @@ fn main() -> ExitCode {
         }) => nats::run(args),
         None => serve::run(&cli),
     }
-}
-
-/// A time as `--since` and `--until` take it, a time ago counted from now.
-fn parse_time_now(text: &str) -> Result<u64, String> {
-    units::parse_time(text, SystemTime::now())
 }

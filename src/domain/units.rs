@@ -285,29 +285,64 @@ impl<'a> DurationText<'a> {
 /// A time: RFC 3339 (`"2026-11-24T10:00:00Z"`, fractions and offsets allowed), or a time before
 /// `now` written as `-` and a duration (`"-15m"`). Nanoseconds since the Unix epoch.
 pub fn parse_time(text: &str, now: SystemTime) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let time = match trimmed.strip_prefix('-') {
-        Some(ago) => now
-            .checked_sub(parse_duration(ago)?)
-            .ok_or_else(|| format!("{text:?} is before the Unix epoch"))?,
-        None => {
-            let ns = rfc3339_ns(trimmed).ok_or_else(|| {
-                format!(
-                    "{text:?} is not a time: expected RFC 3339, such as \
-                     \"2026-11-24T10:00:00Z\" or \"2026-11-24T12:00:00.5+02:00\", or a time \
-                     ago such as \"-15m\""
-                )
-            })?;
-            return match u64::try_from(ns) {
-                Ok(ns) => Ok(ns),
-                Err(_) if ns < 0 => Err(format!("{text:?} is before the Unix epoch")),
-                Err(_) => Err(format!(
-                    "{text:?} is after 2554-07-21T23:34:33Z, the last time the archive holds"
-                )),
-            };
+    text.parse::<GivenTime>()?.at(now)
+}
+
+/// A time as a flag gives it, before any clock is read ([`parse_time`]'s forms). A command reads
+/// its clock once and counts each of its times ago back from that reading ([`GivenTime::at`]):
+/// reading it for each flag would put `--from -7d` and `--to -1d` six days and some microseconds
+/// apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GivenTime {
+    /// Nanoseconds since the Unix epoch.
+    At(u64),
+    /// This long before the reading; `text` is kept for the error when that is before the epoch.
+    Ago { ago: Duration, text: String },
+}
+
+impl std::str::FromStr for GivenTime {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<GivenTime, String> {
+        match text.trim().strip_prefix('-') {
+            Some(ago) => Ok(GivenTime::Ago {
+                ago: parse_duration(ago)?,
+                text: text.to_owned(),
+            }),
+            None => rfc3339_time(text).map(GivenTime::At),
         }
-    };
-    unix_ns(time).ok_or_else(|| format!("{text:?} is before the Unix epoch"))
+    }
+}
+
+impl GivenTime {
+    /// The time, a time ago counted back from `now`, the one reading of the clock.
+    pub fn at(&self, now: SystemTime) -> Result<u64, String> {
+        match self {
+            GivenTime::At(ns) => Ok(*ns),
+            GivenTime::Ago { ago, text } => (now.checked_sub(*ago))
+                .and_then(unix_ns)
+                .ok_or_else(|| format!("{text:?} is before the Unix epoch")),
+        }
+    }
+}
+
+/// An RFC 3339 time in nanoseconds since the Unix epoch; the error says what was expected, or
+/// that the time is outside what the archive holds.
+fn rfc3339_time(text: &str) -> Result<u64, String> {
+    let ns = rfc3339_ns(text.trim()).ok_or_else(|| {
+        format!(
+            "{text:?} is not a time: expected RFC 3339, such as \
+             \"2026-11-24T10:00:00Z\" or \"2026-11-24T12:00:00.5+02:00\", or a time \
+             ago such as \"-15m\""
+        )
+    })?;
+    match u64::try_from(ns) {
+        Ok(ns) => Ok(ns),
+        Err(_) if ns < 0 => Err(format!("{text:?} is before the Unix epoch")),
+        Err(_) => Err(format!(
+            "{text:?} is after 2554-07-21T23:34:33Z, the last time the archive holds"
+        )),
+    }
 }
 
 /// An RFC 3339 date-time (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`, `T` or a space

@@ -150,10 +150,9 @@ pub(crate) async fn completeness(
         Err((status, reason)) => return refusal(status, reason),
     };
     let filter = request.filter;
-    // `from` is there with `buckets` (the query says so); without `to` the timeline ends now.
-    let to = filter
-        .until
-        .unwrap_or_else(|| ArchiveClock::process().now());
+    // `from` is there with `buckets` (the query says so); without `to` the timeline ends when
+    // the query came, the reading its times ago counted back from.
+    let to = filter.until.unwrap_or(request.asked_at);
     let timeline = (request.buckets.zip(filter.since))
         .map(|(buckets, from)| completeness::Timeline::new(from, to, buckets));
     // The answer says where the window ended, as it always has, though without `to` it counts
@@ -192,6 +191,10 @@ pub struct FramesQuery {
     format: Format,
     /// Completeness only: a timeline of this many buckets over the window.
     buckets: Option<NonZeroU32>,
+    /// The archive clock when the query came, which its times ago count back from, and which
+    /// ends its window without `to`: one reading for both, so that the answer to `from=-7d` says
+    /// a window of seven days exactly.
+    asked_at: u64,
 }
 
 /// Why a query string was refused: each names the parameter (the body of the 400 answer).
@@ -256,6 +259,7 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
         filter: FrameFilter::default(),
         format: Format::Ndjson,
         buckets: None,
+        asked_at: unix_ns(now).unwrap_or(0),
     };
     let mut seen = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -272,7 +276,7 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
         seen.push(key.clone());
         request.set(&key, &value, now, path)?;
     }
-    request.check(now)?;
+    request.check()?;
     Ok(request)
 }
 
@@ -331,13 +335,13 @@ impl FramesQuery {
     }
 
     /// The parameters together: `buckets` needs `from`, and `from` is not after `to`.
-    fn check(&self, now: SystemTime) -> Result<(), QueryError> {
+    fn check(&self) -> Result<(), QueryError> {
         if self.buckets.is_some() && self.filter.since.is_none() {
             return Err(QueryError::BucketsWithoutFrom);
         }
         // Without an end, the answer is every frame stored by the time of the query, whatever its
         // received time: a start still to come is after it.
-        if (self.filter).is_backwards(Some(unix_ns(now).unwrap_or(0))) {
+        if (self.filter).is_backwards(Some(self.asked_at)) {
             return Err(QueryError::Backwards);
         }
         Ok(())
@@ -531,6 +535,7 @@ mod tests {
         );
         let plain = parse_query("from=-1h", now, Path::Completeness).unwrap();
         assert_eq!(plain.buckets, None, "no timeline unless asked");
+        assert_eq!(plain.asked_at, NOW, "the window's end without to");
     }
 
     #[test]

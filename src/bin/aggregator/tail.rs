@@ -1,16 +1,24 @@
 //! `aggregator tail`: a running daemon's archive, frame by frame, through its follow listener.
 
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::Subscription;
 
-use crate::TailArgs;
+use crate::{at, TailArgs};
 
 /// Prints frames until --limit or the daemon's END.
 pub(crate) fn run(args: TailArgs) -> ExitCode {
+    let (since, until) = match window(&args) {
+        Ok(window) => window,
+        Err(why) => {
+            eprintln!("aggregator tail: {why}");
+            return ExitCode::from(2);
+        }
+    };
     let subscription = Subscription::new(args.from, args.source, args.priority);
-    let subscription = subscription.within(args.since, args.until);
+    let subscription = subscription.within(since, until);
     if subscription.filter.is_backwards(None) {
         eprintln!("aggregator tail: --since is after --until");
         return ExitCode::from(2);
@@ -49,4 +57,13 @@ pub(crate) fn run(args: TailArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// --since and --until, their times ago counted back from one reading of the clock, so that they
+/// are as far apart as they say.
+fn window(args: &TailArgs) -> Result<(Option<u64>, Option<u64>), String> {
+    let now = SystemTime::now();
+    let since = at(args.since.as_ref(), now).map_err(|why| format!("--since: {why}"))?;
+    let until = at(args.until.as_ref(), now).map_err(|why| format!("--until: {why}"))?;
+    Ok((since, until))
 }

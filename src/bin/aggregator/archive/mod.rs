@@ -67,7 +67,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             window,
             json,
             config,
-        } => match window.filter() {
+        } => match window.filter(SystemTime::now()) {
             Ok(filter) => gaps::run(&dir, &filter, json, config.as_deref()),
             Err(why) => Subcommand("gaps").fails(why, 2),
         },
@@ -78,7 +78,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             apid,
             format,
             output,
-        } => match window.filter() {
+        } => match window.filter(SystemTime::now()) {
             Ok(filter) => {
                 let filter = FrameFilter {
                     priority,
