@@ -803,6 +803,39 @@ fn times_ago_count_back_from_one_reading_of_the_clock() {
     }
 }
 
+/// A damaged record's `reason` says where in its segment and what is wrong, never the file's path
+/// on the machine that read it: the shard and segment are fields of their own, and the same
+/// answer goes to remote clients (`GET /archive/completeness`, `/archive/frames`).
+#[test]
+fn a_damaged_record_s_reason_names_no_path() {
+    let dir = TempDir::new("gaps-damage-reason");
+    let root = &dir.0;
+    let live = (SourceKind::LiveUplink, 7);
+    // The newest segment, read record by record, holds 0..=9; its fifth record is damaged.
+    let mut bytes = format::MAGIC.to_vec();
+    frames_of(&mut bytes, live, &(0..10).collect::<Vec<_>>(), T0);
+    let record = (bytes.len() - format::MAGIC.len()) / 10;
+    bytes[format::MAGIC.len() + 4 * record + record / 2] ^= 0x5a;
+    write_segments(root, &[bytes]);
+    let start = format::MAGIC.len() + 4 * record;
+
+    let (status, answer, err) = gaps_and_status(root, &[]);
+    assert_eq!(status, Some(1), "{err}");
+    let damaged = &answer["damaged"][0];
+    assert_eq!(
+        (&damaged["shard"], &damaged["segment"]),
+        (&0.into(), &0.into())
+    );
+    let reason = damaged["reason"].as_str().expect("a reason");
+    let crc = format!("offset {start}: CRC mismatch (stored ");
+    assert!(reason.starts_with(&crc), "{crc:?} first in {reason:?}");
+    let path = root.to_str().unwrap();
+    assert!(
+        !reason.contains(path) && !reason.contains(".seg"),
+        "{reason}"
+    );
+}
+
 /// What a reader finds of one source (kind, id): rows, payload bytes, least and greatest
 /// sequence, rows with an APID, earliest and latest received time (ns); `None` where the format
 /// has none.

@@ -117,6 +117,17 @@ impl ArchiveError {
         }
     }
 
+    /// What is wrong, without the file's path: for [`Damaged`](ArchiveError::Damaged), the offset
+    /// and the reason (`offset 283: CRC mismatch ...`), for a reader that names the shard and
+    /// segment apart and passes the text to remote clients, who must not learn the server's
+    /// paths; any other error's whole text.
+    pub(crate) fn without_path(&self) -> String {
+        match self {
+            ArchiveError::Damaged { offset, reason, .. } => format!("offset {offset}: {reason}"),
+            other => other.to_string(),
+        }
+    }
+
     /// The archive cannot go on, for `reason` ([`Broken`](ArchiveError::Broken)).
     pub fn broken(reason: impl Into<String>) -> Self {
         ArchiveError::Broken {

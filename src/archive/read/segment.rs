@@ -150,7 +150,8 @@ impl SegmentFile {
     }
 
     /// The damaged range from the record at `from`, which did not decode (`err`), to the next
-    /// record that decodes before `limit`, or to `limit`.
+    /// record that decodes before `limit`, or to `limit`. Its reason names no path: the range
+    /// names the shard and segment, and goes to remote clients (the HTTP archive queries).
     fn passed(
         &self,
         from: u64,
@@ -164,7 +165,7 @@ impl SegmentFile {
             bytes: Damage {
                 start: from,
                 end: next.unwrap_or(limit),
-                reason: err.to_string(),
+                reason: err.without_path(),
             },
         })
     }
@@ -217,7 +218,8 @@ mod tests {
         };
         assert_eq!((range.shard, range.segment), (2, 5));
         assert_eq!((range.bytes.start, range.bytes.end), (starts[1], starts[2]));
-        assert_eq!(range.bytes.reason, err.to_string());
+        let reason = format!("{}: {}", path.display(), range.bytes.reason);
+        assert_eq!(reason, err.to_string(), "the error's text, but its path");
         // Looked for no further than asked.
         let Piece::Damaged(range) = read(starts[1], Some(starts[2] - 1)).unwrap() else {
             panic!("the second record is damaged");
