@@ -415,6 +415,29 @@ fn an_apid_exports_only_its_packets() {
     assert!(out.is_empty());
 }
 
+/// `--kind` keeps the frames of the sources of that kind, with the values and meaning of the
+/// `kind` of `GET /archive/frames`; an unknown kind is refused with the reason.
+#[test]
+fn a_kind_exports_only_the_frames_of_its_sources() {
+    let dir = TempDir::new("export-kind");
+    write_archive(&dir.0);
+    let all = scanned(&dir.0);
+    for kind in ["live", "replay"] {
+        let expected: Vec<Row> = (all.iter())
+            .filter(|(_, row)| row.1 == kind)
+            .map(|(_, row)| row.clone())
+            .collect();
+        assert!(!expected.is_empty() && expected.len() < all.len(), "{kind}");
+        let (status, ndjson, err) = export(&dir.0, &["--format", "ndjson", "--kind", kind]);
+        assert_eq!(status, Some(0), "--kind {kind}: {err}");
+        same(&by_shard(ndjson_rows(&ndjson)), &by_shard(expected), kind);
+    }
+    let (status, out, err) = export(&dir.0, &["--format", "csv", "--kind", "radio"]);
+    assert_eq!(status, Some(2), "{err}");
+    assert!(err.contains("--kind") && err.contains("radio"), "{err}");
+    assert!(out.is_empty());
+}
+
 #[test]
 fn bad_arguments_are_refused_with_the_reason() {
     let dir = TempDir::new("export-bad");

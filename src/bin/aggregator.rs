@@ -343,6 +343,10 @@ enum ArchiveTool {
         dir: PathBuf,
         #[command(flatten)]
         window: WindowArgs,
+        /// Only frames of sources of this kind: live or replay, as the `kind` of
+        /// GET /archive/frames selects them.
+        #[arg(long, value_parser = str::parse::<SourceKind>)]
+        kind: Option<SourceKind>,
         /// Only frames of this priority: emergency or routine.
         #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
         priority: Option<Priority>,

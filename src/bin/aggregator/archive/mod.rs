@@ -74,6 +74,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
         ArchiveTool::Export {
             dir,
             window,
+            kind,
             priority,
             apid,
             format,
@@ -81,6 +82,7 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
         } => match window.filter(SystemTime::now()) {
             Ok(filter) => {
                 let filter = FrameFilter {
+                    kind,
                     priority,
                     apid,
                     ..filter
