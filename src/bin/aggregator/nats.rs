@@ -22,7 +22,7 @@ pub(crate) fn run(args: NatsReadArgs) -> ExitCode {
         let why = format!("{} has no [sinks.nats]", args.config.display());
         return fails(&why, 2);
     };
-    let mut filter = match args.window.filter() {
+    let mut filter = match args.window.filter(std::time::SystemTime::now()) {
         Ok(filter) => filter,
         Err(why) => return fails(&why, 2),
     };
