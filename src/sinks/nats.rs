@@ -372,10 +372,16 @@ struct JetStreamWriter {
     earlier_done: bool,
 }
 
-/// The archive's cursors, and the frames read from them not yet published: emergencies and
-/// routine frames apart, each in the files' order; and those not yet acknowledged.
+/// The archive's cursors, and the frames read from them not yet published: those a failed
+/// session had in flight, then emergencies and routine frames apart, each in the files' order;
+/// and those not yet acknowledged.
 struct Backlog {
     cursors: ShardCursors,
+    /// Published by a session that failed before their PubAcks, in publishing order.
+    retry: VecDeque<ArchivedFrame>,
+    /// Set by a failure: nothing else is published until `retry` is acknowledged whole, so that a
+    /// frame NATS refuses on every try holds back everything after it, emergencies too.
+    settling: bool,
     urgent: VecDeque<ArchivedFrame>,
     pending: VecDeque<ArchivedFrame>,
     unacked: Unacked,
@@ -393,23 +399,35 @@ impl Backlog {
         }
     }
 
-    /// Puts frames back at the front, to be published again first, each in its order.
+    /// Puts frames a session failed to see acknowledged back, to be published again first, in
+    /// their order, before anything else.
     fn put_back(&mut self, frames: impl DoubleEndedIterator<Item = ArchivedFrame>) {
-        for frame in frames.rev() {
-            match frame.frame.priority {
-                Priority::Emergency => self.urgent.push_front(frame),
-                Priority::Routine => self.pending.push_front(frame),
-            }
-        }
+        frames.rev().for_each(|frame| self.retry.push_front(frame));
+        self.settling = true;
     }
 
-    /// The next frame to publish: the oldest emergency read, else the oldest routine frame.
+    /// The next frame to publish: one to publish again, else (once those are acknowledged) the
+    /// oldest emergency read, else the oldest routine frame.
     fn next(&mut self) -> Option<ArchivedFrame> {
+        if let Some(frame) = self.retry.pop_front() {
+            return Some(frame);
+        }
+        if self.settling {
+            return None;
+        }
         self.urgent.pop_front().or_else(|| self.pending.pop_front())
     }
 
+    /// Ends the settling after a failure once what it published again is acknowledged.
+    fn settle(&mut self, in_flight: &VecDeque<InFlight>) {
+        if self.settling && self.retry.is_empty() && in_flight.is_empty() {
+            self.settling = false;
+        }
+    }
+
+    /// Frames read and not yet published.
     fn read_ahead(&self) -> usize {
-        self.urgent.len() + self.pending.len()
+        self.retry.len() + self.urgent.len() + self.pending.len()
     }
 }
 
@@ -498,6 +516,8 @@ impl JetStreamWriter {
         self.note_skipped(&mut cursors);
         Ok(Backlog {
             cursors,
+            retry: VecDeque::new(),
+            settling: false,
             urgent: VecDeque::new(),
             pending: VecDeque::new(),
             unacked: Unacked::default(),
@@ -514,8 +534,11 @@ impl JetStreamWriter {
     ) -> SessionEnd {
         // Read to every shard's durable end, and whether every shard was closed at that read.
         let (mut caught_up, mut finished) = (false, false);
+        // A read that failed: what was read before it is published first, then the sink stops.
+        let mut broken = None;
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
         loop {
+            backlog.settle(in_flight);
             self.note_oldest(in_flight, backlog, caught_up);
             self.note_earlier(&backlog.cursors);
             if in_flight.len() < self.config.window {
@@ -546,7 +569,7 @@ impl JetStreamWriter {
                         continue;
                     }
                     Ok(None) => (caught_up, finished) = (true, closed),
-                    Err(err) => return SessionEnd::Fatal(err),
+                    Err(err) => (caught_up, finished, broken) = (true, true, Some(err)),
                 }
             }
             let done = in_flight.is_empty() && backlog.read_ahead() == 0;
@@ -554,7 +577,7 @@ impl JetStreamWriter {
                 self.progress.skipped.store(false, Relaxed);
             }
             if finished && done {
-                return SessionEnd::ArchiveClosed;
+                return broken.map_or(SessionEnd::ArchiveClosed, SessionEnd::Fatal);
             }
             let cursors = &mut backlog.cursors;
             tokio::select! {
@@ -725,15 +748,19 @@ impl JetStreamWriter {
         Ok(())
     }
 
-    /// Tells the reporter when the oldest frame not yet acknowledged was received (about: the
-    /// first in flight, else the first read).
+    /// Tells the reporter when the oldest frame not yet acknowledged was received: the first of
+    /// each priority in flight or read.
     fn note_oldest(&self, in_flight: &VecDeque<InFlight>, backlog: &Backlog, at_end: bool) {
-        let first_read = [backlog.pending.front(), backlog.urgent.front()];
-        let oldest = in_flight.front().map(|f| f.received_unix_ns).or_else(|| {
-            (first_read.into_iter().flatten())
-                .map(|f| f.frame.received_unix_ns)
-                .min()
-        });
+        let routine = |f: &&InFlight| f.frame.frame.priority == Priority::Routine;
+        let flying = [in_flight.front(), in_flight.iter().find(routine)];
+        let read = [
+            backlog.retry.front(),
+            backlog.urgent.front(),
+            backlog.pending.front(),
+        ];
+        let oldest = (flying.into_iter().flatten().map(|f| f.received_unix_ns))
+            .chain(read.into_iter().flatten().map(|f| f.frame.received_unix_ns))
+            .min();
         match oldest {
             Some(ns) => self.progress.oldest_unacked_ns.store(ns, Relaxed),
             None if at_end => self.progress.oldest_unacked_ns.store(0, Relaxed),

@@ -7,7 +7,9 @@
 //!
 //! How: an ordered consumer per subject read (one per source asked for, else the stream's
 //! subjects), which JetStream 2.9 has (one filter subject a consumer); each is read up to the
-//! messages it had when it was made, so a read ends while the sink goes on publishing.
+//! stream's last message when its read starts, so a read ends while the sink goes on publishing.
+
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::{self, stream::Stream};
@@ -20,6 +22,10 @@ use crate::archive::format::FrameRecord;
 use crate::archive::read::FrameFilter;
 use crate::config::NatsConfig;
 use crate::domain::display::unix_ns_to_rfc3339;
+
+/// The longest wait for the next message a consumer says it has: past it, the read fails (the
+/// messages were deleted meanwhile, say) rather than hang.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A frame of the stream.
 #[derive(Debug, Clone)]
@@ -83,19 +89,24 @@ pub async fn read_stream(
         reason,
     };
     let context = jetstream::new(client);
-    let stream = (context.get_stream(&config.stream).await).map_err(|e| failed(e.to_string()))?;
+    let mut stream =
+        (context.get_stream(&config.stream).await).map_err(|e| failed(e.to_string()))?;
     let naming = Naming::new(config);
-    let subjects: Vec<String> = match filter.sources.is_empty() {
-        true => vec![config.stream_subjects()],
-        false => filter
-            .sources
-            .iter()
-            .map(|&k| naming.source_filter(k))
-            .collect(),
-    };
+    let mut subjects: Vec<String> = Vec::new();
+    for source in &filter.sources {
+        let subject = naming.source_filter(*source);
+        if !subjects.contains(&subject) {
+            subjects.push(subject);
+        }
+    }
+    if subjects.is_empty() {
+        subjects.push(config.stream_subjects());
+    }
     let mut read = 0;
     for subject in subjects {
-        let (messages, going_on) = read_subject(&stream, &naming, subject, filter, &mut each)
+        let info = (stream.info().await).map_err(|e| failed(e.to_string()))?;
+        let upto = (subject, info.state.last_sequence);
+        let (messages, going_on) = read_subject(&stream, &naming, upto, filter, &mut each)
             .await
             .map_err(failed)?;
         read += messages;
@@ -106,12 +117,12 @@ pub async fn read_stream(
     Ok(read)
 }
 
-/// Reads the messages of `subject` the stream holds now; returns how many, and whether `each`
-/// wants more.
+/// Reads the messages of `subject` up to stream sequence `last`; returns how many, and whether
+/// `each` wants more.
 async fn read_subject(
     stream: &Stream,
     naming: &Naming,
-    subject: String,
+    (subject, last): (String, u64),
     filter: &FrameFilter,
     each: &mut impl FnMut(Read) -> bool,
 ) -> Result<(u64, bool), String> {
@@ -128,13 +139,26 @@ async fn read_subject(
         (consumer.messages().await).map_err(|e| format!("reading {subject}: {e}"))?;
     let mut read = 0;
     while left > 0 {
-        let message = match messages.next().await {
-            Some(message) => message.map_err(|e| format!("reading {subject}: {e}"))?,
-            None => return Err(format!("reading {subject}: the consumer ended")),
+        let message = match tokio::time::timeout(PATIENCE, messages.next()).await {
+            Ok(Some(message)) => message.map_err(|e| format!("reading {subject}: {e}"))?,
+            Ok(None) => return Err(format!("reading {subject}: the consumer ended")),
+            Err(_) => {
+                let waited = PATIENCE.as_secs();
+                return Err(format!(
+                    "reading {subject}: no message for {waited} s, {left} said to be left"
+                ));
+            }
         };
         let info = (message.info()).map_err(|e| format!("reading {subject}: {e}"))?;
         let stream_sequence = info.stream_sequence;
-        left = info.pending;
+        if stream_sequence > last {
+            break;
+        }
+        left = if stream_sequence == last {
+            0
+        } else {
+            info.pending
+        };
         read += 1;
         let empty = async_nats::HeaderMap::new();
         let headers = message.headers.as_ref().unwrap_or(&empty);

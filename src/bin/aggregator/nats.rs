@@ -36,6 +36,9 @@ pub(crate) fn run(args: NatsReadArgs) -> ExitCode {
     };
     let (mut out, mut printed, mut bad) = (std::io::stdout().lock(), 0u64, 0u64);
     let limit = args.limit.unwrap_or(u64::MAX);
+    if limit == 0 {
+        return ExitCode::SUCCESS;
+    }
     let read = runtime.block_on(read_stream(&nats, &filter, |frame| {
         match frame {
             Ok(frame) => match writeln!(out, "{}", frame.json()) {
