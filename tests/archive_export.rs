@@ -663,24 +663,12 @@ fn a_damaged_record_is_named_and_the_rest_of_the_window_exported() {
 fn gaps_name_damage_and_a_missing_segment_and_answer_the_rest() {
     let dir = TempDir::new("gaps-damaged");
     let root = &dir.0;
-    let live = (SourceKind::LiveUplink, 7);
-    let seconds = |s: u64| T0 + s * 1_000_000_000;
     // Segments 0, 1 and 2 (the newest, read record by record) hold 0..=9, 10..=19, 20..=29.
-    let mut segments = vec![format::MAGIC.to_vec(); 3];
-    for (n, bytes) in segments.iter_mut().enumerate() {
-        let first = n as u64 * 10;
-        let sequences: Vec<u64> = (first..first + 10).collect();
-        frames_of(bytes, live, &sequences, seconds(n as u64 * 10));
-    }
-    fs::create_dir_all(root).unwrap();
-    for (index, bytes) in segments.iter().enumerate() {
-        fs::write(root.join(format::segment_name(index as u64)), bytes).unwrap();
-    }
+    write_segments(root, &tens_of_live_7(3));
     // A byte of the newest segment's fifth record (sequence 24) changed.
     let newest = root.join(format::segment_name(2));
     let mut bytes = fs::read(&newest).unwrap();
-    let record = (bytes.len() - format::MAGIC.len()) / 10;
-    bytes[format::MAGIC.len() + 4 * record + record / 2] ^= 0x5a;
+    damage_record(&mut bytes, 4);
     fs::write(&newest, &bytes).unwrap();
     let scan = format::read_segment(&newest).unwrap();
     let [damage] = &scan.damaged[..] else {
@@ -725,31 +713,19 @@ fn gaps_name_damage_and_a_missing_segment_and_answer_the_rest() {
 fn a_damaged_record_in_a_window_is_a_gap_though_its_index_lists_it() {
     let dir = TempDir::new("gaps-damaged-window");
     let root = &dir.0;
-    let live = (SourceKind::LiveUplink, 7);
-    let seconds = |s: u64| T0 + s * 1_000_000_000;
     // Segment 0 (sealed) holds 0..=9, segment 1 (the newest) 10..=19.
-    let mut segments = vec![format::MAGIC.to_vec(); 2];
-    for (n, bytes) in segments.iter_mut().enumerate() {
-        let first = n as u64 * 10;
-        let sequences: Vec<u64> = (first..first + 10).collect();
-        frames_of(bytes, live, &sequences, seconds(n as u64 * 10));
-    }
-    fs::create_dir_all(root).unwrap();
-    for (index, bytes) in segments.iter().enumerate() {
-        fs::write(root.join(format::segment_name(index as u64)), bytes).unwrap();
-    }
+    write_segments(root, &tens_of_live_7(2));
     // A first answer writes segment 0's index, which lists 0..=9.
     let whole = gaps(root, &[]);
     assert_eq!(whole["sources"][0]["held"], serde_json::json!([[0, 19]]));
     // Then a byte of its sixth record (sequence 5) changes: its length, so its index, stays.
     let sealed = root.join(format::segment_name(0));
     let mut bytes = fs::read(&sealed).unwrap();
-    let record = (bytes.len() - format::MAGIC.len()) / 10;
-    bytes[format::MAGIC.len() + 5 * record + record / 2] ^= 0x5a;
+    damage_record(&mut bytes, 5);
     fs::write(&sealed, &bytes).unwrap();
 
     // From sequence 3's received time: segment 0 is cut by the window, so read.
-    let from = unix_ns_to_rfc3339(seconds(0) + 3 * STEP);
+    let from = unix_ns_to_rfc3339(T0 + 3 * STEP);
     let (status, answer, err) = gaps_and_status(root, &["--from", &from]);
     assert_eq!(status, Some(1), "{err}");
     assert_eq!(answer["damaged"][0]["segment"], 0, "{answer}");
@@ -765,6 +741,27 @@ fn a_damaged_record_in_a_window_is_a_gap_though_its_index_lists_it() {
 }
 
 /// Writes `segments` as shard 0's segments 0, 1, ... of the archive at `root`.
+/// `count` segments of live:7, segment `n` ten one-frame records of sequences `10 n` to `10 n + 9`
+/// received a millisecond apart from `10 n` seconds after `T0`.
+fn tens_of_live_7(count: u64) -> Vec<Vec<u8>> {
+    let live = (SourceKind::LiveUplink, 7);
+    let segment = |n: u64| {
+        let mut bytes = format::MAGIC.to_vec();
+        let sequences: Vec<u64> = (n * 10..n * 10 + 10).collect();
+        frames_of(&mut bytes, live, &sequences, T0 + n * 10 * 1_000_000_000);
+        bytes
+    };
+    (0..count).map(segment).collect()
+}
+
+/// Changes a byte in the middle of record `n` of a segment of ten records of one size (as
+/// [`tens_of_live_7`] writes them); returns that size.
+fn damage_record(bytes: &mut [u8], n: usize) -> usize {
+    let record = (bytes.len() - format::MAGIC.len()) / 10;
+    bytes[format::MAGIC.len() + n * record + record / 2] ^= 0x5a;
+    record
+}
+
 fn write_segments(root: &Path, segments: &[Vec<u8>]) {
     fs::create_dir_all(root).unwrap();
     for (index, bytes) in segments.iter().enumerate() {
@@ -833,12 +830,9 @@ fn times_ago_count_back_from_one_reading_of_the_clock() {
 fn a_damaged_record_s_reason_names_no_path() {
     let dir = TempDir::new("gaps-damage-reason");
     let root = &dir.0;
-    let live = (SourceKind::LiveUplink, 7);
     // The newest segment, read record by record, holds 0..=9; its fifth record is damaged.
-    let mut bytes = format::MAGIC.to_vec();
-    frames_of(&mut bytes, live, &(0..10).collect::<Vec<_>>(), T0);
-    let record = (bytes.len() - format::MAGIC.len()) / 10;
-    bytes[format::MAGIC.len() + 4 * record + record / 2] ^= 0x5a;
+    let [mut bytes] = <[Vec<u8>; 1]>::try_from(tens_of_live_7(1)).unwrap();
+    let record = damage_record(&mut bytes, 4);
     write_segments(root, &[bytes]);
     let start = format::MAGIC.len() + 4 * record;
 
