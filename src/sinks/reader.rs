@@ -13,15 +13,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::{self, stream::Stream};
-use base64::Engine as _;
 use futures_util::StreamExt;
 
 use super::client::connect;
 use super::message::{BadMessage, Naming};
 use crate::archive::format::FrameRecord;
+use crate::archive::query::export::frame_json;
 use crate::archive::read::FrameFilter;
 use crate::config::NatsConfig;
-use crate::domain::display::unix_ns_to_rfc3339;
 
 /// The longest wait for the next message a consumer says it has: past it, the read fails (the
 /// messages were deleted meanwhile, say) rather than hang.
@@ -42,21 +41,10 @@ impl StreamFrame {
     /// message carries (no `shard` nor `position`: those are of one daemon's archive), then
     /// `site` and `stream_sequence`.
     pub fn json(&self) -> serde_json::Value {
-        let f = &self.frame;
-        let mut row = serde_json::json!({
-            "received": unix_ns_to_rfc3339(f.received_unix_ns),
-            "kind": f.kind.label(),
-            "source": f.source_id,
-            "sequence": f.sequence,
-            "priority": f.priority.as_str(),
-            "payload": base64::engine::general_purpose::STANDARD.encode(&f.payload),
-            "site": self.site,
-            "stream_sequence": self.stream_sequence,
-        });
-        if let (Some(object), Some(reception)) = (row.as_object_mut(), &f.reception) {
-            reception.add_to(object);
-        }
-        row
+        let mut row = frame_json(&self.frame);
+        row.insert("site".into(), self.site.clone().into());
+        row.insert("stream_sequence".into(), self.stream_sequence.into());
+        serde_json::Value::Object(row)
     }
 }
 

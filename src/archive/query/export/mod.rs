@@ -17,5 +17,5 @@ mod sink;
 
 pub use self::parquet::{ParquetSink, COLUMNS};
 pub use behind::WriteBehind;
-pub use rows::{Format, FormatError, Rows};
+pub use rows::{frame_json, Format, FormatError, Rows};
 pub use sink::{ExportSink, RowSink};

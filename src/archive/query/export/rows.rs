@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
+use crate::archive::format::FrameRecord;
 use crate::archive::read::ArchivedFrame;
 use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::reception::Reception;
@@ -81,20 +82,11 @@ impl Rows {
         let f = &frame.frame;
         match self.format {
             Format::Ndjson => {
-                let mut row = serde_json::json!({
-                    "received": unix_ns_to_rfc3339(f.received_unix_ns),
-                    "kind": f.kind.label(),
-                    "source": f.source_id,
-                    "sequence": f.sequence,
-                    "priority": f.priority.as_str(),
-                    "shard": frame.shard,
-                    "position": frame.shard_position().to_string(),
-                    "payload": base64(&f.payload),
-                });
-                if let (Some(object), Some(reception)) = (row.as_object_mut(), &f.reception) {
-                    reception.add_to(object);
-                }
-                out.extend_from_slice(row.to_string().as_bytes());
+                let mut row = frame_json(f);
+                row.insert("shard".into(), frame.shard.into());
+                let position = frame.shard_position().to_string();
+                row.insert("position".into(), position.into());
+                out.extend_from_slice(serde_json::Value::Object(row).to_string().as_bytes());
                 out.push(b'\n');
             }
             Format::Csv => {
@@ -136,6 +128,26 @@ impl Rows {
         }
         self.started = true;
     }
+}
+
+/// A frame's NDJSON keys that are its own, wherever it is read from (an archive's shard and
+/// position, a stream's site and sequence are added by the reader): received time, source,
+/// sequence, priority, payload (base64) and a link frame's reception.
+pub fn frame_json(f: &FrameRecord) -> serde_json::Map<String, serde_json::Value> {
+    let mut row = serde_json::Map::new();
+    row.insert(
+        "received".into(),
+        unix_ns_to_rfc3339(f.received_unix_ns).into(),
+    );
+    row.insert("kind".into(), f.kind.label().into());
+    row.insert("source".into(), f.source_id.into());
+    row.insert("sequence".into(), f.sequence.into());
+    row.insert("priority".into(), f.priority.as_str().into());
+    row.insert("payload".into(), base64(&f.payload).into());
+    if let Some(reception) = &f.reception {
+        reception.add_to(&mut row);
+    }
+    row
 }
 
 /// A CSV field (RFC 4180): quoted, quotes doubled, when it holds a comma, a quote or a line end.
