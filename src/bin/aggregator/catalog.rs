@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use aggregator::catalog::push::{push, MonitorAccess, PushError};
 use aggregator::tls::client::TlsArgs;
 
-use crate::CatalogTool;
+use crate::cli::CatalogTool;
 
 /// Runs a catalog tool.
 pub(crate) fn run(tool: CatalogTool) -> ExitCode {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use aggregator::sinks::reader::read_stream;
 use aggregator::Config;
 
-use crate::NatsReadArgs;
+use crate::cli::NatsReadArgs;
 
 /// Prints the stream's frames the flags ask for, one JSON object a line.
 pub(crate) fn run(args: NatsReadArgs) -> ExitCode {

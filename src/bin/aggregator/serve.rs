@@ -25,7 +25,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Cli, DEFAULT_CONFIG};
+use crate::cli::{Cli, DEFAULT_CONFIG};
 
 /// What the daemon starts with, read and checked before anything binds (and by --check-config).
 struct Loaded {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use aggregator::follow::client::{self, TailOptions};
 use aggregator::follow::protocol::Subscription;
 
-use crate::{at, TailArgs};
+use crate::cli::{at, TailArgs};
 
 /// Prints frames until --limit or the daemon's END.
 pub(crate) fn run(args: TailArgs) -> ExitCode {

@@ -20,7 +20,7 @@ use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
 use aggregator::domain::units;
 
-use crate::ArchiveTool;
+use crate::cli::ArchiveTool;
 
 /// How an archive subcommand speaks: its report on standard output, each problem on standard
 /// error after its name, and the exit status its help promises (2: it could not run).

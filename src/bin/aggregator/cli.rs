@@ -1,29 +1,7 @@
-//! The `aggregator` daemon binary: the command line, and which module runs it. Each module says
-//! its results in the binary's words, its reports on standard output and problems on standard
-//! error, and gives the exit status; the work is the library's:
-//! - `serve`: the daemon itself (no subcommand): the config, logging, signals, listeners.
-//! - `archive`: `aggregator archive ...`, the tools on an archive directory, a file each.
-//! - `catalog`: `aggregator catalog push`.
-//! - `tail`: `aggregator tail`, a running daemon's frames as they come.
-//! - `nats`: `aggregator nats read`, the NATS sink's stream read back.
-
-// The binary's own modules are in src/bin/aggregator/: a crate root that is not a `main.rs`
-// finds them only by path.
-#[path = "aggregator/archive/mod.rs"]
-mod archive;
-#[path = "aggregator/catalog.rs"]
-mod catalog;
-#[path = "aggregator/nats.rs"]
-mod nats;
-#[path = "aggregator/serve.rs"]
-mod serve;
-#[path = "aggregator/tail.rs"]
-mod tail;
-#[path = "aggregator/version.rs"]
-mod version;
+//! The command line: the flags and subcommands of `aggregator`, as clap parses them, and what
+//! the subcommands share (the time window's flags, a time flag's reading of the clock).
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use aggregator::archive::query::export::Format;
@@ -35,8 +13,10 @@ use aggregator::tls::client::TlsArgs;
 use aggregator::{Priority, SourceKind};
 use clap::{Parser, Subcommand};
 
+use crate::version;
+
 /// Where the daemon reads its configuration without --config: the example in the repository.
-const DEFAULT_CONFIG: &str = "config/aggregator.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "config/aggregator.toml";
 
 /// Telemetry aggregation daemon: priority fan-in, backpressure, fan-out and a lossless drain.
 ///
@@ -48,22 +28,22 @@ const DEFAULT_CONFIG: &str = "config/aggregator.toml";
     long_version = version::LONG.as_str(),
     args_conflicts_with_subcommands = true
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Path of the configuration file.
     #[arg(long, default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Validate the configuration and exit: status 0 when valid, 2 when not.
     #[arg(long)]
-    check_config: bool,
+    pub(crate) check_config: bool,
     /// Log one JSON object per line (for journald and Docker), whatever `log.format` says.
     #[arg(long)]
-    log_json: bool,
+    pub(crate) log_json: bool,
     #[command(subcommand)]
-    command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Tools for the segment-file archive (see docs/archive-tools.md).
     Archive {
         #[command(subcommand)]
@@ -92,7 +72,7 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-enum NatsTool {
+pub(crate) enum NatsTool {
     /// Print the frames of the stream of the config's [sinks.nats], one JSON object a line.
     ///
     /// Each line has the keys of `archive export --format ndjson` but `shard` and `position`,
@@ -107,22 +87,22 @@ enum NatsTool {
 }
 
 #[derive(Debug, clap::Args)]
-struct NatsReadArgs {
+pub(crate) struct NatsReadArgs {
     /// The daemon's config: the stream, its servers, credentials and subjects.
     #[arg(long, default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     #[command(flatten)]
-    window: WindowArgs,
+    pub(crate) window: WindowArgs,
     /// Only frames of this priority: emergency or routine.
     #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
-    priority: Option<Priority>,
+    pub(crate) priority: Option<Priority>,
     /// Print at most N frames.
     #[arg(long, value_name = "N")]
-    limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
-enum CatalogTool {
+pub(crate) enum CatalogTool {
     /// Publish FILE as the next catalog version, through the monitor's `PUT /catalog`.
     ///
     /// Prints the version once the daemon has stored it. Exit status: 0 when published, 1 when
@@ -145,46 +125,46 @@ enum CatalogTool {
 }
 
 #[derive(Debug, clap::Args)]
-struct TailArgs {
+pub(crate) struct TailArgs {
     /// The daemon's follow listener (`consumer.listen`).
     #[arg(long, default_value = "127.0.0.1:7702")]
-    addr: std::net::SocketAddr,
+    pub(crate) addr: std::net::SocketAddr,
     /// Where to start: start (the oldest frame kept), now (only frames to come), or positions
     /// SHARD/SEGMENT:OFFSET:INDEX joined by commas, one per shard (in each shard the frames after
     /// its position; a shard without one from its oldest frame).
     #[arg(long, default_value = "start")]
-    from: Start,
+    pub(crate) from: Start,
     /// Only frames of this source, KIND:ID with KIND live or replay; repeat for more.
     #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
-    source: Vec<(SourceKind, u32)>,
+    pub(crate) source: Vec<(SourceKind, u32)>,
     /// Only frames of this priority: emergency or routine.
     #[arg(long, value_parser = str::parse::<aggregator::Priority>)]
-    priority: Option<Priority>,
+    pub(crate) priority: Option<Priority>,
     /// When the next frames were deleted (retention), go on at the oldest frame left after a
     /// line saying how many frames of each source were skipped, instead of ending with
     /// SegmentDeleted.
     #[arg(long)]
-    from_oldest_on_gap: bool,
+    pub(crate) from_oldest_on_gap: bool,
     /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
     /// (-15m). The reading jumps over the segments and blocks without any (by their indexes).
     #[arg(long, value_name = "TIME", value_parser = str::parse::<GivenTime>, allow_hyphen_values = true)]
-    since: Option<GivenTime>,
+    pub(crate) since: Option<GivenTime>,
     /// Only frames received at or before TIME; exit once every shard has nothing more of them
     /// (the daemon's END `Until`).
     #[arg(long, value_name = "TIME", value_parser = str::parse::<GivenTime>, allow_hyphen_values = true)]
-    until: Option<GivenTime>,
+    pub(crate) until: Option<GivenTime>,
     /// Exit after this many frames.
     #[arg(long, value_name = "N")]
-    limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// One JSON object per line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    tls: TlsArgs,
+    pub(crate) tls: TlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
-enum ArchiveTool {
+pub(crate) enum ArchiveTool {
     /// Check every record's CRC and report per-source counts, gaps and duplicates.
     ///
     /// Every shard of the archive is read (DIR and its shard-KK directories); a source's
@@ -366,31 +346,31 @@ enum ArchiveTool {
 
 /// Which records `inspect` lists. Every `None` lets everything through.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
-struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// Only this source id (hides clock records, which have no source).
     #[arg(long, value_name = "ID")]
-    source: Option<u32>,
+    pub(crate) source: Option<u32>,
     /// Only this source kind: live or replay (hides clock records, which have no source).
     #[arg(long, value_parser = str::parse::<SourceKind>)]
-    kind: Option<SourceKind>,
+    pub(crate) kind: Option<SourceKind>,
     /// Only frames of this priority: emergency or routine (hides watermark, stored and clock
     /// records).
     #[arg(long, value_parser = str::parse::<Priority>)]
-    priority: Option<Priority>,
+    pub(crate) priority: Option<Priority>,
     /// Lowest sequence listed (for watermarks, the acknowledged sequence).
     #[arg(long, value_name = "SEQ")]
-    from: Option<u64>,
+    pub(crate) from: Option<u64>,
     /// Highest sequence listed.
     #[arg(long, value_name = "SEQ")]
-    to: Option<u64>,
+    pub(crate) to: Option<u64>,
     /// List at most N lines (a frame of a FRAMES record is a line).
     #[arg(long, value_name = "N")]
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 impl InspectArgs {
     /// The records these flags ask for (the limit aside).
-    fn filter(&self) -> FrameFilter {
+    pub(crate) fn filter(&self) -> FrameFilter {
         FrameFilter {
             sources: self.source.map(FrameFilter::every_kind).unwrap_or_default(),
             kind: self.kind,
@@ -404,23 +384,23 @@ impl InspectArgs {
 
 /// The time window and sources of `archive gaps` and `archive export`.
 #[derive(Debug, clap::Args)]
-struct WindowArgs {
+pub(crate) struct WindowArgs {
     /// Only frames received at or after TIME: RFC 3339 (2026-11-24T10:00:00Z) or a time ago
     /// (-1d); from the oldest frame without it.
     #[arg(long, value_name = "TIME", value_parser = str::parse::<GivenTime>, allow_hyphen_values = true)]
-    from: Option<GivenTime>,
+    pub(crate) from: Option<GivenTime>,
     /// Only frames received at or before TIME; to the newest frame without it.
     #[arg(long, value_name = "TIME", value_parser = str::parse::<GivenTime>, allow_hyphen_values = true)]
-    to: Option<GivenTime>,
+    pub(crate) to: Option<GivenTime>,
     /// Only frames of this source, KIND:ID with KIND live or replay; repeat for more.
     #[arg(long, value_name = "KIND:ID", value_parser = parse_source)]
-    source: Vec<(SourceKind, u32)>,
+    pub(crate) source: Vec<(SourceKind, u32)>,
 }
 
 impl WindowArgs {
     /// The frames of this window and these sources, times ago counted back from `now`; the
     /// reason, when a time ago is before the epoch or --from is after --to.
-    fn filter(self, now: SystemTime) -> Result<FrameFilter, String> {
+    pub(crate) fn filter(self, now: SystemTime) -> Result<FrameFilter, String> {
         let filter = FrameFilter {
             sources: self.source,
             since: at(self.from.as_ref(), now).map_err(|why| format!("--from: {why}"))?,
@@ -435,19 +415,6 @@ impl WindowArgs {
 }
 
 /// A time flag's time, if given, with `now` the command's one reading of the clock.
-fn at(time: Option<&GivenTime>, now: SystemTime) -> Result<Option<u64>, String> {
+pub(crate) fn at(time: Option<&GivenTime>, now: SystemTime) -> Result<Option<u64>, String> {
     time.map(|time| time.at(now)).transpose()
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Archive { tool }) => archive::run(tool),
-        Some(Command::Catalog { tool }) => catalog::run(tool),
-        Some(Command::Tail(args)) => tail::run(args),
-        Some(Command::Nats {
-            tool: NatsTool::Read(args),
-        }) => nats::run(args),
-        None => serve::run(&cli),
-    }
 }

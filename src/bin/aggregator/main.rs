@@ -1,0 +1,35 @@
+//! The `aggregator` daemon binary: the command line, and which module runs it. Each module says
+//! its results in the binary's words, its reports on standard output and problems on standard
+//! error, and gives the exit status; the work is the library's:
+//! - `serve`: the daemon itself (no subcommand): the config, logging, signals, listeners.
+//! - `archive`: `aggregator archive ...`, the tools on an archive directory, a file each.
+//! - `catalog`: `aggregator catalog push`.
+//! - `tail`: `aggregator tail`, a running daemon's frames as they come.
+//! - `nats`: `aggregator nats read`, the NATS sink's stream read back.
+
+mod archive;
+mod catalog;
+mod cli;
+mod nats;
+mod serve;
+mod tail;
+mod version;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, NatsTool};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Archive { tool }) => archive::run(tool),
+        Some(Command::Catalog { tool }) => catalog::run(tool),
+        Some(Command::Tail(args)) => tail::run(args),
+        Some(Command::Nats {
+            tool: NatsTool::Read(args),
+        }) => nats::run(args),
+        None => serve::run(&cli),
+    }
+}
