@@ -66,6 +66,25 @@ pub struct Deleted {
     pub contents: SegmentIndex,
 }
 
+/// A shard's segments that retention has not deleted, by index, and the state that says so: read
+/// before the listing, so that a segment retention deletes meanwhile (it writes the state, then
+/// unlinks) is at worst listed and gone when opened, never missing unexplained.
+#[derive(Debug, Clone, Default)]
+pub struct Retained {
+    pub state: ShardState,
+    pub segments: Vec<(u64, PathBuf)>,
+}
+
+impl Retained {
+    /// The shard directory `dir`'s retained segments.
+    pub fn read(dir: &Path) -> Result<Retained, ArchiveError> {
+        let state = ShardState::read(dir)?;
+        let mut segments = super::names::list_segments(dir)?;
+        segments.retain(|(index, _)| *index >= state.first_retained);
+        Ok(Retained { state, segments })
+    }
+}
+
 impl ShardState {
     /// The state in `dir`; the empty state when there is none. A damaged file is an error naming
     /// it (never a reason to delete anything).

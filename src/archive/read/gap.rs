@@ -25,8 +25,8 @@ use std::path::Path;
 
 use super::error::ReadError;
 use super::filter::FrameFilter;
-use crate::archive::format::retention_file::ShardState;
-use crate::archive::format::{self, ArchiveError};
+use crate::archive::format::retention_file::{Retained, ShardState};
+use crate::archive::format::ArchiveError;
 use crate::domain::frame::{SourceKey, SourceKind};
 
 /// What a reader does when its next frames were deleted.
@@ -111,11 +111,10 @@ impl GapWatch {
     ) -> Result<Skipped, ReadError> {
         // The state first: retention writes it before it unlinks, so a segment it names deleted
         // may still be listed, and its frames are counted skipped.
-        let state = ShardState::read(dir)?;
-        let resumed = format::list_segments(dir)?
-            .into_iter()
+        let Retained { state, segments } = Retained::read(dir)?;
+        let resumed = (segments.into_iter())
             .map(|(index, _)| index)
-            .find(|&index| index >= deleted.max(state.first_retained))
+            .find(|&index| index >= deleted)
             .ok_or(ReadError::SegmentDeleted {
                 shard,
                 segment: deleted,
@@ -162,6 +161,7 @@ mod tests {
     use std::fs;
 
     use super::*;
+    use crate::archive::format;
     use crate::archive::format::index::SegmentIndex;
     use crate::archive::format::retention_file::Deleted;
 

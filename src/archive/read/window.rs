@@ -27,7 +27,7 @@ use super::filter::FrameFilter;
 use super::segment::Wanted;
 use crate::archive::format;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
-use crate::archive::format::retention_file::ShardState;
+use crate::archive::format::retention_file::Retained;
 use crate::domain::clock::ArchiveClock;
 use crate::domain::position::DurableEnd;
 
@@ -160,14 +160,11 @@ pub(super) fn earliest(
     since: u64,
     spans: &SpanCache,
 ) -> Result<Option<Earliest>, ReadError> {
-    let state = ShardState::read(dir)?;
-    if state.deleted_segments == 0 {
+    let retained = Retained::read(dir)?;
+    if retained.state.deleted_segments == 0 {
         return Ok(None);
     }
-    let segments = format::list_segments(dir)?;
-    let mut left = segments
-        .iter()
-        .filter(|(index, _)| *index >= state.first_retained);
+    let mut left = retained.segments.iter();
     let oldest = match left.next() {
         // The newest segment has no index yet: read it.
         Some((_, path)) if left.next().is_none() => SegmentIndex::build(path)?.received,
@@ -192,6 +189,7 @@ mod tests {
     use super::*;
     use crate::archive::format::index::{self, TIME_BLOCK_BYTES};
     use crate::archive::format::retention_file::Deleted;
+    use crate::archive::format::retention_file::ShardState;
     use crate::archive::format::{Entry, FrameRecord};
     use crate::archive::query::completeness;
     use crate::archive::read::{DurableEnds, OnGap, ShardCursors, Start};

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::plan::{Candidate, Plan};
 use crate::archive::format::index::{self, SealedSegment, SegmentIndex, SpanCache};
-use crate::archive::format::retention_file::{Deleted, ShardState};
+use crate::archive::format::retention_file::{Deleted, Retained, ShardState};
 use crate::archive::format::{self, ArchiveError};
 
 /// A sealed segment retention may delete.
@@ -81,9 +81,10 @@ impl Catalogue {
     ) -> Result<Catalogue, ArchiveError> {
         let mut shards = Vec::new();
         for (shard, dir) in format::list_shards(root)? {
-            let state = ShardState::read(&dir)?;
-            let mut segments = format::list_segments(&dir)?;
-            segments.retain(|(index, _)| *index >= state.first_retained);
+            let Retained {
+                state,
+                mut segments,
+            } = Retained::read(&dir)?;
             let newest = segments.pop().map(|(index, _)| index);
             let sealed = segments
                 .iter()

@@ -16,7 +16,7 @@ use super::answer::{ClockRecord, Completeness};
 use super::gathered::{Around, Gathered};
 use super::timeline::Timeline;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
-use crate::archive::format::retention_file::ShardState;
+use crate::archive::format::retention_file::{Retained, ShardState};
 use crate::archive::format::{self, ArchiveError, Entry};
 use crate::archive::read::{self, DamagedRange, DurableEnds, FrameFilter};
 use crate::archive::read::{Piece, SegmentFile, Wanted};
@@ -133,7 +133,8 @@ impl Reading<'_> {
     /// Reads the shard's segments into `found`: what each holds of the window, the damage passed
     /// over, the segments missing from its numbering, and what retention deleted.
     pub(super) fn read_shard(&self, found: &mut Found) -> Result<(), ArchiveError> {
-        let first_retained = ShardState::read(self.dir)?.first_retained;
+        let retained = Retained::read(self.dir)?;
+        let first_retained = retained.state.first_retained;
         // Segments are numbered without gaps, and retention deletes the oldest, below
         // `first_retained`: the next one expected after it, or after the last one seen.
         let (mut expected, mut holes) =
@@ -141,8 +142,8 @@ impl Reading<'_> {
         // The first and last segment that meet the window.
         let mut met: Option<(u64, u64)> = None;
         let mut sealed = Vec::new();
-        for (index, path) in format::list_segments(self.dir)? {
-            if index < first_retained || index > self.end.segment {
+        for (index, path) in retained.segments {
+            if index > self.end.segment {
                 continue;
             }
             holes.extend(expected.map_or(0..0, |expected| expected..index));
