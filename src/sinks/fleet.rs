@@ -13,7 +13,9 @@
 //! A daemon that comes back with its archive after its sources failed over holds frames it had
 //! not published: they were not acknowledged, so their sources sent them again through another
 //! daemon, which published them. The sink skips each such frame up to the sequence of the last
-//! message another daemon published of its source, whatever the duplicate window.
+//! message another daemon published of its source, whatever the duplicate window. That message
+//! may be an emergency published ahead of routine frames before it: those the other daemon holds
+//! and publishes itself, or, lost with it unacknowledged, their source sends again.
 
 use std::collections::HashMap;
 
