@@ -8,6 +8,7 @@
 //! [`nats`] publishes into NATS JetStream; [`fleet`] asks its stream where a source stands, for a
 //! daemon that takes over a source from another; [`reader`] reads the stream's frames back.
 
+mod backlog;
 pub mod client;
 pub mod cursor;
 pub mod fleet;

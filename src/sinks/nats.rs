@@ -43,6 +43,7 @@ use async_nats::Client;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::backlog::Backlog;
 use super::client::{connect, ConnectError};
 use super::cursor::CursorFile;
 use super::fleet::EarlierFrames;
@@ -372,65 +373,6 @@ struct JetStreamWriter {
     earlier_done: bool,
 }
 
-/// The archive's cursors, and the frames read from them not yet published: those a failed
-/// session had in flight, then emergencies and routine frames apart, each in the files' order;
-/// and those not yet acknowledged.
-struct Backlog {
-    cursors: ShardCursors,
-    /// Published by a session that failed before their PubAcks, in publishing order.
-    retry: VecDeque<ArchivedFrame>,
-    /// Set by a failure: nothing else is published until `retry` is acknowledged whole, so that a
-    /// frame NATS refuses on every try holds back everything after it, emergencies too.
-    settling: bool,
-    urgent: VecDeque<ArchivedFrame>,
-    pending: VecDeque<ArchivedFrame>,
-    unacked: Unacked,
-}
-
-impl Backlog {
-    /// Takes frames read from the files.
-    fn add(&mut self, frames: impl IntoIterator<Item = ArchivedFrame>) {
-        for frame in frames {
-            self.unacked.read(frame.shard_position());
-            match frame.frame.priority {
-                Priority::Emergency => self.urgent.push_back(frame),
-                Priority::Routine => self.pending.push_back(frame),
-            }
-        }
-    }
-
-    /// Puts frames a session failed to see acknowledged back, to be published again first, in
-    /// their order, before anything else.
-    fn put_back(&mut self, frames: impl DoubleEndedIterator<Item = ArchivedFrame>) {
-        frames.rev().for_each(|frame| self.retry.push_front(frame));
-        self.settling = true;
-    }
-
-    /// The next frame to publish: one to publish again, else (once those are acknowledged) the
-    /// oldest emergency read, else the oldest routine frame.
-    fn next(&mut self) -> Option<ArchivedFrame> {
-        if let Some(frame) = self.retry.pop_front() {
-            return Some(frame);
-        }
-        if self.settling {
-            return None;
-        }
-        self.urgent.pop_front().or_else(|| self.pending.pop_front())
-    }
-
-    /// Ends the settling after a failure once what it published again is acknowledged.
-    fn settle(&mut self, in_flight: &VecDeque<InFlight>) {
-        if self.settling && self.retry.is_empty() && in_flight.is_empty() {
-            self.settling = false;
-        }
-    }
-
-    /// Frames read and not yet published.
-    fn read_ahead(&self) -> usize {
-        self.retry.len() + self.urgent.len() + self.pending.len()
-    }
-}
-
 impl JetStreamWriter {
     /// Runs sessions until the archive closes, a fatal problem (`true`), or the cut-off.
     async fn sessions(&mut self, cut_off: &CancellationToken) -> bool {
@@ -514,14 +456,7 @@ impl JetStreamWriter {
         let located = ShardCursors::locate(&self.files.dir, &self.files.durable, &start, reading);
         let mut cursors = located.await?.counting_damage(&self.stats);
         self.note_skipped(&mut cursors);
-        Ok(Backlog {
-            cursors,
-            retry: VecDeque::new(),
-            settling: false,
-            urgent: VecDeque::new(),
-            pending: VecDeque::new(),
-            unacked: Unacked::default(),
-        })
+        Ok(Backlog::new(cursors))
     }
 
     /// The session's loop: publishes what `backlog` holds (emergencies first) and reads on, up
@@ -538,7 +473,7 @@ impl JetStreamWriter {
         let mut broken = None;
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
         loop {
-            backlog.settle(in_flight);
+            backlog.settle(in_flight.is_empty());
             self.note_oldest(in_flight, backlog, caught_up);
             self.note_earlier(&backlog.cursors);
             if in_flight.len() < self.config.window {
@@ -753,13 +688,8 @@ impl JetStreamWriter {
     fn note_oldest(&self, in_flight: &VecDeque<InFlight>, backlog: &Backlog, at_end: bool) {
         let routine = |f: &&InFlight| f.frame.frame.priority == Priority::Routine;
         let flying = [in_flight.front(), in_flight.iter().find(routine)];
-        let read = [
-            backlog.retry.front(),
-            backlog.urgent.front(),
-            backlog.pending.front(),
-        ];
         let oldest = (flying.into_iter().flatten().map(|f| f.received_unix_ns))
-            .chain(read.into_iter().flatten().map(|f| f.frame.received_unix_ns))
+            .chain(backlog.oldest_received())
             .min();
         match oldest {
             Some(ns) => self.progress.oldest_unacked_ns.store(ns, Relaxed),
