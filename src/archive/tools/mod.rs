@@ -12,7 +12,7 @@
 //!
 //! Every tool reads every shard of the archive (`archive::layout`): shard 0 is the directory
 //! itself, so an archive written before shards reads as it always did. Each returns what it
-//! found as types; the binary (`src/bin/aggregator/archive/`) words them and turns them into an
+//! found as types; the binary (`src/bin/aggregator/archive_cli/`) words them and turns them into an
 //! exit status.
 
 pub mod export;

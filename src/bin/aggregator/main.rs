@@ -2,12 +2,12 @@
 //! its results in the binary's words, its reports on standard output and problems on standard
 //! error, and gives the exit status; the work is the library's:
 //! - `serve`: the daemon itself (no subcommand): the config, logging, signals, listeners.
-//! - `archive`: `aggregator archive ...`, the tools on an archive directory, a file each.
+//! - `archive_cli`: `aggregator archive ...`, the tools on an archive directory, a file each.
 //! - `catalog`: `aggregator catalog push`.
 //! - `tail`: `aggregator tail`, a running daemon's frames as they come.
 //! - `nats`: `aggregator nats read`, the NATS sink's stream read back.
 
-mod archive;
+mod archive_cli;
 mod catalog;
 mod cli;
 mod nats;
@@ -24,7 +24,7 @@ use cli::{Cli, Command, NatsTool};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Archive { tool }) => archive::run(tool),
+        Some(Command::Archive { tool }) => archive_cli::run(tool),
         Some(Command::Catalog { tool }) => catalog::run(tool),
         Some(Command::Tail(args)) => tail::run(args),
         Some(Command::Nats {
