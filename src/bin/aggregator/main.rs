@@ -1,6 +1,7 @@
 //! The `aggregator` daemon binary: the command line, and which module runs it. Each module says
 //! its results in the binary's words, its reports on standard output and problems on standard
 //! error, and gives the exit status; the work is the library's:
+//! - `cli`: the flags and subcommands, as clap parses them.
 //! - `serve`: the daemon itself (no subcommand): the config, logging, signals, listeners.
 //! - `archive_cli`: `aggregator archive ...`, the tools on an archive directory, a file each.
 //! - `catalog`: `aggregator catalog push`.
