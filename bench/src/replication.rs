@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use aggregator::archive::format::FrameRecord;
 use aggregator::config::NatsConfig;
-use aggregator::sinks::message::Naming;
+use aggregator::sinks::message::{Layout, Naming};
 use aggregator::{Priority, SourceKind};
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
@@ -196,12 +196,13 @@ impl Bench<'_> {
     }
 
     /// Makes `publisher`'s stream as the sink would make it (its subjects, file storage, the
-    /// sink's duplicate window) with the run's replicas; returns the node that leads it, once one
-    /// does.
+    /// sink's duplicate window, its layout) with the run's replicas; returns the node that leads
+    /// it, once one does.
     async fn create_stream(&self, publisher: Publisher) -> Result<Option<String>, String> {
         let name = publisher.stream();
         let config = stream::Config {
             name: name.clone(),
+            description: Some(Layout::Records.description()),
             subjects: vec![format!("{}.*.*", publisher.prefix())],
             duplicate_window: DUPLICATE_WINDOW,
             num_replicas: self.settings.nodes,

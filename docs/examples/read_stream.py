@@ -4,17 +4,21 @@ lines of `aggregator nats read` (docs/scale-out.md, "Reading the stream back"), 
 
     python3 read_stream.py nats://127.0.0.1:4222 TELEMETRY 'telemetry.>'
 
-A frame's message: the subject of its source, the payload as the body, and the headers of
-docs/scale-out.md. Its kind, source and sequence are the last three dot-separated parts of its
-Nats-Msg-Id. Reads SUBJECT's messages up to the stream's last when it starts, then ends; a message
-that is no frame is named on standard error, and reading goes on.
+A message of layout records/1 (header Aggregator-Layout) holds frames of one source as the
+archive's FRAMES and RECEIVED FRAMES records (docs/archive-format.md); a message without the header
+(layout frame/1) is one frame: the payload as the body, its kind, source and sequence the last
+three dot-separated parts of its Nats-Msg-Id, the rest in headers (docs/scale-out.md). Reads
+SUBJECT's messages up to the stream's last when it starts, then ends; a message that is no frame
+is named on standard error, and reading goes on.
 """
 
 import asyncio
 import base64
 import json
+import struct
 import sys
 import time
+import zlib
 
 import nats
 
@@ -35,9 +39,79 @@ def rfc3339(ns):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
 
 
-def frame(msg):
-    """The JSON object of one message; KeyError or ValueError when it is no frame."""
+KINDS = {0: "live", 1: "replay"}
+PRIORITIES = {0: "routine", 1: "emergency"}
+
+
+def callsign(raw):
+    """An AX.25 address of a record (6 characters, space-padded, then the SSID) as shown."""
+    call = raw[:6].decode("ascii").rstrip(" ")
+    return f"{call}-{raw[6]}" if raw[6] else call
+
+
+def reception(body, pos, names):
+    """A RECEIVED FRAMES frame's reception at pos: the keys it gives, and where its payload is."""
+    flags = body[pos]
+    pos += 1
+    row = {"link": names[0], "station": names[1], "mode": "playback" if flags & 2 else "realtime"}
+    if flags & 1:
+        row["earth_received"] = rfc3339(struct.unpack_from(">Q", body, pos)[0])
+        pos += 8
+    if flags & 4:
+        row["ax25_from"], row["ax25_to"] = callsign(body[pos : pos + 7]), callsign(body[pos + 7 : pos + 14])
+        pos += 14
+    return row, pos
+
+
+def records(data):
+    """The JSON objects of a records/1 body's frames; ValueError when it is not one."""
+    at = 0
+    while at < len(data):
+        length, crc = struct.unpack_from(">II", data, at)
+        body = data[at + 8 : at + 8 + length]
+        if len(body) != length or zlib.crc32(body) != crc:
+            raise ValueError(f"record at byte {at}: cut short or CRC mismatch")
+        rtype, kind, priority, source, received, count = struct.unpack_from(">BBBIQI", body)
+        if rtype not in (4, 6):
+            raise ValueError(f"record at byte {at}: type {rtype}, not FRAMES")
+        pos, names = 19, []
+        for _ in range(2 if rtype == 6 else 0):
+            names.append(body[pos + 1 : pos + 1 + body[pos]].decode())
+            pos += 1 + body[pos]
+        for _ in range(count):
+            sequence, size = struct.unpack_from(">QI", body, pos)
+            row, pos = reception(body, pos + 12, names) if rtype == 6 else ({}, pos + 12)
+            row.update(
+                received=rfc3339(received),
+                kind=KINDS[kind],
+                source=source,
+                sequence=sequence,
+                priority=PRIORITIES[priority],
+                payload=base64.b64encode(body[pos : pos + size]).decode(),
+            )
+            pos += size
+            yield row
+        at += 8 + length
+
+
+def frames(msg):
+    """The JSON objects of one message's frames; KeyError or ValueError when it holds none."""
     headers = msg.headers or {}
+    layout = headers.get("Aggregator-Layout")
+    if layout is None:
+        return [frame(msg, headers)]
+    if layout != "records/1":
+        raise ValueError(f"layout {layout!r}")
+    rows = list(records(msg.data))
+    if len(rows) != int(headers["Aggregator-Frames"]):
+        raise ValueError(f"{len(rows)} frames, where Aggregator-Frames says {headers['Aggregator-Frames']}")
+    for row in rows:
+        row.update(site=headers.get("Aggregator-Site"), stream_sequence=msg.metadata.sequence.stream)
+    return rows
+
+
+def frame(msg, headers):
+    """The JSON object of a frame/1 message; KeyError or ValueError when it is no frame."""
     kind, source, sequence = headers["Nats-Msg-Id"].split(".")[-3:]
     if not (source.isdigit() and sequence.isdigit()):
         raise ValueError(f"Nats-Msg-Id {headers['Nats-Msg-Id']!r}")
@@ -72,11 +146,12 @@ async def main(url, stream, subject):
             if at > last:
                 break
             try:
-                row = frame(msg)
-            except (KeyError, ValueError) as why:
+                rows = frames(msg)
+            except (KeyError, ValueError, struct.error) as why:
                 print(f"stream sequence {at}: not a frame: {why}", file=sys.stderr)
                 continue
-            print(json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+            for row in rows:
+                print(json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
     await sub.unsubscribe()
     await nc.close()
 

@@ -19,51 +19,17 @@
 
 use std::collections::HashMap;
 
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::{self, Context};
 use async_nats::Client;
 use tokio::sync::OnceCell;
 
 use super::client::connect;
-use super::message::{Naming, REPLICATED_THROUGH, SITE};
+use super::message::Naming;
+use super::series::last_message;
 use crate::archive::format::FrameRecord;
 use crate::config::NatsConfig;
 use crate::domain::frame::SourceKey;
 use crate::domain::replication::{FleetLookup, FleetResume};
-
-/// What the last message of a source in the stream says.
-struct LastMessage {
-    site: Option<String>,
-    sequence: Option<u64>,
-    replicated_through: Option<u64>,
-}
-
-/// The last message of the source `key` in `stream`; `None` when the stream has none of it.
-async fn last_message(
-    stream: &Stream,
-    naming: &Naming,
-    key: SourceKey,
-) -> Result<Option<LastMessage>, String> {
-    let subject = naming.subject(key.0, key.1);
-    let message = match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(message) => message,
-        Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-        Err(err) => return Err(format!("last message of {subject}: {err}")),
-    };
-    let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
-    let number = |name: &str| match header(name) {
-        None => Ok(None),
-        Some(text) => text
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("last message of {subject}: {name} {text:?} is not a sequence")),
-    };
-    Ok(Some(LastMessage {
-        site: header(SITE),
-        sequence: number("Aggregator-Sequence")?,
-        replicated_through: number(REPLICATED_THROUGH)?,
-    }))
-}
 
 /// The fleet's stream, asked for where a registering source resumes.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
-use crate::archive::format::FrameRecord;
+use crate::archive::format::{decode_frame_records, encode_frame_records, FrameRecord};
 use crate::config::{Identity, NatsConfig};
 use crate::domain::frame::{Priority, SourceKey, SourceKind};
 use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, Reception};
@@ -20,6 +20,112 @@ pub(super) const REPLICATED_THROUGH: &str = "Aggregator-Replicated-Through";
 
 /// The daemon that published a message (`sinks.nats.site`).
 pub(super) const SITE: &str = "Aggregator-Site";
+
+/// The header that names a message's layout; a message without it is of layout `frame/1`.
+pub(super) const LAYOUT: &str = "Aggregator-Layout";
+
+/// The headers of a `records/1` message: its frames, and the highest sequence of each priority
+/// of its subject in the stream with it.
+pub(super) const FRAMES: &str = "Aggregator-Frames";
+pub(super) const ROUTINE_THROUGH: &str = "Aggregator-Routine-Through";
+pub(super) const EMERGENCY_THROUGH: &str = "Aggregator-Emergency-Through";
+
+/// How a stream lays frames out in messages, chosen when the sink creates it and kept for its
+/// life (`docs/scale-out.md`): the stream's description names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One message per frame, its fields in headers: streams that builds before `records/1`
+    /// created, or that an operator created.
+    Frame,
+    /// Several frames of one source per message, as the archive's frame records.
+    Records,
+}
+
+/// What a stream's description starts with when the sink created it; the layout's name follows.
+const DESCRIBED: &str = "aggregator frames, layout ";
+
+impl Layout {
+    /// Its name, with its version.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Frame => "frame/1",
+            Layout::Records => "records/1",
+        }
+    }
+
+    /// The description of a stream the sink creates with this layout.
+    pub fn description(self) -> String {
+        format!("{DESCRIBED}{}", self.name())
+    }
+
+    /// The layout of a stream of `description`: `frame/1` where the sink did not describe it;
+    /// `Err` with the name of a layout this build does not know.
+    pub fn of_stream(description: Option<&str>) -> Result<Layout, String> {
+        let Some(name) = description.and_then(|d| d.strip_prefix(DESCRIBED)) else {
+            return Ok(Layout::Frame);
+        };
+        [Layout::Frame, Layout::Records]
+            .into_iter()
+            .find(|layout| layout.name() == name)
+            .ok_or_else(|| name.to_string())
+    }
+}
+
+/// The highest sequence of each priority of a source in the stream: every frame of that priority
+/// up to it is there (the sink publishes each priority of a source in sequence order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Through {
+    pub(super) routine: Option<u64>,
+    pub(super) emergency: Option<u64>,
+}
+
+impl Through {
+    /// Whether `frame` is at or below its priority's mark.
+    pub(super) fn holds(&self, frame: &FrameRecord) -> bool {
+        self.of(frame.priority)
+            .is_some_and(|through| frame.sequence <= through)
+    }
+
+    fn of(&self, priority: Priority) -> Option<u64> {
+        match priority {
+            Priority::Routine => self.routine,
+            Priority::Emergency => self.emergency,
+        }
+    }
+
+    /// Raises the mark of `frame`'s priority to it.
+    pub(super) fn add(&mut self, frame: &FrameRecord) {
+        let mark = match frame.priority {
+            Priority::Routine => &mut self.routine,
+            Priority::Emergency => &mut self.emergency,
+        };
+        *mark = Some(mark.map_or(frame.sequence, |m| m.max(frame.sequence)));
+    }
+
+    /// The marks a message's headers give: a `records/1` message's, or a `frame/1` message's
+    /// own frame.
+    pub(super) fn of_headers(headers: &HeaderMap) -> Result<Through, BadMessage> {
+        if header(headers, LAYOUT).is_none() {
+            let mut through = Through::default();
+            let priority =
+                parsed::<Priority>(headers, "Aggregator-Priority", "routine or emergency")?;
+            if let (Some(priority), Some(sequence)) = (
+                priority,
+                parsed(headers, "Aggregator-Sequence", "a sequence")?,
+            ) {
+                match priority {
+                    Priority::Routine => through.routine = Some(sequence),
+                    Priority::Emergency => through.emergency = Some(sequence),
+                }
+            }
+            return Ok(through);
+        }
+        Ok(Through {
+            routine: parsed(headers, ROUTINE_THROUGH, "a sequence")?,
+            emergency: parsed(headers, EMERGENCY_THROUGH, "a sequence")?,
+        })
+    }
+}
 
 /// How this daemon names and labels each frame's message; public for the benchmark whose plain
 /// publisher sends the very messages the sink does.
@@ -52,7 +158,7 @@ impl Naming {
 
     /// The frame a message of the stream holds, with the site that published it (its
     /// `Aggregator-Site`, absent from messages of builds before the header).
-    pub fn frame(
+    fn frame(
         &self,
         subject: &str,
         headers: &HeaderMap,
@@ -76,6 +182,73 @@ impl Naming {
             reception: reception(headers)?,
         };
         Ok((frame, header(headers, SITE).map(str::to_string)))
+    }
+
+    /// The frames a message of either layout holds, with the site that published it.
+    pub fn frames(
+        &self,
+        subject: &str,
+        headers: &HeaderMap,
+        payload: Bytes,
+    ) -> Result<(Vec<FrameRecord>, Option<String>), BadMessage> {
+        match header(headers, LAYOUT) {
+            None => self
+                .frame(subject, headers, payload)
+                .map(|(frame, site)| (vec![frame], site)),
+            Some(name) if name == Layout::Records.name() => {
+                let key = (self.subject.source_of(subject))
+                    .ok_or_else(|| BadMessage::Subject(subject.to_string()))?;
+                let frames = decode_frame_records(&payload).map_err(BadMessage::Body)?;
+                let count: usize = required(headers, FRAMES, "a count of frames")?;
+                if count != frames.len() {
+                    let why = format!("{} frames, where {FRAMES} says {count}", frames.len());
+                    return Err(BadMessage::Body(why));
+                }
+                if let Some(other) = frames.iter().find(|f| (f.kind, f.source_id) != key) {
+                    let why = format!(
+                        "a frame of source {}, not of its subject's",
+                        other.source_id
+                    );
+                    return Err(BadMessage::Body(why));
+                }
+                Ok((frames, header(headers, SITE).map(str::to_string)))
+            }
+            Some(name) => Err(BadMessage::Layout(name.to_string())),
+        }
+    }
+
+    /// A `records/1` message of `frames`, all of the source `key`, in their order: its subject
+    /// and message. `through`: its subject's marks with these frames; `replicated_through`: the
+    /// source's acknowledgement; `last`: the stream sequence of the subject's last message, which
+    /// JetStream checks (0: the subject has none).
+    pub(super) fn build_records<'a>(
+        &self,
+        key: SourceKey,
+        frames: impl IntoIterator<Item = &'a FrameRecord>,
+        through: Through,
+        replicated_through: Option<u64>,
+        last: u64,
+    ) -> (String, PublishMessage) {
+        let mut body = Vec::new();
+        let mut count = 0;
+        encode_frame_records(&mut body, frames.into_iter().inspect(|_| count += 1));
+        let mut message = PublishMessage::build()
+            .payload(Bytes::from(body))
+            .expected_last_subject_sequence(last)
+            .header(LAYOUT, Layout::Records.name())
+            .header(SITE, self.site.as_str())
+            .header(FRAMES, count.to_string());
+        let marks = [
+            (ROUTINE_THROUGH, through.routine),
+            (EMERGENCY_THROUGH, through.emergency),
+            (REPLICATED_THROUGH, replicated_through),
+        ];
+        for (name, mark) in marks {
+            if let Some(mark) = mark {
+                message = message.header(name, mark.to_string());
+            }
+        }
+        (self.subject(key.0, key.1), message)
     }
 
     /// The frame's subject and message; `replicated_through`: its source's acknowledgement.
@@ -124,6 +297,10 @@ pub enum BadMessage {
     Subject(String),
     #[error("no {0} header")]
     Missing(&'static str),
+    #[error("layout {0:?} is none this build reads (frame/1, records/1)")]
+    Layout(String),
+    #[error("body: {0}")]
+    Body(String),
     #[error("header {name} {text:?} is not {what}")]
     Header {
         name: &'static str,

@@ -15,4 +15,6 @@ pub mod fleet;
 pub mod message;
 pub mod nats;
 pub mod reader;
+mod series;
+mod stream;
 mod unacked;

@@ -27,7 +27,7 @@
 //! already holds carries the same `Nats-Msg-Id` (`{site}.{kind}.{source}.{seq}`), so the stream's
 //! duplicate window drops it, and the PubAck says so (counted as republished).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -36,25 +36,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::jetstream::context::{CreateStreamError, PublishError};
+use async_nats::jetstream;
+use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
-use async_nats::jetstream::{self, stream};
 use async_nats::Client;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
-use super::client::{connect, ConnectError};
+use super::client::connect;
 use super::cursor::CursorFile;
 use super::fleet::EarlierFrames;
-use super::message::Naming;
+use super::message::{Layout, Naming, Through};
+use super::series::Series;
+use super::stream::{NatsError, SinkStream};
 use super::unacked::Unacked;
 use crate::archive::read::{spawn_reader, ArchivedFrame, DurableEnds, FrameFilter};
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::retention::ReadMarks;
-use crate::config::{AckMode, Identity, NatsConfig};
+use crate::config::{Identity, NatsConfig};
 use crate::domain::clock::ArchiveClock;
-use crate::domain::frame::Priority;
+use crate::domain::frame::{Priority, SourceKey};
 use crate::domain::position::DurableEnd;
 use crate::domain::position::{Positions, ShardPosition};
 use crate::domain::replication::Replication;
@@ -63,11 +65,21 @@ use crate::stats::Stats;
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How many frames the sink reads ahead of what it publishes, at most: an emergency among them
-/// is published before the routine frames ahead of it. More than JetStream takes in
-/// [`crate::domain::replication::PACE`] on the reference machine, so that with `ack =
-/// "replicated"` an emergency is found as soon as it is durable.
+/// How many frames, and payload bytes, the sink reads ahead of what it publishes, at most, in
+/// each layout: an emergency among them is published before the routine frames ahead of it. More
+/// than JetStream takes in [`crate::domain::replication::PACE`] on the reference machine, so that
+/// with `ack = "replicated"` an emergency is found as soon as it is durable.
 const READ_AHEAD: usize = 16_384;
+const READ_AHEAD_RECORDS: (usize, usize) = (262_144, 128 << 20);
+
+/// Layout `records/1`: the most bytes of frame records in one message (less where the server's
+/// `max_payload` is less), and in all the messages in flight but those with an emergency: what a
+/// new emergency's message may wait behind at the stream's leader.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+const MAX_IN_FLIGHT_BYTES: usize = 8 << 20;
+
+/// Room for a message's headers under the server's `max_payload`.
+const HEADER_ROOM: usize = 8 << 10;
 
 /// How often the cursor is saved while it moves: what a restart publishes again, at most.
 const SAVE_INTERVAL: Duration = Duration::from_millis(200);
@@ -192,11 +204,15 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
         config.max_lag,
         files.replication.clone(),
     ));
-    let context = jetstream::new(client.clone());
+    let mut context = jetstream::new(client.clone());
+    context.set_timeout(ACK_TIMEOUT);
     let mut publisher = JetStreamWriter {
         message: Naming::new(&config),
         earlier: (config.identity == Identity::Fleet)
             .then(|| EarlierFrames::new(context.clone(), &config)),
+        stream: SinkStream::new(context.clone(), config.clone()),
+        layout: Layout::Frame,
+        client: client.clone(),
         context,
         files,
         config,
@@ -207,11 +223,9 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
         acked,
         saved_at: Instant::now(),
         backlog: None,
-        stream_seen: None,
         earlier_left: 0,
         earlier_done: false,
     };
-    publisher.context.set_timeout(ACK_TIMEOUT);
     let fatal = publisher.sessions(&cut_off).await;
     publisher.save().await;
     reporter.abort();
@@ -240,31 +254,6 @@ fn load_cursors(files: &HashMap<usize, CursorFile>) -> std::io::Result<Positions
         }
     }
     Ok(acked)
-}
-
-/// Why the sink cannot start, or why one of its sessions failed (and the next starts again from
-/// the cursor).
-#[derive(Debug, thiserror::Error)]
-enum NatsError {
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// A saved cursor cannot be read.
-    #[error(transparent)]
-    Cursor(std::io::Error),
-    #[error("cannot find or create stream {stream}: {source}")]
-    Stream {
-        stream: String,
-        source: CreateStreamError,
-    },
-    #[error("publish failed: {0}")]
-    Publish(PublishError),
-    #[error("publish timed out: the client's queue stayed full")]
-    PublishTimeout,
-    #[error("no PubAck for {position}: {source}")]
-    NoAck {
-        position: ShardPosition,
-        source: PublishError,
-    },
 }
 
 /// What the publisher tells the reporter, which runs beside it.
@@ -325,22 +314,51 @@ enum SessionEnd {
     ArchiveClosed,
     /// NATS failed; the next session starts again from the cursor.
     Failed(NatsError),
-    /// The archive cannot be followed any more (a segment deleted, a record damaged): publishing
-    /// on would skip frames, so the sink stops and says degraded.
-    Fatal(ReadError),
+    /// The archive cannot be followed any more (a segment deleted, a record damaged), or the
+    /// stream is of a layout this build does not publish: publishing on would skip frames, so
+    /// the sink stops and says degraded.
+    Fatal(NatsError),
 }
 
-/// A publish waiting for its PubAck.
+/// A message waiting for its PubAck: a frame (layout `frame/1`), or a batch of one source's
+/// frames (`records/1`).
 struct InFlight {
-    /// Published again first by the next session, if this one fails before the PubAck.
-    frame: ArchivedFrame,
-    position: ShardPosition,
+    /// In the files' order; published again first by the next session, if this one fails before
+    /// the PubAck.
+    frames: Vec<ArchivedFrame>,
+    /// For each frame, whether it was left out: the stream holds it already.
+    held: Vec<bool>,
+    /// The frames held were published by another daemon (else by this one, before a failure).
+    elsewhere: bool,
+    /// Layout `records/1`: the source, and its series with the message.
+    series: Option<(SourceKey, Through)>,
+    /// When the oldest frame was received, and whether one is routine.
     received_unix_ns: u64,
-    /// Archived after the sink started (counted in the lag in frames).
-    new: bool,
-    /// Not published: another daemon published its source past it ([`EarlierFrames`]).
-    held_elsewhere: bool,
+    routine: bool,
+    /// Payload bytes in the message.
+    bytes: usize,
     ack: Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>,
+}
+
+impl InFlight {
+    /// `frames`, none of them published yet.
+    fn of(frames: Vec<ArchivedFrame>) -> InFlight {
+        let received = frames.iter().map(|f| f.frame.received_unix_ns);
+        InFlight {
+            held: vec![false; frames.len()],
+            elsewhere: false,
+            series: None,
+            received_unix_ns: received.min().unwrap_or(0),
+            routine: (frames.iter()).any(|f| f.frame.priority == Priority::Routine),
+            bytes: frames.iter().map(|f| f.frame.payload.len()).sum(),
+            frames,
+            ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
+        }
+    }
+
+    fn first_position(&self) -> Option<ShardPosition> {
+        self.frames.first().map(ArchivedFrame::shard_position)
+    }
 }
 
 /// The publishing side: the cursor, and one session after another.
@@ -350,6 +368,12 @@ struct JetStreamWriter {
     /// With `identity = "fleet"`: where other daemons published the sources of earlier frames.
     earlier: Option<EarlierFrames>,
     context: jetstream::Context,
+    /// The stream, its layout and the series of its sources.
+    stream: SinkStream,
+    /// The stream's layout, as this run's sessions found it.
+    layout: Layout,
+    /// The connection: the server's `max_payload` bounds a `records/1` message.
+    client: Client,
     files: ArchiveFiles,
     /// Each shard's cursor file.
     cursor_files: HashMap<usize, CursorFile>,
@@ -364,9 +388,6 @@ struct JetStreamWriter {
     /// read and not yet acknowledged, so that the next goes on where it was (a new reading from
     /// the cursor, after retention deleted past it, could not tell what was published).
     backlog: Option<Backlog>,
-    /// The stream's replicas and duplicate window as the last session found them: a session
-    /// after a failure warns of them again only when they changed.
-    stream_seen: Option<(usize, Duration)>,
     /// Frames earlier runs archived that were read and not yet acknowledged; and whether every
     /// frame before [`ArchiveFiles::start_ends`] is done with (told to the gate once).
     earlier_left: u64,
@@ -394,7 +415,7 @@ impl JetStreamWriter {
                 SessionEnd::Fatal(why) => {
                     tracing::error!(
                         error = %why,
-                        "the NATS sink stopped: publishing on would skip frames"
+                        "the NATS sink stopped: publishing on would skip frames or mix layouts"
                     );
                     return true;
                 }
@@ -423,24 +444,26 @@ impl JetStreamWriter {
     /// window of PubAcks in flight, until something fails or every shard's archive writer has
     /// closed and everything is acknowledged. A failed session leaves its reading to the next.
     async fn session(&mut self) -> SessionEnd {
+        match self.stream.ensure().await {
+            Ok(layout) => self.layout = layout,
+            Err(err @ NatsError::Stream { .. }) => return SessionEnd::Failed(err),
+            Err(err) => return SessionEnd::Fatal(err),
+        }
         let mut backlog = match self.backlog.take() {
             Some(backlog) => backlog,
             None => match self.locate().await {
                 Ok(backlog) => backlog,
-                Err(err) => return SessionEnd::Fatal(err),
+                Err(err) => return SessionEnd::Fatal(err.into()),
             },
         };
         // Before JetStream answers: a reading that starts past every earlier frame has none.
         self.note_earlier(&backlog.cursors);
-        if let Err(err) = self.ensure_stream().await {
-            self.backlog = Some(backlog);
-            return SessionEnd::Failed(err);
-        }
         let mut in_flight = VecDeque::new();
         let ended = self.publish_from(&mut backlog, &mut in_flight).await;
         if let SessionEnd::Failed(_) = ended {
             // What was in flight is published again first, in its order.
-            let unacked: Vec<ArchivedFrame> = in_flight.into_iter().map(|p| p.frame).collect();
+            let unacked: Vec<ArchivedFrame> =
+                in_flight.into_iter().flat_map(|p| p.frames).collect();
             backlog.put_back(unacked.into_iter());
             self.backlog = Some(backlog);
         }
@@ -456,7 +479,40 @@ impl JetStreamWriter {
         let located = ShardCursors::locate(&self.files.dir, &self.files.durable, &start, reading);
         let mut cursors = located.await?.counting_damage(&self.stats);
         self.note_skipped(&mut cursors);
-        Ok(Backlog::new(cursors))
+        Ok(Backlog::new(cursors, self.layout))
+    }
+
+    /// Whether the backlog may read more: the frames and bytes read ahead of what is published.
+    fn has_room(&self, backlog: &Backlog) -> bool {
+        backlog.has_room(match self.layout {
+            Layout::Frame => (READ_AHEAD, usize::MAX),
+            Layout::Records => READ_AHEAD_RECORDS,
+        })
+    }
+
+    /// The next message to publish, if there is one and room for it: a frame, or a batch of a
+    /// source with nothing in flight (`busy` has those), an emergency's first.
+    async fn publish_next(
+        &mut self,
+        backlog: &mut Backlog,
+        (flying, busy, flying_bytes): (usize, &HashSet<SourceKey>, usize),
+    ) -> Option<Result<InFlight, NatsError>> {
+        if flying >= self.config.window {
+            return None;
+        }
+        if self.layout == Layout::Frame {
+            let frame = backlog.next()?;
+            let published = self.publish(&frame).await;
+            if published.is_err() {
+                backlog.put_back(std::iter::once(frame));
+            }
+            return Some(published);
+        }
+        let (key, urgent) = backlog.next_source(busy)?;
+        if !urgent && flying_bytes >= MAX_IN_FLIGHT_BYTES {
+            return None;
+        }
+        Some(self.publish_batch(key, backlog).await)
     }
 
     /// The session's loop: publishes what `backlog` holds (emergencies first) and reads on, up
@@ -472,23 +528,24 @@ impl JetStreamWriter {
         // A read that failed: what was read before it is published first, then the sink stops.
         let mut broken = None;
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
+        // The sources with a batch in flight (layout `records/1`), and the payload bytes in flight.
+        let (mut busy, mut flying_bytes) = (HashSet::new(), 0);
         loop {
             backlog.settle(in_flight.is_empty());
             self.note_oldest(in_flight, backlog, caught_up);
             self.note_earlier(&backlog.cursors);
-            if in_flight.len() < self.config.window {
-                if let Some(frame) = backlog.next() {
-                    match self.publish(&frame).await {
-                        Ok(published) => in_flight.push_back(published),
-                        Err(why) => {
-                            backlog.put_back(std::iter::once(frame));
-                            return SessionEnd::Failed(why);
-                        }
-                    }
+            let flying = (in_flight.len(), &busy, flying_bytes);
+            match self.publish_next(backlog, flying).await {
+                Some(Ok(published)) => {
+                    flying_bytes += published.bytes;
+                    busy.extend(published.series.map(|(key, _)| key));
+                    in_flight.push_back(published);
                     continue;
                 }
+                Some(Err(why)) => return SessionEnd::Failed(why),
+                None => {}
             }
-            let room = backlog.read_ahead() < READ_AHEAD;
+            let room = self.has_room(backlog);
             if room && !caught_up {
                 // Every shard closed before the read: a read that finds nothing is the end.
                 let closed = !backlog.cursors.is_open();
@@ -512,11 +569,15 @@ impl JetStreamWriter {
                 self.progress.skipped.store(false, Relaxed);
             }
             if finished && done {
-                return broken.map_or(SessionEnd::ArchiveClosed, SessionEnd::Fatal);
+                return broken.map_or(SessionEnd::ArchiveClosed, |e| SessionEnd::Fatal(e.into()));
             }
             let cursors = &mut backlog.cursors;
             tokio::select! {
                 Some((published, ack)) = next_ack(in_flight), if !in_flight.is_empty() => {
+                    flying_bytes -= published.bytes;
+                    if let Some((key, _)) = published.series {
+                        busy.remove(&key);
+                    }
                     if let Err(why) = self.acked(&published, ack, &mut backlog.unacked).await {
                         // Published again first by the next session.
                         in_flight.push_front(published);
@@ -570,113 +631,124 @@ impl JetStreamWriter {
         }
     }
 
-    /// Finds the stream, or creates it with the configured duplicate window and replicas, and
-    /// warns where they fall short of what the configuration counts on.
-    async fn ensure_stream(&mut self) -> Result<(), NatsError> {
-        let config = stream::Config {
-            name: self.config.stream.clone(),
-            subjects: vec![self.config.stream_subjects()],
-            duplicate_window: self.config.duplicate_window,
-            num_replicas: self.config.replicas,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        };
-        let stream = self
-            .context
-            .get_or_create_stream(config)
-            .await
-            .map_err(|source| NatsError::Stream {
-                stream: self.config.stream.clone(),
-                source,
-            })?;
-        let replicas = stream.cached_info().config.num_replicas;
-        let window = stream.cached_info().config.duplicate_window;
-        if self.stream_seen.replace((replicas, window)) == Some((replicas, window)) {
-            return Ok(());
-        }
-        if self.config.ack == AckMode::Replicated && replicas < 3 {
-            tracing::warn!(
-                stream = self.config.stream,
-                replicas,
-                "ack = \"replicated\" with a stream of fewer than 3 replicas: an acknowledged frame outlives this machine, not the loss of a NATS server"
-            );
-        }
-        if window < self.config.duplicate_window {
-            tracing::warn!(
-                stream = self.config.stream,
-                duplicate_window_s = window.as_secs(),
-                configured_s = self.config.duplicate_window.as_secs(),
-                "the stream's duplicate window is shorter than sinks.nats.duplicate_window_s: a restart further behind than it may publish frames twice"
-            );
-        }
-        Ok(())
-    }
-
-    /// Hands one frame to the client; its PubAck comes later. A frame an earlier run archived
-    /// that another daemon has published since ([`EarlierFrames`]) is passed as held already.
+    /// Hands one frame to the client (layout `frame/1`); its PubAck comes later. A frame an
+    /// earlier run archived that another daemon has published since ([`EarlierFrames`]) is
+    /// passed as held already.
     async fn publish(&mut self, followed: &ArchivedFrame) -> Result<InFlight, NatsError> {
         let frame = &followed.frame;
-        let new = self.is_new(followed);
-        let position = ShardPosition {
-            shard: followed.shard,
-            position: followed.position,
-        };
-        let mut in_flight = InFlight {
-            frame: followed.clone(),
-            position,
-            received_unix_ns: frame.received_unix_ns,
-            new,
-            held_elsewhere: false,
-            ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
-        };
-        if let (false, Some(earlier)) = (new, &mut self.earlier) {
-            in_flight.held_elsewhere = earlier.held_elsewhere(&self.message, frame).await;
-            if in_flight.held_elsewhere {
+        let mut in_flight = InFlight::of(vec![followed.clone()]);
+        if let (false, Some(earlier)) = (self.is_new(followed), &mut self.earlier) {
+            if earlier.held_elsewhere(&self.message, frame).await {
+                (in_flight.held, in_flight.elsewhere) = (vec![true], true);
                 return Ok(in_flight);
             }
         }
         let replicated_through = (self.files.replication.as_ref())
             .and_then(|r| r.acked_through((frame.kind, frame.source_id)));
         let (subject, message) = self.message.build(frame, replicated_through);
-        let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
-        let ack = match sent.await {
-            Ok(Ok(ack)) => ack,
-            Ok(Err(err)) => return Err(NatsError::Publish(err)),
-            Err(_) => return Err(NatsError::PublishTimeout),
-        };
-        in_flight.ack = ack.into_future();
+        in_flight.ack = self.send(subject, message).await?;
         Ok(in_flight)
     }
 
-    /// Takes a frame's PubAck (in publishing order): its shard's cursor moves past it once
-    /// every frame before it in the shard is acknowledged too (`unacked`).
+    /// Hands the client a message of the frames of source `key` read first (layout `records/1`),
+    /// less those the stream holds already; its PubAck comes later.
+    async fn publish_batch(
+        &mut self,
+        key: SourceKey,
+        backlog: &mut Backlog,
+    ) -> Result<InFlight, NatsError> {
+        let (series, elsewhere) = self.stream.series(&self.message, key).await?;
+        let max_payload = self.client.server_info().max_payload;
+        // Not connected yet: the server's limit is not known (0).
+        let max_batch = match max_payload {
+            0 => MAX_BATCH_BYTES,
+            limit => limit.saturating_sub(HEADER_ROOM).clamp(1, MAX_BATCH_BYTES),
+        };
+        let mut in_flight = InFlight::of(backlog.take(key, max_batch));
+        in_flight.held = (in_flight.frames.iter())
+            .map(|f| series.holds(&f.frame))
+            .collect();
+        in_flight.elsewhere = elsewhere;
+        let fresh = || (in_flight.frames.iter().zip(&in_flight.held)).filter(|(_, held)| !**held);
+        let through = series.with(fresh().map(|(f, _)| &f.frame));
+        in_flight.series = Some((key, through));
+        if fresh().next().is_none() {
+            return Ok(in_flight);
+        }
+        let replicated_through =
+            (self.files.replication.as_ref()).and_then(|r| r.acked_through(key));
+        let frames = fresh().map(|(f, _)| &f.frame);
+        let (subject, message) =
+            (self.message).build_records(key, frames, through, replicated_through, series.last);
+        match self.send(subject, message).await {
+            Ok(ack) => in_flight.ack = ack,
+            Err(why) => {
+                backlog.put_back(in_flight.frames.into_iter());
+                return Err(why);
+            }
+        }
+        Ok(in_flight)
+    }
+
+    /// Sends a message, waiting at most [`ACK_TIMEOUT`] for room in the client's queue.
+    async fn send(
+        &self,
+        subject: String,
+        message: jetstream::message::PublishMessage,
+    ) -> Result<Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>, NatsError>
+    {
+        let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
+        match sent.await {
+            Ok(Ok(ack)) => Ok(Box::pin(ack.into_future())),
+            Ok(Err(err)) => Err(NatsError::Publish(err)),
+            Err(_) => Err(NatsError::PublishTimeout),
+        }
+    }
+
+    /// Takes a message's PubAck (in publishing order): each shard's cursor moves past its
+    /// frames once every frame before them in the shard is acknowledged too (`unacked`).
     async fn acked(
         &mut self,
         published: &InFlight,
         ack: Result<PublishAck, PublishError>,
         unacked: &mut Unacked,
     ) -> Result<(), NatsError> {
-        let ack = ack.map_err(|source| NatsError::NoAck {
-            position: published.position,
-            source,
-        })?;
-        if let Some(passed) = unacked.acked(published.position) {
-            self.acked.set(passed);
+        let Some(position) = published.first_position() else {
+            return Ok(());
+        };
+        let ack = ack.map_err(|source| NatsError::NoAck { position, source })?;
+        if let Some((key, through)) = published.series {
+            let last = match published.held.iter().all(|held| *held) {
+                true => None,
+                false => Some(ack.sequence),
+            };
+            let was = self.stream.series(&self.message, key).await?.0;
+            let last = last.unwrap_or(was.last);
+            self.stream.published(key, Series { last, through });
         }
-        match published.held_elsewhere {
-            true => self.stats.nats_held_elsewhere(),
-            false => self.stats.nats_acked(ack.duplicate),
+        let (mut new, mut held) = (0, 0);
+        for (followed, was_held) in published.frames.iter().zip(&published.held) {
+            if let Some(passed) = unacked.acked(followed.shard_position()) {
+                self.acked.set(passed);
+            }
+            let frame = &followed.frame;
+            if let Some(replication) = &self.files.replication {
+                let key = (frame.kind, frame.source_id);
+                replication.replicated(key, frame.priority, frame.sequence, self.is_new(followed));
+            }
+            match self.is_new(followed) {
+                true => new += 1,
+                false => self.earlier_left = self.earlier_left.saturating_sub(1),
+            }
+            held += u64::from(*was_held);
         }
-        if let Some(replication) = &self.files.replication {
-            let frame = &published.frame.frame;
-            let key = (frame.kind, frame.source_id);
-            replication.replicated(key, frame.priority, frame.sequence, published.new);
+        let sent = published.frames.len() as u64 - held;
+        match published.elsewhere {
+            true => self.stats.nats_held_elsewhere(held),
+            false => self.stats.nats_acked(held, true),
         }
-        if published.new {
-            self.progress.acked_new.fetch_add(1, Relaxed);
-        } else {
-            self.earlier_left = self.earlier_left.saturating_sub(1);
-        }
+        self.stats.nats_acked(sent, ack.duplicate);
+        self.progress.acked_new.fetch_add(new, Relaxed);
         if self.saved_at.elapsed() >= SAVE_INTERVAL {
             self.save().await;
         }
@@ -686,8 +758,7 @@ impl JetStreamWriter {
     /// Tells the reporter when the oldest frame not yet acknowledged was received: the first of
     /// each priority in flight or read.
     fn note_oldest(&self, in_flight: &VecDeque<InFlight>, backlog: &Backlog, at_end: bool) {
-        let routine = |f: &&InFlight| f.frame.frame.priority == Priority::Routine;
-        let flying = [in_flight.front(), in_flight.iter().find(routine)];
+        let flying = [in_flight.front(), in_flight.iter().find(|f| f.routine)];
         let oldest = (flying.into_iter().flatten().map(|f| f.received_unix_ns))
             .chain(backlog.oldest_received())
             .min();

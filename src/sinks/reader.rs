@@ -150,18 +150,23 @@ async fn read_subject(
         read += 1;
         let empty = async_nats::HeaderMap::new();
         let headers = message.headers.as_ref().unwrap_or(&empty);
-        let frame = naming.frame(&message.subject, headers, message.payload.clone());
-        let wanted = match frame {
-            Ok((frame, site)) => (filter.wants(&frame)
-                && filter.received().contains(&frame.received_unix_ns))
-            .then_some(Ok(StreamFrame {
-                frame,
-                site,
-                stream_sequence,
-            })),
-            Err(why) => Some(Err((stream_sequence, why))),
+        let frames = naming.frames(&message.subject, headers, message.payload.clone());
+        let wanted: Vec<Read> = match frames {
+            Ok((frames, site)) => (frames.into_iter())
+                .filter(|frame| {
+                    filter.wants(frame) && filter.received().contains(&frame.received_unix_ns)
+                })
+                .map(|frame| {
+                    Ok(StreamFrame {
+                        frame,
+                        site: site.clone(),
+                        stream_sequence,
+                    })
+                })
+                .collect(),
+            Err(why) => vec![Err((stream_sequence, why))],
         };
-        if let Some(frame) = wanted {
+        for frame in wanted {
             if !each(frame) {
                 return Ok((read, false));
             }

@@ -288,9 +288,9 @@ impl Stats {
         (self.counters.nats_ack_replicated).store(u64::from(replicated), Relaxed);
     }
 
-    /// A frame of an earlier run another daemon published past (`sinks::fleet`).
-    pub(crate) fn nats_held_elsewhere(&self) {
-        self.counters.nats_held_elsewhere.fetch_add(1, Relaxed);
+    /// Frames another daemon published past (`sinks::fleet`, `sinks::series`).
+    pub(crate) fn nats_held_elsewhere(&self, frames: u64) {
+        self.counters.nats_held_elsewhere.fetch_add(frames, Relaxed);
     }
 
     /// Frames whose acknowledgement waits for JetStream's (`ack = "replicated"`).
@@ -300,13 +300,13 @@ impl Stats {
             .store(frames, Relaxed);
     }
 
-    /// JetStream acknowledged a frame; `duplicate` when it already held it.
-    pub(crate) fn nats_acked(&self, duplicate: bool) {
+    /// JetStream acknowledged frames; `duplicate` when it already held them.
+    pub(crate) fn nats_acked(&self, frames: u64, duplicate: bool) {
         let counter = match duplicate {
             true => &self.counters.nats_republished,
             false => &self.counters.nats_published,
         };
-        counter.fetch_add(1, Relaxed);
+        counter.fetch_add(frames, Relaxed);
     }
 
     pub(crate) fn nats_error(&self) {

@@ -12,6 +12,9 @@ pub mod audit;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aggregator::archive::format::decode_frame_records;
+use aggregator::sinks::message::Layout;
+use aggregator::Priority;
 use async_nats::jetstream;
 use async_nats::ToServerAddrs;
 use futures_util::StreamExt;
@@ -29,7 +32,8 @@ pub type Frame = (String, u32, u64);
 /// Each site's frames with how many times the stream holds each.
 pub type Contents = BTreeMap<String, BTreeMap<Frame, u32>>;
 
-/// One message of the stream, as a check reads it.
+/// One frame of the stream, as a check reads it: a message of layout `frame/1`, or a frame of a
+/// `records/1` message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamMessage {
     pub subject: String,
@@ -63,16 +67,27 @@ impl StreamMessage {
 }
 
 /// Creates the stream `TELEMETRY` of the subjects `telemetry.>` with `replicas` replicas, file
-/// storage and the sink's duplicate window, through the servers `servers`; tried again until it
-/// succeeds (a cluster that just chose its leader may not place it yet). Creating it again with
-/// the same config succeeds.
+/// storage, the sink's duplicate window and the layout the sink gives a stream it creates
+/// (`records/1`), through the servers `servers`; tried again until it succeeds (a cluster that
+/// just chose its leader may not place it yet). Creating it again with the same config succeeds.
 pub async fn create_stream(servers: impl ToServerAddrs, replicas: usize) {
+    create_stream_of(servers, replicas, Some(Layout::Records.description())).await
+}
+
+/// As [`create_stream`], with the description `description`: none is a stream of an earlier
+/// build's layout, `frame/1`.
+pub async fn create_stream_of(
+    servers: impl ToServerAddrs,
+    replicas: usize,
+    description: Option<String>,
+) {
     let client = async_nats::connect(servers)
         .await
         .expect("connect to nats-server");
     let context = jetstream::new(client);
     let config = jetstream::stream::Config {
         name: STREAM.to_string(),
+        description,
         subjects: vec!["telemetry.>".to_string()],
         num_replicas: replicas,
         duplicate_window: Duration::from_secs(600),
@@ -106,9 +121,9 @@ pub async fn stream_leader(servers: impl ToServerAddrs) -> Option<String> {
     info.cluster.as_ref()?.leader.clone()
 }
 
-/// Every message of the stream `TELEMETRY`, in stream order, read through `servers`. Waits until
-/// the stream holds `expected` messages first (the sinks catch up); `None`: as many as it holds
-/// now.
+/// Every frame of the stream `TELEMETRY`, in stream order (a `records/1` message's in the
+/// message's order), read through `servers`. Waits until the stream holds `expected` frames
+/// first (the sinks catch up); `None`: as many as it holds now.
 pub async fn stream_messages(
     servers: impl ToServerAddrs,
     expected: Option<u64>,
@@ -119,51 +134,107 @@ pub async fn stream_messages(
     let context = jetstream::new(client);
     let mut stream = context.get_stream(STREAM).await.expect("the stream exists");
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    let expected = match expected {
-        Some(expected) => expected,
-        None => stream.info().await.expect("stream info").state.messages,
-    };
+    let mut read = Vec::new();
     loop {
-        let held = stream.info().await.expect("stream info").state.messages;
+        let last = stream
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence;
+        read_messages(&stream, &mut read, last).await;
+        let held = read.len() as u64;
+        let Some(expected) = expected else {
+            return read;
+        };
         assert!(
             held <= expected,
-            "the stream holds {held} messages, more than the {expected} archived"
+            "the stream holds {held} frames, more than the {expected} archived"
         );
         if held == expected {
-            break;
+            return read;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the stream holds {held} of {expected} messages"
+            "the stream holds {held} of {expected} frames"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Reads the stream's messages after those `read` has, up to stream sequence `last`, into it.
+async fn read_messages(
+    stream: &jetstream::stream::Stream,
+    read: &mut Vec<StreamMessage>,
+    last: u64,
+) {
+    let after = read.last().map_or(0, |m| m.stream_sequence);
+    if after >= last {
+        return;
+    }
+    let config = jetstream::consumer::pull::OrderedConfig {
+        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: after + 1,
+        },
+        ..Default::default()
+    };
     let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .create_consumer(config)
         .await
         .expect("an ordered consumer");
     let mut messages = consumer.messages().await.expect("consume the stream");
-    let mut read = Vec::new();
-    for _ in 0..expected {
+    loop {
         let message = tokio::time::timeout(PATIENCE, messages.next())
             .await
             .expect("the next message in time")
             .expect("a message")
             .expect("a readable message");
-        let headers = message.headers.as_ref();
+        let stream_sequence = message.info().expect("a JetStream message").stream_sequence;
+        read.extend(frames_of(&message, stream_sequence));
+        if stream_sequence >= last {
+            return;
+        }
+    }
+}
+
+/// The frames of one message: itself (layout `frame/1`), or each of its records' frames, with
+/// the id the sink gives a frame/1 message (`site.kind.source.seq` where the subject has the
+/// site, else `kind.source.seq`: the subject less `telemetry.`, then the sequence).
+fn frames_of(message: &async_nats::jetstream::Message, stream_sequence: u64) -> Vec<StreamMessage> {
+    let headers = message.headers.as_ref();
+    let header = |name: &str| Some(headers?.get(name)?.as_str().to_string());
+    let subject = message.subject.to_string();
+    if header("Aggregator-Layout").is_none() {
         // Nats-Msg-Id is read back as a standard header, which a name given as text is not.
         let id = headers.and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID));
-        let header = |name: &str| Some(headers?.get(name)?.as_str().to_string());
-        read.push(StreamMessage {
-            subject: message.subject.to_string(),
+        return vec![StreamMessage {
+            subject,
             id: id.map(|id| id.as_str().to_string()),
             sequence: header("Aggregator-Sequence"),
             site: header("Aggregator-Site"),
             priority: header("Aggregator-Priority"),
-            stream_sequence: message.info().expect("a JetStream message").stream_sequence,
-        });
+            stream_sequence,
+        }];
     }
-    read
+    assert_eq!(header("Aggregator-Layout").as_deref(), Some("records/1"));
+    let frames = decode_frame_records(&message.payload).expect("a records/1 body");
+    let series = subject
+        .strip_prefix("telemetry.")
+        .unwrap_or(&subject)
+        .to_string();
+    (frames.into_iter())
+        .map(|frame| StreamMessage {
+            subject: subject.clone(),
+            id: Some(format!("{series}.{}", frame.sequence)),
+            sequence: Some(frame.sequence.to_string()),
+            site: header("Aggregator-Site"),
+            priority: Some(match frame.priority {
+                Priority::Routine => "routine".to_string(),
+                Priority::Emergency => "emergency".to_string(),
+            }),
+            stream_sequence,
+        })
+        .collect()
 }
 
 /// Every message of the stream `TELEMETRY` at `url`, by site: each frame with how many times it

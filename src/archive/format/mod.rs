@@ -44,7 +44,8 @@
 //!
 //! This room holds the bytes on disk and nothing else: the file names and how a directory is
 //! listed (`names`, `layout`), the records and their codec (`record`, `decode`), whole-file
-//! scans, repair of a torn tail and ranged reads (`scan`), a sealed segment's [`index`] and the
+//! scans, repair of a torn tail and ranged reads (`scan`), frames as records outside a segment
+//! (`records`), a sealed segment's [`index`] and the
 //! [`retention_file`] (`RETENTION`). Every other room of the archive reads and writes through it.
 //! Every decoder here reads bytes one way, through `input`'s checked cursor, so that short or
 //! damaged bytes are an error and never a panic.
@@ -56,6 +57,7 @@ mod input;
 mod layout;
 mod names;
 mod record;
+mod records;
 pub mod retention_file;
 mod scan;
 #[cfg(test)]
@@ -70,4 +72,5 @@ pub(crate) use names::{
 };
 pub use names::{list_segments, segment_name};
 pub use record::*;
+pub use records::{decode_frame_records, encode_frame_records, RecordsLen};
 pub use scan::*;

@@ -1,0 +1,197 @@
+//! Frames carried outside a segment as the segment's own frame records: the body of a NATS
+//! message of layout `records/1` (`docs/scale-out.md`).
+//!
+//! Why the archive's records and not a format of the sink's: they are documented byte for byte
+//! (`docs/archive-format.md`), a CRC covers each, one FRAMES record costs a frame 12 bytes of
+//! fields, and every decoder of them already refuses short or damaged bytes with the reason.
+
+use bytes::Bytes;
+
+use super::decode::decode_at;
+use super::record::*;
+use crate::domain::frame::{Priority, SourceKind};
+use crate::domain::reception::Delivery;
+
+/// What the frames of one record share: consecutive frames that share it go in one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RunKey {
+    kind: SourceKind,
+    priority: Priority,
+    source_id: u32,
+    received_unix_ns: u64,
+    delivery: Option<Delivery>,
+}
+
+impl RunKey {
+    fn of(frame: &FrameRecord) -> RunKey {
+        RunKey {
+            kind: frame.kind,
+            priority: frame.priority,
+            source_id: frame.source_id,
+            received_unix_ns: frame.received_unix_ns,
+            delivery: frame.reception.as_ref().map(|r| (*r.delivery).clone()),
+        }
+    }
+
+    /// Bytes of a record of this key before its first frame.
+    fn record_len(&self) -> usize {
+        let names = (self.delivery.as_ref()).map_or(0, |d| 2 + d.link.len() + d.station.len());
+        RECORD_HEADER_LEN + FRAMES_BODY_FIXED + names
+    }
+}
+
+/// The length of frames' records as [`encode_frame_records`] writes them, counted a frame at a
+/// time: what a batch may still take under a size limit.
+#[derive(Debug, Default)]
+pub struct RecordsLen {
+    last: Option<RunKey>,
+    len: usize,
+}
+
+impl RecordsLen {
+    /// The length with `frame` after the frames counted so far.
+    pub fn with(&self, frame: &FrameRecord) -> usize {
+        let key = RunKey::of(frame);
+        let opens = self.last.as_ref() != Some(&key);
+        let received = (frame.reception.as_ref()).map_or(0, |r| {
+            1 + r.received.earth_unix_ns.map_or(0, |_| 8)
+                + r.received.ax25.map_or(0, |_| 2 * CALLSIGN_LEN)
+        });
+        let record = if opens { key.record_len() } else { 0 };
+        self.len + record + FRAMES_ENTRY_FIXED + received + frame.payload.len()
+    }
+
+    /// Counts `frame`.
+    pub fn add(&mut self, frame: &FrameRecord) {
+        self.len = self.with(frame);
+        self.last = Some(RunKey::of(frame));
+    }
+}
+
+/// Appends `frames` as FRAMES records (RECEIVED FRAMES for a link's frames), a record for each
+/// run of consecutive frames that share source, priority, received time and delivery.
+pub fn encode_frame_records<'a>(
+    out: &mut Vec<u8>,
+    frames: impl IntoIterator<Item = &'a FrameRecord>,
+) {
+    let mut run: Vec<&FrameRecord> = Vec::new();
+    for frame in frames {
+        if run
+            .first()
+            .is_some_and(|first| RunKey::of(first) != RunKey::of(frame))
+        {
+            encode_run(out, &run);
+            run.clear();
+        }
+        run.push(frame);
+    }
+    encode_run(out, &run);
+}
+
+/// Appends frames that share a [`RunKey`] as one record (more past [`MAX_BODY_LEN`]).
+fn encode_run(out: &mut Vec<u8>, run: &[&FrameRecord]) {
+    let Some(first) = run.first() else {
+        return;
+    };
+    let head = FramesHead {
+        kind: first.kind,
+        priority: first.priority,
+        source_id: first.source_id,
+        received_unix_ns: first.received_unix_ns,
+    };
+    let delivery = first.reception.as_ref().map(|r| &r.delivery);
+    let frames = run.iter().map(|f| {
+        let received = f.reception.as_ref().map(|r| r.received).unwrap_or_default();
+        (f.sequence, &f.payload[..], received)
+    });
+    encode_frames_within(
+        out,
+        MAX_BODY_LEN as usize,
+        head,
+        delivery.map(|d| &**d),
+        frames,
+    );
+}
+
+/// The frames of `data`, frame records back to back; why not, naming the offset of the record
+/// at fault. A record of another type (a watermark, a clock) is refused: only frames travel.
+pub fn decode_frame_records(data: &Bytes) -> Result<Vec<FrameRecord>, String> {
+    let mut entries = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        pos = decode_at(data, pos, FORMAT_VERSION, &mut entries)
+            .map_err(|bad| format!("record at byte {pos}: {}", bad.into_reason()))?;
+    }
+    (entries.into_iter())
+        .map(|(at, entry)| match entry {
+            Entry::Frame(frame) => Ok(frame),
+            _ => Err(format!("record at byte {at}: not a frame record")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::reception::{Received, Reception};
+
+    fn frame(priority: Priority, sequence: u64, received_unix_ns: u64) -> FrameRecord {
+        FrameRecord {
+            kind: SourceKind::LiveUplink,
+            priority,
+            source_id: 7,
+            sequence,
+            received_unix_ns,
+            payload: Bytes::from(vec![sequence as u8; 5]),
+            reception: None,
+        }
+    }
+
+    #[test]
+    fn frames_come_back_in_their_order_and_their_length_is_counted_exactly() {
+        let mut link = frame(Priority::Routine, 5, 20);
+        link.reception = Some(Box::new(Reception {
+            delivery: Arc::new(Delivery {
+                link: "uhf".into(),
+                station: "Kiruna".into(),
+            }),
+            received: Received {
+                earth_unix_ns: Some(3),
+                playback: true,
+                ax25: None,
+            },
+        }));
+        let frames = vec![
+            frame(Priority::Routine, 1, 10),
+            frame(Priority::Routine, 2, 10),
+            frame(Priority::Emergency, 4, 10),
+            frame(Priority::Routine, 3, 20),
+            link,
+        ];
+        let mut len = RecordsLen::default();
+        frames.iter().for_each(|f| len.add(f));
+        let mut out = Vec::new();
+        encode_frame_records(&mut out, &frames);
+        assert_eq!(len.len, out.len());
+        let read = decode_frame_records(&Bytes::from(out.clone())).unwrap();
+        assert_eq!(read, frames);
+        // Four records: a run of two, then one for each change of priority, time or delivery.
+        assert_eq!(out.len(), 4 * (8 + 19) + 2 + 3 + 6 + 5 * 12 + 9 + 5 * 5);
+        out[20] ^= 1;
+        let damaged = decode_frame_records(&Bytes::from(out)).unwrap_err();
+        assert!(
+            damaged.starts_with("record at byte 0: CRC mismatch"),
+            "{damaged}"
+        );
+    }
+
+    #[test]
+    fn a_record_that_is_no_frame_is_refused() {
+        let mut out = Vec::new();
+        encode_watermark(&mut out, SourceKind::LiveUplink, 7, 9);
+        let refused = decode_frame_records(&Bytes::from(out)).unwrap_err();
+        assert_eq!(refused, "record at byte 0: not a frame record");
+    }
+}
