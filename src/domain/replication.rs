@@ -134,18 +134,26 @@ impl Replication {
         self.written.fetch_add(frames, Relaxed);
     }
 
-    /// Called by the sink for a frame JetStream acknowledged (or already held): its source's
-    /// acknowledgement may move. `new`: the frame was written by this run.
-    pub(crate) fn replicated(&self, key: SourceKey, priority: Priority, sequence: u64, new: bool) {
+    /// Called by the sink for frames JetStream acknowledged (or already held): those of one
+    /// priority of source `key` with sequences `first..=last`, every such frame the sink read of
+    /// it (those of one message); `new` of them written by this run. The source's acknowledgement
+    /// may move.
+    pub(crate) fn replicated(
+        &self,
+        key: SourceKey,
+        priority: Priority,
+        (first, last): (u64, u64),
+        new: u64,
+    ) {
         let ledger = {
             let ledgers = self.ledgers.lock().unwrap_or_else(PoisonError::into_inner);
             ledgers.get(&key).cloned()
         };
         if let Some(ledger) = ledger {
-            ledger.stored(priority, sequence, sequence);
+            ledger.stored(priority, first, last);
         }
-        if new {
-            self.passed(1);
+        if new > 0 {
+            self.passed(new);
         }
     }
 
@@ -239,13 +247,13 @@ mod tests {
         gate.written(5);
         let key = (source.kind, source.id);
         for sequence in 1..=2 {
-            gate.replicated(key, Priority::Routine, sequence, true);
+            gate.replicated(key, Priority::Routine, (sequence, sequence), 1);
         }
         assert_eq!(source.last_acked(), None, "frames 1-2 of the run 1-3");
-        gate.replicated(key, Priority::Routine, 3, true);
+        gate.replicated(key, Priority::Routine, (3, 3), 1);
         assert_eq!(source.last_acked(), Some(3));
-        gate.replicated(key, Priority::Routine, 4, true);
-        gate.replicated(key, Priority::Routine, 5, true);
+        gate.replicated(key, Priority::Routine, (4, 4), 1);
+        gate.replicated(key, Priority::Routine, (5, 5), 1);
         assert_eq!(source.last_acked(), Some(5));
         assert_eq!(gate.waiting(), 0);
     }

@@ -43,6 +43,15 @@ struct FrameQueues {
     pending: VecDeque<ArchivedFrame>,
 }
 
+impl FrameQueues {
+    fn push(&mut self, frame: ArchivedFrame) {
+        match frame.frame.priority {
+            Priority::Emergency => self.urgent.push_back(frame),
+            Priority::Routine => self.pending.push_back(frame),
+        }
+    }
+}
+
 /// A source's frames read, each priority in the files' order.
 #[derive(Default)]
 struct SourceQueue {
@@ -98,26 +107,40 @@ impl Backlog {
         }
     }
 
-    /// Takes frames read from the files.
-    pub(super) fn add(&mut self, frames: impl IntoIterator<Item = ArchivedFrame>) {
-        for frame in frames {
+    /// Takes frames read from the files (in `records/1`, a source's queue found once per run
+    /// of its frames).
+    pub(super) fn add(&mut self, frames: Vec<ArchivedFrame>) {
+        for frame in &frames {
             self.unacked.read(frame.shard_position());
-            self.queue(frame, false);
+            self.frames += 1;
+            self.bytes += frame.frame.payload.len();
+        }
+        let key = |f: &ArchivedFrame| (f.frame.kind, f.frame.source_id);
+        match &mut self.queues {
+            Queues::Frames(q) => frames.into_iter().for_each(|frame| q.push(frame)),
+            Queues::Sources(sources) => {
+                let mut frames = frames.into_iter().peekable();
+                while let Some(first) = frames.next() {
+                    let run = key(&first);
+                    let queue = sources.entry(run).or_default();
+                    queue.push(first, false);
+                    while let Some(frame) = frames.next_if(|f| key(f) == run) {
+                        queue.push(frame, false);
+                    }
+                }
+            }
         }
     }
 
-    fn queue(&mut self, frame: ArchivedFrame, front: bool) {
+    /// Puts a frame taken back at the front of its queue.
+    fn put_front(&mut self, frame: ArchivedFrame) {
         self.frames += 1;
         self.bytes += frame.frame.payload.len();
         match &mut self.queues {
-            Queues::Frames(q) if front => q.retry.push_front(frame),
-            Queues::Frames(q) => match frame.frame.priority {
-                Priority::Emergency => q.urgent.push_back(frame),
-                Priority::Routine => q.pending.push_back(frame),
-            },
+            Queues::Frames(q) => q.retry.push_front(frame),
             Queues::Sources(sources) => {
                 let key = (frame.frame.kind, frame.frame.source_id);
-                sources.entry(key).or_default().push(frame, front);
+                sources.entry(key).or_default().push(frame, true);
             }
         }
     }
@@ -132,7 +155,7 @@ impl Backlog {
     /// Puts frames a session failed to see acknowledged back, to be published again first, in
     /// their order (with layout `frame/1`, before anything else).
     pub(super) fn put_back(&mut self, frames: impl DoubleEndedIterator<Item = ArchivedFrame>) {
-        frames.rev().for_each(|frame| self.queue(frame, true));
+        frames.rev().for_each(|frame| self.put_front(frame));
         if let Queues::Frames(q) = &mut self.queues {
             q.settling = true;
         }

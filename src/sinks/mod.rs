@@ -18,3 +18,4 @@ pub mod reader;
 mod series;
 mod stream;
 mod unacked;
+mod window;

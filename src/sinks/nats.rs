@@ -27,17 +27,15 @@
 //! already holds carries the same `Nats-Msg-Id` (`{site}.{kind}.{source}.{seq}`), so the stream's
 //! duplicate window drops it, and the PubAck says so (counted as republished).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::{Future, IntoFuture};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream;
-use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::Client;
 use tokio::time::Instant;
@@ -47,10 +45,11 @@ use super::backlog::Backlog;
 use super::client::connect;
 use super::cursor::CursorFile;
 use super::fleet::EarlierFrames;
-use super::message::{Layout, Naming, Through};
+use super::message::{Layout, Naming};
 use super::series::Series;
 use super::stream::{NatsError, SinkStream};
 use super::unacked::Unacked;
+use super::window::{InFlight, Window};
 use crate::archive::read::{spawn_reader, ArchivedFrame, DurableEnds, FrameFilter};
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::retention::ReadMarks;
@@ -75,8 +74,8 @@ const READ_AHEAD_RECORDS: (usize, usize) = (262_144, 128 << 20);
 /// Layout `records/1`: the most bytes of frame records in one message (less where the server's
 /// `max_payload` is less), and in all the messages in flight but those with an emergency: what a
 /// new emergency's message may wait behind at the stream's leader.
-const MAX_BATCH_BYTES: usize = 1 << 20;
-const MAX_IN_FLIGHT_BYTES: usize = 8 << 20;
+const MAX_BATCH_BYTES: usize = 256 << 10;
+const MAX_IN_FLIGHT_BYTES: usize = 512 << 10;
 
 /// Room for a message's headers under the server's `max_payload`.
 const HEADER_ROOM: usize = 8 << 10;
@@ -126,6 +125,9 @@ impl NatsSink {
             .collect();
         // With `ack = "replicated"` the senders' acknowledgements wait for the sink.
         let lowered = replication.is_none();
+        // The connection's own task runs on the caller's runtime, not on the sink's thread: a
+        // PubAck is read while the sink reads, encodes and counts.
+        let io = tokio::runtime::Handle::try_current().ok();
         let started = spawn_reader("nats-sink", lowered, move || async move {
             let _done = done;
             let files = ArchiveFiles {
@@ -135,7 +137,7 @@ impl NatsSink {
                 start_ends,
                 replication,
             };
-            run(config, files, stats, cut_off).await;
+            run(config, files, stats, cut_off, io).await;
         });
         if let Err(err) = started {
             tracing::error!(error = %err, "cannot start the NATS sink's thread; nothing is published");
@@ -173,12 +175,18 @@ struct ArchiveFiles {
 
 /// The sink's life: connect, then sessions until the archive closes, a fatal problem, or the
 /// cut-off; the cursors are saved at the end.
-async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: CancellationToken) {
+async fn run(
+    config: NatsConfig,
+    files: ArchiveFiles,
+    stats: Stats,
+    cut_off: CancellationToken,
+    io: Option<tokio::runtime::Handle>,
+) {
     stats.nats_sink_started(files.replication.is_some());
     let cursor_files: HashMap<usize, CursorFile> = (files.durable.iter())
         .map(|(shard, _)| (*shard, CursorFile::of_shard(&files.dir, "nats", *shard)))
         .collect();
-    let (client, acked) = match start(&config, &cursor_files).await {
+    let (client, acked) = match start(&config, &cursor_files, io).await {
         Ok(started) => started,
         Err(err) => {
             tracing::error!(error = %err, "the NATS sink cannot start; nothing is published");
@@ -213,6 +221,7 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
         stream: SinkStream::new(context.clone(), config.clone()),
         layout: Layout::Frame,
         client: client.clone(),
+        new_from: new_from(&files.start_ends),
         context,
         files,
         config,
@@ -234,13 +243,33 @@ async fn run(config: NatsConfig, files: ArchiveFiles, stats: Stats, cut_off: Can
     }
 }
 
+/// Each shard's durable end at start, indexed by shard.
+fn new_from(start_ends: &HashMap<usize, DurableEnd>) -> Vec<Option<(u64, u64)>> {
+    let shards = start_ends.keys().max().map_or(0, |last| last + 1);
+    let mut ends = vec![None; shards];
+    for (shard, end) in start_ends {
+        ends[*shard] = Some((end.segment, end.len));
+    }
+    ends
+}
+
 /// Connects (the client goes on trying in the background), and loads every shard's saved
 /// cursor.
 async fn start(
     config: &NatsConfig,
     cursor_files: &HashMap<usize, CursorFile>,
+    io: Option<tokio::runtime::Handle>,
 ) -> Result<(Client, Positions), NatsError> {
-    let client = connect(config).await?;
+    let client = match io {
+        Some(io) => {
+            let config = config.clone();
+            let connecting = io.spawn(async move { connect(&config).await });
+            connecting
+                .await
+                .map_err(|e| NatsError::Runtime(e.to_string()))??
+        }
+        None => connect(config).await?,
+    };
     let acked = load_cursors(cursor_files).map_err(NatsError::Cursor)?;
     Ok((client, acked))
 }
@@ -320,47 +349,6 @@ enum SessionEnd {
     Fatal(NatsError),
 }
 
-/// A message waiting for its PubAck: a frame (layout `frame/1`), or a batch of one source's
-/// frames (`records/1`).
-struct InFlight {
-    /// In the files' order; published again first by the next session, if this one fails before
-    /// the PubAck.
-    frames: Vec<ArchivedFrame>,
-    /// For each frame, whether it was left out: the stream holds it already.
-    held: Vec<bool>,
-    /// The frames held were published by another daemon (else by this one, before a failure).
-    elsewhere: bool,
-    /// Layout `records/1`: the source, and its series with the message.
-    series: Option<(SourceKey, Through)>,
-    /// When the oldest frame was received, and whether one is routine.
-    received_unix_ns: u64,
-    routine: bool,
-    /// Payload bytes in the message.
-    bytes: usize,
-    ack: Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>,
-}
-
-impl InFlight {
-    /// `frames`, none of them published yet.
-    fn of(frames: Vec<ArchivedFrame>) -> InFlight {
-        let received = frames.iter().map(|f| f.frame.received_unix_ns);
-        InFlight {
-            held: vec![false; frames.len()],
-            elsewhere: false,
-            series: None,
-            received_unix_ns: received.min().unwrap_or(0),
-            routine: (frames.iter()).any(|f| f.frame.priority == Priority::Routine),
-            bytes: frames.iter().map(|f| f.frame.payload.len()).sum(),
-            frames,
-            ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
-        }
-    }
-
-    fn first_position(&self) -> Option<ShardPosition> {
-        self.frames.first().map(ArchivedFrame::shard_position)
-    }
-}
-
 /// The publishing side: the cursor, and one session after another.
 struct JetStreamWriter {
     config: NatsConfig,
@@ -374,6 +362,8 @@ struct JetStreamWriter {
     layout: Layout,
     /// The connection: the server's `max_payload` bounds a `records/1` message.
     client: Client,
+    /// [`ArchiveFiles::start_ends`] by shard, as `(segment, length)`: looked up for every frame.
+    new_from: Vec<Option<(u64, u64)>>,
     files: ArchiveFiles,
     /// Each shard's cursor file.
     cursor_files: HashMap<usize, CursorFile>,
@@ -458,13 +448,11 @@ impl JetStreamWriter {
         };
         // Before JetStream answers: a reading that starts past every earlier frame has none.
         self.note_earlier(&backlog.cursors);
-        let mut in_flight = VecDeque::new();
+        let mut in_flight = Window::default();
         let ended = self.publish_from(&mut backlog, &mut in_flight).await;
         if let SessionEnd::Failed(_) = ended {
             // What was in flight is published again first, in its order.
-            let unacked: Vec<ArchivedFrame> =
-                in_flight.into_iter().flat_map(|p| p.frames).collect();
-            backlog.put_back(unacked.into_iter());
+            backlog.put_back(in_flight.into_frames());
             self.backlog = Some(backlog);
         }
         ended
@@ -495,9 +483,9 @@ impl JetStreamWriter {
     async fn publish_next(
         &mut self,
         backlog: &mut Backlog,
-        (flying, busy, flying_bytes): (usize, &HashSet<SourceKey>, usize),
+        in_flight: &Window,
     ) -> Option<Result<InFlight, NatsError>> {
-        if flying >= self.config.window {
+        if in_flight.len() >= self.config.window {
             return None;
         }
         if self.layout == Layout::Frame {
@@ -508,8 +496,8 @@ impl JetStreamWriter {
             }
             return Some(published);
         }
-        let (key, urgent) = backlog.next_source(busy)?;
-        if !urgent && flying_bytes >= MAX_IN_FLIGHT_BYTES {
+        let (key, urgent) = backlog.next_source(in_flight.busy())?;
+        if !urgent && in_flight.bytes() >= MAX_IN_FLIGHT_BYTES {
             return None;
         }
         Some(self.publish_batch(key, backlog).await)
@@ -518,28 +506,26 @@ impl JetStreamWriter {
     /// The session's loop: publishes what `backlog` holds (emergencies first) and reads on, up
     /// to [`READ_AHEAD`] frames ahead, `in_flight` the window of publishes waiting for their
     /// PubAck.
-    async fn publish_from(
-        &mut self,
-        backlog: &mut Backlog,
-        in_flight: &mut VecDeque<InFlight>,
-    ) -> SessionEnd {
+    async fn publish_from(&mut self, backlog: &mut Backlog, in_flight: &mut Window) -> SessionEnd {
         // Read to every shard's durable end, and whether every shard was closed at that read.
         let (mut caught_up, mut finished) = (false, false);
         // A read that failed: what was read before it is published first, then the sink stops.
         let mut broken = None;
         let mut ticker = tokio::time::interval(SAVE_INTERVAL);
-        // The sources with a batch in flight (layout `records/1`), and the payload bytes in flight.
-        let (mut busy, mut flying_bytes) = (HashSet::new(), 0);
         loop {
+            // PubAcks that came first: a source's next message waits for its last one's.
+            while let Some((published, ack)) = in_flight.landed() {
+                if let Err(why) = self.acked(&published, ack, &mut backlog.unacked).await {
+                    in_flight.push_front(published);
+                    return SessionEnd::Failed(why);
+                }
+            }
             backlog.settle(in_flight.is_empty());
             self.note_oldest(in_flight, backlog, caught_up);
             self.note_earlier(&backlog.cursors);
-            let flying = (in_flight.len(), &busy, flying_bytes);
-            match self.publish_next(backlog, flying).await {
+            match self.publish_next(backlog, in_flight).await {
                 Some(Ok(published)) => {
-                    flying_bytes += published.bytes;
-                    busy.extend(published.series.map(|(key, _)| key));
-                    in_flight.push_back(published);
+                    in_flight.push(published);
                     continue;
                 }
                 Some(Err(why)) => return SessionEnd::Failed(why),
@@ -573,11 +559,7 @@ impl JetStreamWriter {
             }
             let cursors = &mut backlog.cursors;
             tokio::select! {
-                Some((published, ack)) = next_ack(in_flight), if !in_flight.is_empty() => {
-                    flying_bytes -= published.bytes;
-                    if let Some((key, _)) = published.series {
-                        busy.remove(&key);
-                    }
+                Some((published, ack)) = in_flight.next_ack(), if !in_flight.is_empty() => {
                     if let Err(why) = self.acked(&published, ack, &mut backlog.unacked).await {
                         // Published again first by the next session.
                         in_flight.push_front(published);
@@ -594,9 +576,8 @@ impl JetStreamWriter {
     /// Whether `frame` was archived by this run: at or after its shard's durable end at start.
     fn is_new(&self, frame: &ArchivedFrame) -> bool {
         let p = frame.position;
-        (self.files.start_ends)
-            .get(&frame.shard)
-            .is_none_or(|end| (p.segment, p.offset) >= (end.segment, end.len))
+        (self.new_from.get(frame.shard).copied().flatten())
+            .is_none_or(|end| (p.segment, p.offset) >= end)
     }
 
     /// Tells the gate, once, that every frame earlier runs archived is done with: read past in
@@ -646,7 +627,7 @@ impl JetStreamWriter {
         let replicated_through = (self.files.replication.as_ref())
             .and_then(|r| r.acked_through((frame.kind, frame.source_id)));
         let (subject, message) = self.message.build(frame, replicated_through);
-        in_flight.ack = self.send(subject, message).await?;
+        in_flight.sent(self.send(subject, message).await?);
         Ok(in_flight)
     }
 
@@ -681,7 +662,7 @@ impl JetStreamWriter {
         let (subject, message) =
             (self.message).build_records(key, frames, through, replicated_through, series.last);
         match self.send(subject, message).await {
-            Ok(ack) => in_flight.ack = ack,
+            Ok(ack) => in_flight.sent(ack),
             Err(why) => {
                 backlog.put_back(in_flight.frames.into_iter());
                 return Err(why);
@@ -695,11 +676,10 @@ impl JetStreamWriter {
         &self,
         subject: String,
         message: jetstream::message::PublishMessage,
-    ) -> Result<Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>, NatsError>
-    {
+    ) -> Result<PublishAckFuture, NatsError> {
         let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
         match sent.await {
-            Ok(Ok(ack)) => Ok(Box::pin(ack.into_future())),
+            Ok(Ok(ack)) => Ok(ack),
             Ok(Err(err)) => Err(NatsError::Publish(err)),
             Err(_) => Err(NatsError::PublishTimeout),
         }
@@ -727,20 +707,33 @@ impl JetStreamWriter {
             self.stream.published(key, Series { last, through });
         }
         let (mut new, mut held) = (0, 0);
+        // Per priority: the sequences and the count of new frames (a message is of one source).
+        let mut runs: [Option<((u64, u64), u64)>; 2] = [None, None];
         for (followed, was_held) in published.frames.iter().zip(&published.held) {
             if let Some(passed) = unacked.acked(followed.shard_position()) {
                 self.acked.set(passed);
             }
-            let frame = &followed.frame;
-            if let Some(replication) = &self.files.replication {
-                let key = (frame.kind, frame.source_id);
-                replication.replicated(key, frame.priority, frame.sequence, self.is_new(followed));
-            }
-            match self.is_new(followed) {
+            let (sequence, is_new) = (followed.frame.sequence, self.is_new(followed));
+            let run = &mut runs[usize::from(followed.frame.priority == Priority::Emergency)];
+            let ((first, last), fresh) = run.get_or_insert(((sequence, sequence), 0));
+            (*first, *last) = ((*first).min(sequence), (*last).max(sequence));
+            *fresh += u64::from(is_new);
+            match is_new {
                 true => new += 1,
                 false => self.earlier_left = self.earlier_left.saturating_sub(1),
             }
             held += u64::from(*was_held);
+        }
+        if let (Some(replication), Some(first)) =
+            (&self.files.replication, published.frames.first())
+        {
+            let key = (first.frame.kind, first.frame.source_id);
+            let priorities = [Priority::Routine, Priority::Emergency];
+            for (priority, run) in priorities.into_iter().zip(runs) {
+                if let Some((sequences, fresh)) = run {
+                    replication.replicated(key, priority, sequences, fresh);
+                }
+            }
         }
         let sent = published.frames.len() as u64 - held;
         match published.elsewhere {
@@ -757,8 +750,8 @@ impl JetStreamWriter {
 
     /// Tells the reporter when the oldest frame not yet acknowledged was received: the first of
     /// each priority in flight or read.
-    fn note_oldest(&self, in_flight: &VecDeque<InFlight>, backlog: &Backlog, at_end: bool) {
-        let flying = [in_flight.front(), in_flight.iter().find(|f| f.routine)];
+    fn note_oldest(&self, in_flight: &Window, backlog: &Backlog, at_end: bool) {
+        let flying = in_flight.oldest();
         let oldest = (flying.into_iter().flatten().map(|f| f.received_unix_ns))
             .chain(backlog.oldest_received())
             .min();
@@ -799,13 +792,4 @@ impl JetStreamWriter {
             }
         }
     }
-}
-
-/// Waits for the oldest publish's PubAck and takes it out of the window (`None` when the window
-/// is empty). Cancel-safe: the publish stays in the window until its PubAck came.
-async fn next_ack(
-    in_flight: &mut VecDeque<InFlight>,
-) -> Option<(InFlight, Result<PublishAck, PublishError>)> {
-    let ack = (&mut in_flight.front_mut()?.ack).await;
-    in_flight.pop_front().map(|published| (published, ack))
 }

@@ -6,35 +6,47 @@
 //! here is in the stream" (a restart publishes again only what lies after it), so it moves only
 //! over a prefix of the shard's frames that is acknowledged whole.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 
 use crate::domain::position::{Position, ShardPosition};
 
-/// Per shard, each frame read and not yet passed by the cursor, with whether it is acknowledged.
+/// Per shard, each frame read and not yet passed by the cursor, in position order (the order a
+/// shard is read in), with whether it is acknowledged.
 #[derive(Debug, Default)]
 pub(super) struct Unacked {
-    shards: HashMap<usize, BTreeMap<Position, bool>>,
+    shards: HashMap<usize, VecDeque<(Position, bool)>>,
 }
 
 impl Unacked {
-    /// A frame read, at `at`: the cursor stops before it until it is acknowledged.
+    /// A frame read, at `at`, after every frame of its shard read before: the cursor stops before
+    /// it until it is acknowledged.
     pub(super) fn read(&mut self, at: ShardPosition) {
-        (self.shards.entry(at.shard).or_default()).insert(at.position, false);
+        let frames = self.shards.entry(at.shard).or_default();
+        match frames.back() {
+            Some((last, _)) if *last >= at.position => {
+                // Read again (a session after a failure reads on where it was, so only a bug):
+                // kept in order all the same.
+                let at_or_after = frames.partition_point(|(p, _)| *p < at.position);
+                if frames.get(at_or_after).map(|(p, _)| *p) != Some(at.position) {
+                    frames.insert(at_or_after, (at.position, false));
+                }
+            }
+            _ => frames.push_back((at.position, false)),
+        }
     }
 
     /// The frame at `at` is acknowledged. Returns where its shard's cursor may now move (the last
     /// frame of the acknowledged prefix), if anywhere.
     pub(super) fn acked(&mut self, at: ShardPosition) -> Option<ShardPosition> {
         let frames = self.shards.get_mut(&at.shard)?;
-        if let Some(acked) = frames.get_mut(&at.position) {
+        let found = frames.binary_search_by(|(p, _)| p.cmp(&at.position));
+        if let Some((_, acked)) = found.ok().and_then(|i| frames.get_mut(i)) {
             *acked = true;
         }
         let mut passed = None;
-        while let Some(entry) = frames.first_entry() {
-            if !*entry.get() {
-                break;
-            }
-            passed = Some(entry.remove_entry().0);
+        while let Some((position, true)) = frames.front().copied() {
+            frames.pop_front();
+            passed = Some(position);
         }
         passed.map(|position| ShardPosition {
             shard: at.shard,

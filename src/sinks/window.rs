@@ -1,0 +1,147 @@
+//! The NATS sink's messages waiting for their PubAck, in publishing order: which sources have one
+//! in flight, and how many bytes.
+//!
+//! Why apart: in layout `records/1` a source's next message waits for its last one's PubAck (its
+//! stream sequence is the next one's expected last), so PubAcks that came are taken before
+//! anything else ([`Window::landed`]), and routine bytes in flight are bounded, so that an
+//! emergency's message waits behind little at the stream's leader.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishError};
+use async_nats::jetstream::publish::PublishAck;
+use futures_util::FutureExt;
+
+use super::message::Through;
+use crate::archive::read::ArchivedFrame;
+use crate::domain::frame::{Priority, SourceKey};
+use crate::domain::position::ShardPosition;
+
+/// A PubAck to come.
+type Ack = Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>;
+
+/// A message waiting for its PubAck: a frame (layout `frame/1`), or a batch of one source's
+/// frames (`records/1`).
+pub(super) struct InFlight {
+    /// In the files' order; published again first by the next session, if this one fails before
+    /// the PubAck.
+    pub(super) frames: Vec<ArchivedFrame>,
+    /// For each frame, whether it was left out: the stream holds it already.
+    pub(super) held: Vec<bool>,
+    /// The frames held were published by another daemon (else by this one, before a failure).
+    pub(super) elsewhere: bool,
+    /// Layout `records/1`: the source, and its series with the message.
+    pub(super) series: Option<(SourceKey, Through)>,
+    /// When the oldest frame was received, and whether one is routine.
+    pub(super) received_unix_ns: u64,
+    pub(super) routine: bool,
+    /// Payload bytes in the message.
+    pub(super) bytes: usize,
+    pub(super) ack: Ack,
+}
+
+impl InFlight {
+    /// `frames`, none of them published yet.
+    pub(super) fn of(frames: Vec<ArchivedFrame>) -> InFlight {
+        let received = frames.iter().map(|f| f.frame.received_unix_ns);
+        InFlight {
+            held: vec![false; frames.len()],
+            elsewhere: false,
+            series: None,
+            received_unix_ns: received.min().unwrap_or(0),
+            routine: (frames.iter()).any(|f| f.frame.priority == Priority::Routine),
+            bytes: frames.iter().map(|f| f.frame.payload.len()).sum(),
+            frames,
+            ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
+        }
+    }
+
+    pub(super) fn first_position(&self) -> Option<ShardPosition> {
+        self.frames.first().map(ArchivedFrame::shard_position)
+    }
+
+    /// Its PubAck: `sent` in flight.
+    pub(super) fn sent(&mut self, sent: PublishAckFuture) {
+        self.ack = Box::pin(sent.into_future());
+    }
+}
+
+/// The messages in flight.
+#[derive(Default)]
+pub(super) struct Window {
+    messages: VecDeque<InFlight>,
+    /// The sources with a message in flight (layout `records/1`).
+    busy: HashSet<SourceKey>,
+    /// Payload bytes in flight.
+    bytes: usize,
+}
+
+impl Window {
+    pub(super) fn push(&mut self, message: InFlight) {
+        self.bytes += message.bytes;
+        self.busy.extend(message.series.map(|(key, _)| key));
+        self.messages.push_back(message);
+    }
+
+    /// Puts back a message whose PubAck was taken and failed: published again first.
+    pub(super) fn push_front(&mut self, message: InFlight) {
+        self.bytes += message.bytes;
+        self.busy.extend(message.series.map(|(key, _)| key));
+        self.messages.push_front(message);
+    }
+
+    fn pop(&mut self) -> Option<InFlight> {
+        let message = self.messages.pop_front()?;
+        self.bytes -= message.bytes;
+        if let Some((key, _)) = message.series {
+            self.busy.remove(&key);
+        }
+        Some(message)
+    }
+
+    /// Waits for the oldest message's PubAck and takes it out of the window (`None` when the
+    /// window is empty). Cancel-safe: the message stays in the window until its PubAck came.
+    pub(super) async fn next_ack(
+        &mut self,
+    ) -> Option<(InFlight, Result<PublishAck, PublishError>)> {
+        let ack = (&mut self.messages.front_mut()?.ack).await;
+        self.pop().map(|message| (message, ack))
+    }
+
+    /// The oldest message, with its PubAck, if that came already.
+    pub(super) fn landed(&mut self) -> Option<(InFlight, Result<PublishAck, PublishError>)> {
+        let ack = (&mut self.messages.front_mut()?.ack).now_or_never()?;
+        self.pop().map(|message| (message, ack))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    pub(super) fn busy(&self) -> &HashSet<SourceKey> {
+        &self.busy
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The oldest message, and the oldest with a routine frame.
+    pub(super) fn oldest(&self) -> [Option<&InFlight>; 2] {
+        [
+            self.messages.front(),
+            self.messages.iter().find(|m| m.routine),
+        ]
+    }
+
+    /// Every frame in flight, in publishing order.
+    pub(super) fn into_frames(self) -> impl DoubleEndedIterator<Item = ArchivedFrame> {
+        self.messages.into_iter().flat_map(|m| m.frames)
+    }
+}
