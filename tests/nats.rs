@@ -728,6 +728,93 @@ fn a_sink_that_lost_its_cursor_publishes_nothing_twice() {
     assert!(contents["north"].values().all(|copies| *copies == 1));
 }
 
+/// A second writer of a series (another daemon of the fleet publishing the same source, as in a
+/// failover's first moments): JetStream refuses the sink's next message of the source, its
+/// expected last subject sequence being stale; the sink reads the subject's last message again,
+/// leaves out the frames it says the stream holds (`nats_held_elsewhere`), and publishes the rest:
+/// every sequence once.
+#[test]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
+fn a_second_writer_of_a_series_is_refused_then_respected() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new("second-writer");
+    let fleet = "identity = \"fleet\"\nsubject = \"telemetry.{kind}.{source}\"";
+    let mut north = NatsDaemon::start_in(&dir.0, "north", &[nats.url()], fleet, "");
+    let addr: SocketAddr = north.uplink_addr().parse().expect("an address");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let mut source = runtime.block_on(Client::source(addr, SourceKind::LiveUplink, 9));
+    runtime.block_on(source.send_routine(0..100));
+    runtime.block_on(stream_messages(nats.url(), Some(100)));
+    runtime.block_on(publish_as_south(&nats.url(), 100..110));
+    runtime.block_on(source.send_routine(100..200));
+
+    let messages = runtime.block_on(stream_messages(nats.url(), Some(200)));
+    let mut sequences: Vec<u64> = (messages.iter())
+        .map(|m| {
+            m.sequence
+                .as_deref()
+                .unwrap_or("")
+                .parse()
+                .expect("a sequence")
+        })
+        .collect();
+    sequences.sort_unstable();
+    assert_eq!(
+        sequences,
+        (0..200).collect::<Vec<_>>(),
+        "every sequence once"
+    );
+    let south: Vec<&str> = (messages.iter())
+        .filter_map(|m| m.site.as_deref())
+        .filter(|site| *site == "south")
+        .collect();
+    assert_eq!(south.len(), 10);
+    wait_until("the frames south published counted", || {
+        north.stat("nats_held_elsewhere") == 10
+    });
+    assert!(north.stat("nats_errors") >= 1, "the refusal is counted");
+    assert!(north.terminate().success(), "{}", north.log());
+}
+
+/// Publishes, as daemon `south` would, a `records/1` message of source live:9's frames
+/// `sequences` after the subject's last message.
+async fn publish_as_south(url: &str, sequences: std::ops::Range<u64>) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let context = async_nats::jetstream::new(client);
+    let stream = context.get_stream(STREAM).await.expect("the stream");
+    let subject = "telemetry.live.9";
+    let last = stream.get_last_raw_message_by_subject(subject).await;
+    let last = last.expect("north's last message").sequence;
+    let frames: Vec<format::FrameRecord> = (sequences.clone())
+        .map(|sequence| format::FrameRecord {
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Routine,
+            source_id: 9,
+            sequence,
+            received_unix_ns: 1,
+            payload: bytes::Bytes::from_static(b"south"),
+            reception: None,
+        })
+        .collect();
+    let mut body = Vec::new();
+    format::encode_frame_records(&mut body, &frames);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Aggregator-Layout", "records/1");
+    headers.insert("Aggregator-Site", "south");
+    headers.insert("Aggregator-Frames", frames.len().to_string().as_str());
+    let through = (sequences.end - 1).to_string();
+    headers.insert("Aggregator-Routine-Through", through.as_str());
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        last.to_string().as_str(),
+    );
+    let ack = context
+        .publish_with_headers(subject, headers, body.into())
+        .await
+        .expect("publish");
+    ack.await.expect("south's message stored");
+}
+
 /// The read-back check of a stream of `layout`: created by the sink (`records/1`), or before it
 /// started without a layout (`frame/1`). NATS is away while the simulator sends, so that the sink
 /// has a backlog to publish: several frames a message in `records/1`.

@@ -31,8 +31,8 @@ pub struct NatsConfig {
     /// whole dot-separated token.
     #[serde(default = "NatsConfig::default_subject")]
     pub subject: String,
-    /// This daemon's name in subjects and message ids: unique per daemon, so that two sites'
-    /// frames never share an id.
+    /// This daemon's name in subjects and messages: unique per daemon, so that two sites' frames
+    /// never share a series or a message id.
     pub site: String,
     /// A `.creds` file (JWT and NKey seed).
     pub credentials: Option<PathBuf>,
@@ -40,10 +40,11 @@ pub struct NatsConfig {
     pub password: Option<Secret>,
     /// A PEM file of CA certificates to trust; TLS is required when it is given.
     pub tls_ca: Option<PathBuf>,
-    /// Publishes awaiting their PubAck at once.
+    /// Messages awaiting their PubAck at once (in layout `records/1`, one per source at most).
     #[serde(default = "NatsConfig::default_window")]
     pub window: usize,
-    /// The duplicate window asked for when the daemon creates the stream.
+    /// The duplicate window asked for when the daemon creates the stream (what layout `frame/1`
+    /// relies on; `records/1` does not).
     #[serde(
         rename = "duplicate_window_s",
         default = "NatsConfig::default_duplicate_window",
@@ -62,9 +63,9 @@ pub struct NatsConfig {
     /// acknowledged by JetStream (`replicated`).
     #[serde(default)]
     pub ack: AckMode,
-    /// Whose frames a message id names: this daemon's (`site`), or the source's wherever it
-    /// connects (`fleet`: ids and subjects without the site, so that a source failing over to
-    /// another daemon continues its own messages).
+    /// Whose series a subject is: this daemon's (`site`), or the source's wherever it connects
+    /// (`fleet`: subjects and ids without the site, so that a source failing over to another
+    /// daemon continues its own series).
     #[serde(default)]
     pub identity: Identity,
     /// The replicas asked for when the daemon creates the stream.

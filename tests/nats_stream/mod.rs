@@ -132,8 +132,18 @@ pub async fn stream_messages(
         .await
         .expect("connect to nats-server");
     let context = jetstream::new(client);
-    let mut stream = context.get_stream(STREAM).await.expect("the stream exists");
     let deadline = tokio::time::Instant::now() + PATIENCE;
+    // The sink creates the stream at its first session.
+    let mut stream = loop {
+        match context.get_stream(STREAM).await {
+            Ok(stream) => break stream,
+            Err(err) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stream {STREAM}: {err}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let mut read = Vec::new();
     loop {
         let last = stream
