@@ -627,13 +627,7 @@ fn an_emergency_is_published_ahead_of_routine_frames_stored_before_it() {
     );
     let sequences: Vec<u64> = (messages.iter())
         .filter(|m| m.priority.as_deref() == Some("routine"))
-        .map(|m| {
-            m.sequence
-                .as_deref()
-                .unwrap_or("")
-                .parse()
-                .expect("a sequence")
-        })
+        .map(|m| m.frame_sequence())
         .collect();
     assert!(
         sequences == (0..ROUTINE).collect::<Vec<_>>(),
@@ -749,15 +743,7 @@ fn a_second_writer_of_a_series_is_refused_then_respected() {
     runtime.block_on(source.send_routine(100..200));
 
     let messages = runtime.block_on(stream_messages(nats.url(), Some(200)));
-    let mut sequences: Vec<u64> = (messages.iter())
-        .map(|m| {
-            m.sequence
-                .as_deref()
-                .unwrap_or("")
-                .parse()
-                .expect("a sequence")
-        })
-        .collect();
+    let mut sequences: Vec<u64> = messages.iter().map(|m| m.frame_sequence()).collect();
     sequences.sort_unstable();
     assert_eq!(
         sequences,

@@ -51,6 +51,12 @@ pub struct StreamMessage {
 }
 
 impl StreamMessage {
+    /// Its frame's sequence (`Aggregator-Sequence`); panics on a message without one.
+    pub fn frame_sequence(&self) -> u64 {
+        let sequence = self.sequence.as_deref().unwrap_or("");
+        sequence.parse().expect("a sequence")
+    }
+
     /// The frame the message id names, and the site where the id has one; `None` for an id of
     /// another shape (or none).
     pub fn identity(&self) -> Option<(Option<&str>, Frame)> {
