@@ -582,6 +582,82 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_s_layout_is_its_description_s_and_an_unknown_one_is_named() {
+        assert_eq!(Layout::of_stream(None), Ok(Layout::Frame));
+        assert_eq!(
+            Layout::of_stream(Some("telemetry of north")),
+            Ok(Layout::Frame)
+        );
+        let described = Layout::Records.description();
+        assert_eq!(described, "aggregator frames, layout records/1");
+        assert_eq!(Layout::of_stream(Some(&described)), Ok(Layout::Records));
+        let unknown = Layout::of_stream(Some("aggregator frames, layout records/9"));
+        assert_eq!(unknown, Err("records/9".to_string()));
+    }
+
+    /// A `records/1` message reads back as its frames, with its subject's marks; a body that
+    /// disagrees with its headers or its subject is named.
+    #[test]
+    fn a_records_message_reads_back_and_a_bad_one_is_named() {
+        let config: crate::Config =
+            toml::from_str("[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"north\"\n")
+                .unwrap();
+        let naming = Naming::new(&config.sinks.nats.unwrap());
+        let frame = |priority, sequence| FrameRecord {
+            kind: SourceKind::LiveUplink,
+            priority,
+            source_id: 3,
+            sequence,
+            received_unix_ns: 10,
+            payload: Bytes::from_static(b"xy"),
+            reception: None,
+        };
+        let frames = [frame(Priority::Emergency, 9), frame(Priority::Routine, 4)];
+        let mut through = Through::default();
+        frames.iter().for_each(|f| through.add(f));
+        let key = (SourceKind::LiveUplink, 3);
+        let (subject, message) = naming.build_records(key, &frames, through, Some(2), 17);
+        assert_eq!(subject, "telemetry.north.live.3");
+        let message = message.outbound_message(subject.clone());
+        let headers = message.headers.clone().unwrap_or_default();
+        let header = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+        assert_eq!(header(LAYOUT).as_deref(), Some("records/1"));
+        assert_eq!(header(FRAMES).as_deref(), Some("2"));
+        let expected = headers.get(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE);
+        assert_eq!(expected.map(|v| v.as_str()), Some("17"));
+        let marks = Through::of_headers(&headers).unwrap();
+        assert_eq!((marks.routine, marks.emergency), (Some(4), Some(9)));
+        assert!(marks.holds(&frames[1]) && !marks.holds(&frame(Priority::Routine, 5)));
+        let read = naming.frames(&subject, &headers, message.payload.clone());
+        assert_eq!(read, Ok((frames.to_vec(), Some("north".to_string()))));
+
+        let other = naming.frames("telemetry.north.live.4", &headers, message.payload.clone());
+        let other = other.unwrap_err().to_string();
+        assert_eq!(other, "body: a frame of source 3, not of its subject's");
+        let mut miscounted = headers.clone();
+        miscounted.insert(FRAMES, "3");
+        let miscounted = naming.frames(&subject, &miscounted, message.payload.clone());
+        let miscounted = miscounted.unwrap_err().to_string();
+        assert_eq!(miscounted, "body: 2 frames, where Aggregator-Frames says 3");
+        let cut = message.payload.slice(..message.payload.len() - 1);
+        let cut = naming
+            .frames(&subject, &headers, cut)
+            .unwrap_err()
+            .to_string();
+        // Two records (one a priority) of 8 + 19 + 12 + 2 bytes: the second is cut.
+        assert_eq!(
+            cut,
+            "body: record at byte 41: record body cut short (32 of 33 bytes)"
+        );
+        let mut later = headers.clone();
+        later.insert(LAYOUT, "records/2");
+        let later = naming
+            .frames(&subject, &later, message.payload.clone())
+            .unwrap_err();
+        assert_eq!(later, BadMessage::Layout("records/2".into()));
+    }
+
+    #[test]
     fn the_subject_template_fills_in_site_kind_and_source() {
         let config: crate::Config = toml::from_str(
             "[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"gs-north\"\n\
