@@ -526,13 +526,18 @@ mod tests {
         assert_eq!(headers, named(&expected));
     }
 
-    /// The headers the sink writes, read back into the frame; a header missing or wrong named.
-    #[test]
-    fn a_message_reads_back_as_its_frame_and_a_bad_header_is_named() {
+    /// The naming of site `north` with the default subject.
+    fn north() -> Naming {
         let config: crate::Config =
             toml::from_str("[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"north\"\n")
                 .unwrap();
-        let naming = Naming::new(&config.sinks.nats.unwrap());
+        Naming::new(&config.sinks.nats.unwrap())
+    }
+
+    /// The headers the sink writes, read back into the frame; a header missing or wrong named.
+    #[test]
+    fn a_message_reads_back_as_its_frame_and_a_bad_header_is_named() {
+        let naming = north();
         let reception = Reception {
             delivery: Arc::new(Delivery {
                 link: "uhf".into(),
@@ -599,10 +604,7 @@ mod tests {
     /// disagrees with its headers or its subject is named.
     #[test]
     fn a_records_message_reads_back_and_a_bad_one_is_named() {
-        let config: crate::Config =
-            toml::from_str("[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"north\"\n")
-                .unwrap();
-        let naming = Naming::new(&config.sinks.nats.unwrap());
+        let naming = north();
         let frame = |priority, sequence| FrameRecord {
             kind: SourceKind::LiveUplink,
             priority,
