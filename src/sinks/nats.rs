@@ -698,12 +698,11 @@ impl JetStreamWriter {
         };
         let ack = ack.map_err(|source| NatsError::NoAck { position, source })?;
         if let Some((key, through)) = published.series {
+            // A message of frames the stream held already was not sent: its last is as it was.
             let last = match published.held.iter().all(|held| *held) {
-                true => None,
-                false => Some(ack.sequence),
+                true => self.stream.series(&self.message, key).await?.0.last,
+                false => ack.sequence,
             };
-            let was = self.stream.series(&self.message, key).await?.0;
-            let last = last.unwrap_or(was.last);
             self.stream.published(key, Series { last, through });
         }
         let (mut new, mut held) = (0, 0);

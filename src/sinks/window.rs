@@ -80,16 +80,20 @@ pub(super) struct Window {
 
 impl Window {
     pub(super) fn push(&mut self, message: InFlight) {
-        self.bytes += message.bytes;
-        self.busy.extend(message.series.map(|(key, _)| key));
+        self.count(&message);
         self.messages.push_back(message);
     }
 
     /// Puts back a message whose PubAck was taken and failed: published again first.
     pub(super) fn push_front(&mut self, message: InFlight) {
+        self.count(&message);
+        self.messages.push_front(message);
+    }
+
+    /// Counts a message in: its bytes, and its source as busy.
+    fn count(&mut self, message: &InFlight) {
         self.bytes += message.bytes;
         self.busy.extend(message.series.map(|(key, _)| key));
-        self.messages.push_front(message);
     }
 
     fn pop(&mut self) -> Option<InFlight> {
