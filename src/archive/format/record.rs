@@ -322,7 +322,7 @@ pub(super) fn encode_frames_within<'a>(
 }
 
 /// Bytes of a received frame's flags and the fields they announce.
-fn received_len(received: &Received) -> usize {
+pub(super) fn received_len(received: &Received) -> usize {
     1 + received.earth_unix_ns.map_or(0, |_| 8) + received.ax25.map_or(0, |_| 2 * CALLSIGN_LEN)
 }
 

@@ -5,6 +5,8 @@
 //! (`docs/archive-format.md`), a CRC covers each, one FRAMES record costs a frame 12 bytes of
 //! fields, and every decoder of them already refuses short or damaged bytes with the reason.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::decode::decode_at;
@@ -13,13 +15,13 @@ use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::reception::Delivery;
 
 /// What the frames of one record share: consecutive frames that share it go in one record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct RunKey {
     kind: SourceKind,
     priority: Priority,
     source_id: u32,
     received_unix_ns: u64,
-    delivery: Option<Delivery>,
+    delivery: Option<Arc<Delivery>>,
 }
 
 impl RunKey {
@@ -29,21 +31,41 @@ impl RunKey {
             priority: frame.priority,
             source_id: frame.source_id,
             received_unix_ns: frame.received_unix_ns,
-            delivery: frame.reception.as_ref().map(|r| (*r.delivery).clone()),
+            delivery: frame.reception.as_ref().map(|r| Arc::clone(&r.delivery)),
         }
     }
 
-    /// Bytes of a record of this key before its first frame.
-    fn record_len(&self) -> usize {
-        let names = (self.delivery.as_ref()).map_or(0, |d| 2 + d.link.len() + d.station.len());
-        RECORD_HEADER_LEN + FRAMES_BODY_FIXED + names
+    /// Whether `frame` goes in a record of this key.
+    fn holds(&self, frame: &FrameRecord) -> bool {
+        (
+            self.kind,
+            self.priority,
+            self.source_id,
+            self.received_unix_ns,
+        ) == (
+            frame.kind,
+            frame.priority,
+            frame.source_id,
+            frame.received_unix_ns,
+        ) && self.delivery.as_deref() == frame.reception.as_ref().map(|r| &*r.delivery)
     }
+}
+
+/// Bytes of the record `frame` opens before its first frame: the header and fields, and for a
+/// link's frame the link's and the station's names (each at most 255 bytes, behind a length).
+fn record_len(frame: &FrameRecord) -> usize {
+    let names = (frame.reception.as_ref()).map_or(0, |r| {
+        let (link, station) = (&r.delivery.link, &r.delivery.station);
+        2 + link.len().min(255) + station.len().min(255)
+    });
+    RECORD_HEADER_LEN + FRAMES_BODY_FIXED + names
 }
 
 /// The length of frames' records as [`encode_frame_records`] writes them, counted a frame at a
 /// time: what a batch may still take under a size limit.
 #[derive(Debug, Default)]
 pub struct RecordsLen {
+    /// The key of the last record, open to the next frame.
     last: Option<RunKey>,
     len: usize,
 }
@@ -51,20 +73,18 @@ pub struct RecordsLen {
 impl RecordsLen {
     /// The length with `frame` after the frames counted so far.
     pub fn with(&self, frame: &FrameRecord) -> usize {
-        let key = RunKey::of(frame);
-        let opens = self.last.as_ref() != Some(&key);
-        let received = (frame.reception.as_ref()).map_or(0, |r| {
-            1 + r.received.earth_unix_ns.map_or(0, |_| 8)
-                + r.received.ax25.map_or(0, |_| 2 * CALLSIGN_LEN)
-        });
-        let record = if opens { key.record_len() } else { 0 };
+        let opens = !self.last.as_ref().is_some_and(|key| key.holds(frame));
+        let record = if opens { record_len(frame) } else { 0 };
+        let received = (frame.reception.as_ref()).map_or(0, |r| received_len(&r.received));
         self.len + record + FRAMES_ENTRY_FIXED + received + frame.payload.len()
     }
 
     /// Counts `frame`.
     pub fn add(&mut self, frame: &FrameRecord) {
         self.len = self.with(frame);
-        self.last = Some(RunKey::of(frame));
+        if !self.last.as_ref().is_some_and(|key| key.holds(frame)) {
+            self.last = Some(RunKey::of(frame));
+        }
     }
 }
 
@@ -75,13 +95,12 @@ pub fn encode_frame_records<'a>(
     frames: impl IntoIterator<Item = &'a FrameRecord>,
 ) {
     let mut run: Vec<&FrameRecord> = Vec::new();
+    let mut key: Option<RunKey> = None;
     for frame in frames {
-        if run
-            .first()
-            .is_some_and(|first| RunKey::of(first) != RunKey::of(frame))
-        {
+        if !key.as_ref().is_some_and(|key| key.holds(frame)) {
             encode_run(out, &run);
             run.clear();
+            key = Some(RunKey::of(frame));
         }
         run.push(frame);
     }
