@@ -219,7 +219,8 @@ impl Daemon {
         if nats.ack == AckMode::Replicated && !self.durable.is_empty() {
             // The sink's window a few times over: what it needs ready to keep its window full.
             let floor = 4 * nats.window as u64;
-            self.replication = Some(Replication::new(nats.max_unreplicated_frames, floor));
+            let (bound, pace) = (nats.max_unreplicated_frames, nats.emergency_wait);
+            self.replication = Some(Replication::new(bound, floor, pace));
         }
         self
     }

@@ -674,8 +674,8 @@ fn the_nats_sink_takes_its_defaults_and_names_the_key_of_each_mistake() {
     assert!(stderr.contains("sinks.nats.site"), "{stderr}");
 }
 
-/// `ack`, `identity`, `replicas` and `max_unreplicated_frames`: today's meaning by default, and
-/// each mistake named by its key.
+/// `ack`, `identity`, `replicas`, `max_unreplicated_frames` and `emergency_wait_ms`: today's
+/// meaning by default, and each mistake named by its key.
 #[test]
 fn replicated_acknowledgements_and_a_fleet_identity_are_keys_of_the_nats_sink() {
     let base = "[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"a\"\n";
@@ -685,15 +685,20 @@ fn replicated_acknowledgements_and_a_fleet_identity_are_keys_of_the_nats_sink() 
         ("Local Site".to_string(), 1)
     );
     assert_eq!(nats.max_unreplicated_frames, 65_536);
+    assert_eq!(nats.emergency_wait.as_millis(), 200);
     let fleet = format!(
         "{base}ack = \"replicated\"\nidentity = \"fleet\"\nreplicas = 3\n\
          subject = \"telemetry.{{kind}}.{{source}}\"\n"
     );
-    let nats = load(&fleet).sinks.nats.expect("the section");
+    let nats = load(&format!("{fleet}emergency_wait_ms = 10\n"))
+        .sinks
+        .nats
+        .expect("the section");
     assert_eq!(
         (format!("{:?} {:?}", nats.ack, nats.identity), nats.replicas),
         ("Replicated Fleet".to_string(), 3)
     );
+    assert_eq!(nats.emergency_wait.as_millis(), 10);
     for (keys, needles) in [
         (
             "ack = \"quorum\"\n",
@@ -703,6 +708,14 @@ fn replicated_acknowledgements_and_a_fleet_identity_are_keys_of_the_nats_sink() 
         (
             "max_unreplicated_frames = 0\n",
             &["sinks.nats.max_unreplicated_frames"],
+        ),
+        (
+            "emergency_wait_ms = 5\n",
+            &["sinks.nats.emergency_wait_ms", "least accepted, 10 ms"],
+        ),
+        (
+            "emergency_wait_ms = 201\n",
+            &["sinks.nats.emergency_wait_ms", "200 ms"],
         ),
         (
             "identity = \"fleet\"\n",

@@ -382,6 +382,11 @@ fn sink_table(
         ("replicas".into(), int(settings.nodes)),
         ("window".into(), int(settings.window)),
     ]);
+    let mut nats = nats;
+    if let Some(wait) = settings.emergency_wait_ms {
+        let wait = i64::try_from(wait).unwrap_or(i64::MAX);
+        nats.insert("emergency_wait_ms".into(), toml::Value::Integer(wait));
+    }
     let mut table = base.clone();
     external::set(&mut table, "sinks", "nats", nats.into());
     if publisher == Publisher::Replicated {
@@ -489,6 +494,7 @@ mod tests {
             nodes: 3,
             messages: 1,
             window: 256,
+            emergency_wait_ms: Some(10),
         };
         let table = sink_table(&base, &urls, settings, Publisher::Replicated);
         let (file, config) = ConfigFile::write(&table, "replication-test", "replicated")
@@ -500,6 +506,7 @@ mod tests {
         let modes = format!("{:?} {:?}", nats.ack, nats.identity);
         assert_eq!(modes, "Replicated Fleet");
         assert_eq!((nats.replicas, nats.window), (3, 256));
+        assert_eq!(nats.emergency_wait, Duration::from_millis(10));
         assert_eq!(config.runtime.shards, 1, "the file's other keys stay");
         assert_eq!(config.shutdown.drain_deadline, Duration::from_secs(60));
         assert!(file.path().is_file());
@@ -511,6 +518,7 @@ mod tests {
             nodes: 3,
             messages: 1,
             window: 256,
+            emergency_wait_ms: Some(10),
         };
         let nats = plain_sink(settings).expect("a [sinks.nats] the daemon accepts");
         assert_eq!(nats.stream, "BENCH_PLAIN");

@@ -53,7 +53,7 @@ pub fn targets(goals: &Goals, result: Option<&ReplicationResult>) -> Vec<Target>
             let values: Vec<f64> = at(&result.rounds, payload).map(of).collect();
             (Stat::of(values.clone()).median, values.len())
         };
-        let judged: [Judged; 4] = [
+        let judged: [Judged; 5] = [
             (
                 "replicated_over_plain",
                 "acknowledged frames/s, `ack = \"replicated\"` / plain publisher",
@@ -78,6 +78,12 @@ pub fn targets(goals: &Goals, result: Option<&ReplicationResult>) -> Vec<Target>
                 |r| r.replicated.acked_frames_per_s * r.payload as f64 / 1e6,
                 "MB/s",
             ),
+            (
+                "replicated_emergency_ack_p99_ms",
+                "emergency-only sources' ACK p99, `ack = \"replicated\"`",
+                |r| ms(r.replicated.emergency_only.ack_latency.p99_ns),
+                "ms",
+            ),
         ];
         for (key, what, of, unit) in judged {
             let (value, rounds) = median(of);
@@ -101,11 +107,14 @@ pub fn render(o: &mut String, result: &ReplicationResult, plan: &Plan, nproc: us
     };
     let _ = writeln!(
         o,
-        "\nReplication ({n} `nats-server` nodes on loopback, {server}; an R{n} stream per window; {w} publishes awaiting their PubAck, plain publisher and sinks alike; plain: {m} messages, first publish to last PubAck; daemons: `identity = \"fleet\"`, {c} saturating uplinks and {e} emergency-only sources ({f} frames/s each), ACKs counted at the load client over {ws:.1} s after {wu:.1} s; latencies p50 / p99 in ms):\n",
+        "\nReplication ({n} `nats-server` nodes on loopback, {server}; an R{n} stream per window; {w} publishes awaiting their PubAck, plain publisher and sinks alike; plain: {m} messages, first publish to last PubAck; daemons: `identity = \"fleet\"`{wait}, {c} saturating uplinks and {e} emergency-only sources ({f} frames/s each), ACKs counted at the load client over {ws:.1} s after {wu:.1} s; latencies p50 / p99 in ms):\n",
         n = settings.nodes,
         server = result.server.as_deref().unwrap_or("unknown"),
         w = settings.window,
         m = settings.messages,
+        wait = (settings.emergency_wait_ms).map_or(String::new(), |ms| {
+            format!(", `emergency_wait_ms = {ms}`")
+        }),
         c = plan.connections,
         e = emergency::SOURCES,
         f = emergency::FRAMES_PER_S,

@@ -324,6 +324,8 @@ pub struct ReplicationPlan {
     pub nodes: usize,
     pub messages: u64,
     pub window: usize,
+    /// `sinks.nats.emergency_wait_ms`, where not the default.
+    pub emergency_wait_ms: Option<u64>,
 }
 
 /// The replication run, measured or skipped.

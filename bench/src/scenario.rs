@@ -107,6 +107,8 @@ pub struct ReplicationScenario {
     /// `nats-server` nodes of the cluster, and the streams' replicas.
     #[serde(default = "three")]
     pub nodes: usize,
+    /// The sinks' `sinks.nats.emergency_wait_ms`, where not the daemon's default.
+    pub emergency_wait_ms: Option<u64>,
 }
 
 /// The queries run: `bench/random-archive.py` makes the archive of a day (when the directory
@@ -293,6 +295,7 @@ impl Scenario {
                 nodes: r.nodes,
                 messages: r.messages,
                 window: r.window,
+                emergency_wait_ms: r.emergency_wait_ms,
             }),
             shards: self.shards,
             default_shards: config.runtime.shards,

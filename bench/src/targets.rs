@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every figure a target may bound, with what it is.
-pub const MEASURES: [(&str, &str); 24] = [
+pub const MEASURES: [(&str, &str); 25] = [
     (
         "throughput_over_floor_64b",
         "64 B frames/s of daemon and pipeline over the floor's, main runs",
@@ -75,6 +75,10 @@ pub const MEASURES: [(&str, &str); 24] = [
     (
         "replicated_payload_mb_per_s_1024b",
         "acknowledged payload MB/s with sinks.nats ack = \"replicated\" at 1 KiB, median of the rounds",
+    ),
+    (
+        "replicated_emergency_ack_p99_ms_64b",
+        "emergency-only sources' ACK p99 with sinks.nats ack = \"replicated\" at 64 B, median of the rounds",
     ),
     (
         "sweep_pipeline_over_floor",

@@ -90,6 +90,11 @@ impl Bound {
         }
     }
 
+    /// The same row, taking values in `range` only.
+    pub(crate) fn within(self, range: RangeInclusive<u64>) -> Bound {
+        Bound { range, ..self }
+    }
+
     /// The same row, with the reason for its lower bound.
     pub(crate) fn least_because(self, note: &'static str) -> Bound {
         Bound {

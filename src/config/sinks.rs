@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::bounds::{self, Bound, UNBOUNDED};
 use super::de::{millis, one_or_many, seconds};
 use super::error::{Invalid, Problem, SubjectError};
+use crate::domain::replication::MOST_PACE;
 
 /// Publishers of the archive into other systems; none unless a section is written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -74,9 +75,18 @@ pub struct NatsConfig {
     /// With `ack = "replicated"`: the most frames written to the archive and not yet acknowledged
     /// by JetStream before the archive stops taking routine frames (emergencies get twice as
     /// many), so that an outage of JetStream slows the senders instead of piling up. Below it, the
-    /// room follows what the sink publishes in 200 ms (`crate::domain::replication::PACE`).
+    /// room follows what the sink publishes in `emergency_wait`.
     #[serde(default = "NatsConfig::default_max_unreplicated")]
     pub max_unreplicated_frames: u64,
+    /// With `ack = "replicated"`: about how long an emergency waits for the sink to read the
+    /// routine frames archived before it; the sink lengthens it, up to 200 ms, while it waits for
+    /// frames (`crate::domain::replication`). Shorter: emergencies sooner, fewer frames a second.
+    #[serde(
+        rename = "emergency_wait_ms",
+        default = "NatsConfig::default_emergency_wait",
+        deserialize_with = "millis"
+    )]
+    pub emergency_wait: Duration,
 }
 
 /// `sinks.nats.ack`: when a frame is acknowledged to its sender.
@@ -149,6 +159,10 @@ impl NatsConfig {
         65_536
     }
 
+    fn default_emergency_wait() -> Duration {
+        MOST_PACE
+    }
+
     /// The most replicas a JetStream stream has.
     const MAX_REPLICAS: u64 = 5;
 
@@ -212,6 +226,10 @@ impl NatsConfig {
                 self.max_unreplicated_frames,
                 UNBOUNDED,
             ),
+            Bound::millis("sinks.nats.emergency_wait_ms", self.emergency_wait)
+                .within(10..=200)
+                .least_because("the sink reads and publishes in steps of a few ms")
+                .most_because("the gate holds at most 200 ms of the sink's publishing"),
         ])?;
         let (key, rule) = match (&self.user, &self.password) {
             (Some(_), None) => ("sinks.nats.password", "user is set without a password"),

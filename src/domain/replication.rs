@@ -20,18 +20,25 @@
 //! acknowledgement is welcomed only once the sink has published every frame earlier runs archived
 //! ([`Replication::earlier_published`]).
 //!
-//! The gate also bounds what waits for a replica: past what the sink replicates in [`PACE`] (as it
-//! last measured, at least a floor, at most `sinks.nats.max_unreplicated_frames`) written and not
-//! yet acknowledged by JetStream, the consumer takes no more routine frames (emergencies get twice
-//! the room), and the pipeline's bounded queues slow the senders through TCP, as a slow disk does.
-//! Why a pace and not only the bound: the sink publishes in the files' order, so an emergency
-//! waits for every frame written before it; held in the pipeline instead, routine frames are
-//! overtaken there.
+//! The gate also bounds what waits for a replica: past what the sink replicates in its pace (as
+//! it last measured, at least a floor, at most `sinks.nats.max_unreplicated_frames`) written and
+//! not yet acknowledged by JetStream, the consumer takes no more routine frames (emergencies get
+//! twice the room), and the pipeline's bounded queues slow the senders through TCP, as a slow disk
+//! does. Why a pace and not only the bound: the sink reads the files in their order, so an
+//! emergency is found only once the frames written before it are read; held in the pipeline
+//! instead, routine frames are overtaken there.
+//!
+//! The pace is `sinks.nats.emergency_wait_ms` (200 ms by default, and at most): the shorter, the
+//! sooner an emergency is acknowledged, but the fewer frames a message of the sink holds, and the
+//! room must cover what the frames spend between the write and the PubAck (the segment's sync,
+//! the reading, the round trip to JetStream), or the sink idles. So the pace grows while the sink
+//! waits for frames with room in its window and the consumer holds routine frames back, and
+//! shrinks back towards the setting otherwise.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -57,10 +64,17 @@ pub struct Replication {
     room_made: Notify,
     /// Routine frames may be written while fewer than this many wait for their replica.
     bound: u64,
-    /// What the sink replicates in [`PACE`], as last measured, at least `floor`: routine frames
+    /// What the sink replicates in its pace, as last measured, at least `floor`: routine frames
     /// may be written while fewer than this many wait.
     room: AtomicU64,
     floor: u64,
+    /// The pace, in µs, from `least_pace_us` to [`MOST_PACE`].
+    pace_us: AtomicU64,
+    least_pace_us: u64,
+    /// Since the last measure: how long the sink waited for frames with room in its window (µs),
+    /// and whether the consumer held frames back for room.
+    starved_us: AtomicU64,
+    held_back: AtomicBool,
     /// Replicated when the pace was last measured.
     paced_at: AtomicU64,
     /// Set once the sink has published (or is otherwise done with) every frame earlier runs
@@ -68,14 +82,25 @@ pub struct Replication {
     earlier_published: watch::Sender<bool>,
 }
 
-/// How long an emergency waits behind routine frames for the sink, about, when JetStream is the
-/// bottleneck.
-pub(crate) const PACE: Duration = Duration::from_millis(200);
+/// The most of the sink's publishing time that may wait for it: about how long an emergency waits
+/// for the sink to read the routine frames written before it, when JetStream is the bottleneck.
+pub(crate) const MOST_PACE: Duration = Duration::from_millis(200);
+
+/// The share of a measure's time (%) the sink may wait for frames, while the consumer holds some
+/// back, before the pace grows.
+const STARVED_PERCENT: u64 = 5;
+
+/// `duration` in µs.
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
 
 impl Replication {
     /// A gate that lets at most `bound` frames wait for their replica before routine frames
-    /// wait, and at first `floor` (the sink's window, a few times over).
-    pub fn new(bound: u64, floor: u64) -> Arc<Replication> {
+    /// wait, and at first `floor` (the sink's window, a few times over); its pace is at least
+    /// `least_pace` (at most [`MOST_PACE`]).
+    pub fn new(bound: u64, floor: u64, least_pace: Duration) -> Arc<Replication> {
+        let least_pace_us = micros(least_pace.min(MOST_PACE));
         Arc::new(Replication {
             ledgers: Mutex::new(HashMap::new()),
             written: AtomicU64::new(0),
@@ -85,22 +110,50 @@ impl Replication {
             bound,
             room: AtomicU64::new(floor),
             floor,
+            pace_us: AtomicU64::new(least_pace_us),
+            least_pace_us,
+            starved_us: AtomicU64::new(0),
+            held_back: AtomicBool::new(false),
             paced_at: AtomicU64::new(0),
             earlier_published: watch::channel(false).0,
         })
     }
 
     /// Called by the sink every so often, `elapsed` since the last call: the room follows what it
-    /// replicated meanwhile, over [`PACE`].
+    /// replicated meanwhile, over its pace.
     pub(crate) fn pace(&self, elapsed: Duration) {
         let replicated = self.replicated.load(Relaxed);
         let since = replicated.saturating_sub(self.paced_at.swap(replicated, Relaxed));
-        let per_pace = since as f64 * PACE.as_secs_f64() / elapsed.as_secs_f64().max(1e-3);
-        let smoothed = (self.room.load(Relaxed) as f64 + per_pace) / 2.0;
-        let room = (smoothed as u64).clamp(self.floor.min(self.bound), self.bound);
+        let elapsed_us = micros(elapsed).max(1_000);
+        let pace_us = self.adapt_pace(elapsed_us);
+        let per_pace = u128::from(since) * u128::from(pace_us) / u128::from(elapsed_us);
+        let per_pace = u64::try_from(per_pace).unwrap_or(u64::MAX);
+        let smoothed = self.room.load(Relaxed) / 2 + per_pace / 2;
+        let room = smoothed.clamp(self.floor.min(self.bound), self.bound);
         if self.room.swap(room, SeqCst) < room {
             self.wake();
         }
+    }
+
+    /// The pace in µs: grown by a quarter where the sink starved over more than
+    /// [`STARVED_PERCENT`] of `elapsed_us` with frames held back for room, else shrunk by a
+    /// twentieth, from the least to [`MOST_PACE`].
+    fn adapt_pace(&self, elapsed_us: u64) -> u64 {
+        let starved_us = self.starved_us.swap(0, Relaxed);
+        let held_back = self.held_back.swap(false, Relaxed);
+        let pace = self.pace_us.load(Relaxed);
+        let pace = match held_back && starved_us * 100 > elapsed_us * STARVED_PERCENT {
+            true => pace + pace / 4,
+            false => pace - pace / 20,
+        };
+        let pace = pace.clamp(self.least_pace_us, micros(MOST_PACE));
+        self.pace_us.store(pace, Relaxed);
+        pace
+    }
+
+    /// Called by the sink after it waited `waited` for frames with room in its window.
+    pub(crate) fn starved(&self, waited: Duration) {
+        self.starved_us.fetch_add(micros(waited), Relaxed);
     }
 
     /// Called by the sink once it is done with every frame earlier runs archived.
@@ -214,6 +267,7 @@ impl Replication {
             if self.has_room(priority) {
                 return;
             }
+            self.held_back.store(true, Relaxed);
             made.await;
         }
     }
@@ -235,9 +289,12 @@ mod tests {
     use super::*;
     use crate::domain::ledger::Run;
 
+    /// The least pace of the gates tested.
+    const LEAST: Duration = Duration::from_millis(10);
+
     #[test]
     fn a_run_is_acknowledged_once_its_last_frame_is_replicated() {
-        let gate = Replication::new(100, 100);
+        let gate = Replication::new(100, 100, LEAST);
         let source = Source::for_test(7);
         source.record(&[
             Run::of(Priority::Routine, 3, 3),
@@ -260,7 +317,7 @@ mod tests {
 
     #[test]
     fn routine_frames_wait_past_the_bound_and_emergencies_past_twice_it() {
-        let gate = Replication::new(10, 10);
+        let gate = Replication::new(10, 10, LEAST);
         gate.written(10);
         assert!(!gate.has_room(Priority::Routine));
         assert!(gate.has_room(Priority::Emergency));
@@ -284,7 +341,7 @@ mod tests {
     #[test]
     fn a_consumer_waiting_for_room_is_woken_once_there_is_room_and_not_before() {
         use std::task::{Context, Poll, Waker};
-        let gate = Replication::new(10, 10);
+        let gate = Replication::new(10, 10, LEAST);
         gate.written(20);
         let wakes = Arc::new(Wakes::default());
         let waker = Waker::from(Arc::clone(&wakes));
@@ -299,8 +356,9 @@ mod tests {
         gate.passed(1);
         assert_eq!(wakes.0.load(Relaxed), 1);
         assert_eq!(routine.as_mut().poll(&mut cx), Poll::Ready(()));
-        // A room that grows wakes a waiter too: 500 replicated in 100 ms make it 505.
-        let gate = Replication::new(10_000, 10);
+        // A room that grows wakes a waiter too: 500 replicated in 100 ms make it 505 (a 200 ms
+        // pace).
+        let gate = Replication::new(10_000, 10, MOST_PACE);
         gate.written(1_000);
         let mut routine = Box::pin(gate.room_for(Priority::Routine));
         assert_eq!(routine.as_mut().poll(&mut cx), Poll::Pending);
@@ -313,13 +371,13 @@ mod tests {
 
     #[test]
     fn the_room_follows_what_the_sink_replicates_within_the_floor_and_the_bound() {
-        let gate = Replication::new(10_000, 100);
+        let gate = Replication::new(10_000, 100, LEAST);
         assert!((gate.room.load(Relaxed), gate.floor) == (100, 100));
-        // 5,000 frames replicated in 100 ms: 10,000 in the pace, smoothed halfway.
-        gate.passed(5_000);
-        gate.pace(Duration::from_millis(100));
-        assert_eq!(gate.room.load(Relaxed), 5_050);
+        // 50,000 frames replicated in 100 ms: 5,000 in the least pace (10 ms), smoothed halfway.
         gate.passed(50_000);
+        gate.pace(Duration::from_millis(100));
+        assert_eq!(gate.room.load(Relaxed), 2_550);
+        gate.passed(500_000);
         gate.pace(Duration::from_millis(100));
         assert_eq!(gate.room.load(Relaxed), 10_000, "at most the bound");
         gate.pace(Duration::from_millis(100));
@@ -333,9 +391,50 @@ mod tests {
             gate.pace(Duration::from_millis(100));
         }
         assert_eq!(gate.room.load(Relaxed), 100, "at least the floor");
-        gate.written(55_000 + 99);
+        gate.written(550_000 + 99);
         assert!(gate.has_room(Priority::Routine));
         gate.written(1);
         assert!(!gate.has_room(Priority::Routine));
+    }
+
+    /// A consumer that looks for room for a routine batch once, and finds none.
+    fn hold_back(gate: &Replication) {
+        use std::task::{Context, Poll, Waker};
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        let mut routine = Box::pin(gate.room_for(Priority::Routine));
+        let looked = routine.as_mut().poll(&mut Context::from_waker(&waker));
+        assert_eq!(looked, Poll::Pending, "no room");
+    }
+
+    #[test]
+    fn the_pace_grows_while_the_sink_starves_with_frames_held_back_and_shrinks_otherwise() {
+        let gate = Replication::new(1_000_000, 100, LEAST);
+        let pace = |gate: &Replication| gate.pace_us.load(Relaxed);
+        let tick = Duration::from_millis(100);
+        assert_eq!(pace(&gate), 10_000, "the least at first");
+        gate.written(1_000);
+        gate.starved(Duration::from_millis(20));
+        gate.pace(tick);
+        assert_eq!(pace(&gate), 10_000, "starved, but nothing held back");
+        hold_back(&gate);
+        gate.starved(Duration::from_millis(4));
+        gate.pace(tick);
+        assert_eq!(pace(&gate), 10_000, "held back, starved 4 % of the time");
+        hold_back(&gate);
+        gate.starved(Duration::from_millis(6));
+        gate.pace(tick);
+        assert_eq!(pace(&gate), 12_500, "held back, starved 6 % of the time");
+        for _ in 0..20 {
+            hold_back(&gate);
+            gate.starved(Duration::from_millis(50));
+            gate.pace(tick);
+        }
+        assert_eq!(pace(&gate), 200_000, "at most the longest");
+        gate.pace(tick);
+        assert_eq!(pace(&gate), 190_000, "shrunk once the sink keeps busy");
+        // What the sink replicated in the pace is the room: 1,000,000 frames a second.
+        gate.passed(100_000);
+        gate.pace(tick);
+        assert_eq!(gate.room.load(Relaxed), 100 / 2 + 180_500 / 2);
     }
 }

@@ -66,7 +66,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many frames, and payload bytes, the sink reads ahead of what it publishes, at most, in
 /// each layout: an emergency among them is published before the routine frames ahead of it. More
-/// than JetStream takes in [`crate::domain::replication::PACE`] on the reference machine, so that
+/// than JetStream takes in the longest of [`crate::domain::replication::PACES`] on the reference machine, so that
 /// with `ack = "replicated"` an emergency is found as soon as it is durable.
 const READ_AHEAD: usize = 16_384;
 const READ_AHEAD_RECORDS: (usize, usize) = (262_144, 128 << 20);
@@ -497,7 +497,7 @@ impl JetStreamWriter {
             return Some(published);
         }
         let (key, urgent) = backlog.next_source(in_flight.busy())?;
-        if !urgent && in_flight.bytes() >= MAX_IN_FLIGHT_BYTES {
+        if !urgent && !self.has_window_room(in_flight) {
             return None;
         }
         Some(self.publish_batch(key, backlog).await)
@@ -557,6 +557,8 @@ impl JetStreamWriter {
             if finished && done {
                 return broken.map_or(SessionEnd::ArchiveClosed, |e| SessionEnd::Fatal(e.into()));
             }
+            // Every frame durable is read, and the window has room: the sink waits for frames.
+            let starved = (caught_up && self.has_window_room(in_flight)).then(Instant::now);
             let cursors = &mut backlog.cursors;
             tokio::select! {
                 Some((published, ack)) = in_flight.next_ack(), if !in_flight.is_empty() => {
@@ -570,7 +572,16 @@ impl JetStreamWriter {
                 () = cursors.changed(), if room && caught_up && !finished => caught_up = false,
                 _ = ticker.tick() => self.save().await,
             }
+            if let (Some(since), Some(replication)) = (starved, &self.files.replication) {
+                replication.starved(since.elapsed());
+            }
         }
+    }
+
+    /// Whether the window has room for a routine message.
+    fn has_window_room(&self, in_flight: &Window) -> bool {
+        in_flight.len() < self.config.window
+            && (self.layout == Layout::Frame || in_flight.bytes() < MAX_IN_FLIGHT_BYTES)
     }
 
     /// Whether `frame` was archived by this run: at or after its shard's durable end at start.

@@ -101,7 +101,7 @@ pipeline_stats! {
     Gauge nats_cursor_index: "The NATS sink's durable cursor: that frame's index in its record.",
     Gauge nats_lag_frames: "Frames archived since the daemon started that JetStream has not yet acknowledged, less those the sink skipped because retention deleted them (a backlog from before the start shows in nats_lag_seconds).",
     Gauge nats_ack_replicated: "1 when sinks.nats.ack = \"replicated\": a frame is acknowledged to its sender once JetStream acknowledged it; else 0.",
-    Gauge nats_unreplicated_frames: "With sinks.nats.ack = \"replicated\": frames written to the archive whose acknowledgement waits for JetStream's; routine frames wait past what the sink publishes in 200 ms, at most sinks.nats.max_unreplicated_frames.",
+    Gauge nats_unreplicated_frames: "With sinks.nats.ack = \"replicated\": frames written to the archive whose acknowledgement waits for JetStream's; routine frames wait past what the sink publishes in sinks.nats.emergency_wait_ms, at most sinks.nats.max_unreplicated_frames.",
     Gauge nats_lag_seconds: "Whole seconds since the oldest frame JetStream has not yet acknowledged was received; 0 when the sink is caught up.",
     Counter nats_published: "Frames JetStream acknowledged as new.",
     Counter nats_republished: "Frames to publish again (after a failure or a restart) that the stream held already: dropped by JetStream as duplicates (layout frame/1) or left out by the sink (records/1).",
