@@ -108,16 +108,25 @@ impl fmt::Display for SourceKind {
     }
 }
 
-/// `live` or `replay`, or the wire names `live_uplink` and `archived_replay`.
+/// Every name a kind is taken by in text (`KIND:ID`, `kind`): its label, its wire name, and
+/// `uplink`.
+pub const KIND_NAMES: [(&str, SourceKind); 5] = [
+    ("live", SourceKind::LiveUplink),
+    ("live_uplink", SourceKind::LiveUplink),
+    ("uplink", SourceKind::LiveUplink),
+    ("replay", SourceKind::ArchivedReplay),
+    ("archived_replay", SourceKind::ArchivedReplay),
+];
+
+/// One of [`KIND_NAMES`].
 impl FromStr for SourceKind {
     type Err = ParseError;
 
     fn from_str(text: &str) -> Result<Self, ParseError> {
-        match text {
-            "live" | "live_uplink" | "uplink" => Ok(SourceKind::LiveUplink),
-            "replay" | "archived_replay" => Ok(SourceKind::ArchivedReplay),
-            other => Err(ParseError::Kind(other.into())),
-        }
+        let named = KIND_NAMES.iter().find(|(name, _)| *name == text);
+        named
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| ParseError::Kind(text.into()))
     }
 }
 
@@ -183,5 +192,27 @@ pub(crate) mod arbitrary {
 
     pub(crate) fn source_kind() -> impl Strategy<Value = SourceKind> {
         proptest::sample::select(&[SourceKind::LiveUplink, SourceKind::ArchivedReplay][..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name the queries and the tools take a kind by is where their users read of it.
+    #[test]
+    fn every_name_of_a_kind_is_in_the_docs() {
+        let http = include_str!("../../docs/http-api.md");
+        let tools = include_str!("../../docs/archive-tools.md");
+        for (name, kind) in KIND_NAMES {
+            assert_eq!(name.parse::<SourceKind>(), Ok(kind));
+            assert_eq!(parse_source(&format!("{name}:7")), Ok((kind, 7)));
+            let quoted = format!("`{name}`");
+            for (doc, text) in [("http-api.md", http), ("archive-tools.md", tools)] {
+                let named = text.contains(&quoted) || text.contains(&format!("`{name}:"));
+                assert!(named, "docs/{doc} does not name the kind {quoted}");
+            }
+        }
+        assert!("Live".parse::<SourceKind>().is_err());
     }
 }
