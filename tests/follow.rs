@@ -475,6 +475,34 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
     assert_eq!(received, kept);
 }
 
+/// A segment the daemon cannot read: the follower is told its file within the archive, not where
+/// the server keeps it, and the daemon goes on.
+#[tokio::test]
+async fn an_unreadable_segment_is_refused_by_its_file_not_the_server_s_path() {
+    let dir = TempDir::new("follow-unreadable");
+    let mut config = archive_config(&dir.0);
+    config.archive.segment_bytes = 4096;
+    let daemon = start(&config).await;
+    for from in (0..200).step_by(50) {
+        daemon.send(LIVE, 1, routine(from..from + 50)).await;
+    }
+    daemon.wait_archived(200).await;
+    let first = archived(&dir.0)[0].0;
+    assert!(format::list_segments(&dir.0).unwrap().len() >= 2);
+    // The oldest segment becomes a directory: opened, it reads nothing.
+    let name = format::segment_name(first.segment);
+    std::fs::remove_file(dir.0.join(&name)).unwrap();
+    std::fs::create_dir(dir.0.join(&name)).unwrap();
+    let (reason, detail) = refused(&daemon, after_shard_0(first)).await;
+    assert_eq!(reason, RefuseReason::ArchiveUnreadable, "{detail}");
+    assert!(detail.contains(&name), "{detail}");
+    let server_path = dir.0.display().to_string();
+    assert!(!detail.contains(&server_path), "{detail}");
+    daemon.send(LIVE, 1, routine(200..210)).await;
+    daemon.wait_archived(210).await;
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 #[tokio::test]
 async fn a_daemon_without_archive_files_refuses_followers() {
     let config = with_followers(test_config());

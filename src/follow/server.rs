@@ -17,7 +17,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +33,8 @@ use tokio_util::task::TaskTracker;
 
 use super::protocol::MAX_SUBSCRIBE_LEN;
 use super::protocol::{encode_frames, DaemonMessage, End, Refusal, Subscription};
-use crate::archive::read::FrameRun;
 use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors};
+use crate::archive::read::{within_archive, FrameRun};
 use crate::archive::write::Readers;
 use crate::catalog::{CatalogHandle, Published};
 use crate::net::{accept_until, Limits, Refused, Slots};
@@ -208,7 +208,8 @@ async fn serve(
         Err(Some(refusal)) => {
             let (reason, detail) = (refusal.reason(), refusal.to_string());
             tracing::info!(?reason, detail, "subscription refused");
-            return close(input, write, &DaemonMessage::from(&refusal)).await;
+            let refused = told(DaemonMessage::from(&refusal), &settings.dir);
+            return close(input, write, &refused).await;
         }
     };
     let filter = &subscription.filter;
@@ -217,7 +218,23 @@ async fn serve(
     let mut follower =
         Subscriber::new(input, write, cursors, subscription.version, &shared.catalog);
     let ending = follower.run().await;
-    follower.finish(ending).await;
+    follower.finish(ending, &settings.dir).await;
+}
+
+/// `message` as the follower is told it: its detail names the archive's files from the archive
+/// directory, not where the server keeps it.
+fn told(message: DaemonMessage, root: &Path) -> DaemonMessage {
+    match message {
+        DaemonMessage::Refused { reason, detail } => DaemonMessage::Refused {
+            reason,
+            detail: within_archive(&detail, root),
+        },
+        DaemonMessage::End { reason, detail } => DaemonMessage::End {
+            reason,
+            detail: within_archive(&detail, root),
+        },
+        other => other,
+    }
 }
 
 /// Reads and checks the SUBSCRIBE, finds where it starts, and answers SUBSCRIBED. `Err(None)`:
@@ -389,14 +406,20 @@ impl Subscriber {
         write_flushed(&mut self.write, &self.buf).await
     }
 
-    /// Logs how the subscription ended, and sends its END when it has one.
-    async fn finish(self, ending: Ending) {
+    /// Logs how the subscription ended, and sends its END when it has one (its files named from
+    /// the archive directory `root`).
+    async fn finish(self, ending: Ending, root: &Path) {
         let frames = self.sent;
         match ending {
             Ending::End(end) => {
                 let (reason, detail) = (end.reason(), end.to_string());
                 tracing::info!(?reason, detail, frames, "subscription ended");
-                close(self.input, self.write, &DaemonMessage::from(&end)).await;
+                close(
+                    self.input,
+                    self.write,
+                    &told(DaemonMessage::from(&end), root),
+                )
+                .await;
             }
             Ending::ConsumerClosed => tracing::info!(frames, "follower closed its connection"),
             Ending::Io(err) => tracing::info!(frames, error = %err, "follower connection lost"),

@@ -29,7 +29,7 @@ use super::completeness_json;
 use crate::archive::query::completeness;
 use crate::archive::query::export::{Format, Rows};
 use crate::archive::read::{
-    DurableEnds, FrameFilter, LowPriorityRuntime, OnGap, ShardCursors, Start,
+    within_archive, DurableEnds, FrameFilter, LowPriorityRuntime, OnGap, ShardCursors, Start,
 };
 use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
@@ -162,6 +162,7 @@ pub(crate) async fn completeness(
         ..filter.clone()
     };
     let (groups, stats) = (Arc::clone(&queries.groups), queries.stats.clone());
+    let dir = root.clone();
     // Called on the readers' thread, spawn_blocking starts threads of its priority.
     let answered = queries.spawn(async move {
         tokio::task::spawn_blocking(move || {
@@ -179,7 +180,11 @@ pub(crate) async fn completeness(
     });
     match answered.await {
         Ok(Ok(Ok(json))) => axum::Json(json).into_response(),
-        Ok(Ok(Err(err))) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        Ok(Ok(Err(err))) => {
+            tracing::warn!(error = %err, "archive completeness: cannot read the archive");
+            let reason = within_archive(&err.to_string(), &dir);
+            refusal(StatusCode::INTERNAL_SERVER_ERROR, reason)
+        }
         Ok(Err(err)) | Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
 }
@@ -368,7 +373,10 @@ pub(crate) async fn frames(
         let reading = (Arc::new(request.filter.clone()), OnGap::End);
         let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
             Ok(cursors) => cursors.passing_damage().counting_damage(&stats),
-            Err(err) => return drop(located.send(Err(err.to_string()))),
+            Err(err) => {
+                tracing::warn!(error = %err, "archive query: cannot read the archive");
+                return drop(located.send(Err(within_archive(&err.to_string(), &root))));
+            }
         };
         let (chunks, body) = mpsc::channel(QUEUED_CHUNKS);
         if located.send(Ok(body)).is_ok() {

@@ -6,6 +6,8 @@
 //! the variants after it); reading on can fail on the files ([`ReadError::SegmentDeleted`],
 //! [`ReadError::Damaged`]); either can find the files unreadable.
 
+use std::path::Path;
+
 use crate::archive::format::{ArchiveError, Damage};
 use crate::domain::position::DurableEnd;
 use crate::domain::position::ShardPosition;
@@ -64,6 +66,14 @@ impl std::fmt::Display for DamagedRange {
     }
 }
 
+/// `text` (an error's) as a client of the daemon is told it: the files of the archive directory
+/// `root` named from it (`shard-01/segment-00000000000000000003.seg`), so that an answer says
+/// which file, not where the server keeps the archive; the daemon's log names them whole.
+pub fn within_archive(text: &str, root: &Path) -> String {
+    let root = root.display().to_string();
+    text.replace(&format!("{root}/"), "").replace(&root, ".")
+}
+
 /// `shards` joined by commas.
 fn listed(shards: &[usize]) -> String {
     let shards: Vec<String> = shards.iter().map(usize::to_string).collect();
@@ -74,7 +84,6 @@ fn listed(shards: &[usize]) -> String {
 mod tests {
     use super::*;
     use crate::domain::position::Position;
-    use std::path::Path;
 
     /// The texts followers receive as REFUSED's and END's detail, and the logs show.
     #[test]
@@ -128,5 +137,19 @@ mod tests {
         for (err, text) in cases {
             assert_eq!(err.to_string(), text);
         }
+    }
+
+    #[test]
+    fn a_client_is_told_the_archive_s_files_not_where_the_server_keeps_them() {
+        let root = Path::new("/var/lib/aggregator/archive");
+        let file = root.join("shard-01/segment-00000000000000000003.seg");
+        let err = ReadError::Damaged(ArchiveError::damaged(&file, 8, "CRC mismatch"));
+        let told = within_archive(&err.to_string(), root);
+        assert_eq!(
+            told,
+            "shard-01/segment-00000000000000000003.seg: offset 8: CRC mismatch"
+        );
+        let whole = within_archive("cannot list /var/lib/aggregator/archive: gone", root);
+        assert_eq!(whole, "cannot list .: gone");
     }
 }

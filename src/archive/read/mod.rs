@@ -34,7 +34,7 @@ mod stopped;
 mod tasks;
 mod window;
 
-pub use error::{DamagedRange, ReadError};
+pub use error::{within_archive, DamagedRange, ReadError};
 pub use filter::FrameFilter;
 pub use gap::{OnGap, Skipped};
 pub use run::{ArchivedFrame, FrameRun};
