@@ -32,6 +32,8 @@ mod shards;
 mod start;
 mod stopped;
 mod tasks;
+#[cfg(test)]
+pub(crate) mod test_archives;
 mod window;
 
 pub use error::{within_archive, DamagedRange, ReadError};

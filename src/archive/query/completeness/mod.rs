@@ -30,6 +30,9 @@ mod passes;
 mod reading;
 mod timeline;
 
+#[cfg(test)]
+mod tests;
+
 pub use answer::{ClockRecord, Completeness, Gap, GapCause, SourceCompleteness};
 pub use passes::{merge_groups, passes, Filled, MergeGroups, Pass, PassStation};
 pub use reading::{completeness, of_files};
