@@ -399,17 +399,25 @@ async fn refused(daemon: &TestDaemon, start: Start) -> (RefuseReason, String) {
     }
 }
 
-#[tokio::test]
-async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
-    let dir = TempDir::new("follow-refuse");
+/// A daemon whose archive rolls every 4 KiB, with `frames` routine frames of live 1 stored: one
+/// connection after another, one write to the archive each, so several segments.
+async fn small_segments(name: &str, frames: u64) -> (TempDir, TestDaemon) {
+    let dir = TempDir::new(name);
     let mut config = archive_config(&dir.0);
     config.archive.segment_bytes = 4096;
     let daemon = start(&config).await;
-    // One connection after another: one write to the archive each, so several segments.
-    for from in (0..500).step_by(50) {
-        daemon.send(LIVE, 1, routine(from..from + 50)).await;
+    for from in (0..frames).step_by(50) {
+        daemon
+            .send(LIVE, 1, routine(from..(from + 50).min(frames)))
+            .await;
     }
-    daemon.wait_archived(500).await;
+    daemon.wait_archived(frames).await;
+    (dir, daemon)
+}
+
+#[tokio::test]
+async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
+    let (dir, daemon) = small_segments("follow-refuse", 500).await;
     let frames = archived(&dir.0);
     assert!(format::list_segments(&dir.0).unwrap().len() >= 3);
     let first = frames[0].0;
@@ -479,14 +487,7 @@ async fn bad_subscriptions_and_positions_are_refused_with_their_reason() {
 /// the server keeps it, and the daemon goes on.
 #[tokio::test]
 async fn an_unreadable_segment_is_refused_by_its_file_not_the_server_s_path() {
-    let dir = TempDir::new("follow-unreadable");
-    let mut config = archive_config(&dir.0);
-    config.archive.segment_bytes = 4096;
-    let daemon = start(&config).await;
-    for from in (0..200).step_by(50) {
-        daemon.send(LIVE, 1, routine(from..from + 50)).await;
-    }
-    daemon.wait_archived(200).await;
+    let (dir, daemon) = small_segments("follow-unreadable", 200).await;
     let first = archived(&dir.0)[0].0;
     assert!(format::list_segments(&dir.0).unwrap().len() >= 2);
     // The oldest segment becomes a directory: opened, it reads nothing.

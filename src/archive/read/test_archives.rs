@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -225,4 +226,28 @@ pub(crate) fn any_run() -> impl proptest::strategy::Strategy<Value = Run> {
         [0usize..SHARDS, 0..SHARDS, 0..SHARDS, 0..SHARDS],
         records,
     )
+}
+
+/// A property's case: the runs of an archive, records a segment, and a window's ends.
+pub(crate) type Case = (Vec<Run>, usize, (i64, i64));
+
+pub(crate) fn any_case() -> impl proptest::strategy::Strategy<Value = Case> {
+    let runs = proptest::collection::vec(any_run(), 1..4);
+    (runs, 1usize..6, (0i64..120, 0i64..120))
+}
+
+/// `case`'s archive, in a directory of its own (the spans of indexes read are kept by path), and
+/// its window, in steps from 30 before the runs' first.
+pub(crate) fn case_archive(case: &Case) -> (PathBuf, Vec<DurableEnd>, Written, FrameFilter) {
+    static CASE: AtomicU64 = AtomicU64::new(0);
+    let (runs, per_segment, ends) = case;
+    let name = format!("prop-{}", CASE.fetch_add(1, Relaxed));
+    let (root, ends_written, written) = any_archive(&name, runs, *per_segment);
+    let at = |t: i64| (1_000_000 + t - 30) as u64 * STEP;
+    let window = FrameFilter {
+        since: Some(at(ends.0.min(ends.1))),
+        until: Some(at(ends.0.max(ends.1))),
+        ..FrameFilter::default()
+    };
+    (root, ends_written, written, window)
 }

@@ -378,21 +378,8 @@ mod tests {
         /// whose clocks stood apart, sources moving between shards from run to run): a window
         /// reads each frame received in it once, as a scan of every frame finds them.
         #[test]
-        fn out_of_order_stamps_are_read_once(
-            runs in proptest::collection::vec(any_run(), 1..4),
-            per_segment in 1usize..6,
-            ends in (0i64..120, 0i64..120),
-        ) {
-            // A directory of its own each case: the spans of indexes read are kept by path.
-            static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (root, ends_written, _) = any_archive(&format!("prop-{case}"), &runs, per_segment);
-            let at = |t: i64| (1_000_000 + t - 30) as u64 * STEP;
-            let window = FrameFilter {
-                since: Some(at(ends.0.min(ends.1))),
-                until: Some(at(ends.0.max(ends.1))),
-                ..FrameFilter::default()
-            };
+        fn out_of_order_stamps_are_read_once(case in any_case()) {
+            let (root, ends_written, _, window) = case_archive(&case);
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             for filter in [window, FrameFilter::default()] {
                 let (frames, _, _) = runtime.block_on(followed(&root, &ends_written, &filter));

@@ -103,22 +103,8 @@ proptest::proptest! {
     /// clocks stood apart, sources moving between shards from run to run): completeness counts
     /// every sequence the model does, none missing that is held between the window's frames.
     #[test]
-    fn out_of_order_stamps_are_never_missing(
-        runs in proptest::collection::vec(any_run(), 1..4),
-        per_segment in 1usize..6,
-        ends in (0i64..120, 0i64..120),
-    ) {
-        // A directory of its own each case: the spans of indexes read are kept by path.
-        static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("completeness-prop-{case}");
-        let (root, ends_written, written) = any_archive(&name, &runs, per_segment);
-        let at = |t: i64| (1_000_000 + t - 30) as u64 * STEP;
-        let window = FrameFilter {
-            since: Some(at(ends.0.min(ends.1))),
-            until: Some(at(ends.0.max(ends.1))),
-            ..FrameFilter::default()
-        };
+    fn out_of_order_stamps_are_never_missing(case in any_case()) {
+        let (root, ends_written, written, window) = case_archive(&case);
         for filter in [window, FrameFilter::default()] {
             let durable = durable_ends(&ends_written);
             let timeline = (filter.since.zip(filter.until))
