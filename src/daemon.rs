@@ -27,11 +27,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::archive::read::DurableEnds;
+use crate::archive::read::{DurableEnds, ReaderHold, Readers};
 use crate::archive::retention::{ReadMarks, Retention, SealedFeed};
 use crate::archive::write::{
-    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, ArchiveTime, ReaderHold, Readers,
-    SyncPolicy,
+    Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, ArchiveTime, SyncPolicy,
 };
 use crate::catalog::CatalogHandle;
 use crate::config::{AckMode, Config, Identity, PipelineConfig, Protected};

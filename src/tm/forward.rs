@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 
 use super::packets::PacketStream;
 use crate::archive::read::DurableEnds;
-use crate::archive::write::Readers;
+use crate::archive::read::Readers;
 use crate::config::TmSelection;
 use crate::stats::{Stats, TmOutput};
 

@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::read::Readers;
 use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks};
-use crate::archive::write::Readers;
 use crate::config::{TmForwardConfig, TmServerConfig};
 use crate::stats::Stats;
 use forward::TmForward;

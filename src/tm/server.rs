@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::packets::PacketStream;
+use crate::archive::read::Readers;
 use crate::archive::read::{DurableEnds, ReadError};
-use crate::archive::write::Readers;
 use crate::config::{TmFraming, TmSelection};
 use crate::net::{accept_until, Limits, Slots};
 use crate::protocol::ccsds::{self, Framing};

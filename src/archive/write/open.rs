@@ -6,13 +6,13 @@ use std::sync::{mpsc, Arc};
 
 use tokio::sync::watch;
 
-use super::disk::Readers;
 use super::journal::{self, Gate, Leftover};
 use super::recovery::{self, Recovered};
 use super::sink::{Archive, ArchiveSink, ArchiveTime, CountingSink};
 use super::writer::{create_dir, SegmentSink, ShardDir, Shared};
 use crate::archive::format::index::{OpenSpan, SpanCache};
 use crate::archive::format::{self, shard_dir, ArchiveError};
+use crate::archive::read::Readers;
 use crate::archive::retention::{SealedFeed, ShardStart};
 use crate::config::{ArchiveConfig, ArchiveKind};
 use crate::domain::clock::ArchiveClock;

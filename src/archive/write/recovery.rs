@@ -21,7 +21,7 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::disk;
+use super::files;
 use super::journal::Leftover;
 use super::tracked::Tracked;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
@@ -190,7 +190,7 @@ fn settle_newest(path: &Path) -> Result<u64, ArchiveError> {
         .metadata()
         .map_err(ArchiveError::io(path, "read the length of"))?
         .len();
-    disk::trim(&newest, path, len)?;
+    files::trim(&newest, path, len)?;
     newest.sync_all().map_err(ArchiveError::io(path, "sync"))?;
     Ok(len)
 }
@@ -242,6 +242,7 @@ pub(super) struct Recovered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::write::page_cache;
     use crate::domain::frame::{Priority, SourceKind};
 
     fn tracked(watermark: Option<u64>, runs: &[(u64, u64)]) -> Tracked {
@@ -335,7 +336,7 @@ mod tests {
         }
 
         let tmp = std::env::temp_dir();
-        if disk::on_tmpfs(&tmp) {
+        if page_cache::on_tmpfs(&tmp) {
             eprintln!(
                 "skipped: {} is a tmpfs, whose pages stay cached",
                 tmp.display()
@@ -367,8 +368,8 @@ mod tests {
         assert_eq!(sources[&source].watermark, Some(255), "read back as stored");
 
         let file = fs::File::open(&path).unwrap();
-        disk::release_cached(&file, bytes.len() as u64, &Arc::default());
-        let left = disk::cached_pages(&file, bytes.len());
+        page_cache::release_cached(&file, bytes.len() as u64, &Arc::default());
+        let left = page_cache::cached_pages(&file, bytes.len());
         assert_eq!(left, 0, "{left} pages still dirty after recovery");
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::disk::Readers;
 use crate::archive::format::index::SpanCache;
 use crate::archive::format::ArchiveError;
+use crate::archive::read::Readers;
 use crate::archive::retention::SealedFeed;
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;

@@ -37,13 +37,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::watch;
 
-use super::disk::{self, Disk, DiskShared, Readers, Segment};
+use super::disk::{self, Disk, DiskShared};
+use super::files::{self, Segment};
 use super::journal::{self, Gate, Journal};
 use super::recovery::{self, Newest, Recovered, Start};
 use super::sink::{ArchiveSink, BoxFuture};
 use super::tracked::Tracked;
 use crate::archive::format::index::{OpenSpan, SealedSegment, SegmentIndex, SpanCache};
 use crate::archive::format::{self, ArchiveError, FrameRecord, FramesHead};
+use crate::archive::read::Readers;
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
 use crate::domain::clock::{self, ArchiveClock, ClockEvent, ClockEventKind, ClockSteps};
@@ -333,7 +335,7 @@ impl Writer {
             len,
             contents,
         } = newest;
-        let file = disk::open_appending(&path, self.segment_bytes)?;
+        let file = files::open_appending(&path, self.segment_bytes)?;
         self.contents = contents;
         self.buf.clear();
         self.encode_journaled(len, journaled);
@@ -364,18 +366,18 @@ impl Writer {
         journaled: &[FrameRecord],
         event: &ClockEvent,
     ) -> Result<u64, ArchiveError> {
-        let mut file = disk::create_staged(&self.dir, index, self.segment_bytes)?;
+        let mut file = files::create_staged(&self.dir, index, self.segment_bytes)?;
         let raised = self.checkpoint();
         self.contents = SegmentIndex::default();
         self.encode_journaled(0, journaled);
         self.encode_clock(0, event);
         self.span.add(self.contents.received);
         file.write_all(&self.buf).map_err(ArchiveError::io(
-            &disk::staged_path(&self.dir, index),
+            &files::staged_path(&self.dir, index),
             "write",
         ))?;
         self.commit(&raised);
-        let path = disk::publish(&self.dir, &file, index)?;
+        let path = files::publish(&self.dir, &file, index)?;
         self.segment = Some(Segment {
             file: Arc::new(file),
             path,
@@ -534,7 +536,7 @@ impl Writer {
     /// checkpoint comes before any frame is encoded for the new segment, since encoding adds to
     /// what it lists.
     fn switch(&mut self, mut next: File, index: u64) -> Result<(), ArchiveError> {
-        let staged = disk::staged_path(&self.dir, index);
+        let staged = files::staged_path(&self.dir, index);
         let raised = self.checkpoint();
         next.write_all(&self.buf)
             .map_err(ArchiveError::io(&staged, "write"))?;

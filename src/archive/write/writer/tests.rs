@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::archive::format::{Entry, MAGIC};
+use crate::archive::write::page_cache;
 use crate::config::{ArchiveKind, SyncMode};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::ledger::{Ledger, Run};
@@ -86,7 +87,7 @@ fn fresh_archive(name: &str, segment_bytes: u64) -> (PathBuf, ArchiveConfig) {
 fn cached_pages(path: &Path) -> usize {
     let file = File::open(path).unwrap();
     let len = file.metadata().unwrap().len() as usize;
-    disk::cached_pages(&file, len)
+    page_cache::cached_pages(&file, len)
 }
 
 /// The archive never reads a segment back, so a sync leaves none of what it covered cached.
@@ -516,7 +517,7 @@ async fn a_full_segment_does_not_stop_the_writer_and_the_next_is_named_after_it(
     sink.sync().await.unwrap();
     assert_eq!(
         staged(&dir),
-        [disk::staged_path(&dir, 2)
+        [files::staged_path(&dir, 2)
             .file_name()
             .unwrap()
             .to_string_lossy()]
@@ -573,7 +574,7 @@ async fn a_segment_a_crash_left_unnamed_is_deleted_and_not_read() {
     let named = dir.join(format::segment_name(1));
     let mut unnamed = fs::read(&named).unwrap();
     unnamed.extend_from_slice(&fs::read(&named).unwrap()[MAGIC.len()..]);
-    fs::write(disk::staged_path(&dir, 2), &unnamed).unwrap();
+    fs::write(files::staged_path(&dir, 2), &unnamed).unwrap();
 
     let (sink, resume) = SegmentSink::open(&config).unwrap();
     let point = &resume[&(SourceKind::LiveUplink, 1)];
