@@ -36,6 +36,8 @@ mod tasks;
 #[cfg(test)]
 pub(crate) mod test_archives;
 mod window;
+#[cfg(test)]
+mod window_tests;
 
 pub use error::{within_archive, DamagedRange, ReadError};
 pub use filter::FrameFilter;

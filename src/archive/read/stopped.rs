@@ -5,9 +5,9 @@ use std::path::Path;
 
 use tokio::sync::watch;
 
+use super::shards::DurableEnds;
 use crate::archive::format::index::SpanCache;
 use crate::archive::format::{self, ArchiveError};
-use crate::archive::read::DurableEnds;
 
 /// Each shard's end for a reading of the archive at `root` as its files are now: the newest
 /// segment's last whole record (a daemon may be appending one; a crash may have torn one). Their
