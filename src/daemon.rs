@@ -286,9 +286,10 @@ impl Daemon {
             self.health(),
             self.frames(),
             self.catalog(),
-            (self.tls(), self.archive_ends()),
+            self.archive_ends(),
             &self.config,
         )
+        .with_tls(self.tls())
     }
 
     /// Every shard's durable end, for readers of the archive's files; `None` when it keeps none.
@@ -428,8 +429,8 @@ impl Daemon {
         let protect_nats = config.archive.retention.protect.contains(&Protected::Nats);
         let marks = protect_nats.then(|| Arc::new(ReadMarks::default()));
         let retention = self.files.take().map(|files| {
-            let limits = (config.archive.retention.clone(), config.clock.start_grace);
-            Retention::start(files, limits, stats.clone(), marks.clone())
+            let (limits, grace) = (config.archive.retention.clone(), config.clock.start_grace);
+            Retention::start(files, limits, grace, stats.clone(), marks.clone())
         });
         let nats = config.sinks.nats.clone().and_then(|nats| {
             if durable.is_empty() {
@@ -593,8 +594,14 @@ impl StatsPublisher {
         let stop = CancellationToken::new();
         let interval = config.dashboard.stats_interval;
         let dashboard = tokio::spawn(stats_log::run(published.subscribe()));
-        let clock_config = (config.clock.clone(), config.archive.retention.max_age);
-        let watch = clock::watch(clock_config, archive_time, stats.clone(), stop.clone());
+        let (clock_config, max_age) = (config.clock.clone(), config.archive.retention.max_age);
+        let watch = clock::watch(
+            clock_config,
+            max_age,
+            archive_time,
+            stats.clone(),
+            stop.clone(),
+        );
         let clock = tokio::spawn(watch);
         let task = tokio::spawn(stats::publish(stats, published, interval, stop.clone()));
         StatsPublisher {

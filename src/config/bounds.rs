@@ -134,15 +134,18 @@ impl Bound {
     }
 }
 
-/// The rows of a listener's connection limits: `max_connections` under `key`, and one address's
-/// share of them under `per_address_key`.
-pub(super) fn connections(
-    (key, per_address_key): (&'static str, &'static str),
-    limits: Limits,
-) -> [Bound; 2] {
+/// The keys of a listener's connection limits: `max_connections`, and one address's share of them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ConnectionKeys {
+    pub total: &'static str,
+    pub per_address: &'static str,
+}
+
+/// The rows of a listener's connection limits, under `keys`.
+pub(super) fn connections(keys: ConnectionKeys, limits: Limits) -> [Bound; 2] {
     [
-        Bound::count(key, limits.total, MAX_CONNECTIONS),
-        Bound::count(per_address_key, limits.per_address, limits.total as u64)
+        Bound::count(keys.total, limits.total, MAX_CONNECTIONS),
+        Bound::count(keys.per_address, limits.per_address, limits.total as u64)
             .most_because("one address holds at most all of the listener's connections"),
     ]
 }

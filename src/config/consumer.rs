@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::bounds;
+use super::bounds::{self, ConnectionKeys};
 use super::de::socket_addr;
 use super::error::Invalid;
 use crate::net::Limits;
@@ -44,10 +44,10 @@ impl ConsumerConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        let keys = (
-            "consumer.max_connections",
-            "consumer.max_connections_per_address",
-        );
+        let keys = ConnectionKeys {
+            total: "consumer.max_connections",
+            per_address: "consumer.max_connections_per_address",
+        };
         bounds::check(&bounds::connections(keys, self.limits()))
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
-use super::bounds;
+use super::bounds::{self, ConnectionKeys};
 use super::de::some_socket_addr;
 use super::error::Invalid;
 use crate::net::Limits;
@@ -84,7 +84,7 @@ impl ListenerConfig {
 
     /// Checks the section; `keys` name its limits (`uplink.max_connections`,
     /// `uplink.max_connections_per_address`).
-    pub(super) fn validate(&self, keys: (&'static str, &'static str)) -> Result<(), Invalid> {
+    pub(super) fn validate(&self, keys: ConnectionKeys) -> Result<(), Invalid> {
         bounds::check(&bounds::connections(keys, self.limits()))
     }
 }

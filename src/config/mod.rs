@@ -37,6 +37,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use bounds::ConnectionKeys;
+
 pub use archive::Protected;
 pub use archive::RetentionConfig;
 pub use archive::{ArchiveConfig, ArchiveKind, SyncMode};
@@ -201,14 +203,14 @@ impl Config {
     /// Checks what serde cannot: each section's own rules, then the relations between sections.
     /// A failure names the key and the problem.
     pub fn validate(&self) -> Result<(), Invalid> {
-        self.uplink.validate((
-            "uplink.max_connections",
-            "uplink.max_connections_per_address",
-        ))?;
-        self.replay.validate((
-            "replay.max_connections",
-            "replay.max_connections_per_address",
-        ))?;
+        self.uplink.validate(ConnectionKeys {
+            total: "uplink.max_connections",
+            per_address: "uplink.max_connections_per_address",
+        })?;
+        self.replay.validate(ConnectionKeys {
+            total: "replay.max_connections",
+            per_address: "replay.max_connections_per_address",
+        })?;
         self.consumer.validate()?;
         self.monitor.validate()?;
         self.pipeline.validate()?;

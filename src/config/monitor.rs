@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::bounds::{self, Bound};
+use super::bounds::{self, Bound, ConnectionKeys};
 use super::de::{millis, socket_addr};
 use super::error::{Invalid, Problem};
 use crate::net::Limits;
@@ -73,10 +73,10 @@ impl MonitorConfig {
 
     /// Bounds, and `protect_all` only with a token to require.
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        let keys = (
-            "monitor.max_connections",
-            "monitor.max_connections_per_address",
-        );
+        let keys = ConnectionKeys {
+            total: "monitor.max_connections",
+            per_address: "monitor.max_connections_per_address",
+        };
         bounds::check(&bounds::connections(keys, self.limits()))?;
         bounds::check(&[
             Bound::millis("monitor.header_read_timeout_ms", self.header_read_timeout),

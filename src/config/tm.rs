@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
-use super::bounds::{self, Bound};
+use super::bounds::{self, Bound, ConnectionKeys};
 use super::de::socket_addr;
 use super::error::{Invalid, Problem};
 use crate::domain::frame::{parse_source, SourceKey, SourceKind};
@@ -190,10 +190,10 @@ pub(super) fn validate(
         server
             .selection()
             .validate("tm_servers.apids", "tm_servers.kinds")?;
-        let keys = (
-            "tm_servers.max_connections",
-            "tm_servers.max_connections_per_address",
-        );
+        let keys = ConnectionKeys {
+            total: "tm_servers.max_connections",
+            per_address: "tm_servers.max_connections_per_address",
+        };
         bounds::check(&bounds::connections(keys, server.limits()))?;
         let addr = server.listen;
         if addr.port() != 0 && !addresses.insert(addr) {

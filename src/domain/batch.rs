@@ -182,6 +182,15 @@ pub(crate) struct ReadBatches {
     pub accepted: u64,
 }
 
+/// A frame read from a connection: its priority, its sequence, and where its payload lies in the
+/// read.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadFrame {
+    pub priority: Priority,
+    pub sequence: u64,
+    pub payload: std::ops::Range<usize>,
+}
+
 impl ReadBatches {
     /// A new frame of `source`: into its lane's last batch, or a new one when that is full, and
     /// into the runs.
@@ -190,10 +199,14 @@ impl ReadBatches {
         source: &Arc<Source>,
         max_batch: usize,
         decoded_at: Instant,
-        (priority, sequence): (Priority, u64),
-        payload: std::ops::Range<usize>,
+        frame: ReadFrame,
         reception: Option<(&Arc<Delivery>, Received)>,
     ) {
+        let ReadFrame {
+            priority,
+            sequence,
+            payload,
+        } = frame;
         self.accepted += 1;
         let lane = match priority {
             Priority::Emergency => &mut self.emergency,

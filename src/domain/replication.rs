@@ -37,6 +37,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -188,14 +189,14 @@ impl Replication {
     }
 
     /// Called by the sink for frames JetStream acknowledged (or already held): those of one
-    /// priority of source `key` with sequences `first..=last`, every such frame the sink read of
+    /// priority of source `key` with these `sequences`, every such frame the sink read of
     /// it (those of one message); `new` of them written by this run. The source's acknowledgement
     /// may move.
     pub(crate) fn replicated(
         &self,
         key: SourceKey,
         priority: Priority,
-        (first, last): (u64, u64),
+        sequences: RangeInclusive<u64>,
         new: u64,
     ) {
         let ledger = {
@@ -203,7 +204,7 @@ impl Replication {
             ledgers.get(&key).cloned()
         };
         if let Some(ledger) = ledger {
-            ledger.stored(priority, first, last);
+            ledger.stored(priority, *sequences.start(), *sequences.end());
         }
         if new > 0 {
             self.passed(new);
@@ -304,13 +305,13 @@ mod tests {
         gate.written(5);
         let key = (source.kind, source.id);
         for sequence in 1..=2 {
-            gate.replicated(key, Priority::Routine, (sequence, sequence), 1);
+            gate.replicated(key, Priority::Routine, sequence..=sequence, 1);
         }
         assert_eq!(source.last_acked(), None, "frames 1-2 of the run 1-3");
-        gate.replicated(key, Priority::Routine, (3, 3), 1);
+        gate.replicated(key, Priority::Routine, 3..=3, 1);
         assert_eq!(source.last_acked(), Some(3));
-        gate.replicated(key, Priority::Routine, (4, 4), 1);
-        gate.replicated(key, Priority::Routine, (5, 5), 1);
+        gate.replicated(key, Priority::Routine, 4..=4, 1);
+        gate.replicated(key, Priority::Routine, 5..=5, 1);
         assert_eq!(source.last_acked(), Some(5));
         assert_eq!(gate.waiting(), 0);
     }

@@ -158,7 +158,8 @@ async fn accept(
     let slots = Slots::new(shared.settings.limits);
     accept_until(
         listener,
-        (&slots, Slots::take),
+        &slots,
+        Slots::take,
         &shared.drain,
         &shared.settings.stats,
         |stream, peer, slot| {
@@ -258,12 +259,13 @@ async fn subscribe(
     if shared.durable.is_empty() {
         return Err(Some(Refusal::NoArchive));
     }
-    let reading = (Arc::new(subscription.filter.clone()), subscription.on_gap);
+    let (wanted, on_gap) = (Arc::new(subscription.filter.clone()), subscription.on_gap);
     let located = ShardCursors::locate(
         &shared.settings.dir,
         &shared.durable,
         &subscription.start,
-        reading,
+        wanted,
+        on_gap,
     );
     let cursors = (located.await).map_err(|err| Some(Refusal::Archive(err)))?;
     let cursors = cursors.counting_damage(&shared.settings.stats);

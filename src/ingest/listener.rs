@@ -90,7 +90,8 @@ async fn accept_loop(
     let slots = Slots::new(limits);
     accept_until(
         &listener,
-        (&slots, Slots::take),
+        &slots,
+        Slots::take,
         &drain,
         &stats,
         |stream, peer, slot| {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::merge::{MergeGroup, PacketId, Verdict};
 use crate::config::LinkConfig;
-use crate::domain::batch::ReadBatches;
+use crate::domain::batch::{ReadBatches, ReadFrame};
 use crate::domain::frame::Priority;
 use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received};
 use crate::domain::sequence_set::SequenceSet;
@@ -475,8 +475,11 @@ impl Slot {
             &self.source,
             link.max_batch,
             decoded_at,
-            (packet.priority, sequence),
-            packet.range,
+            ReadFrame {
+                priority: packet.priority,
+                sequence,
+                payload: packet.range,
+            },
             Some((&link.delivery, packet.received)),
         );
     }

@@ -64,7 +64,8 @@ pub(crate) async fn listen(
     let stats = link.stats.clone();
     accept_until(
         &listener,
-        (&slots, Slots::take_or_evict),
+        &slots,
+        Slots::take_or_evict,
         &drain,
         &stats,
         |stream, peer, slot| {

@@ -29,7 +29,8 @@ pub(crate) type Take = fn(&Arc<Slots>, IpAddr) -> Result<Slot, Refused>;
 /// with a backoff.
 pub(crate) async fn accept_until(
     listener: &TcpListener,
-    (slots, take): (&Arc<Slots>, Take),
+    slots: &Arc<Slots>,
+    take: Take,
     drain: &CancellationToken,
     stats: &Stats,
     mut admit: impl FnMut(TcpStream, SocketAddr, Result<Slot, Refused>),

@@ -65,7 +65,8 @@ pub(crate) struct ArchiveQueries {
 impl ArchiveQueries {
     pub(crate) fn new(
         archive: Option<(PathBuf, DurableEnds)>,
-        (most, groups): (usize, completeness::MergeGroups),
+        most: usize,
+        groups: completeness::MergeGroups,
         stats: Stats,
     ) -> ArchiveQueries {
         let start = || match LowPriorityRuntime::start("archive-queries") {
@@ -370,14 +371,15 @@ pub(crate) async fn frames(
     };
     let stats = queries.stats.clone();
     queries.spawn(async move {
-        let reading = (Arc::new(request.filter.clone()), OnGap::End);
-        let cursors = match ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await {
-            Ok(cursors) => cursors.passing_damage().counting_damage(&stats),
-            Err(err) => {
-                tracing::warn!(error = %err, "archive query: cannot read the archive");
-                return drop(located.send(Err(within_archive(&err.to_string(), &root))));
-            }
-        };
+        let (wanted, on_gap) = (Arc::new(request.filter.clone()), OnGap::End);
+        let cursors =
+            match ShardCursors::locate(&root, &durable, &Start::Oldest, wanted, on_gap).await {
+                Ok(cursors) => cursors.passing_damage().counting_damage(&stats),
+                Err(err) => {
+                    tracing::warn!(error = %err, "archive query: cannot read the archive");
+                    return drop(located.send(Err(within_archive(&err.to_string(), &root))));
+                }
+            };
         let (chunks, body) = mpsc::channel(QUEUED_CHUNKS);
         if located.send(Ok(body)).is_ok() {
             answer(cursors, request, chunks, permit).await;

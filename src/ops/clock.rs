@@ -54,7 +54,8 @@ struct ClockWatch {
 /// Watches the wall clock until `stop`: the start's check against `archive`'s newest frame (with
 /// retention's `max_age`), then a comparison every [`CHECK_INTERVAL`].
 pub(crate) async fn watch(
-    (config, max_age): (ClockConfig, Option<Duration>),
+    config: ClockConfig,
+    max_age: Option<Duration>,
     archive: ArchiveTime,
     stats: Stats,
     stop: CancellationToken,

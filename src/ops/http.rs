@@ -69,7 +69,8 @@ pub(crate) async fn serve(
         let slots = Slots::new(http.settings.limits());
         let accepting = accept_until(
             &listener,
-            (&slots, Slots::take_or_evict),
+            &slots,
+            Slots::take_or_evict,
             &stopping,
             &http.stats,
             |stream, peer, slot| {

@@ -111,13 +111,13 @@ impl MonitorState {
         health: HealthProbe,
         frames: Subscribe,
         catalog: CatalogHandle,
-        (tls, archive): (Option<Arc<ServerTls>>, Option<DurableEnds>),
+        archive: Option<DurableEnds>,
         config: &Config,
     ) -> Self {
         let archive = archive.map(|durable| (config.archive.dir.clone(), durable));
         let most = config.monitor.max_archive_queries;
         let groups = merge_groups(&config.links);
-        let queries = ArchiveQueries::new(archive, (most, groups), stats.clone());
+        let queries = ArchiveQueries::new(archive, most, groups, stats.clone());
         MonitorState {
             feed: FeedState::new(frames, catalog.clone(), config.feed.clone(), stats.clone()),
             stats,
@@ -128,11 +128,17 @@ impl MonitorState {
             started: Instant::now(),
             warnings: config.exposure_warnings().into(),
             access: None,
-            tls,
+            tls: None,
             settings: config.monitor.clone(),
             drain_deadline: config.shutdown.drain_deadline,
             archive: queries,
         }
+    }
+
+    /// Serves HTTPS with `tls`, reloaded through it.
+    pub(crate) fn with_tls(mut self, tls: Option<Arc<ServerTls>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Requires `access`'s token (`monitor.token_file`).
@@ -213,9 +219,9 @@ async fn sample_rates(stats: Stats, rates: Arc<Rates>, stop: CancellationToken) 
         }
         let now = (Instant::now(), stats.snapshot());
         let seconds = now.0.duration_since(previous.0).as_secs_f64();
-        if let Some((frames, bytes)) = processing_rates(&previous.1, &now.1, seconds) {
-            rates.frames_per_sec.store(frames.to_bits(), Relaxed);
-            rates.bytes_per_sec.store(bytes.to_bits(), Relaxed);
+        if let Some(now_rates) = processing_rates(&previous.1, &now.1, seconds) {
+            (rates.frames_per_sec).store(now_rates.frames_per_sec.to_bits(), Relaxed);
+            (rates.bytes_per_sec).store(now_rates.bytes_per_sec.to_bits(), Relaxed);
         }
         previous = now;
     }

@@ -12,7 +12,7 @@
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::stats::{processing_rates, PipelineStats};
+use crate::stats::{processing_rates, PipelineStats, ProcessingRates};
 
 /// Logs each snapshot published on `published`, the last one included, until its publisher has
 /// gone (once the drain is over).
@@ -23,7 +23,7 @@ pub(crate) async fn run(published: watch::Receiver<PipelineStats>) {
 /// Hands each snapshot and the processing rates since the one before to `line`.
 async fn follow(
     mut published: watch::Receiver<PipelineStats>,
-    mut line: impl FnMut(&PipelineStats, (f64, f64)),
+    mut line: impl FnMut(&PipelineStats, ProcessingRates),
 ) {
     let mut last = (Instant::now(), PipelineStats::default());
     while published.changed().await.is_ok() {
@@ -38,7 +38,7 @@ async fn follow(
 }
 
 /// The stats line: totals, then the processing rates since the last line.
-fn log_line(s: &PipelineStats, (frames_per_sec, bytes_per_sec): (f64, f64)) {
+fn log_line(s: &PipelineStats, rates: ProcessingRates) {
     tracing::info!(
         // The module's old name, kept: operators' log filters and searches name it.
         target: "aggregator::ops::dashboard",
@@ -56,8 +56,8 @@ fn log_line(s: &PipelineStats, (frames_per_sec, bytes_per_sec): (f64, f64)) {
         s.lag_events,
         if s.archive_failing == 0 { "ok" } else { "FAILING" },
         s.archive_unsynced_bytes,
-        frames_per_sec,
-        bytes_per_sec / 1e6,
+        rates.frames_per_sec,
+        rates.bytes_per_sec / 1e6,
     );
 }
 

@@ -16,6 +16,13 @@ use crate::archive::format::RecordsLen;
 use crate::archive::read::{ArchivedFrame, ShardCursors};
 use crate::domain::frame::{Priority, SourceKey};
 
+/// The most read and not yet published: frames, and their payload bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReadAhead {
+    pub(super) frames: usize,
+    pub(super) bytes: usize,
+}
+
 /// The archive's cursors, the frames read from them not yet published, and those not yet
 /// acknowledged.
 pub(super) struct Backlog {
@@ -240,9 +247,8 @@ impl Backlog {
         self.frames
     }
 
-    /// Whether fewer than `frames` frames and `bytes` bytes of payload are read and not yet
-    /// published.
-    pub(super) fn has_room(&self, (frames, bytes): (usize, usize)) -> bool {
-        self.frames < frames && self.bytes < bytes
+    /// Whether less than `most` is read and not yet published.
+    pub(super) fn has_room(&self, most: ReadAhead) -> bool {
+        self.frames < most.frames && self.bytes < most.bytes
     }
 }

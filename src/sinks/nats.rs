@@ -41,7 +41,7 @@ use async_nats::Client;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backlog::Backlog;
+use super::backlog::{Backlog, ReadAhead};
 use super::client::connect;
 use super::cursor::CursorFile;
 use super::fleet::EarlierFrames;
@@ -68,8 +68,14 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// each layout: an emergency among them is published before the routine frames ahead of it. More
 /// than JetStream takes in the longest of [`crate::domain::replication::PACES`] on the reference machine, so that
 /// with `ack = "replicated"` an emergency is found as soon as it is durable.
-const READ_AHEAD: usize = 16_384;
-const READ_AHEAD_RECORDS: (usize, usize) = (262_144, 128 << 20);
+const READ_AHEAD: ReadAhead = ReadAhead {
+    frames: 16_384,
+    bytes: usize::MAX,
+};
+const READ_AHEAD_RECORDS: ReadAhead = ReadAhead {
+    frames: 262_144,
+    bytes: 128 << 20,
+};
 
 /// Layout `records/1`: the most bytes of frame records in one message (less where the server's
 /// `max_payload` is less), and in all the messages in flight but those with an emergency: what a
@@ -463,8 +469,9 @@ impl JetStreamWriter {
         let start = Start::After(self.acked.clone());
         // Never stopped by a deletion: retention may delete what the sink has not published (a
         // size limit does even when the sink is protected), and it goes on at the oldest frame left.
-        let reading = (Arc::new(FrameFilter::default()), OnGap::Oldest);
-        let located = ShardCursors::locate(&self.files.dir, &self.files.durable, &start, reading);
+        let (wanted, on_gap) = (Arc::new(FrameFilter::default()), OnGap::Oldest);
+        let located =
+            ShardCursors::locate(&self.files.dir, &self.files.durable, &start, wanted, on_gap);
         let mut cursors = located.await?.counting_damage(&self.stats);
         self.note_skipped(&mut cursors);
         Ok(Backlog::new(cursors, self.layout))
@@ -473,7 +480,7 @@ impl JetStreamWriter {
     /// Whether the backlog may read more: the frames and bytes read ahead of what is published.
     fn has_room(&self, backlog: &Backlog) -> bool {
         backlog.has_room(match self.layout {
-            Layout::Frame => (READ_AHEAD, usize::MAX),
+            Layout::Frame => READ_AHEAD,
             Layout::Records => READ_AHEAD_RECORDS,
         })
     }
@@ -740,8 +747,8 @@ impl JetStreamWriter {
             let key = (first.frame.kind, first.frame.source_id);
             let priorities = [Priority::Routine, Priority::Emergency];
             for (priority, run) in priorities.into_iter().zip(runs) {
-                if let Some((sequences, fresh)) = run {
-                    replication.replicated(key, priority, sequences, fresh);
+                if let Some(((first, last), fresh)) = run {
+                    replication.replicated(key, priority, first..=last, fresh);
                 }
             }
         }

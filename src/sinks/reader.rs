@@ -93,8 +93,8 @@ pub async fn read_stream(
     let mut read = 0;
     for subject in subjects {
         let info = (stream.info().await).map_err(|e| failed(e.to_string()))?;
-        let upto = (subject, info.state.last_sequence);
-        let (messages, going_on) = read_subject(&stream, &naming, upto, filter, &mut each)
+        let last = info.state.last_sequence;
+        let (messages, going_on) = read_subject(&stream, &naming, subject, last, filter, &mut each)
             .await
             .map_err(failed)?;
         read += messages;
@@ -110,7 +110,8 @@ pub async fn read_stream(
 async fn read_subject(
     stream: &Stream,
     naming: &Naming,
-    (subject, last): (String, u64),
+    subject: String,
+    last: u64,
     filter: &FrameFilter,
     each: &mut impl FnMut(Read) -> bool,
 ) -> Result<(u64, bool), String> {

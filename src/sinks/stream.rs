@@ -129,13 +129,13 @@ impl SinkStream {
                 "the NATS sink publishes in the stream's layout"
             ),
         }
-        self.warn((info.num_replicas, info.duplicate_window));
+        self.warn(info.num_replicas, info.duplicate_window);
         self.stream = Some(stream);
         Ok(layout)
     }
 
     /// Warns of a stream that falls short of the configuration, once for each shape it has.
-    fn warn(&mut self, (replicas, window): (usize, Duration)) {
+    fn warn(&mut self, replicas: usize, window: Duration) {
         if self.seen.replace((replicas, window)) == Some((replicas, window)) {
             return;
         }

@@ -124,18 +124,22 @@ impl PipelineStats {
     }
 }
 
-/// Frames and payload bytes processed per second between two snapshots `seconds` apart; `None`
-/// when no time passed.
+/// Frames and payload bytes processed per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct ProcessingRates {
+    pub frames_per_sec: f64,
+    pub bytes_per_sec: f64,
+}
+
+/// The processing rates between two snapshots `seconds` apart; `None` when no time passed.
 pub(crate) fn processing_rates(
     earlier: &PipelineStats,
     later: &PipelineStats,
     seconds: f64,
-) -> Option<(f64, f64)> {
+) -> Option<ProcessingRates> {
     let per_sec = |new: u64, old: u64| new.saturating_sub(old) as f64 / seconds;
-    (seconds > 0.0).then(|| {
-        (
-            per_sec(later.frames_processed, earlier.frames_processed),
-            per_sec(later.bytes_processed, earlier.bytes_processed),
-        )
+    (seconds > 0.0).then(|| ProcessingRates {
+        frames_per_sec: per_sec(later.frames_processed, earlier.frames_processed),
+        bytes_per_sec: per_sec(later.bytes_processed, earlier.bytes_processed),
     })
 }

@@ -32,7 +32,7 @@ use shards::ShardCounters;
 use tm::TmCounters;
 
 pub use counters::PipelineStats;
-pub(crate) use counters::{processing_rates, MetricKind};
+pub(crate) use counters::{processing_rates, MetricKind, ProcessingRates};
 pub(crate) use links::LinkCounters;
 pub use links::LinkSnapshot;
 pub use links::LinkState;

@@ -45,7 +45,8 @@ pub(crate) async fn run(forward: TmForward) {
         &forward.archive,
         &forward.durable,
         forward.selection.clone(),
-        (forward.output.clone(), &forward.stats),
+        forward.output.clone(),
+        &forward.stats,
     )
     .await;
     let mut packets = match located {

@@ -33,7 +33,8 @@ impl PacketStream {
         root: &Path,
         durable: &DurableEnds,
         selection: TmSelection,
-        (output, stats): (TmOutput, &Stats),
+        output: TmOutput,
+        stats: &Stats,
     ) -> Result<PacketStream, ReadError> {
         let start = match selection.from {
             TmStart::Now => Start::Now,
@@ -48,7 +49,7 @@ impl PacketStream {
             true => OnGap::Oldest,
             false => OnGap::End,
         };
-        let cursors = ShardCursors::locate(root, durable, &start, (filter, on_gap)).await?;
+        let cursors = ShardCursors::locate(root, durable, &start, filter, on_gap).await?;
         let cursors = cursors.counting_damage(stats);
         Ok(PacketStream {
             cursors,

@@ -62,7 +62,8 @@ pub(crate) async fn accept(
     let slots = Slots::new(service.limits);
     accept_until(
         listener,
-        (&slots, Slots::take),
+        &slots,
+        Slots::take,
         &service.drain,
         &service.stats,
         |stream, peer, slot| {
@@ -97,7 +98,8 @@ async fn serve(stream: TcpStream, peer: SocketAddr, service: &TmService) {
         &service.archive,
         &service.durable,
         service.selection.clone(),
-        (service.output.clone(), &service.stats),
+        service.output.clone(),
+        &service.stats,
     )
     .await;
     let mut packets = match located {

@@ -63,7 +63,7 @@ pub struct TimeBlock {
 /// and id, so that a reader of a few sources passes over blocks that hold none of them. A
 /// block of many sources has most bits set and is read; one of a source or two, as a busy
 /// source's batches make them, is passed over unless a bit matches.
-pub(crate) fn source_bit((kind, id): (u8, u32)) -> u64 {
+pub(crate) fn source_bit(kind: u8, id: u32) -> u64 {
     let key = u64::from(kind) << 32 | u64::from(id);
     1 << (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
 }
@@ -72,9 +72,9 @@ pub(crate) fn source_bit((kind, id): (u8, u32)) -> u64 {
 pub(crate) fn sources_mask(sources: &[SourceKey]) -> u64 {
     match sources {
         [] => u64::MAX,
-        sources => sources.iter().fold(0, |mask, &(kind, id)| {
-            mask | source_bit((kind.to_byte(), id))
-        }),
+        sources => sources
+            .iter()
+            .fold(0, |mask, &(kind, id)| mask | source_bit(kind.to_byte(), id)),
     }
 }
 
@@ -181,7 +181,8 @@ impl SegmentIndex {
     pub(crate) fn add(
         &mut self,
         offset: u64,
-        (source, received_ns): (SourceKey, u64),
+        source: SourceKey,
+        received_ns: u64,
         sequences: impl IntoIterator<Item = u64>,
     ) {
         let span = self
@@ -204,7 +205,7 @@ impl SegmentIndex {
             self.place(
                 offset,
                 received_ns,
-                source_bit((source.0.to_byte(), source.1)),
+                source_bit(source.0.to_byte(), source.1),
             );
         }
     }
@@ -212,7 +213,7 @@ impl SegmentIndex {
     /// Counts one stored frame, stored in the record at `offset`.
     pub(crate) fn add_frame(&mut self, offset: u64, frame: &FrameRecord) {
         let source = (frame.kind, frame.source_id);
-        self.add(offset, (source, frame.received_unix_ns), [frame.sequence]);
+        self.add(offset, source, frame.received_unix_ns, [frame.sequence]);
         if let Some(reception) = &frame.reception {
             let station = &reception.delivery.station;
             self.add_station(source, station, [frame.sequence]);
@@ -237,11 +238,14 @@ impl SegmentIndex {
     /// Notes that `station` delivered these sequences of `source` (counted with [`Self::add`]).
     pub(crate) fn add_station(
         &mut self,
-        (kind, id): SourceKey,
+        source: SourceKey,
         station: &str,
         sequences: impl IntoIterator<Item = u64>,
     ) {
-        let stations = self.stations.entry((kind.to_byte(), id)).or_default();
+        let stations = self
+            .stations
+            .entry((source.0.to_byte(), source.1))
+            .or_default();
         let held = match stations.get_mut(station) {
             Some(held) => held,
             None => stations.entry(station.to_owned()).or_default(),
@@ -365,7 +369,7 @@ impl SegmentIndex {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let (oldest, newest) = self.received.unwrap_or((u64::MAX, 0));
         let head = [self.len, self.frames, oldest, newest];
-        encode_file(out, (MAGIC, head), &self.sources, |out| {
+        encode_file(out, MAGIC, head, &self.sources, |out| {
             out.extend_from_slice(&(self.times.len() as u32).to_be_bytes());
             for block in &self.times {
                 for value in [block.offset, block.oldest, block.newest, block.sources] {
@@ -401,7 +405,8 @@ impl SegmentIndex {
 /// integers of its head, each source's span, what `more` adds, and the CRC-32 of all of them.
 pub(crate) fn encode_file(
     out: &mut Vec<u8>,
-    (magic, head): (&[u8; 8], [u64; 4]),
+    magic: &[u8; 8],
+    head: [u64; 4],
     spans: &SourceSpans,
     more: impl FnOnce(&mut Vec<u8>),
 ) {

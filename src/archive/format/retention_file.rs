@@ -193,7 +193,7 @@ impl ShardState {
             self.deleted_bytes,
             self.last_deletion_ns,
         ];
-        index::encode_file(out, (MAGIC, head), &self.pruned, |_| ());
+        index::encode_file(out, MAGIC, head, &self.pruned, |_| ());
     }
 }
 
@@ -222,7 +222,7 @@ mod tests {
 
     fn contents(source: u32, sequences: std::ops::Range<u64>) -> SegmentIndex {
         let mut contents = SegmentIndex::default();
-        contents.add(8, ((SourceKind::LiveUplink, source), 1), sequences);
+        contents.add(8, (SourceKind::LiveUplink, source), 1, sequences);
         contents
     }
 

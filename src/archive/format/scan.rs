@@ -309,8 +309,7 @@ pub fn scan(
             Some(Err((record, bad))) => {
                 let mut rest = record.to_vec();
                 rest.extend_from_slice(&window.rest()?);
-                let rest = (Bytes::from(rest), at, version);
-                return Ok(scan_damaged(rest, bad, visit));
+                return Ok(scan_damaged(Bytes::from(rest), at, version, bad, visit));
             }
         }
     }
@@ -320,7 +319,9 @@ pub fn scan(
 /// `base`, `rest` holding the file from there on: each damaged range runs to the next offset where
 /// a valid record starts, and the valid records after it go to `visit`, until the end of the file.
 fn scan_damaged(
-    (rest, base, version): (Bytes, u64, u8),
+    rest: Bytes,
+    base: u64,
+    version: u8,
     first: Bad,
     mut visit: impl FnMut(u64, Entry),
 ) -> Scanned {

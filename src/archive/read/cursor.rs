@@ -254,7 +254,8 @@ pub(crate) fn read(dir: &Path, ask: &ChunkRead) -> Result<Chunk, ReadError> {
     let mut passed = Passed::new();
     let runs = runs_of(
         records,
-        (shard, cursor),
+        shard,
+        cursor,
         ask.filter,
         ask.track.then_some(&mut passed),
     );
@@ -301,7 +302,8 @@ fn drop_cached(file: &File, from: u64, to: u64) {
 /// wanted source is counted there too, whatever its priority.
 fn runs_of(
     records: Records,
-    (shard, cursor): (usize, Cursor),
+    shard: usize,
+    cursor: Cursor,
     filter: &FrameFilter,
     mut passed: Option<&mut Passed>,
 ) -> Vec<FrameRun> {

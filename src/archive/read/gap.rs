@@ -169,7 +169,7 @@ mod tests {
     fn scattered(first: u64, frames: u64) -> SegmentIndex {
         let mut contents = SegmentIndex::default();
         let sequences = (0..frames).map(|n| first + 2 * n);
-        contents.add(8, ((SourceKind::LiveUplink, 7), 1), sequences);
+        contents.add(8, (SourceKind::LiveUplink, 7), 1, sequences);
         contents
     }
 

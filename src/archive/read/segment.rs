@@ -58,7 +58,7 @@ impl Wanted {
 
     /// Whether frames received from `oldest` to `newest` (a segment's or a block's span) may
     /// include one of the window.
-    pub(crate) fn meets(&self, (oldest, newest): (u64, u64)) -> bool {
+    pub(crate) fn meets(&self, oldest: u64, newest: u64) -> bool {
         newest >= self.since && oldest <= self.until
     }
 
@@ -247,7 +247,7 @@ mod tests {
         let cut = sealed(window(15, 30));
         assert_eq!((cut.whole, cut.ranges.len()), (None, 1));
         assert!(sealed(window(31, 40)).ranges.is_empty());
-        assert!(window(25, 40).meets((20, 30)) && !window(31, 40).meets((20, 30)));
+        assert!(window(25, 40).meets(20, 30) && !window(31, 40).meets(20, 30));
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -126,7 +126,8 @@ impl ShardCursors {
         root: &Path,
         durable: &DurableEnds,
         start: &Start,
-        (filter, on_gap): (Arc<FrameFilter>, OnGap),
+        filter: Arc<FrameFilter>,
+        on_gap: OnGap,
     ) -> Result<ShardCursors, ReadError> {
         check_shards(durable, start)?;
         let mut cursors = ShardCursors {
@@ -147,7 +148,12 @@ impl ShardCursors {
             let (from, start, wanted) = (dir.clone(), start.clone(), Arc::clone(&cursors.filter));
             let spans = cursors.spans.clone();
             let located = tokio::task::spawn_blocking(move || {
-                locate_shard(&from, (index, &start, end), &wanted, (on_gap, &spans))
+                let shard = ShardStart {
+                    index,
+                    start: &start,
+                    end,
+                };
+                locate_shard(&from, shard, &wanted, on_gap, &spans)
             })
             .await;
             let (cursor, gap, skipped, earliest) = joined(located)?;
@@ -395,27 +401,37 @@ impl ShardCursors {
 /// already deleted makes, and what the start found deleted of the window.
 type Located = (Cursor, Option<GapWatch>, Option<Skipped>, Option<Earliest>);
 
-/// Where a reading from `start` begins in shard `index` (in `dir`): the cursor, what counts a
+/// A shard to locate a reading in: its index, where the reading starts, and its durable end.
+#[derive(Clone, Copy)]
+struct ShardStart<'a> {
+    index: usize,
+    start: &'a Start,
+    end: DurableEnd,
+}
+
+/// Where a reading from `shard.start` begins in the shard (in `dir`): the cursor, what counts a
 /// later skip (with [`OnGap::Oldest`]), the skip a start position already deleted makes, and,
 /// for a window starting at the oldest frame, whether retention deleted part of it. Blocking.
 fn locate_shard(
     dir: &Path,
-    (index, start, end): (usize, &Start, DurableEnd),
+    shard: ShardStart,
     filter: &FrameFilter,
-    (on_gap, spans): (OnGap, &SpanCache),
+    on_gap: OnGap,
+    spans: &SpanCache,
 ) -> Result<Located, ReadError> {
+    let ShardStart { index, start, .. } = shard;
     let earliest = match (start, filter.since) {
         (Start::Oldest, Some(since)) => window::earliest(dir, index, since, spans)?,
         _ => None,
     };
-    let (cursor, gap, skipped) = locate_gap(dir, (index, start, end), filter, on_gap)?;
+    let (cursor, gap, skipped) = locate_gap(dir, shard, filter, on_gap)?;
     Ok((cursor, gap, skipped, earliest))
 }
 
 /// [`locate_shard`]'s cursor, skip watch and first skip.
 fn locate_gap(
     dir: &Path,
-    (index, start, end): (usize, &Start, DurableEnd),
+    ShardStart { index, start, end }: ShardStart,
     filter: &FrameFilter,
     on_gap: OnGap,
 ) -> Result<(Cursor, Option<GapWatch>, Option<Skipped>), ReadError> {

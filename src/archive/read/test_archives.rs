@@ -135,8 +135,8 @@ pub(crate) async fn followed(
     filter: &FrameFilter,
 ) -> (Vec<Vec<FrameRecord>>, bool, Vec<Earliest>) {
     let durable = durable_ends(ends);
-    let reading = (Arc::new(filter.clone()), OnGap::End);
-    let mut cursors = ShardCursors::locate(root, &durable, &Start::Oldest, reading)
+    let (wanted, on_gap) = (Arc::new(filter.clone()), OnGap::End);
+    let mut cursors = ShardCursors::locate(root, &durable, &Start::Oldest, wanted, on_gap)
         .await
         .unwrap();
     let earliest = cursors.take_earliest();

@@ -90,7 +90,11 @@ impl Window {
                 let wanted = &self.wanted;
                 let ranges = match spans.known(dir, cursor.segment, len) {
                     // A segment of other times: passed over without its index.
-                    Some(span) if !span.is_some_and(|span| wanted.meets(span)) => Vec::new(),
+                    Some(span)
+                        if !span.is_some_and(|(oldest, newest)| wanted.meets(oldest, newest)) =>
+                    {
+                        Vec::new()
+                    }
                     _ => wanted.sealed(dir, cursor.segment, &path, spans)?.ranges,
                 };
                 self.ranges = Some((cursor.segment, ranges));

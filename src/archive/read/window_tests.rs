@@ -127,8 +127,8 @@ async fn a_window_that_goes_on_past_deleted_segments_still_ends() {
         until: Some(1_000_000_000_000 + SEGMENTS * RECORDS * STEP),
         ..FrameFilter::default()
     };
-    let reading = (Arc::new(filter), OnGap::Oldest);
-    let mut cursors = ShardCursors::locate(&root, &durable, &Start::Oldest, reading)
+    let (wanted, on_gap) = (Arc::new(filter), OnGap::Oldest);
+    let mut cursors = ShardCursors::locate(&root, &durable, &Start::Oldest, wanted, on_gap)
         .await
         .unwrap();
     // Segments 0 to 2 of shard 0 go before the reader reads them.

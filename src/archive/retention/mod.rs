@@ -116,7 +116,8 @@ impl Retention {
     /// start after `grace` (`clock.start_grace_ms`, [`ages`]).
     pub fn start(
         feed: SealedFeed,
-        (limits, grace): (RetentionConfig, Duration),
+        limits: RetentionConfig,
+        grace: Duration,
         stats: Stats,
         marks: Option<Arc<ReadMarks>>,
     ) -> Retention {

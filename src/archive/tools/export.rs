@@ -59,8 +59,8 @@ pub fn export(
         .map_err(ExportError::Write)?;
     runtime.block_on(async {
         let ends = stopped_ends(root).map_err(ReadError::Unreadable)?;
-        let reading = (Arc::new(filter), OnGap::End);
-        let cursors = ShardCursors::locate(root, &ends, &Start::Oldest, reading).await?;
+        let (wanted, on_gap) = (Arc::new(filter), OnGap::End);
+        let cursors = ShardCursors::locate(root, &ends, &Start::Oldest, wanted, on_gap).await?;
         let mut cursors = cursors.passing_damage().uncaching();
         let mut exported = Exported {
             earliest: cursors.take_earliest(),

@@ -264,12 +264,12 @@ impl Worker {
             } => {
                 let result = self.check().and_then(|()| {
                     self.spare = None;
-                    sync_segment(&full, &mut self.write_back, (&self.gate, &self.readers))?;
+                    sync_segment(&full, &mut self.write_back, &self.gate, &self.readers)?;
                     files::trim(&full.file, &full.path, full.len)?;
                     write_index(&self.dir, full.index, &contents, &self.spans);
                     // The writer has been appending to the staged segment meanwhile.
                     let staged = files::staged_path(&self.dir, index);
-                    self.write_back.run((&next, index, &staged), &self.gate)
+                    self.write_back.run(&next, index, &staged, &self.gate)
                 });
                 match result {
                     Ok(()) => {
@@ -296,12 +296,12 @@ impl Worker {
             }
             Job::Sync { segment, reply } => {
                 let _ = reply.send(self.ready().and_then(|()| {
-                    sync_segment(&segment, &mut self.write_back, (&self.gate, &self.readers))
+                    sync_segment(&segment, &mut self.write_back, &self.gate, &self.readers)
                 }));
             }
             Job::Close { segment, reply } => {
                 let result = self.ready().and_then(|()| {
-                    sync_segment(&segment, &mut self.write_back, (&self.gate, &self.readers))?;
+                    sync_segment(&segment, &mut self.write_back, &self.gate, &self.readers)?;
                     files::trim(&segment.file, &segment.path, segment.len)?;
                     if let Some(index) = self.spare.take() {
                         let spare = files::staged_path(&self.dir, index);

@@ -51,7 +51,9 @@ impl WriteBack {
     #[cfg(target_os = "linux")]
     pub(super) fn run(
         &mut self,
-        (file, index, path): (&File, u64, &Path),
+        file: &File,
+        index: u64,
+        path: &Path,
         gate: &Gate,
     ) -> Result<(), ArchiveError> {
         use std::os::fd::AsRawFd;
@@ -129,7 +131,7 @@ impl WriteBack {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub(super) fn run(&mut self, _: (&File, u64, &Path), _: &Gate) -> Result<(), ArchiveError> {
+    pub(super) fn run(&mut self, _: &File, _: u64, _: &Path, _: &Gate) -> Result<(), ArchiveError> {
         Ok(())
     }
 }
@@ -138,9 +140,10 @@ impl WriteBack {
 pub(super) fn sync_segment(
     segment: &Segment,
     write_back: &mut WriteBack,
-    (gate, readers): (&Gate, &Readers),
+    gate: &Gate,
+    readers: &Readers,
 ) -> Result<(), ArchiveError> {
-    write_back.run((&segment.file, segment.index, &segment.path), gate)?;
+    write_back.run(&segment.file, segment.index, &segment.path, gate)?;
     segment
         .file
         .sync_data()

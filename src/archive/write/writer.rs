@@ -239,7 +239,7 @@ impl SegmentSink {
             steps,
             buf: Vec::with_capacity(1 << 20),
         };
-        writer.start((start, started), &leftover.frames)?;
+        writer.start(start, started, &leftover.frames)?;
         leftover.delete()?;
         let journal = match config.sync {
             SyncMode::Never => None,
@@ -282,7 +282,8 @@ impl Writer {
     /// start's CLOCK record follows the journaled frames.
     fn start(
         &mut self,
-        (start, started): (Start, u64),
+        start: Start,
+        started: u64,
         journaled: &[FrameRecord],
     ) -> Result<(), ArchiveError> {
         let event = self.start_event(started, start.newest_received);
@@ -477,7 +478,7 @@ impl Writer {
                 tracked.above.extend(sequences());
             }
             let received = self.clock.at(batch.decoded_at);
-            self.contents.add(at, (key, received), sequences());
+            self.contents.add(at, key, received, sequences());
             if let Some((delivery, _)) = batch.reception() {
                 self.contents
                     .add_station(key, &delivery.station, sequences());

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::ending::Ending;
 use super::services::Services;
-use crate::domain::batch::ReadBatches;
+use crate::domain::batch::{ReadBatches, ReadFrame};
 use crate::domain::frame::Priority;
 use crate::domain::ledger::Run;
 use crate::domain::sequence_set::SequenceSet;
@@ -203,8 +203,12 @@ impl Read {
         payload: Range<usize>,
     ) {
         let decoded_at = self.decoded_at;
-        let frame = (priority, sequence);
-        (self.batches).push(source, max_batch, decoded_at, frame, payload, None);
+        let frame = ReadFrame {
+            priority,
+            sequence,
+            payload,
+        };
+        (self.batches).push(source, max_batch, decoded_at, frame, None);
     }
 
     /// A duplicate of a frame stored before the restart: where it arrived, the acknowledgement may

@@ -9,9 +9,9 @@ fn sample() -> SegmentIndex {
         len: 4096,
         ..SegmentIndex::default()
     };
-    index.add(8, ((SourceKind::LiveUplink, 7), 2_000), 0..10);
-    index.add(900, ((SourceKind::LiveUplink, 7), 1_000), [12, 13]);
-    index.add(1_000, ((SourceKind::ArchivedReplay, 1), 3_000), [5]);
+    index.add(8, (SourceKind::LiveUplink, 7), 2_000, 0..10);
+    index.add(900, (SourceKind::LiveUplink, 7), 1_000, [12, 13]);
+    index.add(1_000, (SourceKind::ArchivedReplay, 1), 3_000, [5]);
     index.add_station((SourceKind::LiveUplink, 7), "Kiruna", 0..10);
     index.add_station((SourceKind::LiveUplink, 7), "Svalbard", [12, 13]);
     let event = ClockEvent {
@@ -34,7 +34,8 @@ fn the_time_index_finds_every_frame_of_a_range_out_of_order_or_not() {
         let offset = 8 + record * record_len;
         index.add(
             offset,
-            ((SourceKind::LiveUplink, 1), received(record)),
+            (SourceKind::LiveUplink, 1),
+            received(record),
             [record],
         );
     }
@@ -77,9 +78,9 @@ fn the_time_index_passes_over_blocks_of_other_sources() {
     let record_len = TIME_BLOCK_BYTES;
     for record in 0..6u64 {
         let source = if record % 2 == 0 { a } else { b };
-        index.add(8 + record * record_len, (source, 1_000), [record]);
+        index.add(8 + record * record_len, source, 1_000, [record]);
     }
-    index.add(8 + 5 * record_len + 100, (a, 1_000), [6]);
+    index.add(8 + 5 * record_len + 100, a, 1_000, [6]);
     index.len = 8 + 6 * record_len;
     let of_a = index.ranges_between(0, u64::MAX, mask(a));
     let block = |n: u64| (8 + n * record_len, 8 + (n + 1) * record_len);
@@ -143,7 +144,7 @@ proptest::proptest! {
                 0 => SourceKind::LiveUplink,
                 _ => SourceKind::ArchivedReplay,
             };
-            index.add(offset, ((kind, id), received), [sequence]);
+            index.add(offset, (kind, id), received, [sequence]);
             offset += len;
         }
         index.len = offset;

@@ -12,7 +12,7 @@ use proptest::strategy::Strategy;
 use super::*;
 use crate::archive::format::ArchiveError;
 use crate::domain::frame::arbitrary;
-use crate::domain::frame::{Priority, SourceKind};
+use crate::domain::frame::{Priority, SourceKey, SourceKind};
 
 #[test]
 fn names_parse_and_list_in_index_order() {
@@ -420,15 +420,16 @@ fn a_segment_of_another_format_version_is_refused_naming_both_versions() {
 }
 
 fn stored_frame(
-    (kind, source_id): (SourceKind, u32),
+    source: SourceKey,
     priority: Priority,
     received_unix_ns: u64,
-    (sequence, payload): (u64, Vec<u8>),
+    sequence: u64,
+    payload: Vec<u8>,
 ) -> Entry {
     Entry::Frame(FrameRecord {
-        kind,
+        kind: source.0,
         priority,
-        source_id,
+        source_id: source.1,
         sequence,
         received_unix_ns,
         payload: payload.into(),
@@ -453,7 +454,7 @@ fn any_record() -> impl Strategy<Value = (Vec<u8>, Vec<Entry>)> {
     let single = proptest::prop_oneof![
         frame.prop_map(
             |((kind, source_id), priority, sequence, received, payload)| {
-                stored_frame((kind, source_id), priority, received, (sequence, payload))
+                stored_frame((kind, source_id), priority, received, sequence, payload)
             }
         ),
         (source(), any::<u64>()).prop_map(|((kind, source_id), acked)| Entry::Watermark {
@@ -479,8 +480,9 @@ fn any_record() -> impl Strategy<Value = (Vec<u8>, Vec<Entry>)> {
         let mut bytes = Vec::new();
         let payloads = frames.iter().map(|(sequence, p)| (*sequence, &p[..]));
         encode_frames(&mut bytes, kind, priority, source_id, received, payloads);
-        let entries = (frames.into_iter())
-            .map(|frame| stored_frame((kind, source_id), priority, received, frame));
+        let entries = (frames.into_iter()).map(|(sequence, payload)| {
+            stored_frame((kind, source_id), priority, received, sequence, payload)
+        });
         (bytes, entries.collect())
     });
     proptest::prop_oneof![single, batch]

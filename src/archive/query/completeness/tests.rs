@@ -39,8 +39,8 @@ async fn a_window_reader_and_completeness_name_the_same_damage() {
     bytes[start as usize + 8 + 23] ^= 0xff;
     fs::write(&path, bytes).unwrap();
     let durable = durable_ends(&ends);
-    let reading = (Arc::new(filter.clone()), OnGap::End);
-    let cursors = ShardCursors::locate(&root, &durable, &Start::Oldest, reading).await;
+    let (wanted, on_gap) = (Arc::new(filter.clone()), OnGap::End);
+    let cursors = ShardCursors::locate(&root, &durable, &Start::Oldest, wanted, on_gap).await;
     let mut cursors = cursors.unwrap().passing_damage();
     while cursors.next_runs().await.unwrap().is_some() {}
     let read = cursors.take_damaged();
