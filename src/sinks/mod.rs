@@ -14,6 +14,7 @@ pub mod cursor;
 pub mod fleet;
 pub mod message;
 pub mod nats;
+mod progress;
 pub mod reader;
 mod series;
 mod stream;

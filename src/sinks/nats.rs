@@ -29,11 +29,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::connection::State;
 use async_nats::jetstream;
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::publish::PublishAck;
@@ -46,6 +45,7 @@ use super::client::connect;
 use super::cursor::CursorFile;
 use super::fleet::EarlierFrames;
 use super::message::{Layout, Naming};
+use super::progress::{report, Progress};
 use super::series::Series;
 use super::stream::{NatsError, SinkStream};
 use super::unacked::Unacked;
@@ -54,7 +54,6 @@ use crate::archive::read::{spawn_reader, ArchivedFrame, DurableEnds, FrameFilter
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::archive::retention::ReadMarks;
 use crate::config::{Identity, NatsConfig};
-use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::{Priority, SourceKey};
 use crate::domain::position::DurableEnd;
 use crate::domain::position::{Positions, ShardPosition};
@@ -88,9 +87,6 @@ const HEADER_ROOM: usize = 8 << 10;
 
 /// How often the cursor is saved while it moves: what a restart publishes again, at most.
 const SAVE_INTERVAL: Duration = Duration::from_millis(200);
-
-/// How often the connection and the lag are reported to the stats.
-const REPORT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The wait after a failed session, doubled after each failure in a row up to the maximum.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -289,58 +285,6 @@ fn load_cursors(files: &HashMap<usize, CursorFile>) -> std::io::Result<Positions
         }
     }
     Ok(acked)
-}
-
-/// What the publisher tells the reporter, which runs beside it.
-#[derive(Debug, Default)]
-struct Progress {
-    /// When the oldest frame not yet acknowledged was received (ns since the epoch); 0 when
-    /// everything durable is acknowledged.
-    oldest_unacked_ns: AtomicU64,
-    /// Acknowledged frames that were archived after the sink started, and frames it skipped
-    /// (retention deleted them first): what it is done with, counted against what was archived.
-    acked_new: AtomicU64,
-    /// Retention deleted frames before the sink published them, and it has not caught up since:
-    /// degraded meanwhile.
-    skipped: AtomicBool,
-}
-
-/// Reports the connection, the lag and health to the stats every [`REPORT_INTERVAL`].
-/// With `replication`, also how many frames wait for JetStream to be acknowledged.
-async fn report(
-    client: Client,
-    stats: Stats,
-    progress: Arc<Progress>,
-    max_lag: Duration,
-    replication: Option<Arc<Replication>>,
-) {
-    let archived_at_start = stats.snapshot().frames_archived;
-    let mut ticker = tokio::time::interval(REPORT_INTERVAL);
-    let mut last = Instant::now();
-    loop {
-        ticker.tick().await;
-        if let Some(replication) = &replication {
-            replication.pace(last.elapsed());
-            last = Instant::now();
-        }
-        let connected = client.connection_state() == State::Connected;
-        let lag = match progress.oldest_unacked_ns.load(Relaxed) {
-            0 => Duration::ZERO,
-            oldest => Duration::from_nanos(unix_now_ns().saturating_sub(oldest)),
-        };
-        let archived = stats.snapshot().frames_archived - archived_at_start;
-        let lag_frames = archived.saturating_sub(progress.acked_new.load(Relaxed));
-        let degraded = !connected || lag > max_lag || progress.skipped.load(Relaxed);
-        stats.nats_state(connected, degraded, lag_frames, lag);
-        if let Some(replication) = &replication {
-            stats.nats_unreplicated(replication.waiting());
-        }
-    }
-}
-
-/// Now on the archive clock, which stamped the frames: a step of the wall clock moves no lag.
-fn unix_now_ns() -> u64 {
-    ArchiveClock::process().now()
 }
 
 /// Why a session ended.
