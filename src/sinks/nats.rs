@@ -65,8 +65,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many frames, and payload bytes, the sink reads ahead of what it publishes, at most, in
 /// each layout: an emergency among them is published before the routine frames ahead of it. More
-/// than JetStream takes in the longest of [`crate::domain::replication::PACES`] on the reference machine, so that
-/// with `ack = "replicated"` an emergency is found as soon as it is durable.
+/// than JetStream takes in [`crate::domain::replication::MOST_PACE`] on the reference machine, so
+/// that with `ack = "replicated"` an emergency is found as soon as it is durable.
 const READ_AHEAD: ReadAhead = ReadAhead {
     frames: 16_384,
     bytes: usize::MAX,
