@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::archive::read::{DurableEnds, ReaderHold, Readers};
+use crate::archive::read::DurableEnds;
 use crate::archive::retention::{ReadMarks, Retention, SealedFeed};
 use crate::archive::write::{
     Archive, ArchiveConsumer, ArchiveSettings, ArchiveSink, ArchiveTime, SyncPolicy,
@@ -35,6 +35,7 @@ use crate::archive::write::{
 use crate::catalog::CatalogHandle;
 use crate::config::{AckMode, Config, Identity, PipelineConfig, Protected};
 use crate::domain::batch::Batch;
+use crate::domain::readers::{ReaderHold, Readers};
 use crate::domain::replication::{FleetResume, Replication};
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Services;

@@ -12,6 +12,7 @@ pub mod display;
 pub mod frame;
 pub mod ledger;
 pub mod position;
+pub mod readers;
 pub mod reception;
 pub mod replication;
 pub mod sequence_set;

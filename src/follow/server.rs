@@ -33,10 +33,10 @@ use tokio_util::task::TaskTracker;
 
 use super::protocol::MAX_SUBSCRIBE_LEN;
 use super::protocol::{encode_frames, DaemonMessage, End, Refusal, Subscription};
-use crate::archive::read::Readers;
 use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks, ShardCursors};
 use crate::archive::read::{within_archive, FrameRun};
 use crate::catalog::{CatalogHandle, Published};
+use crate::domain::readers::Readers;
 use crate::net::{accept_until, Limits, Refused, Slots};
 use crate::stats::Stats;
 use crate::tls::stream::{self, Reader, Writer};

@@ -13,8 +13,8 @@ use tokio::net::UdpSocket;
 
 use super::packets::PacketStream;
 use crate::archive::read::DurableEnds;
-use crate::archive::read::Readers;
 use crate::config::TmSelection;
+use crate::domain::readers::Readers;
 use crate::stats::{Stats, TmOutput};
 
 /// One `[[tm_forwards]]` entry, ready to run.

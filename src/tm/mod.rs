@@ -24,9 +24,9 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::read::Readers;
 use crate::archive::read::{spawn_low_priority, DurableEnds, ReaderTasks};
 use crate::config::{TmForwardConfig, TmServerConfig};
+use crate::domain::readers::Readers;
 use crate::stats::Stats;
 use forward::TmForward;
 use server::TmService;

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::packets::PacketStream;
-use crate::archive::read::Readers;
 use crate::archive::read::{DurableEnds, ReadError};
 use crate::config::{TmFraming, TmSelection};
+use crate::domain::readers::Readers;
 use crate::net::{accept_until, Limits, Slots};
 use crate::protocol::ccsds::{self, Framing};
 use crate::stats::{Stats, TmOutput};

@@ -34,7 +34,7 @@ use super::journal::Gate;
 use super::write_back::{sync_segment, WriteBack};
 use crate::archive::format::index::{self, SealedSegment, SegmentIndex, SpanCache};
 use crate::archive::format::{self, ArchiveError};
-use crate::archive::read::Readers;
+use crate::domain::readers::Readers;
 
 /// Writes a sealed segment's index beside it. Only logged when it fails: the index is a cache,
 /// built again from the segment when it is missing.

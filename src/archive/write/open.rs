@@ -12,11 +12,11 @@ use super::sink::{Archive, ArchiveSink, ArchiveTime, CountingSink};
 use super::writer::{create_dir, SegmentSink, ShardDir, Shared};
 use crate::archive::format::index::{OpenSpan, SpanCache};
 use crate::archive::format::{self, shard_dir, ArchiveError};
-use crate::archive::read::Readers;
 use crate::archive::retention::{SealedFeed, ShardStart};
 use crate::config::{ArchiveConfig, ArchiveKind};
 use crate::domain::clock::ArchiveClock;
 use crate::domain::position::DurableEnd;
+use crate::domain::readers::Readers;
 
 /// Opens the archive the config names for `shards` shards: the durable segment archive, each
 /// shard recovered from its newest segment, with every source's resume point; or counting sinks,

@@ -7,7 +7,7 @@ use std::io;
 #[cfg(all(test, target_os = "linux"))]
 use std::path::Path;
 
-use crate::archive::read::Readers;
+use crate::domain::readers::Readers;
 
 /// Drops the first `len` bytes of a segment, synced by now, from the page cache, unless a follower
 /// reads the archive (`readers`).

@@ -11,7 +11,6 @@ use tokio::sync::watch;
 
 use crate::archive::format::index::SpanCache;
 use crate::archive::format::ArchiveError;
-use crate::archive::read::Readers;
 use crate::archive::retention::SealedFeed;
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
@@ -19,6 +18,7 @@ use crate::domain::clock::ClockSteps;
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
 use crate::domain::position::DurableEnd;
+use crate::domain::readers::Readers;
 
 /// An opened archive: a sink for each shard the daemon runs, and what the archive knows.
 pub struct Archive {

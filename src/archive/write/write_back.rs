@@ -12,7 +12,7 @@ use super::journal::Gate;
 use super::pace::PAGE;
 use super::page_cache::release_cached;
 use crate::archive::format::ArchiveError;
-use crate::archive::read::Readers;
+use crate::domain::readers::Readers;
 
 /// How long one piece of a segment's write-back should take: what an emergency append waits
 /// behind at most, on a disk that serves a writer's I/O in order.

@@ -45,13 +45,13 @@ use super::sink::{ArchiveSink, BoxFuture};
 use super::tracked::Tracked;
 use crate::archive::format::index::{OpenSpan, SealedSegment, SegmentIndex, SpanCache};
 use crate::archive::format::{self, ArchiveError, FrameRecord, FramesHead};
-use crate::archive::read::Readers;
 use crate::config::{ArchiveConfig, SyncMode};
 use crate::domain::batch::Batch;
 use crate::domain::clock::{self, ArchiveClock, ClockEvent, ClockEventKind, ClockSteps};
 use crate::domain::frame::SourceKey;
 use crate::domain::ledger::ResumePoint;
 use crate::domain::position::DurableEnd;
+use crate::domain::readers::Readers;
 
 /// The watermarks a write carries, applied to what the archive remembers once it is written:
 /// a failed write must leave the archive's memory as it was, or a later checkpoint would list
