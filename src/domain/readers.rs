@@ -1,6 +1,6 @@
 //! Who reads the archive's files while the daemon writes them, counted: a follower reads what was
 //! written a moment ago, so while one reads, the writer leaves synced segments in the page cache
-//! (`crate::archive::write`). Here, below the writer and the readers alike (the follow listener,
+//! (the archive's writer). Here, below the writer and the readers alike (the follow listener,
 //! the TM outputs), each of which holds a place while it reads.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
