@@ -492,7 +492,7 @@ async fn the_token_guards_archive_queries() {
 #[tokio::test]
 async fn a_merged_pass_says_which_station_delivered_each_range() {
     use aggregator::archive::query::completeness;
-    use aggregator::archive::read::FrameFilter;
+    use aggregator::domain::filter::FrameFilter;
     use aggregator::ops::completeness_json;
     use aggregator::protocol::ccsds::PrimaryHeader;
 

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod catalog;
 pub mod clock;
 pub mod display;
+pub mod filter;
 pub mod frame;
 pub mod ledger;
 pub mod position;

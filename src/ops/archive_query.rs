@@ -24,24 +24,18 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::access::QUERY_TOKEN;
 use super::completeness_json;
+use super::query::{self, QueryError, MAX_BUCKETS};
 use crate::archive::query::completeness;
 use crate::archive::query::export::{Format, Rows};
 use crate::archive::read::{
-    within_archive, DurableEnds, FrameFilter, LowPriorityRuntime, OnGap, ShardCursors, Start,
+    within_archive, DurableEnds, LowPriorityRuntime, OnGap, ShardCursors, Start,
 };
 use crate::domain::clock::ArchiveClock;
-use crate::domain::frame::{parse_source, ParseError, Priority, SourceKind};
-use crate::domain::units::{parse_time, unix_ns};
+use crate::domain::filter::FrameFilter;
+use crate::domain::units::unix_ns;
 use crate::follow::client::{damaged_json, earliest_json};
 use crate::stats::Stats;
-
-/// The most `source` parameters one query may give.
-const MAX_SOURCES: usize = 64;
-
-/// The most buckets a completeness timeline may have: more than a screen's width of bars.
-const MAX_BUCKETS: u32 = 1000;
 
 /// Encoded chunks waiting for the client, at most.
 const QUEUED_CHUNKS: usize = 2;
@@ -203,37 +197,6 @@ pub struct FramesQuery {
     asked_at: u64,
 }
 
-/// Why a query string was refused: each names the parameter (the body of the 400 answer).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    #[error("{0}: {1}")]
-    Time(&'static str, String),
-    #[error("from is after to (without to, the time of the query)")]
-    Backwards,
-    #[error("{0}: given more than once (only source may be repeated)")]
-    Repeated(String),
-    #[error("source: {0}")]
-    Source(ParseError),
-    #[error("source: more than {MAX_SOURCES} sources")]
-    TooManySources,
-    #[error("kind: {0}")]
-    Kind(ParseError),
-    #[error("priority: {0}")]
-    Priority(ParseError),
-    #[error("apid: {0:?} is not an APID (0 to 2047)")]
-    Apid(String),
-    #[error("format: {0}")]
-    Format(String),
-    #[error("format: parquet is a file: `aggregator archive export --format parquet` writes it")]
-    Parquet,
-    #[error("buckets: {0:?} is not a number of buckets (1 to {MAX_BUCKETS})")]
-    Buckets(String),
-    #[error("buckets: needs from, the timeline's start")]
-    BucketsWithoutFrom,
-    #[error("unknown parameter {0:?} (expected {1})")]
-    Unknown(String, &'static str),
-}
-
 /// Which path a query string is for: each takes its own parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
@@ -242,104 +205,54 @@ pub enum Path {
 }
 
 impl Path {
-    /// The parameters it takes, as its 400 answer lists them.
-    fn expected(self) -> &'static str {
+    /// The parameters it takes.
+    fn takes(self) -> &'static [&'static str] {
         match self {
-            Path::Frames => "from, to, source, kind, priority, apid or format",
-            Path::Completeness => "from, to, source or buckets",
-        }
-    }
-
-    /// Whether it takes parameter `key`.
-    fn takes(self, key: &str) -> bool {
-        match self {
-            Path::Frames => key != "buckets",
-            Path::Completeness => matches!(key, "from" | "to" | "source" | "buckets"),
+            Path::Frames => &["from", "to", "source", "kind", "priority", "apid", "format"],
+            Path::Completeness => &["from", "to", "source", "buckets"],
         }
     }
 }
 
 /// Parses the query string of `path`, times ago counted from `now`.
 pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQuery, QueryError> {
-    let mut request = FramesQuery {
-        filter: FrameFilter::default(),
-        format: Format::Ndjson,
-        buckets: None,
+    let (mut format, mut buckets) = (Format::Ndjson, None);
+    let filter = query::parse(query, now, path.takes(), |key, value| {
+        match key {
+            "format" => format = parse_format(value)?,
+            "buckets" => buckets = Some(parse_buckets(value)?),
+            other => return Err(QueryError::unknown(other, path.takes())),
+        }
+        Ok(())
+    })?;
+    let request = FramesQuery {
+        filter,
+        format,
+        buckets,
         asked_at: unix_ns(now).unwrap_or(0),
     };
-    let mut seen = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        // The bearer token, which the monitor's authentication took already.
-        if key == QUERY_TOKEN {
-            continue;
-        }
-        if !path.takes(&key) {
-            return Err(QueryError::Unknown(key.to_string(), path.expected()));
-        }
-        if key != "source" && seen.contains(&key) {
-            return Err(QueryError::Repeated(key.to_string()));
-        }
-        seen.push(key.clone());
-        request.set(&key, &value, now, path)?;
-    }
     request.check()?;
     Ok(request)
 }
 
-impl FramesQuery {
-    /// Takes one parameter, `key=value`; an unknown key's error lists those `path` takes.
-    fn set(
-        &mut self,
-        key: &str,
-        value: &str,
-        now: SystemTime,
-        path: Path,
-    ) -> Result<(), QueryError> {
-        match key {
-            "from" => {
-                let time = parse_time(value, now).map_err(|why| QueryError::Time("from", why))?;
-                self.filter.since = Some(time);
-            }
-            "to" => {
-                let time = parse_time(value, now).map_err(|why| QueryError::Time("to", why))?;
-                self.filter.until = Some(time);
-            }
-            "source" => {
-                let source = parse_source(value).map_err(QueryError::Source)?;
-                if self.filter.sources.len() == MAX_SOURCES {
-                    return Err(QueryError::TooManySources);
-                }
-                self.filter.sources.push(source);
-            }
-            "kind" => {
-                let kind = value.parse::<SourceKind>().map_err(QueryError::Kind)?;
-                self.filter.kind = Some(kind);
-            }
-            "priority" => {
-                let priority = value.parse::<Priority>().map_err(QueryError::Priority)?;
-                self.filter.priority = Some(priority);
-            }
-            "apid" => {
-                let apid = value.parse().ok().filter(|apid| *apid <= 0x7ff);
-                self.filter.apid = Some(apid.ok_or_else(|| QueryError::Apid(value.to_string()))?);
-            }
-            "format" => {
-                self.format = match value.parse() {
-                    Ok(Format::Parquet) => return Err(QueryError::Parquet),
-                    Ok(format) => format,
-                    Err(err) => return Err(QueryError::Format(err.to_string())),
-                }
-            }
-            "buckets" => {
-                let buckets = value.parse().ok().filter(|n| *n <= MAX_BUCKETS);
-                let buckets = buckets.and_then(NonZeroU32::new);
-                self.buckets = Some(buckets.ok_or_else(|| QueryError::Buckets(value.to_string()))?);
-            }
-            other => return Err(QueryError::Unknown(other.to_string(), path.expected())),
-        }
-        Ok(())
+/// `format=`: any but parquet, a file.
+fn parse_format(value: &str) -> Result<Format, QueryError> {
+    match value.parse() {
+        Ok(Format::Parquet) => Err(QueryError::Parquet),
+        Ok(format) => Ok(format),
+        Err(err) => Err(QueryError::Format(err.to_string())),
     }
+}
 
+/// `buckets=`: 1 to [`MAX_BUCKETS`].
+fn parse_buckets(value: &str) -> Result<NonZeroU32, QueryError> {
+    let buckets = value.parse().ok().filter(|n| *n <= MAX_BUCKETS);
+    buckets
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| QueryError::Buckets(value.to_string()))
+}
+
+impl FramesQuery {
     /// The parameters together: `buckets` needs `from`, and `from` is not after `to`.
     fn check(&self) -> Result<(), QueryError> {
         if self.buckets.is_some() && self.filter.since.is_none() {
@@ -490,6 +403,7 @@ fn notices(cursors: &mut ShardCursors, format: Format, buf: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::frame::{Priority, SourceKind};
 
     const NOW: u64 = 1_800_000_000_000_000_000;
 

@@ -4,9 +4,9 @@
 use crate::archive::query::completeness::{
     passes, ClockRecord, Completeness, Gap, MergeGroups, Pass, SourceCompleteness,
 };
-use crate::archive::read::FrameFilter;
 use crate::domain::clock;
 use crate::domain::display::unix_ns_to_rfc3339;
+use crate::domain::filter::FrameFilter;
 use crate::domain::frame::SourceKey;
 use crate::domain::sequence_set::SequenceSet;
 use crate::follow::client::damaged_json;

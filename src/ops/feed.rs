@@ -16,7 +16,7 @@
 //! The message format and the query parameters are specified in `docs/http-api.md`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -28,15 +28,16 @@ use futures_util::SinkExt;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::access::QUERY_TOKEN;
+use super::query::{self, QueryError};
 use crate::catalog::CatalogHandle;
 use crate::config::FeedConfig;
 use crate::domain::batch::Batch;
 use crate::domain::clock::ArchiveClock;
 use crate::domain::display::{hex, unix_ns_to_rfc3339};
-use crate::domain::frame::{parse_source, ParseError, Priority};
+use crate::domain::filter::FrameFilter;
+use crate::domain::frame::Priority;
 use crate::domain::reception::Reception;
-use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
+use crate::pipeline::fan_out::{Bound, Delivery, Subscribe, Subscription};
 use crate::stats::Stats;
 
 /// How long a writer whose budget ran out waits before it takes more frames.
@@ -97,74 +98,41 @@ enum Encoding {
 /// A subscriber's request, from the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedRequest {
-    filter: Filter,
+    filter: FrameFilter,
     /// Every `sample`-th routine frame is sent; emergencies always.
     sample: u64,
     encoding: Encoding,
 }
 
-/// The most `source` parameters one subscriber may give: every shard's processor checks each of
-/// its batches against every subscriber's list.
-const MAX_SOURCES: usize = 64;
-
-/// Why `/feed`'s query string was refused: each names the parameter and what was wrong with it
-/// (the body of the 400 answer).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    #[error("source: {0}")]
-    Source(ParseError),
-    #[error("source: more than {MAX_SOURCES} sources")]
-    TooManySources,
-    #[error("priority: {0}")]
-    Priority(ParseError),
-    #[error("sample: {0:?} is not a whole number from 1")]
-    Sample(String),
-    #[error("encoding: unknown encoding {0:?} (expected base64 or hex)")]
-    Encoding(String),
-    #[error("unknown parameter {0:?} (expected source, priority, sample or encoding)")]
-    Unknown(String),
-}
+/// The parameters `/feed` takes.
+const TAKES: &[&str] = &["source", "priority", "sample", "encoding"];
 
 /// Parses `/feed`'s query string; the error names the parameter and what was wrong with it.
 pub fn parse_query(query: &str) -> Result<FeedRequest, QueryError> {
-    let mut request = FeedRequest {
-        filter: Filter::default(),
-        sample: 1,
-        encoding: Encoding::Base64,
-    };
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        match &*key {
-            "source" => {
-                let source = parse_source(&value).map_err(QueryError::Source)?;
-                if request.filter.sources.len() == MAX_SOURCES {
-                    return Err(QueryError::TooManySources);
-                }
-                request.filter.sources.push(source);
-            }
-            "priority" => {
-                let priority = value.parse::<Priority>().map_err(QueryError::Priority)?;
-                request.filter.priority = Some(priority);
-            }
+    let (mut sample, mut encoding) = (1, Encoding::Base64);
+    // The feed takes no times: no parameter reads the clock.
+    let filter = query::parse(query, SystemTime::UNIX_EPOCH, TAKES, |key, value| {
+        match key {
             "sample" => {
-                request.sample = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| QueryError::Sample(value.to_string()))?;
+                let n = value.parse().ok().filter(|n| *n >= 1);
+                sample = n.ok_or_else(|| QueryError::Sample(value.to_string()))?;
             }
             "encoding" => {
-                request.encoding = match &*value {
+                encoding = match value {
                     "base64" => Encoding::Base64,
                     "hex" => Encoding::Hex,
                     other => return Err(QueryError::Encoding(other.to_string())),
                 }
             }
-            // The bearer token, which the monitor's authentication took already.
-            QUERY_TOKEN => {}
-            other => return Err(QueryError::Unknown(other.to_string())),
+            other => return Err(QueryError::unknown(other, TAKES)),
         }
-    }
-    Ok(request)
+        Ok(())
+    })?;
+    Ok(FeedRequest {
+        filter,
+        sample,
+        encoding,
+    })
 }
 
 /// `GET /feed`: checks the query and the subscriber limit, then upgrades.
@@ -516,7 +484,7 @@ mod tests {
         assert_eq!(request.sample, 10);
         assert_eq!(request.encoding, Encoding::Hex);
         let default = parse_query("").unwrap();
-        assert_eq!(default.filter, Filter::default());
+        assert_eq!(default.filter, FrameFilter::default());
         assert_eq!((default.sample, default.encoding), (1, Encoding::Base64));
     }
 
@@ -526,7 +494,7 @@ mod tests {
     fn the_token_in_the_query_is_no_parameter_of_the_feed() {
         let request = parse_query("token=s3cret&sample=5").unwrap();
         assert_eq!(request.sample, 5);
-        assert_eq!(request.filter, Filter::default());
+        assert_eq!(request.filter, FrameFilter::default());
     }
 
     #[test]
@@ -538,6 +506,10 @@ mod tests {
             ("priority=urgent", "priority:"),
             ("sample=0", "sample:"),
             ("encoding=utf8", "encoding:"),
+            (
+                "priority=routine&priority=emergency",
+                "priority: given more than once",
+            ),
         ] {
             let err = parse_query(query).unwrap_err().to_string();
             assert!(err.contains(expected), "{query}: {err}");

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::batch::Batch;
-use crate::pipeline::fan_out::{Bound, Delivery, Filter, Subscribe, Subscription};
+use crate::domain::filter::FrameFilter;
+use crate::pipeline::fan_out::{Bound, Delivery, Subscribe, Subscription};
 
 /// A subscription to processed batches that survives falling behind.
 #[derive(Debug)]
@@ -31,7 +32,7 @@ impl FrameFeed {
             batches: capacity,
             bytes: usize::MAX,
         };
-        let subscription = subscribe.subscribe(Filter::default(), bound);
+        let subscription = subscribe.subscribe(FrameFilter::default(), bound);
         FrameFeed {
             subscription,
             name,

@@ -6,7 +6,7 @@
 //! filtered to emergencies holds a few batches, one taking everything holds many, and a `/feed`
 //! client is owed the number of *frames* it missed. So each subscriber has its own queue, bounded in
 //! batches and in the bytes of the socket reads those batches keep alive (their memory), and a
-//! filter on source and priority, which is per batch (a batch has one source and one priority).
+//! filter ([`FrameFilter::wants_batch`]: source and priority, which a batch's frames share).
 //! [`FanOutLane::publish`] never waits: when a batch does not fit, the subscriber's oldest batches are
 //! dropped to make room (a live view wants the newest frames), and the subscriber is handed a
 //! [`Delivery::Gap`] with the number of frames it missed before the batches it still holds.
@@ -29,27 +29,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use tokio::sync::Notify;
 
 use crate::domain::batch::Batch;
-use crate::domain::frame::{Priority, SourceKind};
+use crate::domain::filter::FrameFilter;
+use crate::domain::frame::Priority;
 use crate::stats::Stats;
 
 use Ordering::{Relaxed, SeqCst};
-
-/// Which batches a subscriber wants.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Filter {
-    /// Only these sources; every source when empty.
-    pub sources: Vec<(SourceKind, u32)>,
-    /// Only this priority; both when `None`.
-    pub priority: Option<Priority>,
-}
-
-impl Filter {
-    fn accepts(&self, batch: &Batch) -> bool {
-        self.priority.is_none_or(|p| p == batch.priority)
-            && (self.sources.is_empty()
-                || self.sources.contains(&(batch.source.kind, batch.source.id)))
-    }
-}
 
 /// How much one subscriber's queues hold before batches are dropped for it, shared out among the
 /// lanes (one per shard): each lane holds `batches / lanes` rounded up (at least one) and
@@ -108,7 +92,7 @@ struct Registry {
 
 #[derive(Debug)]
 struct Subscriber {
-    filter: Filter,
+    filter: FrameFilter,
     /// Each lane's share of the subscriber's bound.
     lane_bound: Bound,
     queues: Box<[LaneQueue]>,
@@ -228,7 +212,7 @@ impl FanOut {
 }
 
 impl FanOutLane {
-    /// Offers `batch` to every subscriber whose filter accepts it. Never waits for a subscriber.
+    /// Offers `batch` to every subscriber whose filter wants it. Never waits for a subscriber.
     pub(crate) fn publish(&self, batch: &Arc<Batch>) {
         let lane = &self.fan_out.hub.lanes[self.lane];
         if lane.count.load(Relaxed) == 0 {
@@ -236,7 +220,7 @@ impl FanOutLane {
         }
         let routine = batch.priority == Priority::Routine;
         for subscriber in read(&lane.subscribers).iter() {
-            if !subscriber.filter.accepts(batch) {
+            if !subscriber.filter.wants_batch(batch) {
                 continue;
             }
             let queue = &subscriber.queues[self.lane];
@@ -353,7 +337,7 @@ impl Subscribe {
     /// Registers a subscriber. Its memory is at most `bound.bytes`, plus what it has taken and
     /// not yet handed out (one lane's share), plus a batch per lane where a share is below one
     /// read; it holds at most `bound.batches` rounded up to a multiple of the lanes.
-    pub(crate) fn subscribe(&self, filter: Filter, bound: Bound) -> Subscription {
+    pub(crate) fn subscribe(&self, filter: FrameFilter, bound: Bound) -> Subscription {
         let mut registry = lock(&self.hub.registry);
         let lanes = self.hub.lanes.len();
         let me = Arc::new(Subscriber {
@@ -498,7 +482,7 @@ mod tests {
     ) -> (Stats, Vec<FanOutLane>, Subscription) {
         let stats = Stats::sharded(lanes);
         let (fan_out, subscribe) = fan_out(&stats, lanes);
-        let subscription = subscribe.subscribe(Filter::default(), Bound { batches, bytes });
+        let subscription = subscribe.subscribe(FrameFilter::default(), Bound { batches, bytes });
         (stats, fan_out.into_publishers(), subscription)
     }
 

@@ -19,8 +19,8 @@ use super::client::connect;
 use super::message::{BadMessage, Naming};
 use crate::archive::format::FrameRecord;
 use crate::archive::query::export::frame_json;
-use crate::archive::read::FrameFilter;
 use crate::config::NatsConfig;
+use crate::domain::filter::FrameFilter;
 
 /// The longest wait for the next message a consumer says it has: past it, the read fails (the
 /// messages were deleted meanwhile, say) rather than hang.

@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::archive::read::{
-    DurableEnds, FrameFilter, FrameRun, OnGap, ReadError, ShardCursors, Start,
-};
+use crate::archive::read::{DurableEnds, FrameRun, OnGap, ReadError, ShardCursors, Start};
 use crate::config::{TmSelection, TmStart};
+use crate::domain::filter::FrameFilter;
 use crate::protocol::ccsds::apid_of_packet;
 use crate::stats::{Stats, TmOutput};
 

@@ -18,12 +18,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::error::{DamagedRange, ReadError};
-use super::filter::FrameFilter;
 use super::gap::Passed;
 use super::run::{ArchivedFrame, FrameRun};
 use super::segment::{Piece, SegmentFile};
 use super::start::Start;
 use crate::archive::format::{self, ArchiveError, Entry, Records, MAGIC};
+use crate::domain::filter::FrameFilter;
 use crate::domain::position::DurableEnd;
 use crate::domain::position::{Position, ShardPosition};
 

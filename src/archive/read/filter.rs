@@ -1,43 +1,16 @@
-//! Which stored frames a reader wants: its sources and their kind, its priority, the APID of its
-//! packets, a range of sequences and the times they were received in. The reader applies it as
-//! it reads the records, so frames it does not want never leave the read (a follower's SUBSCRIBE
-//! carries one; a TM output asks for its sources; the NATS sink for everything; `GET
-//! /archive/frames`, `aggregator archive export` and `inspect` for what their callers ask); the
+//! The stored records a reader wants: the checks of [`FrameFilter`] (the domain's filter, which
+//! every reader shares) against the archive's records, which only the read side sees. The reader
+//! applies them as it reads the records, so frames it does not want never leave the read; the
 //! received times also tell it which parts of the files to read at all ([`super::window`]).
-//!
-//! One filter for every reader, so that a question asked of the archive means the same over
-//! HTTP and on the command line; and one check of a window's ends ([`FrameFilter::is_backwards`])
-//! for all of them.
 
 use crate::archive::format::{Entry, FrameRecord};
-use crate::domain::frame::{Priority, SourceKey, SourceKind};
+use crate::domain::filter::FrameFilter;
 use crate::protocol::ccsds::apid_of_packet;
-
-/// The frames a reader wants; the default wants every frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FrameFilter {
-    /// Only frames of these sources; every source when empty.
-    pub sources: Vec<SourceKey>,
-    /// Only frames of sources of this kind.
-    pub kind: Option<SourceKind>,
-    /// Only frames of this priority; both when `None`.
-    pub priority: Option<Priority>,
-    /// Only frames that are one space packet of this APID.
-    pub apid: Option<u16>,
-    /// Only sequences at or above this.
-    pub first_sequence: Option<u64>,
-    /// Only sequences at or below this.
-    pub last_sequence: Option<u64>,
-    /// Only frames received at or after this time (nanoseconds since the Unix epoch).
-    pub since: Option<u64>,
-    /// Only frames received at or before this time; the reading ends once no more can come.
-    pub until: Option<u64>,
-}
 
 impl FrameFilter {
     /// Whether the reader wants this frame.
     pub fn wants(&self, frame: &FrameRecord) -> bool {
-        self.priority.is_none_or(|p| p == frame.priority)
+        self.wants_priority(frame.priority)
             && self.wants_source(frame)
             && self.wants_sequences(frame.sequence, frame.sequence)
             && self.received().contains(&frame.received_unix_ns)
@@ -47,18 +20,6 @@ impl FrameFilter {
     /// Whether the reader wants frames of this frame's source (of its priority or not).
     pub(crate) fn wants_source(&self, frame: &FrameRecord) -> bool {
         self.wants_source_key((frame.kind, frame.source_id))
-    }
-
-    /// Whether it wants frames of `source` (of any priority, received at any time).
-    pub(crate) fn wants_source_key(&self, source: SourceKey) -> bool {
-        (self.sources.is_empty() || self.sources.contains(&source))
-            && self.kind.is_none_or(|kind| kind == source.0)
-    }
-
-    /// Whether any of the sequences `first..=last` is in its range.
-    fn wants_sequences(&self, first: u64, last: u64) -> bool {
-        self.first_sequence.is_none_or(|from| last >= from)
-            && self.last_sequence.is_none_or(|to| first <= to)
     }
 
     /// Whether a record of any kind passes, as `archive inspect` lists them: a frame as
@@ -88,41 +49,13 @@ impl FrameFilter {
         };
         self.wants_source_key(source) && self.wants_sequences(first, last)
     }
-
-    /// The received times it wants: every time unless it says otherwise.
-    pub fn received(&self) -> std::ops::RangeInclusive<u64> {
-        self.since.unwrap_or(0)..=self.until.unwrap_or(u64::MAX)
-    }
-
-    /// Whether it wants only some received times.
-    pub fn has_window(&self) -> bool {
-        self.since.is_some() || self.until.is_some()
-    }
-
-    /// Whether its window is backwards, holding no time at all, as every front end checks
-    /// before reading: `since` is after `until`, or, without `until`, after `open_end` when one
-    /// is given (an HTTP query's open end is the time of the query; the command line's is open).
-    pub fn is_backwards(&self, open_end: Option<u64>) -> bool {
-        let until = self.until.or(open_end);
-        self.since
-            .zip(until)
-            .is_some_and(|(since, until)| since > until)
-    }
-
-    /// The sources of every kind with this id: what `--source ID` asks for where the kind is
-    /// given apart (`archive inspect`).
-    pub fn every_kind(id: u32) -> Vec<SourceKey> {
-        (0..=u8::MAX)
-            .filter_map(SourceKind::from_byte)
-            .map(|kind| (kind, id))
-            .collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::clock::{ClockEvent, ClockEventKind};
+    use crate::domain::frame::{Priority, SourceKind};
 
     fn frame(kind: SourceKind, id: u32, sequence: u64, payload: &[u8]) -> FrameRecord {
         FrameRecord {
@@ -248,19 +181,5 @@ mod tests {
             ..FrameFilter::default()
         };
         assert!(!routine.wants_record(&stored) && !routine.wants_record(&clock));
-    }
-
-    #[test]
-    fn a_window_is_backwards_when_its_start_is_after_its_end_or_the_open_end() {
-        let window = |since, until| FrameFilter {
-            since,
-            until,
-            ..FrameFilter::default()
-        };
-        assert!(window(Some(5), Some(4)).is_backwards(None));
-        assert!(!window(Some(5), Some(5)).is_backwards(None));
-        assert!(!window(Some(5), None).is_backwards(None));
-        assert!(window(Some(5), None).is_backwards(Some(4)));
-        assert!(!window(Some(5), Some(6)).is_backwards(Some(4)));
     }
 }

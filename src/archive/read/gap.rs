@@ -24,9 +24,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::error::ReadError;
-use super::filter::FrameFilter;
 use crate::archive::format::retention_file::{Retained, ShardState};
 use crate::archive::format::ArchiveError;
+use crate::domain::filter::FrameFilter;
 use crate::domain::frame::{SourceKey, SourceKind};
 
 /// What a reader does when its next frames were deleted.

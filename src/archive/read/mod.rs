@@ -1,5 +1,5 @@
 //! The archive's read side: where a reading starts ([`Start`]), which frames it wants
-//! ([`FrameFilter`], received times included, which the segments' indexes find), a cursor per shard that reads the segment files up to each shard's durable
+//! ([`FrameFilter`](crate::domain::filter::FrameFilter), received times included, which the segments' indexes find), a cursor per shard that reads the segment files up to each shard's durable
 //! end (`ShardCursors`), the runs of frames it hands back ([`FrameRun`]), why it cannot go on
 //! ([`ReadError`]) or what it skipped when it goes on past deleted segments ([`OnGap`],
 //! [`Skipped`]), and where readers run (`spawn_low_priority`, `LowPriorityRuntime`, `ReaderTasks`).
@@ -39,7 +39,6 @@ mod window;
 mod window_tests;
 
 pub use error::{within_archive, DamagedRange, ReadError};
-pub use filter::FrameFilter;
 pub use gap::{OnGap, Skipped};
 pub use run::{ArchivedFrame, FrameRun};
 pub(crate) use segment::{Piece, SegmentFile, Wanted};

@@ -19,9 +19,9 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use super::error::DamagedRange;
-use super::filter::FrameFilter;
 use crate::archive::format::index::{self, SegmentIndex, SpanCache};
 use crate::archive::format::{self, ArchiveError, Damage, Records};
+use crate::domain::filter::FrameFilter;
 
 /// What a window asks of the segments' indexes: the received times it wants (nanoseconds since
 /// the Unix epoch, both ends included) and the bits of its sources ([`index::sources_mask`]).

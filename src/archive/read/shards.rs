@@ -21,13 +21,13 @@ use tokio::task::JoinError;
 
 use super::cursor::{self, Cursor};
 use super::error::{DamagedRange, ReadError};
-use super::filter::FrameFilter;
 use super::gap::{GapWatch, OnGap, Skipped};
 use super::run::FrameRun;
 use super::start::Start;
 use super::window::{self, Earliest, Window};
 use crate::archive::format::index::SpanCache;
 use crate::archive::format::{self, ArchiveError};
+use crate::domain::filter::FrameFilter;
 use crate::domain::position::DurableEnd;
 use crate::stats::Stats;
 

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{DurableEnds, Earliest, FrameFilter, OnGap, ShardCursors, Start};
+use super::{DurableEnds, Earliest, OnGap, ShardCursors, Start};
 use crate::archive::format;
 use crate::archive::format::index::{self, SegmentIndex, SpanCache};
 use crate::archive::format::{Entry, FrameRecord};
+use crate::domain::filter::FrameFilter;
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::position::DurableEnd;
 

@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use super::cursor::Cursor;
 use super::error::ReadError;
-use super::filter::FrameFilter;
 use super::segment::Wanted;
 use crate::archive::format;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
 use crate::archive::format::retention_file::Retained;
 use crate::domain::clock::ArchiveClock;
+use crate::domain::filter::FrameFilter;
 use crate::domain::position::DurableEnd;
 
 /// How long after `until` a frame of the window may still be stored in a shard being written:

@@ -10,8 +10,9 @@ use crate::archive::format;
 use crate::archive::format::index::{self, SegmentIndex, TIME_BLOCK_BYTES};
 use crate::archive::format::retention_file::{Deleted, ShardState};
 use crate::archive::read::test_archives::*;
-use crate::archive::read::{FrameFilter, OnGap, ShardCursors, Start};
+use crate::archive::read::{OnGap, ShardCursors, Start};
 use crate::domain::clock::ArchiveClock;
+use crate::domain::filter::FrameFilter;
 use crate::domain::frame::SourceKind;
 
 #[tokio::test]

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use crate::archive::query::export::ExportSink;
 use crate::archive::read::stopped_ends;
 use crate::archive::read::{
-    ArchivedFrame, DamagedRange, Earliest, FrameFilter, OnGap, ReadError, ShardCursors, Start,
+    ArchivedFrame, DamagedRange, Earliest, OnGap, ReadError, ShardCursors, Start,
 };
+use crate::domain::filter::FrameFilter;
 
 /// How far an export has come, for its progress line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

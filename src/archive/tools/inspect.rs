@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::journals::{self, FileKind};
 use crate::archive::format::{Damage, Entry, SegmentScan};
-use crate::archive::read::FrameFilter;
+use crate::domain::filter::FrameFilter;
 
 /// A record `inspect` lists, and where it is.
 #[derive(Debug, Clone, Copy)]

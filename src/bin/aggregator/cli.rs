@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use aggregator::archive::query::export::Format;
-use aggregator::archive::read::FrameFilter;
 use aggregator::archive::read::Start;
+use aggregator::domain::filter::FrameFilter;
 use aggregator::domain::frame::parse_source;
 use aggregator::domain::units::{self, GivenTime};
 use aggregator::tls::client::TlsArgs;

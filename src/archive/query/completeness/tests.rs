@@ -10,7 +10,8 @@ use super::{completeness, Timeline};
 use crate::archive::format;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
 use crate::archive::read::test_archives::*;
-use crate::archive::read::{FrameFilter, OnGap, ShardCursors, Start};
+use crate::archive::read::{OnGap, ShardCursors, Start};
+use crate::domain::filter::FrameFilter;
 use crate::domain::sequence_set::SequenceSet;
 
 /// A damaged record where a window's part starts, in a sealed segment: a reader of the window

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aggregator::archive::query::export::{ExportSink, Format, ParquetSink, RowSink, WriteBehind};
-use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools;
 use aggregator::archive::tools::export::{Exported, Progress};
 use aggregator::domain::display::unix_ns_to_rfc3339;
+use aggregator::domain::filter::FrameFilter;
 
 use super::{clean_or_failure, Subcommand};
 

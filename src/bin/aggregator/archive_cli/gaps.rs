@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use aggregator::archive::query::completeness::{self, Gap, MergeGroups, SourceCompleteness};
-use aggregator::archive::read::FrameFilter;
+use aggregator::domain::filter::FrameFilter;
 use aggregator::domain::sequence_set::SequenceSet;
 use aggregator::ops::completeness_json;
 use aggregator::Config;

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use aggregator::archive::format::Entry;
-use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools::{self, Listed};
 use aggregator::domain::clock;
 use aggregator::domain::display::{payload_preview, unix_ns_to_rfc3339};
+use aggregator::domain::filter::FrameFilter;
 
 use super::{clean_or_failure, Subcommand};
 

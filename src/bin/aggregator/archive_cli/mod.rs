@@ -16,8 +16,8 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use aggregator::archive::read::FrameFilter;
 use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
+use aggregator::domain::filter::FrameFilter;
 use aggregator::domain::units;
 
 use crate::cli::ArchiveTool;
