@@ -34,6 +34,7 @@ mod stopped;
 mod tasks;
 #[cfg(test)]
 pub(crate) mod test_archives;
+mod walk;
 mod window;
 #[cfg(test)]
 mod window_tests;
@@ -47,4 +48,5 @@ pub(crate) use shards::ShardCursors;
 pub use start::{Start, StartError};
 pub(crate) use stopped::stopped_ends;
 pub(crate) use tasks::{spawn_low_priority, spawn_reader, LowPriorityRuntime, ReaderTasks};
+pub(crate) use walk::ShardWalk;
 pub use window::Earliest;

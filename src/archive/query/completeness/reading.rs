@@ -16,14 +16,13 @@ use super::answer::{ClockRecord, Completeness};
 use super::gathered::{Around, Gathered};
 use super::timeline::Timeline;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
-use crate::archive::format::retention_file::{Retained, ShardState};
+use crate::archive::format::retention_file::ShardState;
 use crate::archive::format::{self, ArchiveError, Entry};
 use crate::archive::read::{self, DamagedRange, DurableEnds};
-use crate::archive::read::{Piece, SegmentFile, Wanted};
+use crate::archive::read::{Piece, SegmentFile, ShardWalk, Wanted};
 use crate::domain::clock::ClockEvent;
 use crate::domain::filter::FrameFilter;
 use crate::domain::frame::SourceKind;
-use crate::domain::position::DurableEnd;
 use crate::domain::sequence_set::SequenceSet;
 
 /// [`completeness`] of the archive's files as they are now (a stopped archive, or one read beside
@@ -44,18 +43,9 @@ pub fn completeness(
     timeline: Option<&Timeline>,
 ) -> Result<Completeness, ArchiveError> {
     let (mut found, wanted) = (Found::default(), Wanted::of(filter));
-    for (shard, dir) in format::list_shards(root)? {
-        let Some(end) = ends
-            .iter()
-            .find(|(k, _)| *k == shard)
-            .map(|(_, e)| *e.borrow())
-        else {
-            continue;
-        };
+    for walk in ends.walk(root)? {
         let reading = Reading {
-            shard,
-            dir: &dir,
-            end,
+            walk: &walk,
             filter,
             wanted: &wanted,
             timeline,
@@ -120,9 +110,8 @@ impl Found {
 /// What one shard's segments are read for: the shard's directory and durable end, the sources
 /// and window wanted, and the timeline.
 pub(super) struct Reading<'a> {
-    pub(super) shard: usize,
-    pub(super) dir: &'a Path,
-    pub(super) end: DurableEnd,
+    /// The shard, its directory, durable end and retained segments.
+    pub(super) walk: &'a ShardWalk,
     pub(super) filter: &'a FrameFilter,
     /// What the filter asks of the sealed segments' indexes.
     pub(super) wanted: &'a Wanted,
@@ -134,35 +123,25 @@ impl Reading<'_> {
     /// Reads the shard's segments into `found`: what each holds of the window, the damage passed
     /// over, the segments missing from its numbering, and what retention deleted.
     pub(super) fn read_shard(&self, found: &mut Found) -> Result<(), ArchiveError> {
-        let retained = Retained::read(self.dir)?;
-        let first_retained = retained.state.first_retained;
-        // Segments are numbered without gaps, and retention deletes the oldest, below
-        // `first_retained`: the next one expected after it, or after the last one seen.
-        let (mut expected, mut holes) =
-            ((first_retained > 0).then_some(first_retained), Vec::new());
         // The first and last segment that meet the window.
         let mut met: Option<(u64, u64)> = None;
-        let mut sealed = Vec::new();
-        for (index, path) in retained.segments {
-            if index > self.end.segment {
-                continue;
-            }
-            holes.extend(expected.map_or(0..0, |expected| expected..index));
-            expected = Some(index + 1);
-            match self.add_segment(index, &path, found) {
+        let (mut sealed, mut gone) = (Vec::new(), Vec::new());
+        for (index, path) in &self.walk.segments {
+            let index = *index;
+            match self.add_segment(index, path, found) {
                 Ok(meets) => {
                     met = meets
                         .then(|| met.map_or((index, index), |(a, _)| (a, index)))
                         .or(met)
                 }
                 // Retention may delete a segment between the listing and its reading.
-                Err(err) if err.is_gone() => holes.push(index),
+                Err(err) if err.is_gone() => gone.push(index),
                 Err(err) => return Err(err),
             }
-            sealed.extend((index < self.end.segment).then_some((index, path)));
+            sealed.extend((index < self.walk.end.segment).then_some((index, path)));
         }
         let (first, last) = met.unwrap_or((1, 0));
-        let shard = self.shard;
+        let shard = self.walk.shard;
         found
             .clock
             .retain(|r| r.shard != shard || (first..=last).contains(&r.segment));
@@ -174,17 +153,17 @@ impl Reading<'_> {
         }
         // Read after the segments: retention records a deletion before it unlinks, so the state
         // names every segment it deleted before or during the reading, and their sequences.
-        let state = ShardState::read(self.dir)?;
+        let state = ShardState::read(&self.walk.dir)?;
         for (&key, span) in &state.pruned {
             let sequences = found.pruned.entry(key).or_default();
             span.sequences
                 .runs()
                 .for_each(|(a, b)| sequences.insert_run(a, b));
         }
-        let by_hand = holes
-            .into_iter()
-            .filter(|&gone| gone >= state.first_retained);
-        found.missing.extend(by_hand.map(|gone| (self.shard, gone)));
+        let by_hand = self.walk.by_hand(gone, &state);
+        found
+            .missing
+            .extend(by_hand.into_iter().map(|index| (self.walk.shard, index)));
         Ok(())
     }
 
@@ -198,7 +177,8 @@ impl Reading<'_> {
         path: &Path,
         found: &mut Found,
     ) -> Result<(), ArchiveError> {
-        let contents = match SegmentIndex::read_or_rebuild(self.dir, index, path, self.spans) {
+        let contents = match SegmentIndex::read_or_rebuild(&self.walk.dir, index, path, self.spans)
+        {
             Err(err) if err.is_gone() => return Ok(()),
             contents => contents?,
         };
@@ -206,7 +186,7 @@ impl Reading<'_> {
         if found
             .damaged
             .iter()
-            .any(|d| (d.shard, d.segment) == (self.shard, index))
+            .any(|d| (d.shard, d.segment) == (self.walk.shard, index))
         {
             return self.read_elsewhere(index, path, contents.len, found);
         }
@@ -232,7 +212,7 @@ impl Reading<'_> {
         len: u64,
         found: &mut Found,
     ) -> Result<(), ArchiveError> {
-        let segment = match SegmentFile::open(self.shard, index, path) {
+        let segment = match SegmentFile::open(self.walk.shard, index, path) {
             Err(err) if err.is_gone() => return Ok(()),
             segment => segment?,
         };
@@ -257,7 +237,7 @@ impl Reading<'_> {
                     from = range.bytes.end;
                     let named = |d: &DamagedRange| {
                         (d.shard, d.segment, d.bytes.start)
-                            == (self.shard, index, range.bytes.start)
+                            == (self.walk.shard, index, range.bytes.start)
                     };
                     if !found.damaged.iter().any(named) {
                         found.damaged.push(range);
@@ -277,9 +257,11 @@ impl Reading<'_> {
         path: &Path,
         found: &mut Found,
     ) -> Result<bool, ArchiveError> {
-        let ranges = match index < self.end.segment {
+        let ranges = match index < self.walk.end.segment {
             true => {
-                let sealed = self.wanted.sealed(self.dir, index, path, self.spans)?;
+                let sealed = self
+                    .wanted
+                    .sealed(&self.walk.dir, index, path, self.spans)?;
                 let steps = (sealed.contents.clock.iter()).filter(|(_, e)| e.tells_of_a_step());
                 let at = |&(offset, event)| self.clock_record(index, offset, event);
                 found.clock.extend(steps.map(at));
@@ -289,9 +271,9 @@ impl Reading<'_> {
                 }
                 sealed.ranges
             }
-            false => vec![(format::MAGIC.len() as u64, self.end.len)],
+            false => vec![(format::MAGIC.len() as u64, self.walk.end.len)],
         };
-        let segment = SegmentFile::open(self.shard, index, path)?;
+        let segment = SegmentFile::open(self.walk.shard, index, path)?;
         let (mut meets, mut elsewhere) = (false, Elsewhere::new());
         for (mut from, to) in ranges {
             while from < to {
@@ -309,7 +291,7 @@ impl Reading<'_> {
         }
         // The newest segment, read whole, is among the window's segments when it meets it (a
         // sealed one's frames outside the window come from its index, `add_elsewhere`).
-        if meets && index == self.end.segment {
+        if meets && index == self.walk.end.segment {
             for (key, sequences) in elsewhere {
                 let all = found.elsewhere.entry(key).or_default();
                 sequences.runs().for_each(|(a, b)| all.insert_run(a, b));
@@ -334,7 +316,9 @@ impl Reading<'_> {
             let frame = match entry {
                 Entry::Frame(frame) => frame,
                 // Those of the blocks of sealed segments come from their index.
-                Entry::Clock(event) if index == self.end.segment && event.tells_of_a_step() => {
+                Entry::Clock(event)
+                    if index == self.walk.end.segment && event.tells_of_a_step() =>
+                {
                     found.clock.push(self.clock_record(index, offset, event));
                     continue;
                 }
@@ -365,7 +349,7 @@ impl Reading<'_> {
     /// The CLOCK record of `event` at `offset` of segment `index` of this shard.
     fn clock_record(&self, segment: u64, offset: u64, event: ClockEvent) -> ClockRecord {
         ClockRecord {
-            shard: self.shard,
+            shard: self.walk.shard,
             segment,
             offset,
             event,
