@@ -70,22 +70,14 @@ impl Damage {
     /// kind of damage ([`DamageReason::crash_can_explain`]) with nothing valid after it is torn.
     fn scan_end(&self, file_len: u64) -> ScanEnd {
         let (offset, reason) = (self.start, self.reason.clone());
-        if self.end < file_len {
-            let followed_by = Some(self.end);
-            ScanEnd::Corrupt {
+        let followed_by = (self.end < file_len).then_some(self.end);
+        match followed_by.is_none() && reason.crash_can_explain() {
+            true => ScanEnd::Torn { offset, reason },
+            false => ScanEnd::Corrupt {
                 offset,
                 reason,
                 followed_by,
-            }
-        } else if reason.crash_can_explain() {
-            ScanEnd::Torn { offset, reason }
-        } else {
-            let followed_by = None;
-            ScanEnd::Corrupt {
-                offset,
-                reason,
-                followed_by,
-            }
+            },
         }
     }
 }
@@ -232,19 +224,17 @@ impl<R: Read> Window<'_, R> {
         if let Some(refused) = other_version(self.path, magic) {
             return Err(refused);
         }
-        let version = match (readable(magic), magic) {
+        let version = match (readable(magic), <[u8; MAGIC.len()]>::try_from(magic)) {
             (Some(version), _) => version,
-            (None, short) if short.len() < MAGIC.len() => {
-                let reason = match MAGIC.starts_with(short) {
-                    true => DamageReason::MagicCutShort { held: short.len() },
+            (None, Err(_)) => {
+                let reason = match MAGIC.starts_with(magic) {
+                    true => DamageReason::MagicCutShort { held: magic.len() },
                     false => DamageReason::NotASegment,
                 };
-                return Ok(Err(Scanned::unreadable(short.len() as u64, reason)));
+                return Ok(Err(Scanned::unreadable(magic.len() as u64, reason)));
             }
-            (None, magic) => {
-                let mut bad = [0; MAGIC.len()];
-                bad.copy_from_slice(magic);
-                let reason = DamageReason::BadMagic { magic: bad };
+            (None, Ok(magic)) => {
+                let reason = DamageReason::BadMagic { magic };
                 let file_len = self.rest()?.len() as u64;
                 return Ok(Err(Scanned::unreadable(file_len, reason)));
             }
