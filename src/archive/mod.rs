@@ -46,10 +46,12 @@
 //!
 //! Errors: every room fails with one type, [`format::ArchiveError`] (in the bottom room, so all
 //! rooms share it), and every variant names the file: `Damaged` (a file or record that does not
-//! decode, with its offset and reason), `Version` (a segment or journal of a format version this
-//! build does not read), `Io` (a failed step, with its operation), `Transient` (a step that lost
-//! nothing and may be tried again: `is_transient`), `Locked` (another process holds a shard's
-//! `LOCK`) and `Broken` (the archive cannot go on after an earlier failure). Callers match the
+//! decode, with its offset and a typed reason, `format::DamageReason`, made text only where it is
+//! printed), `Unrepaired` (damage a repair leaves in place, and the way out), `Version` (a segment
+//! or journal of a format version this build does not read), `Io` (a failed step, with its
+//! operation), `Transient` (a step that lost nothing and may be tried again: `is_transient`),
+//! `Locked` (another process holds a shard's `LOCK`) and `Broken` (the archive cannot go on after
+//! an earlier failure). Callers match the
 //! variants, never an `io::ErrorKind` or a message's text; where a caller outside the archive
 //! still speaks `io::Error`, `From<ArchiveError>` keeps the error inside it. The read side wraps
 //! it in its [`read::ReadError`]; the write-back pace has its own `PaceError`. An export's errors

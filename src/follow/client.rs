@@ -314,7 +314,7 @@ pub(crate) fn damaged_json(range: &DamagedRange) -> serde_json::Value {
         "segment": range.segment,
         "from": range.bytes.start,
         "to": range.bytes.end,
-        "reason": range.bytes.reason,
+        "reason": range.says(),
     })
 }
 

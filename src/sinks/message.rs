@@ -9,7 +9,9 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
-use crate::archive::format::{decode_frame_records, encode_frame_records, FrameRecord};
+use crate::archive::format::{
+    decode_frame_records, encode_frame_records, FrameRecord, NotFrameRecords,
+};
 use crate::config::{Identity, NatsConfig};
 use crate::domain::frame::{Priority, SourceKey, SourceKind};
 use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, Reception};
@@ -198,7 +200,7 @@ impl Naming {
             Some(name) if name == Layout::Records.name() => {
                 let key = (self.subject.source_of(subject))
                     .ok_or_else(|| BadMessage::Subject(subject.to_string()))?;
-                let frames = decode_frame_records(&payload).map_err(BadMessage::Body)?;
+                let frames = decode_frame_records(&payload).map_err(BadMessage::Records)?;
                 let count: usize = required(headers, FRAMES, "a count of frames")?;
                 if count != frames.len() {
                     let why = format!("{} frames, where {FRAMES} says {count}", frames.len());
@@ -301,6 +303,9 @@ pub enum BadMessage {
     Layout(String),
     #[error("body: {0}")]
     Body(String),
+    /// The body of a `records/1` message is not frame records back to back.
+    #[error("body: {0}")]
+    Records(NotFrameRecords),
     #[error("header {name} {text:?} is not {what}")]
     Header {
         name: &'static str,

@@ -1,10 +1,11 @@
 //! How a record is read back: one record at a byte offset, every byte checked (the CRC, the
-//! lengths, the kind and priority bytes), and why it is bad when it is.
+//! lengths, the kind and priority bytes), and why it is bad when it is (a [`DamageReason`]).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::damage::{DamageReason, DeliveryName, FrameFault};
 use super::input::Input;
 use super::record::*;
 use crate::domain::clock::{ClockEvent, ClockEventKind};
@@ -12,29 +13,6 @@ use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::reception::{
     Ax25Addresses, Callsign, Delivery, Received, Reception, ReceptionFlags,
 };
-
-/// Why a record could not be decoded.
-pub(super) enum Bad {
-    /// The header or body runs past the end of the file.
-    Incomplete(String),
-    /// Complete but wrong: length out of range or CRC mismatch. A crash can cause this.
-    Damaged(String),
-    /// The CRC matches but the contents are impossible: only a bug or deliberate damage does this.
-    Impossible(String),
-}
-
-impl Bad {
-    /// Whether a crash's incomplete last write can look like this.
-    pub(super) fn crash_can_explain(&self) -> bool {
-        !matches!(self, Bad::Impossible(_))
-    }
-
-    pub(super) fn into_reason(self) -> String {
-        match self {
-            Bad::Incomplete(reason) | Bad::Damaged(reason) | Bad::Impossible(reason) => reason,
-        }
-    }
-}
 
 /// The body length and the CRC of a record header, read from `input`; `None` when it is cut
 /// short.
@@ -44,16 +22,11 @@ pub(super) fn record_header(input: &mut Input) -> Option<(u32, u32)> {
 
 /// A record header's body length `len`, checked: no record has an empty body or one past
 /// [`MAX_BODY_LEN`].
-pub(super) fn body_len(len: u32) -> Result<usize, Bad> {
+pub(super) fn body_len(len: u32) -> Result<usize, DamageReason> {
     match len {
         1..=MAX_BODY_LEN => Ok(len as usize),
-        _ => Err(length_outside(len)),
+        _ => Err(DamageReason::LengthOutside { len }),
     }
-}
-
-/// Why a body length `len` is refused.
-fn length_outside(len: u32) -> Bad {
-    Bad::Damaged(format!("body length {len} is outside 1..={MAX_BODY_LEN}"))
 }
 
 /// Decodes the record at `pos` of a segment of format `version` into `out` (a FRAMES record gives
@@ -64,13 +37,14 @@ pub(super) fn decode_at(
     pos: usize,
     version: u8,
     out: &mut Vec<(u64, Entry)>,
-) -> Result<usize, Bad> {
+) -> Result<usize, DamageReason> {
     let (record_type, body) = checked_body(data, pos)?;
     let next = pos + RECORD_HEADER_LEN + body.len();
     if versions_of(record_type).is_some_and(|versions| !versions.contains(&version)) {
-        return Err(Bad::Impossible(format!(
-            "record type {record_type} in a version {version} segment"
-        )));
+        return Err(DamageReason::TypeOfOtherVersion {
+            record_type,
+            version,
+        });
     }
     let entry = match record_type {
         TYPE_FRAME => Entry::Frame(decode_frame(data, body)?),
@@ -87,49 +61,46 @@ pub(super) fn decode_at(
             decoded?;
             return Ok(next);
         }
-        other => return Err(Bad::Impossible(format!("unknown record type {other}"))),
+        other => return Err(DamageReason::UnknownRecordType(other)),
     };
     out.push((pos as u64, entry));
     Ok(next)
 }
 
 /// The type and the body of the record at `pos`, whole and with its CRC matching.
-fn checked_body(data: &Bytes, pos: usize) -> Result<(u8, &[u8]), Bad> {
+fn checked_body(data: &Bytes, pos: usize) -> Result<(u8, &[u8]), DamageReason> {
     let mut input = Input::new(data.get(pos..).unwrap_or_default());
     let rest = input.len();
     let Some((len, stored_crc)) = record_header(&mut input) else {
-        return Err(Bad::Incomplete(format!(
-            "record header cut short ({rest} of {RECORD_HEADER_LEN} bytes)"
-        )));
+        return Err(DamageReason::HeaderCutShort { held: rest });
     };
     let len = body_len(len)?;
     let Some(body) = input.bytes(len) else {
-        return Err(Bad::Incomplete(format!(
-            "record body cut short ({} of {len} bytes)",
-            input.len()
-        )));
+        let held = input.len();
+        return Err(DamageReason::BodyCutShort { held, len });
     };
     let crc = crc32fast::hash(body);
     if crc != stored_crc {
-        return Err(Bad::Damaged(format!(
-            "CRC mismatch (stored {stored_crc:08x}, computed {crc:08x}) over a {len}-byte body"
-        )));
+        return Err(DamageReason::CrcMismatch {
+            stored: stored_crc,
+            computed: crc,
+            len,
+        });
     }
     // `body_len` refused an empty body.
-    let record_type = Input::new(body).u8().ok_or_else(|| length_outside(0))?;
+    let record_type = Input::new(body)
+        .u8()
+        .ok_or(DamageReason::LengthOutside { len: 0 })?;
     Ok((record_type, body))
 }
 
 /// A FRAME record's `body`, a part of `data` (its payload shares `data`).
-fn decode_frame(data: &Bytes, body: &[u8]) -> Result<FrameRecord, Bad> {
+fn decode_frame(data: &Bytes, body: &[u8]) -> Result<FrameRecord, DamageReason> {
     let mut input = Input::new(body);
     let head = |input: &mut Input| Some((input.take()?, input.u32()?, input.u64()?, input.u64()?));
     let Some(([_, kind_byte, priority_byte], source_id, sequence, received)) = head(&mut input)
     else {
-        return Err(Bad::Impossible(format!(
-            "frame record body of {} bytes, shorter than {FRAME_BODY_FIXED}",
-            body.len()
-        )));
+        return Err(DamageReason::FrameBodyShort { len: body.len() });
     };
     let priority = priority(priority_byte)?;
     Ok(FrameRecord {
@@ -144,7 +115,7 @@ fn decode_frame(data: &Bytes, body: &[u8]) -> Result<FrameRecord, Bad> {
 }
 
 /// A WATERMARK record's body.
-fn decode_watermark(body: &[u8]) -> Result<Entry, Bad> {
+fn decode_watermark(body: &[u8]) -> Result<Entry, DamageReason> {
     let (kind, source_id, acked) = decode_mark(body)?;
     Ok(Entry::Watermark {
         kind,
@@ -154,7 +125,7 @@ fn decode_watermark(body: &[u8]) -> Result<Entry, Bad> {
 }
 
 /// A STORED record's body (versions 1 and 2): a run of one sequence.
-fn decode_stored(body: &[u8]) -> Result<Entry, Bad> {
+fn decode_stored(body: &[u8]) -> Result<Entry, DamageReason> {
     let (kind, source_id, sequence) = decode_mark(body)?;
     Ok(Entry::Stored {
         kind,
@@ -165,7 +136,7 @@ fn decode_stored(body: &[u8]) -> Result<Entry, Bad> {
 }
 
 /// The source and the value of a WATERMARK or STORED record's body, which `encode_mark` wrote.
-fn decode_mark(body: &[u8]) -> Result<(SourceKind, u32, u64), Bad> {
+fn decode_mark(body: &[u8]) -> Result<(SourceKind, u32, u64), DamageReason> {
     let ([_, kind_byte], source_id, value) = whole(body, MARK_BODY_LEN, |input| {
         Some((input.take()?, input.u32()?, input.u64()?))
     })?;
@@ -173,14 +144,12 @@ fn decode_mark(body: &[u8]) -> Result<(SourceKind, u32, u64), Bad> {
 }
 
 /// A STORED RUN record's body.
-fn decode_stored_run(body: &[u8]) -> Result<Entry, Bad> {
+fn decode_stored_run(body: &[u8]) -> Result<Entry, DamageReason> {
     let ([_, kind_byte], source_id, first, last) = whole(body, RUN_BODY_LEN, |input| {
         Some((input.take()?, input.u32()?, input.u64()?, input.u64()?))
     })?;
     if first > last {
-        return Err(Bad::Impossible(format!(
-            "stored run from {first} down to {last}"
-        )));
+        return Err(DamageReason::StoredRunBackwards { first, last });
     }
     Ok(Entry::Stored {
         kind: kind(kind_byte)?,
@@ -191,12 +160,11 @@ fn decode_stored_run(body: &[u8]) -> Result<Entry, Bad> {
 }
 
 /// A CLOCK record's body.
-fn decode_clock(body: &[u8]) -> Result<ClockEvent, Bad> {
+fn decode_clock(body: &[u8]) -> Result<ClockEvent, DamageReason> {
     let ([_, event], archive_ns, wall_ns, jump_ns) = whole(body, CLOCK_BODY_LEN, |input| {
         Some((input.take()?, input.u64()?, input.u64()?, input.u64()?))
     })?;
-    let kind = ClockEventKind::from_byte(event)
-        .ok_or_else(|| Bad::Impossible(format!("undefined clock event {event}")))?;
+    let kind = ClockEventKind::from_byte(event).ok_or(DamageReason::UndefinedClockEvent(event))?;
     Ok(ClockEvent {
         kind,
         archive_ns,
@@ -211,29 +179,29 @@ fn whole<T>(
     body: &[u8],
     expected: usize,
     read: impl FnOnce(&mut Input) -> Option<T>,
-) -> Result<T, Bad> {
+) -> Result<T, DamageReason> {
     let mut input = Input::new(body);
     match read(&mut input) {
         Some(fields) if input.is_empty() => Ok(fields),
         _ => {
             let record_type = Input::new(body).u8().unwrap_or_default();
-            Err(Bad::Impossible(format!(
-                "type {record_type} record body of {} bytes, expected {expected}",
-                body.len()
-            )))
+            Err(DamageReason::BodyLength {
+                record_type,
+                len: body.len(),
+                expected,
+            })
         }
     }
 }
 
 /// A record's source kind byte, or why it is impossible.
-fn kind(byte: u8) -> Result<SourceKind, Bad> {
-    SourceKind::from_byte(byte)
-        .ok_or_else(|| Bad::Impossible(format!("undefined source kind {byte}")))
+fn kind(byte: u8) -> Result<SourceKind, DamageReason> {
+    SourceKind::from_byte(byte).ok_or(DamageReason::UndefinedSourceKind(byte))
 }
 
 /// A record's priority byte, or why it is impossible.
-fn priority(byte: u8) -> Result<Priority, Bad> {
-    Priority::from_byte(byte).ok_or_else(|| Bad::Impossible(format!("undefined priority {byte}")))
+fn priority(byte: u8) -> Result<Priority, DamageReason> {
+    Priority::from_byte(byte).ok_or(DamageReason::UndefinedPriority(byte))
 }
 
 /// The fields a FRAMES or RECEIVED FRAMES record gives each of its frames.
@@ -254,18 +222,18 @@ fn decode_frames(
     body: &[u8],
     pos: usize,
     out: &mut Vec<(u64, Entry)>,
-) -> Result<(), Bad> {
+) -> Result<(), DamageReason> {
     let len = body.len();
     let mut input = Input::new(body);
     let (batch, count) = decode_batch(&mut input, len)?;
     for index in 0..count {
-        let bad = |what: String| {
-            Bad::Impossible(format!(
-                "FRAMES record of {count} frames: frame {index} {what}"
-            ))
+        let bad = |fault| DamageReason::BadFrame {
+            count,
+            index,
+            fault,
         };
         let (Some(sequence), Some(payload_len)) = (input.u64(), input.u32()) else {
-            return Err(bad(format!("header runs past the {len}-byte body")));
+            return Err(bad(FrameFault::HeaderPastBody { len }));
         };
         let reception = match &batch.delivery {
             Some(delivery) => Some(Box::new(Reception {
@@ -275,9 +243,7 @@ fn decode_frames(
             None => None,
         };
         let Some(payload) = input.bytes(payload_len as usize) else {
-            return Err(bad(format!(
-                "payload of {payload_len} bytes runs past the {len}-byte body"
-            )));
+            return Err(bad(FrameFault::PayloadPastBody { payload_len, len }));
         };
         let frame = FrameRecord {
             kind: batch.kind,
@@ -291,23 +257,22 @@ fn decode_frames(
         out.push((pos as u64, Entry::Frame(frame)));
     }
     if count == 0 || !input.is_empty() {
-        return Err(Bad::Impossible(format!(
-            "FRAMES record of {count} frames leaves {} of its {len} body bytes unused",
-            input.len()
-        )));
+        return Err(DamageReason::FramesBytesUnused {
+            count,
+            unused: input.len(),
+            len,
+        });
     }
     Ok(())
 }
 
 /// The fields before the first frame of a FRAMES or RECEIVED FRAMES record of a `len`-byte body,
 /// from `input`, and the count of its frames.
-fn decode_batch(input: &mut Input, len: usize) -> Result<(Batch, u32), Bad> {
+fn decode_batch(input: &mut Input, len: usize) -> Result<(Batch, u32), DamageReason> {
     let head = |input: &mut Input| Some((input.take()?, input.u32()?, input.u64()?, input.u32()?));
     let Some(([record_type, kind_byte, priority_byte], source_id, received, count)) = head(input)
     else {
-        return Err(Bad::Impossible(format!(
-            "FRAMES record body of {len} bytes, shorter than {FRAMES_BODY_FIXED}"
-        )));
+        return Err(DamageReason::FramesBodyShort { len });
     };
     let (kind, priority) = (kind(kind_byte)?, priority(priority_byte)?);
     let delivery = match record_type {
@@ -325,27 +290,25 @@ fn decode_batch(input: &mut Input, len: usize) -> Result<(Batch, u32), Bad> {
 }
 
 /// The link's and the station's names of a RECEIVED FRAMES record, from `input`.
-fn decode_delivery(input: &mut Input) -> Result<Delivery, Bad> {
-    let mut name = |what: &str| {
-        let cut = || Bad::Impossible(format!("RECEIVED FRAMES record cut within its {what} name"));
-        let len = input.u8().ok_or_else(cut)?;
-        let bytes = input.bytes(usize::from(len)).ok_or_else(cut)?;
-        std::str::from_utf8(bytes).map(Arc::from).map_err(|_| {
-            Bad::Impossible(format!(
-                "RECEIVED FRAMES record: its {what} name is not UTF-8"
-            ))
-        })
+fn decode_delivery(input: &mut Input) -> Result<Delivery, DamageReason> {
+    let mut name = |which| {
+        let cut = DamageReason::NameCut(which);
+        let len = input.u8().ok_or(cut.clone())?;
+        let bytes = input.bytes(usize::from(len)).ok_or(cut)?;
+        std::str::from_utf8(bytes)
+            .map(Arc::from)
+            .map_err(|_| DamageReason::NameNotUtf8(which))
     };
-    let link = name("link")?;
-    let station = name("station")?;
+    let link = name(DeliveryName::Link)?;
+    let station = name(DeliveryName::Station)?;
     Ok(Delivery { link, station })
 }
 
 /// A received frame's flags and the fields they announce, from `input`, in a `len`-byte body.
-fn decode_received(input: &mut Input, len: usize) -> Result<Received, String> {
-    let cut = || format!("reception runs past the {len}-byte body");
+fn decode_received(input: &mut Input, len: usize) -> Result<Received, FrameFault> {
+    let cut = || FrameFault::ReceptionPastBody { len };
     let flags = ReceptionFlags::from_byte(input.u8().ok_or_else(cut)?)
-        .map_err(|byte| format!("has undefined reception flags 0x{byte:02X}"))?;
+        .map_err(FrameFault::UndefinedReceptionFlags)?;
     let earth_unix_ns = match flags.earth_time() {
         false => None,
         true => Some(input.u64().ok_or_else(cut)?),

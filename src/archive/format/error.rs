@@ -1,14 +1,26 @@
 //! The archive's errors: one type, [`ArchiveError`], with a variant per failure a caller tells
 //! apart (damage, another format version, a failed step of I/O, a transient one, a lock held), so
 //! callers match variants, never an [`io::ErrorKind`] or a message's text. Every variant names the
-//! file it is about.
+//! file it is about; damage says why as a [`DamageReason`], made text only where it is printed.
 
 use std::io;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+use super::damage::{DamageReason, Kept};
+
 /// What [`ArchiveError::Locked`] says of the directory (the words operators and tests look for).
 const IN_USE: &str = "is in use by another aggregator process";
+
+/// Bytes of a file that do not decode: which file, where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: offset {offset}: {reason}", path.display())]
+pub struct FileDamage {
+    pub path: PathBuf,
+    /// The byte offset of the damage in the file (0 for a whole file that does not decode).
+    pub offset: u64,
+    pub reason: DamageReason,
+}
 
 /// What went wrong in the archive, and with which file.
 #[derive(Debug, thiserror::Error)]
@@ -16,12 +28,16 @@ pub enum ArchiveError {
     /// A file, or a record in it, does not decode: bytes on disk that are not what the format
     /// says (a bad CRC, an impossible length, a bad magic, a damaged `RETENTION` file). Never a
     /// reason to delete anything; `archive repair` shows and moves damaged segment bytes.
-    #[error("{}: offset {offset}: {reason}", path.display())]
-    Damaged {
+    #[error(transparent)]
+    Damaged(FileDamage),
+    /// Damage a repair leaves in place: a corrupt record the daemon's start does not cut, or a
+    /// segment magic `archive repair` does not guess. `kept` says which, and the way out.
+    #[error("{}: offset {offset}: {}", path.display(), kept.says(reason))]
+    Unrepaired {
         path: PathBuf,
-        /// The byte offset of the damage in the file (0 for a whole file that does not decode).
         offset: u64,
-        reason: String,
+        reason: DamageReason,
+        kept: Kept,
     },
     /// A segment or journal of a format version this build does not read (a later build wrote
     /// it): refused with the versions named, never read as damage (which `archive repair
@@ -109,23 +125,12 @@ impl ArchiveError {
     }
 
     /// Damage in the file at `path`, at byte `offset`.
-    pub(crate) fn damaged(path: &Path, offset: u64, reason: impl Into<String>) -> Self {
-        ArchiveError::Damaged {
+    pub(crate) fn damaged(path: &Path, offset: u64, reason: DamageReason) -> Self {
+        ArchiveError::Damaged(FileDamage {
             path: path.to_path_buf(),
             offset,
-            reason: reason.into(),
-        }
-    }
-
-    /// What is wrong, without the file's path: for [`Damaged`](ArchiveError::Damaged), the offset
-    /// and the reason (`offset 283: CRC mismatch ...`), for a reader that names the shard and
-    /// segment apart and passes the text to remote clients, who must not learn the server's
-    /// paths; any other error's whole text.
-    pub(crate) fn without_path(&self) -> String {
-        match self {
-            ArchiveError::Damaged { offset, reason, .. } => format!("offset {offset}: {reason}"),
-            other => other.to_string(),
-        }
+            reason,
+        })
     }
 
     /// The archive cannot go on, for `reason` ([`Broken`](ArchiveError::Broken)).
@@ -153,11 +158,18 @@ impl ArchiveError {
     pub(crate) fn duplicate(&self) -> Self {
         let again = |source: &io::Error| io::Error::new(source.kind(), source.to_string());
         match self {
-            ArchiveError::Damaged {
+            ArchiveError::Damaged(damage) => ArchiveError::Damaged(damage.clone()),
+            ArchiveError::Unrepaired {
                 path,
                 offset,
                 reason,
-            } => ArchiveError::damaged(path, *offset, reason.clone()),
+                kept,
+            } => ArchiveError::Unrepaired {
+                path: path.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+                kept: kept.clone(),
+            },
             ArchiveError::Version { path, found, reads } => ArchiveError::Version {
                 path: path.clone(),
                 found: *found,
@@ -191,7 +203,9 @@ impl ArchiveError {
 impl From<ArchiveError> for io::Error {
     fn from(err: ArchiveError) -> io::Error {
         let kind = match &err {
-            ArchiveError::Damaged { .. } => io::ErrorKind::InvalidData,
+            ArchiveError::Damaged(_) | ArchiveError::Unrepaired { .. } => {
+                io::ErrorKind::InvalidData
+            }
             ArchiveError::Version { .. } => io::ErrorKind::Unsupported,
             ArchiveError::Broken { .. } => io::ErrorKind::Other,
             ArchiveError::Io { source, .. }

@@ -38,7 +38,8 @@
 //! A scan does not stop at damage: every record has a length and a CRC, so after a bad record it
 //! searches forward for the next offset where a valid record starts and goes on from there. A
 //! flipped byte in an old segment costs the record it is in, not the rest of the segment, and
-//! every damaged byte range is reported ([`Damage`]).
+//! every damaged byte range is reported ([`Damage`]), with why as a [`DamageReason`] that is made
+//! text only where it is printed.
 //!
 //! Nothing read from disk is trusted: every error names the file and the byte offset.
 //!
@@ -50,6 +51,7 @@
 //! Every decoder here reads bytes one way, through `input`'s checked cursor, so that short or
 //! damaged bytes are an error and never a panic.
 
+mod damage;
 mod decode;
 mod error;
 pub mod index;
@@ -63,8 +65,9 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
+pub use damage::{DamageReason, DeliveryName, FrameFault, Kept};
 pub(crate) use error::sync_dir;
-pub use error::ArchiveError;
+pub use error::{ArchiveError, FileDamage};
 pub use layout::{list_shard_segments, shard_dir, ShardSegments};
 pub(crate) use layout::{list_shards, lock_shards};
 pub(crate) use names::{
@@ -72,5 +75,5 @@ pub(crate) use names::{
 };
 pub use names::{list_segments, segment_name};
 pub use record::*;
-pub use records::{decode_frame_records, encode_frame_records, RecordsLen};
+pub use records::{decode_frame_records, encode_frame_records, NotFrameRecords, RecordsLen};
 pub use scan::*;

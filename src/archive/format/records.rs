@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::damage::DamageReason;
 use super::decode::decode_at;
 use super::record::*;
 use crate::domain::frame::{Priority, SourceKind};
@@ -132,19 +133,31 @@ fn encode_run(out: &mut Vec<u8>, run: &[&FrameRecord]) {
     );
 }
 
+/// Why bytes are not frame records back to back: the record at byte `at` is damaged, or is of
+/// another type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFrameRecords {
+    #[error("record at byte {at}: {reason}")]
+    Damaged { at: u64, reason: DamageReason },
+    #[error("record at byte {at}: not a frame record")]
+    OtherType { at: u64 },
+}
+
 /// The frames of `data`, frame records back to back; why not, naming the offset of the record
 /// at fault. A record of another type (a watermark, a clock) is refused: only frames travel.
-pub fn decode_frame_records(data: &Bytes) -> Result<Vec<FrameRecord>, String> {
+pub fn decode_frame_records(data: &Bytes) -> Result<Vec<FrameRecord>, NotFrameRecords> {
     let mut entries = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
-        pos = decode_at(data, pos, FORMAT_VERSION, &mut entries)
-            .map_err(|bad| format!("record at byte {pos}: {}", bad.into_reason()))?;
+        pos = decode_at(data, pos, FORMAT_VERSION, &mut entries).map_err(|reason| {
+            let at = pos as u64;
+            NotFrameRecords::Damaged { at, reason }
+        })?;
     }
     (entries.into_iter())
         .map(|(at, entry)| match entry {
             Entry::Frame(frame) => Ok(frame),
-            _ => Err(format!("record at byte {at}: not a frame record")),
+            _ => Err(NotFrameRecords::OtherType { at }),
         })
         .collect()
 }
@@ -201,7 +214,19 @@ mod tests {
         out[20] ^= 1;
         let damaged = decode_frame_records(&Bytes::from(out)).unwrap_err();
         assert!(
-            damaged.starts_with("record at byte 0: CRC mismatch"),
+            matches!(
+                damaged,
+                NotFrameRecords::Damaged {
+                    at: 0,
+                    reason: DamageReason::CrcMismatch { .. }
+                }
+            ),
+            "{damaged}"
+        );
+        assert!(
+            damaged
+                .to_string()
+                .starts_with("record at byte 0: CRC mismatch"),
             "{damaged}"
         );
     }
@@ -211,6 +236,7 @@ mod tests {
         let mut out = Vec::new();
         encode_watermark(&mut out, SourceKind::LiveUplink, 7, 9);
         let refused = decode_frame_records(&Bytes::from(out)).unwrap_err();
-        assert_eq!(refused, "record at byte 0: not a frame record");
+        assert_eq!(refused, NotFrameRecords::OtherType { at: 0 });
+        assert_eq!(refused.to_string(), "record at byte 0: not a frame record");
     }
 }

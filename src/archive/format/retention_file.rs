@@ -23,6 +23,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::damage::DamageReason;
 use super::error::sync_dir;
 use super::error::ArchiveError;
 use super::index;
@@ -91,9 +92,8 @@ impl ShardState {
     pub fn read(dir: &Path) -> Result<ShardState, ArchiveError> {
         let path = dir.join(STATE_FILE);
         match fs::read(&path) {
-            Ok(bytes) => decode(&bytes).ok_or_else(|| {
-                ArchiveError::damaged(&path, 0, "damaged retention state (bad length or CRC)")
-            }),
+            Ok(bytes) => decode(&bytes)
+                .ok_or_else(|| ArchiveError::damaged(&path, 0, DamageReason::RetentionState)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(ShardState::default()),
             Err(err) => Err(ArchiveError::io(&path, "read")(err)),
         }

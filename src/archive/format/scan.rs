@@ -10,7 +10,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::domain::position::DurableEnd;
 
-use super::decode::{body_len, decode_at, record_header, Bad};
+use super::damage::{DamageReason, Follows, Kept};
+use super::decode::{body_len, decode_at, record_header};
 use super::error::ArchiveError;
 use super::input::Input;
 use super::names::list_segments;
@@ -23,11 +24,16 @@ pub enum ScanEnd {
     Clean,
     /// The bytes from `offset` on are an incomplete or damaged last write: nothing valid follows,
     /// and nothing before it is damaged. [`repair_tail`] cuts them.
-    Torn { offset: u64, reason: String },
+    Torn { offset: u64, reason: DamageReason },
     /// The first damage, at `offset`, is one a crash cannot explain: a valid record follows it, its
     /// CRC matches but its contents are impossible, or the magic is wrong. Never cut; the scan goes
     /// on after it, and [`Scanned::damaged`] lists every damaged range.
-    Corrupt { offset: u64, reason: String },
+    Corrupt {
+        offset: u64,
+        reason: DamageReason,
+        /// Where the first valid record after it starts, when one does.
+        followed_by: Option<u64>,
+    },
 }
 
 impl std::fmt::Display for ScanEnd {
@@ -35,8 +41,13 @@ impl std::fmt::Display for ScanEnd {
         match self {
             ScanEnd::Clean => f.write_str("clean"),
             ScanEnd::Torn { offset, reason } => write!(f, "torn at offset {offset}: {reason}"),
-            ScanEnd::Corrupt { offset, reason } => {
-                write!(f, "corrupt at offset {offset}: {reason}")
+            ScanEnd::Corrupt {
+                offset,
+                reason,
+                followed_by,
+            } => {
+                let follows = Follows(*followed_by);
+                write!(f, "corrupt at offset {offset}: {reason}{follows}")
             }
         }
     }
@@ -51,21 +62,22 @@ pub struct Damage {
     /// Where the next valid record starts, or the file's length: the range excludes it.
     pub end: u64,
     /// What is wrong with the record at `start`.
-    pub reason: String,
+    pub reason: DamageReason,
 }
 
 impl Damage {
     /// How a scan whose first damage this is ended, in a file of `file_len` bytes. Only a crash's
-    /// kind of damage (`crash_can_explain`) with nothing valid after it is torn.
-    fn scan_end(&self, file_len: u64, crash_can_explain: bool) -> ScanEnd {
+    /// kind of damage ([`DamageReason::crash_can_explain`]) with nothing valid after it is torn.
+    fn scan_end(&self, file_len: u64) -> ScanEnd {
         let (offset, reason) = (self.start, self.reason.clone());
-        if self.end < file_len {
-            let reason = format!("{reason}; a valid record follows at offset {}", self.end);
-            ScanEnd::Corrupt { offset, reason }
-        } else if crash_can_explain {
-            ScanEnd::Torn { offset, reason }
-        } else {
-            ScanEnd::Corrupt { offset, reason }
+        let followed_by = (self.end < file_len).then_some(self.end);
+        match followed_by.is_none() && reason.crash_can_explain() {
+            true => ScanEnd::Torn { offset, reason },
+            false => ScanEnd::Corrupt {
+                offset,
+                reason,
+                followed_by,
+            },
         }
     }
 }
@@ -140,8 +152,8 @@ pub struct Scanned {
 
 impl Scanned {
     /// A file of `file_len` bytes that is one damaged range, from its magic on: torn when the
-    /// magic was cut short (`torn`), corrupt otherwise.
-    fn unreadable(file_len: u64, torn: bool, reason: String) -> Scanned {
+    /// magic was cut short, corrupt otherwise.
+    fn unreadable(file_len: u64, reason: DamageReason) -> Scanned {
         let damage = Damage {
             start: 0,
             end: file_len,
@@ -150,14 +162,14 @@ impl Scanned {
         Scanned {
             valid_len: 0,
             file_len,
-            end: damage.scan_end(file_len, torn),
+            end: damage.scan_end(file_len),
             damaged: vec![damage],
         }
     }
 }
 
 /// One record decoded by [`Window::next_record`]: `Err` with its bytes when it is bad.
-type Decoded = Result<(), (Bytes, Bad)>;
+type Decoded = Result<(), (Bytes, DamageReason)>;
 
 /// A segment read a window at a time, so that a scan holds the record it decodes and what follows
 /// it in the window, not the file: recovery reads a newest segment of `archive.segment_bytes`
@@ -212,23 +224,19 @@ impl<R: Read> Window<'_, R> {
         if let Some(refused) = other_version(self.path, magic) {
             return Err(refused);
         }
-        let version = match (readable(magic), magic) {
+        let version = match (readable(magic), <[u8; MAGIC.len()]>::try_from(magic)) {
             (Some(version), _) => version,
-            (None, short) if short.len() < MAGIC.len() => {
-                let torn = MAGIC.starts_with(short);
-                let reason = match torn {
-                    true => format!("magic cut short ({} of 8 bytes)", short.len()),
-                    false => "bad magic: not a segment file".into(),
+            (None, Err(_)) => {
+                let reason = match MAGIC.starts_with(magic) {
+                    true => DamageReason::MagicCutShort { held: magic.len() },
+                    false => DamageReason::NotASegment,
                 };
-                return Ok(Err(Scanned::unreadable(short.len() as u64, torn, reason)));
+                return Ok(Err(Scanned::unreadable(magic.len() as u64, reason)));
             }
-            (None, magic) => {
-                let reason = format!(
-                    "bad magic {magic:02x?}, expected {:?}",
-                    String::from_utf8_lossy(MAGIC)
-                );
+            (None, Ok(magic)) => {
+                let reason = DamageReason::BadMagic { magic };
                 let file_len = self.rest()?.len() as u64;
-                return Ok(Err(Scanned::unreadable(file_len, false, reason)));
+                return Ok(Err(Scanned::unreadable(file_len, reason)));
             }
         };
         // A readable magic is whole.
@@ -322,13 +330,12 @@ fn scan_damaged(
     rest: Bytes,
     base: u64,
     version: u8,
-    first: Bad,
+    first: DamageReason,
     mut visit: impl FnMut(u64, Entry),
 ) -> Scanned {
-    let crash_can_explain = first.crash_can_explain();
     let (mut damaged, mut entries, mut valid_len) = (Vec::new(), Vec::new(), base);
     let (mut bad, mut pos) = (Some(first), 0);
-    while let Some(reason) = bad.take().map(Bad::into_reason) {
+    while let Some(reason) = bad.take() {
         let end = resync_after(&rest, pos, version).unwrap_or(rest.len());
         damaged.push(Damage {
             start: base + pos as u64,
@@ -355,7 +362,7 @@ fn scan_damaged(
     Scanned {
         valid_len,
         file_len,
-        end: damaged[0].scan_end(file_len, crash_can_explain),
+        end: damaged[0].scan_end(file_len),
         damaged,
     }
 }
@@ -407,18 +414,22 @@ pub fn repair_tail(
     let scanned = scan_file(path, visit)?;
     match scanned.end {
         ScanEnd::Clean => Ok(None),
-        ScanEnd::Corrupt { offset, reason } => {
+        ScanEnd::Corrupt {
+            offset,
+            reason,
+            followed_by,
+        } => {
             let dir = path
                 .parent()
                 .filter(|dir| !dir.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let reason = format!(
-                "corrupt record: {reason}; not repaired: `aggregator archive repair {dir}` shows \
-                 the damaged bytes, and with --quarantine moves them aside so that the daemon \
-                 can start",
-                dir = dir.display()
-            );
-            Err(ArchiveError::damaged(path, offset, reason))
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            Err(ArchiveError::Unrepaired {
+                path: path.to_path_buf(),
+                offset,
+                reason,
+                kept: Kept::Corrupt { followed_by, dir },
+            })
         }
         ScanEnd::Torn { .. } => {
             let mut file = fs::OpenOptions::new()
@@ -464,7 +475,7 @@ pub fn read_records(
     budget: usize,
 ) -> Result<Records, ArchiveError> {
     use std::os::unix::fs::FileExt;
-    let invalid = |offset: u64, why: String| ArchiveError::damaged(path, offset, why);
+    let invalid = |offset: u64, why: DamageReason| ArchiveError::damaged(path, offset, why);
     let mut magic = [0; MAGIC.len()];
     file.read_exact_at(&mut magic, 0)
         .map_err(ArchiveError::io(path, "read"))?;
@@ -472,10 +483,10 @@ pub fn read_records(
         return Err(refused);
     }
     let Some(version) = readable(&magic) else {
-        return Err(invalid(0, "bad magic: not a segment file".into()));
+        return Err(invalid(0, DamageReason::NotASegment));
     };
     if from < MAGIC.len() as u64 || from > to {
-        return Err(invalid(from, format!("not a record offset below {to}")));
+        return Err(invalid(from, DamageReason::NotRecordOffset { below: to }));
     }
     let span = usize::try_from(to - from).unwrap_or(usize::MAX);
     let mut buf = vec![0; span.min(budget.max(RECORD_HEADER_LEN))];
@@ -484,7 +495,7 @@ pub fn read_records(
     // The first record whole, even when it is larger than the budget, once its length is one a
     // record can have: `from` may come from a follower, and point into a payload.
     if let Some((len, _)) = record_header(&mut Input::new(&buf)) {
-        let len = body_len(len).map_err(|bad| invalid(from, bad.into_reason()))?;
+        let len = body_len(len).map_err(|bad| invalid(from, bad))?;
         let first = RECORD_HEADER_LEN + len;
         if first > buf.len() && first <= span {
             let read = buf.len();
@@ -504,14 +515,11 @@ pub fn read_records(
         match decode_at(&data, pos, version, &mut entries) {
             Ok(next) => pos = next,
             Err(_) if pos > 0 => break,
-            Err(bad) => return Err(invalid(from + pos as u64, bad.into_reason())),
+            Err(bad) => return Err(invalid(from + pos as u64, bad)),
         }
     }
     if pos == 0 && !data.is_empty() {
-        return Err(invalid(
-            from,
-            format!("no whole record ends by offset {to}"),
-        ));
+        return Err(invalid(from, DamageReason::NoWholeRecord { by: to }));
     }
     for (offset, _) in &mut entries {
         *offset += from;
@@ -566,8 +574,7 @@ pub(crate) fn file_version(path: &Path) -> Result<u8, ArchiveError> {
     File::open(path)
         .and_then(|mut file| file.read_exact(&mut magic))
         .map_err(ArchiveError::io(path, "read the magic of"))?;
-    magic_version(&magic)
-        .ok_or_else(|| ArchiveError::damaged(path, 0, "bad magic: not a segment file"))
+    magic_version(&magic).ok_or_else(|| ArchiveError::damaged(path, 0, DamageReason::NotASegment))
 }
 
 /// The error for the file at `path` whose magic is a segment's of a format version this build

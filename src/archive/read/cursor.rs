@@ -141,7 +141,7 @@ fn after(dir: &Path, at: ShardPosition, end: DurableEnd) -> Result<Cursor, ReadE
     }
     let records =
         format::read_records(&file, &path, position.offset, to, 1).map_err(|err| match err {
-            ArchiveError::Damaged { .. } => unknown(format!("no record starts there ({err})")),
+            ArchiveError::Damaged(damage) => unknown(format!("no record starts there ({damage})")),
             err => ReadError::Unreadable(err),
         })?;
     let frames = records
@@ -227,7 +227,7 @@ pub(crate) fn read(dir: &Path, ask: &ChunkRead) -> Result<Chunk, ReadError> {
     let past_damage = ask.pass_damage.then_some(limit);
     let read = segment.read(cursor.offset, to, READ_BUDGET, past_damage);
     let records = match read.map_err(|err| match err {
-        ArchiveError::Damaged { .. } => ReadError::Damaged(err),
+        ArchiveError::Damaged(damage) => ReadError::Damaged(damage),
         err => ReadError::Unreadable(err),
     })? {
         Piece::Records(records) => records,

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::archive::format::{ArchiveError, Damage};
+use crate::archive::format::{ArchiveError, Damage, FileDamage};
 use crate::domain::position::DurableEnd;
 use crate::domain::position::ShardPosition;
 
@@ -20,10 +20,9 @@ pub enum ReadError {
         "segment {segment} of shard {shard} is no longer in the archive; its frames cannot be read"
     )]
     SegmentDeleted { shard: usize, segment: u64 },
-    /// A durable record does not decode: always an [`ArchiveError::Damaged`], which names the
-    /// file and the offset.
+    /// A durable record does not decode: the file, the offset, and why.
     #[error(transparent)]
-    Damaged(ArchiveError),
+    Damaged(FileDamage),
     /// The files could not be read (the error names the file).
     #[error(transparent)]
     Unreadable(#[from] ArchiveError),
@@ -56,12 +55,27 @@ pub struct DamagedRange {
     pub bytes: Damage,
 }
 
+impl DamagedRange {
+    /// Why, as a reader tells it: the offset where the damage was found and the reason (`offset
+    /// 283: CRC mismatch ...`), naming no file (the range names the shard and segment, and goes
+    /// to remote clients, who must not learn the server's paths).
+    pub fn says(&self) -> String {
+        let reason = &self.bytes.reason;
+        let offset = reason.offset_when_met_at(self.bytes.start);
+        format!("offset {offset}: {reason}")
+    }
+}
+
 impl std::fmt::Display for DamagedRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "shard {} segment {} bytes {}..{} damaged, passed over: {}",
-            self.shard, self.segment, self.bytes.start, self.bytes.end, self.bytes.reason
+            self.shard,
+            self.segment,
+            self.bytes.start,
+            self.bytes.end,
+            self.says()
         )
     }
 }
@@ -83,7 +97,21 @@ fn listed(shards: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::format::DamageReason;
     use crate::domain::position::Position;
+
+    /// A CRC mismatch at offset 8 of the file at `path`.
+    fn crc_mismatch(path: &Path) -> ReadError {
+        ReadError::Damaged(FileDamage {
+            path: path.to_path_buf(),
+            offset: 8,
+            reason: DamageReason::CrcMismatch {
+                stored: 0x26763dac,
+                computed: 0x5e92b9ee,
+                len: 119,
+            },
+        })
+    }
 
     /// The texts followers receive as REFUSED's and END's detail, and the logs show.
     #[test]
@@ -130,8 +158,9 @@ mod tests {
                 "1/4:8:2: this archive has no shard 1 (its shards: 0, 2)",
             ),
             (
-                ReadError::Damaged(ArchiveError::damaged(Path::new("seg"), 8, "CRC mismatch")),
-                "seg: offset 8: CRC mismatch",
+                crc_mismatch(Path::new("seg")),
+                "seg: offset 8: CRC mismatch (stored 26763dac, computed 5e92b9ee) over a 119-byte \
+                 body",
             ),
         ];
         for (err, text) in cases {
@@ -143,11 +172,11 @@ mod tests {
     fn a_client_is_told_the_archive_s_files_not_where_the_server_keeps_them() {
         let root = Path::new("/var/lib/aggregator/archive");
         let file = root.join("shard-01/segment-00000000000000000003.seg");
-        let err = ReadError::Damaged(ArchiveError::damaged(&file, 8, "CRC mismatch"));
-        let told = within_archive(&err.to_string(), root);
+        let told = within_archive(&crc_mismatch(&file).to_string(), root);
         assert_eq!(
             told,
-            "shard-01/segment-00000000000000000003.seg: offset 8: CRC mismatch"
+            "shard-01/segment-00000000000000000003.seg: offset 8: CRC mismatch (stored 26763dac, \
+             computed 5e92b9ee) over a 119-byte body"
         );
         let whole = within_archive("cannot list /var/lib/aggregator/archive: gone", root);
         assert_eq!(whole, "cannot list .: gone");

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::DamagedRange;
 use crate::archive::format::index::{self, SegmentIndex, SpanCache};
-use crate::archive::format::{self, ArchiveError, Damage, Records};
+use crate::archive::format::{self, ArchiveError, Damage, FileDamage, Records};
 use crate::domain::filter::FrameFilter;
 
 /// What a window asks of the segments' indexes: the received times it wants (nanoseconds since
@@ -141,22 +141,21 @@ impl SegmentFile {
     ) -> Result<Piece, ArchiveError> {
         match format::read_records(&self.file, &self.path, from, to, budget) {
             Ok(records) => Ok(Piece::Records(records)),
-            Err(err @ ArchiveError::Damaged { .. }) => match past_damage {
-                Some(limit) => self.passed(from, limit, &err).map(Piece::Damaged),
-                None => Err(err),
+            Err(ArchiveError::Damaged(damage)) => match past_damage {
+                Some(limit) => self.passed(from, limit, damage).map(Piece::Damaged),
+                None => Err(ArchiveError::Damaged(damage)),
             },
             Err(err) => Err(err),
         }
     }
 
-    /// The damaged range from the record at `from`, which did not decode (`err`), to the next
-    /// record that decodes before `limit`, or to `limit`. Its reason names no path: the range
-    /// names the shard and segment, and goes to remote clients (the HTTP archive queries).
+    /// The damaged range from the record at `from`, which did not decode (`damage`), to the next
+    /// record that decodes before `limit`, or to `limit`.
     fn passed(
         &self,
         from: u64,
         limit: u64,
-        err: &ArchiveError,
+        damage: FileDamage,
     ) -> Result<DamagedRange, ArchiveError> {
         let next = format::next_record(&self.file, &self.path, from, limit)?;
         Ok(DamagedRange {
@@ -165,7 +164,7 @@ impl SegmentFile {
             bytes: Damage {
                 start: from,
                 end: next.unwrap_or(limit),
-                reason: err.without_path(),
+                reason: damage.reason,
             },
         })
     }
@@ -212,13 +211,13 @@ mod tests {
         };
         assert_eq!((records.entries.len(), records.next), (1, starts[1]));
         let err = read(starts[1], None).unwrap_err();
-        assert!(matches!(err, ArchiveError::Damaged { .. }), "{err}");
+        assert!(matches!(err, ArchiveError::Damaged(_)), "{err}");
         let Piece::Damaged(range) = read(starts[1], Some(len)).unwrap() else {
             panic!("the second record is damaged");
         };
         assert_eq!((range.shard, range.segment), (2, 5));
         assert_eq!((range.bytes.start, range.bytes.end), (starts[1], starts[2]));
-        let reason = format!("{}: {}", path.display(), range.bytes.reason);
+        let reason = format!("{}: {}", path.display(), range.says());
         assert_eq!(reason, err.to_string(), "the error's text, but its path");
         // Looked for no further than asked.
         let Piece::Damaged(range) = read(starts[1], Some(starts[2] - 1)).unwrap() else {

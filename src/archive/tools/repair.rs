@@ -38,7 +38,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::format::{self, ArchiveError, Damage, Entry};
+use crate::archive::format::{self, ArchiveError, Damage, Entry, Kept};
 use crate::archive::write::{journal, recovery};
 
 /// The directory under the archive's that holds the damaged bytes `repair` moved aside.
@@ -179,11 +179,12 @@ fn read_and_scan(
     let bytes = fs::read(segment).map_err(ArchiveError::io(segment, "read"))?;
     let scanned = format::scan(segment, &bytes[..], visit)?;
     if let Some(magic) = scanned.damaged.first().filter(|d| d.start == 0) {
-        let reason = format!(
-            "{}; repair keeps a segment's magic and does not guess one",
-            magic.reason
-        );
-        return Err(ArchiveError::damaged(segment, 0, reason));
+        return Err(ArchiveError::Unrepaired {
+            path: segment.to_path_buf(),
+            offset: 0,
+            reason: magic.reason.clone(),
+            kept: Kept::Magic,
+        });
     }
     Ok((bytes, scanned))
 }

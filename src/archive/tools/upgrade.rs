@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::archive::format::index::{self, SegmentIndex};
-use crate::archive::format::{self, ArchiveError, Entry};
+use crate::archive::format::{self, ArchiveError, DamageReason, Entry};
 
 /// What `upgrade` found and did in one shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct ShardUpgrade {
     pub indexes: u64,
     /// Files not read to their end cleanly: the path and the first damage's reason (`archive
     /// verify` and `repair` say more).
-    pub damaged: Vec<(PathBuf, String)>,
+    pub damaged: Vec<(PathBuf, DamageReason)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -553,7 +553,7 @@ fn add_gaps_across(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::format::Damage;
+    use crate::archive::format::{Damage, DamageReason};
 
     /// An emergency that overtook routine frames went with its deleted segment while they
     /// stayed: the hole it leaves among the retained frames is retention's, not a loss.
@@ -635,7 +635,7 @@ mod tests {
                     bytes: Damage {
                         start: i * 100,
                         end: i * 100 + 50,
-                        reason: "CRC mismatch".into(),
+                        reason: DamageReason::LengthOutside { len: 0 },
                     },
                 },
                 missing: Vec::new(),

@@ -231,7 +231,7 @@ fn opt(value: Option<u64>) -> String {
 mod tests {
     use std::path::PathBuf;
 
-    use aggregator::archive::format::Damage;
+    use aggregator::archive::format::{Damage, DamageReason};
     use aggregator::archive::read::DamagedRange;
     use aggregator::archive::tools::MissingRun;
     use aggregator::SourceKind;
@@ -295,15 +295,19 @@ mod tests {
                 bytes: Damage {
                     start: 0,
                     end: 50,
-                    reason: "CRC mismatch".into(),
+                    reason: DamageReason::CrcMismatch {
+                        stored: 0x8a9aa120,
+                        computed: 0x794e6955,
+                        len: 42,
+                    },
                 },
             },
             missing: vec![missing(2, 2), missing(4, 4)],
         };
         assert_eq!(
             damaged_line(&damaged),
-            "damaged segment: bytes 0..50 (50 bytes): CRC mismatch; missing across it: \
-             live 4 seq 2, 4"
+            "damaged segment: bytes 0..50 (50 bytes): CRC mismatch (stored 8a9aa120, computed \
+             794e6955) over a 42-byte body; missing across it: live 4 seq 2, 4"
         );
     }
 }
