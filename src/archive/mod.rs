@@ -30,7 +30,7 @@
 //! | `LOCK` | held by the daemon, `archive repair` and `archive prune` | |
 //!
 //! Its rooms, bottom up; each imports only the rooms below it (`tests/layers.rs` checks it):
-//! - [`format`]: the bytes on disk and nothing else: file names and listings, records and their
+//! - [`format`](mod@format): the bytes on disk and nothing else: file names and listings, records and their
 //!   codec, whole-file scans and repair, a sealed segment's index, the `RETENTION` file.
 //! - [`retention`]: an archive that never fills its disk: which sealed segments to delete, and
 //!   the deleting.

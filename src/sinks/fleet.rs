@@ -5,7 +5,7 @@
 //! Why the last message of the source's subject and its headers, not its sequence alone: a
 //! frame's PubAck may come while one before it failed, and an emergency is published ahead of
 //! routine frames sent before it, so the last message does not prove that everything before it
-//! is in the stream. Its [`REPLICATED_THROUGH`] header does: the source's acknowledgement when it
+//! is in the stream. Its [`REPLICATED_THROUGH`](super::message::REPLICATED_THROUGH) header does: the source's acknowledgement when it
 //! was published, which only JetStream's acknowledgements move. What lies between is sent again
 //! by the source and dropped by the stream's duplicate window: at most the sink's window of
 //! frames, published in the moments before the loss.

@@ -15,7 +15,7 @@
 //! takes the packets out of the runs, the sink publishes frames.
 //!
 //! How it reads: each shard's writer publishes how far its files are durable
-//! ([`DurableEnd`](super::DurableEnd), a `watch`); a reader reads the records up to it, a bounded
+//! ([`DurableEnd`](crate::domain::position::DurableEnd), a `watch`); a reader reads the records up to it, a bounded
 //! chunk at a time, and then waits for it to move. History and live are the same loop, so the
 //! switch from one to the other can neither lose nor repeat a frame, and a reader only ever hands
 //! out durable frames: a position it gives survives a crash. Reads block on the disk and run

@@ -14,7 +14,7 @@
 //! - with `protect = ["nats"]`, what the NATS sink has not published, unless a size limit forces
 //!   it (the sink then moves on to the oldest frame left and counts what it skipped).
 //!
-//! A deletion is crash-safe ([`state`]): what it deletes is written down first, then unlinked.
+//! A deletion is crash-safe (the `RETENTION` file, [`ShardState`](crate::archive::format::retention_file::ShardState)): what it deletes is written down first, then unlinked.
 //! Followers whose next frames are deleted are told (`docs/follow-protocol.md`).
 //!
 //! Retention runs on a thread of its own: unlinking a large file and syncing a directory wait for

@@ -11,8 +11,9 @@
 //! reception, before their FRAMES, which a consumer of 3 never sees; a SUBSCRIBE of any other is
 //! refused with `UnsupportedVersion`.
 //!
-//! What the messages carry is the archive's: where a reading starts ([`Start`]), which frames it
-//! wants ([`FrameFilter`]), the runs of frames it reads ([`FrameRun`]) and why it cannot go on
+//! What the messages carry is the archive's: where a reading starts ([`Start`](crate::archive::read::Start)), which frames it
+//! wants ([`FrameFilter`](crate::domain::filter::FrameFilter)), the runs of frames it reads
+//! ([`FrameRun`](crate::archive::read::FrameRun)) and why it cannot go on
 //! ([`ReadError`], said here as a [`Refusal`] or an [`End`]). This folder only puts them on the
 //! wire and takes them off it.
 //!

@@ -55,7 +55,7 @@ pub struct SourceCompleteness {
     pub held: SequenceSet,
     /// The gaps between the runs held, lowest first.
     pub gaps: Vec<Gap>,
-    /// With a [`Timeline`]: its buckets, oldest first.
+    /// With a [`Timeline`](super::Timeline): its buckets, oldest first.
     pub timeline: Option<Vec<Bucket>>,
     /// A ground-segment link's source: the sequences each station delivered (whose copy was
     /// stored), by the station's name. Empty for a source of the ingest protocol.
