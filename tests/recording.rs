@@ -133,6 +133,31 @@ fn transfer_frames_behind_markers_read_clean_and_bare_ones_must_be_named() {
     let (output, stdout, stderr) = inspect(&named);
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("frames 6,"), "{stdout}");
+
+    // Or named by the station's link: its framing, length and marker.
+    let config = scratch(
+        "aggregator.toml",
+        b"[[links]]\nname = \"sat\"\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n\
+          framing = \"tm-frames\"\napid_base = 10000\nframe_length = 40\nframe_marker = false\n\
+          spacecraft_id = 42\nvirtual_channels = [1]\n",
+    );
+    let by_link = [
+        bare.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--link",
+        "sat",
+    ];
+    let (output, stdout, stderr) = inspect(&by_link);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("tm-frames (40 bytes, without the ASM) (named)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("frames 6,"), "{stdout}");
+    let (output, _, stderr) = inspect(&[&by_link[..3], &["--link", "other"]].concat());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("has no link \"other\""), "{stderr}");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use aggregator::domain::units::{self, GivenTime};
 use aggregator::links::recording::{FormatName, Naming};
 use aggregator::protocol::ccsds::LengthField;
 use aggregator::tls::client::TlsArgs;
-use aggregator::{Priority, SourceKind};
+use aggregator::{Config, Priority, SourceKind};
 use clap::{Parser, Subcommand};
 
 use crate::version;
@@ -143,20 +143,34 @@ pub(crate) struct RecordingInspectArgs {
     /// length-prefix's length field, as a link's `length = { offset, size, adjustment, strip }`.
     #[arg(long, value_name = "OFFSET,SIZE,ADJUSTMENT,STRIP", value_parser = parse_length_field)]
     pub(crate) length_field: Option<LengthField>,
+    /// Read it as the link NAME of --config reads its station: its framing, frame length,
+    /// marker, check symbols and length field.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["format", "frame_length", "no_marker", "length_field"])]
+    pub(crate) link: Option<String>,
+    /// The daemon's config, with --link.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub(crate) config: PathBuf,
     /// One JSON object instead of lines (the first 1,000 damaged ranges listed).
     #[arg(long)]
     pub(crate) json: bool,
 }
 
 impl RecordingInspectArgs {
-    /// What the flags name of the recording.
-    pub(crate) fn naming(&self) -> Naming {
-        Naming {
-            format: self.format,
-            frame_length: self.frame_length,
-            frame_marker: !self.no_marker,
-            length: self.length_field,
-        }
+    /// What the flags name of the recording, or the link of --link.
+    pub(crate) fn naming(&self) -> Result<Naming, String> {
+        let Some(name) = &self.link else {
+            return Ok(Naming {
+                format: self.format,
+                frame_length: self.frame_length,
+                frame_marker: !self.no_marker,
+                length: self.length_field,
+                ..Naming::default()
+            });
+        };
+        let config = Config::load(&self.config).map_err(|err| err.to_string())?;
+        let link = config.links.iter().find(|link| &link.name == name);
+        let link = link.ok_or_else(|| format!("{} has no link {name:?}", self.config.display()))?;
+        Ok(Naming::of_link(link))
     }
 }
 

@@ -52,7 +52,14 @@ fn says(problem: impl std::fmt::Display) {
 }
 
 fn inspect(args: &RecordingInspectArgs) -> ExitCode {
-    let mut recording = match Recording::open(&args.file, &args.naming()) {
+    let naming = match args.naming() {
+        Ok(naming) => naming,
+        Err(why) => {
+            says(why);
+            return ExitCode::from(2);
+        }
+    };
+    let mut recording = match Recording::open(&args.file, &naming) {
         Ok(recording) => recording,
         Err(err) => {
             match err {

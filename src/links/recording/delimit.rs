@@ -93,11 +93,16 @@ pub(super) fn cut(format: &RecordingFormat, buf: &[u8], eof: bool, times: &mut K
         RecordingFormat::Packets { marker: false } | RecordingFormat::LengthPrefix(_) => {
             cut_units(format, buf, eof, &mut cuts)
         }
-        RecordingFormat::Frames { length, marker, .. } => {
+        RecordingFormat::Frames {
+            length,
+            marker,
+            check_symbols,
+            ..
+        } => {
             let stream = TransferFrameStream {
                 length,
                 marker,
-                check_symbols: 0,
+                check_symbols,
             };
             cut_frames(&stream, buf, &mut cuts)
         }
@@ -208,7 +213,7 @@ fn cut_frames(stream: &TransferFrameStream, buf: &[u8], cuts: &mut Cuts) {
     for frame in found.frames {
         let start = frame.start - prefix;
         cuts.damage(at..start, DamageReason::NoMarker);
-        at = frame.end;
+        at = frame.end + stream.check_symbols;
         cuts.frame(start, frame);
     }
     cuts.damage(at..found.end, DamageReason::NoMarker);

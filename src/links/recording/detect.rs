@@ -10,7 +10,7 @@ use crate::protocol::kiss::FEND;
 use crate::protocol::transfer_frames::{TransferFrameKind, MAX_TRANSFER_FRAME};
 
 use super::delimit::{unit, Unit};
-use super::RecordingFormat;
+use super::{Naming, RecordingFormat};
 
 /// How many packets in a row make a run, when the file holds that many.
 const RUN: usize = 4;
@@ -35,18 +35,18 @@ pub enum Undetected {
     Spacing,
 }
 
-/// The format `head` (the file's first bytes; all of it when `whole`) shows. `frame_length`,
-/// when given, is transfer frames' length instead of the markers' spacing.
+/// The format `head` (the file's first bytes; all of it when `whole`) shows. A frame length
+/// `naming` gives is transfer frames' length instead of the markers' spacing.
 pub(super) fn detect(
     head: &[u8],
     whole: bool,
-    frame_length: Option<usize>,
+    naming: &Naming,
 ) -> Result<RecordingFormat, Undetected> {
     if head.first() == Some(&FEND) {
         return Ok(RecordingFormat::Kiss);
     }
     if head.starts_with(&ASM) {
-        return behind_markers(head, whole, frame_length);
+        return behind_markers(head, whole, naming);
     }
     // Lengths first: a length that says its packet's length plus four, again and again, is the
     // stronger evidence; a packet's data of small numbers reads as headers of version 0 too.
@@ -66,7 +66,7 @@ pub(super) fn detect(
 fn behind_markers(
     head: &[u8],
     whole: bool,
-    frame_length: Option<usize>,
+    naming: &Naming,
 ) -> Result<RecordingFormat, Undetected> {
     let packets = RecordingFormat::Packets { marker: true };
     if let Ok(Next::Packet { end, .. }) = Framing::CcsdsAsm.next(head, MAX_PACKET) {
@@ -80,14 +80,12 @@ fn behind_markers(
         1 => TransferFrameKind::Aos,
         other => return Err(Undetected::FrameVersion(other)),
     };
-    let length = match frame_length {
-        Some(length) => length,
-        None => marker_spacing(head).ok_or(Undetected::Spacing)?,
-    };
+    let length = naming.frame_length_in(head).ok_or(Undetected::Spacing)?;
     Ok(RecordingFormat::Frames {
         kind,
         length,
         marker: true,
+        check_symbols: naming.check_symbols,
     })
 }
 

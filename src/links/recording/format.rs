@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::detect::{self, Undetected};
+use crate::config::{FramingName, LinkConfig};
 use crate::protocol::ccsds::LengthField;
 use crate::protocol::transfer_frames::{TransferFrameKind, MAX_TRANSFER_FRAME};
 
@@ -69,6 +70,8 @@ pub struct Naming {
     pub frame_length: Option<usize>,
     /// Named transfer frames lie each behind the ASM (`true`) or back to back.
     pub frame_marker: bool,
+    /// Reed-Solomon check symbols the station left after each transfer frame (passed over).
+    pub check_symbols: usize,
     /// The length field of `length-prefix`.
     pub length: Option<LengthField>,
 }
@@ -79,8 +82,45 @@ impl Default for Naming {
             format: None,
             frame_length: None,
             frame_marker: true,
+            check_symbols: 0,
             length: None,
         }
+    }
+}
+
+impl Naming {
+    /// What a link's config says of its station's recordings: they are in its framing, with
+    /// its frames' length, marker and check symbols, or its length field.
+    pub fn of_link(link: &LinkConfig) -> Naming {
+        let format = match link.framing {
+            FramingName::Kiss => FormatName::Kiss,
+            FramingName::Ccsds => FormatName::Ccsds,
+            FramingName::CcsdsAsm => FormatName::CcsdsAsm,
+            FramingName::LengthPrefix => FormatName::LengthPrefix,
+            FramingName::TmFrames => FormatName::TmFrames,
+            FramingName::AosFrames => FormatName::AosFrames,
+        };
+        Naming {
+            format: Some(format),
+            frame_length: link.frame_length,
+            frame_marker: link.frame_marker,
+            check_symbols: link.rs_check_symbols_length,
+            length: link.length.map(|l| LengthField {
+                offset: l.offset,
+                size: l.size,
+                adjustment: l.adjustment,
+                strip: l.strip,
+            }),
+        }
+    }
+
+    /// Transfer frames' length: named, or else the markers' spacing in `head` less the check
+    /// symbols.
+    pub(super) fn frame_length_in(&self, head: &[u8]) -> Option<usize> {
+        self.frame_length.or_else(|| {
+            let spacing = detect::marker_spacing(head)?;
+            spacing.checked_sub(self.check_symbols)
+        })
     }
 }
 
@@ -114,11 +154,13 @@ pub enum RecordingFormat {
     Packets { marker: bool },
     /// Frames behind a length field.
     LengthPrefix(LengthField),
-    /// Transfer frames of `length` bytes, behind the ASM or back to back.
+    /// Transfer frames of `length` bytes, behind the ASM or back to back, each followed by
+    /// `check_symbols` bytes that are not the frame's.
     Frames {
         kind: TransferFrameKind,
         length: usize,
         marker: bool,
+        check_symbols: usize,
     },
 }
 
@@ -143,9 +185,18 @@ impl fmt::Display for RecordingFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.name();
         match self {
-            RecordingFormat::Frames { length, marker, .. } => {
+            RecordingFormat::Frames {
+                length,
+                marker,
+                check_symbols,
+                ..
+            } => {
                 let lie = if *marker { "behind" } else { "without" };
-                write!(f, "{name} ({length} bytes, {lie} the ASM)")
+                write!(f, "{name} ({length} bytes, {lie} the ASM")?;
+                match check_symbols {
+                    0 => write!(f, ")"),
+                    n => write!(f, ", {n} check symbols after each)"),
+                }
             }
             RecordingFormat::LengthPrefix(l) => write!(
                 f,
@@ -187,8 +238,7 @@ pub(super) fn choose(
     whole: bool,
 ) -> Result<(RecordingFormat, bool), Refused> {
     let Some(name) = naming.format else {
-        let format =
-            detect::detect(head, whole, naming.frame_length).map_err(Refused::Undetected)?;
+        let format = detect::detect(head, whole, naming).map_err(Refused::Undetected)?;
         if let RecordingFormat::Frames { length, .. } = format {
             checked_length(length).map_err(|why| Refused::Named(format.name(), why))?;
         }
@@ -212,15 +262,15 @@ fn named(name: FormatName, naming: &Naming, head: &[u8]) -> Result<RecordingForm
     };
     let marker = naming.frame_marker;
     let length = match (naming.frame_length, marker) {
-        (Some(length), _) => length,
-        (None, true) => detect::marker_spacing(head).ok_or(NamingError::Spacing)?,
         (None, false) => return Err(NamingError::NoFrameLength),
+        _ => naming.frame_length_in(head).ok_or(NamingError::Spacing)?,
     };
     checked_length(length)?;
     Ok(RecordingFormat::Frames {
         kind,
         length,
         marker,
+        check_symbols: naming.check_symbols,
     })
 }
 

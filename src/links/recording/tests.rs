@@ -189,6 +189,7 @@ fn tm_and_aos_frames_behind_markers_are_told_with_their_length() {
             kind: format.kind,
             length: format.length,
             marker: true,
+            check_symbols: 0,
         };
         assert_eq!((got_format, detected), (want, true));
         assert_eq!(got.payloads(), sent);
@@ -197,6 +198,28 @@ fn tm_and_aos_frames_behind_markers_are_told_with_their_length() {
         assert_eq!(got.offsets(), offsets);
         assert!(got.damage.is_empty());
     }
+}
+
+/// Check symbols a station left after each frame are no frame's and no damage: the markers'
+/// spacing less them is the frames' length.
+#[test]
+fn check_symbols_after_frames_are_passed_over() {
+    let sent = frames(tm(64), 8);
+    let wire: Vec<u8> = (sent.iter())
+        .flat_map(|f| ASM.iter().chain(f).chain(&[0xE1, 0xE2]))
+        .copied()
+        .collect();
+    let naming = Naming {
+        check_symbols: 2,
+        ..Naming::default()
+    };
+    let (format, _, got) = both("check-symbols", &wire, &naming);
+    assert_eq!(
+        format.to_string(),
+        "tm-frames (64 bytes, behind the ASM, 2 check symbols after each)"
+    );
+    assert_eq!(got.payloads(), sent);
+    assert!(got.damage.is_empty(), "{:?}", got.damage);
 }
 
 /// Frames back to back say nothing of themselves: named with their length they are read, and
@@ -442,6 +465,7 @@ fn any_naming() -> impl proptest::strategy::Strategy<Value = Naming> {
         format,
         frame_length,
         frame_marker,
+        check_symbols: usize::from(frame_marker),
         length,
     })
 }
