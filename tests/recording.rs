@@ -9,12 +9,28 @@ use std::process::{Command, Output};
 use aggregator::protocol::ccsds::{PrimaryHeader, ASM};
 use aggregator::protocol::kiss;
 
-fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("aggregator-recording-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
+/// A test's own directory, removed when it ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let name = format!("aggregator-recording-{test}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn inspect(args: &[&str]) -> (Output, String, String) {
@@ -56,8 +72,9 @@ fn kiss_capture() -> (Vec<u8>, usize) {
 
 #[test]
 fn a_gzipped_kiss_capture_is_reported_with_its_times_and_damage() {
+    let scratch = Scratch::new("kiss");
     let (gz, damaged_at) = kiss_capture();
-    let path = scratch("pass.kiss.gz", &gz);
+    let path = scratch.file("pass.kiss.gz", &gz);
     let (output, stdout, stderr) = inspect(&[path.to_str().unwrap(), "--json"]);
     assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -92,6 +109,7 @@ fn a_gzipped_kiss_capture_is_reported_with_its_times_and_damage() {
 
 #[test]
 fn transfer_frames_behind_markers_read_clean_and_bare_ones_must_be_named() {
+    let scratch = Scratch::new("frames");
     let frames: Vec<Vec<u8>> = (0..6u8)
         .map(|i| {
             let mut frame = vec![0x02, 0xA2, i, i, 0x18, 0x00];
@@ -104,7 +122,7 @@ fn transfer_frames_behind_markers_read_clean_and_bare_ones_must_be_named() {
         .flat_map(|f| ASM.iter().chain(f))
         .copied()
         .collect();
-    let path = scratch("frames.bin", &marked);
+    let path = scratch.file("frames.bin", &marked);
     let (output, stdout, stderr) = inspect(&[path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
     assert!(
@@ -117,7 +135,7 @@ fn transfer_frames_behind_markers_read_clean_and_bare_ones_must_be_named() {
     );
     assert!(stdout.contains("damaged ranges 0"), "{stdout}");
 
-    let bare = scratch("bare.bin", &frames.concat());
+    let bare = scratch.file("bare.bin", &frames.concat());
     let (output, _, stderr) = inspect(&[bare.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("cannot tell the format"), "{stderr}");
@@ -135,7 +153,7 @@ fn transfer_frames_behind_markers_read_clean_and_bare_ones_must_be_named() {
     assert!(stdout.contains("frames 6,"), "{stdout}");
 
     // Or named by the station's link: its framing, length and marker.
-    let config = scratch(
+    let config = scratch.file(
         "aggregator.toml",
         b"[[links]]\nname = \"sat\"\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n\
           framing = \"tm-frames\"\napid_base = 10000\nframe_length = 40\nframe_marker = false\n\
@@ -162,7 +180,8 @@ fn transfer_frames_behind_markers_read_clean_and_bare_ones_must_be_named() {
 
 #[test]
 fn an_empty_file_and_a_missing_one_are_errors() {
-    let empty = scratch("empty.kiss", b"");
+    let scratch = Scratch::new("empty");
+    let empty = scratch.file("empty.kiss", b"");
     let (output, _, stderr) = inspect(&[empty.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("is empty"), "{stderr}");

@@ -2,7 +2,6 @@
 //! with their places and times, and the damage of bad files named.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use super::*;
 use crate::protocol::ccsds::{self, LengthField, PrimaryHeader, ASM};
@@ -23,11 +22,14 @@ fn packets(n: u16) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// `bytes` written to a file of the test's own.
-fn file(name: &str, bytes: &[u8]) -> PathBuf {
+/// `bytes` written to a file of the test's own, opened as `naming` says, and removed (the open
+/// file reads on).
+fn open(name: &str, bytes: &[u8], naming: &Naming) -> Result<Recording, RecordingError> {
     let path = std::env::temp_dir().join(format!("recording-{name}-{}", std::process::id()));
     std::fs::write(&path, bytes).unwrap();
-    path
+    let opened = Recording::open(&path, naming);
+    std::fs::remove_file(&path).unwrap();
+    opened
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -69,8 +71,8 @@ fn read(recording: Recording) -> Read {
 /// Reads `bytes` as a file, plain and gzipped: the format told or named and what was read,
 /// which must be the same for both.
 fn both(name: &str, bytes: &[u8], naming: &Naming) -> (RecordingFormat, bool, Read) {
-    let plain = Recording::open(&file(name, bytes), naming).unwrap();
-    let gz = Recording::open(&file(&format!("{name}.gz"), &gzip(bytes)), naming).unwrap();
+    let plain = open(name, bytes, naming).unwrap();
+    let gz = open(&format!("{name}.gz"), &gzip(bytes), naming).unwrap();
     assert_eq!(
         (plain.compression(), gz.compression()),
         (Compression::Plain, Compression::Gzip)
@@ -85,7 +87,7 @@ fn both(name: &str, bytes: &[u8], naming: &Naming) -> (RecordingFormat, bool, Re
 }
 
 fn refusal(name: &str, bytes: &[u8], naming: &Naming) -> RecordingError {
-    match Recording::open(&file(name, bytes), naming) {
+    match open(name, bytes, naming) {
         Err(err) => err,
         Ok(recording) => panic!("{name} read as {}", recording.format()),
     }
@@ -136,7 +138,7 @@ fn a_kiss_time_goes_only_to_the_next_frame_of_its_port() {
     wire[at] = 0x30 | kiss::TIME;
     kiss::encode(0, &packet(1, 0, 4), &mut wire);
     kiss::encode(3, &packet(1, 1, 4), &mut wire);
-    let got = read(Recording::open(&file("kiss-ports", &wire), &Naming::default()).unwrap());
+    let got = read(open("kiss-ports", &wire, &Naming::default()).unwrap());
     let heard: Vec<_> = (got.frames.iter())
         .map(|f| (f.kiss_port, f.earth_unix_ns))
         .collect();
@@ -390,8 +392,7 @@ fn a_truncated_last_frame_is_named_after_every_whole_frame() {
 fn a_cut_gzip_stream_gives_its_frames_then_the_error() {
     let sent = packets(2000);
     let gz = gzip(&sent.concat());
-    let path = file("cut.gz", &gz[..gz.len() / 2]);
-    let got = read(Recording::open(&path, &Naming::default()).unwrap());
+    let got = read(open("cut.gz", &gz[..gz.len() / 2], &Naming::default()).unwrap());
     assert!(
         !got.frames.is_empty() && got.frames.len() < sent.len(),
         "{} frames, {:?}",
@@ -486,8 +487,7 @@ proptest::proptest! {
         ),
         naming in any_naming(),
     ) {
-        let path = file("any", &bytes);
-        let Ok(recording) = Recording::open(&path, &naming) else {
+        let Ok(recording) = open("any", &bytes, &naming) else {
             return Ok(());
         };
         let got = read(recording);
