@@ -24,6 +24,8 @@
 //!   frames, the processor and its fan-out, the shards' threads.
 //! - [`ingest`]: from the socket into the pipeline: listeners, one task per connection
 //!   (handshake, intake, acknowledgements), read credits, the router.
+//! - [`links`]: ground stations' packets in (TCP, UDP, KISS, transfer frames), redundant
+//!   stations merged, and the stations' recording files read frame by frame.
 //! - [`archive`]: where every frame is stored, in rooms that import only downwards: the format
 //!   on disk; retention; the write side (the consumer with its sync policy and unsynced bound,
 //!   the segment writer and its disk thread, journals, recovery) beside the read side, which

@@ -14,11 +14,15 @@
 //! is stored once, whichever station delivered it, and neither station's losses lose a packet the
 //! other received.
 //!
+//! A station's recordings, the files it wrote while it could not reach the daemon, are read by
+//! [`recording`] with the same decoders, frame by frame with their places in the file.
+//!
 //! The binary binds the links' sockets before the daemon starts ([`LinkSockets::bind`]), so that
 //! an address in use is a startup error; the daemon serves them until the drain.
 
 mod frames;
 mod merge;
+pub mod recording;
 mod station;
 mod stream;
 mod udp;

@@ -9,8 +9,10 @@ use aggregator::archive::read::Start;
 use aggregator::domain::filter::FrameFilter;
 use aggregator::domain::frame::parse_source;
 use aggregator::domain::units::{self, GivenTime};
+use aggregator::links::recording::{FormatName, Naming};
+use aggregator::protocol::ccsds::LengthField;
 use aggregator::tls::client::TlsArgs;
-use aggregator::{Priority, SourceKind};
+use aggregator::{Config, Priority, SourceKind};
 use clap::{Parser, Subcommand};
 
 use crate::version;
@@ -64,6 +66,12 @@ pub(crate) enum Command {
     /// Exit status: 0 after --limit frames, or at the daemon's END after it drained; 1 when the
     /// daemon cannot be reached, refuses the subscription, or ends it for another reason.
     Tail(TailArgs),
+    /// Station recordings: files of frames a station wrote while it could not reach the daemon
+    /// (docs/ground-segment.md, "Recording files").
+    Recording {
+        #[command(subcommand)]
+        tool: RecordingTool,
+    },
     /// The NATS sink's stream (docs/scale-out.md).
     Nats {
         #[command(subcommand)]
@@ -99,6 +107,89 @@ pub(crate) struct NatsReadArgs {
     /// Print at most N frames.
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecordingTool {
+    /// Read a recording through and report what it holds: its format (told from its first
+    /// bytes, or named), its frames and bytes, the first and last earth-receive times of
+    /// gr-satellites' KISS time frames, and each damaged byte range with the reason.
+    ///
+    /// A gzip file is read through gzip; offsets are in the uncompressed bytes. Transfer frames
+    /// without the sync marker, and length prefixes other than a 4-byte length of the packet,
+    /// cannot be told from the bytes: name them with --format.
+    ///
+    /// Exit status: 0 when every byte is a frame's; 1 when damaged ranges were passed over (each
+    /// named, every readable frame counted); 2 when the file cannot be read, its format cannot be
+    /// told, or reading it fails part way (what was read is reported).
+    Inspect(RecordingInspectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RecordingInspectArgs {
+    /// The recording, plain or gzip.
+    pub(crate) file: PathBuf,
+    /// The format, as a link's framing: kiss, ccsds, ccsds-asm, length-prefix, tm-frames or
+    /// aos-frames. Told from the bytes when not given.
+    #[arg(long, value_parser = str::parse::<FormatName>)]
+    pub(crate) format: Option<FormatName>,
+    /// Transfer frames' length in bytes, the marker excluded (told by the markers' spacing when
+    /// they have markers).
+    #[arg(long, value_name = "N")]
+    pub(crate) frame_length: Option<usize>,
+    /// Transfer frames named with --format lie back to back, without the sync marker.
+    #[arg(long)]
+    pub(crate) no_marker: bool,
+    /// length-prefix's length field, as a link's `length = { offset, size, adjustment, strip }`.
+    #[arg(long, value_name = "OFFSET,SIZE,ADJUSTMENT,STRIP", value_parser = parse_length_field)]
+    pub(crate) length_field: Option<LengthField>,
+    /// Read it as the link NAME of --config reads its station: its framing, frame length,
+    /// marker, check symbols and length field.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["format", "frame_length", "no_marker", "length_field"])]
+    pub(crate) link: Option<String>,
+    /// The daemon's config, with --link.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    pub(crate) config: PathBuf,
+    /// One JSON object instead of lines (the first 1,000 damaged ranges listed).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl RecordingInspectArgs {
+    /// What the flags name of the recording, or the link of --link.
+    pub(crate) fn naming(&self) -> Result<Naming, String> {
+        let Some(name) = &self.link else {
+            return Ok(Naming {
+                format: self.format,
+                frame_length: self.frame_length,
+                frame_marker: !self.no_marker,
+                length: self.length_field,
+                ..Naming::default()
+            });
+        };
+        let config = Config::load(&self.config).map_err(|err| err.to_string())?;
+        let link = config.links.iter().find(|link| &link.name == name);
+        let link = link.ok_or_else(|| format!("{} has no link {name:?}", self.config.display()))?;
+        Ok(Naming::of_link(link))
+    }
+}
+
+/// `OFFSET,SIZE,ADJUSTMENT,STRIP`: a length field's four numbers.
+fn parse_length_field(text: &str) -> Result<LengthField, String> {
+    let numbers: Vec<&str> = text.split(',').map(str::trim).collect();
+    let [offset, size, adjustment, strip] = numbers[..] else {
+        return Err("four numbers: OFFSET,SIZE,ADJUSTMENT,STRIP".into());
+    };
+    let count = |name: &str, text: &str| {
+        (text.parse::<usize>()).map_err(|err| format!("{name} {text:?}: {err}"))
+    };
+    Ok(LengthField {
+        offset: count("offset", offset)?,
+        size: count("size", size)?,
+        adjustment: (adjustment.parse::<i64>())
+            .map_err(|err| format!("adjustment {adjustment:?}: {err}"))?,
+        strip: count("strip", strip)?,
+    })
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 //! - `serve`: the daemon itself (no subcommand): the config, logging, signals, listeners.
 //! - `archive_cli`: `aggregator archive ...`, the tools on an archive directory, a file each.
 //! - `catalog`: `aggregator catalog push`.
+//! - `recording`: `aggregator recording inspect`, a station's recording file read through.
 //! - `tail`: `aggregator tail`, a running daemon's frames as they come.
 //! - `nats`: `aggregator nats read`, the NATS sink's stream read back.
 
@@ -12,6 +13,7 @@ mod archive_cli;
 mod catalog;
 mod cli;
 mod nats;
+mod recording;
 mod serve;
 mod tail;
 mod version;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Archive { tool }) => archive_cli::run(tool),
         Some(Command::Catalog { tool }) => catalog::run(tool),
+        Some(Command::Recording { tool }) => recording::run(tool),
         Some(Command::Tail(args)) => tail::run(args),
         Some(Command::Nats {
             tool: NatsTool::Read(args),
