@@ -6,6 +6,7 @@ use std::io::Write;
 use super::*;
 use crate::protocol::ccsds::{self, LengthField, PrimaryHeader, ASM};
 use crate::protocol::kiss;
+use crate::protocol::transfer_frames::tests::tm;
 use crate::protocol::transfer_frames::{
     TransferFrameFormat, TransferFrameKind, TransferFrameWriter,
 };
@@ -143,19 +144,6 @@ fn a_kiss_time_goes_only_to_the_next_frame_of_its_port() {
         .map(|f| (f.kiss_port, f.earth_unix_ns))
         .collect();
     assert_eq!(heard, [(Some(0), None), (Some(3), None)]);
-}
-
-fn tm(length: usize) -> TransferFrameFormat {
-    TransferFrameFormat {
-        kind: TransferFrameKind::Tm,
-        length,
-        spacecraft_id: 42,
-        randomized: false,
-        fecf: true,
-        ocf: false,
-        header_error_control: false,
-        insert_zone: 0,
-    }
 }
 
 fn frames(format: TransferFrameFormat, n: u16) -> Vec<Vec<u8>> {

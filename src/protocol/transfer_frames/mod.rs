@@ -38,4 +38,4 @@ pub use stream::{TransferFrameCuts, TransferFrameStream};
 pub use writer::TransferFrameWriter;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,7 +9,8 @@ use super::*;
 use crate::domain::transfer_frame_counts::TransferFrameCounts;
 use crate::protocol::ccsds::{PrimaryHeader, MAX_APID};
 
-fn tm(length: usize) -> TransferFrameFormat {
+/// TM frames of `length` bytes with a FECF, of spacecraft 42: the recording tests' too.
+pub(crate) fn tm(length: usize) -> TransferFrameFormat {
     TransferFrameFormat {
         kind: TransferFrameKind::Tm,
         length,
