@@ -7,7 +7,8 @@
 //! gr-satellites sends before every data frame a KISS frame of command 09: 8 bytes, its clock
 //! when it decoded the frame, in milliseconds since the Unix epoch. The link keeps it as each
 //! packet's earth-receive time. It reads raw 16-bit samples from its standard input
-//! (`--rawint16 /dev/stdin`): the WAV file's samples.
+//! (`--rawint16 /dev/stdin`): the WAV file's samples. A station that records the pass
+//! instead writes it with `--kiss_out`, which `aggregator recording inspect` reads.
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
-use aggregator::domain::units::unix_ns;
+use aggregator::domain::units::{parse_time, unix_ns};
 use common::ax25_audio::{audio, packet, samples, OnTheAir, FRAMES, RATE};
 use common::{free_port, TempDir};
 
@@ -66,4 +67,61 @@ async fn gr_satellites_kiss_server_stores_every_packet_with_its_time() {
     );
     assert!(times.is_sorted(), "in the order decoded: {times:?}");
     assert!(on_air.daemon.shutdown().await.is_clean());
+}
+
+/// gr-satellites 4.4's KISS file sink asks GNU Radio for `blocks.byte_t`, which 3.10 keeps in
+/// `gr.types` (Debian 12's packages fail with an AttributeError): named where it is looked for,
+/// then gr_satellites runs as its own script, with the test's arguments.
+const KISS_OUT_SHIM: &str = "import runpy, shutil; from gnuradio import blocks, gr; \
+    blocks.byte_t = getattr(blocks, 'byte_t', gr.types.byte_t); \
+    runpy.run_path(shutil.which('gr_satellites'), run_name='__main__')";
+
+/// A station that records the pass instead (`--kiss_out`, gr-satellites' KISS file with a time
+/// frame before each data frame), read through by `aggregator recording inspect`: told a KISS
+/// capture by its bytes, every packet a frame, each with its earth-receive time, nothing damaged.
+#[test]
+#[ignore = "needs gr-satellites and GNU Radio (Debian packages gr-satellites, gnuradio), run by .ci/run"]
+fn a_kiss_out_recording_is_read_through_by_recording_inspect() {
+    let dir = TempDir::new("gr-satellites-kiss-out");
+    let packets: Vec<_> = (0..FRAMES).map(packet).collect();
+    let raw = dir.0.join("pass.s16");
+    // A second of silence after the audio, so that the last frame is decoded too.
+    let silence = vec![0; 2 * 48_000];
+    std::fs::write(&raw, [samples(&audio(&dir.0, &packets)), &silence].concat()).unwrap();
+    let (recording, log) = (dir.0.join("pass.kiss"), dir.0.join("gr_satellites.log"));
+    let satellite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gr_satellites/satellite.yml");
+    let output = std::fs::File::create(&log).unwrap();
+    let before = unix_ns(SystemTime::now()).unwrap();
+    let decoded = Command::new("/usr/bin/python3")
+        .args(["-c", KISS_OUT_SHIM])
+        .arg(satellite)
+        .arg("--rawint16")
+        .arg(&raw)
+        .args(["--samp_rate", RATE, "--kiss_out"])
+        .arg(&recording)
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
+        .status()
+        .expect("gr_satellites runs (Debian package gr-satellites)");
+    let after = unix_ns(SystemTime::now()).unwrap();
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(decoded.success(), "gr_satellites failed: {said}");
+    let inspected = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["recording", "inspect", "--json"])
+        .arg(&recording)
+        .output()
+        .expect("run the aggregator binary");
+    assert_eq!(inspected.status.code(), Some(0), "{inspected:?}");
+    let report: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(report["format"], "kiss", "{report}");
+    assert_eq!(report["detected"], true, "{report}");
+    assert_eq!(report["frames"], u64::from(FRAMES), "{report}");
+    assert_eq!(report["damaged_ranges"], 0, "{report}");
+    // Milliseconds: the first may be up to one below the instant the decoding began.
+    let window = before - before % 1_000_000..=after;
+    for end in ["first_earth_received", "last_earth_received"] {
+        let text = report[end].as_str().expect("gr-satellites' time frames");
+        let time = parse_time(text, SystemTime::now()).unwrap();
+        assert!(window.contains(&time), "{end} {text} outside {window:?}");
+    }
 }
