@@ -49,6 +49,10 @@ pub const TARGETS: &[Target] = &[
         run: links::stream,
     },
     Target {
+        name: "recording",
+        run: links::recording,
+    },
+    Target {
         name: "segment_scan",
         run: archive::segment_scan,
     },

@@ -217,3 +217,56 @@ fn frame_stream(stream: &[u8], read: usize, max: usize, (bits, length, check): (
         );
     }
 }
+
+/// A station's recording file (`aggregator recording inspect`, `docs/ground-segment.md`,
+/// "Recording files"): the first byte's low three bits pick the naming (detected, or one of the
+/// formats named), its top bits a frame length for transfer frames; the rest is the file, plain
+/// or gzip. Frames and damaged ranges come in order, apart, and within the bytes read; a refusal
+/// or a read error ends it.
+pub(crate) fn recording(data: &[u8]) {
+    use aggregator::links::recording::{FormatName, Naming, RecordedItem, Recording};
+    let (mode, file) = crate::split_mode(data);
+    let format = match mode & 7 {
+        1 => Some(FormatName::Kiss),
+        2 => Some(FormatName::Ccsds),
+        3 => Some(FormatName::CcsdsAsm),
+        4 => Some(FormatName::LengthPrefix),
+        5 => Some(FormatName::TmFrames),
+        6 => Some(FormatName::AosFrames),
+        _ => None,
+    };
+    let naming = Naming {
+        format,
+        frame_length: (mode >> 3 != 0).then_some(usize::from(mode >> 3) * 4),
+        frame_marker: mode & 0x80 == 0,
+        check_symbols: usize::from(mode >> 6 & 1) * 2,
+        length: (format == Some(FormatName::LengthPrefix)).then_some(LengthField {
+            offset: 0,
+            size: 2,
+            adjustment: 0,
+            strip: 2,
+        }),
+    };
+    let input = std::io::Cursor::new(file.to_vec());
+    let Ok(mut recording) = Recording::read_from(std::path::Path::new("fuzz"), input, &naming)
+    else {
+        return;
+    };
+    let mut after = 0;
+    for item in recording.by_ref() {
+        let Ok(item) = item else { break };
+        let (start, end) = match &item {
+            RecordedItem::Frame(frame) => (frame.offset, frame.offset + 1),
+            RecordedItem::Damage(damage) => (damage.start, damage.end),
+        };
+        assert!(after <= start && start < end, "{item:?} after {after}");
+        after = match item {
+            RecordedItem::Frame(_) => start + 1,
+            RecordedItem::Damage(_) => end,
+        };
+    }
+    assert!(
+        after <= recording.bytes_read(),
+        "{after} past the bytes read"
+    );
+}

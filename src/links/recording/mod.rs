@@ -140,12 +140,25 @@ impl Recording {
     /// Opens `path`, gunzips it when it starts with gzip's magic, and tells its format from its
     /// first bytes unless `naming` names it.
     pub fn open(path: &Path, naming: &Naming) -> Result<Recording, RecordingError> {
+        let file = File::open(path).map_err(|source| RecordingError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Recording::read_from(path, io::BufReader::new(file), naming)
+    }
+
+    /// [`Self::open`] of the bytes `file` gives, named `path` in what it tells (the fuzz
+    /// targets read recordings from memory).
+    pub fn read_from(
+        path: &Path,
+        mut file: impl io::BufRead + Send + 'static,
+        naming: &Naming,
+    ) -> Result<Recording, RecordingError> {
         let io = |source| RecordingError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file = io::BufReader::new(File::open(path).map_err(io)?);
-        let magic = io::BufRead::fill_buf(&mut file).map_err(io)?;
+        let magic = file.fill_buf().map_err(io)?;
         let (compression, mut input): (_, Box<dyn Read + Send>) = match magic.starts_with(&GZIP) {
             true => (
                 Compression::Gzip,
