@@ -632,8 +632,14 @@ fn long_stats() -> serde_json::Value {
     ]
     .iter()
     .map(|(name, state)| {
+        let station = if *state == "connected" {
+            "receiving"
+        } else {
+            "disconnected"
+        };
         let mut link = json!({
-            "name": name, "transport": "tcp", "state": state, "connections": 3,
+            "name": name, "transport": "tcp", "state": state, "station_state": station,
+            "last_seen": "2026-11-26T17:20:01.123456789Z", "connections": 3,
             "packets": 123_456_789, "bytes": 0, "copies": 98_765, "gaps": 0, "unmatched": 0,
             "bad_input": 0, "skipped_bytes": 0, "last_error": null,
         });
@@ -752,6 +758,8 @@ const TILES: &str = r##"({
     disk: document.getElementById("archive-disk").textContent,
     archived: document.getElementById("archive-bytes").textContent,
     links: document.querySelectorAll("#links li").length,
+    stations: [...document.querySelectorAll("#links li")].map((li) => li.textContent.split(" · ")[0]),
+    seen: document.querySelector("#links li")?.textContent.split(" · ")[1],
     shards: document.querySelectorAll("#shards li").length,
     nats: !document.getElementById("nats-tile").hidden,
     timeline: !document.getElementById("timeline-panel").hidden,
@@ -781,6 +789,17 @@ async fn chromium_fits_long_figures_in_every_tile_from_1280_to_1920_px() {
             (&json!("1.7 TiB"), &json!("123.4 GiB"), &json!(true)),
             "{tiles}"
         );
+        // Each station's state, the link's while disconnected, and when it last sent.
+        assert_eq!(
+            tiles["stations"],
+            json!([
+                "svalbard-x-band: receiving",
+                "kiruna-s-band: disconnected (backoff)",
+                "hartebeesthoek-uhf: receiving",
+                "mcmurdo-relay: disconnected (connecting)"
+            ])
+        );
+        assert_eq!(tiles["seen"], json!("seen 17:20:01"));
         browser.wait_until(
             "the completeness panel hidden (no archive files)",
             TILES,

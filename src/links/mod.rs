@@ -124,9 +124,12 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
             .entry(config.group_name().to_owned())
             .or_insert_with(|| Arc::new(MergeGroup::new(config.merge_window)));
         let framed = config.frame_format().is_some();
-        let counters = services
-            .stats
-            .add_link(&config.name, config.transport.as_str(), framed);
+        let counters = services.stats.add_link(
+            &config.name,
+            config.transport.as_str(),
+            framed,
+            config.quiet_after,
+        );
         let link = Arc::new(Link::new(
             config,
             counters,

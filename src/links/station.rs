@@ -18,6 +18,7 @@ use bytes::Bytes;
 use super::merge::{MergeGroup, PacketId, Verdict};
 use crate::config::LinkConfig;
 use crate::domain::batch::{ReadBatches, ReadFrame};
+use crate::domain::clock::ArchiveClock;
 use crate::domain::frame::Priority;
 use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received};
 use crate::domain::sequence_set::SequenceSet;
@@ -246,6 +247,9 @@ impl Station {
     /// stored with its reception.
     pub(crate) async fn take(&mut self, peer: SocketAddr, read: ReadPackets) -> Result<(), Closed> {
         let decoded_at = Instant::now();
+        if !read.packets.is_empty() {
+            (self.link.counters).seen(ArchiveClock::process().at(decoded_at));
+        }
         let mut tally = Tally::default();
         // First the sources, registered at their first packet (the router answers): the merge
         // then takes the whole read under one lock.

@@ -6,6 +6,7 @@
 //! this file: a name, a kind, a help text and the figure.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use crate::catalog::CatalogHandle;
 use crate::domain::clock;
@@ -14,7 +15,8 @@ use crate::domain::transfer_frame_counts::TransferFrameCounts;
 use crate::ops::catalog::CatalogBody;
 use crate::ops::health::Health;
 use crate::stats::{
-    ClockState, LinkSnapshot, LinkState, MetricKind, PipelineStats, ShardStats, Stats, TmStats,
+    ClockState, LinkSnapshot, LinkState, MetricKind, PipelineStats, ShardStats, StationState,
+    Stats, TmStats,
 };
 
 /// The whole answer to a scrape: `snapshot` read first, then every item's counters from `stats`,
@@ -96,8 +98,56 @@ fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
     if !links.is_empty() {
         let labels = |l: &LinkSnapshot| format!("link=\"{}\"", l.name);
         render_per_item(out, &PER_LINK, &labelled(links, labels));
+        render_station_metrics(out, links);
     }
     render_frame_quality_metrics(out, links);
+}
+
+/// A gauge of one time per link: its name, help, and the time in nanoseconds (shown in seconds).
+type LinkSeconds = (&'static str, &'static str, fn(&LinkSnapshot) -> u64);
+
+/// Appends whether each link's station is alive: the time of its last packet and its longest
+/// silence (seconds, with their fractions: a timestamp as a count would lose them), and its
+/// state, one line per state with 1 for the one it is in, as `aggregator_health`.
+fn render_station_metrics(out: &mut String, links: &[LinkSnapshot]) {
+    let seconds = |ns: u64| Duration::from_nanos(ns).as_secs_f64();
+    let gauges: [LinkSeconds; 2] = [
+        (
+            "aggregator_link_last_frame_timestamp_seconds",
+            "When the link last read a packet, by the archive clock, in seconds since the Unix epoch; 0 before the first since the start.",
+            |l| l.last_seen.unwrap_or(0),
+        ),
+        (
+            "aggregator_link_longest_silence_seconds",
+            "The longest time between two of the link's packets since the start, in seconds.",
+            |l| l.longest_silence_ns,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        family(out, name, MetricKind::Gauge, help);
+        for link in links {
+            let _ = writeln!(
+                out,
+                "{name}{{link=\"{}\"}} {}",
+                link.name,
+                seconds(get(link))
+            );
+        }
+    }
+    let name = "aggregator_link_station_state";
+    let help = "1 for the state the link's station is in (receiving, quiet, disconnected), 0 for the others.";
+    family(out, name, MetricKind::Gauge, help);
+    for link in links {
+        for state in StationState::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{link=\"{}\",state=\"{}\"}} {}",
+                link.name,
+                state.as_str(),
+                u8::from(link.station_state == state)
+            );
+        }
+    }
 }
 
 /// Appends the transfer frames' quality of the links with a frame framing, labelled
@@ -424,13 +474,53 @@ const PER_TM_OUTPUT: [PerItem<TmStats>; 7] = [
 mod tests {
     use super::*;
 
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    /// Each link has its last packet's time (0 before the first) and one state line per state,
+    /// 1 for the one its station is in.
+    #[test]
+    fn each_station_shows_its_last_packet_and_its_state() {
+        let stats = Stats::new();
+        stats.add_link("never", "tcp-listen", false, MINUTE);
+        let heard = stats.add_link("heard", "udp", false, MINUTE);
+        heard.connected();
+        heard.seen(1_700_000_000_250_000_000);
+        let mut text = String::new();
+        render_link_metrics(&mut text, &stats.links());
+        let line = |series: &str| {
+            text.lines()
+                .find(|l| l.starts_with(series))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            line("aggregator_link_last_frame_timestamp_seconds{link=\"heard\"}").as_deref(),
+            Some("aggregator_link_last_frame_timestamp_seconds{link=\"heard\"} 1700000000.25")
+        );
+        assert!(text.contains("aggregator_link_last_frame_timestamp_seconds{link=\"never\"} 0\n"));
+        assert!(text
+            .contains("aggregator_link_station_state{link=\"never\",state=\"disconnected\"} 1\n"));
+        assert!(
+            text.contains("aggregator_link_station_state{link=\"never\",state=\"receiving\"} 0\n")
+        );
+        // Its last packet is older than a minute: connected, quiet.
+        assert!(text.contains("aggregator_link_station_state{link=\"heard\",state=\"quiet\"} 1\n"));
+        assert!(
+            text.contains("aggregator_link_station_state{link=\"heard\",state=\"receiving\"} 0\n")
+        );
+        assert_eq!(
+            text.matches("# TYPE aggregator_link_station_state gauge")
+                .count(),
+            1
+        );
+    }
+
     /// A link of transfer frames shows its frame quality, one line per family with its own
     /// counts; a link of packets shows none.
     #[test]
     fn frame_quality_is_rendered_for_links_of_frames_only() {
         let stats = Stats::new();
-        stats.add_link("packets", "tcp-listen", false);
-        let framed = stats.add_link("frames", "udp", true);
+        stats.add_link("packets", "tcp-listen", false, MINUTE);
+        let framed = stats.add_link("frames", "udp", true, MINUTE);
         framed.frames(&TransferFrameCounts {
             frames_good: 7,
             vc_gaps: 2,

@@ -1,9 +1,22 @@
 //! Each ground-segment link's counters (`[[links]]`): bumped by its connection once per read,
 //! read by the monitor (`/stats`' `links`, `/metrics`' `aggregator_link_*`).
+//!
+//! A link is a station, and an operator asks first whether the station is alive: the counters
+//! outlive the link's connections, so the time of its last packet (`last_seen`) does too, and a
+//! station that went away a day ago still says when it was last heard. The station's state is
+//! derived when read, from the link's state and that time against `quiet_after_ms`, so the ingest
+//! path pays one relaxed atomic max per read for it and never a timer. `last_seen` is a received time
+//! on the archive clock (`crate::domain::clock`), never the station's own earth-received time:
+//! stations whose clocks disagree, or that send no earth time at all, are judged by one clock.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
+use serde::Serializer;
+
+use crate::domain::clock::ArchiveClock;
+use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::transfer_frame_counts::TransferFrameCounts;
 
 /// Where a ground-segment link stands with its station.
@@ -22,12 +35,61 @@ pub enum LinkState {
     Stopped,
 }
 
+/// Whether a link's station is alive, as an operator asks it: derived from the link's state and
+/// the time of its last packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StationState {
+    /// Connected, and a packet came within `quiet_after_ms`.
+    Receiving,
+    /// Connected, and no packet within `quiet_after_ms` (between passes, or a stalled decoder).
+    Quiet,
+    /// Not connected: no station connected or dialled (tcp), no datagram yet (udp), or stopped.
+    Disconnected,
+}
+
+impl StationState {
+    /// Every state, in the order `/metrics` lists them.
+    pub const ALL: [StationState; 3] = [
+        StationState::Receiving,
+        StationState::Quiet,
+        StationState::Disconnected,
+    ];
+
+    /// The state of a link in `state` whose last packet came at `last_seen_ns` (0: never), at
+    /// `now_ns`, with packets at most `quiet_after_ns` apart while receiving. A packet stamped
+    /// after `now_ns` (read between the two clock readings) is a packet just now.
+    pub fn of(state: LinkState, last_seen_ns: u64, now_ns: u64, quiet_after_ns: u64) -> Self {
+        let recent = last_seen_ns > 0 && now_ns.saturating_sub(last_seen_ns) <= quiet_after_ns;
+        match (state, recent) {
+            (LinkState::Connected, true) => StationState::Receiving,
+            (LinkState::Connected, false) => StationState::Quiet,
+            _ => StationState::Disconnected,
+        }
+    }
+
+    /// Its name on `/stats` and in `/metrics`' `state` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StationState::Receiving => "receiving",
+            StationState::Quiet => "quiet",
+            StationState::Disconnected => "disconnected",
+        }
+    }
+}
+
 /// One link's counters: bumped by its connection once per read, read by the monitor.
 #[derive(Debug)]
 pub(crate) struct LinkCounters {
     pub name: String,
     pub transport: &'static str,
     state: AtomicU8,
+    /// `quiet_after_ms`, in nanoseconds.
+    quiet_after_ns: u64,
+    /// The archive clock at the last read that held a packet; 0 before the first.
+    last_seen_ns: AtomicU64,
+    /// The longest time between two such reads, in nanoseconds.
+    longest_silence_ns: AtomicU64,
     connections: AtomicU64,
     packets: AtomicU64,
     bytes: AtomicU64,
@@ -51,6 +113,16 @@ pub struct LinkSnapshot {
     pub name: String,
     pub transport: &'static str,
     pub state: LinkState,
+    /// Whether the station is alive: from `state`, `last_seen` and `quiet_after_ms`.
+    pub station_state: StationState,
+    /// The archive clock when the link last read a whole packet (stored, a copy or unmatched),
+    /// in nanoseconds since the Unix epoch; RFC 3339 on `/stats`, `null` before the first.
+    #[serde(serialize_with = "rfc3339")]
+    pub last_seen: Option<u64>,
+    /// The longest time between two reads that held packets, in nanoseconds (seconds on
+    /// `/stats`): what the station's normal silence between passes is.
+    #[serde(rename = "longest_silence_seconds", serialize_with = "seconds")]
+    pub longest_silence_ns: u64,
     /// Connections made (accepted or dialled) since the start.
     pub connections: u64,
     /// Packets stored: new ones, not copies.
@@ -92,13 +164,33 @@ impl LinkState {
     ];
 }
 
+fn rfc3339<S: Serializer>(ns: &Option<u64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match ns {
+        Some(ns) => serializer.serialize_str(&unix_ns_to_rfc3339(*ns)),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn seconds<S: Serializer>(ns: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(Duration::from_nanos(*ns).as_secs_f64())
+}
+
 impl LinkCounters {
-    /// The counters of a new link, all zero; with `frames`, its frame quality too.
-    pub(super) fn new(name: &str, transport: &'static str, frames: bool) -> LinkCounters {
+    /// The counters of a new link, all zero; with `frames`, its frame quality too. Its station
+    /// is quiet once no packet came for `quiet_after`.
+    pub(super) fn new(
+        name: &str,
+        transport: &'static str,
+        frames: bool,
+        quiet_after: Duration,
+    ) -> LinkCounters {
         LinkCounters {
             name: name.to_owned(),
             transport,
             state: AtomicU8::new(0),
+            quiet_after_ns: u64::try_from(quiet_after.as_nanos()).unwrap_or(u64::MAX),
+            last_seen_ns: AtomicU64::new(0),
+            longest_silence_ns: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -128,6 +220,17 @@ impl LinkCounters {
     pub(crate) fn stored(&self, packets: u64, bytes: u64) {
         self.packets.fetch_add(packets, Relaxed);
         self.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// A read held whole packets at `at_ns` (the archive clock): the station was heard. Once
+    /// per read, not per packet. The newest time wins: two connections of one link (a station
+    /// reconnecting before its old connection is closed) never move it back.
+    pub(crate) fn seen(&self, at_ns: u64) {
+        let before = self.last_seen_ns.fetch_max(at_ns, Relaxed);
+        let silence = at_ns.saturating_sub(before);
+        if before > 0 && silence > self.longest_silence_ns.load(Relaxed) {
+            self.longest_silence_ns.fetch_max(silence, Relaxed);
+        }
     }
 
     pub(crate) fn copies(&self, packets: u64) {
@@ -179,15 +282,25 @@ impl LinkCounters {
             .unwrap_or_else(PoisonError::into_inner) = Some(why);
     }
 
+    /// The counters now, the station's state judged by the archive clock.
     pub fn snapshot(&self) -> LinkSnapshot {
+        self.snapshot_at(ArchiveClock::process().now())
+    }
+
+    /// The counters, the station's state judged at `now_ns`.
+    fn snapshot_at(&self, now_ns: u64) -> LinkSnapshot {
         let state = LinkState::ALL
             .get(self.state.load(Relaxed) as usize)
             .copied()
             .unwrap_or(LinkState::Listening);
+        let last_seen_ns = self.last_seen_ns.load(Relaxed);
         LinkSnapshot {
             name: self.name.clone(),
             transport: self.transport,
             state,
+            station_state: StationState::of(state, last_seen_ns, now_ns, self.quiet_after_ns),
+            last_seen: (last_seen_ns > 0).then_some(last_seen_ns),
+            longest_silence_ns: self.longest_silence_ns.load(Relaxed),
             connections: self.connections.load(Relaxed),
             packets: self.packets.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
@@ -209,5 +322,82 @@ impl LinkCounters {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+    const T0: u64 = 1_700_000_000 * SECOND;
+
+    fn link() -> LinkCounters {
+        LinkCounters::new("gs", "tcp-listen", false, Duration::from_secs(60))
+    }
+
+    /// Connected, a station receives while its packets come within the bound (inclusive), is
+    /// quiet past it, and is disconnected whenever the link is not connected, however recent
+    /// its last packet.
+    #[test]
+    fn the_station_state_follows_the_link_and_the_last_packet() {
+        let link = link();
+        let state = |now| link.snapshot_at(now).station_state;
+        assert_eq!(state(T0), StationState::Disconnected, "never connected");
+        link.connected();
+        assert_eq!(state(T0), StationState::Quiet, "connected, nothing sent");
+        link.seen(T0);
+        assert_eq!(state(T0), StationState::Receiving);
+        assert_eq!(
+            state(T0 + 60 * SECOND),
+            StationState::Receiving,
+            "one a minute"
+        );
+        assert_eq!(state(T0 + 60 * SECOND + 1), StationState::Quiet);
+        assert_eq!(
+            state(T0 - SECOND),
+            StationState::Receiving,
+            "stamped after now"
+        );
+        link.set_state(LinkState::Listening);
+        assert_eq!(state(T0), StationState::Disconnected);
+        link.set_state(LinkState::Stopped);
+        assert_eq!(state(T0), StationState::Disconnected);
+    }
+
+    /// `last_seen` outlives the connection and never goes back; the longest silence counts only
+    /// between packets, never from the start to the first.
+    #[test]
+    fn last_seen_outlives_the_connection_and_the_longest_silence_is_kept() {
+        let link = link();
+        assert_eq!(link.snapshot_at(T0).last_seen, None);
+        link.connected();
+        link.seen(T0);
+        assert_eq!(link.snapshot_at(T0).longest_silence_ns, 0, "the first");
+        link.seen(T0 + 600 * SECOND);
+        link.seen(T0 + 610 * SECOND);
+        link.seen(T0 + 5 * SECOND); // an older connection's read, late: not back in time
+        link.set_state(LinkState::Listening);
+        let snapshot = link.snapshot_at(T0 + 3600 * SECOND);
+        assert_eq!(snapshot.last_seen, Some(T0 + 610 * SECOND));
+        assert_eq!(snapshot.longest_silence_ns, 600 * SECOND);
+        assert_eq!(snapshot.station_state, StationState::Disconnected);
+    }
+
+    /// `/stats` shows `last_seen` in RFC 3339 (`null` before the first packet) and the longest
+    /// silence in seconds.
+    #[test]
+    fn stats_show_last_seen_in_rfc3339_and_the_silence_in_seconds() {
+        let link = link();
+        let json = serde_json::to_value(link.snapshot_at(T0)).unwrap();
+        assert_eq!(json["last_seen"], serde_json::Value::Null);
+        assert_eq!(json["station_state"], "disconnected");
+        link.connected();
+        link.seen(T0);
+        link.seen(T0 + 1_500_000_000);
+        let json = serde_json::to_value(link.snapshot_at(T0 + 2 * SECOND)).unwrap();
+        assert_eq!(json["last_seen"], unix_ns_to_rfc3339(T0 + 1_500_000_000));
+        assert_eq!(json["longest_silence_seconds"], 1.5);
+        assert_eq!(json["station_state"], "receiving");
     }
 }

@@ -36,6 +36,7 @@ pub(crate) use counters::{processing_rates, MetricKind, ProcessingRates};
 pub(crate) use links::LinkCounters;
 pub use links::LinkSnapshot;
 pub use links::LinkState;
+pub use links::StationState;
 pub use shards::ShardStats;
 pub(crate) use tm::TmOutput;
 pub use tm::TmStats;
@@ -439,14 +440,16 @@ pub(crate) async fn publish(
 }
 
 impl Stats {
-    /// Counters for a new link, listed from now on; with `frames`, its frame quality too.
+    /// Counters for a new link, listed from now on; with `frames`, its frame quality too. Its
+    /// station is quiet once no packet came for `quiet_after`.
     pub(crate) fn add_link(
         &self,
         name: &str,
         transport: &'static str,
         frames: bool,
+        quiet_after: Duration,
     ) -> Arc<LinkCounters> {
-        let link = Arc::new(LinkCounters::new(name, transport, frames));
+        let link = Arc::new(LinkCounters::new(name, transport, frames, quiet_after));
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         links.push(Arc::clone(&link));
         link

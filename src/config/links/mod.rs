@@ -264,6 +264,14 @@ pub struct LinkConfig {
         deserialize_with = "millis"
     )]
     pub reconnect_max: Duration,
+    /// A connected station that sent no packet for this long is `quiet`, no longer `receiving`
+    /// (`/stats`' `station_state`, `/metrics`' `aggregator_link_station_state`).
+    #[serde(
+        default = "quiet_after",
+        rename = "quiet_after_ms",
+        deserialize_with = "millis"
+    )]
+    pub quiet_after: Duration,
 }
 
 fn max_packet_bytes() -> usize {
@@ -294,9 +302,48 @@ fn reconnect_max() -> Duration {
     Duration::from_secs(5)
 }
 
+fn quiet_after() -> Duration {
+    Duration::from_secs(60)
+}
+
 impl LinkConfig {
     /// The bind address of a tcp-listen or udp link.
     pub(crate) fn bind_address(&self) -> Option<SocketAddr> {
         self.address.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    fn quiet_after(key: &str) -> Result<Duration, String> {
+        let toml = format!(
+            "[[links]]\nname = \"gs\"\ntransport = \"tcp-listen\"\naddress = \"127.0.0.1:0\"\n\
+             framing = \"ccsds\"\nsource_id = 1\n{key}\n"
+        );
+        let config = Config::parse(&toml, Path::new("links.toml")).map_err(|e| e.to_string())?;
+        Ok(config.links[0].quiet_after)
+    }
+
+    /// A station is quiet after a minute without packets unless `quiet_after_ms` says otherwise;
+    /// zero or a negative count is refused, naming the key.
+    #[test]
+    fn quiet_after_ms_defaults_to_a_minute_and_refuses_zero() {
+        assert_eq!(quiet_after(""), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            quiet_after("quiet_after_ms = 300000"),
+            Ok(Duration::from_secs(300))
+        );
+        let refused = quiet_after("quiet_after_ms = 0").expect_err("0 ms is refused");
+        assert!(
+            refused.contains("links.quiet_after_ms: must be at least 1 ms"),
+            "{refused}"
+        );
+        let negative = quiet_after("quiet_after_ms = -1").expect_err("-1 ms is refused");
+        assert!(negative.contains("quiet_after_ms"), "{negative}");
     }
 }

@@ -37,6 +37,7 @@ impl LinkConfig {
             Bound::count("links.merge_window", self.merge_window, 1 << 16),
             Bound::millis("links.reconnect_min_ms", self.reconnect_min),
             Bound::millis("links.reconnect_max_ms", self.reconnect_max),
+            Bound::millis("links.quiet_after_ms", self.quiet_after),
         ])
     }
 

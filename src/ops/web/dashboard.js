@@ -170,15 +170,19 @@ function showShards(shards) {
 }
 
 /// The ground-segment links' tile, shown when `[[links]]` are configured (docs/ground-segment.md):
-/// each link's state, packets stored and copies dropped, and for frames their quality; a dialled
-/// link that is not connected in red.
+/// each station's state (and the link's, while disconnected), when it last sent (UTC), packets
+/// stored and copies dropped, and for frames their quality; a dialled link that is not connected
+/// in red.
 function showLinks(links) {
   $("links-tile").hidden = !links || links.length === 0;
   if (!links) return;
   $("links").replaceChildren(...links.map((link) => {
     const item = document.createElement("li");
-    item.textContent =
-      `${link.name}: ${link.state} · ${number.format(link.packets)} · ${number.format(link.copies)}`;
+    const station = link.station_state === "disconnected"
+      ? `disconnected (${link.state})` : link.station_state ?? link.state;
+    const seen = link.last_seen ? ` · seen ${timeOfDay(link.last_seen).slice(0, 8)}` : "";
+    item.textContent = `${link.name}: ${station}${seen} · ` +
+      `${number.format(link.packets)} · ${number.format(link.copies)}`;
     // A link of transfer frames: frames good, bad FECF and dropped, and frames lost.
     if (link.frames_good !== undefined) {
       item.textContent += ` · frames ${number.format(link.frames_good)} good, ` +

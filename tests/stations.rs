@@ -1,0 +1,102 @@
+//! Whether each station (a `[[links]]` entry) is alive, as an operator reads it on `/stats` and
+//! `/metrics`: a station that sent and then went away shows `disconnected` with the time of its
+//! last packet; a connected one that stopped sending shows `quiet`.
+
+mod common;
+
+use std::path::Path;
+
+use aggregator::domain::clock::ArchiveClock;
+use aggregator::domain::display::unix_ns_to_rfc3339;
+use aggregator::protocol::ccsds::PrimaryHeader;
+use aggregator::stats::{LinkState, StationState};
+use aggregator::Config;
+use common::{
+    http_get, http_get_json, start_monitored, test_config, wait_until, Archive, PATIENCE,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Two tcp-listen links: "gs" with the default quiet bound, "slow" quiet after 1 ms.
+fn two_stations() -> Config {
+    let link = |name: &str, source: u32, extra: &str| {
+        format!(
+            "[[links]]\nname = \"{name}\"\ntransport = \"tcp-listen\"\naddress = \"127.0.0.1:0\"\n\
+             framing = \"ccsds\"\nsource_id = {source}\n{extra}\n"
+        )
+    };
+    let toml = [link("gs", 500, ""), link("slow", 600, "quiet_after_ms = 1")].concat();
+    let parsed = Config::parse(&toml, Path::new("stations.toml")).expect("valid [[links]]");
+    let mut config = test_config();
+    config.links = parsed.links;
+    config
+}
+
+fn packets(apid: u16, counts: std::ops::Range<u16>) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for count in counts {
+        wire.extend_from_slice(&PrimaryHeader::telemetry(apid, count, 10).encode());
+        wire.extend_from_slice(b"0123456789");
+    }
+    wire
+}
+
+/// The value of the `/metrics` line `series` (the name with its labels).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn a_station_that_sent_and_left_shows_disconnected_with_its_last_packet() {
+    let (archive, sink) = Archive::open();
+    let (daemon, monitor, stop) = start_monitored(two_stations(), sink).await;
+    let stats = daemon.stats.clone();
+    let json = http_get_json(monitor, "/stats").await;
+    assert_eq!(json["links"][0]["station_state"], "disconnected");
+    assert_eq!(json["links"][0]["last_seen"], serde_json::Value::Null);
+
+    let before = ArchiveClock::process().now();
+    let mut gs = TcpStream::connect(daemon.links["gs"]).await.unwrap();
+    gs.write_all(&packets(1, 0..3)).await.unwrap();
+    let mut slow = TcpStream::connect(daemon.links["slow"]).await.unwrap();
+    slow.write_all(&packets(2, 0..1)).await.unwrap();
+    wait_until("4 packets stored", PATIENCE, || archive.len() >= 4).await;
+    let after = ArchiveClock::process().now();
+    assert_eq!(stats.links()[0].station_state, StationState::Receiving);
+    wait_until("the slow station quiet", PATIENCE, || {
+        stats.links()[1].station_state == StationState::Quiet
+    })
+    .await;
+
+    drop(gs);
+    wait_until("the station gone", PATIENCE, || {
+        stats.links()[0].state == LinkState::Listening
+    })
+    .await;
+    let last_seen = stats.links()[0].last_seen.expect("a packet came");
+    assert!((before..=after).contains(&last_seen), "{last_seen}");
+    let json = http_get_json(monitor, "/stats").await;
+    let gs_json = &json["links"][0];
+    assert_eq!(gs_json["station_state"], "disconnected", "{gs_json}");
+    assert_eq!(gs_json["last_seen"], unix_ns_to_rfc3339(last_seen).as_str());
+    assert_eq!(json["links"][1]["station_state"], "quiet");
+
+    let (status, _, metrics) = http_get(monitor, "/metrics").await;
+    assert_eq!(status, 200);
+    let seen = sample(
+        &metrics,
+        "aggregator_link_last_frame_timestamp_seconds{link=\"gs\"}",
+    )
+    .expect("the last packet's time");
+    assert!((seen - last_seen as f64 / 1e9).abs() < 1e-3, "{seen}");
+    let state = |link: &str, state: &str| {
+        let series = format!("aggregator_link_station_state{{link=\"{link}\",state=\"{state}\"}}");
+        sample(&metrics, &series)
+    };
+    assert_eq!(state("gs", "disconnected"), Some(1.0));
+    assert_eq!(state("gs", "receiving"), Some(0.0));
+    assert_eq!(state("slow", "quiet"), Some(1.0));
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+}
