@@ -68,7 +68,7 @@ impl ArchiveSink for MeasuredSink {
     fn journal(
         &mut self,
         batches: &[Arc<Batch>],
-    ) -> Option<BoxFuture<'static, Result<(), ArchiveError>>> {
+    ) -> Option<BoxFuture<'static, Result<Vec<bytes::Bytes>, ArchiveError>>> {
         self.inner.journal(batches)
     }
 

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod display;
 pub mod filter;
 pub mod frame;
+pub mod handover;
 pub mod ledger;
 pub mod position;
 pub mod readers;

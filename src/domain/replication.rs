@@ -46,6 +46,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use super::frame::{Priority, SourceKey};
+use super::handover::Handover;
 use super::ledger::Ledger;
 use super::source::Source;
 
@@ -81,6 +82,8 @@ pub struct Replication {
     /// Set once the sink has published (or is otherwise done with) every frame earlier runs
     /// archived: until then a source the archive holds unpublished frames of is not welcomed.
     earlier_published: watch::Sender<bool>,
+    /// Emergencies durable in the journal, for the sink to publish ahead of the files.
+    handover: Handover,
 }
 
 /// The most of the sink's publishing time that may wait for it: about how long an emergency waits
@@ -117,6 +120,7 @@ impl Replication {
             held_back: AtomicBool::new(false),
             paced_at: AtomicU64::new(0),
             earlier_published: watch::channel(false).0,
+            handover: Handover::default(),
         })
     }
 
@@ -172,6 +176,11 @@ impl Replication {
         let mut published = self.earlier_published.subscribe();
         // The sender lives as long as the gate, which the caller holds.
         let _ = published.wait_for(|published| *published).await;
+    }
+
+    /// Where the archive's consumer hands emergencies durable in its journal to the sink.
+    pub(crate) fn handover(&self) -> &Handover {
+        &self.handover
     }
 
     /// Called by the archive's consumer before it writes frames of `source`: the sink will find

@@ -9,11 +9,12 @@
 //! crash leaves either the old cursor or the new one. The cursor only ever trails what was
 //! acknowledged, so after a crash the sink publishes again from an older position, never skips one.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::domain::position::{Position, PositionError};
+use crate::domain::position::{Position, PositionError, Positions, ShardPosition};
 
 /// The cursor file of the sink `name` in the archive directory `archive`.
 #[derive(Debug, Clone)]
@@ -80,6 +81,17 @@ impl CursorFile {
             format!("{what} the cursor file {}: {err}", self.path.display()),
         )
     }
+}
+
+/// Every shard's saved cursor; a shard without one starts at its oldest frame.
+pub(super) fn load_all(files: &HashMap<usize, CursorFile>) -> io::Result<Positions> {
+    let mut acked = Positions::new();
+    for (&shard, file) in files {
+        if let Some(position) = file.load()? {
+            acked.set(ShardPosition { shard, position });
+        }
+    }
+    Ok(acked)
 }
 
 #[cfg(test)]

@@ -19,4 +19,5 @@ pub mod reader;
 mod series;
 mod stream;
 mod unacked;
+mod urgent;
 mod window;

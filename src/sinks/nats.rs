@@ -7,7 +7,8 @@
 //! sink only falls behind in the files (ingest, the archive and the drain never wait for it, and it
 //! runs on a thread of its own at a lower priority), and after any restart it resumes at its
 //! cursor. With `ack = "replicated"` the acknowledgements do wait for it ([`Replication`]): it runs
-//! at the daemon's priority, and tells the gate how fast it publishes.
+//! at the daemon's priority, tells the gate how fast it publishes, and publishes the emergencies
+//! the archive hands over from its journal ahead of the files ([`Urgent`]).
 //!
 //! Every shard of the archive is read ([`ShardCursors`], in turns, each up to its own durable
 //! end), and each has a cursor of its own, since a position only means something within its
@@ -16,16 +17,13 @@
 //!
 //! Emergencies first: the sink reads up to [`READ_AHEAD`] frames ahead of what it publishes and
 //! publishes the emergencies among them before the routine frames read before them (each
-//! priority in the files' order), so that with `ack = "replicated"` an emergency's ACK waits for
-//! its own replica, not for the routine frames written before it.
+//! priority in the files' order).
 //!
 //! Exactly once: many publishes are in flight (`sinks.nats.window`), and each shard's cursor is
-//! the position up to which JetStream acknowledged everything of that shard ([`Unacked`]: a
-//! prefix of the shard's frames acknowledged whole, whatever the publishing order); they are
-//! saved a few times a second. After a failure (a publish or an acknowledgement
-//! that fails or times out) or a restart, the sink publishes again from its cursor: what JetStream
-//! already holds carries the same `Nats-Msg-Id` (`{site}.{kind}.{source}.{seq}`), so the stream's
-//! duplicate window drops it, and the PubAck says so (counted as republished).
+//! the position up to which JetStream acknowledged everything of that shard ([`Unacked`]), saved a
+//! few times a second. After a failure or a restart the sink publishes again from its cursor, and
+//! what the stream holds already is left out: in layout `records/1` by its subject's marks
+//! ([`Series`]), in `frame/1` by the duplicate window (the same `Nats-Msg-Id`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,13 +40,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::backlog::{Backlog, ReadAhead};
 use super::client::connect;
-use super::cursor::CursorFile;
+use super::cursor::{self, CursorFile};
 use super::fleet::EarlierFrames;
 use super::message::{Layout, Naming};
 use super::progress::{report, Progress};
 use super::series::Series;
 use super::stream::{NatsError, SinkStream};
 use super::unacked::Unacked;
+use super::urgent::{self, Urgent};
 use super::window::{InFlight, Window};
 use crate::archive::read::{spawn_reader, ArchivedFrame, DurableEnds};
 use crate::archive::read::{FrameRun, OnGap, ReadError, ShardCursors, Start};
@@ -237,6 +236,7 @@ async fn run(
         backlog: None,
         earlier_left: 0,
         earlier_done: false,
+        urgent: Urgent::default(),
     };
     let fatal = publisher.sessions(&cut_off).await;
     publisher.save().await;
@@ -273,19 +273,8 @@ async fn start(
         }
         None => connect(config).await?,
     };
-    let acked = load_cursors(cursor_files).map_err(NatsError::Cursor)?;
+    let acked = cursor::load_all(cursor_files).map_err(NatsError::Cursor)?;
     Ok((client, acked))
-}
-
-/// Every shard's saved cursor; a shard without one starts at its oldest frame.
-fn load_cursors(files: &HashMap<usize, CursorFile>) -> std::io::Result<Positions> {
-    let mut acked = Positions::new();
-    for (&shard, file) in files {
-        if let Some(position) = file.load()? {
-            acked.set(ShardPosition { shard, position });
-        }
-    }
-    Ok(acked)
 }
 
 /// Why a session ended.
@@ -333,6 +322,8 @@ struct JetStreamWriter {
     /// frame before [`ArchiveFiles::start_ends`] is done with (told to the gate once).
     earlier_left: u64,
     earlier_done: bool,
+    /// With `ack = "replicated"`: emergencies the archive handed over from its journal.
+    urgent: Urgent,
 }
 
 impl JetStreamWriter {
@@ -473,9 +464,16 @@ impl JetStreamWriter {
                 }
             }
             backlog.settle(in_flight.is_empty());
-            self.note_oldest(in_flight, backlog, caught_up);
+            let oldest = (in_flight.oldest_received().into_iter())
+                .chain(backlog.oldest_received())
+                .min();
+            self.progress.note_oldest(oldest, caught_up);
             self.note_earlier(&backlog.cursors);
-            match self.publish_next(backlog, in_flight).await {
+            let next = match self.publish_journaled(backlog, in_flight).await {
+                None => self.publish_next(backlog, in_flight).await,
+                journaled => journaled,
+            };
+            match next {
                 Some(Ok(published)) => {
                     in_flight.push(published);
                     continue;
@@ -512,7 +510,9 @@ impl JetStreamWriter {
             // Every frame durable is read, and the window has room: the sink waits for frames.
             let starved = (caught_up && self.has_window_room(in_flight)).then(Instant::now);
             let cursors = &mut backlog.cursors;
+            let replication = self.files.replication.clone();
             tokio::select! {
+                () = urgent::handed_over(replication.as_deref()) => {}
                 Some((published, ack)) = in_flight.next_ack(), if !in_flight.is_empty() => {
                     if let Err(why) = self.acked(&published, ack, &mut backlog.unacked).await {
                         // Published again first by the next session.
@@ -602,13 +602,7 @@ impl JetStreamWriter {
         backlog: &mut Backlog,
     ) -> Result<InFlight, NatsError> {
         let (series, elsewhere) = self.stream.series(&self.message, key).await?;
-        let max_payload = self.client.server_info().max_payload;
-        // Not connected yet: the server's limit is not known (0).
-        let max_batch = match max_payload {
-            0 => MAX_BATCH_BYTES,
-            limit => limit.saturating_sub(HEADER_ROOM).clamp(1, MAX_BATCH_BYTES),
-        };
-        let mut in_flight = InFlight::of(backlog.take(key, max_batch));
+        let mut in_flight = InFlight::of(backlog.take(key, self.max_batch()));
         in_flight.held = (in_flight.frames.iter())
             .map(|f| series.holds(&f.frame))
             .collect();
@@ -634,6 +628,52 @@ impl JetStreamWriter {
         Ok(in_flight)
     }
 
+    /// The most bytes of records in a message (layout `records/1`).
+    fn max_batch(&self) -> usize {
+        // Not connected yet: the server's limit is not known (0).
+        match self.client.server_info().max_payload {
+            0 => MAX_BATCH_BYTES,
+            limit => limit.saturating_sub(HEADER_ROOM).clamp(1, MAX_BATCH_BYTES),
+        }
+    }
+
+    /// Publishes the next batch of emergencies the archive handed over from its journal that
+    /// may go now ([`Urgent`]), ahead of the files (layout `records/1`; in `frame/1` the files
+    /// publish them).
+    async fn publish_journaled(
+        &mut self,
+        backlog: &Backlog,
+        in_flight: &Window,
+    ) -> Option<Result<InFlight, NatsError>> {
+        let handed = self.files.replication.as_ref()?.handover().take();
+        if self.layout != Layout::Records {
+            return None;
+        }
+        self.urgent.add(handed);
+        if in_flight.len() >= self.config.window {
+            return None;
+        }
+        let replication = self.files.replication.as_deref()?;
+        for key in (self.urgent).ready(in_flight.busy(), |key| backlog.emergency_read(key)) {
+            let series = match self.stream.series(&self.message, key).await {
+                Ok((series, _)) => series,
+                Err(why) => return Some(Err(why)),
+            };
+            let (most, done) = (self.max_batch(), self.earlier_done);
+            let Some(frames) = self.urgent.take(key, series.through, done, most) else {
+                continue;
+            };
+            let replicated_through = replication.acked_through(key);
+            let (mut in_flight, subject, message) =
+                urgent::message(&self.message, key, series, frames, replicated_through);
+            return Some(self.send(subject, message).await.map(|ack| {
+                in_flight.sent(ack);
+                in_flight
+            }));
+        }
+        None
+    }
+
     /// Sends a message, waiting at most [`ACK_TIMEOUT`] for room in the client's queue.
     async fn send(
         &self,
@@ -656,6 +696,14 @@ impl JetStreamWriter {
         ack: Result<PublishAck, PublishError>,
         unacked: &mut Unacked,
     ) -> Result<(), NatsError> {
+        if !published.journaled.is_empty() {
+            let replication = self.files.replication.as_deref();
+            let count =
+                (self.urgent).acked_message(published, ack, &mut self.stream, replication)?;
+            self.stats.nats_acked_from_journal(count);
+            self.progress.acked_new.fetch_add(count, Relaxed);
+            return Ok(());
+        }
         let Some(position) = published.first_position() else {
             return Ok(());
         };
@@ -668,12 +716,16 @@ impl JetStreamWriter {
             };
             self.stream.published(key, Series { last, through });
         }
-        let (mut new, mut held) = (0, 0);
+        let (mut new, mut held, mut counted_before) = (0, 0, 0);
         // Per priority: the sequences and the count of new frames (a message is of one source).
         let mut runs: [Option<((u64, u64), u64)>; 2] = [None, None];
         for (followed, was_held) in published.frames.iter().zip(&published.held) {
             if let Some(passed) = unacked.acked(followed.shard_position()) {
                 self.acked.set(passed);
+            }
+            if *was_held && self.urgent.published(&followed.frame) {
+                counted_before += 1;
+                continue;
             }
             let (sequence, is_new) = (followed.frame.sequence, self.is_new(followed));
             let run = &mut runs[usize::from(followed.frame.priority == Priority::Emergency)];
@@ -697,7 +749,7 @@ impl JetStreamWriter {
                 }
             }
         }
-        let sent = published.frames.len() as u64 - held;
+        let sent = published.frames.len() as u64 - held - counted_before;
         match published.elsewhere {
             true => self.stats.nats_held_elsewhere(held),
             false => self.stats.nats_acked(held, true),
@@ -708,20 +760,6 @@ impl JetStreamWriter {
             self.save().await;
         }
         Ok(())
-    }
-
-    /// Tells the reporter when the oldest frame not yet acknowledged was received: the first of
-    /// each priority in flight or read.
-    fn note_oldest(&self, in_flight: &Window, backlog: &Backlog, at_end: bool) {
-        let flying = in_flight.oldest();
-        let oldest = (flying.into_iter().flatten().map(|f| f.received_unix_ns))
-            .chain(backlog.oldest_received())
-            .min();
-        match oldest {
-            Some(ns) => self.progress.oldest_unacked_ns.store(ns, Relaxed),
-            None if at_end => self.progress.oldest_unacked_ns.store(0, Relaxed),
-            None => {}
-        }
     }
 
     /// Saves each shard's cursor that moved since its last save.

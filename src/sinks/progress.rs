@@ -32,6 +32,19 @@ pub(super) struct Progress {
     pub(super) skipped: AtomicBool,
 }
 
+impl Progress {
+    /// Tells the reporter when the oldest frame not yet acknowledged was received (`oldest`,
+    /// the first of each priority in flight or read); none, with everything durable read
+    /// (`at_end`): everything is acknowledged.
+    pub(super) fn note_oldest(&self, oldest: Option<u64>, at_end: bool) {
+        match oldest {
+            Some(ns) => self.oldest_unacked_ns.store(ns, Relaxed),
+            None if at_end => self.oldest_unacked_ns.store(0, Relaxed),
+            None => {}
+        }
+    }
+}
+
 /// Reports the connection, the lag and health to the stats every [`REPORT_INTERVAL`].
 /// With `replication`, also how many frames wait for JetStream to be acknowledged.
 pub(super) async fn report(

@@ -17,7 +17,7 @@ use super::message::{Layout, Naming};
 use super::series::{last_message, Series};
 use crate::archive::read::ReadError;
 use crate::config::{AckMode, NatsConfig};
-use crate::domain::frame::SourceKey;
+use crate::domain::frame::{SourceKey, SourceKind};
 use crate::domain::position::ShardPosition;
 
 /// Why the sink cannot start, or why one of its sessions failed (and the next starts again from
@@ -55,6 +55,14 @@ pub(super) enum NatsError {
     #[error("no PubAck for {position}: {source}")]
     NoAck {
         position: ShardPosition,
+        source: PublishError,
+    },
+    #[error("no PubAck for emergencies {first}-{last} of {kind} {id} from the journal: {source}")]
+    NoJournaledAck {
+        kind: SourceKind,
+        id: u32,
+        first: u64,
+        last: u64,
         source: PublishError,
     },
     /// The archive cannot be followed any more.

@@ -15,6 +15,7 @@ use async_nats::jetstream::publish::PublishAck;
 use futures_util::FutureExt;
 
 use super::message::Through;
+use crate::archive::format::FrameRecord;
 use crate::archive::read::ArchivedFrame;
 use crate::domain::frame::{Priority, SourceKey};
 use crate::domain::position::ShardPosition;
@@ -28,6 +29,9 @@ pub(super) struct InFlight {
     /// In the files' order; published again first by the next session, if this one fails before
     /// the PubAck.
     pub(super) frames: Vec<ArchivedFrame>,
+    /// Or emergencies handed over from the archive's journal (`super::urgent`): not in the
+    /// files' order, never published again (the files publish them after a failure).
+    pub(super) journaled: Vec<FrameRecord>,
     /// For each frame, whether it was left out: the stream holds it already.
     pub(super) held: Vec<bool>,
     /// The frames held were published by another daemon (else by this one, before a failure).
@@ -45,15 +49,36 @@ pub(super) struct InFlight {
 impl InFlight {
     /// `frames`, none of them published yet.
     pub(super) fn of(frames: Vec<ArchivedFrame>) -> InFlight {
-        let received = frames.iter().map(|f| f.frame.received_unix_ns);
+        let mut in_flight = InFlight::of_records(frames.iter().map(|f| &f.frame));
+        in_flight.held = vec![false; frames.len()];
+        in_flight.frames = frames;
+        in_flight
+    }
+
+    /// Emergencies handed over from the journal, published ahead of the files.
+    pub(super) fn journaled(frames: Vec<FrameRecord>) -> InFlight {
+        let mut in_flight = InFlight::of_records(&frames);
+        in_flight.journaled = frames;
+        in_flight
+    }
+
+    /// Frames' times, priorities and bytes, the frames themselves left to the caller.
+    fn of_records<'a, F>(frames: F) -> InFlight
+    where
+        F: IntoIterator<Item = &'a FrameRecord>,
+        F::IntoIter: Clone,
+    {
+        let frames = frames.into_iter();
+        let received = frames.clone().map(|f| f.received_unix_ns);
         InFlight {
-            held: vec![false; frames.len()],
+            frames: Vec::new(),
+            journaled: Vec::new(),
+            held: Vec::new(),
             elsewhere: false,
             series: None,
             received_unix_ns: received.min().unwrap_or(0),
-            routine: (frames.iter()).any(|f| f.frame.priority == Priority::Routine),
-            bytes: frames.iter().map(|f| f.frame.payload.len()).sum(),
-            frames,
+            routine: frames.clone().any(|f| f.priority == Priority::Routine),
+            bytes: frames.map(|f| f.payload.len()).sum(),
             ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
         }
     }
@@ -136,12 +161,13 @@ impl Window {
         self.bytes
     }
 
-    /// The oldest message, and the oldest with a routine frame.
-    pub(super) fn oldest(&self) -> [Option<&InFlight>; 2] {
-        [
-            self.messages.front(),
-            self.messages.iter().find(|m| m.routine),
-        ]
+    /// When the oldest frame in flight was received: the first of each priority (that of the
+    /// oldest message, and of the oldest with a routine frame).
+    pub(super) fn oldest_received(&self) -> Option<u64> {
+        let routine = self.messages.iter().find(|m| m.routine);
+        (self.messages.front().into_iter().chain(routine))
+            .map(|m| m.received_unix_ns)
+            .min()
     }
 
     /// Every frame in flight, in publishing order.

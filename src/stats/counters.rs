@@ -112,6 +112,7 @@ pipeline_stats! {
     Gauge clock_last_step_timestamp_seconds: "Unix time, by the archive clock, of the last step of the wall clock; 0 before the first.",
     Counter archive_damage_found: "Damaged records the daemon's readers of the archive met (followers, TM outputs, the NATS sink, /archive queries), each time one was met: `aggregator archive verify` names them.",
     Counter nats_skipped_frames: "Frames the NATS sink never published because retention deleted them first ([archive.retention] max_bytes or min_free_*, or max_age without protect = [\"nats\"]).",
+    Counter nats_published_from_journal: "Of nats_published, emergency frames published from the archive's emergency journal ahead of its segment files (sinks.nats.ack = \"replicated\", layout records/1).",
 }
 
 impl PipelineStats {

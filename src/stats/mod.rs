@@ -310,6 +310,12 @@ impl Stats {
         counter.fetch_add(frames, Relaxed);
     }
 
+    /// JetStream acknowledged emergencies published from the archive's journal (`sinks::urgent`).
+    pub(crate) fn nats_acked_from_journal(&self, frames: u64) {
+        self.nats_acked(frames, false);
+        (self.counters.nats_published_from_journal).fetch_add(frames, Relaxed);
+    }
+
     pub(crate) fn nats_error(&self) {
         self.counters.nats_errors.fetch_add(1, Relaxed);
     }

@@ -36,9 +36,11 @@
 //! journal or the segment's sync has made it durable, whichever is first.
 //!
 //! With `sinks.nats.ack = "replicated"` the stores count, but a frame's acknowledgement waits
-//! for JetStream ([`Replication`]): the journal, which acknowledges early, is not used (a group
-//! with an emergency starts the segment's sync at once instead), and past the frames that may
-//! wait for their replica, batches wait as they do for a sync.
+//! for JetStream ([`Replication`]): every emergency batch goes to the journal, which then
+//! acknowledges nothing but hands the batch to the NATS sink to publish ahead of the files
+//! (`crate::domain::handover`); a group with an emergency starts the segment's sync at once too,
+//! for what the sink publishes from the files. Past the frames that may wait for their replica,
+//! batches wait as they do for a sync.
 //!
 //! The sink is a trait ([`ArchiveSink`]) so that the counting sink, the durable segment archive and
 //! the tests' sinks (which observe the processing order, hold the archive still, or fail on demand)
@@ -49,13 +51,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{ArchiveSink, BoxFuture, SyncPolicy};
 use crate::archive::format::ArchiveError;
 use crate::domain::batch::Batch;
-use crate::domain::frame::Priority;
+use crate::domain::frame::{Priority, SourceKey};
+use crate::domain::handover::Journaled;
 use crate::domain::ledger::Span;
 use crate::domain::replication::Replication;
 use crate::domain::source::Source;
@@ -147,8 +151,16 @@ impl Unsynced {
 /// A sync under way and the frames it covers: those written before it started.
 type Syncing = Option<(BoxFuture<'static, Result<(), ArchiveError>>, Unsynced)>;
 
-/// Emergency appends to the journal under way, in the order they end.
-type Journaling = VecDeque<(BoxFuture<'static, Result<(), ArchiveError>>, Vec<Written>)>;
+/// Emergency appends to the journal under way, in the order they end: each with its batches'
+/// spans, and with `ack = "replicated"` what the sink is handed once they are durable.
+type Journaling = VecDeque<(Appending, Vec<Written>, Vec<Handing>)>;
+
+/// An append to the journal: once durable, each batch's records.
+type Appending = BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>;
+
+/// An emergency batch for the sink, less its records: its source, the last sequence of that
+/// source's emergency written before it, and its first and last sequences.
+type Handing = (SourceKey, Option<u64>, u64, u64);
 
 /// A group whose write failed, waiting to be written again.
 struct Held {
@@ -426,9 +438,11 @@ impl ArchiveConsumer {
             replication.written(group.iter().map(|a| a.item.len() as u64).sum());
         }
         let claims = self.journal(&group);
-        // Without the journal an emergency waits for the segment's sync: it starts now.
-        let emergency =
-            !self.acknowledges() && (group.iter()).any(|a| a.item.priority == Priority::Emergency);
+        // With `ack = "replicated"`, an emergency the journal does not carry waits for the
+        // segment's sync: it starts now.
+        let emergency = !self.acknowledges()
+            && (group.iter().zip(&claims))
+                .any(|(a, claim)| a.item.priority == Priority::Emergency && claim.is_none());
         self.unsynced.add(&group, &claims);
         self.unsynced.ends_outage |= ends_outage;
         drop(group);
@@ -448,31 +462,17 @@ impl ArchiveConsumer {
         self.publish_unsynced();
     }
 
-    /// Hands the group's emergency batches whose acknowledgement it would move to the sink's
-    /// journal; for each batch, the claim it shares with its journal append, if it has one.
+    /// Hands the group's emergency batches to the sink's journal: those whose acknowledgement it
+    /// would move, or with `ack = "replicated"` every one (for the NATS sink, which publishes them
+    /// ahead of the segment's sync). For each batch, the claim it shares with its journal append,
+    /// if it has one.
     fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Vec<Option<Claim>> {
         let none = || vec![None; group.len()];
-        // The journal acknowledges early; a replica's acknowledgement cannot come from it.
-        if self.settings.policy == SyncPolicy::Never || !self.acknowledges() {
+        if self.settings.policy == SyncPolicy::Never {
             return none();
         }
         // In order, so that a batch journaled counts for the next one of its source.
-        let chosen: Vec<bool> = group
-            .iter()
-            .map(|admitted| {
-                let batch = &admitted.item;
-                let (Some(first), Some(last)) = (batch.first_sequence(), batch.last_sequence())
-                else {
-                    return false;
-                };
-                let moves = batch.priority == Priority::Emergency
-                    && batch.source.acknowledged_by_journal(first);
-                if moves {
-                    batch.source.journaled(last);
-                }
-                moves
-            })
-            .collect();
+        let chosen: Vec<bool> = group.iter().map(|a| self.journals(&a.item)).collect();
         let emergencies: Vec<Arc<Batch>> = group
             .iter()
             .zip(&chosen)
@@ -482,6 +482,7 @@ impl ArchiveConsumer {
         if emergencies.is_empty() {
             return none();
         }
+        let handing = self.handing(&emergencies);
         let Some(appended) = self.sink.journal(&emergencies) else {
             return none();
         };
@@ -501,20 +502,70 @@ impl ArchiveConsumer {
                 ))
             })
             .collect();
-        self.journaling.push_back((appended, spans));
+        self.journaling.push_back((appended, spans, handing));
         claims
     }
 
+    /// Whether `batch` goes to the journal: an emergency batch that would move its source's
+    /// acknowledgement, or with `ack = "replicated"` any emergency batch.
+    fn journals(&self, batch: &Batch) -> bool {
+        let (Some(first), Some(last)) = (batch.first_sequence(), batch.last_sequence()) else {
+            return false;
+        };
+        if batch.priority != Priority::Emergency {
+            return false;
+        }
+        if self.settings.replication.is_some() {
+            return true;
+        }
+        let moves = batch.source.acknowledged_by_journal(first);
+        if moves {
+            batch.source.journaled(last);
+        }
+        moves
+    }
+
+    /// With `ack = "replicated"`: what the sink is handed of `emergencies` once they are
+    /// durable, each naming its source's emergency written before it.
+    fn handing(&self, emergencies: &[Arc<Batch>]) -> Vec<Handing> {
+        let Some(replication) = &self.settings.replication else {
+            return Vec::new();
+        };
+        let handover = replication.handover();
+        let each = emergencies.iter().filter_map(|batch| {
+            let (first, last) = (batch.first_sequence()?, batch.last_sequence()?);
+            let key = (batch.source.kind, batch.source.id);
+            Some((key, handover.written(key, last), first, last))
+        });
+        each.collect()
+    }
+
     /// The oldest journal append ended: its emergencies are stored, unless their segment's sync
-    /// stored them first. A failed append leaves them to that sync.
-    fn journaled(&mut self, result: Result<(), ArchiveError>) {
-        let Some((_, spans)) = self.journaling.pop_front() else {
+    /// stored them first, and with `ack = "replicated"` handed to the sink. A failed append
+    /// leaves them to that sync.
+    fn journaled(&mut self, result: Result<Vec<Bytes>, ArchiveError>) {
+        let Some((_, spans, handing)) = self.journaling.pop_front() else {
             return;
         };
         match result {
-            Ok(()) => {
+            Ok(records) => {
                 self.journal_failing = false;
                 store(&self.stats, spans, self.acknowledges());
+                if let Some(replication) = &self.settings.replication {
+                    let batches = handing.into_iter().zip(records);
+                    replication
+                        .handover()
+                        .hand(batches.map(|(handing, records)| {
+                            let (key, after, first, last) = handing;
+                            Journaled {
+                                key,
+                                after,
+                                first,
+                                last,
+                                records,
+                            }
+                        }));
+                }
             }
             Err(err) if !self.journal_failing => {
                 self.journal_failing = true;
@@ -711,9 +762,9 @@ async fn in_flight(syncing: &mut Syncing) -> Result<(), ArchiveError> {
 }
 
 /// The oldest journal append under way, or never, when there is none.
-async fn journal_front(journaling: &mut Journaling) -> Result<(), ArchiveError> {
+async fn journal_front(journaling: &mut Journaling) -> Result<Vec<Bytes>, ArchiveError> {
     match journaling.front_mut() {
-        Some((pending, _)) => pending.await,
+        Some((pending, _, _)) => pending.await,
         None => std::future::pending().await,
     }
 }

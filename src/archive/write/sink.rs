@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::archive::format::index::SpanCache;
@@ -95,12 +96,13 @@ pub trait ArchiveSink: Send + 'static {
 
     /// Makes emergency batches, which the last [`Self::write`] wrote, durable on a path of their
     /// own that does not wait for the routine data written before them (the emergency journal).
-    /// The future ends once they are. `None`: the sink has no such path, and they are stored with
-    /// the next [`Self::sync`], which stores them in any case.
+    /// The future ends once they are, with each batch's records as the journal holds them. `None`:
+    /// the sink has no such path, and they are stored with the next [`Self::sync`], which stores
+    /// them in any case.
     fn journal(
         &mut self,
         batches: &[Arc<Batch>],
-    ) -> Option<BoxFuture<'static, Result<(), ArchiveError>>> {
+    ) -> Option<BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>> {
         let _ = batches;
         None
     }

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::watch;
 
@@ -654,15 +655,20 @@ impl ArchiveSink for SegmentSink {
     fn journal(
         &mut self,
         batches: &[Arc<Batch>],
-    ) -> Option<BoxFuture<'static, Result<(), ArchiveError>>> {
+    ) -> Option<BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>> {
         let journal = self.journal.as_mut()?;
-        let mut records = Vec::new();
+        let (mut records, mut each) = (Vec::new(), Vec::with_capacity(batches.len()));
         for batch in batches {
             let received = self.writer.clock.at(batch.decoded_at);
+            let start = records.len();
             encode_batch(&mut records, batch, received);
+            each.push(Bytes::copy_from_slice(&records[start..]));
         }
         let reply = journal.append(records);
-        Some(Box::pin(journal::answer(reply)))
+        Some(Box::pin(async move {
+            journal::answer(reply).await?;
+            Ok(each)
+        }))
     }
 
     fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {

@@ -30,9 +30,9 @@ impl ArchiveSink for SlowDisk {
     fn journal(
         &mut self,
         _: &[Arc<Batch>],
-    ) -> Option<BoxFuture<'static, Result<(), ArchiveError>>> {
+    ) -> Option<BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>> {
         self.journal
-            .then(|| Box::pin(async { Ok(()) }) as BoxFuture<'static, _>)
+            .then(|| Box::pin(async { Ok(Vec::new()) }) as BoxFuture<'static, _>)
     }
 
     fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
