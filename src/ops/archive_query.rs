@@ -530,6 +530,29 @@ mod tests {
     }
 
     #[test]
+    fn passes_take_a_station_and_a_group_and_the_window() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(NOW);
+        let query = "from=-1h&station=Kiruna&group=pass&source=live:7";
+        let query = parse_query(query, now, Path::Passes).unwrap();
+        assert_eq!(query.station.as_deref(), Some("Kiruna"));
+        assert_eq!(query.group.as_deref(), Some("pass"));
+        assert_eq!(query.filter.since, Some(NOW - 3_600_000_000_000));
+        assert_eq!(query.filter.sources.len(), 1);
+        let err = parse_query("station=a&station=b", now, Path::Passes).unwrap_err();
+        assert_eq!(err, QueryError::Repeated("station".into()));
+        let err = parse_query("format=csv", now, Path::Passes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown parameter \"format\" (expected from, to, source, station or group)"
+        );
+        let frames = parse("station=Kiruna").unwrap_err().to_string();
+        assert!(
+            frames.starts_with("unknown parameter \"station\""),
+            "{frames}"
+        );
+    }
+
+    #[test]
     fn a_bad_query_names_the_parameter() {
         for (query, reason) in [
             ("from=noon", "from: \"noon\" is not a time"),
