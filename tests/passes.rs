@@ -192,4 +192,35 @@ async fn two_stations_of_a_group_give_passes_with_what_one_filled_for_the_other(
     );
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, answer);
+    // And as text: a line per pass, then its source's, its fills and its gaps.
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "passes"])
+        .arg(&root)
+        .args([
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--station",
+            "Kiruna",
+            "--config",
+        ])
+        .arg(&config_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let first = format!(
+        "pass Kiruna group pass: aos={} los={} (earth_received) frames=80 bytes=8480 filled=30 \
+         missing=10 playback=0 earth_time=80",
+        earth(0),
+        earth(119)
+    );
+    assert!(lines[0].starts_with(&first), "{text}");
+    let filled = format!("  filled {}..{} by Svalbard", UP + 50, UP + 79);
+    assert!(lines.contains(&filled.as_str()), "{text}");
+    assert_eq!(
+        lines.last(),
+        Some(&"total passes=2 frames_without_station=0")
+    );
 }
