@@ -79,21 +79,16 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             group,
             json,
             config,
-        } => {
-            let now = SystemTime::now();
-            match window.filter(now) {
-                Ok(filter) => {
-                    let asked = passes::Asked {
-                        station,
-                        group,
-                        json,
-                        config,
-                    };
-                    passes::run(&dir, filter, now, asked)
-                }
-                Err(why) => Subcommand("passes").fails(why, 2),
-            }
-        }
+        } => passes::run(
+            &dir,
+            window,
+            passes::Asked {
+                station,
+                group,
+                json,
+                config,
+            },
+        ),
         ArchiveTool::Export {
             dir,
             window,

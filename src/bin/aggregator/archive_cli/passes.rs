@@ -14,6 +14,7 @@ use aggregator::ops::passes_json;
 use aggregator::Config;
 
 use super::{clean_or_failure, Subcommand};
+use crate::cli::WindowArgs;
 
 /// What the command line asked besides the directory and the window.
 pub(super) struct Asked {
@@ -24,9 +25,14 @@ pub(super) struct Asked {
 }
 
 /// Runs `aggregator archive passes`: a line per pass and per source, or the JSON. Without
-/// --to the window ends at `now`, as the HTTP query's ends when it came.
-pub(super) fn run(dir: &Path, filter: FrameFilter, now: SystemTime, asked: Asked) -> ExitCode {
+/// --to the window ends when the command started, as the HTTP query's ends when it came.
+pub(super) fn run(dir: &Path, window: WindowArgs, asked: Asked) -> ExitCode {
     let tool = Subcommand("passes");
+    let now = SystemTime::now();
+    let filter = match window.filter(now) {
+        Ok(filter) => filter,
+        Err(why) => return tool.fails(why, 2),
+    };
     let (groups, gap) = match asked.config.as_deref().map(Config::load).transpose() {
         Ok(Some(config)) => (
             completeness::merge_groups(&config.links),
