@@ -175,13 +175,10 @@ fn a_station_s_pass_says_what_another_of_its_group_filled() {
         (30, 0, 0)
     );
     // Asked for one station, or another group: only those.
-    let only = |station: Option<&str>, group: Option<&str>| {
-        let query = PassQuery {
-            station: station.map(Into::into),
-            group: group.map(Into::into),
-            ..query(60)
-        };
-        query
+    let only = |station: Option<&str>, group: Option<&str>| PassQuery {
+        station: station.map(Into::into),
+        group: group.map(Into::into),
+        ..query(60)
     };
     let wants = |q: &PassQuery, station: &str| q.wants(station, &Receives::Group("pass".into()));
     assert!(wants(&only(Some("Kiruna"), None), "Kiruna"));
