@@ -223,4 +223,13 @@ async fn two_stations_of_a_group_give_passes_with_what_one_filled_for_the_other(
         lines.last(),
         Some(&"total passes=2 frames_without_station=0")
     );
+    // A group is named by the config: without it, a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "passes"])
+        .arg(&root)
+        .args(["--group", "pass"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--group needs --config"));
 }

@@ -28,6 +28,12 @@ pub(super) struct Asked {
 /// --to the window ends when the command started, as the HTTP query's ends when it came.
 pub(super) fn run(dir: &Path, window: WindowArgs, asked: Asked) -> ExitCode {
     let tool = Subcommand("passes");
+    if asked.group.is_some() && asked.config.is_none() {
+        return tool.fails(
+            "--group needs --config, whose [[links]] name the merge groups",
+            2,
+        );
+    }
     let now = SystemTime::now();
     let filter = match window.filter(now) {
         Ok(filter) => filter,
