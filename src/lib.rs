@@ -29,7 +29,7 @@
 //! - [`archive`]: where every frame is stored, in rooms that import only downwards: the format
 //!   on disk; retention; the write side (the consumer with its sync policy and unsynced bound,
 //!   the segment writer and its disk thread, journals, recovery) beside the read side, which
-//!   followers, TM outputs and sinks read it with; queries (completeness, export); the
+//!   followers, TM outputs and sinks read it with; queries (completeness, passes, export); the
 //!   operators' tools.
 //! - [`follow`]: consumers that read the archive from a position and then follow it live: the
 //!   follow protocol, the listener and its per-follower tasks, and `aggregator tail`.

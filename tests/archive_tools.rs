@@ -470,7 +470,9 @@ fn each_tools_help_names_the_exit_statuses_its_docs_name() {
         "/docs/archive-tools.md"
     ))
     .expect("read docs/archive-tools.md");
-    for tool in ["verify", "prune", "gaps", "inspect", "export", "repair"] {
+    for tool in [
+        "verify", "prune", "gaps", "passes", "inspect", "export", "repair",
+    ] {
         let heading = format!("\n## `aggregator archive {tool} ");
         let section = docs.split(&heading).nth(1).expect("the tool's section");
         let section = section.split("\n## ").next().unwrap();

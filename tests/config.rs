@@ -284,6 +284,28 @@ fn a_zero_capacity_is_rejected() {
     );
 }
 
+/// The gap that ends a pass: ten minutes unless written, a second to a day.
+#[test]
+fn the_pass_gap_is_ten_minutes_and_bounded() {
+    let gap = |ms: u64| {
+        load(&format!("[archive]\npass_gap_ms = {ms}\n"))
+            .archive
+            .pass_gap
+    };
+    assert_eq!(Config::default().archive.pass_gap, Duration::from_secs(600));
+    assert_eq!(gap(90_000), Duration::from_secs(90));
+    for ms in [0, 999, 86_400_001] {
+        let message = expect_error(
+            &format!("[archive]\npass_gap_ms = {ms}\n"),
+            &["archive.pass_gap_ms"],
+        );
+        assert!(
+            message.contains("1000") || message.contains("86400000"),
+            "{message}"
+        );
+    }
+}
+
 /// One address holds half of a listener's connections unless its own limit is written, and never
 /// more than all of them.
 #[test]

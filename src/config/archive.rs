@@ -32,7 +32,19 @@ pub struct ArchiveConfig {
     pub max_unsynced_bytes: u64,
     /// Which sealed segments are deleted, and when (`[archive.retention]`): none by default.
     pub retention: RetentionConfig,
+    /// The longest silence inside one pass (`aggregator archive passes`, `GET /archive/passes`):
+    /// a station's frames further apart than this belong to two passes.
+    #[serde(rename = "pass_gap_ms", deserialize_with = "millis")]
+    pub pass_gap: Duration,
 }
+
+/// The default `archive.pass_gap_ms`: ten minutes. A low-orbit pass lasts about ten minutes and
+/// the next one over the same station comes some ninety minutes later; a fade inside a pass
+/// lasts seconds to a few minutes.
+pub const DEFAULT_PASS_GAP: Duration = Duration::from_secs(600);
+
+/// The largest `archive.pass_gap_ms`: a day. A longer silence is no pass.
+const MAX_PASS_GAP_MS: u64 = 86_400_000;
 
 /// Which archive the daemon keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -66,6 +78,7 @@ impl Default for ArchiveConfig {
             sync_interval: Duration::from_millis(20),
             max_unsynced_bytes: 32 * 1024 * 1024,
             retention: RetentionConfig::default(),
+            pass_gap: DEFAULT_PASS_GAP,
         }
     }
 }
@@ -87,6 +100,10 @@ impl ArchiveConfig {
                 1..=UNBOUNDED,
             )
             .least_because("0 would let nothing be written"),
+            Bound::millis("archive.pass_gap_ms", self.pass_gap)
+                .within(1000..=MAX_PASS_GAP_MS)
+                .least_because("a fade of a second would end a pass")
+                .most_because("a pass is minutes long: a day of silence ends one"),
         ])
     }
 }

@@ -41,7 +41,7 @@ use bounds::ConnectionKeys;
 
 pub use archive::Protected;
 pub use archive::RetentionConfig;
-pub use archive::{ArchiveConfig, ArchiveKind, SyncMode};
+pub use archive::{ArchiveConfig, ArchiveKind, SyncMode, DEFAULT_PASS_GAP};
 pub use auth::AuthClient;
 pub use auth::SourceRangeError;
 pub use auth::{AuthConfig, SourceRange};

@@ -45,8 +45,9 @@ impl Priority {
     }
 }
 
-/// Where a source's frames come from; each kind has its own listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a source's frames come from; each kind has its own listener. Ordered (live first) so
+/// that answers listing sources can sort them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SourceKind {
     /// A satellite uplink relayed live by a ground station.
     LiveUplink,

@@ -1,6 +1,8 @@
 //! `GET /archive/frames`: the frames received between two times, from the running daemon's
 //! archive, streamed as NDJSON, CSV, raw or CCSDS bytes; and `GET /archive/completeness`: what the
-//! archive holds of each source over such a window, and what it is missing.
+//! archive holds of each source over such a window, and what it is missing; and
+//! `GET /archive/passes`: the passes of stations found in such a window
+//! (`crate::archive::query::passes`).
 //!
 //! Why a stream and a limit: a window may hold a day of a busy station, so the answer is read and
 //! sent a chunk at a time, each as soon as it is read (the archive's read side reads at most about
@@ -24,10 +26,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::completeness_json;
 use super::query::{self, QueryError, MAX_BUCKETS};
+use super::{completeness_json, passes_json};
+use crate::archive::format::ArchiveError;
 use crate::archive::query::completeness;
 use crate::archive::query::export::{Format, Rows};
+use crate::archive::query::passes as station_passes;
 use crate::archive::read::{
     within_archive, DurableEnds, LowPriorityRuntime, OnGap, ShardCursors, Start,
 };
@@ -47,8 +51,10 @@ pub(crate) struct ArchiveQueries {
     archive: Option<(PathBuf, DurableEnds)>,
     permits: Arc<Semaphore>,
     most: usize,
-    /// The config's merge groups, for the passes of completeness answers.
+    /// The config's merge groups, for the passes of completeness answers and of stations.
     groups: Arc<completeness::MergeGroups>,
+    /// `archive.pass_gap_ms`, in nanoseconds: the silence that ends a station's pass.
+    pass_gap_ns: u64,
     /// Where queries read and encode; `None` without an archive, or if its thread could not
     /// start (they then run on the monitor's runtime).
     readers: Option<Arc<LowPriorityRuntime>>,
@@ -60,7 +66,7 @@ impl ArchiveQueries {
     pub(crate) fn new(
         archive: Option<(PathBuf, DurableEnds)>,
         most: usize,
-        groups: completeness::MergeGroups,
+        (groups, pass_gap): (completeness::MergeGroups, std::time::Duration),
         stats: Stats,
     ) -> ArchiveQueries {
         let start = || match LowPriorityRuntime::start("archive-queries") {
@@ -78,6 +84,7 @@ impl ArchiveQueries {
             permits: Arc::new(Semaphore::new(most)),
             most,
             groups: Arc::new(groups),
+            pass_gap_ns: u64::try_from(pass_gap.as_nanos()).unwrap_or(u64::MAX),
             readers: readers.map(Arc::new),
             stats,
         }
@@ -184,6 +191,56 @@ pub(crate) async fn completeness(
     }
 }
 
+/// `GET /archive/passes`: the passes of stations over the window, as JSON
+/// (`crate::archive::query::passes`), the same answer as `aggregator archive passes --json`.
+pub(crate) async fn passes(
+    State(queries): State<ArchiveQueries>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (request, (root, durable), permit) = match queries.admit(query, Path::Passes) {
+        Ok(admitted) => admitted,
+        Err((status, reason)) => return refusal(status, reason),
+    };
+    // Without `to` the window ends when the query came: a pass near it may go on.
+    let filter = FrameFilter {
+        until: Some(request.filter.until.unwrap_or(request.asked_at)),
+        ..request.filter
+    };
+    let pass_query = station_passes::PassQuery {
+        gap_ns: queries.pass_gap_ns,
+        station: request.station,
+        group: request.group,
+    };
+    let (groups, stats) = (Arc::clone(&queries.groups), queries.stats.clone());
+    let dir = root.clone();
+    let answered = queries.spawn(async move {
+        tokio::task::spawn_blocking(move || -> Result<_, ArchiveError> {
+            let answer = station_passes::passes(&root, &durable, &filter, &groups, &pass_query);
+            drop(permit);
+            let answer = answer?;
+            stats.archive_damage_found(answer.read.damaged.len() as u64);
+            for problem in answer.read.problems() {
+                tracing::warn!(%problem, "archive passes: passed over");
+            }
+            Ok(passes_json::answer_json(
+                &answer,
+                &filter,
+                pass_query.gap_ns,
+            ))
+        })
+        .await
+    });
+    match answered.await {
+        Ok(Ok(Ok(json))) => axum::Json(json).into_response(),
+        Ok(Ok(Err(err))) => {
+            tracing::warn!(error = %err, "archive passes: cannot read the archive");
+            let reason = within_archive(&err.to_string(), &dir);
+            refusal(StatusCode::INTERNAL_SERVER_ERROR, reason)
+        }
+        Ok(Err(err)) | Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    }
+}
+
 /// A query, from its query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FramesQuery {
@@ -191,6 +248,9 @@ pub struct FramesQuery {
     format: Format,
     /// Completeness only: a timeline of this many buckets over the window.
     buckets: Option<NonZeroU32>,
+    /// Passes only: those of this station, of this merge group.
+    station: Option<String>,
+    group: Option<String>,
     /// The archive clock when the query came, which its times ago count back from, and which
     /// ends its window without `to`: one reading for both, so that the answer to `from=-7d` says
     /// a window of seven days exactly.
@@ -202,6 +262,7 @@ pub struct FramesQuery {
 pub enum Path {
     Frames,
     Completeness,
+    Passes,
 }
 
 impl Path {
@@ -210,6 +271,7 @@ impl Path {
         match self {
             Path::Frames => &["from", "to", "source", "kind", "priority", "apid", "format"],
             Path::Completeness => &["from", "to", "source", "buckets"],
+            Path::Passes => &["from", "to", "source", "station", "group"],
         }
     }
 }
@@ -217,10 +279,13 @@ impl Path {
 /// Parses the query string of `path`, times ago counted from `now`.
 pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQuery, QueryError> {
     let (mut format, mut buckets) = (Format::Ndjson, None);
+    let (mut station, mut group) = (None, None);
     let filter = query::parse(query, now, path.takes(), |key, value| {
         match key {
             "format" => format = parse_format(value)?,
             "buckets" => buckets = Some(parse_buckets(value)?),
+            "station" => station = Some(value.to_owned()),
+            "group" => group = Some(value.to_owned()),
             other => return Err(QueryError::unknown(other, path.takes())),
         }
         Ok(())
@@ -229,6 +294,8 @@ pub fn parse_query(query: &str, now: SystemTime, path: Path) -> Result<FramesQue
         filter,
         format,
         buckets,
+        station,
+        group,
         asked_at: unix_ns(now).unwrap_or(0),
     };
     request.check()?;
@@ -460,6 +527,29 @@ mod tests {
         let plain = parse_query("from=-1h", now, Path::Completeness).unwrap();
         assert_eq!(plain.buckets, None, "no timeline unless asked");
         assert_eq!(plain.asked_at, NOW, "the window's end without to");
+    }
+
+    #[test]
+    fn passes_take_a_station_and_a_group_and_the_window() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(NOW);
+        let query = "from=-1h&station=Kiruna&group=pass&source=live:7";
+        let query = parse_query(query, now, Path::Passes).unwrap();
+        assert_eq!(query.station.as_deref(), Some("Kiruna"));
+        assert_eq!(query.group.as_deref(), Some("pass"));
+        assert_eq!(query.filter.since, Some(NOW - 3_600_000_000_000));
+        assert_eq!(query.filter.sources.len(), 1);
+        let err = parse_query("station=a&station=b", now, Path::Passes).unwrap_err();
+        assert_eq!(err, QueryError::Repeated("station".into()));
+        let err = parse_query("format=csv", now, Path::Passes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown parameter \"format\" (expected from, to, source, station or group)"
+        );
+        let frames = parse("station=Kiruna").unwrap_err().to_string();
+        assert!(
+            frames.starts_with("unknown parameter \"station\""),
+            "{frames}"
+        );
     }
 
     #[test]

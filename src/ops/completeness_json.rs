@@ -62,14 +62,14 @@ fn station_json(station: &str, source: Option<SourceKey>, held: &SequenceSet) ->
     json
 }
 
-fn runs_json(held: &SequenceSet) -> serde_json::Value {
+pub(crate) fn runs_json(held: &SequenceSet) -> serde_json::Value {
     held.runs()
         .map(|(a, b)| [a, b])
         .collect::<Vec<[u64; 2]>>()
         .into()
 }
 
-fn gaps_json(gaps: &[Gap]) -> serde_json::Value {
+pub(crate) fn gaps_json(gaps: &[Gap]) -> serde_json::Value {
     (gaps.iter())
         .map(|g| {
             serde_json::json!({
@@ -94,6 +94,13 @@ pub fn answer_json(
     if !passes.is_empty() {
         json["passes"] = passes_json(&passes);
     }
+    add_passed_over(answer, &mut json);
+    json
+}
+
+/// Adds what the reading of `answer` passed over to `json`: `damaged`, `missing_segments` and
+/// `clock`, each only when there is any (the passes of stations say it alike).
+pub(crate) fn add_passed_over(answer: &Completeness, json: &mut serde_json::Value) {
     if !answer.damaged.is_empty() {
         json["damaged"] = answer.damaged.iter().map(damaged_json).collect();
     }
@@ -105,7 +112,6 @@ pub fn answer_json(
     if !answer.clock.is_empty() {
         json["clock"] = answer.clock.iter().map(clock_json).collect();
     }
-    json
 }
 
 /// The passes as JSON, the `passes` of `GET /archive/completeness` and of `aggregator archive

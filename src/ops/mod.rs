@@ -18,6 +18,7 @@ mod http;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod passes_json;
 pub mod query;
 mod stats_body;
 pub(crate) mod stats_log;

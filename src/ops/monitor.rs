@@ -117,7 +117,8 @@ impl MonitorState {
         let archive = archive.map(|durable| (config.archive.dir.clone(), durable));
         let most = config.monitor.max_archive_queries;
         let groups = merge_groups(&config.links);
-        let queries = ArchiveQueries::new(archive, most, groups, stats.clone());
+        let passes = (groups, config.archive.pass_gap);
+        let queries = ArchiveQueries::new(archive, most, passes, stats.clone());
         MonitorState {
             feed: FeedState::new(frames, catalog.clone(), config.feed.clone(), stats.clone()),
             stats,
@@ -182,6 +183,7 @@ pub async fn serve(
         .route("/catalog", put(catalog::put))
         .route("/archive/frames", get(archive_query::frames))
         .route("/archive/completeness", get(archive_query::completeness))
+        .route("/archive/passes", get(archive_query::passes))
         .with_state(state);
     if let Some(access) = access {
         app = app.layer(middleware::from_fn_with_state(access, require_token));

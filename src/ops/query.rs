@@ -1,4 +1,4 @@
-//! The query strings of the monitor's paths (`/feed`, `/archive/frames`,
+//! The query strings of the monitor's paths (`/feed`, `/archive/frames`, `/archive/passes`,
 //! `/archive/completeness`): one parser and one error, so that a parameter is spelled, checked
 //! and refused alike wherever it is taken.
 //!

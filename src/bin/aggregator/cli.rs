@@ -398,6 +398,36 @@ pub(crate) enum ArchiveTool {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// The passes of stations over a time window: for each station and its merge group (or
+    /// source), the runs of frames with no silence longer than archive.pass_gap_ms (10 minutes
+    /// by default), each with AOS and LOS, frames and bytes, what another station of the group
+    /// filled, the sequences still missing, and the latency from earth reception to the archive.
+    ///
+    /// Every frame of the window is read from its block. Runs on a stopped archive or beside a
+    /// running daemon (read-only). The rules (clipped passes, frames without earth-receive time,
+    /// stations whose clocks disagree): docs/archive-tools.md ("passes").
+    ///
+    /// Exit status: 0 (passes or none); 1 when something was passed over; 2 when the archive
+    /// cannot be read or on a usage error.
+    Passes {
+        /// The archive directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        window: WindowArgs,
+        /// Only the passes of this station (a link's `station`, or its name).
+        #[arg(long, value_name = "NAME")]
+        station: Option<String>,
+        /// Only the passes of this merge group (needs --config, which names the groups).
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+        /// One JSON object, as GET /archive/passes answers.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's config: its merge groups (`[[links]]` of a `group`) and
+        /// archive.pass_gap_ms. Without it each source is on its own and the gap is 10 minutes.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Write the frames received in a time window to a file: Parquet, CSV, NDJSON, or the raw or
     /// CCSDS payloads.
     ///

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::archive::read::DamagedRange;
 use crate::domain::clock::ClockEvent;
 use crate::domain::frame::SourceKey;
+use crate::domain::reception::Reception;
 use crate::domain::sequence_set::SequenceSet;
 
 use super::timeline::Bucket;
@@ -75,6 +76,20 @@ pub struct Completeness {
     /// shard in file order: where the wall clock stepped while a daemon ran, or where a daemon
     /// started with its clock behind the archive (its received times jump back there).
     pub clock: Vec<ClockRecord>,
+}
+
+/// A frame of the window as [`with_frames`](super::with_frames) hands it on: what the passes of
+/// stations are made of (`crate::archive::query::passes`), without its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenFrame {
+    pub source: SourceKey,
+    pub sequence: u64,
+    /// When the daemon received it (its archive time), nanoseconds since the Unix epoch.
+    pub received_ns: u64,
+    /// Its payload's length.
+    pub bytes: u64,
+    /// A link's frame: what the station said of its reception; `None` for the ingest protocol's.
+    pub reception: Option<Reception>,
 }
 
 /// A CLOCK record and where it is.

@@ -21,7 +21,9 @@
 //! Its rooms, bottom up: [`Timeline`] and its buckets (`timeline.rs`); the answer's types
 //! (`answer.rs`); what one source's frames gave (`gathered.rs`); the passes of merge groups
 //! (`passes.rs`); the reading of the shards' segments, from their indexes or their blocks
-//! (`reading.rs`). The answer is typed: `ops::completeness_json` words it as JSON for
+//! (`reading.rs`), which with [`with_frames`] reads every frame of the window from its block
+//! instead and hands the frames on, for the passes of stations (`crate::archive::query::passes`,
+//! which need each frame's own times). The answer is typed: `ops::completeness_json` words it as JSON for
 //! HTTP and `aggregator archive gaps --json`, the binary as text.
 
 mod answer;
@@ -33,7 +35,7 @@ mod timeline;
 #[cfg(test)]
 mod tests;
 
-pub use answer::{ClockRecord, Completeness, Gap, GapCause, SourceCompleteness};
-pub use passes::{merge_groups, passes, Filled, MergeGroups, Pass, PassStation};
-pub use reading::{completeness, of_files};
+pub use answer::{ClockRecord, Completeness, Gap, GapCause, SeenFrame, SourceCompleteness};
+pub use passes::{filled, merge_groups, passes, Filled, MergeGroups, Pass, PassStation};
+pub use reading::{completeness, of_files, with_frames};
 pub use timeline::{Bucket, Timeline};

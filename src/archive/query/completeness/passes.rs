@@ -101,8 +101,9 @@ pub fn passes(sources: &[SourceCompleteness], groups: &MergeGroups) -> Vec<Pass>
         .collect()
 }
 
-/// The runs each station filled for another, station by station, lowest first.
-fn filled(stations: &[PassStation]) -> Vec<Filled> {
+/// The runs each station filled for another, station by station, lowest first (the passes of
+/// stations, `crate::archive::query::passes`, ask it of one station's pass).
+pub fn filled(stations: &[PassStation]) -> Vec<Filled> {
     let mut filled = Vec::new();
     for PassStation { station, held, .. } in stations {
         for PassStation {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-use super::answer::{ClockRecord, Completeness};
+use super::answer::{ClockRecord, Completeness, SeenFrame};
 use super::gathered::{Around, Gathered};
 use super::timeline::Timeline;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
@@ -42,7 +42,35 @@ pub fn completeness(
     filter: &FrameFilter,
     timeline: Option<&Timeline>,
 ) -> Result<Completeness, ArchiveError> {
-    let (mut found, wanted) = (Found::default(), Wanted::of(filter));
+    let found = read(root, ends, filter, timeline, Found::default())?;
+    Ok(found.answer(timeline).0)
+}
+
+/// [`completeness`] without a timeline, with every frame of the window the filter wants, read
+/// from its block (no segment is answered from its index alone): what the passes of stations are
+/// made of (`crate::archive::query::passes`). Shard by shard, each in file order. Blocking.
+pub fn with_frames(
+    root: &Path,
+    ends: &DurableEnds,
+    filter: &FrameFilter,
+) -> Result<(Completeness, Vec<SeenFrame>), ArchiveError> {
+    let found = Found {
+        frames: Some(Vec::new()),
+        ..Found::default()
+    };
+    let found = read(root, ends, filter, None, found)?;
+    Ok(found.answer(None))
+}
+
+/// Reads every shard into `found`.
+fn read(
+    root: &Path,
+    ends: &DurableEnds,
+    filter: &FrameFilter,
+    timeline: Option<&Timeline>,
+    mut found: Found,
+) -> Result<Found, ArchiveError> {
+    let wanted = Wanted::of(filter);
     for walk in ends.walk(root)? {
         let reading = Reading {
             walk: &walk,
@@ -53,7 +81,7 @@ pub fn completeness(
         };
         reading.read_shard(&mut found)?;
     }
-    Ok(found.answer(timeline))
+    Ok(found)
 }
 
 /// Each source's frames held, by kind byte and id.
@@ -73,12 +101,14 @@ pub(super) struct Found {
     damaged: Vec<DamagedRange>,
     missing: Vec<(usize, u64)>,
     clock: Vec<ClockRecord>,
+    /// With [`with_frames`]: each frame of the window, read from its block.
+    frames: Option<Vec<SeenFrame>>,
 }
 
 impl Found {
     /// The answer, once every shard is read: each source's, by kind and id, and what could not be
-    /// read.
-    pub(super) fn answer(self, timeline: Option<&Timeline>) -> Completeness {
+    /// read; and the frames, when they were kept.
+    pub(super) fn answer(self, timeline: Option<&Timeline>) -> (Completeness, Vec<SeenFrame>) {
         let Found {
             held,
             elsewhere,
@@ -86,6 +116,7 @@ impl Found {
             damaged,
             missing,
             clock,
+            frames,
         } = self;
         let sources = held
             .into_iter()
@@ -98,12 +129,13 @@ impl Found {
                 Some(gathered.finish(source, around, timeline))
             })
             .collect();
-        Completeness {
+        let answer = Completeness {
             sources,
             damaged,
             missing,
             clock,
-        }
+        };
+        (answer, frames.unwrap_or_default())
     }
 }
 
@@ -265,7 +297,8 @@ impl Reading<'_> {
                 let steps = (sealed.contents.clock.iter()).filter(|(_, e)| e.tells_of_a_step());
                 let at = |&(offset, event)| self.clock_record(index, offset, event);
                 found.clock.extend(steps.map(at));
-                if let Some(received) = sealed.whole {
+                // Kept frames are read from their blocks: the index has no frame's own time.
+                if let Some(received) = sealed.whole.filter(|_| found.frames.is_none()) {
                     self.add_indexed(&sealed.contents, received, &mut found.held);
                     return Ok(true);
                 }
@@ -341,6 +374,15 @@ impl Reading<'_> {
             if let Some(reception) = &frame.reception {
                 let sequence = frame.sequence;
                 source.add_station(&reception.delivery.station, [(sequence, sequence)]);
+            }
+            if let Some(frames) = &mut found.frames {
+                frames.push(SeenFrame {
+                    source: (frame.kind, frame.source_id),
+                    sequence: frame.sequence,
+                    received_ns: received,
+                    bytes: frame.payload.len() as u64,
+                    reception: frame.reception.map(|r| *r),
+                });
             }
         }
         meets

@@ -6,7 +6,7 @@ use std::fs;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use super::{completeness, Timeline};
+use super::{completeness, with_frames, Timeline};
 use crate::archive::format;
 use crate::archive::format::index::{SegmentIndex, SpanCache};
 use crate::archive::read::test_archives::*;
@@ -116,6 +116,15 @@ proptest::proptest! {
                 .collect();
             let expected = model(&written, &filter);
             proptest::prop_assert_eq!(&got, &expected);
+            // Read frame by frame for passes: the same answer, and each frame of the window once.
+            let (read, frames) = with_frames(&root, &durable, &filter).unwrap();
+            let plain = completeness(&root, &durable, &filter, None).unwrap();
+            proptest::prop_assert_eq!(&read, &plain);
+            for source in &read.sources {
+                let seen = frames.iter().filter(|f| f.source == source.source).count() as u64;
+                proptest::prop_assert_eq!(seen, source.frames - source.outside_window);
+            }
+            proptest::prop_assert!(frames.iter().all(|f| filter.received().contains(&f.received_ns)));
             for source in &answer.sources {
                 proptest::prop_assert_eq!(source.frames, source.held.len());
                 let holes = source.held.runs().count().saturating_sub(1);

@@ -6,6 +6,7 @@
 mod export;
 mod gaps;
 mod inspect;
+mod passes;
 mod prune;
 mod repair;
 mod upgrade;
@@ -71,6 +72,23 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             Ok(filter) => gaps::run(&dir, &filter, json, config.as_deref()),
             Err(why) => Subcommand("gaps").fails(why, 2),
         },
+        ArchiveTool::Passes {
+            dir,
+            window,
+            station,
+            group,
+            json,
+            config,
+        } => passes::run(
+            &dir,
+            window,
+            passes::Asked {
+                station,
+                group,
+                json,
+                config,
+            },
+        ),
         ArchiveTool::Export {
             dir,
             window,

@@ -1,0 +1,143 @@
+//! `aggregator archive passes`: the passes of stations over a window, as text or as the JSON of
+//! `GET /archive/passes`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use aggregator::archive::query::completeness;
+use aggregator::archive::query::passes::{self, PassQuery, Receives, StationPass};
+use aggregator::domain::display::unix_ns_to_rfc3339;
+use aggregator::domain::filter::FrameFilter;
+use aggregator::domain::units;
+use aggregator::ops::passes_json;
+use aggregator::Config;
+
+use super::{clean_or_failure, Subcommand};
+use crate::cli::WindowArgs;
+
+/// What the command line asked besides the directory and the window.
+pub(super) struct Asked {
+    pub(super) station: Option<String>,
+    pub(super) group: Option<String>,
+    pub(super) json: bool,
+    pub(super) config: Option<PathBuf>,
+}
+
+/// Runs `aggregator archive passes`: a line per pass and per source, or the JSON. Without
+/// --to the window ends when the command started, as the HTTP query's ends when it came.
+pub(super) fn run(dir: &Path, window: WindowArgs, asked: Asked) -> ExitCode {
+    let tool = Subcommand("passes");
+    if asked.group.is_some() && asked.config.is_none() {
+        return tool.fails(
+            "--group needs --config, whose [[links]] name the merge groups",
+            2,
+        );
+    }
+    let now = SystemTime::now();
+    let filter = match window.filter(now) {
+        Ok(filter) => filter,
+        Err(why) => return tool.fails(why, 2),
+    };
+    let (groups, gap) = match asked.config.as_deref().map(Config::load).transpose() {
+        Ok(Some(config)) => (
+            completeness::merge_groups(&config.links),
+            config.archive.pass_gap,
+        ),
+        Ok(None) => (Default::default(), aggregator::config::DEFAULT_PASS_GAP),
+        Err(err) => return tool.fails(err, 2),
+    };
+    if !dir.is_dir() {
+        return tool.fails(format_args!("{} is not a directory", dir.display()), 2);
+    }
+    let filter = FrameFilter {
+        until: filter.until.or(units::unix_ns(now)),
+        ..filter
+    };
+    let query = PassQuery {
+        gap_ns: u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX),
+        station: asked.station,
+        group: asked.group,
+    };
+    let answer = match passes::of_files(dir, &filter, &groups, &query) {
+        Ok(answer) => answer,
+        Err(err) => return tool.fails(err, 2),
+    };
+    let problems = answer.read.problems();
+    for problem in &problems {
+        tool.says(problem);
+    }
+    let status = clean_or_failure(problems.is_empty());
+    if asked.json {
+        println!(
+            "{}",
+            passes_json::answer_json(&answer, &filter, query.gap_ns)
+        );
+        return status;
+    }
+    for record in &answer.read.clock {
+        println!("clock {record}");
+    }
+    answer.passes.iter().for_each(print_pass);
+    println!(
+        "total passes={} frames_without_station={}",
+        answer.passes.len(),
+        answer.without_station
+    );
+    status
+}
+
+/// A pass's line, and one per source with its fills and gaps.
+fn print_pass(p: &StationPass) {
+    let receives = match &p.receives {
+        Receives::Group(group) => format!("group {group}"),
+        Receives::Source((kind, id)) => format!("source {}:{id}", kind.label()),
+    };
+    let clipped = match (p.clipped.at_from, p.clipped.at_to) {
+        (false, false) => "",
+        (true, false) => " clipped=from",
+        (false, true) => " clipped=to",
+        (true, true) => " clipped=from,to",
+    };
+    let latency = p.latency.map_or(String::new(), |l| {
+        format!(
+            " latency_p50={:.3}s latency_max={:.3}s",
+            l.p50_ns as f64 / 1e9,
+            l.max_ns as f64 / 1e9
+        )
+    });
+    println!(
+        "pass {} {receives}: aos={} los={} ({}) frames={} bytes={} filled={} missing={} \
+         playback={} earth_time={}{latency}{clipped}",
+        p.station,
+        unix_ns_to_rfc3339(p.aos_ns),
+        unix_ns_to_rfc3339(p.los_ns),
+        p.time_basis.label(),
+        p.frames,
+        p.bytes,
+        p.filled(),
+        p.missing(),
+        p.playback,
+        p.earth_time,
+    );
+    for s in &p.sources {
+        let (kind, id) = s.source;
+        let runs: Vec<String> = s.held.runs().map(|(a, b)| format!("{a}..{b}")).collect();
+        println!(
+            "  source {}:{id}: frames={} held={}",
+            kind.label(),
+            s.held.len(),
+            runs.join(",")
+        );
+        for f in &s.filled {
+            println!("  filled {}..{} by {}", f.first, f.last, f.station);
+        }
+        for g in &s.gaps {
+            let (first, last, cause) = (g.first, g.last, g.cause.label());
+            println!(
+                "  gap {first}..{last} ({} frames): {cause}",
+                last - first + 1
+            );
+        }
+    }
+}

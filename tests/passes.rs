@@ -1,0 +1,235 @@
+//! `GET /archive/passes` and `aggregator archive passes`: two stations of one merge group give
+//! their earth-receive times in a length-prefixed header; Kiruna loses a stretch of a pass that
+//! Svalbard fills, and comes back an hour later for a second pass. The answer has the three passes
+//! with AOS and LOS on the stations' times, what Svalbard filled for Kiruna and what nobody had;
+//! the binary's `--json` of the files, once the daemon stopped, is the same answer.
+
+mod common;
+
+use std::process::Command;
+
+use aggregator::domain::display::unix_ns_to_rfc3339;
+use aggregator::domain::units::unix_ns;
+use aggregator::protocol::ccsds::PrimaryHeader;
+use aggregator::Daemon;
+use common::{archive_config, serve_monitor, TempDir, PATIENCE};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// The earth-receive time of the spacecraft's count 0, in milliseconds since the Unix epoch.
+const T0_MS: u64 = 1_800_000_000_000;
+
+/// Two stations of group `pass`, Kiruna's APID 7 source live:10007 and Svalbard's live:20007,
+/// each a length-prefixed stream: 4 bytes of the packet's length, 8 of its earth time in ms.
+fn links() -> String {
+    let links = [("Kiruna", 10_000), ("Svalbard", 20_000)].map(|(station, base)| {
+        format!(
+            "[[links]]\nname = \"{station}\"\nstation = \"{station}\"\ntransport = \"tcp-listen\"\n\
+             address = \"127.0.0.1:0\"\nframing = \"length-prefix\"\ngroup = \"pass\"\n\
+             apid_base = {base}\nlength = {{ offset = 0, size = 4, adjustment = 12, strip = 12 }}\n\
+             earth_time = {{ offset = 4, unit = \"ms\" }}\n"
+        )
+    });
+    links.concat()
+}
+
+/// The packet of `count`, received on earth `second`s after T0, framed as the links read it.
+fn framed(count: u16, second: u64) -> Vec<u8> {
+    let header = PrimaryHeader::telemetry(7, count, 100).encode();
+    let packet: Vec<u8> = header.into_iter().chain([count as u8; 100]).collect();
+    let mut wire = (packet.len() as u32).to_be_bytes().to_vec();
+    wire.extend_from_slice(&(T0_MS + second * 1000).to_be_bytes());
+    wire.extend_from_slice(&packet);
+    wire
+}
+
+/// The earth time of `second` after T0, as the answer prints it.
+fn earth(second: u64) -> String {
+    unix_ns_to_rfc3339((T0_MS + second * 1000) * 1_000_000)
+}
+
+/// A group reads its first packet of an APID one cycle up.
+const UP: u64 = 16_384;
+
+#[tokio::test]
+async fn two_stations_of_a_group_give_passes_with_what_one_filled_for_the_other() {
+    let dir = TempDir::new("passes");
+    let root = dir.0.join("archive");
+    let config_file = dir.0.join("links.toml");
+    std::fs::write(&config_file, links()).unwrap();
+    let mut config = archive_config(&root);
+    let parsed = aggregator::Config::parse(&links(), &config_file);
+    config.links = parsed.expect("valid [[links]]").links;
+    let opened = aggregator::archive::write::open(&config.archive, config.runtime.shards)
+        .expect("open the archive");
+    let build = |config| Daemon::new(config, opened);
+    let (daemon, state) =
+        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await;
+    let (monitor, stop) = serve_monitor(state).await;
+    // One window for the daemon and the binary, an hour either side of the frames' arrival.
+    let now = unix_ns(std::time::SystemTime::now()).unwrap();
+    let hour = 3_600_000_000_000;
+    let (from, to) = (
+        unix_ns_to_rfc3339(now - hour),
+        unix_ns_to_rfc3339(now + hour),
+    );
+    let path = format!("/archive/passes?from={from}&to={to}");
+    let stored = |frames: u64| {
+        let path = path.clone();
+        async move {
+            let answer = common::http_get_json(monitor, &path).await;
+            let passes = answer["passes"].as_array().cloned().unwrap_or_default();
+            passes
+                .iter()
+                .map(|p| p["frames"].as_u64().unwrap())
+                .sum::<u64>()
+                == frames
+        }
+    };
+    // Kiruna loses 50..=79 and 100..=109 of its first pass; Svalbard, later, delivers 45..=84:
+    // 50..=79 are new to the group, the rest copies. An hour on, Kiruna's second pass.
+    let kiruna: Vec<u16> = (0..50).chain(80..100).chain(110..120).collect();
+    let second_pass: Vec<u16> = (120..140).collect();
+    let svalbard: Vec<u16> = (45..85).collect();
+    let mut wires = std::collections::HashMap::new();
+    for station in ["Kiruna", "Svalbard"] {
+        let wire = TcpStream::connect(daemon.links[station]).await.unwrap();
+        wires.insert(station, wire);
+    }
+    for (station, counts, offset, total) in [
+        ("Kiruna", kiruna, 0, 80),
+        ("Svalbard", svalbard, 0, 110),
+        ("Kiruna", second_pass, 3600, 130),
+    ] {
+        let wire = wires.get_mut(station).unwrap();
+        for count in counts {
+            wire.write_all(&framed(count, offset + u64::from(count)))
+                .await
+                .unwrap();
+        }
+        common::wait_until_async("the station's packets stored", PATIENCE, || stored(total)).await;
+    }
+    let answer = common::http_get_json(monitor, &path).await;
+    let passes = answer["passes"].as_array().unwrap();
+    let summary: Vec<_> = (passes.iter())
+        .map(|p| {
+            json!([
+                p["station"],
+                p["group"],
+                p["aos"],
+                p["los"],
+                p["frames"],
+                p["filled"],
+                p["missing"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            json!(["Kiruna", "pass", earth(0), earth(119), 80, 30, 10]),
+            json!(["Svalbard", "pass", earth(50), earth(79), 30, 0, 0]),
+            json!(["Kiruna", "pass", earth(3720), earth(3739), 20, 0, 0]),
+        ],
+        "{answer:#}"
+    );
+    let first = &passes[0];
+    assert_eq!(first["time"], "earth_received");
+    assert_eq!(
+        (&first["earth_time"], &first["bytes"]),
+        (&json!(80), &json!(80 * 106))
+    );
+    assert_eq!(
+        (&first["clipped_at_from"], &first["clipped_at_to"]),
+        (&json!(false), &json!(false))
+    );
+    assert_eq!(first["links"], json!(["Kiruna"]));
+    let source = &first["sources"][0];
+    assert_eq!(
+        (&source["source"], &source["apid"]),
+        (&json!("live:10007"), &json!(7))
+    );
+    assert_eq!(
+        source["filled"],
+        json!([{"station": "Svalbard", "first": UP + 50, "last": UP + 79}])
+    );
+    assert_eq!(
+        source["gaps"],
+        json!([{"first": UP + 100, "last": UP + 109, "frames": 10, "cause": "space_link"}])
+    );
+    // From the earth time (a fixed day) to the daemon's received time: the median no more than
+    // the most.
+    let latency = &first["latency"];
+    assert!(
+        latency["p50_seconds"].as_f64() <= latency["max_seconds"].as_f64(),
+        "{latency}"
+    );
+    assert_eq!(answer["frames_without_station"], 0);
+    // One station, one group: only theirs.
+    let only = common::http_get_json(monitor, &format!("{path}&station=Svalbard")).await;
+    assert_eq!(only["passes"].as_array().map(Vec::len), Some(1));
+    let none = common::http_get_json(monitor, &format!("{path}&group=other")).await;
+    assert_eq!(none["passes"], json!([]));
+    let (status, _, body) = common::http_get(monitor, "/archive/passes?buckets=3").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown parameter \"buckets\""), "{body}");
+    drop(wires);
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+    // The binary reads the files: the same answer.
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "passes"])
+        .arg(&root)
+        .args(["--from", &from, "--to", &to, "--json", "--config"])
+        .arg(&config_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, answer);
+    // And as text: a line per pass, then its source's, its fills and its gaps.
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "passes"])
+        .arg(&root)
+        .args([
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--station",
+            "Kiruna",
+            "--config",
+        ])
+        .arg(&config_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let first = format!(
+        "pass Kiruna group pass: aos={} los={} (earth_received) frames=80 bytes=8480 filled=30 \
+         missing=10 playback=0 earth_time=80",
+        earth(0),
+        earth(119)
+    );
+    assert!(lines[0].starts_with(&first), "{text}");
+    let filled = format!("  filled {}..{} by Svalbard", UP + 50, UP + 79);
+    assert!(lines.contains(&filled.as_str()), "{text}");
+    assert_eq!(
+        lines.last(),
+        Some(&"total passes=2 frames_without_station=0")
+    );
+    // A group is named by the config: without it, a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "passes"])
+        .arg(&root)
+        .args(["--group", "pass"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--group needs --config"));
+}
