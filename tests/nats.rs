@@ -661,6 +661,9 @@ fn a_replicated_emergency_is_published_from_the_journal_before_its_segment_s_syn
     let urls = [nats.url()];
     let mut daemon = NatsDaemon::start_in(&dir.0, "journaled", &urls, sink_keys, archive_keys);
     let addr: SocketAddr = daemon.uplink_addr().parse().expect("an address");
+    // The sink's session has begun (it made its stream, of layout records/1): it takes what the
+    // journal hands over. Before, an emergency's segment sync starts at once.
+    runtime.block_on(stream_messages(&nats.url(), None));
     let mut urgent = runtime.block_on(Client::source(addr, SourceKind::LiveUplink, 10));
     for sequence in 0..EMERGENCIES {
         runtime.block_on(async {

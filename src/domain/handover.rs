@@ -15,6 +15,7 @@
 //! ([`Journaled::after`]), and the sink takes a batch only once that one is in the stream.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -44,6 +45,9 @@ pub struct Handover {
     waiting: Mutex<VecDeque<Journaled>>,
     ready: Notify,
     written: Mutex<HashMap<SourceKey, u64>>,
+    /// Whether the sink takes batches (its stream's layout is `records/1`): until it says so, an
+    /// emergency's segment sync starts at once, as the files publish it.
+    taken: AtomicBool,
 }
 
 impl Handover {
@@ -62,6 +66,16 @@ impl Handover {
         waiting.drain(..over);
         drop(waiting);
         self.ready.notify_one();
+    }
+
+    /// Called by the sink once it knows its stream's layout: whether it takes batches.
+    pub(crate) fn set_taken(&self, taken: bool) {
+        self.taken.store(taken, Relaxed);
+    }
+
+    /// Whether the sink takes the batches handed over.
+    pub(crate) fn is_taken(&self) -> bool {
+        self.taken.load(Relaxed)
     }
 
     /// Called by the sink: every batch handed over since its last call, in their order.

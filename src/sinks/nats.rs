@@ -377,7 +377,12 @@ impl JetStreamWriter {
     /// closed and everything is acknowledged. A failed session leaves its reading to the next.
     async fn session(&mut self) -> SessionEnd {
         match self.stream.ensure().await {
-            Ok(layout) => self.layout = layout,
+            Ok(layout) => {
+                self.layout = layout;
+                if let Some(replication) = &self.files.replication {
+                    replication.handover().set_taken(layout == Layout::Records);
+                }
+            }
             Err(err @ NatsError::Stream { .. }) => return SessionEnd::Failed(err),
             Err(err) => return SessionEnd::Fatal(err),
         }

@@ -36,11 +36,11 @@
 //! journal or the segment's sync has made it durable, whichever is first.
 //!
 //! With `sinks.nats.ack = "replicated"` the stores count, but a frame's acknowledgement waits
-//! for JetStream ([`Replication`]): every emergency batch goes to the journal, which then
-//! acknowledges nothing but hands the batch to the NATS sink to publish ahead of the files
-//! (`crate::domain::handover`); a group with an emergency starts the segment's sync at once too,
-//! for what the sink publishes from the files. Past the frames that may wait for their replica,
-//! batches wait as they do for a sync.
+//! for JetStream ([`Replication`]): an emergency batch whose replica would move the ACK goes to
+//! the journal, which then acknowledges nothing but hands it to the NATS sink to publish ahead of
+//! the files (`crate::domain::handover`); for any other emergency, and for all while the sink does
+//! not take them, the segment's sync starts at once. Past the frames that may wait for their
+//! replica, batches wait as they do for a sync.
 //!
 //! The sink is a trait ([`ArchiveSink`]) so that the counting sink, the durable segment archive and
 //! the tests' sinks (which observe the processing order, hold the archive still, or fail on demand)
@@ -438,11 +438,15 @@ impl ArchiveConsumer {
             replication.written(group.iter().map(|a| a.item.len() as u64).sum());
         }
         let claims = self.journal(&group);
-        // With `ack = "replicated"`, an emergency the journal does not carry waits for the
-        // segment's sync: it starts now.
+        // With `ack = "replicated"`, an emergency the journal does not hand to the sink waits for
+        // the segment's sync: it starts now.
+        let handed = |claim: &Option<Claim>| {
+            claim.is_some()
+                && (self.settings.replication.as_ref()).is_some_and(|r| r.handover().is_taken())
+        };
         let emergency = !self.acknowledges()
             && (group.iter().zip(&claims))
-                .any(|(a, claim)| a.item.priority == Priority::Emergency && claim.is_none());
+                .any(|(a, claim)| a.item.priority == Priority::Emergency && !handed(claim));
         self.unsynced.add(&group, &claims);
         self.unsynced.ends_outage |= ends_outage;
         drop(group);
@@ -462,10 +466,9 @@ impl ArchiveConsumer {
         self.publish_unsynced();
     }
 
-    /// Hands the group's emergency batches to the sink's journal: those whose acknowledgement it
-    /// would move, or with `ack = "replicated"` every one (for the NATS sink, which publishes them
-    /// ahead of the segment's sync). For each batch, the claim it shares with its journal append,
-    /// if it has one.
+    /// Hands the group's emergency batches whose acknowledgement it would move to the sink's
+    /// journal (with `ack = "replicated"`, to be handed on to the NATS sink once durable there);
+    /// for each batch, the claim it shares with its journal append, if it has one.
     fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Vec<Option<Claim>> {
         let none = || vec![None; group.len()];
         if self.settings.policy == SyncPolicy::Never {
@@ -473,6 +476,7 @@ impl ArchiveConsumer {
         }
         // In order, so that a batch journaled counts for the next one of its source.
         let chosen: Vec<bool> = group.iter().map(|a| self.journals(&a.item)).collect();
+        let handing = self.handing(group, &chosen);
         let emergencies: Vec<Arc<Batch>> = group
             .iter()
             .zip(&chosen)
@@ -482,7 +486,6 @@ impl ArchiveConsumer {
         if emergencies.is_empty() {
             return none();
         }
-        let handing = self.handing(&emergencies);
         let Some(appended) = self.sink.journal(&emergencies) else {
             return none();
         };
@@ -507,16 +510,14 @@ impl ArchiveConsumer {
     }
 
     /// Whether `batch` goes to the journal: an emergency batch that would move its source's
-    /// acknowledgement, or with `ack = "replicated"` any emergency batch.
+    /// acknowledgement (with `ack = "replicated"`, once its replica is there: one behind routine
+    /// frames JetStream does not have yet would not, and goes with the files).
     fn journals(&self, batch: &Batch) -> bool {
         let (Some(first), Some(last)) = (batch.first_sequence(), batch.last_sequence()) else {
             return false;
         };
         if batch.priority != Priority::Emergency {
             return false;
-        }
-        if self.settings.replication.is_some() {
-            return true;
         }
         let moves = batch.source.acknowledged_by_journal(first);
         if moves {
@@ -525,17 +526,21 @@ impl ArchiveConsumer {
         moves
     }
 
-    /// With `ack = "replicated"`: what the sink is handed of `emergencies` once they are
-    /// durable, each naming its source's emergency written before it.
-    fn handing(&self, emergencies: &[Arc<Batch>]) -> Vec<Handing> {
+    /// With `ack = "replicated"`: what the sink is handed of the `chosen` batches of `group`
+    /// once they are durable, each naming its source's emergency written before it, journaled
+    /// or not.
+    fn handing(&self, group: &[Admitted<Arc<Batch>>], chosen: &[bool]) -> Vec<Handing> {
         let Some(replication) = &self.settings.replication else {
             return Vec::new();
         };
         let handover = replication.handover();
-        let each = emergencies.iter().filter_map(|batch| {
+        let each = group.iter().zip(chosen).filter_map(|(admitted, &chosen)| {
+            let batch = &admitted.item;
             let (first, last) = (batch.first_sequence()?, batch.last_sequence()?);
             let key = (batch.source.kind, batch.source.id);
-            Some((key, handover.written(key, last), first, last))
+            let after =
+                (batch.priority == Priority::Emergency).then(|| handover.written(key, last));
+            Some((key, after?, first, last)).filter(|_| chosen)
         });
         each.collect()
     }
