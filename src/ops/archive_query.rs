@@ -25,6 +25,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinError;
 
 use super::query::{self, QueryError, MAX_BUCKETS};
 use super::{completeness_json, passes_json};
@@ -180,15 +181,7 @@ pub(crate) async fn completeness(
         })
         .await
     });
-    match answered.await {
-        Ok(Ok(Ok(json))) => axum::Json(json).into_response(),
-        Ok(Ok(Err(err))) => {
-            tracing::warn!(error = %err, "archive completeness: cannot read the archive");
-            let reason = within_archive(&err.to_string(), &dir);
-            refusal(StatusCode::INTERNAL_SERVER_ERROR, reason)
-        }
-        Ok(Err(err)) | Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
-    }
+    json_answer(answered.await, "archive completeness", &dir)
 }
 
 /// `GET /archive/passes`: the passes of stations over the window, as JSON
@@ -230,11 +223,21 @@ pub(crate) async fn passes(
         })
         .await
     });
-    match answered.await {
+    json_answer(answered.await, "archive passes", &dir)
+}
+
+/// A JSON answer made on the blocking pool, or a 500 saying why not: the archive unreadable
+/// (its path left out), or the task lost. `what` names the query in the log.
+fn json_answer(
+    answered: Result<Result<Result<serde_json::Value, ArchiveError>, JoinError>, JoinError>,
+    what: &str,
+    dir: &std::path::Path,
+) -> Response {
+    match answered {
         Ok(Ok(Ok(json))) => axum::Json(json).into_response(),
         Ok(Ok(Err(err))) => {
-            tracing::warn!(error = %err, "archive passes: cannot read the archive");
-            let reason = within_archive(&err.to_string(), &dir);
+            tracing::warn!(error = %err, "{what}: cannot read the archive");
+            let reason = within_archive(&err.to_string(), dir);
             refusal(StatusCode::INTERNAL_SERVER_ERROR, reason)
         }
         Ok(Err(err)) | Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
