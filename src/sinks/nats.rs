@@ -702,10 +702,8 @@ impl JetStreamWriter {
         unacked: &mut Unacked,
     ) -> Result<(), NatsError> {
         if !published.journaled.is_empty() {
-            let replication = self.files.replication.as_deref();
-            let count =
-                (self.urgent).acked_message(published, ack, &mut self.stream, replication)?;
-            self.stats.nats_acked_from_journal(count);
+            let gate = (self.files.replication.as_deref(), &self.stats);
+            let count = (self.urgent).acked_message(published, ack, &mut self.stream, gate)?;
             self.progress.acked_new.fetch_add(count, Relaxed);
             return Ok(());
         }

@@ -22,6 +22,7 @@ use crate::archive::format::{decode_frame_records, FrameRecord};
 use crate::domain::frame::{Priority, SourceKey};
 use crate::domain::handover::Journaled;
 use crate::domain::replication::Replication;
+use crate::stats::Stats;
 
 /// Handed-over batches not yet published, and what was published of them.
 #[derive(Default)]
@@ -77,32 +78,37 @@ impl Urgent {
         max_bytes: usize,
     ) -> Option<Vec<FrameRecord>> {
         let batches = self.waiting.get_mut(&key)?;
-        let batch = batches.front()?;
         let in_stream = |sequence: u64| through.emergency.is_some_and(|e| sequence <= e);
-        let goes = !in_stream(batch.first) && batch.records.len() <= max_bytes;
-        let may = match batch.after {
-            None => earlier_done,
-            Some(after) => in_stream(after),
-        };
-        if goes && !may {
-            return None;
+        let mut taken = None;
+        // Past the batches dropped, to the first that goes or waits.
+        while let Some(batch) = batches.front().filter(|_| taken.is_none()) {
+            let goes = !in_stream(batch.first) && batch.records.len() <= max_bytes;
+            let may = match batch.after {
+                None => earlier_done,
+                Some(after) => in_stream(after),
+            };
+            if goes && !may {
+                break;
+            }
+            let batch = batches.pop_front()?;
+            taken = (goes.then(|| decode_frame_records(&batch.records).ok())).flatten();
         }
-        let batch = batches.pop_front()?;
         if batches.is_empty() {
             self.waiting.remove(&key);
         }
-        (goes.then(|| decode_frame_records(&batch.records).ok())).flatten()
+        taken
     }
 
-    /// Takes the PubAck of a message published from here: its source's series in `stream` and
-    /// its acknowledgement through `replication` move, and the files' copies of its frames will
-    /// count for nothing more. How many frames it acknowledged.
+    /// Takes the PubAck of a message published from here: its source's series in `stream`, its
+    /// counters in `stats` and then its acknowledgement through `replication` move (in that
+    /// order: whoever is told of the ACK finds them counted), and the files' copies of its frames
+    /// will count for nothing more. How many frames it acknowledged.
     pub(super) fn acked_message(
         &mut self,
         published: &InFlight,
         ack: Result<PublishAck, PublishError>,
         stream: &mut SinkStream,
-        replication: Option<&Replication>,
+        (replication, stats): (Option<&Replication>, &Stats),
     ) -> Result<u64, NatsError> {
         let frames = &published.journaled;
         let (Some((key, through)), Some(first), Some(last)) =
@@ -130,6 +136,7 @@ impl Urgent {
         );
         self.acked.entry(key).or_default().push_back((first, last));
         let count = frames.len() as u64;
+        stats.nats_acked_from_journal(count);
         if let Some(replication) = replication {
             replication.replicated(key, Priority::Emergency, first..=last, count);
         }
@@ -251,6 +258,14 @@ mod tests {
         urgent.add(vec![batch(5, 5, None)]);
         assert!(urgent.take(KEY, through(None), false, MOST).is_none());
         assert!(urgent.take(KEY, through(None), true, MOST).is_some());
+    }
+
+    #[test]
+    fn a_batch_the_stream_holds_is_passed_to_the_next_that_may_go() {
+        let mut urgent = Urgent::default();
+        urgent.add(vec![batch(5, 5, None), batch(7, 7, Some(5))]);
+        let frames = urgent.take(KEY, through(Some(5)), true, MOST);
+        assert_eq!(frames, Some(vec![frame(7)]));
     }
 
     #[test]

@@ -442,6 +442,7 @@ impl ArchiveConsumer {
         // the segment's sync: it starts now.
         let handed = |claim: &Option<Claim>| {
             claim.is_some()
+                && !self.journal_failing
                 && (self.settings.replication.as_ref()).is_some_and(|r| r.handover().is_taken())
         };
         let emergency = !self.acknowledges()
@@ -572,14 +573,19 @@ impl ArchiveConsumer {
                         }));
                 }
             }
-            Err(err) if !self.journal_failing => {
+            Err(err) => {
+                if !self.journal_failing {
+                    tracing::warn!(
+                        error = %err,
+                        "emergency journal append failed; emergencies are acknowledged with the segment's sync until it works again"
+                    );
+                }
                 self.journal_failing = true;
-                tracing::warn!(
-                    error = %err,
-                    "emergency journal append failed; emergencies are acknowledged with the segment's sync until it works again"
-                );
+                // With `ack = "replicated"` the files publish them: their sync starts now.
+                if self.settings.replication.is_some() {
+                    self.start_sync();
+                }
             }
-            Err(_) => {}
         }
     }
 
