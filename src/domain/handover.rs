@@ -34,7 +34,6 @@ pub struct Journaled {
     /// run; `None` for its first.
     pub after: Option<u64>,
     pub first: u64,
-    pub last: u64,
     /// Its FRAMES records, byte for byte as the journal and the segment hold them.
     pub records: Bytes,
 }
@@ -102,7 +101,6 @@ mod tests {
             key,
             after,
             first,
-            last: first,
             records,
         }
     }

@@ -224,7 +224,6 @@ mod tests {
             key: KEY,
             after,
             first,
-            last,
             records: records.into(),
         }
     }

@@ -159,8 +159,8 @@ type Journaling = VecDeque<(Appending, Vec<Written>, Vec<Handing>)>;
 type Appending = BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>;
 
 /// An emergency batch for the sink, less its records: its source, the last sequence of that
-/// source's emergency written before it, and its first and last sequences.
-type Handing = (SourceKey, Option<u64>, u64, u64);
+/// source's emergency written before it, and its first sequence.
+type Handing = (SourceKey, Option<u64>, u64);
 
 /// A group whose write failed, waiting to be written again.
 struct Held {
@@ -541,7 +541,7 @@ impl ArchiveConsumer {
             let key = (batch.source.kind, batch.source.id);
             let after =
                 (batch.priority == Priority::Emergency).then(|| handover.written(key, last));
-            Some((key, after?, first, last)).filter(|_| chosen)
+            Some((key, after?, first)).filter(|_| chosen)
         });
         each.collect()
     }
@@ -562,12 +562,11 @@ impl ArchiveConsumer {
                     replication
                         .handover()
                         .hand(batches.map(|(handing, records)| {
-                            let (key, after, first, last) = handing;
+                            let (key, after, first) = handing;
                             Journaled {
                                 key,
                                 after,
                                 first,
-                                last,
                                 records,
                             }
                         }));
