@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::archive::query::last_seen::{links_last_seen, WantedLink};
 use crate::archive::read::DurableEnds;
 use crate::archive::retention::{ReadMarks, Retention, SealedFeed};
 use crate::archive::write::{
@@ -343,11 +344,16 @@ impl Daemon {
         let link_services = self.link_services();
         let link_sockets = std::mem::take(&mut self.links);
         let tm = self.start_tm(&durable, &stats);
+        let last_seen = self.last_seen_reader(&durable);
         let config = Arc::clone(&self.config);
         let (drain, tracker) = (self.drain.clone(), self.tracker.clone());
         let publisher = self.start_stages(storage_lost, threads.as_ref());
         listener::serve(listeners, &config, services, &tracker);
         links::serve(link_sockets, link_services, &tracker);
+        // Once the links' counters are listed, so that it finds them.
+        if let Some(read) = last_seen {
+            tracker.spawn_blocking(read);
+        }
         Running {
             config,
             stats,
@@ -362,6 +368,34 @@ impl Daemon {
             publisher,
             retention,
         }
+    }
+
+    /// What reads when each link was last heard from the archive, beside the start: a station
+    /// silent since before it still says when it was heard
+    /// ([`crate::archive::query::last_seen`]). `None` without links or archive files.
+    fn last_seen_reader(&self, durable: &DurableEnds) -> Option<impl FnOnce() + Send + 'static> {
+        if durable.is_empty() || self.config.links.is_empty() {
+            return None;
+        }
+        let wanted: Vec<WantedLink> = (self.config.links.iter())
+            .map(|link| {
+                let delivery = link.delivery();
+                WantedLink {
+                    link: delivery.link.to_string(),
+                    station: delivery.station.to_string(),
+                }
+            })
+            .collect();
+        let (root, durable) = (self.config.archive.dir.clone(), durable.clone());
+        let stats = self.stats.clone();
+        Some(move || match links_last_seen(&root, &durable, &wanted) {
+            Ok(seen) => seen
+                .iter()
+                .for_each(|(link, &at)| stats.link_heard_before(link, at)),
+            Err(err) => {
+                tracing::warn!(error = %err, "archive: cannot read when each link was last heard")
+            }
+        })
     }
 
     /// The shards' threads; `None` when the system refused them: the shards run on this runtime.

@@ -1,6 +1,7 @@
 //! Whether each station (a `[[links]]` entry) is alive, as an operator reads it on `/stats` and
 //! `/metrics`: a station that sent and then went away shows `disconnected` with the time of its
-//! last packet; a connected one that stopped sending shows `quiet`.
+//! last packet, also after the daemon's restart; a connected one that stopped sending shows
+//! `quiet`.
 
 mod common;
 
@@ -12,7 +13,8 @@ use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::stats::{LinkState, StationState};
 use aggregator::Config;
 use common::{
-    http_get, http_get_json, start_monitored, test_config, wait_until, Archive, PATIENCE,
+    archive_config, http_get, http_get_json, start_monitored, test_config, wait_until, Archive,
+    TempDir, TestDaemon, PATIENCE,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -98,5 +100,48 @@ async fn a_station_that_sent_and_left_shows_disconnected_with_its_last_packet() 
     assert_eq!(state("gs", "receiving"), Some(0.0));
     assert_eq!(state("slow", "quiet"), Some(1.0));
     stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// A station that sent before the daemon stopped is not new after its restart: its `last_seen`
+/// is the time of its newest packet in the archive, and it shows `disconnected`, not never seen.
+/// Small segments: each station's packets are in a sealed segment of their own, found through
+/// its index.
+#[tokio::test]
+async fn last_seen_outlives_a_restart_of_the_daemon() {
+    let dir = TempDir::new("stations-restart");
+    let mut config = archive_config(&dir.0);
+    config.archive.segment_bytes = 4096;
+    config.links = two_stations().links;
+
+    let daemon = TestDaemon::open(config.clone()).await;
+    let mut heard = Vec::new();
+    for (i, link) in ["gs", "slow"].into_iter().enumerate() {
+        let mut station = TcpStream::connect(daemon.links[link]).await.unwrap();
+        station.write_all(&packets(1, 0..300)).await.unwrap();
+        daemon.wait_archived(300 * (i as u64 + 1)).await;
+        heard.push(daemon.stats.links()[i].last_seen.expect("packets came"));
+    }
+    assert!(daemon.shutdown().await.is_clean());
+    let files = std::fs::read_dir(&dir.0).unwrap().flatten();
+    let sealed = files
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".index"))
+        .count();
+    assert!(
+        sealed >= 2,
+        "{sealed} sealed: each station's packets in a segment of its own"
+    );
+
+    let daemon = TestDaemon::open(config).await;
+    let stats = daemon.stats.clone();
+    wait_until("last_seen read from the archive", PATIENCE, || {
+        let links = stats.links();
+        links.len() == 2 && links.iter().all(|link| link.last_seen.is_some())
+    })
+    .await;
+    let links = stats.links();
+    assert_eq!(links[0].last_seen, Some(heard[0]));
+    assert_eq!(links[1].last_seen, Some(heard[1]));
+    assert_eq!(links[0].station_state, StationState::Disconnected);
     assert!(daemon.shutdown().await.is_clean());
 }

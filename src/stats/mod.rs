@@ -461,6 +461,15 @@ impl Stats {
         link
     }
 
+    /// Starts link `name`'s `last_seen` at `at_ns`, what the archive holds of it from before the
+    /// start, unless it was heard since.
+    pub(crate) fn link_heard_before(&self, name: &str, at_ns: u64) {
+        let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        for link in links.iter().filter(|link| link.name == name) {
+            link.heard_before(at_ns);
+        }
+    }
+
     /// Every link's counters.
     pub fn links(&self) -> Vec<LinkSnapshot> {
         let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);

@@ -4,4 +4,5 @@
 
 pub mod completeness;
 pub mod export;
+pub mod last_seen;
 pub mod passes;
