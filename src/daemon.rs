@@ -448,6 +448,7 @@ impl Daemon {
             stats: self.stats.clone(),
             max_batch: self.config.pipeline.max_batch_frames,
             read_buffer: self.config.connection.read_buffer,
+            pass_gap: self.config.archive.pass_gap,
             drain: self.drain.clone(),
         }
     }

@@ -82,6 +82,13 @@ async fn a_station_that_sent_and_left_shows_disconnected_with_its_last_packet() 
     let gs_json = &json["links"][0];
     assert_eq!(gs_json["station_state"], "disconnected", "{gs_json}");
     assert_eq!(gs_json["last_seen"], unix_ns_to_rfc3339(last_seen).as_str());
+    let pass = serde_json::json!({
+        "passes": 1, "incomplete": 0, "received": 3, "missed": 0, "ongoing": true
+    });
+    assert_eq!(
+        gs_json["pass"], pass,
+        "one pass, within archive.pass_gap_ms"
+    );
     assert_eq!(json["links"][1]["station_state"], "quiet");
 
     let (status, _, metrics) = http_get(monitor, "/metrics").await;
@@ -99,6 +106,8 @@ async fn a_station_that_sent_and_left_shows_disconnected_with_its_last_packet() 
     assert_eq!(state("gs", "disconnected"), Some(1.0));
     assert_eq!(state("gs", "receiving"), Some(0.0));
     assert_eq!(state("slow", "quiet"), Some(1.0));
+    let passes = sample(&metrics, "aggregator_link_passes_total{link=\"gs\"}");
+    assert_eq!(passes, Some(1.0));
     stop.cancel();
     assert!(daemon.shutdown().await.is_clean());
 }

@@ -113,6 +113,8 @@ pub(crate) struct LinkServices {
     pub stats: Stats,
     pub max_batch: usize,
     pub read_buffer: usize,
+    /// `archive.pass_gap_ms`: a station's silence past it ends its pass.
+    pub pass_gap: std::time::Duration,
     pub drain: CancellationToken,
 }
 
@@ -128,7 +130,7 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
             &config.name,
             config.transport.as_str(),
             framed,
-            config.quiet_after,
+            [config.quiet_after, services.pass_gap],
         );
         let link = Arc::new(Link::new(
             config,

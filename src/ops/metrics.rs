@@ -315,7 +315,7 @@ const PER_SHARD: [PerItem<ShardStats>; 5] = [
 ];
 
 /// Each link's figures.
-const PER_LINK: [PerItem<LinkSnapshot>; 11] = [
+const PER_LINK: [PerItem<LinkSnapshot>; 16] = [
     (
         "aggregator_link_connected",
         MetricKind::Gauge,
@@ -381,6 +381,36 @@ const PER_LINK: [PerItem<LinkSnapshot>; 11] = [
         MetricKind::Counter,
         "KISS data frames of a port other than kiss_port: passed over.",
         |l| l.other_port_frames,
+    ),
+    (
+        "aggregator_link_passes_total",
+        MetricKind::Counter,
+        "Passes the link's station began: a read after a silence past archive.pass_gap_ms.",
+        |l| l.pass.passes,
+    ),
+    (
+        "aggregator_link_passes_incomplete_total",
+        MetricKind::Counter,
+        "Passes that ended with counts the station missed (another station may have filled them).",
+        |l| l.pass.incomplete,
+    ),
+    (
+        "aggregator_link_pass_received_packets",
+        MetricKind::Gauge,
+        "Packets the station received (stored or copies) in its current or last pass.",
+        |l| l.pass.received,
+    ),
+    (
+        "aggregator_link_pass_missed_packets",
+        MetricKind::Gauge,
+        "Counts missing from the station's sequence in its current or last pass.",
+        |l| l.pass.missed,
+    ),
+    (
+        "aggregator_link_pass_ongoing",
+        MetricKind::Gauge,
+        "1 while the station's pass goes on (heard within archive.pass_gap_ms), else 0.",
+        |l| u64::from(l.pass.ongoing),
     ),
 ];
 
@@ -476,15 +506,17 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
-    /// Each link has its last packet's time (0 before the first) and one state line per state,
-    /// 1 for the one its station is in.
+    /// Each link has its last packet's time (0 before the first), one state line per state, 1
+    /// for the one its station is in, and its passes.
     #[test]
     fn each_station_shows_its_last_packet_and_its_state() {
         let stats = Stats::new();
-        stats.add_link("never", "tcp-listen", false, MINUTE);
-        let heard = stats.add_link("heard", "udp", false, MINUTE);
+        stats.add_link("never", "tcp-listen", false, [MINUTE; 2]);
+        let heard = stats.add_link("heard", "udp", false, [MINUTE; 2]);
         heard.connected();
         heard.seen(1_700_000_000_250_000_000);
+        heard.stored(4, 40);
+        heard.gaps(3);
         let mut text = String::new();
         render_link_metrics(&mut text, &stats.links());
         let line = |series: &str| {
@@ -507,6 +539,18 @@ mod tests {
         assert!(
             text.contains("aggregator_link_station_state{link=\"heard\",state=\"receiving\"} 0\n")
         );
+        // Its one pass ended (silent past the gap) with 3 counts missed.
+        for (series, value) in [
+            ("passes_total", 1),
+            ("passes_incomplete_total", 1),
+            ("pass_received_packets", 4),
+            ("pass_missed_packets", 3),
+            ("pass_ongoing", 0),
+        ] {
+            let line = format!("aggregator_link_{series}{{link=\"heard\"}} {value}\n");
+            assert!(text.contains(&line), "{line}");
+        }
+        assert!(text.contains("aggregator_link_passes_total{link=\"never\"} 0\n"));
         assert_eq!(
             text.matches("# TYPE aggregator_link_station_state gauge")
                 .count(),
@@ -519,8 +563,8 @@ mod tests {
     #[test]
     fn frame_quality_is_rendered_for_links_of_frames_only() {
         let stats = Stats::new();
-        stats.add_link("packets", "tcp-listen", false, MINUTE);
-        let framed = stats.add_link("frames", "udp", true, MINUTE);
+        stats.add_link("packets", "tcp-listen", false, [MINUTE; 2]);
+        let framed = stats.add_link("frames", "udp", true, [MINUTE; 2]);
         framed.frames(&TransferFrameCounts {
             frames_good: 7,
             vc_gaps: 2,

@@ -19,6 +19,8 @@ use crate::domain::clock::ArchiveClock;
 use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::transfer_frame_counts::TransferFrameCounts;
 
+use super::pass::{PassCounters, PassSnapshot};
+
 /// Where a ground-segment link stands with its station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,6 +92,8 @@ pub(crate) struct LinkCounters {
     last_seen_ns: AtomicU64,
     /// The longest time between two such reads, in nanoseconds.
     longest_silence_ns: AtomicU64,
+    /// Its passes, as the station received them.
+    pass: PassCounters,
     connections: AtomicU64,
     packets: AtomicU64,
     bytes: AtomicU64,
@@ -123,6 +127,8 @@ pub struct LinkSnapshot {
     /// `/stats`): what the station's normal silence between passes is.
     #[serde(rename = "longest_silence_seconds", serialize_with = "seconds")]
     pub longest_silence_ns: u64,
+    /// Its passes since the start, and what it received of the current or last one.
+    pub pass: PassSnapshot,
     /// Connections made (accepted or dialled) since the start.
     pub connections: u64,
     /// Packets stored: new ones, not copies.
@@ -177,20 +183,22 @@ fn seconds<S: Serializer>(ns: &u64, serializer: S) -> Result<S::Ok, S::Error> {
 
 impl LinkCounters {
     /// The counters of a new link, all zero; with `frames`, its frame quality too. Its station
-    /// is quiet once no packet came for `quiet_after`.
+    /// is quiet once no packet came for `quiet_after`, and a silence past `pass_gap` ends a pass.
     pub(super) fn new(
         name: &str,
         transport: &'static str,
         frames: bool,
-        quiet_after: Duration,
+        [quiet_after, pass_gap]: [Duration; 2],
     ) -> LinkCounters {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         LinkCounters {
             name: name.to_owned(),
             transport,
             state: AtomicU8::new(0),
-            quiet_after_ns: u64::try_from(quiet_after.as_nanos()).unwrap_or(u64::MAX),
+            quiet_after_ns: nanos(quiet_after),
             last_seen_ns: AtomicU64::new(0),
             longest_silence_ns: AtomicU64::new(0),
+            pass: PassCounters::new(nanos(pass_gap)),
             connections: AtomicU64::new(0),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -220,6 +228,7 @@ impl LinkCounters {
     pub(crate) fn stored(&self, packets: u64, bytes: u64) {
         self.packets.fetch_add(packets, Relaxed);
         self.bytes.fetch_add(bytes, Relaxed);
+        self.pass.received(packets);
     }
 
     /// A read held whole packets at `at_ns` (the archive clock): the station was heard. Once
@@ -227,6 +236,7 @@ impl LinkCounters {
     /// reconnecting before its old connection is closed) never move it back.
     pub(crate) fn seen(&self, at_ns: u64) {
         let before = self.last_seen_ns.fetch_max(at_ns, Relaxed);
+        self.pass.heard(at_ns, before);
         let silence = at_ns.saturating_sub(before);
         if before > 0 && silence > self.longest_silence_ns.load(Relaxed) {
             self.longest_silence_ns.fetch_max(silence, Relaxed);
@@ -242,10 +252,12 @@ impl LinkCounters {
 
     pub(crate) fn copies(&self, packets: u64) {
         self.copies.fetch_add(packets, Relaxed);
+        self.pass.received(packets);
     }
 
     pub(crate) fn gaps(&self, packets: u64) {
         self.gaps.fetch_add(packets, Relaxed);
+        self.pass.missed(packets);
     }
 
     pub(crate) fn unmatched(&self, packets: u64) {
@@ -308,6 +320,7 @@ impl LinkCounters {
             station_state: StationState::of(state, last_seen_ns, now_ns, self.quiet_after_ns),
             last_seen: (last_seen_ns > 0).then_some(last_seen_ns),
             longest_silence_ns: self.longest_silence_ns.load(Relaxed),
+            pass: self.pass.snapshot(last_seen_ns, now_ns),
             connections: self.connections.load(Relaxed),
             packets: self.packets.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
@@ -340,7 +353,7 @@ mod tests {
     const T0: u64 = 1_700_000_000 * SECOND;
 
     fn link() -> LinkCounters {
-        LinkCounters::new("gs", "tcp-listen", false, Duration::from_secs(60))
+        LinkCounters::new("gs", "tcp-listen", false, [Duration::from_secs(60); 2])
     }
 
     /// Connected, a station receives while its packets come within the bound (inclusive), is

@@ -15,6 +15,7 @@
 
 mod counters;
 mod links;
+mod pass;
 mod shards;
 mod tm;
 
@@ -37,6 +38,7 @@ pub(crate) use links::LinkCounters;
 pub use links::LinkSnapshot;
 pub use links::LinkState;
 pub use links::StationState;
+pub use pass::PassSnapshot;
 pub use shards::ShardStats;
 pub(crate) use tm::TmOutput;
 pub use tm::TmStats;
@@ -447,15 +449,16 @@ pub(crate) async fn publish(
 
 impl Stats {
     /// Counters for a new link, listed from now on; with `frames`, its frame quality too. Its
-    /// station is quiet once no packet came for `quiet_after`.
+    /// station is quiet once no packet came for `quiet_after`, and a silence past `pass_gap`
+    /// ends its pass.
     pub(crate) fn add_link(
         &self,
         name: &str,
         transport: &'static str,
         frames: bool,
-        quiet_after: Duration,
+        quiet_and_gap: [Duration; 2],
     ) -> Arc<LinkCounters> {
-        let link = Arc::new(LinkCounters::new(name, transport, frames, quiet_after));
+        let link = Arc::new(LinkCounters::new(name, transport, frames, quiet_and_gap));
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         links.push(Arc::clone(&link));
         link
