@@ -153,7 +153,7 @@ impl OnTheAir {
     }
 
     /// Every packet is stored once, byte for byte, in order, under the sender's source; the
-    /// link counted each frame's newline and no bad input.
+    /// link counted each frame's newline and no bad input, and the station's pass whole.
     pub fn assert_every_packet_once(&self, packets: &[Vec<u8>]) {
         let stored: Vec<_> = (self.archive.records().iter())
             .map(|r| r.payload.to_vec())
@@ -166,5 +166,12 @@ impl OnTheAir {
         let frames = packets.len() as u64;
         assert_eq!(link.trailing_bytes, frames, "one newline a frame");
         assert_eq!((link.ax25_frames, link.bad_input), (frames, 0));
+        let pass = link.pass;
+        let one = (pass.passes, pass.received, pass.missed, pass.ongoing);
+        assert_eq!(
+            one,
+            (1, frames, 0, true),
+            "the station's one pass, whole, going on"
+        );
     }
 }
