@@ -10,9 +10,12 @@
 //! figures a daemon shows (two weeks up, terabytes archived, links, a NATS sink, eight shards) and
 //! checks at 1024 to 1920 px that no tile's text is wider than its box or reaches out of its tile
 //! (`target/dashboard-tiles-WIDTH.png`); its daemon keeps no archive files, so the completeness
-//! panel is hidden. A fourth stores frames of four sources, one of which skips sequences, in a real
+//! panel is hidden and the passes panel says why it has nothing to show. A fourth stores frames of four sources, one of which skips sequences, in a real
 //! archive, and reads the completeness panel: a bar per source, missing marks on the one that
-//! skipped, the time axis (`target/dashboard-timeline-1280.png`, `-1920.png`).
+//! skipped, the time axis (`target/dashboard-timeline-1280.png`, `-1920.png`). A fifth stores
+//! three passes of two stations of a merge group, one filling the other's gap, and reads the
+//! passes panel: a row per station, a bar per pass coloured by how much it misses, and the report
+//! a click on a bar shows (`target/dashboard-passes.png`, `dashboard-passes-report.png`).
 //!
 //! Chromium is driven over the DevTools protocol through a pipe, so the page runs in real time
 //! and every wait is on what the DOM shows, with a deadline.
@@ -86,6 +89,7 @@ async fn the_page_and_its_assets_are_served_with_their_types_uncached_and_self_c
     let assets = [
         ("dashboard.css", "text/css; charset=utf-8"),
         ("dashboard.js", "text/javascript; charset=utf-8"),
+        ("passes.js", "text/javascript; charset=utf-8"),
     ];
     let mut bodies = vec![page.clone()];
     for (asset, content_type) in assets {
@@ -763,6 +767,8 @@ const TILES: &str = r##"({
     shards: document.querySelectorAll("#shards li").length,
     nats: !document.getElementById("nats-tile").hidden,
     timeline: !document.getElementById("timeline-panel").hidden,
+    passes: document.getElementById("passes-empty").hidden ? null
+        : document.getElementById("passes-empty").textContent,
 })"##;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -770,7 +776,8 @@ const TILES: &str = r##"({
 async fn chromium_fits_long_figures_in_every_tile_from_1280_to_1920_px() {
     require_chromium();
     let dir = common::TempDir::new("dashboard-tiles");
-    // A daemon without archive files: its completeness answers 404, and the panel is hidden.
+    // A daemon without archive files: its completeness answers 404, and the panel is hidden; its
+    // passes too, and that panel says so.
     let (_archive, sink) = Archive::open();
     let (_daemon, monitor, stop) = start_monitored(sink).await;
     tokio::task::spawn_blocking(move || {
@@ -805,6 +812,11 @@ async fn chromium_fits_long_figures_in_every_tile_from_1280_to_1920_px() {
             TILES,
             |t| t["timeline"] == false,
         );
+        // The passes panel says why it has nothing to show.
+        browser.wait_until("the passes panel's message", TILES, |t| {
+            t["passes"]
+                == "No passes to show: this daemon keeps no archive files (archive.kind = \"count\")."
+        });
         // The widths of wall screens and laptops, and a narrow one (one column of panels).
         for width in [1280, 1400, 1600, 1920, 1024] {
             browser.resize(width, 1000);
@@ -933,4 +945,214 @@ async fn chromium_shows_each_sources_archive_completeness_with_missing_sequences
     .expect("the browser's side of the test");
     assert!(daemon.shutdown().await.is_clean());
     stop.cancel();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The passes panel
+// ---------------------------------------------------------------------------------------------
+
+/// Two stations of group `pass`, Kiruna's APID 7 source live:10007 and Svalbard's live:20007,
+/// each a length-prefixed stream: 4 bytes of the packet's length, 8 of its earth time in ms (as
+/// `tests/passes.rs` has them).
+fn pass_links() -> String {
+    let links = [("Kiruna", 10_000), ("Svalbard", 20_000)].map(|(station, base)| {
+        format!(
+            "[[links]]\nname = \"{station}\"\nstation = \"{station}\"\ntransport = \"tcp-listen\"\n\
+             address = \"127.0.0.1:0\"\nframing = \"length-prefix\"\ngroup = \"pass\"\n\
+             apid_base = {base}\nlength = {{ offset = 0, size = 4, adjustment = 12, strip = 12 }}\n\
+             earth_time = {{ offset = 4, unit = \"ms\" }}\n"
+        )
+    });
+    links.concat()
+}
+
+/// The packet of `count`, received on earth at `earth_ms`, framed as the links read it.
+fn pass_packet(count: u16, earth_ms: u64) -> Vec<u8> {
+    let header = aggregator::protocol::ccsds::PrimaryHeader::telemetry(7, count, 100).encode();
+    let packet: Vec<u8> = header.into_iter().chain([count as u8; 100]).collect();
+    let mut wire = (packet.len() as u32).to_be_bytes().to_vec();
+    wire.extend_from_slice(&earth_ms.to_be_bytes());
+    wire.extend_from_slice(&packet);
+    wire
+}
+
+/// The passes panel: each row's station, its bars (state, label, pressed) and summary; the
+/// report's heading and fields (by `data-field`); the hint and the message in place of rows.
+const PASSES: &str = r##"({
+    rows: [...document.querySelectorAll("#pass-rows .pass-row")].map((row) => ({
+        station: row.dataset.station,
+        bars: [...row.querySelectorAll(".pass")].map((bar) => ({
+            state: bar.dataset.state, label: bar.getAttribute("aria-label"),
+            pressed: bar.getAttribute("aria-pressed") })),
+        summary: row.querySelector(".summary").textContent,
+    })),
+    heading: document.querySelector("#pass-report h3")?.textContent ?? null,
+    report: Object.fromEntries([...document.querySelectorAll("#pass-report dd")]
+        .map((dd) => [dd.dataset.field, dd.textContent])),
+    hint: document.getElementById("passes-hint").textContent,
+    message: document.getElementById("passes-empty").hidden ? null
+        : document.getElementById("passes-empty").textContent,
+})"##;
+
+/// A daemon with the two stations' links, storing into an archive in `dir`, its monitor served.
+async fn start_stations(dir: &Path) -> (TestDaemon, SocketAddr, CancellationToken) {
+    let config_file = dir.join("links.toml");
+    std::fs::write(&config_file, pass_links()).unwrap();
+    let mut config = common::archive_config(&dir.join("archive"));
+    let parsed = aggregator::Config::parse(&pass_links(), &config_file);
+    config.links = parsed.expect("valid [[links]]").links;
+    let opened = aggregator::archive::write::open(&config.archive, config.runtime.shards)
+        .expect("open the archive");
+    let build = |config| aggregator::Daemon::new(config, opened);
+    let (daemon, state) =
+        TestDaemon::start_built(config, build, aggregator::Daemon::monitor_state).await;
+    let (monitor, stop) = common::serve_monitor(state).await;
+    (daemon, monitor, stop)
+}
+
+/// The spacecraft's count 0 reached the earth at `t0_ms`. Kiruna loses 50..=79 (Svalbard,
+/// later, delivers 45..=84: 50..=79 are new to the group) and 100..=109 (nobody has them), 10
+/// of 120: some missing. An hour on, its second pass loses 130..=149, 20 of 40: much missing.
+/// Returns the stations' connections, once every packet is stored.
+async fn send_passes(
+    daemon: &TestDaemon,
+    monitor: SocketAddr,
+    t0_ms: u64,
+) -> Vec<tokio::net::TcpStream> {
+    let mut wires = Vec::new();
+    for station in ["Kiruna", "Svalbard"] {
+        let wire = tokio::net::TcpStream::connect(daemon.links[station]).await;
+        wires.push(wire.expect("connect to the station's link"));
+    }
+    let kiruna_first: Vec<u16> = (0..50).chain(80..100).chain(110..120).collect();
+    let kiruna_second: Vec<u16> = (120..130).chain(150..160).collect();
+    let sends = [
+        (0, kiruna_first, 0, 80),
+        (1, (45..85).collect(), 0, 110),
+        (0, kiruna_second, 3600, 130),
+    ];
+    for (station, counts, offset, total) in sends {
+        for count in counts {
+            let earth_ms = t0_ms + (offset + u64::from(count)) * 1000;
+            let packet = pass_packet(count, earth_ms);
+            tokio::io::AsyncWriteExt::write_all(&mut wires[station], &packet)
+                .await
+                .unwrap();
+        }
+        common::wait_until_async("the station's packets stored", PATIENCE, || async move {
+            let answer = common::http_get_json(monitor, "/archive/passes?from=-24h").await;
+            let passes = answer["passes"].as_array().cloned().unwrap_or_default();
+            let frames = passes.iter().filter_map(|p| p["frames"].as_u64());
+            frames.sum::<u64>() == total
+        })
+        .await;
+    }
+    wires
+}
+
+/// `second`s after `t0_ms` on the earth, as the report shows it.
+fn shown_time(t0_ms: u64, second: u64) -> String {
+    let time = aggregator::domain::display::unix_ns_to_rfc3339((t0_ms + second * 1000) * 1_000_000);
+    format!("{} {} UTC", &time[..10], &time[11..19])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium (Debian package chromium); .ci/run runs it"]
+async fn chromium_shows_each_stations_passes_coloured_by_completeness_with_their_reports() {
+    require_chromium();
+    let dir = common::TempDir::new("dashboard-passes");
+    let (daemon, monitor, stop) = start_stations(&dir.0).await;
+    // Three hours ago: every pass is in the page's last 24 h.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let t0_ms = u64::try_from(now.unwrap().as_millis()).unwrap() - 3 * 3_600_000;
+    let wires = send_passes(&daemon, monitor, t0_ms).await;
+    tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::open(&format!("http://{monitor}/"), &dir.0.join("profile"));
+        browser.resize(1600, 1000);
+        check_pass_rows(&mut browser);
+        browser.screenshot(&target_dir().join("dashboard-passes.png"));
+        check_pass_reports(&mut browser, t0_ms);
+        browser.screenshot(&target_dir().join("dashboard-passes-report.png"));
+    })
+    .await
+    .expect("the browser's side of the test");
+    drop(wires);
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// A row per station, Kiruna's first, its bars by AOS: the first pass some missing, the second
+/// much; Svalbard's complete. No report before a click.
+fn check_pass_rows(browser: &mut Browser) {
+    let shown = browser.wait_until("a row per station with its passes", PASSES, |p| {
+        p["rows"].as_array().is_some_and(|rows| rows.len() == 2)
+    });
+    let rows = &shown["rows"];
+    let states = |row: &serde_json::Value| -> Vec<serde_json::Value> {
+        let bars = row["bars"].as_array().cloned().unwrap_or_default();
+        bars.iter().map(|bar| bar["state"].clone()).collect()
+    };
+    assert_eq!(
+        (&rows[0]["station"], &rows[1]["station"]),
+        (&json!("Kiruna"), &json!("Svalbard")),
+        "{shown}"
+    );
+    assert_eq!(states(&rows[0]), [json!("some"), json!("much")], "{shown}");
+    assert_eq!(states(&rows[1]), [json!("complete")], "{shown}");
+    assert_eq!(rows[0]["summary"], "2 passes · 100 frames · 30 missing");
+    assert_eq!(rows[1]["summary"], "1 pass · 30 frames", "{shown}");
+    // Each bar says in words what its colour says.
+    let label = rows[0]["bars"][0]["label"].as_str().unwrap_or_default();
+    assert!(
+        label.starts_with("Kiruna, group pass: AOS ")
+            && label.ends_with("80 frames, 10 missing: some missing"),
+        "{label}"
+    );
+    let hint = "last 24 h · 3 passes · a silence over 10 min ends a pass";
+    assert_eq!(shown["hint"], hint, "{shown}");
+    assert_eq!(shown["heading"], json!(null), "{shown}");
+}
+
+/// A click on each pass shows its report: Kiruna's first (what Svalbard filled for it, what
+/// nobody had), Svalbard's (what it filled for Kiruna), Kiruna's second (half missing).
+fn check_pass_reports(browser: &mut Browser, t0_ms: u64) {
+    let earth = |second| shown_time(t0_ms, second);
+    browser.click(r#"#pass-rows .pass-row[data-station="Kiruna"] .pass"#);
+    let kiruna = browser.wait_until("Kiruna's first pass's report", PASSES, |p| {
+        p["report"]["station"] == "Kiruna"
+    });
+    assert_eq!(kiruna["heading"], "Kiruna · group pass some missing");
+    assert_eq!(kiruna["rows"][0]["bars"][0]["pressed"], "true", "{kiruna}");
+    let expected = json!({
+        "station": "Kiruna", "receives": "pass", "aos": earth(0), "los": earth(119),
+        "duration": "1 min 59 s (earth-receive time)", "frames": "80",
+        "filled-by": "30 by Svalbard", "filled-for": "none", "missing": "10 (8.3 %)",
+        "bytes": "8.3 KiB", "clipped": "at its end (may go on)",
+    });
+    for (field, value) in expected.as_object().into_iter().flatten() {
+        assert_eq!(&kiruna["report"][field], value, "{field}: {kiruna}");
+    }
+    // Three hours from the earth to the archive, the median and the most.
+    let latency = kiruna["report"]["latency"].as_str().unwrap_or_default();
+    assert!(latency.starts_with("p50 3 h · max 3 h"), "{latency}");
+
+    browser.click(r#"#pass-rows .pass-row[data-station="Svalbard"] .pass"#);
+    let svalbard = browser.wait_until("Svalbard's pass's report", PASSES, |p| {
+        p["report"]["station"] == "Svalbard"
+    });
+    let expected = json!({
+        "aos": earth(50), "los": earth(79), "frames": "30", "filled-by": "none",
+        "filled-for": "30 for Kiruna", "missing": "none",
+    });
+    for (field, value) in expected.as_object().into_iter().flatten() {
+        assert_eq!(&svalbard["report"][field], value, "{field}: {svalbard}");
+    }
+    assert_eq!(svalbard["rows"][0]["bars"][0]["pressed"], "false");
+
+    browser.click(r#"#pass-rows .pass-row[data-station="Kiruna"] .pass[data-state="much"]"#);
+    let second = browser.wait_until("Kiruna's second pass's report", PASSES, |p| {
+        p["report"]["aos"] == json!(earth(3720))
+    });
+    assert_eq!(second["report"]["missing"], "20 (50 %)", "{second}");
+    assert_eq!(second["report"]["frames"], "20", "{second}");
 }

@@ -789,10 +789,9 @@ function laneBar(buckets, from, to, ticks) {
   return `<svg viewBox="0 0 ${n} 1" preserveAspectRatio="none" shape-rendering="crispEdges">${marks}</svg>`;
 }
 
-/// The time axis under the lanes: the window's start and end and round times between, HH:MM
-/// UTC. Returns the round times, for the lanes' lines.
-function drawAxis(from, to) {
-  const axis = $("axis");
+/// The time axis under the lanes (or under `axis`): the window's start and end and round times
+/// between, HH:MM UTC. Returns the round times, for the lanes' lines.
+function drawAxis(from, to, axis = $("axis")) {
   const width = axis.clientWidth;
   const span = Math.max(1, to - from);
   const room = Math.max(1, Math.floor(width / TICK_ROOM_PX));
@@ -826,7 +825,7 @@ function chooseWindow(key) {
 }
 
 function showWindowChoice() {
-  for (const button of document.querySelectorAll(".windows button")) {
+  for (const button of document.querySelectorAll("#timeline-panel .windows button")) {
     button.setAttribute("aria-pressed", String(button.dataset.window === timelineWindow));
   }
 }
@@ -884,7 +883,7 @@ for (const header of $("sources").tHead.rows[0].cells) {
   header.addEventListener("click", () => sortBy(header.dataset.key));
 }
 showSortOrder();
-for (const button of document.querySelectorAll(".windows button")) {
+for (const button of document.querySelectorAll("#timeline-panel .windows button")) {
   button.addEventListener("click", () => chooseWindow(button.dataset.window));
 }
 showWindowChoice();

@@ -8,7 +8,10 @@
 //! each source's rate), the live feed's WebSocket, `/feed?priority=emergency` (the latest
 //! emergency frames), both reconnecting by themselves, with backoff, when the daemon restarts; and
 //! `/archive/completeness?from=-1h&buckets=N`, every 10 s, for a bar per source over the chosen
-//! window (hidden where the daemon keeps no archive files and answers 404).
+//! window (hidden where the daemon keeps no archive files and answers 404). The passes panel
+//! (`passes.js`) reads `/archive/passes?from=-24h` (or the chosen window), every 30 s at most and
+//! never twice at once, for a row per station and a bar per pass coloured by how complete it is,
+//! whose click shows the pass's report (a message in its place where the query is refused).
 //!
 //! Every response says `Cache-Control: no-cache`: after an upgrade the browser revalidates, so it
 //! never pairs a new daemon with an old script.
@@ -21,6 +24,7 @@ use axum::Router;
 const INDEX_HTML: &str = include_str!("index.html");
 const DASHBOARD_CSS: &str = include_str!("dashboard.css");
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
+const PASSES_JS: &str = include_str!("passes.js");
 
 /// Only the daemon itself: scripts, styles, `fetch` and the WebSocket (`'self'` covers `ws:` on
 /// the same host and port); the favicon is an inline `data:` URL so the browser asks for no other.
@@ -38,6 +42,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/dashboard.js",
             get(|| asset("text/javascript; charset=utf-8", DASHBOARD_JS)),
+        )
+        .route(
+            "/passes.js",
+            get(|| asset("text/javascript; charset=utf-8", PASSES_JS)),
         )
 }
 
