@@ -471,7 +471,7 @@ fn each_tools_help_names_the_exit_statuses_its_docs_name() {
     ))
     .expect("read docs/archive-tools.md");
     for tool in [
-        "verify", "prune", "gaps", "passes", "inspect", "export", "repair",
+        "verify", "prune", "gaps", "passes", "volume", "inspect", "export", "repair",
     ] {
         let heading = format!("\n## `aggregator archive {tool} ");
         let section = docs.split(&heading).nth(1).expect("the tool's section");

@@ -12,39 +12,12 @@ use std::process::Command;
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::frame::{Priority, SourceKind};
 use aggregator::domain::units::unix_ns;
-use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::Daemon;
+use common::stations::{framed, links, T0_MS};
 use common::{archive_config, serve_monitor, TempDir, PATIENCE};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// The earth-receive time of the spacecraft's count 0, in milliseconds since the Unix epoch.
-const T0_MS: u64 = 1_800_000_000_000;
-
-/// Two stations of group `pass`, Kiruna's APID 7 source live:10007 and Svalbard's live:20007,
-/// each a length-prefixed stream: 4 bytes of the packet's length, 8 of its earth time in ms.
-fn links() -> String {
-    let links = [("Kiruna", 10_000), ("Svalbard", 20_000)].map(|(station, base)| {
-        format!(
-            "[[links]]\nname = \"{station}\"\nstation = \"{station}\"\ntransport = \"tcp-listen\"\n\
-             address = \"127.0.0.1:0\"\nframing = \"length-prefix\"\ngroup = \"pass\"\n\
-             apid_base = {base}\nlength = {{ offset = 0, size = 4, adjustment = 12, strip = 12 }}\n\
-             earth_time = {{ offset = 4, unit = \"ms\" }}\n"
-        )
-    });
-    links.concat()
-}
-
-/// The packet of `count`, received on earth `second`s after T0, framed as the links read it.
-fn framed(count: u16, second: u64) -> Vec<u8> {
-    let header = PrimaryHeader::telemetry(7, count, 100).encode();
-    let packet: Vec<u8> = header.into_iter().chain([count as u8; 100]).collect();
-    let mut wire = (packet.len() as u32).to_be_bytes().to_vec();
-    wire.extend_from_slice(&(T0_MS + second * 1000).to_be_bytes());
-    wire.extend_from_slice(&packet);
-    wire
-}
 
 /// The earth time of `second` after T0, as the answer prints it.
 fn earth(second: u64) -> String {

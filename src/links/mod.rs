@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{LinkConfig, Transport};
 use crate::ingest::router::RouterHandle;
-use crate::stats::Stats;
+use crate::stats::{LinkNames, Stats};
 use merge::MergeGroup;
 use station::Link;
 
@@ -126,12 +126,14 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
             .entry(config.group_name().to_owned())
             .or_insert_with(|| Arc::new(MergeGroup::new(config.merge_window)));
         let framed = config.frame_format().is_some();
-        let counters = services.stats.add_link(
-            &config.name,
-            config.transport.as_str(),
-            framed,
-            [config.quiet_after, services.pass_gap],
-        );
+        let names = LinkNames {
+            name: &config.name,
+            station: config.station_name(),
+            group: config.group.as_deref(),
+        };
+        let quiet_and_gap = [config.quiet_after, services.pass_gap];
+        let counters =
+            (services.stats).add_link(names, config.transport.as_str(), framed, quiet_and_gap);
         let link = Arc::new(Link::new(
             config,
             counters,

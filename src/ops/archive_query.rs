@@ -2,7 +2,8 @@
 //! archive, streamed as NDJSON, CSV, raw or CCSDS bytes; and `GET /archive/completeness`: what the
 //! archive holds of each source over such a window, and what it is missing; and
 //! `GET /archive/passes`: the passes of stations found in such a window
-//! (`crate::archive::query::passes`).
+//! (`crate::archive::query::passes`); and `GET /archive/volume`: the frames and bytes each
+//! station delivered of each source in it (`crate::archive::query::volume`).
 //!
 //! Why a stream and a limit: a window may hold a day of a busy station, so the answer is read and
 //! sent a chunk at a time, each as soon as it is read (the archive's read side reads at most about
@@ -28,11 +29,12 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 
 use super::query::{self, QueryError, MAX_BUCKETS};
-use super::{completeness_json, passes_json};
+use super::{completeness_json, passes_json, volume_json};
 use crate::archive::format::ArchiveError;
 use crate::archive::query::completeness;
 use crate::archive::query::export::{Format, Rows};
 use crate::archive::query::passes as station_passes;
+use crate::archive::query::volume as station_volume;
 use crate::archive::read::{
     within_archive, DurableEnds, LowPriorityRuntime, OnGap, ShardCursors, Start,
 };
@@ -190,40 +192,107 @@ pub(crate) async fn passes(
     State(queries): State<ArchiveQueries>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (request, (root, durable), permit) = match queries.admit(query, Path::Passes) {
+    let gap_ns = queries.pass_gap_ns;
+    of_stations(queries, query, Path::Passes, move |asked| {
+        let pass_query = station_passes::PassQuery {
+            gap_ns,
+            station: asked.station.clone(),
+            group: asked.group.clone(),
+        };
+        let answer = station_passes::passes(
+            &asked.root,
+            &asked.durable,
+            &asked.filter,
+            &asked.groups,
+            &pass_query,
+        )?;
+        let json = passes_json::answer_json(&answer, &asked.filter, gap_ns);
+        Ok((json, answer.read))
+    })
+    .await
+}
+
+/// `GET /archive/volume`: the frames and bytes each station delivered of each source over the
+/// window, summed per station and per group, as JSON (`crate::archive::query::volume`), the same
+/// answer as `aggregator archive volume --json`.
+pub(crate) async fn volume(
+    State(queries): State<ArchiveQueries>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    of_stations(queries, query, Path::Volume, |asked| {
+        let volume_query = station_volume::VolumeQuery {
+            station: asked.station.clone(),
+            group: asked.group.clone(),
+        };
+        let answer = station_volume::volume(
+            &asked.root,
+            &asked.durable,
+            &asked.filter,
+            &asked.groups,
+            &volume_query,
+        )?;
+        let json = volume_json::answer_json(&answer, &asked.filter);
+        Ok((json, answer.read))
+    })
+    .await
+}
+
+/// What a query of stations (passes, volume) reads: the archive up to its durable ends, the
+/// window, ended when the query came without `to`, the config's merge groups, and the station
+/// and group asked for.
+struct StationsAsked {
+    root: PathBuf,
+    durable: DurableEnds,
+    filter: FrameFilter,
+    groups: Arc<completeness::MergeGroups>,
+    station: Option<String>,
+    group: Option<String>,
+}
+
+/// A query of stations on `path`: admitted, then `answer` run on the blocking pool, which gives
+/// its JSON and the reading's completeness (the damage it met is counted and logged here).
+async fn of_stations(
+    queries: ArchiveQueries,
+    query: Option<String>,
+    path: Path,
+    answer: impl FnOnce(
+            &StationsAsked,
+        ) -> Result<(serde_json::Value, completeness::Completeness), ArchiveError>
+        + Send
+        + 'static,
+) -> Response {
+    let (request, (root, durable), permit) = match queries.admit(query, path) {
         Ok(admitted) => admitted,
         Err((status, reason)) => return refusal(status, reason),
     };
-    // Without `to` the window ends when the query came: a pass near it may go on.
-    let filter = FrameFilter {
-        until: Some(request.filter.until.unwrap_or(request.asked_at)),
-        ..request.filter
-    };
-    let pass_query = station_passes::PassQuery {
-        gap_ns: queries.pass_gap_ns,
+    let what = path.what();
+    let asked = StationsAsked {
+        root: root.clone(),
+        durable,
+        // Without `to` the window ends when the query came: a pass near it may go on.
+        filter: FrameFilter {
+            until: Some(request.filter.until.unwrap_or(request.asked_at)),
+            ..request.filter
+        },
+        groups: Arc::clone(&queries.groups),
         station: request.station,
         group: request.group,
     };
-    let (groups, stats) = (Arc::clone(&queries.groups), queries.stats.clone());
-    let dir = root.clone();
+    let stats = queries.stats.clone();
     let answered = queries.spawn(async move {
         tokio::task::spawn_blocking(move || -> Result<_, ArchiveError> {
-            let answer = station_passes::passes(&root, &durable, &filter, &groups, &pass_query);
+            let answered = answer(&asked);
             drop(permit);
-            let answer = answer?;
-            stats.archive_damage_found(answer.read.damaged.len() as u64);
-            for problem in answer.read.problems() {
-                tracing::warn!(%problem, "archive passes: passed over");
+            let (json, read) = answered?;
+            stats.archive_damage_found(read.damaged.len() as u64);
+            for problem in read.problems() {
+                tracing::warn!(%problem, "{what}: passed over");
             }
-            Ok(passes_json::answer_json(
-                &answer,
-                &filter,
-                pass_query.gap_ns,
-            ))
+            Ok(json)
         })
         .await
     });
-    json_answer(answered.await, "archive passes", &dir)
+    json_answer(answered.await, what, &root)
 }
 
 /// A JSON answer made on the blocking pool, or a 500 saying why not: the archive unreadable
@@ -251,7 +320,7 @@ pub struct FramesQuery {
     format: Format,
     /// Completeness only: a timeline of this many buckets over the window.
     buckets: Option<NonZeroU32>,
-    /// Passes only: those of this station, of this merge group.
+    /// Passes and volume only: those of this station, of this merge group.
     station: Option<String>,
     group: Option<String>,
     /// The archive clock when the query came, which its times ago count back from, and which
@@ -266,6 +335,7 @@ pub enum Path {
     Frames,
     Completeness,
     Passes,
+    Volume,
 }
 
 impl Path {
@@ -274,7 +344,17 @@ impl Path {
         match self {
             Path::Frames => &["from", "to", "source", "kind", "priority", "apid", "format"],
             Path::Completeness => &["from", "to", "source", "buckets"],
-            Path::Passes => &["from", "to", "source", "station", "group"],
+            Path::Passes | Path::Volume => &["from", "to", "source", "station", "group"],
+        }
+    }
+
+    /// The query's name in the log.
+    fn what(self) -> &'static str {
+        match self {
+            Path::Frames => "archive query",
+            Path::Completeness => "archive completeness",
+            Path::Passes => "archive passes",
+            Path::Volume => "archive volume",
         }
     }
 }
@@ -548,6 +628,14 @@ mod tests {
             err.to_string(),
             "unknown parameter \"format\" (expected from, to, source, station or group)"
         );
+        let volume = "from=-1h&station=Svalbard&group=sat-a";
+        let volume = parse_query(volume, now, Path::Volume).unwrap();
+        assert_eq!(
+            (volume.station.as_deref(), volume.group.as_deref()),
+            (Some("Svalbard"), Some("sat-a"))
+        );
+        let err = parse_query("buckets=3", now, Path::Volume).unwrap_err();
+        assert!(err.to_string().starts_with("unknown parameter \"buckets\""));
         let frames = parse("station=Kiruna").unwrap_err().to_string();
         assert!(
             frames.starts_with("unknown parameter \"station\""),

@@ -99,6 +99,7 @@ fn render_link_metrics(out: &mut String, links: &[LinkSnapshot]) {
         let labels = |l: &LinkSnapshot| format!("link=\"{}\"", l.name);
         render_per_item(out, &PER_LINK, &labelled(links, labels));
         render_station_metrics(out, links);
+        render_link_info(out, links);
     }
     render_frame_quality_metrics(out, links);
 }
@@ -148,6 +149,33 @@ fn render_station_metrics(out: &mut String, links: &[LinkSnapshot]) {
             );
         }
     }
+}
+
+/// Appends each link's station and merge group as labels of a series of value 1
+/// (`aggregator_link_info`), the Prometheus way to attach names to other series: an operator
+/// sums any `aggregator_link_*` per station or per group by joining it on `link`, and the link
+/// families keep the one label they have always had.
+fn render_link_info(out: &mut String, links: &[LinkSnapshot]) {
+    let name = "aggregator_link_info";
+    let help = "1 for each link, labelled with its station (its `station`, or its name) and its merge group (empty for none): join other aggregator_link_* series on `link` to sum them per station or per group.";
+    family(out, name, MetricKind::Gauge, help);
+    for link in links {
+        let _ = writeln!(
+            out,
+            "{name}{{link=\"{}\",station=\"{}\",group=\"{}\"}} 1",
+            label_value(&link.name),
+            label_value(&link.station),
+            label_value(link.group.as_deref().unwrap_or(""))
+        );
+    }
+}
+
+/// `value` as a label value of the text format: backslash, double quote and line feed escaped.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Appends the transfer frames' quality of the links with a frame framing, labelled
@@ -503,6 +531,7 @@ const PER_TM_OUTPUT: [PerItem<TmStats>; 7] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::LinkNames;
 
     const MINUTE: Duration = Duration::from_secs(60);
 
@@ -511,8 +540,8 @@ mod tests {
     #[test]
     fn each_station_shows_its_last_packet_and_its_state() {
         let stats = Stats::new();
-        stats.add_link("never", "tcp-listen", false, [MINUTE; 2]);
-        let heard = stats.add_link("heard", "udp", false, [MINUTE; 2]);
+        stats.add_link(LinkNames::alone("never"), "tcp-listen", false, [MINUTE; 2]);
+        let heard = stats.add_link(LinkNames::alone("heard"), "udp", false, [MINUTE; 2]);
         heard.connected();
         heard.seen(1_700_000_000_250_000_000);
         heard.stored(4, 40);
@@ -558,13 +587,58 @@ mod tests {
         );
     }
 
+    /// Each link names its station and group on `aggregator_link_info`, so that its stored
+    /// packets and bytes sum per station and per group; a link of no group has an empty one.
+    #[test]
+    fn each_link_names_its_station_and_group_for_the_sums() {
+        let stats = Stats::new();
+        for (name, station, group, packets) in [
+            ("kiruna-s", "Kiruna", Some("sat-a"), 80),
+            ("kiruna-x", "Kiruna", None, 5),
+            ("svalbard", "Svalbard", Some("sat-a"), 30),
+        ] {
+            let names = LinkNames {
+                name,
+                station,
+                group,
+            };
+            let link = stats.add_link(names, "tcp-listen", false, [MINUTE; 2]);
+            link.stored(packets, packets * 106);
+        }
+        stats.add_link(LinkNames::alone("odd\"name"), "udp", false, [MINUTE; 2]);
+        let mut text = String::new();
+        render_link_metrics(&mut text, &stats.links());
+        for line in [
+            "aggregator_link_info{link=\"kiruna-s\",station=\"Kiruna\",group=\"sat-a\"} 1\n",
+            "aggregator_link_info{link=\"kiruna-x\",station=\"Kiruna\",group=\"\"} 1\n",
+            "aggregator_link_info{link=\"svalbard\",station=\"Svalbard\",group=\"sat-a\"} 1\n",
+            "aggregator_link_info{link=\"odd\\\"name\",station=\"odd\\\"name\",group=\"\"} 1\n",
+            "aggregator_link_packets_total{link=\"kiruna-s\"} 80\n",
+            "aggregator_link_bytes_total{link=\"svalbard\"} 3180\n",
+        ] {
+            assert!(text.contains(line), "{line}{text}");
+        }
+        assert_eq!(text.matches("# TYPE aggregator_link_info gauge").count(), 1);
+        // The names go to /stats too.
+        let links = stats.links();
+        assert_eq!(
+            (links[1].station.as_str(), links[1].group.as_deref()),
+            ("Kiruna", None)
+        );
+    }
+
     /// A link of transfer frames shows its frame quality, one line per family with its own
     /// counts; a link of packets shows none.
     #[test]
     fn frame_quality_is_rendered_for_links_of_frames_only() {
         let stats = Stats::new();
-        stats.add_link("packets", "tcp-listen", false, [MINUTE; 2]);
-        let framed = stats.add_link("frames", "udp", true, [MINUTE; 2]);
+        stats.add_link(
+            LinkNames::alone("packets"),
+            "tcp-listen",
+            false,
+            [MINUTE; 2],
+        );
+        let framed = stats.add_link(LinkNames::alone("frames"), "udp", true, [MINUTE; 2]);
         framed.frames(&TransferFrameCounts {
             frames_good: 7,
             vc_gaps: 2,

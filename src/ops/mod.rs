@@ -22,4 +22,5 @@ pub mod passes_json;
 pub mod query;
 mod stats_body;
 pub(crate) mod stats_log;
+pub mod volume_json;
 pub mod web;

@@ -184,6 +184,7 @@ pub async fn serve(
         .route("/archive/frames", get(archive_query::frames))
         .route("/archive/completeness", get(archive_query::completeness))
         .route("/archive/passes", get(archive_query::passes))
+        .route("/archive/volume", get(archive_query::volume))
         .with_state(state);
     if let Some(access) = access {
         app = app.layer(middleware::from_fn_with_state(access, require_token));

@@ -80,7 +80,7 @@ fn source_json(s: &PassSource) -> serde_json::Value {
 }
 
 /// `KIND:ID`.
-fn source_text((kind, id): SourceKey) -> String {
+pub(crate) fn source_text((kind, id): SourceKey) -> String {
     format!("{}:{id}", kind.label())
 }
 

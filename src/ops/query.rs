@@ -1,5 +1,5 @@
 //! The query strings of the monitor's paths (`/feed`, `/archive/frames`, `/archive/passes`,
-//! `/archive/completeness`): one parser and one error, so that a parameter is spelled, checked
+//! `/archive/volume`, `/archive/completeness`): one parser and one error, so that a parameter is spelled, checked
 //! and refused alike wherever it is taken.
 //!
 //! The filter's parameters (`from`, `to`, `source`, `kind`, `priority`, `apid`) fill the

@@ -80,10 +80,36 @@ impl StationState {
     }
 }
 
+/// What names a link where its counters are read: its `[[links]]` name, the station it belongs
+/// to and the merge group of its sources, so that an operator sums links per station and per
+/// group (`/metrics`' `aggregator_link_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkNames<'a> {
+    pub name: &'a str,
+    /// The link's `station`, or its name.
+    pub station: &'a str,
+    /// The link's `group`; `None` for a link of no group.
+    pub group: Option<&'a str>,
+}
+
+impl<'a> LinkNames<'a> {
+    /// A link that is its own station, of no group.
+    pub fn alone(name: &'a str) -> LinkNames<'a> {
+        LinkNames {
+            name,
+            station: name,
+            group: None,
+        }
+    }
+}
+
 /// One link's counters: bumped by its connection once per read, read by the monitor.
 #[derive(Debug)]
 pub(crate) struct LinkCounters {
     pub name: String,
+    /// The link's station and merge group ([`LinkNames`]).
+    station: String,
+    group: Option<String>,
     pub transport: &'static str,
     state: AtomicU8,
     /// `quiet_after_ms`, in nanoseconds.
@@ -115,6 +141,10 @@ pub(crate) struct LinkCounters {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LinkSnapshot {
     pub name: String,
+    /// The link's `station`, or its name.
+    pub station: String,
+    /// The link's merge group (`group`); `null` on `/stats` for a link of no group.
+    pub group: Option<String>,
     pub transport: &'static str,
     pub state: LinkState,
     /// Whether the station is alive: from `state`, `last_seen` and `quiet_after_ms`.
@@ -185,14 +215,16 @@ impl LinkCounters {
     /// The counters of a new link, all zero; with `frames`, its frame quality too. Its station
     /// is quiet once no packet came for `quiet_after`, and a silence past `pass_gap` ends a pass.
     pub(super) fn new(
-        name: &str,
+        names: LinkNames<'_>,
         transport: &'static str,
         frames: bool,
         [quiet_after, pass_gap]: [Duration; 2],
     ) -> LinkCounters {
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         LinkCounters {
-            name: name.to_owned(),
+            name: names.name.to_owned(),
+            station: names.station.to_owned(),
+            group: names.group.map(str::to_owned),
             transport,
             state: AtomicU8::new(0),
             quiet_after_ns: nanos(quiet_after),
@@ -315,6 +347,8 @@ impl LinkCounters {
         let last_seen_ns = self.last_seen_ns.load(Relaxed);
         LinkSnapshot {
             name: self.name.clone(),
+            station: self.station.clone(),
+            group: self.group.clone(),
             transport: self.transport,
             state,
             station_state: StationState::of(state, last_seen_ns, now_ns, self.quiet_after_ns),
@@ -353,7 +387,12 @@ mod tests {
     const T0: u64 = 1_700_000_000 * SECOND;
 
     fn link() -> LinkCounters {
-        LinkCounters::new("gs", "tcp-listen", false, [Duration::from_secs(60); 2])
+        LinkCounters::new(
+            LinkNames::alone("gs"),
+            "tcp-listen",
+            false,
+            [Duration::from_secs(60); 2],
+        )
     }
 
     /// Connected, a station receives while its packets come within the bound (inclusive), is

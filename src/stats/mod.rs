@@ -35,6 +35,7 @@ use tm::TmCounters;
 pub use counters::PipelineStats;
 pub(crate) use counters::{processing_rates, MetricKind, ProcessingRates};
 pub(crate) use links::LinkCounters;
+pub use links::LinkNames;
 pub use links::LinkSnapshot;
 pub use links::LinkState;
 pub use links::StationState;
@@ -448,17 +449,17 @@ pub(crate) async fn publish(
 }
 
 impl Stats {
-    /// Counters for a new link, listed from now on; with `frames`, its frame quality too. Its
-    /// station is quiet once no packet came for `quiet_after`, and a silence past `pass_gap`
-    /// ends its pass.
+    /// Counters for a new link (`names`: its name, station and group), listed from now on;
+    /// with `frames`, its frame quality too. Its station is quiet once no packet came for
+    /// `quiet_after`, and a silence past `pass_gap` ends its pass.
     pub(crate) fn add_link(
         &self,
-        name: &str,
+        names: LinkNames<'_>,
         transport: &'static str,
         frames: bool,
         quiet_and_gap: [Duration; 2],
     ) -> Arc<LinkCounters> {
-        let link = Arc::new(LinkCounters::new(name, transport, frames, quiet_and_gap));
+        let link = Arc::new(LinkCounters::new(names, transport, frames, quiet_and_gap));
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         links.push(Arc::clone(&link));
         link

@@ -4,7 +4,8 @@
 //! HTTP ([`http`]); protocol clients ([`client`]); log capture ([`logs`]); certificates
 //! ([`certs`]); scratch directories ([`scratch`]); AX.25 audio for real TNCs ([`ax25_audio`]);
 //! `nats-server`, alone or as a JetStream cluster ([`nats`]), daemons publishing into it
-//! ([`nats_daemon`]), and `uplink-sim` as a child ([`sim`]).
+//! ([`nats_daemon`]), `uplink-sim` as a child ([`sim`]), and two stations of a merge group
+//! ([`stations`]).
 //!
 //! Every integration test file includes this module and uses a different part of it, so what one
 //! file leaves unused is not dead code.
@@ -12,6 +13,7 @@
 
 pub mod ax25_audio;
 pub mod process;
+pub mod stations;
 
 mod archive;
 mod certs;

@@ -428,6 +428,35 @@ pub(crate) enum ArchiveTool {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Frames and bytes over a time window: what each station delivered of each source (with
+    /// the source's merge group), each station's and each group's total, and the frames of no
+    /// station (the ingest protocol's sources) per source.
+    ///
+    /// Every frame of the window is read from its block, as for `passes` (the indexes hold no
+    /// bytes per source). Runs on a stopped archive or beside a running daemon (read-only). The
+    /// rules: docs/archive-tools.md ("volume").
+    ///
+    /// Exit status: 0 (frames or none); 1 when something was passed over; 2 when the archive
+    /// cannot be read or on a usage error.
+    Volume {
+        /// The archive directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        window: WindowArgs,
+        /// Only what this station delivered (a link's `station`, or its name).
+        #[arg(long, value_name = "NAME")]
+        station: Option<String>,
+        /// Only the sources of this merge group (needs --config, which names the groups).
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+        /// One JSON object, as GET /archive/volume answers.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's config: its merge groups (`[[links]]` of a `group`). Without it no
+        /// source is in a group.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Write the frames received in a time window to a file: Parquet, CSV, NDJSON, or the raw or
     /// CCSDS payloads.
     ///

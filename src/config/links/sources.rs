@@ -96,12 +96,16 @@ impl LinkConfig {
         ranges
     }
 
+    /// The ground station the link belongs to: its `station`, or its name.
+    pub(crate) fn station_name(&self) -> &str {
+        self.station.as_deref().unwrap_or(&self.name)
+    }
+
     /// Who delivered the link's frames, as their reception metadata names it.
     pub(crate) fn delivery(&self) -> Delivery {
-        let station = self.station.as_deref().unwrap_or(&self.name);
         Delivery {
             link: self.name.as_str().into(),
-            station: station.into(),
+            station: self.station_name().into(),
         }
     }
 

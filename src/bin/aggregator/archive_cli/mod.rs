@@ -11,6 +11,7 @@ mod prune;
 mod repair;
 mod upgrade;
 mod verify;
+mod volume;
 
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -22,6 +23,7 @@ use aggregator::domain::filter::FrameFilter;
 use aggregator::domain::units;
 
 use crate::cli::ArchiveTool;
+use passes::Asked;
 
 /// How an archive subcommand speaks: its report on standard output, each problem on standard
 /// error after its name, and the exit status its help promises (2: it could not run).
@@ -79,16 +81,15 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             group,
             json,
             config,
-        } => passes::run(
-            &dir,
+        } => passes::run(&dir, window, Asked::of(station, group, json, config)),
+        ArchiveTool::Volume {
+            dir,
             window,
-            passes::Asked {
-                station,
-                group,
-                json,
-                config,
-            },
-        ),
+            station,
+            group,
+            json,
+            config,
+        } => volume::run(&dir, window, Asked::of(station, group, json, config)),
         ArchiveTool::Export {
             dir,
             window,

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use aggregator::archive::query::completeness;
+use aggregator::archive::query::completeness::{self, MergeGroups};
 use aggregator::archive::query::passes::{self, PassQuery, Receives, StationPass};
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::filter::FrameFilter;
@@ -24,35 +24,80 @@ pub(super) struct Asked {
     pub(super) config: Option<PathBuf>,
 }
 
-/// Runs `aggregator archive passes`: a line per pass and per source, or the JSON. Without
-/// --to the window ends when the command started, as the HTTP query's ends when it came.
-pub(super) fn run(dir: &Path, window: WindowArgs, asked: Asked) -> ExitCode {
-    let tool = Subcommand("passes");
+impl Asked {
+    /// What the flags asked: --station, --group, --json and --config.
+    pub(super) fn of(
+        station: Option<String>,
+        group: Option<String>,
+        json: bool,
+        config: Option<PathBuf>,
+    ) -> Asked {
+        Asked {
+            station,
+            group,
+            json,
+            config,
+        }
+    }
+}
+
+/// What a query of stations (passes, volume) reads: the window, ended when the command
+/// started without --to, the config's merge groups and archive.pass_gap_ms.
+pub(super) struct Setting {
+    pub(super) filter: FrameFilter,
+    pub(super) groups: MergeGroups,
+    pub(super) gap: Duration,
+}
+
+/// The setting of a query of stations, or the exit status of a usage error (named): --group
+/// without --config, a bad window or config, a DIR that is no directory. As the HTTP query's
+/// window ends when it came, one without --to ends when the command started.
+pub(super) fn setting(
+    tool: Subcommand,
+    dir: &Path,
+    window: WindowArgs,
+    asked: &Asked,
+) -> Result<Setting, ExitCode> {
     if asked.group.is_some() && asked.config.is_none() {
-        return tool.fails(
+        return Err(tool.fails(
             "--group needs --config, whose [[links]] name the merge groups",
             2,
-        );
+        ));
     }
     let now = SystemTime::now();
-    let filter = match window.filter(now) {
-        Ok(filter) => filter,
-        Err(why) => return tool.fails(why, 2),
-    };
+    let filter = window.filter(now).map_err(|why| tool.fails(why, 2))?;
     let (groups, gap) = match asked.config.as_deref().map(Config::load).transpose() {
         Ok(Some(config)) => (
             completeness::merge_groups(&config.links),
             config.archive.pass_gap,
         ),
         Ok(None) => (Default::default(), aggregator::config::DEFAULT_PASS_GAP),
-        Err(err) => return tool.fails(err, 2),
+        Err(err) => return Err(tool.fails(err, 2)),
     };
     if !dir.is_dir() {
-        return tool.fails(format_args!("{} is not a directory", dir.display()), 2);
+        return Err(tool.fails(format_args!("{} is not a directory", dir.display()), 2));
     }
     let filter = FrameFilter {
         until: filter.until.or(units::unix_ns(now)),
         ..filter
+    };
+    Ok(Setting {
+        filter,
+        groups,
+        gap,
+    })
+}
+
+/// Runs `aggregator archive passes`: a line per pass and per source, or the JSON.
+pub(super) fn run(dir: &Path, window: WindowArgs, asked: Asked) -> ExitCode {
+    let tool = Subcommand("passes");
+    let Setting {
+        filter,
+        groups,
+        gap,
+    } = match setting(tool, dir, window, &asked) {
+        Ok(setting) => setting,
+        Err(status) => return status,
     };
     let query = PassQuery {
         gap_ns: u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX),

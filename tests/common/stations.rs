@@ -1,0 +1,33 @@
+//! Two ground stations of one merge group, as the passes and volume tests run them: Kiruna and
+//! Svalbard, both of group `pass`, each a length-prefixed stream whose header gives each packet's
+//! earth-receive time.
+
+use aggregator::protocol::ccsds::PrimaryHeader;
+
+/// The earth-receive time of the spacecraft's count 0, in milliseconds since the Unix epoch.
+pub const T0_MS: u64 = 1_800_000_000_000;
+
+/// Two stations of group `pass`, Kiruna's APID 7 source live:10007 and Svalbard's live:20007,
+/// each a length-prefixed stream: 4 bytes of the packet's length, 8 of its earth time in ms.
+pub fn links() -> String {
+    let links = [("Kiruna", 10_000), ("Svalbard", 20_000)].map(|(station, base)| {
+        format!(
+            "[[links]]\nname = \"{station}\"\nstation = \"{station}\"\ntransport = \"tcp-listen\"\n\
+             address = \"127.0.0.1:0\"\nframing = \"length-prefix\"\ngroup = \"pass\"\n\
+             apid_base = {base}\nlength = {{ offset = 0, size = 4, adjustment = 12, strip = 12 }}\n\
+             earth_time = {{ offset = 4, unit = \"ms\" }}\n"
+        )
+    });
+    links.concat()
+}
+
+/// The packet of `count` (APID 7, 106 bytes), received on earth `second`s after T0, framed as
+/// the links read it.
+pub fn framed(count: u16, second: u64) -> Vec<u8> {
+    let header = PrimaryHeader::telemetry(7, count, 100).encode();
+    let packet: Vec<u8> = header.into_iter().chain([count as u8; 100]).collect();
+    let mut wire = (packet.len() as u32).to_be_bytes().to_vec();
+    wire.extend_from_slice(&(T0_MS + second * 1000).to_be_bytes());
+    wire.extend_from_slice(&packet);
+    wire
+}
