@@ -23,6 +23,9 @@ pub struct Figures {
     pub completeness_sources: usize,
     pub completeness_cold_ms: f64,
     pub completeness_warm_ms: f64,
+    pub passes: usize,
+    pub passes_cold_ms: f64,
+    pub passes_warm_ms: f64,
     pub ingest_alone: Option<f64>,
     pub ingest_beside: Option<f64>,
 }
@@ -155,6 +158,7 @@ fn make_archive(scenario: &QueriesScenario, archive: &Path) -> Result<(), String
         .args(["--payload", &scenario.payload.to_string()])
         .args(["--shards", &scenario.shards.to_string()])
         .args(["--sources", &scenario.sources.to_string()])
+        .args(["--stations", &scenario.stations.to_string()])
         .args(["--span", "86400"])
         .status()
         .map_err(|e| format!("cannot run python3 {}: {e}", script.display()))?;
@@ -165,7 +169,7 @@ fn make_archive(scenario: &QueriesScenario, archive: &Path) -> Result<(), String
 }
 
 /// The figures of a scenario that make its archive, from its JSON: the rest may differ.
-fn archive_figures(json: &str) -> Option<[u64; 4]> {
+fn archive_figures(json: &str) -> Option<[u64; 5]> {
     let value: serde_json::Value = serde_json::from_str(json).ok()?;
     let field = |name: &str| value[name].as_u64();
     Some([
@@ -173,6 +177,7 @@ fn archive_figures(json: &str) -> Option<[u64; 4]> {
         field("payload")?,
         field("shards")?,
         field("sources")?,
+        field("stations").unwrap_or(0),
     ])
 }
 
@@ -212,6 +217,12 @@ fn judge(goals: &Goals, figures: &Figures) -> Vec<Target> {
                 figures.completeness_sources
             ),
             figures.completeness_cold_ms,
+            " ms",
+        ),
+        goals.judge(
+            "passes_day_ms",
+            format!("passes of the day, {} passes, evicted", figures.passes),
+            figures.passes_cold_ms,
             " ms",
         ),
         goals.judge(

@@ -125,6 +125,10 @@ pub struct QueriesScenario {
     pub shards: usize,
     #[serde(default = "fifty")]
     pub sources: u32,
+    /// Ground stations with passes beside the sources (`random-archive.py --stations`), whose
+    /// passes of the day are asked for.
+    #[serde(default)]
+    pub stations: u32,
     /// Range queries measured, each of a quarter of an hour of one source.
     pub queries: u64,
     /// Rounds of ingest alone and beside queries and exports, and each round's seconds.

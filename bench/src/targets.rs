@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every figure a target may bound, with what it is.
-pub const MEASURES: [(&str, &str); 25] = [
+pub const MEASURES: [(&str, &str); 26] = [
     (
         "throughput_over_floor_64b",
         "64 B frames/s of daemon and pipeline over the floor's, main runs",
@@ -99,6 +99,10 @@ pub const MEASURES: [(&str, &str); 25] = [
     (
         "completeness_day_ms",
         "completeness of every source over the day, archive evicted",
+    ),
+    (
+        "passes_day_ms",
+        "passes of every station over the day, archive evicted",
     ),
     (
         "ingest_beside_queries_over_alone",

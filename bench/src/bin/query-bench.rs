@@ -18,6 +18,8 @@
 //!   of `/proc/PID/io`) beside the answer's and the index files' bytes;
 //! - **completeness**: `GET /archive/completeness` of every source over the day, with the archive
 //!   evicted and again with it cached;
+//! - **passes**: `GET /archive/passes` of the day (the stations' passes `random-archive.py
+//!   --stations` wrote), evicted and cached;
 //! - **ingest**: the daemon's ingest (`uplink-sim --scenario saturate`, 8 replay feeds of 1 KiB
 //!   frames, into the same archive) alone, and beside a loop of range queries and a loop of
 //!   `ionice -c 3 nice -n 19 aggregator archive export --format parquet` of an hour, rounds interleaved, each
@@ -103,6 +105,11 @@ struct Figures {
     completeness_sources: usize,
     completeness_cold_ms: f64,
     completeness_warm_ms: f64,
+    /// Passes of the day, every station: how many, and the time with the archive evicted and
+    /// cached.
+    passes: usize,
+    passes_cold_ms: f64,
+    passes_warm_ms: f64,
     /// Frames archived per second, medians of the rounds (absent with `--rounds 0`).
     ingest_alone: Option<f64>,
     ingest_beside: Option<f64>,
@@ -145,7 +152,7 @@ fn run(args: &Args) -> BenchResult<()> {
     );
     let daemon = Daemon::start(&work, free_port()?, &config)?;
     // The first reading of each segment writes its index: made before anything is timed.
-    let (warmup, _) = timed_get(&daemon, &completeness_path())?;
+    let (warmup, _) = timed_get(&daemon, &day_path("completeness"))?;
     let mut figures = Figures {
         index_bytes: index_bytes(&args.archive)?,
         ..Figures::default()
@@ -156,20 +163,19 @@ fn run(args: &Args) -> BenchResult<()> {
     );
     figures.ranges = ranges(args, &daemon, figures.index_bytes)?;
     for cold in [true, false] {
-        if cold {
-            evict(&args.archive)?;
-        }
-        let (took, body) = timed_get(&daemon, &completeness_path())?;
-        let sources = serde_json::from_slice::<serde_json::Value>(&body)
-            .map_err(|err| err.to_string())?["sources"]
-            .as_array()
-            .map_or(0, Vec::len);
-        let label = if cold { "cold" } else { "warm" };
-        println!("completeness of the day, {label}: {took:?}, {sources} sources");
+        let (took, sources) = day_query(args, &daemon, &day_path("completeness"), "sources", cold)?;
         figures.completeness_sources = sources;
         match cold {
             true => figures.completeness_cold_ms = ms(took),
             false => figures.completeness_warm_ms = ms(took),
+        }
+    }
+    for cold in [true, false] {
+        let (took, passes) = day_query(args, &daemon, &day_path("passes"), "passes", cold)?;
+        figures.passes = passes;
+        match cold {
+            true => figures.passes_cold_ms = ms(took),
+            false => figures.passes_warm_ms = ms(took),
         }
     }
     daemon.stop()?;
@@ -187,12 +193,33 @@ fn run(args: &Args) -> BenchResult<()> {
     Ok(())
 }
 
-fn completeness_path() -> String {
+/// `/archive/{query}` of the day.
+fn day_path(query: &str) -> String {
     format!(
-        "/archive/completeness?from={}&to={}",
+        "/archive/{query}?from={}&to={}",
         rfc3339(DAY),
         rfc3339(DAY + 86_400 - 1)
     )
+}
+
+/// Asks `path` of the day, with the archive evicted first when `cold`: its time, and the length
+/// of the answer's array `items`.
+fn day_query(
+    args: &Args,
+    daemon: &Daemon,
+    path: &str,
+    items: &str,
+    cold: bool,
+) -> BenchResult<(Duration, usize)> {
+    if cold {
+        evict(&args.archive)?;
+    }
+    let (took, body) = timed_get(daemon, path)?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let count = answer[items].as_array().map_or(0, Vec::len);
+    let label = if cold { "cold" } else { "warm" };
+    println!("{path}, {label}: {took:?}, {count} {items}");
+    Ok((took, count))
 }
 
 /// Query `i`'s path: a quarter of an hour of one source, spread over the day.
