@@ -234,7 +234,7 @@ fn the_replication_run_acknowledges_through_jetstream_or_says_why_it_is_skipped(
 }
 
 /// The queries run on a small day: it makes the archive, every range query returns frames, the
-/// completeness lists every source, and ingest is measured alone and beside the asking. A
+/// completeness lists every source, the passes are the station's, and ingest is measured alone and beside the asking. A
 /// directory that holds something else is refused, not measured. The figures are not a test's
 /// business.
 #[test]
@@ -250,7 +250,9 @@ fn the_queries_run_makes_its_archive_and_answers_every_query() {
         assert!(range["frames"].as_u64() > Some(0), "{stdout}");
         assert!(range["answer_bytes"].as_u64() > Some(0), "{stdout}");
     }
-    assert_eq!(figures["completeness_sources"], 2, "{stdout}");
+    // Its 2 sources and 1 station's, whose 16 passes of the day are found.
+    assert_eq!(figures["completeness_sources"], 3, "{stdout}");
+    assert_eq!(figures["passes"], 16, "{stdout}");
     for rate in ["ingest_alone", "ingest_beside"] {
         assert!(figures[rate].as_f64() > Some(0.0), "{rate}: {stdout}");
     }
