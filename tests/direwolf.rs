@@ -44,8 +44,10 @@ async fn direwolfs_kiss_frames_store_every_packet_once() {
     let wav = audio(&dir.0, &packets);
     let port = free_port();
     let tnc = direwolf(&dir.0, port);
-    let mut on_air = OnTheAir::connect(tnc, port, dir.0.join("direwolf.log")).await;
+    let mut on_air = OnTheAir::connect(tnc, port, dir.0.join("direwolf.log"), &dir.0).await;
     on_air.play(wav, packets.len()).await;
     on_air.assert_every_packet_once(&packets);
+    // direwolf gives no earth-receive time: the pass is on the daemon's received times.
+    on_air.assert_one_pass(packets.len(), "received");
     assert!(on_air.daemon.shutdown().await.is_clean());
 }

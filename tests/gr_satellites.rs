@@ -42,12 +42,13 @@ async fn gr_satellites_kiss_server_stores_every_packet_with_its_time() {
         .stderr(output)
         .spawn()
         .expect("gr_satellites runs (Debian package gr-satellites)");
-    let mut on_air = OnTheAir::connect(decoder, port, log).await;
+    let mut on_air = OnTheAir::connect(decoder, port, log, &dir.0).await;
     let before = unix_ns(SystemTime::now()).unwrap();
     on_air.play(pcm, packets.len()).await;
     let after = unix_ns(SystemTime::now()).unwrap();
     on_air.assert_every_packet_once(&packets);
-    let times: Vec<u64> = (on_air.archive.records().iter())
+    on_air.assert_one_pass(packets.len(), "earth_received");
+    let times: Vec<u64> = (on_air.records().iter())
         .map(|r| {
             let reception = r
                 .reception

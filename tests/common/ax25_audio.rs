@@ -9,17 +9,21 @@
 //!
 //! The decoders read the audio from their standard input and exit at its end, dropping what they
 //! had not yet handed to their KISS clients: the audio is written only once the link is
-//! connected, and the input is held open until every packet is stored ([`OnTheAir`]).
+//! connected, and the input is held open until every packet is stored ([`OnTheAir`]). The daemon
+//! stores into archive files, which `aggregator archive passes` reads as an operator would.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::SystemTime;
 
+use aggregator::archive::format::FrameRecord;
+use aggregator::domain::units::parse_time;
 use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::stats::LinkState;
 use aggregator::{Config, SourceKind};
 
-use super::{test_config, wait_until, Archive, TestDaemon, PATIENCE};
+use super::{archive_config, stored_frames, wait_until, TestDaemon, PATIENCE};
 
 /// Frames in the audio.
 pub const FRAMES: u16 = 5;
@@ -79,7 +83,8 @@ pub fn samples(wav: &[u8]) -> &[u8] {
 /// input and a KISS TCP server, and a daemon whose `kiss_payload = "ax25"` link dials that server.
 pub struct OnTheAir {
     pub daemon: TestDaemon,
-    pub archive: Archive,
+    /// The daemon's archive directory (one shard).
+    pub archive: PathBuf,
     pub decoder: Child,
     /// The decoder's log, stdout and stderr.
     pub log: PathBuf,
@@ -88,8 +93,8 @@ pub struct OnTheAir {
 impl OnTheAir {
     /// Starts the daemon with a link to the KISS server at `port` (the sender's callsign
     /// becomes source 500) and waits until it has connected: `decoder` (started with its stdin
-    /// piped and its output to `log`) reads nothing before.
-    pub async fn connect(decoder: Child, port: u16, log: PathBuf) -> OnTheAir {
+    /// piped and its output to `log`) reads nothing before. The daemon's archive is in `dir`.
+    pub async fn connect(decoder: Child, port: u16, log: PathBuf, dir: &Path) -> OnTheAir {
         let toml = format!(
             r#"
             [[links]]
@@ -103,10 +108,10 @@ impl OnTheAir {
             reconnect_max_ms = 200
             "#
         );
-        let mut config = test_config();
+        let archive = dir.join("archive");
+        let mut config = archive_config(&archive);
         config.links = Config::parse(&toml, Path::new("tnc.toml")).unwrap().links;
-        let (archive, sink) = Archive::open();
-        let daemon = TestDaemon::start(config, sink).await;
+        let daemon = TestDaemon::open(config).await;
         let on_air = OnTheAir {
             daemon,
             archive,
@@ -142,9 +147,9 @@ impl OnTheAir {
             .await
             .unwrap()
             .expect("audio written to the decoder");
-        let archive = &self.archive;
+        let stats = &self.daemon.stats;
         wait_until("every packet stored", PATIENCE * 2, || {
-            archive.len() >= packets
+            stats.snapshot().frames_archived >= packets as u64
         })
         .await;
         drop(input);
@@ -155,13 +160,12 @@ impl OnTheAir {
     /// Every packet is stored once, byte for byte, in order, under the sender's source; the
     /// link counted each frame's newline and no bad input, and the station's pass whole.
     pub fn assert_every_packet_once(&self, packets: &[Vec<u8>]) {
-        let stored: Vec<_> = (self.archive.records().iter())
-            .map(|r| r.payload.to_vec())
-            .collect();
+        let records = self.records();
+        let stored: Vec<_> = records.iter().map(|r| r.payload.to_vec()).collect();
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         assert_eq!(stored, packets, "the decoder's log:\n{log}");
-        let live = SourceKind::LiveUplink;
-        assert_eq!(self.archive.sequences(live, 500).len(), packets.len());
+        let sender = |r: &&FrameRecord| (r.kind, r.source_id) == (SourceKind::LiveUplink, 500);
+        assert_eq!(records.iter().filter(sender).count(), packets.len());
         let link = &self.daemon.stats.links()[0];
         let frames = packets.len() as u64;
         assert_eq!(link.trailing_bytes, frames, "one newline a frame");
@@ -173,5 +177,48 @@ impl OnTheAir {
             (1, frames, 0, true),
             "the station's one pass, whole, going on"
         );
+    }
+
+    /// The frames of the archive's files, in file order.
+    pub fn records(&self) -> Vec<FrameRecord> {
+        let frames = stored_frames(&self.archive).into_iter();
+        frames.map(|(_, frame)| frame).collect()
+    }
+
+    /// `aggregator archive passes` of the archive's files finds the station's one pass: `packets`
+    /// frames, none missing, its AOS and LOS on the time `time` says (`earth_received` where the
+    /// decoder gave times, else `received`) and within the frames' own.
+    pub fn assert_one_pass(&self, packets: usize, time: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+            .args(["archive", "passes", "--json"])
+            .arg(&self.archive)
+            .output()
+            .expect("the aggregator binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let passes = answer["passes"].as_array().expect("passes");
+        assert_eq!(passes.len(), 1, "{answer:#}");
+        let pass = &passes[0];
+        assert_eq!(
+            (&pass["station"], &pass["time"]),
+            (&"tnc".into(), &time.into())
+        );
+        assert_eq!(
+            (&pass["frames"], &pass["missing"]),
+            (&packets.into(), &0.into())
+        );
+        let times: Vec<u64> = (self.records().iter())
+            .map(|r| {
+                let earth = r.reception.as_ref().and_then(|r| r.received.earth_unix_ns);
+                earth.unwrap_or(r.received_unix_ns)
+            })
+            .collect();
+        let at = |field: &str| {
+            let text = pass[field].as_str().expect("an RFC 3339 time");
+            parse_time(text, SystemTime::now()).ok()
+        };
+        assert_eq!(at("aos"), times.iter().min().copied(), "{pass}");
+        assert_eq!(at("los"), times.iter().max().copied(), "{pass}");
     }
 }
