@@ -37,7 +37,7 @@ use aggregator::archive::write::ArchiveSink;
 use aggregator::SourceKind;
 use base64::Engine as _;
 use common::process::Daemon;
-use common::{Archive, Client, TestDaemon, PATIENCE};
+use common::{stations, Archive, Client, TestDaemon, PATIENCE};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -951,31 +951,6 @@ async fn chromium_shows_each_sources_archive_completeness_with_missing_sequences
 // The passes panel
 // ---------------------------------------------------------------------------------------------
 
-/// Two stations of group `pass`, Kiruna's APID 7 source live:10007 and Svalbard's live:20007,
-/// each a length-prefixed stream: 4 bytes of the packet's length, 8 of its earth time in ms (as
-/// `tests/passes.rs` has them).
-fn pass_links() -> String {
-    let links = [("Kiruna", 10_000), ("Svalbard", 20_000)].map(|(station, base)| {
-        format!(
-            "[[links]]\nname = \"{station}\"\nstation = \"{station}\"\ntransport = \"tcp-listen\"\n\
-             address = \"127.0.0.1:0\"\nframing = \"length-prefix\"\ngroup = \"pass\"\n\
-             apid_base = {base}\nlength = {{ offset = 0, size = 4, adjustment = 12, strip = 12 }}\n\
-             earth_time = {{ offset = 4, unit = \"ms\" }}\n"
-        )
-    });
-    links.concat()
-}
-
-/// The packet of `count`, received on earth at `earth_ms`, framed as the links read it.
-fn pass_packet(count: u16, earth_ms: u64) -> Vec<u8> {
-    let header = aggregator::protocol::ccsds::PrimaryHeader::telemetry(7, count, 100).encode();
-    let packet: Vec<u8> = header.into_iter().chain([count as u8; 100]).collect();
-    let mut wire = (packet.len() as u32).to_be_bytes().to_vec();
-    wire.extend_from_slice(&earth_ms.to_be_bytes());
-    wire.extend_from_slice(&packet);
-    wire
-}
-
 /// The passes panel: each row's station, its bars (state, label, pressed) and summary; the
 /// report's heading and fields (by `data-field`); the hint and the message in place of rows.
 const PASSES: &str = r##"({
@@ -993,22 +968,6 @@ const PASSES: &str = r##"({
     message: document.getElementById("passes-empty").hidden ? null
         : document.getElementById("passes-empty").textContent,
 })"##;
-
-/// A daemon with the two stations' links, storing into an archive in `dir`, its monitor served.
-async fn start_stations(dir: &Path) -> (TestDaemon, SocketAddr, CancellationToken) {
-    let config_file = dir.join("links.toml");
-    std::fs::write(&config_file, pass_links()).unwrap();
-    let mut config = common::archive_config(&dir.join("archive"));
-    let parsed = aggregator::Config::parse(&pass_links(), &config_file);
-    config.links = parsed.expect("valid [[links]]").links;
-    let opened = aggregator::archive::write::open(&config.archive, config.runtime.shards)
-        .expect("open the archive");
-    let build = |config| aggregator::Daemon::new(config, opened);
-    let (daemon, state) =
-        TestDaemon::start_built(config, build, aggregator::Daemon::monitor_state).await;
-    let (monitor, stop) = common::serve_monitor(state).await;
-    (daemon, monitor, stop)
-}
 
 /// The spacecraft's count 0 reached the earth at `t0_ms`. Kiruna loses 50..=79 (Svalbard,
 /// later, delivers 45..=84: 50..=79 are new to the group) and 100..=109 (nobody has them), 10
@@ -1034,7 +993,7 @@ async fn send_passes(
     for (station, counts, offset, total) in sends {
         for count in counts {
             let earth_ms = t0_ms + (offset + u64::from(count)) * 1000;
-            let packet = pass_packet(count, earth_ms);
+            let packet = stations::framed_at(count, earth_ms);
             tokio::io::AsyncWriteExt::write_all(&mut wires[station], &packet)
                 .await
                 .unwrap();
@@ -1061,7 +1020,7 @@ fn shown_time(t0_ms: u64, second: u64) -> String {
 async fn chromium_shows_each_stations_passes_coloured_by_completeness_with_their_reports() {
     require_chromium();
     let dir = common::TempDir::new("dashboard-passes");
-    let (daemon, monitor, stop) = start_stations(&dir.0).await;
+    let (daemon, monitor, stop, _) = stations::start(&dir.0, |_| ()).await;
     // Three hours ago: every pass is in the page's last 24 h.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     let t0_ms = u64::try_from(now.unwrap().as_millis()).unwrap() - 3 * 3_600_000;

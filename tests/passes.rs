@@ -12,9 +12,8 @@ use std::process::Command;
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::frame::{Priority, SourceKind};
 use aggregator::domain::units::unix_ns;
-use aggregator::Daemon;
-use common::stations::{framed, links, T0_MS};
-use common::{archive_config, serve_monitor, TempDir, PATIENCE};
+use common::stations::{self, framed, T0_MS};
+use common::{TempDir, PATIENCE};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -31,20 +30,10 @@ const UP: u64 = 16_384;
 async fn two_stations_of_a_group_give_passes_with_what_one_filled_for_the_other() {
     let dir = TempDir::new("passes");
     let root = dir.0.join("archive");
-    let config_file = dir.0.join("links.toml");
-    std::fs::write(&config_file, links()).unwrap();
-    let mut config = archive_config(&root);
     // Small segments: most frames are in sealed ones, whose indexes say which sources a station
     // delivered.
-    config.archive.segment_bytes = 4096;
-    let parsed = aggregator::Config::parse(&links(), &config_file);
-    config.links = parsed.expect("valid [[links]]").links;
-    let opened = aggregator::archive::write::open(&config.archive, config.runtime.shards)
-        .expect("open the archive");
-    let build = |config| Daemon::new(config, opened);
-    let (daemon, state) =
-        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await;
-    let (monitor, stop) = serve_monitor(state).await;
+    let small = |config: &mut aggregator::Config| config.archive.segment_bytes = 4096;
+    let (daemon, monitor, stop, config_file) = stations::start(&dir.0, small).await;
     // One window for the daemon and the binary, an hour either side of the frames' arrival.
     let now = unix_ns(std::time::SystemTime::now()).unwrap();
     let hour = 3_600_000_000_000;

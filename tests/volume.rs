@@ -14,9 +14,8 @@ use std::process::{Command, Output};
 use aggregator::domain::display::unix_ns_to_rfc3339;
 use aggregator::domain::frame::SourceKind;
 use aggregator::domain::units::unix_ns;
-use aggregator::Daemon;
-use common::stations::{framed, links};
-use common::{archive_config, serve_monitor, Client, TempDir, PATIENCE};
+use common::stations::{self, framed};
+use common::{Client, TempDir, PATIENCE};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -38,17 +37,7 @@ fn volume(root: &Path, args: &[&str]) -> Output {
 async fn frames_and_bytes_per_station_group_and_source_agree_over_http_json_and_text() {
     let dir = TempDir::new("volume");
     let root = dir.0.join("archive");
-    let config_file = dir.0.join("links.toml");
-    std::fs::write(&config_file, links()).unwrap();
-    let mut config = archive_config(&root);
-    let parsed = aggregator::Config::parse(&links(), &config_file);
-    config.links = parsed.expect("valid [[links]]").links;
-    let opened = aggregator::archive::write::open(&config.archive, config.runtime.shards)
-        .expect("open the archive");
-    let build = |config| Daemon::new(config, opened);
-    let (daemon, state) =
-        common::TestDaemon::start_built(config, build, Daemon::monitor_state).await;
-    let (monitor, stop) = serve_monitor(state).await;
+    let (daemon, monitor, stop, config_file) = stations::start(&dir.0, |_| ()).await;
     let now = unix_ns(std::time::SystemTime::now()).unwrap();
     let hour = 3_600_000_000_000;
     let (from, to) = (

@@ -276,7 +276,7 @@ impl LinkCounters {
     }
 
     /// The archive holds a packet the station delivered at `at_ns` before the daemon started
-    /// ([`crate::archive::query::last_seen`]): `last_seen` starts there. Not a silence: the
+    /// (the archive's query `last_seen`): `last_seen` starts there. Not a silence: the
     /// time since then includes the daemon's own downtime.
     pub(crate) fn heard_before(&self, at_ns: u64) {
         self.last_seen_ns.fetch_max(at_ns, Relaxed);

@@ -2,7 +2,14 @@
 //! Svalbard, both of group `pass`, each a length-prefixed stream whose header gives each packet's
 //! earth-receive time.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
 use aggregator::protocol::ccsds::PrimaryHeader;
+use aggregator::{Config, Daemon};
+use tokio_util::sync::CancellationToken;
+
+use super::{archive_config, serve_monitor, TestDaemon};
 
 /// The earth-receive time of the spacecraft's count 0, in milliseconds since the Unix epoch.
 pub const T0_MS: u64 = 1_800_000_000_000;
@@ -24,10 +31,35 @@ pub fn links() -> String {
 /// The packet of `count` (APID 7, 106 bytes), received on earth `second`s after T0, framed as
 /// the links read it.
 pub fn framed(count: u16, second: u64) -> Vec<u8> {
+    framed_at(count, T0_MS + second * 1000)
+}
+
+/// The packet of `count`, received on earth at `earth_ms`, framed as the links read it.
+pub fn framed_at(count: u16, earth_ms: u64) -> Vec<u8> {
     let header = PrimaryHeader::telemetry(7, count, 100).encode();
     let packet: Vec<u8> = header.into_iter().chain([count as u8; 100]).collect();
     let mut wire = (packet.len() as u32).to_be_bytes().to_vec();
-    wire.extend_from_slice(&(T0_MS + second * 1000).to_be_bytes());
+    wire.extend_from_slice(&earth_ms.to_be_bytes());
     wire.extend_from_slice(&packet);
     wire
+}
+
+/// A daemon with the two stations' links (their config written to `dir/links.toml`, returned),
+/// storing into an archive in `dir/archive`, as `tune` leaves the config; its monitor served.
+pub async fn start(
+    dir: &Path,
+    tune: impl FnOnce(&mut Config),
+) -> (TestDaemon, SocketAddr, CancellationToken, PathBuf) {
+    let config_file = dir.join("links.toml");
+    std::fs::write(&config_file, links()).unwrap();
+    let mut config = archive_config(&dir.join("archive"));
+    let parsed = Config::parse(&links(), &config_file);
+    config.links = parsed.expect("valid [[links]]").links;
+    tune(&mut config);
+    let opened = aggregator::archive::write::open(&config.archive, config.runtime.shards)
+        .expect("open the archive");
+    let build = |config| Daemon::new(config, opened);
+    let (daemon, state) = TestDaemon::start_built(config, build, Daemon::monitor_state).await;
+    let (monitor, stop) = serve_monitor(state).await;
+    (daemon, monitor, stop, config_file)
 }

@@ -414,19 +414,8 @@ pub(crate) enum ArchiveTool {
         dir: PathBuf,
         #[command(flatten)]
         window: WindowArgs,
-        /// Only the passes of this station (a link's `station`, or its name).
-        #[arg(long, value_name = "NAME")]
-        station: Option<String>,
-        /// Only the passes of this merge group (needs --config, which names the groups).
-        #[arg(long, value_name = "NAME")]
-        group: Option<String>,
-        /// One JSON object, as GET /archive/passes answers.
-        #[arg(long)]
-        json: bool,
-        /// The daemon's config: its merge groups (`[[links]]` of a `group`) and
-        /// archive.pass_gap_ms. Without it each source is on its own and the gap is 10 minutes.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        asked: StationArgs,
     },
     /// Frames and bytes over a time window: what each station delivered of each source (with
     /// the source's merge group), each station's and each group's total, and the frames of no
@@ -443,19 +432,8 @@ pub(crate) enum ArchiveTool {
         dir: PathBuf,
         #[command(flatten)]
         window: WindowArgs,
-        /// Only what this station delivered (a link's `station`, or its name).
-        #[arg(long, value_name = "NAME")]
-        station: Option<String>,
-        /// Only the sources of this merge group (needs --config, which names the groups).
-        #[arg(long, value_name = "NAME")]
-        group: Option<String>,
-        /// One JSON object, as GET /archive/volume answers.
-        #[arg(long)]
-        json: bool,
-        /// The daemon's config: its merge groups (`[[links]]` of a `group`). Without it no
-        /// source is in a group.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        asked: StationArgs,
     },
     /// Write the frames received in a time window to a file: Parquet, CSV, NDJSON, or the raw or
     /// CCSDS payloads.
@@ -530,6 +508,24 @@ impl InspectArgs {
             ..FrameFilter::default()
         }
     }
+}
+
+/// What `archive passes` and `archive volume` are asked of the stations.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StationArgs {
+    /// Only this station's (a link's `station`, or its name).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) station: Option<String>,
+    /// Only this merge group's (needs --config, which names the groups).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) group: Option<String>,
+    /// One JSON object, as the monitor's GET /archive/passes or /archive/volume answers.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The daemon's config: its merge groups (`[[links]]` of a `group`) and, for passes,
+    /// archive.pass_gap_ms. Without it no source is in a group and the gap is 10 minutes.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// The time window and sources of `archive gaps` and `archive export`.

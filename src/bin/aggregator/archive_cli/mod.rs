@@ -23,7 +23,6 @@ use aggregator::domain::filter::FrameFilter;
 use aggregator::domain::units;
 
 use crate::cli::ArchiveTool;
-use passes::Asked;
 
 /// How an archive subcommand speaks: its report on standard output, each problem on standard
 /// error after its name, and the exit status its help promises (2: it could not run).
@@ -74,22 +73,8 @@ pub(crate) fn run(tool: ArchiveTool) -> ExitCode {
             Ok(filter) => gaps::run(&dir, &filter, json, config.as_deref()),
             Err(why) => Subcommand("gaps").fails(why, 2),
         },
-        ArchiveTool::Passes {
-            dir,
-            window,
-            station,
-            group,
-            json,
-            config,
-        } => passes::run(&dir, window, Asked::of(station, group, json, config)),
-        ArchiveTool::Volume {
-            dir,
-            window,
-            station,
-            group,
-            json,
-            config,
-        } => volume::run(&dir, window, Asked::of(station, group, json, config)),
+        ArchiveTool::Passes { dir, window, asked } => passes::run(&dir, window, asked),
+        ArchiveTool::Volume { dir, window, asked } => volume::run(&dir, window, asked),
         ArchiveTool::Export {
             dir,
             window,

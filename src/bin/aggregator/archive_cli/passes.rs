@@ -1,7 +1,7 @@
 //! `aggregator archive passes`: the passes of stations over a window, as text or as the JSON of
 //! `GET /archive/passes`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -14,32 +14,7 @@ use aggregator::ops::passes_json;
 use aggregator::Config;
 
 use super::{clean_or_failure, Subcommand};
-use crate::cli::WindowArgs;
-
-/// What the command line asked besides the directory and the window.
-pub(super) struct Asked {
-    pub(super) station: Option<String>,
-    pub(super) group: Option<String>,
-    pub(super) json: bool,
-    pub(super) config: Option<PathBuf>,
-}
-
-impl Asked {
-    /// What the flags asked: --station, --group, --json and --config.
-    pub(super) fn of(
-        station: Option<String>,
-        group: Option<String>,
-        json: bool,
-        config: Option<PathBuf>,
-    ) -> Asked {
-        Asked {
-            station,
-            group,
-            json,
-            config,
-        }
-    }
-}
+use crate::cli::{StationArgs, WindowArgs};
 
 /// What a query of stations (passes, volume) reads: the window, ended when the command
 /// started without --to, the config's merge groups and archive.pass_gap_ms.
@@ -56,7 +31,7 @@ pub(super) fn setting(
     tool: Subcommand,
     dir: &Path,
     window: WindowArgs,
-    asked: &Asked,
+    asked: &StationArgs,
 ) -> Result<Setting, ExitCode> {
     if asked.group.is_some() && asked.config.is_none() {
         return Err(tool.fails(
@@ -89,7 +64,7 @@ pub(super) fn setting(
 }
 
 /// Runs `aggregator archive passes`: a line per pass and per source, or the JSON.
-pub(super) fn run(dir: &Path, window: WindowArgs, asked: Asked) -> ExitCode {
+pub(super) fn run(dir: &Path, window: WindowArgs, asked: StationArgs) -> ExitCode {
     let tool = Subcommand("passes");
     let Setting {
         filter,

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use aggregator::archive::query::volume::{self, Count, Volume, VolumeQuery};
 use aggregator::ops::volume_json;
 
-use super::passes::{setting, Asked, Setting};
+use super::passes::{setting, Setting};
 use super::{clean_or_failure, Subcommand};
-use crate::cli::WindowArgs;
+use crate::cli::{StationArgs, WindowArgs};
 
 /// Runs `aggregator archive volume`: the table, or the JSON.
-pub(super) fn run(dir: &Path, window: WindowArgs, asked: Asked) -> ExitCode {
+pub(super) fn run(dir: &Path, window: WindowArgs, asked: StationArgs) -> ExitCode {
     let tool = Subcommand("volume");
     let Setting { filter, groups, .. } = match setting(tool, dir, window, &asked) {
         Ok(setting) => setting,
