@@ -10,7 +10,7 @@ use aggregator::domain::sequence_set::SequenceSet;
 use aggregator::ops::completeness_json;
 use aggregator::Config;
 
-use super::{clean_or_failure, Subcommand};
+use super::{passed_over, Subcommand};
 
 /// Runs `aggregator archive gaps`: a line per source and per gap, or the JSON.
 pub(super) fn run(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&Path>) -> ExitCode {
@@ -28,11 +28,7 @@ pub(super) fn run(dir: &Path, filter: &FrameFilter, json: bool, config: Option<&
         Ok(answer) => answer,
         Err(err) => return tool.fails(err, 2),
     };
-    let problems = answer.problems();
-    for problem in &problems {
-        tool.says(problem);
-    }
-    let status = clean_or_failure(problems.is_empty());
+    let status = passed_over(tool, &answer);
     if json {
         println!(
             "{}",

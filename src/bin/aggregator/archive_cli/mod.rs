@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use aggregator::archive::query::completeness::Completeness;
 use aggregator::archive::tools::prune::{PruneLimit, PruneRun};
 use aggregator::domain::filter::FrameFilter;
 use aggregator::domain::units;
@@ -58,6 +59,16 @@ fn clean_or_failure(clean: bool) -> ExitCode {
         true => ExitCode::SUCCESS,
         false => ExitCode::FAILURE,
     }
+}
+
+/// Says what a reading of the archive passed over (damage, missing segments), each on stderr,
+/// and the status that makes: `SUCCESS` when nothing, else `FAILURE`.
+fn passed_over(tool: Subcommand, read: &Completeness) -> ExitCode {
+    let problems = read.problems();
+    for problem in &problems {
+        tool.says(problem);
+    }
+    clean_or_failure(problems.is_empty())
 }
 
 /// Runs an archive tool; its output goes to stdout, problems to stderr.

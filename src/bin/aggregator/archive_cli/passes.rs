@@ -13,7 +13,7 @@ use aggregator::domain::units;
 use aggregator::ops::passes_json;
 use aggregator::Config;
 
-use super::{clean_or_failure, Subcommand};
+use super::{passed_over, Subcommand};
 use crate::cli::{StationArgs, WindowArgs};
 
 /// What a query of stations (passes, volume) reads: the window, ended when the command
@@ -83,11 +83,7 @@ pub(super) fn run(dir: &Path, window: WindowArgs, asked: StationArgs) -> ExitCod
         Ok(answer) => answer,
         Err(err) => return tool.fails(err, 2),
     };
-    let problems = answer.read.problems();
-    for problem in &problems {
-        tool.says(problem);
-    }
-    let status = clean_or_failure(problems.is_empty());
+    let status = passed_over(tool, &answer.read);
     if asked.json {
         println!(
             "{}",

@@ -10,7 +10,7 @@ use aggregator::archive::query::volume::{self, Count, Volume, VolumeQuery};
 use aggregator::ops::volume_json;
 
 use super::passes::{setting, Setting};
-use super::{clean_or_failure, Subcommand};
+use super::{passed_over, Subcommand};
 use crate::cli::{StationArgs, WindowArgs};
 
 /// Runs `aggregator archive volume`: the table, or the JSON.
@@ -28,11 +28,7 @@ pub(super) fn run(dir: &Path, window: WindowArgs, asked: StationArgs) -> ExitCod
         Ok(answer) => answer,
         Err(err) => return tool.fails(err, 2),
     };
-    let problems = answer.read.problems();
-    for problem in &problems {
-        tool.says(problem);
-    }
-    let status = clean_or_failure(problems.is_empty());
+    let status = passed_over(tool, &answer.read);
     let printed = match asked.json {
         true => tool.prints(&answer, |answer, out| {
             writeln!(out, "{}", volume_json::answer_json(answer, &filter))
