@@ -387,15 +387,18 @@ impl Daemon {
             })
             .collect();
         let (root, durable) = (self.config.archive.dir.clone(), durable.clone());
-        let stats = self.stats.clone();
-        Some(move || match links_last_seen(&root, &durable, &wanted) {
-            Ok(seen) => seen
-                .iter()
-                .for_each(|(link, &at)| stats.link_heard_before(link, at)),
-            Err(err) => {
-                tracing::warn!(error = %err, "archive: cannot read when each link was last heard")
-            }
-        })
+        let (stats, drain) = (self.stats.clone(), self.drain.clone());
+        let stop = move || drain.is_cancelled();
+        Some(
+            move || match links_last_seen(&root, &durable, &wanted, &stop) {
+                Ok(seen) => seen
+                    .iter()
+                    .for_each(|(link, &at)| stats.link_heard_before(link, at)),
+                Err(err) => {
+                    tracing::warn!(error = %err, "archive: cannot read when each link was last heard")
+                }
+            },
+        )
     }
 
     /// The shards' threads; `None` when the system refused them: the shards run on this runtime.

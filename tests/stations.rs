@@ -152,5 +152,48 @@ async fn last_seen_outlives_a_restart_of_the_daemon() {
     assert_eq!(links[0].last_seen, Some(heard[0]));
     assert_eq!(links[1].last_seen, Some(heard[1]));
     assert_eq!(links[0].station_state, StationState::Disconnected);
+    // Back after the restart: the daemon's downtime is no silence of the station's.
+    let mut gs = TcpStream::connect(daemon.links["gs"]).await.unwrap();
+    gs.write_all(&packets(1, 300..301)).await.unwrap();
+    daemon.wait_archived(1).await;
+    let back = &stats.links()[0];
+    assert!(back.last_seen > Some(heard[0]));
+    assert_eq!(back.longest_silence_ns, 0, "one packet since the start");
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// A station that stays connected between two passes: the counts the spacecraft went on through
+/// while out of view are no gap of the second pass, which is whole; a count lost within it is.
+#[tokio::test]
+async fn the_counts_between_two_passes_are_not_the_second_pass_s_gaps() {
+    let (_archive, sink) = Archive::open();
+    let mut config = two_stations();
+    config.archive.pass_gap = std::time::Duration::from_secs(1);
+    let daemon = TestDaemon::start(config, sink).await;
+    let stats = daemon.stats.clone();
+    let gs = || stats.links()[0].clone();
+    let mut station = TcpStream::connect(daemon.links["gs"]).await.unwrap();
+    station.write_all(&packets(1, 0..3)).await.unwrap();
+    wait_until("the first pass stored", PATIENCE, || gs().packets == 3).await;
+    // A reading past the gap's silence ends the pass.
+    wait_until("the first pass ended", PATIENCE, || !gs().pass.ongoing).await;
+    station.write_all(&packets(1, 500..503)).await.unwrap();
+    wait_until("the second pass stored", PATIENCE, || gs().packets == 6).await;
+    let second = gs();
+    assert_eq!((second.pass.passes, second.pass.received), (2, 3));
+    assert_eq!(
+        (second.pass.missed, second.gaps, second.pass.incomplete),
+        (0, 0, 0)
+    );
+    station.write_all(&packets(1, 504..506)).await.unwrap();
+    wait_until("a gap within the pass counted", PATIENCE, || {
+        gs().packets == 8
+    })
+    .await;
+    assert_eq!(
+        (gs().pass.missed, gs().gaps),
+        (1, 1),
+        "count 503 lost within the pass"
+    );
     assert!(daemon.shutdown().await.is_clean());
 }

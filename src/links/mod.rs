@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{LinkConfig, Transport};
 use crate::ingest::router::RouterHandle;
-use crate::stats::{LinkNames, Stats};
+use crate::stats::{LinkNames, StationBounds, Stats};
 use merge::MergeGroup;
 use station::Link;
 
@@ -131,9 +131,11 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
             station: config.station_name(),
             group: config.group.as_deref(),
         };
-        let quiet_and_gap = [config.quiet_after, services.pass_gap];
-        let counters =
-            (services.stats).add_link(names, config.transport.as_str(), framed, quiet_and_gap);
+        let bounds = StationBounds {
+            quiet_after: config.quiet_after,
+            pass_gap: services.pass_gap,
+        };
+        let counters = (services.stats).add_link(names, config.transport.as_str(), framed, bounds);
         let link = Arc::new(Link::new(
             config,
             counters,

@@ -205,7 +205,7 @@ pub(crate) struct Station {
     link: Arc<Link>,
     /// By source id; `None` for a source the router refused (already connected elsewhere).
     sources: HashMap<u32, Option<Slot>>,
-    /// The last count per APID, for the link's own gaps.
+    /// The last count per APID in the station's current pass, for the link's own gaps.
     counts: HashMap<u16, u16>,
     /// The extended count of the connection's last packet per APID (see [`super::merge`]).
     own: HashMap<u16, u64>,
@@ -247,8 +247,11 @@ impl Station {
     /// stored with its reception.
     pub(crate) async fn take(&mut self, peer: SocketAddr, read: ReadPackets) -> Result<(), Closed> {
         let decoded_at = Instant::now();
-        if !read.packets.is_empty() {
-            (self.link.counters).seen(ArchiveClock::process().at(decoded_at));
+        let heard = || (self.link.counters).seen(ArchiveClock::process().at(decoded_at));
+        if !read.packets.is_empty() && heard() {
+            // A pass begins: the counts the spacecraft went on through while out of view are
+            // not the station's gaps.
+            self.counts.clear();
         }
         let mut tally = Tally::default();
         // First the sources, registered at their first packet (the router answers): the merge

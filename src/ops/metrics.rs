@@ -531,17 +531,20 @@ const PER_TM_OUTPUT: [PerItem<TmStats>; 7] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::LinkNames;
+    use crate::stats::{LinkNames, StationBounds};
 
-    const MINUTE: Duration = Duration::from_secs(60);
+    const BOUNDS: StationBounds = StationBounds {
+        quiet_after: Duration::from_secs(60),
+        pass_gap: Duration::from_secs(60),
+    };
 
     /// Each link has its last packet's time (0 before the first), one state line per state, 1
     /// for the one its station is in, and its passes.
     #[test]
     fn each_station_shows_its_last_packet_and_its_state() {
         let stats = Stats::new();
-        stats.add_link(LinkNames::alone("never"), "tcp-listen", false, [MINUTE; 2]);
-        let heard = stats.add_link(LinkNames::alone("heard"), "udp", false, [MINUTE; 2]);
+        stats.add_link(LinkNames::alone("never"), "tcp-listen", false, BOUNDS);
+        let heard = stats.add_link(LinkNames::alone("heard"), "udp", false, BOUNDS);
         heard.connected();
         heard.seen(1_700_000_000_250_000_000);
         heard.stored(4, 40);
@@ -602,10 +605,10 @@ mod tests {
                 station,
                 group,
             };
-            let link = stats.add_link(names, "tcp-listen", false, [MINUTE; 2]);
+            let link = stats.add_link(names, "tcp-listen", false, BOUNDS);
             link.stored(packets, packets * 106);
         }
-        stats.add_link(LinkNames::alone("odd\"name"), "udp", false, [MINUTE; 2]);
+        stats.add_link(LinkNames::alone("odd\"name"), "udp", false, BOUNDS);
         let mut text = String::new();
         render_link_metrics(&mut text, &stats.links());
         for line in [
@@ -632,13 +635,8 @@ mod tests {
     #[test]
     fn frame_quality_is_rendered_for_links_of_frames_only() {
         let stats = Stats::new();
-        stats.add_link(
-            LinkNames::alone("packets"),
-            "tcp-listen",
-            false,
-            [MINUTE; 2],
-        );
-        let framed = stats.add_link(LinkNames::alone("frames"), "udp", true, [MINUTE; 2]);
+        stats.add_link(LinkNames::alone("packets"), "tcp-listen", false, BOUNDS);
+        let framed = stats.add_link(LinkNames::alone("frames"), "udp", true, BOUNDS);
         framed.frames(&TransferFrameCounts {
             frames_good: 7,
             vc_gaps: 2,

@@ -9,7 +9,7 @@
 //! on the archive clock (`crate::domain::clock`), never the station's own earth-received time:
 //! stations whose clocks disagree, or that send no earth time at all, are judged by one clock.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -103,6 +103,14 @@ impl<'a> LinkNames<'a> {
     }
 }
 
+/// When a link's station is quiet (`quiet_after_ms`) and when its pass ends
+/// (`archive.pass_gap_ms`): the silences that tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StationBounds {
+    pub quiet_after: Duration,
+    pub pass_gap: Duration,
+}
+
 /// One link's counters: bumped by its connection once per read, read by the monitor.
 #[derive(Debug)]
 pub(crate) struct LinkCounters {
@@ -116,6 +124,10 @@ pub(crate) struct LinkCounters {
     quiet_after_ns: u64,
     /// The archive clock at the last read that held a packet; 0 before the first.
     last_seen_ns: AtomicU64,
+    /// The received time of the newest frame of the link the archive held at the start; 0 for
+    /// none. Apart from `last_seen_ns`, which only reads move: the time between the two is the
+    /// daemon's downtime, not a silence of the station's.
+    archived_last_seen_ns: AtomicU64,
     /// The longest time between two such reads, in nanoseconds.
     longest_silence_ns: AtomicU64,
     /// Its passes, as the station received them.
@@ -218,7 +230,7 @@ impl LinkCounters {
         names: LinkNames<'_>,
         transport: &'static str,
         frames: bool,
-        [quiet_after, pass_gap]: [Duration; 2],
+        bounds: StationBounds,
     ) -> LinkCounters {
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         LinkCounters {
@@ -227,10 +239,11 @@ impl LinkCounters {
             group: names.group.map(str::to_owned),
             transport,
             state: AtomicU8::new(0),
-            quiet_after_ns: nanos(quiet_after),
+            quiet_after_ns: nanos(bounds.quiet_after),
             last_seen_ns: AtomicU64::new(0),
+            archived_last_seen_ns: AtomicU64::new(0),
             longest_silence_ns: AtomicU64::new(0),
-            pass: PassCounters::new(nanos(pass_gap)),
+            pass: PassCounters::new(nanos(bounds.pass_gap)),
             connections: AtomicU64::new(0),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -266,20 +279,23 @@ impl LinkCounters {
     /// A read held whole packets at `at_ns` (the archive clock): the station was heard. Once
     /// per read, not per packet. The newest time wins: two connections of one link (a station
     /// reconnecting before its old connection is closed) never move it back.
-    pub(crate) fn seen(&self, at_ns: u64) {
-        let before = self.last_seen_ns.fetch_max(at_ns, Relaxed);
-        self.pass.heard(at_ns, before);
+    /// Returns whether the read began a pass (the first, or one after a silence longer than
+    /// `archive.pass_gap_ms`).
+    pub(crate) fn seen(&self, at_ns: u64) -> bool {
+        let before = self.last_seen_ns.fetch_max(at_ns, SeqCst);
+        let began = self.pass.heard(at_ns, before);
         let silence = at_ns.saturating_sub(before);
         if before > 0 && silence > self.longest_silence_ns.load(Relaxed) {
             self.longest_silence_ns.fetch_max(silence, Relaxed);
         }
+        began
     }
 
     /// The archive holds a packet the station delivered at `at_ns` before the daemon started
     /// (the archive's query `last_seen`): `last_seen` starts there. Not a silence: the
     /// time since then includes the daemon's own downtime.
     pub(crate) fn heard_before(&self, at_ns: u64) {
-        self.last_seen_ns.fetch_max(at_ns, Relaxed);
+        self.archived_last_seen_ns.fetch_max(at_ns, Relaxed);
     }
 
     pub(crate) fn copies(&self, packets: u64) {
@@ -344,7 +360,8 @@ impl LinkCounters {
             .get(self.state.load(Relaxed) as usize)
             .copied()
             .unwrap_or(LinkState::Listening);
-        let last_seen_ns = self.last_seen_ns.load(Relaxed);
+        let live = self.last_seen_ns.load(SeqCst);
+        let last_seen_ns = live.max(self.archived_last_seen_ns.load(Relaxed));
         LinkSnapshot {
             name: self.name.clone(),
             station: self.station.clone(),
@@ -354,7 +371,7 @@ impl LinkCounters {
             station_state: StationState::of(state, last_seen_ns, now_ns, self.quiet_after_ns),
             last_seen: (last_seen_ns > 0).then_some(last_seen_ns),
             longest_silence_ns: self.longest_silence_ns.load(Relaxed),
-            pass: self.pass.snapshot(last_seen_ns, now_ns),
+            pass: self.pass.snapshot(&self.last_seen_ns, now_ns),
             connections: self.connections.load(Relaxed),
             packets: self.packets.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
@@ -391,7 +408,10 @@ mod tests {
             LinkNames::alone("gs"),
             "tcp-listen",
             false,
-            [Duration::from_secs(60); 2],
+            StationBounds {
+                quiet_after: Duration::from_secs(60),
+                pass_gap: Duration::from_secs(60),
+            },
         )
     }
 

@@ -35,10 +35,10 @@ use tm::TmCounters;
 pub use counters::PipelineStats;
 pub(crate) use counters::{processing_rates, MetricKind, ProcessingRates};
 pub(crate) use links::LinkCounters;
-pub use links::LinkNames;
 pub use links::LinkSnapshot;
 pub use links::LinkState;
 pub use links::StationState;
+pub use links::{LinkNames, StationBounds};
 pub use pass::PassSnapshot;
 pub use shards::ShardStats;
 pub(crate) use tm::TmOutput;
@@ -450,16 +450,16 @@ pub(crate) async fn publish(
 
 impl Stats {
     /// Counters for a new link (`names`: its name, station and group), listed from now on;
-    /// with `frames`, its frame quality too. Its station is quiet once no packet came for
-    /// `quiet_after`, and a silence past `pass_gap` ends its pass.
+    /// with `frames`, its frame quality too; `bounds` say when its station is quiet and when its
+    /// pass ends.
     pub(crate) fn add_link(
         &self,
         names: LinkNames<'_>,
         transport: &'static str,
         frames: bool,
-        quiet_and_gap: [Duration; 2],
+        bounds: StationBounds,
     ) -> Arc<LinkCounters> {
-        let link = Arc::new(LinkCounters::new(names, transport, frames, quiet_and_gap));
+        let link = Arc::new(LinkCounters::new(names, transport, frames, bounds));
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         links.push(Arc::clone(&link));
         link

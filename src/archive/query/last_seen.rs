@@ -4,10 +4,11 @@
 //!
 //! Why this shape: the newest frame a link delivered is, per shard, in the newest segment that
 //! holds one of its frames. A sealed segment's index names the stations whose copies it holds
-//! (without times), so only segments that name a wanted station are read, newest first, and a
-//! shard's walk stops once each link is found in it: at most one segment read per link and shard
-//! past the newest, however old the archive. The newest segment has no index yet and is read up to
-//! its durable end. Times are received times on the archive clock, as `last_seen` is; a link is
+//! (without times), so only segments that name a wanted link's station are read, newest first,
+//! and a shard's walk stops once each link is found in it; the newest segment has no index yet
+//! and is read up to its durable end. A link the archive holds nothing of costs a look at every
+//! sealed segment's index (small), and one whose station's other links are busy the segments that
+//! name that station down to the link's own newest; the drain stops the walk. Times are received times on the archive clock, as `last_seen` is; a link is
 //! known by the link name its frames' reception records (a station may have several links).
 
 use std::collections::{HashMap, HashSet};
@@ -30,15 +31,18 @@ pub struct WantedLink {
 
 /// The received time (nanoseconds since the Unix epoch) of the newest frame each of `links`
 /// delivered that the archive at `root` holds up to `durable`, by link name; a link none of whose
-/// frames it holds is absent. Damaged records are passed over. Blocking.
+/// frames it holds is absent. Damaged records are passed over; a segment retention deletes
+/// meanwhile is gone past. Stops between two segments once `stop` says so (the drain), with what
+/// it found. Blocking.
 pub fn links_last_seen(
     root: &Path,
     durable: &DurableEnds,
     links: &[WantedLink],
+    stop: &dyn Fn() -> bool,
 ) -> Result<HashMap<String, u64>, ArchiveError> {
     let mut seen: HashMap<String, u64> = HashMap::new();
     for walk in durable.walk(root)? {
-        for (link, at) in shard_last_seen(&walk, links)? {
+        for (link, at) in shard_last_seen(&walk, links, stop)? {
             let newest = seen.entry(link).or_default();
             *newest = (*newest).max(at);
         }
@@ -50,23 +54,31 @@ pub fn links_last_seen(
 fn shard_last_seen(
     walk: &ShardWalk,
     links: &[WantedLink],
+    stop: &dyn Fn() -> bool,
 ) -> Result<HashMap<String, u64>, ArchiveError> {
     let mut found = HashMap::new();
     for (index, path) in walk.segments.iter().rev() {
         let missing: Vec<&WantedLink> = (links.iter())
             .filter(|l| !found.contains_key(&l.link))
             .collect();
-        if missing.is_empty() {
+        if missing.is_empty() || stop() {
             break;
         }
-        let to = match *index < walk.end.segment {
-            true if !names_one(&walk.dir, *index, path, &missing) => continue,
-            true => segment_len(path)?,
-            false => walk.end.len,
-        };
         let wanted: HashSet<&str> = missing.iter().map(|l| l.link.as_str()).collect();
-        let segment = SegmentFile::open(walk.shard, *index, path)?;
-        newest_frames(&segment, to, &wanted, &mut found)?;
+        let read = |index: u64, path: &Path, found: &mut HashMap<String, u64>| {
+            let to = match index < walk.end.segment {
+                true if !names_one(&walk.dir, index, path, &missing) => return Ok(()),
+                true => segment_len(path)?,
+                false => walk.end.len,
+            };
+            let segment = SegmentFile::open(walk.shard, index, path)?;
+            newest_frames(&segment, to, &wanted, found)
+        };
+        match read(*index, path, &mut found) {
+            // Retention may delete a segment between the listing and its reading.
+            Err(err) if err.is_gone() => continue,
+            done => done?,
+        }
     }
     Ok(found)
 }

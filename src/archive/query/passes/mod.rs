@@ -39,7 +39,7 @@ use std::path::Path;
 
 use super::completeness::{self, Completeness, MergeGroups, SeenFrame};
 use crate::archive::format::ArchiveError;
-use crate::archive::read::{self, DurableEnds};
+use crate::archive::read::{self, DamagedRange, DurableEnds};
 use crate::domain::filter::FrameFilter;
 use crate::domain::frame::SourceKey;
 use crate::domain::sequence_set::SequenceSet;
@@ -118,7 +118,17 @@ pub fn passes(
         sources: delivered.iter().map(|source| source.source).collect(),
         ..filter.clone()
     };
-    let (read, frames) = completeness::with_frames(root, ends, &narrowed)?;
+    let (mut read, frames) = completeness::with_frames(root, ends, &narrowed)?;
+    // What the reading passed over is the window's, as `archive gaps` says of it: the outline's,
+    // with the damage found in the blocks read for the stations.
+    read.clock = outline.clock;
+    read.missing = outline.missing;
+    for damage in outline.damaged {
+        let at = |d: &DamagedRange| (d.shard, d.segment, d.bytes.start);
+        if !read.damaged.iter().any(|d| at(d) == at(&damage)) {
+            read.damaged.push(damage);
+        }
+    }
     let mut answer = of_frames(read, frames, filter, groups, query);
     answer.without_station += without_station;
     Ok(answer)
