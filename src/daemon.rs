@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::archive::query::completeness;
 use crate::archive::query::last_seen::{links_last_seen, WantedLink};
 use crate::archive::read::DurableEnds;
 use crate::archive::retention::{ReadMarks, Retention, SealedFeed};
@@ -341,7 +342,7 @@ impl Daemon {
         let stats = self.stats.clone();
         let (retention, nats) = self.start_retention_and_sink(&durable, &stats);
         let followers = self.start_followers(&durable, &stats);
-        let link_services = self.link_services();
+        let link_services = self.link_services(&durable);
         let link_sockets = std::mem::take(&mut self.links);
         let tm = self.start_tm(&durable, &stats);
         let last_seen = self.last_seen_reader(&durable);
@@ -445,7 +446,8 @@ impl Daemon {
     }
 
     /// What the ground-segment links need of the daemon.
-    fn link_services(&self) -> LinkServices {
+    fn link_services(&self, durable: &DurableEnds) -> LinkServices {
+        let files = !durable.is_empty();
         LinkServices {
             router: self.router.clone(),
             stats: self.stats.clone(),
@@ -453,6 +455,13 @@ impl Daemon {
             read_buffer: self.config.connection.read_buffer,
             pass_gap: self.config.archive.pass_gap,
             drain: self.drain.clone(),
+            holdings: files.then(|| {
+                let (root, durable) = (self.config.archive.dir.clone(), durable.clone());
+                let holdings = move |sources| {
+                    completeness::held_together(&root, &durable, sources).map_err(|e| e.to_string())
+                };
+                Arc::new(holdings) as links::Holdings
+            }),
         }
     }
 

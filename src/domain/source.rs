@@ -24,6 +24,10 @@ pub struct Source {
     pub connected_at: SystemTime,
     /// For a ground-segment link's source: the link and the APID (`gs-north APID 100`).
     pub station: Option<Arc<str>>,
+    /// A backfill's frames (a link's backfill): below what the source's live ledger
+    /// took, so they keep a ledger of their own, acknowledged by the local archive alone and
+    /// never written as the source's watermark.
+    pub backfill: bool,
     frames: AtomicU64,
     emergency_frames: AtomicU64,
     bytes: AtomicU64,
@@ -80,6 +84,7 @@ impl Source {
             peer,
             connected_at: SystemTime::now(),
             station: None,
+            backfill: false,
             frames: AtomicU64::new(0),
             emergency_frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),

@@ -72,6 +72,10 @@ enum Command {
     List {
         reply: oneshot::Sender<Vec<SourceSnapshot>>,
     },
+    Lend {
+        key: SourceKey,
+        reply: oneshot::Sender<Option<(usize, Ingress)>>,
+    },
 }
 
 /// The cloneable handle every connection and monitor holds.
@@ -101,6 +105,7 @@ impl std::fmt::Debug for Command {
             Command::Register { id, kind, .. } => write!(f, "Register({id}, {kind:?})"),
             Command::Deregister { key, .. } => write!(f, "Deregister({key:?})"),
             Command::List { .. } => f.write_str("List"),
+            Command::Lend { key, .. } => write!(f, "Lend({key:?})"),
         }
     }
 }
@@ -197,6 +202,16 @@ impl RouterHandle {
             .await
     }
 
+    /// The shard of source `key` and a lane into its fan-in, for frames that do not go through
+    /// the source's registration (a link's backfill); `None` once the
+    /// drain has started.
+    pub(crate) async fn lend(&self, key: SourceKey) -> Option<(usize, Ingress)> {
+        self.request(|reply| Command::Lend { key, reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Every connected source with its counters, ordered by kind and id.
     pub async fn sources(&self) -> Result<Vec<SourceSnapshot>, RouterGone> {
         self.request(|reply| Command::List { reply }).await
@@ -244,6 +259,14 @@ impl Router {
                     );
                 }
                 let _ = reply.send(());
+            }
+            Command::Lend { key, reply } => {
+                let shard = shard_of(key, self.ingress.len());
+                let lent = self
+                    .ingress
+                    .get(shard)
+                    .map(|ingress| (shard, ingress.clone()));
+                let _ = reply.send(lent);
             }
             Command::List { reply } => {
                 let mut list: Vec<_> = self.sources.values().map(|s| s.snapshot()).collect();

@@ -54,7 +54,8 @@ impl Deframer {
         }
     }
 
-    fn frame(&mut self, link: &Link, frame: &[u8]) {
+    /// Takes one transfer frame, its marker off (a recording's, `super::backfill`).
+    pub(crate) fn frame(&mut self, link: &Link, frame: &[u8]) {
         if let Err(err) = self.reader.take(frame, &mut self.out) {
             bad_frame(link, &err);
         }

@@ -20,6 +20,8 @@
 //! The binary binds the links' sockets before the daemon starts ([`LinkSockets::bind`]), so that
 //! an address in use is a startup error; the daemon serves them until the drain.
 
+mod backfill;
+pub(crate) use backfill::Holdings;
 mod frames;
 mod merge;
 pub mod recording;
@@ -36,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{LinkConfig, Transport};
+use crate::domain::frame::SourceKey;
 use crate::ingest::router::RouterHandle;
 use crate::stats::{LinkNames, StationBounds, Stats};
 use merge::MergeGroup;
@@ -116,11 +119,15 @@ pub(crate) struct LinkServices {
     /// `archive.pass_gap_ms`: a station's silence past it ends its pass.
     pub pass_gap: std::time::Duration,
     pub drain: CancellationToken,
+    /// What the archive holds of given sources, which a backfill asks of its link's group;
+    /// `None` when the archive keeps no files (no spool directory is watched then).
+    pub holdings: Option<backfill::Holdings>,
 }
 
 /// Serves every link until the drain, each task tracked by `tracker`.
 pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &TaskTracker) {
     let mut groups: HashMap<String, Arc<MergeGroup>> = HashMap::new();
+    let counted = counted_sources(&sockets.links);
     for (config, socket) in sockets.links {
         let group = groups
             .entry(config.group_name().to_owned())
@@ -146,6 +153,9 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
             services.read_buffer,
         ));
         let drain = services.drain.clone();
+        if let Some(dir) = link.config.spool_dir.clone() {
+            spool(&link, dir, &services, &counted, tracker);
+        }
         match socket {
             Socket::Tcp(listener) => {
                 tracker.spawn(stream::listen(link, listener, drain, tracker.clone()));
@@ -158,4 +168,43 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
             }
         }
     }
+}
+
+/// The sources that carry an APID's count, by merge group and APID: what a backfill into a
+/// link of the group asks the archive about.
+fn counted_sources(
+    links: &[(LinkConfig, Socket)],
+) -> HashMap<String, HashMap<u16, Vec<SourceKey>>> {
+    let mut groups: HashMap<String, HashMap<u16, Vec<SourceKey>>> = HashMap::new();
+    for (link, _) in links {
+        let group = groups.entry(link.group_name().to_owned()).or_default();
+        for (apid, id) in link.count_sources() {
+            group.entry(apid).or_default().push((link.kind, id));
+        }
+    }
+    groups
+}
+
+/// Watches the link's spool directory ([`backfill`]), with the archive's files to ask.
+fn spool(
+    link: &Arc<Link>,
+    dir: std::path::PathBuf,
+    services: &LinkServices,
+    counted: &HashMap<String, HashMap<u16, Vec<SourceKey>>>,
+    tracker: &TaskTracker,
+) {
+    let Some(holdings) = services.holdings.clone() else {
+        tracing::warn!(link = %link.config.name, "spool_dir is not watched: the archive keeps no files to tell what it holds");
+        return;
+    };
+    let group = counted
+        .get(link.config.group_name())
+        .cloned()
+        .unwrap_or_default();
+    let backfill = backfill::Backfill {
+        holdings,
+        group: Arc::new(group),
+        drain: services.drain.clone(),
+    };
+    tracker.spawn(backfill::watch(Arc::clone(link), dir, backfill));
 }

@@ -47,7 +47,7 @@ pub(crate) struct Link {
     /// The source of each AX.25 sender listed in `callsign_sources`.
     callsigns: HashMap<Callsign, u32>,
     /// The link and station its frames' reception names.
-    delivery: Arc<Delivery>,
+    pub delivery: Arc<Delivery>,
 }
 
 /// What a framing knew of a packet besides its bytes (nothing, by default).
@@ -133,7 +133,7 @@ impl Link {
 
     /// The source a packet of `apid` becomes, or `None` when none does; and whether a rule
     /// mapped it. One no rule maps is unmatched, whether `default_source` stores it or not.
-    fn source_of(&self, apid: u16) -> (Option<u32>, bool) {
+    pub(crate) fn source_of(&self, apid: u16) -> (Option<u32>, bool) {
         match self.sources.get(usize::from(apid)).copied().flatten() {
             Some(id) => (Some(id), true),
             None => (self.config.unmatched_source(), false),
@@ -506,7 +506,7 @@ fn read_on(own: &mut HashMap<u16, u64>, apid: u16, verdict: Verdict) {
 }
 
 /// The lane of a packet: emergency when its APID is listed or its header byte matches the rule.
-fn priority(config: &LinkConfig, apid: u16, packet: &[u8]) -> Priority {
+pub(crate) fn priority(config: &LinkConfig, apid: u16, packet: &[u8]) -> Priority {
     let by_field = config.emergency_field.is_some_and(|rule| {
         packet
             .get(rule.offset)

@@ -351,6 +351,21 @@ fn unescape(
     (read.into(), failure)
 }
 
+/// A recording's KISS data frames (port, unescaped bytes, earth-receive time) as one read's
+/// packets, taken as the link takes a connection's (`super::backfill`).
+pub(crate) fn kiss_packets<'a>(
+    link: &Link,
+    frames: impl Iterator<Item = (u8, &'a [u8], Option<u64>)>,
+) -> ReadPackets {
+    let mut read = KissPackets::default();
+    for (port, bytes, earth_unix_ns) in frames {
+        let start = read.out.len();
+        read.out.extend_from_slice(bytes);
+        read.data_frame(link, port, start, earth_unix_ns);
+    }
+    read.into()
+}
+
 impl From<KissPackets> for ReadPackets {
     fn from(read: KissPackets) -> ReadPackets {
         ReadPackets {

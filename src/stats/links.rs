@@ -19,6 +19,7 @@ use crate::domain::clock::ArchiveClock;
 use crate::domain::display::unix_ns_to_rfc3339;
 use crate::domain::transfer_frame_counts::TransferFrameCounts;
 
+use super::backfill::{BackfillCounters, BackfillSnapshot};
 use super::pass::{PassCounters, PassSnapshot};
 
 /// Where a ground-segment link stands with its station.
@@ -147,6 +148,7 @@ pub(crate) struct LinkCounters {
     /// read's counts together (a frame counted good and its packets extracted).
     frames: Option<Mutex<TransferFrameCounts>>,
     last_error: Mutex<Option<String>>,
+    backfill: BackfillCounters,
 }
 
 /// One reading of a link's counters (`/stats`' `links`, `/metrics`' `aggregator_link_*`).
@@ -200,6 +202,8 @@ pub struct LinkSnapshot {
     pub frames: Option<TransferFrameCounts>,
     /// Why the last connection ended or the last dial failed.
     pub last_error: Option<String>,
+    /// What the station's recordings brought through the spool directory.
+    pub backfill: BackfillSnapshot,
 }
 
 impl LinkState {
@@ -257,6 +261,7 @@ impl LinkCounters {
             other_port_frames: AtomicU64::new(0),
             frames: frames.then(Mutex::default),
             last_error: Mutex::new(None),
+            backfill: BackfillCounters::default(),
         }
     }
 
@@ -392,7 +397,13 @@ impl LinkCounters {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
+            backfill: self.backfill.snapshot(),
         }
+    }
+
+    /// The link's backfill counters.
+    pub(crate) fn backfill(&self) -> &BackfillCounters {
+        &self.backfill
     }
 }
 

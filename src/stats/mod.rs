@@ -13,6 +13,7 @@
 //! of each ground-segment link and each TM output. This file holds the handle, [`Stats`], with
 //! every stage's counting method, and the publisher.
 
+mod backfill;
 mod counters;
 mod links;
 mod pass;
@@ -32,6 +33,8 @@ use counters::Counters;
 use shards::ShardCounters;
 use tm::TmCounters;
 
+pub(crate) use backfill::BackfillProgress;
+pub use backfill::BackfillSnapshot;
 pub use counters::PipelineStats;
 pub(crate) use counters::{processing_rates, MetricKind, ProcessingRates};
 pub(crate) use links::LinkCounters;

@@ -103,7 +103,7 @@ fn store(stats: &Stats, spans: Vec<Written>, acknowledge: bool) {
     for (source, span, claim) in spans {
         if claim.is_none_or(|claim| claim.take()) {
             stats.archived(span.frames);
-            match acknowledge {
+            match acknowledge || source.backfill {
                 true => source.stored(span),
                 false => source.stored_here(span),
             }
@@ -423,8 +423,8 @@ impl ArchiveConsumer {
         }
         if let Some(replication) = &self.settings.replication {
             // Before the frames can be durable, and so before the sink can meet them.
-            group
-                .iter()
+            (group.iter())
+                .filter(|a| !a.item.source.backfill)
                 .for_each(|a| replication.writing(&a.item.source));
         }
         let batches: Vec<_> = group.iter().map(|a| Arc::clone(&a.item)).collect();

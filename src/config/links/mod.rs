@@ -272,6 +272,10 @@ pub struct LinkConfig {
         deserialize_with = "millis"
     )]
     pub quiet_after: Duration,
+    /// A directory the daemon watches for the station's recordings to backfill
+    /// (`docs/ground-segment.md`, "Backfill"); none by default.
+    #[serde(default)]
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 fn max_packet_bytes() -> usize {

@@ -37,5 +37,5 @@ mod tests;
 
 pub use answer::{ClockRecord, Completeness, Gap, GapCause, SeenFrame, SourceCompleteness};
 pub use passes::{filled, merge_groups, passes, Filled, MergeGroups, Pass, PassStation};
-pub use reading::{completeness, of_files, with_frames};
+pub use reading::{completeness, held_together, of_files, with_frames};
 pub use timeline::{Bucket, Timeline};

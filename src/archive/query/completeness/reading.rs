@@ -22,7 +22,7 @@ use crate::archive::read::{self, DamagedRange, DurableEnds};
 use crate::archive::read::{Piece, SegmentFile, ShardWalk, Wanted};
 use crate::domain::clock::ClockEvent;
 use crate::domain::filter::FrameFilter;
-use crate::domain::frame::SourceKind;
+use crate::domain::frame::{SourceKey, SourceKind};
 use crate::domain::sequence_set::SequenceSet;
 
 /// [`completeness`] of the archive's files as they are now (a stopped archive, or one read beside
@@ -44,6 +44,26 @@ pub fn completeness(
 ) -> Result<Completeness, ArchiveError> {
     let found = read(root, ends, filter, timeline, Found::default())?;
     Ok(found.answer(timeline).0)
+}
+
+/// The sequences any of `sources` holds in the archive at `root` up to `ends` (`ends` as they
+/// are now), together: what a link's group holds of an APID, which a backfill leaves out
+/// (the links' backfill). Blocking.
+pub fn held_together(
+    root: &Path,
+    ends: &DurableEnds,
+    sources: Vec<SourceKey>,
+) -> Result<SequenceSet, ArchiveError> {
+    let filter = FrameFilter {
+        sources,
+        ..FrameFilter::default()
+    };
+    let answer = completeness(root, &ends.frozen(), &filter, None)?;
+    let mut held = SequenceSet::default();
+    for source in &answer.sources {
+        source.held.runs().for_each(|(a, b)| held.insert_run(a, b));
+    }
+    Ok(held)
 }
 
 /// [`completeness`] without a timeline, with every frame of the window the filter wants, read

@@ -109,10 +109,13 @@ impl Writer {
         for batch in batches {
             let source = &batch.source;
             let key = (source.kind, source.id);
-            let tracked = self.sources.entry(key).or_default();
-            tracked.seen(source.ledger());
-            if let Some(acked) = tracked.moved() {
-                raised.push((key, acked));
+            // A backfill's ledger says nothing of the source's live frames.
+            if !source.backfill {
+                let tracked = self.sources.entry(key).or_default();
+                tracked.seen(source.ledger());
+                if let Some(acked) = tracked.moved() {
+                    raised.push((key, acked));
+                }
             }
             encode_batch(&mut self.buf, batch, self.clock.at(batch.decoded_at));
         }

@@ -1,0 +1,318 @@
+//! One recording into its link: read a chunk of frames, place each packet in its source's counts
+//! ([`super::place`]), leave out what the group holds already, stage the rest in the shard's
+//! fan-in, and wait until the archive holds it, chunk after chunk.
+//!
+//! Why a ledger of its own per chunk and source: a recording's packets lie below what the
+//! source's live connection took, and a source's ledger takes only rising sequences. The
+//! backfill's [`Source`] is marked as such: the archive acknowledges it locally and writes no
+//! watermark from it (`crate::domain::source`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::super::station::{priority, Link, ReadPackets};
+use super::packets::Unframer;
+use super::place::{self, Reading, DECIDING};
+use crate::domain::batch::{ReadBatches, ReadFrame};
+use crate::domain::frame::SourceKey;
+use crate::domain::ledger::Ledger;
+use crate::domain::reception::Received;
+use crate::domain::sequence_set::SequenceSet;
+use crate::domain::source::Source;
+use crate::links::recording::{Naming, RecordedItem, Recording, RecordingError};
+use crate::pipeline::fan_in::Ingress;
+use crate::protocol::ccsds::PrimaryHeader;
+pub(crate) use crate::stats::BackfillProgress as Imported;
+
+/// How many frames of a recording are read, stored and waited for at a time.
+const CHUNK_FRAMES: usize = 4096;
+
+/// What the archive holds of the sources named, together (blocking): given by the daemon, which
+/// reads the archive's indexes (`archive::query::completeness`).
+pub(crate) type Holdings = Arc<dyn Fn(Vec<SourceKey>) -> Result<SequenceSet, String> + Send + Sync>;
+
+/// What a backfill reads besides the file: the archive, and the sources of the link's group.
+#[derive(Clone)]
+pub(crate) struct Backfill {
+    pub holdings: Holdings,
+    /// Every source of the link's merge group that carries an APID's count, by APID.
+    pub group: Arc<HashMap<u16, Vec<SourceKey>>>,
+    pub drain: CancellationToken,
+}
+
+/// Why an import did not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ImportError {
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
+    #[error("cannot read what the archive holds: {0}")]
+    Archive(String),
+    /// The drain: what was stored is stored; the file is read again at the next start.
+    #[error("the daemon is stopping")]
+    Stopped,
+}
+
+/// One APID of the file: its reading, its cycle once decided, and what the group holds.
+struct Apid {
+    reading: Reading,
+    shift: Option<i128>,
+    held: SequenceSet,
+}
+
+/// Imports the recording at `path` into `link`; `progress` hears each chunk's counts.
+pub(crate) async fn import(
+    link: &Link,
+    backfill: &Backfill,
+    path: &Path,
+    progress: &mut (dyn FnMut(&Imported) + Send),
+) -> Result<Imported, ImportError> {
+    let naming = Naming::of_link(&link.config);
+    let owned = path.to_owned();
+    let mut recording = blocking(move || Recording::open(&owned, &naming)).await??;
+    let mut unframer = Unframer::new(link, *recording.format());
+    let mut file = File {
+        link,
+        backfill,
+        apids: HashMap::new(),
+        lanes: HashMap::new(),
+        imported: Imported::default(),
+    };
+    loop {
+        let (back, chunk) = blocking(move || next_chunk(recording)).await?;
+        recording = back;
+        let Chunk { frames, ended } = chunk;
+        let mut read = Vec::with_capacity(frames.len());
+        for item in frames {
+            match item? {
+                RecordedItem::Frame(frame) => read.push(frame),
+                RecordedItem::Damage(damage) => {
+                    file.imported.damaged_ranges += 1;
+                    file.imported.damaged_bytes += damage.end - damage.start;
+                }
+            }
+        }
+        let packets = unframer.packets(link, &read);
+        file.store(packets).await?;
+        file.imported.bytes = recording.bytes_read();
+        progress(&file.imported);
+        if ended {
+            unframer.finish(link);
+            return Ok(file.imported);
+        }
+    }
+}
+
+/// A chunk of a recording's items, and whether the file ended with it.
+struct Chunk {
+    frames: Vec<Result<RecordedItem, RecordingError>>,
+    ended: bool,
+}
+
+fn next_chunk(mut recording: Recording) -> (Recording, Chunk) {
+    let frames: Vec<_> = recording.by_ref().take(CHUNK_FRAMES).collect();
+    let ended = frames.len() < CHUNK_FRAMES;
+    (recording, Chunk { frames, ended })
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ImportError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ImportError::Stopped)
+}
+
+/// A packet placed in its source, new to the group.
+struct New {
+    sequence: u64,
+    packet: std::ops::Range<usize>,
+    priority: crate::domain::frame::Priority,
+    received: Received,
+}
+
+/// The state of one file's import.
+struct File<'a> {
+    link: &'a Link,
+    backfill: &'a Backfill,
+    apids: HashMap<u16, Apid>,
+    /// Each source's shard and lane into its fan-in, once lent.
+    lanes: HashMap<u32, (usize, Ingress)>,
+    imported: Imported,
+}
+
+impl File<'_> {
+    /// Places, stores and waits for one chunk's packets.
+    async fn store(&mut self, read: ReadPackets) -> Result<(), ImportError> {
+        let decoded_at = Instant::now();
+        let relative = self.read_counts(&read);
+        self.decide_cycles(&relative).await?;
+        let mut new: HashMap<u32, Vec<New>> = HashMap::new();
+        for (i, (apid, source, relative)) in relative.into_iter().enumerate() {
+            self.imported.packets += 1;
+            let state = self.apids.get_mut(&apid);
+            let placed = state
+                .as_ref()
+                .and_then(|s| place::placed(relative?, s.shift?));
+            let (Some(state), Some(source), Some(sequence)) = (state, source, placed) else {
+                self.imported.unplaced += 1;
+                continue;
+            };
+            if state.held.contains(sequence) {
+                self.imported.held += 1;
+                continue;
+            }
+            state.held.insert_run(sequence, sequence);
+            let range = read.packets[i].clone();
+            let heard = read.heard.get(i).copied().unwrap_or_default();
+            new.entry(source).or_default().push(New {
+                sequence,
+                priority: priority(&self.link.config, apid, &read.chunk[range.clone()]),
+                packet: range,
+                received: Received {
+                    earth_unix_ns: heard.earth_unix_ns,
+                    playback: true,
+                    ax25: heard.ax25,
+                },
+            });
+        }
+        for (source, packets) in new {
+            self.stage(source, packets, &read, decoded_at).await?;
+        }
+        Ok(())
+    }
+
+    /// Each packet's APID, the source that carries its count (if any), and its relative count.
+    fn read_counts(&mut self, read: &ReadPackets) -> Vec<(u16, Option<u32>, Option<u64>)> {
+        let config = &self.link.config;
+        (read.packets.iter().enumerate())
+            .map(|(i, range)| {
+                let Some(header) = PrimaryHeader::parse(&read.chunk[range.clone()]) else {
+                    return (0, None, None);
+                };
+                let sender = read.heard.get(i).and_then(|h| h.sender);
+                let source = sender.or(self.link.source_of(header.apid).0);
+                let source = source.filter(|&id| config.carries_count(id));
+                let apid = self.apids.entry(header.apid).or_insert_with(|| Apid {
+                    reading: Reading::default(),
+                    shift: None,
+                    held: SequenceSet::default(),
+                });
+                let relative = source.map(|_| apid.reading.next(header.sequence_count));
+                (header.apid, source, relative)
+            })
+            .collect()
+    }
+
+    /// The cycle of each APID met for the first time, from what the group holds of it.
+    async fn decide_cycles(
+        &mut self,
+        relative: &[(u16, Option<u32>, Option<u64>)],
+    ) -> Result<(), ImportError> {
+        let mut first: HashMap<u16, Vec<u64>> = HashMap::new();
+        for &(apid, _, relative) in relative {
+            let undecided = self.apids.get(&apid).is_some_and(|a| a.shift.is_none());
+            if let (true, Some(relative)) = (undecided, relative) {
+                let counts = first.entry(apid).or_default();
+                if counts.len() < DECIDING {
+                    counts.push(relative);
+                }
+            }
+        }
+        for (apid, counts) in first {
+            let held = self.group_holds(apid).await?;
+            if let Some(state) = self.apids.get_mut(&apid) {
+                state.shift = Some(place::shift(&counts, &held));
+                state.held = held;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the archive holds of `apid` in every source of the group that carries its count.
+    async fn group_holds(&self, apid: u16) -> Result<SequenceSet, ImportError> {
+        let sources = self.backfill.group.get(&apid).cloned().unwrap_or_default();
+        if sources.is_empty() {
+            return Ok(SequenceSet::default());
+        }
+        let holdings = Arc::clone(&self.backfill.holdings);
+        blocking(move || holdings(sources))
+            .await?
+            .map_err(ImportError::Archive)
+    }
+}
+
+/// Where a backfill's sources say they come from: nowhere on the network.
+const NO_PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+impl File<'_> {
+    /// Stages `packets`, new to source `id`, in its shard's fan-in under a ledger of their own,
+    /// and waits until the archive holds them.
+    async fn stage(
+        &mut self,
+        id: u32,
+        mut packets: Vec<New>,
+        read: &ReadPackets,
+        decoded_at: Instant,
+    ) -> Result<(), ImportError> {
+        let link = self.link;
+        let key = (link.config.kind, id);
+        let (shard, ingress) = match self.lanes.get(&id) {
+            Some(lane) => lane.clone(),
+            None => {
+                let lane = link.router.lend(key).await.ok_or(ImportError::Stopped)?;
+                self.lanes.insert(id, lane.clone());
+                lane
+            }
+        };
+        // A ledger takes rising sequences.
+        packets.sort_unstable_by_key(|p| p.sequence);
+        let mut source = Source::new(id, key.0, NO_PEER, Arc::new(Ledger::new(None)));
+        source.station = Some(format!("{} backfill", link.config.name).into());
+        source.backfill = true;
+        let source = Arc::new(source);
+        let mut batches = ReadBatches::default();
+        for new in packets {
+            let frame = ReadFrame {
+                priority: new.priority,
+                sequence: new.sequence,
+                payload: new.packet,
+            };
+            let reception = Some((&link.delivery, new.received));
+            batches.push(&source, link.max_batch, decoded_at, frame, reception);
+        }
+        let stored = batches.accepted;
+        source.record(&batches.runs);
+        link.stats.shard(shard).accepted(stored);
+        let chunk = read.chunk.clone();
+        let staged = ingress.stage(batches.into_batches().map(|mut batch| {
+            batch.attach(chunk.clone());
+            batch
+        }));
+        staged.map_err(|_| ImportError::Stopped)?;
+        self.durable(&source).await?;
+        self.imported.stored += stored;
+        Ok(())
+    }
+
+    /// Completes once the archive holds every frame of `source`, or at the drain.
+    async fn durable(&self, source: &Source) -> Result<(), ImportError> {
+        loop {
+            let changed = source.ledger().changed();
+            if source.is_settled() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = self.backfill.drain.cancelled() => return Err(ImportError::Stopped),
+            }
+        }
+    }
+}

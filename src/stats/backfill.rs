@@ -1,0 +1,111 @@
+//! A link's backfill counters (`spool_dir`): what its station's
+//! recordings brought, so that an operator watches an import go in and sees one fail
+//! (`/stats`' `links[].backfill`, `/metrics`' `aggregator_link_backfill_*`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// Bumped by the link's spool watcher once per chunk of a file.
+#[derive(Debug, Default)]
+pub(crate) struct BackfillCounters {
+    importing: AtomicU64,
+    files_done: AtomicU64,
+    files_failed: AtomicU64,
+    bytes: AtomicU64,
+    packets: AtomicU64,
+    stored: AtomicU64,
+    held: AtomicU64,
+    unplaced: AtomicU64,
+    damaged_ranges: AtomicU64,
+    spool_unreadable: AtomicBool,
+}
+
+/// An import's totals so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackfillProgress {
+    pub bytes: u64,
+    pub packets: u64,
+    pub stored: u64,
+    pub held: u64,
+    pub unplaced: u64,
+    pub damaged_ranges: u64,
+    pub damaged_bytes: u64,
+}
+
+/// One reading of a link's backfill counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BackfillSnapshot {
+    /// Files being imported now (0 or 1).
+    pub importing: u64,
+    /// Files imported whole: in `done/`.
+    pub files_done: u64,
+    /// Files that could not be read to their end: in `failed/`, with the reason beside.
+    pub files_failed: u64,
+    /// Bytes of the files read (uncompressed).
+    pub bytes: u64,
+    /// Packets read from the files.
+    pub packets: u64,
+    /// Packets stored: the archive lacked them.
+    pub stored: u64,
+    /// Packets the link's group held already: not stored again.
+    pub held: u64,
+    /// Packets of no source that carries their APID's count: not stored.
+    pub unplaced: u64,
+    /// Ranges of the files that held no frame (garbage, a truncated end).
+    pub damaged_ranges: u64,
+    /// Whether the spool directory cannot be read now.
+    pub spool_unreadable: bool,
+}
+
+impl BackfillCounters {
+    pub(crate) fn started(&self) {
+        self.importing.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn finished(&self) {
+        self.importing.fetch_sub(1, Relaxed);
+    }
+
+    /// An import went from `before` to `now` (its totals so far).
+    pub(crate) fn progress(&self, before: &BackfillProgress, now: &BackfillProgress) {
+        let add = |counter: &AtomicU64, now: u64, before: u64| {
+            counter.fetch_add(now.saturating_sub(before), Relaxed);
+        };
+        add(&self.bytes, now.bytes, before.bytes);
+        add(&self.packets, now.packets, before.packets);
+        add(&self.stored, now.stored, before.stored);
+        add(&self.held, now.held, before.held);
+        add(&self.unplaced, now.unplaced, before.unplaced);
+        add(
+            &self.damaged_ranges,
+            now.damaged_ranges,
+            before.damaged_ranges,
+        );
+    }
+
+    pub(crate) fn file_done(&self) {
+        self.files_done.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn file_failed(&self) {
+        self.files_failed.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn spool_unreadable(&self, unreadable: bool) {
+        self.spool_unreadable.store(unreadable, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> BackfillSnapshot {
+        BackfillSnapshot {
+            importing: self.importing.load(Relaxed),
+            files_done: self.files_done.load(Relaxed),
+            files_failed: self.files_failed.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            packets: self.packets.load(Relaxed),
+            stored: self.stored.load(Relaxed),
+            held: self.held.load(Relaxed),
+            unplaced: self.unplaced.load(Relaxed),
+            damaged_ranges: self.damaged_ranges.load(Relaxed),
+            spool_unreadable: self.spool_unreadable.load(Relaxed),
+        }
+    }
+}

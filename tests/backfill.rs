@@ -1,0 +1,124 @@
+//! Backfill through a link's spool directory: Kiruna loses a stretch of a pass live, then
+//! uploads its recording of the whole pass. Exactly the packets the archive lacked are stored,
+//! the gap closes, and the same recording dropped in again stores nothing. A file still being
+//! written (`.part`) is left alone; one that is no recording goes to `failed/` with the reason.
+
+mod common;
+
+use std::path::Path;
+
+use common::stations::{self, framed};
+use common::{TempDir, PATIENCE};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A group reads its first packet of an APID one cycle up.
+const UP: u64 = 16_384;
+
+/// Kiruna's recording of counts `counts`, as its station writes its stream to a file.
+fn recording(counts: impl IntoIterator<Item = u16>) -> Vec<u8> {
+    counts
+        .into_iter()
+        .flat_map(|count| framed(count, u64::from(count)))
+        .collect()
+}
+
+/// Writes `bytes` into the spool the way a station's upload does: a `.part` file, renamed.
+fn upload(spool: &Path, name: &str, bytes: &[u8]) {
+    let part = spool.join(format!("{name}.part"));
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::rename(&part, spool.join(name)).unwrap();
+}
+
+/// Kiruna's `backfill` object on `/stats`.
+async fn kiruna_backfill(monitor: std::net::SocketAddr) -> Value {
+    let stats = common::http_get_json(monitor, "/stats").await;
+    let links = stats["links"].as_array().cloned().unwrap_or_default();
+    let kiruna = links.into_iter().find(|l| l["name"] == "Kiruna");
+    kiruna.map(|l| l["backfill"].clone()).unwrap_or_default()
+}
+
+async fn wait_files(monitor: std::net::SocketAddr, done: u64, failed: u64) -> Value {
+    let settled = || async move {
+        let backfill = kiruna_backfill(monitor).await;
+        backfill["files_done"] == done && backfill["files_failed"] == failed
+    };
+    common::wait_until_async("the spool's files settled", PATIENCE, settled).await;
+    kiruna_backfill(monitor).await
+}
+
+#[tokio::test]
+async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
+    let dir = TempDir::new("backfill");
+    let spool = dir.0.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let with_spool = |config: &mut aggregator::Config| {
+        let kiruna = config
+            .links
+            .iter_mut()
+            .find(|l| l.name == "Kiruna")
+            .unwrap();
+        kiruna.spool_dir = Some(spool.clone());
+    };
+    let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
+    // Live, Kiruna loses 50..=79 and everything after 99.
+    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for count in (0..50).chain(80..100) {
+        wire.write_all(&framed(count, u64::from(count)))
+            .await
+            .unwrap();
+    }
+    let completeness = "/archive/completeness?source=live:10007";
+    let held = || async move {
+        let answer = common::http_get_json(monitor, completeness).await;
+        answer["sources"][0]["held"].clone()
+    };
+    let live = json!([[UP, UP + 49], [UP + 80, UP + 99]]);
+    common::wait_until_async("the live pass stored", PATIENCE, || async {
+        held().await == live
+    })
+    .await;
+    // Still being written: left alone.
+    std::fs::write(spool.join("pass.kiss.part"), b"half a file").unwrap();
+    upload(&spool, "pass-1.lp", &recording(0..120));
+    let backfill = wait_files(monitor, 1, 0).await;
+    assert_eq!(
+        [&backfill["packets"], &backfill["stored"], &backfill["held"]],
+        [&json!(120), &json!(50), &json!(70)],
+        "{backfill}"
+    );
+    assert_eq!(held().await, json!([[UP, UP + 119]]));
+    assert!(spool.join("done/pass-1.lp").is_file());
+    assert!(
+        spool.join("pass.kiss.part").is_file(),
+        "a file being written is left alone"
+    );
+    // The same recording again, garbage, and an empty file: nothing stored twice, the garbage
+    // counted as damage, the empty file refused.
+    upload(&spool, "pass-2.lp", &recording(0..120));
+    upload(&spool, "pass-3.lp", &[]);
+    upload(
+        &spool,
+        "pass-4.lp",
+        b"\xFF\xFF\xFF\xFF not a recording of this link",
+    );
+    let backfill = wait_files(monitor, 3, 1).await;
+    assert_eq!(
+        [
+            &backfill["stored"],
+            &backfill["held"],
+            &backfill["damaged_ranges"]
+        ],
+        [&json!(50), &json!(190), &json!(1)],
+        "{backfill}"
+    );
+    assert_eq!(held().await, json!([[UP, UP + 119]]));
+    let why = std::fs::read_to_string(spool.join("failed/pass-3.lp.txt")).unwrap();
+    assert!(why.contains("pass-3.lp is empty"), "{why}");
+    assert!(spool.join("failed/pass-3.lp").is_file());
+    drop(wire);
+    stop.cancel();
+    let report = daemon.shutdown_clean().await;
+    assert_eq!(report.archived, 120, "{report:?}");
+}
