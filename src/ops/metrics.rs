@@ -343,7 +343,7 @@ const PER_SHARD: [PerItem<ShardStats>; 5] = [
 ];
 
 /// Each link's figures.
-const PER_LINK: [PerItem<LinkSnapshot>; 16] = [
+const PER_LINK: [PerItem<LinkSnapshot>; 26] = [
     (
         "aggregator_link_connected",
         MetricKind::Gauge,
@@ -439,6 +439,66 @@ const PER_LINK: [PerItem<LinkSnapshot>; 16] = [
         MetricKind::Gauge,
         "1 while the station's pass goes on (heard within archive.pass_gap_ms), else 0.",
         |l| u64::from(l.pass.ongoing),
+    ),
+    (
+        "aggregator_link_backfill_importing",
+        MetricKind::Gauge,
+        "Recordings of the link's spool directory being imported now.",
+        |l| l.backfill.importing,
+    ),
+    (
+        "aggregator_link_backfill_files_done_total",
+        MetricKind::Counter,
+        "Recordings imported whole from the spool directory (moved to done/).",
+        |l| l.backfill.files_done,
+    ),
+    (
+        "aggregator_link_backfill_files_failed_total",
+        MetricKind::Counter,
+        "Recordings that could not be read to their end (moved to failed/ with the reason).",
+        |l| l.backfill.files_failed,
+    ),
+    (
+        "aggregator_link_backfill_bytes_total",
+        MetricKind::Counter,
+        "Bytes of recordings read (uncompressed).",
+        |l| l.backfill.bytes,
+    ),
+    (
+        "aggregator_link_backfill_packets_total",
+        MetricKind::Counter,
+        "Packets read from recordings.",
+        |l| l.backfill.packets,
+    ),
+    (
+        "aggregator_link_backfill_stored_total",
+        MetricKind::Counter,
+        "Packets of recordings stored: the archive lacked them.",
+        |l| l.backfill.stored,
+    ),
+    (
+        "aggregator_link_backfill_held_total",
+        MetricKind::Counter,
+        "Packets of recordings the link's group held already: not stored again.",
+        |l| l.backfill.held,
+    ),
+    (
+        "aggregator_link_backfill_unplaced_total",
+        MetricKind::Counter,
+        "Packets of recordings of no source that carries their APID's count: not stored.",
+        |l| l.backfill.unplaced,
+    ),
+    (
+        "aggregator_link_backfill_damaged_ranges_total",
+        MetricKind::Counter,
+        "Ranges of recordings that held no frame (garbage, a truncated end).",
+        |l| l.backfill.damaged_ranges,
+    ),
+    (
+        "aggregator_link_backfill_spool_unreadable",
+        MetricKind::Gauge,
+        "1 while the link's spool directory cannot be read, else 0.",
+        |l| u64::from(l.backfill.spool_unreadable),
     ),
 ];
 
