@@ -1,7 +1,9 @@
 //! Backfill through a link's spool directory: Kiruna loses a stretch of a pass live, then
 //! uploads its recording of the whole pass. Exactly the packets the archive lacked are stored,
 //! the gap closes, and the same recording dropped in again stores nothing. A file still being
-//! written (`.part`) is left alone; one that is no recording goes to `failed/` with the reason.
+//! written (`.part`) is left alone; an empty one goes to `failed/` with the reason. The same
+//! through `aggregator backfill`, which uploads over the monitor and says what became of each
+//! file.
 
 mod common;
 
@@ -121,4 +123,88 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
     stop.cancel();
     let report = daemon.shutdown_clean().await;
     assert_eq!(report.archived, 120, "{report:?}");
+}
+
+/// `aggregator backfill` with `args`, run beside the daemon: its exit status, standard output and
+/// standard error.
+async fn backfill_cli(args: Vec<String>) -> (i32, String, String) {
+    let run = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+            .arg("backfill")
+            .args(args)
+            .output()
+            .expect("run aggregator backfill")
+    };
+    let output = tokio::task::spawn_blocking(run).await.unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.code().unwrap_or(-1),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
+    let dir = TempDir::new("backfill-cli");
+    let spool = dir.0.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let with_spool = |config: &mut aggregator::Config| {
+        let kiruna = config
+            .links
+            .iter_mut()
+            .find(|l| l.name == "Kiruna")
+            .unwrap();
+        kiruna.spool_dir = Some(spool.clone());
+    };
+    let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
+    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for count in 0..40 {
+        wire.write_all(&framed(count, u64::from(count)))
+            .await
+            .unwrap();
+    }
+    common::wait_until_async("the live pass stored", PATIENCE, || async {
+        kiruna_packets(monitor).await == 40
+    })
+    .await;
+    let file = dir.0.join("kiruna pass.lp");
+    std::fs::write(&file, recording(0..100)).unwrap();
+    let args = |link: &str| {
+        let link = ["--link", link, "--addr", &monitor.to_string()].map(str::to_owned);
+        link.into_iter()
+            .chain([file.display().to_string()])
+            .collect::<Vec<_>>()
+    };
+    let (status, out, err) = backfill_cli(args("Kiruna")).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let summary = "durable: packets 100, stored 60, already held 40, unplaced 0, damaged ranges 0";
+    assert!(out.contains(summary), "{out}");
+    assert!(spool.join("done/kiruna pass.lp").is_file());
+    // Again: nothing stored, and the first upload's file kept beside it.
+    let (status, out, _) = backfill_cli(args("Kiruna")).await;
+    assert_eq!(status, 0);
+    assert!(out.contains("stored 0, already held 100"), "{out}");
+    assert!(spool.join("done/kiruna pass.lp.1").is_file());
+    // A link without a spool: refused, with the reason.
+    let (status, _, err) = backfill_cli(args("Svalbard")).await;
+    assert_eq!(status, 2);
+    assert!(
+        err.contains("no link \"Svalbard\" has a spool_dir"),
+        "{err}"
+    );
+    drop(wire);
+    stop.cancel();
+    let report = daemon.shutdown_clean().await;
+    assert_eq!(report.archived, 100, "{report:?}");
+}
+
+/// Kiruna's packets stored live, on `/stats`.
+async fn kiruna_packets(monitor: std::net::SocketAddr) -> u64 {
+    let stats = common::http_get_json(monitor, "/stats").await;
+    let links = stats["links"].as_array().cloned().unwrap_or_default();
+    let kiruna = links.into_iter().find(|l| l["name"] == "Kiruna");
+    kiruna
+        .and_then(|l| l["packets"].as_u64())
+        .unwrap_or_default()
 }

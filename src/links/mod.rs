@@ -21,7 +21,7 @@
 //! an address in use is a startup error; the daemon serves them until the drain.
 
 mod backfill;
-pub(crate) use backfill::Holdings;
+pub(crate) use backfill::{free_name, on_disk, takes_name, Holdings};
 mod frames;
 mod merge;
 pub mod recording;

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod passes_json;
 pub mod query;
+mod spool;
 mod stats_body;
 pub(crate) mod stats_log;
 pub mod volume_json;

@@ -46,6 +46,7 @@ use crate::ops::feed::{self, FeedState};
 use crate::ops::health::{Health, HealthProbe};
 use crate::ops::http::{self, Http};
 use crate::ops::metrics::render_scrape;
+use crate::ops::spool::{self, Spools};
 use crate::ops::stats_body::{ArchiveBody, ClockBody, RatesBody, SourceBody, StatsBody};
 use crate::pipeline::fan_out::Subscribe;
 use crate::stats::{processing_rates, Stats};
@@ -76,11 +77,19 @@ pub struct MonitorState {
     drain_deadline: Duration,
     /// What `/archive/frames` reads.
     archive: ArchiveQueries,
+    /// The links' spool directories.
+    spools: Spools,
 }
 
 impl FromRef<MonitorState> for ArchiveQueries {
     fn from_ref(state: &MonitorState) -> Self {
         state.archive.clone()
+    }
+}
+
+impl FromRef<MonitorState> for Spools {
+    fn from_ref(state: &MonitorState) -> Self {
+        state.spools.clone()
     }
 }
 
@@ -119,7 +128,15 @@ impl MonitorState {
         let groups = merge_groups(&config.links);
         let passes = (groups, config.archive.pass_gap);
         let queries = ArchiveQueries::new(archive, most, passes, stats.clone());
+        let spools = (config.links.iter())
+            .filter_map(|link| Some((link.name.clone(), link.spool_dir.clone()?)))
+            .collect();
+        let spools = Spools {
+            dirs: Arc::new(spools),
+            stats: stats.clone(),
+        };
         MonitorState {
+            spools,
             feed: FeedState::new(frames, catalog.clone(), config.feed.clone(), stats.clone()),
             stats,
             router,
@@ -185,6 +202,10 @@ pub async fn serve(
         .route("/archive/completeness", get(archive_query::completeness))
         .route("/archive/passes", get(archive_query::passes))
         .route("/archive/volume", get(archive_query::volume))
+        .route(
+            "/links/{link}/spool/{file}",
+            put(spool::put).get(spool::status),
+        )
         .with_state(state);
     if let Some(access) = access {
         app = app.layer(middleware::from_fn_with_state(access, require_token));

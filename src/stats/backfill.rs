@@ -2,7 +2,12 @@
 //! recordings brought, so that an operator watches an import go in and sees one fail
 //! (`/stats`' `links[].backfill`, `/metrics`' `aggregator_link_backfill_*`).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
+
+/// How many files' reports a link keeps: the newest.
+const KEPT_REPORTS: usize = 1024;
 
 /// Bumped by the link's spool watcher once per chunk of a file.
 #[derive(Debug, Default)]
@@ -17,11 +22,38 @@ pub(crate) struct BackfillCounters {
     unplaced: AtomicU64,
     damaged_ranges: AtomicU64,
     spool_unreadable: AtomicBool,
+    /// The newest files' reports, by name, oldest first.
+    reports: Mutex<VecDeque<(String, FileReport)>>,
+}
+
+/// Where a file of the spool stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// In the spool, not taken yet.
+    Waiting,
+    Importing,
+    /// Every packet stored from it is durable; it is in `done/`.
+    Done,
+    /// It could not be read to its end; it is in `failed/`, the reason beside it.
+    Failed,
+}
+
+/// What became of a file of the spool (`GET /links/{link}/spool/{file}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileReport {
+    pub state: FileState,
+    /// What the import counted; `null` for a file the daemon did not import since its start.
+    pub imported: Option<BackfillProgress>,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Its name in `done/` or `failed/` (a name taken there gets a number).
+    pub moved_to: Option<String>,
 }
 
 /// An import's totals so far.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BackfillProgress {
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BackfillProgress {
     pub bytes: u64,
     pub packets: u64,
     pub stored: u64,
@@ -92,6 +124,25 @@ impl BackfillCounters {
 
     pub(crate) fn spool_unreadable(&self, unreadable: bool) {
         self.spool_unreadable.store(unreadable, Relaxed);
+    }
+
+    /// What became of `file`, as the import now says.
+    pub(crate) fn report(&self, file: &str, report: FileReport) {
+        let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        reports.retain(|(name, _)| name != file);
+        if reports.len() >= KEPT_REPORTS {
+            reports.pop_front();
+        }
+        reports.push_back((file.to_owned(), report));
+    }
+
+    /// The report of `file`, if the daemon imported it since its start.
+    pub(crate) fn file(&self, file: &str) -> Option<FileReport> {
+        let reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        reports
+            .iter()
+            .find(|(name, _)| name == file)
+            .map(|(_, r)| r.clone())
     }
 
     pub(crate) fn snapshot(&self) -> BackfillSnapshot {

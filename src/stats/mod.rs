@@ -34,7 +34,7 @@ use shards::ShardCounters;
 use tm::TmCounters;
 
 pub(crate) use backfill::BackfillProgress;
-pub use backfill::BackfillSnapshot;
+pub use backfill::{BackfillSnapshot, FileReport, FileState};
 pub use counters::PipelineStats;
 pub(crate) use counters::{processing_rates, MetricKind, ProcessingRates};
 pub(crate) use links::LinkCounters;
@@ -470,6 +470,13 @@ impl Stats {
 
     /// Starts link `name`'s `last_seen` at `at_ns`, what the archive holds of it from before the
     /// start, unless it was heard since.
+    /// What became of `file` of link `link`'s spool, if the daemon imported it since its start.
+    pub(crate) fn spool_file(&self, link: &str, file: &str) -> Option<FileReport> {
+        let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        let link = links.iter().find(|counters| counters.name == link)?;
+        link.backfill().file(file)
+    }
+
     pub(crate) fn link_heard_before(&self, name: &str, at_ns: u64) {
         let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         for link in links.iter().filter(|link| link.name == name) {

@@ -64,7 +64,10 @@ pub(crate) fn run(tool: CatalogTool) -> ExitCode {
 }
 
 /// The monitor's TLS and token, from `--tls-*` and `--token-file`.
-fn monitor_access(token_file: Option<&Path>, tls: &TlsArgs) -> Result<MonitorAccess, String> {
+pub(crate) fn monitor_access(
+    token_file: Option<&Path>,
+    tls: &TlsArgs,
+) -> Result<MonitorAccess, String> {
     let token = match token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)

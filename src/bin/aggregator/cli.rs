@@ -72,6 +72,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         tool: RecordingTool,
     },
+    /// Station recordings into a running daemon: each FILE is uploaded into the spool directory
+    /// of the link NAME (its `spool_dir`) through the monitor, and its import followed until
+    /// every packet read from it is durable (docs/ground-segment.md, "Backfill").
+    ///
+    /// On a terminal, the upload and the import show their progress; then one summary line a
+    /// file: packets read, stored, already held, unplaced, damaged ranges, or why it failed.
+    /// Exit status: 0 when every file's packets are durable; 1 when a file failed (what it held
+    /// before the failure is stored); 2 when a file or the daemon cannot be reached, or the
+    /// daemon refused the upload.
+    Backfill(BackfillArgs),
     /// The NATS sink's stream (docs/scale-out.md).
     Nats {
         #[command(subcommand)]
@@ -213,6 +223,24 @@ pub(crate) enum CatalogTool {
         #[command(flatten)]
         tls: TlsArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BackfillArgs {
+    /// The link whose station made the recordings; it needs a `spool_dir`.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) link: String,
+    /// The recordings, plain or gzip, in the link's framing.
+    #[arg(required = true, value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+    /// The monitor's address.
+    #[arg(long, default_value = "127.0.0.1:7780")]
+    pub(crate) addr: std::net::SocketAddr,
+    /// A file holding the monitor's bearer token (`monitor.token_file`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
 }
 
 #[derive(Debug, clap::Args)]

@@ -10,6 +10,7 @@
 //! - `nats`: `aggregator nats read`, the NATS sink's stream read back.
 
 mod archive_cli;
+mod backfill;
 mod catalog;
 mod cli;
 mod nats;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Archive { tool }) => archive_cli::run(tool),
+        Some(Command::Backfill(args)) => backfill::run(args),
         Some(Command::Catalog { tool }) => catalog::run(tool),
         Some(Command::Recording { tool }) => recording::run(tool),
         Some(Command::Tail(args)) => tail::run(args),

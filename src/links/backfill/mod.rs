@@ -19,4 +19,4 @@ mod place;
 mod spool;
 
 pub(crate) use import::{Backfill, Holdings};
-pub(crate) use spool::watch;
+pub(crate) use spool::{free_name, on_disk, takes_name, watch};

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::super::station::Link;
 use super::import::{import, Backfill, ImportError, Imported};
+use crate::stats::{FileReport, FileState};
 
 /// How often the directory is looked at.
 pub(crate) const POLL: Duration = Duration::from_secs(1);
@@ -64,13 +65,20 @@ async fn take(link: &Link, backfill: &Backfill, dir: &Path, file: &Path) -> bool
     let counters = link.counters.backfill();
     counters.started();
     let mut last = Imported::default();
+    let report = |state, imported, reason, moved_to| FileReport {
+        state,
+        imported: Some(imported),
+        reason,
+        moved_to,
+    };
     let outcome = import(link, backfill, file, &mut |now| {
         counters.progress(&last, now);
+        counters.report(&name, report(FileState::Importing, *now, None, None));
         last = *now;
     })
     .await;
     counters.finished();
-    match outcome {
+    let (state, reason) = match outcome {
         Ok(imported) => {
             let Imported {
                 packets,
@@ -81,36 +89,95 @@ async fn take(link: &Link, backfill: &Backfill, dir: &Path, file: &Path) -> bool
                 ..
             } = imported;
             tracing::info!(link = %link.config.name, file = %name, packets, stored, held, unplaced, damaged_ranges, "backfill: file imported");
-            settle(link, dir, file, DONE, None);
             counters.file_done();
+            (FileState::Done, None)
         }
         Err(ImportError::Stopped) => return false,
         Err(err) => {
             let why = err.to_string();
             tracing::error!(link = %link.config.name, file = %name, error = %why, "backfill: file failed");
-            settle(link, dir, file, FAILED, Some(&why));
             counters.file_failed();
+            (FileState::Failed, Some(why))
         }
-    }
+    };
+    let moved = settle(link, dir, file, state, reason.as_deref());
+    counters.report(&name, report(state, last, reason, moved));
     true
 }
 
-/// Moves `file` into `dir/to/`, with `why` beside it in `NAME.txt`.
-fn settle(link: &Link, dir: &Path, file: &Path, to: &str, why: Option<&str>) {
+/// Moves `file` into `done/` or `failed/` under a name not taken there, with `why` beside it in
+/// `NAME.txt`; the name it took.
+fn settle(
+    link: &Link,
+    dir: &Path,
+    file: &Path,
+    to: FileState,
+    why: Option<&str>,
+) -> Option<String> {
+    let into = dir.join(match to {
+        FileState::Failed => FAILED,
+        _ => DONE,
+    });
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
     let moved = (|| {
-        let into = dir.join(to);
         std::fs::create_dir_all(&into)?;
-        let name = file.file_name().unwrap_or_default();
+        let free = free_name(&[&into], &name);
         if let Some(why) = why {
-            let mut note = name.to_owned();
-            note.push(".txt");
-            std::fs::write(into.join(note), format!("{why}\n"))?;
+            std::fs::write(into.join(format!("{free}.txt")), format!("{why}\n"))?;
         }
-        std::fs::rename(file, into.join(name))
+        std::fs::rename(file, into.join(&free)).map(|()| free)
     })();
-    if let Err(err) = moved {
-        tracing::error!(link = %link.config.name, file = %file.display(), error = %err, "backfill: cannot move the file out of the spool: it is imported again at the next look (nothing is stored twice)");
+    match moved {
+        Ok(free) => Some(free),
+        Err(err) => {
+            tracing::error!(link = %link.config.name, file = %file.display(), error = %err, "backfill: cannot move the file out of the spool: it is imported again at the next look (nothing is stored twice)");
+            None
+        }
     }
+}
+
+/// `name`, or `name.1`, `name.2`, …: the first that none of `dirs` holds (nor its `.txt`).
+pub(crate) fn free_name(dirs: &[&Path], name: &str) -> String {
+    let taken = |candidate: &str| {
+        let note = format!("{candidate}.txt");
+        (dirs.iter()).any(|dir| dir.join(candidate).exists() || dir.join(&note).exists())
+    };
+    (0..)
+        .map(|n| match n {
+            0 => name.to_owned(),
+            n => format!("{name}.{n}"),
+        })
+        .find(|candidate| !taken(candidate))
+        .unwrap_or_else(|| name.to_owned())
+}
+
+/// Where `name` of the spool at `dir` stands on disk, for a file the daemon did not import since
+/// its start: waiting in the spool, in `done/`, or in `failed/` with its reason.
+pub(crate) fn on_disk(dir: &Path, name: &str) -> Option<FileReport> {
+    let report = |state, reason| FileReport {
+        state,
+        imported: None,
+        reason,
+        moved_to: None,
+    };
+    if dir.join(name).is_file() {
+        return Some(report(FileState::Waiting, None));
+    }
+    if dir.join(DONE).join(name).is_file() {
+        return Some(report(FileState::Done, None));
+    }
+    let failed = dir.join(FAILED);
+    failed.join(name).is_file().then(|| {
+        let why = std::fs::read_to_string(failed.join(format!("{name}.txt")));
+        report(FileState::Failed, why.ok().map(|why| why.trim().to_owned()))
+    })
+}
+
+/// Whether `name` may be a file of a spool: a complete file's name, one path component.
+pub(crate) fn takes_name(name: &str) -> bool {
+    let writing = name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp");
+    let one = !name.is_empty() && !name.contains(['/', '\\', '\0']) && name.len() <= 200;
+    one && !writing && name != DONE && name != FAILED
 }
 
 /// The spool's complete files, in name order.
@@ -120,9 +187,8 @@ fn waiting(dir: &Path) -> Result<Vec<PathBuf>, String> {
     for entry in entries {
         let entry = entry.map_err(|err| err.to_string())?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let writing = name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp");
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && !writing {
+        if is_file && takes_name(&name) {
             files.push(entry.path());
         }
     }

@@ -1,0 +1,142 @@
+//! A link's spool directory over the monitor, for `aggregator backfill`: `PUT
+//! /links/{link}/spool/{file}` uploads a recording into it, `GET` the same path says where the
+//! file stands (docs/http-api.md, "Backfill").
+//!
+//! Why through the spool and not straight into the link: the spool already imports a file
+//! exactly once, durably, after a restart too, and says what became of it; an upload only has to
+//! put a complete file there. It is written under a dotted name (which the spool leaves alone),
+//! synced, and renamed into place, so the watcher never takes half a file, and a name taken
+//! already (in the spool, `done/` or `failed/`) gets a number: no file is overwritten.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+
+use crate::links::{free_name, on_disk, takes_name};
+use crate::stats::Stats;
+
+/// How many bytes of an upload are written at a time.
+const WRITE_BYTES: usize = 1 << 20;
+
+/// Each link's spool directory, by link name, and the links' counters.
+#[derive(Debug, Clone)]
+pub(crate) struct Spools {
+    pub dirs: Arc<HashMap<String, PathBuf>>,
+    pub stats: Stats,
+}
+
+/// A refusal: its status and reason.
+type Refusal = (StatusCode, String);
+
+fn refused((status, why): Refusal) -> Response {
+    (status, format!("{why}\n")).into_response()
+}
+
+/// The spool of `link`, and `file` if it may be a file of it.
+fn spool_of(spools: &Spools, link: &str, file: &str) -> Result<PathBuf, Refusal> {
+    let Some(dir) = spools.dirs.get(link) else {
+        let why = format!("no link {link:?} has a spool_dir");
+        return Err((StatusCode::NOT_FOUND, why));
+    };
+    if !takes_name(file) {
+        let why = format!("{file:?} is no name of a complete file (one path component, not starting with '.', not ending in .part or .tmp, not done or failed)");
+        return Err((StatusCode::BAD_REQUEST, why));
+    }
+    Ok(dir.clone())
+}
+
+/// `PUT /links/{link}/spool/{file}`: the body, as a file of the spool; answers 201 with the name
+/// it took once it is there, complete and synced.
+pub(crate) async fn put(
+    State(spools): State<Spools>,
+    UrlPath((link, file)): UrlPath<(String, String)>,
+    body: Body,
+) -> Response {
+    let dir = match spool_of(&spools, &link, &file) {
+        Ok(dir) => dir,
+        Err(refusal) => return refused(refusal),
+    };
+    let upload = dir.join(format!(".upload-{}-{file}", std::process::id()));
+    match receive(&dir, &upload, &file, body).await {
+        Ok((name, bytes)) => {
+            tracing::info!(link, file = %name, bytes, "backfill: recording uploaded into the spool");
+            let answer = serde_json::json!({ "file": name, "bytes": bytes });
+            (StatusCode::CREATED, Json(answer)).into_response()
+        }
+        Err(why) => {
+            let _ = std::fs::remove_file(&upload);
+            tracing::warn!(link, file, error = %why, "backfill: upload not taken");
+            refused((StatusCode::INTERNAL_SERVER_ERROR, why))
+        }
+    }
+}
+
+/// Writes `body` to `upload`, syncs it, and renames it to a free name of `dir` near `file`.
+async fn receive(
+    dir: &Path,
+    upload: &Path,
+    file: &str,
+    body: Body,
+) -> Result<(String, u64), String> {
+    let mut out = std::fs::File::create(upload)
+        .map_err(|err| format!("cannot write into the spool {}: {err}", dir.display()))?;
+    let (mut stream, mut pending, mut bytes) = (body.into_data_stream(), Vec::new(), 0u64);
+    loop {
+        let chunk = stream.next().await;
+        if let Some(chunk) = &chunk {
+            let chunk = chunk
+                .as_ref()
+                .map_err(|err| format!("the upload broke off: {err}"))?;
+            pending.extend_from_slice(chunk);
+            bytes += chunk.len() as u64;
+        }
+        if pending.len() >= WRITE_BYTES || chunk.is_none() {
+            let written = std::mem::take(&mut pending);
+            out = tokio::task::spawn_blocking(move || out.write_all(&written).map(|()| out))
+                .await
+                .map_err(|err| err.to_string())?
+                .map_err(|err| format!("cannot write into the spool: {err}"))?;
+        }
+        if chunk.is_none() {
+            break;
+        }
+    }
+    let (dir, upload, file) = (dir.to_owned(), upload.to_owned(), file.to_owned());
+    let placed = tokio::task::spawn_blocking(move || {
+        out.sync_all()?;
+        let name = free_name(&[&dir, &dir.join("done"), &dir.join("failed")], &file);
+        std::fs::rename(&upload, dir.join(&name))?;
+        Ok::<_, std::io::Error>(name)
+    });
+    let name = (placed.await.map_err(|err| err.to_string())?)
+        .map_err(|err| format!("cannot place the upload in the spool: {err}"))?;
+    Ok((name, bytes))
+}
+
+/// `GET /links/{link}/spool/{file}`: where the file stands (`state`), what its import counted,
+/// why it failed.
+pub(crate) async fn status(
+    State(spools): State<Spools>,
+    UrlPath((link, file)): UrlPath<(String, String)>,
+) -> Response {
+    let dir = match spool_of(&spools, &link, &file) {
+        Ok(dir) => dir,
+        Err(refusal) => return refused(refusal),
+    };
+    let known = spools.stats.spool_file(&link, &file);
+    match known.or_else(|| on_disk(&dir, &file)) {
+        Some(report) => Json(report).into_response(),
+        None => refused((
+            StatusCode::NOT_FOUND,
+            format!("no file {file:?} in the spool of {link:?}"),
+        )),
+    }
+}
