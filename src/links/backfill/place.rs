@@ -52,6 +52,11 @@ fn nearest(last: u64, count: u64) -> u64 {
 /// group's: the one under which the most of `first` (the first relative counts of the
 /// recording) are in `held`, the later on a tie; with none, the one that puts the first packet
 /// just after the highest count held (or, with nothing held, leaves it one cycle up).
+///
+/// Cycles that tie because one run of `held` meets the first counts in each are one pass held
+/// across wraps (a live pass, or this recording imported in part before a crash): the
+/// recording begins where the pass does, in the earliest of them. The later one would store
+/// the pass again, cycles up.
 pub(super) fn shift(first: &[u64], held: &SequenceSet) -> i128 {
     let modulus = i128::from(MODULUS);
     let mut hits: std::collections::BTreeMap<i128, usize> = Default::default();
@@ -68,7 +73,11 @@ pub(super) fn shift(first: &[u64], held: &SequenceSet) -> i128 {
         }
     }
     let best = hits.iter().max_by_key(|&(&cycle, &n)| (n, cycle));
-    if let Some((&cycle, _)) = best {
+    if let Some((&latest, &most)) = best {
+        let mut cycle = latest;
+        while hits.get(&(cycle - 1)) == Some(&most) && one_run(first, cycle - 1, held) {
+            cycle -= 1;
+        }
         return cycle * modulus;
     }
     match (held.last(), first.first()) {
@@ -79,6 +88,19 @@ pub(super) fn shift(first: &[u64], held: &SequenceSet) -> i128 {
         }
         _ => 0,
     }
+}
+
+/// Whether `held` holds every count from the first packet placed in `cycle` to it placed in
+/// the next: one run through the wrap.
+fn one_run(first: &[u64], cycle: i128, held: &SequenceSet) -> bool {
+    let modulus = i128::from(MODULUS);
+    let Some(&relative) = first.first() else {
+        return false;
+    };
+    let from = placed(relative, cycle * modulus);
+    let to = placed(relative, (cycle + 1) * modulus);
+    from.zip(to)
+        .is_some_and(|(from, to)| held.missing_in(from, to).is_empty())
 }
 
 /// `relative` under `shift`: the group's count, if not below zero.
@@ -132,6 +154,24 @@ mod tests {
         );
         let tie = held(&[(early + 10, early + 11), (late + 12, late + 13)]);
         assert_eq!(placed(relative[0], shift(&relative, &tie)), Some(late + 10));
+    }
+
+    /// A recording whose first counts one held run meets in three cycles (the same file,
+    /// imported in part before a crash): placed where the run begins, not two cycles up.
+    #[test]
+    fn a_pass_held_across_wraps_places_the_recording_at_its_start() {
+        let relative = read(&(0..DECIDING as u16).collect::<Vec<u16>>());
+        let first_import = held(&[(MODULUS, MODULUS + 2 * MODULUS + 4095)]);
+        assert_eq!(
+            placed(relative[0], shift(&relative, &first_import)),
+            Some(MODULUS)
+        );
+        // Two passes apart still tie to the later one.
+        let two = held(&[(MODULUS, MODULUS + 300), (5 * MODULUS, 5 * MODULUS + 300)]);
+        assert_eq!(
+            placed(relative[0], shift(&relative, &two)),
+            Some(5 * MODULUS)
+        );
     }
 
     /// Nothing of the recording held: after the highest count, as a live station's first
