@@ -15,6 +15,7 @@
 //! after the archive closes, within the same deadline, and are cut off at it: they never change
 //! the drain's report.
 
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::archive::query::completeness;
 use crate::archive::query::last_seen::{links_last_seen, WantedLink};
+use crate::archive::query::payload_crcs::payload_crcs;
 use crate::archive::read::DurableEnds;
 use crate::archive::retention::{ReadMarks, Retention, SealedFeed};
 use crate::archive::write::{
@@ -37,8 +39,10 @@ use crate::archive::write::{
 use crate::catalog::CatalogHandle;
 use crate::config::{AckMode, Config, Identity, PipelineConfig, Protected};
 use crate::domain::batch::Batch;
+use crate::domain::frame::SourceKey;
 use crate::domain::readers::{ReaderHold, Readers};
 use crate::domain::replication::{FleetResume, Replication};
+use crate::domain::sequence_set::SequenceSet;
 use crate::follow::server::{FollowSettings, Followers};
 use crate::ingest::connection::Services;
 use crate::ingest::listener::{self, Listeners};
@@ -59,6 +63,25 @@ use crate::sinks::nats::NatsSink;
 use crate::stats::{self, PipelineStats, Stats};
 use crate::tls::ServerTls;
 use crate::tm::{TmArchive, TmOutputs};
+
+/// The archive's files, as a backfill asks what they hold ([`links::Holdings`]).
+struct ArchiveHoldings {
+    root: std::path::PathBuf,
+    ends: DurableEnds,
+}
+
+impl links::Holdings for ArchiveHoldings {
+    fn held(&self, sources: Vec<SourceKey>) -> Result<SequenceSet, String> {
+        completeness::held_together(&self.root, &self.ends, sources).map_err(|e| e.to_string())
+    }
+
+    fn payload_crcs(
+        &self,
+        frames: BTreeSet<links::FrameAt>,
+    ) -> Result<HashMap<links::FrameAt, u32>, String> {
+        payload_crcs(&self.root, &self.ends, &frames).map_err(|e| e.to_string())
+    }
+}
 
 /// How the drain went; the binary logs it and picks its exit status from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,11 +479,8 @@ impl Daemon {
             pass_gap: self.config.archive.pass_gap,
             drain: self.drain.clone(),
             holdings: files.then(|| {
-                let (root, durable) = (self.config.archive.dir.clone(), durable.clone());
-                let holdings = move |sources| {
-                    completeness::held_together(&root, &durable, sources).map_err(|e| e.to_string())
-                };
-                Arc::new(holdings) as links::Holdings
+                let (root, ends) = (self.config.archive.dir.clone(), durable.clone());
+                Arc::new(ArchiveHoldings { root, ends }) as Arc<dyn links::Holdings>
             }),
         }
     }

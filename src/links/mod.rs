@@ -21,7 +21,7 @@
 //! an address in use is a startup error; the daemon serves them until the drain.
 
 mod backfill;
-pub(crate) use backfill::{free_name, on_disk, takes_name, Holdings};
+pub(crate) use backfill::{free_name, on_disk, takes_name, FrameAt, Holdings};
 mod frames;
 mod merge;
 pub mod recording;
@@ -121,7 +121,7 @@ pub(crate) struct LinkServices {
     pub drain: CancellationToken,
     /// What the archive holds of given sources, which a backfill asks of its link's group;
     /// `None` when the archive keeps no files (no spool directory is watched then).
-    pub holdings: Option<backfill::Holdings>,
+    pub holdings: Option<Arc<dyn backfill::Holdings>>,
 }
 
 /// Serves every link until the drain, each task tracked by `tracker`.

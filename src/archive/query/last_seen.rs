@@ -96,7 +96,7 @@ fn names_one(dir: &Path, index: u64, path: &Path, links: &[&WantedLink]) -> bool
     stations.any(|station| links.iter().any(|l| l.station == *station))
 }
 
-fn segment_len(path: &Path) -> Result<u64, ArchiveError> {
+pub(super) fn segment_len(path: &Path) -> Result<u64, ArchiveError> {
     let meta = std::fs::metadata(path).map_err(ArchiveError::io(path, "stat"))?;
     Ok(meta.len())
 }

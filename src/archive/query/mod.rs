@@ -7,4 +7,5 @@ pub mod completeness;
 pub mod export;
 pub mod last_seen;
 pub mod passes;
+pub mod payload_crcs;
 pub mod volume;

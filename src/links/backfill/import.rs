@@ -16,6 +16,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::station::{priority, Link, ReadPackets};
+use super::holdings::{decide, FirstPackets, Holdings};
 use super::packets::Unframer;
 use super::place::{self, Reading, DECIDING};
 use crate::domain::batch::{ReadBatches, ReadFrame};
@@ -32,14 +33,10 @@ pub(crate) use crate::stats::BackfillProgress as Imported;
 /// How many frames of a recording are read, stored and waited for at a time.
 const CHUNK_FRAMES: usize = 4096;
 
-/// What the archive holds of the sources named, together (blocking): given by the daemon, which
-/// reads the archive's indexes (`archive::query::completeness`).
-pub(crate) type Holdings = Arc<dyn Fn(Vec<SourceKey>) -> Result<SequenceSet, String> + Send + Sync>;
-
 /// What a backfill reads besides the file: the archive, and the sources of the link's group.
 #[derive(Clone)]
 pub(crate) struct Backfill {
-    pub holdings: Holdings,
+    pub holdings: Arc<dyn Holdings>,
     /// Every source of the link's merge group that carries an APID's count, by APID.
     pub group: Arc<HashMap<u16, Vec<SourceKey>>>,
     pub drain: CancellationToken,
@@ -150,7 +147,7 @@ impl File<'_> {
     async fn store(&mut self, read: ReadPackets) -> Result<(), ImportError> {
         let decoded_at = Instant::now();
         let relative = self.read_counts(&read);
-        self.decide_cycles(&relative).await?;
+        self.decide_cycles(&read, &relative).await?;
         let mut new: HashMap<u32, Vec<New>> = HashMap::new();
         for (i, (apid, source, relative)) in relative.into_iter().enumerate() {
             self.imported.packets += 1;
@@ -211,38 +208,31 @@ impl File<'_> {
     /// The cycle of each APID met for the first time, from what the group holds of it.
     async fn decide_cycles(
         &mut self,
+        read: &ReadPackets,
         relative: &[(u16, Option<u32>, Option<u64>)],
     ) -> Result<(), ImportError> {
-        let mut first: HashMap<u16, Vec<u64>> = HashMap::new();
-        for &(apid, _, relative) in relative {
+        let mut first: HashMap<u16, FirstPackets> = HashMap::new();
+        for (i, &(apid, _, relative)) in relative.iter().enumerate() {
             let undecided = self.apids.get(&apid).is_some_and(|a| a.shift.is_none());
             if let (true, Some(relative)) = (undecided, relative) {
-                let counts = first.entry(apid).or_default();
-                if counts.len() < DECIDING {
-                    counts.push(relative);
+                let packets = first.entry(apid).or_default();
+                if packets.len() < DECIDING {
+                    let crc = crc32fast::hash(&read.chunk[read.packets[i].clone()]);
+                    packets.push((relative, crc));
                 }
             }
         }
-        for (apid, counts) in first {
-            let held = self.group_holds(apid).await?;
+        for (apid, packets) in first {
+            let sources = self.backfill.group.get(&apid).cloned().unwrap_or_default();
+            let (held, shift) = decide(&self.backfill.holdings, sources, packets)
+                .await
+                .map_err(ImportError::Archive)?;
             if let Some(state) = self.apids.get_mut(&apid) {
-                state.shift = Some(place::shift(&counts, &held));
+                state.shift = Some(shift);
                 state.held = held;
             }
         }
         Ok(())
-    }
-
-    /// What the archive holds of `apid` in every source of the group that carries its count.
-    async fn group_holds(&self, apid: u16) -> Result<SequenceSet, ImportError> {
-        let sources = self.backfill.group.get(&apid).cloned().unwrap_or_default();
-        if sources.is_empty() {
-            return Ok(SequenceSet::default());
-        }
-        let holdings = Arc::clone(&self.backfill.holdings);
-        blocking(move || holdings(sources))
-            .await?
-            .map_err(ImportError::Archive)
     }
 }
 

@@ -9,14 +9,17 @@
 //! outside the merge's window, so what the group holds is asked of the archive instead, and the
 //! recording's counts are placed where they meet it.
 //!
-//! Rooms, bottom up: `place.rs` places a recording's counts in the group's; `packets.rs` turns
-//! its frames into the link's packets; `import.rs` stores one file; `spool.rs` watches a link's
-//! spool directory.
+//! Rooms, bottom up: `place.rs` places a recording's counts in the group's; `holdings.rs` asks
+//! the archive what the group holds and decides the cycle; `packets.rs` turns its frames into
+//! the link's packets; `import.rs` stores one file; `spool.rs` watches a link's spool
+//! directory.
 
+mod holdings;
 mod import;
 mod packets;
 mod place;
 mod spool;
 
-pub(crate) use import::{Backfill, Holdings};
+pub(crate) use holdings::{FrameAt, Holdings};
+pub(crate) use import::Backfill;
 pub(crate) use spool::{free_name, on_disk, takes_name, watch};

@@ -3,10 +3,13 @@
 //! A recording holds 14-bit counts, and the archive the group's counts extended to 64 bits. The
 //! recording is read as a station's connection is (each count nearest the last: a station's
 //! stream is in order), which fixes the counts relative to each other; the cycle of 16,384 they
-//! lie in is the one where they meet most what the group holds of the APID (a pass delivered in
-//! part, or the same file imported before), told from the first packets. A recording that meets
-//! nothing the group holds is placed after the highest count held, as a live station's first
-//! packet is: what no station delivered is stored, once; its cycle may then differ from the
+//! lie in is one where its first packets meet what the group holds of the APID (a pass delivered
+//! in part, or the same file imported before). The counts alone may meet several cycles alike
+//! (a pass held across wraps meets the first counts in each it spans), so the bytes decide: the
+//! cycle under which the archive holds the same bytes at the same counts as the recording's
+//! sampled packets. A recording that meets nothing the group holds, or meets only other bytes (a
+//! counter restart), is placed after the highest count held, as a live station's first packet
+//! is: what no station delivered is stored, once; its cycle may then differ from the
 //! spacecraft's, which only `archive verify`'s count jumps show.
 
 use crate::domain::sequence_set::SequenceSet;
@@ -48,16 +51,10 @@ fn nearest(last: u64, count: u64) -> u64 {
     }
 }
 
-/// The shift (a whole number of cycles, possibly below zero) from relative counts to the
-/// group's: the one under which the most of `first` (the first relative counts of the
-/// recording) are in `held`, the later on a tie; with none, the one that puts the first packet
-/// just after the highest count held (or, with nothing held, leaves it one cycle up).
-///
-/// Cycles that tie because one run of `held` meets the first counts in each are one pass held
-/// across wraps (a live pass, or this recording imported in part before a crash): the
-/// recording begins where the pass does, in the earliest of them. The later one would store
-/// the pass again, cycles up.
-pub(super) fn shift(first: &[u64], held: &SequenceSet) -> i128 {
+/// The shifts (whole numbers of cycles, possibly below zero) from relative counts to the
+/// group's under which some of `first` (the first relative counts of the recording) are in
+/// `held`, with how many: the most first, the earliest first among equals.
+pub(super) fn meeting(first: &[u64], held: &SequenceSet) -> Vec<(i128, usize)> {
     let modulus = i128::from(MODULUS);
     let mut hits: std::collections::BTreeMap<i128, usize> = Default::default();
     for &relative in first {
@@ -72,14 +69,28 @@ pub(super) fn shift(first: &[u64], held: &SequenceSet) -> i128 {
             }
         }
     }
-    let best = hits.iter().max_by_key(|&(&cycle, &n)| (n, cycle));
-    if let Some((&latest, &most)) = best {
-        let mut cycle = latest;
-        while hits.get(&(cycle - 1)) == Some(&most) && one_run(first, cycle - 1, held) {
-            cycle -= 1;
-        }
-        return cycle * modulus;
-    }
+    let mut meeting: Vec<(i128, usize)> = (hits.into_iter())
+        .map(|(cycle, n)| (cycle * modulus, n))
+        .collect();
+    meeting.sort_by_key(|&(shift, n)| (std::cmp::Reverse(n), shift));
+    meeting
+}
+
+/// Of shifts with how many sampled packets' bytes the archive holds under each, the one with
+/// the most, the earliest among equals; `None` when no bytes match (the counts the group holds
+/// there are other packets: the spacecraft restarted its counter).
+pub(super) fn by_bytes(matches: &[(i128, usize)]) -> Option<i128> {
+    (matches.iter())
+        .filter(|&&(_, n)| n > 0)
+        .max_by_key(|&&(shift, n)| (n, std::cmp::Reverse(shift)))
+        .map(|&(shift, _)| shift)
+}
+
+/// The shift that puts the first packet just after the highest count held (with nothing held,
+/// it stays one cycle up): where a recording that meets nothing the group holds goes, as a live
+/// station's first packet does.
+pub(super) fn after_highest(first: &[u64], held: &SequenceSet) -> i128 {
+    let modulus = i128::from(MODULUS);
     match (held.last(), first.first()) {
         (Some(highest), Some(&relative)) => {
             let above = i128::from(highest) + 1 - i128::from(relative);
@@ -88,19 +99,6 @@ pub(super) fn shift(first: &[u64], held: &SequenceSet) -> i128 {
         }
         _ => 0,
     }
-}
-
-/// Whether `held` holds every count from the first packet placed in `cycle` to it placed in
-/// the next: one run through the wrap.
-fn one_run(first: &[u64], cycle: i128, held: &SequenceSet) -> bool {
-    let modulus = i128::from(MODULUS);
-    let Some(&relative) = first.first() else {
-        return false;
-    };
-    let from = placed(relative, cycle * modulus);
-    let to = placed(relative, (cycle + 1) * modulus);
-    from.zip(to)
-        .is_some_and(|(from, to)| held.missing_in(from, to).is_empty())
 }
 
 /// `relative` under `shift`: the group's count, if not below zero.
@@ -130,48 +128,54 @@ mod tests {
         assert_eq!(read(&[1, 0, 16_383]), [16_385, 16_384, 16_383]);
     }
 
-    /// A pass the group holds in part: the recording lands where its counts meet it, however
-    /// many cycles up.
+    /// A pass the group holds in part: the recording's counts meet it, however many cycles up.
     #[test]
-    fn the_cycle_is_the_one_the_group_holds_the_pass_in() {
+    fn the_counts_meet_the_cycle_the_group_holds_the_pass_in() {
         let cycle = 40 * MODULUS;
         let group = held(&[(cycle + 100, cycle + 199), (cycle + 300, cycle + 399)]);
         let relative = read(&(100..400).collect::<Vec<u16>>());
-        let shift = shift(&relative[..DECIDING], &group);
+        let meeting = meeting(&relative[..DECIDING], &group);
+        assert_eq!(meeting.len(), 1);
+        let (shift, hits) = meeting[0];
+        assert_eq!(hits, 100 + (DECIDING - 200));
         assert_eq!(placed(relative[0], shift), Some(cycle + 100));
         assert_eq!(placed(relative[250], shift), Some(cycle + 350));
     }
 
-    /// The same counts in two cycles: the one held more wins, the later on a tie.
+    /// The same counts in two cycles: the one met most first, the earlier first on a tie.
     #[test]
-    fn the_cycle_held_most_wins_and_the_later_on_a_tie() {
+    fn the_cycles_met_come_most_first_and_earliest_among_equals() {
         let (early, late) = (3 * MODULUS, 9 * MODULUS);
         let relative = read(&[10, 11, 12, 13]);
-        let more_early = held(&[(early + 10, early + 13), (late + 10, late + 10)]);
-        assert_eq!(
-            placed(relative[0], shift(&relative, &more_early)),
-            Some(early + 10)
-        );
+        let more_late = held(&[(early + 10, early + 10), (late + 10, late + 13)]);
+        let placements: Vec<_> = (meeting(&relative, &more_late).iter())
+            .map(|&(shift, n)| (placed(relative[0], shift), n))
+            .collect();
+        assert_eq!(placements, [(Some(late + 10), 4), (Some(early + 10), 1)]);
         let tie = held(&[(early + 10, early + 11), (late + 12, late + 13)]);
-        assert_eq!(placed(relative[0], shift(&relative, &tie)), Some(late + 10));
+        let first = meeting(&relative, &tie)[0].0;
+        assert_eq!(placed(relative[0], first), Some(early + 10));
     }
 
-    /// A recording whose first counts one held run meets in three cycles (the same file,
-    /// imported in part before a crash): placed where the run begins, not two cycles up.
+    /// A pass held across wraps meets the first counts in every cycle it spans: the bytes
+    /// decide, the most matches first, the earliest among equals, none when nothing matches.
     #[test]
-    fn a_pass_held_across_wraps_places_the_recording_at_its_start() {
+    fn the_bytes_decide_between_cycles_the_counts_meet_alike() {
         let relative = read(&(0..DECIDING as u16).collect::<Vec<u16>>());
-        let first_import = held(&[(MODULUS, MODULUS + 2 * MODULUS + 4095)]);
+        let across = held(&[(MODULUS, 3 * MODULUS + 4095)]);
+        let meeting = meeting(&relative, &across);
+        assert_eq!(meeting.len(), 3);
+        assert!(meeting.iter().all(|&(_, n)| n == DECIDING));
+        let shifts: Vec<i128> = meeting.iter().map(|&(shift, _)| shift).collect();
         assert_eq!(
-            placed(relative[0], shift(&relative, &first_import)),
-            Some(MODULUS)
+            by_bytes(&[(shifts[0], 0), (shifts[1], 16), (shifts[2], 3)]),
+            Some(shifts[1])
         );
-        // Two passes apart still tie to the later one.
-        let two = held(&[(MODULUS, MODULUS + 300), (5 * MODULUS, 5 * MODULUS + 300)]);
         assert_eq!(
-            placed(relative[0], shift(&relative, &two)),
-            Some(5 * MODULUS)
+            by_bytes(&[(shifts[2], 16), (shifts[1], 16)]),
+            Some(shifts[1])
         );
+        assert_eq!(by_bytes(&[(shifts[0], 0), (shifts[1], 0)]), None);
     }
 
     /// Nothing of the recording held: after the highest count, as a live station's first
@@ -180,14 +184,11 @@ mod tests {
     fn a_recording_the_group_never_saw_goes_after_the_highest() {
         let relative = read(&[5, 6]);
         let group = held(&[(2 * MODULUS + 100, 2 * MODULUS + 200)]);
-        assert_eq!(
-            placed(relative[0], shift(&relative, &group)),
-            Some(3 * MODULUS + 5)
-        );
+        assert!(meeting(&relative, &group).is_empty());
+        let after = after_highest(&relative, &group);
+        assert_eq!(placed(relative[0], after), Some(3 * MODULUS + 5));
         let empty = SequenceSet::default();
-        assert_eq!(
-            placed(relative[0], shift(&relative, &empty)),
-            Some(MODULUS + 5)
-        );
+        let after = after_highest(&relative, &empty);
+        assert_eq!(placed(relative[0], after), Some(MODULUS + 5));
     }
 }
