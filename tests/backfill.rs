@@ -92,6 +92,13 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
     );
     assert_eq!(held().await, json!([[UP, UP + 119]]));
     assert!(spool.join("done/pass-1.lp").is_file());
+    // The report docs/http-api.md shows.
+    let report = common::http_get_json(monitor, "/links/Kiruna/spool/pass-1.lp").await;
+    let imported = json!({"bytes": 14160, "packets": 120, "stored": 50, "held": 70,
+        "unplaced": 0, "damaged_ranges": 0, "damaged_bytes": 0});
+    let done =
+        json!({"state": "done", "imported": imported, "reason": null, "moved_to": "pass-1.lp"});
+    assert_eq!(report, done);
     assert!(
         spool.join("pass.kiss.part").is_file(),
         "a file being written is left alone"
@@ -118,6 +125,11 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
     assert_eq!(held().await, json!([[UP, UP + 119]]));
     let why = std::fs::read_to_string(spool.join("failed/pass-3.lp.txt")).unwrap();
     assert!(why.contains("pass-3.lp is empty"), "{why}");
+    let report = common::http_get_json(monitor, "/links/Kiruna/spool/pass-3.lp").await;
+    assert_eq!(
+        (&report["state"], &report["reason"]),
+        (&json!("failed"), &json!(why.trim()))
+    );
     assert!(spool.join("failed/pass-3.lp").is_file());
     drop(wire);
     stop.cancel();
