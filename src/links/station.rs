@@ -506,7 +506,7 @@ fn read_on(own: &mut HashMap<u16, u64>, apid: u16, verdict: Verdict) {
 }
 
 /// The lane of a packet: emergency when its APID is listed or its header byte matches the rule.
-pub(crate) fn priority(config: &LinkConfig, apid: u16, packet: &[u8]) -> Priority {
+fn priority(config: &LinkConfig, apid: u16, packet: &[u8]) -> Priority {
     let by_field = config.emergency_field.is_some_and(|rule| {
         packet
             .get(rule.offset)

@@ -1,6 +1,7 @@
 //! One recording into its link: read a chunk of frames, place each packet in its source's counts
 //! ([`super::place`]), leave out what the group holds already, stage the rest in the shard's
-//! fan-in, and wait until the archive holds it, chunk after chunk.
+//! fan-in, and count it stored once the archive holds it. Two chunks are in flight: one is
+//! staged while the one before is made durable, so reading and syncing overlap.
 //!
 //! Why a ledger of its own per chunk and source: a recording's packets lie below what the
 //! source's live connection took, and a source's ledger takes only rising sequences. The
@@ -15,12 +16,12 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::super::station::{priority, Link, ReadPackets};
+use super::super::station::{Link, ReadPackets};
 use super::holdings::{decide, FirstPackets, Holdings};
 use super::packets::Unframer;
 use super::place::{self, Reading, DECIDING};
 use crate::domain::batch::{ReadBatches, ReadFrame};
-use crate::domain::frame::SourceKey;
+use crate::domain::frame::{Priority, SourceKey};
 use crate::domain::ledger::Ledger;
 use crate::domain::reception::Received;
 use crate::domain::sequence_set::SequenceSet;
@@ -30,7 +31,7 @@ use crate::pipeline::fan_in::Ingress;
 use crate::protocol::ccsds::PrimaryHeader;
 pub(crate) use crate::stats::BackfillProgress as Imported;
 
-/// How many frames of a recording are read, stored and waited for at a time.
+/// How many frames of a recording are read and staged at a time.
 const CHUNK_FRAMES: usize = 4096;
 
 /// What a backfill reads besides the file: the archive, and the sources of the link's group.
@@ -77,6 +78,7 @@ pub(crate) async fn import(
         backfill,
         apids: HashMap::new(),
         lanes: HashMap::new(),
+        in_flight: Vec::new(),
         imported: Imported::default(),
     };
     loop {
@@ -99,6 +101,9 @@ pub(crate) async fn import(
         progress(&file.imported);
         if ended {
             unframer.finish(link);
+            let last = std::mem::take(&mut file.in_flight);
+            file.durable(last).await?;
+            progress(&file.imported);
             return Ok(file.imported);
         }
     }
@@ -128,7 +133,6 @@ async fn blocking<T: Send + 'static>(
 struct New {
     sequence: u64,
     packet: std::ops::Range<usize>,
-    priority: crate::domain::frame::Priority,
     received: Received,
 }
 
@@ -139,6 +143,8 @@ struct File<'a> {
     apids: HashMap<u16, Apid>,
     /// Each source's shard and lane into its fan-in, once lent.
     lanes: HashMap<u32, (usize, Ingress)>,
+    /// The last chunk's sources, staged and not yet known durable, with their packets.
+    in_flight: Vec<(Arc<Source>, u64)>,
     imported: Imported,
 }
 
@@ -168,7 +174,6 @@ impl File<'_> {
             let heard = read.heard.get(i).copied().unwrap_or_default();
             new.entry(source).or_default().push(New {
                 sequence,
-                priority: priority(&self.link.config, apid, &read.chunk[range.clone()]),
                 packet: range,
                 received: Received {
                     earth_unix_ns: heard.earth_unix_ns,
@@ -177,8 +182,22 @@ impl File<'_> {
                 },
             });
         }
+        let mut staged = Vec::with_capacity(new.len());
         for (source, packets) in new {
-            self.stage(source, packets, &read, decoded_at).await?;
+            staged.push(self.stage(source, packets, &read, decoded_at).await?);
+        }
+        // This chunk's packets go into the fan-in while the one before is being made durable:
+        // two in flight, the reading and the syncing overlap.
+        let before = std::mem::replace(&mut self.in_flight, staged);
+        self.durable(before).await
+    }
+
+    /// Completes once the archive holds every packet `staged` (one chunk's sources), counted as
+    /// stored then; or at the drain.
+    async fn durable(&mut self, staged: Vec<(Arc<Source>, u64)>) -> Result<(), ImportError> {
+        for (source, stored) in staged {
+            self.settled(&source).await?;
+            self.imported.stored += stored;
         }
         Ok(())
     }
@@ -243,15 +262,15 @@ const NO_PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 ));
 
 impl File<'_> {
-    /// Stages `packets`, new to source `id`, in its shard's fan-in under a ledger of their own,
-    /// and waits until the archive holds them.
+    /// Stages `packets`, new to source `id`, in its shard's fan-in under a ledger of their own;
+    /// the source they are staged as, and how many.
     async fn stage(
         &mut self,
         id: u32,
         mut packets: Vec<New>,
         read: &ReadPackets,
         decoded_at: Instant,
-    ) -> Result<(), ImportError> {
+    ) -> Result<(Arc<Source>, u64), ImportError> {
         let link = self.link;
         let key = (link.config.kind, id);
         let (shard, ingress) = match self.lanes.get(&id) {
@@ -270,8 +289,9 @@ impl File<'_> {
         let source = Arc::new(source);
         let mut batches = ReadBatches::default();
         for new in packets {
+            // Live first: a recording's packets are hours old, and take the routine lane.
             let frame = ReadFrame {
-                priority: new.priority,
+                priority: Priority::Routine,
                 sequence: new.sequence,
                 payload: new.packet,
             };
@@ -287,13 +307,11 @@ impl File<'_> {
             batch
         }));
         staged.map_err(|_| ImportError::Stopped)?;
-        self.durable(&source).await?;
-        self.imported.stored += stored;
-        Ok(())
+        Ok((source, stored))
     }
 
     /// Completes once the archive holds every frame of `source`, or at the drain.
-    async fn durable(&self, source: &Source) -> Result<(), ImportError> {
+    async fn settled(&self, source: &Source) -> Result<(), ImportError> {
         loop {
             let changed = source.ledger().changed();
             if source.is_settled() {
