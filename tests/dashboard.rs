@@ -647,6 +647,15 @@ fn long_stats() -> serde_json::Value {
             "packets": 123_456_789, "bytes": 0, "copies": 98_765, "gaps": 0, "unmatched": 0,
             "bad_input": 0, "skipped_bytes": 0, "last_error": null,
         });
+        // A station's recordings going in through its spool, one of them failed.
+        let backfill = json!({
+            "importing": 1, "files_done": 12, "files_failed": 1, "bytes": 0, "packets": 0,
+            "stored": 123_456_789, "held": 98_765, "unplaced": 0, "damaged_ranges": 0,
+            "spool_unreadable": false,
+        });
+        if name.starts_with("kiruna") {
+            link["backfill"] = backfill;
+        }
         // A link of transfer frames shows their quality too, the longest line of the tile.
         if name.starts_with("svalbard") {
             let frames = json!({
@@ -764,6 +773,8 @@ const TILES: &str = r##"({
     links: document.querySelectorAll("#links li").length,
     stations: [...document.querySelectorAll("#links li")].map((li) => li.textContent.split(" · ")[0]),
     seen: document.querySelector("#links li")?.textContent.split(" · ")[1],
+    backfill: [...document.querySelectorAll("#links li")].map((li) => li.textContent.split(" · ")
+        .find((part) => part.startsWith("backfill")) ?? null),
     shards: document.querySelectorAll("#shards li").length,
     nats: !document.getElementById("nats-tile").hidden,
     timeline: !document.getElementById("timeline-panel").hidden,
@@ -807,6 +818,8 @@ async fn chromium_fits_long_figures_in_every_tile_from_1280_to_1920_px() {
             ])
         );
         assert_eq!(tiles["seen"], json!("seen 17:20:01"));
+        let backfill = "backfill importing, 12 done, 1 failed, 123,456,789 stored, 98,765 held";
+        assert_eq!(tiles["backfill"], json!([null, backfill, null, null]));
         browser.wait_until(
             "the completeness panel hidden (no archive files)",
             TILES,

@@ -171,8 +171,8 @@ function showShards(shards) {
 
 /// The ground-segment links' tile, shown when `[[links]]` are configured (docs/ground-segment.md):
 /// each station's state (and the link's, while disconnected), when it last sent (UTC), packets
-/// stored and copies dropped, and for frames their quality; a dialled link that is not connected
-/// in red.
+/// stored and copies dropped, for frames their quality, and its backfill; a dialled link that is
+/// not connected, or one whose recordings failed, in red.
 function showLinks(links) {
   $("links-tile").hidden = !links || links.length === 0;
   if (!links) return;
@@ -189,7 +189,15 @@ function showLinks(links) {
         `${number.format(link.frames_bad_fecf + link.frames_dropped)} bad, ` +
         `${number.format(link.vc_gaps)} lost`;
     }
-    item.classList.toggle("down", link.state === "connecting" || link.state === "backoff");
+    // A station's recordings going in through its spool: files done and failed, packets stored.
+    const b = link.backfill;
+    if (b && (b.importing || b.files_done || b.files_failed || b.spool_unreadable)) {
+      item.textContent += ` · backfill ${b.importing ? "importing, " : ""}${number.format(b.files_done)} done, ` +
+        `${number.format(b.files_failed)} failed${b.spool_unreadable ? ", spool unreadable" : ""}, ` +
+        `${number.format(b.stored)} stored, ${number.format(b.held)} held`;
+    }
+    item.classList.toggle("down", link.state === "connecting" || link.state === "backoff" ||
+      (b?.files_failed ?? 0) > 0 || b?.spool_unreadable === true);
     if (link.last_error) item.title = link.last_error;
     return item;
   }));
