@@ -220,3 +220,47 @@ async fn kiruna_packets(monitor: std::net::SocketAddr) -> u64 {
         .and_then(|l| l["packets"].as_u64())
         .unwrap_or_default()
 }
+
+/// A spool that cannot be read is reported and watched until it can; a gzip recording cut short
+/// stores what it held before the cut and goes to `failed/` with the reason; the spool goes on.
+#[tokio::test]
+async fn bad_recordings_and_a_missing_spool_cost_only_themselves() {
+    use std::io::Write;
+    let dir = TempDir::new("backfill-bad");
+    let spool = dir.0.join("spool");
+    let with_spool = |config: &mut aggregator::Config| {
+        let kiruna = config
+            .links
+            .iter_mut()
+            .find(|l| l.name == "Kiruna")
+            .unwrap();
+        kiruna.spool_dir = Some(spool.clone());
+    };
+    let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
+    let unreadable =
+        |is: bool| async move { kiruna_backfill(monitor).await["spool_unreadable"] == is };
+    common::wait_until_async("the missing spool reported", PATIENCE, || unreadable(true)).await;
+    std::fs::create_dir_all(&spool).unwrap();
+    common::wait_until_async("the spool read again", PATIENCE, || unreadable(false)).await;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&recording(0..60)).unwrap();
+    let gzip = gzip.finish().unwrap();
+    upload(&spool, "cut.lp.gz", &gzip[..gzip.len() * 2 / 3]);
+    let backfill = wait_files(monitor, 0, 1).await;
+    let stored = backfill["stored"].as_u64().unwrap();
+    assert!((1..60).contains(&stored), "{backfill}");
+    let completeness = "/archive/completeness?source=live:10007";
+    let held = common::http_get_json(monitor, completeness).await;
+    assert_eq!(held["sources"][0]["held"], json!([[UP, UP + stored - 1]]));
+    let why = std::fs::read_to_string(spool.join("failed/cut.lp.gz.txt")).unwrap();
+    assert!(
+        why.contains("cannot read") && why.contains("cut.lp.gz"),
+        "{why}"
+    );
+    // The whole pass after it: the rest stored, the spool unharmed.
+    upload(&spool, "whole.lp", &recording(0..60));
+    let backfill = wait_files(monitor, 1, 1).await;
+    assert_eq!(backfill["stored"], json!(60), "{backfill}");
+    stop.cancel();
+    assert_eq!(daemon.shutdown_clean().await.archived, 60);
+}

@@ -85,26 +85,31 @@ pub(crate) async fn import(
         let (back, chunk) = blocking(move || next_chunk(recording)).await?;
         recording = back;
         let Chunk { frames, ended } = chunk;
-        let mut read = Vec::with_capacity(frames.len());
+        let (mut read, mut failed) = (Vec::with_capacity(frames.len()), None);
         for item in frames {
-            match item? {
-                RecordedItem::Frame(frame) => read.push(frame),
-                RecordedItem::Damage(damage) => {
+            match item {
+                Ok(RecordedItem::Frame(frame)) => read.push(frame),
+                Ok(RecordedItem::Damage(damage)) => {
                     file.imported.damaged_ranges += 1;
                     file.imported.damaged_bytes += damage.end - damage.start;
                 }
+                // The last item: the frames before it are stored, then the file fails.
+                Err(err) => failed = Some(err),
             }
         }
         let packets = unframer.packets(link, &read);
         file.store(packets).await?;
         file.imported.bytes = recording.bytes_read();
         progress(&file.imported);
-        if ended {
+        if ended || failed.is_some() {
             unframer.finish(link);
             let last = std::mem::take(&mut file.in_flight);
             file.durable(last).await?;
             progress(&file.imported);
-            return Ok(file.imported);
+            return match failed {
+                Some(err) => Err(err.into()),
+                None => Ok(file.imported),
+            };
         }
     }
 }
