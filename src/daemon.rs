@@ -72,7 +72,13 @@ struct ArchiveHoldings {
 
 impl links::Holdings for ArchiveHoldings {
     fn held(&self, sources: Vec<SourceKey>) -> Result<SequenceSet, String> {
-        completeness::held_together(&self.root, &self.ends, sources).map_err(|e| e.to_string())
+        self.held_in(sources, (None, None))
+    }
+
+    fn around(&self, sources: Vec<SourceKey>, at_ns: u64) -> Result<links::Around, String> {
+        let before = self.held_in(sources.clone(), (None, Some(at_ns)))?;
+        let after = self.held_in(sources, (Some(at_ns), None))?;
+        Ok((before.last(), after.first()))
     }
 
     fn payload_crcs(
@@ -80,6 +86,17 @@ impl links::Holdings for ArchiveHoldings {
         frames: BTreeSet<links::FrameAt>,
     ) -> Result<HashMap<links::FrameAt, u32>, String> {
         payload_crcs(&self.root, &self.ends, &frames).map_err(|e| e.to_string())
+    }
+}
+
+impl ArchiveHoldings {
+    fn held_in(
+        &self,
+        sources: Vec<SourceKey>,
+        window: (Option<u64>, Option<u64>),
+    ) -> Result<SequenceSet, String> {
+        completeness::held_together(&self.root, &self.ends, sources, window)
+            .map_err(|e| e.to_string())
     }
 }
 

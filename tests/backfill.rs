@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::stations::{self, framed};
+use common::stations::{self, framed, framed_at};
 use common::{TempDir, PATIENCE};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -263,4 +263,61 @@ async fn bad_recordings_and_a_missing_spool_cost_only_themselves() {
     assert_eq!(backfill["stored"], json!(60), "{backfill}");
     stop.cancel();
     assert_eq!(daemon.shutdown_clean().await.archived, 60);
+}
+
+/// A recording of a stretch no station delivered, from an hour before the live pass (the
+/// cycle before its counts): placed below the live counts by its earth times, never on the
+/// counts the live station goes on with, which then all arrive and are stored.
+#[tokio::test]
+async fn a_stretch_older_than_the_live_pass_goes_below_its_counts() {
+    let (dir, spool) = spooled("backfill-older");
+    let with_spool = |config: &mut aggregator::Config| {
+        let kiruna = config
+            .links
+            .iter_mut()
+            .find(|l| l.name == "Kiruna")
+            .unwrap();
+        kiruna.spool_dir = Some(spool.clone());
+    };
+    let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
+    let now_ms =
+        aggregator::domain::units::unix_ns(std::time::SystemTime::now()).unwrap() / 1_000_000;
+    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for count in 0..100 {
+        wire.write_all(&framed_at(count, now_ms)).await.unwrap();
+    }
+    common::wait_until_async("the live pass stored", PATIENCE, || async {
+        kiruna_packets(monitor).await == 100
+    })
+    .await;
+    let hour_ago = now_ms - 3_600_000;
+    let older: Vec<u8> = (16_300..16_384)
+        .flat_map(|count| framed_at(count, hour_ago))
+        .collect();
+    upload(&spool, "older.lp", &older);
+    let backfill = wait_files(monitor, 1, 0).await;
+    assert_eq!(backfill["stored"], json!(84), "{backfill}");
+    for count in 100..200 {
+        wire.write_all(&framed_at(count, now_ms)).await.unwrap();
+    }
+    let completeness = || common::http_get_json(monitor, "/archive/completeness?source=live:10007");
+    common::wait_until_async("the live pass goes on", PATIENCE, || async {
+        completeness().await["sources"][0]["last"] == json!(UP + 199)
+    })
+    .await;
+    let answer = completeness().await;
+    let source = &answer["sources"][0];
+    assert_eq!(source["held"], json!([[16_300, UP + 199]]), "{answer}");
+    assert_eq!(source["frames"], json!(284), "each count once: {answer}");
+    drop(wire);
+    stop.cancel();
+    assert_eq!(daemon.shutdown_clean().await.archived, 284);
+}
+
+/// A scratch directory named `name` with an empty `spool` in it.
+fn spooled(name: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new(name);
+    let spool = dir.0.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    (dir, spool)
 }

@@ -21,7 +21,7 @@
 //! an address in use is a startup error; the daemon serves them until the drain.
 
 mod backfill;
-pub(crate) use backfill::{free_name, on_disk, takes_name, FrameAt, Holdings};
+pub(crate) use backfill::{on_disk, place, takes_name, Around, FrameAt, Holdings};
 mod frames;
 mod merge;
 pub mod recording;
@@ -128,6 +128,7 @@ pub(crate) struct LinkServices {
 pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &TaskTracker) {
     let mut groups: HashMap<String, Arc<MergeGroup>> = HashMap::new();
     let counted = counted_sources(&sockets.links);
+    let mut turns: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
     for (config, socket) in sockets.links {
         let group = groups
             .entry(config.group_name().to_owned())
@@ -154,7 +155,10 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
         ));
         let drain = services.drain.clone();
         if let Some(dir) = link.config.spool_dir.clone() {
-            spool(&link, dir, &services, &counted, tracker);
+            let turn = turns
+                .entry(link.config.group_name().to_owned())
+                .or_default();
+            spool(&link, dir, &services, (&counted, turn), tracker);
         }
         match socket {
             Socket::Tcp(listener) => {
@@ -172,6 +176,9 @@ pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &Task
 
 /// The sources that carry an APID's count, by merge group and APID: what a backfill into a
 /// link of the group asks the archive about.
+type CountedSources = HashMap<String, HashMap<u16, Vec<SourceKey>>>;
+
+/// [`CountedSources`] of `links`.
 fn counted_sources(
     links: &[(LinkConfig, Socket)],
 ) -> HashMap<String, HashMap<u16, Vec<SourceKey>>> {
@@ -190,7 +197,7 @@ fn spool(
     link: &Arc<Link>,
     dir: std::path::PathBuf,
     services: &LinkServices,
-    counted: &HashMap<String, HashMap<u16, Vec<SourceKey>>>,
+    (counted, turn): (&CountedSources, &Arc<tokio::sync::Mutex<()>>),
     tracker: &TaskTracker,
 ) {
     let Some(holdings) = services.holdings.clone() else {
@@ -205,6 +212,7 @@ fn spool(
         holdings,
         group: Arc::new(group),
         drain: services.drain.clone(),
+        group_turn: Arc::clone(turn),
     };
     tracker.spawn(backfill::watch(Arc::clone(link), dir, backfill));
 }

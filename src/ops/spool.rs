@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -20,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 
-use crate::links::{free_name, on_disk, takes_name};
+use crate::links::{on_disk, place, takes_name};
 use crate::stats::Stats;
 
 /// How many bytes of an upload are written at a time.
@@ -64,30 +65,82 @@ pub(crate) async fn put(
         Ok(dir) => dir,
         Err(refusal) => return refused(refusal),
     };
-    let upload = dir.join(format!(".upload-{}-{file}", std::process::id()));
-    match receive(&dir, &upload, &file, body).await {
+    let upload = match Upload::create(&dir, &file) {
+        Ok(upload) => upload,
+        Err(why) => return refused((StatusCode::INTERNAL_SERVER_ERROR, why)),
+    };
+    match receive(&dir, upload, &file, body).await {
         Ok((name, bytes)) => {
             tracing::info!(link, file = %name, bytes, "backfill: recording uploaded into the spool");
             let answer = serde_json::json!({ "file": name, "bytes": bytes });
             (StatusCode::CREATED, Json(answer)).into_response()
         }
         Err(why) => {
-            let _ = std::fs::remove_file(&upload);
             tracing::warn!(link, file, error = %why, "backfill: upload not taken");
             refused((StatusCode::INTERNAL_SERVER_ERROR, why))
         }
     }
 }
 
-/// Writes `body` to `upload`, syncs it, and renames it to a free name of `dir` near `file`.
+/// An upload's file in the spool, under a dotted name of its own (which the spool leaves
+/// alone); removed when dropped unless placed: an upload that breaks off, or whose connection is
+/// cut, leaves nothing behind.
+struct Upload {
+    path: PathBuf,
+    out: Option<std::fs::File>,
+    placed: bool,
+}
+
+/// Uploads under way, numbered: two uploads of one name never share a file.
+static UPLOADS: AtomicU64 = AtomicU64::new(0);
+
+impl Upload {
+    fn create(dir: &Path, file: &str) -> Result<Upload, String> {
+        let n = UPLOADS.fetch_add(1, Relaxed);
+        let path = dir.join(format!(".upload-{}-{n}-{file}", std::process::id()));
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path);
+        let out = out.map_err(|err| format!("cannot write into the spool: {err}"))?;
+        Ok(Upload {
+            path,
+            out: Some(out),
+            placed: false,
+        })
+    }
+
+    /// Syncs the file and moves it into `dir` under the first free name near `file` (never
+    /// replacing one); the name it took.
+    fn place(&mut self, dir: &Path, file: &str) -> std::io::Result<String> {
+        if let Some(out) = self.out.take() {
+            out.sync_all()?;
+        }
+        let name = place(
+            &self.path,
+            &[dir, &dir.join("done"), &dir.join("failed")],
+            file,
+        )?;
+        self.placed = true;
+        Ok(name)
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `body` into `upload`, syncs it, and places it in `dir` under a free name near `file`.
 async fn receive(
     dir: &Path,
-    upload: &Path,
+    mut upload: Upload,
     file: &str,
     body: Body,
 ) -> Result<(String, u64), String> {
-    let mut out = std::fs::File::create(upload)
-        .map_err(|err| format!("cannot write into the spool {}: {err}", dir.display()))?;
     let (mut stream, mut pending, mut bytes) = (body.into_data_stream(), Vec::new(), 0u64);
     loop {
         let chunk = stream.next().await;
@@ -99,23 +152,21 @@ async fn receive(
             bytes += chunk.len() as u64;
         }
         if pending.len() >= WRITE_BYTES || chunk.is_none() {
-            let written = std::mem::take(&mut pending);
-            out = tokio::task::spawn_blocking(move || out.write_all(&written).map(|()| out))
-                .await
-                .map_err(|err| err.to_string())?
-                .map_err(|err| format!("cannot write into the spool: {err}"))?;
+            let (written, mut out) = (std::mem::take(&mut pending), upload.out.take());
+            let wrote = tokio::task::spawn_blocking(move || {
+                let wrote = out.as_mut().map_or(Ok(()), |out| out.write_all(&written));
+                (out, wrote)
+            });
+            let (out, wrote) = wrote.await.map_err(|err| err.to_string())?;
+            upload.out = out;
+            wrote.map_err(|err| format!("cannot write into the spool: {err}"))?;
         }
         if chunk.is_none() {
             break;
         }
     }
-    let (dir, upload, file) = (dir.to_owned(), upload.to_owned(), file.to_owned());
-    let placed = tokio::task::spawn_blocking(move || {
-        out.sync_all()?;
-        let name = free_name(&[&dir, &dir.join("done"), &dir.join("failed")], &file);
-        std::fs::rename(&upload, dir.join(&name))?;
-        Ok::<_, std::io::Error>(name)
-    });
+    let (dir, file) = (dir.to_owned(), file.to_owned());
+    let placed = tokio::task::spawn_blocking(move || upload.place(&dir, &file));
     let name = (placed.await.map_err(|err| err.to_string())?)
         .map_err(|err| format!("cannot place the upload in the spool: {err}"))?;
     Ok((name, bytes))

@@ -15,12 +15,8 @@ pub(crate) struct BackfillCounters {
     importing: AtomicU64,
     files_done: AtomicU64,
     files_failed: AtomicU64,
-    bytes: AtomicU64,
-    packets: AtomicU64,
-    stored: AtomicU64,
-    held: AtomicU64,
-    unplaced: AtomicU64,
-    damaged_ranges: AtomicU64,
+    /// What the imports read and stored, summed.
+    totals: Mutex<BackfillProgress>,
     spool_unreadable: AtomicBool,
     /// The newest files' reports, by name, oldest first.
     reports: Mutex<VecDeque<(String, FileReport)>>,
@@ -72,20 +68,40 @@ pub struct BackfillSnapshot {
     pub files_done: u64,
     /// Files that could not be read to their end: in `failed/`, with the reason beside.
     pub files_failed: u64,
-    /// Bytes of the files read (uncompressed).
-    pub bytes: u64,
-    /// Packets read from the files.
-    pub packets: u64,
-    /// Packets stored: the archive lacked them.
-    pub stored: u64,
-    /// Packets the link's group held already: not stored again.
-    pub held: u64,
-    /// Packets of no source that carries their APID's count: not stored.
-    pub unplaced: u64,
-    /// Ranges of the files that held no frame (garbage, a truncated end).
-    pub damaged_ranges: u64,
+    /// What the imports read and stored, summed.
+    #[serde(flatten)]
+    pub totals: BackfillProgress,
     /// Whether the spool directory cannot be read now.
     pub spool_unreadable: bool,
+}
+
+impl BackfillProgress {
+    /// Adds what an import counted from `before` to `now` (its totals then and now).
+    fn add_since(&mut self, before: &BackfillProgress, now: &BackfillProgress) {
+        let fields = |p: &BackfillProgress| {
+            [
+                p.bytes,
+                p.packets,
+                p.stored,
+                p.held,
+                p.unplaced,
+                p.damaged_ranges,
+                p.damaged_bytes,
+            ]
+        };
+        let mine = [
+            &mut self.bytes,
+            &mut self.packets,
+            &mut self.stored,
+            &mut self.held,
+            &mut self.unplaced,
+            &mut self.damaged_ranges,
+            &mut self.damaged_bytes,
+        ];
+        for ((mine, now), before) in mine.into_iter().zip(fields(now)).zip(fields(before)) {
+            *mine += now.saturating_sub(before);
+        }
+    }
 }
 
 impl BackfillCounters {
@@ -99,19 +115,8 @@ impl BackfillCounters {
 
     /// An import went from `before` to `now` (its totals so far).
     pub(crate) fn progress(&self, before: &BackfillProgress, now: &BackfillProgress) {
-        let add = |counter: &AtomicU64, now: u64, before: u64| {
-            counter.fetch_add(now.saturating_sub(before), Relaxed);
-        };
-        add(&self.bytes, now.bytes, before.bytes);
-        add(&self.packets, now.packets, before.packets);
-        add(&self.stored, now.stored, before.stored);
-        add(&self.held, now.held, before.held);
-        add(&self.unplaced, now.unplaced, before.unplaced);
-        add(
-            &self.damaged_ranges,
-            now.damaged_ranges,
-            before.damaged_ranges,
-        );
+        let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        totals.add_since(before, now);
     }
 
     pub(crate) fn file_done(&self) {
@@ -146,16 +151,12 @@ impl BackfillCounters {
     }
 
     pub(crate) fn snapshot(&self) -> BackfillSnapshot {
+        let totals = *self.totals.lock().unwrap_or_else(PoisonError::into_inner);
         BackfillSnapshot {
             importing: self.importing.load(Relaxed),
             files_done: self.files_done.load(Relaxed),
             files_failed: self.files_failed.load(Relaxed),
-            bytes: self.bytes.load(Relaxed),
-            packets: self.packets.load(Relaxed),
-            stored: self.stored.load(Relaxed),
-            held: self.held.load(Relaxed),
-            unplaced: self.unplaced.load(Relaxed),
-            damaged_ranges: self.damaged_ranges.load(Relaxed),
+            totals,
             spool_unreadable: self.spool_unreadable.load(Relaxed),
         }
     }

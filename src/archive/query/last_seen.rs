@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::archive::format::index::SegmentIndex;
-use crate::archive::format::Entry;
 use crate::archive::format::{self, ArchiveError};
+use crate::archive::format::{Entry, FrameRecord};
 use crate::archive::read::{DurableEnds, Piece, SegmentFile, ShardWalk};
 
 /// How many bytes of records are read at a time.
@@ -109,6 +109,25 @@ fn newest_frames(
     wanted: &HashSet<&str>,
     found: &mut HashMap<String, u64>,
 ) -> Result<(), ArchiveError> {
+    each_frame(segment, to, |frame| {
+        let Some(reception) = &frame.reception else {
+            return;
+        };
+        let link = &*reception.delivery.link;
+        if wanted.contains(link) {
+            let newest = found.entry(link.to_owned()).or_default();
+            *newest = (*newest).max(frame.received_unix_ns);
+        }
+    })
+}
+
+/// Calls `each` with every frame of `segment` up to `to`, in file order; damaged records are
+/// passed over.
+pub(super) fn each_frame(
+    segment: &SegmentFile,
+    to: u64,
+    mut each: impl FnMut(FrameRecord),
+) -> Result<(), ArchiveError> {
     let mut from = format::MAGIC.len() as u64;
     while from < to {
         let records = match segment.read(from, to, READ_BUDGET, Some(to))? {
@@ -120,14 +139,8 @@ fn newest_frames(
         };
         from = records.next;
         for (_, entry) in records.entries {
-            let Entry::Frame(frame) = entry else { continue };
-            let Some(reception) = &frame.reception else {
-                continue;
-            };
-            let link = &*reception.delivery.link;
-            if wanted.contains(link) {
-                let newest = found.entry(link.to_owned()).or_default();
-                *newest = (*newest).max(frame.received_unix_ns);
+            if let Entry::Frame(frame) = entry {
+                each(frame);
             }
         }
     }

@@ -10,14 +10,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use super::last_seen::segment_len;
+use super::last_seen::{each_frame, segment_len};
 use crate::archive::format::index::SegmentIndex;
-use crate::archive::format::{self, ArchiveError, Entry};
-use crate::archive::read::{DurableEnds, Piece, SegmentFile, ShardWalk};
+use crate::archive::format::ArchiveError;
+use crate::archive::read::{DurableEnds, SegmentFile, ShardWalk};
 use crate::domain::frame::SourceKey;
-
-/// How many bytes of records are read at a time.
-const READ_BUDGET: usize = 1 << 20;
 
 /// A frame asked for: its source and sequence.
 pub type FrameAt = (SourceKey, u64);
@@ -64,25 +61,12 @@ fn shard_segment(
         false => walk.end.len,
     };
     let segment = SegmentFile::open(walk.shard, index, path)?;
-    let mut from = format::MAGIC.len() as u64;
-    while from < to {
-        let records = match segment.read(from, to, READ_BUDGET, Some(to))? {
-            Piece::Records(records) => records,
-            Piece::Damaged(range) => {
-                from = range.bytes.end;
-                continue;
-            }
-        };
-        from = records.next;
-        for (_, entry) in records.entries {
-            let Entry::Frame(frame) = entry else { continue };
-            let at = ((frame.kind, frame.source_id), frame.sequence);
-            if wanted.contains(&at) {
-                found.insert(at, crc32fast::hash(&frame.payload));
-            }
+    each_frame(&segment, to, |frame| {
+        let at = ((frame.kind, frame.source_id), frame.sequence);
+        if wanted.contains(&at) {
+            found.insert(at, crc32fast::hash(&frame.payload));
         }
-    }
-    Ok(())
+    })
 }
 
 /// Whether sealed segment `index` (of `len` bytes) may hold a frame of `wanted`: its index

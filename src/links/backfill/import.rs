@@ -31,8 +31,12 @@ use crate::pipeline::fan_in::Ingress;
 use crate::protocol::ccsds::PrimaryHeader;
 pub(crate) use crate::stats::BackfillProgress as Imported;
 
-/// How many frames of a recording are read and staged at a time.
+/// How many frames of a recording are read and staged at a time, at most.
 const CHUNK_FRAMES: usize = 4096;
+
+/// How many bytes of frames are read and staged at a time, at most: a chunk of large packets
+/// costs no more memory than one of small ones.
+const CHUNK_BYTES: usize = 8 << 20;
 
 /// What a backfill reads besides the file: the archive, and the sources of the link's group.
 #[derive(Clone)]
@@ -41,6 +45,8 @@ pub(crate) struct Backfill {
     /// Every source of the link's merge group that carries an APID's count, by APID.
     pub group: Arc<HashMap<u16, Vec<SourceKey>>>,
     pub drain: CancellationToken,
+    /// Held by the import of a file of any link of the group.
+    pub group_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Why an import did not finish.
@@ -48,17 +54,22 @@ pub(crate) struct Backfill {
 pub(crate) enum ImportError {
     #[error(transparent)]
     Recording(#[from] RecordingError),
+    /// Not the file's fault: it stays in the spool, and is read again at the next look.
     #[error("cannot read what the archive holds: {0}")]
     Archive(String),
+    /// A defect of ours met reading the file: the file goes to `failed/`, the spool goes on.
+    #[error("an internal error reading the file: {0}")]
+    Internal(String),
     /// The drain: what was stored is stored; the file is read again at the next start.
     #[error("the daemon is stopping")]
     Stopped,
 }
 
-/// One APID of the file: its reading, its cycle once decided, and what the group holds.
+/// One APID of the file: its reading, its cycle once decided (`None` inside: none fits), and
+/// what the group holds.
 struct Apid {
     reading: Reading,
-    shift: Option<i128>,
+    shift: Option<Option<i128>>,
     held: SequenceSet,
 }
 
@@ -77,6 +88,7 @@ pub(crate) async fn import(
         link,
         backfill,
         apids: HashMap::new(),
+        modified_ns: modified_ns(path),
         lanes: HashMap::new(),
         in_flight: Vec::new(),
         imported: Imported::default(),
@@ -114,6 +126,14 @@ pub(crate) async fn import(
     }
 }
 
+/// When `path` was last written, in nanoseconds since the Unix epoch; now when it cannot be
+/// told.
+fn modified_ns(path: &Path) -> u64 {
+    let modified = std::fs::metadata(path).and_then(|meta| meta.modified());
+    let at = modified.unwrap_or_else(|_| std::time::SystemTime::now());
+    crate::domain::units::unix_ns(at).unwrap_or_default()
+}
+
 /// A chunk of a recording's items, and whether the file ended with it.
 struct Chunk {
     frames: Vec<Result<RecordedItem, RecordingError>>,
@@ -121,9 +141,29 @@ struct Chunk {
 }
 
 fn next_chunk(mut recording: Recording) -> (Recording, Chunk) {
-    let frames: Vec<_> = recording.by_ref().take(CHUNK_FRAMES).collect();
-    let ended = frames.len() < CHUNK_FRAMES;
-    (recording, Chunk { frames, ended })
+    let (mut frames, mut bytes) = (Vec::new(), 0);
+    while frames.len() < CHUNK_FRAMES && bytes < CHUNK_BYTES {
+        let Some(item) = recording.next() else {
+            return (
+                recording,
+                Chunk {
+                    frames,
+                    ended: true,
+                },
+            );
+        };
+        if let Ok(RecordedItem::Frame(frame)) = &item {
+            bytes += frame.payload.len();
+        }
+        frames.push(item);
+    }
+    (
+        recording,
+        Chunk {
+            frames,
+            ended: false,
+        },
+    )
 }
 
 async fn blocking<T: Send + 'static>(
@@ -131,7 +171,10 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ImportError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|_| ImportError::Stopped)
+        .map_err(|err| match err.is_panic() {
+            true => ImportError::Internal(err.to_string()),
+            false => ImportError::Stopped,
+        })
 }
 
 /// A packet placed in its source, new to the group.
@@ -146,6 +189,9 @@ struct File<'a> {
     link: &'a Link,
     backfill: &'a Backfill,
     apids: HashMap<u16, Apid>,
+    /// When the file was last written, in nanoseconds since the Unix epoch: the time of a
+    /// recording that gives none of its own.
+    modified_ns: u64,
     /// Each source's shard and lane into its fan-in, once lent.
     lanes: HashMap<u32, (usize, Ingress)>,
     /// The last chunk's sources, staged and not yet known durable, with their packets.
@@ -165,7 +211,7 @@ impl File<'_> {
             let state = self.apids.get_mut(&apid);
             let placed = state
                 .as_ref()
-                .and_then(|s| place::placed(relative?, s.shift?));
+                .and_then(|s| place::placed(relative?, s.shift??));
             let (Some(state), Some(source), Some(sequence)) = (state, source, placed) else {
                 self.imported.unplaced += 1;
                 continue;
@@ -238,19 +284,32 @@ impl File<'_> {
         let mut first: HashMap<u16, FirstPackets> = HashMap::new();
         for (i, &(apid, _, relative)) in relative.iter().enumerate() {
             let undecided = self.apids.get(&apid).is_some_and(|a| a.shift.is_none());
-            if let (true, Some(relative)) = (undecided, relative) {
-                let packets = first.entry(apid).or_default();
-                if packets.len() < DECIDING {
-                    let crc = crc32fast::hash(&read.chunk[read.packets[i].clone()]);
-                    packets.push((relative, crc));
-                }
+            let (true, Some(relative)) = (undecided, relative) else {
+                continue;
+            };
+            let earth = read.heard.get(i).and_then(|heard| heard.earth_unix_ns);
+            let at_ns = earth.unwrap_or(self.modified_ns);
+            let first = first.entry(apid).or_insert_with(|| FirstPackets {
+                packets: Vec::new(),
+                at_ns,
+            });
+            if first.packets.len() < DECIDING {
+                let crc = crc32fast::hash(&read.chunk[read.packets[i].clone()]);
+                first.packets.push((relative, crc));
             }
         }
-        for (apid, packets) in first {
+        for (apid, first) in first {
             let sources = self.backfill.group.get(&apid).cloned().unwrap_or_default();
-            let (held, shift) = decide(&self.backfill.holdings, sources, packets)
-                .await
-                .map_err(ImportError::Archive)?;
+            let holdings = Arc::clone(&self.backfill.holdings);
+            let asked = blocking(move || decide(holdings.as_ref(), sources, &first));
+            let (held, shift) = tokio::select! {
+                decided = asked => decided?.map_err(ImportError::Archive)?,
+                // The drain does not wait for the archive's answer.
+                _ = self.backfill.drain.cancelled() => return Err(ImportError::Stopped),
+            };
+            if shift.is_none() {
+                tracing::warn!(link = %self.link.config.name, apid, "backfill: the recording's packets of this APID fit nowhere between what the group received before and after them: not stored (unplaced)");
+            }
             if let Some(state) = self.apids.get_mut(&apid) {
                 state.shift = Some(shift);
                 state.held = held;
@@ -277,6 +336,9 @@ impl File<'_> {
         decoded_at: Instant,
     ) -> Result<(Arc<Source>, u64), ImportError> {
         let link = self.link;
+        if self.backfill.drain.is_cancelled() {
+            return Err(ImportError::Stopped);
+        }
         let key = (link.config.kind, id);
         let (shard, ingress) = match self.lanes.get(&id) {
             Some(lane) => lane.clone(),

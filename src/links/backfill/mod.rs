@@ -20,6 +20,6 @@ mod packets;
 mod place;
 mod spool;
 
-pub(crate) use holdings::{FrameAt, Holdings};
+pub(crate) use holdings::{Around, FrameAt, Holdings};
 pub(crate) use import::Backfill;
-pub(crate) use spool::{free_name, on_disk, takes_name, watch};
+pub(crate) use spool::{on_disk, place, takes_name, watch};

@@ -49,15 +49,19 @@ impl Unframer {
 }
 
 /// Frames that each hold one space packet (a packet stream's, a length-prefixed file's): those
-/// that are one whole packet, with their earth-receive times.
+/// that are one whole packet, with their earth-receive times (a length-prefixed frame's from its
+/// header, with the link's `earth_time`).
 fn whole_packets(link: &Link, frames: &[RecordedFrame]) -> ReadPackets {
     let mut chunk = Vec::with_capacity(frames.iter().map(|f| f.payload.len()).sum());
     let (mut packets, mut heard) = (Vec::new(), Vec::new());
     for frame in frames.iter().filter(|f| takes_frame(link, &f.payload)) {
         packets.push(chunk.len()..chunk.len() + frame.payload.len());
         chunk.extend_from_slice(&frame.payload);
+        // A length-prefixed frame's header gives its time as the link's connections' do.
+        let field = link.config.earth_time;
+        let earth = frame.earth_unix_ns.or_else(|| field?.read(&frame.header));
         heard.push(Heard {
-            earth_unix_ns: frame.earth_unix_ns,
+            earth_unix_ns: earth,
             ..Heard::default()
         });
     }

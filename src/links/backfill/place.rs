@@ -8,9 +8,9 @@
 //! (a pass held across wraps meets the first counts in each it spans), so the bytes decide: the
 //! cycle under which the archive holds the same bytes at the same counts as the recording's
 //! sampled packets. A recording that meets nothing the group holds, or meets only other bytes (a
-//! counter restart), is placed after the highest count held, as a live station's first packet
-//! is: what no station delivered is stored, once; its cycle may then differ from the
-//! spacecraft's, which only `archive verify`'s count jumps show.
+//! counter restart), is a stretch no station delivered: its time places it, just after the
+//! highest count the group received before it and below the lowest received after it, so that
+//! it never takes counts the live stations go on with.
 
 use crate::domain::sequence_set::SequenceSet;
 use crate::protocol::ccsds::SEQUENCE_COUNT_MODULUS;
@@ -86,19 +86,25 @@ pub(super) fn by_bytes(matches: &[(i128, usize)]) -> Option<i128> {
         .map(|&(shift, _)| shift)
 }
 
-/// The shift that puts the first packet just after the highest count held (with nothing held,
-/// it stays one cycle up): where a recording that meets nothing the group holds goes, as a live
-/// station's first packet does.
-pub(super) fn after_highest(first: &[u64], held: &SequenceSet) -> i128 {
-    let modulus = i128::from(MODULUS);
-    match (held.last(), first.first()) {
-        (Some(highest), Some(&relative)) => {
-            let above = i128::from(highest) + 1 - i128::from(relative);
+/// The shift that puts the first packet (relative count `first`) just after `before` (the
+/// highest count the group received before the recording's time) and below `after` (the lowest
+/// it received after): with nothing before, the highest below `after`; with neither, it stays
+/// one cycle up, as a live station's first packet. `None` when no count of the packet's fits
+/// between them: the stretch the recording would fill is narrower than its place in the cycle.
+pub(super) fn between(first: u64, (before, after): (Option<u64>, Option<u64>)) -> Option<i128> {
+    let (modulus, first) = (i128::from(MODULUS), i128::from(first));
+    let shift = match (before, after) {
+        (Some(before), _) => {
+            let above = i128::from(before) + 1 - first;
             above.div_euclid(modulus) * modulus
                 + modulus * i128::from(above.rem_euclid(modulus) != 0)
         }
-        _ => 0,
-    }
+        (None, Some(after)) => (i128::from(after) - 1 - first).div_euclid(modulus) * modulus,
+        (None, None) => 0,
+    };
+    let at = first + shift;
+    let fits = at >= 0 && after.is_none_or(|after| at < i128::from(after));
+    fits.then_some(shift)
 }
 
 /// `relative` under `shift`: the group's count, if not below zero.
@@ -178,17 +184,25 @@ mod tests {
         assert_eq!(by_bytes(&[(shifts[0], 0), (shifts[1], 0)]), None);
     }
 
-    /// Nothing of the recording held: after the highest count, as a live station's first
-    /// packet; nothing held at all: one cycle up.
+    /// Nothing of the recording held: just after what the group received before it, below what
+    /// it received after; before everything, below the lowest; with nothing, one cycle up.
     #[test]
-    fn a_recording_the_group_never_saw_goes_after_the_highest() {
+    fn a_stretch_no_station_delivered_goes_between_what_came_before_and_after() {
         let relative = read(&[5, 6]);
-        let group = held(&[(2 * MODULUS + 100, 2 * MODULUS + 200)]);
-        assert!(meeting(&relative, &group).is_empty());
-        let after = after_highest(&relative, &group);
-        assert_eq!(placed(relative[0], after), Some(3 * MODULUS + 5));
-        let empty = SequenceSet::default();
-        let after = after_highest(&relative, &empty);
-        assert_eq!(placed(relative[0], after), Some(MODULUS + 5));
+        let place = |around| between(relative[0], around).map(|s| placed(relative[0], s));
+        let (before, after) = (2 * MODULUS + 100, 5 * MODULUS);
+        assert_eq!(place((Some(before), None)), Some(Some(3 * MODULUS + 5)));
+        assert_eq!(
+            place((Some(before), Some(after))),
+            Some(Some(3 * MODULUS + 5))
+        );
+        assert_eq!(place((None, Some(after))), Some(Some(4 * MODULUS + 5)));
+        assert_eq!(place((None, Some(3))), None, "no count 5 below 3");
+        assert_eq!(
+            place((Some(before), Some(2 * MODULUS + 200))),
+            None,
+            "too narrow"
+        );
+        assert_eq!(place((None, None)), Some(Some(MODULUS + 5)));
     }
 }

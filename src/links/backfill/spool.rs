@@ -71,6 +71,9 @@ async fn take(link: &Link, backfill: &Backfill, dir: &Path, file: &Path) -> bool
         reason,
         moved_to,
     };
+    // One file of a merge group at a time: two stations' recordings of one pass, imported
+    // together, would each miss what the other stores.
+    let _turn = backfill.group_turn.lock().await;
     let outcome = import(link, backfill, file, &mut |now| {
         counters.progress(&last, now);
         counters.report(&name, report(FileState::Importing, *now, None, None));
@@ -93,8 +96,17 @@ async fn take(link: &Link, backfill: &Backfill, dir: &Path, file: &Path) -> bool
             (FileState::Done, None)
         }
         Err(ImportError::Stopped) => return false,
+        Err(err @ ImportError::Archive(_)) => {
+            tracing::error!(link = %link.config.name, file = %name, error = %err, "backfill: the file stays in the spool and is read again at the next look");
+            counters.report(
+                &name,
+                report(FileState::Waiting, last, Some(err.to_string()), None),
+            );
+            return true;
+        }
         Err(err) => {
-            let why = err.to_string();
+            // The spool's own path is the daemon's business, not a remote client's.
+            let why = err.to_string().replace(&format!("{}/", dir.display()), "");
             tracing::error!(link = %link.config.name, file = %name, error = %why, "backfill: file failed");
             counters.file_failed();
             (FileState::Failed, Some(why))
@@ -121,11 +133,11 @@ fn settle(
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     let moved = (|| {
         std::fs::create_dir_all(&into)?;
-        let free = free_name(&[&into], &name);
+        let free = place(file, &[&into], &name)?;
         if let Some(why) = why {
             std::fs::write(into.join(format!("{free}.txt")), format!("{why}\n"))?;
         }
-        std::fs::rename(file, into.join(&free)).map(|()| free)
+        Ok::<_, std::io::Error>(free)
     })();
     match moved {
         Ok(free) => Some(free),
@@ -136,8 +148,26 @@ fn settle(
     }
 }
 
+/// Moves `from` into `dirs[0]` under the first name near `name` that none of `dirs` holds,
+/// never replacing a file (a link, then the unlink: a name taken meanwhile is passed); the name
+/// it took.
+pub(crate) fn place(from: &Path, dirs: &[&Path], name: &str) -> std::io::Result<String> {
+    let into = dirs.first().ok_or(std::io::ErrorKind::InvalidInput)?;
+    loop {
+        let free = free_name(dirs, name);
+        match std::fs::hard_link(from, into.join(&free)) {
+            Ok(()) => {
+                std::fs::remove_file(from)?;
+                return Ok(free);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// `name`, or `name.1`, `name.2`, …: the first that none of `dirs` holds (nor its `.txt`).
-pub(crate) fn free_name(dirs: &[&Path], name: &str) -> String {
+fn free_name(dirs: &[&Path], name: &str) -> String {
     let taken = |candidate: &str| {
         let note = format!("{candidate}.txt");
         (dirs.iter()).any(|dir| dir.join(candidate).exists() || dir.join(&note).exists())

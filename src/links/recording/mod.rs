@@ -63,6 +63,9 @@ pub struct RecordedFrame {
     pub earth_unix_ns: Option<u64>,
     /// The KISS port of a KISS data frame.
     pub kiss_port: Option<u8>,
+    /// The bytes of its unit before the payload: a length-prefixed frame's header (where a
+    /// link's `earth_time` field lies), a marker; none for KISS.
+    pub header: Bytes,
 }
 
 /// Bytes of a recording that hold no frame, in the uncompressed stream.
@@ -271,15 +274,19 @@ impl Recording {
             match cut {
                 Cut::Frame(frame) => {
                     self.flush_damage();
-                    let payload = match frame.unescaped {
-                        true => unescaped.slice(frame.payload),
-                        false => chunk.slice(frame.payload),
+                    let (payload, header) = match frame.unescaped {
+                        true => (unescaped.slice(frame.payload), Bytes::new()),
+                        false => (
+                            chunk.slice(frame.payload.clone()),
+                            chunk.slice(frame.start..frame.payload.start),
+                        ),
                     };
                     self.ready.push_back(RecordedItem::Frame(RecordedFrame {
                         offset: self.at + frame.start as u64,
                         payload,
                         earth_unix_ns: frame.earth_unix_ns,
                         kiss_port: frame.kiss_port,
+                        header,
                     }));
                 }
                 Cut::Damage { range, reason } => self.damaged(Damage {

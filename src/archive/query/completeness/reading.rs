@@ -47,15 +47,18 @@ pub fn completeness(
 }
 
 /// The sequences any of `sources` holds in the archive at `root` up to `ends` (`ends` as they
-/// are now), together: what a link's group holds of an APID, which a backfill leaves out
-/// (the links' backfill). Blocking.
+/// are now), together, of the frames received in `window` (from, to; either end open): what a
+/// link's group holds of an APID, which a backfill leaves out (the links' backfill). Blocking.
 pub fn held_together(
     root: &Path,
     ends: &DurableEnds,
     sources: Vec<SourceKey>,
+    (since, until): (Option<u64>, Option<u64>),
 ) -> Result<SequenceSet, ArchiveError> {
     let filter = FrameFilter {
         sources,
+        since,
+        until,
         ..FrameFilter::default()
     };
     let answer = completeness(root, &ends.frozen(), &filter, None)?;
