@@ -321,3 +321,45 @@ fn spooled(name: &str) -> (TempDir, std::path::PathBuf) {
     std::fs::create_dir_all(&spool).unwrap();
     (dir, spool)
 }
+
+/// Both stations of the group upload their recording of one pass at once: the group imports one
+/// file at a time, so the second finds the first's packets held and the pass is stored once.
+#[tokio::test]
+async fn two_stations_recordings_of_one_pass_store_it_once() {
+    let (dir, spool) = spooled("backfill-two");
+    let other = dir.0.join("spool-svalbard");
+    std::fs::create_dir_all(&other).unwrap();
+    let spools = |config: &mut aggregator::Config| {
+        for link in &mut config.links {
+            link.spool_dir = Some(match link.name.as_str() {
+                "Kiruna" => spool.clone(),
+                _ => other.clone(),
+            });
+        }
+    };
+    let (daemon, monitor, stop, _) = stations::start(&dir.0, spools).await;
+    upload(&spool, "pass.lp", &recording(0..2000));
+    upload(&other, "pass.lp", &recording(0..2000));
+    let both_done = || async move {
+        let stats = common::http_get_json(monitor, "/stats").await;
+        let links = stats["links"].as_array().cloned().unwrap_or_default();
+        let done = links
+            .iter()
+            .filter(|l| l["backfill"]["files_done"] == 1)
+            .count();
+        (done == 2).then(|| {
+            links
+                .iter()
+                .map(|l| l["backfill"]["stored"].as_u64().unwrap())
+                .sum::<u64>()
+        })
+    };
+    common::wait_until_async("both recordings imported", PATIENCE, || async {
+        both_done().await.is_some()
+    })
+    .await;
+    let stored = both_done().await;
+    assert_eq!(stored, Some(2000));
+    stop.cancel();
+    assert_eq!(daemon.shutdown_clean().await.archived, 2000);
+}

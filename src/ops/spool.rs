@@ -191,3 +191,37 @@ pub(crate) async fn status(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two uploads of one name at once: each writes a file of its own, and neither replaces the
+    /// other, nor a file `done/` holds.
+    #[test]
+    fn two_uploads_of_one_name_keep_both_files() {
+        let dir = std::env::temp_dir().join(format!("spool-uploads-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("done")).unwrap();
+        std::fs::write(dir.join("done/pass.lp"), b"imported").unwrap();
+        let (mut a, mut b) = (
+            Upload::create(&dir, "pass.lp").unwrap(),
+            Upload::create(&dir, "pass.lp").unwrap(),
+        );
+        assert_ne!(a.path, b.path);
+        a.out.as_mut().unwrap().write_all(b"first").unwrap();
+        b.out.as_mut().unwrap().write_all(b"second").unwrap();
+        assert_eq!(b.place(&dir, "pass.lp").unwrap(), "pass.lp.1");
+        assert_eq!(a.place(&dir, "pass.lp").unwrap(), "pass.lp.2");
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        assert_eq!(
+            (read("done/pass.lp"), read("pass.lp.1"), read("pass.lp.2")),
+            (b"imported".to_vec(), b"second".to_vec(), b"first".to_vec())
+        );
+        // One that breaks off leaves nothing.
+        let broken = Upload::create(&dir, "pass.lp").unwrap();
+        let path = broken.path.clone();
+        drop(broken);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
