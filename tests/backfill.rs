@@ -63,6 +63,9 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
             .unwrap();
         kiruna.spool_dir = Some(spool.clone());
     };
+    // What an upload a killed daemon was receiving left behind: swept at the start.
+    let stale = spool.join(".upload-999-0-pass.lp");
+    std::fs::write(&stale, b"half an upload").unwrap();
     let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
     // Live, Kiruna loses 50..=79 and everything after 99.
     let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
@@ -99,6 +102,7 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
     let done =
         json!({"state": "done", "imported": imported, "reason": null, "moved_to": "pass-1.lp"});
     assert_eq!(report, done);
+    assert!(!stale.exists(), "a stale upload is swept");
     assert!(
         spool.join("pass.kiss.part").is_file(),
         "a file being written is left alone"

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 
-use crate::links::{on_disk, place, takes_name};
+use crate::links::{on_disk, place, takes_name, UPLOADING};
 use crate::stats::Stats;
 
 /// How many bytes of an upload are written at a time.
@@ -97,7 +97,7 @@ static UPLOADS: AtomicU64 = AtomicU64::new(0);
 impl Upload {
     fn create(dir: &Path, file: &str) -> Result<Upload, String> {
         let n = UPLOADS.fetch_add(1, Relaxed);
-        let path = dir.join(format!(".upload-{}-{n}-{file}", std::process::id()));
+        let path = dir.join(format!("{UPLOADING}{}-{n}-{file}", std::process::id()));
         let out = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

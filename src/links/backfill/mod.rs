@@ -22,4 +22,4 @@ mod spool;
 
 pub(crate) use holdings::{Around, FrameAt, Holdings};
 pub(crate) use import::Backfill;
-pub(crate) use spool::{on_disk, place, takes_name, watch};
+pub(crate) use spool::{on_disk, place, takes_name, watch, UPLOADING};

@@ -21,10 +21,14 @@ use crate::stats::{FileReport, FileState};
 pub(crate) const POLL: Duration = Duration::from_secs(1);
 
 const DONE: &str = "done";
+
+/// How an upload's file begins its name while it is written (`ops::spool`).
+pub(crate) const UPLOADING: &str = ".upload-";
 const FAILED: &str = "failed";
 
 /// Watches the link's spool directory until the drain.
 pub(crate) async fn watch(link: Arc<Link>, dir: PathBuf, backfill: Backfill) {
+    sweep_uploads(&dir);
     let mut refused: Option<String> = None;
     loop {
         match waiting(&dir) {
@@ -115,6 +119,18 @@ async fn take(link: &Link, backfill: &Backfill, dir: &Path, file: &Path) -> bool
     let moved = settle(link, dir, file, state, reason.as_deref());
     counters.report(&name, report(state, last, reason, moved));
     true
+}
+
+/// Removes what uploads a killed daemon left half written (`.upload-*`, never imported).
+fn sweep_uploads(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(UPLOADING) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Moves `file` into `done/` or `failed/` under a name not taken there, with `why` beside it in
