@@ -52,21 +52,11 @@ async fn wait_files(monitor: std::net::SocketAddr, done: u64, failed: u64) -> Va
 
 #[tokio::test]
 async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
-    let dir = TempDir::new("backfill");
-    let spool = dir.0.join("spool");
-    std::fs::create_dir_all(&spool).unwrap();
-    let with_spool = |config: &mut aggregator::Config| {
-        let kiruna = config
-            .links
-            .iter_mut()
-            .find(|l| l.name == "Kiruna")
-            .unwrap();
-        kiruna.spool_dir = Some(spool.clone());
-    };
+    let (dir, spool) = spooled("backfill");
     // What an upload a killed daemon was receiving left behind: swept at the start.
     let stale = spool.join(".upload-999-0-pass.lp");
     std::fs::write(&stale, b"half an upload").unwrap();
-    let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool).await;
     // Live, Kiruna loses 50..=79 and everything after 99.
     let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
     for count in (0..50).chain(80..100) {
@@ -162,18 +152,8 @@ async fn backfill_cli(args: Vec<String>) -> (i32, String, String) {
 
 #[tokio::test]
 async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
-    let dir = TempDir::new("backfill-cli");
-    let spool = dir.0.join("spool");
-    std::fs::create_dir_all(&spool).unwrap();
-    let with_spool = |config: &mut aggregator::Config| {
-        let kiruna = config
-            .links
-            .iter_mut()
-            .find(|l| l.name == "Kiruna")
-            .unwrap();
-        kiruna.spool_dir = Some(spool.clone());
-    };
-    let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
+    let (dir, spool) = spooled("backfill-cli");
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool).await;
     let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
     for count in 0..40 {
         wire.write_all(&framed(count, u64::from(count)))
@@ -232,15 +212,7 @@ async fn bad_recordings_and_a_missing_spool_cost_only_themselves() {
     use std::io::Write;
     let dir = TempDir::new("backfill-bad");
     let spool = dir.0.join("spool");
-    let with_spool = |config: &mut aggregator::Config| {
-        let kiruna = config
-            .links
-            .iter_mut()
-            .find(|l| l.name == "Kiruna")
-            .unwrap();
-        kiruna.spool_dir = Some(spool.clone());
-    };
-    let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool).await;
     let unreadable =
         |is: bool| async move { kiruna_backfill(monitor).await["spool_unreadable"] == is };
     common::wait_until_async("the missing spool reported", PATIENCE, || unreadable(true)).await;
@@ -275,15 +247,7 @@ async fn bad_recordings_and_a_missing_spool_cost_only_themselves() {
 #[tokio::test]
 async fn a_stretch_older_than_the_live_pass_goes_below_its_counts() {
     let (dir, spool) = spooled("backfill-older");
-    let with_spool = |config: &mut aggregator::Config| {
-        let kiruna = config
-            .links
-            .iter_mut()
-            .find(|l| l.name == "Kiruna")
-            .unwrap();
-        kiruna.spool_dir = Some(spool.clone());
-    };
-    let (daemon, monitor, stop, _) = stations::start(&dir.0, with_spool).await;
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool).await;
     let now_ms =
         aggregator::domain::units::unix_ns(std::time::SystemTime::now()).unwrap() / 1_000_000;
     let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
@@ -316,6 +280,25 @@ async fn a_stretch_older_than_the_live_pass_goes_below_its_counts() {
     drop(wire);
     stop.cancel();
     assert_eq!(daemon.shutdown_clean().await.archived, 284);
+}
+
+/// Kiruna and Svalbard (`common::stations`) storing into `dir`, Kiruna's link with `spool` as
+/// its `spool_dir`; the monitor served.
+async fn kiruna_spooled(
+    dir: &std::path::Path,
+    spool: &std::path::Path,
+) -> (
+    common::TestDaemon,
+    std::net::SocketAddr,
+    tokio_util::sync::CancellationToken,
+) {
+    let spool = spool.to_owned();
+    let with_spool = move |config: &mut aggregator::Config| {
+        let kiruna = config.links.iter_mut().find(|l| l.name == "Kiruna");
+        kiruna.expect("Kiruna's link").spool_dir = Some(spool);
+    };
+    let (daemon, monitor, stop, _) = stations::start(dir, with_spool).await;
+    (daemon, monitor, stop)
 }
 
 /// A scratch directory named `name` with an empty `spool` in it.
