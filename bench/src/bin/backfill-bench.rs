@@ -58,31 +58,23 @@ const APIDS: u16 = 4;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match bench(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("backfill-bench: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    daemon_child::run("backfill-bench", |dir| bench(&args, dir))
 }
 
-fn bench(args: &Args) -> BenchResult<()> {
-    let dir = std::env::temp_dir().join(format!("backfill-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
+fn bench(args: &Args, dir: &Path) -> BenchResult<()> {
     let wire = packets(args.size, args.megabytes);
     let n = (wire.len() / args.size) as u64;
     let (mut live, mut backfill, mut beside) = (Vec::new(), Vec::new(), Vec::new());
     let (mut alone_p99, mut beside_p99) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
-        let (rate, p99) = measure_live(&dir, &wire, n)?;
+        let (rate, p99) = measure_live(dir, &wire, n)?;
         eprintln!("run {run}: live {rate:.0} packets/s, emergency ACK p99 {p99:.2} ms");
         live.push(rate);
         alone_p99.push(p99);
-        let rate = measure_backfill(&dir, &wire, n)?;
+        let rate = measure_backfill(dir, &wire, n)?;
         eprintln!("run {run}: backfill {rate:.0} packets/s");
         backfill.push(rate);
-        let (rate, p99) = measure_beside(&dir, &wire, n)?;
+        let (rate, p99) = measure_beside(dir, &wire, n)?;
         eprintln!(
             "run {run}: live beside a backfill {rate:.0} packets/s, emergency ACK p99 {p99:.2} ms"
         );
@@ -116,7 +108,6 @@ fn bench(args: &Args) -> BenchResult<()> {
         beside / live,
         beside_p99 / alone_p99
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -85,18 +85,10 @@ const APIDS: u16 = 4;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match bench(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("links-bench: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    daemon_child::run("links-bench", |dir| bench(&args, dir))
 }
 
-fn bench(args: &Args) -> BenchResult<()> {
-    let dir = std::env::temp_dir().join(format!("links-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
+fn bench(args: &Args, dir: &Path) -> BenchResult<()> {
     println!(
         "| size | variant | packets/s (median of {}) | / floor | / ingest | kept |",
         args.runs
@@ -111,7 +103,7 @@ fn bench(args: &Args) -> BenchResult<()> {
                 if i > 1 && !args.variants.iter().any(|v| v == variant) {
                     continue;
                 }
-                let (rate, share) = measure_retried(variant, &packets, &dir)?;
+                let (rate, share) = measure_retried(variant, &packets, dir)?;
                 eprintln!("run {run}: {size} B {variant}: {rate:.0} packets/s, kept {share:.3}");
                 rates[i].push(rate);
                 kept[i].push(share);
@@ -134,7 +126,6 @@ fn bench(args: &Args) -> BenchResult<()> {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

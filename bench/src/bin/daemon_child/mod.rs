@@ -25,6 +25,23 @@ pub fn sibling(name: &str) -> BenchResult<PathBuf> {
     }
 }
 
+/// Runs a bench binary's `bench` in a scratch directory of its own (`/tmp/NAME-PID`, removed
+/// after): its exit status, its error printed as `NAME: ERROR`.
+pub fn run(name: &str, bench: impl FnOnce(&Path) -> BenchResult<()>) -> std::process::ExitCode {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let ran = std::fs::create_dir_all(&dir)
+        .map_err(|err| err.to_string())
+        .and_then(|()| bench(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    match ran {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn free_port() -> BenchResult<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|err| err.to_string())?;
     Ok(listener.local_addr().map_err(|err| err.to_string())?.port())
