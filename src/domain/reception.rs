@@ -198,8 +198,8 @@ impl Callsign {
     }
 
     /// The callsign whose text ([`fmt::Display`]) is `text`, whatever it holds: a follower reads
-    /// back what the air gave. `None` where no callsign shows as `text` (hex digits of either
-    /// case are taken).
+    /// back what the air gave. `None` where no callsign shows as `text`: each callsign has one
+    /// text, so an escape's hex digits are upper case, as the text writes them.
     pub(crate) fn from_shown(text: &str) -> Option<Callsign> {
         let (call, ssid) = match text.split_once('-') {
             Some((call, ssid)) if ssid.bytes().all(|d| d.is_ascii_digit()) => (
@@ -215,7 +215,10 @@ impl Callsign {
         while let Some(c) = chars.next() {
             let byte = match c {
                 b'\\' => {
-                    let digit = |d: Option<u8>| char::from(d?).to_digit(16);
+                    let digit = |d: Option<u8>| {
+                        let d = d.filter(|d| !d.is_ascii_lowercase())?;
+                        char::from(d).to_digit(16)
+                    };
                     chars.next().filter(|&x| x == b'x')?;
                     let value = digit(chars.next())? * 16 + digit(chars.next())?;
                     Some(value as u8).filter(|&b| escaped(b))?
@@ -325,6 +328,7 @@ mod tests {
             "A B",
             "A-+1",
             "A\\x+1",
+            "\\xbB",
         ] {
             assert_eq!(Callsign::from_shown(text), None, "{text:?}");
         }
