@@ -15,7 +15,7 @@
 //! after the archive closes, within the same deadline, and are cut off at it: they never change
 //! the drain's report.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,32 +71,13 @@ struct ArchiveHoldings {
 }
 
 impl links::Holdings for ArchiveHoldings {
-    fn held(&self, sources: Vec<SourceKey>) -> Result<SequenceSet, String> {
-        self.held_in(sources, (None, None))
-    }
-
-    fn around(&self, sources: Vec<SourceKey>, at_ns: u64) -> Result<links::Around, String> {
-        let before = self.held_in(sources.clone(), (None, Some(at_ns)))?;
-        let after = self.held_in(sources, (Some(at_ns), None))?;
-        Ok((before.last(), after.first()))
-    }
-
-    fn payload_crcs(
-        &self,
-        frames: BTreeSet<links::FrameAt>,
-    ) -> Result<HashMap<links::FrameAt, u32>, String> {
-        payload_crcs(&self.root, &self.ends, &frames).map_err(|e| e.to_string())
-    }
-}
-
-impl ArchiveHoldings {
-    fn held_in(
-        &self,
-        sources: Vec<SourceKey>,
-        window: (Option<u64>, Option<u64>),
-    ) -> Result<SequenceSet, String> {
+    fn held(&self, sources: Vec<SourceKey>, window: links::Window) -> Result<SequenceSet, String> {
         completeness::held_together(&self.root, &self.ends, sources, window)
             .map_err(|e| e.to_string())
+    }
+
+    fn payload_crcs(&self, frames: BTreeSet<links::FrameAt>) -> links::Crcs {
+        payload_crcs(&self.root, &self.ends, &frames).map_err(|e| e.to_string())
     }
 }
 

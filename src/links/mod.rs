@@ -21,7 +21,7 @@
 //! an address in use is a startup error; the daemon serves them until the drain.
 
 mod backfill;
-pub(crate) use backfill::{on_disk, place, takes_name, Around, FrameAt, Holdings, UPLOADING};
+pub(crate) use backfill::{on_disk, place, takes_name, Crcs, FrameAt, Holdings, Window, UPLOADING};
 mod frames;
 mod merge;
 pub mod recording;

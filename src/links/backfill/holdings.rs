@@ -18,17 +18,20 @@ const SAMPLES: usize = 16;
 /// What the archive holds, as a backfill asks it; blocking. The daemon answers from the
 /// archive's files (`archive::query`).
 pub(crate) trait Holdings: Send + Sync {
-    /// The sequences any of `sources` holds, together.
-    fn held(&self, sources: Vec<SourceKey>) -> Result<SequenceSet, String>;
+    /// The sequences any of `sources` holds, together, of the frames received in `window`.
+    fn held(&self, sources: Vec<SourceKey>, window: Window) -> Result<SequenceSet, String>;
     /// The CRC-32 of the bytes of each of `frames` the archive holds.
-    fn payload_crcs(&self, frames: BTreeSet<FrameAt>) -> Result<HashMap<FrameAt, u32>, String>;
-    /// Of what `sources` hold together, the highest sequence received before `at_ns` and the
-    /// lowest received after it.
-    fn around(&self, sources: Vec<SourceKey>, at_ns: u64) -> Result<Around, String>;
+    fn payload_crcs(&self, frames: BTreeSet<FrameAt>) -> Crcs;
 }
 
+/// Received times from and to, either end open, in nanoseconds since the Unix epoch.
+pub(crate) type Window = (Option<u64>, Option<u64>);
+
+/// The CRC-32 of frames' bytes, by frame.
+pub(crate) type Crcs = Result<HashMap<FrameAt, u32>, String>;
+
 /// The highest count held received before a time and the lowest received after it.
-pub(crate) type Around = (Option<u64>, Option<u64>);
+type Around = (Option<u64>, Option<u64>);
 
 /// A frame of the archive: its source and sequence.
 pub(crate) type FrameAt = (SourceKey, u64);
@@ -56,7 +59,7 @@ pub(super) fn decide(
             place::between(relative, (None, None)),
         ));
     }
-    let held = holdings.held(sources.clone())?;
+    let held = holdings.held(sources.clone(), (None, None))?;
     let relative: Vec<u64> = (first.packets.iter())
         .map(|&(r, _)| r)
         .take(DECIDING)
@@ -65,7 +68,7 @@ pub(super) fn decide(
         return Ok((held, Some(shift)));
     }
     // Met nowhere by the same bytes: a stretch no station delivered, placed by its time.
-    let around = holdings.around(sources, first.at_ns)?;
+    let around = around(holdings, sources, first.at_ns)?;
     let shift = relative.first().and_then(|&r| place::between(r, around));
     Ok((held, shift))
 }
@@ -110,6 +113,13 @@ fn by_bytes(
     Ok(place::by_bytes(&matches))
 }
 
+/// Of what `sources` hold together, the highest count received before `at_ns` and the lowest
+/// received after it.
+fn around(holdings: &dyn Holdings, sources: Vec<SourceKey>, at_ns: u64) -> Result<Around, String> {
+    let before = holdings.held(sources.clone(), (None, Some(at_ns)))?.last();
+    Ok((before, holdings.held(sources, (Some(at_ns), None))?.first()))
+}
+
 /// At most `most` of `items`, spread evenly over them.
 fn spread<T: Copy>(items: Vec<T>, most: usize) -> Vec<T> {
     if items.len() <= most {
@@ -139,17 +149,20 @@ mod tests {
     }
 
     impl Holdings for Archive {
-        fn held(&self, _: Vec<SourceKey>) -> Result<SequenceSet, String> {
-            Ok(self.held.clone())
+        fn held(&self, _: Vec<SourceKey>, window: Window) -> Result<SequenceSet, String> {
+            let one = |at: Option<u64>| {
+                SequenceSet::of_runs(&at.map(|a| (a, a)).into_iter().collect::<Vec<_>>())
+            };
+            Ok(match window {
+                (None, None) => self.held.clone(),
+                (None, Some(_)) => one(self.around.0),
+                (Some(_), _) => one(self.around.1),
+            })
         }
 
-        fn payload_crcs(&self, frames: BTreeSet<FrameAt>) -> Result<HashMap<FrameAt, u32>, String> {
+        fn payload_crcs(&self, frames: BTreeSet<FrameAt>) -> Crcs {
             let held = frames.into_iter().filter(|&(_, at)| self.held.contains(at));
             Ok(held.map(|frame| (frame, crc_of(frame.1))).collect())
-        }
-
-        fn around(&self, _: Vec<SourceKey>, _: u64) -> Result<Around, String> {
-            Ok(self.around)
         }
     }
 

@@ -20,6 +20,6 @@ mod packets;
 mod place;
 mod spool;
 
-pub(crate) use holdings::{Around, FrameAt, Holdings};
+pub(crate) use holdings::{Crcs, FrameAt, Holdings, Window};
 pub(crate) use import::Backfill;
 pub(crate) use spool::{on_disk, place, takes_name, watch, UPLOADING};
