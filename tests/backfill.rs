@@ -35,10 +35,15 @@ fn upload(spool: &Path, name: &str, bytes: &[u8]) {
 
 /// Kiruna's `backfill` object on `/stats`.
 async fn kiruna_backfill(monitor: std::net::SocketAddr) -> Value {
+    kiruna(monitor).await["backfill"].clone()
+}
+
+/// Kiruna's link on `/stats`.
+async fn kiruna(monitor: std::net::SocketAddr) -> Value {
     let stats = common::http_get_json(monitor, "/stats").await;
     let links = stats["links"].as_array().cloned().unwrap_or_default();
     let kiruna = links.into_iter().find(|l| l["name"] == "Kiruna");
-    kiruna.map(|l| l["backfill"].clone()).unwrap_or_default()
+    kiruna.unwrap_or_default()
 }
 
 async fn wait_files(monitor: std::net::SocketAddr, done: u64, failed: u64) -> Value {
@@ -197,11 +202,8 @@ async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
 
 /// Kiruna's packets stored live, on `/stats`.
 async fn kiruna_packets(monitor: std::net::SocketAddr) -> u64 {
-    let stats = common::http_get_json(monitor, "/stats").await;
-    let links = stats["links"].as_array().cloned().unwrap_or_default();
-    let kiruna = links.into_iter().find(|l| l["name"] == "Kiruna");
-    kiruna
-        .and_then(|l| l["packets"].as_u64())
+    kiruna(monitor).await["packets"]
+        .as_u64()
         .unwrap_or_default()
 }
 

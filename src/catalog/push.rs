@@ -63,9 +63,7 @@ async fn exchange(
     let (mut reader, mut writer) = stream::client(stream, access.tls.as_ref())
         .await
         .map_err(unreachable)?;
-    let authorization = access.token.as_ref().map_or(String::new(), |token| {
-        format!("Authorization: Bearer {token}\r\n")
-    });
+    let authorization = access.authorization();
     let head = format!(
         "PUT /catalog HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\n{authorization}Connection: close\r\n\r\n",
@@ -97,12 +95,7 @@ async fn exchange(
 /// The version from a 200 answer (`{"version":N}`), or the refusal's status and text.
 fn parse_answer(answer: &str) -> Result<u64, PushError> {
     let bad = || PushError::BadAnswer(answer.chars().take(80).collect());
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
+    let (status, body) = status_and_body(answer).ok_or_else(bad)?;
     if status != 200 {
         return Err(PushError::Refused {
             status,
@@ -113,6 +106,22 @@ fn parse_answer(answer: &str) -> Result<u64, PushError> {
         .ok()
         .and_then(|v| v["version"].as_u64())
         .ok_or_else(bad)
+}
+
+/// The status and body of an HTTP/1.1 answer read to its end; `None` when it is not one.
+pub fn status_and_body(answer: &str) -> Option<(u16, &str)> {
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body))
+}
+
+impl MonitorAccess {
+    /// The `Authorization` header line (CRLF ended) with the token; empty without one.
+    pub fn authorization(&self) -> String {
+        (self.token.as_ref()).map_or(String::new(), |token| {
+            format!("Authorization: Bearer {token}\r\n")
+        })
+    }
 }
 
 #[cfg(test)]

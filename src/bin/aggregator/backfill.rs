@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use aggregator::catalog::push::MonitorAccess;
+use aggregator::catalog::push::{status_and_body, MonitorAccess};
 use aggregator::tls::stream;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -153,9 +153,7 @@ impl Client {
         let (mut reader, mut writer) = stream::client(connected, self.access.tls.as_ref())
             .await
             .map_err(unreachable)?;
-        let authorization = (self.access.token.as_ref()).map_or(String::new(), |token| {
-            format!("Authorization: Bearer {token}\r\n")
-        });
+        let authorization = self.access.authorization();
         let length = body.as_ref().map_or(0, |(_, size)| *size);
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {length}\r\n{authorization}Connection: close\r\n\r\n",
@@ -294,15 +292,9 @@ fn spool_path(link: &str, file: &str) -> String {
 
 /// The status and body of an HTTP answer read to its end.
 fn parse(answer: &str) -> Result<(u16, String), String> {
-    let bad = || {
-        format!(
-            "the monitor's answer is not HTTP: {:?}",
-            answer.chars().take(80).collect::<String>()
-        )
-    };
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let status = (head.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
+    let (status, body) = status_and_body(answer).ok_or_else(|| {
+        let start: String = answer.chars().take(80).collect();
+        format!("the monitor's answer is not HTTP: {start:?}")
+    })?;
     Ok((status, body.to_owned()))
 }
