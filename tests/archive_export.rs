@@ -198,14 +198,14 @@ fn csv_rows(bytes: &[u8]) -> Vec<Row> {
         lines.next(),
         Some(
             "received,kind,source,sequence,priority,shard,position,payload,\
-             link,station,mode,earth_received,ax25_from,ax25_to"
+             link,station,mode,earth_received,ax25_from,ax25_to,recording"
         )
     );
     lines
         .map(|line| {
             let f: Vec<&str> = line.split(',').collect();
-            // The ingest protocol's frames have no reception: its six fields are empty.
-            assert_eq!((f.len(), &f[8..]), (14, &[""; 6][..]), "{line}");
+            // The ingest protocol's frames have no reception: its seven fields are empty.
+            assert_eq!((f.len(), &f[8..]), (15, &[""; 7][..]), "{line}");
             (
                 f[0].to_string(),
                 f[1].to_string(),
@@ -927,7 +927,7 @@ fn read_with(reader: &str, file: &Path) -> (Vec<String>, Summary) {
 }
 
 /// The Parquet columns as pyarrow and DuckDB type them.
-const PYARROW_COLUMNS: [&str; 15] = [
+const PYARROW_COLUMNS: [&str; 16] = [
     "received timestamp[ns, tz=UTC]",
     "kind string",
     "source uint32",
@@ -943,8 +943,9 @@ const PYARROW_COLUMNS: [&str; 15] = [
     "earth_received timestamp[ns, tz=UTC]",
     "ax25_from string",
     "ax25_to string",
+    "recording string",
 ];
-const DUCKDB_COLUMNS: [&str; 15] = [
+const DUCKDB_COLUMNS: [&str; 16] = [
     "received TIMESTAMPTZ_NS",
     "kind VARCHAR",
     "source UINTEGER",
@@ -960,6 +961,7 @@ const DUCKDB_COLUMNS: [&str; 15] = [
     "earth_received TIMESTAMPTZ_NS",
     "ax25_from VARCHAR",
     "ax25_to VARCHAR",
+    "recording VARCHAR",
 ];
 
 #[test]

@@ -874,7 +874,7 @@ fn the_replay_plays_the_frames_only_an_emergency_journal_holds_in_order() {
     assert_eq!(played, expected);
 }
 
-/// A segment or an emergency journal of a format version no build wrote (here a newer `TLMSEG06`
+/// A segment or an emergency journal of a format version no build wrote (here a newer `TLMSEG07`
 /// and `TLMSEG00`) is refused by the daemon's start and by the tools, with an error naming the
 /// file, the version found and the versions read; nothing is taken for damage.
 #[test]
@@ -882,7 +882,7 @@ fn a_segment_or_journal_of_another_format_version_is_refused_naming_file_and_ver
     // The file of the magic `TLMSEG0{found}` is refused: the error names it and both versions.
     let assert_refused = |err: &str, found: u8, path: &Path| {
         let says = format!(
-            "archive format version {found} (magic TLMSEG0{found}); this build reads versions 1 to 5"
+            "archive format version {found} (magic TLMSEG0{found}); this build reads versions 1 to 6"
         );
         assert!(err.contains(&says), "{err}");
         assert!(err.contains(path.to_str().unwrap()), "{err}");
@@ -900,11 +900,11 @@ fn a_segment_or_journal_of_another_format_version_is_refused_naming_file_and_ver
 
     let dir = TempDir::new("archive-tools-older-segment");
     let (_, newest, _) = good_archive(&dir.0);
-    with_magic(&newest, 6);
-    assert_refused(&open(&dir.0), 6, &newest);
+    with_magic(&newest, 7);
+    assert_refused(&open(&dir.0), 7, &newest);
     let (code, _, stderr) = verify(&dir.0, &[]);
     assert_ne!(code, Some(0), "{stderr}");
-    assert_refused(&stderr, 6, &newest);
+    assert_refused(&stderr, 7, &newest);
 
     let dir = TempDir::new("archive-tools-older-journal");
     let (journal, _) = journaled_archive(&dir.0);

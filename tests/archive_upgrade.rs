@@ -1,7 +1,7 @@
 //! Archives earlier builds wrote, one per format version (`tests/fixtures/archive-vN`;
 //! `tests/fixtures/make-archive.sh N` rebuilds one from the last commit that wrote version N):
 //! each is read as that build read it, every frame; today's daemon starts on it, resumes every
-//! source where it stood, serves it to a follower, and appends in a version 5 segment of its own,
+//! source where it stood, serves it to a follower, and appends in a version 6 segment of its own,
 //! leaving the earlier files as they were.
 //!
 //! | version | written by | segments | indexes | shards |
@@ -10,6 +10,7 @@
 //! | 2 | 78c18ef | FRAMES records | none | 1 |
 //! | 3 | 489c6c0 | STORED RUN records; `catalog.bin` | `TLMIDX02` (not read: built again) | 2 |
 //! | 4 | b608eb4 | RECEIVED FRAMES records | `TLMIDX03` (read as it is) | 2 |
+//! | 5 | 3eece79 | CLOCK records | `TLMIDX04` (read as it is) | 2 |
 
 mod common;
 
@@ -22,7 +23,7 @@ use common::process::Daemon;
 use common::{Client, TempDir, PATIENCE};
 
 /// The format versions earlier builds wrote, each with a fixture.
-const VERSIONS: [u8; 4] = [1, 2, 3, 4];
+const VERSIONS: [u8; 5] = [1, 2, 3, 4, 5];
 
 /// The fixture of format `version`, and what the build that wrote it listed of it.
 fn fixture(version: u8) -> (PathBuf, String) {
@@ -207,7 +208,7 @@ async fn resumes_and_appends(version: u8) {
             *newest > earlier.last().unwrap().0,
             "v{version}: a segment of its own"
         );
-        assert_eq!(&std::fs::read(path).unwrap()[..8], b"TLMSEG05");
+        assert_eq!(&std::fs::read(path).unwrap()[..8], b"TLMSEG06");
     }
     // Every frame the fixture held, and the new ones after them, once.
     let (status, listing) = tool(&["inspect"], &root);
@@ -256,12 +257,13 @@ fn archive_upgrade_reads_each_through_and_makes_its_indexes_current() {
             .lines()
             .filter(|l| l.contains(" frame "))
             .count();
-        // Every segment but those with an index this build reads (version 4's `TLMIDX03`).
+        // Every segment but those with an index this build reads (`TLMIDX03` and `TLMIDX04`,
+        // from version 4 on).
         let stale = (before.iter())
             .filter(|(p, _)| p.extension().is_some_and(|e| e == "seg"))
             .filter(|(p, _)| {
                 let index = std::fs::read(p.with_extension("index")).unwrap_or_default();
-                !index.starts_with(b"TLMIDX03")
+                !(index.starts_with(b"TLMIDX03") || index.starts_with(b"TLMIDX04"))
             })
             .count();
         let (status, report) = tool(&["upgrade", "--dry-run"], &archive);

@@ -97,6 +97,7 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
     let done =
         json!({"state": "done", "imported": imported, "reason": null, "moved_to": "pass-1.lp"});
     assert_eq!(report, done);
+    each_frame_names_where_it_came_from(&daemon, monitor).await;
     assert!(!stale.exists(), "a stale upload is swept");
     assert!(
         spool.join("pass.kiss.part").is_file(),
@@ -136,15 +137,44 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
     assert_eq!(report.archived, 120, "{report:?}");
 }
 
-/// `aggregator backfill` with `args`, run beside the daemon: its exit status, standard output and
-/// standard error.
-async fn backfill_cli(args: Vec<String>) -> (i32, String, String) {
+/// The pass's packets by the recording their reception names, as a follower (`aggregator tail`)
+/// and an export (`/archive/frames`) show them: the 50 the recording filled name it, the 70 the
+/// link delivered live none; every one is Kiruna's.
+async fn each_frame_names_where_it_came_from(
+    daemon: &common::TestDaemon,
+    monitor: std::net::SocketAddr,
+) {
+    let follow = daemon.follow().to_string();
+    let args = ["tail", "--json", "--limit", "120", "--addr", &follow];
+    let (status, tail, err) = aggregator(args.map(str::to_owned).to_vec()).await;
+    assert_eq!(status, 0, "{err}");
+    let path = "/archive/frames?format=ndjson&source=live:10007";
+    let (status, _, export) = common::http_get(monitor, path).await;
+    assert_eq!(status, 200, "{export}");
+    let filled: Vec<u64> = (UP + 50..UP + 80).chain(UP + 100..UP + 120).collect();
+    for rows in [tail, common::dechunked(&export)] {
+        let mut named = std::collections::BTreeMap::<Option<String>, Vec<u64>>::new();
+        for row in rows.lines() {
+            let row: Value = serde_json::from_str(row).unwrap();
+            assert_eq!(row["station"], "Kiruna", "{row}");
+            let sequence = row["sequence"].as_u64().unwrap();
+            let recording = row["recording"].as_str().map(str::to_string);
+            named.entry(recording).or_default().push(sequence);
+        }
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert_eq!(named[&Some("pass-1.lp".into())], filled);
+        assert_eq!(named[&None].len(), 70);
+    }
+}
+
+/// `aggregator` with `args`, run beside the daemon: its exit status, standard output and standard
+/// error.
+async fn aggregator(args: Vec<String>) -> (i32, String, String) {
     let run = move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
-            .arg("backfill")
             .args(args)
             .output()
-            .expect("run aggregator backfill")
+            .expect("run aggregator")
     };
     let output = tokio::task::spawn_blocking(run).await.unwrap();
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
@@ -172,23 +202,23 @@ async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
     let file = dir.0.join("kiruna pass.lp");
     std::fs::write(&file, recording(0..100)).unwrap();
     let args = |link: &str| {
-        let link = ["--link", link, "--addr", &monitor.to_string()].map(str::to_owned);
+        let link = ["backfill", "--link", link, "--addr", &monitor.to_string()].map(str::to_owned);
         link.into_iter()
             .chain([file.display().to_string()])
             .collect::<Vec<_>>()
     };
-    let (status, out, err) = backfill_cli(args("Kiruna")).await;
+    let (status, out, err) = aggregator(args("Kiruna")).await;
     assert_eq!(status, 0, "{out}{err}");
     let summary = "durable: packets 100, stored 60, already held 40, unplaced 0, damaged ranges 0";
     assert!(out.contains(summary), "{out}");
     assert!(spool.join("done/kiruna pass.lp").is_file());
     // Again: nothing stored, and the first upload's file kept beside it.
-    let (status, out, _) = backfill_cli(args("Kiruna")).await;
+    let (status, out, _) = aggregator(args("Kiruna")).await;
     assert_eq!(status, 0);
     assert!(out.contains("stored 0, already held 100"), "{out}");
     assert!(spool.join("done/kiruna pass.lp.1").is_file());
     // A link without a spool: refused, with the reason.
-    let (status, _, err) = backfill_cli(args("Svalbard")).await;
+    let (status, _, err) = aggregator(args("Svalbard")).await;
     assert_eq!(status, 2);
     assert!(
         err.contains("no link \"Svalbard\" has a spool_dir"),
@@ -298,6 +328,7 @@ async fn kiruna_spooled(
     let with_spool = move |config: &mut aggregator::Config| {
         let kiruna = config.links.iter_mut().find(|l| l.name == "Kiruna");
         kiruna.expect("Kiruna's link").spool_dir = Some(spool);
+        *config = common::with_followers(config.clone());
     };
     let (daemon, monitor, stop, _) = stations::start(dir, with_spool).await;
     (daemon, monitor, stop)

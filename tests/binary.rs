@@ -228,9 +228,9 @@ fn version_names_the_release_the_commit_and_what_it_reads_and_writes() {
     assert_eq!(
         lines[1..],
         [
-            "archive format: writes 5, reads 1 to 5",
+            "archive format: writes 6, reads 1 to 6",
             "ingest protocol: 2",
-            "follow protocol: speaks 3 to 4"
+            "follow protocol: speaks 3 to 5"
         ],
         "{long}"
     );

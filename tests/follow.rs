@@ -1059,7 +1059,7 @@ async fn a_subscribe_of_version_1_or_2_is_refused_naming_both_versions() {
         assert_eq!(reason, RefuseReason::UnsupportedVersion, "{detail}");
         assert_eq!(
             detail,
-            format!("SUBSCRIBE of protocol version {version}; this daemon speaks versions 3 and 4")
+            format!("SUBSCRIBE of protocol version {version}; this daemon speaks versions 3 to 5")
         );
     }
     // A position in a shard the archive does not have.

@@ -142,19 +142,19 @@ async fn a_links_reception_is_stored_and_shown() {
     let csv = common::dechunked(&csv);
     let csv: Vec<&str> = csv.lines().collect();
     assert!(
-        csv[0].ends_with(",link,station,mode,earth_received,ax25_from,ax25_to"),
+        csv[0].ends_with(",link,station,mode,earth_received,ax25_from,ax25_to,recording"),
         "{}",
         csv[0]
     );
     assert!(
         csv[1].ends_with(&format!(
-            ",uhf,\"Svalbard, SG-1\",playback,{earth},N0CALL-1,CQ"
+            ",uhf,\"Svalbard, SG-1\",playback,{earth},N0CALL-1,CQ,"
         )),
         "{}",
         csv[1]
     );
     assert!(
-        csv[2].ends_with(",uhf,\"Svalbard, SG-1\",playback,,N0CALL-1,CQ"),
+        csv[2].ends_with(",uhf,\"Svalbard, SG-1\",playback,,N0CALL-1,CQ,"),
         "{}",
         csv[2]
     );

@@ -30,6 +30,7 @@ RECEPTION = [
     ("Aggregator-Earth-Received-Unix-Ns", "earth_received"),
     ("Aggregator-Ax25-From", "ax25_from"),
     ("Aggregator-Ax25-To", "ax25_to"),
+    ("Aggregator-Recording", "recording"),
 ]
 
 

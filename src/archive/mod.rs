@@ -15,7 +15,7 @@
 //! - **Received times are the archive clock's** ([`crate::domain::clock`]): a step of the wall
 //!   clock is recorded (a CLOCK record), never written into the stamps.
 //! - **Every file an earlier build wrote is read in place** (`docs/compatibility.md`): segments of
-//!   format versions 1 to 5, never rewritten, since a position is a byte offset in one.
+//!   format versions 1 to 6, never rewritten, since a position is a byte offset in one.
 //!
 //! The files of a shard's directory (shard 0 in `archive.dir`, shard K in `shard-KK/`;
 //! `docs/archive-format.md` gives each byte), and who writes and reads them:

@@ -5,8 +5,9 @@
 //! pass delivered needs what the station saw: when the antenna received it (the earth-receive
 //! time, from a TNC's KISS command `09` or the station's header), which station and link delivered
 //! it (redundant stations fill each other's losses), whether it was realtime telemetry or a
-//! playback of the spacecraft's recorder, and for AX.25 who sent it to whom. Only link frames
-//! carry it; the ingest protocol's sources have none.
+//! playback of the spacecraft's recorder, for AX.25 who sent it to whom, and for a frame a
+//! backfill read from a station's recording, the recording's file. Only link frames carry it; the
+//! ingest protocol's sources have none.
 //!
 //! A record of the archive holds one source's frames of one read of one link, so the link and the
 //! station are kept once per record ([`Delivery`]) and the rest per frame ([`Received`]).
@@ -24,6 +25,41 @@ pub struct Delivery {
     pub link: Arc<str>,
     /// The link's `station`, or its name when none is set.
     pub station: Arc<str>,
+    /// The name of the recording a backfill read the frames from (`docs/ground-segment.md`,
+    /// "Backfill"); `None` for frames the link received live.
+    pub recording: Option<Arc<str>>,
+}
+
+impl Delivery {
+    /// A link's and a station's delivery of live frames.
+    pub fn live(link: &str, station: &str) -> Delivery {
+        Delivery {
+            link: link.into(),
+            station: station.into(),
+            recording: None,
+        }
+    }
+
+    /// The same link and station, the frames read from the recording `name`: its name as every
+    /// output shows it, a control character (a line end in a file's name) as `\xHH`, cut to 255
+    /// bytes at a character.
+    pub fn from_recording(&self, name: &str) -> Delivery {
+        let mut shown = String::with_capacity(name.len());
+        for c in name.chars() {
+            let add = match c.is_control() {
+                true => format!("\\x{:02X}", u32::from(c)),
+                false => c.to_string(),
+            };
+            if shown.len() + add.len() > 255 {
+                break;
+            }
+            shown.push_str(&add);
+        }
+        Delivery {
+            recording: Some(shown.into()),
+            ..self.clone()
+        }
+    }
 }
 
 /// What a station said of one frame's reception.
@@ -53,20 +89,21 @@ pub struct Reception {
 
 /// The names of a reception's fields, in the order every output lists them: `tail`, the follow
 /// and HTTP rows, exports, the feed and NATS headers.
-pub(crate) const FIELDS: [&str; 6] = [
+pub(crate) const FIELDS: [&str; 7] = [
     "link",
     "station",
     "mode",
     "earth_received",
     "ax25_from",
     "ax25_to",
+    "recording",
 ];
 
 impl Reception {
     /// Its fields as text, named as [`FIELDS`]: `None` where the station said nothing (the
-    /// earth-receive time, AX.25 addresses). The earth-receive time is RFC 3339 with
-    /// nanoseconds.
-    pub fn text_fields(&self) -> [(&'static str, Option<String>); 6] {
+    /// earth-receive time, AX.25 addresses) and for a live frame's recording. The earth-receive
+    /// time is RFC 3339 with nanoseconds.
+    pub fn text_fields(&self) -> [(&'static str, Option<String>); 7] {
         let r = &self.received;
         let ax25 = |pick: fn(&Ax25Addresses) -> Callsign| r.ax25.map(|a| pick(&a).to_string());
         let values = [
@@ -76,6 +113,7 @@ impl Reception {
             r.earth_unix_ns.map(unix_ns_to_rfc3339),
             ax25(|a| a.from),
             ax25(|a| a.to),
+            self.delivery.recording.as_deref().map(str::to_string),
         ];
         let mut fields = FIELDS.map(|name| (name, None));
         for (field, value) in fields.iter_mut().zip(values) {

@@ -382,11 +382,10 @@ fn reception(headers: &HeaderMap) -> Result<Option<Box<Reception>>, BadMessage> 
         _ => None,
     };
     let earth = "Aggregator-Earth-Received-Unix-Ns";
+    let mut delivery = Delivery::live(link, station);
+    delivery.recording = header(headers, "Aggregator-Recording").map(Arc::from);
     Ok(Some(Box::new(Reception {
-        delivery: Arc::new(Delivery {
-            link: link.into(),
-            station: station.into(),
-        }),
+        delivery: Arc::new(delivery),
         received: Received {
             earth_unix_ns: parsed(headers, earth, "nanoseconds since the Unix epoch")?,
             playback,
@@ -396,7 +395,7 @@ fn reception(headers: &HeaderMap) -> Result<Option<Box<Reception>>, BadMessage> 
 }
 
 /// A link frame's reception as headers: `Aggregator-Link`, `-Station`, `-Mode`, and where known
-/// `-Earth-Received-Unix-Ns`, `-Ax25-From`, `-Ax25-To`.
+/// `-Earth-Received-Unix-Ns`, `-Ax25-From`, `-Ax25-To`, `-Recording`.
 fn reception_headers(reception: &Reception) -> Vec<(&'static str, String)> {
     let r = &reception.received;
     let mut headers = vec![
@@ -410,6 +409,9 @@ fn reception_headers(reception: &Reception) -> Vec<(&'static str, String)> {
     if let Some(ax25) = r.ax25 {
         headers.push(("Aggregator-Ax25-From", ax25.from.to_string()));
         headers.push(("Aggregator-Ax25-To", ax25.to.to_string()));
+    }
+    if let Some(recording) = &reception.delivery.recording {
+        headers.push(("Aggregator-Recording", recording.to_string()));
     }
     headers
 }
@@ -489,12 +491,9 @@ mod tests {
     /// A link's frame's reception as docs/scale-out.md names the headers; unknown fields absent.
     #[test]
     fn a_reception_becomes_the_documented_headers() {
-        let delivery = std::sync::Arc::new(crate::domain::reception::Delivery {
-            link: "uhf".into(),
-            station: "Kiruna".into(),
-        });
+        let delivery = Delivery::live("uhf", "Kiruna").from_recording("pass-7.kiss");
         let mut reception = Reception {
-            delivery,
+            delivery: Arc::new(delivery),
             received: crate::domain::reception::Received {
                 earth_unix_ns: Some(7),
                 playback: true,
@@ -519,9 +518,11 @@ mod tests {
                 ("Aggregator-Earth-Received-Unix-Ns", "7"),
                 ("Aggregator-Ax25-From", "N0CALL-1"),
                 ("Aggregator-Ax25-To", "CQ"),
+                ("Aggregator-Recording", "pass-7.kiss"),
             ])
         );
         reception.received = Default::default();
+        reception.delivery = Arc::new(Delivery::live("uhf", "Kiruna"));
         let headers = reception_headers(&reception);
         let expected = [
             ("Aggregator-Link", "uhf"),
@@ -544,10 +545,7 @@ mod tests {
     fn a_message_reads_back_as_its_frame_and_a_bad_header_is_named() {
         let naming = north();
         let reception = Reception {
-            delivery: Arc::new(Delivery {
-                link: "uhf".into(),
-                station: "Kiruna".into(),
-            }),
+            delivery: Arc::new(Delivery::live("uhf", "Kiruna").from_recording("a b.kiss")),
             received: Received {
                 earth_unix_ns: Some(7),
                 playback: true,

@@ -24,7 +24,8 @@ def duckdb_rows(path, csv):
             "'source': 'UINTEGER', 'sequence': 'UBIGINT', 'priority': 'VARCHAR', "
             "'shard': 'UINTEGER', 'position': 'VARCHAR', 'payload': 'VARCHAR', "
             "'link': 'VARCHAR', 'station': 'VARCHAR', 'mode': 'VARCHAR', "
-            "'earth_received': 'VARCHAR', 'ax25_from': 'VARCHAR', 'ax25_to': 'VARCHAR'})"
+            "'earth_received': 'VARCHAR', 'ax25_from': 'VARCHAR', 'ax25_to': 'VARCHAR', "
+            "'recording': 'VARCHAR'})"
         )
         length = "coalesce(octet_length(from_base64(payload)), 0)"
         apids = "NULL"

@@ -86,6 +86,7 @@ pub enum DamageReason {
 pub enum DeliveryName {
     Link,
     Station,
+    Recording,
 }
 
 /// Why one frame of a FRAMES record does not decode, in a body of `len` bytes.
@@ -212,6 +213,7 @@ impl fmt::Display for DeliveryName {
         f.write_str(match self {
             DeliveryName::Link => "link",
             DeliveryName::Station => "station",
+            DeliveryName::Recording => "recording",
         })
     }
 }
@@ -305,7 +307,7 @@ mod tests {
                 DamageReason::BadMagic {
                     magic: *b"TLMSEGxx",
                 },
-                "bad magic [54, 4c, 4d, 53, 45, 47, 78, 78], expected \"TLMSEG05\"",
+                "bad magic [54, 4c, 4d, 53, 45, 47, 78, 78], expected \"TLMSEG06\"",
             ),
             (
                 DamageReason::BadFrame {

@@ -52,7 +52,7 @@ pub(super) fn decode_at(
         TYPE_STORED => decode_stored(body)?,
         TYPE_STORED_RUN => decode_stored_run(body)?,
         TYPE_CLOCK => Entry::Clock(decode_clock(body)?),
-        TYPE_FRAMES | TYPE_RECEIVED_FRAMES => {
+        TYPE_FRAMES | TYPE_RECEIVED_FRAMES | TYPE_RECORDED_FRAMES => {
             let before = out.len();
             let decoded = decode_frames(data, body, pos, out);
             if decoded.is_err() {
@@ -276,7 +276,8 @@ fn decode_batch(input: &mut Input, len: usize) -> Result<(Batch, u32), DamageRea
     };
     let (kind, priority) = (kind(kind_byte)?, priority(priority_byte)?);
     let delivery = match record_type {
-        TYPE_RECEIVED_FRAMES => Some(Arc::new(decode_delivery(input)?)),
+        TYPE_RECEIVED_FRAMES => Some(Arc::new(decode_delivery(input, false)?)),
+        TYPE_RECORDED_FRAMES => Some(Arc::new(decode_delivery(input, true)?)),
         _ => None,
     };
     let batch = Batch {
@@ -289,8 +290,9 @@ fn decode_batch(input: &mut Input, len: usize) -> Result<(Batch, u32), DamageRea
     Ok((batch, count))
 }
 
-/// The link's and the station's names of a RECEIVED FRAMES record, from `input`.
-fn decode_delivery(input: &mut Input) -> Result<Delivery, DamageReason> {
+/// The link's and the station's names of a RECEIVED FRAMES record, from `input`, and the
+/// recording's of a RECORDED FRAMES record.
+fn decode_delivery(input: &mut Input, recorded: bool) -> Result<Delivery, DamageReason> {
     let mut name = |which| {
         let cut = DamageReason::NameCut(which);
         let len = input.u8().ok_or(cut.clone())?;
@@ -301,7 +303,15 @@ fn decode_delivery(input: &mut Input) -> Result<Delivery, DamageReason> {
     };
     let link = name(DeliveryName::Link)?;
     let station = name(DeliveryName::Station)?;
-    Ok(Delivery { link, station })
+    let recording = match recorded {
+        true => Some(name(DeliveryName::Recording)?),
+        false => None,
+    };
+    Ok(Delivery {
+        link,
+        station,
+        recording,
+    })
 }
 
 /// A received frame's flags and the fields they announce, from `input`, in a `len`-byte body.

@@ -6,7 +6,7 @@
 //!   end of the newest segment. Segments roll over at a size limit, so recovery reads one bounded
 //!   file and old segments can be copied or deleted whole. A name carries a zero-padded index
 //!   (`segment-00000000000000000001.seg`), so the lexical order of the names is their write order.
-//! - **A magic per file** (`TLMSEG05`): a tool pointed at the wrong file fails at byte 0 instead of
+//! - **A magic per file** (`TLMSEG06`): a tool pointed at the wrong file fails at byte 0 instead of
 //!   reading nonsense, and the trailing digits are the format version. This version is written,
 //!   and every version a build wrote is read ([`READ_VERSIONS`]: each lacks the record types
 //!   added after it, `record::versions_of`); a file of another (`TLMSEGnn`) is refused with an

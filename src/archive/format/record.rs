@@ -8,10 +8,10 @@ use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::reception::{Ax25Addresses, Delivery, Received, Reception};
 
 /// The first 8 bytes of every segment and journal file written: format version [`FORMAT_VERSION`].
-pub const MAGIC: &[u8; 8] = b"TLMSEG05";
+pub const MAGIC: &[u8; 8] = b"TLMSEG06";
 
 /// The format version the magic names, the one written.
-pub const FORMAT_VERSION: u8 = 5;
+pub const FORMAT_VERSION: u8 = 6;
 
 /// The format versions read: every one the project wrote. Each is the next without its newest
 /// record type ([`versions_of`]), except that versions 1 and 2 kept runs of one sequence as
@@ -43,6 +43,9 @@ pub(crate) const TYPE_STORED_RUN: u8 = 5;
 pub(crate) const TYPE_RECEIVED_FRAMES: u8 = 6;
 /// Record type of a start of the daemon or a step of the wall clock (version 5).
 pub(crate) const TYPE_CLOCK: u8 = 7;
+/// Record type of a batch of a link's frames read from a station's recording, with their
+/// reception and the recording's name (version 6).
+pub(crate) const TYPE_RECORDED_FRAMES: u8 = 8;
 
 /// The format versions that have records of type `record_type`: from the first to the last (a
 /// version 4 segment may hold a CLOCK record: readers take one there, though none is written).
@@ -55,6 +58,7 @@ pub(super) fn versions_of(record_type: u8) -> Option<std::ops::RangeInclusive<u8
         TYPE_STORED_RUN => 3..=FORMAT_VERSION,
         TYPE_RECEIVED_FRAMES => 4..=FORMAT_VERSION,
         TYPE_CLOCK => 4..=FORMAT_VERSION,
+        TYPE_RECORDED_FRAMES => 6..=FORMAT_VERSION,
         _ => return None,
     })
 }
@@ -71,9 +75,10 @@ pub(crate) const CLOCK_BODY_LEN: usize = 26;
 pub(crate) const FRAMES_BODY_FIXED: usize = 19;
 /// Bytes of a FRAMES record per frame before the frame's payload: sequence and length.
 pub(crate) const FRAMES_ENTRY_FIXED: usize = 12;
-/// Most bytes of a RECEIVED FRAMES record before its first frame: the FRAMES record's, then
-/// the link's and the station's names (at most 255 bytes each, behind a length byte).
-pub(crate) const RECEIVED_BODY_MAX_FIXED: usize = FRAMES_BODY_FIXED + 2 + 2 * 255;
+/// Most bytes of a RECEIVED or RECORDED FRAMES record before its first frame: the FRAMES
+/// record's, then the link's, the station's and the recording's names (at most 255 bytes each,
+/// behind a length byte).
+pub(crate) const RECEIVED_BODY_MAX_FIXED: usize = FRAMES_BODY_FIXED + 3 + 3 * 255;
 /// Most bytes of a RECEIVED FRAMES record per frame before its payload: a FRAMES record's, the
 /// flags, the earth-receive time, two AX.25 addresses.
 pub(crate) const RECEIVED_ENTRY_MAX_FIXED: usize = FRAMES_ENTRY_FIXED + 1 + 8 + 2 * CALLSIGN_LEN;
@@ -256,7 +261,8 @@ pub fn encode_frames<'a>(
 }
 
 /// As [`encode_frames`], a link's frames delivered by `delivery`, each with its reception, as
-/// RECEIVED FRAMES records (type 6).
+/// RECEIVED FRAMES records (type 6), or RECORDED FRAMES (type 8) when a backfill read them from
+/// a recording.
 pub fn encode_received_frames<'a>(
     out: &mut Vec<u8>,
     head: FramesHead,
@@ -291,6 +297,7 @@ pub(super) fn encode_frames_within<'a>(
             let start = out.len();
             out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
             out.push(match delivery {
+                Some(d) if d.recording.is_some() => TYPE_RECORDED_FRAMES,
                 Some(_) => TYPE_RECEIVED_FRAMES,
                 None => TYPE_FRAMES,
             });
@@ -300,8 +307,7 @@ pub(super) fn encode_frames_within<'a>(
             out.extend_from_slice(&head.received_unix_ns.to_be_bytes());
             out.extend_from_slice(&[0; 4]);
             if let Some(delivery) = delivery {
-                for name in [&delivery.link, &delivery.station] {
-                    let name = &name.as_bytes()[..name.len().min(255)];
+                for name in delivery.names() {
                     out.push(name.len() as u8);
                     out.extend_from_slice(name);
                 }
@@ -382,4 +388,16 @@ fn encode_mark(out: &mut Vec<u8>, record_type: u8, kind: SourceKind, source_id: 
         b.extend_from_slice(&source_id.to_be_bytes());
         b.extend_from_slice(&value.to_be_bytes());
     });
+}
+
+impl Delivery {
+    /// The names a RECEIVED or RECORDED FRAMES record carries, each cut to 255 bytes: the link's,
+    /// the station's and the recording's when there is one.
+    pub(super) fn names(&self) -> impl Iterator<Item = &[u8]> {
+        let recording = self.recording.as_deref();
+        [Some(&*self.link), Some(&*self.station), recording]
+            .into_iter()
+            .flatten()
+            .map(|name| &name.as_bytes()[..name.len().min(255)])
+    }
 }

@@ -119,7 +119,14 @@ fn encode_run(out: &mut Vec<u8>, run: &[&FrameRecord]) {
         source_id: first.source_id,
         received_unix_ns: first.received_unix_ns,
     };
-    let delivery = first.reception.as_ref().map(|r| &r.delivery);
+    // Layout records/1 is FRAMES and RECEIVED FRAMES records: a recording's name stays home.
+    let delivery = (first.reception.as_ref()).map(|r| match r.delivery.recording {
+        Some(_) => std::borrow::Cow::Owned(Delivery {
+            recording: None,
+            ..(*r.delivery).clone()
+        }),
+        None => std::borrow::Cow::Borrowed(&*r.delivery),
+    });
     let frames = run.iter().map(|f| {
         let received = f.reception.as_ref().map(|r| r.received).unwrap_or_default();
         (f.sequence, &f.payload[..], received)
@@ -128,7 +135,7 @@ fn encode_run(out: &mut Vec<u8>, run: &[&FrameRecord]) {
         out,
         MAX_BODY_LEN as usize,
         head,
-        delivery.map(|d| &**d),
+        delivery.as_deref(),
         frames,
     );
 }
@@ -185,17 +192,14 @@ mod tests {
     fn frames_come_back_in_their_order_and_their_length_is_counted_exactly() {
         let mut link = frame(Priority::Routine, 5, 20);
         link.reception = Some(Box::new(Reception {
-            delivery: Arc::new(Delivery {
-                link: "uhf".into(),
-                station: "Kiruna".into(),
-            }),
+            delivery: Arc::new(Delivery::live("uhf", "Kiruna")),
             received: Received {
                 earth_unix_ns: Some(3),
                 playback: true,
                 ax25: None,
             },
         }));
-        let frames = vec![
+        let mut frames = vec![
             frame(Priority::Routine, 1, 10),
             frame(Priority::Routine, 2, 10),
             frame(Priority::Emergency, 4, 10),
@@ -229,6 +233,17 @@ mod tests {
                 .starts_with("record at byte 0: CRC mismatch"),
             "{damaged}"
         );
+        // A recording's frame travels as a RECEIVED FRAMES record, without the recording's name.
+        let reception = frames[4].reception.as_mut().unwrap();
+        let recorded = reception.delivery.from_recording("p.kiss");
+        reception.delivery = Arc::new(recorded);
+        let mut out = Vec::new();
+        encode_frame_records(&mut out, &frames[4..]);
+        assert_eq!(len.with(&frames[4]) - len.len, out.len());
+        assert_eq!(out[8], TYPE_RECEIVED_FRAMES);
+        let read = decode_frame_records(&Bytes::from(out)).unwrap();
+        let delivery = &read[0].reception.as_ref().unwrap().delivery;
+        assert_eq!(**delivery, Delivery::live("uhf", "Kiruna"));
     }
 
     #[test]

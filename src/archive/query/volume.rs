@@ -200,10 +200,7 @@ mod tests {
     /// A frame of `source` of `bytes`, delivered by `station` (none: the ingest protocol's).
     fn frame(source: SourceKey, station: Option<&str>, bytes: u64) -> SeenFrame {
         let reception = station.map(|station| Reception {
-            delivery: Arc::new(Delivery {
-                link: station.into(),
-                station: station.into(),
-            }),
+            delivery: Arc::new(Delivery::live(station, station)),
             received: Default::default(),
         });
         SeenFrame {

@@ -344,7 +344,7 @@ pub(crate) enum ArchiveTool {
     },
     /// Check an archive an earlier build wrote and bring its indexes up to date.
     ///
-    /// Every format version a build wrote (1 to 5) is read in place, and segments are never
+    /// Every format version a build wrote (1 to 6) is read in place, and segments are never
     /// rewritten: a follower's or a sink's position is a byte offset in one. This reads every
     /// segment and emergency journal of every shard through, counts them by format version, and
     /// builds again each sealed segment's index of a version not read (the readers would, as

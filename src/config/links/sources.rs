@@ -103,10 +103,7 @@ impl LinkConfig {
 
     /// Who delivered the link's frames, as their reception metadata names it.
     pub(crate) fn delivery(&self) -> Delivery {
-        Delivery {
-            link: self.name.as_str().into(),
-            station: self.station_name().into(),
-        }
+        Delivery::live(&self.name, self.station_name())
     }
 
     /// Whether a packet of virtual channel `vc` (none outside transfer frames) is playback.

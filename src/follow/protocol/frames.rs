@@ -14,7 +14,7 @@ use crate::domain::shard::MAX_SHARDS;
 /// `version` carries it.
 pub(crate) fn encode_frames(run: &FrameRun, version: u8, dst: &mut BytesMut) {
     if let Some((delivery, received)) = run.reception.as_ref().filter(|_| version >= 4) {
-        encode_reception(delivery, received, dst);
+        encode_reception(delivery, received, version, dst);
     }
     let payloads: usize = run.frames.iter().map(|(_, p)| p.len()).sum();
     let len = FRAMES_HEADER_LEN + FRAME_ENTRY_LEN * run.frames.len() + payloads;

@@ -9,7 +9,8 @@ use super::end::{End, EndReason};
 use super::frames::{decode_frames, encode_frames};
 use super::reception::{decode_reception, encode_reception, RunReception};
 use super::refusal::{Refusal, RefuseReason};
-use super::wire::{CATALOG, EARLIEST, END, FRAMES, RECEPTION, REFUSED, SKIPPED, SUBSCRIBED};
+use super::wire::{CATALOG, EARLIEST, END, FRAMES, RECEPTION, RECORDED_RECEPTION};
+use super::wire::{REFUSED, SKIPPED, SUBSCRIBED};
 use super::wire::{SKIPPED_FIXED_LEN, SKIPPED_SOURCE_LEN, VERSION};
 use crate::archive::read::{Earliest, FrameRun, Skipped};
 use crate::domain::frame::SourceKind;
@@ -41,7 +42,8 @@ pub enum DaemonMessage {
     /// EARLIEST (0x98): a shard holds no frame received before this time any more (retention
     /// deleted its older segments), and the subscription's window starts before it.
     Earliest(Earliest),
-    /// RECEPTION (0x99): the reception of each frame of the FRAMES that follows (version 4).
+    /// RECEPTION (0x99): the reception of each frame of the FRAMES that follows (version 4);
+    /// RECORDED RECEPTION (0x9A) when they were read from a recording (version 5).
     Reception(RunReception),
 }
 
@@ -77,7 +79,7 @@ impl DaemonMessage {
             }
             DaemonMessage::Frames(run) => return encode_frames(run, VERSION, dst),
             DaemonMessage::Reception((delivery, received)) => {
-                return encode_reception(delivery, received, dst)
+                return encode_reception(delivery, received, VERSION, dst)
             }
             DaemonMessage::Catalog { version } => {
                 dst.put_u32(9);
@@ -130,7 +132,8 @@ impl DaemonMessage {
                 oldest: body.get_u64(),
             })),
             EARLIEST => Err(length("EARLIEST", 10)),
-            RECEPTION => decode_reception(body).map(DaemonMessage::Reception),
+            RECEPTION => decode_reception(body, false).map(DaemonMessage::Reception),
+            RECORDED_RECEPTION => decode_reception(body, true).map(DaemonMessage::Reception),
             REFUSED | END if len < 2 => Err(DecodeError::Short {
                 what: "REFUSED or END",
                 len,

@@ -1,26 +1,37 @@
 //! RECEPTION (version 4): who delivered a link's frames, and each frame's reception, sent before
 //! their FRAMES. Each frame's flags say what follows them: an earth-receive time, AX.25
-//! addresses; and whether it was played back.
+//! addresses; and whether it was played back. RECORDED RECEPTION (version 5) is RECEPTION with
+//! the name of the recording a backfill read the frames from: a version 4 follower, which knows
+//! no such message, gets RECEPTION without the name.
 
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::decode_error::DecodeError;
-use super::wire::RECEPTION;
+use super::wire::{RECEPTION, RECORDED_RECEPTION};
 use crate::domain::reception::{Ax25Addresses, Callsign, Delivery, Received, ReceptionFlags};
 
 /// Who delivered a run's frames, and each one's reception.
 pub(crate) type RunReception = (Arc<Delivery>, Vec<Received>);
 
-/// Appends a RECEPTION message with its length prefix: the reception of each frame of the FRAMES
-/// message that follows it.
-pub(super) fn encode_reception(delivery: &Delivery, received: &[Received], dst: &mut BytesMut) {
+/// Appends a RECEPTION message with its length prefix, RECORDED RECEPTION for a recording's
+/// frames from `version` 5 on: the reception of each frame of the FRAMES message that follows it.
+pub(super) fn encode_reception(
+    delivery: &Delivery,
+    received: &[Received],
+    version: u8,
+    dst: &mut BytesMut,
+) {
     let start = dst.len();
     dst.put_u32(0);
-    dst.put_u8(RECEPTION);
-    for name in [&delivery.link, &delivery.station] {
-        put_name(dst, name);
+    let recording = delivery.recording.as_deref().filter(|_| version >= 5);
+    dst.put_u8(match recording {
+        Some(_) => RECORDED_RECEPTION,
+        None => RECEPTION,
+    });
+    for name in [Some(&*delivery.link), Some(&*delivery.station), recording] {
+        name.into_iter().for_each(|name| put_name(dst, name));
     }
     dst.put_u32(received.len() as u32);
     for frame in received {
@@ -47,13 +58,21 @@ fn put_name(dst: &mut BytesMut, name: &str) {
     dst.put_slice(&name.as_bytes()[..len]);
 }
 
-/// Decodes a RECEPTION body after its type byte.
-pub(super) fn decode_reception(mut body: Bytes) -> Result<RunReception, DecodeError> {
+/// Decodes a RECEPTION body after its type byte, or a RECORDED RECEPTION's.
+pub(super) fn decode_reception(
+    mut body: Bytes,
+    recorded: bool,
+) -> Result<RunReception, DecodeError> {
     let link = get_name(&mut body, "link")?;
     let station = get_name(&mut body, "station")?;
+    let recording = match recorded {
+        true => Some(get_name(&mut body, "recording")?.into()),
+        false => None,
+    };
     let delivery = Arc::new(Delivery {
         link: link.into(),
         station: station.into(),
+        recording,
     });
     let count = take(&mut body, 4, "its count")?.get_u32();
     let mut received = Vec::with_capacity((count as usize).min(body.len()));

@@ -71,7 +71,7 @@ pub enum SubscribeError {
     #[error("SUBSCRIBE of 1 byte, without a version")]
     NoVersion,
     #[error(
-        "SUBSCRIBE of protocol version {0}; this daemon speaks versions {OLDEST_VERSION} and {VERSION}"
+        "SUBSCRIBE of protocol version {0}; this daemon speaks versions {OLDEST_VERSION} to {VERSION}"
     )]
     UnsupportedVersion(u8),
     #[error("SUBSCRIBE of {0} bytes, shorter than {SUBSCRIBE_FIXED_LEN}")]

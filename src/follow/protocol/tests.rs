@@ -48,7 +48,7 @@ fn subscribe_is_byte_exact_and_round_trips() {
     let mut encoded = BytesMut::new();
     subscription.encode(&mut encoded);
     let expected: &[u8] = &[
-        0, 0, 0, 33, 0x11, 4, 2, 2, 0, 1, 1, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+        0, 0, 0, 33, 0x11, 5, 2, 2, 0, 1, 1, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
         0, 0, 0, 8, 0, 0, 0, 2,
     ];
     assert_eq!(&encoded[..], expected);
@@ -86,7 +86,7 @@ fn a_time_window_is_byte_exact_round_trips_and_is_checked() {
     subscription.encode(&mut encoded);
     // Start 0 with bits 7 and 6, since, until u64::MAX (no end): docs/follow-protocol.md's
     // example.
-    let documented = "00 00 00 17 11 04 c0 00 00 00 00 \
+    let documented = "00 00 00 17 11 05 c0 00 00 00 00 \
         17 97 9c fe 36 2a 00 00 ff ff ff ff ff ff ff ff";
     assert_eq!(&encoded[..], &hex_bytes(documented)[..]);
     assert_eq!(Subscription::decode(&body(encoded)), Ok(subscription));
@@ -221,10 +221,7 @@ proptest::proptest! {
 /// subscription gets the FRAMES alone.
 #[test]
 fn reception_comes_before_its_frames_from_version_4_on() {
-    let delivery = Arc::new(Delivery {
-        link: "uhf".into(),
-        station: "svalbard".into(),
-    });
+    let delivery = Arc::new(Delivery::live("uhf", "svalbard"));
     let received = vec![
         Received {
             earth_unix_ns: Some(1_700_000_000_000_000_000),
@@ -266,6 +263,25 @@ fn reception_comes_before_its_frames_from_version_4_on() {
         let body = Bytes::copy_from_slice(&reception[4..cut]);
         assert!(DaemonMessage::decode(body).is_err(), "cut at {cut}");
     }
+    recorded_reception_from_version_5_on(run, &v4);
+}
+
+/// docs/follow-protocol.md's RECORDED RECEPTION: the frames of `run` read from a recording reach
+/// a version 5 subscription after the recording's name, a version 4 one after the RECEPTION it
+/// got of live frames (`live`, its bytes).
+fn recorded_reception_from_version_5_on(mut run: FrameRun, live: &[u8]) {
+    let (delivery, received) = run.reception.take().unwrap();
+    let recorded = Arc::new(delivery.from_recording("p.kiss"));
+    run.reception = Some((Arc::clone(&recorded), received.clone()));
+    let (mut v4, mut v5) = (BytesMut::new(), BytesMut::new());
+    encode_frames(&run, 4, &mut v4);
+    encode_frames(&run, 5, &mut v5);
+    assert_eq!(&v4[..], live);
+    let len = u32::from_be_bytes(v5[..4].try_into().unwrap()) as usize;
+    let documented = "00 00 00 2f 9a 03 75 68 66 08 73 76 61 6c 62 61 72 64 06 70 2e 6b 69 73 73";
+    assert_eq!(&v5[..25], &hex_bytes(documented)[..]);
+    let decoded = DaemonMessage::decode(Bytes::copy_from_slice(&v5[4..4 + len]));
+    assert_eq!(decoded, Ok(DaemonMessage::Reception((recorded, received))));
 }
 
 /// A callsign that is no station's (bytes outside printable ASCII, a `-`, lower case: what a
@@ -281,10 +297,7 @@ fn a_reception_with_any_callsign_reads_back() {
         }),
         ..Received::default()
     }];
-    let delivery = Arc::new(Delivery {
-        link: "uhf".into(),
-        station: "svalbard".into(),
-    });
+    let delivery = Arc::new(Delivery::live("uhf", "svalbard"));
     let message = DaemonMessage::Reception((delivery, received));
     let mut encoded = BytesMut::new();
     message.encode(&mut encoded);
@@ -319,10 +332,10 @@ fn the_documented_example_is_what_is_encoded() {
         reception: None,
     };
     encode_frames(&run, VERSION, &mut encoded);
-    let documented = "00 00 00 36 11 04 02 02 00 01 02 00 00 00 00 07 \
+    let documented = "00 00 00 36 11 05 02 02 00 01 02 00 00 00 00 07 \
         00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 08 00 00 00 00 \
         02 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 08 00 00 00 01 \
-        00 00 00 02 91 04 \
+        00 00 00 02 91 05 \
         00 00 00 42 96 00 01 00 00 00 07 17 97 9c fe 36 39 42 40 \
         02 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 7b 00 00 00 02 \
         00 00 00 02 00 00 00 00 00 00 00 05 00 00 00 02 61 62 \
@@ -341,7 +354,7 @@ fn a_subscribe_of_another_version_is_refused_naming_both_versions() {
     for (version, bytes) in [
         (1, version_1.clone()),
         (2, [&[0x11, 2], &version_1[2..]].concat()),
-        (5, [&[0x11, 5], &version_1[2..]].concat()),
+        (6, [&[0x11, 6], &version_1[2..]].concat()),
         (0, vec![0x11, 0]),
     ] {
         let refused = Subscription::decode(&bytes).unwrap_err();
@@ -349,7 +362,7 @@ fn a_subscribe_of_another_version_is_refused_naming_both_versions() {
         assert_eq!(refused.reason(), RefuseReason::UnsupportedVersion);
         assert_eq!(
             refused.to_string(),
-            format!("SUBSCRIBE of protocol version {version}; this daemon speaks versions 3 and 4")
+            format!("SUBSCRIBE of protocol version {version}; this daemon speaks versions 3 to 5")
         );
     }
 }

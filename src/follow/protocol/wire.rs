@@ -8,7 +8,7 @@ use crate::domain::position::Position;
 use crate::domain::shard::MAX_SHARDS;
 
 /// The protocol version SUBSCRIBE and SUBSCRIBED carry: the newest the daemon speaks.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 /// The oldest version the daemon speaks: a subscription of version 3 gets no RECEPTION.
 pub const OLDEST_VERSION: u8 = 3;
@@ -40,6 +40,7 @@ pub(super) const FRAMES: u8 = 0x96;
 pub(super) const SKIPPED: u8 = 0x97;
 pub(super) const EARLIEST: u8 = 0x98;
 pub(super) const RECEPTION: u8 = 0x99;
+pub(super) const RECORDED_RECEPTION: u8 = 0x9A;
 
 /// SUBSCRIBE's start byte: the start in its low bits, and this bit for "go on at the oldest
 /// segment left when the next frames were deleted" ([`OnGap::Oldest`]).

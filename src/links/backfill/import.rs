@@ -23,7 +23,7 @@ use super::place::{self, Reading, DECIDING};
 use crate::domain::batch::{ReadBatches, ReadFrame};
 use crate::domain::frame::{Priority, SourceKey};
 use crate::domain::ledger::Ledger;
-use crate::domain::reception::Received;
+use crate::domain::reception::{Delivery, Received};
 use crate::domain::sequence_set::SequenceSet;
 use crate::domain::source::Source;
 use crate::links::recording::{Naming, RecordedItem, Recording, RecordingError};
@@ -84,8 +84,10 @@ pub(crate) async fn import(
     let owned = path.to_owned();
     let mut recording = blocking(move || Recording::open(&owned, &naming)).await??;
     let mut unframer = Unframer::new(link, *recording.format());
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
     let mut file = File {
         link,
+        delivery: Arc::new(link.delivery.from_recording(&name)),
         backfill,
         apids: HashMap::new(),
         modified_ns: modified_ns(path),
@@ -187,6 +189,8 @@ struct New {
 /// The state of one file's import.
 struct File<'a> {
     link: &'a Link,
+    /// The link's, naming the recording.
+    delivery: Arc<Delivery>,
     backfill: &'a Backfill,
     apids: HashMap<u16, Apid>,
     /// When the file was last written, in nanoseconds since the Unix epoch: the time of a
@@ -362,7 +366,7 @@ impl File<'_> {
                 sequence: new.sequence,
                 payload: new.packet,
             };
-            let reception = Some((&link.delivery, new.received));
+            let reception = Some((&self.delivery, new.received));
             batches.push(&source, link.max_batch, decoded_at, frame, reception);
         }
         let stored = batches.accepted;

@@ -79,10 +79,7 @@ fn a_frames_record_reads_back_as_its_frames_at_its_offset() {
 /// journal's) too. Undefined flags are damage, never a guess.
 #[test]
 fn received_frames_read_back_with_their_reception() {
-    let delivery = Arc::new(Delivery {
-        link: "uhf".into(),
-        station: "Svalbard, SG-1".into(),
-    });
+    let delivery = Arc::new(Delivery::live("uhf", "Svalbard, SG-1"));
     let received = [
         Received {
             earth_unix_ns: Some(1_700_000_000_123_000_000),
@@ -151,6 +148,48 @@ fn received_frames_read_back_with_their_reception() {
         "{:?} ({len} bytes)",
         scan.end
     );
+}
+
+/// A recording's frames are a RECORDED FRAMES record (type 8) naming it after the station, read
+/// back with it; a segment of version 5, which had no such record, takes one for damage.
+#[test]
+fn recorded_frames_read_back_naming_their_recording() {
+    let live = Delivery::live("uhf", "Kiruna");
+    let delivery = Arc::new(live.from_recording("pass\n7.kiss"));
+    assert_eq!(delivery.recording.as_deref(), Some("pass\\x0A7.kiss"));
+    let head = FramesHead {
+        kind: SourceKind::LiveUplink,
+        priority: Priority::Routine,
+        source_id: 500,
+        received_unix_ns: 77,
+    };
+    let received = Received {
+        playback: true,
+        ..Received::default()
+    };
+    let frames = three_frames().into_iter().map(|(s, p)| (s, p, received));
+    let mut bytes = MAGIC.to_vec();
+    encode_received_frames(&mut bytes, head, &delivery, frames);
+    let names_at = MAGIC.len() + RECORD_HEADER_LEN + FRAMES_BODY_FIXED;
+    assert_eq!(bytes[MAGIC.len() + RECORD_HEADER_LEN], TYPE_RECORDED_FRAMES);
+    assert_eq!(&bytes[names_at..names_at + 4], b"\x03uhf");
+    assert_eq!(&bytes[names_at + 11..names_at + 26], b"\x0epass\\x0A7.kiss");
+    let scan = scan_bytes(Bytes::from(bytes.clone()));
+    assert_eq!(scan.end, ScanEnd::Clean);
+    for (_, entry) in scan.entries {
+        let Entry::Frame(frame) = entry else {
+            panic!("{entry:?}")
+        };
+        let reception = frame.reception.unwrap();
+        assert_eq!(
+            (reception.delivery, reception.received),
+            (Arc::clone(&delivery), received)
+        );
+    }
+    bytes[..8].copy_from_slice(b"TLMSEG05");
+    let scan = scan_bytes(Bytes::from(bytes));
+    let says = "record type 8 in a version 5 segment";
+    assert_corrupt_at(&scan.end, 8, says, "RECORDED FRAMES before version 6");
 }
 
 #[test]

@@ -20,10 +20,11 @@
 //! | `earth_received` | INT64 | TIMESTAMP(NANOS, UTC-adjusted) | yes: set when the station gave it |
 //! | `ax25_from` | BYTE_ARRAY | STRING | yes: set for a frame that came in an AX.25 frame |
 //! | `ax25_to` | BYTE_ARRAY | STRING | yes: as `ax25_from` |
+//! | `recording` | BYTE_ARRAY | STRING | yes: set for a frame a backfill read from a recording |
 //!
 //! `apid` is the space packet's APID when the payload is exactly one packet of version 0 (its
 //! header's length, packet data length + 7, is the payload's), as the TM outputs decide
-//! ([`apid_of_packet`]); null for any other payload. The last six are a link's reception
+//! ([`apid_of_packet`]); null for any other payload. The last seven are a link's reception
 //! metadata (`docs/ground-segment.md`, "Reception metadata"); null for the ingest protocol's
 //! sources.
 //!
@@ -83,7 +84,7 @@ pub(crate) const ROW_GROUP_PAYLOAD: usize = 64 * 1024 * 1024;
 const BATCH: usize = 8192;
 
 /// The columns, in order: the names a reader's query uses.
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 16] = [
     "received",
     "kind",
     "source",
@@ -99,12 +100,13 @@ pub const COLUMNS: [&str; 15] = [
     "earth_received",
     "ax25_from",
     "ax25_to",
+    "recording",
 ];
 
 /// The order the columns are handed to the encoding threads, as indexes into [`COLUMNS`]: the
 /// heaviest first (payloads, the position strings, then the columns of a value a row), so that
 /// the last to finish is a light one.
-const ENCODING_ORDER: [usize; 15] = [7, 6, 0, 3, 2, 5, 8, 1, 4, 9, 10, 11, 12, 13, 14];
+const ENCODING_ORDER: [usize; 16] = [7, 6, 0, 3, 2, 5, 8, 1, 4, 9, 10, 11, 12, 13, 14, 15];
 
 /// Writes frames to `W` as a Parquet file, a row group at a time; [`ExportSink::finish`] writes
 /// the last row group and the footer.
@@ -345,7 +347,7 @@ fn write_column(
         "apid" => write::<Int32Type>(column, frames, |f| {
             apid_of_packet(&f.frame.payload).map(i32::from)
         }),
-        "station" | "link" | "mode" | "ax25_from" | "ax25_to" => {
+        "station" | "link" | "mode" | "ax25_from" | "ax25_to" | "recording" => {
             write::<ByteArrayType>(column, frames, |f| {
                 let reception = f.frame.reception.as_ref()?;
                 let (_, value) = reception
@@ -419,7 +421,8 @@ fn schema() -> io::Result<Type> {
         column("mode", BYTE_ARRAY, string.clone(), optional),
         column("earth_received", INT64, nanos, optional),
         column("ax25_from", BYTE_ARRAY, string.clone(), optional),
-        column("ax25_to", BYTE_ARRAY, string, optional),
+        column("ax25_to", BYTE_ARRAY, string.clone(), optional),
+        column("recording", BYTE_ARRAY, string, optional),
     ];
     let fields = fields.into_iter().collect::<Result<Vec<_>, _>>();
     Type::group_type_builder("frame")
@@ -492,6 +495,7 @@ mod tests {
                 &Field::Str("1/3:8:2".into()),
                 &Field::Bytes(ByteArray::from(PACKET)),
                 &Field::Int(100),
+                &Field::Null,
                 &Field::Null,
                 &Field::Null,
                 &Field::Null,

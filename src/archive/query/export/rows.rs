@@ -58,7 +58,7 @@ impl Format {
 
 /// The CSV header: the columns of every row.
 const CSV_HEADER: &str = "received,kind,source,sequence,priority,shard,position,payload,\
-                          link,station,mode,earth_received,ax25_from,ax25_to\n";
+                          link,station,mode,earth_received,ax25_from,ax25_to,recording\n";
 
 /// Writes frames as rows of a text or byte format (not Parquet, which is a file of its own).
 #[derive(Debug)]
@@ -213,8 +213,8 @@ pub(crate) mod tests {
         assert_eq!(
             String::from_utf8(rows(Format::Csv)).unwrap(),
             "received,kind,source,sequence,priority,shard,position,payload,\
-             link,station,mode,earth_received,ax25_from,ax25_to\n\
-             2023-11-14T22:13:20.123456789Z,live,7,42,emergency,1,1/3:8:2,CGTAAAABYWI=,,,,,,\n"
+             link,station,mode,earth_received,ax25_from,ax25_to,recording\n\
+             2023-11-14T22:13:20.123456789Z,live,7,42,emergency,1,1/3:8:2,CGTAAAABYWI=,,,,,,,\n"
         );
         assert_eq!(rows(Format::Raw), b"\0\0\0\x08\x08\x64\xc0\x00\x00\x01ab");
         assert_eq!(rows(Format::Ccsds), b"\x08\x64\xc0\x00\x00\x01ab");

@@ -18,10 +18,7 @@ fn frame(
     received: u64,
     earth: Option<u64>,
 ) -> SeenFrame {
-    let delivery = Arc::new(Delivery {
-        link: format!("{station}-link").into(),
-        station: station.into(),
-    });
+    let delivery = Arc::new(Delivery::live(&format!("{station}-link"), station));
     SeenFrame {
         source: (SourceKind::LiveUplink, source),
         sequence,
