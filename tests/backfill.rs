@@ -7,53 +7,17 @@
 
 mod common;
 
-use std::path::Path;
-
+use common::backfill::{
+    kiruna, kiruna_backfill, kiruna_spooled, recording, spooled, upload, wait_files,
+};
 use common::stations::{self, framed, framed_at};
 use common::{TempDir, PATIENCE};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// A group reads its first packet of an APID one cycle up.
 const UP: u64 = 16_384;
-
-/// Kiruna's recording of counts `counts`, as its station writes its stream to a file.
-fn recording(counts: impl IntoIterator<Item = u16>) -> Vec<u8> {
-    counts
-        .into_iter()
-        .flat_map(|count| framed(count, u64::from(count)))
-        .collect()
-}
-
-/// Writes `bytes` into the spool the way a station's upload does: a `.part` file, renamed.
-fn upload(spool: &Path, name: &str, bytes: &[u8]) {
-    let part = spool.join(format!("{name}.part"));
-    std::fs::write(&part, bytes).unwrap();
-    std::fs::rename(&part, spool.join(name)).unwrap();
-}
-
-/// Kiruna's `backfill` object on `/stats`.
-async fn kiruna_backfill(monitor: std::net::SocketAddr) -> Value {
-    kiruna(monitor).await["backfill"].clone()
-}
-
-/// Kiruna's link on `/stats`.
-async fn kiruna(monitor: std::net::SocketAddr) -> Value {
-    let stats = common::http_get_json(monitor, "/stats").await;
-    let links = stats["links"].as_array().cloned().unwrap_or_default();
-    let kiruna = links.into_iter().find(|l| l["name"] == "Kiruna");
-    kiruna.unwrap_or_default()
-}
-
-async fn wait_files(monitor: std::net::SocketAddr, done: u64, failed: u64) -> Value {
-    let settled = || async move {
-        let backfill = kiruna_backfill(monitor).await;
-        backfill["files_done"] == done && backfill["files_failed"] == failed
-    };
-    common::wait_until_async("the spool's files settled", PATIENCE, settled).await;
-    kiruna_backfill(monitor).await
-}
 
 #[tokio::test]
 async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
@@ -61,7 +25,9 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
     // What an upload a killed daemon was receiving left behind: swept at the start.
     let stale = spool.join(".upload-999-0-pass.lp");
     std::fs::write(&stale, b"half an upload").unwrap();
-    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool).await;
+    let followed =
+        |config: &mut aggregator::Config| *config = common::with_followers(config.clone());
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, followed).await;
     // Live, Kiruna loses 50..=79 and everything after 99.
     let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
     for count in (0..50).chain(80..100) {
@@ -155,7 +121,7 @@ async fn each_frame_names_where_it_came_from(
     for rows in [tail, common::dechunked(&export)] {
         let mut named = std::collections::BTreeMap::<Option<String>, Vec<u64>>::new();
         for row in rows.lines() {
-            let row: Value = serde_json::from_str(row).unwrap();
+            let row: serde_json::Value = serde_json::from_str(row).unwrap();
             assert_eq!(row["station"], "Kiruna", "{row}");
             let sequence = row["sequence"].as_u64().unwrap();
             let recording = row["recording"].as_str().map(str::to_string);
@@ -188,7 +154,7 @@ async fn aggregator(args: Vec<String>) -> (i32, String, String) {
 #[tokio::test]
 async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
     let (dir, spool) = spooled("backfill-cli");
-    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool).await;
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, |_| ()).await;
     let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
     for count in 0..40 {
         wire.write_all(&framed(count, u64::from(count)))
@@ -244,7 +210,7 @@ async fn bad_recordings_and_a_missing_spool_cost_only_themselves() {
     use std::io::Write;
     let dir = TempDir::new("backfill-bad");
     let spool = dir.0.join("spool");
-    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool).await;
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, |_| ()).await;
     let unreadable =
         |is: bool| async move { kiruna_backfill(monitor).await["spool_unreadable"] == is };
     common::wait_until_async("the missing spool reported", PATIENCE, || unreadable(true)).await;
@@ -279,7 +245,7 @@ async fn bad_recordings_and_a_missing_spool_cost_only_themselves() {
 #[tokio::test]
 async fn a_stretch_older_than_the_live_pass_goes_below_its_counts() {
     let (dir, spool) = spooled("backfill-older");
-    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool).await;
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, |_| ()).await;
     let now_ms =
         aggregator::domain::units::unix_ns(std::time::SystemTime::now()).unwrap() / 1_000_000;
     let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
@@ -312,34 +278,6 @@ async fn a_stretch_older_than_the_live_pass_goes_below_its_counts() {
     drop(wire);
     stop.cancel();
     assert_eq!(daemon.shutdown_clean().await.archived, 284);
-}
-
-/// Kiruna and Svalbard (`common::stations`) storing into `dir`, Kiruna's link with `spool` as
-/// its `spool_dir`; the monitor served.
-async fn kiruna_spooled(
-    dir: &std::path::Path,
-    spool: &std::path::Path,
-) -> (
-    common::TestDaemon,
-    std::net::SocketAddr,
-    tokio_util::sync::CancellationToken,
-) {
-    let spool = spool.to_owned();
-    let with_spool = move |config: &mut aggregator::Config| {
-        let kiruna = config.links.iter_mut().find(|l| l.name == "Kiruna");
-        kiruna.expect("Kiruna's link").spool_dir = Some(spool);
-        *config = common::with_followers(config.clone());
-    };
-    let (daemon, monitor, stop, _) = stations::start(dir, with_spool).await;
-    (daemon, monitor, stop)
-}
-
-/// A scratch directory named `name` with an empty `spool` in it.
-fn spooled(name: &str) -> (TempDir, std::path::PathBuf) {
-    let dir = TempDir::new(name);
-    let spool = dir.0.join("spool");
-    std::fs::create_dir_all(&spool).unwrap();
-    (dir, spool)
 }
 
 /// Both stations of the group upload their recording of one pass at once: the group imports one

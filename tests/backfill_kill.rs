@@ -19,9 +19,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::backfill::{spooled, upload};
 use common::process::Daemon;
 use common::stations::framed;
-use common::{http_get_json_blocking, wait_until_blocking, TempDir, PATIENCE};
+use common::{http_get_json_blocking, wait_until_blocking, PATIENCE};
 use serde_json::{json, Value};
 
 /// Packets in the recording: a dozen cycles of counts, about two seconds of import in a debug
@@ -90,16 +91,10 @@ fn verify(archive: &Path) -> (Option<i32>, String) {
 
 #[test]
 fn a_sigkill_mid_import_loses_nothing_stores_nothing_twice_and_resumes() {
-    let dir = TempDir::new("backfill-kill");
-    let spool = dir.0.join("spool");
-    std::fs::create_dir_all(&spool).unwrap();
+    let (dir, spool) = spooled("backfill-kill");
     let text = config(&dir.0);
     let mut daemon = Daemon::start_in(&dir.0, &text);
-
-    // Uploaded as a station does: written as `.part`, renamed once whole.
-    let part = spool.join("pass.lp.part");
-    std::fs::write(&part, recording()).unwrap();
-    std::fs::rename(&part, spool.join("pass.lp")).unwrap();
+    upload(&spool, "pass.lp", &recording());
 
     // Caught mid-way: more than two cycles stored, the file not done.
     let started = Instant::now();

@@ -7,6 +7,9 @@
 //! Some packets' data hold the marker, or the marker and a header, where a reader that searched
 //! for it inside a packet would cut; one is the largest a packet can be (65,542 bytes).
 //!
+//! And COSMOS downstream of a backfill (issue 70): a pass that came in part live, its recording
+//! imported through the link's spool, reaches COSMOS whole, each packet once.
+//!
 //! COSMOS' Python interface code runs in tests/cosmos/read_tm.py, without the rest of COSMOS,
 //! from the virtual environment tests/cosmos/venv.sh makes in target/cosmos-venv (.ci/run does):
 //! the tests that run it are ignored without it.
@@ -14,14 +17,21 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use aggregator::config::TmServerConfig;
 use aggregator::protocol::ccsds::{PrimaryHeader, ASM};
-use aggregator::SourceKind;
+use aggregator::{Config, SourceKind};
+use common::backfill::{kiruna_spooled, recording, spooled, upload, wait_files};
 use common::process::{Daemon, Program, DRAIN_DEADLINE};
+use common::stations::{self, framed};
 use common::{http_get_json, Client};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// How long read_tm.py may take: it gives up on its own after 30 s and says why.
 const COSMOS_PATIENCE: Duration = Duration::from_secs(40);
@@ -186,6 +196,13 @@ fn differences(sent: &[Vec<u8>], read: &[Vec<u8>]) -> Option<String> {
     (!differences.is_empty()).then(|| differences.join("\n"))
 }
 
+/// Fails the test, naming `what` and each difference, unless `read` is `sent` ([`differences`]).
+fn assert_read(sent: &[Vec<u8>], read: &[Vec<u8>], what: &str) {
+    if let Some(differences) = differences(sent, read) {
+        panic!("COSMOS read other packets than stored ({what}):\n{differences}");
+    }
+}
+
 /// tests/cosmos/read_tm.py, reading `count` packets, then to the end of the stream, with COSMOS'
 /// interface built from `interface` (the `INTERFACE` line's arguments after its name): a line of
 /// hex a packet.
@@ -205,13 +222,44 @@ fn read_tm(count: usize, interface: &[String]) -> Program {
     Program::spawn("read_tm.py", command, COSMOS_PATIENCE)
 }
 
-/// The TM server's open connections, from the daemon's `/stats`.
-async fn tm_connections(daemon: &Daemon) -> u64 {
-    let stats = http_get_json(daemon.monitor, "/stats").await;
+/// TM server `server`'s open connections, from the `/stats` of the monitor at `monitor`.
+async fn tm_connections(monitor: SocketAddr, server: &str) -> u64 {
+    let stats = http_get_json(monitor, "/stats").await;
     let outputs = stats["tm"].as_array().expect("a tm list");
-    let server = outputs.iter().find(|output| output["name"] == SERVER);
-    let server = server.unwrap_or_else(|| panic!("no TM server {SERVER} in {outputs:?}"));
-    server["connections"].as_u64().expect("a count")
+    let found = outputs.iter().find(|output| output["name"] == server);
+    let found = found.unwrap_or_else(|| panic!("no TM server {server} in {outputs:?}"));
+    found["connections"].as_u64().expect("a count")
+}
+
+/// Waits until TM server `server` counts one connection, COSMOS' (a connection counts once it
+/// found where it starts); fails the test if read_tm.py exits first.
+async fn wait_connected(monitor: SocketAddr, server: &str, cosmos: &mut Program) {
+    let deadline = Instant::now() + COSMOS_PATIENCE;
+    while tm_connections(monitor, server).await != 1 {
+        if let Some(why) = cosmos.exited() {
+            panic!("read_tm.py did not connect to {server}; {why}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "COSMOS did not connect to {server} in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The next `count` packets COSMOS reads; fails the test, naming `what`, if it stops first.
+fn read_packets(cosmos: &mut Program, count: usize, what: &str) -> Vec<Vec<u8>> {
+    let mut read = Vec::with_capacity(count);
+    while read.len() < count {
+        match cosmos.try_next_line() {
+            Ok(line) => read.push(unhex(&line)),
+            Err(why) => panic!(
+                "COSMOS stopped at {} of {count} packets of {what}: {why}",
+                read.len()
+            ),
+        }
+    }
+    read
 }
 
 /// Starts the daemon with the docs' TM server, and read_tm.py with the docs' interface; stores
@@ -229,27 +277,11 @@ async fn cosmos_reads_every_packet(asm: bool) {
     let interface = example.interface_for(daemon.tm_port(SERVER));
     let mut cosmos = read_tm(PACKETS, &interface);
 
-    let deadline = Instant::now() + COSMOS_PATIENCE;
-    while tm_connections(&daemon).await != 1 {
-        if let Some(why) = cosmos.exited() {
-            panic!("read_tm.py {interface:?} did not connect; {why}");
-        }
-        assert!(Instant::now() < deadline, "COSMOS did not connect in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_connected(daemon.monitor, SERVER, &mut cosmos).await;
 
     let sent: Vec<Vec<u8>> = (0..PACKETS).map(packet).collect();
     Client::store(daemon.uplink, SourceKind::LiveUplink, 1, 0, &sent).await;
-    let mut read = Vec::with_capacity(PACKETS);
-    while read.len() < PACKETS {
-        match cosmos.try_next_line() {
-            Ok(line) => read.push(unhex(&line)),
-            Err(why) => panic!(
-                "COSMOS ({interface:?}) stopped at {} of {PACKETS} packets: {why}",
-                read.len()
-            ),
-        }
-    }
+    let mut read = read_packets(&mut cosmos, PACKETS, &format!("{interface:?}"));
 
     daemon.signal(libc::SIGTERM);
     let (status, rest, stderr) = cosmos.finish();
@@ -261,9 +293,7 @@ async fn cosmos_reads_every_packet(asm: bool) {
     let (status, _) = daemon.wait_exit(DRAIN_DEADLINE + Duration::from_secs(2));
     assert!(status.success(), "the daemon exited {status}");
     assert_eq!(read.len(), PACKETS, "COSMOS read each packet once");
-    if let Some(differences) = differences(&sent, &read) {
-        panic!("COSMOS ({interface:?}) read other packets than stored:\n{differences}");
-    }
+    assert_read(&sent, &read, &format!("{interface:?}"));
 }
 
 #[tokio::test]
@@ -276,6 +306,82 @@ async fn cosmos_reads_every_packet_of_a_tm_server() {
 #[ignore = "needs OpenC3 COSMOS (PyPI openc3) in target/cosmos-venv, run by .ci/run"]
 async fn cosmos_reads_every_packet_of_a_tm_server_with_sync_markers() {
     cosmos_reads_every_packet(true).await;
+}
+
+/// The docs' COSMOS table, and the same table as server `archive` with `from = "start"`.
+fn docs_server_and_one_from_start(example: &Example) -> Vec<TmServerConfig> {
+    let start = example.server.replace("from = \"now\"", "from = \"start\"");
+    let start = start.replace(&format!("name = \"{SERVER}\""), "name = \"archive\"");
+    assert!(start.contains("\"start\"") && start.contains("\"archive\""));
+    let tables = format!("{}{start}", example.server);
+    let parsed = Config::parse(&tables, Path::new("tm.toml")).expect("valid [[tm_servers]]");
+    parsed.tm_servers
+}
+
+/// The pass's packets of `counts`, in that order.
+fn pass(counts: &[u16]) -> Vec<Vec<u8>> {
+    counts
+        .iter()
+        .map(|&count| stations::packet(count))
+        .collect()
+}
+
+/// Kiruna delivers a pass live but for counts 50..=79 and those after 99, then uploads its
+/// recording of the whole pass (0..=119) into its spool, whose import stores the 50 the archive
+/// lacked. COSMOS on the docs' `from = "now"` server, connected before the pass, reads the 70
+/// live packets as they come, then the 50 backfilled as the import stores them; a second COSMOS,
+/// on the same table with `from = "start"`, connected after the import, reads the same 120 from
+/// the archive. Both in archive order (the backfilled packets after the live ones, whatever
+/// their counts), and at the drain neither has read a packet twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs OpenC3 COSMOS (PyPI openc3) in target/cosmos-venv, run by .ci/run"]
+async fn cosmos_reads_a_backfilled_pass_once_beside_its_live_part() {
+    let example = Example::from_docs(false);
+    let servers = docs_server_and_one_from_start(&example);
+    let (dir, spool) = spooled("cosmos-backfill");
+    let (daemon, monitor, stop) =
+        kiruna_spooled(&dir.0, &spool, |config| config.tm_servers = servers).await;
+    let interface = |server: &str| example.interface_for(daemon.tm_server(server).port());
+    // Reading blocks this thread; the daemon runs on the other.
+    let read = |cosmos: &mut Program, count, what| {
+        tokio::task::block_in_place(|| read_packets(cosmos, count, what))
+    };
+    let mut now = read_tm(120, &interface(SERVER));
+    wait_connected(monitor, SERVER, &mut now).await;
+
+    let (live, backfilled): (Vec<u16>, Vec<u16>) =
+        (0..120).partition(|c| !(50..80).contains(c) && *c < 100);
+    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for &count in &live {
+        let frame = framed(count, u64::from(count));
+        wire.write_all(&frame).await.unwrap();
+    }
+    let (live, backfilled) = (pass(&live), pass(&backfilled));
+    assert_read(&live, &read(&mut now, 70, "the live part"), "the live part");
+    upload(&spool, "pass.lp", &recording(0..120));
+    let imported = wait_files(monitor, 1, 0).await;
+    let backfill = read(&mut now, 50, "the backfill");
+    assert_read(&backfilled, &backfill, "the backfilled part");
+    let counts = [&imported["packets"], &imported["stored"], &imported["held"]];
+    assert_eq!(counts, [&json!(120), &json!(50), &json!(70)], "{imported}");
+
+    let mut archive = read_tm(120, &interface("archive"));
+    let whole: Vec<Vec<u8>> = live.into_iter().chain(backfilled).collect();
+    assert_read(
+        &whole,
+        &read(&mut archive, 120, "the archive"),
+        "from the start",
+    );
+
+    drop(wire);
+    stop.cancel();
+    assert_eq!(daemon.shutdown_clean().await.archived, 120);
+    for (cosmos, server) in [(now, SERVER), (archive, "archive")] {
+        // read_tm.py exits 1 at a packet beyond the 120, 0 when the drain closes the connection.
+        let (status, rest, stderr) = cosmos.finish();
+        let ok = status.success() && rest.is_empty();
+        assert!(ok, "{server}: {status}, then {rest:?}\n{stderr}");
+    }
 }
 
 /// Without COSMOS: the docs' section gives what the tests above run, one line per framing, the

@@ -5,13 +5,14 @@
 //! ([`certs`]); scratch directories ([`scratch`]); AX.25 audio for real TNCs ([`ax25_audio`]);
 //! `nats-server`, alone or as a JetStream cluster ([`nats`]), daemons publishing into it
 //! ([`nats_daemon`]), `uplink-sim` as a child ([`sim`]), and two stations of a merge group
-//! ([`stations`]).
+//! ([`stations`]) and a recording of theirs backfilled through a link's spool ([`backfill`]).
 //!
 //! Every integration test file includes this module and uses a different part of it, so what one
 //! file leaves unused is not dead code.
 #![allow(dead_code)]
 
 pub mod ax25_audio;
+pub mod backfill;
 pub mod process;
 pub mod stations;
 

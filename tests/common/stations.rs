@@ -34,10 +34,15 @@ pub fn framed(count: u16, second: u64) -> Vec<u8> {
     framed_at(count, T0_MS + second * 1000)
 }
 
+/// The spacecraft's packet of `count`: APID 7, 100 bytes of data, each the count's low byte.
+pub fn packet(count: u16) -> Vec<u8> {
+    let header = PrimaryHeader::telemetry(7, count, 100).encode();
+    header.into_iter().chain([count as u8; 100]).collect()
+}
+
 /// The packet of `count`, received on earth at `earth_ms`, framed as the links read it.
 pub fn framed_at(count: u16, earth_ms: u64) -> Vec<u8> {
-    let header = PrimaryHeader::telemetry(7, count, 100).encode();
-    let packet: Vec<u8> = header.into_iter().chain([count as u8; 100]).collect();
+    let packet = packet(count);
     let mut wire = (packet.len() as u32).to_be_bytes().to_vec();
     wire.extend_from_slice(&earth_ms.to_be_bytes());
     wire.extend_from_slice(&packet);
