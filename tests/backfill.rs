@@ -59,7 +59,7 @@ async fn a_recording_fills_what_the_pass_lacked_exactly_once() {
     // The report docs/http-api.md shows.
     let report = common::http_get_json(monitor, "/links/Kiruna/spool/pass-1.lp").await;
     let imported = json!({"bytes": 14160, "packets": 120, "stored": 50, "held": 70,
-        "unplaced": 0, "damaged_ranges": 0, "damaged_bytes": 0});
+        "unplaced": 0, "damaged_ranges": 0, "damaged_bytes": 0, "rejected": 0});
     let done =
         json!({"state": "done", "imported": imported, "reason": null, "moved_to": "pass-1.lp"});
     assert_eq!(report, done);
@@ -131,6 +131,14 @@ async fn each_frame_names_where_it_came_from(
         assert_eq!(named[&Some("pass-1.lp".into())], filled);
         assert_eq!(named[&None].len(), 70);
     }
+    // In CSV, the last column.
+    let path = "/archive/frames?format=csv&source=live:10007";
+    let (status, _, csv) = common::http_get(monitor, path).await;
+    assert_eq!(status, 200, "{csv}");
+    let csv = common::dechunked(&csv);
+    assert!(csv.starts_with("received,") && csv.lines().next().unwrap().ends_with(",recording"));
+    let recorded = csv.lines().filter(|l| l.ends_with(",pass-1.lp")).count();
+    assert_eq!((recorded, csv.lines().count()), (50, 121), "{csv}");
 }
 
 /// `aggregator` with `args`, run beside the daemon: its exit status, standard output and standard
@@ -231,10 +239,21 @@ async fn bad_recordings_and_a_missing_spool_cost_only_themselves() {
         why.contains("cannot read") && why.contains("cut.lp.gz"),
         "{why}"
     );
-    // The whole pass after it: the rest stored, the spool unharmed.
-    upload(&spool, "whole.lp", &recording(0..60));
+    // The whole pass after it, with a frame that is no packet: the rest stored, the frame
+    // rejected by the link's checks and counted as the file's, not as the station's live input.
+    let mut whole = recording(0..30);
+    whole.extend_from_slice(&[0, 0, 0, 5]);
+    whole.extend_from_slice(&[0; 8]);
+    whole.extend_from_slice(b"12345");
+    whole.extend_from_slice(&recording(30..60));
+    upload(&spool, "whole.lp", &whole);
     let backfill = wait_files(monitor, 1, 1).await;
-    assert_eq!(backfill["stored"], json!(60), "{backfill}");
+    assert_eq!(
+        [&backfill["stored"], &backfill["rejected"]],
+        [&json!(60), &json!(1)],
+        "{backfill}"
+    );
+    assert_eq!(kiruna(monitor).await["bad_input"], json!(0));
     stop.cancel();
     assert_eq!(daemon.shutdown_clean().await.archived, 60);
 }
@@ -320,4 +339,35 @@ async fn two_stations_recordings_of_one_pass_store_it_once() {
     assert_eq!(stored, Some(2000));
     stop.cancel();
     assert_eq!(daemon.shutdown_clean().await.archived, 2000);
+}
+
+/// A backfill's packets are the file's, not the station's: the `last_seen` a restart reads from
+/// the archive is the station's last live packet, not the import's later time.
+#[tokio::test]
+async fn last_seen_after_a_restart_is_the_live_packets() {
+    let (dir, spool) = spooled("backfill-last-seen");
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, |_| ()).await;
+    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for count in 0..40 {
+        wire.write_all(&framed(count, u64::from(count)))
+            .await
+            .unwrap();
+    }
+    common::wait_until_async("the live pass stored", PATIENCE, || async {
+        kiruna_packets(monitor).await == 40
+    })
+    .await;
+    let live = kiruna(monitor).await["last_seen"].clone();
+    upload(&spool, "pass.lp", &recording(0..100));
+    assert_eq!(wait_files(monitor, 1, 0).await["stored"], json!(60));
+    drop(wire);
+    stop.cancel();
+    assert_eq!(daemon.shutdown_clean().await.archived, 100);
+
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, |_| ()).await;
+    let read = || async move { !kiruna(monitor).await["last_seen"].is_null() };
+    common::wait_until_async("last_seen read from the archive", PATIENCE, read).await;
+    assert_eq!(kiruna(monitor).await["last_seen"], live);
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
 }

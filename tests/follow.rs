@@ -1045,6 +1045,45 @@ async fn a_shard_without_a_position_in_the_resume_starts_at_its_oldest_frame() {
     assert_eq!(by_shard(&received), wanted);
 }
 
+/// A daemon before version 5 (1.0.0 speaks 3 and 4) refuses this client's first SUBSCRIBE; the
+/// client subscribes again in version 4 and follows it.
+#[tokio::test]
+async fn the_client_follows_a_daemon_of_version_4_in_version_4() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let old_daemon = tokio::spawn(async move {
+        let mut versions = Vec::new();
+        for answer in [
+            DaemonMessage::Refused {
+                reason: RefuseReason::UnsupportedVersion,
+                detail: "SUBSCRIBE of protocol version 5; this daemon speaks versions 3 and 4"
+                    .into(),
+            },
+            DaemonMessage::Subscribed { version: 4 },
+        ] {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut input = FramedRead::new(read, LengthDelimitedCodec::new());
+            let subscribe = input.next().await.unwrap().unwrap();
+            versions.push(subscribe[1]);
+            let mut out = BytesMut::new();
+            answer.encode(&mut out);
+            let end = DaemonMessage::End {
+                reason: EndReason::Shutdown,
+                detail: "draining".into(),
+            };
+            end.encode(&mut out);
+            write.write_all(&out).await.unwrap();
+        }
+        versions
+    });
+    let mut follower = Follower::subscribe(addr, &subscription(Start::Oldest), None)
+        .await
+        .unwrap();
+    assert!(matches!(follower.next().await, Ok(None)));
+    assert_eq!(old_daemon.await.unwrap(), [VERSION, 4]);
+}
+
 #[tokio::test]
 async fn a_subscribe_of_version_1_or_2_is_refused_naming_both_versions() {
     let dir = TempDir::new("follow-shards-v2");

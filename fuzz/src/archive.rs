@@ -97,7 +97,7 @@ fn re_encode(file: &[u8], entries: &[(u64, Entry)]) {
                     other => panic!("a FRAMES record holds {other:?}"),
                 }),
             ),
-            (6, Entry::Frame(first)) => {
+            (6 | 8, Entry::Frame(first)) => {
                 let head = FramesHead {
                     kind: first.kind,
                     priority: first.priority,

@@ -41,12 +41,12 @@ impl Delivery {
     }
 
     /// The same link and station, the frames read from the recording `name`: its name as every
-    /// output shows it, a control character (a line end in a file's name) as `\xHH`, cut to 255
-    /// bytes at a character.
+    /// output shows it, a control character (a line end in a file's name) and a backslash as
+    /// `\xHH`, so that two names never show alike, cut to 255 bytes at a character.
     pub fn from_recording(&self, name: &str) -> Delivery {
         let mut shown = String::with_capacity(name.len());
         for c in name.chars() {
-            let add = match c.is_control() {
+            let add = match c.is_control() || c == '\\' {
                 true => format!("\\x{:02X}", u32::from(c)),
                 false => c.to_string(),
             };

@@ -97,8 +97,30 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Connects to the follow listener at `addr` (over TLS when `tls` is given) and subscribes.
+    /// Connects to the follow listener at `addr` (over TLS when `tls` is given) and subscribes;
+    /// a daemon that does not speak the subscription's version 5 (one before it) is asked again
+    /// in version 4, which it does.
     pub async fn subscribe(
+        addr: SocketAddr,
+        subscription: &Subscription,
+        tls: Option<&ClientTls>,
+    ) -> Result<Follower, FollowError> {
+        match Follower::subscribe_once(addr, subscription, tls).await {
+            Err(FollowError::Refused {
+                reason: RefuseReason::UnsupportedVersion,
+                ..
+            }) if subscription.version == 5 => {
+                let older = Subscription {
+                    version: 4,
+                    ..subscription.clone()
+                };
+                Follower::subscribe_once(addr, &older, tls).await
+            }
+            subscribed => subscribed,
+        }
+    }
+
+    async fn subscribe_once(
         addr: SocketAddr,
         subscription: &Subscription,
         tls: Option<&ClientTls>,

@@ -131,6 +131,20 @@ impl Link {
         }
     }
 
+    /// The link as a backfill reads a recording through it: its rules and sources, counting
+    /// what its checks refuse apart from the station's live input.
+    pub(crate) fn for_recording(&self) -> Link {
+        Link::new(
+            self.config.clone(),
+            Arc::new(self.counters.for_recording()),
+            Arc::clone(&self.group),
+            self.router.clone(),
+            self.stats.clone(),
+            self.max_batch,
+            self.read_buffer,
+        )
+    }
+
     /// The source a packet of `apid` becomes, or `None` when none does; and whether a rule
     /// mapped it. One no rule maps is unmatched, whether `default_source` stores it or not.
     pub(crate) fn source_of(&self, apid: u16) -> (Option<u32>, bool) {

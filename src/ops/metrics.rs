@@ -343,7 +343,7 @@ const PER_SHARD: [PerItem<ShardStats>; 5] = [
 ];
 
 /// Each link's figures.
-const PER_LINK: [PerItem<LinkSnapshot>; 26] = [
+const PER_LINK: [PerItem<LinkSnapshot>; 27] = [
     (
         "aggregator_link_connected",
         MetricKind::Gauge,
@@ -493,6 +493,12 @@ const PER_LINK: [PerItem<LinkSnapshot>; 26] = [
         MetricKind::Counter,
         "Ranges of recordings that held no frame (garbage, a truncated end).",
         |l| l.backfill.totals.damaged_ranges,
+    ),
+    (
+        "aggregator_link_backfill_rejected_frames_total",
+        MetricKind::Counter,
+        "Frames of recordings the link's checks refused (not in the link's live counters).",
+        |l| l.backfill.totals.rejected,
     ),
     (
         "aggregator_link_backfill_spool_unreadable",

@@ -413,6 +413,12 @@ fn reception_headers(reception: &Reception) -> Vec<(&'static str, String)> {
     if let Some(recording) = &reception.delivery.recording {
         headers.push(("Aggregator-Recording", recording.to_string()));
     }
+    // A line end would end the header: only a damaged or forged archive holds one in a name.
+    for (_, value) in &mut headers {
+        if value.contains(['\r', '\n']) {
+            *value = value.replace('\r', "\\x0D").replace('\n', "\\x0A");
+        }
+    }
     headers
 }
 

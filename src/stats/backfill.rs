@@ -57,6 +57,9 @@ pub struct BackfillProgress {
     pub unplaced: u64,
     pub damaged_ranges: u64,
     pub damaged_bytes: u64,
+    /// Frames the link's checks refused (not a whole packet, another KISS port, a transfer
+    /// frame dropped): counted here, not in the link's live counters.
+    pub rejected: u64,
 }
 
 /// One reading of a link's backfill counters.
@@ -87,6 +90,7 @@ impl BackfillProgress {
                 p.unplaced,
                 p.damaged_ranges,
                 p.damaged_bytes,
+                p.rejected,
             ]
         };
         let mine = [
@@ -97,6 +101,7 @@ impl BackfillProgress {
             &mut self.unplaced,
             &mut self.damaged_ranges,
             &mut self.damaged_bytes,
+            &mut self.rejected,
         ];
         for ((mine, now), before) in mine.into_iter().zip(fields(now)).zip(fields(before)) {
             *mine += now.saturating_sub(before);

@@ -265,6 +265,31 @@ impl LinkCounters {
         }
     }
 
+    /// Fresh counters of the same link, for a backfill's reading of a recording: what the link's
+    /// checks refuse in a file is the file's, not the station's live input.
+    pub(crate) fn for_recording(&self) -> LinkCounters {
+        let names = LinkNames {
+            name: &self.name,
+            station: &self.station,
+            group: self.group.as_deref(),
+        };
+        let bounds = StationBounds {
+            quiet_after: Duration::from_nanos(self.quiet_after_ns),
+            pass_gap: Duration::MAX,
+        };
+        LinkCounters::new(names, self.transport, self.frames.is_some(), bounds)
+    }
+
+    /// Frames the link's checks refused: bad input, other KISS ports' frames, transfer frames
+    /// dropped or with a bad FECF, packets dropped incomplete.
+    pub(crate) fn rejected(&self) -> u64 {
+        let frames = (self.frames.as_ref()).map_or(0, |frames| {
+            let f = frames.lock().unwrap_or_else(PoisonError::into_inner);
+            f.frames_bad_fecf + f.frames_dropped + f.packets_dropped_incomplete
+        });
+        self.bad_input.load(Relaxed) + self.other_port_frames.load(Relaxed) + frames
+    }
+
     pub(crate) fn set_state(&self, state: LinkState) {
         let index = LinkState::ALL.iter().position(|&s| s == state).unwrap_or(0);
         self.state.store(index as u8, Relaxed);

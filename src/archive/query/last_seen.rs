@@ -102,7 +102,7 @@ pub(super) fn segment_len(path: &Path) -> Result<u64, ArchiveError> {
 }
 
 /// Raises `found` to the received time of each frame of `segment` (up to `to`) that a link of
-/// `wanted` delivered.
+/// `wanted` delivered live: a backfill's, received when it was imported, is not the station's.
 fn newest_frames(
     segment: &SegmentFile,
     to: u64,
@@ -113,6 +113,9 @@ fn newest_frames(
         let Some(reception) = &frame.reception else {
             return;
         };
+        if reception.delivery.recording.is_some() {
+            return;
+        }
         let link = &*reception.delivery.link;
         if wanted.contains(link) {
             let newest = found.entry(link.to_owned()).or_default();

@@ -44,6 +44,9 @@ struct Imported {
     held: u64,
     unplaced: u64,
     damaged_ranges: u64,
+    /// Absent from a daemon before it.
+    #[serde(default)]
+    rejected: u64,
 }
 
 fn says(problem: impl std::fmt::Display) {
@@ -250,12 +253,14 @@ impl Client {
     fn summary(&self, file: &Path, report: &Report) -> u8 {
         let imported = report.imported.unwrap_or_default();
         let counts = format!(
-            "packets {}, stored {}, already held {}, unplaced {}, damaged ranges {}",
+            "packets {}, stored {}, already held {}, unplaced {}, damaged ranges {}, \
+             rejected frames {}",
             imported.packets,
             imported.stored,
             imported.held,
             imported.unplaced,
-            imported.damaged_ranges
+            imported.damaged_ranges,
+            imported.rejected
         );
         match report.state.as_str() {
             "done" => {

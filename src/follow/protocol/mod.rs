@@ -7,9 +7,10 @@
 //! more to take apart than the frame itself.
 //!
 //! Every position names its shard (`crate::archive::format`): SUBSCRIBE carries one position per
-//! shard, and FRAMES its shard. Versions 3 and 4 are spoken: 4 adds RECEPTION, a link's frames'
-//! reception, before their FRAMES, which a consumer of 3 never sees; a SUBSCRIBE of any other is
-//! refused with `UnsupportedVersion`.
+//! shard, and FRAMES its shard. Versions 3 to 5 are spoken: 4 adds RECEPTION, a link's frames'
+//! reception, before their FRAMES, which a consumer of 3 never sees; 5 adds RECORDED RECEPTION,
+//! which names a backfill's recording; a SUBSCRIBE of any other is refused with
+//! `UnsupportedVersion`.
 //!
 //! What the messages carry is the archive's: where a reading starts ([`Start`](crate::archive::read::Start)), which frames it
 //! wants ([`FrameFilter`](crate::domain::filter::FrameFilter)), the runs of frames it reads
@@ -19,7 +20,7 @@
 //!
 //! It uses the uplink protocol's framing (a u32 big-endian length, then the body, whose first byte
 //! is the type), so a client reuses its framing code, and message types of their own (0x11, 0x91
-//! to 0x99), so a consumer that connects to a source listener by mistake, or a source that
+//! to 0x9A), so a consumer that connects to a source listener by mistake, or a source that
 //! connects here, is refused at its first message instead of misread. Every message is encoded
 //! and decoded here and nowhere else: the daemon, `aggregator tail` and the benchmark share it.
 //!

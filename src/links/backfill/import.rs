@@ -83,7 +83,9 @@ pub(crate) async fn import(
     let naming = Naming::of_link(&link.config);
     let owned = path.to_owned();
     let mut recording = blocking(move || Recording::open(&owned, &naming)).await??;
-    let mut unframer = Unframer::new(link, *recording.format());
+    // The link's checks count what they refuse in the file apart from the station's live input.
+    let reading = link.for_recording();
+    let mut unframer = Unframer::new(&reading, *recording.format());
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let mut file = File {
         link,
@@ -111,12 +113,14 @@ pub(crate) async fn import(
                 Err(err) => failed = Some(err),
             }
         }
-        let packets = unframer.packets(link, &read);
+        let packets = unframer.packets(&reading, &read);
         file.store(packets).await?;
         file.imported.bytes = recording.bytes_read();
+        file.imported.rejected = reading.counters.rejected();
         progress(&file.imported);
         if ended || failed.is_some() {
-            unframer.finish(link);
+            unframer.finish(&reading);
+            file.imported.rejected = reading.counters.rejected();
             let last = std::mem::take(&mut file.in_flight);
             file.durable(last).await?;
             progress(&file.imported);
