@@ -21,15 +21,13 @@ use std::time::{Duration, Instant};
 
 use common::backfill::{spooled, upload};
 use common::process::Daemon;
-use common::stations::framed;
+use common::stations::{self, CYCLE};
 use common::{http_get_json_blocking, wait_until_blocking, PATIENCE};
 use serde_json::{json, Value};
 
 /// Packets in the recording: a dozen cycles of counts, about two seconds of import in a debug
 /// build, of which the kill comes in the first half.
 const PACKETS: u64 = 200_000;
-/// The 14-bit counts' cycle; a group reads its first packet of an APID one cycle up.
-const CYCLE: u64 = 16_384;
 /// The first run is killed once it stored more than this (two cycles and some).
 const KILL_AFTER: u64 = 2 * CYCLE + 4_096;
 /// Kiruna's source of APID 7 (`apid_base = 10000`).
@@ -44,20 +42,11 @@ fn config(dir: &Path) -> String {
          [monitor]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = 1\n\
          [shutdown]\ndrain_deadline_ms = 3000\n\
          [archive]\ndir = \"{archive}\"\nsegment_bytes = 1048576\n\
-         [[links]]\nname = \"Kiruna\"\nstation = \"Kiruna\"\ntransport = \"tcp-listen\"\n\
-         address = \"127.0.0.1:0\"\nframing = \"length-prefix\"\ngroup = \"pass\"\n\
-         apid_base = 10000\nlength = {{ offset = 0, size = 4, adjustment = 12, strip = 12 }}\n\
-         earth_time = {{ offset = 4, unit = \"ms\" }}\nspool_dir = \"{spool}\"\n",
+         {link}spool_dir = \"{spool}\"\n",
         archive = dir.join("archive").display(),
+        link = stations::link("Kiruna", 10_000),
         spool = dir.join("spool").display(),
     )
-}
-
-/// Kiruna's recording of [`PACKETS`] packets, counts wrapping every cycle, one a millisecond.
-fn recording() -> Vec<u8> {
-    (0..PACKETS)
-        .flat_map(|i| framed((i % CYCLE) as u16, i / 1000))
-        .collect()
 }
 
 /// Kiruna's `backfill` object on `/stats`.
@@ -94,7 +83,7 @@ fn a_sigkill_mid_import_loses_nothing_stores_nothing_twice_and_resumes() {
     let (dir, spool) = spooled("backfill-kill");
     let text = config(&dir.0);
     let mut daemon = Daemon::start_in(&dir.0, &text);
-    upload(&spool, "pass.lp", &recording());
+    upload(&spool, "pass.lp", &stations::recording(PACKETS));
 
     // Caught mid-way: more than two cycles stored, the file not done.
     let started = Instant::now();

@@ -26,12 +26,14 @@ window saw a deletion). What retention deleted is read from the archive itself: 
 shard's RETENTION file, dumped by the guest's verify script. An acknowledged frame it names deleted
 is excused; every other acknowledged frame must be in the archive: none below a source's first
 retained sequence, none above its last, no gap between (verify does not call deleted sequences
-gaps), none stored twice.
+gaps), none stored twice (retention.py).
+
+With --backfill RECORDING --backfill-link TOML the recording is uploaded into that link's spool
+(a disk of its own) at the first boot, cut 1 comes as the upload is answered, the later ones while
+it is imported; then it must be in done/ and its packets in the archive once (backfill.py).
 """
 
 import argparse
-import base64
-import gzip
 import json
 import os
 import random
@@ -39,22 +41,19 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
+
+import backfill
+from retention import judge_retained, read_retention
 
 GUEST_UPLINK, GUEST_REPLAY, GUEST_MONITOR = 7700, 7701, 7780
 AGGREGATOR_PORTS = {"uplink": GUEST_UPLINK, "replay": GUEST_REPLAY, "monitor": GUEST_MONITOR}
 # nats-server's client port and its monitoring port (/healthz).
 JETSTREAM_PORTS = {"client": 4222, "monitor": 8222}
 SOURCES = 48
-# A shard's RETENTION file (docs/archive-format.md, "Retention"): its magic, and the source kinds'
-# bytes as the ack logs name them.
-RETENTION_MAGIC = b"TLMRET01"
-SOURCE_KINDS = {0: "live", 1: "replay"}
 # With --retention-mib, each cut waits for retention's next deletion (the daemon's /stats, read
 # every PROBE_EVERY_S for at most PROBE_WAIT_S) and lands at a random moment in the CUT_WINDOW_S
 # after the last read that had not seen it.
@@ -169,8 +168,9 @@ def deleted_segments_now(port):
 class Guest:
     """One boot of the VM."""
 
-    def __init__(self, args, image, work, data_img, boot_no, forwards):
-        """`forwards`: name -> guest port; each gets a free host loopback port (self.ports)."""
+    def __init__(self, args, image, work, data_imgs, boot_no, forwards):
+        """`data_imgs`: the data disk, and any more (/dev/vdb, /dev/vdc, ...), all written through.
+        `forwards`: name -> guest port; each gets a free host loopback port (self.ports)."""
         self.args = args
         self.work = work
         self.console = work / f"console-{boot_no:03}.log"
@@ -186,7 +186,7 @@ class Guest:
             "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
             "-append", "root=/dev/vda ro console=ttyS0 quiet loglevel=4 mitigations=off init=/usr/local/sbin/powercut-init",
             "-drive", f"file={image / 'root.img'},if=virtio,format=raw,snapshot=on",
-            "-drive", f"file={data_img},if=virtio,format=raw,cache=none,aio=threads",
+            *[arg for img in data_imgs for arg in ("-drive", f"file={img},if=virtio,format=raw,cache=none,aio=threads")],
             "-netdev", f"user,id=n0,{fwd}", "-device", "virtio-net-pci,netdev=n0",
             "-serial", f"file:{self.console}",
             "-serial", f"unix:{self.ctl_path},server=on,wait=off",
@@ -343,104 +343,6 @@ def judge_archive(lines, ledger):
     return out
 
 
-KEPT_LINE = re.compile(r"^archive-source (\w+) (\d+): .*?\bfirst=(\d+|-) last=(\d+|-)")
-
-
-def decode_retention(data):
-    """A shard's RETENTION file: (segments deleted, their bytes, {source: [(first, last), ...]}), or
-    None when it is not a whole file with a matching CRC."""
-    body, crc = data[:-4], data[-4:]
-    if len(data) < 48 or not body.startswith(RETENTION_MAGIC) or zlib.crc32(body) != int.from_bytes(crc, "big"):
-        return None
-    _, segments, deleted_bytes, _ = struct.unpack_from(">4Q", body, 8)
-    (count,), at, sources = struct.unpack_from(">I", body, 40), 44, {}
-    for _ in range(count):
-        if at + 17 > len(body):
-            return None
-        kind, ident, _, runs = struct.unpack_from(">BIQI", body, at)
-        at += 17
-        if kind not in SOURCE_KINDS or at + 16 * runs > len(body):
-            return None
-        sources[(SOURCE_KINDS[kind], ident)] = [struct.unpack_from(">QQ", body, at + 16 * i) for i in range(runs)]
-        at += 16 * runs
-    return (segments, deleted_bytes, sources) if at == len(body) else None
-
-
-def read_retention(lines):
-    """What retention deleted, from the archive: the guest's verify script prints each shard's
-    RETENTION file (`retention-state PATH BASE64-OF-GZIP`). Returns the segments and bytes deleted
-    over the archive's life, each source's deleted sequences as sorted, merged runs, and the files
-    that could not be read (a damaged state: a failure, never "nothing deleted")."""
-    out = dict(segments=0, bytes=0, runs={}, bad=[])
-    for line in lines:
-        if not line.startswith("retention-state "):
-            continue
-        _, path, blob = (line.split(" ", 2) + [""])[:3]
-        try:
-            state = decode_retention(gzip.decompress(base64.b64decode(blob)))
-        except (ValueError, OSError, EOFError):
-            state = None
-        if state is None:
-            out["bad"].append(f"{path}: damaged retention state (bad length or CRC)")
-            continue
-        out["segments"] += state[0]
-        out["bytes"] += state[1]
-        for key, runs in state[2].items():
-            out["runs"].setdefault(key, []).extend(runs)
-    for key, runs in out["runs"].items():
-        merged = []
-        for lo, hi in sorted(runs):
-            if merged and lo <= merged[-1][1] + 1:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-            else:
-                merged.append((lo, hi))
-        out["runs"][key] = merged
-    return out
-
-
-def deleted_in(runs, lo, hi):
-    """How many sequences of lo..=hi the sorted, merged `runs` hold."""
-    return sum(max(0, min(b, hi) - max(a, lo) + 1) for a, b in runs) if lo <= hi else 0
-
-
-def judge_retained(lines, ledger, retention):
-    """Every acknowledged frame not deleted by retention must be in the archive. `verify` reports
-    gaps only between the sequences a source still holds, leaving out those retention deleted, so
-    this adds the two ends: an acknowledged frame below a source's first retained sequence (or of
-    a source with none left) must be one RETENTION names deleted, and none may lie above its last
-    stored one. An acknowledgement covers every sequence up to it, so the frames stored but not yet
-    acknowledged at a cut count as acknowledged once the check's frame is. Returns the acknowledged
-    frames missing at the ends, those excused (deleted), those of them inside what a source keeps
-    (emergencies that went with their segment while routine frames of lower sequence stayed), a
-    line per source with frames missing, and each source's last stored sequence."""
-    out = dict(missing=0, excused=0, inside=0, bad=[], last={})
-    kept = {}
-    for line in lines:
-        m = KEPT_LINE.match(line)
-        if m:
-            first, last = (None if v == "-" else int(v) for v in m.group(3, 4))
-            kept[(m.group(1), int(m.group(2)))] = (first, last)
-            if last is not None:
-                out["last"][(m.group(1), int(m.group(2)))] = last
-    for key, acked in sorted(ledger.acked.items()):
-        if acked < 0:
-            continue
-        runs = retention["runs"].get(key, [])
-        first, last = kept.get(key, (None, None))
-        out["excused"] += deleted_in(runs, 0, acked)
-        if first is None:
-            below, above = acked + 1 - deleted_in(runs, 0, acked), 0
-        else:
-            below = first - deleted_in(runs, 0, first - 1) if acked >= first else acked + 1 - deleted_in(runs, 0, acked)
-            above = acked - last - deleted_in(runs, last + 1, acked) if acked > last else 0
-            out["inside"] += deleted_in(runs, first, acked)
-        if below or above:
-            out["missing"] += below + above
-            out["bad"].append(f"{key[0]} {key[1]}: acked up to {acked}, archive keeps {first}..={last}: "
-                              f"{below} below and {above} above it neither stored nor deleted by retention")
-    return out
-
-
 def sim(args, guest, log_path, extra, out_path):
     cmd = [
         str(args.bin / "uplink-sim"), "--scenario", "saturate", "--uplinks", str(SOURCES), "--replays", "0",
@@ -545,18 +447,23 @@ segment_bytes = {args.segment_mib * 1024 * 1024}
 sync = "{args.sync}"
 """
         + (f'[archive.retention]\nmax_bytes = "{args.retention_mib}MiB"\n' if args.retention_mib else "")
+        + (args.backfill.config() if args.backfill else "")
     )
-    script(stage / "service", "exec ./aggregator --config aggregator.toml\n")
+    if args.backfill:
+        args.backfill.stage(stage)
+    script(stage / "service", (backfill.MOUNT if args.backfill else "") + "exec ./aggregator --config aggregator.toml\n")
     # The report on the console, its summary line last (the harness reads that one). Before it,
     # every source's line again under a name the guest's init does not leave out of the report
-    # (it keeps only the sources with a gap or a duplicate), and each shard's RETENTION file.
+    # (it keeps only the sources with a gap or a duplicate), each shard's RETENTION file, and with
+    # --backfill each file of the spool with its SHA-256.
     script(stage / "verify", "./aggregator archive verify --strict archive > /tmp/verify.out 2> /tmp/verify.err\n"
                              "status=$?\ncat /tmp/verify.err\n"
                              "sed -n 's/^source /archive-source /p' /tmp/verify.out\n"
                              "for f in archive/RETENTION archive/shard-*/RETENTION; do\n"
                              "    if [ -f \"$f\" ]; then echo \"retention-state $f $(gzip -c \"$f\" | base64 -w 0)\"; fi\n"
                              "done\n"
-                             "cat /tmp/verify.out\nexit $status\n")
+                             + (backfill.VERIFY_LINES if args.backfill else "")
+                             + "cat /tmp/verify.out\nexit $status\n")
     return make_disk(args, work, stage)
 
 
@@ -573,7 +480,7 @@ def run_jetstream(args, rng, work, t0):
     guest = None
     try:
         for boot in range(args.cuts + 1):
-            guest = Guest(args, args.image, work, data_img, boot, JETSTREAM_PORTS)
+            guest = Guest(args, args.image, work, [data_img], boot, JETSTREAM_PORTS)
             boot_s = guest.wait_ready(args.boot_timeout)
             totals["boots"] += 1
             totals["boot_s"] += boot_s
@@ -653,6 +560,10 @@ def main():
                    help="start the guest's daemon on a copy of this archive (one an earlier build "
                         "wrote, tests/fixtures/archive-vN): the cuts hit its upgrade")
     p.add_argument("--boot-timeout", type=float, default=300)
+    p.add_argument("--backfill", type=Path, default=None, metavar="RECORDING",
+                   help="upload this recording into the --backfill-link's spool, cut amid its import (backfill.py)")
+    p.add_argument("--backfill-link", type=Path, default=None, metavar="TOML",
+                   help="with --backfill: the [[links]] table that imports it, without spool_dir")
     p.add_argument("--target", choices=["aggregator", "jetstream"], default="aggregator")
     p.add_argument("--jetstream-sync", choices=["default", "always"], default="default",
                    help="with --target jetstream: nats-server's jetstream.sync_interval (default: its 2 min)")
@@ -670,6 +581,16 @@ def main():
                    f"{args.segment_mib * 2 * args.smp}")
     if args.retention_mib and args.target != "aggregator":
         fail_setup("--retention-mib is for --target aggregator")
+    if (args.backfill is None) != (args.backfill_link is None):
+        fail_setup("--backfill and --backfill-link go together")
+    if args.backfill:
+        if args.target != "aggregator" or args.retention_mib or args.expect_loss or args.cuts < 2:
+            fail_setup("--backfill is for --target aggregator, 2 cuts or more, without --retention-mib or "
+                       "--expect-loss")
+        try:
+            args.backfill = backfill.Backfill(args.backfill, args.backfill_link)
+        except (backfill.SetupError, OSError) as err:
+            fail_setup(str(err))
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1 << 31)
     rng = random.Random(args.seed)
@@ -693,12 +614,21 @@ def main():
     t0 = time.monotonic()
     if args.target == "jetstream":
         return run_jetstream(args, rng, work, t0)
-    data_img = make_data_disk(args, work)
+    data_imgs = [make_data_disk(args, work)] + ([args.backfill.make_disk(work)] if args.backfill else [])
     retention = f"retention={args.retention_mib}MiB " if args.retention_mib else ""
     print(f"powercut: sync={args.sync} cuts={args.cuts} segment={args.segment_mib}MiB {retention}seed={args.seed} "
           f"accel={args.accel} load={args.load_min:g}-{args.load_max:g}s work={work}", flush=True)
+    if args.backfill:
+        print(f"powercut: backfill {args.backfill.recording} ({args.backfill.size} bytes) into link "
+              f"{args.backfill.link}'s spool; each cut while it is imported", flush=True)
 
     ledger = Ledger()
+    backfill_fields, backfill_problems, finished = "", [], {}
+
+    def load_source(key):
+        """Whether an archive source is one of the load's, not one of the backfill link's."""
+        return key in ledger.acked or (key[0] == "live" and key[1] < SOURCES)
+
     totals = dict(acked=0, lost=0, archive_missing=0, duplicated=0, damaged=0, load_s=0.0, boots=0, boot_s=0.0,
                   segments_deleted=0, frames_deleted=0, excused=0, inside=0, cuts_amid_deletions=0)
     dup_before = 0
@@ -732,7 +662,7 @@ def main():
 
     try:
         for boot in range(args.cuts + 1):
-            guest = Guest(args, args.image, work, data_img, boot, AGGREGATOR_PORTS)
+            guest = Guest(args, args.image, work, data_imgs, boot, AGGREGATOR_PORTS)
             try:
                 boot_s = guest.wait_ready(args.boot_timeout)
             except ServiceDied as died:
@@ -750,7 +680,19 @@ def main():
                 return 0
             totals["boots"] += 1
             totals["boot_s"] += boot_s
-            if boot > 0:
+            if boot > 0 and args.backfill and boot < args.cuts:
+                # The import started with the daemon: the next cut comes before a check could end
+                # it. The load's WELCOMEs are checked against the ACKs all the same, the archive
+                # after the last cut.
+                print(f"cut {boot}/{args.cuts}: load {cut_load_s:.1f} s, acked {cut_acked} frames; the "
+                      f"archive is checked after the last cut; boot to ready {boot_s:.1f} s", flush=True)
+                print(f"  backfill: {args.backfill.cuts[-1]}", flush=True)
+            elif boot > 0:
+                if args.backfill:
+                    finished = args.backfill.wait_imported(guest)
+                    print(f"backfill: after the last cut, {args.backfill.name} is {finished['state']} "
+                          f"{time.monotonic() - guest.started:.1f} s after the boot: "
+                          f"{json.dumps(finished.get('imported'))}", flush=True)
                 lost, short, judged, dup_cut, vexit = check(boot, guest)
                 print(f"cut {boot}/{args.cuts}: load {cut_load_s:.1f} s, acked {cut_acked} frames "
                       f"({cut_acked / cut_load_s:.0f}/s); after reboot: lost {lost} (WELCOME below last ACK), "
@@ -763,6 +705,8 @@ def main():
                           f"{in_window} of them in the {window_s:.1f} s before the cut; acked frames it has deleted "
                           f"(excused) {judged['excused']}, {judged['inside']} of them inside what their source "
                           f"keeps", flush=True)
+                if args.backfill:
+                    print(f"  backfill: {args.backfill.cuts[-1]}", flush=True)
                 for line in (short + judged["bad"])[:5]:
                     print(f"  {line}", flush=True)
                 if len(short) + len(judged["bad"]) > 5:
@@ -770,7 +714,8 @@ def main():
             if boot == args.cuts:
                 # Every source sends past the highest sequence stored, filling the gaps left above
                 # its last ACK; then the whole archive must be each source's 0..=last exactly once.
-                need = max([last - ledger.acked.get(key, -1) for key, last in judged["last"].items()] + [1])
+                need = max([last - ledger.acked.get(key, -1) for key, last in judged["last"].items()
+                            if load_source(key)] + [1])
                 sim_settled(args, guest, ledger, "fill", ["--frames", str(need), "--rate", "max"], 600)
                 final_strict, lines = guest.verify()
                 final_total = next((x for x in lines if x.startswith("verify total:")), "")
@@ -778,14 +723,24 @@ def main():
                 totals["frames_deleted"] = field(final_total, "pruned")
                 print(f"final: after {need} more frames per source, aggregator archive verify --strict "
                       f"exit={final_strict}: {final_total}", flush=True)
-                for line in [x for x in lines[:-1] if not x.startswith(("archive-source ", "retention-state "))][:5]:
+                for line in [x for x in lines[:-1] if not x.startswith(("archive-source ", "retention-state ",
+                                                                            "spool-file "))][:5]:
                     print(f"  {line}", flush=True)
+                if args.backfill:
+                    backfill_fields, backfill_problems = args.backfill.judge(lines, load_source, finished)
+                    print(f"backfill: {backfill_fields}", flush=True)
+                    for line in backfill_problems:
+                        print(f"  {line}", flush=True)
                 break
             # 4. load, then the cut at a random moment.
             log = work / f"load-{boot + 1:03}.acks"
             out = work / f"load-{boot + 1:03}.out"
             s = sim(args, guest, log, ["--rate", "max", "--duration", "100000", "--give-up-after", "1"], out)
-            if args.retention_mib:
+            if args.backfill and boot == 0:
+                cut_load_s = args.backfill.cut_after_upload(guest, s)
+            elif args.backfill:
+                cut_load_s = args.backfill.cut_mid_import(guest, s, rng, out)
+            elif args.retention_mib:
                 # Retention's count of deleted segments shortly before the cut and at it.
                 def probe(port=guest.ports["monitor"]):
                     return time.monotonic(), deleted_segments_now(port)
@@ -796,7 +751,10 @@ def main():
                 totals["cuts_amid_deletions"] += None not in probed and probed[1] > probed[0]
             else:
                 cut_load_s = cut_under_load(guest, s, rng, args, out, "uplink-sim")
-            ledger.read(log)
+            lost, short = ledger.read(log)
+            totals["lost"] += lost
+            for line in short[:5]:
+                print(f"  {line}", flush=True)
             cut_acked = field(sim_total(out), "acked")
             totals["acked"] += cut_acked
             totals["load_s"] += cut_load_s
@@ -819,11 +777,16 @@ def main():
                     f"segments_deleted={totals['segments_deleted']} frames_deleted={totals['frames_deleted']} "
                     f"excused={totals['excused']} excused_inside={totals['inside']} "
                     f"cuts_amid_deletions={totals['cuts_amid_deletions']}")
+    if args.backfill:
+        summary += f" {backfill_fields}"
     if args.expect_loss:
         if missing > 0:
             print(f"powercut: OK: loss found, as expected with sync={args.sync}: {summary}")
             return 0
         print(f"powercut: FAILED: expected acknowledged frames lost with sync={args.sync}, found none: {summary}")
+        return 1
+    if backfill_problems:
+        print(f"powercut: FAILED: the recording was lost, stored twice or in part, or not done: {summary}")
         return 1
     if missing or totals["duplicated"] or totals["damaged"] or final_strict != 0:
         print(f"powercut: FAILED: acknowledged frames lost or duplicated, or the archive is damaged: {summary}")

@@ -13,6 +13,10 @@
 #   deploy/powercut/run.sh --sync never --expect-loss --cuts 2   # must find loss
 #   deploy/powercut/run.sh --segment-mib 1 --retention-mib 8 --cuts 2   # retention deleting all along
 #   deploy/powercut/run.sh --seed-archive tests/fixtures/archive-v3 --cuts 2   # cuts in an upgrade
+#   deploy/powercut/run.sh --cuts 2 --backfill pass.lp --backfill-link kiruna.toml   # cuts in a backfill:
+#                          the recording uploaded into the link's spool (its own disk) at the first
+#                          boot, cut 1 as the upload is answered, cut 2 mid-import; then it must be
+#                          in done/, its packets in the archive once (tests/power_cut.rs writes both)
 #   deploy/powercut/run.sh --target jetstream [--jetstream-sync always]   # NATS JetStream instead
 #                          (setup.sh --jetstream first; reports acknowledged messages lost per cut)
 #

@@ -17,15 +17,29 @@ pub const T0_MS: u64 = 1_800_000_000_000;
 /// Two stations of group `pass`, Kiruna's APID 7 source live:10007 and Svalbard's live:20007,
 /// each a length-prefixed stream: 4 bytes of the packet's length, 8 of its earth time in ms.
 pub fn links() -> String {
-    let links = [("Kiruna", 10_000), ("Svalbard", 20_000)].map(|(station, base)| {
-        format!(
-            "[[links]]\nname = \"{station}\"\nstation = \"{station}\"\ntransport = \"tcp-listen\"\n\
-             address = \"127.0.0.1:0\"\nframing = \"length-prefix\"\ngroup = \"pass\"\n\
-             apid_base = {base}\nlength = {{ offset = 0, size = 4, adjustment = 12, strip = 12 }}\n\
-             earth_time = {{ offset = 4, unit = \"ms\" }}\n"
-        )
-    });
-    links.concat()
+    link("Kiruna", 10_000) + &link("Svalbard", 20_000)
+}
+
+/// `station`'s link of group `pass` (its APID 7 source `apid_base + 7`), a length-prefixed
+/// stream listening on a loopback port of the system's choice: one `[[links]]` table.
+pub fn link(station: &str, apid_base: u32) -> String {
+    format!(
+        "[[links]]\nname = \"{station}\"\nstation = \"{station}\"\ntransport = \"tcp-listen\"\n\
+         address = \"127.0.0.1:0\"\nframing = \"length-prefix\"\ngroup = \"pass\"\n\
+         apid_base = {apid_base}\nlength = {{ offset = 0, size = 4, adjustment = 12, strip = 12 }}\n\
+         earth_time = {{ offset = 4, unit = \"ms\" }}\n"
+    )
+}
+
+/// The 14-bit counts' cycle.
+pub const CYCLE: u64 = 16_384;
+
+/// A station's recording of `packets` packets of APID 7 as its link reads it ([`framed`]),
+/// counts wrapping every [`CYCLE`], a thousand a second.
+pub fn recording(packets: u64) -> Vec<u8> {
+    (0..packets)
+        .flat_map(|i| framed((i % CYCLE) as u16, i / 1000))
+        .collect()
 }
 
 /// The packet of `count` (APID 7, 106 bytes), received on earth `second`s after T0, framed as

@@ -5,9 +5,10 @@
 //! is a file still being written (rsync writes `.name.XXXXXX`, and the convention for other
 //! tools is write-then-rename), and is left alone. A file whose every frame the archive holds
 //! moves to `done/`; one that cannot be read to its end moves to `failed/` beside a text file
-//! saying why. The daemon never deletes a file. One stopped by the drain stays where it is: the
-//! next start reads it again, and what it stored before is held already, so nothing is stored
-//! twice.
+//! saying why. The daemon never deletes a file, and syncs each move (an upload's into the spool
+//! too), so a power cut leaves a file where it was or where it went. One stopped by the drain, by
+//! SIGKILL or by a power cut stays where it is: the next start reads it again, and what it
+//! stored before is held already, so nothing is stored twice.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,20 +167,30 @@ fn settle(
 
 /// Moves `from` into `dirs[0]` under the first name near `name` that none of `dirs` holds,
 /// never replacing a file (a link, then the unlink: a name taken meanwhile is passed); the name
-/// it took.
+/// it took. Durably: the new name is synced before the old one goes, and its going after, so a
+/// power cut leaves the file under one of its names (both at worst), never under neither, and
+/// once this returns, under the new one.
 pub(crate) fn place(from: &Path, dirs: &[&Path], name: &str) -> std::io::Result<String> {
     let into = dirs.first().ok_or(std::io::ErrorKind::InvalidInput)?;
     loop {
         let free = free_name(dirs, name);
         match std::fs::hard_link(from, into.join(&free)) {
             Ok(()) => {
+                sync_dir(into)?;
                 std::fs::remove_file(from)?;
+                let left = from.parent().filter(|dir| !dir.as_os_str().is_empty());
+                sync_dir(left.unwrap_or(Path::new(".")))?;
                 return Ok(free);
             }
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(err) => return Err(err),
         }
     }
+}
+
+/// Makes the names in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// `name`, or `name.1`, `name.2`, …: the first that none of `dirs` holds (nor its `.txt`).
