@@ -3,7 +3,8 @@
 //! Svalbard fills, and comes back an hour later for a second pass. The answer has the three passes
 //! with AOS and LOS on the stations' times, what Svalbard filled for Kiruna and what nobody had;
 //! the binary's `--json` of the files, once the daemon stopped, is the same answer. A source of
-//! the ingest protocol beside them is in no pass, only counted.
+//! the ingest protocol beside them is in no pass, only counted. What a window's reading passed
+//! over (a damaged record) is said as `archive gaps` says it.
 
 mod common;
 
@@ -202,4 +203,106 @@ async fn two_stations_of_a_group_give_passes_with_what_one_filled_for_the_other(
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--group needs --config"));
+}
+
+/// `aggregator archive ARGS` on `root`: its parsed `--json` answer.
+fn archive_json(args: &[&str], root: &std::path::Path, rest: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .arg("archive")
+        .args(args)
+        .arg(root)
+        .args(rest)
+        .output()
+        .unwrap();
+    // 1: damaged records were passed over.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Passes read only the blocks of the stations' sources, but say of the window what `archive
+/// gaps` says: a damaged record in the block a window's end cuts, which holds no station's frame,
+/// is passed over in both answers alike.
+#[tokio::test]
+async fn passes_say_what_the_window_passed_over_as_gaps_does() {
+    let dir = TempDir::new("passes-passed-over");
+    let root = dir.0.join("archive");
+    let small = |config: &mut aggregator::Config| config.archive.segment_bytes = 4096;
+    let (daemon, _, stop, config_file) = stations::start(&dir.0, small).await;
+    let mut kiruna = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for count in 0..20 {
+        kiruna
+            .write_all(&framed(count, u64::from(count)))
+            .await
+            .unwrap();
+    }
+    daemon.wait_archived(20).await;
+    drop(kiruna);
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+    // The second run: an ingest source alone, a read at a time, over several segments.
+    let (daemon, _, stop, _) = stations::start(&dir.0, small).await;
+    for read in 0..6 {
+        let routine = (read * 100..read * 100 + 100).map(|sequence| (Priority::Routine, sequence));
+        daemon.send(SourceKind::LiveUplink, 3, routine).await;
+    }
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+    let (segment, at, to) = cut_in_a_sealed_segment(&root);
+    // A flipped byte in its first record's first payload: a damaged record the window's end
+    // block holds, which the outline reads and the stations' reading passes by.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[at + 8 + 19 + 12] ^= 0xFF;
+    std::fs::write(&segment, bytes).unwrap();
+
+    let now = unix_ns(std::time::SystemTime::now()).unwrap();
+    let from = unix_ns_to_rfc3339(now - 3_600_000_000_000);
+    let config = config_file.to_str().unwrap();
+    let window = ["--from", &from, "--to", &to, "--json", "--config", config];
+    let gaps = archive_json(&["gaps"], &root, &window);
+    let passes = archive_json(&["passes"], &root, &window);
+    assert_eq!(
+        passes["passes"].as_array().map(Vec::len),
+        Some(1),
+        "{passes}"
+    );
+    let damaged = gaps["damaged"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{gaps}");
+    assert_eq!(passes["damaged"], gaps["damaged"]);
+}
+
+/// A sealed segment of `root` that holds no station's frame and frames received at more than one
+/// time: its path, the
+/// offset of its first frame record, and the time of that record's frames (a window's end that
+/// cuts the segment).
+fn cut_in_a_sealed_segment(root: &std::path::Path) -> (std::path::PathBuf, usize, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["archive", "inspect"])
+        .arg(root)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let mut records: std::collections::BTreeMap<String, Vec<(usize, String)>> = Default::default();
+    let mut stations = std::collections::BTreeSet::new();
+    for line in listing.lines().filter(|l| l.contains(" frame ")) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if line.contains(" station=") {
+            stations.insert(fields[0].to_string());
+        }
+        let received = fields
+            .iter()
+            .find_map(|f| f.strip_prefix("received="))
+            .unwrap();
+        let at = fields[1].parse().unwrap();
+        let times = records.entry(fields[0].to_string()).or_default();
+        if times.last().is_none_or(|(_, t)| t != received) {
+            times.push((at, received.to_string()));
+        }
+    }
+    let cut = records.iter().find(|(file, times)| {
+        let sealed = root.join(file).with_extension("index").is_file();
+        sealed && times.len() > 1 && !stations.contains(*file)
+    });
+    let (file, times) = cut.unwrap_or_else(|| panic!("no sealed segment to cut: {listing}"));
+    (root.join(file), times[0].0, times[0].1.clone())
 }
