@@ -163,16 +163,7 @@ async fn aggregator(args: Vec<String>) -> (i32, String, String) {
 async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
     let (dir, spool) = spooled("backfill-cli");
     let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, |_| ()).await;
-    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
-    for count in 0..40 {
-        wire.write_all(&framed(count, u64::from(count)))
-            .await
-            .unwrap();
-    }
-    common::wait_until_async("the live pass stored", PATIENCE, || async {
-        kiruna_packets(monitor).await == 40
-    })
-    .await;
+    let wire = kiruna_live(&daemon, monitor, 0..40).await;
     let file = dir.0.join("kiruna pass.lp");
     std::fs::write(&file, recording(0..100)).unwrap();
     let args = |link: &str| {
@@ -202,6 +193,25 @@ async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
     stop.cancel();
     let report = daemon.shutdown_clean().await;
     assert_eq!(report.archived, 100, "{report:?}");
+}
+
+/// Kiruna's connection, once the packets of `counts` it sent live are stored.
+async fn kiruna_live(
+    daemon: &common::TestDaemon,
+    monitor: std::net::SocketAddr,
+    counts: std::ops::Range<u16>,
+) -> TcpStream {
+    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for count in counts.clone() {
+        wire.write_all(&framed(count, u64::from(count)))
+            .await
+            .unwrap();
+    }
+    common::wait_until_async("the live pass stored", PATIENCE, || async {
+        kiruna_packets(monitor).await == counts.len() as u64
+    })
+    .await;
+    wire
 }
 
 /// Kiruna's packets stored live, on `/stats`.
@@ -347,16 +357,7 @@ async fn two_stations_recordings_of_one_pass_store_it_once() {
 async fn last_seen_after_a_restart_is_the_live_packets() {
     let (dir, spool) = spooled("backfill-last-seen");
     let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, |_| ()).await;
-    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
-    for count in 0..40 {
-        wire.write_all(&framed(count, u64::from(count)))
-            .await
-            .unwrap();
-    }
-    common::wait_until_async("the live pass stored", PATIENCE, || async {
-        kiruna_packets(monitor).await == 40
-    })
-    .await;
+    let wire = kiruna_live(&daemon, monitor, 0..40).await;
     let live = kiruna(monitor).await["last_seen"].clone();
     upload(&spool, "pass.lp", &recording(0..100));
     assert_eq!(wait_files(monitor, 1, 0).await["stored"], json!(60));
