@@ -42,7 +42,8 @@ impl Delivery {
 
     /// The same link and station, the frames read from the recording `name`: its name as every
     /// output shows it, a control character (a line end in a file's name) and a backslash as
-    /// `\xHH`, so that two names never show alike, cut to 255 bytes at a character.
+    /// `\xHH`, so that two names within the 255 bytes never show alike, cut to 255 bytes at a
+    /// character.
     pub fn from_recording(&self, name: &str) -> Delivery {
         let mut shown = String::with_capacity(name.len());
         for c in name.chars() {

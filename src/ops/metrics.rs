@@ -495,9 +495,9 @@ const PER_LINK: [PerItem<LinkSnapshot>; 27] = [
         |l| l.backfill.totals.damaged_ranges,
     ),
     (
-        "aggregator_link_backfill_rejected_frames_total",
+        "aggregator_link_backfill_rejected_total",
         MetricKind::Counter,
-        "Frames of recordings the link's checks refused (not in the link's live counters).",
+        "Frames and packets of recordings the link's checks refused (not in its live counters).",
         |l| l.backfill.totals.rejected,
     ),
     (

@@ -57,8 +57,8 @@ pub struct BackfillProgress {
     pub unplaced: u64,
     pub damaged_ranges: u64,
     pub damaged_bytes: u64,
-    /// Frames the link's checks refused (not a whole packet, another KISS port, a transfer
-    /// frame dropped): counted here, not in the link's live counters.
+    /// Frames and packets the link's checks refused (not a whole packet, another KISS port, a
+    /// transfer frame dropped): counted here, not in the link's live counters.
     pub rejected: u64,
 }
 

@@ -254,7 +254,7 @@ impl Client {
         let imported = report.imported.unwrap_or_default();
         let counts = format!(
             "packets {}, stored {}, already held {}, unplaced {}, damaged ranges {}, \
-             rejected frames {}",
+             rejected {}",
             imported.packets,
             imported.stored,
             imported.held,

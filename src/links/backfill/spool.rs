@@ -66,6 +66,9 @@ async fn take(link: &Link, backfill: &Backfill, dir: &Path, file: &Path) -> bool
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
+    if moved_before(dir, file) {
+        return true;
+    }
     tracing::info!(link = %link.config.name, file = %name, "backfill: importing");
     let counters = link.counters.backfill();
     counters.started();
@@ -122,6 +125,41 @@ async fn take(link: &Link, backfill: &Backfill, dir: &Path, file: &Path) -> bool
     true
 }
 
+/// Whether `file` is a file `done/` or `failed/` holds already, under a second name that a power
+/// cut during its move left behind: then that name goes, and nothing is imported again.
+fn moved_before(dir: &Path, file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(file) else {
+        return false;
+    };
+    let same = |entry: std::fs::DirEntry| {
+        let other = entry.metadata().ok()?;
+        (other.dev() == meta.dev() && other.ino() == meta.ino()).then(|| entry.path())
+    };
+    let moved = (meta.nlink() > 1)
+        .then(|| {
+            [DONE, FAILED]
+                .into_iter()
+                .filter_map(|d| std::fs::read_dir(dir.join(d)).ok())
+        })
+        .into_iter()
+        .flatten()
+        .flat_map(|entries| entries.flatten().filter_map(same))
+        .next();
+    let Some(moved) = moved else {
+        return false;
+    };
+    match std::fs::remove_file(file).and_then(|()| sync_dir(dir)) {
+        Ok(()) => {
+            tracing::info!(file = %file.display(), moved_to = %moved.display(), "backfill: a move a power cut interrupted is finished")
+        }
+        Err(err) => {
+            tracing::error!(file = %file.display(), moved_to = %moved.display(), error = %err, "backfill: cannot finish a move a power cut interrupted")
+        }
+    }
+    true
+}
+
 /// Removes what uploads a killed daemon left half written (`.upload-*`, never imported).
 fn sweep_uploads(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -152,7 +190,10 @@ fn settle(
         std::fs::create_dir_all(&into)?;
         let free = place(file, &[&into], &name)?;
         if let Some(why) = why {
-            std::fs::write(into.join(format!("{free}.txt")), format!("{why}\n"))?;
+            let mut text = std::fs::File::create(into.join(format!("{free}.txt")))?;
+            std::io::Write::write_all(&mut text, format!("{why}\n").as_bytes())?;
+            text.sync_all()?;
+            sync_dir(&into)?;
         }
         Ok::<_, std::io::Error>(free)
     })();
@@ -176,10 +217,17 @@ pub(crate) fn place(from: &Path, dirs: &[&Path], name: &str) -> std::io::Result<
         let free = free_name(dirs, name);
         match std::fs::hard_link(from, into.join(&free)) {
             Ok(()) => {
-                sync_dir(into)?;
+                if let Err(err) = sync_dir(into) {
+                    // Undone: the file stays where it was, under one name, and is moved again
+                    // later; never a second copy where it went.
+                    let _ = std::fs::remove_file(into.join(&free));
+                    return Err(err);
+                }
                 std::fs::remove_file(from)?;
                 let left = from.parent().filter(|dir| !dir.as_os_str().is_empty());
-                sync_dir(left.unwrap_or(Path::new(".")))?;
+                if let Err(err) = sync_dir(left.unwrap_or(Path::new("."))) {
+                    tracing::warn!(file = %from.display(), error = %err, "moved, but the old name's removal is not synced: a power cut may leave the file under both names");
+                }
                 return Ok(free);
             }
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -251,4 +299,32 @@ fn waiting(dir: &Path) -> Result<Vec<PathBuf>, String> {
     }
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file a power cut left in the spool and in `done/` (its move linked, not yet unlinked) is
+    /// taken out of the spool, not imported again; a file of one name, or linked elsewhere, is
+    /// imported.
+    #[test]
+    fn a_move_a_power_cut_interrupted_is_finished() {
+        let dir = std::env::temp_dir().join(format!("spool-moved-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(DONE)).unwrap();
+        let file = dir.join("pass.lp");
+        std::fs::write(&file, b"recording").unwrap();
+        assert!(!moved_before(&dir, &file), "one name: imported");
+        std::fs::hard_link(&file, dir.join("elsewhere")).unwrap();
+        assert!(!moved_before(&dir, &file), "linked outside done/: imported");
+        std::fs::hard_link(&file, dir.join(DONE).join("pass.lp")).unwrap();
+        assert!(moved_before(&dir, &file));
+        assert!(!file.exists());
+        assert_eq!(
+            std::fs::read(dir.join("done/pass.lp")).unwrap(),
+            b"recording"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

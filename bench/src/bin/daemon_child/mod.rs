@@ -42,9 +42,22 @@ pub fn run(name: &str, bench: impl FnOnce(&Path) -> BenchResult<()>) -> std::pro
     }
 }
 
+/// A loopback port free now and not handed out before by this process: the listener that found
+/// it is closed at once, and the kernel may give the same port to the next bind to port 0 (a
+/// daemon's link and its uplink on one port fail its start).
 pub fn free_port() -> BenchResult<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|err| err.to_string())?;
-    Ok(listener.local_addr().map_err(|err| err.to_string())?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|err| err.to_string())?;
+        let port = listener.local_addr().map_err(|err| err.to_string())?.port();
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 /// A daemon child, killed if the bench ends early.
