@@ -120,7 +120,17 @@ async fn take(link: &Link, backfill: &Backfill, dir: &Path, file: &Path) -> bool
             (FileState::Failed, Some(why))
         }
     };
-    let moved = settle(link, dir, file, state, reason.as_deref());
+    // Its syncs wait for the disk: off the runtime, which live ingest runs on.
+    let (link_name, dir_owned, file_owned, why) = (
+        link.config.name.clone(),
+        dir.to_owned(),
+        file.to_owned(),
+        reason.clone(),
+    );
+    let settled = tokio::task::spawn_blocking(move || {
+        settle(&link_name, &dir_owned, &file_owned, state, why.as_deref())
+    });
+    let moved = settled.await.unwrap_or(None);
     counters.report(&name, report(state, last, reason, moved));
     true
 }
@@ -174,13 +184,7 @@ fn sweep_uploads(dir: &Path) {
 
 /// Moves `file` into `done/` or `failed/` under a name not taken there, with `why` beside it in
 /// `NAME.txt`; the name it took.
-fn settle(
-    link: &Link,
-    dir: &Path,
-    file: &Path,
-    to: FileState,
-    why: Option<&str>,
-) -> Option<String> {
+fn settle(link: &str, dir: &Path, file: &Path, to: FileState, why: Option<&str>) -> Option<String> {
     let into = dir.join(match to {
         FileState::Failed => FAILED,
         _ => DONE,
@@ -200,7 +204,7 @@ fn settle(
     match moved {
         Ok(free) => Some(free),
         Err(err) => {
-            tracing::error!(link = %link.config.name, file = %file.display(), error = %err, "backfill: cannot move the file out of the spool: it is imported again at the next look (nothing is stored twice)");
+            tracing::error!(link = %link, file = %file.display(), error = %err, "backfill: cannot move the file out of the spool: it is imported again at the next look (nothing is stored twice)");
             None
         }
     }
