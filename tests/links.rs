@@ -864,6 +864,77 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// A station's recording of TM frames (each behind its marker, with FECF) dropped into the link's
+/// spool: the packets of its frames are stored, while a frame of another spacecraft, one of another
+/// channel and one with a bad FECF are the file's `rejected`, not the link's live frame counts.
+#[tokio::test]
+async fn a_recording_s_frames_of_another_spacecraft_or_channel_are_its_rejected() {
+    let dir = common::TempDir::new("links-backfill-frames");
+    let spool = dir.0.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let rules = format!(
+        "apid_base = 10000\nframe_length = 64\nspacecraft_id = 42\nvirtual_channels = [1]\n\
+         fecf = true\nspool_dir = \"{}\"",
+        spool.display()
+    );
+    let mut config = with_links(&link("sat", "tcp-listen", "tm-frames", &rules));
+    config.archive = common::archive_config(&dir.0.join("archive")).archive;
+    let daemon = TestDaemon::open(config).await;
+    let format = TransferFrameFormat {
+        kind: TransferFrameKind::Tm,
+        length: 64,
+        spacecraft_id: 42,
+        randomized: false,
+        fecf: true,
+        ocf: false,
+        header_error_control: false,
+        insert_zone: 0,
+    };
+    let packets: Vec<_> = (0..30u16)
+        .map(|i| packet(100, i, 24 + usize::from(i * 7 % 60)))
+        .collect();
+    let (frames, _) = lay_into_frames(&mut TransferFrameWriter::new(format, 1, 250), &packets);
+    let mut bad_fecf = frames[0].clone();
+    bad_fecf[20] ^= 0x01;
+    let other_spacecraft = TransferFrameFormat {
+        spacecraft_id: 43,
+        ..format
+    };
+    let others = [
+        TransferFrameWriter::new(other_spacecraft, 1, 0).idle_frame(),
+        frame_of_channel_2(format),
+        bad_fecf,
+    ];
+    let mut file = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let before = if i == 1 { &others[..] } else { &[] };
+        for frame in before.iter().chain([frame]) {
+            file.extend_from_slice(&ccsds::ASM);
+            file.extend_from_slice(frame);
+        }
+    }
+    std::fs::write(spool.join("pass.part"), &file).unwrap();
+    std::fs::rename(spool.join("pass.part"), spool.join("pass.tm")).unwrap();
+    let stats = daemon.stats.clone();
+    wait_until("the recording imported", PATIENCE, || {
+        let links = stats.links();
+        links
+            .first()
+            .is_some_and(|link| link.backfill.files_done == 1)
+    })
+    .await;
+    let link = &daemon.stats.links()[0];
+    let imported = link.backfill.totals;
+    assert_eq!(
+        (imported.stored, imported.rejected),
+        (30, 3),
+        "{imported:?}"
+    );
+    assert_eq!(frame_quality(&daemon), TransferFrameCounts::default());
+    assert_eq!(link.bad_input, 0);
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 /// AOS frames without marker or randomiser, one per datagram with RS check symbols left in:
 /// packets spanning frames are stored whole; a datagram of the wrong length is dropped and
 /// counted, an idle frame taken.
