@@ -6,7 +6,7 @@
 #                       package is used.
 #   debootstrap         builds the guest's root file system from Debian packages.
 #   e2fsprogs           mkfs.ext4 -d builds the guest's disks from directories, without mounting.
-#   python3             the harness's bookkeeping (deploy/powercut/cuts.py), standard library only.
+#   python3             the harness's bookkeeping (deploy/powercut/*.py), standard library only.
 #   zstd, cpio          unpack the guest's kernel modules into a small initramfs.
 # Nothing else: the guest's packages come from the Debian mirror when the image is first built.
 #
