@@ -241,10 +241,15 @@ impl Callsign {
     /// text, so an escape's hex digits are upper case, as the text writes them.
     pub(crate) fn from_shown(text: &str) -> Option<Callsign> {
         let (call, ssid) = match text.split_once('-') {
-            Some((call, ssid)) if ssid.bytes().all(|d| d.is_ascii_digit()) => (
-                call,
-                ssid.parse::<u8>().ok().filter(|s| (1..=15).contains(s))?,
-            ),
+            // As the text is written: decimal, no leading zero (`-1`, never `-01`).
+            Some((call, ssid))
+                if ssid.bytes().all(|d| d.is_ascii_digit()) && !ssid.starts_with('0') =>
+            {
+                (
+                    call,
+                    ssid.parse::<u8>().ok().filter(|s| (1..=15).contains(s))?,
+                )
+            }
             Some(_) => return None,
             None => (text, 0),
         };
