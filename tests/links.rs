@@ -745,6 +745,20 @@ fn lay_into_frames(
     (std::iter::from_fn(|| writer.next_frame()).collect(), spans)
 }
 
+/// The TM frames of the tests' spacecraft 42: 64 bytes with FECF, randomised or not.
+fn tm_format(randomized: bool) -> TransferFrameFormat {
+    TransferFrameFormat {
+        kind: TransferFrameKind::Tm,
+        length: 64,
+        spacecraft_id: 42,
+        randomized,
+        fecf: true,
+        ocf: false,
+        header_error_control: false,
+        insert_zone: 0,
+    }
+}
+
 /// A frame of packets of channel 2.
 fn frame_of_channel_2(format: TransferFrameFormat) -> Vec<u8> {
     let mut writer = TransferFrameWriter::new(format, 2, 0);
@@ -772,16 +786,7 @@ async fn tm_frames_over_tcp_store_the_packets_wholly_received() {
     let config = with_links(&[link("sat", "tcp-listen", "tm-frames", rules), other_link].concat());
     let (archive, sink) = Archive::open();
     let daemon = TestDaemon::start(config, sink).await;
-    let format = TransferFrameFormat {
-        kind: TransferFrameKind::Tm,
-        length: 64,
-        spacecraft_id: 42,
-        randomized: true,
-        fecf: true,
-        ocf: false,
-        header_error_control: false,
-        insert_zone: 0,
-    };
+    let format = tm_format(true);
     let capacity = format.data_capacity();
     let packets: Vec<_> = (0..30u16)
         .map(|i| packet(100, i, 24 + usize::from(i * 7 % 60)))
@@ -880,16 +885,7 @@ async fn a_recording_s_frames_of_another_spacecraft_or_channel_are_its_rejected(
     let mut config = with_links(&link("sat", "tcp-listen", "tm-frames", &rules));
     config.archive = common::archive_config(&dir.0.join("archive")).archive;
     let daemon = TestDaemon::open(config).await;
-    let format = TransferFrameFormat {
-        kind: TransferFrameKind::Tm,
-        length: 64,
-        spacecraft_id: 42,
-        randomized: false,
-        fecf: true,
-        ocf: false,
-        header_error_control: false,
-        insert_zone: 0,
-    };
+    let format = tm_format(false);
     let packets: Vec<_> = (0..30u16)
         .map(|i| packet(100, i, 24 + usize::from(i * 7 % 60)))
         .collect();

@@ -6,7 +6,8 @@
 //! tools is write-then-rename), and is left alone. A file whose every frame the archive holds
 //! moves to `done/`; one that cannot be read to its end moves to `failed/` beside a text file
 //! saying why. The daemon never deletes a file, and syncs each move (an upload's into the spool
-//! too), so a power cut leaves a file where it was or where it went. One stopped by the drain, by
+//! too), so a power cut leaves a file where it was, where it went, or in both (the next look then
+//! takes it out of the spool). One stopped by the drain, by
 //! SIGKILL or by a power cut stays where it is: the next start reads it again, and what it
 //! stored before is held already, so nothing is stored twice.
 
