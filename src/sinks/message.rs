@@ -9,6 +9,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
+use super::filled::Filled;
 use crate::archive::format::{
     decode_frame_records, encode_frame_records, FrameRecord, NotFrameRecords,
 };
@@ -31,6 +32,10 @@ pub(super) const LAYOUT: &str = "Aggregator-Layout";
 pub(super) const FRAMES: &str = "Aggregator-Frames";
 pub(super) const ROUTINE_THROUGH: &str = "Aggregator-Routine-Through";
 pub(super) const EMERGENCY_THROUGH: &str = "Aggregator-Emergency-Through";
+/// The headers of a `records/1` message that name the backfilled frames of its subject in the
+/// stream with it.
+pub(super) const ROUTINE_FILLED: &str = "Aggregator-Routine-Filled";
+pub(super) const EMERGENCY_FILLED: &str = "Aggregator-Emergency-Filled";
 
 /// How a stream lays frames out in messages, chosen when the sink creates it and kept for its
 /// life (`docs/scale-out.md`): the stream's description names it.
@@ -74,16 +79,23 @@ impl Layout {
 }
 
 /// The highest sequence of each priority of a source in the stream: every frame of that priority
-/// up to it is there (the sink publishes each priority of a source in sequence order).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// up to it is there (the sink publishes each priority of a source in sequence order); and the
+/// backfilled frames the stream holds, which fill gaps below those marks ([`Filled`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Through {
     pub(super) routine: Option<u64>,
     pub(super) emergency: Option<u64>,
+    pub(super) routine_filled: Filled,
+    pub(super) emergency_filled: Filled,
 }
 
 impl Through {
-    /// Whether `frame` is at or below its priority's mark.
+    /// Whether the stream holds `frame`: a backfilled frame where its runs hold it, any other
+    /// at or below its priority's mark.
     pub(super) fn holds(&self, frame: &FrameRecord) -> bool {
+        if is_backfilled(frame) {
+            return self.filled(frame.priority).contains(frame.sequence);
+        }
         self.of(frame.priority)
             .is_some_and(|through| frame.sequence <= through)
     }
@@ -95,13 +107,23 @@ impl Through {
         }
     }
 
-    /// Raises the mark of `frame`'s priority to it.
+    fn filled(&self, priority: Priority) -> &Filled {
+        match priority {
+            Priority::Routine => &self.routine_filled,
+            Priority::Emergency => &self.emergency_filled,
+        }
+    }
+
+    /// Adds `frame`: to its priority's runs if backfilled, else raising its priority's mark.
     pub(super) fn add(&mut self, frame: &FrameRecord) {
-        let mark = match frame.priority {
-            Priority::Routine => &mut self.routine,
-            Priority::Emergency => &mut self.emergency,
+        let (mark, filled) = match frame.priority {
+            Priority::Routine => (&mut self.routine, &mut self.routine_filled),
+            Priority::Emergency => (&mut self.emergency, &mut self.emergency_filled),
         };
-        *mark = Some(mark.map_or(frame.sequence, |m| m.max(frame.sequence)));
+        match is_backfilled(frame) {
+            true => filled.add(frame.sequence),
+            false => *mark = Some(mark.map_or(frame.sequence, |m| m.max(frame.sequence))),
+        }
     }
 
     /// The marks a message's headers give: a `records/1` message's, or a `frame/1` message's
@@ -122,11 +144,19 @@ impl Through {
             }
             return Ok(through);
         }
+        let runs = "runs of sequences";
         Ok(Through {
             routine: parsed(headers, ROUTINE_THROUGH, "a sequence")?,
             emergency: parsed(headers, EMERGENCY_THROUGH, "a sequence")?,
+            routine_filled: parsed(headers, ROUTINE_FILLED, runs)?.unwrap_or_default(),
+            emergency_filled: parsed(headers, EMERGENCY_FILLED, runs)?.unwrap_or_default(),
         })
     }
+}
+
+/// Whether `frame` was read from a station's recording by a backfill.
+fn is_backfilled(frame: &FrameRecord) -> bool {
+    (frame.reception.as_ref()).is_some_and(|r| r.delivery.recording.is_some())
 }
 
 /// How this daemon names and labels each frame's message; public for the benchmark whose plain
@@ -227,7 +257,7 @@ impl Naming {
         &self,
         key: SourceKey,
         frames: impl IntoIterator<Item = &'a FrameRecord>,
-        through: Through,
+        through: &Through,
         replicated_through: Option<u64>,
         last: u64,
     ) -> (String, PublishMessage) {
@@ -249,6 +279,13 @@ impl Naming {
             if let Some(mark) = mark {
                 message = message.header(name, mark.to_string());
             }
+        }
+        let runs = [
+            (ROUTINE_FILLED, &through.routine_filled),
+            (EMERGENCY_FILLED, &through.emergency_filled),
+        ];
+        for (name, filled) in runs.into_iter().filter(|(_, f)| !f.is_empty()) {
+            message = message.header(name, filled.to_string());
         }
         (self.subject(key.0, key.1), message)
     }
@@ -546,6 +583,39 @@ mod tests {
         Naming::new(&config.sinks.nats.unwrap())
     }
 
+    /// A backfilled frame below a mark is not held by it: the runs of backfilled frames say it,
+    /// in the message's headers; a frame read live is held by the mark alone.
+    #[test]
+    fn backfilled_frames_are_held_by_their_runs_not_the_marks() {
+        let recorded = Delivery::live("uhf", "Kiruna").from_recording("pass.kiss");
+        let frame = |sequence, recording: Option<&Delivery>| FrameRecord {
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Routine,
+            source_id: 3,
+            sequence,
+            received_unix_ns: 10,
+            payload: Bytes::from_static(b"xy"),
+            reception: recording.map(|delivery| {
+                let received = Received::default();
+                let delivery = Arc::new(delivery.clone());
+                Box::new(Reception { delivery, received })
+            }),
+        };
+        let mut through = Through::default();
+        through.add(&frame(100, None));
+        let filling = frame(40, Some(&recorded));
+        assert!(through.holds(&frame(40, None)) && !through.holds(&filling));
+        [40, 41, 42, 60].iter().for_each(|s| through.add(&frame(*s, Some(&recorded))));
+        assert_eq!(through.routine, Some(100), "a backfill leaves the mark");
+        assert!(through.holds(&filling) && !through.holds(&frame(43, Some(&recorded))));
+        let key = (SourceKind::LiveUplink, 3);
+        let (_, message) = north().build_records(key, &[filling], &through, None, 5);
+        let headers = message.outbound_message(String::new()).headers.unwrap();
+        let runs = headers.get(ROUTINE_FILLED).map(|v| v.as_str());
+        assert_eq!(runs, Some("40-42,60"));
+        assert_eq!(Through::of_headers(&headers), Ok(through));
+    }
+
     /// The headers the sink writes, read back into the frame; a header missing or wrong named.
     #[test]
     fn a_message_reads_back_as_its_frame_and_a_bad_header_is_named() {
@@ -627,7 +697,7 @@ mod tests {
         let mut through = Through::default();
         frames.iter().for_each(|f| through.add(f));
         let key = (SourceKind::LiveUplink, 3);
-        let (subject, message) = naming.build_records(key, &frames, through, Some(2), 17);
+        let (subject, message) = naming.build_records(key, &frames, &through, Some(2), 17);
         assert_eq!(subject, "telemetry.north.live.3");
         let message = message.outbound_message(subject.clone());
         let headers = message.headers.clone().unwrap_or_default();

@@ -11,6 +11,7 @@
 mod backlog;
 pub mod client;
 pub mod cursor;
+mod filled;
 pub mod fleet;
 pub mod message;
 pub mod nats;

@@ -614,7 +614,7 @@ impl JetStreamWriter {
         in_flight.elsewhere = elsewhere;
         let fresh = || (in_flight.frames.iter().zip(&in_flight.held)).filter(|(_, held)| !**held);
         let through = series.with(fresh().map(|(f, _)| &f.frame));
-        in_flight.series = Some((key, through));
+        in_flight.series = Some((key, through.clone()));
         if fresh().next().is_none() {
             return Ok(in_flight);
         }
@@ -622,7 +622,7 @@ impl JetStreamWriter {
             (self.files.replication.as_ref()).and_then(|r| r.acked_through(key));
         let frames = fresh().map(|(f, _)| &f.frame);
         let (subject, message) =
-            (self.message).build_records(key, frames, through, replicated_through, series.last);
+            (self.message).build_records(key, frames, &through, replicated_through, series.last);
         match self.send(subject, message).await {
             Ok(ack) => in_flight.sent(ack),
             Err(why) => {
@@ -665,7 +665,7 @@ impl JetStreamWriter {
                 Err(why) => return Some(Err(why)),
             };
             let (most, done) = (self.max_batch(), self.earlier_done);
-            let Some(frames) = self.urgent.take(key, series.through, done, most) else {
+            let Some(frames) = self.urgent.take(key, &series.through, done, most) else {
                 continue;
             };
             let replicated_through = replication.acked_through(key);
@@ -711,7 +711,7 @@ impl JetStreamWriter {
             return Ok(());
         };
         let ack = ack.map_err(|source| NatsError::NoAck { position, source })?;
-        if let Some((key, through)) = published.series {
+        if let Some((key, through)) = published.series.clone() {
             // A message of frames the stream held already was not sent: its last is as it was.
             let last = match published.held.iter().all(|held| *held) {
                 true => self.stream.series(&self.message, key).await?.0.last,

@@ -56,7 +56,7 @@ pub(super) async fn last_message(
 
 /// A source's series as the sink last knew it: the stream sequence of its subject's last
 /// message, and how far each priority reaches.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Series {
     pub(super) last: u64,
     pub(super) through: Through,
@@ -67,7 +67,7 @@ impl Series {
     pub(super) fn of(last: Option<&LastMessage>) -> Series {
         last.map_or_else(Series::default, |m| Series {
             last: m.stream_sequence,
-            through: m.through,
+            through: m.through.clone(),
         })
     }
 
@@ -78,7 +78,7 @@ impl Series {
 
     /// The marks with `frames` published after what the series holds.
     pub(super) fn with<'a>(&self, frames: impl IntoIterator<Item = &'a FrameRecord>) -> Through {
-        let mut through = self.through;
+        let mut through = self.through.clone();
         frames.into_iter().for_each(|frame| through.add(frame));
         through
     }

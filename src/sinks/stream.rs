@@ -173,7 +173,7 @@ impl SinkStream {
         key: SourceKey,
     ) -> Result<(Series, bool), NatsError> {
         if let Some(series) = self.series.get(&key) {
-            return Ok((*series, false));
+            return Ok((series.clone(), false));
         }
         let failed = |reason: String| NatsError::Series {
             stream: self.config.stream.clone(),
@@ -184,7 +184,7 @@ impl SinkStream {
         let elsewhere =
             (last.as_ref()).is_some_and(|m| m.site.as_deref() != Some(self.config.site.as_str()));
         let series = Series::of(last.as_ref());
-        self.series.insert(key, series);
+        self.series.insert(key, series.clone());
         Ok((series, elsewhere))
     }
 

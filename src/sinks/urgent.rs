@@ -73,7 +73,7 @@ impl Urgent {
     pub(super) fn take(
         &mut self,
         key: SourceKey,
-        through: Through,
+        through: &Through,
         earlier_done: bool,
         max_bytes: usize,
     ) -> Option<Vec<FrameRecord>> {
@@ -112,7 +112,7 @@ impl Urgent {
     ) -> Result<u64, NatsError> {
         let frames = &published.journaled;
         let (Some((key, through)), Some(first), Some(last)) =
-            (published.series, frames.first(), frames.last())
+            (published.series.clone(), frames.first(), frames.last())
         else {
             return Ok(0);
         };
@@ -180,7 +180,7 @@ pub(super) fn message(
 ) -> (InFlight, String, PublishMessage) {
     let through = series.with(&frames);
     let (subject, message) =
-        naming.build_records(key, &frames, through, replicated_through, series.last);
+        naming.build_records(key, &frames, &through, replicated_through, series.last);
     let mut in_flight = InFlight::journaled(frames);
     in_flight.series = Some((key, through));
     (in_flight, subject, message)
@@ -230,8 +230,8 @@ mod tests {
 
     fn through(emergency: Option<u64>) -> Through {
         Through {
-            routine: None,
             emergency,
+            ..Through::default()
         }
     }
 
@@ -241,11 +241,11 @@ mod tests {
         urgent.add(vec![batch(5, 6, Some(2))]);
         assert_eq!(urgent.ready(&HashSet::new(), |_| None), vec![KEY]);
         assert!(
-            urgent.take(KEY, through(Some(1)), true, MOST).is_none(),
+            urgent.take(KEY, &through(Some(1)), true, MOST).is_none(),
             "2 not in"
         );
         let frames = urgent
-            .take(KEY, through(Some(2)), true, MOST)
+            .take(KEY, &through(Some(2)), true, MOST)
             .expect("2 is in");
         assert_eq!(frames, vec![frame(5), frame(6)]);
         assert!(urgent.ready(&HashSet::new(), |_| None).is_empty());
@@ -255,15 +255,15 @@ mod tests {
     fn a_source_s_first_waits_for_what_earlier_runs_archived() {
         let mut urgent = Urgent::default();
         urgent.add(vec![batch(5, 5, None)]);
-        assert!(urgent.take(KEY, through(None), false, MOST).is_none());
-        assert!(urgent.take(KEY, through(None), true, MOST).is_some());
+        assert!(urgent.take(KEY, &through(None), false, MOST).is_none());
+        assert!(urgent.take(KEY, &through(None), true, MOST).is_some());
     }
 
     #[test]
     fn a_batch_the_stream_holds_is_passed_to_the_next_that_may_go() {
         let mut urgent = Urgent::default();
         urgent.add(vec![batch(5, 5, None), batch(7, 7, Some(5))]);
-        let frames = urgent.take(KEY, through(Some(5)), true, MOST);
+        let frames = urgent.take(KEY, &through(Some(5)), true, MOST);
         assert_eq!(frames, Some(vec![frame(7)]));
     }
 
@@ -271,7 +271,7 @@ mod tests {
     fn a_batch_larger_than_a_message_is_left_to_the_files() {
         let mut urgent = Urgent::default();
         urgent.add(vec![batch(5, 5, None)]);
-        assert!(urgent.take(KEY, through(None), true, 10).is_none());
+        assert!(urgent.take(KEY, &through(None), true, 10).is_none());
         assert!(
             urgent.ready(&HashSet::new(), |_| None).is_empty(),
             "dropped"
@@ -288,7 +288,7 @@ mod tests {
         );
         assert_eq!(urgent.ready(&HashSet::new(), |_| Some(5)), vec![KEY]);
         assert!(
-            urgent.take(KEY, through(Some(7)), true, MOST).is_none(),
+            urgent.take(KEY, &through(Some(7)), true, MOST).is_none(),
             "held"
         );
         assert!(urgent.ready(&HashSet::new(), |_| None).is_empty());

@@ -118,7 +118,8 @@ impl Window {
     /// Counts a message in: its bytes, and its source as busy.
     fn count(&mut self, message: &InFlight) {
         self.bytes += message.bytes;
-        self.busy.extend(message.series.map(|(key, _)| key));
+        self.busy
+            .extend(message.series.as_ref().map(|(key, _)| *key));
     }
 
     fn pop(&mut self) -> Option<InFlight> {
