@@ -262,25 +262,49 @@ fn free_name(dirs: &[&Path], name: &str) -> String {
 }
 
 /// Where `name` of the spool at `dir` stands on disk, for a file the daemon did not import since
-/// its start: waiting in the spool, in `done/`, or in `failed/` with its reason.
+/// its start: waiting in the spool, else the one of its names in `done/` and `failed/` (`NAME`,
+/// `NAME.1`, …) moved there last, with its reason in `failed/`.
 pub(crate) fn on_disk(dir: &Path, name: &str) -> Option<FileReport> {
-    let report = |state, reason| FileReport {
+    let report = |state, reason, moved_to| FileReport {
         state,
         imported: None,
         reason,
-        moved_to: None,
+        moved_to,
     };
     if dir.join(name).is_file() {
-        return Some(report(FileState::Waiting, None));
+        return Some(report(FileState::Waiting, None, None));
     }
-    if dir.join(DONE).join(name).is_file() {
-        return Some(report(FileState::Done, None));
-    }
-    let failed = dir.join(FAILED);
-    failed.join(name).is_file().then(|| {
-        let why = std::fs::read_to_string(failed.join(format!("{name}.txt")));
-        report(FileState::Failed, why.ok().map(|why| why.trim().to_owned()))
-    })
+    let settled = [(DONE, FileState::Done), (FAILED, FileState::Failed)];
+    let moved = settled.into_iter().flat_map(|(sub, state)| {
+        let names = moved_names(&dir.join(sub), name);
+        names.into_iter().map(move |(at, moved)| (at, sub, state, moved))
+    });
+    let (_, sub, state, moved) = moved.max_by_key(|(at, ..)| *at)?;
+    let why = (state == FileState::Failed)
+        .then(|| std::fs::read_to_string(dir.join(sub).join(format!("{moved}.txt"))).ok())
+        .flatten();
+    Some(report(state, why.map(|why| why.trim().to_owned()), Some(moved)))
+}
+
+/// The files of `dir` named `name` or `name.N`, each with when it was moved there (its inode's
+/// change time) and then `N`, which orders two moves within one tick of that clock.
+fn moved_names(dir: &Path, name: &str) -> Vec<((i64, i64, u64), String)> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let number = |file: &str| match file.strip_prefix(name)?.strip_prefix('.') {
+        None => (file == name).then_some(0),
+        Some(n) => n.parse::<u64>().ok().filter(|_| !n.starts_with(['0', '+'])),
+    };
+    (entries.flatten())
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let n = number(&file)?;
+            let meta = entry.metadata().ok().filter(|meta| meta.is_file())?;
+            Some(((meta.ctime(), meta.ctime_nsec(), n), file))
+        })
+        .collect()
 }
 
 /// Whether `name` may be a file of a spool: a complete file's name, one path component.
@@ -330,6 +354,29 @@ mod tests {
             std::fs::read(dir.join("done/pass.lp")).unwrap(),
             b"recording"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A name that went to `failed/` twice, after a restart: the later move is the one reported,
+    /// with its own reason; the name uploaded again is waiting.
+    #[test]
+    fn a_name_moved_twice_is_reported_by_its_later_move() {
+        let dir = std::env::temp_dir().join(format!("spool-twice-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let upload = |bytes: &[u8]| std::fs::write(dir.join("pass.lp"), bytes).unwrap();
+        for why in ["first: truncated", "second: empty"] {
+            upload(b"recording");
+            let failed = settle("uhf", &dir, &dir.join("pass.lp"), FileState::Failed, Some(why));
+            assert!(failed.is_some());
+        }
+        let report = on_disk(&dir, "pass.lp").unwrap();
+        assert_eq!(report.state, FileState::Failed);
+        assert_eq!(report.reason.as_deref(), Some("second: empty"));
+        assert_eq!(report.moved_to.as_deref(), Some("pass.lp.1"));
+        upload(b"recording");
+        assert_eq!(on_disk(&dir, "pass.lp").unwrap().state, FileState::Waiting);
+        assert!(on_disk(&dir, "pass").is_none() && on_disk(&dir, "pass.lp.1").is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
