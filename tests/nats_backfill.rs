@@ -1,8 +1,8 @@
 //! A backfill into a stream of layout `records/1`: Kiruna's live pass, with a stretch lost, is
 //! in the stream; its recording of the whole pass then fills the stretch (below what the stream
 //! holds of the source) and adds what came after. The stream holds every packet once, the
-//! subject's last message names the filled runs, and a sink that lost its cursor reads the whole
-//! archive again, the backfilled packets too, and publishes nothing twice.
+//! subject's last message names the gaps left (none of the pass), and a sink that lost its cursor
+//! reads the whole archive again, the backfilled packets too, and publishes nothing twice.
 
 mod common;
 mod nats_stream;
@@ -47,16 +47,22 @@ async fn a_backfill_below_what_the_stream_holds_is_published_once() {
     }
     let live: BTreeSet<u64> = (0..50).chain(80..100).map(|c| UP + c).collect();
     assert_eq!(sequences(&nats.url(), 70).await, live);
+    let gaps = last_header(&nats.url(), "Aggregator-Routine-Gaps").await;
+    let lost = format!("0-{},{}-{}", UP - 1, UP + 50, UP + 79);
+    assert_eq!(gaps.as_deref(), Some(lost.as_str()));
 
     upload(&spool, "pass.lp", &recording(0..120));
     assert_eq!(wait_files(monitor, 1, 0).await["stored"], json!(50));
     let all: BTreeSet<u64> = (0..120).map(|c| UP + c).collect();
     assert_eq!(sequences(&nats.url(), 120).await, all);
-    let filled = last_header(&nats.url(), "Aggregator-Routine-Filled").await;
-    let runs = format!("{}-{},{}-{}", UP + 50, UP + 79, UP + 100, UP + 119);
-    assert_eq!(filled.as_deref(), Some(runs.as_str()));
+    let gaps = last_header(&nats.url(), "Aggregator-Routine-Gaps").await;
+    assert_eq!(
+        gaps,
+        Some(format!("0-{}", UP - 1)),
+        "the lost stretch filled"
+    );
     let through = last_header(&nats.url(), "Aggregator-Routine-Through").await;
-    assert_eq!(through, Some((UP + 99).to_string()), "live packets' mark");
+    assert_eq!(through, Some((UP + 119).to_string()));
     drop(wire);
     stop.cancel();
     assert!(daemon.shutdown().await.is_clean());

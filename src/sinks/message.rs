@@ -9,7 +9,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
-use super::filled::Filled;
+use super::gaps::Gaps;
 use crate::archive::format::{
     decode_frame_records, encode_frame_records, FrameRecord, NotFrameRecords,
 };
@@ -32,10 +32,9 @@ pub(super) const LAYOUT: &str = "Aggregator-Layout";
 pub(super) const FRAMES: &str = "Aggregator-Frames";
 pub(super) const ROUTINE_THROUGH: &str = "Aggregator-Routine-Through";
 pub(super) const EMERGENCY_THROUGH: &str = "Aggregator-Emergency-Through";
-/// The headers of a `records/1` message that name the backfilled frames of its subject in the
-/// stream with it.
-pub(super) const ROUTINE_FILLED: &str = "Aggregator-Routine-Filled";
-pub(super) const EMERGENCY_FILLED: &str = "Aggregator-Emergency-Filled";
+/// The header of a `records/1` message that names the routine sequences below its subject's
+/// mark that the stream lacks with it.
+pub(super) const ROUTINE_GAPS: &str = "Aggregator-Routine-Gaps";
 
 /// How a stream lays frames out in messages, chosen when the sink creates it and kept for its
 /// life (`docs/scale-out.md`): the stream's description names it.
@@ -78,51 +77,49 @@ impl Layout {
     }
 }
 
-/// The highest sequence of each priority of a source in the stream: every frame of that priority
-/// up to it is there (the sink publishes each priority of a source in sequence order); and the
-/// backfilled frames the stream holds, which fill gaps below those marks ([`Filled`]).
+/// The highest sequence of each priority of a source in the stream, and the routine sequences
+/// below its mark that the stream lacks ([`Gaps`]): every other frame up to a mark is there. The
+/// sink publishes each priority of a source in sequence order but a backfill's frames, which
+/// fill the gaps (they are routine).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Through {
     pub(super) routine: Option<u64>,
     pub(super) emergency: Option<u64>,
-    pub(super) routine_filled: Filled,
-    pub(super) emergency_filled: Filled,
+    pub(super) routine_gaps: Gaps,
 }
 
 impl Through {
-    /// Whether the stream holds `frame`: a backfilled frame where its runs hold it, any other
-    /// at or below its priority's mark.
+    /// Whether the stream holds `frame`: at or below its priority's mark, and in no gap.
     pub(super) fn holds(&self, frame: &FrameRecord) -> bool {
-        if is_backfilled(frame) {
-            return self.filled(frame.priority).contains(frame.sequence);
-        }
-        self.of(frame.priority)
-            .is_some_and(|through| frame.sequence <= through)
-    }
-
-    fn of(&self, priority: Priority) -> Option<u64> {
-        match priority {
-            Priority::Routine => self.routine,
-            Priority::Emergency => self.emergency,
+        let below = |mark: Option<u64>| mark.is_some_and(|mark| frame.sequence <= mark);
+        match frame.priority {
+            Priority::Routine => below(self.routine) && !self.routine_gaps.contains(frame.sequence),
+            Priority::Emergency => below(self.emergency),
         }
     }
 
-    fn filled(&self, priority: Priority) -> &Filled {
-        match priority {
-            Priority::Routine => &self.routine_filled,
-            Priority::Emergency => &self.emergency_filled,
-        }
-    }
-
-    /// Adds `frame`: to its priority's runs if backfilled, else raising its priority's mark.
+    /// Adds `frame`: above its priority's mark it raises the mark (a routine frame opens a gap
+    /// of what it passes over); below, it closes its gap.
     pub(super) fn add(&mut self, frame: &FrameRecord) {
-        let (mark, filled) = match frame.priority {
-            Priority::Routine => (&mut self.routine, &mut self.routine_filled),
-            Priority::Emergency => (&mut self.emergency, &mut self.emergency_filled),
+        let sequence = frame.sequence;
+        let mark = match frame.priority {
+            Priority::Routine => &mut self.routine,
+            Priority::Emergency => &mut self.emergency,
         };
-        match is_backfilled(frame) {
-            true => filled.add(frame.sequence),
-            false => *mark = Some(mark.map_or(frame.sequence, |m| m.max(frame.sequence))),
+        let passed = match *mark {
+            Some(mark) if sequence <= mark => None,
+            Some(mark) => Some(mark + 1),
+            None => Some(0),
+        };
+        if passed.is_some() {
+            *mark = Some(sequence);
+        }
+        if frame.priority == Priority::Routine {
+            match passed {
+                Some(from) if from < sequence => self.routine_gaps.open(from, sequence - 1),
+                Some(_) => {}
+                None => self.routine_gaps.close(sequence),
+            }
         }
     }
 
@@ -148,15 +145,9 @@ impl Through {
         Ok(Through {
             routine: parsed(headers, ROUTINE_THROUGH, "a sequence")?,
             emergency: parsed(headers, EMERGENCY_THROUGH, "a sequence")?,
-            routine_filled: parsed(headers, ROUTINE_FILLED, runs)?.unwrap_or_default(),
-            emergency_filled: parsed(headers, EMERGENCY_FILLED, runs)?.unwrap_or_default(),
+            routine_gaps: parsed(headers, ROUTINE_GAPS, runs)?.unwrap_or_default(),
         })
     }
-}
-
-/// Whether `frame` was read from a station's recording by a backfill.
-fn is_backfilled(frame: &FrameRecord) -> bool {
-    (frame.reception.as_ref()).is_some_and(|r| r.delivery.recording.is_some())
 }
 
 /// How this daemon names and labels each frame's message; public for the benchmark whose plain
@@ -280,12 +271,8 @@ impl Naming {
                 message = message.header(name, mark.to_string());
             }
         }
-        let runs = [
-            (ROUTINE_FILLED, &through.routine_filled),
-            (EMERGENCY_FILLED, &through.emergency_filled),
-        ];
-        for (name, filled) in runs.into_iter().filter(|(_, f)| !f.is_empty()) {
-            message = message.header(name, filled.to_string());
+        if !through.routine_gaps.is_empty() {
+            message = message.header(ROUTINE_GAPS, through.routine_gaps.to_string());
         }
         (self.subject(key.0, key.1), message)
     }
@@ -583,36 +570,38 @@ mod tests {
         Naming::new(&config.sinks.nats.unwrap())
     }
 
-    /// A backfilled frame below a mark is not held by it: the runs of backfilled frames say it,
-    /// in the message's headers; a frame read live is held by the mark alone.
+    /// The routine sequences a mark passed over are gaps, held by nothing until a frame (a
+    /// backfill's) fills them; the message names them, and they read back.
     #[test]
-    fn backfilled_frames_are_held_by_their_runs_not_the_marks() {
-        let recorded = Delivery::live("uhf", "Kiruna").from_recording("pass.kiss");
-        let frame = |sequence, recording: Option<&Delivery>| FrameRecord {
+    fn a_mark_s_gaps_are_not_held_until_filled() {
+        let frame = |priority, sequence| FrameRecord {
             kind: SourceKind::LiveUplink,
-            priority: Priority::Routine,
+            priority,
             source_id: 3,
             sequence,
             received_unix_ns: 10,
             payload: Bytes::from_static(b"xy"),
-            reception: recording.map(|delivery| {
-                let received = Received::default();
-                let delivery = Arc::new(delivery.clone());
-                Box::new(Reception { delivery, received })
-            }),
+            reception: None,
         };
+        let routine = |sequence| frame(Priority::Routine, sequence);
         let mut through = Through::default();
-        through.add(&frame(100, None));
-        let filling = frame(40, Some(&recorded));
-        assert!(through.holds(&frame(40, None)) && !through.holds(&filling));
-        [40, 41, 42, 60].iter().for_each(|s| through.add(&frame(*s, Some(&recorded))));
-        assert_eq!(through.routine, Some(100), "a backfill leaves the mark");
-        assert!(through.holds(&filling) && !through.holds(&frame(43, Some(&recorded))));
+        [5, 6, 40, 41, 100]
+            .iter()
+            .for_each(|s| through.add(&routine(*s)));
+        through.add(&frame(Priority::Emergency, 7));
+        assert_eq!(through.routine_gaps.to_string(), "0-4,7-39,42-99");
+        assert!(through.holds(&routine(41)) && !through.holds(&routine(50)));
+        assert!(through.holds(&frame(Priority::Emergency, 7)));
+        [50, 51, 52, 60]
+            .iter()
+            .for_each(|s| through.add(&routine(*s)));
+        assert_eq!(through.routine, Some(100), "a fill leaves the mark");
+        assert!(through.holds(&routine(50)) && !through.holds(&routine(53)));
         let key = (SourceKind::LiveUplink, 3);
-        let (_, message) = north().build_records(key, &[filling], &through, None, 5);
+        let (_, message) = north().build_records(key, &[routine(50)], &through, None, 5);
         let headers = message.outbound_message(String::new()).headers.unwrap();
-        let runs = headers.get(ROUTINE_FILLED).map(|v| v.as_str());
-        assert_eq!(runs, Some("40-42,60"));
+        let gaps = headers.get(ROUTINE_GAPS).map(|v| v.as_str());
+        assert_eq!(gaps, Some("0-4,7-39,42-49,53-59,61-99"));
         assert_eq!(Through::of_headers(&headers), Ok(through));
     }
 

@@ -11,8 +11,8 @@
 mod backlog;
 pub mod client;
 pub mod cursor;
-mod filled;
 pub mod fleet;
+mod gaps;
 pub mod message;
 pub mod nats;
 mod progress;

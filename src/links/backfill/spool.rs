@@ -277,13 +277,19 @@ pub(crate) fn on_disk(dir: &Path, name: &str) -> Option<FileReport> {
     let settled = [(DONE, FileState::Done), (FAILED, FileState::Failed)];
     let moved = settled.into_iter().flat_map(|(sub, state)| {
         let names = moved_names(&dir.join(sub), name);
-        names.into_iter().map(move |(at, moved)| (at, sub, state, moved))
+        names
+            .into_iter()
+            .map(move |(at, moved)| (at, sub, state, moved))
     });
     let (_, sub, state, moved) = moved.max_by_key(|(at, ..)| *at)?;
     let why = (state == FileState::Failed)
         .then(|| std::fs::read_to_string(dir.join(sub).join(format!("{moved}.txt"))).ok())
         .flatten();
-    Some(report(state, why.map(|why| why.trim().to_owned()), Some(moved)))
+    Some(report(
+        state,
+        why.map(|why| why.trim().to_owned()),
+        Some(moved),
+    ))
 }
 
 /// The files of `dir` named `name` or `name.N`, each with when it was moved there (its inode's
@@ -367,7 +373,13 @@ mod tests {
         let upload = |bytes: &[u8]| std::fs::write(dir.join("pass.lp"), bytes).unwrap();
         for why in ["first: truncated", "second: empty"] {
             upload(b"recording");
-            let failed = settle("uhf", &dir, &dir.join("pass.lp"), FileState::Failed, Some(why));
+            let failed = settle(
+                "uhf",
+                &dir,
+                &dir.join("pass.lp"),
+                FileState::Failed,
+                Some(why),
+            );
             assert!(failed.is_some());
         }
         let report = on_disk(&dir, "pass.lp").unwrap();
