@@ -2,19 +2,21 @@
 //! in the stream; its recording of the whole pass then fills the stretch (below what the stream
 //! holds of the source) and adds what came after. The stream holds every packet once, the
 //! subject's last message names the gaps left (none of the pass), and a sink that lost its cursor
-//! reads the whole archive again, the backfilled packets too, and publishes nothing twice.
+//! reads the whole archive again, the backfilled packets too, and publishes nothing twice. In a
+//! fleet, what another daemon published of the stretch is left out of the backfill's publishing.
 
 mod common;
 mod nats_stream;
 
 use std::collections::BTreeSet;
 
-use aggregator::Config;
+use aggregator::archive::format::{self, FrameRecord};
+use aggregator::{Config, Priority, SourceKind};
 use async_nats::jetstream;
 use common::backfill::{kiruna_spooled, recording, spooled, upload, wait_files};
 use common::stations::framed;
 use common::{NatsServer, PATIENCE};
-use nats_stream::{stream_contents, STREAM};
+use nats_stream::{stream_contents, stream_messages, STREAM};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -81,6 +83,99 @@ async fn a_backfill_below_what_the_stream_holds_is_published_once() {
     stop.cancel();
     assert!(daemon.shutdown().await.is_clean());
     assert_eq!(sequences(&nats.url(), 120).await, all);
+}
+
+/// `identity = "fleet"`: daemon south published part of the stretch Kiruna lost at north (the
+/// station's link had failed over to it); north's backfill of the whole pass stores the stretch
+/// in its archive, and publishes only what the stream lacks: every packet once, south's its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
+async fn a_backfill_leaves_out_what_another_daemon_of_the_fleet_published() {
+    let nats = NatsServer::start();
+    let (dir, spool) = spooled("nats-backfill-fleet");
+    let section = format!(
+        "[sinks.nats]\nurl = \"{}\"\nsite = \"north\"\nidentity = \"fleet\"\n\
+         subject = \"telemetry.{{kind}}.{{source}}\"\n",
+        nats.url()
+    );
+    let sink = toml::from_str::<Config>(&section).unwrap().sinks.nats;
+    let with_sink = |config: &mut Config| config.sinks.nats = sink.clone();
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, with_sink).await;
+    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for count in (0..50).chain(80..100) {
+        let packet = framed(count, u64::from(count));
+        wire.write_all(&packet).await.unwrap();
+    }
+    let subject = format!("telemetry.live.{SOURCE}");
+    let by_site = |expected| {
+        let (url, subject) = (nats.url(), subject.clone());
+        async move {
+            let messages = stream_messages(url, Some(expected)).await;
+            let of = messages.into_iter().filter(|m| m.subject == subject);
+            of.map(|m| (m.frame_sequence(), m.site.unwrap_or_default()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(by_site(70).await.len(), 70);
+    publish_as_south(&nats.url(), &subject, UP + 50..UP + 60).await;
+
+    upload(&spool, "pass.lp", &recording(0..120));
+    assert_eq!(wait_files(monitor, 1, 0).await["stored"], json!(50));
+    let mut held = by_site(120).await;
+    held.sort_unstable();
+    let expected: Vec<(u64, String)> = (0..120)
+        .map(|c| {
+            (
+                UP + c,
+                if (50..60).contains(&c) {
+                    "south"
+                } else {
+                    "north"
+                },
+            )
+        })
+        .map(|(sequence, site)| (sequence, site.to_string()))
+        .collect();
+    assert_eq!(held, expected, "every packet once");
+    drop(wire);
+    stop.cancel();
+    assert!(daemon.shutdown().await.is_clean());
+}
+
+/// Publishes, as daemon south would, a `records/1` message of Kiruna's packets `sequences` to
+/// `subject` after its last message, with the marks and gaps that leaves.
+async fn publish_as_south(url: &str, subject: &str, sequences: std::ops::Range<u64>) {
+    let client = async_nats::connect(url).await.unwrap();
+    let context = jetstream::new(client);
+    let stream = context.get_stream(STREAM).await.unwrap();
+    let last = stream.get_last_raw_message_by_subject(subject).await;
+    let last = last.unwrap();
+    let header = |name: &str| last.headers.get(name).unwrap().as_str().to_string();
+    let frames: Vec<FrameRecord> = (sequences.clone())
+        .map(|sequence| FrameRecord {
+            kind: SourceKind::LiveUplink,
+            priority: Priority::Routine,
+            source_id: SOURCE,
+            sequence,
+            received_unix_ns: 1,
+            payload: bytes::Bytes::from_static(b"south"),
+            reception: None,
+        })
+        .collect();
+    let mut body = Vec::new();
+    format::encode_frame_records(&mut body, &frames);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Aggregator-Layout", "records/1");
+    headers.insert("Aggregator-Site", "south");
+    headers.insert("Aggregator-Frames", frames.len().to_string().as_str());
+    let through = header("Aggregator-Routine-Through");
+    headers.insert("Aggregator-Routine-Through", through.as_str());
+    let gaps = format!("0-{},{}-{}", UP - 1, sequences.end, UP + 79);
+    headers.insert("Aggregator-Routine-Gaps", gaps.as_str());
+    let expected = last.sequence.to_string();
+    headers.insert("Nats-Expected-Last-Subject-Sequence", expected.as_str());
+    let ack = context.publish_with_headers(subject.to_string(), headers, body.into());
+    ack.await.unwrap().await.unwrap();
 }
 
 /// The sequences of Kiruna's packets in the stream once it holds `expected` frames; each once.
