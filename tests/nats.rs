@@ -27,7 +27,9 @@ use aggregator::{Priority, SourceKind, Stats};
 
 use common::{hello_bytes, Client, NatsDaemon, NatsServer, Sim, TempDir};
 use nats_stream::audit::{audit, Acknowledged, Audit};
-use nats_stream::{create_stream_of, stream_contents, stream_messages, Contents, STREAM};
+use nats_stream::{
+    create_stream_of, publish_as, stream_contents, stream_messages, Contents, STREAM,
+};
 
 /// The longest any one wait may take: generous, the machine is shared.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -839,40 +841,9 @@ fn a_second_writer_of_a_series_is_refused_then_respected() {
 /// Publishes, as daemon `south` would, a `records/1` message of source live:9's frames
 /// `sequences` after the subject's last message.
 async fn publish_as_south(url: &str, sequences: std::ops::Range<u64>) {
-    let client = async_nats::connect(url).await.expect("connect");
-    let context = async_nats::jetstream::new(client);
-    let stream = context.get_stream(STREAM).await.expect("the stream");
-    let subject = "telemetry.live.9";
-    let last = stream.get_last_raw_message_by_subject(subject).await;
-    let last = last.expect("north's last message").sequence;
-    let frames: Vec<format::FrameRecord> = (sequences.clone())
-        .map(|sequence| format::FrameRecord {
-            kind: SourceKind::LiveUplink,
-            priority: Priority::Routine,
-            source_id: 9,
-            sequence,
-            received_unix_ns: 1,
-            payload: bytes::Bytes::from_static(b"south"),
-            reception: None,
-        })
-        .collect();
-    let mut body = Vec::new();
-    format::encode_frame_records(&mut body, &frames);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Aggregator-Layout", "records/1");
-    headers.insert("Aggregator-Site", "south");
-    headers.insert("Aggregator-Frames", frames.len().to_string().as_str());
     let through = (sequences.end - 1).to_string();
-    headers.insert("Aggregator-Routine-Through", through.as_str());
-    headers.insert(
-        "Nats-Expected-Last-Subject-Sequence",
-        last.to_string().as_str(),
-    );
-    let ack = context
-        .publish_with_headers(subject, headers, body.into())
-        .await
-        .expect("publish");
-    ack.await.expect("south's message stored");
+    let marks = [("Aggregator-Routine-Through", through)];
+    publish_as(url, "south", ("telemetry.live.9", 9), sequences, &marks).await;
 }
 
 /// The read-back check of a stream of `layout`: created by the sink (`records/1`), or before it

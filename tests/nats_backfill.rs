@@ -10,16 +10,18 @@ mod nats_stream;
 
 use std::collections::BTreeSet;
 
-use aggregator::archive::format::{self, FrameRecord};
-use aggregator::{Config, Priority, SourceKind};
+use std::net::SocketAddr;
+
+use aggregator::Config;
 use async_nats::jetstream;
 use common::backfill::{kiruna_spooled, recording, spooled, upload, wait_files};
 use common::stations::framed;
-use common::{NatsServer, PATIENCE};
-use nats_stream::{stream_contents, stream_messages, STREAM};
+use common::{NatsServer, TestDaemon, PATIENCE};
+use nats_stream::{publish_as, stream_contents, stream_messages, STREAM};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 /// A group reads its first packet of an APID one cycle up.
 const UP: u64 = 16_384;
@@ -28,7 +30,7 @@ const UP: u64 = 16_384;
 const SOURCE: u32 = 10_007;
 
 /// The sink's counter `name` on `/stats`.
-async fn stat(monitor: std::net::SocketAddr, name: &str) -> Value {
+async fn stat(monitor: SocketAddr, name: &str) -> Value {
     common::http_get_json(monitor, "/stats").await["stats"][name].clone()
 }
 
@@ -37,16 +39,9 @@ async fn stat(monitor: std::net::SocketAddr, name: &str) -> Value {
 async fn a_backfill_below_what_the_stream_holds_is_published_once() {
     let nats = NatsServer::start();
     let (dir, spool) = spooled("nats-backfill");
-    let section = format!("[sinks.nats]\nurl = \"{}\"\nsite = \"north\"\n", nats.url());
-    let sink = toml::from_str::<Config>(&section).unwrap().sinks.nats;
+    let sink = sink(&nats, "");
     let with_sink = |config: &mut Config| config.sinks.nats = sink.clone();
-    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, with_sink).await;
-    // Live, Kiruna loses 50..=79 and everything after 99.
-    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
-    for count in (0..50).chain(80..100) {
-        let packet = framed(count, u64::from(count));
-        wire.write_all(&packet).await.unwrap();
-    }
+    let (daemon, monitor, stop, wire) = kiruna_lost_a_stretch(&dir.0, &spool, with_sink).await;
     let live: BTreeSet<u64> = (0..50).chain(80..100).map(|c| UP + c).collect();
     assert_eq!(sequences(&nats.url(), 70).await, live);
     let gaps = last_header(&nats.url(), "Aggregator-Routine-Gaps").await;
@@ -93,19 +88,9 @@ async fn a_backfill_below_what_the_stream_holds_is_published_once() {
 async fn a_backfill_leaves_out_what_another_daemon_of_the_fleet_published() {
     let nats = NatsServer::start();
     let (dir, spool) = spooled("nats-backfill-fleet");
-    let section = format!(
-        "[sinks.nats]\nurl = \"{}\"\nsite = \"north\"\nidentity = \"fleet\"\n\
-         subject = \"telemetry.{{kind}}.{{source}}\"\n",
-        nats.url()
-    );
-    let sink = toml::from_str::<Config>(&section).unwrap().sinks.nats;
+    let sink = sink(&nats, FLEET);
     let with_sink = |config: &mut Config| config.sinks.nats = sink.clone();
-    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, with_sink).await;
-    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
-    for count in (0..50).chain(80..100) {
-        let packet = framed(count, u64::from(count));
-        wire.write_all(&packet).await.unwrap();
-    }
+    let (daemon, monitor, stop, wire) = kiruna_lost_a_stretch(&dir.0, &spool, with_sink).await;
     let subject = format!("telemetry.live.{SOURCE}");
     let by_site = |expected| {
         let (url, subject) = (nats.url(), subject.clone());
@@ -117,65 +102,58 @@ async fn a_backfill_leaves_out_what_another_daemon_of_the_fleet_published() {
         }
     };
     assert_eq!(by_site(70).await.len(), 70);
-    publish_as_south(&nats.url(), &subject, UP + 50..UP + 60).await;
+    // South's message: the mark as north's, the gaps less what it publishes.
+    let through = (UP + 99).to_string();
+    let gaps = format!("0-{},{}-{}", UP - 1, UP + 60, UP + 79);
+    let marks = [
+        ("Aggregator-Routine-Through", through),
+        ("Aggregator-Routine-Gaps", gaps),
+    ];
+    let south = (subject.as_str(), SOURCE);
+    publish_as(&nats.url(), "south", south, UP + 50..UP + 60, &marks).await;
 
     upload(&spool, "pass.lp", &recording(0..120));
     assert_eq!(wait_files(monitor, 1, 0).await["stored"], json!(50));
     let mut held = by_site(120).await;
     held.sort_unstable();
-    let expected: Vec<(u64, String)> = (0..120)
-        .map(|c| {
-            (
-                UP + c,
-                if (50..60).contains(&c) {
-                    "south"
-                } else {
-                    "north"
-                },
-            )
-        })
-        .map(|(sequence, site)| (sequence, site.to_string()))
-        .collect();
+    let site = |c| {
+        if (50..60).contains(&c) {
+            "south"
+        } else {
+            "north"
+        }
+    };
+    let expected: Vec<(u64, String)> = (0..120).map(|c| (UP + c, site(c).to_string())).collect();
     assert_eq!(held, expected, "every packet once");
     drop(wire);
     stop.cancel();
     assert!(daemon.shutdown().await.is_clean());
 }
 
-/// Publishes, as daemon south would, a `records/1` message of Kiruna's packets `sequences` to
-/// `subject` after its last message, with the marks and gaps that leaves.
-async fn publish_as_south(url: &str, subject: &str, sequences: std::ops::Range<u64>) {
-    let client = async_nats::connect(url).await.unwrap();
-    let context = jetstream::new(client);
-    let stream = context.get_stream(STREAM).await.unwrap();
-    let last = stream.get_last_raw_message_by_subject(subject).await;
-    let last = last.unwrap();
-    let header = |name: &str| last.headers.get(name).unwrap().as_str().to_string();
-    let frames: Vec<FrameRecord> = (sequences.clone())
-        .map(|sequence| FrameRecord {
-            kind: SourceKind::LiveUplink,
-            priority: Priority::Routine,
-            source_id: SOURCE,
-            sequence,
-            received_unix_ns: 1,
-            payload: bytes::Bytes::from_static(b"south"),
-            reception: None,
-        })
-        .collect();
-    let mut body = Vec::new();
-    format::encode_frame_records(&mut body, &frames);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Aggregator-Layout", "records/1");
-    headers.insert("Aggregator-Site", "south");
-    headers.insert("Aggregator-Frames", frames.len().to_string().as_str());
-    let through = header("Aggregator-Routine-Through");
-    headers.insert("Aggregator-Routine-Through", through.as_str());
-    let gaps = format!("0-{},{}-{}", UP - 1, sequences.end, UP + 79);
-    headers.insert("Aggregator-Routine-Gaps", gaps.as_str());
-    let expected = last.sequence.to_string();
-    headers.insert("Nats-Expected-Last-Subject-Sequence", expected.as_str());
-    let ack = context.publish_with_headers(subject.to_string(), headers, body.into());
-    ack.await.unwrap().await.unwrap();
+/// The sink's config: site north, the default stream, `keys` added.
+fn sink(nats: &NatsServer, keys: &str) -> Option<aggregator::config::NatsConfig> {
+    let url = nats.url();
+    let section = format!("[sinks.nats]\nurl = \"{url}\"\nsite = \"north\"\n{keys}");
+    toml::from_str::<Config>(&section).unwrap().sinks.nats
+}
+
+/// The sink's keys of a fleet: one subject a source, whichever daemon publishes it.
+const FLEET: &str = "identity = \"fleet\"\nsubject = \"telemetry.{kind}.{source}\"\n";
+
+/// The daemon as [`kiruna_spooled`] starts it, and Kiruna's live pass sent to it: 50..=79 lost,
+/// nothing after 99; the station's connection, open.
+async fn kiruna_lost_a_stretch(
+    dir: &std::path::Path,
+    spool: &std::path::Path,
+    tune: impl FnOnce(&mut Config),
+) -> (TestDaemon, SocketAddr, CancellationToken, TcpStream) {
+    let (daemon, monitor, stop) = kiruna_spooled(dir, spool, tune).await;
+    let mut wire = TcpStream::connect(daemon.links["Kiruna"]).await.unwrap();
+    for count in (0..50).chain(80..100) {
+        let packet = framed(count, u64::from(count));
+        wire.write_all(&packet).await.unwrap();
+    }
+    (daemon, monitor, stop, wire)
 }
 
 /// The sequences of Kiruna's packets in the stream once it holds `expected` frames; each once.

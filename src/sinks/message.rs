@@ -570,11 +570,9 @@ mod tests {
         Naming::new(&config.sinks.nats.unwrap())
     }
 
-    /// The routine sequences a mark passed over are gaps, held by nothing until a frame (a
-    /// backfill's) fills them; the message names them, and they read back.
-    #[test]
-    fn a_mark_s_gaps_are_not_held_until_filled() {
-        let frame = |priority, sequence| FrameRecord {
+    /// A frame of source live:3 with the payload `xy`.
+    fn frame(priority: Priority, sequence: u64) -> FrameRecord {
+        FrameRecord {
             kind: SourceKind::LiveUplink,
             priority,
             source_id: 3,
@@ -582,7 +580,13 @@ mod tests {
             received_unix_ns: 10,
             payload: Bytes::from_static(b"xy"),
             reception: None,
-        };
+        }
+    }
+
+    /// The routine sequences a mark passed over are gaps, held by nothing until a frame (a
+    /// backfill's) fills them; the message names them, and they read back.
+    #[test]
+    fn a_mark_s_gaps_are_not_held_until_filled() {
         let routine = |sequence| frame(Priority::Routine, sequence);
         let mut through = Through::default();
         [5, 6, 40, 41, 100]
@@ -673,15 +677,6 @@ mod tests {
     #[test]
     fn a_records_message_reads_back_and_a_bad_one_is_named() {
         let naming = north();
-        let frame = |priority, sequence| FrameRecord {
-            kind: SourceKind::LiveUplink,
-            priority,
-            source_id: 3,
-            sequence,
-            received_unix_ns: 10,
-            payload: Bytes::from_static(b"xy"),
-            reception: None,
-        };
         let frames = [frame(Priority::Emergency, 9), frame(Priority::Routine, 4)];
         let mut through = Through::default();
         frames.iter().for_each(|f| through.add(f));

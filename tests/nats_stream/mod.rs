@@ -12,9 +12,9 @@ pub mod audit;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aggregator::archive::format::decode_frame_records;
+use aggregator::archive::format::{decode_frame_records, encode_frame_records, FrameRecord};
 use aggregator::sinks::message::Layout;
-use aggregator::Priority;
+use aggregator::{Priority, SourceKind};
 use async_nats::jetstream;
 use async_nats::ToServerAddrs;
 use futures_util::StreamExt;
@@ -275,4 +275,47 @@ pub async fn stream_contents(url: &str, expected: Option<u64>) -> Contents {
             .or_default() += 1;
     }
     by_site
+}
+
+/// Publishes, as another daemon `site` would, a `records/1` message of live source `source`'s
+/// routine frames `sequences` (payload `site`) to `subject`, after the subject's last message,
+/// with the headers `marks` (its `Aggregator-Routine-Through`, say).
+pub async fn publish_as(
+    url: &str,
+    site: &str,
+    (subject, source): (&str, u32),
+    sequences: std::ops::Range<u64>,
+    marks: &[(&'static str, String)],
+) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let context = jetstream::new(client);
+    let stream = context.get_stream(STREAM).await.expect("the stream");
+    let last = stream.get_last_raw_message_by_subject(subject).await;
+    let last = last.expect("the subject's last message").sequence;
+    let frames: Vec<FrameRecord> = (sequences.map(|sequence| FrameRecord {
+        kind: SourceKind::LiveUplink,
+        priority: Priority::Routine,
+        source_id: source,
+        sequence,
+        received_unix_ns: 1,
+        payload: bytes::Bytes::copy_from_slice(site.as_bytes()),
+        reception: None,
+    }))
+    .collect();
+    let mut body = Vec::new();
+    encode_frame_records(&mut body, &frames);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Aggregator-Layout", "records/1");
+    headers.insert("Aggregator-Site", site);
+    headers.insert("Aggregator-Frames", frames.len().to_string().as_str());
+    for (name, value) in marks {
+        headers.insert(*name, value.as_str());
+    }
+    let expected = last.to_string();
+    headers.insert("Nats-Expected-Last-Subject-Sequence", expected.as_str());
+    let ack = context.publish_with_headers(subject.to_string(), headers, body.into());
+    ack.await
+        .expect("publish")
+        .await
+        .expect("the message stored");
 }
