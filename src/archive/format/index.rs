@@ -48,6 +48,12 @@ const MOST_ENTRIES: u32 = 1 << 24;
 /// segment.
 pub(crate) const TIME_BLOCK_BYTES: u64 = 64 * 1024;
 
+/// Bytes of the uplinks' records a block covers before a station's frames start one of their own
+/// (and those of a station's block before the uplinks' do, none): a station's passes are read
+/// without the uplinks' records beside them, and a segment has at most one block per 8 KiB on
+/// average however the two alternate.
+pub(crate) const STATIONS_APART_BYTES: u64 = 16 * 1024;
+
 /// A block of a segment's time index: the records from `offset` to the next block's offset (or
 /// the segment's end), the oldest and newest received time of their frames, and their sources'
 /// bits ([`source_bit`]).
@@ -110,7 +116,31 @@ pub struct SegmentIndex {
     pub stations: StationSpans,
     /// Its CLOCK records, with their offsets: where a daemon started, or saw its clock step.
     pub clock: Vec<(u64, ClockEvent)>,
+    /// What the last block of the time index began with, while the index is built.
+    pub(crate) last_block: LastBlock,
 }
+
+/// What a block of the time index began with: the frames of a station (RECEIVED or RECORDED
+/// FRAMES) or the uplinks' (the ingest protocol's sources).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Block {
+    #[default]
+    Uplinks,
+    Stations,
+}
+
+/// The kind of the last block, which only places the next record: not written, and every index
+/// equals every other in it (one read back equals the one written).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LastBlock(Block);
+
+impl PartialEq for LastBlock {
+    fn eq(&self, _: &LastBlock) -> bool {
+        true
+    }
+}
+
+impl Eq for LastBlock {}
 
 /// A segment a shard's disk thread has sealed: durable, trimmed, its index written, and the
 /// segment after it named, so that recovery no longer needs it. What retention may delete.
@@ -185,6 +215,32 @@ impl SegmentIndex {
         received_ns: u64,
         sequences: impl IntoIterator<Item = u64>,
     ) {
+        self.count(offset, source, received_ns, sequences, Block::Uplinks);
+    }
+
+    /// Counts the frames of `source` with the sequences `sequences` gives, which `station`
+    /// delivered (a RECEIVED or RECORDED FRAMES record at `offset`), as [`Self::add`] does, and
+    /// notes them as that station's.
+    pub(crate) fn add_delivered<I: IntoIterator<Item = u64>>(
+        &mut self,
+        offset: u64,
+        source: SourceKey,
+        received_ns: u64,
+        station: &str,
+        sequences: impl Fn() -> I,
+    ) {
+        self.count(offset, source, received_ns, sequences(), Block::Stations);
+        self.add_station(source, station, sequences());
+    }
+
+    fn count(
+        &mut self,
+        offset: u64,
+        source: SourceKey,
+        received_ns: u64,
+        sequences: impl IntoIterator<Item = u64>,
+        block: Block,
+    ) {
         let span = self
             .sources
             .entry((source.0.to_byte(), source.1))
@@ -202,21 +258,24 @@ impl SegmentIndex {
                 None => (received_ns, received_ns),
                 Some((oldest, newest)) => (oldest.min(received_ns), newest.max(received_ns)),
             });
-            self.place(
-                offset,
-                received_ns,
-                source_bit(source.0.to_byte(), source.1),
-            );
+            let bit = source_bit(source.0.to_byte(), source.1);
+            self.place(offset, received_ns, bit, block);
         }
     }
 
     /// Counts one stored frame, stored in the record at `offset`.
     pub(crate) fn add_frame(&mut self, offset: u64, frame: &FrameRecord) {
-        let source = (frame.kind, frame.source_id);
-        self.add(offset, source, frame.received_unix_ns, [frame.sequence]);
-        if let Some(reception) = &frame.reception {
-            let station = &reception.delivery.station;
-            self.add_station(source, station, [frame.sequence]);
+        let (source, received, sequence) = (
+            (frame.kind, frame.source_id),
+            frame.received_unix_ns,
+            [frame.sequence],
+        );
+        match &frame.reception {
+            Some(reception) => {
+                let station = &reception.delivery.station;
+                self.add_delivered(offset, source, received, station, || sequence);
+            }
+            None => self.add(offset, source, received, sequence),
         }
     }
 
@@ -236,7 +295,7 @@ impl SegmentIndex {
     }
 
     /// Notes that `station` delivered these sequences of `source` (counted with [`Self::add`]).
-    pub(crate) fn add_station(
+    fn add_station(
         &mut self,
         source: SourceKey,
         station: &str,
@@ -254,22 +313,36 @@ impl SegmentIndex {
     }
 
     /// Puts a frame received at `received_ns` of the record at `offset` into the time index: into
-    /// the last block, unless that one covers [`TIME_BLOCK_BYTES`] already.
-    fn place(&mut self, offset: u64, received_ns: u64, source: u64) {
+    /// the last block, unless that one covers [`TIME_BLOCK_BYTES`] already, or the record is of
+    /// the other kind of [`Block`] than the block began with and the block is a stations' one or
+    /// covers [`STATIONS_APART_BYTES`]: a reader of the stations' frames then reads theirs, not
+    /// the uplinks' records between them, and the blocks stay few whatever the mix.
+    fn place(&mut self, offset: u64, received_ns: u64, source: u64, kind: Block) {
         // The first record follows the magic (a buffer written at 0 starts with it).
         let offset = offset.max(record::MAGIC.len() as u64);
+        let last = self.times.last().map(|block| block.offset);
+        // A block starts at a record, never inside one: a record's batches share its offset.
+        let joins = last.is_some_and(|start| {
+            let covered = offset.saturating_sub(start);
+            let apart = kind != self.last_block.0
+                && (self.last_block.0 == Block::Stations || covered >= STATIONS_APART_BYTES);
+            covered == 0 || (covered < TIME_BLOCK_BYTES && !apart)
+        });
         match self.times.last_mut() {
-            Some(block) if offset < block.offset + TIME_BLOCK_BYTES => {
+            Some(block) if joins => {
                 block.oldest = block.oldest.min(received_ns);
                 block.newest = block.newest.max(received_ns);
                 block.sources |= source;
             }
-            _ => self.times.push(TimeBlock {
-                offset,
-                oldest: received_ns,
-                newest: received_ns,
-                sources: source,
-            }),
+            _ => {
+                self.last_block = LastBlock(kind);
+                self.times.push(TimeBlock {
+                    offset,
+                    oldest: received_ns,
+                    newest: received_ns,
+                    sources: source,
+                });
+            }
         }
     }
 
@@ -508,6 +581,7 @@ fn decode_of(bytes: &[u8], magic: &[u8; 8]) -> Option<SegmentIndex> {
         times,
         stations,
         clock,
+        last_block: LastBlock::default(),
     })
 }
 

@@ -108,6 +108,9 @@ struct Writer {
     steps: Arc<ClockSteps>,
     steps_written: u64,
     buf: Vec<u8>,
+    /// Where each batch of the last group encoded starts in the open segment: the time index
+    /// places it by its own record, so that a station's frames get blocks of their own.
+    offsets: Vec<u64>,
 }
 
 /// What a shard's sink shares with the others and with retention: the disk's emergency gate, the
@@ -239,6 +242,7 @@ impl SegmentSink {
             steps_written: steps.newest(),
             steps,
             buf: Vec::with_capacity(1 << 20),
+            offsets: Vec::new(),
         };
         writer.start(start, started, &leftover.frames)?;
         leftover.delete()?;
@@ -471,7 +475,7 @@ impl Writer {
         let (raised, steps) = self.encode(batches, at);
         self.write_buf()?;
         self.commit_steps(steps);
-        for batch in batches {
+        for (batch, &offset) in batches.iter().zip(&self.offsets) {
             let source = &batch.source;
             let key = (source.kind, source.id);
             let sequences = || batch.payloads().map(|(sequence, _)| sequence);
@@ -479,10 +483,13 @@ impl Writer {
                 tracked.above.extend(sequences());
             }
             let received = self.clock.at(batch.decoded_at);
-            self.contents.add(at, key, received, sequences());
-            if let Some((delivery, _)) = batch.reception() {
-                self.contents
-                    .add_station(key, &delivery.station, sequences());
+            match batch.reception() {
+                Some((delivery, _)) => {
+                    let station = &delivery.station;
+                    self.contents
+                        .add_delivered(offset, key, received, station, sequences);
+                }
+                None => self.contents.add(offset, key, received, sequences()),
             }
             self.span.add(Some((received, received)));
         }

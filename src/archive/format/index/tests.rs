@@ -95,6 +95,55 @@ fn the_time_index_passes_over_blocks_of_other_sources() {
     );
 }
 
+/// A station's records between the uplinks' get blocks of their own: a reader of the station's
+/// source reads its records, not the 66 KiB records between them.
+#[test]
+fn a_stations_frames_are_read_without_the_uplinks_records_between_them() {
+    let (uplink, station) = ((SourceKind::LiveUplink, 1), (SourceKind::LiveUplink, 9));
+    assert_ne!(sources_mask(&[uplink]), sources_mask(&[station]));
+    let mut index = SegmentIndex::default();
+    let (uplink_len, station_len) = (66 * 1024, 1_100);
+    let mut offset = 8;
+    let mut stations = Vec::new();
+    for second in 0..20u64 {
+        index.add(offset, uplink, second, [second]);
+        offset += uplink_len;
+        index.add_delivered(offset, station, second, "Kiruna", || [second]);
+        stations.push((offset, offset + station_len));
+        offset += station_len;
+    }
+    index.len = offset;
+    let read = index.ranges_between(0, u64::MAX, sources_mask(&[station]));
+    assert_eq!(read, stations);
+    assert_eq!(index.stations[&(0, 9)]["Kiruna"].len(), 20);
+}
+
+/// However a station's and the uplinks' records alternate, small, the time index keeps at most a
+/// block per 8 KiB of records (and one per 64 KiB), so that an index stays small.
+#[test]
+fn alternating_small_records_keep_the_blocks_few() {
+    let (uplink, station) = ((SourceKind::LiveUplink, 1), (SourceKind::LiveUplink, 9));
+    let mut index = SegmentIndex::default();
+    let mut offset = 8;
+    for record in 0..40_000u64 {
+        let sequence = record / 2;
+        match record % 2 {
+            0 => index.add(offset, uplink, record, [sequence]),
+            _ => index.add_delivered(offset, station, record, "Kiruna", || [sequence]),
+        }
+        offset += 200;
+    }
+    index.len = offset;
+    let most = 2 * index.len / STATIONS_APART_BYTES + index.len / TIME_BLOCK_BYTES + 1;
+    assert!(
+        index.times.len() as u64 <= most,
+        "{} blocks",
+        index.times.len()
+    );
+    // A station's block after each 16 KiB of the uplinks'.
+    assert!(index.times.len() > 900, "{} blocks", index.times.len());
+}
+
 #[test]
 fn an_index_reads_back_as_written() {
     let index = sample();

@@ -330,6 +330,7 @@ impl Reading<'_> {
             false => vec![(format::MAGIC.len() as u64, self.walk.end.len)],
         };
         let segment = SegmentFile::open(self.walk.shard, index, path)?;
+        segment.will_read(&ranges);
         let (mut meets, mut elsewhere) = (false, Elsewhere::new());
         for (mut from, to) in ranges {
             while from < to {

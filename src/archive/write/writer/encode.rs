@@ -106,7 +106,9 @@ impl Writer {
         self.buf.clear();
         let steps = self.encode_steps(at);
         let mut raised = Raised::new();
+        self.offsets.clear();
         for batch in batches {
+            self.offsets.push(at + self.buf.len() as u64);
             let source = &batch.source;
             let key = (source.kind, source.id);
             // A backfill's ledger says nothing of the source's live frames.

@@ -1,11 +1,13 @@
 //! The segment writer's tests: what it writes, syncs, rolls over and recovers.
 
 use super::*;
+use crate::archive::format::index;
 use crate::archive::format::{Entry, MAGIC};
 use crate::archive::write::page_cache;
 use crate::config::{ArchiveKind, SyncMode};
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::ledger::{Ledger, Run};
+use crate::domain::reception::{Delivery, Received};
 use crate::domain::source::Source;
 use bytes::Bytes;
 use std::fs::OpenOptions;
@@ -25,6 +27,17 @@ fn batch_of(priority: Priority, source: &Arc<Source>, first: u64, count: u64) ->
         batch.push(sequence, i..i + 1);
     }
     batch.attach(Bytes::from(vec![0xa5; count as usize]));
+    Arc::new(batch)
+}
+
+/// A batch of `count` one-byte frames of `source` that `delivery`'s station received.
+fn delivered(source: &Arc<Source>, delivery: &Arc<Delivery>, first: u64, count: u64) -> Arc<Batch> {
+    let now = std::time::Instant::now();
+    let mut batch = Batch::new(Arc::clone(source), Priority::Routine, now, count as usize);
+    for (i, sequence) in (first..first + count).enumerate() {
+        batch.push_received(sequence, i..i + 1, delivery, Received::default());
+    }
+    batch.attach(Bytes::from(vec![0x5a; count as usize]));
     Arc::new(batch)
 }
 
@@ -587,5 +600,45 @@ async fn a_segment_a_crash_left_unnamed_is_deleted_and_not_read() {
         .count();
     assert_eq!(frames, 10, "nothing of the unnamed segment is in it");
     drop(sink);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The time index the writer keeps is the one a scan of the segment builds: each batch placed at
+/// its own record, so a station's frames written in one group with the uplinks' get blocks of
+/// their own, and a reader of the station's source reads none of the uplinks' records.
+#[tokio::test]
+async fn a_stations_frames_get_blocks_of_their_own_within_a_write() {
+    let (dir, config) = fresh_archive("station-blocks", 64 << 20);
+    let (mut sink, _) = SegmentSink::open(&config).unwrap();
+    let (uplink, station) = (uplink(1), uplink(2));
+    let key = |source: &Arc<Source>| (source.kind, source.id);
+    let station_mask = index::sources_mask(&[key(&station)]);
+    assert_eq!(index::sources_mask(&[key(&uplink)]) & station_mask, 0);
+    let delivery = Arc::new(Delivery::live("gs-1", "Kiruna"));
+    for group in 0..8 {
+        let first = group * 40_000;
+        let group = [
+            batch(&uplink, first, 20_000),
+            delivered(&station, &delivery, group * 10, 10),
+            batch(&uplink, first + 20_000, 20_000),
+        ];
+        sink.write(&group).await.unwrap();
+    }
+    sink.sync().await.unwrap();
+    let path = dir.join(format::segment_name(1));
+    let rebuilt = SegmentIndex::build(&path).unwrap();
+    let written = &sink.writer.contents;
+    assert_eq!(written.times, rebuilt.times);
+    let entries = format::read_segment(&path).unwrap().entries;
+    let ranges = written.ranges_between(0, u64::MAX, station_mask);
+    let read: Vec<u32> = (entries.iter())
+        .filter(|(offset, _)| ranges.iter().any(|(a, b)| (a..b).contains(&offset)))
+        .filter_map(|(_, entry)| match entry {
+            Entry::Frame(frame) => Some(frame.source_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read, [2; 80], "only the station's frames are read");
+    sink.close().await.unwrap();
     let _ = fs::remove_dir_all(&dir);
 }
