@@ -9,8 +9,9 @@
 //! of sequences, and a time index.
 //!
 //! The time index answers "where in this segment are the frames received between two times"
-//! without reading it: the segment in blocks of at least [`TIME_BLOCK_BYTES`] of records, each
-//! with its offset and the oldest and newest received time of its frames. Received times are not
+//! without reading it: the segment in blocks of about [`TIME_BLOCK_BYTES`] of records, each
+//! with its offset and the oldest and newest received time of its frames (a station's frames in
+//! blocks of their own, which its passes read). Received times are not
 //! in order inside a shard (an emergency frame overtakes queued routine ones; frames recovered
 //! from a journal are written after newer ones), so each block has both bounds and a time range
 //! reads every block whose bounds meet it, and only those: exact whatever the order.
@@ -44,14 +45,13 @@ const SUFFIX: &str = ".index";
 const MOST_ENTRIES: u32 = 1 << 24;
 
 /// Bytes of records a block of the time index covers before the next block starts (a block
-/// starts at a group of records, never inside one): 1,024 blocks of 24 bytes for a 64 MiB
-/// segment.
+/// starts at a record, never inside one): 1,024 blocks of 32 bytes for a 64 MiB segment.
 pub(crate) const TIME_BLOCK_BYTES: u64 = 64 * 1024;
 
 /// Bytes of the uplinks' records a block covers before a station's frames start one of their own
 /// (and those of a station's block before the uplinks' do, none): a station's passes are read
-/// without the uplinks' records beside them, and a segment has at most one block per 8 KiB on
-/// average however the two alternate.
+/// without the uplinks' records beside them, and a segment has at most two blocks per 16 KiB
+/// besides the 64 KiB ones, however the two alternate.
 pub(crate) const STATIONS_APART_BYTES: u64 = 16 * 1024;
 
 /// A block of a segment's time index: the records from `offset` to the next block's offset (or
@@ -129,8 +129,9 @@ pub(crate) enum Block {
     Stations,
 }
 
-/// The kind of the last block, which only places the next record: not written, and every index
-/// equals every other in it (one read back equals the one written).
+/// The kind of the last block, which only places the next record of an index being built (by
+/// the writer, or from a scan): not written, so an index read back has the default, and every
+/// index equals every other in it (one read back equals the one written).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct LastBlock(Block);
 

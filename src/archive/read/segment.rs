@@ -144,21 +144,23 @@ impl SegmentFile {
         &self.file
     }
 
-    /// Tells the kernel that `ranges` are read next, so that it reads them from the disk all at
-    /// once rather than one after the other as each is asked for: a station's blocks, small and
-    /// apart, cost a disk's latency each otherwise. Only advice: a failure is not reported.
-    pub(crate) fn will_read(&self, ranges: &[(u64, u64)]) {
-        #[cfg(target_os = "linux")]
+    /// Tells the kernel that `ranges` (of a sealed segment) are read soon, so that it reads them
+    /// from the disk all at once rather than one after the other as each is asked for: a
+    /// station's blocks, small and apart, cost a disk's latency each otherwise. The first `most`
+    /// bytes of them only: the rest are read as they come, with the kernel's readahead, rather
+    /// than pushing other files out of the page cache. Only advice: a failure is not reported.
+    pub(crate) fn will_read(&self, ranges: &[(u64, u64)], most: u64) {
+        let mut asked = 0;
         for &(from, to) in ranges {
-            use std::os::fd::AsRawFd;
-            let (at, len) = (from as libc::off_t, to.saturating_sub(from) as libc::off_t);
-            // SAFETY: posix_fadvise reads no memory; `self.file` keeps the descriptor open.
-            unsafe {
-                libc::posix_fadvise(self.file.as_raw_fd(), at, len, libc::POSIX_FADV_WILLNEED)
-            };
+            let len = to.saturating_sub(from);
+            if asked + len > most {
+                break;
+            }
+            if len > 0 {
+                will_need(&self.file, from, len);
+                asked += len;
+            }
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = ranges;
     }
 
     /// Reads the whole records from `from` (where one starts) up to `to`, about `budget` bytes
@@ -203,6 +205,19 @@ impl SegmentFile {
     }
 }
 
+/// `POSIX_FADV_WILLNEED` for `len` bytes of `file` from `from`: the kernel starts reading them.
+fn will_need(file: &File, from: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (at, len) = (from as libc::off_t, len as libc::off_t);
+        // SAFETY: posix_fadvise reads no memory; `file` keeps the descriptor open for the call.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), at, len, libc::POSIX_FADV_WILLNEED) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, from, len);
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -211,32 +226,28 @@ mod tests {
     use crate::domain::frame::{Priority, SourceKind};
 
     /// A wanted source's bit is looked for only in the segments that hold that source: another
-    /// source sharing its bit (live:22 and live:1000001 do) has none of its blocks read there.
+    /// source sharing its bit (live:7 and live:62 do) has none of its blocks read there.
     #[test]
     fn a_source_of_the_same_bit_is_not_read_where_the_wanted_one_is_not() {
-        let (other, wanted) = (
-            (SourceKind::LiveUplink, 22),
-            (SourceKind::LiveUplink, 1_000_001),
-        );
-        assert_eq!(
-            index::sources_mask(&[other]),
-            index::sources_mask(&[wanted])
-        );
-        let mut contents = SegmentIndex::default();
-        contents.add(8, other, 10, [0]);
-        contents.len = 100;
-        let filter = FrameFilter {
-            sources: vec![wanted],
-            ..FrameFilter::default()
+        let (held, absent) = ((SourceKind::LiveUplink, 7), (SourceKind::LiveUplink, 62));
+        let mask = |source| index::sources_mask(&[source]);
+        assert_eq!(mask(held), mask(absent));
+        let (path, _, len) = segment("same-bit", false);
+        let dir = path.parent().unwrap();
+        let spans = SpanCache::default();
+        let ranges = |sources: Vec<SourceKey>| {
+            let wanted = Wanted::of(&FrameFilter {
+                sources,
+                ..FrameFilter::default()
+            });
+            wanted.sealed(dir, 0, &path, &spans).unwrap().ranges
         };
-        let window = Wanted::of(&filter);
-        assert_eq!(window.mask(&contents), 0);
-        contents.add(50, wanted, 10, [0]);
-        assert_eq!(window.mask(&contents), index::sources_mask(&[wanted]));
-        assert_eq!(
-            Wanted::of(&FrameFilter::default()).mask(&contents),
-            u64::MAX
-        );
+        assert_eq!(ranges(vec![absent]), []);
+        let whole = [(format::MAGIC.len() as u64, len)];
+        assert_eq!(ranges(vec![held]), whole);
+        assert_eq!(ranges(vec![absent, held]), whole);
+        assert_eq!(ranges(vec![]), whole);
+        fs::remove_dir_all(dir).unwrap();
     }
 
     /// Segment 0 of a shard directory of its own: three one-frame records received at 10, 20 and

@@ -6,7 +6,7 @@
 //! (an emergency frame overtakes queued routine ones; frames recovered from a journal at a restart
 //! are written after newer ones), so no bisection of a segment is exact. A sealed segment's index
 //! (`crate::archive::format::index`) has the oldest and newest received time of every block of about
-//! 64 KiB: the reader reads the blocks that meet its window and jumps over the others, and over
+//! 64 KiB (a station's frames in smaller ones): the reader reads the blocks that meet its window and jumps over the others, and over
 //! whole segments that hold nothing of it. The open segment has no index yet; it is read whole.
 //!
 //! When a window ends (`until`), a shard has nothing more to give once every sealed segment left

@@ -475,6 +475,7 @@ impl Writer {
         let (raised, steps) = self.encode(batches, at);
         self.write_buf()?;
         self.commit_steps(steps);
+        debug_assert_eq!(self.offsets.len(), batches.len());
         for (batch, &offset) in batches.iter().zip(&self.offsets) {
             let source = &batch.source;
             let key = (source.kind, source.id);

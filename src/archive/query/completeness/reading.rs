@@ -162,6 +162,10 @@ impl Found {
     }
 }
 
+/// The most bytes of a segment's blocks a reading asks the kernel for before it reads them
+/// ([`SegmentFile::will_read`]).
+const READ_AHEAD_BYTES: u64 = 16 << 20;
+
 /// What one shard's segments are read for: the shard's directory and durable end, the sources
 /// and window wanted, and the timeline.
 pub(super) struct Reading<'a> {
@@ -312,7 +316,8 @@ impl Reading<'_> {
         path: &Path,
         found: &mut Found,
     ) -> Result<bool, ArchiveError> {
-        let ranges = match index < self.walk.end.segment {
+        let of_sealed = index < self.walk.end.segment;
+        let ranges = match of_sealed {
             true => {
                 let sealed = self
                     .wanted
@@ -330,7 +335,9 @@ impl Reading<'_> {
             false => vec![(format::MAGIC.len() as u64, self.walk.end.len)],
         };
         let segment = SegmentFile::open(self.walk.shard, index, path)?;
-        segment.will_read(&ranges);
+        if of_sealed {
+            segment.will_read(&ranges, READ_AHEAD_BYTES);
+        }
         let (mut meets, mut elsewhere) = (false, Elsewhere::new());
         for (mut from, to) in ranges {
             while from < to {

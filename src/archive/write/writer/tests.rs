@@ -627,8 +627,14 @@ async fn a_stations_frames_get_blocks_of_their_own_within_a_write() {
     sink.sync().await.unwrap();
     let path = dir.join(format::segment_name(1));
     let rebuilt = SegmentIndex::build(&path).unwrap();
-    let written = &sink.writer.contents;
+    let written = &SegmentIndex {
+        len: rebuilt.len,
+        ..sink.writer.contents.clone()
+    };
     assert_eq!(written.times, rebuilt.times);
+    let mut bytes = Vec::new();
+    written.encode(&mut bytes);
+    assert_eq!(index::decode(&bytes).as_ref(), Some(written), "reads back");
     let entries = format::read_segment(&path).unwrap().entries;
     let ranges = written.ranges_between(0, u64::MAX, station_mask);
     let read: Vec<u32> = (entries.iter())
