@@ -74,7 +74,9 @@ pub(crate) fn source_bit(kind: u8, id: u32) -> u64 {
     1 << (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
 }
 
-/// The mask of `sources`' bits; every bit when there are none (a reader of every source).
+/// The mask of `sources`' bits; every bit when there are none (a reader of every source). A
+/// reader's is narrowed to the sources each segment holds (`crate::archive::read`).
+#[cfg(test)]
 pub(crate) fn sources_mask(sources: &[SourceKey]) -> u64 {
     match sources {
         [] => u64::MAX,
@@ -348,7 +350,7 @@ impl SegmentIndex {
     }
 
     /// The byte ranges of the segment that hold every frame received from `from` to `to`
-    /// (inclusive) of the sources whose bits are in `sources` ([`sources_mask`]), by its time
+    /// (inclusive) of the sources whose bits are in `sources` ([`source_bit`]), by its time
     /// index: each a run of blocks whose bounds meet the range and whose mask meets `sources`,
     /// from a block's offset to the next block's (the last to the segment's length). Other frames
     /// are in them too; none of those asked for is outside them.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::error::{DamagedRange, ReadError};
 use super::gap::Passed;
 use super::run::{ArchivedFrame, FrameRun};
-use super::segment::{Piece, SegmentFile};
+use super::segment::{advise, Advice, Piece, SegmentFile};
 use super::start::Start;
 use crate::archive::format::{self, ArchiveError, Entry, Records, MAGIC};
 use crate::domain::filter::FrameFilter;
@@ -215,8 +215,12 @@ pub(crate) fn read(dir: &Path, ask: &ChunkRead) -> Result<Chunk, ReadError> {
         return Ok(empty(cursor));
     }
     let (file, path) = open_to_read(dir, shard, cursor.segment)?;
+    // A reader of a time window reads parts of segments (a few blocks of a sealed one's time
+    // index, the magic at its start, the first chunk of the open one), so the kernel reads no
+    // further ahead: its readahead more than doubled the bytes a query of one source read from
+    // the disk (`docs/bench/queries.md`).
     if ask.filter.has_window() {
-        read_only_what_is_asked(&file);
+        advise(&file, 0, 0, Advice::Random);
     }
     let limit = segment_limit(&file, &path, cursor.segment, end)?;
     if cursor.offset >= limit {
@@ -244,7 +248,8 @@ pub(crate) fn read(dir: &Path, ask: &ChunkRead) -> Result<Chunk, ReadError> {
         }
     };
     if ask.uncache && cursor.segment < end.segment {
-        drop_cached(segment.file(), cursor.offset, records.next);
+        let read = records.next.saturating_sub(cursor.offset);
+        advise(segment.file(), cursor.offset, read, Advice::DontNeed);
     }
     let next = Cursor {
         segment: cursor.segment,
@@ -265,36 +270,6 @@ pub(crate) fn read(dir: &Path, ask: &ChunkRead) -> Result<Chunk, ReadError> {
         passed,
         damaged: None,
     })
-}
-
-/// A reader of a time window reads parts of segments (a few blocks of a sealed one's time index,
-/// the magic at its start, the first chunk of the open one) and asks the kernel to read no further
-/// ahead: its readahead more than doubled the bytes a query of one source read from the disk
-/// (`docs/bench/queries.md`). Only advice: a failure changes nothing that matters, so it is not
-/// reported.
-fn read_only_what_is_asked(file: &File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: posix_fadvise reads no memory; `file` keeps the descriptor open for the call.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
-}
-
-/// Drops bytes `from..to` of a segment, read, from the page cache. Only advice: a failure changes
-/// nothing that matters, so it is not reported.
-fn drop_cached(file: &File, from: u64, to: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let (at, len) = (from as libc::off_t, to.saturating_sub(from) as libc::off_t);
-        // SAFETY: posix_fadvise reads no memory; `file` keeps the descriptor open for the call.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), at, len, libc::POSIX_FADV_DONTNEED) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, from, to);
 }
 
 /// The frames of `records` that `filter` wants, a run per record, each frame with its position;

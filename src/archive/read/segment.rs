@@ -63,19 +63,16 @@ impl Wanted {
         newest >= self.since && oldest <= self.until
     }
 
-    /// The bits ([`index::sources_mask`]) of the sources wanted that a segment holds, by its
+    /// The bits ([`index::source_bit`]) of the sources wanted that a segment holds, by its
     /// index (`contents`): a source of another shard or time that shares a bit with one wanted
     /// has none of its blocks read. Every bit when every source is wanted.
     fn mask(&self, contents: &SegmentIndex) -> u64 {
         if self.sources.is_empty() {
             return u64::MAX;
         }
-        let held = |(kind, id): &&SourceKey| contents.sources.contains_key(&(kind.to_byte(), *id));
-        let held: Vec<SourceKey> = self.sources.iter().filter(held).copied().collect();
-        match held.is_empty() {
-            true => 0,
-            false => index::sources_mask(&held),
-        }
+        let held = (self.sources.iter()).map(|(kind, id)| (kind.to_byte(), *id));
+        held.filter(|key| contents.sources.contains_key(key))
+            .fold(0, |mask, (kind, id)| mask | index::source_bit(kind, id))
     }
 
     /// What sealed segment `segment` (at `path`, in shard directory `dir`) holds of the window,
@@ -157,7 +154,7 @@ impl SegmentFile {
                 break;
             }
             if len > 0 {
-                will_need(&self.file, from, len);
+                advise(&self.file, from, len, Advice::WillNeed);
                 asked += len;
             }
         }
@@ -205,17 +202,34 @@ impl SegmentFile {
     }
 }
 
-/// `POSIX_FADV_WILLNEED` for `len` bytes of `file` from `from`: the kernel starts reading them.
-fn will_need(file: &File, from: u64, len: u64) {
+/// What a reader tells the kernel of bytes of a segment (`posix_fadvise`).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Advice {
+    /// Read no further ahead than asked.
+    Random,
+    /// Read soon: start reading them.
+    WillNeed,
+    /// Read: drop them from the page cache.
+    DontNeed,
+}
+
+/// Gives `advice` for `len` bytes of `file` from `from` (0: to its end). Only advice: a failure
+/// changes nothing that matters, so it is not reported.
+pub(super) fn advise(file: &File, from: u64, len: u64, advice: Advice) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
+        let advice = match advice {
+            Advice::Random => libc::POSIX_FADV_RANDOM,
+            Advice::WillNeed => libc::POSIX_FADV_WILLNEED,
+            Advice::DontNeed => libc::POSIX_FADV_DONTNEED,
+        };
         let (at, len) = (from as libc::off_t, len as libc::off_t);
         // SAFETY: posix_fadvise reads no memory; `file` keeps the descriptor open for the call.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), at, len, libc::POSIX_FADV_WILLNEED) };
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), at, len, advice) };
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (file, from, len);
+    let _ = (file, from, len, advice);
 }
 
 #[cfg(test)]
