@@ -23,8 +23,12 @@ use futures_util::StreamExt;
 /// default.
 pub const STREAM: &str = "TELEMETRY";
 
-/// The longest wait for the stream to catch up, or for one message.
+/// The longest wait for the stream to catch up.
 const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The longest wait for one message before reading on with a new consumer: the ordered consumer
+/// itself recreates only after two missed idle heartbeats of 15 s.
+const STALL: Duration = Duration::from_secs(10);
 
 /// A frame: `(kind, source, seq)`, `kind` as the message id spells it (`live` or `replay`).
 pub type Frame = (String, u32, u64);
@@ -152,41 +156,69 @@ pub async fn stream_messages(
     };
     let mut read = Vec::new();
     loop {
-        let last = stream
-            .info()
-            .await
-            .expect("stream info")
-            .state
-            .last_sequence;
-        read_messages(&stream, &mut read, last).await;
-        let held = read.len() as u64;
-        let Some(expected) = expected else {
-            return read;
+        let info = stream.info().await.expect("stream info");
+        let last = info.state.last_sequence;
+        let caught_up = match lagging_replicas(info) {
+            Some(lagging) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "replicas {lagging:?} of the stream {STREAM} not current after {PATIENCE:?}"
+                );
+                false
+            }
+            None => match read_messages(&stream, &mut read, last).await {
+                Ok(()) => true,
+                Err(why) => {
+                    eprintln!("reading the stream {STREAM} on with a new consumer: {why}");
+                    false
+                }
+            },
         };
-        assert!(
-            held <= expected,
-            "the stream holds {held} frames, more than the {expected} archived"
-        );
-        if held == expected {
+        let held = read.len() as u64;
+        if let Some(expected) = expected {
+            assert!(
+                held <= expected,
+                "the stream holds {held} frames, more than the {expected} archived"
+            );
+            if held == expected {
+                return read;
+            }
+        } else if caught_up {
             return read;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the stream holds {held} of {expected} frames"
+            "the stream holds {held} frames{} after {PATIENCE:?}",
+            expected.map_or(String::new(), |e| format!(" of {e}"))
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Reads the stream's messages after those `read` has, up to stream sequence `last`, into it.
+/// The stream's replicas that are not current with its leader (which answered `info`), or `None`
+/// when each is (or it has none). A consumer is placed on any replica: on one still catching up
+/// after a restart it would see only what that replica holds.
+fn lagging_replicas(info: &jetstream::stream::Info) -> Option<Vec<String>> {
+    let replicas = &info.cluster.as_ref()?.replicas;
+    let lagging: Vec<String> = replicas
+        .iter()
+        .filter(|r| !r.current)
+        .map(|r| r.name.clone())
+        .collect();
+    (!lagging.is_empty()).then_some(lagging)
+}
+
+/// Reads the stream's messages after those `read` has, up to stream sequence `last`, into it;
+/// `Err` with why if the consumer could not be made or a message took longer than [`STALL`]: the
+/// caller reads on from there with a new consumer.
 async fn read_messages(
     stream: &jetstream::stream::Stream,
     read: &mut Vec<StreamMessage>,
     last: u64,
-) {
+) -> Result<(), String> {
     let after = read.last().map_or(0, |m| m.stream_sequence);
     if after >= last {
-        return;
+        return Ok(());
     }
     let config = jetstream::consumer::pull::OrderedConfig {
         deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
@@ -194,21 +226,26 @@ async fn read_messages(
         },
         ..Default::default()
     };
-    let consumer = stream
-        .create_consumer(config)
-        .await
-        .expect("an ordered consumer");
-    let mut messages = consumer.messages().await.expect("consume the stream");
+    let consumer = stream.create_consumer(config).await;
+    let consumer = consumer.map_err(|e| format!("an ordered consumer: {e}"))?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     loop {
-        let message = tokio::time::timeout(PATIENCE, messages.next())
-            .await
-            .expect("the next message in time")
-            .expect("a message")
-            .expect("a readable message");
+        let Ok(next) = tokio::time::timeout(STALL, messages.next()).await else {
+            let at = read.last().map_or(0, |m| m.stream_sequence);
+            return Err(format!(
+                "no message after stream sequence {at} in {STALL:?}"
+            ));
+        };
+        let message = next.expect("a message").expect("a readable message");
         let stream_sequence = message.info().expect("a JetStream message").stream_sequence;
+        // An ordered consumer that recreates itself before its first message starts again
+        // from the stream's first.
+        if stream_sequence <= after {
+            continue;
+        }
         read.extend(frames_of(&message, stream_sequence));
         if stream_sequence >= last {
-            return;
+            return Ok(());
         }
     }
 }
