@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use aggregator::archive::format::ArchiveError;
-use aggregator::archive::write::{ArchiveSink, BoxFuture};
+use aggregator::archive::write::{ArchiveSink, BoxFuture, JournalAppend};
 use aggregator::config::ArchiveKind;
 use aggregator::domain::position::DurableEnd;
 use aggregator::ops::monitor;
@@ -65,10 +65,7 @@ impl ArchiveSink for MeasuredSink {
         self.inner.write(batches)
     }
 
-    fn journal(
-        &mut self,
-        batches: &[Arc<Batch>],
-    ) -> Option<BoxFuture<'static, Result<Vec<bytes::Bytes>, ArchiveError>>> {
+    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<JournalAppend> {
         self.inner.journal(batches)
     }
 

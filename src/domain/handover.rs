@@ -5,7 +5,16 @@
 //! durable end, so an emergency found there waits for its segment's sync and for the routine frames
 //! written before it to be read (about the pace, `emergency_wait_ms`, hundreds of milliseconds at
 //! full rate). The journal makes an emergency durable on its own within milliseconds; the archive's
-//! consumer then hands its records here, and the sink publishes them ahead of the files.
+//! consumer hands its records here as it starts the journal's append, and the sink publishes them
+//! ahead of the files while the journal syncs.
+//!
+//! Why before the sync: an emergency's ACK waits for both its local copy and its replica, and one
+//! after the other they add up (the journal's sync shares the disk with the JetStream stores). The
+//! replica counts only once the batch is [`Durable`], so nothing is acknowledged early; a replica
+//! whose append failed counts when the files meet the frames, after their segment's sync. A crash
+//! between the publish and the sync leaves the stream a frame the archive lacks, as a daemon lost
+//! after publishing does: its sender still holds it, and the sink that stores it again leaves it
+//! out (its subject's marks).
 //!
 //! Nothing rests on this path. The sink still meets each frame in the files, where it finds it in
 //! the stream already; an emergency it does not take from here (the queue full, the journal
@@ -15,8 +24,8 @@
 //! ([`Journaled::after`]), and the sink takes a batch only once that one is in the stream.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -26,7 +35,7 @@ use super::frame::SourceKey;
 /// The most batches waiting for the sink: past it the oldest are dropped, to the files' path.
 const MOST_WAITING: usize = 4_096;
 
-/// An emergency batch durable in the journal.
+/// An emergency batch the journal is appending.
 #[derive(Debug, Clone)]
 pub struct Journaled {
     pub key: SourceKey,
@@ -36,6 +45,22 @@ pub struct Journaled {
     pub first: u64,
     /// Its FRAMES records, byte for byte as the journal and the segment hold them.
     pub records: Bytes,
+    /// Whether the journal's append of it ended durable.
+    pub durable: Durable,
+}
+
+/// Set once a journal append (of one or several batches) is durable; never if it failed.
+#[derive(Debug, Clone, Default)]
+pub struct Durable(Arc<AtomicBool>);
+
+impl Durable {
+    pub(crate) fn is_durable(&self) -> bool {
+        self.0.load(Acquire)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Release);
+    }
 }
 
 /// The batches handed over and not yet taken, and each source's last emergency written.
@@ -57,13 +82,20 @@ impl Handover {
         written.insert(key, last)
     }
 
-    /// Called by the archive's consumer once `batches` are durable in the journal.
+    /// Called by the archive's consumer as the journal starts appending `batches`.
     pub(crate) fn hand(&self, batches: impl IntoIterator<Item = Journaled>) {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         waiting.extend(batches);
         let over = waiting.len().saturating_sub(MOST_WAITING);
         waiting.drain(..over);
         drop(waiting);
+        self.ready.notify_one();
+    }
+
+    /// Called by the archive's consumer once the journal's append of the batches that share
+    /// `durable` ended durable: the sink counts their replicas.
+    pub(crate) fn made_durable(&self, durable: &Durable) {
+        durable.set();
         self.ready.notify_one();
     }
 
@@ -83,7 +115,7 @@ impl Handover {
         waiting.drain(..).collect()
     }
 
-    /// Completes once a batch was handed over since the last time it completed.
+    /// Completes once a batch was handed over, or made durable, since the last time it completed.
     pub(crate) async fn ready(&self) {
         self.ready.notified().await;
     }
@@ -102,6 +134,7 @@ mod tests {
             after,
             first,
             records,
+            durable: Durable::default(),
         }
     }
 
@@ -123,6 +156,21 @@ mod tests {
         assert_eq!(taken.len(), MOST_WAITING);
         assert_eq!(taken[0].first, 3);
         assert!(handover.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_append_made_durable_wakes_the_sink_and_marks_each_of_its_batches() {
+        let handover = Handover::default();
+        let (first, second) = (batch(1, None), batch(2, Some(1)));
+        let second = Journaled {
+            durable: first.durable.clone(),
+            ..second
+        };
+        assert!(!first.durable.is_durable());
+        handover.made_durable(&first.durable);
+        handover.ready().await;
+        assert!(first.durable.is_durable() && second.durable.is_durable());
+        assert!(!batch(3, Some(2)).durable.is_durable(), "another append's");
     }
 
     #[tokio::test]

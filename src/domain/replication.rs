@@ -178,7 +178,7 @@ impl Replication {
         let _ = published.wait_for(|published| *published).await;
     }
 
-    /// Where the archive's consumer hands emergencies durable in its journal to the sink.
+    /// Where the archive's consumer hands the emergencies its journal appends to the sink.
     pub(crate) fn handover(&self) -> &Handover {
         &self.handover
     }

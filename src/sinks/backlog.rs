@@ -32,8 +32,6 @@ pub(super) struct Backlog {
     frames: usize,
     bytes: usize,
     pub(super) unacked: Unacked,
-    /// Each source's last emergency read, for those the journal handed over (`super::urgent`).
-    emergency_read: HashMap<SourceKey, u64>,
 }
 
 enum Queues {
@@ -113,7 +111,6 @@ impl Backlog {
             frames: 0,
             bytes: 0,
             unacked: Unacked::default(),
-            emergency_read: HashMap::new(),
         }
     }
 
@@ -124,12 +121,6 @@ impl Backlog {
             self.unacked.read(frame.shard_position());
             self.frames += 1;
             self.bytes += frame.frame.payload.len();
-            if frame.frame.priority == Priority::Emergency {
-                let read = (self.emergency_read)
-                    .entry((frame.frame.kind, frame.frame.source_id))
-                    .or_default();
-                *read = (*read).max(frame.frame.sequence);
-            }
         }
         let key = |f: &ArchivedFrame| (f.frame.kind, f.frame.source_id);
         match &mut self.queues {
@@ -249,11 +240,6 @@ impl Backlog {
                 .min(),
             Queues::Sources(sources) => sources.values().filter_map(SourceQueue::oldest).min(),
         }
-    }
-
-    /// The last emergency of source `key` read.
-    pub(super) fn emergency_read(&self, key: SourceKey) -> Option<u64> {
-        self.emergency_read.get(&key).copied()
     }
 
     /// Frames read and not yet published.

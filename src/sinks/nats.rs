@@ -474,7 +474,7 @@ impl JetStreamWriter {
                 .min();
             self.progress.note_oldest(oldest, caught_up);
             self.note_earlier(&backlog.cursors);
-            let next = match self.publish_journaled(backlog, in_flight).await {
+            let next = match self.publish_journaled(in_flight).await {
                 None => self.publish_next(backlog, in_flight).await,
                 journaled => journaled,
             };
@@ -642,12 +642,11 @@ impl JetStreamWriter {
         }
     }
 
-    /// Publishes the next batch of emergencies the archive handed over from its journal that
-    /// may go now ([`Urgent`]), ahead of the files (layout `records/1`; in `frame/1` the files
-    /// publish them).
+    /// Counts the emergencies published from the journal that are durable now, and publishes the
+    /// next batch handed over that may go ([`Urgent`]), ahead of the files (layout `records/1`;
+    /// in `frame/1` the files publish them).
     async fn publish_journaled(
         &mut self,
-        backlog: &Backlog,
         in_flight: &Window,
     ) -> Option<Result<InFlight, NatsError>> {
         let handed = self.files.replication.as_ref()?.handover().take();
@@ -655,11 +654,13 @@ impl JetStreamWriter {
             return None;
         }
         self.urgent.add(handed);
+        let counted = (self.urgent).count_durable((self.files.replication.as_deref(), &self.stats));
+        self.progress.acked_new.fetch_add(counted, Relaxed);
         if in_flight.len() >= self.config.window {
             return None;
         }
         let replication = self.files.replication.as_deref()?;
-        for key in (self.urgent).ready(in_flight.busy(), |key| backlog.emergency_read(key)) {
+        for key in self.urgent.ready(in_flight.busy()) {
             let series = match self.stream.series(&self.message, key).await {
                 Ok((series, _)) => series,
                 Err(why) => return Some(Err(why)),

@@ -18,6 +18,7 @@ use super::message::Through;
 use crate::archive::format::FrameRecord;
 use crate::archive::read::ArchivedFrame;
 use crate::domain::frame::{Priority, SourceKey};
+use crate::domain::handover::Durable;
 use crate::domain::position::ShardPosition;
 
 /// A PubAck to come.
@@ -32,6 +33,8 @@ pub(super) struct InFlight {
     /// Or emergencies handed over from the archive's journal (`super::urgent`): not in the
     /// files' order, never published again (the files publish them after a failure).
     pub(super) journaled: Vec<FrameRecord>,
+    /// Whether the journal's appends of them are durable.
+    pub(super) durable: Vec<Durable>,
     /// For each frame, whether it was left out: the stream holds it already.
     pub(super) held: Vec<bool>,
     /// The frames held were published by another daemon (else by this one, before a failure).
@@ -56,9 +59,10 @@ impl InFlight {
     }
 
     /// Emergencies handed over from the journal, published ahead of the files.
-    pub(super) fn journaled(frames: Vec<FrameRecord>) -> InFlight {
+    pub(super) fn journaled(frames: Vec<FrameRecord>, durable: Vec<Durable>) -> InFlight {
         let mut in_flight = InFlight::of_records(&frames);
         in_flight.journaled = frames;
+        in_flight.durable = durable;
         in_flight
     }
 
@@ -73,6 +77,7 @@ impl InFlight {
         InFlight {
             frames: Vec::new(),
             journaled: Vec::new(),
+            durable: Vec::new(),
             held: Vec::new(),
             elsewhere: false,
             series: None,

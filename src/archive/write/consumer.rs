@@ -37,9 +37,9 @@
 //!
 //! With `sinks.nats.ack = "replicated"` the stores count, but a frame's acknowledgement waits
 //! for JetStream ([`Replication`]): an emergency batch whose replica would move the ACK goes to
-//! the journal, which then acknowledges nothing but hands it to the NATS sink to publish ahead of
-//! the files (`crate::domain::handover`); for any other emergency, and for all while the sink does
-//! not take them, the segment's sync starts at once. Past the frames that may wait for their
+//! the journal, which then acknowledges nothing, and as the append starts to the NATS sink, to be
+//! published ahead of the files while the journal syncs (`crate::domain::handover`); for any other
+//! emergency, and for all while the sink does not take them, the segment's sync starts at once. Past the frames that may wait for their
 //! replica, batches wait as they do for a sync.
 //!
 //! The sink is a trait ([`ArchiveSink`]) so that the counting sink, the durable segment archive and
@@ -59,7 +59,7 @@ use super::sink::{ArchiveSink, BoxFuture, SyncPolicy};
 use crate::archive::format::ArchiveError;
 use crate::domain::batch::Batch;
 use crate::domain::frame::{Priority, SourceKey};
-use crate::domain::handover::Journaled;
+use crate::domain::handover::{Durable, Journaled};
 use crate::domain::ledger::Span;
 use crate::domain::replication::Replication;
 use crate::domain::source::Source;
@@ -152,11 +152,12 @@ impl Unsynced {
 type Syncing = Option<(BoxFuture<'static, Result<(), ArchiveError>>, Unsynced)>;
 
 /// Emergency appends to the journal under way, in the order they end: each with its batches'
-/// spans, and with `ack = "replicated"` what the sink is handed once they are durable.
-type Journaling = VecDeque<(Appending, Vec<Written>, Vec<Handing>)>;
+/// spans, and with `ack = "replicated"` what tells the sink that the batches it was handed as the
+/// append started are durable.
+type Journaling = VecDeque<(Appending, Vec<Written>, Option<Durable>)>;
 
-/// An append to the journal: once durable, each batch's records.
-type Appending = BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>;
+/// An append to the journal, until durable.
+type Appending = BoxFuture<'static, Result<(), ArchiveError>>;
 
 /// An emergency batch for the sink, less its records: its source, the last sequence of that
 /// source's emergency written before it, and its first sequence.
@@ -468,8 +469,9 @@ impl ArchiveConsumer {
     }
 
     /// Hands the group's emergency batches whose acknowledgement it would move to the sink's
-    /// journal (with `ack = "replicated"`, to be handed on to the NATS sink once durable there);
-    /// for each batch, the claim it shares with its journal append, if it has one.
+    /// journal (with `ack = "replicated"`, and on to the NATS sink, whose replicas of them count
+    /// once the journal made them durable); for each batch, the claim it shares with its journal
+    /// append, if it has one.
     fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Vec<Option<Claim>> {
         let none = || vec![None; group.len()];
         if self.settings.policy == SyncPolicy::Never {
@@ -490,6 +492,7 @@ impl ArchiveConsumer {
         let Some(appended) = self.sink.journal(&emergencies) else {
             return none();
         };
+        let durable = self.hand_over(handing, appended.records);
         let claims: Vec<Option<Claim>> = chosen
             .iter()
             .map(|&chosen| chosen.then(Claim::default))
@@ -506,8 +509,26 @@ impl ArchiveConsumer {
                 ))
             })
             .collect();
-        self.journaling.push_back((appended, spans, handing));
+        self.journaling
+            .push_back((appended.durable, spans, durable));
         claims
+    }
+
+    /// With `ack = "replicated"`: hands the batches the journal is appending (`handing`, their
+    /// `records`) to the sink; what tells it once they are durable.
+    fn hand_over(&self, handing: Vec<Handing>, records: Vec<Bytes>) -> Option<Durable> {
+        let replication = self.settings.replication.as_ref()?;
+        let durable = Durable::default();
+        let batches = handing.into_iter().zip(records);
+        let journaled = batches.map(|((key, after, first), records)| Journaled {
+            key,
+            after,
+            first,
+            records,
+            durable: durable.clone(),
+        });
+        replication.handover().hand(journaled);
+        Some(durable)
     }
 
     /// Whether `batch` goes to the journal: an emergency batch that would move its source's
@@ -547,29 +568,18 @@ impl ArchiveConsumer {
     }
 
     /// The oldest journal append ended: its emergencies are stored, unless their segment's sync
-    /// stored them first, and with `ack = "replicated"` handed to the sink. A failed append
-    /// leaves them to that sync.
-    fn journaled(&mut self, result: Result<Vec<Bytes>, ArchiveError>) {
-        let Some((_, spans, handing)) = self.journaling.pop_front() else {
+    /// stored them first, and with `ack = "replicated"` the sink is told. A failed append leaves
+    /// them to that sync.
+    fn journaled(&mut self, result: Result<(), ArchiveError>) {
+        let Some((_, spans, durable)) = self.journaling.pop_front() else {
             return;
         };
         match result {
-            Ok(records) => {
+            Ok(()) => {
                 self.journal_failing = false;
                 store(&self.stats, spans, self.acknowledges());
-                if let Some(replication) = &self.settings.replication {
-                    let batches = handing.into_iter().zip(records);
-                    replication
-                        .handover()
-                        .hand(batches.map(|(handing, records)| {
-                            let (key, after, first) = handing;
-                            Journaled {
-                                key,
-                                after,
-                                first,
-                                records,
-                            }
-                        }));
+                if let (Some(replication), Some(durable)) = (&self.settings.replication, durable) {
+                    replication.handover().made_durable(&durable);
                 }
             }
             Err(err) => {
@@ -772,7 +782,7 @@ async fn in_flight(syncing: &mut Syncing) -> Result<(), ArchiveError> {
 }
 
 /// The oldest journal append under way, or never, when there is none.
-async fn journal_front(journaling: &mut Journaling) -> Result<Vec<Bytes>, ArchiveError> {
+async fn journal_front(journaling: &mut Journaling) -> Result<(), ArchiveError> {
     match journaling.front_mut() {
         Some((pending, _, _)) => pending.await,
         None => std::future::pending().await,

@@ -27,5 +27,5 @@ mod writer;
 pub(crate) use consumer::{ArchiveConsumer, ArchiveSettings};
 pub use open::open;
 pub(crate) use sink::SyncPolicy;
-pub use sink::{Archive, ArchiveSink, ArchiveTime, BoxFuture, CountingSink};
+pub use sink::{Archive, ArchiveSink, ArchiveTime, BoxFuture, CountingSink, JournalAppend};
 pub use writer::SegmentSink;

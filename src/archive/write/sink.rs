@@ -84,6 +84,15 @@ impl<S: ArchiveSink> From<Box<S>> for Archive {
 /// A boxed future, the return type of [`ArchiveSink`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// An emergency journal append under way ([`ArchiveSink::journal`]).
+pub struct JournalAppend {
+    /// Each batch's records, byte for byte as the journal will hold them: known at once, so that
+    /// they can be published while the journal syncs.
+    pub records: Vec<Bytes>,
+    /// Ends once they are durable.
+    pub durable: BoxFuture<'static, Result<(), ArchiveError>>,
+}
+
 /// Where archived frames go.
 pub trait ArchiveSink: Send + 'static {
     /// Writes a group of batches, in order. `Ok` means they will be stored once [`Self::sync`]
@@ -96,13 +105,9 @@ pub trait ArchiveSink: Send + 'static {
 
     /// Makes emergency batches, which the last [`Self::write`] wrote, durable on a path of their
     /// own that does not wait for the routine data written before them (the emergency journal).
-    /// The future ends once they are, with each batch's records as the journal holds them. `None`:
-    /// the sink has no such path, and they are stored with the next [`Self::sync`], which stores
-    /// them in any case.
-    fn journal(
-        &mut self,
-        batches: &[Arc<Batch>],
-    ) -> Option<BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>> {
+    /// `None`: the sink has no such path, and they are stored with the next [`Self::sync`], which
+    /// stores them in any case.
+    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<JournalAppend> {
         let _ = batches;
         None
     }

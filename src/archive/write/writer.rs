@@ -42,7 +42,7 @@ use super::disk::{self, Disk, DiskShared};
 use super::files::{self, Segment};
 use super::journal::{self, Gate, Journal};
 use super::recovery::{self, Newest, Recovered, Start};
-use super::sink::{ArchiveSink, BoxFuture};
+use super::sink::{ArchiveSink, BoxFuture, JournalAppend};
 use super::tracked::Tracked;
 use crate::archive::format::index::{OpenSpan, SealedSegment, SegmentIndex, SpanCache};
 use crate::archive::format::{self, ArchiveError, FrameRecord, FramesHead};
@@ -660,10 +660,7 @@ impl ArchiveSink for SegmentSink {
         Box::pin(async move { written })
     }
 
-    fn journal(
-        &mut self,
-        batches: &[Arc<Batch>],
-    ) -> Option<BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>> {
+    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<JournalAppend> {
         let journal = self.journal.as_mut()?;
         let (mut records, mut each) = (Vec::new(), Vec::with_capacity(batches.len()));
         for batch in batches {
@@ -673,10 +670,10 @@ impl ArchiveSink for SegmentSink {
             each.push(Bytes::copy_from_slice(&records[start..]));
         }
         let reply = journal.append(records);
-        Some(Box::pin(async move {
-            journal::answer(reply).await?;
-            Ok(each)
-        }))
+        Some(JournalAppend {
+            records: each,
+            durable: Box::pin(journal::answer(reply)),
+        })
     }
 
     fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {

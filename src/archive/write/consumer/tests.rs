@@ -1,6 +1,7 @@
 //! The archive consumer's tests: sync policies, the unsynced bound, failed writes.
 
 use super::*;
+use crate::archive::write::JournalAppend;
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::ledger::{Ledger, Run};
 use crate::pipeline::queue::{frame_queue, FrameSender};
@@ -9,12 +10,14 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 /// A disk that takes writes at once and makes them durable only when the test says so; with
-/// `journal`, it also journals emergencies, durable at once.
+/// `journal`, it also journals emergencies, durable at once, or with `appends` once the test
+/// says whether each append worked.
 #[derive(Default)]
 struct SlowDisk {
     written: Arc<AtomicU64>,
     syncs: Arc<Mutex<Vec<oneshot::Sender<()>>>>,
     journal: bool,
+    appends: Option<Arc<Mutex<Vec<oneshot::Sender<bool>>>>>,
 }
 
 impl ArchiveSink for SlowDisk {
@@ -27,12 +30,21 @@ impl ArchiveSink for SlowDisk {
         Box::pin(async { Ok(()) })
     }
 
-    fn journal(
-        &mut self,
-        _: &[Arc<Batch>],
-    ) -> Option<BoxFuture<'static, Result<Vec<Bytes>, ArchiveError>>> {
-        self.journal
-            .then(|| Box::pin(async { Ok(Vec::new()) }) as BoxFuture<'static, _>)
+    fn journal(&mut self, batches: &[Arc<Batch>]) -> Option<JournalAppend> {
+        let (worked, works) = oneshot::channel();
+        match &self.appends {
+            Some(appends) => appends.lock().unwrap().push(worked),
+            None => worked.send(true).unwrap(),
+        }
+        self.journal.then(|| JournalAppend {
+            records: vec![bytes::Bytes::new(); batches.len()],
+            durable: Box::pin(async move {
+                match works.await {
+                    Ok(true) => Ok(()),
+                    _ => Err(ArchiveError::broken("the append failed")),
+                }
+            }),
+        })
     }
 
     fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
@@ -183,4 +195,64 @@ async fn a_slow_disk_bounds_what_is_written_and_not_durable() {
     }
     stored.await.unwrap();
     assert_eq!(source.last_acked(), Some(63));
+}
+
+/// With `ack = "replicated"`, an emergency goes to the NATS sink as its journal append starts,
+/// so that it is published while the journal syncs, and is marked durable only once the append
+/// ended so; one whose append failed never is (the files count it).
+#[tokio::test(start_paused = true)]
+async fn a_replicated_emergency_is_handed_over_as_its_append_starts_and_durable_once_it_is() {
+    for works in [true, false] {
+        let (archive, input) = frame_queue(1024);
+        let emergency = source(2);
+        queue_priority(&archive, &emergency, 1, Priority::Emergency).await;
+        drop(archive);
+        let appends = Arc::new(Mutex::new(Vec::new()));
+        let disk = SlowDisk {
+            journal: true,
+            appends: Some(Arc::clone(&appends)),
+            ..SlowDisk::default()
+        };
+        let syncs = Arc::clone(&disk.syncs);
+        let gate = Replication::new(100, 100, Duration::from_millis(10));
+        gate.handover().set_taken(true);
+        let settings = ArchiveSettings {
+            policy: SyncPolicy::Interval(Duration::from_millis(20)),
+            max_unsynced_bytes: KIB,
+            drain: CancellationToken::new(),
+            storage_lost: CancellationToken::new(),
+            replication: Some(Arc::clone(&gate)),
+        };
+        let consumer = ArchiveConsumer::new(input, Box::new(disk), settings, Stats::new());
+        let stored = tokio::spawn(consumer.run());
+
+        // Paused time: the sleep returns once every task is idle, waiting for the journal.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let handed = gate.handover().take();
+        assert_eq!(handed.len(), 1, "handed over before the append ended");
+        assert!(!handed[0].durable.is_durable());
+        let pending: Vec<_> = appends.lock().unwrap().drain(..).collect();
+        assert_eq!(pending.len(), 1);
+        pending
+            .into_iter()
+            .for_each(|done| done.send(works).unwrap());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            handed[0].durable.is_durable(),
+            works,
+            "the append worked: {works}"
+        );
+        assert_eq!(
+            emergency.last_acked(),
+            None,
+            "a replica moves it, not the journal"
+        );
+
+        while !stored.is_finished() {
+            let pending: Vec<_> = syncs.lock().unwrap().drain(..).collect();
+            pending.into_iter().for_each(|done| done.send(()).unwrap());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        stored.await.unwrap();
+    }
 }

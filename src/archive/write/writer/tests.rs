@@ -439,14 +439,14 @@ async fn a_journaled_emergency_survives_the_loss_of_the_segments_tail() {
         batch_of(Priority::Emergency, &kept, 10, 1),
     ];
     sink.write(&both).await.unwrap();
-    sink.journal(&both[1..]).unwrap().await.unwrap();
+    sink.journal(&both[1..]).unwrap().durable.await.unwrap();
     sink.sync().await.unwrap();
     let (_, newest) = format::list_segments(&dir).unwrap().pop().unwrap();
     let synced = fs::metadata(&newest).unwrap().len();
     // Source 2: emergency 0, journaled; the crash takes it from the segment.
     let emergency = [batch_of(Priority::Emergency, &lost, 0, 1)];
     sink.write(&emergency).await.unwrap();
-    sink.journal(&emergency).unwrap().await.unwrap();
+    sink.journal(&emergency).unwrap().durable.await.unwrap();
     drop(sink);
     OpenOptions::new()
         .write(true)
@@ -486,7 +486,7 @@ async fn a_sink_dropped_during_a_rotating_sync_stops() {
     // More than a generation's worth of journal records.
     let emergencies = [batch_of(Priority::Emergency, &source, 0, 100_000)];
     sink.write(&emergencies).await.unwrap();
-    sink.journal(&emergencies).unwrap().await.unwrap();
+    sink.journal(&emergencies).unwrap().durable.await.unwrap();
     let pending = sink.sync();
     let (dropped, done) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
