@@ -10,8 +10,8 @@
 //!
 //! Why before the sync: an emergency's ACK waits for both its local copy and its replica, and one
 //! after the other they add up (the journal's sync shares the disk with the JetStream stores). The
-//! replica counts only once the batch is [`Durable`], so nothing is acknowledged early; a replica
-//! whose append failed counts when the files meet the frames, after their segment's sync. A crash
+//! replica counts only once the batch is [`Durable`], so nothing is acknowledged early; one the
+//! files meet first (its append failed, or the segment's sync ended first) counts there. A crash
 //! between the publish and the sync leaves the stream a frame the archive lacks, as a daemon lost
 //! after publishing does: its sender still holds it, and the sink that stores it again leaves it
 //! out (its subject's marks).

@@ -82,7 +82,7 @@ pub struct Replication {
     /// Set once the sink has published (or is otherwise done with) every frame earlier runs
     /// archived: until then a source the archive holds unpublished frames of is not welcomed.
     earlier_published: watch::Sender<bool>,
-    /// Emergencies durable in the journal, for the sink to publish ahead of the files.
+    /// Emergencies the journal appends, for the sink to publish ahead of the files.
     handover: Handover,
 }
 

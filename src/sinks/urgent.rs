@@ -38,11 +38,11 @@ use crate::stats::Stats;
 pub(super) struct Urgent {
     /// Each source's batches, in their order.
     waiting: HashMap<SourceKey, VecDeque<Journaled>>,
-    /// Each source's emergencies published from here and acknowledged, in sequence order, until
-    /// the files pass them.
-    acked: HashMap<SourceKey, VecDeque<Replica>>,
-    /// How many of `acked` are not counted yet.
-    uncounted: usize,
+    /// Emergencies published from here and acknowledged, not counted yet, in PubAck order.
+    uncounted: VecDeque<(SourceKey, Replica)>,
+    /// Each source's emergencies published from here and counted, as `(first, last)` in sequence
+    /// order, until the files pass them.
+    counted: HashMap<SourceKey, VecDeque<(u64, u64)>>,
 }
 
 /// A message's emergencies, in the stream: `first` to `last` of its source, `frames` of them.
@@ -52,7 +52,6 @@ struct Replica {
     frames: u64,
     /// Whether the journal's appends of them are durable: they count only once each is.
     durable: Vec<Durable>,
-    counted: bool,
 }
 
 impl Urgent {
@@ -165,10 +164,8 @@ impl Urgent {
             last,
             frames,
             durable,
-            counted: false,
         };
-        self.acked.entry(key).or_default().push_back(replica);
-        self.uncounted += 1;
+        self.uncounted.push_back((key, replica));
     }
 
     /// Counts the emergencies published from here, acknowledged and now durable in the journal:
@@ -178,24 +175,22 @@ impl Urgent {
         &mut self,
         (replication, stats): (Option<&Replication>, &Stats),
     ) -> u64 {
-        if self.uncounted == 0 {
-            return 0;
-        }
         let mut counted = 0;
-        for (&key, replicas) in &mut self.acked {
-            let ready = replicas
-                .iter_mut()
-                .filter(|r| !r.counted && r.durable.iter().all(Durable::is_durable));
-            for replica in ready {
-                replica.counted = true;
-                self.uncounted -= 1;
-                counted += replica.frames;
-                stats.nats_acked_from_journal(replica.frames);
-                if let Some(replication) = replication {
-                    let sequences = replica.first..=replica.last;
-                    replication.replicated(key, Priority::Emergency, sequences, replica.frames);
-                }
+        for (key, replica) in std::mem::take(&mut self.uncounted) {
+            if !replica.durable.iter().all(Durable::is_durable) {
+                self.uncounted.push_back((key, replica));
+                continue;
             }
+            counted += replica.frames;
+            stats.nats_acked_from_journal(replica.frames);
+            if let Some(replication) = replication {
+                let sequences = replica.first..=replica.last;
+                replication.replicated(key, Priority::Emergency, sequences, replica.frames);
+            }
+            // In sequence order, whichever of a source's replicas became durable first.
+            let ranges = self.counted.entry(key).or_default();
+            let at = ranges.partition_point(|&(first, _)| first < replica.first);
+            ranges.insert(at, (replica.first, replica.last));
         }
         counted
     }
@@ -210,25 +205,23 @@ impl Urgent {
         if frame.priority != Priority::Emergency {
             return false;
         }
-        let Some(replicas) = self.acked.get_mut(&key) else {
+        let sequence = frame.sequence;
+        let holds =
+            |(k, r): &(SourceKey, Replica)| *k == key && (r.first..=r.last).contains(&sequence);
+        if let Some(at) = self.uncounted.iter().position(holds) {
+            self.uncounted.remove(at);
+            return false;
+        }
+        let Some(ranges) = self.counted.get_mut(&key) else {
             return false;
         };
-        let mut uncounted = 0;
-        while replicas.front().is_some_and(|r| r.last < frame.sequence) {
-            uncounted += replicas.pop_front().map_or(0, |r| usize::from(!r.counted));
+        while ranges.front().is_some_and(|&(_, last)| last < sequence) {
+            ranges.pop_front();
         }
-        let published = match replicas.front() {
-            Some(r) if r.first <= frame.sequence && r.counted => true,
-            Some(r) if r.first <= frame.sequence => {
-                uncounted += usize::from(replicas.pop_front().is_some());
-                false
-            }
-            _ => false,
-        };
-        if replicas.is_empty() {
-            self.acked.remove(&key);
+        let published = (ranges.front()).is_some_and(|&(first, _)| first <= sequence);
+        if ranges.is_empty() {
+            self.counted.remove(&key);
         }
-        self.uncounted -= uncounted;
         published
     }
 }
@@ -460,6 +453,21 @@ mod tests {
         assert_eq!(stats.snapshot().nats_published_from_journal, 2);
         assert_eq!(urgent.count_durable((Some(&gate), &stats)), 0, "once");
         assert!(urgent.published(&frame(5)) && urgent.published(&frame(6)));
+    }
+
+    #[test]
+    fn replicas_count_as_their_appends_end_and_are_passed_in_sequence_order() {
+        let (stats, handover) = (Stats::new(), Handover::default());
+        let mut urgent = Urgent::default();
+        let (five, six) = (Durable::default(), Durable::default());
+        urgent.replica_acked(KEY, (5, 5, 1), vec![five.clone()]);
+        urgent.replica_acked(KEY, (6, 6, 1), vec![six.clone()]);
+        handover.made_durable(&six);
+        assert_eq!(urgent.count_durable((None, &stats)), 1, "6");
+        handover.made_durable(&five);
+        assert_eq!(urgent.count_durable((None, &stats)), 1, "5");
+        assert!(urgent.published(&frame(5)) && urgent.published(&frame(6)));
+        assert!(!urgent.published(&frame(7)));
     }
 
     #[test]

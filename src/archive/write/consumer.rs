@@ -492,7 +492,10 @@ impl ArchiveConsumer {
         let Some(appended) = self.sink.journal(&emergencies) else {
             return none();
         };
-        let durable = self.hand_over(handing, appended.records);
+        // While the journal fails, its emergencies are the files' to publish.
+        let durable = (!self.journal_failing)
+            .then(|| self.hand_over(handing, appended.records))
+            .flatten();
         let claims: Vec<Option<Claim>> = chosen
             .iter()
             .map(|&chosen| chosen.then(Claim::default))
@@ -548,9 +551,9 @@ impl ArchiveConsumer {
         moves
     }
 
-    /// With `ack = "replicated"`: what the sink is handed of the `chosen` batches of `group`
-    /// once they are durable, each naming its source's emergency written before it, journaled
-    /// or not.
+    /// With `ack = "replicated"`: what the sink is handed of the `chosen` batches of `group` as
+    /// the journal starts appending them, each naming its source's emergency written before it,
+    /// journaled or not.
     fn handing(&self, group: &[Admitted<Arc<Batch>>], chosen: &[bool]) -> Vec<Handing> {
         let Some(replication) = &self.settings.replication else {
             return Vec::new();
