@@ -10,6 +10,10 @@
 //! (`--rawint16 /dev/stdin`): the WAV file's samples. A station that records the pass
 //! instead writes it with `--kiss_out`, which `aggregator recording inspect` reads and a link's
 //! spool directory backfills.
+//!
+//! Each run of gr-satellites has its test's directory as `HOME`: at its first start it makes
+//! `~/.gr_satellites/` if missing, and two starting at once on a fresh machine both try to, one
+//! failing with "File exists".
 
 mod common;
 
@@ -36,6 +40,7 @@ async fn gr_satellites_kiss_server_stores_every_packet_with_its_time() {
     let log = dir.0.join("gr_satellites.log");
     let output = std::fs::File::create(&log).unwrap();
     let decoder = Command::new("gr_satellites")
+        .env("HOME", &dir.0)
         .arg(satellite)
         .args(["--rawint16", "/dev/stdin", "--samp_rate", RATE, "--hexdump"])
         .args(["--kiss_server", &port.to_string()])
@@ -120,6 +125,7 @@ fn kiss_out(dir: &Path) -> (PathBuf, RangeInclusive<u64>) {
     let output = std::fs::File::create(&log).unwrap();
     let before = unix_ns(SystemTime::now()).unwrap();
     let decoded = Command::new("/usr/bin/python3")
+        .env("HOME", dir)
         .args(["-c", KISS_OUT_SHIM])
         .arg(satellite)
         .arg("--rawint16")
