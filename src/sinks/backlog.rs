@@ -206,10 +206,9 @@ impl Backlog {
         };
         let (mut batch, mut len) = (Vec::new(), RecordsLen::default());
         while let Some(frame) = queue.front() {
-            if !batch.is_empty() && len.with(&frame.frame) > max_bytes {
+            if !len.add_within(&frame.frame, max_bytes) {
                 break;
             }
-            len.add(&frame.frame);
             batch.extend(queue.pop());
         }
         if queue.front().is_none() {

@@ -72,20 +72,21 @@ pub struct RecordsLen {
 }
 
 impl RecordsLen {
-    /// The length with `frame` after the frames counted so far.
-    pub fn with(&self, frame: &FrameRecord) -> usize {
+    /// Counts `frame` if the length with it stays within `max`, or if nothing is counted yet (a
+    /// frame alone may exceed it): whether it did.
+    pub fn add_within(&mut self, frame: &FrameRecord, max: usize) -> bool {
         let opens = !self.last.as_ref().is_some_and(|key| key.holds(frame));
         let record = if opens { record_len(frame) } else { 0 };
         let received = (frame.reception.as_ref()).map_or(0, |r| received_len(&r.received));
-        self.len + record + FRAMES_ENTRY_FIXED + received + frame.payload.len()
-    }
-
-    /// Counts `frame`.
-    pub fn add(&mut self, frame: &FrameRecord) {
-        self.len = self.with(frame);
-        if !self.last.as_ref().is_some_and(|key| key.holds(frame)) {
+        let len = self.len + record + FRAMES_ENTRY_FIXED + received + frame.payload.len();
+        if self.len > 0 && len > max {
+            return false;
+        }
+        self.len = len;
+        if opens {
             self.last = Some(RunKey::of(frame));
         }
+        true
     }
 }
 
@@ -207,7 +208,9 @@ mod tests {
             link,
         ];
         let mut len = RecordsLen::default();
-        frames.iter().for_each(|f| len.add(f));
+        frames
+            .iter()
+            .for_each(|f| assert!(len.add_within(f, usize::MAX)));
         let mut out = Vec::new();
         encode_frame_records(&mut out, &frames);
         assert_eq!(len.len, out.len());
@@ -239,7 +242,12 @@ mod tests {
         reception.delivery = Arc::new(recorded);
         let mut out = Vec::new();
         encode_frame_records(&mut out, &frames[4..]);
-        assert_eq!(len.with(&frames[4]) - len.len, out.len());
+        let mut alone = RecordsLen::default();
+        assert!(
+            alone.add_within(&frames[4], 0),
+            "a first frame is counted whatever its length"
+        );
+        assert_eq!(alone.len, out.len());
         assert_eq!(out[8], TYPE_RECEIVED_FRAMES);
         let read = decode_frame_records(&Bytes::from(out)).unwrap();
         let delivery = &read[0].reception.as_ref().unwrap().delivery;
