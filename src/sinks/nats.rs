@@ -723,11 +723,8 @@ impl JetStreamWriter {
         let (mut new, mut held, mut counted_before) = (0, 0, 0);
         // Per priority: the sequences and the count of new frames (a message is of one source).
         let mut runs: [Option<((u64, u64), u64)>; 2] = [None, None];
-        let positions = published.frames.iter().map(|f| f.shard_position());
-        unacked
-            .acked(positions)
-            .into_iter()
-            .for_each(|p| self.acked.set(p));
+        let passed = unacked.acked(published.frames.iter().map(|f| f.shard_position()));
+        passed.into_iter().for_each(|p| self.acked.set(p));
         for (followed, was_held) in published.frames.iter().zip(&published.held) {
             if *was_held && self.urgent.published(&followed.frame) {
                 counted_before += 1;
