@@ -47,7 +47,6 @@
 //! share this one consumer.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,12 +57,11 @@ use super::sink::{ArchiveSink, BoxFuture, SyncPolicy};
 use crate::archive::format::ArchiveError;
 use crate::domain::batch::Batch;
 use crate::domain::frame::Priority;
-use crate::domain::ledger::Span;
 use crate::domain::replication::Replication;
-use crate::domain::source::Source;
 use crate::pipeline::queue::{Admitted, FrameReceiver};
 use crate::stats::Stats;
-use journaling::{journal_front, Journaling};
+use journaling::Journal;
+use stored::{store, Claim, Written};
 
 /// How the consumer is set up.
 #[derive(Debug, Clone)]
@@ -78,36 +76,6 @@ pub(crate) struct ArchiveSettings {
     /// With `sinks.nats.ack = "replicated"`: stored frames are acknowledged once JetStream holds
     /// them, and frames wait for room when too many wait for that.
     pub replication: Option<Arc<Replication>>,
-}
-
-/// An emergency batch durable in two places, the segment and the journal: whichever makes it
-/// durable first stores it, once.
-#[derive(Clone, Default)]
-struct Claim(Arc<AtomicBool>);
-
-impl Claim {
-    /// True the first time only.
-    fn take(&self) -> bool {
-        !self.0.swap(true, Ordering::Relaxed)
-    }
-}
-
-/// A written batch's source and span (the payload is gone), and the claim it shares with its
-/// journal append, if it has one.
-type Written = (Arc<Source>, Span, Option<Claim>);
-
-/// Frames counted as archived, and acknowledgeable to their sources (`acknowledge`; otherwise
-/// their replica acknowledges them), unless the other durable copy got there first.
-fn store(stats: &Stats, spans: Vec<Written>, acknowledge: bool) {
-    for (source, span, claim) in spans {
-        if claim.is_none_or(|claim| claim.take()) {
-            stats.archived(span.frames);
-            match acknowledge || source.backfill {
-                true => source.stored(span),
-                false => source.stored_here(span),
-            }
-        }
-    }
 }
 
 /// Written frames waiting for a sync.
@@ -172,9 +140,7 @@ pub(crate) struct ArchiveConsumer {
     stats: Stats,
     unsynced: Unsynced,
     syncing: Syncing,
-    journaling: Journaling,
-    /// The journal's last append failed: said once, until one succeeds.
-    journal_failing: bool,
+    journal: Journal,
     /// Batches taken from the input that wait for room, in order, and how many are emergencies.
     parked: VecDeque<Admitted<Arc<Batch>>>,
     parked_emergencies: usize,
@@ -197,6 +163,7 @@ impl ArchiveConsumer {
         settings: ArchiveSettings,
         stats: Stats,
     ) -> Self {
+        let journal = Journal::new(settings.replication.clone());
         ArchiveConsumer {
             input,
             sink,
@@ -204,8 +171,7 @@ impl ArchiveConsumer {
             stats,
             unsynced: Unsynced::default(),
             syncing: None,
-            journaling: VecDeque::new(),
-            journal_failing: false,
+            journal,
             parked: VecDeque::new(),
             parked_emergencies: 0,
             input_done: false,
@@ -250,7 +216,7 @@ impl ArchiveConsumer {
             let waits_for = self.waits_for_replicas();
             tokio::select! {
                 result = in_flight(&mut self.syncing) => self.synced(result),
-                result = journal_front(&mut self.journaling) => self.journaled(result),
+                result = self.journal.front() => self.journaled(result),
                 _ = ticker.tick(), if self.syncing.is_none() && !self.unsynced.is_empty() => {
                     self.start_sync();
                 }
@@ -430,7 +396,7 @@ impl ArchiveConsumer {
         // the segment's sync: it starts now.
         let handed = |claim: &Option<Claim>| {
             claim.is_some()
-                && !self.journal_failing
+                && !self.journal.is_failing()
                 && (self.settings.replication.as_ref()).is_some_and(|r| r.handover().is_taken())
         };
         let emergency = !self.acknowledges()
@@ -482,6 +448,23 @@ impl ArchiveConsumer {
         match self.settings.drain.is_cancelled() {
             true => Err(GaveUp),
             false => Ok(()),
+        }
+    }
+
+    /// Hands the group's emergency batches whose acknowledgement it would move to the sink's
+    /// journal; for each batch, the claim it shares with its journal append, if it has one.
+    fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Vec<Option<Claim>> {
+        match self.settings.policy {
+            SyncPolicy::Never => vec![None; group.len()],
+            _ => self.journal.append(group, self.sink.as_mut()),
+        }
+    }
+
+    /// The oldest journal append ended; if it failed, with `ack = "replicated"` the files
+    /// publish its emergencies: their sync starts now.
+    fn journaled(&mut self, result: Result<(), ArchiveError>) {
+        if self.journal.ended(result, &self.stats) && self.settings.replication.is_some() {
+            self.start_sync();
         }
     }
 
@@ -573,8 +556,8 @@ impl ArchiveConsumer {
 
     /// Waits for the journal appends and the sync under way, then syncs what is left.
     async fn finish_syncs(&mut self) {
-        while !self.journaling.is_empty() {
-            let result = journal_front(&mut self.journaling).await;
+        while !self.journal.is_empty() {
+            let result = self.journal.front().await;
             self.journaled(result);
         }
         // A sync's end may start another (`synced`): none is left behind. One that failed and
@@ -655,5 +638,6 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 mod journaling;
+mod stored;
 #[cfg(test)]
 mod tests;

@@ -10,18 +10,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{store, ArchiveConsumer, Claim, Written};
+use super::stored::{store, Claim, Written};
 use crate::archive::format::ArchiveError;
-use crate::archive::write::sink::{BoxFuture, SyncPolicy};
+use crate::archive::write::sink::{ArchiveSink, BoxFuture};
 use crate::domain::batch::Batch;
 use crate::domain::frame::{Priority, SourceKey};
 use crate::domain::handover::{Durable, Journaled};
+use crate::domain::replication::Replication;
 use crate::pipeline::queue::Admitted;
-
-/// Emergency appends to the journal under way, in the order they end: each with its batches'
-/// spans, and with `ack = "replicated"` what tells the sink that the batches it was handed as the
-/// append started are durable.
-pub(super) type Journaling = VecDeque<(Appending, Vec<Written>, Option<Durable>)>;
+use crate::stats::Stats;
 
 /// An append to the journal, until durable.
 type Appending = BoxFuture<'static, Result<(), ArchiveError>>;
@@ -30,16 +27,45 @@ type Appending = BoxFuture<'static, Result<(), ArchiveError>>;
 /// source's emergency written before it, and its first sequence.
 type Handing = (SourceKey, Option<u64>, u64);
 
-impl ArchiveConsumer {
-    /// Hands the group's emergency batches whose acknowledgement it would move to the sink's
+/// The emergency appends under way and whether the last one failed.
+pub(super) struct Journal {
+    /// In the order they end: each with its batches' spans, and with `ack = "replicated"` what
+    /// tells the sink that the batches it was handed as the append started are durable.
+    appends: VecDeque<(Appending, Vec<Written>, Option<Durable>)>,
+    /// The last append failed: said once, until one succeeds.
+    failing: bool,
+    /// With `ack = "replicated"`: where the sink is handed the batches and told they are durable.
+    replication: Option<Arc<Replication>>,
+}
+
+impl Journal {
+    pub(super) fn new(replication: Option<Arc<Replication>>) -> Self {
+        Journal {
+            appends: VecDeque::new(),
+            failing: false,
+            replication,
+        }
+    }
+
+    /// The last append failed, and none has succeeded since.
+    pub(super) fn is_failing(&self) -> bool {
+        self.failing
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.appends.is_empty()
+    }
+
+    /// Hands the group's emergency batches whose acknowledgement it would move to `sink`'s
     /// journal (with `ack = "replicated"`, and on to the NATS sink, whose replicas of them count
     /// once the journal made them durable); for each batch, the claim it shares with its journal
     /// append, if it has one.
-    pub(super) fn journal(&mut self, group: &[Admitted<Arc<Batch>>]) -> Vec<Option<Claim>> {
+    pub(super) fn append(
+        &mut self,
+        group: &[Admitted<Arc<Batch>>],
+        sink: &mut dyn ArchiveSink,
+    ) -> Vec<Option<Claim>> {
         let none = || vec![None; group.len()];
-        if self.settings.policy == SyncPolicy::Never {
-            return none();
-        }
         // In order, so that a batch journaled counts for the next one of its source.
         let chosen: Vec<bool> = group.iter().map(|a| self.journals(&a.item)).collect();
         let handing = self.handing(group, &chosen);
@@ -52,11 +78,11 @@ impl ArchiveConsumer {
         if emergencies.is_empty() {
             return none();
         }
-        let Some(appended) = self.sink.journal(&emergencies) else {
+        let Some(appended) = sink.journal(&emergencies) else {
             return none();
         };
         // While the journal fails, its emergencies are the files' to publish.
-        let durable = (!self.journal_failing)
+        let durable = (!self.failing)
             .then(|| self.hand_over(handing, appended.records))
             .flatten();
         let claims: Vec<Option<Claim>> = chosen
@@ -75,15 +101,14 @@ impl ArchiveConsumer {
                 ))
             })
             .collect();
-        self.journaling
-            .push_back((appended.durable, spans, durable));
+        self.appends.push_back((appended.durable, spans, durable));
         claims
     }
 
     /// With `ack = "replicated"`: hands the batches the journal is appending (`handing`, their
     /// `records`) to the sink; what tells it once they are durable.
     fn hand_over(&self, handing: Vec<Handing>, records: Vec<Bytes>) -> Option<Durable> {
-        let replication = self.settings.replication.as_ref()?;
+        let replication = self.replication.as_ref()?;
         let durable = Durable::default();
         let batches = handing.into_iter().zip(records);
         let journaled = batches.map(|((key, after, first), records)| Journaled {
@@ -118,7 +143,7 @@ impl ArchiveConsumer {
     /// the journal starts appending them, each naming its source's emergency written before it,
     /// journaled or not.
     fn handing(&self, group: &[Admitted<Arc<Batch>>], chosen: &[bool]) -> Vec<Handing> {
-        let Some(replication) = &self.settings.replication else {
+        let Some(replication) = &self.replication else {
             return Vec::new();
         };
         let handover = replication.handover();
@@ -133,42 +158,40 @@ impl ArchiveConsumer {
         each.collect()
     }
 
-    /// The oldest journal append ended: its emergencies are stored, unless their segment's sync
-    /// stored them first, and with `ack = "replicated"` the sink is told. A failed append leaves
-    /// them to that sync.
-    pub(super) fn journaled(&mut self, result: Result<(), ArchiveError>) {
-        let Some((_, spans, durable)) = self.journaling.pop_front() else {
-            return;
+    /// The oldest append ended: its emergencies are stored, unless their segment's sync stored
+    /// them first, and with `ack = "replicated"` the sink is told. A failed append leaves them to
+    /// that sync: true when it did.
+    pub(super) fn ended(&mut self, result: Result<(), ArchiveError>, stats: &Stats) -> bool {
+        let Some((_, spans, durable)) = self.appends.pop_front() else {
+            return false;
         };
         match result {
             Ok(()) => {
-                self.journal_failing = false;
-                store(&self.stats, spans, self.acknowledges());
-                if let (Some(replication), Some(durable)) = (&self.settings.replication, durable) {
+                self.failing = false;
+                store(stats, spans, self.replication.is_none());
+                if let (Some(replication), Some(durable)) = (&self.replication, durable) {
                     replication.handover().made_durable(&durable);
                 }
+                false
             }
             Err(err) => {
-                if !self.journal_failing {
+                if !self.failing {
                     tracing::warn!(
                         error = %err,
                         "emergency journal append failed; emergencies are acknowledged with the segment's sync until it works again"
                     );
                 }
-                self.journal_failing = true;
-                // With `ack = "replicated"` the files publish them: their sync starts now.
-                if self.settings.replication.is_some() {
-                    self.start_sync();
-                }
+                self.failing = true;
+                true
             }
         }
     }
-}
 
-/// The oldest journal append under way, or never, when there is none.
-pub(super) async fn journal_front(journaling: &mut Journaling) -> Result<(), ArchiveError> {
-    match journaling.front_mut() {
-        Some((pending, _, _)) => pending.await,
-        None => std::future::pending().await,
+    /// The oldest append under way, or never, when there is none.
+    pub(super) async fn front(&mut self) -> Result<(), ArchiveError> {
+        match self.appends.front_mut() {
+            Some((pending, _, _)) => pending.await,
+            None => std::future::pending().await,
+        }
     }
 }

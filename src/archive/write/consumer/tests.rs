@@ -4,6 +4,7 @@ use super::*;
 use crate::archive::write::JournalAppend;
 use crate::domain::frame::{Priority, SourceKind};
 use crate::domain::ledger::{Ledger, Run};
+use crate::domain::source::Source;
 use crate::pipeline::queue::{frame_queue, FrameSender};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
