@@ -18,6 +18,7 @@ pub mod nats;
 mod progress;
 pub mod reader;
 mod series;
+mod size;
 mod stream;
 mod unacked;
 mod urgent;

@@ -45,6 +45,7 @@ use super::fleet::EarlierFrames;
 use super::message::{Layout, Naming};
 use super::progress::{report, Progress};
 use super::series::Series;
+use super::size::{self, RoutineSize};
 use super::stream::{NatsError, SinkStream};
 use super::unacked::Unacked;
 use super::urgent::{self, Urgent};
@@ -76,14 +77,9 @@ const READ_AHEAD_RECORDS: ReadAhead = ReadAhead {
     bytes: 128 << 20,
 };
 
-/// Layout `records/1`: the most bytes of frame records in one message (less where the server's
-/// `max_payload` is less), and in all the messages in flight but those with an emergency: what a
-/// new emergency's message may wait behind at the stream's leader.
-const MAX_BATCH_BYTES: usize = 256 << 10;
+/// Layout `records/1`: the most bytes of frame records in all the messages in flight but those
+/// with an emergency: what a new emergency's message may wait behind at the stream's leader.
 const MAX_IN_FLIGHT_BYTES: usize = 512 << 10;
-
-/// Room for a message's headers under the server's `max_payload`.
-const HEADER_ROOM: usize = 8 << 10;
 
 /// How often the cursor is saved while it moves: what a restart publishes again, at most.
 const SAVE_INTERVAL: Duration = Duration::from_millis(200);
@@ -237,6 +233,7 @@ async fn run(
         earlier_left: 0,
         earlier_done: false,
         urgent: Urgent::default(),
+        routine_size: RoutineSize::new(size::most(0)),
     };
     let fatal = publisher.sessions(&cut_off).await;
     publisher.save().await;
@@ -322,8 +319,10 @@ struct JetStreamWriter {
     /// frame before [`ArchiveFiles::start_ends`] is done with (told to the gate once).
     earlier_left: u64,
     earlier_done: bool,
-    /// With `ack = "replicated"`: emergencies the archive handed over from its journal.
+    /// With `ack = "replicated"`: emergencies the archive handed over from its journal, and the
+    /// size of the messages from the files, by how soon the emergencies' PubAcks come.
     urgent: Urgent,
+    routine_size: RoutineSize,
 }
 
 impl JetStreamWriter {
@@ -607,7 +606,9 @@ impl JetStreamWriter {
         backlog: &mut Backlog,
     ) -> Result<InFlight, NatsError> {
         let (series, elsewhere) = self.stream.series(&self.message, key).await?;
-        let mut in_flight = InFlight::of(backlog.take(key, self.max_batch()));
+        let most = self.routine_size.limit(self.max_batch(), Instant::now());
+        self.stats.nats_message_bytes(most);
+        let mut in_flight = InFlight::of(backlog.take(key, most));
         in_flight.held = (in_flight.frames.iter())
             .map(|f| series.holds(&f.frame))
             .collect();
@@ -635,11 +636,7 @@ impl JetStreamWriter {
 
     /// The most bytes of records in a message (layout `records/1`).
     fn max_batch(&self) -> usize {
-        // Not connected yet: the server's limit is not known (0).
-        match self.client.server_info().max_payload {
-            0 => MAX_BATCH_BYTES,
-            limit => limit.saturating_sub(HEADER_ROOM).clamp(1, MAX_BATCH_BYTES),
-        }
+        size::most(self.client.server_info().max_payload)
     }
 
     /// Counts the emergencies published from the journal that are durable now, and publishes the
@@ -673,6 +670,7 @@ impl JetStreamWriter {
             let (mut in_flight, subject, message) =
                 urgent::message(&self.message, key, series, frames, replicated_through);
             return Some(self.send(subject, message).await.map(|ack| {
+                self.routine_size.urgent_sent(Instant::now());
                 in_flight.sent(ack);
                 in_flight
             }));
@@ -703,6 +701,9 @@ impl JetStreamWriter {
         unacked: &mut Unacked,
     ) -> Result<(), NatsError> {
         if !published.journaled.is_empty() {
+            if ack.is_ok() {
+                (self.routine_size).urgent_acked(published.sent_at, Instant::now());
+            }
             let gate = (self.files.replication.as_deref(), &self.stats);
             let count = (self.urgent).acked_message(published, ack, &mut self.stream, gate)?;
             self.progress.acked_new.fetch_add(count, Relaxed);

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::publish::PublishAck;
 use futures_util::FutureExt;
+use tokio::time::Instant;
 
 use super::message::Through;
 use crate::archive::format::FrameRecord;
@@ -46,6 +47,8 @@ pub(super) struct InFlight {
     pub(super) routine: bool,
     /// Payload bytes in the message.
     pub(super) bytes: usize,
+    /// When it was sent, and its PubAck to come.
+    pub(super) sent_at: Instant,
     pub(super) ack: Ack,
 }
 
@@ -84,6 +87,7 @@ impl InFlight {
             received_unix_ns: received.min().unwrap_or(0),
             routine: frames.clone().any(|f| f.priority == Priority::Routine),
             bytes: frames.map(|f| f.payload.len()).sum(),
+            sent_at: Instant::now(),
             ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
         }
     }
@@ -94,6 +98,7 @@ impl InFlight {
 
     /// Its PubAck: `sent` in flight.
     pub(super) fn sent(&mut self, sent: PublishAckFuture) {
+        self.sent_at = Instant::now();
         self.ack = Box::pin(sent.into_future());
     }
 }

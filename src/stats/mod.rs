@@ -307,6 +307,11 @@ impl Stats {
             .store(frames, Relaxed);
     }
 
+    /// The most bytes of records the NATS sink's next message from the files may carry.
+    pub(crate) fn nats_message_bytes(&self, bytes: usize) {
+        (self.counters.nats_message_bytes).store(bytes as u64, Relaxed);
+    }
+
     /// JetStream acknowledged frames; `duplicate` when it already held them.
     pub(crate) fn nats_acked(&self, frames: u64, duplicate: bool) {
         let counter = match duplicate {

@@ -1,0 +1,147 @@
+//! How many bytes of records a routine message carries (layout `records/1`, `ack = "replicated"`):
+//! the most while no emergency flows, less while emergencies' PubAcks come late.
+//!
+//! Why: at the stream's leader an emergency's message waits behind the routine messages sent
+//! before it, and the servers handle a message whole (its replicated log entry, its compression,
+//! its copy on each node): on a busy machine the wait follows the routine messages' size, while
+//! larger messages cost the servers less a frame (`docs/bench/nats.md`). So the size is cut by
+//! half when an emergency's PubAck took longer than [`TARGET`], grows back a step when one came
+//! in time (each once a round trip: a change shows before the next), and is the most again once
+//! no emergency was published for [`QUIET`]. Where the servers keep up (a machine with cores to
+//! spare, or no emergencies) messages stay at the most.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// An emergency's publish to its PubAck, at most: with the wait for its source's message before
+/// it, about two of these make its ACK.
+const TARGET: Duration = Duration::from_millis(10);
+
+/// No emergency published for this long: routine messages are of the most bytes again.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// The most bytes of frame records in one message (less where the server's `max_payload` is
+/// less).
+const MOST: usize = 256 << 10;
+
+/// Room for a message's headers under the server's `max_payload`.
+const HEADER_ROOM: usize = 8 << 10;
+
+/// The least bytes of records in a routine message, and the step it grows by.
+const LEAST: usize = 32 << 10;
+const STEP: usize = 16 << 10;
+
+/// The most bytes of records in a message under a server's `max_payload` (0: not connected
+/// yet, not known).
+pub(super) fn most(max_payload: usize) -> usize {
+    match max_payload {
+        0 => MOST,
+        limit => limit.saturating_sub(HEADER_ROOM).clamp(1, MOST),
+    }
+}
+
+/// The routine messages' size now.
+pub(super) struct RoutineSize {
+    /// The most, from the server's `max_payload` and the sink's own bound.
+    most: usize,
+    /// The size now, `LEAST` to `most`.
+    limit: usize,
+    /// When the size last changed: the next change waits for a PubAck of a message sent after
+    /// it, one change a round trip.
+    changed_at: Option<Instant>,
+    /// When an emergency's message was last published.
+    urgent_at: Option<Instant>,
+}
+
+impl RoutineSize {
+    pub(super) fn new(most: usize) -> RoutineSize {
+        RoutineSize {
+            most,
+            limit: most,
+            changed_at: None,
+            urgent_at: None,
+        }
+    }
+
+    /// The bytes of records a routine message may carry at `now`, under `most` (the server's
+    /// `max_payload` may have changed with the connection).
+    pub(super) fn limit(&mut self, most: usize, now: Instant) -> usize {
+        self.most = most;
+        let quiet = (self.urgent_at).is_none_or(|at| now.saturating_duration_since(at) >= QUIET);
+        if quiet {
+            self.limit = most;
+        }
+        self.limit.clamp(LEAST.min(most), most)
+    }
+
+    /// An emergency's message was published at `now`.
+    pub(super) fn urgent_sent(&mut self, now: Instant) {
+        self.urgent_at = Some(now);
+    }
+
+    /// An emergency's message published at `sent` got its PubAck at `now`.
+    pub(super) fn urgent_acked(&mut self, sent: Instant, now: Instant) {
+        // A message sent before the last change says nothing of the size since.
+        if self.changed_at.is_some_and(|changed| sent < changed) {
+            return;
+        }
+        self.limit = match now.saturating_duration_since(sent) <= TARGET {
+            true => (self.limit + STEP).min(self.most),
+            false => (self.limit / 2).max(LEAST).min(self.most),
+        };
+        self.changed_at = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An emergency's message sent at `sent`, its PubAck `waited` later.
+    fn emergency(size: &mut RoutineSize, sent: Instant, waited: Duration) {
+        size.urgent_sent(sent);
+        size.urgent_acked(sent, sent + waited);
+    }
+
+    #[test]
+    fn the_most_while_no_emergency_flows() {
+        let mut size = RoutineSize::new(MOST);
+        let now = Instant::now();
+        assert_eq!(size.limit(MOST, now), MOST);
+        // Under a smaller max_payload.
+        assert_eq!(size.limit(100 << 10, now), 100 << 10);
+    }
+
+    #[test]
+    fn a_late_puback_halves_the_size_once_per_round_trip() {
+        let mut size = RoutineSize::new(MOST);
+        let t0 = Instant::now();
+        emergency(&mut size, t0, TARGET * 2);
+        assert_eq!(size.limit(MOST, t0 + TARGET * 2), MOST / 2);
+        // Sent before the cut: no second cut for the same wait.
+        size.urgent_acked(t0 + TARGET, t0 + TARGET * 3);
+        assert_eq!(size.limit(MOST, t0 + TARGET * 3), MOST / 2);
+        // Sent after it and late: cut again, never under the least.
+        let later = t0 + TARGET * 4;
+        emergency(&mut size, later, TARGET * 2);
+        assert_eq!(size.limit(MOST, later + TARGET * 2), MOST / 4);
+        for step in 0..10u32 {
+            emergency(&mut size, later + TARGET * (3 * step + 3), TARGET * 2);
+        }
+        assert_eq!(size.limit(MOST, later + TARGET * 40), LEAST);
+    }
+
+    #[test]
+    fn grows_back_in_steps_and_is_the_most_after_a_quiet_second() {
+        let mut size = RoutineSize::new(MOST);
+        let t0 = Instant::now();
+        emergency(&mut size, t0, TARGET * 2);
+        let half = MOST / 2;
+        let t1 = t0 + TARGET * 3;
+        emergency(&mut size, t1, TARGET / 2);
+        assert_eq!(size.limit(MOST, t1 + TARGET), half + STEP);
+        assert_eq!(size.limit(MOST, t1 + QUIET - TARGET), half + STEP);
+        assert_eq!(size.limit(MOST, t1 + QUIET), MOST);
+    }
+}
