@@ -307,7 +307,7 @@ impl Stats {
             .store(frames, Relaxed);
     }
 
-    /// The most bytes of records the NATS sink's next message from the files may carry.
+    /// The most bytes of records the NATS sink's last message from the files could carry.
     pub(crate) fn nats_message_bytes(&self, bytes: usize) {
         (self.counters.nats_message_bytes).store(bytes as u64, Relaxed);
     }
