@@ -670,7 +670,7 @@ impl JetStreamWriter {
             let (mut in_flight, subject, message) =
                 urgent::message(&self.message, key, series, frames, replicated_through);
             return Some(self.send(subject, message).await.map(|ack| {
-                self.routine_size.urgent_sent(Instant::now());
+                in_flight.sent_at = Some(self.routine_size.urgent_sent(Instant::now()));
                 in_flight.sent(ack);
                 in_flight
             }));
@@ -701,8 +701,8 @@ impl JetStreamWriter {
         unacked: &mut Unacked,
     ) -> Result<(), NatsError> {
         if !published.journaled.is_empty() {
-            if ack.is_ok() {
-                (self.routine_size).urgent_acked(published.sent_at, Instant::now());
+            if let (Ok(_), Some(sent)) = (&ack, published.sent_at) {
+                self.routine_size.urgent_acked(sent, Instant::now());
             }
             let gate = (self.files.replication.as_deref(), &self.stats);
             let count = (self.urgent).acked_message(published, ack, &mut self.stream, gate)?;

@@ -75,9 +75,10 @@ impl RoutineSize {
         self.limit.clamp(LEAST.min(most), most)
     }
 
-    /// An emergency's message was published at `now`.
-    pub(super) fn urgent_sent(&mut self, now: Instant) {
+    /// An emergency's message was published at `now`: its sent time, for [`Self::urgent_acked`].
+    pub(super) fn urgent_sent(&mut self, now: Instant) -> Instant {
         self.urgent_at = Some(now);
+        now
     }
 
     /// An emergency's message published at `sent` got its PubAck at `now`.

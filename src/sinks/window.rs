@@ -47,8 +47,9 @@ pub(super) struct InFlight {
     pub(super) routine: bool,
     /// Payload bytes in the message.
     pub(super) bytes: usize,
-    /// When it was sent, and its PubAck to come.
-    pub(super) sent_at: Instant,
+    /// When it was sent (emergencies from the journal only: they size the routine messages),
+    /// and its PubAck to come.
+    pub(super) sent_at: Option<Instant>,
     pub(super) ack: Ack,
 }
 
@@ -87,7 +88,7 @@ impl InFlight {
             received_unix_ns: received.min().unwrap_or(0),
             routine: frames.clone().any(|f| f.priority == Priority::Routine),
             bytes: frames.map(|f| f.payload.len()).sum(),
-            sent_at: Instant::now(),
+            sent_at: None,
             ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
         }
     }
@@ -98,7 +99,6 @@ impl InFlight {
 
     /// Its PubAck: `sent` in flight.
     pub(super) fn sent(&mut self, sent: PublishAckFuture) {
-        self.sent_at = Instant::now();
         self.ack = Box::pin(sent.into_future());
     }
 }
