@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use async_nats::{Client, ConnectOptions, ServerAddr};
+use tokio::runtime::Handle;
 
 use crate::config::NatsConfig;
 
@@ -20,6 +21,22 @@ pub(crate) enum ConnectError {
     Url(std::io::Error),
     #[error(transparent)]
     Client(#[from] async_nats::ConnectError),
+    #[error("the NATS client's task failed: {0}")]
+    Runtime(String),
+}
+
+/// Connects on `io` (the daemon's runtime) where there is one: the connection's task, its reads
+/// and writes and the PubAcks landing, runs there, not on the thread of the one who asks.
+pub(super) async fn connect_on(
+    config: &NatsConfig,
+    io: Option<&Handle>,
+) -> Result<Client, ConnectError> {
+    let Some(io) = io else {
+        return connect(config).await;
+    };
+    let config = config.clone();
+    let connecting = io.spawn(async move { connect(&config).await });
+    (connecting.await).map_err(|e| ConnectError::Runtime(e.to_string()))?
 }
 
 /// Connects in the background: the client keeps trying the servers, forever.

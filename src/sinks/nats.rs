@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backlog::{Backlog, ReadAhead};
-use super::client::connect;
+use super::client::connect_on;
 use super::cursor::{self, CursorFile};
 use super::fleet::EarlierFrames;
 use super::message::{Layout, Naming};
@@ -184,7 +184,13 @@ async fn run(
     let cursor_files: HashMap<usize, CursorFile> = (files.durable.iter())
         .map(|(shard, _)| (*shard, CursorFile::of_shard(&files.dir, "nats", *shard)))
         .collect();
-    let (client, acked) = match start(&config, &cursor_files, io).await {
+    // Connects (the client goes on trying in the background), and loads every saved cursor.
+    let started = async {
+        let client = connect_on(&config, io.as_ref()).await?;
+        let acked = cursor::load_all(&cursor_files).map_err(NatsError::Cursor)?;
+        Ok::<_, NatsError>((client, acked))
+    };
+    let (client, acked) = match started.await {
         Ok(started) => started,
         Err(err) => {
             tracing::error!(error = %err, "the NATS sink cannot start; nothing is published");
@@ -234,6 +240,7 @@ async fn run(
         earlier_done: false,
         urgent: Urgent::default(),
         routine_size: RoutineSize::new(size::most(0)),
+        io,
     };
     let fatal = publisher.sessions(&cut_off).await;
     publisher.save().await;
@@ -251,27 +258,6 @@ fn new_from(start_ends: &HashMap<usize, DurableEnd>) -> Vec<Option<(u64, u64)>> 
         ends[*shard] = Some((end.segment, end.len));
     }
     ends
-}
-
-/// Connects (the client goes on trying in the background), and loads every shard's saved
-/// cursor.
-async fn start(
-    config: &NatsConfig,
-    cursor_files: &HashMap<usize, CursorFile>,
-    io: Option<tokio::runtime::Handle>,
-) -> Result<(Client, Positions), NatsError> {
-    let client = match io {
-        Some(io) => {
-            let config = config.clone();
-            let connecting = io.spawn(async move { connect(&config).await });
-            connecting
-                .await
-                .map_err(|e| NatsError::Runtime(e.to_string()))??
-        }
-        None => connect(config).await?,
-    };
-    let acked = cursor::load_all(cursor_files).map_err(NatsError::Cursor)?;
-    Ok((client, acked))
 }
 
 /// Why a session ended.
@@ -323,6 +309,8 @@ struct JetStreamWriter {
     /// size of the messages from the files, by how soon the emergencies' PubAcks come.
     urgent: Urgent,
     routine_size: RoutineSize,
+    /// The daemon's runtime, where the connection's task runs and PubAcks land.
+    io: Option<tokio::runtime::Handle>,
 }
 
 impl JetStreamWriter {
@@ -526,7 +514,10 @@ impl JetStreamWriter {
                 }
                 // Read again once a shard's durable end moved (at once when every shard closed).
                 () = cursors.changed(), if room && caught_up && !finished => caught_up = false,
-                _ = ticker.tick() => self.save().await,
+                _ = ticker.tick() => {
+                    self.save().await;
+                    self.note_size();
+                }
             }
             if let (Some(since), Some(replication)) = (starved, &self.files.replication) {
                 replication.starved(since.elapsed());
@@ -606,8 +597,7 @@ impl JetStreamWriter {
         backlog: &mut Backlog,
     ) -> Result<InFlight, NatsError> {
         let (series, elsewhere) = self.stream.series(&self.message, key).await?;
-        let most = self.routine_size.limit(self.max_batch(), Instant::now());
-        self.stats.nats_message_bytes(most);
+        let most = self.note_size();
         let mut in_flight = InFlight::of(backlog.take(key, most));
         in_flight.held = (in_flight.frames.iter())
             .map(|f| series.holds(&f.frame))
@@ -632,6 +622,16 @@ impl JetStreamWriter {
             }
         }
         Ok(in_flight)
+    }
+
+    /// The most bytes of records a message from the files may carry now (layout `records/1`),
+    /// told to `/metrics`.
+    fn note_size(&mut self) -> usize {
+        let most = self.routine_size.limit(self.max_batch(), Instant::now());
+        if self.layout == Layout::Records {
+            self.stats.nats_message_bytes(most);
+        }
+        most
     }
 
     /// The most bytes of records in a message (layout `records/1`).
@@ -670,8 +670,8 @@ impl JetStreamWriter {
             let (mut in_flight, subject, message) =
                 urgent::message(&self.message, key, series, frames, replicated_through);
             return Some(self.send(subject, message).await.map(|ack| {
-                in_flight.sent_at = Some(self.routine_size.urgent_sent(Instant::now()));
-                in_flight.sent(ack);
+                let at = self.routine_size.urgent_sent(Instant::now());
+                in_flight.sent_timed(ack, at, self.io.as_ref());
                 in_flight
             }));
         }
@@ -701,8 +701,9 @@ impl JetStreamWriter {
         unacked: &mut Unacked,
     ) -> Result<(), NatsError> {
         if !published.journaled.is_empty() {
-            if let (Ok(_), Some(sent)) = (&ack, published.sent_at) {
-                self.routine_size.urgent_acked(sent, Instant::now());
+            let now = Instant::now();
+            if let (Ok(_), Some((sent, landed))) = (&ack, published.timed(now)) {
+                self.routine_size.urgent_acked(sent, landed, now);
             }
             let gate = (self.files.replication.as_deref(), &self.stats);
             let count = (self.urgent).acked_message(published, ack, &mut self.stream, gate)?;

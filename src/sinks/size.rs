@@ -5,18 +5,28 @@
 //! before it, and the servers handle a message whole (its replicated log entry, its compression,
 //! its copy on each node): on a busy machine the wait follows the routine messages' size, while
 //! larger messages cost the servers less a frame (`docs/bench/nats.md`). So the size is cut by
-//! half when an emergency's PubAck took longer than [`TARGET`], grows back a step when one came
-//! in time (each once a round trip: a change shows before the next), and is the most again once
-//! no emergency was published for [`QUIET`]. Where the servers keep up (a machine with cores to
+//! half when an emergency's PubAck came late, grows back a step when one came in time (each once a
+//! round trip: a change shows before the next), and is the most again once no emergency was
+//! published for [`QUIET`]. Late is past [`TARGET`], or [`MARGIN`] past the fastest emergency
+//! PubAck of the last [`EPOCH`]s where the servers are farther (another site, TLS, a slow store):
+//! a wait no size can shorten costs no frames. Where the servers keep up (a machine with cores to
 //! spare, or no emergencies) messages stay at the most.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// An emergency's publish to its PubAck, at most: with the wait for its source's message before
-/// it, about two of these make its ACK.
+/// An emergency's publish to its PubAck, at most, where the servers are near: with the wait for
+/// its source's message before it, about two of these make its ACK.
 const TARGET: Duration = Duration::from_millis(10);
+
+/// Where the servers are farther: how long past the fastest PubAck an emergency may wait behind
+/// routine messages.
+const MARGIN: Duration = Duration::from_millis(5);
+
+/// The fastest PubAck is that of this epoch or the one before: it follows the servers' distance
+/// within two epochs.
+const EPOCH: Duration = Duration::from_secs(5);
 
 /// No emergency published for this long: routine messages are of the most bytes again.
 const QUIET: Duration = Duration::from_secs(1);
@@ -52,6 +62,10 @@ pub(super) struct RoutineSize {
     changed_at: Option<Instant>,
     /// When an emergency's message was last published.
     urgent_at: Option<Instant>,
+    /// The fastest emergency PubAck of this epoch and of the one before, and when this one
+    /// began.
+    fastest: [Option<Duration>; 2],
+    epoch_at: Option<Instant>,
 }
 
 impl RoutineSize {
@@ -61,6 +75,8 @@ impl RoutineSize {
             limit: most,
             changed_at: None,
             urgent_at: None,
+            fastest: [None; 2],
+            epoch_at: None,
         }
     }
 
@@ -81,17 +97,35 @@ impl RoutineSize {
         now
     }
 
-    /// An emergency's message published at `sent` got its PubAck at `now`.
-    pub(super) fn urgent_acked(&mut self, sent: Instant, now: Instant) {
+    /// An emergency's message published at `sent` got its PubAck at `landed`, taken at `now`.
+    pub(super) fn urgent_acked(&mut self, sent: Instant, landed: Instant, now: Instant) {
+        let took = landed.saturating_duration_since(sent);
+        let late = took > self.target(took, landed);
         // A message sent before the last change says nothing of the size since.
         if self.changed_at.is_some_and(|changed| sent < changed) {
             return;
         }
-        self.limit = match now.saturating_duration_since(sent) <= TARGET {
-            true => (self.limit + STEP).min(self.most),
-            false => (self.limit / 2).max(LEAST).min(self.most),
+        let limit = match late {
+            false => (self.limit + STEP).min(self.most),
+            true => (self.limit / 2).max(LEAST).min(self.most),
         };
-        self.changed_at = Some(now);
+        if limit != self.limit {
+            (self.limit, self.changed_at) = (limit, Some(now));
+        }
+    }
+
+    /// The target for a PubAck that `took` so long, at `landed`: [`TARGET`], or [`MARGIN`] past
+    /// the fastest of this epoch and the one before (this one included).
+    fn target(&mut self, took: Duration, landed: Instant) -> Duration {
+        let since = self.epoch_at.map(|at| landed.saturating_duration_since(at));
+        if since.is_none_or(|since| since >= EPOCH) {
+            let before = since.is_some_and(|since| since < EPOCH * 2);
+            self.fastest = [None, self.fastest[0].filter(|_| before)];
+            self.epoch_at = Some(landed);
+        }
+        self.fastest[0] = Some(self.fastest[0].map_or(took, |fastest| fastest.min(took)));
+        let fastest = self.fastest.iter().flatten().min().copied().unwrap_or(took);
+        TARGET.max(fastest + MARGIN)
     }
 }
 
@@ -99,10 +133,10 @@ impl RoutineSize {
 mod tests {
     use super::*;
 
-    /// An emergency's message sent at `sent`, its PubAck `waited` later.
+    /// An emergency's message sent at `sent`, its PubAck `waited` later, taken at once.
     fn emergency(size: &mut RoutineSize, sent: Instant, waited: Duration) {
         size.urgent_sent(sent);
-        size.urgent_acked(sent, sent + waited);
+        size.urgent_acked(sent, sent + waited, sent + waited);
     }
 
     #[test]
@@ -118,13 +152,16 @@ mod tests {
     fn a_late_puback_halves_the_size_once_per_round_trip() {
         let mut size = RoutineSize::new(MOST);
         let t0 = Instant::now();
-        emergency(&mut size, t0, TARGET * 2);
-        assert_eq!(size.limit(MOST, t0 + TARGET * 2), MOST / 2);
+        // The servers are near: a fast PubAck first, no change at the most.
+        emergency(&mut size, t0, TARGET / 5);
+        let t1 = t0 + TARGET;
+        emergency(&mut size, t1, TARGET * 2);
+        assert_eq!(size.limit(MOST, t1 + TARGET * 2), MOST / 2);
         // Sent before the cut: no second cut for the same wait.
-        size.urgent_acked(t0 + TARGET, t0 + TARGET * 3);
-        assert_eq!(size.limit(MOST, t0 + TARGET * 3), MOST / 2);
+        size.urgent_acked(t1 + TARGET, t1 + TARGET * 3, t1 + TARGET * 3);
+        assert_eq!(size.limit(MOST, t1 + TARGET * 3), MOST / 2);
         // Sent after it and late: cut again, never under the least.
-        let later = t0 + TARGET * 4;
+        let later = t1 + TARGET * 4;
         emergency(&mut size, later, TARGET * 2);
         assert_eq!(size.limit(MOST, later + TARGET * 2), MOST / 4);
         for step in 0..10u32 {
@@ -137,12 +174,42 @@ mod tests {
     fn grows_back_in_steps_and_is_the_most_after_a_quiet_second() {
         let mut size = RoutineSize::new(MOST);
         let t0 = Instant::now();
-        emergency(&mut size, t0, TARGET * 2);
+        emergency(&mut size, t0, TARGET / 5);
+        emergency(&mut size, t0 + TARGET, TARGET * 2);
         let half = MOST / 2;
-        let t1 = t0 + TARGET * 3;
+        let t1 = t0 + TARGET * 4;
         emergency(&mut size, t1, TARGET / 2);
         assert_eq!(size.limit(MOST, t1 + TARGET), half + STEP);
         assert_eq!(size.limit(MOST, t1 + QUIET - TARGET), half + STEP);
         assert_eq!(size.limit(MOST, t1 + QUIET), MOST);
+    }
+
+    #[test]
+    fn no_change_leaves_the_next_puback_heard() {
+        let mut size = RoutineSize::new(MOST);
+        let t0 = Instant::now();
+        // In time at the most: nothing changes, so a late one sent before it still cuts.
+        emergency(&mut size, t0 + TARGET, TARGET / 5);
+        size.urgent_acked(t0, t0 + TARGET * 3, t0 + TARGET * 3);
+        assert_eq!(size.limit(MOST, t0 + TARGET * 3), MOST / 2);
+    }
+
+    #[test]
+    fn far_servers_keep_the_most_until_their_pubacks_slow() {
+        let mut size = RoutineSize::new(MOST);
+        let t0 = Instant::now();
+        let far = TARGET * 3;
+        for step in 0..20u32 {
+            emergency(&mut size, t0 + far * step, far);
+        }
+        assert_eq!(size.limit(MOST, t0 + far * 21), MOST);
+        // Past the margin is late.
+        let t1 = t0 + far * 21;
+        emergency(&mut size, t1, far + MARGIN * 2);
+        assert_eq!(size.limit(MOST, t1 + far * 3), MOST / 2);
+        // Two epochs later the fastest is that of now: slower servers are near again.
+        let t2 = t1 + EPOCH * 2;
+        emergency(&mut size, t2, far * 3);
+        assert_eq!(size.limit(MOST, t2 + far * 3), MOST / 2 + STEP);
     }
 }

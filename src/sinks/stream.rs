@@ -26,8 +26,6 @@ use crate::domain::position::ShardPosition;
 pub(super) enum NatsError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("the NATS client's task failed: {0}")]
-    Runtime(String),
     /// A saved cursor cannot be read.
     #[error(transparent)]
     Cursor(std::io::Error),

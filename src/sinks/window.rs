@@ -9,11 +9,14 @@
 use std::collections::{HashSet, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
-use async_nats::jetstream::context::{PublishAckFuture, PublishError};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::publish::PublishAck;
 use futures_util::FutureExt;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::message::Through;
 use crate::archive::format::FrameRecord;
@@ -47,10 +50,17 @@ pub(super) struct InFlight {
     pub(super) routine: bool,
     /// Payload bytes in the message.
     pub(super) bytes: usize,
-    /// When it was sent (emergencies from the journal only: they size the routine messages),
-    /// and its PubAck to come.
-    pub(super) sent_at: Option<Instant>,
+    /// When it was sent and its PubAck landed (emergencies from the journal only: they size
+    /// the routine messages), and its PubAck to come.
+    timing: Option<Timing>,
     pub(super) ack: Ack,
+}
+
+/// An emergency's message from the journal: when it was sent, and when its PubAck landed on the
+/// connection's runtime (unset where the sink has none apart).
+struct Timing {
+    sent: Instant,
+    landed: Arc<OnceLock<Instant>>,
 }
 
 impl InFlight {
@@ -88,7 +98,7 @@ impl InFlight {
             received_unix_ns: received.min().unwrap_or(0),
             routine: frames.clone().any(|f| f.priority == Priority::Routine),
             bytes: frames.map(|f| f.payload.len()).sum(),
-            sent_at: None,
+            timing: None,
             ack: Box::pin(std::future::ready(Ok(PublishAck::default()))),
         }
     }
@@ -100,6 +110,34 @@ impl InFlight {
     /// Its PubAck: `sent` in flight.
     pub(super) fn sent(&mut self, sent: PublishAckFuture) {
         self.ack = Box::pin(sent.into_future());
+    }
+
+    /// Its PubAck, `sent` at `at`, timed: awaited on `io` (the connection's runtime, where it
+    /// lands), so that the sink's own stalls do not count in its time.
+    pub(super) fn sent_timed(&mut self, sent: PublishAckFuture, at: Instant, io: Option<&Handle>) {
+        let landed = Arc::new(OnceLock::new());
+        self.timing = Some(Timing {
+            sent: at,
+            landed: Arc::clone(&landed),
+        });
+        let Some(io) = io else {
+            return self.sent(sent);
+        };
+        let task = AbortOnDropHandle::new(io.spawn(async move {
+            let ack = sent.await;
+            let _ = landed.set(Instant::now());
+            ack
+        }));
+        self.ack = Box::pin(async move {
+            (task.await)
+                .unwrap_or_else(|e| Err(PublishError::with_source(PublishErrorKind::Other, e)))
+        });
+    }
+
+    /// A timed message's send, and when its PubAck landed (`now` where that is unknown).
+    pub(super) fn timed(&self, now: Instant) -> Option<(Instant, Instant)> {
+        let timing = self.timing.as_ref()?;
+        Some((timing.sent, timing.landed.get().copied().unwrap_or(now)))
     }
 }
 
