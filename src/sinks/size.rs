@@ -5,28 +5,18 @@
 //! before it, and the servers handle a message whole (its replicated log entry, its compression,
 //! its copy on each node): on a busy machine the wait follows the routine messages' size, while
 //! larger messages cost the servers less a frame (`docs/bench/nats.md`). So the size is cut by
-//! half when an emergency's PubAck came late, grows back a step when one came in time (each once a
-//! round trip: a change shows before the next), and is the most again once no emergency was
-//! published for [`QUIET`]. Late is past [`TARGET`], or [`MARGIN`] past the fastest emergency
-//! PubAck of the last [`EPOCH`]s where the servers are farther (another site, TLS, a slow store):
-//! a wait no size can shorten costs no frames. Where the servers keep up (a machine with cores to
+//! half when an emergency's PubAck took longer than [`TARGET`], grows back a step when one came in
+//! time (each once a round trip: a change shows before the next), and is the most again once no
+//! emergency was published for [`QUIET`]. Where the servers keep up (a machine with cores to
 //! spare, or no emergencies) messages stay at the most.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// An emergency's publish to its PubAck, at most, where the servers are near: with the wait for
-/// its source's message before it, about two of these make its ACK.
+/// An emergency's publish to its PubAck, at most: with the wait for its source's message before
+/// it, about two of these make its ACK.
 const TARGET: Duration = Duration::from_millis(10);
-
-/// Where the servers are farther: how long past the fastest PubAck an emergency may wait behind
-/// routine messages.
-const MARGIN: Duration = Duration::from_millis(5);
-
-/// The fastest PubAck is that of this epoch or the one before: it follows the servers' distance
-/// within two epochs.
-const EPOCH: Duration = Duration::from_secs(5);
 
 /// No emergency published for this long: routine messages are of the most bytes again.
 const QUIET: Duration = Duration::from_secs(1);
@@ -62,10 +52,6 @@ pub(super) struct RoutineSize {
     changed_at: Option<Instant>,
     /// When an emergency's message was last published.
     urgent_at: Option<Instant>,
-    /// The fastest emergency PubAck of this epoch and of the one before, and when this one
-    /// began.
-    fastest: [Option<Duration>; 2],
-    epoch_at: Option<Instant>,
 }
 
 impl RoutineSize {
@@ -75,8 +61,6 @@ impl RoutineSize {
             limit: most,
             changed_at: None,
             urgent_at: None,
-            fastest: [None; 2],
-            epoch_at: None,
         }
     }
 
@@ -85,8 +69,9 @@ impl RoutineSize {
     pub(super) fn limit(&mut self, most: usize, now: Instant) -> usize {
         self.most = most;
         let quiet = (self.urgent_at).is_none_or(|at| now.saturating_duration_since(at) >= QUIET);
-        if quiet {
-            self.limit = most;
+        if quiet && self.limit != most {
+            // PubAcks of emergencies sent before now say nothing of this size.
+            (self.limit, self.changed_at) = (most, Some(now));
         }
         self.limit.clamp(LEAST.min(most), most)
     }
@@ -99,8 +84,7 @@ impl RoutineSize {
 
     /// An emergency's message published at `sent` got its PubAck at `landed`, taken at `now`.
     pub(super) fn urgent_acked(&mut self, sent: Instant, landed: Instant, now: Instant) {
-        let took = landed.saturating_duration_since(sent);
-        let late = took > self.target(took, landed);
+        let late = landed.saturating_duration_since(sent) > TARGET;
         // A message sent before the last change says nothing of the size since.
         if self.changed_at.is_some_and(|changed| sent < changed) {
             return;
@@ -112,20 +96,6 @@ impl RoutineSize {
         if limit != self.limit {
             (self.limit, self.changed_at) = (limit, Some(now));
         }
-    }
-
-    /// The target for a PubAck that `took` so long, at `landed`: [`TARGET`], or [`MARGIN`] past
-    /// the fastest of this epoch and the one before (this one included).
-    fn target(&mut self, took: Duration, landed: Instant) -> Duration {
-        let since = self.epoch_at.map(|at| landed.saturating_duration_since(at));
-        if since.is_none_or(|since| since >= EPOCH) {
-            let before = since.is_some_and(|since| since < EPOCH * 2);
-            self.fastest = [None, self.fastest[0].filter(|_| before)];
-            self.epoch_at = Some(landed);
-        }
-        self.fastest[0] = Some(self.fastest[0].map_or(took, |fastest| fastest.min(took)));
-        let fastest = self.fastest.iter().flatten().min().copied().unwrap_or(took);
-        TARGET.max(fastest + MARGIN)
     }
 }
 
@@ -195,21 +165,17 @@ mod tests {
     }
 
     #[test]
-    fn far_servers_keep_the_most_until_their_pubacks_slow() {
+    fn pubacks_sent_before_a_quiet_second_do_not_cut_the_most() {
         let mut size = RoutineSize::new(MOST);
         let t0 = Instant::now();
-        let far = TARGET * 3;
-        for step in 0..20u32 {
-            emergency(&mut size, t0 + far * step, far);
-        }
-        assert_eq!(size.limit(MOST, t0 + far * 21), MOST);
-        // Past the margin is late.
-        let t1 = t0 + far * 21;
-        emergency(&mut size, t1, far + MARGIN * 2);
-        assert_eq!(size.limit(MOST, t1 + far * 3), MOST / 2);
-        // Two epochs later the fastest is that of now: slower servers are near again.
-        let t2 = t1 + EPOCH * 2;
-        emergency(&mut size, t2, far * 3);
-        assert_eq!(size.limit(MOST, t2 + far * 3), MOST / 2 + STEP);
+        emergency(&mut size, t0, TARGET * 2);
+        let t1 = t0 + TARGET * 3;
+        size.urgent_sent(t1);
+        assert_eq!(size.limit(MOST, t1 + QUIET), MOST);
+        // The servers were that slow: its PubAck came after the quiet second.
+        let t2 = t1 + QUIET * 2;
+        size.urgent_acked(t1, t2, t2);
+        size.urgent_sent(t2);
+        assert_eq!(size.limit(MOST, t2), MOST);
     }
 }
