@@ -514,10 +514,7 @@ impl JetStreamWriter {
                 }
                 // Read again once a shard's durable end moved (at once when every shard closed).
                 () = cursors.changed(), if room && caught_up && !finished => caught_up = false,
-                _ = ticker.tick() => {
-                    self.save().await;
-                    self.note_size();
-                }
+                _ = ticker.tick() => self.save().await,
             }
             if let (Some(since), Some(replication)) = (starved, &self.files.replication) {
                 replication.starved(since.elapsed());
@@ -767,8 +764,10 @@ impl JetStreamWriter {
         Ok(())
     }
 
-    /// Saves each shard's cursor that moved since its last save.
+    /// Saves each shard's cursor that moved since its last save, and tells `/metrics` the
+    /// messages' size now (both every [`SAVE_INTERVAL`] while a session runs).
     async fn save(&mut self) {
+        self.note_size();
         self.saved_at = Instant::now();
         let moved: Vec<ShardPosition> = self
             .acked
