@@ -84,12 +84,11 @@ impl RoutineSize {
 
     /// An emergency's message published at `sent` got its PubAck at `landed`, taken at `now`.
     pub(super) fn urgent_acked(&mut self, sent: Instant, landed: Instant, now: Instant) {
-        let late = landed.saturating_duration_since(sent) > TARGET;
         // A message sent before the last change says nothing of the size since.
         if self.changed_at.is_some_and(|changed| sent < changed) {
             return;
         }
-        let limit = match late {
+        let limit = match landed.saturating_duration_since(sent) > TARGET {
             false => (self.limit + STEP).min(self.most),
             true => (self.limit / 2).max(LEAST).min(self.most),
         };
@@ -122,7 +121,7 @@ mod tests {
     fn a_late_puback_halves_the_size_once_per_round_trip() {
         let mut size = RoutineSize::new(MOST);
         let t0 = Instant::now();
-        // The servers are near: a fast PubAck first, no change at the most.
+        // In time at the most: no change.
         emergency(&mut size, t0, TARGET / 5);
         let t1 = t0 + TARGET;
         emergency(&mut size, t1, TARGET * 2);
