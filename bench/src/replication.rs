@@ -112,7 +112,8 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Option<ReplicationResult>, String>
     };
     let server = nats_cluster::version(&binary);
     eprintln!("[bench] replication: {} nodes of {server}", settings.nodes);
-    let cluster = NatsCluster::start(&binary, settings.nodes)?;
+    let far = settings.far_ms.map(Duration::from_millis);
+    let cluster = NatsCluster::start(&binary, settings.nodes, far)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -495,6 +496,7 @@ mod tests {
             messages: 1,
             window: 256,
             emergency_wait_ms: Some(10),
+            far_ms: None,
         };
         let table = sink_table(&base, &urls, settings, Publisher::Replicated);
         let (file, config) = ConfigFile::write(&table, "replication-test", "replicated")
@@ -519,6 +521,7 @@ mod tests {
             messages: 1,
             window: 256,
             emergency_wait_ms: Some(10),
+            far_ms: None,
         };
         let nats = plain_sink(settings).expect("a [sinks.nats] the daemon accepts");
         assert_eq!(nats.stream, "BENCH_PLAIN");

@@ -107,8 +107,11 @@ pub fn render(o: &mut String, result: &ReplicationResult, plan: &Plan, nproc: us
     };
     let _ = writeln!(
         o,
-        "\nReplication ({n} `nats-server` nodes on loopback, {server}; an R{n} stream per window; {w} publishes awaiting their PubAck, plain publisher and sinks alike; plain: {m} messages, first publish to last PubAck; daemons: `identity = \"fleet\"`{wait}, {c} saturating uplinks and {e} emergency-only sources ({f} frames/s each), ACKs counted at the load client over {ws:.1} s after {wu:.1} s; latencies p50 / p99 in ms):\n",
+        "\nReplication ({n} `nats-server` nodes on loopback{far}, {server}; an R{n} stream per window; {w} publishes awaiting their PubAck, plain publisher and sinks alike; plain: {m} messages, first publish to last PubAck; daemons: `identity = \"fleet\"`{wait}, {c} saturating uplinks and {e} emergency-only sources ({f} frames/s each), ACKs counted at the load client over {ws:.1} s after {wu:.1} s; latencies p50 / p99 in ms):\n",
         n = settings.nodes,
+        far = (settings.far_ms).map_or(String::new(), |ms| {
+            format!(", each behind a proxy that holds every byte {ms} ms each way")
+        }),
         server = result.server.as_deref().unwrap_or("unknown"),
         w = settings.window,
         m = settings.messages,

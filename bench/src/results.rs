@@ -326,6 +326,8 @@ pub struct ReplicationPlan {
     pub window: usize,
     /// `sinks.nats.emergency_wait_ms`, where not the default.
     pub emergency_wait_ms: Option<u64>,
+    /// The servers' delay each way, where far (`bench/src/far.rs`).
+    pub far_ms: Option<u64>,
 }
 
 /// The replication run, measured or skipped.

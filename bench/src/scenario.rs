@@ -109,6 +109,9 @@ pub struct ReplicationScenario {
     pub nodes: usize,
     /// The sinks' `sinks.nats.emergency_wait_ms`, where not the daemon's default.
     pub emergency_wait_ms: Option<u64>,
+    /// Servers this many ms apart each way, from each other and from the daemons and the plain
+    /// publisher (a delaying proxy in front of each node's ports, `bench/src/far.rs`); none: loopback.
+    pub far_ms: Option<u64>,
 }
 
 /// The queries run: `bench/random-archive.py` makes the archive of a day (when the directory
@@ -300,6 +303,7 @@ impl Scenario {
                 messages: r.messages,
                 window: r.window,
                 emergency_wait_ms: r.emergency_wait_ms,
+                far_ms: r.far_ms,
             }),
             shards: self.shards,
             default_shards: config.runtime.shards,
