@@ -37,7 +37,7 @@ impl Delay {
             while !stopped.load(Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => forward(client, upstream, delay),
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => thread::sleep(POLL),
+                    // None waiting (or a failed accept): look again shortly.
                     Err(_) => thread::sleep(POLL),
                 }
             }
