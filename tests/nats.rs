@@ -105,6 +105,12 @@ fn two_daemons_publish_every_frame_exactly_once_into_one_stream() {
         // With `ack = "local"` no emergency sizes the messages: the most records each.
         let sink = ["nats_sink", "nats_connected", "nats_message_bytes"].map(|s| daemon.stat(s));
         assert_eq!(sink, [1, 1, 256 << 10]);
+        // Room in flight: 512 KiB for each 10 ms of the fastest PubAck lately, 1 to 8 times.
+        let room = daemon.stat("nats_room_bytes");
+        assert!(
+            room % (512 << 10) == 0 && (1..=8).contains(&(room >> 19)),
+            "{room}"
+        );
         let (status, health) = daemon.get("/healthz");
         assert_eq!(
             (status, health["status"].as_str()),

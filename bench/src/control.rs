@@ -138,10 +138,12 @@ pub struct Counts {
     /// CPU time of the daemon's retention thread (`archive-retention`), in nanoseconds.
     pub retention_cpu_ns: u64,
     /// With `[sinks.nats]`: frames JetStream acknowledged to the sink as new (`nats_published`),
-    /// frames whose ACK waits for JetStream's (`nats_unreplicated_frames`), and the sink's thread
-    /// (`nats-sink`): its CPU time and its time waiting for a CPU, in nanoseconds; 0 without.
+    /// frames whose ACK waits for JetStream's (`nats_unreplicated_frames`), the bytes its messages
+    /// in flight may hold (`nats_room_bytes`), and the sink's thread (`nats-sink`): its CPU time
+    /// and its time waiting for a CPU, in nanoseconds; 0 without.
     pub nats_published: u64,
     pub nats_unreplicated: u64,
+    pub nats_room_bytes: u64,
     pub sink_cpu_ns: u64,
     pub sink_runqueue_ns: u64,
 }

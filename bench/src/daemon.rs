@@ -177,6 +177,7 @@ pub async fn start(
                 deleted_bytes: s.retention_deleted_bytes,
                 nats_published: s.nats_published,
                 nats_unreplicated: s.nats_unreplicated_frames,
+                nats_room_bytes: s.nats_room_bytes,
                 ..Counts::default()
             }
         }),

@@ -233,6 +233,7 @@ impl StatsReader {
             deleted_bytes: retention("deleted_bytes"),
             nats_published: stat("nats_published"),
             nats_unreplicated: stat("nats_unreplicated_frames"),
+            nats_room_bytes: stat("nats_room_bytes"),
             ..Counts::default()
         };
         self.last

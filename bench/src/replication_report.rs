@@ -178,16 +178,16 @@ fn render_medians(o: &mut String, rounds: &[ReplicationRound]) {
 fn render_cpu(o: &mut String, rounds: &[ReplicationRound], nproc: usize) {
     let _ = writeln!(
         o,
-        "\nThe same windows: frames/s the daemon processed and JetStream acknowledged to its sink, frames whose ACK waited for JetStream's at the window's end, the stream's leader, and CPU in cores of the machine's {nproc} (the daemon, of it the sink's thread at nice 10 and the share of the window that thread was ready and waited for a CPU, the nats-servers together, the load client or the plain publisher):\n"
+        "\nThe same windows: frames/s the daemon processed and JetStream acknowledged to its sink, frames whose ACK waited for JetStream's and the sink's room in flight (KiB) at the window's end, the stream's leader, and CPU in cores of the machine's {nproc} (the daemon, of it the sink's thread at nice 10 and the share of the window that thread was ready and waited for a CPU, the nats-servers together, the load client or the plain publisher):\n"
     );
-    let _ = writeln!(o, "| payload | round | window | processed/s | published/s | unreplicated at end | leader | daemon | of it sink | sink waited for a CPU | nats-servers | client or publisher |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| payload | round | window | processed/s | published/s | unreplicated at end | room at end | leader | daemon | of it sink | sink waited for a CPU | nats-servers | client or publisher |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let show = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.2}"));
     for r in rounds {
         let p = &r.plain;
         let _ = writeln!(
             o,
-            "| {} B | {} | plain | | {:.0} | | {} | | | | {} | {} |",
+            "| {} B | {} | plain | | {:.0} | | | {} | | | | {} | {} |",
             r.payload,
             r.run,
             p.acked_per_s,
@@ -209,13 +209,14 @@ fn render_sink_cpu(
 ) {
     let _ = writeln!(
         o,
-        "| {} B | {} | {} | {:.0} | {:.0} | {} | {} | {:.2} | {:.2} | {:.0} % | {} | {} |",
+        "| {} B | {} | {} | {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.0} % | {} | {} |",
         r.payload,
         r.run,
         w.ack,
         w.processed_per_s,
         w.published_per_s,
         w.unreplicated_at_end,
+        w.room_at_end >> 10,
         w.leader.as_deref().unwrap_or("?"),
         w.daemon_cores,
         w.sink_thread_cores,

@@ -17,6 +17,7 @@ pub mod message;
 pub mod nats;
 mod progress;
 pub mod reader;
+mod room;
 mod series;
 mod size;
 mod stream;

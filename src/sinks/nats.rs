@@ -77,10 +77,6 @@ const READ_AHEAD_RECORDS: ReadAhead = ReadAhead {
     bytes: 128 << 20,
 };
 
-/// Layout `records/1`: the most bytes of frame records in all the messages in flight but those
-/// with an emergency: what a new emergency's message may wait behind at the stream's leader.
-const MAX_IN_FLIGHT_BYTES: usize = 512 << 10;
-
 /// How often the cursor is saved while it moves: what a restart publishes again, at most.
 const SAVE_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -306,7 +302,7 @@ struct JetStreamWriter {
     earlier_left: u64,
     earlier_done: bool,
     /// With `ack = "replicated"`: emergencies the archive handed over from its journal, and the
-    /// size of the messages from the files, by how soon the emergencies' PubAcks come.
+    /// size of the messages from the files and their room in flight, by how soon PubAcks come.
     urgent: Urgent,
     routine_size: RoutineSize,
     /// The daemon's runtime, where the connection's task runs and PubAcks land.
@@ -435,7 +431,7 @@ impl JetStreamWriter {
         if !urgent && !self.has_window_room(in_flight) {
             return None;
         }
-        Some(self.publish_batch(key, backlog).await)
+        Some(self.publish_batch(key, backlog, in_flight.bytes()).await)
     }
 
     /// The session's loop: publishes what `backlog` holds (emergencies first) and reads on, up
@@ -525,7 +521,8 @@ impl JetStreamWriter {
     /// Whether the window has room for a routine message.
     fn has_window_room(&self, in_flight: &Window) -> bool {
         in_flight.len() < self.config.window
-            && (self.layout == Layout::Frame || in_flight.bytes() < MAX_IN_FLIGHT_BYTES)
+            && (self.layout == Layout::Frame
+                || in_flight.bytes() < self.routine_size.room(Instant::now()))
     }
 
     /// Whether `frame` was archived by this run: at or after its shard's durable end at start.
@@ -587,11 +584,12 @@ impl JetStreamWriter {
     }
 
     /// Hands the client a message of the frames of source `key` read first (layout `records/1`),
-    /// less those the stream holds already; its PubAck comes later.
+    /// less those the stream holds already, behind `ahead` bytes in flight; its PubAck comes later.
     async fn publish_batch(
         &mut self,
         key: SourceKey,
         backlog: &mut Backlog,
+        ahead: usize,
     ) -> Result<InFlight, NatsError> {
         let (series, elsewhere) = self.stream.series(&self.message, key).await?;
         let most = self.note_size();
@@ -612,7 +610,7 @@ impl JetStreamWriter {
         let (subject, message) =
             (self.message).build_records(key, frames, &through, replicated_through, series.last);
         match self.send(subject, message).await {
-            Ok(ack) => in_flight.sent(ack),
+            Ok(ack) => in_flight.sent_timed(ack, (Instant::now(), ahead), self.io.as_ref()),
             Err(why) => {
                 backlog.put_back(in_flight.frames.into_iter());
                 return Err(why);
@@ -627,6 +625,8 @@ impl JetStreamWriter {
         let most = self.routine_size.limit(self.max_batch(), Instant::now());
         if self.layout == Layout::Records {
             self.stats.nats_message_bytes(most);
+            self.stats
+                .nats_room_bytes(self.routine_size.room(Instant::now()));
         }
         most
     }
@@ -653,7 +653,7 @@ impl JetStreamWriter {
         if in_flight.len() >= self.config.window {
             return None;
         }
-        let replication = self.files.replication.as_deref()?;
+        let (replication, ahead) = (self.files.replication.as_deref()?, in_flight.bytes());
         for key in self.urgent.ready(in_flight.busy()) {
             let series = match self.stream.series(&self.message, key).await {
                 Ok((series, _)) => series,
@@ -668,7 +668,7 @@ impl JetStreamWriter {
                 urgent::message(&self.message, key, series, frames, replicated_through);
             return Some(self.send(subject, message).await.map(|ack| {
                 let at = self.routine_size.urgent_sent(Instant::now());
-                in_flight.sent_timed(ack, at, self.io.as_ref());
+                in_flight.sent_timed(ack, (at, ahead), self.io.as_ref());
                 in_flight
             }));
         }
@@ -697,11 +697,12 @@ impl JetStreamWriter {
         ack: Result<PublishAck, PublishError>,
         unacked: &mut Unacked,
     ) -> Result<(), NatsError> {
+        let now = Instant::now();
+        if let (Ok(_), Some(timed)) = (&ack, published.timed(now)) {
+            self.routine_size
+                .acked(timed, !published.journaled.is_empty(), now);
+        }
         if !published.journaled.is_empty() {
-            let now = Instant::now();
-            if let (Ok(_), Some((sent, landed))) = (&ack, published.timed(now)) {
-                self.routine_size.urgent_acked(sent, landed, now);
-            }
             let gate = (self.files.replication.as_deref(), &self.stats);
             let count = (self.urgent).acked_message(published, ack, &mut self.stream, gate)?;
             self.progress.acked_new.fetch_add(count, Relaxed);

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::room::Room;
+
 /// An emergency's publish to its PubAck, at most: with the wait for its source's message before
 /// it, about two of these make its ACK.
 const TARGET: Duration = Duration::from_millis(10);
@@ -52,6 +54,8 @@ pub(super) struct RoutineSize {
     changed_at: Option<Instant>,
     /// When an emergency's message was last published.
     urgent_at: Option<Instant>,
+    /// The bytes of records the messages in flight may hold.
+    room: Room,
 }
 
 impl RoutineSize {
@@ -61,6 +65,7 @@ impl RoutineSize {
             limit: most,
             changed_at: None,
             urgent_at: None,
+            room: Room::new(Instant::now()),
         }
     }
 
@@ -82,8 +87,27 @@ impl RoutineSize {
         now
     }
 
+    /// The bytes of records the messages in flight may hold at `now`.
+    pub(super) fn room(&self, now: Instant) -> usize {
+        self.room.bytes(now)
+    }
+
+    /// A message sent at `sent` behind `ahead` bytes in flight got its PubAck at `landed`, taken
+    /// at `now`; `urgent` where it held emergencies.
+    pub(super) fn acked(
+        &mut self,
+        (sent, ahead, landed): (Instant, usize, Instant),
+        urgent: bool,
+        now: Instant,
+    ) {
+        self.room.acked(sent, ahead, landed);
+        if urgent {
+            self.urgent_acked(sent, landed, now);
+        }
+    }
+
     /// An emergency's message published at `sent` got its PubAck at `landed`, taken at `now`.
-    pub(super) fn urgent_acked(&mut self, sent: Instant, landed: Instant, now: Instant) {
+    fn urgent_acked(&mut self, sent: Instant, landed: Instant, now: Instant) {
         // A message sent before the last change says nothing of the size since.
         if self.changed_at.is_some_and(|changed| sent < changed) {
             return;

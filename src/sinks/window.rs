@@ -50,16 +50,19 @@ pub(super) struct InFlight {
     pub(super) routine: bool,
     /// Payload bytes in the message.
     pub(super) bytes: usize,
-    /// When it was sent and its PubAck landed (emergencies from the journal only: they size
-    /// the routine messages), and its PubAck to come.
+    /// When it was sent, behind how many bytes, and when its PubAck landed (layout `records/1`:
+    /// they size the room in flight, and emergencies' the routine messages), and its PubAck to
+    /// come.
     timing: Option<Timing>,
     pub(super) ack: Ack,
 }
 
-/// An emergency's message from the journal: when it was sent, and when its PubAck landed on the
-/// connection's runtime (unset where the sink has none apart).
+/// A message of layout `records/1`: when it was sent, with how many bytes of records in flight
+/// before it, and when its PubAck landed on the connection's runtime (unset where the sink has
+/// none apart).
 struct Timing {
     sent: Instant,
+    ahead: usize,
     landed: Arc<OnceLock<Instant>>,
 }
 
@@ -112,12 +115,19 @@ impl InFlight {
         self.ack = Box::pin(sent.into_future());
     }
 
-    /// Its PubAck, `sent` at `at`, timed: awaited on `io` (the connection's runtime, where it
-    /// lands), so that the sink's own stalls do not count in its time.
-    pub(super) fn sent_timed(&mut self, sent: PublishAckFuture, at: Instant, io: Option<&Handle>) {
+    /// Its PubAck, `sent` at `at` behind `ahead` bytes in flight, timed: awaited on `io` (the
+    /// connection's runtime, where it lands), so that the sink's own stalls do not count in its
+    /// time.
+    pub(super) fn sent_timed(
+        &mut self,
+        sent: PublishAckFuture,
+        (at, ahead): (Instant, usize),
+        io: Option<&Handle>,
+    ) {
         let landed = Arc::new(OnceLock::new());
         self.timing = Some(Timing {
             sent: at,
+            ahead,
             landed: Arc::clone(&landed),
         });
         let Some(io) = io else {
@@ -134,10 +144,12 @@ impl InFlight {
         });
     }
 
-    /// A timed message's send, and when its PubAck landed (`now` where that is unknown).
-    pub(super) fn timed(&self, now: Instant) -> Option<(Instant, Instant)> {
+    /// A timed message's send, the bytes in flight before it, and when its PubAck landed (`now`
+    /// where that is unknown).
+    pub(super) fn timed(&self, now: Instant) -> Option<(Instant, usize, Instant)> {
         let timing = self.timing.as_ref()?;
-        Some((timing.sent, timing.landed.get().copied().unwrap_or(now)))
+        let landed = timing.landed.get().copied().unwrap_or(now);
+        Some((timing.sent, timing.ahead, landed))
     }
 }
 

@@ -312,6 +312,11 @@ impl Stats {
         (self.counters.nats_message_bytes).store(bytes as u64, Relaxed);
     }
 
+    /// The most bytes of records the NATS sink's messages in flight may hold now.
+    pub(crate) fn nats_room_bytes(&self, bytes: usize) {
+        (self.counters.nats_room_bytes).store(bytes as u64, Relaxed);
+    }
+
     /// JetStream acknowledged frames; `duplicate` when it already held them.
     pub(crate) fn nats_acked(&self, frames: u64, duplicate: bool) {
         let counter = match duplicate {
