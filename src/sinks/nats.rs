@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::context::{PublishAckFuture, PublishError};
+use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::Client;
 use tokio::time::Instant;
@@ -46,7 +46,7 @@ use super::message::{Layout, Naming};
 use super::progress::{report, Progress};
 use super::series::Series;
 use super::size::{self, RoutineSize};
-use super::stream::{NatsError, SinkStream};
+use super::stream::{NatsError, SinkStream, ACK_TIMEOUT};
 use super::unacked::Unacked;
 use super::urgent::{self, Urgent};
 use super::window::{InFlight, Window};
@@ -60,9 +60,6 @@ use crate::domain::position::DurableEnd;
 use crate::domain::position::{Positions, ShardPosition};
 use crate::domain::replication::Replication;
 use crate::stats::Stats;
-
-/// How long a publish may wait for room in the client's queue, and for its PubAck.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many frames, and payload bytes, the sink reads ahead of what it publishes, at most, in
 /// each layout: an emergency among them is published before the routine frames ahead of it. More
@@ -218,11 +215,10 @@ async fn run(
         message: Naming::new(&config),
         earlier: (config.identity == Identity::Fleet)
             .then(|| EarlierFrames::new(context.clone(), &config)),
-        stream: SinkStream::new(context.clone(), config.clone()),
+        stream: SinkStream::new(context, config.clone()),
         layout: Layout::Frame,
         client: client.clone(),
         new_from: new_from(&files.start_ends),
-        context,
         files,
         config,
         cursor_files,
@@ -274,7 +270,6 @@ struct JetStreamWriter {
     message: Naming,
     /// With `identity = "fleet"`: where other daemons published the sources of earlier frames.
     earlier: Option<EarlierFrames>,
-    context: jetstream::Context,
     /// The stream, its layout and the series of its sources.
     stream: SinkStream,
     /// The stream's layout, as this run's sessions found it.
@@ -579,7 +574,7 @@ impl JetStreamWriter {
         let replicated_through = (self.files.replication.as_ref())
             .and_then(|r| r.acked_through((frame.kind, frame.source_id)));
         let (subject, message) = self.message.build(frame, replicated_through);
-        in_flight.sent(self.send(subject, message).await?);
+        in_flight.sent(self.stream.send(subject, message, 0).await?.0);
         Ok(in_flight)
     }
 
@@ -609,8 +604,8 @@ impl JetStreamWriter {
         let frames = fresh().map(|(f, _)| &f.frame);
         let (subject, message) =
             (self.message).build_records(key, frames, &through, replicated_through, series.last);
-        match self.send(subject, message).await {
-            Ok(ack) => in_flight.sent_timed(ack, (Instant::now(), ahead), self.io.as_ref()),
+        match self.stream.send(subject, message, ahead).await {
+            Ok((ack, sent)) => in_flight.sent_timed(ack, sent, self.io.as_ref()),
             Err(why) => {
                 backlog.put_back(in_flight.frames.into_iter());
                 return Err(why);
@@ -622,11 +617,11 @@ impl JetStreamWriter {
     /// The most bytes of records a message from the files may carry now (layout `records/1`),
     /// told to `/metrics`.
     fn note_size(&mut self) -> usize {
-        let most = self.routine_size.limit(self.max_batch(), Instant::now());
+        let now = Instant::now();
+        let most = self.routine_size.limit(self.max_batch(), now);
         if self.layout == Layout::Records {
             self.stats.nats_message_bytes(most);
-            self.stats
-                .nats_room_bytes(self.routine_size.room(Instant::now()));
+            self.stats.nats_room_bytes(self.routine_size.room(now));
         }
         most
     }
@@ -666,27 +661,18 @@ impl JetStreamWriter {
             let replicated_through = replication.acked_through(key);
             let (mut in_flight, subject, message) =
                 urgent::message(&self.message, key, series, frames, replicated_through);
-            return Some(self.send(subject, message).await.map(|ack| {
-                let at = self.routine_size.urgent_sent(Instant::now());
-                in_flight.sent_timed(ack, (at, ahead), self.io.as_ref());
-                in_flight
-            }));
+            return Some(
+                self.stream
+                    .send(subject, message, ahead)
+                    .await
+                    .map(|(ack, sent)| {
+                        self.routine_size.urgent_sent(sent.at);
+                        in_flight.sent_timed(ack, sent, self.io.as_ref());
+                        in_flight
+                    }),
+            );
         }
         None
-    }
-
-    /// Sends a message, waiting at most [`ACK_TIMEOUT`] for room in the client's queue.
-    async fn send(
-        &self,
-        subject: String,
-        message: jetstream::message::PublishMessage,
-    ) -> Result<PublishAckFuture, NatsError> {
-        let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
-        match sent.await {
-            Ok(Ok(ack)) => Ok(ack),
-            Ok(Err(err)) => Err(NatsError::Publish(err)),
-            Err(_) => Err(NatsError::PublishTimeout),
-        }
     }
 
     /// Takes a message's PubAck (in publishing order): each shard's cursor moves past its

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::room::Room;
+use super::window::Sent;
 
 /// An emergency's publish to its PubAck, at most: with the wait for its source's message before
 /// it, about two of these make its ACK.
@@ -81,10 +82,9 @@ impl RoutineSize {
         self.limit.clamp(LEAST.min(most), most)
     }
 
-    /// An emergency's message was published at `now`: its sent time, for [`Self::urgent_acked`].
-    pub(super) fn urgent_sent(&mut self, now: Instant) -> Instant {
+    /// An emergency's message was published at `now`.
+    pub(super) fn urgent_sent(&mut self, now: Instant) {
         self.urgent_at = Some(now);
-        now
     }
 
     /// The bytes of records the messages in flight may hold at `now`.
@@ -92,17 +92,13 @@ impl RoutineSize {
         self.room.bytes(now)
     }
 
-    /// A message sent at `sent` behind `ahead` bytes in flight got its PubAck at `landed`, taken
-    /// at `now`; `urgent` where it held emergencies.
-    pub(super) fn acked(
-        &mut self,
-        (sent, ahead, landed): (Instant, usize, Instant),
-        urgent: bool,
-        now: Instant,
-    ) {
-        self.room.acked(sent, ahead, landed);
+    /// A message `sent` got its PubAck at `landed`, taken at `now`; `urgent` where it held
+    /// emergencies. The room counts from when the message was handed to the client: never less
+    /// than the round trip.
+    pub(super) fn acked(&mut self, (sent, landed): (Sent, Instant), urgent: bool, now: Instant) {
+        self.room.acked(sent.asked, sent.ahead, landed);
         if urgent {
-            self.urgent_acked(sent, landed, now);
+            self.urgent_acked(sent.at, landed, now);
         }
     }
 

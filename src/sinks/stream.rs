@@ -1,5 +1,5 @@
 //! The stream as the NATS sink finds it at each session: created when missing, its layout, and
-//! what it holds of each source's series (layout `records/1`).
+//! what it holds of each source's series (layout `records/1`); and the sink's publishes into it.
 //!
 //! Why the layout is the stream's and not the configuration's: a stream keeps the layout it was
 //! created with for its life (consumers read it), whatever build publishes into it later, so the
@@ -9,12 +9,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::context::{CreateStreamError, PublishError};
+use async_nats::jetstream::context::{CreateStreamError, PublishAckFuture, PublishError};
 use async_nats::jetstream::{self, stream};
+use tokio::time::Instant;
 
 use super::client::ConnectError;
 use super::message::{Layout, Naming};
 use super::series::{last_message, Series};
+use super::window::Sent;
 use crate::archive::read::ReadError;
 use crate::config::{AckMode, NatsConfig};
 use crate::domain::frame::{SourceKey, SourceKind};
@@ -67,6 +69,9 @@ pub(super) enum NatsError {
     #[error(transparent)]
     Read(#[from] ReadError),
 }
+
+/// How long a publish may wait for room in the client's queue, and for its PubAck.
+pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The sink's stream: its layout, and each source's series this session learnt.
 pub(super) struct SinkStream {
@@ -184,6 +189,23 @@ impl SinkStream {
         let series = Series::of(last.as_ref());
         self.series.insert(key, series.clone());
         Ok((series, elsewhere))
+    }
+
+    /// Sends a message behind `ahead` bytes in flight, waiting at most [`ACK_TIMEOUT`] for room
+    /// in the client's queue.
+    pub(super) async fn send(
+        &self,
+        subject: String,
+        message: jetstream::message::PublishMessage,
+        ahead: usize,
+    ) -> Result<(PublishAckFuture, Sent), NatsError> {
+        let asked = Instant::now();
+        let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
+        match sent.await {
+            Ok(Ok(ack)) => Ok((ack, Sent::since(asked, ahead))),
+            Ok(Err(err)) => Err(NatsError::Publish(err)),
+            Err(_) => Err(NatsError::PublishTimeout),
+        }
     }
 
     /// Source `key`'s series after a batch JetStream acknowledged.

@@ -57,13 +57,32 @@ pub(super) struct InFlight {
     pub(super) ack: Ack,
 }
 
-/// A message of layout `records/1`: when it was sent, with how many bytes of records in flight
-/// before it, and when its PubAck landed on the connection's runtime (unset where the sink has
-/// none apart).
+/// A message of layout `records/1`: when it was sent, and when its PubAck landed on the
+/// connection's runtime (unset where the sink has none apart).
 struct Timing {
-    sent: Instant,
-    ahead: usize,
+    sent: Sent,
     landed: Arc<OnceLock<Instant>>,
+}
+
+/// When a message was handed to the client (`asked`) and the client took it (`at`), and the
+/// bytes of records in flight before it (`ahead`).
+///
+/// Why both times: a PubAck timed from `asked` is never shorter than the round trip, though the
+/// sink's thread was preempted after the send; one timed from `at` leaves out the wait for room
+/// in the client's queue.
+#[derive(Clone, Copy)]
+pub(super) struct Sent {
+    pub(super) asked: Instant,
+    pub(super) at: Instant,
+    pub(super) ahead: usize,
+}
+
+impl Sent {
+    /// Taken by the client now, handed to it at `asked`.
+    pub(super) fn since(asked: Instant, ahead: usize) -> Sent {
+        let at = Instant::now();
+        Sent { asked, at, ahead }
+    }
 }
 
 impl InFlight {
@@ -115,19 +134,12 @@ impl InFlight {
         self.ack = Box::pin(sent.into_future());
     }
 
-    /// Its PubAck, `sent` at `at` behind `ahead` bytes in flight, timed: awaited on `io` (the
-    /// connection's runtime, where it lands), so that the sink's own stalls do not count in its
-    /// time.
-    pub(super) fn sent_timed(
-        &mut self,
-        sent: PublishAckFuture,
-        (at, ahead): (Instant, usize),
-        io: Option<&Handle>,
-    ) {
+    /// Its PubAck, `sent` as `at` says, timed: awaited on `io` (the connection's runtime, where
+    /// it lands), so that the sink's own stalls do not count in its time.
+    pub(super) fn sent_timed(&mut self, sent: PublishAckFuture, at: Sent, io: Option<&Handle>) {
         let landed = Arc::new(OnceLock::new());
         self.timing = Some(Timing {
             sent: at,
-            ahead,
             landed: Arc::clone(&landed),
         });
         let Some(io) = io else {
@@ -144,12 +156,10 @@ impl InFlight {
         });
     }
 
-    /// A timed message's send, the bytes in flight before it, and when its PubAck landed (`now`
-    /// where that is unknown).
-    pub(super) fn timed(&self, now: Instant) -> Option<(Instant, usize, Instant)> {
+    /// A timed message's send, and when its PubAck landed (`now` where that is unknown).
+    pub(super) fn timed(&self, now: Instant) -> Option<(Sent, Instant)> {
         let timing = self.timing.as_ref()?;
-        let landed = timing.landed.get().copied().unwrap_or(now);
-        Some((timing.sent, timing.ahead, landed))
+        Some((timing.sent, timing.landed.get().copied().unwrap_or(now)))
     }
 }
 
