@@ -8,7 +8,8 @@
 //! half when an emergency's PubAck took longer than [`TARGET`], grows back a step when one came in
 //! time (each once a round trip: a change shows before the next), and is the most again once no
 //! emergency was published for [`QUIET`]. Where the servers keep up (a machine with cores to
-//! spare, or no emergencies) messages stay at the most.
+//! spare, or no emergencies) messages stay at the most. Every PubAck also sizes the room in
+//! flight ([`Room`]), by how soon it came.
 
 use std::time::Duration;
 
@@ -126,6 +127,29 @@ mod tests {
     fn emergency(size: &mut RoutineSize, sent: Instant, waited: Duration) {
         size.urgent_sent(sent);
         size.urgent_acked(sent, sent + waited, sent + waited);
+    }
+
+    #[test]
+    fn the_room_counts_from_the_hand_over_an_emergency_from_the_client_taking_it() {
+        let mut size = RoutineSize::new(MOST);
+        let t0 = Instant::now();
+        // Handed over at t0, taken by the client 25 ms later, its PubAck 5 ms after that.
+        let sent = Sent {
+            asked: t0,
+            at: t0 + Duration::from_millis(25),
+            ahead: 0,
+        };
+        let landed = t0 + Duration::from_millis(30);
+        size.acked((sent, landed), false, landed);
+        assert_eq!(size.room(landed), 3 * (512 << 10));
+        // A routine message's PubAck leaves the size alone; an emergency's in time too.
+        assert_eq!(size.limit(MOST, landed), MOST);
+        size.urgent_sent(sent.at);
+        size.acked((sent, landed), true, landed);
+        assert_eq!(size.limit(MOST, landed), MOST);
+        // The same emergency, its PubAck late.
+        size.acked((sent, landed + TARGET), true, landed + TARGET);
+        assert_eq!(size.limit(MOST, landed + TARGET), MOST / 2);
     }
 
     #[test]
