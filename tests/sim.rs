@@ -40,6 +40,21 @@ fn number(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no numeric {key}= in {line:?}"))
 }
 
+/// The daemons' ports come from below the kernel's ephemeral range: an outgoing connection (a
+/// test's client, the simulator's) is never handed one before its daemon binds it.
+#[test]
+fn free_ports_are_outside_the_ephemeral_range() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let low: u16 = (range
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok()))
+    .expect("the kernel's ephemeral range");
+    let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+    assert!(ports.iter().all(|p| (20_000..low).contains(p)), "{ports:?}");
+    let distinct: std::collections::HashSet<_> = ports.iter().collect();
+    assert_eq!(distinct.len(), ports.len());
+}
+
 /// A daemon configuration with free ports, written to a temporary file.
 struct Setup {
     uplink: u16,

@@ -13,18 +13,40 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A free loopback port, for a server that keeps its port across restarts (nats-server, a daemon
 /// killed and started again).
 pub fn free_port() -> u16 {
-    // The kernel may hand a port it just gave out, and since freed, out again: a daemon's uplink
-    // and replay listeners got the same one. A port is given out once per test process.
+    // Below the kernel's ephemeral range (`ip_local_port_range`): a port from there could be
+    // handed to an outgoing connection, or to a listener of port 0, before its server binds it.
+    // A port is given out once per test process.
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let low = ephemeral_low().clamp(FLOOR + 1_000, u16::MAX);
     let mut given = GIVEN.lock().expect("ports lock");
     loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = listener.local_addr().expect("local address").port();
-        if !given.contains(&port) {
+        let port = FLOOR + (random() % u64::from(low - FLOOR)) as u16;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free && !given.contains(&port) {
             given.push(port);
             return port;
         }
     }
+}
+
+/// The least port [`free_port`] gives: above the well-known and most registered services'.
+const FLOOR: u16 = 20_000;
+
+/// The first port of the kernel's ephemeral range (Linux's default where it cannot be read).
+fn ephemeral_low() -> u16 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let low = range
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok());
+    low.unwrap_or(32_768)
+}
+
+/// A random number: std's hasher keys are random per process, and differ for each new state.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// Polls `condition` until it holds; fails the test after `timeout`, naming `what`.
