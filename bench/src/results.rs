@@ -410,7 +410,7 @@ pub struct SinkWindow {
     pub published_per_s: f64,
     /// Frames whose ACK waited for JetStream's when the window ended (`replicated` only).
     pub unreplicated_at_end: u64,
-    /// The bytes of records the sink's messages in flight could hold when the window ended.
+    /// The payload bytes the sink's messages in flight could hold when the window ended.
     pub room_at_end: u64,
     /// CPU over the window, in cores: the daemon, of it the sink's thread, the nats-servers
     /// together, and the load client.

@@ -1,4 +1,4 @@
-//! How many bytes of records the messages waiting for their PubAck may hold at once (layout
+//! How many payload bytes the messages waiting for their PubAck may hold at once (layout
 //! `records/1`).
 //!
 //! Why: at the stream's leader a new emergency's message waits behind the messages in flight, so
@@ -7,14 +7,17 @@
 //! bytes, and one [`BASE`] a PubAck bounds the rate (`docs/scale-out.md`). So the room is one
 //! [`BASE`] for each [`PER`] of the fastest PubAck lately, up to [`MOST`] of them. Only a message
 //! sent with at most one [`BASE`] ahead of it counts: the PubAck of one sent behind more waited
-//! on the room's own bytes, and would grow the room by its own growth.
+//! on the room's own bytes, and would grow the room by its own growth. Under a steady load, once
+//! the room has grown, no message goes with so little ahead: the fastest is forgotten, the room
+//! is one [`BASE`] for about two PubAcks, and the next message's PubAck grows it again. That is
+//! a probe every 5 to 10 s, which also finds servers that came near.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The room where PubAcks come within [`PER`]: the servers near, the bound on what an
-/// emergency's message waits behind.
+/// The room where the fastest PubAck comes within twice [`PER`]: the servers near, the bound on
+/// what an emergency's message waits behind.
 pub(super) const BASE: usize = 512 << 10;
 
 /// The room grows one [`BASE`] for each of these in the fastest PubAck.
@@ -50,23 +53,29 @@ impl Room {
         (since.as_millis() / EPOCH.as_millis()) as u64
     }
 
-    /// A message sent at `sent`, with `ahead` bytes of records in flight before it, got its
-    /// PubAck at `landed`.
+    /// A message sent at `sent`, with `ahead` payload bytes in flight before it, got its PubAck
+    /// at `landed`.
     pub(super) fn acked(&mut self, sent: Instant, ahead: usize, landed: Instant) {
         if ahead > BASE {
             return;
         }
         let (epoch, took) = (self.epoch(landed), landed.saturating_duration_since(sent));
-        match self.latest {
-            Some((latest, fastest)) if latest == epoch => {
-                self.latest = Some((epoch, fastest.min(took)));
-            }
-            Some((latest, _)) if latest > epoch => {}
-            _ => (self.before, self.latest) = (self.latest, Some((epoch, took))),
+        if self.latest.is_some_and(|(at, _)| at < epoch) {
+            self.before = self.latest.take();
+        }
+        // The latest epoch's, or one before it landed late.
+        let slot = match self.latest {
+            Some((at, _)) if at > epoch => &mut self.before,
+            _ => &mut self.latest,
+        };
+        match slot {
+            Some((at, fastest)) if *at == epoch => *fastest = (*fastest).min(took),
+            Some((at, _)) if *at > epoch => {}
+            _ => *slot = Some((epoch, took)),
         }
     }
 
-    /// The bytes of records the messages in flight may hold at `now`.
+    /// The payload bytes the messages in flight may hold at `now`.
     pub(super) fn bytes(&self, now: Instant) -> usize {
         let epoch = self.epoch(now);
         let fastest = [self.latest, self.before]
@@ -133,11 +142,20 @@ mod tests {
     }
 
     #[test]
-    fn a_puback_older_than_the_latest_epoch_changes_nothing() {
+    fn a_puback_of_the_epoch_before_that_lands_late_counts_in_it() {
         let t0 = Instant::now();
         let mut room = Room::new(t0);
+        room.acked(t0, 0, t0 + PER * 5);
         room.acked(t0 + EPOCH, 0, t0 + EPOCH + PER * 3);
-        room.acked(t0, 0, t0 + PER);
-        assert_eq!(room.bytes(t0 + EPOCH + PER * 3), BASE * 3);
+        room.acked(t0, 0, t0 + PER * 2);
+        assert_eq!(room.bytes(t0 + EPOCH + PER * 3), BASE * 2);
+        // Two epochs on, the later epoch's alone.
+        assert_eq!(room.bytes(t0 + EPOCH * 2), BASE * 3);
+        // One older than both: nothing.
+        let mut late = Room::new(t0);
+        late.acked(t0 + EPOCH * 2, 0, t0 + EPOCH * 2 + PER * 4);
+        late.acked(t0 + EPOCH, 0, t0 + EPOCH + PER * 4);
+        late.acked(t0, 0, t0 + PER);
+        assert_eq!(late.bytes(t0 + EPOCH * 2 + PER * 4), BASE * 4);
     }
 }

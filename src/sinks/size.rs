@@ -56,7 +56,7 @@ pub(super) struct RoutineSize {
     changed_at: Option<Instant>,
     /// When an emergency's message was last published.
     urgent_at: Option<Instant>,
-    /// The bytes of records the messages in flight may hold.
+    /// The payload bytes the messages in flight may hold.
     room: Room,
 }
 
@@ -88,7 +88,7 @@ impl RoutineSize {
         self.urgent_at = Some(now);
     }
 
-    /// The bytes of records the messages in flight may hold at `now`.
+    /// The payload bytes the messages in flight may hold at `now`.
     pub(super) fn room(&self, now: Instant) -> usize {
         self.room.bytes(now)
     }

@@ -65,7 +65,7 @@ struct Timing {
 }
 
 /// When a message was handed to the client (`asked`) and the client took it (`at`), and the
-/// bytes of records in flight before it (`ahead`).
+/// payload bytes in flight before it (`ahead`).
 ///
 /// Why both times: a PubAck timed from `asked` is never shorter than the round trip, though the
 /// sink's thread was preempted after the send; one timed from `at` leaves out the wait for room

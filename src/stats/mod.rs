@@ -312,7 +312,7 @@ impl Stats {
         (self.counters.nats_message_bytes).store(bytes as u64, Relaxed);
     }
 
-    /// The most bytes of records the NATS sink's messages in flight may hold now.
+    /// The most payload bytes the NATS sink's messages in flight may hold now.
     pub(crate) fn nats_room_bytes(&self, bytes: usize) {
         (self.counters.nats_room_bytes).store(bytes as u64, Relaxed);
     }

@@ -17,16 +17,21 @@ pub fn free_port() -> u16 {
     // handed to an outgoing connection, or to a listener of port 0, before its server binds it.
     // A port is given out once per test process.
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let low = ephemeral_low().clamp(FLOOR + 1_000, u16::MAX);
+    let low = ephemeral_low();
+    assert!(
+        low >= FLOOR + 1_000,
+        "the kernel's ephemeral ports start at {low}: too few ports below them for the tests"
+    );
     let mut given = GIVEN.lock().expect("ports lock");
-    loop {
+    for _ in 0..1_000 {
         let port = FLOOR + (random() % u64::from(low - FLOOR)) as u16;
-        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if free && !given.contains(&port) {
+        // Checked first: a port handed out is not bound here, even for a moment.
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             given.push(port);
             return port;
         }
     }
+    panic!("no free loopback port in {FLOOR}..{low} after 1,000 tries");
 }
 
 /// The least port [`free_port`] gives: above the well-known and most registered services'.
