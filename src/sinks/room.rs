@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 /// The room where the fastest PubAck comes within twice [`PER`]: the servers near, the bound on
 /// what an emergency's message waits behind.
-pub(super) const BASE: usize = 512 << 10;
+const BASE: usize = 512 << 10;
 
 /// The room grows one [`BASE`] for each of these in the fastest PubAck.
 const PER: Duration = Duration::from_millis(10);
