@@ -44,11 +44,7 @@ fn number(line: &str, key: &str) -> u64 {
 /// test's client, the simulator's) is never handed one before its daemon binds it.
 #[test]
 fn free_ports_are_outside_the_ephemeral_range() {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
-    let low: u16 = (range
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok()))
-    .expect("the kernel's ephemeral range");
+    let low = common::ephemeral_low().expect("the kernel's ephemeral range");
     let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
     assert!(ports.iter().all(|p| (20_000..low).contains(p)), "{ports:?}");
     let distinct: std::collections::HashSet<_> = ports.iter().collect();

@@ -51,5 +51,5 @@ pub use self::{
     scratch::{TempDir, Tmpfs},
     sharded::ShardedArchive,
     sim::{Sim, SimTotal},
-    wait::{free_port, wait_until, wait_until_async, wait_until_blocking, PATIENCE},
+    wait::{ephemeral_low, free_port, wait_until, wait_until_async, wait_until_blocking, PATIENCE},
 };

@@ -17,7 +17,7 @@ pub fn free_port() -> u16 {
     // handed to an outgoing connection, or to a listener of port 0, before its server binds it.
     // A port is given out once per test process.
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let low = ephemeral_low();
+    let low = ephemeral_low().unwrap_or(32_768);
     assert!(
         low >= FLOOR + 1_000,
         "the kernel's ephemeral ports start at {low}: too few ports below them for the tests"
@@ -37,13 +37,13 @@ pub fn free_port() -> u16 {
 /// The least port [`free_port`] gives: above the well-known and most registered services'.
 const FLOOR: u16 = 20_000;
 
-/// The first port of the kernel's ephemeral range (Linux's default where it cannot be read).
-fn ephemeral_low() -> u16 {
+/// The first port of the kernel's ephemeral range, where it can be read (Linux's default is
+/// 32768).
+pub fn ephemeral_low() -> Option<u16> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
-    let low = range
+    range
         .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok());
-    low.unwrap_or(32_768)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
 }
 
 /// A random number: std's hasher keys are random per process, and differ for each new state.
