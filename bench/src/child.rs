@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::control::{self, ChildMsg, ClientAcks, Counts, FinalReport, Watched, LINE_PREFIX};
+use crate::control::{self, ChildMsg, ClientAcks, Counts, Fill, FinalReport, Watched, LINE_PREFIX};
 use crate::results::{DrainResult, Plan};
 use crate::Variant;
 
@@ -315,6 +315,9 @@ pub fn start_client(
     .to_vec();
     if acks {
         args.push("--acks".into());
+    }
+    if plan.fill == Fill::Random {
+        args.extend(["--fill".into(), "random".into()]);
     }
     if emergency_only > 0 {
         args.extend(["--emergency-only".into(), emergency_only.to_string()]);

@@ -31,7 +31,12 @@ pub const AT_ONCE: usize = 256;
 
 /// Plays `sources` sources, ids 1..=`sources`, and reports what they saw.
 pub async fn churn(addr: SocketAddr, sources: usize) {
-    let frames = load::frames(FRAMES, PAYLOAD, EMERGENCY_EVERY);
+    let frames = load::frames(
+        FRAMES,
+        PAYLOAD,
+        EMERGENCY_EVERY,
+        crate::control::Fill::Constant,
+    );
     let started = Instant::now();
     let mut report = Churned {
         acknowledged: 0,

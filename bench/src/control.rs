@@ -32,6 +32,38 @@ pub const MAX_FRAME_LENGTH: usize = 64 * 1024;
 /// Latency samples kept per kind; beyond this, samples are dropped (and their frames counted).
 const MAX_SAMPLES: usize = 4_000_000;
 
+/// What the frames' payloads hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fill {
+    /// Every byte 0xA5: what a server that compresses (a JetStream stream's leader compresses
+    /// each large message it replicates) shrinks to almost nothing.
+    #[default]
+    Constant,
+    /// Pseudo-random bytes, no two frames alike: what no compression shrinks.
+    Random,
+}
+
+impl Fill {
+    /// A payload of `len` bytes; [`Fill::Random`]'s differs for each `seed`.
+    pub fn bytes(self, len: usize, seed: u64) -> Vec<u8> {
+        match self {
+            Fill::Constant => vec![0xA5; len],
+            Fill::Random => {
+                // xorshift64*, one stream for each seed.
+                let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = move || {
+                    state ^= state >> 12;
+                    state ^= state << 25;
+                    state ^= state >> 27;
+                    (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+                };
+                (0..len).map(|_| next()).collect()
+            }
+        }
+    }
+}
+
 /// One message from a child to the parent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]

@@ -26,7 +26,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::acks::{self, Acks, Unacked};
 use crate::control::{
-    self, emit, ChildMsg, ClientAcks, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID,
+    self, emit, ChildMsg, ClientAcks, Fill, EMERGENCY_EVERY, PROBE_PAYLOAD, PROBE_SOURCE_ID,
 };
 use crate::{emergency, uplink};
 
@@ -34,6 +34,9 @@ use crate::{emergency, uplink};
 /// 10,000 connections: 43 frames of 64 B per system call) make the client, not the server, the
 /// bound at scale.
 const CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes of frames of [`Fill::Random`] an uplink writes before it repeats them: four of the NATS
+/// sink's largest messages (256 KiB of records), so that no message holds the same bytes twice.
+const RANDOM_BYTES: usize = 1024 * 1024;
 /// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
 /// kernel with the server's, whose TCP memory limit (`net.ipv4.tcp_mem`, about 2.2 GiB on the
 /// reference machine) 10,000 autotuned send buffers alone would nearly exhaust: the kernel then
@@ -44,6 +47,15 @@ const SEND_BUFFER_BUDGET: usize = 256 * 1024 * 1024;
 const AUTOTUNED_SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// Connections being opened at once (the listen backlog is 1024).
 const CONNECTING: usize = 256;
+
+/// Chunks of `chunk_len` bytes an uplink of `fill`ed frames goes through before it writes the
+/// first again.
+fn chunks(fill: Fill, chunk_len: usize) -> usize {
+    match fill {
+        Fill::Constant => 1,
+        Fill::Random => RANDOM_BYTES.div_ceil(chunk_len.max(1)),
+    }
+}
 
 /// Runs a client role's `work` on a runtime of its own, until it ends, the parent closes our stdin
 /// (it is done with us), or `limit` (a safety net). `work` gets the lines of stdin: the parent's
@@ -73,8 +85,8 @@ pub fn run<W: Future<Output = ()>>(
     ExitCode::SUCCESS
 }
 
-/// The load: `connections` saturating uplinks, the probe and `emergency_only` emergency-only
-/// sources, until the process is told to exit. With `ack_tally`, every uplink reads its ACKs,
+/// The load: `connections` saturating uplinks of `fill`ed frames, the probe and `emergency_only`
+/// emergency-only sources, until the process is told to exit. With `ack_tally`, every uplink reads its ACKs,
 /// and `START` and `END` among the `commands` are answered with what they covered, and what the
 /// emergency-only sources' ACKs covered apart; otherwise what the server sends the uplinks is
 /// discarded unread.
@@ -82,13 +94,15 @@ pub async fn load(
     addr: SocketAddr,
     connections: usize,
     payload: usize,
+    fill: Fill,
     ack_tally: bool,
     emergency_only: usize,
     mut commands: UnboundedReceiver<String>,
 ) {
     let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
     let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1) as u64;
-    let template = frames(frames_per_chunk, payload, EMERGENCY_EVERY);
+    let chunks = chunks(fill, frames_per_chunk as usize * frame_len) as u64;
+    let template = frames(frames_per_chunk * chunks, payload, EMERGENCY_EVERY, fill);
 
     let send_buffer = (connections * AUTOTUNED_SEND_BUFFER > SEND_BUFFER_BUDGET)
         .then(|| (SEND_BUFFER_BUDGET / connections.max(1)) as u32);
@@ -122,7 +136,11 @@ pub async fn load(
                 None => tokio::spawn(discard(reader)),
             };
             if go.wait_for(|go| *go).await.is_ok() {
-                uplink(writer, &template, frame_len, unacked.as_deref()).await;
+                let chunk = Chunk {
+                    frame_len,
+                    frames: frames_per_chunk,
+                };
+                uplink(writer, &template, chunk, unacked.as_deref()).await;
             }
         });
     }
@@ -187,41 +205,58 @@ async fn discard(mut reader: OwnedReadHalf) {
     }
 }
 
-/// Writes the chunk over and over, renumbering its frames each time, until the server goes away;
-/// each chunk written goes into `unacked`, if given.
+/// The frames an uplink writes at a time.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    frame_len: usize,
+    frames: u64,
+}
+
+impl Chunk {
+    fn len(self) -> usize {
+        self.frames as usize * self.frame_len
+    }
+}
+
+/// Writes the template's chunks over and over, renumbering their frames each time, until the
+/// server goes away; each chunk written goes into `unacked`, if given.
 ///
-/// An uplink keeps only where it is in its stream (the first sequence of the chunk being written,
-/// and how many of its bytes are in the socket); the bytes come from [`RENUMBERED`], renumbered
-/// for it when the socket takes more. With a chunk of its own per connection (625 MiB of them at
-/// 10,000 connections) every write copied bytes the cache no longer held, and the client, not the
-/// server, set the pace at scale.
+/// An uplink keeps only where it is in its stream (the first sequence of the template's lap being
+/// written, and how many of its bytes are in the socket); the bytes come from [`RENUMBERED`],
+/// renumbered for it a chunk at a time when the socket takes more. With a template of its own per
+/// connection (625 MiB of them at 10,000 connections) every write copied bytes the cache no
+/// longer held, and the client, not the server, set the pace at scale.
 async fn uplink(
     writer: OwnedWriteHalf,
     template: &Arc<[u8]>,
-    frame_len: usize,
+    chunk: Chunk,
     unacked: Option<&Unacked>,
 ) {
-    let frames = (template.len() / frame_len) as u64;
+    let frames = (template.len() / chunk.frame_len) as u64;
     let (mut first, mut offset) = (1u64, 0usize);
     loop {
         if writer.writable().await.is_err() {
             return;
         }
-        let written = RENUMBERED.with_borrow_mut(|chunk| {
-            let chunk = chunk.renumbered(template, frame_len, first, offset);
-            writer.try_write(&chunk[offset..])
+        // The end of the chunk that holds byte `offset`.
+        let end = (offset / chunk.len() + 1) * chunk.len();
+        let written = RENUMBERED.with_borrow_mut(|renumbered| {
+            let bytes = renumbered.renumbered(template, chunk.frame_len, first, offset..end);
+            writer.try_write(&bytes[offset..end])
         });
         match written {
             Ok(n) => offset += n,
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return,
         }
+        if offset == end {
+            if let Some(unacked) = unacked {
+                unacked.sent(first + (end / chunk.frame_len) as u64 - 1);
+            }
+        }
         if offset == template.len() {
             first += frames;
             offset = 0;
-            if let Some(unacked) = unacked {
-                unacked.sent(first - 1);
-            }
         }
     }
 }
@@ -231,9 +266,9 @@ thread_local! {
     static RENUMBERED: RefCell<Renumbered> = const { RefCell::new(Renumbered::empty()) };
 }
 
-/// A copy of a chunk of frames whose sequences and priorities are rewritten for each write.
+/// A copy of the template whose frames' sequences and priorities are rewritten for each write.
 struct Renumbered {
-    /// The chunk copied (the only one of a load client; compared by address).
+    /// The template copied (the only one of a load client; compared by address).
     template: Option<Arc<[u8]>>,
     chunk: Vec<u8>,
 }
@@ -247,14 +282,14 @@ impl Renumbered {
         }
     }
 
-    /// The chunk whose first frame is `first`, with the frames from the one holding byte `offset`
-    /// on numbered (those before it are in the socket already).
+    /// The template whose first frame is `first`, with the frames from the one holding the
+    /// range's start to its end (a frame's) numbered: those before it are in the socket already.
     fn renumbered(
         &mut self,
         template: &Arc<[u8]>,
         frame_len: usize,
         first: u64,
-        offset: usize,
+        bytes: std::ops::Range<usize>,
     ) -> &[u8] {
         if !self
             .template
@@ -264,10 +299,9 @@ impl Renumbered {
             self.template = Some(Arc::clone(template));
             self.chunk = template.to_vec();
         }
-        let from = offset / frame_len;
-        for (sequence, frame) in
-            (first + from as u64..).zip(self.chunk[from * frame_len..].chunks_exact_mut(frame_len))
-        {
+        let from = bytes.start / frame_len;
+        let frames = self.chunk[from * frame_len..bytes.end].chunks_exact_mut(frame_len);
+        for (sequence, frame) in (first + from as u64..).zip(frames) {
             frame[LENGTH_PREFIX + 1] = u8::from(is_emergency(sequence, EMERGENCY_EVERY));
             frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
                 .copy_from_slice(&sequence.to_be_bytes());
@@ -281,17 +315,16 @@ fn is_emergency(sequence: u64, every: u64) -> bool {
     sequence % every == every / 2
 }
 
-/// DATA frames 1..=`count` of `payload` bytes each, encoded back to back, 1 in `every` of them
-/// an emergency.
-pub fn frames(count: u64, payload: usize, every: u64) -> Arc<[u8]> {
-    let body = vec![0xA5u8; payload];
+/// DATA frames 1..=`count` of `payload` bytes each, `fill`ed, encoded back to back, 1 in `every`
+/// of them an emergency.
+pub fn frames(count: u64, payload: usize, every: u64, fill: Fill) -> Arc<[u8]> {
     let mut out = BytesMut::with_capacity(count as usize * (LENGTH_PREFIX + DATA_HEADER + payload));
     for sequence in 1..=count {
         let priority = match is_emergency(sequence, every) {
             true => Priority::Emergency,
             false => Priority::Routine,
         };
-        encode_data(&mut out, priority, sequence, &body);
+        encode_data(&mut out, priority, sequence, &fill.bytes(payload, sequence));
     }
     Arc::from(&out[..])
 }
@@ -351,16 +384,17 @@ mod tests {
     fn a_chunk_taken_up_mid_frame_goes_on_as_the_whole_chunk_would() {
         let (payload, count) = (4, 10u64);
         let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
-        let template = frames(count, payload, EMERGENCY_EVERY);
+        let template = frames(count, payload, EMERGENCY_EVERY, Fill::Constant);
+        let all = 0..template.len();
         let mut renumbered = Renumbered::empty();
-        let first = renumbered.renumbered(&template, frame_len, 101, 0).to_vec();
+        let first = (renumbered.renumbered(&template, frame_len, 101, all.clone())).to_vec();
         assert_eq!(sequences(&first, frame_len), (101..111).collect::<Vec<_>>());
         let whole = Renumbered::empty()
-            .renumbered(&template, frame_len, 111, 0)
+            .renumbered(&template, frame_len, 111, all.clone())
             .to_vec();
         // The socket took 3 frames and 5 bytes of the next chunk: the rest is as the whole chunk.
         let offset = 3 * frame_len + 5;
-        let rest = renumbered.renumbered(&template, frame_len, 111, offset);
+        let rest = renumbered.renumbered(&template, frame_len, 111, offset..all.end);
         assert_eq!(rest[offset..], whole[offset..]);
         for (frame, sequence) in whole.chunks_exact(frame_len).zip(111u64..) {
             let emergency = is_emergency(sequence, EMERGENCY_EVERY);
@@ -370,5 +404,54 @@ mod tests {
                 "frame {sequence}"
             );
         }
+    }
+
+    #[test]
+    fn a_chunk_of_a_longer_template_is_numbered_alone() {
+        let (payload, per_chunk) = (4, 10u64);
+        let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
+        let template = frames(3 * per_chunk, payload, EMERGENCY_EVERY, Fill::Random);
+        let chunk = per_chunk as usize * frame_len;
+        let mut renumbered = Renumbered::empty();
+        let bytes = renumbered.renumbered(&template, frame_len, 101, chunk..2 * chunk);
+        let numbers = sequences(bytes, frame_len);
+        assert_eq!(numbers[10..20], (111..121).collect::<Vec<_>>());
+        // The chunks around it keep the template's numbers, and every payload its bytes.
+        assert_eq!(numbers[..10], (1..11).collect::<Vec<_>>());
+        assert_eq!(numbers[20..], (21..31).collect::<Vec<_>>());
+        let payloads = |chunk: &[u8]| -> Vec<Vec<u8>> {
+            let frames = chunk.chunks_exact(frame_len);
+            frames
+                .map(|f| f[LENGTH_PREFIX + DATA_HEADER..].to_vec())
+                .collect()
+        };
+        assert_eq!(payloads(bytes), payloads(&template));
+    }
+
+    #[test]
+    fn random_payloads_are_all_unlike_and_constant_ones_alike() {
+        let (payload, count) = (64, 2_000u64);
+        let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
+        let unlike = |fill| {
+            let template = frames(count, payload, EMERGENCY_EVERY, fill);
+            let frames = template.chunks_exact(frame_len);
+            let payloads = frames.map(|f| f[LENGTH_PREFIX + DATA_HEADER..].to_vec());
+            payloads.collect::<std::collections::HashSet<_>>().len()
+        };
+        assert_eq!(unlike(Fill::Random), count as usize);
+        assert_eq!(unlike(Fill::Constant), 1);
+        // Nor is a random payload one byte over and over.
+        let bytes = Fill::Random.bytes(1024, 7);
+        let distinct = bytes.iter().collect::<std::collections::HashSet<_>>().len();
+        assert!(distinct > 200, "{distinct} distinct bytes in 1 KiB");
+    }
+
+    #[test]
+    fn a_random_template_is_a_mebibyte_of_whole_chunks() {
+        let chunk_len = 1000;
+        let random = chunks(Fill::Random, chunk_len);
+        assert!(random * chunk_len >= RANDOM_BYTES, "{random}");
+        assert!((random - 1) * chunk_len < RANDOM_BYTES, "{random}");
+        assert_eq!(chunks(Fill::Constant, chunk_len), 1);
     }
 }

@@ -173,6 +173,9 @@ struct Cli {
     monitor: Option<SocketAddr>,
     #[arg(long, hide = true)]
     payload: Option<usize>,
+    /// What the load client's frames' payloads hold.
+    #[arg(long, hide = true, value_enum, default_value = "constant")]
+    fill: control::Fill,
     #[arg(long, hide = true, default_value_t = 48)]
     connections: usize,
     #[arg(long, hide = true)]
@@ -267,6 +270,7 @@ fn main() -> ExitCode {
                     addr,
                     cli.connections,
                     payload,
+                    cli.fill,
                     cli.acks,
                     emergency_only,
                     commands,

@@ -239,7 +239,7 @@ impl Bench<'_> {
         let (messages, window) = (self.settings.messages, self.settings.window);
         let sources = self.plan.connections.max(1) as u64;
         let naming = Naming::new(&plain_sink(self.settings)?);
-        let body = Bytes::from(vec![0x5A; payload]);
+        let body = Bytes::from(self.plan.fill.bytes(payload, 0));
         // A reception time of today's 19 digits, as the sink's frames carry.
         let received_unix_ns = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
             .map_or(0, |since| since.as_nanos() as u64);

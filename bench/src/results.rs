@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::control::{
-    CatalogSpread, Churned, DrainInfo, Followed, LatencySummary, Recovered, Watched,
+    CatalogSpread, Churned, DrainInfo, Fill, Followed, LatencySummary, Recovered, Watched,
 };
 use crate::diskstat::DiskWindow;
 use crate::targets::Goals;
@@ -26,6 +26,8 @@ pub struct Plan {
     /// Saturating uplinks of the main runs (the probe connection comes on top).
     pub connections: usize,
     pub payloads: Vec<usize>,
+    /// What the load client's payloads hold.
+    pub fill: Fill,
     pub variants: Vec<Variant>,
     /// Source counts of the scale runs (64 B).
     pub scale: Vec<usize>,
@@ -86,6 +88,7 @@ impl Plan {
             measure: Duration::ZERO,
             connections: 48,
             payloads,
+            fill: Fill::Constant,
             variants: Vec::new(),
             scale: Vec::new(),
             scale_variants: Vec::new(),

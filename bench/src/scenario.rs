@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::control::Fill;
 use crate::results::{Plan, ReplicationPlan, RetentionPlan};
 use crate::targets::Goals;
 use crate::Variant;
@@ -35,6 +36,10 @@ pub struct Scenario {
     /// Payload sizes of the main runs and the sweep, bytes.
     #[serde(default)]
     pub payloads: Vec<usize>,
+    /// What the load client's payloads hold (and the replication run's plain publisher's):
+    /// `constant` (the default) or `random`.
+    #[serde(default)]
+    pub fill: Fill,
     /// Variants of the main runs.
     #[serde(default)]
     pub variants: Vec<Variant>,
@@ -276,6 +281,7 @@ impl Scenario {
             measure: secs(self.window_s),
             connections: self.connections.max(1),
             payloads: self.payloads,
+            fill: self.fill,
             variants: self.variants,
             scale: self.scale,
             scale_variants: self.scale_variants,
