@@ -86,10 +86,10 @@ pub fn run<W: Future<Output = ()>>(
 }
 
 /// The load: `connections` saturating uplinks of `fill`ed frames, the probe and `emergency_only`
-/// emergency-only sources, until the process is told to exit. With `ack_tally`, every uplink reads its ACKs,
-/// and `START` and `END` among the `commands` are answered with what they covered, and what the
-/// emergency-only sources' ACKs covered apart; otherwise what the server sends the uplinks is
-/// discarded unread.
+/// emergency-only sources, until the process is told to exit. With `ack_tally`, every uplink
+/// reads its ACKs, and `START` and `END` among the `commands` are answered with what they
+/// covered, and what the emergency-only sources' ACKs covered apart; otherwise what the server
+/// sends the uplinks is discarded unread.
 pub async fn load(
     addr: SocketAddr,
     connections: usize,

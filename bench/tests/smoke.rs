@@ -189,8 +189,9 @@ fn the_retention_run_deletes_segments_in_the_window_with_retention_only() {
 /// The daemon with `ack = "replicated"` and with `ack = "local"` beside a plain JetStream publisher,
 /// on a cluster of three `nats-server` processes, with random payloads: the publisher's PubAcks
 /// come, each daemon's ACKs cover frames and its sink publishes, and each archives every frame it
-/// processed. The ratios are not a test's business. Without `nats-server` the run is skipped: the harness says why and
-/// judges it a target not met, and this test says so on its standard error: it has shown nothing.
+/// processed. The ratios are not a test's business. Without `nats-server` the run is skipped: the
+/// harness says why and judges it a target not met, and this test says so on its standard error:
+/// it has shown nothing.
 #[test]
 fn the_replication_run_acknowledges_through_jetstream_or_says_why_it_is_skipped() {
     let (stdout, summary) = bench(&["run", "replication-smoke"], "replication");
