@@ -8,10 +8,13 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 binary="${NATS_SERVER_BINARY:-$here/../target/nats-venv/bin/nats-server}"
+# (A bench in another pid namespace that shares /dev/shm would look ended: run one at a time.)
 for stale in /dev/shm/aggregator-bench-nats-*; do
     pid="${stale#/dev/shm/aggregator-bench-nats-}"
     pid="${pid%%-*}"
-    [[ -d $stale && $pid =~ ^[0-9]+$ && ! -e /proc/$pid ]] && rm -rf "$stale"
+    if [[ -d $stale && $pid =~ ^[0-9]+$ && ! -e /proc/$pid ]]; then
+        rm -rf "$stale" || true
+    fi
 done
 args=()
 while [[ $# -gt 0 ]]; do

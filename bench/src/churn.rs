@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
-use crate::control::{emit, ChildMsg, Churned};
+use crate::control::{emit, ChildMsg, Churned, Fill};
 use crate::{load, uplink};
 
 /// Frames each source sends: sequences 1..=FRAMES.
@@ -31,12 +31,7 @@ pub const AT_ONCE: usize = 256;
 
 /// Plays `sources` sources, ids 1..=`sources`, and reports what they saw.
 pub async fn churn(addr: SocketAddr, sources: usize) {
-    let frames = load::frames(
-        FRAMES,
-        PAYLOAD,
-        EMERGENCY_EVERY,
-        crate::control::Fill::Constant,
-    );
+    let frames = load::frames(FRAMES, PAYLOAD, EMERGENCY_EVERY, Fill::Constant);
     let started = Instant::now();
     let mut report = Churned {
         acknowledged: 0,

@@ -40,7 +40,10 @@ pub enum Fill {
     /// each large message it replicates) shrinks to almost nothing.
     #[default]
     Constant,
-    /// Pseudo-random bytes, no two frames alike: what no compression shrinks.
+    /// Pseudo-random bytes, no two frames of the load client's template alike: what no
+    /// compression of a message shrinks. Every uplink goes through the same template, so two
+    /// sources send the same payloads, at different times. The probe and the emergency-only
+    /// sources keep payloads of their own.
     Random,
 }
 

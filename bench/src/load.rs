@@ -1,9 +1,11 @@
 //! The load client: N uplink connections writing pre-encoded DATA frames as fast as the server takes
 //! them, and one probe connection sending one timestamped emergency frame per millisecond.
 //!
-//! The frames are encoded once, as a chunk; an uplink writes that chunk over and over, with only
-//! the sequence (which must increase, or the daemon drops the frames as duplicates) and the
-//! priority byte (1 frame in [`EMERGENCY_EVERY`] is an emergency) of each frame rewritten. It
+//! The frames are encoded once, as a template of one chunk (or, with random payloads, of enough
+//! chunks that a message of the NATS sink holds no payload twice); an uplink writes it a chunk at a
+//! time, over and over, with only the sequence (which must increase, or the daemon drops the
+//! frames as duplicates) and the priority byte (1 frame in [`EMERGENCY_EVERY`] is an emergency)
+//! of each frame rewritten. It
 //! stops when its stdin closes (the parent is done with it) or after `limit`. For the throttle run
 //! it also reads the daemon's ACKs and answers the parent's `START` and `END` with what they
 //! covered (`acks`), and runs the emergency-only sources beside the uplinks (`emergency`).
@@ -35,7 +37,7 @@ use crate::{emergency, uplink};
 /// bound at scale.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes of frames of [`Fill::Random`] an uplink writes before it repeats them: four of the NATS
-/// sink's largest messages (256 KiB of records), so that no message holds the same bytes twice.
+/// sink's largest messages (256 KiB of records), so that no message holds a payload twice.
 const RANDOM_BYTES: usize = 1024 * 1024;
 /// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
 /// kernel with the server's, whose TCP memory limit (`net.ipv4.tcp_mem`, about 2.2 GiB on the
@@ -101,8 +103,8 @@ pub async fn load(
 ) {
     let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
     let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1) as u64;
-    let chunks = chunks(fill, frames_per_chunk as usize * frame_len) as u64;
-    let template = frames(frames_per_chunk * chunks, payload, EMERGENCY_EVERY, fill);
+    let laps = chunks(fill, frames_per_chunk as usize * frame_len) as u64;
+    let template = frames(frames_per_chunk * laps, payload, EMERGENCY_EVERY, fill);
 
     let send_buffer = (connections * AUTOTUNED_SEND_BUFFER > SEND_BUFFER_BUDGET)
         .then(|| (SEND_BUFFER_BUDGET / connections.max(1)) as u32);
@@ -262,7 +264,7 @@ async fn uplink(
 }
 
 thread_local! {
-    /// This runtime thread's copy of the chunk, renumbered for whichever uplink writes next.
+    /// This runtime thread's copy of the template, renumbered for whichever uplink writes next.
     static RENUMBERED: RefCell<Renumbered> = const { RefCell::new(Renumbered::empty()) };
 }
 
@@ -270,20 +272,21 @@ thread_local! {
 struct Renumbered {
     /// The template copied (the only one of a load client; compared by address).
     template: Option<Arc<[u8]>>,
-    chunk: Vec<u8>,
+    copy: Vec<u8>,
 }
 
 impl Renumbered {
-    /// No chunk yet: the first uplink to write copies its own.
+    /// No copy yet: the first uplink to write makes it.
     const fn empty() -> Renumbered {
         Renumbered {
             template: None,
-            chunk: Vec::new(),
+            copy: Vec::new(),
         }
     }
 
     /// The template whose first frame is `first`, with the frames from the one holding the
-    /// range's start to its end (a frame's) numbered: those before it are in the socket already.
+    /// range's start to the range's end (a frame boundary) numbered: those before it are in the
+    /// socket already.
     fn renumbered(
         &mut self,
         template: &Arc<[u8]>,
@@ -297,16 +300,16 @@ impl Renumbered {
             .is_some_and(|t| Arc::ptr_eq(t, template))
         {
             self.template = Some(Arc::clone(template));
-            self.chunk = template.to_vec();
+            self.copy = template.to_vec();
         }
         let from = bytes.start / frame_len;
-        let frames = self.chunk[from * frame_len..bytes.end].chunks_exact_mut(frame_len);
+        let frames = self.copy[from * frame_len..bytes.end].chunks_exact_mut(frame_len);
         for (sequence, frame) in (first + from as u64..).zip(frames) {
             frame[LENGTH_PREFIX + 1] = u8::from(is_emergency(sequence, EMERGENCY_EVERY));
             frame[LENGTH_PREFIX + 2..LENGTH_PREFIX + DATA_HEADER]
                 .copy_from_slice(&sequence.to_be_bytes());
         }
-        &self.chunk
+        &self.copy
     }
 }
 
