@@ -343,7 +343,6 @@ fn connect_probe(addr: SocketAddr) -> std::io::Result<std::net::TcpStream> {
     Ok(stream)
 }
 
-/// The HELLO of a live uplink with id `source_id`.
 /// One emergency frame per millisecond, its payload starting with its send time. The probe has a
 /// thread of its own, apart from the runtime that drives the uplinks: a thread waking from sleep
 /// is scheduled at once, so the time it stamps is when the frame goes out, not when a busy
@@ -390,7 +389,8 @@ mod tests {
         let template = frames(count, payload, EMERGENCY_EVERY, Fill::Constant);
         let all = 0..template.len();
         let mut renumbered = Renumbered::empty();
-        let first = (renumbered.renumbered(&template, frame_len, 101, all.clone())).to_vec();
+        let first = renumbered.renumbered(&template, frame_len, 101, all.clone());
+        let first = first.to_vec();
         assert_eq!(sequences(&first, frame_len), (101..111).collect::<Vec<_>>());
         let whole = Renumbered::empty()
             .renumbered(&template, frame_len, 111, all.clone())
