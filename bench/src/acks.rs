@@ -6,10 +6,10 @@
 //! acknowledged only move the wait from the socket to the page cache.
 //!
 //! An uplink writes a chunk of frames at a time; once the socket has taken its last byte, the
-//! chunk's frames are in its socket, and that instant is their send time. [`Unacked`] keeps (the chunk's last
-//! sequence, that instant) per chunk. An ACK of sequence `s` covers every frame up to `s`, so each
-//! chunk whose last frame it covers leaves the record, with the time since its send as the latency
-//! of each of its frames.
+//! chunk's frames are in its socket, and that instant is their send time. [`Unacked`] keeps (the
+//! chunk's last sequence, that instant) per chunk. An ACK of sequence `s` covers every frame up to
+//! `s`, so each chunk whose last frame it covers leaves the record, with the time since its send
+//! as the latency of each of its frames.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
