@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::control::LatencySummary;
+use crate::control::{Fill, LatencySummary};
 use crate::emergency;
 use crate::results::{Plan, ReplicationResult, ReplicationRound, SinkWindow};
 use crate::summary::Stat;
@@ -107,7 +107,7 @@ pub fn render(o: &mut String, result: &ReplicationResult, plan: &Plan, nproc: us
     };
     let _ = writeln!(
         o,
-        "\nReplication ({n} `nats-server` nodes on loopback{far}, {server}; an R{n} stream per window; {w} publishes awaiting their PubAck, plain publisher and sinks alike; plain: {m} messages, first publish to last PubAck; daemons: `identity = \"fleet\"`{wait}, {c} saturating uplinks and {e} emergency-only sources ({f} frames/s each), ACKs counted at the load client over {ws:.1} s after {wu:.1} s; latencies p50 / p99 in ms):\n",
+        "\nReplication ({n} `nats-server` nodes on loopback{far}, {server}; an R{n} stream per window; {w} publishes awaiting their PubAck, plain publisher and sinks alike; plain: {m} messages, first publish to last PubAck; daemons: `identity = \"fleet\"`{wait}, {c} saturating uplinks{fill} and {e} emergency-only sources ({f} frames/s each), ACKs counted at the load client over {ws:.1} s after {wu:.1} s; latencies p50 / p99 in ms):\n",
         n = settings.nodes,
         far = (settings.far_ms).map_or(String::new(), |ms| {
             format!(", each behind a proxy that holds every byte {ms} ms each way")
@@ -119,6 +119,10 @@ pub fn render(o: &mut String, result: &ReplicationResult, plan: &Plan, nproc: us
             format!(", `emergency_wait_ms = {ms}`")
         }),
         c = plan.connections,
+        fill = match plan.fill {
+            Fill::Constant => "",
+            Fill::Random => " of random payloads (the plain publisher's too)",
+        },
         e = emergency::SOURCES,
         f = emergency::FRAMES_PER_S,
         ws = plan.measure.as_secs_f64(),

@@ -207,6 +207,7 @@ fn the_replication_run_acknowledges_through_jetstream_or_says_why_it_is_skipped(
     }
     assert_eq!(summary["daemon_archive_complete"], true, "{stdout}");
     assert_eq!(summary["plan"]["fill"], "random", "{stdout}");
+    assert!(stdout.contains("uplinks of random payloads"), "{stdout}");
     let rounds = replication["rounds"]
         .as_array()
         .expect("replication rounds");
