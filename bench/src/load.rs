@@ -50,9 +50,9 @@ const AUTOTUNED_SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// Connections being opened at once (the listen backlog is 1024).
 const CONNECTING: usize = 256;
 
-/// Chunks of `chunk_len` bytes an uplink of `fill`ed frames goes through before it writes the
-/// first again.
-fn chunks(fill: Fill, chunk_len: usize) -> usize {
+/// The chunks of `chunk_len` bytes in the template of `fill`ed frames an uplink goes through
+/// before it writes the first again.
+fn template_chunks(fill: Fill, chunk_len: usize) -> usize {
     match fill {
         Fill::Constant => 1,
         Fill::Random => RANDOM_BYTES.div_ceil(chunk_len.max(1)),
@@ -103,8 +103,8 @@ pub async fn load(
 ) {
     let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
     let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1) as u64;
-    let laps = chunks(fill, frames_per_chunk as usize * frame_len) as u64;
-    let template = frames(frames_per_chunk * laps, payload, EMERGENCY_EVERY, fill);
+    let chunks = template_chunks(fill, frames_per_chunk as usize * frame_len) as u64;
+    let template = frames(frames_per_chunk * chunks, payload, EMERGENCY_EVERY, fill);
 
     let send_buffer = (connections * AUTOTUNED_SEND_BUFFER > SEND_BUFFER_BUDGET)
         .then(|| (SEND_BUFFER_BUDGET / connections.max(1)) as u32);
@@ -452,9 +452,9 @@ mod tests {
     #[test]
     fn a_random_template_is_a_mebibyte_of_whole_chunks() {
         let chunk_len = 1000;
-        let random = chunks(Fill::Random, chunk_len);
+        let random = template_chunks(Fill::Random, chunk_len);
         assert!(random * chunk_len >= RANDOM_BYTES, "{random}");
         assert!((random - 1) * chunk_len < RANDOM_BYTES, "{random}");
-        assert_eq!(chunks(Fill::Constant, chunk_len), 1);
+        assert_eq!(template_chunks(Fill::Constant, chunk_len), 1);
     }
 }
