@@ -10,6 +10,8 @@
 //!   them: a daemon SIGKILLed with its archive deleted, or a NATS server SIGKILLed, loses nothing
 //!   acknowledged; with `ack = "local"` the lost archive loses frames, which shows the test can
 //!   fail.
+//! - A daemon's sink publishes through the server that leads the stream, and follows the leader
+//!   when it steps down, with every frame archived in the stream once.
 
 mod common;
 mod nats_stream;
@@ -564,4 +566,81 @@ fn fleet_local_acks_are_lost_with_a_killed_daemon_archive() {
     let report = fleet_run("fleet-local", "local", Fault::DaemonAndArchive);
     println!("{report}");
     assert!(report.missing > 0, "{report}");
+}
+
+/// The server that has a connection named `name` the server took messages from, if one has.
+fn server_of(cluster: &NatsCluster, name: &str) -> Option<usize> {
+    (0..NatsCluster::SIZE)
+        .find(|&i| (cluster.connections(i).iter()).any(|(n, in_msgs)| n == name && *in_msgs > 0))
+}
+
+/// Asks the stream's leader `leader` to step down, and waits until another server leads it.
+async fn step_down(urls: Vec<String>, leader: &str) -> String {
+    let client = async_nats::connect(urls.clone())
+        .await
+        .expect("connect to the cluster");
+    let subject = "$JS.API.STREAM.LEADER.STEPDOWN.TELEMETRY";
+    let answer = client.request(subject, "".into()).await.expect("stepdown");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match stream_leader(urls.clone()).await {
+            Some(now) if now != leader => return now,
+            _ if Instant::now() > deadline => panic!("{leader} still leads: {answer:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The sink publishes through a connection of its own to the server that leads the stream, not
+/// through whichever server its client picked, and follows the leader when it moves; the stream
+/// holds every frame acknowledged once.
+#[test]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
+fn the_sink_publishes_through_the_streams_leader_wherever_it_moves() {
+    let cluster = NatsCluster::start("leader");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(create_stream(cluster.urls(), NatsCluster::SIZE));
+    let sink = "ack = \"replicated\"\nreplicas = 3\nidentity = \"fleet\"\n\
+                subject = \"telemetry.{kind}.{source}\"\n";
+    let dir = TempDir::new("leader-a");
+    let daemon = NatsDaemon::start_in(&dir.0, "a", &cluster.urls(), sink, "");
+    let mut own = None;
+    wait_until("the sink's own connection", || {
+        own = server_of(&cluster, "aggregator a");
+        own.is_some()
+    });
+    let own = own.expect("found");
+    let mut leader = runtime
+        .block_on(stream_leader(cluster.urls()))
+        .expect("a leader");
+    if cluster.index_of(&leader) == own {
+        // The sink's own connection leads: the leader moves, so that the sink must follow it.
+        leader = runtime.block_on(step_down(cluster.urls(), &leader));
+    }
+    for moved in [false, true] {
+        if moved {
+            leader = runtime.block_on(step_down(cluster.urls(), &leader));
+        }
+        // Frames for as long as the sink may take to notice the leader, and more.
+        let sim = daemon.sim(100, 10);
+        let at = cluster.index_of(&leader);
+        wait_until(&format!("the sink to publish through {leader}"), || {
+            (cluster.connections(at).iter())
+                .any(|(name, in_msgs)| name == "aggregator a publishing" && *in_msgs > 0)
+                && daemon.stat("nats_at_leader") == 1
+        });
+        let log = daemon.log();
+        assert!(log.contains(&format!("\"leader\":\"{leader}\"")), "{log}");
+        sim.wait();
+    }
+    wait_until("the sink to publish everything", || {
+        daemon.stat("nats_lag_frames") == 0
+    });
+    let archived = daemon.stat("frames_archived");
+    let messages = runtime.block_on(stream_messages(cluster.urls(), Some(archived)));
+    assert_eq!(messages.len() as u64, archived);
+    let ids: BTreeSet<_> = (messages.iter())
+        .map(|m| (&m.subject, &m.priority, &m.sequence))
+        .collect();
+    assert_eq!(ids.len(), messages.len(), "a frame held twice");
 }

@@ -174,11 +174,13 @@ pub struct Counts {
     pub retention_cpu_ns: u64,
     /// With `[sinks.nats]`: frames JetStream acknowledged to the sink as new (`nats_published`),
     /// frames whose ACK waits for JetStream's (`nats_unreplicated_frames`), the bytes its messages
-    /// in flight may hold (`nats_room_bytes`), and the sink's thread (`nats-sink`): its CPU time
+    /// in flight may hold (`nats_room_bytes`), whether it publishes through the server that leads
+    /// its stream (`nats_at_leader`, 1 or 0), and the sink's thread (`nats-sink`): its CPU time
     /// and its time waiting for a CPU, in nanoseconds; 0 without.
     pub nats_published: u64,
     pub nats_unreplicated: u64,
     pub nats_room_bytes: u64,
+    pub nats_at_leader: u64,
     pub sink_cpu_ns: u64,
     pub sink_runqueue_ns: u64,
 }

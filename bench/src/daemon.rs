@@ -178,6 +178,7 @@ pub async fn start(
                 nats_published: s.nats_published,
                 nats_unreplicated: s.nats_unreplicated_frames,
                 nats_room_bytes: s.nats_room_bytes,
+                nats_at_leader: s.nats_at_leader,
                 ..Counts::default()
             }
         }),

@@ -234,6 +234,7 @@ impl StatsReader {
             nats_published: stat("nats_published"),
             nats_unreplicated: stat("nats_unreplicated_frames"),
             nats_room_bytes: stat("nats_room_bytes"),
+            nats_at_leader: stat("nats_at_leader"),
             ..Counts::default()
         };
         self.last

@@ -449,6 +449,7 @@ fn sink_window(
         published_per_s: per_s(c0.nats_published, c1.nats_published),
         unreplicated_at_end: c1.nats_unreplicated,
         room_at_end: c1.nats_room_bytes,
+        at_leader_at_end: c1.nats_at_leader == 1,
         daemon_cores: per_s(c0.cpu_ns, c1.cpu_ns) / 1e9,
         sink_thread_cores: per_s(c0.sink_cpu_ns, c1.sink_cpu_ns) / 1e9,
         sink_runqueue_share: per_s(c0.sink_runqueue_ns, c1.sink_runqueue_ns) / 1e9,

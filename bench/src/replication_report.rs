@@ -182,7 +182,7 @@ fn render_medians(o: &mut String, rounds: &[ReplicationRound]) {
 fn render_cpu(o: &mut String, rounds: &[ReplicationRound], nproc: usize) {
     let _ = writeln!(
         o,
-        "\nThe same windows: frames/s the daemon processed and JetStream acknowledged to its sink, frames whose ACK waited for JetStream's and the sink's room in flight (KiB) at the window's end, the stream's leader, and CPU in cores of the machine's {nproc} (the daemon, of it the sink's thread at nice 10 and the share of the window that thread was ready and waited for a CPU, the nats-servers together, the load client or the plain publisher):\n"
+        "\nThe same windows: frames/s the daemon processed and JetStream acknowledged to its sink, frames whose ACK waited for JetStream's and the sink's room in flight (KiB) at the window's end, the stream's leader (\"sink's\" where the sink published through it at the window's end), and CPU in cores of the machine's {nproc} (the daemon, of it the sink's thread at nice 10 and the share of the window that thread was ready and waited for a CPU, the nats-servers together, the load client or the plain publisher):\n"
     );
     let _ = writeln!(o, "| payload | round | window | processed/s | published/s | unreplicated at end | room at end | leader | daemon | of it sink | sink waited for a CPU | nats-servers | client or publisher |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -221,7 +221,11 @@ fn render_sink_cpu(
         w.published_per_s,
         w.unreplicated_at_end,
         w.room_at_end >> 10,
-        w.leader.as_deref().unwrap_or("?"),
+        format!(
+            "{}{}",
+            w.leader.as_deref().unwrap_or("?"),
+            if w.at_leader_at_end { ", sink's" } else { "" }
+        ),
         w.daemon_cores,
         w.sink_thread_cores,
         w.sink_runqueue_share * 100.0,

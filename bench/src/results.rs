@@ -415,6 +415,8 @@ pub struct SinkWindow {
     pub unreplicated_at_end: u64,
     /// The payload bytes the sink's messages in flight could hold when the window ended.
     pub room_at_end: u64,
+    /// Whether the sink published through the server that led the stream when the window ended.
+    pub at_leader_at_end: bool,
     /// CPU over the window, in cores: the daemon, of it the sink's thread, the nats-servers
     /// together, and the load client.
     pub daemon_cores: f64,

@@ -2,7 +2,9 @@
 //! `sinks.nats.url`, the credentials and TLS of the config, and a client that keeps trying the
 //! servers forever, so that a NATS outage is a wait and never an end.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, ServerAddr};
 use tokio::runtime::Handle;
@@ -31,20 +33,57 @@ pub(super) async fn connect_on(
     config: &NatsConfig,
     io: Option<&Handle>,
 ) -> Result<Client, ConnectError> {
-    let Some(io) = io else {
-        return connect(config).await;
-    };
     let config = config.clone();
-    let connecting = io.spawn(async move { connect(&config).await });
-    (connecting.await).map_err(|e| ConnectError::Runtime(e.to_string()))?
+    on_io(io, async move { connect(&config).await }).await
 }
 
 /// Connects in the background: the client keeps trying the servers, forever.
 pub(super) async fn connect(config: &NatsConfig) -> Result<Client, ConnectError> {
-    let mut options = ConnectOptions::new()
-        .name(format!("aggregator {}", config.site))
+    let options = (options(config, format!("aggregator {}", config.site)).await?)
         .retry_on_initial_connect()
         .max_reconnects(None);
+    Ok(options.connect(servers(config)?).await?)
+}
+
+/// Connects on `io` to the servers of `sinks.nats.url` from the one at `first` on, in their
+/// order (the next where that one cannot be reached now, or is lost later), waiting at most
+/// `timeout` for each; `Err` where none answers. `name` names the connection to the servers.
+pub(super) async fn connect_from(
+    config: &NatsConfig,
+    first: usize,
+    name: String,
+    timeout: Duration,
+    io: Option<&Handle>,
+) -> Result<Client, ConnectError> {
+    let config = config.clone();
+    on_io(io, async move {
+        let mut servers = servers(&config)?;
+        let first = first.min(servers.len());
+        servers.rotate_left(first);
+        let options = (options(&config, name).await?)
+            .retain_servers_order()
+            .connection_timeout(timeout)
+            .max_reconnects(None);
+        Ok(options.connect(servers).await?)
+    })
+    .await
+}
+
+/// Runs `connecting` on `io` where there is one.
+async fn on_io(
+    io: Option<&Handle>,
+    connecting: impl Future<Output = Result<Client, ConnectError>> + Send + 'static,
+) -> Result<Client, ConnectError> {
+    let Some(io) = io else {
+        return connecting.await;
+    };
+    let connecting = io.spawn(connecting);
+    (connecting.await).map_err(|e| ConnectError::Runtime(e.to_string()))?
+}
+
+/// What every connection to the servers takes: its name, the config's credentials and TLS.
+async fn options(config: &NatsConfig, name: String) -> Result<ConnectOptions, ConnectError> {
+    let mut options = ConnectOptions::new().name(name);
     if let Some(path) = &config.credentials {
         options =
             (options.credentials_file(path).await).map_err(|source| ConnectError::Credentials {
@@ -58,11 +97,13 @@ pub(super) async fn connect(config: &NatsConfig) -> Result<Client, ConnectError>
     if let Some(ca) = &config.tls_ca {
         options = options.add_root_certificates(ca.clone()).require_tls(true);
     }
-    let servers = config
-        .url
-        .iter()
+    Ok(options)
+}
+
+/// The servers of `sinks.nats.url`.
+fn servers(config: &NatsConfig) -> Result<Vec<ServerAddr>, ConnectError> {
+    (config.url.iter())
         .map(|url| url.parse::<ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(ConnectError::Url)?;
-    Ok(options.connect(servers).await?)
+        .map_err(ConnectError::Url)
 }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod cursor;
 pub mod fleet;
 mod gaps;
+mod leader;
 pub mod message;
 pub mod nats;
 mod progress;

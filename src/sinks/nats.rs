@@ -35,6 +35,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::Client;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,7 @@ use super::backlog::{Backlog, ReadAhead};
 use super::client::connect_on;
 use super::cursor::{self, CursorFile};
 use super::fleet::EarlierFrames;
+use super::leader::{self, Publishing};
 use super::message::{Layout, Naming};
 use super::progress::{report, Progress};
 use super::series::Series;
@@ -211,11 +213,24 @@ async fn run(
     ));
     let mut context = jetstream::new(client.clone());
     context.set_timeout(ACK_TIMEOUT);
+    let (changes, changed) = watch::channel(None);
+    let following = leader::follow(
+        client.clone(),
+        config.clone(),
+        io.clone(),
+        changes,
+        stats.clone(),
+    );
+    let follower = match &io {
+        Some(io) => io.spawn(following),
+        None => tokio::spawn(following),
+    };
+    let publishing = Publishing::new(context.clone(), ACK_TIMEOUT, changed);
     let mut publisher = JetStreamWriter {
         message: Naming::new(&config),
         earlier: (config.identity == Identity::Fleet)
             .then(|| EarlierFrames::new(context.clone(), &config)),
-        stream: SinkStream::new(context, config.clone()),
+        stream: SinkStream::new(context, publishing, config.clone()),
         layout: Layout::Frame,
         client: client.clone(),
         new_from: new_from(&files.start_ends),
@@ -237,6 +252,7 @@ async fn run(
     let fatal = publisher.sessions(&cut_off).await;
     publisher.save().await;
     reporter.abort();
+    follower.abort();
     if fatal {
         publisher.stats.nats_state(false, true, 0, Duration::ZERO);
     }

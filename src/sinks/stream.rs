@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, stream};
 use tokio::time::Instant;
 
 use super::client::ConnectError;
+use super::leader::Publishing;
 use super::message::{Layout, Naming};
 use super::series::{last_message, Series};
 use super::window::Sent;
@@ -76,6 +77,8 @@ pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The sink's stream: its layout, and each source's series this session learnt.
 pub(super) struct SinkStream {
     context: jetstream::Context,
+    /// What the sink publishes through: a connection to the stream's leader where it has one.
+    publishing: Publishing,
     config: NatsConfig,
     /// Found at the first session, kept for the run.
     layout: Option<Layout>,
@@ -88,9 +91,14 @@ pub(super) struct SinkStream {
 }
 
 impl SinkStream {
-    pub(super) fn new(context: jetstream::Context, config: NatsConfig) -> SinkStream {
+    pub(super) fn new(
+        context: jetstream::Context,
+        publishing: Publishing,
+        config: NatsConfig,
+    ) -> SinkStream {
         SinkStream {
             context,
+            publishing,
             config,
             layout: None,
             stream: None,
@@ -191,16 +199,17 @@ impl SinkStream {
         Ok((series, elsewhere))
     }
 
-    /// Sends a message behind `ahead` bytes in flight, waiting at most [`ACK_TIMEOUT`] for room
-    /// in the client's queue.
+    /// Sends a message behind `ahead` bytes in flight through the connection to the stream's
+    /// leader where there is one, waiting at most [`ACK_TIMEOUT`] for room in the client's queue.
     pub(super) async fn send(
-        &self,
+        &mut self,
         subject: String,
         message: jetstream::message::PublishMessage,
         ahead: usize,
     ) -> Result<(PublishAckFuture, Sent), NatsError> {
         let asked = Instant::now();
-        let sent = tokio::time::timeout(ACK_TIMEOUT, self.context.send_publish(subject, message));
+        let context = self.publishing.context();
+        let sent = tokio::time::timeout(ACK_TIMEOUT, context.send_publish(subject, message));
         match sent.await {
             Ok(Ok(ack)) => Ok((ack, Sent::since(asked, ahead))),
             Ok(Err(err)) => Err(NatsError::Publish(err)),

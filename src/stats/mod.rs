@@ -317,6 +317,11 @@ impl Stats {
         (self.counters.nats_room_bytes).store(bytes as u64, Relaxed);
     }
 
+    /// Whether the NATS sink publishes through the server that leads its stream.
+    pub(crate) fn nats_at_leader(&self, at_leader: bool) {
+        (self.counters.nats_at_leader).store(u64::from(at_leader), Relaxed);
+    }
+
     /// JetStream acknowledged frames; `duplicate` when it already held them.
     pub(crate) fn nats_acked(&self, frames: u64, duplicate: bool) {
         let counter = match duplicate {

@@ -162,6 +162,23 @@ impl NatsCluster {
         self.wait_ready();
     }
 
+    /// The client connections of server `i` now (`/connz`): each one's name and the messages the
+    /// server took from it.
+    pub fn connections(&self, i: usize) -> Vec<(String, u64)> {
+        let ports = self.nodes[i].ports.expect("a server started once");
+        let connz = match http_get_json_blocking(ports.monitor, "/connz") {
+            Ok((200, connz)) => connz,
+            other => panic!("{}: /connz: {other:?}", self.nodes[i].server_name),
+        };
+        let connections = connz["connections"].as_array().cloned().unwrap_or_default();
+        (connections.iter())
+            .map(|c| {
+                let name = c["name"].as_str().unwrap_or_default().to_string();
+                (name, c["in_msgs"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    }
+
     /// Waits until every running server names the same meta leader, one of them, and the leader
     /// sees every other running server current. After a kill: the survivors have a leader.
     pub fn wait_ready(&self) {
