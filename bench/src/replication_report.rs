@@ -213,7 +213,7 @@ fn render_sink_cpu(
 ) {
     let _ = writeln!(
         o,
-        "| {} B | {} | {} | {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.0} % | {} | {} |",
+        "| {} B | {} | {} | {:.0} | {:.0} | {} | {} | {}{} | {:.2} | {:.2} | {:.0} % | {} | {} |",
         r.payload,
         r.run,
         w.ack,
@@ -221,11 +221,8 @@ fn render_sink_cpu(
         w.published_per_s,
         w.unreplicated_at_end,
         w.room_at_end >> 10,
-        format!(
-            "{}{}",
-            w.leader.as_deref().unwrap_or("?"),
-            if w.at_leader_at_end { ", sink's" } else { "" }
-        ),
+        w.leader.as_deref().unwrap_or("?"),
+        if w.at_leader_at_end { ", sink's" } else { "" },
         w.daemon_cores,
         w.sink_thread_cores,
         w.sink_runqueue_share * 100.0,

@@ -232,6 +232,9 @@ fn the_replication_run_acknowledges_through_jetstream_or_says_why_it_is_skipped(
                 window["published_per_s"].as_f64() > Some(0.0),
                 "the sink published nothing with ack = {ack}: {stdout}"
             );
+            // The bench made the stream before the daemon started: the sink's first look found
+            // its leader.
+            assert_eq!(window["at_leader_at_end"], true, "{stdout}");
         }
     }
 }

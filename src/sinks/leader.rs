@@ -19,11 +19,12 @@
 
 use std::time::Duration;
 
+use async_nats::connection::State;
 use async_nats::jetstream;
 use async_nats::Client;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::client::connect_from;
 use crate::config::NatsConfig;
@@ -85,10 +86,10 @@ impl Publishing {
     }
 }
 
-/// Follows the leader of the stream of `config` every [`LOOK`]: hands `changes` a connection to
-/// it where the sink's publishing connection is to another server and a server of the list is
-/// the leader; tells `stats` whether the sink publishes through the leader. `own` is the sink's
-/// own connection; new connections run on `io`. Runs until aborted.
+/// Follows the leader of the stream of `config`, a [`LOOK`] after each look: hands `changes` a
+/// connection to it where the sink's publishing connection is to another server and a server of
+/// the list is the leader; tells `stats` whether the sink publishes through the leader. `own` is
+/// the sink's own connection; new connections run on `io`. Runs until aborted.
 pub(super) async fn follow(
     own: Client,
     config: NatsConfig,
@@ -96,51 +97,82 @@ pub(super) async fn follow(
     changes: watch::Sender<Option<Client>>,
     stats: Stats,
 ) {
-    let context = jetstream::new(own.clone());
-    let mut missed: Option<(String, Instant)> = None;
-    let mut looks = tokio::time::interval(LOOK);
-    looks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut follower = Follower {
+        context: jetstream::new(own.clone()),
+        own,
+        config,
+        io,
+        changes,
+        stats,
+        missed: None,
+    };
     loop {
-        looks.tick().await;
-        let Some(leader) = leader_of(&context, &config.stream).await else {
-            stats.nats_at_leader(false);
-            continue;
+        follower.look().await;
+        // A whole LOOK after a change: a connection handed over is kept at least that long.
+        tokio::time::sleep(LOOK).await;
+    }
+}
+
+/// The task that follows the leader.
+struct Follower {
+    own: Client,
+    /// A context of `own`, to ask for the stream's leader.
+    context: jetstream::Context,
+    config: NatsConfig,
+    io: Option<Handle>,
+    changes: watch::Sender<Option<Client>>,
+    stats: Stats,
+    /// A leader that no server of the list answered for, and when.
+    missed: Option<(String, Instant)>,
+}
+
+impl Follower {
+    /// One look at the stream's leader.
+    async fn look(&mut self) {
+        let Some(leader) = leader_of(&self.context, &self.config.stream, &self.own).await else {
+            self.stats.nats_at_leader(false);
+            return;
         };
-        let publishing = changes.borrow().clone().unwrap_or_else(|| own.clone());
-        let at_leader = publishing.server_info().server_name == leader;
-        stats.nats_at_leader(at_leader);
+        let publishing = (self.changes.borrow().clone()).unwrap_or_else(|| self.own.clone());
+        let at_leader = publishing.connection_state() == State::Connected
+            && publishing.server_info().server_name == leader;
+        self.stats.nats_at_leader(at_leader);
         let left = |(name, at): &(String, Instant)| *name == leader && at.elapsed() < MISSED;
-        if at_leader || missed.as_ref().is_some_and(left) {
-            continue;
+        if at_leader || self.missed.as_ref().is_some_and(left) {
+            return;
         }
-        match connect_to(&config, &leader, io.as_ref()).await {
+        let stream = &self.config.stream;
+        match connect_to(&self.config, &leader, self.io.as_ref()).await {
             Some(client) => {
                 tracing::info!(
-                    stream = config.stream,
+                    stream,
                     leader,
                     "the NATS sink publishes through the server that leads its stream"
                 );
-                changes.send_replace(Some(client));
-                stats.nats_at_leader(true);
-                missed = None;
+                self.changes.send_replace(Some(client));
+                self.stats.nats_at_leader(true);
+                self.missed = None;
             }
             None => {
                 tracing::info!(
-                    stream = config.stream,
+                    stream,
                     leader,
                     "no server of sinks.nats.url answers as the stream's leader: the NATS sink publishes through another"
                 );
-                missed = Some((leader, Instant::now()));
+                self.missed = Some((leader, Instant::now()));
             }
         }
     }
 }
 
-/// The name of the server that leads `stream`, once the stream has one.
-async fn leader_of(context: &jetstream::Context, stream: &str) -> Option<String> {
+/// The name of the server that leads `stream`, once the stream has one: where the stream's
+/// information has no cluster (a lone server of Debian's 2.9.10), the server `own` is on.
+async fn leader_of(context: &jetstream::Context, stream: &str, own: &Client) -> Option<String> {
     let stream = context.get_stream(stream).await.ok()?;
-    let cluster = stream.cached_info().cluster.as_ref()?;
-    cluster.leader.clone().filter(|name| !name.is_empty())
+    match &stream.cached_info().cluster {
+        Some(cluster) => cluster.leader.clone().filter(|name| !name.is_empty()),
+        None => Some(own.server_info().server_name),
+    }
 }
 
 /// A connection to the server named `leader`: the first server of `sinks.nats.url` that answers
