@@ -3,14 +3,14 @@
 //! Why: JetStream stores a stream's messages at its leader, which sends them on to the other
 //! replicas. A message published through another server crosses one more connection on its way
 //! in, its PubAck one more on its way out, and that server takes every byte twice (from the sink,
-//! then from the leader as a replica): on the bench's three servers on one machine the sink got
-//! about a sixth more frames through with its messages sent to the leader (`docs/bench/nats.md`);
-//! across machines it is a network hop a message. Clients of NATS connect to any server of their
-//! list, so a task looks at the stream's leader every [`LOOK`] and, where the sink publishes
-//! through another server, connects to the servers of `sinks.nats.url` one by one until one
-//! names itself the leader. The sink publishes through that connection from its next message on;
-//! where no server of the list leads (the leader is not in it, or cannot be reached from here), it
-//! publishes through its own connection, as it always could.
+//! then from the leader as a replica): with the bench's three servers on one machine the sink got
+//! 6-8 % more frames through at 64 B (`docs/bench/nats.md`); across machines it is a network hop
+//! a message. Clients of NATS connect to any server of their list, so a task looks at the
+//! stream's leader every [`LOOK`] and, where the sink publishes through another server, connects
+//! to the servers of `sinks.nats.url` one by one until one names itself the leader. The sink
+//! publishes through that connection from its next message on; where no server of the list leads
+//! (the leader is not in it, or cannot be reached from here), it publishes through its own
+//! connection, as it always could.
 //!
 //! A message in flight stays on the connection that carried it: a source has one message in flight
 //! at a time (its series, `series.rs`), so its next waits for the PubAck of its last whichever
