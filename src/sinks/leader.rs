@@ -12,10 +12,11 @@
 //! (the leader is not in it, or cannot be reached from here), it publishes through its own
 //! connection, as it always could.
 //!
-//! A message in flight stays on the connection that carried it: a source has one message in flight
-//! at a time (its series, `series.rs`), so its next waits for the PubAck of its last whichever
-//! connection carried it, and the connection before is kept until the next change (at least a
-//! [`LOOK`] later, past the PubAck's timeout).
+//! A message in flight stays on the connection that carried it, and the connection before is kept
+//! until the next change (at least a [`LOOK`] later, past the PubAck's timeout). In `records/1` a
+//! source has one message in flight at a time (its series, `series.rs`), so its next waits for
+//! the PubAck of its last whichever connection carried it; in `frame/1` a source has many, so the
+//! sink takes up a new connection once every message in flight is acknowledged.
 
 use std::time::Duration;
 
@@ -69,9 +70,14 @@ impl Publishing {
         }
     }
 
+    /// Whether the next message goes through another connection than the last.
+    pub(super) fn changing(&self) -> bool {
+        self.changes.has_changed().unwrap_or(false)
+    }
+
     /// The context to publish the next message through.
     pub(super) fn context(&mut self) -> &jetstream::Context {
-        if self.changes.has_changed().unwrap_or(false) {
+        if self.changing() {
             let next = match self.changes.borrow_and_update().clone() {
                 Some(client) => {
                     let mut context = jetstream::new(client);

@@ -431,6 +431,11 @@ impl JetStreamWriter {
             return None;
         }
         if self.layout == Layout::Frame {
+            // Frames of a source are in flight together: a connection to a new leader takes over
+            // once they are all acknowledged, so that none overtakes another on its way.
+            if self.stream.moving() && !in_flight.is_empty() {
+                return None;
+            }
             let frame = backlog.next()?;
             let published = self.publish(&frame).await;
             if published.is_err() {

@@ -217,6 +217,11 @@ impl SinkStream {
         }
     }
 
+    /// Whether the next message goes through another connection than the last.
+    pub(super) fn moving(&self) -> bool {
+        self.publishing.changing()
+    }
+
     /// Source `key`'s series after a batch JetStream acknowledged.
     pub(super) fn published(&mut self, key: SourceKey, series: Series) {
         self.series.insert(key, series);
