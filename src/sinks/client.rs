@@ -25,6 +25,8 @@ pub(crate) enum ConnectError {
     Client(#[from] async_nats::ConnectError),
     #[error("the NATS client's task failed: {0}")]
     Runtime(String),
+    #[error("no answer within {0:?}")]
+    Unanswered(Duration),
 }
 
 /// Connects on `io` (the daemon's runtime) where there is one: the connection's task, its reads
@@ -45,26 +47,24 @@ pub(super) async fn connect(config: &NatsConfig) -> Result<Client, ConnectError>
     Ok(options.connect(servers(config)?).await?)
 }
 
-/// Connects on `io` to the servers of `sinks.nats.url` from the one at `first` on, in their
-/// order (the next where that one cannot be reached now, or is lost later), waiting at most
-/// `timeout` for each; `Err` where none answers. `name` names the connection to the servers.
-pub(super) async fn connect_from(
+/// Connects on `io` to the server at `url` alone (later, where it is lost, to it and to the
+/// servers it told of), with the config's credentials and TLS, named `name`; `Err` where it does
+/// not answer within `timeout`.
+pub(super) async fn connect_one(
     config: &NatsConfig,
-    first: usize,
+    url: &str,
     name: String,
     timeout: Duration,
     io: Option<&Handle>,
 ) -> Result<Client, ConnectError> {
-    let config = config.clone();
+    let (config, server) = (config.clone(), url.parse::<ServerAddr>());
     on_io(io, async move {
-        let mut servers = servers(&config)?;
-        let first = first.min(servers.len());
-        servers.rotate_left(first);
-        let options = (options(&config, name).await?)
-            .retain_servers_order()
-            .connection_timeout(timeout)
-            .max_reconnects(None);
-        Ok(options.connect(servers).await?)
+        let options = (options(&config, name).await?).max_reconnects(None);
+        let connecting =
+            tokio::time::timeout(timeout, options.connect(server.map_err(ConnectError::Url)?));
+        (connecting.await)
+            .map_err(|_| ConnectError::Unanswered(timeout))?
+            .map_err(ConnectError::Client)
     })
     .await
 }

@@ -6,17 +6,17 @@
 //! then from the leader as a replica): with the bench's three servers on one machine the sink got
 //! 6-8 % more frames through at 64 B (`docs/bench/nats.md`); across machines it is a network hop
 //! a message. Clients of NATS connect to any server of their list, so a task looks at the
-//! stream's leader every [`LOOK`] and, where the sink publishes through another server, connects
-//! to the servers of `sinks.nats.url` one by one until one names itself the leader. The sink
-//! publishes through that connection from its next message on; where no server of the list leads
-//! (the leader is not in it, or cannot be reached from here), it publishes through its own
-//! connection, as it always could.
+//! stream's leader a [`LOOK`] after each look and, where the sink publishes through another
+//! server, connects to the servers of `sinks.nats.url` one by one until one names itself the
+//! leader, and hands that connection over; where none does (the leader is not in the list, or
+//! does not answer from here), the sink publishes through its own connection, as it always could.
 //!
-//! A message in flight stays on the connection that carried it, and the connection before is kept
-//! until the next change (at least a [`LOOK`] later, past the PubAck's timeout). In `records/1` a
-//! source has one message in flight at a time (its series, `series.rs`), so its next waits for
-//! the PubAck of its last whichever connection carried it; in `frame/1` a source has many, so the
-//! sink takes up a new connection once every message in flight is acknowledged.
+//! The sink takes a connection up ([`Publishing::take_up`]) only where no message it publishes
+//! next can overtake one in flight: in `records/1` at any message (a source has one message in
+//! flight at a time, its series, `series.rs`, so its next waits for the PubAck of its last,
+//! whichever connection carried it); in `frame/1`, where a source has many, once every message
+//! in flight is acknowledged (the sink publishes nothing more until then). The connection before stays open until the next is taken up, a
+//! [`LOOK`] or more later, no shorter than a PubAck's timeout, for the PubAcks of what it carried.
 
 use std::time::Duration;
 
@@ -26,77 +26,96 @@ use async_nats::Client;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
-use super::client::connect_from;
+use super::client::connect_one;
 use crate::config::NatsConfig;
 use crate::stats::Stats;
 
-/// How often the task looks at the stream's leader.
+/// How long the task waits after each look at the stream's leader.
 pub(super) const LOOK: Duration = Duration::from_secs(5);
 
 /// How long a server of the list may take to answer when the task looks for the leader's.
 const ANSWER: Duration = Duration::from_secs(2);
 
-/// How long a leader that no server of the list led to is left before the task looks for it
-/// again.
+/// How long a leader that no server of the list answered for is left before the task looks for
+/// it again.
 const MISSED: Duration = Duration::from_secs(60);
 
-/// The connection the sink publishes through, as the task that follows the leader changes it.
+/// A context of `client` whose PubAcks time out after `timeout`.
+pub(super) fn context_of(client: Client, timeout: Duration) -> jetstream::Context {
+    let mut context = jetstream::new(client);
+    context.set_timeout(timeout);
+    context
+}
+
+/// The connection the sink publishes through, and the task that follows the leader for it.
 pub(super) struct Publishing {
-    /// The sink's own connection's: where no connection to the leader is found.
+    /// The sink's own connection's: where no connection to the leader is handed over.
     own: jetstream::Context,
     /// The PubAck's timeout of every context it makes.
     timeout: Duration,
     changes: watch::Receiver<Option<Client>>,
     now: jetstream::Context,
-    /// The connection before, until the next change: the PubAcks of what it carried land on it.
+    /// The connection before, until the next is taken up: the PubAcks of what it carried.
     before: Option<jetstream::Context>,
+    _follower: AbortOnDropHandle<()>,
 }
 
 impl Publishing {
-    /// Publishing through `own` (a context of the sink's own connection) until `changes` hands
-    /// over a connection to the leader.
-    pub(super) fn new(
-        own: jetstream::Context,
+    /// Publishes through `own` (the sink's own connection, whose PubAcks time out after
+    /// `timeout`) until the task it starts, on `io` where there is one, hands over a connection
+    /// to the leader of the stream of `config`; the task tells `stats` whether the sink has one.
+    pub(super) fn start(
+        own: Client,
+        config: &NatsConfig,
         timeout: Duration,
-        changes: watch::Receiver<Option<Client>>,
+        io: Option<&Handle>,
+        stats: Stats,
     ) -> Publishing {
+        let (changes, changed) = watch::channel(None);
+        let following = follow(own.clone(), config.clone(), io.cloned(), changes, stats);
+        let follower = match io {
+            Some(io) => io.spawn(following),
+            None => tokio::spawn(following),
+        };
+        let own = context_of(own, timeout);
         Publishing {
             now: own.clone(),
             own,
             timeout,
-            changes,
+            changes: changed,
             before: None,
+            _follower: AbortOnDropHandle::new(follower),
         }
     }
 
-    /// Whether the next message goes through another connection than the last.
-    pub(super) fn changing(&self) -> bool {
+    /// Whether a connection was handed over that the sink has not taken up yet.
+    pub(super) fn handed_over(&self) -> bool {
         self.changes.has_changed().unwrap_or(false)
     }
 
-    /// The context to publish the next message through.
-    pub(super) fn context(&mut self) -> &jetstream::Context {
-        if self.changing() {
-            let next = match self.changes.borrow_and_update().clone() {
-                Some(client) => {
-                    let mut context = jetstream::new(client);
-                    context.set_timeout(self.timeout);
-                    context
-                }
-                None => self.own.clone(),
-            };
-            self.before = Some(std::mem::replace(&mut self.now, next));
+    /// Publishes through the connection handed over last, from the next message on.
+    pub(super) fn take_up(&mut self) {
+        if !self.handed_over() {
+            return;
         }
+        let next = match self.changes.borrow_and_update().clone() {
+            Some(client) => context_of(client, self.timeout),
+            None => self.own.clone(),
+        };
+        self.before = Some(std::mem::replace(&mut self.now, next));
+    }
+
+    /// The context to publish through.
+    pub(super) fn context(&self) -> &jetstream::Context {
         &self.now
     }
 }
 
-/// Follows the leader of the stream of `config`, a [`LOOK`] after each look: hands `changes` a
-/// connection to it where the sink's publishing connection is to another server and a server of
-/// the list is the leader; tells `stats` whether the sink publishes through the leader. `own` is
-/// the sink's own connection; new connections run on `io`. Runs until aborted.
-pub(super) async fn follow(
+/// Follows the leader of the stream of `config`, a [`LOOK`] after each look (`own` is the sink's
+/// own connection; new ones run on `io`), until aborted.
+async fn follow(
     own: Client,
     config: NatsConfig,
     io: Option<Handle>,
@@ -114,7 +133,6 @@ pub(super) async fn follow(
     };
     loop {
         follower.look().await;
-        // A whole LOOK after a change: a connection handed over is kept at least that long.
         tokio::time::sleep(LOOK).await;
     }
 }
@@ -126,6 +144,7 @@ struct Follower {
     context: jetstream::Context,
     config: NatsConfig,
     io: Option<Handle>,
+    /// The connection handed over last; `None`: the sink's own.
     changes: watch::Sender<Option<Client>>,
     stats: Stats,
     /// A leader that no server of the list answered for, and when.
@@ -133,42 +152,64 @@ struct Follower {
 }
 
 impl Follower {
-    /// One look at the stream's leader.
+    /// One look at the stream's leader: hands over a connection to it where the sink publishes
+    /// through another server, the sink's own where that one leads, or where the one handed over
+    /// is lost and no server of the list answers for the leader.
     async fn look(&mut self) {
         let Some(leader) = leader_of(&self.context, &self.config.stream, &self.own).await else {
             self.stats.nats_at_leader(false);
             return;
         };
-        let publishing = (self.changes.borrow().clone()).unwrap_or_else(|| self.own.clone());
-        let at_leader = publishing.connection_state() == State::Connected
-            && publishing.server_info().server_name == leader;
-        self.stats.nats_at_leader(at_leader);
-        let left = |(name, at): &(String, Instant)| *name == leader && at.elapsed() < MISSED;
-        if at_leader || self.missed.as_ref().is_some_and(left) {
+        let handed = self.changes.borrow().clone();
+        let own_leads = leads(&self.own, &leader);
+        let at_leader = handed.as_ref().map_or(own_leads, |c| leads(c, &leader));
+        self.stats.nats_at_leader(at_leader || own_leads);
+        let recently = |(name, at): &(String, Instant)| *name == leader && at.elapsed() < MISSED;
+        if at_leader || (!own_leads && self.missed.as_ref().is_some_and(recently)) {
             return;
         }
-        let stream = &self.config.stream;
-        match connect_to(&self.config, &leader, self.io.as_ref()).await {
-            Some(client) => {
-                tracing::info!(
-                    stream,
-                    leader,
-                    "the NATS sink publishes through the server that leads its stream"
-                );
-                self.changes.send_replace(Some(client));
-                self.stats.nats_at_leader(true);
-                self.missed = None;
-            }
-            None => {
-                tracing::info!(
-                    stream,
-                    leader,
-                    "no server of sinks.nats.url answers as the stream's leader: the NATS sink publishes through another"
-                );
-                self.missed = Some((leader, Instant::now()));
-            }
+        // Back to the sink's own connection where that one leads.
+        let found = if own_leads {
+            Some(None)
+        } else {
+            connect_to(&self.config, &leader, self.io.as_ref())
+                .await
+                .map(Some)
+        };
+        if let Some(connection) = found {
+            let stream = &self.config.stream;
+            tracing::info!(
+                stream,
+                leader,
+                own = connection.is_none(),
+                "the NATS sink publishes through the server that leads its stream"
+            );
+            self.changes.send_replace(connection);
+            self.stats.nats_at_leader(true);
+            self.missed = None;
+            return;
         }
+        if handed.is_some_and(|c| c.connection_state() != State::Connected) {
+            self.changes.send_replace(None);
+        }
+        let again = self
+            .missed
+            .as_ref()
+            .is_some_and(|(name, _)| *name == leader);
+        if !again {
+            tracing::info!(
+                stream = self.config.stream,
+                leader,
+                "no server of sinks.nats.url answers as the stream's leader: the NATS sink publishes through another"
+            );
+        }
+        self.missed = Some((leader, Instant::now()));
     }
+}
+
+/// Whether `client` is connected to the server named `leader`.
+fn leads(client: &Client, leader: &str) -> bool {
+    client.connection_state() == State::Connected && client.server_info().server_name == leader
 }
 
 /// The name of the server that leads `stream`, once the stream has one: where the stream's
@@ -182,15 +223,14 @@ async fn leader_of(context: &jetstream::Context, stream: &str, own: &Client) -> 
 }
 
 /// A connection to the server named `leader`: the first server of `sinks.nats.url` that answers
-/// with that name (the servers after it in the list are where the connection goes if it is lost).
+/// with that name within [`ANSWER`].
 async fn connect_to(config: &NatsConfig, leader: &str, io: Option<&Handle>) -> Option<Client> {
     let name = format!("aggregator {} publishing", config.site);
-    for first in 0..config.url.len() {
-        let connected = connect_from(config, first, name.clone(), ANSWER, io).await;
-        match connected {
+    for url in &config.url {
+        match connect_one(config, url, name.clone(), ANSWER, io).await {
             Ok(client) if client.server_info().server_name == leader => return Some(client),
             Ok(_) => {}
-            Err(err) => tracing::debug!(error = %err, url = config.url[first], "no answer"),
+            Err(err) => tracing::debug!(error = %err, url, "no answer"),
         }
     }
     None

@@ -31,11 +31,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::Client;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +41,7 @@ use super::backlog::{Backlog, ReadAhead};
 use super::client::connect_on;
 use super::cursor::{self, CursorFile};
 use super::fleet::EarlierFrames;
-use super::leader::{self, Publishing};
+use super::leader::{context_of, Publishing};
 use super::message::{Layout, Naming};
 use super::progress::{report, Progress};
 use super::series::Series;
@@ -211,21 +209,14 @@ async fn run(
         config.max_lag,
         files.replication.clone(),
     ));
-    let mut context = jetstream::new(client.clone());
-    context.set_timeout(ACK_TIMEOUT);
-    let (changes, changed) = watch::channel(None);
-    let following = leader::follow(
+    let context = context_of(client.clone(), ACK_TIMEOUT);
+    let publishing = Publishing::start(
         client.clone(),
-        config.clone(),
-        io.clone(),
-        changes,
+        &config,
+        ACK_TIMEOUT,
+        io.as_ref(),
         stats.clone(),
     );
-    let follower = match &io {
-        Some(io) => io.spawn(following),
-        None => tokio::spawn(following),
-    };
-    let publishing = Publishing::new(context.clone(), ACK_TIMEOUT, changed);
     let mut publisher = JetStreamWriter {
         message: Naming::new(&config),
         earlier: (config.identity == Identity::Fleet)
@@ -252,7 +243,6 @@ async fn run(
     let fatal = publisher.sessions(&cut_off).await;
     publisher.save().await;
     reporter.abort();
-    follower.abort();
     if fatal {
         publisher.stats.nats_state(false, true, 0, Duration::ZERO);
     }
@@ -431,8 +421,8 @@ impl JetStreamWriter {
             return None;
         }
         if self.layout == Layout::Frame {
-            // Frames of a source are in flight together: a connection to a new leader takes over
-            // once they are all acknowledged, so that none overtakes another on its way.
+            // A connection to a new leader waits until nothing is in flight: a source's frames
+            // are in flight together, and none may overtake another.
             if self.stream.moving() && !in_flight.is_empty() {
                 return None;
             }
@@ -473,6 +463,10 @@ impl JetStreamWriter {
                 .min();
             self.progress.note_oldest(oldest, caught_up);
             self.note_earlier(&backlog.cursors);
+            // A connection to a new leader, where no message can overtake one in flight.
+            if self.layout == Layout::Records || in_flight.is_empty() {
+                self.stream.take_up();
+            }
             let next = match self.publish_journaled(in_flight).await {
                 None => self.publish_next(backlog, in_flight).await,
                 journaled => journaled,

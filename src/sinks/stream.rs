@@ -14,7 +14,7 @@ use async_nats::jetstream::{self, stream};
 use tokio::time::Instant;
 
 use super::client::ConnectError;
-use super::leader::Publishing;
+use super::leader::{Publishing, LOOK};
 use super::message::{Layout, Naming};
 use super::series::{last_message, Series};
 use super::window::Sent;
@@ -73,6 +73,9 @@ pub(super) enum NatsError {
 
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
 pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+// A connection the sink published through outlives its PubAcks' timeout ([`Publishing`]).
+const _: () = assert!(LOOK.as_secs() >= ACK_TIMEOUT.as_secs());
 
 /// The sink's stream: its layout, and each source's series this session learnt.
 pub(super) struct SinkStream {
@@ -202,7 +205,7 @@ impl SinkStream {
     /// Sends a message behind `ahead` bytes in flight through the connection to the stream's
     /// leader where there is one, waiting at most [`ACK_TIMEOUT`] for room in the client's queue.
     pub(super) async fn send(
-        &mut self,
+        &self,
         subject: String,
         message: jetstream::message::PublishMessage,
         ahead: usize,
@@ -217,9 +220,15 @@ impl SinkStream {
         }
     }
 
-    /// Whether the next message goes through another connection than the last.
+    /// Whether a connection to a new leader waits to be taken up.
     pub(super) fn moving(&self) -> bool {
-        self.publishing.changing()
+        self.publishing.handed_over()
+    }
+
+    /// Publishes through the connection to the leader handed over last, from the next message
+    /// on: where no message of the source of the next can be in flight.
+    pub(super) fn take_up(&mut self) {
+        self.publishing.take_up();
     }
 
     /// Source `key`'s series after a batch JetStream acknowledged.
