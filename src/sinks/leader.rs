@@ -32,8 +32,13 @@ use super::client::connect_one;
 use crate::config::NatsConfig;
 use crate::stats::Stats;
 
-/// How long the task waits after each look at the stream's leader.
-pub(super) const LOOK: Duration = Duration::from_secs(5);
+/// How long a publish may wait for room in the client's queue, and for its PubAck.
+pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the task waits after each look at the stream's leader: a connection the sink
+/// published through outlives its PubAcks' timeout.
+const LOOK: Duration = Duration::from_secs(5);
+const _: () = assert!(LOOK.as_secs() >= ACK_TIMEOUT.as_secs());
 
 /// How long a server of the list may take to answer when the task looks for the leader's.
 const ANSWER: Duration = Duration::from_secs(2);
@@ -42,10 +47,10 @@ const ANSWER: Duration = Duration::from_secs(2);
 /// it again.
 const MISSED: Duration = Duration::from_secs(60);
 
-/// A context of `client` whose PubAcks time out after `timeout`.
-pub(super) fn context_of(client: Client, timeout: Duration) -> jetstream::Context {
+/// A context of `client` whose PubAcks time out after [`ACK_TIMEOUT`].
+pub(super) fn context_of(client: Client) -> jetstream::Context {
     let mut context = jetstream::new(client);
-    context.set_timeout(timeout);
+    context.set_timeout(ACK_TIMEOUT);
     context
 }
 
@@ -53,8 +58,6 @@ pub(super) fn context_of(client: Client, timeout: Duration) -> jetstream::Contex
 pub(super) struct Publishing {
     /// The sink's own connection's: where no connection to the leader is handed over.
     own: jetstream::Context,
-    /// The PubAck's timeout of every context it makes.
-    timeout: Duration,
     changes: watch::Receiver<Option<Client>>,
     now: jetstream::Context,
     /// The connection before, until the next is taken up: the PubAcks of what it carried.
@@ -63,13 +66,12 @@ pub(super) struct Publishing {
 }
 
 impl Publishing {
-    /// Publishes through `own` (the sink's own connection, whose PubAcks time out after
-    /// `timeout`) until the task it starts, on `io` where there is one, hands over a connection
-    /// to the leader of the stream of `config`; the task tells `stats` whether the sink has one.
+    /// Publishes through `own` (the sink's own connection) until the task it starts, on `io`
+    /// where there is one, hands over a connection to the leader of the stream of `config`; the
+    /// task tells `stats` whether the sink has one.
     pub(super) fn start(
         own: Client,
         config: &NatsConfig,
-        timeout: Duration,
         io: Option<&Handle>,
         stats: Stats,
     ) -> Publishing {
@@ -79,11 +81,10 @@ impl Publishing {
             Some(io) => io.spawn(following),
             None => tokio::spawn(following),
         };
-        let own = context_of(own, timeout);
+        let own = context_of(own);
         Publishing {
             now: own.clone(),
             own,
-            timeout,
             changes: changed,
             before: None,
             _follower: AbortOnDropHandle::new(follower),
@@ -101,7 +102,7 @@ impl Publishing {
             return;
         }
         let next = match self.changes.borrow_and_update().clone() {
-            Some(client) => context_of(client, self.timeout),
+            Some(client) => context_of(client),
             None => self.own.clone(),
         };
         self.before = Some(std::mem::replace(&mut self.now, next));

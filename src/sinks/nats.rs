@@ -46,7 +46,7 @@ use super::message::{Layout, Naming};
 use super::progress::{report, Progress};
 use super::series::Series;
 use super::size::{self, RoutineSize};
-use super::stream::{NatsError, SinkStream, ACK_TIMEOUT};
+use super::stream::{NatsError, SinkStream};
 use super::unacked::Unacked;
 use super::urgent::{self, Urgent};
 use super::window::{InFlight, Window};
@@ -209,14 +209,8 @@ async fn run(
         config.max_lag,
         files.replication.clone(),
     ));
-    let context = context_of(client.clone(), ACK_TIMEOUT);
-    let publishing = Publishing::start(
-        client.clone(),
-        &config,
-        ACK_TIMEOUT,
-        io.as_ref(),
-        stats.clone(),
-    );
+    let context = context_of(client.clone());
+    let publishing = Publishing::start(client.clone(), &config, io.as_ref(), stats.clone());
     let mut publisher = JetStreamWriter {
         message: Naming::new(&config),
         earlier: (config.identity == Identity::Fleet)

@@ -14,7 +14,7 @@ use async_nats::jetstream::{self, stream};
 use tokio::time::Instant;
 
 use super::client::ConnectError;
-use super::leader::{Publishing, LOOK};
+use super::leader::{Publishing, ACK_TIMEOUT};
 use super::message::{Layout, Naming};
 use super::series::{last_message, Series};
 use super::window::Sent;
@@ -70,12 +70,6 @@ pub(super) enum NatsError {
     #[error(transparent)]
     Read(#[from] ReadError),
 }
-
-/// How long a publish may wait for room in the client's queue, and for its PubAck.
-pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-
-// A connection the sink published through outlives its PubAcks' timeout ([`Publishing`]).
-const _: () = assert!(LOOK.as_secs() >= ACK_TIMEOUT.as_secs());
 
 /// The sink's stream: its layout, and each source's series this session learnt.
 pub(super) struct SinkStream {
