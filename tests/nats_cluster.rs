@@ -623,15 +623,32 @@ fn leader_run(name: &str, description: Option<String>) {
         leader = runtime.block_on(step_down(cluster.urls(), &leader));
     }
     for moved in [false, true] {
+        // The sink's log lines from here on name the leader it takes (from its start at first).
+        let logged = if moved {
+            daemon.log().lines().count()
+        } else {
+            0
+        };
         if moved {
             leader = runtime.block_on(step_down(cluster.urls(), &leader));
         }
         // Frames for as long as the sink may take to notice the leader, and more.
         let sim = daemon.sim(100, 10);
         let named = format!("\"leader\":\"{leader}\"");
-        wait_until(&format!("the sink to publish through {leader}"), || {
-            daemon.log().contains(&named) && daemon.stat("nats_at_leader") == 1
-        });
+        let names = || {
+            daemon
+                .log()
+                .lines()
+                .skip(logged)
+                .any(|line| line.contains(&named))
+        };
+        // Longer than a server that answered late is left alone (a minute).
+        let patience = PATIENCE * 2;
+        common::wait_until_blocking(
+            &format!("the sink to publish through {leader}"),
+            patience,
+            || names() && daemon.stat("nats_at_leader") == 1,
+        );
         // The messages the leader's server took from the daemon (its own connection's questions
         // are a few a second): the sink's publishes.
         let at = cluster.index_of(&leader);

@@ -47,9 +47,13 @@ pub(super) async fn connect(config: &NatsConfig) -> Result<Client, ConnectError>
     Ok(options.connect(servers(config)?).await?)
 }
 
+/// How many times a connection of [`connect_one`] tries to connect again once lost, before it
+/// closes: the sink's leader follower replaces it.
+const RECONNECTS: usize = 10;
+
 /// Connects on `io` to the server at `url` alone (later, where it is lost, to it and to the
-/// servers it told of), with the config's credentials and TLS, named `name`; `Err` where it does
-/// not answer within `timeout`.
+/// servers it told of, [`RECONNECTS`] times), with the config's credentials and TLS, named
+/// `name`; `Err` where it does not answer within `timeout`.
 pub(super) async fn connect_one(
     config: &NatsConfig,
     url: &str,
@@ -59,7 +63,7 @@ pub(super) async fn connect_one(
 ) -> Result<Client, ConnectError> {
     let (config, server) = (config.clone(), url.parse::<ServerAddr>());
     on_io(io, async move {
-        let options = (options(&config, name).await?).max_reconnects(None);
+        let options = (options(&config, name).await?).max_reconnects(Some(RECONNECTS));
         let connecting =
             tokio::time::timeout(timeout, options.connect(server.map_err(ConnectError::Url)?));
         (connecting.await)

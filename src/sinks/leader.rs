@@ -15,8 +15,8 @@
 //! next can overtake one in flight: in `records/1` at any message (a source has one message in
 //! flight at a time, its series, `series.rs`, so its next waits for the PubAck of its last,
 //! whichever connection carried it); in `frame/1`, where a source has many, once every message
-//! in flight is acknowledged (the sink publishes nothing more until then). The connection before stays open until the next is taken up, a
-//! [`LOOK`] or more later, no shorter than a PubAck's timeout, for the PubAcks of what it carried.
+//! in flight is acknowledged (the sink publishes nothing more until then). A connection the sink
+//! left stays open, for the PubAcks of what it carried, until a take-up [`KEPT`] or more later.
 
 use std::time::Duration;
 
@@ -35,10 +35,12 @@ use crate::stats::Stats;
 /// How long a publish may wait for room in the client's queue, and for its PubAck.
 pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the task waits after each look at the stream's leader: a connection the sink
-/// published through outlives its PubAcks' timeout.
+/// How long the task waits after each look at the stream's leader.
 const LOOK: Duration = Duration::from_secs(5);
-const _: () = assert!(LOOK.as_secs() >= ACK_TIMEOUT.as_secs());
+
+/// How long a connection the sink no longer publishes through stays open at least: its PubAcks
+/// have come or timed out by then.
+const KEPT: Duration = Duration::from_secs(2 * ACK_TIMEOUT.as_secs());
 
 /// How long a server of the list may take to answer when the task looks for the leader's.
 const ANSWER: Duration = Duration::from_secs(2);
@@ -60,8 +62,8 @@ pub(super) struct Publishing {
     own: jetstream::Context,
     changes: watch::Receiver<Option<Client>>,
     now: jetstream::Context,
-    /// The connection before, until the next is taken up: the PubAcks of what it carried.
-    before: Option<jetstream::Context>,
+    /// The connections before, each with when it was left, for the PubAcks of what it carried.
+    before: Vec<(jetstream::Context, Instant)>,
     _follower: AbortOnDropHandle<()>,
 }
 
@@ -86,7 +88,7 @@ impl Publishing {
             now: own.clone(),
             own,
             changes: changed,
-            before: None,
+            before: Vec::new(),
             _follower: AbortOnDropHandle::new(follower),
         }
     }
@@ -105,7 +107,9 @@ impl Publishing {
             Some(client) => context_of(client),
             None => self.own.clone(),
         };
-        self.before = Some(std::mem::replace(&mut self.now, next));
+        self.before.retain(|(_, left)| left.elapsed() < KEPT);
+        let left = std::mem::replace(&mut self.now, next);
+        self.before.push((left, Instant::now()));
     }
 
     /// The context to publish through.
@@ -153,9 +157,9 @@ struct Follower {
 }
 
 impl Follower {
-    /// One look at the stream's leader: hands over a connection to it where the sink publishes
-    /// through another server, the sink's own where that one leads, or where the one handed over
-    /// is lost and no server of the list answers for the leader.
+    /// One look at the stream's leader: hands over the sink's own connection where that one
+    /// leads or the one handed over is lost, else a connection to the leader where the sink
+    /// publishes through another server.
     async fn look(&mut self) {
         let Some(leader) = leader_of(&self.context, &self.config.stream, &self.own).await else {
             self.stats.nats_at_leader(false);
@@ -165,11 +169,17 @@ impl Follower {
         let own_leads = leads(&self.own, &leader);
         let at_leader = handed.as_ref().map_or(own_leads, |c| leads(c, &leader));
         self.stats.nats_at_leader(at_leader || own_leads);
-        let recently = |(name, at): &(String, Instant)| *name == leader && at.elapsed() < MISSED;
-        if at_leader || (!own_leads && self.missed.as_ref().is_some_and(recently)) {
+        if at_leader {
             return;
         }
-        // Back to the sink's own connection where that one leads.
+        let lost = handed.is_some_and(|c| c.connection_state() != State::Connected);
+        if own_leads || lost {
+            self.changes.send_replace(None);
+        }
+        let recently = |(name, at): &(String, Instant)| *name == leader && at.elapsed() < MISSED;
+        if !own_leads && self.missed.as_ref().is_some_and(recently) {
+            return;
+        }
         let found = if own_leads {
             Some(None)
         } else {
@@ -177,34 +187,27 @@ impl Follower {
                 .await
                 .map(Some)
         };
-        if let Some(connection) = found {
-            let stream = &self.config.stream;
-            tracing::info!(
-                stream,
-                leader,
-                own = connection.is_none(),
-                "the NATS sink publishes through the server that leads its stream"
-            );
-            self.changes.send_replace(connection);
-            self.stats.nats_at_leader(true);
-            self.missed = None;
+        let stream = &self.config.stream;
+        let Some(connection) = found else {
+            if (self.missed.as_ref()).is_none_or(|(name, _)| *name != leader) {
+                tracing::info!(
+                    stream,
+                    leader,
+                    "no server of sinks.nats.url answers as the stream's leader: the NATS sink publishes through another"
+                );
+            }
+            self.missed = Some((leader, Instant::now()));
             return;
-        }
-        if handed.is_some_and(|c| c.connection_state() != State::Connected) {
-            self.changes.send_replace(None);
-        }
-        let again = self
-            .missed
-            .as_ref()
-            .is_some_and(|(name, _)| *name == leader);
-        if !again {
-            tracing::info!(
-                stream = self.config.stream,
-                leader,
-                "no server of sinks.nats.url answers as the stream's leader: the NATS sink publishes through another"
-            );
-        }
-        self.missed = Some((leader, Instant::now()));
+        };
+        tracing::info!(
+            stream,
+            leader,
+            own = connection.is_none(),
+            "the NATS sink publishes through the server that leads its stream"
+        );
+        self.changes.send_replace(connection);
+        self.stats.nats_at_leader(true);
+        self.missed = None;
     }
 }
 

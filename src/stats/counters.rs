@@ -115,7 +115,7 @@ pipeline_stats! {
     Counter nats_published_from_journal: "Of nats_published, emergency frames published from the archive's emergency journal ahead of its segment files (sinks.nats.ack = \"replicated\", layout records/1).",
     Gauge nats_message_bytes: "Layout records/1: the most bytes of frame records a message the NATS sink reads from the archive's files may carry now (looked at every 200 ms while connected): 262144 (less under a smaller max_payload), less while emergencies' PubAcks come late (sinks.nats.ack = \"replicated\"); 0 before the sink found its stream of that layout.",
     Gauge nats_room_bytes: "Layout records/1: the most payload bytes the NATS sink's messages waiting for their PubAck may hold now (looked at every 200 ms while connected): 524288 for each whole 10 ms of the fastest PubAck of the last 5 to 10 s, at least once (servers near), at most 8 times (servers far apart); 0 before the sink found its stream of that layout.",
-    Gauge nats_at_leader: "1 while the NATS sink has a connection to the server that leads its stream to publish through (looked at every 5 s or so; the sink takes a new one up at its next message, in layout frame/1 once every message in flight is acknowledged), else 0: the leader is not among sinks.nats.url or does not answer, or the sink has not found its stream.",
+    Gauge nats_at_leader: "1 while the NATS sink has a connection to the server that leads its stream to publish through (looked at 5 s after each look; the sink takes a new one up at its next message, in layout frame/1 once every message in flight is acknowledged), else 0: the leader is not among sinks.nats.url or does not answer, or the stream's information cannot be had.",
 }
 
 impl PipelineStats {
