@@ -1,6 +1,7 @@
 //! The connection to NATS, one way for the sink and for the fleet's questions: the servers of
 //! `sinks.nats.url`, the credentials and TLS of the config, and a client that keeps trying the
-//! servers forever, so that a NATS outage is a wait and never an end.
+//! servers forever, so that a NATS outage is a wait and never an end; and the sink's connection
+//! to one server (its stream's leader), which gives up after a few tries: another replaces it.
 
 use std::future::Future;
 use std::path::PathBuf;
