@@ -404,6 +404,24 @@ impl JetStreamWriter {
         })
     }
 
+    /// The next message, the journal's emergencies first, through a new leader's connection once
+    /// no message can overtake one in flight (in `frame/1`, once nothing is: none goes until then).
+    async fn publish_any(
+        &mut self,
+        backlog: &mut Backlog,
+        in_flight: &Window,
+    ) -> Option<Result<InFlight, NatsError>> {
+        if self.layout == Layout::Records || in_flight.is_empty() {
+            self.stream.take_up();
+        } else if self.stream.moving() {
+            return None;
+        }
+        match self.publish_journaled(in_flight).await {
+            None => self.publish_next(backlog, in_flight).await,
+            journaled => journaled,
+        }
+    }
+
     /// The next message to publish, if there is one and room for it: a frame, or a batch of a
     /// source with nothing in flight (`busy` has those), an emergency's first.
     async fn publish_next(
@@ -415,11 +433,6 @@ impl JetStreamWriter {
             return None;
         }
         if self.layout == Layout::Frame {
-            // A connection to a new leader waits until nothing is in flight: a source's frames
-            // are in flight together, and none may overtake another.
-            if self.stream.moving() && !in_flight.is_empty() {
-                return None;
-            }
             let frame = backlog.next()?;
             let published = self.publish(&frame).await;
             if published.is_err() {
@@ -457,15 +470,7 @@ impl JetStreamWriter {
                 .min();
             self.progress.note_oldest(oldest, caught_up);
             self.note_earlier(&backlog.cursors);
-            // A connection to a new leader, where no message can overtake one in flight.
-            if self.layout == Layout::Records || in_flight.is_empty() {
-                self.stream.take_up();
-            }
-            let next = match self.publish_journaled(in_flight).await {
-                None => self.publish_next(backlog, in_flight).await,
-                journaled => journaled,
-            };
-            match next {
+            match self.publish_any(backlog, in_flight).await {
                 Some(Ok(published)) => {
                     in_flight.push(published);
                     continue;
