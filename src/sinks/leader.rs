@@ -172,8 +172,9 @@ impl Follower {
         if at_leader {
             return;
         }
-        let lost = handed.is_some_and(|c| c.connection_state() != State::Connected);
-        if own_leads || lost {
+        // Back to the sink's own connection where the one handed over is lost (and, below, where
+        // the own one leads).
+        if handed.is_some_and(|c| c.connection_state() != State::Connected) {
             self.changes.send_replace(None);
         }
         let recently = |(name, at): &(String, Instant)| *name == leader && at.elapsed() < MISSED;
