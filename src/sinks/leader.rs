@@ -68,11 +68,11 @@ pub(super) struct Publishing {
 }
 
 impl Publishing {
-    /// Publishes through `own` (the sink's own connection) until the task it starts, on `io`
-    /// where there is one, hands over a connection to the leader of the stream of `config`; the
-    /// task tells `stats` whether the sink has one.
+    /// Publishes through `own` (a context of the sink's own connection) until the task it
+    /// starts, on `io` where there is one, hands over a connection to the leader of the stream of
+    /// `config`; the task tells `stats` whether the sink has one.
     pub(super) fn start(
-        own: Client,
+        own: jetstream::Context,
         config: &NatsConfig,
         io: Option<&Handle>,
         stats: Stats,
@@ -83,7 +83,6 @@ impl Publishing {
             Some(io) => io.spawn(following),
             None => tokio::spawn(following),
         };
-        let own = context_of(own);
         Publishing {
             now: own.clone(),
             own,
@@ -118,18 +117,18 @@ impl Publishing {
     }
 }
 
-/// Follows the leader of the stream of `config`, a [`LOOK`] after each look (`own` is the sink's
-/// own connection; new ones run on `io`), until aborted.
+/// Follows the leader of the stream of `config`, a [`LOOK`] after each look (`context` is of the
+/// sink's own connection; new ones run on `io`), until aborted.
 async fn follow(
-    own: Client,
+    context: jetstream::Context,
     config: NatsConfig,
     io: Option<Handle>,
     changes: watch::Sender<Option<Client>>,
     stats: Stats,
 ) {
     let mut follower = Follower {
-        context: jetstream::new(own.clone()),
-        own,
+        own: context.client(),
+        context,
         config,
         io,
         changes,
@@ -145,7 +144,7 @@ async fn follow(
 /// The task that follows the leader.
 struct Follower {
     own: Client,
-    /// A context of `own`, to ask for the stream's leader.
+    /// A context of `own`: the sink's, to ask for the stream's leader.
     context: jetstream::Context,
     config: NatsConfig,
     io: Option<Handle>,

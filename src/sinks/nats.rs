@@ -210,7 +210,7 @@ async fn run(
         files.replication.clone(),
     ));
     let context = context_of(client.clone());
-    let publishing = Publishing::start(client.clone(), &config, io.as_ref(), stats.clone());
+    let publishing = Publishing::start(context.clone(), &config, io.as_ref(), stats.clone());
     let mut publisher = JetStreamWriter {
         message: Naming::new(&config),
         earlier: (config.identity == Identity::Fleet)
