@@ -10,8 +10,11 @@
 //! chunk's last sequence, that instant) per chunk. An ACK of sequence `s` covers every frame up to
 //! `s`, so each chunk whose last frame it covers leaves the record, with the time since its send
 //! as the latency of each of its frames.
+//!
+//! Each source's highest acknowledged sequence is kept too: the replication run reads the stream
+//! back and looks for every frame up to it there (`stream_check`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -32,6 +35,8 @@ pub struct Acks {
     sent: AtomicU64,
     acked: AtomicU64,
     latency: Samples,
+    /// Each source's highest acknowledged sequence, by source id.
+    through: Mutex<BTreeMap<u32, u64>>,
 }
 
 impl Acks {
@@ -42,7 +47,17 @@ impl Acks {
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             latency: Samples::default(),
+            through: Mutex::default(),
         }
+    }
+
+    /// (source id, highest acknowledged sequence) of each source an ACK came for, by id.
+    pub fn through(&self) -> Vec<(u32, u64)> {
+        let through = self.through.lock().unwrap_or_else(|e| e.into_inner());
+        through
+            .iter()
+            .map(|(&id, &sequence)| (id, sequence))
+            .collect()
     }
 
     /// The parent's `START`: the counts now, and latencies from here on.
@@ -72,6 +87,7 @@ impl Acks {
 #[derive(Debug)]
 pub struct Unacked {
     acks: Arc<Acks>,
+    source_id: u32,
     frames_per_chunk: u64,
     state: Mutex<UplinkState>,
 }
@@ -85,9 +101,10 @@ struct UplinkState {
 }
 
 impl Unacked {
-    pub fn new(acks: Arc<Acks>, frames_per_chunk: u64) -> Unacked {
+    pub fn new(acks: Arc<Acks>, source_id: u32, frames_per_chunk: u64) -> Unacked {
         Unacked {
             acks,
+            source_id,
             frames_per_chunk,
             state: Mutex::default(),
         }
@@ -110,6 +127,9 @@ impl Unacked {
             .acked
             .fetch_add(sequence.saturating_sub(state.acked), Relaxed);
         state.acked = state.acked.max(sequence);
+        if let Ok(mut through) = self.acks.through.lock() {
+            through.insert(self.source_id, state.acked);
+        }
         let now = Instant::now();
         let recording = self.acks.recording.load(Relaxed);
         while let Some(&(_, sent_at)) = state.chunks.front().filter(|c| c.0 <= sequence) {

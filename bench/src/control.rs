@@ -187,10 +187,14 @@ pub struct Counts {
 
 /// What the load client's sources had acknowledged at one instant: its uplinks, and apart from
 /// them the emergency-only sources, where it runs any.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClientAcks {
     pub uplinks: AckCounts,
     pub emergency_only: Option<AckCounts>,
+    /// At `END`: (source id, highest acknowledged sequence) of each live uplink an ACK came for,
+    /// the emergency-only sources' too.
+    #[serde(default)]
+    pub through: Vec<(u32, u64)>,
 }
 
 /// Some of the load client's sources at one instant: what they wrote and what the daemon

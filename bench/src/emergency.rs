@@ -93,7 +93,7 @@ async fn source(
     };
     let _ = connected.send(Ok(()));
     let (reader, writer) = stream.into_split();
-    let unacked = Arc::new(Unacked::new(acks, 1));
+    let unacked = Arc::new(Unacked::new(acks, source_id, 1));
     tokio::spawn(acks::read_acks(reader, Arc::clone(&unacked)));
     if go.wait_for(|go| *go).await.is_ok() {
         send(writer, &unacked).await;

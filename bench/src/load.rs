@@ -116,14 +116,15 @@ pub async fn load(
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
     for index in 0..connections {
         let (gate, tx, template) = (Arc::clone(&gate), tx.clone(), Arc::clone(&template));
-        let unacked =
-            ack_tally.then(|| Arc::new(Unacked::new(Arc::clone(&acks), frames_per_chunk)));
+        let source_id = index as u32 + 1;
+        let unacked = ack_tally
+            .then(|| Arc::new(Unacked::new(Arc::clone(&acks), source_id, frames_per_chunk)));
         let mut go = go.clone();
         tokio::spawn(async move {
             let Ok(permit) = gate.acquire_owned().await else {
                 return;
             };
-            let stream = match uplink::connect(addr, index as u32 + 1, send_buffer).await {
+            let stream = match uplink::connect(addr, source_id, send_buffer).await {
                 Ok(stream) => stream,
                 Err(err) => {
                     let _ = tx.send(Err(err));
@@ -187,10 +188,14 @@ pub async fn load(
             "START" => emit(&ChildMsg::Acks(Box::new(ClientAcks {
                 uplinks: acks.start(),
                 emergency_only: emergency_acks.map(|acks| acks.start()),
+                through: Vec::new(),
             }))),
             "END" => emit(&ChildMsg::Acks(Box::new(ClientAcks {
                 uplinks: acks.end(),
                 emergency_only: emergency_acks.map(|acks| acks.end()),
+                through: (acks.through().into_iter())
+                    .chain(emergency_acks.into_iter().flat_map(|acks| acks.through()))
+                    .collect(),
             }))),
             other => eprintln!("aggregator-bench client: unknown command {other:?}"),
         }

@@ -81,6 +81,7 @@ mod scenario;
 mod server;
 mod serving;
 mod shard_report;
+mod stream_check;
 mod summary;
 mod sweep;
 mod targets;
@@ -453,6 +454,11 @@ fn run(args: RunArgs) -> ExitCode {
     }
     if !summary.daemon_archive_complete {
         eprintln!("aggregator-bench: the daemon's archive did not receive every processed frame");
+        return ExitCode::FAILURE;
+    }
+    let replication = summary.replication.as_ref().filter(|r| r.skipped.is_none());
+    if replication.is_some_and(|r| !r.stream_complete()) {
+        eprintln!("aggregator-bench: a replicated window's stream lacked an acknowledged frame or held one twice");
         return ExitCode::FAILURE;
     }
     if let Some(churn) = summary

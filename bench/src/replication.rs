@@ -14,6 +14,11 @@
 //! - **local**: the same daemon with `ack = "local"`: ACKs at the archive's sync, the sink
 //!   publishing behind them at its own pace.
 //!
+//! Once a daemon has stopped, its stream is read back (`stream_check`): with `replicated` every
+//! frame the load client saw acknowledged must be there once, or the run fails; with `local`, whose
+//! ACKs do not wait for JetStream, what it lacks is only reported (a control the checker must find
+//! short when the sink falls behind).
+//!
 //! The order of the three rotates from round to round, so that the machine's drift falls on each
 //! alike. Each window has a stream of its own, made before it (so that the daemon finds it with
 //! its replicas, on a cluster that is ready) and deleted after it. The daemon runs as the other
@@ -41,7 +46,7 @@ use crate::results::{
     process_cpu_ns, PlainPublisher, Plan, ReplicationPlan, ReplicationResult, ReplicationRound,
     SinkWindow,
 };
-use crate::{emergency, external, throttle, Variant};
+use crate::{emergency, external, stream_check, throttle, Variant};
 
 /// The duplicate window of every stream: the sink's default (`sinks.nats.duplicate_window_s`).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
@@ -306,6 +311,8 @@ impl Bench<'_> {
         server.wait(Duration::from_secs(10))?;
         let mut window = sink_window(publisher.name(), &start, &end, &last.counts)?;
         window.leader = leader;
+        let checked = stream_check::check(self.configs.nats(publisher), &end.acks.through);
+        window.stream_check = Some(self.runtime.block_on(checked)?);
         Ok(window)
     }
 }
@@ -314,6 +321,9 @@ impl Bench<'_> {
 struct SinkConfigs {
     replicated: ConfigFile,
     local: ConfigFile,
+    /// Each daemon's `[sinks.nats]`: what reads its stream back.
+    replicated_nats: NatsConfig,
+    local_nats: NatsConfig,
 }
 
 impl SinkConfigs {
@@ -325,10 +335,20 @@ impl SinkConfigs {
             let table = sink_table(&base, urls, settings, publisher);
             ConfigFile::write(&table, "replication", publisher.name()).map(|(file, _)| file)
         };
+        let nats = |publisher| nats_config(sink_table(&base, urls, settings, publisher));
         Ok(SinkConfigs {
             replicated: write(Publisher::Replicated)?,
             local: write(Publisher::Local)?,
+            replicated_nats: nats(Publisher::Replicated)?,
+            local_nats: nats(Publisher::Local)?,
         })
+    }
+
+    fn nats(&self, publisher: Publisher) -> &NatsConfig {
+        match publisher {
+            Publisher::Local => &self.local_nats,
+            Publisher::Plain | Publisher::Replicated => &self.replicated_nats,
+        }
     }
 
     fn of(&self, publisher: Publisher) -> &ConfigFile {
@@ -342,19 +362,26 @@ impl SinkConfigs {
 /// `[sinks.nats]` as the replicated daemon's, publishing into the plain stream: what names the
 /// plain publisher's messages.
 fn plain_sink(settings: ReplicationPlan) -> Result<NatsConfig, String> {
-    let table = sink_table(&toml::Table::new(), &[], settings, Publisher::Replicated);
-    let mut nats = (table.get("sinks").and_then(|s| s.get("nats")).cloned())
-        .ok_or("replication: no [sinks.nats] table")?;
+    let mut table = sink_table(&toml::Table::new(), &[], settings, Publisher::Replicated);
+    let nats = (table.get_mut("sinks").and_then(|s| s.get_mut("nats")))
+        .and_then(toml::Value::as_table_mut);
     let (stream, subject) = (Publisher::Plain.stream(), Publisher::Plain.prefix());
-    if let Some(nats) = nats.as_table_mut() {
+    if let Some(nats) = nats {
         nats.insert("stream".into(), stream.into());
         nats.insert(
             "subject".into(),
             format!("{subject}.{{kind}}.{{source}}").into(),
         );
     }
+    nats_config(table)
+}
+
+/// The `[sinks.nats]` of a daemon config `table`, as the daemon reads it.
+fn nats_config(table: toml::Table) -> Result<NatsConfig, String> {
+    let nats = (table.get("sinks").and_then(|s| s.get("nats")).cloned())
+        .ok_or("replication: no [sinks.nats] table")?;
     nats.try_into()
-        .map_err(|e| format!("replication: the plain publisher's [sinks.nats]: {e}"))
+        .map_err(|e| format!("replication: [sinks.nats]: {e}"))
 }
 
 /// `base` with `[sinks.nats]` (in place of any it has) publishing to `publisher`'s stream on
@@ -458,6 +485,7 @@ fn sink_window(
         processed_total: last.processed,
         archived_total: last.archived,
         leader: None,
+        stream_check: None,
     })
 }
 

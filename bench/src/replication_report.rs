@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::control::{Fill, LatencySummary};
 use crate::emergency;
 use crate::results::{Plan, ReplicationResult, ReplicationRound, SinkWindow};
+use crate::stream_check::StreamCheck;
 use crate::summary::Stat;
 use crate::targets::{Goals, Target};
 
@@ -95,6 +96,7 @@ pub fn targets(goals: &Goals, result: Option<&ReplicationResult>) -> Vec<Target>
             out.extend(judged);
         }
     }
+    out.push(stream_target(result));
     out
 }
 
@@ -153,6 +155,70 @@ pub fn render(o: &mut String, result: &ReplicationResult, plan: &Plan, nproc: us
     }
     render_medians(o, &result.rounds);
     render_cpu(o, &result.rounds, nproc);
+    render_checks(o, &result.rounds);
+}
+
+/// Each window's stream read back: what it held of what the load client saw acknowledged.
+fn render_checks(o: &mut String, rounds: &[ReplicationRound]) {
+    let _ = writeln!(
+        o,
+        "\nEach window's stream read back once the daemon stopped (`aggregator nats read`'s reader), against every sequence up to each source's last ACK at the window's end (`local` acknowledges before JetStream has a frame: what its stream lacks is no fault):\n"
+    );
+    let _ = writeln!(o, "| payload | round | window | messages | frames | acknowledged | missing | twice | not frames | seconds | first fault |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for (r, w) in rounds
+        .iter()
+        .flat_map(|r| [(r, &r.replicated), (r, &r.local)])
+    {
+        let Some(c) = &w.stream_check else {
+            let _ = writeln!(
+                o,
+                "| {} B | {} | {} | not read | | | | | | | |",
+                r.payload, r.run, w.ack
+            );
+            continue;
+        };
+        let _ = writeln!(
+            o,
+            "| {} B | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            r.payload,
+            r.run,
+            w.ack,
+            c.messages,
+            c.frames,
+            c.acknowledged,
+            c.missing,
+            c.duplicates,
+            c.not_frames,
+            c.seconds,
+            c.first_fault.as_deref().unwrap_or("none"),
+        );
+    }
+}
+
+/// Every replicated window's stream held every frame the load client saw acknowledged, once.
+fn stream_target(result: &ReplicationResult) -> Target {
+    let checks: Vec<_> = (result.rounds.iter())
+        .filter_map(|r| r.replicated.stream_check.as_ref())
+        .collect();
+    let sum = |of: fn(&StreamCheck) -> u64| checks.iter().map(|c| of(c)).sum::<u64>();
+    let fault = checks.iter().find_map(|c| c.first_fault.as_deref());
+    Target {
+        name: "`ack = \"replicated\"`: the stream holds every acknowledged frame once".into(),
+        target: "read back after every replicated window".into(),
+        measured: format!(
+            "{} of {} windows read: {} frames; of {} acknowledged {} missing, {} twice, {} messages not frames{}",
+            checks.len(),
+            result.rounds.len(),
+            sum(|c| c.frames),
+            sum(|c| c.acknowledged),
+            sum(|c| c.missing),
+            sum(|c| c.duplicates),
+            sum(|c| c.not_frames),
+            fault.map_or(String::new(), |f| format!(" (first: {f})")),
+        ),
+        met: result.stream_complete(),
+    }
 }
 
 /// Per payload: the medians (min-max) of the ratios and of the latencies.

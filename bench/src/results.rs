@@ -11,6 +11,7 @@ use crate::control::{
     CatalogSpread, Churned, DrainInfo, Fill, Followed, LatencySummary, Recovered, Watched,
 };
 use crate::diskstat::DiskWindow;
+use crate::stream_check::StreamCheck;
 use crate::targets::Goals;
 use crate::Variant;
 
@@ -351,6 +352,12 @@ impl ReplicationResult {
             .map(|w| (w.archived_total, w.processed_total))
             .all(|(archived, processed)| archived == Some(processed) && processed > 0)
     }
+
+    /// Every replicated window's stream held every frame the load client saw acknowledged, once.
+    pub fn stream_complete(&self) -> bool {
+        let held = |c: &StreamCheck| c.holds_every_acknowledged_frame_once();
+        (self.rounds.iter()).all(|r| r.replicated.stream_check.as_ref().is_some_and(held))
+    }
 }
 
 /// A round of the replication run at one payload: the plain publisher, the daemon with `ack =
@@ -430,6 +437,8 @@ pub struct SinkWindow {
     pub archived_total: Option<u64>,
     /// The node that led the stream.
     pub leader: Option<String>,
+    /// The stream read back after the daemon stopped.
+    pub stream_check: Option<StreamCheck>,
 }
 
 /// Everything [`run_plan`] measured.

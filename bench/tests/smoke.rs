@@ -6,7 +6,8 @@
 //! skipped or count acknowledgements, drain without loss and remove its cgroup.
 //! The queries run must make its day's archive and answer every query on it. The replication run,
 //! which needs `nats-server`, must either say why it was skipped or have JetStream acknowledge
-//! frames of the plain publisher and of both daemons.
+//! frames of the plain publisher and of both daemons, and find each frame the replicated daemon
+//! acknowledged in its stream once.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -236,7 +237,21 @@ fn the_replication_run_acknowledges_through_jetstream_or_says_why_it_is_skipped(
             // its leader.
             assert_eq!(window["at_leader_at_end"], true, "{stdout}");
         }
+        // The replicated window's stream, read back, holds every frame acknowledged, once.
+        let check = &round["replicated"]["stream_check"];
+        assert!(check["acknowledged"].as_u64() > Some(0), "{stdout}");
+        assert!(
+            check["frames"].as_u64() >= check["acknowledged"].as_u64(),
+            "{stdout}"
+        );
+        for fault in ["missing", "duplicates", "not_frames"] {
+            assert_eq!(check[fault], 0, "{fault}: {stdout}");
+        }
     }
+    assert!(
+        stdout.contains("the stream holds every acknowledged frame once"),
+        "{stdout}"
+    );
 }
 
 /// The queries run on a small day: it makes the archive, every range query returns frames, the
