@@ -952,13 +952,19 @@ fn read_back(layout: Layout) {
     let (status, limited) = aggregator(&["nats", "read", "--config", config, "--limit", "5"]);
     assert_eq!((status, &limited[..]), (Some(0), &read[..5]));
 
+    let lines: Vec<String> = read.iter().map(|r| r.to_string()).collect();
+    assert_eq!(python_reads(&nats.url()), lines);
+}
+
+/// The lines docs/examples/read_stream.py prints of the stream on the server at `url`.
+fn python_reads(url: &str) -> Vec<String> {
     let python =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nats-venv/bin/python");
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/read_stream.py");
     let out = std::process::Command::new(python)
         .arg(script)
-        .args([&nats.url(), STREAM, "telemetry.>"])
+        .args([url, STREAM, "telemetry.>"])
         .output()
         .expect("run docs/examples/read_stream.py (tests/nats/venv.sh)");
     assert!(
@@ -966,13 +972,98 @@ fn read_back(layout: Layout) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<String> = read.iter().map(|r| r.to_string()).collect();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-        lines
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout.lines().map(str::to_string).collect()
+}
+
+/// A link's frames published in layout `records/1` (RECEIVED FRAMES records) read back with
+/// their reception, alike by `aggregator nats read`, docs/examples/read_stream.py and the archive's
+/// export: the link, station, mode, earth time, and AX.25 addresses whose callsigns hold bytes
+/// shown as `\xNN` (a `-` and a space inside one).
+#[test]
+#[ignore = "needs nats-server and nats-py (tests/nats/venv.sh); .ci/run runs it"]
+fn a_links_reception_reads_back_alike_in_every_reader() {
+    let nats = NatsServer::start();
+    let tnc = std::net::TcpListener::bind("127.0.0.1:0").expect("a TNC's port");
+    let link = format!(
+        "[[links]]\nname = \"uhf\"\nstation = \"Svalbard, SG-1\"\ntransport = \"tcp-connect\"\n\
+         address = \"{}\"\nframing = \"kiss\"\nkiss_payload = \"ax25\"\nkiss_port = 0\n\
+         source_id = 500\nplayback = true\n",
+        tnc.local_addr().expect("its address")
     );
+    let dir = TempDir::new("nats-reception");
+    let mut north = NatsDaemon::start_in(&dir.0, "north", &[nats.url()], "", &link);
+    let (accepted, station) = std::sync::mpsc::channel();
+    thread::spawn(move || accepted.send(tnc.accept()));
+    let (mut station, _) = station
+        .recv_timeout(PATIENCE)
+        .expect("the link connects")
+        .unwrap();
+    let mut wire = Vec::new();
+    common::kiss_time_frame(0, &1_700_000_000_123u64.to_be_bytes(), &mut wire);
+    for i in 0..3u8 {
+        let call = |text: &str| text.parse().expect("a callsign");
+        let mut frame = Vec::new();
+        let packet = common::packet(u16::from(i));
+        aggregator::protocol::ax25::encode(call("CQ"), call("ABXCYD-1"), &[], &packet, &mut frame);
+        // The source's callsign "AB-C D" (each byte shifted left, as AX.25 sends it).
+        (frame[9], frame[11]) = (b'-' << 1, b' ' << 1);
+        aggregator::protocol::kiss::encode(0, &frame, &mut wire);
+    }
+    std::io::Write::write_all(&mut station, &wire).expect("the TNC's frames");
+    wait_until("3 packets published", || {
+        north.stat("nats_published") == 3 && north.stat("nats_lag_frames") == 0
+    });
+    assert!(north.terminate().success(), "{}", north.log());
+
+    let config = dir.0.join("reader.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sinks.nats]\nurl = \"{}\"\nsite = \"reader\"\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let (status, read) = aggregator(&["nats", "read", "--config", config.to_str().unwrap()]);
+    assert_eq!(status, Some(0));
+    let shown: Vec<_> = read
+        .iter()
+        .map(|r| (&r["ax25_from"], &r["earth_received"]))
+        .collect();
+    let (from, earth) = (
+        &"AB\\x2DC\\x20D-1".into(),
+        &"2023-11-14T22:13:20.123000000Z".into(),
+    );
+    assert_eq!(
+        shown,
+        [
+            (from, earth),
+            (from, &serde_json::Value::Null),
+            (from, &serde_json::Value::Null)
+        ]
+    );
+    let lines: Vec<String> = read.iter().map(|r| r.to_string()).collect();
+    assert_eq!(python_reads(&nats.url()), lines);
+    let path = north.archive.to_str().unwrap();
+    let (status, exported) =
+        aggregator(&["archive", "export", path, "--format", "ndjson", "-o", "-"]);
+    assert_eq!(status, Some(0));
+    let keys = [
+        "ax25_from",
+        "ax25_to",
+        "earth_received",
+        "link",
+        "station",
+        "mode",
+        "payload",
+    ];
+    let of = |rows: &[serde_json::Value]| -> Vec<Vec<serde_json::Value>> {
+        rows.iter()
+            .map(|r| keys.iter().map(|k| r[*k].clone()).collect())
+            .collect()
+    };
+    assert_eq!(of(&read), of(&exported));
 }
 
 /// Runs `aggregator ARGS`: its exit status and its standard output's JSON lines.

@@ -12,10 +12,9 @@ use aggregator::archive::read::Start;
 use aggregator::follow::client::Follower;
 use aggregator::follow::protocol::Subscription;
 use aggregator::protocol::ax25::{self, Callsign};
-use aggregator::protocol::ccsds::PrimaryHeader;
 use aggregator::protocol::kiss;
 use common::process::{json_field, Daemon};
-use common::{http_get, http_get_json, wait_until_async, PATIENCE};
+use common::{http_get, http_get_json, kiss_time_frame, packet, wait_until_async, PATIENCE};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -23,29 +22,12 @@ use tokio::net::TcpListener;
 /// The earth-receive time of the first packet, in Unix milliseconds.
 const EARTH_MS: u64 = 1_700_000_000_123;
 
-/// Packet `i` of APID 100.
-fn packet(i: u16) -> Vec<u8> {
-    let data = format!("packet {i}").into_bytes();
-    let mut p = PrimaryHeader::telemetry(100, i, data.len())
-        .encode()
-        .to_vec();
-    p.extend_from_slice(&data);
-    p
-}
-
 /// A UI frame from N0CALL-1 to CQ holding packet `i`, as one KISS data frame of `port`.
 fn ui_frame(i: u16, port: u8, wire: &mut Vec<u8>) {
     let call = |text: &str| text.parse::<Callsign>().unwrap();
     let mut frame = Vec::new();
     ax25::encode(call("CQ"), call("N0CALL-1"), &[], &packet(i), &mut frame);
     kiss::encode(port, &frame, wire);
-}
-
-/// A KISS time frame of `port` holding `body`.
-fn time_frame(port: u8, body: &[u8], wire: &mut Vec<u8>) {
-    let start = wire.len();
-    kiss::encode(0, body, wire);
-    wire[start + 1] = (port << 4) | kiss::TIME;
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -73,15 +55,15 @@ async fn a_links_reception_is_stored_and_shown() {
     let consumer = json_field(&listening, "consumer").to_string();
 
     let mut wire = Vec::new();
-    time_frame(0, &EARTH_MS.to_be_bytes(), &mut wire);
+    kiss_time_frame(0, &EARTH_MS.to_be_bytes(), &mut wire);
     // docs/ground-segment.md's example.
     let documented = [0xC0, 0x09, 0, 0, 0x01, 0x8B, 0xCF, 0xE5, 0x68, 0x7B, 0xC0];
     assert_eq!(wire, documented);
     ui_frame(0, 0, &mut wire);
     ui_frame(1, 0, &mut wire);
-    time_frame(0, &[1, 2, 3], &mut wire);
+    kiss_time_frame(0, &[1, 2, 3], &mut wire);
     ui_frame(2, 0, &mut wire);
-    time_frame(1, &(EARTH_MS + 9).to_be_bytes(), &mut wire);
+    kiss_time_frame(1, &(EARTH_MS + 9).to_be_bytes(), &mut wire);
     ui_frame(3, 0, &mut wire);
     let (mut station, _) = tokio::time::timeout(PATIENCE, tnc.accept())
         .await

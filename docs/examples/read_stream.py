@@ -45,9 +45,12 @@ PRIORITIES = {0: "routine", 1: "emergency"}
 
 
 def callsign(raw):
-    """An AX.25 address of a record (6 characters, space-padded, then the SSID) as shown."""
-    call = raw[:6].decode("ascii").rstrip(" ")
-    return f"{call}-{raw[6]}" if raw[6] else call
+    """An AX.25 address of a record (6 characters, space-padded, then the SSID) as shown: the
+    trailing spaces dropped, and any byte but printable ASCII, a '-' or a '\\' as \\xNN."""
+    call = bytes(raw[:6]).rstrip(b" ")
+    shown = (f"\\x{c:02X}" if not 0x21 <= c <= 0x7E or c in b"-\\" else chr(c) for c in call)
+    text = "".join(shown)
+    return f"{text}-{raw[6]}" if raw[6] else text
 
 
 def reception(body, pos, names):

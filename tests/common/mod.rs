@@ -5,7 +5,8 @@
 //! ([`certs`]); scratch directories ([`scratch`]); AX.25 audio for real TNCs ([`ax25_audio`]);
 //! `nats-server`, alone or as a JetStream cluster ([`nats`]), daemons publishing into it
 //! ([`nats_daemon`]), `uplink-sim` as a child ([`sim`]), and two stations of a merge group
-//! ([`stations`]) and a recording of theirs backfilled through a link's spool ([`backfill`]).
+//! ([`stations`]) and a recording of theirs backfilled through a link's spool ([`backfill`]), and a
+//! TNC's KISS frames ([`tnc`]).
 //!
 //! Every integration test file includes this module and uses a different part of it, so what one
 //! file leaves unused is not dead code.
@@ -28,6 +29,7 @@ mod nats_daemon;
 mod scratch;
 mod sharded;
 mod sim;
+mod tnc;
 mod wait;
 
 // Each test file uses some of these, and the rest are unused there.
@@ -51,5 +53,6 @@ pub use self::{
     scratch::{TempDir, Tmpfs},
     sharded::ShardedArchive,
     sim::{Sim, SimTotal},
+    tnc::{kiss_time_frame, packet},
     wait::{ephemeral_low, free_port, wait_until, wait_until_async, wait_until_blocking, PATIENCE},
 };
