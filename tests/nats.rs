@@ -894,13 +894,7 @@ fn read_back(layout: Layout) {
             row
         })
         .collect();
-    let config = dir.0.join("reader.toml");
-    let toml = format!(
-        "[sinks.nats]\nurl = \"{}\"\nsite = \"reader\"\n",
-        nats.url()
-    );
-    std::fs::write(&config, toml).unwrap();
-    let config = config.to_str().unwrap();
+    let config = &reader_config(&dir.0, &nats.url());
     let (status, read) = aggregator(&["nats", "read", "--config", config]);
     assert_eq!(status, Some(0));
     let stream_sequences: Vec<u64> = read
@@ -954,6 +948,14 @@ fn read_back(layout: Layout) {
 
     let lines: Vec<String> = read.iter().map(|r| r.to_string()).collect();
     assert_eq!(python_reads(&nats.url()), lines);
+}
+
+/// A config in `dir` whose `[sinks.nats]` reads the stream on the server at `url`: its path.
+fn reader_config(dir: &Path, url: &str) -> String {
+    let config = dir.join("reader.toml");
+    let toml = format!("[sinks.nats]\nurl = \"{url}\"\nsite = \"reader\"\n");
+    std::fs::write(&config, toml).expect("write the reader's config");
+    config.to_str().expect("a UTF-8 path").to_string()
 }
 
 /// The lines docs/examples/read_stream.py prints of the stream on the server at `url`.
@@ -1016,16 +1018,8 @@ fn a_links_reception_reads_back_alike_in_every_reader() {
     });
     assert!(north.terminate().success(), "{}", north.log());
 
-    let config = dir.0.join("reader.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sinks.nats]\nurl = \"{}\"\nsite = \"reader\"\n",
-            nats.url()
-        ),
-    )
-    .unwrap();
-    let (status, read) = aggregator(&["nats", "read", "--config", config.to_str().unwrap()]);
+    let config = reader_config(&dir.0, &nats.url());
+    let (status, read) = aggregator(&["nats", "read", "--config", &config]);
     assert_eq!(status, Some(0));
     let shown: Vec<_> = read
         .iter()

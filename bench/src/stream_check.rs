@@ -73,14 +73,13 @@ pub async fn check(config: &NatsConfig, through: &[(u32, u64)]) -> Result<Stream
 }
 
 /// The frames `seen` (each source's sequences, in any order) against `through`.
-fn tally(mut seen: HashMap<SourceKey, Vec<u64>>, through: &[(u32, u64)]) -> StreamCheck {
+fn tally(seen: HashMap<SourceKey, Vec<u64>>, through: &[(u32, u64)]) -> StreamCheck {
     let mut check = StreamCheck::default();
     let mut sequences: HashMap<SourceKey, Vec<u64>> = HashMap::new();
-    let mut keys: Vec<SourceKey> = seen.keys().copied().collect();
+    let mut seen: Vec<_> = seen.into_iter().collect();
     // By source, so that the fault named first is the same from run to run.
-    keys.sort_unstable();
-    for key in keys {
-        let mut held = seen.remove(&key).unwrap_or_default();
+    seen.sort_unstable_by_key(|(key, _)| *key);
+    for (key, mut held) in seen {
         check.frames += held.len() as u64;
         held.sort_unstable();
         let before = held.len();
