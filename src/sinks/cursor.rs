@@ -8,13 +8,21 @@
 //! temporary file is written and synced, renamed over the old one, and the directory synced, so a
 //! crash leaves either the old cursor or the new one. The cursor only ever trails what was
 //! acknowledged, so after a crash the sink publishes again from an older position, never skips one.
+//! The NATS sink saves its cursors ([`SavedCursors`]) a few times a second while they move, and
+//! tells retention protection where they are.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::archive::retention::ReadMarks;
 use crate::domain::position::{Position, PositionError, Positions, ShardPosition};
+use crate::stats::Stats;
 
 /// The cursor file of the sink `name` in the archive directory `archive`.
 #[derive(Debug, Clone)]
@@ -83,15 +91,89 @@ impl CursorFile {
     }
 }
 
-/// Every shard's saved cursor; a shard without one starts at its oldest frame.
-pub(super) fn load_all(files: &HashMap<usize, CursorFile>) -> io::Result<Positions> {
-    let mut acked = Positions::new();
-    for (&shard, file) in files {
-        if let Some(position) = file.load()? {
-            acked.set(ShardPosition { shard, position });
+/// How often the cursors are saved while they move: what a restart publishes again, at most.
+pub(super) const SAVE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The NATS sink's cursor file of each shard, what each holds, and where retention protection
+/// is told the saved cursors are (`archive.retention.protect`).
+pub(super) struct SavedCursors {
+    files: HashMap<usize, CursorFile>,
+    saved: Positions,
+    saved_at: Instant,
+    marks: Option<Arc<ReadMarks>>,
+}
+
+impl SavedCursors {
+    /// Loads the NATS sink's cursor of each of `shards` of the archive in `archive` (a shard
+    /// without one starts at its oldest frame), and tells `marks` where they are.
+    pub(super) fn load(
+        archive: &Path,
+        shards: impl Iterator<Item = usize>,
+        marks: Option<Arc<ReadMarks>>,
+    ) -> io::Result<SavedCursors> {
+        let files: HashMap<usize, CursorFile> = shards
+            .map(|shard| (shard, CursorFile::of_shard(archive, "nats", shard)))
+            .collect();
+        let mut saved = Positions::new();
+        for (&shard, file) in &files {
+            if let Some(position) = file.load()? {
+                saved.set(ShardPosition { shard, position });
+            }
+        }
+        if let Some(marks) = &marks {
+            saved
+                .iter()
+                .for_each(|at| marks.set(at.shard, at.position.segment));
+            marks.reported();
+        }
+        let saved_at = Instant::now();
+        Ok(SavedCursors {
+            files,
+            saved,
+            saved_at,
+            marks,
+        })
+    }
+
+    /// What each shard's file holds.
+    pub(super) fn saved(&self) -> &Positions {
+        &self.saved
+    }
+
+    /// Whether the last save was [`SAVE_INTERVAL`] ago or more.
+    pub(super) fn due(&self) -> bool {
+        self.saved_at.elapsed() >= SAVE_INTERVAL
+    }
+
+    /// Saves each shard's cursor in `acked` that moved since its last save: a cursor that cannot
+    /// be saved stays as it was, and a restart publishes more again.
+    pub(super) async fn save(&mut self, acked: &Positions, stats: &Stats) {
+        self.saved_at = Instant::now();
+        let moved: Vec<ShardPosition> = (acked.iter())
+            .filter(|at| self.saved.get(at.shard) != Some(at.position))
+            .collect();
+        for at in moved {
+            let Some(file) = self.files.get(&at.shard).cloned() else {
+                continue;
+            };
+            match tokio::task::spawn_blocking(move || file.save(at.position)).await {
+                Ok(Ok(())) => {
+                    self.saved.set(at);
+                    if at.shard == 0 {
+                        stats.nats_cursor(at.position);
+                    }
+                    if let Some(marks) = &self.marks {
+                        marks.set(at.shard, at.position.segment);
+                    }
+                }
+                Ok(Err(err)) => {
+                    stats.nats_error();
+                    tracing::warn!(error = %err, "cannot save the NATS sink's cursor; a restart publishes more again");
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot save the NATS sink's cursor"),
+            }
         }
     }
-    Ok(acked)
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backlog::{Backlog, ReadAhead};
 use super::client::connect_on;
-use super::cursor::{self, CursorFile};
+use super::cursor::{SavedCursors, SAVE_INTERVAL};
 use super::fleet::EarlierFrames;
 use super::leader::{context_of, Publishing};
 use super::message::{Layout, Naming};
@@ -57,7 +57,7 @@ use crate::config::{Identity, NatsConfig};
 use crate::domain::filter::FrameFilter;
 use crate::domain::frame::{Priority, SourceKey};
 use crate::domain::position::DurableEnd;
-use crate::domain::position::{Positions, ShardPosition};
+use crate::domain::position::Positions;
 use crate::domain::replication::Replication;
 use crate::stats::Stats;
 
@@ -73,9 +73,6 @@ const READ_AHEAD_RECORDS: ReadAhead = ReadAhead {
     frames: 262_144,
     bytes: 128 << 20,
 };
-
-/// How often the cursor is saved while it moves: what a restart publishes again, at most.
-const SAVE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The wait after a failed session, doubled after each failure in a row up to the maximum.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -124,11 +121,10 @@ impl NatsSink {
             let files = ArchiveFiles {
                 dir: archive,
                 durable,
-                marks,
                 start_ends,
                 replication,
             };
-            run(config, files, stats, cut_off, io).await;
+            run(config, (files, marks), stats, cut_off, io).await;
         });
         if let Err(err) = started {
             tracing::error!(error = %err, "cannot start the NATS sink's thread; nothing is published");
@@ -155,8 +151,6 @@ struct ArchiveFiles {
     dir: PathBuf,
     /// Every shard of the archive, with its durable end.
     durable: DurableEnds,
-    /// Where retention protection is told the saved cursors are (`retention.protect`).
-    marks: Option<Arc<ReadMarks>>,
     /// Each shard's durable end when the daemon started: frames from it on were archived by
     /// this run.
     start_ends: HashMap<usize, DurableEnd>,
@@ -165,25 +159,24 @@ struct ArchiveFiles {
 }
 
 /// The sink's life: connect, then sessions until the archive closes, a fatal problem, or the
-/// cut-off; the cursors are saved at the end.
+/// cut-off; the cursors are saved at the end. With `marks`, retention protection is told where
+/// the saved cursors are.
 async fn run(
     config: NatsConfig,
-    files: ArchiveFiles,
+    (files, marks): (ArchiveFiles, Option<Arc<ReadMarks>>),
     stats: Stats,
     cut_off: CancellationToken,
     io: Option<tokio::runtime::Handle>,
 ) {
     stats.nats_sink_started(files.replication.is_some());
-    let cursor_files: HashMap<usize, CursorFile> = (files.durable.iter())
-        .map(|(shard, _)| (*shard, CursorFile::of_shard(&files.dir, "nats", *shard)))
-        .collect();
     // Connects (the client goes on trying in the background), and loads every saved cursor.
     let started = async {
         let client = connect_on(&config, io.as_ref()).await?;
-        let acked = cursor::load_all(&cursor_files).map_err(NatsError::Cursor)?;
-        Ok::<_, NatsError>((client, acked))
+        let shards = files.durable.iter().map(|(shard, _)| *shard);
+        let cursors = SavedCursors::load(&files.dir, shards, marks).map_err(NatsError::Cursor)?;
+        Ok::<_, NatsError>((client, cursors))
     };
-    let (client, acked) = match started.await {
+    let (client, cursors) = match started.await {
         Ok(started) => started,
         Err(err) => {
             tracing::error!(error = %err, "the NATS sink cannot start; nothing is published");
@@ -191,14 +184,9 @@ async fn run(
             return;
         }
     };
+    let acked = cursors.saved().clone();
     if let Some(position) = acked.get(0) {
         stats.nats_cursor(position);
-    }
-    if let Some(marks) = &files.marks {
-        acked
-            .iter()
-            .for_each(|at| marks.set(at.shard, at.position.segment));
-        marks.reported();
     }
     tracing::info!(stream = config.stream, site = config.site, cursors = %acked, "NATS sink started");
     let progress = Arc::new(Progress::default());
@@ -218,15 +206,13 @@ async fn run(
         stream: SinkStream::new(context, publishing, config.clone()),
         layout: Layout::Frame,
         client: client.clone(),
-        new_from: new_from(&files.start_ends),
+        new_from: NewFrom::new(&files.start_ends),
         files,
         config,
-        cursor_files,
+        cursors,
         stats,
         progress,
-        saved: acked.clone(),
         acked,
-        saved_at: Instant::now(),
         backlog: None,
         earlier_left: 0,
         earlier_done: false,
@@ -242,14 +228,25 @@ async fn run(
     }
 }
 
-/// Each shard's durable end at start, indexed by shard.
-fn new_from(start_ends: &HashMap<usize, DurableEnd>) -> Vec<Option<(u64, u64)>> {
-    let shards = start_ends.keys().max().map_or(0, |last| last + 1);
-    let mut ends = vec![None; shards];
-    for (shard, end) in start_ends {
-        ends[*shard] = Some((end.segment, end.len));
+/// Each shard's durable end when the daemon started, as `(segment, length)`, indexed by shard:
+/// looked up for every frame.
+struct NewFrom(Vec<Option<(u64, u64)>>);
+
+impl NewFrom {
+    fn new(start_ends: &HashMap<usize, DurableEnd>) -> NewFrom {
+        let shards = start_ends.keys().max().map_or(0, |last| last + 1);
+        let mut ends = vec![None; shards];
+        for (shard, end) in start_ends {
+            ends[*shard] = Some((end.segment, end.len));
+        }
+        NewFrom(ends)
     }
-    ends
+
+    /// Whether `frame` was archived by this run: at or after its shard's durable end at start.
+    fn holds(&self, frame: &ArchivedFrame) -> bool {
+        let p = frame.position;
+        (self.0.get(frame.shard).copied().flatten()).is_none_or(|end| (p.segment, p.offset) >= end)
+    }
 }
 
 /// Why a session ended.
@@ -276,18 +273,16 @@ struct JetStreamWriter {
     layout: Layout,
     /// The connection: the server's `max_payload` bounds a `records/1` message.
     client: Client,
-    /// [`ArchiveFiles::start_ends`] by shard, as `(segment, length)`: looked up for every frame.
-    new_from: Vec<Option<(u64, u64)>>,
+    /// [`ArchiveFiles::start_ends`], by shard.
+    new_from: NewFrom,
     files: ArchiveFiles,
-    /// Each shard's cursor file.
-    cursor_files: HashMap<usize, CursorFile>,
+    /// Each shard's cursor file, and what it holds.
+    cursors: SavedCursors,
     stats: Stats,
     progress: Arc<Progress>,
     /// In each shard, every frame up to this one is acknowledged; a shard without one has none
     /// acknowledged yet (it starts at the oldest).
     acked: Positions,
-    saved: Positions,
-    saved_at: Instant,
     /// The reading a failed session leaves to the next: its place in the archive and the frames
     /// read and not yet acknowledged, so that the next goes on where it was (a new reading from
     /// the cursor, after retention deleted past it, could not tell what was published).
@@ -488,7 +483,7 @@ impl JetStreamWriter {
                     Ok(Some(runs)) => {
                         let frames: Vec<ArchivedFrame> =
                             runs.into_iter().flat_map(FrameRun::into_frames).collect();
-                        let earlier = frames.iter().filter(|f| !self.is_new(f));
+                        let earlier = frames.iter().filter(|f| !self.new_from.holds(f));
                         self.earlier_left += earlier.count() as u64;
                         backlog.add(frames);
                         continue;
@@ -534,13 +529,6 @@ impl JetStreamWriter {
                 || in_flight.bytes() < self.routine_size.room(Instant::now()))
     }
 
-    /// Whether `frame` was archived by this run: at or after its shard's durable end at start.
-    fn is_new(&self, frame: &ArchivedFrame) -> bool {
-        let p = frame.position;
-        (self.new_from.get(frame.shard).copied().flatten())
-            .is_none_or(|end| (p.segment, p.offset) >= end)
-    }
-
     /// Tells the gate, once, that every frame earlier runs archived is done with: read past in
     /// every shard, and none of those read waits for its PubAck.
     fn note_earlier(&mut self, cursors: &ShardCursors) {
@@ -579,7 +567,7 @@ impl JetStreamWriter {
     async fn publish(&mut self, followed: &ArchivedFrame) -> Result<InFlight, NatsError> {
         let frame = &followed.frame;
         let mut in_flight = InFlight::of(vec![followed.clone()]);
-        if let (false, Some(earlier)) = (self.is_new(followed), &mut self.earlier) {
+        if let (false, Some(earlier)) = (self.new_from.holds(followed), &mut self.earlier) {
             if earlier.held_elsewhere(&self.message, frame).await {
                 (in_flight.held, in_flight.elsewhere) = (vec![true], true);
                 return Ok(in_flight);
@@ -720,46 +708,30 @@ impl JetStreamWriter {
             };
             self.stream.published(key, Series { last, through });
         }
-        let (mut new, mut held, mut counted_before) = (0, 0, 0);
-        // Per priority: the sequences and the count of new frames (a message is of one source).
-        let mut runs: [Option<((u64, u64), u64)>; 2] = [None, None];
         let passed = unacked.acked(published.frames.iter().map(|f| f.shard_position()));
         passed.into_iter().for_each(|p| self.acked.set(p));
-        for (followed, was_held) in published.frames.iter().zip(&published.held) {
-            if *was_held && self.urgent.published(&followed.frame) {
-                counted_before += 1;
-                continue;
-            }
-            let (sequence, is_new) = (followed.frame.sequence, self.is_new(followed));
-            let run = &mut runs[usize::from(followed.frame.priority == Priority::Emergency)];
-            let ((first, last), fresh) = run.get_or_insert(((sequence, sequence), 0));
-            (*first, *last) = ((*first).min(sequence), (*last).max(sequence));
-            *fresh += u64::from(is_new);
-            match is_new {
-                true => new += 1,
-                false => self.earlier_left = self.earlier_left.saturating_sub(1),
-            }
-            held += u64::from(*was_held);
-        }
+        let (new_from, urgent) = (&self.new_from, &mut self.urgent);
+        let tally = published.tally(|f| new_from.holds(f), |f| urgent.published(f));
+        self.earlier_left = self.earlier_left.saturating_sub(tally.earlier);
         if let (Some(replication), Some(first)) =
             (&self.files.replication, published.frames.first())
         {
             let key = (first.frame.kind, first.frame.source_id);
             let priorities = [Priority::Routine, Priority::Emergency];
-            for (priority, run) in priorities.into_iter().zip(runs) {
+            for (priority, run) in priorities.into_iter().zip(tally.runs) {
                 if let Some(((first, last), fresh)) = run {
                     replication.replicated(key, priority, first..=last, fresh);
                 }
             }
         }
-        let sent = published.frames.len() as u64 - held - counted_before;
+        let sent = published.frames.len() as u64 - tally.held - tally.counted_before;
         match published.elsewhere {
-            true => self.stats.nats_held_elsewhere(held),
-            false => self.stats.nats_acked(held, true),
+            true => self.stats.nats_held_elsewhere(tally.held),
+            false => self.stats.nats_acked(tally.held, true),
         }
         self.stats.nats_acked(sent, ack.duplicate);
-        self.progress.acked_new.fetch_add(new, Relaxed);
-        if self.saved_at.elapsed() >= SAVE_INTERVAL {
+        self.progress.acked_new.fetch_add(tally.new, Relaxed);
+        if self.cursors.due() {
             self.save().await;
         }
         Ok(())
@@ -769,32 +741,6 @@ impl JetStreamWriter {
     /// messages' size now (both every [`SAVE_INTERVAL`] while a session runs).
     async fn save(&mut self) {
         self.note_size();
-        self.saved_at = Instant::now();
-        let moved: Vec<ShardPosition> = self
-            .acked
-            .iter()
-            .filter(|at| self.saved.get(at.shard) != Some(at.position))
-            .collect();
-        for at in moved {
-            let Some(file) = self.cursor_files.get(&at.shard).cloned() else {
-                continue;
-            };
-            match tokio::task::spawn_blocking(move || file.save(at.position)).await {
-                Ok(Ok(())) => {
-                    self.saved.set(at);
-                    if at.shard == 0 {
-                        self.stats.nats_cursor(at.position);
-                    }
-                    if let Some(marks) = &self.files.marks {
-                        marks.set(at.shard, at.position.segment);
-                    }
-                }
-                Ok(Err(err)) => {
-                    self.stats.nats_error();
-                    tracing::warn!(error = %err, "cannot save the NATS sink's cursor; a restart publishes more again");
-                }
-                Err(err) => tracing::warn!(error = %err, "cannot save the NATS sink's cursor"),
-            }
-        }
+        self.cursors.save(&self.acked, &self.stats).await;
     }
 }

@@ -163,6 +163,51 @@ impl InFlight {
     }
 }
 
+/// What the PubAck of a message of one source's frames from the files counts
+/// ([`InFlight::tally`]).
+#[derive(Default)]
+pub(super) struct Tally {
+    /// For each priority (routine, emergency): the lowest and highest sequence, and how many of
+    /// the frames this run archived.
+    pub(super) runs: [Option<((u64, u64), u64)>; 2],
+    /// Frames this run archived, and frames earlier runs did.
+    pub(super) new: u64,
+    pub(super) earlier: u64,
+    /// Frames the stream held already.
+    pub(super) held: u64,
+    /// Emergencies among those held that were counted as their journal's copies were published.
+    pub(super) counted_before: u64,
+}
+
+impl InFlight {
+    /// Tallies the frames from the files: `is_new` says whether this run archived one, and
+    /// `counted` takes a frame the stream held that was counted when published from the journal.
+    pub(super) fn tally(
+        &self,
+        is_new: impl Fn(&ArchivedFrame) -> bool,
+        mut counted: impl FnMut(&FrameRecord) -> bool,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for (followed, held) in self.frames.iter().zip(&self.held) {
+            if *held && counted(&followed.frame) {
+                tally.counted_before += 1;
+                continue;
+            }
+            let (sequence, is_new) = (followed.frame.sequence, is_new(followed));
+            let run = &mut tally.runs[usize::from(followed.frame.priority == Priority::Emergency)];
+            let ((first, last), fresh) = run.get_or_insert(((sequence, sequence), 0));
+            (*first, *last) = ((*first).min(sequence), (*last).max(sequence));
+            *fresh += u64::from(is_new);
+            match is_new {
+                true => tally.new += 1,
+                false => tally.earlier += 1,
+            }
+            tally.held += u64::from(*held);
+        }
+        tally
+    }
+}
+
 /// The messages in flight.
 #[derive(Default)]
 pub(super) struct Window {
@@ -244,5 +289,64 @@ impl Window {
     /// Every frame in flight, in publishing order.
     pub(super) fn into_frames(self) -> impl DoubleEndedIterator<Item = ArchivedFrame> {
         self.messages.into_iter().flat_map(|m| m.frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::domain::frame::SourceKind;
+    use crate::domain::position::Position;
+
+    /// Frame `sequence` of live:7, at `offset` of segment 3 of shard 0.
+    fn frame(sequence: u64, priority: Priority, offset: u64) -> ArchivedFrame {
+        let frame = FrameRecord {
+            kind: SourceKind::LiveUplink,
+            priority,
+            source_id: 7,
+            sequence,
+            received_unix_ns: 1_700_000_000_000_000_000,
+            payload: Bytes::from_static(b"x"),
+            reception: None,
+        };
+        let position = Position {
+            segment: 3,
+            offset,
+            index: 0,
+        };
+        ArchivedFrame {
+            frame,
+            shard: 0,
+            position,
+        }
+    }
+
+    #[test]
+    fn a_tally_counts_each_frame_once_by_priority_and_run() {
+        // 10 and 13 emergencies, 11 and 12 routine; 11 archived by an earlier run (offset 4),
+        // 12 and 13 held by the stream, 13 counted already from the journal.
+        let (routine, emergency) = (Priority::Routine, Priority::Emergency);
+        let frames = vec![
+            frame(10, emergency, 8),
+            frame(11, routine, 4),
+            frame(12, routine, 8),
+            frame(13, emergency, 8),
+        ];
+        let mut message = InFlight::of(frames);
+        message.held = vec![false, false, true, true];
+        let mut asked = Vec::new();
+        let tally = message.tally(
+            |f| f.position.offset >= 8,
+            |f| {
+                asked.push(f.sequence);
+                f.sequence == 13
+            },
+        );
+        assert_eq!(asked, [12, 13], "only the frames held are asked about");
+        assert_eq!(tally.runs, [Some(((11, 12), 1)), Some(((10, 10), 1))]);
+        assert_eq!((tally.new, tally.earlier), (2, 1));
+        assert_eq!((tally.held, tally.counted_before), (1, 1));
     }
 }
