@@ -99,7 +99,7 @@ pub async fn load(
     fill: Fill,
     ack_tally: bool,
     emergency_only: usize,
-    mut commands: UnboundedReceiver<String>,
+    commands: UnboundedReceiver<String>,
 ) {
     let frame_len = LENGTH_PREFIX + DATA_HEADER + payload;
     let frames_per_chunk = (CHUNK_BYTES / frame_len).max(1) as u64;
@@ -114,38 +114,23 @@ pub async fn load(
     // accepts slowly, and connections beyond its listen backlog would be lost.
     let (go_tx, go) = watch::channel(false);
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let chunk = Chunk {
+        frame_len,
+        frames: frames_per_chunk,
+    };
     for index in 0..connections {
-        let (gate, tx, template) = (Arc::clone(&gate), tx.clone(), Arc::clone(&template));
         let source_id = index as u32 + 1;
         let unacked = ack_tally
             .then(|| Arc::new(Unacked::new(Arc::clone(&acks), source_id, frames_per_chunk)));
-        let mut go = go.clone();
-        tokio::spawn(async move {
-            let Ok(permit) = gate.acquire_owned().await else {
-                return;
-            };
-            let stream = match uplink::connect(addr, source_id, send_buffer).await {
-                Ok(stream) => stream,
-                Err(err) => {
-                    let _ = tx.send(Err(err));
-                    return;
-                }
-            };
-            drop(permit);
-            let _ = tx.send(Ok(()));
-            let (reader, writer) = stream.into_split();
-            match &unacked {
-                Some(unacked) => tokio::spawn(acks::read_acks(reader, Arc::clone(unacked))),
-                None => tokio::spawn(discard(reader)),
-            };
-            if go.wait_for(|go| *go).await.is_ok() {
-                let chunk = Chunk {
-                    frame_len,
-                    frames: frames_per_chunk,
-                };
-                uplink(writer, &template, chunk, unacked.as_deref()).await;
-            }
-        });
+        let uplink = Uplink {
+            addr,
+            source_id,
+            send_buffer,
+            chunk,
+            template: Arc::clone(&template),
+            unacked,
+        };
+        tokio::spawn(uplink.run(Arc::clone(&gate), tx.clone(), go.clone()));
     }
     let probe_tx = tx.clone();
     std::thread::spawn(move || match connect_probe(addr) {
@@ -183,6 +168,58 @@ pub async fn load(
     });
     // The load runs until the process is told to exit: the end of stdin, or the time limit.
     let emergency_acks = (emergency_only > 0).then_some(&emergency_acks);
+    answer(commands, &acks, emergency_acks).await;
+}
+
+/// One saturating uplink of the load.
+struct Uplink {
+    addr: SocketAddr,
+    source_id: u32,
+    send_buffer: Option<u32>,
+    chunk: Chunk,
+    template: Arc<[u8]>,
+    /// With the ACK tally: its frames sent and not yet acknowledged.
+    unacked: Option<Arc<Unacked>>,
+}
+
+impl Uplink {
+    /// Connects once `gate` lets it, says so on `tx`, and streams once `go` is set.
+    async fn run(
+        self,
+        gate: Arc<Semaphore>,
+        tx: mpsc::UnboundedSender<Result<(), String>>,
+        mut go: watch::Receiver<bool>,
+    ) {
+        let Ok(permit) = gate.acquire_owned().await else {
+            return;
+        };
+        let stream = match uplink::connect(self.addr, self.source_id, self.send_buffer).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                let _ = tx.send(Err(err));
+                return;
+            }
+        };
+        drop(permit);
+        let _ = tx.send(Ok(()));
+        let (reader, writer) = stream.into_split();
+        match &self.unacked {
+            Some(unacked) => tokio::spawn(acks::read_acks(reader, Arc::clone(unacked))),
+            None => tokio::spawn(discard(reader)),
+        };
+        if go.wait_for(|go| *go).await.is_ok() {
+            uplink(writer, &self.template, self.chunk, self.unacked.as_deref()).await;
+        }
+    }
+}
+
+/// Answers `START` and `END` among `commands` with what the uplinks' ACKs (`acks`) and the
+/// emergency-only sources' covered, until the commands end.
+async fn answer(
+    mut commands: UnboundedReceiver<String>,
+    acks: &Acks,
+    emergency_acks: Option<&Arc<Acks>>,
+) {
     while let Some(command) = commands.recv().await {
         match command.trim() {
             "START" => emit(&ChildMsg::Acks(Box::new(ClientAcks {

@@ -373,54 +373,13 @@ fn run(args: RunArgs) -> ExitCode {
             args.json.as_deref(),
         );
     }
-    let prepared = load_daemon_config(args.daemon_config.as_deref()).and_then(|config| {
-        let daemon = match &args.daemon {
-            Some(path) => Some(
-                std::fs::canonicalize(path)
-                    .map_err(|e| format!("--daemon {}: {e}", path.display()))?,
-            ),
-            None => None,
-        };
-        let plan = scenario.plan(&config, args.daemon_config.clone(), Some(plot_path(&args)));
-        Ok(results::Plan { daemon, ..plan })
-    });
-    let plan = match prepared {
+    let plan = match prepare(&args, scenario) {
         Ok(plan) => plan,
         Err(err) => {
             eprintln!("aggregator-bench: {err}");
             return ExitCode::from(2);
         }
     };
-    if let Some(dir) = plan.plot.as_ref().and_then(|p| p.parent()) {
-        // `target/` of a fresh checkout, for the default.
-        let _ = std::fs::create_dir_all(dir);
-    }
-    for path in args.json.iter().chain(&plan.plot) {
-        if let Err(err) = orchestrate::check_writable(path) {
-            eprintln!("aggregator-bench: {err}");
-            return ExitCode::from(2);
-        }
-    }
-    let nofile = control::raise_nofile_limit();
-    let catalog_sources = plan
-        .catalog
-        .iter()
-        .max()
-        .map_or(0, |n| n + plan.connections);
-    let biggest = plan
-        .scale
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(plan.connections)
-        .max(catalog_sources);
-    if (nofile as usize) < biggest + 64 {
-        eprintln!(
-            "aggregator-bench: the open-file limit is {nofile}, too low for {biggest} sources; raise the hard limit (ulimit -Hn)"
-        );
-        return ExitCode::from(2);
-    }
     let loadavg_before = summary::loadavg();
     let command = std::iter::once("aggregator-bench".to_string())
         .chain(std::env::args().skip(1))
@@ -436,66 +395,100 @@ fn run(args: RunArgs) -> ExitCode {
     let machine = summary::Machine::read(loadavg_before);
     let summary = report::summarize(command, machine, &plan, measured);
     println!("{}", report::render(&summary));
-    if let Some(path) = &plan.plot {
-        let svg = plot::svg(&shard_report::chart(&summary));
-        if let Err(err) = std::fs::write(path, svg) {
-            eprintln!("aggregator-bench: cannot write {}: {err}", path.display());
-            return ExitCode::FAILURE;
+    match write(&summary, &plan, &args).and_then(|()| checked(&summary)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aggregator-bench: {err}");
+            ExitCode::FAILURE
         }
+    }
+}
+
+/// The scenario's plan with the daemon and config of `args`, its outputs writable, and open-file
+/// room for its sources.
+fn prepare(args: &RunArgs, scenario: Scenario) -> Result<results::Plan, String> {
+    let config = load_daemon_config(args.daemon_config.as_deref())?;
+    let daemon = match &args.daemon {
+        Some(path) => Some(
+            std::fs::canonicalize(path).map_err(|e| format!("--daemon {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let plan = scenario.plan(&config, args.daemon_config.clone(), Some(plot_path(args)));
+    let plan = results::Plan { daemon, ..plan };
+    if let Some(dir) = plan.plot.as_ref().and_then(|p| p.parent()) {
+        // `target/` of a fresh checkout, for the default.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    for path in args.json.iter().chain(&plan.plot) {
+        orchestrate::check_writable(path)?;
+    }
+    let nofile = control::raise_nofile_limit();
+    let catalog_sources = plan
+        .catalog
+        .iter()
+        .max()
+        .map_or(0, |n| n + plan.connections);
+    let biggest = (plan.scale.iter().copied().max().unwrap_or(0))
+        .max(plan.connections)
+        .max(catalog_sources);
+    if (nofile as usize) < biggest + 64 {
+        return Err(format!(
+            "the open-file limit is {nofile}, too low for {biggest} sources; raise the hard limit (ulimit -Hn)"
+        ));
+    }
+    Ok(plan)
+}
+
+/// Writes the plot and the JSON summary where `plan` and `args` say.
+fn write(summary: &summary::Summary, plan: &results::Plan, args: &RunArgs) -> Result<(), String> {
+    if let Some(path) = &plan.plot {
+        let svg = plot::svg(&shard_report::chart(summary));
+        std::fs::write(path, svg)
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
     }
     if let Some(path) = &args.json {
-        let written = serde_json::to_string_pretty(&summary)
+        serde_json::to_string_pretty(summary)
             .map_err(|e| e.to_string())
-            .and_then(|json| std::fs::write(path, json + "\n").map_err(|e| e.to_string()));
-        if let Err(err) = written {
-            eprintln!("aggregator-bench: cannot write {}: {err}", path.display());
-            return ExitCode::FAILURE;
-        }
+            .and_then(|json| std::fs::write(path, json + "\n").map_err(|e| e.to_string()))
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
     }
+    Ok(())
+}
+
+/// The run's checks of what was delivered: the first that failed.
+fn checked(summary: &summary::Summary) -> Result<(), String> {
     if !summary.daemon_archive_complete {
-        eprintln!("aggregator-bench: the daemon's archive did not receive every processed frame");
-        return ExitCode::FAILURE;
+        return Err("the daemon's archive did not receive every processed frame".into());
     }
     let replication = summary.replication.as_ref().filter(|r| r.skipped.is_none());
     if replication.is_some_and(|r| !r.stream_complete()) {
-        eprintln!("aggregator-bench: a replicated window's stream lacked an acknowledged frame or held one twice");
-        return ExitCode::FAILURE;
+        return Err(
+            "a replicated window's stream lacked an acknowledged frame or held one twice".into(),
+        );
     }
-    if let Some(churn) = summary
-        .churn
-        .as_ref()
-        .filter(|c| !c.every_frame_acknowledged())
-    {
-        eprintln!(
-            "aggregator-bench: the churn run: {} of {} sources had every frame acknowledged ({} failed; first: {})",
+    if let Some(churn) = (summary.churn.as_ref()).filter(|c| !c.every_frame_acknowledged()) {
+        return Err(format!(
+            "the churn run: {} of {} sources had every frame acknowledged ({} failed; first: {})",
             churn.client.acknowledged,
             churn.sources,
             churn.client.failed,
             churn.client.first_error.as_deref().unwrap_or("none")
-        );
-        return ExitCode::FAILURE;
+        ));
     }
-    if let Some(window) = summary
-        .consumers
-        .iter()
+    if let Some(window) = (summary.consumers.iter())
         .map(|round| &round.with)
         .find(|window| !window.every_frame_followed())
     {
-        eprintln!(
-            "aggregator-bench: the consumers run: a follower did not receive every archived frame: {window:?}"
-        );
-        return ExitCode::FAILURE;
+        return Err(format!(
+            "the consumers run: a follower did not receive every archived frame: {window:?}"
+        ));
     }
-    if let Some(round) = summary
-        .retention
-        .iter()
-        .find(|round| !round.deleted_as_configured())
-    {
-        eprintln!(
-            "aggregator-bench: the retention run: round {} at {} B: retention deleted {} segments in the window with it and {} in the one without (expected some, then none)",
+    if let Some(round) = (summary.retention.iter()).find(|round| !round.deleted_as_configured()) {
+        return Err(format!(
+            "the retention run: round {} at {} B: retention deleted {} segments in the window with it and {} in the one without (expected some, then none)",
             round.run, round.payload, round.with.deleted_segments, round.without.deleted_segments
-        );
-        return ExitCode::FAILURE;
+        ));
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
