@@ -195,6 +195,40 @@ async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
     assert_eq!(report.archived, 100, "{report:?}");
 }
 
+/// Where the archive keeps no files, nothing could tell what it holds: the spool is not
+/// watched, and an upload is refused with the reason, not taken to wait for ever.
+#[tokio::test]
+async fn an_upload_where_the_archive_keeps_no_files_is_refused() {
+    let (dir, spool) = spooled("backfill-count");
+    let count = |config: &mut aggregator::Config| {
+        config.archive.kind = aggregator::config::ArchiveKind::Count;
+    };
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, count).await;
+    let file = dir.0.join("pass.lp");
+    std::fs::write(&file, recording(0..10)).unwrap();
+    let args = [
+        "backfill",
+        "--link",
+        "Kiruna",
+        "--addr",
+        &monitor.to_string(),
+    ];
+    let args = (args.into_iter().map(str::to_owned))
+        .chain([file.display().to_string()])
+        .collect();
+    let (status, out, err) = aggregator(args).await;
+    assert_eq!(status, 2, "{out}{err}");
+    let why = "the spool_dir of link \"Kiruna\" is not watched: the daemon keeps no archive files";
+    assert!(err.contains(why), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "nothing left in the spool"
+    );
+    stop.cancel();
+    daemon.shutdown_clean().await;
+}
+
 /// Kiruna's connection, once the packets of `counts` it sent live are stored.
 async fn kiruna_live(
     daemon: &common::TestDaemon,

@@ -123,6 +123,7 @@ impl MonitorState {
         archive: Option<DurableEnds>,
         config: &Config,
     ) -> Self {
+        let watched = archive.is_some();
         let archive = archive.map(|durable| (config.archive.dir.clone(), durable));
         let most = config.monitor.max_archive_queries;
         let groups = merge_groups(&config.links);
@@ -133,6 +134,7 @@ impl MonitorState {
             .collect();
         let spools = Spools {
             dirs: Arc::new(spools),
+            watched,
             stats: stats.clone(),
         };
         MonitorState {

@@ -27,10 +27,12 @@ use crate::stats::Stats;
 /// How many bytes of an upload are written at a time.
 const WRITE_BYTES: usize = 1 << 20;
 
-/// Each link's spool directory, by link name, and the links' counters.
+/// Each link's spool directory, by link name, whether they are watched (not where the archive
+/// keeps no files: nothing could tell what it holds), and the links' counters.
 #[derive(Debug, Clone)]
 pub(crate) struct Spools {
     pub dirs: Arc<HashMap<String, PathBuf>>,
+    pub watched: bool,
     pub stats: Stats,
 }
 
@@ -47,6 +49,10 @@ fn spool_of(spools: &Spools, link: &str, file: &str) -> Result<PathBuf, Refusal>
         let why = format!("no link {link:?} has a spool_dir");
         return Err((StatusCode::NOT_FOUND, why));
     };
+    if !spools.watched {
+        let why = format!("the spool_dir of link {link:?} is not watched: the daemon keeps no archive files (archive.kind = \"count\")");
+        return Err((StatusCode::NOT_FOUND, why));
+    }
     if !takes_name(file) {
         let why = format!("{file:?} is no name of a complete file (one path component, not starting with '.', not ending in .part or .tmp, not done or failed)");
         return Err((StatusCode::BAD_REQUEST, why));
