@@ -203,6 +203,21 @@ async fn two_stations_of_a_group_give_passes_with_what_one_filled_for_the_other(
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--group needs --config"));
+    // Without --to the window ends at the command's start: a --from after it is a usage error.
+    for command in ["passes", "volume"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+            .args(["archive", command])
+            .arg(&root)
+            .args(["--from", "2100-01-01T00:00:00Z"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains("--from is after the command's start"),
+            "{command}: {err}"
+        );
+    }
 }
 
 /// `aggregator archive ARGS` on `root`: its parsed `--json` answer.

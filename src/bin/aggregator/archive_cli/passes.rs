@@ -56,6 +56,10 @@ pub(super) fn setting(
         until: filter.until.or(units::unix_ns(now)),
         ..filter
     };
+    if filter.is_backwards(None) {
+        let why = "--from is after the command's start, where the window ends without --to";
+        return Err(tool.fails(why, 2));
+    }
     Ok(Setting {
         filter,
         groups,
