@@ -115,7 +115,7 @@ fn render_station_metrics(out: &mut String, links: &[LinkSnapshot]) {
     let gauges: [LinkSeconds; 2] = [
         (
             "aggregator_link_last_frame_timestamp_seconds",
-            "When the link last read a packet, by the archive clock, in seconds since the Unix epoch; 0 before the first since the start.",
+            "When the link last read a packet, by the archive clock, in seconds since the Unix epoch, kept across a restart from the archive; 0 before the first.",
             |l| l.last_seen.unwrap_or(0),
         ),
         (
