@@ -257,6 +257,16 @@ async fn wrong_protocol_version_is_refused() {
     assert!(detail.contains(&(VERSION + 1).to_string()), "{detail}");
     scene.expect_counted(0, 1).await;
     assert!(!scene.daemon.source_keys().await.contains(&(LiveUplink, 6)));
+    // A later version's HELLO may be longer, or name a kind this version has not: refused for
+    // its version all the same, so that its sender can fall back.
+    let longer = length_prefixed(&[0x01, VERSION + 1, 7, 0, 0, 0, 6, 0xAA, 0xBB]);
+    let detail = (scene.refused(LiveUplink, &longer, RefuseReason::UnsupportedVersion)).await;
+    let spoken = format!(
+        "HELLO of protocol version {}; this daemon speaks version {VERSION} only",
+        VERSION + 1
+    );
+    assert_eq!(detail, spoken);
+    scene.expect_counted(0, 2).await;
     scene.finish().await;
 }
 
@@ -389,7 +399,11 @@ async fn a_second_hello_closes_the_connection() {
             CloseReason::UnexpectedMessage,
         )
         .await;
-    scene.expect_counted(1, 0).await;
+    // One of another version and length is a second HELLO too, not a malformed message.
+    let later = length_prefixed(&[0x01, VERSION + 1, 0, 0, 0, 0, 11, 0xAA, 0xBB]);
+    let closed = (scene.offend_after_frames(11, &later, CloseReason::UnexpectedMessage)).await;
+    assert_eq!(closed.final_ack, Some(ACCEPTED_FIRST - 1), "{closed:?}");
+    scene.expect_counted(2, 0).await;
     scene.finish().await;
 }
 

@@ -37,6 +37,12 @@ impl Refusal {
         )
     }
 
+    /// A HELLO of protocol `version`, not this daemon's.
+    fn other_version(version: u8) -> Refusal {
+        let detail = ProtocolError::OtherVersion(version).to_string();
+        Refusal::Refuse(RefuseReason::UnsupportedVersion, detail)
+    }
+
     /// The drain started before the source was welcomed.
     pub(super) fn shutting_down() -> Refusal {
         let detail = "the daemon is shutting down".to_string();
@@ -54,7 +60,9 @@ pub(super) async fn handshake(
     services: &Services,
 ) -> Result<Hello, Refusal> {
     let hello = match first_message(wire, services).await? {
-        Ok(MessageView::Hello(hello)) => hello,
+        Ok(MessageView::Hello(hello)) if hello.version == VERSION => hello,
+        Ok(MessageView::Hello(hello)) => return Err(Refusal::other_version(hello.version)),
+        Err(ProtocolError::OtherVersion(version)) => return Err(Refusal::other_version(version)),
         Ok(MessageView::Data { .. }) => return Err(Refusal::expected_hello("DATA before HELLO")),
         Ok(MessageView::Ping(_)) => return Err(Refusal::expected_hello("PING before HELLO")),
         Ok(MessageView::CatalogAck(_)) => {
@@ -62,13 +70,6 @@ pub(super) async fn handshake(
         }
         Err(err) => return Err(Refusal::expected_hello(err)),
     };
-    if hello.version != VERSION {
-        let detail = format!(
-            "HELLO of protocol version {}; this daemon speaks version {VERSION} only",
-            hello.version
-        );
-        return Err(Refusal::Refuse(RefuseReason::UnsupportedVersion, detail));
-    }
     if hello.kind != listener {
         let detail = format!(
             "a {} source cannot connect to the {} listener",

@@ -117,7 +117,9 @@ impl Intake {
                 self.catalog_ack = self.catalog_ack.max(Some(version));
                 return Ok(());
             }
+            // A second HELLO, of whatever version or length.
             Ok(MessageView::Hello(_)) => return Err(Ending::UnexpectedHello),
+            Err(_) if ClientMessage::is_hello(body) => return Err(Ending::UnexpectedHello),
             Err(err) => return Err(Ending::Protocol(err)),
         };
         let seen = self.seen(sequence);

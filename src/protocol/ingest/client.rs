@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ProtocolError;
-use super::{CATALOG_ACK, DATA, DATA_HEADER, HELLO, LENGTH_PREFIX, MAX_SEQUENCE, PING};
+use super::{CATALOG_ACK, DATA, DATA_HEADER, HELLO, LENGTH_PREFIX, MAX_SEQUENCE, PING, VERSION};
 use crate::domain::frame::{Priority, SourceKind};
 
 /// The first message of every connection.
@@ -76,6 +76,11 @@ impl ClientMessage {
         }
     }
 
+    /// Whether `body` (the bytes after the length prefix) is of a HELLO, well formed or not.
+    pub fn is_hello(body: &[u8]) -> bool {
+        body.first() == Some(&HELLO)
+    }
+
     /// Decodes the fixed fields of one body (the bytes after the length prefix) without touching
     /// the payload, which for DATA is `body[DATA_HEADER..]`: the ingest path's decoder, which keeps
     /// payloads where they are in the read buffer.
@@ -98,11 +103,19 @@ impl ClientMessage {
                 length: body.len(),
                 expected: "at least 10",
             }),
-            [HELLO, version, kind, a, b, c, d] => Ok(MessageView::Hello(Hello {
-                version,
-                kind: SourceKind::from_byte(kind).ok_or(ProtocolError::InvalidSourceKind(kind))?,
-                source_id: u32::from_be_bytes([a, b, c, d]),
-            })),
+            // A well-formed HELLO of any version decodes: its version is the handshake's to refuse.
+            [HELLO, version, kind, a, b, c, d]
+                if version == VERSION || SourceKind::from_byte(kind).is_some() =>
+            {
+                Ok(MessageView::Hello(Hello {
+                    version,
+                    kind: SourceKind::from_byte(kind)
+                        .ok_or(ProtocolError::InvalidSourceKind(kind))?,
+                    source_id: u32::from_be_bytes([a, b, c, d]),
+                }))
+            }
+            // Of another version, it may be longer or name another kind: named by its version.
+            [HELLO, version, ..] if version != VERSION => Err(ProtocolError::OtherVersion(version)),
             [HELLO, ..] => Err(ProtocolError::BadLength {
                 message: "HELLO",
                 length: body.len(),

@@ -1,6 +1,6 @@
 //! Why a message could not be framed or decoded.
 
-use super::MAX_SEQUENCE;
+use super::{MAX_SEQUENCE, VERSION};
 
 /// Why a message could not be framed or decoded. Each variant names the cause for the log line and
 /// for the detail text sent back to the peer.
@@ -32,4 +32,8 @@ pub enum ProtocolError {
     ReservedSequence(u64),
     #[error("CATALOG content type is not ASCII")]
     ContentTypeNotAscii,
+    /// A HELLO of another version, whatever its length and fields: read no further than its
+    /// version, so that a later version's sender is told to fall back.
+    #[error("HELLO of protocol version {0}; this daemon speaks version {VERSION} only")]
+    OtherVersion(u8),
 }

@@ -95,8 +95,17 @@ fn bad_bodies_name_their_cause() {
         Err(ProtocolError::BadLength { .. })
     ));
     assert_eq!(
-        decode(&[HELLO, 1, 5, 0, 0, 0, 1]),
+        decode(&[HELLO, VERSION, 5, 0, 0, 0, 1]),
         Err(ProtocolError::InvalidSourceKind(5))
+    );
+    // Another version's HELLO is named by its version, whatever follows it.
+    assert_eq!(
+        decode(&[HELLO, VERSION + 1, 5, 0, 0, 0, 1]),
+        Err(ProtocolError::OtherVersion(VERSION + 1))
+    );
+    assert_eq!(
+        decode(&[HELLO, VERSION + 1, 0, 0, 0, 0, 1, 9]),
+        Err(ProtocolError::OtherVersion(VERSION + 1))
     );
 }
 
