@@ -3,7 +3,7 @@
 //!
 //! Why a follower of the files and not a subscriber of the pipeline: JetStream may be away for
 //! minutes, and a daemon may be killed at any moment. Reading the segment files from a durable
-//! cursor ([`CursorFile`]) with the archive's read side makes both cheap: while NATS is down the
+//! cursor ([`SavedCursors`]) with the archive's read side makes both cheap: while NATS is down the
 //! sink only falls behind in the files (ingest, the archive and the drain never wait for it, and it
 //! runs on a thread of its own at a lower priority), and after any restart it resumes at its
 //! cursor. With `ack = "replicated"` the acknowledgements do wait for it ([`Replication`]): it runs
