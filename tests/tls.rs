@@ -432,6 +432,17 @@ async fn the_monitor_token_guards_stats_feed_and_the_dashboard() {
     );
     let (status, _, _) = get("/stats", &["Cookie: aggregator_token=s3cret-token"]).await;
     assert_eq!(status, 200, "the page's own requests carry the cookie");
+    // A cookie of an earlier token does not hide a valid one given another way, and the page
+    // opened with the valid one sets the cookie anew.
+    const STALE: &str = "Cookie: aggregator_token=rotated-away";
+    let (status, headers, _) = get("/?token=s3cret-token", &[STALE]).await;
+    assert_eq!(status, 200, "a stale cookie beside the query's token");
+    assert!(headers.iter().any(|h| h.starts_with("set-cookie: ")));
+    let (status, _, _) = get("/stats", &[STALE, "Authorization: Bearer s3cret-token"]).await;
+    assert_eq!(status, 200, "a stale cookie beside the header's token");
+    // The scheme's name in any case (RFC 9110), and more than one space after it.
+    let (status, _, _) = get("/stats", &["Authorization: bearer   s3cret-token"]).await;
+    assert_eq!(status, 200, "the scheme in lower case");
     for open in ["/healthz", "/metrics"] {
         let (status, _, _) = get(open, &[]).await;
         assert_eq!(status, 200, "{open} stays open");

@@ -79,28 +79,34 @@ enum Presented<'a> {
     Query(String),
 }
 
-fn presented(request: &Request) -> Option<Presented<'_>> {
-    let headers = request.headers();
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(Presented::Header(bearer.trim()));
+impl Presented<'_> {
+    fn token(&self) -> &str {
+        match self {
+            Presented::Header(token) | Presented::Cookie(token) => token,
+            Presented::Query(token) => token,
+        }
     }
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
+}
+
+/// Every token the request presents: its bearer header (the scheme's name in any case), its
+/// cookies of the name, its query's. Any valid one lets it in: a cookie of a token rotated away
+/// does not hide the new one given in the query, whose answer sets the cookie anew.
+fn presented(request: &Request) -> Vec<Presented<'_>> {
+    let headers = request.headers();
+    let bearer = (headers.get_all(header::AUTHORIZATION).iter())
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| Presented::Header(token.trim()));
+    let cookies = (headers.get_all(header::COOKIE).iter())
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='));
-    if let Some(cookie) = cookie {
-        return Some(Presented::Cookie(cookie));
-    }
-    let query = request.uri().query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == QUERY_TOKEN)
-        .map(|(_, value)| Presented::Query(value.into_owned()))
+        .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .map(Presented::Cookie);
+    let query = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+        .filter(|(key, _)| key == QUERY_TOKEN)
+        .map(|(_, value)| Presented::Query(value.into_owned()));
+    bearer.chain(cookies).chain(query).collect()
 }
 
 /// The middleware: a guarded path without the token is answered 401.
@@ -112,21 +118,17 @@ pub(crate) async fn require_token(
     if !access.guards(request.uri().path()) {
         return next.run(request).await;
     }
-    let (valid, from_query) = match presented(&request) {
-        Some(Presented::Header(token) | Presented::Cookie(token)) => {
-            (access.is_token(token), false)
-        }
-        Some(Presented::Query(token)) => (access.is_token(&token), true),
-        None => (false, false),
-    };
-    if !valid {
+    let presented = presented(&request);
+    let valid = presented.iter().find(|p| access.is_token(p.token()));
+    let Some(valid) = valid else {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
             "a bearer token is required (monitor.token_file)\n",
         )
             .into_response();
-    }
+    };
+    let from_query = matches!(valid, Presented::Query(_));
     let mut response = next.run(request).await;
     if from_query {
         let cookie = format!(
