@@ -782,6 +782,11 @@ fn link_mistakes_name_the_link_and_the_rule() {
     );
     expect_error(&overlap, &["\"gs2\"", "live:150", "\"gs\""]);
     expect_error(&link("source_id = 1\nframing_x = 1"), &["framing_x"]);
+    // An APID is looked up as it is written in decimal: a key no packet could match is refused.
+    for key in ["0100", "+100", "2048"] {
+        let table = format!("apid_sources = {{ \"{key}\" = 700 }}");
+        expect_error(&link(&table), &["links.apid_sources", key, "0 to 2047"]);
+    }
 }
 
 /// The KISS keys: AX.25 payloads and ports only with KISS framing, callsigns only with AX.25

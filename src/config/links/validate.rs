@@ -195,11 +195,13 @@ impl LinkConfig {
                 "source_id takes every packet: apid_base and apid_sources would never apply".into(),
             );
         }
+        // Looked up as a packet's APID is written: "0100" or "+100" would match no packet.
         for apid in self.apid_sources.keys() {
-            if !apid.parse::<u16>().is_ok_and(|a| a <= MAX_APID) {
+            let written = |a: u16| a <= MAX_APID && a.to_string() == *apid;
+            if !apid.parse::<u16>().is_ok_and(written) {
                 return fail(
                     "links.apid_sources",
-                    format!("{apid:?} is not an APID (0 to 2047)"),
+                    format!("{apid:?} is not an APID (0 to 2047, in decimal without a sign or a leading zero)"),
                 );
             }
         }
