@@ -124,7 +124,7 @@ impl NatsSink {
                 start_ends,
                 replication,
             };
-            run(config, (files, marks), stats, cut_off, io).await;
+            run(config, files, marks, stats, cut_off, io).await;
         });
         if let Err(err) = started {
             tracing::error!(error = %err, "cannot start the NATS sink's thread; nothing is published");
@@ -163,7 +163,8 @@ struct ArchiveFiles {
 /// the saved cursors are.
 async fn run(
     config: NatsConfig,
-    (files, marks): (ArchiveFiles, Option<Arc<ReadMarks>>),
+    files: ArchiveFiles,
+    marks: Option<Arc<ReadMarks>>,
     stats: Stats,
     cut_off: CancellationToken,
     io: Option<tokio::runtime::Handle>,
