@@ -98,6 +98,8 @@ pub enum FrameFault {
     ReceptionPastBody { len: usize },
     /// Its reception flags byte has bits no flag has.
     UndefinedReceptionFlags(u8),
+    /// An AX.25 address's SSID byte is past 15.
+    SsidOutOfRange(u8),
     /// Its payload of `payload_len` bytes runs past the body.
     PayloadPastBody { payload_len: u32, len: usize },
 }
@@ -229,6 +231,9 @@ impl fmt::Display for FrameFault {
             }
             FrameFault::UndefinedReceptionFlags(byte) => {
                 write!(f, "has undefined reception flags 0x{byte:02X}")
+            }
+            FrameFault::SsidOutOfRange(byte) => {
+                write!(f, "has an AX.25 SSID of {byte}, past 15")
             }
             FrameFault::PayloadPastBody { payload_len, len } => write!(
                 f,

@@ -326,14 +326,15 @@ fn decode_received(input: &mut Input, len: usize) -> Result<Received, FrameFault
     let ax25 = match flags.ax25() {
         false => None,
         true => {
-            let callsign = |input: &mut Input| {
-                let (call, ssid) = (input.take()?, input.u8()?);
-                Some(Callsign::from_parts(call, ssid))
+            let mut callsign = || {
+                let (call, ssid) = input.take().zip(input.u8()).ok_or_else(cut)?;
+                match ssid {
+                    0..=15 => Ok(Callsign::from_parts(call, ssid)),
+                    _ => Err(FrameFault::SsidOutOfRange(ssid)),
+                }
             };
-            let (from, to) = (callsign(input), callsign(input));
-            let (Some(from), Some(to)) = (from, to) else {
-                return Err(cut());
-            };
+            let from = callsign()?;
+            let to = callsign()?;
             Some(Ax25Addresses { from, to })
         }
     };

@@ -133,20 +133,33 @@ fn received_frames_read_back_with_their_reception() {
         0x01 | 0x04,
         "an earth time and AX.25 addresses follow"
     );
-    bytes[flags] |= 0x80;
-    let start = MAGIC.len();
-    let len = bytes.len() - start - RECORD_HEADER_LEN;
-    let crc = crc32fast::hash(&bytes[start + RECORD_HEADER_LEN..]);
-    bytes[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
-    let scan = scan_bytes(Bytes::from(bytes));
+    // Each change below keeps the record's CRC right: only the decoder can refuse it.
+    let damaged = |at: usize, byte: u8| {
+        let mut bytes = bytes.clone();
+        bytes[at] = byte;
+        let start = MAGIC.len();
+        let crc = crc32fast::hash(&bytes[start + RECORD_HEADER_LEN..]);
+        bytes[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+        scan_bytes(Bytes::from(bytes)).end
+    };
+    let refused = |end: &ScanEnd, fault: FrameFault, says: &str| {
+        matches!(end, ScanEnd::Corrupt { reason, .. } | ScanEnd::Torn { reason, .. }
+            if matches!(reason, DamageReason::BadFrame { fault: f, .. } if *f == fault)
+                && reason.to_string().contains(says))
+    };
+    let end = damaged(flags, 0x85);
+    let says = "undefined reception flags 0x85";
     assert!(
-        matches!(&scan.end, ScanEnd::Corrupt { reason, .. } | ScanEnd::Torn { reason, .. }
-            if matches!(reason, DamageReason::BadFrame {
-                fault: FrameFault::UndefinedReceptionFlags(0x85),
-                ..
-            }) && reason.to_string().contains("undefined reception flags 0x85")),
-        "{:?} ({len} bytes)",
-        scan.end
+        refused(&end, FrameFault::UndefinedReceptionFlags(0x85), says),
+        "{end:?}"
+    );
+    // The destination's SSID byte, after the earth time and the source's 7 bytes: only its
+    // 0 to 15 write back as they read.
+    let end = damaged(flags + 1 + 8 + 7 + 6, 0x9C);
+    let says = "AX.25 SSID of 156, past 15";
+    assert!(
+        refused(&end, FrameFault::SsidOutOfRange(0x9C), says),
+        "{end:?}"
     );
 }
 
