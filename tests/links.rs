@@ -499,6 +499,47 @@ async fn a_kiss_link_takes_packets_out_of_ax25_frames() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// Two spacecraft a station hears, told apart by `callsign_sources`, may use the same APID and
+/// counts: each counts on its own, so neither's packets are taken for copies of the other's, even
+/// byte for byte the same; a sender's own repeat is still a copy.
+#[tokio::test]
+async fn senders_that_share_an_apid_each_keep_their_packets() {
+    let rules = "kiss_payload = \"ax25\"\n\
+                 callsign_sources = { \"N0CALL-1\" = 500, \"N0CALL-2\" = 501 }";
+    let (server, archive, daemon) = kiss_tnc(rules).await;
+    let ui = |from: &str, count| {
+        let mut frame = Vec::new();
+        let (to, from) = ("CQ".parse().unwrap(), from.parse().unwrap());
+        ax25::encode(to, from, &[], &packet(7, count, 8), &mut frame);
+        frame
+    };
+    let mut wire = Vec::new();
+    for (one, two) in (5000..5004).zip(4998..5002) {
+        kiss::encode(0, &ui("N0CALL-1", one), &mut wire);
+        kiss::encode(0, &ui("N0CALL-2", two), &mut wire);
+    }
+    kiss::encode(0, &ui("N0CALL-1", 5001), &mut wire);
+    let (mut tnc, _) = tokio::time::timeout(PATIENCE, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    tnc.write_all(&wire).await.unwrap();
+    wait_until("every frame read", PATIENCE, || {
+        daemon.stats.links()[0].copies == 1
+    })
+    .await;
+    wait_for_packets(&archive, 8).await;
+    let mut stored = stored_packets(&archive);
+    stored.sort();
+    let counts = [4998, 4999, 5000, 5000, 5001, 5001, 5002, 5003];
+    assert_eq!(stored, counts.map(|count| (7, count)));
+    assert_eq!(archive.sequences(LIVE, 500).len(), 4);
+    assert_eq!(archive.sequences(LIVE, 501).len(), 4);
+    let link = &daemon.stats.links()[0];
+    assert_eq!((link.copies, link.gaps, link.unmatched), (1, 0, 0));
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 /// UDP: one packet per datagram; a datagram that is not one whole packet is dropped alone.
 /// Unmatched APIDs are refused or go to the default source, as configured, and are counted.
 #[tokio::test]

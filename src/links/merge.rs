@@ -1,7 +1,8 @@
 //! The merge of redundant stations: links of one group receive the same spacecraft, and each
 //! packet is stored once, whichever link delivers it first.
 //!
-//! A packet is known by its APID, its sequence count extended to 64 bits, and a CRC-32 of its
+//! A packet is known by its APID ([`CountKey`]: with its AX.25 sender, where that picked its
+//! source), its sequence count extended to 64 bits, and a CRC-32 of its
 //! bytes. The count wraps at 16,384, so each connection extends it to the reading nearest the last
 //! count it delivered (at its first packet, nearest the group's highest): a station's own stream
 //! is in order, so how far one station lags the other does not change the reading. Ahead of the
@@ -15,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::domain::reception::Callsign;
 use crate::protocol::ccsds::SEQUENCE_COUNT_MODULUS;
 
 const MODULUS: u64 = SEQUENCE_COUNT_MODULUS as u64;
@@ -30,22 +32,31 @@ pub(crate) enum Verdict {
     Behind(u64),
 }
 
-/// How the merge knows a packet: its APID, its sequence count and a CRC-32 of its bytes.
+/// Whose sequence counts a packet's count is: its APID's, and its AX.25 sender's where
+/// `callsign_sources` placed it by the sender (spacecraft that share a station and an APID each
+/// count on their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct CountKey {
+    pub sender: Option<Callsign>,
+    pub apid: u16,
+}
+
+/// How the merge knows a packet: whose counts, its sequence count and a CRC-32 of its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PacketId {
-    pub apid: u16,
+    pub key: CountKey,
     pub count: u16,
     pub crc: u32,
 }
 
-/// One group's memory of the packets it took, per APID.
+/// One group's memory of the packets it took, per [`CountKey`].
 #[derive(Debug)]
 pub(crate) struct MergeGroup {
     window: usize,
-    apids: Mutex<HashMap<u16, Window>>,
+    keys: Mutex<HashMap<CountKey, Window>>,
 }
 
-/// One APID's highest extended count, and the last `window` counts taken with their CRCs.
+/// One key's highest extended count, and the last `window` counts taken with their CRCs.
 #[derive(Debug)]
 struct Window {
     high: Option<u64>,
@@ -57,7 +68,7 @@ impl MergeGroup {
     pub(crate) fn new(window: usize) -> MergeGroup {
         MergeGroup {
             window: window.max(1),
-            apids: Mutex::default(),
+            keys: Mutex::default(),
         }
     }
 
@@ -65,7 +76,7 @@ impl MergeGroup {
     pub(crate) fn lock(&self) -> Merging<'_> {
         Merging {
             window: self.window,
-            apids: self.apids.lock().unwrap_or_else(PoisonError::into_inner),
+            keys: self.keys.lock().unwrap_or_else(PoisonError::into_inner),
         }
     }
 }
@@ -73,15 +84,14 @@ impl MergeGroup {
 /// A group's memory, locked.
 pub(crate) struct Merging<'a> {
     window: usize,
-    apids: MutexGuard<'a, HashMap<u16, Window>>,
+    keys: MutexGuard<'a, HashMap<CountKey, Window>>,
 }
 
 impl Merging<'_> {
     /// Takes `packet`, if new and if `accept` takes its extended count (the source may refuse
     /// it as at or below what it stored). `own` is the extended count of the connection's last
-    /// packet of the APID, once it placed one (a [`Verdict::Behind`] first packet is not
-    /// placed); `seed` the highest stored for the APID before, read when the group first sees
-    /// the APID.
+    /// packet of its key, once it placed one (a [`Verdict::Behind`] first packet is not placed);
+    /// `seed` the highest stored for the key before, read when the group first sees the key.
     pub(crate) fn admit(
         &mut self,
         packet: PacketId,
@@ -89,8 +99,8 @@ impl Merging<'_> {
         seed: impl FnOnce() -> Option<u64>,
         accept: impl FnOnce(u64) -> bool,
     ) -> Verdict {
-        let PacketId { apid, count, crc } = packet;
-        let window = self.apids.entry(apid).or_insert_with(|| Window {
+        let PacketId { key, count, crc } = packet;
+        let window = self.keys.entry(key).or_insert_with(|| Window {
             high: seed(),
             slots: vec![(0, 0); self.window],
         });
@@ -186,7 +196,8 @@ mod tests {
     use super::*;
 
     fn id(apid: u16, count: u16, crc: u32) -> PacketId {
-        PacketId { apid, count, crc }
+        let key = CountKey { sender: None, apid };
+        PacketId { key, count, crc }
     }
 
     /// One station's connection: the last count it placed.

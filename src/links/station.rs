@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::merge::{MergeGroup, PacketId, Verdict};
+use super::merge::{CountKey, MergeGroup, PacketId, Verdict};
 use crate::config::LinkConfig;
 use crate::domain::batch::{ReadBatches, ReadFrame};
 use crate::domain::clock::ArchiveClock;
@@ -63,6 +63,17 @@ pub(crate) struct Heard {
     pub earth_unix_ns: Option<u64>,
 }
 
+impl Heard {
+    /// Whose sequence counts its packet of `apid` counts in: its sender's own where
+    /// `callsign_sources` placed it by the sender.
+    fn counts_of(&self, apid: u16) -> CountKey {
+        CountKey {
+            sender: self.sender.and(self.ax25).map(|ax25| ax25.from),
+            apid,
+        }
+    }
+}
+
 /// One read's packets: the chunk they lie in, where each lies in it, and what the framing heard
 /// of each (nothing of those past the end of `heard`).
 pub(crate) struct ReadPackets {
@@ -74,7 +85,7 @@ pub(crate) struct ReadPackets {
 /// A packet of a read, mapped to a registered source: what the merge and its batch need of it.
 struct Mapped {
     range: Range<usize>,
-    apid: u16,
+    key: CountKey,
     count: u16,
     crc: u32,
     source: u32,
@@ -85,7 +96,7 @@ struct Mapped {
 impl Mapped {
     fn id(&self) -> PacketId {
         PacketId {
-            apid: self.apid,
+            key: self.key,
             count: self.count,
             crc: self.crc,
         }
@@ -165,7 +176,7 @@ impl Link {
     ) -> Mapped {
         Mapped {
             range: range.clone(),
-            apid: header.apid,
+            key: heard.counts_of(header.apid),
             count: header.sequence_count,
             crc: crc32fast::hash(packet),
             source,
@@ -219,10 +230,11 @@ pub(crate) struct Station {
     link: Arc<Link>,
     /// By source id; `None` for a source the router refused (already connected elsewhere).
     sources: HashMap<u32, Option<Slot>>,
-    /// The last count per APID in the station's current pass, for the link's own gaps.
-    counts: HashMap<u16, u16>,
-    /// The extended count of the connection's last packet per APID (see [`super::merge`]).
-    own: HashMap<u16, u64>,
+    /// The last count per [`CountKey`] in the station's current pass, for the link's own gaps.
+    counts: HashMap<CountKey, u16>,
+    /// The extended count of the connection's last packet per [`CountKey`] (see
+    /// [`super::merge`]).
+    own: HashMap<CountKey, u64>,
 }
 
 /// A registered source with what this read added to it.
@@ -290,8 +302,8 @@ impl Station {
             let Some(header) = PrimaryHeader::parse(packet) else {
                 continue;
             };
-            tally.gaps += self.gap(header.apid, header.sequence_count);
             let heard = read.heard.get(i).copied().unwrap_or_default();
+            tally.gaps += self.gap(heard.counts_of(header.apid), header.sequence_count);
             let (id, matched) = match heard.sender {
                 Some(id) => (Some(id), true),
                 None => self.link.source_of(header.apid),
@@ -331,7 +343,7 @@ impl Station {
             else {
                 continue;
             };
-            let own = self.own.get(&packet.apid).copied();
+            let own = self.own.get(&packet.key).copied();
             let mut sequence = None;
             let verdict = merging.admit(
                 packet.id(),
@@ -342,7 +354,7 @@ impl Station {
                     sequence.is_some()
                 },
             );
-            read_on(&mut self.own, packet.apid, verdict);
+            read_on(&mut self.own, packet.key, verdict);
             match (verdict, sequence) {
                 (Verdict::New(_), Some(sequence)) => slot.push(link, decoded_at, sequence, packet),
                 (Verdict::Behind(_), _) => tally.behind += 1,
@@ -408,10 +420,10 @@ impl Station {
         Ok(())
     }
 
-    /// Packets missing between the last count of `apid` and `count`.
-    fn gap(&mut self, apid: u16, count: u16) -> u64 {
+    /// Packets missing between the last count of `key` and `count`.
+    fn gap(&mut self, key: CountKey, count: u16) -> u64 {
         let modulus = SEQUENCE_COUNT_MODULUS;
-        let before = self.counts.insert(apid, count);
+        let before = self.counts.insert(key, count);
         let Some(before) = before else { return 0 };
         let missing = (u32::from(count) + modulus - u32::from(before) - 1) % modulus;
         // Far behind is a copy or a restart, not a gap.
@@ -506,13 +518,13 @@ impl Slot {
     }
 }
 
-/// Moves where the connection reads `apid`'s counts on from: a connection reads on from each
+/// Moves where the connection reads `key`'s counts on from: a connection reads on from each
 /// packet it placed; one it could not place yet (behind, its wrap unknown) leaves it unplaced.
-fn read_on(own: &mut HashMap<u16, u64>, apid: u16, verdict: Verdict) {
+fn read_on(own: &mut HashMap<CountKey, u64>, key: CountKey, verdict: Verdict) {
     match verdict {
-        Verdict::New(e) | Verdict::Copy(e) => drop(own.insert(apid, e)),
+        Verdict::New(e) | Verdict::Copy(e) => drop(own.insert(key, e)),
         Verdict::Behind(e) => {
-            if let Some(placed) = own.get_mut(&apid) {
+            if let Some(placed) = own.get_mut(&key) {
                 *placed = e;
             }
         }
