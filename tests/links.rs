@@ -232,6 +232,54 @@ async fn redundant_stations_store_the_union_once() {
     assert!(daemon.shutdown().await.is_clean());
 }
 
+/// A group's merge remembers as many counts as the most any of its links asks for: a packet the
+/// first station lost, which the second delivers 5 counts behind, is stored though the first
+/// link's `merge_window` is 1.
+#[tokio::test]
+async fn a_group_s_merge_window_is_the_largest_of_its_links() {
+    let config = with_links(
+        &[
+            link(
+                "north",
+                "tcp-listen",
+                "ccsds",
+                "group = \"sat-a\"\napid_base = 10000\nmerge_window = 1",
+            ),
+            link(
+                "south",
+                "tcp-listen",
+                "ccsds",
+                "group = \"sat-a\"\napid_base = 20000\nmerge_window = 16",
+            ),
+        ]
+        .concat(),
+    );
+    let (archive, sink) = Archive::open();
+    let daemon = TestDaemon::start(config, sink).await;
+    let send = |addr, counts: Vec<u16>| async move {
+        let mut wire = Vec::new();
+        for count in counts {
+            ccsds::encode(&Framing::Ccsds, &packet(100, count, 40), &mut wire);
+        }
+        let mut station = TcpStream::connect(addr).await.unwrap();
+        station.write_all(&wire).await.unwrap();
+        station
+    };
+    let north = send(daemon.links["north"], (0..11).filter(|&c| c != 5).collect()).await;
+    wait_for_packets(&archive, 10).await;
+    let south = send(daemon.links["south"], vec![5]).await;
+    wait_until("the late packet placed", PATIENCE, || {
+        archive.len() + daemon.stats.links()[1].copies as usize == 11
+    })
+    .await;
+    assert_eq!(archive.len(), 11, "the packet north lost is stored");
+    let mut stored = stored_packets(&archive);
+    stored.sort();
+    assert_eq!(stored, (0..11).map(|c| (100, c)).collect::<Vec<_>>());
+    drop((north, south));
+    assert!(daemon.shutdown().await.is_clean());
+}
+
 /// A packet of a bad version closes that connection after the packets before it; garbage on
 /// a marker link, and a marker followed by a header of another version, are skipped to the next
 /// marker with a valid header; other links go on.

@@ -72,6 +72,11 @@ impl MergeGroup {
         }
     }
 
+    /// How many counts of each key it remembers.
+    pub(crate) fn window(&self) -> usize {
+        self.window
+    }
+
     /// The group's memory, held for one read's packets.
     pub(crate) fn lock(&self) -> Merging<'_> {
         Merging {

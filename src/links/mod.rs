@@ -126,7 +126,16 @@ pub(crate) struct LinkServices {
 
 /// Serves every link until the drain, each task tracked by `tracker`.
 pub(crate) fn serve(sockets: LinkSockets, services: LinkServices, tracker: &TaskTracker) {
-    let mut groups: HashMap<String, Arc<MergeGroup>> = HashMap::new();
+    // A group's merge remembers as many counts as the most any of its links asks for.
+    let mut windows: HashMap<&str, usize> = HashMap::new();
+    for (config, _) in &sockets.links {
+        let window = windows.entry(config.group_name()).or_default();
+        *window = config.merge_window.max(*window);
+    }
+    let mut groups: HashMap<String, Arc<MergeGroup>> = windows
+        .into_iter()
+        .map(|(name, window)| (name.to_owned(), Arc::new(MergeGroup::new(window))))
+        .collect();
     let counted = counted_sources(&sockets.links);
     let mut turns: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
     for (config, socket) in sockets.links {

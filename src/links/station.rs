@@ -378,7 +378,7 @@ impl Station {
             tracing::warn!(
                 link = %self.link.config.name,
                 packets = behind,
-                window = self.link.config.merge_window,
+                window = self.link.group.window(),
                 "the station lags its group by more than links.merge_window: its packets there are taken for copies"
             );
         }

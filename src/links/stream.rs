@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -103,6 +104,12 @@ pub(crate) async fn listen(
     link.counters.set_state(LinkState::Stopped);
 }
 
+/// The wait after `wait` in a row of failed dials: twice it, up to `max`, never below `min` (a
+/// `reconnect_max_ms` under `reconnect_min_ms` keeps the waits at the latter).
+fn next_wait(wait: Duration, min: Duration, max: Duration) -> Duration {
+    (wait * 2).min(max).max(min)
+}
+
 /// Dials the station until the drain, again after each loss, waiting between tries from
 /// `reconnect_min` doubling up to `reconnect_max`.
 pub(crate) async fn dial(link: Arc<Link>, drain: CancellationToken) {
@@ -143,7 +150,7 @@ pub(crate) async fn dial(link: Arc<Link>, drain: CancellationToken) {
             _ = tokio::time::sleep(wait) => {}
         }
         if failures > 0 {
-            wait = (wait * 2).min(config.reconnect_max);
+            wait = next_wait(wait, config.reconnect_min, config.reconnect_max);
         }
     }
     link.counters.set_state(LinkState::Stopped);
@@ -512,4 +519,22 @@ fn leading_packet(bytes: &[u8], max: usize) -> Result<usize, PacketError> {
         });
     }
     Ok(declared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The waits double from the least up to the most; a most below the least keeps the least.
+    #[test]
+    fn the_wait_doubles_within_its_bounds() {
+        let ms = Duration::from_millis;
+        let waits = |min, max| {
+            let steps =
+                std::iter::successors(Some(ms(min)), |&w| Some(next_wait(w, ms(min), ms(max))));
+            steps.take(5).map(|w| w.as_millis()).collect::<Vec<_>>()
+        };
+        assert_eq!(waits(100, 500), [100, 200, 400, 500, 500]);
+        assert_eq!(waits(1000, 200), [1000, 1000, 1000, 1000, 1000]);
+    }
 }

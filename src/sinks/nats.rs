@@ -116,6 +116,8 @@ impl NatsSink {
         // The connection's own task runs on the caller's runtime, not on the sink's thread: a
         // PubAck is read while the sink reads, encodes and counts.
         let io = tokio::runtime::Handle::try_current().ok();
+        stats.nats_sink_started(replication.is_some());
+        let health = stats.clone();
         let started = spawn_reader("nats-sink", lowered, move || async move {
             let _done = done;
             let files = ArchiveFiles {
@@ -128,6 +130,7 @@ impl NatsSink {
         });
         if let Err(err) = started {
             tracing::error!(error = %err, "cannot start the NATS sink's thread; nothing is published");
+            health.nats_state(false, true, 0, Duration::ZERO);
         }
         sink
     }
@@ -169,7 +172,6 @@ async fn run(
     cut_off: CancellationToken,
     io: Option<tokio::runtime::Handle>,
 ) {
-    stats.nats_sink_started(files.replication.is_some());
     // Connects (the client goes on trying in the background), and loads every saved cursor.
     let started = async {
         let client = connect_on(&config, io.as_ref()).await?;
