@@ -14,7 +14,7 @@ use aggregator::archive::write::{ArchiveSink, BoxFuture, JournalAppend};
 use aggregator::config::ArchiveKind;
 use aggregator::domain::position::DurableEnd;
 use aggregator::ops::monitor;
-use aggregator::{Batch, Config, Daemon, Listeners, Priority};
+use aggregator::{Batch, Config, Daemon, Listeners, Priority, Stats};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +82,44 @@ impl ArchiveSink for MeasuredSink {
     }
 }
 
+/// The bench's changes to `config`: listeners on free ports, the archive in a fresh temporary
+/// directory ([`control::archive_dir`]) or, for `pipeline`, none kept; for the scale runs the
+/// uplink's limits raised to `max_connections`.
+fn adapt(config: &mut Config, max_connections: Option<usize>, variant: Variant) -> io::Result<()> {
+    config.uplink.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
+    config.replay.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
+    if let Some(limit) = max_connections {
+        config.uplink.max_connections = limit;
+        config.uplink.max_connections_per_address = Some(limit);
+    }
+    config.archive.dir = control::archive_dir(std::process::id());
+    if variant == Variant::Pipeline {
+        config.archive.kind = ArchiveKind::Count;
+    }
+    Ok(())
+}
+
+/// The daemon's counters now, with the frames the archive's sinks took.
+fn counts(stats: &Stats, archived: &AtomicU64) -> Counts {
+    let s = stats.snapshot();
+    Counts {
+        processed: s.frames_processed,
+        bytes: s.bytes_processed,
+        archived: Some(archived.load(Relaxed)),
+        sources: s.active_sources,
+        unsynced_bytes: s.archive_unsynced_bytes,
+        in_flight: s.in_flight(),
+        archive_bytes: s.archive_bytes,
+        deleted_segments: s.retention_deleted_segments,
+        deleted_bytes: s.retention_deleted_bytes,
+        nats_published: s.nats_published,
+        nats_unreplicated: s.nats_unreplicated_frames,
+        nats_room_bytes: s.nats_room_bytes,
+        nats_at_leader: s.nats_at_leader,
+        ..Counts::default()
+    }
+}
+
 /// Starts the daemon with `config` (the defaults unless `--daemon-config` gave a file).
 /// `max_connections` raises the uplink limit (in all and from one address: every source connects
 /// from loopback) for the scale runs only; otherwise the config is used
@@ -94,17 +132,7 @@ pub async fn start(
     max_connections: Option<usize>,
     variant: Variant,
 ) -> io::Result<Running> {
-    config.uplink.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
-    config.replay.listen = "127.0.0.1:0".parse().map_err(io::Error::other)?;
-    if let Some(limit) = max_connections {
-        config.uplink.max_connections = limit;
-        config.uplink.max_connections_per_address = Some(limit);
-    }
-    let archive_dir = control::archive_dir(std::process::id());
-    config.archive.dir = archive_dir.clone();
-    if variant == Variant::Pipeline {
-        config.archive.kind = ArchiveKind::Count;
-    }
+    adapt(&mut config, max_connections, variant)?;
     let mut archive = aggregator::archive::write::open(&config.archive, config.runtime.shards)?;
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.uplink.local_addr()?;
@@ -163,25 +191,7 @@ pub async fn start(
         addr,
         monitor,
         follow: follow_addr,
-        counts: Box::new(move || {
-            let s = stats.snapshot();
-            Counts {
-                processed: s.frames_processed,
-                bytes: s.bytes_processed,
-                archived: Some(archived.load(Relaxed)),
-                sources: s.active_sources,
-                unsynced_bytes: s.archive_unsynced_bytes,
-                in_flight: s.in_flight(),
-                archive_bytes: s.archive_bytes,
-                deleted_segments: s.retention_deleted_segments,
-                deleted_bytes: s.retention_deleted_bytes,
-                nats_published: s.nats_published,
-                nats_unreplicated: s.nats_unreplicated_frames,
-                nats_room_bytes: s.nats_room_bytes,
-                nats_at_leader: s.nats_at_leader,
-                ..Counts::default()
-            }
-        }),
+        counts: Box::new(move || counts(&stats, &archived)),
         done,
         pid: None,
     })

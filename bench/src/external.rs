@@ -45,13 +45,22 @@ pub fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value
     }
 }
 
-/// Starts the binary for `variant`; `Running::pid` is its process.
-pub async fn start(
-    external: External,
-    stop: CancellationToken,
+/// Where the binary's config puts its listeners, and the config's file.
+struct Ports {
+    uplink: SocketAddr,
+    monitor: SocketAddr,
+    follow: Option<SocketAddr>,
+    config: PathBuf,
+}
+
+/// Writes the binary's config: the file given, if any, with listeners on free ports, the monitor
+/// on, the archive in a fresh temporary directory (or none kept, for `pipeline`), the follow
+/// port for the others, and the run's keys ([`set_run_keys`]).
+fn write_config(
+    external: &External,
     max_connections: Option<usize>,
     variant: Variant,
-) -> io::Result<Running> {
+) -> io::Result<Ports> {
     let mut table: toml::Table = match &external.config {
         Some(path) => toml::from_str(&std::fs::read_to_string(path)?).map_err(io::Error::other)?,
         None => toml::Table::new(),
@@ -86,6 +95,27 @@ pub async fn start(
     };
     let config = dir.join("aggregator.toml");
     std::fs::write(&config, toml::to_string(&table).map_err(io::Error::other)?)?;
+    Ok(Ports {
+        uplink,
+        monitor,
+        follow,
+        config,
+    })
+}
+
+/// Starts the binary for `variant`; `Running::pid` is its process.
+pub async fn start(
+    external: External,
+    stop: CancellationToken,
+    max_connections: Option<usize>,
+    variant: Variant,
+) -> io::Result<Running> {
+    let Ports {
+        uplink,
+        monitor,
+        follow,
+        config,
+    } = write_config(&external, max_connections, variant)?;
     let mut child = Command::new(&external.binary)
         .arg("--config")
         .arg(&config)

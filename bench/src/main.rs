@@ -238,41 +238,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let limit = Duration::from_secs(cli.limit_secs);
     match cli.role {
-        Role::Server => {
-            let Some(variant) = cli.variant else {
-                eprintln!("aggregator-bench: --role server needs --variant");
-                return ExitCode::from(2);
-            };
-            let mut config = match load_daemon_config(cli.daemon_config.as_deref()) {
-                Ok(config) => config,
-                Err(err) => {
-                    eprintln!("aggregator-bench: {err}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Some(shards) = cli.runtime_shards {
-                config.runtime.shards = shards;
-            }
-            let external = cli.daemon.map(|binary| External {
-                binary,
-                config: cli.daemon_config,
-                shards: cli.runtime_shards,
-            });
-            server::run(variant, config, cli.max_connections, external, limit)
-        }
+        Role::Server => serve(cli, limit),
         Role::Client => {
             let (Some(addr), Some(payload)) = (cli.addr, cli.payload) else {
                 eprintln!("aggregator-bench: --role client needs --addr and --payload");
                 return ExitCode::from(2);
             };
+            let (connections, fill, acks) = (cli.connections, cli.fill, cli.acks);
+            let emergency_only = cli.emergency_only;
             load::run(limit, |commands| {
-                let emergency_only = cli.emergency_only;
                 load::load(
                     addr,
-                    cli.connections,
+                    connections,
                     payload,
-                    cli.fill,
-                    cli.acks,
+                    fill,
+                    acks,
                     emergency_only,
                     commands,
                 )
@@ -322,6 +302,31 @@ fn main() -> ExitCode {
             Some(Command::List) | None => list(),
         },
     }
+}
+
+/// The server role: the variant asked for, with the daemon's config (`--daemon-config`, else the
+/// defaults) and `--runtime-shards`, in this process or as `--daemon`'s binary.
+fn serve(cli: Cli, limit: Duration) -> ExitCode {
+    let Some(variant) = cli.variant else {
+        eprintln!("aggregator-bench: --role server needs --variant");
+        return ExitCode::from(2);
+    };
+    let mut config = match load_daemon_config(cli.daemon_config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("aggregator-bench: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(shards) = cli.runtime_shards {
+        config.runtime.shards = shards;
+    }
+    let external = cli.daemon.map(|binary| External {
+        binary,
+        config: cli.daemon_config,
+        shards: cli.runtime_shards,
+    });
+    server::run(variant, config, cli.max_connections, external, limit)
 }
 
 /// Where the sweep's plot goes: --plot, else `shards.svg` beside the JSON summary, else

@@ -9,7 +9,7 @@ use crate::child::{
     child_limit, start_client, start_server, terminate, wait_for_sources, wait_until, ChildProc,
 };
 use crate::control::ChildMsg;
-use crate::results::{ChurnResult, DrainResult, Measured, Plan, RestartResult};
+use crate::results::{ChurnResult, DrainResult, Measured, Plan, RestartResult, RunResult};
 use crate::window::{measure, Window};
 use crate::{catalog, churn, consumers, replication, restart, retention, sweep, throttle, Variant};
 
@@ -18,7 +18,6 @@ use crate::{catalog, churn, consumers, replication, restart, retention, sweep, t
 /// retention run, then the replication run.
 pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let mut results = Vec::new();
     let mut durable_floor = Vec::new();
     // Beside the main runs' durable daemon; the sweep measures it in each of its rounds.
     if let Some(most) = plan
@@ -28,64 +27,8 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         eprintln!("[bench] durable floor: sequential writes with fsync beside the archives");
         durable_floor.push(sweep::measure_durable_floor(most)?);
     }
-    for &payload in &plan.payloads {
-        for run in 1..=plan.runs {
-            for &variant in &plan.variants {
-                eprintln!(
-                    "[bench] {} {payload} B, {} sources, run {run}/{}",
-                    variant.name(),
-                    plan.connections,
-                    plan.runs
-                );
-                results.push(measure(
-                    &exe,
-                    plan,
-                    Window {
-                        section: "main",
-                        variant,
-                        payload,
-                        sources: plan.connections,
-                        run,
-                        shards: None,
-                    },
-                )?);
-            }
-        }
-    }
-    // The main runs' source count too, in the same rounds: the ratio to it is then not moved by
-    // how the machine's speed drifted between the main runs and these.
-    let scale_counts: Vec<usize> = if plan.scale.is_empty() {
-        Vec::new()
-    } else {
-        std::iter::once(plan.connections)
-            .chain(
-                plan.scale
-                    .iter()
-                    .copied()
-                    .filter(|&n| n != plan.connections),
-            )
-            .collect()
-    };
-    for run in 1..=plan.runs {
-        for &variant in &plan.scale_variants {
-            for &sources in &scale_counts {
-                eprintln!(
-                    "[bench] scale: {} 64 B, {sources} sources, run {run}/{}",
-                    variant.name(),
-                    plan.runs
-                );
-                let window = Window {
-                    section: "scale",
-                    variant,
-                    payload: 64,
-                    sources,
-                    run,
-                    shards: None,
-                };
-                results.push(measure(&exe, plan, window)?);
-            }
-        }
-    }
+    let mut results = main_runs(&exe, plan)?;
+    results.extend(scale_runs(&exe, plan)?);
     let swept = sweep::run(&exe, plan)?;
     results.extend(swept.runs);
     durable_floor.extend(swept.durable_floor);
@@ -137,6 +80,76 @@ pub fn run_plan(plan: &Plan) -> Result<Measured, String> {
         replication,
         durable_floor,
     })
+}
+
+/// The main runs: each payload, `runs` rounds of every variant, with the plan's sources.
+fn main_runs(exe: &Path, plan: &Plan) -> Result<Vec<RunResult>, String> {
+    let mut results = Vec::new();
+    for &payload in &plan.payloads {
+        for run in 1..=plan.runs {
+            for &variant in &plan.variants {
+                eprintln!(
+                    "[bench] {} {payload} B, {} sources, run {run}/{}",
+                    variant.name(),
+                    plan.connections,
+                    plan.runs
+                );
+                results.push(measure(
+                    exe,
+                    plan,
+                    Window {
+                        section: "main",
+                        variant,
+                        payload,
+                        sources: plan.connections,
+                        run,
+                        shards: None,
+                    },
+                )?);
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// The scale runs: 64 B, every source saturating, each of the plan's source counts.
+fn scale_runs(exe: &Path, plan: &Plan) -> Result<Vec<RunResult>, String> {
+    let mut results = Vec::new();
+    // The main runs' source count too, in the same rounds: the ratio to it is then not moved by
+    // how the machine's speed drifted between the main runs and these.
+    let scale_counts: Vec<usize> = if plan.scale.is_empty() {
+        Vec::new()
+    } else {
+        std::iter::once(plan.connections)
+            .chain(
+                plan.scale
+                    .iter()
+                    .copied()
+                    .filter(|&n| n != plan.connections),
+            )
+            .collect()
+    };
+    for run in 1..=plan.runs {
+        for &variant in &plan.scale_variants {
+            for &sources in &scale_counts {
+                eprintln!(
+                    "[bench] scale: {} 64 B, {sources} sources, run {run}/{}",
+                    variant.name(),
+                    plan.runs
+                );
+                let window = Window {
+                    section: "scale",
+                    variant,
+                    payload: 64,
+                    sources,
+                    run,
+                    shards: None,
+                };
+                results.push(measure(exe, plan, window)?);
+            }
+        }
+    }
+    Ok(results)
 }
 
 /// The churn run: the durable daemon, and a client whose `sources` sources each connect once, are

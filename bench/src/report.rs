@@ -32,79 +32,8 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         replication,
         durable_floor,
     } = measured;
-    let mut aggregates: Vec<Aggregate> = Vec::new();
-    for r in &runs {
-        let key = (r.section, r.variant, r.payload, r.sources, r.shards);
-        if aggregates
-            .iter()
-            .any(|a| (a.section, a.variant, a.payload, a.sources, a.shards) == key)
-        {
-            continue;
-        }
-        let group: Vec<&RunResult> = runs
-            .iter()
-            .filter(|x| (x.section, x.variant, x.payload, x.sources, x.shards) == key)
-            .collect();
-        let stat = |f: &dyn Fn(&RunResult) -> f64| Stat::of(group.iter().map(|r| f(r)));
-        let us = 1e-3;
-        aggregates.push(Aggregate {
-            section: r.section,
-            variant: r.variant,
-            shards: r.shards,
-            payload: r.payload,
-            sources: r.sources,
-            runs: group.len(),
-            frames_per_s: stat(&|r| r.frames_per_s),
-            mb_per_s: stat(&|r| r.mb_per_s),
-            cpu_ns_per_frame: stat(&|r| r.cpu_ns_per_frame),
-            cpu_cores: stat(&|r| r.cpu_cores),
-            peak_rss_mib: stat(&|r| r.peak_rss_mib),
-            machine_idle_pct: stat(&|r| r.machine_idle_pct.unwrap_or(f64::NAN)),
-            host_steal_pct: stat(&|r| r.host_steal_pct.unwrap_or(f64::NAN)),
-            client_cpu_ns_per_frame: stat(&|r| r.client_cpu_ns_per_frame.unwrap_or(f64::NAN)),
-            tcp_retransmits_per_s: stat(&|r| r.tcp_retransmits_per_s.unwrap_or(f64::NAN)),
-            tcp_memory_start_mib: stat(&|r| r.tcp_memory_start_mib.unwrap_or(f64::NAN)),
-            tcp_memory_end_mib: stat(&|r| r.tcp_memory_end_mib.unwrap_or(f64::NAN)),
-            probe_p50_us: stat(&|r| nonzero(r.probe.count, r.probe.p50_ns as f64 * us)),
-            probe_p99_us: stat(&|r| nonzero(r.probe.count, r.probe.p99_ns as f64 * us)),
-            probe_max_us: stat(&|r| nonzero(r.probe.count, r.probe.max_ns as f64 * us)),
-            stream_p50_us: stat(&|r| nonzero(r.stream.count, r.stream.p50_ns as f64 * us)),
-            stream_p99_us: stat(&|r| nonzero(r.stream.count, r.stream.p99_ns as f64 * us)),
-            stream_max_us: stat(&|r| nonzero(r.stream.count, r.stream.max_ns as f64 * us)),
-            archived_over_processed: stat(&|r| match r.archived_total {
-                Some(a) if r.processed_total > 0 => a as f64 / r.processed_total as f64,
-                _ => f64::NAN,
-            }),
-            archive_equals_processed: if group.iter().all(|r| r.archived_total.is_none()) {
-                None
-            } else {
-                Some(
-                    group.iter().all(|r| {
-                        r.archived_total == Some(r.processed_total) && r.processed_total > 0
-                    }),
-                )
-            },
-        });
-    }
-    let find = |variant: Variant, payload: usize| {
-        aggregates
-            .iter()
-            .find(|a| a.section == "main" && a.variant == variant && a.payload == payload)
-    };
-    let ratios: Vec<Ratio> = plan
-        .payloads
-        .iter()
-        .flat_map(|&payload| JUDGED.map(|variant| (payload, variant)))
-        .filter_map(|(payload, variant)| {
-            let own = find(variant, payload)?.frames_per_s.median;
-            let over = |v| Some(own / find(v, payload)?.frames_per_s.median);
-            Some(Ratio {
-                payload,
-                variant,
-                over_floor: over(Variant::Floor),
-            })
-        })
-        .collect();
+    let aggregates = aggregate_runs(&runs);
+    let ratios = ratios(plan, &aggregates);
     let mut targets = targets(
         plan,
         &aggregates,
@@ -148,6 +77,89 @@ pub fn summarize(command: String, machine: Machine, plan: &Plan, measured: Measu
         daemon_archive_complete,
         runs,
     }
+}
+
+/// The runs' aggregates, one per section, variant, payload, sources and shards, in the runs'
+/// order.
+fn aggregate_runs(runs: &[RunResult]) -> Vec<Aggregate> {
+    let key = |r: &RunResult| (r.section, r.variant, r.payload, r.sources, r.shards);
+    let mut aggregates: Vec<Aggregate> = Vec::new();
+    for r in runs {
+        let seen = |a: &Aggregate| (a.section, a.variant, a.payload, a.sources, a.shards);
+        if aggregates.iter().any(|a| seen(a) == key(r)) {
+            continue;
+        }
+        let group: Vec<&RunResult> = runs.iter().filter(|x| key(x) == key(r)).collect();
+        aggregates.push(aggregate(r, &group));
+    }
+    aggregates
+}
+
+/// The aggregate of `group`, the runs of `first`'s section, variant, payload, sources and
+/// shards.
+fn aggregate(first: &RunResult, group: &[&RunResult]) -> Aggregate {
+    let stat = |f: &dyn Fn(&RunResult) -> f64| Stat::of(group.iter().map(|r| f(r)));
+    let us = 1e-3;
+    Aggregate {
+        section: first.section,
+        variant: first.variant,
+        shards: first.shards,
+        payload: first.payload,
+        sources: first.sources,
+        runs: group.len(),
+        frames_per_s: stat(&|r| r.frames_per_s),
+        mb_per_s: stat(&|r| r.mb_per_s),
+        cpu_ns_per_frame: stat(&|r| r.cpu_ns_per_frame),
+        cpu_cores: stat(&|r| r.cpu_cores),
+        peak_rss_mib: stat(&|r| r.peak_rss_mib),
+        machine_idle_pct: stat(&|r| r.machine_idle_pct.unwrap_or(f64::NAN)),
+        host_steal_pct: stat(&|r| r.host_steal_pct.unwrap_or(f64::NAN)),
+        client_cpu_ns_per_frame: stat(&|r| r.client_cpu_ns_per_frame.unwrap_or(f64::NAN)),
+        tcp_retransmits_per_s: stat(&|r| r.tcp_retransmits_per_s.unwrap_or(f64::NAN)),
+        tcp_memory_start_mib: stat(&|r| r.tcp_memory_start_mib.unwrap_or(f64::NAN)),
+        tcp_memory_end_mib: stat(&|r| r.tcp_memory_end_mib.unwrap_or(f64::NAN)),
+        probe_p50_us: stat(&|r| nonzero(r.probe.count, r.probe.p50_ns as f64 * us)),
+        probe_p99_us: stat(&|r| nonzero(r.probe.count, r.probe.p99_ns as f64 * us)),
+        probe_max_us: stat(&|r| nonzero(r.probe.count, r.probe.max_ns as f64 * us)),
+        stream_p50_us: stat(&|r| nonzero(r.stream.count, r.stream.p50_ns as f64 * us)),
+        stream_p99_us: stat(&|r| nonzero(r.stream.count, r.stream.p99_ns as f64 * us)),
+        stream_max_us: stat(&|r| nonzero(r.stream.count, r.stream.max_ns as f64 * us)),
+        archived_over_processed: stat(&|r| match r.archived_total {
+            Some(a) if r.processed_total > 0 => a as f64 / r.processed_total as f64,
+            _ => f64::NAN,
+        }),
+        archive_equals_processed: if group.iter().all(|r| r.archived_total.is_none()) {
+            None
+        } else {
+            Some(
+                group
+                    .iter()
+                    .all(|r| r.archived_total == Some(r.processed_total) && r.processed_total > 0),
+            )
+        },
+    }
+}
+
+/// Each judged variant's frames/s over the floor's, per payload.
+fn ratios(plan: &Plan, aggregates: &[Aggregate]) -> Vec<Ratio> {
+    let find = |variant: Variant, payload: usize| {
+        aggregates
+            .iter()
+            .find(|a| a.section == "main" && a.variant == variant && a.payload == payload)
+    };
+    plan.payloads
+        .iter()
+        .flat_map(|&payload| JUDGED.map(|variant| (payload, variant)))
+        .filter_map(|(payload, variant)| {
+            let own = find(variant, payload)?.frames_per_s.median;
+            let over = |v| Some(own / find(v, payload)?.frames_per_s.median);
+            Some(Ratio {
+                payload,
+                variant,
+                over_floor: over(Variant::Floor),
+            })
+        })
+        .collect()
 }
 
 fn nonzero(count: u64, value: f64) -> f64 {
@@ -248,15 +260,79 @@ fn targets(
     throttle: Option<&ThrottleResult>,
     archive_complete: bool,
 ) -> Vec<Target> {
-    let goals = &plan.goals;
-    let mut out = Vec::new();
-    let mut judge = |key: &str, name: String, value: Option<f64>, unit: &str| {
-        out.extend(value.and_then(|v| goals.judge(key, name, v, unit)));
+    let mut judged = Judged {
+        goals: &plan.goals,
+        out: Vec::new(),
     };
+    let throttled = throttle.and_then(|t| Some((t.mib_per_s, t.measured.as_ref()?)));
+    throughput_targets(&mut judged, plan, aggregates, ratios);
+    if let Some((mib, t)) = throttled {
+        let name = format!("throttled disk ({mib} MiB/s): acknowledged payload / throttle");
+        let key = "throttled_acked_over_limit";
+        judged.judge(key, name, Some(t.acked_over_throttle), "x");
+    }
+    latency_and_memory_targets(&mut judged, plan, aggregates);
+    if let Some(c) = churn {
+        // What a source that has gone, every frame acknowledged, leaves behind.
+        judged.judge(
+            "churn_bytes_per_source",
+            format!(
+                "resident memory per source gone (churn, {} sources), daemon",
+                c.sources
+            ),
+            Some(c.resident_bytes_per_source),
+            " B",
+        );
+    }
+    let mut out = judged.out;
+    out.extend(
+        drain
+            .map(|d| drain_targets(&plan.goals, d))
+            .into_iter()
+            .flatten(),
+    );
+    if let Some((mib, t)) = throttled {
+        out.extend(throttled_targets(plan, mib, t));
+    }
+    out.push(Target {
+        name: "daemon archive received every processed frame".into(),
+        target: "archived == processed in every run".into(),
+        measured: if archive_complete {
+            "yes".into()
+        } else {
+            "NO".into()
+        },
+        met: archive_complete,
+    });
+    out
+}
+
+/// The targets judged so far, by the scenario's goals.
+struct Judged<'a> {
+    goals: &'a Goals,
+    out: Vec<Target>,
+}
+
+impl Judged<'_> {
+    /// Judges `value` (none: not measured) by the goal `key`, if the scenario sets one.
+    fn judge(&mut self, key: &str, name: String, value: Option<f64>, unit: &str) {
+        let goals = self.goals;
+        self.out
+            .extend(value.and_then(|v| goals.judge(key, name, v, unit)));
+    }
+}
+
+/// Throughput over the floor, per payload, and with the most sources over the main runs'.
+fn throughput_targets(
+    judged: &mut Judged,
+    plan: &Plan,
+    aggregates: &[Aggregate],
+    ratios: &[Ratio],
+) {
     for r in ratios {
         let (p, v) = (r.payload, r.variant.name());
         let key = format!("throughput_over_floor_{p}b");
-        judge(
+        judged.judge(
             &key,
             format!("{p} B throughput, {v}/floor"),
             r.over_floor,
@@ -270,7 +346,7 @@ fn targets(
         let at_48 = aggregates.iter().find(|m| {
             m.section == "scale" && m.variant == a.variant && m.sources == plan.connections
         });
-        judge(
+        judged.judge(
             "scale_throughput_over_main",
             format!(
                 "throughput with {} sources / with {} ({}, {} shards)",
@@ -283,99 +359,88 @@ fn targets(
             "x",
         );
     }
-    let throttled = throttle.and_then(|t| Some((t.mib_per_s, t.measured.as_ref()?)));
-    if let Some((mib, t)) = throttled {
-        let name = format!("throttled disk ({mib} MiB/s): acknowledged payload / throttle");
-        judge(
-            "throttled_acked_over_limit",
-            name,
-            Some(t.acked_over_throttle),
-            "x",
-        );
-    }
+}
+
+/// The probe's and the in-stream emergencies' p99 and the peak RSS of the main runs, and the
+/// peak RSS with the most sources.
+fn latency_and_memory_targets(judged: &mut Judged, plan: &Plan, aggregates: &[Aggregate]) {
     for a in aggregates
         .iter()
         .filter(|a| a.section == "main" && JUDGED.contains(&a.variant))
     {
         let (p, v) = (a.payload, a.variant.name());
-        judge(
+        judged.judge(
             "probe_p99_ms",
             format!("{p} B probe p99 latency, {v}"),
             Some(a.probe_p99_us.median / 1e3),
             " ms",
         );
-        judge(
+        judged.judge(
             "stream_emergency_p99_ms",
             format!("{p} B in-stream emergency p99 (decode to processed), {v}"),
             Some(a.stream_p99_us.median / 1e3),
             " ms",
         );
-        judge(
+        judged.judge(
             "peak_rss_mib_main",
             format!("{p} B peak RSS, {} sources, {v}", a.sources),
             Some(a.peak_rss_mib.median),
             " MiB",
         );
     }
-    for a in aggregates.iter().filter(at_most_sources) {
-        judge(
+    let most = plan.scale.iter().copied().max().unwrap_or(usize::MAX);
+    for a in aggregates
+        .iter()
+        .filter(|a| a.section == "scale" && a.sources == most)
+    {
+        judged.judge(
             "peak_rss_mib_scale",
             format!("peak RSS, {} sources, {}", a.sources, a.variant.name()),
             Some(a.peak_rss_mib.median),
             " MiB",
         );
     }
-    if let Some(c) = churn {
-        // What a source that has gone, every frame acknowledged, leaves behind.
-        judge(
-            "churn_bytes_per_source",
-            format!(
-                "resident memory per source gone (churn, {} sources), daemon",
-                c.sources
-            ),
-            Some(c.resident_bytes_per_source),
-            " B",
-        );
-    }
-    if let Some(d) = drain {
-        judge(
-            "drain_exit_ms",
-            "SIGTERM under load: time to exit".into(),
-            Some(d.sigterm_to_exit_ms),
-            " ms",
-        );
-        out.push(Target {
-            name: "SIGTERM under load: accepted frames lost".into(),
-            target: "0".into(),
-            measured: drain_outcome(d),
-            met: d.clean(),
-        });
-    }
-    if let Some((mib, t)) = throttled {
-        out.extend(emergency_only_target(goals, mib, &t.emergency_only));
-        let deadline_ms = plan.drain_deadline.as_secs_f64() * 1e3;
-        let d = &t.drain;
-        out.push(Target {
-            name: format!("throttled disk ({mib} MiB/s): SIGTERM drain clean in time"),
-            target: format!("nothing lost, exit 0 within {deadline_ms:.0} ms"),
-            measured: format!(
-                "exit {} after {:.0} ms; lost {}",
-                d.exit_code.map_or("by a signal".into(), |c| c.to_string()),
-                d.sigterm_to_exit_ms,
-                drain_outcome(d)
-            ),
-            met: d.clean() && d.exit_code == Some(0) && d.sigterm_to_exit_ms <= deadline_ms,
-        });
-    }
+}
+
+/// SIGTERM under load: how long the exit took, and that nothing accepted was lost.
+fn drain_targets(goals: &Goals, d: &DrainResult) -> Vec<Target> {
+    let mut judged = Judged {
+        goals,
+        out: Vec::new(),
+    };
+    judged.judge(
+        "drain_exit_ms",
+        "SIGTERM under load: time to exit".into(),
+        Some(d.sigterm_to_exit_ms),
+        " ms",
+    );
+    let mut out = judged.out;
     out.push(Target {
-        name: "daemon archive received every processed frame".into(),
-        target: "archived == processed in every run".into(),
-        measured: if archive_complete {
-            "yes".into()
-        } else {
-            "NO".into()
-        },
-        met: archive_complete,
+        name: "SIGTERM under load: accepted frames lost".into(),
+        target: "0".into(),
+        measured: drain_outcome(d),
+        met: d.clean(),
+    });
+    out
+}
+
+/// On a disk throttled to `mib` MiB/s: the emergency-only sources, and the drain in time.
+fn throttled_targets(plan: &Plan, mib: f64, t: &Throttled) -> Vec<Target> {
+    let mut out: Vec<Target> = emergency_only_target(&plan.goals, mib, &t.emergency_only)
+        .into_iter()
+        .collect();
+    let deadline_ms = plan.drain_deadline.as_secs_f64() * 1e3;
+    let d = &t.drain;
+    out.push(Target {
+        name: format!("throttled disk ({mib} MiB/s): SIGTERM drain clean in time"),
+        target: format!("nothing lost, exit 0 within {deadline_ms:.0} ms"),
+        measured: format!(
+            "exit {} after {:.0} ms; lost {}",
+            d.exit_code.map_or("by a signal".into(), |c| c.to_string()),
+            d.sigterm_to_exit_ms,
+            drain_outcome(d)
+        ),
+        met: d.clean() && d.exit_code == Some(0) && d.sigterm_to_exit_ms <= deadline_ms,
     });
     out
 }
@@ -405,54 +470,7 @@ pub fn render(s: &Summary) -> String {
     if s.aggregates.iter().any(|a| a.section == "main") {
         render_main(&mut o, s);
     }
-    let scale: Vec<_> = s
-        .aggregates
-        .iter()
-        .filter(|a| a.section == "scale")
-        .collect();
-    if !scale.is_empty() {
-        let _ = writeln!(o, "\nScale (64 B, every source saturating; the main runs' {} sources again, in the same rounds, for the ratio to them):\n", s.plan.connections);
-        let _ = writeln!(o, "| variant | sources | connected at window start (fewest of the runs) | M frames/s | server CPU ns/frame | client CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed | machine idle % | host steal % | TCP retransmits/s | TCP memory MiB, window start → end |");
-        let _ = writeln!(
-            o,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-        );
-        for a in scale {
-            let connected = s
-                .runs
-                .iter()
-                .filter(|r| {
-                    r.section == "scale" && r.variant == a.variant && r.sources == a.sources
-                })
-                .map(|r| r.connected)
-                .min()
-                .unwrap_or(0);
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} → {} |",
-                a.variant.name(),
-                a.sources,
-                connected,
-                a.frames_per_s.show(1e-6, 2),
-                a.cpu_ns_per_frame.show(1.0, 0),
-                a.client_cpu_ns_per_frame.show(1.0, 0),
-                a.peak_rss_mib.show(1.0, 1),
-                a.probe_p99_us.show(1.0, 0),
-                a.stream_p99_us.show(1.0, 0),
-                if a.archive_equals_processed == Some(true) {
-                    "equal"
-                } else {
-                    "NOT equal"
-                },
-                a.machine_idle_pct.show(1.0, 0),
-                a.host_steal_pct.show(1.0, 1),
-                a.tcp_retransmits_per_s.show(1.0, 0),
-                a.tcp_memory_start_mib.show(1.0, 0),
-                a.tcp_memory_end_mib.show(1.0, 0),
-            );
-        }
-        let _ = writeln!(o, "\nClient CPU: the load client's CPU time over the window per frame processed; on loopback it includes the kernel's receive path for what the client sends. TCP retransmits: the machine's (`/proc/net/snmp`), per second of the window. TCP memory: what the machine's TCP sockets held when the window opened and when it closed (`/proc/net/sockstat`), both ends of every connection: the server's receive queues and the client's send queues.");
-    }
+    render_scale(&mut o, s);
     if s.aggregates
         .iter()
         .any(|a| a.section == crate::sweep::SECTION)
@@ -468,25 +486,7 @@ pub fn render(s: &Summary) -> String {
         render_drain(&mut o, d);
     }
     if !s.restart.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nRestart (durable archive whose newest segment is full: {:.1} MiB of 64 B frames):\n",
-            s.plan.segment_bytes as f64 / (1024.0 * 1024.0),
-        );
-        let _ = writeln!(o, "| sources | frames in the segment | recovery ms (`SegmentSink::open`) | peak RSS MiB | sources recovered | frames above watermarks |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|");
-        for r in &s.restart {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {:.1} | {:.1} | {} | {} |",
-                r.sources,
-                r.frames,
-                r.recovered.open_ms,
-                r.recovered.peak_rss_kib as f64 / 1024.0,
-                r.recovered.sources,
-                r.recovered.frames_above
-            );
-        }
+        render_restart(&mut o, s);
     }
     if let Some(c) = &s.churn {
         render_churn(&mut o, c);
@@ -524,6 +524,80 @@ pub fn render(s: &Summary) -> String {
         );
     }
     o
+}
+
+/// The scale runs: every source saturating, with the main runs' sources again for the ratio.
+fn render_scale(o: &mut String, s: &Summary) {
+    let scale: Vec<_> = s
+        .aggregates
+        .iter()
+        .filter(|a| a.section == "scale")
+        .collect();
+    if scale.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nScale (64 B, every source saturating; the main runs' {} sources again, in the same rounds, for the ratio to them):\n", s.plan.connections);
+    let _ = writeln!(o, "| variant | sources | connected at window start (fewest of the runs) | M frames/s | server CPU ns/frame | client CPU ns/frame | peak RSS MiB | probe p99 | in-stream p99 | archived / processed | machine idle % | host steal % | TCP retransmits/s | TCP memory MiB, window start → end |");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for a in scale {
+        let connected = s
+            .runs
+            .iter()
+            .filter(|r| r.section == "scale" && r.variant == a.variant && r.sources == a.sources)
+            .map(|r| r.connected)
+            .min()
+            .unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} → {} |",
+            a.variant.name(),
+            a.sources,
+            connected,
+            a.frames_per_s.show(1e-6, 2),
+            a.cpu_ns_per_frame.show(1.0, 0),
+            a.client_cpu_ns_per_frame.show(1.0, 0),
+            a.peak_rss_mib.show(1.0, 1),
+            a.probe_p99_us.show(1.0, 0),
+            a.stream_p99_us.show(1.0, 0),
+            if a.archive_equals_processed == Some(true) {
+                "equal"
+            } else {
+                "NOT equal"
+            },
+            a.machine_idle_pct.show(1.0, 0),
+            a.host_steal_pct.show(1.0, 1),
+            a.tcp_retransmits_per_s.show(1.0, 0),
+            a.tcp_memory_start_mib.show(1.0, 0),
+            a.tcp_memory_end_mib.show(1.0, 0),
+        );
+    }
+    let _ = writeln!(o, "\nClient CPU: the load client's CPU time over the window per frame processed; on loopback it includes the kernel's receive path for what the client sends. TCP retransmits: the machine's (`/proc/net/snmp`), per second of the window. TCP memory: what the machine's TCP sockets held when the window opened and when it closed (`/proc/net/sockstat`), both ends of every connection: the server's receive queues and the client's send queues.");
+}
+
+/// The restart runs: recovery of an archive whose newest segment is full.
+fn render_restart(o: &mut String, s: &Summary) {
+    let _ = writeln!(
+        o,
+        "\nRestart (durable archive whose newest segment is full: {:.1} MiB of 64 B frames):\n",
+        s.plan.segment_bytes as f64 / (1024.0 * 1024.0),
+    );
+    let _ = writeln!(o, "| sources | frames in the segment | recovery ms (`SegmentSink::open`) | peak RSS MiB | sources recovered | frames above watermarks |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    for r in &s.restart {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {:.1} | {:.1} | {} | {} |",
+            r.sources,
+            r.frames,
+            r.recovered.open_ms,
+            r.recovered.peak_rss_kib as f64 / 1024.0,
+            r.recovered.sources,
+            r.recovered.frames_above
+        );
+    }
 }
 
 /// The main runs: the plan, the table of every variant and payload, and the ratios.

@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{self, emit, ChildMsg, Counts, FinalReport};
 use crate::external::{self, External};
 use crate::results::{process_cpu_ns, threads_cpu_ns, threads_runqueue_ns};
-use crate::serving::Shared;
+use crate::serving::{Running, Shared};
 use crate::{daemon, floor, Variant};
 
 /// Runs the server role until it is told to stop; `limit` bounds its life in any case.
@@ -69,23 +69,9 @@ async fn serve(
     let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
     let shards = variant.is_daemon().then_some(config.runtime.shards);
-    let running = match (variant, external) {
-        (Variant::Floor, _) => floor::start(Arc::clone(&shared), stop.clone()).await,
-        (_, Some(external)) => {
-            external::start(external, stop.clone(), max_connections, variant).await
-        }
-        (Variant::Daemon | Variant::Pipeline | Variant::Watched, None) => {
-            daemon::start(
-                shared.clone(),
-                stop.clone(),
-                config,
-                max_connections,
-                variant,
-            )
-            .await
-        }
-    }
-    .map_err(|e| format!("cannot start: {e}"))?;
+    let running = start(variant, config, max_connections, external, &shared, &stop)
+        .await
+        .map_err(|e| format!("cannot start: {e}"))?;
     // The serving process: this one, or the daemon binary's.
     let pid = running.pid;
     let serving = pid.map_or(std::process::id() as i32, |pid| pid as i32);
@@ -116,7 +102,53 @@ async fn serve(
         shards,
     });
 
-    // The end of stdin closes the channel: the parent is gone, so the server stops.
+    answer(&mut terminate, &shared, &counts).await;
+    // The daemon binary's peak, while it still runs.
+    let peak = peak_rss_kib();
+    stop.cancel();
+    let drain = running
+        .done
+        .await
+        .map_err(|e| format!("the server task failed: {e}"))?;
+    let (probe, stream, samples_dropped) = shared.recorder.summaries();
+    let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
+    emit(&ChildMsg::Final(Box::new(FinalReport {
+        counts: counts(),
+        probe,
+        stream,
+        samples_dropped,
+        peak_rss_kib: peak.max(peak_rss_kib()),
+        connection_errors: shared.errors.load(Relaxed),
+        first_error,
+        drain,
+    })));
+    Ok(())
+}
+
+/// Starts the server of `variant`: the floor, an outside server, or the daemon in this process.
+async fn start(
+    variant: Variant,
+    config: aggregator::Config,
+    max_connections: Option<usize>,
+    external: Option<External>,
+    shared: &Arc<Shared>,
+    stop: &CancellationToken,
+) -> std::io::Result<Running> {
+    match (variant, external) {
+        (Variant::Floor, _) => floor::start(Arc::clone(shared), stop.clone()).await,
+        (_, Some(external)) => {
+            external::start(external, stop.clone(), max_connections, variant).await
+        }
+        (Variant::Daemon | Variant::Pipeline | Variant::Watched, None) => {
+            let shared = Arc::clone(shared);
+            daemon::start(shared, stop.clone(), config, max_connections, variant).await
+        }
+    }
+}
+
+/// Answers the parent's commands until `STOP`, a SIGTERM or the end of stdin (the parent is
+/// gone): `START` and `END` open and close the window, and each, like `COUNTS`, sends the counts.
+async fn answer(terminate: &mut Signal, shared: &Shared, counts: &dyn Fn() -> Counts) {
     let mut lines = control::stdin_lines(|| {});
     loop {
         tokio::select! {
@@ -139,24 +171,4 @@ async fn serve(
             },
         }
     }
-    // The daemon binary's peak, while it still runs.
-    let peak = peak_rss_kib();
-    stop.cancel();
-    let drain = running
-        .done
-        .await
-        .map_err(|e| format!("the server task failed: {e}"))?;
-    let (probe, stream, samples_dropped) = shared.recorder.summaries();
-    let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
-    emit(&ChildMsg::Final(Box::new(FinalReport {
-        counts: counts(),
-        probe,
-        stream,
-        samples_dropped,
-        peak_rss_kib: peak.max(peak_rss_kib()),
-        connection_errors: shared.errors.load(Relaxed),
-        first_error,
-        drain,
-    })));
-    Ok(())
 }

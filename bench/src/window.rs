@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::child::{
     child_limit, start_client, start_server_sharded, start_watcher, wait_for_sources,
 };
-use crate::control::Counts;
+use crate::control::{Counts, FinalReport, Watched};
 use crate::diskstat::{DiskCounters, DiskWindow};
 use crate::results::{
     process_cpu_ns, tcp_memory_bytes, tcp_retransmits, CpuTimes, Plan, RunResult,
@@ -49,12 +49,11 @@ pub fn measure_counted(
     disk: Option<&str>,
 ) -> Result<Measurement, String> {
     let Window {
-        section,
         variant,
         payload,
         sources,
-        run,
         shards,
+        ..
     } = window;
     let (mut server, listening) =
         start_server_sharded(exe, plan, variant, sources, child_limit(plan), shards)?;
@@ -66,17 +65,11 @@ pub fn measure_counted(
     let mut client = start_client(exe, plan, addr, sources, payload, false, 0)?;
     wait_for_sources(&mut server, sources + 1)?;
     std::thread::sleep(plan.warmup);
-    let machine_before = CpuTimes::read();
-    let (client_before, retransmits_before) = (process_cpu_ns(client.pid()), tcp_retransmits());
-    let tcp_memory_before = tcp_memory_bytes();
-    let disk_before = disk.and_then(DiskCounters::read);
+    let before = Sample::read(client.pid(), disk);
     let start = server.counts("START")?;
     std::thread::sleep(plan.measure);
     let end = server.counts("END")?;
-    let disk_after = disk.and_then(DiskCounters::read);
-    let (client_after, retransmits_after) = (process_cpu_ns(client.pid()), tcp_retransmits());
-    let tcp_memory_after = tcp_memory_bytes();
-    let machine_after = CpuTimes::read();
+    let after = Sample::read(client.pid(), disk);
     client.close_stdin();
     client.wait(Duration::from_secs(10))?;
     let watched = match watcher.as_mut() {
@@ -88,21 +81,77 @@ pub fn measure_counted(
     server.close_stdin();
     server.wait(Duration::from_secs(10))?;
 
+    // The shards the server runs, as it said.
+    let window = Window {
+        shards: listening.shards,
+        ..window
+    };
+    let result = run_result(window, [&start, &end], [&before, &after], last, watched);
+    let disk = match (disk, before.disk, after.disk) {
+        (Some(device), Some(before), Some(after)) => Some(DiskWindow::between(
+            device,
+            &before,
+            &after,
+            result.window_s,
+        )),
+        _ => None,
+    };
+    Ok(Measurement {
+        result,
+        start,
+        end,
+        disk,
+    })
+}
+
+/// What the machine, the load client and the disk asked for had counted at one end of a window.
+struct Sample {
+    machine: Option<CpuTimes>,
+    client_cpu_ns: Option<u64>,
+    retransmits: Option<u64>,
+    tcp_memory: Option<u64>,
+    disk: Option<DiskCounters>,
+}
+
+impl Sample {
+    fn read(client: i32, disk: Option<&str>) -> Sample {
+        Sample {
+            machine: CpuTimes::read(),
+            client_cpu_ns: process_cpu_ns(client),
+            retransmits: tcp_retransmits(),
+            tcp_memory: tcp_memory_bytes(),
+            disk: disk.and_then(DiskCounters::read),
+        }
+    }
+}
+
+/// The run of `window` (with the shards the server ran), from the server's counts and the samples at its two ends, and the
+/// server's final report.
+fn run_result(
+    window: Window,
+    [start, end]: [&Counts; 2],
+    [before, after]: [&Sample; 2],
+    last: FinalReport,
+    watched: Option<Watched>,
+) -> RunResult {
     let window_s = (end.at_ns.saturating_sub(start.at_ns)) as f64 / 1e9;
     let frames = end.processed.saturating_sub(start.processed);
     let bytes = end.bytes.saturating_sub(start.bytes);
     let cpu = end.cpu_ns.saturating_sub(start.cpu_ns) as f64;
-    let shares = machine_before
-        .zip(machine_after)
-        .and_then(|(before, after)| before.shares_until(&after));
-    let result = RunResult {
-        section,
-        variant,
-        shards: listening.shards,
-        payload,
-        sources,
+    let shares = (before.machine.as_ref())
+        .zip(after.machine.as_ref())
+        .and_then(|(before, after)| before.shares_until(after));
+    let change = |before: Option<u64>, after: Option<u64>| {
+        before.zip(after).map(|(b, a)| a.saturating_sub(b) as f64)
+    };
+    RunResult {
+        section: window.section,
+        variant: window.variant,
+        shards: window.shards,
+        payload: window.payload,
+        sources: window.sources,
         connected: start.sources,
-        run,
+        run: window.run,
         window_s,
         frames,
         frames_per_s: frames as f64 / window_s,
@@ -116,15 +165,12 @@ pub fn measure_counted(
         peak_rss_mib: last.peak_rss_kib as f64 / 1024.0,
         machine_idle_pct: shares.map(|(idle, _)| idle),
         host_steal_pct: shares.map(|(_, steal)| steal),
-        client_cpu_ns_per_frame: client_before
-            .zip(client_after)
+        client_cpu_ns_per_frame: change(before.client_cpu_ns, after.client_cpu_ns)
             .filter(|_| frames > 0)
-            .map(|(before, after)| after.saturating_sub(before) as f64 / frames as f64),
-        tcp_retransmits_per_s: retransmits_before
-            .zip(retransmits_after)
-            .map(|(before, after)| after.saturating_sub(before) as f64 / window_s),
-        tcp_memory_start_mib: tcp_memory_before.map(|bytes| bytes as f64 / throttle::MIB),
-        tcp_memory_end_mib: tcp_memory_after.map(|bytes| bytes as f64 / throttle::MIB),
+            .map(|ns| ns / frames as f64),
+        tcp_retransmits_per_s: change(before.retransmits, after.retransmits).map(|n| n / window_s),
+        tcp_memory_start_mib: before.tcp_memory.map(|bytes| bytes as f64 / throttle::MIB),
+        tcp_memory_end_mib: after.tcp_memory.map(|bytes| bytes as f64 / throttle::MIB),
         probe: last.probe,
         stream: last.stream,
         processed_total: last.counts.processed,
@@ -132,17 +178,5 @@ pub fn measure_counted(
         connection_errors: last.connection_errors,
         first_error: last.first_error,
         watched,
-    };
-    let disk = match (disk, disk_before, disk_after) {
-        (Some(device), Some(before), Some(after)) => {
-            Some(DiskWindow::between(device, &before, &after, window_s))
-        }
-        _ => None,
-    };
-    Ok(Measurement {
-        result,
-        start,
-        end,
-        disk,
-    })
+    }
 }
