@@ -773,6 +773,40 @@ fn a_stream_of_an_unknown_layout_is_refused_by_name() {
     assert!(messages.is_empty(), "{messages:?}");
 }
 
+/// A stream of the sink's name whose subjects do not take the sink's, beside another that does:
+/// JetStream stores each message in the other, and its PubAck names that one. None counts: the
+/// sink says which stream took them, and is degraded.
+#[test]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
+fn a_puback_of_another_stream_counts_for_nothing() {
+    let nats = NatsServer::start();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let context = async_nats::jetstream::new(client);
+        for (name, subjects) in [("TELEMETRY", "elsewhere.>"), ("OTHER", "telemetry.>")] {
+            let config = async_nats::jetstream::stream::Config {
+                name: name.to_string(),
+                description: Some(Layout::Records.description()),
+                subjects: vec![subjects.to_string()],
+                ..Default::default()
+            };
+            context
+                .create_stream(config)
+                .await
+                .expect("create the stream");
+        }
+    });
+    let dir = TempDir::new("nats-other-stream");
+    let mut north = NatsDaemon::start(&dir.0, "north", &nats.url());
+    assert!(north.sim(50, 1).wait() > 0);
+    let refusal = "a PubAck from stream OTHER, not TELEMETRY";
+    wait_until("the refusal logged", || north.log().contains(refusal));
+    assert_eq!(north.stat("nats_published"), 0);
+    assert_eq!(north.get("/healthz").0, 503, "{}", north.log());
+    assert!(north.terminate().success(), "{}", north.log());
+}
+
 /// Layout `records/1` needs no duplicate window: a sink that lost its cursor (deleted here, as a
 /// restore from an old backup would) publishes the whole archive again, and the stream still holds
 /// each frame once, with the sink counting every frame as held already. Its stream's duplicate

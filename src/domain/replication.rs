@@ -198,9 +198,8 @@ impl Replication {
     }
 
     /// Called by the sink for frames JetStream acknowledged (or already held): those of one
-    /// priority of source `key` with these `sequences`, every such frame the sink read of
-    /// it (those of one message); `new` of them written by this run. The source's acknowledgement
-    /// may move.
+    /// priority of source `key` with these consecutive `sequences`, each of them in one message;
+    /// `new` of them written by this run. The source's acknowledgement may move.
     pub(crate) fn replicated(
         &self,
         key: SourceKey,

@@ -320,10 +320,11 @@ impl JetStreamWriter {
                     tracing::info!(cursors = %self.acked, "NATS sink published everything the archive stored");
                     return false;
                 }
-                SessionEnd::Fatal(why) => {
+                SessionEnd::Fatal(why)
+                | SessionEnd::Failed(why @ NatsError::OtherStream { .. }) => {
                     tracing::error!(
                         error = %why,
-                        "the NATS sink stopped: publishing on would skip frames or mix layouts"
+                        "the NATS sink stopped: publishing on would skip frames, mix layouts or fill another stream"
                     );
                     return true;
                 }
@@ -703,6 +704,7 @@ impl JetStreamWriter {
             return Ok(());
         };
         let ack = ack.map_err(|source| NatsError::NoAck { position, source })?;
+        let ack = self.stream.ours(ack)?;
         if let Some((key, through)) = published.series.clone() {
             // A message of frames the stream held already was not sent: its last is as it was.
             let last = match published.held.iter().all(|held| *held) {
@@ -721,8 +723,8 @@ impl JetStreamWriter {
         {
             let key = (first.frame.kind, first.frame.source_id);
             let priorities = [Priority::Routine, Priority::Emergency];
-            for (priority, run) in priorities.into_iter().zip(tally.runs) {
-                if let Some(((first, last), fresh)) = run {
+            for (priority, runs) in priorities.into_iter().zip(tally.runs) {
+                for ((first, last), fresh) in runs {
                     replication.replicated(key, priority, first..=last, fresh);
                 }
             }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{CreateStreamError, PublishAckFuture, PublishError};
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
 use tokio::time::Instant;
 
@@ -53,6 +54,8 @@ pub(super) enum NatsError {
     Publish(PublishError),
     #[error("publish timed out: the client's queue stayed full")]
     PublishTimeout,
+    #[error("a PubAck from stream {other}, not {stream}: another stream takes the sink's subjects, and nothing it stored counts")]
+    OtherStream { stream: String, other: String },
     #[error("no PubAck for {position}: {source}")]
     NoAck {
         position: ShardPosition,
@@ -88,6 +91,18 @@ pub(super) struct SinkStream {
 }
 
 impl SinkStream {
+    /// `ack`, if the configured stream gave it: a message another stream took (its subjects
+    /// overlap ours, the configured one's do not) is not in the stream, and counts for nothing.
+    pub(super) fn ours(&self, ack: PublishAck) -> Result<PublishAck, NatsError> {
+        match ack.stream == self.config.stream {
+            true => Ok(ack),
+            false => Err(NatsError::OtherStream {
+                stream: self.config.stream.clone(),
+                other: ack.stream,
+            }),
+        }
+    }
+
     pub(super) fn new(
         context: jetstream::Context,
         publishing: Publishing,

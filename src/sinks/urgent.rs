@@ -139,6 +139,7 @@ impl Urgent {
                 source,
             }
         })?;
+        let ack = stream.ours(ack)?;
         stream.published(
             key,
             Series {

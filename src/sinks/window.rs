@@ -167,9 +167,10 @@ impl InFlight {
 /// ([`InFlight::tally`]).
 #[derive(Default)]
 pub(super) struct Tally {
-    /// For each priority (routine, emergency): the lowest and highest sequence, and how many of
-    /// the frames this run archived.
-    pub(super) runs: [Option<((u64, u64), u64)>; 2],
+    /// For each priority (routine, emergency): the runs of consecutive sequences, each with how
+    /// many of its frames this run archived. Never one span over a gap: the frames missing there
+    /// (retention deleted them before they were published) are not acknowledged by it.
+    pub(super) runs: [Vec<((u64, u64), u64)>; 2],
     /// Frames this run archived, and frames earlier runs did.
     pub(super) new: u64,
     pub(super) earlier: u64,
@@ -194,10 +195,14 @@ impl InFlight {
                 continue;
             }
             let (sequence, is_new) = (followed.frame.sequence, is_new(followed));
-            let run = &mut tally.runs[usize::from(followed.frame.priority == Priority::Emergency)];
-            let ((first, last), fresh) = run.get_or_insert(((sequence, sequence), 0));
-            (*first, *last) = ((*first).min(sequence), (*last).max(sequence));
-            *fresh += u64::from(is_new);
+            let runs = &mut tally.runs[usize::from(followed.frame.priority == Priority::Emergency)];
+            match runs.last_mut() {
+                Some(((_, last), fresh)) if last.checked_add(1) == Some(sequence) => {
+                    *last = sequence;
+                    *fresh += u64::from(is_new);
+                }
+                _ => runs.push(((sequence, sequence), u64::from(is_new))),
+            }
             match is_new {
                 true => tally.new += 1,
                 false => tally.earlier += 1,
@@ -345,8 +350,20 @@ mod tests {
             },
         );
         assert_eq!(asked, [12, 13], "only the frames held are asked about");
-        assert_eq!(tally.runs, [Some(((11, 12), 1)), Some(((10, 10), 1))]);
+        assert_eq!(tally.runs, [vec![((11, 12), 1)], vec![((10, 10), 1)]]);
         assert_eq!((tally.new, tally.earlier), (2, 1));
         assert_eq!((tally.held, tally.counted_before), (1, 1));
+    }
+
+    /// Frames missing between two of a message (retention deleted them before they were
+    /// published) split its run: a PubAck acknowledges only the sequences it carried.
+    #[test]
+    fn a_gap_in_a_message_s_sequences_splits_its_runs() {
+        let routine = Priority::Routine;
+        let sequences = [100, 101, 102, 200, 201, 99];
+        let frames = sequences.map(|s| frame(s, routine, 8)).to_vec();
+        let tally = InFlight::of(frames).tally(|_| true, |_| false);
+        let runs = [((100, 102), 3), ((200, 201), 2), ((99, 99), 1)];
+        assert_eq!(tally.runs, [runs.to_vec(), vec![]]);
     }
 }

@@ -38,6 +38,9 @@ struct Report {
     damaged_bytes: u64,
     damaged: Vec<DamageLine>,
     error: Option<String>,
+    /// Where the last damaged range (or piece of one) ended: a long range comes in pieces.
+    #[serde(skip)]
+    damage_end: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -144,8 +147,15 @@ impl Report {
     }
 
     fn damage(&mut self, damage: &Damage) {
-        self.damaged_ranges += 1;
         self.damaged_bytes += damage.end - damage.start;
+        let goes_on = self.damage_end.replace(damage.end) == Some(damage.start);
+        if goes_on {
+            if let Some(last) = self.damaged.last_mut().filter(|l| l.end == damage.start) {
+                last.end = damage.end;
+            }
+            return;
+        }
+        self.damaged_ranges += 1;
         if self.damaged.len() < JSON_DAMAGE {
             self.damaged.push(DamageLine {
                 start: damage.start,

@@ -97,7 +97,12 @@ pub(crate) async fn import(
         in_flight: Vec::new(),
         imported: Imported::default(),
     };
+    // Where the last damaged range (or piece of one) ended: a long range comes in pieces.
+    let mut damage_end = None;
     loop {
+        if backfill.drain.is_cancelled() {
+            return Err(ImportError::Stopped);
+        }
         let (back, chunk) = blocking(move || next_chunk(recording)).await?;
         recording = back;
         let Chunk { frames, ended } = chunk;
@@ -106,15 +111,25 @@ pub(crate) async fn import(
             match item {
                 Ok(RecordedItem::Frame(frame)) => read.push(frame),
                 Ok(RecordedItem::Damage(damage)) => {
-                    file.imported.damaged_ranges += 1;
-                    file.imported.damaged_bytes += damage.end - damage.start;
+                    let range = &mut file.imported;
+                    range.damaged_ranges += u64::from(damage_end != Some(damage.start));
+                    range.damaged_bytes += damage.end - damage.start;
+                    damage_end = Some(damage.end);
                 }
                 // The last item: the frames before it are stored, then the file fails.
                 Err(err) => failed = Some(err),
             }
         }
         let packets = unframer.packets(&reading, &read);
-        file.store(packets).await?;
+        if let Err(err) = file.store(packets).await {
+            // What is staged is made durable before the file is left for the next look, which
+            // then finds it held: a retry must not store it again.
+            if matches!(err, ImportError::Archive(_)) {
+                let staged = std::mem::take(&mut file.in_flight);
+                file.durable(staged).await?;
+            }
+            return Err(err);
+        }
         file.imported.bytes = recording.bytes_read();
         file.imported.rejected = reading.counters.rejected();
         progress(&file.imported);

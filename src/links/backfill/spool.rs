@@ -6,8 +6,8 @@
 //! tools is write-then-rename), and is left alone. A file whose every frame the archive holds
 //! moves to `done/`; one that cannot be read to its end moves to `failed/` beside a text file
 //! saying why. The daemon never deletes a file, and syncs each move (an upload's into the spool
-//! too), so a power cut leaves a file where it was, where it went, or in both (the next look then
-//! takes it out of the spool). One stopped by the drain, by
+//! too), so a power cut leaves a file where it was, where it went, or, where the file system
+//! moves it by a link, in both (the next look then takes it out of the spool). One stopped by the drain, by
 //! SIGKILL or by a power cut stays where it is: the next start reads it again, and what it
 //! stored before is held already, so nothing is stored twice.
 
@@ -212,25 +212,41 @@ fn settle(link: &str, dir: &Path, file: &Path, to: FileState, why: Option<&str>)
 }
 
 /// Moves `from` into `dirs[0]` under the first name near `name` that none of `dirs` holds,
-/// never replacing a file (a link, then the unlink: a name taken meanwhile is passed); the name
-/// it took. Durably: the new name is synced before the old one goes, and its going after, so a
-/// power cut leaves the file under one of its names (both at worst), never under neither, and
-/// once this returns, under the new one.
+/// never replacing a file (a name taken meanwhile is passed); the name it took. Durably: once
+/// this returns, the file is under the new name. A rename that does not replace
+/// (`RENAME_NOREPLACE`) moves it at once; where the file system has none, a link then the unlink,
+/// the new name synced before the old one goes, so a power cut leaves the file under one of its
+/// names (both at worst), never under neither. A rename, not a link, where it can: a link to a
+/// file another user owns is refused under `fs.protected_hardlinks`, a rename is not.
 pub(crate) fn place(from: &Path, dirs: &[&Path], name: &str) -> std::io::Result<String> {
     let into = dirs.first().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let left = from.parent().filter(|dir| !dir.as_os_str().is_empty());
+    let left = left.unwrap_or(Path::new("."));
     loop {
         let free = free_name(dirs, name);
-        match std::fs::hard_link(from, into.join(&free)) {
+        let to = into.join(&free);
+        match rename_noreplace(from, &to) {
+            Ok(()) => {
+                sync_dir(into)?;
+                if let Err(err) = sync_dir(left) {
+                    tracing::warn!(file = %from.display(), error = %err, "moved, but the old name's removal is not synced: a power cut may leave the file under its old name");
+                }
+                return Ok(free);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::Unsupported => {}
+            Err(err) => return Err(err),
+        }
+        match std::fs::hard_link(from, &to) {
             Ok(()) => {
                 if let Err(err) = sync_dir(into) {
                     // Undone: the file stays where it was, under one name, and is moved again
                     // later; never a second copy where it went.
-                    let _ = std::fs::remove_file(into.join(&free));
+                    let _ = std::fs::remove_file(&to);
                     return Err(err);
                 }
                 std::fs::remove_file(from)?;
-                let left = from.parent().filter(|dir| !dir.as_os_str().is_empty());
-                if let Err(err) = sync_dir(left.unwrap_or(Path::new("."))) {
+                if let Err(err) = sync_dir(left) {
                     tracing::warn!(file = %from.display(), error = %err, "moved, but the old name's removal is not synced: a power cut may leave the file under both names");
                 }
                 return Ok(free);
@@ -238,6 +254,33 @@ pub(crate) fn place(from: &Path, dirs: &[&Path], name: &str) -> std::io::Result<
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(err) => return Err(err),
         }
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then); `Unsupported` where the
+/// file system cannot rename without replacing.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+    let (from, to) = (path(from)?, path(to)?);
+    // SAFETY: both are NUL-terminated strings that outlive the call, which only reads them.
+    let renamed = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    match renamed {
+        0 => Ok(()),
+        _ => match std::io::Error::last_os_error() {
+            err if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                Err(std::io::Error::new(std::io::ErrorKind::Unsupported, err))
+            }
+            err => Err(err),
+        },
     }
 }
 

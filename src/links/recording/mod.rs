@@ -43,6 +43,12 @@ use delimit::{Cut, Cuts, KissTimes};
 /// How many bytes are read at a time.
 const READ_BYTES: usize = 64 * 1024;
 
+/// The most bytes of a damaged range held before it is handed out: a longer one comes in pieces,
+/// each starting where the one before ended, so that reading through any stretch of damage (a
+/// file of zeros, gigabytes once uncompressed) hands out an item, and gives an import its turn
+/// to stop, at least every this many bytes.
+pub const DAMAGE_PIECE: u64 = 64 << 20;
+
 /// How many bytes detection looks at: a run of packets holds the largest packet whole.
 const DETECT_BYTES: usize = 2 * READ_BYTES + 4096;
 
@@ -228,7 +234,8 @@ impl Recording {
         self.at
     }
 
-    /// The next frame or damaged range; `None` at the end of the file.
+    /// The next frame or damaged range (or piece of one, [`DAMAGE_PIECE`]); `None` at the end
+    /// of the file.
     fn next_item(&mut self) -> Result<Option<RecordedItem>, RecordingError> {
         loop {
             if let Some(item) = self.ready.pop_front() {
@@ -244,6 +251,10 @@ impl Recording {
                 };
             }
             self.cut();
+            let long = |damage: &Damage| damage.end - damage.start >= DAMAGE_PIECE;
+            if self.ready.is_empty() && self.damage.as_ref().is_some_and(long) {
+                self.flush_damage();
+            }
             if !self.eof && self.ready.is_empty() {
                 self.read_more();
             }

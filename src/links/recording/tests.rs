@@ -491,3 +491,34 @@ proptest::proptest! {
         proptest::prop_assert!(got.error.is_none());
     }
 }
+
+/// An endless stretch of damage (zeros after KISS frames) hands out its pieces as it is read,
+/// each where the one before ended, rather than holding the reader until it ends.
+#[test]
+fn an_endless_stretch_of_damage_comes_in_pieces() {
+    let frames = kiss_capture(&packets(3), 1_700_000_000_000);
+    let zeros_at = frames.len() as u64;
+    let endless = io::Read::chain(io::Cursor::new(frames), io::repeat(0));
+    let path = Path::new("endless.kiss");
+    let input = io::BufReader::new(endless);
+    let mut recording = Recording::read_from(path, input, &Naming::default()).unwrap();
+    let items: Vec<_> = recording.by_ref().take(5).map(Result::unwrap).collect();
+    let frames = items.iter().filter(|i| matches!(i, RecordedItem::Frame(_)));
+    assert_eq!(frames.count(), 3);
+    let pieces: Vec<_> = (items.iter())
+        .filter_map(|item| match item {
+            RecordedItem::Damage(damage) => Some((damage.start, damage.end)),
+            RecordedItem::Frame(_) => None,
+        })
+        .collect();
+    assert_eq!(pieces.len(), 2);
+    assert_eq!(pieces[0].0, zeros_at);
+    assert_eq!(
+        pieces[1].0, pieces[0].1,
+        "the second piece goes on from the first"
+    );
+    for (start, end) in pieces {
+        assert!((DAMAGE_PIECE..DAMAGE_PIECE + READ_BYTES as u64).contains(&(end - start)));
+    }
+    assert!(recording.bytes_read() <= zeros_at + 2 * (DAMAGE_PIECE + READ_BYTES as u64));
+}
