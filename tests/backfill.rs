@@ -229,6 +229,44 @@ async fn an_upload_where_the_archive_keeps_no_files_is_refused() {
     daemon.shutdown_clean().await;
 }
 
+/// An upload never takes the free space the archive's retention keeps: past it, it is refused
+/// (507, with the reason), and nothing is left in the spool.
+#[tokio::test]
+async fn an_upload_that_would_take_the_archive_s_free_space_is_refused() {
+    let (dir, spool) = spooled("backfill-full");
+    let reserve = |config: &mut aggregator::Config| {
+        config.archive.retention.min_free_bytes = Some(u64::MAX / 2);
+    };
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, reserve).await;
+    let file = dir.0.join("pass.lp");
+    std::fs::write(&file, recording(0..10)).unwrap();
+    let args = [
+        "backfill",
+        "--link",
+        "Kiruna",
+        "--addr",
+        &monitor.to_string(),
+    ];
+    let args = (args.into_iter().map(str::to_owned))
+        .chain([file.display().to_string()])
+        .collect();
+    let (status, out, err) = aggregator(args).await;
+    assert_eq!(status, 2, "{out}{err}");
+    let why = "507";
+    assert!(err.contains(why), "{err}");
+    assert!(
+        err.contains("bytes free (archive.retention.min_free_bytes"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "nothing left in the spool"
+    );
+    stop.cancel();
+    daemon.shutdown_clean().await;
+}
+
 /// Kiruna's connection, once the packets of `counts` it sent live are stored.
 async fn kiruna_live(
     daemon: &common::TestDaemon,

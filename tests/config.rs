@@ -787,6 +787,13 @@ fn link_mistakes_name_the_link_and_the_rule() {
         let table = format!("apid_sources = {{ \"{key}\" = 700 }}");
         expect_error(&link(&table), &["links.apid_sources", key, "0 to 2047"]);
     }
+    // Two links watching one spool would both import each file.
+    let shared = format!(
+        "{}{}",
+        link("source_id = 1\nspool_dir = \"/srv/spool\""),
+        link("source_id = 2\nspool_dir = \"/srv/spool\"").replace("\"gs\"", "\"gs2\"")
+    );
+    expect_error(&shared, &["links.spool_dir", "\"gs2\"", "/srv/spool"]);
 }
 
 /// The KISS keys: AX.25 payloads and ports only with KISS framing, callsigns only with AX.25

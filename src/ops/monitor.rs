@@ -136,6 +136,7 @@ impl MonitorState {
             dirs: Arc::new(spools),
             watched,
             stats: stats.clone(),
+            retention: Arc::new(config.archive.retention.clone()),
         };
         MonitorState {
             spools,

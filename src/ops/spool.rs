@@ -21,8 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 
+use crate::archive::retention::catalogue::free_space;
+use crate::archive::retention::plan;
+use crate::config::RetentionConfig;
 use crate::links::{on_disk, place, takes_name, UPLOADING};
-use crate::stats::Stats;
+use crate::stats::{FileReport, FileState, Stats};
 
 /// How many bytes of an upload are written at a time.
 const WRITE_BYTES: usize = 1 << 20;
@@ -34,6 +37,8 @@ pub(crate) struct Spools {
     pub dirs: Arc<HashMap<String, PathBuf>>,
     pub watched: bool,
     pub stats: Stats,
+    /// The archive's retention, whose free space an upload leaves alone.
+    pub retention: Arc<RetentionConfig>,
 }
 
 /// A refusal: its status and reason.
@@ -75,15 +80,17 @@ pub(crate) async fn put(
         Ok(upload) => upload,
         Err(why) => return refused((StatusCode::INTERNAL_SERVER_ERROR, why)),
     };
-    match receive(&dir, upload, &file, body).await {
+    let retention = Arc::clone(&spools.retention);
+    let least_free = move |size| plan::least_free(&retention, size).unwrap_or(size / 20);
+    match receive(&dir, upload, &file, body, least_free).await {
         Ok((name, bytes)) => {
             tracing::info!(link, file = %name, bytes, "backfill: recording uploaded into the spool");
             let answer = serde_json::json!({ "file": name, "bytes": bytes });
             (StatusCode::CREATED, Json(answer)).into_response()
         }
-        Err(why) => {
+        Err((status, why)) => {
             tracing::warn!(link, file, error = %why, "backfill: upload not taken");
-            refused((StatusCode::INTERNAL_SERVER_ERROR, why))
+            refused((status, why))
         }
     }
 }
@@ -140,32 +147,56 @@ impl Drop for Upload {
     }
 }
 
-/// Writes `body` into `upload`, syncs it, and places it in `dir` under a free name near `file`.
+fn failed(why: String) -> Refusal {
+    (StatusCode::INTERNAL_SERVER_ERROR, why)
+}
+
+/// Whether `bytes` more leave at least `least_free` of its size free on the file system of `dir`
+/// (else 507).
+fn room(dir: &Path, bytes: usize, least_free: impl Fn(u64) -> u64) -> Result<(), Refusal> {
+    let (free, size) = free_space(dir).map_err(|err| failed(err.to_string()))?;
+    let least = least_free(size);
+    match free.saturating_sub(bytes as u64) >= least {
+        true => Ok(()),
+        false => Err((
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("the spool's file system would have less than {least} bytes free (archive.retention.min_free_bytes or min_free_ratio, else a twentieth of it): the upload is refused"),
+        )),
+    }
+}
+
+/// Writes `body` into `upload`, syncs it, and places it in `dir` under a free name near `file`;
+/// refused (507) where a write would leave less free on the spool's file system than
+/// `least_free` of its size.
 async fn receive(
     dir: &Path,
     mut upload: Upload,
     file: &str,
     body: Body,
-) -> Result<(String, u64), String> {
+    least_free: impl Fn(u64) -> u64 + Clone + Send + 'static,
+) -> Result<(String, u64), Refusal> {
     let (mut stream, mut pending, mut bytes) = (body.into_data_stream(), Vec::new(), 0u64);
     loop {
         let chunk = stream.next().await;
         if let Some(chunk) = &chunk {
-            let chunk = chunk
-                .as_ref()
-                .map_err(|err| format!("the upload broke off: {err}"))?;
+            let chunk =
+                (chunk.as_ref()).map_err(|err| failed(format!("the upload broke off: {err}")))?;
             pending.extend_from_slice(chunk);
             bytes += chunk.len() as u64;
         }
         if pending.len() >= WRITE_BYTES || chunk.is_none() {
             let (written, mut out) = (std::mem::take(&mut pending), upload.out.take());
+            let (dir, least_free) = (dir.to_owned(), least_free.clone());
             let wrote = tokio::task::spawn_blocking(move || {
-                let wrote = out.as_mut().map_or(Ok(()), |out| out.write_all(&written));
+                let wrote = room(&dir, written.len(), least_free).and_then(|()| {
+                    let wrote = out.as_mut().map_or(Ok(()), |out| out.write_all(&written));
+                    wrote.map_err(|err| failed(format!("cannot write into the spool: {err}")))
+                });
                 (out, wrote)
             });
-            let (out, wrote) = wrote.await.map_err(|err| err.to_string())?;
+            let (out, wrote) = wrote.await.map_err(|err| failed(err.to_string()))?;
             upload.out = out;
-            wrote.map_err(|err| format!("cannot write into the spool: {err}"))?;
+            wrote?;
         }
         if chunk.is_none() {
             break;
@@ -173,8 +204,8 @@ async fn receive(
     }
     let (dir, file) = (dir.to_owned(), file.to_owned());
     let placed = tokio::task::spawn_blocking(move || upload.place(&dir, &file));
-    let name = (placed.await.map_err(|err| err.to_string())?)
-        .map_err(|err| format!("cannot place the upload in the spool: {err}"))?;
+    let name = (placed.await.map_err(|err| failed(err.to_string()))?)
+        .map_err(|err| failed(format!("cannot place the upload in the spool: {err}")))?;
     Ok((name, bytes))
 }
 
@@ -189,7 +220,7 @@ pub(crate) async fn status(
         Err(refusal) => return refused(refusal),
     };
     let known = spools.stats.spool_file(&link, &file);
-    match known.or_else(|| on_disk(&dir, &file)) {
+    match standing(known, &dir, &file) {
         Some(report) => Json(report).into_response(),
         None => refused((
             StatusCode::NOT_FOUND,
@@ -198,9 +229,50 @@ pub(crate) async fn status(
     }
 }
 
+/// Where `file` of the spool at `dir` stands: what its import said (`known`), unless that import
+/// moved it out and a file of that name is in the spool again (a new one, which waits), else
+/// what the spool's folders hold.
+fn standing(known: Option<FileReport>, dir: &Path, file: &str) -> Option<FileReport> {
+    let settled = |report: &FileReport| {
+        matches!(report.state, FileState::Done | FileState::Failed) && report.moved_to.is_some()
+    };
+    let again = || dir.join(file).is_file();
+    match known {
+        Some(report) if settled(&report) && again() => on_disk(dir, file),
+        Some(report) => Some(report),
+        None => on_disk(dir, file),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file imported, then one of the same name in the spool again: the new one waits, whatever
+    /// the first import said.
+    #[test]
+    fn a_file_of_a_name_imported_before_waits() {
+        let dir = std::env::temp_dir().join(format!("spool-again-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("done")).unwrap();
+        std::fs::write(dir.join("done/pass.lp"), b"imported").unwrap();
+        let done = FileReport {
+            state: FileState::Done,
+            imported: None,
+            reason: None,
+            moved_to: Some("pass.lp".into()),
+        };
+        let state = |known| standing(known, &dir, "pass.lp").map(|r| r.state);
+        assert_eq!(state(Some(done.clone())), Some(FileState::Done));
+        std::fs::write(dir.join("pass.lp"), b"a new recording").unwrap();
+        let unmoved = FileReport {
+            moved_to: None,
+            ..done.clone()
+        };
+        assert_eq!(state(Some(done)), Some(FileState::Waiting));
+        // Its move failed: the file in the spool is the one imported.
+        assert_eq!(state(Some(unmoved)), Some(FileState::Done));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Two uploads of one name at once: each writes a file of its own, and neither replaces the
     /// other, nor a file `done/` holds.

@@ -704,12 +704,17 @@ impl JetStreamWriter {
             return Ok(());
         };
         let ack = ack.map_err(|source| NatsError::NoAck { position, source })?;
-        let ack = self.stream.ours(ack)?;
+        // A message of frames the stream held already was not sent, and has no PubAck.
+        let was_sent = !published.held.iter().all(|held| *held);
+        let ack = match was_sent {
+            true => self.stream.ours(ack)?,
+            false => ack,
+        };
         if let Some((key, through)) = published.series.clone() {
-            // A message of frames the stream held already was not sent: its last is as it was.
-            let last = match published.held.iter().all(|held| *held) {
-                true => self.stream.series(&self.message, key).await?.0.last,
-                false => ack.sequence,
+            // Unsent, its series' last is as it was.
+            let last = match was_sent {
+                false => self.stream.series(&self.message, key).await?.0.last,
+                true => ack.sequence,
             };
             self.stream.published(key, Series { last, through });
         }

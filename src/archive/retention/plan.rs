@@ -75,7 +75,7 @@ impl std::fmt::Display for Shortfall {
 }
 
 /// The least free bytes `limits` ask of a file system of `size` bytes.
-fn least_free(limits: &RetentionConfig, size: u64) -> Option<u64> {
+pub(crate) fn least_free(limits: &RetentionConfig, size: u64) -> Option<u64> {
     let by_ratio = limits
         .min_free_ratio
         .map(|ratio| (ratio * size as f64).ceil() as u64);

@@ -367,6 +367,7 @@ impl LinkConfig {
 pub(in crate::config) fn validate(links: &[LinkConfig]) -> Result<(), Invalid> {
     let mut names = HashSet::new();
     let mut bound = HashSet::new();
+    let mut spools = HashSet::new();
     for link in links {
         link.validate()?;
         if !names.insert(&link.name) {
@@ -375,6 +376,16 @@ pub(in crate::config) fn validate(links: &[LinkConfig]) -> Result<(), Invalid> {
                 problem: "another link has this name".into(),
             };
             return Err(Invalid::new("links.name", problem));
+        }
+        if let Some(dir) = link.spool_dir.as_deref().filter(|dir| !spools.insert(*dir)) {
+            let problem = Problem::InLink {
+                link: link.name.clone(),
+                problem: format!(
+                    "{} is the spool_dir of another link: each link imports its own",
+                    dir.display()
+                ),
+            };
+            return Err(Invalid::new("links.spool_dir", problem));
         }
         let bind = link
             .bind_address()
