@@ -986,6 +986,38 @@ async fn every_frame_of_every_shard_comes_once_in_its_shards_order() {
     );
 }
 
+/// A window that ends in the near future, on an archive with a retired shard: once its end has
+/// settled the subscription gets END(Until), while the daemon runs on; the retired shard, where
+/// nothing is written any more, does not hold it open.
+#[tokio::test]
+async fn a_window_ends_beside_a_retired_shard() {
+    let dir = TempDir::new("follow-shards-window");
+    let mut archive = sharded_archive(&dir.0).await;
+    send_to_running_shards(&archive, 0..50).await;
+    let followers = ShardFollowers::start(&archive).await;
+    let mut stream = TcpStream::connect(followers.addr).await.unwrap();
+    let until = unix_ns(SystemTime::now()).unwrap() + 100_000_000;
+    let mut bytes = BytesMut::new();
+    let window = subscription(Start::Oldest).within(None, Some(until));
+    window.encode(&mut bytes);
+    stream.write_all(&bytes).await.unwrap();
+    let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+    assert!(matches!(
+        next_message(&mut input).await,
+        DaemonMessage::Subscribed { .. }
+    ));
+    let ended = tokio::time::timeout(PATIENCE, frames_to_end(&mut input)).await;
+    let (frames, reason) = ended.expect("END once the window's end has settled");
+    assert_eq!(reason, EndReason::Until);
+    assert_eq!(
+        frames.len(),
+        120 + 3 * 2 * 50,
+        "every frame received before its end"
+    );
+    archive.stop().await;
+    followers.finish().await;
+}
+
 #[tokio::test]
 async fn a_resume_from_every_shards_position_loses_and_repeats_nothing() {
     let dir = TempDir::new("follow-shards-resume");

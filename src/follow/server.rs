@@ -18,6 +18,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,10 +60,6 @@ pub struct FollowSettings {
     pub stats: Stats,
 }
 
-/// How long a closing connection waits for the consumer to close its side, so that the last
-/// message is not lost to a reset caused by bytes the daemon did not read.
-const LINGER: Duration = Duration::from_millis(500);
-
 /// The running followers: their tasks, and the cut-off at the drain deadline.
 pub struct Followers {
     tasks: ReaderTasks,
@@ -83,6 +80,9 @@ struct FollowService {
 enum Ending {
     /// The daemon sends END.
     End(End),
+    /// As `End`, but with a FRAMES message half sent: an END after it would read as its rest,
+    /// so the connection is closed without one.
+    Cut(End),
     /// The consumer closed its side.
     ConsumerClosed,
     /// The socket failed (the consumer went away).
@@ -380,9 +380,13 @@ impl Subscriber {
         for run in runs {
             encode_frames(run, self.version, &mut self.buf);
         }
+        let written = AtomicUsize::new(0);
         tokio::select! {
-            written = write_flushed(&mut self.write, &self.buf) => written?,
-            sent = anything_sent(&mut self.input) => return Err(sent),
+            done = write_counted(&mut self.write, &self.buf, &written) => done?,
+            sent = anything_sent(&mut self.input) => return Err(match (sent, written.load(Relaxed)) {
+                (Ending::End(end), 1..) => Ending::Cut(end),
+                (sent, _) => sent,
+            }),
         }
         self.sent += runs.iter().map(|run| run.frames.len() as u64).sum::<u64>();
         Ok(())
@@ -410,7 +414,7 @@ impl Subscriber {
 
     /// Logs how the subscription ended, and sends its END when it has one (its files named from
     /// the archive directory `root`).
-    async fn finish(self, ending: Ending, root: &Path) {
+    async fn finish(mut self, ending: Ending, root: &Path) {
         let frames = self.sent;
         match ending {
             Ending::End(end) => {
@@ -422,6 +426,16 @@ impl Subscriber {
                     &told(DaemonMessage::from(&end), root),
                 )
                 .await;
+            }
+            Ending::Cut(end) => {
+                let (reason, detail) = (end.reason(), end.to_string());
+                tracing::info!(
+                    ?reason,
+                    detail,
+                    frames,
+                    "subscription ended within a FRAMES message: closed without END"
+                );
+                let _ = self.write.shutdown().await;
             }
             Ending::ConsumerClosed => tracing::info!(frames, "follower closed its connection"),
             Ending::Io(err) => tracing::info!(frames, error = %err, "follower connection lost"),
@@ -439,6 +453,21 @@ fn newly_published(catalog: &mut watch::Receiver<Option<Arc<Published>>>) -> Opt
 }
 
 /// Writes `buf` whole and flushes it: a no-op on plain TCP, the last record's way out with TLS.
+/// [`write_flushed`], counting in `written` the bytes the writer took, which a caller that drops
+/// it part way reads.
+async fn write_counted(write: &mut Writer, buf: &[u8], written: &AtomicUsize) -> io::Result<()> {
+    while let Some(rest) = buf
+        .get(written.load(Relaxed)..)
+        .filter(|rest| !rest.is_empty())
+    {
+        match write.write(rest).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => drop(written.fetch_add(n, Relaxed)),
+        }
+    }
+    write.flush().await
+}
+
 async fn write_flushed(write: &mut Writer, buf: &[u8]) -> io::Result<()> {
     write.write_all(buf).await?;
     write.flush().await
@@ -471,6 +500,5 @@ async fn close(
     if write.write_all(&buf).await.is_err() || write.shutdown().await.is_err() {
         return;
     }
-    let mut read = input.into_inner();
-    let _ = tokio::time::timeout(LINGER, tokio::io::copy(&mut read, &mut tokio::io::sink())).await;
+    crate::net::linger(input.into_inner()).await;
 }

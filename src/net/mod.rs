@@ -13,6 +13,18 @@ mod listen;
 pub mod slots;
 
 pub(crate) use accept::accept_until;
+
+/// How long a closing connection waits for its client to close its side, reading and dropping
+/// what it sends: a close with the client's bytes unread resets the connection, and the reset
+/// drops what the daemon sent last before the client read it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Reads and drops what `read` brings until its end or [`LINGER`]: after the sending side's
+/// shutdown, so that the last bytes sent reach the client.
+pub(crate) async fn linger(mut read: impl tokio::io::AsyncRead + Unpin) {
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(LINGER, tokio::io::copy(&mut read, &mut sink)).await;
+}
 pub use listen::listen;
 pub use slots::{Limits, Refused};
 pub(crate) use slots::{Slot, Slots};

@@ -179,11 +179,13 @@ pub(crate) async fn completeness(
             for problem in answer.iter().flat_map(completeness::Completeness::problems) {
                 tracing::warn!(%problem, "archive completeness: passed over");
             }
-            answer.map(|answer| completeness_json::answer_json(&answer, &answered_window, &groups))
+            let answer = answer
+                .map(|answer| completeness_json::answer_json(&answer, &answered_window, &groups));
+            json_answer(answer, "archive completeness", &dir)
         })
         .await
     });
-    json_answer(answered.await, "archive completeness", &dir)
+    joined(answered.await)
 }
 
 /// `GET /archive/passes`: the passes of stations over the window, as JSON
@@ -279,36 +281,47 @@ async fn of_stations(
         group: request.group,
     };
     let stats = queries.stats.clone();
+    let dir = root.clone();
     let answered = queries.spawn(async move {
-        tokio::task::spawn_blocking(move || -> Result<_, ArchiveError> {
+        tokio::task::spawn_blocking(move || {
             let answered = answer(&asked);
             drop(permit);
-            let (json, read) = answered?;
-            stats.archive_damage_found(read.damaged.len() as u64);
-            for problem in read.problems() {
-                tracing::warn!(%problem, "{what}: passed over");
-            }
-            Ok(json)
+            let json = answered.map(|(json, read)| {
+                stats.archive_damage_found(read.damaged.len() as u64);
+                for problem in read.problems() {
+                    tracing::warn!(%problem, "{what}: passed over");
+                }
+                json
+            });
+            json_answer(json, what, &dir)
         })
         .await
     });
-    json_answer(answered.await, what, &root)
+    joined(answered.await)
 }
 
-/// A JSON answer made on the blocking pool, or a 500 saying why not: the archive unreadable
-/// (its path left out), or the task lost. `what` names the query in the log.
+/// The JSON answer, or a 500 saying why not: the archive unreadable (its path left out). Made on
+/// the blocking pool with the answer: a large one's encoding and its freeing stay off the
+/// runtime that ingest runs on. `what` names the query in the log.
 fn json_answer(
-    answered: Result<Result<Result<serde_json::Value, ArchiveError>, JoinError>, JoinError>,
+    answered: Result<serde_json::Value, ArchiveError>,
     what: &str,
     dir: &std::path::Path,
 ) -> Response {
     match answered {
-        Ok(Ok(Ok(json))) => axum::Json(json).into_response(),
-        Ok(Ok(Err(err))) => {
+        Ok(json) => axum::Json(json).into_response(),
+        Err(err) => {
             tracing::warn!(error = %err, "{what}: cannot read the archive");
             let reason = within_archive(&err.to_string(), dir);
             refusal(StatusCode::INTERNAL_SERVER_ERROR, reason)
         }
+    }
+}
+
+/// The answer of a task on the blocking pool, or a 500 when the task was lost.
+fn joined(answered: Result<Result<Response, JoinError>, JoinError>) -> Response {
+    match answered {
+        Ok(Ok(response)) => response,
         Ok(Err(err)) | Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
 }

@@ -127,7 +127,9 @@ async fn serve(stream: TcpStream, peer: SocketAddr, service: &TmService) {
     {
         Ending::Drained => {
             tracing::info!("the daemon drained; every stored packet was sent");
-            let _ = write.shutdown().await;
+            if write.shutdown().await.is_ok() {
+                crate::net::linger(&mut read).await;
+            }
         }
         Ending::ClientClosed => tracing::info!("TM client closed its connection"),
         Ending::Io(err) => tracing::info!(error = %err, "TM connection lost"),

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::completeness::{self, Completeness, MergeGroups, SeenFrame};
 use crate::archive::format::ArchiveError;
@@ -115,35 +116,48 @@ pub fn volume(
     groups: &MergeGroups,
     query: &VolumeQuery,
 ) -> Result<Volume, ArchiveError> {
-    let (read, frames) = completeness::with_frames(root, ends, filter)?;
-    Ok(of_frames(read, &frames, groups, query))
+    // Counted as they are read: what is kept is a count per station, group and source.
+    let mut counts = Counts::default();
+    let read = completeness::with_frames(root, ends, filter, &mut |frame| {
+        counts.add(&frame, groups);
+    })?;
+    Ok(of_counts(read, counts, query))
 }
 
-/// The volume of `frames`, read with `read`'s completeness.
-fn of_frames(
-    read: Completeness,
-    frames: &[SeenFrame],
-    groups: &MergeGroups,
-    query: &VolumeQuery,
-) -> Volume {
-    let mut by_station: BTreeMap<(&str, Option<&str>, SourceKey), Count> = BTreeMap::new();
-    let mut without_station: BTreeMap<SourceKey, Count> = BTreeMap::new();
-    for frame in frames {
+/// The frames and bytes of each station, group and source, and of each source of no station.
+#[derive(Default)]
+struct Counts<'g> {
+    by_station: BTreeMap<(Arc<str>, Option<&'g str>, SourceKey), Count>,
+    without_station: BTreeMap<SourceKey, Count>,
+}
+
+impl<'g> Counts<'g> {
+    fn add(&mut self, frame: &SeenFrame, groups: &'g MergeGroups) {
         let Some(reception) = &frame.reception else {
-            without_station
-                .entry(frame.source)
+            (self.without_station.entry(frame.source))
                 .or_default()
                 .add_frame(frame.bytes);
-            continue;
+            return;
         };
         let group = groups.get(&frame.source).map(|(group, _)| group.as_str());
-        let key = (&*reception.delivery.station, group, frame.source);
-        by_station.entry(key).or_default().add_frame(frame.bytes);
+        let key = (Arc::clone(&reception.delivery.station), group, frame.source);
+        self.by_station
+            .entry(key)
+            .or_default()
+            .add_frame(frame.bytes);
     }
+}
+
+/// The volume of `counts`, read with `read`'s completeness.
+fn of_counts(read: Completeness, counts: Counts, query: &VolumeQuery) -> Volume {
+    let Counts {
+        by_station,
+        without_station,
+    } = counts;
     let rows: Vec<VolumeRow> = (by_station.into_iter())
         .filter(|((station, group, _), _)| query.wants(station, *group))
         .map(|((station, group, source), count)| VolumeRow {
-            station: station.to_owned(),
+            station: station.to_string(),
             group: group.map(str::to_owned),
             source,
             count,
@@ -240,7 +254,9 @@ mod tests {
             station: station.map(str::to_owned),
             group: group.map(str::to_owned),
         };
-        of_frames(Completeness::default(), &frames, &groups, &query)
+        let mut counts = Counts::default();
+        frames.iter().for_each(|frame| counts.add(frame, &groups));
+        of_counts(Completeness::default(), counts, &query)
     }
 
     #[test]

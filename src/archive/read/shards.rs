@@ -82,6 +82,9 @@ struct Shard {
     cursor: Cursor,
     /// Its watch is still open: more may become durable.
     open: bool,
+    /// Its watch was closed when the reader found it: a retired shard (of a daemon now run with
+    /// fewer shards), of which a window ends where it is read to its end.
+    retired: bool,
     /// What it needs to count a skip, when the reader goes on past deleted segments.
     gap: Option<GapWatch>,
     /// The reader's received times, when it wants only some.
@@ -159,12 +162,14 @@ impl ShardCursors {
             let (cursor, gap, skipped, earliest) = joined(located)?;
             cursors.skipped.extend(skipped);
             cursors.earliest.extend(earliest);
+            let retired = durable.has_changed().is_err();
             cursors.shards.push(Shard {
                 index,
                 dir,
                 durable,
                 cursor,
-                open: true,
+                open: !retired,
+                retired,
                 gap,
                 window: Window::of(&cursors.filter),
             });
@@ -187,7 +192,7 @@ impl ShardCursors {
             }
             if shard.cursor.has_reached(end) {
                 if let Some(window) = &mut shard.window {
-                    window.reached_end(shard.open);
+                    window.reached_end(shard.open, shard.retired);
                 }
                 continue;
             }
@@ -368,10 +373,14 @@ impl ShardCursors {
         let settles = (self.shards.iter())
             .filter_map(|shard| shard.window.as_ref()?.settles_in())
             .min();
+        // Every open shard's window ended but the reading was cut short elsewhere (a drain):
+        // the wait is for their close.
+        let undone = |shard: &Shard| shard.open && !shard.done();
+        let all_done = !self.shards.iter().any(undone);
         let waits: Vec<_> = self
             .shards
             .iter_mut()
-            .filter(|shard| shard.open && !shard.done())
+            .filter(|shard| shard.open && (all_done || !shard.done()))
             .map(|shard| {
                 Box::pin(async move {
                     if shard.durable.changed().await.is_err() {

@@ -119,11 +119,14 @@ impl Window {
         }
     }
 
-    /// The shard is read to its durable end: it is done if its writer stopped (`open` false) or
-    /// the clock is past `until` and the settling time; cut short if the writer stopped before
-    /// `until` (every frame received before the stop is durable by then, none after it).
-    pub(super) fn reached_end(&mut self, open: bool) {
-        if let Some(until) = self.until {
+    /// The shard is read to its durable end: it is done if it is `retired` (nothing is written
+    /// there any more), its writer stopped (`open` false) or the clock is past `until` and the
+    /// settling time; cut short if the writer stopped before `until` (every frame received
+    /// before the stop is durable by then, none after it).
+    pub(super) fn reached_end(&mut self, open: bool, retired: bool) {
+        if retired {
+            self.done = true;
+        } else if let Some(until) = self.until {
             let now = ArchiveClock::process().now();
             if !open && !self.done {
                 self.cut_short = now <= until;

@@ -85,7 +85,7 @@ fn a_live_shard_is_done_with_a_window_once_its_end_has_settled() {
     // whatever the stamps already stored say (a start with the clock stepped back writes
     // stamps below those of the run before).
     let mut ahead = window(now + 60_000_000_000);
-    ahead.reached_end(true);
+    ahead.reached_end(true, false);
     assert!(!ahead.done);
     let wait = ahead.settles_in().unwrap();
     assert!(
@@ -94,19 +94,23 @@ fn a_live_shard_is_done_with_a_window_once_its_end_has_settled() {
     );
     // A stopped writer ends it, cut short: a restart may bring more.
     let mut stopped = window(now + 60_000_000_000);
-    stopped.reached_end(false);
+    stopped.reached_end(false, false);
     assert!(
         stopped.done && stopped.cut_short,
         "a restart may bring more"
     );
+    // A retired shard, where nothing is written any more: done, not cut short.
+    let mut retired = window(now + 60_000_000_000);
+    retired.reached_end(false, true);
+    assert!(retired.done && !retired.cut_short);
     // A writer that stopped after the window's end leaves nothing of it to come.
     let mut ended = window(now - 1_000_000_000);
-    ended.reached_end(false);
+    ended.reached_end(false, false);
     assert!(ended.done && !ended.cut_short);
     // A window that ended a minute ago: done once everything durable is read.
     let mut past = window(now - 60_000_000_000);
     assert!(!past.done);
-    past.reached_end(true);
+    past.reached_end(true, false);
     assert!(past.done);
     assert_eq!(past.settles_in(), None);
     // Without an end, never.
@@ -115,7 +119,7 @@ fn a_live_shard_is_done_with_a_window_once_its_end_has_settled() {
         ..FrameFilter::default()
     })
     .unwrap();
-    open.reached_end(false);
+    open.reached_end(false, false);
     assert!(!open.done && open.settles_in().is_none());
 }
 

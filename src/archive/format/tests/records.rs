@@ -76,9 +76,36 @@ fn a_frames_record_reads_back_as_its_frames_at_its_offset() {
 
 /// A link's frames keep their reception: the record's link and station, each frame's
 /// earth-receive time, mode and AX.25 addresses; a frame on its own (as recovery rewrites a
-/// journal's) too. Undefined flags are damage, never a guess.
+/// journal's) too.
 #[test]
 fn received_frames_read_back_with_their_reception() {
+    let (delivery, received, bytes) = received_record();
+    let scan = scan_bytes(Bytes::from(bytes));
+    assert_eq!(scan.end, ScanEnd::Clean);
+    let frames: Vec<FrameRecord> = (scan.entries.into_iter())
+        .map(|(_, entry)| match entry {
+            Entry::Frame(frame) => frame,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let got: Vec<_> = frames.iter().map(|f| f.reception.clone()).collect();
+    let expected: Vec<_> = (received.iter())
+        .map(|&received| {
+            let delivery = Arc::clone(&delivery);
+            Some(Box::new(Reception { delivery, received }))
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(frames[2].payload, &b"SAFE_MODE"[..]);
+    let mut one = MAGIC.to_vec();
+    frames[0].encode(&mut one);
+    let again = scan_bytes(Bytes::from(one));
+    assert_eq!(again.entries, vec![(8, Entry::Frame(frames[0].clone()))]);
+}
+
+/// Three frames of a link as a RECEIVED FRAMES record behind the magic: the first with an
+/// earth-receive time and AX.25 addresses, the second played back, the third with nothing.
+fn received_record() -> (Arc<Delivery>, [Received; 3], Vec<u8>) {
     let delivery = Arc::new(Delivery::live("uhf", "Svalbard, SG-1"));
     let received = [
         Received {
@@ -105,27 +132,14 @@ fn received_frames_read_back_with_their_reception() {
     let frames = frames.map(|((s, p), r)| (s, p, r));
     let mut bytes = MAGIC.to_vec();
     encode_received_frames(&mut bytes, head, &delivery, frames);
-    let scan = scan_bytes(Bytes::from(bytes.clone()));
-    assert_eq!(scan.end, ScanEnd::Clean);
-    let frames: Vec<FrameRecord> = (scan.entries.into_iter())
-        .map(|(_, entry)| match entry {
-            Entry::Frame(frame) => frame,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    let got: Vec<_> = frames.iter().map(|f| f.reception.clone()).collect();
-    let expected: Vec<_> = (received.iter())
-        .map(|&received| {
-            let delivery = Arc::clone(&delivery);
-            Some(Box::new(Reception { delivery, received }))
-        })
-        .collect();
-    assert_eq!(got, expected);
-    assert_eq!(frames[2].payload, &b"SAFE_MODE"[..]);
-    let mut one = MAGIC.to_vec();
-    frames[0].encode(&mut one);
-    let again = scan_bytes(Bytes::from(one));
-    assert_eq!(again.entries, vec![(8, Entry::Frame(frames[0].clone()))]);
+    (delivery, received, bytes)
+}
+
+/// Undefined reception flags, and an AX.25 SSID past 15, are damage, never a guess: each in a
+/// record whose CRC is right, so that only the decoder can refuse it.
+#[test]
+fn impossible_reception_fields_are_damage() {
+    let (_, _, bytes) = received_record();
     // The first frame's flags, after the fixed part and the two names.
     let flags = MAGIC.len() + RECORD_HEADER_LEN + FRAMES_BODY_FIXED + 2 + 3 + 14 + 12;
     assert_eq!(
@@ -133,7 +147,6 @@ fn received_frames_read_back_with_their_reception() {
         0x01 | 0x04,
         "an earth time and AX.25 addresses follow"
     );
-    // Each change below keeps the record's CRC right: only the decoder can refuse it.
     let damaged = |at: usize, byte: u8| {
         let mut bytes = bytes.clone();
         bytes[at] = byte;
@@ -149,10 +162,8 @@ fn received_frames_read_back_with_their_reception() {
     };
     let end = damaged(flags, 0x85);
     let says = "undefined reception flags 0x85";
-    assert!(
-        refused(&end, FrameFault::UndefinedReceptionFlags(0x85), says),
-        "{end:?}"
-    );
+    let fault = FrameFault::UndefinedReceptionFlags(0x85);
+    assert!(refused(&end, fault, says), "{end:?}");
     // The destination's SSID byte, after the earth time and the source's 7 bytes: only its
     // 0 to 15 write back as they read.
     let end = damaged(flags + 1 + 8 + 7 + 6, 0x9C);

@@ -43,7 +43,7 @@ pub fn completeness(
     timeline: Option<&Timeline>,
 ) -> Result<Completeness, ArchiveError> {
     let found = read(root, ends, filter, timeline, Found::default())?;
-    Ok(found.answer(timeline).0)
+    Ok(found.answer(timeline))
 }
 
 /// The sequences any of `sources` holds in the archive at `root` up to `ends` (`ends` as they
@@ -69,16 +69,18 @@ pub fn held_together(
     Ok(held)
 }
 
-/// [`completeness`] without a timeline, with every frame of the window the filter wants, read
-/// from its block (no segment is answered from its index alone): what the passes of stations are
-/// made of (`crate::archive::query::passes`). Shard by shard, each in file order. Blocking.
+/// [`completeness`] without a timeline, handing `each` frame of the window the filter wants, read
+/// from its block (no segment is answered from its index alone): what the passes of stations and
+/// the volume are made of (`crate::archive::query::passes`, `volume`), each keeping of it only
+/// what it needs. Shard by shard, each in file order. Blocking.
 pub fn with_frames(
     root: &Path,
     ends: &DurableEnds,
     filter: &FrameFilter,
-) -> Result<(Completeness, Vec<SeenFrame>), ArchiveError> {
+    each: &mut dyn FnMut(SeenFrame),
+) -> Result<Completeness, ArchiveError> {
     let found = Found {
-        frames: Some(Vec::new()),
+        frames: Some(each),
         ..Found::default()
     };
     let found = read(root, ends, filter, None, found)?;
@@ -86,13 +88,13 @@ pub fn with_frames(
 }
 
 /// Reads every shard into `found`.
-fn read(
+fn read<'a>(
     root: &Path,
     ends: &DurableEnds,
     filter: &FrameFilter,
     timeline: Option<&Timeline>,
-    mut found: Found,
-) -> Result<Found, ArchiveError> {
+    mut found: Found<'a>,
+) -> Result<Found<'a>, ArchiveError> {
     let wanted = Wanted::of(filter);
     for walk in ends.walk(root)? {
         let reading = Reading {
@@ -116,7 +118,7 @@ pub(super) type Elsewhere = BTreeMap<(u8, u32), SequenceSet>;
 
 /// What the shards' segments gave so far.
 #[derive(Default)]
-pub(super) struct Found {
+pub(super) struct Found<'a> {
     held: Held,
     elsewhere: Elsewhere,
     /// What retention deleted, by source.
@@ -124,14 +126,14 @@ pub(super) struct Found {
     damaged: Vec<DamagedRange>,
     missing: Vec<(usize, u64)>,
     clock: Vec<ClockRecord>,
-    /// With [`with_frames`]: each frame of the window, read from its block.
-    frames: Option<Vec<SeenFrame>>,
+    /// With [`with_frames`]: what takes each frame of the window, read from its block.
+    frames: Option<&'a mut dyn FnMut(SeenFrame)>,
 }
 
-impl Found {
+impl Found<'_> {
     /// The answer, once every shard is read: each source's, by kind and id, and what could not be
-    /// read; and the frames, when they were kept.
-    pub(super) fn answer(self, timeline: Option<&Timeline>) -> (Completeness, Vec<SeenFrame>) {
+    /// read.
+    pub(super) fn answer(self, timeline: Option<&Timeline>) -> Completeness {
         let Found {
             held,
             elsewhere,
@@ -139,7 +141,7 @@ impl Found {
             damaged,
             missing,
             clock,
-            frames,
+            frames: _,
         } = self;
         let sources = held
             .into_iter()
@@ -152,13 +154,12 @@ impl Found {
                 Some(gathered.finish(source, around, timeline))
             })
             .collect();
-        let answer = Completeness {
+        Completeness {
             sources,
             damaged,
             missing,
             clock,
-        };
-        (answer, frames.unwrap_or_default())
+        }
     }
 }
 
@@ -406,8 +407,8 @@ impl Reading<'_> {
                 let sequence = frame.sequence;
                 source.add_station(&reception.delivery.station, [(sequence, sequence)]);
             }
-            if let Some(frames) = &mut found.frames {
-                frames.push(SeenFrame {
+            if let Some(each) = &mut found.frames {
+                each(SeenFrame {
                     source: (frame.kind, frame.source_id),
                     sequence: frame.sequence,
                     received_ns: received,

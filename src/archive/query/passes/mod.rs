@@ -118,7 +118,10 @@ pub fn passes(
         sources: delivered.iter().map(|source| source.source).collect(),
         ..filter.clone()
     };
-    let (mut read, frames) = completeness::with_frames(root, ends, &narrowed)?;
+    // Only the frames of the stations and groups asked for are kept.
+    let mut stations = Stations::default();
+    let each = &mut |frame| stations.add(frame, groups, query);
+    let mut read = completeness::with_frames(root, ends, &narrowed, each)?;
     // What the reading passed over is the window's, as `archive gaps` says of it: the outline's,
     // with the damage found in the blocks read for the stations.
     read.clock = outline.clock;
@@ -129,40 +132,50 @@ pub fn passes(
             read.damaged.push(damage);
         }
     }
-    let mut answer = of_frames(read, frames, filter, groups, query);
+    let mut answer = of_frames(read, stations, filter, groups, query);
     answer.without_station += without_station;
     Ok(answer)
 }
 
-/// One station's frames of one thing it receives.
-type Received = BTreeMap<(String, Receives), Vec<SeenFrame>>;
+/// The frames asked for of each station, by what it receives, and how many frames had no
+/// station.
+#[derive(Default)]
+struct Stations {
+    by_station: BTreeMap<(String, Receives), Vec<SeenFrame>>,
+    without_station: u64,
+}
 
-/// The passes of `frames`, read with `read`'s completeness.
-fn of_frames(
-    read: Completeness,
-    frames: Vec<SeenFrame>,
-    filter: &FrameFilter,
-    groups: &MergeGroups,
-    query: &PassQuery,
-) -> Passes {
-    let mut by_station = Received::new();
-    let mut without_station = 0;
-    for frame in frames {
+impl Stations {
+    /// Keeps `frame` if `query` asks for its station and what it receives.
+    fn add(&mut self, frame: SeenFrame, groups: &MergeGroups, query: &PassQuery) {
         let Some(reception) = &frame.reception else {
-            without_station += 1;
-            continue;
+            self.without_station += 1;
+            return;
         };
-        let station = reception.delivery.station.to_string();
+        let station = &*reception.delivery.station;
         let receives = match groups.get(&frame.source) {
             Some((group, _)) => Receives::Group(group.clone()),
             None => Receives::Source(frame.source),
         };
-        by_station
-            .entry((station, receives))
-            .or_default()
-            .push(frame);
+        if query.wants(station, &receives) {
+            let key = (station.to_owned(), receives);
+            self.by_station.entry(key).or_default().push(frame);
+        }
     }
-    by_station.retain(|(station, receives), _| query.wants(station, receives));
+}
+
+/// The passes of the `stations`' frames, read with `read`'s completeness.
+fn of_frames(
+    read: Completeness,
+    stations: Stations,
+    filter: &FrameFilter,
+    groups: &MergeGroups,
+    query: &PassQuery,
+) -> Passes {
+    let Stations {
+        by_station,
+        without_station,
+    } = stations;
     let context = report::Context {
         read: &read,
         group_passes: completeness::passes(&read.sources, groups),

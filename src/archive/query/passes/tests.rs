@@ -98,7 +98,9 @@ fn without_earth_time_passes_are_on_the_received_time_and_say_so() {
         ..FrameFilter::default()
     };
     let read = read_of(&frames[..20]);
-    let answer = of_frames(read, frames, &filter, &MergeGroups::new(), &query(600));
+    let (groups, asked) = (MergeGroups::new(), query(600));
+    let stations = stations_of(frames, &groups, &asked);
+    let answer = of_frames(read, stations, &filter, &groups, &asked);
     assert_eq!(answer.without_station, 1);
     let passes = &answer.passes;
     assert_eq!(passes.len(), 2, "{passes:#?}");
@@ -145,7 +147,9 @@ fn a_station_s_pass_says_what_another_of_its_group_filled() {
     groups.insert((SourceKind::LiveUplink, 10_007), ("pass".into(), 7));
     groups.insert((SourceKind::LiveUplink, 20_007), ("pass".into(), 7));
     let read = read_of(&frames);
-    let answer = of_frames(read, frames, &FrameFilter::default(), &groups, &query(60));
+    let asked = query(60);
+    let stations = stations_of(frames, &groups, &asked);
+    let answer = of_frames(read, stations, &FrameFilter::default(), &groups, &asked);
     let passes = &answer.passes;
     assert_eq!(passes.len(), 2, "{passes:#?}");
     let (kiruna, svalbard) = (&passes[0], &passes[1]);
@@ -182,4 +186,13 @@ fn a_station_s_pass_says_what_another_of_its_group_filled() {
     assert!(!wants(&only(Some("Kiruna"), None), "Svalbard"));
     assert!(!wants(&only(None, Some("other")), "Kiruna"));
     assert!(wants(&only(None, Some("pass")), "Kiruna"));
+}
+
+/// `frames` kept as a reading keeps them for `query`.
+fn stations_of(frames: Vec<SeenFrame>, groups: &MergeGroups, query: &PassQuery) -> Stations {
+    let mut stations = Stations::default();
+    frames
+        .into_iter()
+        .for_each(|f| stations.add(f, groups, query));
+    stations
 }
