@@ -18,6 +18,7 @@
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -154,6 +155,7 @@ pub(crate) async fn completeness(
         Ok(admitted) => admitted,
         Err((status, reason)) => return refusal(status, reason),
     };
+    let (durable, _abandoned) = Abandoned::reading(durable);
     let filter = request.filter;
     // `from` is there with `buckets` (the query says so); without `to` the timeline ends when
     // the query came, the reading its times ago counted back from.
@@ -267,6 +269,7 @@ async fn of_stations(
         Ok(admitted) => admitted,
         Err((status, reason)) => return refusal(status, reason),
     };
+    let (durable, _abandoned) = Abandoned::reading(durable);
     let what = path.what();
     let asked = StationsAsked {
         root: root.clone(),
@@ -315,6 +318,25 @@ fn json_answer(
             let reason = within_archive(&err.to_string(), dir);
             refusal(StatusCode::INTERNAL_SERVER_ERROR, reason)
         }
+    }
+}
+
+/// Marks a query's reading abandoned when the handler is dropped: its client went (the
+/// connection closed, or `monitor.idle_timeout_ms` closed it while the answer was read), and the
+/// reading, its permit held, stops rather than answer no one.
+struct Abandoned(Arc<AtomicBool>);
+
+impl Abandoned {
+    /// `durable`, read until the guard is dropped.
+    fn reading(durable: DurableEnds) -> (DurableEnds, Abandoned) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (durable.until_abandoned(Arc::clone(&flag)), Abandoned(flag))
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use futures_util::future::select_all;
@@ -38,11 +39,31 @@ use crate::stats::Stats;
 pub struct DurableEnds {
     shards: Vec<(usize, watch::Receiver<DurableEnd>)>,
     spans: SpanCache,
+    /// Set when the client a query reads them for has gone: the query's reading stops.
+    abandoned: Option<Arc<AtomicBool>>,
 }
 
 impl DurableEnds {
     pub fn new(shards: Vec<(usize, watch::Receiver<DurableEnd>)>, spans: SpanCache) -> Self {
-        DurableEnds { shards, spans }
+        DurableEnds {
+            shards,
+            spans,
+            abandoned: None,
+        }
+    }
+
+    /// These ends, read for a client whose going sets `abandoned`: a reading of them (a query
+    /// of completeness, passes or volume) stops then rather than answer no one.
+    pub(crate) fn until_abandoned(self, abandoned: Arc<AtomicBool>) -> DurableEnds {
+        DurableEnds {
+            abandoned: Some(abandoned),
+            ..self
+        }
+    }
+
+    /// Whether the client these ends are read for has gone.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        (self.abandoned.as_ref()).is_some_and(|gone| gone.load(Relaxed))
     }
 
     /// Each shard and its durable end.

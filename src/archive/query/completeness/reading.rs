@@ -15,7 +15,7 @@ use std::path::Path;
 use super::answer::{ClockRecord, Completeness, SeenFrame};
 use super::gathered::{Around, Gathered};
 use super::timeline::Timeline;
-use crate::archive::format::index::{SegmentIndex, SpanCache};
+use crate::archive::format::index::SegmentIndex;
 use crate::archive::format::retention_file::ShardState;
 use crate::archive::format::{self, ArchiveError, Entry};
 use crate::archive::read::{self, DamagedRange, DurableEnds};
@@ -102,7 +102,7 @@ fn read<'a>(
             filter,
             wanted: &wanted,
             timeline,
-            spans: ends.spans(),
+            ends,
         };
         reading.read_shard(&mut found)?;
     }
@@ -176,7 +176,8 @@ pub(super) struct Reading<'a> {
     /// What the filter asks of the sealed segments' indexes.
     pub(super) wanted: &'a Wanted,
     pub(super) timeline: Option<&'a Timeline>,
-    pub(super) spans: &'a SpanCache,
+    /// Their spans cache, and whether the client asking has gone.
+    pub(super) ends: &'a DurableEnds,
 }
 
 impl Reading<'_> {
@@ -187,6 +188,10 @@ impl Reading<'_> {
         let mut met: Option<(u64, u64)> = None;
         let (mut sealed, mut gone) = (Vec::new(), Vec::new());
         for (index, path) in &self.walk.segments {
+            // Its client gone, nothing reads the answer: the reading ends, its answer short.
+            if self.ends.is_abandoned() {
+                break;
+            }
             let index = *index;
             match self.add_segment(index, path, found) {
                 Ok(meets) => {
@@ -237,11 +242,11 @@ impl Reading<'_> {
         path: &Path,
         found: &mut Found,
     ) -> Result<(), ArchiveError> {
-        let contents = match SegmentIndex::read_or_rebuild(&self.walk.dir, index, path, self.spans)
-        {
-            Err(err) if err.is_gone() => return Ok(()),
-            contents => contents?,
-        };
+        let contents =
+            match SegmentIndex::read_or_rebuild(&self.walk.dir, index, path, self.ends.spans()) {
+                Err(err) if err.is_gone() => return Ok(()),
+                contents => contents?,
+            };
         // Its index was written before the damage: what it lists is not all held.
         if found
             .damaged
@@ -322,7 +327,7 @@ impl Reading<'_> {
             true => {
                 let sealed = self
                     .wanted
-                    .sealed(&self.walk.dir, index, path, self.spans)?;
+                    .sealed(&self.walk.dir, index, path, self.ends.spans())?;
                 let steps = (sealed.contents.clock.iter()).filter(|(_, e)| e.tells_of_a_step());
                 let at = |&(offset, event)| self.clock_record(index, offset, event);
                 found.clock.extend(steps.map(at));

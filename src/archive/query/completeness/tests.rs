@@ -55,6 +55,20 @@ async fn a_window_reader_and_completeness_name_the_same_damage() {
     fs::remove_dir_all(&root).unwrap();
 }
 
+/// A reading whose client has gone stops: it reads no segment once it is abandoned.
+#[test]
+fn a_reading_abandoned_reads_no_further() {
+    let (root, ends) = archive("abandoned");
+    let durable = durable_ends(&ends);
+    let whole = completeness(&root, &durable, &FrameFilter::default(), None).unwrap();
+    assert!(!whole.sources.is_empty());
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let abandoned = durable.until_abandoned(gone);
+    let answer = completeness(&root, &abandoned, &FrameFilter::default(), None).unwrap();
+    assert!(answer.sources.is_empty(), "{:?}", answer.sources);
+    fs::remove_dir_all(&root).unwrap();
+}
+
 /// What completeness must answer of `written` for `window`, found by brute force: each
 /// source's sequences received in the window, and those held in a shard's segments from the
 /// first to the last that holds a frame of the window, between the source's first and last
