@@ -716,3 +716,44 @@ async fn stats_metrics_and_health_show_the_archive_and_retention() {
         .logged(&["archive retention cannot keep its limits"])
         .is_some());
 }
+
+/// Deletions that fail (here the state written before them cannot be: a directory holds its
+/// name, as a full file system refuses it) make `/healthz` say degraded, as a limit that cannot
+/// be kept does; once they can be made again, retention deletes and the daemon is healthy.
+#[tokio::test]
+async fn failing_deletions_say_degraded_until_they_succeed() {
+    let dir = TempDir::new("retention-failing");
+    let daemon = Daemon::start_in(&dir.0, &config(&dir.0, 0));
+    let shard = aggregator::archive::format::shard_dir(&dir.0.join("archive"), 0);
+    // After retention's start, which clears a state left half written.
+    common::wait_until_async("retention to report", common::PATIENCE, || async {
+        let stats = common::http_get_json(daemon.monitor, "/stats").await;
+        stats["archive"]["segments"].as_u64() > Some(0)
+    })
+    .await;
+    let blocker = shard.join("RETENTION.new");
+    std::fs::create_dir(&blocker).unwrap();
+    for first in (0..5000).step_by(500) {
+        assert_eq!(
+            send(&daemon, BUSY, first..first + 500).await,
+            Some(first + 499)
+        );
+    }
+    common::wait_until_async("/healthz to say degraded", common::PATIENCE, || async {
+        common::http_get(daemon.monitor, "/healthz").await.0 == 503
+    })
+    .await;
+    let (_, _, body) = common::http_get(daemon.monitor, "/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["archive"]["retention_short"], true, "{health}");
+    let cannot = ["archive retention cannot delete what its limits ask"];
+    assert!(daemon.logged(&cannot).is_some());
+    std::fs::remove_dir(&blocker).unwrap();
+    common::wait_until_async("/healthz to say ok", common::PATIENCE, || async {
+        common::http_get(daemon.monitor, "/healthz").await.0 == 200
+    })
+    .await;
+    assert!(daemon
+        .logged(&["archive retention deletes again"])
+        .is_some());
+}

@@ -92,7 +92,7 @@ pipeline_stats! {
     Counter retention_deleted_segments: "Sealed segments retention deleted ([archive.retention]), over the archive's life.",
     Counter retention_deleted_bytes: "Bytes on disk of the segments retention deleted, over the archive's life.",
     Gauge retention_last_deletion_timestamp_seconds: "Unix time of retention's last deletion; 0 before the first.",
-    Gauge retention_short: "1 while retention cannot keep archive.retention.max_bytes or min_free_*: every segment left is one it never deletes; else 0.",
+    Gauge retention_short: "1 while retention cannot keep archive.retention.max_bytes or min_free_*: every segment left is one it never deletes, or its deletions fail; else 0.",
     Gauge nats_sink: "1 when [sinks.nats] publishes this daemon's archive into NATS JetStream, else 0.",
     Gauge nats_connected: "1 while the NATS sink is connected to a server ([sinks.nats]), else 0.",
     Gauge nats_degraded: "1 while the NATS sink is disconnected or further behind than sinks.nats.max_lag_ms, else 0.",

@@ -108,6 +108,9 @@ struct Retainer {
     short: Option<Shortfall>,
     /// When a failed check was last logged: once a minute at most.
     failed_at: Option<Instant>,
+    /// Its last deletions failed (a full file system refuses the state written before them, a
+    /// disk error): it cannot keep its limits either, and says so as for a shortfall.
+    failing: bool,
 }
 
 impl Retention {
@@ -131,6 +134,7 @@ impl Retention {
             stop: Arc::clone(&stop),
             short: None,
             failed_at: None,
+            failing: false,
         };
         let thread = std::thread::Builder::new()
             .name("archive-retention".into())
@@ -155,13 +159,27 @@ impl Retention {
 impl Retainer {
     fn run(mut self) {
         let root = self.feed.root.clone();
-        let stopped = || self.stop.load(std::sync::atomic::Ordering::Relaxed);
+        let stop = Arc::clone(&self.stop);
+        let stopped = move || stop.load(std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        let loaded = Catalogue::load_until(&root, self.feed.spans.clone(), &stopped);
-        let mut catalogue = match loaded.and_then(|c| c.finish_deletions().map(|()| c)) {
-            Ok(catalogue) => catalogue,
-            Err(err) => {
-                tracing::error!(error = %err, "archive retention: cannot read the archive; nothing is deleted");
+        let interval = self.limits.check_interval;
+        // A load that fails (a damaged state, a read error, descriptors short) is tried again at
+        // each check; meanwhile nothing is deleted, and a bounded archive says it is short.
+        let mut catalogue = loop {
+            let loaded = Catalogue::load_until(&root, self.feed.spans.clone(), &stopped);
+            match loaded.and_then(|c| c.finish_deletions().map(|()| c)) {
+                Ok(catalogue) => break catalogue,
+                Err(err) => {
+                    self.failed(&err);
+                    let short = self.limits.is_bounded();
+                    self.stats.archive_files(&ArchiveFiles {
+                        short,
+                        ..ArchiveFiles::default()
+                    });
+                }
+            }
+            let waited = self.feed.sealed.recv_timeout(interval);
+            if stopped() || matches!(waited, Err(mpsc::RecvTimeoutError::Disconnected)) {
                 return;
             }
         };
@@ -172,7 +190,6 @@ impl Retainer {
             bounded = self.limits.is_bounded(),
             "archive retention: read the archive's segment indexes"
         );
-        let interval = self.limits.check_interval;
         loop {
             self.check(&mut catalogue);
             match self.feed.sealed.recv_timeout(interval) {
@@ -213,7 +230,7 @@ impl Retainer {
             free_bytes: usage.free.map_or(0, |(free, _)| free),
             filesystem_bytes: usage.free.map_or(0, |(_, size)| size),
             received,
-            short: self.short.is_some(),
+            short: self.short.is_some() || self.failing,
             ..ArchiveFiles::default()
         };
         for state in states {
@@ -234,10 +251,21 @@ impl Retainer {
         let plan = plan::plan(&queues, usage, &self.limits, now);
         self.note_shortfall(plan.short);
         if plan.delete.is_empty() {
+            self.failing = false;
             return usage;
         }
         let started = Instant::now();
-        match catalogue.delete(&plan, now) {
+        let deleted = catalogue.delete(&plan, now);
+        if self.failing != deleted.is_err() {
+            match deleted.is_err() {
+                true => tracing::error!(
+                    "archive retention cannot delete what its limits ask; /healthz says degraded"
+                ),
+                false => tracing::info!("archive retention deletes again"),
+            }
+            self.failing = deleted.is_err();
+        }
+        match deleted {
             Ok((segments, bytes)) => {
                 tracing::info!(
                     segments,
