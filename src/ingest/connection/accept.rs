@@ -37,7 +37,7 @@ pub(crate) async fn serve(
     // Boxed: the handshake's state would otherwise take room in this task's future for the
     // connection's whole life, while all the task does after it is wait for the connection's task
     // on its shard.
-    let Some((wire, registration, catalog)) =
+    let Some((wire, registration, catalog, welcomed)) =
         Box::pin(admit(stream, peer, listener, &services)).await
     else {
         return;
@@ -52,7 +52,8 @@ pub(crate) async fn serve(
                 async move {
                     match wire.rehome() {
                         Ok(wire) => {
-                            let connection = Connection::new(wire, registration, catalog, services);
+                            let (registered, welcomed) = ((registration, catalog), welcomed);
+                            let connection = Connection::new(wire, registered, welcomed, services);
                             connection.run().await;
                         }
                         Err(err) => {
@@ -74,20 +75,22 @@ pub(crate) async fn serve(
         }
         // Boxed: a connection served on a shard's thread does without it.
         None => {
-            let connection = Connection::new(wire, registration, catalog, services);
+            let registered = (registration, catalog);
+            let connection = Connection::new(wire, registered, welcomed, services);
             Box::pin(connection.run()).await;
         }
     }
 }
 
-/// From the accepted socket to the WELCOME: the TLS handshake, the HELLO and the registration;
-/// `None` once the connection is refused and closed.
+/// From the accepted socket to the WELCOME: the TLS handshake, the HELLO and the registration,
+/// and the acknowledgement the WELCOME gave (`resume_after`); `None` once the connection is
+/// refused and closed.
 async fn admit(
     stream: TcpStream,
     peer: SocketAddr,
     listener: SourceKind,
     services: &Services,
-) -> Option<(Wire, Registration, CatalogOut)> {
+) -> Option<(Wire, Registration, CatalogOut, Option<u64>)> {
     let (mut wire, identity) = open(stream, peer, services).await?;
 
     let hello = match handshake(&mut wire, listener, identity.as_ref(), services).await {
@@ -128,14 +131,15 @@ async fn admit(
     if let Some(fleet) = &services.fleet {
         resume_in_fleet(fleet.as_ref(), &registration.source).await;
     }
+    let resume_after = registration.source.last_acked();
     wire.send(&ServerMessage::Welcome {
         version: hello.version,
-        resume_after: registration.source.last_acked(),
+        resume_after,
     })
     .await;
     registration.source.takes_catalogs();
     let catalog = CatalogOut::new(services.catalog.subscribe());
-    Some((wire, registration, catalog))
+    Some((wire, registration, catalog, resume_after))
 }
 
 /// With `ack = "replicated"`, for a source recovery found frames of above its recorded

@@ -43,6 +43,8 @@ pub(super) async fn finish(
         reason = CloseReason::StorageUnavailable;
         detail = format!("{detail}; frames above the final acknowledgement were not stored");
     }
+    // Before the CLOSE: a source may connect again as soon as it has it.
+    let _ = services.router.deregister((source.kind, source.id)).await;
     wire.send(&ServerMessage::Close {
         reason,
         final_ack: acked,

@@ -80,12 +80,13 @@ struct Connection {
 }
 
 impl Connection {
-    /// The connection of `registration` on `wire`. Made on the runtime that will run it: its
+    /// The connection of `registration` on `wire`, its WELCOME having acknowledged `welcomed`:
+    /// an acknowledgement that moved since is sent. Made on the runtime that will run it: its
     /// timers belong to that runtime.
     fn new(
         wire: Wire,
-        registration: Registration,
-        catalog: CatalogOut,
+        (registration, catalog): (Registration, CatalogOut),
+        welcomed: Option<u64>,
         services: Arc<Services>,
     ) -> Connection {
         let Registration {
@@ -96,7 +97,7 @@ impl Connection {
             ..
         } = registration;
         let intake = Intake::new(&source, &services, shard, already_stored);
-        let acks = Acks::new(Arc::clone(&services), source.last_acked());
+        let acks = Acks::new(Arc::clone(&services), welcomed);
         let turn = services.read_credits[shard % services.read_credits.len()].turn();
         let idle = Idle::new(services.config.connection.idle_timeout);
         let drain = Box::pin(services.drain.clone().cancelled_owned());
@@ -292,7 +293,6 @@ impl Connection {
         }
         let ending = ending.unwrap_or(Ending::PipelineClosed);
         close::finish(&mut wire, &source, acks.sent(), ending, &services).await;
-        let _ = services.router.deregister((source.kind, source.id)).await;
         wire.close().await;
     }
 }
