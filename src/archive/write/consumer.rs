@@ -225,6 +225,8 @@ impl ArchiveConsumer {
                     self.start_sync();
                 }
                 _ = drain.cancelled(), if self.held.is_some() => self.retry().await?,
+                // Parked for a replica's room, which the drain no longer waits for.
+                _ = drain.cancelled(), if waits_for.is_some() => {}
                 _ = replica_room(self.settings.replication.as_deref(), waits_for),
                     if waits_for.is_some() => {}
                 first = self.input.recv(), if !self.input_done => match first {
@@ -299,8 +301,11 @@ impl ArchiveConsumer {
     }
 
     /// Whether frames of `priority` may be written, as far as what waits for a replica goes.
+    /// From the drain on, all may: what was accepted is stored, its acknowledgement still waits
+    /// for its replica (the sink publishes it after the next start).
     fn has_replica_room(&self, priority: Priority) -> bool {
-        (self.settings.replication.as_ref()).is_none_or(|r| r.has_room(priority))
+        self.settings.drain.is_cancelled()
+            || (self.settings.replication.as_ref()).is_none_or(|r| r.has_room(priority))
     }
 
     /// The priority of parked batches that wait for frames to be replicated, if any do: their
