@@ -9,12 +9,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{self, Services};
 use crate::config::Config;
 use crate::domain::frame::SourceKind;
 use crate::net::{accept_until, listen, Limits, Slots};
+
+/// Connections past a listener's limits refused at once, at most, each answered
+/// `TooManyConnections` (after its TLS handshake, which may take `connection.handshake_timeout_ms`):
+/// what a flood of them holds in descriptors is bounded; past it they are closed unanswered.
+const REFUSING_AT_ONCE: usize = 64;
 
 /// The two bound listeners.
 #[derive(Debug)]
@@ -88,6 +94,7 @@ async fn accept_loop(
 ) {
     let (drain, stats) = (services.drain.clone(), services.stats.clone());
     let slots = Slots::new(limits);
+    let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
     accept_until(
         &listener,
         &slots,
@@ -96,15 +103,21 @@ async fn accept_loop(
         &stats,
         |stream, peer, slot| {
             let services = Arc::clone(&services);
-            match slot {
-                Ok(slot) => tracker.spawn(async move {
+            let refusal =
+                |refused| Some((refused, Arc::clone(&refusing).try_acquire_owned().ok()?));
+            match slot.map_err(refusal) {
+                Ok(slot) => drop(tracker.spawn(async move {
                     connection::serve(stream, peer, kind, services).await;
                     drop(slot);
-                }),
-                Err(refused) => tracker.spawn(connection::refuse_over_limit(
-                    stream, peer, kind, refused, services,
-                )),
-            };
+                })),
+                Err(Some((refused, permit))) => drop(tracker.spawn(async move {
+                    connection::refuse_over_limit(stream, peer, kind, refused, services).await;
+                    drop(permit);
+                })),
+                // A flood past the limits, with as many refusals under way as are let be (each
+                // may wait for a TLS handshake): closed at once, unanswered.
+                Err(None) => drop(stream),
+            }
         },
     )
     .await;
