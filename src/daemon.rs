@@ -356,7 +356,10 @@ impl Daemon {
     /// Starts the shards' threads, every stage, the outputs that read the archive, and the
     /// listeners: the daemon serves.
     fn start(mut self, listeners: Listeners) -> Running {
-        let storage_lost = CancellationToken::new();
+        // Each shard's: one shard's outage does not end another's waits.
+        let storage_lost: Vec<_> = (self.shards.iter())
+            .map(|_| CancellationToken::new())
+            .collect();
         let threads = self.start_threads();
         let services = self.services(&storage_lost, threads.as_ref());
         let durable = std::mem::take(&mut self.durable);
@@ -435,7 +438,7 @@ impl Daemon {
     /// What the source listeners' connections need of the daemon.
     fn services(
         &self,
-        storage_lost: &CancellationToken,
+        storage_lost: &[CancellationToken],
         threads: Option<&ShardThreads>,
     ) -> Arc<Services> {
         let config = &self.config;
@@ -444,7 +447,7 @@ impl Daemon {
             router: self.router.clone(),
             stats: self.stats.clone(),
             drain: self.drain.clone(),
-            storage_lost: storage_lost.clone(),
+            storage_lost: storage_lost.to_vec(),
             read_credits: ReadCredits::per_shard(
                 config.read_credits(),
                 self.shards.len(),
@@ -571,7 +574,7 @@ impl Daemon {
     /// the fan-in.
     fn start_stages(
         self,
-        storage_lost: CancellationToken,
+        storage_lost: Vec<CancellationToken>,
         threads: Option<&ShardThreads>,
     ) -> StatsPublisher {
         let Daemon {
@@ -588,12 +591,13 @@ impl Daemon {
         } = self;
         // Closes every subscription once the last shard's processor has finished.
         let publishers = fan_out.into_publishers();
-        for ((shard, chain), publisher) in shards.into_iter().enumerate().zip(publishers) {
+        let shards = shards.into_iter().zip(storage_lost).enumerate();
+        for ((shard, (chain, storage_lost)), publisher) in shards.zip(publishers) {
             let settings = ArchiveSettings {
                 policy: SyncPolicy::of(&config.archive),
                 max_unsynced_bytes: config.archive.max_unsynced_bytes,
                 drain: drain.clone(),
-                storage_lost: storage_lost.clone(),
+                storage_lost,
                 replication: replication.clone(),
             };
             let stages = chain.stages(publisher, &config.pipeline, settings, stats.shard(shard));

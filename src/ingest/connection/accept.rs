@@ -289,7 +289,7 @@ mod tests {
             router,
             stats,
             drain,
-            storage_lost: CancellationToken::new(),
+            storage_lost: vec![CancellationToken::new()],
             read_credits: vec![ReadCredits::new(1, 1)],
             catalog: CatalogHandle::in_memory(1024),
             tls: None,

@@ -2,6 +2,8 @@
 //! everything it accepted is stored, sends the final acknowledgement and the CLOSE, and logs why
 //! it ended.
 
+use tokio_util::sync::CancellationToken;
+
 use super::ending::Ending;
 use super::services::Services;
 use super::wire::Wire;
@@ -15,10 +17,10 @@ pub(super) async fn finish(
     source: &Source,
     ack_sent: Option<u64>,
     end: Ending,
-    services: &Services,
+    (services, storage_lost): (&Services, &CancellationToken),
 ) {
     let cfg = &services.config;
-    let stored = wait_until_stored(source, services).await;
+    let stored = wait_until_stored(source, services, storage_lost).await;
     let acked = source.last_acked();
     if let Some(sequence) = acked.filter(|_| acked != ack_sent) {
         wire.send(&ServerMessage::Ack { sequence }).await;
@@ -55,7 +57,11 @@ pub(super) async fn finish(
 
 /// Waits until every frame the source sent is stored; `false` when the archive gave up on them,
 /// or the drain deadline passed, first.
-async fn wait_until_stored(source: &Source, services: &Services) -> bool {
+async fn wait_until_stored(
+    source: &Source,
+    services: &Services,
+    storage_lost: &CancellationToken,
+) -> bool {
     let deadline = services.config.shutdown.drain_deadline;
     let give_up = tokio::time::sleep(deadline);
     tokio::pin!(give_up);
@@ -68,7 +74,7 @@ async fn wait_until_stored(source: &Source, services: &Services) -> bool {
         }
         tokio::select! {
             _ = changed => {}
-            _ = services.storage_lost.cancelled() => {
+            _ = storage_lost.cancelled() => {
                 tracing::warn!(
                     acked = source.last_acked(),
                     "the archive cannot store this source's last frames; closing without their acknowledgement"

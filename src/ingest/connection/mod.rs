@@ -40,7 +40,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::domain::source::Source;
 use crate::ingest::read_credit::ReadTurn;
@@ -67,6 +67,8 @@ struct Connection {
     catalog: CatalogOut,
     /// The connection's place in its shard's read line.
     turn: ReadTurn,
+    /// Its shard's archive gave up on frames it cannot store.
+    storage_lost: CancellationToken,
     idle: Idle,
     /// The drain's signal, made once: a fresh `cancelled()` per pass would join and leave the
     /// token's waiter list every time. On the heap, as the timers are.
@@ -99,6 +101,12 @@ impl Connection {
         let intake = Intake::new(&source, &services, shard, already_stored);
         let acks = Acks::new(Arc::clone(&services), welcomed);
         let turn = services.read_credits[shard % services.read_credits.len()].turn();
+        let lost = &services.storage_lost;
+        let storage_lost = lost
+            .get(shard)
+            .or(lost.first())
+            .cloned()
+            .unwrap_or_default();
         let idle = Idle::new(services.config.connection.idle_timeout);
         let drain = Box::pin(services.drain.clone().cancelled_owned());
         Connection {
@@ -110,6 +118,7 @@ impl Connection {
             acks,
             catalog,
             turn,
+            storage_lost,
             idle,
             drain,
             ending: None,
@@ -277,6 +286,7 @@ impl Connection {
             mut catalog,
             acks,
             turn,
+            storage_lost,
             idle,
             drain,
             intake,
@@ -292,7 +302,8 @@ impl Connection {
             wire.write(&rest).await;
         }
         let ending = ending.unwrap_or(Ending::PipelineClosed);
-        close::finish(&mut wire, &source, acks.sent(), ending, &services).await;
+        let lost = &storage_lost;
+        close::finish(&mut wire, &source, acks.sent(), ending, (&services, lost)).await;
         wire.close().await;
     }
 }

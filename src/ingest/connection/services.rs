@@ -20,9 +20,10 @@ pub(crate) struct Services {
     pub router: RouterHandle,
     pub stats: Stats,
     pub drain: CancellationToken,
-    /// Cancelled by the archive when it gives up on frames it cannot store (a drain during a disk
-    /// outage): connections stop waiting for their acknowledgement.
-    pub storage_lost: CancellationToken,
+    /// Each shard's, cancelled by its archive when it gives up on frames it cannot store (a
+    /// drain during a disk outage): the shard's connections stop waiting for their
+    /// acknowledgement (`storage_lost[k]` is shard `k`'s).
+    pub storage_lost: Vec<CancellationToken>,
     /// Each shard's read credits (`read_credits[k]` is shard `k`'s).
     pub read_credits: Vec<ReadCredits>,
     pub catalog: CatalogHandle,
