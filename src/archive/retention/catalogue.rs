@@ -200,13 +200,19 @@ impl Catalogue {
             let deleted = (files.sealed.iter().take(count))
                 .map(|entry| entry.deleted(&files.dir, &self.spans))
                 .collect::<Result<Vec<_>, ArchiveError>>()?;
-            files.state.delete(&files.dir, &deleted, now_ns)?;
-            for gone in &deleted {
-                self.spans.forget(&files.dir, gone.segment);
+            let done = files.state.delete(&files.dir, &deleted, now_ns);
+            // Once the state names them deleted they are, whether or not their unlinking failed
+            // (the shard's next deletion unlinks them): never counted, nor candidates, again.
+            let named = (deleted.last()).is_some_and(|d| files.state.first_retained > d.segment);
+            if named {
+                for gone in &deleted {
+                    self.spans.forget(&files.dir, gone.segment);
+                }
+                files.sealed.drain(..count);
+                segments += deleted.len() as u64;
+                bytes += deleted.iter().map(|d| d.bytes).sum::<u64>();
             }
-            files.sealed.drain(..count);
-            segments += deleted.len() as u64;
-            bytes += deleted.iter().map(|d| d.bytes).sum::<u64>();
+            done?;
         }
         Ok((segments, bytes))
     }
@@ -275,4 +281,40 @@ pub(crate) fn free_space(dir: &Path) -> Result<(u64, u64), ArchiveError> {
         (stat.f_bavail as u64).saturating_mul(unit),
         (stat.f_blocks as u64).saturating_mul(unit),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::read::test_archives::archive;
+
+    /// A deletion whose state is written but whose unlinking fails is done all the same: the
+    /// segment is no candidate, and not counted, again.
+    #[test]
+    fn a_deletion_named_in_the_state_is_counted_once() {
+        let (root, _) = archive("retention-unlink");
+        let mut catalogue = Catalogue::load_until(&root, SpanCache::default(), &|| false).unwrap();
+        let dir = format::shard_dir(&root, 0);
+        let (oldest, oldest_index) = (
+            dir.join(format::segment_name(0)),
+            index::index_path(&dir, 0),
+        );
+        // A directory that is not empty cannot be unlinked as a file: the index's unlinking,
+        // after the segment's, fails.
+        let _ = fs::remove_file(&oldest_index);
+        fs::create_dir_all(oldest_index.join("held")).unwrap();
+        let plan = |segment| Plan {
+            delete: vec![(0, segment)],
+            short: None,
+        };
+        assert!(catalogue.delete(&plan(0), 1).is_err());
+        let shard = &catalogue.shards[0];
+        assert_eq!(shard.sealed.front().map(|e| e.segment), Some(1));
+        assert_eq!(shard.state.deleted_segments, 1);
+        assert!(!oldest.exists());
+        fs::remove_dir_all(&oldest_index).unwrap();
+        assert_eq!(catalogue.delete(&plan(1), 2).unwrap().0, 1);
+        assert_eq!(catalogue.shards[0].state.deleted_segments, 2);
+        fs::remove_dir_all(&root).unwrap();
+    }
 }
