@@ -199,45 +199,32 @@ async fn aggregator_backfill_uploads_a_recording_and_reports_it_durable() {
 /// watched, and an upload is refused with the reason, not taken to wait for ever.
 #[tokio::test]
 async fn an_upload_where_the_archive_keeps_no_files_is_refused() {
-    let (dir, spool) = spooled("backfill-count");
     let count = |config: &mut aggregator::Config| {
         config.archive.kind = aggregator::config::ArchiveKind::Count;
     };
-    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, count).await;
-    let file = dir.0.join("pass.lp");
-    std::fs::write(&file, recording(0..10)).unwrap();
-    let args = [
-        "backfill",
-        "--link",
-        "Kiruna",
-        "--addr",
-        &monitor.to_string(),
-    ];
-    let args = (args.into_iter().map(str::to_owned))
-        .chain([file.display().to_string()])
-        .collect();
-    let (status, out, err) = aggregator(args).await;
-    assert_eq!(status, 2, "{out}{err}");
+    let err = refused_upload("backfill-count", count).await;
     let why = "the spool_dir of link \"Kiruna\" is not watched: the daemon keeps no archive files";
     assert!(err.contains(why), "{err}");
-    assert_eq!(
-        std::fs::read_dir(&spool).unwrap().count(),
-        0,
-        "nothing left in the spool"
-    );
-    stop.cancel();
-    daemon.shutdown_clean().await;
 }
 
 /// An upload never takes the free space the archive's retention keeps: past it, it is refused
 /// (507, with the reason), and nothing is left in the spool.
 #[tokio::test]
 async fn an_upload_that_would_take_the_archive_s_free_space_is_refused() {
-    let (dir, spool) = spooled("backfill-full");
     let reserve = |config: &mut aggregator::Config| {
         config.archive.retention.min_free_bytes = Some(u64::MAX / 2);
     };
-    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, reserve).await;
+    let err = refused_upload("backfill-full", reserve).await;
+    assert!(err.contains("507"), "{err}");
+    let why = "bytes free (archive.retention.min_free_bytes";
+    assert!(err.contains(why), "{err}");
+}
+
+/// `aggregator backfill` of a recording to Kiruna's spool, on a daemon `configured` so, which
+/// must refuse it (exit status 2) and leave nothing in the spool: what it says.
+async fn refused_upload(name: &str, configured: impl FnOnce(&mut aggregator::Config)) -> String {
+    let (dir, spool) = spooled(name);
+    let (daemon, monitor, stop) = kiruna_spooled(&dir.0, &spool, configured).await;
     let file = dir.0.join("pass.lp");
     std::fs::write(&file, recording(0..10)).unwrap();
     let args = [
@@ -252,12 +239,6 @@ async fn an_upload_that_would_take_the_archive_s_free_space_is_refused() {
         .collect();
     let (status, out, err) = aggregator(args).await;
     assert_eq!(status, 2, "{out}{err}");
-    let why = "507";
-    assert!(err.contains(why), "{err}");
-    assert!(
-        err.contains("bytes free (archive.retention.min_free_bytes"),
-        "{err}"
-    );
     assert_eq!(
         std::fs::read_dir(&spool).unwrap().count(),
         0,
@@ -265,6 +246,7 @@ async fn an_upload_that_would_take_the_archive_s_free_space_is_refused() {
     );
     stop.cancel();
     daemon.shutdown_clean().await;
+    err
 }
 
 /// Kiruna's connection, once the packets of `counts` it sent live are stored.

@@ -995,17 +995,8 @@ async fn a_window_ends_beside_a_retired_shard() {
     let mut archive = sharded_archive(&dir.0).await;
     send_to_running_shards(&archive, 0..50).await;
     let followers = ShardFollowers::start(&archive).await;
-    let mut stream = TcpStream::connect(followers.addr).await.unwrap();
     let until = unix_ns(SystemTime::now()).unwrap() + 100_000_000;
-    let mut bytes = BytesMut::new();
-    let window = subscription(Start::Oldest).within(None, Some(until));
-    window.encode(&mut bytes);
-    stream.write_all(&bytes).await.unwrap();
-    let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
-    assert!(matches!(
-        next_message(&mut input).await,
-        DaemonMessage::Subscribed { .. }
-    ));
+    let mut input = subscribe_window(followers.addr, None, until).await;
     let ended = tokio::time::timeout(PATIENCE, frames_to_end(&mut input)).await;
     let (frames, reason) = ended.expect("END once the window's end has settled");
     assert_eq!(reason, EndReason::Until);
@@ -1192,6 +1183,26 @@ async fn aggregator_tail_prints_shard_positions_and_resumes_from_them() {
     assert_eq!(printed, stored, "every frame printed once");
 }
 
+/// A subscription from the oldest frame to the window from `since` to `until`, SUBSCRIBED, read
+/// off the wire.
+async fn subscribe_window(
+    follow: SocketAddr,
+    since: Option<u64>,
+    until: u64,
+) -> FramedRead<TcpStream, LengthDelimitedCodec> {
+    let mut stream = TcpStream::connect(follow).await.unwrap();
+    let mut bytes = BytesMut::new();
+    let window = subscription(Start::Oldest).within(since, Some(until));
+    window.encode(&mut bytes);
+    stream.write_all(&bytes).await.unwrap();
+    let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
+    assert!(matches!(
+        next_message(&mut input).await,
+        DaemonMessage::Subscribed { .. }
+    ));
+    input
+}
+
 /// Every frame of the subscription up to its END, read off the wire, and the END's reason.
 async fn frames_to_end(
     input: &mut FramedRead<TcpStream, LengthDelimitedCodec>,
@@ -1245,19 +1256,7 @@ async fn a_time_window_gets_exactly_the_frames_received_in_it_then_end_until() {
     // Subscribes to the window from `since` to `until`; its frames and END are read in the
     // background.
     let follow = daemon.follow();
-    let follow_window = |until| async move {
-        let mut stream = TcpStream::connect(follow).await.unwrap();
-        let mut bytes = BytesMut::new();
-        let window = subscription(Start::Oldest).within(Some(since), Some(until));
-        window.encode(&mut bytes);
-        stream.write_all(&bytes).await.unwrap();
-        let mut input = FramedRead::new(stream, LengthDelimitedCodec::new());
-        assert!(matches!(
-            next_message(&mut input).await,
-            DaemonMessage::Subscribed { .. }
-        ));
-        input
-    };
+    let follow_window = |until| subscribe_window(follow, Some(since), until);
     let mut input = follow_window(until).await;
     let reader = tokio::spawn(async move { frames_to_end(&mut input).await });
     // Frames received after the window are passed over while the daemon runs.

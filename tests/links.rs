@@ -439,6 +439,26 @@ async fn kiss_tnc(rules: &str) -> (TcpListener, Archive, TestDaemon) {
     (server, archive, daemon)
 }
 
+/// The TNC `server` takes the daemon's dial and sends `wire`; returns once the link read it all,
+/// which `copies` (the link's count of copies after it) tells.
+async fn tnc_sends(
+    server: &TcpListener,
+    daemon: &TestDaemon,
+    wire: &[u8],
+    copies: u64,
+) -> TcpStream {
+    let (mut tnc, _) = tokio::time::timeout(PATIENCE, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    tnc.write_all(wire).await.unwrap();
+    wait_until("every frame read", PATIENCE, || {
+        daemon.stats.links()[0].copies == copies
+    })
+    .await;
+    tnc
+}
+
 /// The daemon dials a KISS server, takes its data frames (escapes undone, a broken escape
 /// dropped alone), and dials again when the server closes.
 #[tokio::test]
@@ -520,15 +540,7 @@ async fn a_kiss_link_takes_packets_out_of_ax25_frames() {
     );
     // The same frame again: a copy.
     kiss::encode(0, &first, &mut wire);
-    let (mut tnc, _) = tokio::time::timeout(PATIENCE, server.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    tnc.write_all(&wire).await.unwrap();
-    wait_until("every frame read", PATIENCE, || {
-        daemon.stats.links()[0].copies == 1
-    })
-    .await;
+    let _tnc = tnc_sends(&server, &daemon, &wire, 1).await;
     // The copy is known at the link, before the packets ahead of it reach the archive.
     wait_for_packets(&archive, 3).await;
     let mut stored = stored_packets(&archive);
@@ -567,15 +579,7 @@ async fn senders_that_share_an_apid_each_keep_their_packets() {
         kiss::encode(0, &ui("N0CALL-2", two), &mut wire);
     }
     kiss::encode(0, &ui("N0CALL-1", 5001), &mut wire);
-    let (mut tnc, _) = tokio::time::timeout(PATIENCE, server.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    tnc.write_all(&wire).await.unwrap();
-    wait_until("every frame read", PATIENCE, || {
-        daemon.stats.links()[0].copies == 1
-    })
-    .await;
+    let _tnc = tnc_sends(&server, &daemon, &wire, 1).await;
     wait_for_packets(&archive, 8).await;
     let mut stored = stored_packets(&archive);
     stored.sort();
