@@ -52,8 +52,8 @@ pub(crate) async fn serve(
                 async move {
                     match wire.rehome() {
                         Ok(wire) => {
-                            let (registered, welcomed) = ((registration, catalog), welcomed);
-                            let connection = Connection::new(wire, registered, welcomed, services);
+                            let connection =
+                                Connection::new(wire, registration, catalog, welcomed, services);
                             connection.run().await;
                         }
                         Err(err) => {
@@ -75,8 +75,7 @@ pub(crate) async fn serve(
         }
         // Boxed: a connection served on a shard's thread does without it.
         None => {
-            let registered = (registration, catalog);
-            let connection = Connection::new(wire, registered, welcomed, services);
+            let connection = Connection::new(wire, registration, catalog, welcomed, services);
             Box::pin(connection.run()).await;
         }
     }

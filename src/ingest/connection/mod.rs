@@ -87,7 +87,8 @@ impl Connection {
     /// timers belong to that runtime.
     fn new(
         wire: Wire,
-        (registration, catalog): (Registration, CatalogOut),
+        registration: Registration,
+        catalog: CatalogOut,
         welcomed: Option<u64>,
         services: Arc<Services>,
     ) -> Connection {
@@ -101,12 +102,7 @@ impl Connection {
         let intake = Intake::new(&source, &services, shard, already_stored);
         let acks = Acks::new(Arc::clone(&services), welcomed);
         let turn = services.read_credits[shard % services.read_credits.len()].turn();
-        let lost = &services.storage_lost;
-        let storage_lost = lost
-            .get(shard)
-            .or(lost.first())
-            .cloned()
-            .unwrap_or_default();
+        let storage_lost = services.storage_lost[shard % services.storage_lost.len()].clone();
         let idle = Idle::new(services.config.connection.idle_timeout);
         let drain = Box::pin(services.drain.clone().cancelled_owned());
         Connection {
