@@ -452,7 +452,6 @@ fn newly_published(catalog: &mut watch::Receiver<Option<Arc<Published>>>) -> Opt
     published.as_ref().map(|p| p.catalog.version)
 }
 
-/// Writes `buf` whole and flushes it: a no-op on plain TCP, the last record's way out with TLS.
 /// [`write_flushed`], counting in `written` the bytes the writer took, which a caller that drops
 /// it part way reads.
 async fn write_counted(write: &mut Writer, buf: &[u8], written: &AtomicUsize) -> io::Result<()> {
@@ -468,9 +467,9 @@ async fn write_counted(write: &mut Writer, buf: &[u8], written: &AtomicUsize) ->
     write.flush().await
 }
 
+/// Writes `buf` whole and flushes it: a no-op on plain TCP, the last record's way out with TLS.
 async fn write_flushed(write: &mut Writer, buf: &[u8]) -> io::Result<()> {
-    write.write_all(buf).await?;
-    write.flush().await
+    write_counted(write, buf, &AtomicUsize::new(0)).await
 }
 
 /// Waits for the consumer to send anything after its SUBSCRIBE, which ends the subscription: a
