@@ -696,8 +696,8 @@ fn the_nats_sink_takes_its_defaults_and_names_the_key_of_each_mistake() {
     assert!(stderr.contains("sinks.nats.site"), "{stderr}");
 }
 
-/// `ack`, `identity`, `replicas`, `max_unreplicated_frames` and `emergency_wait_ms`: today's
-/// meaning by default, and each mistake named by its key.
+/// `ack`, `identity`, `replicas`, `max_unreplicated_frames`, `emergency_wait_ms` and `layout`:
+/// today's meaning by default, and each mistake named by its key.
 #[test]
 fn replicated_acknowledgements_and_a_fleet_identity_are_keys_of_the_nats_sink() {
     let base = "[sinks.nats]\nurl = \"nats://127.0.0.1:4222\"\nsite = \"a\"\n";
@@ -708,6 +708,10 @@ fn replicated_acknowledgements_and_a_fleet_identity_are_keys_of_the_nats_sink() 
     );
     assert_eq!(nats.max_unreplicated_frames, 65_536);
     assert_eq!(nats.emergency_wait.as_millis(), 200);
+    assert_eq!(nats.layout, aggregator::config::StreamLayout::Records2);
+    let nats = load(&format!("{base}layout = \"records/1\"\n")).sinks.nats;
+    let layout = nats.expect("the section").layout;
+    assert_eq!(layout, aggregator::config::StreamLayout::Records1);
     let fleet = format!(
         "{base}ack = \"replicated\"\nidentity = \"fleet\"\nreplicas = 3\n\
          subject = \"telemetry.{{kind}}.{{source}}\"\n"
@@ -727,6 +731,10 @@ fn replicated_acknowledgements_and_a_fleet_identity_are_keys_of_the_nats_sink() 
             &["sinks.nats.ack", "unknown variant"][..],
         ),
         ("replicas = 7\n", &["sinks.nats.replicas", "at most 5"]),
+        (
+            "layout = \"frame/1\"\n",
+            &["sinks.nats.layout", "unknown variant", "records/2"],
+        ),
         (
             "max_unreplicated_frames = 0\n",
             &["sinks.nats.max_unreplicated_frames"],

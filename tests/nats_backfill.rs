@@ -1,4 +1,4 @@
-//! A backfill into a stream of layout `records/1`: Kiruna's live pass, with a stretch lost, is
+//! A backfill into a stream of layout `records/2`: Kiruna's live pass, with a stretch lost, is
 //! in the stream; its recording of the whole pass then fills the stretch (below what the stream
 //! holds of the source) and adds what came after. The stream holds every packet once, the
 //! subject's last message names the gaps left (none of the pass), and a sink that lost its cursor

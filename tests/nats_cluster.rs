@@ -687,7 +687,7 @@ fn leader_run(name: &str, description: Option<String>) {
 #[test]
 #[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
 fn the_sink_publishes_through_the_streams_leader_wherever_it_moves() {
-    leader_run("leader", Some(Layout::Records.description()));
+    leader_run("leader", Some(Layout::NEW.description()));
 }
 
 /// In layout `frame/1` many frames of a source are in flight at once: none overtakes another as

@@ -4,8 +4,10 @@ lines of `aggregator nats read` (docs/scale-out.md, "Reading the stream back"), 
 
     python3 read_stream.py nats://127.0.0.1:4222 TELEMETRY 'telemetry.>'
 
-A message of layout records/1 (header Aggregator-Layout) holds frames of one source as the
-archive's FRAMES and RECEIVED FRAMES records (docs/archive-format.md); a message without the header
+A message of layout records/1 or records/2 (header Aggregator-Layout) holds frames of one source
+as the archive's FRAMES and RECEIVED FRAMES records (docs/archive-format.md), in records/2 as a
+zstd frame where the header Aggregator-Compression says zstd (pip install zstandard); a message
+without the header
 (layout frame/1) is one frame: the payload as the body, its kind, source and sequence the last
 three dot-separated parts of its Nats-Msg-Id, the rest in headers (docs/scale-out.md). Reads
 SUBJECT's messages up to the stream's last when it starts, then ends; a message that is no frame
@@ -21,6 +23,7 @@ import time
 import zlib
 
 import nats
+import zstandard
 
 # The headers of a link frame's reception, and the keys they become.
 RECEPTION = [
@@ -104,9 +107,22 @@ def frames(msg):
     layout = headers.get("Aggregator-Layout")
     if layout is None:
         return [frame(msg, headers)]
-    if layout != "records/1":
+    if layout not in ("records/1", "records/2"):
         raise ValueError(f"layout {layout!r}")
-    rows = list(records(msg.data))
+    data, compression = msg.data, headers.get("Aggregator-Compression")
+    if compression is not None:
+        if layout != "records/2" or compression != "zstd":
+            raise ValueError(f"Aggregator-Compression {compression!r} in layout {layout}")
+        try:
+            size = zstandard.frame_content_size(data)
+            if size < 0:
+                raise ValueError("body: a zstd frame without its size")
+            if size > 64 << 20:
+                raise ValueError(f"body: a zstd frame of {size} bytes unpacked")
+            data = zstandard.ZstdDecompressor().decompress(data)
+        except zstandard.ZstdError as why:
+            raise ValueError(f"body: {why}") from why
+    rows = list(records(data))
     if len(rows) != int(headers["Aggregator-Frames"]):
         raise ValueError(f"{len(rows)} frames, where Aggregator-Frames says {headers['Aggregator-Frames']}")
     for row in rows:

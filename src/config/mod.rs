@@ -65,7 +65,7 @@ pub use monitor::MonitorConfig;
 pub use pipeline::PipelineConfig;
 pub use runtime::RuntimeConfig;
 pub use shutdown::ShutdownConfig;
-pub use sinks::{AckMode, Identity};
+pub use sinks::{AckMode, Identity, StreamLayout};
 pub use sinks::{NatsConfig, SinksConfig};
 pub use tls::TlsConfig;
 pub use tm::TmSelection;

@@ -41,11 +41,12 @@ pub struct NatsConfig {
     pub password: Option<Secret>,
     /// A PEM file of CA certificates to trust; TLS is required when it is given.
     pub tls_ca: Option<PathBuf>,
-    /// Messages awaiting their PubAck at once (in layout `records/1`, one per source at most).
+    /// Messages awaiting their PubAck at once (in layouts `records/1` and `records/2`, one per
+    /// source at most).
     #[serde(default = "NatsConfig::default_window")]
     pub window: usize,
     /// The duplicate window asked for when the daemon creates the stream (what layout `frame/1`
-    /// relies on; `records/1` does not).
+    /// relies on; `records/1` and `records/2` do not).
     #[serde(
         rename = "duplicate_window_s",
         default = "NatsConfig::default_duplicate_window",
@@ -69,6 +70,10 @@ pub struct NatsConfig {
     /// daemon continues its own series).
     #[serde(default)]
     pub identity: Identity,
+    /// The layout of the stream when the daemon creates it (`docs/scale-out.md`, "Layouts"); a
+    /// stream found keeps its own.
+    #[serde(default)]
+    pub layout: StreamLayout,
     /// The replicas asked for when the daemon creates the stream.
     #[serde(default = "NatsConfig::default_replicas")]
     pub replicas: usize,
@@ -99,6 +104,18 @@ pub enum AckMode {
     /// Once it is durable in the archive and JetStream has acknowledged it: it outlives the
     /// loss of this machine.
     Replicated,
+}
+
+/// `sinks.nats.layout`: how a stream the daemon creates lays frames out in messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum StreamLayout {
+    /// Frame records of one source a message, compressed where that pays.
+    #[default]
+    #[serde(rename = "records/2")]
+    Records2,
+    /// As `records/2`, never compressed: for consumers of builds before `records/2`.
+    #[serde(rename = "records/1")]
+    Records1,
 }
 
 /// `sinks.nats.identity`: the scope of message ids and subjects.

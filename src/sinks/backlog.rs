@@ -103,7 +103,7 @@ impl Backlog {
     pub(super) fn new(cursors: ShardCursors, layout: Layout) -> Backlog {
         let queues = match layout {
             Layout::Frame => Queues::Frames(FrameQueues::default()),
-            Layout::Records => Queues::Sources(HashMap::new()),
+            Layout::Records | Layout::Compressed => Queues::Sources(HashMap::new()),
         };
         Backlog {
             cursors,

@@ -10,6 +10,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 
 use super::gaps::Gaps;
+pub use super::layout::Layout;
+use super::pack::{self, Packer, COMPRESSION, ZSTD};
 use crate::archive::format::{
     decode_frame_records, encode_frame_records, FrameRecord, NotFrameRecords,
 };
@@ -27,7 +29,7 @@ pub(super) const SITE: &str = "Aggregator-Site";
 /// The header that names a message's layout; a message without it is of layout `frame/1`.
 pub(super) const LAYOUT: &str = "Aggregator-Layout";
 
-/// The headers of a `records/1` message: its frames, and the highest sequence of each priority
+/// The headers of a `records/1` or `records/2` message: its frames, and the highest sequence of each priority
 /// of its subject in the stream with it.
 pub(super) const FRAMES: &str = "Aggregator-Frames";
 pub(super) const ROUTINE_THROUGH: &str = "Aggregator-Routine-Through";
@@ -35,47 +37,6 @@ pub(super) const EMERGENCY_THROUGH: &str = "Aggregator-Emergency-Through";
 /// The header of a `records/1` message that names the routine sequences below its subject's
 /// mark that the stream lacks with it.
 pub(super) const ROUTINE_GAPS: &str = "Aggregator-Routine-Gaps";
-
-/// How a stream lays frames out in messages, chosen when the sink creates it and kept for its
-/// life (`docs/scale-out.md`): the stream's description names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// One message per frame, its fields in headers: streams that builds before `records/1`
-    /// created, or that an operator created.
-    Frame,
-    /// Several frames of one source per message, as the archive's frame records.
-    Records,
-}
-
-/// What a stream's description starts with when the sink created it; the layout's name follows.
-const DESCRIBED: &str = "aggregator frames, layout ";
-
-impl Layout {
-    /// Its name, with its version.
-    pub fn name(self) -> &'static str {
-        match self {
-            Layout::Frame => "frame/1",
-            Layout::Records => "records/1",
-        }
-    }
-
-    /// The description of a stream the sink creates with this layout.
-    pub fn description(self) -> String {
-        format!("{DESCRIBED}{}", self.name())
-    }
-
-    /// The layout of a stream of `description`: `frame/1` where the sink did not describe it;
-    /// `Err` with the name of a layout this build does not know.
-    pub fn of_stream(description: Option<&str>) -> Result<Layout, String> {
-        let Some(name) = description.and_then(|d| d.strip_prefix(DESCRIBED)) else {
-            return Ok(Layout::Frame);
-        };
-        [Layout::Frame, Layout::Records]
-            .into_iter()
-            .find(|layout| layout.name() == name)
-            .ok_or_else(|| name.to_string())
-    }
-}
 
 /// The highest sequence of each priority of a source in the stream, and the routine sequences
 /// below its mark that the stream lacks ([`Gaps`]): every other frame up to a mark is there. The
@@ -123,8 +84,8 @@ impl Through {
         }
     }
 
-    /// The marks a message's headers give: a `records/1` message's, or a `frame/1` message's
-    /// own frame.
+    /// The marks a message's headers give: a `records/1` or `records/2` message's, or a
+    /// `frame/1` message's own frame.
     pub(super) fn of_headers(headers: &HeaderMap) -> Result<Through, BadMessage> {
         if header(headers, LAYOUT).is_none() {
             let mut through = Through::default();
@@ -218,9 +179,18 @@ impl Naming {
             None => self
                 .frame(subject, headers, payload)
                 .map(|(frame, site)| (vec![frame], site)),
-            Some(name) if name == Layout::Records.name() => {
+            Some(name)
+                if [Layout::Records, Layout::Compressed]
+                    .map(Layout::name)
+                    .contains(&name) =>
+            {
                 let key = (self.subject.source_of(subject))
                     .ok_or_else(|| BadMessage::Subject(subject.to_string()))?;
+                let compression = header(headers, COMPRESSION);
+                if compression.is_some() && name != Layout::Compressed.name() {
+                    return Err(BadMessage::Body(format!("{COMPRESSION} in layout {name}")));
+                }
+                let payload = pack::unpack(compression, payload).map_err(BadMessage::Body)?;
                 let frames = decode_frame_records(&payload).map_err(BadMessage::Records)?;
                 let count: usize = required(headers, FRAMES, "a count of frames")?;
                 if count != frames.len() {
@@ -240,10 +210,10 @@ impl Naming {
         }
     }
 
-    /// A `records/1` message of `frames`, all of the source `key`, in their order: its subject
-    /// and message. `through`: its subject's marks with these frames; `replicated_through`: the
-    /// source's acknowledgement; `last`: the stream sequence of the subject's last message, which
-    /// JetStream checks (0: the subject has none).
+    /// A `records/1` message of `frames` (`records/2` where `packer` compresses), all of the
+    /// source `key`, in their order: its subject and message. `through`: its subject's marks
+    /// with these frames; `replicated_through`: the source's acknowledgement; `last`: the stream
+    /// sequence of the subject's last message, which JetStream checks (0: the subject has none).
     pub(super) fn build_records<'a>(
         &self,
         key: SourceKey,
@@ -251,16 +221,25 @@ impl Naming {
         through: &Through,
         replicated_through: Option<u64>,
         last: u64,
+        packer: &mut Packer,
     ) -> (String, PublishMessage) {
         let mut body = Vec::new();
         let mut count = 0;
         encode_frame_records(&mut body, frames.into_iter().inspect(|_| count += 1));
+        let layout = match packer.compresses() {
+            true => Layout::Compressed,
+            false => Layout::Records,
+        };
+        let (body, compressed) = packer.pack(key, body);
         let mut message = PublishMessage::build()
-            .payload(Bytes::from(body))
+            .payload(body)
             .expected_last_subject_sequence(last)
-            .header(LAYOUT, Layout::Records.name())
+            .header(LAYOUT, layout.name())
             .header(SITE, self.site.as_str())
             .header(FRAMES, count.to_string());
+        if compressed {
+            message = message.header(COMPRESSION, ZSTD);
+        }
         let marks = [
             (ROUTINE_THROUGH, through.routine),
             (EMERGENCY_THROUGH, through.emergency),
@@ -323,7 +302,7 @@ pub enum BadMessage {
     Subject(String),
     #[error("no {0} header")]
     Missing(&'static str),
-    #[error("layout {0:?} is none this build reads (frame/1, records/1)")]
+    #[error("layout {0:?} is none this build reads (frame/1, records/1, records/2)")]
     Layout(String),
     #[error("body: {0}")]
     Body(String),
@@ -517,6 +496,7 @@ impl SubjectTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Stats;
 
     /// A link's frame's reception as docs/scale-out.md names the headers; unknown fields absent.
     #[test]
@@ -602,7 +582,8 @@ mod tests {
         assert_eq!(through.routine, Some(100), "a fill leaves the mark");
         assert!(through.holds(&routine(50)) && !through.holds(&routine(53)));
         let key = (SourceKind::LiveUplink, 3);
-        let (_, message) = north().build_records(key, &[routine(50)], &through, None, 5);
+        let packer = &mut Packer::new(true, Stats::new());
+        let (_, message) = north().build_records(key, &[routine(50)], &through, None, 5, packer);
         let headers = message.outbound_message(String::new()).headers.unwrap();
         let gaps = headers.get(ROUTINE_GAPS).map(|v| v.as_str());
         assert_eq!(gaps, Some("0-4,7-39,42-49,53-59,61-99"));
@@ -658,20 +639,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_stream_s_layout_is_its_description_s_and_an_unknown_one_is_named() {
-        assert_eq!(Layout::of_stream(None), Ok(Layout::Frame));
-        assert_eq!(
-            Layout::of_stream(Some("telemetry of north")),
-            Ok(Layout::Frame)
-        );
-        let described = Layout::Records.description();
-        assert_eq!(described, "aggregator frames, layout records/1");
-        assert_eq!(Layout::of_stream(Some(&described)), Ok(Layout::Records));
-        let unknown = Layout::of_stream(Some("aggregator frames, layout records/9"));
-        assert_eq!(unknown, Err("records/9".to_string()));
-    }
-
     /// A `records/1` message reads back as its frames, with its subject's marks; a body that
     /// disagrees with its headers or its subject is named.
     #[test]
@@ -681,7 +648,8 @@ mod tests {
         let mut through = Through::default();
         frames.iter().for_each(|f| through.add(f));
         let key = (SourceKind::LiveUplink, 3);
-        let (subject, message) = naming.build_records(key, &frames, &through, Some(2), 17);
+        let packer = &mut Packer::new(false, Stats::new());
+        let (subject, message) = naming.build_records(key, &frames, &through, Some(2), 17, packer);
         assert_eq!(subject, "telemetry.north.live.3");
         let message = message.outbound_message(subject.clone());
         let headers = message.headers.clone().unwrap_or_default();
@@ -715,11 +683,53 @@ mod tests {
             "body: record at byte 41: record body cut short (32 of 33 bytes)"
         );
         let mut later = headers.clone();
-        later.insert(LAYOUT, "records/2");
+        later.insert(LAYOUT, "records/3");
         let later = naming
             .frames(&subject, &later, message.payload.clone())
             .unwrap_err();
-        assert_eq!(later, BadMessage::Layout("records/2".into()));
+        assert_eq!(later, BadMessage::Layout("records/3".into()));
+        let mut packed = headers.clone();
+        packed.insert(COMPRESSION, ZSTD);
+        let packed = naming.frames(&subject, &packed, message.payload.clone());
+        let packed = packed.unwrap_err().to_string();
+        assert_eq!(packed, "body: Aggregator-Compression in layout records/1");
+    }
+
+    /// A `records/2` message of frames that repeat themselves is compressed, says so, and reads
+    /// back as its frames; one whose body is not what its header says is named.
+    #[test]
+    fn a_compressed_records_message_reads_back() {
+        let naming = north();
+        let frames: Vec<_> = (0..200).map(|s| frame(Priority::Routine, s)).collect();
+        let mut through = Through::default();
+        frames.iter().for_each(|f| through.add(f));
+        let key = (SourceKind::LiveUplink, 3);
+        let packer = &mut Packer::new(true, Stats::new());
+        let (subject, message) = naming.build_records(key, &frames, &through, None, 1, packer);
+        let message = message.outbound_message(subject.clone());
+        let headers = message.headers.clone().unwrap_or_default();
+        let header = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+        assert_eq!(header(LAYOUT).as_deref(), Some("records/2"));
+        assert_eq!(header(COMPRESSION).as_deref(), Some("zstd"));
+        let mut raw = Vec::new();
+        encode_frame_records(&mut raw, &frames);
+        assert!(
+            message.payload.len() * 4 < raw.len(),
+            "{}",
+            message.payload.len()
+        );
+        let read = naming.frames(&subject, &headers, message.payload.clone());
+        assert_eq!(read, Ok((frames.clone(), Some("north".to_string()))));
+
+        let mut as_is = HeaderMap::new();
+        for name in [LAYOUT, SITE, FRAMES] {
+            as_is.insert(name, header(name).unwrap().as_str());
+        }
+        let read = naming.frames(&subject, &as_is, Bytes::from(raw));
+        assert_eq!(read, Ok((frames, Some("north".to_string()))));
+        let not_packed = naming.frames(&subject, &headers, Bytes::from_static(b"\0\0\0\x08"));
+        let not_packed = not_packed.unwrap_err().to_string();
+        assert_eq!(not_packed, "body: not a zstd frame");
     }
 
     #[test]

@@ -43,6 +43,7 @@ use super::cursor::{SavedCursors, SAVE_INTERVAL};
 use super::fleet::EarlierFrames;
 use super::leader::{context_of, Publishing};
 use super::message::{Layout, Naming};
+use super::pack::Packer;
 use super::progress::{report, Progress};
 use super::series::Series;
 use super::size::{self, RoutineSize};
@@ -208,6 +209,7 @@ async fn run(
             .then(|| EarlierFrames::new(context.clone(), &config)),
         stream: SinkStream::new(context, publishing, config.clone()),
         layout: Layout::Frame,
+        packer: Packer::new(false, stats.clone()),
         client: client.clone(),
         new_from: NewFrom::new(&files.start_ends),
         files,
@@ -274,7 +276,9 @@ struct JetStreamWriter {
     stream: SinkStream,
     /// The stream's layout, as this run's sessions found it.
     layout: Layout,
-    /// The connection: the server's `max_payload` bounds a `records/1` message.
+    /// Compresses its messages' bodies where the stream's layout is `records/2`.
+    packer: Packer,
+    /// The connection: the server's `max_payload` bounds a `records/1` or `records/2` message.
     client: Client,
     /// [`ArchiveFiles::start_ends`], by shard.
     new_from: NewFrom,
@@ -356,8 +360,11 @@ impl JetStreamWriter {
         match self.stream.ensure().await {
             Ok(layout) => {
                 self.layout = layout;
+                if self.packer.compresses() != (layout == Layout::Compressed) {
+                    self.packer = Packer::new(layout == Layout::Compressed, self.stats.clone());
+                }
                 if let Some(replication) = &self.files.replication {
-                    replication.handover().set_taken(layout == Layout::Records);
+                    replication.handover().set_taken(layout.batches());
                 }
             }
             Err(err @ NatsError::Stream { .. }) => return SessionEnd::Failed(err),
@@ -399,7 +406,7 @@ impl JetStreamWriter {
     fn has_room(&self, backlog: &Backlog) -> bool {
         backlog.has_room(match self.layout {
             Layout::Frame => READ_AHEAD,
-            Layout::Records => READ_AHEAD_RECORDS,
+            Layout::Records | Layout::Compressed => READ_AHEAD_RECORDS,
         })
     }
 
@@ -410,7 +417,7 @@ impl JetStreamWriter {
         backlog: &mut Backlog,
         in_flight: &Window,
     ) -> Option<Result<InFlight, NatsError>> {
-        if self.layout == Layout::Records || in_flight.is_empty() {
+        if self.layout.batches() || in_flight.is_empty() {
             self.stream.take_up();
         } else if self.stream.moving() {
             return None;
@@ -608,8 +615,14 @@ impl JetStreamWriter {
         let replicated_through =
             (self.files.replication.as_ref()).and_then(|r| r.acked_through(key));
         let frames = fresh().map(|(f, _)| &f.frame);
-        let (subject, message) =
-            (self.message).build_records(key, frames, &through, replicated_through, series.last);
+        let (subject, message) = (self.message).build_records(
+            key,
+            frames,
+            &through,
+            replicated_through,
+            series.last,
+            &mut self.packer,
+        );
         match self.stream.send(subject, message, ahead).await {
             Ok((ack, sent)) => in_flight.sent_timed(ack, sent, self.io.as_ref()),
             Err(why) => {
@@ -625,7 +638,7 @@ impl JetStreamWriter {
     fn note_size(&mut self) -> usize {
         let now = Instant::now();
         let most = self.routine_size.limit(self.max_batch(), now);
-        if self.layout == Layout::Records {
+        if self.layout.batches() {
             self.stats.nats_message_bytes(most);
             self.stats.nats_room_bytes(self.routine_size.room(now));
         }
@@ -645,7 +658,7 @@ impl JetStreamWriter {
         in_flight: &Window,
     ) -> Option<Result<InFlight, NatsError>> {
         let handed = self.files.replication.as_ref()?.handover().take();
-        if self.layout != Layout::Records {
+        if !self.layout.batches() {
             return None;
         }
         self.urgent.add(handed);
@@ -665,8 +678,13 @@ impl JetStreamWriter {
                 continue;
             };
             let replicated_through = replication.acked_through(key);
-            let (mut in_flight, subject, message) =
-                urgent::message(&self.message, key, series, frames, replicated_through);
+            let (mut in_flight, subject, message) = urgent::message(
+                (&self.message, &mut self.packer),
+                key,
+                series,
+                frames,
+                replicated_through,
+            );
             return Some(
                 self.stream
                     .send(subject, message, ahead)

@@ -38,7 +38,7 @@ pub(super) enum NatsError {
         stream: String,
         source: CreateStreamError,
     },
-    #[error("stream {stream} has layout {layout:?}, which this build does not publish (frame/1, records/1)")]
+    #[error("stream {stream} has layout {layout:?}, which this build does not publish (frame/1, records/1, records/2)")]
     UnknownLayout { stream: String, layout: String },
     #[error(
         "stream {stream} changed layout from {was} to {now} while the sink ran: restart the daemon"
@@ -119,14 +119,14 @@ impl SinkStream {
         }
     }
 
-    /// Finds the stream, or creates it (layout `records/1`, the configured duplicate window and
+    /// Finds the stream, or creates it (layout `sinks.nats.layout`, the configured duplicate window and
     /// replicas); warns where it falls short of what the configuration counts on. Forgets the
     /// series: a new session learns each again.
     pub(super) async fn ensure(&mut self) -> Result<Layout, NatsError> {
         self.series.clear();
         let config = stream::Config {
             name: self.config.stream.clone(),
-            description: Some(Layout::Records.description()),
+            description: Some(Layout::created(self.config.layout).description()),
             subjects: vec![self.config.stream_subjects()],
             duplicate_window: self.config.duplicate_window,
             num_replicas: self.config.replicas,

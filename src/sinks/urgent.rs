@@ -24,6 +24,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 
 use super::message::{Naming, Through};
+use super::pack::Packer;
 use super::series::Series;
 use super::stream::{NatsError, SinkStream};
 use super::window::InFlight;
@@ -230,15 +231,21 @@ impl Urgent {
 /// The message of `frames`, emergencies of source `key` handed over from the journal (`durable`
 /// once their appends are), after its `series` in the stream, and the subject to publish it to.
 pub(super) fn message(
-    naming: &Naming,
+    (naming, packer): (&Naming, &mut Packer),
     key: SourceKey,
     series: Series,
     (frames, durable): (Vec<FrameRecord>, Vec<Durable>),
     replicated_through: Option<u64>,
 ) -> (InFlight, String, PublishMessage) {
     let through = series.with(&frames);
-    let (subject, message) =
-        naming.build_records(key, &frames, &through, replicated_through, series.last);
+    let (subject, message) = naming.build_records(
+        key,
+        &frames,
+        &through,
+        replicated_through,
+        series.last,
+        packer,
+    );
     let mut in_flight = InFlight::journaled(frames, durable);
     in_flight.series = Some((key, through));
     (in_flight, subject, message)

@@ -337,6 +337,13 @@ impl Stats {
         (self.counters.nats_published_from_journal).fetch_add(frames, Relaxed);
     }
 
+    /// The NATS sink handed its client a message of `records` bytes of frame records in a body
+    /// of `body` bytes (`sinks::pack`).
+    pub(crate) fn nats_bytes(&self, records: usize, body: usize) {
+        (self.counters.nats_record_bytes).fetch_add(records as u64, Relaxed);
+        (self.counters.nats_body_bytes).fetch_add(body as u64, Relaxed);
+    }
+
     pub(crate) fn nats_error(&self) {
         self.counters.nats_errors.fetch_add(1, Relaxed);
     }

@@ -37,7 +37,7 @@ pub type Frame = (String, u32, u64);
 pub type Contents = BTreeMap<String, BTreeMap<Frame, u32>>;
 
 /// One frame of the stream, as a check reads it: a message of layout `frame/1`, or a frame of a
-/// `records/1` message.
+/// `records/1` or `records/2` message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamMessage {
     pub subject: String,
@@ -78,10 +78,10 @@ impl StreamMessage {
 
 /// Creates the stream `TELEMETRY` of the subjects `telemetry.>` with `replicas` replicas, file
 /// storage, the sink's duplicate window and the layout the sink gives a stream it creates
-/// (`records/1`), through the servers `servers`; tried again until it succeeds (a cluster that
+/// (`records/2`), through the servers `servers`; tried again until it succeeds (a cluster that
 /// just chose its leader may not place it yet). Creating it again with the same config succeeds.
 pub async fn create_stream(servers: impl ToServerAddrs, replicas: usize) {
-    create_stream_of(servers, replicas, Some(Layout::Records.description())).await
+    create_stream_of(servers, replicas, Some(Layout::NEW.description())).await
 }
 
 /// As [`create_stream`], with the description `description`: none is a stream of an earlier
@@ -131,7 +131,7 @@ pub async fn stream_leader(servers: impl ToServerAddrs) -> Option<String> {
     info.cluster.as_ref()?.leader.clone()
 }
 
-/// Every frame of the stream `TELEMETRY`, in stream order (a `records/1` message's in the
+/// Every frame of the stream `TELEMETRY`, in stream order (a `records/1` or `records/2` message's in the
 /// message's order), read through `servers`. Waits until the stream holds `expected` frames
 /// first (the sinks catch up); `None`: as many as it holds now.
 pub async fn stream_messages(
@@ -269,8 +269,19 @@ fn frames_of(message: &async_nats::jetstream::Message, stream_sequence: u64) -> 
             stream_sequence,
         }];
     }
-    assert_eq!(header("Aggregator-Layout").as_deref(), Some("records/1"));
-    let frames = decode_frame_records(&message.payload).expect("a records/1 body");
+    let layout = header("Aggregator-Layout");
+    assert!(
+        matches!(layout.as_deref(), Some("records/1" | "records/2")),
+        "{layout:?}"
+    );
+    let body = match header("Aggregator-Compression").as_deref() {
+        None => message.payload.clone(),
+        Some("zstd") => zstd::decode_all(&message.payload[..])
+            .expect("a zstd frame")
+            .into(),
+        Some(other) => panic!("Aggregator-Compression {other:?}"),
+    };
+    let frames = decode_frame_records(&body).expect("frame records");
     let series = subject
         .strip_prefix("telemetry.")
         .unwrap_or(&subject)
@@ -314,7 +325,7 @@ pub async fn stream_contents(url: &str, expected: Option<u64>) -> Contents {
     by_site
 }
 
-/// Publishes, as another daemon `site` would, a `records/1` message of live source `source`'s
+/// Publishes, as another daemon `site` would, a `records/2` message of live source `source`'s
 /// routine frames `sequences` (payload `site`) to `subject`, after the subject's last message,
 /// with the headers `marks` (its `Aggregator-Routine-Through`, say).
 pub async fn publish_as(
@@ -342,7 +353,7 @@ pub async fn publish_as(
     let mut body = Vec::new();
     encode_frame_records(&mut body, &frames);
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Aggregator-Layout", "records/1");
+    headers.insert("Aggregator-Layout", "records/2");
     headers.insert("Aggregator-Site", site);
     headers.insert("Aggregator-Frames", frames.len().to_string().as_str());
     for (name, value) in marks {
