@@ -316,8 +316,10 @@ pub fn start_client(
     if acks {
         args.push("--acks".into());
     }
-    if plan.fill == Fill::Random {
-        args.extend(["--fill".into(), "random".into()]);
+    match plan.fill {
+        Fill::Constant => {}
+        Fill::Random => args.extend(["--fill".into(), "random".into()]),
+        Fill::Telemetry => args.extend(["--fill".into(), "telemetry".into()]),
     }
     if emergency_only > 0 {
         args.extend(["--emergency-only".into(), emergency_only.to_string()]);

@@ -45,14 +45,19 @@ pub enum Fill {
     /// sources send the same payloads, at different times. The probe and the emergency-only
     /// sources keep payloads of their own.
     Random,
+    /// As `Random`, but the first 8 bytes of every 16 follow a pattern that repeats each 128
+    /// bytes, as housekeeping telemetry's identifiers, spare fields and slowly moving values do:
+    /// zstd's level 1 halves a message of them.
+    Telemetry,
 }
 
 impl Fill {
-    /// A payload of `len` bytes; [`Fill::Random`]'s differs for each `seed`.
+    /// A payload of `len` bytes; [`Fill::Random`]'s and [`Fill::Telemetry`]'s differ for each
+    /// `seed`.
     pub fn bytes(self, len: usize, seed: u64) -> Vec<u8> {
         match self {
             Fill::Constant => vec![0xA5; len],
-            Fill::Random => {
+            Fill::Random | Fill::Telemetry => {
                 // xorshift64*, one stream for each seed.
                 let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 let mut next = move || {
@@ -61,10 +66,21 @@ impl Fill {
                     state ^= state >> 27;
                     (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
                 };
-                (0..len).map(|_| next()).collect()
+                let telemetry = self == Fill::Telemetry;
+                (0..len)
+                    .map(|i| match telemetry && i % 16 < 8 {
+                        true => pattern(i),
+                        false => next(),
+                    })
+                    .collect()
             }
         }
     }
+}
+
+/// The byte at `at` of [`Fill::Telemetry`]'s pattern (where `at % 16 < 8`).
+pub fn pattern(at: usize) -> u8 {
+    0x10 + ((at / 16 * 8 + at % 16) % 64) as u8
 }
 
 /// One message from a child to the parent.

@@ -36,7 +36,7 @@ use crate::{emergency, uplink};
 /// 10,000 connections: 43 frames of 64 B per system call) make the client, not the server, the
 /// bound at scale.
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Bytes of frames of [`Fill::Random`] an uplink writes before it repeats them: four of the NATS
+/// Bytes of frames of [`Fill::Random`] (and [`Fill::Telemetry`]) an uplink writes before it repeats them: four of the NATS
 /// sink's largest messages (256 KiB of records), so that no message holds a payload twice.
 const RANDOM_BYTES: usize = 1024 * 1024;
 /// Kernel send-buffer memory for all uplinks together. Here the whole fleet's sockets share one
@@ -55,7 +55,7 @@ const CONNECTING: usize = 256;
 fn template_chunks(fill: Fill, chunk_len: usize) -> usize {
     match fill {
         Fill::Constant => 1,
-        Fill::Random => RANDOM_BYTES.div_ceil(chunk_len.max(1)),
+        Fill::Random | Fill::Telemetry => RANDOM_BYTES.div_ceil(chunk_len.max(1)),
     }
 }
 
@@ -484,7 +484,12 @@ mod tests {
             payloads.collect::<std::collections::HashSet<_>>().len()
         };
         assert_eq!(unlike(Fill::Random), count as usize);
+        assert_eq!(unlike(Fill::Telemetry), count as usize);
         assert_eq!(unlike(Fill::Constant), 1);
+        // A telemetry-like payload's first 8 bytes of every 16 are its pattern's.
+        let bytes = Fill::Telemetry.bytes(64, 7);
+        let fixed = (bytes.iter().enumerate()).filter(|(i, _)| i % 16 < 8);
+        assert!(fixed.clone().all(|(i, b)| *b == control::pattern(i)));
         // Nor is a random payload one byte over and over.
         let bytes = Fill::Random.bytes(1024, 7);
         let distinct = bytes.iter().collect::<std::collections::HashSet<_>>().len();

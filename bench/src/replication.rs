@@ -204,11 +204,16 @@ impl Bench<'_> {
     /// Makes `publisher`'s stream as the sink would make it (its subjects, file storage, the
     /// sink's duplicate window, its layout) with the run's replicas; returns the node that leads
     /// it, once one does.
+    /// The layout of the streams the run makes, the sinks' `layout`.
+    fn layout(&self) -> Layout {
+        Layout::created(self.settings.layout.unwrap_or_default())
+    }
+
     async fn create_stream(&self, publisher: Publisher) -> Result<Option<String>, String> {
         let name = publisher.stream();
         let config = stream::Config {
             name: name.clone(),
-            description: Some(Layout::Records.description()),
+            description: Some(self.layout().description()),
             subjects: vec![format!("{}.*.*", publisher.prefix())],
             duplicate_window: DUPLICATE_WINDOW,
             num_replicas: self.settings.nodes,
@@ -415,6 +420,9 @@ fn sink_table(
         let wait = i64::try_from(wait).unwrap_or(i64::MAX);
         nats.insert("emergency_wait_ms".into(), toml::Value::Integer(wait));
     }
+    if let Some(layout) = settings.layout {
+        nats.insert("layout".into(), text(Layout::created(layout).name()));
+    }
     let mut table = base.clone();
     external::set(&mut table, "sinks", "nats", nats.into());
     if publisher == Publisher::Replicated {
@@ -526,6 +534,7 @@ mod tests {
             messages: 1,
             window: 256,
             emergency_wait_ms: Some(10),
+            layout: None,
             far_ms: None,
         };
         let table = sink_table(&base, &urls, settings, Publisher::Replicated);
@@ -551,6 +560,7 @@ mod tests {
             messages: 1,
             window: 256,
             emergency_wait_ms: Some(10),
+            layout: None,
             far_ms: None,
         };
         let nats = plain_sink(settings).expect("a [sinks.nats] the daemon accepts");

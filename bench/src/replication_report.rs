@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use aggregator::sinks::message::Layout;
+
 use crate::control::{Fill, LatencySummary};
 use crate::emergency;
 use crate::results::{Plan, ReplicationResult, ReplicationRound, SinkWindow};
@@ -119,11 +121,16 @@ pub fn render(o: &mut String, result: &ReplicationResult, plan: &Plan, nproc: us
         m = settings.messages,
         wait = (settings.emergency_wait_ms).map_or(String::new(), |ms| {
             format!(", `emergency_wait_ms = {ms}`")
+        }) + &(settings.layout).map_or(String::new(), |layout| {
+            format!(", streams and `layout` {}", Layout::created(layout).name())
         }),
         c = plan.connections,
         fill = match plan.fill {
             Fill::Constant => "",
             Fill::Random => " of random payloads (the plain publisher's too)",
+            Fill::Telemetry => {
+                " of telemetry-like payloads, half of each 16 bytes random (the plain publisher's too)"
+            }
         },
         e = emergency::SOURCES,
         f = emergency::FRAMES_PER_S,

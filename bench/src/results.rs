@@ -330,6 +330,8 @@ pub struct ReplicationPlan {
     pub window: usize,
     /// `sinks.nats.emergency_wait_ms`, where not the default.
     pub emergency_wait_ms: Option<u64>,
+    /// `sinks.nats.layout` and the streams', where not the default.
+    pub layout: Option<aggregator::config::StreamLayout>,
     /// The servers' delay each way, where far (`bench/src/far.rs`).
     pub far_ms: Option<u64>,
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use aggregator::config::StreamLayout;
 use serde::Deserialize;
 
 use crate::control::Fill;
@@ -114,6 +115,8 @@ pub struct ReplicationScenario {
     pub nodes: usize,
     /// The sinks' `sinks.nats.emergency_wait_ms`, where not the daemon's default.
     pub emergency_wait_ms: Option<u64>,
+    /// The sinks' `sinks.nats.layout` and the streams', where not the daemon's default.
+    pub layout: Option<StreamLayout>,
     /// Servers this many ms apart each way, from each other and from the daemons and the plain
     /// publisher (a delaying proxy in front of each node's ports, `bench/src/far.rs`); none: loopback.
     pub far_ms: Option<u64>,
@@ -309,6 +312,7 @@ impl Scenario {
                 messages: r.messages,
                 window: r.window,
                 emergency_wait_ms: r.emergency_wait_ms,
+                layout: r.layout,
                 far_ms: r.far_ms,
             }),
             shards: self.shards,
