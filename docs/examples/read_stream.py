@@ -23,7 +23,6 @@ import time
 import zlib
 
 import nats
-import zstandard
 
 # The headers of a link frame's reception, and the keys they become.
 RECEPTION = [
@@ -113,13 +112,15 @@ def frames(msg):
     if compression is not None:
         if layout != "records/2" or compression != "zstd":
             raise ValueError(f"Aggregator-Compression {compression!r} in layout {layout}")
+        import zstandard  # only for compressed bodies: pip install zstandard
+
         try:
             size = zstandard.frame_content_size(data)
             if size < 0:
                 raise ValueError("body: a zstd frame without its size")
             if size > 64 << 20:
                 raise ValueError(f"body: a zstd frame of {size} bytes unpacked")
-            data = zstandard.ZstdDecompressor().decompress(data)
+            data = zstandard.ZstdDecompressor().decompress(data, allow_extra_data=False)
         except zstandard.ZstdError as why:
             raise ValueError(f"body: {why}") from why
     rows = list(records(data))

@@ -1,6 +1,7 @@
 //! How a stream lays frames out in messages (`docs/scale-out.md`, "Layouts"): named in the
 //! stream's description when the sink creates it, so that every sink and reader of the stream
-//! finds it there, and kept for the stream's life.
+//! finds it there, and kept for the stream's life. `records/2` differs from `records/1` only in
+//! its bodies ([`super::pack`]): where a comment of the sink says `records/1`, it means both.
 
 use crate::config::StreamLayout;
 

@@ -33,6 +33,10 @@ const MOST_UNPACKED: u64 = 64 << 20;
 
 /// Compresses the bodies of one sink's messages (layout `records/2`), or none (`records/1`).
 pub(super) struct Packer {
+    /// Whether its messages are of layout `records/2`.
+    compress: bool,
+    /// None where it does not compress, or zstd could not make one (each body then goes as it
+    /// is, still `records/2`).
     compressor: Option<zstd::bulk::Compressor<'static>>,
     /// Per source, the messages still to send as they are.
     skipping: HashMap<SourceKey, u8>,
@@ -52,6 +56,7 @@ impl Packer {
                 .ok()
             });
         Packer {
+            compress,
             compressor,
             skipping: HashMap::new(),
             stats,
@@ -60,7 +65,7 @@ impl Packer {
 
     /// Whether its messages are of layout `records/2`.
     pub(super) fn compresses(&self) -> bool {
-        self.compressor.is_some()
+        self.compress
     }
 
     /// The body of a message of source `key` with records `raw`, and whether it is compressed.
@@ -83,7 +88,7 @@ impl Packer {
             return (Bytes::from(raw), false);
         }
         match compressor.compress(&raw) {
-            Ok(packed) if packed.len() <= raw.len() / 4 * 3 => (Bytes::from(packed), true),
+            Ok(packed) if packed.len() * 4 <= raw.len() * 3 => (Bytes::from(packed), true),
             _ => {
                 self.skipping.insert(key, SKIPPED);
                 (Bytes::from(raw), false)
@@ -93,7 +98,7 @@ impl Packer {
 }
 
 /// The records of a message's body: `body` itself where `compression` is `None`, else what its
-/// zstd frame holds. `Err` says why not.
+/// one zstd frame holds (nothing after it). `Err` says why not.
 pub(super) fn unpack(compression: Option<&str>, body: Bytes) -> Result<Bytes, String> {
     match compression {
         None => Ok(body),
@@ -104,6 +109,14 @@ pub(super) fn unpack(compression: Option<&str>, body: Bytes) -> Result<Bytes, St
                 Ok(None) => return Err("a zstd frame without its size".to_string()),
                 Err(_) => return Err("not a zstd frame".to_string()),
             };
+            match zstd::zstd_safe::find_frame_compressed_size(&body) {
+                Ok(length) if length == body.len() => {}
+                Ok(length) => {
+                    let why = format!("{} bytes after its zstd frame", body.len() - length);
+                    return Err(why);
+                }
+                Err(_) => return Err("its zstd frame is cut short".to_string()),
+            }
             let records = zstd::bulk::decompress(&body, size as usize)
                 .map_err(|err| format!("its zstd frame: {err}"))?;
             if records.len() as u64 != size {
@@ -176,6 +189,20 @@ mod tests {
             .contains("not a zstd frame"));
         let cut = &packed[..packed.len() - 3];
         assert!(fails(Some(ZSTD), cut).unwrap_err().contains("zstd frame"));
+        let mut more = packed.clone();
+        more.extend_from_slice(&packed);
+        assert_eq!(
+            fails(Some(ZSTD), &more).unwrap_err(),
+            format!("{} bytes after its zstd frame", packed.len())
+        );
+        let mut sizeless = zstd::bulk::Compressor::new(LEVEL).unwrap();
+        let flag = zstd::zstd_safe::CParameter::ContentSizeFlag(false);
+        sizeless.set_parameter(flag).unwrap();
+        let sizeless = sizeless.compress(&raw).unwrap();
+        assert_eq!(
+            fails(Some(ZSTD), &sizeless).unwrap_err(),
+            "a zstd frame without its size"
+        );
         // A frame header (single segment, an 8-byte content size) that says 1 GiB: refused
         // from its header.
         let mut huge = vec![0x28, 0xB5, 0x2F, 0xFD, 0xE0];

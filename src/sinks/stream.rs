@@ -154,6 +154,12 @@ impl SinkStream {
                 })
             }
             Some(_) => {}
+            None if layout != Layout::created(self.config.layout) => tracing::warn!(
+                stream = self.config.stream,
+                layout = layout.name(),
+                configured = Layout::created(self.config.layout).name(),
+                "the stream keeps its layout, not sinks.nats.layout's (which a stream the sink creates gets): the NATS sink publishes in the stream's"
+            ),
             None => tracing::info!(
                 stream = self.config.stream,
                 layout = layout.name(),

@@ -6,4 +6,4 @@
 #
 #   tests/nats/venv.sh         # PYTHON=python3.11 tests/nats/venv.sh for another interpreter
 exec "$(dirname "$0")/../venv.sh" nats \
-    'import nats, os, sys; assert os.access(os.path.join(os.path.dirname(sys.executable), "nats-server"), os.X_OK)'
+    'import nats, zstandard, os, sys; assert os.access(os.path.join(os.path.dirname(sys.executable), "nats-server"), os.X_OK)'

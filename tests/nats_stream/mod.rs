@@ -274,7 +274,11 @@ fn frames_of(message: &async_nats::jetstream::Message, stream_sequence: u64) -> 
         matches!(layout.as_deref(), Some("records/1" | "records/2")),
         "{layout:?}"
     );
-    let body = match header("Aggregator-Compression").as_deref() {
+    let compression = header("Aggregator-Compression");
+    if compression.is_some() {
+        assert_eq!(layout.as_deref(), Some("records/2"), "a compressed body");
+    }
+    let body = match compression.as_deref() {
         None => message.payload.clone(),
         Some("zstd") => zstd::decode_all(&message.payload[..])
             .expect("a zstd frame")
