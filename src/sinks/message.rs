@@ -29,8 +29,8 @@ pub(super) const SITE: &str = "Aggregator-Site";
 /// The header that names a message's layout; a message without it is of layout `frame/1`.
 pub(super) const LAYOUT: &str = "Aggregator-Layout";
 
-/// The headers of a `records/1` or `records/2` message: its frames, and the highest sequence of each priority
-/// of its subject in the stream with it.
+/// The headers of a `records/1` or `records/2` message: its frames, and the highest sequence of
+/// each priority of its subject in the stream with it.
 pub(super) const FRAMES: &str = "Aggregator-Frames";
 pub(super) const ROUTINE_THROUGH: &str = "Aggregator-Routine-Through";
 pub(super) const EMERGENCY_THROUGH: &str = "Aggregator-Emergency-Through";

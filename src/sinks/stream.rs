@@ -119,9 +119,9 @@ impl SinkStream {
         }
     }
 
-    /// Finds the stream, or creates it (layout `sinks.nats.layout`, the configured duplicate window and
-    /// replicas); warns where it falls short of what the configuration counts on. Forgets the
-    /// series: a new session learns each again.
+    /// Finds the stream, or creates it (layout `sinks.nats.layout`, the configured duplicate
+    /// window and replicas); warns where it falls short of what the configuration counts on.
+    /// Forgets the series: a new session learns each again.
     pub(super) async fn ensure(&mut self) -> Result<Layout, NatsError> {
         self.series.clear();
         let config = stream::Config {
