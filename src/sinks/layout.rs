@@ -59,10 +59,14 @@ impl Layout {
         let Some(name) = description.and_then(|d| d.strip_prefix(DESCRIBED)) else {
             return Ok(Layout::Frame);
         };
+        Layout::named(name).ok_or_else(|| name.to_string())
+    }
+
+    /// The layout named `name` (`records/1`, say), if this build knows it.
+    pub fn named(name: &str) -> Option<Layout> {
         [Layout::Frame, Layout::Records, Layout::Compressed]
             .into_iter()
             .find(|layout| layout.name() == name)
-            .ok_or_else(|| name.to_string())
     }
 }
 

@@ -179,11 +179,7 @@ impl Naming {
             None => self
                 .frame(subject, headers, payload)
                 .map(|(frame, site)| (vec![frame], site)),
-            Some(name)
-                if [Layout::Records, Layout::Compressed]
-                    .map(Layout::name)
-                    .contains(&name) =>
-            {
+            Some(name) if Layout::named(name).is_some_and(Layout::batches) => {
                 let key = (self.subject.source_of(subject))
                     .ok_or_else(|| BadMessage::Subject(subject.to_string()))?;
                 let compression = header(headers, COMPRESSION);
