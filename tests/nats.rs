@@ -1178,3 +1178,44 @@ fn aggregator(args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>) {
     );
     (out.status.code(), lines)
 }
+
+/// docs/examples/read_stream.py takes a compressed body only as one whole zstd frame with
+/// nothing after it, as `aggregator nats read` does: not an empty frame with another behind it,
+/// nor a frame with bytes after it.
+#[test]
+#[ignore = "needs nats-py and zstandard (tests/nats/venv.sh); .ci/run runs it"]
+fn the_python_example_takes_one_zstd_frame_and_nothing_after_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let check = r#"
+import sys, types, zstandard
+sys.path.insert(0, sys.argv[1])
+import read_stream
+frame = lambda data: zstandard.ZstdCompressor(write_content_size=True).compress(data)
+def read(body):
+    msg = types.SimpleNamespace(data=body, headers={
+        "Aggregator-Layout": "records/2", "Aggregator-Compression": "zstd",
+        "Aggregator-Frames": "0"})
+    try:
+        return read_stream.frames(msg)
+    except ValueError as why:
+        return str(why)
+print(read(frame(b"")))
+print(read(frame(b"") + frame(b"\x00" * 64)))
+print(read(frame(b"") + b"zz"))
+print(read(frame(b"")[:-1]))
+"#;
+    let out = std::process::Command::new(root.join("target/nats-venv/bin/python"))
+        .args(["-c", check])
+        .arg(root.join("docs/examples"))
+        .output()
+        .expect("run python (tests/nats/venv.sh)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "[]", "{stdout}");
+    for refused in &lines[1..] {
+        assert!(refused.starts_with("body: "), "{stdout}");
+    }
+    assert_eq!(lines.len(), 4, "{stdout}");
+}

@@ -7,11 +7,10 @@ lines of `aggregator nats read` (docs/scale-out.md, "Reading the stream back"), 
 A message of layout records/1 or records/2 (header Aggregator-Layout) holds frames of one source
 as the archive's FRAMES and RECEIVED FRAMES records (docs/archive-format.md), in records/2 as a
 zstd frame where the header Aggregator-Compression says zstd (pip install zstandard); a message
-without the header
-(layout frame/1) is one frame: the payload as the body, its kind, source and sequence the last
-three dot-separated parts of its Nats-Msg-Id, the rest in headers (docs/scale-out.md). Reads
-SUBJECT's messages up to the stream's last when it starts, then ends; a message that is no frame
-is named on standard error, and reading goes on.
+without the header (layout frame/1) is one frame: the payload as the body, its kind, source and
+sequence the last three dot-separated parts of its Nats-Msg-Id, the rest in headers
+(docs/scale-out.md). Reads SUBJECT's messages up to the stream's last when it starts, then ends;
+a message that is no frame is named on standard error, and reading goes on.
 """
 
 import asyncio
@@ -120,7 +119,10 @@ def frames(msg):
                 raise ValueError("body: a zstd frame without its size")
             if size > 64 << 20:
                 raise ValueError(f"body: a zstd frame of {size} bytes unpacked")
-            data = zstandard.ZstdDecompressor().decompress(data, allow_extra_data=False)
+            unpacker = zstandard.ZstdDecompressor().decompressobj()
+            data = unpacker.decompress(data)
+            if not unpacker.eof or unpacker.unused_data or len(data) != size:
+                raise ValueError("body: not one whole zstd frame and nothing after it")
         except zstandard.ZstdError as why:
             raise ValueError(f"body: {why}") from why
     rows = list(records(data))
