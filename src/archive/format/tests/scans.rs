@@ -598,3 +598,32 @@ proptest::proptest! {
         }
     }
 }
+
+/// A range past the file's end (a file cut short under a reader) is an error naming the file,
+/// not a buffer of zeros read as records; a range within it reads the same at any budget.
+#[test]
+fn a_range_past_the_file_s_end_is_an_error_naming_it() {
+    let dir = temp_dir("past-end");
+    let entries: Vec<Entry> = sample()
+        .into_iter()
+        .filter(|e| e.source().is_some())
+        .collect();
+    let (bytes, offsets) = segment(&entries);
+    let path = write(&dir, 1, &bytes);
+    let file = File::open(&path).unwrap();
+    let end = bytes.len() as u64;
+    let expected: Vec<_> = offsets.into_iter().zip(entries).collect();
+    for budget in [1, 7, 1 << 20] {
+        let (mut read, mut from) = (Vec::new(), 8);
+        while from < end {
+            let records = read_records(&file, &path, from, end, budget).unwrap();
+            read.extend(records.entries);
+            from = records.next;
+        }
+        assert_eq!(read, expected, "budget {budget}");
+    }
+    let err = read_records(&file, &path, 8, end + 100, 1 << 20).unwrap_err();
+    assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    assert!(matches!(err, ArchiveError::Io { .. }), "{err}");
+    fs::remove_dir_all(&dir).unwrap();
+}
