@@ -13,7 +13,7 @@ use super::gaps::Gaps;
 pub use super::layout::Layout;
 use super::pack::{self, Packer, COMPRESSION, ZSTD};
 use crate::archive::format::{
-    decode_frame_records, encode_frame_records, FrameRecord, NotFrameRecords,
+    decode_message_records, encode_frame_records, FrameRecord, NotFrameRecords,
 };
 use crate::config::{Identity, NatsConfig};
 use crate::domain::frame::{Priority, SourceKey, SourceKind};
@@ -187,7 +187,7 @@ impl Naming {
                     return Err(BadMessage::Body(format!("{COMPRESSION} in layout {name}")));
                 }
                 let payload = pack::unpack(compression, payload).map_err(BadMessage::Body)?;
-                let frames = decode_frame_records(&payload).map_err(BadMessage::Records)?;
+                let frames = decode_message_records(&payload).map_err(BadMessage::Records)?;
                 let count: usize = required(headers, FRAMES, "a count of frames")?;
                 if count != frames.len() {
                     let why = format!("{} frames, where {FRAMES} says {count}", frames.len());
@@ -492,6 +492,7 @@ impl SubjectTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::format::encode_frame;
     use crate::stats::Stats;
 
     /// A link's frame's reception as docs/scale-out.md names the headers; unknown fields absent.
@@ -689,6 +690,15 @@ mod tests {
         let packed = naming.frames(&subject, &packed, message.payload.clone());
         let packed = packed.unwrap_err().to_string();
         assert_eq!(packed, "body: Aggregator-Compression in layout records/1");
+        // A FRAME record (type 1), the archive's and no layout's: refused, as in Python.
+        let mut single = Vec::new();
+        let f = &frames[1];
+        encode_frame(&mut single, f.kind, f.priority, 3, 4, 5, &f.payload);
+        let mut one = headers.clone();
+        one.insert(FRAMES, "1");
+        let single = naming.frames(&subject, &one, single.into()).unwrap_err();
+        let why = "body: record at byte 0: type 1, not FRAMES or RECEIVED FRAMES";
+        assert_eq!(single.to_string(), why);
     }
 
     /// A `records/2` message of frames that repeat themselves is compressed, says so, and reads

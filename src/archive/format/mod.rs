@@ -75,5 +75,6 @@ pub(crate) use names::{
 };
 pub use names::{list_segments, segment_name};
 pub use record::*;
-pub use records::{decode_frame_records, encode_frame_records, NotFrameRecords, RecordsLen};
+pub use records::{decode_frame_records, decode_message_records, encode_frame_records};
+pub use records::{NotFrameRecords, RecordsLen};
 pub use scan::*;

@@ -147,13 +147,30 @@ fn encode_run(out: &mut Vec<u8>, run: &[&FrameRecord]) {
 pub enum NotFrameRecords {
     #[error("record at byte {at}: {reason}")]
     Damaged { at: u64, reason: DamageReason },
-    #[error("record at byte {at}: not a frame record")]
-    OtherType { at: u64 },
+    #[error("record at byte {at}: type {rtype}, not FRAMES or RECEIVED FRAMES")]
+    OtherType { at: u64, rtype: u8 },
 }
 
 /// The frames of `data`, frame records back to back; why not, naming the offset of the record
 /// at fault. A record of another type (a watermark, a clock) is refused: only frames travel.
 pub fn decode_frame_records(data: &Bytes) -> Result<Vec<FrameRecord>, NotFrameRecords> {
+    decode_records(data, |_| true)
+}
+
+/// The frames of a message's body in layout `records/1` (`docs/scale-out.md`): as
+/// [`decode_frame_records`], of the two types [`encode_frame_records`] writes only, FRAMES and
+/// RECEIVED FRAMES, as every reader of the layout takes them.
+pub fn decode_message_records(data: &Bytes) -> Result<Vec<FrameRecord>, NotFrameRecords> {
+    decode_records(data, |rtype| {
+        matches!(rtype, TYPE_FRAMES | TYPE_RECEIVED_FRAMES)
+    })
+}
+
+/// The frames of `data`, frame records of the types `takes` back to back.
+fn decode_records(
+    data: &Bytes,
+    takes: impl Fn(u8) -> bool,
+) -> Result<Vec<FrameRecord>, NotFrameRecords> {
     let mut entries = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
@@ -162,10 +179,15 @@ pub fn decode_frame_records(data: &Bytes) -> Result<Vec<FrameRecord>, NotFrameRe
             NotFrameRecords::Damaged { at, reason }
         })?;
     }
+    // Each record decoded whole: its type is its body's first byte.
+    let rtype = |at: u64| (data.get(at as usize + RECORD_HEADER_LEN).copied()).unwrap_or(0);
     (entries.into_iter())
         .map(|(at, entry)| match entry {
-            Entry::Frame(frame) => Ok(frame),
-            _ => Err(NotFrameRecords::OtherType { at }),
+            Entry::Frame(frame) if takes(rtype(at)) => Ok(frame),
+            _ => Err(NotFrameRecords::OtherType {
+                at,
+                rtype: rtype(at),
+            }),
         })
         .collect()
 }
@@ -254,12 +276,53 @@ mod tests {
         assert_eq!(**delivery, Delivery::live("uhf", "Kiruna"));
     }
 
+    /// A message's body holds FRAMES and RECEIVED FRAMES records only: a FRAME record (type 1)
+    /// or a RECORDED FRAMES one (type 8), which an archive holds, is refused there, as the
+    /// Python example refuses it, and taken from an archive's journal.
+    #[test]
+    fn a_message_s_body_holds_frames_and_received_frames_records_only() {
+        let frames = [
+            frame(Priority::Routine, 1, 10),
+            frame(Priority::Routine, 2, 10),
+        ];
+        let mut sent = Vec::new();
+        encode_frame_records(&mut sent, &frames);
+        assert_eq!(
+            decode_message_records(&Bytes::from(sent.clone())).unwrap(),
+            frames
+        );
+        let mut single = Vec::new();
+        let f = &frames[0];
+        encode_frame(&mut single, f.kind, f.priority, 7, 3, 10, &f.payload);
+        let head = FramesHead {
+            kind: f.kind,
+            priority: f.priority,
+            source_id: 7,
+            received_unix_ns: 10,
+        };
+        let recording = Delivery::live("uhf", "Kiruna").from_recording("p.kiss");
+        let mut recorded = Vec::new();
+        let entry = (3, &f.payload[..], Received::default());
+        encode_received_frames(&mut recorded, head, &recording, [entry]);
+        assert_eq!(recorded[8], TYPE_RECORDED_FRAMES);
+        for other in [single, recorded] {
+            let mut body = sent.clone();
+            body.extend_from_slice(&other);
+            let body = Bytes::from(body);
+            assert_eq!(decode_frame_records(&body).unwrap().len(), 3);
+            let refused = decode_message_records(&body).unwrap_err();
+            let at = sent.len() as u64;
+            assert!(matches!(refused, NotFrameRecords::OtherType { at: a, .. } if a == at));
+        }
+    }
+
     #[test]
     fn a_record_that_is_no_frame_is_refused() {
         let mut out = Vec::new();
         encode_watermark(&mut out, SourceKind::LiveUplink, 7, 9);
         let refused = decode_frame_records(&Bytes::from(out)).unwrap_err();
-        assert_eq!(refused, NotFrameRecords::OtherType { at: 0 });
-        assert_eq!(refused.to_string(), "record at byte 0: not a frame record");
+        assert_eq!(refused, NotFrameRecords::OtherType { at: 0, rtype: 2 });
+        let why = "record at byte 0: type 2, not FRAMES or RECEIVED FRAMES";
+        assert_eq!(refused.to_string(), why);
     }
 }
