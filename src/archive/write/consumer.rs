@@ -24,8 +24,9 @@
 //! nothing: what it covered waits for the next sync, tried again as a failed write is, and the
 //! archive is failing meanwhile, as for a full disk.
 //!
-//! When the drain starts while frames are held (or a write fails during it), those frames cannot be
-//! stored in time: the consumer gives up on them at once rather than at the drain deadline. It syncs
+//! When the drain starts while frames are held (or a write fails during it), or after a sync
+//! failed, those frames cannot be stored in time: the consumer gives up on them at once rather
+//! than at the drain deadline. It syncs
 //! what it wrote, discards the rest of its queue, and tells the connections (`storage_lost`), which
 //! close with their final acknowledgement below those frames: the sources still hold them.
 //!
@@ -225,6 +226,11 @@ impl ArchiveConsumer {
                     self.start_sync();
                 }
                 _ = drain.cancelled(), if self.held.is_some() => self.retry().await?,
+                // Nothing more is stored after a failed sync: no connection waits for it.
+                _ = drain.cancelled(), if self.broken.is_some() && !self.gave_up() => {
+                    self.settings.storage_lost.cancel();
+                    tracing::error!("archive: the drain gives up on what a failed sync covered or came after it; it is not acknowledged, and its sources still hold it");
+                }
                 // Parked for a replica's room, which the drain no longer waits for.
                 _ = drain.cancelled(), if waits_for.is_some() => {}
                 _ = replica_room(self.settings.replication.as_deref(), waits_for),
@@ -236,6 +242,11 @@ impl ArchiveConsumer {
             }
             self.write_parked().await?;
         }
+    }
+
+    /// Whether the connections were told to stop waiting for their frames.
+    fn gave_up(&self) -> bool {
+        self.settings.storage_lost.is_cancelled()
     }
 
     /// Parks `first` and whatever else is queued: the input's capacity they hold is what bounds

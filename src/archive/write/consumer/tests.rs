@@ -257,3 +257,40 @@ async fn a_replicated_emergency_is_handed_over_as_its_append_starts_and_durable_
         stored.await.unwrap();
     }
 }
+
+/// A sync that failed stores nothing after it: at the drain the connections are told at once
+/// (`storage_lost`), though nothing is held or parked, rather than wait for the drain's deadline
+/// for frames that will never be stored; none of them is acknowledged.
+#[tokio::test(start_paused = true)]
+async fn a_failed_sync_lets_the_connections_go_at_the_drain() {
+    let (archive, input) = frame_queue(1024);
+    let routine = source(1);
+    queue_frames(&archive, &routine, 2).await;
+    let disk = SlowDisk::default();
+    let syncs = Arc::clone(&disk.syncs);
+    let (drain, storage_lost) = (CancellationToken::new(), CancellationToken::new());
+    let settings = ArchiveSettings {
+        policy: SyncPolicy::Interval(Duration::from_millis(20)),
+        max_unsynced_bytes: 8 * KIB,
+        drain: drain.clone(),
+        storage_lost: storage_lost.clone(),
+        replication: None,
+    };
+    let consumer = ArchiveConsumer::new(input, Box::new(disk), settings, Stats::new());
+    let stored = tokio::spawn(consumer.run());
+
+    // Paused time: the sleep returns once every task is idle, waiting for the disk.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pending: Vec<_> = syncs.lock().unwrap().drain(..).collect();
+    assert_eq!(pending.len(), 1, "the frames' sync");
+    drop(pending);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!storage_lost.is_cancelled(), "no drain yet");
+
+    drain.cancel();
+    let told = tokio::time::timeout(Duration::from_secs(1), storage_lost.cancelled()).await;
+    assert!(told.is_ok(), "the connections are told at the drain");
+    assert_eq!(routine.last_acked(), None);
+    drop(archive);
+    stored.await.unwrap();
+}
