@@ -1,7 +1,7 @@
 //! The archive consumer's promises: an acknowledgement means "stored under the sync policy"; a
 //! failing archive stops acknowledgements and turns health to degraded without losing anything
 //! already acknowledged; a full disk holds frames until space returns and stores each once; and a
-//! drain during an outage ends at once, naming what it could not store.
+//! drain during an outage, or after a failed `fsync`, ends at once, naming what it could not store.
 
 mod common;
 
@@ -276,4 +276,68 @@ async fn a_source_reconnecting_during_an_outage_does_not_store_its_frames_twice(
     assert_eq!(archive.duplicates(), []);
     assert_eq!(archive.len(), 250);
     assert_eq!(daemon.stats.snapshot().duplicates_dropped, 100);
+}
+
+/// Takes every write; a sync fails (EIO) once `fails_from` frames are written, as every sync
+/// after it would.
+struct FailingSync {
+    fails_from: u64,
+    written: Arc<AtomicU64>,
+}
+
+impl ArchiveSink for FailingSync {
+    fn write<'a>(
+        &'a mut self,
+        batches: &'a [Arc<Batch>],
+    ) -> BoxFuture<'a, Result<(), ArchiveError>> {
+        let frames: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        self.written.fetch_add(frames, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
+        let result = match self.written.load(Ordering::SeqCst) >= self.fails_from {
+            true => Err(ArchiveError::Io {
+                path: "segment".into(),
+                operation: "sync",
+                source: io::Error::from_raw_os_error(libc::EIO),
+            }),
+            false => Ok(()),
+        };
+        Box::pin(async move { result })
+    }
+}
+
+/// SIGTERM after a failed `fsync`, with nothing written since (so nothing held): the archive
+/// stores nothing more, and the drain does not wait for its deadline. The connection closes at
+/// once with its final acknowledgement below what the failed sync covered.
+#[tokio::test]
+async fn a_drain_after_a_failed_fsync_ends_at_once() {
+    let mut config = test_config();
+    config.archive.sync = SyncMode::Batch;
+    // Far longer than the test's patience: waiting for it fails the test.
+    config.shutdown.drain_deadline = Duration::from_secs(600);
+    let written = Arc::new(AtomicU64::new(0));
+    let sink = FailingSync {
+        fails_from: 200,
+        written: Arc::clone(&written),
+    };
+    let mut daemon = TestDaemon::start(config, Box::new(sink)).await;
+    let mut client = Client::source(daemon.uplink, SourceKind::LiveUplink, 8).await;
+    client.send_routine(0..200).await;
+    wait_until("the sync of the last frames fails", PATIENCE, || {
+        daemon.stats.snapshot().archive_errors > 0
+    })
+    .await;
+    assert_eq!(written.load(Ordering::SeqCst), 200);
+
+    daemon.begin_shutdown();
+    let closed = tokio::time::timeout(PATIENCE, client.read_to_close()).await;
+    let closed = closed.expect("the connection closes before the drain's deadline");
+    assert_eq!(closed.reason, CloseReason::StorageUnavailable);
+    let acked = closed.final_ack.map_or(0, |ack| ack + 1);
+    assert!(acked < 200, "{closed:?}");
+    let report = daemon.join().await;
+    assert!(!report.is_clean());
+    assert_eq!(report.unacknowledged, 200 - acked, "{report:?}");
 }
