@@ -107,8 +107,12 @@ impl Unsynced {
         store(stats, self.spans, acknowledge);
     }
 
+    /// Its frames not stored yet: an emergency its journal made durable is stored.
     fn frames(&self) -> u64 {
-        self.spans.iter().map(|(_, span, _)| span.frames).sum()
+        (self.spans.iter())
+            .filter(|(_, _, claim)| !claim.as_ref().is_some_and(Claim::is_taken))
+            .map(|(_, span, _)| span.frames)
+            .sum()
     }
 
     fn is_empty(&self) -> bool {

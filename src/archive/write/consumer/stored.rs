@@ -20,6 +20,11 @@ impl Claim {
     fn take(&self) -> bool {
         !self.0.swap(true, Ordering::Relaxed)
     }
+
+    /// Whether the other durable copy stored its frames already.
+    pub(super) fn is_taken(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A written batch's source and span (the payload is gone), and the claim it shares with its

@@ -12,13 +12,15 @@ use tokio::sync::oneshot;
 
 /// A disk that takes writes at once and makes them durable only when the test says so; with
 /// `journal`, it also journals emergencies, durable at once, or with `appends` once the test
-/// says whether each append worked.
+/// says whether each append worked; with `short`, each sync fails before it reaches the disk
+/// (out of descriptors, say).
 #[derive(Default)]
 struct SlowDisk {
     written: Arc<AtomicU64>,
     syncs: Arc<Mutex<Vec<oneshot::Sender<()>>>>,
     journal: bool,
     appends: Option<Arc<Mutex<Vec<oneshot::Sender<bool>>>>>,
+    short: bool,
 }
 
 impl ArchiveSink for SlowDisk {
@@ -49,6 +51,17 @@ impl ArchiveSink for SlowDisk {
     }
 
     fn sync(&mut self) -> BoxFuture<'static, Result<(), ArchiveError>> {
+        if self.short {
+            let source = std::io::Error::from_raw_os_error(libc::EMFILE);
+            let (path, operation) = ("segment".into(), "open the directory of");
+            return Box::pin(async move {
+                Err(ArchiveError::Transient {
+                    path,
+                    operation,
+                    source,
+                })
+            });
+        }
         let (done, synced) = oneshot::channel();
         self.syncs.lock().unwrap().push(done);
         Box::pin(async move {
@@ -293,4 +306,41 @@ async fn a_failed_sync_lets_the_connections_go_at_the_drain() {
     assert_eq!(routine.last_acked(), None);
     drop(archive);
     stored.await.unwrap();
+}
+
+/// At a drain, a sync that keeps failing before it reaches the disk gives up on what it covers
+/// (`frames_abandoned`), but for an emergency its journal made durable: that one is stored and
+/// acknowledged, not abandoned.
+#[tokio::test(start_paused = true)]
+async fn an_emergency_its_journal_stored_is_not_abandoned() {
+    let (archive, input) = frame_queue(1024);
+    let (routine, emergency) = (source(1), source(2));
+    queue_frames(&archive, &routine, 3).await;
+    queue_priority(&archive, &emergency, 1, Priority::Emergency).await;
+    drop(archive);
+    let disk = SlowDisk {
+        journal: true,
+        short: true,
+        ..SlowDisk::default()
+    };
+    let (drain, storage_lost) = (CancellationToken::new(), CancellationToken::new());
+    let settings = ArchiveSettings {
+        policy: SyncPolicy::Interval(Duration::from_millis(20)),
+        max_unsynced_bytes: 64 * KIB,
+        drain: drain.clone(),
+        storage_lost: storage_lost.clone(),
+        replication: None,
+    };
+    let stats = Stats::new();
+    let consumer = ArchiveConsumer::new(input, Box::new(disk), settings, stats.clone());
+    drain.cancel();
+    consumer.run().await;
+    assert_eq!(emergency.last_acked(), Some(0), "stored by its journal");
+    assert_eq!(routine.last_acked(), None);
+    assert!(storage_lost.is_cancelled());
+    let snapshot = stats.snapshot();
+    assert_eq!(
+        (snapshot.frames_archived, snapshot.frames_abandoned),
+        (1, 3)
+    );
 }
