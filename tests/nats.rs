@@ -1213,9 +1213,9 @@ print(read(frame(b"")[:-1]))
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
     assert_eq!(lines[0], "[]", "{stdout}");
     for refused in &lines[1..] {
         assert!(refused.starts_with("body: "), "{stdout}");
     }
-    assert_eq!(lines.len(), 4, "{stdout}");
 }

@@ -697,7 +697,7 @@ mod tests {
         let mut one = headers.clone();
         one.insert(FRAMES, "1");
         let single = naming.frames(&subject, &one, single.into()).unwrap_err();
-        let why = "body: record at byte 0: type 1, not FRAMES or RECEIVED FRAMES";
+        let why = "body: record at byte 0: type 1, not a frame record taken here";
         assert_eq!(single.to_string(), why);
     }
 

@@ -12,7 +12,7 @@ pub mod audit;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aggregator::archive::format::{decode_frame_records, encode_frame_records, FrameRecord};
+use aggregator::archive::format::{decode_message_records, encode_frame_records, FrameRecord};
 use aggregator::sinks::message::Layout;
 use aggregator::{Priority, SourceKind};
 use async_nats::jetstream;
@@ -285,7 +285,7 @@ fn frames_of(message: &async_nats::jetstream::Message, stream_sequence: u64) -> 
             .into(),
         Some(other) => panic!("Aggregator-Compression {other:?}"),
     };
-    let frames = decode_frame_records(&body).expect("frame records");
+    let frames = decode_message_records(&body).expect("a message's frame records");
     let series = subject
         .strip_prefix("telemetry.")
         .unwrap_or(&subject)

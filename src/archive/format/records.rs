@@ -147,7 +147,7 @@ fn encode_run(out: &mut Vec<u8>, run: &[&FrameRecord]) {
 pub enum NotFrameRecords {
     #[error("record at byte {at}: {reason}")]
     Damaged { at: u64, reason: DamageReason },
-    #[error("record at byte {at}: type {rtype}, not FRAMES or RECEIVED FRAMES")]
+    #[error("record at byte {at}: type {rtype}, not a frame record taken here")]
     OtherType { at: u64, rtype: u8 },
 }
 
@@ -322,7 +322,7 @@ mod tests {
         encode_watermark(&mut out, SourceKind::LiveUplink, 7, 9);
         let refused = decode_frame_records(&Bytes::from(out)).unwrap_err();
         assert_eq!(refused, NotFrameRecords::OtherType { at: 0, rtype: 2 });
-        let why = "record at byte 0: type 2, not FRAMES or RECEIVED FRAMES";
+        let why = "record at byte 0: type 2, not a frame record taken here";
         assert_eq!(refused.to_string(), why);
     }
 }

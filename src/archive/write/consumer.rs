@@ -24,11 +24,11 @@
 //! nothing: what it covered waits for the next sync, tried again as a failed write is, and the
 //! archive is failing meanwhile, as for a full disk.
 //!
-//! When the drain starts while frames are held (or a write fails during it), or after a sync
-//! failed, those frames cannot be stored in time: the consumer gives up on them at once rather
-//! than at the drain deadline. It syncs
+//! When the drain starts while frames are held (or a write fails during it), those frames cannot be
+//! stored in time: the consumer gives up on them at once rather than at the drain deadline. It syncs
 //! what it wrote, discards the rest of its queue, and tells the connections (`storage_lost`), which
-//! close with their final acknowledgement below those frames: the sources still hold them.
+//! close with their final acknowledgement below those frames: the sources still hold them. After a
+//! failed sync nothing more is stored: at the drain it tells the connections at once.
 //!
 //! Emergency frames do not wait for the routine data written before them. The consumer takes its
 //! input as it comes, whether or not there is room: routine batches wait in order for room, while
@@ -230,10 +230,8 @@ impl ArchiveConsumer {
                     self.start_sync();
                 }
                 _ = drain.cancelled(), if self.held.is_some() => self.retry().await?,
-                // Nothing more is stored after a failed sync: no connection waits for it.
-                _ = drain.cancelled(), if self.broken.is_some() && !self.gave_up() => {
-                    self.settings.storage_lost.cancel();
-                    tracing::error!("archive: the drain gives up on what a failed sync covered or came after it; it is not acknowledged, and its sources still hold it");
+                _ = drain.cancelled(), if self.broken.is_some() && !self.told_connections() => {
+                    self.let_connections_go();
                 }
                 // Parked for a replica's room, which the drain no longer waits for.
                 _ = drain.cancelled(), if waits_for.is_some() => {}
@@ -249,8 +247,17 @@ impl ArchiveConsumer {
     }
 
     /// Whether the connections were told to stop waiting for their frames.
-    fn gave_up(&self) -> bool {
+    fn told_connections(&self) -> bool {
         self.settings.storage_lost.is_cancelled()
+    }
+
+    /// At a drain after a failed sync: nothing more is stored, so no connection waits for it.
+    fn let_connections_go(&mut self) {
+        self.settings.storage_lost.cancel();
+        tracing::error!(
+            frames = self.unsynced.frames(),
+            "archive: the drain gives up on what was written after a failed sync; it is not acknowledged, and its sources still hold it"
+        );
     }
 
     /// Parks `first` and whatever else is queued: the input's capacity they hold is what bounds
