@@ -39,6 +39,8 @@
 //! - `daemon_config`: the daemon config files the retention and replication runs write.
 //! - `queries`: the queries run: an archive of a day asked by `query-bench`, and judged.
 //! - `sweep`: the shard sweep: the daemon variants at each `runtime.shards`, interleaved rounds.
+//! - `page_cache`: how fast the machine takes new pages into its page cache, and the ballast that
+//!   keeps it full for the replication run's windows (`fill_page_cache`).
 //! - `diskstat`: a disk's I/O counters over a window (the retention run's archive disk).
 //! - `durable`: the durable floor: the archive's filesystem's sequential writes with `fsync`.
 //! - `watch`: the `watched` variant's dashboard and `/feed` subscribers.
@@ -68,6 +70,7 @@ mod floor;
 mod load;
 mod nats_cluster;
 mod orchestrate;
+mod page_cache;
 mod plot;
 mod publisher;
 mod queries;
@@ -386,6 +389,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let loadavg_before = summary::loadavg();
+    let new_pages = page_cache::probe(&std::env::temp_dir());
     let command = std::iter::once("aggregator-bench".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
@@ -397,7 +401,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let machine = summary::Machine::read(loadavg_before);
+    let machine = summary::Machine::read(loadavg_before, new_pages);
     let summary = report::summarize(command, machine, &plan, measured);
     println!("{}", report::render(&summary));
     match write(&summary, &plan, &args).and_then(|()| checked(&summary)) {

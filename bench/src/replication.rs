@@ -26,6 +26,7 @@
 //! `--daemon-config` file's keys and the run's own `[sinks.nats]`: every node's URL, `identity =
 //! "fleet"`, the streams' `replicas`, and the plain publisher's `window`.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,7 @@ use crate::child::{self, ChildProc};
 use crate::control::{self, ClientAcks, Counts, Samples};
 use crate::daemon_config::{self, ConfigFile};
 use crate::nats_cluster::{self, NatsCluster};
+use crate::page_cache::{Ballast, TopUp};
 use crate::publisher::publish_windowed;
 use crate::results::{
     process_cpu_ns, PlainPublisher, Plan, ReplicationPlan, ReplicationResult, ReplicationRound,
@@ -107,11 +109,12 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Option<ReplicationResult>, String>
         Err(why) => {
             eprintln!("[bench] replication: skipped: {why}");
             let skipped = Some(why);
-            let (server, rounds) = (None, Vec::new());
+            let (server, rounds, ballast) = (None, Vec::new(), None);
             return Ok(Some(ReplicationResult {
                 server,
                 skipped,
                 rounds,
+                ballast,
             }));
         }
     };
@@ -132,6 +135,13 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Option<ReplicationResult>, String>
         cluster: &cluster,
         runtime: &runtime,
         context,
+        ballast: match settings.fill_page_cache {
+            true => Some(RefCell::new((
+                Ballast::new(&std::env::temp_dir())?,
+                TopUp::default(),
+            ))),
+            false => None,
+        },
     };
     let mut rounds = Vec::new();
     for run in 1..=plan.runs {
@@ -143,6 +153,7 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Option<ReplicationResult>, String>
         server: Some(server),
         skipped: None,
         rounds,
+        ballast: bench.ballast.map(|filled| filled.into_inner().1),
     }))
 }
 
@@ -164,6 +175,8 @@ struct Bench<'a> {
     cluster: &'a NatsCluster,
     runtime: &'a Runtime,
     context: jetstream::Context,
+    /// Where the page cache is filled before each window: its files, and what they took.
+    ballast: Option<RefCell<(Ballast, TopUp)>>,
 }
 
 impl Bench<'_> {
@@ -175,6 +188,7 @@ impl Bench<'_> {
             let runs = self.plan.runs;
             let name = publisher.name();
             eprintln!("[bench] replication: {name} {payload} B, run {run}/{runs}");
+            self.fill_page_cache()?;
             let leader = self.runtime.block_on(self.create_stream(publisher))?;
             let measured = match publisher {
                 Publisher::Plain => self.plain(payload, leader).map(|p| plain = Some(p)),
@@ -199,6 +213,18 @@ impl Bench<'_> {
             }),
             _ => Err("replication: a round missed one of its windows".into()),
         }
+    }
+
+    /// Tops the ballast up, where the run fills the page cache.
+    fn fill_page_cache(&self) -> Result<(), String> {
+        let Some(ballast) = &self.ballast else {
+            return Ok(());
+        };
+        let (ballast, total) = &mut *ballast.borrow_mut();
+        let topped = ballast.top_up()?;
+        total.bytes += topped.bytes;
+        total.seconds += topped.seconds;
+        Ok(())
     }
 
     /// The layout of the streams the run makes, the sinks' `layout`.
@@ -536,6 +562,7 @@ mod tests {
             emergency_wait_ms: Some(10),
             layout: None,
             far_ms: None,
+            fill_page_cache: false,
         };
         let table = sink_table(&base, &urls, settings, Publisher::Replicated);
         let (file, config) = ConfigFile::write(&table, "replication-test", "replicated")
@@ -562,6 +589,7 @@ mod tests {
             emergency_wait_ms: Some(10),
             layout: None,
             far_ms: None,
+            fill_page_cache: false,
         };
         let nats = plain_sink(settings).expect("a [sinks.nats] the daemon accepts");
         assert_eq!(nats.stream, "BENCH_PLAIN");

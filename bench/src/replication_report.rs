@@ -137,6 +137,14 @@ pub fn render(o: &mut String, result: &ReplicationResult, plan: &Plan, nproc: us
         ws = plan.measure.as_secs_f64(),
         wu = plan.warmup.as_secs_f64(),
     );
+    if let Some(ballast) = result.ballast {
+        let gib = ballast.bytes as f64 / (1u64 << 30) as f64;
+        let _ = writeln!(
+            o,
+            "Page cache filled before each window (`fill_page_cache`): {gib:.0} GiB written over the run, {:.0} s.\n",
+            ballast.seconds
+        );
+    }
     let _ = writeln!(o, "| payload | round | order | plain msg/s | PubAck | replicated frames/s acked | ACK | emergency ACK | local frames/s acked | ACK | emergency ACK | replicated / plain | replicated / local |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let pair = |l: &LatencySummary| format!("{:.1} / {:.1}", ms(l.p50_ns), ms(l.p99_ns));

@@ -464,8 +464,13 @@ pub fn render(s: &Summary) -> String {
     let _ = writeln!(o, "command: `{}`  ", s.command);
     let _ = writeln!(
         o,
-        "machine: {} cores, {}; load average before {} / after {}  ",
-        m.nproc, m.cpu_model, m.loadavg_before, m.loadavg_after
+        "machine: {} cores, {}; load average before {} / after {}; new pages into the page cache before: {}  ",
+        m.nproc,
+        m.cpu_model,
+        m.loadavg_before,
+        m.loadavg_after,
+        m.new_page_mb_per_s
+            .map_or("not measured".into(), |rate| format!("{rate:.0} MB/s")),
     );
     if s.aggregates.iter().any(|a| a.section == "main") {
         render_main(&mut o, s);

@@ -334,6 +334,8 @@ pub struct ReplicationPlan {
     pub layout: Option<aggregator::config::StreamLayout>,
     /// The servers' delay each way, where far (`bench/src/far.rs`).
     pub far_ms: Option<u64>,
+    /// Whether the page cache is filled before each window ([`crate::page_cache::Ballast`]).
+    pub fill_page_cache: bool,
 }
 
 /// The replication run, measured or skipped.
@@ -344,6 +346,8 @@ pub struct ReplicationResult {
     /// Why it did not run here; nothing was measured then.
     pub skipped: Option<String>,
     pub rounds: Vec<ReplicationRound>,
+    /// What filling the page cache wrote over the run, where it was filled.
+    pub ballast: Option<crate::page_cache::TopUp>,
 }
 
 impl ReplicationResult {

@@ -120,6 +120,10 @@ pub struct ReplicationScenario {
     /// Servers this many ms apart each way, from each other and from the daemons and the plain
     /// publisher (a delaying proxy in front of each node's ports, `bench/src/far.rs`); none: loopback.
     pub far_ms: Option<u64>,
+    /// Whether to fill the page cache before each window (`bench/src/page_cache.rs`), as on a
+    /// machine that has run a while.
+    #[serde(default)]
+    pub fill_page_cache: bool,
 }
 
 /// The queries run: `bench/random-archive.py` makes the archive of a day (when the directory
@@ -314,6 +318,7 @@ impl Scenario {
                 emergency_wait_ms: r.emergency_wait_ms,
                 layout: r.layout,
                 far_ms: r.far_ms,
+                fill_page_cache: r.fill_page_cache,
             }),
             shards: self.shards,
             default_shards: config.runtime.shards,

@@ -123,10 +123,12 @@ pub struct Machine {
     pub cpu_model: String,
     pub loadavg_before: String,
     pub loadavg_after: String,
+    /// MB/s writing to a new file before the run ([`crate::page_cache::probe`]).
+    pub new_page_mb_per_s: Option<f64>,
 }
 
 impl Machine {
-    pub fn read(loadavg_before: String) -> Machine {
+    pub fn read(loadavg_before: String, new_page_mb_per_s: Option<f64>) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
@@ -138,6 +140,7 @@ impl Machine {
             cpu_model,
             loadavg_before,
             loadavg_after: loadavg(),
+            new_page_mb_per_s,
         }
     }
 }

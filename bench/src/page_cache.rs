@@ -1,0 +1,148 @@
+//! The page cache a window's writes land in, told and made full.
+//!
+//! Why: a VM whose balloon reports free pages to its host (virtio-balloon free page reporting,
+//! as on the 2-core VMs of `BENCHMARKS.md`) gives each freed page back, and the guest's next
+//! touch of it is a fault the host serves. A daemon that archives 300 MB/s grows its page cache
+//! by as much, and on a fresh such VM every new page of it costs that fault: writing to a new
+//! file there ran at 0.47 GB/s, and at 4.9-5.8 GB/s once the pages were the guest's again. A
+//! machine that has run a while has its memory full of page cache, and new writes take pages
+//! the kernel reclaims from it, which stay the guest's. [`probe`] tells which machine a run had;
+//! [`Ballast`] makes the second one: files whose cached pages fill the memory the windows do not
+//! use, topped up before each window, since a window's files freed when it ends go back to the
+//! host.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What [`probe`] writes.
+const PROBE_BYTES: usize = 256 << 20;
+
+/// One ballast file.
+const FILE_BYTES: usize = 1 << 30;
+
+/// Free memory the ballast leaves: room for the window's processes before reclaim starts.
+const KEEP_FREE_KIB: u64 = 1536 << 10;
+
+/// Free disk space the ballast leaves for the windows' archives and streams.
+const KEEP_DISK: u64 = 24 << 30;
+
+/// How fast this machine takes new pages into its page cache: MB/s writing [`PROBE_BYTES`] to a
+/// new file in `dir`, which is then removed; `None` where that failed.
+pub fn probe(dir: &Path) -> Option<f64> {
+    let path = dir.join(format!("aggregator-bench-probe-{}", std::process::id()));
+    let started = Instant::now();
+    let written = write_file(&path, PROBE_BYTES);
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    written.ok()?;
+    Some(PROBE_BYTES as f64 / seconds / 1e6)
+}
+
+/// Files in the page cache that keep the machine's free memory low; removed when dropped.
+pub struct Ballast {
+    dir: PathBuf,
+    files: usize,
+}
+
+/// What one [`Ballast::top_up`] wrote, and in how long.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct TopUp {
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl Ballast {
+    /// An empty ballast in a new folder of `dir`.
+    pub fn new(dir: &Path) -> Result<Ballast, String> {
+        let dir = dir.join(format!("aggregator-bench-ballast-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot make the ballast's folder {}: {e}", dir.display()))?;
+        Ok(Ballast { dir, files: 0 })
+    }
+
+    /// Writes files until the machine's free memory is below [`KEEP_FREE_KIB`] or its disk's
+    /// free space below [`KEEP_DISK`], each synced, so that no writeback of them runs into the
+    /// window that follows.
+    pub fn top_up(&mut self) -> Result<TopUp, String> {
+        let started = Instant::now();
+        let mut bytes = 0;
+        while mem_free_kib()? > KEEP_FREE_KIB && disk_free(&self.dir)? > KEEP_DISK {
+            self.files += 1;
+            let path = self.dir.join(self.files.to_string());
+            write_file(&path, FILE_BYTES)
+                .map_err(|e| format!("cannot write ballast {}: {e}", path.display()))?;
+            bytes += FILE_BYTES as u64;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(TopUp { bytes, seconds })
+    }
+}
+
+impl Drop for Ballast {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes `bytes` (ones) to a new file at `path` and syncs it.
+fn write_file(path: &Path, bytes: usize) -> std::io::Result<()> {
+    let chunk = vec![1u8; 1 << 20];
+    let mut file = File::create(path)?;
+    for _ in 0..bytes / chunk.len() {
+        file.write_all(&chunk)?;
+    }
+    file.sync_all()
+}
+
+/// `MemFree` of `/proc/meminfo`, KiB.
+fn mem_free_kib() -> Result<u64, String> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemFree:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| "/proc/meminfo has no MemFree".to_string())
+}
+
+/// Bytes free to an unprivileged writer on `dir`'s filesystem.
+fn disk_free(dir: &Path) -> Result<u64, String> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{} holds a NUL", dir.display()))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stat` is written by a successful call before it is
+    // read.
+    let stat = unsafe {
+        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(format!("cannot stat {}: {err}", dir.display()));
+        }
+        stat.assume_init()
+    };
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe writes and removes its file; the ballast stops by itself, where the disk or the
+    /// memory says so, and its folder goes when it is dropped.
+    #[test]
+    fn the_probe_and_the_ballast_leave_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("page-cache-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(probe(&dir).is_some_and(|rate| rate > 0.0));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        assert!(mem_free_kib().unwrap() > 0 && disk_free(&dir).unwrap() > 0);
+        let folder = {
+            let ballast = Ballast::new(&dir).unwrap();
+            assert!(ballast.dir.is_dir());
+            ballast.dir.clone()
+        };
+        assert!(!folder.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
