@@ -44,6 +44,8 @@ pub fn probe(dir: &Path) -> Option<f64> {
 pub struct Ballast {
     dir: PathBuf,
     files: usize,
+    /// The bytes of each file.
+    file_bytes: usize,
 }
 
 /// What one [`Ballast::top_up`] wrote, and in how long.
@@ -59,21 +61,34 @@ impl Ballast {
         let dir = dir.join(format!("aggregator-bench-ballast-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot make the ballast's folder {}: {e}", dir.display()))?;
-        Ok(Ballast { dir, files: 0 })
+        Ok(Ballast {
+            dir,
+            files: 0,
+            file_bytes: FILE_BYTES,
+        })
     }
 
     /// Writes files until the machine's free memory is below [`KEEP_FREE_KIB`] or its disk's
     /// free space below [`KEEP_DISK`], each synced, so that no writeback of them runs into the
     /// window that follows.
     pub fn top_up(&mut self) -> Result<TopUp, String> {
+        let dir = self.dir.clone();
+        self.top_up_while(|| Ok(mem_free_kib()? > KEEP_FREE_KIB && disk_free(&dir)? > KEEP_DISK))
+    }
+
+    /// Writes files while `more` says so.
+    fn top_up_while(
+        &mut self,
+        mut more: impl FnMut() -> Result<bool, String>,
+    ) -> Result<TopUp, String> {
         let started = Instant::now();
         let mut bytes = 0;
-        while mem_free_kib()? > KEEP_FREE_KIB && disk_free(&self.dir)? > KEEP_DISK {
+        while more()? {
             self.files += 1;
             let path = self.dir.join(self.files.to_string());
-            write_file(&path, FILE_BYTES)
+            write_file(&path, self.file_bytes)
                 .map_err(|e| format!("cannot write ballast {}: {e}", path.display()))?;
-            bytes += FILE_BYTES as u64;
+            bytes += self.file_bytes as u64;
         }
         let seconds = started.elapsed().as_secs_f64();
         Ok(TopUp { bytes, seconds })
@@ -128,8 +143,8 @@ fn disk_free(dir: &Path) -> Result<u64, String> {
 mod tests {
     use super::*;
 
-    /// The probe writes and removes its file; the ballast stops by itself, where the disk or the
-    /// memory says so, and its folder goes when it is dropped.
+    /// The probe writes and removes its file; the ballast writes files while told to, each of
+    /// its size, counts them, and its folder goes when it is dropped.
     #[test]
     fn the_probe_and_the_ballast_leave_nothing_behind() {
         let dir = std::env::temp_dir().join(format!("page-cache-test-{}", std::process::id()));
@@ -138,8 +153,21 @@ mod tests {
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         assert!(mem_free_kib().unwrap() > 0 && disk_free(&dir).unwrap() > 0);
         let folder = {
-            let ballast = Ballast::new(&dir).unwrap();
-            assert!(ballast.dir.is_dir());
+            let mut ballast = Ballast::new(&dir).unwrap();
+            ballast.file_bytes = 1 << 20;
+            let mut asked = 0;
+            let topped = ballast.top_up_while(|| {
+                asked += 1;
+                Ok(asked <= 3)
+            });
+            assert_eq!(topped.unwrap().bytes, 3 << 20);
+            let files = std::fs::read_dir(&ballast.dir).unwrap();
+            let sizes: Vec<u64> = files
+                .map(|f| f.unwrap().metadata().unwrap().len())
+                .collect();
+            assert_eq!(sizes, [1 << 20; 3]);
+            let refused = ballast.top_up_while(|| Err("no".into()));
+            assert_eq!(refused.unwrap_err(), "no");
             ballast.dir.clone()
         };
         assert!(!folder.exists());
