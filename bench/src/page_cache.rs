@@ -56,8 +56,12 @@ pub struct TopUp {
 }
 
 impl Ballast {
-    /// An empty ballast in a new folder of `dir`.
+    /// An empty ballast in a new folder of `dir`; none on a tmpfs, whose pages the kernel could
+    /// not reclaim for the windows' writes.
     pub fn new(dir: &Path) -> Result<Ballast, String> {
+        if on_tmpfs(dir)? {
+            return Err(format!("{} is a tmpfs", dir.display()));
+        }
         let dir = dir.join(format!("aggregator-bench-ballast-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot make the ballast's folder {}: {e}", dir.display()))?;
@@ -122,10 +126,30 @@ fn mem_free_kib() -> Result<u64, String> {
         .ok_or_else(|| "/proc/meminfo has no MemFree".to_string())
 }
 
+/// Whether `dir` is on a tmpfs.
+fn on_tmpfs(dir: &Path) -> Result<bool, String> {
+    let path = c_path(dir)?;
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stat` is written by a successful call before it is
+    // read.
+    let stat = unsafe {
+        if libc::statfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(format!("cannot stat {}: {err}", dir.display()));
+        }
+        stat.assume_init()
+    };
+    Ok(stat.f_type == libc::TMPFS_MAGIC)
+}
+
+fn c_path(dir: &Path) -> Result<std::ffi::CString, String> {
+    std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{} holds a NUL", dir.display()))
+}
+
 /// Bytes free to an unprivileged writer on `dir`'s filesystem.
 fn disk_free(dir: &Path) -> Result<u64, String> {
-    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{} holds a NUL", dir.display()))?;
+    let path = c_path(dir)?;
     let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `path` is NUL-terminated and `stat` is written by a successful call before it is
     // read.
@@ -147,11 +171,17 @@ mod tests {
     /// its size, counts them, and its folder goes when it is dropped.
     #[test]
     fn the_probe_and_the_ballast_leave_nothing_behind() {
-        let dir = std::env::temp_dir().join(format!("page-cache-test-{}", std::process::id()));
+        // Beside the test's binary, in the target folder: on disk where /tmp may be a tmpfs.
+        let exe = std::env::current_exe().unwrap();
+        let dir = (exe.parent().unwrap()).join(format!("page-cache-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         assert!(probe(&dir).is_some_and(|rate| rate > 0.0));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         assert!(mem_free_kib().unwrap() > 0 && disk_free(&dir).unwrap() > 0);
+        if on_tmpfs(Path::new("/dev/shm")) == Ok(true) {
+            let refused = Ballast::new(Path::new("/dev/shm")).err().unwrap();
+            assert_eq!(refused, "/dev/shm is a tmpfs");
+        }
         let folder = {
             let mut ballast = Ballast::new(&dir).unwrap();
             ballast.file_bytes = 1 << 20;

@@ -135,13 +135,13 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Option<ReplicationResult>, String>
         cluster: &cluster,
         runtime: &runtime,
         context,
-        ballast: match settings.fill_page_cache {
-            true => Some(RefCell::new((
-                Ballast::new(&std::env::temp_dir())?,
-                TopUp::default(),
-            ))),
-            false => None,
-        },
+        ballast: (settings.fill_page_cache)
+            .then(|| Ballast::new(&std::env::temp_dir()))
+            .and_then(|made| {
+                let why = |why| eprintln!("[bench] replication: the page cache not filled: {why}");
+                made.map_err(why).ok()
+            })
+            .map(|ballast| RefCell::new((ballast, TopUp::default()))),
     };
     let mut rounds = Vec::new();
     for run in 1..=plan.runs {
