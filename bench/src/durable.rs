@@ -46,7 +46,7 @@ fn size(most: u64, available: Option<u64>) -> u64 {
 }
 
 /// Seconds from creating `path` to the end of the `fsync` of `bytes` written to it in blocks.
-fn write_synced(path: &Path, bytes: u64) -> io::Result<f64> {
+pub fn write_synced(path: &Path, bytes: u64) -> io::Result<f64> {
     // Not zeros: a filesystem or a virtual disk may store those without writing them.
     let block = vec![0xA5u8; BLOCK];
     let started = Instant::now();
@@ -62,7 +62,7 @@ fn write_synced(path: &Path, bytes: u64) -> io::Result<f64> {
 }
 
 /// Bytes free to an unprivileged writer on the filesystem of `dir`, if `statvfs` says.
-fn available(dir: &Path) -> Option<u64> {
+pub fn available(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs(3) with a NUL-terminated path and a zeroed struct it fills in.

@@ -16,11 +16,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::durable;
+
 /// What [`probe`] writes.
 const PROBE_BYTES: usize = 256 << 20;
 
 /// One ballast file.
-const FILE_BYTES: usize = 1 << 30;
+const FILE_BYTES: u64 = 1 << 30;
 
 /// Free memory the ballast leaves: room for the window's processes before reclaim starts.
 const KEEP_FREE_KIB: u64 = 1536 << 10;
@@ -28,16 +30,25 @@ const KEEP_FREE_KIB: u64 = 1536 << 10;
 /// Free disk space the ballast leaves for the windows' archives and streams.
 const KEEP_DISK: u64 = 24 << 30;
 
-/// How fast this machine takes new pages into its page cache: MB/s writing [`PROBE_BYTES`] to a
-/// new file in `dir`, which is then removed; `None` where that failed.
+/// How fast this machine takes new pages into its page cache: MB/s of the writes of
+/// [`PROBE_BYTES`] to a new file in `dir` (not synced: the disk is not what is measured), which
+/// is then removed; `None` where that failed.
 pub fn probe(dir: &Path) -> Option<f64> {
     let path = dir.join(format!("aggregator-bench-probe-{}", std::process::id()));
-    let started = Instant::now();
-    let written = write_file(&path, PROBE_BYTES);
-    let seconds = started.elapsed().as_secs_f64();
+    let timed = write_unsynced(&path);
     let _ = std::fs::remove_file(&path);
-    written.ok()?;
-    Some(PROBE_BYTES as f64 / seconds / 1e6)
+    Some(PROBE_BYTES as f64 / timed.ok()? / 1e6)
+}
+
+/// Seconds to write [`PROBE_BYTES`] to a new file at `path`, in 1 MiB writes.
+fn write_unsynced(path: &Path) -> std::io::Result<f64> {
+    let chunk = vec![0xA5u8; 1 << 20];
+    let mut file = File::create(path)?;
+    let started = Instant::now();
+    for _ in 0..PROBE_BYTES / chunk.len() {
+        file.write_all(&chunk)?;
+    }
+    Ok(started.elapsed().as_secs_f64().max(1e-9))
 }
 
 /// Files in the page cache that keep the machine's free memory low; removed when dropped.
@@ -45,7 +56,7 @@ pub struct Ballast {
     dir: PathBuf,
     files: usize,
     /// The bytes of each file.
-    file_bytes: usize,
+    file_bytes: u64,
 }
 
 /// What one [`Ballast::top_up`] wrote, and in how long.
@@ -77,7 +88,11 @@ impl Ballast {
     /// window that follows.
     pub fn top_up(&mut self) -> Result<TopUp, String> {
         let dir = self.dir.clone();
-        self.top_up_while(|| Ok(mem_free_kib()? > KEEP_FREE_KIB && disk_free(&dir)? > KEEP_DISK))
+        self.top_up_while(|| {
+            let disk = durable::available(&dir)
+                .ok_or_else(|| format!("cannot tell the free space of {}", dir.display()))?;
+            Ok(mem_free_kib()? > KEEP_FREE_KIB && disk > KEEP_DISK)
+        })
     }
 
     /// Writes files while `more` says so.
@@ -90,9 +105,9 @@ impl Ballast {
         while more()? {
             self.files += 1;
             let path = self.dir.join(self.files.to_string());
-            write_file(&path, self.file_bytes)
+            durable::write_synced(&path, self.file_bytes)
                 .map_err(|e| format!("cannot write ballast {}: {e}", path.display()))?;
-            bytes += self.file_bytes as u64;
+            bytes += self.file_bytes;
         }
         let seconds = started.elapsed().as_secs_f64();
         Ok(TopUp { bytes, seconds })
@@ -103,16 +118,6 @@ impl Drop for Ballast {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Writes `bytes` (ones) to a new file at `path` and syncs it.
-fn write_file(path: &Path, bytes: usize) -> std::io::Result<()> {
-    let chunk = vec![1u8; 1 << 20];
-    let mut file = File::create(path)?;
-    for _ in 0..bytes / chunk.len() {
-        file.write_all(&chunk)?;
-    }
-    file.sync_all()
 }
 
 /// `MemFree` of `/proc/meminfo`, KiB.
@@ -128,7 +133,9 @@ fn mem_free_kib() -> Result<u64, String> {
 
 /// Whether `dir` is on a tmpfs.
 fn on_tmpfs(dir: &Path) -> Result<bool, String> {
-    let path = c_path(dir)?;
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| format!("{} holds a NUL", dir.display()))?;
     let mut stat = std::mem::MaybeUninit::<libc::statfs>::uninit();
     // SAFETY: `path` is NUL-terminated and `stat` is written by a successful call before it is
     // read.
@@ -140,27 +147,6 @@ fn on_tmpfs(dir: &Path) -> Result<bool, String> {
         stat.assume_init()
     };
     Ok(stat.f_type == libc::TMPFS_MAGIC)
-}
-
-fn c_path(dir: &Path) -> Result<std::ffi::CString, String> {
-    std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{} holds a NUL", dir.display()))
-}
-
-/// Bytes free to an unprivileged writer on `dir`'s filesystem.
-fn disk_free(dir: &Path) -> Result<u64, String> {
-    let path = c_path(dir)?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is NUL-terminated and `stat` is written by a successful call before it is
-    // read.
-    let stat = unsafe {
-        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
-            let err = std::io::Error::last_os_error();
-            return Err(format!("cannot stat {}: {err}", dir.display()));
-        }
-        stat.assume_init()
-    };
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 #[cfg(test)]
@@ -177,7 +163,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         assert!(probe(&dir).is_some_and(|rate| rate > 0.0));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
-        assert!(mem_free_kib().unwrap() > 0 && disk_free(&dir).unwrap() > 0);
+        assert!(mem_free_kib().unwrap() > 0);
         if on_tmpfs(Path::new("/dev/shm")) == Ok(true) {
             let refused = Ballast::new(Path::new("/dev/shm")).err().unwrap();
             assert_eq!(refused, "/dev/shm is a tmpfs");
