@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::durable;
+use crate::results::TopUp;
 
 /// What [`probe`] writes.
 const PROBE_BYTES: usize = 256 << 20;
@@ -57,13 +58,6 @@ pub struct Ballast {
     files: usize,
     /// The bytes of each file.
     file_bytes: u64,
-}
-
-/// What one [`Ballast::top_up`] wrote, and in how long.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct TopUp {
-    pub bytes: u64,
-    pub seconds: f64,
 }
 
 impl Ballast {

@@ -42,11 +42,11 @@ use crate::child::{self, ChildProc};
 use crate::control::{self, ClientAcks, Counts, Samples};
 use crate::daemon_config::{self, ConfigFile};
 use crate::nats_cluster::{self, NatsCluster};
-use crate::page_cache::{Ballast, TopUp};
+use crate::page_cache::Ballast;
 use crate::publisher::publish_windowed;
 use crate::results::{
     process_cpu_ns, PlainPublisher, Plan, ReplicationPlan, ReplicationResult, ReplicationRound,
-    SinkWindow,
+    SinkWindow, TopUp,
 };
 use crate::{emergency, external, stream_check, throttle, Variant};
 

@@ -338,6 +338,13 @@ pub struct ReplicationPlan {
     pub fill_page_cache: bool,
 }
 
+/// What topping the page cache up wrote ([`crate::page_cache::Ballast::top_up`]), and in how long.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TopUp {
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
 /// The replication run, measured or skipped.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplicationResult {
@@ -347,7 +354,7 @@ pub struct ReplicationResult {
     pub skipped: Option<String>,
     pub rounds: Vec<ReplicationRound>,
     /// What filling the page cache wrote over the run, where it was filled.
-    pub ballast: Option<crate::page_cache::TopUp>,
+    pub ballast: Option<TopUp>,
 }
 
 impl ReplicationResult {
