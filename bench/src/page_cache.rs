@@ -58,6 +58,8 @@ pub struct Ballast {
     files: usize,
     /// The bytes of each file.
     file_bytes: u64,
+    /// What its top-ups wrote, and in how long, all told.
+    pub written: TopUp,
 }
 
 impl Ballast {
@@ -74,13 +76,14 @@ impl Ballast {
             dir,
             files: 0,
             file_bytes: FILE_BYTES,
+            written: TopUp::default(),
         })
     }
 
     /// Writes files until the machine's free memory is below [`KEEP_FREE_KIB`] or its disk's
     /// free space below [`KEEP_DISK`], each synced, so that no writeback of them runs into the
     /// window that follows.
-    pub fn top_up(&mut self) -> Result<TopUp, String> {
+    pub fn top_up(&mut self) -> Result<(), String> {
         let dir = self.dir.clone();
         self.top_up_while(|| {
             let disk = durable::available(&dir)
@@ -93,7 +96,7 @@ impl Ballast {
     fn top_up_while(
         &mut self,
         mut more: impl FnMut() -> Result<bool, String>,
-    ) -> Result<TopUp, String> {
+    ) -> Result<(), String> {
         let started = Instant::now();
         let mut bytes = 0;
         while more()? {
@@ -104,7 +107,9 @@ impl Ballast {
             bytes += self.file_bytes;
         }
         let seconds = started.elapsed().as_secs_f64();
-        Ok(TopUp { bytes, seconds })
+        self.written.bytes += bytes;
+        self.written.seconds += seconds;
+        Ok(())
     }
 }
 
@@ -170,7 +175,8 @@ mod tests {
                 asked += 1;
                 Ok(asked <= 3)
             });
-            assert_eq!(topped.unwrap().bytes, 3 << 20);
+            topped.unwrap();
+            assert_eq!(ballast.written.bytes, 3 << 20);
             let files = std::fs::read_dir(&ballast.dir).unwrap();
             let sizes: Vec<u64> = files
                 .map(|f| f.unwrap().metadata().unwrap().len())

@@ -46,7 +46,7 @@ use crate::page_cache::Ballast;
 use crate::publisher::publish_windowed;
 use crate::results::{
     process_cpu_ns, PlainPublisher, Plan, ReplicationPlan, ReplicationResult, ReplicationRound,
-    SinkWindow, TopUp,
+    SinkWindow,
 };
 use crate::{emergency, external, stream_check, throttle, Variant};
 
@@ -135,13 +135,7 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Option<ReplicationResult>, String>
         cluster: &cluster,
         runtime: &runtime,
         context,
-        ballast: (settings.fill_page_cache)
-            .then(|| Ballast::new(&std::env::temp_dir()))
-            .and_then(|made| {
-                let why = |why| eprintln!("[bench] replication: the page cache not filled: {why}");
-                made.map_err(why).ok()
-            })
-            .map(|ballast| RefCell::new((ballast, TopUp::default()))),
+        ballast: ballast(settings).map(RefCell::new),
     };
     let mut rounds = Vec::new();
     for run in 1..=plan.runs {
@@ -153,8 +147,22 @@ pub fn run(exe: &Path, plan: &Plan) -> Result<Option<ReplicationResult>, String>
         server: Some(server),
         skipped: None,
         rounds,
-        ballast: bench.ballast.map(|filled| filled.into_inner().1),
+        ballast: bench.ballast.map(|ballast| ballast.into_inner().written),
     }))
+}
+
+/// The ballast that fills the page cache, where the run asks for one and one can be made.
+fn ballast(settings: ReplicationPlan) -> Option<Ballast> {
+    if !settings.fill_page_cache {
+        return None;
+    }
+    match Ballast::new(&std::env::temp_dir()) {
+        Ok(ballast) => Some(ballast),
+        Err(why) => {
+            eprintln!("[bench] replication: the page cache not filled: {why}");
+            None
+        }
+    }
 }
 
 /// A JetStream context on the cluster, once it answers JetStream requests.
@@ -175,8 +183,8 @@ struct Bench<'a> {
     cluster: &'a NatsCluster,
     runtime: &'a Runtime,
     context: jetstream::Context,
-    /// Where the page cache is filled before each window: its files, and what they took.
-    ballast: Option<RefCell<(Ballast, TopUp)>>,
+    /// Where the page cache is filled before each window: its files.
+    ballast: Option<RefCell<Ballast>>,
 }
 
 impl Bench<'_> {
@@ -217,14 +225,10 @@ impl Bench<'_> {
 
     /// Tops the ballast up, where the run fills the page cache.
     fn fill_page_cache(&self) -> Result<(), String> {
-        let Some(ballast) = &self.ballast else {
-            return Ok(());
-        };
-        let (ballast, total) = &mut *ballast.borrow_mut();
-        let topped = ballast.top_up()?;
-        total.bytes += topped.bytes;
-        total.seconds += topped.seconds;
-        Ok(())
+        match &self.ballast {
+            Some(ballast) => ballast.borrow_mut().top_up(),
+            None => Ok(()),
+        }
     }
 
     /// The layout of the streams the run makes, the sinks' `layout`.
