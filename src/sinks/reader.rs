@@ -106,7 +106,10 @@ pub async fn read_stream(
 }
 
 /// Reads the messages of `subject` up to stream sequence `last`; returns how many, and whether
-/// `each` wants more.
+/// `each` wants more. A consumer that goes quiet for [`PATIENCE`] with messages left (its pull
+/// lost with a stream leader that moved, say: async-nats's ordered consumer would notice only
+/// after two missed 15 s heartbeats) is given up for a new one from the next message, up to
+/// [`CONSUMERS`] in all.
 async fn read_subject(
     stream: &Stream,
     naming: &Naming,
@@ -115,63 +118,137 @@ async fn read_subject(
     filter: &FrameFilter,
     each: &mut impl FnMut(Read) -> bool,
 ) -> Result<(u64, bool), String> {
-    let config = pull::OrderedConfig {
-        filter_subject: subject.clone(),
-        deliver_policy: DeliverPolicy::All,
-        ..Default::default()
-    };
-    let mut consumer = (stream.create_consumer(config).await)
-        .map_err(|e| format!("a consumer of {subject}: {e}"))?;
-    let info = (consumer.info().await).map_err(|e| format!("a consumer of {subject}: {e}"))?;
-    let mut left = info.num_pending;
-    let mut messages =
-        (consumer.messages().await).map_err(|e| format!("reading {subject}: {e}"))?;
-    let mut read = 0;
-    while left > 0 {
-        let message = match tokio::time::timeout(PATIENCE, messages.next()).await {
-            Ok(Some(message)) => message.map_err(|e| format!("reading {subject}: {e}"))?,
-            Ok(None) => return Err(format!("reading {subject}: the consumer ended")),
-            Err(_) => {
+    let (mut read, mut from) = (0, 1);
+    for consumer in 1..=CONSUMERS {
+        let part = Part {
+            subject: &subject,
+            from,
+            last,
+        };
+        match part.read(stream, naming, filter, each).await? {
+            Ended::Done { messages, going_on } => return Ok((read + messages, going_on)),
+            Ended::Quiet {
+                messages,
+                next,
+                left,
+            } => {
+                (read, from) = (read + messages, next);
                 let waited = PATIENCE.as_secs();
-                return Err(format!(
-                    "reading {subject}: no message for {waited} s, {left} said to be left"
-                ));
-            }
-        };
-        let info = (message.info()).map_err(|e| format!("reading {subject}: {e}"))?;
-        let stream_sequence = info.stream_sequence;
-        if stream_sequence > last {
-            break;
-        }
-        left = if stream_sequence == last {
-            0
-        } else {
-            info.pending
-        };
-        read += 1;
-        let empty = async_nats::HeaderMap::new();
-        let headers = message.headers.as_ref().unwrap_or(&empty);
-        let frames = naming.frames(&message.subject, headers, message.payload.clone());
-        let wanted: Vec<Read> = match frames {
-            Ok((frames, site)) => (frames.into_iter())
-                .filter(|frame| {
-                    filter.wants(frame) && filter.received().contains(&frame.received_unix_ns)
-                })
-                .map(|frame| {
-                    Ok(StreamFrame {
-                        frame,
-                        site: site.clone(),
-                        stream_sequence,
-                    })
-                })
-                .collect(),
-            Err(why) => vec![Err((stream_sequence, why))],
-        };
-        for frame in wanted {
-            if !each(frame) {
-                return Ok((read, false));
+                let why = format!("no message for {waited} s, {left} said to be left");
+                if consumer == CONSUMERS {
+                    return Err(format!("reading {subject}: {why} ({CONSUMERS} consumers)"));
+                }
+                tracing::warn!(%subject, next, "{why}: reading on with a new consumer");
             }
         }
     }
     Ok((read, true))
+}
+
+/// Consumers a subject's read may take, each after the last went quiet.
+const CONSUMERS: u32 = 3;
+
+/// One consumer's part of a subject's read: from stream sequence `from` up to `last`.
+struct Part<'a> {
+    subject: &'a str,
+    from: u64,
+    last: u64,
+}
+
+/// How a [`Part`] ended: every message read (and whether `each` wants more), or quiet with
+/// `left` said to be left, the next to read at `next`.
+enum Ended {
+    Done { messages: u64, going_on: bool },
+    Quiet { messages: u64, next: u64, left: u64 },
+}
+
+impl Part<'_> {
+    async fn read(
+        &self,
+        stream: &Stream,
+        naming: &Naming,
+        filter: &FrameFilter,
+        each: &mut impl FnMut(Read) -> bool,
+    ) -> Result<Ended, String> {
+        let subject = self.subject;
+        let deliver_policy = match self.from {
+            0 | 1 => DeliverPolicy::All,
+            start_sequence => DeliverPolicy::ByStartSequence { start_sequence },
+        };
+        let config = pull::OrderedConfig {
+            filter_subject: subject.to_string(),
+            deliver_policy,
+            ..Default::default()
+        };
+        let mut consumer = (stream.create_consumer(config).await)
+            .map_err(|e| format!("a consumer of {subject}: {e}"))?;
+        let info = (consumer.info().await).map_err(|e| format!("a consumer of {subject}: {e}"))?;
+        let (mut left, mut next, mut messages) = (info.num_pending, self.from, 0);
+        let mut delivered =
+            (consumer.messages().await).map_err(|e| format!("reading {subject}: {e}"))?;
+        while left > 0 {
+            let message = match tokio::time::timeout(PATIENCE, delivered.next()).await {
+                Ok(Some(message)) => message.map_err(|e| format!("reading {subject}: {e}"))?,
+                Ok(None) => return Err(format!("reading {subject}: the consumer ended")),
+                Err(_) => {
+                    return Ok(Ended::Quiet {
+                        messages,
+                        next,
+                        left,
+                    })
+                }
+            };
+            let info = (message.info()).map_err(|e| format!("reading {subject}: {e}"))?;
+            let stream_sequence = info.stream_sequence;
+            if stream_sequence > self.last {
+                break;
+            }
+            left = if stream_sequence == self.last {
+                0
+            } else {
+                info.pending
+            };
+            (messages, next) = (messages + 1, stream_sequence + 1);
+            if !hand_over(naming, &message, stream_sequence, filter, each) {
+                return Ok(Ended::Done {
+                    messages,
+                    going_on: false,
+                });
+            }
+        }
+        Ok(Ended::Done {
+            messages,
+            going_on: true,
+        })
+    }
+}
+
+/// Hands `each` the frames of `message` that `filter` wants, or why it holds none; whether `each`
+/// wants more.
+fn hand_over(
+    naming: &Naming,
+    message: &jetstream::Message,
+    stream_sequence: u64,
+    filter: &FrameFilter,
+    each: &mut impl FnMut(Read) -> bool,
+) -> bool {
+    let empty = async_nats::HeaderMap::new();
+    let headers = message.headers.as_ref().unwrap_or(&empty);
+    let frames = naming.frames(&message.subject, headers, message.payload.clone());
+    let wanted: Vec<Read> = match frames {
+        Ok((frames, site)) => (frames.into_iter())
+            .filter(|frame| {
+                filter.wants(frame) && filter.received().contains(&frame.received_unix_ns)
+            })
+            .map(|frame| {
+                Ok(StreamFrame {
+                    frame,
+                    site: site.clone(),
+                    stream_sequence,
+                })
+            })
+            .collect(),
+        Err(why) => vec![Err((stream_sequence, why))],
+    };
+    wanted.into_iter().all(each)
 }
